@@ -1,0 +1,255 @@
+"""WeCom (企业微信) self-built app callback: ``GET``/``POST /wecom/callback`` in; a passive
+encrypted reply or ``message/send`` out.
+
+WeCom waits 5 seconds for the callback's answer and then retries (3 tries in all). So the turn runs
+in the background and the request waits for it only ``reply_timeout`` seconds (default 4): an answer
+ready by then goes back passively in the HTTP response; a later one is sent actively through
+``message/send`` after an empty 200, which WeCom documents as "received, no reply, do not retry".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.channels.base import Channel, Turn
+from bot.channels.slack import (
+    DEFAULT_MAX_MESSAGE_CHARS,
+    BackgroundTasks,
+    RecentKeys,
+    http_error,
+    read_body,
+    resolve_settings,
+)
+from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
+
+if TYPE_CHECKING:
+    from bot.engine import Bot
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://qyapi.weixin.qq.com/cgi-bin/"
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_REPLY_TIMEOUT_S = 4.0
+MAX_CONTENT_BYTES = 2048  # WeCom's limit for a text message's content
+TOKEN_EXPIRED = {40014, 42001}  # invalid access_token, expired access_token
+TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry
+ENV = {
+    "token": "DESKBOT_WECOM_TOKEN",
+    "aes_key": "DESKBOT_WECOM_AES_KEY",
+    "corp_id": "DESKBOT_WECOM_CORP_ID",
+    "secret": "DESKBOT_WECOM_SECRET",
+    "agent_id": "DESKBOT_WECOM_AGENT_ID",
+    "api_url": "DESKBOT_WECOM_API_URL",
+}
+REQUIRED = ("token", "aes_key", "corp_id", "secret", "agent_id")
+
+
+def split_utf8(text: str, limit: int = MAX_CONTENT_BYTES) -> list[str]:
+    """Cut ``text`` into pieces of at most ``limit`` UTF-8 bytes, never inside a character."""
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+    for char in text:
+        width = len(char.encode())
+        if size + width > limit:
+            pieces.append("".join(current))
+            current, size = [], 0
+        current.append(char)
+        size += width
+    if current:
+        pieces.append("".join(current))
+    return pieces
+
+
+class WeComAPIError(RuntimeError):
+    """WeCom's API answered with a non-zero ``errcode`` or a non-2xx status."""
+
+
+class WeComChannel(Channel):
+    """The callback input side and the ``message/send`` output side of one WeCom app.
+
+    Conversation ids are ``wecom:{corp_id}:{FromUserName}``: one conversation per employee.
+    """
+
+    name = "wecom"
+
+    def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
+        resolved = resolve_settings(settings, ENV)
+        missing = [key for key in REQUIRED if not resolved.get(key)]
+        if missing:
+            raise ValueError(f"wecom channel needs {', '.join(missing)}")
+        super().__init__(bot, resolved)
+        self.corp_id: str = resolved["corp_id"]
+        self.secret: str = resolved["secret"]
+        self.agent_id = int(resolved["agent_id"])
+        self.api_url: str = resolved.get("api_url") or DEFAULT_API_URL
+        self.reply_timeout = float(resolved.get("reply_timeout", DEFAULT_REPLY_TIMEOUT_S))
+        self.max_body_bytes = int(resolved.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+        self.max_message_chars = int(resolved.get("max_message_chars", DEFAULT_MAX_MESSAGE_CHARS))
+        self.crypto = WeComCrypto(resolved["token"], resolved["aes_key"], self.corp_id)
+        self._seen = RecentKeys()
+        self._tasks = BackgroundTasks()
+        self._session: aiohttp.ClientSession | None = None
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, bot: "Bot", settings: dict[str, Any]) -> WeComChannel | None:
+        """The channel, or None when its secrets are not set (the endpoint then stays unmounted)."""
+        resolved = resolve_settings(settings, ENV)
+        missing = [key for key in REQUIRED if not resolved.get(key)]
+        if missing:
+            if len(missing) < len(REQUIRED):
+                log.warning("wecom channel disabled: %s not set", ", ".join(missing))
+            return None
+        return cls(bot, settings)
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return [web.get("/wecom/callback", self.handle_verify), web.post("/wecom/callback", self.handle_callback)]
+
+    @staticmethod
+    def _query(request: web.Request, *names: str) -> list[str]:
+        values = [request.query.get(name, "") for name in names]
+        missing = [name for name, value in zip(names, values) if not value]
+        if missing:
+            raise http_error(web.HTTPBadRequest, f"missing query parameter(s): {', '.join(missing)}")
+        return values
+
+    async def handle_verify(self, request: web.Request) -> web.StreamResponse:
+        """The URL check WeCom makes when the callback is saved: answer the decrypted echostr, bare."""
+        signature, timestamp, nonce, echostr = self._query(request, "msg_signature", "timestamp", "nonce", "echostr")
+        # Query parsing turns a literal '+' into a space; base64 has no spaces, so put them back.
+        echostr = echostr.replace(" ", "+")
+        try:
+            plain = self.crypto.verify_url(signature, timestamp, nonce, echostr)
+        except (SignatureError, ReceiveIdError) as exc:
+            raise http_error(web.HTTPUnauthorized, str(exc)) from exc
+        except WeComError as exc:
+            raise http_error(web.HTTPBadRequest, str(exc)) from exc
+        return web.Response(text=plain)
+
+    async def handle_callback(self, request: web.Request) -> web.StreamResponse:
+        body = await read_body(request, self.max_body_bytes)
+        signature, timestamp, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
+        try:
+            message = parse_xml(self.crypto.decrypt_message(body, signature, timestamp, nonce))
+        except (SignatureError, ReceiveIdError) as exc:
+            raise http_error(web.HTTPUnauthorized, str(exc)) from exc
+        except WeComError as exc:
+            raise http_error(web.HTTPBadRequest, str(exc)) from exc
+
+        empty = web.Response(text="")
+        user = message.findtext("FromUserName") or ""
+        text = (message.findtext("Content") or "").strip()
+        if message.findtext("MsgType") != "text" or not user or not text:
+            return empty
+        if not self._seen.add(message.findtext("MsgId") or f"{user}:{message.findtext('CreateTime')}"):
+            return empty
+        turn = Turn(
+            conversation_id=f"wecom:{self.corp_id}:{user}",
+            text=text[: self.max_message_chars],
+            channel=self.name,
+            user=user,
+            metadata={"msg_id": message.findtext("MsgId"), "agent_id": message.findtext("AgentID")},
+        )
+
+        deliver: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._tasks.spawn(self._answer(turn, deliver))
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(deliver), self.reply_timeout)
+        except asyncio.TimeoutError:
+            if deliver.cancel():  # too late for this response: _answer will send it actively
+                return empty
+            answer = deliver.result()
+        except asyncio.CancelledError:  # WeCom hung up: the answer must go out actively
+            deliver.cancel()
+            raise
+        if not answer:
+            return empty
+        if len(answer.encode()) > MAX_CONTENT_BYTES:  # one passive message cannot hold it
+            self._tasks.spawn(self.send(turn.conversation_id, answer))
+            return empty
+        return self._passive_reply(user, answer, nonce)
+
+    async def _answer(self, turn: Turn, deliver: asyncio.Future[str]) -> None:
+        """Run the turn; hand the text to the waiting request, or send it actively if it gave up."""
+        try:
+            reply = await self.bot.handle(turn)
+            text = "" if reply.source == "silent" else reply.text
+        except Exception:
+            log.exception("wecom turn failed for %s", turn.conversation_id)
+            text = ""
+        if not deliver.done():
+            deliver.set_result(text)
+        elif text:
+            await self.send(turn.conversation_id, text)
+
+    def _passive_reply(self, user: str, text: str, nonce: str) -> web.Response:
+        timestamp = str(int(time.time()))
+        root = ET.Element("xml")
+        for tag, value in (
+            ("ToUserName", user),
+            ("FromUserName", self.corp_id),
+            ("CreateTime", timestamp),
+            ("MsgType", "text"),
+            ("Content", text),
+        ):
+            ET.SubElement(root, tag).text = value
+        reply_xml = ET.tostring(root, encoding="unicode")
+        return web.Response(text=self.crypto.encrypt_message(reply_xml, nonce, timestamp), content_type="application/xml")
+
+    async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
+        """Send ``text`` to the employee with ``message/send``, in 2,048-byte pieces."""
+        prefix, corp_id, user = conversation_id.split(":", 2)
+        if prefix != self.name or corp_id != self.corp_id:
+            raise ValueError(f"not a conversation of this WeCom app: {conversation_id}")
+        for piece in split_utf8(text):
+            await self._send_text(user, piece)
+
+    async def _send_text(self, user: str, content: str) -> None:
+        payload = {"touser": user, "msgtype": "text", "agentid": self.agent_id, "text": {"content": content}}
+        token = await self._access_token()
+        result = await self._request("POST", "message/send", params={"access_token": token}, json=payload)
+        if result.get("errcode") in TOKEN_EXPIRED:  # revoked or expired early: refresh and retry once
+            token = await self._access_token(stale=token)
+            result = await self._request("POST", "message/send", params={"access_token": token}, json=payload)
+        if result.get("errcode", 0) != 0:
+            raise WeComAPIError(f"message/send: {result.get('errcode')} {result.get('errmsg')}")
+
+    async def _access_token(self, stale: str | None = None) -> str:
+        """The cached access token, fetched when missing, near expiry, or equal to ``stale``.
+
+        Comparing with ``stale`` means concurrent sends that all saw the same token rejected
+        trigger one ``gettoken`` between them, not one each.
+        """
+        async with self._token_lock:
+            if self._token is None or self._token == stale or time.monotonic() >= self._token_expires:
+                result = await self._request("GET", "gettoken", params={"corpid": self.corp_id, "corpsecret": self.secret})
+                if result.get("errcode", 0) != 0 or not result.get("access_token"):
+                    raise WeComAPIError(f"gettoken: {result.get('errcode')} {result.get('errmsg')}")
+                self._token = str(result["access_token"])
+                self._token_expires = time.monotonic() + int(result.get("expires_in", 7200)) - TOKEN_MARGIN_S
+            return self._token
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        async with self._session.request(method, self.api_url + path, **kwargs) as response:
+            if response.status >= 300:
+                raise WeComAPIError(f"{path}: HTTP {response.status}")
+            result: dict[str, Any] = await response.json(content_type=None)
+            return result
+
+    async def close(self) -> None:
+        await self._tasks.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,140 @@
+"""WeCom (企业微信) callback cryptography, equivalent to Tencent's ``WXBizMsgCrypt``.
+
+WeCom signs every callback with SHA-1 over the sorted ``[token, timestamp, nonce, encrypted]`` and
+encrypts the message with AES-256-CBC: key = base64(EncodingAESKey + "="), IV = the first 16 key
+bytes, plaintext = 16 random bytes + a 4-byte big-endian length + the message + the receive id
+(the CorpID), padded PKCS#7-style to **32-byte** blocks. The 32 matters: the official vector ends in
+a pad of 22, which a 16-byte unpadder (``cryptography``'s ``PKCS7(128)``) rejects, so the padding
+is done here and only the AES itself comes from ``cryptography``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import xml.etree.ElementTree as ET
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+BLOCK = 32
+
+
+class WeComError(ValueError):
+    """A callback that cannot be accepted: malformed (HTTP 400) unless a subclass says otherwise."""
+
+
+class SignatureError(WeComError):
+    """The ``msg_signature`` does not match: the request did not come from WeCom (HTTP 401)."""
+
+
+class ReceiveIdError(WeComError):
+    """The payload decrypted but was meant for another corp or app (HTTP 401)."""
+
+
+def parse_xml(data: bytes | str) -> ET.Element:
+    """Parse untrusted XML, refusing any DTD.
+
+    ``xml.etree`` expands internal entities, so a document type declaration could carry a
+    "billion laughs" bomb; WeCom never sends one, so any ``<!DOCTYPE``/``<!ENTITY`` is refused
+    before the parser sees it. Bytes are decoded strictly as UTF-8 first, so an ``encoding=``
+    declaration cannot smuggle the declaration past the check in another encoding.
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise WeComError("XML is not UTF-8") from exc
+    upper = text.upper()
+    if "<!DOCTYPE" in upper or "<!ENTITY" in upper:
+        raise WeComError("XML with a DTD or entities is refused")
+    try:
+        return ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise WeComError(f"malformed XML: {exc}") from exc
+
+
+class WeComCrypto:
+    """Signs, verifies, encrypts and decrypts WeCom callback payloads for one app."""
+
+    def __init__(self, token: str, encoding_aes_key: str, receive_id: str) -> None:
+        try:
+            key = base64.b64decode(encoding_aes_key + "=", validate=True)
+        except binascii.Error as exc:
+            raise ValueError("EncodingAESKey is not base64") from exc
+        if len(encoding_aes_key) != 43 or len(key) != 32:
+            raise ValueError("EncodingAESKey must be 43 characters (32 bytes once decoded)")
+        self.token = token
+        self.receive_id = receive_id
+        self._cipher = Cipher(algorithms.AES(key), modes.CBC(key[:16]))
+
+    def signature(self, timestamp: str, nonce: str, encrypted: str) -> str:
+        return hashlib.sha1("".join(sorted([self.token, timestamp, nonce, encrypted])).encode()).hexdigest()
+
+    def check_signature(self, msg_signature: str, timestamp: str, nonce: str, encrypted: str) -> None:
+        """Raise :class:`SignatureError` unless ``msg_signature`` matches, compared in constant time."""
+        expected = self.signature(timestamp, nonce, encrypted)
+        if not hmac.compare_digest(expected.encode(), msg_signature.encode()):
+            raise SignatureError("msg_signature does not match")
+
+    def encrypt(self, message: str) -> str:
+        """Encrypt ``message`` for WeCom, returning base64 text."""
+        body = message.encode()
+        plain = os.urandom(16) + len(body).to_bytes(4, "big") + body + self.receive_id.encode()
+        pad = BLOCK - len(plain) % BLOCK
+        plain += bytes([pad]) * pad
+        encryptor = self._cipher.encryptor()
+        return base64.b64encode(encryptor.update(plain) + encryptor.finalize()).decode()
+
+    def decrypt(self, encrypted: str) -> str:
+        """Decrypt base64 ``encrypted``; refuses bad padding, bad lengths and a foreign receive id."""
+        try:
+            data = base64.b64decode(encrypted, validate=True)
+        except binascii.Error as exc:
+            raise WeComError("ciphertext is not base64") from exc
+        if not data or len(data) % 16:
+            raise WeComError("ciphertext length is not a multiple of the AES block")
+        decryptor = self._cipher.decryptor()
+        plain = decryptor.update(data) + decryptor.finalize()
+        pad = plain[-1]
+        if not 1 <= pad <= BLOCK or plain[-pad:] != bytes([pad]) * pad:
+            raise WeComError("bad padding")
+        content = plain[16:-pad]
+        if len(content) < 4:
+            raise WeComError("plaintext too short")
+        length = int.from_bytes(content[:4], "big")
+        if len(content) < 4 + length:
+            raise WeComError("message length exceeds the plaintext")
+        if content[4 + length :] != self.receive_id.encode():
+            raise ReceiveIdError("receive id does not match this corp")
+        try:
+            return content[4 : 4 + length].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WeComError("message is not UTF-8") from exc
+
+    def verify_url(self, msg_signature: str, timestamp: str, nonce: str, echostr: str) -> str:
+        """The GET handshake: check the signature over ``echostr`` and return its plaintext."""
+        self.check_signature(msg_signature, timestamp, nonce, echostr)
+        return self.decrypt(echostr)
+
+    def decrypt_message(self, post_body: bytes | str, msg_signature: str, timestamp: str, nonce: str) -> str:
+        """The POST callback: take ``<xml><Encrypt/>…</xml>``, verify, and return the inner XML text."""
+        encrypted = parse_xml(post_body).findtext("Encrypt")
+        if not encrypted:
+            raise WeComError("no <Encrypt> element")
+        self.check_signature(msg_signature, timestamp, nonce, encrypted)
+        return self.decrypt(encrypted)
+
+    def encrypt_message(self, reply_xml: str, nonce: str, timestamp: str) -> str:
+        """Wrap a passive reply: ``<xml><Encrypt/><MsgSignature/><TimeStamp/><Nonce/></xml>``."""
+        encrypted = self.encrypt(reply_xml)
+        root = ET.Element("xml")
+        for tag, value in (
+            ("Encrypt", encrypted),
+            ("MsgSignature", self.signature(timestamp, nonce, encrypted)),
+            ("TimeStamp", timestamp),
+            ("Nonce", nonce),
+        ):
+            ET.SubElement(root, tag).text = value
+        return ET.tostring(root, encoding="unicode")

@@ -1,0 +1,241 @@
+"""Slack Events API channel against a real aiohttp app and a local stand-in for Slack's Web API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from types import SimpleNamespace
+from typing import Any, AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from bot.channels.base import Reply, Turn
+from bot.channels.slack import SlackAPIError, SlackChannel, slack_signature, verify_slack_request
+
+SECRET = "test-signing-secret"
+TOKEN = "xoxb-test-token"
+TS = "1700000000.000100"
+
+# Slack's worked example from "Verifying requests from Slack" (api.slack.com/authentication/
+# verifying-requests-from-slack). The documented body's command is /webhook-collect.
+DOC_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+DOC_TIMESTAMP = "1531420618"
+DOC_BODY = (
+    "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
+    "&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
+    "&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
+    "&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
+).encode()
+DOC_SIGNATURE = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+
+
+class FakeBot:
+    """Stands in for bot.engine.Bot: records turns and answers after ``delay`` seconds."""
+
+    store = None
+
+    def __init__(self, text: str = "Use the reset link.", source: str = "template", delay: float = 0.0) -> None:
+        self.text, self.source, self.delay = text, source, delay
+        self.turns: list[Turn] = []
+
+    async def handle(self, turn: Turn) -> Reply:
+        self.turns.append(turn)
+        await asyncio.sleep(self.delay)
+        return Reply(text=self.text, source=self.source)
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("SIGNING_SECRET", "BOT_TOKEN", "API_URL"):
+        monkeypatch.delenv(f"DESKBOT_SLACK_{var}", raising=False)
+
+
+@pytest.fixture
+async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
+    """A local chat.postMessage that checks the Bearer token and records what was posted."""
+    posts: list[dict[str, Any]] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        posts.append(await request.json())
+        return web.json_response({"ok": True, "ts": "1700000001.000200"})
+
+    app = web.Application()
+    app.router.add_post("/api/chat.postMessage", post_message)
+    server = await aiohttp_server(app)
+    return SimpleNamespace(url=str(server.make_url("/api/")), posts=posts)
+
+
+def make_channel(bot: FakeBot, api_url: str, **settings: Any) -> SlackChannel:
+    return SlackChannel(bot, {"signing_secret": SECRET, "bot_token": TOKEN, "api_url": api_url, **settings})
+
+
+@pytest.fixture
+async def slack(aiohttp_client: Any, slack_api: SimpleNamespace) -> AsyncIterator[SimpleNamespace]:
+    bot = FakeBot()
+    channel = make_channel(bot, slack_api.url, max_body_bytes=4096)
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    yield SimpleNamespace(bot=bot, channel=channel, client=client, posts=slack_api.posts)
+    await channel.close()
+
+
+def event(event_id: str = "Ev1", text: str = "<@UBOT> how do I reset my password?", **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "event_callback",
+        "team_id": "T1",
+        "event_id": event_id,
+        "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}],
+        "event": {"type": "message", "channel_type": "channel", "user": "U1", "channel": "C1", "ts": TS, "text": text, **fields},
+    }
+
+
+async def post(client: Any, payload: Any, *, timestamp: str | None = None, secret: str = SECRET, **headers: str) -> Any:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    timestamp = str(int(time.time())) if timestamp is None else timestamp
+    signed = {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": slack_signature(secret, timestamp, body)}
+    return await client.post("/slack/events", data=body, headers={"Content-Type": "application/json", **signed, **headers})
+
+
+def test_published_signing_example() -> None:
+    assert slack_signature(DOC_SECRET, DOC_TIMESTAMP, DOC_BODY) == DOC_SIGNATURE
+    now = int(DOC_TIMESTAMP)
+    assert verify_slack_request(DOC_SECRET, DOC_TIMESTAMP, DOC_SIGNATURE, DOC_BODY, now + 300)
+    assert not verify_slack_request(DOC_SECRET, DOC_TIMESTAMP, DOC_SIGNATURE, DOC_BODY, now + 301)
+    assert not verify_slack_request(DOC_SECRET, DOC_TIMESTAMP, DOC_SIGNATURE, DOC_BODY + b"x", now)
+    assert not verify_slack_request(DOC_SECRET, "not-a-number", DOC_SIGNATURE, DOC_BODY, now)
+    assert not verify_slack_request(DOC_SECRET, DOC_TIMESTAMP, "v0=é", DOC_BODY, now)
+
+
+async def test_url_verification(slack: SimpleNamespace) -> None:
+    response = await post(slack.client, {"type": "url_verification", "token": "x", "challenge": "3eZbrw1aBm2rZ"})
+    assert response.status == 200
+    assert await response.json() == {"challenge": "3eZbrw1aBm2rZ"}
+
+
+async def test_acks_at_once_then_replies_in_thread(slack: SimpleNamespace) -> None:
+    slack.bot.delay = 0.3
+    started = time.monotonic()
+    response = await post(slack.client, event())
+    assert response.status == 200
+    assert time.monotonic() - started < 0.25 and slack.posts == []  # acknowledged before the turn ran
+    await slack.channel.close()  # waits for the background turn
+    assert slack.posts == [{"channel": "C1", "text": "Use the reset link.", "thread_ts": TS}]
+    [turn] = slack.bot.turns
+    assert turn.text == "how do I reset my password?"  # the <@UBOT> mention is stripped
+    assert turn.conversation_id == f"slack:T1:C1:{TS}"
+    assert (turn.channel, turn.user) == ("slack", "U1")
+
+
+async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None:
+    for retry in ("", "1", "2"):
+        headers = {"X-Slack-Retry-Num": retry, "X-Slack-Retry-Reason": "http_timeout"} if retry else {}
+        assert (await post(slack.client, event(), **headers)).status == 200
+    await slack.channel.close()
+    assert len(slack.posts) == 1 and len(slack.bot.turns) == 1
+
+
+async def test_mention_delivered_as_message_and_app_mention_answers_once(slack: SimpleNamespace) -> None:
+    await post(slack.client, event("Ev1"))
+    mention = event("Ev2", text="<@UBOT|deskbot> how do I reset my password?")
+    mention["event"]["type"] = "app_mention"
+    await post(slack.client, mention)
+    await slack.channel.close()
+    assert len(slack.posts) == 1
+
+
+async def test_reply_in_an_existing_thread(slack: SimpleNamespace) -> None:
+    await post(slack.client, event(text="and for the admin?", thread_ts="1699999999.000001"))
+    await slack.channel.close()
+    assert slack.bot.turns[0].conversation_id == "slack:T1:C1:1699999999.000001"
+    assert slack.posts[0]["thread_ts"] == "1699999999.000001"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"bot_id": "B1"}, {"subtype": "bot_message"}, {"user": "UBOT"}, {"subtype": "message_changed"}],
+    ids=["bot_id", "bot_message", "own_user", "edit"],
+)
+async def test_bot_and_non_user_messages_are_ignored(slack: SimpleNamespace, fields: dict[str, str]) -> None:
+    assert (await post(slack.client, event(**fields))).status == 200
+    await slack.channel.close()
+    assert slack.bot.turns == [] and slack.posts == []
+
+
+async def test_overlong_message_is_cut(aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
+    bot = FakeBot()
+    channel = make_channel(bot, slack_api.url, max_message_chars=10)
+    app = web.Application()
+    app.add_routes(channel.routes())
+    await post(await aiohttp_client(app), event(text="<@UBOT> " + "y" * 50))
+    await channel.close()
+    assert bot.turns[0].text == "y" * 10
+
+
+async def test_silent_reply_sends_nothing(slack: SimpleNamespace) -> None:
+    slack.bot.text, slack.bot.source = "", "silent"
+    await post(slack.client, event())
+    await slack.channel.close()
+    assert len(slack.bot.turns) == 1 and slack.posts == []
+
+
+async def test_stale_timestamp_is_rejected(slack: SimpleNamespace) -> None:
+    response = await post(slack.client, event(), timestamp=str(int(time.time()) - 301))
+    assert response.status == 401
+    await slack.channel.close()
+    assert slack.bot.turns == []
+
+
+async def test_wrong_or_missing_signature_is_rejected(slack: SimpleNamespace) -> None:
+    assert (await post(slack.client, event(), secret="not-the-secret")).status == 401
+    response = await slack.client.post("/slack/events", data=json.dumps(event()))
+    assert response.status == 401
+    await slack.channel.close()
+    assert slack.bot.turns == []
+
+
+async def test_malformed_json_is_400(slack: SimpleNamespace) -> None:
+    response = await post(slack.client, b"{not json")
+    assert response.status == 400 and "malformed JSON" in await response.text()
+    assert (await post(slack.client, b"[1, 2]")).status == 400
+
+
+async def test_oversize_body_is_413(slack: SimpleNamespace) -> None:
+    assert (await post(slack.client, event(text="x" * 5000))).status == 413
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the limit applies while reading
+        for _ in range(10):
+            yield b"x" * 1000
+
+    response = await slack.client.post("/slack/events", data=chunked())
+    assert response.status == 413
+
+
+async def test_send_parses_its_own_conversation_id(slack: SimpleNamespace) -> None:
+    await slack.channel.send("slack:T1:C9:1700000002.000300", "An agent will be with you shortly.")
+    assert slack.posts == [{"channel": "C9", "text": "An agent will be with you shortly.", "thread_ts": "1700000002.000300"}]
+    with pytest.raises(ValueError):
+        await slack.channel.send("wecom:ww1:someone:x", "hi")
+
+
+async def test_send_with_a_bad_token_raises(slack_api: SimpleNamespace) -> None:
+    channel = SlackChannel(FakeBot(), {"signing_secret": SECRET, "bot_token": "xoxb-wrong", "api_url": slack_api.url})
+    with pytest.raises(SlackAPIError, match="invalid_auth"):
+        await channel.send(f"slack:T1:C1:{TS}", "hi")
+    await channel.close()
+
+
+def test_from_settings_needs_secrets_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert SlackChannel.from_settings(FakeBot(), {}) is None
+    assert SlackChannel.from_settings(FakeBot(), {"signing_secret": SECRET}) is None
+    monkeypatch.setenv("DESKBOT_SLACK_SIGNING_SECRET", "from-env")
+    monkeypatch.setenv("DESKBOT_SLACK_BOT_TOKEN", "xoxb-env")
+    monkeypatch.setenv("DESKBOT_SLACK_API_URL", "http://127.0.0.1:1/api/")
+    channel = SlackChannel.from_settings(FakeBot(), {"signing_secret": "from-yml"})
+    assert channel is not None
+    assert (channel.signing_secret, channel.bot_token, channel.api_url) == ("from-env", "xoxb-env", "http://127.0.0.1:1/api/")
+    assert [route.path for route in channel.routes()] == ["/slack/events"]  # type: ignore[attr-defined]

@@ -1,0 +1,338 @@
+"""WeCom callback channel: Tencent's official sample vectors, a real aiohttp app, and a local
+stand-in for WeCom's API (gettoken + message/send)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import xml.etree.ElementTree as ET
+from types import SimpleNamespace
+from typing import Any, AsyncIterator
+
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from bot.channels.base import Reply, Turn
+from bot.channels.wecom import WeComChannel, split_utf8
+from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
+
+# From Tencent's WXBizMsgCrypt sample (callback_python3/Sample.py).
+TOKEN = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"
+AES_KEY = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"
+CORP_ID = "ww1436e0e65a779aee"
+VERIFY = {
+    "msg_signature": "012bc692d0a58dd4b10f8dfe5c4ac00ae211ebeb",
+    "timestamp": "1476416373",
+    "nonce": "47744683",
+    "echostr": "fsi1xnbH4yQh0+PJxcOdhhK6TDXkjMyhEPA7xB2TGz6b+g7xyAbEkRxN/3cNXW9qdqjnoVzEtpbhnFyq6SVHyA==",
+}
+MESSAGE = {"msg_signature": "0c3914025cb4b4d68103f6bfc8db550f79dcf48e", "timestamp": "1476422779", "nonce": "1597212914"}
+ENCRYPTED = (
+    "Kl7kjoSf6DMD1zh7rtrHjFaDapSCkaOnwu3bqLc5tAybhhMl9pFeK8NslNPVdMwmBQTNoW4mY7AIjeLvEl3NyeTkAgGzBhzTtRLNshw2AEew"
+    "+kkYcD+Fq72Kt00fT0WnN87hGrW8SqGc+NcT3mu87Ha3dz1pSDi6GaUA6A0sqfde0VJPQbZ9U+3JWcoD4Z5jaU0y9GSh010wsHF8KZD24Yhm"
+    "ZH4ch4Ka7ilEbjbfvhKkNL65HHL0J6EYJIZUC2pFrdkJ7MhmEbU2qARR4iQHE7wy24qy0cRX3Mfp6iELcDNfSsPGjUQVDGxQDCWjayJOpcwo"
+    "cugux082f49HKYg84EpHSGXAyh+/oxwaWbvL6aSDPOYuPDGOCI8jmnKiypE+"
+)
+SAMPLE_BODY = (
+    f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName>\n<Encrypt><![CDATA[{ENCRYPTED}]]></Encrypt>\n"
+    "<AgentID><![CDATA[1000002]]></AgentID>\n</xml>"
+)
+ANSWER = "您好，请在设置页面重置密码。"
+
+
+class FakeBot:
+    """Stands in for bot.engine.Bot: records turns and answers after ``delay`` seconds."""
+
+    store = None
+
+    def __init__(self, text: str = ANSWER, source: str = "template", delay: float = 0.0) -> None:
+        self.text, self.source, self.delay = text, source, delay
+        self.turns: list[Turn] = []
+
+    async def handle(self, turn: Turn) -> Reply:
+        self.turns.append(turn)
+        await asyncio.sleep(self.delay)
+        return Reply(text=self.text, source=self.source)
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("TOKEN", "AES_KEY", "CORP_ID", "SECRET", "AGENT_ID", "API_URL"):
+        monkeypatch.delenv(f"DESKBOT_WECOM_{var}", raising=False)
+
+
+@pytest.fixture
+def crypto() -> WeComCrypto:
+    return WeComCrypto(TOKEN, AES_KEY, CORP_ID)
+
+
+# --- the cryptography, against the official vectors ------------------------------------------
+
+
+def test_verify_url_sample(crypto: WeComCrypto) -> None:
+    assert crypto.verify_url(**VERIFY) == "1288432023552776189"
+
+
+def test_decrypt_msg_sample(crypto: WeComCrypto) -> None:
+    message = parse_xml(crypto.decrypt_message(SAMPLE_BODY, **MESSAGE))
+    assert message.findtext("Content") == "你好"
+    assert message.findtext("FromUserName") == "ChenJiaShun"
+    assert message.findtext("MsgId") == "1456453720"
+
+
+def test_official_vector_pads_to_32_byte_blocks() -> None:
+    key = base64.b64decode(AES_KEY + "=")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    plain = decryptor.update(base64.b64decode(ENCRYPTED)) + decryptor.finalize()
+    assert plain[-1] == 22  # more than a 16-byte block's worth of padding
+    unpadder = padding.PKCS7(128).unpadder()
+    with pytest.raises(ValueError):
+        unpadder.update(plain) + unpadder.finalize()
+
+
+def test_encrypt_decrypt_round_trip(crypto: WeComCrypto) -> None:
+    for text in ("", "a", "x" * 31, "你好" * 500, "<xml>]]></xml>"):
+        encrypted = crypto.encrypt(text)
+        assert len(base64.b64decode(encrypted)) % 32 == 0
+        assert crypto.decrypt(encrypted) == text
+    assert crypto.encrypt("same") != crypto.encrypt("same")  # the random prefix
+    wrapped = parse_xml(crypto.encrypt_message("<xml><Content>hi</Content></xml>", "123", "1700000000"))
+    assert crypto.decrypt_message(
+        f"<xml><Encrypt>{wrapped.findtext('Encrypt')}</Encrypt></xml>",
+        wrapped.findtext("MsgSignature") or "",
+        "1700000000",
+        "123",
+    ) == "<xml><Content>hi</Content></xml>"
+
+
+def test_tampered_signature_or_ciphertext_is_refused(crypto: WeComCrypto) -> None:
+    with pytest.raises(SignatureError):
+        crypto.verify_url(**{**VERIFY, "msg_signature": "0" * 40})
+    with pytest.raises(SignatureError):
+        crypto.verify_url(**{**VERIFY, "nonce": "47744684"})
+    with pytest.raises(SignatureError):
+        crypto.decrypt_message(SAMPLE_BODY.replace("Kl7k", "Kl8k"), **MESSAGE)
+
+
+def test_wrong_receive_id_is_refused() -> None:
+    with pytest.raises(ReceiveIdError):
+        WeComCrypto(TOKEN, AES_KEY, "wwSOMEOTHERCORP").decrypt(ENCRYPTED)
+
+
+def test_bad_key_and_garbage_ciphertext(crypto: WeComCrypto) -> None:
+    with pytest.raises(ValueError):
+        WeComCrypto(TOKEN, "too-short", CORP_ID)
+    for garbage in ("", "not base64!", base64.b64encode(b"x" * 20).decode(), base64.b64encode(b"x" * 32).decode()):
+        with pytest.raises(WeComError):
+            crypto.decrypt(garbage)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<xml><Encrypt>abc</Encrypt>",
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><xml>&a;</xml>',
+        b'<!doctype xml SYSTEM "file:///etc/passwd"><xml/>',
+        b"<xml>\xff\xfe</xml>",
+    ],
+    ids=["truncated", "entity", "external_dtd", "not_utf8"],
+)
+def test_parse_xml_refuses_malformed_and_dtds(body: bytes) -> None:
+    with pytest.raises(WeComError):
+        parse_xml(body)
+
+
+def test_split_utf8_never_cuts_a_character() -> None:
+    pieces = split_utf8("你" * 1000)  # 3 bytes each
+    assert [len(p.encode()) for p in pieces] == [2046, 954]
+    assert "".join(pieces) == "你" * 1000
+    assert split_utf8("short") == ["short"]
+
+
+# --- the channel in a real aiohttp app ---------------------------------------------------------
+
+
+@pytest.fixture
+async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
+    """gettoken and message/send; the first token issued is reported expired (42001) on use."""
+    state = SimpleNamespace(issued=[], sent=[], url="")
+
+    async def gettoken(request: web.Request) -> web.Response:
+        if (request.query.get("corpid"), request.query.get("corpsecret")) != (CORP_ID, "app-secret"):
+            return web.json_response({"errcode": 40013, "errmsg": "invalid corpid"})
+        state.issued.append(f"TOKEN{len(state.issued) + 1}")
+        return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": state.issued[-1], "expires_in": 7200})
+
+    async def message_send(request: web.Request) -> web.Response:
+        token = request.query.get("access_token")
+        if token == "TOKEN1":
+            return web.json_response({"errcode": 42001, "errmsg": "access_token expired"})
+        if not state.issued or token != state.issued[-1]:
+            return web.json_response({"errcode": 40014, "errmsg": "invalid access_token"})
+        state.sent.append(await request.json())
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/cgi-bin/gettoken", gettoken)
+    app.router.add_post("/cgi-bin/message/send", message_send)
+    server = await aiohttp_server(app)
+    state.url = str(server.make_url("/cgi-bin/"))
+    return state
+
+
+def settings(api_url: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "token": TOKEN,
+        "aes_key": AES_KEY,
+        "corp_id": CORP_ID,
+        "secret": "app-secret",
+        "agent_id": "1000002",
+        "api_url": api_url,
+        "reply_timeout": 1.0,
+        "max_body_bytes": 4096,
+        **extra,
+    }
+
+
+@pytest.fixture
+async def wecom(aiohttp_client: Any, wecom_api: SimpleNamespace) -> AsyncIterator[SimpleNamespace]:
+    bot = FakeBot()
+    channel = WeComChannel(bot, settings(wecom_api.url))
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    yield SimpleNamespace(bot=bot, channel=channel, client=client, api=wecom_api)
+    await channel.close()
+
+
+def signed_post(crypto: WeComCrypto, inner_xml: str, nonce: str = "42", timestamp: str = "1700000000") -> tuple[dict[str, str], str]:
+    """Query parameters and body for a callback that carries ``inner_xml``, as WeCom would send it."""
+    encrypted = crypto.encrypt(inner_xml)
+    query = {"msg_signature": crypto.signature(timestamp, nonce, encrypted), "timestamp": timestamp, "nonce": nonce}
+    return query, f"<xml><ToUserName>{CORP_ID}</ToUserName><Encrypt>{encrypted}</Encrypt><AgentID>1000002</AgentID></xml>"
+
+
+async def test_get_verification_returns_plaintext_bare(wecom: SimpleNamespace) -> None:
+    response = await wecom.client.get("/wecom/callback", params=VERIFY)
+    assert response.status == 200
+    assert await response.text() == "1288432023552776189"
+    # WeCom URL-encodes echostr, but a proxy that does not leaves a '+' that query parsing turns into a space.
+    raw = "&".join(f"{k}={v}" for k, v in VERIFY.items())
+    response = await wecom.client.get(f"/wecom/callback?{raw}")
+    assert await response.text() == "1288432023552776189"
+
+
+async def test_get_verification_rejects_bad_input(wecom: SimpleNamespace) -> None:
+    assert (await wecom.client.get("/wecom/callback", params={**VERIFY, "timestamp": "1476416374"})).status == 401
+    response = await wecom.client.get("/wecom/callback", params={k: v for k, v in VERIFY.items() if k != "echostr"})
+    assert response.status == 400 and "echostr" in await response.text()
+
+
+async def test_sample_message_gets_an_encrypted_passive_reply(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:
+    response = await wecom.client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
+    assert response.status == 200
+    outer = parse_xml(await response.read())
+    encrypted, timestamp, nonce = outer.findtext("Encrypt") or "", outer.findtext("TimeStamp") or "", outer.findtext("Nonce") or ""
+    crypto.check_signature(outer.findtext("MsgSignature") or "", timestamp, nonce, encrypted)
+    reply = parse_xml(crypto.decrypt(encrypted))
+    assert reply.findtext("Content") == ANSWER
+    assert (reply.findtext("ToUserName"), reply.findtext("FromUserName"), reply.findtext("MsgType")) == ("ChenJiaShun", CORP_ID, "text")
+    [turn] = wecom.bot.turns
+    assert (turn.conversation_id, turn.text, turn.user) == (f"wecom:{CORP_ID}:ChenJiaShun", "你好", "ChenJiaShun")
+    assert wecom.api.sent == []
+
+
+async def test_duplicate_msgid_gets_one_reply(wecom: SimpleNamespace) -> None:
+    first = await wecom.client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
+    again = await wecom.client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
+    assert "<Encrypt>" in await first.text()
+    assert again.status == 200 and await again.text() == ""
+    await wecom.channel.close()
+    assert len(wecom.bot.turns) == 1 and wecom.api.sent == []
+
+
+async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
+    aiohttp_client: Any, wecom_api: SimpleNamespace
+) -> None:
+    bot = FakeBot(delay=0.4)
+    channel = WeComChannel(bot, settings(wecom_api.url, reply_timeout=0.1))
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    response = await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
+    assert response.status == 200 and await response.text() == ""
+    await channel.close()  # waits for the late answer to be sent
+    assert wecom_api.sent == [{"touser": "ChenJiaShun", "msgtype": "text", "agentid": 1000002, "text": {"content": ANSWER}}]
+    assert wecom_api.issued == ["TOKEN1", "TOKEN2"]  # 42001 on the first token: refreshed, retried once
+    await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "an agent's follow-up")
+    assert wecom_api.issued == ["TOKEN1", "TOKEN2"]  # the token stays cached
+    assert len(wecom_api.sent) == 2
+    await channel.close()
+
+
+async def test_long_answer_goes_out_actively_in_pieces(wecom: SimpleNamespace) -> None:
+    wecom.bot.text = "答" * 1000  # 3,000 bytes: more than one message holds
+    response = await wecom.client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
+    assert await response.text() == ""
+    await wecom.channel.close()
+    assert "".join(m["text"]["content"] for m in wecom.api.sent) == "答" * 1000 and len(wecom.api.sent) == 2
+
+
+async def test_silent_reply_sends_nothing(wecom: SimpleNamespace) -> None:
+    wecom.bot.text, wecom.bot.source = "", "silent"
+    response = await wecom.client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
+    assert response.status == 200 and await response.text() == ""
+    await wecom.channel.close()
+    assert len(wecom.bot.turns) == 1 and wecom.api.sent == []
+
+
+async def test_tampered_signature_is_401_and_not_processed(wecom: SimpleNamespace) -> None:
+    response = await wecom.client.post("/wecom/callback", params={**MESSAGE, "nonce": "1"}, data=SAMPLE_BODY)
+    assert response.status == 401
+    assert wecom.bot.turns == []
+
+
+async def test_message_for_another_corp_is_401(aiohttp_client: Any, wecom_api: SimpleNamespace) -> None:
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url, corp_id="wwSOMEOTHERCORP"))
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    assert (await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)).status == 401
+    await channel.close()
+
+
+async def test_bad_bodies_are_400_or_413(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:
+    for body in ("<xml><Encrypt>", "<xml><ToUserName>x</ToUserName></xml>", '<!DOCTYPE x [<!ENTITY a "b">]><xml/>'):
+        response = await wecom.client.post("/wecom/callback", params=MESSAGE, data=body)
+        assert response.status == 400, body
+    query, body = signed_post(crypto, "<xml><MsgType>text</MsgType><Content>unclosed")
+    response = await wecom.client.post("/wecom/callback", params=query, data=body)
+    assert response.status == 400 and "malformed XML" in await response.text()
+    assert (await wecom.client.post("/wecom/callback", params={}, data=SAMPLE_BODY)).status == 400
+    assert (await wecom.client.post("/wecom/callback", params=MESSAGE, data="x" * 5000)).status == 413
+    assert wecom.bot.turns == []
+
+
+async def test_events_and_non_text_messages_are_acknowledged_not_answered(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:
+    inner = (
+        f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000</CreateTime>"
+        "<MsgType>event</MsgType><Event>enter_agent</Event><AgentID>1000002</AgentID></xml>"
+    )
+    query, body = signed_post(crypto, inner)
+    response = await wecom.client.post("/wecom/callback", params=query, data=body)
+    assert response.status == 200 and await response.text() == ""
+    assert wecom.bot.turns == []
+
+
+def test_from_settings_needs_secrets_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert WeComChannel.from_settings(FakeBot(), {}) is None
+    assert WeComChannel.from_settings(FakeBot(), {"token": TOKEN, "aes_key": AES_KEY, "corp_id": CORP_ID}) is None
+    for name, value in {"TOKEN": TOKEN, "AES_KEY": AES_KEY, "CORP_ID": CORP_ID, "SECRET": "s", "AGENT_ID": "7"}.items():
+        monkeypatch.setenv(f"DESKBOT_WECOM_{name}", value)
+    monkeypatch.setenv("DESKBOT_WECOM_API_URL", "http://127.0.0.1:1/cgi-bin/")
+    channel = WeComChannel.from_settings(FakeBot(), {"agent_id": "1"})
+    assert channel is not None
+    assert (channel.agent_id, channel.api_url, channel.reply_timeout) == (7, "http://127.0.0.1:1/cgi-bin/", 4.0)
+    assert sorted(route.method for route in channel.routes()) == ["GET", "POST"]  # type: ignore[attr-defined]
