@@ -1,0 +1,159 @@
+"""Custom actions through rasa-sdk: in-process from ``actions/``, or a remote action server.
+
+Both paths speak rasa-sdk's own action-call format, so an action written for Rasa runs unchanged.
+The result is reduced to what deskbot applies: slot values, a pause or resume (handoff), a
+follow-up action, and the messages to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+
+class ActionError(Exception):
+    """An action failed, timed out or is unknown; the turn falls back instead of hanging."""
+
+
+@dataclass
+class ActionResult:
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    slots: dict[str, Any] = field(default_factory=dict)
+    paused: bool = False
+    resumed: bool = False
+    followup: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(m["text"] for m in self.messages if m.get("text"))
+
+    @property
+    def buttons(self) -> list[dict[str, str]]:
+        return [b for m in self.messages for b in (m.get("buttons") or [])]
+
+    @classmethod
+    def from_response(cls, payload: dict[str, Any]) -> "ActionResult":
+        result = cls(messages=list(payload.get("responses") or []))
+        for event in payload.get("events") or []:
+            kind = event.get("event")
+            if kind == "slot":
+                result.slots[event["name"]] = event.get("value")
+            elif kind == "pause":
+                result.paused = True
+            elif kind == "resume":
+                result.resumed = True
+            elif kind == "followup":
+                result.followup = event.get("name")
+        return result
+
+
+def action_call(name: str, sender_id: str, text: str, intent: str, confidence: float,
+                ranking: list[tuple[str, float]], slots: dict[str, Any], entities: dict[str, Any],
+                domain: dict[str, Any] | None) -> dict[str, Any]:
+    """The request body rasa-sdk expects (``POST /webhook``)."""
+    return {
+        "next_action": name,
+        "sender_id": sender_id,
+        "version": "3.10.0",
+        "tracker": {
+            "sender_id": sender_id,
+            "slots": slots,
+            "latest_message": {
+                "text": text,
+                "intent": {"name": intent, "confidence": confidence},
+                "entities": [{"entity": k, "value": v} for k, v in entities.items()],
+                "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking],
+            },
+            "events": [],
+            "paused": False,
+            "followup_action": None,
+            "active_loop": {},
+            "latest_action_name": "action_listen",
+        },
+        "domain": domain if domain is not None else {},
+    }
+
+
+class ActionRunner:
+    """Runs custom actions with a time limit, in-process or against ``endpoint``."""
+
+    def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any]) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.domain = domain
+        self.executor = None
+        self._session: aiohttp.ClientSession | None = None
+        if endpoint is None and actions_dir is not None and actions_dir.is_dir():
+            self.executor = _load_executor(actions_dir)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.executor.actions) if self.executor else []
+
+    async def run(self, call: dict[str, Any]) -> ActionResult:
+        try:
+            return await asyncio.wait_for(self._run(call), self.timeout)
+        except asyncio.TimeoutError:
+            raise ActionError(f"action {call['next_action']!r} timed out after {self.timeout:g}s") from None
+
+    async def _run(self, call: dict[str, Any]) -> ActionResult:
+        if self.endpoint:
+            return await self._remote(call)
+        if self.executor is None:
+            raise ActionError(f"no actions/ folder and no action_endpoint for {call['next_action']!r}")
+        try:
+            result = await self.executor.run(call)
+        except Exception as exc:
+            raise ActionError(f"action {call['next_action']!r} failed: {exc}") from exc
+        payload = result.model_dump() if hasattr(result, "model_dump") else result
+        return ActionResult.from_response(payload or {})
+
+    async def _remote(self, call: dict[str, Any]) -> ActionResult:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        url = self.endpoint.rstrip("/") + ("" if self.endpoint.rstrip("/").endswith("/webhook") else "/webhook")
+        for _ in range(2):
+            async with self._session.post(url, json=call) as resp:
+                body = await resp.json(content_type=None) if resp.content_length != 0 else {}
+                if resp.status == 200:
+                    return ActionResult.from_response(body or {})
+                if resp.status == 449:  # the server wants the domain: send it again with it
+                    call = {**call, "domain": self.domain}
+                    continue
+                if resp.status == 404:
+                    raise ActionError(f"the action server does not know {call['next_action']!r}")
+                reason = (body or {}).get("error", resp.reason) if isinstance(body, dict) else resp.reason
+                raise ActionError(f"action {call['next_action']!r} was rejected ({resp.status}): {reason}")
+        raise ActionError(f"the action server kept asking for the domain for {call['next_action']!r}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def _load_executor(actions_dir: Path):  # type: ignore[no-untyped-def]
+    """Import every module in ``actions/`` and register the Action classes defined there."""
+    from rasa_sdk import Action
+    from rasa_sdk.executor import ActionExecutor
+
+    executor = ActionExecutor()
+    package = f"deskbot_actions_{abs(hash(str(actions_dir.resolve())))}_{int(time.time() * 1000)}"
+    for path in sorted(actions_dir.glob("*.py")):
+        name = f"{package}.{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        for obj in vars(module).values():
+            if inspect.isclass(obj) and issubclass(obj, Action) and obj.__module__ == name and not inspect.isabstract(obj):
+                executor.register_action(obj)
+    return executor

@@ -1,0 +1,84 @@
+"""Micro-batching: many concurrent requests, one model call.
+
+The batcher never waits to fill a batch. While the model is busy, new requests queue; when it is
+free, everything queued (up to ``max_batch``) goes in together. So a lone message runs at once, and
+under load the batch grows by itself. The model runs in one worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class MicroBatcher(Generic[T, R]):
+    def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch: int = 64, max_wait_ms: float = 0.0) -> None:
+        self.fn = fn
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-model")
+        self.batch_sizes: list[int] = []  # the recent batch sizes, for /metrics
+        self.on_batch: Callable[[int], None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize() if self._queue else 0
+
+    async def submit(self, item: T) -> R:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            if self.max_wait:
+                await asyncio.sleep(self.max_wait)
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            batch = [(item, fut) for item, fut in batch if not fut.done()]  # drop cancelled requests
+            if not batch:
+                continue
+            if self.on_batch:
+                self.on_batch(len(batch))
+            items = [item for item, _ in batch]
+            try:
+                results = await loop.run_in_executor(self._executor, self.fn, items)
+                outcomes: list[tuple[R | None, BaseException | None]] = [(r, None) for r in results]
+            except Exception:
+                # One bad item must not fail the others: retry one by one to find it.
+                outcomes = []
+                for item in items:
+                    try:
+                        outcomes.append(((await loop.run_in_executor(self._executor, self.fn, [item]))[0], None))
+                    except Exception as exc:
+                        outcomes.append((None, exc))
+            for (_, future), (result, error) in zip(batch, outcomes):
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)  # type: ignore[arg-type]
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,163 @@
+"""The engine: what happens to one turn, whichever channel it came from.
+
+``Bot.handle`` normalises the text, asks the model (micro-batched, in a worker thread), applies the
+reply policy, runs a custom action if one is due, and writes the exchange to the store before the
+reply goes back, so a reply the user saw is never missing from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from bot.actions import ActionError, ActionRunner, action_call
+from bot.batching import MicroBatcher
+from bot.channels.base import Reply, Turn
+from bot.nlu import NLU, Analysis
+from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide
+from bot.project import Project
+from dialogues.store import Exchange, Store
+from finetune.classifier import Prediction
+
+log = logging.getLogger("deskbot")
+T = TypeVar("T")
+
+
+def normalise(text: str) -> str:
+    """NFKC, control characters removed, whitespace collapsed: what the model sees."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    return " ".join(text.split())
+
+
+class Bot:
+    def __init__(self, project: Project, nlu: NLU, store: Store | None, actions: ActionRunner | None = None) -> None:
+        self.project = project
+        self.config = project.config
+        self.nlu = nlu
+        self.store = store
+        self.actions = actions or ActionRunner(project.actions_dir, project.config.actions.endpoint,
+                                               project.config.actions.timeout, domain=self.domain())
+        self.batcher: MicroBatcher[str, Analysis] = MicroBatcher(self._analyse)
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-store")
+        self.channels: dict[str, Any] = {}  # name -> Channel, filled by the server
+
+    def domain(self) -> dict[str, Any]:
+        return {"intents": self.project.intents, "entities": sorted(self.project.entity_patterns),
+                "slots": {}, "responses": {}, "actions": sorted(self.config.actions.map.values()), "forms": {}}
+
+    def _analyse(self, texts: list[str]) -> list[Analysis]:
+        return self.nlu.analyse(texts)  # reads self.nlu per batch, so a swap takes effect between batches
+
+    def swap(self, nlu: NLU) -> None:
+        """Serve ``nlu`` from the next batch on; requests in flight finish on the old model."""
+        self.nlu = nlu
+
+    async def _store(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    def entities(self, text: str) -> dict[str, str]:
+        found = {}
+        for name, patterns in self.project.entity_patterns.items():
+            for pattern in patterns:
+                match = pattern.search(text)
+                if match:
+                    found[name] = match.group(0)
+                    break
+        return found
+
+    async def handle(self, turn: Turn) -> Reply:
+        text = normalise(turn.text)
+        conversation = await self._store(self.store.conversation, turn.conversation_id) if self.store else None
+        slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
+        fallbacks = conversation["fallbacks"] if conversation else 0
+
+        if conversation and conversation["status"] == "handed_off":
+            if text == RESUME_PAYLOAD:
+                await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
+                return Reply(self.config.handoff.resumed_message, source="handoff")
+            await self._log(turn, text, None, Decision("silent", None, 0.0), slots, 0)
+            return Reply("", source="silent", handed_off=True)
+
+        analysis = await self._analysis_for(text)
+        entities = self.entities(text)
+        slots.update(entities)
+        if text == HANDOFF_PAYLOAD:
+            decision = Decision("handoff", None, 1.0, self.config.handoff.message)
+        else:
+            decision = decide(analysis, self.config, self.project.responses, slots, turn.channel, fallbacks)
+
+        if decision.kind == "action":
+            decision = await self._run_action(turn, text, analysis, decision, slots, entities)
+        reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
+                      analysis.prediction.ranking)
+        if decision.kind == "handoff":
+            reply.handed_off = True
+        fallbacks = fallbacks + 1 if decision.kind == "fallback" else 0
+        reply.turn_id = await self._log(turn, text, analysis, decision, slots, fallbacks)
+        if decision.kind == "handoff" and self.store:
+            await self.set_handoff(turn.conversation_id, True, f"policy:{decision.intent}", turn.channel)
+        return reply
+
+    async def _analysis_for(self, text: str) -> Analysis:
+        """A button payload such as ``/track_order`` selects that intent outright, as in Rasa."""
+        if text.startswith("/") and text[1:] in self.nlu.labels:
+            analysis = await self.batcher.submit(text[1:].replace("_", " "))
+            intent = text[1:]
+            return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [h for h in analysis.hits if h.intent == intent])
+        return await self.batcher.submit(text)
+
+    async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
+                          slots: dict[str, Any], entities: dict[str, str]) -> Decision:
+        assert decision.action is not None
+        call = action_call(decision.action, turn.conversation_id, text, decision.intent or "", decision.confidence,
+                           analysis.prediction.ranking, slots, entities, self.domain())
+        try:
+            result = await self.actions.run(call)
+        except ActionError as exc:
+            log.warning("%s", exc)
+            return Decision("fallback", decision.intent, decision.confidence,
+                            "Sorry, I couldn't complete that just now. Please try again, or ask for a person.",
+                            [{"title": "Talk to a person", "payload": HANDOFF_PAYLOAD}])
+        slots.update(result.slots)
+        if result.paused:
+            return Decision("handoff", decision.intent, decision.confidence, result.text or self.config.handoff.message)
+        return Decision("action", decision.intent, decision.confidence, result.text, result.buttons, decision.action)
+
+    async def _log(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
+                   slots: dict[str, Any], fallbacks: int) -> int | None:
+        if self.store is None:
+            return None
+        pred = analysis.prediction if analysis else None
+        exchange = Exchange(
+            turn.conversation_id, turn.channel, turn.user, text, turn.text if turn.text != text else None,
+            decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
+            decision.kind, self.nlu.version, decision.retrieval_score, slots, fallbacks,
+        )
+        return (await self._store(self.store.log_exchange, exchange))[1]
+
+    async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web") -> None:
+        if self.store is not None:
+            await self._store(self.store.set_status, conversation_id, "handed_off" if handed_off else "open", reason, channel)
+
+    async def agent_message(self, conversation_id: str, text: str) -> int:
+        """A human agent's reply: stored, then delivered on the conversation's own channel."""
+        assert self.store is not None
+        conversation = await self._store(self.store.conversation, conversation_id)
+        if conversation is None:
+            raise KeyError(conversation_id)
+        turn_id = await self._store(self.store.add_message, conversation_id, "agent", text, conversation["channel"])
+        channel = self.channels.get(conversation["channel"])
+        if channel is not None:
+            await channel.send(conversation_id, text, role="agent", turn_id=turn_id)
+        return turn_id
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        await self.actions.close()
+        self._db.shutdown(wait=True)
+        if self.store is not None:
+            self.store.close()

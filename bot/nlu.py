@@ -1,0 +1,56 @@
+"""One serving model version: the intent classifier and the answer index, sharing one encoder pass.
+
+The classifier's fine-tuned encoder also embeds the historical answers, so the embedding computed to
+classify a message is the retrieval query too: one transformer pass per message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
+from retrieval.encoder import Encoder
+from retrieval.index import AnswerIndex, Hit
+
+
+@dataclass
+class Analysis:
+    prediction: Prediction
+    hits: list[Hit]
+
+
+class NLU:
+    def __init__(self, classifier: IntentClassifier, index: AnswerIndex, version: str, k: int = 5) -> None:
+        self.classifier = classifier
+        self.index = index
+        self.version = version
+        self.k = k
+
+    @property
+    def labels(self) -> list[str]:
+        return self.classifier.labels
+
+    @classmethod
+    def load(cls, folder: Path, device: str | None = None, k: int = 5) -> "NLU":
+        """Load and check a version folder; raises :class:`ModelLoadError` with the reason if unusable."""
+        folder = Path(folder)
+        classifier = IntentClassifier.load(folder / "classifier", device=device)
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            encoder = Encoder.from_model(classifier.encoder, name=encoder_name(meta["id"]))
+            index = AnswerIndex.load(folder / "index", encoder)
+        except Exception as exc:
+            raise ModelLoadError(f"{folder}: cannot load the answer index: {exc}") from exc
+        return cls(classifier, index, folder.name, k)
+
+    def analyse(self, texts: list[str]) -> list[Analysis]:
+        predictions, embeddings = self.classifier.predict_with_embeddings(texts)
+        hits = self.index.search_vectors(embeddings, self.k) if len(self.index) else [[] for _ in texts]
+        return [Analysis(p, h) for p, h in zip(predictions, hits)]
+
+
+def encoder_name(model_id: str) -> str:
+    """The index manifest names its encoder by the training run that fine-tuned it."""
+    return f"deskbot-finetuned:{model_id}"

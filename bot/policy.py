@@ -1,0 +1,69 @@
+"""The reply policy: which kind of answer a turn gets.
+
+In order: a request for a human hands off; a confident intent gets its custom action or its template;
+otherwise a close enough historical answer is given; below every threshold the bot says it did not
+understand, offers the likeliest intents as buttons and a human, and hands off after repeated misses.
+It is a pure function of the analysis and the conversation, so it is tested without a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.nlu import Analysis
+from bot.project import BotConfig
+from bot.responses import Responses
+
+HANDOFF_PAYLOAD = "/handoff"
+RESUME_PAYLOAD = "/resume"
+
+
+@dataclass
+class Decision:
+    kind: str  # template | action | retrieval | fallback | handoff
+    intent: str | None
+    confidence: float
+    text: str = ""
+    buttons: list[dict[str, str]] = field(default_factory=list)
+    action: str | None = None
+    retrieval_score: float | None = None
+
+
+def humanise(intent: str) -> str:
+    return intent.replace("_", " ").capitalize()
+
+
+def decide(
+    analysis: Analysis,
+    config: BotConfig,
+    responses: Responses,
+    values: dict[str, Any],
+    channel: str,
+    fallbacks_so_far: int,
+) -> Decision:
+    pred = analysis.prediction
+    intent, confidence = pred.intent, pred.confidence
+    confident = confidence >= config.thresholds.intent
+
+    if confident and intent == config.handoff.intent:
+        return Decision("handoff", intent, confidence, config.handoff.message)
+    if confident and intent in config.actions.map:
+        return Decision("action", intent, confidence, action=config.actions.map[intent])
+    if confident:
+        rendered = responses.render(intent, channel, values)
+        if rendered is not None:
+            return Decision("template", intent, confidence, rendered.text, rendered.buttons)
+
+    hits = analysis.hits
+    if confident:  # an intent without a template answers from its own history
+        hits = [h for h in hits if h.intent == intent] or hits
+    if hits and hits[0].score >= config.thresholds.retrieval:
+        return Decision("retrieval", hits[0].intent or intent, confidence, hits[0].text, retrieval_score=hits[0].score)
+
+    if fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff:
+        return Decision("handoff", intent, confidence, config.handoff.message)
+    buttons = [{"title": humanise(name), "payload": f"/{name}"} for name, _ in pred.ranking[:3]]
+    buttons.append({"title": "Talk to a person", "payload": HANDOFF_PAYLOAD})
+    text = "Sorry, I'm not sure I understood. Did you mean one of these?"
+    return Decision("fallback", intent, confidence, text, buttons)

@@ -1,0 +1,313 @@
+"""The bot project folder: load, validate and hand out its parts.
+
+Every file a user edits is validated when it is loaded, so a typo stops ``bot train`` or ``bot serve``
+with one message that names the file and the line, instead of a stack trace minutes later.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.responses import ResponseVariant, Responses
+
+
+class ProjectError(Exception):
+    """A bot project file is missing or wrong. The message names the file and, when known, the line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    base: str = Field("default", description="Hugging Face name or path, or an alias: default, multilingual")
+    epochs: float | None = Field(None, gt=0, description="None lets the recipe choose from the data size")
+    learning_rate: float | None = Field(None, gt=0)
+    batch_size: int = Field(32, ge=1)
+    max_length: int = Field(64, ge=8, le=512)
+    seed: int = 42
+
+
+class Thresholds(_Strict):
+    intent: float = Field(0.5, ge=0, le=1, description="confidence at or above which the intent's answer is given")
+    retrieval: float = Field(0.6, ge=-1, le=1, description="similarity at or above which a historical answer is given")
+    fallbacks_before_handoff: int = Field(2, ge=1)
+
+
+class HandoffConfig(_Strict):
+    intent: str | None = Field(None, description="the intent that asks for a human, e.g. contact_human_agent")
+    message: str = "I'm connecting you with a human agent. Please hold on."
+    resumed_message: str = "You're back with the bot. How else can I help?"
+
+
+class RetrievalConfig(_Strict):
+    index_type: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    options: dict[str, int | float] = Field(default_factory=dict)
+    k: int = Field(5, ge=1, le=100)
+
+
+class ActionsConfig(_Strict):
+    map: dict[str, str] = Field(default_factory=dict, description="intent -> custom action name")
+    endpoint: str | None = Field(None, description="a rasa-sdk action server; None runs actions/ in-process")
+    timeout: float = Field(5.0, gt=0)
+
+
+class WebChannel(_Strict):
+    enabled: bool = True
+    title: str = "Support"
+    origins: list[str] = Field(default_factory=list, description="extra origins allowed to embed the widget")
+
+
+class ChannelsConfig(_Strict):
+    web: WebChannel = Field(default_factory=WebChannel)
+    slack: dict[str, Any] = Field(default_factory=dict)
+    wecom: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    max_message_chars: int = Field(4000, ge=1)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    admin_token: str | None = None
+
+
+class PrivacyConfig(_Strict):
+    redact: bool = True
+    keep_raw: bool = False
+
+
+class BotConfig(_Strict):
+    name: str = "deskbot"
+    language: Literal["en", "zh", "multi"] = "en"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    handoff: HandoffConfig = Field(default_factory=HandoffConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+
+    @property
+    def base_model(self) -> str:
+        """The base model to fine-tune: a Chinese or mixed bot defaults to the multilingual encoder."""
+        if self.model.base == "default" and self.language in ("zh", "multi"):
+            return "multilingual"
+        return self.model.base
+
+
+@dataclass
+class Example:
+    text: str
+    intent: str
+
+
+@dataclass
+class HistoryItem:
+    question: str
+    answer: str
+    intent: str | None = None
+
+
+@dataclass
+class Project:
+    """Everything ``bot train`` and ``bot serve`` need from a bot folder."""
+
+    root: Path
+    config: BotConfig
+    examples: list[Example]
+    entity_patterns: dict[str, list[re.Pattern[str]]]
+    responses: Responses
+    history: list[HistoryItem] = field(default_factory=list)
+
+    @property
+    def intents(self) -> list[str]:
+        return sorted({e.intent for e in self.examples})
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "dialogues.db"
+
+    @property
+    def actions_dir(self) -> Path:
+        return self.root / "actions"
+
+
+# --- YAML with line numbers -------------------------------------------------------------------
+
+
+def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    """Parse a YAML file, keeping the node tree so that errors can point at a line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProjectError(f"{path}: file not found") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ProjectError(f"{where}: malformed YAML: {exc.problem}") from None
+    return data, node
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the value (or key) at ``loc`` in a composed YAML tree."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == str(part):
+                    line, node = key.start_mark.line + 1, value
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _fail(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], message: str) -> ProjectError:
+    line = _line_of(node, loc)
+    where = f"{path}:{line}" if line else str(path)
+    key = ".".join(str(p) for p in loc)
+    return ProjectError(f"{where}: {key + ': ' if key else ''}{message}")
+
+
+# --- the files ----------------------------------------------------------------------------------
+
+
+def load_config(path: Path) -> BotConfig:
+    data, node = _load_yaml(path)
+    try:
+        return BotConfig.model_validate(data or {})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise _fail(path, node, tuple(err["loc"]), message) from None
+
+
+_ANNOTATION = re.compile(r"\[([^\]]+)\](\{[^}]*\}|\([^)]*\))")
+
+
+def _example_lines(block: Any) -> list[str]:
+    """Rasa writes examples as a ``- text`` block string; a plain YAML list is accepted too."""
+    if isinstance(block, list):
+        return [str(x) for x in block]
+    lines = []
+    for raw in str(block or "").splitlines():
+        raw = raw.strip()
+        if raw.startswith("- "):
+            lines.append(raw[2:].strip())
+        elif raw:
+            lines.append(raw)
+    return lines
+
+
+def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
+    """Read intents and examples in Rasa's ``nlu.yml`` format (synonyms and lookups are ignored)."""
+    data, node = _load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
+        raise _fail(path, node, (), "expected a top-level 'nlu:' list")
+    examples: list[Example] = []
+    patterns: dict[str, list[re.Pattern[str]]] = {}
+    for i, item in enumerate(data["nlu"]):
+        if not isinstance(item, dict):
+            raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
+        if "intent" in item:
+            name = str(item["intent"]).strip()
+            texts = _example_lines(item.get("examples"))
+            if not name or not texts:
+                raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
+            examples += [Example(_ANNOTATION.sub(r"\1", t), name) for t in texts]
+        elif "regex" in item:
+            for pattern in _example_lines(item.get("examples")):
+                try:
+                    patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern))
+                except re.error as exc:
+                    raise _fail(path, node, ("nlu", i), f"bad regex {pattern!r}: {exc}") from None
+        elif not {"synonym", "lookup"} & item.keys():
+            raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}")
+    if len({e.intent for e in examples}) < 2:
+        raise _fail(path, node, ("nlu",), "at least two intents are needed")
+    return examples, patterns
+
+
+def load_responses(path: Path, intents: set[str]) -> Responses:
+    data, node = _load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
+        raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
+    extra = set(data) - {"responses", "version"}
+    if extra:
+        raise _fail(path, node, (sorted(extra)[0],), "unknown key")
+    templates: dict[str, list[ResponseVariant]] = {}
+    for intent, variants in data["responses"].items():
+        if intent not in intents:
+            raise _fail(path, node, ("responses", intent), f"unknown intent {intent!r} (not in nlu.yml)")
+        if isinstance(variants, (str, dict)):
+            variants = [variants]
+        if not isinstance(variants, list) or not variants:
+            raise _fail(path, node, ("responses", intent), "expected a list of variants")
+        parsed = []
+        for j, variant in enumerate(variants):
+            if isinstance(variant, str):
+                variant = {"text": variant}
+            try:
+                parsed.append(ResponseVariant.model_validate(variant))
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ("responses", intent, j, *err["loc"])
+                message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+                raise _fail(path, node, loc, message) from None
+        templates[intent] = parsed
+    return Responses(templates)
+
+
+def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
+    """Historical question -> agent answer pairs, one JSON object per line."""
+    if not path.exists():
+        return []
+    items = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            item = HistoryItem(str(row["question"]), str(row["answer"]), row.get("intent"))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}") from None
+        if item.intent is not None and item.intent not in intents:
+            raise ProjectError(f"{path}:{n}: unknown intent {item.intent!r} (not in nlu.yml)")
+        items.append(item)
+    return items
+
+
+def load_project(root: Path | str) -> Project:
+    root = Path(root)
+    if not (root / "bot.yml").exists():
+        raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {root}`")
+    config = load_config(root / "bot.yml")
+    examples, patterns = load_nlu(root / "nlu.yml")
+    intents = {e.intent for e in examples}
+    responses = load_responses(root / "responses.yml", intents)
+    for intent in [*config.actions.map, config.handoff.intent]:
+        if intent is not None and intent not in intents:
+            raise ProjectError(f"{root / 'bot.yml'}: unknown intent {intent!r} (not in nlu.yml)")
+    history = load_history(root / "history.jsonl", intents)
+    return Project(root, config, examples, patterns, responses, history)

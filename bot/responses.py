@@ -1,0 +1,61 @@
+"""Templated answers: variables, per-channel variants and buttons.
+
+A template may use ``{variables}`` filled from the conversation's slots and the entities found in the
+message. Among an intent's variants the first one for the turn's channel whose variables are all
+known wins; a variant with no channel serves every channel. So a user can write
+"Refund for order {order_id} started" followed by a plain "Refund started" for when no order number
+was given, as in Rasa's conditional responses.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Button(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str
+    payload: str = Field(..., description="'/intent' triggers that intent; other text is sent as typed")
+
+
+class ResponseVariant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    channel: str | None = None
+    buttons: list[Button] = Field(default_factory=list)
+
+    def variables(self) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(self.text) if name}
+
+
+@dataclass
+class Rendered:
+    text: str
+    buttons: list[dict[str, str]]
+
+
+class Responses:
+    def __init__(self, templates: dict[str, list[ResponseVariant]]) -> None:
+        self.templates = templates
+
+    def __contains__(self, intent: str) -> bool:
+        return intent in self.templates
+
+    def render(self, intent: str, channel: str, values: dict[str, Any], rng: random.Random | None = None) -> Rendered | None:
+        """The best variant for this channel with every variable filled, or None if there is none."""
+        candidates = [v for v in self.templates.get(intent, []) if v.channel in (None, channel)]
+        # A channel's own variants come first, then the most specific (most variables) that can be filled.
+        candidates.sort(key=lambda v: (v.channel is None, -len(v.variables())))
+        known = {k for k, v in values.items() if v not in (None, "")}
+        for variant in candidates:
+            if variant.variables() <= known:
+                same = [c for c in candidates if c.channel == variant.channel and c.variables() == variant.variables()]
+                chosen = (rng or random).choice(same)
+                text = chosen.text.format_map({k: values[k] for k in chosen.variables()})
+                return Rendered(text, [b.model_dump() for b in chosen.buttons])
+        return None

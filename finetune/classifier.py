@@ -1,0 +1,115 @@
+"""The intent classifier: a sentence encoder with a cosine-softmax head.
+
+The head sits on the L2-normalised sentence embedding rather than on BERT's pooler. That choice means
+one forward pass gives both the intent distribution and a retrieval query vector, and the fine-tuned
+encoder (saved as a plain sentence-transformers folder) can index the historical answers too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.util import batch_to_device
+
+
+class ModelLoadError(Exception):
+    """A model folder is missing, corrupt or incompatible. The serving model stays as it was."""
+
+
+@dataclass
+class Prediction:
+    intent: str
+    confidence: float
+    ranking: list[tuple[str, float]]  # the top 5, best first
+
+
+def pick_device(device: str | None = None) -> str:
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class IntentClassifier(torch.nn.Module):
+    """``encoder`` + a bias-free linear head over the normalised embedding, scaled by ``scale``."""
+
+    def __init__(self, encoder: SentenceTransformer, labels: list[str], scale: float = 20.0, prefix: str = "") -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.labels = list(labels)
+        self.scale = scale
+        self.prefix = prefix
+        dim = encoder.get_embedding_dimension()
+        self.head = torch.nn.Parameter(torch.randn(len(labels), dim) * 0.02)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.device
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """Normalised sentence embeddings, with gradients when training."""
+        features = self.encoder.tokenize([self.prefix + t for t in texts])
+        features = batch_to_device(features, self.device)
+        return F.normalize(self.encoder(features)["sentence_embedding"].float(), dim=-1)
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.scale * embeddings @ F.normalize(self.head, dim=-1).T
+
+    @torch.inference_mode()
+    def predict_with_embeddings(self, texts: list[str], batch_size: int = 64) -> tuple[list[Prediction], np.ndarray]:
+        """Predictions and the embeddings they came from (reused as retrieval queries)."""
+        self.eval()
+        predictions: list[Prediction] = []
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            emb = self.embed(texts[start : start + batch_size])
+            probs = torch.softmax(self.logits(emb), dim=-1)
+            top = probs.topk(min(5, len(self.labels)), dim=-1)
+            for values, indices in zip(top.values.tolist(), top.indices.tolist()):
+                ranking = [(self.labels[i], float(v)) for v, i in zip(values, indices)]
+                predictions.append(Prediction(ranking[0][0], ranking[0][1], ranking))
+            chunks.append(emb.cpu().numpy())
+        embeddings = np.concatenate(chunks) if chunks else np.zeros((0, self.head.shape[1]), np.float32)
+        return predictions, embeddings
+
+    def predict(self, texts: list[str], batch_size: int = 64) -> list[Prediction]:
+        return self.predict_with_embeddings(texts, batch_size)[0]
+
+    @torch.inference_mode()
+    def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        self.eval()
+        out = [torch.softmax(self.logits(self.embed(texts[i : i + batch_size])), -1).cpu().numpy()
+               for i in range(0, len(texts), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """Write ``encoder/`` (a sentence-transformers folder), ``head.safetensors`` and ``labels.json``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.save(str(folder / "encoder"))
+        save_file({"head": self.head.detach().cpu().contiguous()}, str(folder / "head.safetensors"))
+        meta = {"labels": self.labels, "scale": self.scale, "prefix": self.prefix}
+        (folder / "labels.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path, device: str | None = None) -> "IntentClassifier":
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+            encoder = SentenceTransformer(str(folder / "encoder"), device=pick_device(device), local_files_only=True)
+            head = load_file(str(folder / "head.safetensors"))["head"]
+        except Exception as exc:  # any unreadable part means the folder cannot serve
+            raise ModelLoadError(f"{folder}: cannot load the classifier: {exc}") from exc
+        model = cls(encoder, meta["labels"], meta["scale"], meta.get("prefix", ""))
+        if tuple(head.shape) != tuple(model.head.shape):
+            raise ModelLoadError(
+                f"{folder}: head has shape {tuple(head.shape)} but {len(model.labels)} labels and "
+                f"a {model.head.shape[1]}-dim encoder need {tuple(model.head.shape)}"
+            )
+        model.head.data.copy_(head)
+        return model.to(encoder.device).eval()

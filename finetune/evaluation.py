@@ -1,0 +1,88 @@
+"""``bot eval``: figures, a per-intent report and plots for a trained model, like ``rasa test``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noqa: E402
+
+from finetune.classifier import IntentClassifier  # noqa: E402
+from finetune.metrics import OOS, evaluate  # noqa: E402
+
+
+def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, str]]:
+    """``{"text", "intent"}`` lines; a bad line stops with its number."""
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append({"text": str(row["text"]), "intent": str(row["intent"])})
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}")
+    if not rows:
+        fail(f"{path}: no examples")
+    return rows
+
+
+def evaluate_model(model_folder: Path, rows: list[dict[str, str]], threshold: float, results: Path,
+                   device: str | None = None) -> dict[str, Any]:
+    classifier = IntentClassifier.load(model_folder / "classifier", device=device)
+    texts, truth = [r["text"] for r in rows], [r["intent"] for r in rows]
+    predictions = classifier.predict(texts)
+    predicted = [p.intent for p in predictions]
+    scores = [p.confidence for p in predictions]
+    figures = evaluate(truth, predicted, scores, classifier.labels, threshold)
+    figures["model_version"] = model_folder.name
+
+    results.mkdir(parents=True, exist_ok=True)
+    known = set(classifier.labels)
+    final = [OOS if s < threshold else p for p, s in zip(predicted, scores)]
+    gold = [t if t in known else OOS for t in truth]
+    report = classification_report(gold, final, output_dict=True, zero_division=0)
+    errors = [{"text": t, "intent": g, "predicted": f, "confidence": round(s, 4)}
+              for t, g, f, s in zip(texts, gold, final, scores) if g != f]
+    (results / "intent_report.json").write_text(
+        json.dumps({"figures": figures, "per_intent": report, "errors": errors}, indent=1, ensure_ascii=False))
+    _confusion(gold, final, results / "intent_confusion_matrix.png")
+    _histogram(gold, predicted, scores, results / "intent_histogram.png", threshold)
+    figures["results"] = str(results)
+    return figures
+
+
+def _confusion(gold: list[str], final: list[str], path: Path) -> None:
+    labels = sorted(set(gold) | set(final))
+    size = max(6, 0.3 * len(labels))
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(gold, final, labels=labels, ax=ax, xticks_rotation="vertical",
+                                            colorbar=False, include_values=len(labels) <= 30)
+    ax.set_title("Intent confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _histogram(gold: list[str], predicted: list[str], scores: list[float], path: Path, threshold: float) -> None:
+    scores_arr = np.asarray(scores)
+    right = np.array([g == p for g, p in zip(gold, predicted)])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(0, 1, 21)
+    ax.hist(scores_arr[right], bins=bins, alpha=0.7, label="correct")
+    ax.hist(scores_arr[~right], bins=bins, alpha=0.7, label="wrong or out of scope")
+    ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:g}")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("messages")
+    ax.set_title("Intent prediction confidence")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,89 @@
+"""Rebuild the demo bot's data files from the Bitext customer-support set.
+
+    python scripts/make_demo_bot.py ../shared/data/bitext_customer_support
+
+Writes bot/demo/nlu.yml, history.jsonl and test.jsonl: a small, deterministic sample (examples
+chosen by a hash of their text) of the CDLA-Sharing-1.0 Bitext data. responses.yml and bot.yml are
+written by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+EXAMPLES_PER_INTENT = 24
+HISTORY_PER_INTENT = 10
+TEST_PER_INTENT = 6
+DEMO = Path(__file__).resolve().parent.parent / "bot" / "demo"
+
+# Bitext answers carry {{Placeholder}} slots; the demo shop fills the common ones and drops the rest.
+FILLS = {
+    "website": "our website", "website name": "our website", "website url": "shop.example.com",
+    "customer support phone number": "+1 555 0100", "customer support hours": "9am to 6pm, Monday to Friday",
+    "customer support working hours": "9am to 6pm, Monday to Friday", "live chat": "live chat",
+    "live chat support": "live chat", "company name": "Demo Shop", "online company portal info": "our website",
+    "customer support email": "support@shop.example.com", "customer service email": "support@shop.example.com",
+}
+
+
+def key(text: str) -> str:
+    return hashlib.md5(text.lower().encode()).hexdigest()
+
+
+def fill(answer: str) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1).strip().lower()
+        if name in FILLS:
+            return FILLS[name]
+        if "order" in name or "purchase" in name:
+            return "your order"
+        if "invoice" in name:
+            return "your invoice"
+        return "the relevant section" if "section" in name or "option" in name or "button" in name else "our team"
+    return re.sub(r"\{\{([^}]+)\}\}", sub, answer).replace("\r\n", "\n")
+
+
+def main(source: Path) -> None:
+    train = [json.loads(l) for l in (source / "train.jsonl").open()]
+    test = [json.loads(l) for l in (source / "test.jsonl").open()]
+    answers = [json.loads(l) for l in (source / "answers.jsonl").open()]
+
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for row in sorted(train, key=lambda r: key(r["text"])):
+        if row["text"] not in by_intent[row["intent"]]:
+            by_intent[row["intent"]].append(row["text"])
+    chosen = {i: texts[:EXAMPLES_PER_INTENT] for i, texts in sorted(by_intent.items())}
+    lines = ["# Demo shop intents: a sample of the Bitext customer-support set (CDLA-Sharing-1.0, see LICENSE).",
+             'version: "3.1"', "", "nlu:"]
+    for intent, texts in chosen.items():
+        lines += [f"- intent: {intent}", "  examples: |"] + [f"    - {t}" for t in texts]
+    lines += ["", "- regex: order_id", "  examples: |", r"    - \b\d{3,}\b", ""]
+    (DEMO / "nlu.yml").write_text("\n".join(lines))
+
+    used = {t for texts in chosen.values() for t in texts} | {r["text"] for r in test}
+    history: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in sorted(answers, key=lambda r: key(r["text"])):
+        if row["text"] not in used and len(history[row["intent"]]) < HISTORY_PER_INTENT:
+            history[row["intent"]].append({"question": row["text"], "answer": fill(row["answer"]), "intent": row["intent"]})
+    with (DEMO / "history.jsonl").open("w") as out:
+        for intent in sorted(history):
+            for item in history[intent]:
+                out.write(json.dumps(item, ensure_ascii=False) + "\n")
+
+    tests: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in sorted(test, key=lambda r: key(r["text"])):
+        if len(tests[row["intent"]]) < TEST_PER_INTENT:
+            tests[row["intent"]].append(row)
+    with (DEMO / "test.jsonl").open("w") as out:
+        for intent in sorted(tests):
+            for row in tests[intent]:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
