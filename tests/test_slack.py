@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from urllib.parse import urlencode
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
@@ -12,7 +13,14 @@ import pytest
 from aiohttp import web
 
 from bot.channels.base import Reply, Turn
-from bot.channels.slack import SlackAPIError, SlackChannel, slack_signature, verify_slack_request
+from bot.channels.slack import (
+    MARKDOWN_LIMIT,
+    SlackAPIError,
+    SlackChannel,
+    message_blocks,
+    slack_signature,
+    verify_slack_request,
+)
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
@@ -38,12 +46,13 @@ class FakeBot:
 
     def __init__(self, text: str = "Use the reset link.", source: str = "template", delay: float = 0.0) -> None:
         self.text, self.source, self.delay = text, source, delay
+        self.buttons: list[dict[str, str]] = []
         self.turns: list[Turn] = []
 
     async def handle(self, turn: Turn) -> Reply:
         self.turns.append(turn)
         await asyncio.sleep(self.delay)
-        return Reply(text=self.text, source=self.source)
+        return Reply(text=self.text, source=self.source, buttons=self.buttons)
 
 
 @pytest.fixture(autouse=True)
@@ -54,19 +63,28 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
-    """A local chat.postMessage that checks the Bearer token and records what was posted."""
+    """A local chat.postMessage that checks the Bearer token and records what was posted.
+
+    ``limits`` holds the ``Retry-After`` values of the 429s to answer before accepting posts, as
+    Slack does when an app posts faster than its rate limit.
+    """
     posts: list[dict[str, Any]] = []
+    limits: list[str] = []
+    calls: list[float] = []
 
     async def post_message(request: web.Request) -> web.Response:
+        calls.append(time.monotonic())
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        if limits:
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": limits.pop(0)})
         posts.append(await request.json())
         return web.json_response({"ok": True, "ts": "1700000001.000200"})
 
     app = web.Application()
     app.router.add_post("/api/chat.postMessage", post_message)
     server = await aiohttp_server(app)
-    return SimpleNamespace(url=str(server.make_url("/api/")), posts=posts)
+    return SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, calls=calls)
 
 
 def make_channel(bot: FakeBot, api_url: str, **settings: Any) -> SlackChannel:
@@ -80,7 +98,7 @@ async def slack(aiohttp_client: Any, slack_api: SimpleNamespace) -> AsyncIterato
     app = web.Application()
     app.add_routes(channel.routes())
     client = await aiohttp_client(app)
-    yield SimpleNamespace(bot=bot, channel=channel, client=client, posts=slack_api.posts)
+    yield SimpleNamespace(bot=bot, channel=channel, client=client, posts=slack_api.posts, api=slack_api)
     await channel.close()
 
 
@@ -94,11 +112,33 @@ def event(event_id: str = "Ev1", text: str = "<@UBOT> how do I reset my password
     }
 
 
-async def post(client: Any, payload: Any, *, timestamp: str | None = None, secret: str = SECRET, **headers: str) -> Any:
+async def post(client: Any, payload: Any, *, timestamp: str | None = None, secret: str = SECRET,
+               path: str = "/slack/events", content_type: str = "application/json", **headers: str) -> Any:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     timestamp = str(int(time.time())) if timestamp is None else timestamp
     signed = {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": slack_signature(secret, timestamp, body)}
-    return await client.post("/slack/events", data=body, headers={"Content-Type": "application/json", **signed, **headers})
+    return await client.post(path, data=body, headers={"Content-Type": content_type, **signed, **headers})
+
+
+def click(value: str = "/track_refund", trigger: str = "13345224609.738474920.8088930838d88f008e0", **fields: Any) -> bytes:
+    """A block_actions interaction as Slack posts it: form-encoded, JSON in the ``payload`` field."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T1", "domain": "shop"},
+        "user": {"id": "U1", "username": "ada"},
+        "trigger_id": trigger,
+        "container": {"type": "message", "message_ts": "1700000001.000200", "channel_id": "C1", "thread_ts": TS},
+        "channel": {"id": "C1", "name": "support"},
+        "message": {"type": "message", "ts": "1700000001.000200", "thread_ts": TS, "text": "Refunds take 5 days."},
+        "actions": [{"type": "button", "action_id": "deskbot_button_1", "block_id": "b1", "value": value,
+                     "text": {"type": "plain_text", "text": "Track a refund"}, "action_ts": "1700000002.000300"}],
+        **fields,
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+async def post_click(client: Any, body: bytes, **kwargs: Any) -> Any:
+    return await post(client, body, path="/slack/interactions", content_type="application/x-www-form-urlencoded", **kwargs)
 
 
 def test_published_signing_example() -> None:
@@ -124,7 +164,8 @@ async def test_acks_at_once_then_replies_in_thread(slack: SimpleNamespace) -> No
     assert response.status == 200
     assert time.monotonic() - started < 0.25 and slack.posts == []  # acknowledged before the turn ran
     await slack.channel.close()  # waits for the background turn
-    assert slack.posts == [{"channel": "C1", "text": "Use the reset link.", "thread_ts": TS}]
+    assert slack.posts == [{"channel": "C1", "text": "Use the reset link.", "thread_ts": TS,
+                            "blocks": [{"type": "markdown", "text": "Use the reset link."}]}]
     [turn] = slack.bot.turns
     assert turn.text == "how do I reset my password?"  # the <@UBOT> mention is stripped
     assert turn.conversation_id == f"slack:T1:C1:{TS}"
@@ -217,7 +258,8 @@ async def test_oversize_body_is_413(slack: SimpleNamespace) -> None:
 
 async def test_send_parses_its_own_conversation_id(slack: SimpleNamespace) -> None:
     await slack.channel.send("slack:T1:C9:1700000002.000300", "An agent will be with you shortly.")
-    assert slack.posts == [{"channel": "C9", "text": "An agent will be with you shortly.", "thread_ts": "1700000002.000300"}]
+    assert slack.posts[0]["channel"] == "C9" and slack.posts[0]["thread_ts"] == "1700000002.000300"
+    assert slack.posts[0]["text"] == "An agent will be with you shortly."
     with pytest.raises(ValueError):
         await slack.channel.send("wecom:ww1:someone:x", "hi")
 
@@ -238,4 +280,83 @@ def test_from_settings_needs_secrets_and_env_overrides(monkeypatch: pytest.Monke
     channel = SlackChannel.from_settings(FakeBot(), {"signing_secret": "from-yml"})
     assert channel is not None
     assert (channel.signing_secret, channel.bot_token, channel.api_url) == ("from-env", "xoxb-env", "http://127.0.0.1:1/api/")
-    assert [route.path for route in channel.routes()] == ["/slack/events"]  # type: ignore[attr-defined]
+    assert [route.path for route in channel.routes()] == ["/slack/events", "/slack/interactions"]  # type: ignore[attr-defined]
+
+
+# --- buttons: Block Kit out, interactions in ------------------------------------------------
+
+
+async def test_template_buttons_become_block_kit_actions(slack: SimpleNamespace) -> None:
+    slack.bot.text = "Refunds take **5–7 days**."
+    slack.bot.buttons = [{"title": "Request a refund", "payload": "/get_refund"}, {"title": "Track a refund", "payload": "/track_refund"}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    [posted] = slack.posts
+    assert posted["text"] == "Refunds take **5–7 days**."  # the notification fallback
+    markdown, actions = posted["blocks"]
+    assert markdown == {"type": "markdown", "text": "Refunds take **5–7 days**."}
+    assert actions["type"] == "actions"
+    assert [(b["type"], b["text"]["text"], b["value"]) for b in actions["elements"]] == [
+        ("button", "Request a refund", "/get_refund"), ("button", "Track a refund", "/track_refund")]
+    assert len({b["action_id"] for b in actions["elements"]}) == 2  # unique within the block
+
+
+def test_block_kit_limits() -> None:
+    [_, actions] = message_blocks("hi", [{"title": "t" * 100, "payload": "/x"}] * 30)
+    assert len(actions["elements"]) == 25 and len(actions["elements"][0]["text"]["text"]) == 75
+    assert message_blocks("x" * (MARKDOWN_LIMIT + 1), [{"title": "a", "payload": "/a"}]) == []  # plain text only
+    assert message_blocks("", []) == []
+
+
+async def test_button_click_is_answered_in_its_thread_once(slack: SimpleNamespace) -> None:
+    for _ in range(2):  # a redelivered click (same trigger_id) is answered once
+        response = await post_click(slack.client, click())
+        assert response.status == 200
+    await slack.channel.close()
+    [turn] = slack.bot.turns
+    assert (turn.text, turn.conversation_id, turn.user) == ("/track_refund", f"slack:T1:C1:{TS}", "U1")
+    assert len(slack.posts) == 1 and slack.posts[0]["thread_ts"] == TS
+
+
+async def test_foreign_or_empty_clicks_are_ignored(slack: SimpleNamespace) -> None:
+    foreign = click(trigger="t2", actions=[{"type": "button", "action_id": "approve", "value": "yes"}])
+    empty = click(trigger="t3", actions=[])
+    no_channel = click(trigger="t4", container="not an object", channel=None)
+    for body in (foreign, empty, no_channel):
+        assert (await post_click(slack.client, body)).status == 200
+    await slack.channel.close()
+    assert slack.bot.turns == [] and slack.posts == []
+
+
+async def test_interactions_are_verified_and_validated(slack: SimpleNamespace) -> None:
+    assert (await post_click(slack.client, click(), secret="not-the-secret")).status == 401
+    for body in (b"payload=%7Bnot+json", b"nothing=here", b"payload=%5B1%5D", b"\xff\xfe"):
+        assert (await post_click(slack.client, body)).status == 400
+    await slack.channel.close()
+    assert slack.bot.turns == []
+
+
+# --- rate limits ------------------------------------------------------------------------------
+
+
+async def test_429_is_retried_after_retry_after(slack: SimpleNamespace) -> None:
+    slack.api.limits.append("1")
+    await slack.channel.send(f"slack:T1:C1:{TS}", "Thanks for waiting.")
+    first, second = slack.api.calls
+    assert second - first >= 0.95  # waited the second Slack asked for
+    assert [p["text"] for p in slack.posts] == ["Thanks for waiting."]
+
+
+async def test_429_retries_are_bounded(slack: SimpleNamespace) -> None:
+    slack.api.limits.extend(["0"] * 5)
+    with pytest.raises(SlackAPIError, match="rate limited after 3 tries"):
+        await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
+    assert len(slack.api.calls) == 3 and slack.posts == []
+
+
+async def test_long_retry_after_is_not_waited_for(slack: SimpleNamespace) -> None:
+    slack.api.limits.append("3600")
+    started = time.monotonic()
+    with pytest.raises(SlackAPIError, match="Retry-After 3600s"):
+        await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
+    assert time.monotonic() - started < 5 and len(slack.api.calls) == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
@@ -15,7 +14,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from bot.channels.base import Reply, Turn
-from bot.channels.wecom import WeComChannel, split_utf8
+from bot.channels.wecom import WeComChannel, numbered_choices, split_utf8
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 
 # From Tencent's WXBizMsgCrypt sample (callback_python3/Sample.py).
@@ -49,12 +48,13 @@ class FakeBot:
 
     def __init__(self, text: str = ANSWER, source: str = "template", delay: float = 0.0) -> None:
         self.text, self.source, self.delay = text, source, delay
+        self.buttons: list[dict[str, str]] = []
         self.turns: list[Turn] = []
 
     async def handle(self, turn: Turn) -> Reply:
         self.turns.append(turn)
         await asyncio.sleep(self.delay)
-        return Reply(text=self.text, source=self.source)
+        return Reply(text=self.text, source=self.source, buttons=self.buttons)
 
 
 @pytest.fixture(autouse=True)
@@ -336,3 +336,58 @@ def test_from_settings_needs_secrets_and_env_overrides(monkeypatch: pytest.Monke
     assert channel is not None
     assert (channel.agent_id, channel.api_url, channel.reply_timeout) == (7, "http://127.0.0.1:1/cgi-bin/", 4.0)
     assert sorted(route.method for route in channel.routes()) == ["GET", "POST"]  # type: ignore[attr-defined]
+
+
+# --- template buttons as a numbered list ------------------------------------------------------
+
+REFUND_BUTTONS = [{"title": "申请退款", "payload": "/get_refund"}, {"title": "查询退款", "payload": "/track_refund"}]
+
+
+def text_message(crypto: WeComCrypto, content: str, msg_id: str) -> tuple[dict[str, str], str]:
+    inner = (
+        f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000</CreateTime>"
+        f"<MsgType>text</MsgType><Content>{content}</Content><MsgId>{msg_id}</MsgId><AgentID>1000002</AgentID></xml>"
+    )
+    return signed_post(crypto, inner)
+
+
+async def passive_content(client: Any, crypto: WeComCrypto, content: str, msg_id: str) -> str:
+    query, body = text_message(crypto, content, msg_id)
+    response = await client.post("/wecom/callback", params=query, data=body)
+    return parse_xml(crypto.decrypt(parse_xml(await response.read()).findtext("Encrypt") or "")).findtext("Content") or ""
+
+
+def test_numbered_choices() -> None:
+    assert numbered_choices("退款说明", REFUND_BUTTONS, "回复数字即可选择。") == "退款说明\n\n1. 申请退款\n2. 查询退款\n回复数字即可选择。"
+    assert numbered_choices("", REFUND_BUTTONS[:1], "Pick one.") == "1. 申请退款\nPick one."
+    assert numbered_choices("plain", [], "Pick one.") == "plain"
+
+
+async def test_buttons_are_numbered_and_a_number_sends_the_payload(aiohttp_client: Any, wecom_api: SimpleNamespace,
+                                                                   crypto: WeComCrypto) -> None:
+    bot = FakeBot(text="退款一般需要5到7个工作日。")
+    bot.buttons = REFUND_BUTTONS
+    channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+
+    shown = await passive_content(client, crypto, "退款要多久", "1")
+    assert shown == "退款一般需要5到7个工作日。\n\n1. 申请退款\n2. 查询退款\n回复数字即可选择。"
+    bot.buttons = []
+    await passive_content(client, crypto, " 2 ", "2")  # the choice is made by number
+    await passive_content(client, crypto, "1", "3")  # that answer offered no choices, so "1" is just text
+    bot.buttons = REFUND_BUTTONS
+    await passive_content(client, crypto, "hello", "4")
+    await passive_content(client, crypto, "3", "5")  # out of range: sent as typed
+    await channel.close()
+    assert [t.text for t in bot.turns] == ["退款要多久", "/track_refund", "1", "hello", "3"]
+
+
+async def test_an_agent_message_withdraws_the_choices(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:
+    wecom.bot.buttons = REFUND_BUTTONS
+    shown = await passive_content(wecom.client, crypto, "refund?", "1")
+    assert shown.endswith("1. 申请退款\n2. 查询退款\nReply with a number to choose.")  # English by default
+    await wecom.channel.send(f"wecom:{CORP_ID}:u1", "Hi, I'm Li from support. Which order is it?", role="agent")
+    await passive_content(wecom.client, crypto, "1", "2")
+    assert [t.text for t in wecom.bot.turns] == ["refund?", "1"]

@@ -3,17 +3,34 @@
 A channel has an input side (HTTP routes that turn a platform's request into a :class:`Turn`) and an
 output side (:meth:`Channel.send`, used when a human agent or a late answer must reach the user).
 Adding a channel means adding one module next to this one and listing it in ``bot/channels/__init__.py``.
+
+The helpers below the interface are what every platform channel needs the same way: settings from
+``bot.yml`` with environment overrides, bounded body reading, JSON error bodies, a TTL dedupe set for
+platform redeliveries, and tracked background tasks for answering after the acknowledgement.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp import web
 
 if TYPE_CHECKING:
     from bot.engine import Bot
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_MAX_MESSAGE_CHARS = 4000
 
 
 @dataclass
@@ -69,5 +86,148 @@ class Channel:
         """Deliver a message that is not the direct answer to a request (agent replies, late answers)."""
         raise NotImplementedError
 
+    async def status_changed(self, conversation_id: str, status: str) -> None:
+        """A conversation was handed off (``handed_off``) or back (``open``) from outside a turn.
+
+        Channels that show the state to the user (the web widget) override this; others ignore it.
+        """
+
     async def close(self) -> None:
         """Release client sessions and background tasks at shutdown."""
+
+
+def resolve_settings(settings: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """``bot.yml`` values with the non-empty environment variables in ``env`` laid over them."""
+    merged = dict(settings)
+    for key, var in env.items():
+        if os.environ.get(var):
+            merged[key] = os.environ[var]
+    return merged
+
+
+def http_error(cls: type[web.HTTPException], reason: str, **kwargs: Any) -> web.HTTPException:
+    """An HTTP error whose JSON body says why, in the server's ``{"error": ...}`` format.
+
+    Being JSON already, it passes the server's error middleware with its reason intact.
+    """
+    return cls(text=json.dumps({"error": reason}), content_type="application/json", **kwargs)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """Read the raw body, answering 413 past ``limit`` bytes.
+
+    aiohttp's ``client_max_size`` is one setting for the whole app, so each channel enforces its
+    own limit: on the declared length first, then on what actually arrives (chunked uploads
+    declare none).
+    """
+    too_large = f"body larger than {limit} bytes"
+    if request.content_length is not None and request.content_length > limit:
+        raise http_error(web.HTTPRequestEntityTooLarge, too_large, max_size=limit, actual_size=request.content_length)
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise http_error(web.HTTPRequestEntityTooLarge, too_large, max_size=limit, actual_size=len(body))
+    return bytes(body)
+
+
+class RecentKeys:
+    """Remembers keys for ``ttl`` seconds, at most ``maxlen`` of them.
+
+    Enough to recognise a platform's redelivery (Slack retries up to ~6 minutes later, WeCom within
+    15 seconds) without growing without bound.
+    """
+
+    def __init__(self, ttl: float = 900.0, maxlen: int = 10_000) -> None:
+        self.ttl = ttl
+        self.maxlen = maxlen
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, key: str) -> bool:
+        """Record ``key``; return False when it was already seen (a duplicate)."""
+        now = time.monotonic()
+        # Keys are never re-inserted, so insertion order is time order: the oldest sit at the front.
+        while self._seen and (len(self._seen) >= self.maxlen or next(iter(self._seen.values())) < now - self.ttl):
+            self._seen.popitem(last=False)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
+
+
+class BackgroundTasks:
+    """Fire-and-forget tasks that close() can still finish.
+
+    The event loop keeps only weak references to tasks, so an unreferenced one can vanish mid-turn;
+    this set holds them, logs their failures, and at shutdown waits a grace period, then cancels.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("channel background task failed", exc_info=task.exception())
+
+    async def close(self, grace: float = 5.0) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+class PlatformChannel(Channel):
+    """A channel to a third-party platform (Slack, WeCom) that calls back with signed requests.
+
+    Subclasses name the settings they need (``required``) and the environment variables that
+    override them (``env``). Without its secrets the channel is not built at all, so its endpoint
+    stays unmounted (404) rather than open unverified.
+    """
+
+    env: dict[str, str] = {}
+    required: tuple[str, ...] = ()
+
+    def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
+        resolved = resolve_settings(settings, self.env)
+        missing = [key for key in self.required if not resolved.get(key)]
+        if missing:
+            raise ValueError(f"{self.name} channel needs {', '.join(missing)}")
+        super().__init__(bot, resolved)
+        self.max_body_bytes = int(resolved.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+        self.max_message_chars = int(resolved.get("max_message_chars", DEFAULT_MAX_MESSAGE_CHARS))
+        self._seen = RecentKeys()
+        self._tasks = BackgroundTasks()
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, bot: "Bot", settings: dict[str, Any]) -> "PlatformChannel | None":
+        """The channel, or None when its secrets are not set (the endpoint then stays unmounted)."""
+        resolved = resolve_settings(settings, cls.env)
+        missing = [key for key in cls.required if not resolved.get(key)]
+        if missing:
+            if len(missing) < len(cls.required):
+                log.warning("%s channel disabled: %s not set", cls.name, ", ".join(missing))
+            return None
+        return cls(bot, settings)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """One client session for the platform's API, opened on first use (inside the event loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        return self._session
+
+    async def close(self) -> None:
+        await self._tasks.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -5,8 +5,11 @@ this channel verifies the request, answers 200 at once and runs the turn in the 
 opposite of Rasa's Slack channel, which answers after the whole turn and makes users see duplicate
 replies. Redeliveries are recognised by ``event_id``.
 
-The small helpers at the top (bounded body reading, a TTL dedupe set, tracked background tasks)
-are shared with the WeCom channel, which needs exactly the same three things.
+Replies are Block Kit messages: the text in a ``markdown`` block (templates are written in standard
+Markdown, which Slack's older ``mrkdwn`` would garble) and a template's buttons in an ``actions``
+block. A click arrives at ``POST /slack/interactions`` and is answered like a typed message whose
+text is the button's payload. ``chat.postMessage`` honours Slack's rate limiting: a 429 is retried
+after its ``Retry-After``, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -16,17 +19,14 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import time
-from collections import OrderedDict
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
-import aiohttp
 from aiohttp import web
 
-from bot.channels.base import Channel, Turn
+from bot.channels.base import PlatformChannel, Turn, http_error, read_body
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -34,104 +34,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
-DEFAULT_MAX_BODY_BYTES = 64 * 1024
-DEFAULT_MAX_MESSAGE_CHARS = 4000
 MAX_SKEW_S = 300
+MAX_ATTEMPTS = 3  # chat.postMessage tries, the first included, when Slack answers 429
+MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the answer would be stale
+MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
+BUTTON_TITLE_LIMIT, BUTTON_VALUE_LIMIT, BUTTONS_PER_BLOCK = 75, 2000, 25
+BUTTON_ACTION = "deskbot_button"
 ENV = {
     "signing_secret": "DESKBOT_SLACK_SIGNING_SECRET",
     "bot_token": "DESKBOT_SLACK_BOT_TOKEN",
     "api_url": "DESKBOT_SLACK_API_URL",
 }
 REQUIRED = ("signing_secret", "bot_token")
-
-
-def resolve_settings(settings: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """``bot.yml`` values with the non-empty environment variables in ``env`` laid over them."""
-    merged = dict(settings)
-    for key, var in env.items():
-        if os.environ.get(var):
-            merged[key] = os.environ[var]
-    return merged
-
-
-def http_error(cls: type[web.HTTPException], reason: str, **kwargs: Any) -> web.HTTPException:
-    """An HTTP error whose JSON body says why, in the server's ``{"error": ...}`` format.
-
-    Being JSON already, it passes the server's error middleware with its reason intact.
-    """
-    return cls(text=json.dumps({"error": reason}), content_type="application/json", **kwargs)
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """Read the raw body, answering 413 past ``limit`` bytes.
-
-    aiohttp's ``client_max_size`` is one setting for the whole app, so each channel enforces its
-    own limit: on the declared length first, then on what actually arrives (chunked uploads
-    declare none).
-    """
-    too_large = f"body larger than {limit} bytes"
-    if request.content_length is not None and request.content_length > limit:
-        raise http_error(web.HTTPRequestEntityTooLarge, too_large, max_size=limit, actual_size=request.content_length)
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(16 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise http_error(web.HTTPRequestEntityTooLarge, too_large, max_size=limit, actual_size=len(body))
-    return bytes(body)
-
-
-class RecentKeys:
-    """Remembers keys for ``ttl`` seconds, at most ``maxlen`` of them.
-
-    Enough to recognise a platform's redelivery (Slack retries up to ~6 minutes later, WeCom within
-    15 seconds) without growing without bound.
-    """
-
-    def __init__(self, ttl: float = 900.0, maxlen: int = 10_000) -> None:
-        self.ttl = ttl
-        self.maxlen = maxlen
-        self._seen: OrderedDict[str, float] = OrderedDict()
-
-    def add(self, key: str) -> bool:
-        """Record ``key``; return False when it was already seen (a duplicate)."""
-        now = time.monotonic()
-        # Keys are never re-inserted, so insertion order is time order: the oldest sit at the front.
-        while self._seen and (len(self._seen) >= self.maxlen or next(iter(self._seen.values())) < now - self.ttl):
-            self._seen.popitem(last=False)
-        if key in self._seen:
-            return False
-        self._seen[key] = now
-        return True
-
-
-class BackgroundTasks:
-    """Fire-and-forget tasks that close() can still finish.
-
-    The event loop keeps only weak references to tasks, so an unreferenced one can vanish mid-turn;
-    this set holds them, logs their failures, and at shutdown waits a grace period, then cancels.
-    """
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("channel background task failed", exc_info=task.exception())
-
-    async def close(self, grace: float = 5.0) -> None:
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -155,51 +69,71 @@ def verify_slack_request(secret: str, timestamp: str, signature: str, body: byte
     return hmac.compare_digest(slack_signature(secret, timestamp, body).encode(), signature.encode())
 
 
+def message_blocks(text: str, buttons: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Block Kit for a reply: its Markdown text, then one button per template button.
+
+    A button's ``value`` is its payload, sent back by Slack when it is clicked; Slack's length
+    limits are applied here so that one long title cannot make the whole message fail. A text too
+    long for a markdown block gets no blocks at all: Slack then shows the plain ``text``, whereas
+    buttons alone would hide it.
+    """
+    if len(text) > MARKDOWN_LIMIT:
+        return []
+    blocks: list[dict[str, Any]] = [{"type": "markdown", "text": text}] if text else []
+    elements = [
+        {
+            "type": "button",
+            "action_id": f"{BUTTON_ACTION}_{i}",
+            "text": {"type": "plain_text", "text": button["title"][:BUTTON_TITLE_LIMIT], "emoji": True},
+            "value": button["payload"][:BUTTON_VALUE_LIMIT],
+        }
+        for i, button in enumerate(buttons[:BUTTONS_PER_BLOCK])
+    ]
+    if elements:
+        blocks.append({"type": "actions", "elements": elements})
+    return blocks
+
+
+def retry_after(header: str | None) -> float:
+    """Seconds to wait from a ``Retry-After`` header (Slack sends whole seconds); 1 if absent or odd."""
+    try:
+        return max(0.0, float(header)) if header is not None else 1.0
+    except ValueError:
+        return 1.0
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one: payload fields are never trusted to be."""
+    return value if isinstance(value, dict) else {}
+
+
 class SlackAPIError(RuntimeError):
-    """Slack's Web API answered with ``ok: false`` or a non-2xx status."""
+    """Slack's Web API answered with ``ok: false``, a non-2xx status, or kept rate-limiting."""
 
 
-class SlackChannel(Channel):
-    """The Events API input side and the ``chat.postMessage`` output side.
+class SlackChannel(PlatformChannel):
+    """The Events API and interactivity input side and the ``chat.postMessage`` output side.
 
     Conversation ids are ``slack:{team}:{channel}:{thread_ts or ts}``: one conversation per thread,
     which is also where the bot answers.
     """
 
     name = "slack"
+    env = ENV
+    required = REQUIRED
 
     def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
-        resolved = resolve_settings(settings, ENV)
-        missing = [key for key in REQUIRED if not resolved.get(key)]
-        if missing:
-            raise ValueError(f"slack channel needs {', '.join(missing)}")
-        super().__init__(bot, resolved)
-        self.signing_secret: str = resolved["signing_secret"]
-        self.bot_token: str = resolved["bot_token"]
-        self.api_url: str = resolved.get("api_url") or DEFAULT_API_URL
-        self.max_body_bytes = int(resolved.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
-        self.max_message_chars = int(resolved.get("max_message_chars", DEFAULT_MAX_MESSAGE_CHARS))
+        super().__init__(bot, settings)
+        self.signing_secret: str = self.settings["signing_secret"]
+        self.bot_token: str = self.settings["bot_token"]
+        self.api_url: str = self.settings.get("api_url") or DEFAULT_API_URL
         # The bot's own user id is learnt from each event's ``authorizations``; a setting can pin it.
-        self.own_user_ids: set[str] = {resolved["bot_user_id"]} if resolved.get("bot_user_id") else set()
-        self._seen = RecentKeys()
-        self._tasks = BackgroundTasks()
-        self._session: aiohttp.ClientSession | None = None
-
-    @classmethod
-    def from_settings(cls, bot: "Bot", settings: dict[str, Any]) -> SlackChannel | None:
-        """The channel, or None when its secrets are not set (the endpoint then stays unmounted)."""
-        resolved = resolve_settings(settings, ENV)
-        missing = [key for key in REQUIRED if not resolved.get(key)]
-        if missing:
-            if len(missing) < len(REQUIRED):
-                log.warning("slack channel disabled: %s not set", ", ".join(missing))
-            return None
-        return cls(bot, settings)
+        self.own_user_ids: set[str] = {self.settings["bot_user_id"]} if self.settings.get("bot_user_id") else set()
 
     def routes(self) -> list[web.AbstractRouteDef]:
-        return [web.post("/slack/events", self.handle_events)]
+        return [web.post("/slack/events", self.handle_events), web.post("/slack/interactions", self.handle_interactions)]
 
-    async def handle_events(self, request: web.Request) -> web.StreamResponse:
+    async def _verified_body(self, request: web.Request) -> bytes:
         body = await read_body(request, self.max_body_bytes)
         if not verify_slack_request(
             self.signing_secret,
@@ -209,6 +143,10 @@ class SlackChannel(Channel):
             time.time(),
         ):
             raise http_error(web.HTTPUnauthorized, "bad or stale Slack signature")
+        return body
+
+    async def handle_events(self, request: web.Request) -> web.StreamResponse:
+        body = await self._verified_body(request)
         try:
             payload = json.loads(body)
         except ValueError as exc:  # UnicodeDecodeError included
@@ -219,6 +157,21 @@ class SlackChannel(Channel):
             return web.json_response({"challenge": payload.get("challenge", "")})
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
             turn = self._turn(payload)
+            if turn is not None:
+                self._tasks.spawn(self._answer(turn))
+        return web.Response(status=200)
+
+    async def handle_interactions(self, request: web.Request) -> web.StreamResponse:
+        """A button click: a form with one field, ``payload``, holding the interaction as JSON."""
+        body = await self._verified_body(request)
+        try:
+            payload = json.loads(parse_qs(body.decode(), strict_parsing=True)["payload"][0])
+        except (ValueError, KeyError) as exc:
+            raise http_error(web.HTTPBadRequest, "expected a form field 'payload' holding JSON") from exc
+        if not isinstance(payload, dict):
+            raise http_error(web.HTTPBadRequest, "payload must be a JSON object")
+        if payload.get("type") == "block_actions":
+            turn = self._click(payload)
             if turn is not None:
                 self._tasks.spawn(self._answer(turn))
         return web.Response(status=200)
@@ -256,6 +209,29 @@ class SlackChannel(Channel):
             metadata={"team": team, "channel": channel, "ts": ts, "thread_ts": thread, "event_id": event_id},
         )
 
+    def _click(self, payload: dict[str, Any]) -> Turn | None:
+        """The :class:`Turn` for a click on one of the bot's buttons: its payload, in its thread."""
+        actions = payload.get("actions")
+        action = _object(actions[0]) if isinstance(actions, list) and actions else {}
+        value = action.get("value")
+        if not str(action.get("action_id", "")).startswith(BUTTON_ACTION) or not isinstance(value, str) or not value:
+            return None
+        container, message = _object(payload.get("container")), _object(payload.get("message"))
+        channel = container.get("channel_id") or _object(payload.get("channel")).get("id")
+        thread = container.get("thread_ts") or message.get("thread_ts") or container.get("message_ts") or message.get("ts")
+        user = _object(payload.get("user")).get("id")
+        trigger = payload.get("trigger_id")
+        if not (channel and thread and user and trigger) or not self._seen.add(f"click:{trigger}"):
+            return None
+        team = _object(payload.get("team")).get("id") or ""
+        return Turn(
+            conversation_id=f"slack:{team}:{channel}:{thread}",
+            text=value[: self.max_message_chars],
+            channel=self.name,
+            user=user,
+            metadata={"team": team, "channel": channel, "thread_ts": thread, "button": action.get("action_id")},
+        )
+
     def _strip_mentions(self, text: str) -> str:
         """Remove ``<@BOT>`` (and ``<@BOT|name>``) so the NLU sees only the question."""
         for user_id in self.own_user_ids:
@@ -265,30 +241,37 @@ class SlackChannel(Channel):
     async def _answer(self, turn: Turn) -> None:
         reply = await self.bot.handle(turn)
         if reply.text and reply.source != "silent":
-            await self.send(turn.conversation_id, reply.text)
+            await self.send(turn.conversation_id, reply.text, buttons=reply.buttons)
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
-        """Post ``text`` into the conversation's thread with ``chat.postMessage``."""
+        """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
-        await self._call("chat.postMessage", {"channel": channel, "text": text, "thread_ts": thread_ts})
+        message: dict[str, Any] = {"channel": channel, "text": text, "thread_ts": thread_ts}
+        blocks = message_blocks(text, kwargs.get("buttons") or [])
+        if blocks:  # ``text`` stays as the notification and screen-reader fallback
+            message["blocks"] = blocks
+        await self._call("chat.postMessage", message)
 
     async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        async with self._session.post(
-            self.api_url + method, json=payload, headers={"Authorization": f"Bearer {self.bot_token}"}
-        ) as response:
-            if response.status >= 300:
-                raise SlackAPIError(f"{method}: HTTP {response.status}")
-            result: dict[str, Any] = await response.json(content_type=None)
-        if not result.get("ok"):
-            raise SlackAPIError(f"{method}: {result.get('error', 'unknown error')}")
-        return result
-
-    async def close(self) -> None:
-        await self._tasks.close()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Call a Web API method, waiting out a 429's ``Retry-After`` up to ``MAX_ATTEMPTS`` tries."""
+        attempt = 1
+        while True:
+            async with self.session.post(
+                self.api_url + method, json=payload, headers={"Authorization": f"Bearer {self.bot_token}"}
+            ) as response:
+                if response.status == 429:
+                    delay = retry_after(response.headers.get("Retry-After"))
+                elif response.status >= 300:
+                    raise SlackAPIError(f"{method}: HTTP {response.status}")
+                else:
+                    result: dict[str, Any] = await response.json(content_type=None)
+                    if not result.get("ok"):
+                        raise SlackAPIError(f"{method}: {result.get('error', 'unknown error')}")
+                    return result
+            if attempt == MAX_ATTEMPTS or delay > MAX_RETRY_AFTER_S:
+                raise SlackAPIError(f"{method}: rate limited after {attempt} tries (Retry-After {delay:g}s)")
+            log.warning("%s rate limited; retrying in %gs", method, delay)
+            await asyncio.sleep(delay)
+            attempt += 1

@@ -5,6 +5,9 @@ WeCom waits 5 seconds for the callback's answer and then retries (3 tries in all
 in the background and the request waits for it only ``reply_timeout`` seconds (default 4): an answer
 ready by then goes back passively in the HTTP response; a later one is sent actively through
 ``message/send`` after an empty 200, which WeCom documents as "received, no reply, do not retry".
+
+WeCom text messages cannot carry buttons, so a template's buttons become a numbered list under the
+answer, and a reply that is just one of those numbers sends that button's payload.
 """
 
 from __future__ import annotations
@@ -12,21 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from aiohttp import web
 
-from bot.channels.base import Channel, Turn
-from bot.channels.slack import (
-    DEFAULT_MAX_MESSAGE_CHARS,
-    BackgroundTasks,
-    RecentKeys,
-    http_error,
-    read_body,
-    resolve_settings,
-)
+from bot.channels.base import PlatformChannel, Turn, http_error, read_body
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 
 if TYPE_CHECKING:
@@ -35,8 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://qyapi.weixin.qq.com/cgi-bin/"
-DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_REPLY_TIMEOUT_S = 4.0
+MAX_OFFERS = 10_000  # conversations whose numbered choices are remembered, oldest forgotten first
+CHOICE_HINT = {"en": "Reply with a number to choose.", "zh": "回复数字即可选择。"}
 MAX_CONTENT_BYTES = 2048  # WeCom's limit for a text message's content
 TOKEN_EXPIRED = {40014, 42001}  # invalid access_token, expired access_token
 TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry
@@ -72,45 +68,39 @@ class WeComAPIError(RuntimeError):
     """WeCom's API answered with a non-zero ``errcode`` or a non-2xx status."""
 
 
-class WeComChannel(Channel):
+def numbered_choices(text: str, buttons: list[dict[str, str]], hint: str) -> str:
+    """``text`` followed by the buttons' titles as a numbered list and how to pick one."""
+    if not buttons:
+        return text
+    lines = [f"{i}. {button['title']}" for i, button in enumerate(buttons, start=1)]
+    return "\n".join([text, "", *lines, hint]) if text else "\n".join([*lines, hint])
+
+
+class WeComChannel(PlatformChannel):
     """The callback input side and the ``message/send`` output side of one WeCom app.
 
     Conversation ids are ``wecom:{corp_id}:{FromUserName}``: one conversation per employee.
     """
 
     name = "wecom"
+    env = ENV
+    required = REQUIRED
 
     def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
-        resolved = resolve_settings(settings, ENV)
-        missing = [key for key in REQUIRED if not resolved.get(key)]
-        if missing:
-            raise ValueError(f"wecom channel needs {', '.join(missing)}")
-        super().__init__(bot, resolved)
-        self.corp_id: str = resolved["corp_id"]
-        self.secret: str = resolved["secret"]
-        self.agent_id = int(resolved["agent_id"])
-        self.api_url: str = resolved.get("api_url") or DEFAULT_API_URL
-        self.reply_timeout = float(resolved.get("reply_timeout", DEFAULT_REPLY_TIMEOUT_S))
-        self.max_body_bytes = int(resolved.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
-        self.max_message_chars = int(resolved.get("max_message_chars", DEFAULT_MAX_MESSAGE_CHARS))
-        self.crypto = WeComCrypto(resolved["token"], resolved["aes_key"], self.corp_id)
-        self._seen = RecentKeys()
-        self._tasks = BackgroundTasks()
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(bot, settings)
+        self.corp_id: str = self.settings["corp_id"]
+        self.secret: str = self.settings["secret"]
+        self.agent_id = int(self.settings["agent_id"])
+        self.api_url: str = self.settings.get("api_url") or DEFAULT_API_URL
+        self.reply_timeout = float(self.settings.get("reply_timeout", DEFAULT_REPLY_TIMEOUT_S))
+        language = self.settings.get("language", "en")
+        self.choice_hint: str = self.settings.get("choice_hint") or CHOICE_HINT.get(language, CHOICE_HINT["en"])
+        self.crypto = WeComCrypto(self.settings["token"], self.settings["aes_key"], self.corp_id)
+        # The payloads of the numbered choices last offered in each conversation.
+        self._offers: OrderedDict[str, list[str]] = OrderedDict()
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
-
-    @classmethod
-    def from_settings(cls, bot: "Bot", settings: dict[str, Any]) -> WeComChannel | None:
-        """The channel, or None when its secrets are not set (the endpoint then stays unmounted)."""
-        resolved = resolve_settings(settings, ENV)
-        missing = [key for key in REQUIRED if not resolved.get(key)]
-        if missing:
-            if len(missing) < len(REQUIRED):
-                log.warning("wecom channel disabled: %s not set", ", ".join(missing))
-            return None
-        return cls(bot, settings)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.get("/wecom/callback", self.handle_verify), web.post("/wecom/callback", self.handle_callback)]
@@ -153,9 +143,10 @@ class WeComChannel(Channel):
             return empty
         if not self._seen.add(message.findtext("MsgId") or f"{user}:{message.findtext('CreateTime')}"):
             return empty
+        conversation_id = f"wecom:{self.corp_id}:{user}"
         turn = Turn(
-            conversation_id=f"wecom:{self.corp_id}:{user}",
-            text=text[: self.max_message_chars],
+            conversation_id=conversation_id,
+            text=self._chosen(conversation_id, text)[: self.max_message_chars],
             channel=self.name,
             user=user,
             metadata={"msg_id": message.findtext("MsgId"), "agent_id": message.findtext("AgentID")},
@@ -179,11 +170,27 @@ class WeComChannel(Channel):
             return empty
         return self._passive_reply(user, answer, nonce)
 
+    def _chosen(self, conversation_id: str, text: str) -> str:
+        """The payload of the numbered choice ``text`` picks, or ``text`` itself if it picks none."""
+        offered = self._offers.pop(conversation_id, [])
+        if text.isdecimal() and 1 <= int(text) <= len(offered):
+            return offered[int(text) - 1]
+        return text
+
+    def _offer(self, conversation_id: str, buttons: list[dict[str, str]]) -> None:
+        self._offers.pop(conversation_id, None)
+        if buttons:
+            self._offers[conversation_id] = [button["payload"] for button in buttons]
+            if len(self._offers) > MAX_OFFERS:
+                self._offers.popitem(last=False)
+
     async def _answer(self, turn: Turn, deliver: asyncio.Future[str]) -> None:
         """Run the turn; hand the text to the waiting request, or send it actively if it gave up."""
         try:
             reply = await self.bot.handle(turn)
-            text = "" if reply.source == "silent" else reply.text
+            silent = reply.source == "silent"
+            self._offer(turn.conversation_id, [] if silent else reply.buttons)
+            text = "" if silent else numbered_choices(reply.text, reply.buttons, self.choice_hint)
         except Exception:
             log.exception("wecom turn failed for %s", turn.conversation_id)
             text = ""
@@ -207,10 +214,16 @@ class WeComChannel(Channel):
         return web.Response(text=self.crypto.encrypt_message(reply_xml, nonce, timestamp), content_type="application/xml")
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
-        """Send ``text`` to the employee with ``message/send``, in 2,048-byte pieces."""
+        """Send ``text`` to the employee with ``message/send``, in 2,048-byte pieces.
+
+        An agent's message withdraws the bot's numbered choices: a number typed after it is an
+        answer to the agent.
+        """
         prefix, corp_id, user = conversation_id.split(":", 2)
         if prefix != self.name or corp_id != self.corp_id:
             raise ValueError(f"not a conversation of this WeCom app: {conversation_id}")
+        if kwargs.get("role") == "agent":
+            self._offers.pop(conversation_id, None)
         for piece in split_utf8(text):
             await self._send_text(user, piece)
 
@@ -240,16 +253,8 @@ class WeComChannel(Channel):
             return self._token
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        async with self._session.request(method, self.api_url + path, **kwargs) as response:
+        async with self.session.request(method, self.api_url + path, **kwargs) as response:
             if response.status >= 300:
                 raise WeComAPIError(f"{path}: HTTP {response.status}")
             result: dict[str, Any] = await response.json(content_type=None)
             return result
-
-    async def close(self) -> None:
-        await self._tasks.close()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
