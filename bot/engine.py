@@ -107,7 +107,8 @@ class Bot:
         if text.startswith("/") and text[1:] in self.nlu.labels:
             analysis = await self.batcher.submit(text[1:].replace("_", " "))
             intent = text[1:]
-            return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [h for h in analysis.hits if h.intent == intent])
+            return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [h for h in analysis.hits if h.intent == intent],
+                            analysis.intent_threshold)
         return await self.batcher.submit(text)
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,

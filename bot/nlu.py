@@ -19,14 +19,17 @@ from retrieval.index import AnswerIndex, Hit
 class Analysis:
     prediction: Prediction
     hits: list[Hit]
+    intent_threshold: float  # calibrated for the model version that made the prediction
 
 
 class NLU:
-    def __init__(self, classifier: IntentClassifier, index: AnswerIndex, version: str, k: int = 5) -> None:
+    def __init__(self, classifier: IntentClassifier, index: AnswerIndex, version: str, k: int = 5,
+                 intent_threshold: float = 0.5) -> None:
         self.classifier = classifier
         self.index = index
         self.version = version
         self.k = k
+        self.intent_threshold = intent_threshold
 
     @property
     def labels(self) -> list[str]:
@@ -43,12 +46,12 @@ class NLU:
             index = AnswerIndex.load(folder / "index", encoder)
         except Exception as exc:
             raise ModelLoadError(f"{folder}: cannot load the answer index: {exc}") from exc
-        return cls(classifier, index, folder.name, k)
+        return cls(classifier, index, folder.name, k, float(meta.get("intent_threshold", 0.5)))
 
     def analyse(self, texts: list[str]) -> list[Analysis]:
         predictions, embeddings = self.classifier.predict_with_embeddings(texts)
         hits = self.index.search_vectors(embeddings, self.k) if len(self.index) else [[] for _ in texts]
-        return [Analysis(p, h) for p, h in zip(predictions, hits)]
+        return [Analysis(p, h, self.intent_threshold) for p, h in zip(predictions, hits)]
 
 
 def encoder_name(model_id: str) -> str:

@@ -44,7 +44,8 @@ def decide(
 ) -> Decision:
     pred = analysis.prediction
     intent, confidence = pred.intent, pred.confidence
-    confident = confidence >= config.thresholds.intent
+    threshold = config.thresholds.intent
+    confident = confidence >= (analysis.intent_threshold if threshold == "auto" else threshold)
 
     if confident and intent == config.handoff.intent:
         return Decision("handoff", intent, confidence, config.handoff.message)

@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,8 +35,12 @@ class ModelConfig(_Strict):
     seed: int = 42
 
 
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
 class Thresholds(_Strict):
-    intent: float = Field(0.5, ge=0, le=1, description="confidence at or above which the intent's answer is given")
+    intent: Probability | Literal["auto"] = Field(
+        "auto", description="confidence at or above which the intent's answer is given; auto: calibrated at training")
     retrieval: float = Field(0.6, ge=-1, le=1, description="similarity at or above which a historical answer is given")
     fallbacks_before_handoff: int = Field(2, ge=1)
 
@@ -84,6 +88,16 @@ class PrivacyConfig(_Strict):
     keep_raw: bool = False
 
 
+class LearningConfig(_Strict):
+    """The promotion gate of ``bot retrain``, the review queue and the hot swap."""
+
+    max_accuracy_drop: float = Field(0.0, ge=0, le=1, description="how far overall accuracy may fall (0: not at all)")
+    max_intent_drop: float = Field(0.02, ge=0, le=1, description="how far any one intent's accuracy may fall")
+    min_intent_examples: int = Field(5, ge=1, description="examples an intent needs in a set for its own check")
+    review_similarity: float = Field(0.9, ge=0, le=1, description="cosine at which review items group (0: by text only)")
+    watch_seconds: float = Field(2.0, ge=0, description="how often bot serve checks models/CURRENT (0: never)")
+
+
 class BotConfig(_Strict):
     name: str = "deskbot"
     language: Literal["en", "zh", "multi"] = "en"
@@ -95,6 +109,7 @@ class BotConfig(_Strict):
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    learning: LearningConfig = Field(default_factory=LearningConfig)
 
     @property
     def base_model(self) -> str:

@@ -16,8 +16,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-EXAMPLES_PER_INTENT = 24
-HISTORY_PER_INTENT = 10
+EXAMPLES_PER_INTENT = 60
+HISTORY_PER_INTENT = 15
 TEST_PER_INTENT = 6
 DEMO = Path(__file__).resolve().parent.parent / "bot" / "demo"
 
