@@ -1,0 +1,88 @@
+"""The micro-batcher: no wait when idle, growing batches under load, failures kept to their own request."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from bot.batching import MicroBatcher
+
+
+class Recorder:
+    """A model stand-in that records its batches and can be held busy."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.batches: list[list[str]] = []
+        self.delay = delay
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, items: list[str]) -> list[str]:
+        self.gate.wait()
+        time.sleep(self.delay)
+        if "boom" in items:
+            raise ValueError("bad item")
+        self.batches.append(list(items))
+        return [item.upper() for item in items]
+
+
+async def test_lone_request_runs_at_once_and_in_order() -> None:
+    model = Recorder()
+    batcher = MicroBatcher(model)
+    started = time.perf_counter()
+    assert await batcher.submit("hi") == "HI"
+    assert time.perf_counter() - started < 0.5
+    assert model.batches == [["hi"]]
+    await batcher.close()
+
+
+async def test_requests_queued_while_busy_share_one_batch() -> None:
+    model = Recorder()
+    batcher = MicroBatcher(model, max_batch=8)
+    model.gate.clear()
+    first = asyncio.ensure_future(batcher.submit("a"))
+    await asyncio.sleep(0.05)  # "a" is now inside the model, which is held busy
+    rest = [asyncio.ensure_future(batcher.submit(x)) for x in "bcdefghijk"]
+    await asyncio.sleep(0.05)
+    model.gate.set()
+    results = await asyncio.gather(first, *rest)
+    assert results == [x.upper() for x in "abcdefghijk"]
+    assert [len(b) for b in model.batches] == [1, 8, 2]
+    await batcher.close()
+
+
+async def test_a_failing_item_fails_only_its_own_request() -> None:
+    model = Recorder()
+    batcher = MicroBatcher(model)
+    model.gate.clear()
+    blocker = asyncio.ensure_future(batcher.submit("x"))
+    await asyncio.sleep(0.05)
+    futures = [asyncio.ensure_future(batcher.submit(t)) for t in ("ok", "boom", "fine")]
+    await asyncio.sleep(0.05)
+    model.gate.set()
+    await blocker
+    assert await futures[0] == "OK"
+    with pytest.raises(ValueError, match="bad item"):
+        await futures[1]
+    assert await futures[2] == "FINE"
+    await batcher.close()
+
+
+async def test_cancelled_requests_are_not_computed() -> None:
+    model = Recorder()
+    batcher = MicroBatcher(model)
+    model.gate.clear()
+    blocker = asyncio.ensure_future(batcher.submit("x"))
+    await asyncio.sleep(0.05)
+    gone = asyncio.ensure_future(batcher.submit("gone"))
+    kept = asyncio.ensure_future(batcher.submit("kept"))
+    await asyncio.sleep(0.05)
+    gone.cancel()
+    model.gate.set()
+    await blocker
+    assert await kept == "KEPT"
+    assert ["kept"] in model.batches and all("gone" not in b for b in model.batches)
+    await batcher.close()

@@ -1,0 +1,71 @@
+"""The reply policy, as a pure function of the analysis and the conversation."""
+
+from __future__ import annotations
+
+from bot.nlu import Analysis
+from bot.policy import HANDOFF_PAYLOAD, decide
+from bot.project import BotConfig
+from bot.responses import Responses, ResponseVariant
+from finetune.classifier import Prediction
+from retrieval.index import Hit
+
+CONFIG = BotConfig.model_validate({
+    "thresholds": {"intent": "auto", "retrieval": 0.6, "fallbacks_before_handoff": 2},
+    "handoff": {"intent": "contact_human_agent"},
+    "actions": {"map": {"track_order": "action_order_status"}},
+})
+RESPONSES = Responses({"get_refund": [ResponseVariant(text="Refund for {order_id}."), ResponseVariant(text="Refund.")]})
+
+
+def analysis(intent: str, confidence: float, hits: list[Hit] | None = None, threshold: float = 0.5) -> Analysis:
+    ranking = [(intent, confidence), ("cancel_order", (1 - confidence) / 2), ("get_invoice", (1 - confidence) / 4)]
+    return Analysis(Prediction(intent, confidence, ranking), hits or [], threshold)
+
+
+def hit(score: float, intent: str = "get_refund", text: str = "From history.") -> Hit:
+    return Hit(id="history:1", text=text, score=score, question="q", intent=intent)
+
+
+def test_confident_intent_gets_its_template_with_variables() -> None:
+    decision = decide(analysis("get_refund", 0.9), CONFIG, RESPONSES, {"order_id": "123"}, "web", 0)
+    assert (decision.kind, decision.text) == ("template", "Refund for 123.")
+
+
+def test_calibrated_threshold_comes_from_the_model() -> None:
+    assert decide(analysis("get_refund", 0.6, threshold=0.5), CONFIG, RESPONSES, {}, "web", 0).kind == "template"
+    assert decide(analysis("get_refund", 0.6, threshold=0.7), CONFIG, RESPONSES, {}, "web", 0).kind == "fallback"
+
+
+def test_fixed_threshold_in_bot_yml_overrides_calibration() -> None:
+    fixed = CONFIG.model_copy(update={"thresholds": CONFIG.thresholds.model_copy(update={"intent": 0.95})})
+    assert decide(analysis("get_refund", 0.9, threshold=0.1), fixed, RESPONSES, {}, "web", 0).kind == "fallback"
+
+
+def test_mapped_intent_runs_its_action() -> None:
+    decision = decide(analysis("track_order", 0.9), CONFIG, RESPONSES, {}, "web", 0)
+    assert (decision.kind, decision.action) == ("action", "action_order_status")
+
+
+def test_handoff_intent_hands_off() -> None:
+    assert decide(analysis("contact_human_agent", 0.9), CONFIG, RESPONSES, {}, "web", 0).kind == "handoff"
+
+
+def test_unsure_intent_uses_a_close_historical_answer() -> None:
+    decision = decide(analysis("get_refund", 0.2, [hit(0.8)]), CONFIG, RESPONSES, {}, "web", 0)
+    assert (decision.kind, decision.text, decision.retrieval_score) == ("retrieval", "From history.", 0.8)
+
+
+def test_confident_intent_without_template_prefers_its_own_history() -> None:
+    hits = [hit(0.9, "delivery_options", "Other."), hit(0.7, "get_invoice", "Invoice answer.")]
+    decision = decide(analysis("get_invoice", 0.9, hits), CONFIG, RESPONSES, {}, "web", 0)
+    assert (decision.kind, decision.text) == ("retrieval", "Invoice answer.")
+
+
+def test_nothing_close_enough_falls_back_with_buttons() -> None:
+    decision = decide(analysis("get_refund", 0.2, [hit(0.3)]), CONFIG, RESPONSES, {}, "web", 0)
+    assert decision.kind == "fallback"
+    assert [b["payload"] for b in decision.buttons] == ["/get_refund", "/cancel_order", "/get_invoice", HANDOFF_PAYLOAD]
+
+
+def test_repeated_fallbacks_hand_off() -> None:
+    assert decide(analysis("get_refund", 0.2), CONFIG, RESPONSES, {}, "web", 1).kind == "handoff"

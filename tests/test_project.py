@@ -1,0 +1,89 @@
+"""A bot folder is validated on load, and every mistake names its file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.project import ProjectError, load_project
+from tests.conftest import DEMO, copy_bot
+
+
+@pytest.fixture
+def bot_dir(tmp_path: Path) -> Path:
+    return copy_bot(DEMO, tmp_path / "bot")
+
+
+def error_for(root: Path) -> str:
+    with pytest.raises(ProjectError) as info:
+        load_project(root)
+    return str(info.value)
+
+
+def test_demo_bot_loads_with_all_27_intents(bot_dir: Path) -> None:
+    project = load_project(bot_dir)
+    assert len(project.intents) == 27
+    assert set(project.responses.templates) == set(project.intents)
+    assert project.entity_patterns["order_id"][0].search("order 123").group(0) == "123"
+    assert len(project.history) >= 300
+    assert project.config.thresholds.intent == "auto"
+
+
+def test_unknown_key_names_file_and_line(bot_dir: Path) -> None:
+    lines = (bot_dir / "bot.yml").read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if text.startswith("  retrieval:"))
+    lines[line - 1] = "  retreival: 0.6"
+    (bot_dir / "bot.yml").write_text("\n".join(lines) + "\n")
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:{line}: thresholds.retreival: unknown key"
+
+
+def test_wrong_value_type_is_explained(bot_dir: Path) -> None:
+    (bot_dir / "bot.yml").write_text("thresholds:\n  intent: 1.5\n")
+    message = error_for(bot_dir)
+    assert message.startswith(f"{bot_dir / 'bot.yml'}:2: thresholds.intent")
+
+
+def test_unknown_intent_in_responses_names_its_line(bot_dir: Path) -> None:
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text() + "  refnud:\n    - text: typo\n")
+    line = len(path.read_text().splitlines()) - 1
+    assert error_for(bot_dir) == f"{path}:{line}: responses.refnud: unknown intent 'refnud' (not in nlu.yml)"
+
+
+def test_malformed_yaml_points_at_the_line(bot_dir: Path) -> None:
+    (bot_dir / "nlu.yml").write_text('version: "3.1"\nnlu:\n- intent: greet\n  examples: [unclosed\n')
+    assert error_for(bot_dir).startswith(f"{bot_dir / 'nlu.yml'}:")
+    assert "malformed YAML" in error_for(bot_dir)
+
+
+def test_unknown_intent_in_history_names_the_line(bot_dir: Path) -> None:
+    path = bot_dir / "history.jsonl"
+    path.write_text(path.read_text() + '{"question": "q", "answer": "a", "intent": "nope"}\n')
+    n = len(path.read_text().splitlines())
+    assert error_for(bot_dir) == f"{path}:{n}: unknown intent 'nope' (not in nlu.yml)"
+
+
+def test_rasa_nlu_format_is_accepted_as_is(tmp_path: Path) -> None:
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text(
+        'version: "3.1"\nnlu:\n'
+        "- intent: greet\n  examples: |\n    - hi\n    - hello there\n"
+        "- intent: order\n  examples: |\n    - where is order [123](order_id)\n"
+        "- synonym: refund\n  examples: |\n    - money back\n"
+        "- regex: order_id\n  examples: |\n    - \\d+\n"
+    )
+    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hello!\n")
+    project = load_project(tmp_path)
+    assert [(e.text, e.intent) for e in project.examples] == [
+        ("hi", "greet"), ("hello there", "greet"), ("where is order 123", "order")]
+    assert "order_id" in project.entity_patterns
+
+
+def test_action_map_with_unknown_intent_is_refused(bot_dir: Path) -> None:
+    (bot_dir / "bot.yml").write_text("actions:\n  map:\n    trak_order: action_order_status\n")
+    assert "unknown intent 'trak_order'" in error_for(bot_dir)
+
+
+def test_missing_bot_yml_says_how_to_start(tmp_path: Path) -> None:
+    assert "bot init" in error_for(tmp_path)

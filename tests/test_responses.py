@@ -1,0 +1,42 @@
+"""Templates pick the variant that fits the channel and the known variables."""
+
+from __future__ import annotations
+
+import random
+
+from bot.responses import Responses, ResponseVariant
+
+
+def responses() -> Responses:
+    return Responses({"get_refund": [
+        ResponseVariant(text="Refund for order {order_id} started.", buttons=[{"title": "Track", "payload": "/track_refund"}]),
+        ResponseVariant(text="Refund started."),
+        ResponseVariant(text="*Refund* for {order_id}", channel="slack"),
+    ]})
+
+
+def test_variant_with_all_variables_known_wins() -> None:
+    rendered = responses().render("get_refund", "web", {"order_id": "123"})
+    assert rendered is not None
+    assert rendered.text == "Refund for order 123 started."
+    assert rendered.buttons == [{"title": "Track", "payload": "/track_refund"}]
+
+
+def test_falls_back_to_the_variant_without_variables() -> None:
+    rendered = responses().render("get_refund", "web", {"order_id": ""})
+    assert rendered is not None and rendered.text == "Refund started." and rendered.buttons == []
+
+
+def test_channel_variant_comes_first_on_its_channel() -> None:
+    assert responses().render("get_refund", "slack", {"order_id": "9"}).text == "*Refund* for 9"
+    assert responses().render("get_refund", "wecom", {"order_id": "9"}).text == "Refund for order 9 started."
+
+
+def test_unknown_intent_renders_nothing() -> None:
+    assert responses().render("greet", "web", {}) is None
+
+
+def test_equal_variants_are_chosen_at_random() -> None:
+    many = Responses({"greet": [ResponseVariant(text="Hi!"), ResponseVariant(text="Hello!")]})
+    seen = {many.render("greet", "web", {}, random.Random(seed)).text for seed in range(20)}
+    assert seen == {"Hi!", "Hello!"}
