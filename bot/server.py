@@ -106,8 +106,12 @@ async def agent_message(request: web.Request) -> web.Response:
 async def set_handoff(request: web.Request) -> web.Response:
     require_admin(request)
     handed_off = request.match_info["action"] == "handoff"
-    await request.app[BOT].set_handoff(request.match_info["conversation_id"], handed_off, "agent")
-    return web.json_response({"status": "handed_off" if handed_off else "open"})
+    bot = request.app[BOT]
+    status = "handed_off" if handed_off else "open"
+    await bot.set_handoff(request.match_info["conversation_id"], handed_off, "agent")
+    for channel in bot.channels.values():  # the widget shows the change at once
+        await channel.status_changed(request.match_info["conversation_id"], status)
+    return web.json_response({"status": status})
 
 
 def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = None) -> web.Application:
@@ -118,7 +122,8 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     bot = Bot(project, nlu, Store(project.db_path))
     app[BOT] = bot
     app["admin_token"] = admin_token(project)
-    settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes}
+    settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
+                "language": project.config.language}
     for channel in build_channels(bot, project.config.channels, settings):
         bot.channels[channel.name] = channel
         app.add_routes(channel.routes())

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -76,3 +78,29 @@ def real_demo_bot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = copy_bot(DEMO, tmp_path_factory.mktemp("bots") / "demo", epochs=3)
     train_project(load_project(root), device="cpu", progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def web_demo_bot(tmp_path_factory: pytest.TempPathFactory, tiny_demo_bot: Path) -> Iterator[SimpleNamespace]:
+    """The tiny demo bot set up for the web channel and widget tests, in its own folder and store.
+
+    It has an admin token, and thresholds no prediction of the tiny model reaches: every typed
+    message gets the fallback (with buttons), while a button payload such as
+    ``/check_refund_policy`` still selects its intent's template. One extra origin may embed the
+    widget: a loopback port bound here, so that a test can serve a customer's page from it.
+    """
+    import socket
+
+    import yaml
+
+    shop_socket = socket.create_server(("127.0.0.1", 0))
+    embed_origin = f"http://localhost:{shop_socket.getsockname()[1]}"
+    root = tmp_path_factory.mktemp("bots") / "web-demo"
+    shutil.copytree(tiny_demo_bot, root, ignore=shutil.ignore_patterns("*.db*"))
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["thresholds"] = {"intent": 1.0, "retrieval": 1.0, "fallbacks_before_handoff": 100}
+    config.setdefault("server", {})["admin_token"] = "web-admin-token"
+    config.setdefault("channels", {}).setdefault("web", {})["origins"] = [embed_origin]
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    yield SimpleNamespace(root=root, admin_token="web-admin-token", embed_origin=embed_origin, shop_socket=shop_socket)
+    shop_socket.close()

@@ -1,27 +1,46 @@
-"""The web chat channel: the JSON API and WebSocket behind the widget.
+"""The web chat channel: the JSON API and WebSocket behind the widget (``bot/static/widget.js``).
 
 The widget talks over a WebSocket and falls back to plain HTTP when a proxy blocks it. Both paths go
 through :meth:`WebChannel.chat`, so they answer the same. Messages that are not answers (a human
-agent's replies) are pushed to the conversation's open sockets and are always in its history.
+agent's replies, a handoff made by an agent) are pushed to the conversation's open sockets and are
+always in its history, which the widget polls when it has no socket.
+
+The widget may be embedded on other sites: the origins listed in ``channels.web.origins`` get CORS
+headers on the API and may open the socket; any other foreign origin is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from collections import defaultdict
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.channels.base import Channel, Turn
+from bot.channels.base import Channel, Turn, http_error
+
+ConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger(__name__)
 
 
-class ChatRequest(BaseModel):
+class ConversationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    conversation_id: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    conversation_id: ConversationId
+
+
+class ChatRequest(ConversationRequest):
     text: str = Field(..., min_length=1)
     user: str | None = Field(None, max_length=128)
+
+
+class JoinRequest(ConversationRequest):
+    """Sent over the socket to receive a conversation's pushes (agent replies) before saying anything."""
 
 
 class FeedbackRequest(BaseModel):
@@ -31,23 +50,43 @@ class FeedbackRequest(BaseModel):
     comment: str | None = Field(None, max_length=2000)
 
 
-def bad_request(exc: ValidationError | ValueError) -> web.HTTPBadRequest:
+SOCKET_MESSAGES: dict[str, type[ConversationRequest]] = {"message": ChatRequest, "join": JoinRequest}
+
+
+def error_message(exc: ValidationError | ValueError) -> str:
+    """One line naming the field at fault, for the ``{"error": ...}`` body."""
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
+        if err["type"] == "json_invalid":
+            return "body: malformed JSON"
         field = ".".join(str(p) for p in err["loc"]) or "body"
-        message = f"{field}: {'unknown field' if err['type'] == 'extra_forbidden' else err['msg']}"
-    else:
-        message = str(exc)
-    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+        return f"{field}: {'unknown field' if err['type'] == 'extra_forbidden' else err['msg']}"
+    return str(exc)
+
+
+def bad_request(exc: ValidationError | ValueError) -> web.HTTPException:
+    return http_error(web.HTTPBadRequest, error_message(exc))
 
 
 async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate_json(await request.read())
     except ValidationError as exc:
-        if exc.errors()[0]["type"] == "json_invalid":
-            raise bad_request(ValueError("body: malformed JSON")) from None
         raise bad_request(exc) from None
+
+
+def parse_socket_message(data: str) -> ConversationRequest:
+    """A socket frame: ``{"type": "message" | "join", ...}``; a frame without a type is a message."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        raise ValueError("body: malformed JSON") from None
+    if not isinstance(body, dict):
+        raise ValueError("body: must be a JSON object")
+    kind = body.pop("type", "message")
+    if kind not in SOCKET_MESSAGES:
+        raise ValueError(f"type: must be one of {', '.join(SOCKET_MESSAGES)}")
+    return SOCKET_MESSAGES[kind].model_validate(body)
 
 
 class WebChannel(Channel):
@@ -57,14 +96,62 @@ class WebChannel(Channel):
         super().__init__(bot, settings)
         self.sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self.max_chars: int = settings.get("max_message_chars", 4000)
+        self.origins: set[str] = {origin.rstrip("/") for origin in settings.get("origins", [])}
 
     def routes(self) -> list[web.AbstractRouteDef]:
-        return [
-            web.post("/api/chat", self.http_chat),
-            web.get("/api/ws", self.websocket),
-            web.get("/api/conversations/{conversation_id}/history", self.history),
-            web.post("/api/feedback", self.feedback),
+        api: list[tuple[str, str, Handler]] = [
+            ("POST", "/api/chat", self.http_chat),
+            ("GET", "/api/conversations/{conversation_id}/history", self.history),
+            ("POST", "/api/feedback", self.feedback),
+            ("GET", "/api/widget", self.widget_settings),
         ]
+        return [
+            *(web.route(method, path, self._cors(handler)) for method, path, handler in api),
+            *(web.route("OPTIONS", path, self.preflight) for _, path, _ in api),
+            web.get("/api/ws", self.websocket),
+        ]
+
+    # --- cross-origin embedding ------------------------------------------------------------------
+
+    def _foreign_origin(self, request: web.Request) -> str | None:
+        """The request's Origin when it is another site's (None for same-site and non-browser calls)."""
+        origin = request.headers.get("Origin")
+        if not origin or urlsplit(origin).netloc == request.host:
+            return None
+        return origin
+
+    def _allowed(self, origin: str) -> bool:
+        return "*" in self.origins or origin in self.origins
+
+    def _cors(self, handler: Handler) -> Handler:
+        """``handler`` with CORS headers for allowed origins, on its errors as well as its answers."""
+
+        async def with_cors(request: web.Request) -> web.StreamResponse:
+            origin = self._foreign_origin(request)
+            headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin and self._allowed(origin) else {}
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                exc.headers.update(headers)
+                raise
+            response.headers.update(headers)
+            return response
+
+        return with_cors
+
+    async def preflight(self, request: web.Request) -> web.Response:
+        origin = self._foreign_origin(request)
+        if origin is None or not self._allowed(origin):
+            raise http_error(web.HTTPForbidden, f"origin not allowed: {origin}; list it in channels.web.origins")
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "GET, POST",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        })
+
+    # --- the API ---------------------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest) -> dict[str, Any]:
         if len(request.text) > self.max_chars:
@@ -79,8 +166,16 @@ class WebChannel(Channel):
         except ValueError as exc:
             raise bad_request(exc) from None
 
+    async def _status(self, conversation_id: str) -> str:
+        store = self.bot.store
+        conversation = await self.bot._store(store.conversation, conversation_id) if store else None
+        return str(conversation["status"]) if conversation else "open"
+
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         """One socket per widget; it may carry several conversations over its life."""
+        origin = self._foreign_origin(request)
+        if origin is not None and not self._allowed(origin):
+            raise http_error(web.HTTPForbidden, f"origin not allowed: {origin}")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=self.settings.get("max_body_bytes", 65536))
         await ws.prepare(request)
         joined: set[str] = set()
@@ -89,16 +184,20 @@ class WebChannel(Channel):
                 if msg.type != WSMsgType.TEXT:
                     continue
                 try:
-                    body = ChatRequest.model_validate_json(msg.data)
-                    if body.conversation_id not in joined:
-                        joined.add(body.conversation_id)
-                        self.sockets[body.conversation_id].add(ws)
-                    reply = await self.chat(body)
-                    await ws.send_json({"type": "reply", **reply})
-                except ValidationError as exc:
-                    await ws.send_json({"type": "error", "error": json.loads(bad_request(exc).text)["error"]})
-                except ValueError as exc:
-                    await ws.send_json({"type": "error", "error": str(exc)})
+                    body = parse_socket_message(msg.data)
+                    cid = body.conversation_id
+                    if cid not in joined:
+                        joined.add(cid)
+                        self.sockets[cid].add(ws)
+                    if isinstance(body, ChatRequest):
+                        await ws.send_json({"type": "reply", **await self.chat(body)})
+                    else:
+                        await ws.send_json({"type": "status", "conversation_id": cid, "status": await self._status(cid)})
+                except (ValidationError, ValueError) as exc:
+                    await ws.send_json({"type": "error", "error": error_message(exc)})
+                except Exception:  # as the HTTP path's middleware does: log it, answer, keep the socket
+                    log.exception("web chat turn failed on the socket")
+                    await ws.send_json({"type": "error", "error": "internal error"})
         finally:
             for cid in joined:
                 self.sockets[cid].discard(ws)
@@ -110,24 +209,35 @@ class WebChannel(Channel):
         cid = request.match_info["conversation_id"]
         store = self.bot.store
         turns = await self.bot._store(store.history, cid) if store else []
-        conversation = await self.bot._store(store.conversation, cid) if store else None
-        status = conversation["status"] if conversation else "open"
-        return web.json_response({"conversation_id": cid, "status": status, "turns": turns})
+        return web.json_response({"conversation_id": cid, "status": await self._status(cid), "turns": turns})
 
     async def feedback(self, request: web.Request) -> web.Response:
         body = await read_json(request, FeedbackRequest)
         try:
             await self.bot._store(self.bot.store.add_feedback, body.turn_id, body.value, body.comment)
         except KeyError:
-            raise web.HTTPNotFound(text=json.dumps({"error": f"turn_id: no bot turn {body.turn_id}"}),
-                                   content_type="application/json") from None
+            raise http_error(web.HTTPNotFound, f"turn_id: no bot turn {body.turn_id}") from None
         return web.json_response({"ok": True})
 
-    async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
-        message = {"type": kwargs.get("role", "agent"), "reply": text, "turn_id": kwargs.get("turn_id")}
+    async def widget_settings(self, request: web.Request) -> web.Response:
+        """What the widget shows unless its embedding page says otherwise: the title and language."""
+        return web.json_response({"title": self.settings.get("title", "Support"), "language": self.bot.config.language})
+
+    # --- the output side -------------------------------------------------------------------------
+
+    async def _push(self, conversation_id: str, message: dict[str, Any]) -> None:
+        """Send to the conversation's open sockets; one closing meanwhile is skipped (the history keeps it)."""
         for ws in list(self.sockets.get(conversation_id, ())):
             if not ws.closed:
-                await ws.send_json(message)
+                with contextlib.suppress(ConnectionResetError):
+                    await ws.send_json(message)
+
+    async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
+        await self._push(conversation_id, {"type": kwargs.get("role", "agent"), "conversation_id": conversation_id,
+                                           "reply": text, "turn_id": kwargs.get("turn_id")})
+
+    async def status_changed(self, conversation_id: str, status: str) -> None:
+        await self._push(conversation_id, {"type": "status", "conversation_id": conversation_id, "status": status})
 
     async def close(self) -> None:
         for sockets in list(self.sockets.values()):

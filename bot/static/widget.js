@@ -1,0 +1,767 @@
+/*
+ * deskbot web chat widget. Embed with one tag (and an optional config object before it):
+ *
+ *   <script>window.deskbotConfig = { title: "Demo Shop", lang: "en", colors: { primary: "#4f46e5" } };</script>
+ *   <script src="https://support.example.com/widget.js" async></script>
+ *
+ * Plain JavaScript, no build step, no dependencies. It lives in a shadow root so the host page's CSS
+ * cannot reach it, talks to the bot over a WebSocket (/api/ws) and falls back to HTTP (POST
+ * /api/chat, polling the history for agent replies) when the socket is blocked. Message text only
+ * ever reaches the page through text nodes: the Markdown subset is built element by element, so
+ * HTML in a message is shown as typed and never parsed.
+ */
+(() => {
+  "use strict";
+  if (window.Deskbot) return; // included twice: keep the first
+
+  const script = document.currentScript;
+  const config = Object.assign({}, window.deskbotConfig || {});
+
+  const STRINGS = {
+    en: {
+      title: "Support",
+      subtitle: "Usually replies in seconds",
+      subtitleAgent: "A person is helping you",
+      greeting: "Hi! How can I help you today?",
+      open: "Open chat",
+      close: "Close chat",
+      messages: "Messages",
+      placeholder: "Type your message…",
+      inputLabel: "Message",
+      send: "Send",
+      typing: "Typing…",
+      you: "You",
+      bot: "Bot",
+      agent: "Agent",
+      suggestions: "Suggested replies",
+      feedback: "Was this helpful?",
+      helpful: "Helpful",
+      notHelpful: "Not helpful",
+      thanks: "Thanks for your feedback!",
+      handedOff: "You're now chatting with a person. They'll reply here.",
+      handedBack: "You're back with the bot.",
+      backToBot: "Back to the bot",
+      error: "Something went wrong. Please try again.",
+      notSent: "Not sent.",
+      retry: "Retry",
+      poweredBy: "Powered by deskbot",
+    },
+    zh: {
+      title: "在线客服",
+      subtitle: "通常几秒内回复",
+      subtitleAgent: "人工客服正在为您服务",
+      greeting: "您好！请问有什么可以帮您？",
+      open: "打开聊天",
+      close: "关闭聊天",
+      messages: "消息",
+      placeholder: "请输入您的问题…",
+      inputLabel: "消息",
+      send: "发送",
+      typing: "正在输入…",
+      you: "我",
+      bot: "机器人",
+      agent: "人工客服",
+      suggestions: "推荐回复",
+      feedback: "这个回答有帮助吗？",
+      helpful: "有帮助",
+      notHelpful: "没有帮助",
+      thanks: "感谢您的反馈！",
+      handedOff: "已为您转接人工客服，客服会在这里回复您。",
+      handedBack: "已回到机器人服务。",
+      backToBot: "返回机器人",
+      error: "出错了，请稍后再试。",
+      notSent: "未发送。",
+      retry: "重试",
+      poweredBy: "由 deskbot 提供支持",
+    },
+  };
+
+  const pageLang = (document.documentElement.lang || navigator.language || "en").toLowerCase();
+  const lang = STRINGS[config.lang] ? config.lang : pageLang.startsWith("zh") ? "zh" : "en";
+  const t = STRINGS[lang];
+  const server = String(config.server || (script && script.src ? new URL(script.src).origin : location.origin)).replace(/\/+$/, "");
+  const pollInterval = Math.max(250, Number(config.pollInterval) || 4000);
+  const useSocket = config.transport !== "http" && "WebSocket" in window;
+  const SOCKET_WAIT_MS = 4000; // how long a message waits for a connecting socket before using HTTP
+  const CONNECTING = 0;
+  const OPEN = 1;
+
+  // --- storage: the conversation id survives reloads; nothing breaks where storage is blocked ----
+
+  const storageKey = `deskbot:${server}`;
+  const memory = {};
+  const store = {
+    get(key) {
+      try { return localStorage.getItem(`${storageKey}:${key}`); } catch { return memory[key] ?? null; }
+    },
+    set(key, value) {
+      try { localStorage.setItem(`${storageKey}:${key}`, value); } catch { memory[key] = value; }
+    },
+  };
+
+  function newConversationId() {
+    if (crypto.randomUUID) return `web-${crypto.randomUUID()}`;
+    const bytes = crypto.getRandomValues(new Uint8Array(16)); // randomUUID needs a secure context
+    return `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  }
+
+  let conversationId = store.get("conversation");
+  if (!conversationId) {
+    conversationId = newConversationId();
+    store.set("conversation", conversationId);
+  }
+
+  // Titles of clicked buttons, so that a payload such as "/handoff" reads as its title after a reload.
+  const titles = JSON.parse(store.get("titles") || "{}");
+  function rememberTitle(payload, title) {
+    titles[payload] = title;
+    const keys = Object.keys(titles);
+    if (keys.length > 50) delete titles[keys[0]];
+    store.set("titles", JSON.stringify(titles));
+  }
+
+  // --- the safe Markdown subset: paragraphs, lists, **bold**, *italic*, `code`, links -----------
+
+  const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:", "tel:"]);
+  const INLINE = new RegExp(
+    [
+      String.raw`\[([^\]\n]+)\]\(([^()\s]+)\)`, // [text](url)
+      String.raw`\*\*(?=\S)([^*\n]*?\S)\*\*`, // **bold**
+      String.raw`\*(?=\S)([^*\n]*?\S)\*`, // *italic*
+      String.raw`\x60([^\x60\n]+)\x60`, // `code`
+      String.raw`(https?:\/\/[^\s<>"']*[^\s<>"'.,;:!?)\]])`, // a bare URL
+    ].join("|"),
+    "g",
+  );
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function safeHref(raw) {
+    try {
+      const url = new URL(raw, location.href);
+      return SAFE_PROTOCOLS.has(url.protocol) ? url.href : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function link(text, href) {
+    const a = el("a", "", text);
+    a.href = href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer nofollow";
+    return a;
+  }
+
+  function renderInline(text, parent) {
+    let last = 0;
+    for (const m of text.matchAll(INLINE)) {
+      parent.append(text.slice(last, m.index));
+      last = m.index + m[0].length;
+      const [whole, linkText, linkUrl, bold, italic, code, bare] = m;
+      if (linkText !== undefined) {
+        const href = safeHref(linkUrl);
+        parent.append(href ? link(linkText, href) : whole); // an unsafe link stays plain text
+      } else if (bold !== undefined) {
+        renderInline(bold, parent.appendChild(el("strong")));
+      } else if (italic !== undefined) {
+        renderInline(italic, parent.appendChild(el("em")));
+      } else if (code !== undefined) {
+        parent.append(el("code", "", code));
+      } else {
+        const href = safeHref(bare);
+        parent.append(href ? link(bare, href) : bare);
+      }
+    }
+    parent.append(text.slice(last));
+  }
+
+  function renderMarkdown(text) {
+    const out = document.createDocumentFragment();
+    let list = null;
+    let paragraph = null;
+    for (const line of String(text).replace(/\r\n?/g, "\n").split("\n")) {
+      const bullet = /^\s*[-*•]\s+(.*)$/.exec(line);
+      const numbered = /^\s*(\d{1,3})[.)]\s+(.*)$/.exec(line);
+      if (bullet || numbered) {
+        const tag = bullet ? "ul" : "ol";
+        paragraph = null;
+        if (!list || list.tagName.toLowerCase() !== tag) {
+          list = out.appendChild(el(tag));
+          if (numbered && numbered[1] !== "1") list.start = Number(numbered[1]);
+        }
+        renderInline(bullet ? bullet[1] : numbered[2], list.appendChild(el("li")));
+      } else if (!line.trim()) {
+        list = paragraph = null;
+      } else {
+        list = null;
+        if (paragraph) paragraph.append(el("br"));
+        else paragraph = out.appendChild(el("p"));
+        renderInline(line, paragraph);
+      }
+    }
+    return out;
+  }
+
+  // --- look ---------------------------------------------------------------------------------------
+
+  const colors = Object.assign({}, config.colors || {});
+  const COLOR_VARS = {
+    primary: "--db-primary",
+    onPrimary: "--db-on-primary",
+    background: "--db-bg",
+    text: "--db-text",
+    botBubble: "--db-bot-bubble",
+    userBubble: "--db-user-bubble",
+  };
+
+  const CSS = `
+    :host { all: initial; }
+    .root {
+      --db-primary: #4f46e5; --db-on-primary: #ffffff; --db-bg: #ffffff; --db-text: #1c1f2b;
+      --db-muted: #6b7080; --db-bot-bubble: #f1f2f7; --db-user-bubble: var(--db-primary);
+      --db-border: rgba(20, 24, 40, 0.08); --db-radius: 18px;
+      font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "PingFang SC", "Hiragino Sans GB",
+        "Microsoft YaHei", "Noto Sans CJK SC", sans-serif;
+      color: var(--db-text); position: fixed; bottom: 20px; right: 20px; z-index: ${Number(config.zIndex) || 2147483000};
+      display: flex; flex-direction: column; align-items: flex-end; gap: 14px;
+    }
+    .root.left { right: auto; left: 20px; align-items: flex-start; }
+    * { box-sizing: border-box; }
+    button { font: inherit; cursor: pointer; }
+    .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+    :focus-visible { outline: 3px solid color-mix(in srgb, var(--db-primary) 45%, transparent); outline-offset: 2px; }
+
+    .launcher {
+      width: 60px; height: 60px; border-radius: 50%; border: 0; background: var(--db-primary);
+      color: var(--db-on-primary); display: grid; place-items: center; position: relative;
+      box-shadow: 0 10px 30px rgba(20, 24, 40, 0.25); transition: transform .18s ease;
+    }
+    .launcher:hover { transform: scale(1.06); }
+    .launcher svg { width: 28px; height: 28px; }
+    .launcher .badge { position: absolute; top: 6px; right: 6px; width: 12px; height: 12px; border-radius: 50%;
+      background: #ef4444; border: 2px solid var(--db-bg); }
+
+    .panel {
+      width: min(380px, calc(100vw - 40px)); height: min(620px, calc(100vh - 110px));
+      background: var(--db-bg); border-radius: 20px; overflow: hidden; display: flex; flex-direction: column;
+      box-shadow: 0 24px 60px rgba(20, 24, 40, 0.22), 0 2px 8px rgba(20, 24, 40, 0.08);
+      border: 1px solid var(--db-border); animation: rise .22s ease-out;
+    }
+    .panel[hidden] { display: none; }
+    @keyframes rise { from { opacity: 0; transform: translateY(12px) scale(.98); } }
+
+    header {
+      display: flex; align-items: center; gap: 12px; padding: 16px 16px 16px 18px;
+      background: linear-gradient(135deg, var(--db-primary), color-mix(in srgb, var(--db-primary) 70%, #000));
+      color: var(--db-on-primary);
+    }
+    .avatar { width: 40px; height: 40px; border-radius: 50%; display: grid; place-items: center; flex: none;
+      background: color-mix(in srgb, var(--db-on-primary) 20%, transparent); }
+    .avatar svg { width: 22px; height: 22px; }
+    .heading { flex: 1; min-width: 0; }
+    h2 { margin: 0; font-size: 16px; font-weight: 650; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+    .subtitle { margin: 2px 0 0; font-size: 12.5px; opacity: .85; display: flex; align-items: center; gap: 6px; }
+    .subtitle::before { content: ""; width: 7px; height: 7px; border-radius: 50%; background: #4ade80; }
+    .close { border: 0; background: transparent; color: inherit; width: 36px; height: 36px; border-radius: 50%;
+      display: grid; place-items: center; opacity: .85; }
+    .close:hover { background: color-mix(in srgb, var(--db-on-primary) 18%, transparent); opacity: 1; }
+    .close svg { width: 20px; height: 20px; }
+
+    .banner { display: flex; align-items: center; gap: 10px; padding: 10px 16px; font-size: 13px;
+      background: #fff7e6; color: #7a4b00; border-bottom: 1px solid #f5e0b5; }
+    .banner[hidden] { display: none; }
+    .banner span { flex: 1; }
+    .banner button { border: 1px solid #e2c27d; background: #fff; color: #7a4b00; border-radius: 999px;
+      padding: 4px 10px; font-size: 12.5px; white-space: nowrap; }
+
+    .scroll { flex: 1; overflow-y: auto; padding: 18px 16px 8px; scroll-behavior: smooth; }
+    .log { display: flex; flex-direction: column; gap: 10px; }
+    .msg { display: flex; flex-direction: column; max-width: 85%; animation: pop .18s ease-out; }
+    @keyframes pop { from { opacity: 0; transform: translateY(4px); } }
+    .msg.user { align-self: flex-end; align-items: flex-end; }
+    .msg.bot, .msg.agent { align-self: flex-start; }
+    .sender { font-size: 11.5px; color: var(--db-muted); margin: 0 0 3px 10px; font-weight: 600; }
+    .bubble { padding: 10px 14px; border-radius: var(--db-radius); overflow-wrap: anywhere; }
+    .bubble p { margin: 0; }
+    .bubble p + p, .bubble p + ul, .bubble p + ol, .bubble ul + p, .bubble ol + p { margin-top: 8px; }
+    .bubble ul, .bubble ol { margin: 4px 0; padding-left: 20px; }
+    .bubble a { color: inherit; text-decoration: underline; text-underline-offset: 2px; }
+    .bubble code { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; padding: 1px 4px; border-radius: 4px;
+      background: rgba(20, 24, 40, 0.07); }
+    .user .bubble { background: var(--db-user-bubble); color: var(--db-on-primary); border-bottom-right-radius: 6px;
+      white-space: pre-wrap; }
+    .bot .bubble { background: var(--db-bot-bubble); border-bottom-left-radius: 6px; }
+    .agent .bubble { background: #e8f6ee; border: 1px solid #cdebd9; border-bottom-left-radius: 6px; }
+    .agent .sender { color: #1d7a46; }
+    .failed .bubble { opacity: .6; }
+    .status-line { font-size: 12px; color: #b42318; margin-top: 4px; display: flex; gap: 6px; align-items: center; }
+    .status-line button { border: 0; background: none; color: var(--db-primary); font-weight: 600; padding: 0;
+      font-size: 12px; text-decoration: underline; }
+    .notice { align-self: center; font-size: 12.5px; color: var(--db-muted); background: rgba(20, 24, 40, 0.05);
+      padding: 5px 12px; border-radius: 999px; text-align: center; max-width: 90%; }
+    .notice.error { color: #b42318; background: #fdecea; }
+
+    .feedback { display: flex; align-items: center; gap: 2px; margin: 4px 0 0 4px; min-height: 26px; }
+    .feedback button { border: 0; background: transparent; color: var(--db-muted); width: 28px; height: 26px;
+      border-radius: 8px; display: grid; place-items: center; opacity: .7; transition: all .15s; }
+    .feedback button:hover { opacity: 1; background: rgba(20, 24, 40, 0.06); }
+    .feedback button[aria-pressed="true"] { color: var(--db-primary); opacity: 1;
+      background: color-mix(in srgb, var(--db-primary) 12%, transparent); }
+    .feedback svg { width: 15px; height: 15px; }
+    .feedback .thanks { font-size: 11.5px; color: var(--db-muted); margin-left: 6px; }
+
+    .typing { display: flex; align-items: center; gap: 8px; margin-top: 10px; }
+    .typing[hidden] { display: none; }
+    .dots { display: inline-flex; gap: 4px; padding: 12px 14px; background: var(--db-bot-bubble);
+      border-radius: var(--db-radius); border-bottom-left-radius: 6px; }
+    .dots i { width: 7px; height: 7px; border-radius: 50%; background: var(--db-muted); animation: blink 1.2s infinite; }
+    .dots i:nth-child(2) { animation-delay: .2s; } .dots i:nth-child(3) { animation-delay: .4s; }
+    @keyframes blink { 0%, 60%, 100% { opacity: .25; transform: translateY(0); } 30% { opacity: 1; transform: translateY(-3px); } }
+
+    .quick { display: flex; flex-wrap: wrap; gap: 8px; padding: 4px 16px 10px; justify-content: flex-end; }
+    .quick:empty { display: none; }
+    .quick button { border: 1.5px solid var(--db-primary); color: var(--db-primary); background: var(--db-bg);
+      border-radius: 999px; padding: 6px 14px; font-size: 13.5px; transition: all .15s; }
+    .quick button:hover { background: var(--db-primary); color: var(--db-on-primary); }
+
+    form { display: flex; align-items: flex-end; gap: 8px; padding: 10px 12px 12px; border-top: 1px solid var(--db-border); }
+    textarea { flex: 1; resize: none; border: 1px solid var(--db-border); background: #f7f8fb; color: var(--db-text);
+      border-radius: 14px; padding: 10px 14px; font: inherit; max-height: 120px; min-height: 42px; outline: none; }
+    textarea:focus { border-color: color-mix(in srgb, var(--db-primary) 60%, transparent); background: var(--db-bg); }
+    .send { width: 42px; height: 42px; border-radius: 50%; border: 0; background: var(--db-primary);
+      color: var(--db-on-primary); display: grid; place-items: center; flex: none; transition: opacity .15s; }
+    .send:disabled { opacity: .4; cursor: default; }
+    .send svg { width: 18px; height: 18px; }
+    footer { text-align: center; font-size: 11px; color: var(--db-muted); padding: 0 0 8px; }
+
+    @media (max-width: 480px) {
+      .root { bottom: 12px; right: 12px; } .root.left { left: 12px; }
+      .panel { width: calc(100vw - 24px); height: calc(100vh - 100px); }
+    }
+    @media (prefers-reduced-motion: reduce) { * { animation: none !important; transition: none !important; } }
+  `;
+
+  // Fixed, trusted markup for icons: the only strings ever parsed as HTML.
+  const ICONS = {
+    chat: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21 12a8.5 8.5 0 0 1-12.4 7.6L3 21l1.5-5.2A8.5 8.5 0 1 1 21 12z"/></svg>',
+    close: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18"/></svg>',
+    send: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M5 12h13M12 5l7 7-7 7"/></svg>',
+    up: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M7 10v11H4a1 1 0 0 1-1-1v-9a1 1 0 0 1 1-1h3zm0 0l4-8a3 3 0 0 1 3 3v4h5.5a2 2 0 0 1 2 2.3l-1.4 8A2 2 0 0 1 18.1 21H7"/></svg>',
+    down: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M17 14V3h3a1 1 0 0 1 1 1v9a1 1 0 0 1-1 1h-3zm0 0l-4 8a3 3 0 0 1-3-3v-4H4.5a2 2 0 0 1-2-2.3l1.4-8A2 2 0 0 1 5.9 3H17"/></svg>',
+  };
+
+  function iconButton(className, icon, label) {
+    const button = el("button", className);
+    button.type = "button";
+    button.innerHTML = ICONS[icon];
+    button.setAttribute("aria-label", label);
+    button.title = label;
+    return button;
+  }
+
+  // --- the DOM ------------------------------------------------------------------------------------
+
+  const host = document.createElement("div");
+  host.id = "deskbot-widget";
+  const shadow = host.attachShadow({ mode: "open" });
+  const style = el("style", "", CSS);
+  const root = el("div", `root${config.position === "left" ? " left" : ""}`);
+  root.lang = lang;
+  for (const [name, value] of Object.entries(colors)) {
+    if (COLOR_VARS[name] && typeof value === "string") root.style.setProperty(COLOR_VARS[name], value);
+  }
+
+  const panel = el("section", "panel");
+  panel.id = "deskbot-panel";
+  panel.hidden = true;
+  panel.setAttribute("role", "dialog");
+
+  const header = el("header");
+  const avatar = el("div", "avatar");
+  avatar.innerHTML = ICONS.chat;
+  const heading = el("div", "heading");
+  const title = el("h2", "", config.title || t.title);
+  title.id = "deskbot-title";
+  panel.setAttribute("aria-labelledby", title.id);
+  const subtitle = el("p", "subtitle", t.subtitle);
+  heading.append(title, subtitle);
+  const closeButton = iconButton("close", "close", t.close);
+  header.append(avatar, heading, closeButton);
+
+  const banner = el("div", "banner");
+  banner.hidden = true;
+  banner.setAttribute("role", "status");
+  const backButton = el("button", "", t.backToBot);
+  backButton.type = "button";
+  banner.append(el("span", "", t.handedOff), backButton);
+
+  const scroller = el("div", "scroll");
+  const log = el("div", "log");
+  log.setAttribute("role", "log");
+  log.setAttribute("aria-live", "polite");
+  log.setAttribute("aria-label", t.messages);
+  const typing = el("div", "typing");
+  typing.hidden = true;
+  const dots = el("span", "dots");
+  dots.setAttribute("aria-hidden", "true");
+  dots.append(el("i"), el("i"), el("i"));
+  const typingText = el("span", "sr", t.typing);
+  typing.setAttribute("role", "status");
+  typing.append(dots, typingText);
+  scroller.append(log, typing);
+
+  const quick = el("div", "quick");
+  quick.setAttribute("role", "group");
+  quick.setAttribute("aria-label", t.suggestions);
+
+  const form = el("form");
+  const inputLabel = el("label", "sr", t.inputLabel);
+  inputLabel.htmlFor = "deskbot-input";
+  const input = el("textarea");
+  input.id = "deskbot-input";
+  input.rows = 1;
+  input.placeholder = t.placeholder;
+  input.maxLength = 4000;
+  const sendButton = iconButton("send", "send", t.send);
+  sendButton.type = "submit";
+  sendButton.disabled = true;
+  form.append(inputLabel, input, sendButton);
+
+  panel.append(header, banner, scroller, quick, form, el("footer", "", t.poweredBy));
+
+  const launcher = iconButton("launcher", "chat", t.open);
+  launcher.setAttribute("aria-expanded", "false");
+  launcher.setAttribute("aria-controls", panel.id);
+
+  root.append(panel, launcher);
+  shadow.append(style, root);
+
+  // --- messages -----------------------------------------------------------------------------------
+
+  const seenTurns = new Set();
+
+  function scrollToEnd() {
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  function markUnread() {
+    if (panel.hidden && !launcher.querySelector(".badge")) launcher.append(el("span", "badge"));
+  }
+
+  function addMessage(role, text, turnId, feedback) {
+    if (turnId != null) {
+      if (seenTurns.has(turnId)) return null;
+      seenTurns.add(turnId);
+    }
+    const message = el("div", `msg ${role}`);
+    if (turnId != null) message.dataset.turnId = turnId;
+    const sender = { user: t.you, bot: config.title || title.textContent, agent: t.agent }[role];
+    if (role === "agent") message.append(el("span", "sender", t.agent));
+    else message.append(el("span", "sr", `${sender}: `));
+    const bubble = el("div", "bubble");
+    if (role === "user") bubble.textContent = text; // what the user typed, exactly
+    else bubble.append(renderMarkdown(text));
+    message.append(bubble);
+    if (role === "bot" && turnId != null) message.append(feedbackButtons(turnId, feedback || 0));
+    log.append(message);
+    if (role !== "user") markUnread();
+    scrollToEnd();
+    return message;
+  }
+
+  function addNotice(text, isError) {
+    const notice = el("div", `notice${isError ? " error" : ""}`, text);
+    if (isError) notice.setAttribute("role", "alert");
+    log.append(notice);
+    scrollToEnd();
+  }
+
+  function feedbackButtons(turnId, current) {
+    const group = el("div", "feedback");
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-label", t.feedback);
+    const up = iconButton("up", "up", t.helpful);
+    const down = iconButton("down", "down", t.notHelpful);
+    const thanks = el("span", "thanks");
+    thanks.setAttribute("aria-live", "polite");
+    const show = (value) => {
+      up.setAttribute("aria-pressed", String(value === 1));
+      down.setAttribute("aria-pressed", String(value === -1));
+    };
+    show(current);
+    const vote = async (value) => {
+      const previous = up.getAttribute("aria-pressed") === "true" ? 1 : down.getAttribute("aria-pressed") === "true" ? -1 : 0;
+      const next = previous === value ? 0 : value; // pressing the pressed thumb takes the vote back
+      show(next);
+      try {
+        await api("POST", "/api/feedback", { turn_id: turnId, value: next });
+        thanks.textContent = next ? t.thanks : "";
+      } catch {
+        show(previous);
+        thanks.textContent = t.error;
+      }
+    };
+    up.addEventListener("click", () => vote(1));
+    down.addEventListener("click", () => vote(-1));
+    group.append(up, down, thanks);
+    return group;
+  }
+
+  function showQuickReplies(buttons) {
+    quick.replaceChildren();
+    for (const button of buttons || []) {
+      if (!button || typeof button.title !== "string" || typeof button.payload !== "string") continue;
+      const b = el("button", "", button.title);
+      b.type = "button";
+      b.addEventListener("click", () => {
+        rememberTitle(button.payload, button.title);
+        send(button.payload, button.title);
+      });
+      quick.append(b);
+    }
+    scrollToEnd();
+  }
+
+  let handedOff = false;
+  function setHandedOff(value, announce) {
+    if (value === handedOff) return;
+    handedOff = value;
+    banner.hidden = !value;
+    subtitle.textContent = value ? t.subtitleAgent : t.subtitle;
+    if (announce && !value) addNotice(t.handedBack);
+    schedulePoll();
+  }
+
+  let pending = 0;
+  function setPending(delta) {
+    pending += delta;
+    typing.hidden = pending === 0;
+    scrollToEnd();
+  }
+
+  // --- talking to the server ------------------------------------------------------------------------
+
+  async function api(method, path, body) {
+    const response = await fetch(server + path, {
+      method,
+      headers: body ? { "Content-Type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+    return data;
+  }
+
+  let socket = null;
+  let socketOpened = null; // a promise: true once open, false if it failed
+  let reconnectDelay = 1000;
+  const waiting = []; // resolvers of messages sent over the socket, answered in order
+
+  function connect() {
+    if (!useSocket) return;
+    let settle;
+    socketOpened = new Promise((resolve) => (settle = resolve));
+    const ws = new WebSocket(`${server.replace(/^http/, "ws")}/api/ws`);
+    socket = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      reconnectDelay = 1000;
+      settle(true);
+      ws.send(JSON.stringify({ type: "join", conversation_id: conversationId }));
+      sync(); // agent replies sent while the socket was down
+      schedulePoll();
+    };
+    ws.onmessage = (event) => {
+      let data;
+      try { data = JSON.parse(event.data); } catch { return; }
+      if (data.type === "reply" || data.type === "error") {
+        const next = waiting.shift();
+        if (next) data.type === "reply" ? next.resolve(data) : next.reject(new Error(data.error));
+      } else if (data.type === "status" && data.conversation_id === conversationId) {
+        setHandedOff(data.status === "handed_off", true);
+      } else if (data.conversation_id === conversationId) {
+        pushed(data.type, data.reply, data.turn_id);
+      }
+    };
+    ws.onclose = () => {
+      settle(false);
+      if (socket === ws) socket = null;
+      while (waiting.length) waiting.shift().reject(new Error("connection lost"));
+      schedulePoll();
+      setTimeout(connect, opened ? 500 : reconnectDelay);
+      if (!opened) reconnectDelay = Math.min(reconnectDelay * 2, 30000);
+    };
+  }
+
+  async function socketReady() {
+    if (!useSocket) return false;
+    if (socket && socket.readyState === OPEN) return true;
+    if (!socket || socket.readyState !== CONNECTING) return false;
+    const timeout = new Promise((resolve) => setTimeout(() => resolve(false), SOCKET_WAIT_MS));
+    return Promise.race([socketOpened, timeout]);
+  }
+
+  async function chat(text) {
+    if (await socketReady()) {
+      return new Promise((resolve, reject) => {
+        waiting.push({ resolve, reject });
+        socket.send(JSON.stringify({ type: "message", conversation_id: conversationId, text }));
+      });
+    }
+    return api("POST", "/api/chat", { conversation_id: conversationId, text });
+  }
+
+  function pushed(role, text, turnId) {
+    if (!text) return;
+    if (role === "agent" || role === "bot") addMessage(role, text, turnId);
+    else addNotice(text);
+  }
+
+  // Without a socket, agent replies are fetched from the history while a person has the conversation.
+  let pollTimer = null;
+  function schedulePoll() {
+    clearTimeout(pollTimer);
+    pollTimer = null;
+    const live = socket && socket.readyState === OPEN;
+    if (handedOff && !live) pollTimer = setTimeout(() => sync().finally(schedulePoll), pollInterval);
+  }
+
+  async function sync() {
+    try {
+      const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
+      for (const turn of history.turns) {
+        if (turn.role === "agent") pushed("agent", turn.text, turn.id);
+      }
+      setHandedOff(history.status === "handed_off", true);
+    } catch {
+      // the next poll or reconnect tries again
+    }
+  }
+
+  async function send(text, shown) {
+    text = text.trim();
+    if (!text) return;
+    const message = addMessage("user", shown || text);
+    quick.replaceChildren();
+    setPending(1);
+    try {
+      const reply = await chat(text);
+      if (reply.reply && reply.source !== "silent") {
+        addMessage("bot", reply.reply, reply.turn_id);
+        showQuickReplies(reply.buttons);
+      }
+      setHandedOff(Boolean(reply.handed_off), false); // the reply itself says so
+    } catch {
+      failed(message, text, shown);
+    } finally {
+      setPending(-1);
+    }
+  }
+
+  function failed(message, text, shown) {
+    message.classList.add("failed");
+    const line = el("div", "status-line");
+    line.setAttribute("role", "alert");
+    const retry = el("button", "", t.retry);
+    retry.type = "button";
+    retry.addEventListener("click", () => {
+      message.remove();
+      send(text, shown);
+    });
+    line.append(el("span", "", t.notSent), retry);
+    message.append(line);
+    scrollToEnd();
+  }
+
+  async function loadHistory() {
+    try {
+      const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
+      for (const turn of history.turns) {
+        if (turn.role === "user") addMessage("user", titles[turn.text] || turn.text, turn.id);
+        else if (turn.role === "bot" || turn.role === "agent") addMessage(turn.role, turn.text, turn.id, turn.feedback);
+        else addNotice(turn.text);
+      }
+      setHandedOff(history.status === "handed_off", false);
+      return history.turns.length > 0;
+    } catch {
+      return false;
+    }
+  }
+
+  // --- behaviour --------------------------------------------------------------------------------------
+
+  function setLauncher(isOpen) {
+    launcher.setAttribute("aria-expanded", String(isOpen));
+    launcher.setAttribute("aria-label", isOpen ? t.close : t.open);
+    launcher.title = isOpen ? t.close : t.open;
+    launcher.innerHTML = isOpen ? ICONS.close : ICONS.chat; // drops the unread badge too
+  }
+
+  function open() {
+    panel.hidden = false;
+    setLauncher(true);
+    scrollToEnd();
+    input.focus();
+  }
+
+  function close() {
+    panel.hidden = true;
+    setLauncher(false);
+    launcher.focus();
+  }
+
+  launcher.addEventListener("click", () => (panel.hidden ? open() : close()));
+  closeButton.addEventListener("click", close);
+  panel.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") close();
+  });
+  backButton.addEventListener("click", () => {
+    rememberTitle("/resume", t.backToBot);
+    send("/resume", t.backToBot);
+  });
+
+  function resize() {
+    input.style.height = "auto";
+    input.style.height = `${Math.min(input.scrollHeight, 120)}px`;
+    sendButton.disabled = !input.value.trim();
+  }
+  input.addEventListener("input", resize);
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value;
+    input.value = "";
+    resize();
+    send(text);
+  });
+
+  async function start() {
+    document.body.append(host);
+    if (config.open) open();
+    if (!config.title) {
+      api("GET", "/api/widget").then((settings) => {
+        if (settings.title) title.textContent = settings.title;
+      }).catch(() => {});
+    }
+    const hadHistory = await loadHistory();
+    if (!hadHistory && config.greeting !== false) addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting);
+    connect();
+    schedulePoll();
+  }
+
+  window.Deskbot = { open, close, conversationId: () => conversationId };
+  if (document.body) start();
+  else document.addEventListener("DOMContentLoaded", start, { once: true });
+})();

@@ -1,0 +1,137 @@
+"""The web channel's API and WebSocket against the real app (tiny demo bot, real SQLite store)."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from types import SimpleNamespace
+from typing import Any, AsyncIterator
+
+import pytest
+
+from bot.server import create_app
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> AsyncIterator[Any]:
+    yield await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+
+
+def new_id() -> str:
+    return f"web-{uuid.uuid4()}"
+
+
+async def chat(client: Any, cid: str, text: str) -> dict[str, Any]:
+    response = await client.post("/api/chat", json={"conversation_id": cid, "text": text})
+    assert response.status == 200, await response.text()
+    return dict(await response.json())
+
+
+async def admin(client: Any, token: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    return await client.post(path, json=body or {}, headers={"Authorization": f"Bearer {token}"})
+
+
+async def test_socket_and_http_answer_the_same(client: Any) -> None:
+    over_http = await chat(client, new_id(), "my parcel never arrived")
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"conversation_id": new_id(), "text": "my parcel never arrived"})  # no type: a message
+        over_socket = await ws.receive_json()
+    assert over_socket.pop("type") == "reply"
+    over_socket.pop("turn_id"), over_http.pop("turn_id")
+    assert over_socket == over_http
+    assert over_http["source"] == "fallback" and over_http["buttons"][-1] == {"title": "Talk to a person", "payload": "/handoff"}
+
+
+async def test_button_payload_selects_its_template(client: Any) -> None:
+    reply = await chat(client, new_id(), "/check_refund_policy")
+    assert (reply["intent"], reply["source"]) == ("check_refund_policy", "template")
+    assert [b["payload"] for b in reply["buttons"]] == ["/get_refund", "/track_refund"]
+
+
+async def test_history_and_feedback_are_stored(client: Any, web_demo_bot: SimpleNamespace) -> None:
+    cid = new_id()
+    reply = await chat(client, cid, "hello there")
+    response = await client.post("/api/feedback", json={"turn_id": reply["turn_id"], "value": -1, "comment": "not it"})
+    assert response.status == 200
+    history = await (await client.get(f"/api/conversations/{cid}/history")).json()
+    assert history["status"] == "open"
+    assert [(t["role"], t["text"]) for t in history["turns"]] == [("user", "hello there"), ("bot", reply["reply"])]
+    assert history["turns"][1]["feedback"] == -1
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        assert db.execute("SELECT value, comment FROM feedback WHERE turn_id = ?", [reply["turn_id"]]).fetchall() == [(-1, "not it")]
+
+
+async def test_bad_requests_are_400_with_a_reason(client: Any) -> None:
+    cases = [
+        (b"{not json", "malformed JSON"),
+        (b'{"conversation_id": "web-1", "text": "hi", "extra": 1}', "extra: unknown field"),
+        (b'{"conversation_id": "bad id!", "text": "hi"}', "conversation_id"),
+        (b'{"conversation_id": "web-1", "text": "' + b"x" * 4001 + b'"}', "longer than 4000"),
+    ]
+    for body, reason in cases:
+        response = await client.post("/api/chat", data=body, headers={"Content-Type": "application/json"})
+        assert response.status == 400 and reason in (await response.json())["error"], body[:60]
+    response = await client.post("/api/feedback", json={"turn_id": 10**9, "value": 1})
+    assert response.status == 404 and "no bot turn" in (await response.json())["error"]
+    assert (await client.post("/api/feedback", json={"turn_id": 1, "value": 5})).status == 400
+
+
+async def test_bad_socket_frames_get_errors_and_the_socket_stays_open(client: Any) -> None:
+    async with client.ws_connect("/api/ws") as ws:
+        for frame, reason in [("{oops", "malformed JSON"), ("[1]", "JSON object"), ('{"type": "dance"}', "type: must be"),
+                              ('{"type": "join", "conversation_id": "a b"}', "conversation_id")]:
+            await ws.send_str(frame)
+            message = await ws.receive_json()
+            assert message["type"] == "error" and reason in message["error"], frame
+        await ws.send_json({"type": "message", "conversation_id": new_id(), "text": "still there?"})
+        assert (await ws.receive_json())["type"] == "reply"
+
+
+async def test_agent_messages_and_handoffs_are_pushed_to_joined_sockets(client: Any, web_demo_bot: SimpleNamespace) -> None:
+    cid, token = new_id(), web_demo_bot.admin_token
+    await chat(client, cid, "hello")
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "join", "conversation_id": cid})
+        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "open"}
+        assert (await admin(client, token, f"/admin/conversations/{cid}/handoff")).status == 200
+        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off"}
+        response = await admin(client, token, f"/admin/conversations/{cid}/messages", {"text": "Hi, I'm Sam."})
+        turn_id = (await response.json())["turn_id"]
+        assert await ws.receive_json() == {"type": "agent", "conversation_id": cid, "reply": "Hi, I'm Sam.", "turn_id": turn_id}
+        await ws.send_json({"conversation_id": cid, "text": "thanks Sam"})  # the bot stays quiet for the agent
+        reply = await ws.receive_json()
+        assert (reply["type"], reply["source"], reply["reply"], reply["handed_off"]) == ("reply", "silent", "", True)
+
+
+async def test_cors_for_listed_origins_only(client: Any, web_demo_bot: SimpleNamespace) -> None:
+    allowed, other = web_demo_bot.embed_origin, "http://evil.example"
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    response = await client.options("/api/chat", headers={"Origin": allowed, **preflight})
+    assert response.status == 204 and response.headers["Access-Control-Allow-Origin"] == allowed
+    assert "POST" in response.headers["Access-Control-Allow-Methods"]
+    assert (await client.options("/api/chat", headers={"Origin": other, **preflight})).status == 403
+
+    response = await client.get("/api/widget", headers={"Origin": allowed})
+    assert response.headers["Access-Control-Allow-Origin"] == allowed
+    assert await response.json() == {"title": "Demo Shop support", "language": "en"}
+    assert "Access-Control-Allow-Origin" not in (await client.get("/api/widget", headers={"Origin": other})).headers
+    # errors carry the header too, so the widget can read the reason
+    response = await client.post("/api/chat", data=b"{", headers={"Origin": allowed})
+    assert response.status == 400 and response.headers["Access-Control-Allow-Origin"] == allowed
+
+    for origin in (allowed, None):  # same-site and non-browser clients need no listing
+        headers = {"Origin": origin} if origin else {}
+        async with client.ws_connect("/api/ws", headers=headers) as ws:
+            await ws.send_json({"type": "join", "conversation_id": new_id()})
+            assert (await ws.receive_json())["type"] == "status"
+    response = await client.get("/api/ws", headers={"Origin": other, "Connection": "Upgrade", "Upgrade": "websocket",
+                                                   "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert response.status == 403
+
+
+async def test_widget_and_demo_page_are_served(client: Any) -> None:
+    response = await client.get("/widget.js")
+    assert response.status == 200 and response.content_type == "application/javascript"
+    assert "deskbotConfig" in await response.text()
+    response = await client.get("/")
+    assert response.status == 200 and '<script src="/widget.js"' in await response.text()
