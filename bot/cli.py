@@ -43,10 +43,23 @@ def cli() -> None:
 @click.argument("directory", type=BOT_DIR)
 @click.option("--demo", is_flag=True, help="Copy the demo shop bot instead of the minimal starter.")
 @click.option("--force", is_flag=True, help="Write into a folder that already has a bot.yml.")
-def init(directory: Path, demo: bool, force: bool) -> None:
+@click.option("--from-jsonl", "from_jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Build nlu.yml and placeholder responses from {\"text\", \"intent\"} lines (e.g. BANKING77's train.jsonl).")
+def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> None:
     """Create a bot folder in DIRECTORY."""
     if (directory / "bot.yml").exists() and not force:
         fail(f"{directory} already holds a bot (bot.yml); use --force to overwrite it")
+    if from_jsonl is not None:
+        from bot.importer import write_bot
+        from finetune.evaluation import read_jsonl
+
+        try:
+            counts = write_bot(directory, read_jsonl(from_jsonl, fail), directory.name)
+        except ValueError as exc:
+            fail(f"{from_jsonl}: {exc}")
+        click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory}. "
+                   f"Next: edit responses.yml, then bot train {directory}")
+        return
     source = resources.files("bot") / ("demo" if demo else "starter")
     with resources.as_file(source) as src:
         shutil.copytree(src, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "models", "*.db*"))
@@ -87,7 +100,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     host = host or project.config.server.host
     port = port or project.config.server.port
     click.echo(f"deskbot serving {project.config.name} on http://{host}:{port}", err=True)
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=10)
+    # SIGTERM closes the port, lets the turns in flight finish (up to shutdown_seconds), then closes the store.
+    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=project.config.server.shutdown_seconds)
 
 
 @cli.command()
@@ -103,7 +117,9 @@ def chat(directory: Path, device: str | None) -> None:
     project = project_or_fail(directory)
 
     async def run() -> None:
-        bot = Bot(project, load_serving_model(project, device), Store(project.db_path))
+        privacy = project.config.privacy
+        store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
+        bot = Bot(project, load_serving_model(project, device), store)
         conversation = f"cli:{uuid.uuid4().hex[:8]}"
         click.echo("Type a message (Ctrl-D to quit).", err=True)
         try:
@@ -145,7 +161,10 @@ def eval_(directory: Path, test_file: Path, results: Path | None, as_json: bool,
     except RegistryError as exc:
         fail(str(exc))
     rows = read_jsonl(test_file, fail)
-    figures = evaluate_model(path, rows, project.config.thresholds.intent, results or directory / "results", device)
+    threshold = project.config.thresholds.intent
+    if threshold == "auto":
+        threshold = json.loads((path / "meta.json").read_text())["intent_threshold"]
+    figures = evaluate_model(path, rows, threshold, results or directory / "results", device)
     if as_json:
         click.echo(json.dumps(figures))
     else:
@@ -209,6 +228,199 @@ def bench_retrieval(n: int, dim: int, device: str, data_dir: Path | None, as_jso
     kwargs = {"data_dir": data_dir} if data_dir else {}
     figures = run_benchmark(n=n, dim=dim, device=device, **kwargs)
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
+
+
+
+JSONL = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@bench.command("intent")
+@click.option("--train", "train_files", required=True, multiple=True, type=JSONL,
+              help="JSONL of {\"text\", \"intent\"} lines to train on; repeat it to join files.")
+@click.option("--test", "test_file", required=True, type=JSONL,
+              help="JSONL to score; intent oos, or one absent from train, marks out-of-scope lines.")
+@click.option("--valid", "valid_file", type=JSONL, default=None,
+              help="JSONL to choose the rejection threshold on (default: held-out train lines, if any are oos).")
+@click.option("--model", default="default", show_default=True, help="Base model: a name, a path, or multilingual.")
+@click.option("--shots", type=click.IntRange(min=1), default=None, help="Train on K lines per intent.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed for --shots sampling and training.")
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Path | None, model: str, shots: int | None,
+                 seed: int, device: str | None, as_json: bool) -> None:
+    """Train the intent classifier from scratch on TRAIN and measure it on TEST."""
+    from finetune.bench import load_examples, run_intent_bench
+
+    valid = load_examples(valid_file, fail) if valid_file else None
+    train = [example for path in train_files for example in load_examples(path, fail)]
+    figures = run_intent_bench(train, load_examples(test_file, fail), valid,
+                               model=model, shots=shots, seed=seed, device=device)
+    click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
+
+# --- learning from conversations ------------------------------------------------------------------
+
+
+def _open_store(project):  # type: ignore[no-untyped-def]
+    from dialogues.store import Store
+
+    if not project.db_path.exists():
+        fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
+    return Store(project.db_path)
+
+
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None,
+              help="Only labels and answers from this date (local time) on.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default stdout).")
+def export(directory: Path, since: Any, fmt: str, output: Any) -> None:
+    """Write the examples and agent answers `bot retrain` learns from, personal data redacted."""
+    from dialogues.export import learned_data, write_jsonl
+
+    store = _open_store(project_or_fail(directory))
+    try:
+        lines = write_jsonl(learned_data(store, since.timestamp() if since else 0.0), output)
+    finally:
+        store.close()
+    click.echo(f"{lines} lines ({fmt})", err=True)
+
+
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
+@click.option("--conversation", "conversation_ids", required=True, multiple=True, metavar="ID",
+              help="The conversation to delete; repeat it for several.")
+def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
+    """Delete conversations of DIRECTORY completely: messages, predictions, feedback, labels, answers."""
+    store = _open_store(project_or_fail(directory))
+    try:
+        results = {cid: store.purge(cid) for cid in conversation_ids}
+    finally:
+        store.close()
+    for cid, deleted in results.items():
+        if deleted["conversations"]:
+            click.echo(f"Deleted {cid}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
+        if deleted["answer_candidates"]:
+            click.echo(f"  its agent answers may be in models trained since; `bot retrain {directory} --force` builds one without them", err=True)
+    missing = [cid for cid, deleted in results.items() if not deleted["conversations"]]
+    if missing:
+        fail(f"no conversation {', '.join(missing)} in {directory / 'dialogues.db'}")
+
+
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
+@click.option("--reviewer", default=lambda: os.environ.get("USER"), help="Stored with each label (default $USER).")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Items in this sitting.")
+@click.option("--device", default=None)
+def review(directory: Path, reviewer: str | None, limit: int, device: str | None) -> None:
+    """Label the review queue of DIRECTORY, one item at a time."""
+    from bot.review import CachedEmbed, review_in_terminal, review_threshold
+    from dialogues.review import review_queue
+    from finetune.classifier import IntentClassifier
+    from finetune.registry import Registry, RegistryError
+
+    project = project_or_fail(directory)
+    store = _open_store(project)
+    try:
+        path = Registry(project.models_dir).current_path()
+    except RegistryError as exc:
+        fail(str(exc))
+    meta = json.loads((path / "meta.json").read_text())
+    similarity = project.config.learning.review_similarity
+    embed = CachedEmbed(IntentClassifier.load(path / "classifier", device=device), path.name) if similarity else None
+    try:
+        items = review_queue(store, review_threshold(project.config, meta.get("intent_threshold", 0.5)), embed, similarity)
+        done = review_in_terminal(store, items[:limit], project.intents, reviewer)
+    finally:
+        store.close()
+    click.echo(f"Labelled {done['items']} items ({done['turns']} messages), skipped {done['skipped']}. "
+               f"{max(0, len(items) - done['items'])} left. Run `bot retrain {directory}` to learn from them.")
+
+
+@cli.command("retrain")
+@click.argument("directory", type=BOT_DIR)
+@click.option("--device", default=None)
+@click.option("--force", is_flag=True, help="Train even when nothing was labelled or answered since the serving model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as one JSON object.")
+def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) -> None:
+    """Learn from reviewed labels and agent answers; promote only a model that is not worse."""
+    import signal
+
+    from bot.retrain import retrain
+    from finetune.registry import RegistryError
+
+    project = project_or_fail(directory)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the staging folder is removed
+    try:
+        result = retrain(project, device=device, progress=not as_json, force=force,
+                         say=lambda line: click.echo(line, err=True))
+    except RegistryError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(result.decision))
+    elif result.version is not None:
+        _print_decision(result.decision)
+
+
+def _print_decision(d: dict[str, Any]) -> None:
+    verdict = "PROMOTED, now serving" if d["promoted"] else f"REFUSED, {d['serving']} keeps serving"
+    click.secho(f"Candidate {d['version']} ({d['mode']} from {d['serving']}): {verdict}", bold=True)
+    click.echo(f"  {'':<18}{'serving':>9}{'candidate':>11}{'change':>9}")
+    for name, fig in d["figures"].items():
+        before, after = fig["serving"]["accuracy"], fig["candidate"]["accuracy"]
+        if before is None:
+            continue
+        click.echo(f"  {name + ' accuracy':<18}{before:>9.4f}{after:>11.4f}{after - before:>+9.4f}  (n={fig['serving']['n']})")
+    click.echo(f"  worst intent drop {d['worst_intent_drop']:.4f} (margin {d['margins']['max_intent_drop']:g})")
+    data = d["data"]
+    click.echo(f"  data: {data['seed_examples']} seed examples, {data['labelled']} labelled ({data['new_labels']} new), "
+               f"{data['oos']} out of scope, {data['agent_answers']} agent answers ({data['new_answers']} new)")
+    for reason in d["reasons"]:
+        click.echo(f"  refused because {reason}")
+    if d.get("index_refresh"):
+        click.echo(f"  {d['index_refresh']} now serves the new agent answers with the unchanged classifier")
+
+
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per version.")
+def models(directory: Path, as_json: bool) -> None:
+    """List the model versions of DIRECTORY with their figures; * marks the serving one."""
+    from finetune.registry import Registry
+
+    versions = Registry(project_or_fail(directory).models_dir).versions()
+    if not versions:
+        fail(f"no model versions in {directory}; run `bot train {directory}`")
+    if not as_json:  # accuracy: on the frozen evaluation set, at the version's intent threshold
+        click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}  decision")
+    for v in versions:
+        decision = v.decision.get("promoted")
+        status = "" if decision is None else ("promoted" if decision else "refused: " + "; ".join(v.decision["reasons"]))
+        if as_json:
+            click.echo(json.dumps({"version": v.name, "serving": v.current, "meta": v.meta, "metrics": v.metrics,
+                                   "decision": v.decision}))
+            continue
+        accuracy = v.metrics.get("accuracy")
+        click.echo(f"{'*' if v.current else ' '} {v.name:<9}{v.meta.get('created', ''):<26}{v.meta.get('mode', 'train'):<15}"
+                   f"{'' if accuracy is None else f'{accuracy:.4f}':>9}  {status}")
+
+
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
+@click.argument("version")
+def rollback(directory: Path, version: str) -> None:
+    """Serve VERSION of DIRECTORY again (after checking that it loads)."""
+    from bot.nlu import NLU
+    from finetune.classifier import ModelLoadError
+    from finetune.registry import Registry, RegistryError
+
+    project = project_or_fail(directory)
+    try:
+        previous = Registry(project.models_dir).rollback(version, check=lambda path: NLU.load(path, device="cpu"))
+    except (RegistryError, ModelLoadError) as exc:
+        fail(str(exc))
+    click.echo(f"Now serving {version} (was {previous}). A running `bot serve` swaps to it within "
+               f"{project.config.learning.watch_seconds:g}s, or at once on POST /admin/reload.")
 
 
 if __name__ == "__main__":

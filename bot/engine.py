@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
@@ -16,6 +17,7 @@ from typing import Any, Callable, TypeVar
 from bot.actions import ActionError, ActionRunner, action_call
 from bot.batching import MicroBatcher
 from bot.channels.base import Reply, Turn
+from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide
 from bot.project import Project
@@ -23,6 +25,7 @@ from dialogues.store import Exchange, Store
 from finetune.classifier import Prediction
 
 log = logging.getLogger("deskbot")
+MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
 T = TypeVar("T")
 
 
@@ -41,8 +44,15 @@ class Bot:
         self.store = store
         self.actions = actions or ActionRunner(project.actions_dir, project.config.actions.endpoint,
                                                project.config.actions.timeout, domain=self.domain())
-        self.batcher: MicroBatcher[str, Analysis] = MicroBatcher(self._analyse)
+        inference = self.config.server.inference
+        self.batcher: MicroBatcher[str, Analysis] = MicroBatcher(self._analyse, inference.max_batch, inference.max_wait_ms)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-store")
+        # One writer for the log: exchanges that arrive together commit in one transaction, on the store's thread.
+        self.writer: MicroBatcher[Exchange, tuple[int, int | None]] | None = (
+            MicroBatcher(store.log_exchanges, max_batch=256, executor=self._db) if store is not None else None)
+        self.metrics = Metrics()
+        self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
+                           lambda: self.nlu.version)
         self.channels: dict[str, Any] = {}  # name -> Channel, filled by the server
 
     def domain(self) -> dict[str, Any]:
@@ -70,6 +80,18 @@ class Bot:
         return found
 
     async def handle(self, turn: Turn) -> Reply:
+        """Answer one turn, counted and timed for /metrics."""
+        started = time.perf_counter()
+        try:
+            reply = await self._handle(turn)
+        except BaseException as exc:
+            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+            self.metrics.reply(turn.channel, "none", status, time.perf_counter() - started)
+            raise
+        self.metrics.reply(turn.channel, reply.source, "ok", time.perf_counter() - started)
+        return reply
+
+    async def _handle(self, turn: Turn) -> Reply:
         text = normalise(turn.text)
         conversation = await self._store(self.store.conversation, turn.conversation_id) if self.store else None
         slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
@@ -113,20 +135,37 @@ class Bot:
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
                           slots: dict[str, Any], entities: dict[str, str]) -> Decision:
+        """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
+        for that intent's template), at most ``MAX_FOLLOWUPS`` deep; their messages show together."""
         assert decision.action is not None
-        call = action_call(decision.action, turn.conversation_id, text, decision.intent or "", decision.confidence,
-                           analysis.prediction.ranking, slots, entities, self.domain())
-        try:
-            result = await self.actions.run(call)
-        except ActionError as exc:
-            log.warning("%s", exc)
-            return Decision("fallback", decision.intent, decision.confidence,
-                            "Sorry, I couldn't complete that just now. Please try again, or ask for a person.",
-                            [{"title": "Talk to a person", "payload": HANDOFF_PAYLOAD}])
-        slots.update(result.slots)
-        if result.paused:
-            return Decision("handoff", decision.intent, decision.confidence, result.text or self.config.handoff.message)
-        return Decision("action", decision.intent, decision.confidence, result.text, result.buttons, decision.action)
+        name, texts, buttons = decision.action, [], []
+        for _ in range(MAX_FOLLOWUPS + 1):
+            call = action_call(name, turn.conversation_id, text, decision.intent or "", decision.confidence,
+                               analysis.prediction.ranking, slots, entities, self.domain())
+            try:
+                result = await self.actions.run(call)
+            except ActionError as exc:
+                log.warning("%s", exc)
+                return Decision("fallback", decision.intent, decision.confidence,
+                                "Sorry, I couldn't complete that just now. Please try again, or ask for a person.",
+                                [{"title": "Talk to a person", "payload": HANDOFF_PAYLOAD}])
+            slots.update(result.slots)
+            texts.append(result.text)
+            buttons += result.buttons
+            if result.paused:
+                return Decision("handoff", decision.intent, decision.confidence,
+                                "\n\n".join(t for t in texts if t) or self.config.handoff.message)
+            follow = result.followup
+            if follow and follow.startswith("utter_"):
+                rendered = self.project.responses.render(follow.removeprefix("utter_"), turn.channel, slots)
+                if rendered is not None:
+                    texts.append(rendered.text)
+                    buttons += rendered.buttons
+            if not follow or follow == "action_listen" or follow.startswith("utter_"):
+                break
+            name = follow
+        return Decision("action", decision.intent, decision.confidence, "\n\n".join(t for t in texts if t), buttons,
+                        decision.action)
 
     async def _log(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
                    slots: dict[str, Any], fallbacks: int) -> int | None:
@@ -138,7 +177,8 @@ class Bot:
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
             decision.kind, self.nlu.version, decision.retrieval_score, slots, fallbacks,
         )
-        return (await self._store(self.store.log_exchange, exchange))[1]
+        assert self.writer is not None
+        return (await self.writer.submit(exchange))[1]
 
     async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web") -> None:
         if self.store is not None:
@@ -150,7 +190,7 @@ class Bot:
         conversation = await self._store(self.store.conversation, conversation_id)
         if conversation is None:
             raise KeyError(conversation_id)
-        turn_id = await self._store(self.store.add_message, conversation_id, "agent", text, conversation["channel"])
+        turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"])
         channel = self.channels.get(conversation["channel"])
         if channel is not None:
             await channel.send(conversation_id, text, role="agent", turn_id=turn_id)
@@ -159,6 +199,8 @@ class Bot:
     async def close(self) -> None:
         await self.batcher.close()
         await self.actions.close()
+        if self.writer is not None:
+            await self.writer.close()
         self._db.shutdown(wait=True)
         if self.store is not None:
             self.store.close()

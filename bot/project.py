@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.responses import ResponseVariant, Responses
+from retrieval.options import IndexOptions, IndexType
 
 
 class ProjectError(Exception):
@@ -52,8 +53,9 @@ class HandoffConfig(_Strict):
 
 
 class RetrievalConfig(_Strict):
-    index_type: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
-    options: dict[str, int | float] = Field(default_factory=dict)
+    index_type: IndexType = "auto"
+    options: IndexOptions = Field(default_factory=IndexOptions,
+                                  description="answer index parameters (nlist, nprobe, flat_max, dedup...): retrieval/options.py")
     k: int = Field(5, ge=1, le=100)
 
 
@@ -75,12 +77,34 @@ class ChannelsConfig(_Strict):
     wecom: dict[str, Any] = Field(default_factory=dict)
 
 
+class LimitsConfig(_Strict):
+    """What one client may ask of a server on the public internet (0 switches a limit off)."""
+
+    per_ip_per_minute: int = Field(240, ge=0, description="requests from one IP address (widget API, admin, documents)")
+    per_conversation_per_minute: int = Field(30, ge=0, description="messages to one conversation")
+    websockets_per_ip: int = Field(20, ge=0, description="WebSocket connections open at once from one IP address")
+    trust_forwarded_for: bool = Field(False, description="take the client's IP from X-Forwarded-For (behind a proxy only)")
+
+
+class InferenceConfig(_Strict):
+    """How ``bot serve`` runs the model (bench/SERVE.md has the measurements behind the defaults)."""
+
+    quantize: Literal["none", "int8"] = Field(
+        "none", description="int8: dynamic int8 linear layers on the CPU (faster; check accuracy with bot bench nlu)")
+    max_batch: int = Field(64, ge=1, description="most messages in one model call")
+    max_wait_ms: float = Field(0.0, ge=0, le=100, description="wait for more messages before a batch (0: never wait)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's own choice)")
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     max_message_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     admin_token: str | None = None
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    shutdown_seconds: float = Field(10.0, gt=0, description="how long SIGTERM waits for turns in flight")
 
 
 class PrivacyConfig(_Strict):

@@ -8,26 +8,36 @@ without dropping requests: the old model keeps answering until the new one is lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import os
 from importlib import resources
 from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from bot.channels import build_channels
+from bot.channels.web import read_json, valid_conversation_id
 from bot.engine import Bot
+from bot.limits import LIMITS, Limits
 from bot.nlu import NLU
+from bot.openapi import AgentMessageRequest, ReviewLabelRequest, publish_openapi
 from bot.project import Project, load_project
+from bot.review import CachedEmbed, review_threshold
+from dialogues.review import ReviewItem, build_queue, check_label
+from dialogues.review import candidates as review_candidates
 from dialogues.store import Store
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry
 
 log = logging.getLogger("deskbot")
 BOT = web.AppKey("bot", Bot)
+RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
+REVIEW_EMBED = web.AppKey("review_embed", dict)  # {"embed": CachedEmbed of the serving version}
 STATIC = Path(str(resources.files("bot") / "static"))
 
 
@@ -79,25 +89,105 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "model_version": bot.nlu.version})
 
 
+async def swap_to_current(app: web.Application) -> NLU:
+    """Load the registry's current version off the event loop, then serve it. One load at a time;
+    the old model answers until the new one is loaded and checked, and keeps answering if it fails."""
+    bot = app[BOT]
+    async with app[RELOAD_LOCK]:
+        nlu = await asyncio.to_thread(load_serving_model, bot.project)
+        bot.swap(nlu)
+        return nlu
+
+
 async def reload_model(request: web.Request) -> web.Response:
     require_admin(request)
     bot = request.app[BOT]
     try:
-        nlu = await asyncio.to_thread(load_serving_model, bot.project)
+        nlu = await swap_to_current(request.app)
     except (ModelLoadError, Exception) as exc:  # the old model keeps serving
         return web.json_response({"error": f"reload refused: {exc}", "model_version": bot.nlu.version}, status=409)
-    bot.swap(nlu)
     return web.json_response({"model_version": nlu.version})
+
+
+async def watch_models(app: web.Application) -> AsyncIterator[None]:
+    """Swap to a new ``models/CURRENT`` (written by ``bot retrain`` or ``bot rollback``) on its own.
+
+    A version that fails to load is logged and not tried again until CURRENT changes once more.
+    """
+    bot = app[BOT]
+    interval = bot.project.config.learning.watch_seconds
+    registry = Registry(bot.project.models_dir)
+
+    async def watch() -> None:
+        refused = None
+        while True:
+            await asyncio.sleep(interval)
+            current = registry.current()
+            if current in (None, bot.nlu.version, refused):
+                continue
+            try:
+                nlu = await swap_to_current(app)
+                log.info("now serving model %s", nlu.version)
+            except Exception as exc:
+                refused = current
+                log.error("model %s refused, still serving %s: %s", current, bot.nlu.version, exc)
+
+    task = asyncio.create_task(watch()) if interval > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def review_items(app: web.Application) -> list[ReviewItem]:
+    """The review queue, grouped with the serving model's (cached) embeddings."""
+    bot = app[BOT]
+    similarity = bot.project.config.learning.review_similarity
+    cache = app[REVIEW_EMBED]
+    if cache.get("embed") is None or cache["embed"].version != bot.nlu.version:
+        cache["embed"] = CachedEmbed(bot.nlu.classifier, bot.nlu.version)
+    threshold = review_threshold(bot.config, bot.nlu.intent_threshold)
+    rows = await bot._store(review_candidates, bot.store, threshold)
+    return await asyncio.to_thread(build_queue, rows, cache["embed"] if similarity else None, similarity)
+
+
+async def review_queue(request: web.Request) -> web.Response:
+    require_admin(request)
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "limit: must be a number"}), content_type="application/json") from None
+    items = await review_items(request.app)
+    return web.json_response({"items": [i.to_json() for i in items[:max(limit, 0)]], "total": len(items),
+                              "intents": request.app[BOT].project.intents})
+
+
+async def review_label(request: web.Request) -> web.Response:
+    """Label the queue item holding a turn: ``{"intent": NAME | "oos"}`` or ``{"accept": true}``."""
+    require_admin(request)
+    bot = request.app[BOT]
+    body = await read_json(request, ReviewLabelRequest)
+    try:
+        turn_id = int(request.match_info["turn_id"])
+        item = next((i for i in await review_items(request.app) if turn_id in i.turn_ids), None)
+        if item is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"turn {turn_id} is not in the review queue"}),
+                                   content_type="application/json")
+        intent = item.intent if body.accept else check_label(body.intent or "", bot.project.intents)
+        if intent is None:
+            raise ValueError("there is no prediction to accept; send an intent")
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=json.dumps({"error": str(exc)}), content_type="application/json") from None
+    await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer)
+    return web.json_response({"intent": intent, "turn_ids": item.turn_ids})
 
 
 async def agent_message(request: web.Request) -> web.Response:
     require_admin(request)
-    body = await request.json()
-    text = str(body.get("text", "")).strip()
-    if not text:
-        raise web.HTTPBadRequest(text=json.dumps({"error": "text: required"}), content_type="application/json")
+    text = (await read_json(request, AgentMessageRequest)).text.strip()
     try:
-        turn_id = await request.app[BOT].agent_message(request.match_info["conversation_id"], text)
+        turn_id = await request.app[BOT].agent_message(valid_conversation_id(request), text)
     except KeyError:
         raise web.HTTPNotFound() from None
     return web.json_response({"turn_id": turn_id})
@@ -108,9 +198,10 @@ async def set_handoff(request: web.Request) -> web.Response:
     handed_off = request.match_info["action"] == "handoff"
     bot = request.app[BOT]
     status = "handed_off" if handed_off else "open"
-    await bot.set_handoff(request.match_info["conversation_id"], handed_off, "agent")
+    conversation_id = valid_conversation_id(request)
+    await bot.set_handoff(conversation_id, handed_off, "agent")
     for channel in bot.channels.values():  # the widget shows the change at once
-        await channel.status_changed(request.match_info["conversation_id"], status)
+        await channel.status_changed(conversation_id, status)
     return web.json_response({"status": status})
 
 
@@ -118,10 +209,16 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     project = load_project(root)
     nlu = nlu or load_serving_model(project, device)  # refuse to start on a bad model
     server = project.config.server
-    app = web.Application(middlewares=[json_errors], client_max_size=server.max_body_bytes)
-    bot = Bot(project, nlu, Store(project.db_path))
+    limits = Limits(server.limits, server.max_body_bytes)
+    app = web.Application(middlewares=[json_errors, limits.middleware], client_max_size=server.max_body_bytes)
+    privacy = project.config.privacy
+    bot = Bot(project, nlu, Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw))
     app[BOT] = bot
+    app[LIMITS] = limits
     app["admin_token"] = admin_token(project)
+    app[RELOAD_LOCK] = asyncio.Lock()
+    app[REVIEW_EMBED] = {}
+    app.cleanup_ctx.append(watch_models)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
                 "language": project.config.language}
     for channel in build_channels(bot, project.config.channels, settings):
@@ -132,14 +229,23 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.get("/widget.js", widget),
         web.get("/healthz", healthz),
         web.post("/admin/reload", reload_model),
+        web.get("/admin/review", review_queue),
+        web.post("/admin/review/{turn_id:\\d+}", review_label),
         web.post("/admin/conversations/{conversation_id}/messages", agent_message),
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
     ])
 
+    publish_openapi(app, project.config.name)
+
     async def shutdown(app: web.Application) -> None:
+        """SIGTERM: the port is closed already; close sockets and let platform answers finish."""
         for channel in bot.channels.values():
             await channel.close()
+
+    async def cleanup(app: web.Application) -> None:
+        """After the requests in flight have finished (``shutdown_timeout``): drain and close the store."""
         await bot.close()
 
     app.on_shutdown.append(shutdown)
+    app.on_cleanup.append(cleanup)
     return app

@@ -1,12 +1,16 @@
 """``bot train``: from a bot folder to a new, versioned, evaluated model.
 
-A stratified tenth of the examples is held out to measure the new model and to record its
-figures; the classifier is fine-tuned on the rest; the answer index is built with the fine-tuned
-encoder; and the whole version is written to a staging folder that becomes visible only when complete.
+A stratified tenth of the examples is held out, once, as the frozen evaluation set that measures
+this and every later version; the classifier is fine-tuned on the rest; the answer index is built
+with the fine-tuned encoder; and the whole version is written to a staging folder that becomes
+visible only when complete.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
 import uuid
 from collections import defaultdict
@@ -22,6 +26,9 @@ from finetune.registry import Registry
 from finetune.train import TrainConfig, train_classifier
 from retrieval.encoder import Encoder
 from retrieval.index import Answer, AnswerIndex
+
+
+EVALUATION_FILE = "evaluation.jsonl"  # the frozen evaluation set, in the models folder
 
 
 @dataclass
@@ -47,6 +54,39 @@ def split_holdout(examples: list[Example], fraction: float = 0.1, seed: int = 42
     return train, held
 
 
+def frozen_split(project: Project) -> tuple[list[Example], list[Example]]:
+    """The training examples and the frozen evaluation set, which is chosen once and kept.
+
+    The first training holds out a stratified tenth and writes it to ``models/evaluation.jsonl``;
+    every later ``bot train`` and ``bot retrain`` is judged on those same examples, so two versions'
+    figures compare like with like. An intent added later gets its own held-out tenth, appended.
+    """
+    path = project.models_dir / EVALUATION_FILE
+    frozen = [Example(r["text"], r["intent"]) for r in _read_rows(path)]
+    covered = {e.intent for e in frozen}
+    _, extra = split_holdout([e for e in project.examples if e.intent not in covered], seed=project.config.model.seed)
+    if extra or not path.exists():
+        _write_rows(path, [{"text": e.text, "intent": e.intent} for e in frozen + extra])
+    intents = set(project.intents)
+    held = [e for e in frozen + extra if e.intent in intents]
+    held_texts = {e.text for e in held}
+    return [e for e in project.examples if e.text not in held_texts], held
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write a JSONL file atomically: readers see the old file or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}-{uuid.uuid4().hex[:8]}")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def answers_for(project: Project) -> list[Answer]:
     """The historical answers and the templated responses, as retrieval candidates."""
     answers = [Answer(f"history:{i}", item.answer, item.question, item.intent, "history")
@@ -58,41 +98,93 @@ def answers_for(project: Project) -> list[Answer]:
     return answers
 
 
+def answer_encoder(classifier: IntentClassifier, model_id: str) -> Encoder:
+    """The classifier's fine-tuned encoder, named after its training run, as the index's encoder."""
+    return Encoder.from_model(classifier.encoder, name=encoder_name(model_id),
+                              prefixes=(classifier.prefix, classifier.prefix))
+
+
 def build_index(classifier: IntentClassifier, model_id: str, answers: list[Answer], project: Project) -> AnswerIndex:
-    encoder = Encoder.from_model(classifier.encoder, name=encoder_name(model_id),
-                                 prefixes=(classifier.prefix, classifier.prefix))
+    encoder = answer_encoder(classifier, model_id)
     options: dict[str, Any] = dict(project.config.retrieval.options)
     if project.config.retrieval.index_type != "auto":
         options["index_type"] = project.config.retrieval.index_type
     return AnswerIndex.build(encoder, answers, **options)
 
 
-def holdout_metrics(classifier: IntentClassifier, held: list[Example], threshold: float) -> dict[str, Any]:
+# Share of held-out messages the model classifies correctly that must clear the calibrated threshold.
+CALIBRATION_RECALL = 0.9
+DEFAULT_INTENT_THRESHOLD = 0.5
+
+
+def calibrate_threshold(confidences: list[float], correct: list[bool]) -> float:
+    """The intent threshold that lets ``CALIBRATION_RECALL`` of correct held-out predictions through.
+
+    Confidence scales differ between base models and data sizes (27 intents spread probability more
+    than 5), so a fixed number either silences a good model or lets a weak one guess. With too few
+    held-out examples the documented default is kept.
+    """
+    good = sorted(c for c, ok in zip(confidences, correct) if ok)
+    if len(good) < 10:
+        return DEFAULT_INTENT_THRESHOLD
+    return round(float(good[int((1 - CALIBRATION_RECALL) * len(good))]), 4)
+
+
+def holdout_metrics(classifier: IntentClassifier, held: list[Example], threshold: float | str) -> dict[str, Any]:
+    """Figures on the held-out examples, and the calibrated threshold when the bot asks for ``auto``."""
     if not held:
-        return {}
+        return {"intent_threshold": DEFAULT_INTENT_THRESHOLD if threshold == "auto" else threshold}
     predictions = classifier.predict([e.text for e in held])
-    return evaluate([e.intent for e in held], [p.intent for p in predictions],
-                    [p.confidence for p in predictions], classifier.labels, threshold)
+    confidences = [p.confidence for p in predictions]
+    if threshold == "auto":
+        threshold = calibrate_threshold(confidences, [p.intent == e.intent for p, e in zip(predictions, held)])
+    metrics = evaluate([e.intent for e in held], [p.intent for p in predictions], confidences,
+                       classifier.labels, float(threshold))
+    return {**metrics, "intent_threshold": threshold}
+
+
+def train_config(project: Project) -> TrainConfig:
+    cfg = project.config.model
+    return TrainConfig(epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
+                       max_length=cfg.max_length, seed=cfg.seed)
+
+
+def fit(project: Project, examples: list[Example], device: str | None = None, progress: bool = True,
+        init_from: IntentClassifier | None = None) -> IntentClassifier:
+    """Fine-tune the bot's classifier on ``examples``; ``init_from`` warm-starts from a model with the same intents."""
+    return train_classifier([e.text for e in examples], [e.intent for e in examples], project.config.base_model,
+                            train_config(project), device=device, progress=progress, init_from=init_from)
+
+
+def write_model(staging: Path, project: Project, classifier: IntentClassifier, answers: list[Answer],
+                held: list[Example], train_examples: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Save the classifier and its answer index into ``staging``; return the version's meta and metrics."""
+    model_id = uuid.uuid4().hex[:12]
+    classifier.save(staging / "classifier")
+    build_index(classifier, model_id, answers, project).save(staging / "index")
+    metrics = holdout_metrics(classifier, held, project.config.thresholds.intent)
+    metrics.update(train_examples=train_examples, holdout_examples=len(held),
+                   train_seconds=round(getattr(classifier, "train_seconds", 0.0), 1))
+    meta = {"id": model_id, "base_model": project.config.base_model, "labels": classifier.labels,
+            "device": str(classifier.device), "intent_threshold": metrics["intent_threshold"],
+            "seed": seed_fingerprint(project)}
+    return meta, metrics
+
+
+def seed_fingerprint(project: Project) -> str:
+    """Identifies nlu.yml's examples, so a retrain knows whether the seed data changed since a version."""
+    rows = sorted(f"{e.intent}\t{e.text}" for e in project.examples)
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
 def train_project(project: Project, device: str | None = None, promote: bool = True, progress: bool = True) -> TrainResult:
-    cfg = project.config.model
-    train, held = split_holdout(project.examples, seed=cfg.seed)
-    config = TrainConfig(epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
-                         max_length=cfg.max_length, seed=cfg.seed)
     registry = Registry(project.models_dir)
-    model_id = uuid.uuid4().hex[:12]
-    with registry.stage() as staging:
-        classifier = train_classifier([e.text for e in train], [e.intent for e in train], project.config.base_model,
-                                      config, device=device, progress=progress)
-        classifier.save(staging / "classifier")
-        build_index(classifier, model_id, answers_for(project), project).save(staging / "index")
-        metrics = holdout_metrics(classifier, held, project.config.thresholds.intent)
-        metrics.update(train_examples=len(train), holdout_examples=len(held),
-                       train_seconds=round(getattr(classifier, "train_seconds", 0.0), 1))
-        meta = {"id": model_id, "base_model": project.config.base_model, "labels": classifier.labels,
-                "device": str(classifier.device)}
-        version = registry.commit(staging, meta, metrics)
-    if promote:
-        registry.promote(version)
+    with registry.lock():
+        train, held = frozen_split(project)
+        with registry.stage() as staging:
+            classifier = fit(project, train, device, progress)
+            meta, metrics = write_model(staging, project, classifier, answers_for(project), held, len(train))
+            version = registry.commit(staging, meta, metrics)
+        if promote:
+            registry.promote(version)
     return TrainResult(version, metrics, promote)

@@ -18,6 +18,8 @@ from typing import Any
 
 import sqlite_utils
 
+from dialogues.redact import redact
+
 
 def now() -> float:
     return time.time()
@@ -46,7 +48,19 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["review_labels"].create_index(["turn_id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """Agent answers kept as candidate historical answers, and indexes for the review queue."""
+    db["answer_candidates"].create(
+        {"id": int, "conversation_id": str, "question_turn_id": int, "agent_turn_id": int, "question": str,
+         "answer": str, "created": float},
+        pk="id",
+        foreign_keys=[("conversation_id", "conversations", "id"), ("agent_turn_id", "turns", "id")],
+    )
+    db["feedback"].create_index(["turn_id"])
+    db["predictions"].create_index(["reply_turn_id"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
 @dataclass
@@ -70,10 +84,18 @@ class Exchange:
 
 
 class Store:
-    """Thread-safe access to ``dialogues.db``; all writes are serialised through one lock."""
+    """Thread-safe access to ``dialogues.db``; all writes are serialised through one lock.
 
-    def __init__(self, path: Path | str) -> None:
+    Privacy (``privacy:`` in bot.yml): with ``redact`` (the default) a customer's message is stored
+    with emails, phone, card and ID numbers replaced, so nothing trained or exported from the store
+    carries them; the text as received (before normalisation) is kept in ``raw_text`` when it
+    differs, redacted too unless ``keep_raw`` asks for the raw text.
+    """
+
+    def __init__(self, path: Path | str, redact: bool = True, keep_raw: bool = False) -> None:
         self.path = Path(path)
+        self.redact = redact
+        self.keep_raw = keep_raw
         conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -120,30 +142,50 @@ class Store:
 
     # --- turns ----------------------------------------------------------------------------------
 
+    def _private(self, text: str) -> str:
+        return redact(text) if self.redact else text
+
+    def _stored_texts(self, text: str, raw_text: str | None) -> tuple[str, str | None]:
+        """``(text, raw_text)`` as privacy allows them to be written; raw_text only when it differs."""
+        received = text if raw_text is None else raw_text
+        stored = self._private(text)
+        kept = received if self.keep_raw else self._private(received)
+        return stored, (kept if kept != stored else None)
+
     def log_exchange(self, ex: Exchange) -> tuple[int, int | None]:
         """Write the user's turn, its prediction and the bot's reply atomically. Returns both turn ids."""
+        return self.log_exchanges([ex])[0]
+
+    def log_exchanges(self, exchanges: list[Exchange]) -> list[tuple[int, int | None]]:
+        """Write several exchanges in one transaction (all or none), so a busy server commits once per
+        batch instead of once per message. Returns each exchange's turn ids, in order."""
         with self._lock, self.db.atomic():
-            self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
-            turns = self.db["turns"]
-            user_turn = turns.insert(
-                {"conversation_id": ex.conversation_id, "role": "user", "text": ex.text, "raw_text": ex.raw_text,
-                 "channel": ex.channel, "user": ex.user, "created": now()}
+            return [self._insert_exchange(ex) for ex in exchanges]
+
+    def _insert_exchange(self, ex: Exchange) -> tuple[int, int | None]:
+        """The rows of one exchange, inside the caller's transaction."""
+        text, raw_text = self._stored_texts(ex.text, ex.raw_text)
+        self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
+        turns = self.db["turns"]
+        user_turn = turns.insert(
+            {"conversation_id": ex.conversation_id, "role": "user", "text": text, "raw_text": raw_text,
+             "channel": ex.channel, "user": ex.user, "created": now()}
+        ).last_pk
+        bot_turn = None
+        if ex.reply:
+            bot_turn = turns.insert(
+                {"conversation_id": ex.conversation_id, "role": "bot", "text": ex.reply, "raw_text": None,
+                 "channel": ex.channel, "user": None, "created": now()}
             ).last_pk
-            bot_turn = None
-            if ex.reply:
-                bot_turn = turns.insert(
-                    {"conversation_id": ex.conversation_id, "role": "bot", "text": ex.reply, "raw_text": None,
-                     "channel": ex.channel, "user": None, "created": now()}
-                ).last_pk
-            self.db["predictions"].insert(
-                {"turn_id": user_turn, "reply_turn_id": bot_turn, "intent": ex.intent, "confidence": ex.confidence,
-                 "ranking": json.dumps(ex.ranking), "source": ex.source, "model_version": ex.model_version,
-                 "retrieval_score": ex.retrieval_score}
-            )
-            self.db.execute(
-                "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots) WHERE id = ?",
-                [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None, ex.conversation_id],
-            )
+        self.db["predictions"].insert(
+            {"turn_id": user_turn, "reply_turn_id": bot_turn, "intent": ex.intent, "confidence": ex.confidence,
+             "ranking": json.dumps(ex.ranking), "source": ex.source, "model_version": ex.model_version,
+             "retrieval_score": ex.retrieval_score}
+        )
+        self.db.execute(
+            "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots) WHERE id = ?",
+            [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None, ex.conversation_id],
+        )
         return int(user_turn), (int(bot_turn) if bot_turn is not None else None)
 
     def add_message(self, conversation_id: str, role: str, text: str, channel: str = "web") -> int:
@@ -172,3 +214,80 @@ class Store:
 
     def count(self, table: str) -> int:
         return self.db[table].count
+
+    # --- learning -------------------------------------------------------------------------------
+
+    def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web") -> int:
+        """An agent's reply, kept also as a candidate historical answer to what the customer asked.
+
+        The question is the customer's messages since the previous agent reply (button payloads
+        left out, at most the last three), so a later retrain can index the pair for retrieval.
+        """
+        with self._lock, self.db.atomic():
+            turn_id = self.add_message(conversation_id, "agent", text, channel)
+            rows = list(self.db.query(
+                "SELECT id, text FROM turns WHERE conversation_id = ? AND role = 'user' AND substr(text, 1, 1) != '/' "
+                "AND id > coalesce((SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ?), 0) "
+                "ORDER BY id DESC LIMIT 3",
+                [conversation_id, conversation_id, turn_id],
+            ))[::-1]
+            if rows:
+                self.db["answer_candidates"].insert(
+                    {"conversation_id": conversation_id, "question_turn_id": rows[0]["id"], "agent_turn_id": turn_id,
+                     "question": " ".join(r["text"] for r in rows), "answer": self._private(text), "created": now()}
+                )
+            return turn_id
+
+    def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None) -> None:
+        """A reviewer's intent (or ``oos``) for user turns; a later label for the same turn wins."""
+        with self._lock, self.db.atomic():
+            found = {r["id"] for r in self.db.query(
+                f"SELECT id FROM turns WHERE role = 'user' AND id IN ({','.join('?' * len(turn_ids))})", turn_ids)}
+            missing = sorted(set(turn_ids) - found)
+            if missing:
+                raise KeyError(f"no user turn {missing[0]}")
+            created = now()
+            self.db["review_labels"].insert_all(
+                {"turn_id": t, "intent": intent, "reviewer": reviewer, "created": created} for t in turn_ids)
+
+    def labels(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """The latest label of every labelled turn, oldest first, with the turn's text."""
+        return list(self.db.query(
+            "SELECT r.id, r.turn_id, t.text, r.intent, r.reviewer, r.created FROM review_labels r "
+            "JOIN turns t ON t.id = r.turn_id "
+            "WHERE r.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) AND r.created >= ? "
+            "ORDER BY r.id",
+            [since],
+        ))
+
+    def answer_candidates(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Agent answers with their questions, oldest first; ``intent`` is the question's review label, if any."""
+        return list(self.db.query(
+            "SELECT a.id, a.conversation_id, a.question_turn_id, a.question, a.answer, a.created, "
+            "(SELECT intent FROM review_labels WHERE turn_id = a.question_turn_id ORDER BY id DESC LIMIT 1) AS intent "
+            "FROM answer_candidates a WHERE a.created >= ? ORDER BY a.id",
+            [since],
+        ))
+
+    # --- erasure --------------------------------------------------------------------------------
+
+    def purge(self, conversation_id: str) -> dict[str, int]:
+        """Delete a conversation and everything recorded about it; returns the rows deleted per table.
+
+        ``secure_delete`` overwrites the freed pages with zeros and the WAL is checkpointed and
+        truncated, so no copy of the text stays in ``dialogues.db`` or ``dialogues.db-wal``.
+        """
+        in_turns = "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"
+        tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
+                  ("answer_candidates", "conversation_id = ?"), ("handoffs", "conversation_id = ?"),
+                  ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
+        with self._lock:
+            self.db.execute("PRAGMA secure_delete=ON")
+            try:
+                with self.db.atomic():
+                    deleted = {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [conversation_id]).rowcount
+                               for table, where in tables}
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self.db.execute("PRAGMA secure_delete=OFF")
+        return deleted

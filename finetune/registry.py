@@ -3,10 +3,16 @@
 A version is written into a staging folder and renamed into place only when complete, and the
 ``CURRENT`` file is replaced atomically. So a training run that crashes or is killed halfway leaves
 nothing that looks like a version, and the serving model is never touched.
+
+Every promotion, refusal and rollback is appended to ``decisions.jsonl`` (and a version's own gate
+decision is kept in its ``decision.json``), so "why is this model serving?" always has an answer.
+One training run at a time holds ``.lock``; a run that was killed leaves its staging folder behind,
+and the next run, holding the lock, removes it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -15,7 +21,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -30,6 +36,7 @@ class Version:
     meta: dict[str, Any]
     metrics: dict[str, Any]
     current: bool
+    decision: dict[str, Any]  # the promotion gate's verdict; empty for a plain `bot train`
 
 
 class Registry:
@@ -65,7 +72,8 @@ class Registry:
         out = []
         for number in self._numbers():
             path = self.root / f"v{number:04d}"
-            out.append(Version(path.name, path, _read_json(path / "meta.json"), _read_json(path / "metrics.json"), path.name == current))
+            out.append(Version(path.name, path, _read_json(path / "meta.json"), _read_json(path / "metrics.json"),
+                               path.name == current, _read_json(path / "decision.json")))
         return out
 
     @contextmanager
@@ -105,6 +113,56 @@ class Registry:
         """Remove what killed runs left behind."""
         for p in self.root.glob(".staging-*"):
             shutil.rmtree(p, ignore_errors=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive right to train into this registry; stale staging folders are removed on entry.
+
+        The kernel drops a ``flock`` when its process dies, so a killed run never leaves it held.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RegistryError(f"another training run is using {self.root}; wait for it to finish") from None
+            self.clean_staging()
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Append one decision (promotion, refusal, rollback) to ``decisions.jsonl``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **event}, ensure_ascii=False)
+        with open(self.root / "decisions.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def decisions(self) -> list[dict[str, Any]]:
+        try:
+            lines = (self.root / "decisions.jsonl").read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a crash mid-write
+                continue
+        return out
+
+    def rollback(self, name: str, check: Callable[[Path], object] | None = None) -> str | None:
+        """Serve ``name`` again; ``check`` (a loader) must accept its folder first. Returns the old version."""
+        path = self.path(name)
+        if check is not None:
+            check(path)
+        previous = self.current()
+        self.promote(name)
+        self.record({"event": "rollback", "version": name, "previous": previous})
+        return previous
 
 
 def _read_json(path: Path) -> dict[str, Any]:

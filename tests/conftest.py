@@ -104,3 +104,72 @@ def web_demo_bot(tmp_path_factory: pytest.TempPathFactory, tiny_demo_bot: Path) 
     (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
     yield SimpleNamespace(root=root, admin_token="web-admin-token", embed_origin=embed_origin, shop_socket=shop_socket)
     shop_socket.close()
+
+
+SMALL_INTENTS = ["cancel_order", "contact_human_agent", "get_refund", "track_order"]
+
+
+def make_small_bot(dest: Path, base_model: str, per_intent: int = 15, **config: object) -> Path:
+    """Four of the demo's intents with ``per_intent`` examples each, their responses and history,
+    the demo's order action, and ``config`` merged into bot.yml (one level deep)."""
+    import json
+
+    import yaml
+
+    shutil.copytree(DEMO, dest, ignore=shutil.ignore_patterns("models", "*.db*", "*.sqlite", "__pycache__"))
+    nlu = yaml.safe_load((dest / "nlu.yml").read_text())
+    kept = []
+    for item in nlu["nlu"]:
+        if "intent" not in item:
+            kept.append(item)
+        elif item["intent"] in SMALL_INTENTS:
+            lines = [line for line in item["examples"].splitlines() if line.strip()][:per_intent]
+            kept.append({"intent": item["intent"], "examples": "\n".join(lines) + "\n"})
+    (dest / "nlu.yml").write_text(yaml.safe_dump({"version": "3.1", "nlu": kept}, sort_keys=False))
+    responses = yaml.safe_load((dest / "responses.yml").read_text())
+    responses["responses"] = {k: v for k, v in responses["responses"].items() if k in SMALL_INTENTS}
+    (dest / "responses.yml").write_text(yaml.safe_dump(responses, sort_keys=False, allow_unicode=True))
+    history = [line for line in (dest / "history.jsonl").read_text().splitlines()
+               if line.strip() and json.loads(line).get("intent") in SMALL_INTENTS]
+    (dest / "history.jsonl").write_text("\n".join(history[:20]) + "\n")
+    bot_config = yaml.safe_load((dest / "bot.yml").read_text())
+    bot_config.setdefault("model", {})["base"] = base_model
+    for section, values in config.items():
+        bot_config.setdefault(section, {}).update(values)  # type: ignore[call-overload]
+    (dest / "bot.yml").write_text(yaml.safe_dump(bot_config, allow_unicode=True))
+    return dest
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Training a tiny model on one thread: on a shared 2-core machine two threads spin against the
+    other processes' and a few steps take seconds instead of milliseconds."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def small_bot(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """A four-intent bot on the tiny BERT, trained until it knows its seed examples (a few seconds).
+
+    Tests copy it (``shutil.copytree``) before changing it; its learning margins are the defaults.
+    """
+    import torch
+
+    from bot.project import load_project
+    from bot.training import train_project
+
+    root = make_small_bot(tmp_path_factory.mktemp("bots") / "small", str(tiny_model),
+                          model={"epochs": 40, "learning_rate": 3e-4}, learning={"watch_seconds": 0.2},
+                          server={"admin_token": "small-admin-token"})
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_project(load_project(root), device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    return root

@@ -1,0 +1,210 @@
+"""``bot retrain``: learn from the conversations without ever serving a worse model.
+
+1. Gather: nlu.yml's examples (less the frozen evaluation set), every reviewed label, and every agent
+   answer, all redacted (:mod:`dialogues.export`).
+2. Fine-tune: warm-start from the serving model when the intents are the same, else from the base model.
+3. Measure the serving model and the candidate on the frozen evaluation set (generalisation) and on
+   the seed examples (forgetting), by top-1 accuracy, which does not depend on where a threshold sits.
+4. Gate: the candidate is promoted only if neither overall accuracy falls by more than
+   ``learning.max_accuracy_drop`` (0: not at all) and no intent falls by more than
+   ``learning.max_intent_drop``. Per-intent figures count only for intents with at least
+   ``learning.min_intent_examples`` examples in a set, because one example more or less right in a
+   two-example intent would otherwise decide.
+5. The candidate's index holds the new agent answers. If the candidate is refused but there are new
+   answers, they are added to a copy of the serving version's index, so retrieval still learns.
+
+The decision and its figures go to the version's ``decision.json`` and ``models/decisions.jsonl``.
+All writing happens in a staging folder under the registry lock: a run that crashes or is killed
+leaves ``CURRENT`` and every version as they were. ``bot serve`` notices a new ``CURRENT`` and swaps.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.project import Example, Project
+from bot.training import (
+    answer_encoder,
+    answers_for,
+    fit,
+    frozen_split,
+    seed_fingerprint,
+    write_model,
+)
+from dialogues.export import LearnedData, learned_data
+from dialogues.review import OOS
+from dialogues.store import Store
+from finetune.classifier import IntentClassifier
+from finetune.metrics import per_intent_accuracy
+from finetune.registry import Registry, RegistryError
+from retrieval.index import Answer, AnswerIndex
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class RetrainResult:
+    version: str | None  # the version written (candidate or index refresh); None when nothing was new
+    promoted: bool
+    decision: dict[str, Any]
+
+
+def measure(classifier: IntentClassifier, examples: list[Example]) -> dict[str, Any]:
+    """Top-1 accuracy, overall and per intent."""
+    if not examples:
+        return {"accuracy": None, "n": 0, "per_intent": {}, "counts": {}}
+    truth = [e.intent for e in examples]
+    predicted = [p.intent for p in classifier.predict([e.text for e in examples])]
+    counts: dict[str, int] = {}
+    for intent in truth:
+        counts[intent] = counts.get(intent, 0) + 1
+    return {"accuracy": sum(t == p for t, p in zip(truth, predicted)) / len(truth), "n": len(truth),
+            "per_intent": per_intent_accuracy(truth, predicted), "counts": counts}
+
+
+def gate(serving: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]], max_accuracy_drop: float,
+         max_intent_drop: float, min_intent_examples: int) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Why the candidate must not serve (empty: it may), and every intent's drop per evaluation set."""
+    reasons: list[str] = []
+    drops: dict[str, dict[str, float]] = {}
+    eps = 1e-9  # figures are ratios of small integers; compare them without float noise
+    for name, before in serving.items():
+        after = candidate[name]
+        if before["accuracy"] is None:
+            continue
+        if after["accuracy"] < before["accuracy"] - max_accuracy_drop - eps:
+            reasons.append(f"{name}: accuracy fell from {before['accuracy']:.4f} to {after['accuracy']:.4f}")
+        drops[name] = {}
+        for intent, value in before["per_intent"].items():
+            if before["counts"][intent] < min_intent_examples:
+                continue
+            drop = value - after["per_intent"].get(intent, 0.0)
+            drops[name][intent] = round(drop, 4)
+            if drop > max_intent_drop + eps:
+                reasons.append(f"{name}: {intent} fell by {drop:.4f} (from {value:.4f}), more than {max_intent_drop:g}")
+    return reasons, drops
+
+
+def learned_examples(data: LearnedData, intents: set[str], held: list[Example]) -> tuple[list[Example], dict[str, int]]:
+    """Reviewed labels usable for training: known intents only, never a text of the frozen set."""
+    held_texts = {e.text for e in held}
+    usable = [Example(r["text"], r["intent"]) for r in data.examples
+              if r["intent"] in intents and r["text"] not in held_texts]
+    oos = sum(r["intent"] == OOS for r in data.examples)
+    return usable, {"labelled": len(usable), "oos": oos, "unusable": len(data.examples) - len(usable) - oos}
+
+
+def agent_answers(data: LearnedData) -> list[Answer]:
+    return [Answer(f"agent:{r['id']}", r["answer"], r["question"], r["intent"], "agent") for r in data.answers]
+
+
+def read_learned(project: Project) -> LearnedData:
+    if not project.db_path.exists():
+        return LearnedData([], [])
+    store = Store(project.db_path)
+    try:
+        return learned_data(store)
+    finally:
+        store.close()
+
+
+def _new_since(data: LearnedData, meta: dict[str, Any]) -> dict[str, int]:
+    through = meta.get("learned_through", {})
+    return {"labels": sum(r["label_id"] > through.get("label", 0) for r in data.examples),
+            "answers": sum(r["id"] > through.get("answer", 0) for r in data.answers)}
+
+
+def retrain(project: Project, device: str | None = None, progress: bool = True, force: bool = False,
+            say: Say = lambda line: None) -> RetrainResult:
+    """Train a candidate from everything learned so far, gate it against the serving model, promote or refuse."""
+    registry = Registry(project.models_dir)
+    with registry.lock():
+        serving_name = registry.current()
+        if serving_name is None:
+            raise RegistryError(f"no serving model in {registry.root}; run `bot train` first")
+        serving_path = registry.path(serving_name)
+        serving_meta = json.loads((serving_path / "meta.json").read_text())
+        data = read_learned(project)
+        new = _new_since(data, serving_meta)
+        seed_changed = serving_meta.get("seed") != seed_fingerprint(project)
+        if not (force or seed_changed or new["labels"] or new["answers"]):
+            say(f"Nothing new since {serving_name}: no new labels or agent answers, and nlu.yml is unchanged.")
+            return RetrainResult(None, False, {"promoted": False, "serving": serving_name, "reasons": ["nothing new"]})
+
+        seed, held = frozen_split(project)
+        learned, label_counts = learned_examples(data, set(project.intents), held)
+        serving = IntentClassifier.load(serving_path / "classifier", device=device)
+        say(f"Measuring the serving model {serving_name} on {len(held)} frozen and {len(seed)} seed examples")
+        before = {"frozen": measure(serving, held), "seed": measure(serving, seed)}
+        train = seed + learned
+        warm = serving.labels == sorted({e.intent for e in train})
+        say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: the intents changed'}) "
+            f"on {len(seed)} seed + {len(learned)} labelled examples")
+        with registry.stage() as staging:
+            candidate = fit(project, train, device, progress, init_from=serving if warm else None)
+            answers = agent_answers(data)
+            meta, metrics = write_model(staging, project, candidate, answers_for(project) + answers, held, len(train))
+            after = {"frozen": measure(candidate, held), "seed": measure(candidate, seed)}
+            cfg = project.config.learning
+            reasons, drops = gate(before, after, cfg.max_accuracy_drop, cfg.max_intent_drop, cfg.min_intent_examples)
+            decision = {
+                "promoted": not reasons, "serving": serving_name, "mode": "warm" if warm else "full", "reasons": reasons,
+                "figures": {name: {"serving": _summary(before[name]), "candidate": _summary(after[name])} for name in before},
+                "intent_drops": drops,
+                "worst_intent_drop": max((d for per in drops.values() for d in per.values()), default=0.0),
+                "data": {"seed_examples": len(seed), **label_counts, "new_labels": new["labels"],
+                         "agent_answers": len(answers), "new_answers": new["answers"], "seed_changed": seed_changed},
+                "margins": cfg.model_dump(include={"max_accuracy_drop", "max_intent_drop", "min_intent_examples"}),
+            }
+            meta.update(mode=decision["mode"], parent=serving_name, learned_through=_through(data))
+            (staging / "decision.json").write_text(json.dumps(decision, indent=1, ensure_ascii=False))
+            version = registry.commit(staging, meta, metrics)
+        decision["version"] = version
+        if not reasons:
+            registry.promote(version)
+            registry.record({"event": "promoted", "version": version, "previous": serving_name})
+            return RetrainResult(version, True, decision)
+        registry.record({"event": "refused", "version": version, "serving": serving_name, "reasons": reasons})
+        if new["answers"]:
+            decision["index_refresh"] = refresh_index(registry, serving_name, answers, data)
+        return RetrainResult(version, False, decision)
+
+
+def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], data: LearnedData) -> str:
+    """A version with the serving classifier unchanged and the agent answers added to its index."""
+    source = registry.path(serving_name)
+    meta = json.loads((source / "meta.json").read_text())
+    metrics = json.loads((source / "metrics.json").read_text())
+    with registry.stage() as staging:
+        shutil.copytree(source / "classifier", staging / "classifier", copy_function=_link)
+        classifier = IntentClassifier.load(staging / "classifier", device="cpu")
+        index = AnswerIndex.load(source / "index", answer_encoder(classifier, meta["id"]))
+        index.add(answers)
+        index.save(staging / "index")
+        meta.update(parent=serving_name, mode="index_refresh", learned_through=_through(data))
+        version = registry.commit(staging, meta, metrics)
+    registry.promote(version)
+    registry.record({"event": "index_refresh", "version": version, "previous": serving_name, "answers": len(answers)})
+    return version
+
+
+def _link(src: str, dst: str) -> None:
+    """Version folders are never modified, so an unchanged file can be shared instead of copied."""
+    try:
+        Path(dst).hardlink_to(src)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _through(data: LearnedData) -> dict[str, int]:
+    return {"label": max((r["label_id"] for r in data.examples), default=0),
+            "answer": max((r["id"] for r in data.answers), default=0)}
+
+
+def _summary(figures: dict[str, Any]) -> dict[str, Any]:
+    return {"accuracy": None if figures["accuracy"] is None else round(figures["accuracy"], 4), "n": figures["n"]}

@@ -1,0 +1,130 @@
+"""Labelling the review queue: in the terminal (``bot review``) and for the admin API.
+
+One item at a time, a person answers with an intent name (or a unique prefix of one), a number from
+the model's ranking, ``a`` to accept the model's guess, ``o`` for out of scope, ``s`` to skip or
+``q`` to stop. Each answer is written at once and covers the whole group of near-duplicates, so
+stopping halfway loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import click
+import numpy as np
+
+from bot.project import BotConfig
+from dialogues.review import OOS, ReviewItem, check_label
+from dialogues.store import Store
+from finetune.classifier import IntentClassifier
+
+SKIP, QUIT = "s", "q"
+
+
+def review_threshold(config: BotConfig, model_threshold: float) -> float:
+    """Below this confidence a turn enters the queue: the bot's own intent threshold."""
+    threshold = config.thresholds.intent
+    return model_threshold if threshold == "auto" else float(threshold)
+
+
+class CachedEmbed:
+    """The serving classifier's sentence embeddings, remembered per text, for grouping the queue
+    without re-encoding every waiting message on each request."""
+
+    def __init__(self, classifier: IntentClassifier, version: str, size: int = 20_000) -> None:
+        self.classifier = classifier
+        self.version = version
+        self.size = size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            _, vectors = self.classifier.predict_with_embeddings(missing)
+            for text, vector in zip(missing, vectors):
+                self._cache[text] = vector
+        for text in texts:
+            self._cache.move_to_end(text)
+        vectors = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 1), np.float32)
+        while len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return vectors
+
+
+@dataclass
+class Answer:
+    intent: str | None  # None: skip
+    stop: bool = False
+
+
+def parse_answer(raw: str, item: ReviewItem, intents: Sequence[str]) -> Answer:
+    """What a reviewer typed, as a label; raises ValueError with a hint when it is not one."""
+    text = raw.strip()
+    if text.lower() == QUIT:
+        return Answer(None, stop=True)
+    if text.lower() in ("", SKIP):
+        return Answer(None)
+    if text.lower() == "a":
+        if item.intent is None:
+            raise ValueError("there is no prediction to accept; type an intent")
+        return Answer(item.intent)
+    if text.lower() == "o":
+        return Answer(OOS)
+    if text.isdigit():
+        n = int(text)
+        if not 1 <= n <= len(item.ranking):
+            raise ValueError(f"pick a number between 1 and {len(item.ranking)}")
+        return Answer(item.ranking[n - 1][0])
+    if text in intents or text == OOS:
+        return Answer(text)
+    matches = [i for i in intents if i.startswith(text)]
+    if len(matches) == 1:
+        return Answer(matches[0])
+    if matches:
+        raise ValueError(f"{text!r} could be {', '.join(matches[:6])}")
+    return Answer(check_label(text, intents))  # raises with the list of choices
+
+
+def show(item: ReviewItem, position: int, total: int) -> None:
+    count = len(item.turn_ids)
+    click.echo()
+    click.secho(f"[{position}/{total}] {count} message{'s' if count > 1 else ''} "
+                f"({', '.join(item.reasons)}) · score {item.score:.2f}", bold=True)
+    for text in item.texts[:5]:
+        click.echo(f"  “{text}”")
+    if len(item.texts) > 5:
+        click.echo(f"  (+{len(item.texts) - 5} more phrasings)")
+    ranked = "  ".join(f"{n}. {intent} {conf:.2f}" for n, (intent, conf) in enumerate(item.ranking, start=1))
+    click.echo(f"  model: {ranked or 'no prediction'}")
+
+
+def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[str], reviewer: str | None) -> dict[str, int]:
+    """Prompt for each item in turn; returns how many items and turns were labelled and skipped."""
+    click.echo(f"{len(items)} items to review. Answer with an intent (or a unique prefix), 1-5 from the model's "
+               f"ranking, a = accept the model's guess, o = out of scope, s = skip, q = quit.")
+    done = {"items": 0, "turns": 0, "skipped": 0}
+    for position, item in enumerate(items, start=1):
+        show(item, position, len(items))
+
+        def parse(raw: str, item: ReviewItem = item) -> Answer:
+            try:
+                return parse_answer(raw, item, intents)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc)) from None
+
+        try:
+            answer: Answer = click.prompt("label", default=SKIP, value_proc=parse, show_default=False)
+        except click.Abort:  # end of input (Ctrl-D): what was labelled is already stored
+            break
+        if answer.stop:
+            break
+        if answer.intent is None:
+            done["skipped"] += 1
+            continue
+        store.add_labels(item.turn_ids, answer.intent, reviewer)
+        done["items"] += 1
+        done["turns"] += len(item.turn_ids)
+        click.echo(f"  → {answer.intent} ({len(item.turn_ids)} message{'s' if len(item.turn_ids) > 1 else ''})")
+    return done

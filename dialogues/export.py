@@ -1,0 +1,52 @@
+"""What the bot learns from its conversations, as data: reviewed examples and agent answers.
+
+``bot retrain`` and ``bot export`` read the store through :func:`learned_data`, so the exported file
+is exactly what a retrain would learn from. Personal data is redacted on the way out: a model
+should not learn one customer's email address, and an agent answer shown to another customer must
+not carry it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+from dialogues.redact import redact
+from dialogues.store import Store
+
+
+@dataclass
+class LearnedData:
+    examples: list[dict[str, Any]]  # {"text", "intent", "turn_id", "label_id", "created"}; intent may be "oos"
+    answers: list[dict[str, Any]]  # {"question", "answer", "intent", "id", "created"}; intent may be None
+
+
+def learned_data(store: Store, since: float = 0.0) -> LearnedData:
+    """Review labels (the latest per turn) and agent answers created at or after ``since``, redacted."""
+    examples = [{"text": redact(r["text"]), "intent": r["intent"], "turn_id": r["turn_id"], "label_id": r["id"],
+                 "created": r["created"]} for r in store.labels(since)]
+    answers = [{"question": redact(r["question"]), "answer": redact(r["answer"]), "intent": r["intent"],
+                "id": r["id"], "created": r["created"]}
+               for r in store.answer_candidates(since)]
+    return LearnedData(examples, answers)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+
+
+def write_jsonl(data: LearnedData, out: TextIO) -> int:
+    """One JSON object per line, examples first; returns the number of lines."""
+    lines = 0
+    for row in data.examples:
+        out.write(json.dumps({"type": "example", "text": row["text"], "intent": row["intent"],
+                              "turn_id": row["turn_id"], "created": _iso(row["created"])}, ensure_ascii=False) + "\n")
+        lines += 1
+    for row in data.answers:
+        out.write(json.dumps({"type": "answer", "question": row["question"], "answer": row["answer"],
+                              "intent": row["intent"], "answer_id": row["id"], "created": _iso(row["created"])},
+                             ensure_ascii=False) + "\n")
+        lines += 1
+    return lines

@@ -1,0 +1,142 @@
+"""The review queue: the customer messages a person should label first.
+
+A user turn enters the queue when the model was unsure (confidence below the intent threshold), its
+answer got a thumbs-down, or it ended in a fallback or a handoff, and nobody has labelled it yet.
+Labelling is the scarce resource, so the queue is ordered by expected value: how unsure the model
+was, times how often customers say the same thing. Near-duplicates ("where is my order 123" and
+"where is my order 456", or phrasings the model embeds at cosine >= ``similarity``) form one item,
+and one label covers every turn in it.
+
+Uncertainty is the margin of the top two intents, ``1 - (p1 - p2)``, a standard active-learning
+measure that also catches confident-looking turns torn between two intents; a thumbs-down counts as
+full uncertainty, because the customer told us the answer was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dialogues.store import Store
+from retrieval.index import _normalise as normalise  # the same notion of "same text" as the answer index
+
+OOS = "oos"
+Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows
+
+
+@dataclass
+class ReviewItem:
+    """One group of near-duplicate turns, labelled at once."""
+
+    turn_ids: list[int]  # most recent first
+    texts: list[str]  # the distinct texts, most frequent first
+    intent: str | None  # the model's most frequent prediction in the group
+    ranking: list[tuple[str, float]]  # the most recent turn's top intents
+    reasons: list[str]  # low_confidence, negative_feedback, fallback, handoff
+    uncertainty: float  # mean over the group
+    score: float  # uncertainty × frequency
+    conversations: set[str] = field(default_factory=set)
+
+    @property
+    def id(self) -> int:
+        return self.turn_ids[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "turn_ids": self.turn_ids, "texts": self.texts[:10], "count": len(self.turn_ids),
+                "predicted": self.intent, "ranking": [{"intent": i, "confidence": round(c, 4)} for i, c in self.ranking],
+                "reasons": self.reasons, "uncertainty": round(self.uncertainty, 4), "score": round(self.score, 4)}
+
+
+def uncertainty(ranking: Sequence[tuple[str, float]], negative_feedback: bool) -> float:
+    if negative_feedback or not ranking:
+        return 1.0
+    second = ranking[1][1] if len(ranking) > 1 else 0.0
+    return float(min(1.0, max(0.0, 1.0 - (ranking[0][1] - second))))
+
+
+def candidates(store: Store, threshold: float, limit: int = 5000) -> list[dict[str, Any]]:
+    """The most recent unlabelled turns that qualify for review (button payloads and turns sent
+    while a human had the conversation are left out: they are not questions to the bot)."""
+    rows = store.db.query(
+        "SELECT t.id, t.text, t.conversation_id, p.intent, p.confidence, p.ranking, p.source, "
+        "(SELECT value FROM feedback f WHERE f.turn_id = p.reply_turn_id ORDER BY f.id DESC LIMIT 1) AS feedback "
+        "FROM turns t JOIN predictions p ON p.turn_id = t.id "
+        "WHERE t.role = 'user' AND p.source != 'silent' AND substr(t.text, 1, 1) != '/' "
+        "AND NOT EXISTS (SELECT 1 FROM review_labels r WHERE r.turn_id = t.id) "
+        "AND (p.confidence < ? OR p.source IN ('fallback', 'handoff') OR "
+        "     (SELECT value FROM feedback f WHERE f.turn_id = p.reply_turn_id ORDER BY f.id DESC LIMIT 1) < 0) "
+        "ORDER BY t.id DESC LIMIT ?",
+        [threshold, limit],
+    )
+    out = []
+    for row in rows:
+        row["ranking"] = [tuple(pair) for pair in json.loads(row["ranking"] or "[]")]
+        reasons = []
+        if row["confidence"] < threshold:
+            reasons.append("low_confidence")
+        if row["feedback"] is not None and row["feedback"] < 0:
+            reasons.append("negative_feedback")
+        if row["source"] in ("fallback", "handoff"):
+            reasons.append(row["source"])
+        row["reasons"] = reasons
+        out.append(row)
+    return out
+
+
+def _merge_similar(groups: list[list[dict[str, Any]]], embed: Embed, similarity: float) -> list[list[dict[str, Any]]]:
+    """Greedy clustering of the text groups: a group joins the first larger cluster whose
+    representative it embeds within ``similarity`` of."""
+    groups = sorted(groups, key=len, reverse=True)
+    vectors = embed([g[0]["text"] for g in groups])
+    clusters: list[list[dict[str, Any]]] = []
+    heads: list[int] = []
+    for i, group in enumerate(groups):
+        if heads:
+            sims = vectors[heads] @ vectors[i]
+            best = int(np.argmax(sims))
+            if sims[best] >= similarity:
+                clusters[best] += group
+                continue
+        heads.append(i)
+        clusters.append(list(group))
+    return clusters
+
+
+def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similarity: float = 0.9) -> list[ReviewItem]:
+    """Group candidate rows into items, best expected value first."""
+    by_text: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_text.setdefault(normalise(row["text"]) or row["text"], []).append(row)
+    groups = list(by_text.values())
+    if embed is not None and 0 < similarity <= 1 and len(groups) > 1:
+        groups = _merge_similar(groups, embed, similarity)
+    items = []
+    for group in groups:
+        group.sort(key=lambda r: r["id"], reverse=True)
+        scores = [uncertainty(r["ranking"], "negative_feedback" in r["reasons"]) for r in group]
+        predicted = Counter(r["intent"] for r in group if r["intent"]).most_common(1)
+        reasons = sorted({reason for r in group for reason in r["reasons"]})
+        texts = [t for t, _ in Counter(r["text"] for r in group).most_common()]
+        items.append(ReviewItem([r["id"] for r in group], texts, predicted[0][0] if predicted else None,
+                                group[0]["ranking"], reasons, float(np.mean(scores)), float(np.sum(scores)),
+                                {r["conversation_id"] for r in group}))
+    items.sort(key=lambda item: (-item.score, -item.id))
+    return items
+
+
+def review_queue(store: Store, threshold: float, embed: Embed | None = None, similarity: float = 0.9,
+                 limit: int = 5000) -> list[ReviewItem]:
+    return build_queue(candidates(store, threshold, limit), embed, similarity)
+
+
+def check_label(intent: str, intents: Sequence[str]) -> str:
+    """A label must be a known intent or ``oos``; anything else is refused, never stored."""
+    intent = intent.strip()
+    if intent != OOS and intent not in intents:
+        raise ValueError(f"unknown intent {intent!r}; use one of the bot's intents or {OOS!r}")
+    return intent

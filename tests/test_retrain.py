@@ -1,0 +1,267 @@
+"""``bot retrain``: the promotion gate, warm and full training, agent answers in the index, a killed
+run, and a hot swap under load, on the small four-intent bot (tiny BERT, real SQLite and FAISS)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.project import load_project
+from bot.retrain import gate, retrain
+from bot.server import create_app
+from bot.training import EVALUATION_FILE, train_project
+from dialogues.store import Exchange, Store
+from finetune.registry import Registry
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def bot_dir(small_bot: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(small_bot, tmp_path / "bot"))
+
+
+def configure(root: Path, **sections: dict[str, Any]) -> None:
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    (root / "bot.yml").write_text(yaml.safe_dump(config))
+
+
+def log_turns(store: Store, texts: list[str], conversation: str = "c1", intent: str = "cancel_order") -> list[int]:
+    """User turns as the engine writes them (a low-confidence fallback each); returns their turn ids."""
+    ids = []
+    for text in texts:
+        user_turn = store.log_exchange(Exchange(conversation, "web", None, text, None, "Sorry?", intent, 0.3,
+                                                [(intent, 0.3), ("get_refund", 0.25)], "fallback", "v0001"))
+        ids.append(user_turn[0])
+    return ids
+
+
+def seed_texts(root: Path, intent: str) -> list[str]:
+    return [e.text for e in load_project(root).examples if e.intent == intent]
+
+
+def figures(accuracy: float, per_intent: dict[str, float], count: int = 5) -> dict[str, Any]:
+    return {"accuracy": accuracy, "n": count * len(per_intent), "per_intent": per_intent,
+            "counts": {intent: count for intent in per_intent}}
+
+
+def test_gate_compares_overall_and_per_intent_accuracy_within_margins() -> None:
+    serving = {"frozen": figures(0.8, {"a": 1.0, "b": 0.6}), "seed": figures(1.0, {"a": 1.0, "b": 1.0})}
+    same = {"frozen": figures(0.8, {"a": 1.0, "b": 0.6}), "seed": figures(1.0, {"a": 1.0, "b": 1.0})}
+    assert gate(serving, same, 0.0, 0.02, 5)[0] == []
+
+    better_overall_but_b_drops = {"frozen": figures(0.85, {"a": 1.0, "b": 0.4}), "seed": figures(1.0, {"a": 1.0, "b": 1.0})}
+    reasons, drops = gate(serving, better_overall_but_b_drops, 0.0, 0.02, 5)
+    assert reasons == ["frozen: b fell by 0.2000 (from 0.6000), more than 0.02"]
+    assert drops["frozen"] == {"a": 0.0, "b": 0.2}
+    assert gate(serving, better_overall_but_b_drops, 0.0, 0.25, 5)[0] == []  # within a wider margin
+
+    worse_overall = {"frozen": figures(0.7, {"a": 1.0, "b": 0.6}), "seed": figures(0.99, {"a": 1.0, "b": 1.0})}
+    reasons, _ = gate(serving, worse_overall, 0.0, 0.02, 5)
+    assert reasons == ["frozen: accuracy fell from 0.8000 to 0.7000", "seed: accuracy fell from 1.0000 to 0.9900"]
+    assert gate(serving, worse_overall, 0.1, 0.02, 5)[0] == []
+
+    # An intent with fewer examples than min_intent_examples counts only in the overall figure.
+    small = {"frozen": figures(0.8, {"a": 1.0, "b": 0.6}, count=2), "seed": serving["seed"]}
+    small_drop = {"frozen": figures(0.8, {"a": 0.5, "b": 1.0}, count=2), "seed": serving["seed"]}
+    assert gate(small, small_drop, 0.0, 0.02, 5)[0] == []
+    assert gate(small, small_drop, 0.0, 0.02, 2)[0] == ["frozen: a fell by 0.5000 (from 1.0000), more than 0.02"]
+
+
+def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Path) -> None:
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})  # this test is about promotion
+    store = Store(bot_dir / "dialogues.db")
+    question = "my parcel never showed up, mail me at jane.doe@example.com"
+    [turn] = log_turns(store, [question], conversation="lost")
+    store.add_labels([turn], "track_order", "ann")
+    store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
+    store.close()
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False)
+
+    registry = Registry(bot_dir / "models")
+    assert result.promoted and result.version == "v0002" and registry.current() == "v0002"
+    decision = json.loads((bot_dir / "models" / "v0002" / "decision.json").read_text())
+    assert decision["mode"] == "warm" and decision["serving"] == "v0001" and decision["promoted"] is True
+    assert decision["data"]["labelled"] == 1 and decision["data"]["new_labels"] == 1 and decision["data"]["new_answers"] == 1
+    assert set(decision["figures"]) == {"frozen", "seed"} and decision["figures"]["frozen"]["candidate"]["n"] == 8
+    meta = json.loads((bot_dir / "models" / "v0002" / "meta.json").read_text())
+    assert meta["parent"] == "v0001" and meta["learned_through"] == {"label": 1, "answer": 1}
+    assert [d["event"] for d in registry.decisions()] == ["promoted"]
+
+    from bot.nlu import NLU
+
+    nlu = NLU.load(bot_dir / "models" / "v0002")
+    hit = nlu.analyse(["my parcel never showed up, mail me at [EMAIL]"])[0].hits[0]
+    assert hit.id == "agent:1" and hit.intent == "track_order" and hit.score > 0.99
+    assert hit.question is not None and "jane.doe" not in hit.question  # redacted before indexing
+
+    again = retrain(load_project(bot_dir), device="cpu", progress=False)
+    assert again.version is None and again.decision["reasons"] == ["nothing new"]
+    assert registry.current() == "v0002" and [v.name for v in registry.versions()] == ["v0001", "v0002"]
+
+
+def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Path) -> None:
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    demo = yaml.safe_load((REPO / "bot" / "demo" / "nlu.yml").read_text())
+    invoice = next(i for i in demo["nlu"] if i.get("intent") == "check_invoice")
+    nlu = yaml.safe_load((bot_dir / "nlu.yml").read_text())
+    nlu["nlu"].append({"intent": "check_invoice", "examples": "\n".join(invoice["examples"].splitlines()[:15]) + "\n"})
+    (bot_dir / "nlu.yml").write_text(yaml.safe_dump(nlu, sort_keys=False))
+    frozen_before = (bot_dir / "models" / EVALUATION_FILE).read_text().splitlines()
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False)
+
+    assert result.decision["mode"] == "full" and result.decision["data"]["seed_changed"] is True
+    frozen_after = (bot_dir / "models" / EVALUATION_FILE).read_text().splitlines()
+    assert frozen_after[: len(frozen_before)] == frozen_before  # the old evaluation set is kept as it was
+    assert {json.loads(line)["intent"] for line in frozen_after[len(frozen_before):]} == {"check_invoice"}
+    meta = json.loads((bot_dir / "models" / result.version / "meta.json").read_text())
+    assert "check_invoice" in meta["labels"] and meta["mode"] == "full"
+
+
+def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
+    """A careless reviewer labels every way of asking for an order's status as a cancellation."""
+    store = Store(bot_dir / "dialogues.db")
+    texts = seed_texts(bot_dir, "track_order")
+    store.add_labels(log_turns(store, texts * 3), "cancel_order", "careless")
+    log_turns(store, ["the parcel came damaged"], conversation="damaged")
+    store.add_agent_answer("damaged", "Sorry about that! Send us a photo and we will replace it.")
+    store.close()
+
+    result = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+
+    assert result.exit_code == 0, result.output
+    assert "Candidate v0002 (warm from v0001): REFUSED, v0001 keeps serving" in result.output
+    assert "refused because seed: track_order fell by" in result.output
+    decision = json.loads((bot_dir / "models" / "v0002" / "decision.json").read_text())
+    assert decision["promoted"] is False and decision["worst_intent_drop"] > 0.5
+    assert decision["figures"]["seed"]["candidate"]["accuracy"] < decision["figures"]["seed"]["serving"]["accuracy"]
+
+    # The refused classifier never serves, but the new agent answer does, beside the old classifier.
+    registry = Registry(bot_dir / "models")
+    assert "v0003 now serves the new agent answers with the unchanged classifier" in result.output
+    assert registry.current() == "v0003"
+    old, refreshed = bot_dir / "models" / "v0001", bot_dir / "models" / "v0003"
+    assert (refreshed / "classifier" / "head.safetensors").read_bytes() == (old / "classifier" / "head.safetensors").read_bytes()
+    assert [d["event"] for d in registry.decisions()] == ["refused", "index_refresh"]
+
+    from bot.nlu import NLU
+
+    hit = NLU.load(refreshed).analyse(["the parcel came damaged"])[0].hits[0]
+    assert hit.id == "agent:1" and hit.text.startswith("Sorry about that")
+
+    listing = CliRunner().invoke(cli, ["models", str(bot_dir)])
+    assert listing.exit_code == 0
+    lines = listing.output.splitlines()
+    assert lines[2].startswith("  v0002") and "refused: seed: accuracy fell from" in lines[2]
+    assert lines[3].startswith("* v0003") and "index_refresh" in lines[3]
+
+
+def _start_retrain(bot_dir: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "bot.cli", "retrain", str(bot_dir), "--force"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_training(proc: subprocess.Popen[str], models: Path) -> None:
+    """Until the run has said it is training and its staging folder holds files."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("Training a candidate"):
+            break
+    else:
+        pytest.fail(f"retrain ended before training (exit {proc.wait()})")
+    deadline = time.monotonic() + 60
+    while not list(models.glob(".staging-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # well into fine-tuning: the recipe below runs for minutes
+    assert proc.poll() is None, "retrain finished before it could be killed"
+
+
+@pytest.mark.slow
+def test_a_killed_retrain_leaves_the_serving_model_untouched(bot_dir: Path) -> None:
+    configure(bot_dir, model={"epochs": 100_000})
+    models = bot_dir / "models"
+    registry = Registry(models)
+    current = (models / "CURRENT").read_bytes()
+
+    proc = _start_retrain(bot_dir)  # SIGTERM: the run unwinds and removes its own staging folder
+    _wait_for_training(proc, models)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    assert (models / "CURRENT").read_bytes() == current and [v.name for v in registry.versions()] == ["v0001"]
+    assert not list(models.glob(".staging-*"))
+
+    proc = _start_retrain(bot_dir)  # SIGKILL: nothing runs, the staging folder stays until the next run
+    _wait_for_training(proc, models)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert (models / "CURRENT").read_bytes() == current and [v.name for v in registry.versions()] == ["v0001"]
+    assert list(models.glob(".staging-*"))
+    with registry.lock():  # what the next `bot train` or `bot retrain` takes first
+        assert not list(models.glob(".staging-*"))
+    assert registry.current() == "v0001"
+
+
+async def test_hot_swap_under_concurrent_requests_fails_none(bot_dir: Path, aiohttp_client: Any) -> None:
+    train_project(load_project(bot_dir), device="cpu", progress=False, promote=False)  # v0002, not serving yet
+    registry = Registry(bot_dir / "models")
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    auth = {"Authorization": "Bearer small-admin-token"}
+    statuses: list[int] = []
+
+    async def customer(n: int) -> None:
+        for i in range(12):
+            resp = await client.post("/api/chat", json={"conversation_id": f"load-{n}", "text": f"where is my order {i}"})
+            body = await resp.json()
+            statuses.append(resp.status)
+            assert resp.status == 200 and body["turn_id"] is not None, body
+
+    async def swap() -> None:
+        await asyncio.sleep(0.3)
+        registry.promote("v0002")  # the watcher (every 0.2 s here) swaps while the customers talk
+        for _ in range(100):
+            if (await (await client.get("/healthz")).json())["model_version"] == "v0002":
+                return
+            await asyncio.sleep(0.1)
+
+    await asyncio.gather(swap(), *(customer(n) for n in range(8)))
+
+    assert len(statuses) == 96 and set(statuses) == {200}
+    assert (await (await client.get("/healthz")).json())["model_version"] == "v0002"
+    reader = Store(bot_dir / "dialogues.db")
+    served = {r[0] for r in reader.db.execute("SELECT DISTINCT model_version FROM predictions")}
+    reader.close()
+    assert served == {"v0001", "v0002"}  # both models answered part of the traffic
+
+    # A version that cannot load is refused by the watcher and by /admin/reload; the old one keeps serving.
+    broken = bot_dir / "models" / "v0003"
+    shutil.copytree(bot_dir / "models" / "v0002", broken)
+    (broken / "classifier" / "head.safetensors").write_bytes(b"not a tensor file")
+    registry.promote("v0003")
+    await asyncio.sleep(0.6)
+    resp = await client.post("/admin/reload", headers=auth)
+    assert resp.status == 409 and (await resp.json())["model_version"] == "v0002"
+    resp = await client.post("/api/chat", json={"conversation_id": "after", "text": "cancel my order"})
+    assert resp.status == 200
+
+    registry.promote("v0001")  # a rollback, picked up by /admin/reload at once
+    resp = await client.post("/admin/reload", headers=auth)
+    assert resp.status == 200 and (await resp.json())["model_version"] == "v0001"
