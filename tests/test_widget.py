@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from bot.server import create_app
+from bot.server import BOT, create_app
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +50,7 @@ class LiveServer:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="deskbot-live-server", daemon=True)
         self.runners: list[web.AppRunner] = []
+        self.app: web.Application | None = None
         self.url = ""
 
     def _run(self, coro: Any) -> Any:
@@ -61,7 +62,8 @@ class LiveServer:
         return web.Response(text=self.pages[request.path], content_type="text/html")
 
     async def _start(self) -> None:
-        runner = web.AppRunner(create_app(self.root, device="cpu"))
+        self.app = create_app(self.root, device="cpu")
+        runner = web.AppRunner(self.app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         host, port = runner.addresses[0][:2]
@@ -76,6 +78,11 @@ class LiveServer:
     def start(self) -> None:
         self.thread.start()
         self._run(self._start())
+
+    def drop_sockets(self) -> None:
+        """Close every widget's socket from the server side, as a restart or a proxy timeout would."""
+        assert self.app is not None
+        self._run(self.app[BOT].channels["web"].close())
 
     def stop(self) -> None:
         for runner in self.runners:
@@ -271,8 +278,8 @@ def test_feedback_reaches_the_store(open_widget: Any, web_demo_bot: SimpleNamesp
     expect(widget.bot_replies().first.get_by_role("button", name="Not helpful")).to_have_attribute("aria-pressed", "true")
 
 
-def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: SimpleNamespace) -> None:
-    widget = open_widget()
+def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: SimpleNamespace, server: LiveServer) -> None:
+    widget = open_widget(pollInterval=60_000)  # no polling: everything comes over the socket
     page = widget.page
     widget.send("I need help")
     page.locator(".quick button", has_text="Talk to a person").click()
@@ -284,6 +291,12 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
     api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, this is Sam from support."})
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Hi, this is Sam from support."])
     expect(page.locator(".msg.agent .sender")).to_have_text(["Agent"])
+    server.drop_sockets()
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Are you still there?"})  # while it reconnects
+    expect(page.locator(".msg.agent .bubble")).to_have_text(["Hi, this is Sam from support.", "Are you still there?"])
+    page.wait_for_function("Deskbot.connected()")
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Pushed again."})
+    expect(page.locator(".msg.agent .bubble")).to_have_count(3)
     widget.send("thanks Sam")  # the bot stays quiet while a person has the conversation
     expect(page.locator(".msg.user")).to_have_count(3)
     expect(page.locator(".typing")).to_be_hidden()

@@ -761,7 +761,12 @@
     schedulePoll();
   }
 
-  window.Deskbot = { open, close, conversationId: () => conversationId };
+  window.Deskbot = {
+    open,
+    close,
+    conversationId: () => conversationId,
+    connected: () => Boolean(socket && socket.readyState === OPEN),
+  };
   if (document.body) start();
   else document.addEventListener("DOMContentLoaded", start, { once: true });
 })();
