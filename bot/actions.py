@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,13 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
 
 
 class ActionRunner:
-    """Runs custom actions with a time limit, in-process or against ``endpoint``."""
+    """Runs custom actions with a time limit, in-process or against ``endpoint``.
+
+    In-process actions run in worker threads, each call in its own event loop: rasa-sdk calls a
+    synchronous ``run`` (a database query, ``requests.get``) directly, which on the server's loop
+    would stall every conversation and leave the time limit unable to fire. In a thread the limit
+    always fires; a hung action keeps its thread, never the conversation.
+    """
 
     def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any]) -> None:
         self.endpoint = endpoint
@@ -91,6 +98,7 @@ class ActionRunner:
         self.domain = domain
         self.executor = None
         self._session: aiohttp.ClientSession | None = None
+        self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="deskbot-action")
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
             self.executor = _load_executor(actions_dir)
 
@@ -109,8 +117,9 @@ class ActionRunner:
             return await self._remote(call)
         if self.executor is None:
             raise ActionError(f"no actions/ folder and no action_endpoint for {call['next_action']!r}")
+        executor = self.executor
         try:
-            result = await self.executor.run(call)
+            result = await asyncio.get_running_loop().run_in_executor(self._threads, lambda: asyncio.run(executor.run(call)))
         except Exception as exc:
             raise ActionError(f"action {call['next_action']!r} failed: {exc}") from exc
         payload = result.model_dump() if hasattr(result, "model_dump") else result
@@ -135,6 +144,7 @@ class ActionRunner:
         raise ActionError(f"the action server kept asking for the domain for {call['next_action']!r}")
 
     async def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
         if self._session is not None:
             await self._session.close()
 

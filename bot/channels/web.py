@@ -20,9 +20,10 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from bot.channels.base import Channel, Turn, http_error
+from bot.limits import count_message, retry_after
 
 ConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,6 +74,17 @@ async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
         return model.model_validate_json(await request.read())
     except ValidationError as exc:
         raise bad_request(exc) from None
+
+
+def valid_conversation_id(request: web.Request) -> str:
+    """The ``{conversation_id}`` of the path, held to the same rule as in request bodies (else 400)."""
+    try:
+        return _CONVERSATION_ID.validate_python(request.match_info["conversation_id"])
+    except ValidationError as exc:
+        raise http_error(web.HTTPBadRequest, f"conversation_id: {exc.errors()[0]['msg']}") from None
+
+
+_CONVERSATION_ID: TypeAdapter[str] = TypeAdapter(ConversationId)
 
 
 def parse_socket_message(data: str) -> ConversationRequest:
@@ -161,6 +173,7 @@ class WebChannel(Channel):
 
     async def http_chat(self, request: web.Request) -> web.Response:
         body = await read_json(request, ChatRequest)
+        count_message(request, body.conversation_id)
         try:
             return web.json_response(await self.chat(body))
         except ValueError as exc:
@@ -190,11 +203,15 @@ class WebChannel(Channel):
                         joined.add(cid)
                         self.sockets[cid].add(ws)
                     if isinstance(body, ChatRequest):
+                        count_message(request, cid, over_socket=True)
                         await ws.send_json({"type": "reply", **await self.chat(body)})
                     else:
                         await ws.send_json({"type": "status", "conversation_id": cid, "status": await self._status(cid)})
                 except (ValidationError, ValueError) as exc:
                     await ws.send_json({"type": "error", "error": error_message(exc)})
+                except web.HTTPTooManyRequests as exc:
+                    await ws.send_json({"type": "error", "error": json.loads(exc.text or "{}")["error"],
+                                        "retry_after": retry_after(exc)})
                 except Exception:  # as the HTTP path's middleware does: log it, answer, keep the socket
                     log.exception("web chat turn failed on the socket")
                     await ws.send_json({"type": "error", "error": "internal error"})
@@ -206,7 +223,7 @@ class WebChannel(Channel):
         return ws
 
     async def history(self, request: web.Request) -> web.Response:
-        cid = request.match_info["conversation_id"]
+        cid = valid_conversation_id(request)
         store = self.bot.store
         turns = await self.bot._store(store.history, cid) if store else []
         return web.json_response({"conversation_id": cid, "status": await self._status(cid), "turns": turns})
