@@ -1,0 +1,176 @@
+"""The review queue: which turns enter it, its order and grouping, labelling in the terminal
+(``bot review`` driven through click's runner) and through the authenticated admin API."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from bot.cli import cli
+from bot.review import CachedEmbed
+from bot.server import create_app
+from dialogues.review import review_queue, uncertainty
+from dialogues.store import Exchange, Store
+from finetune.classifier import IntentClassifier
+
+AUTH = {"Authorization": "Bearer small-admin-token"}
+
+
+def turn(store: Store, text: str, confidence: float, source: str = "template", second: float = 0.0,
+         conversation: str = "c1", intent: str = "track_order") -> tuple[int, int | None]:
+    ranking = [(intent, confidence), ("get_refund", second)]
+    return store.log_exchange(Exchange(conversation, "web", None, text, None, "reply", intent, confidence, ranking,
+                                       source, "v0001"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    store = Store(tmp_path / "dialogues.db")
+    yield store
+    store.close()
+
+
+def test_uncertainty_is_the_margin_and_a_thumbs_down_is_certain_doubt() -> None:
+    assert uncertainty([("a", 0.6), ("b", 0.3)], False) == pytest.approx(0.7)
+    assert uncertainty([("a", 0.95)], False) == pytest.approx(0.05)
+    assert uncertainty([("a", 0.95), ("b", 0.01)], True) == 1.0
+    assert uncertainty([], False) == 1.0
+
+
+def test_the_queue_holds_doubtful_turns_grouped_and_ordered_by_expected_value(store: Store) -> None:
+    orders = [turn(store, f"Where is my order {n}?", 0.30, "fallback", 0.25, f"o{n}")[0] for n in (12, 345, 6789)]
+    refund = turn(store, "refund now", 0.20, "fallback", 0.05, intent="get_refund")[0]
+    disliked, disliked_reply = turn(store, "cancel my order", 0.95, "template", 0.01, intent="cancel_order")
+    store.add_feedback(disliked_reply, -1)
+    human = turn(store, "get me a person", 0.9, "handoff", 0.05, intent="contact_human_agent")[0]
+    turn(store, "track my parcel", 0.95, "template", 0.02)  # confident, answered, no complaint
+    liked_reply = turn(store, "cancel order 5", 0.96, "template", 0.01, intent="cancel_order")[1]
+    store.add_feedback(liked_reply, 1)
+    turn(store, "/track_order", 0.1, "fallback")  # a button payload
+    turn(store, "hello? anyone?", 0.0, "silent")  # typed while an agent had the conversation
+    store.add_labels([turn(store, "already labelled", 0.1, "fallback")[0]], "track_order")
+
+    items = review_queue(store, threshold=0.5)
+
+    assert [item.turn_ids for item in items] == [orders[::-1], [disliked], [refund], [human]]
+    first = items[0]
+    assert first.texts[0].startswith("Where is my order") and len(first.texts) == 3
+    assert first.score == pytest.approx(3 * 0.95) and first.reasons == ["fallback", "low_confidence"]
+    assert first.intent == "track_order" and first.to_json()["count"] == 3
+    assert items[1].reasons == ["negative_feedback"] and items[1].score == 1.0
+    assert items[3].reasons == ["handoff"] and items[3].score == pytest.approx(0.15)
+
+
+def test_near_duplicates_group_by_embedding_similarity(store: Store) -> None:
+    texts = ["where is my parcel", "where is my parcel please", "my parcel where is it", "i want a refund",
+             "refund i want"]
+    for text in texts:
+        turn(store, text, 0.3, "fallback", 0.2)
+    vectorizer = TfidfVectorizer().fit(texts)
+
+    def embed(batch: list[str]) -> np.ndarray:
+        return vectorizer.transform(batch).toarray().astype(np.float32)  # rows are L2-normalised
+
+    by_text = review_queue(store, 0.5)
+    grouped = review_queue(store, 0.5, embed, similarity=0.6)
+    assert len(by_text) == 5
+    assert sorted(sorted(item.texts) for item in grouped) == [
+        ["i want a refund", "refund i want"],
+        ["my parcel where is it", "where is my parcel", "where is my parcel please"],
+    ]
+    assert grouped[0].score > grouped[1].score  # three turns outweigh two of the same doubt
+
+
+def test_cached_embeddings_are_the_classifiers_and_computed_once(small_bot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    classifier = IntentClassifier.load(small_bot / "models" / "v0001" / "classifier", device="cpu")
+    expected = classifier.predict_with_embeddings(["a", "b"])[1]
+    calls: list[list[str]] = []
+    original = classifier.predict_with_embeddings
+    monkeypatch.setattr(classifier, "predict_with_embeddings", lambda texts: calls.append(texts) or original(texts))
+    embed = CachedEmbed(classifier, "v0001", size=2)
+    np.testing.assert_allclose(embed(["a", "b", "a"]), expected[[0, 1, 0]], atol=1e-6)
+    embed(["b"])
+    embed(["c"])  # evicts the least recently used, "a"
+    embed(["a"])
+    assert calls == [["a", "b"], ["c"], ["a"]]
+
+
+@pytest.fixture
+def review_bot(small_bot: Path, tmp_path: Path) -> Path:
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["learning"]["review_similarity"] = 0  # a random tiny BERT embeds everything alike
+    (root / "bot.yml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def test_bot_review_labels_one_item_at_a_time_in_the_terminal(review_bot: Path) -> None:
+    store = Store(review_bot / "dialogues.db")
+    groups = {
+        "order": [turn(store, f"where is order {n}", 0.30, "fallback", 0.25, f"o{n}")[0] for n in range(4)],
+        "refund": [turn(store, "money back", 0.20, "fallback", 0.17, intent="get_refund")[0]],
+        "person": [turn(store, "someone real", 0.40, "fallback", 0.32, intent="cancel_order")[0]],
+        "weather": [turn(store, "nice weather", 0.45, "fallback", 0.33)[0]],
+        "later": [turn(store, "hmm", 0.49, "fallback", 0.30)[0]],
+    }
+    store.close()
+    answers = ["zzz", "track", "a", "2", "o", "", "unused"]
+
+    result = CliRunner().invoke(cli, ["review", str(review_bot), "--reviewer", "ann"], input="\n".join(answers) + "\n")
+
+    assert result.exit_code == 0, result.output
+    assert "Error: unknown intent 'zzz'" in result.output  # asked again, nothing stored
+    assert "[1/5] 4 messages (fallback, low_confidence)" in result.output
+    assert "Labelled 4 items (7 messages), skipped 1. 1 left." in result.output
+    store = Store(review_bot / "dialogues.db")
+    labels = {r["turn_id"]: (r["intent"], r["reviewer"]) for r in store.labels()}
+    store.close()
+    expected = {**{t: ("track_order", "ann") for t in groups["order"]}, groups["refund"][0]: ("get_refund", "ann"),
+                groups["person"][0]: ("get_refund", "ann"), groups["weather"][0]: ("oos", "ann")}
+    assert labels == expected
+
+    # The next sitting starts with what is left; q stops at once.
+    again = CliRunner().invoke(cli, ["review", str(review_bot)], input="q\n")
+    assert again.exit_code == 0 and "1 items to review" in again.output and "“hmm”" in again.output
+
+
+async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(review_bot, device="cpu"))
+    replies = []
+    for n, text in enumerate(["where is my order 12", "where is my order 345", "Where is my order 6789?", "I hate this"]):
+        resp = await client.post("/api/chat", json={"conversation_id": f"c{n}", "text": text})
+        replies.append(await resp.json())
+        await client.post("/api/feedback", json={"turn_id": replies[-1]["turn_id"], "value": -1})
+
+    assert (await client.get("/admin/review")).status == 401
+    assert (await client.get("/admin/review", headers={"Authorization": "Bearer wrong"})).status == 401
+    resp = await client.get("/admin/review?limit=1", headers=AUTH)
+    body = await resp.json()
+    assert resp.status == 200 and body["total"] == 2 and len(body["items"]) == 1
+    orders = body["items"][0]
+    assert orders["count"] == 3 and "negative_feedback" in orders["reasons"] and "track_order" in body["intents"]
+
+    url = f"/admin/review/{orders['id']}"
+    resp = await client.post(url, json={"intent": "weather"}, headers=AUTH)
+    assert resp.status == 400 and "unknown intent 'weather'" in (await resp.json())["error"]
+    assert (await client.post(url, json=["track_order"], headers=AUTH)).status == 400
+    resp = await client.post(url, json={"intent": "track_order", "reviewer": "ann"}, headers=AUTH)
+    assert resp.status == 200 and sorted((await resp.json())["turn_ids"]) == sorted(orders["turn_ids"])
+    assert (await client.post(url, json={"intent": "track_order"}, headers=AUTH)).status == 404  # no longer queued
+
+    rest = (await (await client.get("/admin/review", headers=AUTH)).json())["items"]
+    assert [item["texts"] for item in rest] == [["I hate this"]]
+    resp = await client.post(f"/admin/review/{rest[0]['id']}", json={"accept": True}, headers=AUTH)
+    assert resp.status == 200 and (await resp.json())["intent"] == rest[0]["predicted"]
+    assert (await (await client.get("/admin/review", headers=AUTH)).json())["total"] == 0
+
+    store = Store(review_bot / "dialogues.db")
+    assert {r["intent"] for r in store.labels()} == {"track_order", rest[0]["predicted"]} and len(store.labels()) == 4
+    store.close()

@@ -1,0 +1,132 @@
+"""The conversation store's learning tables on real SQLite files: migrations, agent answers as
+candidate historical answers, review labels, redaction and ``bot export``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+from click.testing import CliRunner
+
+from bot.cli import cli
+from dialogues.export import learned_data
+from dialogues.redact import cn_id_valid, luhn_valid, redact
+from dialogues.store import MIGRATIONS, Exchange, Store
+
+
+def user_turn(store: Store, conversation: str, text: str) -> int:
+    return store.log_exchange(Exchange(conversation, "web", None, text, None, "Sorry?", "track_order", 0.2,
+                                       [("track_order", 0.2)], "fallback", "v0001"))[0]
+
+
+def test_an_old_database_is_migrated_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "dialogues.db"
+    conn = sqlite3.connect(path)
+    old = sqlite_utils.Database(conn)
+    MIGRATIONS[0](old)  # a dialogues.db written before the learning tables existed
+    old.execute("PRAGMA user_version=1")
+    old["conversations"].insert({"id": "c1", "channel": "web", "status": "open", "slots": "{}", "fallbacks": 0})
+    old["turns"].insert({"conversation_id": "c1", "role": "user", "text": "hello", "channel": "web"})
+    conn.commit()
+    conn.close()
+
+    store = Store(path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) >= 2
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert "answer_candidates" in store.db.table_names()
+    assert [r["text"] for r in store.db["turns"].rows] == ["hello"]
+    store.add_labels([1], "greet")
+    store.close()
+    assert Store(path).labels()[0]["intent"] == "greet"  # reopening runs no migration twice
+
+
+def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "c1", "my parcel is lost")
+    user_turn(store, "c1", "/handoff")  # a button payload is not a question
+    user_turn(store, "c1", "it was order 123")
+    store.add_agent_answer("c1", "Found it: it is at the depot.")
+    user_turn(store, "c1", "and can I change the address?")
+    store.add_agent_answer("c1", "Yes, done.")
+    store.add_agent_answer("c1", "Anything else?")  # nothing asked since the last answer: no pair
+    answers = store.answer_candidates()
+    assert [(a["question"], a["answer"]) for a in answers] == [
+        ("my parcel is lost it was order 123", "Found it: it is at the depot."),
+        ("and can I change the address?", "Yes, done."),
+    ]
+    assert [t["role"] for t in store.history("c1")].count("agent") == 3  # every agent message is a turn
+    store.close()
+
+
+def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dialogues.db")
+    first, second = user_turn(store, "c1", "where is it"), user_turn(store, "c1", "refund please")
+    with pytest.raises(KeyError):
+        store.add_labels([first, 999], "track_order")
+    assert store.count("review_labels") == 0  # nothing of a refused batch is written
+    bot_turn = first + 1
+    with pytest.raises(KeyError):
+        store.add_labels([bot_turn], "track_order")  # only customer turns are labelled
+    store.add_labels([first, second], "track_order", "ann")
+    store.add_labels([second], "get_refund", "bob")
+    labels = {r["turn_id"]: (r["intent"], r["reviewer"]) for r in store.labels()}
+    assert labels == {first: ("track_order", "ann"), second: ("get_refund", "bob")}
+    store.add_agent_answer("c1", "Refund started.")
+    assert store.answer_candidates()[0]["intent"] == "track_order"  # the label of the first question turn
+    store.close()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("write to jane.doe+shop@example.co.uk today", "write to [EMAIL] today"),
+    ("call 13812345678 or +86 138 1234 5678", "call [PHONE] or [PHONE]"),
+    ("手机13912345678谢谢", "手机[PHONE]谢谢"),
+    ("my number is +44 20 7946 0958", "my number is [PHONE]"),
+    ("ring (555) 010-0199", "ring [PHONE]"),
+    ("card 4111 1111 1111 1111 expires soon", "card [CARD] expires soon"),
+    ("card 4111-1111-1111-1112 (a typo)", "card 4111-1111-1111-1112 (a typo)"),  # fails Luhn
+    ("身份证 11010519491231002X", "身份证 [ID]"),
+    ("ssn 123-45-6789", "ssn [ID]"),
+    ("order 113542617735902 and 00123842 were cancelled", "order 113542617735902 and 00123842 were cancelled"),
+])
+def test_redaction_removes_personal_data_and_keeps_order_numbers(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_the_checksums_behind_redaction() -> None:
+    assert luhn_valid("79927398713") and not luhn_valid("79927398710")
+    assert cn_id_valid("11010519491231002X") and not cn_id_valid("110105194912310021")
+
+
+def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: Path) -> None:
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db", redact=False)  # even a store that keeps personal data exports none
+    turn = user_turn(store, "c1", "refund to card 4111 1111 1111 1111 please")
+    store.add_labels([turn], "get_refund")
+    store.add_agent_answer("c1", "Done, the receipt went to jane@example.com")
+    old = user_turn(store, "c2", "an old question")
+    store.add_labels([old], "oos")
+    store.db.execute("UPDATE review_labels SET created = 0 WHERE turn_id = ?", [old])  # labelled in 1970
+    assert [r["text"] for r in learned_data(store).examples][0] == "refund to card [CARD] please"
+    store.close()
+
+    out = tmp_path / "export.jsonl"
+    result = CliRunner().invoke(cli, ["export", str(root), "--since", "2020-01-01", "--format", "jsonl", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["type"], r.get("text"), r["intent"]) for r in rows] == [
+        ("example", "refund to card [CARD] please", "get_refund"),
+        ("answer", None, "get_refund"),
+    ]
+    assert rows[1]["question"] == "refund to card [CARD] please" and rows[1]["answer"] == "Done, the receipt went to [EMAIL]"
+
+    everything = CliRunner().invoke(cli, ["export", str(root)])
+    assert everything.exit_code == 0 and '"intent": "oos"' in everything.stdout
+
+    bad = CliRunner().invoke(cli, ["export", str(root), "--since", "last tuesday"])
+    assert bad.exit_code == 2 and "Invalid value for '--since'" in bad.output
+    missing = CliRunner().invoke(cli, ["export", str(tmp_path / "nobot")])
+    assert missing.exit_code == 1 and "not a bot folder" in missing.output
