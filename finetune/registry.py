@@ -136,8 +136,13 @@ class Registry:
         """Append one decision (promotion, refusal, rollback) to ``decisions.jsonl``."""
         self.root.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **event}, ensure_ascii=False)
-        with open(self.root / "decisions.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        with open(self.root / "decisions.jsonl", "ab+") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")  # end a line that a crash cut short, so this one stays readable
+            fh.write(line.encode() + b"\n")
             fh.flush()
             os.fsync(fh.fileno())
 
