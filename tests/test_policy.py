@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.nlu import Analysis
 from bot.policy import HANDOFF_PAYLOAD, decide
 from bot.project import BotConfig
+from bot.training import DEFAULT_INTENT_THRESHOLD, calibrate_threshold
 from bot.responses import Responses, ResponseVariant
 from finetune.classifier import Prediction
 from retrieval.index import Hit
@@ -69,3 +70,19 @@ def test_nothing_close_enough_falls_back_with_buttons() -> None:
 
 def test_repeated_fallbacks_hand_off() -> None:
     assert decide(analysis("get_refund", 0.2), CONFIG, RESPONSES, {}, "web", 1).kind == "handoff"
+
+
+def test_calibration_cuts_between_mistakes_and_correct_answers() -> None:
+    confidences = [0.34, 0.41] + [0.7 + i / 100 for i in range(20)]
+    correct = [False, False] + [True] * 20
+    assert calibrate_threshold(confidences, correct) == 0.555  # halfway between 0.41 and 0.70
+
+
+def test_calibration_prefers_the_widest_gap_among_equal_cuts() -> None:
+    confidences = [0.2, 0.3, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99]
+    correct = [True, False] + [True] * 8
+    assert calibrate_threshold(confidences, correct) == 0.45
+
+
+def test_calibration_needs_enough_held_out_examples() -> None:
+    assert calibrate_threshold([0.9, 0.1], [True, False]) == DEFAULT_INTENT_THRESHOLD
