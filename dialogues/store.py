@@ -220,21 +220,22 @@ class Store:
     def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web") -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
 
-        The question is the customer's messages since the previous agent reply (button payloads
-        left out, at most the last three), so a later retrain can index the pair for retrieval.
+        The question is the customer's first message since the previous agent reply (button
+        payloads left out): in a handoff that is what the customer came with, before "hello??" and
+        the details. A later retrain indexes the pair for retrieval.
         """
         with self._lock, self.db.atomic():
             turn_id = self.add_message(conversation_id, "agent", text, channel)
             rows = list(self.db.query(
                 "SELECT id, text FROM turns WHERE conversation_id = ? AND role = 'user' AND substr(text, 1, 1) != '/' "
                 "AND id > coalesce((SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ?), 0) "
-                "ORDER BY id DESC LIMIT 3",
+                "ORDER BY id LIMIT 1",
                 [conversation_id, conversation_id, turn_id],
-            ))[::-1]
+            ))
             if rows:
                 self.db["answer_candidates"].insert(
                     {"conversation_id": conversation_id, "question_turn_id": rows[0]["id"], "agent_turn_id": turn_id,
-                     "question": " ".join(r["text"] for r in rows), "answer": self._private(text), "created": now()}
+                     "question": rows[0]["text"], "answer": self._private(text), "created": now()}
                 )
             return turn_id
 

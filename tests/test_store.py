@@ -54,7 +54,7 @@ def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_pat
     store.add_agent_answer("c1", "Anything else?")  # nothing asked since the last answer: no pair
     answers = store.answer_candidates()
     assert [(a["question"], a["answer"]) for a in answers] == [
-        ("my parcel is lost it was order 123", "Found it: it is at the depot."),
+        ("my parcel is lost", "Found it: it is at the depot."),
         ("and can I change the address?", "Yes, done."),
     ]
     assert [t["role"] for t in store.history("c1")].count("agent") == 3  # every agent message is a turn

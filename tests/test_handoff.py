@@ -1,0 +1,98 @@
+"""Human handoff end to end over HTTP, and what the bot learns from it.
+
+A customer the bot cannot help is handed to a person after repeated fallbacks; the agent answers
+through the admin API, on the customer's own socket; the customer hands back; ``bot retrain`` then
+indexes the agent's answer, the running server swaps to the new model, and the next customer with
+the same question gets the agent's answer from the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.project import load_project
+from bot.retrain import retrain
+from bot.server import create_app
+from dialogues.store import Store
+from finetune.registry import Registry
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+AUTH = {"Authorization": "Bearer small-admin-token"}
+QUESTION = "my parcel went to the neighbours house"
+ANSWER = "I'm sorry! The courier will collect it and bring it to you tomorrow morning."
+
+
+@pytest.fixture
+def bot_dir(small_bot: Path, tmp_path: Path) -> Path:
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    # No typed message is confident enough for a template: the bot answers from retrieval or falls back.
+    config["thresholds"] = {"intent": 1.0, "retrieval": 0.95, "fallbacks_before_handoff": 3}
+    (root / "bot.yml").write_text(yaml.safe_dump(config))
+    return root
+
+
+async def chat(client: Any, conversation: str, text: str) -> dict[str, Any]:
+    response = await client.post("/api/chat", json={"conversation_id": conversation, "text": text})
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def test_handoff_agent_reply_handback_and_learning_from_the_answer(bot_dir: Path, aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    socket = await client.ws_connect("/api/ws")
+    await socket.send_json({"type": "join", "conversation_id": "lost"})
+    assert (await socket.receive_json())["status"] == "open"
+
+    # Three misses in a row hand the conversation to a person.
+    assert (await chat(client, "lost", QUESTION))["source"] == "fallback"
+    assert (await chat(client, "lost", "hello??"))["source"] == "fallback"
+    third = await chat(client, "lost", "is anyone there")
+    assert third["source"] == "handoff" and third["handed_off"] is True
+
+    # While handed off the bot is silent; the agent answers through the admin API, on the same socket.
+    silent = await chat(client, "lost", "it was order 123")
+    assert (silent["reply"], silent["source"]) == ("", "silent")
+    assert (await client.post("/admin/conversations/lost/messages", json={"text": ANSWER})).status == 401
+    sent = await client.post("/admin/conversations/lost/messages", json={"text": ANSWER}, headers=AUTH)
+    assert sent.status == 200
+    pushed = await socket.receive_json(timeout=5)
+    assert (pushed["type"], pushed["reply"], pushed["turn_id"]) == ("agent", ANSWER, (await sent.json())["turn_id"])
+
+    # The customer hands back with the widget's button.
+    resumed = await chat(client, "lost", "/resume")
+    assert resumed["source"] == "handoff" and resumed["handed_off"] is False
+    history = await (await client.get("/api/conversations/lost/history")).json()
+    assert history["status"] == "open"
+    assert [t["role"] for t in history["turns"]].count("agent") == 1
+
+    # Asking for the handoff intent hands off at once.
+    by_intent = await chat(client, "other", "/contact_human_agent")
+    assert by_intent["source"] == "handoff" and by_intent["handed_off"] is True
+
+    # The agent's answer is a candidate historical answer to what the customer first asked.
+    store = Store(bot_dir / "dialogues.db")
+    [candidate] = store.answer_candidates()
+    assert (candidate["question"], candidate["answer"]) == (QUESTION, ANSWER)
+    store.close()
+
+    # bot retrain (run beside the server, as from cron) indexes it, and the server swaps by itself.
+    result = await asyncio.to_thread(retrain, load_project(bot_dir), "cpu", False)
+    serving = Registry(bot_dir / "models").current()
+    assert serving != "v0001" and serving in (result.version, result.decision.get("index_refresh"))
+    for _ in range(100):
+        if (await (await client.get("/healthz")).json())["model_version"] == serving:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail(f"the server never swapped to {serving}")
+
+    learned = await chat(client, "next-customer", QUESTION)
+    assert (learned["source"], learned["reply"]) == ("retrieval", ANSWER)
+    await socket.close()
