@@ -1,0 +1,190 @@
+"""rasa-sdk custom actions on both paths: in-process from ``actions/``, and a real rasa-sdk action
+server process (``python -m rasa_sdk``) over HTTP; plus an aiohttp stand-in for the server's 449
+"resend with domain" and 400 rejection answers. The same action code runs on both paths, and its
+events are applied the same way: SlotSet into slots, ConversationPaused as a handoff, FollowupAction.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from bot.channels.base import Turn
+from bot.engine import MAX_FOLLOWUPS, Bot
+from bot.nlu import NLU
+from bot.project import load_project
+from dialogues.store import Store
+
+ACTIONS = '''
+from rasa_sdk import Action
+from rasa_sdk.events import ConversationPaused, FollowupAction, SlotSet
+
+
+class ActionLookupLatest(Action):
+    def name(self):
+        return "action_lookup_latest"
+
+    def run(self, dispatcher, tracker, domain):
+        return [SlotSet("order_id", "456"), FollowupAction("action_order_status")]
+
+
+class ActionEscalate(Action):
+    def name(self):
+        return "action_escalate"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="A colleague will take over from here.")
+        return [ConversationPaused()]
+
+
+class ActionRefundThenPolicy(Action):
+    def name(self):
+        return "action_refund_then_policy"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Refund noted.")
+        return [FollowupAction("utter_cancel_order")]
+
+
+class ActionAgain(Action):
+    def name(self):
+        return "action_again"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="again")
+        return [FollowupAction("action_again")]
+'''
+
+
+@pytest.fixture(scope="module")
+def action_bot(small_bot: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = Path(shutil.copytree(small_bot, tmp_path_factory.mktemp("actions") / "bot"))
+    (root / "actions" / "extra.py").write_text(ACTIONS)
+    return root
+
+
+@pytest.fixture(scope="module")
+def action_server(action_bot: Path) -> Iterator[str]:
+    """The real rasa-sdk action server, serving the bot's own actions/ folder."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)],
+                            cwd=action_bot, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(action_bot)})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("the rasa-sdk action server did not start")
+            time.sleep(0.2)
+    yield f"{url}/webhook"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def make_bot(root: Path, endpoint: str | None, actions: dict[str, str], tmp_path: Path) -> Bot:
+    project = load_project(root)
+    project.config.actions.map = actions
+    project.config.actions.endpoint = endpoint
+    nlu = NLU.load(root / "models" / "v0001", device="cpu")
+    return Bot(project, nlu, Store(tmp_path / "dialogues.db"))
+
+
+MAP = {"track_order": "action_lookup_latest", "cancel_order": "action_escalate",
+       "get_refund": "action_refund_then_policy"}
+
+
+@pytest.fixture(params=["in-process", "action server"])
+def endpoint(request: pytest.FixtureRequest) -> str | None:
+    return None if request.param == "in-process" else request.getfixturevalue("action_server")
+
+
+async def test_slots_followups_and_pause_on_both_paths(action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    bot = make_bot(action_bot, endpoint, MAP, tmp_path)
+    try:
+        # SlotSet fills the slot, FollowupAction runs the demo's order lookup with it.
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (reply.source, reply.text) == ("action", "Order 456 is **processing**. Expected delivery: Friday.")
+        slots = bot.store.conversation("c1")["slots"]
+        assert slots["order_id"] == "456" and slots["order_status"] == "processing"
+
+        # FollowupAction("utter_<intent>") adds that intent's template, filled from the slots.
+        reply = await bot.handle(Turn("c1", "/get_refund", "web"))
+        assert reply.text.startswith("Refund noted.\n\nI can cancel order 456 for you.")
+
+        # ConversationPaused hands the conversation to a person; the bot then stays silent.
+        reply = await bot.handle(Turn("c2", "/cancel_order", "web"))
+        assert (reply.source, reply.handed_off, reply.text) == ("handoff", True, "A colleague will take over from here.")
+        assert bot.store.conversation("c2")["status"] == "handed_off"
+        assert (await bot.handle(Turn("c2", "/track_order", "web"))).source == "silent"
+    finally:
+        await bot.close()
+
+
+async def test_an_unknown_action_falls_back_on_both_paths(action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_nobody_wrote"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that")
+        assert reply.buttons[-1]["payload"] == "/handoff"
+    finally:
+        await bot.close()
+
+
+async def test_a_followup_loop_is_cut(action_bot: Path, tmp_path: Path) -> None:
+    bot = make_bot(action_bot, None, {"track_order": "action_again"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.text.split("\n\n") == ["again"] * (MAX_FOLLOWUPS + 1)
+    finally:
+        await bot.close()
+
+
+async def test_the_action_server_protocol_449_and_400(action_bot: Path, aiohttp_server: Any, tmp_path: Path) -> None:
+    """A stand-in speaking rasa-sdk's protocol: it asks once for the domain, and rejects one action."""
+    calls: list[dict[str, Any]] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        body = await request.json()
+        calls.append(body)
+        if body["next_action"] == "action_rejecting":
+            return web.json_response({"error": "no order id given", "action_name": "action_rejecting"}, status=400)
+        if len(calls) == 1:
+            return web.json_response({"error": "resend with domain"}, status=449)
+        return web.json_response({"events": [{"event": "slot", "name": "order_id", "value": "789"}],
+                                  "responses": [{"text": "Looked it up.", "buttons": []}]})
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    server = await aiohttp_server(app)
+    bot = make_bot(action_bot, f"http://127.0.0.1:{server.port}", {"track_order": "action_lookup",
+                                                                    "cancel_order": "action_rejecting"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (reply.source, reply.text) == ("action", "Looked it up.")
+        assert len(calls) == 2 and calls[1]["domain"]["intents"] == bot.project.intents
+        assert calls[1]["tracker"]["latest_message"]["intent"]["name"] == "track_order"
+        assert bot.store.conversation("c1")["slots"]["order_id"] == "789"
+
+        rejected = await bot.handle(Turn("c1", "/cancel_order", "web"))
+        assert rejected.source == "fallback" and len(calls) == 3
+    finally:
+        await bot.close()
