@@ -162,7 +162,8 @@ def _admin(method: str, path: str, summary: str, response: type[BaseModel], body
 
 HANDOFF_ROUTE = "/admin/conversations/{conversation_id}/{action}"
 SLACK_HEADERS = ("X-Slack-Request-Timestamp", "X-Slack-Signature")
-WECOM_QUERY = {name: ({"type": "string"}, True) for name in ("msg_signature", "timestamp", "nonce")}
+TOKEN = {"type": "string", "minLength": 1}
+WECOM_QUERY = {name: (TOKEN, True) for name in ("msg_signature", "timestamp", "nonce")}
 
 OPERATIONS: list[Operation] = [
     Operation("POST", "/api/chat", "Send a customer message; the bot's reply", ChatResponse, ChatRequest, (400, 413)),
@@ -193,7 +194,7 @@ OPERATIONS: list[Operation] = [
                         {"type": "object", "properties": {"payload": {"type": "string"}}, "required": ["payload"]}),
               rate_limited=False),
     Operation("GET", "/wecom/callback", "WeCom URL verification (signed)", errors=(400, 401), media="text/plain",
-              query={**WECOM_QUERY, "echostr": ({"type": "string"}, True)}, rate_limited=False),
+              query={**WECOM_QUERY, "echostr": (TOKEN, True)}, rate_limited=False),
     Operation("POST", "/wecom/callback", "WeCom message callback (signed, encrypted XML)", errors=(400, 401, 413),
               query=WECOM_QUERY, raw_body=("text/xml", {"type": "string"}), rate_limited=False),
 ]
@@ -215,7 +216,7 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
               for n in names]
     params += [{"name": n, "in": "query", "required": required, "schema": schema}
                for n, (schema, required) in op.query.items()]
-    params += [{"name": h, "in": "header", "required": True, "schema": {"type": "string"}} for h in op.headers]
+    params += [{"name": h, "in": "header", "required": True, "schema": TOKEN} for h in op.headers]
     return params
 
 

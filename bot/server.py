@@ -71,8 +71,9 @@ def require_admin(request: web.Request) -> None:
     token = request.app["admin_token"]
     if not token:
         raise web.HTTPNotFound()
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
-    if not hmac.compare_digest(given, token.encode()):
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    matches = hmac.compare_digest(given.strip().encode(), token.encode())
+    if not matches or scheme.lower() != "bearer":  # the token alone, without its scheme, is not accepted
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
 
 

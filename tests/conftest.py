@@ -173,3 +173,16 @@ def small_bot(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Pat
     finally:
         torch.set_num_threads(before)
     return root
+
+
+def configured_copy(source: Path, dest: Path, **config: dict[str, object]) -> Path:
+    """A copy of a trained bot folder (its models, not its store) with ``config`` merged into bot.yml,
+    one level deep: ``server={"admin_token": "t"}`` sets that key and keeps the section's others."""
+    import yaml
+
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
+    bot_config = yaml.safe_load((dest / "bot.yml").read_text())
+    for section, values in config.items():
+        bot_config.setdefault(section, {}).update(values)
+    (dest / "bot.yml").write_text(yaml.safe_dump(bot_config, allow_unicode=True))
+    return dest

@@ -1,0 +1,393 @@
+"""Hardening through the real app (tiny demo bot, real SQLite store): limits, the published schema,
+the admin token, CORS, normalisation, privacy and purge, action time limits, and bad models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import aiohttp
+import pytest
+from click.testing import CliRunner
+
+from bot import server
+from bot.cli import cli
+from bot.nlu import NLU
+from bot.openapi import ChatResponse, HistoryResponse, mounted
+from bot.project import load_project
+from bot.server import BOT, create_app, load_serving_model
+from tests.conftest import configured_copy
+
+NO_LIMITS = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0}
+SLOW_ACTIONS = '''
+import asyncio, time
+from rasa_sdk import Action
+
+
+class Blocking(Action):
+    def name(self):
+        return "action_blocking"
+
+    def run(self, dispatcher, tracker, domain):
+        time.sleep(5)  # a synchronous call that hangs, e.g. requests.get without a timeout
+        dispatcher.utter_message(text="too late")
+        return []
+
+
+class Sleeping(Action):
+    def name(self):
+        return "action_sleeping"
+
+    async def run(self, dispatcher, tracker, domain):
+        await asyncio.sleep(5)
+        return []
+
+
+class Broken(Action):
+    def name(self):
+        return "action_broken"
+
+    def run(self, dispatcher, tracker, domain):
+        raise RuntimeError("the order database is down")
+'''
+
+
+@pytest.fixture(scope="module")
+def nlu(tiny_demo_bot: Path) -> NLU:
+    """The tiny demo model, loaded once and shared by the apps below (each has its own bot folder)."""
+    return load_serving_model(load_project(tiny_demo_bot), "cpu")
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any, tiny_demo_bot: Path, tmp_path: Path, nlu: NLU) -> Callable[..., Any]:
+    """``await make_client(server={...}, ...)``: a test client of the tiny demo bot with that bot.yml."""
+
+    async def make(**config: dict[str, Any]) -> Any:
+        root = configured_copy(tiny_demo_bot, tmp_path / f"bot-{uuid.uuid4().hex[:6]}", **config)
+        return await aiohttp_client(create_app(root, device="cpu", nlu=nlu))
+
+    return make
+
+
+def cid() -> str:
+    return f"hard-{uuid.uuid4().hex[:12]}"
+
+
+async def chat(client: Any, conversation_id: str, text: str, **headers: str) -> Any:
+    return await client.post("/api/chat", json={"conversation_id": conversation_id, "text": text}, headers=headers)
+
+
+def store_rows(client: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(client.app[BOT].project.db_path) as db:
+        return db.execute(sql, args).fetchall()
+
+
+# --- limits --------------------------------------------------------------------------------------
+
+
+async def test_messages_per_conversation_get_429_with_retry_after(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"limits": {"per_conversation_per_minute": 3}})
+    busy = cid()
+    for _ in range(3):
+        assert (await chat(client, busy, "hello")).status == 200
+    response = await chat(client, busy, "hello again")
+    assert response.status == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert "messages in this conversation" in (await response.json())["error"]
+    assert (await chat(client, cid(), "hello")).status == 200  # other conversations are not held up
+
+    async with client.ws_connect("/api/ws") as ws:  # the socket counts against the same conversation
+        await ws.send_json({"conversation_id": busy, "text": "over the socket"})
+        frame = await ws.receive_json()
+        assert frame["type"] == "error" and "messages in this conversation" in frame["error"] and frame["retry_after"] >= 1
+        await ws.send_json({"conversation_id": cid(), "text": "hi"})
+        assert (await ws.receive_json())["type"] == "reply"  # and the socket stays open
+
+
+async def test_requests_per_ip_get_429_and_platform_callbacks_and_health_are_exempt(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"limits": {"per_ip_per_minute": 4}})
+    statuses = [(await client.get("/api/widget")).status for _ in range(6)]
+    assert statuses == [200] * 4 + [429] * 2
+    response = await chat(client, cid(), "hi")
+    assert response.status == 429 and "requests from this address" in (await response.json())["error"]
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client: Callable[..., Any]) -> None:
+    trusting = await make_client(server={"limits": {"per_ip_per_minute": 2, "trust_forwarded_for": True}})
+    for address in ("203.0.113.1", "203.0.113.2"):
+        assert [(await trusting.get("/api/widget", headers={"X-Forwarded-For": f"{address}, 10.0.0.1"})).status
+                for _ in range(3)] == [200, 200, 429]
+    direct = await make_client(server={"limits": {"per_ip_per_minute": 2}})
+    assert [(await direct.get("/api/widget", headers={"X-Forwarded-For": f"203.0.113.{n}"})).status
+            for n in range(3)] == [200, 200, 429]  # a client cannot pick its own address
+
+
+async def test_websockets_per_ip_are_capped(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"limits": {"websockets_per_ip": 2}})
+    first, second = await client.ws_connect("/api/ws"), await client.ws_connect("/api/ws")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/api/ws")
+    assert refused.value.status == 429 and "Retry-After" in refused.value.headers
+    await first.close()
+    await asyncio.sleep(0.1)  # the server sees the close
+    third = await client.ws_connect("/api/ws")  # a slot is free again
+    await third.send_json({"conversation_id": cid(), "text": "hello"})
+    assert (await third.receive_json())["type"] == "reply"
+    await second.close()
+    await third.close()
+
+
+async def test_body_and_message_size_limits(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"max_body_bytes": 2048, "max_message_chars": 50, "limits": NO_LIMITS})
+    big = json.dumps({"conversation_id": cid(), "text": "x" * 3000}).encode()
+    response = await client.post("/api/chat", data=big, headers={"Content-Type": "application/json"})
+    assert response.status == 413 and (await response.json())["error"] == "body larger than 2048 bytes"
+
+    async def chunks() -> Any:  # no Content-Length: the limit applies as the body arrives
+        for _ in range(3):
+            yield big[:1000]
+
+    response = await client.post("/api/chat", data=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status == 413 and "error" in await response.json()
+    response = await chat(client, cid(), "y" * 51)
+    assert response.status == 400 and (await response.json())["error"] == "text: longer than 50 characters"
+    assert (await chat(client, cid(), "y" * 50)).status == 200
+
+
+# --- the schema and validation -------------------------------------------------------------------
+
+
+async def test_openapi_documents_every_route_and_the_answers_match_it(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
+    doc = await (await client.get("/openapi.json")).json()
+    documented = {(method.upper(), path) for path, item in doc["paths"].items() for method in item}
+    routes = {(m, p) for m, p in mounted(client.app) if m not in ("HEAD", "OPTIONS") and p != "/api/ws"}
+    handoff = "/admin/conversations/{conversation_id}/{action}"
+    routes = {r for r in routes if r[1] != handoff} | {("POST", handoff.replace("{action}", a)) for a in ("handoff", "handback")}
+    assert documented == routes
+    chat_request = doc["components"]["schemas"]["ChatRequest"]
+    assert set(chat_request["required"]) == {"conversation_id", "text"} and chat_request["additionalProperties"] is False
+    assert doc["paths"]["/admin/reload"]["post"]["security"] == [{"bearer": []}]
+
+    conversation = cid()
+    reply = await (await chat(client, conversation, "where is my parcel?")).json()
+    ChatResponse.model_validate(reply)  # the real answers are what the document promises
+    HistoryResponse.model_validate(await (await client.get(f"/api/conversations/{conversation}/history")).json())
+
+
+async def test_wrong_bodies_and_ids_get_400_naming_the_field(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
+    admin = {"Authorization": "Bearer t0ken"}
+    cases = [
+        ("/api/chat", {"conversation_id": "c1", "text": 5}, {}, "text: Input should be a valid string"),
+        ("/api/chat", {"text": "hi"}, {}, "conversation_id: Field required"),
+        ("/api/chat", {"conversation_id": "c1", "text": "hi", "admin": True}, {}, "admin: unknown field"),
+        ("/api/feedback", {"turn_id": "seven", "value": 1}, {}, "turn_id: "),
+        ("/admin/conversations/c1/messages", [1], admin, "body: "),
+        ("/admin/conversations/c1/messages", {"text": "  "}, admin, "text: "),
+        ("/admin/review/1", {"accept": "maybe"}, admin, "accept: "),
+    ]
+    for path, body, headers, reason in cases:
+        response = await client.post(path, json=body, headers=headers)
+        assert response.status == 400 and (await response.json())["error"].startswith(reason), (path, body)
+    response = await client.get("/api/conversations/not%20an%20id/history")
+    assert response.status == 400 and (await response.json())["error"].startswith("conversation_id: ")
+    response = await client.post("/admin/conversations/bad%20id/handoff", headers=admin)
+    assert response.status == 400 and (await response.json())["error"].startswith("conversation_id: ")
+
+
+# --- admin and CORS ------------------------------------------------------------------------------
+
+
+async def test_admin_endpoints_need_the_token_and_are_off_without_one(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DESKBOT_ADMIN_TOKEN", raising=False)
+    closed = await make_client(server={"limits": NO_LIMITS})
+    for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer anything"}):
+        assert (await closed.post("/admin/reload", headers=headers)).status == 404  # disabled, not open
+        assert (await closed.get("/admin/review", headers=headers)).status == 404
+
+    client = await make_client(server={"admin_token": "s3cret-token", "limits": NO_LIMITS})
+    compared: list[tuple[bytes, bytes]] = []
+    original = server.hmac.compare_digest
+    monkeypatch.setattr(server.hmac, "compare_digest", lambda a, b: compared.append((a, b)) or original(a, b))
+    for headers in ({}, {"Authorization": "Bearer s3cret-tokem"}, {"Authorization": "s3cret-token"},
+                    {"Authorization": "Basic czNjcmV0LXRva2Vu"}):
+        response = await client.get("/admin/review", headers=headers)
+        assert response.status == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    response = await client.get("/admin/review", headers={"Authorization": "Bearer s3cret-token"})
+    assert response.status == 200 and "items" in await response.json()
+    assert len(compared) == 5 and all(b == b"s3cret-token" for _, b in compared)  # every check in constant time
+
+    monkeypatch.setenv("DESKBOT_ADMIN_TOKEN", "from-the-environment")
+    env = await make_client(server={"admin_token": "s3cret-token", "limits": NO_LIMITS})
+    assert (await env.get("/admin/review", headers={"Authorization": "Bearer s3cret-token"})).status == 401
+    assert (await env.get("/admin/review", headers={"Authorization": "Bearer from-the-environment"})).status == 200
+
+
+async def test_cors_only_for_the_configured_widget_origins(make_client: Callable[..., Any]) -> None:
+    shop, other = "https://shop.example.com", "https://evil.example"
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS},
+                               channels={"web": {"origins": [shop]}})
+    allowed = await chat(client, cid(), "hi", Origin=shop)
+    assert allowed.status == 200 and allowed.headers["Access-Control-Allow-Origin"] == shop
+    refused = await chat(client, cid(), "hi", Origin=other)
+    assert "Access-Control-Allow-Origin" not in refused.headers
+    assert (await client.options("/api/chat", headers={"Origin": other, "Access-Control-Request-Method": "POST"})).status == 403
+    with pytest.raises(aiohttp.WSServerHandshakeError) as foreign:
+        await client.ws_connect("/api/ws", headers={"Origin": other})
+    assert foreign.value.status == 403
+    admin = await client.get("/admin/review", headers={"Origin": shop, "Authorization": "Bearer t0ken"})
+    assert admin.status == 200 and "Access-Control-Allow-Origin" not in admin.headers  # never for the admin API
+
+
+# --- normalisation and privacy -------------------------------------------------------------------
+
+
+class SpyNLU:
+    """The serving model, recording the texts it is asked about."""
+
+    def __init__(self, nlu: NLU) -> None:
+        self.nlu, self.seen = nlu, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.nlu, name)
+
+    def analyse(self, texts: list[str]) -> Any:
+        self.seen.extend(texts)
+        return self.nlu.analyse(texts)
+
+
+async def test_the_model_sees_normalised_text_and_the_log_keeps_the_original(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"limits": NO_LIMITS})
+    spy = client.app[BOT].nlu = SpyNLU(client.app[BOT].nlu)
+    original = "Ｗｈｅｒｅ\u00a0is my\u0000 parcel\u200b？\u202e\n"
+    conversation = cid()
+    assert (await chat(client, conversation, original)).status == 200
+    assert spy.seen == ["Where is my parcel ?"]  # NFKC (full-width, no-break space), controls and format chars gone
+    assert store_rows(client, "SELECT text, raw_text FROM turns WHERE conversation_id = ? AND role = 'user'",
+                      conversation) == [("Where is my parcel ?", original)]
+
+
+PERSONAL = "mail jane.doe@example.com or call +86 138 0013 8000, card 4111 1111 1111 1111"
+REDACTED = "mail [EMAIL] or call [PHONE], card [CARD]"
+
+
+@pytest.mark.parametrize(("privacy", "text", "raw"), [
+    ({}, REDACTED, None),
+    ({"keep_raw": True}, REDACTED, PERSONAL),
+    ({"redact": False}, PERSONAL, None),
+])
+async def test_personal_data_is_redacted_in_the_store_unless_configured(
+        make_client: Callable[..., Any], privacy: dict[str, bool], text: str, raw: str | None) -> None:
+    client = await make_client(server={"limits": NO_LIMITS}, privacy=privacy)
+    conversation = cid()
+    assert (await chat(client, conversation, PERSONAL)).status == 200
+    assert store_rows(client, "SELECT text, raw_text FROM turns WHERE conversation_id = ? AND role = 'user'",
+                      conversation) == [(text, raw)]
+
+
+async def test_purge_deletes_a_conversation_completely(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
+    gone, kept = cid(), cid()
+    secret = "my parcel for Zebediah Quuxworth never came"
+    reply = await (await chat(client, gone, secret)).json()
+    await client.post("/api/feedback", json={"turn_id": reply["turn_id"], "value": -1, "comment": "Quuxworth unhappy"})
+    admin = {"Authorization": "Bearer t0ken"}
+    assert (await client.post(f"/admin/conversations/{gone}/handoff", headers=admin)).status == 200
+    assert (await client.post(f"/admin/conversations/{gone}/messages", json={"text": "Sorry Mr Quuxworth"},
+                              headers=admin)).status == 200
+    assert (await chat(client, kept, "another customer")).status == 200
+    user_turn = store_rows(client, "SELECT id FROM turns WHERE conversation_id = ? AND role = 'user'", gone)[0][0]
+    client.app[BOT].store.add_labels([user_turn], "track_order", "reviewer")
+    root = client.app[BOT].project.root
+
+    result = CliRunner().invoke(cli, ["purge", str(root), "--conversation", gone])
+    assert result.exit_code == 0, result.output
+    assert "1 conversations" in result.output and "1 answer_candidates" in result.output and "1 review_labels" in result.output
+    for table in ("conversations", "turns", "handoffs", "answer_candidates"):
+        column = "id" if table == "conversations" else "conversation_id"
+        assert store_rows(client, f"SELECT count(*) FROM {table} WHERE {column} = ?", gone) == [(0,)], table
+    assert store_rows(client, "SELECT count(*) FROM feedback") == [(0,)]
+    assert store_rows(client, "SELECT count(*) FROM review_labels") == [(0,)]
+    assert store_rows(client, "SELECT count(*) FROM turns WHERE conversation_id = ?", kept) == [(2,)]
+    on_disk = b"".join(path.read_bytes() for path in root.glob("dialogues.db*"))
+    assert b"Quuxworth" not in on_disk and gone.encode() not in on_disk  # no copy left in free pages or the WAL
+
+    missing = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "nobody"])
+    assert missing.exit_code == 1 and "no conversation nobody" in missing.output
+
+
+# --- custom actions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["action_blocking", "action_sleeping", "action_broken"])
+async def test_slow_or_broken_actions_fall_back_without_holding_anyone_up(
+        tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, aiohttp_client: Any, action: str) -> None:
+    root = configured_copy(tiny_demo_bot, tmp_path / "actions-bot", server={"limits": NO_LIMITS},
+                           actions={"map": {"track_order": action}, "timeout": 0.5})
+    shutil.rmtree(root / "actions")
+    (root / "actions").mkdir()
+    (root / "actions" / "slow.py").write_text(SLOW_ACTIONS)
+    client = await aiohttp_client(create_app(root, device="cpu", nlu=nlu))
+    started = time.monotonic()
+    slow = asyncio.ensure_future(chat(client, cid(), "/track_order"))
+    await asyncio.sleep(0.2)
+    other = await chat(client, cid(), "/check_refund_policy")
+    assert other.status == 200 and (await other.json())["source"] == "template"
+    assert action == "action_broken" or not slow.done()  # answered while the action is stuck
+    reply = await (await slow).json()
+    assert time.monotonic() - started < 4  # the 5 s action was cut at 0.5 s
+    assert reply["source"] == "fallback" and "couldn't complete that" in reply["reply"]
+    assert reply["buttons"] == [{"title": "Talk to a person", "payload": "/handoff"}]
+
+
+# --- a bad model never goes live ------------------------------------------------------------------
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def wrong_manifest(version: Path) -> None:
+    manifest = version / "index" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "dim": data["dim"] * 2}))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda v: truncate(v / "classifier" / "encoder" / "model.safetensors"), "cannot load the classifier"),
+    (lambda v: truncate(v / "classifier" / "head.safetensors"), "cannot load the classifier"),
+    (wrong_manifest, "cannot load the answer index"),
+])
+def test_a_corrupt_model_is_refused_at_start(tiny_demo_bot: Path, tmp_path: Path,
+                                              damage: Callable[[Path], None], message: str) -> None:
+    root = configured_copy(tiny_demo_bot, tmp_path / "broken")
+    damage(root / "models" / "v0001")
+    result = CliRunner().invoke(cli, ["serve", str(root), "--port", "1", "--device", "cpu"])
+    assert result.exit_code == 1
+    assert message in result.output and "v0001" in result.output, result.output
+
+
+async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
+    models = client.app[BOT].project.models_dir
+    admin = {"Authorization": "Bearer t0ken"}
+    for name, damage in (("v0002", wrong_manifest), ("v0003", lambda v: truncate(v / "classifier" / "encoder" / "model.safetensors"))):
+        shutil.copytree(models / "v0001", models / name)
+        damage(models / name)
+        (models / "CURRENT").write_text(name + "\n")
+        response = await client.post("/admin/reload", headers=admin)
+        body = await response.json()
+        assert response.status == 409 and body["model_version"] == "v0001" and name in body["error"]
+        assert (await (await client.get("/healthz")).json())["model_version"] == "v0001"
+        reply = await chat(client, cid(), "/check_refund_policy")
+        assert reply.status == 200 and (await reply.json())["source"] == "template"
