@@ -3,13 +3,18 @@
 The batcher never waits to fill a batch. While the model is busy, new requests queue; when it is
 free, everything queued (up to ``max_batch``) goes in together. So a lone message runs at once, and
 under load the batch grows by itself. The model runs in one worker thread, off the event loop.
+
+The same batcher writes the conversation log: there ``fn`` commits a whole batch of exchanges in
+one transaction, and each request resolves only after that commit, so a reply is never
+acknowledged before its exchange is on disk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -17,15 +22,23 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch: int = 64, max_wait_ms: float = 0.0) -> None:
+    """Runs ``fn`` over batches of submitted items in one worker thread.
+
+    ``executor`` lets a caller share its own single thread (the store's, whose SQLite connection
+    must not be used from two threads at once); otherwise the batcher owns one. ``on_batch`` is
+    told each batch's size and the seconds ``fn`` took, for /metrics.
+    """
+
+    def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch: int = 64, max_wait_ms: float = 0.0,
+                 executor: Executor | None = None, name: str = "deskbot-model") -> None:
         self.fn = fn
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-model")
-        self.batch_sizes: list[int] = []  # the recent batch sizes, for /metrics
-        self.on_batch: Callable[[int], None] | None = None
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.on_batch: Callable[[int, float], None] | None = None
 
     @property
     def queue_depth(self) -> int:
@@ -40,9 +53,15 @@ class MicroBatcher(Generic[T, R]):
         await self._queue.put((item, future))
         return await future
 
+    async def _call(self, items: list[T]) -> Sequence[R]:
+        started = time.perf_counter()
+        results = await asyncio.get_running_loop().run_in_executor(self._executor, self.fn, items)
+        if self.on_batch:
+            self.on_batch(len(items), time.perf_counter() - started)
+        return results
+
     async def _run(self) -> None:
         assert self._queue is not None
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             if self.max_wait:
@@ -52,18 +71,16 @@ class MicroBatcher(Generic[T, R]):
             batch = [(item, fut) for item, fut in batch if not fut.done()]  # drop cancelled requests
             if not batch:
                 continue
-            if self.on_batch:
-                self.on_batch(len(batch))
             items = [item for item, _ in batch]
             try:
-                results = await loop.run_in_executor(self._executor, self.fn, items)
+                results = await self._call(items)
                 outcomes: list[tuple[R | None, BaseException | None]] = [(r, None) for r in results]
             except Exception:
                 # One bad item must not fail the others: retry one by one to find it.
                 outcomes = []
                 for item in items:
                     try:
-                        outcomes.append(((await loop.run_in_executor(self._executor, self.fn, [item]))[0], None))
+                        outcomes.append(((await self._call([item]))[0], None))
                     except Exception as exc:
                         outcomes.append((None, exc))
             for (_, future), (result, error) in zip(batch, outcomes):
@@ -81,4 +98,5 @@ class MicroBatcher(Generic[T, R]):
                 await self._worker
             except asyncio.CancelledError:
                 pass
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)

@@ -257,6 +257,46 @@ def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Pat
                                model=model, shots=shots, seed=seed, device=device)
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
+def _client_counts(value: str) -> list[int]:
+    try:
+        counts = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"expected positive whole numbers separated by commas, got {value!r}")
+    return counts
+
+
+@bench.command("serve")
+@click.argument("directory", type=BOT_DIR)
+@click.option("--clients", default="1,16,64", show_default=True, callback=lambda _c, _p, v: _client_counts(v),
+              help="Concurrent clients, one run per count, e.g. 1,16,64.")
+@click.option("--duration", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
+              help="Seconds measured per client count (and for the raw encoder, in two halves).")
+@click.option("--warmup", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Seconds of traffic before each measurement, not counted.")
+@click.option("--transport", type=click.Choice(["mixed", "http", "ws"]), default="mixed", show_default=True,
+              help="mixed: even-numbered clients use HTTP, odd-numbered ones a WebSocket.")
+@click.option("--quantize", type=click.Choice(["none", "int8"]), default=None, help="Override server.inference.quantize.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Override server.inference.threads.")
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_serve(directory: Path, clients: list[int], duration: float, warmup: float, transport: str,
+                quantize: str | None, threads: int | None, device: str | None, as_json: bool) -> None:
+    """Throughput and latency of `bot serve` for the trained bot in DIRECTORY, against the raw encoder."""
+    from bot.bench import BenchError, serve_benchmark
+    from finetune.registry import Registry, RegistryError
+
+    project = project_or_fail(directory)
+    try:
+        Registry(project.models_dir).current_path()
+        figures = serve_benchmark(directory, clients, duration, warmup, transport,
+                                  {"quantize": quantize, "threads": threads}, device)
+    except (BenchError, RegistryError) as exc:
+        fail(str(exc))
+    click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
+
+
 # --- learning from conversations ------------------------------------------------------------------
 
 

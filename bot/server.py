@@ -43,7 +43,7 @@ STATIC = Path(str(resources.files("bot") / "static"))
 
 def load_serving_model(project: Project, device: str | None = None) -> NLU:
     path = Registry(project.models_dir).current_path()
-    return NLU.load(path, device=device, k=project.config.retrieval.k)
+    return NLU.load(path, device=device, k=project.config.retrieval.k, inference=project.config.server.inference)
 
 
 @web.middleware
@@ -88,6 +88,12 @@ async def widget(request: web.Request) -> web.FileResponse:
 async def healthz(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     return web.json_response({"status": "ok", "model_version": bot.nlu.version})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format: traffic, latency, batch sizes, queue depths, the serving model, memory."""
+    body, content_type = request.app[BOT].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def swap_to_current(app: web.Application) -> NLU:
@@ -229,6 +235,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.get("/", index),
         web.get("/widget.js", widget),
         web.get("/healthz", healthz),
+        web.get("/metrics", metrics),
         web.post("/admin/reload", reload_model),
         web.get("/admin/review", review_queue),
         web.post("/admin/review/{turn_id:\\d+}", review_label),

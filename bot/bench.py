@@ -1,0 +1,290 @@
+"""``bot bench serve``: the real server under concurrent chat traffic, measured against the raw model.
+
+The server runs as its own process (``bot serve`` on loopback), so its latency, throughput and memory
+are those a deployment sees, client overhead excluded from its RSS. The same run times the raw
+encoder, same weights, same inference settings, same machine, in large batches; the ratio of the two
+says how much of the hardware's model throughput the server delivers with HTTP, WebSocket, retrieval
+and logging on top.
+
+The bot folder is served through a scratch copy (links to its files, its own ``dialogues.db``), so a
+benchmark never writes into the bot's conversation log; rate limits are switched off there, since
+every client comes from one address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot.project import InferenceConfig, Project, load_project
+
+READY_TIMEOUT = 300.0  # seconds for the server to load its model; a loaded 2-core machine is slow
+REQUEST_TIMEOUT = 30.0  # a reply slower than this counts as an error
+
+
+class BenchError(Exception):
+    """The benchmark could not run (the server did not start, say); the message says why."""
+
+
+# --- the server under test ------------------------------------------------------------------------
+
+
+def scratch_folder(root: Path, scratch: Path, inference: dict[str, Any]) -> Path:
+    """``scratch`` serving ``root``'s bot: its files linked, bot.yml rewritten without rate limits and
+    with ``inference`` settings on top, and no conversation log."""
+    for entry in root.iterdir():
+        if entry.name != "bot.yml" and not entry.name.startswith("dialogues.db"):
+            (scratch / entry.name).symlink_to(entry.resolve())
+    config = yaml.safe_load((root / "bot.yml").read_text(encoding="utf-8")) or {}
+    server = config.setdefault("server", {})
+    server["limits"] = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0}
+    server["inference"] = {**server.get("inference", {}), **inference}
+    config.setdefault("learning", {})["watch_seconds"] = 0  # the served version stays put during a run
+    (scratch / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return scratch
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(folder: Path, device: str | None) -> Iterator[tuple[str, str]]:
+    """``bot serve folder`` on a free loopback port; yields its base URL and model version once /healthz answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "bot.cli", "serve", str(folder), "--host", "127.0.0.1", "--port", str(port)]
+    if device:
+        command += ["--device", device]
+    log_path = folder / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        version = asyncio.run(_wait_ready(url, process))
+        yield url, version
+    except BenchError as exc:
+        raise BenchError(f"{exc}; server log:\n{log_path.read_text(errors='replace')[-2000:]}") from None
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + READY_TIMEOUT
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BenchError(f"bot serve exited with status {process.returncode}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{url}/healthz") as response:
+                    if response.status == 200:
+                        return str((await response.json())["model_version"])
+            await asyncio.sleep(0.25)
+    raise BenchError(f"bot serve did not answer /healthz within {READY_TIMEOUT:g}s")
+
+
+async def scrape(url: str) -> dict[str, float]:
+    """The server's /metrics as ``{"name{label=value,...}": value}``, for the figures the run reports."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}"] = sample.value
+    return values
+
+
+def batch_mean(before: dict[str, float], after: dict[str, float], stage: str) -> float | None:
+    """The mean batch size of ``stage`` between two scrapes."""
+    count = after.get(f"deskbot_batch_size_count{{stage={stage}}}", 0) - before.get(f"deskbot_batch_size_count{{stage={stage}}}", 0)
+    total = after.get(f"deskbot_batch_size_sum{{stage={stage}}}", 0) - before.get(f"deskbot_batch_size_sum{{stage={stage}}}", 0)
+    return round(total / count, 2) if count else None
+
+
+# --- the clients ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What the clients saw in the measured window (after the warm-up)."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    by_transport: dict[str, int] = field(default_factory=lambda: {"http": 0, "ws": 0})
+
+
+class Client:
+    """One customer sending a message, waiting for the reply, and sending the next, until ``deadline``."""
+
+    def __init__(self, number: int, transport: str, texts: list[str], tag: str) -> None:
+        self.number = number
+        self.transport = transport
+        self.texts = texts
+        self.tag = tag
+        self.sent = 0
+        self.conversation = 0
+
+    def next_message(self) -> dict[str, str]:
+        text = self.texts[(self.number * 7919 + self.sent) % len(self.texts)]
+        self.sent += 1
+        return {"conversation_id": f"{self.tag}-{self.number}-{self.conversation}", "text": text}
+
+    def replied(self, body: dict[str, Any]) -> bool:
+        """A good reply; a handed-off conversation is left for a fresh one, so every message meets the model."""
+        if body.get("handed_off"):
+            self.conversation += 1
+        return "reply" in body and body.get("type", "reply") == "reply"
+
+    async def run(self, session: aiohttp.ClientSession, url: str, measure_from: float, deadline: float, tally: Tally) -> None:
+        ws = await session.ws_connect(f"{url}/api/ws") if self.transport == "ws" else None
+        try:
+            while time.perf_counter() < deadline:
+                message = self.next_message()
+                started = time.perf_counter()
+                try:
+                    ok = await asyncio.wait_for(self._exchange(session, url, ws, message), REQUEST_TIMEOUT)
+                except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                    ok = False
+                    if ws is not None and ws.closed:
+                        ws = await session.ws_connect(f"{url}/api/ws")
+                finished = time.perf_counter()
+                if started < measure_from or finished > deadline:
+                    continue
+                if ok:
+                    tally.latencies.append(finished - started)
+                    tally.by_transport[self.transport] += 1
+                else:
+                    tally.errors += 1
+        finally:
+            if ws is not None:
+                await ws.close()
+
+    async def _exchange(self, session: aiohttp.ClientSession, url: str, ws: aiohttp.ClientWebSocketResponse | None,
+                        message: dict[str, str]) -> bool:
+        if ws is None:
+            async with session.post(f"{url}/api/chat", json=message) as response:
+                return response.status == 200 and self.replied(await response.json())
+        await ws.send_json({"type": "message", **message})
+        while True:  # pushes for the conversation (a status change) may come before the reply
+            body = await ws.receive_json()
+            if body.get("type") in ("reply", "error"):
+                return self.replied(body)
+
+
+async def drive(url: str, clients: int, duration: float, warmup: float, transport: str, texts: list[str]) -> Tally:
+    """``clients`` concurrent clients for ``warmup + duration`` seconds; only the last ``duration`` counts."""
+    tally = Tally()
+    start = time.perf_counter()
+    measure_from, deadline = start + warmup, start + warmup + duration
+    kinds = ["http", "ws"] if transport == "mixed" else [transport]
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        runners = [Client(i, kinds[i % len(kinds)], texts, f"bench{clients}").run(session, url, measure_from, deadline, tally)
+                   for i in range(clients)]
+        await asyncio.gather(*runners)
+    return tally
+
+
+def summarise(clients: int, tally: Tally, duration: float, raw: float) -> dict[str, Any]:
+    ms = np.asarray(tally.latencies) * 1000 if tally.latencies else np.asarray([np.nan])
+    throughput = len(tally.latencies) / duration
+    return {
+        "clients": clients,
+        "throughput": round(throughput, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "errors": tally.errors,
+        "messages": len(tally.latencies),
+        "by_transport": tally.by_transport,
+        "throughput_ratio": round(throughput / raw, 3) if raw else None,
+    }
+
+
+# --- the raw encoder --------------------------------------------------------------------------------
+
+
+def raw_encoder_throughput(project: Project, inference: InferenceConfig, texts: list[str], seconds: float,
+                           device: str | None) -> float:
+    """Messages/s of the serving model's encoder alone, in batches of ``max_batch``, for ``seconds``."""
+    from bot.nlu import NLU
+    from bot.training import answer_encoder
+    from finetune.registry import Registry
+
+    nlu = NLU.load(Registry(project.models_dir).current_path(), device=device, inference=inference)
+    encoder = answer_encoder(nlu.classifier, nlu.version)
+    size = inference.max_batch
+    encoder.encode_queries(texts[:size])  # warm-up: first calls allocate
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        batch = [texts[(done + i) % len(texts)] for i in range(size)]
+        encoder.encode_queries(batch)
+        done += size
+    return done / (time.perf_counter() - started)
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: float = 3.0, transport: str = "mixed",
+                    inference: dict[str, Any] | None = None, device: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """Start the server, time the raw encoder, drive each client count in turn; one JSON-able dict."""
+    project = load_project(root)
+    texts = [e.text for e in project.examples]
+    random.Random(seed).shuffle(texts)
+    overrides = {k: v for k, v in (inference or {}).items() if v is not None}
+    settings = InferenceConfig.model_validate({**project.config.server.inference.model_dump(), **overrides})
+    with tempfile.TemporaryDirectory(prefix="deskbot-bench-") as tmp:
+        folder = scratch_folder(root, Path(tmp), overrides)
+        with running_server(folder, device) as (url, version):
+            # Timed before and after the clients, half as long each, so a change in the machine's load shows.
+            raw_runs = [raw_encoder_throughput(project, settings, texts, duration / 2, device)]
+            tallies = []
+            for count in clients:
+                before = asyncio.run(scrape(url))
+                tally = asyncio.run(drive(url, count, duration, warmup, transport, texts))
+                after = asyncio.run(scrape(url))
+                tallies.append((count, tally, {
+                    "rss_mb": round(after["process_resident_memory_bytes{}"] / 2**20, 1),
+                    "inference_batch_mean": batch_mean(before, after, "inference"),
+                    "store_batch_mean": batch_mean(before, after, "store"),
+                    "load_average": round(os.getloadavg()[0], 2)}))
+            raw_runs.append(raw_encoder_throughput(project, settings, texts, duration / 2, device))
+    raw = float(np.mean(raw_runs))
+    return {
+        "bot": project.config.name,
+        "model_version": version,
+        "inference": settings.model_dump(),
+        "device": device or "auto",
+        "transport": transport,
+        "duration_s": duration,
+        "warmup_s": warmup,
+        "cpus": os.cpu_count(),
+        "raw_encoder_throughput": round(raw, 1),
+        "raw_encoder_runs": [round(r, 1) for r in raw_runs],
+        "results": [{**summarise(count, tally, duration, raw), **extra} for count, tally, extra in tallies],
+    }

@@ -1,0 +1,52 @@
+"""A bot folder from labelled messages: ``bot init DIR --from-jsonl FILE``.
+
+Teams that already have labelled messages (an exported ticket system, or a public set such as
+BANKING77) get a trainable bot at once: every intent's examples go to ``nlu.yml`` in Rasa's format,
+and each intent gets one placeholder template in ``responses.yml`` to be rewritten by hand.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from finetune.metrics import OOS
+
+
+class _Block(str):
+    """A string YAML writes as a ``|`` block, as Rasa writes its examples."""
+
+
+yaml.SafeDumper.add_representer(_Block, lambda dumper, data: dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|"))
+
+
+def placeholder_answer(intent: str) -> str:
+    """The template an imported intent starts with; braces are left out so it has no variables."""
+    return f"Thanks for your message about {intent.replace('_', ' ')}. An agent will follow up with the details."
+
+
+def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[str, int]:
+    """Write ``bot.yml``, ``nlu.yml`` and ``responses.yml`` for ``rows`` of ``{"text", "intent"}``.
+
+    Out-of-scope lines (intent ``oos``) are not an intent and are left out; duplicate texts within an
+    intent are kept once. Returns the counts written.
+    """
+    by_intent: dict[str, dict[str, None]] = defaultdict(dict)
+    for row in rows:
+        text = " ".join(row["text"].split())
+        if row["intent"] != OOS and text:
+            by_intent[row["intent"]][text] = None
+    if len(by_intent) < 2:
+        raise ValueError("at least two intents with examples are needed")
+    intents = sorted(by_intent)
+    nlu = {"version": "3.1", "nlu": [{"intent": i, "examples": _Block("".join(f"- {t}\n" for t in by_intent[i]))}
+                                     for i in intents]}
+    responses = {"version": "3.1", "responses": {i: [{"text": placeholder_answer(i)}] for i in intents}}
+    config = {"name": name, "language": "en", "model": {"base": "default"}, "thresholds": {"intent": "auto"}}
+    directory.mkdir(parents=True, exist_ok=True)
+    for file, data in (("bot.yml", config), ("nlu.yml", nlu), ("responses.yml", responses)):
+        (directory / file).write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000),
+                                      encoding="utf-8")
+    return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values())}

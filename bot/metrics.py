@@ -1,0 +1,75 @@
+"""What ``GET /metrics`` shows Prometheus: traffic, latency, batching, the serving model, the queues.
+
+Each bot keeps its own registry rather than prometheus-client's global one, so two servers in one
+process (tests, a benchmark) never share or clash over counters. Values that already live elsewhere
+(queue depths, the model version, the process's memory) are read at scrape time, not copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from bot.batching import MicroBatcher
+
+# Replies are expected in milliseconds; the top buckets catch a stalled model or disk.
+LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class _ModelVersion(Collector):
+    """``deskbot_model_info{version="..."} 1`` for whichever version serves at scrape time."""
+
+    def __init__(self, version: Callable[[], str]) -> None:
+        self.version = version
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("deskbot_model_info", "The serving model version (always 1).", labels=["version"])
+        family.add_metric([self.version()], 1)
+        yield family
+
+
+class Metrics:
+    """The bot's counters and histograms, and the exposition that /metrics returns."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU seconds, open fds
+        self.messages = Counter("deskbot_messages", "Messages handled, by channel, reply source and outcome.",
+                                ["channel", "source", "status"], registry=self.registry)
+        self.latency = Histogram("deskbot_reply_seconds", "From a message reaching the engine to its reply, "
+                                 "the log write included.", ["channel"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("deskbot_batch_size", "Items per batch, for model inference and for store writes.",
+                                    ["stage"], buckets=BATCH_BUCKETS, registry=self.registry)
+        self.batch_seconds = Histogram("deskbot_batch_seconds", "Time one batch took in its worker thread.",
+                                       ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.queue_depth = Gauge("deskbot_queue_depth", "Requests waiting for their stage's worker.", ["stage"],
+                                 registry=self.registry)
+
+    def watch(self, batchers: dict[str, MicroBatcher], model_version: Callable[[], str]) -> None:
+        """Observe each batcher's batches and queue under its stage name, and report the serving version."""
+        for stage, batcher in batchers.items():
+            batcher.on_batch = self._batch_observer(stage)
+            self.queue_depth.labels(stage).set_function(lambda b=batcher: b.queue_depth)
+        self.registry.register(_ModelVersion(model_version))
+
+    def _batch_observer(self, stage: str) -> Callable[[int, float], None]:
+        size, seconds = self.batch_size.labels(stage), self.batch_seconds.labels(stage)
+
+        def observe(items: int, elapsed: float) -> None:
+            size.observe(items)
+            seconds.observe(elapsed)
+
+        return observe
+
+    def reply(self, channel: str, source: str, status: str, seconds: float) -> None:
+        self.messages.labels(channel, source, status).inc()
+        self.latency.labels(channel).observe(seconds)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format body and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

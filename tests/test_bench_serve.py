@@ -1,0 +1,47 @@
+"""``bot bench serve`` end to end on the tiny demo bot: the real server process, HTTP and WebSocket
+clients, and the JSON it prints. Figures are not asserted (they come from the benchmark runs in
+bench/SERVE.md); their shape and consistency are."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from bot.cli import cli
+
+RESULT_KEYS = {"clients", "throughput", "p50_ms", "p95_ms", "p99_ms", "errors", "rss_mb", "throughput_ratio"}
+
+
+def test_bench_serve_prints_one_json_object_per_the_schema(tiny_demo_bot: Path) -> None:
+    result = CliRunner().invoke(cli, ["bench", "serve", str(tiny_demo_bot), "--clients", "1,3", "--duration", "1.5",
+                                      "--warmup", "0.3", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    raw = figures["raw_encoder_throughput"]
+    assert raw > 0 and len(figures["raw_encoder_runs"]) == 2
+    assert [r["clients"] for r in figures["results"]] == [1, 3]
+    for entry in figures["results"]:
+        assert RESULT_KEYS <= entry.keys()
+        assert entry["errors"] == 0 and entry["messages"] > 0
+        assert entry["throughput"] == round(entry["messages"] / 1.5, 1)
+        assert abs(entry["throughput_ratio"] - entry["throughput"] / raw) < 0.01
+        assert 0 < entry["p50_ms"] <= entry["p95_ms"] <= entry["p99_ms"]
+        assert 50 < entry["rss_mb"] < 4096
+    mixed = figures["results"][1]["by_transport"]
+    assert mixed["http"] > 0 and mixed["ws"] > 0  # three clients: two on HTTP, one on a WebSocket
+    # The run kept its own log: none of its conversations is in the bot's.
+    if (tiny_demo_bot / "dialogues.db").exists():
+        with sqlite3.connect(tiny_demo_bot / "dialogues.db") as db:
+            assert db.execute("SELECT count(*) FROM conversations WHERE id LIKE 'bench%'").fetchone()[0] == 0
+
+
+def test_bench_serve_refuses_bad_client_counts_and_an_untrained_bot(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    bad = CliRunner().invoke(cli, ["bench", "serve", str(tiny_demo_bot), "--clients", "1,zero"])
+    assert bad.exit_code == 2 and "positive whole numbers" in bad.output
+    untrained = shutil.copytree(tiny_demo_bot, tmp_path / "untrained", ignore=shutil.ignore_patterns("models", "*.db*"))
+    refused = CliRunner().invoke(cli, ["bench", "serve", str(untrained), "--duration", "1"])
+    assert refused.exit_code == 1 and "bot train" in refused.output
