@@ -226,25 +226,29 @@ async def test_hot_swap_under_concurrent_requests_fails_none(bot_dir: Path, aioh
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     auth = {"Authorization": "Bearer small-admin-token"}
     statuses: list[int] = []
+    swapped = asyncio.Event()
 
     async def customer(n: int) -> None:
-        for i in range(12):
+        """Talks until the swap is seen, and five turns beyond it."""
+        after, i = 0, 0
+        while after < 5:
             resp = await client.post("/api/chat", json={"conversation_id": f"load-{n}", "text": f"where is my order {i}"})
             body = await resp.json()
             statuses.append(resp.status)
             assert resp.status == 200 and body["turn_id"] is not None, body
+            after += swapped.is_set()
+            i += 1
 
     async def swap() -> None:
         await asyncio.sleep(0.3)
         registry.promote("v0002")  # the watcher (every 0.2 s here) swaps while the customers talk
-        for _ in range(100):
-            if (await (await client.get("/healthz")).json())["model_version"] == "v0002":
-                return
-            await asyncio.sleep(0.1)
+        while (await (await client.get("/healthz")).json())["model_version"] != "v0002":
+            await asyncio.sleep(0.05)
+        swapped.set()
 
-    await asyncio.gather(swap(), *(customer(n) for n in range(8)))
+    await asyncio.wait_for(asyncio.gather(swap(), *(customer(n) for n in range(8))), timeout=120)
 
-    assert len(statuses) == 96 and set(statuses) == {200}
+    assert len(statuses) >= 8 * 6 and set(statuses) == {200}
     assert (await (await client.get("/healthz")).json())["model_version"] == "v0002"
     reader = Store(bot_dir / "dialogues.db")
     served = {r[0] for r in reader.db.execute("SELECT DISTINCT model_version FROM predictions")}
