@@ -29,6 +29,17 @@ class Recorder:
         return [item.upper() for item in items]
 
 
+async def queue_behind_busy_model(batcher: MicroBatcher, model: Recorder,
+                                  texts: list[str]) -> tuple[asyncio.Future, list[asyncio.Future]]:
+    """Hold the model busy on one request, then queue ``texts`` behind it."""
+    model.gate.clear()
+    blocker = asyncio.ensure_future(batcher.submit("x"))
+    await asyncio.sleep(0.05)  # "x" is now inside the model
+    queued = [asyncio.ensure_future(batcher.submit(t)) for t in texts]
+    await asyncio.sleep(0.05)
+    return blocker, queued
+
+
 async def test_lone_request_runs_at_once_and_in_order() -> None:
     model = Recorder()
     batcher = MicroBatcher(model)
@@ -42,14 +53,10 @@ async def test_lone_request_runs_at_once_and_in_order() -> None:
 async def test_requests_queued_while_busy_share_one_batch() -> None:
     model = Recorder()
     batcher = MicroBatcher(model, max_batch=8)
-    model.gate.clear()
-    first = asyncio.ensure_future(batcher.submit("a"))
-    await asyncio.sleep(0.05)  # "a" is now inside the model, which is held busy
-    rest = [asyncio.ensure_future(batcher.submit(x)) for x in "bcdefghijk"]
-    await asyncio.sleep(0.05)
+    first, rest = await queue_behind_busy_model(batcher, model, list("bcdefghijk"))
     model.gate.set()
     results = await asyncio.gather(first, *rest)
-    assert results == [x.upper() for x in "abcdefghijk"]
+    assert results == [x.upper() for x in "xbcdefghijk"]
     assert [len(b) for b in model.batches] == [1, 8, 2]
     await batcher.close()
 
@@ -57,11 +64,7 @@ async def test_requests_queued_while_busy_share_one_batch() -> None:
 async def test_a_failing_item_fails_only_its_own_request() -> None:
     model = Recorder()
     batcher = MicroBatcher(model)
-    model.gate.clear()
-    blocker = asyncio.ensure_future(batcher.submit("x"))
-    await asyncio.sleep(0.05)
-    futures = [asyncio.ensure_future(batcher.submit(t)) for t in ("ok", "boom", "fine")]
-    await asyncio.sleep(0.05)
+    blocker, futures = await queue_behind_busy_model(batcher, model, ["ok", "boom", "fine"])
     model.gate.set()
     await blocker
     assert await futures[0] == "OK"
@@ -74,12 +77,7 @@ async def test_a_failing_item_fails_only_its_own_request() -> None:
 async def test_cancelled_requests_are_not_computed() -> None:
     model = Recorder()
     batcher = MicroBatcher(model)
-    model.gate.clear()
-    blocker = asyncio.ensure_future(batcher.submit("x"))
-    await asyncio.sleep(0.05)
-    gone = asyncio.ensure_future(batcher.submit("gone"))
-    kept = asyncio.ensure_future(batcher.submit("kept"))
-    await asyncio.sleep(0.05)
+    blocker, (gone, kept) = await queue_behind_busy_model(batcher, model, ["gone", "kept"])
     gone.cancel()
     model.gate.set()
     await blocker
