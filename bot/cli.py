@@ -73,9 +73,13 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
 def train(directory: Path, device: str | None, no_promote: bool) -> None:
     """Fine-tune the classifier and build the answer index for the bot in DIRECTORY."""
     from bot.training import train_project
+    from finetune.registry import RegistryError
 
     project = project_or_fail(directory)
-    result = train_project(project, device=device, promote=not no_promote)
+    try:
+        result = train_project(project, device=device, promote=not no_promote)
+    except RegistryError as exc:  # another training run holds the models folder
+        fail(str(exc))
     click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1))
 
 
@@ -314,6 +318,51 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 
+@bench.command("nlu")
+@click.argument("directory", type=BOT_DIR)
+@click.option("--test", "test_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL of {\"text\", \"intent\"} lines, e.g. BANKING77's test.jsonl.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N lines.")
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str | None, as_json: bool) -> None:
+    """Accuracy and retrieval quality of the serving model: one pass vs two, fp32 vs int8."""
+    from bot.nlu_bench import nlu_benchmark
+    from finetune.evaluation import read_jsonl
+    from finetune.registry import RegistryError
+
+    project = project_or_fail(directory)
+    try:
+        figures = nlu_benchmark(project, read_jsonl(test_file, fail)[:limit], device)
+    except (RegistryError, ValueError) as exc:
+        fail(str(exc))
+    click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
+
+
+@bench.command("learning")
+@click.option("--train", "train_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL of {\"text\", \"intent\"}: the seed examples and the customer traffic.")
+@click.option("--test", "test_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL of {\"text\", \"intent\"}, read only to score each round's serving model.")
+@click.option("--seed-shots", type=click.IntRange(1), default=10, show_default=True, help="Examples per intent to start from.")
+@click.option("--label-budget", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Share of the traffic the oracle may label.")
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--model", default="default", show_default=True, help="Base model (name, path or alias).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--device", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_budget: float, rounds: int, model: str,
+                   seed: int, device: str | None, as_json: bool) -> None:
+    """The learning loop from a few-shot bot: accuracy per round against the full-data recipe."""
+    from bot.learning_bench import run_learning_bench
+    from finetune.bench import load_examples
+
+    figures = run_learning_bench(load_examples(train_file, fail), load_examples(test_file, fail), seed_shots,
+                                 label_budget, rounds, model, device, seed, say=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
+
+
 # --- learning from conversations ------------------------------------------------------------------
 
 
@@ -407,12 +456,14 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     from finetune.registry import RegistryError
 
     project = project_or_fail(directory)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the staging folder is removed
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the staging folder is removed
     try:
         result = retrain(project, device=device, progress=not as_json, force=force,
                          say=lambda line: click.echo(line, err=True))
     except RegistryError as exc:
         fail(str(exc))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if as_json:
         click.echo(json.dumps(result.decision))
     elif result.version is not None:

@@ -102,7 +102,7 @@ def show(item: ReviewItem, position: int, total: int) -> None:
 
 def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[str], reviewer: str | None) -> dict[str, int]:
     """Prompt for each item in turn; returns how many items and turns were labelled and skipped."""
-    click.echo(f"{len(items)} items to review. Answer with an intent (or a unique prefix), 1-5 from the model's "
+    click.echo(f"{len(items)} item{'' if len(items) == 1 else 's'} to review. Answer with an intent (or a unique prefix), 1-5 from the model's "
                f"ranking, a = accept the model's guess, o = out of scope, s = skip, q = quit.")
     done = {"items": 0, "turns": 0, "skipped": 0}
     for position, item in enumerate(items, start=1):

@@ -129,13 +129,14 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
         refused = None
         while True:
             await asyncio.sleep(interval)
-            current = registry.current()
-            if current in (None, bot.nlu.version, refused):
-                continue
+            current = None
             try:
+                current = registry.current()
+                if current in (None, bot.nlu.version, refused):
+                    continue
                 nlu = await swap_to_current(app)
                 log.info("now serving model %s", nlu.version)
-            except Exception as exc:
+            except Exception as exc:  # the watcher outlives any one bad version or unreadable file
                 refused = current
                 log.error("model %s refused, still serving %s: %s", current, bot.nlu.version, exc)
 

@@ -100,3 +100,12 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     done = runner.invoke(cli, ["rollback", str(root), "v0001"])
     assert done.exit_code == 0 and "Now serving v0001 (was v0002)" in done.output
     assert (models / "CURRENT").read_text().strip() == "v0001"
+
+
+def test_bot_train_and_retrain_refuse_to_run_beside_another_training(small_bot: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    with Registry(root / "models").lock():
+        for command in (["train", str(root)], ["retrain", str(root), "--force"]):
+            result = CliRunner().invoke(cli, command)
+            assert result.exit_code == 1 and "another training run is using" in result.output
+    assert [v.name for v in Registry(root / "models").versions()] == ["v0001"]

@@ -138,7 +138,7 @@ def test_bot_review_labels_one_item_at_a_time_in_the_terminal(review_bot: Path) 
 
     # The next sitting starts with what is left; q stops at once.
     again = CliRunner().invoke(cli, ["review", str(review_bot)], input="q\n")
-    assert again.exit_code == 0 and "1 items to review" in again.output and "“hmm”" in again.output
+    assert again.exit_code == 0 and "1 item to review" in again.output and "“hmm”" in again.output
 
 
 async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, aiohttp_client: Any) -> None:
