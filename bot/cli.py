@@ -420,23 +420,16 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
 @click.option("--device", default=None)
 def review(directory: Path, reviewer: str | None, limit: int, device: str | None) -> None:
     """Label the review queue of DIRECTORY, one item at a time."""
-    from bot.review import CachedEmbed, review_in_terminal, review_threshold
-    from dialogues.review import review_queue
-    from finetune.classifier import IntentClassifier
-    from finetune.registry import Registry, RegistryError
+    from bot.review import review_in_terminal, serving_queue
+    from finetune.registry import RegistryError
 
     project = project_or_fail(directory)
     store = _open_store(project)
     try:
-        path = Registry(project.models_dir).current_path()
+        items = serving_queue(project, store, device)
+        done = review_in_terminal(store, items[:limit], project.intents, reviewer)
     except RegistryError as exc:
         fail(str(exc))
-    meta = json.loads((path / "meta.json").read_text())
-    similarity = project.config.learning.review_similarity
-    embed = CachedEmbed(IntentClassifier.load(path / "classifier", device=device), path.name) if similarity else None
-    try:
-        items = review_queue(store, review_threshold(project.config, meta.get("intent_threshold", 0.5)), embed, similarity)
-        done = review_in_terminal(store, items[:limit], project.intents, reviewer)
     finally:
         store.close()
     click.echo(f"Labelled {done['items']} items ({done['turns']} messages), skipped {done['skipped']}. "

@@ -14,7 +14,6 @@ The test file is read only to score serving models; the loop never sees it.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import tempfile
 from collections.abc import Callable
@@ -28,10 +27,9 @@ from bot.engine import Bot
 from bot.importer import write_bot
 from bot.project import Example, Project, load_project
 from bot.retrain import measure, retrain
-from bot.review import CachedEmbed, review_threshold
+from bot.review import serving_queue
 from bot.server import load_serving_model
 from bot.training import train_project
-from dialogues.review import review_queue
 from dialogues.store import Store
 from finetune.bench import sample_shots
 from finetune.classifier import IntentClassifier
@@ -71,14 +69,9 @@ def oracle(project: Project, truth: list[str], budget: int, device: str | None) 
     Returns the turns labelled and how many of them got their own true intent: one label covers a
     group of near-duplicates, so a group that mixes intents costs label quality.
     """
-    path = Registry(project.models_dir).current_path()
-    meta = json.loads((path / "meta.json").read_text())
-    similarity = project.config.learning.review_similarity
-    embed = CachedEmbed(IntentClassifier.load(path / "classifier", device=device), path.name) if similarity else None
     store = Store(project.db_path)
     try:
-        items = review_queue(store, review_threshold(project.config, meta.get("intent_threshold", 0.5)), embed,
-                             similarity, limit=len(truth))
+        items = serving_queue(project, store, device, limit=len(truth))
         conversations = dict(store.db.execute("SELECT id, conversation_id FROM turns WHERE role = 'user'").fetchall())
         used = correct = 0
         for item in items:

@@ -8,6 +8,7 @@ stopping halfway loses nothing.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,10 +16,11 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
-from bot.project import BotConfig
-from dialogues.review import OOS, ReviewItem, check_label
+from bot.project import BotConfig, Project
+from dialogues.review import OOS, ReviewItem, check_label, review_queue
 from dialogues.store import Store
 from finetune.classifier import IntentClassifier
+from finetune.registry import Registry
 
 SKIP, QUIT = "s", "q"
 
@@ -29,28 +31,47 @@ def review_threshold(config: BotConfig, model_threshold: float) -> float:
     return model_threshold if threshold == "auto" else float(threshold)
 
 
-class CachedEmbed:
-    """The serving classifier's sentence embeddings, remembered per text, for grouping the queue
-    without re-encoding every waiting message on each request."""
+class CachedModel:
+    """The serving classifier's view of waiting messages, its ranking and its sentence embedding,
+    remembered per text, so the queue is rescored and grouped without re-encoding every message on
+    each request."""
 
     def __init__(self, classifier: IntentClassifier, version: str, size: int = 20_000) -> None:
         self.classifier = classifier
         self.version = version
         self.size = size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[list[tuple[str, float]], np.ndarray]] = OrderedDict()
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def _views(self, texts: list[str]) -> list[tuple[list[tuple[str, float]], np.ndarray]]:
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            _, vectors = self.classifier.predict_with_embeddings(missing)
-            for text, vector in zip(missing, vectors):
-                self._cache[text] = vector
+            predictions, vectors = self.classifier.predict_with_embeddings(missing)
+            for text, prediction, vector in zip(missing, predictions, vectors):
+                self._cache[text] = (prediction.ranking, vector)
+        views = []
         for text in texts:
             self._cache.move_to_end(text)
-        vectors = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 1), np.float32)
+            views.append(self._cache[text])
         while len(self._cache) > self.size:
             self._cache.popitem(last=False)
-        return vectors
+        return views
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        views = self._views(texts)
+        return np.stack([v for _, v in views]) if views else np.zeros((0, self.classifier.head.shape[1]), np.float32)
+
+    def rank(self, texts: list[str]) -> list[list[tuple[str, float]]]:
+        return [ranking for ranking, _ in self._views(texts)]
+
+
+def serving_queue(project: Project, store: Store, device: str | None = None, limit: int = 5000) -> list[ReviewItem]:
+    """The review queue as the serving model sees it: rescored by it, and grouped by its embeddings."""
+    path = Registry(project.models_dir).current_path()
+    meta = json.loads((path / "meta.json").read_text())
+    model = CachedModel(IntentClassifier.load(path / "classifier", device=device), path.name)
+    similarity = project.config.learning.review_similarity
+    threshold = review_threshold(project.config, meta.get("intent_threshold", 0.5))
+    return review_queue(store, threshold, model.embed if similarity else None, similarity, limit, model.rank)
 
 
 @dataclass

@@ -27,8 +27,8 @@ from bot.limits import LIMITS, Limits
 from bot.nlu import NLU
 from bot.openapi import AgentMessageRequest, ReviewLabelRequest, publish_openapi
 from bot.project import Project, load_project
-from bot.review import CachedEmbed, review_threshold
-from dialogues.review import ReviewItem, build_queue, check_label
+from bot.review import CachedModel, review_threshold
+from dialogues.review import ReviewItem, build_queue, check_label, rescore
 from dialogues.review import candidates as review_candidates
 from dialogues.store import Store
 from finetune.classifier import ModelLoadError
@@ -37,7 +37,7 @@ from finetune.registry import Registry
 log = logging.getLogger("deskbot")
 BOT = web.AppKey("bot", Bot)
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
-REVIEW_EMBED = web.AppKey("review_embed", dict)  # {"embed": CachedEmbed of the serving version}
+REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
 STATIC = Path(str(resources.files("bot") / "static"))
 
 
@@ -149,15 +149,20 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
 
 
 async def review_items(app: web.Application) -> list[ReviewItem]:
-    """The review queue, grouped with the serving model's (cached) embeddings."""
+    """The review queue, rescored and grouped by the serving model (its views cached per text)."""
     bot = app[BOT]
     similarity = bot.project.config.learning.review_similarity
-    cache = app[REVIEW_EMBED]
-    if cache.get("embed") is None or cache["embed"].version != bot.nlu.version:
-        cache["embed"] = CachedEmbed(bot.nlu.classifier, bot.nlu.version)
+    cache = app[REVIEW_MODEL]
+    if cache.get("model") is None or cache["model"].version != bot.nlu.version:
+        cache["model"] = CachedModel(bot.nlu.classifier, bot.nlu.version)
+    model: CachedModel = cache["model"]
     threshold = review_threshold(bot.config, bot.nlu.intent_threshold)
     rows = await bot._store(review_candidates, bot.store, threshold)
-    return await asyncio.to_thread(build_queue, rows, cache["embed"] if similarity else None, similarity)
+
+    def queue() -> list[ReviewItem]:
+        return build_queue(rescore(rows, model.rank, threshold), model.embed if similarity else None, similarity)
+
+    return await asyncio.to_thread(queue)
 
 
 async def review_queue(request: web.Request) -> web.Response:
@@ -225,7 +230,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[LIMITS] = limits
     app["admin_token"] = admin_token(project)
     app[RELOAD_LOCK] = asyncio.Lock()
-    app[REVIEW_EMBED] = {}
+    app[REVIEW_MODEL] = {}
     app.cleanup_ctx.append(watch_models)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
                 "language": project.config.language}

@@ -27,6 +27,7 @@ from retrieval.index import _normalise as normalise  # the same notion of "same 
 
 OOS = "oos"
 Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows
+Rank = Callable[[list[str]], list[list[tuple[str, float]]]]  # texts -> the model's top intents, best first
 
 
 @dataclass
@@ -88,6 +89,24 @@ def candidates(store: Store, threshold: float, limit: int = 5000) -> list[dict[s
     return out
 
 
+def rescore(rows: list[dict[str, Any]], rank: Rank, threshold: float) -> list[dict[str, Any]]:
+    """Judge waiting turns by the serving model rather than by the one that answered them.
+
+    After a retrain, a turn the new model is sure about is worth less of a reviewer's time. A
+    fallback, a handoff or a thumbs-down stays a reason (it happened to the customer); a turn whose
+    only reason was low confidence leaves the queue once the serving model is confident.
+    """
+    out = []
+    for row, ranking in zip(rows, rank([r["text"] for r in rows])):
+        reasons = [reason for reason in row["reasons"] if reason != "low_confidence"]
+        if not ranking or ranking[0][1] < threshold:
+            reasons.append("low_confidence")
+        if reasons:
+            out.append({**row, "ranking": ranking, "intent": ranking[0][0] if ranking else None,
+                        "confidence": ranking[0][1] if ranking else 0.0, "reasons": reasons})
+    return out
+
+
 def _merge_similar(groups: list[list[dict[str, Any]]], embed: Embed, similarity: float) -> list[list[dict[str, Any]]]:
     """Greedy clustering of the text groups: a group joins the first larger cluster whose
     representative it embeds within ``similarity`` of."""
@@ -130,8 +149,10 @@ def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similari
 
 
 def review_queue(store: Store, threshold: float, embed: Embed | None = None, similarity: float = 0.9,
-                 limit: int = 5000) -> list[ReviewItem]:
-    return build_queue(candidates(store, threshold, limit), embed, similarity)
+                 limit: int = 5000, rank: Rank | None = None) -> list[ReviewItem]:
+    """The queue, best first; with ``rank`` (the serving model) the turns are rescored by it first."""
+    rows = candidates(store, threshold, limit)
+    return build_queue(rescore(rows, rank, threshold) if rank is not None else rows, embed, similarity)
 
 
 def check_label(intent: str, intents: Sequence[str]) -> str:

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from bot.cli import cli
-from bot.review import CachedEmbed
+from bot.project import load_project
+from bot.review import CachedModel, serving_queue
 from bot.server import create_app
 from dialogues.review import review_queue, uncertainty
 from dialogues.store import Exchange, Store
@@ -88,17 +89,33 @@ def test_near_duplicates_group_by_embedding_similarity(store: Store) -> None:
     assert grouped[0].score > grouped[1].score  # three turns outweigh two of the same doubt
 
 
-def test_cached_embeddings_are_the_classifiers_and_computed_once(small_bot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_serving_model_rescores_waiting_turns(store: Store) -> None:
+    unsure = turn(store, "which card fee", 0.30, "template", 0.25)[0]
+    fell_back = turn(store, "cancel it", 0.30, "fallback", 0.25, intent="cancel_order")[0]
+    still_unsure = turn(store, "hmm refund", 0.35, "template", 0.30, intent="get_refund")[0]
+    now = {"which card fee": [("track_order", 0.97), ("get_refund", 0.01)],  # the new model is sure now
+           "cancel it": [("cancel_order", 0.90), ("get_refund", 0.05)],
+           "hmm refund": [("get_refund", 0.40), ("cancel_order", 0.39)]}
+
+    items = review_queue(store, 0.5, rank=lambda texts: [now[t] for t in texts])
+
+    assert [item.turn_ids for item in items] == [[still_unsure], [fell_back]]  # unsure leaves the queue
+    assert items[0].ranking == now["hmm refund"] and items[0].score == pytest.approx(0.99)
+    assert items[1].reasons == ["fallback"] and items[1].intent == "cancel_order"
+    assert unsure not in {t for item in items for t in item.turn_ids}
+
+
+def test_the_model_view_is_the_classifiers_and_computed_once(small_bot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     classifier = IntentClassifier.load(small_bot / "models" / "v0001" / "classifier", device="cpu")
-    expected = classifier.predict_with_embeddings(["a", "b"])[1]
+    predictions, vectors = classifier.predict_with_embeddings(["a", "b"])
     calls: list[list[str]] = []
     original = classifier.predict_with_embeddings
     monkeypatch.setattr(classifier, "predict_with_embeddings", lambda texts: calls.append(texts) or original(texts))
-    embed = CachedEmbed(classifier, "v0001", size=2)
-    np.testing.assert_allclose(embed(["a", "b", "a"]), expected[[0, 1, 0]], atol=1e-6)
-    embed(["b"])
-    embed(["c"])  # evicts the least recently used, "a"
-    embed(["a"])
+    model = CachedModel(classifier, "v0001", size=2)
+    np.testing.assert_allclose(model.embed(["a", "b", "a"]), vectors[[0, 1, 0]], atol=1e-6)
+    assert model.rank(["b"]) == [predictions[1].ranking]
+    model.rank(["c"])  # evicts the least recently used, "a"
+    model.embed(["a"])
     assert calls == [["a", "b"], ["c"], ["a"]]
 
 
@@ -113,32 +130,34 @@ def review_bot(small_bot: Path, tmp_path: Path) -> Path:
 
 def test_bot_review_labels_one_item_at_a_time_in_the_terminal(review_bot: Path) -> None:
     store = Store(review_bot / "dialogues.db")
-    groups = {
-        "order": [turn(store, f"where is order {n}", 0.30, "fallback", 0.25, f"o{n}")[0] for n in range(4)],
-        "refund": [turn(store, "money back", 0.20, "fallback", 0.17, intent="get_refund")[0]],
-        "person": [turn(store, "someone real", 0.40, "fallback", 0.32, intent="cancel_order")[0]],
-        "weather": [turn(store, "nice weather", 0.45, "fallback", 0.33)[0]],
-        "later": [turn(store, "hmm", 0.49, "fallback", 0.30)[0]],
-    }
+    for n in range(4):
+        turn(store, f"where is order {n}", 0.30, "fallback", 0.25, f"o{n}")
+    for text in ("money back", "someone real", "nice weather", "hmm"):
+        turn(store, text, 0.20, "fallback", 0.10)
+    items = serving_queue(load_project(review_bot), store)  # what the command shows, in its order
     store.close()
-    answers = ["zzz", "track", "a", "2", "o", "", "unused"]
+    assert len(items) == 5 and sum(len(i.turn_ids) for i in items) == 8
+    first_intent = items[0].ranking[-1][0]  # typed as a unique prefix
+    prefix = next(first_intent[:n] for n in range(1, len(first_intent) + 1)
+                  if [i for i in load_project(review_bot).intents if i.startswith(first_intent[:n])] == [first_intent])
+    answers = ["zzz", prefix, "a", "2", "o", "", "unused"]
 
     result = CliRunner().invoke(cli, ["review", str(review_bot), "--reviewer", "ann"], input="\n".join(answers) + "\n")
 
     assert result.exit_code == 0, result.output
     assert "Error: unknown intent 'zzz'" in result.output  # asked again, nothing stored
-    assert "[1/5] 4 messages (fallback, low_confidence)" in result.output
-    assert "Labelled 4 items (7 messages), skipped 1. 1 left." in result.output
+    assert f"[1/5] {len(items[0].turn_ids)} message" in result.output
+    labelled = sum(len(i.turn_ids) for i in items[:4])
+    assert f"Labelled 4 items ({labelled} messages), skipped 1. 1 left." in result.output
     store = Store(review_bot / "dialogues.db")
     labels = {r["turn_id"]: (r["intent"], r["reviewer"]) for r in store.labels()}
     store.close()
-    expected = {**{t: ("track_order", "ann") for t in groups["order"]}, groups["refund"][0]: ("get_refund", "ann"),
-                groups["person"][0]: ("get_refund", "ann"), groups["weather"][0]: ("oos", "ann")}
-    assert labels == expected
+    expected_intents = [first_intent, items[1].intent, items[2].ranking[1][0], "oos"]
+    assert labels == {t: (intent, "ann") for item, intent in zip(items, expected_intents) for t in item.turn_ids}
 
     # The next sitting starts with what is left; q stops at once.
     again = CliRunner().invoke(cli, ["review", str(review_bot)], input="q\n")
-    assert again.exit_code == 0 and "1 item to review" in again.output and "“hmm”" in again.output
+    assert again.exit_code == 0 and "1 item to review" in again.output and f"“{items[4].texts[0]}”" in again.output
 
 
 async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, aiohttp_client: Any) -> None:
