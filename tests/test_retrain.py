@@ -269,3 +269,28 @@ async def test_hot_swap_under_concurrent_requests_fails_none(bot_dir: Path, aioh
     registry.promote("v0001")  # a rollback, picked up by /admin/reload at once
     resp = await client.post("/admin/reload", headers=auth)
     assert resp.status == 200 and (await resp.json())["model_version"] == "v0001"
+
+
+def test_bench_learning_reports_rounds_within_the_label_budget(tiny_model: Path, tmp_path: Path) -> None:
+    demo = yaml.safe_load((REPO / "bot" / "demo" / "nlu.yml").read_text())
+    train, test = [], []
+    for item in demo["nlu"]:
+        if item.get("intent") in ("cancel_order", "get_refund", "track_order", "delete_account"):
+            lines = [line.removeprefix("- ").strip() for line in item["examples"].splitlines() if line.strip()]
+            train += [{"text": t, "intent": item["intent"]} for t in lines[:20]]
+            test += [{"text": t, "intent": item["intent"]} for t in lines[20:30]]
+    for name, rows in (("train", train), ("test", test)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    result = CliRunner().invoke(cli, ["bench", "learning", "--train", str(tmp_path / "train.jsonl"), "--test",
+                                      str(tmp_path / "test.jsonl"), "--model", str(tiny_model), "--seed-shots", "5",
+                                      "--label-budget", "0.3", "--rounds", "2", "--device", "cpu", "--json"])
+
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    rounds = figures["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2] and rounds[0]["labels_used"] <= rounds[1]["labels_used"]
+    assert all(0 <= r["labelled_fraction"] <= 0.3 and 0 <= r["accuracy"] <= 1 for r in rounds)
+    assert figures["labelled_fraction"] == round(rounds[1]["labels_used"] / (80 - 20), 4) <= 0.3
+    assert figures["final_ratio"] == round(rounds[1]["accuracy"] / figures["full_data_accuracy"], 4)
+    assert (figures["train"], figures["test"], figures["seed_shots"]) == (80, 40, 5)
