@@ -164,6 +164,8 @@ HANDOFF_ROUTE = "/admin/conversations/{conversation_id}/{action}"
 SLACK_HEADERS = ("X-Slack-Request-Timestamp", "X-Slack-Signature")
 TOKEN = {"type": "string", "minLength": 1}
 WECOM_QUERY = {name: (TOKEN, True) for name in ("msg_signature", "timestamp", "nonce")}
+WECOM_BODY = {"type": "object", "xml": {"name": "xml"}, "required": ["Encrypt"],
+              "properties": {"ToUserName": {"type": "string"}, "AgentID": {"type": "string"}, "Encrypt": TOKEN}}
 
 OPERATIONS: list[Operation] = [
     Operation("POST", "/api/chat", "Send a customer message; the bot's reply", ChatResponse, ChatRequest, (400, 413)),
@@ -196,7 +198,7 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/wecom/callback", "WeCom URL verification (signed)", errors=(400, 401), media="text/plain",
               query={**WECOM_QUERY, "echostr": (TOKEN, True)}, rate_limited=False),
     Operation("POST", "/wecom/callback", "WeCom message callback (signed, encrypted XML)", errors=(400, 401, 413),
-              query=WECOM_QUERY, raw_body=("text/xml", {"type": "string"}), rate_limited=False),
+              query=WECOM_QUERY, raw_body=("text/xml", WECOM_BODY), rate_limited=False),
 ]
 
 

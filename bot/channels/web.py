@@ -46,7 +46,7 @@ class JoinRequest(ConversationRequest):
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    turn_id: int
+    turn_id: int = Field(..., ge=1, le=2**63 - 1, description="a bot reply's turn_id (SQLite's integer range)")
     value: int = Field(..., ge=-1, le=1, description="1 thumbs up, -1 thumbs down")
     comment: str | None = Field(None, max_length=2000)
 

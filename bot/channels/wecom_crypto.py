@@ -91,7 +91,7 @@ class WeComCrypto:
         """Decrypt base64 ``encrypted``; refuses bad padding, bad lengths and a foreign receive id."""
         try:
             data = base64.b64decode(encrypted, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or non-ASCII text (found by tests/test_fuzz.py)
             raise WeComError("ciphertext is not base64") from exc
         if not data or len(data) % 16:
             raise WeComError("ciphertext length is not a multiple of the AES block")

@@ -1,0 +1,232 @@
+"""A killed server loses nothing, and SIGTERM lets the turns in flight finish.
+
+Every server here is a real ``bot serve`` process: the command's own code (``bot.cli``) in a
+process of its own, forked from a multiprocessing fork server that has imported deskbot once, so
+that twenty restarts cost seconds instead of twenty imports of torch. It is SIGKILLed at a random
+moment while clients chat with it; after each kill the store must pass SQLite's integrity check
+and hold every message whose reply a client received, before the next server opens it again.
+
+``python tests/test_kill.py BOT_DIR --cycles N`` runs the same cycles on a trained bot folder of
+your own and prints the figures as JSON (bench/ROBUSTNESS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import random
+import shutil
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+CONTEXT = multiprocessing.get_context("forkserver")
+CONTEXT.set_forkserver_preload(["bot.cli", "bot.server"])
+CHAOS_CONFIG: dict[str, dict[str, Any]] = {
+    "server": {"limits": {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0}},
+    "thresholds": {"fallbacks_before_handoff": 1_000_000},  # every message gets a stored bot reply
+    "learning": {"watch_seconds": 0},
+}
+SLOW_ACTION = '''
+import asyncio
+from rasa_sdk import Action
+
+
+class Slow(Action):
+    def name(self):
+        return "action_slow"
+
+    async def run(self, dispatcher, tracker, domain):
+        await asyncio.sleep(2)
+        dispatcher.utter_message(text="looked it up slowly")
+        return []
+'''
+
+
+def serve(root: str, port: int) -> None:
+    """The child process: exactly ``bot serve ROOT --port PORT``."""
+    from bot.cli import cli
+
+    cli(["serve", root, "--port", str(port), "--device", "cpu"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: Any
+    url: str
+
+
+async def start(root: Path, session: aiohttp.ClientSession, timeout: float = 120) -> Server:
+    port = free_port()
+    process = CONTEXT.Process(target=serve, args=(str(root), port), daemon=True)
+    process.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.is_alive():
+            raise RuntimeError(f"bot serve exited with {process.exitcode} before serving")
+        try:
+            async with session.get(f"{url}/healthz") as response:
+                if response.status == 200:
+                    return Server(process, url)
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"bot serve did not answer within {timeout:g}s")
+
+
+@dataclass
+class Received:
+    conversation_id: str
+    text: str
+    turn_id: int
+    reply: str
+
+
+@dataclass
+class Load:
+    """Clients chatting with one server until it dies under them."""
+
+    received: list[Received] = field(default_factory=list)
+    cut_off: int = 0  # requests in flight when the server died
+    errors: list[int] = field(default_factory=list)  # any non-200 answer
+
+    async def client(self, session: aiohttp.ClientSession, url: str, conversation_id: str) -> None:
+        for n in range(1_000_000):
+            text = f"kill test {conversation_id} message {n}"
+            try:
+                async with session.post(f"{url}/api/chat", json={"conversation_id": conversation_id, "text": text}) as r:
+                    if r.status != 200:
+                        self.errors.append(r.status)
+                        continue
+                    body = await r.json()
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                self.cut_off += 1
+                return
+            self.received.append(Received(conversation_id, text, body["turn_id"], body["reply"]))
+
+
+def check_store(db_path: Path, received: list[Received]) -> list[str]:
+    """What is wrong with the store after a kill: integrity problems, and received messages it lacks."""
+    with sqlite3.connect(db_path) as db:
+        problems = [row[0] for row in db.execute("PRAGMA integrity_check") if row[0] != "ok"]
+        problems += [f"foreign key: {row}" for row in db.execute("PRAGMA foreign_key_check")]
+        turns = {turn_id: (cid, role, text) for turn_id, cid, role, text in
+                 db.execute("SELECT id, conversation_id, role, text FROM turns WHERE conversation_id LIKE 'kill-%'")}
+    asked = {(cid, text) for cid, role, text in turns.values() if role == "user"}
+    for r in received:
+        if (r.conversation_id, r.text) not in asked or turns.get(r.turn_id) != (r.conversation_id, "bot", r.reply):
+            problems.append(f"lost: {r.text!r}")
+    return problems
+
+
+async def kill_cycles(root: Path, cycles: int, rng: random.Random, clients: int = 6,
+                      max_load_seconds: float = 1.2) -> dict[str, Any]:
+    """Start, load, SIGKILL at a random moment, check the store; ``cycles`` times, then start once more."""
+    figures: dict[str, Any] = {"cycles": 0, "received": 0, "cut_off": 0, "lost": 0, "errors": 0, "problems": []}
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for cycle in range(cycles):
+            server = await start(root, session)
+            load = Load()
+            tasks = [asyncio.create_task(load.client(session, server.url, f"kill-{cycle}-{c}")) for c in range(clients)]
+            await asyncio.sleep(rng.uniform(0.1, max_load_seconds))
+            server.process.kill()  # SIGKILL: no handler runs, nothing is flushed
+            await asyncio.gather(*tasks)
+            server.process.join(10)
+            assert server.process.exitcode == -9, server.process.exitcode
+            problems = check_store(root / "dialogues.db", load.received)
+            figures["cycles"] += 1
+            figures["received"] += len(load.received)
+            figures["cut_off"] += load.cut_off
+            figures["errors"] += len(load.errors)
+            figures["lost"] += sum(p.startswith("lost") for p in problems)
+            figures["problems"] += problems
+        server = await start(root, session)  # the store opens cleanly after the last kill too
+        server.process.terminate()
+        server.process.join(30)
+        figures["final_exit_code"] = server.process.exitcode
+    return figures
+
+
+def test_sigkill_under_load_loses_no_answered_message(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    from tests.conftest import configured_copy
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "chaos", **CHAOS_CONFIG)
+    seed = random.randrange(1 << 30)
+    figures = asyncio.run(kill_cycles(root, 20, random.Random(seed)))
+    assert figures["problems"] == [], (seed, figures["problems"][:5])
+    assert figures["cycles"] == 20 and figures["lost"] == 0 and figures["errors"] == 0
+    assert figures["received"] >= 40 and figures["cut_off"] >= 20, figures  # it really was killed under load
+    assert figures["final_exit_code"] == 0
+    never_sent = Received("kill-0-0", "never sent", 10**9, "no reply")
+    assert check_store(root / "dialogues.db", [never_sent]) == ["lost: 'never sent'"]  # the check can fail
+
+
+async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    from tests.conftest import configured_copy
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "graceful", **CHAOS_CONFIG,
+                           actions={"map": {"track_order": "action_slow"}, "timeout": 10})
+    shutil.rmtree(root / "actions")
+    (root / "actions").mkdir()
+    (root / "actions" / "slow.py").write_text(SLOW_ACTION)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        server = await start(root, session)
+
+        async def ask(conversation_id: str) -> tuple[int, dict[str, Any]]:
+            body = {"conversation_id": conversation_id, "text": "/track_order"}
+            async with session.post(f"{server.url}/api/chat", json=body) as response:
+                return response.status, await response.json()
+
+        in_flight = [asyncio.create_task(ask(f"kill-term-{n}")) for n in range(3)]
+        await asyncio.sleep(0.7)  # the three turns are inside the 2 s action now
+        server.process.terminate()  # SIGTERM
+        await asyncio.sleep(0.3)
+        with pytest.raises(aiohttp.ClientConnectorError):  # the port is closed to new requests
+            async with aiohttp.ClientSession() as late:
+                await late.get(f"{server.url}/healthz")
+        answers = await asyncio.gather(*in_flight)
+    assert [(status, body["reply"]) for status, body in answers] == [(200, "looked it up slowly")] * 3
+    server.process.join(30)
+    assert server.process.exitcode == 0
+    assert not (root / "dialogues.db-wal").exists()  # the store was closed, its log checkpointed
+    with sqlite3.connect(root / "dialogues.db") as db:
+        replies = db.execute("SELECT count(*) FROM turns WHERE role = 'bot' AND text = 'looked it up slowly'").fetchone()
+    assert replies == (3,)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="SIGKILL `bot serve` under load and check the store each time.")
+    parser.add_argument("bot_dir", type=Path, help="a trained bot folder (it is copied; the original is not touched)")
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    import tempfile
+
+    from tests.conftest import configured_copy
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = configured_copy(args.bot_dir, Path(tmp) / "bot", **CHAOS_CONFIG)
+        figures = asyncio.run(kill_cycles(root, args.cycles, random.Random(args.seed)))
+    figures["problems"] = figures["problems"][:20]
+    print(json.dumps({"command": "kill", "seed": args.seed, **figures}))
+
+
+if __name__ == "__main__":
+    main()
