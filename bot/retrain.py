@@ -128,12 +128,13 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         if serving_name is None:
             raise RegistryError(f"no serving model in {registry.root}; run `bot train` first")
         serving_path = registry.path(serving_name)
-        serving_meta = json.loads((serving_path / "meta.json").read_text())
+        # New relative to the last attempt, promoted or refused: the same data would train the same model.
+        last = registry.versions()[-1]
         data = read_learned(project)
-        new = _new_since(data, serving_meta)
-        seed_changed = serving_meta.get("seed") != seed_fingerprint(project)
+        new = _new_since(data, last.meta)
+        seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         if not (force or seed_changed or new["labels"] or new["answers"]):
-            say(f"Nothing new since {serving_name}: no new labels or agent answers, and nlu.yml is unchanged.")
+            say(f"Nothing new since {last.name}: no new labels or agent answers, and nlu.yml is unchanged.")
             return RetrainResult(None, False, {"promoted": False, "serving": serving_name, "reasons": ["nothing new"]})
 
         seed, held = frozen_split(project)
@@ -156,7 +157,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 "promoted": not reasons, "serving": serving_name, "mode": "warm" if warm else "full", "reasons": reasons,
                 "figures": {name: {"serving": _summary(before[name]), "candidate": _summary(after[name])} for name in before},
                 "intent_drops": drops,
-                "worst_intent_drop": max((d for per in drops.values() for d in per.values()), default=0.0),
+                "worst_intent_drop": max([0.0, *(d for per in drops.values() for d in per.values())]),
                 "data": {"seed_examples": len(seed), **label_counts, "new_labels": new["labels"],
                          "agent_answers": len(answers), "new_answers": new["answers"], "seed_changed": seed_changed},
                 "margins": cfg.model_dump(include={"max_accuracy_drop", "max_intent_drop", "min_intent_examples"}),

@@ -167,6 +167,10 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     hit = NLU.load(refreshed).analyse(["the parcel came damaged"])[0].hits[0]
     assert hit.id == "agent:1" and hit.text.startswith("Sorry about that")
 
+    again = CliRunner().invoke(cli, ["retrain", str(bot_dir)])  # the same data would train the same model
+    assert again.exit_code == 0 and "Nothing new since v0003" in again.output
+    assert [v.name for v in registry.versions()] == ["v0001", "v0002", "v0003"]
+
     listing = CliRunner().invoke(cli, ["models", str(bot_dir)])
     assert listing.exit_code == 0
     lines = listing.output.splitlines()
