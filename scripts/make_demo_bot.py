@@ -20,6 +20,11 @@ EXAMPLES_PER_INTENT = 60
 HISTORY_PER_INTENT = 15
 TEST_PER_INTENT = 6
 DEMO = Path(__file__).resolve().parent.parent / "bot" / "demo"
+# The demo shop's own examples, in the plain words its customers use, beside the sampled ones.
+SHOP_EXAMPLES = {
+    "track_order": ["where is my order?", "where's my package", "has my order shipped yet?"],
+    "get_refund": ["I want a refund for my order", "please refund me", "can I get a refund?"],
+}
 
 # Bitext answers carry {{Placeholder}} slots; the demo shop fills the common ones and drops the rest.
 FILLS = {
@@ -57,8 +62,9 @@ def main(source: Path) -> None:
     for row in sorted(train, key=lambda r: key(r["text"])):
         if row["text"] not in by_intent[row["intent"]]:
             by_intent[row["intent"]].append(row["text"])
-    chosen = {i: texts[:EXAMPLES_PER_INTENT] for i, texts in sorted(by_intent.items())}
-    lines = ["# Demo shop intents: a sample of the Bitext customer-support set (CDLA-Sharing-1.0, see LICENSE).",
+    chosen = {i: texts[:EXAMPLES_PER_INTENT] + SHOP_EXAMPLES.get(i, []) for i, texts in sorted(by_intent.items())}
+    lines = ["# Demo shop intents: a sample of the Bitext customer-support set (CDLA-Sharing-1.0, see LICENSE),",
+             "# and at the end of two intents a few of the shop's own examples.",
              'version: "3.1"', "", "nlu:"]
     for intent, texts in chosen.items():
         lines += [f"- intent: {intent}", "  examples: |"] + [f"    - {t}" for t in texts]

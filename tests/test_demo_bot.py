@@ -1,0 +1,63 @@
+"""The walking skeleton with real parts: the demo bot fine-tuned from the packaged MiniLM, served over HTTP.
+
+This is the user's first experience (`make demo`), so it runs the real model, real FAISS index and
+real SQLite store, and checks the answers a customer would see.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.server import create_app
+from tests.conftest import DEMO
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, real_demo_bot: Path) -> Any:
+    return await aiohttp_client(create_app(real_demo_bot, device="cpu"))
+
+
+async def ask(client: Any, conversation: str, text: str) -> dict[str, Any]:
+    response = await client.post("/api/chat", json={"conversation_id": conversation, "text": text})
+    assert response.status == 200
+    return await response.json()
+
+
+async def test_refund_request_gets_the_refund_template_with_the_order(client: Any) -> None:
+    reply = await ask(client, "demo-1", "I want my money back for order 123")
+    assert (reply["intent"], reply["source"]) == ("get_refund", "template")
+    assert "order 123" in reply["reply"]
+    assert [b["payload"] for b in reply["buttons"]] == ["/track_refund"]
+
+
+@pytest.mark.parametrize(("text", "intent"), [
+    ("how do I cancel my order?", "cancel_order"),
+    ("I forgot my password", "recover_password"),
+    ("I need to speak with a real person", "contact_human_agent"),
+])
+async def test_common_questions_find_their_intent(client: Any, text: str, intent: str) -> None:
+    assert (await ask(client, f"demo-{intent}", text))["intent"] == intent
+
+
+async def test_order_status_runs_the_custom_action(client: Any) -> None:
+    reply = await ask(client, "demo-2", "what is the status of order 789?")
+    assert reply["source"] == "action"
+    assert reply["reply"].startswith("Order 789 is **delivered**")
+
+
+def test_eval_on_the_demo_test_set(real_demo_bot: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["eval", str(real_demo_bot), "--test", str(DEMO / "test.jsonl"),
+                                      "--results", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert figures["accuracy"] >= 0.85 and figures["macro_f1"] >= 0.85
+    assert {p.name for p in tmp_path.iterdir()} >= {"intent_report.json", "intent_confusion_matrix.png",
+                                                    "intent_histogram.png"}
