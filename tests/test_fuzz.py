@@ -8,8 +8,9 @@
   WeCom decrypt path arbitrary ciphertext. A handler may answer 200 or a 4xx; anything else (an
   uncaught exception, a 5xx, a Turn the engine should never see) is a crash.
 
-The suite runs both briefly. Longer runs (bench/ROBUSTNESS.md):
-``python tests/test_fuzz.py {slack,wecom,decrypt} -runs=200000`` and the schemathesis command there.
+The suite runs both briefly. Longer runs print their figures (bench/ROBUSTNESS.md):
+``python tests/test_fuzz.py {slack,wecom,decrypt} -runs=N`` and, from the repository root,
+``python -m tests.test_fuzz schemathesis BOT_DIR EXAMPLES`` (against ``bot serve`` in its own process).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
     root = configured_copy(tiny_demo_bot, tmp_path / "fuzz-bot", **FUZZ_CONFIG)
     server = await aiohttp_server(create_app(root, device="cpu"))
     command = schemathesis_command(str(server.make_url("/openapi.json")), SCHEMATHESIS_EXAMPLES, tmp_path)
-    process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                   cwd=tmp_path)  # its cache folder goes there
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()[-4000:]
     run = json.loads((tmp_path / "run.json").read_text())
@@ -76,9 +78,9 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
 
 
 @pytest.mark.parametrize("target", ["slack", "wecom", "decrypt"])
-def test_atheris_on_the_channel_parsers(target: str) -> None:
+def test_atheris_on_the_channel_parsers(target: str, tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, __file__, target, f"-runs={ATHERIS_RUNS[target]}", "-seed=1"],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)  # a crash file lands there
     assert result.returncode == 0, result.stderr[-4000:]
     done = re.search(r"Done (\d+) runs", result.stderr)
     assert done and int(done.group(1)) == ATHERIS_RUNS[target], result.stderr[-2000:]
@@ -247,6 +249,28 @@ def fuzz(target: str, libfuzzer_args: list[str]) -> None:
     atheris.Fuzz()
 
 
+def schemathesis_against_bot_serve(bot_dir: Path, examples: int) -> dict[str, Any]:
+    """``bot serve`` (its own process) on a copy of ``bot_dir`` set up as in the test; the run's figures."""
+    from collections import Counter
+
+    from bot.bench import running_server
+    from tests.conftest import configured_copy
+
+    with tempfile.TemporaryDirectory(prefix="deskbot-schemathesis-") as tmp:
+        root = configured_copy(bot_dir, Path(tmp) / "bot", **FUZZ_CONFIG)
+        with running_server(root, "cpu") as (url, _):
+            command = schemathesis_command(f"{url}/openapi.json", examples, Path(tmp))
+            finished = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
+        run = json.loads((Path(tmp) / "run.json").read_text())
+        statuses = har_statuses(Path(tmp) / "run.har")
+    return {"command": "schemathesis", "examples_per_operation": examples, "exit_code": finished.returncode,
+            "operations": run["operations"]["tested"], "test_cases": run["test_cases"]["generated"],
+            "requests": len(statuses), "server_errors": sum(s >= 500 for s in statuses),
+            "by_status": dict(sorted(Counter(statuses).items())), "failures": run["failures"], "errors": run["errors"]}
+
+
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    fuzz(sys.argv[1], sys.argv[2:])
+    if sys.argv[1] == "schemathesis":  # python -m tests.test_fuzz schemathesis BOT_DIR EXAMPLES
+        print(json.dumps(schemathesis_against_bot_serve(Path(sys.argv[2]), int(sys.argv[3]))))
+    else:  # python tests/test_fuzz.py {slack,wecom,decrypt} -runs=N ...
+        fuzz(sys.argv[1], sys.argv[2:])

@@ -6,7 +6,7 @@ that twenty restarts cost seconds instead of twenty imports of torch. It is SIGK
 moment while clients chat with it; after each kill the store must pass SQLite's integrity check
 and hold every message whose reply a client received, before the next server opens it again.
 
-``python tests/test_kill.py BOT_DIR --cycles N`` runs the same cycles on a trained bot folder of
+``python -m tests.test_kill BOT_DIR --cycles N`` (from the repository root) runs the same cycles on a trained bot folder of
 your own and prints the figures as JSON (bench/ROBUSTNESS.md).
 """
 
