@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import socket
@@ -117,11 +118,22 @@ async def scrape(url: str) -> dict[str, float]:
     return values
 
 
-def batch_mean(before: dict[str, float], after: dict[str, float], stage: str) -> float | None:
-    """The mean batch size of ``stage`` between two scrapes."""
-    count = after.get(f"deskbot_batch_size_count{{stage={stage}}}", 0) - before.get(f"deskbot_batch_size_count{{stage={stage}}}", 0)
-    total = after.get(f"deskbot_batch_size_sum{{stage={stage}}}", 0) - before.get(f"deskbot_batch_size_sum{{stage={stage}}}", 0)
-    return round(total / count, 2) if count else None
+def change(before: dict[str, float], after: dict[str, float], prefix: str) -> float:
+    """How much the samples starting with ``prefix`` grew between two scrapes, summed over their labels."""
+    return sum(v - before.get(k, 0.0) for k, v in after.items() if k.startswith(prefix))
+
+
+def server_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Memory, mean batch sizes and CPU per message of the server over one client run (warm-up included)."""
+    messages = change(before, after, "deskbot_messages_total{")
+    figures: dict[str, Any] = {"rss_mb": round(after["process_resident_memory_bytes{}"] / 2**20, 1)}
+    for stage in ("inference", "store"):
+        batches = change(before, after, f"deskbot_batch_size_count{{stage={stage}}}")
+        items = change(before, after, f"deskbot_batch_size_sum{{stage={stage}}}")
+        figures[f"{stage}_batch_mean"] = round(items / batches, 2) if batches else None
+    cpu = change(before, after, "process_cpu_seconds_total{")
+    figures["server_cpu_ms_per_message"] = round(cpu * 1000 / messages, 2) if messages else None
+    return figures
 
 
 # --- the clients ------------------------------------------------------------------------------------
@@ -133,6 +145,7 @@ class Tally:
 
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
+    sent: int = 0  # every message, the warm-up's included
     by_transport: dict[str, int] = field(default_factory=lambda: {"http": 0, "ws": 0})
 
 
@@ -146,6 +159,7 @@ class Client:
         self.tag = tag
         self.sent = 0
         self.conversation = 0
+        self.ws: aiohttp.ClientWebSocketResponse | None = None  # WebSocket clients keep one open
 
     def next_message(self) -> dict[str, str]:
         text = self.texts[(self.number * 7919 + self.sent) % len(self.texts)]
@@ -159,18 +173,18 @@ class Client:
         return "reply" in body and body.get("type", "reply") == "reply"
 
     async def run(self, session: aiohttp.ClientSession, url: str, measure_from: float, deadline: float, tally: Tally) -> None:
-        ws = await session.ws_connect(f"{url}/api/ws") if self.transport == "ws" else None
         try:
             while time.perf_counter() < deadline:
                 message = self.next_message()
+                tally.sent += 1
                 started = time.perf_counter()
                 try:
-                    ok = await asyncio.wait_for(self._exchange(session, url, ws, message), REQUEST_TIMEOUT)
-                except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                    ok = await asyncio.wait_for(self._exchange(session, url, message), REQUEST_TIMEOUT)
+                except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError):
                     ok = False
-                    if ws is not None and ws.closed:
-                        ws = await session.ws_connect(f"{url}/api/ws")
                 finished = time.perf_counter()
+                if not ok:
+                    await asyncio.sleep(0.01)  # a refused connection must not turn into a busy loop
                 if started < measure_from or finished > deadline:
                     continue
                 if ok:
@@ -179,17 +193,23 @@ class Client:
                 else:
                     tally.errors += 1
         finally:
-            if ws is not None:
-                await ws.close()
+            if self.ws is not None:
+                await self.ws.close()
 
-    async def _exchange(self, session: aiohttp.ClientSession, url: str, ws: aiohttp.ClientWebSocketResponse | None,
-                        message: dict[str, str]) -> bool:
-        if ws is None:
+    async def _exchange(self, session: aiohttp.ClientSession, url: str, message: dict[str, str]) -> bool:
+        if self.transport == "http":
             async with session.post(f"{url}/api/chat", json=message) as response:
                 return response.status == 200 and self.replied(await response.json())
+        if self.ws is None or self.ws.closed:  # (re)connect: a dropped socket costs one error, not the client
+            self.ws = await session.ws_connect(f"{url}/api/ws")
+        ws = self.ws
         await ws.send_json({"type": "message", **message})
         while True:  # pushes for the conversation (a status change) may come before the reply
-            body = await ws.receive_json()
+            frame = await ws.receive()
+            if frame.type != aiohttp.WSMsgType.TEXT:  # the server closed the socket
+                await ws.close()
+                return False
+            body = json.loads(frame.data)
             if body.get("type") in ("reply", "error"):
                 return self.replied(body)
 
@@ -265,14 +285,12 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
             raw_runs = [raw_encoder_throughput(project, settings, texts, duration / 2, device)]
             tallies = []
             for count in clients:
-                before = asyncio.run(scrape(url))
+                before, cpu = asyncio.run(scrape(url)), time.process_time()
                 tally = asyncio.run(drive(url, count, duration, warmup, transport, texts))
-                after = asyncio.run(scrape(url))
-                tallies.append((count, tally, {
-                    "rss_mb": round(after["process_resident_memory_bytes{}"] / 2**20, 1),
-                    "inference_batch_mean": batch_mean(before, after, "inference"),
-                    "store_batch_mean": batch_mean(before, after, "store"),
-                    "load_average": round(os.getloadavg()[0], 2)}))
+                client_cpu = (time.process_time() - cpu) * 1000 / max(tally.sent, 1)
+                figures = server_figures(before, asyncio.run(scrape(url)))
+                figures.update(client_cpu_ms_per_message=round(client_cpu, 2), load_average=round(os.getloadavg()[0], 2))
+                tallies.append((count, tally, figures))
             raw_runs.append(raw_encoder_throughput(project, settings, texts, duration / 2, device))
     raw = float(np.mean(raw_runs))
     return {

@@ -32,7 +32,8 @@ T = TypeVar("T")
 def normalise(text: str) -> str:
     """NFKC, control characters removed, whitespace collapsed: what the model sees."""
     text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    if not text.isprintable():  # the common all-printable message skips the per-character pass
+        text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
     return " ".join(text.split())
 
 
@@ -50,6 +51,10 @@ class Bot:
         # One writer for the log: exchanges that arrive together commit in one transaction, on the store's thread.
         self.writer: MicroBatcher[Exchange, tuple[int, int | None]] | None = (
             MicroBatcher(store.log_exchanges, max_batch=256, executor=self._db) if store is not None else None)
+        # And the conversation reads that start each turn, one thread hop per batch rather than per message.
+        self.reader: MicroBatcher[str, dict[str, Any] | None] | None = (
+            MicroBatcher(store.conversations, max_batch=256, executor=self._db)
+            if store is not None else None)
         self.metrics = Metrics()
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
                            lambda: self.nlu.version)
@@ -93,7 +98,7 @@ class Bot:
 
     async def _handle(self, turn: Turn) -> Reply:
         text = normalise(turn.text)
-        conversation = await self._store(self.store.conversation, turn.conversation_id) if self.store else None
+        conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
         slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
         fallbacks = conversation["fallbacks"] if conversation else 0
 
@@ -199,8 +204,9 @@ class Bot:
     async def close(self) -> None:
         await self.batcher.close()
         await self.actions.close()
-        if self.writer is not None:
-            await self.writer.close()
+        for batcher in (self.writer, self.reader):
+            if batcher is not None:
+                await batcher.close()
         self._db.shutdown(wait=True)
         if self.store is not None:
             self.store.close()

@@ -1,0 +1,78 @@
+"""``bot bench nlu``: what the serving design choices cost in accuracy and retrieval quality.
+
+Three ways to serve the same trained version are scored on one labelled test file:
+
+- ``one_pass_fp32``: the served design; the classifier's embedding is also the retrieval query.
+- ``one_pass_int8``: the same with the encoder's linear layers in dynamic int8.
+- ``two_pass_fp32``: the classifier, plus a second pass of the untuned base encoder for retrieval,
+  over an index of the same answers built with that encoder (the usual "separate retriever" design).
+
+Retrieval quality is judged by intent: a hit is right when the answer it returns belongs to the
+message's labelled intent (hit@1, and the mean reciprocal rank of the first right answer in the top k).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from bot.nlu import NLU
+from bot.project import InferenceConfig, Project
+from bot.training import answers_for
+from finetune.models import resolve_model
+from finetune.registry import Registry
+from retrieval.encoder import Encoder
+from retrieval.index import AnswerIndex, Hit
+
+INT8_BUDGET_POINTS = 0.3  # int8 is kept only if accuracy falls by at most this many points
+
+
+def retrieval_quality(hits: list[list[Hit]], gold: list[str]) -> dict[str, float]:
+    ranks = [next((r for r, h in enumerate(row, start=1) if h.intent == g), None) for row, g in zip(hits, gold)]
+    return {"retrieval_hit_at_1": round(float(np.mean([r == 1 for r in ranks])), 4),
+            "retrieval_mrr": round(float(np.mean([1 / r if r else 0.0 for r in ranks])), 4)}
+
+
+def _score(name: str, run: Callable[[], tuple[list[str], list[list[Hit]]]], gold: list[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    intents, hits = run()
+    seconds = time.perf_counter() - started
+    accuracy = float(np.mean([p == g for p, g in zip(intents, gold)]))
+    return {"variant": name, "accuracy": round(accuracy, 4), **retrieval_quality(hits, gold),
+            "messages_per_s": round(len(gold) / seconds, 1)}
+
+
+def nlu_benchmark(project: Project, rows: list[dict[str, str]], device: str | None = None) -> dict[str, Any]:
+    """Score the three designs on ``rows`` (lines whose intent the bot does not know are left out)."""
+    path = Registry(project.models_dir).current_path()
+    known = set(project.intents)
+    rows = [r for r in rows if r["intent"] in known]
+    if not rows:
+        raise ValueError("no test line has an intent this bot knows")
+    texts, gold = [r["text"] for r in rows], [r["intent"] for r in rows]
+    k = project.config.retrieval.k
+    results = []
+    for quantize in ("none", "int8"):
+        nlu = NLU.load(path, device=device, k=k, inference=InferenceConfig(quantize=quantize))
+
+        def one_pass(nlu: NLU = nlu) -> tuple[list[str], list[list[Hit]]]:
+            analyses = nlu.analyse(texts)
+            return [a.prediction.intent for a in analyses], [a.hits for a in analyses]
+
+        results.append(_score(f"one_pass_{'fp32' if quantize == 'none' else 'int8'}", one_pass, gold))
+        if quantize == "none":
+            classifier = nlu.classifier
+    retriever = Encoder(resolve_model(project.config.base_model), device=str(classifier.device))
+    index = AnswerIndex.build(retriever, answers_for(project))
+
+    def two_pass() -> tuple[list[str], list[list[Hit]]]:
+        return [p.intent for p in classifier.predict(texts)], index.search(texts, k)
+
+    results.append(_score("two_pass_fp32", two_pass, gold))
+    fp32, int8 = results[0]["accuracy"], results[1]["accuracy"]
+    drop = round((fp32 - int8) * 100, 2)
+    return {"model_version": path.name, "test_lines": len(rows), "answers_indexed": len(index), "k": k,
+            "variants": results, "int8_accuracy_drop_points": drop, "int8_within_budget": drop <= INT8_BUDGET_POINTS}
