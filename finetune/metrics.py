@@ -1,8 +1,9 @@
 """Evaluation metrics for intent classification with out-of-scope rejection.
 
 Conventions (shared by ``bot eval`` and ``bot bench intent``): a test line whose intent is ``oos`` or
-is not among the trained labels is out of scope. A prediction is *rejected* (predicted ``oos``) when
-its score is below the threshold. Accuracy counts an out-of-scope line as correct when it is rejected.
+is not among the trained labels is out of scope. A prediction is *rejected* (final answer ``oos``) when
+its score is below the threshold, or when the classifier itself predicts ``oos`` (a model trained with
+out-of-scope examples has that class). Accuracy counts an out-of-scope line as correct when it is rejected.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ def evaluate(
 ) -> dict[str, float | None]:
     """Accuracy, macro-F1, in-scope accuracy and out-of-scope detection figures.
 
-    ``predicted`` are the classifier's top intents (never ``oos``); ``scores`` their in-scope scores,
-    higher meaning more in scope. With ``threshold`` None nothing is rejected.
+    ``predicted`` are the classifier's top intents; ``scores`` their in-scope scores, higher meaning
+    more in scope. With ``threshold`` None only ``oos`` predictions are rejected.
     """
-    known_set = set(known)
-    truth = np.array([t if t in known_set else OOS for t in true], dtype=object)
+    truth, rejected = _truth(true, known), _rejected(predicted, scores, threshold)
     scores_arr = np.asarray(scores, dtype=float)
-    rejected = scores_arr < threshold if threshold is not None else np.zeros(len(truth), bool)
     final = np.where(rejected, OOS, np.asarray(predicted, dtype=object))
     is_oos = truth == OOS
     in_scope = ~is_oos
@@ -52,6 +51,35 @@ def evaluate(
     else:
         result.update(oos_recall=None, oos_precision=None, auroc=None)
     return result
+
+
+def choose_threshold(true: Sequence[str], predicted: Sequence[str], scores: Sequence[float],
+                     known: Sequence[str]) -> float:
+    """The threshold that maximises accuracy on calibration lines, the lowest one when several tie.
+
+    Candidates are 0 (reject nothing) and each calibration score (reject what scores below it). With
+    no out-of-scope calibration line, any rejection can only lose accuracy and the answer is 0.
+    """
+    truth = _truth(true, known)
+    scores_arr = np.asarray(scores, dtype=float)
+    accepted_right = (truth == np.asarray(predicted, dtype=object)) & (truth != OOS)
+    rejected_anyway = _rejected(predicted, scores, None)
+    candidates = np.unique(np.concatenate([[0.0], scores_arr]))
+    # Accuracy at threshold t: right in-scope answers scoring >= t, plus out-of-scope lines rejected.
+    right = [np.sum(accepted_right & (scores_arr >= t)) + np.sum((truth == OOS) & (rejected_anyway | (scores_arr < t)))
+             for t in candidates]
+    return float(candidates[int(np.argmax(right))])
+
+
+def _truth(true: Sequence[str], known: Sequence[str]) -> np.ndarray:
+    """True intents, with those the model does not know mapped to ``oos``."""
+    known_set = set(known)
+    return np.array([t if t in known_set else OOS for t in true], dtype=object)
+
+
+def _rejected(predicted: Sequence[str], scores: Sequence[float], threshold: float | None) -> np.ndarray:
+    by_class = np.asarray(predicted, dtype=object) == OOS
+    return by_class | (np.asarray(scores, dtype=float) < threshold) if threshold is not None else by_class
 
 
 def per_intent_accuracy(true: Sequence[str], final: Sequence[str]) -> dict[str, float]:

@@ -1,0 +1,139 @@
+"""The intent classifier recipe and its metrics: hand-computed cases and the tiny BERT."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from finetune.classifier import IntentClassifier
+from finetune.metrics import choose_threshold, evaluate
+from finetune.train import TrainConfig, imprint_head, length_batches, train_classifier
+
+TEXTS = {
+    "card_arrival": ["where is my new card", "my card has not arrived yet", "card still not delivered",
+                     "when will the card come", "waiting for my card for a week", "card delivery is late"],
+    "exchange_rate": ["what is the exchange rate", "how much is a euro in dollars", "rate for converting pounds",
+                      "exchange rates today", "which rate do you use for currency", "euro to yen rate"],
+    "lost_card": ["i lost my card", "my card was stolen", "someone took my wallet with the card",
+                  "cannot find my card anywhere", "card is missing", "block my lost card"],
+}
+
+
+def examples() -> tuple[list[str], list[str]]:
+    pairs = [(text, intent) for intent, texts in TEXTS.items() for text in texts]
+    return [t for t, _ in pairs], [i for _, i in pairs]
+
+
+# --- metrics, against figures worked out by hand ------------------------------------------------
+
+
+def test_evaluate_matches_hand_computed_figures() -> None:
+    # truth after mapping unknown "c" to oos: a a b oos oos; rejected (< 0.5): lines 3 and 4;
+    # final answers: a b oos oos a.
+    figures = evaluate(true=["a", "a", "b", "oos", "c"], predicted=["a", "b", "b", "a", "a"],
+                       scores=[0.9, 0.8, 0.3, 0.2, 0.6], known=["a", "b"], threshold=0.5)
+    assert figures["accuracy"] == pytest.approx(2 / 5)
+    assert figures["in_scope_accuracy"] == pytest.approx(1 / 3)
+    assert figures["oos_recall"] == pytest.approx(1 / 2)
+    assert figures["oos_precision"] == pytest.approx(1 / 2)
+    # F1: a = 2*(1/2*1/2)/(1/2+1/2) = 1/2, b = 0, oos = 1/2.
+    assert figures["macro_f1"] == pytest.approx(1 / 3)
+    # Out-of-scope lines score 0.2 and 0.6 against in-scope 0.9, 0.8, 0.3: 5 of 6 pairs ordered right.
+    assert figures["auroc"] == pytest.approx(5 / 6)
+    assert (figures["n"], figures["n_oos"], figures["threshold"]) == (5, 2, 0.5)
+
+
+def test_evaluate_without_out_of_scope_lines_has_no_detection_figures() -> None:
+    figures = evaluate(["a", "b", "b"], ["a", "b", "a"], [0.9, 0.9, 0.9], ["a", "b"], threshold=0.5)
+    assert figures["accuracy"] == pytest.approx(2 / 3)
+    assert figures["in_scope_accuracy"] == pytest.approx(2 / 3)
+    assert figures["oos_recall"] is None and figures["oos_precision"] is None and figures["auroc"] is None
+
+
+def test_an_oos_prediction_counts_as_a_rejection_whatever_its_score() -> None:
+    figures = evaluate(["oos", "a"], ["oos", "a"], [0.99, 0.99], ["a"], threshold=None)
+    assert figures["accuracy"] == 1.0
+    assert figures["oos_recall"] == 1.0 and figures["oos_precision"] == 1.0
+
+
+def test_choose_threshold_maximises_calibration_accuracy_and_prefers_the_lowest() -> None:
+    # Accuracy at 0: 2/4, at 0.5: 2/4, at 0.6: 3/4, at 0.7: 2/4, at 0.9: 3/4 (a tie broken downwards).
+    threshold = choose_threshold(["a", "a", "oos", "oos"], ["a", "a", "a", "a"], [0.9, 0.6, 0.5, 0.7], ["a"])
+    assert threshold == pytest.approx(0.6)
+
+
+def test_choose_threshold_rejects_nothing_without_out_of_scope_evidence() -> None:
+    assert choose_threshold(["a", "b", "a"], ["a", "a", "a"], [0.2, 0.3, 0.9], ["a", "b"]) == 0.0
+
+
+# --- the recipe, on the tiny BERT ---------------------------------------------------------------
+
+
+def test_length_batches_cover_every_example_once_in_batches_of_similar_length() -> None:
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 100) for _ in range(1000)]
+    batches = length_batches(lengths, 32, random.Random(1), pool=4)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert all(len(b) <= 32 for b in batches)
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    assert spread < 30  # random batches of 32 from 1..100 spread about 94
+
+
+def test_imprinted_head_starts_as_the_nearest_centroid_classifier(tiny_model: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    texts, intents = examples()
+    labels = sorted(set(intents))
+    model = IntentClassifier(SentenceTransformer(str(tiny_model), device="cpu"), labels)
+    targets = [labels.index(i) for i in intents]
+    imprint_head(model, texts, targets)
+    with torch.inference_mode():
+        centroid = model.embed(TEXTS["lost_card"]).mean(dim=0)
+    assert torch.allclose(model.head[labels.index("lost_card")], centroid, atol=1e-5)
+
+
+def test_training_keeps_word_embeddings_and_moves_the_layers(tiny_model: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    texts, intents = examples()
+    before = SentenceTransformer(str(tiny_model), device="cpu")[0].auto_model
+    model = train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=2, seed=1), device="cpu",
+                             progress=False)
+    after = model.encoder[0].auto_model
+    assert torch.equal(before.get_input_embeddings().weight, after.get_input_embeddings().weight)
+    assert not torch.equal(before.encoder.layer[0].attention.self.query.weight,
+                           after.encoder.layer[0].attention.self.query.weight)
+    assert model.train_seconds > 0
+
+
+def test_recipe_learns_the_intents_and_survives_save_and_load(tiny_model: Path, tmp_path: Path) -> None:
+    texts, intents = examples()
+    model = train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=30, seed=3), device="cpu",
+                             progress=False)
+    predictions = model.predict(texts)
+    assert np.mean([p.intent == i for p, i in zip(predictions, intents)]) >= 0.9
+
+    model.save(tmp_path / "clf")
+    loaded = IntentClassifier.load(tmp_path / "clf", device="cpu")
+    assert loaded.labels == model.labels
+    assert np.allclose(loaded.probabilities(texts), model.probabilities(texts), atol=1e-5)
+
+
+def test_predictions_keep_input_order_across_length_sorted_batches(tiny_model: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    texts, intents = examples()
+    model = IntentClassifier(SentenceTransformer(str(tiny_model), device="cpu"), sorted(set(intents)))
+    mixed = ["a much longer message about a card that never arrived at my home address", "hi"] + texts
+    together, embeddings = model.predict_with_embeddings(mixed, batch_size=4)
+    for i, text in enumerate(mixed):
+        alone, vector = model.predict_with_embeddings([text])
+        assert together[i].intent == alone[0].intent
+        assert together[i].confidence == pytest.approx(alone[0].confidence, abs=1e-5)
+        assert np.allclose(embeddings[i], vector[0], atol=1e-5)
+    assert [r[0] for r in together[0].ranking][0] == together[0].intent
+    assert len(together[0].ranking) == 3

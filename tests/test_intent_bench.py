@@ -1,0 +1,114 @@
+"""``bot bench intent`` and ``bot eval``, end to end on the tiny BERT and small data sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import finetune.bench as bench
+from bot.cli import cli
+from bot.project import Example
+from finetune.bench import run_intent_bench, sample_shots
+
+INTENTS = {
+    "card_arrival": ["where is my new card", "my card has not arrived yet", "card still not delivered",
+                     "when will the card come", "waiting for my card for a week", "card delivery is late"],
+    "exchange_rate": ["what is the exchange rate", "how much is a euro in dollars", "rate for converting pounds",
+                      "exchange rates today", "which rate do you use for currency", "euro to yen rate"],
+}
+OUT_OF_SCOPE = ["what is the weather tomorrow", "tell me a joke", "play some music", "book a table for two",
+                "how tall is the eiffel tower", "set an alarm for six"]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def in_scope_rows(repeat: int = 2) -> list[dict[str, str]]:
+    return [{"text": t, "intent": i} for i, texts in INTENTS.items() for t in texts] * repeat
+
+
+def test_sample_shots_draws_k_per_intent_reproducibly() -> None:
+    rows = [Example(f"{intent} {n}", intent) for intent, count in (("a", 20), ("b", 3), ("c", 12)) for n in range(count)]
+    sample = sample_shots(rows, 5, seed=7)
+    counts = {i: sum(e.intent == i for e in sample) for i in "abc"}
+    assert counts == {"a": 5, "b": 3, "c": 5}
+    assert len({e.text for e in sample}) == len(sample) and all(e in rows for e in sample)
+    assert sample_shots(rows, 5, seed=7) == sample
+    assert sample_shots(rows, 5, seed=8) != sample
+    with pytest.raises(ValueError):
+        sample_shots(rows, 0, seed=1)
+
+
+def test_bench_intent_prints_the_figures_as_json(tiny_model: Path, tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", in_scope_rows())
+    test = write_jsonl(tmp_path / "test.jsonl", in_scope_rows(1) + [{"text": t, "intent": "oos"} for t in OUT_OF_SCOPE])
+    result = CliRunner().invoke(cli, ["bench", "intent", "--train", str(train), "--test", str(test),
+                                      "--model", str(tiny_model), "--shots", "4", "--seed", "3", "--device", "cpu",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("accuracy", "in_scope_accuracy", "macro_f1", "oos_recall", "oos_precision", "auroc"):
+        assert 0.0 <= figures[key] <= 1.0, key
+    assert figures["threshold"] == 0.0  # train has no oos line, so nothing supports rejecting anything
+    assert figures["train_seconds"] > 0 and figures["examples_per_second_inference"] > 0
+    assert (figures["model"], figures["device"]) == (str(tiny_model), "cpu")
+    assert (figures["n"], figures["n_oos"], figures["train_examples"], figures["shots"]) == (18, 6, 8, 4)
+
+
+def test_threshold_comes_from_held_out_train_lines_never_from_test(tiny_model: Path, monkeypatch) -> None:
+    train = [Example(r["text"], r["intent"]) for r in in_scope_rows(3)]
+    train += [Example(t, "oos") for t in OUT_OF_SCOPE]
+    seen: list[list[str]] = []
+    choose = bench.choose_threshold
+
+    def spy(true, predicted, scores, known):  # type: ignore[no-untyped-def]
+        seen.append(list(true))
+        return choose(true, predicted, scores, known)
+
+    monkeypatch.setattr(bench, "choose_threshold", spy)
+    easy = [Example("where is my new card", "card_arrival")]
+    hard = [Example("what is the weather tomorrow", "oos"), Example("stock prices", "weather_intent_absent")]
+    first = run_intent_bench(train, easy, model=str(tiny_model), device="cpu", progress=False)
+    second = run_intent_bench(train, hard, model=str(tiny_model), device="cpu", progress=False)
+
+    assert first["threshold"] == second["threshold"]  # the test lines changed, the threshold did not
+    assert first["calibration_examples"] == len(seen[0]) == 2 + 2 + 1  # a tenth of 18, 18 and 6 lines
+    assert "oos" in seen[0]
+    assert first["train_examples"] + first["calibration_examples"] == len(train)
+
+
+def test_a_given_valid_file_is_the_calibration_set(tiny_model: Path) -> None:
+    train = [Example(r["text"], r["intent"]) for r in in_scope_rows()]
+    valid = [Example("card not here yet", "card_arrival"), Example("tell me a story", "oos")]
+    figures = run_intent_bench(train, valid, valid=valid, model=str(tiny_model), device="cpu", progress=False)
+    assert figures["train_examples"] == len(train) and figures["calibration_examples"] == 2
+
+
+def test_bench_intent_names_the_bad_line(tiny_model: Path, tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", in_scope_rows())
+    bad = tmp_path / "test.jsonl"
+    bad.write_text('{"text": "fine", "intent": "card_arrival"}\n{"text": "no intent here"}\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["bench", "intent", "--train", str(train), "--test", str(bad),
+                                      "--model", str(tiny_model), "--json"])
+    assert result.exit_code != 0
+    assert f"{bad}:2" in result.output and "intent" in result.output
+
+
+def test_eval_writes_the_report_and_both_plots(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    test = tiny_demo_bot / "test.jsonl"
+    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(test), "--results",
+                                      str(tmp_path / "results"), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    lines = test.read_text().strip().splitlines()
+    assert figures["n"] == len(lines)
+    report = json.loads((tmp_path / "results" / "intent_report.json").read_text())
+    assert report["figures"]["accuracy"] == figures["accuracy"]
+    assert len(report["errors"]) == round((1 - figures["accuracy"]) * len(lines))
+    for png in ("intent_confusion_matrix.png", "intent_histogram.png"):
+        assert (tmp_path / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
