@@ -250,12 +250,17 @@ def summarise(clients: int, tally: Tally, duration: float, raw: float) -> dict[s
 
 def raw_encoder_throughput(project: Project, inference: InferenceConfig, texts: list[str], seconds: float,
                            device: str | None) -> float:
-    """Messages/s of the serving model's encoder alone, in batches of ``max_batch``, for ``seconds``."""
+    """Messages/s of the serving model's encoder alone, in batches of ``max_batch``, for ``seconds``.
+
+    It runs on torch's own thread count (every core), whatever ``threads`` the server is given: the
+    yardstick is what the hardware can do with this model, not what the server's settings allow.
+    """
     from bot.nlu import NLU
     from bot.training import answer_encoder
     from finetune.registry import Registry
 
-    nlu = NLU.load(Registry(project.models_dir).current_path(), device=device, inference=inference)
+    nlu = NLU.load(Registry(project.models_dir).current_path(), device=device,
+                   inference=inference.model_copy(update={"threads": None}))
     encoder = answer_encoder(nlu.classifier, nlu.version)
     size = inference.max_batch
     encoder.encode_queries(texts[:size])  # warm-up: first calls allocate

@@ -84,3 +84,41 @@ async def test_cancelled_requests_are_not_computed() -> None:
     assert await kept == "KEPT"
     assert ["kept"] in model.batches and all("gone" not in b for b in model.batches)
     await batcher.close()
+
+
+async def test_a_request_that_times_out_is_dropped_and_the_others_are_answered() -> None:
+    model = Recorder()
+    batcher = MicroBatcher(model)
+    blocker, (kept,) = await queue_behind_busy_model(batcher, model, ["kept"])
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(batcher.submit("late"), timeout=0.05)
+    model.gate.set()
+    await blocker
+    assert await kept == "KEPT"
+    assert all("late" not in b for b in model.batches)
+    await batcher.close()
+
+
+async def test_a_bounded_wait_gathers_requests_arriving_within_it() -> None:
+    model = Recorder()
+    batcher = MicroBatcher(model, max_wait_ms=150)
+    first = asyncio.ensure_future(batcher.submit("a"))
+    await asyncio.sleep(0.02)
+    assert await asyncio.gather(first, batcher.submit("b")) == ["A", "B"]
+    assert model.batches == [["a", "b"]]
+    await batcher.close()
+
+
+async def test_batches_are_reported_and_a_shared_executor_outlives_the_batcher() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    executor = ThreadPoolExecutor(max_workers=1)
+    model = Recorder(delay=0.01)
+    batcher = MicroBatcher(model, executor=executor)
+    seen: list[tuple[int, float]] = []
+    batcher.on_batch = lambda size, seconds: seen.append((size, seconds))
+    await batcher.submit("a")
+    await batcher.close()
+    assert len(seen) == 1 and seen[0][0] == 1 and seen[0][1] >= 0.01
+    assert executor.submit(lambda: "still open").result() == "still open"
+    executor.shutdown()
