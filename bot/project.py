@@ -90,7 +90,8 @@ class InferenceConfig(_Strict):
     """How ``bot serve`` runs the model (bench/SERVE.md has the measurements behind the defaults)."""
 
     quantize: Literal["none", "int8"] = Field(
-        "none", description="int8: dynamic int8 linear layers on the CPU (faster; check accuracy with bot bench nlu)")
+        "int8", description="int8: the encoder's linear layers in dynamic int8 on a CPU (about 1.7x faster, 0.2 points "
+                            "of BANKING77 accuracy); none: full float32. bot bench nlu measures both on your data")
     max_batch: int = Field(64, ge=1, description="most messages in one model call")
     max_wait_ms: float = Field(0.0, ge=0, le=100, description="wait for more messages before a batch (0: never wait)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's own choice)")
