@@ -24,9 +24,10 @@ import hashlib
 import json
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import faiss
 import numpy as np
@@ -49,6 +50,30 @@ class TextEncoder(Protocol):
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+PARALLEL_BATCH = 16  # searches of fewer queries than this run on one OpenMP thread
+
+
+@contextmanager
+def _threads_for(batch: int) -> Iterator[None]:
+    """One FAISS thread for a small batch, all of them for a large one.
+
+    FAISS splits a single flat-index query over its threads and joins them at a barrier; with
+    two cores shared by the encoder, the server and other processes, the thread that waits for
+    a core decides the latency (a 50,000-answer query took 3× longer on two threads than on
+    one, bench/RETRIEVAL.md). Large batches split by query, which pays. OpenMP's thread count is
+    per calling thread, so concurrent searches do not see each other's setting.
+    """
+    threads = faiss.omp_get_max_threads()
+    if batch >= PARALLEL_BATCH or threads == 1:
+        yield
+        return
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 class IndexMismatchError(RuntimeError):
@@ -207,7 +232,7 @@ class AnswerIndex:
         """
         n = len(vectors)
         min_points = 39  # below this many training points per list k-means is unreliable
-        nlist = opts.nlist or max(1, min(int(round(2 * math.sqrt(n))), n // min_points))
+        nlist = opts.nlist or max(1, min(int(round(math.sqrt(n))), n // min_points))
         if n < nlist * min_points:
             raise ValueError(
                 f"IVF with nlist={nlist} needs at least {nlist * min_points} answers to train, got {n}; "
@@ -218,7 +243,7 @@ class AnswerIndex:
         index.cp.niter = opts.kmeans_iters
         index.cp.seed = opts.seed
         index.cp.max_points_per_centroid = opts.train_points_per_list
-        index.nprobe = opts.nprobe or max(8, nlist // 32)
+        index.nprobe = min(nlist, opts.nprobe or max(8, nlist // 64))
         rng = np.random.default_rng(opts.seed)
         sample_size = min(n, nlist * opts.train_points_per_list)
         sample = vectors[np.sort(rng.choice(n, size=sample_size, replace=False))]
@@ -290,10 +315,11 @@ class AnswerIndex:
         k = min(k, self.count)
         if k <= 0:
             return [[] for _ in range(len(vectors))]
-        if intent is None:
-            scores, labels = self._search_all(vectors, k)
-        else:
-            scores, labels = self._search_intent(vectors, k, intent)
+        with _threads_for(len(vectors)):
+            if intent is None:
+                scores, labels = self._search_all(vectors, k)
+            else:
+                scores, labels = self._search_intent(vectors, k, intent)
         return [
             [self._hit(int(label), float(score)) for score, label in zip(row_scores, row_labels) if label >= 0]
             for row_scores, row_labels in zip(scores, labels)

@@ -232,7 +232,11 @@ def test_large_sets_get_an_ivf_index_with_good_recall(tmp_path: Path) -> None:
 
     index = AnswerIndex.build_from_vectors(encoder, answers, vectors, flat_max=1000, dedup=False, device="cpu")
     assert index.index_type == "ivf" and isinstance(index.index, faiss.IndexIVFFlat)
-    assert index.params()["nlist"] == 4000 // 39 and index.index.is_trained  # 2·sqrt(n) capped by n / 39
+    assert index.params()["nlist"] == round(4000**0.5) and index.params()["nprobe"] == 8 and index.index.is_trained
+    capped = AnswerIndex.build_from_vectors(encoder, answers[:1000], vectors[:1000], flat_max=100, dedup=False, device="cpu")
+    assert capped.params()["nlist"] == 1000 // 39  # sqrt(n) lists would train on too few points each
+    tiny = AnswerIndex.build_from_vectors(encoder, answers[:200], vectors[:200], flat_max=100, dedup=False, device="cpu")
+    assert tiny.params()["nlist"] == tiny.params()["nprobe"] == 5  # nprobe never above nlist
 
     queries = clustered(200, 32, clusters=40, seed=2)[:100] + 0.01
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -262,6 +266,31 @@ def test_large_sets_get_an_ivf_index_with_good_recall(tmp_path: Path) -> None:
         AnswerIndex.build_from_vectors(encoder, answers, vectors, n_list=16)
     with pytest.raises(ValidationError, match="nprobe"):
         AnswerIndex.build_from_vectors(encoder, answers, vectors, nprobe=0)
+
+
+def test_small_batches_search_on_one_thread() -> None:
+    encoder = HashEncoder(dim=32)
+    vectors = clustered(500, 32, clusters=10, seed=5)
+    index = AnswerIndex.build_from_vectors(encoder, [Answer(f"v{i}", "x") for i in range(500)], vectors, dedup=False, device="cpu")
+    threads_seen: list[int] = []
+
+    class Spy:
+        def __init__(self, inner: faiss.Index) -> None:
+            self.inner = inner
+
+        def search(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            threads_seen.append(faiss.omp_get_max_threads())
+            return self.inner.search(*args, **kwargs)
+
+    index.index = Spy(index.index)  # type: ignore[assignment]
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        assert index.search_vectors(vectors[7:8], k=1)[0][0].id == "v7"
+        index.search_vectors(vectors[:16], k=1)
+        assert threads_seen == [1, 2] and faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def fake_gpu_faiss(monkeypatch: pytest.MonkeyPatch, gpus: int) -> list[str]:
