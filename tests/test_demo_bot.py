@@ -57,7 +57,7 @@ def test_eval_on_the_demo_test_set(real_demo_bot: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["eval", str(real_demo_bot), "--test", str(DEMO / "test.jsonl"),
                                       "--results", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
-    figures = json.loads(result.output.strip().splitlines()[-1])
+    figures = json.loads(result.stdout)
     assert figures["accuracy"] >= 0.85 and figures["macro_f1"] >= 0.85
     assert {p.name for p in tmp_path.iterdir()} >= {"intent_report.json", "intent_confusion_matrix.png",
                                                     "intent_histogram.png"}
