@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import numpy as np
@@ -34,6 +34,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.project import InferenceConfig, Project, load_project
+
+if TYPE_CHECKING:
+    from retrieval.encoder import Encoder
 
 READY_TIMEOUT = 300.0  # seconds for the server to load its model; a loaded 2-core machine is slow
 REQUEST_TIMEOUT = 30.0  # a reply slower than this counts as an error
@@ -231,14 +234,18 @@ async def drive(url: str, clients: int, duration: float, warmup: float, transpor
 
 
 def summarise(clients: int, tally: Tally, duration: float, raw: float) -> dict[str, Any]:
-    ms = np.asarray(tally.latencies) * 1000 if tally.latencies else np.asarray([np.nan])
+    ms = np.asarray(tally.latencies) * 1000
     throughput = len(tally.latencies) / duration
+
+    def percentile(q: int) -> float | None:  # None rather than NaN (not JSON) when nothing succeeded
+        return round(float(np.percentile(ms, q)), 2) if len(ms) else None
+
     return {
         "clients": clients,
         "throughput": round(throughput, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "p95_ms": round(float(np.percentile(ms, 95)), 2),
-        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "p50_ms": percentile(50),
+        "p95_ms": percentile(95),
+        "p99_ms": percentile(99),
         "errors": tally.errors,
         "messages": len(tally.latencies),
         "by_transport": tally.by_transport,
@@ -249,13 +256,11 @@ def summarise(clients: int, tally: Tally, duration: float, raw: float) -> dict[s
 # --- the raw encoder --------------------------------------------------------------------------------
 
 
-def raw_encoder_throughput(project: Project, inference: InferenceConfig, texts: list[str], seconds: float,
-                           device: str | None) -> float:
-    """Messages/s of the serving model's encoder alone, in batches of ``RAW_BATCH``, for ``seconds``.
+def raw_encoder(project: Project, inference: InferenceConfig, device: str | None) -> Encoder:
+    """The serving model's encoder as the server loads it (int8 or not), on torch's own thread count.
 
-    It runs on torch's own thread count (every core) and large batches, whatever ``threads`` and
-    ``max_batch`` the server is given: the yardstick is what the hardware can do with this model,
-    not what the server's settings allow.
+    Every core and large batches, whatever ``threads`` and ``max_batch`` the server is given: the
+    yardstick is what the hardware can do with this model, not what the server's settings allow.
     """
     from bot.nlu import NLU
     from bot.training import answer_encoder
@@ -263,14 +268,16 @@ def raw_encoder_throughput(project: Project, inference: InferenceConfig, texts: 
 
     nlu = NLU.load(Registry(project.models_dir).current_path(), device=device,
                    inference=inference.model_copy(update={"threads": None}))
-    encoder = answer_encoder(nlu.classifier, nlu.version)
-    size = RAW_BATCH
-    encoder.encode_queries(texts[:size])  # warm-up: first calls allocate
+    return answer_encoder(nlu.classifier, nlu.version)
+
+
+def encoder_throughput(encoder: Encoder, texts: list[str], seconds: float) -> float:
+    """Messages/s of ``encoder`` alone, in batches of ``RAW_BATCH``, for ``seconds``."""
+    encoder.encode_queries(texts[:RAW_BATCH])  # warm-up: first calls allocate
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        batch = [texts[(done + i) % len(texts)] for i in range(size)]
-        encoder.encode_queries(batch)
-        done += size
+        encoder.encode_queries([texts[(done + i) % len(texts)] for i in range(RAW_BATCH)])
+        done += RAW_BATCH
     return done / (time.perf_counter() - started)
 
 
@@ -289,7 +296,8 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
         folder = scratch_folder(root, Path(tmp), overrides)
         with running_server(folder, device) as (url, version):
             # Timed before and after the clients, half as long each, so a change in the machine's load shows.
-            raw_runs = [raw_encoder_throughput(project, settings, texts, duration / 2, device)]
+            encoder = raw_encoder(project, settings, device)
+            raw_runs = [encoder_throughput(encoder, texts, duration / 2)]
             tallies = []
             for count in clients:
                 before, cpu = asyncio.run(scrape(url)), time.process_time()
@@ -298,7 +306,7 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
                 figures = server_figures(before, asyncio.run(scrape(url)))
                 figures.update(client_cpu_ms_per_message=round(client_cpu, 2), load_average=round(os.getloadavg()[0], 2))
                 tallies.append((count, tally, figures))
-            raw_runs.append(raw_encoder_throughput(project, settings, texts, duration / 2, device))
+            raw_runs.append(encoder_throughput(encoder, texts, duration / 2))
     raw = float(np.mean(raw_runs))
     return {
         "bot": project.config.name,
