@@ -321,3 +321,35 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
         "raw_encoder_runs": [round(r, 1) for r in raw_runs],
         "results": [{**summarise(count, tally, duration, raw), **extra} for count, tally, extra in tallies],
     }
+
+
+# --- the conversation log ----------------------------------------------------------------------------
+
+
+def store_benchmark(exchanges: int, batch_sizes: list[int], folder: Path) -> list[dict[str, Any]]:
+    """Exchanges/s and commit times when the log is written ``batch`` exchanges per transaction.
+
+    What a reply waits for is its batch's commit, so ``commit_p99_ms`` says whether a batch that size
+    still keeps replies fast, and exchanges/s whether the writer keeps up with the model.
+    """
+    from dialogues.store import Exchange, Store
+
+    results = []
+    for batch in batch_sizes:
+        store = Store(folder / f"bench-{batch}.db")
+        rows = [Exchange(f"bench-{i % 500}", "web", None, f"message {i} about my card", None, f"reply {i}", "card_arrival",
+                         0.9, [("card_arrival", 0.9), ("card_linking", 0.05)], "template", "v0001", 0.7, {}, 0)
+                for i in range(exchanges)]
+        commits = []
+        started = time.perf_counter()
+        for first in range(0, exchanges, batch):
+            begun = time.perf_counter()
+            store.log_exchanges(rows[first : first + batch])
+            commits.append(time.perf_counter() - begun)
+        elapsed = time.perf_counter() - started
+        store.close()
+        ms = np.asarray(commits) * 1000
+        results.append({"batch": batch, "exchanges_per_s": round(exchanges / elapsed, 1),
+                        "commit_p50_ms": round(float(np.percentile(ms, 50)), 3),
+                        "commit_p99_ms": round(float(np.percentile(ms, 99)), 3)})
+    return results

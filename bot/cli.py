@@ -282,7 +282,7 @@ def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Pat
                                model=model, shots=shots, seed=seed, device=device)
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
-def _client_counts(value: str) -> list[int]:
+def _positive_ints(value: str) -> list[int]:
     try:
         counts = [int(part) for part in value.split(",") if part.strip()]
     except ValueError:
@@ -294,7 +294,7 @@ def _client_counts(value: str) -> list[int]:
 
 @bench.command("serve")
 @click.argument("directory", type=BOT_DIR)
-@click.option("--clients", default="1,16,64", show_default=True, callback=lambda _c, _p, v: _client_counts(v),
+@click.option("--clients", default="1,16,64", show_default=True, callback=lambda _c, _p, v: _positive_ints(v),
               help="Concurrent clients, one run per count, e.g. 1,16,64.")
 @click.option("--duration", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
               help="Seconds measured per client count (and for the raw encoder, in two halves).")
@@ -321,6 +321,22 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
                                   {"quantize": quantize, "threads": threads, "max_batch": max_batch}, device)
     except (BenchError, RegistryError) as exc:
         fail(str(exc))
+    click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
+
+
+@bench.command("store")
+@click.option("--exchanges", type=click.IntRange(min=1), default=5000, show_default=True, help="Exchanges to write per batch size.")
+@click.option("--batches", default="1,8,32,128", show_default=True, callback=lambda _c, _p, v: _positive_ints(v),
+              help="Exchanges per transaction, one run each.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_store(exchanges: int, batches: list[int], as_json: bool) -> None:
+    """How fast the conversation log commits, one exchange per transaction or many (in a scratch folder)."""
+    import tempfile
+
+    from bot.bench import store_benchmark
+
+    with tempfile.TemporaryDirectory(prefix="deskbot-store-") as tmp:
+        figures = {"exchanges": exchanges, "results": store_benchmark(exchanges, batches, Path(tmp))}
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 
