@@ -45,3 +45,12 @@ def test_bench_serve_refuses_bad_client_counts_and_an_untrained_bot(tiny_demo_bo
     untrained = shutil.copytree(tiny_demo_bot, tmp_path / "untrained", ignore=shutil.ignore_patterns("models", "*.db*"))
     refused = CliRunner().invoke(cli, ["bench", "serve", str(untrained), "--duration", "1"])
     assert refused.exit_code == 1 and "bot train" in refused.output
+
+
+def test_bench_store_reports_each_batch_size() -> None:
+    result = CliRunner().invoke(cli, ["bench", "store", "--exchanges", "60", "--batches", "1,20", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert [r["batch"] for r in figures["results"]] == [1, 20]
+    for entry in figures["results"]:
+        assert entry["exchanges_per_s"] > 0 and 0 < entry["commit_p50_ms"] <= entry["commit_p99_ms"]
