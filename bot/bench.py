@@ -156,8 +156,10 @@ class Tally:
 class Client:
     """One customer sending a message, waiting for the reply, and sending the next, until ``deadline``."""
 
-    def __init__(self, number: int, transport: str, texts: list[str], tag: str) -> None:
+    def __init__(self, number: int, transport: str, texts: list[str], tag: str, think: float = 0.0) -> None:
         self.number = number
+        self.think = think  # mean seconds between a reply and the next message (0: at once)
+        self.rng = random.Random(number)
         self.transport = transport
         self.texts = texts
         self.tag = tag
@@ -189,6 +191,8 @@ class Client:
                 finished = time.perf_counter()
                 if not ok:
                     await asyncio.sleep(0.01)  # a refused connection must not turn into a busy loop
+                if self.think:  # jittered, so that clients do not move in step
+                    await asyncio.sleep(self.think * self.rng.uniform(0.5, 1.5))
                 if started < measure_from or finished > deadline:
                     continue
                 if ok:
@@ -218,7 +222,8 @@ class Client:
                 return self.replied(body)
 
 
-async def drive(url: str, clients: int, duration: float, warmup: float, transport: str, texts: list[str]) -> Tally:
+async def drive(url: str, clients: int, duration: float, warmup: float, transport: str, texts: list[str],
+                think: float = 0.0) -> Tally:
     """``clients`` concurrent clients for ``warmup + duration`` seconds; only the last ``duration`` counts."""
     tally = Tally()
     start = time.perf_counter()
@@ -227,8 +232,8 @@ async def drive(url: str, clients: int, duration: float, warmup: float, transpor
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        runners = [Client(i, kinds[i % len(kinds)], texts, f"bench{clients}").run(session, url, measure_from, deadline, tally)
-                   for i in range(clients)]
+        runners = [Client(i, kinds[i % len(kinds)], texts, f"bench{clients}", think).run(
+                   session, url, measure_from, deadline, tally) for i in range(clients)]
         await asyncio.gather(*runners)
     return tally
 
@@ -285,8 +290,13 @@ def encoder_throughput(encoder: Encoder, texts: list[str], seconds: float) -> fl
 
 
 def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: float = 3.0, transport: str = "mixed",
-                    inference: dict[str, Any] | None = None, device: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """Start the server, time the raw encoder, drive each client count in turn; one JSON-able dict."""
+                    inference: dict[str, Any] | None = None, device: str | None = None, seed: int = 0,
+                    think_ms: float = 0.0) -> dict[str, Any]:
+    """Start the server, time the raw encoder, drive each client count in turn; one JSON-able dict.
+
+    With ``think_ms`` 0 every client sends its next message as soon as it has the reply (a closed loop at
+    full capacity); a think time makes each client a person who reads before typing again.
+    """
     project = load_project(root)
     texts = [e.text for e in project.examples]
     random.Random(seed).shuffle(texts)
@@ -301,7 +311,7 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
             tallies = []
             for count in clients:
                 before, cpu = asyncio.run(scrape(url)), time.process_time()
-                tally = asyncio.run(drive(url, count, duration, warmup, transport, texts))
+                tally = asyncio.run(drive(url, count, duration, warmup, transport, texts, think_ms / 1000))
                 client_cpu = (time.process_time() - cpu) * 1000 / max(tally.sent, 1)
                 figures = server_figures(before, asyncio.run(scrape(url)))
                 figures.update(client_cpu_ms_per_message=round(client_cpu, 2), load_average=round(os.getloadavg()[0], 2))
@@ -314,6 +324,7 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
         "inference": settings.model_dump(),
         "device": device or "auto",
         "transport": transport,
+        "think_ms": think_ms,
         "duration_s": duration,
         "warmup_s": warmup,
         "cpus": os.cpu_count(),
