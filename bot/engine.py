@@ -152,8 +152,8 @@ class Bot:
             except ActionError as exc:
                 log.warning("%s", exc)
                 return Decision("fallback", decision.intent, decision.confidence,
-                                "Sorry, I couldn't complete that just now. Please try again, or ask for a person.",
-                                [{"title": "Talk to a person", "payload": HANDOFF_PAYLOAD}])
+                                self.config.fallback.action_failed,
+                                [{"title": self.config.fallback.human_button, "payload": HANDOFF_PAYLOAD}])
             slots.update(result.slots)
             texts.append(result.text)
             buttons += result.buttons

@@ -64,7 +64,7 @@ def decide(
 
     if fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff:
         return Decision("handoff", intent, confidence, config.handoff.message)
-    buttons = [{"title": humanise(name), "payload": f"/{name}"} for name, _ in pred.ranking[:3]]
-    buttons.append({"title": "Talk to a person", "payload": HANDOFF_PAYLOAD})
-    text = "Sorry, I'm not sure I understood. Did you mean one of these?"
-    return Decision("fallback", intent, confidence, text, buttons)
+    fallback = config.fallback
+    buttons = [{"title": fallback.titles.get(name) or humanise(name), "payload": f"/{name}"} for name, _ in pred.ranking[:3]]
+    buttons.append({"title": fallback.human_button, "payload": HANDOFF_PAYLOAD})
+    return Decision("fallback", intent, confidence, fallback.message, buttons)

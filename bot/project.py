@@ -52,6 +52,15 @@ class HandoffConfig(_Strict):
     resumed_message: str = "You're back with the bot. How else can I help?"
 
 
+class FallbackConfig(_Strict):
+    """What the bot says when it is unsure; a Chinese bot writes these in Chinese."""
+
+    message: str = "Sorry, I'm not sure I understood. Did you mean one of these?"
+    action_failed: str = "Sorry, I couldn't complete that just now. Please try again, or ask for a person."
+    human_button: str = "Talk to a person"
+    titles: dict[str, str] = Field(default_factory=dict, description="intent -> button title (default: its name)")
+
+
 class RetrievalConfig(_Strict):
     index_type: IndexType = "auto"
     options: IndexOptions = Field(default_factory=IndexOptions,
@@ -129,6 +138,7 @@ class BotConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     handoff: HandoffConfig = Field(default_factory=HandoffConfig)
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)

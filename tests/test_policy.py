@@ -86,3 +86,11 @@ def test_calibration_prefers_the_widest_gap_among_equal_cuts() -> None:
 
 def test_calibration_needs_enough_held_out_examples() -> None:
     assert calibrate_threshold([0.9, 0.1], [True, False]) == DEFAULT_INTENT_THRESHOLD
+
+
+def test_fallback_speaks_the_bot_language() -> None:
+    zh = CONFIG.model_copy(update={"fallback": CONFIG.fallback.model_copy(update={
+        "message": "抱歉，我没有完全理解。", "human_button": "转人工", "titles": {"get_refund": "退款"}})})
+    decision = decide(analysis("get_refund", 0.2), zh, RESPONSES, {}, "web", 0)
+    assert decision.text == "抱歉，我没有完全理解。"
+    assert [b["title"] for b in decision.buttons] == ["退款", "Cancel order", "Get invoice", "转人工"]

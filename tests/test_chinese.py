@@ -1,0 +1,67 @@
+"""A Chinese bot end to end: `language: zh` fine-tunes the multilingual encoder and answers in Chinese.
+
+The bot in tests/data/zh-shop is small and hand-written; it is trained for a few steps from the
+real multilingual-e5-small folder built from the offline packages, then served over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.project import load_project
+from bot.server import create_app
+from bot.training import train_project
+from tests.conftest import REPO, copy_bot
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def zh_bot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("DESKBOT_CACHE")
+    os.environ["DESKBOT_CACHE"] = str(cache)  # `multilingual` is built here, from the offline packages
+    try:
+        root = copy_bot(REPO / "tests" / "data" / "zh-shop", tmp_path_factory.mktemp("bots") / "zh")
+        project = load_project(root)
+        assert project.config.base_model == "multilingual"
+        train_project(project, device="cpu", progress=False)
+        yield root
+    finally:
+        if previous is None:
+            os.environ.pop("DESKBOT_CACHE", None)
+        else:
+            os.environ["DESKBOT_CACHE"] = previous
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, zh_bot: Path) -> Any:
+    return await aiohttp_client(create_app(zh_bot, device="cpu"))
+
+
+async def ask(client: Any, conversation: str, text: str) -> dict[str, Any]:
+    response = await client.post("/api/chat", json={"conversation_id": conversation, "text": text})
+    assert response.status == 200
+    return await response.json()
+
+
+async def test_chinese_refund_with_order_number_gets_its_template(client: Any) -> None:
+    reply = await ask(client, "zh-1", "你好，订单 20231 我想退款")
+    assert (reply["intent"], reply["source"]) == ("get_refund", "template")
+    assert reply["reply"] == "已为订单 20231 登记退款，收到退货后 5–7 个工作日内原路退回。"
+
+
+async def test_chinese_needs_no_word_segmentation(client: Any) -> None:
+    assert (await ask(client, "zh-2", "我的快递现在到哪里了"))["intent"] == "track_order"
+    reply = await ask(client, "zh-3", "请给我转人工客服")
+    assert (reply["intent"], reply["source"], reply["reply"]) == (
+        "contact_human_agent", "handoff", "正在为您转接人工客服，请稍候。")
+
+
+async def test_an_english_question_reaches_the_chinese_intent(client: Any) -> None:
+    assert (await ask(client, "zh-4", "Where is my package?"))["intent"] == "track_order"
+
