@@ -94,7 +94,9 @@ def score_on_test(project: Project, test: list[Example], device: str | None) -> 
 
 def run_learning_bench(train: list[Example], test: list[Example], seed_shots: int = 10, label_budget: float = 0.3,
                        rounds: int = 3, model: str = "default", device: str | None = None, seed: int = 42,
-                       workdir: Path | None = None, say: Say = lambda line: None) -> dict[str, Any]:
+                       gate: dict[str, float] | None = None, workdir: Path | None = None,
+                       say: Say = lambda line: None) -> dict[str, Any]:
+    """``gate`` overrides keys of bot.yml's ``learning:`` section (the promotion gate's margins)."""
     if not 0 <= label_budget <= 1 or rounds < 1:
         raise ValueError("label_budget must be within [0, 1] and rounds at least 1")
     seed_set = sample_shots(train, seed_shots, seed)
@@ -104,7 +106,9 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
     truth = [e.intent for e in traffic]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp)
-        project = make_bot(root / "loop", seed_set, model)
+        project = make_bot(root / "loop", seed_set, model, {"learning": gate or {}})
+        margins = project.config.learning.model_dump(include={"max_accuracy_drop", "max_intent_drop",
+                                                               "min_intent_examples"})
         say(f"seed model: {len(seed_set)} examples ({seed_shots} per intent)")
         train_project(project, device=device, progress=False)
         previous = score_on_test(project, test, device)
@@ -136,4 +140,4 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
             "final_ratio": round(results[-1]["accuracy"] / full_accuracy, 4) if full_accuracy else None,
             "labelled_fraction": round(used / len(traffic), 4) if traffic else 0.0,
             "seed_model_accuracy": round(seed_accuracy, 4), "train": len(train), "test": len(test), "seed_shots": seed_shots,
-            "label_budget": label_budget}
+            "label_budget": label_budget, "gate": margins}
