@@ -313,10 +313,13 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
                 quantize: str | None, threads: int | None, max_batch: int | None, think_ms: float,
                 device: str | None, as_json: bool) -> None:
     """Throughput and latency of `bot serve` for the trained bot in DIRECTORY, against the raw encoder."""
+    import signal
+
     from bot.bench import BenchError, serve_benchmark
     from finetune.registry import Registry, RegistryError
 
     project = project_or_fail(directory)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the server it started is stopped
     try:
         Registry(project.models_dir).current_path()
         figures = serve_benchmark(directory, clients, duration, warmup, transport,

@@ -103,6 +103,8 @@ class InferenceConfig(_Strict):
                             "of BANKING77 accuracy); none: full float32. bot bench nlu measures both on your data")
     max_batch: int = Field(64, ge=1, description="most messages in one model call")
     max_wait_ms: float = Field(0.0, ge=0, le=100, description="wait for more messages before a batch (0: never wait)")
+    chunk: int = Field(8, ge=1, description="on a CPU, messages per encoder pass within a batch, sorted by length "
+                                             "so that short ones are not padded to long ones (a GPU takes the batch)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's own choice)")
 
 
