@@ -61,9 +61,10 @@ def _threads_for(batch: int) -> Iterator[None]:
 
     FAISS splits a single flat-index query over its threads and joins them at a barrier; with
     two cores shared by the encoder, the server and other processes, the thread that waits for
-    a core decides the latency (a 50,000-answer query took 3× longer on two threads than on
-    one, bench/RETRIEVAL.md). Large batches split by query, which pays. OpenMP's thread count is
-    per calling thread, so concurrent searches do not see each other's setting.
+    a core decides the latency (over 20,000 answers on a busy machine: 66 ms at the median on
+    two threads, 1.2 ms on one; bench/RETRIEVAL.md). Large batches split by query, which pays.
+    OpenMP's thread count is per calling thread, so concurrent searches do not see each other's
+    setting.
     """
     threads = faiss.omp_get_max_threads()
     if batch >= PARALLEL_BATCH or threads == 1:
@@ -243,7 +244,7 @@ class AnswerIndex:
         index.cp.niter = opts.kmeans_iters
         index.cp.seed = opts.seed
         index.cp.max_points_per_centroid = opts.train_points_per_list
-        index.nprobe = min(nlist, opts.nprobe or max(8, nlist // 64))
+        index.nprobe = min(nlist, opts.nprobe or max(8, nlist // 128))
         rng = np.random.default_rng(opts.seed)
         sample_size = min(n, nlist * opts.train_points_per_list)
         sample = vectors[np.sort(rng.choice(n, size=sample_size, replace=False))]

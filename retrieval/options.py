@@ -23,7 +23,7 @@ class IndexOptions(BaseModel):
     index_type: IndexType = "auto"
     flat_max: int = Field(20_000, ge=0, description="auto: exact search up to this many answers, IVF above")
     nlist: int | None = Field(None, ge=1, description="IVF lists; None: about sqrt(n), at most n / 39")
-    nprobe: int | None = Field(None, ge=1, description="IVF lists scanned per query; None: nlist / 64, at least 8")
+    nprobe: int | None = Field(None, ge=1, description="IVF lists scanned per query; None: nlist / 128, at least 8")
     train_points_per_list: int = Field(40, ge=39, description="k-means training sample size, per list")
     kmeans_iters: int = Field(10, ge=1)
     dedup: bool = Field(True, description="collapse near-duplicate answers on build")
