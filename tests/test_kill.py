@@ -94,7 +94,7 @@ async def start(root: Path, session: aiohttp.ClientSession, timeout: float = 120
 class Received:
     conversation_id: str
     text: str
-    turn_id: int
+    turn_id: int | None
     reply: str
 
 
@@ -129,8 +129,9 @@ def check_store(db_path: Path, received: list[Received]) -> list[str]:
         turns = {turn_id: (cid, role, text) for turn_id, cid, role, text in
                  db.execute("SELECT id, conversation_id, role, text FROM turns WHERE conversation_id LIKE 'kill-%'")}
     asked = {(cid, text) for cid, role, text in turns.values() if role == "user"}
-    for r in received:
-        if (r.conversation_id, r.text) not in asked or turns.get(r.turn_id) != (r.conversation_id, "bot", r.reply):
+    for r in received:  # a reply without a turn id is a silent one (a human has the conversation)
+        replied = r.turn_id is None or turns.get(r.turn_id) == (r.conversation_id, "bot", r.reply)
+        if (r.conversation_id, r.text) not in asked or not replied:
             problems.append(f"lost: {r.text!r}")
     return problems
 
