@@ -96,7 +96,7 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
                        rounds: int = 3, model: str = "default", device: str | None = None, seed: int = 42,
                        gate: dict[str, float] | None = None, workdir: Path | None = None,
                        say: Say = lambda line: None) -> dict[str, Any]:
-    """``gate`` overrides keys of bot.yml's ``learning:`` section (the promotion gate's margins)."""
+    """``gate`` overrides keys of bot.yml's ``learning:`` section (the gate's margins, the queue's threshold)."""
     if not 0 <= label_budget <= 1 or rounds < 1:
         raise ValueError("label_budget must be within [0, 1] and rounds at least 1")
     seed_set = sample_shots(train, seed_shots, seed)
@@ -108,7 +108,7 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
         root = Path(tmp)
         project = make_bot(root / "loop", seed_set, model, {"learning": gate or {}})
         margins = project.config.learning.model_dump(include={"max_accuracy_drop", "max_intent_drop",
-                                                               "min_intent_examples"})
+                                                               "min_intent_examples", "review_confidence"})
         say(f"seed model: {len(seed_set)} examples ({seed_shots} per intent)")
         train_project(project, device=device, progress=False)
         previous = score_on_test(project, test, device)

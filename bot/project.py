@@ -131,6 +131,8 @@ class LearningConfig(_Strict):
     max_intent_drop: float = Field(0.02, ge=0, le=1, description="how far any one intent's accuracy may fall")
     min_intent_examples: int = Field(5, ge=1, description="examples an intent needs in a set for its own check")
     review_similarity: float = Field(0.9, ge=0, le=1, description="cosine at which review items group (0: by text only)")
+    review_confidence: Probability | Literal["auto"] = Field(
+        "auto", description="below this confidence a turn enters the review queue; auto: the intent threshold")
     watch_seconds: float = Field(2.0, ge=0, description="how often bot serve checks models/CURRENT (0: never)")
 
 

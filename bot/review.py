@@ -26,7 +26,11 @@ SKIP, QUIT = "s", "q"
 
 
 def review_threshold(config: BotConfig, model_threshold: float) -> float:
-    """Below this confidence a turn enters the queue: the bot's own intent threshold."""
+    """Below this confidence a turn enters the queue: ``learning.review_confidence``, by default the
+    bot's own intent threshold (a team with time to spare on labels raises it to see more)."""
+    review = config.learning.review_confidence
+    if review != "auto":
+        return float(review)
     threshold = config.thresholds.intent
     return model_threshold if threshold == "auto" else float(threshold)
 

@@ -193,3 +193,12 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     store = Store(review_bot / "dialogues.db")
     assert {r["intent"] for r in store.labels()} == {"track_order", rest[0]["predicted"]} and len(store.labels()) == 4
     store.close()
+
+
+def test_the_queue_threshold_follows_the_intent_threshold_unless_set() -> None:
+    from bot.project import BotConfig
+    from bot.review import review_threshold
+
+    assert review_threshold(BotConfig(), 0.23) == 0.23  # auto: the serving model's calibrated threshold
+    assert review_threshold(BotConfig.model_validate({"thresholds": {"intent": 0.6}}), 0.23) == 0.6
+    assert review_threshold(BotConfig.model_validate({"learning": {"review_confidence": 0.7}}), 0.23) == 0.7
