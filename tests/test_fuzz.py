@@ -245,7 +245,8 @@ def fuzz(target: str, libfuzzer_args: list[str]) -> None:
     for n, seed in enumerate(seeds(target, harness)):
         (corpus / f"seed-{n}").write_bytes(seed)
     one_input = {"slack": harness.slack_input, "wecom": harness.wecom_input, "decrypt": harness.decrypt_input}[target]
-    atheris.Setup([sys.argv[0], *libfuzzer_args, str(corpus)], one_input)
+    # torch and transformers, imported with the channels, already hold more than libFuzzer's 2 GB default.
+    atheris.Setup([sys.argv[0], "-rss_limit_mb=8192", *libfuzzer_args, str(corpus)], one_input)
     atheris.Fuzz()
 
 
