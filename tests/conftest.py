@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -186,3 +187,10 @@ def configured_copy(source: Path, dest: Path, **config: dict[str, object]) -> Pa
         bot_config.setdefault(section, {}).update(values)
     (dest / "bot.yml").write_text(yaml.safe_dump(bot_config, allow_unicode=True))
     return dest
+
+
+async def ask(client: Any, conversation: str, text: str) -> dict[str, Any]:
+    """One chat turn through ``POST /api/chat`` of a test client; the reply's JSON."""
+    response = await client.post("/api/chat", json={"conversation_id": conversation, "text": text})
+    assert response.status == 200, await response.text()
+    return await response.json()

@@ -15,7 +15,7 @@ import pytest
 from bot.project import load_project
 from bot.server import create_app
 from bot.training import train_project
-from tests.conftest import REPO, copy_bot
+from tests.conftest import REPO, ask, copy_bot
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +42,6 @@ def zh_bot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def client(aiohttp_client: Any, zh_bot: Path) -> Any:
     return await aiohttp_client(create_app(zh_bot, device="cpu"))
 
-
-async def ask(client: Any, conversation: str, text: str) -> dict[str, Any]:
-    response = await client.post("/api/chat", json={"conversation_id": conversation, "text": text})
-    assert response.status == 200
-    return await response.json()
 
 
 async def test_chinese_refund_with_order_number_gets_its_template(client: Any) -> None:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.server import create_app
-from tests.conftest import DEMO
+from tests.conftest import DEMO, ask
 
 pytestmark = pytest.mark.slow
 
@@ -24,11 +24,6 @@ pytestmark = pytest.mark.slow
 async def client(aiohttp_client: Any, real_demo_bot: Path) -> Any:
     return await aiohttp_client(create_app(real_demo_bot, device="cpu"))
 
-
-async def ask(client: Any, conversation: str, text: str) -> dict[str, Any]:
-    response = await client.post("/api/chat", json={"conversation_id": conversation, "text": text})
-    assert response.status == 200
-    return await response.json()
 
 
 async def test_refund_request_gets_the_refund_template_with_the_order(client: Any) -> None:

@@ -14,6 +14,7 @@ import sqlite_utils
 
 from bot.engine import normalise
 from bot.server import create_app
+from tests.conftest import ask
 
 
 @pytest.fixture
@@ -22,34 +23,29 @@ async def client(aiohttp_client: Any, tiny_demo_bot: Path, monkeypatch: pytest.M
     return await aiohttp_client(create_app(tiny_demo_bot, device="cpu"))
 
 
-async def chat(client: Any, conversation: str, text: str) -> dict[str, Any]:
-    response = await client.post("/api/chat", json={"conversation_id": conversation, "text": text})
-    assert response.status == 200, await response.text()
-    return await response.json()
-
 
 def test_normalise_folds_width_and_strips_control_characters() -> None:
     assert normalise("ｏｒｄｅｒ\u0000 １２３\n\tplease") == "order 123 please"
 
 
 async def test_intent_payload_uses_the_template_with_slots_from_earlier_turns(client: Any) -> None:
-    await chat(client, "eng-1", "it is about order 4567")
-    reply = await chat(client, "eng-1", "/get_refund")
+    await ask(client, "eng-1", "it is about order 4567")
+    reply = await ask(client, "eng-1", "/get_refund")
     assert (reply["intent"], reply["source"], reply["confidence"]) == ("get_refund", "template", 1.0)
     assert "order 4567" in reply["reply"]
 
 
 async def test_custom_action_answers_from_its_own_data(client: Any) -> None:
-    await chat(client, "eng-2", "my order number is 123")
-    reply = await chat(client, "eng-2", "/track_order")
+    await ask(client, "eng-2", "my order number is 123")
+    reply = await ask(client, "eng-2", "/track_order")
     assert reply["source"] == "action"
     assert reply["reply"] == "Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday."
 
 
 async def test_handoff_silences_the_bot_until_handed_back(client: Any, tiny_demo_bot: Path) -> None:
-    reply = await chat(client, "eng-3", "/handoff")
+    reply = await ask(client, "eng-3", "/handoff")
     assert reply["source"] == "handoff" and reply["handed_off"] is True
-    silent = await chat(client, "eng-3", "hello? anyone?")
+    silent = await ask(client, "eng-3", "hello? anyone?")
     assert (silent["reply"], silent["source"], silent["handed_off"]) == ("", "silent", True)
 
     headers = {"Authorization": "Bearer s3cret"}
@@ -60,7 +56,7 @@ async def test_handoff_silences_the_bot_until_handed_back(client: Any, tiny_demo
 
     back = await client.post("/admin/conversations/eng-3/handback", headers=headers)
     assert (await back.json()) == {"status": "open"}
-    assert (await chat(client, "eng-3", "/get_refund"))["source"] == "template"
+    assert (await ask(client, "eng-3", "/get_refund"))["source"] == "template"
 
 
 async def test_admin_api_needs_the_token(client: Any) -> None:
@@ -70,7 +66,7 @@ async def test_admin_api_needs_the_token(client: Any) -> None:
 
 
 async def test_every_exchange_is_in_the_store_before_the_reply(client: Any, tiny_demo_bot: Path) -> None:
-    reply = await chat(client, "eng-4", "ＣＡＮＣＥＬ my order")
+    reply = await ask(client, "eng-4", "ＣＡＮＣＥＬ my order")
     db = sqlite_utils.Database(tiny_demo_bot / "dialogues.db")
     turns = list(db.query("select role, text from turns where conversation_id = 'eng-4' order by id"))
     assert turns[0] == {"role": "user", "text": "CANCEL my order"}
