@@ -148,11 +148,8 @@ def collapse_near_duplicates(answers: Sequence[Answer], vectors: np.ndarray, thr
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _encoder_identity(encoder: TextEncoder) -> str:
