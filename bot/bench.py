@@ -265,7 +265,7 @@ def summarise(clients: int, tally: Tally, duration: float, raw: float) -> dict[s
 def raw_encoder(project: Project, inference: InferenceConfig, device: str | None) -> Encoder:
     """The serving model's encoder as the server loads it (int8 or not), on torch's own thread count.
 
-    Every core and its best batch size, whatever ``threads``, ``max_batch`` and ``chunk`` the server
+    Every core and its best batch size, whatever ``threads``, ``max_batch`` and ``pass_tokens`` the server
     is given: the yardstick is what the hardware can do with this model, not what the server's
     settings allow.
     """

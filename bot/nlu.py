@@ -16,15 +16,13 @@ from dataclasses import dataclass
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bot.project import InferenceConfig
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from retrieval.encoder import Encoder
 from retrieval.index import AnswerIndex, Hit
-
-
-GPU_CHUNK = 64  # a GPU gains from wide passes: it pads for free next to the cost of launching many
 
 
 @dataclass
@@ -36,15 +34,14 @@ class Analysis:
 
 class NLU:
     def __init__(self, classifier: IntentClassifier, index: AnswerIndex, version: str, k: int = 5,
-                 intent_threshold: float = 0.5, chunk: int = 64) -> None:
+                 intent_threshold: float = 0.5, pass_tokens: int | None = None) -> None:
         self.classifier = classifier
         self.index = index
         self.version = version
         self.k = k
         self.intent_threshold = intent_threshold
-        # Messages per encoder pass. The classifier sorts a batch by length before cutting it into passes,
-        # so on a CPU small passes pad short messages far less; a GPU is better fed the whole batch.
-        self.chunk = chunk if classifier.device.type == "cpu" else GPU_CHUNK
+        # A GPU pads for free next to the cost of launching many small passes: it takes each batch whole.
+        self.pass_tokens = pass_tokens if classifier.device.type == "cpu" else None
 
     @property
     def labels(self) -> list[str]:
@@ -66,12 +63,45 @@ class NLU:
             index = AnswerIndex.load(folder / "index", encoder)
         except Exception as exc:
             raise ModelLoadError(f"{folder}: cannot load the answer index: {exc}") from exc
-        return cls(classifier, index, folder.name, k, float(meta.get("intent_threshold", 0.5)), inference.chunk)
+        return cls(classifier, index, folder.name, k, float(meta.get("intent_threshold", 0.5)),
+                   inference.pass_tokens)
 
     def analyse(self, texts: list[str]) -> list[Analysis]:
-        predictions, embeddings = self.classifier.predict_with_embeddings(texts, batch_size=self.chunk)
+        """One encoder pass per group of similar-length messages; the embeddings serve both heads."""
+        if self.pass_tokens is None:
+            predictions, embeddings = self.classifier.predict_with_embeddings(texts, batch_size=max(len(texts), 1))
+        else:
+            predictions, embeddings = self._in_passes(texts, self.pass_tokens)
         hits = self.index.search_vectors(embeddings, self.k) if len(self.index) else [[] for _ in texts]
         return [Analysis(p, h, self.intent_threshold) for p, h in zip(predictions, hits)]
+
+
+    def _in_passes(self, texts: list[str], budget: int) -> tuple[list[Prediction], np.ndarray]:
+        tokenizer = self.classifier.encoder.tokenizer
+        cap = self.classifier.encoder.max_seq_length
+        lengths = [min(len(ids), cap) for ids in tokenizer([self.classifier.prefix + t for t in texts])["input_ids"]]
+        groups = token_passes(lengths, budget)
+        results = [self.classifier.predict_with_embeddings([texts[i] for i in g], batch_size=len(g)) for g in groups]
+        order = np.argsort([i for g in groups for i in g])  # back to the batch's order
+        predictions = [p for preds, _ in results for p in preds]
+        embeddings = np.concatenate([emb for _, emb in results])
+        return [predictions[j] for j in order], embeddings[order]
+
+
+def token_passes(lengths: list[int], budget: int) -> list[list[int]]:
+    """Indexes grouped into encoder passes of similar length, each padded to at most ``budget`` tokens.
+
+    Messages go shortest first; a pass takes the next one while (messages x its longest) stays within
+    the budget. A CPU's work is proportional to padded tokens, so a batch of short questions and one
+    long complaint costs what its words cost, not 32 copies of the complaint's length.
+    """
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if groups and (len(groups[-1]) + 1) * lengths[i] <= budget:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def quantize_int8(classifier: IntentClassifier) -> None:

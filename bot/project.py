@@ -103,8 +103,8 @@ class InferenceConfig(_Strict):
                             "of BANKING77 accuracy); none: full float32. bot bench nlu measures both on your data")
     max_batch: int = Field(64, ge=1, description="most messages in one model call")
     max_wait_ms: float = Field(0.0, ge=0, le=100, description="wait for more messages before a batch (0: never wait)")
-    chunk: int = Field(8, ge=1, description="on a CPU, messages per encoder pass within a batch, sorted by length "
-                                             "so that short ones are not padded to long ones (a GPU takes the batch)")
+    pass_tokens: int = Field(256, ge=8, description="on a CPU, padded tokens per encoder pass: a batch is sorted by "
+                                                     "length and cut into passes of about this size (a GPU takes it whole)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's own choice)")
 
 

@@ -1,0 +1,33 @@
+"""Encoder passes by token budget: grouping, and answers identical to one pass over the whole batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bot.nlu import NLU, token_passes
+from bot.project import InferenceConfig
+from finetune.registry import Registry
+
+
+def test_passes_group_similar_lengths_within_the_budget() -> None:
+    lengths = [40, 5, 6, 90, 5, 7, 41]
+    groups = token_passes(lengths, budget=64)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert groups[0] == [1, 4, 2, 5]  # the four short ones, shortest first: 4 x 7 tokens
+    assert all(len(g) * max(lengths[i] for i in g) <= 64 or len(g) == 1 for g in groups)
+    assert [3] in groups  # longer than the budget: a pass of its own
+
+
+def test_answers_in_passes_match_one_pass_in_the_batch_order(tiny_demo_bot: Path) -> None:
+    path = Registry(tiny_demo_bot / "models").current_path()
+    texts = ["hi", "where is my order 12345, it was due last week and nobody answers the phone", "refund please",
+             "cancel", "I would like to change the delivery address of the parcel I ordered yesterday", "thanks"]
+    whole = NLU.load(path, device="cpu", inference=InferenceConfig(quantize="none", pass_tokens=100_000))
+    passes = NLU.load(path, device="cpu", inference=InferenceConfig(quantize="none", pass_tokens=16))
+    assert len(token_passes([len(t.split()) for t in texts], 16)) > 1
+    one, many = whole.analyse(texts), passes.analyse(texts)
+    assert [a.prediction.intent for a in one] == [a.prediction.intent for a in many]
+    assert np.allclose([a.prediction.confidence for a in one], [a.prediction.confidence for a in many], atol=1e-4)
+    assert [[h.id for h in a.hits] for a in one] == [[h.id for h in a.hits] for a in many]
