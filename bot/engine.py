@@ -135,7 +135,7 @@ class Bot:
             analysis = await self.batcher.submit(text[1:].replace("_", " "))
             intent = text[1:]
             return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [h for h in analysis.hits if h.intent == intent],
-                            analysis.intent_threshold)
+                            analysis.intent_threshold, analysis.model_version)
         return await self.batcher.submit(text)
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
@@ -180,7 +180,7 @@ class Bot:
         exchange = Exchange(
             turn.conversation_id, turn.channel, turn.user, text, turn.text if turn.text != text else None,
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
-            decision.kind, self.nlu.version, decision.retrieval_score, slots, fallbacks,
+            decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
         )
         assert self.writer is not None
         return (await self.writer.submit(exchange))[1]

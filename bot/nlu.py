@@ -30,6 +30,7 @@ class Analysis:
     prediction: Prediction
     hits: list[Hit]
     intent_threshold: float  # calibrated for the model version that made the prediction
+    model_version: str  # that version, logged with the turn even if a swap happens meanwhile
 
 
 class NLU:
@@ -73,7 +74,7 @@ class NLU:
         else:
             predictions, embeddings = self._in_passes(texts, self.pass_tokens)
         hits = self.index.search_vectors(embeddings, self.k) if len(self.index) else [[] for _ in texts]
-        return [Analysis(p, h, self.intent_threshold) for p, h in zip(predictions, hits)]
+        return [Analysis(p, h, self.intent_threshold, self.version) for p, h in zip(predictions, hits)]
 
 
     def _in_passes(self, texts: list[str], budget: int) -> tuple[list[Prediction], np.ndarray]:

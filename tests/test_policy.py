@@ -20,7 +20,7 @@ RESPONSES = Responses({"get_refund": [ResponseVariant(text="Refund for {order_id
 
 def analysis(intent: str, confidence: float, hits: list[Hit] | None = None, threshold: float = 0.5) -> Analysis:
     ranking = [(intent, confidence), ("cancel_order", (1 - confidence) / 2), ("get_invoice", (1 - confidence) / 4)]
-    return Analysis(Prediction(intent, confidence, ranking), hits or [], threshold)
+    return Analysis(Prediction(intent, confidence, ranking), hits or [], threshold, "v0001")
 
 
 def hit(score: float, intent: str = "get_refund", text: str = "From history.") -> Hit:
