@@ -263,7 +263,7 @@ def summarise(clients: int, tally: Tally, duration: float, raw: float) -> dict[s
 
 
 def raw_encoder(project: Project, inference: InferenceConfig, device: str | None) -> Encoder:
-    """The serving model's encoder as the server loads it (int8 or not), on torch's own thread count.
+    """The serving model's encoder as the server loads it (int8 or not).
 
     Every core and its best batch size, whatever ``threads``, ``max_batch`` and ``pass_tokens`` the server
     is given: the yardstick is what the hardware can do with this model, not what the server's
@@ -274,7 +274,7 @@ def raw_encoder(project: Project, inference: InferenceConfig, device: str | None
     from finetune.registry import Registry
 
     nlu = NLU.load(Registry(project.models_dir).current_path(), device=device,
-                   inference=inference.model_copy(update={"threads": None}))
+                   inference=inference.model_copy(update={"threads": None, "pass_workers": 1}))
     return answer_encoder(nlu.classifier, nlu.version)
 
 
@@ -315,7 +315,8 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
     with tempfile.TemporaryDirectory(prefix="deskbot-bench-") as tmp:
         folder = scratch_folder(root, Path(tmp), overrides)
         with running_server(folder, device) as (url, version):
-            # Timed before and after the clients, half as long each, so a change in the machine's load shows.
+            # Timed between client counts, and each count is compared with the runs either side of it:
+            # the machine's speed drifts (shared hosts do), and a ratio to a distant yardstick would hide it.
             encoder = raw_encoder(project, settings, device)
             raw_runs = [encoder_throughput(encoder, texts, duration / 2)]
             tallies = []
@@ -326,8 +327,8 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
                 figures = server_figures(before, asyncio.run(scrape(url)))
                 figures.update(client_cpu_ms_per_message=round(client_cpu, 2), load_average=round(os.getloadavg()[0], 2))
                 tallies.append((count, tally, figures))
-            raw_runs.append(encoder_throughput(encoder, texts, duration / 2))
-    raw = float(np.mean([r for r, _ in raw_runs]))
+                raw_runs.append(encoder_throughput(encoder, texts, duration / 2))
+    around = [float(np.mean([raw_runs[i][0], raw_runs[i + 1][0]])) for i in range(len(tallies))]
     return {
         "bot": project.config.name,
         "model_version": version,
@@ -338,9 +339,10 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
         "duration_s": duration,
         "warmup_s": warmup,
         "cpus": os.cpu_count(),
-        "raw_encoder_throughput": round(raw, 1),
+        "raw_encoder_throughput": round(float(np.mean([r for r, _ in raw_runs])), 1),
         "raw_encoder_runs": [{"throughput": round(r, 1), "batch": b} for r, b in raw_runs],
-        "results": [{**summarise(count, tally, duration, raw), **extra} for count, tally, extra in tallies],
+        "results": [{**summarise(count, tally, duration, raw), "raw_encoder_throughput": round(raw, 1), **extra}
+                    for (count, tally, extra), raw in zip(tallies, around)],
     }
 
 

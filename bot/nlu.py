@@ -12,6 +12,8 @@ accuracy; bench/SERVE.md has the figures.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 import warnings
 from pathlib import Path
@@ -35,7 +37,7 @@ class Analysis:
 
 class NLU:
     def __init__(self, classifier: IntentClassifier, index: AnswerIndex, version: str, k: int = 5,
-                 intent_threshold: float = 0.5, pass_tokens: int | None = None) -> None:
+                 intent_threshold: float = 0.5, pass_tokens: int | None = None, pass_workers: int = 1) -> None:
         self.classifier = classifier
         self.index = index
         self.version = version
@@ -43,6 +45,9 @@ class NLU:
         self.intent_threshold = intent_threshold
         # A GPU pads for free next to the cost of launching many small passes: it takes each batch whole.
         self.pass_tokens = pass_tokens if classifier.device.type == "cpu" else None
+        # Passes of one batch are independent: on several cores they run side by side (torch frees the GIL),
+        # which keeps both cores busier than one pass split across them (bench/SERVE.md).
+        self._passes = ThreadPoolExecutor(pass_workers, "deskbot-pass") if pass_workers > 1 and self.pass_tokens else None
 
     @property
     def labels(self) -> list[str]:
@@ -53,8 +58,9 @@ class NLU:
         """Load and check a version folder; raises :class:`ModelLoadError` with the reason if unusable."""
         folder = Path(folder)
         inference = inference or InferenceConfig()
-        if inference.threads:
-            torch.set_num_threads(inference.threads)
+        workers = inference.pass_workers or os.cpu_count() or 1
+        # Side-by-side passes share the cores: by default each pass gets its share, so none oversubscribes.
+        torch.set_num_threads(inference.threads or max(1, (os.cpu_count() or 1) // workers))
         classifier = IntentClassifier.load(folder / "classifier", device=device)
         if inference.quantize == "int8":
             quantize_int8(classifier)
@@ -65,7 +71,7 @@ class NLU:
         except Exception as exc:
             raise ModelLoadError(f"{folder}: cannot load the answer index: {exc}") from exc
         return cls(classifier, index, folder.name, k, float(meta.get("intent_threshold", 0.5)),
-                   inference.pass_tokens)
+                   inference.pass_tokens, workers)
 
     def analyse(self, texts: list[str]) -> list[Analysis]:
         """One encoder pass per group of similar-length messages; the embeddings serve both heads."""
@@ -76,13 +82,16 @@ class NLU:
         hits = self.index.search_vectors(embeddings, self.k) if len(self.index) else [[] for _ in texts]
         return [Analysis(p, h, self.intent_threshold, self.version) for p, h in zip(predictions, hits)]
 
-
     def _in_passes(self, texts: list[str], budget: int) -> tuple[list[Prediction], np.ndarray]:
         tokenizer = self.classifier.encoder.tokenizer
         cap = self.classifier.encoder.max_seq_length
         lengths = [min(len(ids), cap) for ids in tokenizer([self.classifier.prefix + t for t in texts])["input_ids"]]
         groups = token_passes(lengths, budget)
-        results = [self.classifier.predict_with_embeddings([texts[i] for i in g], batch_size=len(g)) for g in groups]
+
+        def run(group: list[int]) -> tuple[list[Prediction], np.ndarray]:
+            return self.classifier.predict_with_embeddings([texts[i] for i in group], batch_size=len(group))
+
+        results = list(self._passes.map(run, groups)) if self._passes and len(groups) > 1 else [run(g) for g in groups]
         order = np.argsort([i for g in groups for i in g])  # back to the batch's order
         predictions = [p for preds, _ in results for p in preds]
         embeddings = np.concatenate([emb for _, emb in results])

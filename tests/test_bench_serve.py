@@ -21,10 +21,13 @@ def test_bench_serve_prints_one_json_object_per_the_schema(tiny_demo_bot: Path) 
                                       "--warmup", "0.3", "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    raw = figures["raw_encoder_throughput"]
-    assert raw > 0 and len(figures["raw_encoder_runs"]) == 2
+    runs = [r["throughput"] for r in figures["raw_encoder_runs"]]
+    assert len(runs) == 3 and all(r > 0 for r in runs)  # before the first client count and after each
+    assert abs(figures["raw_encoder_throughput"] - sum(runs) / 3) < 0.1
     assert [r["clients"] for r in figures["results"]] == [1, 3]
-    for entry in figures["results"]:
+    for i, entry in enumerate(figures["results"]):
+        raw = entry["raw_encoder_throughput"]
+        assert abs(raw - (runs[i] + runs[i + 1]) / 2) < 0.1  # the yardstick timed either side of this count
         assert RESULT_KEYS <= entry.keys()
         assert entry["errors"] == 0 and entry["messages"] > 0
         assert entry["throughput"] == round(entry["messages"] / 1.5, 1)
