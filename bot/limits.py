@@ -13,13 +13,18 @@ Messages are also counted per conversation (:func:`count_message`, called by the
 both HTTP and WebSocket messages), so one conversation cannot flood the model or the store.
 
 Slack and WeCom callbacks are exempt from the per-IP count: they come from a platform's few
-addresses on behalf of all its users, and their signatures already prove who sent them.
+addresses on behalf of all its users, and their signatures already prove who sent them. Their
+messages still count per conversation (:func:`hold_back`), but a platform cannot be answered 429:
+Slack would retry, WeCom would retry and then show an error. So the callback is acknowledged as
+usual, the message never reaches the model, and the user is told once to wait.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -35,6 +40,12 @@ from bot.project import LimitsConfig
 
 EXEMPT_PREFIXES = ("/slack/", "/wecom/", "/healthz")
 SOCKET_RETRY_SECONDS = 10  # a socket slot frees when a page closes; there is no window to wait out
+SLOW_DOWN = {
+    "en": "You are sending messages too fast. Please wait {seconds} seconds, then send your message again.",
+    "zh": "您发送消息太快了，请等待 {seconds} 秒后再发送。",
+}
+CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+log = logging.getLogger(__name__)
 
 
 def too_many(reason: str, retry_after: int) -> web.HTTPException:
@@ -56,6 +67,7 @@ class Limits:
         self._per_ip = self._per_minute(config.per_ip_per_minute)
         self._per_conversation = self._per_minute(config.per_conversation_per_minute)
         self._sockets: Counter[str] = Counter()
+        self._told: dict[str, float] = {}  # conversation -> when the wait it was told of ends (monotonic)
 
     @staticmethod
     def _per_minute(amount: int) -> RateLimitItem | None:
@@ -69,18 +81,40 @@ class Limits:
                 return forwarded
         return request.remote or "unknown"
 
-    def _hit(self, item: RateLimitItem | None, scope: str, key: str, what: str) -> None:
+    def _wait(self, item: RateLimitItem | None, scope: str, key: str) -> int:
+        """Count one hit and return 0, or, past the limit, the whole seconds until one is free again."""
         if item is None or self._window.hit(item, scope, key):
-            return
+            return 0
         reset = self._window.get_window_stats(item, scope, key).reset_time
-        wait = max(1, math.ceil(reset - time.time()))
-        raise too_many(f"too many {what}: more than {item.amount} a minute; retry in {wait}s", wait)
+        return max(1, math.ceil(reset - time.time()))
+
+    def _hit(self, item: RateLimitItem | None, scope: str, key: str, what: str) -> None:
+        wait = self._wait(item, scope, key)
+        if item is not None and wait:
+            raise too_many(f"too many {what}: more than {item.amount} a minute; retry in {wait}s", wait)
 
     def request(self, ip: str) -> None:
         self._hit(self._per_ip, "ip", ip, "requests from this address")
 
     def message(self, conversation_id: str) -> None:
         self._hit(self._per_conversation, "conversation", conversation_id, "messages in this conversation")
+
+    def message_wait(self, conversation_id: str) -> int:
+        """:meth:`message` for callers that cannot answer 429: 0 when counted, else the seconds to wait."""
+        return self._wait(self._per_conversation, "conversation", conversation_id)
+
+    def first_notice(self, conversation_id: str, wait: int) -> bool:
+        """True if the conversation is not already waiting out a notice; it is then told to wait ``wait`` s.
+
+        A flood of messages gets one "please wait" rather than one per dropped message, and a
+        user still over the limit once that wait has passed is told again.
+        """
+        now = time.monotonic()
+        if self._told.get(conversation_id, 0.0) > now:
+            return False
+        self._told = {cid: until for cid, until in self._told.items() if until > now}
+        self._told[conversation_id] = now + wait
+        return True
 
     @contextlib.contextmanager
     def socket(self, ip: str) -> Iterator[None]:
@@ -127,3 +161,29 @@ def count_message(request: web.Request, conversation_id: str, over_socket: bool 
     if over_socket:
         limits.request(limits.client_ip(request))
     limits.message(conversation_id)
+
+
+def slow_down(language: str, seconds: int, text: str) -> str:
+    """The "please wait" notice in the bot's language; a ``multi`` bot answers in the message's script."""
+    if language not in SLOW_DOWN:
+        language = "zh" if CJK.search(text) else "en"
+    return SLOW_DOWN[language].format(seconds=seconds)
+
+
+def hold_back(request: web.Request, conversation_id: str, text: str, language: str) -> str | None:
+    """Count a Slack or WeCom message against its conversation's limit.
+
+    None lets the message through. Otherwise it must be dropped (acknowledged, never shown to the
+    model), and the string is the notice to send its user, empty when the user has already been
+    told to wait and that wait is not over.
+    """
+    limits = request.app.get(LIMITS)
+    wait = limits.message_wait(conversation_id) if limits is not None else 0
+    if limits is None or not wait:
+        return None
+    if not limits.first_notice(conversation_id, wait):
+        log.debug("dropped another message over the limit in %s", conversation_id)
+        return ""
+    log.warning("%s is over %d messages a minute: its messages are dropped for %ds",
+                conversation_id, limits.config.per_conversation_per_minute, wait)
+    return slow_down(language, wait, text)

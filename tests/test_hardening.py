@@ -18,9 +18,10 @@ from click.testing import CliRunner
 
 from bot import server
 from bot.cli import cli
+from bot.limits import Limits, slow_down
 from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, mounted
-from bot.project import load_project
+from bot.project import LimitsConfig, load_project
 from bot.server import BOT, create_app, load_serving_model
 from tests.conftest import configured_copy
 
@@ -143,6 +144,18 @@ async def test_websockets_per_ip_are_capped(make_client: Callable[..., Any]) -> 
     assert (await third.receive_json())["type"] == "reply"
     await second.close()
     await third.close()
+
+
+def test_platform_messages_over_the_limit_are_told_to_wait_once_per_wait() -> None:
+    limits = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
+    assert limits.message_wait("slack:T:C:1") == 0
+    wait = limits.message_wait("slack:T:C:1")
+    assert 1 <= wait <= 60 and limits.message_wait("slack:T:C:2") == 0  # per conversation
+    assert limits.first_notice("slack:T:C:1", 1) and not limits.first_notice("slack:T:C:1", 1)
+    time.sleep(1.05)
+    assert limits.first_notice("slack:T:C:1", 1)  # still flooding once the wait is over: told again
+    assert slow_down("multi", 7, "还在吗") == "您发送消息太快了，请等待 7 秒后再发送。"  # a multi bot follows the script
+    assert slow_down("multi", 7, "hello?").startswith("You are sending messages too fast. Please wait 7 seconds")
 
 
 async def test_body_and_message_size_limits(make_client: Callable[..., Any]) -> None:

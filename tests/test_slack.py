@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from urllib.parse import urlencode
 from types import SimpleNamespace
@@ -21,6 +22,8 @@ from bot.channels.slack import (
     slack_signature,
     verify_slack_request,
 )
+from bot.limits import LIMITS, Limits
+from bot.project import LimitsConfig
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
@@ -360,3 +363,30 @@ async def test_long_retry_after_is_not_waited_for(slack: SimpleNamespace) -> Non
     with pytest.raises(SlackAPIError, match="Retry-After 3600s"):
         await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
     assert time.monotonic() - started < 5 and len(slack.api.calls) == 1
+
+
+# --- the per-conversation limit -----------------------------------------------------------------
+
+
+async def test_a_flooding_thread_is_limited_and_told_once_to_wait(aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
+    bot = FakeBot()
+    channel = make_channel(bot, slack_api.url)
+    app = web.Application()
+    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=2), 65536)
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    flood = [event(f"Ev{n}", text=f"<@UBOT> hello {n}", ts=f"1700000000.00010{n}", thread_ts=TS) for n in range(5)]
+    started = time.monotonic()
+    statuses = [(await post(client, payload)).status for payload in flood[:4]]
+    statuses.append((await post_click(client, click())).status)  # a button click in the thread counts too
+    assert statuses == [200] * 5 and time.monotonic() - started < 2  # every callback acknowledged at once
+    await post(client, event("Ev9", text="<@UBOT> elsewhere", ts="1700000009.000100"))  # another thread
+    await channel.close()
+    assert [t.text for t in bot.turns] == ["hello 0", "hello 1", "elsewhere"]  # the excess never reached the model
+    notices = [p for p in slack_api.posts if p["text"] != bot.text]
+    [notice] = notices  # one notice for three dropped messages
+    assert notice["thread_ts"] == TS
+    seconds = int(re.fullmatch(r"You are sending messages too fast\. Please wait (\d+) seconds, then send your "
+                               r"message again\.", notice["text"])[1])  # type: ignore[index]
+    assert 1 <= seconds <= 60
+    assert len(slack_api.posts) == 4  # three answers and the notice

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
@@ -16,6 +17,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from bot.channels.base import Reply, Turn
 from bot.channels.wecom import WeComChannel, numbered_choices, split_utf8
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
+from bot.limits import LIMITS, Limits
+from bot.project import LimitsConfig
 
 # From Tencent's WXBizMsgCrypt sample (callback_python3/Sample.py).
 TOKEN = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"
@@ -391,3 +394,27 @@ async def test_an_agent_message_withdraws_the_choices(wecom: SimpleNamespace, cr
     await wecom.channel.send(f"wecom:{CORP_ID}:u1", "Hi, I'm Li from support. Which order is it?", role="agent")
     await passive_content(wecom.client, crypto, "1", "2")
     assert [t.text for t in wecom.bot.turns] == ["refund?", "1"]
+
+
+# --- the per-conversation limit -----------------------------------------------------------------
+
+
+async def test_a_flooding_employee_is_limited_and_told_once_to_wait(aiohttp_client: Any, wecom_api: SimpleNamespace,
+                                                                    crypto: WeComCrypto) -> None:
+    bot = FakeBot()
+    channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
+    app = web.Application()
+    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=2), 65536)
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    answers = [await passive_content(client, crypto, f"第{n}个问题", str(n)) for n in range(1, 4)]
+    assert answers[:2] == [ANSWER, ANSWER]
+    seconds = int(re.fullmatch(r"您发送消息太快了，请等待 (\d+) 秒后再发送。", answers[2])[1])  # type: ignore[index]
+    assert 1 <= seconds <= 60
+    for msg_id in ("4", "5"):  # told once: the next ones get WeCom's "received, no reply"
+        query, body = text_message(crypto, "还在吗", msg_id)
+        response = await client.post("/wecom/callback", params=query, data=body)
+        assert response.status == 200 and await response.text() == ""
+    await channel.close()
+    assert [t.text for t in bot.turns] == ["第1个问题", "第2个问题"]  # the excess never reached the model
+    assert wecom_api.sent == []  # nothing sent actively either

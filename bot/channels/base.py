@@ -204,6 +204,7 @@ class PlatformChannel(Channel):
         super().__init__(bot, resolved)
         self.max_body_bytes = int(resolved.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
         self.max_message_chars = int(resolved.get("max_message_chars", DEFAULT_MAX_MESSAGE_CHARS))
+        self.language: str = resolved.get("language", "en")  # the bot's, for what the channel itself says
         self._seen = RecentKeys()
         self._tasks = BackgroundTasks()
         self._session: aiohttp.ClientSession | None = None

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from bot.channels.base import PlatformChannel, Turn, http_error, read_body
+from bot.limits import hold_back
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -158,7 +159,7 @@ class SlackChannel(PlatformChannel):
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
             turn = self._turn(payload)
             if turn is not None:
-                self._tasks.spawn(self._answer(turn))
+                self._start(request, turn)
         return web.Response(status=200)
 
     async def handle_interactions(self, request: web.Request) -> web.StreamResponse:
@@ -173,7 +174,7 @@ class SlackChannel(PlatformChannel):
         if payload.get("type") == "block_actions":
             turn = self._click(payload)
             if turn is not None:
-                self._tasks.spawn(self._answer(turn))
+                self._start(request, turn)
         return web.Response(status=200)
 
     def _turn(self, payload: dict[str, Any]) -> Turn | None:
@@ -237,6 +238,14 @@ class SlackChannel(PlatformChannel):
         for user_id in self.own_user_ids:
             text = re.sub(rf"<@{re.escape(user_id)}(\|[^>]*)?>", " ", text)
         return " ".join(text.split())
+
+    def _start(self, request: web.Request, turn: Turn) -> None:
+        """Answer the turn in the background; past its conversation's limit, drop it and say once to wait."""
+        notice = hold_back(request, turn.conversation_id, turn.text, self.language)
+        if notice is None:
+            self._tasks.spawn(self._answer(turn))
+        elif notice:
+            self._tasks.spawn(self.send(turn.conversation_id, notice))
 
     async def _answer(self, turn: Turn) -> None:
         reply = await self.bot.handle(turn)

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from bot.channels.base import PlatformChannel, Turn, http_error, read_body
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
+from bot.limits import hold_back
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -93,8 +94,7 @@ class WeComChannel(PlatformChannel):
         self.agent_id = int(self.settings["agent_id"])
         self.api_url: str = self.settings.get("api_url") or DEFAULT_API_URL
         self.reply_timeout = float(self.settings.get("reply_timeout", DEFAULT_REPLY_TIMEOUT_S))
-        language = self.settings.get("language", "en")
-        self.choice_hint: str = self.settings.get("choice_hint") or CHOICE_HINT.get(language, CHOICE_HINT["en"])
+        self.choice_hint: str = self.settings.get("choice_hint") or CHOICE_HINT.get(self.language, CHOICE_HINT["en"])
         self.crypto = WeComCrypto(self.settings["token"], self.settings["aes_key"], self.corp_id)
         # The payloads of the numbered choices last offered in each conversation.
         self._offers: OrderedDict[str, list[str]] = OrderedDict()
@@ -144,6 +144,9 @@ class WeComChannel(PlatformChannel):
         if not self._seen.add(message.findtext("MsgId") or f"{user}:{message.findtext('CreateTime')}"):
             return empty
         conversation_id = f"wecom:{self.corp_id}:{user}"
+        notice = hold_back(request, conversation_id, text, self.language)
+        if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
+            return self._passive_reply(user, notice, nonce) if notice else empty
         turn = Turn(
             conversation_id=conversation_id,
             text=self._chosen(conversation_id, text)[: self.max_message_chars],
