@@ -422,12 +422,15 @@ def _open_store(project):  # type: ignore[no-untyped-def]
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default stdout).")
 def export(directory: Path, since: Any, fmt: str, output: Any) -> None:
-    """Write the examples and agent answers `bot retrain` learns from, personal data redacted."""
+    """Write the examples and agent answers `bot retrain` learns from, personal data redacted
+    (unless bot.yml has privacy.redact: false)."""
     from dialogues.export import learned_data, write_jsonl
 
-    store = _open_store(project_or_fail(directory))
+    project = project_or_fail(directory)
+    store = _open_store(project)
     try:
-        lines = write_jsonl(learned_data(store, since.timestamp() if since else 0.0), output)
+        data = learned_data(store, since.timestamp() if since else 0.0, project.config.privacy.redact)
+        lines = write_jsonl(data, output)
     finally:
         store.close()
     click.echo(f"{lines} lines ({fmt})", err=True)

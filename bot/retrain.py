@@ -1,7 +1,7 @@
 """``bot retrain``: learn from the conversations without ever serving a worse model.
 
 1. Gather: nlu.yml's examples (less the frozen evaluation set), every reviewed label, and every agent
-   answer, all redacted (:mod:`dialogues.export`).
+   answer, redacted unless ``privacy.redact`` is off (:mod:`dialogues.export`).
 2. Fine-tune: warm-start from the serving model when the intents are the same, else from the base model.
 3. Measure the serving model and the candidate on the frozen evaluation set (generalisation) and on
    the seed examples (forgetting), by top-1 accuracy, which does not depend on where a threshold sits.
@@ -108,7 +108,7 @@ def read_learned(project: Project) -> LearnedData:
         return LearnedData([], [])
     store = Store(project.db_path)
     try:
-        return learned_data(store)
+        return learned_data(store, redacted=project.config.privacy.redact)  # exactly what bot export writes
     finally:
         store.close()
 

@@ -1,14 +1,17 @@
 """What the bot learns from its conversations, as data: reviewed examples and agent answers.
 
 ``bot retrain`` and ``bot export`` read the store through :func:`learned_data`, so the exported file
-is exactly what a retrain would learn from. Personal data is redacted on the way out: a model
-should not learn one customer's email address, and an agent answer shown to another customer must
-not carry it.
+is exactly what a retrain would learn from. Unless ``privacy.redact`` is switched off, personal data
+is redacted on the way out, even text stored before redaction was switched on: a model should not
+learn one customer's email address, and an agent answer shown to another customer must not carry
+it. Switched off, the text leaves as it is stored. The unredacted ``raw_text`` that
+``privacy.keep_raw`` keeps never leaves the store.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
@@ -23,11 +26,13 @@ class LearnedData:
     answers: list[dict[str, Any]]  # {"question", "answer", "intent", "id", "created"}; intent may be None
 
 
-def learned_data(store: Store, since: float = 0.0) -> LearnedData:
-    """Review labels (the latest per turn) and agent answers created at or after ``since``, redacted."""
-    examples = [{"text": redact(r["text"]), "intent": r["intent"], "turn_id": r["turn_id"], "label_id": r["id"],
+def learned_data(store: Store, since: float = 0.0, redacted: bool = True) -> LearnedData:
+    """Review labels (the latest per turn) and agent answers created at or after ``since``; their text
+    redacted unless ``redacted`` is False (``privacy.redact: false``)."""
+    private: Callable[[str], str] = redact if redacted else (lambda text: text)
+    examples = [{"text": private(r["text"]), "intent": r["intent"], "turn_id": r["turn_id"], "label_id": r["id"],
                  "created": r["created"]} for r in store.labels(since)]
-    answers = [{"question": redact(r["question"]), "answer": redact(r["answer"]), "intent": r["intent"],
+    answers = [{"question": private(r["question"]), "answer": private(r["answer"]), "intent": r["intent"],
                 "id": r["id"], "created": r["created"]}
                for r in store.answer_candidates(since)]
     return LearnedData(examples, answers)

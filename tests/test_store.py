@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
+import yaml
 from click.testing import CliRunner
 
 from bot.cli import cli
+from bot.project import load_project
+from bot.retrain import read_learned
 from dialogues.export import learned_data
 from dialogues.redact import cn_id_valid, luhn_valid, redact
 from dialogues.store import MIGRATIONS, Exchange, Store
@@ -130,3 +133,32 @@ def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: P
     assert bad.exit_code == 2 and "Invalid value for '--since'" in bad.output
     missing = CliRunner().invoke(cli, ["export", str(tmp_path / "nobot")])
     assert missing.exit_code == 1 and "not a bot folder" in missing.output
+
+
+@pytest.mark.parametrize(("privacy", "card", "email"), [
+    ({}, "[CARD]", "[EMAIL]"),
+    ({"keep_raw": True}, "[CARD]", "[EMAIL]"),  # the raw text is kept in the store, never exported
+    ({"redact": False}, "4111 1111 1111 1111", "jane@example.com"),  # switched off: exported as stored
+])
+def test_export_and_retrain_follow_privacy_redact(tmp_path: Path, privacy: dict[str, bool], card: str, email: str) -> None:
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    (root / "bot.yml").write_text(yaml.safe_dump({**config, "privacy": privacy}))
+    settings = load_project(root).config.privacy
+    store = Store(root / "dialogues.db", redact=settings.redact, keep_raw=settings.keep_raw)  # as bot serve opens it
+    turn = user_turn(store, "c1", "refund to card 4111 1111 1111 1111 please")
+    store.add_labels([turn], "get_refund")
+    store.add_agent_answer("c1", "Done, the receipt went to jane@example.com")
+    raw = store.db.execute("SELECT raw_text FROM turns WHERE id = ?", [turn]).fetchone()[0]
+    assert (raw is not None) == bool(privacy.get("keep_raw"))
+    store.close()
+
+    result = CliRunner().invoke(cli, ["export", str(root)])
+    assert result.exit_code == 0, result.output
+    example, answer = [json.loads(line) for line in result.stdout.splitlines()]
+    assert example["text"] == answer["question"] == f"refund to card {card} please"
+    assert answer["answer"] == f"Done, the receipt went to {email}"
+    learned = read_learned(load_project(root))  # bot retrain learns exactly what was exported
+    assert [r["text"] for r in learned.examples] == [example["text"]]
+    assert [(r["question"], r["answer"]) for r in learned.answers] == [(answer["question"], answer["answer"])]
