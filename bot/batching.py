@@ -2,7 +2,8 @@
 
 The batcher never waits to fill a batch. While the model is busy, new requests queue; when it is
 free, everything queued (up to ``max_batch``) goes in together. So a lone message runs at once, and
-under load the batch grows by itself. The model runs in one worker thread, off the event loop.
+under load the batch grows by itself. The model runs in worker threads, off the event loop: one by
+default, or ``concurrency`` batches in flight at once, each on its own share of the CPU cores.
 
 The same batcher writes the conversation log: there ``fn`` commits a whole batch of exchanges in
 one transaction, and each request resolves only after that commit, so a reply is never
@@ -22,7 +23,7 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    """Runs ``fn`` over batches of submitted items in one worker thread.
+    """Runs ``fn`` over batches of submitted items in ``concurrency`` worker threads.
 
     ``executor`` lets a caller share its own single thread (the store's, whose SQLite connection
     must not be used from two threads at once); otherwise the batcher owns one. ``on_batch`` is
@@ -30,14 +31,16 @@ class MicroBatcher(Generic[T, R]):
     """
 
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch: int = 64, max_wait_ms: float = 0.0,
-                 executor: Executor | None = None, name: str = "deskbot-model") -> None:
+                 executor: Executor | None = None, name: str = "deskbot-model", concurrency: int = 1) -> None:
         self.fn = fn
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
+        self.concurrency = concurrency if executor is None else 1
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._owns_executor = executor is None
-        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._executor = executor or ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=name)
         self.on_batch: Callable[[int, float], None] | None = None
 
     @property
@@ -62,7 +65,9 @@ class MicroBatcher(Generic[T, R]):
 
     async def _run(self) -> None:
         assert self._queue is not None
+        free = asyncio.Semaphore(self.concurrency)
         while True:
+            await free.acquire()  # a batch is formed only once a worker can take it, so it grows under load
             batch = [await self._queue.get()]
             if self.max_wait:
                 await asyncio.sleep(self.max_wait)
@@ -70,33 +75,40 @@ class MicroBatcher(Generic[T, R]):
                 batch.append(self._queue.get_nowait())
             batch = [(item, fut) for item, fut in batch if not fut.done()]  # drop cancelled requests
             if not batch:
+                free.release()
                 continue
-            items = [item for item, _ in batch]
-            try:
-                results = await self._call(items)
-                outcomes: list[tuple[R | None, BaseException | None]] = [(r, None) for r in results]
-            except Exception:
-                # One bad item must not fail the others: retry one by one to find it.
-                outcomes = []
-                for item in items:
-                    try:
-                        outcomes.append(((await self._call([item]))[0], None))
-                    except Exception as exc:
-                        outcomes.append((None, exc))
-            for (_, future), (result, error) in zip(batch, outcomes):
-                if future.done():
-                    continue
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)  # type: ignore[arg-type]
+            task = asyncio.get_running_loop().create_task(self._serve(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(lambda done: (self._in_flight.discard(done), free.release()))
+
+    async def _serve(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            results = await self._call(items)
+            outcomes: list[tuple[R | None, BaseException | None]] = [(r, None) for r in results]
+        except Exception:
+            # One bad item must not fail the others: retry one by one to find it.
+            outcomes = []
+            for item in items:
+                try:
+                    outcomes.append(((await self._call([item]))[0], None))
+                except Exception as exc:
+                    outcomes.append((None, exc))
+        for (_, future), (result, error) in zip(batch, outcomes):
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
+        for task in [self._worker, *self._in_flight]:
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         if self._owns_executor:
             self._executor.shutdown(wait=True)

@@ -274,7 +274,7 @@ def raw_encoder(project: Project, inference: InferenceConfig, device: str | None
     from finetune.registry import Registry
 
     nlu = NLU.load(Registry(project.models_dir).current_path(), device=device,
-                   inference=inference.model_copy(update={"threads": None, "pass_workers": 1}))
+                   inference=inference.model_copy(update={"threads": None, "workers": 1}))
     return answer_encoder(nlu.classifier, nlu.version)
 
 

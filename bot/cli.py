@@ -305,14 +305,14 @@ def _positive_ints(value: str) -> list[int]:
 @click.option("--quantize", type=click.Choice(["none", "int8"]), default=None, help="Override server.inference.quantize.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Override server.inference.threads.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=None, help="Override server.inference.max_batch.")
-@click.option("--pass-workers", type=click.IntRange(min=1), default=None, help="Override server.inference.pass_workers.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Override server.inference.workers.")
 @click.option("--pass-tokens", type=click.IntRange(min=8), default=None, help="Override server.inference.pass_tokens.")
 @click.option("--think-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Mean pause between a reply and a client's next message (0: at once, the server's capacity).")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_serve(directory: Path, clients: list[int], duration: float, warmup: float, transport: str,
-                quantize: str | None, threads: int | None, max_batch: int | None, pass_tokens: int | None, pass_workers: int | None, think_ms: float,
+                quantize: str | None, threads: int | None, max_batch: int | None, pass_tokens: int | None, workers: int | None, think_ms: float,
                 device: str | None, as_json: bool) -> None:
     """Throughput and latency of `bot serve` for the trained bot in DIRECTORY, against the raw encoder."""
     import signal
@@ -325,7 +325,7 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
     try:
         Registry(project.models_dir).current_path()
         figures = serve_benchmark(directory, clients, duration, warmup, transport,
-                                  {"quantize": quantize, "threads": threads, "max_batch": max_batch, "pass_tokens": pass_tokens, "pass_workers": pass_workers}, device,
+                                  {"quantize": quantize, "threads": threads, "max_batch": max_batch, "pass_tokens": pass_tokens, "workers": workers}, device,
                                   think_ms=think_ms)
     except (BenchError, RegistryError) as exc:
         fail(str(exc))

@@ -46,7 +46,8 @@ class Bot:
         self.actions = actions or ActionRunner(project.actions_dir, project.config.actions.endpoint,
                                                project.config.actions.timeout, domain=self.domain())
         inference = self.config.server.inference
-        self.batcher: MicroBatcher[str, Analysis] = MicroBatcher(self._analyse, inference.max_batch, inference.max_wait_ms)
+        self.batcher: MicroBatcher[str, Analysis] = MicroBatcher(self._analyse, inference.max_batch, inference.max_wait_ms,
+                                                                   concurrency=nlu.workers)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-store")
         # One writer for the log: exchanges that arrive together commit in one transaction, on the store's thread.
         self.writer: MicroBatcher[Exchange, tuple[int, int | None]] | None = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+import copy
 from dataclasses import dataclass
 import warnings
 from pathlib import Path
@@ -37,7 +37,7 @@ class Analysis:
 
 class NLU:
     def __init__(self, classifier: IntentClassifier, index: AnswerIndex, version: str, k: int = 5,
-                 intent_threshold: float = 0.5, pass_tokens: int | None = None, pass_workers: int = 1) -> None:
+                 intent_threshold: float = 0.5, pass_tokens: int | None = None, workers: int = 1) -> None:
         self.classifier = classifier
         self.index = index
         self.version = version
@@ -45,9 +45,11 @@ class NLU:
         self.intent_threshold = intent_threshold
         # A GPU pads for free next to the cost of launching many small passes: it takes each batch whole.
         self.pass_tokens = pass_tokens if classifier.device.type == "cpu" else None
-        # Passes of one batch are independent: on several cores they run side by side (torch frees the GIL),
-        # which keeps both cores busier than one pass split across them (bench/SERVE.md).
-        self._passes = ThreadPoolExecutor(pass_workers, "deskbot-pass") if pass_workers > 1 and self.pass_tokens else None
+        # Batches analysed at once, by the server's workers. A GPU runs one batch at a time anyway.
+        self.workers = workers if classifier.device.type == "cpu" else 1
+        # Lengths are counted with a tokenizer of their own: a tokenizer switched between padded and unpadded
+        # calls refuses to be used from two threads at once ("Already borrowed").
+        self._counter = copy.deepcopy(classifier.encoder.tokenizer)
 
     @property
     def labels(self) -> list[str]:
@@ -58,8 +60,8 @@ class NLU:
         """Load and check a version folder; raises :class:`ModelLoadError` with the reason if unusable."""
         folder = Path(folder)
         inference = inference or InferenceConfig()
-        workers = inference.pass_workers or os.cpu_count() or 1
-        # Side-by-side passes share the cores: by default each pass gets its share, so none oversubscribes.
+        workers = inference.workers or os.cpu_count() or 1
+        # Batches in flight share the cores: by default each gets its share, so none oversubscribes.
         torch.set_num_threads(inference.threads or max(1, (os.cpu_count() or 1) // workers))
         classifier = IntentClassifier.load(folder / "classifier", device=device)
         if inference.quantize == "int8":
@@ -83,15 +85,10 @@ class NLU:
         return [Analysis(p, h, self.intent_threshold, self.version) for p, h in zip(predictions, hits)]
 
     def _in_passes(self, texts: list[str], budget: int) -> tuple[list[Prediction], np.ndarray]:
-        tokenizer = self.classifier.encoder.tokenizer
         cap = self.classifier.encoder.max_seq_length
-        lengths = [min(len(ids), cap) for ids in tokenizer([self.classifier.prefix + t for t in texts])["input_ids"]]
+        lengths = [min(len(ids), cap) for ids in self._counter([self.classifier.prefix + t for t in texts])["input_ids"]]
         groups = token_passes(lengths, budget)
-
-        def run(group: list[int]) -> tuple[list[Prediction], np.ndarray]:
-            return self.classifier.predict_with_embeddings([texts[i] for i in group], batch_size=len(group))
-
-        results = list(self._passes.map(run, groups)) if self._passes and len(groups) > 1 else [run(g) for g in groups]
+        results = [self.classifier.predict_with_embeddings([texts[i] for i in g], batch_size=len(g)) for g in groups]
         order = np.argsort([i for g in groups for i in g])  # back to the batch's order
         predictions = [p for preds, _ in results for p in preds]
         embeddings = np.concatenate([emb for _, emb in results])

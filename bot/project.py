@@ -105,10 +105,10 @@ class InferenceConfig(_Strict):
     max_wait_ms: float = Field(0.0, ge=0, le=100, description="wait for more messages before a batch (0: never wait)")
     pass_tokens: int = Field(256, ge=8, description="on a CPU, padded tokens per encoder pass: a batch is sorted by "
                                                      "length and cut into passes of about this size (a GPU takes it whole)")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads per pass (default: the cores divided "
-                                                         "among the pass workers)")
-    pass_workers: int | None = Field(None, ge=1, description="encoder passes of one batch run side by side on a CPU "
-                                                              "(default: one per core)")
+    workers: int | None = Field(None, ge=1, description="on a CPU, batches analysed at once, each on its share of "
+                                                         "the cores (default: one per core; a GPU takes one)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads per batch (default: the cores divided "
+                                                         "among the workers)")
 
 
 class ServerConfig(_Strict):

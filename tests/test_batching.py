@@ -61,6 +61,24 @@ async def test_requests_queued_while_busy_share_one_batch() -> None:
     await batcher.close()
 
 
+async def test_with_two_workers_a_second_batch_runs_while_the_first_is_busy() -> None:
+    model = Recorder()
+    batcher = MicroBatcher(model, concurrency=2)
+    model.gate.clear()
+    first = asyncio.ensure_future(batcher.submit("a"))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(batcher.submit("b"))  # the second worker is free: taken at once
+    await asyncio.sleep(0.05)
+    assert batcher.queue_depth == 0
+    queued = [asyncio.ensure_future(batcher.submit(t)) for t in "cde"]  # both busy: these wait and batch
+    await asyncio.sleep(0.05)
+    assert batcher.queue_depth == 3
+    model.gate.set()
+    assert await asyncio.gather(first, second, *queued) == list("ABCDE")
+    assert sorted(model.batches[:2]) == [["a"], ["b"]] and model.batches[2] == ["c", "d", "e"]
+    await batcher.close()
+
+
 async def test_a_failing_item_fails_only_its_own_request() -> None:
     model = Recorder()
     batcher = MicroBatcher(model)

@@ -33,13 +33,14 @@ def test_answers_in_passes_match_one_pass_in_the_batch_order(tiny_demo_bot: Path
     assert [[h.id for h in a.hits] for a in one] == [[h.id for h in a.hits] for a in many]
 
 
-def test_passes_side_by_side_answer_as_one_worker_does(tiny_demo_bot: Path) -> None:
+def test_batches_analysed_from_two_threads_at_once_answer_as_one_at_a_time(tiny_demo_bot: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     path = Registry(tiny_demo_bot / "models").current_path()
-    texts = [f"order {n} " + "is late " * (n % 7) for n in range(40)]
-    serial = NLU.load(path, device="cpu", inference=InferenceConfig(quantize="none", pass_tokens=32, pass_workers=1))
-    parallel = NLU.load(path, device="cpu", inference=InferenceConfig(quantize="none", pass_tokens=32, pass_workers=3))
-    assert parallel._passes is not None and serial._passes is None
-    one, many = serial.analyse(texts), parallel.analyse(texts)
-    assert [a.prediction.intent for a in one] == [a.prediction.intent for a in many]
-    assert np.allclose([a.prediction.confidence for a in one], [a.prediction.confidence for a in many], atol=1e-4)
-    assert [[h.id for h in a.hits] for a in one] == [[h.id for h in a.hits] for a in many]
+    nlu = NLU.load(path, device="cpu", inference=InferenceConfig(quantize="none", pass_tokens=32, workers=2))
+    assert nlu.workers == 2
+    batches = [[f"order {n} " + "is late " * ((n + b) % 7) for n in range(12)] for b in range(8)]
+    serial = [[a.prediction.intent for a in nlu.analyse(batch)] for batch in batches]
+    with ThreadPoolExecutor(2) as pool:
+        concurrent = [[a.prediction.intent for a in result] for result in pool.map(nlu.analyse, batches * 3)]
+    assert concurrent == serial * 3
