@@ -124,6 +124,8 @@ class Harness:
     """The real channel handlers on mocked requests, one event loop for all inputs."""
 
     def __init__(self) -> None:
+        from aiohttp import web
+
         from bot.channels.slack import SlackChannel
         from bot.channels.wecom import WeComChannel
 
@@ -133,6 +135,7 @@ class Harness:
         self.wecom = WeComChannel(StubBot("wecom:", 4000), dict(WECOM))
         self.sent: list[tuple[str, str]] = []
         self.statuses: list[int] = []
+        self.app = web.Application()  # a real one (no limits set), not aiohttp's mock that answers anything
         for channel in (self.slack, self.wecom):
             channel.send = self._send  # type: ignore[method-assign]  # the platform APIs are not called
 
@@ -147,7 +150,7 @@ class Harness:
         payload.feed_data(body)
         payload.feed_eof()
         return make_mocked_request(method, path, headers={**headers, "Content-Length": str(len(body))},
-                                   payload=payload, loop=self.loop)
+                                   payload=payload, loop=self.loop, app=self.app)
 
     def answer(self, channel: Any, handler: Any, request: Any, allowed: tuple[int, ...]) -> int:
         """Run ``handler`` and its background turns; its status, which must be 200 or in ``allowed``."""
