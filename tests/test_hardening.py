@@ -203,7 +203,8 @@ async def test_wrong_bodies_and_ids_get_400_naming_the_field(make_client: Callab
         ("/api/chat", {"conversation_id": "c1", "text": 5}, {}, "text: Input should be a valid string"),
         ("/api/chat", {"text": "hi"}, {}, "conversation_id: Field required"),
         ("/api/chat", {"conversation_id": "c1", "text": "hi", "admin": True}, {}, "admin: unknown field"),
-        ("/api/feedback", {"turn_id": "seven", "value": 1}, {}, "turn_id: "),
+        ("/api/feedback", {"conversation_id": "c1", "turn_id": "seven", "value": 1}, {}, "turn_id: "),
+        ("/api/feedback", {"turn_id": 1, "value": 1}, {}, "conversation_id: Field required"),
         ("/admin/conversations/c1/messages", [1], admin, "body: "),
         ("/admin/conversations/c1/messages", {"text": "  "}, admin, "text: "),
         ("/admin/review/1", {"accept": "maybe"}, admin, "accept: "),
@@ -313,7 +314,8 @@ async def test_purge_deletes_a_conversation_completely(make_client: Callable[...
     gone, kept = cid(), cid()
     secret = "my parcel for Zebediah Quuxworth never came"
     reply = await (await chat(client, gone, secret)).json()
-    await client.post("/api/feedback", json={"turn_id": reply["turn_id"], "value": -1, "comment": "Quuxworth unhappy"})
+    await client.post("/api/feedback", json={"conversation_id": gone, "turn_id": reply["turn_id"], "value": -1,
+                                             "comment": "Quuxworth unhappy"})
     admin = {"Authorization": "Bearer t0ken"}
     assert (await client.post(f"/admin/conversations/{gone}/handoff", headers=admin)).status == 200
     assert (await client.post(f"/admin/conversations/{gone}/messages", json={"text": "Sorry Mr Quuxworth"},

@@ -49,11 +49,11 @@ def test_the_queue_holds_doubtful_turns_grouped_and_ordered_by_expected_value(st
     orders = [turn(store, f"Where is my order {n}?", 0.30, "fallback", 0.25, f"o{n}")[0] for n in (12, 345, 6789)]
     refund = turn(store, "refund now", 0.20, "fallback", 0.05, intent="get_refund")[0]
     disliked, disliked_reply = turn(store, "cancel my order", 0.95, "template", 0.01, intent="cancel_order")
-    store.add_feedback(disliked_reply, -1)
+    store.add_feedback("c1", disliked_reply, -1)
     human = turn(store, "get me a person", 0.9, "handoff", 0.05, intent="contact_human_agent")[0]
     turn(store, "track my parcel", 0.95, "template", 0.02)  # confident, answered, no complaint
     liked_reply = turn(store, "cancel order 5", 0.96, "template", 0.01, intent="cancel_order")[1]
-    store.add_feedback(liked_reply, 1)
+    store.add_feedback("c1", liked_reply, 1)
     turn(store, "/track_order", 0.1, "fallback")  # a button payload
     turn(store, "hello? anyone?", 0.0, "silent")  # typed while an agent had the conversation
     store.add_labels([turn(store, "already labelled", 0.1, "fallback")[0]], "track_order")
@@ -166,7 +166,8 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     for n, text in enumerate(["where is my order 12", "where is my order 345", "Where is my order 6789?", "I hate this"]):
         resp = await client.post("/api/chat", json={"conversation_id": f"c{n}", "text": text})
         replies.append(await resp.json())
-        await client.post("/api/feedback", json={"turn_id": replies[-1]["turn_id"], "value": -1})
+        await client.post("/api/feedback", json={"conversation_id": f"c{n}", "turn_id": replies[-1]["turn_id"],
+                                                 "value": -1})
 
     assert (await client.get("/admin/review")).status == 401
     assert (await client.get("/admin/review", headers={"Authorization": "Bearer wrong"})).status == 401

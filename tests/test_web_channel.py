@@ -51,7 +51,8 @@ async def test_button_payload_selects_its_template(client: Any) -> None:
 async def test_history_and_feedback_are_stored(client: Any, web_demo_bot: SimpleNamespace) -> None:
     cid = new_id()
     reply = await chat(client, cid, "hello there")
-    response = await client.post("/api/feedback", json={"turn_id": reply["turn_id"], "value": -1, "comment": "not it"})
+    response = await client.post("/api/feedback", json={"conversation_id": cid, "turn_id": reply["turn_id"], "value": -1,
+                                                         "comment": "not it"})
     assert response.status == 200
     history = await (await client.get(f"/api/conversations/{cid}/history")).json()
     assert history["status"] == "open"
@@ -71,9 +72,25 @@ async def test_bad_requests_are_400_with_a_reason(client: Any) -> None:
     for body, reason in cases:
         response = await client.post("/api/chat", data=body, headers={"Content-Type": "application/json"})
         assert response.status == 400 and reason in (await response.json())["error"], body[:60]
-    response = await client.post("/api/feedback", json={"turn_id": 10**9, "value": 1})
+    response = await client.post("/api/feedback", json={"conversation_id": "web-1", "turn_id": 10**9, "value": 1})
     assert response.status == 404 and "no bot turn" in (await response.json())["error"]
-    assert (await client.post("/api/feedback", json={"turn_id": 1, "value": 5})).status == 400
+    assert (await client.post("/api/feedback", json={"conversation_id": "web-1", "turn_id": 1, "value": 5})).status == 400
+
+
+async def test_feedback_only_on_a_turn_of_the_given_conversation(client: Any, web_demo_bot: SimpleNamespace) -> None:
+    mine, theirs = new_id(), new_id()
+    reply = await chat(client, theirs, "where is my parcel")
+    for conversation in (mine, "web-never-seen"):  # another customer's reply, or a made-up conversation
+        response = await client.post("/api/feedback", json={"conversation_id": conversation, "turn_id": reply["turn_id"],
+                                                             "value": -1})
+        assert response.status == 404
+        assert (await response.json())["error"] == f"turn_id: no bot turn {reply['turn_id']} in conversation {conversation}"
+    response = await client.post("/api/feedback", json={"turn_id": reply["turn_id"], "value": -1})
+    assert response.status == 400 and (await response.json())["error"] == "conversation_id: Field required"
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        assert db.execute("SELECT count(*) FROM feedback WHERE turn_id = ?", [reply["turn_id"]]).fetchone() == (0,)
+    response = await client.post("/api/feedback", json={"conversation_id": theirs, "turn_id": reply["turn_id"], "value": 1})
+    assert response.status == 200  # its own conversation may rate it
 
 
 async def test_bad_socket_frames_get_errors_and_the_socket_stays_open(client: Any) -> None:

@@ -44,8 +44,9 @@ class JoinRequest(ConversationRequest):
     """Sent over the socket to receive a conversation's pushes (agent replies) before saying anything."""
 
 
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FeedbackRequest(ConversationRequest):
+    """A vote names its conversation too: a client may rate only the replies of a conversation it holds."""
+
     turn_id: int = Field(..., ge=1, le=2**63 - 1, description="a bot reply's turn_id (SQLite's integer range)")
     value: int = Field(..., ge=-1, le=1, description="1 thumbs up, -1 thumbs down")
     comment: str | None = Field(None, max_length=2000)
@@ -231,9 +232,11 @@ class WebChannel(Channel):
     async def feedback(self, request: web.Request) -> web.Response:
         body = await read_json(request, FeedbackRequest)
         try:
-            await self.bot._store(self.bot.store.add_feedback, body.turn_id, body.value, body.comment)
+            await self.bot._store(self.bot.store.add_feedback, body.conversation_id, body.turn_id, body.value,
+                                  body.comment)
         except KeyError:
-            raise http_error(web.HTTPNotFound, f"turn_id: no bot turn {body.turn_id}") from None
+            raise http_error(web.HTTPNotFound,
+                             f"turn_id: no bot turn {body.turn_id} in conversation {body.conversation_id}") from None
         return web.json_response({"ok": True})
 
     async def widget_settings(self, request: web.Request) -> web.Response:

@@ -500,7 +500,7 @@
       const next = previous === value ? 0 : value; // pressing the pressed thumb takes the vote back
       show(next);
       try {
-        await api("POST", "/api/feedback", { turn_id: turnId, value: next });
+        await api("POST", "/api/feedback", { conversation_id: conversationId, turn_id: turnId, value: next });
         thanks.textContent = next ? t.thanks : "";
       } catch {
         show(previous);
