@@ -11,6 +11,7 @@ fine: the tests check behaviour that does not depend on how good the model is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -21,12 +22,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from aiohttp import web
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
+from bot.engine import normalise
+from bot.project import load_project
 from bot.server import BOT, create_app
+from tests.conftest import configured_copy
 
 pytestmark = pytest.mark.slow
 
@@ -34,16 +40,68 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-XSS = "<img src=x onerror=alert(1)>"
+
+# Every payload the widget is tried with (bench/ROBUSTNESS.md lists them): each is one bullet of a
+# message, with the text its list item must show and how many links it may make. Links written with
+# a javascript:, data: or vbscript: URL stay plain text; an HTML entity or percent sign is never
+# decoded, so the "disguised" ones are ordinary links to a path of the page's own site (a leading
+# control character is dropped by the URL parser, so that one is refused as javascript:).
+XSS_PAYLOADS: list[tuple[str, str, int]] = [
+    ("<img src=x onerror=alert(1)>", "<img src=x onerror=alert(1)>", 0),
+    ("<script>alert(2)</script>", "<script>alert(2)</script>", 0),
+    ("<svg onload=alert(3)>", "<svg onload=alert(3)>", 0),
+    ("<iframe src=javascript:alert(4)></iframe>", "<iframe src=javascript:alert(4)></iframe>", 0),
+    ("<a href=javascript:alert(5)>tap</a>", "<a href=javascript:alert(5)>tap</a>", 0),
+    ('"><img src=x onerror=alert(6)>', '"><img src=x onerror=alert(6)>', 0),
+    ("<math><mtext><table><mglyph><style><img src=x onerror=alert(7)>",
+     "<math><mtext><table><mglyph><style><img src=x onerror=alert(7)>", 0),
+    ("<details open ontoggle=alert(8)>", "<details open ontoggle=alert(8)>", 0),
+    ("**<img src=x onerror=alert(9)>**", "<img src=x onerror=alert(9)>", 0),
+    ("`<script>alert(10)</script>`", "<script>alert(10)</script>", 0),
+    ("[parens](javascript:alert(11))", "[parens](javascript:alert(11))", 0),
+    ("[js](javascript:document.title='js')", "[js](javascript:document.title='js')", 0),
+    ("[case](JaVaScRiPt:document.title='case')", "[case](JaVaScRiPt:document.title='case')", 0),
+    ("[ctl](\x01javascript:document.title='ctl')", "[ctl](\x01javascript:document.title='ctl')", 0),
+    ("[data](data:text/html;base64,PHNjcmlwdD5hbGVydCgxMik8L3NjcmlwdD4=)",
+     "[data](data:text/html;base64,PHNjcmlwdD5hbGVydCgxMik8L3NjcmlwdD4=)", 0),
+    ("[vb](vbscript:msgbox)", "[vb](vbscript:msgbox)", 0),
+    ("![img](javascript:document.title='img')", "![img](javascript:document.title='img')", 0),
+    ("[ent](jav&#x09;ascript:document.title='ent')", "ent", 1),
+    ("[pct](java%0Ascript:document.title='pct')", "pct", 1),
+    ("![pixel](https://shop.example.com/pixel.png)", "!pixel", 1),
+    ("[<img src=x onerror=alert(13)>](https://shop.example.com/help)", "<img src=x onerror=alert(13)>", 1),
+    ("[quote](https://shop.example.com/\"onmouseover=\"document.title='quote')", "quote", 1),
+]
+XSS_TEXT = "\n".join(["**Refund sent**", *(f"- {payload}" for payload, _, _ in XSS_PAYLOADS)])
+XSS_TITLE = "<img src=x onerror=alert(20)>Hostile Shop"
+XSS_BUTTONS = [{"title": "<img src=x onerror=alert(21)>Request a refund", "payload": '"><img src=x onerror=alert(22)>'},
+               {"title": "<script>alert(23)</script>", "payload": "/get_refund"}]
+# What the widget itself is built of; a payload that made any other element would show up.
+WIDGET_TAGS = {"a", "br", "button", "code", "div", "em", "footer", "form", "h2", "header", "i", "label", "li", "ol", "p",
+               "path", "section", "span", "strong", "style", "svg", "textarea", "ul"}
+INERT_CHECK = """() => {
+  const inShadow = [...document.getElementById("deskbot-widget").shadowRoot.querySelectorAll("*")];
+  const everything = [...document.querySelectorAll("*"), ...inShadow];
+  return {
+    body: [...document.body.children].map((e) => e.localName),
+    tags: [...new Set(inShadow.map((e) => e.localName))],
+    handlers: everything.flatMap((e) => [...e.attributes].filter((a) => a.name.startsWith("on"))
+                                                        .map((a) => `${e.localName}[${a.name}]`)),
+    strayIcons: inShadow.filter((e) => e.localName === "svg" && !e.parentElement.matches("button, .avatar")).length,
+    urls: everything.flatMap((e) => ["href", "src", "action", "formaction"].filter((a) => e.hasAttribute(a))
+                                                                         .map((a) => e.getAttribute(a))),
+    title: document.title,
+  };
+}"""
 
 expect.set_options(timeout=10_000)
 
 
 class LiveServer:
-    """``bot serve``'s app on 127.0.0.1, and the shop's pages on ``shop_socket``, on their own event
-    loop in a thread, for a browser to use."""
+    """``bot serve``'s app on 127.0.0.1, and the shop's pages on ``shop_socket`` (if given), on their own
+    event loop in a thread, for a browser to use."""
 
-    def __init__(self, root: Path, shop_socket: socket.socket) -> None:
+    def __init__(self, root: Path, shop_socket: socket.socket | None = None) -> None:
         self.root = root
         self.shop_socket = shop_socket
         self.pages: dict[str, str] = {}  # the shop's pages by path, written by the tests
@@ -68,12 +126,15 @@ class LiveServer:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         host, port = runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
+        self.runners = [runner]
+        if self.shop_socket is None:  # a second bot server, embedded in the first one's shop
+            return
         shop = web.Application()
         shop.router.add_get("/{page}", self._shop_page)
         shop_runner = web.AppRunner(shop)
         await shop_runner.setup()
         await web.SockSite(shop_runner, self.shop_socket).start()
-        self.runners = [runner, shop_runner]
+        self.runners.append(shop_runner)
 
     def start(self) -> None:
         self.thread.start()
@@ -101,6 +162,25 @@ def server(web_demo_bot: SimpleNamespace) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
+def hostile(web_demo_bot: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A second server whose own configuration carries the payloads: the fallback answer, a template's
+    text, its buttons' titles and payloads, every fallback button title and the widget's title."""
+    intents = load_project(web_demo_bot.root).intents
+    fallback = {"message": XSS_TEXT, "human_button": "<svg onload=alert(24)>Talk to a person",
+                "titles": {intent: f"<img src=x onerror=alert(25)>{intent}" for intent in intents}}
+    widget = {"title": XSS_TITLE, "origins": [web_demo_bot.embed_origin]}
+    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "hostile", fallback=fallback,
+                           channels={"web": widget})
+    responses = yaml.safe_load((root / "responses.yml").read_text())
+    responses["responses"]["check_refund_policy"] = [{"text": XSS_TEXT, "buttons": XSS_BUTTONS}]
+    (root / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))
+    live = LiveServer(root)
+    live.start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[SimpleNamespace]:
     """One browser for the module, and an API client for checking what the server stored."""
     if not CHROMIUM.exists():
@@ -113,8 +193,15 @@ def chromium() -> Iterator[SimpleNamespace]:
 
 @pytest.fixture
 def api(chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> Iterator[SimpleNamespace]:
-    context = chromium.request.new_context(base_url=server.url)
-    auth = {"Authorization": f"Bearer {web_demo_bot.admin_token}"}
+    with api_client(chromium, server.url, web_demo_bot.admin_token) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def api_client(chromium: SimpleNamespace, url: str, admin_token: str) -> Iterator[SimpleNamespace]:
+    """The server's API at ``url``: admin calls with the token, chat and history as a customer."""
+    context = chromium.request.new_context(base_url=url)
+    auth = {"Authorization": f"Bearer {admin_token}"}
 
     def admin(path: str, body: dict[str, Any] | None = None) -> Any:
         response = context.post(path, data=body or {}, headers=auth)
@@ -127,8 +214,10 @@ def api(chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNames
     def history(cid: str) -> Any:
         return context.get(f"/api/conversations/{cid}/history").json()
 
-    yield SimpleNamespace(admin=admin, chat=chat, history=history)
-    context.dispose()
+    try:
+        yield SimpleNamespace(admin=admin, chat=chat, history=history)
+    finally:
+        context.dispose()
 
 
 def embed_page(server_url: str, config: dict[str, Any], lang: str = "en") -> str:
@@ -152,6 +241,7 @@ class Widget:
         self.context = browser.new_context(viewport={"width": 1100, "height": 800})
         self.dialogs: list[str] = []
         self.errors: list[str] = []
+        self.requests: list[str] = []  # every URL the page asked for, to catch an injected image or frame
         path = f"/shop-{next(PAGE_NUMBERS)}.html"
         server.pages[path] = embed_page(server.url, {"open": True, **config}, lang)
         if init_script:
@@ -159,6 +249,7 @@ class Widget:
         self.page: Page = self.context.new_page()
         self.page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("request", lambda request: self.requests.append(request.url))
         self.page.goto(f"{origin}{path}")
         expect(self.page.locator(".panel")).to_be_visible()
 
@@ -235,27 +326,67 @@ def test_quick_reply_sends_its_payload_and_shows_its_title(open_widget: Any, api
     expect(widget.page.locator(".msg.user .bubble")).to_have_text(["hmm", title])  # still the title after a reload
 
 
-def test_html_is_shown_as_text_and_only_safe_markdown_renders(open_widget: Any, api: SimpleNamespace) -> None:
-    widget = open_widget()
+def assert_inert(widget: Widget) -> None:
+    """No payload ran or made anything: no dialog, no handler attribute, no element the widget does not
+    build itself, no URL but http(s) (none fetched for an image), the page's own title untouched."""
     page = widget.page
-    widget.send(XSS)
+    page.wait_for_timeout(300)  # time for an onerror or onload handler to fire, had one been made
+    found = page.evaluate(INERT_CHECK)
+    assert found["body"] == ["h1", "script", "script", "div"]  # the shop's page: nothing added outside the widget
+    assert set(found["tags"]) <= WIDGET_TAGS, set(found["tags"]) - WIDGET_TAGS
+    assert found["handlers"] == [] and found["strayIcons"] == 0
+    schemes = {urlsplit(url).scheme for url in found["urls"]}
+    assert schemes <= {"http", "https"}, found["urls"]
+    assert found["title"] == "Shop"  # no javascript: URL set it
+    assert not [url for url in widget.requests if urlsplit(url).path in ("/x", "/pixel.png")]
+    assert widget.dialogs == [] and widget.errors == []
+
+
+def assert_shown_as_text(bubble: Any) -> None:
+    """A bubble of XSS_TEXT: the bold first line, then each payload's list item as XSS_PAYLOADS expects."""
+    expect(bubble.locator("p strong")).to_have_text("Refund sent")
+    items = bubble.locator("li")
+    expect(items).to_have_text([shown for _, shown, _ in XSS_PAYLOADS])
+    for n, (payload, _, links) in enumerate(XSS_PAYLOADS):
+        expect(items.nth(n).locator("a"), payload).to_have_count(links)
+    for link in bubble.locator("a").all():
+        assert urlsplit(link.get_attribute("href") or "").scheme in ("http", "https")
+        assert (link.get_attribute("rel"), link.get_attribute("target")) == ("noopener noreferrer nofollow", "_blank")
+    assert bubble.locator("a").nth(2).get_attribute("href") == "https://shop.example.com/pixel.png"
+
+
+def test_xss_payloads_stay_inert_on_every_path(open_widget: Any, chromium: SimpleNamespace, hostile: LiveServer,
+                                               web_demo_bot: SimpleNamespace) -> None:
+    widget = open_widget(server=hostile.url)  # the widget's title comes from the hostile bot.yml
+    page = widget.page
+    typed = "\n".join(payload for payload, _, _ in XSS_PAYLOADS)
+    widget.send(typed)  # typed by the customer: the fallback answer carries the payloads too
+    expect(page.locator(".msg.user .bubble")).to_have_text([typed])
     expect(widget.bot_replies()).to_have_count(1)
-    expect(page.locator(".msg.user .bubble")).to_have_text([XSS])
-    agent_text = f"**Refund sent** {XSS}\n- [help](https://shop.example.com/help)\n- [bad](javascript:alert(2))"
-    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": agent_text})
-    bubble = page.locator(".msg.agent .bubble")
-    expect(bubble).to_contain_text(XSS)  # pushed over the socket, shown literally
-    expect(bubble.locator("strong")).to_have_text("Refund sent")
-    expect(bubble.locator("li")).to_have_count(2)
-    links = bubble.locator("a")
-    expect(links).to_have_count(1)
-    assert links.get_attribute("href") == "https://shop.example.com/help"
-    assert links.get_attribute("rel") == "noopener noreferrer nofollow"
-    expect(bubble.locator("li").nth(1)).to_have_text("[bad](javascript:alert(2))")
-    page.wait_for_timeout(300)  # time for an onerror handler to fire, had an <img> been made
-    assert page.locator("img").count() == 0
-    assert page.evaluate("document.getElementById('deskbot-widget').shadowRoot.querySelectorAll('img, script, [onerror]').length") == 0
-    assert widget.dialogs == []
+    fallback_titles = page.locator(".quick button").all_text_contents()
+    assert fallback_titles[-1] == "<svg onload=alert(24)>Talk to a person"
+    assert all(title.startswith("<img src=x onerror=alert(25)>") for title in fallback_titles[:-1])
+    widget.send("/check_refund_policy")  # the template's text and buttons
+    expect(widget.bot_replies()).to_have_count(2)
+    expect(page.locator(".quick button")).to_have_text([button["title"] for button in XSS_BUTTONS])
+    page.locator(".quick button").first.click()  # its payload goes to the bot, its title into the bubble
+    expect(widget.bot_replies()).to_have_count(3)
+    with api_client(chromium, hostile.url, web_demo_bot.admin_token) as api:
+        api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": XSS_TEXT})
+        expect(page.locator(".msg.agent .bubble")).to_have_count(1)  # pushed over the socket
+        assert [t["text"] for t in api.history(widget.conversation_id())["turns"] if t["role"] == "user"][2] \
+            == XSS_BUTTONS[0]["payload"]
+
+    for reloaded in (False, True):  # as the socket delivered them, then from the history after a reload
+        if reloaded:
+            page.reload()
+            expect(widget.bot_replies()).to_have_count(3)
+        expect(page.locator("h2")).to_have_text(XSS_TITLE)
+        stored = normalise(typed) if reloaded else typed  # the log keeps the text the model saw
+        expect(page.locator(".msg.user .bubble")).to_have_text([stored, "/check_refund_policy", XSS_BUTTONS[0]["title"]])
+        for bubble in [*widget.bot_replies().locator(".bubble").all(), page.locator(".msg.agent .bubble")]:
+            assert_shown_as_text(bubble)
+        assert_inert(widget)
 
 
 def test_feedback_reaches_the_store(open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
