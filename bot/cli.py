@@ -16,9 +16,9 @@ import click
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # deskbot never reaches for a model hub on its own
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Idle torch (OpenMP) threads sleep instead of spinning. Spinning threads starve the server's event loop and
-# any other program on the CPU, and stall at every barrier: on a busy 2-core machine the encoder ran 3-4x
-# slower with them (bench/SERVE.md). Read when torch loads, so it must be set before any import of it.
+# Idle torch (OpenMP) threads sleep instead of spinning. Spinning threads starve the server's event loop, its
+# other model worker and any other program on the CPU, and stall at every barrier when the cores are shared.
+# Read when torch loads, so it must be set before any import of it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 BOT_DIR = click.Path(file_okay=False, path_type=Path)
