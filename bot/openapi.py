@@ -184,6 +184,8 @@ OPERATIONS: list[Operation] = [
            query={"limit": ({"type": "integer", "default": 20}, False)}),
     _admin("POST", "/admin/review/{turn_id}", "Label the queue item holding a turn", LabelResponse, ReviewLabelRequest,
            (400, 404, 413)),
+    Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines", errors=(400, 401, 404),
+              admin=True, media="application/x-ndjson", query={"since": ({"type": "string", "format": "date"}, False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
            AgentMessageRequest, (400, 413)),
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import io
 import json
 import logging
 import os
 from importlib import resources
+from datetime import date, datetime
 from pathlib import Path
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +30,7 @@ from bot.nlu import NLU
 from bot.openapi import AgentMessageRequest, ReviewLabelRequest, publish_openapi
 from bot.project import Project, load_project
 from bot.review import CachedModel, review_threshold
+from dialogues.export import learned_data, write_jsonl
 from dialogues.review import ReviewItem, build_queue, check_label, rescore
 from dialogues.review import candidates as review_candidates
 from dialogues.store import Store
@@ -196,6 +199,23 @@ async def review_label(request: web.Request) -> web.Response:
     return web.json_response({"intent": intent, "turn_ids": item.turn_ids})
 
 
+async def export_data(request: web.Request) -> web.Response:
+    """What `bot export` writes, as JSON lines, for a pipeline that cannot reach the bot's disk:
+    ``?since=YYYY-MM-DD`` keeps what was labelled or answered from that day on."""
+    require_admin(request)
+    bot = request.app[BOT]
+    since = request.query.get("since")
+    try:
+        start = datetime.combine(date.fromisoformat(since), datetime.min.time()).timestamp() if since else 0.0
+    except ValueError:
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"since: {since!r} is not a date (YYYY-MM-DD)"}),
+                                 content_type="application/json") from None
+    data = await bot._store(learned_data, bot.store, start, bot.config.privacy.redact)
+    out = io.StringIO()
+    write_jsonl(data, out)
+    return web.Response(text=out.getvalue(), content_type="application/x-ndjson")
+
+
 async def agent_message(request: web.Request) -> web.Response:
     require_admin(request)
     text = (await read_json(request, AgentMessageRequest)).text.strip()
@@ -245,6 +265,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.post("/admin/reload", reload_model),
         web.get("/admin/review", review_queue),
         web.post("/admin/review/{turn_id:\\d+}", review_label),
+        web.get("/admin/export", export_data),
         web.post("/admin/conversations/{conversation_id}/messages", agent_message),
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
     ])

@@ -406,3 +406,23 @@ async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(make_client:
         assert (await (await client.get("/healthz")).json())["model_version"] == "v0001"
         reply = await chat(client, cid(), "/check_refund_policy")
         assert reply.status == 200 and (await reply.json())["source"] == "template"
+
+
+async def test_admin_export_serves_what_bot_export_writes(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
+    conversation = cid()
+    assert (await chat(client, conversation, "refund to jane@example.com please")).status == 200
+    store = client.app[BOT].store
+    (turn,) = [t for (t,) in store_rows(client, "SELECT id FROM turns WHERE role = 'user' AND conversation_id = ?", conversation)]
+    store.add_labels([turn], "get_refund")
+    admin = {"Authorization": "Bearer t0ken"}
+
+    assert (await client.get("/admin/export")).status == 401
+    response = await client.get("/admin/export", headers=admin)
+    assert response.status == 200 and response.content_type == "application/x-ndjson"
+    rows = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert [(r["type"], r["text"], r["intent"]) for r in rows] == [("example", "refund to [EMAIL] please", "get_refund")]
+    later = await client.get("/admin/export", params={"since": "2999-01-01"}, headers=admin)
+    assert later.status == 200 and await later.text() == ""
+    bad = await client.get("/admin/export", params={"since": "last tuesday"}, headers=admin)
+    assert bad.status == 400 and (await bad.json())["error"].startswith("since:")
