@@ -206,7 +206,7 @@ async def export_data(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     since = request.query.get("since")
     try:
-        start = datetime.combine(date.fromisoformat(since), datetime.min.time()).timestamp() if since else 0.0
+        start = 0.0 if since is None else datetime.combine(date.fromisoformat(since), datetime.min.time()).timestamp()
     except ValueError:
         raise web.HTTPBadRequest(text=json.dumps({"error": f"since: {since!r} is not a date (YYYY-MM-DD)"}),
                                  content_type="application/json") from None
