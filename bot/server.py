@@ -40,6 +40,7 @@ from finetune.registry import Registry
 log = logging.getLogger("deskbot")
 BOT = web.AppKey("bot", Bot)
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
+ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the admin API is off
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
 STATIC = Path(str(resources.files("bot") / "static"))
 
@@ -65,13 +66,13 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return web.json_response({"error": "internal error"}, status=500)
 
 
-def admin_token(project: Project) -> str | None:
-    return os.environ.get("DESKBOT_ADMIN_TOKEN") or project.config.server.admin_token
+def admin_token(project: Project) -> str:
+    return os.environ.get("DESKBOT_ADMIN_TOKEN") or project.config.server.admin_token or ""
 
 
 def require_admin(request: web.Request) -> None:
     """Admin endpoints are off without a configured token, and compare it in constant time."""
-    token = request.app["admin_token"]
+    token = request.app[ADMIN_TOKEN]
     if not token:
         raise web.HTTPNotFound()
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -248,7 +249,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     bot = Bot(project, nlu, Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw))
     app[BOT] = bot
     app[LIMITS] = limits
-    app["admin_token"] = admin_token(project)
+    app[ADMIN_TOKEN] = admin_token(project)
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}
     app.cleanup_ctx.append(watch_models)
