@@ -127,7 +127,7 @@ def chat(directory: Path, device: str | None) -> None:
     async def run() -> None:
         privacy = project.config.privacy
         store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
-        bot = Bot(project, load_serving_model(project, device), store)
+        bot = Bot(project, load_serving_model(project, device, workers=1), store)  # one message at a time
         conversation = f"cli:{uuid.uuid4().hex[:8]}"
         click.echo("Type a message (Ctrl-D to quit).", err=True)
         try:

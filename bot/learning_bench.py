@@ -50,7 +50,7 @@ def make_bot(root: Path, examples: list[Example], model: str, config: dict[str, 
 
 async def stream(project: Project, texts: list[str], first: int, device: str | None, concurrency: int = 64) -> None:
     """Each message as its own conversation (``traffic-N``), many at once, through the real engine."""
-    bot = Bot(project, load_serving_model(project, device), Store(project.db_path))
+    bot = Bot(project, load_serving_model(project, device, workers=1), Store(project.db_path))  # retrains next, on every core
     gate = asyncio.Semaphore(concurrency)
 
     async def one(n: int, text: str) -> None:

@@ -11,9 +11,9 @@ accuracy; bench/SERVE.md has the figures.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-import copy
 from dataclasses import dataclass
 import warnings
 from pathlib import Path
@@ -59,7 +59,7 @@ class NLU:
     def load(cls, folder: Path, device: str | None = None, k: int = 5, inference: InferenceConfig | None = None) -> "NLU":
         """Load and check a version folder; raises :class:`ModelLoadError` with the reason if unusable."""
         folder = Path(folder)
-        inference = inference or InferenceConfig()
+        inference = inference or InferenceConfig(workers=1)
         workers = inference.workers or os.cpu_count() or 1
         # Batches in flight share the cores: by default each gets its share, so none oversubscribes.
         torch.set_num_threads(inference.threads or max(1, (os.cpu_count() or 1) // workers))

@@ -56,7 +56,7 @@ def nlu_benchmark(project: Project, rows: list[dict[str, str]], device: str | No
     k = project.config.retrieval.k
     results = []
     for quantize in ("none", "int8"):
-        nlu = NLU.load(path, device=device, k=k, inference=InferenceConfig(quantize=quantize))
+        nlu = NLU.load(path, device=device, k=k, inference=InferenceConfig(quantize=quantize, workers=1))
 
         def one_pass(nlu: NLU = nlu) -> tuple[list[str], list[list[Hit]]]:
             analyses = nlu.analyse(texts)

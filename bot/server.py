@@ -45,9 +45,14 @@ REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the 
 STATIC = Path(str(resources.files("bot") / "static"))
 
 
-def load_serving_model(project: Project, device: str | None = None) -> NLU:
+def load_serving_model(project: Project, device: str | None = None, workers: int | None = None) -> NLU:
+    """The registry's current version with bot.yml's inference settings; ``workers=1`` for a caller that
+    analyses one batch at a time on every core (and may train later in the same process)."""
     path = Registry(project.models_dir).current_path()
-    return NLU.load(path, device=device, k=project.config.retrieval.k, inference=project.config.server.inference)
+    inference = project.config.server.inference
+    if workers is not None:
+        inference = inference.model_copy(update={"workers": workers})
+    return NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference)
 
 
 @web.middleware
