@@ -99,7 +99,7 @@ class InferenceConfig(_Strict):
     """How ``bot serve`` runs the model (bench/SERVE.md has the measurements behind the defaults)."""
 
     quantize: Literal["none", "int8"] = Field(
-        "int8", description="int8: the encoder's linear layers in dynamic int8 on a CPU (about 1.7x faster, 0.2 points "
+        "int8", description="int8: the encoder's linear layers in dynamic int8 on a CPU (about 1.5x faster, 0.07 points "
                             "of BANKING77 accuracy); none: full float32. bot bench nlu measures both on your data")
     max_batch: int = Field(64, ge=1, description="most messages in one model call")
     max_wait_ms: float = Field(0.0, ge=0, le=100, description="wait for more messages before a batch (0: never wait)")
