@@ -178,8 +178,7 @@ def hold_back(request: web.Request, conversation_id: str, text: str, language: s
     told to wait and that wait is not over.
     """
     limits = request.app.get(LIMITS)
-    wait = limits.message_wait(conversation_id) if limits is not None else 0
-    if limits is None or not wait:
+    if limits is None or not (wait := limits.message_wait(conversation_id)):
         return None
     if not limits.first_notice(conversation_id, wait):
         log.debug("dropped another message over the limit in %s", conversation_id)

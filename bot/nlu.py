@@ -45,8 +45,7 @@ class NLU:
         self.intent_threshold = intent_threshold
         # A GPU pads for free next to the cost of launching many small passes: it takes each batch whole.
         self.pass_tokens = pass_tokens if classifier.device.type == "cpu" else None
-        # Batches analysed at once, by the server's workers. A GPU runs one batch at a time anyway.
-        self.workers = workers if classifier.device.type == "cpu" else 1
+        self.workers = workers  # batches analysed at once, by the server's model workers
         # Lengths are counted with a tokenizer of their own: a tokenizer switched between padded and unpadded
         # calls refuses to be used from two threads at once ("Already borrowed").
         self._counter = copy.deepcopy(classifier.encoder.tokenizer)
@@ -60,10 +59,12 @@ class NLU:
         """Load and check a version folder; raises :class:`ModelLoadError` with the reason if unusable."""
         folder = Path(folder)
         inference = inference or InferenceConfig(workers=1)
-        workers = inference.workers or os.cpu_count() or 1
-        # Batches in flight share the cores: by default each gets its share, so none oversubscribes.
-        torch.set_num_threads(inference.threads or max(1, (os.cpu_count() or 1) // workers))
         classifier = IntentClassifier.load(folder / "classifier", device=device)
+        cores = os.cpu_count() or 1
+        # A GPU runs one batch at a time anyway. On a CPU the batches in flight share the cores: by default
+        # each gets its share, so none oversubscribes.
+        workers = (inference.workers or cores) if classifier.device.type == "cpu" else 1
+        torch.set_num_threads(inference.threads or max(1, cores // workers))
         if inference.quantize == "int8":
             quantize_int8(classifier)
         try:
