@@ -2,7 +2,8 @@
 
 The server runs as its own process (``bot serve`` on loopback), so its latency, throughput and memory
 are those a deployment sees, client overhead excluded from its RSS. The same run times the raw
-encoder, same weights, same inference settings, same machine, in large batches; the ratio of the two
+encoder (with the intent head), same weights, same inference settings (int8 and traced or not), same
+machine, in large batches; the ratio of the two
 says how much of the hardware's model throughput the server delivers with HTTP, WebSocket, retrieval
 and logging on top.
 
@@ -36,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.project import InferenceConfig, Project, load_project
 
 if TYPE_CHECKING:
-    from retrieval.encoder import Encoder
+    from finetune.classifier import IntentClassifier
 
 READY_TIMEOUT = 300.0  # seconds for the server to load its model; a loaded 2-core machine is slow
 REQUEST_TIMEOUT = 30.0  # a reply slower than this counts as an error
@@ -262,35 +263,32 @@ def summarise(clients: int, tally: Tally, duration: float, raw: float) -> dict[s
 # --- the raw encoder --------------------------------------------------------------------------------
 
 
-def raw_encoder(project: Project, inference: InferenceConfig, device: str | None) -> Encoder:
-    """The serving model's encoder as the server loads it (int8 or not).
+def raw_model(project: Project, inference: InferenceConfig, device: str | None) -> IntentClassifier:
+    """The serving model as the server loads it (int8 or not, traced or not), without the server.
 
     Every core and its best batch size, whatever ``threads``, ``max_batch`` and ``pass_tokens`` the server
     is given: the yardstick is what the hardware can do with this model, not what the server's
     settings allow.
     """
     from bot.nlu import NLU
-    from bot.training import answer_encoder
     from finetune.registry import Registry
 
-    nlu = NLU.load(Registry(project.models_dir).current_path(), device=device,
-                   inference=inference.model_copy(update={"threads": None, "workers": 1}))
-    return answer_encoder(nlu.classifier, nlu.version)
+    return NLU.load(Registry(project.models_dir).current_path(), device=device,
+                    inference=inference.model_copy(update={"threads": None, "workers": 1})).classifier
 
 
-def encoder_throughput(encoder: Encoder, texts: list[str], seconds: float) -> tuple[float, int]:
-    """The best messages/s of ``encoder`` alone over the ``RAW_BATCHES``, and the batch size that gave it.
+def encoder_throughput(model: IntentClassifier, texts: list[str], seconds: float) -> tuple[float, int]:
+    """The best messages/s of ``model`` alone over the ``RAW_BATCHES``, and the batch size that gave it.
 
-    Each batch size gets an equal share of ``seconds``; every call encodes ``RAW_POOL`` texts, which
-    sentence-transformers sorts by length before cutting them into batches.
+    Each batch size gets an equal share of ``seconds``; every call takes ``RAW_POOL`` texts, which the
+    classifier sorts by length before cutting them into batches.
     """
     best = (0.0, RAW_BATCHES[0])
     for size in RAW_BATCHES:
-        encoder.batch_size = size
-        encoder.encode_queries(texts[:size])  # warm-up: first calls at a new shape allocate
+        model.probabilities(texts[:size], batch_size=size)  # warm-up: first calls at a new shape allocate
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds / len(RAW_BATCHES):
-            encoder.encode_queries([texts[(done + i) % len(texts)] for i in range(RAW_POOL)])
+            model.probabilities([texts[(done + i) % len(texts)] for i in range(RAW_POOL)], batch_size=size)
             done += RAW_POOL
         best = max(best, (done / (time.perf_counter() - started), size))
     return best
@@ -317,8 +315,8 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
         with running_server(folder, device) as (url, version):
             # Timed between client counts, and each count is compared with the runs either side of it:
             # the machine's speed drifts (shared hosts do), and a ratio to a distant yardstick would hide it.
-            encoder = raw_encoder(project, settings, device)
-            raw_runs = [encoder_throughput(encoder, texts, duration / 2)]
+            model = raw_model(project, settings, device)
+            raw_runs = [encoder_throughput(model, texts, duration / 2)]
             tallies = []
             for count in clients:
                 before, cpu = asyncio.run(scrape(url)), time.process_time()
@@ -327,7 +325,7 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
                 figures = server_figures(before, asyncio.run(scrape(url)))
                 figures.update(client_cpu_ms_per_message=round(client_cpu, 2), load_average=round(os.getloadavg()[0], 2))
                 tallies.append((count, tally, figures))
-                raw_runs.append(encoder_throughput(encoder, texts, duration / 2))
+                raw_runs.append(encoder_throughput(model, texts, duration / 2))
     around = [float(np.mean([raw_runs[i][0], raw_runs[i + 1][0]])) for i in range(len(tallies))]
     return {
         "bot": project.config.name,

@@ -303,6 +303,7 @@ def _positive_ints(value: str) -> list[int]:
 @click.option("--transport", type=click.Choice(["mixed", "http", "ws"]), default="mixed", show_default=True,
               help="mixed: even-numbered clients use HTTP, odd-numbered ones a WebSocket.")
 @click.option("--quantize", type=click.Choice(["none", "int8"]), default=None, help="Override server.inference.quantize.")
+@click.option("--trace/--no-trace", default=None, help="Override server.inference.trace.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Override server.inference.threads.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=None, help="Override server.inference.max_batch.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Override server.inference.workers.")
@@ -312,7 +313,7 @@ def _positive_ints(value: str) -> list[int]:
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_serve(directory: Path, clients: list[int], duration: float, warmup: float, transport: str,
-                quantize: str | None, threads: int | None, max_batch: int | None, pass_tokens: int | None,
+                quantize: str | None, trace: bool | None, threads: int | None, max_batch: int | None, pass_tokens: int | None,
                 workers: int | None, think_ms: float, device: str | None, as_json: bool) -> None:
     """Throughput and latency of `bot serve` for the trained bot in DIRECTORY, against the raw encoder."""
     import signal
@@ -324,7 +325,7 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the server it started is stopped
     try:
         Registry(project.models_dir).current_path()
-        inference = {"quantize": quantize, "threads": threads, "max_batch": max_batch, "pass_tokens": pass_tokens,
+        inference = {"quantize": quantize, "trace": trace, "threads": threads, "max_batch": max_batch, "pass_tokens": pass_tokens,
                      "workers": workers}
         figures = serve_benchmark(directory, clients, duration, warmup, transport, inference, device, think_ms=think_ms)
     except (BenchError, RegistryError) as exc:

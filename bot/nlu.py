@@ -67,6 +67,8 @@ class NLU:
         torch.set_num_threads(inference.threads or max(1, cores // workers))
         if inference.quantize == "int8":
             quantize_int8(classifier)
+        if inference.trace and classifier.device.type == "cpu":
+            classifier.trace()
         try:
             meta = json.loads((folder / "meta.json").read_text())
             encoder = Encoder.from_model(classifier.encoder, name=encoder_name(meta["id"]))

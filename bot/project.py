@@ -101,6 +101,8 @@ class InferenceConfig(_Strict):
     quantize: Literal["none", "int8"] = Field(
         "int8", description="int8: the encoder's linear layers in dynamic int8 on a CPU (about 1.5x faster, 0.07 points "
                             "of BANKING77 accuracy); none: full float32. bot bench nlu measures both on your data")
+    trace: bool = Field(True, description="on a CPU, run the encoder as a TorchScript trace: each pass in C++, "
+                                           "without holding Python's interpreter lock between layers")
     max_batch: int = Field(64, ge=1, description="most messages in one model call")
     max_wait_ms: float = Field(0.0, ge=0, le=100, description="wait for more messages before a batch (0: never wait)")
     pass_tokens: int = Field(256, ge=8, description="on a CPU, padded tokens per encoder pass: a batch is sorted by "

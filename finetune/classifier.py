@@ -8,6 +8,7 @@ encoder (saved as a plain sentence-transformers folder) can index the historical
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class IntentClassifier(torch.nn.Module):
         self.prefix = prefix
         dim = encoder.get_embedding_dimension()
         self.head = torch.nn.Parameter(torch.randn(len(labels), dim) * 0.02)
+        self._traced: torch.jit.ScriptModule | None = None  # see trace()
 
     @property
     def device(self) -> torch.device:
@@ -54,7 +56,37 @@ class IntentClassifier(torch.nn.Module):
         """Normalised sentence embeddings, with gradients when training."""
         features = self.encoder.tokenize([self.prefix + t for t in texts])
         features = batch_to_device(features, self.device)
-        return F.normalize(self.encoder(features)["sentence_embedding"].float(), dim=-1)
+        if self._traced is not None and not torch.is_grad_enabled():
+            output = self._traced({k: v for k, v in features.items() if isinstance(v, torch.Tensor)})
+        else:
+            output = self.encoder(features)
+        return F.normalize(output["sentence_embedding"].float(), dim=-1)
+
+    def trace(self) -> None:
+        """Run inference through a TorchScript trace of the encoder from now on, same weights, same results.
+
+        In eager mode every layer comes back to Python between kernels and takes the interpreter lock
+        to do so, so batches run from several threads (the server's model workers) queue for it. The
+        trace runs the whole pass in C++ without the lock, so two threads on two cores get nearly twice
+        one thread's rate, and there is less Python work per pass as well (bench/SERVE.md).
+
+        The example batch is padded, so the attention-mask path is the one recorded, and it is right
+        for batches without padding too. Gradients always take the eager encoder, and switching back
+        to training drops the trace, which would otherwise keep computing with the old weights.
+        """
+        example = self.encoder.tokenize([self.prefix + "a", self.prefix + "a longer example message"])
+        example = {k: v for k, v in batch_to_device(example, self.device).items() if isinstance(v, torch.Tensor)}
+        self.eval()
+        with warnings.catch_warnings(), torch.no_grad():
+            # torch calls tracing deprecated, and warns about shape checks it records as constants: the
+            # ones in these models compare the mask's length with the sequence's, equal in every batch.
+            warnings.simplefilter("ignore")
+            self._traced = torch.jit.trace(self.encoder, (example,), strict=False, check_trace=False)
+
+    def train(self, mode: bool = True) -> "IntentClassifier":
+        if mode:
+            self._traced = None
+        return super().train(mode)
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.scale * embeddings @ F.normalize(self.head, dim=-1).T
