@@ -71,8 +71,9 @@ class IntentClassifier(torch.nn.Module):
         one thread's rate, and there is less Python work per pass as well (bench/SERVE.md).
 
         The example batch is padded, so the attention-mask path is the one recorded, and it is right
-        for batches without padding too. Gradients always take the eager encoder, and switching back
-        to training drops the trace, which would otherwise keep computing with the old weights.
+        for batches without padding too. The trace shares the encoder's parameters but records its
+        modules as they are now, so it comes after any module swap (int8 quantisation). Gradients
+        always take the eager encoder.
         """
         example = self.encoder.tokenize([self.prefix + "a", self.prefix + "a longer example message"])
         example = {k: v for k, v in batch_to_device(example, self.device).items() if isinstance(v, torch.Tensor)}
@@ -82,11 +83,6 @@ class IntentClassifier(torch.nn.Module):
             # ones in these models compare the mask's length with the sequence's, equal in every batch.
             warnings.simplefilter("ignore")
             self._traced = torch.jit.trace(self.encoder, (example,), strict=False, check_trace=False)
-
-    def train(self, mode: bool = True) -> "IntentClassifier":
-        if mode:
-            self._traced = None
-        return super().train(mode)
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.scale * embeddings @ F.normalize(self.head, dim=-1).T

@@ -44,3 +44,17 @@ def test_batches_analysed_from_two_threads_at_once_answer_as_one_at_a_time(tiny_
     with ThreadPoolExecutor(2) as pool:
         concurrent = [[a.prediction.intent for a in result] for result in pool.map(nlu.analyse, batches * 3)]
     assert concurrent == serial * 3
+
+
+def test_the_traced_encoder_answers_as_the_eager_one(tiny_demo_bot: Path) -> None:
+    path = Registry(tiny_demo_bot / "models").current_path()
+    eager = NLU.load(path, device="cpu", inference=InferenceConfig(trace=False))
+    traced = NLU.load(path, device="cpu", inference=InferenceConfig(trace=True))
+    # padded batches, a batch of one (no padding at all) and a message longer than the trace's example
+    batches = [["hi", "where is my order 12345, it was due last week"], ["refund please"],
+               ["I would like to change the delivery address " * 3, "cancel", "thanks"]]
+    for batch in batches:
+        _, want = eager.classifier.predict_with_embeddings(batch)
+        _, got = traced.classifier.predict_with_embeddings(batch)
+        assert np.allclose(want, got, atol=1e-5)
+
