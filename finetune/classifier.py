@@ -8,6 +8,7 @@ encoder (saved as a plain sentence-transformers folder) can index the historical
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
+
+
+log = logging.getLogger(__name__)
 
 
 class ModelLoadError(Exception):
@@ -62,7 +66,7 @@ class IntentClassifier(torch.nn.Module):
             output = self.encoder(features)
         return F.normalize(output["sentence_embedding"].float(), dim=-1)
 
-    def trace(self) -> None:
+    def trace(self) -> bool:
         """Run inference through a TorchScript trace of the encoder from now on, same weights, same results.
 
         In eager mode every layer comes back to Python between kernels and takes the interpreter lock
@@ -74,6 +78,10 @@ class IntentClassifier(torch.nn.Module):
         for batches without padding too. The trace shares the encoder's parameters but records its
         modules as they are now, so it comes after any module swap (int8 quantisation). Gradients
         always take the eager encoder.
+
+        Any Hugging Face model may sit in the encoder, and not every one traces: when tracing fails, or
+        the trace does not reproduce the eager embeddings of the example, the encoder stays eager (with
+        a warning) and this returns False.
         """
         example = self.encoder.tokenize([self.prefix + "a", self.prefix + "a longer example message"])
         example = {k: v for k, v in batch_to_device(example, self.device).items() if isinstance(v, torch.Tensor)}
@@ -82,7 +90,19 @@ class IntentClassifier(torch.nn.Module):
             # torch calls tracing deprecated, and warns about shape checks it records as constants: the
             # ones in these models compare the mask's length with the sequence's, equal in every batch.
             warnings.simplefilter("ignore")
-            self._traced = torch.jit.trace(self.encoder, (example,), strict=False, check_trace=False)
+            try:
+                # sentence-transformers writes its outputs into the features dict: each call gets a copy
+                traced = torch.jit.trace(self.encoder, (dict(example),), strict=False, check_trace=False)
+                same = torch.allclose(traced(dict(example))["sentence_embedding"],
+                                      self.encoder(dict(example))["sentence_embedding"], atol=1e-4)
+            except Exception as exc:  # noqa: BLE001 - whatever the tracer trips on, eager still works
+                log.warning("the encoder cannot be traced (%s); it runs eagerly", exc)
+                return False
+        if not same:
+            log.warning("the traced encoder does not reproduce the eager one; it runs eagerly")
+            return False
+        self._traced = traced
+        return True
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.scale * embeddings @ F.normalize(self.head, dim=-1).T

@@ -1,10 +1,13 @@
-"""Encoder passes by token budget: grouping, and answers identical to one pass over the whole batch."""
+"""Serving inference: encoder passes by token budget, two threads at once, and the traced encoder, each answering as the plain model does."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from bot.nlu import NLU, token_passes
 from bot.project import InferenceConfig
@@ -58,3 +61,19 @@ def test_the_traced_encoder_answers_as_the_eager_one(tiny_demo_bot: Path) -> Non
         _, got = traced.classifier.predict_with_embeddings(batch)
         assert np.allclose(want, got, atol=1e-5)
 
+
+
+def test_an_encoder_that_cannot_be_traced_runs_eagerly(tiny_demo_bot: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("this architecture does not trace")
+
+    path = Registry(tiny_demo_bot / "models").current_path()
+    want = NLU.load(path, device="cpu", inference=InferenceConfig(trace=False)).analyse(["refund please"])
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    with caplog.at_level(logging.WARNING):
+        nlu = NLU.load(path, device="cpu", inference=InferenceConfig(trace=True))
+    assert "cannot be traced" in caplog.text and "does not trace" in caplog.text
+    got = nlu.analyse(["refund please"])
+    assert got[0].prediction.intent == want[0].prediction.intent
+    assert got[0].prediction.confidence == pytest.approx(want[0].prediction.confidence, abs=1e-5)
