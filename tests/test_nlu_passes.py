@@ -1,4 +1,4 @@
-"""Serving inference: encoder passes by token budget, two threads at once, and the traced encoder, each answering as the plain model does."""
+"""Serving inference: passes by token budget, two threads at once and the traced encoder all answer as the plain model."""
 
 from __future__ import annotations
 
