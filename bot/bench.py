@@ -3,9 +3,8 @@
 The server runs as its own process (``bot serve`` on loopback), so its latency, throughput and memory
 are those a deployment sees, client overhead excluded from its RSS. The same run times the raw
 encoder (with the intent head), same weights, same inference settings (int8 and traced or not), same
-machine, in large batches; the ratio of the two
-says how much of the hardware's model throughput the server delivers with HTTP, WebSocket, retrieval
-and logging on top.
+machine, in large batches; the ratio of the two says how much of the hardware's model throughput
+the server delivers with HTTP, WebSocket, retrieval and logging on top.
 
 The bot folder is served through a scratch copy (links to its files, its own ``dialogues.db``), so a
 benchmark never writes into the bot's conversation log; rate limits are switched off there, since
@@ -260,7 +259,7 @@ def summarise(clients: int, tally: Tally, duration: float, raw: float) -> dict[s
     }
 
 
-# --- the raw encoder --------------------------------------------------------------------------------
+# --- the raw model ----------------------------------------------------------------------------------
 
 
 def raw_model(project: Project, inference: InferenceConfig, device: str | None) -> IntentClassifier:

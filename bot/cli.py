@@ -313,8 +313,8 @@ def _positive_ints(value: str) -> list[int]:
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_serve(directory: Path, clients: list[int], duration: float, warmup: float, transport: str,
-                quantize: str | None, trace: bool | None, threads: int | None, max_batch: int | None, pass_tokens: int | None,
-                workers: int | None, think_ms: float, device: str | None, as_json: bool) -> None:
+                quantize: str | None, trace: bool | None, threads: int | None, max_batch: int | None,
+                pass_tokens: int | None, workers: int | None, think_ms: float, device: str | None, as_json: bool) -> None:
     """Throughput and latency of `bot serve` for the trained bot in DIRECTORY, against the raw encoder."""
     import signal
 
@@ -325,8 +325,8 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the server it started is stopped
     try:
         Registry(project.models_dir).current_path()
-        inference = {"quantize": quantize, "trace": trace, "threads": threads, "max_batch": max_batch, "pass_tokens": pass_tokens,
-                     "workers": workers}
+        inference = {"quantize": quantize, "trace": trace, "threads": threads, "max_batch": max_batch,
+                     "pass_tokens": pass_tokens, "workers": workers}
         figures = serve_benchmark(directory, clients, duration, warmup, transport, inference, device, think_ms=think_ms)
     except (BenchError, RegistryError) as exc:
         fail(str(exc))

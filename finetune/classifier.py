@@ -95,7 +95,7 @@ class IntentClassifier(torch.nn.Module):
                 traced = torch.jit.trace(self.encoder, (dict(example),), strict=False, check_trace=False)
                 same = torch.allclose(traced(dict(example))["sentence_embedding"],
                                       self.encoder(dict(example))["sentence_embedding"], atol=1e-4)
-            except Exception as exc:  # noqa: BLE001 - whatever the tracer trips on, eager still works
+            except Exception as exc:  # whatever the tracer trips on, the eager encoder still works
                 log.warning("the encoder cannot be traced (%s); it runs eagerly", exc)
                 return False
         if not same:

@@ -62,7 +62,6 @@ def test_the_traced_encoder_answers_as_the_eager_one(tiny_demo_bot: Path) -> Non
         assert np.allclose(want, got, atol=1e-5)
 
 
-
 def test_an_encoder_that_cannot_be_traced_runs_eagerly(tiny_demo_bot: Path, monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     def refuse(*_args: object, **_kwargs: object) -> None:
