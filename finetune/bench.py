@@ -124,4 +124,5 @@ def run_intent_bench(train: list[Example], test: list[Example], valid: list[Exam
         "shots": shots,
         "seed": seed,
         "epochs": config.epochs_for(len(fit)),
+        "few_shot": config.few_shot([r.intent for r in fit]),
     }

@@ -4,7 +4,13 @@ The recipe is deliberately small: a cosine-softmax head started at the intents' 
 smoothing, a higher learning rate for the head than for the pretrained body (whose word-embedding
 table stays frozen), linear warm-up and decay, and an epoch count chosen from the data size so that a
 300-example bot and a 10,000-example one both get enough updates. Batches group messages of similar
-length, which on a CPU saves most of the padding. The same constants serve every bot and benchmark:
+length, which on a CPU saves most of the padding.
+
+A bot with few examples per intent (a new bot, or one started from ten examples each) trains
+differently: its batches hold a few intents with several examples each, and a supervised contrastive
+term pulls each intent's examples together. A random batch of 32 from ten examples per intent
+rarely holds two of one intent, and the cross-entropy alone learns each intent's region slowly from
+so few points (bench/INTENT.md has the figures). The same constants serve every bot and benchmark:
 ``bot bench intent`` measures exactly this recipe.
 """
 
@@ -12,7 +18,9 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +44,12 @@ class TrainConfig:
     scale: float = 20.0
     warmup: float = 0.1
     seed: int = 42
+    few_shot_below: int = 32  # median examples per intent under which training is few-shot
+    contrastive: float = 1.0  # weight of the supervised contrastive term in few-shot training (0: none)
+    temperature: float = 0.1  # of the contrastive term's cosine similarities
+
+    def few_shot(self, intents: list[str]) -> bool:
+        return self.contrastive > 0 and statistics.median(Counter(intents).values()) < self.few_shot_below
 
     def epochs_for(self, n_examples: int) -> float:
         """Small sets see about 4,000 examples in all (at most 10 passes), large ones 3 passes."""
@@ -98,6 +112,7 @@ def train_classifier(
     use_amp = device.startswith("cuda")
     rng = random.Random(config.seed)
     lengths = [len(t) for t in texts]
+    few_shot = config.few_shot(intents)
 
     model.train()
     batches: list[list[int]] = []
@@ -105,11 +120,16 @@ def train_classifier(
     started = time.perf_counter()
     for _ in bar:
         if not batches:
-            batches = length_batches(lengths, config.batch_size, rng)
+            batches = intent_batches(targets, rng) if few_shot else length_batches(lengths, config.batch_size, rng)
         batch = batches.pop()
+        batch_targets = torch.tensor([targets[i] for i in batch], device=device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            logits = model.logits(model.embed([texts[i] for i in batch]))
-        loss = loss_fn(logits.float(), torch.tensor([targets[i] for i in batch], device=device))
+            embeddings = model.embed([texts[i] for i in batch])
+            logits = model.logits(embeddings)
+        loss = loss_fn(logits.float(), batch_targets)
+        if few_shot:
+            loss = loss + config.contrastive * supervised_contrastive(embeddings.float(), batch_targets,
+                                                                      config.temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -134,6 +154,42 @@ def length_batches(lengths: list[int], batch_size: int, rng: random.Random, pool
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def intent_batches(targets: list[int], rng: random.Random, intents: int = 8, per_intent: int = 4) -> list[list[int]]:
+    """One epoch of shuffled batches of up to ``intents`` intents with up to ``per_intent`` examples each.
+
+    Every example appears once; an intent's examples are spread over successive batches, so most
+    batches give each example a few same-intent neighbours for the contrastive term.
+    """
+    pools: dict[int, list[int]] = {}
+    for i, target in enumerate(targets):
+        pools.setdefault(target, []).append(i)
+    for pool in pools.values():
+        rng.shuffle(pool)
+    batches = []
+    while ready := [target for target, pool in pools.items() if pool]:
+        rng.shuffle(ready)
+        batches.append([pools[t].pop() for t in ready[:intents] for _ in range(min(per_intent, len(pools[t])))])
+    rng.shuffle(batches)
+    return batches
+
+
+def supervised_contrastive(embeddings: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al., 2020) over L2-normalised embeddings.
+
+    For each example with a same-intent batch-mate: the mean, over those positives, of minus the log
+    of their share of its softmax over the rest of the batch. Examples without a positive add nothing.
+    """
+    own = torch.eye(len(targets), dtype=torch.bool, device=embeddings.device)
+    similarity = (embeddings @ embeddings.T / temperature).masked_fill(own, float("-inf"))
+    log_share = similarity - torch.logsumexp(similarity, dim=1, keepdim=True)
+    positives = (targets[:, None] == targets[None, :]) & ~own
+    anchors = positives.any(dim=1)
+    if not anchors.any():
+        return embeddings.sum() * 0.0
+    per_anchor = -log_share.masked_fill(~positives, 0.0).sum(dim=1) / positives.sum(dim=1).clamp(min=1)
+    return per_anchor[anchors].mean()
 
 
 @torch.inference_mode()

@@ -11,7 +11,14 @@ import torch
 
 from finetune.classifier import IntentClassifier
 from finetune.metrics import choose_threshold, evaluate
-from finetune.train import TrainConfig, imprint_head, length_batches, train_classifier
+from finetune.train import (
+    TrainConfig,
+    imprint_head,
+    intent_batches,
+    length_batches,
+    supervised_contrastive,
+    train_classifier,
+)
 
 TEXTS = {
     "card_arrival": ["where is my new card", "my card has not arrived yet", "card still not delivered",
@@ -81,6 +88,35 @@ def test_length_batches_cover_every_example_once_in_batches_of_similar_length() 
     assert all(len(b) <= 32 for b in batches)
     spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
     assert spread < 30  # random batches of 32 from 1..100 spread about 94
+
+
+def test_intent_batches_cover_every_example_once_with_same_intent_neighbours() -> None:
+    targets = [t for t in range(20) for _ in range(10)] + [20]  # ten examples of 20 intents, one of a 21st
+    batches = intent_batches(targets, random.Random(3))
+    assert sorted(i for b in batches for i in b) == list(range(len(targets)))
+    for batch in batches:
+        counts = np.bincount([targets[i] for i in batch])
+        assert np.count_nonzero(counts) <= 8 and counts.max() <= 4
+    with_neighbour = sum(1 for b in batches for i in b if sum(targets[j] == targets[i] for j in b) > 1)
+    assert with_neighbour >= 0.9 * len(targets)
+
+
+def test_supervised_contrastive_matches_a_hand_computed_case() -> None:
+    embeddings = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    # a and b are each other's positive: share of b in a's softmax over {b, c} = e / (e + 1); c has no positive
+    want = -np.log(np.e / (np.e + 1))
+    assert supervised_contrastive(embeddings, torch.tensor([0, 0, 1]), 1.0).item() == pytest.approx(want)
+    assert supervised_contrastive(embeddings, torch.tensor([0, 1, 2]), 1.0).item() == 0.0
+    apart = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert supervised_contrastive(apart, torch.tensor([0, 0, 1]), 0.1) > supervised_contrastive(
+        embeddings, torch.tensor([0, 0, 1]), 0.1)
+
+
+def test_few_examples_per_intent_make_training_few_shot() -> None:
+    config = TrainConfig()
+    assert config.few_shot(["a"] * 10 + ["b"] * 10)
+    assert not config.few_shot(["a"] * 40 + ["b"] * 40)
+    assert not TrainConfig(contrastive=0).few_shot(["a"] * 10 + ["b"] * 10)
 
 
 def test_imprinted_head_starts_as_the_nearest_centroid_classifier(tiny_model: Path) -> None:
