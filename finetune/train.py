@@ -120,7 +120,8 @@ def train_classifier(
     started = time.perf_counter()
     for _ in bar:
         if not batches:
-            batches = intent_batches(targets, rng) if few_shot else length_batches(lengths, config.batch_size, rng)
+            batches = (intent_batches(targets, config.batch_size, rng) if few_shot
+                       else length_batches(lengths, config.batch_size, rng))
         batch = batches.pop()
         batch_targets = torch.tensor([targets[i] for i in batch], device=device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
@@ -156,8 +157,8 @@ def length_batches(lengths: list[int], batch_size: int, rng: random.Random, pool
     return batches
 
 
-def intent_batches(targets: list[int], rng: random.Random, intents: int = 8, per_intent: int = 4) -> list[list[int]]:
-    """One epoch of shuffled batches of up to ``intents`` intents with up to ``per_intent`` examples each.
+def intent_batches(targets: list[int], batch_size: int, rng: random.Random, per_intent: int = 4) -> list[list[int]]:
+    """One epoch of shuffled batches of up to ``batch_size // per_intent`` intents, ``per_intent`` examples each.
 
     Every example appears once; an intent's examples are spread over successive batches, so most
     batches give each example a few same-intent neighbours for the contrastive term.
@@ -167,6 +168,7 @@ def intent_batches(targets: list[int], rng: random.Random, intents: int = 8, per
         pools.setdefault(target, []).append(i)
     for pool in pools.values():
         rng.shuffle(pool)
+    intents = max(1, batch_size // per_intent)
     batches = []
     while ready := [target for target, pool in pools.items() if pool]:
         rng.shuffle(ready)

@@ -92,7 +92,7 @@ def test_length_batches_cover_every_example_once_in_batches_of_similar_length() 
 
 def test_intent_batches_cover_every_example_once_with_same_intent_neighbours() -> None:
     targets = [t for t in range(20) for _ in range(10)] + [20]  # ten examples of 20 intents, one of a 21st
-    batches = intent_batches(targets, random.Random(3))
+    batches = intent_batches(targets, 32, random.Random(3))
     assert sorted(i for b in batches for i in b) == list(range(len(targets)))
     for batch in batches:
         counts = np.bincount([targets[i] for i in batch])
