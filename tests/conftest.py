@@ -20,7 +20,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "bot" / "demo"
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def make_tiny_bert(folder: Path) -> Path:

