@@ -138,6 +138,8 @@ class LearningConfig(_Strict):
     review_similarity: float = Field(0.9, ge=0, le=1, description="cosine at which review items group (0: by text only)")
     review_confidence: Probability | Literal["auto"] = Field(
         "auto", description="below this confidence a turn enters the review queue; auto: the intent threshold")
+    distill: float = Field(1.0, ge=0, description="how strongly a warm-started candidate keeps the serving model's "
+                           "answers where no new label asks for a change (0: not at all)")
     watch_seconds: float = Field(2.0, ge=0, description="how often bot serve checks models/CURRENT (0: never)")
 
 

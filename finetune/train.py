@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -47,6 +48,7 @@ class TrainConfig:
     few_shot_below: int = 32  # median examples per intent under which training is few-shot
     contrastive: float = 1.0  # weight of the supervised contrastive term in few-shot training (0: none)
     temperature: float = 0.1  # of the contrastive term's cosine similarities
+    distill: float = 0.0  # warm starts only: weight of the pull towards the starting model's predictions
 
     def few_shot(self, intents: list[str]) -> bool:
         return self.contrastive > 0 and statistics.median(Counter(intents).values()) < self.few_shot_below
@@ -113,6 +115,9 @@ def train_classifier(
     rng = random.Random(config.seed)
     lengths = [len(t) for t in texts]
     few_shot = config.few_shot(intents)
+    # What the starting model answered before training, so that new labels move only what they must.
+    teacher = (torch.from_numpy(init_from.probabilities(texts)).to(device)
+               if model is init_from and config.distill > 0 else None)
 
     model.train()
     batches: list[list[int]] = []
@@ -131,6 +136,8 @@ def train_classifier(
         if few_shot:
             loss = loss + config.contrastive * supervised_contrastive(embeddings.float(), batch_targets,
                                                                       config.temperature)
+        if teacher is not None:
+            loss = loss + config.distill * distillation(logits.float(), teacher[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -190,6 +197,18 @@ def supervised_contrastive(embeddings: torch.Tensor, targets: torch.Tensor, temp
     anchors = positives.any(dim=1)
     per_anchor = -log_share.masked_fill(~positives, 0.0).sum(dim=1) / positives.sum(dim=1).clamp(min=1)
     return (per_anchor * anchors).sum() / anchors.sum().clamp(min=1)  # no branch, so no GPU sync per step
+
+
+def distillation(logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher ‖ student) over the intents, averaged over the batch (Hinton et al. 2015).
+
+    In a warm-started retrain the teacher is the serving model's distribution on the same messages.
+    The review queue's labels arrive unevenly, many for the intents the model was unsure about and
+    none for the rest; cross-entropy alone then widens the labelled intents at their neighbours'
+    expense, and a neighbour that got no new label loses messages it used to get right. The term
+    keeps the candidate's answers where no label asks for a change (bench/LEARNING.md has the figures).
+    """
+    return F.kl_div(F.log_softmax(logits, dim=1), teacher, reduction="batchmean")
 
 
 @torch.inference_mode()

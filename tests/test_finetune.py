@@ -13,6 +13,7 @@ from finetune.classifier import IntentClassifier
 from finetune.metrics import choose_threshold, evaluate
 from finetune.train import (
     TrainConfig,
+    distillation,
     imprint_head,
     intent_batches,
     length_batches,
@@ -110,6 +111,33 @@ def test_supervised_contrastive_matches_a_hand_computed_case() -> None:
     apart = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     assert supervised_contrastive(apart, torch.tensor([0, 0, 1]), 0.1) > supervised_contrastive(
         embeddings, torch.tensor([0, 0, 1]), 0.1)
+
+
+def test_distillation_matches_a_hand_computed_case() -> None:
+    even = torch.zeros(2, 2)  # the student gives both intents one half
+    assert distillation(even, torch.tensor([[0.5, 0.5], [0.5, 0.5]])).item() == pytest.approx(0.0, abs=1e-7)
+    # KL([1, 0] ‖ [1/2, 1/2]) = log 2 for the first row, 0 for the second; the mean over the batch
+    assert distillation(even, torch.tensor([[1.0, 0.0], [0.5, 0.5]])).item() == pytest.approx(np.log(2) / 2)
+
+
+def test_a_distilled_warm_start_keeps_the_starting_models_answers(tiny_model: Path, tmp_path: Path) -> None:
+    texts, intents = examples()
+    train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=30, seed=3), device="cpu",
+                     progress=False).save(tmp_path / "start")
+    start = IntentClassifier.load(tmp_path / "start", device="cpu")
+    before = [p.intent for p in start.predict(texts)]
+    # New labels that contradict the starting model: half of exchange_rate relabelled card_arrival.
+    moved = [i for i, intent in enumerate(intents) if intent == "exchange_rate"][:3]
+    relabelled = ["card_arrival" if i in moved else intent for i, intent in enumerate(intents)]
+
+    def kept(distill: float) -> int:
+        model = train_classifier(texts, relabelled, str(tiny_model), TrainConfig(epochs=30, seed=3, distill=distill),
+                                 device="cpu", progress=False,
+                                 init_from=IntentClassifier.load(tmp_path / "start", device="cpu"))
+        after = [p.intent for p in model.predict(texts)]
+        return sum(after[i] == before[i] for i in moved)
+
+    assert kept(distill=20.0) > kept(distill=0.0)
 
 
 def test_few_examples_per_intent_make_training_few_shot() -> None:
