@@ -385,22 +385,25 @@ def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str |
 @click.option("--max-intent-drop", type=click.FloatRange(0, 1), default=None, help="Gate margin (default: bot.yml's).")
 @click.option("--min-intent-examples", type=click.IntRange(1), default=None, help="Gate setting (default: bot.yml's).")
 @click.option("--review-confidence", type=click.FloatRange(0, 1), default=None,
-              help="Below this confidence a message enters the review queue (default: the intent threshold).")
+              help="Below this confidence a message enters the review queue (default: bot.yml's).")
 @click.option("--distill", type=click.FloatRange(0), default=None,
               help="Pull of a warm start towards the serving model's answers (default: bot.yml's; 0: none).")
+@click.option("--distill-messages", type=click.IntRange(0), default=None,
+              help="Recent messages the pull also covers (default: bot.yml's; 0: the training examples only).")
 @click.option("--device", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_budget: float, rounds: int, model: str,
                    seed: int, max_accuracy_drop: float | None, max_intent_drop: float | None,
                    min_intent_examples: int | None, review_confidence: float | None, distill: float | None,
-                   device: str | None, as_json: bool) -> None:
+                   distill_messages: int | None, device: str | None, as_json: bool) -> None:
     """The learning loop from a few-shot bot: accuracy per round against the full-data recipe."""
     from bot.learning_bench import run_learning_bench
     from finetune.bench import load_examples
 
     gate = {key: value for key, value in (("max_accuracy_drop", max_accuracy_drop), ("max_intent_drop", max_intent_drop),
                                           ("min_intent_examples", min_intent_examples),
-                                          ("review_confidence", review_confidence), ("distill", distill))
+                                          ("review_confidence", review_confidence), ("distill", distill),
+                                          ("distill_messages", distill_messages))
             if value is not None}
     figures = run_learning_bench(load_examples(train_file, fail), load_examples(test_file, fail), seed_shots,
                                  label_budget, rounds, model, device, seed, gate,

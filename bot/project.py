@@ -137,9 +137,12 @@ class LearningConfig(_Strict):
     min_intent_examples: int = Field(5, ge=1, description="examples an intent needs in a set for its own check")
     review_similarity: float = Field(0.9, ge=0, le=1, description="cosine at which review items group (0: by text only)")
     review_confidence: Probability | Literal["auto"] = Field(
-        "auto", description="below this confidence a turn enters the review queue; auto: the intent threshold")
+        "auto", description="below this confidence a turn enters the review queue; auto: the intent threshold or 0.5, "
+        "whichever is higher")
     distill: float = Field(1.0, ge=0, description="how strongly a warm-started candidate keeps the serving model's "
                            "answers where no new label asks for a change (0: not at all)")
+    distill_messages: int = Field(2000, ge=0, description="recent customer messages, labelled or not, on which "
+                                  "the distillation also holds (0: the training examples only)")
     watch_seconds: float = Field(2.0, ge=0, description="how often bot serve checks models/CURRENT (0: never)")
 
 

@@ -36,7 +36,7 @@ from bot.training import (
     seed_fingerprint,
     write_model,
 )
-from dialogues.export import LearnedData, learned_data
+from dialogues.export import LearnedData, learned_data, recent_traffic
 from dialogues.review import OOS
 from dialogues.store import Store
 from finetune.classifier import IntentClassifier
@@ -103,12 +103,15 @@ def agent_answers(data: LearnedData) -> list[Answer]:
     return [Answer(f"agent:{r['id']}", r["answer"], r["question"], r["intent"], "agent") for r in data.answers]
 
 
-def read_learned(project: Project) -> LearnedData:
+def read_store(project: Project) -> tuple[LearnedData, list[str]]:
+    """The labels and agent answers (exactly what ``bot export`` writes) and the recent customer messages."""
     if not project.db_path.exists():
-        return LearnedData([], [])
+        return LearnedData([], []), []
     store = Store(project.db_path)
+    redacted = project.config.privacy.redact
     try:
-        return learned_data(store, redacted=project.config.privacy.redact)  # exactly what bot export writes
+        return (learned_data(store, redacted=redacted),
+                recent_traffic(store, project.config.learning.distill_messages, redacted))
     finally:
         store.close()
 
@@ -130,7 +133,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         serving_path = registry.path(serving_name)
         # New relative to the last attempt, promoted or refused: the same data would train the same model.
         last = registry.versions()[-1]
-        data = read_learned(project)
+        data, traffic = read_store(project)
         new = _new_since(data, last.meta)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         if not (force or seed_changed or new["labels"] or new["answers"]):
@@ -144,10 +147,13 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         before = {"frozen": measure(serving, held), "seed": measure(serving, seed)}
         train = seed + learned
         warm = serving.labels == sorted({e.intent for e in train})
+        held_texts = {e.text for e in held}  # the gate's examples: the candidate must not be taught the old answers
+        transfer = [text for text in traffic if text not in held_texts] if warm else []
         say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: the intents changed'}) "
-            f"on {len(seed)} seed + {len(learned)} labelled examples")
+            f"on {len(seed)} seed + {len(learned)} labelled examples"
+            + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else ""))
         with registry.stage() as staging:
-            candidate = fit(project, train, device, progress, init_from=serving if warm else None)
+            candidate = fit(project, train, device, progress, init_from=serving if warm else None, transfer=transfer)
             answers = agent_answers(data)
             meta, metrics = write_model(staging, project, candidate, answers_for(project) + answers, held, len(train))
             after = {"frozen": measure(candidate, held), "seed": measure(candidate, seed)}
@@ -159,6 +165,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 "intent_drops": drops,
                 "worst_intent_drop": max([0.0, *(d for per in drops.values() for d in per.values())]),
                 "data": {"seed_examples": len(seed), **label_counts, "new_labels": new["labels"],
+                         "transfer_messages": len(transfer),
                          "agent_answers": len(answers), "new_answers": new["answers"], "seed_changed": seed_changed},
                 "margins": cfg.model_dump(include={"max_accuracy_drop", "max_intent_drop", "min_intent_examples"}),
             }

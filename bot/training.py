@@ -157,10 +157,12 @@ def train_config(project: Project) -> TrainConfig:
 
 
 def fit(project: Project, examples: list[Example], device: str | None = None, progress: bool = True,
-        init_from: IntentClassifier | None = None) -> IntentClassifier:
-    """Fine-tune the bot's classifier on ``examples``; ``init_from`` warm-starts from a model with the same intents."""
+        init_from: IntentClassifier | None = None, transfer: list[str] | None = None) -> IntentClassifier:
+    """Fine-tune the bot's classifier on ``examples``; ``init_from`` warm-starts from a model with the same
+    intents, which keeps its answers on the unlabelled ``transfer`` messages (see :func:`train_classifier`)."""
     return train_classifier([e.text for e in examples], [e.intent for e in examples], project.config.base_model,
-                            train_config(project), device=device, progress=progress, init_from=init_from)
+                            train_config(project), device=device, progress=progress, init_from=init_from,
+                            transfer=transfer)
 
 
 def write_model(staging: Path, project: Project, classifier: IntentClassifier, answers: list[Answer],

@@ -38,6 +38,16 @@ def learned_data(store: Store, since: float = 0.0, redacted: bool = True) -> Lea
     return LearnedData(examples, answers)
 
 
+def recent_traffic(store: Store, limit: int, redacted: bool = True) -> list[str]:
+    """The latest ``limit`` distinct customer messages, labelled or not, redacted like :func:`learned_data`'s.
+
+    A warm-started retrain holds the candidate to the serving model's answers on them, so that labels
+    for a few intents do not move the answers customers get for the rest.
+    """
+    private: Callable[[str], str] = redact if redacted else (lambda text: text)
+    return [private(text) for text in store.recent_messages(limit)] if limit else []
+
+
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 

@@ -268,6 +268,12 @@ class Store:
             [since],
         ))
 
+    def recent_messages(self, limit: int) -> list[str]:
+        """The latest ``limit`` distinct customer messages, newest first (button payloads left out)."""
+        return [r["text"] for r in self.db.query(
+            "SELECT text FROM turns WHERE role = 'user' AND substr(text, 1, 1) != '/' "
+            "GROUP BY text ORDER BY max(id) DESC LIMIT ?", [limit])]
+
     def answer_candidates(self, since: float = 0.0) -> list[dict[str, Any]]:
         """Agent answers with their questions, oldest first; ``intent`` is the question's review label, if any."""
         return list(self.db.query(

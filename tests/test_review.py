@@ -200,6 +200,7 @@ def test_the_queue_threshold_follows_the_intent_threshold_unless_set() -> None:
     from bot.project import BotConfig
     from bot.review import review_threshold
 
-    assert review_threshold(BotConfig(), 0.23) == 0.23  # auto: the serving model's calibrated threshold
+    assert review_threshold(BotConfig(), 0.23) == 0.5  # auto: at least even odds, above a low calibrated threshold
+    assert review_threshold(BotConfig(), 0.64) == 0.64  # and the serving model's calibrated threshold above them
     assert review_threshold(BotConfig.model_validate({"thresholds": {"intent": 0.6}}), 0.23) == 0.6
     assert review_threshold(BotConfig.model_validate({"learning": {"review_confidence": 0.7}}), 0.23) == 0.7

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.project import load_project
-from bot.retrain import read_learned
+from bot.retrain import read_store
 from dialogues.export import learned_data
 from dialogues.redact import cn_id_valid, luhn_valid, redact
 from dialogues.store import MIGRATIONS, Exchange, Store
@@ -135,6 +135,17 @@ def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: P
     assert missing.exit_code == 1 and "not a bot folder" in missing.output
 
 
+def test_recent_messages_are_the_latest_distinct_customer_texts(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dialogues.db")
+    for conversation, text in [("c1", "where is my order"), ("c1", "/track_order"), ("c2", "refund please"),
+                               ("c3", "where is my order"), ("c3", "hello")]:
+        user_turn(store, conversation, text)
+    store.add_message("c3", "agent", "How can I help?")
+    assert store.recent_messages(10) == ["hello", "where is my order", "refund please"]
+    assert store.recent_messages(2) == ["hello", "where is my order"]
+    store.close()
+
+
 @pytest.mark.parametrize(("privacy", "card", "email"), [
     ({}, "[CARD]", "[EMAIL]"),
     ({"keep_raw": True}, "[CARD]", "[EMAIL]"),  # the raw text is kept in the store, never exported
@@ -159,6 +170,7 @@ def test_export_and_retrain_follow_privacy_redact(tmp_path: Path, privacy: dict[
     example, answer = [json.loads(line) for line in result.stdout.splitlines()]
     assert example["text"] == answer["question"] == f"refund to card {card} please"
     assert answer["answer"] == f"Done, the receipt went to {email}"
-    learned = read_learned(load_project(root))  # bot retrain learns exactly what was exported
+    learned, traffic = read_store(load_project(root))  # bot retrain learns exactly what was exported
     assert [r["text"] for r in learned.examples] == [example["text"]]
+    assert traffic == [example["text"]]  # and the distillation's messages are redacted alike
     assert [(r["question"], r["answer"]) for r in learned.answers] == [(answer["question"], answer["answer"])]
