@@ -140,6 +140,27 @@ def test_a_distilled_warm_start_keeps_the_starting_models_answers(tiny_model: Pa
     assert kept(distill=20.0) > kept(distill=0.0)
 
 
+def test_distilling_on_unlabelled_traffic_keeps_the_answers_there(tiny_model: Path, tmp_path: Path) -> None:
+    texts, intents = examples()
+    train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=30, seed=3), device="cpu",
+                     progress=False).save(tmp_path / "start")
+    traffic = ["euro exchange rate please", "dollar to pound rate", "currency conversion rate", "what rate for yen",
+               "rate of the euro today", "how many dollars for a pound"]
+    teacher = IntentClassifier.load(tmp_path / "start", device="cpu").probabilities(traffic)
+    moved = [i for i, intent in enumerate(intents) if intent == "exchange_rate"][:5]
+    relabelled = ["card_arrival" if i in moved else intent for i, intent in enumerate(intents)]
+
+    def drift(transfer: list[str] | None) -> float:
+        """KL(starting model ‖ candidate) on the traffic, averaged over its messages."""
+        model = train_classifier(texts, relabelled, str(tiny_model), TrainConfig(epochs=30, seed=3, distill=1.0),
+                                 device="cpu", progress=False, transfer=transfer,
+                                 init_from=IntentClassifier.load(tmp_path / "start", device="cpu"))
+        student = model.probabilities(traffic)
+        return float((teacher * (np.log(teacher) - np.log(student))).sum(axis=1).mean())
+
+    assert drift(traffic) < 0.5 * drift(None)
+
+
 def test_few_examples_per_intent_make_training_few_shot() -> None:
     config = TrainConfig()
     assert config.few_shot(["a"] * 10 + ["b"] * 10)
