@@ -6,7 +6,8 @@ the real engine and conversation store. After each part an oracle plays the revi
 review queue in its order and labels whole items with the true intent of the item's latest message,
 while the turns labelled stay within ``label_budget`` of the traffic so far. Then ``bot retrain``
 runs, gate included, and the serving model is measured on the test file (top-1 accuracy, per
-intent too). The same recipe trained on all of train, in the same run, gives ``full_data_accuracy``.
+intent too, and ``broken_answers``: the test lines the previous round's model got right and this
+round's gets wrong, which counts every regression that the worst intent's drop summarises). The same recipe trained on all of train, in the same run, gives ``full_data_accuracy``.
 
 The test file is read only to score serving models; the loop never sees it.
 """
@@ -130,6 +131,7 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
                             "labelled_fraction": round(used / streamed, 4),
                             "label_precision": round(correct / used, 4) if used else None,
                             "worst_intent_drop": round(max(drops, default=0.0), 4),
+                            "broken_answers": sum(was and not now for was, now in zip(previous["right"], figures["right"])),
                             "promoted": decision["promoted"], "serving": Registry(project.models_dir).current()})
             say(f"round {number}: {results[-1]}")
             previous = figures

@@ -55,16 +55,17 @@ class RetrainResult:
 
 
 def measure(classifier: IntentClassifier, examples: list[Example]) -> dict[str, Any]:
-    """Top-1 accuracy, overall and per intent."""
+    """Top-1 accuracy, overall and per intent, and which examples were right."""
     if not examples:
-        return {"accuracy": None, "n": 0, "per_intent": {}, "counts": {}}
+        return {"accuracy": None, "n": 0, "per_intent": {}, "counts": {}, "right": []}
     truth = [e.intent for e in examples]
     predicted = [p.intent for p in classifier.predict([e.text for e in examples])]
     counts: dict[str, int] = {}
     for intent in truth:
         counts[intent] = counts.get(intent, 0) + 1
-    return {"accuracy": sum(t == p for t, p in zip(truth, predicted)) / len(truth), "n": len(truth),
-            "per_intent": per_intent_accuracy(truth, predicted), "counts": counts}
+    right = [t == p for t, p in zip(truth, predicted)]
+    return {"accuracy": sum(right) / len(truth), "n": len(truth), "per_intent": per_intent_accuracy(truth, predicted),
+            "counts": counts, "right": right}
 
 
 def gate(serving: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]], max_accuracy_drop: float,
