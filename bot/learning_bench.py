@@ -132,7 +132,8 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
                             "label_precision": round(correct / used, 4) if used else None,
                             "worst_intent_drop": round(max(drops, default=0.0), 4),
                             "broken_answers": sum(was and not now for was, now in zip(previous["right"], figures["right"])),
-                            "promoted": decision["promoted"], "serving": Registry(project.models_dir).current()})
+                            "promoted": decision["promoted"], "reasons": decision["reasons"],
+                            "serving": Registry(project.models_dir).current()})
             say(f"round {number}: {results[-1]}")
             previous = figures
         say(f"full data: {len(train)} examples")
