@@ -7,7 +7,8 @@ review queue in its order and labels whole items with the true intent of the ite
 while the turns labelled stay within ``label_budget`` of the traffic so far. Then ``bot retrain``
 runs, gate included, and the serving model is measured on the test file (top-1 accuracy, per
 intent too, and ``broken_answers``: the test lines the previous round's model got right and this
-round's gets wrong, which counts every regression that the worst intent's drop summarises). The same recipe trained on all of train, in the same run, gives ``full_data_accuracy``.
+round's gets wrong, which counts every regression that the worst intent's drop summarises). The
+same recipe trained on all of train, in the same run, gives ``full_data_accuracy``.
 
 The test file is read only to score serving models; the loop never sees it.
 """
