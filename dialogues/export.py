@@ -26,10 +26,15 @@ class LearnedData:
     answers: list[dict[str, Any]]  # {"question", "answer", "intent", "id", "created"}; intent may be None
 
 
+def _privacy(redacted: bool) -> Callable[[str], str]:
+    """What leaves the store: the text redacted, or as stored when ``privacy.redact`` is off."""
+    return redact if redacted else (lambda text: text)
+
+
 def learned_data(store: Store, since: float = 0.0, redacted: bool = True) -> LearnedData:
     """Review labels (the latest per turn) and agent answers created at or after ``since``; their text
     redacted unless ``redacted`` is False (``privacy.redact: false``)."""
-    private: Callable[[str], str] = redact if redacted else (lambda text: text)
+    private = _privacy(redacted)
     examples = [{"text": private(r["text"]), "intent": r["intent"], "turn_id": r["turn_id"], "label_id": r["id"],
                  "created": r["created"]} for r in store.labels(since)]
     answers = [{"question": private(r["question"]), "answer": private(r["answer"]), "intent": r["intent"],
@@ -44,7 +49,7 @@ def recent_traffic(store: Store, limit: int, redacted: bool = True) -> list[str]
     A warm-started retrain holds the candidate to the serving model's answers on them, so that labels
     for a few intents do not move the answers customers get for the rest.
     """
-    private: Callable[[str], str] = redact if redacted else (lambda text: text)
+    private = _privacy(redacted)
     return [private(text) for text in store.recent_messages(limit)] if limit else []
 
 
