@@ -105,14 +105,16 @@ def agent_answers(data: LearnedData) -> list[Answer]:
 
 
 def read_store(project: Project) -> tuple[LearnedData, list[str]]:
-    """The labels and agent answers (exactly what ``bot export`` writes) and the recent customer messages."""
+    """The labels and agent answers (exactly what ``bot export`` writes) and the recent customer
+    messages the distillation holds on (none when ``learning.distill`` is off)."""
     if not project.db_path.exists():
         return LearnedData([], []), []
     store = Store(project.db_path)
     redacted = project.config.privacy.redact
+    learning = project.config.learning
     try:
         return (learned_data(store, redacted=redacted),
-                recent_traffic(store, project.config.learning.distill_messages, redacted))
+                recent_traffic(store, learning.distill_messages if learning.distill > 0 else 0, redacted))
     finally:
         store.close()
 
