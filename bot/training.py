@@ -173,7 +173,7 @@ def write_model(staging: Path, project: Project, classifier: IntentClassifier, a
     build_index(classifier, model_id, answers, project).save(staging / "index")
     metrics = holdout_metrics(classifier, held, project.config.thresholds.intent)
     metrics.update(train_examples=train_examples, holdout_examples=len(held),
-                   train_seconds=round(getattr(classifier, "train_seconds", 0.0), 1))
+                   train_seconds=round(classifier.train_seconds, 1))
     meta = {"id": model_id, "base_model": project.config.base_model, "labels": classifier.labels,
             "device": str(classifier.device), "intent_threshold": metrics["intent_threshold"],
             "seed": seed_fingerprint(project)}

@@ -42,6 +42,8 @@ def pick_device(device: str | None = None) -> str:
 class IntentClassifier(torch.nn.Module):
     """``encoder`` + a bias-free linear head over the normalised embedding, scaled by ``scale``."""
 
+    train_seconds: float = 0.0  # set by training: how long it took
+
     def __init__(self, encoder: SentenceTransformer, labels: list[str], scale: float = 20.0, prefix: str = "") -> None:
         super().__init__()
         self.encoder = encoder

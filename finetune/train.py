@@ -154,7 +154,7 @@ def train_classifier(
         optimizer.step()
         schedule.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.train_seconds = time.perf_counter() - started  # type: ignore[attr-defined]
+    model.train_seconds = time.perf_counter() - started
     return model.eval()
 
 
