@@ -47,7 +47,7 @@ class TrainConfig:
     seed: int = 42
     few_shot_below: int = 32  # median examples per intent under which training is few-shot
     contrastive: float = 1.0  # weight of the supervised contrastive term in few-shot training (0: none)
-    temperature: float = 0.05  # of the contrastive term's cosine similarities
+    temperature: float = 0.1  # of the contrastive term's cosine similarities
     distill: float = 0.0  # warm starts only: weight of the pull towards the starting model's predictions
 
     def few_shot(self, intents: list[str]) -> bool:
