@@ -91,9 +91,8 @@ def gate(serving: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]
     return reasons, drops
 
 
-def learned_examples(data: LearnedData, intents: set[str], held: list[Example]) -> tuple[list[Example], dict[str, int]]:
+def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str]) -> tuple[list[Example], dict[str, int]]:
     """Reviewed labels usable for training: known intents only, never a text of the frozen set."""
-    held_texts = {e.text for e in held}
     usable = [Example(r["text"], r["intent"]) for r in data.examples
               if r["intent"] in intents and r["text"] not in held_texts]
     oos = sum(r["intent"] == OOS for r in data.examples)
@@ -144,13 +143,13 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             return RetrainResult(None, False, {"promoted": False, "serving": serving_name, "reasons": ["nothing new"]})
 
         seed, held = frozen_split(project)
-        learned, label_counts = learned_examples(data, set(project.intents), held)
+        held_texts = {e.text for e in held}  # the gate's examples: taught neither labels nor old answers
+        learned, label_counts = learned_examples(data, set(project.intents), held_texts)
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
         say(f"Measuring the serving model {serving_name} on {len(held)} frozen and {len(seed)} seed examples")
         before = {"frozen": measure(serving, held), "seed": measure(serving, seed)}
         train = seed + learned
         warm = serving.labels == sorted({e.intent for e in train})
-        held_texts = {e.text for e in held}  # the gate's examples: the candidate must not be taught the old answers
         transfer = [text for text in traffic if text not in held_texts] if warm else []
         say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: the intents changed'}) "
             f"on {len(seed)} seed + {len(learned)} labelled examples"

@@ -173,6 +173,6 @@ def test_export_and_retrain_follow_privacy_redact(tmp_path: Path, privacy: dict[
     learned, traffic = read_store(load_project(root))  # bot retrain learns exactly what was exported
     assert [r["text"] for r in learned.examples] == [example["text"]]
     assert traffic == [example["text"]]  # and the distillation's messages are redacted alike
+    assert [(r["question"], r["answer"]) for r in learned.answers] == [(answer["question"], answer["answer"])]
     (root / "bot.yml").write_text(yaml.safe_dump({**config, "privacy": privacy, "learning": {"distill": 0}}))
     assert read_store(load_project(root))[1] == []  # no distillation, no messages read for it
-    assert [(r["question"], r["answer"]) for r in learned.answers] == [(answer["question"], answer["answer"])]
