@@ -390,12 +390,16 @@ def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str |
               help="Pull of a warm start towards the serving model's answers (default: bot.yml's; 0: none).")
 @click.option("--distill-messages", type=click.IntRange(0), default=None,
               help="Recent messages the pull also covers (default: bot.yml's; 0: the training examples only).")
+@click.option("--interpolate", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Share of a warm start's trained weights in the average with the serving model's "
+                   "(default: bot.yml's; 1: no averaging).")
 @click.option("--device", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_budget: float, rounds: int, model: str,
                    seed: int, max_accuracy_drop: float | None, max_intent_drop: float | None,
                    min_intent_examples: int | None, review_confidence: float | None, distill: float | None,
-                   distill_messages: int | None, device: str | None, as_json: bool) -> None:
+                   distill_messages: int | None, interpolate: float | None, device: str | None,
+                   as_json: bool) -> None:
     """The learning loop from a few-shot bot: accuracy per round against the full-data recipe."""
     from bot.learning_bench import run_learning_bench
     from finetune.bench import load_examples
@@ -403,7 +407,7 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
     gate = {key: value for key, value in (("max_accuracy_drop", max_accuracy_drop), ("max_intent_drop", max_intent_drop),
                                           ("min_intent_examples", min_intent_examples),
                                           ("review_confidence", review_confidence), ("distill", distill),
-                                          ("distill_messages", distill_messages))
+                                          ("distill_messages", distill_messages), ("interpolate", interpolate))
             if value is not None}
     figures = run_learning_bench(load_examples(train_file, fail), load_examples(test_file, fail), seed_shots,
                                  label_budget, rounds, model, device, seed, gate,

@@ -111,7 +111,7 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
         project = make_bot(root / "loop", seed_set, model, {"learning": gate or {}})
         margins = project.config.learning.model_dump(include={"max_accuracy_drop", "max_intent_drop",
                                                                "min_intent_examples", "review_confidence",
-                                                               "distill", "distill_messages"})
+                                                               "distill", "distill_messages", "interpolate"})
         say(f"seed model: {len(seed_set)} examples ({seed_shots} per intent)")
         train_project(project, device=device, progress=False)
         previous = score_on_test(project, test, device)

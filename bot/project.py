@@ -143,6 +143,8 @@ class LearningConfig(_Strict):
                            "answers where no new label asks for a change (0: not at all)")
     distill_messages: int = Field(2000, ge=0, description="recent customer messages, labelled or not, on which "
                                   "the distillation also holds (0: the training examples only)")
+    interpolate: float = Field(0.5, gt=0, le=1, description="share of a warm-started candidate's trained weights "
+                               "when they are averaged with the serving model's (1: the trained weights alone)")
     watch_seconds: float = Field(2.0, ge=0, description="how often bot serve checks models/CURRENT (0: never)")
 
 

@@ -153,7 +153,9 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         transfer = [text for text in traffic if text not in held_texts] if warm else []
         say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: the intents changed'}) "
             f"on {len(seed)} seed + {len(learned)} labelled examples"
-            + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else ""))
+            + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else "")
+            + (f", then averaged with {serving_name}'s weights ({share:g} trained)"
+               if warm and (share := project.config.learning.interpolate) < 1 else ""))
         with registry.stage() as staging:
             candidate = fit(project, train, device, progress, init_from=serving if warm else None, transfer=transfer)
             answers = agent_answers(data)

@@ -153,7 +153,8 @@ def holdout_metrics(classifier: IntentClassifier, held: list[Example], threshold
 def train_config(project: Project) -> TrainConfig:
     cfg = project.config.model
     return TrainConfig(epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
-                       max_length=cfg.max_length, seed=cfg.seed, distill=project.config.learning.distill)
+                       max_length=cfg.max_length, seed=cfg.seed, distill=project.config.learning.distill,
+                       interpolate=project.config.learning.interpolate)
 
 
 def fit(project: Project, examples: list[Example], device: str | None = None, progress: bool = True,

@@ -16,6 +16,7 @@ from finetune.train import (
     distillation,
     imprint_head,
     intent_batches,
+    interpolate_weights,
     length_batches,
     supervised_contrastive,
     train_classifier,
@@ -159,6 +160,38 @@ def test_distilling_on_unlabelled_traffic_keeps_the_answers_there(tiny_model: Pa
         return float((teacher * (np.log(teacher) - np.log(student))).sum(axis=1).mean())
 
     assert drift(traffic) < 0.5 * drift(None)
+
+
+def test_interpolated_weights_match_a_hand_computed_case() -> None:
+    layer = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[4.0, -2.0]]))
+        layer.bias.copy_(torch.tensor([1.0]))
+    interpolate_weights(layer, {"weight": torch.tensor([[0.0, 2.0]])}, 0.25)
+    assert layer.weight.tolist() == [[1.0, 1.0]]  # 0.25 × trained + 0.75 × start
+    assert layer.bias.tolist() == [1.0]  # a parameter without a start is left alone
+
+
+def test_an_interpolated_warm_start_lands_between_the_start_and_the_trained_weights(tiny_model: Path,
+                                                                                     tmp_path: Path) -> None:
+    texts, intents = examples()
+    train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=30, seed=3), device="cpu",
+                     progress=False).save(tmp_path / "start")
+    moved = [i for i, intent in enumerate(intents) if intent == "exchange_rate"][:3]
+    relabelled = ["card_arrival" if i in moved else intent for i, intent in enumerate(intents)]
+
+    def retrain(interpolate: float) -> dict[str, torch.Tensor]:
+        model = train_classifier(texts, relabelled, str(tiny_model), TrainConfig(epochs=5, seed=3, interpolate=interpolate),
+                                 device="cpu", progress=False,
+                                 init_from=IntentClassifier.load(tmp_path / "start", device="cpu"))
+        return {name: p.detach() for name, p in model.named_parameters()}
+
+    start = {name: p.detach() for name, p in IntentClassifier.load(tmp_path / "start", device="cpu").named_parameters()}
+    trained, halfway = retrain(1.0), retrain(0.5)
+    changed = [name for name in start if not torch.equal(trained[name], start[name])]
+    assert "head" in changed and len(changed) > 10
+    for name in start:
+        assert torch.allclose(halfway[name], (trained[name] + start[name]) / 2, atol=1e-6), name
 
 
 def test_few_examples_per_intent_make_training_few_shot() -> None:
