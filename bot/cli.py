@@ -263,7 +263,8 @@ JSONL = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--train", "train_files", required=True, multiple=True, type=JSONL,
               help="JSONL of {\"text\", \"intent\"} lines to train on; repeat it to join files.")
 @click.option("--test", "test_file", required=True, type=JSONL,
-              help="JSONL to score; intent oos, or one absent from train, marks out-of-scope lines.")
+              help="JSONL to score; intent oos, or one absent from train, marks out-of-scope lines "
+                   "(an oos_type on them, such as id or ood, adds an AUROC per kind).")
 @click.option("--valid", "valid_file", type=JSONL, default=None,
               help="JSONL to choose the rejection threshold on (default: held-out train lines, if any are oos).")
 @click.option("--model", default="default", show_default=True, help="Base model: a name, a path, or multilingual.")
@@ -274,12 +275,12 @@ JSONL = click.Path(exists=True, dir_okay=False, path_type=Path)
 def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Path | None, model: str, shots: int | None,
                  seed: int, device: str | None, as_json: bool) -> None:
     """Train the intent classifier from scratch on TRAIN and measure it on TEST."""
-    from finetune.bench import load_examples, run_intent_bench
+    from finetune.bench import load_examples, load_oos_types, run_intent_bench
 
     valid = load_examples(valid_file, fail) if valid_file else None
     train = [example for path in train_files for example in load_examples(path, fail)]
-    figures = run_intent_bench(train, load_examples(test_file, fail), valid,
-                               model=model, shots=shots, seed=seed, device=device)
+    figures = run_intent_bench(train, load_examples(test_file, fail), valid, model=model, shots=shots, seed=seed,
+                               device=device, oos_types=load_oos_types(test_file, fail))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 def _positive_ints(value: str) -> list[int]:

@@ -28,13 +28,18 @@ from bot.project import Example
 from bot.training import split_holdout
 from finetune.classifier import IntentClassifier, pick_device
 from finetune.evaluation import read_jsonl
-from finetune.metrics import OOS, choose_threshold, evaluate
+from finetune.metrics import OOS, auroc_by_kind, choose_threshold, evaluate
 from finetune.train import TrainConfig, train_classifier
 
 
 def load_examples(path: Path, fail: Callable[[str], None]) -> list[Example]:
-    """A benchmark file's ``{"text", "intent"}`` lines (other keys, such as ``oos_type``, are ignored)."""
+    """A benchmark file's ``{"text", "intent"}`` lines (other keys are ignored)."""
     return [Example(row["text"], row["intent"]) for row in read_jsonl(path, fail)]
+
+
+def load_oos_types(path: Path, fail: Callable[[str], None]) -> list[str | None]:
+    """Each line's ``oos_type`` (BANKING77-OOS: ``id`` or ``ood`` on out-of-scope lines), None where absent."""
+    return [row.get("oos_type") for row in read_jsonl(path, fail)]
 
 
 def sample_shots(rows: list[Example], shots: int, seed: int) -> list[Example]:
@@ -81,8 +86,11 @@ def score(classifier: IntentClassifier, texts: list[str]) -> Scored:
 
 def run_intent_bench(train: list[Example], test: list[Example], valid: list[Example] | None = None, model: str = "default",
                      shots: int | None = None, seed: int = 42, device: str | None = None,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, oos_types: list[str | None] | None = None) -> dict[str, Any]:
     """Train from scratch on ``train``, choose the threshold without ``test``, and score ``test``.
+
+    ``oos_types``, one per test line, adds ``auroc_by_oos_type`` when any is set: the AUROC against
+    each kind of out-of-scope line on its own (see :func:`finetune.metrics.auroc_by_kind`).
 
     ``train_seconds`` runs from loading the base model to the trained classifier; ``total_seconds``
     adds calibration and scoring the test lines.
@@ -110,6 +118,8 @@ def run_intent_bench(train: list[Example], test: list[Example], valid: list[Exam
 
     scored = score(classifier, [r.text for r in test])
     figures = evaluate([r.intent for r in test], scored.predicted, scored.scores, known, threshold)
+    if oos_types and any(oos_types):
+        figures["auroc_by_oos_type"] = auroc_by_kind([r.intent for r in test], scored.scores, known, oos_types)
     return {
         **figures,
         "train_seconds": round(train_seconds, 1),

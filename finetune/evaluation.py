@@ -15,18 +15,18 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noqa: E402
 
 from finetune.classifier import IntentClassifier  # noqa: E402
-from finetune.metrics import OOS, evaluate  # noqa: E402
+from finetune.metrics import OOS, auroc_by_kind, evaluate  # noqa: E402
 
 
-def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, str]]:
-    """``{"text", "intent"}`` lines; a bad line stops with its number."""
+def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, Any]]:
+    """``{"text", "intent"}`` lines, other keys (such as ``oos_type``) kept; a bad line stops with its number."""
     rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            rows.append({"text": str(row["text"]), "intent": str(row["intent"])})
+            rows.append({**row, "text": str(row["text"]), "intent": str(row["intent"])})
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}")
     if not rows:
@@ -34,7 +34,7 @@ def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, str]]:
     return rows
 
 
-def evaluate_model(model_folder: Path, rows: list[dict[str, str]], threshold: float, results: Path,
+def evaluate_model(model_folder: Path, rows: list[dict[str, Any]], threshold: float, results: Path,
                    device: str | None = None) -> dict[str, Any]:
     classifier = IntentClassifier.load(model_folder / "classifier", device=device)
     texts, truth = [r["text"] for r in rows], [r["intent"] for r in rows]
@@ -42,6 +42,8 @@ def evaluate_model(model_folder: Path, rows: list[dict[str, str]], threshold: fl
     predicted = [p.intent for p in predictions]
     scores = [p.confidence for p in predictions]
     figures = evaluate(truth, predicted, scores, classifier.labels, threshold)
+    if any(r.get("oos_type") for r in rows):
+        figures["auroc_by_oos_type"] = auroc_by_kind(truth, scores, classifier.labels, [r.get("oos_type") for r in rows])
     figures["model_version"] = model_folder.name
 
     results.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from finetune.classifier import IntentClassifier
-from finetune.metrics import choose_threshold, evaluate
+from finetune.metrics import auroc_by_kind, choose_threshold, evaluate
 from finetune.train import (
     TrainConfig,
     distillation,
@@ -54,6 +54,16 @@ def test_evaluate_matches_hand_computed_figures() -> None:
     # Out-of-scope lines score 0.2 and 0.6 against in-scope 0.9, 0.8, 0.3: 5 of 6 pairs ordered right.
     assert figures["auroc"] == pytest.approx(5 / 6)
     assert (figures["n"], figures["n_oos"], figures["threshold"]) == (5, 2, 0.5)
+
+
+def test_auroc_by_kind_ranks_in_scope_lines_against_each_kind_alone() -> None:
+    # In scope: 0.9 and 0.4. "id" (the unknown intent c counts as out of scope): 0.5 and 0.3, so 3 of
+    # the 4 pairs are ordered right; "ood": 0.1 and 0.2, all 4. The kindless oos line is left out.
+    by_kind = auroc_by_kind(true=["a", "b", "oos", "c", "oos", "oos", "oos"],
+                            scores=[0.9, 0.4, 0.5, 0.3, 0.1, 0.2, 0.95], known=["a", "b"],
+                            kinds=[None, None, "id", "id", "ood", "ood", None])
+    assert by_kind == pytest.approx({"id": 3 / 4, "ood": 1.0})
+    assert auroc_by_kind(["a", "oos"], [0.9, 0.1], ["a"], [None, None]) == {}
 
 
 def test_evaluate_without_out_of_scope_lines_has_no_detection_figures() -> None:

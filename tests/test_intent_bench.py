@@ -46,7 +46,9 @@ def test_sample_shots_draws_k_per_intent_reproducibly() -> None:
 
 def test_bench_intent_prints_the_figures_as_json(tiny_model: Path, tmp_path: Path) -> None:
     train = write_jsonl(tmp_path / "train.jsonl", in_scope_rows())
-    test = write_jsonl(tmp_path / "test.jsonl", in_scope_rows(1) + [{"text": t, "intent": "oos"} for t in OUT_OF_SCOPE])
+    kinds = ["ood", "ood", "ood", "id", "id", "id"]
+    test = write_jsonl(tmp_path / "test.jsonl", in_scope_rows(1) + [{"text": t, "intent": "oos", "oos_type": k}
+                                                                    for t, k in zip(OUT_OF_SCOPE, kinds)])
     result = CliRunner().invoke(cli, ["bench", "intent", "--train", str(train), "--test", str(test),
                                       "--model", str(tiny_model), "--shots", "4", "--seed", "3", "--device", "cpu",
                                       "--json"])
@@ -54,6 +56,8 @@ def test_bench_intent_prints_the_figures_as_json(tiny_model: Path, tmp_path: Pat
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     for key in ("accuracy", "in_scope_accuracy", "macro_f1", "oos_recall", "oos_precision", "auroc"):
         assert 0.0 <= figures[key] <= 1.0, key
+    by_kind = figures["auroc_by_oos_type"]
+    assert set(by_kind) == {"id", "ood"} and min(by_kind.values()) <= figures["auroc"] <= max(by_kind.values())
     assert figures["threshold"] == 0.0  # train has no oos line, so nothing supports rejecting anything
     assert figures["train_seconds"] > 0 and figures["examples_per_second_inference"] > 0
     assert (figures["model"], figures["device"]) == (str(tiny_model), "cpu")
@@ -100,13 +104,17 @@ def test_bench_intent_names_the_bad_line(tiny_model: Path, tmp_path: Path) -> No
 
 
 def test_eval_writes_the_report_and_both_plots(tiny_demo_bot: Path, tmp_path: Path) -> None:
-    test = tiny_demo_bot / "test.jsonl"
+    marked = [{"text": "tell me a joke", "intent": "oos", "oos_type": "ood"},
+              {"text": "can I pay for my order in gold bars", "intent": "oos", "oos_type": "id"}]
+    test = tmp_path / "test.jsonl"
+    test.write_text((tiny_demo_bot / "test.jsonl").read_text() + "".join(json.dumps(r) + "\n" for r in marked))
     result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(test), "--results",
                                       str(tmp_path / "results"), "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     lines = test.read_text().strip().splitlines()
     assert figures["n"] == len(lines)
+    assert set(figures["auroc_by_oos_type"]) == {"id", "ood"}
     report = json.loads((tmp_path / "results" / "intent_report.json").read_text())
     assert report["figures"]["accuracy"] == figures["accuracy"]
     assert len(report["errors"]) == round((1 - figures["accuracy"]) * len(lines))
