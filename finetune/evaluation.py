@@ -42,8 +42,9 @@ def evaluate_model(model_folder: Path, rows: list[dict[str, Any]], threshold: fl
     predicted = [p.intent for p in predictions]
     scores = [p.confidence for p in predictions]
     figures = evaluate(truth, predicted, scores, classifier.labels, threshold)
-    if any(r.get("oos_type") for r in rows):
-        figures["auroc_by_oos_type"] = auroc_by_kind(truth, scores, classifier.labels, [r.get("oos_type") for r in rows])
+    kinds = [r.get("oos_type") for r in rows]
+    if any(kinds):
+        figures["auroc_by_oos_type"] = auroc_by_kind(truth, scores, classifier.labels, kinds)
     figures["model_version"] = model_folder.name
 
     results.mkdir(parents=True, exist_ok=True)
