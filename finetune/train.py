@@ -50,6 +50,7 @@ class TrainConfig:
     temperature: float = 0.1  # of the contrastive term's cosine similarities
     distill: float = 0.0  # warm starts only: weight of the pull towards the starting model's predictions
     interpolate: float = 1.0  # warm starts only: share of the trained weights in the average with the starting ones
+    centroid_share: float = 0.25  # few-shot training: share of each intent's mean embedding in its final head
 
     def few_shot(self, intents: list[str]) -> bool:
         return self.contrastive > 0 and statistics.median(Counter(intents).values()) < self.few_shot_below
@@ -159,6 +160,11 @@ def train_classifier(
         optimizer.step()
         schedule.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
+    if few_shot:
+        # The contrastive term gathers each intent's examples around their mean, which is then a steadier
+        # direction than a head fitted to a few of them per batch; without it the means sit apart from the
+        # head's decision boundaries and pulling towards them costs accuracy.
+        pull_head_to_means(model, texts, targets, config.centroid_share)
     if start is not None:
         interpolate_weights(model, start, config.interpolate)
     model.train_seconds = time.perf_counter() - started
@@ -247,17 +253,33 @@ def interpolate_weights(model: torch.nn.Module, start: dict[str, torch.Tensor], 
 
 
 @torch.inference_mode()
+def class_means(model: IntentClassifier, texts: list[str], targets: list[int],
+                per_class: int | None = None) -> dict[int, torch.Tensor]:
+    """Each intent's mean embedding over (up to ``per_class`` of) its examples. Leaves ``model`` in
+    evaluation mode."""
+    chosen: dict[int, list[int]] = {}
+    for i, t in enumerate(targets):
+        indices = chosen.setdefault(t, [])
+        if per_class is None or len(indices) < per_class:
+            indices.append(i)
+    model.eval()
+    return {label: model.embed([texts[i] for i in indices]).mean(dim=0) for label, indices in chosen.items()}
+
+
+@torch.inference_mode()
 def imprint_head(model: IntentClassifier, texts: list[str], targets: list[int], per_class: int = 16) -> None:
     """Start each intent's head vector at the mean embedding of (up to ``per_class`` of) its examples.
 
     The cosine head then begins as a nearest-centroid classifier on the pretrained embeddings rather
-    than at random, which matters most when there are few examples per intent. Leaves ``model`` in
-    evaluation mode.
+    than at random, which matters most when there are few examples per intent.
     """
-    chosen: dict[int, list[int]] = {}
-    for i, t in enumerate(targets):
-        if len(chosen.setdefault(t, [])) < per_class:
-            chosen[t].append(i)
-    model.eval()
-    for label, indices in chosen.items():
-        model.head[label] = model.embed([texts[i] for i in indices]).mean(dim=0)
+    for label, mean in class_means(model, texts, targets, per_class).items():
+        model.head[label] = mean
+
+
+@torch.inference_mode()
+def pull_head_to_means(model: IntentClassifier, texts: list[str], targets: list[int], share: float) -> None:
+    """Replace each unit head vector by ``1 - share`` of itself plus ``share`` of the unit mean embedding of
+    all the intent's examples (see ``TrainConfig.centroid_share``)."""
+    for label, mean in class_means(model, texts, targets).items():
+        model.head[label] = (1 - share) * F.normalize(model.head[label], dim=-1) + share * F.normalize(mean, dim=-1)

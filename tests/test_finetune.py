@@ -18,6 +18,7 @@ from finetune.train import (
     intent_batches,
     interpolate_weights,
     length_batches,
+    pull_head_to_means,
     supervised_contrastive,
     train_classifier,
 )
@@ -222,6 +223,35 @@ def test_imprinted_head_starts_as_the_nearest_centroid_classifier(tiny_model: Pa
     with torch.inference_mode():
         centroid = model.embed(TEXTS["lost_card"]).mean(dim=0)
     assert torch.allclose(model.head[labels.index("lost_card")], centroid, atol=1e-5)
+
+
+def test_pulling_the_head_moves_the_unit_vector_towards_the_unit_mean(tiny_model: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    texts, intents = examples()
+    labels = sorted(set(intents))
+    model = IntentClassifier(SentenceTransformer(str(tiny_model), device="cpu"), labels)
+    row = labels.index("lost_card")
+    with torch.no_grad():
+        model.head[row] = torch.linspace(-1, 2, model.head.shape[1])
+    before = model.head[row].detach().clone()
+    pull_head_to_means(model, texts, [labels.index(i) for i in intents], 0.25)
+    with torch.inference_mode():
+        centroid = model.embed(TEXTS["lost_card"]).mean(dim=0)
+    expected = 0.75 * before / before.norm() + 0.25 * centroid / centroid.norm()
+    assert torch.allclose(model.head[row], expected, atol=1e-5)
+
+
+def test_the_final_head_takes_its_share_of_the_trained_means(tiny_model: Path) -> None:
+    texts, intents = examples()
+    trained = {share: train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=2, seed=1,
+                                                                                    centroid_share=share),
+                                       device="cpu", progress=False)
+               for share in (0.0, 0.25)}
+    plain, pulled = trained[0.0], trained[0.25]
+    assert all(torch.equal(a, b) for a, b in zip(plain.encoder.parameters(), pulled.encoder.parameters()))
+    pull_head_to_means(plain, texts, [plain.labels.index(i) for i in intents], 0.25)
+    assert torch.allclose(plain.head, pulled.head, atol=1e-5)
 
 
 def test_training_keeps_word_embeddings_and_moves_the_layers(tiny_model: Path) -> None:
