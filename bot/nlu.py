@@ -71,8 +71,7 @@ class NLU:
             classifier.trace()
         try:
             meta = json.loads((folder / "meta.json").read_text())
-            encoder = Encoder.from_model(classifier.encoder, name=encoder_name(meta["id"]))
-            index = AnswerIndex.load(folder / "index", encoder)
+            index = AnswerIndex.load(folder / "index", answer_encoder(classifier, meta["id"]))
         except Exception as exc:
             raise ModelLoadError(f"{folder}: cannot load the answer index: {exc}") from exc
         return cls(classifier, index, folder.name, k, float(meta.get("intent_threshold", 0.5)),
@@ -127,6 +126,11 @@ def quantize_int8(classifier: IntentClassifier) -> None:
                          inplace=True)
 
 
-def encoder_name(model_id: str) -> str:
-    """The index manifest names its encoder by the training run that fine-tuned it."""
-    return f"deskbot-finetuned:{model_id}"
+def answer_encoder(classifier: IntentClassifier, model_id: str) -> Encoder:
+    """The classifier's fine-tuned encoder as the answer index's encoder, with the classifier's prefix.
+
+    The index manifest names its encoder by the training run that fine-tuned it, so an index built
+    by another run does not load against this model.
+    """
+    return Encoder.from_model(classifier.encoder, name=f"deskbot-finetuned:{model_id}",
+                              prefixes=(classifier.prefix, classifier.prefix))

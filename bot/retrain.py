@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.nlu import answer_encoder
 from bot.project import Example, Project
 from bot.training import (
-    answer_encoder,
     answers_for,
     fit,
     frozen_split,

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.nlu import encoder_name
+from bot.nlu import answer_encoder
 from bot.project import Example, Project
 from finetune.classifier import IntentClassifier
 from finetune.metrics import evaluate
 from finetune.registry import Registry
 from finetune.train import TrainConfig, train_classifier
-from retrieval.encoder import Encoder
 from retrieval.index import Answer, AnswerIndex
 
 
@@ -96,12 +95,6 @@ def answers_for(project: Project) -> list[Answer]:
             if not variant.variables():
                 answers.append(Answer(f"template:{intent}:{j}", variant.text, None, intent, "template"))
     return answers
-
-
-def answer_encoder(classifier: IntentClassifier, model_id: str) -> Encoder:
-    """The classifier's fine-tuned encoder, named after its training run, as the index's encoder."""
-    return Encoder.from_model(classifier.encoder, name=encoder_name(model_id),
-                              prefixes=(classifier.prefix, classifier.prefix))
 
 
 def build_index(classifier: IntentClassifier, model_id: str, answers: list[Answer], project: Project) -> AnswerIndex:

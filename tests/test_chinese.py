@@ -10,10 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bot.project import load_project
-from bot.server import create_app
+from bot.server import create_app, load_serving_model
 from bot.training import train_project
 from tests.conftest import REPO, ask, copy_bot
 
@@ -60,3 +61,13 @@ async def test_chinese_needs_no_word_segmentation(client: Any) -> None:
 async def test_an_english_question_reaches_the_chinese_intent(client: Any) -> None:
     assert (await ask(client, "zh-4", "Where is my package?"))["intent"] == "track_order"
 
+
+
+def test_the_served_index_encodes_like_the_classifier(zh_bot: Path) -> None:
+    """Answers added to the served index must land where the classifier's queries look (e5's prefix)."""
+    nlu = load_serving_model(load_project(zh_bot), device="cpu", workers=1)
+    texts = ["我的快递现在到哪里了", "Where is my package?"]
+    queries = nlu.index.encoder.encode_queries(texts)
+    _, embeddings = nlu.classifier.predict_with_embeddings(texts)
+    assert nlu.classifier.prefix == "query: "
+    assert np.sum(queries * embeddings, axis=1).min() > 0.999
