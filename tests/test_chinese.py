@@ -62,9 +62,9 @@ async def test_an_english_question_reaches_the_chinese_intent(client: Any) -> No
     assert (await ask(client, "zh-4", "Where is my package?"))["intent"] == "track_order"
 
 
-
 def test_the_served_index_encodes_like_the_classifier(zh_bot: Path) -> None:
-    """Answers added to the served index must land where the classifier's queries look (e5's prefix)."""
+    """The served index embeds text as the classifier does (with e5's prefix), or what it encodes misses the
+    classifier's queries."""
     nlu = load_serving_model(load_project(zh_bot), device="cpu", workers=1)
     texts = ["我的快递现在到哪里了", "Where is my package?"]
     queries = nlu.index.encoder.encode_queries(texts)
