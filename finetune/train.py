@@ -10,14 +10,17 @@ A bot with few examples per intent (a new bot, or one started from ten examples 
 differently: its batches hold a few intents with several examples each, and a supervised contrastive
 term pulls each intent's examples together. A random batch of 32 from ten examples per intent
 rarely holds two of one intent, and the cross-entropy alone learns each intent's region slowly from
-so few points (bench/INTENT.md has the figures). The same constants serve every bot and benchmark:
-``bot bench intent`` measures exactly this recipe.
+so few points (bench/INTENT.md has the figures). Each intent's name, in words, is one more of its
+examples, and training ends by pulling each intent's head vector part of the way to its examples'
+mean embedding. The same constants serve every bot and benchmark: ``bot bench intent`` measures
+exactly this recipe.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 import statistics
 import time
 from collections import Counter
@@ -31,6 +34,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from finetune.classifier import IntentClassifier, pick_device
+from finetune.metrics import OOS
 from finetune.models import model_needs_prefixes, resolve_model
 
 
@@ -51,6 +55,7 @@ class TrainConfig:
     distill: float = 0.0  # warm starts only: weight of the pull towards the starting model's predictions
     interpolate: float = 1.0  # warm starts only: share of the trained weights in the average with the starting ones
     centroid_share: float = 0.25  # few-shot training: share of each intent's mean embedding in its final head
+    intent_names: bool = True  # few-shot training: each intent's name in words is one more example of it
 
     def few_shot(self, intents: list[str]) -> bool:
         return self.contrastive > 0 and statistics.median(Counter(intents).values()) < self.few_shot_below
@@ -60,6 +65,19 @@ class TrainConfig:
         if self.epochs is not None:
             return self.epochs
         return float(min(10, max(3, math.ceil(4000 / max(n_examples, 1)))))
+
+
+def with_intent_names(texts: list[str], intents: list[str]) -> tuple[list[str], list[str]]:
+    """The examples plus each intent's name as a phrase ("card_arrival": "card arrival", "PlayMusic":
+    "play music"), out-of-scope excepted.
+
+    A name says in words the pretrained model knows what the intent is about, which is worth one more
+    example when there are ten; with hundreds it is lost among them, so only few-shot training adds it.
+    """
+    named = sorted({intent for intent in intents if intent != OOS})
+    phrases = [re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ").lower()
+               for name in named]
+    return texts + phrases, intents + named
 
 
 def seed_everything(seed: int) -> None:
@@ -90,6 +108,10 @@ def train_classifier(
     seed_everything(config.seed)
     device = pick_device(device)
     labels = sorted(set(intents))
+    few_shot = config.few_shot(intents)
+    epochs = config.epochs_for(len(texts))
+    if few_shot and config.intent_names:
+        texts, intents = with_intent_names(texts, intents)
     index = {label: i for i, label in enumerate(labels)}
     targets = [index[i] for i in intents]
     if init_from is not None and init_from.labels == labels:
@@ -105,7 +127,6 @@ def train_classifier(
     # The word-embedding table is most of a small encoder's weights (96M of multilingual-e5-small's
     # 118M); updating it costs optimiser time and memory and buys no accuracy.
     model.encoder[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
-    epochs = config.epochs_for(len(texts))
     steps_per_epoch = math.ceil(len(texts) / config.batch_size)
     total = max(1, int(epochs * steps_per_epoch))
     body_lr = config.learning_rate or 8e-5
@@ -121,7 +142,6 @@ def train_classifier(
     use_amp = device.startswith("cuda")
     rng = random.Random(config.seed)
     lengths = [len(t) for t in texts]
-    few_shot = config.few_shot(intents)
     # What the starting model answered before training, so that new labels move only what they must.
     distilled = model is init_from and config.distill > 0
     teacher = torch.from_numpy(init_from.probabilities(texts)).to(device) if distilled else None

@@ -21,6 +21,7 @@ from finetune.train import (
     pull_head_to_means,
     supervised_contrastive,
     train_classifier,
+    with_intent_names,
 )
 
 TEXTS = {
@@ -212,6 +213,13 @@ def test_few_examples_per_intent_make_training_few_shot() -> None:
     assert not TrainConfig(contrastive=0).few_shot(["a"] * 10 + ["b"] * 10)
 
 
+def test_intent_names_become_one_phrase_each() -> None:
+    texts, intents = with_intent_names(["where is my card", "no idea", "play a song"],
+                                       ["card_arrival", "oos", "PlayMusic"])
+    assert texts == ["where is my card", "no idea", "play a song", "play music", "card arrival"]
+    assert intents == ["card_arrival", "oos", "PlayMusic", "PlayMusic", "card_arrival"]
+
+
 def test_imprinted_head_starts_as_the_nearest_centroid_classifier(tiny_model: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
@@ -250,6 +258,7 @@ def test_the_final_head_takes_its_share_of_the_trained_means(tiny_model: Path) -
                for share in (0.0, 0.25)}
     plain, pulled = trained[0.0], trained[0.25]
     assert all(torch.equal(a, b) for a, b in zip(plain.encoder.parameters(), pulled.encoder.parameters()))
+    texts, intents = with_intent_names(texts, intents)  # few-shot training counts the names as examples
     pull_head_to_means(plain, texts, [plain.labels.index(i) for i in intents], 0.25)
     assert torch.allclose(plain.head, pulled.head, atol=1e-5)
 
