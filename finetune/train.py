@@ -180,7 +180,7 @@ def train_classifier(
         optimizer.step()
         schedule.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
-    if few_shot:
+    if few_shot and config.centroid_share > 0:
         # The contrastive term gathers each intent's examples around their mean, which is then a steadier
         # direction than a head fitted to a few of them per batch; without it the means sit apart from the
         # head's decision boundaries and pulling towards them costs accuracy.
