@@ -22,7 +22,7 @@ from bot.nlu import NLU, Analysis
 from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide
 from bot.project import Project
 from dialogues.store import Exchange, Store
-from finetune.classifier import Prediction
+from finetune.classifier import Prediction, intent_phrase
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
@@ -133,7 +133,7 @@ class Bot:
     async def _analysis_for(self, text: str) -> Analysis:
         """A button payload such as ``/track_order`` selects that intent outright, as in Rasa."""
         if text.startswith("/") and text[1:] in self.nlu.labels:
-            analysis = await self.batcher.submit(text[1:].replace("_", " "))
+            analysis = await self.batcher.submit(intent_phrase(text[1:]))
             intent = text[1:]
             return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [h for h in analysis.hits if h.intent == intent],
                             analysis.intent_threshold, analysis.model_version)

@@ -14,6 +14,7 @@ from typing import Any
 from bot.nlu import Analysis
 from bot.project import BotConfig
 from bot.responses import Responses
+from finetune.classifier import intent_phrase
 
 HANDOFF_PAYLOAD = "/handoff"
 RESUME_PAYLOAD = "/resume"
@@ -28,10 +29,6 @@ class Decision:
     buttons: list[dict[str, str]] = field(default_factory=list)
     action: str | None = None
     retrieval_score: float | None = None
-
-
-def humanise(intent: str) -> str:
-    return intent.replace("_", " ").capitalize()
 
 
 def decide(
@@ -65,6 +62,6 @@ def decide(
     if fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff:
         return Decision("handoff", intent, confidence, config.handoff.message)
     fallback = config.fallback
-    buttons = [{"title": fallback.titles.get(name) or humanise(name), "payload": f"/{name}"} for name, _ in pred.ranking[:3]]
+    buttons = [{"title": fallback.titles.get(name) or intent_phrase(name).capitalize(), "payload": f"/{name}"} for name, _ in pred.ranking[:3]]
     buttons.append({"title": fallback.human_button, "payload": HANDOFF_PAYLOAD})
     return Decision("fallback", intent, confidence, fallback.message, buttons)

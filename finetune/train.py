@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import statistics
 import time
 from collections import Counter
@@ -33,7 +32,7 @@ from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from finetune.classifier import IntentClassifier, pick_device
+from finetune.classifier import IntentClassifier, intent_phrase, pick_device
 from finetune.metrics import OOS
 from finetune.models import model_needs_prefixes, resolve_model
 
@@ -75,9 +74,7 @@ def with_intent_names(texts: list[str], intents: list[str]) -> tuple[list[str], 
     example when there are ten; with hundreds it is lost among them, so only few-shot training adds it.
     """
     named = sorted({intent for intent in intents if intent != OOS})
-    phrases = [re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ").lower()
-               for name in named]
-    return texts + phrases, intents + named
+    return texts + [intent_phrase(name) for name in named], intents + named
 
 
 def seed_everything(seed: int) -> None:

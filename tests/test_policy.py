@@ -68,6 +68,13 @@ def test_nothing_close_enough_falls_back_with_buttons() -> None:
     assert [b["payload"] for b in decision.buttons] == ["/get_refund", "/cancel_order", "/get_invoice", HANDOFF_PAYLOAD]
 
 
+def test_fallback_buttons_spell_out_intent_names() -> None:
+    ranking = [("PlayMusic", 0.3), ("card_arrival", 0.2), ("top-up-failed", 0.1)]
+    unsure = Analysis(Prediction("PlayMusic", 0.3, ranking), [], 0.5, "v0001")
+    decision = decide(unsure, CONFIG, RESPONSES, {}, "web", 0)
+    assert [b["title"] for b in decision.buttons][:3] == ["Play music", "Card arrival", "Top up failed"]
+
+
 def test_repeated_fallbacks_hand_off() -> None:
     assert decide(analysis("get_refund", 0.2), CONFIG, RESPONSES, {}, "web", 1).kind == "handoff"
 
