@@ -28,8 +28,7 @@ class ActionError(Exception):
 class ActionResult:
     messages: list[dict[str, Any]] = field(default_factory=list)
     slots: dict[str, Any] = field(default_factory=dict)
-    paused: bool = False
-    resumed: bool = False
+    paused: bool = False  # the last of ConversationPaused and ConversationResumed was a pause
     followup: str | None = None
 
     @property
@@ -50,7 +49,7 @@ class ActionResult:
             elif kind == "pause":
                 result.paused = True
             elif kind == "resume":
-                result.resumed = True
+                result.paused = False
             elif kind == "followup":
                 result.followup = event.get("name")
         return result

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from rasa_sdk.events import ConversationPaused, ConversationResumed, SlotSet
 
+from bot.actions import ActionResult
 from bot.channels.base import Turn
 from bot.engine import MAX_FOLLOWUPS, Bot
 from bot.nlu import NLU
@@ -137,6 +139,17 @@ async def test_slots_followups_and_pause_on_both_paths(action_bot: Path, endpoin
         assert (await bot.handle(Turn("c2", "/track_order", "web"))).source == "silent"
     finally:
         await bot.close()
+
+
+def test_pause_and_resume_events_apply_in_order() -> None:
+    """An action's events apply in order, as in Rasa: the last of a pause and a resume stands."""
+    def result(*events: Any) -> ActionResult:
+        return ActionResult.from_response({"events": [dict(e) for e in events], "responses": []})
+
+    assert result(ConversationPaused()).paused
+    assert not result(ConversationPaused(), ConversationResumed()).paused
+    assert result(ConversationResumed(), ConversationPaused()).paused
+    assert not result(SlotSet("order_id", "1")).paused
 
 
 async def test_an_unknown_action_falls_back_on_both_paths(action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
