@@ -57,8 +57,22 @@ class ActionResult:
 
 def action_call(name: str, sender_id: str, text: str, intent: str, confidence: float,
                 ranking: list[tuple[str, float]], slots: dict[str, Any], entities: dict[str, Any],
-                domain: dict[str, Any] | None) -> dict[str, Any]:
-    """The request body rasa-sdk expects (``POST /webhook``)."""
+                domain: dict[str, Any] | None, channel: str = "web",
+                metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The request body rasa-sdk expects (``POST /webhook``).
+
+    The tracker's one event is the user's message, as Rasa records it, so that an action can ask
+    ``tracker.get_latest_input_channel()`` which channel it came from and read the channel's
+    ``metadata`` (a Slack thread, a WeCom agent id) from that event.
+    """
+    latest_message = {
+        "text": text,
+        "intent": {"name": intent, "confidence": confidence},
+        "entities": [{"entity": k, "value": v} for k, v in entities.items()],
+        "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking],
+    }
+    user_event = {"event": "user", "timestamp": time.time(), "text": text, "parse_data": latest_message,
+                  "input_channel": channel, "metadata": metadata or {}}
     return {
         "next_action": name,
         "sender_id": sender_id,
@@ -66,13 +80,9 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
         "tracker": {
             "sender_id": sender_id,
             "slots": slots,
-            "latest_message": {
-                "text": text,
-                "intent": {"name": intent, "confidence": confidence},
-                "entities": [{"entity": k, "value": v} for k, v in entities.items()],
-                "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking],
-            },
-            "events": [],
+            "latest_message": latest_message,
+            "events": [user_event],
+            "latest_input_channel": channel,
             "paused": False,
             "followup_action": None,
             "active_loop": {},

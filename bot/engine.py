@@ -147,7 +147,7 @@ class Bot:
         name, texts, buttons = decision.action, [], []
         for _ in range(MAX_FOLLOWUPS + 1):
             call = action_call(name, turn.conversation_id, text, decision.intent or "", decision.confidence,
-                               analysis.prediction.ranking, slots, entities, self.domain())
+                               analysis.prediction.ranking, slots, entities, self.domain(), turn.channel, turn.metadata)
             try:
                 result = await self.actions.run(call)
             except ActionError as exc:

@@ -59,6 +59,16 @@ class ActionRefundThenPolicy(Action):
         return [FollowupAction("utter_cancel_order")]
 
 
+class ActionWhere(Action):
+    def name(self):
+        return "action_where"
+
+    def run(self, dispatcher, tracker, domain):
+        said = next(e for e in reversed(tracker.events) if e["event"] == "user")
+        dispatcher.utter_message(text=f"{tracker.get_latest_input_channel()} {said['metadata'].get('thread_ts')} {said['text']}")
+        return []
+
+
 class ActionAgain(Action):
     def name(self):
         return "action_again"
@@ -150,6 +160,16 @@ def test_pause_and_resume_events_apply_in_order() -> None:
     assert not result(ConversationPaused(), ConversationResumed()).paused
     assert result(ConversationResumed(), ConversationPaused()).paused
     assert not result(SlotSet("order_id", "1")).paused
+
+
+async def test_actions_see_the_channel_and_its_metadata_on_both_paths(action_bot: Path, endpoint: str | None,
+                                                                     tmp_path: Path) -> None:
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_where"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "slack", metadata={"thread_ts": "1700000000.000100"}))
+        assert reply.text == "slack 1700000000.000100 /track_order"
+    finally:
+        await bot.close()
 
 
 async def test_an_unknown_action_falls_back_on_both_paths(action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
