@@ -62,6 +62,7 @@ def decide(
     if fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff:
         return Decision("handoff", intent, confidence, config.handoff.message)
     fallback = config.fallback
-    buttons = [{"title": fallback.titles.get(name) or intent_phrase(name).capitalize(), "payload": f"/{name}"} for name, _ in pred.ranking[:3]]
+    buttons = [{"title": fallback.titles.get(name) or intent_phrase(name).capitalize(), "payload": f"/{name}"}
+               for name, _ in pred.ranking[:3]]
     buttons.append({"title": fallback.human_button, "payload": HANDOFF_PAYLOAD})
     return Decision("fallback", intent, confidence, fallback.message, buttons)
