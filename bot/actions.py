@@ -57,8 +57,7 @@ class ActionResult:
 
 def action_call(name: str, sender_id: str, text: str, intent: str, confidence: float,
                 ranking: list[tuple[str, float]], slots: dict[str, Any], entities: dict[str, Any],
-                domain: dict[str, Any] | None, channel: str = "web",
-                metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+                domain: dict[str, Any] | None, channel: str, metadata: dict[str, Any]) -> dict[str, Any]:
     """The request body rasa-sdk expects (``POST /webhook``).
 
     The tracker's one event is the user's message, as Rasa records it, so that an action can ask
@@ -72,7 +71,7 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
         "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking],
     }
     user_event = {"event": "user", "timestamp": time.time(), "text": text, "parse_data": latest_message,
-                  "input_channel": channel, "metadata": metadata or {}}
+                  "input_channel": channel, "metadata": metadata}
     return {
         "next_action": name,
         "sender_id": sender_id,
