@@ -70,7 +70,7 @@ class IntentClassifier(torch.nn.Module):
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         """Normalised sentence embeddings, with gradients when training."""
-        features = self.encoder.tokenize([self.prefix + t for t in texts])
+        features = self.encoder.preprocess([self.prefix + t for t in texts])
         features = batch_to_device(features, self.device)
         if self._traced is not None and not torch.is_grad_enabled():
             output = self._traced({k: v for k, v in features.items() if isinstance(v, torch.Tensor)})
@@ -95,7 +95,7 @@ class IntentClassifier(torch.nn.Module):
         the trace does not reproduce the eager embeddings of the example, the encoder stays eager (with
         a warning) and this returns False.
         """
-        example = self.encoder.tokenize([self.prefix + "a", self.prefix + "a longer example message"])
+        example = self.encoder.preprocess([self.prefix + "a", self.prefix + "a longer example message"])
         example = {k: v for k, v in batch_to_device(example, self.device).items() if isinstance(v, torch.Tensor)}
         self.eval()
         with warnings.catch_warnings(), torch.no_grad():

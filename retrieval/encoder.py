@@ -94,9 +94,7 @@ class Encoder:
         self.model = model
         self.name = name
         self.fingerprint = fingerprint
-        # Renamed in sentence-transformers 5; pyproject allows >= 3.
-        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        dim = get_dim()
+        dim = model.get_embedding_dimension()
         if dim is None:
             raise ValueError(f"{name}: the model does not declare its embedding dimension")
         self.dim: int = int(dim)
