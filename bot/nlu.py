@@ -88,7 +88,8 @@ class NLU:
 
     def _in_passes(self, texts: list[str], budget: int) -> tuple[list[Prediction], np.ndarray]:
         cap = self.classifier.encoder.max_seq_length
-        lengths = [min(len(ids), cap) for ids in self._counter([self.classifier.prefix + t for t in texts])["input_ids"]]
+        lengths = [len(ids) for ids in self._counter([self.classifier.prefix + t for t in texts],
+                                                     truncation=True, max_length=cap)["input_ids"]]
         groups = token_passes(lengths, budget)
         results = [self.classifier.predict_with_embeddings([texts[i] for i in g], batch_size=len(g)) for g in groups]
         order = np.argsort([i for g in groups for i in g])  # back to the batch's order

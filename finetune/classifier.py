@@ -7,10 +7,12 @@ encoder (saved as a plain sentence-transformers folder) can index the historical
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,20 @@ from sentence_transformers.util import batch_to_device
 
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Only errors from transformers' and sentence-transformers' loggers while the block runs."""
+    loggers = [logging.getLogger(name) for name in ("transformers", "sentence_transformers")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 class ModelLoadError(Exception):
@@ -98,9 +114,11 @@ class IntentClassifier(torch.nn.Module):
         example = self.encoder.preprocess([self.prefix + "a", self.prefix + "a longer example message"])
         example = {k: v for k, v in batch_to_device(example, self.device).items() if isinstance(v, torch.Tensor)}
         self.eval()
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), _quiet_libraries(), torch.no_grad():
             # torch calls tracing deprecated, and warns about shape checks it records as constants: the
             # ones in these models compare the mask's length with the sequence's, equal in every batch.
+            # The tracer also reads every attribute of every module, deprecated ones included, and the
+            # libraries log a warning for each of those reads, none of which the trace uses.
             warnings.simplefilter("ignore")
             try:
                 # sentence-transformers writes its outputs into the features dict: each call gets a copy

@@ -76,3 +76,26 @@ def test_an_encoder_that_cannot_be_traced_runs_eagerly(tiny_demo_bot: Path, monk
     got = nlu.analyse(["refund please"])
     assert got[0].prediction.intent == want[0].prediction.intent
     assert got[0].prediction.confidence == pytest.approx(want[0].prediction.confidence, abs=1e-5)
+
+
+def test_loading_and_answering_leave_no_library_warnings_in_the_log(tiny_demo_bot: Path) -> None:
+    # The tracer reads deprecated attributes, and each read used to log a warning at every model load;
+    # counting a long message's tokens for its pass used to warn of "indexing errors" that cannot happen.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    loggers = [logging.getLogger(name) for name in ("transformers", "sentence_transformers")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        nlu = NLU.load(Registry(tiny_demo_bot / "models").current_path(), device="cpu",
+                       inference=InferenceConfig(trace=True, pass_tokens=4096))
+        long = "where is the refund for my order " * 100
+        assert len(nlu.classifier.encoder.tokenizer(long)["input_ids"]) > nlu.classifier.encoder.max_seq_length
+        records.clear()  # that count was this test's own
+        nlu.analyse([long, "hi"])
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    assert nlu.classifier._traced is not None
+    assert [r.getMessage() for r in records] == []
