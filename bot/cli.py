@@ -16,6 +16,9 @@ import click
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # deskbot never reaches for a model hub on its own
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# transformers draws a progress bar at every model load and save, which `bot serve` does at each hot swap;
+# deskbot's own long steps (fine-tuning, benchmarks) draw theirs. Set to 0 to see a download's bar.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # Idle torch (OpenMP) threads sleep instead of spinning. Spinning threads starve the server's event loop, its
 # other model worker and any other program on the CPU, and stall at every barrier when the cores are shared.
 # Read when torch loads, so it must be set before any import of it.

@@ -6,6 +6,10 @@ entities kept as slots, custom actions, handoff and the log.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +78,17 @@ async def test_every_exchange_is_in_the_store_before_the_reply(client: Any, tiny
     prediction = next(db.query("select intent, source, model_version from predictions where reply_turn_id = ?",
                                [reply["turn_id"]]))
     assert prediction == {"intent": reply["intent"], "source": reply["source"], "model_version": "v0001"}
+
+
+def test_bot_chat_answers_in_the_terminal_and_logs_the_turn(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    root = shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*"))
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "chat", str(root), "--device", "cpu"], input="/track_refund\n",
+                          capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("bot> ") == 1
+    assert "(template, track_refund 1.00)" in done.stderr
+    # only deskbot's own lines: no progress bar of the model load between the prompt and the answer
+    assert "Loading weights" not in done.stderr and "%|" not in done.stderr
+    turns = list(sqlite_utils.Database(root / "dialogues.db")["turns"].rows)
+    assert [(t["role"], t["channel"], t["text"]) for t in turns][0] == ("user", "cli", "/track_refund")
