@@ -90,6 +90,7 @@ def test_loading_and_answering_leave_no_library_warnings_in_the_log(tiny_demo_bo
     try:
         nlu = NLU.load(Registry(tiny_demo_bot / "models").current_path(), device="cpu",
                        inference=InferenceConfig(trace=True, pass_tokens=4096))
+        loading = [r.getMessage() for r in records]
         long = "where is the refund for my order " * 100
         assert len(nlu.classifier.encoder.tokenizer(long)["input_ids"]) > nlu.classifier.encoder.max_seq_length
         records.clear()  # that count was this test's own
@@ -98,4 +99,5 @@ def test_loading_and_answering_leave_no_library_warnings_in_the_log(tiny_demo_bo
         for logger in loggers:
             logger.removeHandler(handler)
     assert nlu.classifier._traced is not None
+    assert loading == []
     assert [r.getMessage() for r in records] == []
