@@ -31,14 +31,6 @@ class ActionResult:
     paused: bool = False  # the last of ConversationPaused and ConversationResumed was a pause
     followup: str | None = None
 
-    @property
-    def text(self) -> str:
-        return "\n\n".join(m["text"] for m in self.messages if m.get("text"))
-
-    @property
-    def buttons(self) -> list[dict[str, str]]:
-        return [b for m in self.messages for b in (m.get("buttons") or [])]
-
     @classmethod
     def from_response(cls, payload: dict[str, Any]) -> "ActionResult":
         result = cls(messages=list(payload.get("responses") or []))

@@ -21,11 +21,14 @@ from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide
 from bot.project import Project
+from bot.responses import Rendered
 from dialogues.store import Exchange, Store
 from finetune.classifier import Prediction, intent_phrase
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
+# The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
+RASA_MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
 T = TypeVar("T")
 
 
@@ -156,22 +159,41 @@ class Bot:
                                 self.config.fallback.action_failed,
                                 [{"title": self.config.fallback.human_button, "payload": HANDOFF_PAYLOAD}])
             slots.update(result.slots)
-            texts.append(result.text)
-            buttons += result.buttons
+            for message in result.messages:
+                shown = self._action_message(message, turn.channel, slots)
+                texts.append(shown.text)
+                buttons += shown.buttons
             if result.paused:
                 return Decision("handoff", decision.intent, decision.confidence,
                                 "\n\n".join(t for t in texts if t) or self.config.handoff.message)
             follow = result.followup
             if follow and follow.startswith("utter_"):
-                rendered = self.project.responses.render(follow.removeprefix("utter_"), turn.channel, slots)
-                if rendered is not None:
-                    texts.append(rendered.text)
-                    buttons += rendered.buttons
+                shown = self._utter(follow, turn.channel, slots)
+                texts.append(shown.text)
+                buttons += shown.buttons
             if not follow or follow == "action_listen" or follow.startswith("utter_"):
                 break
             name = follow
         return Decision("action", decision.intent, decision.confidence, "\n\n".join(t for t in texts if t), buttons,
                         decision.action)
+
+    def _action_message(self, message: dict[str, Any], channel: str, slots: dict[str, Any]) -> Rendered:
+        """What one of an action's messages shows: its own text and buttons, or, for
+        ``dispatcher.utter_message(response="utter_<intent>", **values)``, that intent's template
+        filled from the slots and the message's own values (which win), as Rasa renders it."""
+        if message.get("response"):
+            values = {k: v for k, v in message.items() if k not in RASA_MESSAGE_KEYS}
+            return self._utter(message["response"], channel, {**slots, **values})
+        return Rendered(message.get("text") or "", list(message.get("buttons") or []))
+
+    def _utter(self, response: str, channel: str, values: dict[str, Any]) -> Rendered:
+        """``utter_<intent>``: that intent's template for the channel; nothing, with a warning, when the bot
+        has no such template or none whose variables are known."""
+        rendered = self.project.responses.render(response.removeprefix("utter_"), channel, values)
+        if rendered is None:
+            log.warning("an action asked for the response %r, which responses.yml cannot fill", response)
+            return Rendered("", [])
+        return rendered
 
     async def _log(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
                    slots: dict[str, Any], fallbacks: int) -> int | None:

@@ -69,6 +69,16 @@ class ActionWhere(Action):
         return []
 
 
+class ActionNamedResponses(Action):
+    def name(self):
+        return "action_named_responses"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(response="utter_cancel_order", order_id="77")
+        dispatcher.utter_message(response="utter_nobody_wrote_this")
+        return []
+
+
 class ActionAgain(Action):
     def name(self):
         return "action_again"
@@ -168,6 +178,20 @@ async def test_actions_see_the_channel_and_its_metadata_on_both_paths(action_bot
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "slack", metadata={"thread_ts": "1700000000.000100"}))
         assert reply.text == "slack 1700000000.000100 /track_order"
+    finally:
+        await bot.close()
+
+
+async def test_responses_named_by_an_action_are_rendered_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``utter_message(response="utter_<intent>", **values)`` shows that intent's template, filled from the
+    message's values; a response the bot does not have shows nothing and is logged."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_named_responses"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.source == "action"
+        assert reply.text == bot.project.responses.templates["cancel_order"][0].text.format(order_id="77")
+        assert "utter_nobody_wrote_this" in caplog.text
     finally:
         await bot.close()
 
