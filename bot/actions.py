@@ -30,6 +30,8 @@ class ActionResult:
     slots: dict[str, Any] = field(default_factory=dict)
     paused: bool = False  # the last of ConversationPaused and ConversationResumed was a pause
     followup: str | None = None
+    # AllSlotsReset, Restarted or SessionEnded cleared the conversation's slots before ``slots`` were set
+    reset: bool = False
 
     @classmethod
     def from_response(cls, payload: dict[str, Any]) -> "ActionResult":
@@ -44,6 +46,9 @@ class ActionResult:
                 result.paused = False
             elif kind == "followup":
                 result.followup = event.get("name")
+            elif kind in ("reset_slots", "restart", "session_ended"):
+                result.slots.clear()
+                result.reset = True
         return result
 
 

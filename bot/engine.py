@@ -158,6 +158,8 @@ class Bot:
                 return Decision("fallback", decision.intent, decision.confidence,
                                 self.config.fallback.action_failed,
                                 [{"title": self.config.fallback.human_button, "payload": HANDOFF_PAYLOAD}])
+            if result.reset:
+                slots.clear()
             slots.update(result.slots)
             for message in result.messages:
                 shown = self._action_message(message, turn.channel, slots)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from rasa_sdk.events import ConversationPaused, ConversationResumed, SlotSet
+from rasa_sdk.events import AllSlotsReset, ConversationPaused, ConversationResumed, Restarted, SlotSet
 
 from bot.actions import ActionResult
 from bot.channels.base import Turn
@@ -30,7 +30,7 @@ from dialogues.store import Store
 
 ACTIONS = '''
 from rasa_sdk import Action
-from rasa_sdk.events import ConversationPaused, FollowupAction, SlotSet
+from rasa_sdk.events import AllSlotsReset, ConversationPaused, FollowupAction, SessionEnded, SlotSet
 
 
 class ActionLookupLatest(Action):
@@ -77,6 +77,22 @@ class ActionNamedResponses(Action):
         dispatcher.utter_message(response="utter_cancel_order", order_id="77")
         dispatcher.utter_message(response="utter_nobody_wrote_this")
         return []
+
+
+class ActionForget(Action):
+    def name(self):
+        return "action_forget"
+
+    def run(self, dispatcher, tracker, domain):
+        return [SlotSet("order_id", "999"), AllSlotsReset(), SlotSet("order_status", "forgotten")]
+
+
+class ActionEndSession(Action):
+    def name(self):
+        return "action_end_session"
+
+    def run(self, dispatcher, tracker, domain):
+        return [SessionEnded()]
 
 
 class ActionAgain(Action):
@@ -170,6 +186,10 @@ def test_pause_and_resume_events_apply_in_order() -> None:
     assert not result(ConversationPaused(), ConversationResumed()).paused
     assert result(ConversationResumed(), ConversationPaused()).paused
     assert not result(SlotSet("order_id", "1")).paused
+    # a reset clears the slots set before it, not those after
+    assert result(SlotSet("a", 1), AllSlotsReset(), SlotSet("b", 2)).slots == {"b": 2}
+    assert result(SlotSet("a", 1), Restarted()).reset and result(SlotSet("a", 1), Restarted()).slots == {}
+    assert not result(SlotSet("a", 1)).reset
 
 
 async def test_actions_see_the_channel_and_its_metadata_on_both_paths(action_bot: Path, endpoint: str | None,
@@ -192,6 +212,21 @@ async def test_responses_named_by_an_action_are_rendered_on_both_paths(
         assert reply.source == "action"
         assert reply.text == bot.project.responses.templates["cancel_order"][0].text.format(order_id="77")
         assert "utter_nobody_wrote_this" in caplog.text
+    finally:
+        await bot.close()
+
+
+async def test_slot_resets_and_session_end_clear_the_slots_on_both_paths(action_bot: Path, endpoint: str | None,
+                                                                         tmp_path: Path) -> None:
+    bot = make_bot(action_bot, endpoint, {**MAP, "cancel_order": "action_forget", "get_refund": "action_end_session"},
+                   tmp_path)
+    try:
+        await bot.handle(Turn("c1", "/track_order", "web"))
+        assert bot.store.conversation("c1")["slots"] == {"order_id": "456", "order_status": "processing"}
+        await bot.handle(Turn("c1", "/cancel_order", "web"))  # AllSlotsReset between two SlotSets
+        assert bot.store.conversation("c1")["slots"] == {"order_status": "forgotten"}
+        await bot.handle(Turn("c1", "/get_refund", "web"))  # SessionEnded
+        assert bot.store.conversation("c1")["slots"] == {}
     finally:
         await bot.close()
 
