@@ -26,31 +26,39 @@ SHOP_EXAMPLES = {
     "get_refund": ["I want a refund for my order", "please refund me", "can I get a refund?"],
 }
 
-# Bitext answers carry {{Placeholder}} slots; the demo shop fills the common ones and drops the rest.
+# Bitext answers carry {{Placeholder}} slots. The demo shop fills its contact details, and shows the
+# names of pages, sections and buttons ({{Order History}}) as they would appear on its site, in bold.
+# An answer with a particular customer's data (an order number, or a slot for one, a fee, a date)
+# would tell every later customer someone else's details, so it is left out of the history.
 FILLS = {
-    "website": "our website", "website name": "our website", "website url": "shop.example.com",
-    "customer support phone number": "+1 555 0100", "customer support hours": "9am to 6pm, Monday to Friday",
+    "website": "website", "website name": "website", "website url": "shop.example.com",
+    "customer support phone number": "+1 555 0100", "customer service phone number": "+1 555 0100",
+    "support phone number": "+1 555 0100", "customer support availability": "from 9am to 6pm, Monday to Friday",
+    "customer support hours": "9am to 6pm, Monday to Friday", "customer service hours": "9am to 6pm, Monday to Friday",
     "customer support working hours": "9am to 6pm, Monday to Friday", "live chat": "live chat",
     "live chat support": "live chat", "company name": "Demo Shop", "online company portal info": "our website",
     "customer support email": "support@shop.example.com", "customer service email": "support@shop.example.com",
+    "customer support email address": "support@shop.example.com", "support email": "support@shop.example.com",
 }
+PERSONAL = re.compile(r"anonymi[sz]ed|\d|number|date|amount|fee|charge|penalt|days|time|percentage|name field", re.I)
+LABEL = re.compile(r"[A-Z][\w'&-]*(?:[ /][A-Za-z][\w'&-]*){0,3}")
 
 
 def key(text: str) -> str:
     return hashlib.md5(text.lower().encode()).hexdigest()
 
 
-def fill(answer: str) -> str:
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1).strip().lower()
-        if name in FILLS:
-            return FILLS[name]
-        if "order" in name or "purchase" in name:
-            return "your order"
-        if "invoice" in name:
-            return "your invoice"
-        return "the relevant section" if "section" in name or "option" in name or "button" in name else "our team"
-    return re.sub(r"\{\{([^}]+)\}\}", sub, answer).replace("\r\n", "\n")
+def fill(answer: str) -> str | None:
+    """The answer with every slot filled, or None if it is about one customer's data."""
+    if re.search(r"\d{5,}", answer):
+        return None
+    slots = re.findall(r"\{\{([^}]+)\}\}", answer)
+    names = [s.strip() for s in slots]
+    if any(n.lower() not in FILLS and (PERSONAL.search(n) or not LABEL.fullmatch(n)) for n in names):
+        return None
+    for slot, name in zip(slots, names):
+        answer = answer.replace("{{" + slot + "}}", FILLS.get(name.lower(), f"**{name}**"), 1)
+    return answer.replace("\r\n", "\n")
 
 
 def main(source: Path) -> None:
@@ -74,8 +82,9 @@ def main(source: Path) -> None:
     used = {t for texts in chosen.values() for t in texts} | {r["text"] for r in test}
     history: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in sorted(answers, key=lambda r: key(r["text"])):
-        if row["text"] not in used and len(history[row["intent"]]) < HISTORY_PER_INTENT:
-            history[row["intent"]].append({"question": row["text"], "answer": fill(row["answer"]), "intent": row["intent"]})
+        answer = fill(row["answer"])
+        if answer and row["text"] not in used and len(history[row["intent"]]) < HISTORY_PER_INTENT:
+            history[row["intent"]].append({"question": row["text"], "answer": answer, "intent": row["intent"]})
     with (DEMO / "history.jsonl").open("w") as out:
         for intent in sorted(history):
             for item in history[intent]:
