@@ -17,6 +17,7 @@ from typing import Any, Callable, TypeVar
 from bot.actions import ActionError, ActionRunner, action_call
 from bot.batching import MicroBatcher
 from bot.channels.base import Reply, Turn
+from bot.language import SLOT, Language, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide
@@ -105,26 +106,28 @@ class Bot:
         conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
         slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
         fallbacks = conversation["fallbacks"] if conversation else 0
+        language = turn_language(self.config.language, text, slots.get(SLOT))
+        self._keep_language(slots, language)
 
         if conversation and conversation["status"] == "handed_off":
             if text == RESUME_PAYLOAD:
                 await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
-                return Reply(self.config.handoff.resumed_message, source="handoff")
+                return Reply(say(self.config.handoff.resumed_message, language), source="handoff", language=language)
             await self._log(turn, text, None, Decision("silent", None, 0.0), slots, 0)
-            return Reply("", source="silent", handed_off=True)
+            return Reply("", source="silent", handed_off=True, language=language)
 
         analysis = await self._analysis_for(text)
         entities = self.entities(text)
         slots.update(entities)
         if text == HANDOFF_PAYLOAD:
-            decision = Decision("handoff", None, 1.0, self.config.handoff.message)
+            decision = Decision("handoff", None, 1.0, say(self.config.handoff.message, language))
         else:
-            decision = decide(analysis, self.config, self.project.responses, slots, turn.channel, fallbacks)
+            decision = decide(analysis, self.config, self.project.responses, slots, turn.channel, fallbacks, language)
 
         if decision.kind == "action":
-            decision = await self._run_action(turn, text, analysis, decision, slots, entities)
+            decision = await self._run_action(turn, text, analysis, decision, slots, entities, language)
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
-                      analysis.prediction.ranking)
+                      analysis.prediction.ranking, language=language)
         if decision.kind == "handoff":
             reply.handed_off = True
         fallbacks = fallbacks + 1 if decision.kind == "fallback" else 0
@@ -132,6 +135,11 @@ class Bot:
         if decision.kind == "handoff" and self.store:
             await self.set_handoff(turn.conversation_id, True, f"policy:{decision.intent}", turn.channel)
         return reply
+
+    def _keep_language(self, slots: dict[str, Any], language: Language) -> None:
+        """A ``multi`` bot keeps the conversation's language in a slot, which its actions can read too."""
+        if self.config.language == "multi":
+            slots[SLOT] = language
 
     async def _analysis_for(self, text: str) -> Analysis:
         """A button payload such as ``/track_order`` selects that intent outright, as in Rasa."""
@@ -143,7 +151,7 @@ class Bot:
         return await self.batcher.submit(text)
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
-                          slots: dict[str, Any], entities: dict[str, str]) -> Decision:
+                          slots: dict[str, Any], entities: dict[str, str], language: Language) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
         for that intent's template), at most ``MAX_FOLLOWUPS`` deep; their messages show together."""
         assert decision.action is not None
@@ -156,21 +164,22 @@ class Bot:
             except ActionError as exc:
                 log.warning("%s", exc)
                 return Decision("fallback", decision.intent, decision.confidence,
-                                self.config.fallback.action_failed,
-                                [{"title": self.config.fallback.human_button, "payload": HANDOFF_PAYLOAD}])
+                                say(self.config.fallback.action_failed, language),
+                                [{"title": say(self.config.fallback.human_button, language), "payload": HANDOFF_PAYLOAD}])
             if result.reset:
                 slots.clear()
+                self._keep_language(slots, language)
             slots.update(result.slots)
             for message in result.messages:
-                shown = self._action_message(message, turn.channel, slots)
+                shown = self._action_message(message, turn.channel, slots, language)
                 texts.append(shown.text)
                 buttons += shown.buttons
             if result.paused:
                 return Decision("handoff", decision.intent, decision.confidence,
-                                "\n\n".join(t for t in texts if t) or self.config.handoff.message)
+                                "\n\n".join(t for t in texts if t) or say(self.config.handoff.message, language))
             follow = result.followup
             if follow and follow.startswith("utter_"):
-                shown = self._utter(follow, turn.channel, slots)
+                shown = self._utter(follow, turn.channel, slots, language)
                 texts.append(shown.text)
                 buttons += shown.buttons
             if not follow or follow == "action_listen" or follow.startswith("utter_"):
@@ -179,19 +188,20 @@ class Bot:
         return Decision("action", decision.intent, decision.confidence, "\n\n".join(t for t in texts if t), buttons,
                         decision.action)
 
-    def _action_message(self, message: dict[str, Any], channel: str, slots: dict[str, Any]) -> Rendered:
+    def _action_message(self, message: dict[str, Any], channel: str, slots: dict[str, Any],
+                        language: Language) -> Rendered:
         """What one of an action's messages shows: its own text and buttons, or, for
         ``dispatcher.utter_message(response="utter_<intent>", **values)``, that intent's template
         filled from the slots and the message's own values (which win), as Rasa renders it."""
         if message.get("response"):
             values = {k: v for k, v in message.items() if k not in RASA_MESSAGE_KEYS}
-            return self._utter(message["response"], channel, {**slots, **values})
+            return self._utter(message["response"], channel, {**slots, **values}, language)
         return Rendered(message.get("text") or "", list(message.get("buttons") or []))
 
-    def _utter(self, response: str, channel: str, values: dict[str, Any]) -> Rendered:
-        """``utter_<intent>``: that intent's template for the channel; nothing, with a warning, when the bot
-        has no such template or none whose variables are known."""
-        rendered = self.project.responses.render(response.removeprefix("utter_"), channel, values)
+    def _utter(self, response: str, channel: str, values: dict[str, Any], language: Language) -> Rendered:
+        """``utter_<intent>``: that intent's template for the channel and language; nothing, with a warning,
+        when the bot has no such template or none whose variables are known."""
+        rendered = self.project.responses.render(response.removeprefix("utter_"), channel, values, language)
         if rendered is None:
             log.warning("an action asked for the response %r, which responses.yml cannot fill", response)
             return Rendered("", [])

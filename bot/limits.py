@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from bot.channels.base import http_error
+from bot.language import turn_language
 from bot.project import LimitsConfig
 
 EXEMPT_PREFIXES = ("/slack/", "/wecom/", "/healthz")
@@ -44,7 +44,6 @@ SLOW_DOWN = {
     "en": "You are sending messages too fast. Please wait {seconds} seconds, then send your message again.",
     "zh": "您发送消息太快了，请等待 {seconds} 秒后再发送。",
 }
-CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 log = logging.getLogger(__name__)
 
 
@@ -165,9 +164,7 @@ def count_message(request: web.Request, conversation_id: str, over_socket: bool 
 
 def slow_down(language: str, seconds: int, text: str) -> str:
     """The "please wait" notice in the bot's language; a ``multi`` bot answers in the message's script."""
-    if language not in SLOW_DOWN:
-        language = "zh" if CJK.search(text) else "en"
-    return SLOW_DOWN[language].format(seconds=seconds)
+    return SLOW_DOWN[turn_language(language, text)].format(seconds=seconds)
 
 
 def hold_back(request: web.Request, conversation_id: str, text: str, language: str) -> str | None:

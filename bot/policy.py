@@ -3,7 +3,8 @@
 In order: a request for a human hands off; a confident intent gets its custom action or its template;
 otherwise a close enough historical answer is given; below every threshold the bot says it did not
 understand, offers the likeliest intents as buttons and a human, and hands off after repeated misses.
-It is a pure function of the analysis and the conversation, so it is tested without a model.
+Whatever it says is in the turn's language (bot.language), and a ``multi`` bot gives a historical
+answer only in that language. It is a pure function of the analysis and the conversation, so it is tested without a model.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.language import Language, say, written_in
 from bot.nlu import Analysis
 from bot.project import BotConfig
 from bot.responses import Responses
@@ -38,31 +40,41 @@ def decide(
     values: dict[str, Any],
     channel: str,
     fallbacks_so_far: int,
+    language: Language = "en",
 ) -> Decision:
     pred = analysis.prediction
     intent, confidence = pred.intent, pred.confidence
     threshold = config.thresholds.intent
     confident = confidence >= (analysis.intent_threshold if threshold == "auto" else threshold)
 
+    handoff = say(config.handoff.message, language)
     if confident and intent == config.handoff.intent:
-        return Decision("handoff", intent, confidence, config.handoff.message)
+        return Decision("handoff", intent, confidence, handoff)
     if confident and intent in config.actions.map:
         return Decision("action", intent, confidence, action=config.actions.map[intent])
     if confident:
-        rendered = responses.render(intent, channel, values)
+        rendered = responses.render(intent, channel, values, language)
         if rendered is not None:
             return Decision("template", intent, confidence, rendered.text, rendered.buttons)
 
     hits = analysis.hits
+    if config.language == "multi":
+        hits = [h for h in hits if written_in(h.text) == language]
     if confident:  # an intent without a template answers from its own history
         hits = [h for h in hits if h.intent == intent] or hits
     if hits and hits[0].score >= config.thresholds.retrieval:
         return Decision("retrieval", hits[0].intent or intent, confidence, hits[0].text, retrieval_score=hits[0].score)
 
     if fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff:
-        return Decision("handoff", intent, confidence, config.handoff.message)
+        return Decision("handoff", intent, confidence, handoff)
     fallback = config.fallback
-    buttons = [{"title": fallback.titles.get(name) or intent_phrase(name).capitalize(), "payload": f"/{name}"}
-               for name, _ in pred.ranking[:3]]
-    buttons.append({"title": fallback.human_button, "payload": HANDOFF_PAYLOAD})
-    return Decision("fallback", intent, confidence, fallback.message, buttons)
+    buttons = [{"title": _title(config, name, language), "payload": f"/{name}"} for name, _ in pred.ranking[:3]]
+    buttons.append({"title": say(fallback.human_button, language), "payload": HANDOFF_PAYLOAD})
+    return Decision("fallback", intent, confidence, say(fallback.message, language), buttons)
+
+
+def _title(config: BotConfig, intent: str, language: Language) -> str:
+    """A fallback button's title: fallback.titles' in the turn's language, else the intent's name in words."""
+    phrase = intent_phrase(intent).capitalize()
+    title = config.fallback.titles.get(intent)
+    return say(title, language, phrase) if title is not None else phrase

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.language import Text
 from bot.responses import ResponseVariant, Responses
 from retrieval.options import IndexOptions, IndexType
 
@@ -47,18 +48,22 @@ class Thresholds(_Strict):
 
 
 class HandoffConfig(_Strict):
+    """What the bot says on handing a conversation to a person and taking it back: one text, or one
+    per language (``{en: ..., zh: ...}``) for a ``multi`` bot."""
+
     intent: str | None = Field(None, description="the intent that asks for a human, e.g. contact_human_agent")
-    message: str = "I'm connecting you with a human agent. Please hold on."
-    resumed_message: str = "You're back with the bot. How else can I help?"
+    message: Text = "I'm connecting you with a human agent. Please hold on."
+    resumed_message: Text = "You're back with the bot. How else can I help?"
 
 
 class FallbackConfig(_Strict):
-    """What the bot says when it is unsure; a Chinese bot writes these in Chinese."""
+    """What the bot says when it is unsure; a Chinese bot writes these in Chinese, a ``multi`` bot
+    in both (``{en: ..., zh: ...}``)."""
 
-    message: str = "Sorry, I'm not sure I understood. Did you mean one of these?"
-    action_failed: str = "Sorry, I couldn't complete that just now. Please try again, or ask for a person."
-    human_button: str = "Talk to a person"
-    titles: dict[str, str] = Field(default_factory=dict, description="intent -> button title (default: its name)")
+    message: Text = "Sorry, I'm not sure I understood. Did you mean one of these?"
+    action_failed: Text = "Sorry, I couldn't complete that just now. Please try again, or ask for a person."
+    human_button: Text = "Talk to a person"
+    titles: dict[str, Text] = Field(default_factory=dict, description="intent -> button title (default: its name)")
 
 
 class RetrievalConfig(_Strict):
@@ -372,7 +377,7 @@ def load_project(root: Path | str) -> Project:
     examples, patterns = load_nlu(root / "nlu.yml")
     intents = {e.intent for e in examples}
     responses = load_responses(root / "responses.yml", intents)
-    for intent in [*config.actions.map, config.handoff.intent]:
+    for intent in [*config.actions.map, config.handoff.intent, *config.fallback.titles]:
         if intent is not None and intent not in intents:
             raise ProjectError(f"{root / 'bot.yml'}: unknown intent {intent!r} (not in nlu.yml)")
     history = load_history(root / "history.jsonl", intents)

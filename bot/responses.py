@@ -1,10 +1,11 @@
-"""Templated answers: variables, per-channel variants and buttons.
+"""Templated answers: variables, per-channel and per-language variants, and buttons.
 
 A template may use ``{variables}`` filled from the conversation's slots and the entities found in the
-message. Among an intent's variants the first one for the turn's channel whose variables are all
-known wins; a variant with no channel serves every channel. So a user can write
-"Refund for order {order_id} started" followed by a plain "Refund started" for when no order number
-was given, as in Rasa's conditional responses.
+message. Among an intent's variants the first one for the turn's language and channel whose
+variables are all known wins; a variant with no language or no channel serves them all. So a user can
+write "Refund for order {order_id} started" followed by a plain "Refund started" for when no order
+number was given, as in Rasa's conditional responses, and a bilingual bot adds a ``language: zh``
+variant of each for its Chinese customers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from bot.language import Language
 
 
 class Button(BaseModel):
@@ -27,6 +30,7 @@ class ResponseVariant(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str
     channel: str | None = None
+    language: Language | None = None
     buttons: list[Button] = Field(default_factory=list)
 
     def variables(self) -> set[str]:
@@ -46,15 +50,18 @@ class Responses:
     def __contains__(self, intent: str) -> bool:
         return intent in self.templates
 
-    def render(self, intent: str, channel: str, values: dict[str, Any], rng: random.Random | None = None) -> Rendered | None:
-        """The best variant for this channel with every variable filled, or None if there is none."""
-        candidates = [v for v in self.templates.get(intent, []) if v.channel in (None, channel)]
-        # A channel's own variants come first, then the most specific (most variables) that can be filled.
-        candidates.sort(key=lambda v: (v.channel is None, -len(v.variables())))
+    def render(self, intent: str, channel: str, values: dict[str, Any], language: Language | None = None,
+               rng: random.Random | None = None) -> Rendered | None:
+        """The best variant for this language and channel with every variable filled, or None if there is none."""
+        candidates = [v for v in self.templates.get(intent, [])
+                      if v.channel in (None, channel) and v.language in (None, language)]
+        # The language's own variants first, then the channel's, then the most specific (most variables) that can be filled.
+        candidates.sort(key=lambda v: (v.language is None, v.channel is None, -len(v.variables())))
         known = {k for k, v in values.items() if v not in (None, "")}
         for variant in candidates:
             if variant.variables() <= known:
-                same = [c for c in candidates if c.channel == variant.channel and c.variables() == variant.variables()]
+                same = [c for c in candidates if (c.language, c.channel) == (variant.language, variant.channel)
+                        and c.variables() == variant.variables()]
                 chosen = (rng or random).choice(same)
                 text = chosen.text.format_map({k: values[k] for k in chosen.variables()})
                 return Rendered(text, [b.model_dump() for b in chosen.buttons])

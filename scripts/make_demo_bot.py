@@ -3,8 +3,9 @@
     python scripts/make_demo_bot.py ../shared/data/bitext_customer_support
 
 Writes bot/demo/nlu.yml, history.jsonl and test.jsonl: a small, deterministic sample (examples
-chosen by a hash of their text) of the CDLA-Sharing-1.0 Bitext data. responses.yml and bot.yml are
-written by hand.
+chosen by a hash of their text) of the CDLA-Sharing-1.0 Bitext data, followed by the shop's own
+Chinese examples and test questions from scripts/demo_zh/, which were written for deskbot.
+responses.yml and bot.yml are written by hand.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
+
 EXAMPLES_PER_INTENT = 60
 HISTORY_PER_INTENT = 15
 TEST_PER_INTENT = 6
 DEMO = Path(__file__).resolve().parent.parent / "bot" / "demo"
+CHINESE = Path(__file__).resolve().parent / "demo_zh"
 # The demo shop's own examples, in the plain words its customers use, beside the sampled ones.
 SHOP_EXAMPLES = {
     "track_order": ["where is my order?", "where's my package", "has my order shipped yet?"],
@@ -70,13 +74,17 @@ def main(source: Path) -> None:
     for row in sorted(train, key=lambda r: key(r["text"])):
         if row["text"] not in by_intent[row["intent"]]:
             by_intent[row["intent"]].append(row["text"])
-    chosen = {i: texts[:EXAMPLES_PER_INTENT] + SHOP_EXAMPLES.get(i, []) for i, texts in sorted(by_intent.items())}
+    chinese = {item["intent"]: [line.removeprefix("- ") for line in item["examples"].splitlines()]
+               for item in yaml.safe_load((CHINESE / "nlu.yml").read_text())["nlu"]}
+    chosen = {i: texts[:EXAMPLES_PER_INTENT] + SHOP_EXAMPLES.get(i, []) + chinese[i]
+              for i, texts in sorted(by_intent.items())}
     lines = ["# Demo shop intents: a sample of the Bitext customer-support set (CDLA-Sharing-1.0, see LICENSE),",
-             "# and at the end of two intents a few of the shop's own examples.",
+             "# then the shop's own examples: a few in English for two intents, and Chinese ones for every intent.",
              'version: "3.1"', "", "nlu:"]
     for intent, texts in chosen.items():
         lines += [f"- intent: {intent}", "  examples: |"] + [f"    - {t}" for t in texts]
-    lines += ["", "- regex: order_id", "  examples: |", r"    - \b\d{3,}\b", ""]
+    # Not \b: in "订单号12345678" the digits follow a word character.
+    lines += ["", "- regex: order_id", "  examples: |", r"    - (?<!\d)\d{3,}(?!\d)", ""]
     (DEMO / "nlu.yml").write_text("\n".join(lines))
 
     used = {t for texts in chosen.values() for t in texts} | {r["text"] for r in test}
@@ -98,6 +106,7 @@ def main(source: Path) -> None:
         for intent in sorted(tests):
             for row in tests[intent]:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.write((CHINESE / "test.jsonl").read_text())
 
 
 if __name__ == "__main__":

@@ -231,6 +231,32 @@ async def test_slot_resets_and_session_end_clear_the_slots_on_both_paths(action_
         await bot.close()
 
 
+async def test_a_bilingual_bots_actions_speak_the_conversations_language_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """The slot ``language`` reaches the action and survives a reset; named responses and the
+    demo's own action answer in it, and a payload keeps it."""
+    bot = make_bot(action_bot, endpoint, {**MAP, "track_order": "action_named_responses",
+                                          "cancel_order": "action_forget", "get_refund": "action_order_status"},
+                   tmp_path)
+    bot.config.language = "multi"
+    bot.config.handoff.intent = None  # so that the typed message below, whatever its intent, cannot hand off
+    zh_cancel = next(v for v in bot.project.responses.templates["cancel_order"] if v.language == "zh")
+    try:
+        await bot.handle(Turn("c1", "订单 789 退款", "web"))  # typed in Chinese, whatever it is classified as
+        assert bot.store.conversation("c1")["slots"]["language"] == "zh"
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.text == zh_cancel.text.format(order_id="77")
+        await bot.handle(Turn("c1", "/cancel_order", "web"))  # AllSlotsReset
+        assert bot.store.conversation("c1")["slots"] == {"language": "zh", "order_status": "forgotten"}
+        reply = await bot.handle(Turn("c1", "/get_refund", "web"))  # the demo's action, asked without a number
+        assert reply.text == "好的，请问您的订单号是多少？"
+        await bot.handle(Turn("c1", "order 789 please", "web"))  # typed in English
+        reply = await bot.handle(Turn("c1", "/get_refund", "web"))
+        assert reply.text.startswith("Order 789 is **delivered**")
+    finally:
+        await bot.close()
+
+
 async def test_an_unknown_action_falls_back_on_both_paths(action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     bot = make_bot(action_bot, endpoint, {"track_order": "action_nobody_wrote"}, tmp_path)
     try:

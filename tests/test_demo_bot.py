@@ -1,4 +1,5 @@
-"""The walking skeleton with real parts: the demo bot fine-tuned from the packaged MiniLM, served over HTTP.
+"""The walking skeleton with real parts: the demo bot fine-tuned from the packaged multilingual-e5-small,
+served over HTTP, in English and in Chinese.
 
 This is the user's first experience (`make demo`), so it runs the real model, real FAISS index and
 real SQLite store, and checks the answers a customer would see.
@@ -25,7 +26,6 @@ async def client(aiohttp_client: Any, real_demo_bot: Path) -> Any:
     return await aiohttp_client(create_app(real_demo_bot, device="cpu"))
 
 
-
 async def test_refund_request_gets_the_refund_template_with_the_order(client: Any) -> None:
     reply = await ask(client, "demo-1", "I want my money back for order 123")
     assert (reply["intent"], reply["source"]) == ("get_refund", "template")
@@ -48,11 +48,31 @@ async def test_order_status_runs_the_custom_action(client: Any) -> None:
     assert reply["reply"].startswith("Order 789 is **delivered**")
 
 
+async def test_a_chinese_customer_is_answered_in_chinese(client: Any) -> None:
+    reply = await ask(client, "demo-zh-1", "我要退款，订单号123")
+    assert (reply["intent"], reply["source"]) == ("get_refund", "template")
+    assert "订单 123" in reply["reply"] and [b["title"] for b in reply["buttons"]] == ["查看退款进度"]
+    # A button's payload is in no language: the conversation stays in Chinese.
+    reply = await ask(client, "demo-zh-1", "/track_refund")
+    assert reply["source"] == "template" and "退款" in reply["reply"]
+    # And the custom action reads the conversation's language from its slot.
+    reply = await ask(client, "demo-zh-2", "帮我查一下订单 789 到哪了")
+    assert reply["source"] == "action" and reply["reply"].startswith("订单 789 的状态：**已送达**")
+
+
+async def test_the_same_conversation_follows_the_customers_language(client: Any) -> None:
+    chinese = await ask(client, "demo-both", "忘记密码了怎么办")
+    english = await ask(client, "demo-both", "I forgot my password")
+    assert chinese["intent"] == english["intent"] == "recover_password"
+    assert "密码" in chinese["reply"] and "password" in english["reply"]
+
+
 def test_eval_on_the_demo_test_set(real_demo_bot: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["eval", str(real_demo_bot), "--test", str(DEMO / "test.jsonl"),
                                       "--results", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
+    assert figures["n"] == 324  # 162 questions in English, 162 in Chinese
     assert figures["accuracy"] >= 0.85 and figures["macro_f1"] >= 0.85
     assert {p.name for p in tmp_path.iterdir()} >= {"intent_report.json", "intent_confusion_matrix.png",
                                                     "intent_histogram.png"}

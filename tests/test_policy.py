@@ -101,3 +101,33 @@ def test_fallback_speaks_the_bot_language() -> None:
     decision = decide(analysis("get_refund", 0.2), zh, RESPONSES, {}, "web", 0)
     assert decision.text == "抱歉，我没有完全理解。"
     assert [b["title"] for b in decision.buttons] == ["退款", "Cancel order", "Get invoice", "转人工"]
+
+
+MULTI = BotConfig.model_validate({
+    "language": "multi",
+    "thresholds": {"intent": "auto", "retrieval": 0.6, "fallbacks_before_handoff": 2},
+    "handoff": {"message": {"en": "Connecting you.", "zh": "正在转接。"}},
+    "fallback": {"message": {"en": "Sorry?", "zh": "抱歉？"}, "human_button": {"en": "A person", "zh": "转人工"},
+                 "titles": {"get_refund": {"zh": "退款"}}},
+})
+
+
+def test_a_multi_bot_answers_each_turn_in_its_language() -> None:
+    bilingual = Responses({"get_refund": [ResponseVariant(text="Refund."), ResponseVariant(text="退款。", language="zh")]})
+    assert decide(analysis("get_refund", 0.9), MULTI, bilingual, {}, "web", 0, "zh").text == "退款。"
+    assert decide(analysis("get_refund", 0.9), MULTI, bilingual, {}, "web", 0, "en").text == "Refund."
+    zh = decide(analysis("get_refund", 0.2), MULTI, RESPONSES, {}, "web", 0, "zh")
+    assert (zh.text, [b["title"] for b in zh.buttons]) == ("抱歉？", ["退款", "Cancel order", "Get invoice", "转人工"])
+    en = decide(analysis("get_refund", 0.2), MULTI, RESPONSES, {}, "web", 0, "en")
+    assert (en.text, [b["title"] for b in en.buttons]) == ("Sorry?", ["Get refund", "Cancel order", "Get invoice", "A person"])
+    assert decide(analysis("get_refund", 0.2), MULTI, RESPONSES, {}, "web", 1, "zh").text == "正在转接。"
+
+
+def test_a_multi_bot_gives_a_historical_answer_only_in_the_turns_language() -> None:
+    hits = [hit(0.9, text="Refunds take 5 days."), hit(0.7, text="退款需要5天。"), hit(0.5, text="Too far.")]
+    assert decide(analysis("get_refund", 0.2, hits), MULTI, RESPONSES, {}, "web", 0, "zh").text == "退款需要5天。"
+    assert decide(analysis("get_refund", 0.2, hits), MULTI, RESPONSES, {}, "web", 0, "en").text == "Refunds take 5 days."
+    english_only = [hit(0.9, text="Refunds take 5 days.")]
+    assert decide(analysis("get_refund", 0.2, english_only), MULTI, RESPONSES, {}, "web", 0, "zh").kind == "fallback"
+    # A bot of one language answers from all of its history, as before.
+    assert decide(analysis("get_refund", 0.2, english_only), CONFIG, RESPONSES, {}, "web", 0, "zh").kind == "retrieval"

@@ -26,6 +26,9 @@ def test_demo_bot_loads_with_all_27_intents(bot_dir: Path) -> None:
     assert len(project.intents) == 27
     assert set(project.responses.templates) == set(project.intents)
     assert project.entity_patterns["order_id"][0].search("order 123").group(0) == "123"
+    assert project.entity_patterns["order_id"][0].search("订单号12345678到哪了").group(0) == "12345678"
+    assert project.config.language == "multi" and project.config.base_model == "multilingual"
+    assert any(v.language == "zh" for v in project.responses.templates["get_refund"])
     assert len(project.history) >= 300
     assert project.config.thresholds.intent == "auto"
 
@@ -83,6 +86,17 @@ def test_rasa_nlu_format_is_accepted_as_is(tmp_path: Path) -> None:
 def test_action_map_with_unknown_intent_is_refused(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("actions:\n  map:\n    trak_order: action_order_status\n")
     assert "unknown intent 'trak_order'" in error_for(bot_dir)
+
+
+def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
+    (bot_dir / "bot.yml").write_text("language: multi\nfallback:\n  message:\n    en: Sorry?\n    fr: Pardon ?\n")
+    assert error_for(bot_dir) == (f"{bot_dir / 'bot.yml'}:3: fallback.message: Value error, expected a text, "
+                                  "or one text per language: {en: ..., zh: ...}")
+
+
+def test_a_fallback_title_for_an_unknown_intent_is_refused(bot_dir: Path) -> None:
+    (bot_dir / "bot.yml").write_text("fallback:\n  titles:\n    get_refnud: {zh: 退款}\n")
+    assert "unknown intent 'get_refnud'" in error_for(bot_dir)
 
 
 def test_missing_bot_yml_says_how_to_start(tmp_path: Path) -> None:

@@ -38,5 +38,20 @@ def test_unknown_intent_renders_nothing() -> None:
 
 def test_equal_variants_are_chosen_at_random() -> None:
     many = Responses({"greet": [ResponseVariant(text="Hi!"), ResponseVariant(text="Hello!")]})
-    seen = {many.render("greet", "web", {}, random.Random(seed)).text for seed in range(20)}
+    seen = {many.render("greet", "web", {}, rng=random.Random(seed)).text for seed in range(20)}
     assert seen == {"Hi!", "Hello!"}
+
+
+def test_a_language_variant_comes_first_in_its_language_and_never_in_another() -> None:
+    bilingual = Responses({"get_refund": [
+        *responses().templates["get_refund"],
+        ResponseVariant(text="订单 {order_id} 的退款已开始。", language="zh"),
+        ResponseVariant(text="退款已开始。", language="zh"),
+    ]})
+    # Chinese wins over the channel's own untagged variant, and a known variable picks the fuller one.
+    assert bilingual.render("get_refund", "slack", {"order_id": "9"}, "zh").text == "订单 9 的退款已开始。"
+    assert bilingual.render("get_refund", "web", {}, "zh").text == "退款已开始。"
+    assert bilingual.render("get_refund", "slack", {"order_id": "9"}, "en").text == "*Refund* for 9"
+    assert bilingual.render("get_refund", "web", {}, "en").text == "Refund started."
+    chinese_only = Responses({"greet": [ResponseVariant(text="您好！", language="zh")]})
+    assert chinese_only.render("greet", "web", {}, "en") is None

@@ -53,11 +53,12 @@ class FakeBot:
         self.text, self.source, self.delay = text, source, delay
         self.buttons: list[dict[str, str]] = []
         self.turns: list[Turn] = []
+        self.language: str | None = None
 
     async def handle(self, turn: Turn) -> Reply:
         self.turns.append(turn)
         await asyncio.sleep(self.delay)
-        return Reply(text=self.text, source=self.source, buttons=self.buttons)
+        return Reply(text=self.text, source=self.source, buttons=self.buttons, language=self.language)
 
 
 @pytest.fixture(autouse=True)
@@ -385,6 +386,21 @@ async def test_buttons_are_numbered_and_a_number_sends_the_payload(aiohttp_clien
     await passive_content(client, crypto, "3", "5")  # out of range: sent as typed
     await channel.close()
     assert [t.text for t in bot.turns] == ["退款要多久", "/track_refund", "1", "hello", "3"]
+
+
+async def test_choices_are_explained_in_the_language_of_the_reply(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto) -> None:
+    bot = FakeBot(text="Refunds take 5 to 7 days.")
+    bot.buttons = REFUND_BUTTONS
+    channel = WeComChannel(bot, settings(wecom_api.url, language="multi"))
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    bot.language = "en"
+    assert (await passive_content(client, crypto, "refund?", "1")).endswith("\nReply with a number to choose.")
+    bot.language = "zh"
+    assert (await passive_content(client, crypto, "退款？", "2")).endswith("\n回复数字即可选择。")
+    await channel.close()
 
 
 async def test_an_agent_message_withdraws_the_choices(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:

@@ -56,6 +56,7 @@ class Reply:
     ranking: list[tuple[str, float]] = field(default_factory=list)
     turn_id: int | None = None
     handed_off: bool = False
+    language: str | None = None  # the language it is written in (bot/language.py), for what a channel adds
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from bot.channels.base import PlatformChannel, Turn, http_error, read_body
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
+from bot.language import Text, say
 from bot.limits import hold_back
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://qyapi.weixin.qq.com/cgi-bin/"
 DEFAULT_REPLY_TIMEOUT_S = 4.0
 MAX_OFFERS = 10_000  # conversations whose numbered choices are remembered, oldest forgotten first
-CHOICE_HINT = {"en": "Reply with a number to choose.", "zh": "回复数字即可选择。"}
+CHOICE_HINT: Text = {"en": "Reply with a number to choose.", "zh": "回复数字即可选择。"}
 MAX_CONTENT_BYTES = 2048  # WeCom's limit for a text message's content
 TOKEN_EXPIRED = {40014, 42001}  # invalid access_token, expired access_token
 TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry
@@ -94,7 +95,7 @@ class WeComChannel(PlatformChannel):
         self.agent_id = int(self.settings["agent_id"])
         self.api_url: str = self.settings.get("api_url") or DEFAULT_API_URL
         self.reply_timeout = float(self.settings.get("reply_timeout", DEFAULT_REPLY_TIMEOUT_S))
-        self.choice_hint: str = self.settings.get("choice_hint") or CHOICE_HINT.get(self.language, CHOICE_HINT["en"])
+        self.choice_hint: Text = self.settings.get("choice_hint") or CHOICE_HINT  # one text, or one per language
         self.crypto = WeComCrypto(self.settings["token"], self.settings["aes_key"], self.corp_id)
         # The payloads of the numbered choices last offered in each conversation.
         self._offers: OrderedDict[str, list[str]] = OrderedDict()
@@ -193,7 +194,7 @@ class WeComChannel(PlatformChannel):
             reply = await self.bot.handle(turn)
             silent = reply.source == "silent"
             self._offer(turn.conversation_id, [] if silent else reply.buttons)
-            text = "" if silent else numbered_choices(reply.text, reply.buttons, self.choice_hint)
+            text = "" if silent else numbered_choices(reply.text, reply.buttons, say(self.choice_hint, reply.language or self.language))
         except Exception:
             log.exception("wecom turn failed for %s", turn.conversation_id)
             text = ""

@@ -30,25 +30,41 @@ def orders_db() -> sqlite3.Connection:
     return conn
 
 
+# What the action says, in the conversation's language (deskbot keeps a bilingual bot's in the slot "language").
+MESSAGES = {
+    "en": {"ask_number": "Sure — what's your order number?",
+           "not_found": "I couldn't find order {order_id}. Could you check the number?",
+           "status": "Order {order_id} is **{status}**.", "tracking": " Tracking: {tracking}.",
+           "eta": " Expected delivery: {eta}.", "words": {}},
+    "zh": {"ask_number": "好的，请问您的订单号是多少？",
+           "not_found": "没有找到订单 {order_id}，麻烦核对一下订单号？",
+           "status": "订单 {order_id} 的状态：**{status}**。", "tracking": "物流单号：{tracking}。",
+           "eta": "预计送达：{eta}。",
+           "words": {"shipped": "已发货", "processing": "处理中", "delivered": "已送达", "Tuesday": "周二", "Friday": "周五"}},
+}
+
+
 class ActionOrderStatus(Action):
     def name(self) -> str:
         return "action_order_status"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
+        say = MESSAGES.get(tracker.get_slot("language"), MESSAGES["en"])
         order_id = tracker.get_slot("order_id")
         if not order_id:
-            dispatcher.utter_message(text="Sure — what's your order number?")
+            dispatcher.utter_message(text=say["ask_number"])
             return []
         with orders_db() as conn:
             row = conn.execute("SELECT status, tracking, eta FROM orders WHERE id = ?", [order_id]).fetchone()
         if row is None:
-            dispatcher.utter_message(text=f"I couldn't find order {order_id}. Could you check the number?")
+            dispatcher.utter_message(text=say["not_found"].format(order_id=order_id))
             return [SlotSet("order_id", None)]
         status, tracking, eta = row
-        text = f"Order {order_id} is **{status}**."
+        words = say["words"]
+        text = say["status"].format(order_id=order_id, status=words.get(status, status))
         if tracking:
-            text += f" Tracking: {tracking}."
+            text += say["tracking"].format(tracking=tracking)
         if eta:
-            text += f" Expected delivery: {eta}."
+            text += say["eta"].format(eta=words.get(eta, eta))
         dispatcher.utter_message(text=text)
         return [SlotSet("order_status", status)]

@@ -1,0 +1,29 @@
+"""Which language a turn is answered in, and the texts a bot keeps in more than one."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.language import say, turn_language
+
+
+@pytest.mark.parametrize(("bot", "text", "previous", "expected"), [
+    ("en", "我要退款", None, "en"),           # a bot of one language always speaks it
+    ("zh", "refund please", None, "zh"),
+    ("multi", "我要退款", None, "zh"),
+    ("multi", "refund for 订单 123", "en", "zh"),  # any Chinese character makes it Chinese
+    ("multi", "refund please", "zh", "en"),  # a typed English message switches back
+    ("multi", "/track_order", "zh", "zh"),    # a button's payload keeps the conversation's language
+    ("multi", "12345678", "zh", "zh"),        # so does a message with no word in it
+    ("multi", "👍", None, "en"),
+    ("multi", "/track_order", None, "en"),
+])
+def test_turn_language(bot: str, text: str, previous: str | None, expected: str) -> None:
+    assert turn_language(bot, text, previous) == expected
+
+
+def test_say_picks_the_language_then_the_default_then_the_first() -> None:
+    assert say("Talk to a person", "zh") == "Talk to a person"
+    assert say({"en": "Talk to a person", "zh": "转人工"}, "zh") == "转人工"
+    assert say({"zh": "退款"}, "en", "Get refund") == "Get refund"
+    assert say({"zh": "退款"}, "en") == "退款"
