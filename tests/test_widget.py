@@ -488,6 +488,23 @@ def test_chinese_ui_strings(open_widget: Any) -> None:
     expect(english.page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
 
 
+def test_a_chinese_customer_gets_the_fallback_and_its_buttons_in_chinese(open_widget: Any,
+                                                                          web_demo_bot: SimpleNamespace) -> None:
+    """The demo is bilingual: a Chinese message gets bot.yml's Chinese fallback and button titles, and
+    the intent a button picks answers in Chinese too, though its payload is in no language."""
+    fallback = load_project(web_demo_bot.root).config.fallback
+    widget = open_widget(page_lang="zh-CN")
+    widget.send("我的包裹一直没到")
+    expect(widget.bot_replies()).to_have_count(1)
+    assert text_of(widget.bot_replies().first.locator(".bubble")) == fallback.message["zh"]
+    titles = widget.page.locator(".quick button").all_text_contents()
+    assert titles[-1] == fallback.human_button["zh"]
+    assert titles[:-1] and all(re.search(r"[\u4e00-\u9fff]", title) for title in titles[:-1]), titles
+    widget.page.locator(".quick button").first.click()
+    expect(widget.bot_replies()).to_have_count(2)
+    assert re.search(r"[\u4e00-\u9fff]", widget.bot_replies().last.locator(".bubble").inner_text())
+
+
 def test_demo_page_and_screenshot(chromium: SimpleNamespace, server: LiveServer) -> None:
     context = chromium.browser.new_context(viewport={"width": 1100, "height": 760})
     page = context.new_page()
