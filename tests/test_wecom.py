@@ -200,13 +200,18 @@ def settings(api_url: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+async def client_for(aiohttp_client: Any, channel: WeComChannel, app: web.Application | None = None) -> Any:
+    """A test client for an app serving ``channel``'s routes."""
+    app = app if app is not None else web.Application()
+    app.add_routes(channel.routes())
+    return await aiohttp_client(app)
+
+
 @pytest.fixture
 async def wecom(aiohttp_client: Any, wecom_api: SimpleNamespace) -> AsyncIterator[SimpleNamespace]:
     bot = FakeBot()
     channel = WeComChannel(bot, settings(wecom_api.url))
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await client_for(aiohttp_client, channel)
     yield SimpleNamespace(bot=bot, channel=channel, client=client, api=wecom_api)
     await channel.close()
 
@@ -262,9 +267,7 @@ async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
 ) -> None:
     bot = FakeBot(delay=0.4)
     channel = WeComChannel(bot, settings(wecom_api.url, reply_timeout=0.1))
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await client_for(aiohttp_client, channel)
     response = await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
     assert response.status == 200 and await response.text() == ""
     await channel.close()  # waits for the late answer to be sent
@@ -300,9 +303,7 @@ async def test_tampered_signature_is_401_and_not_processed(wecom: SimpleNamespac
 
 async def test_message_for_another_corp_is_401(aiohttp_client: Any, wecom_api: SimpleNamespace) -> None:
     channel = WeComChannel(FakeBot(), settings(wecom_api.url, corp_id="wwSOMEOTHERCORP"))
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await client_for(aiohttp_client, channel)
     assert (await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)).status == 401
     await channel.close()
 
@@ -372,9 +373,7 @@ async def test_buttons_are_numbered_and_a_number_sends_the_payload(aiohttp_clien
     bot = FakeBot(text="退款一般需要5到7个工作日。")
     bot.buttons = REFUND_BUTTONS
     channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await client_for(aiohttp_client, channel)
 
     shown = await passive_content(client, crypto, "退款要多久", "1")
     assert shown == "退款一般需要5到7个工作日。\n\n1. 申请退款\n2. 查询退款\n回复数字即可选择。"
@@ -393,9 +392,7 @@ async def test_choices_are_explained_in_the_language_of_the_reply(
     bot = FakeBot(text="Refunds take 5 to 7 days.")
     bot.buttons = REFUND_BUTTONS
     channel = WeComChannel(bot, settings(wecom_api.url, language="multi"))
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await client_for(aiohttp_client, channel)
     bot.language = "en"
     assert (await passive_content(client, crypto, "refund?", "1")).endswith("\nReply with a number to choose.")
     bot.language = "zh"
@@ -421,8 +418,7 @@ async def test_a_flooding_employee_is_limited_and_told_once_to_wait(aiohttp_clie
     channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
     app = web.Application()
     app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=2), 65536)
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await client_for(aiohttp_client, channel, app)
     answers = [await passive_content(client, crypto, f"第{n}个问题", str(n)) for n in range(1, 4)]
     assert answers[:2] == [ANSWER, ANSWER]
     seconds = int(re.fullmatch(r"您发送消息太快了，请等待 (\d+) 秒后再发送。", answers[2])[1])  # type: ignore[index]
