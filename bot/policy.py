@@ -3,8 +3,9 @@
 In order: a request for a human hands off; a confident intent gets its custom action or its template;
 otherwise a close enough historical answer is given; below every threshold the bot says it did not
 understand, offers the likeliest intents as buttons and a human, and hands off after repeated misses.
-Whatever it says is in the turn's language (bot.language), and a ``multi`` bot gives a historical
-answer only in that language. It is a pure function of the analysis and the conversation, so it is tested without a model.
+Whatever it says is in the turn's language (bot/language.py), and a ``multi`` bot gives a historical
+answer only in that language. It is a pure function of the analysis and the conversation, so it is
+tested without a model.
 """
 
 from __future__ import annotations

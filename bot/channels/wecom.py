@@ -194,7 +194,8 @@ class WeComChannel(PlatformChannel):
             reply = await self.bot.handle(turn)
             silent = reply.source == "silent"
             self._offer(turn.conversation_id, [] if silent else reply.buttons)
-            text = "" if silent else numbered_choices(reply.text, reply.buttons, say(self.choice_hint, reply.language or self.language))
+            hint = say(self.choice_hint, reply.language or self.language)
+            text = "" if silent else numbered_choices(reply.text, reply.buttons, hint)
         except Exception:
             log.exception("wecom turn failed for %s", turn.conversation_id)
             text = ""
