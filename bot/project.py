@@ -49,20 +49,22 @@ class Thresholds(_Strict):
 
 class HandoffConfig(_Strict):
     """What the bot says on handing a conversation to a person and taking it back: one text, or one
-    per language (``{en: ..., zh: ...}``) for a ``multi`` bot."""
+    per language. The defaults have both, so a bot of either language speaks it from the start."""
 
     intent: str | None = Field(None, description="the intent that asks for a human, e.g. contact_human_agent")
-    message: Text = "I'm connecting you with a human agent. Please hold on."
-    resumed_message: Text = "You're back with the bot. How else can I help?"
+    message: Text = {"en": "I'm connecting you with a human agent. Please hold on.", "zh": "正在为您转接人工客服，请稍候。"}
+    resumed_message: Text = {"en": "You're back with the bot. How else can I help?",
+                             "zh": "您已回到机器人服务，还有什么可以帮您？"}
 
 
 class FallbackConfig(_Strict):
-    """What the bot says when it is unsure; a Chinese bot writes these in Chinese, a ``multi`` bot
-    in both (``{en: ..., zh: ...}``)."""
+    """What the bot says when it is unsure, likewise in one language or per language."""
 
-    message: Text = "Sorry, I'm not sure I understood. Did you mean one of these?"
-    action_failed: Text = "Sorry, I couldn't complete that just now. Please try again, or ask for a person."
-    human_button: Text = "Talk to a person"
+    message: Text = {"en": "Sorry, I'm not sure I understood. Did you mean one of these?",
+                     "zh": "抱歉，我不太确定您的意思。您是想问下面这些吗？"}
+    action_failed: Text = {"en": "Sorry, I couldn't complete that just now. Please try again, or ask for a person.",
+                           "zh": "抱歉，刚才没能完成这个操作。请再试一次，或者转人工客服。"}
+    human_button: Text = {"en": "Talk to a person", "zh": "转人工客服"}
     titles: dict[str, Text] = Field(default_factory=dict, description="intent -> button title (default: its name)")
 
 

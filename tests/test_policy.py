@@ -131,3 +131,11 @@ def test_a_multi_bot_gives_a_historical_answer_only_in_the_turns_language() -> N
     assert decide(analysis("get_refund", 0.2, english_only), MULTI, RESPONSES, {}, "web", 0, "zh").kind == "fallback"
     # A bot of one language answers from all of its history, as before.
     assert decide(analysis("get_refund", 0.2, english_only), CONFIG, RESPONSES, {}, "web", 0, "zh").kind == "retrieval"
+
+
+def test_deskbots_own_texts_come_in_the_bots_language() -> None:
+    chinese = decide(analysis("get_refund", 0.2), BotConfig(language="zh"), RESPONSES, {}, "web", 0, "zh")
+    assert (chinese.text, chinese.buttons[-1]["title"]) == ("抱歉，我不太确定您的意思。您是想问下面这些吗？", "转人工客服")
+    english = decide(analysis("get_refund", 0.2), CONFIG, RESPONSES, {}, "web", 0, "en")
+    assert (english.text, english.buttons[-1]["title"]) == ("Sorry, I'm not sure I understood. Did you mean one of these?",
+                                                            "Talk to a person")

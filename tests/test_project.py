@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from bot.project import ProjectError, load_project
-from tests.conftest import DEMO, copy_bot
+from bot.project import BotConfig, ProjectError, load_project
+from tests.conftest import DEMO, REPO, copy_bot
 
 
 @pytest.fixture
@@ -97,6 +99,13 @@ def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
 def test_a_fallback_title_for_an_unknown_intent_is_refused(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("fallback:\n  titles:\n    get_refnud: {zh: 退款}\n")
     assert "unknown intent 'get_refnud'" in error_for(bot_dir)
+
+
+def test_the_documented_configuration_is_the_default() -> None:
+    """docs/configuration.md shows every key with its default; it must stay true."""
+    block = re.search(r"```yaml\n(.*?)```", (REPO / "docs" / "configuration.md").read_text(), re.S)
+    assert block is not None
+    assert BotConfig.model_validate(yaml.safe_load(block.group(1))) == BotConfig()
 
 
 def test_missing_bot_yml_says_how_to_start(tmp_path: Path) -> None:
