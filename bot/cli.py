@@ -64,8 +64,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
             counts = write_bot(directory, read_jsonl(from_jsonl, fail), directory.name)
         except ValueError as exc:
             fail(f"{from_jsonl}: {exc}")
-        click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory}. "
-                   f"Next: edit responses.yml, then bot train {directory}")
+        click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "
+                   f"(language: {counts['language']}). Next: edit responses.yml, then bot train {directory}")
         return
     source = resources.files("bot") / ("demo" if demo else "starter")
     with resources.as_file(source) as src:

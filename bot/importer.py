@@ -2,7 +2,9 @@
 
 Teams that already have labelled messages (an exported ticket system, or a public set such as
 BANKING77) get a trainable bot at once: every intent's examples go to ``nlu.yml`` in Rasa's format,
-and each intent gets one placeholder template in ``responses.yml`` to be rewritten by hand.
+and each intent gets one placeholder template in ``responses.yml`` to be rewritten by hand. The
+bot's language is the data's: ``zh`` when nearly every message is Chinese, ``en`` when nearly none
+is, and ``multi`` for a mix, with a placeholder in each language.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from bot.language import written_in
 from finetune.metrics import OOS
+
+MIXED = 0.1  # a set with at least this share of messages in each language is bilingual
 
 
 class _Block(str):
@@ -22,16 +27,32 @@ class _Block(str):
 yaml.SafeDumper.add_representer(_Block, lambda dumper, data: dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|"))
 
 
-def placeholder_answer(intent: str) -> str:
+def placeholder_answer(intent: str, language: str = "en") -> str:
     """The template an imported intent starts with; braces are left out so it has no variables."""
-    return f"Thanks for your message about {intent.replace('_', ' ')}. An agent will follow up with the details."
+    topic = intent.replace("_", " ")
+    if language == "zh":
+        return f"感谢您关于“{topic}”的留言，客服会尽快跟进。"
+    return f"Thanks for your message about {topic}. An agent will follow up with the details."
+
+
+def placeholders(intent: str, language: str) -> list[dict[str, str]]:
+    """An imported intent's variants: one placeholder, or for a bilingual bot one in each language."""
+    if language == "multi":
+        return [{"text": placeholder_answer(intent)}, {"text": placeholder_answer(intent, "zh"), "language": "zh"}]
+    return [{"text": placeholder_answer(intent, language)}]
+
+
+def data_language(texts: list[str]) -> str:
+    """``en``, ``zh`` or ``multi``, by the share of messages written in Chinese."""
+    chinese = sum(written_in(t) == "zh" for t in texts) / max(len(texts), 1)
+    return "zh" if chinese >= 1 - MIXED else "en" if chinese <= MIXED else "multi"
 
 
 def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[str, int]:
     """Write ``bot.yml``, ``nlu.yml`` and ``responses.yml`` for ``rows`` of ``{"text", "intent"}``.
 
     Out-of-scope lines (intent ``oos``) are not an intent and are left out; duplicate texts within an
-    intent are kept once. Returns the counts written.
+    intent are kept once. Returns the counts written and the language.
     """
     by_intent: dict[str, dict[str, None]] = defaultdict(dict)
     for row in rows:
@@ -43,10 +64,11 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     intents = sorted(by_intent)
     nlu = {"version": "3.1", "nlu": [{"intent": i, "examples": _Block("".join(f"- {t}\n" for t in by_intent[i]))}
                                      for i in intents]}
-    responses = {"version": "3.1", "responses": {i: [{"text": placeholder_answer(i)}] for i in intents}}
-    config = {"name": name, "language": "en", "model": {"base": "default"}, "thresholds": {"intent": "auto"}}
+    language = data_language([t for texts in by_intent.values() for t in texts])
+    responses = {"version": "3.1", "responses": {i: placeholders(i, language) for i in intents}}
+    config = {"name": name, "language": language, "model": {"base": "default"}, "thresholds": {"intent": "auto"}}
     directory.mkdir(parents=True, exist_ok=True)
     for file, data in (("bot.yml", config), ("nlu.yml", nlu), ("responses.yml", responses)):
         (directory / file).write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000),
                                       encoding="utf-8")
-    return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values())}
+    return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "language": language}

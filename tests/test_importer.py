@@ -1,0 +1,69 @@
+"""``bot init DIR --from-jsonl FILE``: a trainable bot from labelled messages, in the data's language."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.project import load_project
+
+ENGLISH = [("where is my card?", "card_arrival"), ("my card still hasn't come", "card_arrival"),
+           ("where is my card?", "card_arrival"), ("how do I top up?", "top_up"), ("add money to my account", "top_up"),
+           ("what's the weather like", "oos")]
+CHINESE = [("我的卡什么时候到", "card_arrival"), ("卡还没收到", "card_arrival"), ("怎么充值", "top_up"),
+           ("往账户里加钱", "top_up")]
+
+
+def import_bot(tmp_path: Path, rows: list[tuple[str, str]], *extra: str) -> tuple[Path, object]:
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "intent": i}, ensure_ascii=False) + "\n" for t, i in rows))
+    root = tmp_path / "bot"
+    return root, CliRunner().invoke(cli, ["init", str(root), "--from-jsonl", str(data), *extra])
+
+
+def test_english_messages_make_an_english_bot_without_duplicates_or_oos(tmp_path: Path) -> None:
+    root, result = import_bot(tmp_path, ENGLISH)
+    assert result.exit_code == 0, result.output
+    assert "2 intents and 4 examples" in result.output and "(language: en)" in result.output
+    project = load_project(root)
+    assert project.config.language == "en" and project.config.base_model == "default"
+    assert [(e.text, e.intent) for e in project.examples] == [
+        ("where is my card?", "card_arrival"), ("my card still hasn't come", "card_arrival"),
+        ("how do I top up?", "top_up"), ("add money to my account", "top_up")]
+    assert [v.text for v in project.responses.templates["top_up"]] == [
+        "Thanks for your message about top up. An agent will follow up with the details."]
+
+
+def test_chinese_messages_make_a_chinese_bot_on_the_multilingual_encoder(tmp_path: Path) -> None:
+    root, result = import_bot(tmp_path, CHINESE)
+    assert result.exit_code == 0, result.output
+    project = load_project(root)
+    assert project.config.language == "zh" and project.config.base_model == "multilingual"
+    assert [v.text for v in project.responses.templates["top_up"]] == ["感谢您关于“top up”的留言，客服会尽快跟进。"]
+
+
+def test_a_mix_makes_a_bilingual_bot_with_a_placeholder_in_each_language(tmp_path: Path) -> None:
+    root, result = import_bot(tmp_path, ENGLISH + CHINESE)
+    assert result.exit_code == 0, result.output
+    project = load_project(root)
+    assert project.config.language == "multi"
+    variants = project.responses.templates["card_arrival"]
+    assert [(v.language, v.text[:6]) for v in variants] == [(None, "Thanks"), ("zh", "感谢您关于“")]
+
+
+def test_a_single_intent_or_an_existing_bot_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    root, result = import_bot(tmp_path, [("where is my card?", "card_arrival")])
+    assert result.exit_code != 0 and "at least two intents" in result.output
+    assert not root.exists()
+    root, result = import_bot(tmp_path, ENGLISH)
+    assert result.exit_code == 0
+    before = (root / "nlu.yml").read_text()
+    _, again = import_bot(tmp_path, CHINESE)
+    assert again.exit_code != 0 and "--force" in again.output
+    assert (root / "nlu.yml").read_text() == before
+    _, forced = import_bot(tmp_path, CHINESE, "--force")
+    assert forced.exit_code == 0 and yaml.safe_load((root / "bot.yml").read_text())["language"] == "zh"
