@@ -3,6 +3,8 @@
 In order: a request for a human hands off; a confident intent gets its custom action or its template;
 otherwise a close enough historical answer is given; below every threshold the bot says it did not
 understand, offers the likeliest intents as buttons and a human, and hands off after repeated misses.
+A bot may have an ``oos`` intent, examples of what it should not answer: confidently predicted, it
+gets its own template if it has one, and the fallback otherwise; it is never offered as a button.
 Whatever it says is in the turn's language (bot/language.py), and a ``multi`` bot gives a historical
 answer only in that language. It is a pure function of the analysis and the conversation, so it is
 tested without a model.
@@ -18,6 +20,7 @@ from bot.nlu import Analysis
 from bot.project import BotConfig
 from bot.responses import Responses
 from finetune.classifier import intent_phrase
+from finetune.metrics import OOS
 
 HANDOFF_PAYLOAD = "/handoff"
 RESUME_PAYLOAD = "/resume"
@@ -59,6 +62,8 @@ def decide(
             return Decision("template", intent, confidence, rendered.text, rendered.buttons)
 
     hits = analysis.hits
+    if confident and intent == OOS:  # taught that such messages are not the bot's to answer: no history either
+        hits = []
     if config.language == "multi":
         hits = [h for h in hits if written_in(h.text) == language]
     if confident:  # an intent without a template answers from its own history
@@ -69,7 +74,8 @@ def decide(
     if fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff:
         return Decision("handoff", intent, confidence, handoff)
     fallback = config.fallback
-    buttons = [{"title": _title(config, name, language), "payload": f"/{name}"} for name, _ in pred.ranking[:3]]
+    likeliest = [name for name, _ in pred.ranking if name != OOS][:3]
+    buttons = [{"title": _title(config, name, language), "payload": f"/{name}"} for name in likeliest]
     buttons.append({"title": say(fallback.human_button, language), "payload": HANDOFF_PAYLOAD})
     return Decision("fallback", intent, confidence, say(fallback.message, language), buttons)
 

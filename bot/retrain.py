@@ -92,10 +92,11 @@ def gate(serving: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]
 
 
 def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str]) -> tuple[list[Example], dict[str, int]]:
-    """Reviewed labels usable for training: known intents only, never a text of the frozen set."""
+    """Reviewed labels usable for training: the bot's intents only (``oos`` too, when nlu.yml has such an
+    intent), never a text of the frozen set."""
     usable = [Example(r["text"], r["intent"]) for r in data.examples
               if r["intent"] in intents and r["text"] not in held_texts]
-    oos = sum(r["intent"] == OOS for r in data.examples)
+    oos = sum(r["intent"] == OOS and OOS not in intents for r in data.examples)  # labels no intent of the bot takes
     return usable, {"labelled": len(usable), "oos": oos, "unusable": len(data.examples) - len(usable) - oos}
 
 

@@ -139,3 +139,19 @@ def test_deskbots_own_texts_come_in_the_bots_language() -> None:
     english = decide(analysis("get_refund", 0.2), CONFIG, RESPONSES, {}, "web", 0, "en")
     assert (english.text, english.buttons[-1]["title"]) == ("Sorry, I'm not sure I understood. Did you mean one of these?",
                                                             "Talk to a person")
+
+
+def oos_analysis(confidence: float, hits: list[Hit] | None = None) -> Analysis:
+    ranking = [("oos", confidence), ("get_refund", 0.2), ("cancel_order", 0.1), ("get_invoice", 0.05), ("track_order", 0.01)]
+    return Analysis(Prediction("oos", confidence, ranking), hits or [], 0.5, "v0001")
+
+
+def test_a_confident_oos_gets_its_template_or_the_fallback_never_history() -> None:
+    with_template = Responses({"oos": [ResponseVariant(text="I can only help with your orders.")]})
+    decision = decide(oos_analysis(0.9, [hit(0.95)]), CONFIG, with_template, {}, "web", 0)
+    assert (decision.kind, decision.text) == ("template", "I can only help with your orders.")
+    decision = decide(oos_analysis(0.9, [hit(0.95)]), CONFIG, RESPONSES, {}, "web", 0)
+    assert decision.kind == "fallback"
+    assert [b["payload"] for b in decision.buttons] == ["/get_refund", "/cancel_order", "/get_invoice", HANDOFF_PAYLOAD]
+    # An unsure oos is like any unsure intent: a close historical answer may still be given.
+    assert decide(oos_analysis(0.3, [hit(0.95)]), CONFIG, RESPONSES, {}, "web", 0).kind == "retrieval"

@@ -20,9 +20,10 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.project import load_project
-from bot.retrain import gate, retrain
+from bot.retrain import gate, learned_examples, retrain
 from bot.server import create_app
 from bot.training import EVALUATION_FILE, train_project
+from dialogues.export import LearnedData
 from dialogues.store import Exchange, Store
 from finetune.registry import Registry
 
@@ -82,6 +83,16 @@ def test_gate_compares_overall_and_per_intent_accuracy_within_margins() -> None:
     small_drop = {"frozen": figures(0.8, {"a": 0.5, "b": 1.0}, count=2), "seed": serving["seed"]}
     assert gate(small, small_drop, 0.0, 0.02, 5)[0] == []
     assert gate(small, small_drop, 0.0, 0.02, 2)[0] == ["frozen: a fell by 0.5000 (from 1.0000), more than 0.02"]
+
+
+def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
+    data = LearnedData([{"text": "do you sell bikes", "intent": "oos"}, {"text": "refund me", "intent": "get_refund"},
+                        {"text": "held out", "intent": "get_refund"}, {"text": "x", "intent": "gone"}], [])
+    usable, counts = learned_examples(data, {"get_refund", "cancel_order"}, {"held out"})
+    assert [e.text for e in usable] == ["refund me"] and counts == {"labelled": 1, "oos": 1, "unusable": 2}
+    usable, counts = learned_examples(data, {"get_refund", "oos"}, {"held out"})
+    assert [(e.text, e.intent) for e in usable] == [("do you sell bikes", "oos"), ("refund me", "get_refund")]
+    assert counts == {"labelled": 2, "oos": 0, "unusable": 2}
 
 
 def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Path) -> None:
