@@ -4,8 +4,8 @@
 
 Writes bot/demo/nlu.yml, history.jsonl and test.jsonl: a small, deterministic sample (examples
 chosen by a hash of their text) of the CDLA-Sharing-1.0 Bitext data, followed by the shop's own
-Chinese examples and test questions from scripts/demo_zh/, which were written for deskbot.
-responses.yml and bot.yml are written by hand.
+examples and test questions from scripts/demo_shop/, which were written for deskbot: Chinese ones
+for every intent, and the ``oos`` intent. responses.yml and bot.yml are written by hand.
 """
 
 from __future__ import annotations
@@ -23,12 +23,7 @@ EXAMPLES_PER_INTENT = 60
 HISTORY_PER_INTENT = 15
 TEST_PER_INTENT = 6
 DEMO = Path(__file__).resolve().parent.parent / "bot" / "demo"
-CHINESE = Path(__file__).resolve().parent / "demo_zh"
-# The demo shop's own examples, in the plain words its customers use, beside the sampled ones.
-SHOP_EXAMPLES = {
-    "track_order": ["where is my order?", "where's my package", "has my order shipped yet?"],
-    "get_refund": ["I want a refund for my order", "please refund me", "can I get a refund?"],
-}
+OWN = Path(__file__).resolve().parent / "demo_shop"
 
 # Bitext answers carry {{Placeholder}} slots. The demo shop fills its contact details, and shows the
 # names of pages, sections and buttons ({{Order History}}) as they would appear on its site, in bold.
@@ -74,12 +69,12 @@ def main(source: Path) -> None:
     for row in sorted(train, key=lambda r: key(r["text"])):
         if row["text"] not in by_intent[row["intent"]]:
             by_intent[row["intent"]].append(row["text"])
-    chinese = {item["intent"]: [line.removeprefix("- ") for line in item["examples"].splitlines()]
-               for item in yaml.safe_load((CHINESE / "nlu.yml").read_text())["nlu"]}
-    chosen = {i: texts[:EXAMPLES_PER_INTENT] + SHOP_EXAMPLES.get(i, []) + chinese[i]
-              for i, texts in sorted(by_intent.items())}
+    own = {item["intent"]: [line.removeprefix("- ") for line in item["examples"].splitlines()]
+           for item in yaml.safe_load((OWN / "nlu.yml").read_text())["nlu"]}
+    chosen = {i: by_intent.get(i, [])[:EXAMPLES_PER_INTENT] + own.get(i, []) for i in sorted({*by_intent, *own})}
     lines = ["# Demo shop intents: a sample of the Bitext customer-support set (CDLA-Sharing-1.0, see LICENSE),",
-             "# then the shop's own examples: a few in English for two intents, and Chinese ones for every intent.",
+             "# then the shop's own examples (scripts/demo_shop/): Chinese ones for every intent, a few English",
+             "# ones, and oos, what the bot should not answer.",
              'version: "3.1"', "", "nlu:"]
     for intent, texts in chosen.items():
         lines += [f"- intent: {intent}", "  examples: |"] + [f"    - {t}" for t in texts]
@@ -106,7 +101,7 @@ def main(source: Path) -> None:
         for intent in sorted(tests):
             for row in tests[intent]:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        out.write((CHINESE / "test.jsonl").read_text())
+        out.write((OWN / "test.jsonl").read_text())
 
 
 if __name__ == "__main__":

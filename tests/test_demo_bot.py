@@ -67,12 +67,19 @@ async def test_the_same_conversation_follows_the_customers_language(client: Any)
     assert "密码" in chinese["reply"] and "password" in english["reply"]
 
 
+@pytest.mark.parametrize(("text", "marker"), [("what's the weather like in Paris today?", "only help with"),
+                                            ("今天北京天气怎么样", "只能帮您")])
+async def test_an_off_topic_question_gets_the_oos_answer_in_its_language(client: Any, text: str, marker: str) -> None:
+    reply = await ask(client, f"demo-oos-{len(text)}", text)
+    assert (reply["intent"], reply["source"]) == ("oos", "template") and marker in reply["reply"]
+
+
 def test_eval_on_the_demo_test_set(real_demo_bot: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["eval", str(real_demo_bot), "--test", str(DEMO / "test.jsonl"),
                                       "--results", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    assert figures["n"] == 324  # 162 questions in English, 162 in Chinese
+    assert (figures["n"], figures["n_oos"]) == (336, 12)  # 162 Bitext questions, 162 Chinese ones, 12 off-topic in both
     assert figures["accuracy"] >= 0.85 and figures["macro_f1"] >= 0.85
     assert {p.name for p in tmp_path.iterdir()} >= {"intent_report.json", "intent_confusion_matrix.png",
                                                     "intent_histogram.png"}

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import json
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -248,8 +249,11 @@ def fuzz(target: str, libfuzzer_args: list[str]) -> None:
     for n, seed in enumerate(seeds(target, harness)):
         (corpus / f"seed-{n}").write_bytes(seed)
     one_input = {"slack": harness.slack_input, "wecom": harness.wecom_input, "decrypt": harness.decrypt_input}[target]
-    # torch and transformers, imported with the channels, already hold more than libFuzzer's 2 GB default.
-    atheris.Setup([sys.argv[0], "-rss_limit_mb=8192", *libfuzzer_args, str(corpus)], one_input)
+    # libFuzzer's RSS limit is on the process's peak RSS, which Linux carries over fork and exec: run from
+    # the test suite, this process starts at the peak of the pytest that trained models before it. So the
+    # limit is 2 GB (libFuzzer's default) above the peak it starts fuzzing from, torch's import included.
+    start_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    atheris.Setup([sys.argv[0], f"-rss_limit_mb={start_mb + 2048}", *libfuzzer_args, str(corpus)], one_input)
     atheris.Fuzz()
 
 

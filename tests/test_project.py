@@ -23,9 +23,9 @@ def error_for(root: Path) -> str:
     return str(info.value)
 
 
-def test_demo_bot_loads_with_all_27_intents(bot_dir: Path) -> None:
+def test_demo_bot_loads_with_its_27_intents_and_oos(bot_dir: Path) -> None:
     project = load_project(bot_dir)
-    assert len(project.intents) == 27
+    assert len(project.intents) == 28 and "oos" in project.intents
     assert set(project.responses.templates) == set(project.intents)
     assert project.entity_patterns["order_id"][0].search("order 123").group(0) == "123"
     assert project.entity_patterns["order_id"][0].search("订单号12345678到哪了").group(0) == "12345678"
