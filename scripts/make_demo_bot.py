@@ -51,13 +51,12 @@ def fill(answer: str) -> str | None:
     """The answer with every slot filled, or None if it is about one customer's data."""
     if re.search(r"\d{5,}", answer):
         return None
-    slots = re.findall(r"\{\{([^}]+)\}\}", answer)
-    names = [s.strip() for s in slots]
+    slot = re.compile(r"\{\{([^}]+)\}\}")
+    names = [name.strip() for name in slot.findall(answer)]
     if any(n.lower() not in FILLS and (PERSONAL.search(n) or not LABEL.fullmatch(n)) for n in names):
         return None
-    for slot, name in zip(slots, names):
-        answer = answer.replace("{{" + slot + "}}", FILLS.get(name.lower(), f"**{name}**"), 1)
-    return answer.replace("\r\n", "\n")
+    shown = slot.sub(lambda m: FILLS.get(m.group(1).strip().lower(), f"**{m.group(1).strip()}**"), answer)
+    return shown.replace("\r\n", "\n")
 
 
 def main(source: Path) -> None:
