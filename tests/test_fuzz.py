@@ -81,7 +81,7 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
 @pytest.mark.parametrize("target", ["slack", "wecom", "decrypt"])
 def test_atheris_on_the_channel_parsers(target: str, tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, __file__, target, f"-runs={ATHERIS_RUNS[target]}", "-seed=1"],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)  # a crash file lands there
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)  # the corpus and any crash file land there
     assert result.returncode == 0, result.stderr[-4000:]
     done = re.search(r"Done (\d+) runs", result.stderr)
     assert done and int(done.group(1)) == ATHERIS_RUNS[target], result.stderr[-2000:]
@@ -245,7 +245,8 @@ def fuzz(target: str, libfuzzer_args: list[str]) -> None:
         import bot.channels.wecom  # noqa: F401
 
     harness = Harness()
-    corpus = Path(tempfile.mkdtemp(prefix=f"deskbot-fuzz-{target}-"))
+    corpus = Path(f"fuzz-corpus-{target}")  # in the working folder, with any crash file, as libFuzzer keeps them
+    corpus.mkdir(exist_ok=True)
     for n, seed in enumerate(seeds(target, harness)):
         (corpus / f"seed-{n}").write_bytes(seed)
     one_input = {"slack": harness.slack_input, "wecom": harness.wecom_input, "decrypt": harness.decrypt_input}[target]
