@@ -4,7 +4,8 @@ In order: a request for a human hands off; a confident intent gets its custom ac
 otherwise a close enough historical answer is given; below every threshold the bot says it did not
 understand, offers the likeliest intents as buttons and a human, and hands off after repeated misses.
 A bot may have an ``oos`` intent, examples of what it should not answer: confidently predicted, it
-gets its own template if it has one, and the fallback otherwise; it is never offered as a button.
+gets its own template if it has one, and the fallback otherwise; it is never offered as a button, nor
+is an intent in ``fallback.exclude`` (small talk: "Did you mean: Greet?" helps nobody).
 Whatever it says is in the turn's language (bot/language.py), and a ``multi`` bot gives a historical
 answer only in that language. It is a pure function of the analysis and the conversation, so it is
 tested without a model.
@@ -74,7 +75,7 @@ def decide(
     if fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff:
         return Decision("handoff", intent, confidence, handoff)
     fallback = config.fallback
-    likeliest = [name for name, _ in pred.ranking if name != OOS][:3]
+    likeliest = [name for name, _ in pred.ranking if name != OOS and name not in fallback.exclude][:3]
     buttons = [{"title": _title(config, name, language), "payload": f"/{name}"} for name in likeliest]
     buttons.append({"title": say(fallback.human_button, language), "payload": HANDOFF_PAYLOAD})
     return Decision("fallback", intent, confidence, say(fallback.message, language), buttons)

@@ -66,6 +66,7 @@ class FallbackConfig(_Strict):
                            "zh": "抱歉，刚才没能完成这个操作。请再试一次，或者转人工客服。"}
     human_button: Text = {"en": "Talk to a person", "zh": "转人工客服"}
     titles: dict[str, Text] = Field(default_factory=dict, description="intent -> button title (default: its name)")
+    exclude: list[str] = Field(default_factory=list, description="intents never offered as buttons (oos never is)")
 
 
 class RetrievalConfig(_Strict):
@@ -379,7 +380,7 @@ def load_project(root: Path | str) -> Project:
     examples, patterns = load_nlu(root / "nlu.yml")
     intents = {e.intent for e in examples}
     responses = load_responses(root / "responses.yml", intents)
-    for intent in [*config.actions.map, config.handoff.intent, *config.fallback.titles]:
+    for intent in [*config.actions.map, config.handoff.intent, *config.fallback.titles, *config.fallback.exclude]:
         if intent is not None and intent not in intents:
             raise ProjectError(f"{root / 'bot.yml'}: unknown intent {intent!r} (not in nlu.yml)")
     history = load_history(root / "history.jsonl", intents)

@@ -5,7 +5,7 @@
 Writes bot/demo/nlu.yml, history.jsonl and test.jsonl: a small, deterministic sample (examples
 chosen by a hash of their text) of the CDLA-Sharing-1.0 Bitext data, followed by the shop's own
 examples and test questions from scripts/demo_shop/, which were written for deskbot: Chinese ones
-for every intent, and the ``oos`` intent. responses.yml and bot.yml are written by hand.
+for every intent, small talk, and the ``oos`` intent. responses.yml and bot.yml are written by hand.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main(source: Path) -> None:
     chosen = {i: by_intent.get(i, [])[:EXAMPLES_PER_INTENT] + own.get(i, []) for i in sorted({*by_intent, *own})}
     lines = ["# Demo shop intents: a sample of the Bitext customer-support set (CDLA-Sharing-1.0, see LICENSE),",
              "# then the shop's own examples (scripts/demo_shop/): Chinese ones for every intent, a few English",
-             "# ones, and oos, what the bot should not answer.",
+             "# ones, small talk, and oos, what the bot should not answer.",
              'version: "3.1"', "", "nlu:"]
     for intent, texts in chosen.items():
         lines += [f"- intent: {intent}", "  examples: |"] + [f"    - {t}" for t in texts]

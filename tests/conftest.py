@@ -135,7 +135,9 @@ def make_small_bot(dest: Path, base_model: str, per_intent: int = 15, **config: 
     (dest / "history.jsonl").write_text("\n".join(history[:20]) + "\n")
     bot_config = yaml.safe_load((dest / "bot.yml").read_text())
     bot_config["language"] = "en"  # its tests speak English, and its slots are theirs alone
-    bot_config["fallback"]["titles"] = {k: v for k, v in bot_config["fallback"]["titles"].items() if k in SMALL_INTENTS}
+    fallback = bot_config["fallback"]
+    fallback["titles"] = {k: v for k, v in fallback["titles"].items() if k in SMALL_INTENTS}
+    fallback["exclude"] = [intent for intent in fallback["exclude"] if intent in SMALL_INTENTS]
     bot_config.setdefault("model", {})["base"] = base_model
     for section, values in config.items():
         bot_config.setdefault(section, {}).update(values)  # type: ignore[call-overload]

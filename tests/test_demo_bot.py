@@ -74,12 +74,28 @@ async def test_an_off_topic_question_gets_the_oos_answer_in_its_language(client:
     assert (reply["intent"], reply["source"]) == ("oos", "template") and marker in reply["reply"]
 
 
+@pytest.mark.parametrize(("text", "intent", "marker"), [
+    ("hello", "greet", "What can I do for you?"), ("thanks a lot", "thank_you", "You're welcome"),
+    ("are you a robot?", "bot_challenge", "not a person"), ("你好", "greet", "请问有什么可以帮您"),
+    ("谢谢", "thank_you", "不客气"), ("再见", "goodbye", "再见")])
+async def test_small_talk_gets_its_own_answer_in_its_language(client: Any, text: str, intent: str, marker: str) -> None:
+    reply = await ask(client, f"demo-small-talk-{intent}-{len(text)}", text)
+    assert (reply["intent"], reply["source"]) == (intent, "template") and marker in reply["reply"]
+
+
+async def test_a_request_that_opens_with_a_greeting_is_still_a_request(client: Any) -> None:
+    assert (await ask(client, "demo-hi-1", "hi, how do I cancel my order?"))["intent"] == "cancel_order"
+    assert (await ask(client, "demo-hi-2", "你好，我想申请退款"))["intent"] == "get_refund"
+
+
 def test_eval_on_the_demo_test_set(real_demo_bot: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["eval", str(real_demo_bot), "--test", str(DEMO / "test.jsonl"),
                                       "--results", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    assert (figures["n"], figures["n_oos"]) == (336, 12)  # 162 Bitext questions, 162 Chinese ones, 12 off-topic in both
+    # 162 Bitext questions, 162 Chinese ones; 40 of small talk, 6 requests that open with it and 12 off-topic
+    # questions, in both languages
+    assert (figures["n"], figures["n_oos"]) == (382, 12)
     assert figures["accuracy"] >= 0.85 and figures["macro_f1"] >= 0.85
     assert {p.name for p in tmp_path.iterdir()} >= {"intent_report.json", "intent_confusion_matrix.png",
                                                     "intent_histogram.png"}

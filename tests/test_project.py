@@ -23,9 +23,11 @@ def error_for(root: Path) -> str:
     return str(info.value)
 
 
-def test_demo_bot_loads_with_its_27_intents_and_oos(bot_dir: Path) -> None:
+def test_demo_bot_loads_with_its_27_intents_small_talk_and_oos(bot_dir: Path) -> None:
     project = load_project(bot_dir)
-    assert len(project.intents) == 28 and "oos" in project.intents
+    small_talk = {"acknowledge", "greet", "goodbye", "thank_you", "bot_challenge"}
+    assert len(project.intents) == 33 and {"oos", *small_talk} <= set(project.intents)
+    assert set(project.config.fallback.exclude) == small_talk
     assert set(project.responses.templates) == set(project.intents)
     assert project.entity_patterns["order_id"][0].search("order 123").group(0) == "123"
     assert project.entity_patterns["order_id"][0].search("订单号12345678到哪了").group(0) == "12345678"
@@ -96,9 +98,11 @@ def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
                                   "or one text per language: {en: ..., zh: ...}")
 
 
-def test_a_fallback_title_for_an_unknown_intent_is_refused(bot_dir: Path) -> None:
+def test_a_fallback_title_or_exclusion_for_an_unknown_intent_is_refused(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("fallback:\n  titles:\n    get_refnud: {zh: 退款}\n")
     assert "unknown intent 'get_refnud'" in error_for(bot_dir)
+    (bot_dir / "bot.yml").write_text("fallback:\n  exclude: [gret]\n")
+    assert "unknown intent 'gret'" in error_for(bot_dir)
 
 
 def test_the_documented_configuration_is_the_default() -> None:
