@@ -28,6 +28,7 @@ from finetune.classifier import Prediction, intent_phrase
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
+REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
 T = TypeVar("T")
@@ -119,8 +120,14 @@ class Bot:
         analysis = await self._analysis_for(text)
         entities = self.entities(text)
         slots.update(entities)
+        loop = conversation.get("active_loop") if conversation else None
         if text == HANDOFF_PAYLOAD:
             decision = Decision("handoff", None, 1.0, say(self.config.handoff.message, language))
+        elif loop and slots.get(REQUESTED_SLOT) in entities:
+            # The message answers an action's question ("what's your order number?" "789"): whatever the
+            # classifier makes of a bare number, the conversation says where it belongs.
+            intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
+            decision = Decision("action", intent, 1.0, action=loop)
         else:
             decision = decide(analysis, self.config, self.project.responses, slots, turn.channel, fallbacks, language)
 
@@ -153,9 +160,10 @@ class Bot:
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
                           slots: dict[str, Any], entities: dict[str, str], language: Language) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
-        for that intent's template), at most ``MAX_FOLLOWUPS`` deep; their messages show together."""
+        for that intent's template), at most ``MAX_FOLLOWUPS`` deep; their messages show together.
+        An action that sets ``requested_slot`` waits for the customer's answer (``Decision.loop``)."""
         assert decision.action is not None
-        name, texts, buttons = decision.action, [], []
+        name, texts, buttons, loop = decision.action, [], [], None
         for _ in range(MAX_FOLLOWUPS + 1):
             call = action_call(name, turn.conversation_id, text, decision.intent or "", decision.confidence,
                                analysis.prediction.ranking, slots, entities, self.domain(), turn.channel, turn.metadata)
@@ -170,6 +178,8 @@ class Bot:
                 slots.clear()
                 self._keep_language(slots, language)
             slots.update(result.slots)
+            if REQUESTED_SLOT in result.slots:
+                loop = name if result.slots[REQUESTED_SLOT] else None
             for message in result.messages:
                 shown = self._action_message(message, turn.channel, slots, language)
                 texts.append(shown.text)
@@ -186,7 +196,7 @@ class Bot:
                 break
             name = follow
         return Decision("action", decision.intent, decision.confidence, "\n\n".join(t for t in texts if t), buttons,
-                        decision.action)
+                        decision.action, loop=loop)
 
     def _action_message(self, message: dict[str, Any], channel: str, slots: dict[str, Any],
                         language: Language) -> Rendered:
@@ -216,6 +226,7 @@ class Bot:
             turn.conversation_id, turn.channel, turn.user, text, turn.text if turn.text != text else None,
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
+            decision.loop,
         )
         assert self.writer is not None
         return (await self.writer.submit(exchange))[1]

@@ -36,6 +36,7 @@ class Decision:
     buttons: list[dict[str, str]] = field(default_factory=list)
     action: str | None = None
     retrieval_score: float | None = None
+    loop: str | None = None  # the action that asked the customer for a slot, to run again on the answer
 
 
 def decide(

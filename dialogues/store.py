@@ -60,7 +60,12 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["predictions"].create_index(["reply_turn_id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    """The custom action waiting for the answer to the question it asked (see ``Exchange.active_loop``)."""
+    db["conversations"].add_column("active_loop", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 
 
 @dataclass
@@ -81,6 +86,7 @@ class Exchange:
     retrieval_score: float | None = None
     slots: dict[str, Any] | None = None  # the conversation's slots after this turn
     fallbacks: int = 0  # consecutive fallbacks after this turn
+    active_loop: str | None = None  # the action that asked for a slot (Rasa's requested_slot) and awaits it
 
 
 class Store:
@@ -187,8 +193,9 @@ class Store:
              ex.retrieval_score],
         )
         self.db.execute(
-            "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots) WHERE id = ?",
-            [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None, ex.conversation_id],
+            "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots), active_loop = ? WHERE id = ?",
+            [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None,
+             ex.active_loop, ex.conversation_id],
         )
         return int(user_turn), (int(bot_turn) if bot_turn is not None else None)
 

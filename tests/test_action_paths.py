@@ -222,7 +222,8 @@ async def test_slot_resets_and_session_end_clear_the_slots_on_both_paths(action_
                    tmp_path)
     try:
         await bot.handle(Turn("c1", "/track_order", "web"))
-        assert bot.store.conversation("c1")["slots"] == {"order_id": "456", "order_status": "processing"}
+        assert bot.store.conversation("c1")["slots"] == {"order_id": "456", "order_status": "processing",
+                                                         "requested_slot": None}
         await bot.handle(Turn("c1", "/cancel_order", "web"))  # AllSlotsReset between two SlotSets
         assert bot.store.conversation("c1")["slots"] == {"order_status": "forgotten"}
         await bot.handle(Turn("c1", "/get_refund", "web"))  # SessionEnded
@@ -253,6 +254,30 @@ async def test_a_bilingual_bots_actions_speak_the_conversations_language_on_both
         await bot.handle(Turn("c1", "order 789 please", "web"))  # typed in English
         reply = await bot.handle(Turn("c1", "/get_refund", "web"))
         assert reply.text.startswith("Order 789 is **delivered**")
+    finally:
+        await bot.close()
+
+
+async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """The demo's action asks for the order number and sets ``requested_slot``; the next message that
+    carries one runs it again, even one the classifier is unsure of; any other message ends the wait."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "Sure — what's your order number?"
+        assert bot.store.conversation("c1")["active_loop"] == "action_order_status"
+        reply = await bot.handle(Turn("c1", "555", "web"))
+        assert (reply.source, reply.intent, reply.text) == ("action", "get_refund",
+                                                            "I couldn't find order 555. Could you check the number?")
+        reply = await bot.handle(Turn("c1", "it's 789", "web"))  # still waiting: the action asked again
+        assert (reply.source, reply.text) == ("action", "Order 789 is **delivered**. Tracking: DHL 3345678901.")
+        assert bot.store.conversation("c1")["active_loop"] is None
+        assert (await bot.handle(Turn("c1", "456", "web"))).source == "fallback"  # answered: no longer waiting
+
+        await bot.handle(Turn("c2", "/get_refund", "web"))
+        assert (await bot.handle(Turn("c2", "/cancel_order", "web"))).source == "template"
+        assert (await bot.handle(Turn("c2", "789", "web"))).source == "fallback"
     finally:
         await bot.close()
 

@@ -48,6 +48,17 @@ async def test_order_status_runs_the_custom_action(client: Any) -> None:
     assert reply["reply"].startswith("Order 789 is **delivered**")
 
 
+@pytest.mark.parametrize(("question", "asked", "answer"), [
+    ("where is my order?", "Sure — what's your order number?", "Order 789 is **delivered**"),
+    ("我的快递到哪了", "好的，请问您的订单号是多少？", "订单 789 的状态：**已送达**")])
+async def test_the_order_number_the_action_asks_for_goes_back_to_it(client: Any, question: str, asked: str,
+                                                                    answer: str) -> None:
+    conversation = f"demo-ask-{len(question)}"
+    assert (await ask(client, conversation, question))["reply"] == asked
+    reply = await ask(client, conversation, "789")
+    assert (reply["source"], reply["intent"]) == ("action", "track_order") and reply["reply"].startswith(answer)
+
+
 async def test_a_chinese_customer_is_answered_in_chinese(client: Any) -> None:
     reply = await ask(client, "demo-zh-1", "我要退款，订单号123")
     assert (reply["intent"], reply["source"]) == ("get_refund", "template")

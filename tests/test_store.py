@@ -41,6 +41,7 @@ def test_an_old_database_is_migrated_in_place_and_keeps_its_rows(tmp_path: Path)
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert "answer_candidates" in store.db.table_names()
     assert [r["text"] for r in store.db["turns"].rows] == ["hello"]
+    assert store.conversation("c1")["active_loop"] is None  # the column the third migration adds
     store.add_labels([1], "greet")
     store.close()
     assert Store(path).labels()[0]["intent"] == "greet"  # reopening runs no migration twice

@@ -51,14 +51,14 @@ class ActionOrderStatus(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         say = MESSAGES.get(tracker.get_slot("language"), MESSAGES["en"])
         order_id = tracker.get_slot("order_id")
-        if not order_id:
+        if not order_id:  # asks, and requested_slot sends the customer's answer back here
             dispatcher.utter_message(text=say["ask_number"])
-            return []
+            return [SlotSet("requested_slot", "order_id")]
         with orders_db() as conn:
             row = conn.execute("SELECT status, tracking, eta FROM orders WHERE id = ?", [order_id]).fetchone()
         if row is None:
             dispatcher.utter_message(text=say["not_found"].format(order_id=order_id))
-            return [SlotSet("order_id", None)]
+            return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         status, tracking, eta = row
         words = say["words"]
         text = say["status"].format(order_id=order_id, status=words.get(status, status))
@@ -67,4 +67,4 @@ class ActionOrderStatus(Action):
         if eta:
             text += say["eta"].format(eta=words.get(eta, eta))
         dispatcher.utter_message(text=text)
-        return [SlotSet("order_status", status)]
+        return [SlotSet("order_status", status), SlotSet("requested_slot", None)]
