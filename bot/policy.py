@@ -5,7 +5,8 @@ otherwise a close enough historical answer is given; below every threshold the b
 understand, offers the likeliest intents as buttons and a human, and hands off after repeated misses.
 A bot may have an ``oos`` intent, examples of what it should not answer: confidently predicted, it
 gets its own template if it has one, and the fallback otherwise; it is never offered as a button, nor
-is an intent in ``fallback.exclude`` (small talk: "Did you mean: Greet?" helps nobody).
+is the handoff intent (the button for a person is always there) or an intent in ``fallback.exclude``
+(small talk: "Did you mean: Greet?" helps nobody).
 Whatever it says is in the turn's language (bot/language.py), and a ``multi`` bot gives a historical
 answer only in that language. It is a pure function of the analysis and the conversation, so it is
 tested without a model.
@@ -76,7 +77,9 @@ def decide(
     if fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff:
         return Decision("handoff", intent, confidence, handoff)
     fallback = config.fallback
-    likeliest = [name for name, _ in pred.ranking if name != OOS and name not in fallback.exclude][:3]
+    # The handoff intent is the "talk to a person" button already, added last.
+    hidden = {OOS, config.handoff.intent, *fallback.exclude}
+    likeliest = [name for name, _ in pred.ranking if name not in hidden][:3]
     buttons = [{"title": _title(config, name, language), "payload": f"/{name}"} for name in likeliest]
     buttons.append({"title": say(fallback.human_button, language), "payload": HANDOFF_PAYLOAD})
     return Decision("fallback", intent, confidence, say(fallback.message, language), buttons)

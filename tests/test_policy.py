@@ -68,13 +68,15 @@ def test_nothing_close_enough_falls_back_with_buttons() -> None:
     assert [b["payload"] for b in decision.buttons] == ["/get_refund", "/cancel_order", "/get_invoice", HANDOFF_PAYLOAD]
 
 
-def test_excluded_intents_are_never_offered_as_buttons() -> None:
+def test_excluded_intents_and_the_handoff_intent_are_never_offered_as_buttons() -> None:
     small_talk = CONFIG.model_copy(update={"fallback": CONFIG.fallback.model_copy(update={"exclude": ["greet"]})})
-    ranking = [("greet", 0.3), ("get_refund", 0.2), ("cancel_order", 0.1), ("get_invoice", 0.05), ("track_order", 0.01)]
+    ranking = [("greet", 0.3), ("contact_human_agent", 0.25), ("get_refund", 0.2), ("cancel_order", 0.1),
+               ("get_invoice", 0.05)]
     unsure = Analysis(Prediction("greet", 0.3, ranking), [], 0.5, "v0001")
     decision = decide(unsure, small_talk, RESPONSES, {}, "web", 0)
     assert [b["payload"] for b in decision.buttons] == ["/get_refund", "/cancel_order", "/get_invoice", HANDOFF_PAYLOAD]
-    assert decide(unsure, CONFIG, RESPONSES, {}, "web", 0).buttons[0]["payload"] == "/greet"
+    assert [b["payload"] for b in decide(unsure, CONFIG, RESPONSES, {}, "web", 0).buttons][:3] == [
+        "/greet", "/get_refund", "/cancel_order"]
 
 
 def test_fallback_buttons_spell_out_intent_names() -> None:
