@@ -162,7 +162,9 @@ def chat(directory: Path, device: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @click.option("--device", default=None)
 def eval_(directory: Path, test_file: Path, results: Path | None, as_json: bool, device: str | None) -> None:
-    """Evaluate the serving model of DIRECTORY on a test file."""
+    """Evaluate the serving model of DIRECTORY on a test file, as `bot serve` runs it."""
+    from bot.nlu import serving_classifier
+    from finetune.classifier import ModelLoadError
     from finetune.evaluation import evaluate_model, read_jsonl
     from finetune.registry import Registry, RegistryError
 
@@ -175,7 +177,11 @@ def eval_(directory: Path, test_file: Path, results: Path | None, as_json: bool,
     threshold = project.config.thresholds.intent
     if threshold == "auto":
         threshold = json.loads((path / "meta.json").read_text())["intent_threshold"]
-    figures = evaluate_model(path, rows, threshold, results or directory / "results", device)
+    try:
+        classifier = serving_classifier(path, device, project.config.server.inference)
+    except ModelLoadError as exc:
+        fail(str(exc))
+    figures = evaluate_model(classifier, path.name, rows, threshold, results or directory / "results")
     if as_json:
         click.echo(json.dumps(figures))
     else:

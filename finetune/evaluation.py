@@ -34,9 +34,9 @@ def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate_model(model_folder: Path, rows: list[dict[str, Any]], threshold: float, results: Path,
-                   device: str | None = None) -> dict[str, Any]:
-    classifier = IntentClassifier.load(model_folder / "classifier", device=device)
+def evaluate_model(classifier: IntentClassifier, version: str, rows: list[dict[str, Any]], threshold: float,
+                   results: Path) -> dict[str, Any]:
+    """The figures of ``classifier`` (model ``version``) on ``rows``, and the report and plots in ``results``."""
     texts, truth = [r["text"] for r in rows], [r["intent"] for r in rows]
     predictions = classifier.predict(texts)
     predicted = [p.intent for p in predictions]
@@ -45,7 +45,7 @@ def evaluate_model(model_folder: Path, rows: list[dict[str, Any]], threshold: fl
     kinds = [r.get("oos_type") for r in rows]
     if any(kinds):
         figures["auroc_by_oos_type"] = auroc_by_kind(truth, scores, classifier.labels, kinds)
-    figures["model_version"] = model_folder.name
+    figures["model_version"] = version
 
     results.mkdir(parents=True, exist_ok=True)
     known = set(classifier.labels)

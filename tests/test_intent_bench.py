@@ -120,3 +120,37 @@ def test_eval_writes_the_report_and_both_plots(tiny_demo_bot: Path, tmp_path: Pa
     assert len(report["errors"]) == round((1 - figures["accuracy"]) * len(lines))
     for png in ("intent_confusion_matrix.png", "intent_histogram.png"):
         assert (tmp_path / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_scores_the_model_as_bot_serve_runs_it(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """int8 and traced on a CPU, as bot.yml's server.inference says: the figures are the served model's."""
+    from bot.nlu import NLU
+    from bot.project import load_project
+    from finetune.registry import Registry
+
+    project = load_project(tiny_demo_bot)
+    assert project.config.server.inference.quantize == "int8"
+    version = Registry(project.models_dir).current_path()
+    served = NLU.load(version, device="cpu", inference=project.config.server.inference)
+    rows = [json.loads(line) for line in (tiny_demo_bot / "test.jsonl").read_text().splitlines()][:40]
+    test = write_jsonl(tmp_path / "test.jsonl", rows)
+    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(test), "--results",
+                                      str(tmp_path / "results"), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "results" / "intent_report.json").read_text())
+    predictions = served.classifier.predict([r["text"] for r in rows])
+    confidences = {r["text"]: round(p.confidence, 4) for r, p in zip(rows, predictions)}
+    assert report["errors"] and all(e["confidence"] == confidences[e["text"]] for e in report["errors"])
+
+
+def test_eval_of_a_corrupt_model_says_which_folder(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from finetune.registry import Registry
+
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot"))
+    version = Registry(root / "models").current_path()
+    (version / "classifier" / "labels.json").write_text("{not json")
+    result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(root / "test.jsonl")])
+    assert result.exit_code != 0
+    assert f"{version / 'classifier'}: cannot load the classifier" in result.output
