@@ -162,31 +162,32 @@ def chat(directory: Path, device: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @click.option("--device", default=None)
 def eval_(directory: Path, test_file: Path, results: Path | None, as_json: bool, device: str | None) -> None:
-    """Evaluate the serving model of DIRECTORY on a test file, as `bot serve` runs it."""
-    from bot.nlu import serving_classifier
+    """Evaluate the serving model of DIRECTORY on a test file, as `bot serve` runs it: the intent figures,
+    and what the bot answers (right, wrong, or the fallback) with its templates, actions and history."""
+    from bot.engine import normalise
+    from bot.evaluation import evaluate_replies
+    from bot.server import load_serving_model
     from finetune.classifier import ModelLoadError
     from finetune.evaluation import evaluate_model, read_jsonl
-    from finetune.registry import Registry, RegistryError
+    from finetune.registry import RegistryError
 
     project = project_or_fail(directory)
-    try:
-        path = Registry(project.models_dir).current_path()
-    except RegistryError as exc:
-        fail(str(exc))
     rows = read_jsonl(test_file, fail)
-    threshold = project.config.thresholds.intent
-    if threshold == "auto":
-        threshold = json.loads((path / "meta.json").read_text())["intent_threshold"]
     try:
-        classifier = serving_classifier(path, device, project.config.server.inference)
-    except ModelLoadError as exc:
+        nlu = load_serving_model(project, device, workers=1)
+    except (RegistryError, ModelLoadError) as exc:
         fail(str(exc))
-    figures = evaluate_model(classifier, path.name, rows, threshold, results or directory / "results")
+    threshold = project.config.thresholds.intent
+    threshold = nlu.intent_threshold if threshold == "auto" else threshold
+    analyses = nlu.analyse([normalise(r["text"]) for r in rows])  # what the server's model sees
+    results = results or directory / "results"
+    figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
+    figures["replies"] = evaluate_replies(project, rows, analyses, nlu.labels, results)
     if as_json:
         click.echo(json.dumps(figures))
     else:
         for key, value in figures.items():
-            click.echo(f"{key:>22}: {value}")
+            click.echo(f"{key:>22}: {json.dumps(value) if isinstance(value, dict) else value}")
 
 
 @cli.command()

@@ -80,16 +80,6 @@ class Bot:
     async def _store(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
-    def entities(self, text: str) -> dict[str, str]:
-        found = {}
-        for name, patterns in self.project.entity_patterns.items():
-            for pattern in patterns:
-                match = pattern.search(text)
-                if match:
-                    found[name] = match.group(0)
-                    break
-        return found
-
     async def handle(self, turn: Turn) -> Reply:
         """Answer one turn, counted and timed for /metrics."""
         started = time.perf_counter()
@@ -118,7 +108,7 @@ class Bot:
             return Reply("", source="silent", handed_off=True, language=language)
 
         analysis = await self._analysis_for(text)
-        entities = self.entities(text)
+        entities = self.project.entities(text)
         slots.update(entities)
         loop = conversation.get("active_loop") if conversation else None
         if text == HANDOFF_PAYLOAD:

@@ -1,8 +1,11 @@
 """The reply policy: which kind of answer a turn gets.
 
 In order: a request for a human hands off; a confident intent gets its custom action or its template;
-otherwise a close enough historical answer is given; below every threshold the bot says it did not
-understand, offers the likeliest intents as buttons and a human, and hands off after repeated misses.
+otherwise a close enough historical answer is given, if it is about the likeliest intent or about none
+in particular; below every threshold the bot says it did not understand, offers the likeliest intents
+as buttons and a human, and hands off after repeated misses. When the classifier is unsure and the
+closest answer belongs to another intent, the two disagree, and the answer is mostly the wrong one
+(docs/architecture.md has the figures, from ``bot eval``, which counts the bot's answers).
 A bot may have an ``oos`` intent, examples of what it should not answer: confidently predicted, it
 gets its own template if it has one, and the fallback otherwise; it is never offered as a button, nor
 is the handoff intent (the button for a person is always there) or an intent in ``fallback.exclude``
@@ -71,6 +74,8 @@ def decide(
         hits = [h for h in hits if written_in(h.text) == language]
     if confident:  # an intent without a template answers from its own history
         hits = [h for h in hits if h.intent == intent] or hits
+    elif hits and hits[0].intent not in (None, intent):
+        hits = []  # the closest answer is about another intent than the likeliest one: two guesses, no answer
     if hits and hits[0].score >= config.thresholds.retrieval:
         return Decision("retrieval", hits[0].intent or intent, confidence, hits[0].text, retrieval_score=hits[0].score)
 

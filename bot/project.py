@@ -206,6 +206,15 @@ class Project:
     def intents(self) -> list[str]:
         return sorted({e.intent for e in self.examples})
 
+    def entities(self, text: str) -> dict[str, str]:
+        """The entities nlu.yml's regexes find in ``text``: each one's first match."""
+        found = {}
+        for name, patterns in self.entity_patterns.items():
+            match = next((m for pattern in patterns if (m := pattern.search(text))), None)
+            if match:
+                found[name] = match.group(0)
+        return found
+
     @property
     def models_dir(self) -> Path:
         return self.root / "models"

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noqa: E402
 
-from finetune.classifier import IntentClassifier  # noqa: E402
+from finetune.classifier import Prediction  # noqa: E402
 from finetune.metrics import OOS, auroc_by_kind, evaluate  # noqa: E402
 
 
@@ -34,21 +34,21 @@ def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate_model(classifier: IntentClassifier, version: str, rows: list[dict[str, Any]], threshold: float,
-                   results: Path) -> dict[str, Any]:
-    """The figures of ``classifier`` (model ``version``) on ``rows``, and the report and plots in ``results``."""
+def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], predictions: list[Prediction],
+                   threshold: float, results: Path) -> dict[str, Any]:
+    """The figures of model ``version`` (whose intents are ``labels``) from its ``predictions`` on ``rows``,
+    and the report and plots in ``results``."""
     texts, truth = [r["text"] for r in rows], [r["intent"] for r in rows]
-    predictions = classifier.predict(texts)
     predicted = [p.intent for p in predictions]
     scores = [p.confidence for p in predictions]
-    figures = evaluate(truth, predicted, scores, classifier.labels, threshold)
+    figures = evaluate(truth, predicted, scores, labels, threshold)
     kinds = [r.get("oos_type") for r in rows]
     if any(kinds):
-        figures["auroc_by_oos_type"] = auroc_by_kind(truth, scores, classifier.labels, kinds)
+        figures["auroc_by_oos_type"] = auroc_by_kind(truth, scores, labels, kinds)
     figures["model_version"] = version
 
     results.mkdir(parents=True, exist_ok=True)
-    known = set(classifier.labels)
+    known = set(labels)
     final = [OOS if s < threshold else p for p, s in zip(predicted, scores)]
     gold = [t if t in known else OOS for t in truth]
     report = classification_report(gold, final, output_dict=True, zero_division=0)

@@ -108,5 +108,9 @@ def test_eval_on_the_demo_test_set(real_demo_bot: Path, tmp_path: Path) -> None:
     # questions, in both languages
     assert (figures["n"], figures["n_oos"]) == (382, 12)
     assert figures["accuracy"] >= 0.85 and figures["macro_f1"] >= 0.85
-    assert {p.name for p in tmp_path.iterdir()} >= {"intent_report.json", "intent_confusion_matrix.png",
-                                                    "intent_histogram.png"}
+    # What customers get: mostly right answers, and the templates, actions and handoffs all answering some.
+    replies = figures["replies"]
+    assert replies["right"] >= 0.85 * figures["n"] and replies["wrong"] <= 0.1 * figures["n"]
+    assert {"template", "action", "handoff"} <= {kind for kind, counts in replies["by_source"].items() if counts.get("right")}
+    assert {p.name for p in tmp_path.iterdir()} >= {"intent_report.json", "reply_report.json",
+                                                    "intent_confusion_matrix.png", "intent_histogram.png"}

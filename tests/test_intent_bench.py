@@ -138,9 +138,25 @@ def test_eval_scores_the_model_as_bot_serve_runs_it(tiny_demo_bot: Path, tmp_pat
                                       str(tmp_path / "results"), "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "results" / "intent_report.json").read_text())
-    predictions = served.classifier.predict([r["text"] for r in rows])
-    confidences = {r["text"]: round(p.confidence, 4) for r, p in zip(rows, predictions)}
+    analyses = served.analyse([r["text"] for r in rows])
+    confidences = {r["text"]: round(a.prediction.confidence, 4) for r, a in zip(rows, analyses)}
     assert report["errors"] and all(e["confidence"] == confidences[e["text"]] for e in report["errors"])
+
+
+def test_eval_counts_what_the_bot_answers(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """Each question through the reply policy: right, wrong or the fallback, by source, and the misses listed."""
+    rows = [json.loads(line) for line in (tiny_demo_bot / "test.jsonl").read_text().splitlines()]
+    rows.append({"text": "tell me a joke", "intent": "oos"})
+    test = write_jsonl(tmp_path / "test.jsonl", rows)
+    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(test), "--results",
+                                      str(tmp_path / "results"), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    replies = json.loads(result.stdout.strip().splitlines()[-1])["replies"]
+    assert replies["right"] + replies["wrong"] + replies["fallback"] == len(rows)
+    assert sum(sum(counts.values()) for counts in replies["by_source"].values()) == len(rows)
+    misses = json.loads((tmp_path / "results" / "reply_report.json").read_text())["misses"]
+    assert len(misses) == replies["wrong"] + replies["fallback"]
+    assert all(m["outcome"] in ("wrong", "fallback") and m["reply"] is not None for m in misses)
 
 
 def test_eval_of_a_corrupt_model_says_which_folder(tiny_demo_bot: Path, tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bot.nlu import Analysis
-from bot.policy import HANDOFF_PAYLOAD, decide
+from bot.evaluation import reply_outcome
+from bot.policy import HANDOFF_PAYLOAD, Decision, decide
 from bot.project import BotConfig
 from bot.training import DEFAULT_INTENT_THRESHOLD, calibrate_threshold
 from bot.responses import Responses, ResponseVariant
@@ -23,7 +24,7 @@ def analysis(intent: str, confidence: float, hits: list[Hit] | None = None, thre
     return Analysis(Prediction(intent, confidence, ranking), hits or [], threshold, "v0001")
 
 
-def hit(score: float, intent: str = "get_refund", text: str = "From history.") -> Hit:
+def hit(score: float, intent: str | None = "get_refund", text: str = "From history.") -> Hit:
     return Hit(id="history:1", text=text, score=score, question="q", intent=intent)
 
 
@@ -54,6 +55,17 @@ def test_handoff_intent_hands_off() -> None:
 def test_unsure_intent_uses_a_close_historical_answer() -> None:
     decision = decide(analysis("get_refund", 0.2, [hit(0.8)]), CONFIG, RESPONSES, {}, "web", 0)
     assert (decision.kind, decision.text, decision.retrieval_score) == ("retrieval", "From history.", 0.8)
+
+
+def test_an_unsure_intent_and_a_historical_answer_of_another_intent_fall_back() -> None:
+    """Two guesses that disagree are no answer; an answer without an intent has nothing to disagree with."""
+    other = decide(analysis("get_refund", 0.2, [hit(0.9, "cancel_order", "Cancel answer.")]), CONFIG, RESPONSES, {},
+                   "web", 0)
+    assert (other.kind, [b["payload"] for b in other.buttons][0]) == ("fallback", "/get_refund")
+    later = [hit(0.9, "cancel_order", "Cancel answer."), hit(0.8, text="Refund answer.")]
+    assert decide(analysis("get_refund", 0.2, later), CONFIG, RESPONSES, {}, "web", 0).kind == "fallback"
+    untagged = decide(analysis("get_refund", 0.2, [hit(0.9, None, "Agent answer.")]), CONFIG, RESPONSES, {}, "web", 0)
+    assert (untagged.kind, untagged.text) == ("retrieval", "Agent answer.")
 
 
 def test_confident_intent_without_template_prefers_its_own_history() -> None:
@@ -164,5 +176,24 @@ def test_a_confident_oos_gets_its_template_or_the_fallback_never_history() -> No
     decision = decide(oos_analysis(0.9, [hit(0.95)]), CONFIG, RESPONSES, {}, "web", 0)
     assert decision.kind == "fallback"
     assert [b["payload"] for b in decision.buttons] == ["/get_refund", "/cancel_order", "/get_invoice", HANDOFF_PAYLOAD]
-    # An unsure oos is like any unsure intent: a close historical answer may still be given.
-    assert decide(oos_analysis(0.3, [hit(0.95)]), CONFIG, RESPONSES, {}, "web", 0).kind == "retrieval"
+    # An unsure oos is like any unsure intent: a close historical answer may still be given, unless it is about
+    # another intent.
+    assert decide(oos_analysis(0.3, [hit(0.95, None)]), CONFIG, RESPONSES, {}, "web", 0).kind == "retrieval"
+    assert decide(oos_analysis(0.3, [hit(0.95)]), CONFIG, RESPONSES, {}, "web", 0).kind == "fallback"
+
+
+def test_reply_outcomes_count_wrong_answers_apart_from_fallbacks() -> None:
+    labels = ["cancel_order", "contact_human_agent", "get_refund", "oos"]
+    template = Decision("template", "get_refund", 0.9, "Refund.")
+    fallback = Decision("fallback", "get_refund", 0.2)
+    assert reply_outcome(template, "get_refund", labels, "contact_human_agent") == "right"
+    assert reply_outcome(template, "cancel_order", labels, "contact_human_agent") == "wrong"
+    assert reply_outcome(fallback, "cancel_order", labels, "contact_human_agent") == "fallback"
+    # Out of scope, or an intent the bot does not have: declining is right, answering is wrong.
+    assert reply_outcome(fallback, "oos", labels, "contact_human_agent") == "right"
+    assert reply_outcome(template, "weather", labels, "contact_human_agent") == "wrong"
+    assert reply_outcome(Decision("template", "oos", 0.9, "Not mine."), "oos", labels, None) == "right"
+    # A handoff is the handoff intent's answer; after repeated fallbacks it is one more fallback.
+    asked = Decision("handoff", "contact_human_agent", 0.9)
+    assert reply_outcome(asked, "contact_human_agent", labels, "contact_human_agent") == "right"
+    assert reply_outcome(Decision("handoff", "get_refund", 0.2), "get_refund", labels, "contact_human_agent") == "fallback"

@@ -1,0 +1,62 @@
+"""What the bot answers to each test question: the reply policy's outcome, as ``bot eval`` reports it.
+
+Intent accuracy says how often the classifier is right, but a customer meets the reply policy's
+answer: a template, an action, a historical answer, a handoff, or the fallback's buttons. A wrong
+answer costs a customer more than the fallback, which offers the likeliest intents and a person, so
+the two are counted apart. Each question is taken as a conversation's first message; actions are
+not run (one that asks a question still counts as answering its intent).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bot.engine import normalise
+from bot.language import turn_language
+from bot.nlu import Analysis
+from bot.policy import Decision, decide
+from bot.project import Project
+from finetune.metrics import OOS
+
+REPORT = "reply_report.json"
+
+
+def reply_outcome(decision: Decision, truth: str, labels: list[str], handoff_intent: str | None) -> str:
+    """``right``, ``wrong`` or ``fallback``. An out-of-scope question (``oos``, or an intent the model does
+    not know) is answered right by the fallback or by the ``oos`` intent's own template. A historical
+    answer without an intent counts as the classifier's intent, and a handoff after too many fallbacks
+    as a fallback."""
+    declined = decision.kind == "fallback" or (decision.kind == "handoff" and decision.intent != handoff_intent)
+    if truth == OOS or truth not in labels:
+        return "right" if declined or decision.intent == OOS else "wrong"
+    if declined:
+        return "fallback"
+    return "right" if decision.intent == truth else "wrong"
+
+
+def evaluate_replies(project: Project, rows: list[dict[str, Any]], analyses: list[Analysis], labels: list[str],
+                     results: Path) -> dict[str, Any]:
+    """Counts of right and wrong answers and fallbacks, overall and per reply source, from the serving
+    model's ``analyses`` of ``rows``; the wrong answers and fallbacks go to ``results``/reply_report.json."""
+    outcomes: Counter[str] = Counter()
+    by_source: dict[str, Counter[str]] = {}
+    misses = []
+    for row, analysis in zip(rows, analyses):
+        text = normalise(row["text"])
+        language = turn_language(project.config.language, text)
+        decision = decide(analysis, project.config, project.responses, project.entities(text), "web", 0, language)
+        outcome = reply_outcome(decision, row["intent"], labels, project.config.handoff.intent)
+        outcomes[outcome] += 1
+        by_source.setdefault(decision.kind, Counter())[outcome] += 1
+        if outcome != "right":
+            misses.append({"text": row["text"], "intent": row["intent"], "outcome": outcome, "source": decision.kind,
+                           "answered": decision.intent, "confidence": round(decision.confidence, 4),
+                           "reply": decision.text})
+    figures = {"right": outcomes["right"], "wrong": outcomes["wrong"], "fallback": outcomes["fallback"],
+               "by_source": {kind: dict(counts) for kind, counts in sorted(by_source.items())}}
+    results.mkdir(parents=True, exist_ok=True)
+    (results / REPORT).write_text(json.dumps({"figures": figures, "misses": misses}, indent=1, ensure_ascii=False))
+    return figures
