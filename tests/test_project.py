@@ -25,8 +25,8 @@ def error_for(root: Path) -> str:
 
 def test_demo_bot_loads_with_its_27_intents_small_talk_and_oos(bot_dir: Path) -> None:
     project = load_project(bot_dir)
-    small_talk = {"acknowledge", "greet", "goodbye", "thank_you", "bot_challenge"}
-    assert len(project.intents) == 33 and {"oos", *small_talk} <= set(project.intents)
+    small_talk = {"acknowledge", "greet", "goodbye", "thank_you", "bot_challenge", "help"}
+    assert len(project.intents) == 34 and {"oos", *small_talk} <= set(project.intents)
     assert set(project.config.fallback.exclude) == small_talk
     assert set(project.responses.templates) == set(project.intents)
     assert project.entity_patterns["order_id"][0].search("order 123").group(0) == "123"
