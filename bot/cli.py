@@ -159,9 +159,13 @@ def chat(directory: Path, device: str | None) -> None:
               help="JSONL file of {\"text\", \"intent\"} lines; intent oos marks out-of-scope lines.")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the report and plots (default DIRECTORY/results).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Intent threshold to score with instead of bot.yml's (or the calibrated one): what another "
+                   "cut would answer, right, wrong or with the fallback.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @click.option("--device", default=None)
-def eval_(directory: Path, test_file: Path, results: Path | None, as_json: bool, device: str | None) -> None:
+def eval_(directory: Path, test_file: Path, results: Path | None, threshold: float | None, as_json: bool,
+          device: str | None) -> None:
     """Evaluate the serving model of DIRECTORY on a test file, as `bot serve` runs it: the intent figures,
     and what the bot answers (right, wrong, or the fallback) with its templates, actions and history."""
     from bot.engine import normalise
@@ -177,6 +181,8 @@ def eval_(directory: Path, test_file: Path, results: Path | None, as_json: bool,
         nlu = load_serving_model(project, device, workers=1)
     except (RegistryError, ModelLoadError) as exc:
         fail(str(exc))
+    if threshold is not None:
+        project.config.thresholds.intent = threshold  # the reply policy answers at this cut too
     threshold = project.config.thresholds.intent
     threshold = nlu.intent_threshold if threshold == "auto" else threshold
     analyses = nlu.analyse([normalise(r["text"]) for r in rows])  # what the server's model sees

@@ -159,6 +159,22 @@ def test_eval_counts_what_the_bot_answers(tiny_demo_bot: Path, tmp_path: Path) -
     assert all(m["outcome"] in ("wrong", "fallback") and m["reply"] is not None for m in misses)
 
 
+def test_eval_at_another_threshold_answers_at_that_cut(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """--threshold moves the intent figures' cut and the reply policy's together: at 0 every question gets its
+    intent's answer, at 1 none does."""
+    test = tiny_demo_bot / "test.jsonl"
+    figures = {}
+    for cut in (0.0, 1.0):
+        result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(test), "--threshold", str(cut),
+                                          "--results", str(tmp_path / str(cut)), "--json", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        figures[cut] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures[0.0]["threshold"] == 0.0 and figures[1.0]["threshold"] == 1.0
+    assert figures[0.0]["replies"]["fallback"] == 0 and "fallback" not in figures[0.0]["replies"]["by_source"]
+    assert not {"template", "action"} & set(figures[1.0]["replies"]["by_source"])
+    assert figures[1.0]["in_scope_accuracy"] == 0.0
+
+
 def test_eval_of_a_corrupt_model_says_which_folder(tiny_demo_bot: Path, tmp_path: Path) -> None:
     import shutil
 
