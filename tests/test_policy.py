@@ -114,6 +114,14 @@ def test_calibration_prefers_the_widest_gap_among_equal_cuts() -> None:
     assert calibrate_threshold(confidences, correct) == 0.45
 
 
+def test_calibration_weighs_a_wrong_answer_above_a_fallback() -> None:
+    """Cutting above the 0.40 mistake also withholds the right 0.30 answer: counted alike the two cancel out and
+    the widest gap (below 0.30) wins; a wrong answer costing more than a right one gains puts the cut above it."""
+    confidences = [0.30, 0.40, 0.50] + [0.7 + i / 100 for i in range(10)]
+    correct = [True, False, True] + [True] * 10
+    assert calibrate_threshold(confidences, correct) == 0.45
+
+
 def test_calibration_needs_enough_held_out_examples() -> None:
     assert calibrate_threshold([0.9, 0.1], [True, False]) == DEFAULT_INTENT_THRESHOLD
 
