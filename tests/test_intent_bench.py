@@ -12,6 +12,7 @@ import finetune.bench as bench
 from bot.cli import cli
 from bot.project import Example
 from finetune.bench import run_intent_bench, sample_shots
+from tests.conftest import configured_copy
 
 INTENTS = {
     "card_arrival": ["where is my new card", "my card has not arrived yet", "card still not delivered",
@@ -128,13 +129,13 @@ def test_eval_scores_the_model_as_bot_serve_runs_it(tiny_demo_bot: Path, tmp_pat
     from bot.project import load_project
     from finetune.registry import Registry
 
-    project = load_project(tiny_demo_bot)
-    assert project.config.server.inference.quantize == "int8"
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"inference": {"quantize": "int8"}})
+    project = load_project(root)
     version = Registry(project.models_dir).current_path()
     served = NLU.load(version, device="cpu", inference=project.config.server.inference)
-    rows = [json.loads(line) for line in (tiny_demo_bot / "test.jsonl").read_text().splitlines()][:40]
+    rows = [json.loads(line) for line in (root / "test.jsonl").read_text().splitlines()][:40]
     test = write_jsonl(tmp_path / "test.jsonl", rows)
-    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(test), "--results",
+    result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(test), "--results",
                                       str(tmp_path / "results"), "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "results" / "intent_report.json").read_text())
