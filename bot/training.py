@@ -118,11 +118,11 @@ def calibrate_threshold(confidences: list[float], correct: list[bool]) -> float:
     fallback offers the likeliest intents and a person. Counted alike, the few mistakes in a held-out
     tenth leave cuts a single example apart, and the demo's cut swung between 0.11 and 0.48 over four
     retrains of nearly the same data; at 1.25 it stays between 0.39 and 0.49, and a 10-shot BANKING77
-    bot keeps its 0.58 (at 1.5 and above it jumps to 0.78, where that bot falls back on most messages;
-    bench/INTENT.md). A shop that weighs wrong answers differently fixes ``thresholds.intent``. Among
-    the cuts that score best, the one in the widest gap between neighbouring confidences is taken,
-    halfway across it, so that phrasings a little less typical than the held-out ones still clear it.
-    With too few held-out examples the documented default stays.
+    bot keeps its 0.58 (at 1.5 and above it jumps to 0.78, which withholds 11 right answers for 12
+    mistakes; bench/INTENT.md). A shop that weighs wrong answers differently fixes
+    ``thresholds.intent``. Among the cuts that score best, the one in the widest gap between
+    neighbouring confidences is taken, halfway across it, so that phrasings a little less typical
+    than the held-out ones still clear it. With too few held-out examples the documented default stays.
     """
     if len(confidences) < 10:
         return DEFAULT_INTENT_THRESHOLD
