@@ -28,7 +28,9 @@ OWN = Path(__file__).resolve().parent / "demo_shop"
 # Bitext answers carry {{Placeholder}} slots. The demo shop fills its contact details, and shows the
 # names of pages, sections and buttons ({{Order History}}) as they would appear on its site, in bold.
 # An answer with a particular customer's data (an order number, or a slot for one, a fee, a date)
-# would tell every later customer someone else's details, so it is left out of the history.
+# would tell every later customer someone else's details, so it is left out of the history, and so
+# is one that repeats a person's name from its question ("the invoices from Mr. Smith"): it answers
+# that customer alone.
 FILLS = {
     "website": "website", "website name": "website", "website url": "shop.example.com",
     "customer support phone number": "+1 555 0100", "customer service phone number": "+1 555 0100",
@@ -40,6 +42,7 @@ FILLS = {
     "customer support email address": "support@shop.example.com", "support email": "support@shop.example.com",
 }
 PERSONAL = re.compile(r"anonymi[sz]ed|\d|number|date|amount|fee|charge|penalt|days|time|percentage|name field", re.I)
+PERSON = re.compile(r"(?:Mr|Mrs|Ms|Miss|Dr)\. [A-Z][a-z]+|[A-Z][a-z]+ [A-Z][a-z]+")
 LABEL = re.compile(r"[A-Z][\w'&-]*(?:[ /][A-Za-z][\w'&-]*){0,3}")
 
 
@@ -47,9 +50,9 @@ def key(text: str) -> str:
     return hashlib.md5(text.lower().encode()).hexdigest()
 
 
-def fill(answer: str) -> str | None:
+def fill(question: str, answer: str) -> str | None:
     """The answer with every slot filled, or None if it is about one customer's data."""
-    if re.search(r"\d{5,}", answer):
+    if re.search(r"\d{5,}", answer) or any(name in answer for name in PERSON.findall(question)):
         return None
     slot = re.compile(r"\{\{([^}]+)\}\}")
     names = [name.strip() for name in slot.findall(answer)]
@@ -84,7 +87,7 @@ def main(source: Path) -> None:
     used = {t for texts in chosen.values() for t in texts} | {r["text"] for r in test}
     history: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in sorted(answers, key=lambda r: key(r["text"])):
-        answer = fill(row["answer"])
+        answer = fill(row["text"], row["answer"])
         if answer and row["text"] not in used and len(history[row["intent"]]) < HISTORY_PER_INTENT:
             history[row["intent"]].append({"question": row["text"], "answer": answer, "intent": row["intent"]})
     with (DEMO / "history.jsonl").open("w") as out:
