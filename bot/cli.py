@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import shutil
@@ -110,9 +111,15 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         fail(str(exc))
     host = host or project.config.server.host
     port = port or project.config.server.port
-    click.echo(f"deskbot serving {project.config.name} on http://{host}:{port}", err=True)
     # SIGTERM closes the port, lets the turns in flight finish (up to shutdown_seconds), then closes the store.
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=project.config.server.shutdown_seconds)
+    try:
+        web.run_app(app, host=host, port=port, shutdown_timeout=project.config.server.shutdown_seconds,
+                    print=lambda _: click.echo(f"deskbot serving {project.config.name} on http://{host}:{port}",
+                                               err=True))  # once the port is bound
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        hint = ": is the bot already running? --port or server.port in bot.yml picks another" \
+            if exc.errno == errno.EADDRINUSE else ""
+        fail(f"cannot serve on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}{hint}")
 
 
 @cli.command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import sqlite3
 import time
 import uuid
@@ -390,6 +391,18 @@ def test_a_corrupt_model_is_refused_at_start(tiny_demo_bot: Path, tmp_path: Path
     result = CliRunner().invoke(cli, ["serve", str(root), "--port", "1", "--device", "cpu"])
     assert result.exit_code == 1
     assert message in result.output and "v0001" in result.output, result.output
+
+
+def test_a_taken_port_is_refused_with_a_clear_error(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    root = configured_copy(tiny_demo_bot, tmp_path / "second")
+    with socket.socket() as taken:  # another bot, or anything else, already listening there
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", str(root), "--port", str(port), "--device", "cpu"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"cannot serve on 127.0.0.1:{port}: Address already in use" in result.output, result.output
+    assert "deskbot serving" not in result.output  # announced only once the port is bound
 
 
 async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(make_client: Callable[..., Any]) -> None:
