@@ -131,13 +131,19 @@ def chat(directory: Path, device: str | None) -> None:
     from bot.engine import Bot
     from bot.server import load_serving_model
     from dialogues.store import Store
+    from finetune.classifier import ModelLoadError
+    from finetune.registry import RegistryError
 
     project = project_or_fail(directory)
+    try:
+        nlu = load_serving_model(project, device, workers=1)  # one message at a time
+    except (RegistryError, ModelLoadError) as exc:
+        fail(str(exc))
 
     async def run() -> None:
         privacy = project.config.privacy
         store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
-        bot = Bot(project, load_serving_model(project, device, workers=1), store)  # one message at a time
+        bot = Bot(project, nlu, store)
         conversation = f"cli:{uuid.uuid4().hex[:8]}"
         click.echo("Type a message (Ctrl-D to quit).", err=True)
         try:

@@ -393,6 +393,17 @@ def test_a_corrupt_model_is_refused_at_start(tiny_demo_bot: Path, tmp_path: Path
     assert message in result.output and "v0001" in result.output, result.output
 
 
+@pytest.mark.parametrize("command", [["chat"], ["serve"], ["retrain"],
+                                     ["eval", "--test", str(Path(__file__).parent.parent / "bot/demo/test.jsonl")]])
+def test_commands_that_need_a_model_say_to_train_one_first(tmp_path: Path, command: list[str]) -> None:
+    root = tmp_path / "new-bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    result = CliRunner().invoke(cli, [command[0], str(root), *command[1:]], input="hello\n")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "run `bot train` first" in result.output, result.output
+    assert not (root / "dialogues.db").exists()  # nothing was opened or written for it
+
+
 def test_a_taken_port_is_refused_with_a_clear_error(tiny_demo_bot: Path, tmp_path: Path) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "second")
     with socket.socket() as taken:  # another bot, or anything else, already listening there
