@@ -231,12 +231,24 @@ class Project:
 # --- YAML with line numbers -------------------------------------------------------------------
 
 
-def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
-    """Parse a YAML file, keeping the node tree so that errors can point at a line."""
+def _read_text(path: Path) -> str:
+    """A data file's text. It must be UTF-8 (a byte-order mark, as some Windows editors write, is
+    dropped); other bytes stop with the line they are on, since a guessed encoding would garble
+    Chinese examples without a word."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ProjectError(f"{path}: file not found") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ProjectError(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
+
+
+def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    """Parse a YAML file, keeping the node tree so that errors can point at a line."""
+    text = _read_text(path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -367,7 +379,7 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
     if not path.exists():
         return []
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:

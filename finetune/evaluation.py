@@ -21,7 +21,13 @@ from finetune.metrics import OOS, auroc_by_kind, evaluate  # noqa: E402
 def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, Any]]:
     """``{"text", "intent"}`` lines, other keys (such as ``oos_type``) kept; a bad line stops with its number."""
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        at = data[:exc.start].count(b"\n") + 1
+        fail(f"{path}:{at}: not UTF-8 text; save the file as UTF-8")
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

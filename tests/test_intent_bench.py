@@ -104,6 +104,17 @@ def test_bench_intent_names_the_bad_line(tiny_model: Path, tmp_path: Path) -> No
     assert f"{bad}:2" in result.output and "intent" in result.output
 
 
+def test_bench_intent_names_a_line_that_is_not_utf8(tiny_model: Path, tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", in_scope_rows())
+    bad = tmp_path / "test.jsonl"
+    bad.write_bytes('{"text": "fine", "intent": "card_arrival"}\n{"text": "卡到了吗", "intent": "card_arrival"}\n'
+                    .encode("gbk"))
+    result = CliRunner().invoke(cli, ["bench", "intent", "--train", str(train), "--test", str(bad),
+                                      "--model", str(tiny_model), "--json"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{bad}:2: not UTF-8 text" in result.output, result.output
+
+
 def test_eval_writes_the_report_and_both_plots(tiny_demo_bot: Path, tmp_path: Path) -> None:
     marked = [{"text": "tell me a joke", "intent": "oos", "oos_type": "ood"},
               {"text": "can I pay for my order in gold bars", "intent": "oos", "oos_type": "id"}]

@@ -71,6 +71,23 @@ def test_unknown_intent_in_history_names_the_line(bot_dir: Path) -> None:
     assert error_for(bot_dir) == f"{path}:{n}: unknown intent 'nope' (not in nlu.yml)"
 
 
+def test_a_file_not_in_utf8_names_the_line(bot_dir: Path) -> None:
+    path = bot_dir / "nlu.yml"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    n = next(n for n, text in enumerate(lines, 1) if "我要退款" in text)
+    # The same file saved by an editor set to GBK: its Chinese lines are no longer UTF-8.
+    path.write_bytes("".join(lines[:n - 1]).encode("utf-8") + "".join(lines[n - 1:]).encode("gbk"))
+    assert error_for(bot_dir) == f"{path}:{n}: not UTF-8 text; save the file as UTF-8"
+
+
+def test_a_byte_order_mark_is_dropped(bot_dir: Path) -> None:
+    for name in ("bot.yml", "nlu.yml", "history.jsonl"):
+        path = bot_dir / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    project = load_project(bot_dir)
+    assert project.config.name == "Demo Shop" and len(project.history) == len(load_project(DEMO).history)
+
+
 def test_rasa_nlu_format_is_accepted_as_is(tmp_path: Path) -> None:
     (tmp_path / "bot.yml").write_text("name: t\n")
     (tmp_path / "nlu.yml").write_text(
