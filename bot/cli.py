@@ -181,7 +181,7 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
           device: str | None) -> None:
     """Evaluate the serving model of DIRECTORY on a test file, as `bot serve` runs it: the intent figures,
     and what the bot answers (right, wrong, or the fallback) with its templates, actions and history."""
-    from bot.engine import normalise
+    from bot.channels.base import normalise
     from bot.evaluation import evaluate_replies
     from bot.server import load_serving_model
     from finetune.classifier import ModelLoadError

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from bot.actions import ActionError, ActionRunner, action_call
 from bot.batching import MicroBatcher
-from bot.channels.base import Reply, Turn
+from bot.channels.base import Reply, Turn, normalise
 from bot.language import SLOT, Language, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
@@ -32,14 +31,6 @@ REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
 T = TypeVar("T")
-
-
-def normalise(text: str) -> str:
-    """NFKC, control characters removed, whitespace collapsed: what the model sees."""
-    text = unicodedata.normalize("NFKC", text)
-    if not text.isprintable():  # the common all-printable message skips the per-character pass
-        text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-    return " ".join(text.split())
 
 
 class Bot:

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bot.engine import normalise
+from bot.channels.base import normalise
 from bot.language import turn_language
 from bot.nlu import Analysis
 from bot.policy import Decision, decide

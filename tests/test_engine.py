@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from bot.engine import normalise
+from bot.channels.base import normalise
 from bot.server import create_app
 from tests.conftest import ask
 

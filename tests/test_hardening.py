@@ -292,6 +292,17 @@ async def test_the_model_sees_normalised_text_and_the_log_keeps_the_original(mak
                       conversation) == [("Where is my parcel ?", original)]
 
 
+async def test_a_message_with_nothing_to_read_is_refused_and_not_stored(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"limits": NO_LIMITS})
+    spy = client.app[BOT].nlu = SpyNLU(client.app[BOT].nlu)
+    conversation = cid()
+    for blank in ("   ", "\u0000\u0000", "\u200b\n\t"):
+        response = await chat(client, conversation, blank)
+        assert response.status == 400
+        assert (await response.json())["error"] == "text: nothing but spaces and control characters"
+    assert spy.seen == [] and store_rows(client, "SELECT text FROM turns WHERE conversation_id = ?", conversation) == []
+
+
 PERSONAL = "mail jane.doe@example.com or call +86 138 0013 8000, card 4111 1111 1111 1111"
 REDACTED = "mail [EMAIL] or call [PHONE], card [CARD]"
 

@@ -320,10 +320,15 @@ async def test_bad_bodies_are_400_or_413(wecom: SimpleNamespace, crypto: WeComCr
     assert wecom.bot.turns == []
 
 
-async def test_events_and_non_text_messages_are_acknowledged_not_answered(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:
+@pytest.mark.parametrize("payload", [
+    "<MsgType>event</MsgType><Event>enter_agent</Event>",
+    "<MsgType>text</MsgType><Content>\u200b \u3000</Content><MsgId>42</MsgId>",  # nothing to read
+], ids=["event", "blank_text"])
+async def test_events_and_non_text_messages_are_acknowledged_not_answered(wecom: SimpleNamespace, crypto: WeComCrypto,
+                                                                          payload: str) -> None:
     inner = (
         f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000</CreateTime>"
-        "<MsgType>event</MsgType><Event>enter_agent</Event><AgentID>1000002</AgentID></xml>"
+        f"{payload}<AgentID>1000002</AgentID></xml>"
     )
     query, body = signed_post(crypto, inner)
     response = await wecom.client.post("/wecom/callback", params=query, data=body)

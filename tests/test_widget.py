@@ -29,7 +29,7 @@ import yaml
 from aiohttp import web
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from bot.engine import normalise
+from bot.channels.base import normalise
 from bot.project import load_project
 from bot.server import BOT, create_app
 from tests.conftest import configured_copy

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -42,6 +43,15 @@ class Turn:
     channel: str
     user: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def normalise(text: str) -> str:
+    """NFKC, control characters removed, whitespace collapsed: what the model sees. A message that
+    normalises to nothing (spaces, control or zero-width characters) has nothing to answer."""
+    text = unicodedata.normalize("NFKC", text)
+    if not text.isprintable():  # the common all-printable message skips the per-character pass
+        text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    return " ".join(text.split())
 
 
 @dataclass

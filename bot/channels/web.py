@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from bot.channels.base import Channel, Turn, http_error
+from bot.channels.base import Channel, Turn, http_error, normalise
 from bot.limits import count_message, retry_after
 
 ConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -169,6 +169,8 @@ class WebChannel(Channel):
     async def chat(self, request: ChatRequest) -> dict[str, Any]:
         if len(request.text) > self.max_chars:
             raise ValueError(f"text: longer than {self.max_chars} characters")
+        if not normalise(request.text):
+            raise ValueError("text: nothing but spaces and control characters")
         turn = Turn(request.conversation_id, request.text, self.name, request.user)
         return (await self.bot.handle(turn)).to_json()
 
