@@ -256,7 +256,26 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ProjectError(f"{where}: malformed YAML: {exc.problem}") from None
+    _refuse_repeated_keys(path, node)
     return data, node
+
+
+def _refuse_repeated_keys(path: Path, node: yaml.Node | None) -> None:
+    """YAML keeps the last of two equal keys without a word, so a second ``server:`` section appended
+    to bot.yml would silently drop the first one's settings; say where both are instead."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    raise ProjectError(f"{path}:{line}: {key.value!r} is already set on line {seen[key.value]}; "
+                                       "merge the two")
+                seen[key.value] = line
+            _refuse_repeated_keys(path, value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_repeated_keys(path, item)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

@@ -64,6 +64,18 @@ def test_malformed_yaml_points_at_the_line(bot_dir: Path) -> None:
     assert "malformed YAML" in error_for(bot_dir)
 
 
+def test_a_key_set_twice_names_both_lines(bot_dir: Path) -> None:
+    path = bot_dir / "bot.yml"
+    first = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("server:"))
+    path.write_text(path.read_text() + "server:\n  port: 9000\n")  # a second section appended, not merged
+    last = len(path.read_text().splitlines()) - 1
+    assert error_for(bot_dir) == f"{path}:{last}: 'server' is already set on line {first}; merge the two"
+    responses = bot_dir / "responses.yml"
+    path.write_text(path.read_text().replace("server:\n  port: 9000\n", ""))
+    responses.write_text(responses.read_text() + "  greet:\n    - text: Hello again\n")  # nested, too
+    assert "'greet' is already set on line" in error_for(bot_dir)
+
+
 def test_unknown_intent_in_history_names_the_line(bot_dir: Path) -> None:
     path = bot_dir / "history.jsonl"
     path.write_text(path.read_text() + '{"question": "q", "answer": "a", "intent": "nope"}\n')
