@@ -67,6 +67,9 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
             fail(f"{from_jsonl}: {exc}")
         click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "
                    f"(language: {counts['language']}). Next: edit responses.yml, then bot train {directory}")
+        if counts["relabelled"]:
+            click.echo(f"{counts['relabelled']} texts had more than one intent; each was kept under the one it was "
+                       "given most often.", err=True)
         return
     source = resources.files("bot") / ("demo" if demo else "starter")
     with resources.as_file(source) as src:

@@ -9,7 +9,7 @@ is, and ``multi`` for a mix, with a placeholder in each language.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import yaml
@@ -51,14 +51,24 @@ def data_language(texts: list[str]) -> str:
 def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[str, int]:
     """Write ``bot.yml``, ``nlu.yml`` and ``responses.yml`` for ``rows`` of ``{"text", "intent"}``.
 
-    Out-of-scope lines (intent ``oos``) are not an intent and are left out; duplicate texts within an
-    intent are kept once. Returns the counts written and the language.
+    Out-of-scope lines (intent ``oos``) are not an intent and are left out; a text that occurs more
+    than once (spacing and case aside) is kept once. Logged tickets often label one message
+    differently over time, and nlu.yml refuses an example under two intents, so such a text goes to the
+    intent it was given most often (the first one given, on a tie). Returns the counts written,
+    ``relabelled`` (how many texts had several intents) and the language.
     """
-    by_intent: dict[str, dict[str, None]] = defaultdict(dict)
+    votes: dict[str, Counter[str]] = {}  # casefolded text -> the intents it was labelled with
+    spelling: dict[str, str] = {}  # casefolded text -> its first spelling
     for row in rows:
         text = " ".join(row["text"].split())
-        if row["intent"] != OOS and text:
-            by_intent[row["intent"]][text] = None
+        if text:
+            votes.setdefault(text.casefold(), Counter())[row["intent"]] += 1
+            spelling.setdefault(text.casefold(), text)
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for key, counts in votes.items():
+        intent = counts.most_common(1)[0][0]
+        if intent != OOS:
+            by_intent[intent].append(spelling[key])
     if len(by_intent) < 2:
         raise ValueError("at least two intents with examples are needed")
     intents = sorted(by_intent)
@@ -71,4 +81,5 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     for file, data in (("bot.yml", config), ("nlu.yml", nlu), ("responses.yml", responses)):
         (directory / file).write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000),
                                       encoding="utf-8")
-    return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "language": language}
+    return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()),
+            "relabelled": sum(len(counts) > 1 for counts in votes.values()), "language": language}

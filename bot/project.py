@@ -341,6 +341,7 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
         raise _fail(path, node, (), "expected a top-level 'nlu:' list")
     examples: list[Example] = []
     patterns: dict[str, list[re.Pattern[str]]] = {}
+    labelled: dict[str, str] = {}  # each example (spacing and case aside) -> its intent
     for i, item in enumerate(data["nlu"]):
         if not isinstance(item, dict):
             raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
@@ -349,7 +350,12 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
             texts = _example_lines(item.get("examples"))
             if not name or not texts:
                 raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
-            examples += [Example(_ANNOTATION.sub(r"\1", t), name) for t in texts]
+            for text in texts:
+                text = _ANNOTATION.sub(r"\1", text)
+                other = labelled.setdefault(" ".join(text.split()).casefold(), name)
+                if other != name:  # the classifier would be taught both answers for one message
+                    raise _fail(path, node, ("nlu", i), f"{text!r} is an example of {other!r} too; keep it in one")
+                examples.append(Example(text, name))
         elif "regex" in item:
             for pattern in _example_lines(item.get("examples")):
                 try:

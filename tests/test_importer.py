@@ -38,6 +38,17 @@ def test_english_messages_make_an_english_bot_without_duplicates_or_oos(tmp_path
         "Thanks for your message about top up. An agent will follow up with the details."]
 
 
+def test_a_message_labelled_with_several_intents_goes_to_its_most_frequent_one(tmp_path: Path) -> None:
+    rows = ENGLISH + [("Where is my  card?", "top_up"), ("top up failed", "top_up"), ("top up failed", "card_arrival"),
+                      ("add money to my account", "oos"), ("add money to my account", "oos")]
+    root, result = import_bot(tmp_path, rows)
+    assert result.exit_code == 0, result.output
+    assert "3 texts had more than one intent" in result.output
+    assert [(e.text, e.intent) for e in load_project(root).examples] == [  # which loads: no example twice
+        ("where is my card?", "card_arrival"), ("my card still hasn't come", "card_arrival"),
+        ("how do I top up?", "top_up"), ("top up failed", "top_up")]  # a tie goes to the first label given
+
+
 def test_chinese_messages_make_a_chinese_bot_on_the_multilingual_encoder(tmp_path: Path) -> None:
     root, result = import_bot(tmp_path, CHINESE)
     assert result.exit_code == 0, result.output

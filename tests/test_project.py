@@ -64,6 +64,18 @@ def test_malformed_yaml_points_at_the_line(bot_dir: Path) -> None:
     assert "malformed YAML" in error_for(bot_dir)
 
 
+def test_an_example_under_two_intents_is_refused(bot_dir: Path) -> None:
+    path = bot_dir / "nlu.yml"
+    # A recover_password example, copied under get_refund with other spacing and case.
+    path.write_text(path.read_text().replace("    - 我要退款\n", "    - 我要退款\n    - I lost my account password,  CAN you "
+                                             "help me to recover it?\n", 1))
+    line = path.read_text().splitlines().index("- intent: recover_password") + 1
+    message = error_for(bot_dir)
+    assert message.startswith(f"{path}:{line}: ")
+    assert message.endswith("'I lost my account password, can you help me to recover it?' is an example of "
+                            "'get_refund' too; keep it in one")
+
+
 def test_a_key_set_twice_names_both_lines(bot_dir: Path) -> None:
     path = bot_dir / "bot.yml"
     first = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("server:"))
