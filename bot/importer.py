@@ -48,7 +48,7 @@ def data_language(texts: list[str]) -> str:
     return "zh" if chinese >= 1 - MIXED else "en" if chinese <= MIXED else "multi"
 
 
-def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[str, int]:
+def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[str, int | str]:
     """Write ``bot.yml``, ``nlu.yml`` and ``responses.yml`` for ``rows`` of ``{"text", "intent"}``.
 
     Out-of-scope lines (intent ``oos``) are not an intent and are left out; a text that occurs more
