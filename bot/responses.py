@@ -15,7 +15,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.language import Language
 
@@ -32,6 +32,20 @@ class ResponseVariant(BaseModel):
     channel: str | None = None
     language: Language | None = None
     buttons: list[Button] = Field(default_factory=list)
+
+    @field_validator("text")
+    @classmethod
+    def _variables_are_names(cls, text: str) -> str:
+        """Checked on load: a stray brace would otherwise fail the first customer who triggers the intent."""
+        literal = "write {{ and }} for a literal brace"
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"{exc}; {literal}") from None
+        for name in names:
+            if not name.isidentifier():
+                raise ValueError(f"{{{name}}} is not a variable (a slot or entity name such as {{order_id}}); {literal}")
+        return text
 
     def variables(self) -> set[str]:
         return {name for _, name, _, _ in string.Formatter().parse(self.text) if name}

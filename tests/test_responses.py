@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+import pytest
+from pydantic import ValidationError
+
 from bot.responses import Responses, ResponseVariant
 
 
@@ -55,3 +58,20 @@ def test_a_language_variant_comes_first_in_its_language_and_never_in_another() -
     assert bilingual.render("get_refund", "web", {}, "en").text == "Refund started."
     chinese_only = Responses({"greet": [ResponseVariant(text="您好！", language="zh")]})
     assert chinese_only.render("greet", "web", {}, "en") is None
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("use the { key", "expected '}' before end of string"),
+    ("see {user.name}", "{user.name} is not a variable"),
+    ("order {} started", "{} is not a variable"),
+])
+def test_a_malformed_variable_is_refused_on_load_not_at_the_first_customer(text: str, problem: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        ResponseVariant(text=text)
+    assert problem in str(info.value) and "write {{ and }} for a literal brace" in str(info.value)
+
+
+def test_doubled_braces_are_literal() -> None:
+    rendered = Responses({"faq": [ResponseVariant(text="Send {{\"order\": {order_id}}} to the API.")]}).render(
+        "faq", "web", {"order_id": "123"})
+    assert rendered is not None and rendered.text == 'Send {"order": 123} to the API.'
