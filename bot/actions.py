@@ -167,7 +167,14 @@ def _load_executor(actions_dir: Path):  # type: ignore[no-untyped-def]
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the shop's own code: a syntax error, a missing import, a failing top level
+            del sys.modules[name]
+            line = exc.lineno if isinstance(exc, SyntaxError) else None
+            reason = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+            raise ActionError(f"{path}{f':{line}' if line else ''}: cannot load the custom actions: "
+                              f"{type(exc).__name__}: {reason}") from exc
         for obj in vars(module).values():
             if inspect.isclass(obj) and issubclass(obj, Action) and obj.__module__ == name and not inspect.isabstract(obj):
                 executor.register_action(obj)

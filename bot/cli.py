@@ -103,6 +103,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     """Serve the bot in DIRECTORY: web chat at /, the API and the channels."""
     from aiohttp import web
 
+    from bot.actions import ActionError
     from bot.server import create_app
     from finetune.classifier import ModelLoadError
     from finetune.registry import RegistryError
@@ -110,7 +111,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     project = project_or_fail(directory)
     try:
         app = create_app(directory, device=device)
-    except (ModelLoadError, RegistryError) as exc:
+    except (ModelLoadError, RegistryError, ActionError) as exc:
         fail(str(exc))
     host = host or project.config.server.host
     port = port or project.config.server.port
@@ -130,6 +131,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 @click.option("--device", default=None)
 def chat(directory: Path, device: str | None) -> None:
     """Chat with the bot in DIRECTORY in the terminal (same pipeline as the server)."""
+    from bot.actions import ActionError
     from bot.channels.base import Turn
     from bot.engine import Bot
     from bot.server import load_serving_model
@@ -166,7 +168,10 @@ def chat(directory: Path, device: str | None) -> None:
         finally:
             await bot.close()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ActionError as exc:  # only loading the actions raises it: a failing action's turn falls back
+        fail(str(exc))
 
 
 @cli.command("eval")

@@ -415,6 +415,21 @@ def test_commands_that_need_a_model_say_to_train_one_first(tmp_path: Path, comma
     assert not (root / "dialogues.db").exists()  # nothing was opened or written for it
 
 
+@pytest.mark.parametrize(("source", "problem"), [
+    ("def lookup(:\n", "broken.py:1: cannot load the custom actions: SyntaxError: invalid syntax"),
+    ("import orders_api_client\n", "broken.py: cannot load the custom actions: ModuleNotFoundError: "
+                                     "No module named 'orders_api_client'"),
+])
+@pytest.mark.parametrize("command", ["serve", "chat"])
+def test_a_custom_action_that_cannot_load_is_named(tiny_demo_bot: Path, tmp_path: Path, source: str, problem: str,
+                                                   command: str) -> None:
+    root = configured_copy(tiny_demo_bot, tmp_path / "actions")
+    (root / "actions" / "broken.py").write_text(source)
+    result = CliRunner().invoke(cli, [command, str(root), "--device", "cpu"], input="where is my order?\n")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert problem in result.output, result.output
+
+
 def test_a_taken_port_is_refused_with_a_clear_error(tiny_demo_bot: Path, tmp_path: Path) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "second")
     with socket.socket() as taken:  # another bot, or anything else, already listening there
