@@ -131,9 +131,16 @@ class ActionRunner:
         return ActionResult.from_response(payload or {})
 
     async def _remote(self, call: dict[str, Any]) -> ActionResult:
+        url = self.endpoint.rstrip("/") + ("" if self.endpoint.rstrip("/").endswith("/webhook") else "/webhook")
+        try:
+            return await self._post(url, call)
+        except (aiohttp.ClientError, ValueError) as exc:  # down, unreachable, or not answering JSON
+            raise ActionError(f"the action server at {url} failed for {call['next_action']!r}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+    async def _post(self, url: str, call: dict[str, Any]) -> ActionResult:
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        url = self.endpoint.rstrip("/") + ("" if self.endpoint.rstrip("/").endswith("/webhook") else "/webhook")
         for _ in range(2):
             async with self._session.post(url, json=call) as resp:
                 body = await resp.json(content_type=None) if resp.content_length != 0 else {}
