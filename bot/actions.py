@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ActionError(Exception):
@@ -34,22 +35,63 @@ class ActionResult:
     reset: bool = False
 
     @classmethod
-    def from_response(cls, payload: dict[str, Any]) -> "ActionResult":
-        result = cls(messages=list(payload.get("responses") or []))
-        for event in payload.get("events") or []:
-            kind = event.get("event")
-            if kind == "slot":
-                result.slots[event["name"]] = event.get("value")
-            elif kind == "pause":
+    def from_response(cls, payload: Any) -> "ActionResult":
+        try:
+            answer = _Answer.model_validate(payload if payload is not None else {})
+        except ValidationError as exc:  # an action server is the shop's code, or a proxy in front of it
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise ActionError(f"not a rasa-sdk action answer: {where + ': ' if where else ''}{error['msg']}") from None
+        result = cls(messages=[m.model_dump(exclude_none=True) for m in answer.responses])
+        for event in answer.events:
+            if event.event == "slot":
+                result.slots[event.name] = event.value
+            elif event.event == "pause":
                 result.paused = True
-            elif kind == "resume":
+            elif event.event == "resume":
                 result.paused = False
-            elif kind == "followup":
-                result.followup = event.get("name")
-            elif kind in ("reset_slots", "restart", "session_ended"):
+            elif event.event == "followup":
+                result.followup = event.name
+            elif event.event in ("reset_slots", "restart", "session_ended"):
                 result.slots.clear()
                 result.reset = True
         return result
+
+
+class _Button(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    title: str
+    payload: str
+
+
+class _Message(BaseModel):
+    """One of the messages an action sends (``dispatcher.utter_message``)."""
+
+    model_config = ConfigDict(extra="allow")  # a named response's values (order_id=...) ride along
+    text: str | None = None
+    buttons: list[_Button] | None = None
+    response: str | None = None
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    event: str
+    name: str | None = None
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _slot_has_a_name(self) -> "_Event":
+        if self.event in ("slot", "followup") and not self.name:
+            raise ValueError(f"a {self.event!r} event needs a name")
+        return self
+
+
+class _Answer(BaseModel):
+    """rasa-sdk's answer to ``POST /webhook``, the parts deskbot applies checked before any is."""
+
+    model_config = ConfigDict(extra="allow")
+    events: list[_Event] = Field(default_factory=list)
+    responses: list[_Message] = Field(default_factory=list)
 
 
 def action_call(name: str, sender_id: str, text: str, intent: str, confidence: float,

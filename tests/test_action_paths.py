@@ -333,23 +333,29 @@ async def test_the_action_server_protocol_449_and_400(action_bot: Path, aiohttp_
         await bot.close()
 
 
-async def test_an_action_server_that_is_down_or_not_json_falls_back(action_bot: Path, aiohttp_server: Any,
-                                                                   tmp_path: Path) -> None:
-    async def proxy_error(request: web.Request) -> web.Response:  # a proxy in front of a crashed action server
-        return web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+@pytest.mark.parametrize("answer", [
+    None,  # nothing listens on the port
+    web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"),  # a proxy
+    web.json_response({"events": [{"event": "slot", "value": "789"}]}),  # a slot event with no name
+    web.json_response({"responses": "Looked it up."}),  # responses must be a list of messages
+], ids=["down", "not_json", "slot_without_name", "responses_not_a_list"])
+async def test_an_action_server_that_is_down_or_answers_nonsense_falls_back(
+        action_bot: Path, aiohttp_server: Any, tmp_path: Path, answer: web.Response | None) -> None:
+    async def webhook(request: web.Request) -> web.Response:
+        assert answer is not None
+        return answer
 
     app = web.Application()
-    app.router.add_post("/webhook", proxy_error)
+    app.router.add_post("/webhook", webhook)
     server = await aiohttp_server(app)
-    with socket.socket() as closed:  # a port that nothing listens on
-        closed.bind(("127.0.0.1", 0))
-        down = f"http://127.0.0.1:{closed.getsockname()[1]}"
-    for n, endpoint in enumerate((down, f"http://127.0.0.1:{server.port}")):
-        (tmp_path / str(n)).mkdir()
-        bot = make_bot(action_bot, endpoint, {"track_order": "action_lookup"}, tmp_path / str(n))
-        try:
-            reply = await bot.handle(Turn("c1", "/track_order", "web"))
-            assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that")
-            assert (await bot.handle(Turn("c1", "/get_refund", "web"))).source == "template"  # and it goes on
-        finally:
-            await bot.close()
+    endpoint = f"http://127.0.0.1:{server.port}"
+    if answer is None:
+        await server.close()
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_lookup"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that")
+        assert "order_id" not in bot.store.conversation("c1")["slots"]  # nothing of a rejected answer applied
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).source == "template"  # and the bot goes on
+    finally:
+        await bot.close()
