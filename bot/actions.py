@@ -80,7 +80,7 @@ class _Event(BaseModel):
     value: Any = None
 
     @model_validator(mode="after")
-    def _slot_has_a_name(self) -> "_Event":
+    def _needs_a_name(self) -> "_Event":
         if self.event in ("slot", "followup") and not self.name:
             raise ValueError(f"a {self.event!r} event needs a name")
         return self

