@@ -100,6 +100,8 @@ async def test_bad_socket_frames_get_errors_and_the_socket_stays_open(client: An
             await ws.send_str(frame)
             message = await ws.receive_json()
             assert message["type"] == "error" and reason in message["error"], frame
+        await ws.send_bytes(b'{"type": "join", "conversation_id": "a"}')
+        assert await ws.receive_json(timeout=10) == {"type": "error", "error": "frame: send JSON in a text frame"}
         await ws.send_json({"type": "message", "conversation_id": new_id(), "text": "still there?"})
         assert (await ws.receive_json())["type"] == "reply"
 

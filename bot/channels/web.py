@@ -197,6 +197,8 @@ class WebChannel(Channel):
         joined: set[str] = set()
         try:
             async for msg in ws:
+                if msg.type == WSMsgType.BINARY:  # said, or the client would wait for an answer that never comes
+                    await ws.send_json({"type": "error", "error": "frame: send JSON in a text frame"})
                 if msg.type != WSMsgType.TEXT:
                     continue
                 try:
