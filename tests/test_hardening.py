@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import aiohttp
 import pytest
+import torch
 from click.testing import CliRunner
 
 from bot import server
@@ -428,6 +429,22 @@ def test_a_custom_action_that_cannot_load_is_named(tiny_demo_bot: Path, tmp_path
     result = CliRunner().invoke(cli, [command, str(root), "--device", "cpu"], input="where is my order?\n")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert problem in result.output, result.output
+
+
+@pytest.mark.parametrize(("device", "problem"), [
+    ("banana", "'banana' is not a torch device; use cpu or cuda"),
+    pytest.param("cuda", "'cuda': torch sees no CUDA GPU here", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has the GPU the message is about")),
+])
+@pytest.mark.parametrize("command", ["train", "serve", "chat"])
+def test_a_device_this_machine_lacks_is_refused_before_any_work(tiny_demo_bot: Path, tmp_path: Path, device: str,
+                                                                problem: str, command: str) -> None:
+    root = configured_copy(tiny_demo_bot, tmp_path / "device")
+    result = CliRunner().invoke(cli, [command, str(root), "--device", device])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert problem in result.output, result.output
+    assert sorted(p.name for p in (root / "models").iterdir()) == sorted(
+        p.name for p in (tiny_demo_bot / "models").iterdir())  # no staging folder, no new version
 
 
 def test_a_taken_port_is_refused_with_a_clear_error(tiny_demo_bot: Path, tmp_path: Path) -> None:
