@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from bot.language import written_in
+from bot.project import same_example
 from finetune.metrics import OOS
 
 MIXED = 0.1  # a set with at least this share of messages in each language is bilingual
@@ -57,13 +58,13 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     intent it was given most often (the first one given, on a tie). Returns the counts written,
     ``relabelled`` (how many texts had several intents) and the language.
     """
-    votes: dict[str, Counter[str]] = {}  # casefolded text -> the intents it was labelled with
-    spelling: dict[str, str] = {}  # casefolded text -> its first spelling
+    votes: dict[str, Counter[str]] = {}  # same_example(text) -> the intents it was labelled with
+    spelling: dict[str, str] = {}  # same_example(text) -> its first spelling
     for row in rows:
         text = " ".join(row["text"].split())
         if text:
-            votes.setdefault(text.casefold(), Counter())[row["intent"]] += 1
-            spelling.setdefault(text.casefold(), text)
+            votes.setdefault(same_example(text), Counter())[row["intent"]] += 1
+            spelling.setdefault(same_example(text), text)
     by_intent: dict[str, list[str]] = defaultdict(list)
     for key, counts in votes.items():
         intent = counts.most_common(1)[0][0]

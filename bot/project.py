@@ -334,6 +334,11 @@ def _example_lines(block: Any) -> list[str]:
     return lines
 
 
+def same_example(text: str) -> str:
+    """What two examples share when they are one message to the classifier: spacing and case aside."""
+    return " ".join(text.split()).casefold()
+
+
 def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
     """Read intents and examples in Rasa's ``nlu.yml`` format (synonyms and lookups are ignored)."""
     data, node = _load_yaml(path)
@@ -341,7 +346,7 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
         raise _fail(path, node, (), "expected a top-level 'nlu:' list")
     examples: list[Example] = []
     patterns: dict[str, list[re.Pattern[str]]] = {}
-    labelled: dict[str, str] = {}  # each example (spacing and case aside) -> its intent
+    labelled: dict[str, str] = {}  # same_example(text) -> its intent
     for i, item in enumerate(data["nlu"]):
         if not isinstance(item, dict):
             raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
@@ -352,7 +357,7 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
                 raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
             for text in texts:
                 text = _ANNOTATION.sub(r"\1", text)
-                other = labelled.setdefault(" ".join(text.split()).casefold(), name)
+                other = labelled.setdefault(same_example(text), name)
                 if other != name:  # the classifier would be taught both answers for one message
                     raise _fail(path, node, ("nlu", i), f"{text!r} is an example of {other!r} too; keep it in one")
                 examples.append(Example(text, name))
