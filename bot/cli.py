@@ -47,6 +47,10 @@ def torch_device(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
+device_option = click.option("--device", default=None, callback=torch_device,
+                             help="cpu or cuda (default: cuda when available).")
+
+
 def project_or_fail(root: Path):  # type: ignore[no-untyped-def]
     from bot.project import ProjectError, load_project
 
@@ -94,7 +98,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.option("--device", default=None, callback=torch_device, help="cpu or cuda (default: cuda when available).")
+@device_option
 @click.option("--no-promote", is_flag=True, help="Keep serving the current model; only write the new version.")
 def train(directory: Path, device: str | None, no_promote: bool) -> None:
     """Fine-tune the classifier and build the answer index for the bot in DIRECTORY."""
@@ -113,7 +117,7 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
 @click.argument("directory", type=BOT_DIR)
 @click.option("--host", default=None, help="Interface to listen on (default from bot.yml: 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default from bot.yml: 8080).")
-@click.option("--device", default=None, callback=torch_device)
+@device_option
 def serve(directory: Path, host: str | None, port: int | None, device: str | None) -> None:
     """Serve the bot in DIRECTORY: web chat at /, the API and the channels."""
     from aiohttp import web
@@ -143,7 +147,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.option("--device", default=None, callback=torch_device)
+@device_option
 def chat(directory: Path, device: str | None) -> None:
     """Chat with the bot in DIRECTORY in the terminal (same pipeline as the server)."""
     from bot.actions import ActionError
@@ -199,7 +203,7 @@ def chat(directory: Path, device: str | None) -> None:
               help="Intent threshold to score with instead of bot.yml's (or the calibrated one): what another "
                    "cut would answer, right, wrong or with the fallback.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-@click.option("--device", default=None, callback=torch_device)
+@device_option
 def eval_(directory: Path, test_file: Path, results: Path | None, threshold: float | None, as_json: bool,
           device: str | None) -> None:
     """Evaluate the serving model of DIRECTORY on a test file, as `bot serve` runs it: the intent figures,
@@ -322,7 +326,7 @@ JSONL = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--model", default="default", show_default=True, help="Base model: a name, a path, or multilingual.")
 @click.option("--shots", type=click.IntRange(min=1), default=None, help="Train on K lines per intent.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed for --shots sampling and training.")
-@click.option("--device", default=None, callback=torch_device, help="cpu or cuda (default: cuda when available).")
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Path | None, model: str, shots: int | None,
                  seed: int, device: str | None, as_json: bool) -> None:
@@ -363,7 +367,7 @@ def _positive_ints(value: str) -> list[int]:
 @click.option("--pass-tokens", type=click.IntRange(min=8), default=None, help="Override server.inference.pass_tokens.")
 @click.option("--think-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Mean pause between a reply and a client's next message (0: at once, the server's capacity).")
-@click.option("--device", default=None, callback=torch_device, help="cpu or cuda (default: cuda when available).")
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_serve(directory: Path, clients: list[int], duration: float, warmup: float, transport: str,
                 quantize: str | None, trace: bool | None, threads: int | None, max_batch: int | None,
@@ -407,7 +411,7 @@ def bench_store(exchanges: int, batches: list[int], as_json: bool) -> None:
 @click.option("--test", "test_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSONL of {\"text\", \"intent\"} lines, e.g. BANKING77's test.jsonl.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N lines.")
-@click.option("--device", default=None, callback=torch_device, help="cpu or cuda (default: cuda when available).")
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str | None, as_json: bool) -> None:
     """Accuracy and retrieval quality of the serving model: one pass vs two, fp32 vs int8."""
@@ -446,7 +450,7 @@ def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str |
 @click.option("--interpolate", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Share of a warm start's trained weights in the average with the serving model's "
                    "(default: bot.yml's; 1: no averaging).")
-@click.option("--device", default=None, callback=torch_device)
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_budget: float, rounds: int, model: str,
                    seed: int, max_accuracy_drop: float | None, max_intent_drop: float | None,
@@ -525,7 +529,7 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
 @click.argument("directory", type=BOT_DIR)
 @click.option("--reviewer", default=lambda: os.environ.get("USER"), help="Stored with each label (default $USER).")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Items in this sitting.")
-@click.option("--device", default=None, callback=torch_device)
+@device_option
 def review(directory: Path, reviewer: str | None, limit: int, device: str | None) -> None:
     """Label the review queue of DIRECTORY, one item at a time."""
     from bot.review import review_in_terminal, serving_queue
@@ -546,7 +550,7 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
 
 @cli.command("retrain")
 @click.argument("directory", type=BOT_DIR)
-@click.option("--device", default=None, callback=torch_device)
+@device_option
 @click.option("--force", is_flag=True, help="Train even when nothing was labelled or answered since the serving model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as one JSON object.")
 def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) -> None:
