@@ -103,7 +103,7 @@ class Bot:
         slots.update(entities)
         loop = conversation.get("active_loop") if conversation else None
         if text == HANDOFF_PAYLOAD:
-            decision = Decision("handoff", None, 1.0, say(self.config.handoff.message, language))
+            decision = Decision("handoff", None, 1.0, say(self.config.handoff.message, language), reason="requested")
         elif loop and slots.get(REQUESTED_SLOT) in entities:
             # The message answers an action's question ("what's your order number?" "789"): whatever the
             # classifier makes of a bare number, the conversation says where it belongs.
@@ -121,7 +121,7 @@ class Bot:
         fallbacks = fallbacks + 1 if decision.kind == "fallback" else 0
         reply.turn_id = await self._log(turn, text, analysis, decision, slots, fallbacks)
         if decision.kind == "handoff" and self.store:
-            await self.set_handoff(turn.conversation_id, True, f"policy:{decision.intent}", turn.channel)
+            await self.set_handoff(turn.conversation_id, True, decision.reason, turn.channel)
         return reply
 
     def _keep_language(self, slots: dict[str, Any], language: Language) -> None:
@@ -167,7 +167,8 @@ class Bot:
                 buttons += shown.buttons
             if result.paused:
                 return Decision("handoff", decision.intent, decision.confidence,
-                                "\n\n".join(t for t in texts if t) or say(self.config.handoff.message, language))
+                                "\n\n".join(t for t in texts if t) or say(self.config.handoff.message, language),
+                                reason=f"action:{name}")
             follow = result.followup
             if follow and follow.startswith("utter_"):
                 shown = self._utter(follow, turn.channel, slots, language)

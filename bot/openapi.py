@@ -9,12 +9,13 @@ honest. Only the routes the running app mounts are listed: Slack and WeCom appea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import models_json_schema
 
 from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest
@@ -32,9 +33,19 @@ class AgentMessageRequest(_Body):
 
 
 class ReviewLabelRequest(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["intent"], "properties": {"intent": {"type": "string"}}},
+        {"required": ["accept"], "properties": {"accept": {"const": True}}}]})
+
     intent: str | None = Field(None, description="an intent of nlu.yml, or oos (out of scope)")
     accept: bool = Field(False, description="true: keep the model's prediction as the label")
     reviewer: str | None = Field(None, max_length=128)
+
+    @model_validator(mode="after")
+    def _intent_or_accept(self) -> ReviewLabelRequest:
+        if self.intent is None and not self.accept:
+            raise ValueError("send an intent, or accept: true")
+        return self
 
 
 # --- responses -----------------------------------------------------------------------------------
@@ -54,11 +65,14 @@ class RankedIntent(_Body):
     confidence: float
 
 
+Source = Literal["template", "retrieval", "action", "fallback", "handoff", "silent"]
+
+
 class ChatResponse(_Body):
     reply: str
     intent: str | None
     confidence: float
-    source: Literal["template", "retrieval", "action", "fallback", "handoff", "silent"]
+    source: Source
     buttons: list[Button]
     ranking: list[RankedIntent]
     turn_id: int | None
@@ -105,6 +119,55 @@ class StatusResponse(_Body):
     status: Literal["open", "handed_off"]
 
 
+class InboxConversation(_Body):
+    conversation_id: str
+    channel: str
+    user: str | None
+    status: Literal["open", "handed_off"]
+    created: float
+    updated: float
+    handed_off_at: float | None = Field(..., description="when it was last handed off (handed_off only)")
+    reason: str | None = Field(..., description="why: requested (by the customer), fallbacks (repeated misses), "
+                                                "action:NAME (a custom action paused it) or agent (taken over)")
+    waiting_since: float | None = Field(
+        ..., description="since when the customer has waited for a person; null once an agent has the last word")
+    last_message: str | None = Field(..., description="the customer's latest message")
+
+
+class InboxResponse(_Body):
+    conversations: list[InboxConversation]
+    total: int
+
+
+class TranscriptTurn(_Body):
+    id: int
+    role: Literal["user", "bot", "agent", "system"]
+    text: str
+    created: float
+    intent: str | None = Field(..., description="a customer message's predicted intent")
+    confidence: float | None
+    source: Source | None = Field(..., description="how the bot answered a customer message")
+    feedback: int | None
+
+
+class HandoffEvent(_Body):
+    event: Literal["open", "handed_off"]
+    reason: str
+    created: float
+
+
+class TranscriptResponse(_Body):
+    conversation_id: str
+    channel: str
+    user: str | None
+    status: Literal["open", "handed_off"]
+    slots: dict[str, Any]
+    created: float
+    updated: float
+    turns: list[TranscriptTurn]
+    handoffs: list[HandoffEvent]
+
+
 class ReviewItem(_Body):
     id: int
     turn_ids: list[int]
@@ -132,7 +195,7 @@ class LabelResponse(_Body):
 
 PATH_PARAMETERS: dict[str, Any] = {"conversation_id": ConversationId, "turn_id": int}
 ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wrong bearer token, or a bad signature",
-              404: "not found, or the admin API is disabled (no token configured)", 409: "refused; the old model keeps serving",
+              404: "not found, or the admin API is disabled (no token configured)", 409: "refused in the current state; the error says why",
               413: "body larger than server.max_body_bytes", 429: "rate limited; wait Retry-After seconds"}
 
 
@@ -160,6 +223,14 @@ def _admin(method: str, path: str, summary: str, response: type[BaseModel], body
     return Operation(method, path, summary, response, body, (401, 404, *errors), admin=True, **kw)
 
 
+MAX_LIMIT = 10_000  # items a list endpoint returns at most
+
+
+def limit_schema(default: int) -> dict[str, Any]:
+    """``?limit=``, as ``bot.server.query_limit`` checks it."""
+    return {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": default}
+
+
 HANDOFF_ROUTE = "/admin/conversations/{conversation_id}/{action}"
 SLACK_HEADERS = ("X-Slack-Request-Timestamp", "X-Slack-Signature")
 TOKEN = {"type": "string", "minLength": 1}
@@ -181,11 +252,16 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/widget.js", "The embeddable widget", media="application/javascript"),
     _admin("POST", "/admin/reload", "Serve the registry's current model version", ModelVersionResponse, errors=(409,)),
     _admin("GET", "/admin/review", "The review queue, most useful first", ReviewQueueResponse, errors=(400,),
-           query={"limit": ({"type": "integer", "default": 20}, False)}),
+           query={"limit": (limit_schema(20), False)}),
     _admin("POST", "/admin/review/{turn_id}", "Label the queue item holding a turn", LabelResponse, ReviewLabelRequest,
-           (400, 404, 413)),
+           (400, 404, 409, 413)),
     Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines", errors=(400, 401, 404),
               admin=True, media="application/x-ndjson", query={"since": ({"type": "string", "format": "date"}, False)}),
+    _admin("GET", "/admin/conversations", "The agents' inbox: handed-off conversations, longest-waiting first",
+           InboxResponse, errors=(400,), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),
+                                                "limit": (limit_schema(50), False)}),
+    _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
+           TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
            AgentMessageRequest, (400, 413)),
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
@@ -225,8 +301,9 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     return params
 
 
-def openapi_document(app: web.Application, title: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the operations ``app`` mounts."""
+def openapi_document(app: web.Application, title: str, labels: Sequence[str] = ()) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the operations ``app`` mounts; ``labels``: what a review label may be
+    (the bot's intents and oos), which only the running bot knows."""
     present = mounted(app)
     ops = [op for op in OPERATIONS if (op.method, op.route or op.path) in present]
     models = {(m, "validation") for op in ops if (m := op.body)} | {(m, "serialization") for op in ops if (m := op.response)}
@@ -234,6 +311,8 @@ def openapi_document(app: web.Application, title: str) -> dict[str, Any]:
     refs, defs = models_json_schema(sorted(models, key=lambda m: (m[0].__name__, m[1])),
                                     ref_template="#/components/schemas/{model}")
     error = _json(refs[(ErrorResponse, "serialization")])
+    if (label := defs.get("$defs", {}).get("ReviewLabelRequest")) is not None:
+        label["properties"]["intent"]["anyOf"][0]["enum"] = list(labels)
     paths: dict[str, dict[str, Any]] = {}
     for op in ops:
         ok: dict[str, Any] = {"description": "OK"}
@@ -272,11 +351,11 @@ async def serve_openapi(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI])
 
 
-def publish_openapi(app: web.Application, title: str) -> None:
+def publish_openapi(app: web.Application, title: str, labels: Sequence[str]) -> None:
     """Serve the document at ``/openapi.json``, built at start-up when every route is in place."""
 
     async def build(app: web.Application) -> None:
-        app[OPENAPI] = openapi_document(app, title)
+        app[OPENAPI] = openapi_document(app, title, labels)
 
     app.router.add_get("/openapi.json", serve_openapi)
     app.on_startup.append(build)

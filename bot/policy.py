@@ -41,6 +41,7 @@ class Decision:
     action: str | None = None
     retrieval_score: float | None = None
     loop: str | None = None  # the action that asked the customer for a slot, to run again on the answer
+    reason: str = ""  # why a handoff: requested, fallbacks or action:NAME (shown in the agents' inbox)
 
 
 def decide(
@@ -59,7 +60,7 @@ def decide(
 
     handoff = say(config.handoff.message, language)
     if confident and intent == config.handoff.intent:
-        return Decision("handoff", intent, confidence, handoff)
+        return Decision("handoff", intent, confidence, handoff, reason="requested")
     if confident and intent in config.actions.map:
         return Decision("action", intent, confidence, action=config.actions.map[intent])
     if confident:
@@ -80,7 +81,7 @@ def decide(
         return Decision("retrieval", hits[0].intent or intent, confidence, hits[0].text, retrieval_score=hits[0].score)
 
     if fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff:
-        return Decision("handoff", intent, confidence, handoff)
+        return Decision("handoff", intent, confidence, handoff, reason="fallbacks")
     fallback = config.fallback
     # The handoff intent is the "talk to a person" button already, added last.
     hidden = {OOS, config.handoff.intent, *fallback.exclude}

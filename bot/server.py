@@ -23,15 +23,16 @@ from typing import Any
 from aiohttp import web
 
 from bot.channels import build_channels
+from bot.channels.base import http_error
 from bot.channels.web import read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.limits import LIMITS, Limits
 from bot.nlu import NLU
-from bot.openapi import AgentMessageRequest, ReviewLabelRequest, publish_openapi
+from bot.openapi import MAX_LIMIT, AgentMessageRequest, ReviewLabelRequest, publish_openapi
 from bot.project import Project, load_project
 from bot.review import CachedModel, review_threshold
 from dialogues.export import learned_data, write_jsonl
-from dialogues.review import ReviewItem, build_queue, check_label, rescore
+from dialogues.review import OOS, ReviewItem, build_queue, check_label, rescore
 from dialogues.review import candidates as review_candidates
 from dialogues.store import Store
 from finetune.classifier import ModelLoadError
@@ -174,14 +175,22 @@ async def review_items(app: web.Application) -> list[ReviewItem]:
     return await asyncio.to_thread(queue)
 
 
+def query_limit(request: web.Request, default: int) -> int:
+    """``?limit=N``: how many items a list endpoint returns, 0 to ``MAX_LIMIT``."""
+    try:
+        limit = int(request.query.get("limit", str(default)))
+    except ValueError:
+        raise http_error(web.HTTPBadRequest, "limit: must be a number") from None
+    if not 0 <= limit <= MAX_LIMIT:
+        raise http_error(web.HTTPBadRequest, f"limit: must be between 0 and {MAX_LIMIT}")
+    return limit
+
+
 async def review_queue(request: web.Request) -> web.Response:
     require_admin(request)
-    try:
-        limit = int(request.query.get("limit", "20"))
-    except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"error": "limit: must be a number"}), content_type="application/json") from None
+    limit = query_limit(request, 20)
     items = await review_items(request.app)
-    return web.json_response({"items": [i.to_json() for i in items[:max(limit, 0)]], "total": len(items),
+    return web.json_response({"items": [i.to_json() for i in items[:limit]], "total": len(items),
                               "intents": request.app[BOT].project.intents})
 
 
@@ -190,17 +199,18 @@ async def review_label(request: web.Request) -> web.Response:
     require_admin(request)
     bot = request.app[BOT]
     body = await read_json(request, ReviewLabelRequest)
-    try:
-        turn_id = int(request.match_info["turn_id"])
-        item = next((i for i in await review_items(request.app) if turn_id in i.turn_ids), None)
-        if item is None:
-            raise web.HTTPNotFound(text=json.dumps({"error": f"turn {turn_id} is not in the review queue"}),
-                                   content_type="application/json")
-        intent = item.intent if body.accept else check_label(body.intent or "", bot.project.intents)
-        if intent is None:
-            raise ValueError("there is no prediction to accept; send an intent")
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=json.dumps({"error": str(exc)}), content_type="application/json") from None
+    if body.intent is not None:
+        try:
+            check_label(body.intent, bot.project.intents)
+        except ValueError as exc:
+            raise http_error(web.HTTPBadRequest, str(exc)) from None
+    turn_id = int(request.match_info["turn_id"])
+    item = next((i for i in await review_items(request.app) if turn_id in i.turn_ids), None)
+    if item is None:
+        raise http_error(web.HTTPNotFound, f"turn {turn_id} is not in the review queue")
+    intent = item.intent if body.accept else body.intent
+    if intent is None:
+        raise http_error(web.HTTPConflict, "there is no prediction to accept; send an intent")
     await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer)
     return web.json_response({"intent": intent, "turn_ids": item.turn_ids})
 
@@ -214,12 +224,35 @@ async def export_data(request: web.Request) -> web.Response:
     try:
         start = 0.0 if since is None else datetime.combine(date.fromisoformat(since), datetime.min.time()).timestamp()
     except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"since: {since!r} is not a date (YYYY-MM-DD)"}),
-                                 content_type="application/json") from None
+        raise http_error(web.HTTPBadRequest, f"since: {since!r} is not a date (YYYY-MM-DD)") from None
     data = await bot._store(learned_data, bot.store, start, bot.config.privacy.redact)
     out = io.StringIO()
     write_jsonl(data, out)
     return web.Response(text=out.getvalue(), content_type="application/x-ndjson")
+
+
+async def inbox(request: web.Request) -> web.Response:
+    """The agents' inbox: ``?status=handed_off`` (the default), longest-waiting first, or ``open``."""
+    require_admin(request)
+    status = request.query.get("status", "handed_off")
+    if status not in ("handed_off", "open"):
+        raise http_error(web.HTTPBadRequest, f"status: {status!r} is not handed_off or open")
+    limit = query_limit(request, 50)
+    bot = request.app[BOT]
+    conversations, total = await bot._store(bot.store.inbox, status, limit)
+    return web.json_response({"conversations": conversations, "total": total})
+
+
+async def transcript(request: web.Request) -> web.Response:
+    """A conversation with the bot's reading of each customer message, for the agent taking it over."""
+    require_admin(request)
+    conversation_id = valid_conversation_id(request)
+    limit = query_limit(request, 200)
+    bot = request.app[BOT]
+    found = await bot._store(bot.store.transcript, conversation_id, limit)
+    if found is None:
+        raise http_error(web.HTTPNotFound, f"no conversation {conversation_id!r}")
+    return web.json_response(found)
 
 
 async def agent_message(request: web.Request) -> web.Response:
@@ -272,11 +305,13 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.get("/admin/review", review_queue),
         web.post("/admin/review/{turn_id:\\d+}", review_label),
         web.get("/admin/export", export_data),
+        web.get("/admin/conversations", inbox),
+        web.get("/admin/conversations/{conversation_id}", transcript),
         web.post("/admin/conversations/{conversation_id}/messages", agent_message),
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
     ])
 
-    publish_openapi(app, project.config.name)
+    publish_openapi(app, project.config.name, [*project.intents, OOS])
 
     async def shutdown(app: web.Application) -> None:
         """SIGTERM: the port is closed already; close sockets and let platform answers finish."""

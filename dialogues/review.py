@@ -156,8 +156,7 @@ def review_queue(store: Store, threshold: float, embed: Embed | None = None, sim
 
 
 def check_label(intent: str, intents: Sequence[str]) -> str:
-    """A label must be a known intent or ``oos``; anything else is refused, never stored."""
-    intent = intent.strip()
+    """A label must be a known intent or ``oos``, as spelled there; anything else is refused, never stored."""
     if intent != OOS and intent not in intents:
         raise ValueError(f"unknown intent {intent!r}; use one of the bot's intents or {OOS!r}")
     return intent

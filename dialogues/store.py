@@ -65,7 +65,13 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["conversations"].add_column("active_loop", str)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+def _v4(db: sqlite_utils.Database) -> None:
+    """Indexes for the agents' inbox: conversations by status, a conversation's handoffs."""
+    db["conversations"].create_index(["status", "updated"])
+    db["handoffs"].create_index(["conversation_id", "id"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 
 
 @dataclass
@@ -228,6 +234,61 @@ class Store:
 
     def count(self, table: str) -> int:
         return self.db[table].count
+
+    # --- the agents' inbox ----------------------------------------------------------------------
+
+    def inbox(self, status: str, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Conversations in ``status`` (``handed_off`` or ``open``) for the agents, and how many there are.
+
+        Handed-off conversations come longest-waiting first, since that is the order agents should
+        take them in: a customer waits from the handoff until an agent's first reply, and again from
+        their first message after an agent's latest reply. One whose latest word is the agent's
+        (``waiting_since`` null) comes after every waiting one. Open conversations come most recently
+        active first, for an agent looking for one to take over.
+        """
+        latest_user = ("(SELECT text FROM turns WHERE conversation_id = c.id AND role = 'user' "
+                       "AND substr(text, 1, 1) != '/' ORDER BY id DESC LIMIT 1)")
+        if status == "handed_off":
+            agent_since = "FROM turns WHERE conversation_id = c.id AND role = 'agent' AND created >= h.created"
+            query = (
+                "SELECT * FROM (SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
+                "h.created AS handed_off_at, h.reason, "
+                f"CASE WHEN NOT EXISTS (SELECT 1 {agent_since}) THEN h.created "
+                "ELSE (SELECT min(created) FROM turns WHERE conversation_id = c.id AND role = 'user' "
+                f"AND id > (SELECT max(id) {agent_since})) END AS waiting_since, {latest_user} AS last_message "
+                "FROM conversations c JOIN handoffs h ON h.id = "
+                "(SELECT max(id) FROM handoffs WHERE conversation_id = c.id AND event = 'handed_off') "
+                "WHERE c.status = 'handed_off') "
+                "ORDER BY waiting_since IS NULL, waiting_since, handed_off_at LIMIT ?"
+            )
+        else:
+            query = (
+                "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
+                "NULL AS handed_off_at, NULL AS reason, NULL AS waiting_since, "
+                f"{latest_user} AS last_message FROM conversations c WHERE c.status = 'open' "
+                "ORDER BY c.updated DESC LIMIT ?"
+            )
+        total = self.db.execute("SELECT count(*) FROM conversations WHERE status = ?", [status]).fetchone()[0]
+        return list(self.db.query(query, [limit])), total
+
+    def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
+        """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the
+        bot made of each customer message (intent, confidence, how it answered), and its handoffs."""
+        conversation = self.conversation(conversation_id)
+        if conversation is None:
+            return None
+        turns = self.db.query(
+            "SELECT t.id, t.role, t.text, t.created, p.intent, p.confidence, p.source, "
+            "(SELECT value FROM feedback WHERE turn_id = t.id ORDER BY id DESC LIMIT 1) AS feedback "
+            "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
+            "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
+            [conversation_id, limit],
+        )
+        handoffs = self.db.query("SELECT event, reason, created FROM handoffs WHERE conversation_id = ? ORDER BY id",
+                                 [conversation_id])
+        return {"conversation_id": conversation_id,
+                **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},
+                "turns": list(reversed(list(turns))), "handoffs": list(handoffs)}
 
     # --- learning -------------------------------------------------------------------------------
 

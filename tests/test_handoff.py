@@ -96,3 +96,50 @@ async def test_handoff_agent_reply_handback_and_learning_from_the_answer(bot_dir
     learned = await chat(client, "next-customer", QUESTION)
     assert (learned["source"], learned["reply"]) == ("retrieval", ANSWER)
     await socket.close()
+
+
+async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transcripts(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "asked", "I need help with my bill")
+    assert (await chat(client, "asked", "/handoff"))["handed_off"] is True
+    for text in (QUESTION, "hello??", "is anyone there"):
+        missed = await chat(client, "missed", text)
+    assert missed["handed_off"] is True
+    await chat(client, "happy", "hi")
+
+    async def inbox(query: str = "") -> dict[str, Any]:
+        response = await client.get(f"/admin/conversations{query}", headers=AUTH)
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+    assert (await client.get("/admin/conversations")).status == 401
+    listed = await inbox()
+    assert [(c["conversation_id"], c["reason"], c["last_message"]) for c in listed["conversations"]] == [
+        ("asked", "requested", "I need help with my bill"), ("missed", "fallbacks", "is anyone there")]
+    assert all(c["waiting_since"] == c["handed_off_at"] for c in listed["conversations"]) and listed["total"] == 2
+
+    # Once an agent has answered, the customer no longer waits, until they write again.
+    sent = await client.post("/admin/conversations/asked/messages", json={"text": ANSWER}, headers=AUTH)
+    assert sent.status == 200
+    assert [(c["conversation_id"], c["waiting_since"]) for c in (await inbox())["conversations"]][1] == ("asked", None)
+    await chat(client, "asked", "and the other invoice?")
+    transcript = await (await client.get("/admin/conversations/asked", headers=AUTH)).json()
+    waiting_from = transcript["turns"][-1]["created"]
+    assert [c["waiting_since"] for c in (await inbox())["conversations"]] == [
+        (await inbox())["conversations"][0]["handed_off_at"], waiting_from]
+    assert (await inbox("?limit=1"))["total"] == 2 and len((await inbox("?limit=1"))["conversations"]) == 1
+
+    # The open ones, for an agent who wants to take one over; a wrong status is named.
+    assert [c["conversation_id"] for c in (await inbox("?status=open"))["conversations"]] == ["happy"]
+    wrong = await client.get("/admin/conversations?status=closed", headers=AUTH)
+    assert wrong.status == 400 and "status" in (await wrong.json())["error"]
+
+    # The transcript shows what the bot made of each message and why the conversation was handed off.
+    missed_transcript = await (await client.get("/admin/conversations/missed", headers=AUTH)).json()
+    users = [t for t in missed_transcript["turns"] if t["role"] == "user"]
+    assert [t["text"] for t in users] == [QUESTION, "hello??", "is anyone there"]
+    assert [t["source"] for t in users] == ["fallback", "fallback", "handoff"] and all(t["intent"] for t in users)
+    assert [(h["event"], h["reason"]) for h in missed_transcript["handoffs"]] == [("handed_off", "fallbacks")]
+    assert [t["role"] for t in transcript["turns"]] == ["user", "bot", "user", "bot", "agent", "user"]
+    assert (await client.get("/admin/conversations/nobody", headers=AUTH)).status == 404

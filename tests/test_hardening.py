@@ -8,6 +8,7 @@ import json
 import shutil
 import socket
 import sqlite3
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +20,8 @@ import torch
 from click.testing import CliRunner
 
 from bot import server
+from bot.channels.base import READABLE, normalise, readable
+from bot.channels.web import ChatRequest
 from bot.cli import cli
 from bot.limits import Limits, slow_down
 from bot.nlu import NLU
@@ -297,11 +300,20 @@ async def test_a_message_with_nothing_to_read_is_refused_and_not_stored(make_cli
     client = await make_client(server={"limits": NO_LIMITS})
     spy = client.app[BOT].nlu = SpyNLU(client.app[BOT].nlu)
     conversation = cid()
-    for blank in ("   ", "\u0000\u0000", "\u200b\n\t"):
+    for blank in ("   ", "\u0000\u0000", "\u200b\n\t", "\f", "\u2060\ufeff\u3000"):
         response = await chat(client, conversation, blank)
         assert response.status == 400
-        assert (await response.json())["error"] == "text: nothing but spaces and control characters"
+        assert (await response.json())["error"] == "text: nothing to read (only spaces, control or zero-width characters)"
     assert spy.seen == [] and store_rows(client, "SELECT text FROM turns WHERE conversation_id = ?", conversation) == []
+
+
+def test_the_published_pattern_for_a_message_is_exactly_what_normalise_keeps() -> None:
+    """/openapi.json promises READABLE for a chat message's text; a client (or schemathesis) that
+    sends a text matching it must get an answer, and one that does not, a 400. Every code point."""
+    assert ChatRequest.model_json_schema()["properties"]["text"]["pattern"] == READABLE
+    disagree = [hex(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF
+                and readable(chr(c)) != bool(normalise(chr(c)))]
+    assert disagree == [] and readable("\ud800hi") is False and readable("退款") and readable("\u00a0?")
 
 
 PERSONAL = "mail jane.doe@example.com or call +86 138 0013 8000, card 4111 1111 1111 1111"

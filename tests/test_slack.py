@@ -202,8 +202,8 @@ async def test_reply_in_an_existing_thread(slack: SimpleNamespace) -> None:
 @pytest.mark.parametrize(
     "fields",
     [{"bot_id": "B1"}, {"subtype": "bot_message"}, {"user": "UBOT"}, {"subtype": "message_changed"},
-     {"text": "<@UBOT> \u200b"}],
-    ids=["bot_id", "bot_message", "own_user", "edit", "nothing_to_read"],
+     {"text": "<@UBOT> \u200b"}, {"text": "<@UBOT> refund \ud800"}],
+    ids=["bot_id", "bot_message", "own_user", "edit", "nothing_to_read", "half_a_surrogate_pair"],
 )
 async def test_bot_and_non_user_messages_are_ignored(slack: SimpleNamespace, fields: dict[str, str]) -> None:
     assert (await post(slack.client, event(**fields))).status == 200

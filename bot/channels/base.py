@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 import unicodedata
 from collections import OrderedDict
@@ -45,13 +46,31 @@ class Turn:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+# What the model is not shown: C0 and C1 controls, every whitespace character (str.split's) and the
+# invisible format characters (soft hyphen, zero-width space and joiners, direction marks and
+# isolates, word joiner, byte-order mark, annotation marks). Spelled as a regex class that Python,
+# JavaScript and Rust read alike, so that the API schema promises exactly what the server accepts.
+INVISIBLE = r"\x00-\x20\x7f-\xa0\xad\u1680\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff\ufff9-\ufffb"
+READABLE = f"[^{INVISIBLE}]"  # a message has something to answer when it has one such character
+_INVISIBLE_RUNS = re.compile(f"[{INVISIBLE}]+")
+_READABLE = re.compile(READABLE)
+
+
 def normalise(text: str) -> str:
-    """NFKC, control characters removed, whitespace collapsed: what the model sees. A message that
-    normalises to nothing (spaces, control or zero-width characters) has nothing to answer."""
-    text = unicodedata.normalize("NFKC", text)
-    if not text.isprintable():  # the common all-printable message skips the per-character pass
-        text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-    return " ".join(text.split())
+    """NFKC, then every run of invisible characters (``INVISIBLE``) made one space, and the ends
+    trimmed: what the model sees, so that "refund\u200b?" and "refund ?" are one question."""
+    return _INVISIBLE_RUNS.sub(" ", unicodedata.normalize("NFKC", text)).strip(" ")
+
+
+def readable(text: str) -> bool:
+    """Whether a message has anything to answer (normalises to something), in valid Unicode: a JSON
+    escape can carry half a surrogate pair, which ``json.loads`` lets through and neither a tokenizer
+    nor SQLite accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return _READABLE.search(text) is not None
 
 
 @dataclass

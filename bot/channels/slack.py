@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import PlatformChannel, Turn, http_error, normalise, read_body
+from bot.channels.base import PlatformChannel, Turn, http_error, read_body, readable
 from bot.limits import hold_back
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class SlackChannel(PlatformChannel):
             return None
         # Slack has already been told 200, so an over-long message is cut rather than refused.
         text = self._strip_mentions(str(event.get("text") or ""))[: self.max_message_chars]
-        if not normalise(text):
+        if not readable(text):
             return None
         team = payload.get("team_id") or event.get("team") or ""
         thread = event.get("thread_ts") or ts

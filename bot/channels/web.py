@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from bot.channels.base import Channel, Turn, http_error, normalise
+from bot.channels.base import READABLE, Channel, Turn, http_error, readable
 from bot.limits import count_message, retry_after
 
 ConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -36,7 +36,8 @@ class ConversationRequest(BaseModel):
 
 
 class ChatRequest(ConversationRequest):
-    text: str = Field(..., min_length=1)
+    # The pattern is published for clients; chat() checks it (with normalise's own notion), and names it.
+    text: str = Field(..., min_length=1, json_schema_extra={"pattern": READABLE})
     user: str | None = Field(None, max_length=128)
 
 
@@ -169,8 +170,8 @@ class WebChannel(Channel):
     async def chat(self, request: ChatRequest) -> dict[str, Any]:
         if len(request.text) > self.max_chars:
             raise ValueError(f"text: longer than {self.max_chars} characters")
-        if not normalise(request.text):
-            raise ValueError("text: nothing but spaces and control characters")
+        if not readable(request.text):
+            raise ValueError("text: nothing to read (only spaces, control or zero-width characters)")
         turn = Turn(request.conversation_id, request.text, self.name, request.user)
         return (await self.bot.handle(turn)).to_json()
 

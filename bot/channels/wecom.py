@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.channels.base import PlatformChannel, Turn, http_error, normalise, read_body
+from bot.channels.base import PlatformChannel, Turn, http_error, read_body, readable
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 from bot.language import Text, say
 from bot.limits import hold_back
@@ -140,7 +140,7 @@ class WeComChannel(PlatformChannel):
         empty = web.Response(text="")
         user = message.findtext("FromUserName") or ""
         text = (message.findtext("Content") or "").strip()
-        if message.findtext("MsgType") != "text" or not user or not normalise(text):
+        if message.findtext("MsgType") != "text" or not user or not readable(text):
             return empty
         if not self._seen.add(message.findtext("MsgId") or f"{user}:{message.findtext('CreateTime')}"):
             return empty
