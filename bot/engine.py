@@ -19,6 +19,7 @@ from bot.channels.base import Reply, Turn, normalise
 from bot.language import SLOT, Language, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
+from bot.notify import HandoffNotifier
 from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide
 from bot.project import Project
 from bot.responses import Rendered
@@ -56,6 +57,7 @@ class Bot:
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
                            lambda: self.nlu.version)
         self.channels: dict[str, Any] = {}  # name -> Channel, filled by the server
+        self.notifier = HandoffNotifier(self.config.handoff.notify_url)
 
     def domain(self) -> dict[str, Any]:
         return {"intents": self.project.intents, "entities": sorted(self.project.entity_patterns),
@@ -214,8 +216,11 @@ class Bot:
         return (await self.writer.submit(exchange))[1]
 
     async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web") -> None:
+        """Record the change; a customer handed off by anyone but an agent is announced to the agents."""
         if self.store is not None:
             await self._store(self.store.set_status, conversation_id, "handed_off" if handed_off else "open", reason, channel)
+        if handed_off and reason != "agent":
+            self.notifier.handed_off(conversation_id, channel, reason)
 
     async def agent_message(self, conversation_id: str, text: str) -> int:
         """A human agent's reply: stored, then delivered on the conversation's own channel."""
@@ -232,6 +237,7 @@ class Bot:
     async def close(self) -> None:
         await self.batcher.close()
         await self.actions.close()
+        await self.notifier.close()
         for batcher in (self.writer, self.reader):
             if batcher is not None:
                 await batcher.close()

@@ -55,6 +55,8 @@ class HandoffConfig(_Strict):
     message: Text = {"en": "I'm connecting you with a human agent. Please hold on.", "zh": "正在为您转接人工客服，请稍候。"}
     resumed_message: Text = {"en": "You're back with the bot. How else can I help?",
                              "zh": "您已回到机器人服务，还有什么可以帮您？"}
+    notify_url: str | None = Field(None, pattern=r"^https?://\S+$",
+                                   description="POSTed a JSON notice on every handoff, e.g. a helpdesk's or a chat room's webhook")
 
 
 class FallbackConfig(_Strict):

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 
 from bot.project import load_project
 from bot.retrain import retrain
-from bot.server import create_app
+from bot.server import BOT, create_app
 from dialogues.store import Store
 from finetune.registry import Registry
 
@@ -143,3 +145,47 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
     assert [(h["event"], h["reason"]) for h in missed_transcript["handoffs"]] == [("handed_off", "fallbacks")]
     assert [t["role"] for t in transcript["turns"]] == ["user", "bot", "user", "bot", "agent", "user"]
     assert (await client.get("/admin/conversations/nobody", headers=AUTH)).status == 404
+
+
+async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_webhook(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    notices: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        notices.append(await request.json())
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    helpdesk = await aiohttp_server(receiver)
+    set_notify_url(bot_dir, str(helpdesk.make_url("/hook")))
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+
+    await chat(client, "asked", "my card number is 4111 1111 1111 1111")
+    assert (await chat(client, "asked", "/handoff"))["handed_off"] is True
+    assert (await client.post("/admin/conversations/taken/handoff", headers=AUTH)).status == 200
+    await client.app[BOT].notifier.close()  # the notices on their way arrive
+    assert notices == [{"event": "handed_off", "conversation_id": "asked", "channel": "web", "reason": "requested",
+                        "transcript": "/admin/conversations/asked",
+                        "text": "A customer on web is waiting for a person (requested): conversation asked"}]
+
+
+async def test_a_webhook_that_is_down_costs_a_log_line_not_the_reply(
+        bot_dir: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    set_notify_url(bot_dir, f"http://127.0.0.1:{port}/hook")
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    reply = await chat(client, "asked", "/handoff")
+    assert reply["handed_off"] is True and reply["source"] == "handoff"
+    await client.app[BOT].notifier.close()
+    assert "handoff notice for asked" in caplog.text and "unreachable" in caplog.text
+    transcript = await (await client.get("/admin/conversations/asked", headers=AUTH)).json()
+    assert transcript["status"] == "handed_off"
+
+
+def set_notify_url(root: Path, url: str) -> None:
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config.setdefault("handoff", {})["notify_url"] = url
+    (root / "bot.yml").write_text(yaml.safe_dump(config))

@@ -204,7 +204,7 @@ class BackgroundTasks:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("channel background task failed", exc_info=task.exception())
+            log.error("background task failed", exc_info=task.exception())
 
     async def close(self, grace: float = 5.0) -> None:
         if not self._tasks:
