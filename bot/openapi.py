@@ -250,6 +250,7 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/metrics", "Prometheus metrics", media="text/plain"),
     Operation("GET", "/", "The demo chat page", media="text/html"),
     Operation("GET", "/widget.js", "The embeddable widget", media="application/javascript"),
+    Operation("GET", "/agent", "The agents' console (the admin API in a page)", media="text/html"),
     _admin("POST", "/admin/reload", "Serve the registry's current model version", ModelVersionResponse, errors=(409,)),
     _admin("GET", "/admin/review", "The review queue, most useful first", ReviewQueueResponse, errors=(400,),
            query={"limit": (limit_schema(20), False)}),

@@ -91,6 +91,11 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
+async def agent_console(request: web.Request) -> web.FileResponse:
+    """The agents' page: static, it holds no data; everything it shows comes from the admin API."""
+    return web.FileResponse(STATIC / "agent.html")
+
+
 async def widget(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "widget.js", headers={"Content-Type": "application/javascript"})
 
@@ -299,6 +304,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app.add_routes([
         web.get("/", index),
         web.get("/widget.js", widget),
+        web.get("/agent", agent_console),
         web.get("/healthz", healthz),
         web.get("/metrics", metrics),
         web.post("/admin/reload", reload_model),

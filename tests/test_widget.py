@@ -528,3 +528,51 @@ def test_demo_page_and_screenshot(chromium: SimpleNamespace, server: LiveServer)
     expect(page.locator("textarea")).to_be_focused()
     expect(page.get_by_role("button", name="Close chat")).to_have_count(2)  # the header's and the launcher
     context.close()
+
+
+def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_takes_over(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    question = "<img src=x onerror=alert(1)>where is my parcel?"  # shown as the customer wrote it, never as markup
+    api.chat(cid, question)
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    noticed: list[str] = []
+    page.on("dialog", lambda dialog: (noticed.append(dialog.message), dialog.dismiss()))
+    page.on("pageerror", lambda error: noticed.append(str(error)))
+    page.goto(f"{server.url}/agent?lang=en")
+    expect(page.get_by_role("listbox")).to_be_hidden()  # nothing before the token
+
+    page.locator("#token").fill("not-the-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong token.")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#token")).to_be_hidden()
+    waiting = page.locator(f'.list li[data-id="{cid}"]')
+    expect(waiting.locator(".meta")).to_have_text(re.compile(r"^web · requested · waiting 0 min$"))
+    expect(waiting.locator(".preview")).to_have_text(question)
+
+    waiting.click()
+    expect(page.locator(".turn.user .text").first).to_have_text(question)
+    expect(page.locator(".turn.user .meta").first).to_contain_text("Customer")
+    page.locator("form.reply textarea").fill("Hi, this is Sam. Let me look.")
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".turn.agent .text")).to_have_text(["Hi, this is Sam. Let me look."])
+    expect(waiting.locator(".meta")).to_have_text("web · requested · answered")
+    assert [t["text"] for t in api.history(cid)["turns"] if t["role"] == "agent"] == ["Hi, this is Sam. Let me look."]
+    RESULTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(RESULTS / "agent.png"))
+
+    page.get_by_role("button", name="Hand back to the bot").click()
+    expect(page.get_by_role("button", name="Take over")).to_be_visible()
+    expect(waiting).to_have_count(0)
+    assert api.history(cid)["status"] == "open"
+    page.get_by_role("button", name="With the bot").click()
+    expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
+    page.get_by_role("button", name="Take over").click()
+    expect(page.get_by_role("button", name="Hand back to the bot")).to_be_visible()
+    assert api.history(cid)["status"] == "handed_off"
+    assert page.locator("img").count() == 0 and noticed == []
+    context.close()
