@@ -49,6 +49,10 @@ class Metrics:
                                        ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge("deskbot_queue_depth", "Requests waiting for their stage's worker.", ["stage"],
                                  registry=self.registry)
+        self.customers_waiting = Gauge("deskbot_customers_waiting", "Handed-off customers waiting for a person's reply.",
+                                       registry=self.registry)
+        self.longest_wait = Gauge("deskbot_longest_wait_seconds", "How long the longest-waiting of them has waited "
+                                  "(0 when nobody waits): the figure to alert on.", registry=self.registry)
 
     def watch(self, batchers: dict[str, MicroBatcher], model_version: Callable[[], str]) -> None:
         """Observe each batcher's batches and queue under its stage name, and report the serving version."""
@@ -69,6 +73,10 @@ class Metrics:
     def reply(self, channel: str, source: str, status: str, seconds: float) -> None:
         self.messages.labels(channel, source, status).inc()
         self.latency.labels(channel).observe(seconds)
+
+    def waiting(self, customers: int, longest_seconds: float) -> None:
+        self.customers_waiting.set(customers)
+        self.longest_wait.set(longest_seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format body and its content type."""

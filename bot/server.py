@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import time
 from importlib import resources
 from datetime import date, datetime
 from pathlib import Path
@@ -106,8 +107,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format: traffic, latency, batch sizes, queue depths, the serving model, memory."""
-    body, content_type = request.app[BOT].metrics.exposition()
+    """Prometheus text format: traffic, latency, batch sizes, queue depths, the serving model, memory,
+    and the customers waiting for a person."""
+    bot = request.app[BOT]
+    customers, since = await bot._store(bot.store.waiting)
+    bot.metrics.waiting(customers, 0.0 if since is None else max(time.time() - since, 0.0))
+    body, content_type = bot.metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 

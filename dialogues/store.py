@@ -238,7 +238,8 @@ class Store:
     # --- the agents' inbox ----------------------------------------------------------------------
 
     def inbox(self, status: str, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Conversations in ``status`` (``handed_off`` or ``open``) for the agents, and how many there are.
+        """Conversations in ``status`` (``handed_off`` or ``open``) for the agents, and how many there are
+        (``limit`` -1: all of them).
 
         Handed-off conversations come longest-waiting first, since that is the order agents should
         take them in: a customer waits from the handoff until an agent's first reply, and again from
@@ -270,6 +271,11 @@ class Store:
             )
         total = self.db.execute("SELECT count(*) FROM conversations WHERE status = ?", [status]).fetchone()[0]
         return list(self.db.query(query, [limit])), total
+
+    def waiting(self) -> tuple[int, float | None]:
+        """How many handed-off customers wait for a person's reply, and since when the first of them has."""
+        since = [c["waiting_since"] for c in self.inbox("handed_off", -1)[0] if c["waiting_since"] is not None]
+        return len(since), (since[0] if since else None)
 
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.project import load_project
 from bot.retrain import retrain
@@ -120,11 +121,13 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
     assert [(c["conversation_id"], c["reason"], c["last_message"]) for c in listed["conversations"]] == [
         ("asked", "requested", "I need help with my bill"), ("missed", "fallbacks", "is anyone there")]
     assert all(c["waiting_since"] == c["handed_off_at"] for c in listed["conversations"]) and listed["total"] == 2
+    assert await waiting_metrics(client) == (2, True)
 
     # Once an agent has answered, the customer no longer waits, until they write again.
     sent = await client.post("/admin/conversations/asked/messages", json={"text": ANSWER}, headers=AUTH)
     assert sent.status == 200
     assert [(c["conversation_id"], c["waiting_since"]) for c in (await inbox())["conversations"]][1] == ("asked", None)
+    assert await waiting_metrics(client) == (1, True)
     await chat(client, "asked", "and the other invoice?")
     transcript = await (await client.get("/admin/conversations/asked", headers=AUTH)).json()
     waiting_from = transcript["turns"][-1]["created"]
@@ -183,6 +186,13 @@ async def test_a_webhook_that_is_down_costs_a_log_line_not_the_reply(
     assert "handoff notice for asked" in caplog.text and "unreachable" in caplog.text
     transcript = await (await client.get("/admin/conversations/asked", headers=AUTH)).json()
     assert transcript["status"] == "handed_off"
+
+
+async def waiting_metrics(client: Any) -> tuple[float, bool]:
+    """``deskbot_customers_waiting`` and whether ``deskbot_longest_wait_seconds`` is a plausible age."""
+    values = {s.name: s.value for family in text_string_to_metric_families(await (await client.get("/metrics")).text())
+              for s in family.samples}
+    return values["deskbot_customers_waiting"], 0 < values["deskbot_longest_wait_seconds"] < 60
 
 
 def set_notify_url(root: Path, url: str) -> None:
