@@ -570,9 +570,48 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     expect(waiting).to_have_count(0)
     assert api.history(cid)["status"] == "open"
     page.get_by_role("button", name="With the bot").click()
-    expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
+    page.locator(f'.list li[data-id="{cid}"]').click()
     page.get_by_role("button", name="Take over").click()
     expect(page.get_by_role("button", name="Hand back to the bot")).to_be_visible()
     assert api.history(cid)["status"] == "handed_off"
     assert page.locator("img").count() == 0 and noticed == []
     context.close()
+
+
+def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
+                                                    web_demo_bot: SimpleNamespace) -> None:
+    intents = load_project(web_demo_bot.root).intents
+    chosen = intents[-1]
+    first, second = "console review: my voucher code is refused", "console review: <b>can I pay later</b>"
+    api.chat(f"review-{next(PAGE_NUMBERS)}", first)  # a fallback (every typed message is one here): queued
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="To review").click()
+
+    page.locator(".list li", has_text=first).click()
+    expect(page.locator(".review .texts li", has_text=first)).to_be_visible()
+    expect(page.get_by_role("group", name="The model's ranking").get_by_role("button")).not_to_have_count(0)
+    page.screenshot(path=str(RESULTS / "review.png"))
+    page.get_by_label("Intent").select_option(chosen)
+    page.get_by_role("button", name="Label", exact=True).click()
+    expect(page.locator(".list li", has_text=first)).to_have_count(0)
+    assert stored_labels(web_demo_bot.root, first) == [chosen]
+
+    api.chat(f"review-{next(PAGE_NUMBERS)}", second)
+    page.locator(".list li", has_text=second).click()  # the list refreshes by itself
+    top = page.get_by_role("group", name="The model's ranking").get_by_role("button").first
+    top_intent = top.inner_text().split()[0]
+    top.click()
+    expect(page.locator(".list li", has_text=second)).to_have_count(0)
+    assert stored_labels(web_demo_bot.root, second) == [top_intent]
+    assert page.locator("b").count() == 0  # the customer's markup stayed text
+    context.close()
+
+
+def stored_labels(root: Path, text: str) -> list[str]:
+    with sqlite3.connect(root / "dialogues.db") as db:
+        return [r[0] for r in db.execute("SELECT r.intent FROM review_labels r JOIN turns t ON t.id = r.turn_id "
+                                         "WHERE t.text = ? ORDER BY r.id", [text])]
