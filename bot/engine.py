@@ -222,6 +222,30 @@ class Bot:
         if handed_off and reason != "agent":
             self.notifier.handed_off(conversation_id, channel, reason)
 
+    async def tell_overdue(self) -> int:
+        """Tell each customer who has waited ``handoff.busy_after_seconds`` for a person, once per wait
+        and on their own channel, that the agents are busy: silence would look like a broken chat.
+        Returns how many were told."""
+        after = self.config.handoff.busy_after_seconds
+        if after is None or self.store is None:
+            return 0
+        overdue = await self._store(self.store.overdue, time.time() - after)
+        for waiting in overdue:
+            conversation_id, channel_name = waiting["conversation_id"], waiting["channel"]
+            conversation = await self._store(self.store.conversation, conversation_id)
+            slots = conversation["slots"] if conversation else {}
+            language = turn_language(self.config.language, waiting["last_message"] or "", slots.get(SLOT))
+            text = say(self.config.handoff.busy_message, language)
+            turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name)
+            channel = self.channels.get(channel_name)
+            try:
+                if channel is not None:
+                    await channel.send(conversation_id, text, role="bot", turn_id=turn_id,
+                                       buttons=[{"title": say(self.config.handoff.back_button, language), "payload": RESUME_PAYLOAD}])
+            except Exception as exc:  # one platform down must not keep the others' customers waiting unheard
+                log.error("could not tell %s that the agents are busy: %r", conversation_id, exc)
+        return len(overdue)
+
     async def agent_message(self, conversation_id: str, text: str) -> int:
         """A human agent's reply: stored, then delivered on the conversation's own channel."""
         assert self.store is not None

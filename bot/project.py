@@ -55,6 +55,13 @@ class HandoffConfig(_Strict):
     message: Text = {"en": "I'm connecting you with a human agent. Please hold on.", "zh": "正在为您转接人工客服，请稍候。"}
     resumed_message: Text = {"en": "You're back with the bot. How else can I help?",
                              "zh": "您已回到机器人服务，还有什么可以帮您？"}
+    busy_after_seconds: float | None = Field(
+        300, gt=0, description="a customer who has waited this long for a person's reply is told, once per wait, "
+                               "that the agents are busy (null: never)")
+    busy_message: Text = {"en": "Sorry for the wait: our agents are all busy right now. One will answer here as soon "
+                                "as they can, or you can go back to the bot.",
+                          "zh": "抱歉久等了，客服人员正忙，会尽快在这里回复您；您也可以返回机器人。"}
+    back_button: Text = {"en": "Back to the bot", "zh": "返回机器人"}  # sent with busy_message where buttons show
     notify_url: str | None = Field(None, pattern=r"^https?://\S+$",
                                    description="POSTed a JSON notice on every handoff, e.g. a helpdesk's or a chat room's webhook")
 

@@ -18,7 +18,7 @@ import time
 from importlib import resources
 from datetime import date, datetime
 from pathlib import Path
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -136,6 +136,18 @@ async def reload_model(request: web.Request) -> web.Response:
     return web.json_response({"model_version": nlu.version})
 
 
+@contextlib.asynccontextmanager
+async def running(job: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``job`` as a task for the duration of the block (the app's life, in a cleanup context)."""
+    task = asyncio.create_task(job)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def watch_models(app: web.Application) -> AsyncIterator[None]:
     """Swap to a new ``models/CURRENT`` (written by ``bot retrain`` or ``bot rollback``) on its own.
 
@@ -160,12 +172,25 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
                 refused = current
                 log.error("model %s refused, still serving %s: %s", current, bot.nlu.version, exc)
 
-    task = asyncio.create_task(watch()) if interval > 0 else None
-    yield
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with running(watch()) if interval > 0 else contextlib.nullcontext():
+        yield
+
+
+async def watch_waiting(app: web.Application) -> AsyncIterator[None]:
+    """Tell customers who have waited ``handoff.busy_after_seconds`` for a person that the agents are busy."""
+    bot = app[BOT]
+    after = bot.config.handoff.busy_after_seconds
+
+    async def watch(after: float) -> None:
+        while True:
+            await asyncio.sleep(min(after / 2, 30.0))
+            try:
+                await bot.tell_overdue()
+            except Exception:  # a bad moment of the store is logged; the next round tries again
+                log.exception("telling waiting customers failed")
+
+    async with running(watch(after)) if after is not None else contextlib.nullcontext():
+        yield
 
 
 async def review_items(app: web.Application) -> list[ReviewItem]:
@@ -301,6 +326,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}
     app.cleanup_ctx.append(watch_models)
+    app.cleanup_ctx.append(watch_waiting)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
                 "language": project.config.language}
     for channel in build_channels(bot, project.config.channels, settings):

@@ -277,6 +277,15 @@ class Store:
         since = [c["waiting_since"] for c in self.inbox("handed_off", -1)[0] if c["waiting_since"] is not None]
         return len(since), (since[0] if since else None)
 
+    def overdue(self, before: float) -> list[dict[str, Any]]:
+        """Handed-off customers waiting since before ``before`` and not yet told, in this wait, that the
+        agents are busy (no bot message since their wait began: while a person has the conversation
+        the bot says nothing else)."""
+        told = "SELECT 1 FROM turns WHERE conversation_id = ? AND role = 'bot' AND created > ?"
+        return [c for c in self.inbox("handed_off", -1)[0]
+                if c["waiting_since"] is not None and c["waiting_since"] < before
+                and not self.db.execute(told, [c["conversation_id"], c["waiting_since"]]).fetchone()]
+
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the
         bot made of each customer message (intent, confidence, how it answered), and its handoffs."""

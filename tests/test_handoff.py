@@ -199,3 +199,36 @@ def set_notify_url(root: Path, url: str) -> None:
     config = yaml.safe_load((root / "bot.yml").read_text())
     config.setdefault("handoff", {})["notify_url"] = url
     (root / "bot.yml").write_text(yaml.safe_dump(config))
+
+
+async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are_busy(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    config.setdefault("handoff", {})["busy_after_seconds"] = 0.4
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    socket = await client.ws_connect("/api/ws")
+    await socket.send_json({"type": "join", "conversation_id": "alone"})
+    await socket.receive_json()
+    await chat(client, "alone", "/handoff")
+
+    busy = "Sorry for the wait: our agents are all busy right now."
+    pushed = await socket.receive_json(timeout=5)
+    assert pushed["type"] == "bot" and pushed["reply"].startswith(busy)
+
+    async def bot_lines() -> list[str]:
+        turns = (await (await client.get("/admin/conversations/alone", headers=AUTH)).json())["turns"]
+        return [t["text"] for t in turns if t["role"] == "bot" and t["text"].startswith(busy)]
+
+    await asyncio.sleep(1.0)  # two more rounds of the watcher: still told once
+    assert len(await bot_lines()) == 1
+    # An agent answers; the customer writes again and is left waiting again: told again, once.
+    assert (await client.post("/admin/conversations/alone/messages", json={"text": ANSWER}, headers=AUTH)).status == 200
+    await chat(client, "alone", "and when does it arrive?")
+    for _ in range(50):
+        if len(await bot_lines()) == 2:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    assert len(await bot_lines()) == 2
+    await socket.close()

@@ -615,3 +615,24 @@ def stored_labels(root: Path, text: str) -> list[str]:
     with sqlite3.connect(root / "dialogues.db") as db:
         return [r[0] for r in db.execute("SELECT r.intent FROM review_labels r JOIN turns t ON t.id = r.turn_id "
                                          "WHERE t.text = ? ORDER BY r.id", [text])]
+
+
+def test_a_waiting_customer_is_told_the_agents_are_busy_even_without_a_socket(
+        chromium: SimpleNamespace, web_demo_bot: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "busy",
+                           handoff={"busy_after_seconds": 0.5})
+    live = LiveServer(root)
+    live.start()
+    try:
+        context = chromium.browser.new_context(viewport={"width": 1100, "height": 760})
+        page = context.new_page()
+        page.goto(f"{live.url}/?transport=http")  # the demo page, its widget polling the history
+        page.locator("textarea").fill("I need help")
+        page.locator("textarea").press("Enter")
+        page.locator(".quick button", has_text="Talk to a person").click()
+        expect(page.locator(".banner")).to_be_visible()
+        expect(page.locator(".msg.bot .bubble").last).to_contain_text("our agents are all busy", timeout=15_000)
+        expect(page.locator(".msg.bot .bubble", has_text="our agents are all busy")).to_have_count(1)
+        context.close()
+    finally:
+        live.stop()

@@ -637,7 +637,7 @@
     try {
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
       for (const turn of history.turns) {
-        if (turn.role === "agent") pushed("agent", turn.text, turn.id);
+        if (turn.role === "agent" || turn.role === "bot") pushed(turn.role, turn.text, turn.id); // seen ones are skipped
       }
       setHandedOff(history.status === "handed_off", true);
     } catch {
