@@ -620,6 +620,58 @@ def models(directory: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None,
+              help="Only what happened from this date (local time) on.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+def stats(directory: Path, since: Any, as_json: bool) -> None:
+    """How the bot in DIRECTORY is doing: conversations kept without a person, how messages were
+    answered, feedback, why conversations went to a person and how long those customers waited."""
+    from dialogues.stats import conversation_stats
+
+    project = project_or_fail(directory)
+    store = _open_store(project)
+    try:
+        figures = conversation_stats(store, since.timestamp() if since else 0.0)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(figures, ensure_ascii=False))
+        return
+
+    def row(label: str, value: str) -> str:
+        return f"{label:<21}{value}"
+
+    def count(part: int, whole: int | None = None) -> str:
+        return f"{part:>6,}" + (f"  ({100 * part / whole:.1f} %)" if whole else "")
+
+    conversations, handed_off, sources = figures["conversations"], figures["handed_off"], figures["sources"]
+    messages, waits = figures["messages"], figures["first_agent_reply_seconds"]
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in figures["handoff_reasons"].items())
+    lines = [
+        f"{project.config.name}, {'since ' + since.date().isoformat() if since else 'all time'}",
+        row("  conversations", count(conversations)),
+        row("    kept by the bot", count(conversations - handed_off, conversations)),
+        row("    to a person", count(handed_off, conversations) + (f"   {reasons}" if reasons else "")),
+        row("  customer messages", count(messages) + f"   and {figures['while_with_a_person']:,} while with a person"),
+        row("    answered", count(sum(sources[s] for s in ("template", "retrieval", "action")), messages)
+            + f"   template {sources['template']:,}, retrieval {sources['retrieval']:,}, action {sources['action']:,}"),
+        row("    fallback", count(sources["fallback"], messages)),
+        row("    handoff", count(sources["handoff"], messages)),
+        row("  feedback", f"{figures['feedback']['up']:,} helpful, {figures['feedback']['down']:,} not helpful"),
+        row("  first agent reply", (f"median {_duration(waits['median'])}, 90th percentile {_duration(waits['p90'])}, "
+                                    if waits["median"] is not None else "") + f"{waits['unanswered']:,} never answered"),
+        row("  top intents", ", ".join(f"{intent} {n:,}" for intent, n in figures["top_intents"].items())),
+    ]
+    click.echo("\n".join(lines))
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
 @click.argument("version")
 def rollback(directory: Path, version: str) -> None:
     """Serve VERSION of DIRECTORY again (after checking that it loads)."""

@@ -1,0 +1,70 @@
+"""How the bot is doing, from the conversation store: what ``bot stats`` prints.
+
+The figures a support lead asks for first: how many conversations the bot kept without a person
+(containment), how its answers split between templates, historical answers, actions and the
+fallback, what customers thought of them, why conversations went to a person and how long those
+customers waited for the first human reply.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+
+from dialogues.store import Store
+
+ANSWERED = ("template", "retrieval", "action")
+
+
+def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[str, Any]:
+    """The figures for everything recorded from ``since`` (a Unix time) on, as one JSON-ready dict."""
+    db = store.db
+
+    def one(sql: str) -> int:
+        return int(db.execute(sql, [since]).fetchone()[0])
+
+    conversations = one("SELECT count(DISTINCT conversation_id) FROM turns WHERE role = 'user' AND created >= ?")
+    handed_off = one("SELECT count(DISTINCT conversation_id) FROM handoffs WHERE event = 'handed_off' AND created >= ?")
+    sources = dict(db.execute(
+        "SELECT p.source, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= ? "
+        "GROUP BY p.source", [since]).fetchall())
+    to_the_bot = sum(n for source, n in sources.items() if source != "silent")  # not those sent while a person had it
+    reasons = dict(db.execute("SELECT reason, count(*) FROM handoffs WHERE event = 'handed_off' AND created >= ? "
+                              "GROUP BY reason ORDER BY count(*) DESC, reason", [since]).fetchall())
+    votes = dict(db.execute("SELECT value, count(*) FROM feedback WHERE created >= ? GROUP BY value", [since]).fetchall())
+    # Each handoff's wait: until the first agent message after it, if any came.
+    waits = db.execute(
+        "SELECT (SELECT min(t.created) FROM turns t WHERE t.conversation_id = h.conversation_id AND t.role = 'agent' "
+        "AND t.created >= h.created) - h.created FROM handoffs h WHERE h.event = 'handed_off' AND h.reason != 'agent' "
+        "AND h.created >= ?", [since]).fetchall()
+    answered_waits = sorted(w for (w,) in waits if w is not None)
+    marks = ",".join("?" * len(ANSWERED))
+    intents = db.execute(
+        f"SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= ? "
+        f"AND p.source IN ({marks}) AND p.intent IS NOT NULL GROUP BY p.intent ORDER BY count(*) DESC, p.intent LIMIT ?",
+        [since, *ANSWERED, top]).fetchall()
+    return {
+        "conversations": conversations,
+        "handed_off": handed_off,
+        "containment": _share(conversations - handed_off, conversations),
+        "handoff_reasons": reasons,
+        "messages": to_the_bot,
+        "sources": {source: sources.get(source, 0) for source in (*ANSWERED, "fallback", "handoff")},
+        "answered": _share(sum(sources.get(s, 0) for s in ANSWERED), to_the_bot),
+        "while_with_a_person": sources.get("silent", 0),
+        "feedback": {"up": votes.get(1, 0), "down": votes.get(-1, 0)},
+        "first_agent_reply_seconds": {
+            "median": statistics.median(answered_waits) if answered_waits else None,
+            # nearest rank: a wait some customer actually had
+            "p90": float(np.percentile(answered_waits, 90, method="inverted_cdf")) if answered_waits else None,
+            "unanswered": len(waits) - len(answered_waits),
+        },
+        "top_intents": dict(intents),
+    }
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+

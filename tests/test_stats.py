@@ -1,0 +1,85 @@
+"""``bot stats`` on a store whose every figure was worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from bot.cli import cli
+from dialogues.stats import conversation_stats
+from dialogues.store import Exchange, Store
+
+
+def exchange(store: Store, conversation: str, text: str, source: str, intent: str | None = "track_order",
+             reply: str | None = "...") -> tuple[int, int | None]:
+    return store.log_exchange(Exchange(conversation, "web", None, text, None, reply if source != "silent" else None,
+                                       intent, 0.9, [(intent or "track_order", 0.9)], source, "v0001"))
+
+
+def worked_example(store: Store) -> None:
+    """Four conversations: one kept by the bot, three handed to a person for three reasons."""
+    _, answer = exchange(store, "kept", "where is my order", "template")
+    exchange(store, "kept", "and my refund?", "retrieval", "get_refund")
+    store.add_feedback("kept", answer, 1)
+
+    _, missed = exchange(store, "asked", "???", "fallback", None)
+    store.add_feedback("asked", missed, -1)
+    exchange(store, "asked", "/handoff", "handoff", None)
+    store.set_status("asked", "handed_off", "requested")
+    exchange(store, "asked", "hello?", "silent", None)
+    store.add_message("asked", "agent", "Hi, Sam here.")
+
+    exchange(store, "taken", "cancel it", "action", "cancel_order")
+    store.set_status("taken", "handed_off", "agent")
+    store.add_message("taken", "agent", "I've cancelled it for you.")
+
+    exchange(store, "lost", "hmm", "fallback", None)
+    exchange(store, "lost", "what", "handoff", None)
+    store.set_status("lost", "handed_off", "fallbacks")
+    # The waits, made exact: "asked" waited 90 s for Sam; "lost" was never answered.
+    store.db.execute("UPDATE handoffs SET created = 1000 WHERE conversation_id = 'asked'")
+    store.db.execute("UPDATE turns SET created = 1090 WHERE conversation_id = 'asked' AND role = 'agent'")
+
+
+def test_the_figures_of_a_worked_example(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dialogues.db")
+    worked_example(store)
+    stats = conversation_stats(store)
+    assert (stats["conversations"], stats["handed_off"], stats["containment"]) == (4, 3, 0.25)
+    assert stats["handoff_reasons"] == {"agent": 1, "fallbacks": 1, "requested": 1}
+    assert stats["sources"] == {"template": 1, "retrieval": 1, "action": 1, "fallback": 2, "handoff": 2}
+    assert (stats["messages"], stats["answered"], stats["while_with_a_person"]) == (7, round(3 / 7, 4), 1)
+    assert stats["feedback"] == {"up": 1, "down": 1}
+    assert stats["first_agent_reply_seconds"] == {"median": 90.0, "p90": 90.0, "unanswered": 1}  # the agent's own not counted
+    assert stats["top_intents"] == {"cancel_order": 1, "get_refund": 1, "track_order": 1}
+    assert conversation_stats(store, since=4e9)["conversations"] == 0  # nothing after 2096
+    store.close()
+
+
+def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store = Store(root / "dialogues.db")
+    worked_example(store)
+    store.close()
+    printed = CliRunner().invoke(cli, ["stats", str(root)])
+    assert printed.exit_code == 0, printed.output
+    assert printed.output.splitlines() == [
+        "Demo Shop, all time",
+        "  conversations           4",
+        "    kept by the bot       1  (25.0 %)",
+        "    to a person           3  (75.0 %)   agent 1, fallbacks 1, requested 1",
+        "  customer messages       7   and 1 while with a person",
+        "    answered              3  (42.9 %)   template 1, retrieval 1, action 1",
+        "    fallback              2  (28.6 %)",
+        "    handoff               2  (28.6 %)",
+        "  feedback           1 helpful, 1 not helpful",
+        "  first agent reply  median 1 min 30 s, 90th percentile 1 min 30 s, 1 never answered",
+        "  top intents        cancel_order 1, get_refund 1, track_order 1",
+    ]
+    as_json = CliRunner().invoke(cli, ["stats", str(root), "--json"])
+    assert json.loads(as_json.output)["containment"] == 0.25
+    future = CliRunner().invoke(cli, ["stats", str(root), "--since", "2099-01-01", "--json"])
+    assert json.loads(future.output)["conversations"] == 0
