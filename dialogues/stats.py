@@ -21,30 +21,33 @@ ANSWERED = ("template", "retrieval", "action")
 def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[str, Any]:
     """The figures for everything recorded from ``since`` (a Unix time) on, as one JSON-ready dict."""
     db = store.db
+    window = {"since": since, "top": top}
 
-    def one(sql: str) -> int:
-        return int(db.execute(sql, [since]).fetchone()[0])
+    def rows(sql: str) -> list[Any]:
+        return db.execute(sql, window).fetchall()
 
-    conversations = one("SELECT count(DISTINCT conversation_id) FROM turns WHERE role = 'user' AND created >= ?")
-    handed_off = one("SELECT count(DISTINCT conversation_id) FROM handoffs WHERE event = 'handed_off' AND created >= ?")
-    sources = dict(db.execute(
-        "SELECT p.source, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= ? "
-        "GROUP BY p.source", [since]).fetchall())
+    talked = "SELECT conversation_id FROM turns WHERE role = 'user' AND created >= :since"
+    conversations = rows(f"SELECT count(DISTINCT conversation_id) FROM ({talked})")[0][0]
+    # Of those conversations: a takeover of an older one, with nothing said since, is not counted.
+    handed_off = rows("SELECT count(DISTINCT conversation_id) FROM handoffs WHERE event = 'handed_off' "
+                      f"AND created >= :since AND conversation_id IN ({talked})")[0][0]
+    sources = dict(rows("SELECT p.source, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id "
+                        "WHERE t.created >= :since GROUP BY p.source"))
     to_the_bot = sum(n for source, n in sources.items() if source != "silent")  # not those sent while a person had it
-    reasons = dict(db.execute("SELECT reason, count(*) FROM handoffs WHERE event = 'handed_off' AND created >= ? "
-                              "GROUP BY reason ORDER BY count(*) DESC, reason", [since]).fetchall())
-    votes = dict(db.execute("SELECT value, count(*) FROM feedback WHERE created >= ? GROUP BY value", [since]).fetchall())
+    reasons = dict(rows("SELECT reason, count(*) FROM handoffs WHERE event = 'handed_off' AND created >= :since "
+                        "GROUP BY reason ORDER BY count(*) DESC, reason"))
+    votes = dict(rows("SELECT value, count(*) FROM feedback WHERE created >= :since GROUP BY value"))
     # Each handoff's wait: until the first agent message after it, if any came.
-    waits = db.execute(
+    waits = rows(
         "SELECT (SELECT min(t.created) FROM turns t WHERE t.conversation_id = h.conversation_id AND t.role = 'agent' "
         "AND t.created >= h.created) - h.created FROM handoffs h WHERE h.event = 'handed_off' AND h.reason != 'agent' "
-        "AND h.created >= ?", [since]).fetchall()
+        "AND h.created >= :since")
     answered_waits = sorted(w for (w,) in waits if w is not None)
-    marks = ",".join("?" * len(ANSWERED))
-    intents = db.execute(
-        f"SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= ? "
-        f"AND p.source IN ({marks}) AND p.intent IS NOT NULL GROUP BY p.intent ORDER BY count(*) DESC, p.intent LIMIT ?",
-        [since, *ANSWERED, top]).fetchall()
+    answered_sources = ", ".join(f"'{source}'" for source in ANSWERED)
+    intents = rows(
+        "SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since "
+        f"AND p.source IN ({answered_sources}) AND p.intent IS NOT NULL GROUP BY p.intent "
+        "ORDER BY count(*) DESC, p.intent LIMIT :top")
     return {
         "conversations": conversations,
         "handed_off": handed_off,

@@ -83,3 +83,13 @@ def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) 
     assert json.loads(as_json.output)["containment"] == 0.25
     future = CliRunner().invoke(cli, ["stats", str(root), "--since", "2099-01-01", "--json"])
     assert json.loads(future.output)["conversations"] == 0
+
+
+def test_a_takeover_of_an_older_conversation_with_nothing_said_since_is_not_counted(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dialogues.db")
+    exchange(store, "old", "where is my order", "template")
+    store.db.execute("UPDATE turns SET created = 1000")
+    store.set_status("old", "handed_off", "agent")
+    stats = conversation_stats(store, since=2000)
+    assert (stats["conversations"], stats["handed_off"], stats["containment"]) == (0, 0, None)
+    store.close()
