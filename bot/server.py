@@ -93,8 +93,10 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 async def agent_console(request: web.Request) -> web.FileResponse:
-    """The agents' page: static, it holds no data; everything it shows comes from the admin API."""
-    return web.FileResponse(STATIC / "agent.html")
+    """The agents' page: static, it holds no data; everything it shows comes from the admin API.
+    No other site may frame it, so none can trick a signed-in agent into clicking its buttons."""
+    return web.FileResponse(STATIC / "agent.html", headers={"X-Frame-Options": "DENY",
+                                                            "Content-Security-Policy": "frame-ancestors 'none'"})
 
 
 async def widget(request: web.Request) -> web.FileResponse:

@@ -149,6 +149,12 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
     assert [t["role"] for t in transcript["turns"]] == ["user", "bot", "user", "bot", "agent", "user"]
     assert (await client.get("/admin/conversations/nobody", headers=AUTH)).status == 404
 
+    # The agents' console, a page over this API, cannot be framed by another site.
+    console = await client.get("/agent")
+    assert console.status == 200 and "/admin/conversations" in await console.text()
+    assert console.headers["X-Frame-Options"] == "DENY"
+    assert console.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+
 
 async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_webhook(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:

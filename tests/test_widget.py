@@ -575,6 +575,10 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     expect(page.get_by_role("button", name="Hand back to the bot")).to_be_visible()
     assert api.history(cid)["status"] == "handed_off"
     assert page.locator("img").count() == 0 and noticed == []
+
+    page.goto(f"{server.url}/agent?lang=zh")  # the tab keeps its token: signed in at once, in Chinese
+    expect(page.get_by_role("button", name="等待中")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_contain_text("已等待")
     context.close()
 
 
