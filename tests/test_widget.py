@@ -553,6 +553,8 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     waiting = page.locator(f'.list li[data-id="{cid}"]')
     expect(waiting.locator(".meta")).to_have_text(re.compile(r"^web · requested · waiting 0 min$"))
     expect(waiting.locator(".preview")).to_have_text(question)
+    expect(page).to_have_title(re.compile(r"^\(\d+\) deskbot · agents$"))  # customers waiting, counted in the tab's title
+    waiting_before = int(page.title()[1:page.title().index(")")])
 
     waiting.click()
     expect(page.locator(".turn.user .text").first).to_have_text(question)
@@ -561,6 +563,7 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     page.locator("form.reply textarea").press("Enter")
     expect(page.locator(".turn.agent .text")).to_have_text(["Hi, this is Sam. Let me look."])
     expect(waiting.locator(".meta")).to_have_text("web · requested · answered")
+    expect(page).to_have_title(f"({waiting_before - 1}) deskbot · agents" if waiting_before > 1 else "deskbot · agents")
     assert [t["text"] for t in api.history(cid)["turns"] if t["role"] == "agent"] == ["Hi, this is Sam. Let me look."]
     RESULTS.mkdir(exist_ok=True)
     page.screenshot(path=str(RESULTS / "agent.png"))
