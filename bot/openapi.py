@@ -195,7 +195,8 @@ class LabelResponse(_Body):
 
 PATH_PARAMETERS: dict[str, Any] = {"conversation_id": ConversationId, "turn_id": int}
 ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wrong bearer token, or a bad signature",
-              404: "not found, or the admin API is disabled (no token configured)", 409: "refused in the current state; the error says why",
+              404: "not found, or the admin API is disabled (no token configured)",
+              409: "refused in the current state; the error says why",
               413: "body larger than server.max_body_bytes", 429: "rate limited; wait Retry-After seconds"}
 
 
@@ -258,9 +259,10 @@ OPERATIONS: list[Operation] = [
            (400, 404, 409, 413)),
     Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines", errors=(400, 401, 404),
               admin=True, media="application/x-ndjson", query={"since": ({"type": "string", "format": "date"}, False)}),
-    _admin("GET", "/admin/conversations", "The agents' inbox: handed-off conversations, longest-waiting first",
-           InboxResponse, errors=(400,), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),
-                                                "limit": (limit_schema(50), False)}),
+    _admin("GET", "/admin/conversations",
+           "The agents' inbox: handed-off conversations, longest-waiting first, or open ones", InboxResponse,
+           errors=(400,), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),
+                                 "limit": (limit_schema(50), False)}),
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
@@ -302,7 +304,7 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     return params
 
 
-def openapi_document(app: web.Application, title: str, labels: Sequence[str] = ()) -> dict[str, Any]:
+def openapi_document(app: web.Application, title: str, labels: Sequence[str]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the operations ``app`` mounts; ``labels``: what a review label may be
     (the bot's intents and oos), which only the running bot knows."""
     present = mounted(app)

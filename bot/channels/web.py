@@ -36,7 +36,7 @@ class ConversationRequest(BaseModel):
 
 
 class ChatRequest(ConversationRequest):
-    # The pattern is published for clients; chat() checks it (with normalise's own notion), and names it.
+    # The pattern is published for clients; WebChannel.chat checks it, with an error that says what is wrong.
     text: str = Field(..., min_length=1, json_schema_extra={"pattern": READABLE})
     user: str | None = Field(None, max_length=128)
 
