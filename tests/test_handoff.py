@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from aiohttp import web
+from aiohttp.test_utils import unused_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.project import load_project
@@ -167,7 +167,7 @@ async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_we
     receiver = web.Application()
     receiver.router.add_post("/hook", hook)
     helpdesk = await aiohttp_server(receiver)
-    set_notify_url(bot_dir, str(helpdesk.make_url("/hook")))
+    set_handoff(bot_dir, notify_url=str(helpdesk.make_url("/hook")))
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
 
     await chat(client, "asked", "my card number is 4111 1111 1111 1111")
@@ -181,10 +181,7 @@ async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_we
 
 async def test_a_webhook_that_is_down_costs_a_log_line_not_the_reply(
         bot_dir: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
-    with socket.socket() as closed:  # a port nothing listens on
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    set_notify_url(bot_dir, f"http://127.0.0.1:{port}/hook")
+    set_handoff(bot_dir, notify_url=f"http://127.0.0.1:{unused_port()}/hook")  # nothing listens there
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     reply = await chat(client, "asked", "/handoff")
     assert reply["handed_off"] is True and reply["source"] == "handoff"
@@ -201,25 +198,24 @@ async def waiting_metrics(client: Any) -> tuple[float, bool]:
     return values["deskbot_customers_waiting"], 0 < values["deskbot_longest_wait_seconds"] < 60
 
 
-def set_notify_url(root: Path, url: str) -> None:
+def set_handoff(root: Path, **values: Any) -> None:
+    """Set keys of bot.yml's ``handoff:`` section."""
     config = yaml.safe_load((root / "bot.yml").read_text())
-    config.setdefault("handoff", {})["notify_url"] = url
+    config.setdefault("handoff", {}).update(values)
     (root / "bot.yml").write_text(yaml.safe_dump(config))
 
 
 async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are_busy(
         bot_dir: Path, aiohttp_client: Any) -> None:
-    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
-    config.setdefault("handoff", {})["busy_after_seconds"] = 0.4
-    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
+    set_handoff(bot_dir, busy_after_seconds=0.4)
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
-    socket = await client.ws_connect("/api/ws")
-    await socket.send_json({"type": "join", "conversation_id": "alone"})
-    await socket.receive_json()
+    ws = await client.ws_connect("/api/ws")
+    await ws.send_json({"type": "join", "conversation_id": "alone"})
+    await ws.receive_json()
     await chat(client, "alone", "/handoff")
 
     busy = "Sorry for the wait: our agents are all busy right now."
-    pushed = await socket.receive_json(timeout=5)
+    pushed = await ws.receive_json(timeout=5)
     assert pushed["type"] == "bot" and pushed["reply"].startswith(busy)
 
     async def bot_lines() -> list[str]:
@@ -237,4 +233,4 @@ async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)
     assert len(await bot_lines()) == 2
-    await socket.close()
+    await ws.close()
