@@ -168,6 +168,31 @@ class TranscriptResponse(_Body):
     handoffs: list[HandoffEvent]
 
 
+class Feedback(_Body):
+    up: int
+    down: int
+
+
+class Waits(_Body):
+    median: float | None
+    p90: float | None = Field(..., description="90th percentile (nearest rank)")
+    unanswered: int = Field(..., description="handoffs no agent has answered")
+
+
+class StatsResponse(_Body):
+    conversations: int = Field(..., description="conversations in which the customer wrote in the period")
+    handed_off: int
+    containment: float | None = Field(..., description="the share of them the bot kept without a person")
+    handoff_reasons: dict[str, int]
+    messages: int = Field(..., description="customer messages to the bot (not those sent while a person had it)")
+    sources: dict[str, int] = Field(..., description="how they were answered")
+    answered: float | None = Field(..., description="the share answered by a template, a historical answer or an action")
+    while_with_a_person: int
+    feedback: Feedback
+    first_agent_reply_seconds: Waits
+    top_intents: dict[str, int]
+
+
 class ReviewItem(_Body):
     id: int
     turn_ids: list[int]
@@ -232,6 +257,7 @@ def limit_schema(default: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": default}
 
 
+SINCE = {"since": ({"type": "string", "format": "date"}, False)}  # ``bot.server.query_since``
 HANDOFF_ROUTE = "/admin/conversations/{conversation_id}/{action}"
 SLACK_HEADERS = ("X-Slack-Request-Timestamp", "X-Slack-Signature")
 TOKEN = {"type": "string", "minLength": 1}
@@ -258,7 +284,9 @@ OPERATIONS: list[Operation] = [
     _admin("POST", "/admin/review/{turn_id}", "Label the queue item holding a turn", LabelResponse, ReviewLabelRequest,
            (400, 404, 409, 413)),
     Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines", errors=(400, 401, 404),
-              admin=True, media="application/x-ndjson", query={"since": ({"type": "string", "format": "date"}, False)}),
+              admin=True, media="application/x-ndjson", query=SINCE),
+    _admin("GET", "/admin/stats", "How the bot is doing: what `bot stats --json` prints", StatsResponse, errors=(400,),
+           query=SINCE),
     _admin("GET", "/admin/conversations",
            "The agents' inbox: handed-off conversations, longest-waiting first, or open ones", InboxResponse,
            errors=(400,), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),

@@ -35,6 +35,7 @@ from bot.review import CachedModel, review_threshold
 from dialogues.export import learned_data, write_jsonl
 from dialogues.review import OOS, ReviewItem, build_queue, check_label, rescore
 from dialogues.review import candidates as review_candidates
+from dialogues.stats import conversation_stats
 from dialogues.store import Store
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry
@@ -252,20 +253,32 @@ async def review_label(request: web.Request) -> web.Response:
     return web.json_response({"intent": intent, "turn_ids": item.turn_ids})
 
 
+def query_since(request: web.Request) -> float:
+    """``?since=YYYY-MM-DD``: the start of that day (the server's local time), or 0 when not given."""
+    since = request.query.get("since")
+    try:
+        return 0.0 if since is None else datetime.combine(date.fromisoformat(since), datetime.min.time()).timestamp()
+    except ValueError:
+        raise http_error(web.HTTPBadRequest, f"since: {since!r} is not a date (YYYY-MM-DD)") from None
+
+
 async def export_data(request: web.Request) -> web.Response:
     """What `bot export` writes, as JSON lines, for a pipeline that cannot reach the bot's disk:
     ``?since=YYYY-MM-DD`` keeps what was labelled or answered from that day on."""
     require_admin(request)
     bot = request.app[BOT]
-    since = request.query.get("since")
-    try:
-        start = 0.0 if since is None else datetime.combine(date.fromisoformat(since), datetime.min.time()).timestamp()
-    except ValueError:
-        raise http_error(web.HTTPBadRequest, f"since: {since!r} is not a date (YYYY-MM-DD)") from None
+    start = query_since(request)
     data = await bot._store(learned_data, bot.store, start, bot.config.privacy.redact)
     out = io.StringIO()
     write_jsonl(data, out)
     return web.Response(text=out.getvalue(), content_type="application/x-ndjson")
+
+
+async def stats(request: web.Request) -> web.Response:
+    """What `bot stats --json` prints, for dashboards and the agents' console: ``?since=YYYY-MM-DD``."""
+    require_admin(request)
+    bot = request.app[BOT]
+    return web.json_response(await bot._store(conversation_stats, bot.store, query_since(request)))
 
 
 async def inbox(request: web.Request) -> web.Response:
@@ -344,6 +357,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.get("/admin/review", review_queue),
         web.post("/admin/review/{turn_id:\\d+}", review_label),
         web.get("/admin/export", export_data),
+        web.get("/admin/stats", stats),
         web.get("/admin/conversations", inbox),
         web.get("/admin/conversations/{conversation_id}", transcript),
         web.post("/admin/conversations/{conversation_id}/messages", agent_message),

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
 from bot.cli import cli
+from bot.server import create_app
 from dialogues.stats import conversation_stats
 from dialogues.store import Exchange, Store
+from tests.conftest import configured_copy
 
 
 def exchange(store: Store, conversation: str, text: str, source: str, intent: str | None = "track_order",
@@ -93,3 +96,19 @@ def test_a_takeover_of_an_older_conversation_with_nothing_said_since_is_not_coun
     stats = conversation_stats(store, since=2000)
     assert (stats["conversations"], stats["handed_off"], stats["containment"]) == (0, 0, None)
     store.close()
+
+
+async def test_the_admin_api_serves_the_same_figures(tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any) -> None:
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    store = Store(root / "dialogues.db")
+    worked_example(store)
+    expected = conversation_stats(store)
+    store.close()
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    assert (await client.get("/admin/stats")).status == 401
+    served = await client.get("/admin/stats", headers={"Authorization": "Bearer t"})
+    assert served.status == 200 and await served.json() == expected
+    later = await client.get("/admin/stats?since=2099-01-01", headers={"Authorization": "Bearer t"})
+    assert (await later.json())["conversations"] == 0
+    wrong = await client.get("/admin/stats?since=yesterday", headers={"Authorization": "Bearer t"})
+    assert wrong.status == 400 and "since" in (await wrong.json())["error"]
