@@ -123,7 +123,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     from aiohttp import web
 
     from bot.actions import ActionError
-    from bot.server import create_app
+    from bot.server import admin_token, create_app
     from finetune.classifier import ModelLoadError
     from finetune.registry import RegistryError
 
@@ -132,6 +132,9 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         app = create_app(directory, device=device)
     except (ModelLoadError, RegistryError, ActionError) as exc:
         fail(str(exc))
+    if not admin_token(project):
+        click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
+                   "admin API are off, so nobody can answer a customer handed to a person", err=True)
     host = host or project.config.server.host
     port = port or project.config.server.port
     # SIGTERM closes the port, lets the turns in flight finish (up to shutdown_seconds), then closes the store.

@@ -468,6 +468,14 @@ def test_a_taken_port_is_refused_with_a_clear_error(tiny_demo_bot: Path, tmp_pat
         result = CliRunner().invoke(cli, ["serve", str(root), "--port", str(port), "--device", "cpu"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"cannot serve on 127.0.0.1:{port}: Address already in use" in result.output, result.output
+    # Served without an admin token, nobody could answer a handed-off customer: it says so at start.
+    assert "note: no admin token" in result.output
+    with_token = configured_copy(tiny_demo_bot, tmp_path / "third", server={"admin_token": "t"})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = CliRunner().invoke(cli, ["serve", str(with_token), "--port", str(taken.getsockname()[1])])
+    assert result.exit_code == 1 and "no admin token" not in result.output
     assert "deskbot serving" not in result.output  # announced only once the port is bound
 
 
