@@ -246,16 +246,17 @@ class Bot:
                 log.error("could not tell %s that the agents are busy: %r", conversation_id, exc)
         return len(overdue)
 
-    async def agent_message(self, conversation_id: str, text: str) -> int:
-        """A human agent's reply: stored, then delivered on the conversation's own channel."""
+    async def agent_message(self, conversation_id: str, text: str, agent: str | None = None) -> int:
+        """A human agent's reply (``agent``: their name, if they give it): stored, then delivered on the
+        conversation's own channel."""
         assert self.store is not None
         conversation = await self._store(self.store.conversation, conversation_id)
         if conversation is None:
             raise KeyError(conversation_id)
-        turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"])
+        turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"], agent)
         channel = self.channels.get(conversation["channel"])
         if channel is not None:
-            await channel.send(conversation_id, text, role="agent", turn_id=turn_id)
+            await channel.send(conversation_id, text, role="agent", turn_id=turn_id, author=agent)
         return turn_id
 
     async def close(self) -> None:

@@ -30,6 +30,8 @@ class _Body(BaseModel):
 
 class AgentMessageRequest(_Body):
     text: str = Field(..., min_length=1, max_length=20000, pattern=r"\S", description="the agent's reply to the customer")
+    agent: str | None = Field(None, min_length=1, max_length=64, pattern=r"\S",
+                              description="the agent's name, shown to the customer beside the reply")
 
 
 class ReviewLabelRequest(_Body):
@@ -85,6 +87,7 @@ class HistoryTurn(_Body):
     text: str
     created: float
     feedback: int | None
+    author: str | None = Field(..., description="an agent's name, when the agent gave one")
 
 
 class HistoryResponse(_Body):
@@ -148,6 +151,7 @@ class TranscriptTurn(_Body):
     confidence: float | None
     source: Source | None = Field(..., description="how the bot answered a customer message")
     feedback: int | None
+    author: str | None = Field(..., description="an agent's name, when the agent gave one")
 
 
 class HandoffEvent(_Body):

@@ -307,9 +307,10 @@ async def transcript(request: web.Request) -> web.Response:
 
 async def agent_message(request: web.Request) -> web.Response:
     require_admin(request)
-    text = (await read_json(request, AgentMessageRequest)).text.strip()
+    body = await read_json(request, AgentMessageRequest)
     try:
-        turn_id = await request.app[BOT].agent_message(valid_conversation_id(request), text)
+        turn_id = await request.app[BOT].agent_message(valid_conversation_id(request), body.text.strip(),
+                                                       body.agent.strip() if body.agent else None)
     except KeyError:
         raise web.HTTPNotFound() from None
     return web.json_response({"turn_id": turn_id})

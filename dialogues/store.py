@@ -205,18 +205,20 @@ class Store:
         )
         return int(user_turn), (int(bot_turn) if bot_turn is not None else None)
 
-    def add_message(self, conversation_id: str, role: str, text: str, channel: str = "web") -> int:
-        """An agent's (or a system) message that is not an answer to a user turn."""
+    def add_message(self, conversation_id: str, role: str, text: str, channel: str = "web",
+                    author: str | None = None) -> int:
+        """An agent's (or the bot's) message that is not an answer to a user turn; ``author``, an agent's
+        name, goes in the turn's ``user`` column, which holds who wrote a turn."""
         with self._lock, self.db.atomic():
             self._ensure_conversation(conversation_id, channel, None)
             return int(self.db["turns"].insert(
                 {"conversation_id": conversation_id, "role": role, "text": text, "raw_text": None,
-                 "channel": channel, "user": None, "created": now()}
+                 "channel": channel, "user": author, "created": now()}
             ).last_pk)
 
     def history(self, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
         rows = self.db.query(
-            "SELECT t.id, t.role, t.text, t.created, f.value AS feedback FROM turns t "
+            "SELECT t.id, t.role, t.text, t.created, f.value AS feedback, CASE WHEN t.role = 'agent' THEN t.user END AS author FROM turns t "
             "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = t.id) "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
             [conversation_id, limit],
@@ -293,7 +295,7 @@ class Store:
         if conversation is None:
             return None
         turns = self.db.query(
-            "SELECT t.id, t.role, t.text, t.created, p.intent, p.confidence, p.source, "
+            "SELECT t.id, t.role, t.text, t.created, p.intent, p.confidence, p.source, CASE WHEN t.role = 'agent' THEN t.user END AS author, "
             "(SELECT value FROM feedback WHERE turn_id = t.id ORDER BY id DESC LIMIT 1) AS feedback "
             "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
@@ -307,7 +309,7 @@ class Store:
 
     # --- learning -------------------------------------------------------------------------------
 
-    def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web") -> int:
+    def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None) -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
 
         The question is the customer's first message since the previous agent reply (button
@@ -315,7 +317,7 @@ class Store:
         the details. A later retrain indexes the pair for retrieval.
         """
         with self._lock, self.db.atomic():
-            turn_id = self.add_message(conversation_id, "agent", text, channel)
+            turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             rows = list(self.db.query(
                 "SELECT id, text FROM turns WHERE conversation_id = ? AND role = 'user' AND substr(text, 1, 1) != '/' "
                 "AND id > coalesce((SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ?), 0) "

@@ -63,17 +63,18 @@ async def test_handoff_agent_reply_handback_and_learning_from_the_answer(bot_dir
     silent = await chat(client, "lost", "it was order 123")
     assert (silent["reply"], silent["source"]) == ("", "silent")
     assert (await client.post("/admin/conversations/lost/messages", json={"text": ANSWER})).status == 401
-    sent = await client.post("/admin/conversations/lost/messages", json={"text": ANSWER}, headers=AUTH)
+    sent = await client.post("/admin/conversations/lost/messages", json={"text": ANSWER, "agent": " Sam "}, headers=AUTH)
     assert sent.status == 200
     pushed = await socket.receive_json(timeout=5)
-    assert (pushed["type"], pushed["reply"], pushed["turn_id"]) == ("agent", ANSWER, (await sent.json())["turn_id"])
+    assert (pushed["type"], pushed["reply"], pushed["turn_id"], pushed["author"]) == (
+        "agent", ANSWER, (await sent.json())["turn_id"], "Sam")  # the agent's name, shown beside the reply
 
     # The customer hands back with the widget's button.
     resumed = await chat(client, "lost", "/resume")
     assert resumed["source"] == "handoff" and resumed["handed_off"] is False
     history = await (await client.get("/api/conversations/lost/history")).json()
     assert history["status"] == "open"
-    assert [t["role"] for t in history["turns"]].count("agent") == 1
+    assert [(t["role"], t["author"]) for t in history["turns"] if t["author"]] == [("agent", "Sam")]
 
     # Asking for the handoff intent hands off at once.
     by_intent = await chat(client, "other", "/contact_human_agent")

@@ -426,8 +426,9 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
     api.admin(f"/admin/conversations/{cid}/messages", {"text": "Are you still there?"})  # while it reconnects
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Hi, this is Sam from support.", "Are you still there?"])
     page.wait_for_function("Deskbot.connected()")
-    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Pushed again."})
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Pushed again.", "agent": "Sam"})
     expect(page.locator(".msg.agent .bubble")).to_have_count(3)
+    expect(page.locator(".msg.agent .sender").last).to_have_text("Sam · Agent")
     widget.send("thanks Sam")  # the bot stays quiet while a person has the conversation
     expect(page.locator(".msg.user")).to_have_count(3)
     expect(page.locator(".typing")).to_be_hidden()
@@ -560,12 +561,15 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     waiting.click()
     expect(page.locator(".turn.user .text").first).to_have_text(question)
     expect(page.locator(".turn.user .meta").first).to_contain_text("Customer")
+    page.get_by_label("Your name").fill("Sam")
     page.locator("form.reply textarea").fill("Hi, this is Sam. Let me look.")
     page.locator("form.reply textarea").press("Enter")
     expect(page.locator(".turn.agent .text")).to_have_text(["Hi, this is Sam. Let me look."])
     expect(waiting.locator(".meta")).to_have_text("web · requested · answered")
     expect(page).to_have_title(f"({waiting_before - 1}) deskbot · agents" if waiting_before > 1 else "deskbot · agents")
-    assert [t["text"] for t in api.history(cid)["turns"] if t["role"] == "agent"] == ["Hi, this is Sam. Let me look."]
+    assert [(t["text"], t["author"]) for t in api.history(cid)["turns"] if t["role"] == "agent"] == [
+        ("Hi, this is Sam. Let me look.", "Sam")]
+    expect(page.locator(".turn.agent .meta")).to_contain_text(["Sam · Agent"])
     RESULTS.mkdir(exist_ok=True)
     page.screenshot(path=str(RESULTS / "agent.png"))
 

@@ -454,7 +454,7 @@
     if (panel.hidden && !launcher.querySelector(".badge")) launcher.append(el("span", "badge"));
   }
 
-  function addMessage(role, text, turnId, feedback) {
+  function addMessage(role, text, turnId, feedback, author) {
     if (turnId != null) {
       if (seenTurns.has(turnId)) return null;
       seenTurns.add(turnId);
@@ -462,7 +462,7 @@
     const message = el("div", `msg ${role}`);
     if (turnId != null) message.dataset.turnId = turnId;
     const sender = { user: t.you, bot: config.title || title.textContent, agent: t.agent }[role];
-    if (role === "agent") message.append(el("span", "sender", t.agent));
+    if (role === "agent") message.append(el("span", "sender", author ? `${author} · ${t.agent}` : t.agent));
     else message.append(el("span", "sr", `${sender}: `));
     const bubble = el("div", "bubble");
     if (role === "user") bubble.textContent = text; // what the user typed, exactly
@@ -587,7 +587,7 @@
       } else if (data.type === "status" && data.conversation_id === conversationId) {
         setHandedOff(data.status === "handed_off", true);
       } else if (data.conversation_id === conversationId) {
-        pushed(data.type, data.reply, data.turn_id);
+        pushed(data.type, data.reply, data.turn_id, data.author);
       }
     };
     ws.onclose = () => {
@@ -618,9 +618,9 @@
     return api("POST", "/api/chat", { conversation_id: conversationId, text });
   }
 
-  function pushed(role, text, turnId) {
+  function pushed(role, text, turnId, author) {
     if (!text) return;
-    if (role === "agent" || role === "bot") addMessage(role, text, turnId);
+    if (role === "agent" || role === "bot") addMessage(role, text, turnId, 0, author);
     else addNotice(text);
   }
 
@@ -637,7 +637,7 @@
     try {
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
       for (const turn of history.turns) {
-        if (turn.role === "agent" || turn.role === "bot") pushed(turn.role, turn.text, turn.id); // seen ones are skipped
+        if (turn.role === "agent" || turn.role === "bot") pushed(turn.role, turn.text, turn.id, turn.author); // seen ones are skipped
       }
       setHandedOff(history.status === "handed_off", true);
     } catch {
@@ -685,7 +685,7 @@
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
       for (const turn of history.turns) {
         if (turn.role === "user") addMessage("user", titles[turn.text] || turn.text, turn.id);
-        else if (turn.role === "bot" || turn.role === "agent") addMessage(turn.role, turn.text, turn.id, turn.feedback);
+        else if (turn.role === "bot" || turn.role === "agent") addMessage(turn.role, turn.text, turn.id, turn.feedback, turn.author);
         else addNotice(turn.text);
       }
       setHandedOff(history.status === "handed_off", false);
