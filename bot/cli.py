@@ -629,7 +629,7 @@ def models(directory: Path, as_json: bool) -> None:
 def stats(directory: Path, since: Any, as_json: bool) -> None:
     """How the bot in DIRECTORY is doing: conversations kept without a person, how messages were
     answered, feedback, why conversations went to a person and how long those customers waited."""
-    from dialogues.stats import conversation_stats
+    from dialogues.stats import ANSWERED, conversation_stats
 
     project = project_or_fail(directory)
     store = _open_store(project)
@@ -656,7 +656,7 @@ def stats(directory: Path, since: Any, as_json: bool) -> None:
         row("    kept by the bot", count(conversations - handed_off, conversations)),
         row("    to a person", count(handed_off, conversations) + (f"   {reasons}" if reasons else "")),
         row("  customer messages", count(messages) + f"   and {figures['while_with_a_person']:,} while with a person"),
-        row("    answered", count(sum(sources[s] for s in ("template", "retrieval", "action")), messages)
+        row("    answered", count(sum(sources[s] for s in ANSWERED), messages)
             + f"   template {sources['template']:,}, retrieval {sources['retrieval']:,}, action {sources['action']:,}"),
         row("    fallback", count(sources["fallback"], messages)),
         row("    handoff", count(sources["handoff"], messages)),

@@ -237,11 +237,11 @@ class Bot:
             language = turn_language(self.config.language, waiting["last_message"] or "", slots.get(SLOT))
             text = say(self.config.handoff.busy_message, language)
             turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name)
+            back = {"title": say(self.config.handoff.back_button, language), "payload": RESUME_PAYLOAD}
             channel = self.channels.get(channel_name)
             try:
                 if channel is not None:
-                    await channel.send(conversation_id, text, role="bot", turn_id=turn_id,
-                                       buttons=[{"title": say(self.config.handoff.back_button, language), "payload": RESUME_PAYLOAD}])
+                    await channel.send(conversation_id, text, role="bot", turn_id=turn_id, buttons=[back])
             except Exception as exc:  # one platform down must not keep the others' customers waiting unheard
                 log.error("could not tell %s that the agents are busy: %r", conversation_id, exc)
         return len(overdue)

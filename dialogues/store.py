@@ -72,6 +72,9 @@ def _v4(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+# An agent turn's author (the name the agent gave), kept in ``turns.user``; customers' ids are not shown.
+_AUTHOR = "CASE WHEN t.role = 'agent' THEN t.user END AS author"
+_TYPED = "role = 'user' AND substr(text, 1, 1) != '/'"  # what a customer typed, not a button's payload
 
 
 @dataclass
@@ -218,7 +221,7 @@ class Store:
 
     def history(self, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
         rows = self.db.query(
-            "SELECT t.id, t.role, t.text, t.created, f.value AS feedback, CASE WHEN t.role = 'agent' THEN t.user END AS author FROM turns t "
+            f"SELECT t.id, t.role, t.text, t.created, f.value AS feedback, {_AUTHOR} FROM turns t "
             "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = t.id) "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
             [conversation_id, limit],
@@ -249,8 +252,7 @@ class Store:
         (``waiting_since`` null) comes after every waiting one. Open conversations come most recently
         active first, for an agent looking for one to take over.
         """
-        latest_user = ("(SELECT text FROM turns WHERE conversation_id = c.id AND role = 'user' "
-                       "AND substr(text, 1, 1) != '/' ORDER BY id DESC LIMIT 1)")
+        latest_user = f"(SELECT text FROM turns WHERE conversation_id = c.id AND {_TYPED} ORDER BY id DESC LIMIT 1)"
         if status == "handed_off":
             agent_since = "FROM turns WHERE conversation_id = c.id AND role = 'agent' AND created >= h.created"
             query = (
@@ -295,7 +297,7 @@ class Store:
         if conversation is None:
             return None
         turns = self.db.query(
-            "SELECT t.id, t.role, t.text, t.created, p.intent, p.confidence, p.source, CASE WHEN t.role = 'agent' THEN t.user END AS author, "
+            f"SELECT t.id, t.role, t.text, t.created, p.intent, p.confidence, p.source, {_AUTHOR}, "
             "(SELECT value FROM feedback WHERE turn_id = t.id ORDER BY id DESC LIMIT 1) AS feedback "
             "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
@@ -319,7 +321,7 @@ class Store:
         with self._lock, self.db.atomic():
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             rows = list(self.db.query(
-                "SELECT id, text FROM turns WHERE conversation_id = ? AND role = 'user' AND substr(text, 1, 1) != '/' "
+                f"SELECT id, text FROM turns WHERE conversation_id = ? AND {_TYPED} "
                 "AND id > coalesce((SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ?), 0) "
                 "ORDER BY id LIMIT 1",
                 [conversation_id, conversation_id, turn_id],
@@ -356,7 +358,7 @@ class Store:
     def recent_messages(self, limit: int) -> list[str]:
         """The latest ``limit`` distinct customer messages, newest first (button payloads left out)."""
         return [r["text"] for r in self.db.query(
-            "SELECT text FROM turns WHERE role = 'user' AND substr(text, 1, 1) != '/' "
+            f"SELECT text FROM turns WHERE {_TYPED} "
             "GROUP BY text ORDER BY max(id) DESC LIMIT ?", [limit])]
 
     def answer_candidates(self, since: float = 0.0) -> list[dict[str, Any]]:
