@@ -18,6 +18,7 @@ import re
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -402,9 +403,16 @@ def test_feedback_reaches_the_store(open_widget: Any, web_demo_bot: SimpleNamesp
     down.click()
     expect(down).to_have_attribute("aria-pressed", "true")
     expect(up).to_have_attribute("aria-pressed", "false")
-    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
-        rows = db.execute("SELECT value FROM feedback WHERE turn_id = ? ORDER BY id", [turn_id]).fetchall()
-    assert rows == [(1,), (-1,)]
+    def votes() -> list[tuple[int]]:
+        with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+            return db.execute("SELECT value FROM feedback WHERE turn_id = ? ORDER BY id", [turn_id]).fetchall()
+
+    # The button shows its state as it is pressed; the vote's request may still be on its way.
+    for _ in range(50):
+        if len(votes()) == 2:
+            break
+        time.sleep(0.1)
+    assert votes() == [(1,), (-1,)]
     widget.page.reload()  # the vote is shown again from the history
     expect(widget.bot_replies().first.get_by_role("button", name="Not helpful")).to_have_attribute("aria-pressed", "true")
 
