@@ -158,7 +158,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             + (f", then averaged with {serving_name}'s weights ({share:g} trained)"
                if warm and (share := project.config.learning.interpolate) < 1 else ""))
         with registry.stage() as staging:
-            candidate = fit(project, train, device, progress, init_from=serving if warm else None, transfer=transfer)
+            candidate = fit(project, train, held, device, progress, init_from=serving if warm else None, transfer=transfer)
             answers = agent_answers(data)
             meta, metrics = write_model(staging, project, candidate, answers_for(project) + answers, held, len(train))
             after = {"frozen": measure(candidate, held), "seed": measure(candidate, seed)}

@@ -160,13 +160,17 @@ def train_config(project: Project) -> TrainConfig:
                        interpolate=project.config.learning.interpolate)
 
 
-def fit(project: Project, examples: list[Example], device: str | None = None, progress: bool = True,
-        init_from: IntentClassifier | None = None, transfer: list[str] | None = None) -> IntentClassifier:
-    """Fine-tune the bot's classifier on ``examples``; ``init_from`` warm-starts from a model with the same
-    intents, which keeps its answers on the unlabelled ``transfer`` messages (see :func:`train_classifier`)."""
-    return train_classifier([e.text for e in examples], [e.intent for e in examples], project.config.base_model,
-                            train_config(project), device=device, progress=progress, init_from=init_from,
-                            transfer=transfer)
+def fit(project: Project, examples: list[Example], held: list[Example], device: str | None = None,
+        progress: bool = True, init_from: IntentClassifier | None = None,
+        transfer: list[str] | None = None) -> IntentClassifier:
+    """Fine-tune the bot's classifier on ``examples`` and fit its n-gram vote, whose share the ``held``
+    examples choose; ``init_from`` warm-starts from a model with the same intents, which keeps its
+    answers on the unlabelled ``transfer`` messages (see :func:`train_classifier`)."""
+    texts, intents = [e.text for e in examples], [e.intent for e in examples]
+    classifier = train_classifier(texts, intents, project.config.base_model, train_config(project), device=device,
+                                  progress=progress, init_from=init_from, transfer=transfer)
+    classifier.fit_ngrams(texts, intents, [e.text for e in held], [e.intent for e in held])
+    return classifier
 
 
 def write_model(staging: Path, project: Project, classifier: IntentClassifier, answers: list[Answer],
@@ -177,7 +181,7 @@ def write_model(staging: Path, project: Project, classifier: IntentClassifier, a
     build_index(classifier, model_id, answers, project).save(staging / "index")
     metrics = holdout_metrics(classifier, held, project.config.thresholds.intent)
     metrics.update(train_examples=train_examples, holdout_examples=len(held),
-                   train_seconds=round(classifier.train_seconds, 1))
+                   train_seconds=round(classifier.train_seconds, 1), ngram_share=classifier.ngram_share)
     meta = {"id": model_id, "base_model": project.config.base_model, "labels": classifier.labels,
             "device": str(classifier.device), "intent_threshold": metrics["intent_threshold"],
             "seed": seed_fingerprint(project)}
@@ -195,7 +199,7 @@ def train_project(project: Project, device: str | None = None, promote: bool = T
     with registry.lock():
         train, held = frozen_split(project)
         with registry.stage() as staging:
-            classifier = fit(project, train, device, progress)
+            classifier = fit(project, train, held, device, progress)
             meta, metrics = write_model(staging, project, classifier, answers_for(project), held, len(train))
             version = registry.commit(staging, meta, metrics)
         if promote:

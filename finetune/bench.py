@@ -108,6 +108,8 @@ def run_intent_bench(train: list[Example], test: list[Example], valid: list[Exam
     config = TrainConfig(seed=seed)
     classifier = train_classifier([r.text for r in fit], [r.intent for r in fit], model, config,
                                   device=device, progress=progress)
+    classifier.fit_ngrams([r.text for r in fit], [r.intent for r in fit],
+                          [r.text for r in calibration], [r.intent for r in calibration])
     train_seconds = time.perf_counter() - started
     known = [label for label in classifier.labels if label != OOS]
 
@@ -135,4 +137,5 @@ def run_intent_bench(train: list[Example], test: list[Example], valid: list[Exam
         "seed": seed,
         "epochs": config.epochs_for(len(fit)),
         "few_shot": config.few_shot([r.intent for r in fit]),
+        "ngram_share": classifier.ngram_share,
     }

@@ -23,6 +23,8 @@ from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 
+from finetune.lexical import CharNgrams, choose_share
+
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ class IntentClassifier(torch.nn.Module):
     """``encoder`` + a bias-free linear head over the normalised embedding, scaled by ``scale``."""
 
     train_seconds: float = 0.0  # set by training: how long it took
+    ngrams: CharNgrams | None = None  # a character n-gram vote mixed into the probabilities (see fit_ngrams)
+    ngram_share: float = 0.0
 
     def __init__(self, encoder: SentenceTransformer, labels: list[str], scale: float = 20.0, prefix: str = "") -> None:
         super().__init__()
@@ -138,8 +142,9 @@ class IntentClassifier(torch.nn.Module):
         return self.scale * embeddings @ F.normalize(self.head, dim=-1).T
 
     @torch.inference_mode()
-    def _forward(self, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and embeddings for ``texts``, in their order.
+    def _forward(self, texts: list[str], batch_size: int, ngrams: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and embeddings for ``texts``, in their order; ``ngrams`` False leaves out the
+        n-gram vote, for the encoder's own answers.
 
         Batches are formed from texts of similar length, so short messages are not padded to the length
         of a long one; on a CPU that is most of the cost of a mixed batch.
@@ -153,6 +158,8 @@ class IntentClassifier(torch.nn.Module):
             emb = self.embed([texts[i] for i in chunk])
             probs[chunk] = torch.softmax(self.logits(emb), dim=-1).float().cpu().numpy()
             embeddings[chunk] = emb.float().cpu().numpy()
+        if ngrams and self.ngrams is not None and self.ngram_share > 0 and texts:
+            probs = (1 - self.ngram_share) * probs + self.ngram_share * self.ngrams.probabilities(texts)
         return probs, embeddings
 
     def predict_with_embeddings(self, texts: list[str], batch_size: int = 64) -> tuple[list[Prediction], np.ndarray]:
@@ -168,18 +175,39 @@ class IntentClassifier(torch.nn.Module):
     def predict(self, texts: list[str], batch_size: int = 64) -> list[Prediction]:
         return self.predict_with_embeddings(texts, batch_size)[0]
 
-    def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def probabilities(self, texts: list[str], batch_size: int = 64, ngrams: bool = True) -> np.ndarray:
         """The full intent distribution per text, one row each, columns in ``labels`` order."""
-        return self._forward(texts, batch_size)[0]
+        return self._forward(texts, batch_size, ngrams)[0]
+
+    def fit_ngrams(self, texts: list[str], intents: list[str], held_texts: list[str], held_intents: list[str]) -> float:
+        """Fit the character n-gram vote on the training examples and give it the share of the probabilities
+        that answers the held-out examples best (0 when it helps none, and none without held-out examples
+        of known intents); returns the share. Replaces any vote the model had (a warm start keeps the
+        serving model's until here)."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        held = [(text, index[intent]) for text, intent in zip(held_texts, held_intents) if intent in index]
+        self.ngrams, self.ngram_share = None, 0.0
+        if not held:
+            return 0.0
+        ngrams = CharNgrams.fit(texts, [index[i] for i in intents], len(self.labels))
+        held_texts = [text for text, _ in held]
+        share = choose_share(self.probabilities(held_texts, ngrams=False), ngrams.probabilities(held_texts),
+                             [target for _, target in held])
+        if share > 0:
+            self.ngrams, self.ngram_share = ngrams, share
+        return share
 
     # --- persistence -------------------------------------------------------------------------
 
     def save(self, folder: Path) -> None:
-        """Write ``encoder/`` (a sentence-transformers folder), ``head.safetensors`` and ``labels.json``."""
+        """Write ``encoder/`` (a sentence-transformers folder), ``head.safetensors``, ``labels.json`` and,
+        when the model has an n-gram vote, ``ngrams.safetensors`` and ``ngrams.json``."""
         folder.mkdir(parents=True, exist_ok=True)
         self.encoder.save(str(folder / "encoder"))
         save_file({"head": self.head.detach().cpu().contiguous()}, str(folder / "head.safetensors"))
-        meta = {"labels": self.labels, "scale": self.scale, "prefix": self.prefix}
+        if self.ngrams is not None:
+            self.ngrams.save(folder)
+        meta = {"labels": self.labels, "scale": self.scale, "prefix": self.prefix, "ngram_share": self.ngram_share}
         (folder / "labels.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
 
     @classmethod
@@ -189,6 +217,8 @@ class IntentClassifier(torch.nn.Module):
             meta = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
             encoder = SentenceTransformer(str(folder / "encoder"), device=pick_device(device), local_files_only=True)
             head = load_file(str(folder / "head.safetensors"))["head"]
+            share = float(meta.get("ngram_share", 0.0))
+            ngrams = CharNgrams.load(folder) if share > 0 else None
         except Exception as exc:  # any unreadable part means the folder cannot serve
             raise ModelLoadError(f"{folder}: cannot load the classifier: {exc}") from exc
         model = cls(encoder, meta["labels"], meta["scale"], meta.get("prefix", ""))
@@ -197,5 +227,8 @@ class IntentClassifier(torch.nn.Module):
                 f"{folder}: head has shape {tuple(head.shape)} but {len(model.labels)} labels and "
                 f"a {model.head.shape[1]}-dim encoder need {tuple(model.head.shape)}"
             )
+        if ngrams is not None and ngrams.coef.shape[0] != len(model.labels):
+            raise ModelLoadError(f"{folder}: the n-gram vote has {ngrams.coef.shape[0]} labels, not {len(model.labels)}")
         model.head.data.copy_(head)
+        model.ngrams, model.ngram_share = ngrams, share
         return model.to(encoder.device).eval()

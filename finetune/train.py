@@ -139,11 +139,13 @@ def train_classifier(
     use_amp = device.startswith("cuda")
     rng = random.Random(config.seed)
     lengths = [len(t) for t in texts]
-    # What the starting model answered before training, so that new labels move only what they must.
+    # What the starting model's encoder answered before training, so that new labels move only what they
+    # must. The n-gram vote is left out: it is refitted after training, and the encoder keeps its own answers.
     distilled = model is init_from and config.distill > 0
-    teacher = torch.from_numpy(init_from.probabilities(texts)).to(device) if distilled else None
+    teacher = torch.from_numpy(init_from.probabilities(texts, ngrams=False)).to(device) if distilled else None
     transfer = transfer if distilled and transfer else []
-    transfer_teacher = torch.from_numpy(init_from.probabilities(transfer)).to(device) if transfer else None
+    transfer_teacher = (torch.from_numpy(init_from.probabilities(transfer, ngrams=False)).to(device)
+                        if transfer else None)
     start = ({name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
              if model is init_from and config.interpolate < 1 else None)
 

@@ -60,6 +60,7 @@ def test_bench_intent_prints_the_figures_as_json(tiny_model: Path, tmp_path: Pat
     by_kind = figures["auroc_by_oos_type"]
     assert set(by_kind) == {"id", "ood"} and min(by_kind.values()) <= figures["auroc"] <= max(by_kind.values())
     assert figures["threshold"] == 0.0  # train has no oos line, so nothing supports rejecting anything
+    assert figures["ngram_share"] == 0.0  # and nothing is held out to choose an n-gram vote's share
     assert figures["train_seconds"] > 0 and figures["examples_per_second_inference"] > 0
     assert (figures["model"], figures["device"]) == (str(tiny_model), "cpu")
     assert (figures["n"], figures["n_oos"], figures["train_examples"], figures["shots"]) == (18, 6, 8, 4)
@@ -82,6 +83,7 @@ def test_threshold_comes_from_held_out_train_lines_never_from_test(tiny_model: P
     second = run_intent_bench(train, hard, model=str(tiny_model), device="cpu", progress=False)
 
     assert first["threshold"] == second["threshold"]  # the test lines changed, the threshold did not
+    assert first["ngram_share"] == second["ngram_share"]  # nor the n-gram vote's share
     assert first["calibration_examples"] == len(seen[0]) == 2 + 2 + 1  # a tenth of 18, 18 and 6 lines
     assert "oos" in seen[0]
     assert first["train_examples"] + first["calibration_examples"] == len(train)
@@ -136,6 +138,7 @@ def test_eval_writes_the_report_and_both_plots(tiny_demo_bot: Path, tmp_path: Pa
 
 def test_eval_scores_the_model_as_bot_serve_runs_it(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """int8 and traced on a CPU, as bot.yml's server.inference says: the figures are the served model's."""
+    from bot.channels.base import normalise
     from bot.nlu import NLU
     from bot.project import load_project
     from finetune.registry import Registry
@@ -144,13 +147,13 @@ def test_eval_scores_the_model_as_bot_serve_runs_it(tiny_demo_bot: Path, tmp_pat
     project = load_project(root)
     version = Registry(project.models_dir).current_path()
     served = NLU.load(version, device="cpu", inference=project.config.server.inference)
-    rows = [json.loads(line) for line in (root / "test.jsonl").read_text().splitlines()][:40]
+    rows = [json.loads(line) for line in (root / "test.jsonl").read_text().splitlines()]
     test = write_jsonl(tmp_path / "test.jsonl", rows)
     result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(test), "--results",
                                       str(tmp_path / "results"), "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "results" / "intent_report.json").read_text())
-    analyses = served.analyse([r["text"] for r in rows])
+    analyses = served.analyse([normalise(r["text"]) for r in rows])  # as a channel hands them over
     confidences = {r["text"]: round(a.prediction.confidence, 4) for r, a in zip(rows, analyses)}
     assert report["errors"] and all(e["confidence"] == confidences[e["text"]] for e in report["errors"])
 
