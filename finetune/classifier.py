@@ -68,7 +68,8 @@ def pick_device(device: str | None = None) -> str:
 
 
 class IntentClassifier(torch.nn.Module):
-    """``encoder`` + a bias-free linear head over the normalised embedding, scaled by ``scale``."""
+    """``encoder`` + a bias-free linear head over the normalised embedding, scaled by ``scale``, and the
+    character n-gram vote mixed into its probabilities where held-out examples chose one."""
 
     train_seconds: float = 0.0  # set by training: how long it took
     ngrams: CharNgrams | None = None  # a character n-gram vote mixed into the probabilities (see fit_ngrams)
