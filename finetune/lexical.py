@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
+from scipy.sparse import csr_matrix
 from scipy.special import softmax
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -60,7 +61,7 @@ class CharNgrams:
         vocabulary = [gram for gram, _ in sorted(tfidf.vocabulary_.items(), key=lambda item: item[1])]
         return cls(vocabulary, tfidf.idf_, coef, intercept)
 
-    def features(self, texts: list[str]):
+    def features(self, texts: list[str]) -> csr_matrix:
         """TF-IDF rows as ``TfidfVectorizer(sublinear_tf=True)`` makes them, from the stored vocabulary and idf."""
         rows = self._counts.transform(texts).astype(np.float32)  # CSR: the counts of each row's n-grams
         rows.data = (1.0 + np.log(rows.data)) * self.idf[rows.indices]
@@ -81,10 +82,6 @@ class CharNgrams:
         if arrays["coef"].shape[1] != len(vocabulary) or arrays["idf"].shape != (len(vocabulary),):
             raise ValueError(f"the n-gram arrays do not match the {len(vocabulary)} n-grams of ngrams.json")
         return cls(vocabulary, arrays["idf"], arrays["coef"], arrays["intercept"])
-
-    @staticmethod
-    def saved_in(folder: Path) -> bool:
-        return (folder / "ngrams.safetensors").exists()
 
 
 def choose_share(encoder: np.ndarray, ngrams: np.ndarray, targets: list[int]) -> float:
