@@ -84,7 +84,8 @@ def require_admin(request: web.Request) -> None:
     if not token:
         raise web.HTTPNotFound()
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    matches = hmac.compare_digest(given.strip().encode(), token.encode())
+    # a header aiohttp could not decode keeps its bytes as surrogates; they can only fail to match
+    matches = hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode())
     if not matches or scheme.lower() != "bearer":  # the token alone, without its scheme, is not accepted
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
 
@@ -356,7 +357,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.get("/metrics", metrics),
         web.post("/admin/reload", reload_model),
         web.get("/admin/review", review_queue),
-        web.post("/admin/review/{turn_id:\\d+}", review_label),
+        web.post("/admin/review/{turn_id:\\d{1,18}}", review_label),
         web.get("/admin/export", export_data),
         web.get("/admin/stats", stats),
         web.get("/admin/conversations", inbox),
@@ -368,9 +369,9 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     publish_openapi(app, project.config.name, [*project.intents, OOS])
 
     async def shutdown(app: web.Application) -> None:
-        """SIGTERM: the port is closed already; close sockets and let platform answers finish."""
-        for channel in bot.channels.values():
-            await channel.close()
+        """SIGTERM: the port is closed already; let the answers in flight reach their customers (up to
+        ``server.shutdown_seconds``), then close the sockets and platform sessions."""
+        await asyncio.gather(*(channel.close(server.shutdown_seconds) for channel in bot.channels.values()))
 
     async def cleanup(app: web.Application) -> None:
         """After the requests in flight have finished (``shutdown_timeout``): drain and close the store."""

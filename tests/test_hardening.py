@@ -55,6 +55,16 @@ class Sleeping(Action):
         return []
 
 
+class Pausing(Action):
+    def name(self):
+        return "action_pausing"
+
+    async def run(self, dispatcher, tracker, domain):
+        await asyncio.sleep(1)
+        dispatcher.utter_message(text="Order 123 is on its way.")
+        return []
+
+
 class Broken(Action):
     def name(self):
         return "action_broken"
@@ -246,6 +256,15 @@ async def test_admin_endpoints_need_the_token_and_are_off_without_one(
     assert response.status == 200 and "items" in await response.json()
     assert len(compared) == 5 and all(b == b"s3cret-token" for _, b in compared)  # every check in constant time
 
+    # A header that is not UTF-8 is a wrong token too; an id past SQLite's integers names no turn.
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(b"GET /admin/review HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\r\nConnection: close\r\n\r\n")
+    assert (await reader.read()).startswith(b"HTTP/1.1 401")
+    writer.close()
+    response = await client.post("/admin/review/" + "9" * 5000, json={"accept": True},
+                                 headers={"Authorization": "Bearer s3cret-token"})
+    assert response.status == 404
+
     monkeypatch.setenv("DESKBOT_ADMIN_TOKEN", "from-the-environment")
     env = await make_client(server={"admin_token": "s3cret-token", "limits": NO_LIMITS})
     assert (await env.get("/admin/review", headers={"Authorization": "Bearer s3cret-token"})).status == 401
@@ -388,6 +407,36 @@ async def test_slow_or_broken_actions_fall_back_without_holding_anyone_up(
     assert time.monotonic() - started < 4  # the 5 s action was cut at 0.5 s
     assert reply["source"] == "fallback" and "couldn't complete that" in reply["reply"]
     assert reply["buttons"] == [{"title": "Talk to a person", "payload": "/handoff"}]
+
+
+async def test_shutdown_lets_socket_turns_finish_within_shutdown_seconds(
+        tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, aiohttp_client: Any) -> None:
+    async def serve(name: str, action: str, seconds: float) -> Any:
+        root = configured_copy(tiny_demo_bot, tmp_path / name, server={"limits": NO_LIMITS, "shutdown_seconds": seconds},
+                               actions={"map": {"track_order": action}, "timeout": 10})
+        shutil.rmtree(root / "actions")
+        (root / "actions").mkdir()
+        (root / "actions" / "slow.py").write_text(SLOW_ACTIONS)
+        return await aiohttp_client(create_app(root, device="cpu", nlu=nlu))
+
+    async def shut_down_mid_turn(client: Any) -> tuple[float, list[Any]]:
+        """SIGTERM's first step while a socket's turn is in flight: how long it took, what the socket got."""
+        async def read_all(ws: Any) -> list[Any]:  # a browser answers the server's close at once
+            return [message async for message in ws]
+
+        async with client.ws_connect("/api/ws") as ws:
+            await ws.send_json({"conversation_id": cid(), "text": "/track_order"})
+            reading = asyncio.ensure_future(read_all(ws))
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            await client.app.shutdown()
+            return time.monotonic() - started, await reading
+
+    took, received = await shut_down_mid_turn(await serve("patient", "action_pausing", 8))
+    assert [json.loads(m.data)["reply"] for m in received] == ["Order 123 is on its way."]  # then the socket closed
+    assert took < 5
+    took, received = await shut_down_mid_turn(await serve("hurried", "action_sleeping", 0.3))
+    assert received == [] and took < 2  # the 5 s action was not waited for past shutdown_seconds
 
 
 # --- a bad model never goes live ------------------------------------------------------------------

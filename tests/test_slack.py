@@ -202,13 +202,26 @@ async def test_reply_in_an_existing_thread(slack: SimpleNamespace) -> None:
 @pytest.mark.parametrize(
     "fields",
     [{"bot_id": "B1"}, {"subtype": "bot_message"}, {"user": "UBOT"}, {"subtype": "message_changed"},
-     {"text": "<@UBOT> \u200b"}, {"text": "<@UBOT> refund \ud800"}],
-    ids=["bot_id", "bot_message", "own_user", "edit", "nothing_to_read", "half_a_surrogate_pair"],
+     {"text": "<@UBOT> \u200b"}, {"text": "<@UBOT> refund \ud800"}, {"user": ["U1"]}, {"channel": {"id": "C1"}}],
+    ids=["bot_id", "bot_message", "own_user", "edit", "nothing_to_read", "half_a_surrogate_pair", "user_not_a_string",
+         "channel_not_a_string"],
 )
 async def test_bot_and_non_user_messages_are_ignored(slack: SimpleNamespace, fields: dict[str, str]) -> None:
     assert (await post(slack.client, event(**fields))).status == 200
     await slack.channel.close()
     assert slack.bot.turns == [] and slack.posts == []
+
+
+async def test_close_waits_for_answers_in_flight_up_to_its_grace(slack: SimpleNamespace) -> None:
+    slack.bot.delay = 0.5
+    await post(slack.client, event("Ev1"))
+    await slack.channel.close(grace=5)
+    assert len(slack.posts) == 1  # acknowledged to Slack, so answered before the server stops
+    slack.bot.delay = 5
+    await post(slack.client, event("Ev2", ts="1700000002.000100"))
+    started = time.monotonic()
+    await slack.channel.close(grace=0.2)
+    assert time.monotonic() - started < 2 and len(slack.posts) == 1  # not waited for past the grace
 
 
 async def test_overlong_message_is_cut(aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
@@ -239,6 +252,12 @@ async def test_wrong_or_missing_signature_is_rejected(slack: SimpleNamespace) ->
     assert (await post(slack.client, event(), secret="not-the-secret")).status == 401
     response = await slack.client.post("/slack/events", data=json.dumps(event()))
     assert response.status == 401
+    # A signature header that is not UTF-8 (aiohttp keeps its bytes as surrogates) is wrong, not a crash.
+    reader, writer = await asyncio.open_connection(slack.client.host, slack.client.port)
+    writer.write(f"POST /slack/events HTTP/1.1\r\nHost: x\r\nX-Slack-Request-Timestamp: {int(time.time())}\r\n".encode()
+                 + b"X-Slack-Signature: v0=\xff\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    assert (await reader.read()).startswith(b"HTTP/1.1 401")
+    writer.close()
     await slack.channel.close()
     assert slack.bot.turns == []
 

@@ -31,6 +31,7 @@ VERIFY = {
     "echostr": "fsi1xnbH4yQh0+PJxcOdhhK6TDXkjMyhEPA7xB2TGz6b+g7xyAbEkRxN/3cNXW9qdqjnoVzEtpbhnFyq6SVHyA==",
 }
 MESSAGE = {"msg_signature": "0c3914025cb4b4d68103f6bfc8db550f79dcf48e", "timestamp": "1476422779", "nonce": "1597212914"}
+SAMPLE_NOW = int(MESSAGE["timestamp"]) + 60  # the channel refuses stale callbacks, so its clock is set to the sample's day
 ENCRYPTED = (
     "Kl7kjoSf6DMD1zh7rtrHjFaDapSCkaOnwu3bqLc5tAybhhMl9pFeK8NslNPVdMwmBQTNoW4mY7AIjeLvEl3NyeTkAgGzBhzTtRLNshw2AEew"
     "+kkYcD+Fq72Kt00fT0WnN87hGrW8SqGc+NcT3mu87Ha3dz1pSDi6GaUA6A0sqfde0VJPQbZ9U+3JWcoD4Z5jaU0y9GSh010wsHF8KZD24Yhm"
@@ -216,7 +217,13 @@ async def wecom(aiohttp_client: Any, wecom_api: SimpleNamespace) -> AsyncIterato
     await channel.close()
 
 
-def signed_post(crypto: WeComCrypto, inner_xml: str, nonce: str = "42", timestamp: str = "1700000000") -> tuple[dict[str, str], str]:
+@pytest.fixture(autouse=True)
+def _sample_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(WeComChannel, "clock", staticmethod(lambda: SAMPLE_NOW))
+
+
+def signed_post(crypto: WeComCrypto, inner_xml: str, nonce: str = "42",
+                timestamp: str = MESSAGE["timestamp"]) -> tuple[dict[str, str], str]:
     """Query parameters and body for a callback that carries ``inner_xml``, as WeCom would send it."""
     encrypted = crypto.encrypt(inner_xml)
     query = {"msg_signature": crypto.signature(timestamp, nonce, encrypted), "timestamp": timestamp, "nonce": nonce}
@@ -299,6 +306,18 @@ async def test_tampered_signature_is_401_and_not_processed(wecom: SimpleNamespac
     response = await wecom.client.post("/wecom/callback", params={**MESSAGE, "nonce": "1"}, data=SAMPLE_BODY)
     assert response.status == 401
     assert wecom.bot.turns == []
+
+
+async def test_stale_or_future_timestamp_is_401_and_not_processed(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:
+    inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><MsgType>text</MsgType>"
+             "<Content>hello</Content><MsgId>7</MsgId></xml>")
+    for timestamp in (str(SAMPLE_NOW - 301), str(SAMPLE_NOW + 301), "later"):  # a replay, a forged clock, junk
+        query, body = signed_post(crypto, inner, timestamp=timestamp)
+        response = await wecom.client.post("/wecom/callback", params=query, data=body)
+        assert response.status == 401 and "timestamp" in await response.text(), timestamp
+    query, body = signed_post(crypto, inner, timestamp=str(SAMPLE_NOW - 299))
+    assert (await wecom.client.post("/wecom/callback", params=query, data=body)).status == 200
+    assert [t.text for t in wecom.bot.turns] == ["hello"]
 
 
 async def test_message_for_another_corp_is_401(aiohttp_client: Any, wecom_api: SimpleNamespace) -> None:

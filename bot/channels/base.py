@@ -33,6 +33,20 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_CHARS = 4000
+DEFAULT_GRACE_S = 5.0  # how long close() lets turns in flight finish; the server passes server.shutdown_seconds
+MAX_SKEW_S = 300  # how far a platform's signed timestamp may be from our clock before the request is refused
+
+
+def is_fresh(timestamp: str, now: float) -> bool:
+    """True when a platform's signed ``timestamp`` (Unix seconds) is within ``MAX_SKEW_S`` of ``now``.
+
+    A signature proves who sent a request, not when: without this window a captured request could
+    be replayed once the duplicate filter has forgotten it (after a restart, say).
+    """
+    try:
+        return abs(now - int(timestamp)) <= MAX_SKEW_S
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -122,8 +136,9 @@ class Channel:
         Channels that show the state to the user (the web widget) override this; others ignore it.
         """
 
-    async def close(self) -> None:
-        """Release client sessions and background tasks at shutdown."""
+    async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
+        """At shutdown: let the turns in flight reach their users for up to ``grace`` seconds, then
+        release sockets, client sessions and background tasks."""
 
 
 def resolve_settings(settings: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -206,7 +221,7 @@ class BackgroundTasks:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 
-    async def close(self, grace: float = 5.0) -> None:
+    async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
@@ -257,8 +272,8 @@ class PlatformChannel(Channel):
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         return self._session
 
-    async def close(self) -> None:
-        await self._tasks.close()
+    async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
+        await self._tasks.close(grace)
         if self._session is not None:
             await self._session.close()
             self._session = None

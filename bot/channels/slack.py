@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import PlatformChannel, Turn, http_error, read_body, readable
+from bot.channels.base import PlatformChannel, Turn, http_error, is_fresh, read_body, readable
 from bot.limits import hold_back
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
-MAX_SKEW_S = 300
 MAX_ATTEMPTS = 3  # chat.postMessage tries, the first included, when Slack answers 429
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the answer would be stale
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
@@ -61,13 +60,11 @@ def verify_slack_request(secret: str, timestamp: str, signature: str, body: byte
     The window stops replays of captured requests; the constant-time comparison stops an attacker
     from learning the signature byte by byte from response timings.
     """
-    try:
-        skew = abs(now - int(timestamp))
-    except ValueError:
+    if not is_fresh(timestamp, now):
         return False
-    if skew > MAX_SKEW_S:
-        return False
-    return hmac.compare_digest(slack_signature(secret, timestamp, body).encode(), signature.encode())
+    # a header aiohttp could not decode keeps its bytes as surrogates; they can only fail to match
+    return hmac.compare_digest(slack_signature(secret, timestamp, body).encode(),
+                               signature.encode("utf-8", "surrogateescape"))
 
 
 def message_blocks(text: str, buttons: list[dict[str, str]]) -> list[dict[str, Any]]:
@@ -106,6 +103,11 @@ def retry_after(header: str | None) -> float:
 def _object(value: Any) -> dict[str, Any]:
     """``value`` if it is a JSON object, else an empty one: payload fields are never trusted to be."""
     return value if isinstance(value, dict) else {}
+
+
+def _string(value: Any) -> str:
+    """``value`` if it is a JSON string, else an empty one."""
+    return value if isinstance(value, str) else ""
 
 
 class SlackAPIError(RuntimeError):
@@ -180,28 +182,29 @@ class SlackChannel(PlatformChannel):
     def _turn(self, payload: dict[str, Any]) -> Turn | None:
         """The :class:`Turn` for a new user message, or None for anything to ignore."""
         event: dict[str, Any] = payload["event"]
-        for auth in payload.get("authorizations") or []:
-            if isinstance(auth, dict) and auth.get("is_bot") and auth.get("user_id"):
+        authorizations = payload.get("authorizations")
+        for auth in authorizations if isinstance(authorizations, list) else []:
+            if _object(auth).get("is_bot") and _string(auth.get("user_id")):
                 self.own_user_ids.add(auth["user_id"])
         if event.get("type") not in ("message", "app_mention"):
             return None
+        user, channel, ts = _string(event.get("user")), _string(event.get("channel")), _string(event.get("ts"))
         # Edits, deletions, joins and bot posts all arrive as subtypes; only plain messages get answers.
-        if event.get("subtype") or event.get("bot_id") or event.get("user") in self.own_user_ids:
+        if event.get("subtype") or event.get("bot_id") or user in self.own_user_ids:
             return None
-        user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
         if not (user and channel and ts):
             return None
         # A mention in a channel arrives twice (``message`` and ``app_mention``, with different
         # event ids) but with the same channel and ts, so both keys must be new.
-        event_id = payload.get("event_id")
+        event_id = _string(payload.get("event_id"))
         if (event_id and not self._seen.add(f"event:{event_id}")) or not self._seen.add(f"ts:{channel}:{ts}"):
             return None
         # Slack has already been told 200, so an over-long message is cut rather than refused.
         text = self._strip_mentions(str(event.get("text") or ""))[: self.max_message_chars]
         if not readable(text):
             return None
-        team = payload.get("team_id") or event.get("team") or ""
-        thread = event.get("thread_ts") or ts
+        team = _string(payload.get("team_id")) or _string(event.get("team"))
+        thread = _string(event.get("thread_ts")) or ts
         return Turn(
             conversation_id=f"slack:{team}:{channel}:{thread}",
             text=text,
@@ -218,13 +221,14 @@ class SlackChannel(PlatformChannel):
         if not str(action.get("action_id", "")).startswith(BUTTON_ACTION) or not isinstance(value, str) or not value:
             return None
         container, message = _object(payload.get("container")), _object(payload.get("message"))
-        channel = container.get("channel_id") or _object(payload.get("channel")).get("id")
-        thread = container.get("thread_ts") or message.get("thread_ts") or container.get("message_ts") or message.get("ts")
-        user = _object(payload.get("user")).get("id")
-        trigger = payload.get("trigger_id")
+        channel = _string(container.get("channel_id")) or _string(_object(payload.get("channel")).get("id"))
+        thread = _string(container.get("thread_ts") or message.get("thread_ts") or container.get("message_ts")
+                         or message.get("ts"))
+        user = _string(_object(payload.get("user")).get("id"))
+        trigger = _string(payload.get("trigger_id"))
         if not (channel and thread and user and trigger) or not self._seen.add(f"click:{trigger}"):
             return None
-        team = _object(payload.get("team")).get("id") or ""
+        team = _string(_object(payload.get("team")).get("id"))
         return Turn(
             conversation_id=f"slack:{team}:{channel}:{thread}",
             text=value[: self.max_message_chars],

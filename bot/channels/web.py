@@ -11,6 +11,7 @@ headers on the API and may open the socket; any other foreign origin is refused.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from bot.channels.base import READABLE, Channel, Turn, http_error, readable
+from bot.channels.base import DEFAULT_GRACE_S, READABLE, Channel, Turn, http_error, readable
 from bot.limits import count_message, retry_after
 
 ConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -109,6 +110,7 @@ class WebChannel(Channel):
     def __init__(self, bot: Any, settings: dict[str, Any]) -> None:
         super().__init__(bot, settings)
         self.sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
         self.max_chars: int = settings.get("max_message_chars", 4000)
         self.origins: set[str] = {origin.rstrip("/") for origin in settings.get("origins", [])}
 
@@ -175,6 +177,10 @@ class WebChannel(Channel):
         turn = Turn(request.conversation_id, request.text, self.name, request.user)
         return (await self.bot.handle(turn)).to_json()
 
+    async def _answer(self, ws: web.WebSocketResponse, request: ChatRequest) -> None:
+        """A socket's turn, as one task that :meth:`close` can let finish: the answer and its sending."""
+        await ws.send_json({"type": "reply", **await self.chat(request)})
+
     async def http_chat(self, request: web.Request) -> web.Response:
         body = await read_json(request, ChatRequest)
         count_message(request, body.conversation_id)
@@ -210,11 +216,16 @@ class WebChannel(Channel):
                         self.sockets[cid].add(ws)
                     if isinstance(body, ChatRequest):
                         count_message(request, cid, over_socket=True)
-                        await ws.send_json({"type": "reply", **await self.chat(body)})
+                        turn = asyncio.create_task(self._answer(ws, body))
+                        self._turns.add(turn)
+                        turn.add_done_callback(self._turns.discard)
+                        await turn
                     else:
                         await ws.send_json({"type": "status", "conversation_id": cid, "status": await self._status(cid)})
                 except (ValidationError, ValueError) as exc:
                     await ws.send_json({"type": "error", "error": error_message(exc)})
+                except ConnectionResetError:  # closed meanwhile (shutdown, a lost network): the history has the reply
+                    break
                 except web.HTTPTooManyRequests as exc:
                     await ws.send_json({"type": "error", "error": json.loads(exc.text or "{}")["error"],
                                         "retry_after": retry_after(exc)})
@@ -264,7 +275,9 @@ class WebChannel(Channel):
     async def status_changed(self, conversation_id: str, status: str) -> None:
         await self._push(conversation_id, {"type": "status", "conversation_id": conversation_id, "status": status})
 
-    async def close(self) -> None:
+    async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
+        if self._turns:
+            await asyncio.wait(set(self._turns), timeout=grace)
         for sockets in list(self.sockets.values()):
             for ws in list(sockets):
                 await ws.close()

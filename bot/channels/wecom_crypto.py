@@ -70,12 +70,14 @@ class WeComCrypto:
         self._cipher = Cipher(algorithms.AES(key), modes.CBC(key[:16]))
 
     def signature(self, timestamp: str, nonce: str, encrypted: str) -> str:
-        return hashlib.sha1("".join(sorted([self.token, timestamp, nonce, encrypted])).encode()).hexdigest()
+        # query values aiohttp could not decode keep their bytes as surrogates: they sign, and fail to match
+        text = "".join(sorted([self.token, timestamp, nonce, encrypted]))
+        return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()
 
     def check_signature(self, msg_signature: str, timestamp: str, nonce: str, encrypted: str) -> None:
         """Raise :class:`SignatureError` unless ``msg_signature`` matches, compared in constant time."""
         expected = self.signature(timestamp, nonce, encrypted)
-        if not hmac.compare_digest(expected.encode(), msg_signature.encode()):
+        if not hmac.compare_digest(expected.encode(), msg_signature.encode("utf-8", "surrogateescape")):
             raise SignatureError("msg_signature does not match")
 
     def encrypt(self, message: str) -> str:
