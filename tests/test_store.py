@@ -94,6 +94,18 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("身份证 11010519491231002X", "身份证 [ID]"),
     ("ssn 123-45-6789", "ssn [ID]"),
     ("order 113542617735902 and 00123842 were cancelled", "order 113542617735902 and 00123842 were cancelled"),
+    # full-width characters, as Chinese input methods type them: matched, and the text around kept as typed
+    ("手机１３９１２３４５６７８", "手机[PHONE]"),
+    ("邮箱ｚｈａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ，谢谢", "邮箱[EMAIL]，谢谢"),
+    ("我的卡号是４１１１１１１１１１１１１１１１", "我的卡号是[CARD]"),
+    ("身份证１１０１０５１９４９１２３１００２Ｘ　电话（５５５）０１０－０１９９。", "身份证[ID]　电话[PHONE]。"),
+    ("ｏｒｄｅｒ　１１３５４２６１７７３５９０２", "ｏｒｄｅｒ　１１３５４２６１７７３５９０２"),
+    # a card number with an expiry or CVV written next to it
+    ("my card is 4111 1111 1111 1111 12/25 cvv 123", "my card is [CARD] 12/25 cvv 123"),
+    ("卡号4111111111111111 12/25", "卡号[CARD] 12/25"),
+    ("卡号４１１１　１１１１　１１１１　１１１１　１２／２５", "卡号[CARD]　１２／２５"),
+    ("cvv 123 4111-1111-1111-1111", "cvv 123 [CARD]"),
+    ("card 4111 1111 1111 1112 12/25", "card 4111 1111 1111 1112 12/25"),  # no run of its groups passes Luhn
 ])
 def test_redaction_removes_personal_data_and_keeps_order_numbers(text: str, expected: str) -> None:
     assert redact(text) == expected
