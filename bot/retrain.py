@@ -16,6 +16,8 @@
 The decision and its figures go to the version's ``decision.json`` and ``models/decisions.jsonl``.
 All writing happens in a staging folder under the registry lock: a run that crashes or is killed
 leaves ``CURRENT`` and every version as they were. ``bot serve`` notices a new ``CURRENT`` and swaps.
+A candidate is promoted only over the version it was gated against: if ``CURRENT`` names another
+when the run ends, the candidate is kept but refused, and no index refresh is made.
 """
 
 from __future__ import annotations
@@ -164,6 +166,15 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             after = {"frozen": measure(candidate, held), "seed": measure(candidate, seed)}
             cfg = project.config.learning
             reasons, drops = gate(before, after, cfg.max_accuracy_drop, cfg.max_intent_drop, cfg.min_intent_examples)
+            # Read last, just before the commit and promotion: `bot rollback` cannot run while this run holds
+            # the lock, but a CURRENT written by hand or by a tool that takes no lock must not be overridden by
+            # a candidate gated against what served before it.
+            now_serving = registry.current()
+            moved = now_serving != serving_name
+            if moved:
+                reasons.append(f"CURRENT changed from {serving_name} to {now_serving} during this run; the "
+                               f"candidate was gated against {serving_name}, so {now_serving} keeps serving "
+                               f"(`bot retrain --force` gates a new candidate against it)")
             decision = {
                 "promoted": not reasons, "serving": serving_name, "mode": "warm" if warm else "full", "reasons": reasons,
                 "figures": {name: {"serving": _summary(before[name]), "candidate": _summary(after[name])} for name in before},
@@ -183,7 +194,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             registry.record({"event": "promoted", "version": version, "previous": serving_name})
             return RetrainResult(version, True, decision)
         registry.record({"event": "refused", "version": version, "serving": serving_name, "reasons": reasons})
-        if new["answers"]:
+        if new["answers"] and not moved:  # a refresh serves a copy of serving_name, which no longer serves
             decision["index_refresh"] = refresh_index(registry, serving_name, answers, data)
         return RetrainResult(version, False, decision)
 

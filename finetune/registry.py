@@ -6,12 +6,16 @@ nothing that looks like a version, and the serving model is never touched.
 
 Every promotion, refusal and rollback is appended to ``decisions.jsonl`` (and a version's own gate
 decision is kept in its ``decision.json``), so "why is this model serving?" always has an answer.
-One training run at a time holds ``.lock``; a run that was killed leaves its staging folder behind,
-and the next run, holding the lock, removes it.
+One training run or rollback at a time holds ``.lock``; a run that was killed leaves its staging
+folder behind, and the next holder of the lock removes it.
+
+Only the names the registry gives versions (``v0001``, ``v0002``, ... ``v10000``) are versions, so
+``CURRENT`` always holds a name that ``bot serve`` and ``bot models`` compare equal to a version's.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -43,10 +47,13 @@ class Registry:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def _numbers(self) -> list[int]:
+    def _taken(self) -> list[tuple[int, Path]]:
+        """Every entry named like a version, folder or not, with its number, in order: a stray file named
+        ``v0003`` is no version, but its name cannot become one either."""
         if not self.root.exists():
             return []
-        return sorted(int(p.name[1:]) for p in self.root.iterdir() if p.is_dir() and p.name[:1] == "v" and p.name[1:].isdigit())
+        entries = ((version_number(p.name), p) for p in self.root.iterdir())
+        return sorted((number, p) for number, p in entries if number is not None)
 
     def current(self) -> str | None:
         try:
@@ -56,6 +63,10 @@ class Registry:
         return name or None
 
     def path(self, name: str) -> Path:
+        """The folder of version ``name``; only an exact version name is accepted, never another path to it
+        (``v0001/``, ``./v0001``) nor another folder (``.staging-*``), since ``name`` is what CURRENT records."""
+        if version_number(name) is None:
+            raise RegistryError(f"{name!r} is not a model version name (v0001, v0002, ...); `bot models` lists them")
         path = self.root / name
         if not path.is_dir():
             raise RegistryError(f"no model version {name!r} in {self.root}")
@@ -70,8 +81,9 @@ class Registry:
     def versions(self) -> list[Version]:
         current = self.current()
         out = []
-        for number in self._numbers():
-            path = self.root / f"v{number:04d}"
+        for _, path in self._taken():
+            if not path.is_dir():
+                continue
             out.append(Version(path.name, path, _read_json(path / "meta.json"), _read_json(path / "metrics.json"),
                                path.name == current, _read_json(path / "decision.json")))
         return out
@@ -94,12 +106,15 @@ class Registry:
         meta = {**meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (staging / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
         while True:
-            name = f"v{(self._numbers() or [0])[-1] + 1:04d}"
+            taken = self._taken()
+            name = f"v{taken[-1][0] + 1 if taken else 1:04d}"
             try:
                 os.rename(staging, self.root / name)  # atomic; fails if another run took the name
                 return name
-            except OSError:
-                continue
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # lost a race for the name: the next one is free
+                    continue
+                raise RegistryError(f"cannot store the new version as {self.root / name}: {exc.strerror}") from exc
 
     def promote(self, name: str) -> None:
         self.path(name)
@@ -115,9 +130,12 @@ class Registry:
             shutil.rmtree(p, ignore_errors=True)
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Exclusive right to train into this registry; stale staging folders are removed on entry.
+    def lock(self, busy: str = "another training run is using {root}; wait for it to finish") -> Iterator[None]:
+        """Exclusive right to change this registry (train into it, roll it back); stale staging folders are
+        removed on entry.
 
+        It never waits: a training run holds it from start to promotion, minutes or hours, so a second
+        caller fails at once with ``busy`` (``{root}`` filled in) rather than hanging without a word.
         The kernel drops a ``flock`` when its process dies, so a killed run never leaves it held.
         """
         self.root.mkdir(parents=True, exist_ok=True)
@@ -125,7 +143,7 @@ class Registry:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RegistryError(f"another training run is using {self.root}; wait for it to finish") from None
+                raise RegistryError(busy.format(root=self.root)) from None
             self.clean_staging()
             try:
                 yield
@@ -160,14 +178,29 @@ class Registry:
         return out
 
     def rollback(self, name: str, check: Callable[[Path], object] | None = None) -> str | None:
-        """Serve ``name`` again; ``check`` (a loader) must accept its folder first. Returns the old version."""
+        """Serve ``name`` again; ``check`` (a loader) must accept its folder first. Returns the old version.
+
+        It takes the training lock, so a rollback and a retrain cannot both decide what serves: a retrain
+        that promoted afterwards would silently undo the rollback. A run holds the lock until it is done,
+        possibly for hours, so the rollback fails at once instead of waiting for it.
+        """
         path = self.path(name)
-        if check is not None:
-            check(path)
-        previous = self.current()
-        self.promote(name)
-        self.record({"event": "rollback", "version": name, "previous": previous})
+        with self.lock(busy="a training run holds the registry lock on {root}; try again when it finishes"):
+            if check is not None:
+                check(path)
+            previous = self.current()
+            self.promote(name)
+            self.record({"event": "rollback", "version": name, "previous": previous})
         return previous
+
+
+def version_number(name: str) -> int | None:
+    """The number of a version name exactly as :meth:`Registry.commit` writes it (``v0042``: 42), else None."""
+    digits = name[1:]
+    if name[:1] != "v" or not (digits.isascii() and digits.isdigit()):
+        return None
+    number = int(digits)
+    return number if name == f"v{number:04d}" else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

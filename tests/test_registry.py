@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,6 +37,52 @@ def test_a_failed_stage_leaves_nothing_and_commits_number_in_order(tmp_path: Pat
         ("v0001", True, 0.5, {}), ("v0002", False, 0.6, {})]
     with pytest.raises(RegistryError, match="no model version 'v0009'"):
         registry.promote("v0009")
+
+
+@contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Turns a hang (a commit that retries for ever) into a failure."""
+    def expire(*_: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_commit_skips_names_taken_by_files_and_retries_only_a_lost_race(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = Registry(tmp_path / "models")
+    registry.root.mkdir()
+    (registry.root / "v0001").write_text("not a model")  # a stray file: no version, but its name is taken
+    with deadline(10):
+        assert version(registry, 0.5) == "v0002"
+    assert [v.name for v in registry.versions()] == ["v0002"]
+
+    rename = os.rename
+
+    def lose_the_race(src: str, dst: str) -> None:
+        if not (registry.root / "v0003").exists():  # another run renames its version into place first
+            Path(dst).mkdir()
+            (Path(dst) / "weights").write_text("theirs")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", lose_the_race)
+    with deadline(10):
+        assert version(registry, 0.6) == "v0004"  # v0003 went to the other run
+    assert (registry.root / "v0003" / "weights").read_text() == "theirs"
+
+    def cross_device(src: str, dst: str) -> None:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    with deadline(10), pytest.raises(RegistryError, match="cannot store the new version as .*v0005: Invalid cross"):
+        version(registry, 0.7)
+    assert not list(registry.root.glob(".staging-*"))
 
 
 def test_one_training_run_at_a_time_and_stale_staging_is_removed(tmp_path: Path) -> None:
@@ -75,6 +126,34 @@ def test_rollback_checks_the_version_before_serving_it(tmp_path: Path) -> None:
                                                           "time": None}
 
 
+def test_only_exact_version_names_can_serve(tmp_path: Path) -> None:
+    """Another path to a version (``v0001/``) would be written into CURRENT and never equal a version's name."""
+    registry = Registry(tmp_path / "models")
+    version(registry, 0.5)
+    version(registry, 0.6)
+    registry.promote("v0002")
+    (registry.root / ".staging-cafe0000").mkdir()
+    for name in ("v0001/", "./v0001", "../models/v0001", "v1", "v00001", "V0001", ".staging-cafe0000", "", " v0001"):
+        with pytest.raises(RegistryError, match="is not a model version name"):
+            registry.rollback(name, check=lambda path: None)
+        with pytest.raises(RegistryError, match="is not a model version name"):
+            registry.promote(name)
+    assert registry.current() == "v0002" and registry.decisions() == []
+    assert registry.rollback("v0001") == "v0002" and registry.current() == "v0001"
+
+
+def test_rollback_fails_at_once_while_a_training_run_holds_the_lock(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "models")
+    version(registry, 0.5)
+    version(registry, 0.6)
+    registry.promote("v0002")
+    with registry.lock(), deadline(10):
+        with pytest.raises(RegistryError, match="a training run holds the registry lock on .*; try again when it finishes"):
+            Registry(registry.root).rollback("v0001", check=lambda path: None)
+        assert registry.current() == "v0002" and registry.decisions() == []
+    assert Registry(registry.root).rollback("v0001") == "v0002"
+
+
 def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
     models = root / "models"
@@ -95,6 +174,8 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     assert broken.exit_code == 1 and "cannot load the answer index" in broken.output
     unknown = runner.invoke(cli, ["rollback", str(root), "v0042"])
     assert unknown.exit_code == 1 and "no model version 'v0042'" in unknown.output
+    slash = runner.invoke(cli, ["rollback", str(root), "v0001/"])  # what shell completion of a folder gives
+    assert slash.exit_code == 1 and "'v0001/' is not a model version name" in slash.output
     assert (models / "CURRENT").read_text().strip() == "v0002"
 
     done = runner.invoke(cli, ["rollback", str(root), "v0001"])
@@ -102,10 +183,13 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     assert (models / "CURRENT").read_text().strip() == "v0001"
 
 
-def test_bot_train_and_retrain_refuse_to_run_beside_another_training(small_bot: Path, tmp_path: Path) -> None:
+def test_bot_train_retrain_and_rollback_refuse_to_run_beside_another_training(small_bot: Path, tmp_path: Path) -> None:
     root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
     with Registry(root / "models").lock():
         for command in (["train", str(root)], ["retrain", str(root), "--force"]):
             result = CliRunner().invoke(cli, command)
             assert result.exit_code == 1 and "another training run is using" in result.output
+        result = CliRunner().invoke(cli, ["rollback", str(root), "v0001"])
+        assert result.exit_code == 1 and "try again when it finishes" in result.output
+    assert [d["event"] for d in Registry(root / "models").decisions()] == []
     assert [v.name for v in Registry(root / "models").versions()] == ["v0001"]

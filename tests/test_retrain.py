@@ -18,6 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+import bot.retrain
 from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import gate, learned_examples, retrain
@@ -25,7 +26,7 @@ from bot.server import create_app
 from bot.training import EVALUATION_FILE, train_project
 from dialogues.export import LearnedData
 from dialogues.store import Exchange, Store
-from finetune.registry import Registry
+from finetune.registry import Registry, RegistryError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parent.parent
@@ -189,6 +190,41 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     lines = listing.output.splitlines()
     assert lines[2].startswith("  v0002") and "refused: " in lines[2] and "seed: track_order fell by" in lines[2]
     assert lines[3].startswith("* v0003") and "index_refresh" in lines[3]
+
+
+def test_retrain_never_promotes_over_a_current_changed_during_the_run(bot_dir: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bot rollback` cannot run beside a retrain, and a CURRENT rewritten without the lock is not overridden."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})  # the gate alone would promote
+    models = bot_dir / "models"
+    shutil.copytree(models / "v0001", models / "v0002")
+    registry = Registry(models)
+    registry.promote("v0002")
+    store = Store(bot_dir / "dialogues.db")
+    log_turns(store, ["the parcel came damaged"], conversation="damaged")
+    store.add_agent_answer("damaged", "Sorry about that! Send us a photo and we will replace it.")
+    store.close()
+    fit = bot.retrain.fit
+
+    def fit_while_someone_rolls_back(*args: Any, **kwargs: Any) -> Any:
+        with pytest.raises(RegistryError, match="try again when it finishes"):
+            registry.rollback("v0001")
+        assert registry.current() == "v0002"
+        registry.promote("v0001")  # what a hand edit or a tool that takes no lock does
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(bot.retrain, "fit", fit_while_someone_rolls_back)
+    result = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+
+    assert result.exit_code == 0, result.output
+    assert "refused because CURRENT changed from v0002 to v0001 during this run" in result.output
+    assert registry.current() == "v0001" and [v.name for v in registry.versions()] == ["v0001", "v0002", "v0003"]
+    decision = json.loads((models / "v0003" / "decision.json").read_text())  # kept, never promoted
+    assert decision["promoted"] is False and decision["serving"] == "v0002"
+    assert decision["reasons"] == ["CURRENT changed from v0002 to v0001 during this run; the candidate was gated "
+                                   "against v0002, so v0001 keeps serving (`bot retrain --force` gates a new "
+                                   "candidate against it)"]
+    assert [(d["event"], d["version"]) for d in registry.decisions()] == [("refused", "v0003")]  # no index refresh
 
 
 def _start_retrain(bot_dir: Path) -> subprocess.Popen[str]:
