@@ -92,7 +92,11 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         return
     source = resources.files("bot") / ("demo" if demo else "starter")
     with resources.as_file(source) as src:
-        shutil.copytree(src, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "models", "*.db*"))
+        try:
+            shutil.copytree(src, directory, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "models", "*.db*"))
+        except OSError as exc:  # a file where a folder should be, no permission, a full disk
+            fail(f"cannot create the bot in {directory}: {exc.strerror or exc}")
     click.echo(f"Created {'the demo bot' if demo else 'a starter bot'} in {directory}. Next: bot train {directory}")
 
 
@@ -102,13 +106,15 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
 @click.option("--no-promote", is_flag=True, help="Keep serving the current model; only write the new version.")
 def train(directory: Path, device: str | None, no_promote: bool) -> None:
     """Fine-tune the classifier and build the answer index for the bot in DIRECTORY."""
+    from bot.project import ProjectError
     from bot.training import train_project
+    from finetune.classifier import ModelLoadError
     from finetune.registry import RegistryError
 
     project = project_or_fail(directory)
     try:
         result = train_project(project, device=device, promote=not no_promote)
-    except RegistryError as exc:  # another training run holds the models folder
+    except (RegistryError, ModelLoadError, ProjectError) as exc:  # a busy models folder, model.base, the frozen set
         fail(str(exc))
     click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1))
 
@@ -252,7 +258,7 @@ def info(directory: Path | None) -> None:
                            "torch_device": "cuda" if torch.cuda.is_available() else "cpu",
                            "faiss": faiss.__version__, "retrieval": describe_backend()}
     if directory is not None:
-        from finetune.registry import Registry
+        from finetune.registry import Registry, RegistryError
 
         project = project_or_fail(directory)
         registry = Registry(project.models_dir)
@@ -261,7 +267,10 @@ def info(directory: Path | None) -> None:
         if registry.current() is not None:
             from retrieval.index import describe_saved
 
-            out["answer_index"] = describe_saved(registry.current_path() / "index")
+            try:
+                out["answer_index"] = describe_saved(registry.current_path() / "index")
+            except RegistryError as exc:  # models/CURRENT names a version that is gone
+                fail(str(exc))
     click.echo(json.dumps(out, indent=1))
 
 
@@ -536,6 +545,7 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
 def review(directory: Path, reviewer: str | None, limit: int, device: str | None) -> None:
     """Label the review queue of DIRECTORY, one item at a time."""
     from bot.review import review_in_terminal, serving_queue
+    from finetune.classifier import ModelLoadError
     from finetune.registry import RegistryError
 
     project = project_or_fail(directory)
@@ -543,7 +553,7 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
     try:
         items = serving_queue(project, store, device)
         done = review_in_terminal(store, items[:limit], project.intents, reviewer)
-    except RegistryError as exc:
+    except (RegistryError, ModelLoadError) as exc:
         fail(str(exc))
     finally:
         store.close()
@@ -560,7 +570,9 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     """Learn from reviewed labels and agent answers; promote only a model that is not worse."""
     import signal
 
+    from bot.project import ProjectError
     from bot.retrain import retrain
+    from finetune.classifier import ModelLoadError
     from finetune.registry import RegistryError
 
     project = project_or_fail(directory)
@@ -568,7 +580,7 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     try:
         result = retrain(project, device=device, progress=not as_json, force=force,
                          say=lambda line: click.echo(line, err=True))
-    except RegistryError as exc:
+    except (RegistryError, ModelLoadError, ProjectError) as exc:  # a busy models folder, a model that cannot load
         fail(str(exc))
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -261,10 +261,13 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
+    except yaml.reader.ReaderError as exc:  # a control character, such as a NUL pasted from elsewhere
+        line = text.count("\n", 0, exc.position) + 1
+        raise ProjectError(f"{path}:{line}: the control character U+{exc.character:04X} is not allowed in YAML; remove it") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ProjectError(f"{where}: malformed YAML: {exc.problem}") from None
+        raise ProjectError(f"{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
     _refuse_repeated_keys(path, node)
     return data, node
 
@@ -424,6 +427,8 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
         try:
             row = json.loads(line)
             item = HistoryItem(str(row["question"]), str(row["answer"]), row.get("intent"))
+            if not isinstance(item.intent, (str, type(None))):
+                raise TypeError(f"intent must be a string, not {item.intent!r}")
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}") from None
         if item.intent is not None and item.intent not in intents:

@@ -19,7 +19,7 @@ import numpy as np
 from bot.project import BotConfig, Project
 from dialogues.review import OOS, ReviewItem, check_label, review_queue
 from dialogues.store import Store
-from finetune.classifier import IntentClassifier
+from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.registry import Registry
 
 SKIP, QUIT = "s", "q"
@@ -80,7 +80,10 @@ class CachedModel:
 def serving_queue(project: Project, store: Store, device: str | None = None, limit: int = 5000) -> list[ReviewItem]:
     """The review queue as the serving model sees it: rescored by it, and grouped by its embeddings."""
     path = Registry(project.models_dir).current_path()
-    meta = json.loads((path / "meta.json").read_text())
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: cannot read meta.json: {exc}") from exc
     model = CachedModel(IntentClassifier.load(path / "classifier", device=device), path.name)
     similarity = project.config.learning.review_similarity
     threshold = review_threshold(project.config, meta.get("intent_threshold", 0.5))

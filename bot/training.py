@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.nlu import answer_encoder
-from bot.project import Example, Project
+from bot.project import Example, Project, ProjectError
 from finetune.classifier import IntentClassifier
+from finetune.evaluation import read_jsonl
 from finetune.metrics import evaluate
 from finetune.registry import Registry
 from finetune.train import TrainConfig, train_classifier
@@ -73,9 +74,16 @@ def frozen_split(project: Project) -> tuple[list[Example], list[Example]]:
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
+    """The frozen evaluation set; a damaged line stops training with its number, since a new set would
+    make this version's figures incomparable with every earlier version's."""
+    if not path.exists() or path.stat().st_size == 0:  # none yet, or every intent too small to hold one out
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def refuse(problem: str) -> None:
+        raise ProjectError(f"{problem}; restore it from a backup, or delete the file to choose a new "
+                           "evaluation set (earlier versions' figures then no longer compare)")
+
+    return read_jsonl(path, refuse)
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -40,13 +40,20 @@ def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, Any]]:
     return rows
 
 
+def in_scope_score(prediction: Prediction) -> float:
+    """The largest probability of a real intent, which out-of-scope detection ranks by (as ``bot bench
+    intent`` does): a bot with an ``oos`` intent that is sure a message is out of scope has a high
+    confidence and a low in-scope score."""
+    return next((p for label, p in prediction.ranking if label != OOS), 0.0)
+
+
 def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], predictions: list[Prediction],
                    threshold: float, results: Path) -> dict[str, Any]:
     """The figures of model ``version`` (whose intents are ``labels``) from its ``predictions`` on ``rows``,
     and the report and plots in ``results``."""
     texts, truth = [r["text"] for r in rows], [r["intent"] for r in rows]
     predicted = [p.intent for p in predictions]
-    scores = [p.confidence for p in predictions]
+    scores = [in_scope_score(p) for p in predictions]
     figures = evaluate(truth, predicted, scores, labels, threshold)
     kinds = [r.get("oos_type") for r in rows]
     if any(kinds):
@@ -58,8 +65,8 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
     final = [OOS if s < threshold else p for p, s in zip(predicted, scores)]
     gold = [t if t in known else OOS for t in truth]
     report = classification_report(gold, final, output_dict=True, zero_division=0)
-    errors = [{"text": t, "intent": g, "predicted": f, "confidence": round(s, 4)}
-              for t, g, f, s in zip(texts, gold, final, scores) if g != f]
+    errors = [{"text": t, "intent": g, "predicted": f, "confidence": round(p.confidence, 4)}
+              for t, g, f, p in zip(texts, gold, final, predictions) if g != f]
     (results / "intent_report.json").write_text(
         json.dumps({"figures": figures, "per_intent": report, "errors": errors}, indent=1, ensure_ascii=False))
     _confusion(gold, final, results / "intent_confusion_matrix.png")

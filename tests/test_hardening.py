@@ -477,6 +477,34 @@ def test_commands_that_need_a_model_say_to_train_one_first(tmp_path: Path, comma
     assert not (root / "dialogues.db").exists()  # nothing was opened or written for it
 
 
+def test_broken_model_folders_and_settings_get_one_line_errors(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """What a user can get wrong in the models folder or model.base ends in a message, not a traceback."""
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args))
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        return result.output
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    (root / "models" / "CURRENT").write_text("v0005\n")  # a version deleted by hand
+    assert "no model version 'v0005'" in run("info", str(root))
+    (root / "models" / "CURRENT").write_text("v0001\n")
+    assert CliRunner().invoke(cli, ["chat", str(root), "--device", "cpu"], input="hello\n").exit_code == 0
+    truncate(root / "models" / "v0001" / "classifier" / "head.safetensors")
+    for command in (["review"], ["retrain", "--force"]):
+        assert "cannot load the classifier" in run(command[0], str(root), *command[1:], "--device", "cpu")
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "frozen")
+    frozen = root / "models" / "evaluation.jsonl"
+    frozen.write_text(frozen.read_text() + "{half a line\n")
+    lines = len(frozen.read_text().splitlines())
+    assert f"evaluation.jsonl:{lines}: expected a JSON object" in run("train", str(root), "--device", "cpu")
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "typo", model={"base": str(tmp_path / "no-such-model")})
+    assert "base model" in run("train", str(root), "--device", "cpu")
+    (tmp_path / "a-file").write_text("")
+    assert "cannot create the bot in" in run("init", str(tmp_path / "a-file" / "bot"))
+
+
 @pytest.mark.parametrize(("source", "problem"), [
     ("def lookup(:\n", "broken.py:1: cannot load the custom actions: SyntaxError: invalid syntax"),
     ("import orders_api_client\n", "broken.py: cannot load the custom actions: ModuleNotFoundError: "

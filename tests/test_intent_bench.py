@@ -12,6 +12,8 @@ import finetune.bench as bench
 from bot.cli import cli
 from bot.project import Example
 from finetune.bench import run_intent_bench, sample_shots
+from finetune.classifier import Prediction
+from finetune.evaluation import evaluate_model
 from tests.conftest import configured_copy
 
 INTENTS = {
@@ -115,6 +117,20 @@ def test_bench_intent_names_a_line_that_is_not_utf8(tiny_model: Path, tmp_path: 
                                       "--model", str(tiny_model), "--json"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"{bad}:2: not UTF-8 text" in result.output, result.output
+
+
+def test_eval_ranks_out_of_scope_by_the_best_real_intent(tmp_path: Path) -> None:
+    """A bot with an ``oos`` intent that is sure a line is out of scope ranks it least in scope."""
+    rows = [{"text": "a?", "intent": "a"}, {"text": "b?", "intent": "b"},
+            {"text": "weather?", "intent": "oos"}, {"text": "joke?", "intent": "oos"}]
+    predictions = [Prediction("a", 0.9, [("a", 0.9), ("b", 0.05), ("oos", 0.05)]),
+                   Prediction("b", 0.8, [("b", 0.8), ("oos", 0.15), ("a", 0.05)]),
+                   Prediction("oos", 0.97, [("oos", 0.97), ("a", 0.02), ("b", 0.01)]),
+                   Prediction("oos", 0.95, [("oos", 0.95), ("b", 0.03), ("a", 0.02)])]
+    figures = evaluate_model(["a", "b", "oos"], "v0001", rows, predictions, 0.5, tmp_path)
+    assert (figures["accuracy"], figures["oos_recall"], figures["auroc"]) == (1.0, 1.0, 1.0)  # not 0: by 0.03, 0.02
+    report = json.loads((tmp_path / "intent_report.json").read_text())
+    assert report["errors"] == []
 
 
 def test_eval_writes_the_report_and_both_plots(tiny_demo_bot: Path, tmp_path: Path) -> None:

@@ -64,6 +64,14 @@ def test_malformed_yaml_points_at_the_line(bot_dir: Path) -> None:
     assert "malformed YAML" in error_for(bot_dir)
 
 
+def test_a_control_character_in_yaml_names_the_line(bot_dir: Path) -> None:
+    path = bot_dir / "nlu.yml"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[3] = lines[3].rstrip("\n") + "\x00\n"  # a NUL pasted in with an example
+    path.write_text("".join(lines))
+    assert error_for(bot_dir) == f"{path}:4: the control character U+0000 is not allowed in YAML; remove it"
+
+
 def test_an_example_under_two_intents_is_refused(bot_dir: Path) -> None:
     path = bot_dir / "nlu.yml"
     # A recover_password example, copied under get_refund with other spacing and case.
@@ -93,6 +101,14 @@ def test_unknown_intent_in_history_names_the_line(bot_dir: Path) -> None:
     path.write_text(path.read_text() + '{"question": "q", "answer": "a", "intent": "nope"}\n')
     n = len(path.read_text().splitlines())
     assert error_for(bot_dir) == f"{path}:{n}: unknown intent 'nope' (not in nlu.yml)"
+
+
+def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> None:
+    path = bot_dir / "history.jsonl"
+    path.write_text(path.read_text() + '{"question": "q", "answer": "a", "intent": ["greet"]}\n')
+    n = len(path.read_text().splitlines())
+    assert error_for(bot_dir).startswith(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: "
+                                         "intent must be a string, not ['greet']")
 
 
 def test_a_file_not_in_utf8_names_the_line(bot_dir: Path) -> None:
