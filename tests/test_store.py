@@ -96,6 +96,7 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("order 113542617735902 and 00123842 were cancelled", "order 113542617735902 and 00123842 were cancelled"),
     # full-width characters, as Chinese input methods type them: matched, and the text around kept as typed
     ("手机１３９１２３４５６７８", "手机[PHONE]"),
+    ("电话+44 20 7946 0958", "电话[PHONE]"),  # a + number straight after Chinese text
     ("邮箱ｚｈａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ，谢谢", "邮箱[EMAIL]，谢谢"),
     ("我的卡号是４１１１１１１１１１１１１１１１", "我的卡号是[CARD]"),
     ("身份证１１０１０５１９４９１２３１００２Ｘ　电话（５５５）０１０－０１９９。", "身份证[ID]　电话[PHONE]。"),
