@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.channels import build_channels
-from bot.channels.base import http_error
+from bot.channels.base import PlatformChannel, Turn, http_error
 from bot.channels.web import read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.limits import LIMITS, Limits
@@ -197,6 +197,21 @@ async def watch_waiting(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def answer_kept_messages(app: web.Application) -> None:
+    """Answer the Slack and WeCom messages a killed server had acknowledged and not answered: those
+    platforms never send an acknowledged message again, so late is the only alternative to never."""
+    bot = app[BOT]
+    if bot.store is None:
+        return
+    for row in await bot._store(bot.store.unanswered):
+        channel = bot.channels.get(row["channel"])
+        if not isinstance(channel, PlatformChannel):
+            log.warning("a kept %s message cannot be answered: the channel is not configured", row["channel"])
+            continue
+        log.info("answering a %s message the last server acknowledged and did not answer", row["channel"])
+        channel.resume(Turn(row["conversation_id"], row["text"], row["channel"], row["user"], row["metadata"], row["id"]))
+
+
 async def review_items(app: web.Application) -> list[ReviewItem]:
     """The review queue, rescored and grouped by the serving model (its views cached per text)."""
     bot = app[BOT]
@@ -344,6 +359,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[REVIEW_MODEL] = {}
     app.cleanup_ctx.append(watch_models)
     app.cleanup_ctx.append(watch_waiting)
+    app.on_startup.append(answer_kept_messages)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
                 "language": project.config.language}
     for channel in build_channels(bot, project.config.channels, settings):

@@ -71,7 +71,14 @@ def _v4(db: sqlite_utils.Database) -> None:
     db["handoffs"].create_index(["conversation_id", "id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite_utils.Database) -> None:
+    """Platform messages acknowledged to their platform and not yet answered (see ``Store.receive``)."""
+    db["pending"].create({"id": int, "key": str, "conversation_id": str, "channel": str, "user": str, "text": str,
+                          "metadata": str, "received": float}, pk="id")
+    db["pending"].create_index(["key"], unique=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 # An agent turn's author (the name the agent gave), kept in ``turns.user``; customers' ids are not shown.
 _AUTHOR = "CASE WHEN t.role = 'agent' THEN t.user END AS author"
 _TYPED = "role = 'user' AND substr(text, 1, 1) != '/'"  # what a customer typed, not a button's payload
@@ -96,6 +103,7 @@ class Exchange:
     slots: dict[str, Any] | None = None  # the conversation's slots after this turn
     fallbacks: int = 0  # consecutive fallbacks after this turn
     active_loop: str | None = None  # the action that asked for a slot (Rasa's requested_slot) and awaits it
+    pending_id: int | None = None  # the message's row in ``pending``, removed in the same transaction
 
 
 class Store:
@@ -206,7 +214,41 @@ class Store:
             [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None,
              ex.active_loop, ex.conversation_id],
         )
+        if ex.pending_id is not None:
+            self.db.execute("DELETE FROM pending WHERE id = ?", [ex.pending_id])
         return int(user_turn), (int(bot_turn) if bot_turn is not None else None)
+
+    # --- platform messages between acknowledgement and answer ------------------------------------
+
+    def receive(self, key: str, conversation_id: str, channel: str, user: str | None, text: str,
+                metadata: dict[str, Any]) -> int | None:
+        """Keep a Slack or WeCom message before its platform is told it arrived, and return its id; None
+        when a message with this ``key`` is already kept (the platform delivered it again).
+
+        Those platforms are acknowledged before the answer is ready and do not send a message again
+        once acknowledged, so a server killed in between would lose it. The row goes with the
+        message's exchange (``Exchange.pending_id``); rows left by a killed server are answered by
+        the next one (:meth:`unanswered`). The text is kept as the store keeps messages, redacted
+        unless privacy says otherwise.
+        """
+        with self._lock, self.db.atomic():
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, metadata, received) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [key, conversation_id, channel, user, self._private(text), json.dumps(metadata, ensure_ascii=False), now()])
+            return int(cursor.lastrowid) if cursor.rowcount else None
+
+    def answered(self, pending_id: int) -> None:
+        """Forget a kept message whose turn ended without an exchange (or already has one)."""
+        with self._lock:
+            self.db.execute("DELETE FROM pending WHERE id = ?", [pending_id])
+
+    def unanswered(self) -> list[dict[str, Any]]:
+        """The kept messages no exchange has answered yet, oldest first."""
+        rows = list(self.db.query("SELECT * FROM pending ORDER BY id"))
+        for row in rows:
+            row["metadata"] = json.loads(row["metadata"] or "{}")
+        return rows
 
     def add_message(self, conversation_id: str, role: str, text: str, channel: str = "web",
                     author: str | None = None) -> int:
@@ -381,7 +423,7 @@ class Store:
         in_turns = "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"
         tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
                   ("answer_candidates", "conversation_id = ?"), ("handoffs", "conversation_id = ?"),
-                  ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
+                  ("pending", "conversation_id = ?"), ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         with self._lock:
             self.db.execute("PRAGMA secure_delete=ON")
             try:

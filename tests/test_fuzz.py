@@ -107,6 +107,8 @@ class StubBot:
     """What the channels need of the engine. It holds each Turn to the channels' promises, and
     answers with the text back and two buttons, so replies take the numbered-choice path too."""
 
+    store = None  # the channels keep nothing between acknowledgement and answer without a store
+
     def __init__(self, prefix: str, max_chars: int) -> None:
         self.prefix, self.max_chars = prefix, max_chars
         self.turns: list[Any] = []

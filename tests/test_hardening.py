@@ -367,12 +367,13 @@ async def test_purge_deletes_a_conversation_completely(make_client: Callable[...
     assert (await chat(client, kept, "another customer")).status == 200
     user_turn = store_rows(client, "SELECT id FROM turns WHERE conversation_id = ? AND role = 'user'", gone)[0][0]
     client.app[BOT].store.add_labels([user_turn], "track_order", "reviewer")
+    client.app[BOT].store.receive("slack:ts:C1:1.1", gone, "slack", None, secret, {})  # not answered yet
     root = client.app[BOT].project.root
 
     result = CliRunner().invoke(cli, ["purge", str(root), "--conversation", gone])
     assert result.exit_code == 0, result.output
     assert "1 conversations" in result.output and "1 answer_candidates" in result.output and "1 review_labels" in result.output
-    for table in ("conversations", "turns", "handoffs", "answer_candidates"):
+    for table in ("conversations", "turns", "handoffs", "answer_candidates", "pending"):
         column = "id" if table == "conversations" else "conversation_id"
         assert store_rows(client, f"SELECT count(*) FROM {table} WHERE {column} = ?", gone) == [(0,)], table
     assert store_rows(client, "SELECT count(*) FROM feedback") == [(0,)]

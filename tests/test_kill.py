@@ -212,6 +212,58 @@ async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_d
     assert replies == (3,)
 
 
+async def test_a_slack_message_acknowledged_before_a_kill_is_answered_by_the_next_server(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_server: Any) -> None:
+    """Slack never sends an acknowledged event again, so the store keeps it until it is answered."""
+    from aiohttp import web
+
+    from bot.channels.slack import slack_signature
+    from tests.conftest import configured_copy
+
+    posts: list[dict[str, Any]] = []
+
+    async def post_message(request: web.Request) -> web.Response:  # Slack's chat.postMessage, locally
+        posts.append(await request.json())
+        return web.json_response({"ok": True, "ts": "1700000009.000100"})
+
+    api = web.Application()
+    api.router.add_post("/api/chat.postMessage", post_message)
+    slack = {"signing_secret": "kill-secret", "bot_token": "xoxb-kill", "api_url": str((await aiohttp_server(api)).make_url("/api/"))}
+    root = configured_copy(tiny_demo_bot, tmp_path / "kept", **CHAOS_CONFIG, channels={"slack": slack},
+                           actions={"map": {"track_order": "action_slow"}, "timeout": 10})
+    shutil.rmtree(root / "actions")
+    (root / "actions").mkdir()
+    (root / "actions" / "slow.py").write_text(SLOW_ACTION)
+    event = {"type": "event_callback", "team_id": "T1", "event_id": "Ev1",
+             "event": {"type": "message", "channel_type": "im", "user": "U1", "channel": "D1",
+                       "ts": "1700000000.000100", "text": "/track_order"}}
+    body = json.dumps(event).encode()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        server = await start(root, session)
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
+                   "X-Slack-Signature": slack_signature(slack["signing_secret"], timestamp, body)}
+        async with session.post(f"{server.url}/slack/events", data=body, headers=headers) as response:
+            assert response.status == 200  # acknowledged: Slack will not send it again
+        await asyncio.sleep(0.7)  # the turn is inside the 2 s action
+        server.process.kill()
+        server.process.join(10)
+        assert posts == []
+        server = await start(root, session)
+        for _ in range(200):
+            if posts:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # time for a second answer, which must not come
+        server.process.terminate()
+        server.process.join(30)
+    assert [(p["channel"], p["thread_ts"], p["text"]) for p in posts] == [("D1", "1700000000.000100", "looked it up slowly")]
+    with sqlite3.connect(root / "dialogues.db") as db:
+        assert db.execute("SELECT count(*) FROM pending").fetchone() == (0,)
+        assert db.execute("SELECT role, text FROM turns WHERE conversation_id = 'slack:T1:D1:1700000000.000100'"
+                          ).fetchall() == [("user", "/track_order"), ("bot", "looked it up slowly")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="SIGKILL `bot serve` under load and check the store each time.")
     parser.add_argument("bot_dir", type=Path, help="a trained bot folder (it is copied; the original is not touched)")

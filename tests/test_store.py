@@ -47,6 +47,22 @@ def test_an_old_database_is_migrated_in_place_and_keeps_its_rows(tmp_path: Path)
     assert Store(path).labels()[0]["intent"] == "greet"  # reopening runs no migration twice
 
 
+def test_a_kept_platform_message_waits_until_its_exchange_is_logged(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dialogues.db")
+    first = store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "card 4111 1111 1111 1111?", {"ts": "1.1"})
+    second = store.receive("slack:ts:C1:1.2", "slack:T1:C1:1.2", "slack", "U1", "hello", {"ts": "1.2"})
+    assert first is not None and second is not None
+    assert store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "again", {}) is None  # a redelivery
+    kept = store.unanswered()
+    assert [(r["id"], r["text"], r["metadata"]) for r in kept] == [(first, "card [CARD]?", {"ts": "1.1"}),
+                                                                   (second, "hello", {"ts": "1.2"})]
+    store.log_exchange(Exchange("slack:T1:C1:1.1", "slack", "U1", "card [CARD]?", None, "Sorry?", None, 0.2, [],
+                                "fallback", "v0001", pending_id=first))  # answered: forgotten in the same transaction
+    store.answered(second)  # a turn that ended without an exchange
+    assert store.unanswered() == []
+    store.close()
+
+
 def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     user_turn(store, "c1", "my parcel is lost")

@@ -286,6 +286,13 @@ async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
     await channel.close()
 
 
+async def test_a_kept_message_a_killed_server_left_is_answered_actively(wecom: SimpleNamespace) -> None:
+    wecom.channel.resume(Turn(f"wecom:{CORP_ID}:ChenJiaShun", "你好", "wecom", "ChenJiaShun"))
+    await wecom.channel.close()
+    assert [t.text for t in wecom.bot.turns] == ["你好"]
+    assert wecom.api.sent == [{"touser": "ChenJiaShun", "msgtype": "text", "agentid": 1000002, "text": {"content": ANSWER}}]
+
+
 async def test_long_answer_goes_out_actively_in_pieces(wecom: SimpleNamespace) -> None:
     wecom.bot.text = "答" * 1000  # 3,000 bytes: more than one message holds
     response = await wecom.client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)

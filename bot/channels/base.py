@@ -58,6 +58,7 @@ class Turn:
     channel: str
     user: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    pending_id: int | None = None  # a platform message kept in the store until answered (PlatformChannel.keep)
 
 
 # What the model is not shown: C0 and C1 controls, every whitespace character (str.split's) and the
@@ -264,6 +265,30 @@ class PlatformChannel(Channel):
                 log.warning("%s channel disabled: %s not set", cls.name, ", ".join(missing))
             return None
         return cls(bot, settings)
+
+    async def keep(self, turn: Turn, key: str) -> bool:
+        """Keep ``turn`` in the store before its request is acknowledged (see ``Store.receive``); False
+        when the store keeps it already: a redelivery, to acknowledge and not to answer twice."""
+        store = self.bot.store
+        if store is None:
+            return True
+        turn.pending_id = await self.bot._store(store.receive, key, turn.conversation_id, self.name, turn.user,
+                                                turn.text, turn.metadata)
+        return turn.pending_id is not None
+
+    async def answer(self, turn: Turn) -> Reply:
+        """The bot's reply to a kept turn, which is then no longer kept, whether it was answered or failed;
+        one that shutdown cuts short stays kept, for the next server to answer."""
+        try:
+            return await self.bot.handle(turn)
+        finally:
+            task = asyncio.current_task()
+            if turn.pending_id is not None and self.bot.store is not None and not (task and task.cancelling()):
+                await self.bot._store(self.bot.store.answered, turn.pending_id)
+
+    def resume(self, turn: Turn) -> None:
+        """Answer, in the background and on the platform's API, a kept turn a killed server never answered."""
+        raise NotImplementedError
 
     @property
     def session(self) -> aiohttp.ClientSession:

@@ -161,7 +161,7 @@ class SlackChannel(PlatformChannel):
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
             turn = self._turn(payload)
             if turn is not None:
-                self._start(request, turn)
+                await self._start(request, turn, f"slack:ts:{turn.metadata['channel']}:{turn.metadata['ts']}")
         return web.Response(status=200)
 
     async def handle_interactions(self, request: web.Request) -> web.StreamResponse:
@@ -176,7 +176,7 @@ class SlackChannel(PlatformChannel):
         if payload.get("type") == "block_actions":
             turn = self._click(payload)
             if turn is not None:
-                self._start(request, turn)
+                await self._start(request, turn, f"slack:click:{payload['trigger_id']}")
         return web.Response(status=200)
 
     def _turn(self, payload: dict[str, Any]) -> Turn | None:
@@ -243,16 +243,21 @@ class SlackChannel(PlatformChannel):
             text = re.sub(rf"<@{re.escape(user_id)}(\|[^>]*)?>", " ", text)
         return " ".join(text.split())
 
-    def _start(self, request: web.Request, turn: Turn) -> None:
-        """Answer the turn in the background; past its conversation's limit, drop it and say once to wait."""
+    async def _start(self, request: web.Request, turn: Turn, key: str) -> None:
+        """Keep the turn and answer it in the background; past its conversation's limit, drop it and say
+        once to wait."""
         notice = hold_back(request, turn.conversation_id, turn.text, self.language)
         if notice is None:
-            self._tasks.spawn(self._answer(turn))
+            if await self.keep(turn, key):
+                self.resume(turn)
         elif notice:
             self._tasks.spawn(self.send(turn.conversation_id, notice))
 
+    def resume(self, turn: Turn) -> None:
+        self._tasks.spawn(self._answer(turn))
+
     async def _answer(self, turn: Turn) -> None:
-        reply = await self.bot.handle(turn)
+        reply = await self.answer(turn)
         if reply.text and reply.source != "silent":
             await self.send(turn.conversation_id, reply.text, buttons=reply.buttons)
 

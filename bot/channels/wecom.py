@@ -146,7 +146,8 @@ class WeComChannel(PlatformChannel):
         text = (message.findtext("Content") or "").strip()
         if message.findtext("MsgType") != "text" or not user or not readable(text):
             return empty
-        if not self._seen.add(message.findtext("MsgId") or f"{user}:{message.findtext('CreateTime')}"):
+        key = f"wecom:{message.findtext('MsgId') or user + ':' + (message.findtext('CreateTime') or '')}"
+        if not self._seen.add(key):
             return empty
         conversation_id = f"wecom:{self.corp_id}:{user}"
         notice = hold_back(request, conversation_id, text, self.language)
@@ -160,6 +161,8 @@ class WeComChannel(PlatformChannel):
             metadata={"msg_id": message.findtext("MsgId"), "agent_id": message.findtext("AgentID")},
         )
 
+        if not await self.keep(turn, key):  # WeCom delivered it again while it waits for its answer
+            return empty
         deliver: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._tasks.spawn(self._answer(turn, deliver))
         try:
@@ -192,10 +195,15 @@ class WeComChannel(PlatformChannel):
             if len(self._offers) > MAX_OFFERS:
                 self._offers.popitem(last=False)
 
+    def resume(self, turn: Turn) -> None:
+        gone: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        gone.cancel()  # no request waits for this answer: it goes out actively
+        self._tasks.spawn(self._answer(turn, gone))
+
     async def _answer(self, turn: Turn, deliver: asyncio.Future[str]) -> None:
         """Run the turn; hand the text to the waiting request, or send it actively if it gave up."""
         try:
-            reply = await self.bot.handle(turn)
+            reply = await self.answer(turn)
             silent = reply.source == "silent"
             self._offer(turn.conversation_id, [] if silent else reply.buttons)
             hint = say(self.choice_hint, reply.language or self.language)
