@@ -8,6 +8,8 @@ follow-up action, and the messages to show.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import sys
@@ -55,6 +57,8 @@ class ActionResult:
             elif event.event in ("reset_slots", "restart", "session_ended"):
                 result.slots.clear()
                 result.reset = True
+                if event.event == "restart":  # Rasa's Restarted forgets the pause and follow-up too
+                    result.paused, result.followup = False, None
         return result
 
 
@@ -209,20 +213,23 @@ def _load_executor(actions_dir: Path):  # type: ignore[no-untyped-def]
     from rasa_sdk.executor import ActionExecutor
 
     executor = ActionExecutor()
+    # The folder becomes a package of its own, under a name no other bot in this process shares, so that
+    # its modules can import each other as in Rasa's actions package (``from .helpers import ...``).
     package = f"deskbot_actions_{abs(hash(str(actions_dir.resolve())))}_{int(time.time() * 1000)}"
+    spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
+    spec.submodule_search_locations = [str(actions_dir)]
+    sys.modules[package] = importlib.util.module_from_spec(spec)
     for path in sorted(actions_dir.glob("*.py")):
         name = f"{package}.{path.stem}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
         try:
-            spec.loader.exec_module(module)
+            module = importlib.import_module(name)
         except Exception as exc:  # the shop's own code: a syntax error, a missing import, a failing top level
-            del sys.modules[name]
-            line = exc.lineno if isinstance(exc, SyntaxError) else None
-            reason = exc.msg if isinstance(exc, SyntaxError) else str(exc)
-            raise ActionError(f"{path}{f':{line}' if line else ''}: cannot load the custom actions: "
+            sys.modules.pop(name, None)
+            syntax = isinstance(exc, SyntaxError)
+            where = exc.filename if syntax and exc.filename else path  # the file at fault may be a helper it imports
+            line = exc.lineno if syntax else None
+            reason = exc.msg if syntax else str(exc)
+            raise ActionError(f"{where}{f':{line}' if line else ''}: cannot load the custom actions: "
                               f"{type(exc).__name__}: {reason}") from exc
         for obj in vars(module).values():
             if inspect.isclass(obj) and issubclass(obj, Action) and obj.__module__ == name and not inspect.isabstract(obj):

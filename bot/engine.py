@@ -8,8 +8,10 @@ reply goes back, so a reply the user saw is never missing from the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
@@ -31,6 +33,14 @@ MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two acti
 REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
+# Rasa's own actions, which a FollowupAction may name: each ends the turn. deskbot does what
+# action_listen, the two restarts and action_deactivate_loop mean; the others are Rasa's fallback and
+# form machinery, for which deskbot has its own ways, so it logs that it skipped them.
+RASA_RESTARTS = {"action_restart", "action_session_start"}
+RASA_ACTIONS = RASA_RESTARTS | {
+    "action_listen", "action_deactivate_loop", "action_default_fallback", "action_revert_fallback_events",
+    "action_default_ask_affirmation", "action_default_ask_rephrase", "action_two_stage_fallback",
+    "action_unlikely_intent", "action_back", "action_extract_slots"}
 T = TypeVar("T")
 
 
@@ -57,6 +67,8 @@ class Bot:
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
                            lambda: self.nlu.version)
         self.channels: dict[str, Any] = {}  # name -> Channel, filled by the server
+        self._turns: dict[str, asyncio.Lock] = {}  # conversation id -> the lock its turns take in order
+        self._waiting: dict[str, int] = {}  # conversation id -> turns holding or waiting for that lock
         self.notifier = HandoffNotifier(self.config.handoff.notify_url)
 
     def domain(self) -> dict[str, Any]:
@@ -74,16 +86,34 @@ class Bot:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def handle(self, turn: Turn) -> Reply:
-        """Answer one turn, counted and timed for /metrics."""
+        """Answer one turn, counted and timed for /metrics.
+
+        A conversation's turns run one after another (a second message sent while a slow action
+        answers the first waits for it): each reads the slots the one before wrote, and none is lost.
+        """
         started = time.perf_counter()
         try:
-            reply = await self._handle(turn)
+            async with self._in_turn(turn.conversation_id):
+                reply = await self._handle(turn)
         except BaseException as exc:
             status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
             self.metrics.reply(turn.channel, "none", status, time.perf_counter() - started)
             raise
         self.metrics.reply(turn.channel, reply.source, "ok", time.perf_counter() - started)
         return reply
+
+    @contextlib.asynccontextmanager
+    async def _in_turn(self, conversation_id: str) -> AsyncIterator[None]:
+        """Hold ``conversation_id``'s lock; the lock is dropped once no turn holds or waits for it."""
+        lock = self._turns.setdefault(conversation_id, asyncio.Lock())
+        self._waiting[conversation_id] = self._waiting.get(conversation_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiting[conversation_id] -= 1
+            if not self._waiting[conversation_id]:
+                del self._waiting[conversation_id], self._turns[conversation_id]
 
     async def _handle(self, turn: Turn) -> Reply:
         text = normalise(turn.text)
@@ -93,10 +123,15 @@ class Bot:
         language = turn_language(self.config.language, text, slots.get(SLOT))
         self._keep_language(slots, language)
 
-        if conversation and conversation["status"] == "handed_off":
-            if text == RESUME_PAYLOAD:
+        handed_off = bool(conversation and conversation["status"] == "handed_off")
+        if text == RESUME_PAYLOAD:  # "back to the bot", also when an agent has already handed it back
+            if handed_off:
                 await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
-                return Reply(say(self.config.handoff.resumed_message, language), source="handoff", language=language)
+            decision = Decision("handoff", None, 1.0, say(self.config.handoff.resumed_message, language))
+            reply = Reply(decision.text, source="handoff", language=language)
+            reply.turn_id = await self._log(turn, text, None, decision, slots, 0)
+            return reply
+        if handed_off:
             await self._log(turn, text, None, Decision("silent", None, 0.0), slots, 0)
             return Reply("", source="silent", handed_off=True, language=language)
 
@@ -154,6 +189,8 @@ class Bot:
                 result = await self.actions.run(call)
             except ActionError as exc:
                 log.warning("%s", exc)
+                if name != decision.action:  # a follow-up failed: what the actions before it did and said stands
+                    break
                 return Decision("fallback", decision.intent, decision.confidence,
                                 say(self.config.fallback.action_failed, language),
                                 [{"title": say(self.config.fallback.human_button, language), "payload": HANDOFF_PAYLOAD}])
@@ -176,7 +213,15 @@ class Bot:
                 shown = self._utter(follow, turn.channel, slots, language)
                 texts.append(shown.text)
                 buttons += shown.buttons
-            if not follow or follow == "action_listen" or follow.startswith("utter_"):
+            if follow in RASA_RESTARTS:  # the conversation starts afresh, as in Rasa
+                slots.clear()
+                self._keep_language(slots, language)
+                loop = None
+            elif follow == "action_deactivate_loop":
+                loop = None
+            elif follow in RASA_ACTIONS and follow != "action_listen":
+                log.warning("%s asked for %s, which deskbot does not run; its turn ends there", name, follow)
+            if not follow or follow.startswith("utter_") or follow in RASA_ACTIONS:
                 break
             name = follow
         return Decision("action", decision.intent, decision.confidence, "\n\n".join(t for t in texts if t), buttons,

@@ -6,6 +6,7 @@ events are applied the same way: SlotSet into slots, ConversationPaused as a han
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from rasa_sdk.events import AllSlotsReset, ConversationPaused, ConversationResumed, Restarted, SlotSet
+from rasa_sdk.events import AllSlotsReset, ConversationPaused, ConversationResumed, FollowupAction, Restarted, SlotSet
 
 from bot.actions import ActionResult
 from bot.channels.base import Turn
@@ -29,8 +30,12 @@ from bot.project import load_project
 from dialogues.store import Store
 
 ACTIONS = '''
+import asyncio
+
 from rasa_sdk import Action
 from rasa_sdk.events import AllSlotsReset, ConversationPaused, FollowupAction, SessionEnded, SlotSet
+
+from .wording import BYE  # a module of the shop's own beside its actions, imported as in Rasa's actions package
 
 
 class ActionLookupLatest(Action):
@@ -95,6 +100,25 @@ class ActionEndSession(Action):
         return [SessionEnded()]
 
 
+class ActionBookRefund(Action):
+    def name(self):
+        return "action_book_refund"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=f"Your refund is booked. {BYE}")
+        return [SlotSet("refund", "booked"), FollowupAction("action_restart")]
+
+
+class ActionSlowNote(Action):
+    def name(self):
+        return "action_slow_note"
+
+    async def run(self, dispatcher, tracker, domain):
+        await asyncio.sleep(0.5)
+        dispatcher.utter_message(text="Noted.")
+        return [SlotSet("note", "slow")]
+
+
 class ActionAgain(Action):
     def name(self):
         return "action_again"
@@ -109,6 +133,7 @@ class ActionAgain(Action):
 def action_bot(small_bot: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = Path(shutil.copytree(small_bot, tmp_path_factory.mktemp("actions") / "bot"))
     (root / "actions" / "extra.py").write_text(ACTIONS)
+    (root / "actions" / "wording.py").write_text('BYE = "Bye!"\n')
     return root
 
 
@@ -189,6 +214,8 @@ def test_pause_and_resume_events_apply_in_order() -> None:
     # a reset clears the slots set before it, not those after
     assert result(SlotSet("a", 1), AllSlotsReset(), SlotSet("b", 2)).slots == {"b": 2}
     assert result(SlotSet("a", 1), Restarted()).reset and result(SlotSet("a", 1), Restarted()).slots == {}
+    restarted = result(ConversationPaused(), FollowupAction("action_x"), Restarted())  # Rasa forgets both too
+    assert (restarted.paused, restarted.followup) == (False, None)
     assert not result(SlotSet("a", 1)).reset
 
 
@@ -228,6 +255,34 @@ async def test_slot_resets_and_session_end_clear_the_slots_on_both_paths(action_
         assert bot.store.conversation("c1")["slots"] == {"order_status": "forgotten"}
         await bot.handle(Turn("c1", "/get_refund", "web"))  # SessionEnded
         assert bot.store.conversation("c1")["slots"] == {}
+    finally:
+        await bot.close()
+
+
+async def test_a_followup_restart_starts_afresh_and_keeps_what_was_said_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    bot = make_bot(action_bot, endpoint, {**MAP, "get_refund": "action_book_refund"}, tmp_path)
+    try:
+        await bot.handle(Turn("c1", "/track_order", "web"))
+        assert bot.store.conversation("c1")["slots"]["order_id"] == "456"
+        reply = await bot.handle(Turn("c1", "/get_refund", "web"))  # FollowupAction("action_restart")
+        assert (reply.source, reply.text) == ("action", "Your refund is booked. Bye!")
+        assert bot.store.conversation("c1")["slots"] == {}
+    finally:
+        await bot.close()
+
+
+async def test_a_conversations_turns_run_in_order_and_keep_each_others_slots(action_bot: Path, tmp_path: Path) -> None:
+    """A second message sent while a slow action answers the first waits for it, so neither's slots are lost."""
+    bot = make_bot(action_bot, None, {**MAP, "cancel_order": "action_slow_note"}, tmp_path)
+    try:
+        slow, fast = await asyncio.gather(bot.handle(Turn("c1", "/cancel_order", "web")),
+                                          bot.handle(Turn("c1", "/track_order", "web")))
+        assert (slow.text, fast.text) == ("Noted.", "Order 456 is **processing**. Expected delivery: Friday.")
+        slots = bot.store.conversation("c1")["slots"]
+        assert (slots["note"], slots["order_id"]) == ("slow", "456")
+        other = await asyncio.gather(*(bot.handle(Turn(f"c{n}", "/cancel_order", "web")) for n in range(2, 6)))
+        assert [r.text for r in other] == ["Noted."] * 4 and not bot._turns  # each lock goes with its last turn
     finally:
         await bot.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,18 @@ async def test_handoff_silences_the_bot_until_handed_back(client: Any, tiny_demo
     back = await client.post("/admin/conversations/eng-3/handback", headers=headers)
     assert (await back.json()) == {"status": "open"}
     assert (await ask(client, "eng-3", "/get_refund"))["source"] == "template"
+
+
+async def test_back_to_the_bot_is_logged_and_never_counts_as_a_miss(client: Any, tiny_demo_bot: Path) -> None:
+    await ask(client, "eng-resume", "/handoff")
+    resumed = await ask(client, "eng-resume", "/resume")  # the customer's own "Back to the bot"
+    assert (resumed["source"], resumed["handed_off"]) == ("handoff", False) and resumed["turn_id"] is not None
+    again = await ask(client, "eng-resume", "/resume")  # clicked once more, after it is back with the bot
+    assert again["reply"] == resumed["reply"]
+    history = await (await client.get("/api/conversations/eng-resume/history")).json()
+    assert [(t["role"], t["text"]) for t in history["turns"]][2:] == [("user", "/resume"), ("bot", resumed["reply"])] * 2
+    with sqlite3.connect(tiny_demo_bot / "dialogues.db") as db:
+        assert db.execute("SELECT status, fallbacks FROM conversations WHERE id = 'eng-resume'").fetchone() == ("open", 0)
 
 
 async def test_admin_api_needs_the_token(client: Any) -> None:

@@ -149,6 +149,9 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
     assert [(h["event"], h["reason"]) for h in missed_transcript["handoffs"]] == [("handed_off", "fallbacks")]
     assert [t["role"] for t in transcript["turns"]] == ["user", "bot", "user", "bot", "agent", "user"]
     assert (await client.get("/admin/conversations/nobody", headers=AUTH)).status == 404
+    for action in ("handoff", "handback"):  # no customer waits in a conversation that never began
+        assert (await client.post(f"/admin/conversations/nobody/{action}", headers=AUTH)).status == 404
+    assert (await inbox())["total"] == 2
 
     # The agents' console, a page over this API, cannot be framed by another site.
     console = await client.get("/agent")
@@ -173,6 +176,7 @@ async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_we
 
     await chat(client, "asked", "my card number is 4111 1111 1111 1111")
     assert (await chat(client, "asked", "/handoff"))["handed_off"] is True
+    await chat(client, "taken", "hello")
     assert (await client.post("/admin/conversations/taken/handoff", headers=AUTH)).status == 200
     await client.app[BOT].notifier.close()  # the notices on their way arrive
     assert notices == [{"event": "handed_off", "conversation_id": "asked", "channel": "web", "reason": "requested",

@@ -302,13 +302,15 @@ def test_message_reply_and_history_after_reload(open_widget: Any, api: SimpleNam
     cid = widget.conversation_id()
     assert page.evaluate("Object.values(localStorage)").count(cid) == 1
     assert [t["role"] for t in api.history(cid)["turns"]] == ["user", "bot"]
+    widget.send("constructor")  # a word that names a property of every JavaScript object
+    expect(widget.bot_replies()).to_have_count(2)
 
     page.reload()
-    expect(widget.bot_replies()).to_have_count(1)
+    expect(widget.bot_replies()).to_have_count(2)
     assert widget.conversation_id() == cid
-    expect(page.locator(".msg.user .bubble")).to_have_text(["my parcel never arrived"])
+    expect(page.locator(".msg.user .bubble")).to_have_text(["my parcel never arrived", "constructor"])
     assert text_of(widget.bot_replies().first.locator(".bubble")) == " ".join(expected["reply"].split())
-    expect(page.locator(".msg.bot")).to_have_count(1)  # no greeting over an existing conversation
+    expect(page.locator(".msg.bot")).to_have_count(2)  # no greeting over an existing conversation
 
 
 def test_quick_reply_sends_its_payload_and_shows_its_title(open_widget: Any, api: SimpleNamespace) -> None:
@@ -482,6 +484,44 @@ def test_http_fallback_when_the_websocket_is_blocked(open_widget: Any, api: Simp
     api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here, over HTTP."})
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Sam here, over HTTP."])  # found by polling the history
 
+    # Back with the bot, the widget still learns that an agent took the conversation over, and hears them.
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handback")
+    expect(page.locator(".banner")).to_be_hidden()
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Ann here, I took over."})
+    expect(page.locator(".banner")).to_be_visible()
+    expect(page.locator(".msg.agent .bubble")).to_have_text(["Sam here, over HTTP.", "Ann here, I took over."])
+
+
+DROPPING_WEBSOCKET = """
+(() => {
+  const Real = window.WebSocket;
+  window.WebSocket = function (...args) {  // closes itself right after the next message frame goes out
+    const ws = new Real(...args);
+    const send = ws.send.bind(ws);
+    ws.send = (data) => {
+      send(data);
+      if (window.__dropNext && JSON.parse(data).type === "message") { window.__dropNext = false; ws.close(); }
+    };
+    return ws;
+  };
+  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+})();
+"""
+
+
+def test_a_message_out_when_the_socket_drops_is_answered_once(open_widget: Any, api: SimpleNamespace) -> None:
+    """The server had it, so the widget shows its answer instead of offering to send it again."""
+    widget = open_widget(init_script=DROPPING_WEBSOCKET)
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    page.evaluate("window.__dropNext = true")
+    widget.send("my parcel never arrived")
+    expect(widget.bot_replies()).to_have_count(1)
+    expect(page.locator(".typing")).to_be_hidden()  # the widget has made up its mind about the message
+    expect(page.locator(".status-line")).to_have_count(0)  # no "Not sent" and no Retry
+    assert [t["role"] for t in api.history(widget.conversation_id())["turns"]] == ["user", "bot"]
+
 
 def test_chinese_ui_strings(open_widget: Any) -> None:
     widget = open_widget(page_lang="zh-CN")  # the page's language picks Chinese
@@ -566,7 +606,8 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     waiting_before = int(page.title()[1:page.title().index(")")])
     expect(page.locator("header .figures")).to_contain_text(re.compile(r"^Today: \d+ conversations? · \d+ % kept by the bot"))
 
-    waiting.click()
+    expect(waiting).to_have_attribute("tabindex", "0")
+    waiting.press("Enter")  # from the keyboard
     expect(page.locator(".turn.user .text").first).to_have_text(question)
     expect(page.locator(".turn.user .meta").first).to_contain_text("Customer")
     page.get_by_label("Your name").fill("Sam")

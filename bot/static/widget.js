@@ -112,7 +112,8 @@
   }
 
   // Titles of clicked buttons, so that a payload such as "/handoff" reads as its title after a reload.
-  const titles = JSON.parse(store.get("titles") || "{}");
+  // No prototype: a message that reads "constructor" must not find Object's.
+  const titles = Object.assign(Object.create(null), JSON.parse(store.get("titles") || "{}"));
   function rememberTitle(payload, title) {
     titles[payload] = title;
     const keys = Object.keys(titles);
@@ -593,7 +594,7 @@
     ws.onclose = () => {
       settle(false);
       if (socket === ws) socket = null;
-      while (waiting.length) waiting.shift().reject(new Error("connection lost"));
+      while (waiting.length) waiting.shift().reject(Object.assign(new Error("connection lost"), { lost: true }));
       schedulePoll();
       setTimeout(connect, opened ? 500 : reconnectDelay);
       if (!opened) reconnectDelay = Math.min(reconnectDelay * 2, 30000);
@@ -624,13 +625,14 @@
     else addNotice(text);
   }
 
-  // Without a socket, agent replies are fetched from the history while a person has the conversation.
+  // Without a socket, agent replies and an agent taking over are found in the history: often while a
+  // person has the conversation, a quarter as often while the bot has it.
   let pollTimer = null;
   function schedulePoll() {
     clearTimeout(pollTimer);
     pollTimer = null;
     const live = socket && socket.readyState === OPEN;
-    if (handedOff && !live) pollTimer = setTimeout(() => sync().finally(schedulePoll), pollInterval);
+    if (!live) pollTimer = setTimeout(() => sync().finally(schedulePoll), handedOff ? pollInterval : 4 * pollInterval);
   }
 
   async function sync() {
@@ -649,6 +651,7 @@
     text = text.trim();
     if (!text) return;
     const message = addMessage("user", shown || text);
+    const before = Math.max(0, ...seenTurns);
     quick.replaceChildren();
     setPending(1);
     try {
@@ -658,11 +661,31 @@
         showQuickReplies(reply.buttons);
       }
       setHandedOff(Boolean(reply.handed_off), false); // the reply itself says so
-    } catch {
-      failed(message, text, shown);
+    } catch (error) {
+      if (!(error.lost && (await arrived(before)))) failed(message, text, shown);
     } finally {
       setPending(-1);
     }
+  }
+
+  // A socket that drops while a message is out leaves open whether the server had it. It had it when
+  // the history gains a customer turn newer than all the widget showed when the message went out (the
+  // turn is stored with its answer, so it is looked for a few times); sync() then shows the answer.
+  // Offering Retry instead would send it twice.
+  async function arrived(before) {
+    for (const wait of [500, 1000, 2000]) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      try {
+        const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
+        if (history.turns.some((turn) => turn.role === "user" && turn.id > before)) {
+          await sync();
+          return true;
+        }
+      } catch {
+        // not reachable yet: look again, then offer Retry
+      }
+    }
+    return false;
   }
 
   function failed(message, text, shown) {
