@@ -73,8 +73,8 @@ def decide(
         hits = []
     if config.language == "multi":
         hits = [h for h in hits if written_in(h.text) == language]
-    if confident:  # an intent without a template answers from its own history
-        hits = [h for h in hits if h.intent == intent] or hits
+    if confident:  # an intent without a template answers from its own history, or from answers of no intent
+        hits = [h for h in hits if h.intent in (intent, None)]
     elif hits and hits[0].intent not in (None, intent):
         hits = []  # the closest answer is about another intent than the likeliest one: two guesses, no answer
     if hits and hits[0].score >= config.thresholds.retrieval:

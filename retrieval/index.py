@@ -53,6 +53,7 @@ class TextEncoder(Protocol):
 
 
 PARALLEL_BATCH = 16  # searches of fewer queries than this run on one OpenMP thread
+MIN_POINTS_PER_LIST = 39  # below this many training points per IVF list k-means is unreliable
 
 
 @contextmanager
@@ -206,8 +207,8 @@ class AnswerIndex:
             vectors = vectors[keep]
         n = len(answers)
         index_type = opts.index_type
-        if index_type == "auto":
-            index_type = "flat" if n <= opts.flat_max else "ivf"
+        if index_type == "auto":  # IVF cannot train on fewer answers than one list needs, whatever flat_max says
+            index_type = "flat" if n <= max(opts.flat_max, MIN_POINTS_PER_LIST) else "ivf"
         device = gpu.resolve_device(opts.device)
         labels = np.arange(n, dtype=np.int64)
         replica: faiss.Index | None = None
@@ -229,11 +230,10 @@ class AnswerIndex:
         Returns the CPU master and, when built on the GPU, the GPU index (reused for search).
         """
         n = len(vectors)
-        min_points = 39  # below this many training points per list k-means is unreliable
-        nlist = opts.nlist or max(1, min(int(round(math.sqrt(n))), n // min_points))
-        if n < nlist * min_points:
+        nlist = opts.nlist or max(1, min(int(round(math.sqrt(n))), n // MIN_POINTS_PER_LIST))
+        if n < nlist * MIN_POINTS_PER_LIST:
             raise ValueError(
-                f"IVF with nlist={nlist} needs at least {nlist * min_points} answers to train, got {n}; "
+                f"IVF with nlist={nlist} needs at least {nlist * MIN_POINTS_PER_LIST} answers to train, got {n}; "
                 "use index_type='flat' or a smaller nlist"
             )
         quantizer = faiss.IndexFlatIP(dim)
@@ -273,6 +273,8 @@ class AnswerIndex:
             raise ValueError(f"{len(answers)} answers but {len(vectors)} vectors")
         if not answers:
             return
+        if len({a.id for a in answers}) != len(answers):
+            raise ValueError("answer ids must be unique")  # two rows for one id would leave one behind on remove
         self.remove([a.id for a in answers if a.id in self._labels])
         labels = np.arange(self._next_label, self._next_label + len(answers), dtype=np.int64)
         self._next_label += len(answers)

@@ -72,6 +72,10 @@ def test_confident_intent_without_template_prefers_its_own_history() -> None:
     hits = [hit(0.9, "delivery_options", "Other."), hit(0.7, "get_invoice", "Invoice answer.")]
     decision = decide(analysis("get_invoice", 0.9, hits), CONFIG, RESPONSES, {}, "web", 0)
     assert (decision.kind, decision.text) == ("retrieval", "Invoice answer.")
+    # Never another intent's answer: with none of its own it falls back; an answer of no intent may serve.
+    assert decide(analysis("get_invoice", 0.9, hits[:1]), CONFIG, RESPONSES, {}, "web", 0).kind == "fallback"
+    general = decide(analysis("get_invoice", 0.9, [hits[0], hit(0.8, None, "General.")]), CONFIG, RESPONSES, {}, "web", 0)
+    assert (general.kind, general.text) == ("retrieval", "General.")
 
 
 def test_nothing_close_enough_falls_back_with_buttons() -> None:

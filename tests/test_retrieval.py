@@ -131,6 +131,9 @@ def test_add_remove_and_upsert_in_place(tmp_path: Path) -> None:
     loaded.add([Answer("n2", "Yes, we price-match.", "do you match prices", "price")])
     assert loaded.search(["do you match prices"], k=1)[0][0].id == "n2"
     assert {a.id for a in loaded._answers.values()} == {"a1", "a3", "a4", "a5", "a6", "n2"}
+    with pytest.raises(ValueError, match="unique"):  # one of the two rows would outlive a remove
+        loaded.add([Answer("n3", "Old."), Answer("n3", "New.")])
+    assert loaded.count == 6 and loaded.index.ntotal == 6
 
 
 @pytest.mark.parametrize("index_type", ["flat", "ivf"])
@@ -237,6 +240,8 @@ def test_large_sets_get_an_ivf_index_with_good_recall(tmp_path: Path) -> None:
     assert capped.params()["nlist"] == 1000 // 39  # sqrt(n) lists would train on too few points each
     tiny = AnswerIndex.build_from_vectors(encoder, answers[:200], vectors[:200], flat_max=100, dedup=False, device="cpu")
     assert tiny.params()["nlist"] == tiny.params()["nprobe"] == 5  # nprobe never above nlist
+    few = AnswerIndex.build_from_vectors(encoder, answers[:30], vectors[:30], flat_max=10, dedup=False, device="cpu")
+    assert few.index_type == "flat"  # too few answers to train one IVF list, whatever flat_max says
 
     queries = clustered(200, 32, clusters=40, seed=2)[:100] + 0.01
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
