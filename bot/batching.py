@@ -66,34 +66,35 @@ class MicroBatcher(Generic[T, R]):
     async def _run(self) -> None:
         assert self._queue is not None
         free = asyncio.Semaphore(self.concurrency)
-        while True:
-            await free.acquire()  # a batch is formed only once a worker can take it, so it grows under load
-            batch = [await self._queue.get()]
-            if self.max_wait:
-                await asyncio.sleep(self.max_wait)
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            batch = [(item, fut) for item, fut in batch if not fut.done()]  # drop cancelled requests
-            if not batch:
-                free.release()
-                continue
-            task = asyncio.get_running_loop().create_task(self._serve(batch))
-            self._in_flight.add(task)
-            task.add_done_callback(lambda done: (self._in_flight.discard(done), free.release()))
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        try:
+            while True:
+                await free.acquire()  # a batch is formed only once a worker can take it, so it grows under load
+                batch = [await self._queue.get()]
+                if self.max_wait:
+                    await asyncio.sleep(self.max_wait)
+                while len(batch) < self.max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                batch = [(item, fut) for item, fut in batch if not fut.done()]  # drop cancelled requests
+                if not batch:
+                    free.release()
+                    continue
+                task = asyncio.get_running_loop().create_task(self._serve(batch))
+                batch = []  # the task answers it now
+                self._in_flight.add(task)
+                task.add_done_callback(lambda done: (self._in_flight.discard(done), free.release()))
+        except asyncio.CancelledError:  # closed while forming a batch: its requests are cancelled, not left waiting
+            for _, future in batch:
+                future.cancel()
+            raise
 
     async def _serve(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
-        items = [item for item, _ in batch]
         try:
-            results = await self._call(items)
-            outcomes: list[tuple[R | None, BaseException | None]] = [(r, None) for r in results]
-        except Exception:
-            # One bad item must not fail the others: retry one by one to find it.
-            outcomes = []
-            for item in items:
-                try:
-                    outcomes.append(((await self._call([item]))[0], None))
-                except Exception as exc:
-                    outcomes.append((None, exc))
+            outcomes = await self._outcomes([item for item, _ in batch])
+        except asyncio.CancelledError:  # closed mid-batch: its requests are cancelled, not left waiting
+            for _, future in batch:
+                future.cancel()
+            raise
         for (_, future), (result, error) in zip(batch, outcomes):
             if future.done():
                 continue
@@ -102,7 +103,22 @@ class MicroBatcher(Generic[T, R]):
             else:
                 future.set_result(result)  # type: ignore[arg-type]
 
+    async def _outcomes(self, items: list[T]) -> list[tuple[R | None, BaseException | None]]:
+        """Each item's result or error."""
+        try:
+            return [(r, None) for r in await self._call(items)]
+        except Exception:
+            # One bad item must not fail the others: retry one by one to find it.
+            outcomes: list[tuple[R | None, BaseException | None]] = []
+            for item in items:
+                try:
+                    outcomes.append(((await self._call([item]))[0], None))
+                except Exception as exc:
+                    outcomes.append((None, exc))
+            return outcomes
+
     async def close(self) -> None:
+        """Stop; a request still queued, or in a batch cut short, is cancelled rather than left waiting."""
         for task in [self._worker, *self._in_flight]:
             if task is not None:
                 task.cancel()
@@ -110,5 +126,7 @@ class MicroBatcher(Generic[T, R]):
                     await task
                 except asyncio.CancelledError:
                     pass
+        while self._queue is not None and not self._queue.empty():
+            self._queue.get_nowait()[1].cancel()
         if self._owns_executor:
             self._executor.shutdown(wait=True)

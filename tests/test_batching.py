@@ -141,3 +141,13 @@ async def test_batches_are_reported_and_a_shared_executor_outlives_the_batcher()
     assert len(seen) == 1 and seen[0][0] == 1 and seen[0][1] >= 0.01
     assert executor.submit(lambda: "still open").result() == "still open"
     executor.shutdown()
+
+
+async def test_close_cancels_the_requests_it_cuts_short() -> None:
+    """Nobody waits for ever on a closed batcher: the batch in flight and the queue behind it are cancelled."""
+    batcher = MicroBatcher(Recorder(delay=0.3), max_batch=2)
+    waiting = [asyncio.ensure_future(batcher.submit(str(n))) for n in range(5)]
+    await asyncio.sleep(0.05)  # the first batch is in the model, the rest queue
+    await batcher.close()
+    outcomes = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 2)
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
