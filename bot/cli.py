@@ -573,7 +573,7 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     from bot.project import ProjectError
     from bot.retrain import retrain
     from finetune.classifier import ModelLoadError
-    from finetune.registry import RegistryError
+    from finetune.registry import Registry, RegistryError
 
     project = project_or_fail(directory)
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the staging folder is removed
@@ -587,11 +587,14 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     if as_json:
         click.echo(json.dumps(result.decision))
     elif result.version is not None:
-        _print_decision(result.decision)
+        _print_decision(result.decision, Registry(project.models_dir).current())
 
 
-def _print_decision(d: dict[str, Any]) -> None:
-    verdict = "PROMOTED, now serving" if d["promoted"] else f"REFUSED, {d['serving']} keeps serving"
+def _print_decision(d: dict[str, Any], current: str | None) -> None:
+    # Refused, the gated-against version keeps serving (its copy, when agent answers refreshed its index),
+    # unless CURRENT was changed during the run.
+    serving = d["serving"] if d.get("index_refresh") else current
+    verdict = "PROMOTED, now serving" if d["promoted"] else f"REFUSED, {serving} keeps serving"
     click.secho(f"Candidate {d['version']} ({d['mode']} from {d['serving']}): {verdict}", bold=True)
     click.echo(f"  {'':<18}{'serving':>9}{'candidate':>11}{'change':>9}")
     for name, fig in d["figures"].items():

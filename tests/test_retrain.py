@@ -218,6 +218,7 @@ def test_retrain_never_promotes_over_a_current_changed_during_the_run(bot_dir: P
 
     assert result.exit_code == 0, result.output
     assert "refused because CURRENT changed from v0002 to v0001 during this run" in result.output
+    assert "REFUSED, v0001 keeps serving" in result.output
     assert registry.current() == "v0001" and [v.name for v in registry.versions()] == ["v0001", "v0002", "v0003"]
     decision = json.loads((models / "v0003" / "decision.json").read_text())  # kept, never promoted
     assert decision["promoted"] is False and decision["serving"] == "v0002"
