@@ -159,6 +159,12 @@ def _encoder_identity(encoder: TextEncoder) -> str:
     return str(getattr(encoder, "fingerprint", encoder.name))
 
 
+def _prefixes(encoder: TextEncoder) -> list[str]:
+    """The role prefixes an encoder puts before queries and passages: the same weights with other
+    prefixes place every text elsewhere, so they are part of what an index was built with."""
+    return [getattr(encoder, "query_prefix", ""), getattr(encoder, "passage_prefix", "")]
+
+
 class AnswerIndex:
     """Answers, their int64 labels, and the FAISS index over their vectors."""
 
@@ -384,6 +390,7 @@ class AnswerIndex:
             "format": FORMAT_VERSION,
             "encoder": self.encoder.name,
             "encoder_fingerprint": _encoder_identity(self.encoder),
+            "prefixes": _prefixes(self.encoder),
             "dim": self.encoder.dim,
             "count": self.count,
             "next_label": self._next_label,
@@ -407,6 +414,11 @@ class AnswerIndex:
                 f"{folder}: the index was built with encoder {manifest['encoder']!r} "
                 f"(fingerprint {manifest['encoder_fingerprint']}) but is being loaded with {encoder.name!r} "
                 f"(fingerprint {_encoder_identity(encoder)}); rebuild the index with `bot train`"
+            )
+        if manifest.get("prefixes", _prefixes(encoder)) != _prefixes(encoder):  # indexes saved before prefixes were kept pass
+            raise IndexMismatchError(
+                f"{folder}: the index was built with the prefixes {manifest['prefixes']} but is being loaded with "
+                f"{_prefixes(encoder)} (query, passage); rebuild the index with `bot train`"
             )
         if manifest["dim"] != encoder.dim:
             raise IndexMismatchError(

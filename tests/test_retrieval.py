@@ -196,6 +196,16 @@ def test_manifest_mismatch_is_refused(tmp_path: Path) -> None:
         AnswerIndex.load(tmp_path / "idx", encoder)
 
     AnswerIndex.build(encoder, HISTORY, device="cpu").save(tmp_path / "idx")
+    prefixed = HashEncoder()
+    prefixed.query_prefix, prefixed.passage_prefix = "query: ", "passage: "  # e5's: same weights, other vectors
+    with pytest.raises(IndexMismatchError, match=r"built with the prefixes \['', ''\].*\['query: ', 'passage: '\]"):
+        AnswerIndex.load(tmp_path / "idx", prefixed)
+    del manifest["prefixes"]  # an index saved before the prefixes were recorded still loads
+    manifest["dim"] = 64
+    manifest_path.write_text(json.dumps(manifest))
+    assert AnswerIndex.load(tmp_path / "idx", encoder).count == len(HISTORY)
+
+    AnswerIndex.build(encoder, HISTORY, device="cpu").save(tmp_path / "idx")
     index_file = tmp_path / "idx" / "index.faiss"
     data = bytearray(index_file.read_bytes())
     data[-1] ^= 0xFF
