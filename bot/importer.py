@@ -9,13 +9,14 @@ is, and ``multi`` for a mix, with a placeholder in each language.
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import yaml
 
 from bot.language import written_in
-from bot.project import same_example
+from bot.project import RESERVED_PAYLOADS, example_text, same_example
 from finetune.metrics import OOS
 
 MIXED = 0.1  # a set with at least this share of messages in each language is bilingual
@@ -29,8 +30,8 @@ yaml.SafeDumper.add_representer(_Block, lambda dumper, data: dumper.represent_sc
 
 
 def placeholder_answer(intent: str, language: str = "en") -> str:
-    """The template an imported intent starts with; braces are left out so it has no variables."""
-    topic = intent.replace("_", " ")
+    """The template an imported intent starts with; braces are doubled so it has no variables."""
+    topic = intent.replace("_", " ").replace("{", "{{").replace("}", "}}")
     if language == "zh":
         return f"感谢您关于“{topic}”的留言，客服会尽快跟进。"
     return f"Thanks for your message about {topic}. An agent will follow up with the details."
@@ -41,6 +42,17 @@ def placeholders(intent: str, language: str) -> list[dict[str, str]]:
     if language == "multi":
         return [{"text": placeholder_answer(intent)}, {"text": placeholder_answer(intent, "zh"), "language": "zh"}]
     return [{"text": placeholder_answer(intent, language)}]
+
+
+def intent_name(intent: str) -> str:
+    """``intent`` as nlu.yml can hold it: trimmed, NFKC-normalised (a button's payload reaches the bot so),
+    and neither empty nor one of the bot's own payloads."""
+    name = unicodedata.normalize("NFKC", intent).strip()
+    if not name:
+        raise ValueError("an intent name is empty")
+    if f"/{name}" in RESERVED_PAYLOADS:
+        raise ValueError(f"intent {name!r}: /{name} is the bot's own button payload; rename the intent")
+    return name
 
 
 def data_language(texts: list[str]) -> str:
@@ -62,9 +74,11 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     spelling: dict[str, str] = {}  # same_example(text) -> its first spelling
     for row in rows:
         text = " ".join(row["text"].split())
+        intent = intent_name(row["intent"])
         if text:
-            votes.setdefault(same_example(text), Counter())[row["intent"]] += 1
-            spelling.setdefault(same_example(text), text)
+            key = same_example(example_text(text))  # as nlu.yml will read it, links of entities removed
+            votes.setdefault(key, Counter())[intent] += 1
+            spelling.setdefault(key, text)
     by_intent: dict[str, list[str]] = defaultdict(list)
     for key, counts in votes.items():
         intent = counts.most_common(1)[0][0]

@@ -22,6 +22,7 @@ usual, the message never reaches the model, and the user is told once to wait.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import math
 import time
@@ -73,12 +74,17 @@ class Limits:
         return RateLimitItemPerMinute(amount) if amount > 0 else None
 
     def client_ip(self, request: web.Request) -> str:
-        """The peer's address, or the first ``X-Forwarded-For`` hop when the proxy in front is trusted."""
+        """The address a client is counted by: the peer's or, when the proxy in front is trusted, the
+        last ``X-Forwarded-For`` entry, the one that proxy appended (the entries before it are the
+        client's to write). An IPv6 address counts by its /64, which one subscriber holds whole."""
+        address = request.remote or "unknown"
         if self.config.trust_forwarded_for:
-            forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-            if forwarded:
-                return forwarded
-        return request.remote or "unknown"
+            address = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip() or address
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
     def _wait(self, item: RateLimitItem | None, scope: str, key: str) -> int:
         """Count one hit and return 0, or, past the limit, the whole seconds until one is free again."""

@@ -22,13 +22,10 @@ from typing import Any
 
 from bot.language import Language, say, written_in
 from bot.nlu import Analysis
-from bot.project import BotConfig
+from bot.project import HANDOFF_PAYLOAD, RESUME_PAYLOAD, BotConfig
 from bot.responses import Responses
 from finetune.classifier import intent_phrase
 from finetune.metrics import OOS
-
-HANDOFF_PAYLOAD = "/handoff"
-RESUME_PAYLOAD = "/resume"
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bot.language import Text
 from bot.responses import ResponseVariant, Responses
 from retrieval.options import IndexOptions, IndexType
+
+# The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
+HANDOFF_PAYLOAD = "/handoff"
+RESUME_PAYLOAD = "/resume"
+RESERVED_PAYLOADS = (HANDOFF_PAYLOAD, RESUME_PAYLOAD)
 
 
 class ProjectError(Exception):
@@ -332,6 +338,11 @@ def load_config(path: Path) -> BotConfig:
 _ANNOTATION = re.compile(r"\[([^\]]+)\](\{[^}]*\}|\([^)]*\))")
 
 
+def example_text(line: str) -> str:
+    """An example as the classifier sees it: Rasa's entity annotations ``[text](entity)`` reduced to the text."""
+    return _ANNOTATION.sub(r"\1", line)
+
+
 def _example_lines(block: Any) -> list[str]:
     """Rasa writes examples as a ``- text`` block string; a plain YAML list is accepted too."""
     if isinstance(block, list):
@@ -367,8 +378,15 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
             texts = _example_lines(item.get("examples"))
             if not name or not texts:
                 raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
+            if f"/{name}" in RESERVED_PAYLOADS:
+                raise _fail(path, node, ("nlu", i), f"intent {name!r}: /{name} is the bot's own button payload; "
+                                                   "rename the intent")
+            if unicodedata.normalize("NFKC", name) != name:  # a payload /NAME reaches the bot NFKC-normalised
+                raise _fail(path, node, ("nlu", i), f"intent {name!r}: write it as "
+                                                   f"{unicodedata.normalize('NFKC', name)!r} (full-width characters "
+                                                   "in a name would never match its button)")
             for text in texts:
-                text = _ANNOTATION.sub(r"\1", text)
+                text = example_text(text)
                 other = labelled.setdefault(same_example(text), name)
                 if other != name:  # the classifier would be taught both answers for one message
                     raise _fail(path, node, ("nlu", i), f"{text!r} is an example of {other!r} too; keep it in one")
@@ -421,7 +439,7 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
     if not path.exists():
         return []
     items = []
-    for n, line in enumerate(_read_text(path).splitlines(), start=1):
+    for n, line in enumerate(_read_text(path).split("\n"), start=1):  # not splitlines: U+2028 may sit in a string
         if not line.strip():
             continue
         try:

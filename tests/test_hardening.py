@@ -138,9 +138,11 @@ async def test_requests_per_ip_get_429_and_platform_callbacks_and_health_are_exe
 
 async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client: Callable[..., Any]) -> None:
     trusting = await make_client(server={"limits": {"per_ip_per_minute": 2, "trust_forwarded_for": True}})
-    for address in ("203.0.113.1", "203.0.113.2"):
-        assert [(await trusting.get("/api/widget", headers={"X-Forwarded-For": f"{address}, 10.0.0.1"})).status
-                for _ in range(3)] == [200, 200, 429]
+    for address in ("203.0.113.1", "203.0.113.2"):  # the proxy appends the address it saw; what precedes is the client's
+        assert [(await trusting.get("/api/widget", headers={"X-Forwarded-For": f"10.9.9.{n}, {address}"})).status
+                for n in range(3)] == [200, 200, 429]
+    assert [(await trusting.get("/api/widget", headers={"X-Forwarded-For": f"2001:db8:0:7::{n}"})).status
+            for n in range(1, 4)] == [200, 200, 429]  # one IPv6 subscriber's /64 is one client
     direct = await make_client(server={"limits": {"per_ip_per_minute": 2}})
     assert [(await direct.get("/api/widget", headers={"X-Forwarded-For": f"203.0.113.{n}"})).status
             for n in range(3)] == [200, 200, 429]  # a client cannot pick its own address

@@ -78,3 +78,19 @@ def test_a_single_intent_or_an_existing_bot_is_refused_and_nothing_is_written(tm
     assert (root / "nlu.yml").read_text() == before
     _, forced = import_bot(tmp_path, CHINESE, "--force")
     assert forced.exit_code == 0 and yaml.safe_load((root / "bot.yml").read_text())["language"] == "zh"
+
+
+def test_names_and_texts_that_nlu_yml_reads_otherwise_still_make_a_bot_that_loads(tmp_path: Path) -> None:
+    rows = [(" see [order](id) now", " refund "), ("see order now", "refund{"), ("退款一部分", "退款（部分）"),
+            ("line\u2028separator", "refund{")]  # U+2028 inside a JSON string is not a line break
+    root, result = import_bot(tmp_path, rows)
+    assert result.exit_code == 0, result.output
+    project = load_project(root)
+    assert sorted(project.intents) == ["refund", "refund{", "退款(部分)"]  # trimmed and NFKC-normalised, as a payload arrives
+    assert [(e.text, e.intent) for e in project.examples if e.intent == "refund"] == [("see order now", "refund")]
+    shown = project.responses.render("refund{", "web", {}, "en")  # the brace is text, not a variable
+    assert shown is not None and shown.text == "Thanks for your message about refund{. An agent will follow up with the details."
+    for reserved in ("handoff", "resume"):
+        (tmp_path / reserved).mkdir()
+        _, refused = import_bot(tmp_path / reserved, [("a", reserved), ("b", "other")])
+        assert refused.exit_code == 1 and f"/{reserved} is the bot's own button payload" in refused.output

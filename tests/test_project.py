@@ -171,3 +171,13 @@ def test_the_documented_configuration_is_the_default() -> None:
 
 def test_missing_bot_yml_says_how_to_start(tmp_path: Path) -> None:
     assert "bot init" in error_for(tmp_path)
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("resume", "intent 'resume': /resume is the bot's own button payload; rename the intent"),
+    ("退款（部分）", "intent '退款（部分）': write it as '退款(部分)'"),
+])
+def test_an_intent_its_button_could_never_select_is_refused(bot_dir: Path, name: str, problem: str) -> None:
+    path = bot_dir / "nlu.yml"
+    path.write_text(path.read_text() + f"- intent: {name}\n  examples: |\n    - a question nobody else asks\n")
+    assert problem in error_for(bot_dir)
