@@ -84,16 +84,14 @@ class MicroBatcher(Generic[T, R]):
                 self._in_flight.add(task)
                 task.add_done_callback(lambda done: (self._in_flight.discard(done), free.release()))
         except asyncio.CancelledError:  # closed while forming a batch: its requests are cancelled, not left waiting
-            for _, future in batch:
-                future.cancel()
+            _cancel(batch)
             raise
 
     async def _serve(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             outcomes = await self._outcomes([item for item, _ in batch])
         except asyncio.CancelledError:  # closed mid-batch: its requests are cancelled, not left waiting
-            for _, future in batch:
-                future.cancel()
+            _cancel(batch)
             raise
         for (_, future), (result, error) in zip(batch, outcomes):
             if future.done():
@@ -130,3 +128,8 @@ class MicroBatcher(Generic[T, R]):
             self._queue.get_nowait()[1].cancel()
         if self._owns_executor:
             self._executor.shutdown(wait=True)
+
+
+def _cancel(batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    for _, future in batch:
+        future.cancel()

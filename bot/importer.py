@@ -76,7 +76,7 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
         text = " ".join(row["text"].split())
         intent = intent_name(row["intent"])
         if text:
-            key = same_example(example_text(text))  # as nlu.yml will read it, links of entities removed
+            key = same_example(example_text(text))  # as nlu.yml will read it: entity annotations reduced to their text
             votes.setdefault(key, Counter())[intent] += 1
             spelling.setdefault(key, text)
     by_intent: dict[str, list[str]] = defaultdict(list)
