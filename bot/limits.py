@@ -41,6 +41,7 @@ from bot.project import LimitsConfig
 
 EXEMPT_PREFIXES = ("/slack/", "/wecom/", "/healthz")
 SOCKET_RETRY_SECONDS = 10  # a socket slot frees when a page closes; there is no window to wait out
+PRUNE_EVERY = 10_000  # counted hits between two sweeps of the windows that have emptied
 SLOW_DOWN = {
     "en": "You are sending messages too fast. Please wait {seconds} seconds, then send your message again.",
     "zh": "您发送消息太快了，请等待 {seconds} 秒后再发送。",
@@ -68,6 +69,7 @@ class Limits:
         self._per_conversation = self._per_minute(config.per_conversation_per_minute)
         self._sockets: Counter[str] = Counter()
         self._told: dict[str, float] = {}  # conversation -> when the wait it was told of ends (monotonic)
+        self._hits = 0
 
     @staticmethod
     def _per_minute(amount: int) -> RateLimitItem | None:
@@ -86,8 +88,22 @@ class Limits:
             return address
         return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
+    def _prune(self) -> None:
+        """Forget the addresses and conversations whose window has emptied. The limits library drops a
+        window's expired hits but keeps its key, so every address and conversation id ever seen (ids a
+        client chooses) would stay in memory for the life of the process."""
+        storage = self._window.storage
+        for key in [key for key, hits in list(storage.events.items()) if not hits]:
+            with storage.locks[key]:
+                if not storage.events.get(key):
+                    storage.events.pop(key, None)
+            storage.locks.pop(key, None)
+
     def _wait(self, item: RateLimitItem | None, scope: str, key: str) -> int:
         """Count one hit and return 0, or, past the limit, the whole seconds until one is free again."""
+        self._hits += 1
+        if self._hits % PRUNE_EVERY == 0:
+            self._prune()
         if item is None or self._window.hit(item, scope, key):
             return 0
         reset = self._window.get_window_stats(item, scope, key).reset_time

@@ -163,6 +163,25 @@ async def test_websockets_per_ip_are_capped(make_client: Callable[..., Any]) -> 
     await third.close()
 
 
+def test_the_counters_forget_the_conversations_whose_window_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Conversation ids are the client's to choose: they must not pile up in memory for ever."""
+    monkeypatch.setattr("bot.limits.PRUNE_EVERY", 51)
+    limits = Limits(LimitsConfig(per_conversation_per_minute=5), 65536)
+    for n in range(49):
+        limits.message(f"c{n}")
+    assert len(limits._window.storage.events) == 49
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)  # an hour later
+    limits.message("late-1")  # the 50th hit: the library sweeps the expired hits from every window
+    for _ in range(100):
+        if not any(limits._window.storage.events.get(key) for key in limits._window.storage.events if "late" not in key):
+            break
+        time.sleep(0.01)
+    limits.message("late-2")  # the 51st: the emptied windows go
+    kept = list(limits._window.storage.events)
+    assert len(kept) == 2 and all("late" in key for key in kept)
+
+
 def test_platform_messages_over_the_limit_are_told_to_wait_once_per_wait() -> None:
     limits = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
     assert limits.message_wait("slack:T:C:1") == 0
