@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import io
 import json
 import logging
@@ -24,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.channels import build_channels
-from bot.channels.base import PlatformChannel, Turn, http_error
+from bot.channels.base import PlatformChannel, Turn, http_error, same_secret
 from bot.channels.web import read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.limits import LIMITS, Limits
@@ -84,8 +83,7 @@ def require_admin(request: web.Request) -> None:
     if not token:
         raise web.HTTPNotFound()
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # a header aiohttp could not decode keeps its bytes as surrogates; they can only fail to match
-    matches = hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode())
+    matches = same_secret(given.strip(), token)
     if not matches or scheme.lower() != "bearer":  # the token alone, without its scheme, is not accepted
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
 

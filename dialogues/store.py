@@ -239,7 +239,7 @@ class Store:
             return int(cursor.lastrowid) if cursor.rowcount else None
 
     def answered(self, pending_id: int) -> None:
-        """Forget a kept message whose turn ended without an exchange (or already has one)."""
+        """Forget a kept message whose turn failed: answered again by the next server, it would fail again."""
         with self._lock:
             self.db.execute("DELETE FROM pending WHERE id = ?", [pending_id])
 

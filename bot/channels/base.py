@@ -12,6 +12,7 @@ platform redeliveries, and tracked background tasks for answering after the ackn
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import os
@@ -35,6 +36,13 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_CHARS = 4000
 DEFAULT_GRACE_S = 5.0  # how long close() lets turns in flight finish; the server passes server.shutdown_seconds
 MAX_SKEW_S = 300  # how far a platform's signed timestamp may be from our clock before the request is refused
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """A token or signature a request carries against the expected one, compared in constant time so
+    that response timings leak nothing of it. A header or query value aiohttp could not decode keeps
+    its bytes as surrogates: they can only fail to match."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def is_fresh(timestamp: str, now: float) -> bool:
@@ -277,14 +285,15 @@ class PlatformChannel(Channel):
         return turn.pending_id is not None
 
     async def answer(self, turn: Turn) -> Reply:
-        """The bot's reply to a kept turn, which is then no longer kept, whether it was answered or failed;
-        one that shutdown cuts short stays kept, for the next server to answer."""
+        """The bot's reply to a kept turn. Its exchange, logged with every reply, forgets the kept row in
+        the same transaction; a turn that fails is forgotten too, and one that shutdown cuts short
+        (cancelled) stays kept, for the next server to answer."""
         try:
             return await self.bot.handle(turn)
-        finally:
-            task = asyncio.current_task()
-            if turn.pending_id is not None and self.bot.store is not None and not (task and task.cancelling()):
+        except Exception:
+            if turn.pending_id is not None:
                 await self.bot._store(self.bot.store.answered, turn.pending_id)
+            raise
 
     def resume(self, turn: Turn) -> None:
         """Answer, in the background and on the platform's API, a kept turn a killed server never answered."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import os
 import xml.etree.ElementTree as ET
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from bot.channels.base import same_secret
 
 BLOCK = 32
 
@@ -77,7 +78,7 @@ class WeComCrypto:
     def check_signature(self, msg_signature: str, timestamp: str, nonce: str, encrypted: str) -> None:
         """Raise :class:`SignatureError` unless ``msg_signature`` matches, compared in constant time."""
         expected = self.signature(timestamp, nonce, encrypted)
-        if not hmac.compare_digest(expected.encode(), msg_signature.encode("utf-8", "surrogateescape")):
+        if not same_secret(msg_signature, expected):
             raise SignatureError("msg_signature does not match")
 
     def encrypt(self, message: str) -> str:
