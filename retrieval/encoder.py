@@ -10,6 +10,7 @@ are noticeably worse.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Sequence
@@ -20,12 +21,22 @@ from sentence_transformers import SentenceTransformer
 E5_PREFIXES = ("query: ", "passage: ")
 
 
-def _wants_e5_prefixes(name: str) -> bool:
-    """e5 models (intfloat/e5-*, multilingual-e5-*) were trained with role prefixes.
+_E5_NAME = re.compile(r"(?:^|[^a-z0-9])e5(?:[^a-z0-9]|$)")
 
-    The whole name or path is looked at, since a prepared folder is often `.../e5-small/model`.
+
+def wants_e5_prefixes(name_or_path: str) -> bool:
+    """Whether the model expects e5's "query: " / "passage: " prefixes; without them e5's
+    similarities drift. True for a folder whose sentence-transformers config declares those
+    prompts (as deskbot's prepared multilingual folder does) and for names of e5 checkpoints
+    (intfloat/e5-*, multilingual-e5-*). The whole path is looked at, since a downloaded e5 folder
+    is often `.../e5-small/model`.
     """
-    return re.search(r"(^|[^a-z0-9])e5([^a-z0-9]|$)", name.lower()) is not None
+    st_config = Path(name_or_path) / "config_sentence_transformers.json"
+    if st_config.is_file():
+        prompts = json.loads(st_config.read_text(encoding="utf-8")).get("prompts") or {}
+        if prompts.get("query") == E5_PREFIXES[0]:
+            return True
+    return _E5_NAME.search(str(name_or_path).lower()) is not None
 
 
 def _fingerprint(name_or_path: str) -> str:
@@ -99,7 +110,7 @@ class Encoder:
             raise ValueError(f"{name}: the model does not declare its embedding dimension")
         self.dim: int = int(dim)
         if prefixes is None:
-            prefixes = E5_PREFIXES if _wants_e5_prefixes(name) else ("", "")
+            prefixes = E5_PREFIXES if wants_e5_prefixes(name) else ("", "")
         self.query_prefix, self.passage_prefix = prefixes
         self.batch_size = batch_size
 

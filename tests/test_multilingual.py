@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -262,6 +263,9 @@ def test_multilingual_alias_uses_the_cache(folder: Path, cache: Path, monkeypatc
     monkeypatch.setenv("DESKBOT_CACHE", str(cache))
     assert resolve_model("multilingual") == resolve_model("Multilingual-E5-Small") == str(folder)
     assert model_needs_prefixes(str(folder))
+    renamed = folder.parent / "prepared"
+    shutil.copytree(folder, renamed, ignore=lambda _d, names: [n for n in names if n.endswith(".safetensors")])
+    assert model_needs_prefixes(str(renamed))  # by its declared prompts, not its name
 
 
 @needs_assets
