@@ -1,6 +1,7 @@
 """Micro-batching: many concurrent requests, one model call.
 
-The batcher never waits to fill a batch. While the model is busy, new requests queue; when it is
+By default the batcher never waits to fill a batch (``max_wait_ms`` makes it wait that long at most,
+or until the batch is full). While the model is busy, new requests queue; when it is
 free, everything queued (up to ``max_batch``) goes in together. So a lone message runs at once, and
 under load the batch grows by itself. The model runs in worker threads, off the event loop: one by
 default, or ``concurrency`` batches in flight at once, each on its own share of the CPU cores.
@@ -72,7 +73,7 @@ class MicroBatcher(Generic[T, R]):
                 await free.acquire()  # a batch is formed only once a worker can take it, so it grows under load
                 batch = [await self._queue.get()]
                 if self.max_wait:
-                    await asyncio.sleep(self.max_wait)
+                    await self._fill(batch, asyncio.get_running_loop().time() + self.max_wait)
                 while len(batch) < self.max_batch and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 batch = [(item, fut) for item, fut in batch if not fut.done()]  # drop cancelled requests
@@ -86,6 +87,17 @@ class MicroBatcher(Generic[T, R]):
         except asyncio.CancelledError:  # closed while forming a batch: its requests are cancelled, not left waiting
             _cancel(batch)
             raise
+
+    async def _fill(self, batch: list[tuple[T, asyncio.Future[R]]], deadline: float) -> None:
+        """Adds requests to ``batch`` as they arrive, until it is full or ``deadline`` passes:
+        a batch that fills early goes to the model at once rather than after the whole wait."""
+        assert self._queue is not None
+        try:
+            async with asyncio.timeout_at(deadline):
+                while len(batch) < self.max_batch:
+                    batch.append(await self._queue.get())
+        except TimeoutError:
+            pass
 
     async def _serve(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

@@ -128,6 +128,25 @@ async def test_a_bounded_wait_gathers_requests_arriving_within_it() -> None:
     await batcher.close()
 
 
+async def test_a_bounded_wait_ends_when_the_batch_is_full() -> None:
+    model = Recorder()
+    batcher = MicroBatcher(model, max_batch=2, max_wait_ms=5_000)
+    started = time.perf_counter()
+    assert await asyncio.gather(batcher.submit("a"), batcher.submit("b")) == ["A", "B"]
+    assert time.perf_counter() - started < 2  # not the 5 s wait
+    assert model.batches == [["a", "b"]]
+    await batcher.close()
+
+
+async def test_closing_during_a_bounded_wait_cancels_the_waiting_request() -> None:
+    batcher = MicroBatcher(Recorder(), max_wait_ms=5_000)
+    waiting = asyncio.ensure_future(batcher.submit("a"))
+    await asyncio.sleep(0.05)  # "a" is in the forming batch, waiting for company
+    await batcher.close()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+
 async def test_batches_are_reported_and_a_shared_executor_outlives_the_batcher() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
