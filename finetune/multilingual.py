@@ -280,7 +280,7 @@ def _build(folder: Path) -> None:
     )
     _write_json(folder / "sentence_bert_config.json", {"max_seq_length": e5.max_positions, "do_lower_case": False})
     # e5 was trained with these prefixes; declaring them lets sentence-transformers' prompt_name use them
-    # and lets finetune.models.model_needs_prefixes recognise the folder wherever it lives.
+    # and lets retrieval.encoder.wants_e5_prefixes recognise the folder wherever it lives.
     _write_json(
         folder / "config_sentence_transformers.json",
         {"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": None},
@@ -326,12 +326,27 @@ def _is_valid(folder: Path, deep: bool) -> bool:
 
 
 @contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Serialises builds of ``folder`` across processes; readers of a finished folder never wait."""
+def _locked(folder: Path, wait: bool = True) -> Iterator[bool]:
+    """Serialises builds of ``folder`` across processes; readers of a finished folder never wait.
+    Yields whether the lock is held: always when ``wait``, else only if no build is running."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f".{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
-        yield
+        try:  # released when the file closes, also if the process dies
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def _stale_siblings(folder: Path) -> list[Path]:
+    """Temporary folders of builds that died (under the lock, no other build can own one)."""
+    return [p for pattern in (f".{folder.name}.tmp-*", f".{folder.name}.old-*") for p in folder.parent.glob(pattern)]
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def prepare_multilingual(cache_dir: Path | None = None, force: bool = False, verify: bool = False) -> Path:
@@ -345,16 +360,17 @@ def prepare_multilingual(cache_dir: Path | None = None, force: bool = False, ver
     folder = (cache_dir or default_cache_dir()) / "models" / MODEL_NAME
     if not force and _is_valid(folder, deep=verify or folder not in _VERIFIED):
         _VERIFIED.add(folder)
+        if _stale_siblings(folder):  # a killed rebuild (--force) left up to ~490 MB beside a good folder
+            with _locked(folder, wait=False) as held:
+                if held:
+                    _remove(_stale_siblings(folder))
         return folder
     with _locked(folder):
         # Another process may have finished a build while this one waited for the lock.
         if not force and _is_valid(folder, deep=True):
             _VERIFIED.add(folder)
             return folder
-        # Under the lock, any temporary sibling was left by a build that died; clear them out.
-        for pattern in (f".{folder.name}.tmp-*", f".{folder.name}.old-*"):
-            for stale in folder.parent.glob(pattern):
-                shutil.rmtree(stale, ignore_errors=True)
+        _remove(_stale_siblings(folder))
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
         staging.chmod(0o755)  # mkdtemp's 0700 would hide a shared $DESKBOT_CACHE from other users
         try:

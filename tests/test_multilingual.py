@@ -241,6 +241,20 @@ def test_loads_as_a_sequence_classifier(folder: Path) -> None:
 
 
 @needs_assets
+def test_a_dead_builds_leftovers_are_removed_unless_a_build_runs(folder: Path, cache: Path) -> None:
+    import fcntl
+
+    stale = folder.parent / ".multilingual-e5-small.tmp-killed"
+    (stale / "1_Pooling").mkdir(parents=True)
+    with open(folder.parent / ".multilingual-e5-small.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as if another process were building into it right now
+        assert prepare_multilingual(cache) == folder
+        assert stale.is_dir()
+    assert prepare_multilingual(cache) == folder
+    assert not stale.exists()
+
+
+@needs_assets
 def test_corrupt_files_are_rebuilt(folder: Path, cache: Path) -> None:
     weights = folder / "model.safetensors"
     size = weights.stat().st_size
@@ -259,11 +273,12 @@ def test_corrupt_files_are_rebuilt(folder: Path, cache: Path) -> None:
 
 
 @needs_assets
-def test_multilingual_alias_uses_the_cache(folder: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_multilingual_alias_uses_the_cache(folder: Path, cache: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DESKBOT_CACHE", str(cache))
     assert resolve_model("multilingual") == resolve_model("Multilingual-E5-Small") == str(folder)
     assert model_needs_prefixes(str(folder))
-    renamed = folder.parent / "prepared"
+    renamed = tmp_path / "prepared"
     shutil.copytree(folder, renamed, ignore=lambda _d, names: [n for n in names if n.endswith(".safetensors")])
     assert model_needs_prefixes(str(renamed))  # by its declared prompts, not its name
 
