@@ -639,6 +639,30 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     context.close()
 
 
+def test_the_agents_console_says_how_many_more_wait_than_it_lists(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "where is my parcel?")
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+
+    def only_the_waiting_and_more(route: Any) -> None:
+        """The first page holds only the waiting customers, and the inbox says 3 more conversations exist."""
+        inbox = route.fetch().json()
+        shown = [c for c in inbox["conversations"] if c["waiting_since"] is not None]
+        route.fulfill(json={"conversations": shown, "total": len(shown) + 3})
+
+    page.route(re.compile(r"/admin/conversations\?.*status=handed_off"), only_the_waiting_and_more)
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
+    expect(page.locator(".list li").last).to_have_text("and 3 more")
+    expect(page).to_have_title(re.compile(r"^\(\d+\+\) deskbot · agents$"))
+    context.close()
+
+
 def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
                                                     web_demo_bot: SimpleNamespace) -> None:
     intents = load_project(web_demo_bot.root).intents
