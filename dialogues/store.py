@@ -82,6 +82,21 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4,
 # An agent turn's author (the name the agent gave), kept in ``turns.user``; customers' ids are not shown.
 _AUTHOR = "CASE WHEN t.role = 'agent' THEN t.user END AS author"
 _TYPED = "role = 'user' AND substr(text, 1, 1) != '/'"  # what a customer typed, not a button's payload
+_LATEST_TYPED = f"(SELECT text FROM turns WHERE conversation_id = c.id AND {_TYPED} ORDER BY id DESC LIMIT 1)"
+# Handed-off conversations as the agents' inbox shows them. A customer waits from the handoff until an
+# agent's first reply, and again from their first message after an agent's latest reply;
+# ``waiting_since`` is null while the latest word is the agent's.
+_AGENT_SINCE = "FROM turns WHERE conversation_id = c.id AND role = 'agent' AND created >= h.created"
+_HANDED_OFF = (
+    "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
+    "h.created AS handed_off_at, h.reason, "
+    f"CASE WHEN NOT EXISTS (SELECT 1 {_AGENT_SINCE}) THEN h.created "
+    "ELSE (SELECT min(created) FROM turns WHERE conversation_id = c.id AND role = 'user' "
+    f"AND id > (SELECT max(id) {_AGENT_SINCE})) END AS waiting_since, {_LATEST_TYPED} AS last_message "
+    "FROM conversations c JOIN handoffs h ON h.id = "
+    "(SELECT max(id) FROM handoffs WHERE conversation_id = c.id AND event = 'handed_off') "
+    "WHERE c.status = 'handed_off'"
+)
 
 
 @dataclass
@@ -285,34 +300,21 @@ class Store:
     # --- the agents' inbox ----------------------------------------------------------------------
 
     def inbox(self, status: str, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Conversations in ``status`` (``handed_off`` or ``open``) for the agents, and how many there are
-        (``limit`` -1: all of them).
+        """The first ``limit`` conversations in ``status`` (``handed_off`` or ``open``) for the agents,
+        and how many there are.
 
-        Handed-off conversations come longest-waiting first, since that is the order agents should
-        take them in: a customer waits from the handoff until an agent's first reply, and again from
-        their first message after an agent's latest reply. One whose latest word is the agent's
-        (``waiting_since`` null) comes after every waiting one. Open conversations come most recently
-        active first, for an agent looking for one to take over.
+        Handed-off conversations come longest-waiting first (``_HANDED_OFF`` says when a wait begins),
+        since that is the order agents should take them in; one whose latest word is the agent's comes
+        after every waiting one. Open conversations come most recently active first, for an agent
+        looking for one to take over.
         """
-        latest_user = f"(SELECT text FROM turns WHERE conversation_id = c.id AND {_TYPED} ORDER BY id DESC LIMIT 1)"
         if status == "handed_off":
-            agent_since = "FROM turns WHERE conversation_id = c.id AND role = 'agent' AND created >= h.created"
-            query = (
-                "SELECT * FROM (SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
-                "h.created AS handed_off_at, h.reason, "
-                f"CASE WHEN NOT EXISTS (SELECT 1 {agent_since}) THEN h.created "
-                "ELSE (SELECT min(created) FROM turns WHERE conversation_id = c.id AND role = 'user' "
-                f"AND id > (SELECT max(id) {agent_since})) END AS waiting_since, {latest_user} AS last_message "
-                "FROM conversations c JOIN handoffs h ON h.id = "
-                "(SELECT max(id) FROM handoffs WHERE conversation_id = c.id AND event = 'handed_off') "
-                "WHERE c.status = 'handed_off') "
-                "ORDER BY waiting_since IS NULL, waiting_since, handed_off_at LIMIT ?"
-            )
+            query = f"SELECT * FROM ({_HANDED_OFF}) ORDER BY waiting_since IS NULL, waiting_since, handed_off_at LIMIT ?"
         else:
             query = (
                 "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
                 "NULL AS handed_off_at, NULL AS reason, NULL AS waiting_since, "
-                f"{latest_user} AS last_message FROM conversations c WHERE c.status = 'open' "
+                f"{_LATEST_TYPED} AS last_message FROM conversations c WHERE c.status = 'open' "
                 "ORDER BY c.updated DESC LIMIT ?"
             )
         total = self.db.execute("SELECT count(*) FROM conversations WHERE status = ?", [status]).fetchone()[0]
@@ -320,17 +322,18 @@ class Store:
 
     def waiting(self) -> tuple[int, float | None]:
         """How many handed-off customers wait for a person's reply, and since when the first of them has."""
-        since = [c["waiting_since"] for c in self.inbox("handed_off", -1)[0] if c["waiting_since"] is not None]
-        return len(since), (since[0] if since else None)
+        count, since = self.db.execute(
+            f"SELECT count(*), min(waiting_since) FROM ({_HANDED_OFF}) WHERE waiting_since IS NOT NULL").fetchone()
+        return count, since
 
     def overdue(self, before: float) -> list[dict[str, Any]]:
         """Handed-off customers waiting since before ``before`` and not yet told, in this wait, that the
         agents are busy (no bot message since their wait began: while a person has the conversation
         the bot says nothing else)."""
-        told = "SELECT 1 FROM turns WHERE conversation_id = ? AND role = 'bot' AND created > ?"
-        return [c for c in self.inbox("handed_off", -1)[0]
-                if c["waiting_since"] is not None and c["waiting_since"] < before
-                and not self.db.execute(told, [c["conversation_id"], c["waiting_since"]]).fetchone()]
+        return list(self.db.query(
+            f"SELECT * FROM ({_HANDED_OFF}) w WHERE waiting_since < ? AND NOT EXISTS (SELECT 1 FROM turns "
+            "WHERE conversation_id = w.conversation_id AND role = 'bot' AND created > w.waiting_since) "
+            "ORDER BY waiting_since", [before]))
 
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the
