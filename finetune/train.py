@@ -32,6 +32,7 @@ from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from finetune.cache import MissingAssetsError
 from finetune.classifier import IntentClassifier, ModelLoadError, intent_phrase, pick_device
 from finetune.metrics import OOS
 from finetune.models import model_needs_prefixes, resolve_model
@@ -114,12 +115,15 @@ def train_classifier(
     if init_from is not None and init_from.labels == labels:
         model = init_from.to(device)
     else:
-        path = resolve_model(base_model)
         try:
+            path = resolve_model(base_model)
             encoder = SentenceTransformer(path, device=device, local_files_only=True)
+        except MissingAssetsError as exc:  # an alias whose offline packages are not installed
+            raise ModelLoadError(f"base model {base_model!r}: {exc}") from exc
         except (OSError, ValueError) as exc:  # no such folder, not a model, or a hub name with no hub
             raise ModelLoadError(f"base model {base_model!r}: cannot load it ({exc}); name a local model folder, "
-                                 "a Hugging Face model this machine has cached, 'default' or 'multilingual'") from exc
+                                 "a Hugging Face model this machine has cached, 'default', 'multilingual' "
+                                 "or 'mpnet'") from exc
         prefix = "query: " if model_needs_prefixes(path) else ""
         model = IntentClassifier(encoder, labels, scale=config.scale, prefix=prefix).to(device)
     model.encoder.max_seq_length = config.max_length

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from finetune import cache as model_cache
 from finetune import multilingual
 from finetune.models import default_model_path, model_needs_prefixes, resolve_model
 from finetune.multilingual import (
@@ -203,7 +204,7 @@ def test_build_writes_a_verified_folder(folder: Path, cache: Path) -> None:
     assert folder == cache / "models" / "multilingual-e5-small"
     checksums = json.loads((folder / "checksums.json").read_text())
     assert set(checksums["files"]) >= {"config.json", "model.safetensors", "tokenizer.json", "modules.json"}
-    assert multilingual._is_valid(folder, deep=True)
+    assert model_cache.verified(folder, multilingual.BUILD_VERSION, deep=True)
     config = json.loads((folder / "config.json").read_text())
     assert (config["vocab_size"], config["pad_token_id"], config["num_hidden_layers"]) == (250037, 1, 12)
     assert sorted(p.name for p in folder.parent.iterdir()) == [".multilingual-e5-small.lock", "multilingual-e5-small"]
@@ -269,7 +270,7 @@ def test_corrupt_files_are_rebuilt(folder: Path, cache: Path) -> None:
     assert "999" in config.read_text()
     assert prepare_multilingual(cache, verify=True) == folder
     assert "999" not in config.read_text()
-    assert multilingual._is_valid(folder, deep=True)
+    assert model_cache.verified(folder, multilingual.BUILD_VERSION, deep=True)
 
 
 @needs_assets
@@ -293,5 +294,5 @@ def test_concurrent_builds_share_one_folder(tmp_path: Path) -> None:
     outputs = {run.communicate(timeout=300)[0].decode().strip() for run in runs}
     assert all(run.returncode == 0 for run in runs)
     assert outputs == {str(tmp_path / "models" / "multilingual-e5-small")}
-    assert multilingual._is_valid(tmp_path / "models" / "multilingual-e5-small", deep=True)
+    assert model_cache.verified(tmp_path / "models" / "multilingual-e5-small", multilingual.BUILD_VERSION, deep=True)
     assert not list((tmp_path / "models").glob(".multilingual-e5-small.*-*"))
