@@ -277,9 +277,7 @@ class Bot:
         overdue = await self._store(self.store.overdue, time.time() - after)
         for waiting in overdue:
             conversation_id, channel_name = waiting["conversation_id"], waiting["channel"]
-            conversation = await self._store(self.store.conversation, conversation_id)
-            slots = conversation["slots"] if conversation else {}
-            language = turn_language(self.config.language, waiting["last_message"] or "", slots.get(SLOT))
+            language = turn_language(self.config.language, waiting["last_message"] or "", waiting["slots"].get(SLOT))
             text = say(self.config.handoff.busy_message, language)
             turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name)
             back = {"title": say(self.config.handoff.back_button, language), "payload": RESUME_PAYLOAD}

@@ -329,11 +329,15 @@ class Store:
     def overdue(self, before: float) -> list[dict[str, Any]]:
         """Handed-off customers waiting since before ``before`` and not yet told, in this wait, that the
         agents are busy (no bot message since their wait began: while a person has the conversation
-        the bot says nothing else)."""
-        return list(self.db.query(
-            f"SELECT * FROM ({_HANDED_OFF}) w WHERE waiting_since < ? AND NOT EXISTS (SELECT 1 FROM turns "
+        the bot says nothing else), each with its conversation's ``slots`` (the language to tell them in)."""
+        rows = list(self.db.query(
+            "SELECT w.*, (SELECT slots FROM conversations WHERE id = w.conversation_id) AS slots "
+            f"FROM ({_HANDED_OFF}) w WHERE waiting_since < ? AND NOT EXISTS (SELECT 1 FROM turns "
             "WHERE conversation_id = w.conversation_id AND role = 'bot' AND created > w.waiting_since) "
             "ORDER BY waiting_since", [before]))
+        for row in rows:
+            row["slots"] = json.loads(row["slots"] or "{}")
+        return rows
 
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the

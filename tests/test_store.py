@@ -63,6 +63,23 @@ def test_a_kept_platform_message_waits_until_its_exchange_is_logged(tmp_path: Pa
     store.close()
 
 
+def test_the_overdue_and_waiting_customers_come_from_the_inbox(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dialogues.db")
+    store.log_exchange(Exchange("zh", "web", None, "12345", None, "?", None, 0.2, [], "fallback", "v0001",
+                                slots={"language": "zh"}))
+    store.set_status("zh", "handed_off", "requested")
+    user_turn(store, "answered", "where is my order?")
+    store.set_status("answered", "handed_off", "requested")
+    store.add_agent_answer("answered", "It left today.")
+    handed_off_at = store.inbox("handed_off", 10)[0][0]["waiting_since"]
+    assert store.waiting() == (1, handed_off_at)  # the answered customer does not wait
+    assert [(c["conversation_id"], c["slots"]) for c in store.overdue(handed_off_at + 1)] == [("zh", {"language": "zh"})]
+    assert store.overdue(handed_off_at) == []  # not waiting long enough yet
+    store.add_message("zh", "bot", "Our agents are busy.", "web")
+    assert store.overdue(handed_off_at + 1) == []  # told once in this wait
+    store.close()
+
+
 def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     user_turn(store, "c1", "my parcel is lost")
