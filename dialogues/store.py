@@ -99,6 +99,12 @@ _HANDED_OFF = (
 )
 
 
+def _with_slots(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its ``slots`` column read from the JSON it is stored as."""
+    row["slots"] = json.loads(row["slots"] or "{}")
+    return row
+
+
 @dataclass
 class Exchange:
     """What one user turn produced, as written in one transaction."""
@@ -157,19 +163,13 @@ class Store:
     # --- conversations ------------------------------------------------------------------------
 
     def conversation(self, conversation_id: str) -> dict[str, Any] | None:
-        rows = list(self.db["conversations"].rows_where("id = ?", [conversation_id]))
-        if not rows:
-            return None
-        row = rows[0]
-        row["slots"] = json.loads(row["slots"] or "{}")
-        return row
+        return self.conversations([conversation_id])[0]
 
     def conversations(self, conversation_ids: list[str]) -> list[dict[str, Any] | None]:
         """:meth:`conversation` for many ids in one query (the server reads a batch of turns' at once)."""
         marks = ",".join("?" * len(conversation_ids))
-        rows = {r["id"]: r for r in self.db.query(f"SELECT * FROM conversations WHERE id IN ({marks})", conversation_ids)}
-        for row in rows.values():
-            row["slots"] = json.loads(row["slots"] or "{}")
+        rows = {r["id"]: _with_slots(r)
+                for r in self.db.query(f"SELECT * FROM conversations WHERE id IN ({marks})", conversation_ids)}
         return [rows.get(i) for i in conversation_ids]
 
     def _ensure_conversation(self, conversation_id: str, channel: str, user: str | None) -> None:
@@ -330,14 +330,11 @@ class Store:
         """Handed-off customers waiting since before ``before`` and not yet told, in this wait, that the
         agents are busy (no bot message since their wait began: while a person has the conversation
         the bot says nothing else), each with its conversation's ``slots`` (the language to tell them in)."""
-        rows = list(self.db.query(
+        return [_with_slots(row) for row in self.db.query(
             "SELECT w.*, (SELECT slots FROM conversations WHERE id = w.conversation_id) AS slots "
             f"FROM ({_HANDED_OFF}) w WHERE waiting_since < ? AND NOT EXISTS (SELECT 1 FROM turns "
             "WHERE conversation_id = w.conversation_id AND role = 'bot' AND created > w.waiting_since) "
-            "ORDER BY waiting_since", [before]))
-        for row in rows:
-            row["slots"] = json.loads(row["slots"] or "{}")
-        return rows
+            "ORDER BY waiting_since", [before])]
 
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the
