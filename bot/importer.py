@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from bot.language import written_in
-from bot.project import RESERVED_PAYLOADS, example_text, same_example
+from bot.project import example_text, reserved_name, same_example
 from finetune.metrics import OOS
 
 MIXED = 0.1  # a set with at least this share of messages in each language is bilingual
@@ -50,8 +50,8 @@ def intent_name(intent: str) -> str:
     name = unicodedata.normalize("NFKC", intent).strip()
     if not name:
         raise ValueError("an intent name is empty")
-    if f"/{name}" in RESERVED_PAYLOADS:
-        raise ValueError(f"intent {name!r}: /{name} is the bot's own button payload; rename the intent")
+    if reserved := reserved_name(name):
+        raise ValueError(reserved)
     return name
 
 

@@ -26,6 +26,13 @@ RESUME_PAYLOAD = "/resume"
 RESERVED_PAYLOADS = (HANDOFF_PAYLOAD, RESUME_PAYLOAD)
 
 
+def reserved_name(name: str) -> str | None:
+    """Why ``name`` cannot name an intent, if its button payload /NAME is one of the bot's own."""
+    if f"/{name}" in RESERVED_PAYLOADS:
+        return f"intent {name!r}: /{name} is the bot's own button payload; rename the intent"
+    return None
+
+
 class ProjectError(Exception):
     """A bot project file is missing or wrong. The message names the file and, when known, the line."""
 
@@ -378,9 +385,8 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
             texts = _example_lines(item.get("examples"))
             if not name or not texts:
                 raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
-            if f"/{name}" in RESERVED_PAYLOADS:
-                raise _fail(path, node, ("nlu", i), f"intent {name!r}: /{name} is the bot's own button payload; "
-                                                   "rename the intent")
+            if reserved := reserved_name(name):
+                raise _fail(path, node, ("nlu", i), reserved)
             if unicodedata.normalize("NFKC", name) != name:  # a payload /NAME reaches the bot NFKC-normalised
                 raise _fail(path, node, ("nlu", i), f"intent {name!r}: write it as "
                                                    f"{unicodedata.normalize('NFKC', name)!r} (full-width characters "
