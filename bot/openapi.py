@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import models_json_schema
 
-from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest
+from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest, WebConversationId
 
 
 class _Body(BaseModel):
@@ -328,7 +328,9 @@ def _json(schema: dict[str, Any] | str) -> dict[str, Any]:
 
 def _parameters(op: Operation) -> list[dict[str, Any]]:
     names = [part[1:-1] for part in op.path.split("/") if part.startswith("{")]
-    params = [{"name": n, "in": "path", "required": True, "schema": TypeAdapter(PATH_PARAMETERS[n]).json_schema()}
+    # The web API (``/api/``) names only web conversations; the admin API any channel's.
+    kinds = {**PATH_PARAMETERS, "conversation_id": WebConversationId} if op.path.startswith("/api/") else PATH_PARAMETERS
+    params = [{"name": n, "in": "path", "required": True, "schema": TypeAdapter(kinds[n]).json_schema()}
               for n in names]
     params += [{"name": n, "in": "query", "required": required, "schema": schema}
                for n, (schema, required) in op.query.items()]

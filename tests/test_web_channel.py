@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from bot.server import create_app
+from dialogues.store import Store
 
 
 @pytest.fixture
@@ -91,6 +92,28 @@ async def test_feedback_only_on_a_turn_of_the_given_conversation(client: Any, we
         assert db.execute("SELECT count(*) FROM feedback WHERE turn_id = ?", [reply["turn_id"]]).fetchone() == (0,)
     response = await client.post("/api/feedback", json={"conversation_id": theirs, "turn_id": reply["turn_id"], "value": 1})
     assert response.status == 200  # its own conversation may rate it
+
+
+async def test_other_channels_conversations_are_out_of_the_web_apis_reach(client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """Slack's and WeCom's ids are ``name:…``, and guessable; a web client's id has no ``:``, so a browser can
+    neither read a WeCom customer's messages nor write, vote or listen in their conversation. The
+    agents reach it, userid ``@`` and all."""
+    cid = "wecom:ww1:alice@corp.example"
+    turn_id = Store(web_demo_bot.root / "dialogues.db").add_message(cid, "bot", "Your card is on its way.", "wecom")
+    responses = [await client.post("/api/chat", json={"conversation_id": cid, "text": "hand me to a person"}),
+                 await client.get(f"/api/conversations/{cid}/history"),
+                 await client.post("/api/feedback", json={"conversation_id": cid, "turn_id": turn_id, "value": -1})]
+    for response in responses:
+        assert response.status == 400 and (await response.json())["error"].startswith("conversation_id: String should match")
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "join", "conversation_id": cid})
+        assert (await ws.receive_json())["type"] == "error"
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        assert db.execute("SELECT role, channel FROM turns WHERE conversation_id = ?", [cid]).fetchall() == [("bot", "wecom")]
+        assert db.execute("SELECT count(*) FROM feedback WHERE turn_id = ?", [turn_id]).fetchone() == (0,)
+        assert db.execute("SELECT status FROM conversations WHERE id = ?", [cid]).fetchone() == ("open",)
+    response = await client.get(f"/admin/conversations/{cid}", headers={"Authorization": f"Bearer {web_demo_bot.admin_token}"})
+    assert response.status == 200 and (await response.json())["turns"][0]["text"] == "Your card is on its way."
 
 
 async def test_bad_socket_frames_get_errors_and_the_socket_stays_open(client: Any) -> None:

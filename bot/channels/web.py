@@ -26,14 +26,18 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from bot.channels.base import DEFAULT_GRACE_S, READABLE, Channel, Turn, http_error, readable
 from bot.limits import count_message, retry_after
 
-ConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+# Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:
+# ``slack:{team}:{channel}:{thread}``, and ``wecom:{corp}:{userid}``, where a WeCom userid may hold ``@``.
+ConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+# A web client's own id has no ``:``, so that no browser can name, read or write another channel's conversation.
+WebConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger(__name__)
 
 
 class ConversationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    conversation_id: ConversationId
+    conversation_id: WebConversationId
 
 
 class ChatRequest(ConversationRequest):
@@ -79,15 +83,16 @@ async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
         raise bad_request(exc) from None
 
 
-def valid_conversation_id(request: web.Request) -> str:
-    """The ``{conversation_id}`` of the path, held to the same rule as in request bodies (else 400)."""
+def valid_conversation_id(request: web.Request, web_client: bool = False) -> str:
+    """The ``{conversation_id}`` of the path, held to the rule of request bodies (else 400): a web
+    client's own id for the web API, any channel's for the admin API."""
     try:
-        return _CONVERSATION_ID.validate_python(request.match_info["conversation_id"])
+        return _CONVERSATION_IDS[web_client].validate_python(request.match_info["conversation_id"])
     except ValidationError as exc:
         raise http_error(web.HTTPBadRequest, f"conversation_id: {exc.errors()[0]['msg']}") from None
 
 
-_CONVERSATION_ID: TypeAdapter[str] = TypeAdapter(ConversationId)
+_CONVERSATION_IDS: dict[bool, TypeAdapter[str]] = {False: TypeAdapter(ConversationId), True: TypeAdapter(WebConversationId)}
 
 
 def parse_socket_message(data: str) -> ConversationRequest:
@@ -240,7 +245,7 @@ class WebChannel(Channel):
         return ws
 
     async def history(self, request: web.Request) -> web.Response:
-        cid = valid_conversation_id(request)
+        cid = valid_conversation_id(request, web_client=True)
         store = self.bot.store
         turns = await self.bot._store(store.history, cid) if store else []
         return web.json_response({"conversation_id": cid, "status": await self._status(cid), "turns": turns})
