@@ -36,7 +36,9 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
     to_the_bot = sum(n for source, n in sources.items() if source != "silent")  # not those sent while a person had it
     reasons = dict(rows("SELECT reason, count(*) FROM handoffs WHERE event = 'handed_off' AND created >= :since "
                         "GROUP BY reason ORDER BY count(*) DESC, reason"))
-    votes = dict(rows("SELECT value, count(*) FROM feedback WHERE created >= :since GROUP BY value"))
+    # Each reply's latest vote, as the history shows it: a changed mind or a withdrawn vote (0) counts once.
+    votes = dict(rows("SELECT value, count(*) FROM feedback WHERE id IN (SELECT max(id) FROM feedback GROUP BY turn_id) "
+                      "AND created >= :since GROUP BY value"))
     # Each handoff's wait: until the first agent message after it, if any came.
     waits = rows(
         "SELECT (SELECT min(t.created) FROM turns t WHERE t.conversation_id = h.conversation_id AND t.role = 'agent' "

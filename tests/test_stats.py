@@ -25,8 +25,11 @@ def exchange(store: Store, conversation: str, text: str, source: str, intent: st
 def worked_example(store: Store) -> None:
     """Four conversations: one kept by the bot, three handed to a person for three reasons."""
     _, answer = exchange(store, "kept", "where is my order", "template")
-    exchange(store, "kept", "and my refund?", "retrieval", "get_refund")
-    store.add_feedback("kept", answer, 1)
+    _, second = exchange(store, "kept", "and my refund?", "retrieval", "get_refund")
+    for value in (-1, 1):  # a changed mind counts once, as its last vote
+        store.add_feedback("kept", answer, value)
+    for value in (1, 0):  # and a withdrawn vote not at all
+        store.add_feedback("kept", second, value)
 
     _, missed = exchange(store, "asked", "???", "fallback", None)
     store.add_feedback("asked", missed, -1)
