@@ -15,9 +15,10 @@ from importlib.metadata import version
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic.json_schema import models_json_schema
 
+from bot.channels.base import READABLE, readable
 from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest, WebConversationId
 
 
@@ -29,15 +30,26 @@ class _Body(BaseModel):
 
 
 class AgentMessageRequest(_Body):
-    text: str = Field(..., min_length=1, max_length=20000, pattern=r"\S", description="the agent's reply to the customer")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str = Field(..., min_length=1, max_length=20000, json_schema_extra={"pattern": READABLE},
+                      description="the agent's reply to the customer")
     agent: str | None = Field(None, min_length=1, max_length=64, pattern=r"\S",
                               description="the agent's name, shown to the customer beside the reply")
 
+    @field_validator("text")
+    @classmethod
+    def _readable(cls, text: str) -> str:
+        """The customer's rule: a reply of zero-width spaces would show the customer nothing."""
+        if not readable(text):
+            raise ValueError("nothing to read (only spaces, control or zero-width characters)")
+        return text
+
 
 class ReviewLabelRequest(_Body):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
-        {"required": ["intent"], "properties": {"intent": {"type": "string"}}},
-        {"required": ["accept"], "properties": {"accept": {"const": True}}}]})
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": [
+        {"required": ["intent"], "properties": {"intent": {"type": "string"}, "accept": {"const": False}}},
+        {"required": ["accept"], "properties": {"accept": {"const": True}, "intent": {"type": "null"}}}]})
 
     intent: str | None = Field(None, description="an intent of nlu.yml, or oos (out of scope)")
     accept: bool = Field(False, description="true: keep the model's prediction as the label")
@@ -45,8 +57,8 @@ class ReviewLabelRequest(_Body):
 
     @model_validator(mode="after")
     def _intent_or_accept(self) -> ReviewLabelRequest:
-        if self.intent is None and not self.accept:
-            raise ValueError("send an intent, or accept: true")
+        if (self.intent is None) == (not self.accept):
+            raise ValueError("send an intent, or accept: true, not both" if self.accept else "send an intent, or accept: true")
         return self
 
 

@@ -68,6 +68,11 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         exc.text = json.dumps({"error": exc.reason})
         exc.content_type = "application/json"
         raise
+    except web.RequestPayloadError as exc:  # a body the client sent broken: a gzip that is not one, a cut chunk
+        reason = getattr(exc.__cause__, "message", "") or "broken in transfer"  # aiohttp's, e.g. "Can not decode …"
+        response = web.json_response({"error": f"body: cannot be read: {reason}"}, status=400)
+        response.force_close()  # the rest of the stream cannot be read either, so the connection ends here
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response({"error": "internal error"}, status=500)

@@ -244,6 +244,13 @@ async def test_wrong_bodies_and_ids_get_400_naming_the_field(make_client: Callab
         ("/admin/conversations/c1/messages", [1], admin, "body: "),
         ("/admin/conversations/c1/messages", {"text": "  "}, admin, "text: "),
         ("/admin/review/1", {"accept": "maybe"}, admin, "accept: "),
+        # no type is guessed at: a client sending these has a bug to hear about
+        ("/api/feedback", {"conversation_id": "c1", "turn_id": 1, "value": "-1"}, {}, "value: Input should be a valid integer"),
+        ("/api/feedback", {"conversation_id": "c1", "turn_id": 1, "value": True}, {}, "value: Input should be a valid integer"),
+        ("/api/feedback", {"conversation_id": "c1", "turn_id": "1", "value": 1}, {}, "turn_id: Input should be a valid integer"),
+        ("/admin/review/1", {"accept": "on"}, admin, "accept: Input should be a valid boolean"),
+        ("/admin/review/1", {"intent": "greet", "accept": True}, admin, "body: Value error, send an intent, or accept: true, not both"),
+        ("/admin/conversations/c1/messages", {"text": "\u200b\u200b"}, admin, "text: Value error, nothing to read"),
     ]
     for path, body, headers, reason in cases:
         response = await client.post(path, json=body, headers=headers)
@@ -252,6 +259,16 @@ async def test_wrong_bodies_and_ids_get_400_naming_the_field(make_client: Callab
     assert response.status == 400 and (await response.json())["error"].startswith("conversation_id: ")
     response = await client.post("/admin/conversations/bad%20id/handoff", headers=admin)
     assert response.status == 400 and (await response.json())["error"].startswith("conversation_id: ")
+
+
+async def test_a_body_that_cannot_be_decoded_gets_400(make_client: Callable[..., Any]) -> None:
+    """A gzip body that is not gzip fails only as the handler reads it, which must not be a 500."""
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
+    for path, headers in [("/api/chat", {}), ("/admin/conversations/c1/messages", {"Authorization": "Bearer t0ken"})]:
+        response = await client.post(path, data=b"not compressed at all", headers={
+            **headers, "Content-Type": "application/json", "Content-Encoding": "gzip"})
+        assert response.status == 400, path
+        assert (await response.json())["error"] == "body: cannot be read: Can not decode content-encoding: gzip", path
 
 
 # --- admin and CORS ------------------------------------------------------------------------------

@@ -119,6 +119,7 @@ async def test_other_channels_conversations_are_out_of_the_web_apis_reach(client
 async def test_bad_socket_frames_get_errors_and_the_socket_stays_open(client: Any) -> None:
     async with client.ws_connect("/api/ws") as ws:
         for frame, reason in [("{oops", "malformed JSON"), ("[1]", "JSON object"), ('{"type": "dance"}', "type: must be"),
+                              ('{"type": ["join"], "conversation_id": "a"}', "type: must be"),
                               ('{"type": "join", "conversation_id": "a b"}', "conversation_id")]:
             await ws.send_str(frame)
             message = await ws.receive_json()

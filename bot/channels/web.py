@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 
 class ConversationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a vote of "-1" or true, or a turn_id of "7", is a client's bug to be told about, not to guess at.
+    model_config = ConfigDict(extra="forbid", strict=True)
     conversation_id: WebConversationId
 
 
@@ -104,7 +105,7 @@ def parse_socket_message(data: str) -> ConversationRequest:
     if not isinstance(body, dict):
         raise ValueError("body: must be a JSON object")
     kind = body.pop("type", "message")
-    if kind not in SOCKET_MESSAGES:
+    if not isinstance(kind, str) or kind not in SOCKET_MESSAGES:
         raise ValueError(f"type: must be one of {', '.join(SOCKET_MESSAGES)}")
     return SOCKET_MESSAGES[kind].model_validate(body)
 
