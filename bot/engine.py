@@ -260,12 +260,16 @@ class Bot:
         assert self.writer is not None
         return (await self.writer.submit(exchange))[1]
 
-    async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web") -> None:
-        """Record the change; a customer handed off by anyone but an agent is announced to the agents."""
+    async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web") -> bool:
+        """Record the change, if it is one (see :meth:`Store.set_status`); a customer handed off by anyone
+        but an agent is announced to the agents."""
+        changed = True
         if self.store is not None:
-            await self._store(self.store.set_status, conversation_id, "handed_off" if handed_off else "open", reason, channel)
-        if handed_off and reason != "agent":
+            changed = await self._store(self.store.set_status, conversation_id, "handed_off" if handed_off else "open",
+                                        reason, channel)
+        if changed and handed_off and reason != "agent":
             self.notifier.handed_off(conversation_id, channel, reason)
+        return changed
 
     async def tell_overdue(self) -> int:
         """Tell each customer who has waited ``handoff.busy_after_seconds`` for a person, once per wait

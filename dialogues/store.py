@@ -179,12 +179,17 @@ class Store:
             [conversation_id, channel, user, now(), now()],
         )
 
-    def set_status(self, conversation_id: str, status: str, reason: str, channel: str = "web") -> None:
-        """Hand a conversation off to a human (``handed_off``) or back to the bot (``open``)."""
+    def set_status(self, conversation_id: str, status: str, reason: str, channel: str = "web") -> bool:
+        """Hand a conversation off to a human (``handed_off``) or back to the bot (``open``); False, and
+        nothing recorded, when it already is: a second agent's takeover of a waiting customer must not
+        restart their wait or change why they wait."""
         with self._lock, self.db.atomic():
             self._ensure_conversation(conversation_id, channel, None)
+            if self.db.execute("SELECT status FROM conversations WHERE id = ?", [conversation_id]).fetchone()[0] == status:
+                return False
             self.db["conversations"].update(conversation_id, {"status": status, "fallbacks": 0, "updated": now()})
             self.db["handoffs"].insert({"conversation_id": conversation_id, "event": status, "reason": reason, "created": now()})
+            return True
 
     # --- turns ----------------------------------------------------------------------------------
 

@@ -123,6 +123,10 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
         ("asked", "requested", "I need help with my bill"), ("missed", "fallbacks", "is anyone there")]
     assert all(c["waiting_since"] == c["handed_off_at"] for c in listed["conversations"]) and listed["total"] == 2
     assert await waiting_metrics(client) == (2, True)
+    # A second agent's takeover of a customer already waiting changes nothing: not the reason, not the wait.
+    taken = await client.post("/admin/conversations/asked/handoff", headers=AUTH)
+    assert taken.status == 200 and await taken.json() == {"status": "handed_off"}
+    assert (await inbox())["conversations"] == listed["conversations"]
 
     # Once an agent has answered, the customer no longer waits, until they write again.
     sent = await client.post("/admin/conversations/asked/messages", json={"text": ANSWER}, headers=AUTH)

@@ -80,6 +80,15 @@ def test_the_overdue_and_waiting_customers_come_from_the_inbox(tmp_path: Path) -
     store.close()
 
 
+def test_a_status_already_held_is_not_recorded_again(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dialogues.db")
+    assert store.set_status("c1", "handed_off", "requested") is True
+    assert store.set_status("c1", "handed_off", "agent") is False  # two agents take it over at once
+    assert store.set_status("c1", "open", "agent") is True
+    assert store.set_status("c1", "open", "user") is False
+    assert [(r["event"], r["reason"]) for r in store.db["handoffs"].rows] == [("handed_off", "requested"), ("open", "agent")]
+
+
 def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     user_turn(store, "c1", "my parcel is lost")
