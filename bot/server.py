@@ -275,10 +275,16 @@ async def review_label(request: web.Request) -> web.Response:
 def query_since(request: web.Request) -> float:
     """``?since=YYYY-MM-DD``: the start of that day (the server's local time), or 0 when not given."""
     since = request.query.get("since")
+    if since is None:
+        return 0.0
     try:
-        return 0.0 if since is None else datetime.combine(date.fromisoformat(since), datetime.min.time()).timestamp()
+        day = date.fromisoformat(since)
     except ValueError:
         raise http_error(web.HTTPBadRequest, f"since: {since!r} is not a date (YYYY-MM-DD)") from None
+    try:
+        return datetime.combine(day, datetime.min.time()).timestamp()
+    except (ValueError, OverflowError):  # a day before the clock's range, such as 0001-01-01: everything is since
+        return 0.0
 
 
 async def export_data(request: web.Request) -> web.Response:

@@ -627,6 +627,8 @@ async def test_admin_export_serves_what_bot_export_writes(make_client: Callable[
     assert [(r["type"], r["text"], r["intent"]) for r in rows] == [("example", "refund to [EMAIL] please", "get_refund")]
     later = await client.get("/admin/export", params={"since": "2999-01-01"}, headers=admin)
     assert later.status == 200 and await later.text() == ""
+    ever = await client.get("/admin/export", params={"since": "0001-01-01"}, headers=admin)  # before the clock's range
+    assert ever.status == 200 and [json.loads(line) for line in (await ever.text()).splitlines()] == rows
     for since in ("last tuesday", ""):
         bad = await client.get("/admin/export", params={"since": since}, headers=admin)
         assert bad.status == 400 and (await bad.json())["error"].startswith("since:")
