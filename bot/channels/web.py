@@ -21,7 +21,8 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 
 from bot.channels.base import DEFAULT_GRACE_S, READABLE, Channel, Turn, http_error, readable
 from bot.limits import count_message, retry_after
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 class ConversationRequest(BaseModel):
-    # Strict: a vote of "-1" or true, or a turn_id of "7", is a client's bug to be told about, not to guess at.
+    # Strict: a user of 7 or a vote of "-1" is a client's bug to be told about, not to guess at.
     model_config = ConfigDict(extra="forbid", strict=True)
     conversation_id: WebConversationId
 
@@ -51,11 +52,22 @@ class JoinRequest(ConversationRequest):
     """Sent over the socket to receive a conversation's pushes (agent replies) before saying anything."""
 
 
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: a number without a fraction (so 1.0 is one), never a string or a boolean."""
+    if isinstance(value, (str, bool)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+# Strict mode would refuse 1.0, which the published schema calls an integer; lax mode would take "7" and true.
+JSONInteger = Annotated[int, Field(strict=False), BeforeValidator(_json_integer)]
+
+
 class FeedbackRequest(ConversationRequest):
     """A vote names its conversation too: a client may rate only the replies of a conversation it holds."""
 
-    turn_id: int = Field(..., ge=1, le=2**63 - 1, description="a bot reply's turn_id (SQLite's integer range)")
-    value: int = Field(..., ge=-1, le=1, description="1 thumbs up, -1 thumbs down")
+    turn_id: JSONInteger = Field(..., ge=1, le=2**63 - 1, description="a bot reply's turn_id (SQLite's integer range)")
+    value: JSONInteger = Field(..., ge=-1, le=1, description="1 thumbs up, -1 thumbs down")
     comment: str | None = Field(None, max_length=2000)
 
 
