@@ -69,13 +69,16 @@ def cli() -> None:
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
 @click.option("--demo", is_flag=True, help="Copy the demo shop bot instead of the minimal starter.")
-@click.option("--force", is_flag=True, help="Write into a folder that already has a bot.yml.")
+@click.option("--force", is_flag=True, help="Overwrite the files of a bot already in the folder.")
 @click.option("--from-jsonl", "from_jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Build nlu.yml and placeholder responses from {\"text\", \"intent\"} lines (e.g. BANKING77's train.jsonl).")
 def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> None:
     """Create a bot folder in DIRECTORY."""
-    if (directory / "bot.yml").exists() and not force:
-        fail(f"{directory} already holds a bot (bot.yml); use --force to overwrite it")
+    from bot.importer import BOT_FILES
+
+    taken = [name for name in BOT_FILES if (directory / name).exists()]
+    if taken and not force:  # a Rasa project, or a bot, whose data the starter's would replace
+        fail(f"{directory} already has {', '.join(taken)}; use --force to overwrite")
     if from_jsonl is not None:
         from bot.importer import write_bot
         from finetune.evaluation import read_jsonl

@@ -20,6 +20,7 @@ from bot.project import example_text, reserved_name, same_example
 from finetune.metrics import OOS
 
 MIXED = 0.1  # a set with at least this share of messages in each language is bilingual
+BOT_FILES = ("bot.yml", "nlu.yml", "responses.yml", "history.jsonl")  # a bot's own data, which `bot init` writes
 
 
 class _Block(str):
@@ -96,5 +97,6 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     for file, data in (("bot.yml", config), ("nlu.yml", nlu), ("responses.yml", responses)):
         (directory / file).write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000),
                                       encoding="utf-8")
+    (directory / "history.jsonl").write_text("", encoding="utf-8")  # no answers yet; a previous bot's would not fit
     return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()),
             "relabelled": sum(len(counts) > 1 for counts in votes.values()), "language": language}

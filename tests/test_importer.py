@@ -94,3 +94,22 @@ def test_names_and_texts_that_nlu_yml_reads_otherwise_still_make_a_bot_that_load
         (tmp_path / reserved).mkdir()
         _, refused = import_bot(tmp_path / reserved, [("a", reserved), ("b", "other")])
         assert refused.exit_code == 1 and f"/{reserved} is the bot's own button payload" in refused.output
+
+
+def test_init_refuses_to_replace_a_projects_data_and_force_replaces_all_of_it(tmp_path: Path) -> None:
+    """A Rasa project's nlu.yml is not overwritten unasked; over a trained starter bot, --force leaves no
+    answer of the old bot behind for intents the new one lacks."""
+    rasa = tmp_path / "rasa"
+    rasa.mkdir()
+    (rasa / "nlu.yml").write_text('version: "3.1"\nnlu:\n- intent: mine\n')
+    result = CliRunner().invoke(cli, ["init", str(rasa)])
+    assert result.exit_code == 1 and "already has nlu.yml; use --force" in result.output
+    assert "intent: mine" in (rasa / "nlu.yml").read_text()
+
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    assert (root / "history.jsonl").read_text()  # the starter's answers, for the starter's intents
+    root, result = import_bot(tmp_path, ENGLISH, "--force")
+    assert result.exit_code == 0, result.output
+    assert (root / "history.jsonl").read_text() == ""
+    assert load_project(root).intents == ["card_arrival", "top_up"]  # which loads: nothing refers to the old intents
