@@ -125,7 +125,7 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
 @click.option("--host", default=None, help="Interface to listen on (default from bot.yml: 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port (default from bot.yml: 8080).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default from bot.yml: 8080).")
 @device_option
 def serve(directory: Path, host: str | None, port: int | None, device: str | None) -> None:
     """Serve the bot in DIRECTORY: web chat at /, the API and the channels."""
@@ -145,7 +145,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
                    "admin API are off, so nobody can answer a customer handed to a person", err=True)
     host = host or project.config.server.host
-    port = port or project.config.server.port
+    port = project.config.server.port if port is None else port  # 0: any free port
     # SIGTERM closes the port, lets the turns in flight finish (up to shutdown_seconds), then closes the store.
     try:
         web.run_app(app, host=host, port=port, shutdown_timeout=project.config.server.shutdown_seconds,
@@ -154,7 +154,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     except OSError as exc:  # the port is taken, or the host is not this machine's
         hint = ": is the bot already running? --port or server.port in bot.yml picks another" \
             if exc.errno == errno.EADDRINUSE else ""
-        fail(f"cannot serve on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}{hint}")
+        fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}{hint}")
 
 
 @cli.command()
@@ -163,7 +163,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 def chat(directory: Path, device: str | None) -> None:
     """Chat with the bot in DIRECTORY in the terminal (same pipeline as the server)."""
     from bot.actions import ActionError
-    from bot.channels.base import Turn
+    from bot.channels.base import Turn, readable
     from bot.engine import Bot
     from bot.server import load_serving_model
     from dialogues.store import Store
@@ -188,7 +188,12 @@ def chat(directory: Path, device: str | None) -> None:
                     text = await asyncio.to_thread(input, "you> ")
                 except EOFError:
                     break
-                if not text.strip():
+                except UnicodeDecodeError:  # a strict terminal's answer to bytes that are not UTF-8
+                    text = None
+                if text is not None and not text.strip():
+                    continue
+                if text is None or not readable(text):  # readable() also refuses what surrogateescape let through
+                    click.echo("(not sent: nothing to read, or not valid UTF-8)", err=True)
                     continue
                 reply = await bot.handle(Turn(conversation, text, "cli"))
                 if reply.text:
@@ -229,6 +234,11 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
 
     project = project_or_fail(directory)
     rows = read_jsonl(test_file, fail)
+    results = results or directory / "results"
+    try:  # before the model runs over the whole file, not after
+        results.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot write the results to {results}: {exc.strerror or exc}")
     try:
         nlu = load_serving_model(project, device, workers=1)
     except (RegistryError, ModelLoadError) as exc:
@@ -238,7 +248,6 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     threshold = project.config.thresholds.intent
     threshold = nlu.intent_threshold if threshold == "auto" else threshold
     analyses = nlu.analyse([normalise(r["text"]) for r in rows])  # what the server's model sees
-    results = results or directory / "results"
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
     figures["replies"] = evaluate_replies(project, rows, analyses, nlu.labels, results)
     if as_json:
@@ -508,17 +517,23 @@ def _open_store(project):  # type: ignore[no-untyped-def]
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None,
               help="Only labels and answers from this date (local time) on.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default stdout).")
-def export(directory: Path, since: Any, fmt: str, output: Any) -> None:
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="File to write (default stdout).")
+def export(directory: Path, since: Any, fmt: str, output: str) -> None:
     """Write the examples and agent answers `bot retrain` learns from, personal data redacted
     (unless bot.yml has privacy.redact: false)."""
     from dialogues.export import learned_data, write_jsonl
+    from dialogues.store import unix_time
 
     project = project_or_fail(directory)
     store = _open_store(project)
     try:
-        data = learned_data(store, since.timestamp() if since else 0.0, project.config.privacy.redact)
-        lines = write_jsonl(data, output)
+        data = learned_data(store, unix_time(since) if since else 0.0, project.config.privacy.redact)
+        try:  # opened even when there is nothing to write: an old export must not pass for this one
+            with click.open_file(output, "w", encoding="utf-8") as out:
+                lines = write_jsonl(data, out)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror or exc}")
     finally:
         store.close()
     click.echo(f"{lines} lines ({fmt})", err=True)
@@ -653,11 +668,12 @@ def stats(directory: Path, since: Any, as_json: bool) -> None:
     """How the bot in DIRECTORY is doing: conversations kept without a person, how messages were
     answered, feedback, why conversations went to a person and how long those customers waited."""
     from dialogues.stats import ANSWERED, conversation_stats
+    from dialogues.store import unix_time
 
     project = project_or_fail(directory)
     store = _open_store(project)
     try:
-        figures = conversation_stats(store, since.timestamp() if since else 0.0)
+        figures = conversation_stats(store, unix_time(since) if since else 0.0)
     finally:
         store.close()
     if as_json:

@@ -473,4 +473,7 @@ def load_project(root: Path | str) -> Project:
         if intent is not None and intent not in intents:
             raise ProjectError(f"{root / 'bot.yml'}: unknown intent {intent!r} (not in nlu.yml)")
     history = load_history(root / "history.jsonl", intents)
-    return Project(root, config, examples, patterns, responses, history)
+    project = Project(root, config, examples, patterns, responses, history)
+    if project.models_dir.exists() and not project.models_dir.is_dir():
+        raise ProjectError(f"{project.models_dir}: a file where the bot keeps its model versions; move it away")
+    return project

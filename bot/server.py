@@ -35,7 +35,7 @@ from dialogues.export import learned_data, write_jsonl
 from dialogues.review import OOS, ReviewItem, build_queue, check_label, rescore
 from dialogues.review import candidates as review_candidates
 from dialogues.stats import conversation_stats
-from dialogues.store import Store
+from dialogues.store import Store, unix_time
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry
 
@@ -281,10 +281,7 @@ def query_since(request: web.Request) -> float:
         day = date.fromisoformat(since)
     except ValueError:
         raise http_error(web.HTTPBadRequest, f"since: {since!r} is not a date (YYYY-MM-DD)") from None
-    try:
-        return datetime.combine(day, datetime.min.time()).timestamp()
-    except (ValueError, OverflowError):  # a day before the clock's range, such as 0001-01-01: everything is since
-        return 0.0
+    return unix_time(datetime.combine(day, datetime.min.time()))
 
 
 async def export_data(request: web.Request) -> web.Response:

@@ -13,12 +13,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from dialogues.redact import redact
+
+
+def unix_time(moment: datetime) -> float:
+    """``moment`` (naive: local time) as stored times are kept; a moment before the clock's range, such as
+    0001-01-01, is 0, since everything stored comes after it."""
+    try:
+        return moment.timestamp()
+    except (ValueError, OverflowError):
+        return 0.0
 
 
 def now() -> float:

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noqa: E402
 
+from bot.channels.base import readable  # noqa: E402
 from finetune.classifier import Prediction  # noqa: E402
 from finetune.metrics import OOS, auroc_by_kind, evaluate  # noqa: E402
 
@@ -32,9 +33,14 @@ def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-            rows.append({**row, "text": str(row["text"]), "intent": str(row["intent"])})
+            text, intent = row["text"], row["intent"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}")
+        if intent is None or intent == "":
+            fail(f"{path}:{n}: the intent is empty")
+        if not readable(str(text)):  # JSON may escape half a surrogate pair, which no tokenizer takes
+            fail(f"{path}:{n}: the text has nothing to read, or is not valid Unicode")
+        rows.append({**row, "text": str(text), "intent": str(intent)})
     if not rows:
         fail(f"{path}: no examples")
     return rows

@@ -154,15 +154,19 @@ class Registry:
         """Append one decision (promotion, refusal, rollback) to ``decisions.jsonl``."""
         self.root.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **event}, ensure_ascii=False)
-        with open(self.root / "decisions.jsonl", "ab+") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            if size:
-                fh.seek(size - 1)
-                if fh.read(1) != b"\n":
-                    fh.write(b"\n")  # end a line that a crash cut short, so this one stays readable
-            fh.write(line.encode() + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        path = self.root / "decisions.jsonl"
+        try:
+            with open(path, "ab+") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                if size:
+                    fh.seek(size - 1)
+                    if fh.read(1) != b"\n":
+                        fh.write(b"\n")  # end a line that a crash cut short, so this one stays readable
+                fh.write(line.encode() + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # a folder by that name, a full disk
+            raise RegistryError(f"cannot record the decision in {path}: {exc.strerror or exc}") from exc
 
     def decisions(self) -> list[dict[str, Any]]:
         try:
@@ -189,8 +193,8 @@ class Registry:
             if check is not None:
                 check(path)
             previous = self.current()
+            self.record({"event": "rollback", "version": name, "previous": previous})  # no rollback goes unlogged
             self.promote(name)
-            self.record({"event": "rollback", "version": name, "previous": previous})
         return previous
 
 

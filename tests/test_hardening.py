@@ -632,3 +632,25 @@ async def test_admin_export_serves_what_bot_export_writes(make_client: Callable[
     for since in ("last tuesday", ""):
         bad = await client.get("/admin/export", params={"since": since}, headers=admin)
         assert bad.status == 400 and (await bad.json())["error"].startswith("since:")
+
+
+def test_what_a_user_can_mistype_on_the_command_line_gets_one_line_errors(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+
+    def run(*args: str, code: int = 1, stdin: bytes | None = None) -> str:
+        result = CliRunner().invoke(cli, list(args), input=stdin)
+        assert result.exit_code == code and "Traceback" not in result.output, result.output
+        return result.output
+
+    assert "70000 is not in the range 0<=x<=65535" in run("serve", str(root), "--port", "70000", code=2)
+    test = tmp_path / "test.jsonl"
+    test.write_text('{"text": "where is my order", "intent": "track_order"}\n')
+    (tmp_path / "a-file").write_text("")
+    assert f"cannot write the results to {tmp_path / 'a-file' / 'sub'}" in run(
+        "eval", str(root), "--test", str(test), "--results", str(tmp_path / "a-file" / "sub"), "--device", "cpu")
+    for line, problem in [('{"text": "hi \\udcff", "intent": "greet"}', "the text has nothing to read, or is not valid Unicode"),
+                          ('{"text": "hi", "intent": null}', "the intent is empty")]:
+        test.write_text(line + "\n")
+        assert f"test.jsonl:1: {problem}" in run("eval", str(root), "--test", str(test), "--device", "cpu")
+    said = run("chat", str(root), "--device", "cpu", code=0, stdin=b"\xe4\xbd half a character\n")
+    assert "(not sent: nothing to read, or not valid UTF-8)" in said

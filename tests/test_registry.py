@@ -178,9 +178,21 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     assert slash.exit_code == 1 and "'v0001/' is not a model version name" in slash.output
     assert (models / "CURRENT").read_text().strip() == "v0002"
 
+    (models / "decisions.jsonl").mkdir()  # the log cannot be written: no rollback goes unlogged
+    unlogged = runner.invoke(cli, ["rollback", str(root), "v0001"])
+    assert unlogged.exit_code == 1 and "cannot record the decision in" in unlogged.output
+    assert (models / "CURRENT").read_text().strip() == "v0002"
+    (models / "decisions.jsonl").rmdir()
+
     done = runner.invoke(cli, ["rollback", str(root), "v0001"])
     assert done.exit_code == 0 and "Now serving v0001 (was v0002)" in done.output
     assert (models / "CURRENT").read_text().strip() == "v0001"
+
+    shutil.rmtree(models)
+    models.write_text("")  # a file where the versions belong: every command says so in one line
+    for command in (["models"], ["train"], ["rollback", "v0001"]):
+        result = runner.invoke(cli, [command[0], str(root), *command[1:]])
+        assert result.exit_code == 1 and "a file where the bot keeps its model versions" in result.output, result.output
 
 
 def test_bot_train_retrain_and_rollback_refuse_to_run_beside_another_training(small_bot: Path, tmp_path: Path) -> None:

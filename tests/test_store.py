@@ -184,6 +184,12 @@ def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: P
 
     everything = CliRunner().invoke(cli, ["export", str(root)])
     assert everything.exit_code == 0 and '"intent": "oos"' in everything.stdout
+    ever = CliRunner().invoke(cli, ["export", str(root), "--since", "0001-01-01"])  # before the clock's range
+    assert ever.exit_code == 0 and ever.stdout == everything.stdout
+    nothing = CliRunner().invoke(cli, ["export", str(root), "--since", "2999-01-01", "-o", str(out)])
+    assert nothing.exit_code == 0 and out.read_text() == ""  # the earlier export does not pass for this one
+    unwritable = CliRunner().invoke(cli, ["export", str(root), "-o", str(tmp_path / "no" / "such" / "folder.jsonl")])
+    assert unwritable.exit_code == 1 and "cannot write" in unwritable.output
 
     bad = CliRunner().invoke(cli, ["export", str(root), "--since", "last tuesday"])
     assert bad.exit_code == 2 and "Invalid value for '--since'" in bad.output
