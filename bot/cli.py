@@ -154,7 +154,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     except OSError as exc:  # the port is taken, or the host is not this machine's
         hint = ": is the bot already running? --port or server.port in bot.yml picks another" \
             if exc.errno == errno.EADDRINUSE else ""
-        # asyncio words a bind failure its own way, so the OS's words; a name lookup's codes are negative, not the OS's
+        # The OS's words for a bind failure (asyncio's message repeats the address); a failed name lookup has
+        # negative codes of its own, and its own words.
         reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or exc
         fail(f"cannot serve on {host}:{port}: {reason}{hint}")
 

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 
 class ConversationRequest(BaseModel):
-    # Strict: a user of 7 or a vote of "-1" is a client's bug to be told about, not to guess at.
+    # Strict: no field is guessed from another JSON type (a user of 7 is a client's bug to be told
+    # about); integers follow JSON Schema's rule instead (JSONInteger).
     model_config = ConfigDict(extra="forbid", strict=True)
     conversation_id: WebConversationId
 
