@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
+import aiohttp
+
 from bot.actions import ActionError, ActionRunner, action_call
 from bot.batching import MicroBatcher
-from bot.channels.base import Reply, Turn, normalise
+from bot.channels.base import DeliveryError, Reply, Turn, normalise
 from bot.language import SLOT, Language, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
@@ -288,14 +290,15 @@ class Bot:
             channel = self.channels.get(channel_name)
             try:
                 if channel is not None:
-                    await channel.send(conversation_id, text, role="bot", turn_id=turn_id, buttons=[back])
+                    await channel.send(conversation_id, text, role="bot", turn_id=turn_id, buttons=[back], language=language)
             except Exception as exc:  # one platform down must not keep the others' customers waiting unheard
                 log.error("could not tell %s that the agents are busy: %r", conversation_id, exc)
         return len(overdue)
 
     async def agent_message(self, conversation_id: str, text: str, agent: str | None = None) -> int:
         """A human agent's reply (``agent``: their name, if they give it): stored, then delivered on the
-        conversation's own channel."""
+        conversation's own channel; :class:`DeliveryError` when the platform refuses it or cannot be reached
+        (the transcript keeps it, so the agent sees what the customer did not get)."""
         assert self.store is not None
         conversation = await self._store(self.store.conversation, conversation_id)
         if conversation is None:
@@ -303,7 +306,10 @@ class Bot:
         turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"], agent)
         channel = self.channels.get(conversation["channel"])
         if channel is not None:
-            await channel.send(conversation_id, text, role="agent", turn_id=turn_id, author=agent)
+            try:
+                await channel.send(conversation_id, text, role="agent", turn_id=turn_id, author=agent)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise DeliveryError(f"cannot reach {channel.name}: {exc or type(exc).__name__}") from exc
         return turn_id
 
     async def close(self) -> None:

@@ -238,6 +238,7 @@ PATH_PARAMETERS: dict[str, Any] = {"conversation_id": ConversationId, "turn_id":
 ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wrong bearer token, or a bad signature",
               404: "not found, or the admin API is disabled (no token configured)",
               409: "refused in the current state; the error says why",
+              502: "the customer's platform refused the message or could not be reached",
               413: "body larger than server.max_body_bytes", 429: "rate limited; wait Retry-After seconds"}
 
 
@@ -310,7 +311,7 @@ OPERATIONS: list[Operation] = [
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
-           AgentMessageRequest, (400, 413)),
+           AgentMessageRequest, (400, 413, 502)),
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
            StatusResponse, errors=(400,), route=HANDOFF_ROUTE),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",

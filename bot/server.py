@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.channels import build_channels
-from bot.channels.base import PlatformChannel, Turn, http_error, same_secret
+from bot.channels.base import DeliveryError, PlatformChannel, Turn, http_error, same_secret
 from bot.channels.web import read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.limits import LIMITS, Limits
@@ -335,6 +335,9 @@ async def agent_message(request: web.Request) -> web.Response:
                                                        body.agent.strip() if body.agent else None)
     except KeyError:
         raise web.HTTPNotFound() from None
+    except DeliveryError as exc:
+        log.warning("an agent's reply did not reach the customer: %s", exc)
+        raise http_error(web.HTTPBadGateway, f"kept in the transcript, but the customer did not get it: {exc}") from None
     return web.json_response({"turn_id": turn_id})
 
 

@@ -243,3 +243,24 @@ async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are
     await asyncio.sleep(0.5)
     assert len(await bot_lines()) == 2
     await ws.close()
+
+
+async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """Slack refusing the reply (a channel the app was removed from) is the platform's answer, not a server error."""
+    async def post_message(request: web.Request) -> web.Response:
+        return web.json_response({"ok": False, "error": "channel_not_found"})
+
+    api = web.Application()
+    api.router.add_post("/api/chat.postMessage", post_message)
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    config["channels"] = {"slack": {"signing_secret": "s", "bot_token": "xoxb-t",
+                                    "api_url": str((await aiohttp_server(api)).make_url("/api/"))}}
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "is anyone there?", "slack")
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Yes, I'm here."}, headers=AUTH)
+    assert response.status == 502
+    assert (await response.json())["error"] == ("kept in the transcript, but the customer did not get it: "
+                                                "chat.postMessage: channel_not_found")

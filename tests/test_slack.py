@@ -266,6 +266,17 @@ async def test_malformed_json_is_400(slack: SimpleNamespace) -> None:
     response = await post(slack.client, b"{not json")
     assert response.status == 400 and "malformed JSON" in await response.text()
     assert (await post(slack.client, b"[1, 2]")).status == 400
+    response = await post(slack.client, b"[" * 2000 + b"]" * 2000)  # deeper than Python's parser goes
+    assert response.status == 400 and "nested too deeply" in await response.text()
+
+
+async def test_a_thread_reply_sent_to_the_channel_and_a_message_with_a_file_are_answered(slack: SimpleNamespace) -> None:
+    await post(slack.client, event("Ev1", subtype="thread_broadcast", thread_ts="1699999999.000001"))
+    await post(slack.client, event("Ev2", text="where is my refund? receipt attached", subtype="file_share",
+                                   ts="1700000001.000200"))
+    await slack.channel.close()
+    assert [t.text for t in slack.bot.turns] == ["how do I reset my password?", "where is my refund? receipt attached"]
+    assert len(slack.posts) == 2
 
 
 async def test_oversize_body_is_413(slack: SimpleNamespace) -> None:

@@ -440,6 +440,16 @@ async def test_an_agent_message_withdraws_the_choices(wecom: SimpleNamespace, cr
     assert [t.text for t in wecom.bot.turns] == ["refund?", "1"]
 
 
+async def test_the_busy_message_offers_its_way_back_as_a_numbered_choice(wecom: SimpleNamespace, wecom_api: SimpleNamespace,
+                                                                         crypto: WeComCrypto) -> None:
+    """The agents-are-busy message says the customer may go back to the bot; on WeCom that way is a number."""
+    back = [{"title": "返回机器人", "payload": "/resume"}]
+    await wecom.channel.send(f"wecom:{CORP_ID}:u1", "抱歉久等了，客服人员正忙。", role="bot", buttons=back, language="zh")
+    assert wecom_api.sent[-1]["text"]["content"] == "抱歉久等了，客服人员正忙。\n\n1. 返回机器人\n回复数字即可选择。"
+    await passive_content(wecom.client, crypto, "1", "1")
+    assert [t.text for t in wecom.bot.turns] == ["/resume"]
+
+
 # --- the per-conversation limit -----------------------------------------------------------------
 
 

@@ -85,6 +85,18 @@ def normalise(text: str) -> str:
     return _INVISIBLE_RUNS.sub(" ", unicodedata.normalize("NFKC", text)).strip(" ")
 
 
+def load_json(data: str | bytes) -> Any:
+    """``json.loads``, where nesting too deep for Python's parser is malformed JSON (ValueError) like any other."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+class DeliveryError(RuntimeError):
+    """A platform refused a message, or could not be reached, so the customer did not get it."""
+
+
 def readable(text: str) -> bool:
     """Whether a message has anything to answer (normalises to something), in valid Unicode: a JSON
     escape can carry half a surrogate pair, which ``json.loads`` lets through and neither a tokenizer

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import re
 import time
@@ -26,7 +25,8 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import PlatformChannel, Turn, http_error, is_fresh, read_body, readable, same_secret
+from bot.channels.base import (DeliveryError, PlatformChannel, Turn, http_error, is_fresh, load_json, read_body, readable,
+                               same_secret)
 from bot.limits import hold_back
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the answer w
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
 BUTTON_TITLE_LIMIT, BUTTON_VALUE_LIMIT, BUTTONS_PER_BLOCK = 75, 2000, 25
 BUTTON_ACTION = "deskbot_button"
+CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share")  # message subtypes that are a person writing
 ENV = {
     "signing_secret": "DESKBOT_SLACK_SIGNING_SECRET",
     "bot_token": "DESKBOT_SLACK_BOT_TOKEN",
@@ -108,7 +109,7 @@ def _string(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-class SlackAPIError(RuntimeError):
+class SlackAPIError(DeliveryError):
     """Slack's Web API answered with ``ok: false``, a non-2xx status, or kept rate-limiting."""
 
 
@@ -149,7 +150,7 @@ class SlackChannel(PlatformChannel):
     async def handle_events(self, request: web.Request) -> web.StreamResponse:
         body = await self._verified_body(request)
         try:
-            payload = json.loads(body)
+            payload = load_json(body)
         except ValueError as exc:  # UnicodeDecodeError included
             raise http_error(web.HTTPBadRequest, f"malformed JSON: {exc}") from exc
         if not isinstance(payload, dict):
@@ -166,7 +167,7 @@ class SlackChannel(PlatformChannel):
         """A button click: a form with one field, ``payload``, holding the interaction as JSON."""
         body = await self._verified_body(request)
         try:
-            payload = json.loads(parse_qs(body.decode(), strict_parsing=True)["payload"][0])
+            payload = load_json(parse_qs(body.decode(), strict_parsing=True)["payload"][0])
         except (ValueError, KeyError) as exc:
             raise http_error(web.HTTPBadRequest, "expected a form field 'payload' holding JSON") from exc
         if not isinstance(payload, dict):
@@ -187,8 +188,9 @@ class SlackChannel(PlatformChannel):
         if event.get("type") not in ("message", "app_mention"):
             return None
         user, channel, ts = _string(event.get("user")), _string(event.get("channel")), _string(event.get("ts"))
-        # Edits, deletions, joins and bot posts all arrive as subtypes; only plain messages get answers.
-        if event.get("subtype") or event.get("bot_id") or user in self.own_user_ids:
+        # Edits, deletions, joins and bot posts all arrive as subtypes; a customer's own words come plain,
+        # as a thread reply also sent to the channel, or with a file attached.
+        if event.get("subtype") not in CUSTOMER_SUBTYPES or event.get("bot_id") or user in self.own_user_ids:
             return None
         if not (user and channel and ts):
             return None

@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from bot.channels.base import DEFAULT_GRACE_S, READABLE, Channel, Turn, http_error, readable
+from bot.channels.base import DEFAULT_GRACE_S, READABLE, Channel, Turn, http_error, load_json, readable
 from bot.limits import count_message, retry_after
 
 # Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:
@@ -112,7 +112,7 @@ _CONVERSATION_IDS: dict[bool, TypeAdapter[str]] = {False: TypeAdapter(Conversati
 def parse_socket_message(data: str) -> ConversationRequest:
     """A socket frame: ``{"type": "message" | "join", ...}``; a frame without a type is a message."""
     try:
-        body = json.loads(data)
+        body = load_json(data)
     except ValueError:
         raise ValueError("body: malformed JSON") from None
     if not isinstance(body, dict):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.channels.base import MAX_SKEW_S, PlatformChannel, Turn, http_error, is_fresh, read_body, readable
+from bot.channels.base import MAX_SKEW_S, DeliveryError, PlatformChannel, Turn, http_error, is_fresh, read_body, readable
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 from bot.language import Text, say
 from bot.limits import hold_back
@@ -66,7 +66,7 @@ def split_utf8(text: str, limit: int = MAX_CONTENT_BYTES) -> list[str]:
     return pieces
 
 
-class WeComAPIError(RuntimeError):
+class WeComAPIError(DeliveryError):
     """WeCom's API answered with a non-zero ``errcode`` or a non-2xx status."""
 
 
@@ -231,7 +231,8 @@ class WeComChannel(PlatformChannel):
         return web.Response(text=self.crypto.encrypt_message(reply_xml, nonce, timestamp), content_type="application/xml")
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
-        """Send ``text`` to the employee with ``message/send``, in 2,048-byte pieces.
+        """Send ``text`` to the employee with ``message/send``, in 2,048-byte pieces; ``buttons`` (the
+        agents-are-busy message's way back to the bot) become numbered choices, as in an answer.
 
         An agent's message withdraws the bot's numbered choices: a number typed after it is an
         answer to the agent.
@@ -239,8 +240,10 @@ class WeComChannel(PlatformChannel):
         prefix, corp_id, user = conversation_id.split(":", 2)
         if prefix != self.name or corp_id != self.corp_id:
             raise ValueError(f"not a conversation of this WeCom app: {conversation_id}")
-        if kwargs.get("role") == "agent":
-            self._offers.pop(conversation_id, None)
+        buttons = kwargs.get("buttons") or []
+        if buttons or kwargs.get("role") == "agent":
+            self._offer(conversation_id, buttons)
+        text = numbered_choices(text, buttons, say(self.choice_hint, kwargs.get("language") or self.language))
         for piece in split_utf8(text):
             await self._send_text(user, piece)
 
