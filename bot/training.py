@@ -95,13 +95,22 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def answers_for(project: Project) -> list[Answer]:
-    """The historical answers and the templated responses, as retrieval candidates."""
+    """The historical answers and the templated responses, as retrieval candidates.
+
+    A retrieved answer is sent as it is, to any channel, without buttons, so only the variants that read
+    the same everywhere join: no variables, no channel of their own, no buttons, and (but in a ``multi``
+    bot, whose policy keeps each answer to its own language) no language other than the bot's.
+    """
     answers = [Answer(f"history:{i}", item.answer, item.question, item.intent, "history")
                for i, item in enumerate(project.history)]
+    language = project.config.language
     for intent, variants in project.responses.templates.items():
         for j, variant in enumerate(variants):
-            if not variant.variables():
-                answers.append(Answer(f"template:{intent}:{j}", variant.text, None, intent, "template"))
+            if (variant.variables() or variant.channel or variant.buttons
+                    or variant.language not in (None, language) and language != "multi"):
+                continue
+            text = variant.text.format_map({})  # as a customer reads it: {{ and }} are single braces
+            answers.append(Answer(f"template:{intent}:{j}", text, None, intent, "template"))
     return answers
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
 
 from bot.responses import Responses, ResponseVariant
+from bot.training import answers_for
 
 
 def responses() -> Responses:
@@ -76,3 +78,17 @@ def test_doubled_braces_are_literal() -> None:
     rendered = Responses({"faq": [ResponseVariant(text="Send {{\"order\": {order_id}}} to the API.")]}).render(
         "faq", "web", {"order_id": "123"})
     assert rendered is not None and rendered.text == 'Send {"order": 123} to the API.'
+
+
+@pytest.mark.parametrize("language", ["en", "multi"])
+def test_only_variants_that_read_the_same_everywhere_are_retrieval_answers(language: str) -> None:
+    """A retrieved answer goes out as it is, on any channel and without buttons."""
+    project = SimpleNamespace(history=[], config=SimpleNamespace(language=language), responses=Responses({"greet": [
+        ResponseVariant(text="Hello {name}!"),
+        ResponseVariant(text="*Hi* on Slack", channel="slack"),
+        ResponseVariant(text="Hi! Pick one:", buttons=[{"title": "Hours", "payload": "/opening_hours"}]),
+        ResponseVariant(text="你好", language="zh"),
+        ResponseVariant(text="Hi, see {{docs}}"),
+    ]}))
+    texts = [a.text for a in answers_for(project)]
+    assert texts == (["Hi, see {docs}"] if language == "en" else ["你好", "Hi, see {docs}"])
