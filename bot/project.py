@@ -351,9 +351,17 @@ def example_text(line: str) -> str:
 
 
 def _example_lines(block: Any) -> list[str]:
-    """Rasa writes examples as a ``- text`` block string; a plain YAML list is accepted too."""
+    """Rasa writes examples as a ``- text`` block string; a plain YAML list is accepted too, of texts or of
+    Rasa's ``{text, metadata}`` mappings. ValueError for anything else in the list."""
     if isinstance(block, list):
-        return [str(x) for x in block]
+        lines = []
+        for x in block:
+            if isinstance(x, dict) and isinstance(x.get("text"), str) and x.keys() <= {"text", "metadata"}:
+                x = x["text"]
+            if not isinstance(x, (str, int, float)) or isinstance(x, bool):
+                raise ValueError(f"an example must be a text (or 'text:' with 'metadata:'), not {x!r}")
+            lines.append(str(x))
+        return lines
     lines = []
     for raw in str(block or "").splitlines():
         raw = raw.strip()
@@ -381,8 +389,16 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
         if not isinstance(item, dict):
             raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
         if "intent" in item:
-            name = str(item["intent"]).strip()
-            texts = _example_lines(item.get("examples"))
+            if not isinstance(item["intent"], str):  # YAML reads `yes` as true, `404` as a number, a blank as null
+                raise _fail(path, node, ("nlu", i), f"an intent name is text: write intent: \"{item['intent']}\" in quotes"
+                            if item["intent"] is not None else "the intent has no name")
+            if extra := sorted(set(item) - {"intent", "examples", "metadata"}):
+                raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
+            name = item["intent"].strip()
+            try:
+                texts = _example_lines(item.get("examples"))
+            except ValueError as exc:
+                raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
             if not name or not texts:
                 raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
             if reserved := reserved_name(name):
@@ -398,7 +414,11 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
                     raise _fail(path, node, ("nlu", i), f"{text!r} is an example of {other!r} too; keep it in one")
                 examples.append(Example(text, name))
         elif "regex" in item:
-            for pattern in _example_lines(item.get("examples")):
+            try:
+                lines = _example_lines(item.get("examples"))
+            except ValueError as exc:
+                raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
+            for pattern in lines:
                 try:
                     patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern))
                 except re.error as exc:
@@ -436,6 +456,11 @@ def load_responses(path: Path, intents: set[str]) -> Responses:
                 loc = ("responses", intent, j, *err["loc"])
                 message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
                 raise _fail(path, node, loc, message) from None
+            for k, button in enumerate(parsed[-1].buttons):  # a typo would send the click to the classifier as text
+                target = button.payload[1:]
+                if button.payload.startswith("/") and target not in intents and button.payload not in RESERVED_PAYLOADS:
+                    raise _fail(path, node, ("responses", intent, j, "buttons", k, "payload"),
+                                f"unknown intent {target!r} (not in nlu.yml)")
         templates[intent] = parsed
     return Responses(templates)
 
@@ -450,7 +475,11 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
             continue
         try:
             row = json.loads(line)
-            item = HistoryItem(str(row["question"]), str(row["answer"]), row.get("intent"))
+            item = HistoryItem(row["question"], row["answer"], row.get("intent"))
+            if extra := sorted(set(row) - {"question", "answer", "intent"}):
+                raise TypeError(f"unknown key {extra[0]!r}")
+            if not isinstance(item.question, str) or not isinstance(item.answer, str) or not item.answer.strip():
+                raise TypeError("question and answer must be text, and the answer not empty")
             if not isinstance(item.intent, (str, type(None))):
                 raise TypeError(f"intent must be a string, not {item.intent!r}")
         except (json.JSONDecodeError, KeyError, TypeError) as exc:

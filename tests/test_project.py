@@ -58,6 +58,14 @@ def test_unknown_intent_in_responses_names_its_line(bot_dir: Path) -> None:
     assert error_for(bot_dir) == f"{path}:{line}: responses.refnud: unknown intent 'refnud' (not in nlu.yml)"
 
 
+def test_a_button_for_an_unknown_intent_names_its_line(bot_dir: Path) -> None:
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text().replace("payload: /track_refund", "payload: /track_refnud", 1))
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "/track_refnud" in text)
+    error = error_for(bot_dir)
+    assert error.startswith(f"{path}:{line}: ") and error.endswith("payload: unknown intent 'track_refnud' (not in nlu.yml)")
+
+
 def test_malformed_yaml_points_at_the_line(bot_dir: Path) -> None:
     (bot_dir / "nlu.yml").write_text('version: "3.1"\nnlu:\n- intent: greet\n  examples: [unclosed\n')
     assert error_for(bot_dir).startswith(f"{bot_dir / 'nlu.yml'}:")
@@ -111,6 +119,32 @@ def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> No
                                          "intent must be a string, not ['greet']")
 
 
+@pytest.mark.parametrize(("row", "problem"), [
+    ('{"question": "do you ship abroad?", "answer": null}', "question and answer must be text, and the answer not empty"),
+    ('{"question": true, "answer": 1.5}', "question and answer must be text, and the answer not empty"),
+    ('{"question": "q", "answer": "a", "intnet": "greet"}', "unknown key 'intnet'"),
+])
+def test_a_history_line_that_is_not_a_question_and_its_answer_is_refused(bot_dir: Path, row: str, problem: str) -> None:
+    path = bot_dir / "history.jsonl"
+    path.write_text(path.read_text() + row + "\n")
+    n = len(path.read_text().splitlines())
+    assert error_for(bot_dir) == f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {problem}"
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ("- intent:\n  examples: |\n    - hi\n", "the intent has no name"),
+    ("- intent: yes\n  examples: |\n    - hi\n", 'an intent name is text: write intent: "True" in quotes'),
+    ("- intent: track\n  exampels: |\n    - hi\n", "unknown key"),
+    ("- intent: track\n  examples:\n  - [where, is, it]\n", "an example must be a text"),
+])
+def test_an_intent_entry_yaml_misreads_is_refused(tmp_path: Path, entry: str, problem: str) -> None:
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text("nlu:\n- intent: greet\n  examples: |\n    - hello\n" + entry)
+    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hello!\n")
+    error = error_for(tmp_path)
+    assert error.startswith(f"{tmp_path / 'nlu.yml'}:") and problem in error, error
+
+
 def test_a_file_not_in_utf8_names_the_line(bot_dir: Path) -> None:
     path = bot_dir / "nlu.yml"
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -134,13 +168,14 @@ def test_rasa_nlu_format_is_accepted_as_is(tmp_path: Path) -> None:
         'version: "3.1"\nnlu:\n'
         "- intent: greet\n  examples: |\n    - hi\n    - hello there\n"
         "- intent: order\n  examples: |\n    - where is order [123](order_id)\n"
+        "- intent: thanks\n  metadata: {sentiment: positive}\n  examples:\n  - text: thanks a lot\n    metadata: {tone: warm}\n"
         "- synonym: refund\n  examples: |\n    - money back\n"
         "- regex: order_id\n  examples: |\n    - \\d+\n"
     )
     (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hello!\n")
     project = load_project(tmp_path)
     assert [(e.text, e.intent) for e in project.examples] == [
-        ("hi", "greet"), ("hello there", "greet"), ("where is order 123", "order")]
+        ("hi", "greet"), ("hello there", "greet"), ("where is order 123", "order"), ("thanks a lot", "thanks")]
     assert "order_id" in project.entity_patterns
 
 
