@@ -92,3 +92,10 @@ def test_only_variants_that_read_the_same_everywhere_are_retrieval_answers(langu
     ]}))
     texts = [a.text for a in answers_for(project)]
     assert texts == (["Hi, see {docs}"] if language == "en" else ["你好", "Hi, see {docs}"])
+
+
+def test_a_channel_no_deskbot_channel_has_is_refused() -> None:
+    """Rasa calls its web chat socketio; here that variant would never be shown."""
+    with pytest.raises(ValidationError) as info:
+        ResponseVariant(text="Hi!", channel="socketio")
+    assert "Input should be 'web', 'slack' or 'wecom'" in str(info.value)
