@@ -20,10 +20,32 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot.language import Language
 
 
+def variables_are_names(text: str) -> str:
+    """Checked on load: a stray brace would otherwise fail the first customer who triggers the intent."""
+    literal = "write {{ and }} for a literal brace"
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
+                  if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"{exc}; {literal}") from None
+    for name, spec, conversion in fields:
+        if not name.isidentifier():
+            raise ValueError(f"{{{name}}} is not a variable (a slot or entity name such as {{order_id}}); {literal}")
+        if spec or conversion:  # slots are text, so {total:.2f} would fail when rendered
+            raise ValueError(f"{{{name}}} takes no format; its value is shown as it is")
+    return text
+
+
+def _names(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
 class Button(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str
+    title: str = Field(..., description="may hold {variables}, as the text does")
     payload: str = Field(..., description="'/intent' triggers that intent; other text is sent as typed")
+
+    _title_variables = field_validator("title")(variables_are_names)
 
 
 class ResponseVariant(BaseModel):
@@ -33,25 +55,11 @@ class ResponseVariant(BaseModel):
     language: Language | None = None
     buttons: list[Button] = Field(default_factory=list)
 
-    @field_validator("text")
-    @classmethod
-    def _variables_are_names(cls, text: str) -> str:
-        """Checked on load: a stray brace would otherwise fail the first customer who triggers the intent."""
-        literal = "write {{ and }} for a literal brace"
-        try:
-            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
-                      if name is not None]
-        except ValueError as exc:
-            raise ValueError(f"{exc}; {literal}") from None
-        for name, spec, conversion in fields:
-            if not name.isidentifier():
-                raise ValueError(f"{{{name}}} is not a variable (a slot or entity name such as {{order_id}}); {literal}")
-            if spec or conversion:  # slots are text, so {total:.2f} would fail when rendered
-                raise ValueError(f"{{{name}}} takes no format; its value is shown as it is")
-        return text
+    _text_variables = field_validator("text")(variables_are_names)
 
     def variables(self) -> set[str]:
-        return {name for _, name, _, _ in string.Formatter().parse(self.text) if name}
+        """The variables of its text and of its buttons' titles: the variant is shown only when all are known."""
+        return _names(self.text).union(*(_names(b.title) for b in self.buttons))
 
 
 @dataclass
@@ -80,6 +88,7 @@ class Responses:
                 same = [c for c in candidates if (c.language, c.channel) == (variant.language, variant.channel)
                         and c.variables() == variant.variables()]
                 chosen = (rng or random).choice(same)
-                text = chosen.text.format_map({k: values[k] for k in chosen.variables()})
-                return Rendered(text, [b.model_dump() for b in chosen.buttons])
+                known_values = {k: values[k] for k in chosen.variables()}
+                return Rendered(chosen.text.format_map(known_values),
+                                [{"title": b.title.format_map(known_values), "payload": b.payload} for b in chosen.buttons])
         return None

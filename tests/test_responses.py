@@ -99,3 +99,14 @@ def test_a_channel_no_deskbot_channel_has_is_refused() -> None:
     with pytest.raises(ValidationError) as info:
         ResponseVariant(text="Hi!", channel="socketio")
     assert "Input should be 'web', 'slack' or 'wecom'" in str(info.value)
+
+
+def test_button_titles_are_filled_like_the_text() -> None:
+    """A variant is shown only when its titles' variables are known too; doubled braces are literal there as well."""
+    refund = {"title": "Refund order {order_id} {{now}}", "payload": "/get_refund"}
+    templates = Responses({"greet": [ResponseVariant(text="Hi!", buttons=[refund]), ResponseVariant(text="Hi.")]})
+    assert templates.render("greet", "web", {"order_id": "4567"}).buttons == [
+        {"title": "Refund order 4567 {now}", "payload": "/get_refund"}]
+    assert templates.render("greet", "web", {}).text == "Hi."
+    with pytest.raises(ValidationError, match="buttons.0.title"):
+        ResponseVariant(text="Hi!", buttons=[{"title": "Refund {", "payload": "/get_refund"}])
