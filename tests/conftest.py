@@ -135,6 +135,8 @@ def make_small_bot(dest: Path, base_model: str, per_intent: int = 15, **config: 
 
     import yaml
 
+    from bot.project import RESERVED_PAYLOADS
+
     shutil.copytree(DEMO, dest, ignore=shutil.ignore_patterns("models", "*.db*", "*.sqlite", "__pycache__"))
     nlu = yaml.safe_load((dest / "nlu.yml").read_text())
     kept = []
@@ -147,6 +149,12 @@ def make_small_bot(dest: Path, base_model: str, per_intent: int = 15, **config: 
     (dest / "nlu.yml").write_text(yaml.safe_dump({"version": "3.1", "nlu": kept}, sort_keys=False))
     responses = yaml.safe_load((dest / "responses.yml").read_text())
     responses["responses"] = {k: v for k, v in responses["responses"].items() if k in SMALL_INTENTS}
+    for variants in responses["responses"].values():  # a button to an intent the small bot lacks would not load
+        for variant in variants:
+            if isinstance(variant, dict) and "buttons" in variant:
+                variant["buttons"] = [b for b in variant["buttons"]
+                                      if not b["payload"].startswith("/") or b["payload"][1:] in SMALL_INTENTS
+                                      or b["payload"] in RESERVED_PAYLOADS]
     (dest / "responses.yml").write_text(yaml.safe_dump(responses, sort_keys=False, allow_unicode=True))
     history = [line for line in (dest / "history.jsonl").read_text().splitlines()
                if line.strip() and json.loads(line).get("intent") in SMALL_INTENTS]
