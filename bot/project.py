@@ -498,9 +498,13 @@ def load_project(root: Path | str) -> Project:
     examples, patterns = load_nlu(root / "nlu.yml")
     intents = {e.intent for e in examples}
     responses = load_responses(root / "responses.yml", intents)
-    for intent in [*config.actions.map, config.handoff.intent, *config.fallback.titles, *config.fallback.exclude]:
+    named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
+             *((("fallback", "titles", i), i) for i in config.fallback.titles),
+             *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]
+    for loc, intent in named:
         if intent is not None and intent not in intents:
-            raise ProjectError(f"{root / 'bot.yml'}: unknown intent {intent!r} (not in nlu.yml)")
+            _, node = _load_yaml(root / "bot.yml")  # read again only to name the line
+            raise _fail(root / "bot.yml", node, loc, f"unknown intent {intent!r} (not in nlu.yml)")
     history = load_history(root / "history.jsonl", intents)
     project = Project(root, config, examples, patterns, responses, history)
     if project.models_dir.exists() and not project.models_dir.is_dir():

@@ -181,7 +181,9 @@ def test_rasa_nlu_format_is_accepted_as_is(tmp_path: Path) -> None:
 
 def test_action_map_with_unknown_intent_is_refused(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("actions:\n  map:\n    trak_order: action_order_status\n")
-    assert "unknown intent 'trak_order'" in error_for(bot_dir)
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: actions.map.trak_order: unknown intent 'trak_order' (not in nlu.yml)"
+    (bot_dir / "bot.yml").write_text("name: Shop\nhandoff:\n  intent: human\n")
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: handoff.intent: unknown intent 'human' (not in nlu.yml)"
 
 
 def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
@@ -193,8 +195,8 @@ def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
 def test_a_fallback_title_or_exclusion_for_an_unknown_intent_is_refused(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("fallback:\n  titles:\n    get_refnud: {zh: 退款}\n")
     assert "unknown intent 'get_refnud'" in error_for(bot_dir)
-    (bot_dir / "bot.yml").write_text("fallback:\n  exclude: [gret]\n")
-    assert "unknown intent 'gret'" in error_for(bot_dir)
+    (bot_dir / "bot.yml").write_text("fallback:\n  exclude:\n  - greet\n  - gret\n")
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:4: fallback.exclude.1: unknown intent 'gret' (not in nlu.yml)"
 
 
 def test_the_documented_configuration_is_the_default() -> None:
