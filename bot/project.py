@@ -372,6 +372,14 @@ def _example_lines(block: Any) -> list[str]:
     return lines
 
 
+def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any]) -> list[str]:
+    """The examples of nlu.yml's entry ``i`` (an intent's or a regex's), or its error with the line."""
+    try:
+        return _example_lines(item.get("examples"))
+    except ValueError as exc:
+        raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
+
+
 def same_example(text: str) -> str:
     """What two examples share when they are one message to the classifier: spacing and case aside."""
     return " ".join(text.split()).casefold()
@@ -395,10 +403,7 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
             if extra := sorted(set(item) - {"intent", "examples", "metadata"}):
                 raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
             name = item["intent"].strip()
-            try:
-                texts = _example_lines(item.get("examples"))
-            except ValueError as exc:
-                raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
+            texts = _entry_lines(path, node, i, item)
             if not name or not texts:
                 raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
             if reserved := reserved_name(name):
@@ -414,11 +419,7 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
                     raise _fail(path, node, ("nlu", i), f"{text!r} is an example of {other!r} too; keep it in one")
                 examples.append(Example(text, name))
         elif "regex" in item:
-            try:
-                lines = _example_lines(item.get("examples"))
-            except ValueError as exc:
-                raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
-            for pattern in lines:
+            for pattern in _entry_lines(path, node, i, item):
                 try:
                     patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern))
                 except re.error as exc:
