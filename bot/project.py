@@ -483,7 +483,7 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
                 raise TypeError("question and answer must be text, and the answer not empty")
             if not isinstance(item.intent, (str, type(None))):
                 raise TypeError(f"intent must be a string, not {item.intent!r}")
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
             raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}") from None
         if item.intent is not None and item.intent not in intents:
             raise ProjectError(f"{path}:{n}: unknown intent {item.intent!r} (not in nlu.yml)")

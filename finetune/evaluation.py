@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noqa: E402
 
-from bot.channels.base import readable  # noqa: E402
+from bot.channels.base import load_json, readable  # noqa: E402
 from finetune.classifier import Prediction  # noqa: E402
 from finetune.metrics import OOS, auroc_by_kind, evaluate  # noqa: E402
 
@@ -32,9 +32,9 @@ def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = load_json(line)
             text, intent = row["text"], row["intent"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}")
         if intent is None or intent == "":
             fail(f"{path}:{n}: the intent is empty")

@@ -649,7 +649,8 @@ def test_what_a_user_can_mistype_on_the_command_line_gets_one_line_errors(tiny_d
     assert f"cannot write the results to {tmp_path / 'a-file' / 'sub'}" in run(
         "eval", str(root), "--test", str(test), "--results", str(tmp_path / "a-file" / "sub"), "--device", "cpu")
     for line, problem in [('{"text": "hi \\udcff", "intent": "greet"}', "the text has nothing to read, or is not valid Unicode"),
-                          ('{"text": "hi", "intent": null}', "the intent is empty")]:
+                          ('{"text": "hi", "intent": null}', "the intent is empty"),
+                          ("[" * 100_000 + "]" * 100_000, "expected a JSON object with \"text\" and \"intent\": nested too deeply")]:
         test.write_text(line + "\n")
         assert f"test.jsonl:1: {problem}" in run("eval", str(root), "--test", str(test), "--device", "cpu")
     said = run("chat", str(root), "--device", "cpu", code=0, stdin=b"\xe4\xbd half a character\n")
