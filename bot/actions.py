@@ -12,15 +12,25 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
+import json
+import logging
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from yarl import URL
+
+from bot.channels.base import load_json
+
+log = logging.getLogger("deskbot")
+MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; past it a call falls back
+MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not fill the store or a chat
 
 
 class ActionError(Exception):
@@ -76,6 +86,18 @@ class _Message(BaseModel):
     buttons: list[_Button] | None = None
     response: str | None = None
 
+    @field_validator("buttons", mode="before")
+    @classmethod
+    def _answerable_buttons(cls, buttons: Any) -> Any:
+        """A button the customer's click cannot answer (a ``web_url`` button has a url and no payload) is
+        left out, with a warning, rather than throwing away what the action did and said."""
+        if not isinstance(buttons, list):
+            return buttons
+        kept = [b for b in buttons if isinstance(b, dict) and isinstance(b.get("payload"), str)]
+        if len(kept) < len(buttons):
+            log.warning("an action's button without a payload was left out: %r", [b for b in buttons if b not in kept])
+        return kept
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -87,6 +109,12 @@ class _Event(BaseModel):
     def _needs_a_name(self) -> "_Event":
         if self.event in ("slot", "followup") and not self.name:
             raise ValueError(f"a {self.event!r} event needs a name")
+        if self.event == "slot":  # slots are stored and sent as JSON, as a Rasa tracker store keeps them
+            try:
+                json.dumps(self.value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise ValueError(f"slot {self.name!r} is set to {type(self.value).__name__} {self.value!r}, "
+                                 "which is not a JSON value; set it to text or a number") from None
         return self
 
 
@@ -137,10 +165,12 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
 class ActionRunner:
     """Runs custom actions with a time limit, in-process or against ``endpoint``.
 
-    In-process actions run in worker threads, each call in its own event loop: rasa-sdk calls a
+    In-process actions run in threads of their own, each call in its own event loop: rasa-sdk calls a
     synchronous ``run`` (a database query, ``requests.get``) directly, which on the server's loop
     would stall every conversation and leave the time limit unable to fire. In a thread the limit
-    always fires; a hung action keeps its thread, never the conversation.
+    always fires. A thread cannot be stopped, so a hung action keeps its own, never a pool's that
+    other customers' actions wait for, and the threads are daemons, which a stopping server does not
+    wait for. At most ``MAX_ACTION_THREADS`` run at once, hung ones counted until they return.
     """
 
     def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any]) -> None:
@@ -149,7 +179,8 @@ class ActionRunner:
         self.domain = domain
         self.executor = None
         self._session: aiohttp.ClientSession | None = None
-        self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="deskbot-action")
+        self._running = 0  # in-process action threads not yet returned
+        self._running_lock = threading.Lock()
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
             self.executor = _load_executor(actions_dir)
 
@@ -170,26 +201,66 @@ class ActionRunner:
             raise ActionError(f"no actions/ folder and no action_endpoint for {call['next_action']!r}")
         executor = self.executor
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self._threads, lambda: asyncio.run(executor.run(call)))
+            result = await self._in_thread(lambda: asyncio.run(executor.run(call)))
+        except ActionError:
+            raise
         except Exception as exc:
             raise ActionError(f"action {call['next_action']!r} failed: {exc}") from exc
         payload = result.model_dump() if hasattr(result, "model_dump") else result
         return ActionResult.from_response(payload or {})
 
+    async def _in_thread(self, work: Callable[[], Any]) -> Any:
+        """``work()``'s result, computed in a new daemon thread; a caller that stops waiting (the time
+        limit) leaves the thread to finish on its own."""
+        with self._running_lock:
+            if self._running >= MAX_ACTION_THREADS:
+                raise ActionError(f"{self._running} custom actions are still running (hung ones among them); "
+                                  "no more start until some return")
+            self._running += 1
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if future.done():  # given up on at the time limit
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def target() -> None:
+            result, error = None, None
+            try:
+                result = work()
+            except BaseException as exc:
+                error = exc
+            finally:
+                with self._running_lock:
+                    self._running -= 1
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:  # the server's loop has closed: nobody waits for this answer any more
+                pass
+
+        threading.Thread(target=target, name="deskbot-action", daemon=True).start()
+        return await future
+
     async def _remote(self, call: dict[str, Any]) -> ActionResult:
-        url = self.endpoint.rstrip("/") + ("" if self.endpoint.rstrip("/").endswith("/webhook") else "/webhook")
+        url = URL(self.endpoint)
+        if not url.path.rstrip("/").endswith("/webhook"):  # rasa-sdk's path, kept before any query (?token=)
+            url = url.with_path(url.path.rstrip("/") + "/webhook").with_query(url.query)
         try:
             return await self._post(url, call)
         except (aiohttp.ClientError, ValueError) as exc:  # down, unreachable, or not answering JSON
-            raise ActionError(f"the action server at {url} failed for {call['next_action']!r}: "
+            raise ActionError(f"the action server at {url.with_query(None)} failed for {call['next_action']!r}: "
                               f"{type(exc).__name__}: {exc}") from exc
 
-    async def _post(self, url: str, call: dict[str, Any]) -> ActionResult:
+    async def _post(self, url: URL, call: dict[str, Any]) -> ActionResult:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         for _ in range(2):
             async with self._session.post(url, json=call) as resp:
-                body = await resp.json(content_type=None) if resp.content_length != 0 else {}
+                body = await _read_answer(resp)
                 if resp.status == 200:
                     return ActionResult.from_response(body or {})
                 if resp.status == 449:  # the server wants the domain: send it again with it
@@ -202,9 +273,24 @@ class ActionRunner:
         raise ActionError(f"the action server kept asking for the domain for {call['next_action']!r}")
 
     async def close(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
         if self._session is not None:
             await self._session.close()
+
+
+async def _read_answer(resp: aiohttp.ClientResponse) -> Any:
+    """An action server's JSON answer (``{}`` when empty), in the charset it names or else as JSON's own
+    detection finds it; over ``MAX_ANSWER_BYTES`` it is an error."""
+    data = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        data += chunk
+        if len(data) > MAX_ANSWER_BYTES:
+            raise ActionError(f"the action server's answer is over {MAX_ANSWER_BYTES // 1024} KiB")
+    if not data.strip():
+        return {}
+    try:
+        return load_json(data.decode(resp.charset) if resp.charset else bytes(data))
+    except LookupError as exc:  # a charset Python does not know
+        raise ValueError(str(exc)) from None
 
 
 def _load_executor(actions_dir: Path):  # type: ignore[no-untyped-def]

@@ -277,15 +277,16 @@ def info(directory: Path | None) -> None:
 
         project = project_or_fail(directory)
         registry = Registry(project.models_dir)
-        out.update(bot=project.config.name, language=project.config.language, base_model=project.config.base_model,
-                   intents=len(project.intents), serving_version=registry.current())
-        if registry.current() is not None:
-            from retrieval.index import describe_saved
+        try:
+            serving = registry.current()
+            out.update(bot=project.config.name, language=project.config.language, base_model=project.config.base_model,
+                       intents=len(project.intents), serving_version=serving)
+            if serving is not None:
+                from retrieval.index import describe_saved
 
-            try:
                 out["answer_index"] = describe_saved(registry.current_path() / "index")
-            except RegistryError as exc:  # models/CURRENT names a version that is gone
-                fail(str(exc))
+        except RegistryError as exc:  # models/CURRENT cannot be read, or names a version that is gone
+            fail(str(exc))
     click.echo(json.dumps(out, indent=1))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from bot.language import SLOT, Language, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
-from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide
+from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide, understood
 from bot.project import Project
 from bot.responses import Rendered
 from dialogues.store import Exchange, Store
@@ -80,8 +81,13 @@ class Bot:
     def _analyse(self, texts: list[str]) -> list[Analysis]:
         return self.nlu.analyse(texts)  # reads self.nlu per batch, so a swap takes effect between batches
 
-    def swap(self, nlu: NLU) -> None:
-        """Serve ``nlu`` from the next batch on; requests in flight finish on the old model."""
+    def swap(self, nlu: NLU, project: Project | None = None) -> None:
+        """Serve ``nlu`` from the next batch on, and ``project``'s intents, responses, history and reply
+        settings from the next turn on (a retrain that changed the intents brings templates and buttons
+        for them); requests in flight finish on the old ones. What the server set up at start from
+        bot.yml (``server:``, channels, ``privacy:``, the action server) stays until a restart."""
+        if project is not None:
+            self.project, self.config = project, project.config
         self.nlu = nlu
 
     async def _store(self, fn: Callable[..., T], *args: Any) -> T:
@@ -143,9 +149,8 @@ class Bot:
         loop = conversation.get("active_loop") if conversation else None
         if text == HANDOFF_PAYLOAD:
             decision = Decision("handoff", None, 1.0, say(self.config.handoff.message, language), reason="requested")
-        elif loop and slots.get(REQUESTED_SLOT) in entities:
-            # The message answers an action's question ("what's your order number?" "789"): whatever the
-            # classifier makes of a bare number, the conversation says where it belongs.
+        elif loop and slots.get(REQUESTED_SLOT) in entities and self._answers(loop, text, entities[slots[REQUESTED_SLOT]],
+                                                                             analysis):
             intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
             decision = Decision("action", intent, 1.0, action=loop)
         else:
@@ -162,6 +167,15 @@ class Bot:
         if decision.kind == "handoff" and self.store:
             await self.set_handoff(turn.conversation_id, True, decision.reason, turn.channel)
         return reply
+
+    def _answers(self, loop: str, text: str, value: str, analysis: Analysis) -> bool:
+        """Whether a message carrying the value an action asked for ("what's your order number?") goes
+        back to that action: a bare answer ("789") does, whatever the classifier makes of a number; a
+        sentence does unless the classifier is sure it asks for something else ("get me a person about
+        order 555", "cancel order 456")."""
+        if not re.search(r"\w", text.replace(value, "", 1)):
+            return True
+        return not understood(analysis, self.config) or self.config.actions.map.get(analysis.prediction.intent) == loop
 
     def _keep_language(self, slots: dict[str, Any], language: Language) -> None:
         """A ``multi`` bot keeps the conversation's language in a slot, which its actions can read too."""
@@ -231,13 +245,23 @@ class Bot:
 
     def _action_message(self, message: dict[str, Any], channel: str, slots: dict[str, Any],
                         language: Language) -> Rendered:
-        """What one of an action's messages shows: its own text and buttons, or, for
-        ``dispatcher.utter_message(response="utter_<intent>", **values)``, that intent's template
-        filled from the slots and the message's own values (which win), as Rasa renders it."""
+        """What one of an action's messages shows, put together as Rasa does: for
+        ``dispatcher.utter_message(response="utter_<intent>", **values)`` that intent's template, filled
+        from the slots and the message's own values (which win); the message's own text instead of the
+        template's, if it has one, and its buttons after the template's. An ``image`` is shown as a link,
+        which every channel can show; the channel-specific parts (``custom``, ``attachment``, ``elements``)
+        are not, and are logged."""
+        shown = Rendered("", [])
         if message.get("response"):
             values = {k: v for k, v in message.items() if k not in RASA_MESSAGE_KEYS}
-            return self._utter(message["response"], channel, {**slots, **values}, language)
-        return Rendered(message.get("text") or "", list(message.get("buttons") or []))
+            shown = self._utter(message["response"], channel, {**slots, **values}, language)
+        text = message.get("text") or shown.text
+        if image := message.get("image"):
+            text = "\n\n".join(part for part in (text, str(image)) if part)
+        if dropped := sorted(key for key in ("custom", "attachment", "elements") if message.get(key)):
+            log.warning("an action's %s was not shown: deskbot's channels show text, buttons and links",
+                        " and ".join(dropped))
+        return Rendered(text, shown.buttons + list(message.get("buttons") or []))
 
     def _utter(self, response: str, channel: str, values: dict[str, Any], language: Language) -> Rendered:
         """``utter_<intent>``: that intent's template for the channel and language; nothing, with a warning,

@@ -41,6 +41,12 @@ class Decision:
     reason: str = ""  # why a handoff: requested, fallbacks or action:NAME (shown in the agents' inbox)
 
 
+def understood(analysis: Analysis, config: BotConfig) -> bool:
+    """Whether the classifier is sure enough of its intent to act on it (``thresholds.intent``)."""
+    threshold = config.thresholds.intent
+    return analysis.prediction.confidence >= (analysis.intent_threshold if threshold == "auto" else threshold)
+
+
 def decide(
     analysis: Analysis,
     config: BotConfig,
@@ -52,8 +58,7 @@ def decide(
 ) -> Decision:
     pred = analysis.prediction
     intent, confidence = pred.intent, pred.confidence
-    threshold = config.thresholds.intent
-    confident = confidence >= (analysis.intent_threshold if threshold == "auto" else threshold)
+    confident = understood(analysis, config)
 
     handoff = say(config.handoff.message, language)
     if confident and intent == config.handoff.intent:

@@ -229,12 +229,14 @@ class Project:
         return sorted({e.intent for e in self.examples})
 
     def entities(self, text: str) -> dict[str, str]:
-        """The entities nlu.yml's regexes find in ``text``: each one's first match."""
+        """The entities nlu.yml's regexes find in ``text``: each one's first match, or the part of it in
+        a group named ``value`` when the pattern has one, so that a pattern can name the words around a
+        value without taking them (``order (?P<value>\\d+)``)."""
         found = {}
         for name, patterns in self.entity_patterns.items():
             match = next((m for pattern in patterns if (m := pattern.search(text))), None)
             if match:
-                found[name] = match.group(0)
+                found[name] = match.group("value") if "value" in match.re.groupindex else match.group(0)
         return found
 
     @property

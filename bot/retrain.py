@@ -39,11 +39,12 @@ from bot.training import (
     write_model,
 )
 from dialogues.export import LearnedData, learned_data, recent_traffic
+from dialogues.redact import was_redacted
 from dialogues.review import OOS
 from dialogues.store import Store
 from finetune.classifier import IntentClassifier
 from finetune.metrics import per_intent_accuracy
-from finetune.registry import Registry, RegistryError
+from finetune.registry import Registry, RegistryError, Version
 from retrieval.index import Answer, AnswerIndex
 
 Say = Callable[[str], None]
@@ -103,7 +104,11 @@ def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str])
 
 
 def agent_answers(data: LearnedData) -> list[Answer]:
-    return [Answer(f"agent:{r['id']}", r["answer"], r["question"], r["intent"], "agent") for r in data.answers]
+    """The agent answers retrieval may show other customers. One that lost personal data to redaction
+    is left out: a customer would read "write to [EMAIL]" (the address may well be the shop's own,
+    which belongs in a template)."""
+    return [Answer(f"agent:{r['id']}", r["answer"], r["question"], r["intent"], "agent") for r in data.answers
+            if not was_redacted(r["answer"])]
 
 
 def read_store(project: Project) -> tuple[LearnedData, list[str]]:
@@ -134,10 +139,10 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
     with registry.lock():
         serving_name = registry.current()
         if serving_name is None:
-            raise RegistryError(f"no serving model in {registry.root}; run `bot train` first")
+            raise RegistryError(registry.nothing_serving())
         serving_path = registry.path(serving_name)
         # New relative to the last attempt, promoted or refused: the same data would train the same model.
-        last = registry.versions()[-1]
+        last = last_finished(registry, serving_name)
         data, traffic = read_store(project)
         new = _new_since(data, last.meta)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
@@ -193,10 +198,21 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             registry.promote(version)
             registry.record({"event": "promoted", "version": version, "previous": serving_name})
             return RetrainResult(version, True, decision)
-        registry.record({"event": "refused", "version": version, "serving": serving_name, "reasons": reasons})
         if new["answers"] and not moved:  # a refresh serves a copy of serving_name, which no longer serves
             decision["index_refresh"] = refresh_index(registry, serving_name, answers, data)
+        # Recorded last: a run killed before this point has not run, for the next one (last_finished).
+        registry.record({"event": "refused", "version": version, "serving": serving_name, "reasons": reasons,
+                         **({"index_refresh": decision["index_refresh"]} if "index_refresh" in decision else {})})
         return RetrainResult(version, False, decision)
+
+
+def last_finished(registry: Registry, serving_name: str) -> Version:
+    """The newest version whose run ended: the serving one, or one whose promotion, refusal or index
+    refresh is recorded. A run killed before that (a candidate committed but never promoted, a refusal
+    whose index refresh never finished) counts as not run, so the next one learns its data again
+    instead of finding "nothing new"."""
+    ended = {e.get("version") for e in registry.decisions() if e.get("event") in ("promoted", "refused", "index_refresh")}
+    return [v for v in registry.versions() if v.name in ended | {serving_name}][-1]
 
 
 def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], data: LearnedData) -> str:

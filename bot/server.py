@@ -124,12 +124,18 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def swap_to_current(app: web.Application) -> NLU:
-    """Load the registry's current version off the event loop, then serve it. One load at a time;
-    the old model answers until the new one is loaded and checked, and keeps answering if it fails."""
+    """Load the bot's files and the registry's current version off the event loop, then serve them. One
+    load at a time; the old model and files answer until the new ones are loaded and checked, and keep
+    answering if either fails."""
     bot = app[BOT]
+
+    def load() -> tuple[Project, NLU]:
+        project = load_project(bot.project.root)
+        return project, load_serving_model(project)
+
     async with app[RELOAD_LOCK]:
-        nlu = await asyncio.to_thread(load_serving_model, bot.project)
-        bot.swap(nlu)
+        project, nlu = await asyncio.to_thread(load)
+        bot.swap(nlu, project)
         return nlu
 
 

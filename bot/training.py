@@ -8,6 +8,7 @@ visible only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ from bot.project import Example, Project, ProjectError
 from finetune.classifier import IntentClassifier
 from finetune.evaluation import read_jsonl
 from finetune.metrics import evaluate
-from finetune.registry import Registry
+from finetune.registry import Registry, RegistryError
 from finetune.train import TrainConfig, train_classifier
 from retrieval.index import Answer, AnswerIndex
 
@@ -219,6 +220,10 @@ def train_project(project: Project, device: str | None = None, promote: bool = T
             classifier = fit(project, train, held, device, progress)
             meta, metrics = write_model(staging, project, classifier, answers_for(project), held, len(train))
             version = registry.commit(staging, meta, metrics)
+        previous = None
         if promote:
+            with contextlib.suppress(RegistryError):  # an unreadable CURRENT, which the promotion writes again
+                previous = registry.current()
             registry.promote(version)
+        registry.record({"event": "trained", "version": version, "promoted": promote, "previous": previous})
     return TrainResult(version, metrics, promote)

@@ -5,10 +5,12 @@ carry one customer's email address, phone number, card or identity number. Each 
 placeholder such as ``[EMAIL]``, so a sentence keeps its shape for training.
 
 Support traffic is full of order numbers, so digits are redacted only when they are unmistakably
-personal: a card number must start like a card and pass the Luhn check, a Chinese resident ID must
-pass its checksum, and a phone number must be written like one (a ``+`` country code, a Chinese
-mobile ``1[3-9]xxxxxxxxx``, or a separated North American ``(555) 010-0199``). Lookarounds on
-digits are used instead of ``\\b`` because ``\\b`` sees no boundary between Chinese text and digits.
+personal: a card number must have a card scheme's prefix and length, be written whole or in the
+scheme's groups, and pass the Luhn check; a Chinese resident ID must hold a province, a real birth
+date and its checksum; an IBAN must pass its mod-97 check; and a phone number must be written like
+one (a ``+`` country code, a Chinese mobile ``1[3-9]xxxxxxxxx`` or landline ``010-12345678``, or a
+separated North American ``(555) 010-0199``). Lookarounds on digits are used instead of ``\\b``
+because ``\\b`` sees no boundary between Chinese text and digits.
 
 Chinese input methods type full-width characters (``１３９…``, ``＠``, ``．``), which the ASCII
 patterns would never see, so matching runs on an NFKC-normalised view of the text, while the
@@ -17,22 +19,32 @@ replacement is made in the text as written: everything outside a match keeps its
 
 from __future__ import annotations
 
+import datetime
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-CN_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+CN_ID = re.compile(r"(?<![0-9A-Za-z])\d{6} ?\d{8} ?\d{3}[\dXx](?![0-9A-Za-z])")  # written whole, or 6 8 4
 SSN = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
-CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+CARD = re.compile(r"(?<![\d-])\d(?:(?: {1,2}|-)?\d){12,18}(?![\d-])")
+IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
 CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)")
+CN_LANDLINE = re.compile(r"(?<![\d+-])(?:\(0\d{2,3}\) ?|0\d{2,3}-)[2-9]\d{6,7}(?![\d-])")  # 010-12345678
 INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d)")
 NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?!\d)")
 
 _CN_ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 _CN_ID_CHECK = "10X98765432"
-# Issuer prefixes of the card schemes (Visa, Mastercard, Amex, Discover, JCB, UnionPay, Diners).
-_CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|6011|65|64[4-9]|35|62|30[0-5]|36|38)")
+_CN_PROVINCES = {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 54,
+                 61, 62, 63, 64, 65, 71, 81, 82, 83, 91}
+# The card schemes' issuer prefixes and the lengths their numbers have (Visa, Mastercard, Amex,
+# Discover, JCB, UnionPay, Diners): a random 14-digit order number passes Luhn one time in ten.
+_CARD_SCHEMES = [(re.compile(prefix), lengths) for prefix, lengths in [
+    (r"4", {13, 16, 19}), (r"5[1-5]|2[2-7]", {16}), (r"3[47]", {15}), (r"6011|65|64[4-9]", set(range(16, 20))),
+    (r"35", set(range(16, 20))), (r"62", set(range(16, 20))), (r"30[0-5]|36|38", set(range(14, 20)))]]
+# How card numbers are written: whole, in fours (the last group shorter), or as Amex's 4-6-5 and Diners' 4-6-4.
+_CARD_GROUPINGS = re.compile(r"\d{13,19}|(?:\d{4},){2,4}\d{1,4}|\d{4},\d{6},\d{4,5}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -45,10 +57,30 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def card_valid(digits: str) -> bool:
+    """Whether a run of digits could be a payment card: a scheme's prefix and length, and the Luhn check."""
+    return any(prefix.match(digits) and len(digits) in lengths for prefix, lengths in _CARD_SCHEMES) and luhn_valid(digits)
+
+
 def cn_id_valid(number: str) -> bool:
-    """The GB 11643 checksum of an 18-character Chinese resident identity number."""
+    """A Chinese resident identity number (GB 11643): a province, a real birth date since 1900, and the
+    checksum; an 18-digit order number passes the checksum alone one time in eleven."""
+    number = number.replace(" ", "")
+    try:
+        born = datetime.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
+        return False
+    if int(number[:2]) not in _CN_PROVINCES or not datetime.date(1900, 1, 1) <= born <= datetime.date.today():
+        return False
     total = sum(int(d) * w for d, w in zip(number[:17], _CN_ID_WEIGHTS))
     return _CN_ID_CHECK[total % 11] == number[17].upper()
+
+
+def iban_valid(text: str) -> bool:
+    """The ISO 13616 check of an IBAN: moved its first four characters to the end, read as a number
+    with letters as 10 to 35, it leaves 1 modulo 97."""
+    code = text.replace(" ", "")
+    return 15 <= len(code) <= 34 and int("".join(str(int(ch, 36)) for ch in code[4:] + code[:4])) % 97 == 1
 
 
 Span = tuple[int, int]
@@ -64,8 +96,8 @@ def _card(match: re.Match[str]) -> Span | None:
     runs = [(i, j) for i in range(len(groups)) for j in range(i + 1, len(groups) + 1)]
     for i, j in sorted(runs, key=lambda run: run[0] - run[1]):  # the most groups first, then leftmost
         start, end = groups[i][0], groups[j - 1][1]
-        digits = re.sub(r"\D", "", text[start:end])
-        if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn_valid(digits):
+        written = ",".join(text[a:b] for a, b in groups[i:j])
+        if _CARD_GROUPINGS.fullmatch(written) and card_valid(written.replace(",", "")):
             return match.start() + start, match.start() + end
     return None
 
@@ -87,10 +119,17 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (CN_ID, "[ID]", _when(cn_id_valid)),
     (SSN, "[ID]", _whole),
     (CARD, "[CARD]", _card),
+    (IBAN, "[IBAN]", _when(iban_valid)),
     (CN_MOBILE, "[PHONE]", _whole),
+    (CN_LANDLINE, "[PHONE]", _whole),
     (INTL_PHONE, "[PHONE]", _when(_digits_between(8, 15))),
     (NANP_PHONE, "[PHONE]", _whole),
 ]
+PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
+
+
+def was_redacted(text: str) -> bool:
+    return any(placeholder in text for placeholder in PLACEHOLDERS)
 
 
 def _nfkc_view(text: str) -> tuple[str, Sequence[int]]:

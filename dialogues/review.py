@@ -3,9 +3,10 @@
 A user turn enters the queue when the model was unsure (confidence below the intent threshold), its
 answer got a thumbs-down, or it ended in a fallback or a handoff, and nobody has labelled it yet.
 Labelling is the scarce resource, so the queue is ordered by expected value: how unsure the model
-was, times how often customers say the same thing. Near-duplicates ("where is my order 123" and
-"where is my order 456", or phrasings the model embeds at cosine >= ``similarity``) form one item,
-and one label covers every turn in it.
+was, times how many customers say the same thing (conversations, so that one customer retyping a
+question after a fallback counts once). Near-duplicates ("where is my order 123" and "where is my
+order 456", or phrasings the model embeds at cosine >= ``similarity``) form one item, and one label
+covers every turn in it. A message whose text was labelled before stays out: the label is known.
 
 Uncertainty is the margin of the top two intents, ``1 - (p1 - p2)``, a standard active-learning
 measure that also catches confident-looking turns torn between two intents; a thumbs-down counts as
@@ -36,11 +37,11 @@ class ReviewItem:
 
     turn_ids: list[int]  # most recent first
     texts: list[str]  # the distinct texts, most frequent first
-    intent: str | None  # the model's most frequent prediction in the group
-    ranking: list[tuple[str, float]]  # the most recent turn's top intents
+    intent: str | None  # the model's most frequent prediction in the group, which accepting it labels
+    ranking: list[tuple[str, float]]  # the top intents of the most recent turn predicted as ``intent``
     reasons: list[str]  # low_confidence, negative_feedback, fallback, handoff
     uncertainty: float  # mean over the group
-    score: float  # uncertainty × frequency
+    score: float  # uncertainty × the conversations it came from
     conversations: set[str] = field(default_factory=set)
 
     @property
@@ -62,7 +63,8 @@ def uncertainty(ranking: Sequence[tuple[str, float]], negative_feedback: bool) -
 
 def candidates(store: Store, threshold: float, limit: int = 5000) -> list[dict[str, Any]]:
     """The most recent unlabelled turns that qualify for review (button payloads and turns sent
-    while a human had the conversation are left out: they are not questions to the bot)."""
+    while a human had the conversation are left out: they are not questions to the bot), and whose
+    text no label covers yet."""
     rows = store.db.query(
         "SELECT t.id, t.text, t.conversation_id, p.intent, p.confidence, p.ranking, p.source, "
         "(SELECT value FROM feedback f WHERE f.turn_id = p.reply_turn_id ORDER BY f.id DESC LIMIT 1) AS feedback "
@@ -74,8 +76,11 @@ def candidates(store: Store, threshold: float, limit: int = 5000) -> list[dict[s
         "ORDER BY t.id DESC LIMIT ?",
         [threshold, limit],
     )
+    labelled = {normalise(row["text"]) for row in store.labels()}
     out = []
     for row in rows:
+        if normalise(row["text"]) in labelled:
+            continue
         row["ranking"] = [tuple(pair) for pair in json.loads(row["ranking"] or "[]")]
         reasons = []
         if row["confidence"] < threshold:
@@ -139,11 +144,13 @@ def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similari
         group.sort(key=lambda r: r["id"], reverse=True)
         scores = [uncertainty(r["ranking"], "negative_feedback" in r["reasons"]) for r in group]
         predicted = Counter(r["intent"] for r in group if r["intent"]).most_common(1)
+        intent = predicted[0][0] if predicted else None
+        shown = next((r for r in group if r["intent"] == intent), group[0])  # the ranking agrees with the intent
         reasons = sorted({reason for r in group for reason in r["reasons"]})
         texts = [t for t, _ in Counter(r["text"] for r in group).most_common()]
-        items.append(ReviewItem([r["id"] for r in group], texts, predicted[0][0] if predicted else None,
-                                group[0]["ranking"], reasons, float(np.mean(scores)), float(np.sum(scores)),
-                                {r["conversation_id"] for r in group}))
+        conversations = {r["conversation_id"] for r in group}
+        items.append(ReviewItem([r["id"] for r in group], texts, intent, shown["ranking"], reasons,
+                                float(np.mean(scores)), float(np.mean(scores)) * len(conversations), conversations))
     items.sort(key=lambda item: (-item.score, -item.id))
     return items
 

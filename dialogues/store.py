@@ -232,7 +232,9 @@ class Store:
         user_turn = self.db.execute(add_turn, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now()]).lastrowid
         bot_turn = None
         if ex.reply:
-            bot_turn = self.db.execute(add_turn, [ex.conversation_id, "bot", ex.reply, None, ex.channel, None, now()]).lastrowid
+            # redacted too: a reply can repeat what the customer wrote (an action's "order 4111 1111 …")
+            bot_turn = self.db.execute(add_turn, [ex.conversation_id, "bot", self._private(ex.reply), None, ex.channel, None,
+                                                  now()]).lastrowid
         self.db.execute(
             "INSERT INTO predictions (turn_id, reply_turn_id, intent, confidence, ranking, source, model_version, "
             "retrieval_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -375,15 +377,18 @@ class Store:
     def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None) -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
 
-        The question is the customer's first message since the previous agent reply (button
-        payloads left out): in a handoff that is what the customer came with, before "hello??" and
-        the details. A later retrain indexes the pair for retrieval.
+        The question is the customer's first message since the previous agent reply that the bot
+        did not answer: one it fell back on, or one sent while the conversation waited for a person
+        (button payloads left out). In a handoff that is what the customer came with, before
+        "hello??" and the details, and never a question the bot answered before, nor the request for a
+        person itself. A later retrain indexes the pair for retrieval.
         """
         with self._lock, self.db.atomic():
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             rows = list(self.db.query(
                 f"SELECT id, text FROM turns WHERE conversation_id = ? AND {_TYPED} "
                 "AND id > coalesce((SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ?), 0) "
+                "AND EXISTS (SELECT 1 FROM predictions WHERE turn_id = turns.id AND source IN ('fallback', 'silent')) "
                 "ORDER BY id LIMIT 1",
                 [conversation_id, conversation_id, turn_id],
             ))

@@ -47,6 +47,25 @@ class ModelLoadError(Exception):
     """A model folder is missing, corrupt or incompatible. The serving model stays as it was."""
 
 
+FILES = "files.json"  # every file of a saved classifier with its size, written last
+
+
+def _check_files(folder: Path) -> None:
+    """Refuse a folder that lost or cut short a file it was saved with. Loading alone would not: without
+    its tokenizer files, an encoder still loads and reads every word as unknown. (Folders saved before
+    the list existed are loaded as they are.)"""
+    try:
+        files = json.loads((folder / FILES).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    for name, size in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise ModelLoadError(f"{name} is missing")
+        if path.stat().st_size != size:
+            raise ModelLoadError(f"{name} has {path.stat().st_size} bytes, not the {size} it was saved with")
+
+
 @dataclass
 class Prediction:
     intent: str
@@ -210,19 +229,24 @@ class IntentClassifier(torch.nn.Module):
             self.ngrams.save(folder)
         meta = {"labels": self.labels, "scale": self.scale, "prefix": self.prefix, "ngram_share": self.ngram_share}
         (folder / "labels.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
+                 if p.is_file() and p != folder / FILES}
+        (folder / FILES).write_text(json.dumps(files, indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path, device: str | None = None) -> "IntentClassifier":
         folder = Path(folder)
         try:
+            _check_files(folder)
             meta = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+            labels, scale, prefix = meta["labels"], float(meta["scale"]), meta.get("prefix", "")
             encoder = SentenceTransformer(str(folder / "encoder"), device=pick_device(device), local_files_only=True)
             head = load_file(str(folder / "head.safetensors"))["head"]
             share = float(meta.get("ngram_share", 0.0))
             ngrams = CharNgrams.load(folder) if share > 0 else None
         except Exception as exc:  # any unreadable part means the folder cannot serve
-            raise ModelLoadError(f"{folder}: cannot load the classifier: {exc}") from exc
-        model = cls(encoder, meta["labels"], meta["scale"], meta.get("prefix", ""))
+            raise ModelLoadError(f"{folder}: cannot load the classifier: {type(exc).__name__}: {exc}") from exc
+        model = cls(encoder, labels, scale, prefix)
         if tuple(head.shape) != tuple(model.head.shape):
             raise ModelLoadError(
                 f"{folder}: head has shape {tuple(head.shape)} but {len(model.labels)} labels and "

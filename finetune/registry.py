@@ -4,7 +4,7 @@ A version is written into a staging folder and renamed into place only when comp
 ``CURRENT`` file is replaced atomically. So a training run that crashes or is killed halfway leaves
 nothing that looks like a version, and the serving model is never touched.
 
-Every promotion, refusal and rollback is appended to ``decisions.jsonl`` (and a version's own gate
+Every training, promotion, refusal and rollback is appended to ``decisions.jsonl`` (and a version's own gate
 decision is kept in its ``decision.json``), so "why is this model serving?" always has an answer.
 One training run or rollback at a time holds ``.lock``; a run that was killed leaves its staging
 folder behind, and the next holder of the lock removes it.
@@ -15,6 +15,7 @@ Only the names the registry gives versions (``v0001``, ``v0002``, ... ``v10000``
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -56,10 +57,14 @@ class Registry:
         return sorted((number, p) for number, p in entries if number is not None)
 
     def current(self) -> str | None:
+        path = self.root / "CURRENT"
         try:
-            name = (self.root / "CURRENT").read_text().strip()
+            name = path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError) as exc:  # a folder by that name, bytes that are no name
+            raise RegistryError(f"{path} cannot be read ({exc}); `bot rollback {self.root.parent} VERSION` "
+                                "writes it again") from None
         return name or None
 
     def path(self, name: str) -> Path:
@@ -75,11 +80,24 @@ class Registry:
     def current_path(self) -> Path:
         name = self.current()
         if name is None:
-            raise RegistryError(f"no trained model in {self.root}; run `bot train` first")
+            raise RegistryError(self.nothing_serving())
         return self.path(name)
 
+    def nothing_serving(self) -> str:
+        """Why nothing serves, and what to run: a first training, or the rollback that names a version."""
+        versions = [p.name for _, p in self._taken() if p.is_dir()]
+        if versions:
+            return (f"no model serves in {self.root} (no CURRENT); choose one of {', '.join(versions)} with "
+                    f"`bot rollback {self.root.parent} {versions[-1]}`")
+        return f"no trained model in {self.root}; run `bot train` first"
+
     def versions(self) -> list[Version]:
-        current = self.current()
+        """Every version, oldest first; an unreadable CURRENT marks none as serving, so that the list to
+        roll back from stays readable."""
+        try:
+            current = self.current()
+        except RegistryError:
+            current = None
         out = []
         for _, path in self._taken():
             if not path.is_dir():
@@ -119,15 +137,22 @@ class Registry:
     def promote(self, name: str) -> None:
         self.path(name)
         tmp = self.root / f".CURRENT-{uuid.uuid4().hex[:8]}"
-        tmp.write_text(name + "\n")
-        with open(tmp) as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.root / "CURRENT")
+        try:
+            tmp.write_text(name + "\n")
+            with open(tmp) as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.root / "CURRENT")
+        except OSError as exc:  # a full disk: CURRENT still names what served
+            tmp.unlink(missing_ok=True)
+            raise RegistryError(f"cannot make {name} serve: writing {self.root / 'CURRENT'} failed: "
+                                f"{exc.strerror or exc}") from exc
 
     def clean_staging(self) -> None:
-        """Remove what killed runs left behind."""
+        """Remove what killed runs left behind: staging folders and half-written CURRENT files."""
         for p in self.root.glob(".staging-*"):
             shutil.rmtree(p, ignore_errors=True)
+        for p in self.root.glob(".CURRENT-*"):
+            p.unlink(missing_ok=True)
 
     @contextmanager
     def lock(self, busy: str = "another training run is using {root}; wait for it to finish") -> Iterator[None]:
@@ -192,9 +217,17 @@ class Registry:
         with self.lock(busy="a training run holds the registry lock on {root}; try again when it finishes"):
             if check is not None:
                 check(path)
-            previous = self.current()
+            try:
+                previous = self.current()
+            except RegistryError:  # an unreadable CURRENT is what a rollback mends
+                previous = None
             self.record({"event": "rollback", "version": name, "previous": previous})  # no rollback goes unlogged
-            self.promote(name)
+            try:
+                self.promote(name)
+            except RegistryError as exc:
+                with contextlib.suppress(RegistryError):  # the disk that refused CURRENT may refuse this too
+                    self.record({"event": "rollback_failed", "version": name, "serving": previous, "reason": str(exc)})
+                raise
         return previous
 
 
@@ -208,7 +241,10 @@ def version_number(name: str) -> int | None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A version's JSON record, or ``{}`` when it is missing or unreadable: one damaged old version
+    must not hide the others from ``bot models`` and ``bot rollback``."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, a folder, not UTF-8, not JSON
         return {}
+    return data if isinstance(data, dict) else {}

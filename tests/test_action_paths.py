@@ -119,6 +119,30 @@ class ActionSlowNote(Action):
         return [SlotSet("note", "slow")]
 
 
+class ActionShowAll(Action):
+    def name(self):
+        return "action_show_all"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(response="utter_cancel_order", order_id="77", text="Cancelled.",
+                                 buttons=[{"title": "Talk to a person", "payload": "/handoff"}])
+        dispatcher.utter_message(buttons=[{"title": "Track it", "payload": "/track_order"},
+                                          {"title": "Our site", "url": "https://shop.example", "type": "web_url"}])
+        dispatcher.utter_message(image="https://shop.example/parcel.png", json_message={"blocks": []})
+        return [SlotSet("shown", "all")]
+
+
+class ActionStampTime(Action):
+    def name(self):
+        return "action_stamp_time"
+
+    def run(self, dispatcher, tracker, domain):
+        import datetime
+
+        dispatcher.utter_message(text="Stamped.")
+        return [SlotSet("when", datetime.datetime.now())]
+
+
 class ActionAgain(Action):
     def name(self):
         return "action_again"
@@ -243,6 +267,24 @@ async def test_responses_named_by_an_action_are_rendered_on_both_paths(
         await bot.close()
 
 
+async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A named response with the message's own text and buttons (the text wins, the buttons follow the
+    template's), a message of buttons alone, an image as its link; a button without a payload is left
+    out and a custom message is not shown, each with a warning, and the rest of the answer stands."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_show_all"}, tmp_path)
+    template = bot.project.responses.render("cancel_order", "web", {"order_id": "77"}, "en")
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (reply.source, reply.text) == ("action", "Cancelled.\n\nhttps://shop.example/parcel.png")
+        assert reply.buttons == [*template.buttons, {"title": "Talk to a person", "payload": "/handoff"},
+                                 {"title": "Track it", "payload": "/track_order"}]
+        assert bot.store.conversation("c1")["slots"]["shown"] == "all"
+        assert "button without a payload" in caplog.text and "custom was not shown" in caplog.text
+    finally:
+        await bot.close()
+
+
 async def test_slot_resets_and_session_end_clear_the_slots_on_both_paths(action_bot: Path, endpoint: str | None,
                                                                          tmp_path: Path) -> None:
     bot = make_bot(action_bot, endpoint, {**MAP, "cancel_order": "action_forget", "get_refund": "action_end_session"},
@@ -337,12 +379,42 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         await bot.close()
 
 
+async def test_a_sentence_the_classifier_is_sure_of_goes_to_its_own_intent_while_an_action_waits(
+        action_bot: Path, tmp_path: Path) -> None:
+    """A message carrying an order number while the action waits for one, that the classifier puts
+    in another intent with confidence, is that intent's; a bare number still answers the action."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_order_status"}, tmp_path)
+    try:
+        await bot.handle(Turn("c1", "/get_refund", "web"))
+        reply = await bot.handle(Turn("c1", "need assistance canceling order 113542617735902", "web"))  # a cancel_order example
+        assert (reply.intent, reply.source) == ("cancel_order", "template")
+        await bot.handle(Turn("c2", "/get_refund", "web"))
+        reply = await bot.handle(Turn("c2", "#789", "web"))
+        assert (reply.source, reply.intent, reply.text) == ("action", "get_refund",
+                                                            "Order 789 is **delivered**. Tracking: DHL 3345678901.")
+    finally:
+        await bot.close()
+
+
 async def test_an_unknown_action_falls_back_on_both_paths(action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     bot = make_bot(action_bot, endpoint, {"track_order": "action_nobody_wrote"}, tmp_path)
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that")
         assert reply.buttons[-1]["payload"] == "/handoff"
+    finally:
+        await bot.close()
+
+
+async def test_a_slot_json_cannot_hold_fails_the_action_and_its_turn_falls_back(
+        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bot = make_bot(action_bot, None, {"track_order": "action_stamp_time"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that")
+        assert "slot 'when' is set to datetime" in caplog.text
+        assert "when" not in bot.store.conversation("c1")["slots"]
+        assert [t["text"] for t in bot.store.history("c1")][0] == "/track_order"  # the customer's message is kept
     finally:
         await bot.close()
 
@@ -361,6 +433,7 @@ async def test_the_action_server_protocol_449_and_400(action_bot: Path, aiohttp_
     calls: list[dict[str, Any]] = []
 
     async def webhook(request: web.Request) -> web.Response:
+        assert request.query["token"] == "s3cret"
         body = await request.json()
         calls.append(body)
         if body["next_action"] == "action_rejecting":
@@ -371,9 +444,10 @@ async def test_the_action_server_protocol_449_and_400(action_bot: Path, aiohttp_
                                   "responses": [{"text": "Looked it up.", "buttons": []}]})
 
     app = web.Application()
-    app.router.add_post("/webhook", webhook)
+    app.router.add_post("/hooks/webhook", webhook)
     server = await aiohttp_server(app)
-    bot = make_bot(action_bot, f"http://127.0.0.1:{server.port}", {"track_order": "action_lookup",
+    # rasa-sdk's path goes before the query that a gateway in front of the server may ask for
+    bot = make_bot(action_bot, f"http://127.0.0.1:{server.port}/hooks?token=s3cret", {"track_order": "action_lookup",
                                                                     "cancel_order": "action_rejecting"}, tmp_path)
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
@@ -393,7 +467,8 @@ async def test_the_action_server_protocol_449_and_400(action_bot: Path, aiohttp_
     web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"),  # a proxy
     web.json_response({"events": [{"event": "slot", "value": "789"}]}),  # a slot event with no name
     web.json_response({"responses": "Looked it up."}),  # responses must be a list of messages
-], ids=["down", "not_json", "slot_without_name", "responses_not_a_list"])
+    web.json_response({"responses": [{"text": "x" * (1 << 20)}]}),  # a runaway answer
+], ids=["down", "not_json", "slot_without_name", "responses_not_a_list", "over_1_MiB"])
 async def test_an_action_server_that_is_down_or_answers_nonsense_falls_back(
         action_bot: Path, aiohttp_server: Any, tmp_path: Path, answer: web.Response | None) -> None:
     async def webhook(request: web.Request) -> web.Response:

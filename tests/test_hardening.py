@@ -9,6 +9,7 @@ import json
 import shutil
 import socket
 import sqlite3
+import subprocess
 import sys
 import time
 import uuid
@@ -71,6 +72,24 @@ class Broken(Action):
 
     def run(self, dispatcher, tracker, domain):
         raise RuntimeError("the order database is down")
+
+
+class Stuck(Action):
+    def name(self):
+        return "action_stuck"
+
+    def run(self, dispatcher, tracker, domain):
+        time.sleep(60)
+        return []
+
+
+class Quick(Action):
+    def name(self):
+        return "action_quick"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="quick")
+        return []
 '''
 
 
@@ -448,6 +467,42 @@ async def test_slow_or_broken_actions_fall_back_without_holding_anyone_up(
     assert reply["buttons"] == [{"title": "Talk to a person", "payload": "/handoff"}]
 
 
+async def test_hung_actions_hold_up_neither_other_actions_nor_the_process_exit(
+        tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, aiohttp_client: Any) -> None:
+    """A thread cannot be stopped, so each hung action keeps one: never one that another customer's
+    action waits for, and never one a stopping process waits for."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "hung-bot", server={"limits": NO_LIMITS},
+                           actions={"map": {"track_order": "action_blocking", "cancel_order": "action_quick"},
+                                    "timeout": 0.5})
+    shutil.rmtree(root / "actions")
+    (root / "actions").mkdir()
+    (root / "actions" / "slow.py").write_text(SLOW_ACTIONS)
+    client = await aiohttp_client(create_app(root, device="cpu", nlu=nlu))
+    hung = await asyncio.gather(*(chat(client, cid(), "/track_order") for _ in range(8)))
+    assert [(await r.json())["source"] for r in hung] == ["fallback"] * 8  # eight threads still asleep
+    quick = await (await chat(client, cid(), "/cancel_order")).json()
+    assert (quick["source"], quick["reply"]) == ("action", "quick")
+
+    script = f"""
+import asyncio, sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from pathlib import Path
+from bot.actions import ActionError, ActionRunner, action_call
+runner = ActionRunner(Path({str(root / "actions")!r}), None, 0.2, {{}})
+call = action_call("action_stuck", "c", "hi", "track_order", 1.0, [], {{}}, {{}}, {{}}, "web", {{}})
+async def main():
+    try:
+        await runner.run(call)
+    except ActionError as exc:
+        print(exc)
+asyncio.run(main())
+"""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "timed out after 0.2s" in done.stdout, done.stderr
+    assert time.monotonic() - started < 30  # not the minute the action sleeps
+
+
 async def test_shutdown_lets_socket_turns_finish_within_shutdown_seconds(
         tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, aiohttp_client: Any) -> None:
     async def serve(name: str, action: str, seconds: float) -> Any:
@@ -495,6 +550,13 @@ def wrong_manifest(version: Path) -> None:
     (lambda v: truncate(v / "classifier" / "encoder" / "model.safetensors"), "cannot load the classifier"),
     (lambda v: truncate(v / "classifier" / "head.safetensors"), "cannot load the classifier"),
     (wrong_manifest, "cannot load the answer index"),
+    # without them the encoder still loads, and reads every word as unknown
+    (lambda v: [(v / "classifier" / "encoder" / name).unlink() for name in ("tokenizer.json", "tokenizer_config.json")],
+     "cannot load the classifier: ModelLoadError: encoder/tokenizer.json is missing"),
+    (lambda v: (v / "classifier" / "labels.json").write_text('{"labels": ["a"]}'),
+     "cannot load the classifier: ModelLoadError: labels.json has 17 bytes, not the"),
+    (lambda v: [(v / "classifier" / "labels.json").write_text('{"labels": ["a"]}'), (v / "classifier" / "files.json").unlink()],
+     "cannot load the classifier: KeyError: 'scale'"),  # a folder saved before files.json was written
 ])
 def test_a_corrupt_model_is_refused_at_start(tiny_demo_bot: Path, tmp_path: Path,
                                               damage: Callable[[Path], None], message: str) -> None:

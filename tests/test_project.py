@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.channels.base import normalise
 from bot.project import BotConfig, ProjectError, load_project
 from tests.conftest import DEMO, REPO, copy_bot
 
@@ -29,8 +30,8 @@ def test_demo_bot_loads_with_its_27_intents_small_talk_and_oos(bot_dir: Path) ->
     assert len(project.intents) == 34 and {"oos", *small_talk} <= set(project.intents)
     assert set(project.config.fallback.exclude) == small_talk
     assert set(project.responses.templates) == set(project.intents)
-    assert project.entity_patterns["order_id"][0].search("order 123").group(0) == "123"
-    assert project.entity_patterns["order_id"][0].search("订单号12345678到哪了").group(0) == "12345678"
+    assert project.entities("order 123") == {"order_id": "123"}
+    assert project.entities("订单号12345678到哪了") == {"order_id": "12345678"}
     assert project.config.language == "multi" and project.config.base_model == "multilingual"
     assert any(v.language == "zh" for v in project.responses.templates["get_refund"])
     assert len(project.history) >= 300
@@ -219,3 +220,16 @@ def test_an_intent_its_button_could_never_select_is_refused(bot_dir: Path, name:
     path = bot_dir / "nlu.yml"
     path.write_text(path.read_text() + f"- intent: {name}\n  examples: |\n    - a question nobody else asks\n")
     assert problem in error_for(bot_dir)
+
+
+def test_a_regex_group_named_value_is_the_entity(bot_dir: Path) -> None:
+    """The demo's order number: the number after "order" (订单) or "#", or one on its own, never a price or a phone."""
+    project = load_project(bot_dir)
+    said = {text: project.entities(normalise(text)).get("order_id") for text in [
+        "what is the status of order 789?", "我要退款，订单号１２３", "order #456 please", "it's 789", "555",
+        "I paid 199 dollars", "my phone is 13812345678, refund please"]}
+    assert said == {"what is the status of order 789?": "789", "我要退款，订单号１２３": "123", "order #456 please": "456",
+                    "it's 789": "789", "555": "555", "I paid 199 dollars": None,
+                    "my phone is 13812345678, refund please": None}
+    project.entity_patterns["order_id"] = [re.compile(r"order \d+")]  # no group: the whole match, as in Rasa
+    assert project.entities("order 789") == {"order_id": "order 789"}

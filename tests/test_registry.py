@@ -98,6 +98,28 @@ def test_one_training_run_at_a_time_and_stale_staging_is_removed(tmp_path: Path)
         pass
 
 
+def test_a_promotion_that_cannot_be_written_changes_nothing_and_says_so(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = Registry(tmp_path / "models")
+    first, second = version(registry, 0.5), version(registry, 0.6)
+    registry.promote(first)
+
+    def disk_full(src: str, dst: str) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", disk_full)
+        with pytest.raises(RegistryError, match="cannot make v0002 serve: .*No space left on device"):
+            registry.promote(second)
+        with pytest.raises(RegistryError, match="No space left"):
+            registry.rollback(second)
+    assert registry.current() == first and not list(registry.root.glob(".CURRENT-*"))
+    assert [d["event"] for d in registry.decisions()] == ["rollback", "rollback_failed"]  # the log says it did not happen
+    (registry.root / ".CURRENT-0badf00d").write_text("v0002\n")  # left by a process killed mid-promotion
+    with registry.lock():
+        assert not list(registry.root.glob(".CURRENT-*"))
+
+
 def test_decisions_are_appended_and_a_cut_line_is_skipped(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "models")
     registry.record({"event": "promoted", "version": "v0002"})
@@ -178,6 +200,7 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     assert slash.exit_code == 1 and "'v0001/' is not a model version name" in slash.output
     assert (models / "CURRENT").read_text().strip() == "v0002"
 
+    (models / "decisions.jsonl").unlink()
     (models / "decisions.jsonl").mkdir()  # the log cannot be written: no rollback goes unlogged
     unlogged = runner.invoke(cli, ["rollback", str(root), "v0001"])
     assert unlogged.exit_code == 1 and "cannot record the decision in" in unlogged.output
@@ -187,6 +210,23 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     done = runner.invoke(cli, ["rollback", str(root), "v0001"])
     assert done.exit_code == 0 and "Now serving v0001 (was v0002)" in done.output
     assert (models / "CURRENT").read_text().strip() == "v0001"
+
+    # Damaged records: an old version's metrics that are no JSON object, a CURRENT that is no name.
+    (models / "v0002" / "metrics.json").write_text("[1]")
+    (models / "v0003" / "meta.json").write_bytes(b"\xff\xfe")
+    assert runner.invoke(cli, ["models", str(root)]).exit_code == 0
+    (models / "CURRENT").write_bytes(b"\xff\xfe\x00garbage")
+    listed = runner.invoke(cli, ["models", str(root)])  # the list to roll back from stays readable
+    assert listed.exit_code == 0 and "*" not in listed.output and "v0003" in listed.output
+    for command in (["info"], ["chat"], ["retrain"]):
+        result = runner.invoke(cli, [command[0], str(root)], input="")
+        assert result.exit_code == 1 and "CURRENT cannot be read" in result.output and "bot rollback" in result.output, \
+            result.output
+    mended = runner.invoke(cli, ["rollback", str(root), "v0001"])
+    assert mended.exit_code == 0 and (models / "CURRENT").read_text().strip() == "v0001"
+    (models / "CURRENT").unlink()  # `bot train --no-promote` on a new bot leaves versions and no CURRENT
+    unserved = runner.invoke(cli, ["serve", str(root)])
+    assert unserved.exit_code == 1 and f"`bot rollback {root} v0003`" in unserved.output
 
     shutil.rmtree(models)
     models.write_text("")  # a file where the versions belong: every command says so in one line
@@ -203,5 +243,5 @@ def test_bot_train_retrain_and_rollback_refuse_to_run_beside_another_training(sm
             assert result.exit_code == 1 and "another training run is using" in result.output
         result = CliRunner().invoke(cli, ["rollback", str(root), "v0001"])
         assert result.exit_code == 1 and "try again when it finishes" in result.output
-    assert [d["event"] for d in Registry(root / "models").decisions()] == []
+    assert [d["event"] for d in Registry(root / "models").decisions()] == ["trained"]  # small_bot's own training
     assert [v.name for v in Registry(root / "models").versions()] == ["v0001"]

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 import bot.retrain
 from bot.cli import cli
 from bot.project import load_project
-from bot.retrain import gate, learned_examples, retrain
+from bot.retrain import agent_answers, gate, learned_examples, retrain
 from bot.server import create_app
 from bot.training import EVALUATION_FILE, train_project
 from dialogues.export import LearnedData
@@ -86,6 +86,13 @@ def test_gate_compares_overall_and_per_intent_accuracy_within_margins() -> None:
     assert gate(small, small_drop, 0.0, 0.02, 2)[0] == ["frozen: a fell by 0.5000 (from 1.0000), more than 0.02"]
 
 
+def test_an_agent_answer_that_lost_personal_data_is_not_shown_to_other_customers() -> None:
+    row = {"question": "how do I return it?", "intent": None, "id": 1, "created": 0.0}
+    data = LearnedData([], [{**row, "answer": "Write to [EMAIL] and we will send a label."},
+                            {**row, "id": 2, "answer": "Use the return form in your account."}])
+    assert [a.text for a in agent_answers(data)] == ["Use the return form in your account."]
+
+
 def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
     data = LearnedData([{"text": "do you sell bikes", "intent": "oos"}, {"text": "refund me", "intent": "get_refund"},
                         {"text": "held out", "intent": "get_refund"}, {"text": "x", "intent": "gone"}], [])
@@ -116,7 +123,7 @@ def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Pa
     assert set(decision["figures"]) == {"frozen", "seed"} and decision["figures"]["frozen"]["candidate"]["n"] == 8
     meta = json.loads((bot_dir / "models" / "v0002" / "meta.json").read_text())
     assert meta["parent"] == "v0001" and meta["learned_through"] == {"label": 1, "answer": 1}
-    assert [d["event"] for d in registry.decisions()] == ["promoted"]
+    assert [d["event"] for d in registry.decisions()] == ["trained", "promoted"]
 
     from bot.nlu import NLU
 
@@ -174,7 +181,7 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     assert registry.current() == "v0003"
     old, refreshed = bot_dir / "models" / "v0001", bot_dir / "models" / "v0003"
     assert (refreshed / "classifier" / "head.safetensors").read_bytes() == (old / "classifier" / "head.safetensors").read_bytes()
-    assert [d["event"] for d in registry.decisions()] == ["refused", "index_refresh"]
+    assert [d["event"] for d in registry.decisions()] == ["trained", "index_refresh", "refused"]  # the refusal ends the run
 
     from bot.nlu import NLU
 
@@ -225,7 +232,31 @@ def test_retrain_never_promotes_over_a_current_changed_during_the_run(bot_dir: P
     assert decision["reasons"] == ["CURRENT changed from v0002 to v0001 during this run; the candidate was gated "
                                    "against v0002, so v0001 keeps serving (`bot retrain --force` gates a new "
                                    "candidate against it)"]
-    assert [(d["event"], d["version"]) for d in registry.decisions()] == [("refused", "v0003")]  # no index refresh
+    assert [(d["event"], d["version"]) for d in registry.decisions()][1:] == [("refused", "v0003")]  # no index refresh
+
+
+def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed between writing its candidate and making it serve, a run has taught the serving model
+    nothing, so the next one trains on the same labels instead of finding "nothing new"."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["the parcel is late"]), "track_order", "ann")
+    store.close()
+
+    def killed(self: Registry, name: str) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Registry, "promote", killed)
+        with pytest.raises(KeyboardInterrupt):
+            retrain(load_project(bot_dir), device="cpu", progress=False)
+    registry = Registry(bot_dir / "models")
+    assert registry.current() == "v0001" and [v.name for v in registry.versions()] == ["v0001", "v0002"]
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False)
+    assert (result.version, result.promoted, registry.current()) == ("v0003", True, "v0003")
+    assert result.decision["data"]["new_labels"] == 1
 
 
 def _start_retrain(bot_dir: Path) -> subprocess.Popen[str]:
@@ -324,6 +355,22 @@ async def test_hot_swap_under_concurrent_requests_fails_none(bot_dir: Path, aioh
     registry.promote("v0001")  # a rollback, picked up by /admin/reload at once
     resp = await client.post("/admin/reload", headers=auth)
     assert resp.status == 200 and (await resp.json())["model_version"] == "v0001"
+
+    # A swap reads the bot's files again, so a version trained on changed intents comes with their templates.
+    responses = yaml.safe_load((bot_dir / "responses.yml").read_text())
+    responses["responses"]["cancel_order"] = [{"text": "Our new team handles cancellations."}]
+    (bot_dir / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))
+    registry.promote("v0002")
+    assert (await client.post("/admin/reload", headers=auth)).status == 200
+    reply = await (await client.post("/api/chat", json={"conversation_id": "new", "text": "/cancel_order"})).json()
+    assert reply["reply"] == "Our new team handles cancellations."
+    (bot_dir / "responses.yml").write_text("responses: [")  # a file that no longer loads refuses the swap
+    registry.promote("v0001")
+    resp = await client.post("/admin/reload", headers=auth)
+    assert resp.status == 409 and "responses.yml" in (await resp.json())["error"]
+    reply = await (await client.post("/api/chat", json={"conversation_id": "new", "text": "/cancel_order"})).json()
+    assert reply["reply"] == "Our new team handles cancellations."  # the last good files and model still serve
+    assert (await (await client.get("/healthz")).json())["model_version"] == "v0002"
 
 
 def test_bench_learning_reports_rounds_within_the_label_budget(tiny_model: Path, tmp_path: Path) -> None:

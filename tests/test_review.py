@@ -57,23 +57,26 @@ def test_the_queue_holds_doubtful_turns_grouped_and_ordered_by_expected_value(st
     turn(store, "/track_order", 0.1, "fallback")  # a button payload
     turn(store, "hello? anyone?", 0.0, "silent")  # typed while an agent had the conversation
     store.add_labels([turn(store, "already labelled", 0.1, "fallback")[0]], "track_order")
+    turn(store, "Already labelled!", 0.1, "fallback", conversation="c9")  # said again: the label is known
+    again = [turn(store, "hmm refund?", 0.3, "fallback", 0.25, intent="get_refund")[0] for _ in range(4)]  # one customer
 
     items = review_queue(store, threshold=0.5)
 
-    assert [item.turn_ids for item in items] == [orders[::-1], [disliked], [refund], [human]]
+    assert [item.turn_ids for item in items] == [orders[::-1], [disliked], again[::-1], [refund], [human]]
     first = items[0]
     assert first.texts[0].startswith("Where is my order") and len(first.texts) == 3
     assert first.score == pytest.approx(3 * 0.95) and first.reasons == ["fallback", "low_confidence"]
     assert first.intent == "track_order" and first.to_json()["count"] == 3
     assert items[1].reasons == ["negative_feedback"] and items[1].score == 1.0
-    assert items[3].reasons == ["handoff"] and items[3].score == pytest.approx(0.15)
+    assert items[2].score == pytest.approx(0.95)  # four messages of one customer count once
+    assert items[4].reasons == ["handoff"] and items[4].score == pytest.approx(0.15)
 
 
 def test_near_duplicates_group_by_embedding_similarity(store: Store) -> None:
     texts = ["where is my parcel", "where is my parcel please", "my parcel where is it", "i want a refund",
              "refund i want"]
-    for text in texts:
-        turn(store, text, 0.3, "fallback", 0.2)
+    for n, text in enumerate(texts):
+        turn(store, text, 0.3, "fallback", 0.2, conversation=f"c{n}")
     vectorizer = TfidfVectorizer().fit(texts)
 
     def embed(batch: list[str]) -> np.ndarray:
@@ -208,3 +211,12 @@ def test_the_queue_threshold_follows_the_intent_threshold_unless_set() -> None:
     assert review_threshold(BotConfig(), 0.64) == 0.64  # and the serving model's calibrated threshold above them
     assert review_threshold(BotConfig.model_validate({"thresholds": {"intent": 0.6}}), 0.23) == 0.6
     assert review_threshold(BotConfig.model_validate({"learning": {"review_confidence": 0.7}}), 0.23) == 0.7
+
+
+def test_an_items_ranking_is_led_by_the_intent_accepting_it_labels(store: Store) -> None:
+    """Accepting an item labels its most frequent prediction, so the ranking shown beside it is one led by it."""
+    for n in (1, 2):
+        turn(store, "do you sell bicycles?", 0.3, "fallback", 0.2, conversation=f"c{n}", intent="place_order")
+    turn(store, "do you sell bicycles?", 0.3, "fallback", 0.2, conversation="c3", intent="track_order")  # the latest
+    [item] = review_queue(store, 0.5)
+    assert item.intent == "place_order" and item.ranking[0][0] == "place_order"

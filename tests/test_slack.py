@@ -335,6 +335,16 @@ async def test_template_buttons_become_block_kit_actions(slack: SimpleNamespace)
     assert len({b["action_id"] for b in actions["elements"]}) == 2  # unique within the block
 
 
+async def test_buttons_without_text_are_posted(slack: SimpleNamespace) -> None:
+    slack.bot.text = ""  # an action may offer buttons alone
+    slack.bot.buttons = [{"title": "Track it", "payload": "/track_order"}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    [posted] = slack.posts
+    [actions] = posted["blocks"]
+    assert [b["value"] for b in actions["elements"]] == ["/track_order"]
+
+
 def test_block_kit_limits() -> None:
     [_, actions] = message_blocks("hi", [{"title": "t" * 100, "payload": "/x"}] * 30)
     assert len(actions["elements"]) == 25 and len(actions["elements"][0]["text"]["text"]) == 75

@@ -16,7 +16,7 @@ from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import read_store
 from dialogues.export import learned_data
-from dialogues.redact import cn_id_valid, luhn_valid, redact
+from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact
 from dialogues.store import MIGRATIONS, Exchange, Store
 
 
@@ -98,10 +98,18 @@ def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_pat
     user_turn(store, "c1", "and can I change the address?")
     store.add_agent_answer("c1", "Yes, done.")
     store.add_agent_answer("c1", "Anything else?")  # nothing asked since the last answer: no pair
+    # Not a question the bot answered, nor the request for a person: what the customer said while waiting.
+    store.log_exchange(Exchange("c2", "web", None, "where is order 789?", None, "Delivered.", "track_order", 0.97, [],
+                                "action", "v0001"))
+    store.log_exchange(Exchange("c2", "web", None, "I need a real person", None, "Connecting you.", "contact_human_agent",
+                                0.9, [], "handoff", "v0001"))
+    store.log_exchange(Exchange("c2", "web", None, "my blender came broken", None, None, None, 0.0, [], "silent", "v0001"))
+    store.add_agent_answer("c2", "A new blender is on its way.")
     answers = store.answer_candidates()
     assert [(a["question"], a["answer"]) for a in answers] == [
         ("my parcel is lost", "Found it: it is at the depot."),
         ("and can I change the address?", "Yes, done."),
+        ("my blender came broken", "A new blender is on its way."),
     ]
     assert [t["role"] for t in store.history("c1")].count("agent") == 3  # every agent message is a turn
     store.close()
@@ -149,14 +157,37 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("卡号４１１１　１１１１　１１１１　１１１１　１２／２５", "卡号[CARD]　１２／２５"),
     ("cvv 123 4111-1111-1111-1111", "cvv 123 [CARD]"),
     ("card 4111 1111 1111 1112 12/25", "card 4111 1111 1111 1112 12/25"),  # no run of its groups passes Luhn
+    ("card 4111  1111  1111  1111", "card [CARD]"),
+    # order numbers that pass a checksum: not grouped as a card is, a 19-digit "Mastercard", an impossible birth date
+    ("my order 819-2544734-6242047 is late", "my order 819-2544734-6242047 is late"),
+    ("order 2311308336550780452", "order 2311308336550780452"),
+    ("订单号721682330673244456", "订单号721682330673244456"),
+    ("身份证 110105 19491231 002X", "身份证 [ID]"),
+    ("IBAN DE89 3704 0044 0532 0130 00, thanks", "IBAN [IBAN], thanks"),
+    ("ref DE89 3704 0044 0532 0130 01", "ref DE89 3704 0044 0532 0130 01"),  # fails mod 97
+    ("座机 010-62345678 或 (0755) 88889999", "座机 [PHONE] 或 [PHONE]"),
 ])
 def test_redaction_removes_personal_data_and_keeps_order_numbers(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
+def test_a_reply_repeating_personal_data_is_stored_redacted_too(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dialogues.db")
+    store.log_exchange(Exchange("c1", "web", None, "refund to card 4111111111111111", None,
+                                "Refund noted for card 4111111111111111.", "get_refund", 0.9, [], "action", "v1"))
+    assert [t["text"] for t in store.history("c1")] == ["refund to card [CARD]", "Refund noted for card [CARD]."]
+    store.close()
+    store = Store(tmp_path / "plain.db", redact=False)
+    store.log_exchange(Exchange("c1", "web", None, "card 4111111111111111", None, "card 4111111111111111", "x", 0.9, [],
+                                "action", "v1"))
+    assert [t["text"] for t in store.history("c1")] == ["card 4111111111111111"] * 2
+    store.close()
+
+
 def test_the_checksums_behind_redaction() -> None:
     assert luhn_valid("79927398713") and not luhn_valid("79927398710")
     assert cn_id_valid("11010519491231002X") and not cn_id_valid("110105194912310021")
+    assert card_valid("4111111111111111") and not card_valid("41111111111111111")  # Visa has no 17-digit numbers
 
 
 def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: Path) -> None:

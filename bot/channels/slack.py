@@ -258,7 +258,7 @@ class SlackChannel(PlatformChannel):
 
     async def _answer(self, turn: Turn) -> None:
         reply = await self.answer(turn)
-        if reply.text and reply.source != "silent":
+        if (reply.text or reply.buttons) and reply.source != "silent":  # an action may offer buttons alone
             await self.send(turn.conversation_id, reply.text, buttons=reply.buttons)
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:

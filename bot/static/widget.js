@@ -656,9 +656,9 @@
     setPending(1);
     try {
       const reply = await chat(text);
-      if (reply.reply && reply.source !== "silent") {
-        addMessage("bot", reply.reply, reply.turn_id);
-        showQuickReplies(reply.buttons);
+      if (reply.source !== "silent") {
+        if (reply.reply) addMessage("bot", reply.reply, reply.turn_id);
+        showQuickReplies(reply.buttons); // an action may offer buttons alone
       }
       setHandedOff(Boolean(reply.handed_off), false); // the reply itself says so
     } catch (error) {
