@@ -284,7 +284,7 @@ async def _read_answer(resp: aiohttp.ClientResponse) -> Any:
     async for chunk in resp.content.iter_chunked(1 << 16):
         data += chunk
         if len(data) > MAX_ANSWER_BYTES:
-            raise ActionError(f"the action server's answer is over {MAX_ANSWER_BYTES // 1024} KiB")
+            raise ActionError(f"the action server's answer is over {MAX_ANSWER_BYTES >> 20} MiB")
     if not data.strip():
         return {}
     try:

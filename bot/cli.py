@@ -133,13 +133,14 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from bot.actions import ActionError
     from bot.server import admin_token, create_app
+    from dialogues.store import StoreError
     from finetune.classifier import ModelLoadError
     from finetune.registry import RegistryError
 
     project = project_or_fail(directory)
     try:
         app = create_app(directory, device=device)
-    except (ModelLoadError, RegistryError, ActionError) as exc:
+    except (ModelLoadError, RegistryError, ActionError, StoreError) as exc:
         fail(str(exc))
     if not admin_token(project):
         click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
@@ -169,19 +170,19 @@ def chat(directory: Path, device: str | None) -> None:
     from bot.channels.base import Turn, readable
     from bot.engine import Bot
     from bot.server import load_serving_model
-    from dialogues.store import Store
+    from dialogues.store import Store, StoreError
     from finetune.classifier import ModelLoadError
     from finetune.registry import RegistryError
 
     project = project_or_fail(directory)
+    privacy = project.config.privacy
     try:
         nlu = load_serving_model(project, device, workers=1)  # one message at a time
-    except (RegistryError, ModelLoadError) as exc:
+        store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
+    except (RegistryError, ModelLoadError, StoreError) as exc:
         fail(str(exc))
 
     async def run() -> None:
-        privacy = project.config.privacy
-        store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
         bot = Bot(project, nlu, store)
         conversation = f"cli:{uuid.uuid4().hex[:8]}"
         click.echo("Type a message (Ctrl-D to quit).", err=True)
@@ -509,11 +510,14 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
 
 
 def _open_store(project):  # type: ignore[no-untyped-def]
-    from dialogues.store import Store
+    from dialogues.store import Store, StoreError
 
     if not project.db_path.exists():
         fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
-    return Store(project.db_path)
+    try:
+        return Store(project.db_path)
+    except StoreError as exc:
+        fail(str(exc))
 
 
 @cli.command()
@@ -599,6 +603,7 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
 
     from bot.project import ProjectError
     from bot.retrain import retrain
+    from dialogues.store import StoreError
     from finetune.classifier import ModelLoadError
     from finetune.registry import Registry, RegistryError
 
@@ -607,7 +612,7 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     try:
         result = retrain(project, device=device, progress=not as_json, force=force,
                          say=lambda line: click.echo(line, err=True))
-    except (RegistryError, ModelLoadError, ProjectError) as exc:  # a busy models folder, a model that cannot load
+    except (RegistryError, ModelLoadError, ProjectError, StoreError) as exc:  # a busy models folder, a model that cannot load
         fail(str(exc))
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -147,10 +147,10 @@ class Bot:
         entities = self.project.entities(text)
         slots.update(entities)
         loop = conversation.get("active_loop") if conversation else None
+        requested = slots.get(REQUESTED_SLOT)
         if text == HANDOFF_PAYLOAD:
             decision = Decision("handoff", None, 1.0, say(self.config.handoff.message, language), reason="requested")
-        elif loop and slots.get(REQUESTED_SLOT) in entities and self._answers(loop, text, entities[slots[REQUESTED_SLOT]],
-                                                                             analysis):
+        elif loop and requested in entities and self._answers(loop, text, entities[requested], analysis):
             intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
             decision = Decision("action", intent, 1.0, action=loop)
         else:

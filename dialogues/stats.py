@@ -39,11 +39,13 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
     # Each reply's latest vote, as the history shows it: a changed mind or a withdrawn vote (0) counts once.
     votes = dict(rows("SELECT value, count(*) FROM feedback WHERE id IN (SELECT max(id) FROM feedback GROUP BY turn_id) "
                       "AND created >= :since GROUP BY value"))
-    # Each handoff's wait: until the first agent message after it, if any came.
+    # Each handoff's wait: until the first agent message after it, if one came before the conversation
+    # changed hands again (a customer who went back to the bot unanswered waited in vain).
     waits = rows(
         "SELECT (SELECT min(t.created) FROM turns t WHERE t.conversation_id = h.conversation_id AND t.role = 'agent' "
-        "AND t.created >= h.created) - h.created FROM handoffs h WHERE h.event = 'handed_off' AND h.reason != 'agent' "
-        "AND h.created >= :since")
+        "AND t.created >= h.created AND t.created < coalesce((SELECT min(n.created) FROM handoffs n "
+        "WHERE n.conversation_id = h.conversation_id AND n.id > h.id), 9e99)) - h.created "
+        "FROM handoffs h WHERE h.event = 'handed_off' AND h.reason != 'agent' AND h.created >= :since")
     answered_waits = sorted(w for (w,) in waits if w is not None)
     answered_sources = ", ".join(f"'{source}'" for source in ANSWERED)
     intents = rows(

@@ -89,6 +89,23 @@ def _v5(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
+
+
+class StoreError(Exception):
+    """The file is not a deskbot conversation store, or one written by a newer deskbot."""
+
+
+def _check_is_ours(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a conversation store: {exc}") from None
+    if version > len(MIGRATIONS):
+        raise StoreError(f"{path} was written by a newer deskbot (schema {version}; this one reads up to "
+                         f"{len(MIGRATIONS)}): upgrade deskbot")
+    if version == 0 and tables:
+        raise StoreError(f"{path}: not a conversation store (it holds other tables); move it out of the bot folder")
 # An agent turn's author (the name the agent gave), kept in ``turns.user``; customers' ids are not shown.
 _AUTHOR = "CASE WHEN t.role = 'agent' THEN t.user END AS author"
 _TYPED = "role = 'user' AND substr(text, 1, 1) != '/'"  # what a customer typed, not a button's payload
@@ -151,20 +168,37 @@ class Store:
         self.redact = redact
         self.keep_raw = keep_raw
         conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process death in WAL mode
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._lock = threading.RLock()
-        self._migrate()
+        try:
+            _check_is_ours(conn, self.path)  # before anything is written to a file that is not ours
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process death in WAL mode
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._lock = threading.RLock()
+            self._migrate()
+        except BaseException:
+            conn.close()
+            raise
 
     def _migrate(self) -> None:
+        """Bring the file to the latest schema, one migration per transaction. Each takes the write lock
+        first (``BEGIN IMMEDIATE``) and reads the version inside it, so processes opening an old file at
+        once (a server and a cron job's ``bot export``) wait for each other rather than fail."""
         with self._lock:
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-                with self.db.atomic():
-                    migration(self.db)
-                    self.db.execute(f"PRAGMA user_version={number}")
+            while self._schema() < len(MIGRATIONS):
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    version = self._schema()
+                    if version < len(MIGRATIONS):
+                        MIGRATIONS[version](self.db)
+                        self.db.execute(f"PRAGMA user_version={version + 1}")
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+
+    def _schema(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:
@@ -232,9 +266,10 @@ class Store:
         user_turn = self.db.execute(add_turn, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now()]).lastrowid
         bot_turn = None
         if ex.reply:
-            # redacted too: a reply can repeat what the customer wrote (an action's "order 4111 1111 …")
-            bot_turn = self.db.execute(add_turn, [ex.conversation_id, "bot", self._private(ex.reply), None, ex.channel, None,
-                                                  now()]).lastrowid
+            # An action's reply can repeat what the customer wrote ("refund for card 4111 …"), so it is kept
+            # as their message is; templates and indexed answers are the shop's own words (its phone number).
+            reply = self._private(ex.reply) if ex.source == "action" else ex.reply
+            bot_turn = self.db.execute(add_turn, [ex.conversation_id, "bot", reply, None, ex.channel, None, now()]).lastrowid
         self.db.execute(
             "INSERT INTO predictions (turn_id, reply_turn_id, intent, confidence, ranking, source, model_version, "
             "retrieval_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -91,6 +91,19 @@ def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) 
     assert json.loads(future.output)["conversations"] == 0
 
 
+def test_a_wait_the_customer_gave_up_on_is_unanswered_not_answered_by_a_later_reply(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dialogues.db")
+    store.set_status("c1", "handed_off", "requested")  # at 1000, nobody answers
+    store.set_status("c1", "open", "user")  # 1002: back to the bot
+    store.set_status("c1", "handed_off", "requested")  # 1004
+    store.add_message("c1", "agent", "Sorry for the wait!")  # 1005
+    for n, row in enumerate(store.db.execute("SELECT id FROM handoffs ORDER BY id").fetchall()):
+        store.db.execute("UPDATE handoffs SET created = ? WHERE id = ?", [1000 + 2 * n, row[0]])
+    store.db.execute("UPDATE turns SET created = 1005 WHERE role = 'agent'")
+    assert conversation_stats(store)["first_agent_reply_seconds"] == {"median": 1.0, "p90": 1.0, "unanswered": 1}
+    store.close()
+
+
 def test_a_takeover_of_an_older_conversation_with_nothing_said_since_is_not_counted(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     exchange(store, "old", "where is my order", "template")

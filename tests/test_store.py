@@ -4,7 +4,11 @@ candidate historical answers, review labels, redaction and ``bot export``."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,8 @@ from bot.project import load_project
 from bot.retrain import read_store
 from dialogues.export import learned_data
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact
-from dialogues.store import MIGRATIONS, Exchange, Store
+from dialogues.store import MIGRATIONS, Exchange, Store, StoreError
+from tests.conftest import REPO
 
 
 def user_turn(store: Store, conversation: str, text: str) -> int:
@@ -45,6 +50,44 @@ def test_an_old_database_is_migrated_in_place_and_keeps_its_rows(tmp_path: Path)
     store.add_labels([1], "greet")
     store.close()
     assert Store(path).labels()[0]["intent"] == "greet"  # reopening runs no migration twice
+
+
+def test_processes_opening_a_new_or_old_file_at_once_wait_for_each_other(tmp_path: Path) -> None:
+    """Each migration takes the write lock before it reads the schema version, so a server and a
+    cron job's `bot export` opening the file together both succeed."""
+    script = ("import sys, time; sys.path.insert(0, sys.argv[2]); from dialogues.store import Store\n"
+              "time.sleep(max(0.0, float(sys.argv[3]) - time.time())); Store(sys.argv[1]).close(); print('ok')")
+    for name in ("new.db", "old.db"):
+        path = tmp_path / name
+        if name == "old.db":
+            conn = sqlite3.connect(path)
+            MIGRATIONS[0](sqlite_utils.Database(conn))
+            conn.execute("PRAGMA user_version=1")
+            conn.commit()
+            conn.close()
+        start = str(time.time() + 3)  # all four open the file at the same moment
+        procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(REPO), start], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        results = [proc.communicate(timeout=120) for proc in procs]
+        assert [out for out, _ in results] == ["ok\n"] * 4, [err for _, err in results]
+        assert Store(path).db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_a_file_that_is_not_a_store_or_from_a_newer_deskbot_is_refused_untouched(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE turns (id INTEGER PRIMARY KEY, note TEXT)")
+    newer = tmp_path / "newer.db"
+    with sqlite3.connect(newer) as conn:
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"these are not the pages of a database" * 200)
+    for path, reason in [(foreign, "not a conversation store (it holds other tables)"),
+                         (newer, "was written by a newer deskbot"), (garbage, "not a conversation store: file is not a database")]:
+        before = path.read_bytes()
+        with pytest.raises(StoreError, match=re.escape(reason)):
+            Store(path)
+        assert path.read_bytes() == before and not Path(f"{path}-wal").exists()  # not switched to WAL, nothing written
 
 
 def test_a_kept_platform_message_waits_until_its_exchange_is_logged(tmp_path: Path) -> None:
@@ -171,11 +214,14 @@ def test_redaction_removes_personal_data_and_keeps_order_numbers(text: str, expe
     assert redact(text) == expected
 
 
-def test_a_reply_repeating_personal_data_is_stored_redacted_too(tmp_path: Path) -> None:
+def test_an_actions_reply_repeating_personal_data_is_stored_redacted_too(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     store.log_exchange(Exchange("c1", "web", None, "refund to card 4111111111111111", None,
                                 "Refund noted for card 4111111111111111.", "get_refund", 0.9, [], "action", "v1"))
-    assert [t["text"] for t in store.history("c1")] == ["refund to card [CARD]", "Refund noted for card [CARD]."]
+    store.log_exchange(Exchange("c1", "web", None, "how do I call you?", None, "Call us on +1 555 010 0199.",
+                                "contact", 0.9, [], "template", "v1"))  # the shop's own words, as the customer saw them
+    assert [t["text"] for t in store.history("c1")] == ["refund to card [CARD]", "Refund noted for card [CARD].",
+                                                        "how do I call you?", "Call us on +1 555 010 0199."]
     store.close()
     store = Store(tmp_path / "plain.db", redact=False)
     store.log_exchange(Exchange("c1", "web", None, "card 4111111111111111", None, "card 4111111111111111", "x", 0.9, [],

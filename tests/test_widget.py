@@ -392,6 +392,37 @@ def test_xss_payloads_stay_inert_on_every_path(open_widget: Any, chromium: Simpl
         assert_inert(widget)
 
 
+OFFER_CHOICES = """
+from rasa_sdk import Action
+
+
+class ActionOfferChoices(Action):
+    def name(self):
+        return "action_offer_choices"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(buttons=[{"title": "Track my order", "payload": "/track_order"}])
+        return []
+"""
+
+
+def test_an_actions_buttons_without_text_are_offered(open_widget: Any, web_demo_bot: SimpleNamespace,
+                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "choices",
+                           actions={"map": {"check_refund_policy": "action_offer_choices"}},
+                           channels={"web": {"origins": [web_demo_bot.embed_origin]}})
+    (root / "actions" / "choices.py").write_text(OFFER_CHOICES)
+    live = LiveServer(root)
+    live.start()
+    try:
+        widget = open_widget(server=live.url)
+        widget.send("/check_refund_policy")
+        expect(widget.page.locator(".quick button")).to_have_text(["Track my order"])
+        assert widget.bot_replies().count() == 0  # no empty bubble
+    finally:
+        live.stop()
+
+
 def test_feedback_reaches_the_store(open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
     widget = open_widget()
     widget.send("is anyone there")
