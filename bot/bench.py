@@ -76,7 +76,9 @@ def free_port() -> int:
 def running_server(folder: Path, device: str | None) -> Iterator[tuple[str, str]]:
     """``bot serve folder`` on a free loopback port; yields its base URL and model version once /healthz answers."""
     port = free_port()
-    command = [sys.executable, "-m", "bot.cli", "serve", str(folder), "--host", "127.0.0.1", "--port", str(port)]
+    # -P: the folder the benchmark runs in stays off sys.path, so a bot folder named bot/ there cannot
+    # stand in for deskbot's own package.
+    command = [sys.executable, "-P", "-m", "bot.cli", "serve", str(folder), "--host", "127.0.0.1", "--port", str(port)]
     if device:
         command += ["--device", device]
     log_path = folder / "server.log"

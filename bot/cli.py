@@ -113,12 +113,13 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
     from bot.training import train_project
     from finetune.classifier import ModelLoadError
     from finetune.registry import RegistryError
+    from retrieval.index import IndexBuildError
 
     project = project_or_fail(directory)
     try:
         result = train_project(project, device=device, promote=not no_promote)
-    except (RegistryError, ModelLoadError, ProjectError) as exc:  # a busy models folder, model.base, the frozen set
-        fail(str(exc))
+    except (RegistryError, ModelLoadError, ProjectError, IndexBuildError) as exc:  # a busy models folder, model.base,
+        fail(str(exc))  # the frozen set, retrieval settings that cannot index the answers
     click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1))
 
 
@@ -309,6 +310,8 @@ def model_prepare(name: str, force: bool) -> None:
         click.echo(str((prepare_mpnet if name == "mpnet" else prepare_multilingual)(force=force)))
     except MissingAssetsError as exc:
         fail(str(exc))
+    except OSError as exc:  # the cache folder cannot be written: a file in its place, no permission
+        fail(f"cannot write the model cache ({exc}); set DESKBOT_CACHE to a folder this user can write")
 
 
 @cli.group()
@@ -317,8 +320,8 @@ def bench() -> None:
 
 
 @bench.command("retrieval")
-@click.option("--n", type=int, default=1_000_000, show_default=True, help="Synthetic vectors to index.")
-@click.option("--dim", type=int, default=384, show_default=True)
+@click.option("--n", type=click.IntRange(min=1), default=1_000_000, show_default=True, help="Synthetic vectors to index.")
+@click.option("--dim", type=click.IntRange(min=1), default=384, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The benchmark data folder (default ../shared/data).")
@@ -366,11 +369,15 @@ def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Pat
                  seed: int, device: str | None, as_json: bool) -> None:
     """Train the intent classifier from scratch on TRAIN and measure it on TEST."""
     from finetune.bench import load_examples, load_oos_types, run_intent_bench
+    from finetune.classifier import ModelLoadError
 
     valid = load_examples(valid_file, fail) if valid_file else None
     train = [example for path in train_files for example in load_examples(path, fail)]
-    figures = run_intent_bench(train, load_examples(test_file, fail), valid, model=model, shots=shots, seed=seed,
-                               device=device, oos_types=load_oos_types(test_file, fail))
+    try:
+        figures = run_intent_bench(train, load_examples(test_file, fail), valid, model=model, shots=shots, seed=seed,
+                                   device=device, oos_types=load_oos_types(test_file, fail))
+    except ModelLoadError as exc:  # --model names nothing this machine can load
+        fail(str(exc))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 def _positive_ints(value: str) -> list[int]:
@@ -450,13 +457,14 @@ def bench_store(exchanges: int, batches: list[int], as_json: bool) -> None:
 def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str | None, as_json: bool) -> None:
     """Accuracy and retrieval quality of the serving model: one pass vs two, fp32 vs int8."""
     from bot.nlu_bench import nlu_benchmark
+    from finetune.classifier import ModelLoadError
     from finetune.evaluation import read_jsonl
     from finetune.registry import RegistryError
 
     project = project_or_fail(directory)
     try:
         figures = nlu_benchmark(project, read_jsonl(test_file, fail)[:limit], device)
-    except (RegistryError, ValueError) as exc:
+    except (RegistryError, ModelLoadError, ValueError) as exc:
         fail(str(exc))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
@@ -494,15 +502,19 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
     """The learning loop from a few-shot bot: accuracy per round against the full-data recipe."""
     from bot.learning_bench import run_learning_bench
     from finetune.bench import load_examples
+    from finetune.classifier import ModelLoadError
 
     gate = {key: value for key, value in (("max_accuracy_drop", max_accuracy_drop), ("max_intent_drop", max_intent_drop),
                                           ("min_intent_examples", min_intent_examples),
                                           ("review_confidence", review_confidence), ("distill", distill),
                                           ("distill_messages", distill_messages), ("interpolate", interpolate))
             if value is not None}
-    figures = run_learning_bench(load_examples(train_file, fail), load_examples(test_file, fail), seed_shots,
-                                 label_budget, rounds, model, device, seed, gate,
-                                 say=lambda line: click.echo(line, err=True))
+    try:
+        figures = run_learning_bench(load_examples(train_file, fail), load_examples(test_file, fail), seed_shots,
+                                     label_budget, rounds, model, device, seed, gate,
+                                     say=lambda line: click.echo(line, err=True))
+    except (ModelLoadError, ValueError) as exc:  # --model loads nothing, or the train file leaves no traffic
+        fail(str(exc))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 
@@ -606,13 +618,14 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     from dialogues.store import StoreError
     from finetune.classifier import ModelLoadError
     from finetune.registry import Registry, RegistryError
+    from retrieval.index import IndexBuildError
 
     project = project_or_fail(directory)
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the staging folder is removed
     try:
         result = retrain(project, device=device, progress=not as_json, force=force,
                          say=lambda line: click.echo(line, err=True))
-    except (RegistryError, ModelLoadError, ProjectError, StoreError) as exc:  # a busy models folder, a model that cannot load
+    except (RegistryError, ModelLoadError, ProjectError, StoreError, IndexBuildError) as exc:  # a busy models folder, a model that cannot load
         fail(str(exc))
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -137,11 +137,11 @@ class Bot:
                 await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
             decision = Decision("handoff", None, 1.0, say(self.config.handoff.resumed_message, language))
             reply = Reply(decision.text, source="handoff", language=language)
-            reply.turn_id = await self._log(turn, text, None, decision, slots, 0)
+            reply.user_turn_id, reply.turn_id = await self._log(turn, text, None, decision, slots, 0)
             return reply
         if handed_off:
-            await self._log(turn, text, None, Decision("silent", None, 0.0), slots, 0)
-            return Reply("", source="silent", handed_off=True, language=language)
+            user_turn_id, _ = await self._log(turn, text, None, Decision("silent", None, 0.0), slots, 0)
+            return Reply("", source="silent", handed_off=True, language=language, user_turn_id=user_turn_id)
 
         analysis = await self._analysis_for(text)
         entities = self.project.entities(text)
@@ -163,7 +163,7 @@ class Bot:
         if decision.kind == "handoff":
             reply.handed_off = True
         fallbacks = fallbacks + 1 if decision.kind == "fallback" else 0
-        reply.turn_id = await self._log(turn, text, analysis, decision, slots, fallbacks)
+        reply.user_turn_id, reply.turn_id = await self._log(turn, text, analysis, decision, slots, fallbacks)
         if decision.kind == "handoff" and self.store:
             await self.set_handoff(turn.conversation_id, True, decision.reason, turn.channel)
         return reply
@@ -273,9 +273,10 @@ class Bot:
         return rendered
 
     async def _log(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
-                   slots: dict[str, Any], fallbacks: int) -> int | None:
+                   slots: dict[str, Any], fallbacks: int) -> tuple[int | None, int | None]:
+        """The exchange written to the store; the ids of the customer's turn and of the reply's."""
         if self.store is None:
-            return None
+            return None, None
         pred = analysis.prediction if analysis else None
         exchange = Exchange(
             turn.conversation_id, turn.channel, turn.user, text, turn.text if turn.text != text else None,
@@ -284,7 +285,7 @@ class Bot:
             decision.loop, turn.pending_id,
         )
         assert self.writer is not None
-        return (await self.writer.submit(exchange))[1]
+        return await self.writer.submit(exchange)
 
     async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web") -> bool:
         """Record the change, if it is one (see :meth:`Store.set_status`); a customer handed off by anyone

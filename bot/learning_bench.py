@@ -106,6 +106,9 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
     traffic = [e for e in train if id(e) not in chosen]
     random.Random(seed).shuffle(traffic)
     truth = [e.intent for e in traffic]
+    if len(traffic) < rounds:
+        raise ValueError(f"{len(traffic)} training lines are left as traffic after {seed_shots} per intent, too few "
+                         f"for {rounds} rounds: lower --seed-shots or --rounds")
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp)
         project = make_bot(root / "loop", seed_set, model, {"learning": gate or {}})

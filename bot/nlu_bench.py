@@ -23,6 +23,7 @@ from bot.nlu import NLU
 from bot.project import InferenceConfig, Project
 from bot.training import answers_for
 from finetune.models import resolve_model
+from finetune.train import loading_base
 from finetune.registry import Registry
 from retrieval.encoder import Encoder
 from retrieval.index import AnswerIndex, Hit
@@ -65,7 +66,8 @@ def nlu_benchmark(project: Project, rows: list[dict[str, str]], device: str | No
         results.append(_score(f"one_pass_{'fp32' if quantize == 'none' else 'int8'}", one_pass, gold))
         if quantize == "none":
             classifier = nlu.classifier
-    retriever = Encoder(resolve_model(project.config.base_model), device=str(classifier.device))
+    with loading_base(project.config.base_model):
+        retriever = Encoder(resolve_model(project.config.base_model), device=str(classifier.device))
     index = AnswerIndex.build(retriever, answers_for(project))
 
     def two_pass() -> tuple[list[str], list[list[Hit]]]:

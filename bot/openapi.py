@@ -90,6 +90,7 @@ class ChatResponse(_Body):
     buttons: list[Button]
     ranking: list[RankedIntent]
     turn_id: int | None
+    user_turn_id: int | None = Field(..., description="the customer's message as stored (null when nothing is stored)")
     handed_off: bool
 
 

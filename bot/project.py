@@ -195,7 +195,7 @@ class BotConfig(_Strict):
     @property
     def base_model(self) -> str:
         """The base model to fine-tune: a Chinese or mixed bot defaults to the multilingual encoder."""
-        if self.model.base == "default" and self.language in ("zh", "multi"):
+        if self.model.base.strip().lower() == "default" and self.language in ("zh", "multi"):  # as resolve_model reads it
             return "multilingual"
         return self.model.base
 

@@ -35,6 +35,7 @@ from bot.training import (
     answers_for,
     fit,
     frozen_split,
+    index_options,
     seed_fingerprint,
     write_model,
 )
@@ -164,9 +165,10 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else "")
             + (f", then averaged with {serving_name}'s weights ({share:g} trained)"
                if warm and (share := project.config.learning.interpolate) < 1 else ""))
+        answers = agent_answers(data)
+        AnswerIndex.check_options(len(answers_for(project)) + len(answers), **index_options(project))
         with registry.stage() as staging:
             candidate = fit(project, train, held, device, progress, init_from=serving if warm else None, transfer=transfer)
-            answers = agent_answers(data)
             meta, metrics = write_model(staging, project, candidate, answers_for(project) + answers, held, len(train))
             after = {"frozen": measure(candidate, held), "seed": measure(candidate, seed)}
             cfg = project.config.learning

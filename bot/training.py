@@ -115,12 +115,16 @@ def answers_for(project: Project) -> list[Answer]:
     return answers
 
 
-def build_index(classifier: IntentClassifier, model_id: str, answers: list[Answer], project: Project) -> AnswerIndex:
-    encoder = answer_encoder(classifier, model_id)
+def index_options(project: Project) -> dict[str, Any]:
+    """bot.yml's ``retrieval:`` as :class:`AnswerIndex` options."""
     options: dict[str, Any] = dict(project.config.retrieval.options)
     if project.config.retrieval.index_type != "auto":
         options["index_type"] = project.config.retrieval.index_type
-    return AnswerIndex.build(encoder, answers, **options)
+    return options
+
+
+def build_index(classifier: IntentClassifier, model_id: str, answers: list[Answer], project: Project) -> AnswerIndex:
+    return AnswerIndex.build(answer_encoder(classifier, model_id), answers, **index_options(project))
 
 
 DEFAULT_INTENT_THRESHOLD = 0.5
@@ -214,11 +218,13 @@ def seed_fingerprint(project: Project) -> str:
 
 def train_project(project: Project, device: str | None = None, promote: bool = True, progress: bool = True) -> TrainResult:
     registry = Registry(project.models_dir)
+    answers = answers_for(project)
+    AnswerIndex.check_options(len(answers), **index_options(project))  # before the minutes of training
     with registry.lock():
         train, held = frozen_split(project)
         with registry.stage() as staging:
             classifier = fit(project, train, held, device, progress)
-            meta, metrics = write_model(staging, project, classifier, answers_for(project), held, len(train))
+            meta, metrics = write_model(staging, project, classifier, answers, held, len(train))
             version = registry.commit(staging, meta, metrics)
         previous = None
         if promote:

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 CHECKSUMS = "checksums.json"
@@ -30,7 +30,7 @@ class MissingAssetsError(RuntimeError):
 
 def default_cache_dir() -> Path:
     """deskbot's cache root: ``$DESKBOT_CACHE``, else ``~/.cache/deskbot``."""
-    return Path(os.environ.get("DESKBOT_CACHE") or Path.home() / ".cache" / "deskbot")
+    return Path(os.environ.get("DESKBOT_CACHE") or Path.home() / ".cache" / "deskbot").expanduser()  # "~/dc" quoted
 
 
 def prepare(name: str, build_version: int, build: Callable[[Path], None], cache_dir: Path | None = None,
@@ -48,8 +48,8 @@ def prepare(name: str, build_version: int, build: Callable[[Path], None], cache_
     if not force and verified(folder, build_version, deep=verify or folder not in _VERIFIED):
         _VERIFIED.add(folder)
         if _stale_siblings(folder):  # a killed rebuild (--force) left hundreds of MB beside a good folder
-            with _locked(folder, wait=False) as held:
-                if held:
+            with suppress(OSError), _locked(folder, wait=False) as held:  # best effort: a read-only
+                if held:                                                            # cache is still a good one
                     _remove(_stale_siblings(folder))
         return folder
     with _locked(folder):

@@ -38,6 +38,8 @@ def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, Any]]:
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}")
         if intent is None or intent == "":
             fail(f"{path}:{n}: the intent is empty")
+        if text is None:  # not "None", which str() would make of it
+            fail(f"{path}:{n}: the text is empty")
         if not readable(str(text)):  # JSON may escape half a surrogate pair, which no tokenizer takes
             fail(f"{path}:{n}: the text has nothing to read, or is not valid Unicode")
         rows.append({**row, "text": str(text), "intent": str(intent)})

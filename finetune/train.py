@@ -18,11 +18,13 @@ exactly this recipe.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,6 +86,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@contextlib.contextmanager
+def loading_base(base_model: str) -> Iterator[None]:
+    """What loading ``base_model`` can raise, as a :class:`ModelLoadError` that says what to name instead."""
+    try:
+        yield
+    except MissingAssetsError as exc:  # an alias whose offline packages are not installed
+        raise ModelLoadError(f"base model {base_model!r}: {exc}") from exc
+    except (OSError, ValueError) as exc:  # no such folder, not a model, or a hub name with no hub
+        raise ModelLoadError(f"base model {base_model!r}: cannot load it ({exc}); name a local model folder, "
+                             "a Hugging Face model this machine has cached, 'default', 'multilingual' "
+                             "or 'mpnet'") from exc
+
+
 def train_classifier(
     texts: list[str],
     intents: list[str],
@@ -115,15 +130,9 @@ def train_classifier(
     if init_from is not None and init_from.labels == labels:
         model = init_from.to(device)
     else:
-        try:
+        with loading_base(base_model):
             path = resolve_model(base_model)
             encoder = SentenceTransformer(path, device=device, local_files_only=True)
-        except MissingAssetsError as exc:  # an alias whose offline packages are not installed
-            raise ModelLoadError(f"base model {base_model!r}: {exc}") from exc
-        except (OSError, ValueError) as exc:  # no such folder, not a model, or a hub name with no hub
-            raise ModelLoadError(f"base model {base_model!r}: cannot load it ({exc}); name a local model folder, "
-                                 "a Hugging Face model this machine has cached, 'default', 'multilingual' "
-                                 "or 'mpnet'") from exc
         prefix = "query: " if model_needs_prefixes(path) else ""
         model = IntentClassifier(encoder, labels, scale=config.scale, prefix=prefix).to(device)
     model.encoder.max_seq_length = config.max_length

@@ -28,15 +28,16 @@ def wants_e5_prefixes(name_or_path: str) -> bool:
     """Whether the model expects e5's "query: " / "passage: " prefixes; without them e5's
     similarities drift. True for a folder whose sentence-transformers config declares those
     prompts (as deskbot's prepared multilingual folder does) and for names of e5 checkpoints
-    (intfloat/e5-*, multilingual-e5-*). The whole path is looked at, since a downloaded e5 folder
-    is often `.../e5-small/model`.
+    (intfloat/e5-*, multilingual-e5-*). The last two parts of a path are looked at, since a
+    downloaded e5 folder is often `.../e5-small/model`; the folders above them (a cache root, a
+    virtual environment's `/opt/e5-shop/`) name no model.
     """
     st_config = Path(name_or_path) / "config_sentence_transformers.json"
     if st_config.is_file():
         prompts = json.loads(st_config.read_text(encoding="utf-8")).get("prompts") or {}
         if prompts.get("query") == E5_PREFIXES[0]:
             return True
-    return _E5_NAME.search(str(name_or_path).lower()) is not None
+    return _E5_NAME.search("/".join(Path(str(name_or_path).lower()).parts[-2:])) is not None
 
 
 def _fingerprint(name_or_path: str) -> str:

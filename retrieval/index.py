@@ -38,6 +38,8 @@ from retrieval.options import IndexOptions
 INDEX_FILE = "index.faiss"
 ANSWERS_FILE = "answers.jsonl"
 MANIFEST_FILE = "manifest.json"
+SHOWN_KEYS = ("index_type", "params", "count", "dim", "encoder")  # what `bot info` shows of a manifest
+MANIFEST_KEYS = (*SHOWN_KEYS, "encoder_fingerprint", "next_label", "options", "checksums")
 FORMAT_VERSION = 1
 
 
@@ -76,6 +78,10 @@ def _threads_for(batch: int) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(threads)
+
+
+class IndexBuildError(ValueError):
+    """bot.yml's retrieval settings cannot index these answers (too few for IVF, no GPU for a GPU index)."""
 
 
 class IndexMismatchError(RuntimeError):
@@ -190,6 +196,16 @@ class AnswerIndex:
 
     # --- building -------------------------------------------------------------------------
 
+    @staticmethod
+    def check_options(count: int, **options: Any) -> None:
+        """Raise :class:`IndexBuildError` now for settings that cannot index ``count`` answers (or fewer:
+        near-duplicates are collapsed at build), so that a training run fails before minutes of
+        fine-tuning rather than after them."""
+        opts = IndexOptions(**options)
+        _device(opts)
+        if opts.index_type == "ivf":
+            _nlist(count, opts)
+
     @classmethod
     def build(cls, encoder: TextEncoder, answers: Sequence[Answer], **options: Any) -> "AnswerIndex":
         """Embed the answers and index them; see `IndexOptions` for the options."""
@@ -215,7 +231,7 @@ class AnswerIndex:
         index_type = opts.index_type
         if index_type == "auto":  # IVF cannot train on fewer answers than one list needs, whatever flat_max says
             index_type = "flat" if n <= max(opts.flat_max, MIN_POINTS_PER_LIST) else "ivf"
-        device = gpu.resolve_device(opts.device)
+        device = _device(opts)
         labels = np.arange(n, dtype=np.int64)
         replica: faiss.Index | None = None
         if index_type == "flat":
@@ -236,12 +252,7 @@ class AnswerIndex:
         Returns the CPU master and, when built on the GPU, the GPU index (reused for search).
         """
         n = len(vectors)
-        nlist = opts.nlist or max(1, min(int(round(math.sqrt(n))), n // MIN_POINTS_PER_LIST))
-        if n < nlist * MIN_POINTS_PER_LIST:
-            raise ValueError(
-                f"IVF with nlist={nlist} needs at least {nlist * MIN_POINTS_PER_LIST} answers to train, got {n}; "
-                "use index_type='flat' or a smaller nlist"
-            )
+        nlist = _nlist(n, opts)
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.niter = opts.kmeans_iters
@@ -445,15 +456,37 @@ class AnswerIndex:
         return cls(encoder, index, manifest["index_type"], options, answers, manifest["next_label"])
 
 
+def _device(opts: IndexOptions) -> str:
+    try:
+        return gpu.resolve_device(opts.device)
+    except RuntimeError as exc:  # "gpu" asked for, none here
+        raise IndexBuildError(str(exc)) from None
+
+
+def _nlist(n: int, opts: IndexOptions) -> int:
+    """The IVF list count for ``n`` answers; too few answers to train that many lists is an error."""
+    nlist = opts.nlist or max(1, min(int(round(math.sqrt(n))), n // MIN_POINTS_PER_LIST))
+    if n < nlist * MIN_POINTS_PER_LIST:
+        raise IndexBuildError(f"an IVF index with nlist={nlist} needs at least {nlist * MIN_POINTS_PER_LIST} answers "
+                              f"to train, and there are {n}; set retrieval.index_type to flat (or auto), or a smaller nlist")
+    return nlist
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     """A saved index's manifest, checked for its format only: what `bot info` shows without
     loading the index, and the first thing `AnswerIndex.load` checks."""
     manifest_path = Path(folder) / MANIFEST_FILE
     if not manifest_path.is_file():
         raise IndexMismatchError(f"{folder}: no {MANIFEST_FILE}, so this is not a saved answer index")
-    manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if manifest.get("format") != FORMAT_VERSION:
-        raise IndexMismatchError(f"{folder}: index format {manifest.get('format')}, expected {FORMAT_VERSION}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # cut short, or not UTF-8
+        raise IndexMismatchError(f"{folder}: {MANIFEST_FILE} cannot be read: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise IndexMismatchError(f"{folder}: index format {found}, expected {FORMAT_VERSION}")
+    if missing := [key for key in MANIFEST_KEYS if key not in manifest]:
+        raise IndexMismatchError(f"{folder}: {MANIFEST_FILE} lacks {', '.join(missing)}")
     return manifest
 
 
@@ -464,4 +497,4 @@ def describe_saved(folder: Path) -> dict[str, Any]:
         manifest = read_manifest(folder)
     except IndexMismatchError as exc:
         return {"error": str(exc)}
-    return {key: manifest[key] for key in ("index_type", "params", "count", "dim", "encoder")}
+    return {key: manifest[key] for key in SHOWN_KEYS}

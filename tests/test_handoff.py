@@ -61,7 +61,9 @@ async def test_handoff_agent_reply_handback_and_learning_from_the_answer(bot_dir
 
     # While handed off the bot is silent; the agent answers through the admin API, on the same socket.
     silent = await chat(client, "lost", "it was order 123")
-    assert (silent["reply"], silent["source"]) == ("", "silent")
+    assert (silent["reply"], silent["source"], silent["turn_id"]) == ("", "silent", None)
+    history = await (await client.get("/api/conversations/lost/history")).json()
+    assert silent["user_turn_id"] == history["turns"][-1]["id"] > third["user_turn_id"]  # what the widget has seen
     assert (await client.post("/admin/conversations/lost/messages", json={"text": ANSWER})).status == 401
     sent = await client.post("/admin/conversations/lost/messages", json={"text": ANSWER, "agent": " Sam "}, headers=AUTH)
     assert sent.status == 200

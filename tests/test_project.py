@@ -233,3 +233,9 @@ def test_a_regex_group_named_value_is_the_entity(bot_dir: Path) -> None:
                     "my phone is 13812345678, refund please": None}
     project.entity_patterns["order_id"] = [re.compile(r"order \d+")]  # no group: the whole match, as in Rasa
     assert project.entities("order 789") == {"order_id": "order 789"}
+
+
+def test_a_chinese_bot_reads_its_default_base_model_as_the_model_cache_does() -> None:
+    for spelled in ("default", "Default", " default "):
+        config = BotConfig.model_validate({"name": "shop", "language": "zh", "model": {"base": spelled}})
+        assert config.base_model == "multilingual"

@@ -38,7 +38,8 @@ async def test_socket_and_http_answer_the_same(client: Any) -> None:
         await ws.send_json({"conversation_id": new_id(), "text": "my parcel never arrived"})  # no type: a message
         over_socket = await ws.receive_json()
     assert over_socket.pop("type") == "reply"
-    over_socket.pop("turn_id"), over_http.pop("turn_id")
+    for ids in ("turn_id", "user_turn_id"):  # the turns' own, one after the other
+        assert over_socket.pop(ids) > over_http.pop(ids)
     assert over_socket == over_http
     assert over_http["source"] == "fallback" and over_http["buttons"][-1] == {"title": "Talk to a person", "payload": "/handoff"}
 

@@ -607,6 +607,27 @@ def test_demo_page_and_screenshot(chromium: SimpleNamespace, server: LiveServer)
     launcher.click()
     expect(page.locator("textarea")).to_be_focused()
     expect(page.get_by_role("button", name="Close chat")).to_have_count(2)  # the header's and the launcher
+
+    # Escape inside an input method's composition (pinyin being typed) cancels the composition, not the chat.
+    page.context.new_cdp_session(page).send("Input.imeSetComposition", {"text": "wo de", "selectionStart": 5,
+                                                                         "selectionEnd": 5})
+    page.keyboard.press("Escape")
+    expect(page.locator(".panel")).to_be_visible()
+
+    # On a phone with its keyboard up, the choices scroll and the input stays in the panel.
+    page.set_viewport_size({"width": 375, "height": 340})
+    page.locator("textarea").fill("asdf qwer zxcv")
+    page.locator("textarea").press("Enter")
+    expect(page.locator(".quick button").first).to_be_visible()
+    panel, box = page.locator(".panel").bounding_box(), page.locator("textarea").bounding_box()
+    assert panel and box and box["y"] + box["height"] <= panel["y"] + panel["height"], (box, panel)
+
+    # Deskbot.close() on a closed chat leaves the page's own focus alone.
+    page.evaluate("Deskbot.close()")
+    page.evaluate("document.body.append(Object.assign(document.createElement('input'), {id: 'search'}))")
+    page.locator("#search").fill("shoes")
+    page.evaluate("Deskbot.close()")
+    expect(page.locator("#search")).to_be_focused()
     context.close()
 
 
@@ -667,6 +688,52 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     page.goto(f"{server.url}/agent?lang=zh")  # the tab keeps its token: signed in at once, in Chinese
     expect(page.get_by_role("button", name="等待中")).to_have_attribute("aria-pressed", "true")
     expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_contain_text("已等待")
+    context.close()
+
+
+def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_that_failed(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    first, second = f"console-{next(PAGE_NUMBERS)}", f"console-{next(PAGE_NUMBERS)}"
+    for cid in (first, second):
+        api.chat(cid, f"where is my parcel? ({cid})")
+        assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    # The first conversation's transcript answers slowly, after the agent has already chosen the second.
+    context.add_init_script(f"""{{
+      const fetchNow = window.fetch;
+      window.fetch = (url, init) => String(url).endsWith("/admin/conversations/{first}")
+        ? new Promise((resolve) => setTimeout(resolve, 2000)).then(() => fetchNow(url, init)) : fetchNow(url, init);
+    }}""")
+    page = context.new_page()
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(f'.list li[data-id="{first}"]').click()
+    page.wait_for_timeout(300)
+    page.locator(f'.list li[data-id="{second}"]').click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{second} · web")
+    page.wait_for_timeout(1900)  # the first one's answer has come, and was dropped
+    assert page.locator(".conversation .title").inner_text() == f"{second} · web"  # the one the reply goes to
+    page.locator("form.reply textarea").fill("For the second customer.")
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".turn.agent .text")).to_have_text(["For the second customer."])
+    assert [t["text"] for t in api.history(second)["turns"] if t["role"] == "agent"] == ["For the second customer."]
+    assert [t for t in api.history(first)["turns"] if t["role"] == "agent"] == []
+
+    page.route("**/messages", lambda route: route.abort("internetdisconnected"))
+    page.locator("form.reply textarea").fill("Will this arrive?")
+    page.locator("form.reply textarea").press("Enter")
+    page.wait_for_timeout(3500)  # a refresh later, the reply and why it failed are still there
+    expect(page.locator("form.reply textarea")).to_have_value("Will this arrive?")
+    expect(page.locator(".status")).to_have_text("Cannot reach the bot.")
+
+    page.unroute("**/messages")
+    page.route("**/admin/**", lambda route: route.abort("connectionrefused"))  # the bot restarting
+    page.reload()
+    expect(page.locator(".status")).to_have_text("Cannot reach the bot.")
+    expect(page.locator("#token")).to_be_hidden()  # still signed in
+    page.unroute("**/admin/**")
+    expect(page.locator(f'.list li[data-id="{second}"]')).to_be_visible()  # and the inbox is back with the bot
     context.close()
 
 

@@ -121,6 +121,7 @@ class Reply:
     turn_id: int | None = None
     handed_off: bool = False
     language: str | None = None  # the language it is written in (bot/language.py), for what a channel adds
+    user_turn_id: int | None = None  # the customer's message as stored (a silent reply has no turn of its own)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -131,6 +132,7 @@ class Reply:
             "buttons": self.buttons,
             "ranking": [{"intent": i, "confidence": round(c, 4)} for i, c in self.ranking],
             "turn_id": self.turn_id,
+            "user_turn_id": self.user_turn_id,
             "handed_off": self.handed_off,
         }
 

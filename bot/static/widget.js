@@ -325,13 +325,15 @@
     .dots i:nth-child(2) { animation-delay: .2s; } .dots i:nth-child(3) { animation-delay: .4s; }
     @keyframes blink { 0%, 60%, 100% { opacity: .25; transform: translateY(0); } 30% { opacity: 1; transform: translateY(-3px); } }
 
-    .quick { display: flex; flex-wrap: wrap; gap: 8px; padding: 4px 16px 10px; justify-content: flex-end; }
+    .quick { display: flex; flex-wrap: wrap; gap: 8px; padding: 4px 16px 10px; justify-content: flex-end;
+      max-height: 30%; overflow-y: auto; flex-shrink: 0; } /* choices scroll rather than push the input out */
     .quick:empty { display: none; }
     .quick button { border: 1.5px solid var(--db-primary); color: var(--db-primary); background: var(--db-bg);
       border-radius: 999px; padding: 6px 14px; font-size: 13.5px; transition: all .15s; }
     .quick button:hover { background: var(--db-primary); color: var(--db-on-primary); }
 
-    form { display: flex; align-items: flex-end; gap: 8px; padding: 10px 12px 12px; border-top: 1px solid var(--db-border); }
+    form { display: flex; align-items: flex-end; gap: 8px; padding: 10px 12px 12px; border-top: 1px solid var(--db-border);
+      flex-shrink: 0; }
     textarea { flex: 1; resize: none; border: 1px solid var(--db-border); background: #f7f8fb; color: var(--db-text);
       border-radius: 14px; padding: 10px 14px; font: inherit; max-height: 120px; min-height: 42px; outline: none; }
     textarea:focus { border-color: color-mix(in srgb, var(--db-primary) 60%, transparent); background: var(--db-bg); }
@@ -530,6 +532,7 @@
   }
 
   let handedOff = false;
+  let statusPushes = 0; // status changes the socket pushed: newer than any reply still on its way
   function setHandedOff(value, announce) {
     if (value === handedOff) return;
     handedOff = value;
@@ -586,6 +589,7 @@
         const next = waiting.shift();
         if (next) data.type === "reply" ? next.resolve(data) : next.reject(new Error(data.error));
       } else if (data.type === "status" && data.conversation_id === conversationId) {
+        statusPushes += 1;
         setHandedOff(data.status === "handed_off", true);
       } else if (data.conversation_id === conversationId) {
         pushed(data.type, data.reply, data.turn_id, data.author);
@@ -652,15 +656,18 @@
     if (!text) return;
     const message = addMessage("user", shown || text);
     const before = Math.max(0, ...seenTurns);
+    const pushesBefore = statusPushes;
     quick.replaceChildren();
     setPending(1);
     try {
       const reply = await chat(text);
+      if (reply.user_turn_id != null) seenTurns.add(reply.user_turn_id); // so that a later arrived() looks past it
       if (reply.source !== "silent") {
         if (reply.reply) addMessage("bot", reply.reply, reply.turn_id);
         showQuickReplies(reply.buttons); // an action may offer buttons alone
       }
-      setHandedOff(Boolean(reply.handed_off), false); // the reply itself says so
+      // The reply says whether it handed off, unless an agent's takeover or handback was pushed meanwhile.
+      if (statusPushes === pushesBefore) setHandedOff(Boolean(reply.handed_off), false);
     } catch (error) {
       if (!(error.lost && (await arrived(before)))) failed(message, text, shown);
     } finally {
@@ -735,6 +742,7 @@
   }
 
   function close() {
+    if (panel.hidden) return; // Deskbot.close() on a closed chat leaves the page's focus where it is
     panel.hidden = true;
     setLauncher(false);
     launcher.focus();
@@ -743,7 +751,7 @@
   launcher.addEventListener("click", () => (panel.hidden ? open() : close()));
   closeButton.addEventListener("click", close);
   panel.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") close();
+    if (event.key === "Escape" && !event.isComposing) close(); // Escape in an input method cancels the composition
   });
   backButton.addEventListener("click", () => {
     rememberTitle("/resume", t.backToBot);
