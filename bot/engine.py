@@ -282,7 +282,7 @@ class Bot:
             turn.conversation_id, turn.channel, turn.user, text, turn.text if turn.text != text else None,
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
-            decision.loop, turn.pending_id,
+            decision.loop, turn.pending_id, decision.buttons,
         )
         assert self.writer is not None
         return await self.writer.submit(exchange)

@@ -101,6 +101,7 @@ class HistoryTurn(_Body):
     created: float
     feedback: int | None
     author: str | None = Field(..., description="an agent's name, when the agent gave one")
+    buttons: list[Button] = Field(..., description="a bot reply's buttons, to offer again after a reload")
 
 
 class HistoryResponse(_Body):

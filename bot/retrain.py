@@ -166,10 +166,11 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             + (f", then averaged with {serving_name}'s weights ({share:g} trained)"
                if warm and (share := project.config.learning.interpolate) < 1 else ""))
         answers = agent_answers(data)
-        AnswerIndex.check_options(len(answers_for(project)) + len(answers), **index_options(project))
+        indexed = answers_for(project) + answers
+        AnswerIndex.check_options(len(indexed), **index_options(project))  # before the minutes of training
         with registry.stage() as staging:
             candidate = fit(project, train, held, device, progress, init_from=serving if warm else None, transfer=transfer)
-            meta, metrics = write_model(staging, project, candidate, answers_for(project) + answers, held, len(train))
+            meta, metrics = write_model(staging, project, candidate, indexed, held, len(train))
             after = {"frozen": measure(candidate, held), "seed": measure(candidate, seed)}
             cfg = project.config.learning
             reasons, drops = gate(before, after, cfg.max_accuracy_drop, cfg.max_intent_drop, cfg.min_intent_examples)

@@ -88,7 +88,12 @@ def _v5(db: sqlite_utils.Database) -> None:
     db["pending"].create_index(["key"], unique=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: sqlite_utils.Database) -> None:
+    """A bot reply's buttons (JSON), so that a widget reloaded on a question offers its choices again."""
+    db["turns"].add_column("buttons", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 
 
 class StoreError(Exception):
@@ -96,6 +101,8 @@ class StoreError(Exception):
 
 
 def _check_is_ours(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse, before a byte is written, a file deskbot did not make or cannot read: a migration or the
+    switch to WAL would change another program's database."""
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -106,6 +113,8 @@ def _check_is_ours(conn: sqlite3.Connection, path: Path) -> None:
                          f"{len(MIGRATIONS)}): upgrade deskbot")
     if version == 0 and tables:
         raise StoreError(f"{path}: not a conversation store (it holds other tables); move it out of the bot folder")
+
+
 # An agent turn's author (the name the agent gave), kept in ``turns.user``; customers' ids are not shown.
 _AUTHOR = "CASE WHEN t.role = 'agent' THEN t.user END AS author"
 _TYPED = "role = 'user' AND substr(text, 1, 1) != '/'"  # what a customer typed, not a button's payload
@@ -152,6 +161,7 @@ class Exchange:
     fallbacks: int = 0  # consecutive fallbacks after this turn
     active_loop: str | None = None  # the action that asked for a slot (Rasa's requested_slot) and awaits it
     pending_id: int | None = None  # the message's row in ``pending``, removed in the same transaction
+    buttons: list[dict[str, str]] | None = None  # the reply's, offered again when the history is read
 
 
 class Store:
@@ -262,14 +272,18 @@ class Store:
         text, raw_text = self._stored_texts(ex.text, ex.raw_text)
         self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
         # Plain SQL here: this runs for every message, and sqlite-utils' insert() costs several times more.
-        add_turn = "INSERT INTO turns (conversation_id, role, text, raw_text, channel, user, created) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        user_turn = self.db.execute(add_turn, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now()]).lastrowid
+        add_turn = ("INSERT INTO turns (conversation_id, role, text, raw_text, channel, user, created, buttons) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        user_turn = self.db.execute(add_turn, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
+                                               None]).lastrowid
         bot_turn = None
         if ex.reply:
             # An action's reply can repeat what the customer wrote ("refund for card 4111 …"), so it is kept
             # as their message is; templates and indexed answers are the shop's own words (its phone number).
             reply = self._private(ex.reply) if ex.source == "action" else ex.reply
-            bot_turn = self.db.execute(add_turn, [ex.conversation_id, "bot", reply, None, ex.channel, None, now()]).lastrowid
+            buttons = json.dumps(ex.buttons, ensure_ascii=False) if ex.buttons else None
+            bot_turn = self.db.execute(add_turn, [ex.conversation_id, "bot", reply, None, ex.channel, None, now(),
+                                                  buttons]).lastrowid
         self.db.execute(
             "INSERT INTO predictions (turn_id, reply_turn_id, intent, confidence, ranking, source, model_version, "
             "retrieval_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -329,13 +343,14 @@ class Store:
             ).last_pk)
 
     def history(self, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """A conversation's latest ``limit`` turns as its customer sees them, each bot reply with its buttons."""
         rows = self.db.query(
-            f"SELECT t.id, t.role, t.text, t.created, f.value AS feedback, {_AUTHOR} FROM turns t "
+            f"SELECT t.id, t.role, t.text, t.created, f.value AS feedback, {_AUTHOR}, t.buttons FROM turns t "
             "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = t.id) "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
             [conversation_id, limit],
         )
-        return list(reversed(list(rows)))
+        return [{**row, "buttons": json.loads(row["buttons"] or "[]")} for row in reversed(list(rows))]
 
     def add_feedback(self, conversation_id: str, turn_id: int, value: int, comment: str | None = None) -> int:
         """A vote on a bot reply; KeyError unless ``turn_id`` is a bot turn of ``conversation_id``, so that

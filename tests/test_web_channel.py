@@ -60,6 +60,7 @@ async def test_history_and_feedback_are_stored(client: Any, web_demo_bot: Simple
     assert history["status"] == "open"
     assert [(t["role"], t["text"]) for t in history["turns"]] == [("user", "hello there"), ("bot", reply["reply"])]
     assert history["turns"][1]["feedback"] == -1
+    assert history["turns"][1]["buttons"] == reply["buttons"] and history["turns"][0]["buttons"] == []
     with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
         assert db.execute("SELECT value, comment FROM feedback WHERE turn_id = ?", [reply["turn_id"]]).fetchall() == [(-1, "not it")]
 

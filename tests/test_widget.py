@@ -317,6 +317,10 @@ def test_quick_reply_sends_its_payload_and_shows_its_title(open_widget: Any, api
     widget = open_widget()
     widget.send("hmm")
     expect(widget.bot_replies()).to_have_count(1)
+    titles = widget.page.locator(".quick button").all_text_contents()
+    widget.page.reload()  # the question the bot left open still offers its choices
+    expect(widget.bot_replies()).to_have_count(1)
+    expect(widget.page.locator(".quick button")).to_have_text(titles)
     first = widget.page.locator(".quick button").first
     title = first.inner_text()
     first.click()

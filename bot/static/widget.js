@@ -718,6 +718,8 @@
         else if (turn.role === "bot" || turn.role === "agent") addMessage(turn.role, turn.text, turn.id, turn.feedback, turn.author);
         else addNotice(turn.text);
       }
+      const last = history.turns[history.turns.length - 1];
+      if (last && last.role === "bot") showQuickReplies(last.buttons); // the choices of the question left open
       setHandedOff(history.status === "handed_off", false);
       return history.turns.length > 0;
     } catch {
