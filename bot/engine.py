@@ -288,12 +288,16 @@ class Bot:
         return await self.writer.submit(exchange)
 
     async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web") -> bool:
-        """Record the change, if it is one (see :meth:`Store.set_status`); a customer handed off by anyone
-        but an agent is announced to the agents."""
+        """Record the change, if it is one (see :meth:`Store.set_status`), and show it at once wherever the
+        conversation is open (every tab of the web chat); a customer handed off by anyone but an agent is
+        announced to the agents."""
+        status = "handed_off" if handed_off else "open"
         changed = True
         if self.store is not None:
-            changed = await self._store(self.store.set_status, conversation_id, "handed_off" if handed_off else "open",
-                                        reason, channel)
+            changed = await self._store(self.store.set_status, conversation_id, status, reason, channel)
+        if changed:
+            for shown in self.channels.values():
+                await shown.status_changed(conversation_id, status)
         if changed and handed_off and reason != "agent":
             self.notifier.handed_off(conversation_id, channel, reason)
         return changed

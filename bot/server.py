@@ -355,9 +355,7 @@ async def set_handoff(request: web.Request) -> web.Response:
     conversation_id = valid_conversation_id(request)
     if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
         raise web.HTTPNotFound()
-    if await bot.set_handoff(conversation_id, handed_off, "agent"):
-        for channel in bot.channels.values():  # the widget shows the change at once
-            await channel.status_changed(conversation_id, status)
+    await bot.set_handoff(conversation_id, handed_off, "agent")  # the widget shows the change at once
     return web.json_response({"status": status})
 
 

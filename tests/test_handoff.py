@@ -58,6 +58,8 @@ async def test_handoff_agent_reply_handback_and_learning_from_the_answer(bot_dir
     assert (await chat(client, "lost", "hello??"))["source"] == "fallback"
     third = await chat(client, "lost", "is anyone there")
     assert third["source"] == "handoff" and third["handed_off"] is True
+    # every tab of the conversation shows the handoff at once, not only the one that asked
+    assert await socket.receive_json(timeout=5) == {"type": "status", "conversation_id": "lost", "status": "handed_off"}
 
     # While handed off the bot is silent; the agent answers through the admin API, on the same socket.
     silent = await chat(client, "lost", "it was order 123")
@@ -224,6 +226,7 @@ async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are
     await ws.send_json({"type": "join", "conversation_id": "alone"})
     await ws.receive_json()
     await chat(client, "alone", "/handoff")
+    assert (await ws.receive_json(timeout=5))["status"] == "handed_off"
 
     busy = "Sorry for the wait: our agents are all busy right now."
     pushed = await ws.receive_json(timeout=5)

@@ -458,9 +458,15 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
     widget = open_widget(pollInterval=60_000)  # no polling: everything comes over the socket
     page = widget.page
     widget.send("I need help")
+    other_tab = widget.context.new_page()  # the same conversation, open on another page of the shop
+    other_tab.goto(page.url)
+    expect(other_tab.locator(".msg.user .bubble")).to_have_text(["I need help"])
+    other_tab.wait_for_function("Deskbot.connected()")
     page.locator(".quick button", has_text="Talk to a person").click()
     expect(page.locator(".banner")).to_be_visible()
     expect(page.locator(".banner")).to_contain_text("You're now chatting with a person")
+    expect(other_tab.locator(".banner")).to_be_visible()  # told at once, not at its next message
+    other_tab.close()
     cid = widget.conversation_id()
     assert api.history(cid)["status"] == "handed_off"
 

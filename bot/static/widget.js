@@ -590,7 +590,7 @@
         if (next) data.type === "reply" ? next.resolve(data) : next.reject(new Error(data.error));
       } else if (data.type === "status" && data.conversation_id === conversationId) {
         statusPushes += 1;
-        setHandedOff(data.status === "handed_off", true);
+        setHandedOff(data.status === "handed_off", pending === 0); // this tab's own /resume gets its own reply
       } else if (data.conversation_id === conversationId) {
         pushed(data.type, data.reply, data.turn_id, data.author);
       }
@@ -644,6 +644,9 @@
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
       for (const turn of history.turns) {
         if (turn.role === "agent" || turn.role === "bot") pushed(turn.role, turn.text, turn.id, turn.author); // seen ones are skipped
+        // what the customer wrote in another tab of the conversation; this tab's own messages have their ids
+        // once answered, so none is looked at while one is out
+        else if (turn.role === "user" && pending === 0) addMessage("user", titles[turn.text] || turn.text, turn.id);
       }
       setHandedOff(history.status === "handed_off", true);
     } catch {
