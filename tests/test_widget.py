@@ -551,7 +551,8 @@ DROPPING_WEBSOCKET = """
 """
 
 
-def test_a_message_out_when_the_socket_drops_is_answered_once(open_widget: Any, api: SimpleNamespace) -> None:
+def test_a_message_out_when_the_socket_drops_is_answered_once(open_widget: Any, api: SimpleNamespace,
+                                                              server: LiveServer) -> None:
     """The server had it, so the widget shows its answer instead of offering to send it again."""
     widget = open_widget(init_script=DROPPING_WEBSOCKET)
     page = widget.page
@@ -562,6 +563,11 @@ def test_a_message_out_when_the_socket_drops_is_answered_once(open_widget: Any, 
     expect(page.locator(".typing")).to_be_hidden()  # the widget has made up its mind about the message
     expect(page.locator(".status-line")).to_have_count(0)  # no "Not sent" and no Retry
     assert [t["role"] for t in api.history(widget.conversation_id())["turns"]] == ["user", "bot"]
+    page.wait_for_function("Deskbot.connected()")
+    server.drop_sockets()  # the next reconnect reads the history again: the message is shown once still
+    page.wait_for_timeout(1500)
+    page.wait_for_function("Deskbot.connected()")
+    expect(page.locator(".msg.user")).to_have_count(1)
 
 
 def test_chinese_ui_strings(open_widget: Any) -> None:

@@ -687,7 +687,9 @@
       await new Promise((resolve) => setTimeout(resolve, wait));
       try {
         const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
-        if (history.turns.some((turn) => turn.role === "user" && turn.id > before)) {
+        const arrivals = history.turns.filter((turn) => turn.role === "user" && turn.id > before);
+        if (arrivals.length) {
+          arrivals.forEach((turn) => seenTurns.add(turn.id)); // shown already, as sent: a later sync skips it
           await sync();
           return true;
         }
