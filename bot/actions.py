@@ -29,7 +29,7 @@ from yarl import URL
 from bot.channels.base import load_json
 
 log = logging.getLogger("deskbot")
-MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; past it a call falls back
+MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
 MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not fill the store or a chat
 
 
@@ -168,9 +168,10 @@ class ActionRunner:
     In-process actions run in threads of their own, each call in its own event loop: rasa-sdk calls a
     synchronous ``run`` (a database query, ``requests.get``) directly, which on the server's loop
     would stall every conversation and leave the time limit unable to fire. In a thread the limit
-    always fires. A thread cannot be stopped, so a hung action keeps its own, never a pool's that
+    always fires. A thread cannot be stopped, so a hung action keeps its own, never one of a few that
     other customers' actions wait for, and the threads are daemons, which a stopping server does not
-    wait for. At most ``MAX_ACTION_THREADS`` run at once, hung ones counted until they return.
+    wait for. At most ``MAX_ACTION_THREADS`` run at once, hung ones counted until they return; a call
+    beyond them waits for one to return, within its time limit.
     """
 
     def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any]) -> None:
@@ -179,8 +180,7 @@ class ActionRunner:
         self.domain = domain
         self.executor = None
         self._session: aiohttp.ClientSession | None = None
-        self._running = 0  # in-process action threads not yet returned
-        self._running_lock = threading.Lock()
+        self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
             self.executor = _load_executor(actions_dir)
 
@@ -210,13 +210,12 @@ class ActionRunner:
         return ActionResult.from_response(payload or {})
 
     async def _in_thread(self, work: Callable[[], Any]) -> Any:
-        """``work()``'s result, computed in a new daemon thread; a caller that stops waiting (the time
-        limit) leaves the thread to finish on its own."""
-        with self._running_lock:
-            if self._running >= MAX_ACTION_THREADS:
-                raise ActionError(f"{self._running} custom actions are still running (hung ones among them); "
-                                  "no more start until some return")
-            self._running += 1
+        """``work()``'s result, computed in a new daemon thread once one of ``MAX_ACTION_THREADS`` is free;
+        a caller that stops waiting (the time limit) leaves the thread to finish on its own."""
+        if self._threads is None:
+            self._threads = asyncio.Semaphore(MAX_ACTION_THREADS)
+        threads = self._threads
+        await threads.acquire()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
 
@@ -228,17 +227,18 @@ class ActionRunner:
             else:
                 future.set_result(result)
 
+        def settle_and_free(result: Any, error: BaseException | None) -> None:
+            threads.release()
+            settle(result, error)
+
         def target() -> None:
             result, error = None, None
             try:
                 result = work()
             except BaseException as exc:
                 error = exc
-            finally:
-                with self._running_lock:
-                    self._running -= 1
             try:
-                loop.call_soon_threadsafe(settle, result, error)
+                loop.call_soon_threadsafe(settle_and_free, result, error)
             except RuntimeError:  # the server's loop has closed: nobody waits for this answer any more
                 pass
 

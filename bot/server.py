@@ -26,6 +26,7 @@ from bot.channels import build_channels
 from bot.channels.base import DeliveryError, PlatformChannel, Turn, http_error, same_secret
 from bot.channels.web import read_json, valid_conversation_id
 from bot.engine import Bot
+from bot.importer import BOT_FILES
 from bot.limits import LIMITS, Limits
 from bot.nlu import NLU
 from bot.openapi import MAX_LIMIT, AgentMessageRequest, ReviewLabelRequest, publish_openapi
@@ -123,6 +124,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+def bot_files_stamp(root: Path) -> tuple[int, ...]:
+    """When the bot's files last changed (0 for one that is missing)."""
+    return tuple(path.stat().st_mtime_ns if path.exists() else 0 for path in (root / name for name in BOT_FILES))
+
+
 async def swap_to_current(app: web.Application) -> NLU:
     """Load the bot's files and the registry's current version off the event loop, then serve them. One
     load at a time; the old model and files answer until the new ones are loaded and checked, and keep
@@ -174,16 +180,19 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
         refused = None
         while True:
             await asyncio.sleep(interval)
-            current = None
+            attempt = None
             try:
                 current = registry.current()
-                if current in (None, bot.nlu.version, refused):
+                # A refusal holds until CURRENT or a bot file changes: a responses.yml saved half-edited
+                # during a retrain must not keep its new model out once the file is mended.
+                attempt = (current, bot_files_stamp(bot.project.root))
+                if current in (None, bot.nlu.version) or attempt == refused:
                     continue
                 nlu = await swap_to_current(app)
                 log.info("now serving model %s", nlu.version)
             except Exception as exc:  # the watcher outlives any one bad version or unreadable file
-                refused = current
-                log.error("model %s refused, still serving %s: %s", current, bot.nlu.version, exc)
+                refused = attempt
+                log.error("model %s refused, still serving %s: %s", attempt and attempt[0], bot.nlu.version, exc)
 
     async with running(watch()) if interval > 0 else contextlib.nullcontext():
         yield

@@ -427,18 +427,17 @@ class Store:
     def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None) -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
 
-        The question is the customer's first message since the previous agent reply that the bot
-        did not answer: one it fell back on, or one sent while the conversation waited for a person
-        (button payloads left out). In a handoff that is what the customer came with, before
-        "hello??" and the details, and never a question the bot answered before, nor the request for a
-        person itself. A later retrain indexes the pair for retrieval.
+        The question is the customer's first message since the previous agent reply (button payloads
+        left out), but never the request for a person itself (a message the bot answered with a
+        handoff): in a handoff that is what the customer came with, before "hello??" and the details.
+        A later retrain indexes the pair for retrieval.
         """
         with self._lock, self.db.atomic():
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             rows = list(self.db.query(
                 f"SELECT id, text FROM turns WHERE conversation_id = ? AND {_TYPED} "
                 "AND id > coalesce((SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ?), 0) "
-                "AND EXISTS (SELECT 1 FROM predictions WHERE turn_id = turns.id AND source IN ('fallback', 'silent')) "
+                "AND NOT EXISTS (SELECT 1 FROM predictions WHERE turn_id = turns.id AND source = 'handoff') "
                 "ORDER BY id LIMIT 1",
                 [conversation_id, conversation_id, turn_id],
             ))

@@ -325,6 +325,8 @@ async def test_a_conversations_turns_run_in_order_and_keep_each_others_slots(act
         assert (slots["note"], slots["order_id"]) == ("slow", "456")
         other = await asyncio.gather(*(bot.handle(Turn(f"c{n}", "/cancel_order", "web")) for n in range(2, 6)))
         assert [r.text for r in other] == ["Noted."] * 4 and not bot._turns  # each lock goes with its last turn
+        many = await asyncio.gather(*(bot.handle(Turn(f"m{n}", "/cancel_order", "web")) for n in range(40)))
+        assert [r.text for r in many] == ["Noted."] * 40  # more at once than action threads: the rest wait their turn
     finally:
         await bot.close()
 

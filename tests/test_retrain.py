@@ -371,6 +371,13 @@ async def test_hot_swap_under_concurrent_requests_fails_none(bot_dir: Path, aioh
     reply = await (await client.post("/api/chat", json={"conversation_id": "new", "text": "/cancel_order"})).json()
     assert reply["reply"] == "Our new team handles cancellations."  # the last good files and model still serve
     assert (await (await client.get("/healthz")).json())["model_version"] == "v0002"
+    await asyncio.sleep(0.6)  # the watcher refuses v0001 too, while the file is broken
+    (bot_dir / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))  # mended
+    for _ in range(50):  # and swaps once it is, without another change of CURRENT
+        if (await (await client.get("/healthz")).json())["model_version"] == "v0001":
+            break
+        await asyncio.sleep(0.1)
+    assert (await (await client.get("/healthz")).json())["model_version"] == "v0001"
 
 
 def test_bench_learning_reports_rounds_within_the_label_budget(tiny_model: Path, tmp_path: Path) -> None:

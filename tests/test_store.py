@@ -141,9 +141,7 @@ def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_pat
     user_turn(store, "c1", "and can I change the address?")
     store.add_agent_answer("c1", "Yes, done.")
     store.add_agent_answer("c1", "Anything else?")  # nothing asked since the last answer: no pair
-    # Not a question the bot answered, nor the request for a person: what the customer said while waiting.
-    store.log_exchange(Exchange("c2", "web", None, "where is order 789?", None, "Delivered.", "track_order", 0.97, [],
-                                "action", "v0001"))
+    # Never the request for a person: what the customer came with.
     store.log_exchange(Exchange("c2", "web", None, "I need a real person", None, "Connecting you.", "contact_human_agent",
                                 0.9, [], "handoff", "v0001"))
     store.log_exchange(Exchange("c2", "web", None, "my blender came broken", None, None, None, 0.0, [], "silent", "v0001"))
@@ -209,6 +207,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("IBAN DE89 3704 0044 0532 0130 00, thanks", "IBAN [IBAN], thanks"),
     ("ref DE89 3704 0044 0532 0130 01", "ref DE89 3704 0044 0532 0130 01"),  # fails mod 97
     ("座机 010-62345678 或 (0755) 88889999", "座机 [PHONE] 或 [PHONE]"),
+    # cards written in other groupings, from their first digit
+    ("card 41111111 11111111", "card [CARD]"), ("卡号 622202 1234567890128", "卡号 [CARD]"),
+    ("快递单号 SF8046055490315 还没到", "快递单号 SF8046055490315 还没到"),  # letters, digits, no country
 ])
 def test_redaction_removes_personal_data_and_keeps_order_numbers(text: str, expected: str) -> None:
     assert redact(text) == expected
