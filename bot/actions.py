@@ -220,16 +220,13 @@ class ActionRunner:
         future: asyncio.Future[Any] = loop.create_future()
 
         def settle(result: Any, error: BaseException | None) -> None:
+            threads.release()
             if future.done():  # given up on at the time limit
                 return
             if error is not None:
                 future.set_exception(error)
             else:
                 future.set_result(result)
-
-        def settle_and_free(result: Any, error: BaseException | None) -> None:
-            threads.release()
-            settle(result, error)
 
         def target() -> None:
             result, error = None, None
@@ -238,7 +235,7 @@ class ActionRunner:
             except BaseException as exc:
                 error = exc
             try:
-                loop.call_soon_threadsafe(settle_and_free, result, error)
+                loop.call_soon_threadsafe(settle, result, error)
             except RuntimeError:  # the server's loop has closed: nobody waits for this answer any more
                 pass
 

@@ -8,7 +8,6 @@ visible only when complete.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ from bot.project import Example, Project, ProjectError
 from finetune.classifier import IntentClassifier
 from finetune.evaluation import read_jsonl
 from finetune.metrics import evaluate
-from finetune.registry import Registry, RegistryError
+from finetune.registry import Registry
 from finetune.train import TrainConfig, train_classifier
 from retrieval.index import Answer, AnswerIndex
 
@@ -226,10 +225,8 @@ def train_project(project: Project, device: str | None = None, promote: bool = T
             classifier = fit(project, train, held, device, progress)
             meta, metrics = write_model(staging, project, classifier, answers, held, len(train))
             version = registry.commit(staging, meta, metrics)
-        previous = None
+        previous = registry.readable_current() if promote else None
         if promote:
-            with contextlib.suppress(RegistryError):  # an unreadable CURRENT, which the promotion writes again
-                previous = registry.current()
             registry.promote(version)
         registry.record({"event": "trained", "version": version, "promoted": promote, "previous": previous})
     return TrainResult(version, metrics, promote)

@@ -15,7 +15,6 @@ Only the names the registry gives versions (``v0001``, ``v0002``, ... ``v10000``
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import json
@@ -23,7 +22,7 @@ import os
 import shutil
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable, Iterator
@@ -67,6 +66,14 @@ class Registry:
                                 "writes it again") from None
         return name or None
 
+    def readable_current(self) -> str | None:
+        """:meth:`current`, or None when CURRENT cannot be read: what a listing shows, and what a
+        rollback or a promotion replaces."""
+        try:
+            return self.current()
+        except RegistryError:
+            return None
+
     def path(self, name: str) -> Path:
         """The folder of version ``name``; only an exact version name is accepted, never another path to it
         (``v0001/``, ``./v0001``) nor another folder (``.staging-*``), since ``name`` is what CURRENT records."""
@@ -94,10 +101,7 @@ class Registry:
     def versions(self) -> list[Version]:
         """Every version, oldest first; an unreadable CURRENT marks none as serving, so that the list to
         roll back from stays readable."""
-        try:
-            current = self.current()
-        except RegistryError:
-            current = None
+        current = self.readable_current()
         out = []
         for _, path in self._taken():
             if not path.is_dir():
@@ -217,15 +221,12 @@ class Registry:
         with self.lock(busy="a training run holds the registry lock on {root}; try again when it finishes"):
             if check is not None:
                 check(path)
-            try:
-                previous = self.current()
-            except RegistryError:  # an unreadable CURRENT is what a rollback mends
-                previous = None
+            previous = self.readable_current()  # an unreadable CURRENT is what a rollback mends
             self.record({"event": "rollback", "version": name, "previous": previous})  # no rollback goes unlogged
             try:
                 self.promote(name)
             except RegistryError as exc:
-                with contextlib.suppress(RegistryError):  # the disk that refused CURRENT may refuse this too
+                with suppress(RegistryError):  # the disk that refused CURRENT may refuse this too
                     self.record({"event": "rollback_failed", "version": name, "serving": previous, "reason": str(exc)})
                 raise
         return previous
