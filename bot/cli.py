@@ -245,9 +245,10 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
         project.config.thresholds.intent = threshold  # the reply policy answers at this cut too
     threshold = project.config.thresholds.intent
     threshold = nlu.intent_threshold if threshold == "auto" else threshold
-    analyses = nlu.analyse([normalise(r["text"]) for r in rows])  # what the server's model sees
+    texts = [normalise(r["text"]) for r in rows]  # what the server's model sees
+    analyses = nlu.analyse(texts)
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
-    figures["replies"] = evaluate_replies(project, rows, analyses, nlu.labels, results)
+    figures["replies"] = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)
     if as_json:
         click.echo(json.dumps(figures))
     else:

@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bot.channels.base import normalise
 from bot.language import turn_language
 from bot.nlu import Analysis
 from bot.policy import Decision, decide
@@ -37,15 +36,15 @@ def reply_outcome(decision: Decision, truth: str, labels: list[str], handoff_int
     return "right" if decision.intent == truth else "wrong"
 
 
-def evaluate_replies(project: Project, rows: list[dict[str, Any]], analyses: list[Analysis], labels: list[str],
-                     results: Path) -> dict[str, Any]:
+def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[str], analyses: list[Analysis],
+                     labels: list[str], results: Path) -> dict[str, Any]:
     """Counts of right and wrong answers and fallbacks, overall and per reply source, from the serving
-    model's ``analyses`` of ``rows``; the wrong answers and fallbacks go to ``results``/reply_report.json."""
+    model's ``analyses`` of ``texts`` (``rows``' texts as the engine normalises them); the wrong answers and
+    fallbacks go to ``results``/reply_report.json."""
     outcomes: Counter[str] = Counter()
     by_source: dict[str, Counter[str]] = {}
     misses = []
-    for row, analysis in zip(rows, analyses):
-        text = normalise(row["text"])
+    for row, text, analysis in zip(rows, texts, analyses):
         language = turn_language(project.config.language, text)
         decision = decide(analysis, project.config, project.responses, project.entities(text), "web", 0, language)
         outcome = reply_outcome(decision, row["intent"], labels, project.config.handoff.intent)
