@@ -175,6 +175,15 @@ async def test_acks_at_once_then_replies_in_thread(slack: SimpleNamespace) -> No
     assert (turn.channel, turn.user) == ("slack", "U1")
 
 
+async def test_the_model_reads_the_message_as_typed_not_slacks_markup(slack: SimpleNamespace) -> None:
+    """Slack escapes &, < and > and wraps links and mentions in <…>; the turn (and so the store) gets the words."""
+    await post(slack.client, event(text="<@UBOT> refund &amp; return for <https://shop.example/o/123|order 123> &lt;urgent&gt;, "
+                                        "cc <#C9|billing> <!here> <https://shop.example/faq>"))
+    await slack.channel.close()
+    assert slack.bot.turns[0].text == ("refund & return for order 123 <urgent>, cc #billing @here "
+                                       "https://shop.example/faq")
+
+
 async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None:
     for retry in ("", "1", "2"):
         headers = {"X-Slack-Retry-Num": retry, "X-Slack-Retry-Reason": "http_timeout"} if retry else {}
@@ -301,6 +310,18 @@ async def test_send_parses_its_own_conversation_id(slack: SimpleNamespace) -> No
 async def test_send_with_a_bad_token_raises(slack_api: SimpleNamespace) -> None:
     channel = SlackChannel(FakeBot(), {"signing_secret": SECRET, "bot_token": "xoxb-wrong", "api_url": slack_api.url})
     with pytest.raises(SlackAPIError, match="invalid_auth"):
+        await channel.send(f"slack:T1:C1:{TS}", "hi")
+    await channel.close()
+
+
+@pytest.mark.parametrize("body", ["<html>502 Bad Gateway</html>", "[1, 2]"], ids=["html", "not_an_object"])
+async def test_an_answer_that_is_not_a_json_object_is_a_delivery_error(aiohttp_server: Any, body: str) -> None:
+    """A proxy's page or a wrong api_url answers 200 too: the agent must hear the customer did not get it."""
+    app = web.Application()
+    app.router.add_post("/api/chat.postMessage", lambda _: web.Response(text=body, content_type="text/html"))
+    server = await aiohttp_server(app)
+    channel = make_channel(FakeBot(), str(server.make_url("/api/")))
+    with pytest.raises(SlackAPIError, match="chat.postMessage: the answer is not a JSON object"):
         await channel.send(f"slack:T1:C1:{TS}", "hi")
     await channel.close()
 

@@ -10,12 +10,13 @@ from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
 import pytest
+import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from bot.channels.base import Reply, Turn
-from bot.channels.wecom import WeComChannel, numbered_choices, split_utf8
+from bot.channels.wecom import WeComAPIError, WeComChannel, numbered_choices, split_utf8
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig
@@ -286,6 +287,44 @@ async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
     await channel.close()
 
 
+async def test_time_spent_before_the_turn_counts_against_the_passive_reply(
+    aiohttp_client: Any, wecom_api: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store busy with another writer delays keeping the turn: WeCom's deadline runs from the request."""
+    channel = WeComChannel(FakeBot(delay=0.05), settings(wecom_api.url, reply_timeout=0.2))
+    keep = channel.keep
+
+    async def slow_keep(turn: Turn, key: str) -> bool:
+        await asyncio.sleep(0.3)
+        return await keep(turn, key)
+
+    monkeypatch.setattr(channel, "keep", slow_keep)
+    client = await client_for(aiohttp_client, channel)
+    response = await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
+    assert response.status == 200 and await response.text() == ""
+    await channel.close()
+    assert [m["text"]["content"] for m in wecom_api.sent] == [ANSWER]
+
+
+async def test_an_answer_wecom_hung_up_on_goes_out_actively(wecom_api: SimpleNamespace, unused_tcp_port: int) -> None:
+    """As `bot serve` runs it, aiohttp lets a handler run on after its client hung up (test servers cancel it)."""
+    channel = WeComChannel(FakeBot(delay=0.3), settings(wecom_api.url, reply_timeout=2.0))
+    app = web.Application()
+    app.add_routes(channel.routes())
+    runner = web.AppRunner(app, handler_cancellation=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.1)) as session:
+            with pytest.raises(asyncio.TimeoutError):
+                await session.post(f"http://127.0.0.1:{unused_tcp_port}/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
+        await asyncio.sleep(0.5)  # the handler finds the connection gone once the answer is ready
+        await channel.close()
+    finally:
+        await runner.cleanup()
+    assert [m["text"]["content"] for m in wecom_api.sent] == [ANSWER]
+
+
 async def test_a_kept_message_a_killed_server_left_is_answered_actively(wecom: SimpleNamespace) -> None:
     wecom.channel.resume(Turn(f"wecom:{CORP_ID}:ChenJiaShun", "你好", "wecom", "ChenJiaShun"))
     await wecom.channel.close()
@@ -360,6 +399,21 @@ async def test_events_and_non_text_messages_are_acknowledged_not_answered(wecom:
     response = await wecom.client.post("/wecom/callback", params=query, data=body)
     assert response.status == 200 and await response.text() == ""
     assert wecom.bot.turns == []
+
+
+async def test_an_answer_that_is_not_a_json_object_is_a_delivery_error(aiohttp_server: Any) -> None:
+    app = web.Application()
+    app.router.add_get("/cgi-bin/gettoken", lambda _: web.Response(text="<html>portal login</html>", content_type="text/html"))
+    server = await aiohttp_server(app)
+    channel = WeComChannel(FakeBot(), settings(str(server.make_url("/cgi-bin/"))))
+    with pytest.raises(WeComAPIError, match="gettoken: the answer is not a JSON object"):
+        await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "hi")
+    await channel.close()
+
+
+def test_a_message_that_mentions_a_doctype_is_text() -> None:
+    inner = parse_xml("<xml><Content><![CDATA[how do I fix <!DOCTYPE html> and <!entity on my page]]></Content></xml>")
+    assert inner.findtext("Content") == "how do I fix <!DOCTYPE html> and <!entity on my page"
 
 
 def test_from_settings_needs_secrets_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:

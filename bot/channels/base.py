@@ -97,6 +97,18 @@ class DeliveryError(RuntimeError):
     """A platform refused a message, or could not be reached, so the customer did not get it."""
 
 
+async def api_result(response: aiohttp.ClientResponse, error: type[DeliveryError], what: str) -> dict[str, Any]:
+    """The JSON object a platform's API answered with; anything else (a proxy's HTML page, a wrong
+    ``api_url``) is an ``error``, so that an agent hears the customer did not get the message."""
+    try:
+        result = load_json(await response.read())
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        raise error(f"{what}: the answer is not a JSON object (HTTP {response.status}, {response.content_type})")
+    return result
+
+
 def readable(text: str) -> bool:
     """Whether a message has anything to answer (normalises to something), in valid Unicode: a JSON
     escape can carry half a surrogate pair, which ``json.loads`` lets through and neither a tokenizer

@@ -25,8 +25,8 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import (DeliveryError, PlatformChannel, Turn, http_error, is_fresh, load_json, read_body, readable,
-                               same_secret)
+from bot.channels.base import (DeliveryError, PlatformChannel, Turn, api_result, http_error, is_fresh, load_json, read_body,
+                               readable, same_secret)
 from bot.limits import hold_back
 
 if TYPE_CHECKING:
@@ -47,12 +47,33 @@ ENV = {
     "api_url": "DESKBOT_SLACK_API_URL",
 }
 REQUIRED = ("signing_secret", "bot_token")
+# Slack's markup in a message's text: <https://…|label>, <mailto:…>, <@U…>, <#C…|name>, <!here>, <!subteam^…|@team>.
+MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))  # the three characters Slack escapes; &amp; last
 
 
 def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
     """Slack's v0 signature: ``v0=`` + hex HMAC-SHA256 of ``v0:{timestamp}:{body}``."""
     base = b"v0:" + timestamp.encode() + b":" + body
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def plain_text(text: str) -> str:
+    """Slack's markup undone: a link or a mention as it reads (its label, else its target: ``@here``,
+    ``#general``, the URL), and ``&lt;``, ``&gt;`` and ``&amp;`` back to what the person typed."""
+
+    def readable(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        if target.startswith("#"):
+            return f"#{label}" if label else target
+        if target.startswith("!"):  # <!here>, <!channel>; a user group or a date carries its label
+            return label or "@" + target[1:].split("^")[0]
+        return label or target
+
+    text = MARKUP.sub(readable, text)
+    for escaped, character in ESCAPES:
+        text = text.replace(escaped, character)
+    return text
 
 
 def verify_slack_request(secret: str, timestamp: str, signature: str, body: bytes, now: float) -> bool:
@@ -238,10 +259,11 @@ class SlackChannel(PlatformChannel):
         )
 
     def _strip_mentions(self, text: str) -> str:
-        """Remove ``<@BOT>`` (and ``<@BOT|name>``) so the NLU sees only the question."""
+        """The message as the customer wrote it, so the NLU and the store see only the question: the
+        bot's own ``<@BOT>`` (and ``<@BOT|name>``) removed, the rest of Slack's markup as it reads."""
         for user_id in self.own_user_ids:
             text = re.sub(rf"<@{re.escape(user_id)}(\|[^>]*)?>", " ", text)
-        return " ".join(text.split())
+        return " ".join(plain_text(text).split())
 
     async def _start(self, request: web.Request, turn: Turn, key: str) -> None:
         """Keep the turn and answer it in the background; past its conversation's limit, drop it and say
@@ -284,7 +306,7 @@ class SlackChannel(PlatformChannel):
                 elif response.status >= 300:
                     raise SlackAPIError(f"{method}: HTTP {response.status}")
                 else:
-                    result: dict[str, Any] = await response.json(content_type=None)
+                    result = await api_result(response, SlackAPIError, method)
                     if not result.get("ok"):
                         raise SlackAPIError(f"{method}: {result.get('error', 'unknown error')}")
                     return result

@@ -2,8 +2,8 @@
 encrypted reply or ``message/send`` out.
 
 WeCom waits 5 seconds for the callback's answer and then retries (3 tries in all). So the turn runs
-in the background and the request waits for it only ``reply_timeout`` seconds (default 4): an answer
-ready by then goes back passively in the HTTP response; a later one is sent actively through
+in the background and the request waits for it only until ``reply_timeout`` seconds (default 4) after it
+arrived: an answer ready by then goes back passively in the HTTP response; a later one is sent actively through
 ``message/send`` after an empty 200, which WeCom documents as "received, no reply, do not retry".
 
 WeCom text messages cannot carry buttons, so a template's buttons become a numbered list under the
@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.channels.base import MAX_SKEW_S, DeliveryError, PlatformChannel, Turn, http_error, is_fresh, read_body, readable
+from bot.channels.base import (MAX_SKEW_S, DeliveryError, PlatformChannel, Turn, api_result, http_error, is_fresh, read_body,
+                               readable)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 from bot.language import Text, say
 from bot.limits import hold_back
@@ -129,6 +130,9 @@ class WeComChannel(PlatformChannel):
         return web.Response(text=plain)
 
     async def handle_callback(self, request: web.Request) -> web.StreamResponse:
+        # WeCom's five seconds run from the request, not from when the turn is kept: reading the body or a
+        # store busy with another writer eats into the wait for a passive reply.
+        deadline = asyncio.get_running_loop().time() + self.reply_timeout
         body = await read_body(request, self.max_body_bytes)
         signature, timestamp, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
         try:
@@ -166,17 +170,18 @@ class WeComChannel(PlatformChannel):
         deliver: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._tasks.spawn(self._answer(turn, deliver))
         try:
-            answer = await asyncio.wait_for(asyncio.shield(deliver), self.reply_timeout)
+            answer = await asyncio.wait_for(asyncio.shield(deliver), max(0.0, deadline - asyncio.get_running_loop().time()))
         except asyncio.TimeoutError:
             if deliver.cancel():  # too late for this response: _answer will send it actively
                 return empty
             answer = deliver.result()
-        except asyncio.CancelledError:  # WeCom hung up: the answer must go out actively
+        except asyncio.CancelledError:  # the server shuts down: the answer must go out actively
             deliver.cancel()
             raise
         if not answer:
             return empty
-        if len(answer.encode()) > MAX_CONTENT_BYTES:  # one passive message cannot hold it
+        # Too long for one passive message, or WeCom hung up meanwhile (aiohttp lets the handler run on).
+        if len(answer.encode()) > MAX_CONTENT_BYTES or request.transport is None or request.transport.is_closing():
             self._tasks.spawn(self.send(turn.conversation_id, answer))
             return empty
         return self._passive_reply(user, answer, nonce)
@@ -276,5 +281,4 @@ class WeComChannel(PlatformChannel):
         async with self.session.request(method, self.api_url + path, **kwargs) as response:
             if response.status >= 300:
                 raise WeComAPIError(f"{path}: HTTP {response.status}")
-            result: dict[str, Any] = await response.json(content_type=None)
-            return result
+            return await api_result(response, WeComAPIError, path)
