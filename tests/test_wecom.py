@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from bot.channels.base import Reply, Turn
-from bot.channels.wecom import WeComAPIError, WeComChannel, numbered_choices, split_utf8
+from bot.channels.wecom import WeComAPIError, WeComChannel, numbered_choices, plain_text, split_utf8
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig
@@ -451,6 +451,22 @@ def test_numbered_choices() -> None:
     assert numbered_choices("退款说明", REFUND_BUTTONS, "回复数字即可选择。") == "退款说明\n\n1. 申请退款\n2. 查询退款\n回复数字即可选择。"
     assert numbered_choices("", REFUND_BUTTONS[:1], "Pick one.") == "1. 申请退款\nPick one."
     assert numbered_choices("plain", [], "Pick one.") == "plain"
+
+
+def test_plain_text_shows_markdown_as_wecom_text_can() -> None:
+    assert plain_text("订单 789 的状态：**已送达**。") == "订单 789 的状态：已送达。"
+    assert plain_text("Go to **Orders** → *Cancel order*, `code`") == "Go to Orders → Cancel order, code"
+    assert plain_text("see [the FAQ](https://shop.example/faq) or <https://shop.example> or <help@shop.example>") == (
+        "see the FAQ (https://shop.example/faq) or https://shop.example or help@shop.example")
+    assert plain_text("- one\n- **two**\n\n1. three") == "- one\n- two\n\n1. three"  # lines stay as written
+    assert plain_text("[x](javascript:alert(1)) <b>as typed</b>") == "[x](javascript:alert(1)) <b>as typed</b>"
+
+
+async def test_markdown_reaches_wecom_as_plain_text(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:
+    wecom.bot.text = "订单 789 的状态：**已送达**。"
+    assert await passive_content(wecom.client, crypto, "订单 789", "1") == "订单 789 的状态：已送达。"
+    await wecom.channel.send(f"wecom:{CORP_ID}:u1", "An agent here: see [returns](https://shop.example/r).", role="agent")
+    assert wecom.api.sent[-1]["text"]["content"] == "An agent here: see returns (https://shop.example/r)."
 
 
 async def test_buttons_are_numbered_and_a_number_sends_the_payload(aiohttp_client: Any, wecom_api: SimpleNamespace,

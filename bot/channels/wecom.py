@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from markdown_it import MarkdownIt
 
 from bot.channels.base import (MAX_SKEW_S, DeliveryError, PlatformChannel, Turn, api_result, http_error, is_fresh, read_body,
                                readable)
@@ -67,8 +68,38 @@ def split_utf8(text: str, limit: int = MAX_CONTENT_BYTES) -> list[str]:
     return pieces
 
 
+MARKDOWN = MarkdownIt("commonmark")  # what the templates are written in (the web chat draws a subset of it)
+
+
 class WeComAPIError(DeliveryError):
     """WeCom's API answered with a non-zero ``errcode`` or a non-2xx status."""
+
+
+def plain_text(markdown: str) -> str:
+    """A reply's Markdown as WeCom's text messages can show it, since they draw none: emphasis and code
+    marks dropped, a link as its label and its address. Line by line, so lists and paragraphs keep the
+    lines they were written on."""
+    return "\n".join(_plain_line(line) for line in markdown.split("\n"))
+
+
+def _plain_line(line: str) -> str:
+    out: list[str] = []
+    link: tuple[int, str] | None = None  # where the open link's label starts, and its address
+    for token in MARKDOWN.parseInline(line)[0].children or []:
+        if token.type in ("text", "code_inline", "html_inline"):
+            out.append(token.content)
+        elif token.type in ("softbreak", "hardbreak"):
+            out.append("\n")
+        elif token.type == "link_open":
+            link = (len(out), str(token.attrs["href"]))
+        elif token.type == "link_close" and link is not None:
+            start, address = link
+            if "".join(out[start:]) not in (address, address.removeprefix("mailto:")):  # <https://…> says it already
+                out.append(f" ({address})")
+            link = None
+        elif token.type == "image":
+            out.append(f"{token.content} ({token.attrs['src']})" if token.content else str(token.attrs["src"]))
+    return "".join(out)
 
 
 def numbered_choices(text: str, buttons: list[dict[str, str]], hint: str) -> str:
@@ -229,7 +260,7 @@ class WeComChannel(PlatformChannel):
             ("FromUserName", self.corp_id),
             ("CreateTime", timestamp),
             ("MsgType", "text"),
-            ("Content", text),
+            ("Content", plain_text(text)),
         ):
             ET.SubElement(root, tag).text = value
         reply_xml = ET.tostring(root, encoding="unicode")
@@ -249,7 +280,7 @@ class WeComChannel(PlatformChannel):
         if buttons or kwargs.get("role") == "agent":
             self._offer(conversation_id, buttons)
         text = numbered_choices(text, buttons, say(self.choice_hint, kwargs.get("language") or self.language))
-        for piece in split_utf8(text):
+        for piece in split_utf8(plain_text(text)):
             await self._send_text(user, piece)
 
     async def _send_text(self, user: str, content: str) -> None:
