@@ -78,7 +78,9 @@ class Limits:
     def client_ip(self, request: web.Request) -> str:
         """The address a client is counted by: the peer's or, when the proxy in front is trusted, the
         last ``X-Forwarded-For`` entry, the one that proxy appended (the entries before it are the
-        client's to write). An IPv6 address counts by its /64, which one subscriber holds whole."""
+        client's to write). An IPv6 address counts by its /64, which one subscriber holds whole; an IPv4
+        one written as IPv6 (``::ffff:a.b.c.d``, as a dual-stack proxy writes it) counts as itself, not as
+        part of the one /64 that holds the whole IPv4 internet."""
         address = request.remote or "unknown"
         if self.config.trust_forwarded_for:
             address = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip() or address
@@ -86,7 +88,9 @@ class Limits:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return address
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+        if ip.version == 6 and ip.ipv4_mapped is None:
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(getattr(ip, "ipv4_mapped", None) or ip)
 
     def _prune(self) -> None:
         """Forget the addresses and conversations whose window has emptied. The limits library drops a
@@ -170,17 +174,23 @@ class Limits:
 LIMITS = web.AppKey("limits", Limits)
 
 
-def count_message(request: web.Request, conversation_id: str, over_socket: bool = False) -> None:
-    """Count one chat message against its conversation's limit; raises 429 past it.
+def count_request(request: web.Request) -> None:
+    """Count a WebSocket frame against the sender's address, as the middleware counts a request; raises
+    429 past the limit. A frame is not a request the middleware saw: one socket must not send more than
+    one address's share."""
+    limits = request.app.get(LIMITS)
+    if limits is not None:
+        limits.request(limits.client_ip(request))
 
-    A message over a WebSocket is a frame, not a request the middleware saw, so it also counts
-    against the sender's address: one socket cannot send more than one IP's share.
-    """
+
+def count_message(request: web.Request, conversation_id: str, over_socket: bool = False) -> None:
+    """Count one chat message against its conversation's limit, and one sent over a WebSocket against its
+    address too (:func:`count_request`); raises 429 past either."""
     limits = request.app.get(LIMITS)
     if limits is None:
         return
     if over_socket:
-        limits.request(limits.client_ip(request))
+        count_request(request)
     limits.message(conversation_id)
 
 

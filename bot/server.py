@@ -74,7 +74,11 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         response = web.json_response({"error": f"body: cannot be read: {reason}"}, status=400)
         response.force_close()  # the rest of the stream cannot be read either, so the connection ends here
         return response
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
+            # The client hung up before its body arrived (a phone losing signal): there is nobody to answer.
+            log.debug("%s %s: the client hung up", request.method, request.path)
+            return web.json_response({"error": "connection lost"}, status=400)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response({"error": "internal error"}, status=500)
 

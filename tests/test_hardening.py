@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import shutil
 import socket
 import sqlite3
@@ -156,6 +157,17 @@ async def test_requests_per_ip_get_429_and_platform_callbacks_and_health_are_exe
     assert (await client.get("/healthz")).status == 200
 
 
+async def test_socket_joins_count_against_the_address(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"limits": {"per_ip_per_minute": 3}})
+    async with client.ws_connect("/api/ws") as ws:  # the upgrade is one request
+        frames = []
+        for _ in range(3):
+            await ws.send_json({"type": "join", "conversation_id": cid()})
+            frames.append(await ws.receive_json())
+    assert [f["type"] for f in frames] == ["status", "status", "error"]
+    assert "requests from this address" in frames[2]["error"] and frames[2]["retry_after"] >= 1
+
+
 async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client: Callable[..., Any]) -> None:
     trusting = await make_client(server={"limits": {"per_ip_per_minute": 2, "trust_forwarded_for": True}})
     for address in ("203.0.113.1", "203.0.113.2"):  # the proxy appends the address it saw; what precedes is the client's
@@ -163,6 +175,10 @@ async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client: Cal
                 for n in range(3)] == [200, 200, 429]
     assert [(await trusting.get("/api/widget", headers={"X-Forwarded-For": f"2001:db8:0:7::{n}"})).status
             for n in range(1, 4)] == [200, 200, 429]  # one IPv6 subscriber's /64 is one client
+    # A dual-stack proxy writes IPv4 clients as ::ffff:a.b.c.d: each is itself, not one /64 for all of IPv4.
+    for address in ("::ffff:198.51.100.7", "::ffff:198.51.100.8"):
+        assert [(await trusting.get("/api/widget", headers={"X-Forwarded-For": address})).status
+                for _ in range(3)] == [200, 200, 429]
     direct = await make_client(server={"limits": {"per_ip_per_minute": 2}})
     assert [(await direct.get("/api/widget", headers={"X-Forwarded-For": f"203.0.113.{n}"})).status
             for n in range(3)] == [200, 200, 429]  # a client cannot pick its own address
@@ -229,6 +245,44 @@ async def test_body_and_message_size_limits(make_client: Callable[..., Any]) -> 
     response = await chat(client, cid(), "y" * 51)
     assert response.status == 400 and (await response.json())["error"] == "text: longer than 50 characters"
     assert (await chat(client, cid(), "y" * 50)).status == 200
+
+
+async def raw_request(port: int, head: str, body: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Headers that announce 1,000 bytes of body, and then only ``body``: a client that stopped sending."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"{head}\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode() + body)
+    await writer.drain()
+    return reader, writer
+
+
+async def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bot.channels.base.BODY_SECONDS", 0.3)
+    client = await make_client(server={"limits": NO_LIMITS}, channels={"slack": {"signing_secret": "s", "bot_token": "xoxb-t"}})
+    for head in ("POST /api/chat HTTP/1.1", "POST /slack/events HTTP/1.1"):
+        reader, writer = await raw_request(client.port, head, b'{"conversation_id": ')
+        status = await asyncio.wait_for(reader.readline(), 5)
+        headers = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        body = await asyncio.wait_for(reader.read(200), 5)
+        writer.close()
+        assert status.startswith(b"HTTP/1.1 408") and b"Connection: close" in headers, (head, status, headers)
+        assert b"did not arrive within 0.3s" in body
+
+
+async def test_a_client_that_hangs_up_mid_body_is_not_an_error(
+        tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, caplog: pytest.LogCaptureFixture, unused_tcp_port: int) -> None:
+    """As `bot serve` runs: aiohttp lets the handler run on, and its read of the body fails."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"limits": NO_LIMITS})
+    runner = aiohttp.web.AppRunner(create_app(root, device="cpu", nlu=nlu), handler_cancellation=False)
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    try:
+        _, writer = await raw_request(unused_tcp_port, "POST /api/chat HTTP/1.1", b'{"conversation_id": ')
+        writer.close()
+        await asyncio.sleep(0.5)
+    finally:
+        await runner.cleanup()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
 
 
 # --- the schema and validation -------------------------------------------------------------------
@@ -377,7 +431,7 @@ async def test_a_message_with_nothing_to_read_is_refused_and_not_stored(make_cli
     client = await make_client(server={"limits": NO_LIMITS})
     spy = client.app[BOT].nlu = SpyNLU(client.app[BOT].nlu)
     conversation = cid()
-    for blank in ("   ", "\u0000\u0000", "\u200b\n\t", "\f", "\u2060\ufeff\u3000"):
+    for blank in ("   ", "\u0000\u0000", "\u200b\n\t", "\f", "\u2060\ufeff\u3000", "\u061c", "\u180e\ufe0f", "\u3164\uffa0"):
         response = await chat(client, conversation, blank)
         assert response.status == 400
         assert (await response.json())["error"] == "text: nothing to read (only spaces, control or zero-width characters)"

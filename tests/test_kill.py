@@ -212,6 +212,37 @@ async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_d
     assert replies == (3,)
 
 
+async def test_sockets_that_never_answer_do_not_hold_up_sigterm(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A laptop shut mid-chat leaves its socket open with nobody to answer the close: the server closes all
+    of its sockets at once and waits briefly, instead of the whole shutdown time for each."""
+    from tests.conftest import configured_copy
+
+    server_config = {**CHAOS_CONFIG["server"], "shutdown_seconds": 5}
+    root = configured_copy(tiny_demo_bot, tmp_path / "deaf", **{**CHAOS_CONFIG, "server": server_config})
+    async with aiohttp.ClientSession() as session:
+        server = await start(root, session)
+        port = int(server.url.rsplit(":", 1)[1])
+        silent = []
+        for n in range(4):  # a raw handshake, then never a byte read again; two of them hear a conversation
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            assert b" 101 " in await reader.readline()
+            if n < 2:  # a masked text frame, as browsers send: {"type":"join","conversation_id":"deaf"}
+                payload = json.dumps({"type": "join", "conversation_id": f"deaf-{n}"}).encode()
+                writer.write(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            silent.append(writer)
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        server.process.terminate()
+        await asyncio.to_thread(server.process.join, 60)
+        took = time.monotonic() - started
+        for writer in silent:
+            writer.close()
+    assert server.process.exitcode == 0
+    assert took < 5, took  # no turn in flight: nothing to wait the shutdown's 5 s for (it took twice that)
+
+
 async def test_a_slack_message_acknowledged_before_a_kill_is_answered_by_the_next_server(
         tiny_demo_bot: Path, tmp_path: Path, aiohttp_server: Any) -> None:
     """Slack never sends an acknowledged event again, so the store keeps it until it is answered."""

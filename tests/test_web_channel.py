@@ -149,6 +149,22 @@ async def test_agent_messages_and_handoffs_are_pushed_to_joined_sockets(client: 
         assert (reply["type"], reply["source"], reply["reply"], reply["handed_off"]) == ("reply", "silent", "", True)
 
 
+async def test_a_socket_hears_only_its_latest_conversations(client: Any, web_demo_bot: SimpleNamespace,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """One socket cannot hold any number of conversations: past MAX_JOINED it stops hearing the oldest."""
+    monkeypatch.setattr("bot.channels.web.MAX_JOINED", 2)
+    first, second, third = new_id(), new_id(), new_id()
+    for cid in (first, second):
+        await chat(client, cid, "hello")
+    async with client.ws_connect("/api/ws") as ws:
+        for cid in (first, second, first, third):  # joining first again makes second the oldest
+            await ws.send_json({"type": "join", "conversation_id": cid})
+            assert (await ws.receive_json())["type"] == "status"
+        for cid in (second, first):
+            assert (await admin(client, web_demo_bot.admin_token, f"/admin/conversations/{cid}/handoff")).status == 200
+        assert await ws.receive_json() == {"type": "status", "conversation_id": first, "status": "handed_off"}
+
+
 async def test_cors_for_listed_origins_only(client: Any, web_demo_bot: SimpleNamespace) -> None:
     allowed, other = web_demo_bot.embed_origin, "http://evil.example"
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}

@@ -20,9 +20,9 @@ import re
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from bot.engine import Bot
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_CHARS = 4000
@@ -70,10 +71,13 @@ class Turn:
 
 
 # What the model is not shown: C0 and C1 controls, every whitespace character (str.split's) and the
-# invisible format characters (soft hyphen, zero-width space and joiners, direction marks and
-# isolates, word joiner, byte-order mark, annotation marks). Spelled as a regex class that Python,
-# JavaScript and Rust read alike, so that the API schema promises exactly what the server accepts.
-INVISIBLE = r"\x00-\x20\x7f-\xa0\xad\u1680\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff\ufff9-\ufffb"
+# invisible format characters (soft hyphen, Arabic letter mark, Mongolian vowel separator, zero-width
+# space and joiners, direction marks and isolates, word joiner, variation selectors, byte-order mark,
+# annotation marks) and Hangul fillers. Spelled as a regex class that Python, JavaScript and Rust read
+# alike, so that the API schema promises exactly what the server accepts; hence no astral characters
+# (tag characters), which JavaScript reads in a class only with a flag the schema cannot carry.
+INVISIBLE = (r"\x00-\x20\x7f-\xa0\xad\u061c\u115f\u1160\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000"
+             r"\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb")
 READABLE = f"[^{INVISIBLE}]"  # a message has something to answer when it has one such character
 _INVISIBLE_RUNS = re.compile(f"[{INVISIBLE}]+")
 _READABLE = re.compile(READABLE)
@@ -185,6 +189,9 @@ def resolve_settings(settings: dict[str, Any], env: dict[str, str]) -> dict[str,
     return merged
 
 
+BODY_SECONDS = 15.0  # for a request's body to arrive whole: a chat message's, or 64 KiB over a slow phone line
+
+
 def http_error(cls: type[web.HTTPException], reason: str, **kwargs: Any) -> web.HTTPException:
     """An HTTP error whose JSON body says why, in the server's ``{"error": ...}`` format.
 
@@ -193,8 +200,21 @@ def http_error(cls: type[web.HTTPException], reason: str, **kwargs: Any) -> web.
     return cls(text=json.dumps({"error": reason}), content_type="application/json", **kwargs)
 
 
+async def in_time(read: Awaitable[T]) -> T:
+    """``read`` of a request's body, cut off after ``BODY_SECONDS`` with 408 and the connection closed (once
+    aiohttp's lingering read of the rest, at most 10 s, is over): a client that stops sending halfway, or an
+    attacker doing it on purpose, would otherwise hold its connection, and one of the server's open files,
+    for as long as it likes."""
+    try:
+        return await asyncio.wait_for(read, BODY_SECONDS)
+    except asyncio.TimeoutError:
+        error = http_error(web.HTTPRequestTimeout, f"the request body did not arrive within {BODY_SECONDS:g}s")
+        error.force_close()
+        raise error from None
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """Read the raw body, answering 413 past ``limit`` bytes.
+    """Read the raw body (:func:`in_time`), answering 413 past ``limit`` bytes.
 
     aiohttp's ``client_max_size`` is one setting for the whole app, so each channel enforces its
     own limit: on the declared length first, then on what actually arrives (chunked uploads
@@ -203,12 +223,16 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     too_large = f"body larger than {limit} bytes"
     if request.content_length is not None and request.content_length > limit:
         raise http_error(web.HTTPRequestEntityTooLarge, too_large, max_size=limit, actual_size=request.content_length)
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(16 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise http_error(web.HTTPRequestEntityTooLarge, too_large, max_size=limit, actual_size=len(body))
-    return bytes(body)
+
+    async def read() -> bytes:
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(16 * 1024):
+            body += chunk
+            if len(body) > limit:
+                raise http_error(web.HTTPRequestEntityTooLarge, too_large, max_size=limit, actual_size=len(body))
+        return bytes(body)
+
+    return await in_time(read())
 
 
 class RecentKeys:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -24,8 +24,8 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from bot.channels.base import DEFAULT_GRACE_S, READABLE, Channel, Turn, http_error, load_json, readable
-from bot.limits import count_message, retry_after
+from bot.channels.base import DEFAULT_GRACE_S, READABLE, Channel, Turn, http_error, in_time, load_json, readable
+from bot.limits import count_message, count_request, retry_after
 
 # Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:
 # ``slack:{team}:{channel}:{thread}``, and ``wecom:{corp}:{userid}``, where a WeCom userid may hold ``@``.
@@ -33,6 +33,8 @@ ConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[
 # A web client's own id has no ``:``, so that no browser can name, read or write another channel's conversation.
 WebConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CLOSE_WAIT_S = 2.0  # for a browser to answer a socket's close; one answers at once
+MAX_JOINED = 16  # conversations one socket hears at once (a widget is in one, and starts a new one now and then)
 log = logging.getLogger(__name__)
 
 
@@ -92,7 +94,7 @@ def bad_request(exc: ValidationError | ValueError) -> web.HTTPException:
 
 async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
     try:
-        return model.model_validate_json(await request.read())
+        return model.model_validate_json(await in_time(request.read()))
     except ValidationError as exc:
         raise bad_request(exc) from None
 
@@ -128,7 +130,8 @@ class WebChannel(Channel):
 
     def __init__(self, bot: Any, settings: dict[str, Any]) -> None:
         super().__init__(bot, settings)
-        self.sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self.sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)  # who hears each conversation
+        self._open: set[web.WebSocketResponse] = set()  # every open socket, joined or not, for close()
         self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
         self.max_chars: int = settings.get("max_message_chars", 4000)
         self.origins: set[str] = {origin.rstrip("/") for origin in settings.get("origins", [])}
@@ -218,9 +221,11 @@ class WebChannel(Channel):
         origin = self._foreign_origin(request)
         if origin is not None and not self._allowed(origin):
             raise http_error(web.HTTPForbidden, f"origin not allowed: {origin}")
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=self.settings.get("max_body_bytes", 65536))
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=self.settings.get("max_body_bytes", 65536),
+                                   timeout=CLOSE_WAIT_S)
         await ws.prepare(request)
-        joined: set[str] = set()
+        joined: OrderedDict[str, None] = OrderedDict()  # the conversations this socket hears, the latest last
+        self._open.add(ws)
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:  # said, or the client would wait for an answer that never comes
@@ -230,11 +235,12 @@ class WebChannel(Channel):
                 try:
                     body = parse_socket_message(msg.data)
                     cid = body.conversation_id
-                    if cid not in joined:
-                        joined.add(cid)
-                        self.sockets[cid].add(ws)
                     if isinstance(body, ChatRequest):
                         count_message(request, cid, over_socket=True)
+                    else:  # a join costs a store read: it counts against the address as a request does
+                        count_request(request)
+                    self._join(ws, joined, cid)
+                    if isinstance(body, ChatRequest):
                         turn = asyncio.create_task(self._answer(ws, body))
                         self._turns.add(turn)
                         turn.add_done_callback(self._turns.discard)
@@ -252,11 +258,26 @@ class WebChannel(Channel):
                     log.exception("web chat turn failed on the socket")
                     await ws.send_json({"type": "error", "error": "internal error"})
         finally:
+            self._open.discard(ws)
             for cid in joined:
-                self.sockets[cid].discard(ws)
-                if not self.sockets[cid]:
-                    del self.sockets[cid]
+                self._leave(ws, cid)
         return ws
+
+    def _join(self, ws: web.WebSocketResponse, joined: OrderedDict[str, None], conversation_id: str) -> None:
+        """Let ``ws`` hear ``conversation_id``; past ``MAX_JOINED``, it stops hearing the one it used longest ago
+        (a widget speaks in one at a time), so that one socket cannot hold any number."""
+        if conversation_id in joined:
+            joined.move_to_end(conversation_id)
+            return
+        joined[conversation_id] = None
+        self.sockets[conversation_id].add(ws)
+        if len(joined) > MAX_JOINED:
+            self._leave(ws, joined.popitem(last=False)[0])
+
+    def _leave(self, ws: web.WebSocketResponse, conversation_id: str) -> None:
+        self.sockets[conversation_id].discard(ws)
+        if not self.sockets[conversation_id]:
+            del self.sockets[conversation_id]
 
     async def history(self, request: web.Request) -> web.Response:
         cid = valid_conversation_id(request, web_client=True)
@@ -297,6 +318,6 @@ class WebChannel(Channel):
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         if self._turns:
             await asyncio.wait(set(self._turns), timeout=grace)
-        for sockets in list(self.sockets.values()):
-            for ws in list(sockets):
-                await ws.close()
+        # All at once: each waits up to CLOSE_WAIT_S for the browser's answer, and one that never answers
+        # (a frozen tab, a client that stopped reading) must not hold the shutdown up for each of the others.
+        await asyncio.gather(*(ws.close() for ws in list(self._open)), return_exceptions=True)
