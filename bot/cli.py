@@ -109,6 +109,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
             counts = write_bot(directory, read_jsonl(from_jsonl, fail), directory.name)
         except ValueError as exc:
             fail(f"{from_jsonl}: {exc}")
+        except OSError as exc:  # as for the starter: a file where a folder should be, no permission, a full disk
+            fail(f"cannot create the bot in {directory}: {exc.strerror or exc}")
         click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "
                    f"(language: {counts['language']}). Next: edit responses.yml, then bot train {directory}")
         if counts["relabelled"]:
@@ -184,14 +186,17 @@ def chat(directory: Path, device: str | None) -> None:
     nlu = load_serving_model(project, device, workers=1)  # one message at a time
     store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
 
-    async def run() -> None:
-        bot = Bot(project, nlu, store)
+    async def start() -> Bot:
+        return Bot(project, nlu, store)  # an ActionError: the actions failed to load (a failing action's turn falls back)
+
+    with asyncio.Runner() as runner:
+        bot = runner.run(start())
         conversation = f"cli:{uuid.uuid4().hex[:8]}"
         click.echo("Type a message (Ctrl-D to quit).", err=True)
         try:
             while True:
                 try:
-                    text = await asyncio.to_thread(input, "you> ")
+                    text: str | None = input("you> ")  # on the main thread, where Ctrl-C stops the chat at once
                 except EOFError:
                     break
                 except UnicodeDecodeError:  # a strict terminal's answer to bytes that are not UTF-8
@@ -201,16 +206,14 @@ def chat(directory: Path, device: str | None) -> None:
                 if text is None or not readable(text):  # readable() also refuses what surrogateescape let through
                     click.echo("(not sent: nothing to read, or not valid UTF-8)", err=True)
                     continue
-                reply = await bot.handle(Turn(conversation, text, "cli"))
+                reply = runner.run(bot.handle(Turn(conversation, text, "cli")))
                 if reply.text:
                     click.echo(f"bot> {reply.text}")
-                    for button in reply.buttons:
-                        click.echo(f"     [{button['title']}] {button['payload']}")
+                for button in reply.buttons:  # an action's message may be buttons alone
+                    click.echo(f"     [{button['title']}] {button['payload']}")
                 click.echo(f"     ({reply.source}, {reply.intent} {reply.confidence:.2f})", err=True)
         finally:
-            await bot.close()
-
-    asyncio.run(run())  # an ActionError here is the actions failing to load: a failing action's turn falls back
+            runner.run(bot.close())
 
 
 @cli.command("eval")
@@ -232,6 +235,7 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     from bot.evaluation import evaluate_replies
     from bot.server import load_serving_model
     from finetune.evaluation import evaluate_model, read_jsonl
+    from finetune.metrics import OOS
 
     project = load_project(directory)
     rows = read_jsonl(test_file, fail)
@@ -245,6 +249,12 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
         project.config.thresholds.intent = threshold  # the reply policy answers at this cut too
     threshold = project.config.thresholds.intent
     threshold = nlu.intent_threshold if threshold == "auto" else threshold
+    for row in rows:  # spelled as nlu.yml holds names (bot init --from-jsonl reads them so): "greet " is greet
+        row["intent"] = normalise(row["intent"])
+    unknown = sorted({r["intent"] for r in rows} - {*nlu.labels, OOS})
+    if unknown:  # a typo would silently score its lines as questions the bot should decline
+        click.echo(f"{len(unknown)} test intent{'s' * (len(unknown) > 1)} the model does not know, scored as out of "
+                   f"scope: {', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}", err=True)
     texts = [normalise(r["text"]) for r in rows]  # what the server's model sees
     analyses = nlu.analyse(texts)
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)

@@ -9,12 +9,12 @@ is, and ``multi`` for a mix, with a placeholder in each language.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import yaml
 
+from bot.channels.base import normalise
 from bot.language import written_in
 from bot.project import example_text, reserved_name, same_example
 from finetune.metrics import OOS
@@ -46,9 +46,9 @@ def placeholders(intent: str, language: str) -> list[dict[str, str]]:
 
 
 def intent_name(intent: str) -> str:
-    """``intent`` as nlu.yml can hold it: trimmed, NFKC-normalised (a button's payload reaches the bot so),
-    and neither empty nor one of the bot's own payloads."""
-    name = unicodedata.normalize("NFKC", intent).strip()
+    """``intent`` as nlu.yml can hold it: normalised as a button's payload reaches the bot (NFKC, spaces and
+    invisible characters made one space, trimmed), and neither empty nor one of the bot's own payloads."""
+    name = normalise(intent)
     if not name:
         raise ValueError("an intent name is empty")
     if reserved := reserved_name(name):

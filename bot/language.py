@@ -40,13 +40,15 @@ def written_in(text: str) -> Language:
 
 
 def turn_language(bot_language: str, text: str, previous: str | None = None) -> Language:
-    """The language to answer ``text`` in. A button's payload, or a message with no word in it
-    (an order number, an emoji), keeps ``previous``, the conversation's."""
+    """The language to answer ``text`` in. A button's payload (whatever its intent's name is written in),
+    or a message with no word in it (an order number, an emoji), keeps ``previous``, the conversation's."""
     if bot_language in LANGUAGES:
         return bot_language  # type: ignore[return-value]
+    if text.startswith("/") and previous in LANGUAGES:
+        return previous  # type: ignore[return-value]
     if CJK.search(text):
         return "zh"
-    if text.startswith("/") or not LATIN.search(text):
+    if not LATIN.search(text):
         return previous if previous in LANGUAGES else "en"  # type: ignore[return-value]
     return "en"
 

@@ -30,7 +30,7 @@ from finetune.metrics import OOS
 
 @dataclass
 class Decision:
-    kind: str  # template | action | retrieval | fallback | handoff
+    kind: str  # template | action | retrieval | fallback | handoff | resume (back to the bot)
     intent: str | None
     confidence: float
     text: str = ""
@@ -70,7 +70,10 @@ def decide(
         if rendered is not None:
             return Decision("template", intent, confidence, rendered.text, rendered.buttons)
 
-    hits = analysis.hits
+    # An answer filed under the handoff intent ("I'm connecting you with an agent") is only true when the
+    # bot hands off, which it does when it is sure the customer asked: sent on a guess, it promises a person
+    # who never comes. Unsure, the fallback's own "talk to a person" button lets the customer say so.
+    hits = [h for h in analysis.hits if h.intent != config.handoff.intent]
     if confident and intent == OOS:  # taught that such messages are not the bot's to answer: no history either
         hits = []
     if config.language == "multi":

@@ -44,7 +44,8 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     base: str = Field("default", description="Hugging Face name or path, or an alias: default, multilingual, mpnet")
     epochs: float | None = Field(None, gt=0, description="None lets the recipe choose from the data size")
-    learning_rate: float | None = Field(None, gt=0)
+    # Fine-tuning a transformer takes 1e-5 to 1e-4; above 0.01 the weights diverge (1e5 for 1e-5 trained to NaN).
+    learning_rate: float | None = Field(None, gt=0, le=0.01)
     batch_size: int = Field(32, ge=1)
     max_length: int = Field(64, ge=8, le=512)
     seed: int = 42
@@ -110,10 +111,31 @@ class WebChannel(_Strict):
     origins: list[str] = Field(default_factory=list, description="extra origins allowed to embed the widget")
 
 
+class SlackChannel(_Strict):
+    """docs/channels.md; the secrets may come from the environment instead (DESKBOT_SLACK_*)."""
+
+    signing_secret: str | None = None
+    bot_token: str | None = None
+    api_url: str | None = None
+
+
+class WeComChannel(_Strict):
+    """docs/channels.md; the secrets may come from the environment instead (DESKBOT_WECOM_*)."""
+
+    token: str | None = None
+    aes_key: str | None = None
+    corp_id: str | None = None
+    secret: str | None = None
+    agent_id: int | None = None
+    api_url: str | None = None
+    reply_timeout: float | None = Field(None, gt=0, lt=5, description="seconds; WeCom gives up after 5")
+    choice_hint: Text | None = None
+
+
 class ChannelsConfig(_Strict):
     web: WebChannel = Field(default_factory=WebChannel)
-    slack: dict[str, Any] = Field(default_factory=dict)
-    wecom: dict[str, Any] = Field(default_factory=dict)
+    slack: SlackChannel = Field(default_factory=SlackChannel)
+    wecom: WeComChannel = Field(default_factory=WeComChannel)
 
 
 class LimitsConfig(_Strict):
@@ -231,12 +253,14 @@ class Project:
     def entities(self, text: str) -> dict[str, str]:
         """The entities nlu.yml's regexes find in ``text``: each one's first match, or the part of it in
         a group named ``value`` when the pattern has one, so that a pattern can name the words around a
-        value without taking them (``order (?P<value>\\d+)``)."""
+        value without taking them (``order (?P<value>\\d+)``). A match that leaves the value empty (an
+        optional group, a pattern that matches nothing) finds nothing, so it cannot wipe a slot."""
         found = {}
         for name, patterns in self.entity_patterns.items():
-            match = next((m for pattern in patterns if (m := pattern.search(text))), None)
-            if match:
-                found[name] = match.group("value") if "value" in match.re.groupindex else match.group(0)
+            values = (m.group("value") if "value" in m.re.groupindex else m.group(0)
+                      for pattern in patterns for m in pattern.finditer(text))
+            if value := next((v for v in values if v), None):
+                found[name] = value
         return found
 
     @property
@@ -389,9 +413,14 @@ def same_example(text: str) -> str:
 
 def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
     """Read intents and examples in Rasa's ``nlu.yml`` format (synonyms and lookups are ignored)."""
+    from bot.channels.base import normalise  # here, since the channels import this module's settings
+
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
         raise _fail(path, node, (), "expected a top-level 'nlu:' list")
+    if extra := sorted(str(key) for key in set(data) - {"version", "nlu"}):  # a typo, or Rasa's stories and rules
+        raise _fail(path, node, (extra[0],), "unknown key: nlu.yml holds 'version' and 'nlu' (intents, examples "
+                                             "and regexes); deskbot has no stories or rules")
     examples: list[Example] = []
     patterns: dict[str, list[re.Pattern[str]]] = {}
     labelled: dict[str, str] = {}  # same_example(text) -> its intent
@@ -410,10 +439,10 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
                 raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
             if reserved := reserved_name(name):
                 raise _fail(path, node, ("nlu", i), reserved)
-            if unicodedata.normalize("NFKC", name) != name:  # a payload /NAME reaches the bot NFKC-normalised
-                raise _fail(path, node, ("nlu", i), f"intent {name!r}: write it as "
-                                                   f"{unicodedata.normalize('NFKC', name)!r} (full-width characters "
-                                                   "in a name would never match its button)")
+            if (payload := normalise(name)) != name:  # a button's payload /NAME reaches the bot normalised
+                raise _fail(path, node, ("nlu", i), f"intent {name!r}: write it as {payload!r} (full-width "
+                                                   "characters, doubled spaces or invisible ones in a name would "
+                                                   "never match its button)")
             for text in texts:
                 text = example_text(text)
                 other = labelled.setdefault(same_example(text), name)

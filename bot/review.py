@@ -106,14 +106,14 @@ def parse_answer(raw: str, item: ReviewItem, intents: Sequence[str]) -> Answer:
     if text.lower() == "a":
         if item.intent is None:
             raise ValueError("there is no prediction to accept; type an intent")
-        return Answer(item.intent)
+        return Answer(check_label(item.intent, intents))  # the model may know an intent nlu.yml no longer has
     if text.lower() == "o":
         return Answer(OOS)
     if text.isdigit():
         n = int(text)
         if not 1 <= n <= len(item.ranking):
             raise ValueError(f"pick a number between 1 and {len(item.ranking)}")
-        return Answer(item.ranking[n - 1][0])
+        return Answer(check_label(item.ranking[n - 1][0], intents))
     if text in intents or text == OOS:
         return Answer(text)
     matches = [i for i in intents if i.startswith(text)]

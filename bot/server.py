@@ -275,11 +275,6 @@ async def review_label(request: web.Request) -> web.Response:
     require_admin(request)
     bot = request.app[BOT]
     body = await read_json(request, ReviewLabelRequest)
-    if body.intent is not None:
-        try:
-            check_label(body.intent, bot.project.intents)
-        except ValueError as exc:
-            raise http_error(web.HTTPBadRequest, str(exc)) from None
     turn_id = int(request.match_info["turn_id"])
     item = next((i for i in await review_items(request.app) if turn_id in i.turn_ids), None)
     if item is None:
@@ -287,6 +282,10 @@ async def review_label(request: web.Request) -> web.Response:
     intent = item.intent if body.accept else body.intent
     if intent is None:
         raise http_error(web.HTTPConflict, "there is no prediction to accept; send an intent")
+    try:  # a prediction too: the serving model may know an intent nlu.yml no longer has
+        check_label(intent, bot.project.intents)
+    except ValueError as exc:
+        raise http_error(web.HTTPBadRequest, str(exc)) from None
     await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer)
     return web.json_response({"intent": intent, "turn_ids": item.turn_ids})
 

@@ -59,13 +59,18 @@ def frozen_split(project: Project) -> tuple[list[Example], list[Example]]:
 
     The first training holds out a stratified tenth and writes it to ``models/evaluation.jsonl``;
     every later ``bot train`` and ``bot retrain`` is judged on those same examples, so two versions'
-    figures compare like with like. An intent added later gets its own held-out tenth, appended.
+    figures compare like with like. An intent added later gets its own held-out tenth, appended. An
+    example moved to another intent in nlu.yml takes its new label here too: the move is a correction,
+    and the old label would count the corrected answer as a mistake.
     """
     path = project.models_dir / EVALUATION_FILE
-    frozen = [Example(r["text"], r["intent"]) for r in _read_rows(path)]
+    rows = _read_rows(path)
+    labels = {e.text: e.intent for e in project.examples}
+    frozen = [Example(r["text"], labels.get(r["text"], r["intent"])) for r in rows]
     covered = {e.intent for e in frozen}
     _, extra = split_holdout([e for e in project.examples if e.intent not in covered], seed=project.config.model.seed)
-    if extra or not path.exists():
+    relabelled = any(e.intent != r["intent"] for e, r in zip(frozen, rows))
+    if extra or relabelled or not path.exists():
         _write_rows(path, [{"text": e.text, "intent": e.intent} for e in frozen + extra])
     intents = set(project.intents)
     held = [e for e in frozen + extra if e.intent in intents]

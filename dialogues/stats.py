@@ -33,7 +33,8 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
                       f"AND created >= :since AND conversation_id IN ({talked})")[0][0]
     sources = dict(rows("SELECT p.source, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id "
                         "WHERE t.created >= :since GROUP BY p.source"))
-    to_the_bot = sum(n for source, n in sources.items() if source != "silent")  # not those sent while a person had it
+    # Not those sent while a person had the conversation, nor the customer's clicks back to the bot.
+    to_the_bot = sum(n for source, n in sources.items() if source not in ("silent", "resume"))
     reasons = dict(rows("SELECT reason, count(*) FROM handoffs WHERE event = 'handed_off' AND created >= :since "
                         "GROUP BY reason ORDER BY count(*) DESC, reason"))
     # Each reply's latest vote, as the history shows it: a changed mind or a withdrawn vote (0) counts once.

@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,28 @@ def test_bot_chat_answers_in_the_terminal_and_logs_the_turn(tiny_demo_bot: Path,
     assert "Loading weights" not in done.stderr and "%|" not in done.stderr
     turns = list(sqlite_utils.Database(root / "dialogues.db")["turns"].rows)
     assert [(t["role"], t["channel"], t["text"]) for t in turns][0] == ("user", "cli", "/track_refund")
+
+
+def test_ctrl_c_ends_bot_chat_at_its_prompt(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """On a terminal, Ctrl-C at `you>` used to wait for Enter (the prompt was read in a worker thread)."""
+    import pty
+    import select
+
+    root = shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*"))
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: bot chat on the pseudo-terminal
+        os.chdir(Path(__file__).parent.parent)
+        os.execv(sys.executable, [sys.executable, "-m", "bot.cli", "chat", str(root), "--device", "cpu"])
+    seen, deadline = b"", time.monotonic() + 300
+    while b"you> " not in seen and time.monotonic() < deadline:
+        if select.select([terminal], [], [], 1)[0]:
+            seen += os.read(terminal, 4096)
+    assert b"you> " in seen, seen
+    os.write(terminal, b"\x03")  # the terminal turns it into SIGINT for the chat
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if done[0] == 0:
+        os.kill(pid, 9)
+    os.close(terminal)
+    assert done[0] == pid, "bot chat was still waiting 20 s after Ctrl-C"

@@ -637,7 +637,7 @@ def test_benchmarks_and_settings_that_cannot_run_say_so_in_one_line(tiny_demo_bo
                                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def run(*args: str, code: int = 1) -> str:
         result = CliRunner().invoke(cli, list(args))
-        assert result.exit_code == code and "Traceback" not in result.output, result.output
+        assert result.exit_code == code and isinstance(result.exception, (SystemExit, type(None))), result.exception
         return result.output
 
     data = tmp_path / "four.jsonl"
@@ -669,7 +669,7 @@ def test_broken_model_folders_and_settings_get_one_line_errors(tiny_demo_bot: Pa
     """What a user can get wrong in the models folder or model.base ends in a message, not a traceback."""
     def run(*args: str) -> str:
         result = CliRunner().invoke(cli, list(args))
-        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception  # not a traceback
         return result.output
 
     root = configured_copy(tiny_demo_bot, tmp_path / "bot")
@@ -691,6 +691,9 @@ def test_broken_model_folders_and_settings_get_one_line_errors(tiny_demo_bot: Pa
     assert "base model" in run("train", str(root), "--device", "cpu")
     (tmp_path / "a-file").write_text("")
     assert "cannot create the bot in" in run("init", str(tmp_path / "a-file" / "bot"))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "hi", "intent": "greet"}\n{"text": "bye", "intent": "goodbye"}\n')
+    assert "cannot create the bot in" in run("init", str(tmp_path / "a-file" / "bot"), "--from-jsonl", str(rows))
 
 
 @pytest.mark.parametrize(("source", "problem"), [

@@ -190,6 +190,21 @@ def test_eval_counts_what_the_bot_answers(tiny_demo_bot: Path, tmp_path: Path) -
     assert all(m["outcome"] in ("wrong", "fallback") and m["reply"] is not None for m in misses)
 
 
+def test_eval_reads_intents_as_nlu_yml_holds_them_and_names_the_unknown(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """"track_order " is track_order, as bot init --from-jsonl reads it; a typo is scored out of scope, and said."""
+    rows = [json.loads(line) for line in (tiny_demo_bot / "test.jsonl").read_text().splitlines()]
+    spaced = [{**r, "intent": f" {r['intent']}\u3000"} for r in rows]
+    runs = []
+    for lines in (rows, spaced + [{"text": "where is my parcel", "intent": "track_ordr"}]):
+        result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(write_jsonl(tmp_path / "t.jsonl", lines)),
+                                          "--results", str(tmp_path / "results"), "--json", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        runs.append((json.loads(result.stdout.strip().splitlines()[-1]), result.stderr))
+    (plain, quiet), (padded, warned) = runs
+    assert padded["in_scope_accuracy"] == plain["in_scope_accuracy"] and padded["n_oos"] == plain["n_oos"] + 1
+    assert "test intent" not in quiet and "1 test intent the model does not know, scored as out of scope: track_ordr" in warned
+
+
 def test_eval_at_another_threshold_answers_at_that_cut(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """--threshold moves the intent figures' cut and the reply policy's together: at 0 every question gets its
     intent's answer, at 1 none does."""

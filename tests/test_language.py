@@ -17,6 +17,8 @@ from bot.language import say, turn_language
     ("multi", "12345678", "zh", "zh"),        # so does a message with no word in it
     ("multi", "👍", None, "en"),
     ("multi", "/track_order", None, "en"),
+    ("multi", "/退款", "en", "en"),           # whatever script the intent's name is written in
+    ("multi", "/退款", None, "zh"),           # a first message has no language to keep
 ])
 def test_turn_language(bot: str, text: str, previous: str | None, expected: str) -> None:
     assert turn_language(bot, text, previous) == expected

@@ -52,6 +52,15 @@ def test_handoff_intent_hands_off() -> None:
     assert decide(analysis("contact_human_agent", 0.9), CONFIG, RESPONSES, {}, "web", 0).kind == "handoff"
 
 
+def test_an_unsure_request_for_a_person_is_never_answered_with_the_handoff_message() -> None:
+    """"I'm connecting you with an agent" from the index, without handing off, promises a person who never comes."""
+    connecting = hit(0.9, "contact_human_agent", "I'm connecting you with a human agent.")
+    unsure = decide(analysis("contact_human_agent", 0.4, [connecting]), CONFIG, RESPONSES, {}, "web", 0)
+    assert unsure.kind == "fallback" and unsure.buttons[-1]["payload"] == HANDOFF_PAYLOAD
+    confident = decide(analysis("get_refund", 0.9, [connecting]), CONFIG, Responses({}), {}, "web", 0)
+    assert confident.kind == "fallback"
+
+
 def test_unsure_intent_uses_a_close_historical_answer() -> None:
     decision = decide(analysis("get_refund", 0.2, [hit(0.8)]), CONFIG, RESPONSES, {}, "web", 0)
     assert (decision.kind, decision.text, decision.retrieval_score) == ("retrieval", "From history.", 0.8)

@@ -44,12 +44,23 @@ def test_unknown_key_names_file_and_line(bot_dir: Path) -> None:
     lines[line - 1] = "  retreival: 0.6"
     (bot_dir / "bot.yml").write_text("\n".join(lines) + "\n")
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:{line}: thresholds.retreival: unknown key"
+    # the platforms' settings too: a misspelled one silently took its default
+    (bot_dir / "bot.yml").write_text("channels:\n  wecom:\n    reply_timout: 2\n")
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: channels.wecom.reply_timout: unknown key"
+    (bot_dir / "bot.yml").write_text("channels:\n  slack:\n    api_ur1: http://127.0.0.1:9/\n")
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: channels.slack.api_ur1: unknown key"
+    (bot_dir / "bot.yml").write_text("")
+    nlu = bot_dir / "nlu.yml"
+    nlu.write_text(nlu.read_text() + "stories:\n- story: greet\n")
+    assert "stories: unknown key" in error_for(bot_dir)
 
 
 def test_wrong_value_type_is_explained(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("thresholds:\n  intent: 1.5\n")
     message = error_for(bot_dir)
     assert message.startswith(f"{bot_dir / 'bot.yml'}:2: thresholds.intent")
+    (bot_dir / "bot.yml").write_text("model:\n  learning_rate: 1e5\n")  # for 1e-5: it trained to NaN, then a traceback
+    assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:2: model.learning_rate")
 
 
 def test_unknown_intent_in_responses_names_its_line(bot_dir: Path) -> None:
@@ -215,6 +226,8 @@ def test_missing_bot_yml_says_how_to_start(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "problem"), [
     ("resume", "intent 'resume': /resume is the bot's own button payload; rename the intent"),
     ("退款（部分）", "intent '退款（部分）': write it as '退款(部分)'"),
+    ("get  refund", "intent 'get  refund': write it as 'get refund'"),
+    ("get\u200brefund", "intent 'get\\u200brefund': write it as 'get refund'"),  # repr shows it
 ])
 def test_an_intent_its_button_could_never_select_is_refused(bot_dir: Path, name: str, problem: str) -> None:
     path = bot_dir / "nlu.yml"
@@ -235,9 +248,30 @@ def test_a_regex_group_named_value_is_the_entity(bot_dir: Path) -> None:
                     "123 is my order number": "123"}
     project.entity_patterns["order_id"] = [re.compile(r"order \d+")]  # no group: the whole match, as in Rasa
     assert project.entities("order 789") == {"order_id": "order 789"}
+    project.entity_patterns["order_id"] = [re.compile(r"order\s*(?P<value>\d+)?"), re.compile(r"\d*")]
+    assert project.entities("the order please") == {}  # an empty value finds nothing: it must not wipe a slot
+    assert project.entities("my order, I mean order 55") == {"order_id": "55"}
 
 
 def test_a_chinese_bot_reads_its_default_base_model_as_the_model_cache_does() -> None:
     for spelled in ("default", "Default", " default "):
         config = BotConfig.model_validate({"name": "shop", "language": "zh", "model": {"base": spelled}})
         assert config.base_model == "multilingual"
+
+
+def test_an_example_moved_to_another_intent_takes_its_new_label_in_the_frozen_evaluation_set(bot_dir: Path) -> None:
+    """Moving an example in nlu.yml corrects its label: the held-out copy must not keep the old one."""
+    from bot.training import EVALUATION_FILE, frozen_split
+
+    _, held = frozen_split(load_project(bot_dir))
+    moved = held[0]
+    target = next(intent for intent in load_project(bot_dir).intents if intent != moved.intent)
+    nlu = (bot_dir / "nlu.yml").read_text()
+    nlu = nlu.replace(f"    - {moved.text}\n", "", 1).replace(f"- intent: {target}\n  examples: |\n",
+                                                               f"- intent: {target}\n  examples: |\n    - {moved.text}\n", 1)
+    (bot_dir / "nlu.yml").write_text(nlu)
+
+    train, held = frozen_split(load_project(bot_dir))
+    assert [e.intent for e in held if e.text == moved.text] == [target]
+    assert moved.text not in {e.text for e in train}
+    assert f'"text": "{moved.text}", "intent": "{target}"' in (bot_dir / "models" / EVALUATION_FILE).read_text()

@@ -15,9 +15,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from bot.cli import cli
 from bot.project import load_project
-from bot.review import CachedModel, serving_queue
-from bot.server import create_app
-from dialogues.review import review_queue, uncertainty
+from bot.review import CachedModel, parse_answer, serving_queue
+from bot.server import BOT, create_app
+from dialogues.review import ReviewItem, review_queue, uncertainty
 from dialogues.store import Exchange, Store
 from finetune.classifier import IntentClassifier
 
@@ -163,6 +163,16 @@ def test_bot_review_labels_one_item_at_a_time_in_the_terminal(review_bot: Path) 
     assert again.exit_code == 0 and "1 item to review" in again.output and f"“{items[4].texts[0]}”" in again.output
 
 
+def test_a_reviewer_cannot_store_an_intent_nlu_yml_no_longer_has() -> None:
+    """The serving model still knows an intent renamed since: accepting it, or picking it, must be refused."""
+    item = ReviewItem([7], ["I want to buy"], "place_order", [("place_order", 0.4), ("buy_item", 0.3)], ["fallback"], 0.6, 0.6)
+    intents = ["buy_item", "greet"]
+    for typed in ("a", "1"):
+        with pytest.raises(ValueError, match="unknown intent 'place_order'"):
+            parse_answer(typed, item, intents)
+    assert parse_answer("2", item, intents).intent == "buy_item"
+
+
 async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, aiohttp_client: Any) -> None:
     client = await aiohttp_client(create_app(review_bot, device="cpu"))
     replies = []
@@ -194,6 +204,12 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
 
     rest = (await (await client.get("/admin/review", headers=AUTH)).json())["items"]
     assert [item["texts"] for item in rest] == [["I hate this"]]
+    project = client.app[BOT].project  # its prediction renamed in nlu.yml since the model was trained
+    renamed = [e for e in project.examples if e.intent != rest[0]["predicted"]]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(project, "examples", renamed)
+        resp = await client.post(f"/admin/review/{rest[0]['id']}", json={"accept": True}, headers=AUTH)
+        assert resp.status == 400 and f"unknown intent {rest[0]['predicted']!r}" in (await resp.json())["error"]
     resp = await client.post(f"/admin/review/{rest[0]['id']}", json={"accept": True}, headers=AUTH)
     assert resp.status == 200 and (await resp.json())["intent"] == rest[0]["predicted"]
     assert (await (await client.get("/admin/review", headers=AUTH)).json())["total"] == 0

@@ -128,3 +128,14 @@ async def test_the_admin_api_serves_the_same_figures(tiny_demo_bot: Path, tmp_pa
     assert (await later.json())["conversations"] == 0
     wrong = await client.get("/admin/stats?since=yesterday", headers={"Authorization": "Bearer t"})
     assert wrong.status == 400 and "since" in (await wrong.json())["error"]
+
+
+async def test_a_customers_way_back_to_the_bot_is_not_a_handoff(tiny_demo_bot: Path, tmp_path: Path,
+                                                              aiohttp_client: Any) -> None:
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    for text in ("/handoff", "/resume"):
+        response = await client.post("/api/chat", json={"conversation_id": "back", "text": text})
+        assert (await response.json())["source"] == "handoff"  # what the API says of both is unchanged
+    stats = await (await client.get("/admin/stats", headers={"Authorization": "Bearer t"})).json()
+    assert (stats["sources"]["handoff"], stats["messages"], stats["handed_off"]) == (1, 1, 1)

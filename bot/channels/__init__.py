@@ -19,7 +19,7 @@ def build_channels(bot: Any, config: Any, settings: dict[str, Any]) -> list[Chan
     if config.web.enabled:
         channels.append(WebChannel(bot, {**settings, **config.web.model_dump()}))
     for cls, section in ((SlackChannel, config.slack), (WeComChannel, config.wecom)):
-        channel = cls.from_settings(bot, {**settings, **section})
+        channel = cls.from_settings(bot, {**settings, **section.model_dump(exclude_none=True)})
         if channel is not None:
             channels.append(channel)
     return channels

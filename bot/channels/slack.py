@@ -151,7 +151,7 @@ class SlackChannel(PlatformChannel):
         self.bot_token: str = self.settings["bot_token"]
         self.api_url: str = self.settings.get("api_url") or DEFAULT_API_URL
         # The bot's own user id is learnt from each event's ``authorizations``; a setting can pin it.
-        self.own_user_ids: set[str] = {self.settings["bot_user_id"]} if self.settings.get("bot_user_id") else set()
+        self.own_user_ids: set[str] = set()  # learned from each event's authorizations
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.post("/slack/events", self.handle_events), web.post("/slack/interactions", self.handle_interactions)]
