@@ -116,6 +116,9 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         if counts["relabelled"]:
             click.echo(f"{counts['relabelled']} texts had more than one intent; each was kept under the one it was "
                        "given most often.", err=True)
+        if counts["oos"]:  # the bot then declines only what it is unsure of; an oos intent declines what it was shown
+            click.echo(f"{counts['oos']} out-of-scope (oos) texts were left out; to decline questions like them, add "
+                       "some as an oos intent in nlu.yml with a template in responses.yml.", err=True)
         return
     source = resources.files("bot") / ("demo" if demo else "starter")
     with resources.as_file(source) as src:

@@ -69,7 +69,8 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     than once (spacing and case aside) is kept once. Logged tickets often label one message
     differently over time, and nlu.yml refuses an example under two intents, so such a text goes to the
     intent it was given most often (the first one given, on a tie). Returns the counts written,
-    ``relabelled`` (how many texts had several intents) and the language.
+    ``relabelled`` (how many texts had several intents), ``oos`` (the out-of-scope texts left out) and the
+    language.
     """
     votes: dict[str, Counter[str]] = {}  # same_example(text) -> the intents it was labelled with
     spelling: dict[str, str] = {}  # same_example(text) -> its first spelling
@@ -82,9 +83,8 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
             spelling.setdefault(key, text)
     by_intent: dict[str, list[str]] = defaultdict(list)
     for key, counts in votes.items():
-        intent = counts.most_common(1)[0][0]
-        if intent != OOS:
-            by_intent[intent].append(spelling[key])
+        by_intent[counts.most_common(1)[0][0]].append(spelling[key])
+    left_out = len(by_intent.pop(OOS, []))
     if len(by_intent) < 2:
         raise ValueError("at least two intents with examples are needed")
     intents = sorted(by_intent)
@@ -99,4 +99,4 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
                                       encoding="utf-8")
     (directory / "history.jsonl").write_text("", encoding="utf-8")  # no answers yet; a previous bot's would not fit
     return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()),
-            "relabelled": sum(len(counts) > 1 for counts in votes.values()), "language": language}
+            "relabelled": sum(len(counts) > 1 for counts in votes.values()), "oos": left_out, "language": language}

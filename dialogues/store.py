@@ -100,12 +100,19 @@ class StoreError(Exception):
     """The file is not a deskbot conversation store, or one written by a newer deskbot."""
 
 
+def cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
+    return StoreError(f"{path}: cannot open it ({exc}): it must be a file this user can read and write, "
+                      "in a folder it can write (SQLite keeps its log beside it)")
+
+
 def _check_is_ours(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse, before a byte is written, a file deskbot did not make or cannot read: a migration or the
     switch to WAL would change another program's database."""
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.OperationalError as exc:  # a folder, or a store in a folder this user cannot write
+        raise cannot_open(path, exc) from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: not a conversation store: {exc}") from None
     if version > len(MIGRATIONS):
@@ -177,7 +184,10 @@ class Store:
         self.path = Path(path)
         self.redact = redact
         self.keep_raw = keep_raw
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        except sqlite3.OperationalError as exc:
+            raise cannot_open(self.path, exc) from None
         try:
             _check_is_ours(conn, self.path)  # before anything is written to a file that is not ours
             self.db = sqlite_utils.Database(conn)

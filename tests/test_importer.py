@@ -29,6 +29,7 @@ def test_english_messages_make_an_english_bot_without_duplicates_or_oos(tmp_path
     root, result = import_bot(tmp_path, ENGLISH)
     assert result.exit_code == 0, result.output
     assert "2 intents and 4 examples" in result.output and "(language: en)" in result.output
+    assert "1 out-of-scope (oos) texts were left out" in result.output  # said, not silently dropped
     project = load_project(root)
     assert project.config.language == "en" and project.config.base_model == "default"
     assert [(e.text, e.intent) for e in project.examples] == [

@@ -88,6 +88,10 @@ def test_a_file_that_is_not_a_store_or_from_a_newer_deskbot_is_refused_untouched
         with pytest.raises(StoreError, match=re.escape(reason)):
             Store(path)
         assert path.read_bytes() == before and not Path(f"{path}-wal").exists()  # not switched to WAL, nothing written
+    folder = tmp_path / "a-folder.db"
+    folder.mkdir()
+    with pytest.raises(StoreError, match="cannot open it .* a file this user can read and write"):  # not a traceback
+        Store(folder)
 
 
 def test_a_kept_platform_message_waits_until_its_exchange_is_logged(tmp_path: Path) -> None:
