@@ -150,8 +150,7 @@ class SlackChannel(PlatformChannel):
         self.signing_secret: str = self.settings["signing_secret"]
         self.bot_token: str = self.settings["bot_token"]
         self.api_url: str = self.settings.get("api_url") or DEFAULT_API_URL
-        # The bot's own user id is learnt from each event's ``authorizations``; a setting can pin it.
-        self.own_user_ids: set[str] = set()  # learned from each event's authorizations
+        self.own_user_ids: set[str] = set()  # the bot's own, learnt from each event's ``authorizations``
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.post("/slack/events", self.handle_events), web.post("/slack/interactions", self.handle_interactions)]

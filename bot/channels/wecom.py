@@ -2,9 +2,10 @@
 encrypted reply or ``message/send`` out.
 
 WeCom waits 5 seconds for the callback's answer and then retries (3 tries in all). So the turn runs
-in the background and the request waits for it only until ``reply_timeout`` seconds (default 4) after it
-arrived: an answer ready by then goes back passively in the HTTP response; a later one is sent actively through
-``message/send`` after an empty 200, which WeCom documents as "received, no reply, do not retry".
+in the background and the request waits for it only until ``reply_timeout`` seconds (default 4) after
+it arrived: an answer ready by then goes back passively in the HTTP response; a later one is sent
+actively through ``message/send`` after an empty 200, which WeCom documents as "received, no reply,
+do not retry".
 
 WeCom text messages cannot carry buttons, so a template's buttons become a numbered list under the
 answer, and a reply that is just one of those numbers sends that button's payload.
@@ -68,11 +69,11 @@ def split_utf8(text: str, limit: int = MAX_CONTENT_BYTES) -> list[str]:
     return pieces
 
 
-MARKDOWN = MarkdownIt("commonmark")  # what the templates are written in (the web chat draws a subset of it)
-
-
 class WeComAPIError(DeliveryError):
     """WeCom's API answered with a non-zero ``errcode`` or a non-2xx status."""
+
+
+MARKDOWN = MarkdownIt("commonmark")  # what the templates are written in (the web chat draws a subset of it)
 
 
 def plain_text(markdown: str) -> str:
@@ -163,7 +164,8 @@ class WeComChannel(PlatformChannel):
     async def handle_callback(self, request: web.Request) -> web.StreamResponse:
         # WeCom's five seconds run from the request, not from when the turn is kept: reading the body or a
         # store busy with another writer eats into the wait for a passive reply.
-        deadline = asyncio.get_running_loop().time() + self.reply_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reply_timeout
         body = await read_body(request, self.max_body_bytes)
         signature, timestamp, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
         try:
@@ -198,10 +200,10 @@ class WeComChannel(PlatformChannel):
 
         if not await self.keep(turn, key):  # WeCom delivered it again while it waits for its answer
             return empty
-        deliver: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        deliver: asyncio.Future[str] = loop.create_future()
         self._tasks.spawn(self._answer(turn, deliver))
         try:
-            answer = await asyncio.wait_for(asyncio.shield(deliver), max(0.0, deadline - asyncio.get_running_loop().time()))
+            answer = await asyncio.wait_for(asyncio.shield(deliver), max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             if deliver.cancel():  # too late for this response: _answer will send it actively
                 return empty
