@@ -88,9 +88,11 @@ class Limits:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return address
-        if ip.version == 6 and ip.ipv4_mapped is None:
-            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-        return str(getattr(ip, "ipv4_mapped", None) or ip)
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is None:
+                return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+            ip = ip.ipv4_mapped
+        return str(ip)
 
     def _prune(self) -> None:
         """Forget the addresses and conversations whose window has emptied. The limits library drops a
