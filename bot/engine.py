@@ -135,9 +135,9 @@ class Bot:
         if text == RESUME_PAYLOAD:  # "back to the bot", also when an agent has already handed it back
             if handed_off:
                 await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
-            # Logged as a resume, not a handoff: the figures count the customer's way back apart from requests.
+            # A resume, not a handoff: the figures count the customer's way back apart from the requests.
             decision = Decision("resume", None, 1.0, say(self.config.handoff.resumed_message, language))
-            reply = Reply(decision.text, source="handoff", language=language)
+            reply = Reply(decision.text, source="resume", language=language)
             reply.user_turn_id, reply.turn_id = await self._log(turn, text, None, decision, slots, 0)
             return reply
         if handed_off:

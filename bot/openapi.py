@@ -79,7 +79,7 @@ class RankedIntent(_Body):
     confidence: float
 
 
-Source = Literal["template", "retrieval", "action", "fallback", "handoff", "silent"]
+Source = Literal["template", "retrieval", "action", "fallback", "handoff", "resume", "silent"]
 
 
 class ChatResponse(_Body):

@@ -70,18 +70,18 @@ def decide(
         if rendered is not None:
             return Decision("template", intent, confidence, rendered.text, rendered.buttons)
 
-    # An answer filed under the handoff intent ("I'm connecting you with an agent") is only true when the
-    # bot hands off, which it does when it is sure the customer asked: sent on a guess, it promises a person
-    # who never comes. Unsure, the fallback's own "talk to a person" button lets the customer say so.
-    hits = [h for h in analysis.hits if h.intent != config.handoff.intent]
+    hits = analysis.hits
     if confident and intent == OOS:  # taught that such messages are not the bot's to answer: no history either
         hits = []
     if config.language == "multi":
         hits = [h for h in hits if written_in(h.text) == language]
     if confident:  # an intent without a template answers from its own history, or from answers of no intent
         hits = [h for h in hits if h.intent in (intent, None)]
-    elif hits and hits[0].intent not in (None, intent):
-        hits = []  # the closest answer is about another intent than the likeliest one: two guesses, no answer
+    elif hits and (hits[0].intent not in (None, intent) or intent == config.handoff.intent):
+        # The closest answer is about another intent than the likeliest one: two guesses, no answer. Nor when
+        # the customer may be asking for a person: an answer would not give them one ("I'm connecting you"
+        # from the history would promise one who never comes); the fallback's "talk to a person" button does.
+        hits = []
     if hits and hits[0].score >= config.thresholds.retrieval:
         return Decision("retrieval", hits[0].intent or intent, confidence, hits[0].text, retrieval_score=hits[0].score)
 

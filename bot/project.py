@@ -116,6 +116,7 @@ class SlackChannel(_Strict):
     signing_secret: str | None = None
     bot_token: str | None = None
     api_url: str | None = None
+    bot_user_id: str | None = None
 
 
 class WeComChannel(_Strict):

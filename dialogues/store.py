@@ -93,7 +93,14 @@ def _v6(db: sqlite_utils.Database) -> None:
     db["turns"].add_column("buttons", str)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(db: sqlite_utils.Database) -> None:
+    """A customer's /resume, logged as a handoff until now, is a resume: the figures count the way back to
+    the bot apart from the requests for a person."""
+    db.execute("UPDATE predictions SET source = 'resume' WHERE source = 'handoff' "
+               "AND turn_id IN (SELECT id FROM turns WHERE role = 'user' AND text = '/resume')")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 
 
 class StoreError(Exception):

@@ -75,7 +75,7 @@ async def test_handoff_agent_reply_handback_and_learning_from_the_answer(bot_dir
 
     # The customer hands back with the widget's button.
     resumed = await chat(client, "lost", "/resume")
-    assert resumed["source"] == "handoff" and resumed["handed_off"] is False
+    assert resumed["source"] == "resume" and resumed["handed_off"] is False
     history = await (await client.get("/api/conversations/lost/history")).json()
     assert history["status"] == "open"
     assert [(t["role"], t["author"]) for t in history["turns"] if t["author"]] == [("agent", "Sam")]

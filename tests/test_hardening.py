@@ -158,14 +158,19 @@ async def test_requests_per_ip_get_429_and_platform_callbacks_and_health_are_exe
 
 
 async def test_socket_joins_count_against_the_address(make_client: Callable[..., Any]) -> None:
-    client = await make_client(server={"limits": {"per_ip_per_minute": 3}})
-    async with client.ws_connect("/api/ws") as ws:  # the upgrade is one request
+    client = await make_client(server={"limits": {"per_ip_per_minute": 4}})
+    conversation = cid()
+    assert (await chat(client, conversation, "hello")).status == 200  # one request
+    async with client.ws_connect("/api/ws") as ws:  # and the upgrade another
         frames = []
-        for _ in range(3):
-            await ws.send_json({"type": "join", "conversation_id": cid()})
+        for joined in (cid(), cid(), conversation):
+            await ws.send_json({"type": "join", "conversation_id": joined})
             frames.append(await ws.receive_json())
-    assert [f["type"] for f in frames] == ["status", "status", "error"]
-    assert "requests from this address" in frames[2]["error"] and frames[2]["retry_after"] >= 1
+        assert [f["type"] for f in frames] == ["status", "status", "error"]
+        assert "requests from this address" in frames[2]["error"] and frames[2]["retry_after"] >= 1
+        # refused its status, the socket still hears its conversation (an office behind one address)
+        await client.app[BOT].set_handoff(conversation, True, "agent", "web")
+        assert await ws.receive_json(timeout=10) == {"type": "status", "conversation_id": conversation, "status": "handed_off"}
 
 
 async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client: Callable[..., Any]) -> None:

@@ -55,10 +55,13 @@ def test_handoff_intent_hands_off() -> None:
 def test_an_unsure_request_for_a_person_is_never_answered_with_the_handoff_message() -> None:
     """"I'm connecting you with an agent" from the index, without handing off, promises a person who never comes."""
     connecting = hit(0.9, "contact_human_agent", "I'm connecting you with a human agent.")
-    unsure = decide(analysis("contact_human_agent", 0.4, [connecting]), CONFIG, RESPONSES, {}, "web", 0)
-    assert unsure.kind == "fallback" and unsure.buttons[-1]["payload"] == HANDOFF_PAYLOAD
-    confident = decide(analysis("get_refund", 0.9, [connecting]), CONFIG, Responses({}), {}, "web", 0)
-    assert confident.kind == "fallback"
+    for hits in ([connecting], [connecting, hit(0.8, None, "An agent's answer.")], [hit(0.8, None, "An agent's answer.")]):
+        unsure = decide(analysis("contact_human_agent", 0.4, hits), CONFIG, RESPONSES, {}, "web", 0)
+        assert unsure.kind == "fallback" and unsure.buttons[-1]["payload"] == HANDOFF_PAYLOAD
+    # leaning elsewhere, with the handoff answer closest: still two guesses, not the next answer down the list
+    leaning = decide(analysis("cancel_order", 0.3, [connecting, hit(0.8, "cancel_order", "How to cancel.")]), CONFIG,
+                     RESPONSES, {}, "web", 0)
+    assert leaning.kind == "fallback" and leaning.buttons[-1]["payload"] == HANDOFF_PAYLOAD
 
 
 def test_unsure_intent_uses_a_close_historical_answer() -> None:

@@ -49,6 +49,8 @@ def test_unknown_key_names_file_and_line(bot_dir: Path) -> None:
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: channels.wecom.reply_timout: unknown key"
     (bot_dir / "bot.yml").write_text("channels:\n  slack:\n    api_ur1: http://127.0.0.1:9/\n")
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: channels.slack.api_ur1: unknown key"
+    (bot_dir / "bot.yml").write_text("channels:\n  slack:\n    bot_user_id: U0BOT\n")  # every key a channel reads
+    assert load_project(bot_dir).config.channels.slack.bot_user_id == "U0BOT"
     (bot_dir / "bot.yml").write_text("")
     nlu = bot_dir / "nlu.yml"
     nlu.write_text(nlu.read_text() + "stories:\n- story: greet\n")

@@ -134,8 +134,11 @@ async def test_a_customers_way_back_to_the_bot_is_not_a_handoff(tiny_demo_bot: P
                                                               aiohttp_client: Any) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
     client = await aiohttp_client(create_app(root, device="cpu"))
-    for text in ("/handoff", "/resume"):
+    for text, source in (("/handoff", "handoff"), ("/resume", "resume"), ("/resume", "resume")):
         response = await client.post("/api/chat", json={"conversation_id": "back", "text": text})
-        assert (await response.json())["source"] == "handoff"  # what the API says of both is unchanged
+        assert (await response.json())["source"] == source
     stats = await (await client.get("/admin/stats", headers={"Authorization": "Bearer t"})).json()
     assert (stats["sources"]["handoff"], stats["messages"], stats["handed_off"]) == (1, 1, 1)
+    metrics = await (await client.get("/metrics")).text()  # the same in the server's own counters
+    assert 'deskbot_messages_total{channel="web",source="handoff",status="ok"} 1.0' in metrics
+    assert 'deskbot_messages_total{channel="web",source="resume",status="ok"} 2.0' in metrics

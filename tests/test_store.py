@@ -320,3 +320,17 @@ def test_export_and_retrain_follow_privacy_redact(tmp_path: Path, privacy: dict[
     assert [(r["question"], r["answer"]) for r in learned.answers] == [(answer["question"], answer["answer"])]
     (root / "bot.yml").write_text(yaml.safe_dump({**config, "privacy": privacy, "learning": {"distill": 0}}))
     assert read_store(load_project(root))[1] == []  # no distillation, no messages read for it
+
+
+def test_a_resume_logged_as_a_handoff_before_migration_7_becomes_a_resume(tmp_path: Path) -> None:
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    for text, source in (("/handoff", "handoff"), ("/resume", "handoff"), ("I want a person", "handoff")):
+        store.log_exchange(Exchange("c1", "web", None, text, None, "...", None, 1.0, [], source, "v0001"))
+    store.db.execute("PRAGMA user_version=6")  # as the previous deskbot left it
+    store.close()
+    migrated = Store(path)
+    rows = migrated.db.execute("SELECT t.text, p.source FROM predictions p JOIN turns t ON t.id = p.turn_id "
+                               "ORDER BY t.id").fetchall()
+    migrated.close()
+    assert rows == [("/handoff", "handoff"), ("/resume", "resume"), ("I want a person", "handoff")]

@@ -162,7 +162,7 @@ async def test_a_socket_hears_only_its_latest_conversations(client: Any, web_dem
             assert (await ws.receive_json())["type"] == "status"
         for cid in (second, first):
             assert (await admin(client, web_demo_bot.admin_token, f"/admin/conversations/{cid}/handoff")).status == 200
-        assert await ws.receive_json() == {"type": "status", "conversation_id": first, "status": "handed_off"}
+        assert await ws.receive_json(timeout=10) == {"type": "status", "conversation_id": first, "status": "handed_off"}
 
 
 async def test_cors_for_listed_origins_only(client: Any, web_demo_bot: SimpleNamespace) -> None:

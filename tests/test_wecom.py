@@ -454,12 +454,15 @@ def test_numbered_choices() -> None:
 
 
 def test_plain_text_shows_markdown_as_wecom_text_can() -> None:
+    """What the web chat draws as bold, italic, code or a link (its rules), WeCom shows as plain text."""
     assert plain_text("订单 789 的状态：**已送达**。") == "订单 789 的状态：已送达。"
+    assert plain_text("请点击**“取消订单”**按钮。**【重要】**需支付**¥4.95**") == "请点击“取消订单”按钮。【重要】需支付¥4.95"
     assert plain_text("Go to **Orders** → *Cancel order*, `code`") == "Go to Orders → Cancel order, code"
-    assert plain_text("see [the FAQ](https://shop.example/faq) or <https://shop.example> or <help@shop.example>") == (
-        "see the FAQ (https://shop.example/faq) or https://shop.example or help@shop.example")
+    assert plain_text("see [the FAQ](https://shop.example/faq), [退货政策](https://shop.example/退货) or "
+                      "[help@shop.example](mailto:help@shop.example)") == (
+        "see the FAQ (https://shop.example/faq), 退货政策 (https://shop.example/退货) or help@shop.example")
     assert plain_text("- one\n- **two**\n\n1. three") == "- one\n- two\n\n1. three"  # lines stay as written
-    assert plain_text("[x](javascript:alert(1)) <b>as typed</b>") == "[x](javascript:alert(1)) <b>as typed</b>"
+    assert plain_text("[x](javascript:alert(1)) <b>as typed</b> 2 * 3") == "[x](javascript:alert(1)) <b>as typed</b> 2 * 3"
 
 
 async def test_markdown_reaches_wecom_as_plain_text(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:

@@ -150,7 +150,8 @@ class SlackChannel(PlatformChannel):
         self.signing_secret: str = self.settings["signing_secret"]
         self.bot_token: str = self.settings["bot_token"]
         self.api_url: str = self.settings.get("api_url") or DEFAULT_API_URL
-        self.own_user_ids: set[str] = set()  # the bot's own, learnt from each event's ``authorizations``
+        # The bot's own user id is learnt from each event's ``authorizations``; bot_user_id can pin it.
+        self.own_user_ids: set[str] = {self.settings["bot_user_id"]} if self.settings.get("bot_user_id") else set()
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.post("/slack/events", self.handle_events), web.post("/slack/interactions", self.handle_interactions)]

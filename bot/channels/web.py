@@ -235,11 +235,11 @@ class WebChannel(Channel):
                 try:
                     body = parse_socket_message(msg.data)
                     cid = body.conversation_id
+                    self._join(ws, joined, cid)  # first: a refused frame must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
                         count_message(request, cid, over_socket=True)
-                    else:  # a join costs a store read: it counts against the address as a request does
+                    else:  # a join's status costs a store read: it counts against the address as a request does
                         count_request(request)
-                    self._join(ws, joined, cid)
                     if isinstance(body, ChatRequest):
                         turn = asyncio.create_task(self._answer(ws, body))
                         self._turns.add(turn)

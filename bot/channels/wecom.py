@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
-from markdown_it import MarkdownIt
 
 from bot.channels.base import (MAX_SKEW_S, DeliveryError, PlatformChannel, Turn, api_result, http_error, is_fresh, read_body,
                                readable)
@@ -73,34 +74,25 @@ class WeComAPIError(DeliveryError):
     """WeCom's API answered with a non-zero ``errcode`` or a non-2xx status."""
 
 
-MARKDOWN = MarkdownIt("commonmark")  # what the templates are written in (the web chat draws a subset of it)
+# The web chat's Markdown subset (INLINE in bot/static/widget.js, whose rules these are): [text](url),
+# **bold**, *italic*, `code`. Lines, lists and bare addresses read the same as plain text.
+INLINE = re.compile(r"\[([^\]\n]+)\]\(([^()\s]+)\)|\*\*(?=\S)([^*\n]*?\S)\*\*|\*(?=\S)([^*\n]*?\S)\*|`([^`\n]+)`")
+LINKS = ("", "http", "https", "mailto", "tel")  # the addresses the web chat links; any other stays as typed
 
 
 def plain_text(markdown: str) -> str:
-    """A reply's Markdown as WeCom's text messages can show it, since they draw none: emphasis and code
-    marks dropped, a link as its label and its address. Line by line, so lists and paragraphs keep the
-    lines they were written on."""
-    return "\n".join(_plain_line(line) for line in markdown.split("\n"))
+    """A reply as WeCom's text messages can show it, since they draw no Markdown: what the web chat draws
+    as bold, italic or code without its marks, and a link as its label and its address."""
 
+    def plain(match: re.Match[str]) -> str:
+        label, address, bold, italic, code = match.groups()
+        if label is not None:
+            if urlsplit(address).scheme.lower() not in LINKS:  # [x](javascript:…) is not a link there either
+                return match.group(0)
+            return label if label == address.removeprefix("mailto:") else f"{label} ({address})"
+        return code if code is not None else plain_text(bold if bold is not None else italic)
 
-def _plain_line(line: str) -> str:
-    out: list[str] = []
-    link: tuple[int, str] | None = None  # where the open link's label starts, and its address
-    for token in MARKDOWN.parseInline(line)[0].children or []:
-        if token.type in ("text", "code_inline", "html_inline"):
-            out.append(token.content)
-        elif token.type in ("softbreak", "hardbreak"):
-            out.append("\n")
-        elif token.type == "link_open":
-            link = (len(out), str(token.attrs["href"]))
-        elif token.type == "link_close" and link is not None:
-            start, address = link
-            if "".join(out[start:]) not in (address, address.removeprefix("mailto:")):  # <https://…> says it already
-                out.append(f" ({address})")
-            link = None
-        elif token.type == "image":
-            out.append(f"{token.content} ({token.attrs['src']})" if token.content else str(token.attrs["src"]))
-    return "".join(out)
+    return INLINE.sub(plain, markdown)
 
 
 def numbered_choices(text: str, buttons: list[dict[str, str]], hint: str) -> str:
@@ -215,7 +207,7 @@ class WeComChannel(PlatformChannel):
             return empty
         # Too long for one passive message, or WeCom hung up meanwhile (aiohttp lets the handler run on).
         if len(answer.encode()) > MAX_CONTENT_BYTES or request.transport is None or request.transport.is_closing():
-            self._tasks.spawn(self.send(turn.conversation_id, answer))
+            self._tasks.spawn(self._send_plain(turn.conversation_id, answer))
             return empty
         return self._passive_reply(user, answer, nonce)
 
@@ -245,14 +237,14 @@ class WeComChannel(PlatformChannel):
             silent = reply.source == "silent"
             self._offer(turn.conversation_id, [] if silent else reply.buttons)
             hint = say(self.choice_hint, reply.language or self.language)
-            text = "" if silent else numbered_choices(reply.text, reply.buttons, hint)
+            text = "" if silent else plain_text(numbered_choices(reply.text, reply.buttons, hint))
         except Exception:
             log.exception("wecom turn failed for %s", turn.conversation_id)
             text = ""
         if not deliver.done():
             deliver.set_result(text)
         elif text:
-            await self.send(turn.conversation_id, text)
+            await self._send_plain(turn.conversation_id, text)
 
     def _passive_reply(self, user: str, text: str, nonce: str) -> web.Response:
         timestamp = str(int(time.time()))
@@ -262,7 +254,7 @@ class WeComChannel(PlatformChannel):
             ("FromUserName", self.corp_id),
             ("CreateTime", timestamp),
             ("MsgType", "text"),
-            ("Content", plain_text(text)),
+            ("Content", text),
         ):
             ET.SubElement(root, tag).text = value
         reply_xml = ET.tostring(root, encoding="unicode")
@@ -275,14 +267,18 @@ class WeComChannel(PlatformChannel):
         An agent's message withdraws the bot's numbered choices: a number typed after it is an
         answer to the agent.
         """
-        prefix, corp_id, user = conversation_id.split(":", 2)
-        if prefix != self.name or corp_id != self.corp_id:
-            raise ValueError(f"not a conversation of this WeCom app: {conversation_id}")
         buttons = kwargs.get("buttons") or []
         if buttons or kwargs.get("role") == "agent":
             self._offer(conversation_id, buttons)
         text = numbered_choices(text, buttons, say(self.choice_hint, kwargs.get("language") or self.language))
-        for piece in split_utf8(plain_text(text)):
+        await self._send_plain(conversation_id, plain_text(text))
+
+    async def _send_plain(self, conversation_id: str, text: str) -> None:
+        """Send ``text``, already as WeCom shows it (:func:`plain_text`), in 2,048-byte pieces."""
+        prefix, corp_id, user = conversation_id.split(":", 2)
+        if prefix != self.name or corp_id != self.corp_id:
+            raise ValueError(f"not a conversation of this WeCom app: {conversation_id}")
+        for piece in split_utf8(text):
             await self._send_text(user, piece)
 
     async def _send_text(self, user: str, content: str) -> None:
