@@ -166,7 +166,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
                     print=lambda _: click.echo(f"deskbot serving {project.config.name} on http://{host}:{port}",
                                                err=True))  # once the port is bound
     except OSError as exc:  # the port is taken, or the host is not this machine's
-        hint = ": is the bot already running? --port or server.port in bot.yml picks another" \
+        hint = ": is the bot already running? --port (PORT= with make demo) or server.port in bot.yml picks another" \
             if exc.errno == errno.EADDRINUSE else ""
         # The OS's words for a bind failure (asyncio's message repeats the address); a failed name lookup has
         # negative codes of its own, and its own words.
