@@ -238,14 +238,12 @@ class WebChannel(Channel):
                     self._join(ws, joined, cid)  # first: a refused frame must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
                         count_message(request, cid, over_socket=True)
-                    else:  # a join's status costs a store read: it counts against the address as a request does
-                        count_request(request)
-                    if isinstance(body, ChatRequest):
                         turn = asyncio.create_task(self._answer(ws, body))
                         self._turns.add(turn)
                         turn.add_done_callback(self._turns.discard)
                         await turn
-                    else:
+                    else:  # a join's status costs a store read: it counts against the address as a request does
+                        count_request(request)
                         await ws.send_json({"type": "status", "conversation_id": cid, "status": await self._status(cid)})
                 except (ValidationError, ValueError) as exc:
                     await ws.send_json({"type": "error", "error": error_message(exc)})
