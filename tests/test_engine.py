@@ -68,7 +68,7 @@ async def test_handoff_silences_the_bot_until_handed_back(client: Any, tiny_demo
 async def test_back_to_the_bot_is_logged_and_never_counts_as_a_miss(client: Any, tiny_demo_bot: Path) -> None:
     await ask(client, "eng-resume", "/handoff")
     resumed = await ask(client, "eng-resume", "/resume")  # the customer's own "Back to the bot"
-    assert (resumed["source"], resumed["handed_off"]) == ("handoff", False) and resumed["turn_id"] is not None
+    assert (resumed["source"], resumed["handed_off"]) == ("resume", False) and resumed["turn_id"] is not None
     again = await ask(client, "eng-resume", "/resume")  # clicked once more, after it is back with the bot
     assert again["reply"] == resumed["reply"]
     history = await (await client.get("/api/conversations/eng-resume/history")).json()
