@@ -31,6 +31,7 @@ from bot.channels.base import load_json
 log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
 MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not fill the store or a chat
+REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do
 
 
 class ActionError(Exception):
@@ -109,6 +110,9 @@ class _Event(BaseModel):
     def _needs_a_name(self) -> "_Event":
         if self.event in ("slot", "followup") and not self.name:
             raise ValueError(f"a {self.event!r} event needs a name")
+        if self.event == "slot" and self.name == REQUESTED_SLOT and not isinstance(self.value, (str, type(None))):
+            raise ValueError(f"{REQUESTED_SLOT} names the slot the action asks for: set it to a slot's name, or to "
+                             f"None when it asks nothing, not {type(self.value).__name__} {self.value!r}")
         if self.event == "slot":  # slots are stored and sent as JSON, as a Rasa tracker store keeps them
             try:
                 json.dumps(self.value, allow_nan=False)

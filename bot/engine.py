@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 
 import aiohttp
 
-from bot.actions import ActionError, ActionRunner, action_call
+from bot.actions import REQUESTED_SLOT, ActionError, ActionRunner, action_call
 from bot.batching import MicroBatcher
 from bot.channels.base import DeliveryError, Reply, Turn, normalise
 from bot.language import SLOT, Language, say, turn_language
@@ -33,7 +33,6 @@ from finetune.classifier import Prediction, intent_phrase
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
-REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
 # Rasa's own actions, which a FollowupAction may name: each ends the turn. deskbot does what
@@ -148,7 +147,8 @@ class Bot:
         entities = self.project.entities(text)
         slots.update(entities)
         loop = conversation.get("active_loop") if conversation else None
-        requested = slots.get(REQUESTED_SLOT)
+        requested = slots.get(REQUESTED_SLOT)  # a slot's name; anything else (a log from before it was checked) asks nothing
+        requested = requested if isinstance(requested, str) else None
         if text == HANDOFF_PAYLOAD:
             decision = Decision("handoff", None, 1.0, say(self.config.handoff.message, language), reason="requested")
         elif loop and requested in entities and self._answers(loop, text, entities[requested], analysis):

@@ -143,6 +143,15 @@ class ActionStampTime(Action):
         return [SlotSet("when", datetime.datetime.now())]
 
 
+class ActionAskAsList(Action):
+    def name(self):
+        return "action_ask_as_list"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Which order?")
+        return [SlotSet("requested_slot", ["order_id"])]
+
+
 class ActionAgain(Action):
     def name(self):
         return "action_again"
@@ -417,6 +426,21 @@ async def test_a_slot_json_cannot_hold_fails_the_action_and_its_turn_falls_back(
         assert "slot 'when' is set to datetime" in caplog.text
         assert "when" not in bot.store.conversation("c1")["slots"]
         assert [t["text"] for t in bot.store.history("c1")][0] == "/track_order"  # the customer's message is kept
+    finally:
+        await bot.close()
+
+
+async def test_a_requested_slot_that_is_not_a_name_fails_the_action_not_the_conversation(
+        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bot = make_bot(action_bot, None, {"track_order": "action_ask_as_list"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.source == "fallback" and "requested_slot names the slot the action asks for" in caplog.text
+        # a log from before the check holds one all the same: the conversation must go on
+        bot.store.db.execute("UPDATE conversations SET slots = ?, active_loop = 'action_ask_as_list' WHERE id = 'c1'",
+                             ['{"requested_slot": ["order_id"]}'])
+        for text in ("hello", "where is my order 123"):
+            assert (await bot.handle(Turn("c1", text, "web"))).text
     finally:
         await bot.close()
 
