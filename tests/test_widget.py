@@ -72,6 +72,7 @@ XSS_PAYLOADS: list[tuple[str, str, int]] = [
     ("![pixel](https://shop.example.com/pixel.png)", "!pixel", 1),
     ("[<img src=x onerror=alert(13)>](https://shop.example.com/help)", "<img src=x onerror=alert(13)>", 1),
     ("[quote](https://shop.example.com/\"onmouseover=\"document.title='quote')", "quote", 1),
+    ("退货说明见 https://shop.example.com/returns。请查看", "退货说明见 https://shop.example.com/returns。请查看", 1),
 ]
 XSS_TEXT = "\n".join(["**Refund sent**", *(f"- {payload}" for payload, _, _ in XSS_PAYLOADS)])
 XSS_TITLE = "<img src=x onerror=alert(20)>Hostile Shop"
@@ -360,6 +361,7 @@ def assert_shown_as_text(bubble: Any) -> None:
         assert urlsplit(link.get_attribute("href") or "").scheme in ("http", "https")
         assert (link.get_attribute("rel"), link.get_attribute("target")) == ("noopener noreferrer nofollow", "_blank")
     assert bubble.locator("a").nth(2).get_attribute("href") == "https://shop.example.com/pixel.png"
+    assert bubble.locator("a").last.get_attribute("href") == "https://shop.example.com/returns"  # not its Chinese
 
 
 def test_xss_payloads_stay_inert_on_every_path(open_widget: Any, chromium: SimpleNamespace, hostile: LiveServer,

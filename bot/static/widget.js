@@ -130,7 +130,8 @@
       String.raw`\*\*(?=\S)([^*\n]*?\S)\*\*`, // **bold**
       String.raw`\*(?=\S)([^*\n]*?\S)\*`, // *italic*
       String.raw`\x60([^\x60\n]+)\x60`, // `code`
-      String.raw`(https?:\/\/[^\s<>"']*[^\s<>"'.,;:!?)\]])`, // a bare URL
+      // a bare URL, ASCII only: Chinese text runs on after one without a space (…/returns。请查看)
+      String.raw`(https?:\/\/[^\s<>"'\u0080-\uffff]*[^\s<>"'.,;:!?)\]\u0080-\uffff])`,
     ].join("|"),
     "g",
   );
