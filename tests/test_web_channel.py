@@ -197,3 +197,17 @@ async def test_widget_and_demo_page_are_served(client: Any) -> None:
     assert "deskbotConfig" in await response.text()
     response = await client.get("/")
     assert response.status == 200 and '<script src="/widget.js"' in await response.text()
+
+
+async def test_a_message_answered_elsewhere_tells_the_conversations_other_sockets(client: Any) -> None:
+    """Another tab, or this page reloaded while the answer was on its way, could not see the turn yet."""
+    cid = new_id()
+    async with client.ws_connect("/api/ws") as other, client.ws_connect("/api/ws") as sender:
+        for ws in (other, sender):
+            await ws.send_json({"type": "join", "conversation_id": cid})
+            assert (await ws.receive_json(timeout=10))["type"] == "status"
+        await sender.send_json({"type": "message", "conversation_id": cid, "text": "hello"})
+        assert (await sender.receive_json(timeout=10))["type"] == "reply"  # the sender gets its reply, no sync
+        assert await other.receive_json(timeout=10) == {"type": "sync", "conversation_id": cid}
+        await chat(client, cid, "thanks")  # over HTTP: every socket of the conversation hears it
+        assert [await ws.receive_json(timeout=10) for ws in (other, sender)] == [{"type": "sync", "conversation_id": cid}] * 2

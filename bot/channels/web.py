@@ -191,17 +191,22 @@ class WebChannel(Channel):
 
     # --- the API ---------------------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest) -> dict[str, Any]:
+    async def chat(self, request: ChatRequest, origin: web.WebSocketResponse | None = None) -> dict[str, Any]:
+        """The reply to a message. The conversation's other sockets (another tab, or this one reloaded while
+        the answer was on its way, whose history could not show the turn yet) are told to fetch the turn."""
         if len(request.text) > self.max_chars:
             raise ValueError(f"text: longer than {self.max_chars} characters")
         if not readable(request.text):
             raise ValueError("text: nothing to read (only spaces, control or zero-width characters)")
         turn = Turn(request.conversation_id, request.text, self.name, request.user)
-        return (await self.bot.handle(turn)).to_json()
+        reply = (await self.bot.handle(turn)).to_json()
+        await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
+                         skip=origin)
+        return reply
 
     async def _answer(self, ws: web.WebSocketResponse, request: ChatRequest) -> None:
         """A socket's turn, as one task that :meth:`close` can let finish: the answer and its sending."""
-        await ws.send_json({"type": "reply", **await self.chat(request)})
+        await ws.send_json({"type": "reply", **await self.chat(request, origin=ws)})
 
     async def http_chat(self, request: web.Request) -> web.Response:
         body = await read_json(request, ChatRequest)
@@ -299,10 +304,12 @@ class WebChannel(Channel):
 
     # --- the output side -------------------------------------------------------------------------
 
-    async def _push(self, conversation_id: str, message: dict[str, Any]) -> None:
-        """Send to the conversation's open sockets; one closing meanwhile is skipped (the history keeps it)."""
+    async def _push(self, conversation_id: str, message: dict[str, Any],
+                    skip: web.WebSocketResponse | None = None) -> None:
+        """Send to the conversation's open sockets (but ``skip``); one closing meanwhile is skipped (the
+        history keeps it)."""
         for ws in list(self.sockets.get(conversation_id, ())):
-            if not ws.closed:
+            if not ws.closed and ws is not skip:
                 with contextlib.suppress(ConnectionResetError):
                     await ws.send_json(message)
 

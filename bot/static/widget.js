@@ -589,6 +589,8 @@
       if (data.type === "reply" || data.type === "error") {
         const next = waiting.shift();
         if (next) data.type === "reply" ? next.resolve(data) : next.reject(new Error(data.error));
+      } else if (data.type === "sync" && data.conversation_id === conversationId) {
+        sync(); // a turn answered elsewhere: another tab, or this page before it was reloaded
       } else if (data.type === "status" && data.conversation_id === conversationId) {
         statusPushes += 1;
         setHandedOff(data.status === "handed_off", pending === 0); // this tab's own /resume gets its own reply
