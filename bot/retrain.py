@@ -219,7 +219,8 @@ def last_finished(registry: Registry, serving_name: str) -> Version:
 
 
 def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], data: LearnedData) -> str:
-    """A version with the serving classifier unchanged and the agent answers added to its index."""
+    """A version with the serving classifier unchanged and its index holding ``answers``, the agent answers
+    the store has now: new ones added, and those of conversations purged since taken out."""
     source = registry.path(serving_name)
     meta = json.loads((source / "meta.json").read_text())
     metrics = json.loads((source / "metrics.json").read_text())
@@ -227,6 +228,8 @@ def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], 
         shutil.copytree(source / "classifier", staging / "classifier", copy_function=_link)
         classifier = IntentClassifier.load(staging / "classifier", device="cpu")
         index = AnswerIndex.load(source / "index", answer_encoder(classifier, meta["id"]))
+        kept = {a.id for a in answers}
+        index.remove([i for i in index.ids if i.startswith("agent:") and i not in kept])
         index.add(answers)
         index.save(staging / "index")
         meta.update(parent=serving_name, mode="index_refresh", learned_through=_through(data))

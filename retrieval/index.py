@@ -280,6 +280,11 @@ class AnswerIndex:
     def count(self) -> int:
         return len(self._answers)
 
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the answers indexed."""
+        return list(self._labels)
+
     def add(self, answers: Sequence[Answer]) -> None:
         """Add answers in place; an answer whose id is already indexed replaces the old one."""
         self.add_vectors(answers, _embed(self.encoder, answers))

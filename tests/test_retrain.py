@@ -405,3 +405,19 @@ def test_bench_learning_reports_rounds_within_the_label_budget(tiny_model: Path,
     assert figures["labelled_fraction"] == round(rounds[1]["labels_used"] / (80 - 20), 4) <= 0.3
     assert figures["final_ratio"] == round(rounds[1]["accuracy"] / figures["full_data_accuracy"], 4)
     assert (figures["train"], figures["test"], figures["seed_shots"]) == (80, 40, 5)
+
+
+def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Path) -> None:
+    """bot purge deletes a conversation's agent answers; a refresh must not carry them into a new version."""
+    from bot.nlu import NLU
+
+    registry = Registry(bot_dir / "models")
+
+    def rows(*ids: int) -> LearnedData:
+        return LearnedData([], [{"id": n, "answer": f"Agent answer {n}.", "question": f"question {n}?",
+                                 "intent": None} for n in ids])
+
+    first = bot.retrain.refresh_index(registry, registry.current(), agent_answers(rows(1, 2)), rows(1, 2))
+    second = bot.retrain.refresh_index(registry, first, agent_answers(rows(2, 3)), rows(2, 3))  # 1 was purged
+    agents = sorted(i for i in NLU.load(registry.path(second)).index.ids if i.startswith("agent:"))
+    assert agents == ["agent:2", "agent:3"] and registry.current() == second
