@@ -65,16 +65,20 @@ def decide(
         return Decision("handoff", intent, confidence, handoff, reason="requested")
     if confident and intent in config.actions.map:
         return Decision("action", intent, confidence, action=config.actions.map[intent])
+    hits = analysis.hits
+    if config.language == "multi":
+        hits = [h for h in hits if written_in(h.text) == language]
+    if confident and intent == OOS:
+        # Taught that such messages are not the bot's to answer: only an agent's answer to one of them, which
+        # a reviewer filed under oos (a question the shop answers without an intent for it), beats declining.
+        answered = [h for h in hits if h.intent == OOS]
+        if answered and answered[0].score >= config.thresholds.retrieval:
+            return Decision("retrieval", OOS, confidence, answered[0].text, retrieval_score=answered[0].score)
+        hits = []
     if confident:
         rendered = responses.render(intent, channel, values, language)
         if rendered is not None:
             return Decision("template", intent, confidence, rendered.text, rendered.buttons)
-
-    hits = analysis.hits
-    if confident and intent == OOS:  # taught that such messages are not the bot's to answer: no history either
-        hits = []
-    if config.language == "multi":
-        hits = [h for h in hits if written_in(h.text) == language]
     if confident:  # an intent without a template answers from its own history, or from answers of no intent
         hits = [h for h in hits if h.intent in (intent, None)]
     elif hits and (hits[0].intent not in (None, intent) or intent == config.handoff.intent):

@@ -206,6 +206,16 @@ def test_a_confident_oos_gets_its_template_or_the_fallback_never_history() -> No
     assert decide(oos_analysis(0.3, [hit(0.95)]), CONFIG, RESPONSES, {}, "web", 0).kind == "fallback"
 
 
+def test_an_agents_answer_filed_under_oos_beats_declining() -> None:
+    """A question the shop answers without an intent for it (store hours): a reviewer labels it oos, the agent's
+    answer is learnt, and a retrained model sure of oos must give that answer, not the decline."""
+    with_template = Responses({"oos": [ResponseVariant(text="I can only help with your orders.")]})
+    hours = hit(0.95, "oos", "We are open until nine on weekends.")
+    decision = decide(oos_analysis(0.9, [hours]), CONFIG, with_template, {}, "web", 0)
+    assert (decision.kind, decision.text) == ("retrieval", "We are open until nine on weekends.")
+    assert decide(oos_analysis(0.9, [hit(0.5, "oos")]), CONFIG, with_template, {}, "web", 0).kind == "template"
+
+
 def test_reply_outcomes_count_wrong_answers_apart_from_fallbacks() -> None:
     labels = ["cancel_order", "contact_human_agent", "get_refund", "oos"]
     template = Decision("template", "get_refund", 0.9, "Refund.")
