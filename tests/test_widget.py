@@ -429,6 +429,26 @@ def test_an_actions_buttons_without_text_are_offered(open_widget: Any, web_demo_
         live.stop()
 
 
+def test_a_customer_over_the_rate_limit_is_told_how_long_to_wait(open_widget: Any, web_demo_bot: SimpleNamespace,
+                                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "limited",
+                           server={"limits": {"per_conversation_per_minute": 1}},
+                           channels={"web": {"origins": [web_demo_bot.embed_origin]}})
+    live = LiveServer(root)
+    live.start()
+    try:
+        widget = open_widget(server=live.url)
+        widget.send("hello")
+        expect(widget.bot_replies()).to_have_count(1)
+        widget.send("hello again")
+        line = widget.page.locator(".status-line")
+        expect(line).to_contain_text("too many messages. Wait")
+        assert int(line.inner_text().split("Wait ")[1].split(" s")[0]) >= 1
+        expect(line.locator("button")).to_be_disabled()  # Retry waits as long as the server asked
+    finally:
+        live.stop()
+
+
 def test_feedback_reaches_the_store(open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
     widget = open_widget()
     widget.send("is anyone there")

@@ -43,6 +43,7 @@
       backToBot: "Back to the bot",
       error: "Something went wrong. Please try again.",
       notSent: "Not sent.",
+      tooFast: "Not sent: too many messages. Wait {seconds} s, then retry.",
       retry: "Retry",
       poweredBy: "Powered by deskbot",
     },
@@ -71,6 +72,7 @@
       backToBot: "返回机器人",
       error: "出错了，请稍后再试。",
       notSent: "未发送。",
+      tooFast: "未发送：消息太频繁，请等待 {seconds} 秒后重试。",
       retry: "重试",
       poweredBy: "由 deskbot 提供支持",
     },
@@ -559,7 +561,10 @@
       body: body ? JSON.stringify(body) : undefined,
     });
     const data = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+    if (!response.ok) {
+      throw Object.assign(new Error(data.error || `HTTP ${response.status}`),
+                          { retryAfter: Number(response.headers.get("Retry-After")) || 0 });
+    }
     return data;
   }
 
@@ -588,7 +593,10 @@
       try { data = JSON.parse(event.data); } catch { return; }
       if (data.type === "reply" || data.type === "error") {
         const next = waiting.shift();
-        if (next) data.type === "reply" ? next.resolve(data) : next.reject(new Error(data.error));
+        if (next) {
+          if (data.type === "reply") next.resolve(data);
+          else next.reject(Object.assign(new Error(data.error), { retryAfter: data.retry_after || 0 }));
+        }
       } else if (data.type === "sync" && data.conversation_id === conversationId) {
         sync(); // a turn answered elsewhere: another tab, or this page before it was reloaded
       } else if (data.type === "status" && data.conversation_id === conversationId) {
@@ -675,7 +683,7 @@
       // The reply says whether it handed off, unless an agent's takeover or handback was pushed meanwhile.
       if (statusPushes === pushesBefore) setHandedOff(Boolean(reply.handed_off), false);
     } catch (error) {
-      if (!(error.lost && (await arrived(before)))) failed(message, text, shown);
+      if (!(error.lost && (await arrived(before)))) failed(message, text, shown, error.retryAfter || 0);
     } finally {
       setPending(-1);
     }
@@ -703,7 +711,8 @@
     return false;
   }
 
-  function failed(message, text, shown) {
+  // Past the server's rate limit (429) the customer is told how long to wait, and Retry waits as long.
+  function failed(message, text, shown, retryAfter) {
     message.classList.add("failed");
     const line = el("div", "status-line");
     line.setAttribute("role", "alert");
@@ -713,7 +722,11 @@
       message.remove();
       send(text, shown);
     });
-    line.append(el("span", "", t.notSent), retry);
+    if (retryAfter > 0) {
+      retry.disabled = true;
+      setTimeout(() => { retry.disabled = false; }, retryAfter * 1000);
+    }
+    line.append(el("span", "", retryAfter > 0 ? t.tooFast.replace("{seconds}", retryAfter) : t.notSent), retry);
     message.append(line);
     scrollToEnd();
   }
