@@ -147,8 +147,8 @@ class Bot:
         entities = self.project.entities(text)
         slots.update(entities)
         loop = conversation.get("active_loop") if conversation else None
-        requested = slots.get(REQUESTED_SLOT)  # a slot's name; anything else (a log from before it was checked) asks nothing
-        requested = requested if isinstance(requested, str) else None
+        requested = slots.get(REQUESTED_SLOT)
+        requested = requested if isinstance(requested, str) else None  # a name; a log from before the check may differ
         if text == HANDOFF_PAYLOAD:
             decision = Decision("handoff", None, 1.0, say(self.config.handoff.message, language), reason="requested")
         elif loop and requested in entities and self._answers(loop, text, entities[requested], analysis):
