@@ -100,25 +100,7 @@ def _v7(db: sqlite_utils.Database) -> None:
                "AND turn_id IN (SELECT id FROM turns WHERE role = 'user' AND text = '/resume')")
 
 
-def _v8(db: sqlite_utils.Database) -> None:
-    """Labels and agent answers never reuse an id (AUTOINCREMENT). A retrain takes as new what has a higher
-    id than the serving model learnt, and SQLite would give a purged conversation's last id to the next row."""
-    for table in ("review_labels", "answer_candidates"):
-        indexes = [sql for (sql,) in db.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", [table])]
-        (create,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone()
-        if "AUTOINCREMENT" in create:
-            continue
-        db.execute(create.replace(f'"{table}"', f'"{table}_v8"', 1)
-                   .replace('"id" INTEGER PRIMARY KEY', '"id" INTEGER PRIMARY KEY AUTOINCREMENT', 1))
-        db.execute(f'INSERT INTO "{table}_v8" SELECT * FROM "{table}"')
-        db.execute(f'DROP TABLE "{table}"')
-        db.execute(f'ALTER TABLE "{table}_v8" RENAME TO "{table}"')
-        for sql in indexes:
-            db.execute(sql)
-
-
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 
 
 class StoreError(Exception):

@@ -334,20 +334,3 @@ def test_a_resume_logged_as_a_handoff_before_migration_7_becomes_a_resume(tmp_pa
                                "ORDER BY t.id").fetchall()
     migrated.close()
     assert rows == [("/handoff", "handoff"), ("/resume", "resume"), ("I want a person", "handoff")]
-
-
-def test_purging_the_latest_labels_and_answers_never_gives_their_ids_to_new_ones(tmp_path: Path) -> None:
-    """A retrain learns what has a higher id than the serving model learnt: a reused id would be skipped."""
-    store = Store(tmp_path / "dialogues.db")
-    for conversation in ("kept", "gone"):
-        store.add_labels([user_turn(store, conversation, "where is it")], "track_order")
-        store.add_agent_answer(conversation, "It ships tomorrow.")
-    before = store.db.execute("SELECT max(id) FROM review_labels").fetchone()[0], \
-        store.db.execute("SELECT max(id) FROM answer_candidates").fetchone()[0]
-    store.purge("gone")
-    store.add_labels([user_turn(store, "new", "where is it")], "track_order")
-    store.add_agent_answer("new", "It ships tomorrow.")
-    after = store.db.execute("SELECT max(id) FROM review_labels").fetchone()[0], \
-        store.db.execute("SELECT max(id) FROM answer_candidates").fetchone()[0]
-    store.close()
-    assert after[0] > before[0] and after[1] > before[1]
