@@ -62,7 +62,7 @@ def plain_text(text: str) -> str:
     """Slack's markup undone: a link or a mention as it reads (its label, else its target: ``@here``,
     ``#general``, the URL), and ``&lt;``, ``&gt;`` and ``&amp;`` back to what the person typed."""
 
-    def readable(match: re.Match[str]) -> str:
+    def as_read(match: re.Match[str]) -> str:
         target, label = match.group(1), match.group(2)
         if target.startswith("#"):
             return f"#{label}" if label else target
@@ -70,7 +70,7 @@ def plain_text(text: str) -> str:
             return label or "@" + target[1:].split("^")[0]
         return label or target
 
-    text = MARKUP.sub(readable, text)
+    text = MARKUP.sub(as_read, text)
     for escaped, character in ESCAPES:
         text = text.replace(escaped, character)
     return text
