@@ -23,6 +23,7 @@ when the run ends, the candidate is kept but refused, and no index refresh is ma
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,9 +129,15 @@ def read_store(project: Project) -> tuple[LearnedData, list[str]]:
 
 
 def _new_since(data: LearnedData, meta: dict[str, Any]) -> dict[str, int]:
+    """The labels and agent answers the last attempt did not learn. A row is new by its id or by its
+    time: after ``bot purge`` deletes the latest rows, SQLite gives the next ones the same ids."""
     through = meta.get("learned_through", {})
-    return {"labels": sum(r["label_id"] > through.get("label", 0) for r in data.examples),
-            "answers": sum(r["id"] > through.get("answer", 0) for r in data.answers)}
+
+    def new(rows: list[dict[str, Any]], id_key: str, kind: str) -> int:
+        return sum(r[id_key] > through.get(kind, 0) or r["created"] > through.get(f"{kind}_at", math.inf)
+                   for r in rows)
+
+    return {"labels": new(data.examples, "label_id", "label"), "answers": new(data.answers, "id", "answer")}
 
 
 def retrain(project: Project, device: str | None = None, progress: bool = True, force: bool = False,
@@ -247,9 +254,12 @@ def _link(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _through(data: LearnedData) -> dict[str, int]:
+def _through(data: LearnedData) -> dict[str, float]:
+    """How far an attempt's data went, by id and by time (see :func:`_new_since`)."""
     return {"label": max((r["label_id"] for r in data.examples), default=0),
-            "answer": max((r["id"] for r in data.answers), default=0)}
+            "answer": max((r["id"] for r in data.answers), default=0),
+            "label_at": max((r["created"] for r in data.examples), default=0.0),
+            "answer_at": max((r["created"] for r in data.answers), default=0.0)}
 
 
 def _summary(figures: dict[str, Any]) -> dict[str, Any]:

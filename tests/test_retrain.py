@@ -24,7 +24,7 @@ from bot.project import load_project
 from bot.retrain import agent_answers, gate, learned_examples, retrain
 from bot.server import create_app
 from bot.training import EVALUATION_FILE, train_project
-from dialogues.export import LearnedData
+from dialogues.export import LearnedData, learned_data
 from dialogues.store import Exchange, Store
 from finetune.registry import Registry, RegistryError
 
@@ -122,7 +122,9 @@ def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Pa
     assert decision["data"]["transfer_messages"] == 1  # the one customer message, kept close to v0001's answer
     assert set(decision["figures"]) == {"frozen", "seed"} and decision["figures"]["frozen"]["candidate"]["n"] == 8
     meta = json.loads((bot_dir / "models" / "v0002" / "meta.json").read_text())
-    assert meta["parent"] == "v0001" and meta["learned_through"] == {"label": 1, "answer": 1}
+    through = meta["learned_through"]
+    assert meta["parent"] == "v0001" and (through["label"], through["answer"]) == (1, 1)
+    assert 0 < through["label_at"] <= time.time() and 0 < through["answer_at"] <= time.time()
     assert [d["event"] for d in registry.decisions()] == ["trained", "promoted"]
 
     from bot.nlu import NLU
@@ -407,6 +409,25 @@ def test_bench_learning_reports_rounds_within_the_label_budget(tiny_model: Path,
     assert (figures["train"], figures["test"], figures["seed_shots"]) == (80, 40, 5)
 
 
+def test_rows_logged_after_a_purge_are_new_though_they_reuse_its_ids(tmp_path: Path) -> None:
+    """Purging the latest conversation frees its ids, and SQLite hands them to the next rows: those rows
+    are still news to bot retrain, which once answered "Nothing new" and never learnt them."""
+    store = Store(tmp_path / "dialogues.db")
+    for conversation in ("kept", "purged"):
+        store.add_labels(log_turns(store, [f"where is my {conversation} parcel"], conversation), "track_order", "ann")
+        store.add_agent_answer(conversation, f"The {conversation} parcel is with the courier.")
+    learnt = {"learned_through": bot.retrain._through(learned_data(store))}
+    store.purge("purged")
+    store.add_labels(log_turns(store, ["cancel it please"], "later"), "cancel_order", "ann")
+    store.add_agent_answer("later", "Cancelled.")
+    data = learned_data(store)
+    store.close()
+
+    assert [r["label_id"] for r in data.examples] == [1, 2] and [r["id"] for r in data.answers] == [1, 2]  # reused
+    assert bot.retrain._new_since(data, learnt) == {"labels": 1, "answers": 1}
+    assert bot.retrain._new_since(data, {"learned_through": bot.retrain._through(data)}) == {"labels": 0, "answers": 0}
+
+
 def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Path) -> None:
     """bot purge deletes a conversation's agent answers; a refresh must not carry them into a new version."""
     from bot.nlu import NLU
@@ -415,6 +436,7 @@ def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Pat
 
     def rows(*ids: int) -> LearnedData:
         return LearnedData([], [{"id": n, "answer": f"Agent answer {n}.", "question": f"question {n}?",
+                                 "created": float(n),
                                  "intent": None} for n in ids])
 
     first = bot.retrain.refresh_index(registry, registry.current(), agent_answers(rows(1, 2)), rows(1, 2))
