@@ -444,24 +444,30 @@ class Store:
     def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None) -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
 
-        The question is the customer's first message since the previous agent reply (button payloads
-        left out), but never the request for a person itself (a message the bot answered with a
-        handoff): in a handoff that is what the customer came with, before "hello??" and the details.
+        The question is among the customer's typed messages since the previous agent reply, never the
+        request for a person itself (a message the bot answered with a handoff): the last one before the
+        conversation was handed off, which the bot could not settle, or else the first one after it (a
+        customer who asked for a person straight away says what for next, before "hello??"). The first
+        message of the conversation is often a greeting or a question the bot answered long before.
         A later retrain indexes the pair for retrieval.
         """
         with self._lock, self.db.atomic():
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
-            rows = list(self.db.query(
-                f"SELECT id, text FROM turns WHERE conversation_id = ? AND {_TYPED} "
+            asked = list(self.db.query(
+                f"SELECT id, text, created FROM turns WHERE conversation_id = ? AND {_TYPED} "
                 "AND id > coalesce((SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ?), 0) "
                 "AND NOT EXISTS (SELECT 1 FROM predictions WHERE turn_id = turns.id AND source = 'handoff') "
-                "ORDER BY id LIMIT 1",
+                "ORDER BY id",
                 [conversation_id, conversation_id, turn_id],
             ))
-            if rows:
+            handed_off = self.db.execute("SELECT max(created) FROM handoffs WHERE conversation_id = ? "
+                                         "AND event = 'handed_off'", [conversation_id]).fetchone()[0]
+            before = [row for row in asked if handed_off is not None and row["created"] <= handed_off]
+            question = before[-1] if before else next(iter(asked), None)
+            if question is not None:
                 self.db["answer_candidates"].insert(
-                    {"conversation_id": conversation_id, "question_turn_id": rows[0]["id"], "agent_turn_id": turn_id,
-                     "question": rows[0]["text"], "answer": self._private(text), "created": now()}
+                    {"conversation_id": conversation_id, "question_turn_id": question["id"], "agent_turn_id": turn_id,
+                     "question": question["text"], "answer": self._private(text), "created": now()}
                 )
             return turn_id
 

@@ -150,11 +150,20 @@ def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_pat
                                 0.9, [], "handoff", "v0001"))
     store.log_exchange(Exchange("c2", "web", None, "my blender came broken", None, None, None, 0.0, [], "silent", "v0001"))
     store.add_agent_answer("c2", "A new blender is on its way.")
+    # Handed off after the bot answered a greeting and a question: what it could not settle is the last.
+    for text, source in [("hi", "template"), ("where is order 789?", "action"),
+                         ("it says delivered, it is not here", "fallback"), ("let me talk to someone", "handoff"),
+                         ("hello??", "silent")]:
+        store.log_exchange(Exchange("c3", "web", None, text, None, None, None, 0.5, [], source, "v0001"))
+        if source == "handoff":
+            store.set_status("c3", "handed_off", "requested")
+    store.add_agent_answer("c3", "I have opened an investigation with the courier.")
     answers = store.answer_candidates()
     assert [(a["question"], a["answer"]) for a in answers] == [
         ("my parcel is lost", "Found it: it is at the depot."),
         ("and can I change the address?", "Yes, done."),
         ("my blender came broken", "A new blender is on its way."),
+        ("it says delivered, it is not here", "I have opened an investigation with the courier."),
     ]
     assert [t["role"] for t in store.history("c1")].count("agent") == 3  # every agent message is a turn
     store.close()
