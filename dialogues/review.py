@@ -61,6 +61,12 @@ def uncertainty(ranking: Sequence[tuple[str, float]], negative_feedback: bool) -
     return float(min(1.0, max(0.0, 1.0 - (ranking[0][1] - second))))
 
 
+def same_text(text: str) -> str:
+    """The key under which messages count as one: the answer index's notion of the same text, or the
+    text itself where that leaves nothing ("👍" and "😡" are not one message)."""
+    return normalise(text) or text
+
+
 def candidates(store: Store, threshold: float, limit: int = 5000) -> list[dict[str, Any]]:
     """The most recent unlabelled turns that qualify for review (button payloads and turns sent
     while a human had the conversation are left out: they are not questions to the bot), and whose
@@ -76,10 +82,10 @@ def candidates(store: Store, threshold: float, limit: int = 5000) -> list[dict[s
         "ORDER BY t.id DESC LIMIT ?",
         [threshold, limit],
     )
-    labelled = {normalise(row["text"]) for row in store.labels()}
+    labelled = {same_text(row["text"]) for row in store.labels()}
     out = []
     for row in rows:
-        if normalise(row["text"]) in labelled:
+        if same_text(row["text"]) in labelled:
             continue
         row["ranking"] = [tuple(pair) for pair in json.loads(row["ranking"] or "[]")]
         reasons = []
@@ -135,7 +141,7 @@ def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similari
     """Group candidate rows into items, best expected value first."""
     by_text: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        by_text.setdefault(normalise(row["text"]) or row["text"], []).append(row)
+        by_text.setdefault(same_text(row["text"]), []).append(row)
     groups = list(by_text.values())
     if embed is not None and 0 < similarity <= 1 and len(groups) > 1:
         groups = _merge_similar(groups, embed, similarity)

@@ -72,6 +72,16 @@ def test_the_queue_holds_doubtful_turns_grouped_and_ordered_by_expected_value(st
     assert items[4].reasons == ["handoff"] and items[4].score == pytest.approx(0.15)
 
 
+def test_a_label_on_an_emoji_covers_that_emoji_alone(store: Store) -> None:
+    """Texts of no letters or digits have no normal form: labelling "👍" kept "😡" and "???" out for good."""
+    store.add_labels([turn(store, "👍", 0.1, "fallback", conversation="a")[0]], "track_order")
+    angry = turn(store, "😡😡", 0.1, "fallback", conversation="b")[0]
+    puzzled = turn(store, "???", 0.1, "fallback", conversation="c")[0]
+    turn(store, "👍", 0.1, "fallback", conversation="d")  # said again: the label is known
+
+    assert sorted(item.turn_ids[0] for item in review_queue(store, threshold=0.5)) == [angry, puzzled]
+
+
 def test_near_duplicates_group_by_embedding_similarity(store: Store) -> None:
     texts = ["where is my parcel", "where is my parcel please", "my parcel where is it", "i want a refund",
              "refund i want"]
