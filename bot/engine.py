@@ -315,8 +315,8 @@ class Bot:
             conversation_id, channel_name = waiting["conversation_id"], waiting["channel"]
             language = turn_language(self.config.language, waiting["last_message"] or "", waiting["slots"].get(SLOT))
             text = say(self.config.handoff.busy_message, language)
-            turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name)
             back = {"title": say(self.config.handoff.back_button, language), "payload": RESUME_PAYLOAD}
+            turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name, None, [back])
             channel = self.channels.get(channel_name)
             try:
                 if channel is not None:

@@ -349,14 +349,16 @@ class Store:
         return rows
 
     def add_message(self, conversation_id: str, role: str, text: str, channel: str = "web",
-                    author: str | None = None) -> int:
+                    author: str | None = None, buttons: list[dict[str, str]] | None = None) -> int:
         """An agent's (or the bot's) message that is not an answer to a user turn; ``author``, an agent's
-        name, goes in the turn's ``user`` column, which holds who wrote a turn."""
+        name, goes in the turn's ``user`` column, which holds who wrote a turn. ``buttons`` are kept so
+        that a reloaded chat shows them again."""
         with self._lock, self.db.atomic():
             self._ensure_conversation(conversation_id, channel, None)
             return int(self.db["turns"].insert(
                 {"conversation_id": conversation_id, "role": role, "text": text, "raw_text": None,
-                 "channel": channel, "user": author, "created": now()}
+                 "channel": channel, "user": author, "created": now(),
+                 "buttons": json.dumps(buttons, ensure_ascii=False) if buttons else None}
             ).last_pk)
 
     def history(self, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:

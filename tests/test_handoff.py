@@ -238,6 +238,8 @@ async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are
     busy = "Sorry for the wait: our agents are all busy right now."
     pushed = await next_push(ws)
     assert pushed["type"] == "bot" and pushed["reply"].startswith(busy)
+    history = (await (await client.get("/api/conversations/alone/history")).json())["turns"]
+    assert history[-1]["buttons"] == pushed["buttons"] == [{"title": "Back to the bot", "payload": "/resume"}]  # a reload shows it
 
     async def bot_lines() -> list[str]:
         turns = (await (await client.get("/admin/conversations/alone", headers=AUTH)).json())["turns"]

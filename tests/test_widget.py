@@ -856,6 +856,10 @@ def test_a_waiting_customer_is_told_the_agents_are_busy_even_without_a_socket(
         expect(page.locator(".banner")).to_be_visible()
         expect(page.locator(".msg.bot .bubble").last).to_contain_text("our agents are all busy", timeout=15_000)
         expect(page.locator(".msg.bot .bubble", has_text="our agents are all busy")).to_have_count(1)
+        page.reload()  # the notice's "Back to the bot" is the banner's, not a second button below
+        expect(page.locator(".banner button", has_text="Back to the bot")).to_be_visible()
+        expect(page.locator(".msg.bot .bubble").last).to_contain_text("our agents are all busy")
+        expect(page.locator(".quick button")).to_have_count(0)
         context.close()
     finally:
         live.stop()

@@ -315,7 +315,8 @@ class WebChannel(Channel):
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         await self._push(conversation_id, {"type": kwargs.get("role", "agent"), "conversation_id": conversation_id,
-                                           "reply": text, "turn_id": kwargs.get("turn_id"), "author": kwargs.get("author")})
+                                           "reply": text, "turn_id": kwargs.get("turn_id"), "author": kwargs.get("author"),
+                                           "buttons": kwargs.get("buttons") or []})
 
     async def status_changed(self, conversation_id: str, status: str) -> None:
         await self._push(conversation_id, {"type": "status", "conversation_id": conversation_id, "status": status})

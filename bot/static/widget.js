@@ -523,6 +523,7 @@
     quick.replaceChildren();
     for (const button of buttons || []) {
       if (!button || typeof button.title !== "string" || typeof button.payload !== "string") continue;
+      if (handedOff && button.payload === "/resume") continue; // the banner offers it
       const b = el("button", "", button.title);
       b.type = "button";
       b.addEventListener("click", () => {
@@ -604,6 +605,7 @@
         setHandedOff(data.status === "handed_off", pending === 0); // this tab's own /resume gets its own reply
       } else if (data.conversation_id === conversationId) {
         pushed(data.type, data.reply, data.turn_id, data.author);
+        if (data.type === "bot" && data.buttons) showQuickReplies(data.buttons);
       }
     };
     ws.onclose = () => {
@@ -740,8 +742,8 @@
         else addNotice(turn.text);
       }
       const last = history.turns[history.turns.length - 1];
-      if (last && last.role === "bot") showQuickReplies(last.buttons); // the choices of the question left open
       setHandedOff(history.status === "handed_off", false);
+      if (last && last.role === "bot") showQuickReplies(last.buttons); // the choices of the question left open
       return history.turns.length > 0;
     } catch {
       return false;
