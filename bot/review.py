@@ -18,7 +18,7 @@ import numpy as np
 
 from bot.project import BotConfig, Project
 from dialogues.review import OOS, ReviewItem, check_label, review_queue
-from dialogues.store import Store
+from dialogues.store import LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.registry import Registry
 
@@ -160,7 +160,12 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
         if answer.intent is None:
             done["skipped"] += 1
             continue
-        store.add_labels(item.turn_ids, answer.intent, reviewer)
+        try:
+            store.add_labels(item.turn_ids, answer.intent, reviewer, first=True)
+        except LabelledMeanwhile as exc:  # from the admin API while this item was on the screen
+            click.echo(f"  skipped: {exc}")
+            done["skipped"] += 1
+            continue
         done["items"] += 1
         done["turns"] += len(item.turn_ids)
         click.echo(f"  → {answer.intent} ({len(item.turn_ids)} message{'s' if len(item.turn_ids) > 1 else ''})")

@@ -36,7 +36,7 @@ from dialogues.export import learned_data, write_jsonl
 from dialogues.review import OOS, ReviewItem, build_queue, check_label, rescore
 from dialogues.review import candidates as review_candidates
 from dialogues.stats import conversation_stats
-from dialogues.store import Store, unix_time
+from dialogues.store import LabelledMeanwhile, Store, unix_time
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry
 
@@ -286,7 +286,10 @@ async def review_label(request: web.Request) -> web.Response:
         check_label(intent, bot.project.intents)
     except ValueError as exc:
         raise http_error(web.HTTPBadRequest, str(exc)) from None
-    await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer)
+    try:  # checked again as it is stored: another reviewer may have labelled the item since the queue was read
+        await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer, True)
+    except LabelledMeanwhile as exc:
+        raise http_error(web.HTTPConflict, str(exc)) from None
     return web.json_response({"intent": intent, "turn_ids": item.turn_ids})
 
 

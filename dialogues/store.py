@@ -107,6 +107,10 @@ class StoreError(Exception):
     """The file is not a deskbot conversation store, or one written by a newer deskbot."""
 
 
+class LabelledMeanwhile(Exception):
+    """Another reviewer labelled the item first (two reviewers working one queue)."""
+
+
 def cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"{path}: cannot open it ({exc}): it must be a file this user can read and write, "
                       "in a folder it can write (SQLite keeps its log beside it)")
@@ -473,14 +477,21 @@ class Store:
                 )
             return turn_id
 
-    def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None) -> None:
-        """A reviewer's intent (or ``oos``) for user turns; a later label for the same turn wins."""
+    def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None, first: bool = False) -> None:
+        """A reviewer's intent (or ``oos``) for user turns; a later label for the same turn wins, unless
+        ``first``: then a turn labelled already raises :class:`LabelledMeanwhile` and nothing is stored
+        (a reviewer labelling a queue item someone else labelled since it was shown)."""
+        marks = ",".join("?" * len(turn_ids))
         with self._lock, self.db.atomic():
-            found = {r["id"] for r in self.db.query(
-                f"SELECT id FROM turns WHERE role = 'user' AND id IN ({','.join('?' * len(turn_ids))})", turn_ids)}
+            found = {r["id"] for r in self.db.query(f"SELECT id FROM turns WHERE role = 'user' AND id IN ({marks})", turn_ids)}
             missing = sorted(set(turn_ids) - found)
             if missing:
                 raise KeyError(f"no user turn {missing[0]}")
+            if first and (taken := next(self.db.query(
+                    f"SELECT turn_id, intent, reviewer FROM review_labels WHERE turn_id IN ({marks}) ORDER BY id DESC LIMIT 1",
+                    turn_ids), None)):
+                by = f" by {taken['reviewer']}" if taken["reviewer"] else ""
+                raise LabelledMeanwhile(f"turn {taken['turn_id']} was labelled meanwhile{by}, as {taken['intent']}")
             created = now()
             self.db["review_labels"].insert_all(
                 {"turn_id": t, "intent": intent, "reviewer": reviewer, "created": created} for t in turn_ids)

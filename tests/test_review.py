@@ -15,10 +15,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from bot.cli import cli
 from bot.project import load_project
-from bot.review import CachedModel, parse_answer, serving_queue
+import bot.server
+from bot.review import CachedModel, parse_answer, review_in_terminal, serving_queue
 from bot.server import BOT, create_app
 from dialogues.review import ReviewItem, review_queue, uncertainty
-from dialogues.store import Exchange, Store
+from dialogues.store import Exchange, LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier
 
 AUTH = {"Authorization": "Bearer small-admin-token"}
@@ -227,6 +228,41 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     store = Store(review_bot / "dialogues.db")
     assert {r["intent"] for r in store.labels()} == {"track_order", rest[0]["predicted"]} and len(store.labels()) == 4
     store.close()
+
+
+async def test_of_two_reviewers_labelling_one_item_at_once_the_second_is_told(
+        review_bot: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both read the queue before either stored: the second label used to overwrite the first, both told 200."""
+    client = await aiohttp_client(create_app(review_bot, device="cpu"))
+    await client.post("/api/chat", json={"conversation_id": "c1", "text": "hmm, the thing with the order"})
+    stale = await bot.server.review_items(client.app)
+
+    async def as_read_before(app: Any) -> list[ReviewItem]:
+        return stale
+
+    monkeypatch.setattr(bot.server, "review_items", as_read_before)
+    url = f"/admin/review/{stale[0].turn_ids[0]}"
+    first = await client.post(url, json={"intent": "track_order", "reviewer": "ann"}, headers=AUTH)
+    second = await client.post(url, json={"intent": "oos", "reviewer": "bob"}, headers=AUTH)
+
+    assert first.status == 200 and second.status == 409
+    assert (await second.json())["error"] == f"turn {stale[0].turn_ids[0]} was labelled meanwhile by ann, as track_order"
+    assert [(r["intent"], r["reviewer"]) for r in client.app[BOT].store.labels()] == [("track_order", "ann")]
+
+
+def test_bot_review_skips_an_item_labelled_meanwhile(store: Store) -> None:
+    taken = turn(store, "where is it", 0.2, "fallback")[0]
+    free = turn(store, "money back", 0.2, "fallback", conversation="c2")[0]
+    items = review_queue(store, threshold=0.5)  # on the screen while an agent labels the first in the admin API
+    store.add_labels([taken], "track_order", "ann")
+    with CliRunner().isolation(input="o\no\n") as (output, *_):
+        done = review_in_terminal(store, items, ["track_order", "get_refund"], "bob")
+        shown = output.getvalue().decode()
+    assert done == {"items": 1, "turns": 1, "skipped": 1}
+    assert f"skipped: turn {taken} was labelled meanwhile by ann, as track_order" in shown
+    assert {r["turn_id"]: r["intent"] for r in store.labels()} == {taken: "track_order", free: "oos"}
+    with pytest.raises(LabelledMeanwhile):
+        store.add_labels([free], "get_refund", first=True)
 
 
 def test_the_queue_threshold_follows_the_intent_threshold_unless_set() -> None:
