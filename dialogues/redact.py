@@ -8,7 +8,7 @@ Support traffic is full of order numbers, so digits are redacted only when they 
 personal: a card number must have a card scheme's prefix and length, be written whole or in the
 scheme's groups, and pass the Luhn check; a Chinese resident ID must hold a province, a real birth
 date and its checksum; an IBAN must pass its mod-97 check; and a phone number must be written like
-one (a ``+`` country code, a Chinese mobile ``1[3-9]xxxxxxxxx`` or landline ``010-12345678``, or a
+one (a ``+`` country code, a Chinese mobile ``1[3-9]xxxxxxxxx`` or landline ``010-62345678``, or a
 separated North American ``(555) 010-0199``). Lookarounds on digits are used instead of ``\\b``
 because ``\\b`` sees no boundary between Chinese text and digits.
 
@@ -25,12 +25,14 @@ import unicodedata
 from collections.abc import Callable, Sequence
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-CN_ID = re.compile(r"(?<![0-9A-Za-z])\d{6} ?\d{8} ?\d{3}[\dXx](?![0-9A-Za-z])")  # written whole, or 6 8 4
-SSN = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
-CARD = re.compile(r"(?<![\d-])\d(?:(?: {1,2}|-)?\d){12,18}(?![\d-])")
-IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
+CN_ID = re.compile(r"(?<![0-9A-Za-z])\d{6}[ -]?\d{8}[ -]?\d{3}[\dXx](?![0-9A-Za-z])")  # written whole, or 6 8 4
+# A US social security number: no area 000, 666 or 9xx, no group 00, no serial 0000 (the SSA's rules).
+SSN = re.compile(r"(?<!\d)(?!000|666|9)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?!\d)")
+CARD = re.compile(r"(?<![\d-])\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,18}(?![\d-])")  # 4111 1111…, 4111.1111…
+IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
 CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)")
-CN_LANDLINE = re.compile(r"(?<![\d+-])(?:\(0\d{2,3}\) ?|0\d{2,3}-)[2-9]\d{6,7}(?![\d-])")  # 010-12345678
+# 010-62345678, (0755) 88889999, 010 62345678, 01062345678 (whole, only with a real area code's shape).
+CN_LANDLINE = re.compile(r"(?<![\d+-])(?:\(0\d{2,3}\) ?|0\d{2,3}[- ]|0(?:10|2\d|[3-9]\d{2}))[2-9]\d{6,7}(?![\d-])")
 INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d)")
 NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?!\d)")
 
@@ -65,7 +67,7 @@ def card_valid(digits: str) -> bool:
 def cn_id_valid(number: str) -> bool:
     """A Chinese resident identity number (GB 11643): a province, a real birth date since 1900, and the
     checksum; an 18-digit order number passes the checksum alone one time in eleven."""
-    number = number.replace(" ", "")
+    number = re.sub(r"[ -]", "", number)
     try:
         born = datetime.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
     except ValueError:
@@ -92,7 +94,7 @@ _IBAN_LENGTHS = {
 def iban_valid(text: str) -> bool:
     """An IBAN (ISO 13616): its country's length, and moved its first four characters to the end, read
     as a number with letters as 10 to 35, it leaves 1 modulo 97."""
-    code = text.replace(" ", "")
+    code = re.sub(r"[ -]", "", text).upper()
     return (_IBAN_LENGTHS.get(code[:2]) == len(code)
             and int("".join(str(int(ch, 36)) for ch in code[4:] + code[:4])) % 97 == 1)
 

@@ -223,6 +223,13 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # cards written in other groupings, from their first digit
     ("card 41111111 11111111", "card [CARD]"), ("卡号 622202 1234567890128", "卡号 [CARD]"),
     ("快递单号 SF8046055490315 还没到", "快递单号 SF8046055490315 还没到"),  # letters, digits, no country
+    # the other ways customers write them
+    ("tel 010 62345678 or 01062345678 or 0755 88889999", "tel [PHONE] or [PHONE] or [PHONE]"),
+    ("身份证 440308-19900307-1235", "身份证 [ID]"), ("ssn 123 45 6789", "ssn [ID]"),
+    ("iban de89370400440532013000 or GB82-WEST-1234-5698-7654-32", "iban [IBAN] or [IBAN]"),
+    ("card 4111.1111.1111.1111 or 4111 / 1111 / 1111 / 1111.", "card [CARD] or [CARD]."),
+    # and what only looks like them
+    ("order 000 12 3456 and 0123456789012 and 2024.01.15", "order 000 12 3456 and 0123456789012 and 2024.01.15"),
 ])
 def test_redaction_removes_personal_data_and_keeps_order_numbers(text: str, expected: str) -> None:
     assert redact(text) == expected
