@@ -562,7 +562,7 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
         if deleted["conversations"]:
             click.echo(f"Deleted {cid}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
         if deleted["answer_candidates"]:
-            click.echo(f"  its agent answers may be in models trained since; `bot retrain {directory} --force` builds one without them", err=True)
+            click.echo(f"  its agent answers may be in the serving index; `bot retrain {directory}` takes them out", err=True)
     missing = [cid for cid, deleted in results.items() if not deleted["conversations"]]
     if missing:
         fail(f"no conversation {', '.join(missing)} in {directory / 'dialogues.db'}")
@@ -609,7 +609,7 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
         signal.signal(signal.SIGTERM, previous)
     if as_json:
         click.echo(json.dumps(result.decision))
-    elif result.version is not None:
+    elif "figures" in result.decision:  # a candidate was trained and gated
         _print_decision(result.decision, Registry(project.models_dir).current())
 
 

@@ -47,7 +47,7 @@ from dialogues.store import Store
 from finetune.classifier import IntentClassifier
 from finetune.metrics import per_intent_accuracy
 from finetune.registry import Registry, RegistryError, Version
-from retrieval.index import Answer, AnswerIndex
+from retrieval.index import Answer, AnswerIndex, saved_answers
 
 Say = Callable[[str], None]
 
@@ -154,7 +154,16 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         data, traffic = read_store(project)
         new = _new_since(data, last.meta)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
+        answers = agent_answers(data)
+        gone = gone_answers(serving_path, answers)
         if not (force or seed_changed or new["labels"] or new["answers"]):
+            if gone:  # nothing to learn, but the index must not show them: the classifier stays as it is
+                version = refresh_index(registry, serving_name, answers, data)
+                say(f"Nothing new since {last.name}; {len(gone)} agent answer{'s' if len(gone) > 1 else ''} no longer "
+                    f"in the store (purged) left the index: {version} serves without them, its classifier unchanged.")
+                return RetrainResult(version, False, {"promoted": False, "serving": serving_name,
+                                                      "reasons": ["nothing new"], "index_refresh": version,
+                                                      "answers_removed": len(gone)})
             say(f"Nothing new since {last.name}: no new labels or agent answers, and nlu.yml is unchanged.")
             return RetrainResult(None, False, {"promoted": False, "serving": serving_name, "reasons": ["nothing new"]})
 
@@ -172,7 +181,6 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else "")
             + (f", then averaged with {serving_name}'s weights ({share:g} trained)"
                if warm and (share := project.config.learning.interpolate) < 1 else ""))
-        answers = agent_answers(data)
         indexed = answers_for(project) + answers
         AnswerIndex.check_options(len(indexed), **index_options(project))  # before the minutes of training
         with registry.stage() as staging:
@@ -208,12 +216,20 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             registry.promote(version)
             registry.record({"event": "promoted", "version": version, "previous": serving_name})
             return RetrainResult(version, True, decision)
-        if new["answers"] and not moved:  # a refresh serves a copy of serving_name, which no longer serves
+        if (new["answers"] or gone) and not moved:  # a refresh serves a copy of serving_name, which no longer serves
             decision["index_refresh"] = refresh_index(registry, serving_name, answers, data)
         # Recorded last: a run killed before this point has not run, for the next one (last_finished).
         registry.record({"event": "refused", "version": version, "serving": serving_name, "reasons": reasons,
                          **({"index_refresh": decision["index_refresh"]} if "index_refresh" in decision else {})})
         return RetrainResult(version, False, decision)
+
+
+def gone_answers(serving_path: Path, answers: list[Answer]) -> list[str]:
+    """The agent answers the serving index holds that the store no longer has, as it has them: their
+    conversation was purged (its ids may since be another answer's), or redaction now finds personal
+    data in them."""
+    kept = {(a.id, a.text) for a in answers}
+    return [a.id for a in saved_answers(serving_path / "index") if a.source == "agent" and (a.id, a.text) not in kept]
 
 
 def last_finished(registry: Registry, serving_name: str) -> Version:

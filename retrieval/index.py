@@ -449,16 +449,26 @@ class AnswerIndex:
         index = faiss.read_index(str(folder / INDEX_FILE))
         if index.d != manifest["dim"] or index.ntotal != manifest["count"]:
             raise IndexMismatchError(f"{folder}: {INDEX_FILE} holds {index.ntotal}×{index.d}, manifest says {manifest['count']}×{manifest['dim']}")
-        answers: dict[int, Answer] = {}
-        with (folder / ANSWERS_FILE).open(encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                label = row.pop("label")
-                answers[label] = Answer(**row)
         options = IndexOptions(**{**manifest["options"], "device": device})
         if manifest["index_type"] == "ivf":
             index.nprobe = manifest["params"]["nprobe"]
-        return cls(encoder, index, manifest["index_type"], options, answers, manifest["next_label"])
+        return cls(encoder, index, manifest["index_type"], options, _read_answers(folder), manifest["next_label"])
+
+
+def _read_answers(folder: Path) -> dict[int, Answer]:
+    answers: dict[int, Answer] = {}
+    with (Path(folder) / ANSWERS_FILE).open(encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            label = row.pop("label")
+            answers[label] = Answer(**row)
+    return answers
+
+
+def saved_answers(folder: Path) -> list[Answer]:
+    """The answers a saved index holds, read without the encoder or FAISS: what ``bot retrain``
+    compares with the store to find agent answers a purge took away."""
+    return list(_read_answers(folder).values())
 
 
 def _device(opts: IndexOptions) -> str:

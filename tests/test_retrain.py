@@ -181,7 +181,8 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     registry = Registry(bot_dir / "models")
     assert "v0003 now serves the new agent answers with the unchanged classifier" in result.output
     assert registry.current() == "v0003"
-    old, refreshed = bot_dir / "models" / "v0001", bot_dir / "models" / "v0003"
+    models = bot_dir / "models"
+    old, refreshed = models / "v0001", models / "v0003"
     assert (refreshed / "classifier" / "head.safetensors").read_bytes() == (old / "classifier" / "head.safetensors").read_bytes()
     assert [d["event"] for d in registry.decisions()] == ["trained", "index_refresh", "refused"]  # the refusal ends the run
 
@@ -199,6 +200,15 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     lines = listing.output.splitlines()
     assert lines[2].startswith("  v0002") and "refused: " in lines[2] and "seed: track_order fell by" in lines[2]
     assert lines[3].startswith("* v0003") and "index_refresh" in lines[3]
+
+    # Purged, the conversation's agent answer leaves the index at the next retrain, with nothing to train.
+    assert CliRunner().invoke(cli, ["purge", str(bot_dir), "--conversation", "damaged"]).exit_code == 0
+    purged = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+    assert purged.exit_code == 0 and "1 agent answer no longer in the store (purged) left the index: v0004" in purged.output
+    assert registry.current() == "v0004" and [d["event"] for d in registry.decisions()][-1] == "index_refresh"
+    assert not [i for i in NLU.load(models / "v0004").index.ids if i.startswith("agent:")]
+    assert (models / "v0004" / "classifier" / "head.safetensors").read_bytes() == (old / "classifier" / "head.safetensors").read_bytes()
+    assert "Nothing new since v0004" in CliRunner().invoke(cli, ["retrain", str(bot_dir)]).output
 
 
 def test_retrain_never_promotes_over_a_current_changed_during_the_run(bot_dir: Path,
