@@ -26,7 +26,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
-from bot.channels.base import load_json
+from bot.channels.base import MAX_REPLY_CHARS, load_json
 
 log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
@@ -83,7 +83,7 @@ class _Message(BaseModel):
     """One of the messages an action sends (``dispatcher.utter_message``)."""
 
     model_config = ConfigDict(extra="allow")  # a named response's values (order_id=...) ride along
-    text: str | None = None
+    text: str | None = Field(None, max_length=MAX_REPLY_CHARS)  # as long as an agent's reply may be
     buttons: list[_Button] | None = None
     response: str | None = None
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic.json_schema import models_json_schema
 
-from bot.channels.base import READABLE, readable
+from bot.channels.base import MAX_REPLY_CHARS, READABLE, readable
 from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest, WebConversationId
 
 
@@ -32,7 +32,7 @@ class _Body(BaseModel):
 class AgentMessageRequest(_Body):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    text: str = Field(..., min_length=1, max_length=20000, json_schema_extra={"pattern": READABLE},
+    text: str = Field(..., min_length=1, max_length=MAX_REPLY_CHARS, json_schema_extra={"pattern": READABLE},
                       description="the agent's reply to the customer")
     agent: str | None = Field(None, min_length=1, max_length=64, pattern=r"\S",
                               description="the agent's name, shown to the customer beside the reply")

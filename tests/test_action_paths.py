@@ -159,6 +159,15 @@ class ActionAgain(Action):
     def run(self, dispatcher, tracker, domain):
         dispatcher.utter_message(text="again")
         return [FollowupAction("action_again")]
+
+
+class ActionRunaway(Action):
+    def name(self):
+        return "action_runaway"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="y" * 200_000)
+        return []
 '''
 
 
@@ -441,6 +450,18 @@ async def test_a_requested_slot_that_is_not_a_name_fails_the_action_not_the_conv
                              ['{"requested_slot": ["order_id"]}'])
         for text in ("hello", "where is my order 123"):
             assert (await bot.handle(Turn("c1", text, "web"))).text
+    finally:
+        await bot.close()
+
+
+async def test_a_runaway_reply_fails_the_action_on_both_paths(action_bot: Path, endpoint: str | None, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """200,000 characters for a chat: the store's redaction of them held every other customer up."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_runaway"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that")
+        assert "responses.0.text: String should have at most 20000 characters" in caplog.text
     finally:
         await bot.close()
 

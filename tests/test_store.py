@@ -251,6 +251,15 @@ def test_an_actions_reply_repeating_personal_data_is_stored_redacted_too(tmp_pat
     store.close()
 
 
+def test_redaction_takes_time_in_proportion_to_the_text() -> None:
+    """No pattern is tried over and over inside one long run: 100,000 characters with no "@" took the
+    email pattern 30 s, under the store's lock, while every other customer waited."""
+    for text in ("y" * 100_000, "1-" * 50_000, "１" * 100_000):
+        started = time.perf_counter()
+        assert redact(text) == text
+        assert time.perf_counter() - started < 5  # about 0.05 s; quadratic, a minute
+
+
 def test_the_checksums_behind_redaction() -> None:
     assert luhn_valid("79927398713") and not luhn_valid("79927398710")
     assert cn_id_valid("11010519491231002X") and not cn_id_valid("110105194912310021")

@@ -35,6 +35,7 @@ T = TypeVar("T")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_CHARS = 4000
+MAX_REPLY_CHARS = 20_000  # a reply to a customer, an agent's or an action's: longer ones are runaway output
 DEFAULT_GRACE_S = 5.0  # how long close() lets turns in flight finish; the server passes server.shutdown_seconds
 MAX_SKEW_S = 300  # how far a platform's signed timestamp may be from our clock before the request is refused
 
