@@ -17,7 +17,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,7 +178,10 @@ class ActionRunner:
     beyond them waits for one to return, within its time limit.
     """
 
-    def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any]) -> None:
+    def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any],
+                 mapped: Iterable[str] = ()) -> None:
+        """``mapped``: the actions bot.yml's ``actions.map`` names; run in-process, each must be defined in
+        ``actions/``, or a typo would fail every customer who asks for it."""
         self.endpoint = endpoint
         self.timeout = timeout
         self.domain = domain
@@ -187,6 +190,10 @@ class ActionRunner:
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
             self.executor = _load_executor(actions_dir)
+        if endpoint is None and (unknown := sorted(set(mapped) - set(self.names))):
+            defined = (f"no class in actions/ is named so (it defines {', '.join(self.names) or 'none'})"
+                       if self.executor else "the bot has no actions/ folder and no actions.endpoint")
+            raise ActionError(f"bot.yml: actions.map names {', '.join(map(repr, unknown))}, but {defined}")
 
     @property
     def names(self) -> list[str]:

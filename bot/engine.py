@@ -53,7 +53,8 @@ class Bot:
         self.nlu = nlu
         self.store = store
         self.actions = actions or ActionRunner(project.actions_dir, project.config.actions.endpoint,
-                                               project.config.actions.timeout, domain=self.domain())
+                                               project.config.actions.timeout, domain=self.domain(),
+                                               mapped=project.config.actions.map.values())
         inference = self.config.server.inference
         self.batcher: MicroBatcher[str, Analysis] = MicroBatcher(self._analyse, inference.max_batch, inference.max_wait_ms,
                                                                    concurrency=nlu.workers)

@@ -99,8 +99,10 @@ class RetrievalConfig(_Strict):
 
 
 class ActionsConfig(_Strict):
-    map: dict[str, str] = Field(default_factory=dict, description="intent -> custom action name")
-    endpoint: str | None = Field(None, description="a rasa-sdk action server; None runs actions/ in-process")
+    map: dict[str, Annotated[str, Field(pattern=r"^\S+$")]] = Field(default_factory=dict,
+                                                                    description="intent -> custom action name")
+    endpoint: str | None = Field(None, pattern=r"^https?://\S+$",
+                                 description="a rasa-sdk action server; None runs actions/ in-process")
     timeout: float = Field(5.0, gt=0)
 
 

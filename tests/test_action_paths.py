@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from rasa_sdk.events import AllSlotsReset, ConversationPaused, ConversationResumed, FollowupAction, Restarted, SlotSet
 
-from bot.actions import ActionResult
+from bot.actions import ActionError, ActionResult
 from bot.channels.base import Turn
 from bot.engine import MAX_FOLLOWUPS, Bot
 from bot.nlu import NLU
@@ -416,7 +416,18 @@ async def test_a_sentence_the_classifier_is_sure_of_goes_to_its_own_intent_while
         await bot.close()
 
 
-async def test_an_unknown_action_falls_back_on_both_paths(action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+async def test_an_unknown_action_is_refused_on_load_or_falls_back(action_bot: Path, endpoint: str | None,
+                                                                  tmp_path: Path) -> None:
+    """In-process, the actions are known when the bot loads: a typo in actions.map is named there, not
+    met by every customer who asks; an action server's are known only when it answers."""
+    if endpoint is None:
+        with pytest.raises(ActionError, match=r"actions.map names 'action_nobody_wrote', but no class in actions/ is "
+                                              r"named so \(it defines action_again, "):
+            make_bot(action_bot, endpoint, {"track_order": "action_nobody_wrote"}, tmp_path)
+        with pytest.raises(ActionError, match="the bot has no actions/ folder and no actions.endpoint"):
+            make_bot(Path(shutil.copytree(action_bot, tmp_path / "bare", ignore=shutil.ignore_patterns("actions"))),
+                     None, {"track_order": "action_lookup_latest"}, tmp_path)
+        return
     bot = make_bot(action_bot, endpoint, {"track_order": "action_nobody_wrote"}, tmp_path)
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "web"))

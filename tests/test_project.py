@@ -63,6 +63,11 @@ def test_wrong_value_type_is_explained(bot_dir: Path) -> None:
     assert message.startswith(f"{bot_dir / 'bot.yml'}:2: thresholds.intent")
     (bot_dir / "bot.yml").write_text("model:\n  learning_rate: 1e5\n")  # for 1e-5: it trained to NaN, then a traceback
     assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:2: model.learning_rate")
+    # an action server without its scheme, an empty action name: every action failed at the first customer
+    (bot_dir / "bot.yml").write_text("actions:\n  endpoint: localhost:5055\n")
+    assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:2: actions.endpoint: String should match pattern")
+    (bot_dir / "bot.yml").write_text("actions:\n  map:\n    greet: ''\n")
+    assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:3: actions.map.greet: String should match pattern")
 
 
 def test_unknown_intent_in_responses_names_its_line(bot_dir: Path) -> None:
