@@ -313,9 +313,15 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
-def _refuse_repeated_keys(path: Path, node: yaml.Node | None) -> None:
+def _refuse_repeated_keys(path: Path, node: yaml.Node | None, visited: set[int] | None = None) -> None:
     """YAML keeps the last of two equal keys without a word, so a second ``server:`` section appended
-    to bot.yml would silently drop the first one's settings; say where both are instead."""
+    to bot.yml would silently drop the first one's settings; say where both are instead. Each node is
+    looked at once: an alias shares its anchor's node, and walking every alias of aliases again would
+    take a few lines of anchors minutes."""
+    visited = set() if visited is None else visited
+    if id(node) in visited:
+        return
+    visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key, value in node.value:
@@ -325,10 +331,10 @@ def _refuse_repeated_keys(path: Path, node: yaml.Node | None) -> None:
                     raise ProjectError(f"{path}:{line}: {key.value!r} is already set on line {seen[key.value]}; "
                                        "merge the two")
                 seen[key.value] = line
-            _refuse_repeated_keys(path, value)
+            _refuse_repeated_keys(path, value, visited)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _refuse_repeated_keys(path, item)
+            _refuse_repeated_keys(path, item, visited)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -337,7 +343,7 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                if key.value == str(part):
+                if key.value == str(part) or (not isinstance(part, str) and _read_scalar(key) == (type(part), part)):
                     line, node = key.start_mark.line + 1, value
                     break
             else:
@@ -348,6 +354,14 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
         else:
             return line
     return line
+
+
+def _read_scalar(key: yaml.Node) -> tuple[type, Any] | None:
+    """A key as YAML reads it, with its type: ``yes`` is True, which ``str(True)`` does not find."""
+    if not isinstance(key, yaml.ScalarNode):
+        return None
+    value = yaml.safe_load(yaml.serialize(key))
+    return type(value), value
 
 
 def _fail(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], message: str) -> ProjectError:
@@ -473,6 +487,8 @@ def load_responses(path: Path, intents: set[str]) -> Responses:
         raise _fail(path, node, (sorted(extra)[0],), "unknown key")
     templates: dict[str, list[ResponseVariant]] = {}
     for intent, variants in data["responses"].items():
+        if not isinstance(intent, str):  # yes: and 404: are read as True and 404
+            raise _fail(path, node, ("responses", intent), f"an intent name is text: write {intent!r}'s key in quotes")
         if intent not in intents:
             raise _fail(path, node, ("responses", intent), f"unknown intent {intent!r} (not in nlu.yml)")
         if isinstance(variants, (str, dict)):

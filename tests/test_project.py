@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,28 @@ def test_unknown_intent_in_responses_names_its_line(bot_dir: Path) -> None:
     path.write_text(path.read_text() + "  refnud:\n    - text: typo\n")
     line = len(path.read_text().splitlines()) - 1
     assert error_for(bot_dir) == f"{path}:{line}: responses.refnud: unknown intent 'refnud' (not in nlu.yml)"
+
+
+def test_an_intent_key_yaml_reads_as_a_number_or_a_boolean_asks_for_quotes(bot_dir: Path) -> None:
+    path = bot_dir / "responses.yml"
+    for key in ("404", "yes"):
+        path.write_text(path.read_text().replace("responses:\n", f"responses:\n  {key}:\n    - text: hmm\n", 1))
+        line = path.read_text().splitlines().index(f"  {key}:") + 1
+        read = {"404": 404, "yes": True}[key]
+        assert error_for(bot_dir) == f"{path}:{line}: responses.{read}: an intent name is text: write {read!r}'s key in quotes"
+        path.write_text(path.read_text().replace(f"  {key}:\n    - text: hmm\n", "", 1))
+
+
+def test_aliases_are_checked_once_each(bot_dir: Path) -> None:
+    """Nine aliases of nine aliases of...: walking each again took a few lines of anchors minutes."""
+    levels = ["x0: &x0 [a, b, c, d, e, f, g, h, i]"]
+    levels += [f"x{n}: &x{n} [{', '.join([f'*x{n - 1}'] * 9)}]" for n in range(1, 10)]
+    nlu = bot_dir / "nlu.yml"
+    nlu.write_text(nlu.read_text() + "- intent: acknowledge\n  examples:\n  - text: fine by me\n    metadata:\n"
+                   + "".join(f"      {line}\n" for line in levels))
+    started = time.perf_counter()
+    assert load_project(bot_dir).intents
+    assert time.perf_counter() - started < 30  # a second; 9^9 visits, minutes, before
 
 
 def test_a_button_for_an_unknown_intent_names_its_line(bot_dir: Path) -> None:
