@@ -50,7 +50,7 @@ class Button(BaseModel):
 
 class ResponseVariant(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str
+    text: str = Field(..., pattern=r"\S", description="something to read: a blank one is a reply of silence")
     channel: Literal["web", "slack", "wecom"] | None = None  # a name no channel has would be a variant never shown
     language: Language | None = None
     buttons: list[Button] = Field(default_factory=list)

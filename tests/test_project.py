@@ -88,6 +88,15 @@ def test_an_intent_key_yaml_reads_as_a_number_or_a_boolean_asks_for_quotes(bot_d
         path.write_text(path.read_text().replace(f"  {key}:\n    - text: hmm\n", "", 1))
 
 
+def test_a_blank_template_is_refused(bot_dir: Path) -> None:
+    """The customer who triggered it got silence (an empty reply, counted as answered)."""
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text().replace('''- text: "You're welcome! Is there anything else I can help with?"''',
+                                             "- text: '  '", 1))
+    line = path.read_text().splitlines().index("    - text: '  '") + 1
+    assert error_for(bot_dir).startswith(f"{path}:{line}: responses.thank_you.0.text: String should match pattern")
+
+
 def test_aliases_are_checked_once_each(bot_dir: Path) -> None:
     """Nine aliases of nine aliases of...: walking each again took a few lines of anchors minutes."""
     levels = ["x0: &x0 [a, b, c, d, e, f, g, h, i]"]
