@@ -648,15 +648,17 @@ def models(directory: Path, as_json: bool) -> None:
     if not as_json:  # accuracy: on the frozen evaluation set, at the version's intent threshold
         click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}  decision")
     for v in versions:
-        decision = v.decision.get("promoted")
-        status = "" if decision is None else ("promoted" if decision else "refused: " + "; ".join(v.decision["reasons"]))
         if as_json:
             click.echo(json.dumps({"version": v.name, "serving": v.current, "meta": v.meta, "metrics": v.metrics,
                                    "decision": v.decision}))
             continue
+        # Read leniently: one version's hand-edited or half-restored files must not hide the others.
+        decision, reasons = v.decision.get("promoted"), v.decision.get("reasons")
+        status = "" if decision is None else ("promoted" if decision else "refused: " + "; ".join(map(str, reasons or [])))
         accuracy = v.metrics.get("accuracy")
-        click.echo(f"{'*' if v.current else ' '} {v.name:<9}{v.meta.get('created', ''):<26}{v.meta.get('mode', 'train'):<15}"
-                   f"{'' if accuracy is None else f'{accuracy:.4f}':>9}  {status}")
+        shown = f"{accuracy:.4f}" if isinstance(accuracy, (int, float)) else ""
+        click.echo(f"{'*' if v.current else ' '} {v.name:<9}{str(v.meta.get('created', '')):<26}"
+                   f"{str(v.meta.get('mode', 'train')):<15}{shown:>9}  {status}")
 
 
 @cli.command()

@@ -198,16 +198,23 @@ class Registry:
             raise RegistryError(f"cannot record the decision in {path}: {exc.strerror or exc}") from exc
 
     def decisions(self) -> list[dict[str, Any]]:
+        """The recorded decisions, oldest first; a line a crash cut short (maybe inside a character of a
+        Chinese intent's name) is skipped, and the others are read."""
+        path = self.root / "decisions.jsonl"
         try:
-            lines = (self.root / "decisions.jsonl").read_text(encoding="utf-8").splitlines()
+            lines = path.read_bytes().splitlines()
         except FileNotFoundError:
             return []
+        except OSError as exc:  # a folder by that name
+            raise RegistryError(f"cannot read the decisions in {path}: {exc.strerror or exc}") from exc
         out = []
         for line in lines:
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a crash mid-write
+                decision = json.loads(line)
+            except ValueError:  # not JSON, or not UTF-8
                 continue
+            if isinstance(decision, dict):
+                out.append(decision)
         return out
 
     def rollback(self, name: str, check: Callable[[Path], object] | None = None) -> str | None:

@@ -126,8 +126,17 @@ def test_decisions_are_appended_and_a_cut_line_is_skipped(tmp_path: Path) -> Non
     with open(registry.root / "decisions.jsonl", "a") as fh:
         fh.write('{"event": "refu')  # a crash mid-write
     registry.record({"event": "refused", "version": "v0003"})
-    assert [(d["event"], d["version"]) for d in registry.decisions()] == [("promoted", "v0002"), ("refused", "v0003")]
+    line = json.dumps({"event": "refused", "version": "v0004", "reasons": ["退款 fell"]}, ensure_ascii=False).encode()
+    with open(registry.root / "decisions.jsonl", "ab") as fh:
+        fh.write(line[:line.index("退".encode()) + 1])  # cut inside a character: the whole log failed to decode
+    registry.record({"event": "promoted", "version": "v0005"})
+    assert [(d["event"], d["version"]) for d in registry.decisions()] == [
+        ("promoted", "v0002"), ("refused", "v0003"), ("promoted", "v0005")]
     assert all("time" in d for d in registry.decisions())
+    (registry.root / "decisions.jsonl").unlink()
+    (registry.root / "decisions.jsonl").mkdir()
+    with pytest.raises(RegistryError, match="cannot read the decisions in"):
+        registry.decisions()
 
 
 def test_rollback_checks_the_version_before_serving_it(tmp_path: Path) -> None:
@@ -215,6 +224,12 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     (models / "v0002" / "metrics.json").write_text("[1]")
     (models / "v0003" / "meta.json").write_bytes(b"\xff\xfe")
     assert runner.invoke(cli, ["models", str(root)]).exit_code == 0
+    # JSON objects of another shape: a decision without its reasons, an accuracy written as text
+    (models / "v0002" / "decision.json").write_text('{"promoted": false}')
+    (models / "v0003" / "metrics.json").write_text('{"accuracy": "0.9"}')
+    (models / "v0003" / "meta.json").write_text('{"created": null, "mode": 3}')
+    odd = runner.invoke(cli, ["models", str(root)])
+    assert odd.exit_code == 0 and [line[:7] for line in odd.output.splitlines()[1:]] == ["* v0001", "  v0002", "  v0003"]
     (models / "CURRENT").write_bytes(b"\xff\xfe\x00garbage")
     listed = runner.invoke(cli, ["models", str(root)])  # the list to roll back from stays readable
     assert listed.exit_code == 0 and "*" not in listed.output and "v0003" in listed.output
