@@ -449,33 +449,39 @@ class Store:
 
     def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None) -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
-
-        The question is among the customer's typed messages since the previous agent reply, never the
-        request for a person itself (a message the bot answered with a handoff): the last one before the
-        conversation was handed off, which the bot could not settle, or else the first one after it (a
-        customer who asked for a person straight away says what for next, before "hello??"). The first
-        message of the conversation is often a greeting or a question the bot answered long before.
-        A later retrain indexes the pair for retrieval.
-        """
+        A later retrain indexes the pair for retrieval (:meth:`_question_for`)."""
         with self._lock, self.db.atomic():
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
-            asked = list(self.db.query(
-                f"SELECT id, text, created FROM turns WHERE conversation_id = ? AND {_TYPED} "
-                "AND id > coalesce((SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ?), 0) "
-                "AND NOT EXISTS (SELECT 1 FROM predictions WHERE turn_id = turns.id AND source = 'handoff') "
-                "ORDER BY id",
-                [conversation_id, conversation_id, turn_id],
-            ))
-            handed_off = self.db.execute("SELECT max(created) FROM handoffs WHERE conversation_id = ? "
-                                         "AND event = 'handed_off'", [conversation_id]).fetchone()[0]
-            before = [row for row in asked if handed_off is not None and row["created"] <= handed_off]
-            question = before[-1] if before else next(iter(asked), None)
+            question = self._question_for(conversation_id, turn_id)
             if question is not None:
                 self.db["answer_candidates"].insert(
                     {"conversation_id": conversation_id, "question_turn_id": question["id"], "agent_turn_id": turn_id,
                      "question": question["text"], "answer": self._private(text), "created": now()}
                 )
             return turn_id
+
+    def _question_for(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
+        """What an agent's reply answers, among the customer's typed messages since the previous agent reply:
+        the last one before the handoff that the bot could not settle (a fallback, or the message whose
+        repeated fallback or action handed it off), else the first one after the handoff (a customer who
+        asked for a person says what for next, before "hello??"), else the last one before it. Never the
+        request for a person itself, nor a greeting or question the bot answered before the one it could not."""
+        asked = list(self.db.query(
+            "SELECT t.id, t.text, t.created, p.source FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
+            "WHERE t.conversation_id = ? AND t.role = 'user' AND substr(t.text, 1, 1) != '/' AND t.id < ? AND t.id > "
+            "coalesce((SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ?), 0) ORDER BY t.id",
+            [conversation_id, agent_turn_id, conversation_id, agent_turn_id],
+        ))
+        handoff = next(self.db.query("SELECT created, reason FROM handoffs WHERE conversation_id = ? AND event = 'handed_off' "
+                                     "ORDER BY id DESC LIMIT 1", [conversation_id]), None)
+        requested = handoff is None or handoff["reason"] == "requested"
+        asked = [row for row in asked if not (requested and row["source"] == "handoff")]
+        if handoff is None:  # an agent writing into a conversation nobody handed off
+            return next(iter(asked), None)
+        before = [row for row in asked if row["created"] <= handoff["created"]]
+        after = [row for row in asked if row["created"] > handoff["created"]]
+        unsettled = [row for row in before if row["source"] in ("fallback", "handoff")]
+        return next(iter(unsettled[-1:] or after[:1] or before[-1:]), None)
 
     def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None, first: bool = False) -> None:
         """A reviewer's intent (or ``oos``) for user turns; a later label for the same turn wins, unless

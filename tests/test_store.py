@@ -150,20 +150,33 @@ def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_pat
                                 0.9, [], "handoff", "v0001"))
     store.log_exchange(Exchange("c2", "web", None, "my blender came broken", None, None, None, 0.0, [], "silent", "v0001"))
     store.add_agent_answer("c2", "A new blender is on its way.")
-    # Handed off after the bot answered a greeting and a question: what it could not settle is the last.
-    for text, source in [("hi", "template"), ("where is order 789?", "action"),
-                         ("it says delivered, it is not here", "fallback"), ("let me talk to someone", "handoff"),
-                         ("hello??", "silent")]:
-        store.log_exchange(Exchange("c3", "web", None, text, None, None, None, 0.5, [], source, "v0001"))
-        if source == "handoff":
-            store.set_status("c3", "handed_off", "requested")
-    store.add_agent_answer("c3", "I have opened an investigation with the courier.")
+    # Handed off after the bot answered a greeting and a question: what it could not settle, or else
+    # what the customer wrote once they had asked for a person; a fallback's handoff keeps its question.
+    def conversation(cid: str, turns: list[tuple[str, str]], reason: str, answer: str) -> None:
+        for text, source in turns:
+            store.log_exchange(Exchange(cid, "web", None, text, None, None, None, 0.5, [], source, "v0001"))
+            if source == "handoff":
+                store.set_status(cid, "handed_off", reason)
+        store.add_agent_answer(cid, answer)
+
+    conversation("c3", [("hi", "template"), ("where is order 789?", "action"), ("it says delivered, not here", "fallback"),
+                        ("let me talk to someone", "handoff"), ("hello??", "silent")], "requested", "I asked the courier.")
+    conversation("c4", [("hi", "template"), ("where is my order", "template"), ("I want a human", "handoff"),
+                        ("my parcel arrived broken", "silent")], "requested", "Send us a photo.")
+    conversation("c5", [("hi", "template"), ("my parcel arrived damaged, what now", "handoff")], "fallbacks",
+                 "We will replace it.")
+    store.set_status("c4", "open", "user")  # handed back, then off again with a new question
+    conversation("c4", [("opening hours?", "template"), ("human please", "handoff"), ("the VAT number is wrong", "silent")],
+                 "requested", "A corrected invoice is on its way.")
     answers = store.answer_candidates()
     assert [(a["question"], a["answer"]) for a in answers] == [
         ("my parcel is lost", "Found it: it is at the depot."),
         ("and can I change the address?", "Yes, done."),
         ("my blender came broken", "A new blender is on its way."),
-        ("it says delivered, it is not here", "I have opened an investigation with the courier."),
+        ("it says delivered, not here", "I asked the courier."),
+        ("my parcel arrived broken", "Send us a photo."),
+        ("my parcel arrived damaged, what now", "We will replace it."),
+        ("the VAT number is wrong", "A corrected invoice is on its way."),
     ]
     assert [t["role"] for t in store.history("c1")].count("agent") == 3  # every agent message is a turn
     store.close()
