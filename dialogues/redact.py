@@ -28,13 +28,19 @@ from collections.abc import Callable, Sequence
 # "@", the pattern would take time in the square of its length (a 100 KB action reply: 30 s).
 EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 CN_ID = re.compile(r"(?<![0-9A-Za-z])\d{6}[ -]?\d{8}[ -]?\d{3}[\dXx](?![0-9A-Za-z])")  # written whole, or 6 8 4
-# A US social security number: no area 000, 666 or 9xx, no group 00, no serial 0000 (the SSA's rules).
-SSN = re.compile(r"(?<!\d)(?!000|666|9)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?!\d)")
+# A US social security number: no area 000, 666 or 9xx, no group 00, no serial 0000 (the SSA's rules);
+# written with spaces only after its name, since "120 40 2000" is as likely a size or an amount.
+_SSN_DIGITS = r"(?!000|666|9)\d{3}{0}(?!00)\d{2}{0}(?!0000)\d{4}(?!\d)"
+SSN = re.compile(r"(?<!\d)" + _SSN_DIGITS.replace("{0}", "-"))
+SSN_NAMED = re.compile(r"(?i)(?:ssn|social security(?: number| no\.?)?)\W{0,3}(" + _SSN_DIGITS.replace("{0}", " ") + ")")
 CARD = re.compile(r"(?<![\d-])\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,18}(?![\d-])")  # 4111 1111…, 4111.1111…
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
 CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)")
-# 010-62345678, (0755) 88889999, 010 62345678, 01062345678 (whole, only with a real area code's shape).
-CN_LANDLINE = re.compile(r"(?<![\d+-])(?:\(0\d{2,3}\) ?|0\d{2,3}[- ]|0(?:10|2\d|[3-9]\d{2}))[2-9]\d{6,7}(?![\d-])")
+# 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape; written whole
+# (01062345678) only after a word for a phone, since order numbers look the same.
+_CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
+CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )[2-9]\d{{6,7}}(?![\d-])")
+CN_LANDLINE_NAMED = re.compile(rf"(?i)(?:电话|座机|固话|tel|phone|call)\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
 INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d)")
 NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?!\d)")
 
@@ -126,6 +132,11 @@ def _whole(match: re.Match[str]) -> Span:
     return match.span()
 
 
+def _named(match: re.Match[str]) -> Span:
+    """The number after the word that names it (``电话01062345678``: the number alone)."""
+    return match.span(1)
+
+
 def _when(valid: Callable[[str], bool]) -> Find:
     return lambda match: match.span() if valid(match.group(0)) else None
 
@@ -138,10 +149,12 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (EMAIL, "[EMAIL]", _whole),
     (CN_ID, "[ID]", _when(cn_id_valid)),
     (SSN, "[ID]", _whole),
+    (SSN_NAMED, "[ID]", _named),
     (CARD, "[CARD]", _card),
     (IBAN, "[IBAN]", _when(iban_valid)),
     (CN_MOBILE, "[PHONE]", _whole),
     (CN_LANDLINE, "[PHONE]", _whole),
+    (CN_LANDLINE_NAMED, "[PHONE]", _named),
     (INTL_PHONE, "[PHONE]", _when(_digits_between(8, 15))),
     (NANP_PHONE, "[PHONE]", _whole),
 ]
