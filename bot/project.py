@@ -488,7 +488,8 @@ def load_responses(path: Path, intents: set[str]) -> Responses:
     templates: dict[str, list[ResponseVariant]] = {}
     for intent, variants in data["responses"].items():
         if not isinstance(intent, str):  # yes: and 404: are read as True and 404
-            raise _fail(path, node, ("responses", intent), f"an intent name is text: write {intent!r}'s key in quotes")
+            raise _fail(path, node, ("responses", intent),
+                        f"an intent name is text, but YAML reads this key as {type(intent).__name__} {intent!r}: put it in quotes")
         if intent not in intents:
             raise _fail(path, node, ("responses", intent), f"unknown intent {intent!r} (not in nlu.yml)")
         if isinstance(variants, (str, dict)):

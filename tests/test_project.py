@@ -84,7 +84,8 @@ def test_an_intent_key_yaml_reads_as_a_number_or_a_boolean_asks_for_quotes(bot_d
         path.write_text(path.read_text().replace("responses:\n", f"responses:\n  {key}:\n    - text: hmm\n", 1))
         line = path.read_text().splitlines().index(f"  {key}:") + 1
         read = {"404": 404, "yes": True}[key]
-        assert error_for(bot_dir) == f"{path}:{line}: responses.{read}: an intent name is text: write {read!r}'s key in quotes"
+        assert error_for(bot_dir) == (f"{path}:{line}: responses.{read}: an intent name is text, but YAML reads this key "
+                                      f"as {type(read).__name__} {read!r}: put it in quotes")
         path.write_text(path.read_text().replace(f"  {key}:\n    - text: hmm\n", "", 1))
 
 
