@@ -7,6 +7,7 @@ never block the writer. The schema moves forward through numbered migrations rec
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -462,10 +463,11 @@ class Store:
 
     def _question_for(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """What an agent's reply answers, among the customer's typed messages since the previous agent reply:
-        the last one before the handoff that the bot could not settle (a fallback, or the message whose
-        repeated fallback or action handed it off), else the first one after the handoff (a customer who
-        asked for a person says what for next, before "hello??"), else the last one before it. Never the
-        request for a person itself, nor a greeting or question the bot answered before the one it could not."""
+        the first of the messages the bot could not settle right before the handoff (fallbacks, and the
+        message whose repeated fallback or action handed it off: what the customer came with, before
+        "hello??" and "is anyone there"), else the first one after the handoff (a customer who asked for a
+        person says what for next), else the last one before it. Never the request for a person itself,
+        nor a greeting or question the bot answered before the one it could not."""
         asked = list(self.db.query(
             "SELECT t.id, t.text, t.created, p.source FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
             "WHERE t.conversation_id = ? AND t.role = 'user' AND substr(t.text, 1, 1) != '/' AND t.id < ? AND t.id > "
@@ -480,7 +482,7 @@ class Store:
             return next(iter(asked), None)
         before = [row for row in asked if row["created"] <= handoff["created"]]
         after = [row for row in asked if row["created"] > handoff["created"]]
-        unsettled = [row for row in before if row["source"] in ("fallback", "handoff")]
+        unsettled = list(itertools.takewhile(lambda row: row["source"] in ("fallback", "handoff"), reversed(before)))
         return next(iter(unsettled[-1:] or after[:1] or before[-1:]), None)
 
     def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None, first: bool = False) -> None:

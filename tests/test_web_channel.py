@@ -143,7 +143,7 @@ async def test_agent_messages_and_handoffs_are_pushed_to_joined_sockets(client: 
         response = await admin(client, token, f"/admin/conversations/{cid}/messages", {"text": "Hi, I'm Sam."})
         turn_id = (await response.json())["turn_id"]
         assert await ws.receive_json() == {"type": "agent", "conversation_id": cid, "reply": "Hi, I'm Sam.", "turn_id": turn_id,
-                                              "author": None}
+                                              "author": None, "buttons": []}
         await ws.send_json({"conversation_id": cid, "text": "thanks Sam"})  # the bot stays quiet for the agent
         reply = await ws.receive_json()
         assert (reply["type"], reply["source"], reply["reply"], reply["handed_off"]) == ("reply", "silent", "", True)
