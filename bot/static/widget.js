@@ -523,7 +523,7 @@
     quick.replaceChildren();
     for (const button of buttons || []) {
       if (!button || typeof button.title !== "string" || typeof button.payload !== "string") continue;
-      if (handedOff && button.payload === "/resume") continue; // the banner offers it
+      if (button.payload === "/resume") continue; // the handoff banner offers it, and only while it means something
       const b = el("button", "", button.title);
       b.type = "button";
       b.addEventListener("click", () => {
