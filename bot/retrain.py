@@ -44,7 +44,7 @@ from dialogues.export import LearnedData, learned_data, recent_traffic
 from dialogues.redact import was_redacted
 from dialogues.review import OOS
 from dialogues.store import Store
-from finetune.classifier import IntentClassifier
+from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.metrics import per_intent_accuracy
 from finetune.registry import Registry, RegistryError, Version
 from retrieval.index import Answer, AnswerIndex, saved_answers
@@ -160,7 +160,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             if gone:  # nothing to learn, but the index must not show them: the classifier stays as it is
                 version = refresh_index(registry, serving_name, answers, data)
                 say(f"Nothing new since {last.name}; {len(gone)} agent answer{'s' if len(gone) > 1 else ''} no longer "
-                    f"in the store (purged) left the index: {version} serves without them, its classifier unchanged.")
+                    f"in the store as indexed (purged, or now redacted) left the index: {version} serves without "
+                    f"them, its classifier unchanged.")
                 return RetrainResult(version, False, {"promoted": False, "serving": serving_name,
                                                       "reasons": ["nothing new"], "index_refresh": version,
                                                       "answers_removed": len(gone)})
@@ -228,8 +229,12 @@ def gone_answers(serving_path: Path, answers: list[Answer]) -> list[str]:
     """The agent answers the serving index holds that the store no longer has, as it has them: their
     conversation was purged (its ids may since be another answer's), or redaction now finds personal
     data in them."""
+    try:
+        indexed = saved_answers(serving_path / "index")
+    except (OSError, ValueError, TypeError) as exc:  # missing, cut short, not the format
+        raise ModelLoadError(f"{serving_path}: cannot load the answer index: {exc}") from exc
     kept = {(a.id, a.text) for a in answers}
-    return [a.id for a in saved_answers(serving_path / "index") if a.source == "agent" and (a.id, a.text) not in kept]
+    return [a.id for a in indexed if a.source == "agent" and (a.id, a.text) not in kept]
 
 
 def last_finished(registry: Registry, serving_name: str) -> Version:

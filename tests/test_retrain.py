@@ -204,11 +204,14 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     # Purged, the conversation's agent answer leaves the index at the next retrain, with nothing to train.
     assert CliRunner().invoke(cli, ["purge", str(bot_dir), "--conversation", "damaged"]).exit_code == 0
     purged = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
-    assert purged.exit_code == 0 and "1 agent answer no longer in the store (purged) left the index: v0004" in purged.output
+    assert purged.exit_code == 0 and "1 agent answer no longer in the store as indexed (purged, or now redacted) left the index: v0004" in purged.output
     assert registry.current() == "v0004" and [d["event"] for d in registry.decisions()][-1] == "index_refresh"
     assert not [i for i in NLU.load(models / "v0004").index.ids if i.startswith("agent:")]
     assert (models / "v0004" / "classifier" / "head.safetensors").read_bytes() == (old / "classifier" / "head.safetensors").read_bytes()
     assert "Nothing new since v0004" in CliRunner().invoke(cli, ["retrain", str(bot_dir)]).output
+    (models / "v0004" / "index" / "answers.jsonl").unlink()  # a damaged serving index: one line, no traceback
+    damaged = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+    assert damaged.exit_code == 1 and "v0004: cannot load the answer index" in damaged.output
 
 
 def test_retrain_never_promotes_over_a_current_changed_during_the_run(bot_dir: Path,
