@@ -469,9 +469,9 @@ class Store:
         person says what for next), else the last one before it. Never the request for a person itself,
         nor a greeting or question the bot answered before the one it could not."""
         asked = list(self.db.query(
-            "SELECT t.id, t.text, t.created, p.source FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
-            "WHERE t.conversation_id = ? AND t.role = 'user' AND substr(t.text, 1, 1) != '/' AND t.id < ? AND t.id > "
-            "coalesce((SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ?), 0) ORDER BY t.id",
+            "SELECT id, text, created, (SELECT source FROM predictions WHERE turn_id = turns.id) AS source FROM turns "
+            f"WHERE conversation_id = ? AND {_TYPED} AND id < ? AND id > "
+            "coalesce((SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ?), 0) ORDER BY id",
             [conversation_id, agent_turn_id, conversation_id, agent_turn_id],
         ))
         handoff = next(self.db.query("SELECT created, reason FROM handoffs WHERE conversation_id = ? AND event = 'handed_off' "
