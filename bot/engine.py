@@ -152,7 +152,7 @@ class Bot:
         requested = requested if isinstance(requested, str) else None  # a name; a log from before the check may differ
         if text == HANDOFF_PAYLOAD:
             decision = Decision("handoff", None, 1.0, say(self.config.handoff.message, language), reason="requested")
-        elif loop and requested in entities and self._answers(loop, text, entities[requested], analysis):
+        elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
             decision = Decision("action", intent, 1.0, action=loop)
         else:
@@ -170,12 +170,13 @@ class Bot:
             await self.set_handoff(turn.conversation_id, True, decision.reason, turn.channel)
         return reply
 
-    def _answers(self, loop: str, text: str, value: str, analysis: Analysis) -> bool:
+    def _answers(self, loop: str, text: str, entity: str, value: str, analysis: Analysis) -> bool:
         """Whether a message carrying the value an action asked for ("what's your order number?") goes
-        back to that action: a bare answer ("789") does, whatever the classifier makes of a number; a
-        sentence does unless the classifier is sure it asks for something else ("get me a person about
-        order 555", "cancel order 456")."""
-        if not re.search(r"\w", text.replace(value, "", 1)):
+        back to that action: a bare answer ("789") does, whatever the classifier makes of a number, and
+        so does a message one of the entity's patterns takes whole (the shop wrote "789, thanks" as an
+        answer; the classifier hears thanks); a sentence does unless the classifier is sure it asks for
+        something else ("get me a person about order 555", "cancel order 456")."""
+        if not re.search(r"\w", text.replace(value, "", 1)) or self.project.is_answer(entity, text):
             return True
         return not understood(analysis, self.config) or self.config.actions.map.get(analysis.prediction.intent) == loop
 

@@ -265,6 +265,11 @@ class Project:
                 found[name] = value
         return found
 
+    def is_answer(self, entity: str, text: str) -> bool:
+        """Whether one of ``entity``'s patterns takes the whole message: what the shop wrote as an answer
+        when an action asks for that value."""
+        return any(pattern.fullmatch(text.strip()) for pattern in self.entity_patterns.get(entity, ()))
+
     @property
     def models_dir(self) -> Path:
         return self.root / "models"

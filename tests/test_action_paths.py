@@ -7,6 +7,7 @@ events are applied the same way: SlotSet into slots, ConversationPaused as a han
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import socket
@@ -20,7 +21,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from rasa_sdk import Tracker
 from rasa_sdk.events import AllSlotsReset, ConversationPaused, ConversationResumed, FollowupAction, Restarted, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
 
 from bot.actions import ActionError, ActionResult
 from bot.channels.base import Turn
@@ -397,6 +400,27 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         assert (await bot.handle(Turn("c2", "789", "web"))).source == "fallback"
     finally:
         await bot.close()
+
+
+def test_the_demo_action_asks_rather_than_answer_about_an_earlier_order(action_bot: Path, tmp_path: Path) -> None:
+    """The slot holds the conversation's last order; a message naming another in words the order pattern
+    does not read (訂單 before the pattern knew it) got the earlier order's status and tracking number."""
+    shutil.copy(action_bot / "actions" / "orders.py", tmp_path / "orders.py")
+    spec = importlib.util.spec_from_file_location("demo_orders", tmp_path / "orders.py")
+    orders = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(orders)
+
+    def run(text: str, entities: list[dict[str, str]]) -> tuple[str, list[dict[str, Any]]]:
+        dispatcher = CollectingDispatcher()
+        tracker = Tracker("c1", {"order_id": "789"}, {"text": text, "entities": entities}, [], False, None, {}, None)
+        events = orders.ActionOrderStatus().run(dispatcher, tracker, {})
+        return dispatcher.messages[0]["text"], events
+
+    text, events = run("please check the 456 one", [])
+    assert text == "Sure — what's your order number?" and SlotSet("order_id", None) in events
+    assert run("is 789 there yet", [])[0].startswith("Order 789 is **delivered**")  # the slot's own number
+    assert run("where is it now?", [])[0].startswith("Order 789 is **delivered**")  # no number: the slot's
+    assert run("order 789", [{"entity": "order_id", "value": "789"}])[0].startswith("Order 789")
 
 
 async def test_a_sentence_the_classifier_is_sure_of_goes_to_its_own_intent_while_an_action_waits(

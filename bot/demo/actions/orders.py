@@ -6,6 +6,7 @@ action server (`python -m rasa_sdk --actions actions`).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,12 @@ class ActionOrderStatus(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         say = MESSAGES.get(tracker.get_slot("language"), MESSAGES["en"])
         order_id = tracker.get_slot("order_id")
+        said, read = tracker.latest_message.get("text") or "", tracker.latest_message.get("entities") or []
+        if order_id and not read and order_id not in said and re.search(r"\d{3,}", said):
+            order_id = None  # a number the order pattern did not read: never answer with an earlier order's status
         if not order_id:  # asks, and requested_slot sends the customer's answer back here
             dispatcher.utter_message(text=say["ask_number"])
-            return [SlotSet("requested_slot", "order_id")]
+            return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         with orders_db() as conn:
             row = conn.execute("SELECT status, tracking, eta FROM orders WHERE id = ?", [order_id]).fetchone()
         if row is None:
