@@ -163,8 +163,8 @@ class Limits:
         if length is not None and length > self.max_body_bytes:
             raise http_error(web.HTTPRequestEntityTooLarge, f"body larger than {self.max_body_bytes} bytes",
                              max_size=self.max_body_bytes, actual_size=length)
-        if request.path.startswith(EXEMPT_PREFIXES):
-            return await handler(request)
+        if request.path.startswith(EXEMPT_PREFIXES) or request.method == "OPTIONS":
+            return await handler(request)  # a refused CORS preflight is no 429 to a page, only a network error
         ip = self.client_ip(request)
         self.request(ip)
         if request.headers.get("Upgrade", "").lower() == "websocket":

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from bot.channels import build_channels
 from bot.channels.base import DeliveryError, PlatformChannel, Turn, http_error, same_secret
-from bot.channels.web import read_json, valid_conversation_id
+from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
 from bot.limits import LIMITS, Limits
@@ -64,6 +64,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
+        exc.headers.update(cors_headers(request))  # the rate limits' 429 and 413 come before any route's handler
         if exc.content_type == "application/json" or exc.status < 400:
             raise
         exc.text = json.dumps({"error": exc.reason})
@@ -81,6 +82,13 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             return web.json_response({"error": "connection lost"}, status=400)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response({"error": "internal error"}, status=500)
+
+
+def cors_headers(request: web.Request) -> dict[str, str]:
+    """The web chat's CORS headers for its API (``/api/``), so that a widget on an allowed site can read
+    every refusal it gets, and how long to wait."""
+    channel = request.app[BOT].channels.get("web") if BOT in request.app else None
+    return channel.cors_headers(request) if isinstance(channel, WebChannel) and request.path.startswith("/api/") else {}
 
 
 def admin_token(project: Project) -> str:

@@ -404,6 +404,24 @@ async def test_cors_only_for_the_configured_widget_origins(make_client: Callable
     assert admin.status == 200 and "Access-Control-Allow-Origin" not in admin.headers  # never for the admin API
 
 
+async def test_a_widget_on_an_allowed_site_can_read_every_refusal_and_its_wait(make_client: Callable[..., Any]) -> None:
+    """The per-address 429 and the 413 come from the limits, before any route: without CORS headers the
+    page saw a network error, and without Expose-Headers it could not read Retry-After from any 429."""
+    shop = "https://shop.example.com"
+    client = await make_client(server={"limits": {"per_ip_per_minute": 3}}, channels={"web": {"origins": [shop]}})
+    preflight = {"Origin": shop, "Access-Control-Request-Method": "POST"}
+    for _ in range(5):  # a browser's preflights are not messages: they never use the address's allowance up
+        assert (await client.options("/api/chat", headers=preflight)).status == 204
+    for _ in range(3):
+        assert (await chat(client, cid(), "hi", Origin=shop)).status == 200
+    refused = await chat(client, cid(), "hi", Origin=shop)
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
+    assert refused.headers["Access-Control-Allow-Origin"] == shop
+    assert refused.headers["Access-Control-Expose-Headers"] == "Retry-After"
+    huge = await client.post("/api/chat", data=b"x" * 70_000, headers={"Origin": shop, "Content-Type": "application/json"})
+    assert huge.status == 413 and huge.headers["Access-Control-Allow-Origin"] == shop
+
+
 # --- normalisation and privacy -------------------------------------------------------------------
 
 

@@ -161,18 +161,20 @@ class WebChannel(Channel):
     def _allowed(self, origin: str) -> bool:
         return "*" in self.origins or origin in self.origins
 
+    def cors_headers(self, request: web.Request) -> dict[str, str]:
+        """What lets a page of an allowed site read an answer, and the wait a 429 asks for: a browser
+        shows a page no header it is not told it may (the server puts these on errors too, the limits' as well)."""
+        origin = self._foreign_origin(request)
+        if not origin or not self._allowed(origin):
+            return {}
+        return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": "Retry-After", "Vary": "Origin"}
+
     def _cors(self, handler: Handler) -> Handler:
-        """``handler`` with CORS headers for allowed origins, on its errors as well as its answers."""
+        """``handler`` with CORS headers on its answers (the server's error middleware adds them to errors)."""
 
         async def with_cors(request: web.Request) -> web.StreamResponse:
-            origin = self._foreign_origin(request)
-            headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin and self._allowed(origin) else {}
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:
-                exc.headers.update(headers)
-                raise
-            response.headers.update(headers)
+            response = await handler(request)
+            response.headers.update(self.cors_headers(request))
             return response
 
         return with_cors
