@@ -378,11 +378,13 @@ class Store:
 
     def add_feedback(self, conversation_id: str, turn_id: int, value: int, comment: str | None = None) -> int:
         """A vote on a bot reply; KeyError unless ``turn_id`` is a bot turn of ``conversation_id``, so that
-        knowing (or guessing) a turn id is not enough to rate another customer's conversation."""
+        knowing (or guessing) a turn id is not enough to rate another customer's conversation. The comment
+        is the customer's own text, redacted like their messages."""
         with self._lock, self.db.atomic():
             if not self.db.execute("SELECT 1 FROM turns WHERE id = ? AND role = 'bot' AND conversation_id = ?",
                                    [turn_id, conversation_id]).fetchone():
                 raise KeyError(turn_id)
+            comment = self._private(comment) if comment is not None else None
             return int(self.db["feedback"].insert({"turn_id": turn_id, "value": value, "comment": comment, "created": now()}).last_pk)
 
     def count(self, table: str) -> int:

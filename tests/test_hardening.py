@@ -483,9 +483,14 @@ async def test_personal_data_is_redacted_in_the_store_unless_configured(
         make_client: Callable[..., Any], privacy: dict[str, bool], text: str, raw: str | None) -> None:
     client = await make_client(server={"limits": NO_LIMITS}, privacy=privacy)
     conversation = cid()
-    assert (await chat(client, conversation, PERSONAL)).status == 200
+    reply = await chat(client, conversation, PERSONAL)
+    assert reply.status == 200
     assert store_rows(client, "SELECT text, raw_text FROM turns WHERE conversation_id = ? AND role = 'user'",
                       conversation) == [(text, raw)]
+    # a feedback comment is the customer's own text too
+    vote = {"conversation_id": conversation, "turn_id": (await reply.json())["turn_id"], "value": -1, "comment": PERSONAL}
+    assert (await client.post("/api/feedback", json=vote)).status == 200
+    assert store_rows(client, "SELECT comment FROM feedback") == [(text,)]
 
 
 async def test_purge_deletes_a_conversation_completely(make_client: Callable[..., Any]) -> None:
