@@ -400,23 +400,36 @@ def example_text(line: str) -> str:
 def _example_lines(block: Any) -> list[str]:
     """Rasa writes examples as a ``- text`` block string; a plain YAML list is accepted too, of texts or of
     Rasa's ``{text, metadata}`` mappings. ValueError for anything else in the list."""
+    lines = []
     if isinstance(block, list):
-        lines = []
         for x in block:
             if isinstance(x, dict) and isinstance(x.get("text"), str) and x.keys() <= {"text", "metadata"}:
                 x = x["text"]
             if not isinstance(x, (str, int, float)) or isinstance(x, bool):
                 raise ValueError(f"an example must be a text (or 'text:' with 'metadata:'), not {x!r}")
             lines.append(str(x))
-        return lines
-    lines = []
-    for raw in str(block or "").splitlines():
-        raw = raw.strip()
-        if raw.startswith("- "):
-            lines.append(raw[2:].strip())
-        elif raw:
-            lines.append(raw)
+    else:
+        for raw in str(block or "").splitlines():
+            raw = raw.strip()
+            if raw == "-":  # a bullet left empty would be the example "-"
+                raise ValueError("an example is empty: a '- ' with nothing after it")
+            if raw.startswith("- "):
+                lines.append(raw[2:].strip())
+            elif raw:
+                lines.append(raw)
+    if broken := next((line for line in lines if not valid_unicode(line)), None):
+        raise ValueError(f"{broken!r} is not valid Unicode (half of a surrogate pair)")
     return lines
+
+
+def valid_unicode(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: JSON and YAML escapes can hold half of a surrogate pair,
+    which no tokenizer takes and no file keeps (``bot train`` failed on it after its minutes of training)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any]) -> list[str]:
@@ -538,6 +551,8 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
                 raise TypeError("question and answer must be text, and the answer not empty")
             if not isinstance(item.intent, (str, type(None))):
                 raise TypeError(f"intent must be a string, not {item.intent!r}")
+            if not valid_unicode(item.question + item.answer):
+                raise ValueError("the question or the answer is not valid Unicode (half of a surrogate pair)")
         except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
             raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}") from None
         if item.intent is not None and item.intent not in intents:

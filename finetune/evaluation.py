@@ -40,6 +40,9 @@ def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, Any]]:
             fail(f"{path}:{n}: the intent is empty")
         if text is None:  # not "None", which str() would make of it
             fail(f"{path}:{n}: the text is empty")
+        if wrong := next((key for key, value in (("text", text), ("intent", intent))
+                          if isinstance(value, (list, dict, bool))), None):  # str() would make one of ['a', 'b']
+            fail(f"{path}:{n}: the {wrong} must be text, not {row[wrong]!r}")
         if not readable(str(text)):  # JSON may escape half a surrogate pair, which no tokenizer takes
             fail(f"{path}:{n}: the text has nothing to read, or is not valid Unicode")
         rows.append({**row, "text": str(text), "intent": str(intent)})
@@ -85,7 +88,7 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
 
 def _confusion(gold: list[str], final: list[str], path: Path) -> None:
     labels = sorted(set(gold) | set(final))
-    size = max(6, 0.3 * len(labels))
+    size = min(max(6, 0.3 * len(labels)), 40)  # at most 4000 pixels a side: 300 intents drew 9000 and took 3 GB
     fig, ax = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay.from_predictions(gold, final, labels=labels, ax=ax, xticks_rotation="vertical",
                                             colorbar=False, include_values=len(labels) <= 30)

@@ -81,6 +81,18 @@ def test_a_single_intent_or_an_existing_bot_is_refused_and_nothing_is_written(tm
     assert forced.exit_code == 0 and yaml.safe_load((root / "bot.yml").read_text())["language"] == "zh"
 
 
+def test_a_text_or_intent_that_is_no_text_is_refused_with_its_line(tmp_path: Path) -> None:
+    """A list as the intent made an intent named "['get_refund', 'x']", without a word."""
+    for row, problem in [({"text": "refund now", "intent": ["get_refund", "x"]}, "the intent must be text, not ['get_refund', 'x']"),
+                         ({"text": {"a": 1}, "intent": "top_up"}, "the text must be text, not {'a': 1}"),
+                         ({"text": "hi", "intent": True}, "the intent must be text, not True")]:
+        data = tmp_path / "labelled.jsonl"
+        data.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in ENGLISH) + json.dumps(row) + "\n")
+        result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-jsonl", str(data)])
+        assert result.exit_code == 1 and f"{data}:{len(ENGLISH) + 1}: {problem}" in result.output
+        assert not (tmp_path / "bot").exists()
+
+
 def test_names_and_texts_that_nlu_yml_reads_otherwise_still_make_a_bot_that_loads(tmp_path: Path) -> None:
     rows = [(" see [order](id) now", " refund "), ("see order now", "refund{"), ("退款一部分", "退款（部分）"),
             ("line\u2028separator", "refund{")]  # U+2028 inside a JSON string is not a line break

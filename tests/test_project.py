@@ -132,6 +132,20 @@ def test_a_control_character_in_yaml_names_the_line(bot_dir: Path) -> None:
     assert error_for(bot_dir) == f"{path}:4: the control character U+0000 is not allowed in YAML; remove it"
 
 
+@pytest.mark.parametrize(("entry", "problem"), [
+    ("  examples: |\n    - one thing\n    - \n    - two\n", "an example is empty: a '- ' with nothing after it"),
+    ('  examples:\n  - "bad \\ud800 one"\n', "'bad \\ud800 one' is not valid Unicode (half of a surrogate pair)"),
+])
+def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entry: str, problem: str) -> None:
+    """An empty bullet became the example "-"; half a surrogate pair failed bot train after its training."""
+    nlu = bot_dir / "nlu.yml"
+    nlu.write_text(nlu.read_text() + "- intent: acknowledge\n" + entry)
+    lines = nlu.read_text().splitlines()
+    line = len(lines) - lines[::-1].index(entry.splitlines()[0])  # the last entry's examples:
+    last = len(yaml.safe_load(nlu.read_text())["nlu"]) - 1
+    assert error_for(bot_dir) == f"{nlu}:{line}: nlu.{last}.examples: {problem}"
+
+
 def test_an_example_under_two_intents_is_refused(bot_dir: Path) -> None:
     path = bot_dir / "nlu.yml"
     # A recover_password example, copied under get_refund with other spacing and case.
@@ -175,6 +189,7 @@ def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> No
     ('{"question": "do you ship abroad?", "answer": null}', "question and answer must be text, and the answer not empty"),
     ('{"question": true, "answer": 1.5}', "question and answer must be text, and the answer not empty"),
     ('{"question": "q", "answer": "a", "intnet": "greet"}', "unknown key 'intnet'"),
+    ('{"question": "x\\ud800 refund", "answer": "Refunds take 5 days."}', "the question or the answer is not valid Unicode"),
     pytest.param('{"question": ' + "[" * 100_000 + "]" * 100_000 + "}", "maximum recursion depth exceeded", id="nested"),
 ])
 def test_a_history_line_that_is_not_a_question_and_its_answer_is_refused(bot_dir: Path, row: str, problem: str) -> None:
