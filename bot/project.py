@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -441,8 +442,10 @@ def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any
 
 
 def same_example(text: str) -> str:
-    """What two examples share when they are one message to the classifier: spacing and case aside."""
-    return " ".join(text.split()).casefold()
+    """What two examples share when they are one message to the classifier: spacing, case and character
+    width aside (the server reads "在吗？" as "在吗?", NFKC, so examples under two intents would teach
+    the classifier two answers to one message)."""
+    return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
 
 
 def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:

@@ -156,6 +156,10 @@ def test_an_example_under_two_intents_is_refused(bot_dir: Path) -> None:
     assert message.startswith(f"{path}:{line}: ")
     assert message.endswith("'I lost my account password, can you help me to recover it?' is an example of "
                             "'get_refund' too; keep it in one")
+    # in full-width characters, as a Chinese input method types them: the server reads them as the same message
+    path.write_text(path.read_text().replace("    - I lost my account password,  CAN you help me to recover it?\n",
+                                             "    - Ｉ lost my account password， can you help me to recover it？\n", 1))
+    assert error_for(bot_dir).endswith("is an example of 'get_refund' too; keep it in one")
 
 
 def test_a_key_set_twice_names_both_lines(bot_dir: Path) -> None:
