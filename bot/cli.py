@@ -101,6 +101,9 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
     taken = [name for name in BOT_FILES if (directory / name).exists()]
     if taken and not force:  # a Rasa project, or a bot, whose data the starter's would replace
         fail(f"{directory} already has {', '.join(taken)}; use --force to overwrite")
+    if taken and (directory / "models" / "CURRENT").exists():  # kept: a rollback may want them, but they serve the old data
+        click.echo(f"{directory / 'models'} keeps the versions trained on the files replaced here; the bot answers "
+                   f"as they did until `bot train {directory}`.", err=True)
     if from_jsonl is not None:
         from bot.importer import write_bot
         from finetune.evaluation import read_jsonl

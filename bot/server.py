@@ -55,7 +55,13 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
     inference = project.config.server.inference
     if workers is not None:
         inference = inference.model_copy(update={"workers": workers})
-    return NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference)
+    nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference)
+    if set(nlu.labels) != set(project.intents):  # nlu.yml replaced (bot init --force) or edited since training
+        log.warning("model %s was trained on other intents than nlu.yml holds (only in the model: %s; only in "
+                    "nlu.yml: %s): its answers follow the old ones until `bot train %s`", nlu.version,
+                    ", ".join(sorted(set(nlu.labels) - set(project.intents))) or "none",
+                    ", ".join(sorted(set(project.intents) - set(nlu.labels))) or "none", project.root)
+    return nlu
 
 
 @web.middleware

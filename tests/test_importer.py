@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -126,3 +129,20 @@ def test_init_refuses_to_replace_a_projects_data_and_force_replaces_all_of_it(tm
     assert result.exit_code == 0, result.output
     assert (root / "history.jsonl").read_text() == ""
     assert load_project(root).intents == ["card_arrival", "top_up"]  # which loads: nothing refers to the old intents
+
+
+def test_init_over_a_trained_bot_says_its_models_answer_as_before_until_bot_train(
+        small_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The old versions kept serving the old intents, buttons and answers, and nothing said so."""
+    from bot.server import load_serving_model
+
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in ENGLISH))
+    result = CliRunner().invoke(cli, ["init", str(root), "--from-jsonl", str(data), "--force"])
+    assert result.exit_code == 0 and "keeps the versions trained on the files replaced here" in result.output
+    with caplog.at_level(logging.WARNING, logger="deskbot"):
+        load_serving_model(load_project(root), device="cpu")
+    assert ("only in the model: cancel_order, contact_human_agent, get_refund, track_order; only in nlu.yml: "
+            "card_arrival, top_up") in caplog.text
+
