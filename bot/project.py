@@ -436,9 +436,19 @@ def valid_unicode(text: str) -> bool:
 def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any]) -> list[str]:
     """The examples of nlu.yml's entry ``i`` (an intent's or a regex's), or its error with the line."""
     try:
+        if _folded(node, i):
+            raise ValueError("the examples read as one line: write 'examples: |', which keeps one example a line")
         return _example_lines(item.get("examples"))
     except ValueError as exc:
         raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
+
+
+def _folded(node: yaml.Node | None, i: int) -> bool:
+    """Whether entry ``i``'s examples are a folded block (``examples: >``), which YAML joins into one line."""
+    entries = next((value for key, value in getattr(node, "value", []) if getattr(key, "value", None) == "nlu"), None)
+    if not isinstance(entries, yaml.SequenceNode) or not isinstance(entry := entries.value[i], yaml.MappingNode):
+        return False
+    return any(key.value == "examples" and getattr(value, "style", None) == ">" for key, value in entry.value)
 
 
 def same_example(text: str) -> str:

@@ -135,6 +135,8 @@ def test_a_control_character_in_yaml_names_the_line(bot_dir: Path) -> None:
 @pytest.mark.parametrize(("entry", "problem"), [
     ("  examples: |\n    - one thing\n    - \n    - two\n", "an example is empty: a '- ' with nothing after it"),
     ('  examples:\n  - "bad \\ud800 one"\n', "'bad \\ud800 one' is not valid Unicode (half of a surrogate pair)"),
+    ("  examples: >\n    - one thing\n    - two things\n", "the examples read as one line: write 'examples: |', "
+                                                             "which keeps one example a line"),
 ])
 def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entry: str, problem: str) -> None:
     """An empty bullet became the example "-"; half a surrogate pair failed bot train after its training."""
