@@ -101,9 +101,9 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
     taken = [name for name in BOT_FILES if (directory / name).exists()]
     if taken and not force:  # a Rasa project, or a bot, whose data the starter's would replace
         fail(f"{directory} already has {', '.join(taken)}; use --force to overwrite")
-    if taken and (directory / "models" / "CURRENT").exists():  # kept: a rollback may want them, but they serve the old data
-        click.echo(f"{directory / 'models'} keeps the versions trained on the files replaced here; the bot answers "
-                   f"as they did until `bot train {directory}`.", err=True)
+    # Kept (a rollback may want them), but they answer from the data replaced here.
+    stale = f"{directory / 'models'} keeps the versions trained on the files replaced here; the bot answers as they did " \
+            f"until `bot train {directory}`." if taken and (directory / "models" / "CURRENT").exists() else ""
     if from_jsonl is not None:
         from bot.importer import write_bot
         from finetune.evaluation import read_jsonl
@@ -122,6 +122,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         if counts["oos"]:  # the bot then declines only what it is unsure of; an oos intent declines what it was shown
             click.echo(f"{counts['oos']} out-of-scope (oos) texts were left out; to decline questions like them, add "
                        "some as an oos intent in nlu.yml with a template in responses.yml.", err=True)
+        if stale:
+            click.echo(stale, err=True)
         return
     source = resources.files("bot") / ("demo" if demo else "starter")
     with resources.as_file(source) as src:
@@ -131,6 +133,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         except OSError as exc:  # a file where a folder should be, no permission, a full disk
             fail(f"cannot create the bot in {directory}: {exc.strerror or exc}")
     click.echo(f"Created {'the demo bot' if demo else 'a starter bot'} in {directory}. Next: bot train {directory}")
+    if stale:
+        click.echo(stale, err=True)
 
 
 @cli.command()

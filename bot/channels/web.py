@@ -162,8 +162,8 @@ class WebChannel(Channel):
         return "*" in self.origins or origin in self.origins
 
     def cors_headers(self, request: web.Request) -> dict[str, str]:
-        """What lets a page of an allowed site read an answer, and the wait a 429 asks for: a browser
-        shows a page no header it is not told it may (the server puts these on errors too, the limits' as well)."""
+        """What lets a page of an allowed site read an answer, and the wait a 429 asks for: a browser lets a
+        page read only the headers it is told it may (the server puts these on errors too, the limits' as well)."""
         origin = self._foreign_origin(request)
         if not origin or not self._allowed(origin):
             return {}
