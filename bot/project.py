@@ -425,7 +425,7 @@ def _example_lines(block: Any) -> list[str]:
 
 def valid_unicode(text: str) -> bool:
     """Whether ``text`` can be written as UTF-8: JSON and YAML escapes can hold half of a surrogate pair,
-    which no tokenizer takes and no file keeps (``bot train`` failed on it after its minutes of training)."""
+    which no tokenizer, file or SQLite takes (``bot train`` failed on one after its minutes of training)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 from aiohttp import web
 
+from bot.project import valid_unicode
+
 if TYPE_CHECKING:
     from bot.engine import Bot
 
@@ -118,11 +120,7 @@ def readable(text: str) -> bool:
     """Whether a message has anything to answer (normalises to something), in valid Unicode: a JSON
     escape can carry half a surrogate pair, which ``json.loads`` lets through and neither a tokenizer
     nor SQLite accepts."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return _READABLE.search(text) is not None
+    return valid_unicode(text) and _READABLE.search(text) is not None
 
 
 @dataclass
