@@ -93,7 +93,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 def cors_headers(request: web.Request) -> dict[str, str]:
     """The web chat's CORS headers for its API (``/api/``), so that a widget on an allowed site can read
     every refusal it gets, and how long to wait."""
-    channel = request.app[BOT].channels.get("web") if BOT in request.app else None
+    channel = request.app[BOT].channels.get("web")
     return channel.cors_headers(request) if isinstance(channel, WebChannel) and request.path.startswith("/api/") else {}
 
 

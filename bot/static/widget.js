@@ -742,8 +742,8 @@
         else addNotice(turn.text);
       }
       const last = history.turns[history.turns.length - 1];
-      setHandedOff(history.status === "handed_off", false);
       if (last && last.role === "bot") showQuickReplies(last.buttons); // the choices of the question left open
+      setHandedOff(history.status === "handed_off", false);
       return history.turns.length > 0;
     } catch {
       return false;
