@@ -245,6 +245,10 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("order 000 12 3456 and 0123456789012 and 2024.01.15", "order 000 12 3456 and 0123456789012 and 2024.01.15"),
     ("Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789", "Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789"),
     ("size 120 40 2000, I paid 123 45 6789", "size 120 40 2000, I paid 123 45 6789"),
+    # addresses written in other scripts, and the Chinese words around them
+    ("邮箱：李四@163.com，谢谢", "邮箱：[EMAIL]，谢谢"), ("José@correo.es hola", "[EMAIL] hola"),
+    ("我的邮箱是zhang@163.com的", "我的邮箱是[EMAIL]的"), ("发到zhang@例子.中国的信箱", "发到[EMAIL]的信箱"),
+    ("メールはtaro@example.jpです", "メールは[EMAIL]です"), ("jane@xn--fiqs8s.xn--fiqs8s ok", "[EMAIL] ok"),
 ])
 def test_redaction_removes_personal_data_and_keeps_order_numbers(text: str, expected: str) -> None:
     assert redact(text) == expected
@@ -269,7 +273,7 @@ def test_an_actions_reply_repeating_personal_data_is_stored_redacted_too(tmp_pat
 def test_redaction_takes_time_in_proportion_to_the_text() -> None:
     """No pattern is tried over and over inside one long run: 100,000 characters with no "@" took the
     email pattern 30 s, under the store's lock, while every other customer waited."""
-    for text in ("y" * 100_000, "1-" * 50_000, "１" * 100_000):
+    for text in ("y" * 100_000, "1-" * 50_000, "１" * 100_000, "李" * 100_000, "a@b." * 25_000):
         started = time.perf_counter()
         assert redact(text) == text
         assert time.perf_counter() - started < 5  # about 0.05 s; quadratic, a minute
