@@ -105,11 +105,11 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
     stale = f"{directory / 'models'} keeps the versions trained on the files replaced here; the bot answers as they did " \
             f"until `bot train {directory}`." if taken and (directory / "models" / "CURRENT").exists() else ""
     if from_jsonl is not None:
-        from bot.importer import write_bot
+        from bot.importer import intent_name, write_bot
         from finetune.evaluation import read_jsonl
 
         try:
-            counts = write_bot(directory, read_jsonl(from_jsonl, fail), directory.name)
+            counts = write_bot(directory, read_jsonl(from_jsonl, fail, intent_name), directory.name)
         except ValueError as exc:
             fail(f"{from_jsonl}: {exc}")
         except OSError as exc:  # as for the starter: a file where a folder should be, no permission, a full disk

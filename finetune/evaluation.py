@@ -19,8 +19,9 @@ from finetune.classifier import Prediction  # noqa: E402
 from finetune.metrics import OOS, auroc_by_kind, evaluate  # noqa: E402
 
 
-def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, Any]]:
-    """``{"text", "intent"}`` lines, other keys (such as ``oos_type``) kept; a bad line stops with its number."""
+def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str] = str) -> list[dict[str, Any]]:
+    """``{"text", "intent"}`` lines, other keys (such as ``oos_type``) kept; a bad line stops with its number.
+    ``intent_name`` makes each line's intent; a ``ValueError`` it raises stops with the line's number too."""
     rows = []
     data = path.read_bytes()
     try:
@@ -45,7 +46,11 @@ def read_jsonl(path: Path, fail: Callable[[str], None]) -> list[dict[str, Any]]:
             fail(f"{path}:{n}: the {wrong} must be text, not {row[wrong]!r}")
         if not readable(str(text)):  # JSON may escape half a surrogate pair, which no tokenizer takes
             fail(f"{path}:{n}: the text has nothing to read, or is not valid Unicode")
-        rows.append({**row, "text": str(text), "intent": str(intent)})
+        try:
+            intent = intent_name(str(intent))
+        except ValueError as exc:
+            fail(f"{path}:{n}: {exc}")
+        rows.append({**row, "text": str(text), "intent": intent})
     if not rows:
         fail(f"{path}: no examples")
     return rows

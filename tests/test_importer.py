@@ -108,8 +108,11 @@ def test_names_and_texts_that_nlu_yml_reads_otherwise_still_make_a_bot_that_load
     assert shown is not None and shown.text == "Thanks for your message about refund{. An agent will follow up with the details."
     for reserved in ("handoff", "resume"):
         (tmp_path / reserved).mkdir()
-        _, refused = import_bot(tmp_path / reserved, [("a", reserved), ("b", "other")])
-        assert refused.exit_code == 1 and f"/{reserved} is the bot's own button payload" in refused.output
+        _, refused = import_bot(tmp_path / reserved, [("b", "other"), ("a", reserved)])
+        assert refused.exit_code == 1 and f"labelled.jsonl:2: intent {reserved!r}: /{reserved} is the bot's own button payload" in refused.output
+    (tmp_path / "blank").mkdir()
+    _, refused = import_bot(tmp_path / "blank", [("b", "other"), ("a", " \u200b ")])  # nothing left once normalised
+    assert refused.exit_code == 1 and "labelled.jsonl:2: an intent name is empty" in refused.output
 
 
 def test_init_refuses_to_replace_a_projects_data_and_force_replaces_all_of_it(tmp_path: Path) -> None:
