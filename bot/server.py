@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.channels import build_channels
 from bot.channels.base import DeliveryError, PlatformChannel, Turn, http_error, same_secret
@@ -88,6 +89,23 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             return web.json_response({"error": "connection lost"}, status=400)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response({"error": "internal error"}, status=500)
+
+
+class ClientErrorsInOneLine(logging.Filter):
+    """A request its client broke (a malformed header, a gzip body that is not gzip) is logged by aiohttp
+    with a traceback at ERROR level, and a broken body twice: once more as aiohttp drains what is left of
+    it after json_errors has answered 400. Nothing on the server needs mending, so one INFO line says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, web.RequestPayloadError) or (isinstance(error, HttpProcessingError) and 400 <= error.code < 500):
+            record.msg, record.args = "%s: %s", (record.getMessage(), " ".join(str(error).split()))
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+CLIENT_ERRORS = ClientErrorsInOneLine()
 
 
 def cors_headers(request: web.Request) -> dict[str, str]:
@@ -394,6 +412,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     server = project.config.server
     limits = Limits(server.limits, server.max_body_bytes)
     app = web.Application(middlewares=[json_errors, limits.middleware], client_max_size=server.max_body_bytes)
+    logging.getLogger("aiohttp.server").addFilter(CLIENT_ERRORS)  # the same filter once, however many apps
     privacy = project.config.privacy
     bot = Bot(project, nlu, Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw))
     app[BOT] = bot

@@ -340,14 +340,33 @@ async def test_wrong_bodies_and_ids_get_400_naming_the_field(make_client: Callab
     assert response.status == 400 and (await response.json())["error"].startswith("conversation_id: ")
 
 
-async def test_a_body_that_cannot_be_decoded_gets_400(make_client: Callable[..., Any]) -> None:
-    """A gzip body that is not gzip fails only as the handler reads it, which must not be a 500."""
+async def test_a_body_that_cannot_be_decoded_gets_400(make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A gzip body that is not gzip fails only as the handler reads it, which must not be a 500, nor a
+    traceback in the server's log: the client is the one to mend it."""
     client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
     for path, headers in [("/api/chat", {}), ("/admin/conversations/c1/messages", {"Authorization": "Bearer t0ken"})]:
-        response = await client.post(path, data=b"not compressed at all", headers={
-            **headers, "Content-Type": "application/json", "Content-Encoding": "gzip"})
-        assert response.status == 400, path
-        assert (await response.json())["error"] == "body: cannot be read: Can not decode content-encoding: gzip", path
+        for encoding in ("gzip", "br", "zstd"):
+            response = await client.post(path, data=b"not compressed at all", headers={
+                **headers, "Content-Type": "application/json", "Content-Encoding": encoding})
+            assert response.status == 400, (path, encoding)
+            error = (await response.json())["error"]
+            assert error.startswith("body: cannot be read: Can not decode content-encoding: "), (path, encoding)
+    await asyncio.sleep(0.1)  # aiohttp drains what is left of a refused body after the answer
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_a_body_sent_brotli_or_zstd_is_read(make_client: Callable[..., Any]) -> None:
+    """Clients that compress what they send with br or zstd got a plain-text 400 telling the shop to install a library."""
+    import brotli
+    from backports import zstd
+
+    client = await make_client(server={"limits": NO_LIMITS})
+    body = json.dumps({"conversation_id": cid(), "text": "where is my parcel?"}).encode()
+    for encoding, compressed in (("br", brotli.compress(body)), ("zstd", zstd.compress(body))):
+        response = await client.post("/api/chat", data=compressed, headers={
+            "Content-Type": "application/json", "Content-Encoding": encoding})
+        assert response.status == 200, (encoding, await response.text())
+        assert (await response.json())["reply"], encoding
 
 
 # --- admin and CORS ------------------------------------------------------------------------------
