@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import uuid
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
@@ -211,3 +213,10 @@ async def test_a_message_answered_elsewhere_tells_the_conversations_other_socket
         assert await other.receive_json(timeout=10) == {"type": "sync", "conversation_id": cid}
         await chat(client, cid, "thanks")  # over HTTP: every socket of the conversation hears it
         assert [await ws.receive_json(timeout=10) for ws in (other, sender)] == [{"type": "sync", "conversation_id": cid}] * 2
+
+
+@pytest.mark.parametrize("module", ["bot.limits", "bot.channels.base", "bot.channels.web", "bot.channels.slack"])
+def test_the_servers_parts_import_on_their_own(module: str) -> None:
+    """A tool importing the rate limits first (a gateway reusing them) met a circular import."""
+    imported = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert imported.returncode == 0, imported.stderr
