@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import string
 import unicodedata
 from collections.abc import Callable, Sequence
 
@@ -136,12 +137,11 @@ def _email(match: re.Match[str]) -> Span:
     (请发到zhang@163.com: zhang@163.com). A name written in Chinese takes the whole run of letters
     before the "@" with it, since nothing says where it starts (请发到李四@… loses 请发到 too): a few
     words lost from one message rather than a customer's name kept."""
-    start = match.start()
     local = match.group(0).partition("@")[0]
-    name = re.search(r"[A-Za-z0-9._%+-]*$", local).group(0)
-    if name and len(name) < len(local) and _unspaced_script(local[-len(name) - 1]):
-        start += len(local) - len(name)
-    return start, match.end()
+    ascii_name_at = len(local.rstrip(string.ascii_letters + string.digits + "._%+-"))
+    if 0 < ascii_name_at < len(local) and _unspaced_script(local[ascii_name_at - 1]):
+        return match.start() + ascii_name_at, match.end()
+    return match.span()
 
 
 def _unspaced_script(ch: str) -> bool:
