@@ -270,7 +270,7 @@ class ActionRunner:
             async with self._session.post(url, json=call) as resp:
                 body = await _read_answer(resp)
                 if resp.status == 200:
-                    return ActionResult.from_response(body or {})
+                    return ActionResult.from_response(body)  # {} when empty; a list or a number is refused
                 if resp.status == 449:  # the server wants the domain: send it again with it
                     call = {**call, "domain": self.domain}
                     continue

@@ -20,7 +20,7 @@ import aiohttp
 
 from bot.actions import REQUESTED_SLOT, ActionError, ActionRunner, action_call
 from bot.batching import MicroBatcher
-from bot.channels.base import DeliveryError, Reply, Turn, normalise
+from bot.channels.base import MAX_REPLY_CHARS, DeliveryError, Reply, Turn, normalise
 from bot.language import SLOT, Language, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
@@ -159,7 +159,7 @@ class Bot:
             decision = decide(analysis, self.config, self.project.responses, slots, turn.channel, fallbacks, language)
 
         if decision.kind == "action":
-            decision = await self._run_action(turn, text, analysis, decision, slots, entities, language)
+            decision = await self._run_action(turn, text, analysis, decision, slots, entities, language, fallbacks)
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
                       analysis.prediction.ranking, language=language)
         if decision.kind == "handoff":
@@ -175,10 +175,14 @@ class Bot:
         back to that action: a bare answer ("789") does, whatever the classifier makes of a number, and
         so does a message one of the entity's patterns takes whole (the shop wrote "789, thanks" as an
         answer; the classifier hears thanks); a sentence does unless the classifier is sure it asks for
-        something else ("get me a person about order 555", "cancel order 456")."""
+        something else ("cancel order 456"), or leans at all to a person ("get me a person about order
+        555"): unsure, that lean gets the fallback's "talk to a person" button, as outside the loop."""
         if not re.search(r"\w", text.replace(value, "", 1)) or self.project.is_answer(entity, text):
             return True
-        return not understood(analysis, self.config) or self.config.actions.map.get(analysis.prediction.intent) == loop
+        intent = analysis.prediction.intent
+        if intent == self.config.handoff.intent:
+            return False
+        return not understood(analysis, self.config) or self.config.actions.map.get(intent) == loop
 
     def _keep_language(self, slots: dict[str, Any], language: Language) -> None:
         """A ``multi`` bot keeps the conversation's language in a slot, which its actions can read too."""
@@ -195,24 +199,27 @@ class Bot:
         return await self.batcher.submit(text)
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
-                          slots: dict[str, Any], entities: dict[str, str], language: Language) -> Decision:
+                          slots: dict[str, Any], entities: dict[str, str], language: Language,
+                          fallbacks: int) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
         for that intent's template), at most ``MAX_FOLLOWUPS`` deep; their messages show together.
-        An action that sets ``requested_slot`` waits for the customer's answer (``Decision.loop``)."""
+        An action that sets ``requested_slot`` waits for the customer's answer (``Decision.loop``).
+        A failed action is a miss like any other fallback, and hands off once misses reach
+        ``fallbacks_before_handoff``; so is one whose messages together run past ``MAX_REPLY_CHARS``
+        (runaway output), with its slots undone."""
         assert decision.action is not None
         name, texts, buttons, loop = decision.action, [], [], None
-        for _ in range(MAX_FOLLOWUPS + 1):
+        before = dict(slots)
+        for run in range(MAX_FOLLOWUPS + 1):
             call = action_call(name, turn.conversation_id, text, decision.intent or "", decision.confidence,
                                analysis.prediction.ranking, slots, entities, self.domain(), turn.channel, turn.metadata)
             try:
                 result = await self.actions.run(call)
             except ActionError as exc:
                 log.warning("%s", exc)
-                if name != decision.action:  # a follow-up failed: what the actions before it did and said stands
+                if run:  # a follow-up failed: what the actions before it did and said stands
                     break
-                return Decision("fallback", decision.intent, decision.confidence,
-                                say(self.config.fallback.action_failed, language),
-                                [{"title": say(self.config.fallback.human_button, language), "payload": HANDOFF_PAYLOAD}])
+                return self._action_failed(decision, fallbacks, language)
             if result.reset:
                 slots.clear()
                 self._keep_language(slots, language)
@@ -243,8 +250,21 @@ class Bot:
             if not follow or follow.startswith("utter_") or follow in RASA_ACTIONS:
                 break
             name = follow
-        return Decision("action", decision.intent, decision.confidence, "\n\n".join(t for t in texts if t), buttons,
-                        decision.action, loop=loop)
+        reply = "\n\n".join(t for t in texts if t)
+        if len(reply) > MAX_REPLY_CHARS:
+            log.warning("%s and its follow-ups said %d characters, over the %d a reply may have", decision.action,
+                        len(reply), MAX_REPLY_CHARS)
+            slots.clear()
+            slots.update(before)
+            return self._action_failed(decision, fallbacks, language)
+        return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop)
+
+    def _action_failed(self, decision: Decision, fallbacks: int, language: Language) -> Decision:
+        if fallbacks + 1 >= self.config.thresholds.fallbacks_before_handoff:
+            return Decision("handoff", decision.intent, decision.confidence, say(self.config.handoff.message, language),
+                            reason="fallbacks")
+        return Decision("fallback", decision.intent, decision.confidence, say(self.config.fallback.action_failed, language),
+                        [{"title": say(self.config.fallback.human_button, language), "payload": HANDOFF_PAYLOAD}])
 
     def _action_message(self, message: dict[str, Any], channel: str, slots: dict[str, Any],
                         language: Language) -> Rendered:

@@ -164,6 +164,27 @@ class ActionAgain(Action):
         return [FollowupAction("action_again")]
 
 
+class ActionRefundOnceThenFail(Action):
+    def name(self):
+        return "action_refund_once_then_fail"
+
+    def run(self, dispatcher, tracker, domain):
+        if tracker.get_slot("refund"):
+            raise RuntimeError("the refund system is down")
+        dispatcher.utter_message(text="Your refund R1 was created.")
+        return [SlotSet("refund", "R1"), FollowupAction("action_refund_once_then_fail")]
+
+
+class ActionChatty(Action):
+    def name(self):
+        return "action_chatty"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="x" * 15_000)
+        dispatcher.utter_message(text="y" * 15_000)
+        return [SlotSet("chatted", "yes")]
+
+
 class ActionRunaway(Action):
     def name(self):
         return "action_runaway"
@@ -501,6 +522,60 @@ async def test_a_runaway_reply_fails_the_action_on_both_paths(action_bot: Path, 
         await bot.close()
 
 
+async def test_a_reply_over_the_limit_in_several_messages_fails_the_action(action_bot: Path, tmp_path: Path) -> None:
+    """Each message was held to the limit, but not what they said together: 150,000 characters reached a customer."""
+    bot = make_bot(action_bot, None, {"track_order": "action_chatty"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that")
+        assert "chatted" not in bot.store.conversation("c1")["slots"]  # the failed action's slots are undone
+    finally:
+        await bot.close()
+
+
+async def test_an_action_that_fails_as_its_own_followup_keeps_what_its_first_run_said(
+        action_bot: Path, tmp_path: Path) -> None:
+    """Its slots were kept but its message lost: the customer heard the refund failed, though it was created."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_refund_once_then_fail"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/get_refund", "web"))
+        assert (reply.source, reply.text) == ("action", "Your refund R1 was created.")
+        assert bot.store.conversation("c1")["slots"]["refund"] == "R1"
+    finally:
+        await bot.close()
+
+
+async def test_failing_actions_hand_off_once_the_misses_reach_the_limit(action_bot: Path, tmp_path: Path) -> None:
+    """They counted as misses, but only a misunderstanding after them handed the customer to a person."""
+    bot = make_bot(action_bot, None, {"track_order": "action_runaway"}, tmp_path)
+    limit = bot.config.thresholds.fallbacks_before_handoff
+    try:
+        replies = [await bot.handle(Turn("c1", "/track_order", "web")) for _ in range(limit)]
+        assert [r.source for r in replies] == ["fallback"] * (limit - 1) + ["handoff"]
+        assert replies[-1].handed_off and bot.store.conversation("c1")["status"] == "handed_off"
+    finally:
+        await bot.close()
+
+
+async def test_a_customer_leaning_to_a_person_while_an_action_waits_is_not_its_answer(
+        action_bot: Path, tmp_path: Path) -> None:
+    """"I want to talk to a human about order 555" went back to the order lookup ("I couldn't find order
+    555"), where outside the wait an unsure lean to a person gets the fallback's "talk to a person"."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    text = "I want to talk to a human about order 555"
+    bot.config.handoff.intent = (await bot._analysis_for(text)).prediction.intent  # whatever this model leans to
+    assert bot.config.handoff.intent != "get_refund"
+    try:
+        await bot.handle(Turn("c1", "/get_refund", "web"))
+        reply = await bot.handle(Turn("c1", text, "web"))
+        assert reply.source == "fallback" and reply.buttons[-1]["payload"] == "/handoff"
+        assert (await bot.handle(Turn("c2", "/get_refund", "web"))).source == "action"
+        assert (await bot.handle(Turn("c2", "order 555", "web"))).source == "action"  # an answer all the same
+    finally:
+        await bot.close()
+
+
 async def test_a_followup_loop_is_cut(action_bot: Path, tmp_path: Path) -> None:
     bot = make_bot(action_bot, None, {"track_order": "action_again"}, tmp_path)
     try:
@@ -550,7 +625,8 @@ async def test_the_action_server_protocol_449_and_400(action_bot: Path, aiohttp_
     web.json_response({"events": [{"event": "slot", "value": "789"}]}),  # a slot event with no name
     web.json_response({"responses": "Looked it up."}),  # responses must be a list of messages
     web.json_response({"responses": [{"text": "x" * (1 << 20)}]}),  # a runaway answer
-], ids=["down", "not_json", "slot_without_name", "responses_not_a_list", "over_1_MiB"])
+    web.json_response([]),  # rasa-sdk answers an object; an empty list was taken for an empty answer
+], ids=["down", "not_json", "slot_without_name", "responses_not_a_list", "over_1_MiB", "a_list"])
 async def test_an_action_server_that_is_down_or_answers_nonsense_falls_back(
         action_bot: Path, aiohttp_server: Any, tmp_path: Path, answer: web.Response | None) -> None:
     async def webhook(request: web.Request) -> web.Response:
