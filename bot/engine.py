@@ -233,7 +233,7 @@ class Bot:
             if result.paused:
                 return Decision("handoff", decision.intent, decision.confidence,
                                 "\n\n".join(t for t in texts if t) or say(self.config.handoff.message, language),
-                                reason=f"action:{name}")
+                                reason=f"action:{name}", quotes=True)
             follow = result.followup
             if follow and follow.startswith("utter_"):
                 shown = self._utter(follow, turn.channel, slots, language)
@@ -257,7 +257,8 @@ class Bot:
             slots.clear()
             slots.update(before)
             return self._action_failed(decision, fallbacks, language)
-        return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop)
+        return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
+                        quotes=True)
 
     def _action_failed(self, decision: Decision, fallbacks: int, language: Language) -> Decision:
         if fallbacks + 1 >= self.config.thresholds.fallbacks_before_handoff:
@@ -305,7 +306,7 @@ class Bot:
             turn.conversation_id, turn.channel, turn.user, text, turn.text if turn.text != text else None,
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
-            decision.loop, turn.pending_id, decision.buttons,
+            decision.loop, turn.pending_id, decision.buttons, decision.quotes,
         )
         assert self.writer is not None
         return await self.writer.submit(exchange)

@@ -23,7 +23,7 @@ from typing import Any
 from bot.language import Language, say, written_in
 from bot.nlu import Analysis
 from bot.project import HANDOFF_PAYLOAD, RESUME_PAYLOAD, BotConfig
-from bot.responses import Responses
+from bot.responses import TEMPLATE_ANSWER, Responses
 from finetune.classifier import intent_phrase
 from finetune.metrics import OOS
 
@@ -39,6 +39,7 @@ class Decision:
     retrieval_score: float | None = None
     loop: str | None = None  # the action that asked the customer for a slot, to run again on the answer
     reason: str = ""  # why a handoff: requested, fallbacks or action:NAME (shown in the agents' inbox)
+    quotes: bool = False  # the text repeats the conversation's values (an action's, a filled template): stored redacted
 
 
 def understood(analysis: Analysis, config: BotConfig) -> bool:
@@ -65,7 +66,7 @@ def decide(
         return Decision("handoff", intent, confidence, handoff, reason="requested")
     if confident and intent in config.actions.map:
         return Decision("action", intent, confidence, action=config.actions.map[intent])
-    hits = analysis.hits
+    hits = [h for h in analysis.hits if not h.id.startswith(TEMPLATE_ANSWER) or h.text in responses.sent_as_is]
     if config.language == "multi":
         hits = [h for h in hits if written_in(h.text) == language]
     if confident and intent == OOS:
@@ -78,7 +79,7 @@ def decide(
     if confident:
         rendered = responses.render(intent, channel, values, language)
         if rendered is not None:
-            return Decision("template", intent, confidence, rendered.text, rendered.buttons)
+            return Decision("template", intent, confidence, rendered.text, rendered.buttons, quotes=rendered.quotes)
     if confident:  # an intent without a template answers from its own history, or from answers of no intent
         hits = [h for h in hits if h.intent in (intent, None)]
     elif hits and (hits[0].intent not in (None, intent) or intent == config.handoff.intent):

@@ -61,16 +61,28 @@ class ResponseVariant(BaseModel):
         """The variables of its text and of its buttons' titles: the variant is shown only when all are known."""
         return _names(self.text).union(*(_names(b.title) for b in self.buttons))
 
+    def as_is(self) -> str | None:
+        """Its text as a customer reads it ({{ and }} single braces) if it reads the same on every channel and
+        in every conversation (no variables, no channel of its own, no buttons), as retrieval sends answers."""
+        return None if self.variables() or self.channel or self.buttons else self.text.format_map({})
+
+
+TEMPLATE_ANSWER = "template:"  # the id prefix of a template's text in the answer index
+
 
 @dataclass
 class Rendered:
     text: str
     buttons: list[dict[str, str]]
+    quotes: bool = False  # filled with the conversation's values, which may be the customer's own words
 
 
 class Responses:
     def __init__(self, templates: dict[str, list[ResponseVariant]]) -> None:
         self.templates = templates
+        # What the answer index may send of these templates: one trained before responses.yml changed holds
+        # texts the shop has since replaced (an old price), which must not reach a customer.
+        self.sent_as_is = {text for variants in templates.values() for v in variants if (text := v.as_is()) is not None}
 
     def __contains__(self, intent: str) -> bool:
         return intent in self.templates
@@ -90,5 +102,6 @@ class Responses:
                 chosen = (rng or random).choice(same)
                 known_values = {k: values[k] for k in chosen.variables()}
                 return Rendered(chosen.text.format_map(known_values),
-                                [{"title": b.title.format_map(known_values), "payload": b.payload} for b in chosen.buttons])
+                                [{"title": b.title.format_map(known_values), "payload": b.payload} for b in chosen.buttons],
+                                quotes=bool(known_values))
         return None

@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.nlu import answer_encoder
 from bot.project import Example, Project, ProjectError
+from bot.responses import TEMPLATE_ANSWER
 from finetune.classifier import IntentClassifier
 from finetune.evaluation import read_jsonl
 from finetune.metrics import evaluate
@@ -111,11 +112,9 @@ def answers_for(project: Project) -> list[Answer]:
     language = project.config.language
     for intent, variants in project.responses.templates.items():
         for j, variant in enumerate(variants):
-            if (variant.variables() or variant.channel or variant.buttons
-                    or variant.language not in (None, language) and language != "multi"):
-                continue
-            text = variant.text.format_map({})  # as a customer reads it: {{ and }} are single braces
-            answers.append(Answer(f"template:{intent}:{j}", text, None, intent, "template"))
+            text = variant.as_is()
+            if text is not None and (variant.language in (None, language) or language == "multi"):
+                answers.append(Answer(f"{TEMPLATE_ANSWER}{intent}:{j}", text, None, intent, "template"))
     return answers
 
 

@@ -181,6 +181,10 @@ class Exchange:
     active_loop: str | None = None  # the action that asked for a slot (Rasa's requested_slot) and awaits it
     pending_id: int | None = None  # the message's row in ``pending``, removed in the same transaction
     buttons: list[dict[str, str]] | None = None  # the reply's, offered again when the history is read
+    # The reply repeats the conversation's values, which may be what the customer wrote ("refund for card
+    # 4111 …" from an action, "I can cancel order {order_id}" filled from their message), so it is kept as
+    # their message is; other replies are the shop's own words (its phone number) and are kept as shown.
+    quotes: bool = False
 
 
 class Store:
@@ -300,10 +304,9 @@ class Store:
                                                None]).lastrowid
         bot_turn = None
         if ex.reply:
-            # An action's reply can repeat what the customer wrote ("refund for card 4111 …"), so it is kept
-            # as their message is; templates and indexed answers are the shop's own words (its phone number).
-            reply = self._private(ex.reply) if ex.source == "action" else ex.reply
-            buttons = json.dumps(ex.buttons, ensure_ascii=False) if ex.buttons else None
+            reply, shown = (self._private(ex.reply), [{**b, "title": self._private(b["title"])} for b in ex.buttons or []]) \
+                if ex.quotes else (ex.reply, ex.buttons)
+            buttons = json.dumps(shown, ensure_ascii=False) if shown else None
             bot_turn = self.db.execute(add_turn, [ex.conversation_id, "bot", reply, None, ex.channel, None, now(),
                                                   buttons]).lastrowid
         self.db.execute(

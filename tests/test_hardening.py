@@ -512,6 +512,22 @@ async def test_personal_data_is_redacted_in_the_store_unless_configured(
     assert store_rows(client, "SELECT comment FROM feedback") == [(text,)]
 
 
+async def test_a_template_filled_with_the_customers_words_is_stored_redacted(make_client: Callable[..., Any]) -> None:
+    """The order number slot took a card number, which the template repeated: "[CARD]" in the customer's
+    turn, the number in full in the bot's, in the transcript and the agents' inbox."""
+    client = await make_client(server={"limits": NO_LIMITS})
+    conversation = cid()
+    assert (await chat(client, conversation, "hello")).status == 200
+    # what "please cancel order 4111111111111111" leaves, where the classifier is sure of cancel_order
+    client.app[BOT].store.db.execute("UPDATE conversations SET slots = ? WHERE id = ?",
+                                     ['{"order_id": "4111111111111111"}', conversation])
+    reply = await (await chat(client, conversation, "/cancel_order")).json()
+    assert (reply["source"], reply["intent"]) == ("template", "cancel_order")
+    assert "4111111111111111" in reply["reply"]  # the customer reads their own number
+    stored = store_rows(client, "SELECT text FROM turns WHERE conversation_id = ? AND role = 'bot'", conversation)[-1][0]
+    assert stored == reply["reply"].replace("4111111111111111", "[CARD]")
+
+
 async def test_purge_deletes_a_conversation_completely(make_client: Callable[..., Any]) -> None:
     client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
     gone, kept = cid(), cid()

@@ -231,3 +231,13 @@ def test_reply_outcomes_count_wrong_answers_apart_from_fallbacks() -> None:
     asked = Decision("handoff", "contact_human_agent", 0.9)
     assert reply_outcome(asked, "contact_human_agent", labels, "contact_human_agent") == "right"
     assert reply_outcome(Decision("handoff", "get_refund", 0.2), "get_refund", labels, "contact_human_agent") == "fallback"
+
+
+def test_a_template_text_the_shop_has_since_changed_is_never_sent_from_the_index() -> None:
+    """The index keeps the templates' texts of its training: after the fee went from $4.95 to $5.95 in
+    responses.yml, an unsure question still got "$4.95" from the index."""
+    old = Hit(id="template:get_refund:1", text="Refund, for a $4.95 fee.", score=0.9, question=None, intent="get_refund")
+    current = Hit(id="template:get_refund:1", text="Refund.", score=0.9, question=None, intent="get_refund")
+    assert decide(analysis("get_refund", 0.3, [old]), CONFIG, RESPONSES, {}, "web", 0).kind == "fallback"
+    assert decide(analysis("get_refund", 0.3, [current]), CONFIG, RESPONSES, {}, "web", 0).text == "Refund."
+    assert RESPONSES.sent_as_is == {"Refund."}  # a variant with a variable is never sent as it is

@@ -254,14 +254,22 @@ def test_redaction_removes_personal_data_and_keeps_order_numbers(text: str, expe
     assert redact(text) == expected
 
 
-def test_an_actions_reply_repeating_personal_data_is_stored_redacted_too(tmp_path: Path) -> None:
+def test_a_reply_repeating_personal_data_is_stored_redacted_too(tmp_path: Path) -> None:
+    """An action's reply, or a template filled from the slots, can repeat what the customer wrote."""
     store = Store(tmp_path / "dialogues.db")
     store.log_exchange(Exchange("c1", "web", None, "refund to card 4111111111111111", None,
-                                "Refund noted for card 4111111111111111.", "get_refund", 0.9, [], "action", "v1"))
+                                "Refund noted for card 4111111111111111.", "get_refund", 0.9, [], "action", "v1",
+                                quotes=True))
+    store.log_exchange(Exchange("c1", "web", None, "cancel order 6011000990139424", None,
+                                "I can cancel order 6011000990139424.", "cancel_order", 0.9, [], "template", "v1",
+                                buttons=[{"title": "Cancel 6011000990139424", "payload": "/cancel_order"}], quotes=True))
     store.log_exchange(Exchange("c1", "web", None, "how do I call you?", None, "Call us on +1 555 010 0199.",
                                 "contact", 0.9, [], "template", "v1"))  # the shop's own words, as the customer saw them
-    assert [t["text"] for t in store.history("c1")] == ["refund to card [CARD]", "Refund noted for card [CARD].",
-                                                        "how do I call you?", "Call us on +1 555 010 0199."]
+    history = store.history("c1")
+    assert [t["text"] for t in history] == ["refund to card [CARD]", "Refund noted for card [CARD].",
+                                            "cancel order [CARD]", "I can cancel order [CARD].",
+                                            "how do I call you?", "Call us on +1 555 010 0199."]
+    assert history[3]["buttons"] == [{"title": "Cancel [CARD]", "payload": "/cancel_order"}]
     store.close()
     store = Store(tmp_path / "plain.db", redact=False)
     store.log_exchange(Exchange("c1", "web", None, "card 4111111111111111", None, "card 4111111111111111", "x", 0.9, [],
