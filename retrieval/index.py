@@ -107,8 +107,10 @@ class Hit:
 
 
 def _normalise(text: str) -> str:
-    """Answer text up to case, spacing, punctuation and the digits of order numbers and the like."""
-    text = re.sub(r"\d+", "#", text.casefold())
+    """Answer text up to case, spacing, punctuation and the digits of order numbers and the like (three
+    digits or more). Shorter numbers are facts that differ: "Zone 5 delivery takes 9 days" is not
+    "Zone 1 delivery takes 2 days", and merging them sent the one for zone 1 to a question about zone 5."""
+    text = re.sub(r"\d{3,}", "#", text.casefold())
     return " ".join(re.sub(r"[^\w#]+", " ", text).split())
 
 
