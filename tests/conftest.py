@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -224,3 +225,24 @@ async def ask(client: Any, conversation: str, text: str) -> dict[str, Any]:
     response = await client.post("/api/chat", json={"conversation_id": conversation, "text": text})
     assert response.status == 200, await response.text()
     return await response.json()
+
+
+def store_failing_once(bot: Any, path: Path) -> None:
+    """Give a stand-in for the engine a real store whose first ``receive`` fails as a database another
+    process holds locked does, once its timeout is over."""
+    from dialogues.store import Store
+
+    store = Store(path)
+    receive, calls = store.receive, []
+
+    def flaky(*args: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return receive(*args)
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    store.receive = flaky  # type: ignore[method-assign]
+    bot.store, bot._store = store, run

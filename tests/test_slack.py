@@ -7,6 +7,7 @@ import json
 import re
 import time
 from urllib.parse import urlencode
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
@@ -24,6 +25,7 @@ from bot.channels.slack import (
 )
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig
+from tests.conftest import store_failing_once
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
@@ -192,6 +194,22 @@ async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None
     assert len(slack.posts) == 1 and len(slack.bot.turns) == 1
 
 
+async def test_a_message_the_store_could_not_keep_is_answered_when_slack_retries(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """Its 500 makes Slack send it again, which was then taken for a duplicate: never stored, never answered."""
+    bot = FakeBot()
+    store_failing_once(bot, tmp_path / "dialogues.db")
+    channel = make_channel(bot, slack_api.url)
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    assert (await post(client, event())).status == 500
+    assert (await post(client, event(), **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"})).status == 200
+    assert (await post(client, event(), **{"X-Slack-Retry-Num": "2", "X-Slack-Retry-Reason": "http_error"})).status == 200
+    await channel.close()
+    assert len(bot.turns) == 1 and len(slack_api.posts) == 1
+
+
 async def test_mention_delivered_as_message_and_app_mention_answers_once(slack: SimpleNamespace) -> None:
     await post(slack.client, event("Ev1"))
     mention = event("Ev2", text="<@UBOT|deskbot> how do I reset my password?")
@@ -354,6 +372,13 @@ async def test_template_buttons_become_block_kit_actions(slack: SimpleNamespace)
     assert [(b["type"], b["text"]["text"], b["value"]) for b in actions["elements"]] == [
         ("button", "Request a refund", "/get_refund"), ("button", "Track a refund", "/track_refund")]
     assert len({b["action_id"] for b in actions["elements"]}) == 2  # unique within the block
+
+
+async def test_the_text_is_escaped_as_slack_asks(slack: SimpleNamespace) -> None:
+    """An agent's "<!channel>" pinged the whole channel, and "Returns & refunds" began an entity."""
+    await slack.channel.send(f"slack:T1:C1:{TS}", "Returns & refunds take <3 days> <!channel> <https://x.example|here>")
+    [posted] = slack.posts
+    assert posted["text"] == "Returns &amp; refunds take &lt;3 days&gt; &lt;!channel&gt; &lt;https://x.example|here&gt;"
 
 
 async def test_buttons_without_text_are_posted(slack: SimpleNamespace) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
@@ -20,6 +21,7 @@ from bot.channels.wecom import WeComAPIError, WeComChannel, numbered_choices, pl
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig
+from tests.conftest import store_failing_once
 
 # From Tencent's WXBizMsgCrypt sample (callback_python3/Sample.py).
 TOKEN = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"
@@ -270,6 +272,20 @@ async def test_duplicate_msgid_gets_one_reply(wecom: SimpleNamespace) -> None:
     assert len(wecom.bot.turns) == 1 and wecom.api.sent == []
 
 
+async def test_a_message_the_store_could_not_keep_is_answered_when_wecom_retries(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, tmp_path: Path) -> None:
+    """Its 500 makes WeCom send it again, which was then taken for a duplicate: never stored, never answered."""
+    bot = FakeBot()
+    store_failing_once(bot, tmp_path / "dialogues.db")
+    channel = WeComChannel(bot, settings(wecom_api.url))
+    client = await client_for(aiohttp_client, channel)
+    assert (await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)).status == 500
+    again = await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
+    assert again.status == 200 and "<Encrypt>" in await again.text()  # answered
+    await channel.close()
+    assert len(bot.turns) == 1
+
+
 async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
     aiohttp_client: Any, wecom_api: SimpleNamespace
 ) -> None:
@@ -371,6 +387,16 @@ async def test_message_for_another_corp_is_401(aiohttp_client: Any, wecom_api: S
     client = await client_for(aiohttp_client, channel)
     assert (await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)).status == 401
     await channel.close()
+
+
+async def test_a_message_encrypted_with_another_key_is_401(wecom: SimpleNamespace) -> None:
+    """Signed with the Token, encrypted with a key that is not this app's (rotated in the admin console)."""
+    other = WeComCrypto(TOKEN, base64.b64encode(bytes(range(32))).decode().rstrip("="), CORP_ID)
+    query, body = signed_post(other, "<xml><FromUserName>u1</FromUserName><MsgType>text</MsgType>"
+                                     "<Content>hello</Content><MsgId>8</MsgId></xml>")
+    response = await wecom.client.post("/wecom/callback", params=query, data=body)
+    assert response.status == 401 and "EncodingAESKey" in await response.text()
+    assert wecom.bot.turns == []
 
 
 async def test_bad_bodies_are_400_or_413(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:

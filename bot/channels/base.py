@@ -71,6 +71,7 @@ class Turn:
     user: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     pending_id: int | None = None  # a platform message kept in the store until answered (PlatformChannel.keep)
+    seen: tuple[str, ...] = ()  # the keys its channel knows a redelivery of it by (RecentKeys)
 
 
 # What the model is not shown: C0 and C1 controls, every whitespace character (str.split's) and the
@@ -257,6 +258,10 @@ class RecentKeys:
         self._seen[key] = now
         return True
 
+    def forget(self, keys: tuple[str, ...]) -> None:
+        for key in keys:
+            self._seen.pop(key, None)
+
 
 class BackgroundTasks:
     """Fire-and-forget tasks that close() can still finish.
@@ -329,8 +334,12 @@ class PlatformChannel(Channel):
         store = self.bot.store
         if store is None:
             return True
-        turn.pending_id = await self.bot._store(store.receive, key, turn.conversation_id, self.name, turn.user,
-                                                turn.text, turn.metadata)
+        try:
+            turn.pending_id = await self.bot._store(store.receive, key, turn.conversation_id, self.name, turn.user,
+                                                    turn.text, turn.metadata)
+        except Exception:  # not acknowledged (500), so the platform sends it again: that is no duplicate
+            self._seen.forget(turn.seen)
+            raise
         return turn.pending_id is not None
 
     async def answer(self, turn: Turn) -> Reply:

@@ -218,7 +218,8 @@ class SlackChannel(PlatformChannel):
         # A mention in a channel arrives twice (``message`` and ``app_mention``, with different
         # event ids) but with the same channel and ts, so both keys must be new.
         event_id = _string(payload.get("event_id"))
-        if (event_id and not self._seen.add(f"event:{event_id}")) or not self._seen.add(f"ts:{channel}:{ts}"):
+        seen = ((f"event:{event_id}",) if event_id else ()) + (f"ts:{channel}:{ts}",)
+        if not all([self._seen.add(key) for key in seen]):  # a list: both keys recorded, as both events come
             return None
         # Slack has already been told 200, so an over-long message is cut rather than refused.
         text = self._strip_mentions(str(event.get("text") or ""))[: self.max_message_chars]
@@ -232,6 +233,7 @@ class SlackChannel(PlatformChannel):
             channel=self.name,
             user=user,
             metadata={"team": team, "channel": channel, "ts": ts, "thread_ts": thread, "event_id": event_id},
+            seen=seen,
         )
 
     def _click(self, payload: dict[str, Any]) -> Turn | None:
@@ -256,6 +258,7 @@ class SlackChannel(PlatformChannel):
             channel=self.name,
             user=user,
             metadata={"team": team, "channel": channel, "thread_ts": thread, "button": action.get("action_id")},
+            seen=(f"click:{trigger}",),
         )
 
     def _strip_mentions(self, text: str) -> str:
@@ -288,7 +291,10 @@ class SlackChannel(PlatformChannel):
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
-        message: dict[str, Any] = {"channel": channel, "text": text, "thread_ts": thread_ts}
+        # ``text`` is mrkdwn, where <…> is a mention or a link and & starts an entity: a reply's own "<3 days"
+        # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
+        escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        message: dict[str, Any] = {"channel": channel, "text": escaped, "thread_ts": thread_ts}
         blocks = message_blocks(text, kwargs.get("buttons") or [])
         if blocks:  # ``text`` stays as the notification and screen-reader fallback
             message["blocks"] = blocks

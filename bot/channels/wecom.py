@@ -26,7 +26,7 @@ from aiohttp import web
 
 from bot.channels.base import (MAX_SKEW_S, DeliveryError, PlatformChannel, Turn, api_result, http_error, is_fresh, read_body,
                                readable)
-from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
+from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import Text, say
 from bot.limits import hold_back
 
@@ -147,7 +147,7 @@ class WeComChannel(PlatformChannel):
         echostr = echostr.replace(" ", "+")
         try:
             plain = self.crypto.verify_url(signature, timestamp, nonce, echostr)
-        except (SignatureError, ReceiveIdError) as exc:
+        except (SignatureError, ReceiveIdError, WrongKeyError) as exc:
             raise http_error(web.HTTPUnauthorized, str(exc)) from exc
         except WeComError as exc:
             raise http_error(web.HTTPBadRequest, str(exc)) from exc
@@ -162,7 +162,7 @@ class WeComChannel(PlatformChannel):
         signature, timestamp, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
         try:
             message = parse_xml(self.crypto.decrypt_message(body, signature, timestamp, nonce))
-        except (SignatureError, ReceiveIdError) as exc:
+        except (SignatureError, ReceiveIdError, WrongKeyError) as exc:
             raise http_error(web.HTTPUnauthorized, str(exc)) from exc
         except WeComError as exc:
             raise http_error(web.HTTPBadRequest, str(exc)) from exc
@@ -188,6 +188,7 @@ class WeComChannel(PlatformChannel):
             channel=self.name,
             user=user,
             metadata={"msg_id": message.findtext("MsgId"), "agent_id": message.findtext("AgentID")},
+            seen=(key,),
         )
 
         if not await self.keep(turn, key):  # WeCom delivered it again while it waits for its answer

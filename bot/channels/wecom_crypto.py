@@ -37,6 +37,11 @@ class ReceiveIdError(WeComError):
     """The payload decrypted but was meant for another corp or app (HTTP 401)."""
 
 
+class WrongKeyError(WeComError):
+    """The payload does not decrypt with this EncodingAESKey: encrypted for another app, or with a key
+    changed in the admin console and not here (HTTP 401, as for another corp's)."""
+
+
 def parse_xml(data: bytes | str) -> ET.Element:
     """Parse untrusted XML, refusing any DTD.
 
@@ -103,13 +108,13 @@ class WeComCrypto:
         plain = decryptor.update(data) + decryptor.finalize()
         pad = plain[-1]
         if not 1 <= pad <= BLOCK or plain[-pad:] != bytes([pad]) * pad:
-            raise WeComError("bad padding")
+            raise WrongKeyError("bad padding: is the EncodingAESKey right?")
         content = plain[16:-pad]
         if len(content) < 4:
-            raise WeComError("plaintext too short")
+            raise WrongKeyError("plaintext too short: is the EncodingAESKey right?")
         length = int.from_bytes(content[:4], "big")
         if len(content) < 4 + length:
-            raise WeComError("message length exceeds the plaintext")
+            raise WrongKeyError("message length exceeds the plaintext: is the EncodingAESKey right?")
         if content[4 + length :] != self.receive_id.encode():
             raise ReceiveIdError("receive id does not match this corp")
         try:
