@@ -370,9 +370,11 @@ class Store:
             ).last_pk)
 
     def history(self, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
-        """A conversation's latest ``limit`` turns as its customer sees them, each bot reply with its buttons."""
+        """A conversation's latest ``limit`` turns as its customer sees them, each bot reply with its buttons:
+        their messages as they typed them and saw them sent (raw_text, redacted as the text is unless
+        ``keep_raw``), not as normalised for the model (１２３ and ，turned into 123 and ,)."""
         rows = self.db.query(
-            f"SELECT t.id, t.role, t.text, t.created, f.value AS feedback, {_AUTHOR}, t.buttons FROM turns t "
+            f"SELECT t.id, t.role, coalesce(t.raw_text, t.text) AS text, t.created, f.value AS feedback, {_AUTHOR}, t.buttons FROM turns t "
             "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = t.id) "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
             [conversation_id, limit],
@@ -434,12 +436,13 @@ class Store:
 
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the
-        bot made of each customer message (intent, confidence, how it answered), and its handoffs."""
+        bot made of each customer message (intent, confidence, how it answered), and its handoffs; the
+        messages as typed, as in :meth:`history`."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             return None
         turns = self.db.query(
-            f"SELECT t.id, t.role, t.text, t.created, p.intent, p.confidence, p.source, {_AUTHOR}, "
+            f"SELECT t.id, t.role, coalesce(t.raw_text, t.text) AS text, t.created, p.intent, p.confidence, p.source, {_AUTHOR}, "
             "(SELECT value FROM feedback WHERE turn_id = t.id ORDER BY id DESC LIMIT 1) AS feedback "
             "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",

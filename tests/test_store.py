@@ -254,6 +254,16 @@ def test_redaction_removes_personal_data_and_keeps_order_numbers(text: str, expe
     assert redact(text) == expected
 
 
+def test_the_history_and_transcript_show_messages_as_typed(tmp_path: Path) -> None:
+    """A reload turned "我的订单（１２３）到哪了？" into "我的订单(123)到哪了?", the model's reading of it."""
+    store = Store(tmp_path / "dialogues.db")
+    store.log_exchange(Exchange("c1", "web", None, "我的订单(123)到哪了?卡4111111111111111", "我的订单（１２３）到哪了？卡4111111111111111",
+                                "Sorry?", None, 0.2, [], "fallback", "v1"))
+    assert store.history("c1")[0]["text"] == "我的订单（１２３）到哪了？卡[CARD]"  # still redacted
+    assert store.transcript("c1")["turns"][0]["text"] == "我的订单（１２３）到哪了？卡[CARD]"
+    store.close()
+
+
 def test_a_reply_repeating_personal_data_is_stored_redacted_too(tmp_path: Path) -> None:
     """An action's reply, or a template filled from the slots, can repeat what the customer wrote."""
     store = Store(tmp_path / "dialogues.db")
