@@ -143,6 +143,7 @@ async def test_messages_per_conversation_get_429_with_retry_after(make_client: C
         await ws.send_json({"conversation_id": busy, "text": "over the socket"})
         frame = await ws.receive_json()
         assert frame["type"] == "error" and "messages in this conversation" in frame["error"] and frame["retry_after"] >= 1
+        assert frame["request"] == "message"
         await ws.send_json({"conversation_id": cid(), "text": "hi"})
         assert (await ws.receive_json())["type"] == "reply"  # and the socket stays open
 
@@ -168,6 +169,7 @@ async def test_socket_joins_count_against_the_address(make_client: Callable[...,
             frames.append(await ws.receive_json())
         assert [f["type"] for f in frames] == ["status", "status", "error"]
         assert "requests from this address" in frames[2]["error"] and frames[2]["retry_after"] >= 1
+        assert frames[2]["request"] == "join"  # the widget must not take it for its next message's answer
         # refused its status, the socket still hears its conversation (an office behind one address)
         await client.app[BOT].set_handoff(conversation, True, "agent", "web")
         assert await ws.receive_json(timeout=10) == {"type": "status", "conversation_id": conversation, "status": "handed_off"}

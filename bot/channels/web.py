@@ -239,8 +239,12 @@ class WebChannel(Channel):
                     await ws.send_json({"type": "error", "error": "frame: send JSON in a text frame"})
                 if msg.type != WSMsgType.TEXT:
                     continue
+                # A refused join is said as such: a client answers its messages' errors in order, and the
+                # join's must not be taken for the next message's.
+                request_type: dict[str, str] = {}
                 try:
                     body = parse_socket_message(msg.data)
+                    request_type = {"request": "message" if isinstance(body, ChatRequest) else "join"}
                     cid = body.conversation_id
                     self._join(ws, joined, cid)  # first: a refused frame must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
@@ -253,15 +257,15 @@ class WebChannel(Channel):
                         count_request(request)
                         await ws.send_json({"type": "status", "conversation_id": cid, "status": await self._status(cid)})
                 except (ValidationError, ValueError) as exc:
-                    await ws.send_json({"type": "error", "error": error_message(exc)})
+                    await ws.send_json({"type": "error", "error": error_message(exc), **request_type})
                 except ConnectionResetError:  # closed meanwhile (shutdown, a lost network): the history has the reply
                     break
                 except web.HTTPTooManyRequests as exc:
                     await ws.send_json({"type": "error", "error": json.loads(exc.text or "{}")["error"],
-                                        "retry_after": retry_after(exc)})
+                                        "retry_after": retry_after(exc), **request_type})
                 except Exception:  # as the HTTP path's middleware does: log it, answer, keep the socket
                     log.exception("web chat turn failed on the socket")
-                    await ws.send_json({"type": "error", "error": "internal error"})
+                    await ws.send_json({"type": "error", "error": "internal error", **request_type})
         finally:
             self._open.discard(ws)
             for cid in joined:

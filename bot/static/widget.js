@@ -475,7 +475,11 @@
     else bubble.append(renderMarkdown(text));
     message.append(bubble);
     if (role === "bot" && turnId != null) message.append(feedbackButtons(turnId, feedback || 0));
-    log.append(message);
+    // In the conversation's order: another tab's turn, read while this tab's own message is out, goes
+    // before that message, and before any later turn already shown.
+    const later = turnId == null ? null : [...log.children].find((node) =>
+      node.dataset.turnId ? Number(node.dataset.turnId) > turnId : node.classList.contains("out"));
+    log.insertBefore(message, later || null);
     if (role !== "user") markUnread();
     scrollToEnd();
     return message;
@@ -592,7 +596,9 @@
     ws.onmessage = (event) => {
       let data;
       try { data = JSON.parse(event.data); } catch { return; }
-      if (data.type === "reply" || data.type === "error") {
+      if (data.type === "error" && data.request === "join") {
+        return; // the join is sent again on the next connect; no message waits for its answer
+      } else if (data.type === "reply" || data.type === "error") {
         const next = waiting.shift();
         if (next) {
           if (data.type === "reply") next.resolve(data);
@@ -618,12 +624,17 @@
     };
   }
 
+  // A proxy that holds the upgrade leaves the socket connecting for good: after one message has waited
+  // for it in vain, the next go over HTTP at once (the socket is used if it ever opens).
   async function socketReady() {
     if (!useSocket) return false;
     if (socket && socket.readyState === OPEN) return true;
-    if (!socket || socket.readyState !== CONNECTING) return false;
+    if (!socket || socket.readyState !== CONNECTING || socket.waitedInVain) return false;
+    const connecting = socket;
     const timeout = new Promise((resolve) => setTimeout(() => resolve(false), SOCKET_WAIT_MS));
-    return Promise.race([socketOpened, timeout]);
+    const opened = await Promise.race([socketOpened, timeout]);
+    if (!opened) connecting.waitedInVain = true;
+    return opened;
   }
 
   async function chat(text) {
@@ -657,9 +668,15 @@
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
       for (const turn of history.turns) {
         if (turn.role === "agent" || turn.role === "bot") pushed(turn.role, turn.text, turn.id, turn.author); // seen ones are skipped
-        // what the customer wrote in another tab of the conversation; this tab's own messages have their ids
-        // once answered, so none is looked at while one is out
-        else if (turn.role === "user" && pending === 0) addMessage("user", titles[turn.text] || turn.text, turn.id);
+        else if (turn.role === "user" && !seenTurns.has(turn.id)) {
+          // one of this tab's own messages, still out or marked not sent though the server had it (one lost
+          // with the socket whatever its text: redaction may have changed it); else what the customer
+          // wrote in another tab of the conversation
+          const newer = unsettled.filter((m) => turn.id > m.before);
+          const own = newer.find((m) => m.text === turn.text) || newer.find((m) => m.lost);
+          if (own) settle(own, turn.id);
+          else addMessage("user", titles[turn.text] || turn.text, turn.id);
+        }
       }
       setHandedOff(history.status === "handed_off", true);
     } catch {
@@ -667,17 +684,30 @@
     }
   }
 
+  // This tab's messages whose turn id is not known yet: out, or marked not sent.
+  const unsettled = [];
+  function settle(own, turnId) {
+    unsettled.splice(unsettled.indexOf(own), 1);
+    own.message.classList.remove("out", "failed");
+    for (const line of own.message.querySelectorAll(".status-line")) line.remove();
+    if (turnId == null) return;
+    seenTurns.add(turnId); // so that a later sync() or arrived() looks past it
+    own.message.dataset.turnId = turnId;
+  }
+
   async function send(text, shown) {
     text = text.trim();
     if (!text) return;
     const message = addMessage("user", shown || text);
-    const before = Math.max(0, ...seenTurns);
+    message.classList.add("out");
+    const own = { message, text, before: Math.max(0, ...seenTurns) };
+    unsettled.push(own);
     const pushesBefore = statusPushes;
     quick.replaceChildren();
     setPending(1);
     try {
       const reply = await chat(text);
-      if (reply.user_turn_id != null) seenTurns.add(reply.user_turn_id); // so that a later arrived() looks past it
+      if (unsettled.includes(own)) settle(own, reply.user_turn_id);
       if (reply.source !== "silent") {
         if (reply.reply) addMessage("bot", reply.reply, reply.turn_id);
         showQuickReplies(reply.buttons); // an action may offer buttons alone
@@ -685,42 +715,40 @@
       // The reply says whether it handed off, unless an agent's takeover or handback was pushed meanwhile.
       if (statusPushes === pushesBefore) setHandedOff(Boolean(reply.handed_off), false);
     } catch (error) {
-      if (!(error.lost && (await arrived(before)))) failed(message, text, shown, error.retryAfter || 0);
+      own.lost = Boolean(error.lost);
+      if (!own.lost) unsettled.splice(unsettled.indexOf(own), 1); // refused (a 429): the server did not keep it
+      if (!(own.lost && (await arrived(own)))) {
+        message.classList.remove("out");
+        failed(own, shown, error.retryAfter || 0);
+      }
     } finally {
       setPending(-1);
     }
   }
 
   // A socket that drops while a message is out leaves open whether the server had it. It had it when
-  // the history gains a customer turn newer than all the widget showed when the message went out (the
-  // turn is stored with its answer, so it is looked for a few times); sync() then shows the answer.
-  // Offering Retry instead would send it twice.
-  async function arrived(before) {
-    for (const wait of [500, 1000, 2000]) {
+  // the history gains its customer turn (stored with its answer, which a slow action may take seconds
+  // to give, so it is looked for over about 12 s); sync() then shows the answer, and settles it even
+  // after it was marked not sent. Offering Retry at once would send it twice.
+  async function arrived(own) {
+    for (const wait of [500, 1000, 2000, 4000, 4000]) {
       await new Promise((resolve) => setTimeout(resolve, wait));
-      try {
-        const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
-        const arrivals = history.turns.filter((turn) => turn.role === "user" && turn.id > before);
-        if (arrivals.length) {
-          arrivals.forEach((turn) => seenTurns.add(turn.id)); // shown already, as sent: a later sync skips it
-          await sync();
-          return true;
-        }
-      } catch {
-        // not reachable yet: look again, then offer Retry
-      }
+      await sync();
+      if (!unsettled.includes(own)) return true;
     }
     return false;
   }
 
   // Past the server's rate limit (429) the customer is told how long to wait, and Retry waits as long.
-  function failed(message, text, shown, retryAfter) {
+  function failed(own, shown, retryAfter) {
+    const { message, text } = own;
     message.classList.add("failed");
     const line = el("div", "status-line");
     line.setAttribute("role", "alert");
     const retry = el("button", "", t.retry);
     retry.type = "button";
     retry.addEventListener("click", () => {
+      if (unsettled.includes(own)) unsettled.splice(unsettled.indexOf(own), 1);
       message.remove();
       send(text, shown);
     });
