@@ -48,6 +48,12 @@ def understood(analysis: Analysis, config: BotConfig) -> bool:
     return analysis.prediction.confidence >= (analysis.intent_threshold if threshold == "auto" else threshold)
 
 
+def close_enough(score: float, config: BotConfig) -> bool:
+    """Whether a historical answer is close enough to give (``thresholds.retrieval``). A question asked
+    word for word scores 1 give or take float32 rounding (0.99999988), so 1.0 means "exact repeats only"."""
+    return score >= config.thresholds.retrieval - 1e-6
+
+
 def decide(
     analysis: Analysis,
     config: BotConfig,
@@ -73,7 +79,7 @@ def decide(
         # Taught that such messages are not the bot's to answer: only an agent's answer to one of them, which
         # a reviewer filed under oos (a question the shop answers without an intent for it), beats declining.
         answered = [h for h in hits if h.intent == OOS]
-        if answered and answered[0].score >= config.thresholds.retrieval:
+        if answered and close_enough(answered[0].score, config):
             return Decision("retrieval", OOS, confidence, answered[0].text, retrieval_score=answered[0].score)
         hits = []
     if confident:
@@ -87,7 +93,7 @@ def decide(
         # the customer may be asking for a person: an answer would not give them one ("I'm connecting you"
         # from the history would promise one who never comes); the fallback's "talk to a person" button does.
         hits = []
-    if hits and hits[0].score >= config.thresholds.retrieval:
+    if hits and close_enough(hits[0].score, config):
         return Decision("retrieval", hits[0].intent or intent, confidence, hits[0].text, retrieval_score=hits[0].score)
 
     if fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff:
