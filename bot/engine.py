@@ -88,6 +88,7 @@ class Bot:
         bot.yml (``server:``, channels, ``privacy:``, the action server) stays until a restart."""
         if project is not None:
             self.project, self.config = project, project.config
+            self.notifier.url = project.config.handoff.notify_url
         self.nlu = nlu
 
     async def _store(self, fn: Callable[..., T], *args: Any) -> T:

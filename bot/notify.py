@@ -29,22 +29,21 @@ class HandoffNotifier:
         """Post the notice in the background (nothing when no URL is configured)."""
         if self.url is None:
             return
-        self._tasks.spawn(self._post({
+        self._tasks.spawn(self._post(self.url, {
             "event": "handed_off", "conversation_id": conversation_id, "channel": channel, "reason": reason,
             "transcript": f"/admin/conversations/{quote(conversation_id, safe='')}",
             "text": f"A customer on {channel} is waiting for a person ({reason}): conversation {conversation_id}",
         }))
 
-    async def _post(self, body: dict[str, str]) -> None:
-        assert self.url is not None
+    async def _post(self, url: str, body: dict[str, str]) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         try:
-            async with self._session.post(self.url, json=body) as response:
+            async with self._session.post(url, json=body) as response:
                 if response.status >= 300:
-                    log.error("handoff notice for %s: %s answered %d", body["conversation_id"], self.url, response.status)
+                    log.error("handoff notice for %s: %s answered %d", body["conversation_id"], url, response.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.error("handoff notice for %s: %s unreachable: %r", body["conversation_id"], self.url, exc)
+            log.error("handoff notice for %s: %s unreachable: %r", body["conversation_id"], url, exc)
 
     async def close(self) -> None:
         """Let the notices on their way finish (a few seconds at most), then close the session."""

@@ -235,19 +235,20 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
 
 
 async def watch_waiting(app: web.Application) -> AsyncIterator[None]:
-    """Tell customers who have waited ``handoff.busy_after_seconds`` for a person that the agents are busy."""
+    """Tell customers who have waited ``handoff.busy_after_seconds`` for a person that the agents are busy.
+    The setting is read each round, at least every 5 s, as a reload may set, change or clear it."""
     bot = app[BOT]
-    after = bot.config.handoff.busy_after_seconds
 
-    async def watch(after: float) -> None:
+    async def watch() -> None:
         while True:
-            await asyncio.sleep(min(after / 2, 30.0))
+            after = bot.config.handoff.busy_after_seconds
+            await asyncio.sleep(5.0 if after is None else min(after / 2, 5.0))
             try:
                 await bot.tell_overdue()
             except Exception:  # a bad moment of the store is logged; the next round tries again
                 log.exception("telling waiting customers failed")
 
-    async with running(watch(after)) if after is not None else contextlib.nullcontext():
+    async with running(watch()):
         yield
 
 

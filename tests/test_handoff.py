@@ -199,6 +199,34 @@ async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_we
                         "text": "A customer on web is waiting for a person (requested): conversation asked"}]
 
 
+async def test_a_reload_brings_the_handoff_settings_it_reads(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """The notices kept going to the webhook the server started with (or to none), and a busy message set
+    after the start was never said, though a swap reads bot.yml's handoff settings."""
+    notices: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        notices.append(request.path)
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/{path}", hook)
+    helpdesk = await aiohttp_server(receiver)
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    set_handoff(bot_dir, notify_url=str(helpdesk.make_url("/new-hook")), busy_after_seconds=0.4)
+    assert (await client.post("/admin/reload", headers=AUTH)).status == 200
+    assert (await chat(client, "asked", "/handoff"))["handed_off"] is True
+    busy = "Sorry for the wait: our agents are all busy right now."
+    for _ in range(100):  # within the watcher's next look at the setting
+        turns = (await (await client.get("/api/conversations/asked/history")).json())["turns"]
+        if turns[-1]["text"].startswith(busy):
+            break
+        await asyncio.sleep(0.1)
+    assert turns[-1]["text"].startswith(busy)
+    await client.app[BOT].notifier.close()
+    assert notices == ["/new-hook"]
+
+
 async def test_a_webhook_that_is_down_costs_a_log_line_not_the_reply(
         bot_dir: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
     set_handoff(bot_dir, notify_url=f"http://127.0.0.1:{unused_port()}/hook")  # nothing listens there
