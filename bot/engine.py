@@ -337,7 +337,10 @@ class Bot:
         overdue = await self._store(self.store.overdue, time.time() - after)
         for waiting in overdue:
             conversation_id, channel_name = waiting["conversation_id"], waiting["channel"]
-            language = turn_language(self.config.language, waiting["last_message"] or "", waiting["slots"].get(SLOT))
+            # The language slot follows each message (a number alone keeps it); the latest message as stored is
+            # redacted, and "[PHONE]" would read as English.
+            kept = waiting["slots"].get(SLOT)
+            language = turn_language(self.config.language, "" if kept else waiting["last_message"] or "", kept)
             text = say(self.config.handoff.busy_message, language)
             back = {"title": say(self.config.handoff.back_button, language), "payload": RESUME_PAYLOAD}
             turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name, None, [back])

@@ -253,6 +253,25 @@ def set_handoff(root: Path, **values: Any) -> None:
     (root / "bot.yml").write_text(yaml.safe_dump(config))
 
 
+async def test_the_busy_message_is_said_in_the_conversations_language_after_a_number_alone(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A Chinese customer who sent their phone number while waiting was told in English: "[PHONE]", as the
+    store keeps it, read as English."""
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump({**config, "language": "multi"}))
+    set_handoff(bot_dir, busy_after_seconds=0.4)
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "zh", "我要找人工客服")
+    await chat(client, "zh", "/handoff")
+    await chat(client, "zh", "13912345678")
+    for _ in range(100):
+        turns = (await (await client.get("/api/conversations/zh/history")).json())["turns"]
+        if turns[-1]["role"] == "bot" and turns[-2]["text"] == "[PHONE]":
+            break
+        await asyncio.sleep(0.1)
+    assert turns[-1]["text"].startswith("抱歉久等了")
+
+
 async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are_busy(
         bot_dir: Path, aiohttp_client: Any) -> None:
     set_handoff(bot_dir, busy_after_seconds=0.4)
