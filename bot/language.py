@@ -39,6 +39,14 @@ def written_in(text: str) -> Language:
     return "zh" if CJK.search(text) else "en"
 
 
+def mostly_written_in(text: str) -> Language:
+    """The language most of a text is in: Chinese when its Chinese characters are at least as many as its
+    Latin words. For the shop's answers, which may name a Chinese carrier in an English sentence ("with SF
+    Express (顺丰速运)") or an English product in a Chinese one; any Chinese character would make the
+    first Chinese, and an English customer would never get it."""
+    return "zh" if len(CJK.findall(text)) >= len(re.findall(r"[A-Za-z]+", text)) and CJK.search(text) else "en"
+
+
 def turn_language(bot_language: str, text: str, previous: str | None = None) -> Language:
     """The language to answer ``text`` in. A button's payload (whatever its intent's name is written in),
     or a message with no word in it (an order number, an emoji), keeps ``previous``, the conversation's."""

@@ -176,6 +176,10 @@ def test_a_multi_bot_gives_a_historical_answer_only_in_the_turns_language() -> N
     assert decide(analysis("get_refund", 0.2, hits), MULTI, RESPONSES, {}, "web", 0, "en").text == "Refunds take 5 days."
     english_only = [hit(0.9, text="Refunds take 5 days.")]
     assert decide(analysis("get_refund", 0.2, english_only), MULTI, RESPONSES, {}, "web", 0, "zh").kind == "fallback"
+    # An answer goes by the language most of it is in: an English one naming a Chinese carrier is English.
+    carrier = [hit(0.9, text="Delivery takes 3 to 5 days with SF Express (顺丰速运)."), hit(0.7, text="请在App Store下载。")]
+    assert decide(analysis("get_refund", 0.2, carrier), MULTI, RESPONSES, {}, "web", 0, "en").text.startswith("Delivery")
+    assert decide(analysis("get_refund", 0.2, carrier), MULTI, RESPONSES, {}, "web", 0, "zh").text == "请在App Store下载。"
     # A bot of one language answers from all of its history, as before.
     assert decide(analysis("get_refund", 0.2, english_only), CONFIG, RESPONSES, {}, "web", 0, "zh").kind == "retrieval"
 
