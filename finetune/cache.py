@@ -67,7 +67,7 @@ def prepare(name: str, build_version: int, build: Callable[[Path], None], cache_
                 old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex}")
                 os.rename(folder, old)
                 os.rename(staging, folder)
-                shutil.rmtree(old, ignore_errors=True)
+                _remove([old])
             else:
                 os.rename(staging, folder)
         except BaseException:
@@ -81,9 +81,10 @@ def verified(folder: Path, build_version: int, deep: bool) -> bool:
     """Whether ``folder`` is a complete build of ``build_version``: sizes always, sha256 too when ``deep``."""
     try:
         checksums = json.loads((folder / CHECKSUMS).read_text(encoding="utf-8"))
-        if checksums["build_version"] != build_version:
-            return False
-        for name, expected in checksums["files"].items():
+        files = checksums["files"]
+        if checksums["build_version"] != build_version or not isinstance(files, dict) or not files:
+            return False  # no build is empty: a damaged list of files is a damaged build
+        for name, expected in files.items():
             path = folder / name
             if path.stat().st_size != expected["size"] or (deep and _sha256(path) != expected["sha256"]):
                 return False
@@ -131,5 +132,9 @@ def _stale_siblings(folder: Path) -> list[Path]:
 
 
 def _remove(paths: list[Path]) -> None:
+    """Best effort: folders, and a file where the model folder should have been."""
     for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

@@ -267,6 +267,15 @@ def test_a_dead_builds_leftovers_are_removed_unless_a_build_runs(folder: Path, c
         shutil.rmtree(stale)
 
 
+@pytest.mark.parametrize("files", [None, [], "config.json", {}, {"config.json": 7}], ids=str)
+def test_a_damaged_list_of_checksums_is_a_damaged_build(tmp_path: Path, files: object) -> None:
+    """None or a list there crashed `bot model prepare` and every training on the alias with a traceback;
+    an empty mapping passed for a complete build."""
+    (tmp_path / "config.json").write_text("{}")
+    model_cache.write_json(tmp_path / "checksums.json", {"build_version": 1, "files": files})
+    assert model_cache.verified(tmp_path, 1, deep=True) is False
+
+
 def test_the_cache_root_may_be_written_with_a_tilde(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DESKBOT_CACHE", "~/deskbot-cache")  # quoted in a unit file, so no shell expanded it
     assert model_cache.default_cache_dir() == Path.home() / "deskbot-cache"
