@@ -35,7 +35,10 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
                         "WHERE t.created >= :since GROUP BY p.source"))
     # Not those sent while a person had the conversation, nor the customer's clicks back to the bot.
     to_the_bot = sum(n for source, n in sources.items() if source not in ("silent", "resume"))
-    reasons = dict(rows("SELECT reason, count(*) FROM handoffs WHERE event = 'handed_off' AND created >= :since "
+    # Why each of those went to a person, once per conversation: the reason of its latest handoff.
+    reasons = dict(rows("SELECT reason, count(*) FROM handoffs WHERE id IN (SELECT max(id) FROM handoffs "
+                        "WHERE event = 'handed_off' AND created >= :since "
+                        f"AND conversation_id IN ({talked}) GROUP BY conversation_id) "
                         "GROUP BY reason ORDER BY count(*) DESC, reason"))
     # Each reply's latest vote, as the history shows it: a changed mind or a withdrawn vote (0) counts once.
     votes = dict(rows("SELECT value, count(*) FROM feedback WHERE id IN (SELECT max(id) FROM feedback GROUP BY turn_id) "

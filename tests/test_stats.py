@@ -111,6 +111,20 @@ def test_a_takeover_of_an_older_conversation_with_nothing_said_since_is_not_coun
     store.set_status("old", "handed_off", "agent")
     stats = conversation_stats(store, since=2000)
     assert (stats["conversations"], stats["handed_off"], stats["containment"]) == (0, 0, None)
+    assert stats["handoff_reasons"] == {}  # nor is its reason
+    store.close()
+
+
+def test_the_reasons_count_each_conversation_handed_off_once(tmp_path: Path) -> None:
+    """Asking for a person, going back to the bot and asking again made two "requested" of one conversation
+    that went to a person: the reasons added up to more than the conversations."""
+    store = Store(tmp_path / "dialogues.db")
+    exchange(store, "twice", "/handoff", "handoff", None)
+    store.set_status("twice", "handed_off", "requested")
+    store.set_status("twice", "open", "user")
+    store.set_status("twice", "handed_off", "fallbacks")
+    stats = conversation_stats(store)
+    assert (stats["handed_off"], stats["handoff_reasons"]) == (1, {"fallbacks": 1})  # its latest reason
     store.close()
 
 
