@@ -353,9 +353,10 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     return params
 
 
-def openapi_document(app: web.Application, title: str, labels: Sequence[str]) -> dict[str, Any]:
+def openapi_document(app: web.Application, title: str, labels: Sequence[str], max_message_chars: int) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the operations ``app`` mounts; ``labels``: what a review label may be
-    (the bot's intents and oos), which only the running bot knows."""
+    (the bot's intents and oos) and ``max_message_chars`` how long a message may be, which only the
+    running bot knows."""
     present = mounted(app)
     ops = [op for op in OPERATIONS if (op.method, op.route or op.path) in present]
     models = {(m, "validation") for op in ops if (m := op.body)} | {(m, "serialization") for op in ops if (m := op.response)}
@@ -365,6 +366,8 @@ def openapi_document(app: web.Application, title: str, labels: Sequence[str]) ->
     error = _json(refs[(ErrorResponse, "serialization")])
     if (label := defs.get("$defs", {}).get("ReviewLabelRequest")) is not None:
         label["properties"]["intent"]["anyOf"][0]["enum"] = list(labels)
+    if (chat := defs.get("$defs", {}).get("ChatRequest")) is not None:
+        chat["properties"]["text"]["maxLength"] = max_message_chars
     paths: dict[str, dict[str, Any]] = {}
     for op in ops:
         ok: dict[str, Any] = {"description": "OK"}
@@ -403,11 +406,11 @@ async def serve_openapi(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI])
 
 
-def publish_openapi(app: web.Application, title: str, labels: Sequence[str]) -> None:
+def publish_openapi(app: web.Application, title: str, labels: Sequence[str], max_message_chars: int) -> None:
     """Serve the document at ``/openapi.json``, built at start-up when every route is in place."""
 
     async def build(app: web.Application) -> None:
-        app[OPENAPI] = openapi_document(app, title, labels)
+        app[OPENAPI] = openapi_document(app, title, labels, max_message_chars)
 
     app.router.add_get("/openapi.json", serve_openapi)
     app.on_startup.append(build)

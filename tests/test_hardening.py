@@ -305,6 +305,7 @@ async def test_openapi_documents_every_route_and_the_answers_match_it(make_clien
     assert documented == routes
     chat_request = doc["components"]["schemas"]["ChatRequest"]
     assert set(chat_request["required"]) == {"conversation_id", "text"} and chat_request["additionalProperties"] is False
+    assert chat_request["properties"]["text"]["maxLength"] == client.app[BOT].config.server.max_message_chars
     assert doc["paths"]["/admin/reload"]["post"]["security"] == [{"bearer": []}]
 
     conversation = cid()
