@@ -17,6 +17,7 @@ import logging
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,6 +302,16 @@ async def _read_answer(resp: aiohttp.ClientResponse) -> Any:
         raise ValueError(str(exc)) from None
 
 
+def _fault(exc: Exception, path: Path, actions_dir: Path) -> tuple[str, int | None, str]:
+    """Where the shop's code failed to import (the file at fault may be a helper ``path`` imports), and why:
+    a syntax error's own place, else the last line of ``actions/`` the traceback went through."""
+    if isinstance(exc, SyntaxError):
+        return exc.filename or str(path), exc.lineno, exc.msg
+    own = [frame for frame in traceback.extract_tb(exc.__traceback__)
+           if Path(frame.filename).resolve().is_relative_to(actions_dir.resolve())]
+    return (own[-1].filename, own[-1].lineno, str(exc)) if own else (str(path), None, str(exc))
+
+
 def _load_executor(actions_dir: Path):  # type: ignore[no-untyped-def]
     """Import every module in ``actions/`` and register the Action classes defined there."""
     from rasa_sdk import Action
@@ -319,10 +330,7 @@ def _load_executor(actions_dir: Path):  # type: ignore[no-untyped-def]
             module = importlib.import_module(name)
         except Exception as exc:  # the shop's own code: a syntax error, a missing import, a failing top level
             sys.modules.pop(name, None)
-            syntax = isinstance(exc, SyntaxError)
-            where = exc.filename if syntax and exc.filename else path  # the file at fault may be a helper it imports
-            line = exc.lineno if syntax else None
-            reason = exc.msg if syntax else str(exc)
+            where, line, reason = _fault(exc, path, actions_dir)
             raise ActionError(f"{where}{f':{line}' if line else ''}: cannot load the custom actions: "
                               f"{type(exc).__name__}: {reason}") from exc
         for obj in vars(module).values():

@@ -247,8 +247,13 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     from finetune.evaluation import evaluate_model, read_jsonl
     from finetune.metrics import OOS
 
+    def intent(name: str) -> str:  # spelled as nlu.yml holds names (bot init --from-jsonl reads them so): "greet " is greet
+        if not (name := normalise(name)):
+            raise ValueError("the intent is empty")
+        return name
+
     project = load_project(directory)
-    rows = read_jsonl(test_file, fail)
+    rows = read_jsonl(test_file, fail, intent)
     results = results or directory / "results"
     try:  # before the model runs over the whole file, not after
         results.mkdir(parents=True, exist_ok=True)
@@ -259,8 +264,6 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
         project.config.thresholds.intent = threshold  # the reply policy answers at this cut too
     threshold = project.config.thresholds.intent
     threshold = nlu.intent_threshold if threshold == "auto" else threshold
-    for row in rows:  # spelled as nlu.yml holds names (bot init --from-jsonl reads them so): "greet " is greet
-        row["intent"] = normalise(row["intent"])
     unknown = sorted({r["intent"] for r in rows} - {*nlu.labels, OOS})
     if unknown:  # a typo would silently score its lines as questions the bot should decline
         click.echo(f"{len(unknown)} test intent{'s' * (len(unknown) > 1)} the model does not know, scored as out of "
@@ -562,7 +565,7 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
     """Delete conversations of DIRECTORY completely: messages, predictions, feedback, labels, answers."""
     store = _open_store(load_project(directory))
     try:
-        results = {cid: store.purge(cid) for cid in conversation_ids}
+        results = {cid: store.purge(cid) for cid in dict.fromkeys(conversation_ids)}  # a repeated id once
     finally:
         store.close()
     for cid, deleted in results.items():
@@ -699,7 +702,7 @@ def stats(directory: Path, since: Any, as_json: bool) -> None:
     messages, waits = figures["messages"], figures["first_agent_reply_seconds"]
     reasons = ", ".join(f"{reason} {n:,}" for reason, n in figures["handoff_reasons"].items())
     lines = [
-        f"{project.config.name}, {'since ' + since.date().isoformat() if since else 'all time'}",
+        f"{project.config.name}, {'since ' + since.isoformat(sep=' ').removesuffix(' 00:00:00') if since else 'all time'}",
         row("  conversations", count(conversations)),
         row("    kept by the bot", count(conversations - handed_off, conversations)),
         row("    to a person", count(handed_off, conversations) + (f"   {reasons}" if reasons else "")),

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +34,21 @@ class Analysis:
     hits: list[Hit]
     intent_threshold: float  # calibrated for the model version that made the prediction
     model_version: str  # that version, logged with the turn even if a swap happens meanwhile
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """A version's meta.json as serving reads it: the base model's id and the calibrated intent threshold,
+    a number from 0 to 1. A file edited or restored by hand is refused with its name, not met later as a
+    traceback or a cut that lets everything through."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{folder}: cannot read meta.json: {exc}") from exc
+    threshold = meta.get("intent_threshold", 0.5) if isinstance(meta, dict) else None
+    if not (isinstance(meta, dict) and isinstance(meta.get("id"), str) and type(threshold) in (int, float)
+            and 0 <= threshold <= 1):
+        raise ModelLoadError(f'{folder}: meta.json must hold the model\'s "id" and an "intent_threshold" from 0 to 1')
+    return meta
 
 
 class NLU:
@@ -58,6 +74,7 @@ class NLU:
     def load(cls, folder: Path, device: str | None = None, k: int = 5, inference: InferenceConfig | None = None) -> "NLU":
         """Load and check a version folder; raises :class:`ModelLoadError` with the reason if unusable."""
         folder = Path(folder)
+        meta = read_meta(folder)  # before the weights: a bad file is named at once
         inference = inference or InferenceConfig(workers=1)
         classifier = serving_classifier(folder, device, inference)
         cores = os.cpu_count() or 1
@@ -66,7 +83,6 @@ class NLU:
         workers = (inference.workers or cores) if classifier.device.type == "cpu" else 1
         torch.set_num_threads(inference.threads or max(1, cores // workers))
         try:
-            meta = json.loads((folder / "meta.json").read_text())
             index = AnswerIndex.load(folder / "index", answer_encoder(classifier, meta["id"]))
         except Exception as exc:
             raise ModelLoadError(f"{folder}: cannot load the answer index: {exc}") from exc

@@ -8,7 +8,6 @@ stopping halfway loses nothing.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,10 +15,11 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
+from bot.nlu import read_meta
 from bot.project import BotConfig, Project
 from dialogues.review import OOS, ReviewItem, check_label, review_queue
 from dialogues.store import LabelledMeanwhile, Store
-from finetune.classifier import IntentClassifier, ModelLoadError
+from finetune.classifier import IntentClassifier
 from finetune.registry import Registry
 
 SKIP, QUIT = "s", "q"
@@ -80,10 +80,7 @@ class CachedModel:
 def serving_queue(project: Project, store: Store, device: str | None = None, limit: int = 5000) -> list[ReviewItem]:
     """The review queue as the serving model sees it: rescored by it, and grouped by its embeddings."""
     path = Registry(project.models_dir).current_path()
-    try:
-        meta = json.loads((path / "meta.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: cannot read meta.json: {exc}") from exc
+    meta = read_meta(path)
     model = CachedModel(IntentClassifier.load(path / "classifier", device=device), path.name)
     similarity = project.config.learning.review_similarity
     threshold = review_threshold(project.config, meta.get("intent_threshold", 0.5))

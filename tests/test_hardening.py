@@ -548,8 +548,9 @@ async def test_purge_deletes_a_conversation_completely(make_client: Callable[...
     client.app[BOT].store.receive("slack:ts:C1:1.1", gone, "slack", None, secret, {})  # not answered yet
     root = client.app[BOT].project.root
 
-    result = CliRunner().invoke(cli, ["purge", str(root), "--conversation", gone])
-    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["purge", str(root), "--conversation", gone, "--conversation", gone])
+    assert result.exit_code == 0, result.output  # named twice: deleted once, and said so (it said "no conversation")
+    assert result.output.count(f"Deleted {gone}") == 1
     assert "1 conversations" in result.output and "1 answer_candidates" in result.output and "1 review_labels" in result.output
     for table in ("conversations", "turns", "handoffs", "answer_candidates", "pending"):
         column = "id" if table == "conversations" else "conversation_id"
@@ -764,8 +765,9 @@ def test_broken_model_folders_and_settings_get_one_line_errors(tiny_demo_bot: Pa
 
 @pytest.mark.parametrize(("source", "problem"), [
     ("def lookup(:\n", "broken.py:1: cannot load the custom actions: SyntaxError: invalid syntax"),
-    ("import orders_api_client\n", "broken.py: cannot load the custom actions: ModuleNotFoundError: "
-                                     "No module named 'orders_api_client'"),
+    ("import json\nimport orders_api_client\n", "broken.py:2: cannot load the custom actions: ModuleNotFoundError: "
+                                                 "No module named 'orders_api_client'"),
+    ("import json\n\nRATES = json.loads('{')\n", "broken.py:3: cannot load the custom actions: JSONDecodeError: "),
 ])
 @pytest.mark.parametrize("command", ["serve", "chat"])
 def test_a_custom_action_that_cannot_load_is_named(tiny_demo_bot: Path, tmp_path: Path, source: str, problem: str,

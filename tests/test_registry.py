@@ -203,6 +203,16 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
 
     broken = runner.invoke(cli, ["rollback", str(root), "v0003"])
     assert broken.exit_code == 1 and "cannot load the answer index" in broken.output
+    # meta.json edited by hand: named as the file at fault, never a traceback nor "the answer index"
+    shutil.copytree(models / "v0001", models / "v0004")
+    meta = json.loads((models / "v0001" / "meta.json").read_text())
+    for written, problem in [("", "cannot read meta.json"), ("{not json", "cannot read meta.json"),
+                             (json.dumps({**meta, "intent_threshold": "high"}), 'meta.json must hold the model\'s "id"'),
+                             (json.dumps({**meta, "intent_threshold": 7}), 'an "intent_threshold" from 0 to 1')]:
+        (models / "v0004" / "meta.json").write_text(written)
+        refused = runner.invoke(cli, ["rollback", str(root), "v0004"])
+        assert refused.exit_code == 1 and problem in refused.output and "Traceback" not in refused.output, refused.output
+    shutil.rmtree(models / "v0004")
     unknown = runner.invoke(cli, ["rollback", str(root), "v0042"])
     assert unknown.exit_code == 1 and "no model version 'v0042'" in unknown.output
     slash = runner.invoke(cli, ["rollback", str(root), "v0001/"])  # what shell completion of a folder gives

@@ -89,6 +89,9 @@ def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) 
     assert json.loads(as_json.output)["containment"] == 0.25
     future = CliRunner().invoke(cli, ["stats", str(root), "--since", "2099-01-01", "--json"])
     assert json.loads(future.output)["conversations"] == 0
+    for since, header in (("2099-01-01", "since 2099-01-01"), ("2099-01-01T18:30:00", "since 2099-01-01 18:30:00")):
+        shown = CliRunner().invoke(cli, ["stats", str(root), "--since", since])  # the window said as given
+        assert shown.output.splitlines()[0] == f"Demo Shop, {header}"
 
 
 def test_a_wait_the_customer_gave_up_on_is_unanswered_not_answered_by_a_later_reply(tmp_path: Path) -> None:
