@@ -62,9 +62,10 @@ def uncertainty(ranking: Sequence[tuple[str, float]], negative_feedback: bool) -
 
 
 def same_text(text: str) -> str:
-    """The key under which messages count as one: the answer index's notion of the same text, or the
+    """The key under which messages count as one: the answer index's notion of the same text with any
+    number alike (a question about order 5 is the one about order 12, and takes the same label), or the
     text itself where that leaves nothing ("👍" and "😡" are not one message)."""
-    return normalise(text) or text
+    return normalise(text, number_digits=1) or text
 
 
 def candidates(store: Store, threshold: float, limit: int = 5000) -> list[dict[str, Any]]:

@@ -106,11 +106,12 @@ class Hit:
     intent: str | None
 
 
-def _normalise(text: str) -> str:
-    """Answer text up to case, spacing, punctuation and the digits of order numbers and the like (three
-    digits or more). Shorter numbers are facts that differ: "Zone 5 delivery takes 9 days" is not
-    "Zone 1 delivery takes 2 days", and merging them sent the one for zone 1 to a question about zone 5."""
-    text = re.sub(r"\d{3,}", "#", text.casefold())
+def _normalise(text: str, number_digits: int = 3) -> str:
+    """Answer text up to case, spacing, punctuation and the digits of order numbers and the like (runs of
+    ``number_digits`` digits or more). Shorter numbers in an answer are facts that differ: "Zone 5 delivery
+    takes 9 days" is not "Zone 1 delivery takes 2 days", and merging them sent the one for zone 1 to a
+    question about zone 5."""
+    text = re.sub(rf"\d{{{number_digits},}}", "#", text.casefold())
     return " ".join(re.sub(r"[^\w#]+", " ", text).split())
 
 
