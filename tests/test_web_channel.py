@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
 import pytest
 
-from bot.server import create_app
+from bot.channels import web as web_channel
+from bot.server import BOT, create_app
 from dialogues.store import Store
 
 
@@ -220,3 +227,74 @@ def test_the_servers_parts_import_on_their_own(module: str) -> None:
     """A tool importing the rate limits first (a gateway reusing them) met a circular import."""
     imported = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
     assert imported.returncode == 0, imported.stderr
+
+
+def frozen_tab(host: str, port: int, conversation_id: str) -> socket.socket:
+    """A widget's socket that joins a conversation, then never reads again (a frozen tab, a client that
+    stopped reading); its small receive buffer soon fills, and the server's sends to it block."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET /api/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(1)
+    assert answer.startswith(b"HTTP/1.1 101")
+    join = json.dumps({"type": "join", "conversation_id": conversation_id}).encode()
+    mask = os.urandom(4)  # a client masks its frames (RFC 6455)
+    sock.sendall(bytes([0x81, 0x80 | len(join)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(join)))
+    return sock
+
+
+async def blocked_pushes(channel: Any, conversation_id: str) -> asyncio.Task[None]:
+    """Pushes to the conversation until one has not gone out for a second: the frozen tab's buffers are full."""
+    sent = 0
+
+    async def push() -> None:
+        nonlocal sent
+        while conversation_id in channel.sockets:
+            await channel.send(conversation_id, "x" * 19_000, role="agent")
+            sent += 1
+
+    task = asyncio.create_task(push())
+    while True:
+        before = sent
+        await asyncio.sleep(1.0)
+        if sent == before or task.done():
+            return task
+
+
+async def test_a_tab_that_stopped_reading_is_cut_and_holds_up_neither_the_others_nor_shutdown(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent's reply hung, then failed with 500 though stored, while another tab of the conversation
+    did not read; and SIGTERM waited as long as that tab stayed connected."""
+    channel = client.app[BOT].channels["web"]
+    host, port = client.server.host, client.server.port
+    monkeypatch.setattr(web_channel, "SEND_WAIT_S", 0.5)
+    cid = new_id()
+    frozen = await asyncio.to_thread(frozen_tab, host, port, cid)  # the server answers on this loop
+    while cid not in channel.sockets:
+        await asyncio.sleep(0.05)
+    pushing = await blocked_pushes(channel, cid)
+    await asyncio.wait_for(pushing, 5)  # the stalled push gave up on the tab and cut it
+    assert cid not in channel.sockets
+    frozen.close()
+
+    monkeypatch.setattr(web_channel, "SEND_WAIT_S", 600.0)  # now pushes wait as long as the tab, as close() must not
+    frozen = await asyncio.to_thread(frozen_tab, host, port, cid)  # the server answers on this loop
+    while cid not in channel.sockets:
+        await asyncio.sleep(0.05)
+    pushing = await blocked_pushes(channel, cid)
+    assert not pushing.done()
+    started = time.monotonic()
+    await asyncio.wait_for(channel.close(grace=0), 30)
+    assert time.monotonic() - started < 4 * web_channel.CLOSE_WAIT_S + 1
+    for _ in range(50):  # cut: its handler has ended
+        if cid not in channel.sockets:
+            break
+        await asyncio.sleep(0.1)
+    assert cid not in channel.sockets
+    pushing.cancel()  # (SEND_WAIT_S would have ended it)
+    frozen.close()

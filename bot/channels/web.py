@@ -12,7 +12,6 @@ headers on the API and may open the socket; any other foreign origin is refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections import OrderedDict, defaultdict
@@ -34,6 +33,7 @@ ConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[
 WebConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLOSE_WAIT_S = 2.0  # for a browser to answer a socket's close; one answers at once
+SEND_WAIT_S = 5.0  # for a socket to take a push: a tab that stopped reading is cut, not waited on by everyone
 MAX_JOINED = 16  # conversations one socket hears at once (a widget is in one, and starts a new one now and then)
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ class WebChannel(Channel):
     def __init__(self, bot: Any, settings: dict[str, Any]) -> None:
         super().__init__(bot, settings)
         self.sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)  # who hears each conversation
-        self._open: set[web.WebSocketResponse] = set()  # every open socket, joined or not, for close()
+        # Every open socket, joined or not, for close(), with its connection, to cut one that stopped reading.
+        self._open: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
         self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
         self.max_chars: int = settings.get("max_message_chars", 4000)
         self.origins: set[str] = {origin.rstrip("/") for origin in settings.get("origins", [])}
@@ -232,7 +233,7 @@ class WebChannel(Channel):
                                    timeout=CLOSE_WAIT_S)
         await ws.prepare(request)
         joined: OrderedDict[str, None] = OrderedDict()  # the conversations this socket hears, the latest last
-        self._open.add(ws)
+        self._open[ws] = request.transport
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:  # said, or the client would wait for an answer that never comes
@@ -258,7 +259,7 @@ class WebChannel(Channel):
                         await ws.send_json({"type": "status", "conversation_id": cid, "status": await self._status(cid)})
                 except (ValidationError, ValueError) as exc:
                     await ws.send_json({"type": "error", "error": error_message(exc), **request_type})
-                except ConnectionResetError:  # closed meanwhile (shutdown, a lost network): the history has the reply
+                except ConnectionError:  # closed or cut meanwhile (shutdown, a lost network): the history has the reply
                     break
                 except web.HTTPTooManyRequests as exc:
                     await ws.send_json({"type": "error", "error": json.loads(exc.text or "{}")["error"],
@@ -267,7 +268,7 @@ class WebChannel(Channel):
                     log.exception("web chat turn failed on the socket")
                     await ws.send_json({"type": "error", "error": "internal error", **request_type})
         finally:
-            self._open.discard(ws)
+            self._open.pop(ws, None)
             for cid in joined:
                 self._leave(ws, cid)
         return ws
@@ -312,12 +313,18 @@ class WebChannel(Channel):
 
     async def _push(self, conversation_id: str, message: dict[str, Any],
                     skip: web.WebSocketResponse | None = None) -> None:
-        """Send to the conversation's open sockets (but ``skip``); one closing meanwhile is skipped (the
-        history keeps it)."""
+        """Send to the conversation's open sockets (but ``skip``); one closing meanwhile is skipped, and one
+        that has stopped reading is cut (the history keeps the message for its tab's next connect)."""
         for ws in list(self.sockets.get(conversation_id, ())):
             if not ws.closed and ws is not skip:
-                with contextlib.suppress(ConnectionResetError):
-                    await ws.send_json(message)
+                try:
+                    await asyncio.wait_for(ws.send_json(message), SEND_WAIT_S)
+                except (ConnectionError, asyncio.TimeoutError):
+                    self._cut(ws)
+
+    def _cut(self, ws: web.WebSocketResponse) -> None:
+        if (transport := self._open.get(ws)) is not None:
+            transport.abort()
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         await self._push(conversation_id, {"type": kwargs.get("role", "agent"), "conversation_id": conversation_id,
@@ -331,5 +338,12 @@ class WebChannel(Channel):
         if self._turns:
             await asyncio.wait(set(self._turns), timeout=grace)
         # All at once: each waits up to CLOSE_WAIT_S for the browser's answer, and one that never answers
-        # (a frozen tab, a client that stopped reading) must not hold the shutdown up for each of the others.
-        await asyncio.gather(*(ws.close() for ws in list(self._open)), return_exceptions=True)
+        # (a frozen tab) must not hold the shutdown up for each of the others. A client that stopped reading
+        # holds close() up for good, as it waits to send what is queued first: such a socket is cut.
+        async def close(ws: web.WebSocketResponse) -> None:
+            try:
+                await asyncio.wait_for(ws.close(), 2 * CLOSE_WAIT_S)
+            except asyncio.TimeoutError:
+                self._cut(ws)
+
+        await asyncio.gather(*(close(ws) for ws in list(self._open)), return_exceptions=True)
