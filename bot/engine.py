@@ -232,9 +232,11 @@ class Bot:
                 texts.append(shown.text)
                 buttons += shown.buttons
             if result.paused:
+                said = "\n\n".join(t for t in texts if t)
+                if len(said) > MAX_REPLY_CHARS:
+                    break  # runaway output: refused below, as for any action
                 return Decision("handoff", decision.intent, decision.confidence,
-                                "\n\n".join(t for t in texts if t) or say(self.config.handoff.message, language),
-                                reason=f"action:{name}", quotes=True)
+                                said or say(self.config.handoff.message, language), reason=f"action:{name}", quotes=True)
             follow = result.followup
             if follow and follow.startswith("utter_"):
                 shown = self._utter(follow, turn.channel, slots, language)

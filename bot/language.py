@@ -39,12 +39,19 @@ def written_in(text: str) -> Language:
     return "zh" if CJK.search(text) else "en"
 
 
+# What is read in no language: a link (also a Markdown link's target) or an e-mail address.
+_ADDRESSES = re.compile(r"\]\([^)]*\)|https?://\S+|\S+@\S+")
+
+
 def mostly_written_in(text: str) -> Language:
     """The language most of a text is in: Chinese when its Chinese characters are at least as many as its
-    Latin words. For the shop's answers, which may name a Chinese carrier in an English sentence ("with SF
-    Express (顺丰速运)") or an English product in a Chinese one; any Chinese character would make the
-    first Chinese, and an English customer would never get it."""
-    return "zh" if len(CJK.findall(text)) >= len(re.findall(r"[A-Za-z]+", text)) and CJK.search(text) else "en"
+    Latin words, links and addresses aside. For the shop's answers, which may name a Chinese carrier in an
+    English sentence ("with SF Express (顺丰速运)"); any Chinese character would make it Chinese, and no
+    English customer would get it. A short Chinese answer made mostly of English names ("iPhone 15 Pro
+    Max 有货") counts as English."""
+    text = _ADDRESSES.sub(" ", text)
+    chinese = len(CJK.findall(text))
+    return "zh" if chinese and chinese >= len(re.findall(r"[A-Za-z]+", text)) else "en"
 
 
 def turn_language(bot_language: str, text: str, previous: str | None = None) -> Language:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from dialogues.store import Store
-from retrieval.index import _normalise as normalise  # the same notion of "same text" as the answer index
+from retrieval.index import _normalise as normalise  # the answer index's notion of "same text" (see same_text)
 
 OOS = "oos"
 Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows

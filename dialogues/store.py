@@ -276,6 +276,11 @@ class Store:
     def _private(self, text: str) -> str:
         return redact(text) if self.redact else text
 
+    def _shown(self, text: str | None) -> str | None:
+        """A turn's text for people to read: ``raw_text`` is kept unredacted with ``keep_raw``, for the
+        shop's own records, not for display."""
+        return self._private(text) if self.keep_raw and text else text
+
     def _stored_texts(self, text: str, raw_text: str | None) -> tuple[str, str | None]:
         """``(text, raw_text)`` as privacy allows them to be written; raw_text only when it differs."""
         received = text if raw_text is None else raw_text
@@ -371,15 +376,16 @@ class Store:
 
     def history(self, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
         """A conversation's latest ``limit`` turns as its customer sees them, each bot reply with its buttons:
-        their messages as they typed them and saw them sent (raw_text, redacted as the text is unless
-        ``keep_raw``), not as normalised for the model (１２３ and ，turned into 123 and ,)."""
+        their messages as they typed them and saw them sent (raw_text, redacted as the text is), not as
+        normalised for the model (１２３ and ，turned into 123 and ,)."""
         rows = self.db.query(
             f"SELECT t.id, t.role, coalesce(t.raw_text, t.text) AS text, t.created, f.value AS feedback, {_AUTHOR}, t.buttons FROM turns t "
             "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = t.id) "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
             [conversation_id, limit],
         )
-        return [{**row, "buttons": json.loads(row["buttons"] or "[]")} for row in reversed(list(rows))]
+        return [{**row, "text": self._shown(row["text"]), "buttons": json.loads(row["buttons"] or "[]")}
+                for row in reversed(list(rows))]
 
     def add_feedback(self, conversation_id: str, turn_id: int, value: int, comment: str | None = None) -> int:
         """A vote on a bot reply; KeyError unless ``turn_id`` is a bot turn of ``conversation_id``, so that
@@ -452,7 +458,8 @@ class Store:
                                  [conversation_id])
         return {"conversation_id": conversation_id,
                 **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},
-                "turns": list(reversed(list(turns))), "handoffs": list(handoffs)}
+                "turns": [{**turn, "text": self._shown(turn["text"])} for turn in reversed(list(turns))],
+                "handoffs": list(handoffs)}
 
     # --- learning -------------------------------------------------------------------------------
 

@@ -185,6 +185,16 @@ class ActionChatty(Action):
         return [SlotSet("chatted", "yes")]
 
 
+class ActionChattyThenPause(Action):
+    def name(self):
+        return "action_chatty_then_pause"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="x" * 15_000)
+        dispatcher.utter_message(text="y" * 15_000)
+        return [SlotSet("chatted", "yes"), ConversationPaused()]
+
+
 class ActionRunaway(Action):
     def name(self):
         return "action_runaway"
@@ -524,11 +534,12 @@ async def test_a_runaway_reply_fails_the_action_on_both_paths(action_bot: Path, 
 
 async def test_a_reply_over_the_limit_in_several_messages_fails_the_action(action_bot: Path, tmp_path: Path) -> None:
     """Each message was held to the limit, but not what they said together: 150,000 characters reached a customer."""
-    bot = make_bot(action_bot, None, {"track_order": "action_chatty"}, tmp_path)
+    bot = make_bot(action_bot, None, {"track_order": "action_chatty", "cancel_order": "action_chatty_then_pause"}, tmp_path)
     try:
-        reply = await bot.handle(Turn("c1", "/track_order", "web"))
-        assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that")
-        assert "chatted" not in bot.store.conversation("c1")["slots"]  # the failed action's slots are undone
+        for conversation, payload in (("c1", "/track_order"), ("c2", "/cancel_order")):  # the second hands off after
+            reply = await bot.handle(Turn(conversation, payload, "web"))
+            assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that"), payload
+            assert "chatted" not in bot.store.conversation(conversation)["slots"]  # the failed action's slots are undone
     finally:
         await bot.close()
 

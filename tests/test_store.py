@@ -262,6 +262,11 @@ def test_the_history_and_transcript_show_messages_as_typed(tmp_path: Path) -> No
     assert store.history("c1")[0]["text"] == "我的订单（１２３）到哪了？卡[CARD]"  # still redacted
     assert store.transcript("c1")["turns"][0]["text"] == "我的订单（１２３）到哪了？卡[CARD]"
     store.close()
+    kept = Store(tmp_path / "raw.db", keep_raw=True)  # the unredacted copy is the shop's record, not for display
+    kept.log_exchange(Exchange("c1", "web", None, "card 4111111111111111", None, "Sorry?", None, 0.2, [], "fallback", "v1"))
+    assert kept.history("c1")[0]["text"] == kept.transcript("c1")["turns"][0]["text"] == "card [CARD]"
+    assert kept.db.execute("SELECT raw_text FROM turns WHERE role = 'user'").fetchone()[0] == "card 4111111111111111"
+    kept.close()
 
 
 def test_a_reply_repeating_personal_data_is_stored_redacted_too(tmp_path: Path) -> None:

@@ -613,9 +613,10 @@ LOSING_WEBSOCKET = """
     const ws = new Real(...args);
     const send = ws.send.bind(ws);
     ws.send = (data) => {
-      send(data);
-      if (window.__loseNext && JSON.parse(data).type === "message") {
-        window.__loseNext = false;
+      const message = JSON.parse(data).type === "message";
+      if (!(window.__swallowNext && message)) send(data);  // swallowed: lost before the server had it
+      if ((window.__loseNext || window.__swallowNext) && message) {
+        window.__loseNext = window.__swallowNext = false;
         const closed = ws.onclose;
         ws.onmessage = ws.onclose = null;
         ws.close();
@@ -647,6 +648,19 @@ def test_a_slow_answer_to_a_message_out_when_the_socket_was_lost_is_shown_once(
         expect(page.locator(".msg.user", has_text=text)).to_have_attribute("data-turn-id", re.compile(r"\d+"))
     expect(widget.bot_replies()).to_have_count(2)
     assert [t["role"] for t in api.history(widget.conversation_id())["turns"]] == ["user", "bot"] * 2
+
+
+def test_a_message_lost_before_the_server_had_it_stays_not_sent(open_widget: Any, api: SimpleNamespace) -> None:
+    """Another tab's next message must not be taken for it: the widget said it went through, and hid that one."""
+    widget = open_widget(init_script=LOSING_WEBSOCKET)
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    page.evaluate("window.__swallowNext = true")
+    widget.send("where is my parcel")
+    expect(page.locator(".msg.user.failed")).to_have_count(1, timeout=20_000)
+    api.chat(widget.conversation_id(), "and my refund?")  # another tab of the same conversation
+    expect(page.locator(".msg.user .bubble")).to_have_text(["where is my parcel", "and my refund?"])
+    expect(page.locator(".msg.user.failed")).to_have_text(re.compile("where is my parcel"))
 
 
 HELD_WEBSOCKET = """

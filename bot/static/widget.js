@@ -670,10 +670,10 @@
         if (turn.role === "agent" || turn.role === "bot") pushed(turn.role, turn.text, turn.id, turn.author); // seen ones are skipped
         else if (turn.role === "user" && !seenTurns.has(turn.id)) {
           // one of this tab's own messages, still out or marked not sent though the server had it (one lost
-          // with the socket whatever its text: redaction may have changed it); else what the customer
-          // wrote in another tab of the conversation
-          const newer = unsettled.filter((m) => turn.id > m.before);
-          const own = newer.find((m) => m.text === turn.text) || newer.find((m) => m.lost);
+          // with the socket may come back redacted); else what the customer wrote in another tab
+          const newer = unsettled.filter((m) => turn.id > m.before && turn.id < m.until);
+          const own = newer.find((m) => !m.lost && m.text === turn.text) ||
+            newer.find((m) => m.lost && (m.text === turn.text || REDACTED.test(turn.text)));
           if (own) settle(own, turn.id);
           else addMessage("user", titles[turn.text] || turn.text, turn.id);
         }
@@ -684,15 +684,19 @@
     }
   }
 
-  // This tab's messages whose turn id is not known yet: out, or marked not sent.
+  // This tab's messages whose turn id is not known yet: out, or marked not sent. A conversation's turns
+  // are answered in order, so a message lost before one that is settled had a turn below that one's, if any.
   const unsettled = [];
+  const REDACTED = /\[(EMAIL|PHONE|CARD|IBAN|ID)\]/;
   function settle(own, turnId) {
-    unsettled.splice(unsettled.indexOf(own), 1);
+    const at = unsettled.indexOf(own);
+    unsettled.splice(at, 1);
     own.message.classList.remove("out", "failed");
     for (const line of own.message.querySelectorAll(".status-line")) line.remove();
     if (turnId == null) return;
     seenTurns.add(turnId); // so that a later sync() or arrived() looks past it
     own.message.dataset.turnId = turnId;
+    for (const earlier of unsettled.slice(0, at)) earlier.until = Math.min(earlier.until, turnId);
   }
 
   async function send(text, shown) {
@@ -700,7 +704,7 @@
     if (!text) return;
     const message = addMessage("user", shown || text);
     message.classList.add("out");
-    const own = { message, text, before: Math.max(0, ...seenTurns) };
+    const own = { message, text, before: Math.max(0, ...seenTurns), until: Infinity };
     unsettled.push(own);
     const pushesBefore = statusPushes;
     quick.replaceChildren();
