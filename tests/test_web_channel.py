@@ -105,6 +105,15 @@ async def test_feedback_only_on_a_turn_of_the_given_conversation(client: Any, we
     assert response.status == 200  # its own conversation may rate it
 
 
+async def test_a_conversation_id_of_dots_alone_is_refused(client: Any) -> None:
+    """"." and ".." were taken, and shown to the agents, but a URL reads them as its own segments: the
+    console could never open, answer or take over such a conversation."""
+    for cid in (".", "..", "..."):
+        response = await client.post("/api/chat", json={"conversation_id": cid, "text": "/handoff"})
+        assert response.status == 400 and (await response.json())["error"].startswith("conversation_id: "), cid
+    assert (await client.post("/api/chat", json={"conversation_id": "v1.2", "text": "hi"})).status == 200
+
+
 async def test_other_channels_conversations_are_out_of_the_web_apis_reach(client: Any, web_demo_bot: SimpleNamespace) -> None:
     """Slack's and WeCom's ids are ``name:…``, and guessable; a web client's id has no ``:``, so a browser can
     neither read a WeCom customer's messages nor write, vote or listen in their conversation. The

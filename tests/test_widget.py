@@ -883,6 +883,12 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
     page.wait_for_timeout(3500)  # a refresh later, the reply and why it failed are still there
     expect(page.locator("form.reply textarea")).to_have_value("Will this arrive?")
     expect(page.locator(".status")).to_have_text("Cannot reach the bot.")
+    page.unroute("**/messages")
+    # A reverse proxy's own error page is no JSON: its status is said, where nothing was
+    page.route("**/messages", lambda route: route.fulfill(status=502, content_type="text/html",
+                                                         body="<html><body>502 Bad Gateway</body></html>"))
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".status")).to_have_text("HTTP 502 Bad Gateway")
 
     page.unroute("**/messages")
     page.route("**/admin/**", lambda route: route.abort("connectionrefused"))  # the bot restarting

@@ -28,9 +28,11 @@ from bot.limits import count_message, count_request, retry_after
 
 # Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:
 # ``slack:{team}:{channel}:{thread}``, and ``wecom:{corp}:{userid}``, where a WeCom userid may hold ``@``.
-ConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+# Never dots alone: "." and ".." in a path are the URL's own segments, and no client could reach that conversation.
+ConversationId = Annotated[str, Field(min_length=1, max_length=128,
+                                      pattern=r"^[A-Za-z0-9_.:@\-]*[A-Za-z0-9_:@\-][A-Za-z0-9_.:@\-]*$")]
 # A web client's own id has no ``:``, so that no browser can name, read or write another channel's conversation.
-WebConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
+WebConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]*[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLOSE_WAIT_S = 2.0  # for a browser to answer a socket's close; one answers at once
 SEND_WAIT_S = 5.0  # for a socket to take a push: a tab that stopped reading is cut, not waited on by everyone
