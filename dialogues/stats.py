@@ -47,6 +47,7 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
     # changed hands again (a customer who went back to the bot unanswered waited in vain).
     waits = rows(
         "SELECT (SELECT min(t.created) FROM turns t WHERE t.conversation_id = h.conversation_id AND t.role = 'agent' "
+        "AND t.undelivered IS NULL "
         "AND t.created >= h.created AND t.created < coalesce((SELECT min(n.created) FROM handoffs n "
         "WHERE n.conversation_id = h.conversation_id AND n.id > h.id), 9e99)) - h.created "
         "FROM handoffs h WHERE h.event = 'handed_off' AND h.reason != 'agent' AND h.created >= :since")

@@ -101,7 +101,14 @@ def _v7(db: sqlite_utils.Database) -> None:
                "AND turn_id IN (SELECT id FROM turns WHERE role = 'user' AND text = '/resume')")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _v8(db: sqlite_utils.Database) -> None:
+    """An agent's reply that its customer's platform refused, or could not be reached for: kept in the
+    transcript, marked, and no end to the customer's wait."""
+    if "undelivered" not in db["turns"].columns_dict:
+        db["turns"].add_column("undelivered", int)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 
 
 class StoreError(Exception):
@@ -115,6 +122,21 @@ class LabelledMeanwhile(Exception):
 def cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"{path}: cannot open it ({exc}): it must be a file this user can read and write, "
                       "in a folder it can write (SQLite keeps its log beside it)")
+
+
+def _use_wal(db: sqlite_utils.Database, timeout: float = 30.0) -> None:
+    """Switch the file to WAL. The switch takes the file whole, and SQLite answers "locked" at once, without
+    waiting as its busy timeout says, when another process opens or switches a new file at the same moment
+    (a server and a cron job's `bot export`): it is tried again until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _check_is_ours(conn: sqlite3.Connection, path: Path) -> None:
@@ -141,7 +163,8 @@ _LATEST_TYPED = f"(SELECT text FROM turns WHERE conversation_id = c.id AND {_TYP
 # Handed-off conversations as the agents' inbox shows them. A customer waits from the handoff until an
 # agent's first reply, and again from their first message after an agent's latest reply;
 # ``waiting_since`` is null while the latest word is the agent's.
-_AGENT_SINCE = "FROM turns WHERE conversation_id = c.id AND role = 'agent' AND created >= h.created"
+_AGENT_SINCE = ("FROM turns WHERE conversation_id = c.id AND role = 'agent' AND undelivered IS NULL "
+                "AND created >= h.created")
 _HANDED_OFF = (
     "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
     "h.created AS handed_off_at, h.reason, "
@@ -207,7 +230,7 @@ class Store:
         try:
             _check_is_ours(conn, self.path)  # before anything is written to a file that is not ours
             self.db = sqlite_utils.Database(conn)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(self.db)
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process death in WAL mode
             self.db.execute("PRAGMA foreign_keys=ON")
             self._lock = threading.RLock()
@@ -374,6 +397,11 @@ class Store:
                  "buttons": json.dumps(buttons, ensure_ascii=False) if buttons else None}
             ).last_pk)
 
+    def undelivered(self, turn_id: int) -> None:
+        """Mark an agent's reply the customer did not get (see ``_v8``)."""
+        with self._lock, self.db.atomic():
+            self.db.execute("UPDATE turns SET undelivered = 1 WHERE id = ?", [turn_id])
+
     def history(self, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
         """A conversation's latest ``limit`` turns as its customer sees them, each bot reply with its buttons:
         their messages as they typed them and saw them sent (raw_text, redacted as the text is), not as
@@ -449,6 +477,7 @@ class Store:
             return None
         turns = self.db.query(
             f"SELECT t.id, t.role, coalesce(t.raw_text, t.text) AS text, t.created, p.intent, p.confidence, p.source, {_AUTHOR}, "
+            "t.undelivered IS NOT NULL AS undelivered, "
             "(SELECT value FROM feedback WHERE turn_id = t.id ORDER BY id DESC LIMIT 1) AS feedback "
             "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
@@ -458,7 +487,8 @@ class Store:
                                  [conversation_id])
         return {"conversation_id": conversation_id,
                 **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},
-                "turns": [{**turn, "text": self._shown(turn["text"])} for turn in reversed(list(turns))],
+                "turns": [{**turn, "text": self._shown(turn["text"]), "undelivered": bool(turn["undelivered"])}
+                          for turn in reversed(list(turns))],
                 "handoffs": list(handoffs)}
 
     # --- learning -------------------------------------------------------------------------------

@@ -325,3 +325,12 @@ async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
     assert response.status == 502
     assert (await response.json())["error"] == ("kept in the transcript, but the customer did not get it: "
                                                 "chat.postMessage: channel_not_found")
+    # Marked so, and the customer still waits: the inbox counted them answered, and the busy notice never came.
+    client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Still here?"}, headers=AUTH)
+    assert response.status == 502
+    transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+    assert [(t["text"], t["undelivered"]) for t in transcript["turns"] if t["role"] == "agent"] == [
+        ("Yes, I'm here.", True), ("Still here?", True)]
+    [waiting] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
+    assert waiting["conversation_id"] == cid and waiting["waiting_since"] is not None
