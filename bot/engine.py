@@ -366,13 +366,12 @@ class Bot:
         channel = self.channels.get(conversation["channel"])
         if channel is not None:
             try:
-                try:
-                    await channel.send(conversation_id, text, role="agent", turn_id=turn_id, author=agent)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    raise DeliveryError(f"cannot reach {channel.name}: {exc or type(exc).__name__}") from exc
-            except DeliveryError:
+                await channel.send(conversation_id, text, role="agent", turn_id=turn_id, author=agent)
+            except (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 await self._store(self.store.undelivered, turn_id)  # the customer still waits for an answer
-                raise
+                if isinstance(exc, DeliveryError):
+                    raise
+                raise DeliveryError(f"cannot reach {channel.name}: {exc or type(exc).__name__}") from exc
         return turn_id
 
     async def close(self) -> None:
