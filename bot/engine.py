@@ -25,7 +25,7 @@ from bot.language import SLOT, Language, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
-from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide, understood
+from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide, misses_reach_handoff, understood
 from bot.project import Project
 from bot.responses import Rendered
 from dialogues.store import Exchange, Store
@@ -264,7 +264,7 @@ class Bot:
                         quotes=True)
 
     def _action_failed(self, decision: Decision, fallbacks: int, language: Language) -> Decision:
-        if fallbacks + 1 >= self.config.thresholds.fallbacks_before_handoff:
+        if misses_reach_handoff(fallbacks, self.config):
             return Decision("handoff", decision.intent, decision.confidence, say(self.config.handoff.message, language),
                             reason="fallbacks")
         return Decision("fallback", decision.intent, decision.confidence, say(self.config.fallback.action_failed, language),

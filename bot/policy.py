@@ -48,6 +48,11 @@ def understood(analysis: Analysis, config: BotConfig) -> bool:
     return analysis.prediction.confidence >= (analysis.intent_threshold if threshold == "auto" else threshold)
 
 
+def misses_reach_handoff(fallbacks_so_far: int, config: BotConfig) -> bool:
+    """Whether one more miss (a fallback, or a failed action) hands the conversation to a person."""
+    return fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff
+
+
 def close_enough(score: float, config: BotConfig) -> bool:
     """Whether a historical answer is close enough to give (``thresholds.retrieval``). A question asked
     word for word scores 1 give or take float32 rounding (0.99999988), so 1.0 means "exact repeats only"."""
@@ -96,7 +101,7 @@ def decide(
     if hits and close_enough(hits[0].score, config):
         return Decision("retrieval", hits[0].intent or intent, confidence, hits[0].text, retrieval_score=hits[0].score)
 
-    if fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff:
+    if misses_reach_handoff(fallbacks_so_far, config):
         return Decision("handoff", intent, confidence, handoff, reason="fallbacks")
     fallback = config.fallback
     # The handoff intent is the "talk to a person" button already, added last.

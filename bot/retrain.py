@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.nlu import answer_encoder
+from bot.nlu import answer_encoder, read_meta
 from bot.project import Example, Project
 from bot.training import (
     answers_for,
@@ -250,7 +250,7 @@ def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], 
     """A version with the serving classifier unchanged and its index holding ``answers``, the agent answers
     the store has now: new ones added, and those of conversations purged since taken out."""
     source = registry.path(serving_name)
-    meta = json.loads((source / "meta.json").read_text())
+    meta = read_meta(source)
     metrics = json.loads((source / "metrics.json").read_text())
     with registry.stage() as staging:
         shutil.copytree(source / "classifier", staging / "classifier", copy_function=_link)
