@@ -130,6 +130,17 @@ class Limits:
         """:meth:`message` for callers that cannot answer 429: 0 when counted, else the seconds to wait."""
         return self._wait(self._per_conversation, "conversation", conversation_id)
 
+    def refund(self, conversation_id: str) -> None:
+        """Take back the latest count of a conversation's messages. The limits library has no call for it;
+        its memory storage keeps each key's hits newest first, under the key :meth:`message` counts by."""
+        if self._per_conversation is None:
+            return
+        storage = self._window.storage
+        key = self._per_conversation.key_for("conversation", conversation_id)
+        with storage.locks[key]:
+            if storage.events.get(key):
+                storage.events[key].pop(0)
+
     def first_notice(self, conversation_id: str, wait: int) -> bool:
         """True if the conversation is not already waiting out a notice; it is then told to wait ``wait`` s.
 
@@ -194,6 +205,14 @@ def count_message(request: web.Request, conversation_id: str, over_socket: bool 
     if over_socket:
         count_request(request)
     limits.message(conversation_id)
+
+
+def refund(request: web.Request, conversation_id: str) -> None:
+    """Uncount a Slack or WeCom message that was let through but not kept (its store write failed, so its
+    request got 500): the platform sends it again, and that retry is the one to count."""
+    limits = request.app.get(LIMITS)
+    if limits is not None:
+        limits.refund(conversation_id)
 
 
 def slow_down(language: str, seconds: int, text: str) -> str:

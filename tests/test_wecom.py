@@ -274,11 +274,15 @@ async def test_duplicate_msgid_gets_one_reply(wecom: SimpleNamespace) -> None:
 
 async def test_a_message_the_store_could_not_keep_is_answered_when_wecom_retries(
         aiohttp_client: Any, wecom_api: SimpleNamespace, tmp_path: Path) -> None:
-    """Its 500 makes WeCom send it again, which was then taken for a duplicate: never stored, never answered."""
+    """Its 500 makes WeCom send it again, which was then taken for a duplicate: never stored, never answered.
+    Nor may the lost attempt count against the conversation's limit: at one message a minute, the retry
+    was told to wait."""
     bot = FakeBot()
     store_failing_once(bot, tmp_path / "dialogues.db")
     channel = WeComChannel(bot, settings(wecom_api.url))
-    client = await client_for(aiohttp_client, channel)
+    app = web.Application()
+    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
+    client = await client_for(aiohttp_client, channel, app)
     assert (await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)).status == 500
     again = await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
     assert again.status == 200 and "<Encrypt>" in await again.text()  # answered

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from bot.channels.base import (DeliveryError, PlatformChannel, Turn, api_result, http_error, is_fresh, load_json, read_body,
                                readable, same_secret)
-from bot.limits import hold_back
+from bot.limits import hold_back, refund
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -273,7 +273,12 @@ class SlackChannel(PlatformChannel):
         once to wait."""
         notice = hold_back(request, turn.conversation_id, turn.text, self.language)
         if notice is None:
-            if await self.keep(turn, key):
+            try:
+                kept = await self.keep(turn, key)
+            except Exception:
+                refund(request, turn.conversation_id)
+                raise
+            if kept:
                 self.resume(turn)
         elif notice:
             self._tasks.spawn(self.send(turn.conversation_id, notice))

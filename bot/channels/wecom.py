@@ -28,7 +28,7 @@ from bot.channels.base import (MAX_SKEW_S, DeliveryError, PlatformChannel, Turn,
                                readable)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import Text, say
-from bot.limits import hold_back
+from bot.limits import hold_back, refund
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -191,7 +191,12 @@ class WeComChannel(PlatformChannel):
             seen=(key,),
         )
 
-        if not await self.keep(turn, key):  # WeCom delivered it again while it waits for its answer
+        try:
+            kept = await self.keep(turn, key)
+        except Exception:
+            refund(request, conversation_id)
+            raise
+        if not kept:  # WeCom delivered it again while it waits for its answer
             return empty
         deliver: asyncio.Future[str] = loop.create_future()
         self._tasks.spawn(self._answer(turn, deliver))
