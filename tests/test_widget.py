@@ -830,12 +830,13 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     page.screenshot(path=str(RESULTS / "agent.png"))
 
     page.get_by_role("button", name="Hand back to the bot").click()
-    expect(page.get_by_role("button", name="Take over")).to_be_visible()
+    expect(page.get_by_role("button", name="Take over")).to_be_focused()  # the keyboard stays where the work is
     expect(waiting).to_have_count(0)
     assert api.history(cid)["status"] == "open"
     page.get_by_role("button", name="With the bot").click()
     page.locator(f'.list li[data-id="{cid}"]').click()
     page.get_by_role("button", name="Take over").click()
+    expect(page.locator("form.reply textarea")).to_be_focused()
     expect(page.get_by_role("button", name="Hand back to the bot")).to_be_visible()
     assert api.history(cid)["status"] == "handed_off"
     assert page.locator("img").count() == 0 and noticed == []
@@ -944,6 +945,8 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     page.get_by_label("Intent").select_option(chosen)
     page.get_by_role("button", name="Label", exact=True).click()
     expect(page.locator(".list li", has_text=first)).to_have_count(0)
+    # The keyboard goes on to the next item to review (or the tab, when none is left), not back to the page.
+    page.wait_for_function("document.activeElement.matches('.list li[tabindex], .tabs [aria-pressed=true]')", timeout=5000)
     assert stored_labels(web_demo_bot.root, first) == [chosen]
 
     api.chat(f"review-{next(PAGE_NUMBERS)}", second)
