@@ -191,7 +191,12 @@ class ActionRunner:
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
             self.executor = _load_executor(actions_dir)
-        if endpoint is None and (unknown := sorted(set(mapped) - set(self.names))):
+        self.check(mapped)
+
+    def check(self, mapped: Iterable[str]) -> None:
+        """Raise :class:`ActionError` if bot.yml's ``actions.map`` names an action this runner cannot run: at
+        start, and again when a reload brings a new map."""
+        if self.endpoint is None and (unknown := sorted(set(mapped) - set(self.names))):
             defined = (f"no class in actions/ is named so (it defines {', '.join(self.names) or 'none'})"
                        if self.executor else "the bot has no actions/ folder and no actions.endpoint")
             raise ActionError(f"bot.yml: actions.map names {', '.join(map(repr, unknown))}, but {defined}")

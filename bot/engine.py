@@ -85,8 +85,10 @@ class Bot:
         """Serve ``nlu`` from the next batch on, and ``project``'s intents, responses, history and reply
         settings from the next turn on (a retrain that changed the intents brings templates and buttons
         for them); requests in flight finish on the old ones. What the server set up at start from
-        bot.yml (``server:``, channels, ``privacy:``, the action server) stays until a restart."""
+        bot.yml (``server:``, channels, ``privacy:``, the action server) stays until a restart; a new action map
+        naming an action the running actions cannot run is refused (:class:`ActionError`), as at start."""
         if project is not None:
+            self.actions.check(project.config.actions.map.values())
             self.project, self.config = project, project.config
             self.notifier.url = project.config.handoff.notify_url
         self.nlu = nlu

@@ -831,6 +831,21 @@ async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(make_client:
         assert reply.status == 200 and (await reply.json())["source"] == "template"
 
 
+async def test_a_reload_whose_action_map_names_an_unknown_action_is_refused(make_client: Callable[..., Any]) -> None:
+    """Start refuses such a bot.yml; a reload took it, and every customer asking for the intent failed."""
+    import yaml
+
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
+    bot_yml = client.app[BOT].project.root / "bot.yml"
+    config = yaml.safe_load(bot_yml.read_text())
+    config["actions"]["map"]["check_refund_policy"] = "action_typo_name"
+    bot_yml.write_text(yaml.safe_dump(config))
+    response = await client.post("/admin/reload", headers={"Authorization": "Bearer t0ken"})
+    assert response.status == 409 and "'action_typo_name'" in (await response.json())["error"]
+    reply = await chat(client, cid(), "/check_refund_policy")
+    assert reply.status == 200 and (await reply.json())["source"] == "template"  # the old map still serves
+
+
 async def test_admin_export_serves_what_bot_export_writes(make_client: Callable[..., Any]) -> None:
     client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
     conversation = cid()
