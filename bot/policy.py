@@ -104,8 +104,10 @@ def decide(
     if misses_reach_handoff(fallbacks_so_far, config):
         return Decision("handoff", intent, confidence, handoff, reason="fallbacks")
     fallback = config.fallback
-    # The handoff intent is the "talk to a person" button already, added last.
-    hidden = {OOS, config.handoff.intent, *fallback.exclude}
+    # The handoff intent is the "talk to a person" button already, added last. An intent the classifier was
+    # sure of and still got here (its template needs a value the conversation lacks, and no answer of its
+    # own is close) would only lead back here from its button.
+    hidden = {OOS, config.handoff.intent, *fallback.exclude, *([intent] if confident else [])}
     likeliest = [name for name, _ in pred.ranking if name not in hidden][:3]
     buttons = [{"title": _title(config, name, language), "payload": f"/{name}"} for name in likeliest]
     buttons.append({"title": say(fallback.human_button, language), "payload": HANDOFF_PAYLOAD})

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.language import Text
+from bot.language import LANGUAGES, Language, Text
 from bot.responses import ResponseVariant, Responses
 from retrieval.options import IndexOptions, IndexType
 
@@ -509,7 +509,9 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
     return examples, patterns
 
 
-def load_responses(path: Path, intents: set[str]) -> Responses:
+def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...]) -> Responses:
+    """``languages``: those the bot's customers write in. Each intent's template must answer each of them on
+    every channel, or an intent the classifier is sure of gets the fallback, with its own button in it."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
         raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
@@ -543,6 +545,14 @@ def load_responses(path: Path, intents: set[str]) -> Responses:
                 if button.payload.startswith("/") and target not in intents and button.payload not in RESERVED_PAYLOADS:
                     raise _fail(path, node, ("responses", intent, j, "buttons", k, "payload"),
                                 f"unknown intent {target!r} (not in nlu.yml)")
+        for language in languages:
+            spoken = [v for v in parsed if v.language in (None, language)]
+            if not any(v.channel is None for v in spoken):
+                only = sorted({v.channel for v in spoken if v.channel})
+                raise _fail(path, node, ("responses", intent),
+                            f"no variant answers {language} customers on every channel (only on {', '.join(only)}): "
+                            "add one without 'channel:'" if only else
+                            f"no variant answers {language} customers: add one with 'language: {language}' or none")
         templates[intent] = parsed
     return Responses(templates)
 
@@ -581,7 +591,8 @@ def load_project(root: Path | str) -> Project:
     config = load_config(root / "bot.yml")
     examples, patterns = load_nlu(root / "nlu.yml")
     intents = {e.intent for e in examples}
-    responses = load_responses(root / "responses.yml", intents)
+    languages = LANGUAGES if config.language == "multi" else (config.language,)
+    responses = load_responses(root / "responses.yml", intents, languages)
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]

@@ -96,6 +96,14 @@ def test_nothing_close_enough_falls_back_with_buttons() -> None:
     assert [b["payload"] for b in decision.buttons] == ["/get_refund", "/cancel_order", "/get_invoice", HANDOFF_PAYLOAD]
 
 
+def test_a_confident_intent_that_could_not_answer_is_not_offered_as_its_own_button() -> None:
+    """Its template needs an order number the conversation lacks: its button would only come back here."""
+    needs_order = Responses({"get_refund": [ResponseVariant(text="Refund for {order_id}.")]})
+    decision = decide(analysis("get_refund", 0.9), CONFIG, needs_order, {}, "web", 0)
+    assert decision.kind == "fallback"
+    assert [b["payload"] for b in decision.buttons] == ["/cancel_order", "/get_invoice", HANDOFF_PAYLOAD]
+
+
 def test_excluded_intents_and_the_handoff_intent_are_never_offered_as_buttons() -> None:
     small_talk = CONFIG.model_copy(update={"fallback": CONFIG.fallback.model_copy(update={"exclude": ["greet"]})})
     ranking = [("greet", 0.3), ("contact_human_agent", 0.25), ("get_refund", 0.2), ("cancel_order", 0.1),

@@ -266,6 +266,23 @@ def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
                                   "or one text per language: {en: ..., zh: ...}")
 
 
+def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -> None:
+    """Or the intent, however sure the classifier is, gets the fallback, which offers that intent's button."""
+    path = bot_dir / "responses.yml"
+    responses = yaml.safe_load(path.read_text())
+    responses["responses"]["change_order"] = [{"text": "Changed.", "language": "en"},
+                                              {"text": "已修改。", "language": "zh", "channel": "slack"}]
+    path.write_text(yaml.safe_dump(responses, allow_unicode=True))
+    assert error_for(bot_dir).endswith("responses.change_order: no variant answers zh customers on every channel "
+                                       "(only on slack): add one without 'channel:'")
+    responses["responses"]["change_order"] = [{"text": "Changed.", "language": "en"}]
+    path.write_text(yaml.safe_dump(responses, allow_unicode=True))
+    assert error_for(bot_dir).endswith("responses.change_order: no variant answers zh customers: add one with "
+                                       "'language: zh' or none")
+    (bot_dir / "bot.yml").write_text("language: en\n")  # an English bot has no Chinese customers to answer
+    assert load_project(bot_dir).responses.templates["change_order"][0].text == "Changed."
+
+
 def test_a_fallback_title_or_exclusion_for_an_unknown_intent_is_refused(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("fallback:\n  titles:\n    get_refnud: {zh: 退款}\n")
     assert "unknown intent 'get_refnud'" in error_for(bot_dir)
