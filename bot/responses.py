@@ -94,14 +94,22 @@ class Responses:
                       if v.channel in (None, channel) and v.language in (None, language)]
         # The language's own variants first, then the channel's, then the most specific (most variables) that can be filled.
         candidates.sort(key=lambda v: (v.language is None, v.channel is None, -len(v.variables())))
-        known = {k for k, v in values.items() if v not in (None, "")}
+        known = {k for k, v in values.items() if v not in (None, "") and v != [] and v != {}}
         for variant in candidates:
             if variant.variables() <= known:
                 same = [c for c in candidates if (c.language, c.channel) == (variant.language, variant.channel)
                         and c.variables() == variant.variables()]
                 chosen = (rng or random).choice(same)
-                known_values = {k: values[k] for k in chosen.variables()}
+                known_values = {k: _shown(values[k], language) for k in chosen.variables()}
                 return Rendered(chosen.text.format_map(known_values),
                                 [{"title": b.title.format_map(known_values), "payload": b.payload} for b in chosen.buttons],
                                 quotes=bool(known_values))
         return None
+
+
+def _shown(value: Any, language: Language | None) -> Any:
+    """A slot's value as a customer reads it: a list slot (Rasa's, set by an action) as its items, not as
+    Python writes a list."""
+    if isinstance(value, (list, tuple)):
+        return ("、" if language == "zh" else ", ").join(map(str, value))
+    return value

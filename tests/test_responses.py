@@ -32,6 +32,14 @@ def test_falls_back_to_the_variant_without_variables() -> None:
     assert rendered is not None and rendered.text == "Refund started." and rendered.buttons == []
 
 
+def test_a_list_slot_reads_as_its_items_and_an_empty_one_as_unknown() -> None:
+    """An action's list slot showed as Python wrote it (['INV-1', 'INV-2']), and an empty one as []."""
+    assert responses().render("get_refund", "web", {"order_id": ["A1", "A2"]}).text == "Refund for order A1, A2 started."
+    assert responses().render("get_refund", "web", {"order_id": ("A1", "A2")}, "zh").text == "Refund for order A1、A2 started."
+    for empty in ([], {}):
+        assert responses().render("get_refund", "web", {"order_id": empty}).text == "Refund started."
+
+
 def test_channel_variant_comes_first_on_its_channel() -> None:
     assert responses().render("get_refund", "slack", {"order_id": "9"}).text == "*Refund* for 9"
     assert responses().render("get_refund", "wecom", {"order_id": "9"}).text == "Refund for order 9 started."
