@@ -25,7 +25,7 @@ from bot.language import SLOT, Language, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
-from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide, misses_reach_handoff, understood
+from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide, handoff_message, misses_reach_handoff, understood
 from bot.project import Project
 from bot.responses import Rendered
 from dialogues.store import Exchange, Store
@@ -154,7 +154,7 @@ class Bot:
         requested = slots.get(REQUESTED_SLOT)
         requested = requested if isinstance(requested, str) else None  # a name; a log from before the check may differ
         if text == HANDOFF_PAYLOAD:
-            decision = Decision("handoff", None, 1.0, say(self.config.handoff.message, language), reason="requested")
+            decision = Decision("handoff", None, 1.0, self._handoff_message(turn.channel, language), reason="requested")
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
             decision = Decision("action", intent, 1.0, action=loop)
@@ -222,7 +222,7 @@ class Bot:
                 log.warning("%s", exc)
                 if run:  # a follow-up failed: what the actions before it did and said stands
                     break
-                return self._action_failed(decision, fallbacks, language)
+                return self._action_failed(decision, fallbacks, turn.channel, language)
             if result.reset:
                 slots.clear()
                 self._keep_language(slots, language)
@@ -238,7 +238,7 @@ class Bot:
                 if len(said) > MAX_REPLY_CHARS:
                     break  # runaway output: refused below, as for any action
                 return Decision("handoff", decision.intent, decision.confidence,
-                                said or say(self.config.handoff.message, language), reason=f"action:{name}", quotes=True)
+                                said or self._handoff_message(turn.channel, language), reason=f"action:{name}", quotes=True)
             follow = result.followup
             if follow and follow.startswith("utter_"):
                 shown = self._utter(follow, turn.channel, slots, language)
@@ -261,13 +261,16 @@ class Bot:
                         len(reply), MAX_REPLY_CHARS)
             slots.clear()
             slots.update(before)
-            return self._action_failed(decision, fallbacks, language)
+            return self._action_failed(decision, fallbacks, turn.channel, language)
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
                         quotes=True)
 
-    def _action_failed(self, decision: Decision, fallbacks: int, language: Language) -> Decision:
+    def _handoff_message(self, channel: str, language: Language) -> str:
+        return handoff_message(self.config, self.project.responses, channel, language)
+
+    def _action_failed(self, decision: Decision, fallbacks: int, channel: str, language: Language) -> Decision:
         if misses_reach_handoff(fallbacks, self.config):
-            return Decision("handoff", decision.intent, decision.confidence, say(self.config.handoff.message, language),
+            return Decision("handoff", decision.intent, decision.confidence, self._handoff_message(channel, language),
                             reason="fallbacks")
         return Decision("fallback", decision.intent, decision.confidence, say(self.config.fallback.action_failed, language),
                         [{"title": say(self.config.fallback.human_button, language), "payload": HANDOFF_PAYLOAD}])

@@ -53,6 +53,14 @@ def misses_reach_handoff(fallbacks_so_far: int, config: BotConfig) -> bool:
     return fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff
 
 
+def handoff_message(config: BotConfig, responses: Responses, channel: str, language: Language) -> str:
+    """What the bot says as it hands a conversation to a person: the handoff intent's template (its channel
+    and language variants) where responses.yml has one, as a shop that edits it expects, else handoff.message."""
+    intent = config.handoff.intent
+    rendered = responses.render(intent, channel, {}, language) if intent else None
+    return rendered.text if rendered is not None else say(config.handoff.message, language)
+
+
 def close_enough(score: float, config: BotConfig) -> bool:
     """Whether a historical answer is close enough to give (``thresholds.retrieval``). A question asked
     word for word scores 1 give or take float32 rounding (0.99999988), so 1.0 means "exact repeats only"."""
@@ -72,7 +80,7 @@ def decide(
     intent, confidence = pred.intent, pred.confidence
     confident = understood(analysis, config)
 
-    handoff = say(config.handoff.message, language)
+    handoff = handoff_message(config, responses, channel, language)
     if confident and intent == config.handoff.intent:
         return Decision("handoff", intent, confidence, handoff, reason="requested")
     if confident and intent in config.actions.map:

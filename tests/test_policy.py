@@ -52,6 +52,18 @@ def test_handoff_intent_hands_off() -> None:
     assert decide(analysis("contact_human_agent", 0.9), CONFIG, RESPONSES, {}, "web", 0).kind == "handoff"
 
 
+def test_the_handoff_intents_template_is_what_a_handoff_says() -> None:
+    """A shop that edited it in responses.yml saw no change: handoff.message was said instead."""
+    ours = Responses({"contact_human_agent": [ResponseVariant(text="A person from Demo Shop answers within 2 minutes."),
+                                              ResponseVariant(text="两分钟内有人回复您。", language="zh")]})
+    for language, said in (("en", "A person from Demo Shop answers within 2 minutes."), ("zh", "两分钟内有人回复您。")):
+        asked = decide(analysis("contact_human_agent", 0.9), CONFIG, ours, {}, "web", 0, language)
+        missed = decide(analysis("get_refund", 0.2), CONFIG, ours, {}, "web", 1, language)
+        assert (asked.kind, asked.text) == (missed.kind, missed.text) == ("handoff", said)
+    default = decide(analysis("contact_human_agent", 0.9), CONFIG, RESPONSES, {}, "web", 0)
+    assert default.text == "I'm connecting you with a human agent. Please hold on."
+
+
 def test_an_unsure_request_for_a_person_is_never_answered_with_the_handoff_message() -> None:
     """"I'm connecting you with an agent" from the index, without handing off, promises a person who never comes."""
     connecting = hit(0.9, "contact_human_agent", "I'm connecting you with a human agent.")
