@@ -379,12 +379,13 @@ JSONL = click.Path(exists=True, dir_okay=False, path_type=Path)
 def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Path | None, model: str, shots: int | None,
                  seed: int, device: str | None, as_json: bool) -> None:
     """Train the intent classifier from scratch on TRAIN and measure it on TEST."""
-    from finetune.bench import load_examples, load_oos_types, run_intent_bench
+    from finetune.bench import load_examples, load_test_file, run_intent_bench
 
     valid = load_examples(valid_file, fail) if valid_file else None
     train = [example for path in train_files for example in load_examples(path, fail)]
-    figures = run_intent_bench(train, load_examples(test_file, fail), valid, model=model, shots=shots, seed=seed,
-                               device=device, oos_types=load_oos_types(test_file, fail))
+    test, oos_types = load_test_file(test_file, fail)
+    figures = run_intent_bench(train, test, valid, model=model, shots=shots, seed=seed, device=device,
+                               oos_types=oos_types)
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 def _positive_ints(value: str) -> list[int]:

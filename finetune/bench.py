@@ -34,12 +34,14 @@ from finetune.train import TrainConfig, train_classifier
 
 def load_examples(path: Path, fail: Callable[[str], None]) -> list[Example]:
     """A benchmark file's ``{"text", "intent"}`` lines (other keys are ignored)."""
-    return [Example(row["text"], row["intent"]) for row in read_jsonl(path, fail)]
+    return load_test_file(path, fail)[0]
 
 
-def load_oos_types(path: Path, fail: Callable[[str], None]) -> list[str | None]:
-    """Each line's ``oos_type`` (BANKING77-OOS: ``id`` or ``ood`` on out-of-scope lines), None where absent."""
-    return [row.get("oos_type") for row in read_jsonl(path, fail)]
+def load_test_file(path: Path, fail: Callable[[str], None]) -> tuple[list[Example], list[str | None]]:
+    """A test file's examples and each line's ``oos_type`` (BANKING77-OOS: ``id`` or ``ood`` on out-of-scope
+    lines), None where absent; read once, so that a pipe (``--test <(...)``) works as a file does."""
+    rows = read_jsonl(path, fail)
+    return [Example(row["text"], row["intent"]) for row in rows], [row.get("oos_type") for row in rows]
 
 
 def sample_shots(rows: list[Example], shots: int, seed: int) -> list[Example]:

@@ -37,13 +37,15 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
             text, intent = row["text"], row["intent"]
         except (ValueError, KeyError, TypeError) as exc:
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}")
-        if intent is None or intent == "":
+        if intent is None or (isinstance(intent, str) and not intent.strip()):
             fail(f"{path}:{n}: the intent is empty")
         if text is None:  # not "None", which str() would make of it
             fail(f"{path}:{n}: the text is empty")
         if wrong := next((key for key, value in (("text", text), ("intent", intent))
                           if isinstance(value, (list, dict, bool))), None):  # str() would make one of ['a', 'b']
             fail(f"{path}:{n}: the {wrong} must be text, not {row[wrong]!r}")
+        if not isinstance(row.get("oos_type", ""), str | None):  # kinds are sorted and counted as text
+            fail(f"{path}:{n}: the oos_type must be text, not {row['oos_type']!r}")
         if not readable(str(text)):  # JSON may escape half a surrogate pair, which no tokenizer takes
             fail(f"{path}:{n}: the text has nothing to read, or is not valid Unicode")
         try:

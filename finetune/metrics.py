@@ -78,14 +78,16 @@ def choose_threshold(true: Sequence[str], predicted: Sequence[str], scores: Sequ
                      known: Sequence[str]) -> float:
     """The threshold that maximises accuracy on calibration lines, the lowest one when several tie.
 
-    Candidates are 0 (reject nothing) and each calibration score (reject what scores below it). With
-    no out-of-scope calibration line, any rejection can only lose accuracy and the answer is 0.
+    Candidates are 0 (reject nothing), each calibration score (reject what scores below it) and the
+    float just above the highest (reject everything: the best cut when the surest lines are all out of
+    scope). With no out-of-scope calibration line, any rejection can only lose accuracy and the answer is 0.
     """
     truth = _truth(true, known)
     scores_arr = np.asarray(scores, dtype=float)
     accepted_right = (truth == np.asarray(predicted, dtype=object)) & (truth != OOS)
     rejected_anyway = _rejected(predicted, scores, None)
-    candidates = np.unique(np.concatenate([[0.0], scores_arr]))
+    above_all = np.nextafter(scores_arr.max(initial=0.0), np.inf)
+    candidates = np.unique(np.concatenate([[0.0], scores_arr, [above_all]]))
     # Accuracy at threshold t: right in-scope answers scoring >= t, plus out-of-scope lines rejected.
     right = [np.sum(accepted_right & (scores_arr >= t)) + np.sum((truth == OOS) & (rejected_anyway | (scores_arr < t)))
              for t in candidates]

@@ -87,6 +87,13 @@ def test_choose_threshold_maximises_calibration_accuracy_and_prefers_the_lowest(
     assert threshold == pytest.approx(0.6)
 
 
+def test_choose_threshold_may_cut_above_the_surest_line() -> None:
+    """The surest lines are out of scope: only a cut above them all rejects them (accuracy 2/3, not 1/3)."""
+    threshold = choose_threshold(["a", "oos", "oos"], ["a", "a", "a"], [0.5, 0.95, 0.96], ["a"])
+    assert 0.96 < threshold < 0.9600001
+    assert evaluate(["a", "oos", "oos"], ["a", "a", "a"], [0.5, 0.95, 0.96], ["a"], threshold)["accuracy"] == pytest.approx(2 / 3)
+
+
 def test_choose_threshold_rejects_nothing_without_out_of_scope_evidence() -> None:
     assert choose_threshold(["a", "b", "a"], ["a", "a", "a"], [0.2, 0.3, 0.9], ["a", "b"]) == 0.0
 

@@ -885,6 +885,8 @@ def test_what_a_user_can_mistype_on_the_command_line_gets_one_line_errors(tiny_d
         "eval", str(root), "--test", str(test), "--results", str(tmp_path / "a-file" / "sub"), "--device", "cpu")
     for line, problem in [('{"text": "hi \\udcff", "intent": "greet"}', "the text has nothing to read, or is not valid Unicode"),
                           ('{"text": "hi", "intent": null}', "the intent is empty"),
+                          ('{"text": "hi", "intent": " \\t"}', "the intent is empty"),
+                          ('{"text": "hi", "intent": "oos", "oos_type": 1}', "the oos_type must be text, not 1"),
                           ('{"text": null, "intent": "greet"}', "the text is empty"),
                           ("[" * 100_000 + "]" * 100_000, "expected a JSON object with \"text\" and \"intent\": nested too deeply")]:
         test.write_text(line + "\n")

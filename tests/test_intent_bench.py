@@ -108,6 +108,21 @@ def test_bench_intent_names_the_bad_line(tiny_model: Path, tmp_path: Path) -> No
     assert f"{bad}:2" in result.output and "intent" in result.output
 
 
+def test_a_test_file_is_read_once_so_a_pipe_works(tmp_path: Path) -> None:
+    """``--test <(zcat test.jsonl.gz)``: the second read of the pipe found nothing ("no examples")."""
+    import os
+    import threading
+
+    pipe = tmp_path / "test.jsonl"
+    os.mkfifo(pipe)
+    lines = '{"text": "where is my card", "intent": "card_arrival"}\n{"text": "weather?", "intent": "oos", "oos_type": "ood"}\n'
+    writer = threading.Thread(target=pipe.write_text, args=(lines,))
+    writer.start()
+    examples, oos_types = bench.load_test_file(pipe, pytest.fail)
+    writer.join()
+    assert [e.intent for e in examples] == ["card_arrival", "oos"] and oos_types == [None, "ood"]
+
+
 def test_bench_intent_names_a_line_that_is_not_utf8(tiny_model: Path, tmp_path: Path) -> None:
     train = write_jsonl(tmp_path / "train.jsonl", in_scope_rows())
     bad = tmp_path / "test.jsonl"
