@@ -416,8 +416,17 @@ async def test_cors_only_for_the_configured_widget_origins(make_client: Callable
                                channels={"web": {"origins": [shop]}})
     allowed = await chat(client, cid(), "hi", Origin=shop)
     assert allowed.status == 200 and allowed.headers["Access-Control-Allow-Origin"] == shop
-    refused = await chat(client, cid(), "hi", Origin=other)
-    assert "Access-Control-Allow-Origin" not in refused.headers
+    # Another site's form or no-cors fetch needs no preflight: refused, or its visitors' browsers would post
+    # messages and handoffs into the inbox that the page could not read but that still counted.
+    victim = cid()
+    refused = await client.post("/api/chat", data=json.dumps({"conversation_id": victim, "text": "a person please"}),
+                                headers={"Origin": other, "Content-Type": "text/plain"})
+    assert refused.status == 403 and "Access-Control-Allow-Origin" not in refused.headers
+    assert store_rows(client, "SELECT id FROM conversations WHERE id = ?", victim) == []
+    feedback = await client.post("/api/feedback", json={"conversation_id": victim, "turn_id": 1, "value": -1},
+                                 headers={"Origin": other})
+    assert feedback.status == 403
+    assert (await client.get("/api/widget", headers={"Origin": other})).status == 200  # reading is harmless
     assert (await client.options("/api/chat", headers={"Origin": other, "Access-Control-Request-Method": "POST"})).status == 403
     with pytest.raises(aiohttp.WSServerHandshakeError) as foreign:
         await client.ws_connect("/api/ws", headers={"Origin": other})

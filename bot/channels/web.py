@@ -176,11 +176,21 @@ class WebChannel(Channel):
         """``handler`` with CORS headers on its answers (the server's error middleware adds them to errors)."""
 
         async def with_cors(request: web.Request) -> web.StreamResponse:
+            if request.method not in ("GET", "HEAD"):
+                # A form or a no-cors fetch on any site posts here without a preflight: its visitors' browsers
+                # would send messages and handoffs the page cannot read the answers to, but that still count.
+                self._refuse_foreign(request)
             response = await handler(request)
             response.headers.update(self.cors_headers(request))
             return response
 
         return with_cors
+
+    def _refuse_foreign(self, request: web.Request) -> None:
+        """403 for a request sent by a page of a site ``channels.web.origins`` does not list."""
+        origin = self._foreign_origin(request)
+        if origin is not None and not self._allowed(origin):
+            raise http_error(web.HTTPForbidden, f"origin not allowed: {origin}; list it in channels.web.origins")
 
     async def preflight(self, request: web.Request) -> web.Response:
         origin = self._foreign_origin(request)
@@ -228,9 +238,7 @@ class WebChannel(Channel):
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         """One socket per widget; it may carry several conversations over its life."""
-        origin = self._foreign_origin(request)
-        if origin is not None and not self._allowed(origin):
-            raise http_error(web.HTTPForbidden, f"origin not allowed: {origin}")
+        self._refuse_foreign(request)
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=self.settings.get("max_body_bytes", 65536),
                                    timeout=CLOSE_WAIT_S)
         await ws.prepare(request)
