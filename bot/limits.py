@@ -83,9 +83,10 @@ class Limits:
         part of the one /64 that holds the whole IPv4 internet."""
         address = request.remote or "unknown"
         if self.config.trust_forwarded_for:
-            address = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip() or address
+            # Over every X-Forwarded-For line: a proxy may append its own line after the client's.
+            address = ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")[-1].strip() or address
         try:
-            ip = ipaddress.ip_address(address)
+            ip = ipaddress.ip_address(_without_port(address))
         except ValueError:
             return address
         if isinstance(ip, ipaddress.IPv6Address):
@@ -182,6 +183,15 @@ class Limits:
             with self.socket(ip):
                 return await handler(request)
         return await handler(request)
+
+
+def _without_port(address: str) -> str:
+    """The address of a forwarded entry some proxies write with the client's port: ``203.0.113.7:40001``
+    or ``[2001:db8::1]:443``, each connection of one client a new key otherwise."""
+    if address.startswith("["):
+        return address[1:].partition("]")[0]
+    host, colon, port = address.rpartition(":")
+    return host if colon and port.isdigit() and "." in host and ":" not in host else address
 
 
 LIMITS = web.AppKey("limits", Limits)

@@ -116,7 +116,9 @@ def cors_headers(request: web.Request) -> dict[str, str]:
 
 
 def admin_token(project: Project) -> str:
-    return os.environ.get("DESKBOT_ADMIN_TOKEN") or project.config.server.admin_token or ""
+    """Without the white space around it: a token read from a file (a mounted secret) ends in a newline,
+    which no agent types, and every request got 401."""
+    return (os.environ.get("DESKBOT_ADMIN_TOKEN") or project.config.server.admin_token or "").strip()
 
 
 def require_admin(request: web.Request) -> None:

@@ -186,6 +186,14 @@ async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client: Cal
     for address in ("::ffff:198.51.100.7", "::ffff:198.51.100.8"):
         assert [(await trusting.get("/api/widget", headers={"X-Forwarded-For": address})).status
                 for _ in range(3)] == [200, 200, 429]
+    # HAProxy adds its own line after the client's; some proxies write the client's port.
+    from multidict import CIMultiDict
+
+    lines = [CIMultiDict([("X-Forwarded-For", f"192.0.2.{n}"), ("X-Forwarded-For", "203.0.113.9")]) for n in range(3)]
+    assert [(await trusting.get("/api/widget", headers=headers)).status for headers in lines] == [200, 200, 429]
+    for addresses in ([f"203.0.113.21:4000{n}" for n in range(3)], [f"[2001:db8:1:2::{n}]:443" for n in range(1, 4)]):
+        assert [(await trusting.get("/api/widget", headers={"X-Forwarded-For": a})).status
+                for a in addresses] == [200, 200, 429]
     direct = await make_client(server={"limits": {"per_ip_per_minute": 2}})
     assert [(await direct.get("/api/widget", headers={"X-Forwarded-For": f"203.0.113.{n}"})).status
             for n in range(3)] == [200, 200, 429]  # a client cannot pick its own address
@@ -408,6 +416,9 @@ async def test_admin_endpoints_need_the_token_and_are_off_without_one(
     env = await make_client(server={"admin_token": "s3cret-token", "limits": NO_LIMITS})
     assert (await env.get("/admin/review", headers={"Authorization": "Bearer s3cret-token"})).status == 401
     assert (await env.get("/admin/review", headers={"Authorization": "Bearer from-the-environment"})).status == 200
+    monkeypatch.setenv("DESKBOT_ADMIN_TOKEN", "from-a-file\n")  # a mounted secret ends in a newline no agent types
+    mounted = await make_client(server={"limits": NO_LIMITS})
+    assert (await mounted.get("/admin/review", headers={"Authorization": "Bearer from-a-file"})).status == 200
 
 
 async def test_cors_only_for_the_configured_widget_origins(make_client: Callable[..., Any]) -> None:
