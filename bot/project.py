@@ -496,13 +496,19 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
                 if other != name:  # the classifier would be taught both answers for one message
                     raise _fail(path, node, ("nlu", i), f"{text!r} is an example of {other!r} too; keep it in one")
                 examples.append(Example(text, name))
-        elif "regex" in item:
-            for pattern in _entry_lines(path, node, i, item):
+        elif kind := next((k for k in ("regex", "synonym", "lookup") if k in item), None):
+            # A misspelt 'examples:' would leave the entry empty: a regex that never finds its entity.
+            if extra := sorted(set(item) - {kind, "examples"}, key=str):
+                raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
+            lines = _entry_lines(path, node, i, item)
+            if not lines:
+                raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r} has no examples")
+            for pattern in lines if kind == "regex" else []:
                 try:
                     patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern))
                 except re.error as exc:
                     raise _fail(path, node, ("nlu", i), f"bad regex {pattern!r}: {exc}") from None
-        elif not {"synonym", "lookup"} & item.keys():
+        else:
             raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}")
     if len({e.intent for e in examples}) < 2:
         raise _fail(path, node, ("nlu",), "at least two intents are needed")

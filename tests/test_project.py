@@ -313,6 +313,19 @@ def test_an_intent_its_button_could_never_select_is_refused(bot_dir: Path, name:
     assert problem in error_for(bot_dir)
 
 
+@pytest.mark.parametrize(("entry", "problem"), [
+    ("- regex: order_id\n  exmples: |\n    - \\d+\n", "nlu.N.exmples: unknown key"),
+    ("- regex: order_id\n", "nlu.N: regex 'order_id' has no examples"),
+    ("- synonym: refund\n  examples: |\n    - money back\n  intnet: x\n", "nlu.N.intnet: unknown key"),
+])
+def test_a_regex_entry_that_would_find_nothing_is_refused(bot_dir: Path, entry: str, problem: str) -> None:
+    """A misspelt 'examples:' loaded as a regex of no patterns: order numbers were never found."""
+    path = bot_dir / "nlu.yml"
+    entries = len(yaml.safe_load(path.read_text())["nlu"])
+    path.write_text(path.read_text() + entry)
+    assert error_for(bot_dir).endswith(problem.replace("N", str(entries)))
+
+
 def test_a_regex_group_named_value_is_the_entity(bot_dir: Path) -> None:
     """The demo's order number: the number after "order" (订单) or "#", or one on its own, never a price or a phone."""
     project = load_project(bot_dir)
