@@ -328,6 +328,14 @@ async def test_send_parses_its_own_conversation_id(slack: SimpleNamespace) -> No
         await slack.channel.send("wecom:ww1:someone:x", "hi")
 
 
+async def test_an_api_url_without_its_final_slash_still_reaches_the_method(slack_api: SimpleNamespace) -> None:
+    """``api_url: https://slack.com/api`` sent every answer to https://slack.com/apichat.postMessage."""
+    channel = make_channel(FakeBot(), slack_api.url.rstrip("/"))
+    await channel.send(f"slack:T1:C1:{TS}", "hi")
+    await channel.close()
+    assert [p["text"] for p in slack_api.posts] == ["hi"]
+
+
 async def test_send_with_a_bad_token_raises(slack_api: SimpleNamespace) -> None:
     channel = SlackChannel(FakeBot(), {"signing_secret": SECRET, "bot_token": "xoxb-wrong", "api_url": slack_api.url})
     with pytest.raises(SlackAPIError, match="invalid_auth"):

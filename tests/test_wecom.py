@@ -20,7 +20,7 @@ from bot.channels.base import Reply, Turn
 from bot.channels.wecom import WeComAPIError, WeComChannel, numbered_choices, plain_text, split_utf8
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 from bot.limits import LIMITS, Limits
-from bot.project import LimitsConfig
+from bot.project import LimitsConfig, ProjectError
 from tests.conftest import store_failing_once
 
 # From Tencent's WXBizMsgCrypt sample (callback_python3/Sample.py).
@@ -270,6 +270,18 @@ async def test_duplicate_msgid_gets_one_reply(wecom: SimpleNamespace) -> None:
     assert again.status == 200 and await again.text() == ""
     await wecom.channel.close()
     assert len(wecom.bot.turns) == 1 and wecom.api.sent == []
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), [
+    ("aes_key", "tooshort", "EncodingAESKey must be 43 characters"),
+    ("aes_key", "!" * 43, "EncodingAESKey is not base64"),
+    ("agent_id", "abc", "agent_id is the app's number (AgentId), not 'abc'"),
+])
+def test_settings_that_cannot_be_used_stop_the_start_in_one_line(key: str, value: str, problem: str) -> None:
+    """They ended `bot serve` in a traceback, and a bad DESKBOT_WECOM_AGENT_ID named neither key nor variable."""
+    with pytest.raises(ProjectError) as info:
+        WeComChannel.from_settings(FakeBot(), settings("http://127.0.0.1:9/cgi-bin/", **{key: value}))
+    assert str(info.value).startswith("channels.wecom (bot.yml, or DESKBOT_WECOM_TOKEN") and problem in str(info.value)
 
 
 async def test_a_message_the_store_could_not_keep_is_answered_when_wecom_retries(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from bot.project import valid_unicode
+from bot.project import ProjectError, valid_unicode
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -189,6 +189,12 @@ def resolve_settings(settings: dict[str, Any], env: dict[str, str]) -> dict[str,
     return merged
 
 
+def api_base(url: str) -> str:
+    """A platform API's base URL with the one slash its method names are added after: without it,
+    ``https://slack.com/api`` + ``chat.postMessage`` went to ``https://slack.com/apichat.postMessage``."""
+    return url.rstrip("/") + "/"
+
+
 BODY_SECONDS = 15.0  # for a request's body to arrive whole: a chat message's, or 64 KiB over a slow phone line
 
 
@@ -326,7 +332,10 @@ class PlatformChannel(Channel):
             if len(missing) < len(cls.required):
                 log.warning("%s channel disabled: %s not set", cls.name, ", ".join(missing))
             return None
-        return cls(bot, settings)
+        try:
+            return cls(bot, settings)
+        except ValueError as exc:  # a key that cannot be one (WeCom's aes_key): at start, one line, not a traceback
+            raise ProjectError(f"channels.{cls.name} (bot.yml, or {', '.join(cls.env.values())}): {exc}") from None
 
     async def keep(self, turn: Turn, key: str) -> bool:
         """Keep ``turn`` in the store before its request is acknowledged (see ``Store.receive``); False

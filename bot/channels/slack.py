@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import (DeliveryError, PlatformChannel, Turn, api_result, http_error, is_fresh, load_json, read_body,
+from bot.channels.base import (DeliveryError, PlatformChannel, Turn, api_base, api_result, http_error, is_fresh, load_json, read_body,
                                readable, same_secret)
 from bot.limits import hold_back, refund
 
@@ -149,7 +149,7 @@ class SlackChannel(PlatformChannel):
         super().__init__(bot, settings)
         self.signing_secret: str = self.settings["signing_secret"]
         self.bot_token: str = self.settings["bot_token"]
-        self.api_url: str = self.settings.get("api_url") or DEFAULT_API_URL
+        self.api_url = api_base(self.settings.get("api_url") or DEFAULT_API_URL)
         # The bot's own user id is learnt from each event's ``authorizations``; bot_user_id can pin it.
         self.own_user_ids: set[str] = {self.settings["bot_user_id"]} if self.settings.get("bot_user_id") else set()
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bot.channels.base import (MAX_SKEW_S, DeliveryError, PlatformChannel, Turn, api_result, http_error, is_fresh, read_body,
+from bot.channels.base import (MAX_SKEW_S, DeliveryError, PlatformChannel, Turn, api_base, api_result, http_error, is_fresh, read_body,
                                readable)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import Text, say
@@ -118,8 +118,11 @@ class WeComChannel(PlatformChannel):
         super().__init__(bot, settings)
         self.corp_id: str = self.settings["corp_id"]
         self.secret: str = self.settings["secret"]
-        self.agent_id = int(self.settings["agent_id"])
-        self.api_url: str = self.settings.get("api_url") or DEFAULT_API_URL
+        try:
+            self.agent_id = int(self.settings["agent_id"])
+        except ValueError:
+            raise ValueError(f"agent_id is the app's number (AgentId), not {self.settings['agent_id']!r}") from None
+        self.api_url = api_base(self.settings.get("api_url") or DEFAULT_API_URL)
         self.reply_timeout = float(self.settings.get("reply_timeout", DEFAULT_REPLY_TIMEOUT_S))
         self.choice_hint: Text = self.settings.get("choice_hint") or CHOICE_HINT  # one text, or one per language
         self.crypto = WeComCrypto(self.settings["token"], self.settings["aes_key"], self.corp_id)
