@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from bot.language import LANGUAGES, Language, Text
 from bot.responses import ResponseVariant, Responses
@@ -38,7 +38,8 @@ class ProjectError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No unknown keys, and no .inf or .nan: YAML reads them as numbers, which pass every "more than 0".
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -54,8 +55,18 @@ class ModelConfig(_Strict):
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
+def _auto_or_number(value: Any) -> Any:
+    """Said in a line a shop can act on; and YAML's yes/on, which pydantic would take as 1.0, are refused."""
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError(f"expected auto or a number from 0 to 1, not {value!r}")
+    return value
+
+
+AutoOrProbability = Annotated[Probability | Literal["auto"], BeforeValidator(_auto_or_number)]
+
+
 class Thresholds(_Strict):
-    intent: Probability | Literal["auto"] = Field(
+    intent: AutoOrProbability = Field(
         "auto", description="confidence at or above which the intent's answer is given; auto: calibrated at training")
     retrieval: float = Field(0.6, ge=-1, le=1, description="similarity at or above which a historical answer is given")
     fallbacks_before_handoff: int = Field(2, ge=1)
@@ -191,7 +202,7 @@ class LearningConfig(_Strict):
     max_intent_drop: float = Field(0.02, ge=0, le=1, description="how far any one intent's accuracy may fall")
     min_intent_examples: int = Field(5, ge=1, description="examples an intent needs in a set for its own check")
     review_similarity: float = Field(0.9, ge=0, le=1, description="cosine at which review items group (0: by text only)")
-    review_confidence: Probability | Literal["auto"] = Field(
+    review_confidence: AutoOrProbability = Field(
         "auto", description="below this confidence a turn enters the review queue; auto: the intent threshold or 0.5, "
         "whichever is higher")
     distill: float = Field(1.0, ge=0, description="how strongly a warm-started candidate keeps the serving model's "

@@ -283,6 +283,18 @@ def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -
     assert load_project(bot_dir).responses.templates["change_order"][0].text == "Changed."
 
 
+@pytest.mark.parametrize(("setting", "problem"), [
+    ("model: {epochs: .inf}", "model.epochs: Input should be a finite number"),  # passed "more than 0", then crashed training
+    ("handoff: {busy_after_seconds: .nan}", "handoff.busy_after_seconds: Input should be a finite number"),
+    ("thresholds: {intent: Auto}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not 'Auto'"),
+    ("thresholds: {intent: yes}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not True"),
+])
+def test_a_number_that_is_none_is_refused_in_words(bot_dir: Path, setting: str, problem: str) -> None:
+    """``yes`` loaded as a threshold of 1.0; ``Auto`` was named "thresholds.intent.constrained-float"."""
+    (bot_dir / "bot.yml").write_text(setting + "\n")
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:1: {problem}"
+
+
 def test_a_fallback_title_or_exclusion_for_an_unknown_intent_is_refused(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("fallback:\n  titles:\n    get_refnud: {zh: 退款}\n")
     assert "unknown intent 'get_refnud'" in error_for(bot_dir)
