@@ -6,6 +6,7 @@ import asyncio
 import errno
 import json
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -56,6 +57,7 @@ device_option = click.option("--device", default=None, callback=torch_device,
 # deskbot's own refusals: each says in one line what is wrong and how to mend it, so a command prints it as
 # its error instead of a traceback. Named by module, so that a command imports only what it uses (torch
 # comes with finetune.classifier): an error can only have been raised by a module that was imported.
+BOUND_URL = re.compile(r"Running on (\S+)")  # in aiohttp's announcement of the address it bound
 USER_ERRORS = {
     "bot.actions": "ActionError",
     "bot.bench": "BenchError",
@@ -169,9 +171,10 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     port = project.config.server.port if port is None else port  # 0: any free port
     # SIGTERM closes the port, lets the turns in flight finish (up to shutdown_seconds), then closes the store.
     try:
+        # Said once the port is bound, with the address aiohttp bound (with --port 0, the port the system chose).
         web.run_app(app, host=host, port=port, shutdown_timeout=project.config.server.shutdown_seconds,
-                    print=lambda _: click.echo(f"deskbot serving {project.config.name} on http://{host}:{port}",
-                                               err=True))  # once the port is bound
+                    print=lambda said: click.echo(f"deskbot serving {project.config.name} on "
+                                                  f"{BOUND_URL.search(said)[1]}", err=True))
     except OSError as exc:  # the port is taken, or the host is not this machine's
         hint = ": is the bot already running? --port (PORT= with make demo) or server.port in bot.yml picks another" \
             if exc.errno == errno.EADDRINUSE else ""

@@ -815,6 +815,27 @@ def test_a_device_this_machine_lacks_is_refused_before_any_work(tiny_demo_bot: P
         p.name for p in (tiny_demo_bot / "models").iterdir())  # no staging folder, no new version
 
 
+def test_serve_on_port_0_says_the_port_it_got(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """It said http://127.0.0.1:0, which nobody can open."""
+    import re
+    import urllib.request
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "any-port")
+    server = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", str(root), "--port", "0", "--device", "cpu"],
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    try:
+        said = ""
+        while "deskbot serving" not in said and server.poll() is None:
+            said = server.stderr.readline()  # type: ignore[union-attr]
+        url = re.search(r"deskbot serving .* on (http://127\.0\.0\.1:(\d+))$", said.strip())
+        assert url is not None and int(url[2]) > 0, said
+        with urllib.request.urlopen(f"{url[1]}/healthz", timeout=30) as health:
+            assert health.status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
 def test_a_taken_port_is_refused_with_a_clear_error(tiny_demo_bot: Path, tmp_path: Path) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "second")
     with socket.socket() as taken:  # another bot, or anything else, already listening there
