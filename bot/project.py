@@ -12,9 +12,10 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from bot.language import LANGUAGES, Language, Text
 from bot.responses import ResponseVariant, Responses
@@ -118,10 +119,23 @@ class ActionsConfig(_Strict):
     timeout: float = Field(5.0, gt=0)
 
 
+def _origin(value: str) -> str:
+    """An origin as a browser sends it (scheme and host in lower case, no path), or ``*``: an entry written
+    otherwise (``shop.example.com``, ``https://Shop.example.com/``) would never match and refuse every page."""
+    if value == "*":
+        return value
+    parts = urlsplit(value.strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
+        raise ValueError(f"{value!r} is not an origin: write it as https://shop.example.com (scheme and host, no path)")
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
 class WebChannel(_Strict):
     enabled: bool = True
     title: str = "Support"
-    origins: list[str] = Field(default_factory=list, description="extra origins allowed to embed the widget")
+    origins: list[Annotated[str, AfterValidator(_origin)]] = Field(
+        default_factory=list, description="extra origins allowed to embed the widget")
 
 
 class SlackChannel(_Strict):

@@ -283,13 +283,21 @@ def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -
     assert load_project(bot_dir).responses.templates["change_order"][0].text == "Changed."
 
 
+def test_an_origin_is_kept_as_browsers_send_it(bot_dir: Path) -> None:
+    (bot_dir / "bot.yml").write_text('channels: {web: {origins: ["https://Shop.Example.com/", "*"]}}\n')
+    assert load_project(bot_dir).config.channels.web.origins == ["https://shop.example.com", "*"]
+
+
 @pytest.mark.parametrize(("setting", "problem"), [
     ("model: {epochs: .inf}", "model.epochs: Input should be a finite number"),  # passed "more than 0", then crashed training
     ("handoff: {busy_after_seconds: .nan}", "handoff.busy_after_seconds: Input should be a finite number"),
     ("thresholds: {intent: Auto}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not 'Auto'"),
     ("thresholds: {intent: yes}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not True"),
+    ("channels: {web: {origins: [shop.example.com]}}",  # no browser sends it so: every page of the shop was refused
+     "channels.web.origins.0: Value error, 'shop.example.com' is not an origin: write it as https://shop.example.com "
+     "(scheme and host, no path)"),
 ])
-def test_a_number_that_is_none_is_refused_in_words(bot_dir: Path, setting: str, problem: str) -> None:
+def test_a_value_that_cannot_work_is_refused_in_words(bot_dir: Path, setting: str, problem: str) -> None:
     """``yes`` loaded as a threshold of 1.0; ``Auto`` was named "thresholds.intent.constrained-float"."""
     (bot_dir / "bot.yml").write_text(setting + "\n")
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:1: {problem}"

@@ -137,7 +137,7 @@ class WebChannel(Channel):
         self._open: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
         self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
         self.max_chars: int = settings.get("max_message_chars", 4000)
-        self.origins: set[str] = {origin.rstrip("/") for origin in settings.get("origins", [])}
+        self.origins: set[str] = set(settings.get("origins", []))  # as bot.yml's check wrote them: as browsers send them
 
     def routes(self) -> list[web.AbstractRouteDef]:
         api: list[tuple[str, str, Handler]] = [
