@@ -659,8 +659,8 @@ def models(directory: Path, as_json: bool) -> None:
     versions = Registry(load_project(directory).models_dir).versions()
     if not versions:
         fail(f"no model versions in {directory}; run `bot train {directory}`")
-    if not as_json:  # accuracy: on the frozen evaluation set, at the version's intent threshold
-        click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}  decision")
+    if not as_json:  # accuracy: on the frozen evaluation set, at the version's (calibrated) intent threshold
+        click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}{'threshold':>10}  decision")
     for v in versions:
         if as_json:
             click.echo(json.dumps({"version": v.name, "serving": v.current, "meta": v.meta, "metrics": v.metrics,
@@ -669,10 +669,10 @@ def models(directory: Path, as_json: bool) -> None:
         # Read leniently: one version's hand-edited or half-restored files must not hide the others.
         decision, reasons = v.decision.get("promoted"), v.decision.get("reasons")
         status = "" if decision is None else ("promoted" if decision else "refused: " + "; ".join(map(str, reasons or [])))
-        accuracy = v.metrics.get("accuracy")
-        shown = f"{accuracy:.4f}" if isinstance(accuracy, (int, float)) else ""
+        accuracy, threshold = (f"{x:.4f}" if isinstance(x, (int, float)) else ""
+                               for x in (v.metrics.get("accuracy"), v.meta.get("intent_threshold")))
         click.echo(f"{'*' if v.current else ' '} {v.name:<9}{str(v.meta.get('created', '')):<26}"
-                   f"{str(v.meta.get('mode', 'train')):<15}{shown:>9}  {status}")
+                   f"{str(v.meta.get('mode', 'train')):<15}{accuracy:>9}{threshold:>10}  {status}")
 
 
 @cli.command()
@@ -738,8 +738,9 @@ def rollback(directory: Path, version: str) -> None:
 
     project = load_project(directory)
     previous = Registry(project.models_dir).rollback(version, check=lambda path: NLU.load(path, device="cpu"))
-    click.echo(f"Now serving {version} (was {previous}). A running `bot serve` swaps to it within "
-               f"{project.config.learning.watch_seconds:g}s, or at once on POST /admin/reload.")
+    watch = project.config.learning.watch_seconds
+    click.echo(f"Now serving {version} (was {previous}). A running `bot serve` swaps to it "
+               + (f"within {watch:g}s, or " if watch else "") + "at once on POST /admin/reload.")
 
 
 if __name__ == "__main__":

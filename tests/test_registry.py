@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from bot.cli import cli
@@ -198,6 +199,8 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     assert listing.exit_code == 0
     lines = listing.output.splitlines()
     assert [line[:7] for line in lines[1:]] == ["  v0001", "* v0002", "  v0003"]
+    threshold = json.loads((models / "v0002" / "meta.json").read_text())["intent_threshold"]
+    assert lines[0].split()[4] == "threshold" and lines[2].split()[5] == f"{threshold:.4f}"  # the calibrated cut, shown
     rows = [json.loads(line) for line in runner.invoke(cli, ["models", str(root), "--json"]).output.splitlines()]
     assert [(r["version"], r["serving"]) for r in rows] == [("v0001", False), ("v0002", True), ("v0003", False)]
 
@@ -228,6 +231,7 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
 
     done = runner.invoke(cli, ["rollback", str(root), "v0001"])
     assert done.exit_code == 0 and "Now serving v0001 (was v0002)" in done.output
+    assert "swaps to it within 0.2s, or at once on POST /admin/reload" in done.output
     assert (models / "CURRENT").read_text().strip() == "v0001"
 
     # Damaged records: an old version's metrics that are no JSON object, a CURRENT that is no name.
@@ -247,8 +251,12 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
         result = runner.invoke(cli, [command[0], str(root)], input="")
         assert result.exit_code == 1 and "CURRENT cannot be read" in result.output and "bot rollback" in result.output, \
             result.output
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["learning"]["watch_seconds"] = 0
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
     mended = runner.invoke(cli, ["rollback", str(root), "v0001"])
     assert mended.exit_code == 0 and (models / "CURRENT").read_text().strip() == "v0001"
+    assert "swaps to it at once on POST /admin/reload" in mended.output  # 0: it never looks by itself
     (models / "CURRENT").unlink()  # `bot train --no-promote` on a new bot leaves versions and no CURRENT
     unserved = runner.invoke(cli, ["serve", str(root)])
     assert unserved.exit_code == 1 and f"`bot rollback {root} v0003`" in unserved.output
