@@ -109,6 +109,16 @@ def test_a_channel_no_deskbot_channel_has_is_refused() -> None:
     assert "Input should be 'web', 'slack' or 'wecom'" in str(info.value)
 
 
+@pytest.mark.parametrize("variant", [
+    {"text": "Pick one", "buttons": [{"title": " ", "payload": "/greet"}]},  # a nameless button: Slack refuses the message
+    {"text": "Pick one", "buttons": [{"title": "Hi", "payload": ""}]},  # a click that sends nothing: 400 from /api/chat
+    {"text": "x" * 20_001},  # past what any reply may be; a 72,000-character template was served whole
+])
+def test_a_variant_no_channel_can_send_is_refused(variant: dict) -> None:
+    with pytest.raises(ValidationError):
+        ResponseVariant.model_validate(variant)
+
+
 def test_button_titles_are_filled_like_the_text() -> None:
     """A variant is shown only when its titles' variables are known too; doubled braces are literal there as well."""
     refund = {"title": "Refund order {order_id} {{now}}", "payload": "/get_refund"}

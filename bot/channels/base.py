@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.project import ProjectError, valid_unicode
+from bot.responses import MAX_REPLY_CHARS
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -37,7 +38,6 @@ T = TypeVar("T")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_CHARS = 4000
-MAX_REPLY_CHARS = 20_000  # a reply to a customer, an agent's or an action's: longer ones are runaway output
 DEFAULT_GRACE_S = 5.0  # how long close() lets turns in flight finish; the server passes server.shutdown_seconds
 MAX_SKEW_S = 300  # how far a platform's signed timestamp may be from our clock before the request is refused
 
