@@ -49,16 +49,22 @@ class AgentMessageRequest(_Body):
 class ReviewLabelRequest(_Body):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": [
         {"required": ["intent"], "properties": {"intent": {"type": "string"}, "accept": {"const": False}}},
-        {"required": ["accept"], "properties": {"accept": {"const": True}, "intent": {"type": "null"}}}]})
+        {"required": ["accept", "predicted"],
+         "properties": {"accept": {"const": True}, "intent": {"type": "null"}, "predicted": {"type": "string"}}}]})
 
     intent: str | None = Field(None, description="an intent of nlu.yml, or oos (out of scope)")
     accept: bool = Field(False, description="true: keep the model's prediction as the label")
+    predicted: str | None = Field(None, description="with accept: the prediction the queue showed, which a model "
+                                                    "swapped in since may have changed (409)")
     reviewer: str | None = Field(None, max_length=128)
 
     @model_validator(mode="after")
     def _intent_or_accept(self) -> ReviewLabelRequest:
         if (self.intent is None) == (not self.accept):
             raise ValueError("send an intent, or accept: true, not both" if self.accept else "send an intent, or accept: true")
+        if self.accept != (self.predicted is not None):
+            raise ValueError("accept: true comes with the prediction it accepts, as the queue showed it (predicted)"
+                             if self.accept else "predicted goes with accept: true")
         return self
 
 

@@ -306,7 +306,7 @@ async def review_queue(request: web.Request) -> web.Response:
 
 
 async def review_label(request: web.Request) -> web.Response:
-    """Label the queue item holding a turn: ``{"intent": NAME | "oos"}`` or ``{"accept": true}``."""
+    """Label the queue item holding a turn: ``{"intent": NAME | "oos"}`` or ``{"accept": true, "predicted": NAME}``."""
     require_admin(request)
     bot = request.app[BOT]
     body = await read_json(request, ReviewLabelRequest)
@@ -317,6 +317,8 @@ async def review_label(request: web.Request) -> web.Response:
     intent = item.intent if body.accept else body.intent
     if intent is None:
         raise http_error(web.HTTPConflict, "there is no prediction to accept; send an intent")
+    if body.accept and intent != body.predicted:  # a retrain or rollback swapped the model since the queue was read
+        raise http_error(web.HTTPConflict, f"the model now predicts {intent!r}, not {body.predicted!r}: read the queue again")
     try:  # a prediction too: the serving model may know an intent nlu.yml no longer has
         check_label(intent, bot.project.intents)
     except ValueError as exc:

@@ -408,7 +408,7 @@ async def test_admin_endpoints_need_the_token_and_are_off_without_one(
     writer.write(b"GET /admin/review HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\r\nConnection: close\r\n\r\n")
     assert (await reader.read()).startswith(b"HTTP/1.1 401")
     writer.close()
-    response = await client.post("/admin/review/" + "9" * 5000, json={"accept": True},
+    response = await client.post("/admin/review/" + "9" * 5000, json={"accept": True, "predicted": "greet"},
                                  headers={"Authorization": "Bearer s3cret-token"})
     assert response.status == 404
 

@@ -219,9 +219,16 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     renamed = [e for e in project.examples if e.intent != rest[0]["predicted"]]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(project, "examples", renamed)
-        resp = await client.post(f"/admin/review/{rest[0]['id']}", json={"accept": True}, headers=AUTH)
+        accept = {"accept": True, "predicted": rest[0]["predicted"]}
+        resp = await client.post(f"/admin/review/{rest[0]['id']}", json=accept, headers=AUTH)
         assert resp.status == 400 and f"unknown intent {rest[0]['predicted']!r}" in (await resp.json())["error"]
-    resp = await client.post(f"/admin/review/{rest[0]['id']}", json={"accept": True}, headers=AUTH)
+    # Accepting is of the prediction the reviewer saw: a model swapped in since may predict another intent.
+    other = next(i for i in load_project(review_bot).intents if i != rest[0]["predicted"])
+    resp = await client.post(f"/admin/review/{rest[0]['id']}", json={"accept": True, "predicted": other}, headers=AUTH)
+    assert resp.status == 409 and "read the queue again" in (await resp.json())["error"]
+    assert (await client.post(f"/admin/review/{rest[0]['id']}", json={"accept": True}, headers=AUTH)).status == 400
+    resp = await client.post(f"/admin/review/{rest[0]['id']}", json={"accept": True, "predicted": rest[0]["predicted"]},
+                             headers=AUTH)
     assert resp.status == 200 and (await resp.json())["intent"] == rest[0]["predicted"]
     assert (await (await client.get("/admin/review", headers=AUTH)).json())["total"] == 0
 
