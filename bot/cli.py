@@ -544,13 +544,14 @@ def _open_store(project):  # type: ignore[no-untyped-def]
 def export(directory: Path, since: Any, fmt: str, output: str) -> None:
     """Write the examples and agent answers `bot retrain` learns from, personal data redacted
     (unless bot.yml has privacy.redact: false)."""
+    from bot.retrain import exported
     from dialogues.export import learned_data, write_jsonl
     from dialogues.store import unix_time
 
     project = load_project(directory)
     store = _open_store(project)
     try:
-        data = learned_data(store, unix_time(since) if since else 0.0, project.config.privacy.redact)
+        data = exported(project, learned_data(store, unix_time(since) if since else 0.0, project.config.privacy.redact))
         try:  # opened even when there is nothing to write: an old export must not pass for this one
             with click.open_file(output, "w", encoding="utf-8") as out:
                 lines = write_jsonl(data, out)

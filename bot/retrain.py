@@ -36,12 +36,12 @@ from bot.training import (
     answers_for,
     fit,
     frozen_split,
+    held_out_texts,
     index_options,
     seed_fingerprint,
     write_model,
 )
-from dialogues.export import LearnedData, learned_data, recent_traffic
-from dialogues.redact import was_redacted
+from dialogues.export import LearnedData, learnable, learned_data, recent_traffic
 from dialogues.review import OOS
 from dialogues.store import Store
 from finetune.classifier import IntentClassifier, ModelLoadError
@@ -97,20 +97,21 @@ def gate(serving: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]
 
 
 def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str]) -> tuple[list[Example], dict[str, int]]:
-    """Reviewed labels usable for training: the bot's intents only (``oos`` too, when nlu.yml has such an
-    intent), never a text of the frozen set."""
-    usable = [Example(r["text"], r["intent"]) for r in data.examples
-              if r["intent"] in intents and r["text"] not in held_texts]
+    """Reviewed labels usable for training (:func:`learnable`), and how many were left out and why."""
+    usable = [Example(r["text"], r["intent"]) for r in learnable(data, intents, held_texts).examples]
     oos = sum(r["intent"] == OOS and OOS not in intents for r in data.examples)  # labels no intent of the bot takes
     return usable, {"labelled": len(usable), "oos": oos, "unusable": len(data.examples) - len(usable) - oos}
 
 
 def agent_answers(data: LearnedData) -> list[Answer]:
-    """The agent answers retrieval may show other customers. One that lost personal data to redaction
-    is left out: a customer would read "write to [EMAIL]" (the address may well be the shop's own,
-    which belongs in a template)."""
-    return [Answer(f"agent:{r['id']}", r["answer"], r["question"], r["intent"], "agent") for r in data.answers
-            if not was_redacted(r["answer"])]
+    """The agent answers retrieval may show other customers (:func:`learnable`)."""
+    return [Answer(f"agent:{r['id']}", r["answer"], r["question"], r["intent"], "agent")
+            for r in learnable(data, set(), set()).answers]
+
+
+def exported(project: Project, data: LearnedData) -> LearnedData:
+    """What ``bot export`` and ``GET /admin/export`` write of ``data``: what a retrain of ``project`` learns."""
+    return learnable(data, set(project.intents), held_out_texts(project))
 
 
 def read_store(project: Project) -> tuple[LearnedData, list[str]]:

@@ -32,6 +32,7 @@ from bot.limits import LIMITS, Limits
 from bot.nlu import NLU
 from bot.openapi import MAX_LIMIT, AgentMessageRequest, ReviewLabelRequest, publish_openapi
 from bot.project import Project, load_project
+from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from dialogues.export import learned_data, write_jsonl
 from dialogues.review import OOS, ReviewItem, build_queue, check_label, rescore
@@ -348,7 +349,7 @@ async def export_data(request: web.Request) -> web.Response:
     require_admin(request)
     bot = request.app[BOT]
     start = query_since(request)
-    data = await bot._store(learned_data, bot.store, start, bot.config.privacy.redact)
+    data = exported(bot.project, await bot._store(learned_data, bot.store, start, bot.config.privacy.redact))
     out = io.StringIO()
     write_jsonl(data, out)
     return web.Response(text=out.getvalue(), content_type="application/x-ndjson")

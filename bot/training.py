@@ -79,6 +79,11 @@ def frozen_split(project: Project) -> tuple[list[Example], list[Example]]:
     return [e for e in project.examples if e.text not in held_texts], held
 
 
+def held_out_texts(project: Project) -> set[str]:
+    """The texts of the frozen evaluation set as written so far, read without choosing one."""
+    return {r["text"] for r in _read_rows(project.models_dir / EVALUATION_FILE)}
+
+
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     """The frozen evaluation set; a damaged line stops training with its number, since a new set would
     make this version's figures incomparable with every earlier version's."""

@@ -1,7 +1,7 @@
 """What the bot learns from its conversations, as data: reviewed examples and agent answers.
 
-``bot retrain`` and ``bot export`` read the store through :func:`learned_data`, so the exported file
-is exactly what a retrain would learn from. Unless ``privacy.redact`` is switched off, personal data
+``bot retrain`` and ``bot export`` read the store through :func:`learned_data` and keep what
+:func:`learnable` keeps, so the exported file is exactly what a retrain would learn from. Unless ``privacy.redact`` is switched off, personal data
 is redacted on the way out, even text stored before redaction was switched on: a model should not
 learn one customer's email address, and an agent answer shown to another customer must not carry
 it. Switched off, the text leaves as it is stored. The unredacted ``raw_text`` that
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from dialogues.redact import redact
+from dialogues.redact import redact, was_redacted
 from dialogues.store import Store
 
 
@@ -41,6 +41,15 @@ def learned_data(store: Store, since: float = 0.0, redacted: bool = True) -> Lea
                 "id": r["id"], "created": r["created"]}
                for r in store.answer_candidates(since)]
     return LearnedData(examples, answers)
+
+
+def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> LearnedData:
+    """What ``bot retrain`` learns of ``data``, and so what ``bot export`` writes: labels of the bot's intents
+    (``oos`` only when nlu.yml has such an intent), never a text of the frozen evaluation set, and the agent
+    answers redaction left whole, since another customer would read "write to [EMAIL]" (the address may
+    well be the shop's own, which belongs in a template)."""
+    return LearnedData([r for r in data.examples if r["intent"] in intents and r["text"] not in held_texts],
+                       [r for r in data.answers if not was_redacted(r["answer"])])
 
 
 def recent_traffic(store: Store, limit: int, redacted: bool = True) -> list[str]:

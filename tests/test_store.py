@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.project import load_project
-from bot.retrain import read_store
+from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact
 from dialogues.store import MIGRATIONS, Exchange, Store, StoreError
@@ -312,13 +312,17 @@ def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: P
     root = tmp_path / "bot"
     assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     store = Store(root / "dialogues.db", redact=False)  # even a store that keeps personal data exports none
-    turn = user_turn(store, "c1", "refund to card 4111 1111 1111 1111 please")
-    store.add_labels([turn], "get_refund")
-    store.add_agent_answer("c1", "Done, the receipt went to jane@example.com")
-    old = user_turn(store, "c2", "an old question")
-    store.add_labels([old], "oos")
+    turn = user_turn(store, "c1", "open on sunday? my card is 4111 1111 1111 1111")
+    store.add_labels([turn], "opening_hours")
+    store.add_agent_answer("c1", "Done, the receipt went to jane@example.com")  # another customer would read [EMAIL]
+    user_turn(store, "c1", "and when do you open?")
+    store.add_agent_answer("c1", "We open at 9 on Sundays.")
+    refund = user_turn(store, "c3", "refund please")
+    store.add_labels([refund], "get_refund")  # an intent the bot does not have: retrain cannot learn it
+    old = user_turn(store, "c2", "hello there")
+    store.add_labels([old], "greet")
     store.db.execute("UPDATE review_labels SET created = 0 WHERE turn_id = ?", [old])  # labelled in 1970
-    assert [r["text"] for r in learned_data(store).examples][0] == "refund to card [CARD] please"
+    assert [r["text"] for r in learned_data(store).examples][0] == "open on sunday? my card is [CARD]"
     store.close()
 
     out = tmp_path / "export.jsonl"
@@ -326,13 +330,15 @@ def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: P
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["type"], r.get("text"), r["intent"]) for r in rows] == [
-        ("example", "refund to card [CARD] please", "get_refund"),
-        ("answer", None, "get_refund"),
+        ("example", "open on sunday? my card is [CARD]", "opening_hours"),
+        ("answer", None, None),
     ]
-    assert rows[1]["question"] == "refund to card [CARD] please" and rows[1]["answer"] == "Done, the receipt went to [EMAIL]"
+    assert rows[1]["question"] == "and when do you open?" and rows[1]["answer"] == "We open at 9 on Sundays."
+    learned, _ = read_store(load_project(root))
+    assert [a.text for a in agent_answers(learned)] == [rows[1]["answer"]]  # exactly what retrain indexes
 
     everything = CliRunner().invoke(cli, ["export", str(root)])
-    assert everything.exit_code == 0 and '"intent": "oos"' in everything.stdout
+    assert everything.exit_code == 0 and '"intent": "greet"' in everything.stdout and "get_refund" not in everything.stdout
     ever = CliRunner().invoke(cli, ["export", str(root), "--since", "0001-01-01"])  # before the clock's range
     assert ever.exit_code == 0 and ever.stdout == everything.stdout
     nothing = CliRunner().invoke(cli, ["export", str(root), "--since", "2999-01-01", "-o", str(out)])
@@ -370,7 +376,7 @@ def test_export_and_retrain_follow_privacy_redact(tmp_path: Path, privacy: dict[
     settings = load_project(root).config.privacy
     store = Store(root / "dialogues.db", redact=settings.redact, keep_raw=settings.keep_raw)  # as bot serve opens it
     turn = user_turn(store, "c1", "refund to card 4111 1111 1111 1111 please")
-    store.add_labels([turn], "get_refund")
+    store.add_labels([turn], "opening_hours")
     store.add_agent_answer("c1", "Done, the receipt went to jane@example.com")
     raw = store.db.execute("SELECT raw_text FROM turns WHERE id = ?", [turn]).fetchone()[0]
     assert (raw is not None) == bool(privacy.get("keep_raw"))
@@ -378,13 +384,15 @@ def test_export_and_retrain_follow_privacy_redact(tmp_path: Path, privacy: dict[
 
     result = CliRunner().invoke(cli, ["export", str(root)])
     assert result.exit_code == 0, result.output
-    example, answer = [json.loads(line) for line in result.stdout.splitlines()]
-    assert example["text"] == answer["question"] == f"refund to card {card} please"
-    assert answer["answer"] == f"Done, the receipt went to {email}"
+    example, *answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert example["text"] == f"refund to card {card} please"
+    # Redacted, the answer would tell other customers "write to [EMAIL]": neither indexed nor exported.
+    assert [(a["question"], a["answer"]) for a in answers] == ([] if email == "[EMAIL]" else [
+        (example["text"], f"Done, the receipt went to {email}")])
     learned, traffic = read_store(load_project(root))  # bot retrain learns exactly what was exported
     assert [r["text"] for r in learned.examples] == [example["text"]]
     assert traffic == [example["text"]]  # and the distillation's messages are redacted alike
-    assert [(r["question"], r["answer"]) for r in learned.answers] == [(answer["question"], answer["answer"])]
+    assert [(a.question, a.text) for a in agent_answers(learned)] == [(a["question"], a["answer"]) for a in answers]
     (root / "bot.yml").write_text(yaml.safe_dump({**config, "privacy": privacy, "learning": {"distill": 0}}))
     assert read_store(load_project(root))[1] == []  # no distillation, no messages read for it
 
