@@ -438,6 +438,17 @@ async def test_cors_only_for_the_configured_widget_origins(make_client: Callable
                                  headers={"Origin": other})
     assert feedback.status == 403
     assert (await client.get("/api/widget", headers={"Origin": other})).status == 200  # reading is harmless
+    # The bot's own page behind a proxy that rewrites Host: its Origin names the public host, and only the
+    # browser's Sec-Fetch-Site says it is the same site. It must still be able to send.
+    behind = {"Origin": "https://chat.shop.example", "Host": "127.0.0.1:8080", "Sec-Fetch-Site": "same-origin"}
+    assert (await chat(client, cid(), "hi", **behind)).status == 200
+    async with client.ws_connect("/api/ws", headers=behind) as ws:
+        await ws.send_json({"type": "join", "conversation_id": cid()})
+        assert (await ws.receive_json())["type"] == "status"
+    own_host = {"Origin": "http://" + client.server.host + ":" + str(client.server.port)}  # no Sec-Fetch-Site: by Host
+    assert (await chat(client, cid(), "hi", **own_host)).status == 200
+    cross = {**behind, "Sec-Fetch-Site": "cross-site", "Origin": other}
+    assert (await chat(client, cid(), "hi", **cross)).status == 403
     assert (await client.options("/api/chat", headers={"Origin": other, "Access-Control-Request-Method": "POST"})).status == 403
     with pytest.raises(aiohttp.WSServerHandshakeError) as foreign:
         await client.ws_connect("/api/ws", headers={"Origin": other})

@@ -155,9 +155,12 @@ class WebChannel(Channel):
     # --- cross-origin embedding ------------------------------------------------------------------
 
     def _foreign_origin(self, request: web.Request) -> str | None:
-        """The request's Origin when it is another site's (None for same-site and non-browser calls)."""
+        """The request's Origin when it is another site's (None for same-site and non-browser calls). The
+        browser's own word, ``Sec-Fetch-Site`` (which no page can set), settles it when sent: behind a proxy
+        that rewrites ``Host``, the bot's own page would otherwise count as another site."""
         origin = request.headers.get("Origin")
-        if not origin or urlsplit(origin).netloc == request.host:
+        site = request.headers.get("Sec-Fetch-Site")
+        if not origin or site == "same-origin" or (site is None and urlsplit(origin).netloc == request.host):
             return None
         return origin
 
@@ -179,23 +182,25 @@ class WebChannel(Channel):
             if request.method not in ("GET", "HEAD"):
                 # A form or a no-cors fetch on any site posts here without a preflight: its visitors' browsers
                 # would send messages and handoffs the page cannot read the answers to, but that still count.
-                self._refuse_foreign(request)
+                self._refuse_unlisted(request)
             response = await handler(request)
             response.headers.update(self.cors_headers(request))
             return response
 
         return with_cors
 
-    def _refuse_foreign(self, request: web.Request) -> None:
-        """403 for a request sent by a page of a site ``channels.web.origins`` does not list."""
+    def _refuse_unlisted(self, request: web.Request) -> str | None:
+        """403 for a request from a page of a site ``channels.web.origins`` does not list; else the listed
+        site's origin, or None for a same-site or non-browser request."""
         origin = self._foreign_origin(request)
         if origin is not None and not self._allowed(origin):
             raise http_error(web.HTTPForbidden, f"origin not allowed: {origin}; list it in channels.web.origins")
+        return origin
 
     async def preflight(self, request: web.Request) -> web.Response:
-        origin = self._foreign_origin(request)
-        if origin is None or not self._allowed(origin):
-            raise http_error(web.HTTPForbidden, f"origin not allowed: {origin}; list it in channels.web.origins")
+        origin = self._refuse_unlisted(request)
+        if origin is None:  # only another site's page asks before it sends
+            raise http_error(web.HTTPForbidden, "origin not allowed: None; list it in channels.web.origins")
         return web.Response(status=204, headers={
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Methods": "GET, POST",
@@ -238,7 +243,7 @@ class WebChannel(Channel):
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         """One socket per widget; it may carry several conversations over its life."""
-        self._refuse_foreign(request)
+        self._refuse_unlisted(request)
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=self.settings.get("max_body_bytes", 65536),
                                    timeout=CLOSE_WAIT_S)
         await ws.prepare(request)
