@@ -15,7 +15,6 @@ Two halves:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
@@ -154,7 +153,9 @@ def embedding_shape(vectors: np.ndarray, seed: int = 0) -> dict[str, Any]:
 
 
 def _recall(found: np.ndarray | list[list[int]], truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth)]))
+    """Share of the true nearest neighbours found, of at most ``K``: fewer when the index holds fewer
+    vectors (an exact search then pads its ``K`` with -1, which is no neighbour to find)."""
+    return float(np.mean([len(set(f) & (real := set(t.tolist()) - {-1})) / len(real) for f, t in zip(found, truth)]))
 
 
 def _percentile_ms(seconds: list[float], q: float) -> float:
@@ -228,9 +229,19 @@ def _scale(n: int, dim: int, device: str, options: dict[str, Any]) -> dict[str, 
     }
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
+def _read_jsonl(path: Path, *keys: str) -> list[dict[str, Any]]:
+    """A data file's ``{"text", "intent", *keys}`` lines, read as every benchmark reads them (a BOM, blank
+    lines and CRLF taken; a bad line named with its number); ValueError, one line, for a row without ``keys``."""
+    from finetune.evaluation import read_jsonl
+
+    def refuse(problem: str) -> None:
+        raise ValueError(problem)
+
+    rows = read_jsonl(path, refuse)
+    for key in keys:
+        if (n := next((n for n, row in enumerate(rows, start=1) if not isinstance(row.get(key), str)), None)) is not None:
+            raise ValueError(f"{path}: example {n} has no text under {key!r}")
+    return rows
 
 
 def _intent_at_1(hits: list[list[Any]], rows: list[dict[str, Any]]) -> float:
@@ -253,7 +264,7 @@ def _quality(data_dir: Path, device: str) -> dict[str, Any]:
     test_texts = {row["text"] for row in test}
     history = [
         Answer(f"bitext:{i}", row["answer"], row["text"], row["intent"])
-        for i, row in enumerate(_read_jsonl(bitext / "answers.jsonl"))
+        for i, row in enumerate(_read_jsonl(bitext / "answers.jsonl", "answer"))
         if row["text"] not in test_texts
     ]
     bitext_index = AnswerIndex.build(encoder, history, device=device)

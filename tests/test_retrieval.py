@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import os
 from pathlib import Path
 from typing import Sequence
@@ -489,6 +490,10 @@ def test_bench_retrieval_command(tmp_path: Path) -> None:
 
     flat = last_json_line(CliRunner().invoke(cli, [*args, "--threads", "1"]).stdout)
     assert flat["index_type"] == "flat" and flat["recall_at_10"] == 1.0
+    for n in ("1", "5"):  # fewer answers than the 10 neighbours: exact search still finds them all (it said 0.1, 0.5)
+        tiny = last_json_line(CliRunner().invoke(cli, ["bench", "retrieval", "--json", "--n", n, "--dim", "8",
+                                                       "--index-type", "flat", "--no-quality"]).stdout)
+        assert tiny["recall_at_10"] == 1.0
 
     result = CliRunner().invoke(cli, [*args[:-1], "--data", str(tmp_path)])
     assert result.exit_code != 0 and "benchmark data missing" in result.output
@@ -515,3 +520,17 @@ def test_bench_retrieval_quality_on_a_data_sample() -> None:
     real, synthetic = figures["shape_real"], figures["shape_synthetic"]
     assert real["ivf_lists_probed"] == synthetic["ivf_lists_probed"]
     assert real["nn1_cosine"] > real["pair_cosine"] and synthetic["nn1_cosine"] > synthetic["pair_cosine"]
+
+
+def test_bench_retrieval_reads_its_data_as_the_other_benchmarks_do(tmp_path: Path) -> None:
+    """A BOM and a blank line are read; a line without its answer is one line naming the file, not a KeyError."""
+    sample = Path(shutil.copytree(Path(__file__).parent / "data" / "bench-sample", tmp_path / "sample"))
+    test = sample / "bitext_customer_support" / "test.jsonl"  # read before the answers
+    test.write_text("\ufeff" + test.read_text(encoding="utf-8") + "\n\n", encoding="utf-8")
+    answers = sample / "bitext_customer_support" / "answers.jsonl"
+    with answers.open("a", encoding="utf-8") as out:
+        out.write('{"text": "x", "intent": "cancel_order"}\n')
+    lines = len(answers.read_text(encoding="utf-8").splitlines())
+    result = CliRunner().invoke(cli, ["bench", "retrieval", "--json", "--n", "50", "--dim", "8", "--data", str(sample)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{answers}: example {lines} has no text under 'answer'" in result.output, result.output
