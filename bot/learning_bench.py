@@ -145,7 +145,7 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
         train_project(full, device=device, progress=False)
         full_accuracy = score_on_test(full, test, device)["accuracy"]
     return {"rounds": results, "full_data_accuracy": round(full_accuracy, 4),
-            "final_ratio": round(results[-1]["accuracy"] / full_accuracy, 4) if full_accuracy else None,
+            "final_ratio": round(previous["accuracy"] / full_accuracy, 4) if full_accuracy else None,  # unrounded
             "labelled_fraction": round(used / len(traffic), 4) if traffic else 0.0,
             "seed_model_accuracy": round(seed_accuracy, 4), "train": len(train), "test": len(test), "seed_shots": seed_shots,
             "label_budget": label_budget, "gate": margins}

@@ -32,15 +32,17 @@ from finetune.metrics import OOS, auroc_by_kind, choose_threshold, evaluate
 from finetune.train import TrainConfig, train_classifier
 
 
-def load_examples(path: Path, fail: Callable[[str], None]) -> list[Example]:
-    """A benchmark file's ``{"text", "intent"}`` lines (other keys are ignored)."""
-    return load_test_file(path, fail)[0]
+def load_examples(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str] = str) -> list[Example]:
+    """A benchmark file's ``{"text", "intent"}`` lines (other keys are ignored), each intent made by
+    ``intent_name`` (as ``read_jsonl``)."""
+    return load_test_file(path, fail, intent_name)[0]
 
 
-def load_test_file(path: Path, fail: Callable[[str], None]) -> tuple[list[Example], list[str | None]]:
+def load_test_file(path: Path, fail: Callable[[str], None],
+                   intent_name: Callable[[str], str] = str) -> tuple[list[Example], list[str | None]]:
     """A test file's examples and each line's ``oos_type`` (BANKING77-OOS: ``id`` or ``ood`` on out-of-scope
     lines), None where absent; read once, so that a pipe (``--test <(...)``) works as a file does."""
-    rows = read_jsonl(path, fail)
+    rows = read_jsonl(path, fail, intent_name)
     return [Example(row["text"], row["intent"]) for row in rows], [row.get("oos_type") for row in rows]
 
 

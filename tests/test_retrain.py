@@ -402,7 +402,7 @@ def test_bench_learning_reports_rounds_within_the_label_budget(tiny_model: Path,
         if item.get("intent") in ("cancel_order", "get_refund", "track_order", "delete_account"):
             lines = [line.removeprefix("- ").strip() for line in item["examples"].splitlines() if line.strip()]
             train += [{"text": t, "intent": item["intent"]} for t in lines[:20]]
-            test += [{"text": t, "intent": item["intent"]} for t in lines[20:30]]
+            test += [{"text": t, "intent": f"{item['intent']} "} for t in lines[20:30]]  # as the bot names it, once trimmed
     for name, rows in (("train", train), ("test", test)):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -418,7 +418,8 @@ def test_bench_learning_reports_rounds_within_the_label_budget(tiny_model: Path,
     assert all(0 <= r["broken_answers"] <= 40 and (r["worst_intent_drop"] > 0) <= (r["broken_answers"] > 0)
                and r["promoted"] == (not r["reasons"]) for r in rounds)
     assert figures["labelled_fraction"] == round(rounds[1]["labels_used"] / (80 - 20), 4) <= 0.3
-    assert figures["final_ratio"] == round(rounds[1]["accuracy"] / figures["full_data_accuracy"], 4)
+    assert figures["final_ratio"] == pytest.approx(rounds[1]["accuracy"] / figures["full_data_accuracy"], abs=1e-4)
+    assert figures["full_data_accuracy"] > 0.5  # every test line counted wrong when its intent had a stray space
     assert (figures["train"], figures["test"], figures["seed_shots"]) == (80, 40, 5)
 
 
