@@ -57,10 +57,14 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 
 
 def _auto_or_number(value: Any) -> Any:
-    """Said in a line a shop can act on; and YAML's yes/on, which pydantic would take as 1.0, are refused."""
-    if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ValueError(f"expected auto or a number from 0 to 1, not {value!r}")
-    return value
+    """Said in a line a shop can act on; and YAML's yes/on, which pydantic would take as 1.0, are refused
+    (a number in quotes, "0.7", is still the number)."""
+    try:
+        if value == "auto" or (not isinstance(value, bool) and 0 <= float(value) <= 1):
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(f"expected auto or a number from 0 to 1, not {value!r}")
 
 
 AutoOrProbability = Annotated[Probability | Literal["auto"], BeforeValidator(_auto_or_number)]
@@ -119,16 +123,23 @@ class ActionsConfig(_Strict):
     timeout: float = Field(5.0, gt=0)
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def _origin(value: str) -> str:
-    """An origin as a browser sends it (scheme and host in lower case, no path), or ``*``: an entry written
-    otherwise (``shop.example.com``, ``https://Shop.example.com/``) would never match and refuse every page."""
-    if value == "*":
+    """An origin as a browser sends it (scheme and host in lower case, no default port, no path), ``*``, or
+    ``null`` (a sandboxed frame's): an entry written otherwise (``shop.example.com``, ``https://Shop.example.com/``,
+    ``https://shop.example.com:443``) would never match and refuse every page. Apps' own schemes
+    (``capacitor://localhost``) are origins too."""
+    if value in ("*", "null"):
         return value
     parts = urlsplit(value.strip())
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") \
-            or parts.query or parts.fragment:
+    if not parts.scheme or not parts.netloc or parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"{value!r} is not an origin: write it as https://shop.example.com (scheme and host, no path)")
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+    scheme, host = parts.scheme.lower(), parts.netloc.lower()
+    if parts.port is not None and parts.port == DEFAULT_PORTS.get(scheme):
+        host = host.rpartition(":")[0]
+    return f"{scheme}://{host}"
 
 
 class WebChannel(_Strict):

@@ -284,8 +284,16 @@ def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -
 
 
 def test_an_origin_is_kept_as_browsers_send_it(bot_dir: Path) -> None:
-    (bot_dir / "bot.yml").write_text('channels: {web: {origins: ["https://Shop.Example.com/", "*"]}}\n')
-    assert load_project(bot_dir).config.channels.web.origins == ["https://shop.example.com", "*"]
+    (bot_dir / "bot.yml").write_text('channels: {web: {origins: ["https://Shop.Example.com/", "https://a.example:443", '
+                                     '"http://b.example:8080", "capacitor://localhost", "null", "*"]}}\n')
+    assert load_project(bot_dir).config.channels.web.origins == [
+        "https://shop.example.com", "https://a.example", "http://b.example:8080", "capacitor://localhost", "null", "*"]
+
+
+def test_a_number_in_quotes_is_the_number(bot_dir: Path) -> None:
+    (bot_dir / "bot.yml").write_text('thresholds: {intent: "0.7"}\nlearning: {review_confidence: "0.6"}\n')
+    config = load_project(bot_dir).config
+    assert (config.thresholds.intent, config.learning.review_confidence) == (0.7, 0.6)
 
 
 @pytest.mark.parametrize(("setting", "problem"), [
@@ -293,6 +301,7 @@ def test_an_origin_is_kept_as_browsers_send_it(bot_dir: Path) -> None:
     ("handoff: {busy_after_seconds: .nan}", "handoff.busy_after_seconds: Input should be a finite number"),
     ("thresholds: {intent: Auto}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not 'Auto'"),
     ("thresholds: {intent: yes}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not True"),
+    ("thresholds: {intent: 2}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not 2"),
     ("channels: {web: {origins: [shop.example.com]}}",  # no browser sends it so: every page of the shop was refused
      "channels.web.origins.0: Value error, 'shop.example.com' is not an origin: write it as https://shop.example.com "
      "(scheme and host, no path)"),
