@@ -217,12 +217,16 @@ def count_message(request: web.Request, conversation_id: str, over_socket: bool 
     limits.message(conversation_id)
 
 
-def refund(request: web.Request, conversation_id: str) -> None:
-    """Uncount a Slack or WeCom message that was let through but not kept (its store write failed, so its
-    request got 500): the platform sends it again, and that retry is the one to count."""
-    limits = request.app.get(LIMITS)
-    if limits is not None:
-        limits.refund(conversation_id)
+@contextlib.contextmanager
+def refunded_on_error(request: web.Request, conversation_id: str) -> Iterator[None]:
+    """Uncount a Slack or WeCom message let through (:func:`hold_back`) if keeping it fails: its request gets
+    500, the platform sends it again, and that retry is the one to count."""
+    try:
+        yield
+    except Exception:
+        if (limits := request.app.get(LIMITS)) is not None:
+            limits.refund(conversation_id)
+        raise
 
 
 def slow_down(language: str, seconds: int, text: str) -> str:

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from bot.channels.base import (DeliveryError, PlatformChannel, Turn, api_base, api_result, http_error, is_fresh, load_json, read_body,
                                readable, same_secret)
-from bot.limits import hold_back, refund
+from bot.limits import hold_back, refunded_on_error
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -273,11 +273,8 @@ class SlackChannel(PlatformChannel):
         once to wait."""
         notice = hold_back(request, turn.conversation_id, turn.text, self.language)
         if notice is None:
-            try:
+            with refunded_on_error(request, turn.conversation_id):
                 kept = await self.keep(turn, key)
-            except Exception:
-                refund(request, turn.conversation_id)
-                raise
             if kept:
                 self.resume(turn)
         elif notice:

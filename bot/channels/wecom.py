@@ -28,7 +28,7 @@ from bot.channels.base import (MAX_SKEW_S, DeliveryError, PlatformChannel, Turn,
                                readable)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import Text, say
-from bot.limits import hold_back, refund
+from bot.limits import hold_back, refunded_on_error
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -194,11 +194,8 @@ class WeComChannel(PlatformChannel):
             seen=(key,),
         )
 
-        try:
+        with refunded_on_error(request, conversation_id):
             kept = await self.keep(turn, key)
-        except Exception:
-            refund(request, conversation_id)
-            raise
         if not kept:  # WeCom delivered it again while it waits for its answer
             return empty
         deliver: asyncio.Future[str] = loop.create_future()
