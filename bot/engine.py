@@ -25,7 +25,7 @@ from bot.language import SLOT, Language, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
-from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide, handoff_message, misses_reach_handoff, understood
+from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide, handing_off, misses_reach_handoff, understood
 from bot.project import Project
 from bot.responses import Rendered
 from dialogues.store import Exchange, Store
@@ -154,7 +154,7 @@ class Bot:
         requested = slots.get(REQUESTED_SLOT)
         requested = requested if isinstance(requested, str) else None  # a name; a log from before the check may differ
         if text == HANDOFF_PAYLOAD:
-            decision = Decision("handoff", None, 1.0, self._handoff_message(turn.channel, language), reason="requested")
+            decision = self._handing_off(turn.channel, language, "requested")
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
             decision = Decision("action", intent, 1.0, action=loop)
@@ -237,8 +237,10 @@ class Bot:
                 said = "\n\n".join(t for t in texts if t)
                 if len(said) > MAX_REPLY_CHARS:
                     break  # runaway output: refused below, as for any action
-                return Decision("handoff", decision.intent, decision.confidence,
-                                said or self._handoff_message(turn.channel, language), reason=f"action:{name}", quotes=True)
+                if not said:
+                    return self._handing_off(turn.channel, language, f"action:{name}", decision)
+                return Decision("handoff", decision.intent, decision.confidence, said, buttons, reason=f"action:{name}",
+                                quotes=True)
             follow = result.followup
             if follow and follow.startswith("utter_"):
                 shown = self._utter(follow, turn.channel, slots, language)
@@ -265,13 +267,13 @@ class Bot:
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
                         quotes=True)
 
-    def _handoff_message(self, channel: str, language: Language) -> str:
-        return handoff_message(self.config, self.project.responses, channel, language)
+    def _handing_off(self, channel: str, language: Language, reason: str, decision: Decision | None = None) -> Decision:
+        intent, confidence = (decision.intent, decision.confidence) if decision else (None, 1.0)
+        return handing_off(self.config, self.project.responses, channel, language, reason, intent, confidence)
 
     def _action_failed(self, decision: Decision, fallbacks: int, channel: str, language: Language) -> Decision:
         if misses_reach_handoff(fallbacks, self.config):
-            return Decision("handoff", decision.intent, decision.confidence, self._handoff_message(channel, language),
-                            reason="fallbacks")
+            return self._handing_off(channel, language, "fallbacks", decision)
         return Decision("fallback", decision.intent, decision.confidence, say(self.config.fallback.action_failed, language),
                         [{"title": say(self.config.fallback.human_button, language), "payload": HANDOFF_PAYLOAD}])
 

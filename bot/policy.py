@@ -53,12 +53,15 @@ def misses_reach_handoff(fallbacks_so_far: int, config: BotConfig) -> bool:
     return fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff
 
 
-def handoff_message(config: BotConfig, responses: Responses, channel: str, language: Language) -> str:
-    """What the bot says as it hands a conversation to a person: the handoff intent's template (its channel
-    and language variants) where responses.yml has one, as a shop that edits it expects, else handoff.message."""
-    intent = config.handoff.intent
-    rendered = responses.render(intent, channel, {}, language) if intent else None
-    return rendered.text if rendered is not None else say(config.handoff.message, language)
+def handing_off(config: BotConfig, responses: Responses, channel: str, language: Language, reason: str,
+                intent: str | None = None, confidence: float = 1.0) -> Decision:
+    """A handoff, saying the handoff intent's template (its channel and language variants, its buttons) where
+    responses.yml has one, as a shop that edits it expects, else handoff.message."""
+    handoff_intent = config.handoff.intent
+    rendered = responses.render(handoff_intent, channel, {}, language) if handoff_intent else None
+    if rendered is None:
+        return Decision("handoff", intent, confidence, say(config.handoff.message, language), reason=reason)
+    return Decision("handoff", intent, confidence, rendered.text, rendered.buttons, reason=reason)
 
 
 def close_enough(score: float, config: BotConfig) -> bool:
@@ -80,9 +83,8 @@ def decide(
     intent, confidence = pred.intent, pred.confidence
     confident = understood(analysis, config)
 
-    handoff = handoff_message(config, responses, channel, language)
     if confident and intent == config.handoff.intent:
-        return Decision("handoff", intent, confidence, handoff, reason="requested")
+        return handing_off(config, responses, channel, language, "requested", intent, confidence)
     if confident and intent in config.actions.map:
         return Decision("action", intent, confidence, action=config.actions.map[intent])
     hits = [h for h in analysis.hits if not h.id.startswith(TEMPLATE_ANSWER) or h.text in responses.sent_as_is]
@@ -110,7 +112,7 @@ def decide(
         return Decision("retrieval", hits[0].intent or intent, confidence, hits[0].text, retrieval_score=hits[0].score)
 
     if misses_reach_handoff(fallbacks_so_far, config):
-        return Decision("handoff", intent, confidence, handoff, reason="fallbacks")
+        return handing_off(config, responses, channel, language, "fallbacks", intent, confidence)
     fallback = config.fallback
     # The handoff intent is the "talk to a person" button already, added last. An intent the classifier was
     # sure of and still got here (its template needs a value the conversation lacks, and no answer of its

@@ -54,12 +54,15 @@ def test_handoff_intent_hands_off() -> None:
 
 def test_the_handoff_intents_template_is_what_a_handoff_says() -> None:
     """A shop that edited it in responses.yml saw no change: handoff.message was said instead."""
-    ours = Responses({"contact_human_agent": [ResponseVariant(text="A person from Demo Shop answers within 2 minutes."),
-                                              ResponseVariant(text="两分钟内有人回复您。", language="zh")]})
+    back = {"title": "Back to the bot", "payload": "/resume"}
+    ours = Responses({"contact_human_agent": [ResponseVariant(text="A person from Demo Shop answers within 2 minutes.",
+                                                              buttons=[back]),
+                                              ResponseVariant(text="两分钟内有人回复您。", language="zh", buttons=[back])]})
     for language, said in (("en", "A person from Demo Shop answers within 2 minutes."), ("zh", "两分钟内有人回复您。")):
         asked = decide(analysis("contact_human_agent", 0.9), CONFIG, ours, {}, "web", 0, language)
         missed = decide(analysis("get_refund", 0.2), CONFIG, ours, {}, "web", 1, language)
         assert (asked.kind, asked.text) == (missed.kind, missed.text) == ("handoff", said)
+        assert asked.buttons == missed.buttons == [back]  # its buttons too
     default = decide(analysis("contact_human_agent", 0.9), CONFIG, RESPONSES, {}, "web", 0)
     assert default.text == "I'm connecting you with a human agent. Please hold on."
 
