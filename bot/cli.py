@@ -54,10 +54,11 @@ device_option = click.option("--device", default=None, callback=torch_device,
                              help="cpu or cuda (default: cuda when available).")
 
 
+BOUND_URL = re.compile(r"Running on (\S+)")  # in aiohttp's announcement of the address it bound
+
 # deskbot's own refusals: each says in one line what is wrong and how to mend it, so a command prints it as
 # its error instead of a traceback. Named by module, so that a command imports only what it uses (torch
 # comes with finetune.classifier): an error can only have been raised by a module that was imported.
-BOUND_URL = re.compile(r"Running on (\S+)")  # in aiohttp's announcement of the address it bound
 USER_ERRORS = {
     "bot.actions": "ActionError",
     "bot.bench": "BenchError",
