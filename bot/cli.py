@@ -520,8 +520,7 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
         # Intents named as the bot the loop builds names them ("card_arrival " is card_arrival), or every test
         # line of such an intent would count as wrong.
         train, test = (load_examples(path, fail, intent_name) for path in (train_file, test_file))
-        figures = run_learning_bench(train, test, seed_shots,
-                                     label_budget, rounds, model, device, seed, gate,
+        figures = run_learning_bench(train, test, seed_shots, label_budget, rounds, model, device, seed, gate,
                                      say=lambda line: click.echo(line, err=True))
     except ValueError as exc:  # the train file leaves no traffic
         fail(str(exc))
