@@ -185,6 +185,33 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         fail(f"cannot serve on {host}:{port}: {reason}{hint}")
 
 
+def ask(prompt: str) -> str:
+    """``input(prompt)``, where Ctrl-C ends the wait at once. The kernel may hand SIGINT to any of the
+    process's threads (torch's, the tokenizer's): then the main thread's read of the terminal is not
+    interrupted and waits for Enter. The signal's wakeup fd hears it whichever thread it lands on."""
+    if not sys.stdin.isatty():
+        return input(prompt)
+    import select
+    import signal
+
+    heard, wake = os.pipe()
+    os.set_blocking(wake, False)
+    previous = signal.set_wakeup_fd(wake)
+    try:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        while True:
+            ready, _, _ = select.select([sys.stdin, heard], [], [])
+            if heard in ready and signal.SIGINT in os.read(heard, 64):
+                raise KeyboardInterrupt
+            if sys.stdin in ready:
+                return input()
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(heard)
+        os.close(wake)
+
+
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
 @device_option
@@ -210,7 +237,7 @@ def chat(directory: Path, device: str | None) -> None:
         try:
             while True:
                 try:
-                    text: str | None = input("you> ")  # on the main thread, where Ctrl-C stops the chat at once
+                    text: str | None = ask("you> ")
                 except EOFError:
                     break
                 except UnicodeDecodeError:  # a strict terminal's answer to bytes that are not UTF-8

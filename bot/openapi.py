@@ -48,7 +48,8 @@ class AgentMessageRequest(_Body):
 
 class ReviewLabelRequest(_Body):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": [
-        {"required": ["intent"], "properties": {"intent": {"type": "string"}, "accept": {"const": False}}},
+        {"required": ["intent"], "properties": {"intent": {"type": "string"}, "accept": {"const": False},
+                                                "predicted": {"type": "null"}}},
         {"required": ["accept", "predicted"],
          "properties": {"accept": {"const": True}, "intent": {"type": "null"}, "predicted": {"type": "string"}}}]})
 
