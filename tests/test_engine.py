@@ -135,7 +135,14 @@ def test_ctrl_c_ends_bot_chat_at_its_prompt(tiny_demo_bot: Path, tmp_path: Path)
     deadline = time.monotonic() + 20
     while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
         time.sleep(0.1)
-    if done[0] == 0:
+    stuck = ""
+    if done[0] == 0:  # what each thread was doing, and what the chat said, for the failure's message
+        while select.select([terminal], [], [], 0.2)[0]:
+            seen += os.read(terminal, 4096)
+        for task in sorted(os.listdir(f"/proc/{pid}/task")):
+            status = Path(f"/proc/{pid}/task/{task}/status").read_text()
+            wchan = Path(f"/proc/{pid}/task/{task}/wchan").read_text()
+            stuck += f"{task} {wchan} " + " ".join(line for line in status.splitlines() if line.startswith(("Sig", "Shd"))) + "\n"
         os.kill(pid, 9)
     os.close(terminal)
-    assert done[0] == pid, "bot chat was still waiting 20 s after Ctrl-C"
+    assert done[0] == pid, f"bot chat was still waiting 20 s after Ctrl-C:\n{seen[-2000:]!r}\n{stuck}"
