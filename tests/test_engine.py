@@ -119,6 +119,9 @@ def test_ctrl_c_ends_bot_chat_at_its_prompt(tiny_demo_bot: Path, tmp_path: Path)
     pid, terminal = pty.fork()
     if pid == 0:  # the child: bot chat on the pseudo-terminal
         os.chdir(Path(__file__).parent.parent)
+        # Started as a terminal's shell starts it: a suite run in the background (`make test &`) has Ctrl-C
+        # ignored, and an ignored signal stays ignored across exec.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execv(sys.executable, [sys.executable, "-m", "bot.cli", "chat", str(root), "--device", "cpu"])
     seen, deadline = b"", time.monotonic() + 300
     while b"you> " not in seen and time.monotonic() < deadline:
