@@ -11,11 +11,12 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator)
 
 from bot.language import LANGUAGES, Language, Text
 from bot.responses import ResponseVariant, Responses
@@ -42,6 +43,20 @@ class _Strict(BaseModel):
     # No unknown keys, and no .inf or .nan: YAML reads them as numbers, which pass every "more than 0".
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_yes_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML reads yes/no/on/off as booleans, which pydantic would take as 1 and 0 (`port: yes`, port 1)."""
+        kinds = _kinds(cls.model_fields[info.field_name].annotation)
+        if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
+            raise ValueError(f"expected a number, not {value!r} (YAML reads yes, no, on and off as true and false)")
+        return value
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    """The types an annotation is made of: {int, NoneType} for `int | None`."""
+    return {annotation}.union(*(_kinds(arg) for arg in get_args(annotation)))
+
 
 class ModelConfig(_Strict):
     base: str = Field("default", description="Hugging Face name or path, or an alias: default, multilingual, mpnet")
@@ -57,10 +72,10 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 
 
 def _auto_or_number(value: Any) -> Any:
-    """Said in a line a shop can act on; and YAML's yes/on, which pydantic would take as 1.0, are refused
-    (a number in quotes, "0.7", is still the number)."""
+    """Said in a line a shop can act on (a number in quotes, "0.7", is still the number; YAML's yes and no
+    never get here, _Strict refuses them)."""
     try:
-        if value == "auto" or (not isinstance(value, bool) and 0 <= float(value) <= 1):
+        if value == "auto" or 0 <= float(value) <= 1:
             return value
     except (TypeError, ValueError):
         pass

@@ -18,7 +18,8 @@ class IndexOptions(BaseModel):
     """Every option has a default chosen with `bot bench retrieval` on a 2-core CPU
     (bench/RETRIEVAL.md); unknown names and out-of-range values are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: YAML's yes/no are booleans, which would otherwise pass as 1 and 0 (`nlist: yes`, one list)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     index_type: IndexType = "auto"
     flat_max: int = Field(20_000, ge=0, description="auto: exact search up to this many answers, IVF above")

@@ -300,8 +300,12 @@ def test_a_number_in_quotes_is_the_number(bot_dir: Path) -> None:
     ("model: {epochs: .inf}", "model.epochs: Input should be a finite number"),  # passed "more than 0", then crashed training
     ("handoff: {busy_after_seconds: .nan}", "handoff.busy_after_seconds: Input should be a finite number"),
     ("thresholds: {intent: Auto}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not 'Auto'"),
-    ("thresholds: {intent: yes}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not True"),
+    ("thresholds: {intent: yes}", "thresholds.intent: Value error, expected a number, not True (YAML reads yes, no, on "
+     "and off as true and false)"),
     ("thresholds: {intent: 2}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not 2"),
+    ("server: {port: yes}", "server.port: Value error, expected a number, not True (YAML reads yes, no, on and off as "
+     "true and false)"),  # served on port 1
+    ("retrieval: {options: {nlist: on}}", "retrieval.options.nlist: Input should be a valid integer"),
     ("channels: {web: {origins: [shop.example.com]}}",  # no browser sends it so: every page of the shop was refused
      "channels.web.origins.0: Value error, 'shop.example.com' is not an origin: write it as https://shop.example.com "
      "(scheme and host, no path)"),
