@@ -415,8 +415,11 @@ def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Pat
     valid = load_examples(valid_file, fail) if valid_file else None
     train = [example for path in train_files for example in load_examples(path, fail)]
     test, oos_types = load_test_file(test_file, fail)
-    figures = run_intent_bench(train, test, valid, model=model, shots=shots, seed=seed, device=device,
-                               oos_types=oos_types)
+    try:
+        figures = run_intent_bench(train, test, valid, model=model, shots=shots, seed=seed, device=device,
+                                   oos_types=oos_types)
+    except ValueError as exc:  # the train file names too few intents
+        fail(str(exc))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 def _positive_ints(value: str) -> list[int]:

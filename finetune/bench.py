@@ -99,6 +99,9 @@ def run_intent_bench(train: list[Example], test: list[Example], valid: list[Exam
     ``train_seconds`` runs from loading the base model to the trained classifier; ``total_seconds``
     adds calibration and scoring the test lines.
     """
+    intents = {row.intent for row in train} - {OOS}
+    if len(intents) < 2:  # one learned nothing to tell apart; none trained a model that rejects everything
+        raise ValueError(f"the training lines name {len(intents)} intent(s) besides {OOS}; a classifier needs two or more")
     started = time.perf_counter()
     if shots is not None:
         train = sample_shots(train, shots, seed)

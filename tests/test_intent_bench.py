@@ -108,6 +108,18 @@ def test_bench_intent_names_the_bad_line(tiny_model: Path, tmp_path: Path) -> No
     assert f"{bad}:2" in result.output and "intent" in result.output
 
 
+def test_bench_intent_refuses_train_lines_of_fewer_than_two_intents(tmp_path: Path) -> None:
+    """A train file of only oos lines trained a model with no intents, which rejected every test line."""
+    test = write_jsonl(tmp_path / "test.jsonl", in_scope_rows(1))
+    for name, rows in (("oos", [{"text": t, "intent": "oos"} for t in OUT_OF_SCOPE]),
+                       ("one", [{"text": t, "intent": "card_arrival"} for t in INTENTS["card_arrival"]])):
+        train = write_jsonl(tmp_path / f"{name}.jsonl", rows)
+        result = CliRunner().invoke(cli, ["bench", "intent", "--train", str(train), "--test", str(test), "--json"])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        count = 0 if name == "oos" else 1
+        assert f"the training lines name {count} intent(s) besides oos; a classifier needs two or more" in result.output
+
+
 def test_a_test_file_is_read_once_so_a_pipe_works(tmp_path: Path) -> None:
     """``--test <(zcat test.jsonl.gz)``: the second read of the pipe found nothing ("no examples")."""
     import os
