@@ -257,6 +257,15 @@ def chat(directory: Path, device: str | None) -> None:
             runner.run(bot.close())
 
 
+def _test_intent(name: str) -> str:
+    """A test line's intent spelled as nlu.yml holds names (bot init --from-jsonl reads them so): "greet " is greet."""
+    from bot.channels.base import normalise
+
+    if not (name := normalise(name)):
+        raise ValueError("the intent is empty")
+    return name
+
+
 @cli.command("eval")
 @click.argument("directory", type=BOT_DIR)
 @click.option("--test", "test_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -278,13 +287,8 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     from finetune.evaluation import evaluate_model, read_jsonl
     from finetune.metrics import OOS
 
-    def intent(name: str) -> str:  # spelled as nlu.yml holds names (bot init --from-jsonl reads them so): "greet " is greet
-        if not (name := normalise(name)):
-            raise ValueError("the intent is empty")
-        return name
-
     project = load_project(directory)
-    rows = read_jsonl(test_file, fail, intent)
+    rows = read_jsonl(test_file, fail, _test_intent)
     results = results or directory / "results"
     try:  # before the model runs over the whole file, not after
         results.mkdir(parents=True, exist_ok=True)
@@ -500,7 +504,7 @@ def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str |
 
     project = load_project(directory)
     try:
-        figures = nlu_benchmark(project, read_jsonl(test_file, fail)[:limit], device)
+        figures = nlu_benchmark(project, read_jsonl(test_file, fail, _test_intent)[:limit], device)
     except ValueError as exc:
         fail(str(exc))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.channels.base import normalise
 from bot.nlu import NLU
 from bot.project import InferenceConfig, Project
 from bot.training import answers_for
@@ -53,7 +54,7 @@ def nlu_benchmark(project: Project, rows: list[dict[str, str]], device: str | No
     rows = [r for r in rows if r["intent"] in known]
     if not rows:
         raise ValueError("no test line has an intent this bot knows")
-    texts, gold = [r["text"] for r in rows], [r["intent"] for r in rows]
+    texts, gold = [normalise(r["text"]) for r in rows], [r["intent"] for r in rows]  # as the server's model sees them
     k = project.config.retrieval.k
     results = []
     for quantize in ("none", "int8"):
