@@ -19,6 +19,7 @@ from bot.channels.slack import (
     MARKDOWN_LIMIT,
     SlackAPIError,
     SlackChannel,
+    markdown_pieces,
     message_blocks,
     slack_signature,
     verify_slack_request,
@@ -405,8 +406,25 @@ async def test_buttons_without_text_are_posted(slack: SimpleNamespace) -> None:
 def test_block_kit_limits() -> None:
     [_, actions] = message_blocks("hi", [{"title": "t" * 100, "payload": "/x"}] * 30)
     assert len(actions["elements"]) == 25 and len(actions["elements"][0]["text"]["text"]) == 75
-    assert message_blocks("x" * (MARKDOWN_LIMIT + 1), [{"title": "a", "payload": "/a"}]) == []  # plain text only
     assert message_blocks("", []) == []
+
+
+async def test_a_long_answer_is_posted_in_pieces_with_its_buttons_under_the_last(slack: SimpleNamespace) -> None:
+    """Over a markdown block's 12,000 characters, the answer went out as raw mrkdwn with no buttons, so the
+    customer could not reach the person a button offered."""
+    paragraph = " ".join(["Switching accounts is **easy**."] * 100)
+    slack.bot.text = "\n\n".join([paragraph] * 5)  # 16,003 characters
+    slack.bot.buttons = [{"title": "Talk to a person", "payload": "/handoff"}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    first, last = slack.posts
+    assert [b["type"] for b in first["blocks"]] == ["markdown"] and [b["type"] for b in last["blocks"]] == [
+        "markdown", "actions"]
+    texts = [posted["blocks"][0]["text"] for posted in slack.posts]
+    assert all(len(t) <= MARKDOWN_LIMIT for t in texts) and "\n\n".join(texts) == slack.bot.text  # cut between paragraphs
+    assert last["blocks"][1]["elements"][0]["value"] == "/handoff" and first["thread_ts"] == last["thread_ts"]
+    assert markdown_pieces("a" * 25, limit=10) == ["a" * 10, "a" * 10, "a" * 5]  # no break to cut at
+    assert markdown_pieces("one two three", limit=8) == ["one two", "three"]
 
 
 async def test_button_click_is_answered_in_its_thread_once(slack: SimpleNamespace) -> None:

@@ -91,12 +91,9 @@ def message_blocks(text: str, buttons: list[dict[str, str]]) -> list[dict[str, A
     """Block Kit for a reply: its Markdown text, then one button per template button.
 
     A button's ``value`` is its payload, sent back by Slack when it is clicked; Slack's length
-    limits are applied here so that one long title cannot make the whole message fail. A text too
-    long for a markdown block gets no blocks at all: Slack then shows the plain ``text``, whereas
-    buttons alone would hide it.
+    limits are applied here so that one long title cannot make the whole message fail. ``text`` is
+    at most ``MARKDOWN_LIMIT`` characters long (:func:`markdown_pieces`).
     """
-    if len(text) > MARKDOWN_LIMIT:
-        return []
     blocks: list[dict[str, Any]] = [{"type": "markdown", "text": text}] if text else []
     elements = [
         {
@@ -110,6 +107,18 @@ def message_blocks(text: str, buttons: list[dict[str, str]]) -> list[dict[str, A
     if elements:
         blocks.append({"type": "actions", "elements": elements})
     return blocks
+
+
+def markdown_pieces(text: str, limit: int = MARKDOWN_LIMIT) -> list[str]:
+    """``text`` cut into pieces a markdown block takes, each ending at a line break (else a space) where the
+    piece has one, so that a cut falls between paragraphs rather than inside a link or a bold phrase."""
+    pieces = []
+    while len(text) > limit:
+        cut = max(text.rfind("\n", 0, limit + 1), 0) or max(text.rfind(" ", 0, limit + 1), 0) or limit
+        piece, text = text[:cut].rstrip("\n "), text[cut:].lstrip("\n ")
+        if piece:
+            pieces.append(piece)
+    return [*pieces, text]
 
 
 def retry_after(header: str | None) -> float:
@@ -293,14 +302,17 @@ class SlackChannel(PlatformChannel):
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
-        # ``text`` is mrkdwn, where <…> is a mention or a link and & starts an entity: a reply's own "<3 days"
-        # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
-        escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        message: dict[str, Any] = {"channel": channel, "text": escaped, "thread_ts": thread_ts}
-        blocks = message_blocks(text, kwargs.get("buttons") or [])
-        if blocks:  # ``text`` stays as the notification and screen-reader fallback
-            message["blocks"] = blocks
-        await self._call("chat.postMessage", message)
+        buttons = kwargs.get("buttons") or []
+        pieces = markdown_pieces(text)  # a long answer in several messages, its buttons under the last
+        for i, piece in enumerate(pieces, start=1):
+            # ``text`` is mrkdwn, where <…> is a mention or a link and & starts an entity: a reply's own "<3 days"
+            # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
+            escaped = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            message: dict[str, Any] = {"channel": channel, "text": escaped, "thread_ts": thread_ts}
+            blocks = message_blocks(piece, buttons if i == len(pieces) else [])
+            if blocks:  # ``text`` stays as the notification and screen-reader fallback
+                message["blocks"] = blocks
+            await self._call("chat.postMessage", message)
 
     async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Call a Web API method, waiting out a 429's ``Retry-After`` up to ``MAX_ATTEMPTS`` tries."""
