@@ -91,13 +91,16 @@ class _Message(BaseModel):
     @field_validator("buttons", mode="before")
     @classmethod
     def _answerable_buttons(cls, buttons: Any) -> Any:
-        """A button the customer's click cannot answer (a ``web_url`` button has a url and no payload) is
-        left out, with a warning, rather than throwing away what the action did and said."""
+        """A button the customer cannot click (a ``web_url`` button has a url and no payload) or cannot read
+        (a blank title, which Slack refuses with the whole message) is left out, with a warning, rather than
+        throwing away what the action did and said."""
         if not isinstance(buttons, list):
             return buttons
-        kept = [b for b in buttons if isinstance(b, dict) and isinstance(b.get("payload"), str)]
+        kept = [b for b in buttons if isinstance(b, dict) and isinstance(b.get("payload"), str)
+                and isinstance(b.get("title"), str) and b["title"].strip()]
         if len(kept) < len(buttons):
-            log.warning("an action's button without a payload was left out: %r", [b for b in buttons if b not in kept])
+            log.warning("an action's button without a payload or a title was left out: %r",
+                        [b for b in buttons if b not in kept])
         return kept
 
 

@@ -21,11 +21,17 @@ LANGUAGES: tuple[Language, ...] = get_args(Language)
 
 
 def _text(value: Any) -> str | dict[Language, str]:
-    """One message for a config error, where pydantic's would list what each branch of the union wanted."""
-    if isinstance(value, str) or (isinstance(value, dict) and value and
-                                  all(k in LANGUAGES and isinstance(v, str) for k, v in value.items())):
-        return value
-    raise ValueError("expected a text, or one text per language: {en: ..., zh: ...}")
+    """One message for a config error, where pydantic's would list what each branch of the union wanted.
+    A blank text is refused: it would be a button with no title (which Slack refuses, whole message and all)
+    or a message that says nothing."""
+    texts = [value]
+    if isinstance(value, dict) and value and set(value) <= set(LANGUAGES):
+        texts = list(value.values())
+    if not all(isinstance(text, str) for text in texts):
+        raise ValueError("expected a text, or one text per language: {en: ..., zh: ...}")
+    if not all(text.strip() for text in texts):
+        raise ValueError("a text may not be blank")
+    return value
 
 
 # One text for every language, or one per language: {en: "Talk to a person", zh: 转人工}

@@ -130,7 +130,8 @@ class ActionShowAll(Action):
         dispatcher.utter_message(response="utter_cancel_order", order_id="77", text="Cancelled.",
                                  buttons=[{"title": "Talk to a person", "payload": "/handoff"}])
         dispatcher.utter_message(buttons=[{"title": "Track it", "payload": "/track_order"},
-                                          {"title": "Our site", "url": "https://shop.example", "type": "web_url"}])
+                                          {"title": "Our site", "url": "https://shop.example", "type": "web_url"},
+                                          {"title": " ", "payload": "/greet"}])
         dispatcher.utter_message(image="https://shop.example/parcel.png", json_message={"blocks": []})
         return [SlotSet("shown", "all")]
 
@@ -322,8 +323,9 @@ async def test_responses_named_by_an_action_are_rendered_on_both_paths(
 async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A named response with the message's own text and buttons (the text wins, the buttons follow the
-    template's), a message of buttons alone, an image as its link; a button without a payload is left
-    out and a custom message is not shown, each with a warning, and the rest of the answer stands."""
+    template's), a message of buttons alone, an image as its link; a button without a payload or with a
+    blank title (Slack refuses the whole message) is left out and a custom message is not shown, each with a
+    warning, and the rest of the answer stands."""
     bot = make_bot(action_bot, endpoint, {"track_order": "action_show_all"}, tmp_path)
     template = bot.project.responses.render("cancel_order", "web", {"order_id": "77"}, "en")
     try:
@@ -332,7 +334,8 @@ async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         assert reply.buttons == [*template.buttons, {"title": "Talk to a person", "payload": "/handoff"},
                                  {"title": "Track it", "payload": "/track_order"}]
         assert bot.store.conversation("c1")["slots"]["shown"] == "all"
-        assert "button without a payload" in caplog.text and "custom was not shown" in caplog.text
+        assert "button without a payload or a title" in caplog.text and "custom was not shown" in caplog.text
+        assert "'title': ' '" in caplog.text
     finally:
         await bot.close()
 

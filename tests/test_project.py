@@ -266,6 +266,14 @@ def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
                                   "or one text per language: {en: ..., zh: ...}")
 
 
+def test_a_blank_text_in_bot_yml_is_refused(bot_dir: Path) -> None:
+    """A blank fallback title was sent as a button with no title: Slack refuses such a message whole."""
+    (bot_dir / "bot.yml").write_text("language: multi\nfallback:\n  titles:\n    greet: {en: ' ', zh: 你好}\n")
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:4: fallback.titles.greet: Value error, a text may not be blank"
+    (bot_dir / "bot.yml").write_text("handoff:\n  back_button: ''\n")
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:2: handoff.back_button: Value error, a text may not be blank"
+
+
 def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -> None:
     """Or the intent, however sure the classifier is, gets the fallback, which offers that intent's button."""
     path = bot_dir / "responses.yml"
