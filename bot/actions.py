@@ -18,16 +18,19 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
 from bot.channels.base import MAX_REPLY_CHARS, load_json
+
+if TYPE_CHECKING:
+    from bot.project import Project
 
 log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
@@ -170,6 +173,12 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     }
 
 
+def action_domain(project: Project) -> dict[str, Any]:
+    """The domain rasa-sdk hands an action (``domain`` in its call): what the bot knows of itself."""
+    return {"intents": project.intents, "entities": sorted(project.entity_patterns), "slots": {}, "responses": {},
+            "actions": sorted(project.config.actions.map.values()), "forms": {}}
+
+
 class ActionRunner:
     """Runs custom actions with a time limit, in-process or against ``endpoint``.
 
@@ -182,10 +191,7 @@ class ActionRunner:
     beyond them waits for one to return, within its time limit.
     """
 
-    def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any],
-                 mapped: Iterable[str] = ()) -> None:
-        """``mapped``: the actions bot.yml's ``actions.map`` names; run in-process, each must be defined in
-        ``actions/``, or a typo would fail every customer who asks for it."""
+    def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any]) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.domain = domain
@@ -194,15 +200,27 @@ class ActionRunner:
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
             self.executor = _load_executor(actions_dir)
-        self.check(mapped)
 
-    def check(self, mapped: Iterable[str]) -> None:
-        """Raise :class:`ActionError` if bot.yml's ``actions.map`` names an action this runner cannot run: at
-        start, and again when a reload brings a new map."""
-        if self.endpoint is None and (unknown := sorted(set(mapped) - set(self.names))):
+    @classmethod
+    def for_project(cls, project: Project) -> ActionRunner:
+        """The runner bot.yml's ``actions`` describe, its map checked (:meth:`check`): made before the model
+        loads, so that a mistake in actions/ or the map stops ``bot serve`` at once."""
+        settings = project.config.actions
+        runner = cls(project.actions_dir, settings.endpoint, settings.timeout, domain=action_domain(project))
+        runner.check(project)
+        return runner
+
+    def check(self, project: Project) -> None:
+        """Raise :class:`ActionError`, naming bot.yml's line, if its ``actions.map`` names an action this runner
+        cannot run in-process (a typo would fail every customer who asks for it): at start, and again when
+        a reload brings a new map."""
+        unknown = [(intent, action) for intent, action in project.config.actions.map.items()
+                   if self.endpoint is None and action not in self.names]
+        if unknown:
+            intent, action = unknown[0]
             defined = (f"no class in actions/ is named so (it defines {', '.join(self.names) or 'none'})"
                        if self.executor else "the bot has no actions/ folder and no actions.endpoint")
-            raise ActionError(f"bot.yml: actions.map names {', '.join(map(repr, unknown))}, but {defined}")
+            raise ActionError(str(project.config_error(("actions", "map", intent), f"{action!r}: {defined}")))
 
     @property
     def names(self) -> list[str]:

@@ -217,6 +217,7 @@ def ask(prompt: str) -> str:
 @device_option
 def chat(directory: Path, device: str | None) -> None:
     """Chat with the bot in DIRECTORY in the terminal (same pipeline as the server)."""
+    from bot.actions import ActionRunner
     from bot.channels.base import Turn, readable
     from bot.engine import Bot
     from bot.server import load_serving_model
@@ -224,11 +225,12 @@ def chat(directory: Path, device: str | None) -> None:
 
     project = load_project(directory)
     privacy = project.config.privacy
+    actions = ActionRunner.for_project(project)  # an ActionError: a mistake in actions/ or its map, said at once
     nlu = load_serving_model(project, device, workers=1)  # one message at a time
     store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
 
     async def start() -> Bot:
-        return Bot(project, nlu, store)  # an ActionError: the actions failed to load (a failing action's turn falls back)
+        return Bot(project, nlu, store, actions)
 
     with asyncio.Runner() as runner:
         bot = runner.run(start())

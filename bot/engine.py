@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 
 import aiohttp
 
-from bot.actions import REQUESTED_SLOT, ActionError, ActionRunner, action_call
+from bot.actions import REQUESTED_SLOT, ActionError, ActionRunner, action_call, action_domain
 from bot.batching import MicroBatcher
 from bot.channels.base import MAX_REPLY_CHARS, DeliveryError, Reply, Turn, normalise
 from bot.language import SLOT, Language, say, turn_language
@@ -52,9 +52,7 @@ class Bot:
         self.config = project.config
         self.nlu = nlu
         self.store = store
-        self.actions = actions or ActionRunner(project.actions_dir, project.config.actions.endpoint,
-                                               project.config.actions.timeout, domain=self.domain(),
-                                               mapped=project.config.actions.map.values())
+        self.actions = actions or ActionRunner.for_project(project)
         inference = self.config.server.inference
         self.batcher: MicroBatcher[str, Analysis] = MicroBatcher(self._analyse, inference.max_batch, inference.max_wait_ms,
                                                                    concurrency=nlu.workers)
@@ -74,10 +72,6 @@ class Bot:
         self._waiting: dict[str, int] = {}  # conversation id -> turns holding or waiting for that lock
         self.notifier = HandoffNotifier(self.config.handoff.notify_url)
 
-    def domain(self) -> dict[str, Any]:
-        return {"intents": self.project.intents, "entities": sorted(self.project.entity_patterns),
-                "slots": {}, "responses": {}, "actions": sorted(self.config.actions.map.values()), "forms": {}}
-
     def _analyse(self, texts: list[str]) -> list[Analysis]:
         return self.nlu.analyse(texts)  # reads self.nlu per batch, so a swap takes effect between batches
 
@@ -88,7 +82,7 @@ class Bot:
         bot.yml (``server:``, channels, ``privacy:``, the action server) stays until a restart; a new action map
         naming an action the running actions cannot run is refused (:class:`ActionError`), as at start."""
         if project is not None:
-            self.actions.check(project.config.actions.map.values())
+            self.actions.check(project)
             self.project, self.config = project, project.config
             self.notifier.url = project.config.handoff.notify_url
         self.nlu = nlu
@@ -215,7 +209,8 @@ class Bot:
         before = dict(slots)
         for run in range(MAX_FOLLOWUPS + 1):
             call = action_call(name, turn.conversation_id, text, decision.intent or "", decision.confidence,
-                               analysis.prediction.ranking, slots, entities, self.domain(), turn.channel, turn.metadata)
+                               analysis.prediction.ranking, slots, entities, action_domain(self.project), turn.channel,
+                               turn.metadata)
             try:
                 result = await self.actions.run(call)
             except ActionError as exc:

@@ -334,6 +334,12 @@ class Project:
     def actions_dir(self) -> Path:
         return self.root / "actions"
 
+    def config_error(self, loc: tuple[Any, ...], message: str) -> ProjectError:
+        """A problem with bot.yml's value at ``loc`` found after loading (an action map against actions/),
+        named with its line as a loading error is."""
+        _, node = _load_yaml(self.root / "bot.yml")
+        return _fail(self.root / "bot.yml", node, loc, message)
+
 
 # --- YAML with line numbers -------------------------------------------------------------------
 
@@ -653,12 +659,11 @@ def load_project(root: Path | str) -> Project:
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]
-    for loc, intent in named:
-        if intent is not None and intent not in intents:
-            _, node = _load_yaml(root / "bot.yml")  # read again only to name the line
-            raise _fail(root / "bot.yml", node, loc, f"unknown intent {intent!r} (not in nlu.yml)")
     history = load_history(root / "history.jsonl", intents)
     project = Project(root, config, examples, patterns, responses, history)
+    for loc, intent in named:
+        if intent is not None and intent not in intents:
+            raise project.config_error(loc, f"unknown intent {intent!r} (not in nlu.yml)")
     if project.models_dir.exists() and not project.models_dir.is_dir():
         raise ProjectError(f"{project.models_dir}: a file where the bot keeps its model versions; move it away")
     return project

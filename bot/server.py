@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from bot.actions import ActionRunner
 from bot.channels import build_channels
 from bot.channels.base import DeliveryError, PlatformChannel, Turn, http_error, same_secret
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
@@ -414,13 +415,14 @@ async def set_handoff(request: web.Request) -> web.Response:
 
 def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = None) -> web.Application:
     project = load_project(root)
+    actions = ActionRunner.for_project(project)  # a mistake in actions/ or its map, before the model loads
     nlu = nlu or load_serving_model(project, device)  # refuse to start on a bad model
     server = project.config.server
     limits = Limits(server.limits, server.max_body_bytes)
     app = web.Application(middlewares=[json_errors, limits.middleware], client_max_size=server.max_body_bytes)
     logging.getLogger("aiohttp.server").addFilter(CLIENT_ERRORS)  # the same filter once, however many apps
     privacy = project.config.privacy
-    bot = Bot(project, nlu, Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw))
+    bot = Bot(project, nlu, Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw), actions)
     app[BOT] = bot
     app[LIMITS] = limits
     app[ADMIN_TOKEN] = admin_token(project)

@@ -30,7 +30,9 @@ from bot.channels.base import Turn
 from bot.engine import MAX_FOLLOWUPS, Bot
 from bot.nlu import NLU
 from bot.project import load_project
+from bot.server import create_app
 from dialogues.store import Store
+from tests.conftest import configured_copy
 
 ACTIONS = '''
 import asyncio
@@ -479,9 +481,14 @@ async def test_an_unknown_action_is_refused_on_load_or_falls_back(action_bot: Pa
     """In-process, the actions are known when the bot loads: a typo in actions.map is named there, not
     met by every customer who asks; an action server's are known only when it answers."""
     if endpoint is None:
-        with pytest.raises(ActionError, match=r"actions.map names 'action_nobody_wrote', but no class in actions/ is "
-                                              r"named so \(it defines action_again, "):
-            make_bot(action_bot, endpoint, {"track_order": "action_nobody_wrote"}, tmp_path)
+        # Named with bot.yml's line, before the model loads (this copy has none): not after seconds of loading it.
+        typo = configured_copy(action_bot, tmp_path / "typo", actions={"map": {"track_order": "action_nobody_wrote"}})
+        shutil.rmtree(typo / "models")
+        line = (typo / "bot.yml").read_text().splitlines().index("    track_order: action_nobody_wrote") + 1
+        with pytest.raises(ActionError) as refused:
+            create_app(typo)
+        assert str(refused.value).startswith(f"{typo / 'bot.yml'}:{line}: actions.map.track_order: 'action_nobody_wrote': "
+                                             "no class in actions/ is named so (it defines action_again, ")
         with pytest.raises(ActionError, match="the bot has no actions/ folder and no actions.endpoint"):
             make_bot(Path(shutil.copytree(action_bot, tmp_path / "bare", ignore=shutil.ignore_patterns("actions"))),
                      None, {"track_order": "action_lookup_latest"}, tmp_path)
