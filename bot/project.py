@@ -45,9 +45,14 @@ class _Strict(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_yes_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        """YAML reads yes/no/on/off as booleans, which pydantic would take as 1 and 0 (`port: yes`, port 1)."""
-        kinds = _kinds(cls.model_fields[info.field_name].annotation)
+    def _as_yaml_means_it(cls, value: Any, info: ValidationInfo) -> Any:
+        """Two YAML readings pydantic would take otherwise. A key left empty, such as a section whose lines are
+        all commented out (``handoff:`` alone), is null: it means the default. And yes/no/on/off are booleans,
+        which pydantic would take as 1 and 0 where a number belongs (``port: yes`` served on port 1)."""
+        field = cls.model_fields[info.field_name]
+        kinds = _kinds(field.annotation)
+        if value is None and type(None) not in kinds and not field.is_required():
+            return field.get_default(call_default_factory=True)
         if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
             raise ValueError(f"expected a number, not {value!r} (YAML reads yes, no, on and off as true and false)")
         return value

@@ -266,6 +266,14 @@ def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
                                   "or one text per language: {en: ..., zh: ...}")
 
 
+def test_a_key_left_empty_means_its_default(bot_dir: Path) -> None:
+    """A section whose lines are all commented out is YAML's null: it was refused ("Input should be a valid
+    dictionary"), where the docs say every key is optional."""
+    (bot_dir / "bot.yml").write_text("handoff:\n  # intent: contact_human_agent\nserver:\n  port:\nfallback:\n  titles:\n")
+    config = load_project(bot_dir).config
+    assert (config.handoff, config.server.port, config.fallback) == (BotConfig().handoff, 8080, BotConfig().fallback)
+
+
 def test_a_blank_text_in_bot_yml_is_refused(bot_dir: Path) -> None:
     """A blank fallback title was sent as a button with no title: Slack refuses such a message whole."""
     (bot_dir / "bot.yml").write_text("language: multi\nfallback:\n  titles:\n    greet: {en: ' ', zh: 你好}\n")
