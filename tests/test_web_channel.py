@@ -137,13 +137,19 @@ async def test_other_channels_conversations_are_out_of_the_web_apis_reach(client
 
 
 async def test_bad_socket_frames_get_errors_and_the_socket_stays_open(client: Any) -> None:
+    """An error names the request it refuses whenever the frame's type could be read: the widget took a refused
+    join's error for its next message's."""
     async with client.ws_connect("/api/ws") as ws:
-        for frame, reason in [("{oops", "malformed JSON"), ("[1]", "JSON object"), ('{"type": "dance"}', "type: must be"),
-                              ('{"type": ["join"], "conversation_id": "a"}', "type: must be"),
-                              ('{"type": "join", "conversation_id": "a b"}', "conversation_id")]:
+        for frame, reason, refused in [
+                ("{oops", "malformed JSON", None), ("[1]", "JSON object", None), ('{"type": "dance"}', "type: must be", None),
+                ('{"type": ["join"], "conversation_id": "a"}', "type: must be", None),
+                ('{"type": "join", "conversation_id": "a b"}', "conversation_id", "join"),
+                ('{"type": "join"}', "conversation_id: Field required", "join"),
+                ('{"conversation_id": "a", "text": "hi", "extra": 1}', "extra", "message")]:
             await ws.send_str(frame)
             message = await ws.receive_json()
             assert message["type"] == "error" and reason in message["error"], frame
+            assert message.get("request") == refused, frame
         await ws.send_bytes(b'{"type": "join", "conversation_id": "a"}')
         assert await ws.receive_json(timeout=10) == {"type": "error", "error": "frame: send JSON in a text frame"}
         await ws.send_json({"type": "message", "conversation_id": new_id(), "text": "still there?"})

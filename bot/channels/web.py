@@ -113,8 +113,9 @@ def valid_conversation_id(request: web.Request, web_client: bool = False) -> str
 _CONVERSATION_IDS: dict[bool, TypeAdapter[str]] = {False: TypeAdapter(ConversationId), True: TypeAdapter(WebConversationId)}
 
 
-def parse_socket_message(data: str) -> ConversationRequest:
-    """A socket frame: ``{"type": "message" | "join", ...}``; a frame without a type is a message."""
+def read_socket_frame(data: str) -> tuple[str, dict[str, Any]]:
+    """A socket frame ``{"type": "message" | "join", ...}``: its type (a frame without one is a message) and
+    its other fields, not yet validated, so that an error in them can say which request it refuses."""
     try:
         body = load_json(data)
     except ValueError:
@@ -124,7 +125,7 @@ def parse_socket_message(data: str) -> ConversationRequest:
     kind = body.pop("type", "message")
     if not isinstance(kind, str) or kind not in SOCKET_MESSAGES:
         raise ValueError(f"type: must be one of {', '.join(SOCKET_MESSAGES)}")
-    return SOCKET_MESSAGES[kind].model_validate(body)
+    return kind, body
 
 
 class WebChannel(Channel):
@@ -259,8 +260,9 @@ class WebChannel(Channel):
                 # join's must not be taken for the next message's.
                 request_type: dict[str, str] = {}
                 try:
-                    body = parse_socket_message(msg.data)
-                    request_type = {"request": "message" if isinstance(body, ChatRequest) else "join"}
+                    kind, fields = read_socket_frame(msg.data)
+                    request_type = {"request": kind}
+                    body = SOCKET_MESSAGES[kind].model_validate(fields)
                     cid = body.conversation_id
                     self._join(ws, joined, cid)  # first: a refused frame must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
