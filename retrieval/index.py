@@ -106,13 +106,26 @@ class Hit:
     intent: str | None
 
 
-def _normalise(text: str, number_digits: int = 3) -> str:
-    """Answer text up to case, spacing, punctuation and the digits of order numbers and the like (runs of
-    ``number_digits`` digits or more). Shorter numbers in an answer are facts that differ: "Zone 5 delivery
-    takes 9 days" is not "Zone 1 delivery takes 2 days", and merging them sent the one for zone 1 to a
-    question about zone 5."""
-    text = re.sub(rf"\d{{{number_digits},}}", "#", text.casefold())
+def _normalise(text: str, number_digits: int | None = None) -> str:
+    """Text up to case, spacing and punctuation, and, with ``number_digits``, the digits of every run of
+    that many digits or more."""
+    text = text.casefold() if number_digits is None else re.sub(rf"\d{{{number_digits},}}", "#", text.casefold())
     return " ".join(re.sub(r"[^\w#]+", " ", text).split())
+
+
+def _answer_key(answer: Answer) -> tuple[str, str]:
+    """An answer's text and question (its text when it has none) as :func:`collapse_near_duplicates` compares
+    them: normalised, and an order number or the like (three digits or more) that the answer repeats from its
+    question made ``#``. Such a number is the customer's; any other number is a fact that differs: "Plan 200
+    costs 450 USD" is not "Plan 100 costs 250 USD", nor "Zone 5 delivery takes 9 days" the zone 1 answer, and
+    merging them sent the one answer to a question about the other."""
+    numbers = re.compile(r"\d{3,}")
+    echoed = set(numbers.findall(answer.text)) & set(numbers.findall(answer.question or ""))
+
+    def key(text: str) -> str:
+        return _normalise(numbers.sub(lambda m: "#" if m.group() in echoed else m.group(), text))
+
+    return key(answer.text), key(answer.question or answer.text)
 
 
 def _embed(encoder: TextEncoder, answers: Sequence[Answer]) -> np.ndarray:
@@ -132,21 +145,22 @@ def collapse_near_duplicates(answers: Sequence[Answer], vectors: np.ndarray, thr
     """Positions of the answers to keep, first occurrence wins.
 
     Two answers are near-duplicates when their texts are equal once normalised AND their
-    questions are too (normalised equal, or embedded at cosine >= threshold). Normalising
-    digits matters: history repeats "order 1234 is cancelled" with every order number.
-    The same answer to clearly different questions is kept once per question, since each
-    question is another way customers ask for it and dropping it would lose recall;
-    different answers are never merged.
+    questions are too (normalised equal, or embedded at cosine >= threshold), as
+    :func:`_answer_key` makes them: history repeats "order 1234 is cancelled" to "cancel order
+    1234" with every order number. The same answer to clearly different questions is kept once
+    per question, since each question is another way customers ask for it and dropping it would
+    lose recall; different answers are never merged.
     """
+    keys = [_answer_key(answer) for answer in answers]
     groups: dict[str, list[int]] = {}
-    for position, answer in enumerate(answers):
-        groups.setdefault(_normalise(answer.text), []).append(position)
+    for position, (text, _question) in enumerate(keys):
+        groups.setdefault(text, []).append(position)
     keep: list[int] = []
     for members in groups.values():
         kept: list[int] = []
         seen_questions: set[str] = set()
         for position in members:
-            question = _normalise(answers[position].question or answers[position].text)
+            question = keys[position][1]
             if question in seen_questions:
                 continue
             if kept and float(np.max(vectors[kept] @ vectors[position])) >= threshold:

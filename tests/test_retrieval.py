@@ -184,14 +184,22 @@ def test_near_duplicates_are_collapsed_on_build() -> None:
     assert collapse_near_duplicates(answers, vectors, 0.98) == [0, 2, 3]
 
 
-def test_answers_that_differ_in_a_short_number_are_both_kept() -> None:
-    """Zones, years, days and prices are facts: merged as order numbers are, the zone 1 answer went to zone 5."""
+def test_answers_that_differ_in_a_number_of_their_own_are_both_kept() -> None:
+    """Zones, years, days and prices are facts: merged as order numbers are, the zone 1 answer went to zone 5,
+    and the plan 100 price to a question about plan 200 (only the number a question and its answer share, an
+    order number, is the customer's)."""
     answers = [Answer("z1", "Zone 1 delivery takes 2 days.", "do you ship to zone 1"),
                Answer("z5", "Zone 5 delivery takes 9 days.", "do you ship to zone 5"),
                Answer("w2", "The 2-year warranty costs $20.", "how much is the 2-year warranty"),
-               Answer("w3", "The 3-year warranty costs $30.", "how much is the 3-year warranty")]
+               Answer("w3", "The 3-year warranty costs $30.", "how much is the 3-year warranty"),
+               Answer("p1", "Plan 100 costs 250 USD a month.", "What is the monthly fee for plan 100?"),
+               Answer("p2", "Plan 200 costs 450 USD a month.", "What is the monthly fee for plan 200?"),
+               Answer("h1", "Shipping to zone 101 takes 120 hours.", "How long does shipping to zone 101 take?"),
+               Answer("h2", "Shipping to zone 205 takes 360 hours.", "How long does shipping to zone 205 take?"),
+               Answer("o1", "Order 4411 ships on Monday.", "when does order 4411 ship"),
+               Answer("o2", "Order 9876 ships on Monday.", "When does order 9876 ship?")]
     index = AnswerIndex.build(HashEncoder(), answers, device="cpu")
-    assert sorted(a.id for a in index._answers.values()) == ["w2", "w3", "z1", "z5"]
+    assert sorted(a.id for a in index._answers.values()) == ["h1", "h2", "o1", "p1", "p2", "w2", "w3", "z1", "z5"]
 
 
 def test_manifest_mismatch_is_refused(tmp_path: Path) -> None:
