@@ -436,9 +436,9 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     for channel in build_channels(bot, project.config.channels, settings):
         bot.channels[channel.name] = channel
         app.add_routes(channel.routes())
+    if "web" in bot.channels:  # the chat page and its widget, which without the web API could only fail
+        app.add_routes([web.get("/", index), web.get("/widget.js", widget)])
     app.add_routes([
-        web.get("/", index),
-        web.get("/widget.js", widget),
         web.get("/agent", agent_console),
         web.get("/healthz", healthz),
         web.get("/metrics", metrics),

@@ -421,6 +421,15 @@ async def test_admin_endpoints_need_the_token_and_are_off_without_one(
     assert (await mounted.get("/admin/review", headers={"Authorization": "Bearer from-a-file"})).status == 200
 
 
+async def test_without_the_web_channel_no_chat_page_is_served(make_client: Callable[..., Any]) -> None:
+    """channels.web.enabled: false served the chat page and its widget, whose every message then failed."""
+    client = await make_client(channels={"web": {"enabled": False}}, server={"admin_token": "t0ken", "limits": NO_LIMITS})
+    for path in ("/", "/widget.js", "/api/widget"):
+        assert (await client.get(path)).status == 404, path
+    assert (await chat(client, cid(), "hello")).status == 404
+    assert (await client.get("/agent")).status == 200  # the agents still answer Slack and WeCom conversations
+
+
 async def test_cors_only_for_the_configured_widget_origins(make_client: Callable[..., Any]) -> None:
     shop, other = "https://shop.example.com", "https://evil.example"
     client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS},
