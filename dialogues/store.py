@@ -120,6 +120,8 @@ class LabelledMeanwhile(Exception):
 
 
 def cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
+    if "full" in str(exc):  # "database or disk is full"
+        return StoreError(f"{path}: cannot write it ({exc}): free some space on its disk")
     return StoreError(f"{path}: cannot open it ({exc}): it must be a file this user can read and write, "
                       "in a folder it can write (SQLite keeps its log beside it)")
 
@@ -235,9 +237,22 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             self._lock = threading.RLock()
             self._migrate()
+            self._check_writable()
+        except sqlite3.OperationalError as exc:  # a full disk while migrating, a read-only file
+            conn.close()
+            raise cannot_open(self.path, exc) from None
         except BaseException:
             conn.close()
             raise
+
+    def _check_writable(self) -> None:
+        """Refuse a file SQLite could open only for reading (write-protected, on a read-only mount): it opens
+        such a file without a word, and every turn would then fail to be logged."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(f"PRAGMA user_version={self._schema()}")  # a write that changes nothing
+        finally:
+            self.db.execute("ROLLBACK")
 
     def _migrate(self) -> None:
         """Bring the file to the latest schema, one migration per transaction. Each takes the write lock
@@ -253,7 +268,8 @@ class Store:
                         self.db.execute(f"PRAGMA user_version={version + 1}")
                     self.db.execute("COMMIT")
                 except BaseException:
-                    self.db.execute("ROLLBACK")
+                    if self.db.conn.in_transaction:  # a COMMIT that failed (a full disk) has rolled back already
+                        self.db.execute("ROLLBACK")
                     raise
 
     def _schema(self) -> int:

@@ -94,6 +94,19 @@ def test_a_file_that_is_not_a_store_or_from_a_newer_deskbot_is_refused_untouched
         Store(folder)
 
 
+def test_a_file_sqlite_opens_only_for_reading_is_refused_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite opens a write-protected file read-only without a word: the server started, and every message got
+    a 500. Opened as SQLite opens such a file (mode=ro), the store says so in one line instead."""
+    path = tmp_path / "dialogues.db"
+    Store(path).close()
+    connect = sqlite3.connect
+    monkeypatch.setattr("dialogues.store.sqlite3.connect",
+                        lambda name, **kwargs: connect(f"file:{name}?mode=ro", uri=True, **kwargs))
+    with pytest.raises(StoreError, match="cannot open it \\(attempt to write a readonly database\\): it must be a file "
+                                         "this user can read and write"):
+        Store(path)
+
+
 def test_a_kept_platform_message_waits_until_its_exchange_is_logged(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     first = store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "card 4111 1111 1111 1111?", {"ts": "1.1"})
