@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from yarl import URL
 
 from bot.channels.base import MAX_REPLY_CHARS, load_json
+from bot.language import blank
 
 if TYPE_CHECKING:
     from bot.project import Project
@@ -100,7 +101,7 @@ class _Message(BaseModel):
         if not isinstance(buttons, list):
             return buttons
         kept = [b for b in buttons if isinstance(b, dict) and isinstance(b.get("payload"), str)
-                and isinstance(b.get("title"), str) and b["title"].strip()]
+                and isinstance(b.get("title"), str) and not blank(b["title"])]
         if len(kept) < len(buttons):
             log.warning("an action's button without a payload or a title was left out: %r",
                         [b for b in buttons if b not in kept])
@@ -216,11 +217,11 @@ class ActionRunner:
         a reload brings a new map."""
         unknown = [(intent, action) for intent, action in project.config.actions.map.items()
                    if self.endpoint is None and action not in self.names]
-        if unknown:
-            intent, action = unknown[0]
+        if unknown:  # the first one's line; every one named, so that one restart finds them all
             defined = (f"no class in actions/ is named so (it defines {', '.join(self.names) or 'none'})"
                        if self.executor else "the bot has no actions/ folder and no actions.endpoint")
-            raise ActionError(str(project.config_error(("actions", "map", intent), f"{action!r}: {defined}")))
+            named = ", ".join(repr(action) for _, action in unknown)
+            raise ActionError(str(project.config_error(("actions", "map", unknown[0][0]), f"{named}: {defined}")))
 
     @property
     def names(self) -> list[str]:

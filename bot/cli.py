@@ -120,8 +120,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "
                    f"(language: {counts['language']}). Next: edit responses.yml, then bot train {directory}")
         if counts["repeated"]:
-            click.echo(f"{counts['repeated']} lines repeated an earlier line's text (spacing and case aside) and were "
-                       "kept once.", err=True)
+            click.echo(f"Lines that repeated an earlier line's text (spacing and case aside) were kept once: "
+                       f"{counts['repeated']}.", err=True)
         if counts["relabelled"]:
             click.echo(f"{counts['relabelled']} texts had more than one intent; each was kept under the one it was "
                        "given most often.", err=True)

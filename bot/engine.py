@@ -79,10 +79,9 @@ class Bot:
         """Serve ``nlu`` from the next batch on, and ``project``'s intents, responses, history and reply
         settings from the next turn on (a retrain that changed the intents brings templates and buttons
         for them); requests in flight finish on the old ones. What the server set up at start from
-        bot.yml (``server:``, channels, ``privacy:``, the action server) stays until a restart; a new action map
-        naming an action the running actions cannot run is refused (:class:`ActionError`), as at start."""
+        bot.yml (``server:``, channels, ``privacy:``, the action server) stays until a restart, so the caller
+        checks a new action map against the running actions first (``self.actions.check``)."""
         if project is not None:
-            self.actions.check(project)
             self.project, self.config = project, project.config
             self.notifier.url = project.config.handoff.notify_url
         self.nlu = nlu

@@ -69,17 +69,15 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     than once (spacing and case aside) is kept once. Logged tickets often label one message
     differently over time, and nlu.yml refuses an example under two intents, so such a text goes to the
     intent it was given most often (the first one given, on a tie). Returns the counts written,
-    ``repeated`` (the lines whose text an earlier line had), ``relabelled`` (how many texts had several
+    ``repeated`` (the lines whose text an earlier line had, out-of-scope ones aside), ``relabelled`` (how many texts had several
     intents), ``oos`` (the out-of-scope texts left out) and the language.
     """
     votes: dict[str, Counter[str]] = {}  # same_example(text) -> the intents it was labelled with
     spelling: dict[str, str] = {}  # same_example(text) -> its first spelling
-    lines = 0
     for row in rows:
         text = " ".join(row["text"].split())
         intent = intent_name(row["intent"])
         if text:
-            lines += 1
             key = same_example(example_text(text))  # as nlu.yml will read it: entity annotations reduced to their text
             votes.setdefault(key, Counter())[intent] += 1
             spelling.setdefault(key, text)
@@ -87,6 +85,7 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     for key, counts in votes.items():
         by_intent[counts.most_common(1)[0][0]].append(spelling[key])
     left_out = len(by_intent.pop(OOS, []))
+    repeated = sum(sum(counts.values()) - 1 for counts in votes.values() if counts.most_common(1)[0][0] != OOS)
     if len(by_intent) < 2:
         raise ValueError("at least two intents with examples are needed")
     intents = sorted(by_intent)
@@ -100,5 +99,5 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
         (directory / file).write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000),
                                       encoding="utf-8")
     (directory / "history.jsonl").write_text("", encoding="utf-8")  # no answers yet; a previous bot's would not fit
-    return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "repeated": lines - len(votes),
+    return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "repeated": repeated,
             "relabelled": sum(len(counts) > 1 for counts in votes.values()), "oos": left_out, "language": language}

@@ -14,23 +14,49 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import PlainValidator
+from pydantic import AfterValidator, PlainValidator
 
 Language = Literal["en", "zh"]
 LANGUAGES: tuple[Language, ...] = get_args(Language)
 
+# What the model is not shown: C0 and C1 controls, every whitespace character (str.split's) and the
+# invisible format characters (soft hyphen, Arabic letter mark, Mongolian vowel separator, zero-width
+# space and joiners, direction marks and isolates, word joiner, variation selectors, byte-order mark,
+# annotation marks) and Hangul fillers. Spelled as a regex class that Python, JavaScript and Rust read
+# alike, so that the API schema promises exactly what the server accepts; hence no astral characters
+# (tag characters), which JavaScript reads in a class only with a flag the schema cannot carry.
+INVISIBLE = (r"\x00-\x20\x7f-\xa0\xad\u061c\u115f\u1160\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000"
+             r"\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb")
+READABLE = f"[^{INVISIBLE}]"  # a message has something to answer when it has one such character
+_READABLE = re.compile(READABLE)
+
+
+def blank(text: str) -> bool:
+    """Whether ``text`` shows nothing: only spaces and invisible characters (``INVISIBLE``)."""
+    return _READABLE.search(text) is None
+
+
+def visible(text: str) -> str:
+    """A text the bot shows must show something: a blank button title is a button without a name (Slack
+    refuses the whole message), a blank payload a click that sends nothing, a blank reply silence."""
+    if blank(text):
+        raise ValueError("a text may not be blank")
+    return text
+
+
+Visible = Annotated[str, AfterValidator(visible)]
+
 
 def _text(value: Any) -> str | dict[Language, str]:
     """One message for a config error, where pydantic's would list what each branch of the union wanted.
-    A blank text is refused: it would be a button with no title (which Slack refuses, whole message and all)
-    or a message that says nothing."""
+    A blank text is refused (:func:`visible`)."""
     texts = [value]
     if isinstance(value, dict) and value and set(value) <= set(LANGUAGES):
         texts = list(value.values())
     if not all(isinstance(text, str) for text in texts):
         raise ValueError("expected a text, or one text per language: {en: ..., zh: ...}")
-    if not all(text.strip() for text in texts):
-        raise ValueError("a text may not be blank")
+    for text in texts:
+        visible(text)
     return value
 
 

@@ -11,16 +11,15 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
-                      field_validator)
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
 from bot.language import LANGUAGES, Language, Text
 from bot.responses import ResponseVariant, Responses
-from retrieval.options import IndexOptions, IndexType
+from retrieval.options import IndexOptions, IndexType, Settings
 
 # The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
 HANDOFF_PAYLOAD = "/handoff"
@@ -39,31 +38,7 @@ class ProjectError(Exception):
     """A bot project file is missing or wrong. The message names the file and, when known, the line."""
 
 
-class _Strict(BaseModel):
-    # No unknown keys, and no .inf or .nan: YAML reads them as numbers, which pass every "more than 0".
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _as_yaml_means_it(cls, value: Any, info: ValidationInfo) -> Any:
-        """Two YAML readings pydantic would take otherwise. A key left empty, such as a section whose lines are
-        all commented out (``handoff:`` alone), is null: it means the default. And yes/no/on/off are booleans,
-        which pydantic would take as 1 and 0 where a number belongs (``port: yes`` served on port 1)."""
-        field = cls.model_fields[info.field_name]
-        kinds = _kinds(field.annotation)
-        if value is None and type(None) not in kinds and not field.is_required():
-            return field.get_default(call_default_factory=True)
-        if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
-            raise ValueError(f"expected a number, not {value!r} (YAML reads yes, no, on and off as true and false)")
-        return value
-
-
-def _kinds(annotation: Any) -> set[Any]:
-    """The types an annotation is made of: {int, NoneType} for `int | None`."""
-    return {annotation}.union(*(_kinds(arg) for arg in get_args(annotation)))
-
-
-class ModelConfig(_Strict):
+class ModelConfig(Settings):
     base: str = Field("default", description="Hugging Face name or path, or an alias: default, multilingual, mpnet")
     epochs: float | None = Field(None, gt=0, description="None lets the recipe choose from the data size")
     # Fine-tuning a transformer takes 1e-5 to 1e-4; above 0.01 the weights diverge (1e5 for 1e-5 trained to NaN).
@@ -78,7 +53,7 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 
 def _auto_or_number(value: Any) -> Any:
     """Said in a line a shop can act on (a number in quotes, "0.7", is still the number; YAML's yes and no
-    never get here, _Strict refuses them)."""
+    never get here, Settings refuses them)."""
     try:
         if value == "auto" or 0 <= float(value) <= 1:
             return value
@@ -90,14 +65,14 @@ def _auto_or_number(value: Any) -> Any:
 AutoOrProbability = Annotated[Probability | Literal["auto"], BeforeValidator(_auto_or_number)]
 
 
-class Thresholds(_Strict):
+class Thresholds(Settings):
     intent: AutoOrProbability = Field(
         "auto", description="confidence at or above which the intent's answer is given; auto: calibrated at training")
     retrieval: float = Field(0.6, ge=-1, le=1, description="similarity at or above which a historical answer is given")
     fallbacks_before_handoff: int = Field(2, ge=1)
 
 
-class HandoffConfig(_Strict):
+class HandoffConfig(Settings):
     """What the bot says on handing a conversation to a person and taking it back: one text, or one
     per language. The defaults have both, so a bot of either language speaks it from the start."""
 
@@ -116,7 +91,7 @@ class HandoffConfig(_Strict):
                                    description="POSTed a JSON notice on every handoff, e.g. a helpdesk's or a chat room's webhook")
 
 
-class FallbackConfig(_Strict):
+class FallbackConfig(Settings):
     """What the bot says when it is unsure, likewise in one language or per language."""
 
     message: Text = {"en": "Sorry, I'm not sure I understood. Did you mean one of these?",
@@ -128,14 +103,14 @@ class FallbackConfig(_Strict):
     exclude: list[str] = Field(default_factory=list, description="intents never offered as buttons (oos never is)")
 
 
-class RetrievalConfig(_Strict):
+class RetrievalConfig(Settings):
     index_type: IndexType = "auto"
     options: IndexOptions = Field(default_factory=IndexOptions,
                                   description="answer index parameters (nlist, nprobe, flat_max, dedup...): retrieval/options.py")
     k: int = Field(5, ge=1, le=100)
 
 
-class ActionsConfig(_Strict):
+class ActionsConfig(Settings):
     map: dict[str, Annotated[str, Field(pattern=r"^\S+$")]] = Field(default_factory=dict,
                                                                     description="intent -> custom action name")
     endpoint: str | None = Field(None, pattern=r"^https?://\S+$",
@@ -162,14 +137,14 @@ def _origin(value: str) -> str:
     return f"{scheme}://{host}"
 
 
-class WebChannel(_Strict):
+class WebChannel(Settings):
     enabled: bool = True
     title: str = "Support"
     origins: list[Annotated[str, AfterValidator(_origin)]] = Field(
         default_factory=list, description="extra origins allowed to embed the widget")
 
 
-class SlackChannel(_Strict):
+class SlackChannel(Settings):
     """docs/channels.md; the secrets may come from the environment instead (DESKBOT_SLACK_*)."""
 
     signing_secret: str | None = None
@@ -178,7 +153,7 @@ class SlackChannel(_Strict):
     bot_user_id: str | None = None
 
 
-class WeComChannel(_Strict):
+class WeComChannel(Settings):
     """docs/channels.md; the secrets may come from the environment instead (DESKBOT_WECOM_*)."""
 
     token: str | None = None
@@ -191,13 +166,13 @@ class WeComChannel(_Strict):
     choice_hint: Text | None = None
 
 
-class ChannelsConfig(_Strict):
+class ChannelsConfig(Settings):
     web: WebChannel = Field(default_factory=WebChannel)
     slack: SlackChannel = Field(default_factory=SlackChannel)
     wecom: WeComChannel = Field(default_factory=WeComChannel)
 
 
-class LimitsConfig(_Strict):
+class LimitsConfig(Settings):
     """What one client may ask of a server on the public internet (0 switches a limit off)."""
 
     per_ip_per_minute: int = Field(240, ge=0, description="requests from one IP address (widget API, admin, documents)")
@@ -206,7 +181,7 @@ class LimitsConfig(_Strict):
     trust_forwarded_for: bool = Field(False, description="take the client's IP from X-Forwarded-For (behind a proxy only)")
 
 
-class InferenceConfig(_Strict):
+class InferenceConfig(Settings):
     """How ``bot serve`` runs the model (bench/SERVE.md has the measurements behind the defaults)."""
 
     quantize: Literal["none", "int8"] = Field(
@@ -224,7 +199,7 @@ class InferenceConfig(_Strict):
                                                          "among the workers)")
 
 
-class ServerConfig(_Strict):
+class ServerConfig(Settings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     max_message_chars: int = Field(4000, ge=1)
@@ -235,12 +210,12 @@ class ServerConfig(_Strict):
     shutdown_seconds: float = Field(10.0, gt=0, description="how long SIGTERM waits for turns in flight")
 
 
-class PrivacyConfig(_Strict):
+class PrivacyConfig(Settings):
     redact: bool = True
     keep_raw: bool = False
 
 
-class LearningConfig(_Strict):
+class LearningConfig(Settings):
     """The promotion gate of ``bot retrain``, the review queue and the hot swap."""
 
     max_accuracy_drop: float = Field(0.0, ge=0, le=1, description="how far overall accuracy may fall (0: not at all)")
@@ -259,7 +234,7 @@ class LearningConfig(_Strict):
     watch_seconds: float = Field(2.0, ge=0, description="how often bot serve checks models/CURRENT (0: never)")
 
 
-class BotConfig(_Strict):
+class BotConfig(Settings):
     name: str = "deskbot"
     language: Literal["en", "zh", "multi"] = "en"
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.language import Language
+from bot.language import Language, Visible
 
 
 MAX_REPLY_CHARS = 20_000  # a reply to a customer, a template's, an agent's or an action's: longer is runaway output
@@ -45,17 +45,15 @@ def _names(text: str) -> set[str]:
 
 class Button(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    # Blank, a title is a button without a name (Slack refuses the whole message), a payload a click that sends nothing.
-    title: str = Field(..., pattern=r"\S", description="may hold {variables}, as the text does")
-    payload: str = Field(..., pattern=r"\S", description="'/intent' triggers that intent; other text is sent as typed")
+    title: Visible = Field(..., description="may hold {variables}, as the text does")
+    payload: Visible = Field(..., description="'/intent' triggers that intent; other text is sent as typed")
 
     _title_variables = field_validator("title")(variables_are_names)
 
 
 class ResponseVariant(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(..., pattern=r"\S", max_length=MAX_REPLY_CHARS,
-                      description="something to read: a blank one is a reply of silence")
+    text: Visible = Field(..., max_length=MAX_REPLY_CHARS)
     channel: Literal["web", "slack", "wecom"] | None = None  # a name no channel has would be a variant never shown
     language: Language | None = None
     buttons: list[Button] = Field(default_factory=list)

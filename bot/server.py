@@ -177,6 +177,7 @@ async def swap_to_current(app: web.Application) -> NLU:
 
     def load() -> tuple[Project, NLU]:
         project = load_project(bot.project.root)
+        bot.actions.check(project)  # before the model's load, as at start
         return project, load_serving_model(project)
 
     async with app[RELOAD_LOCK]:

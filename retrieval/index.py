@@ -115,17 +115,17 @@ def _normalise(text: str, number_digits: int | None = None) -> str:
 
 def _answer_key(answer: Answer) -> tuple[str, str]:
     """An answer's text and question (its text when it has none) as :func:`collapse_near_duplicates` compares
-    them: normalised, and an order number or the like (three digits or more) that the answer repeats from its
-    question made ``#``. Such a number is the customer's; any other number is a fact that differs: "Plan 200
-    costs 450 USD" is not "Plan 100 costs 250 USD", nor "Zone 5 delivery takes 9 days" the zone 1 answer, and
-    merging them sent the one answer to a question about the other."""
+    them: normalised, with the digits of an order number or the like (three digits or more) made ``#`` in the
+    question, and in the answer where it repeats one from its question. Such a number is the customer's; any
+    other number in an answer is a fact that differs: "Plan 200 costs 450 USD" is not "Plan 100 costs 250
+    USD", nor "Zone 5 delivery takes 9 days" the zone 1 answer, and merging them sent the one answer to a
+    question about the other."""
+    if not answer.question:
+        return (text := _normalise(answer.text)), text
     numbers = re.compile(r"\d{3,}")
-    echoed = set(numbers.findall(answer.text)) & set(numbers.findall(answer.question or ""))
-
-    def key(text: str) -> str:
-        return _normalise(numbers.sub(lambda m: "#" if m.group() in echoed else m.group(), text))
-
-    return key(answer.text), key(answer.question or answer.text)
+    echoed = set(numbers.findall(answer.text)) & set(numbers.findall(answer.question))
+    text = numbers.sub(lambda m: "#" if m.group() in echoed else m.group(), answer.text)
+    return _normalise(text), _normalise(answer.question, number_digits=3)
 
 
 def _embed(encoder: TextEncoder, answers: Sequence[Answer]) -> np.ndarray:

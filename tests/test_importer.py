@@ -33,7 +33,7 @@ def test_english_messages_make_an_english_bot_without_duplicates_or_oos(tmp_path
     assert result.exit_code == 0, result.output
     assert "2 intents and 4 examples" in result.output and "(language: en)" in result.output
     assert "1 out-of-scope (oos) texts were left out" in result.output  # said, not silently dropped
-    assert "1 lines repeated an earlier line's text (spacing and case aside) and were kept once" in result.output
+    assert "Lines that repeated an earlier line's text (spacing and case aside) were kept once: 1." in result.output
     project = load_project(root)
     assert project.config.language == "en" and project.config.base_model == "default"
     assert [(e.text, e.intent) for e in project.examples] == [
@@ -49,7 +49,7 @@ def test_a_message_labelled_with_several_intents_goes_to_its_most_frequent_one(t
     root, result = import_bot(tmp_path, rows)
     assert result.exit_code == 0, result.output
     assert "3 texts had more than one intent" in result.output
-    assert "5 lines repeated an earlier line's text" in result.output
+    assert "were kept once: 3." in result.output  # the repeated oos line was left out, not kept
     assert [(e.text, e.intent) for e in load_project(root).examples] == [  # which loads: no example twice
         ("where is my card?", "card_arrival"), ("my card still hasn't come", "card_arrival"),
         ("how do I top up?", "top_up"), ("top up failed", "top_up")]  # a tie goes to the first label given

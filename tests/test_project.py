@@ -95,7 +95,7 @@ def test_a_blank_template_is_refused(bot_dir: Path) -> None:
     path.write_text(path.read_text().replace('''- text: "You're welcome! Is there anything else I can help with?"''',
                                              "- text: '  '", 1))
     line = path.read_text().splitlines().index("    - text: '  '") + 1
-    assert error_for(bot_dir).startswith(f"{path}:{line}: responses.thank_you.0.text: String should match pattern")
+    assert error_for(bot_dir).startswith(f"{path}:{line}: responses.thank_you.0.text: Value error, a text may not be blank")
 
 
 def test_aliases_are_checked_once_each(bot_dir: Path) -> None:
@@ -269,16 +269,18 @@ def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
 def test_a_key_left_empty_means_its_default(bot_dir: Path) -> None:
     """A section whose lines are all commented out is YAML's null: it was refused ("Input should be a valid
     dictionary"), where the docs say every key is optional."""
-    (bot_dir / "bot.yml").write_text("handoff:\n  # intent: contact_human_agent\nserver:\n  port:\nfallback:\n  titles:\n")
+    (bot_dir / "bot.yml").write_text("handoff:\n  # intent: contact_human_agent\nserver:\n  port:\nfallback:\n  titles:\n"
+                                     "retrieval:\n  options:\n    flat_max:\n    nprobe: '16'\n")
     config = load_project(bot_dir).config
     assert (config.handoff, config.server.port, config.fallback) == (BotConfig().handoff, 8080, BotConfig().fallback)
+    assert (config.retrieval.options.flat_max, config.retrieval.options.nprobe) == (20_000, 16)  # a number in quotes too
 
 
 def test_a_blank_text_in_bot_yml_is_refused(bot_dir: Path) -> None:
     """A blank fallback title was sent as a button with no title: Slack refuses such a message whole."""
     (bot_dir / "bot.yml").write_text("language: multi\nfallback:\n  titles:\n    greet: {en: ' ', zh: 你好}\n")
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:4: fallback.titles.greet: Value error, a text may not be blank"
-    (bot_dir / "bot.yml").write_text("handoff:\n  back_button: ''\n")
+    (bot_dir / "bot.yml").write_text('handoff:\n  back_button: "\\u200b"\n')  # a zero-width space shows nothing
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:2: handoff.back_button: Value error, a text may not be blank"
 
 
@@ -321,7 +323,8 @@ def test_a_number_in_quotes_is_the_number(bot_dir: Path) -> None:
     ("thresholds: {intent: 2}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not 2"),
     ("server: {port: yes}", "server.port: Value error, expected a number, not True (YAML reads yes, no, on and off as "
      "true and false)"),  # served on port 1
-    ("retrieval: {options: {nlist: on}}", "retrieval.options.nlist: Input should be a valid integer"),
+    ("retrieval: {options: {nlist: on}}", "retrieval.options.nlist: Value error, expected a number, not True (YAML reads "
+     "yes, no, on and off as true and false)"),
     ("channels: {web: {origins: [shop.example.com]}}",  # no browser sends it so: every page of the shop was refused
      "channels.web.origins.0: Value error, 'shop.example.com' is not an origin: write it as https://shop.example.com "
      "(scheme and host, no path)"),

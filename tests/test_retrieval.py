@@ -197,9 +197,12 @@ def test_answers_that_differ_in_a_number_of_their_own_are_both_kept() -> None:
                Answer("h1", "Shipping to zone 101 takes 120 hours.", "How long does shipping to zone 101 take?"),
                Answer("h2", "Shipping to zone 205 takes 360 hours.", "How long does shipping to zone 205 take?"),
                Answer("o1", "Order 4411 ships on Monday.", "when does order 4411 ship"),
-               Answer("o2", "Order 9876 ships on Monday.", "When does order 9876 ship?")]
+               Answer("o2", "Order 9876 ships on Monday.", "When does order 9876 ship?"),
+               Answer("c1", "Your order has been cancelled.", "please cancel order 1234"),
+               Answer("c2", "Your order has been cancelled.", "please cancel order 99120")]
     index = AnswerIndex.build(HashEncoder(), answers, device="cpu")
-    assert sorted(a.id for a in index._answers.values()) == ["h1", "h2", "o1", "p1", "p2", "w2", "w3", "z1", "z5"]
+    assert sorted(a.id for a in index._answers.values()) == ["c1", "h1", "h2", "o1", "p1", "p2", "w2", "w3", "z1",
+                                                             "z5"]
 
 
 def test_manifest_mismatch_is_refused(tmp_path: Path) -> None:

@@ -425,6 +425,8 @@ async def test_a_long_answer_is_posted_in_pieces_with_its_buttons_under_the_last
     assert last["blocks"][1]["elements"][0]["value"] == "/handoff" and first["thread_ts"] == last["thread_ts"]
     assert markdown_pieces("a" * 25, limit=10) == ["a" * 10, "a" * 10, "a" * 5]  # no break to cut at
     assert markdown_pieces("one two three", limit=8) == ["one two", "three"]
+    assert markdown_pieces("a" * 10 + "\n\n", limit=10) == ["a" * 10]  # no empty message, which Slack refuses
+    assert markdown_pieces("") == [""]  # an answer of buttons alone
 
 
 async def test_button_click_is_answered_in_its_thread_once(slack: SimpleNamespace) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 from aiohttp import web
 
+from bot.language import INVISIBLE, READABLE, blank
 from bot.project import ProjectError, valid_unicode
 from bot.responses import MAX_REPLY_CHARS
 
@@ -74,17 +75,7 @@ class Turn:
     seen: tuple[str, ...] = ()  # the keys its channel knows a redelivery of it by (RecentKeys)
 
 
-# What the model is not shown: C0 and C1 controls, every whitespace character (str.split's) and the
-# invisible format characters (soft hyphen, Arabic letter mark, Mongolian vowel separator, zero-width
-# space and joiners, direction marks and isolates, word joiner, variation selectors, byte-order mark,
-# annotation marks) and Hangul fillers. Spelled as a regex class that Python, JavaScript and Rust read
-# alike, so that the API schema promises exactly what the server accepts; hence no astral characters
-# (tag characters), which JavaScript reads in a class only with a flag the schema cannot carry.
-INVISIBLE = (r"\x00-\x20\x7f-\xa0\xad\u061c\u115f\u1160\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000"
-             r"\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb")
-READABLE = f"[^{INVISIBLE}]"  # a message has something to answer when it has one such character
 _INVISIBLE_RUNS = re.compile(f"[{INVISIBLE}]+")
-_READABLE = re.compile(READABLE)
 
 
 def normalise(text: str) -> str:
@@ -121,7 +112,7 @@ def readable(text: str) -> bool:
     """Whether a message has anything to answer (normalises to something), in valid Unicode: a JSON
     escape can carry half a surrogate pair, which ``json.loads`` lets through and neither a tokenizer
     nor SQLite accepts."""
-    return valid_unicode(text) and _READABLE.search(text) is not None
+    return valid_unicode(text) and not blank(text)
 
 
 @dataclass

@@ -118,7 +118,7 @@ def markdown_pieces(text: str, limit: int = MARKDOWN_LIMIT) -> list[str]:
         piece, text = text[:cut].rstrip("\n "), text[cut:].lstrip("\n ")
         if piece:
             pieces.append(piece)
-    return [*pieces, text]
+    return [*pieces, text] if text or not pieces else pieces  # a long answer's trailing blank line sends nothing
 
 
 def retry_after(header: str | None) -> float:
