@@ -28,6 +28,7 @@ from aiohttp import web
 from bot.channels.base import (DeliveryError, PlatformChannel, Turn, api_base, api_result, http_error, is_fresh, load_json, read_body,
                                readable, same_secret)
 from bot.limits import hold_back, refunded_on_error
+from bot.project import valid_unicode
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -135,8 +136,9 @@ def _object(value: Any) -> dict[str, Any]:
 
 
 def _string(value: Any) -> str:
-    """``value`` if it is a JSON string, else an empty one."""
-    return value if isinstance(value, str) else ""
+    """``value`` if it is a JSON string in valid Unicode, else an empty one: a JSON escape can carry half a
+    surrogate pair, which the store cannot keep (an id so spelled failed every delivery of its event)."""
+    return value if isinstance(value, str) and valid_unicode(value) else ""
 
 
 class SlackAPIError(DeliveryError):
@@ -231,7 +233,7 @@ class SlackChannel(PlatformChannel):
         if not all([self._seen.add(key) for key in seen]):  # a list: both keys recorded, as both events come
             return None
         # Slack has already been told 200, so an over-long message is cut rather than refused.
-        text = self._strip_mentions(str(event.get("text") or ""))[: self.max_message_chars]
+        text = self._strip_mentions(_string(event.get("text")))[: self.max_message_chars]
         if not readable(text):
             return None
         team = _string(payload.get("team_id")) or _string(event.get("team"))
@@ -249,8 +251,8 @@ class SlackChannel(PlatformChannel):
         """The :class:`Turn` for a click on one of the bot's buttons: its payload, in its thread."""
         actions = payload.get("actions")
         action = _object(actions[0]) if isinstance(actions, list) and actions else {}
-        value = action.get("value")
-        if not str(action.get("action_id", "")).startswith(BUTTON_ACTION) or not isinstance(value, str) or not value:
+        value = _string(action.get("value"))[: self.max_message_chars]
+        if not _string(action.get("action_id")).startswith(BUTTON_ACTION) or not readable(value):
             return None
         container, message = _object(payload.get("container")), _object(payload.get("message"))
         channel = _string(container.get("channel_id")) or _string(_object(payload.get("channel")).get("id"))
@@ -263,7 +265,7 @@ class SlackChannel(PlatformChannel):
         team = _string(_object(payload.get("team")).get("id"))
         return Turn(
             conversation_id=f"slack:{team}:{channel}:{thread}",
-            text=value[: self.max_message_chars],
+            text=value,
             channel=self.name,
             user=user,
             metadata={"team": team, "channel": channel, "thread_ts": thread, "button": action.get("action_id")},
