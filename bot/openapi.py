@@ -246,7 +246,9 @@ class LabelResponse(_Body):
 
 PATH_PARAMETERS: dict[str, Any] = {"conversation_id": ConversationId, "turn_id": int}
 ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wrong bearer token, or a bad signature",
+              403: "sent by a page on an origin that channels.web.origins does not list",
               404: "not found, or the admin API is disabled (no token configured)",
+              408: "the body did not arrive in time",
               409: "refused in the current state; the error says why",
               502: "the customer's platform refused the message or could not be reached",
               413: "body larger than server.max_body_bytes", 429: "rate limited; wait Retry-After seconds"}
@@ -293,11 +295,12 @@ WECOM_BODY = {"type": "object", "xml": {"name": "xml"}, "required": ["Encrypt"],
               "properties": {"ToUserName": {"type": "string"}, "AgentID": {"type": "string"}, "Encrypt": TOKEN}}
 
 OPERATIONS: list[Operation] = [
-    Operation("POST", "/api/chat", "Send a customer message; the bot's reply", ChatResponse, ChatRequest, (400, 413)),
+    Operation("POST", "/api/chat", "Send a customer message; the bot's reply", ChatResponse, ChatRequest,
+              (400, 403, 408, 413)),
     Operation("GET", "/api/conversations/{conversation_id}/history", "A conversation's messages and status",
               HistoryResponse, errors=(400,)),
     Operation("POST", "/api/feedback", "Thumbs up or down on a bot reply of the conversation", OkResponse,
-              FeedbackRequest, (400, 404, 413)),
+              FeedbackRequest, (400, 403, 404, 408, 413)),
     Operation("GET", "/api/widget", "The widget's title and language", WidgetSettings),
     Operation("GET", "/healthz", "Liveness and the serving model version", HealthResponse, rate_limited=False),
     Operation("GET", "/openapi.json", "This document", media="application/json"),
@@ -309,7 +312,7 @@ OPERATIONS: list[Operation] = [
     _admin("GET", "/admin/review", "The review queue, most useful first", ReviewQueueResponse, errors=(400,),
            query={"limit": (limit_schema(20), False)}),
     _admin("POST", "/admin/review/{turn_id}", "Label the queue item holding a turn", LabelResponse, ReviewLabelRequest,
-           (400, 404, 409, 413)),
+           (400, 404, 408, 409, 413)),
     Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines", errors=(400, 401, 404),
               admin=True, media="application/x-ndjson", query=SINCE),
     _admin("GET", "/admin/stats", "How the bot is doing: what `bot stats --json` prints", StatsResponse, errors=(400,),
@@ -321,20 +324,20 @@ OPERATIONS: list[Operation] = [
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
-           AgentMessageRequest, (400, 413, 502)),
+           AgentMessageRequest, (400, 408, 413, 502)),
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
            StatusResponse, errors=(400,), route=HANDOFF_ROUTE),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",
            StatusResponse, errors=(400,), route=HANDOFF_ROUTE),
-    Operation("POST", "/slack/events", "Slack Events API callback (signed)", errors=(400, 401, 413), headers=SLACK_HEADERS,
+    Operation("POST", "/slack/events", "Slack Events API callback (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,
               raw_body=("application/json", {"type": "object"}), rate_limited=False),
-    Operation("POST", "/slack/interactions", "Slack button clicks (signed)", errors=(400, 401, 413), headers=SLACK_HEADERS,
+    Operation("POST", "/slack/interactions", "Slack button clicks (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,
               raw_body=("application/x-www-form-urlencoded",
                         {"type": "object", "properties": {"payload": {"type": "string"}}, "required": ["payload"]}),
               rate_limited=False),
     Operation("GET", "/wecom/callback", "WeCom URL verification (signed)", errors=(400, 401), media="text/plain",
               query={**WECOM_QUERY, "echostr": (TOKEN, True)}, rate_limited=False),
-    Operation("POST", "/wecom/callback", "WeCom message callback (signed, encrypted XML)", errors=(400, 401, 413),
+    Operation("POST", "/wecom/callback", "WeCom message callback (signed, encrypted XML)", errors=(400, 401, 408, 413),
               query=WECOM_QUERY, raw_body=("text/xml", WECOM_BODY), rate_limited=False),
 ]
 

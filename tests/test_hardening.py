@@ -320,6 +320,10 @@ async def test_openapi_documents_every_route_and_the_answers_match_it(make_clien
     reply = await (await chat(client, conversation, "where is my parcel?")).json()
     ChatResponse.model_validate(reply)  # the real answers are what the document promises
     HistoryResponse.model_validate(await (await client.get(f"/api/conversations/{conversation}/history")).json())
+    # Each refusal a browser page elsewhere, or a body that stalls, can meet is listed (403 and 408 were not).
+    foreign = await chat(client, conversation, "hi", Origin="https://elsewhere.example")
+    assert foreign.status == 403 and {"403", "408"} <= doc["paths"]["/api/chat"]["post"]["responses"].keys()
+    assert {"403", "408"} <= doc["paths"]["/api/feedback"]["post"]["responses"].keys()
 
 
 async def test_wrong_bodies_and_ids_get_400_naming_the_field(make_client: Callable[..., Any]) -> None:
