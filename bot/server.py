@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from importlib import resources
 from datetime import date, datetime
@@ -291,10 +292,10 @@ async def review_items(app: web.Application) -> list[ReviewItem]:
 
 def query_limit(request: web.Request, default: int) -> int:
     """``?limit=N``: how many items a list endpoint returns, 0 to ``MAX_LIMIT``."""
-    try:
-        limit = int(request.query.get("limit", str(default)))
-    except ValueError:
-        raise http_error(web.HTTPBadRequest, "limit: must be a number") from None
+    given = request.query.get("limit", str(default))
+    if not re.fullmatch(r"[0-9]{1,9}", given):  # as the schema says: no sign, no "1_0", no full-width digits
+        raise http_error(web.HTTPBadRequest, "limit: must be a number")
+    limit = int(given)
     if not 0 <= limit <= MAX_LIMIT:
         raise http_error(web.HTTPBadRequest, f"limit: must be between 0 and {MAX_LIMIT}")
     return limit
@@ -339,6 +340,8 @@ def query_since(request: web.Request) -> float:
     if since is None:
         return 0.0
     try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", since):  # fromisoformat also reads 2026-W01 and 20260101
+            raise ValueError(since)
         day = date.fromisoformat(since)
     except ValueError:
         raise http_error(web.HTTPBadRequest, f"since: {since!r} is not a date (YYYY-MM-DD)") from None

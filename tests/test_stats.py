@@ -143,8 +143,12 @@ async def test_the_admin_api_serves_the_same_figures(tiny_demo_bot: Path, tmp_pa
     assert served.status == 200 and await served.json() == expected
     later = await client.get("/admin/stats?since=2099-01-01", headers={"Authorization": "Bearer t"})
     assert (await later.json())["conversations"] == 0
-    wrong = await client.get("/admin/stats?since=yesterday", headers={"Authorization": "Bearer t"})
-    assert wrong.status == 400 and "since" in (await wrong.json())["error"]
+    for since in ("yesterday", "2026-W01", "20260101"):  # only the published YYYY-MM-DD, as the schema says
+        wrong = await client.get(f"/admin/stats?since={since}", headers={"Authorization": "Bearer t"})
+        assert wrong.status == 400 and "since" in (await wrong.json())["error"], since
+    for limit in ("+5", "1_0", "\uff15", "-1"):  # the schema's integer, in ASCII digits
+        wrong = await client.get("/admin/conversations", params={"limit": limit}, headers={"Authorization": "Bearer t"})
+        assert wrong.status == 400 and "limit: must be a number" in (await wrong.json())["error"], limit
 
 
 async def test_a_customers_way_back_to_the_bot_is_not_a_handoff(tiny_demo_bot: Path, tmp_path: Path,
