@@ -621,6 +621,9 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
             click.echo(f"Deleted {cid}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
         if deleted["answer_candidates"]:
             click.echo(f"  its agent answers may be in the serving index; `bot retrain {directory}` takes them out", err=True)
+        if deleted["review_labels"]:
+            click.echo(f"  the serving model may have learned its labels; `bot retrain {directory}` trains one without "
+                       "them", err=True)
     missing = [cid for cid, deleted in results.items() if not deleted["conversations"]]
     if missing:
         fail(f"no conversation {', '.join(missing)} in {directory / 'dialogues.db'}")

@@ -130,15 +130,19 @@ def read_store(project: Project) -> tuple[LearnedData, list[str]]:
 
 
 def _new_since(data: LearnedData, meta: dict[str, Any]) -> dict[str, int]:
-    """The labels and agent answers the last attempt did not learn. A row is new by its id or by its
-    time: after ``bot purge`` deletes the latest rows, SQLite gives the next ones the same ids."""
+    """The labels and agent answers the last attempt did not learn, and how many of the labels it learned
+    are gone (``bot purge``: the model must unlearn them too). A row is new by its id or by its time: after
+    ``bot purge`` deletes the latest rows, SQLite gives the next ones the same ids."""
     through = meta.get("learned_through", {})
 
     def new(rows: list[dict[str, Any]], id_key: str, kind: str) -> int:
         return sum(r[id_key] > through.get(kind, 0) or r["created"] > through.get(f"{kind}_at", math.inf)
                    for r in rows)
 
-    return {"labels": new(data.examples, "label_id", "label"), "answers": new(data.answers, "id", "answer")}
+    labels = new(data.examples, "label_id", "label")
+    learned = through.get("labels", 0)  # counted since this field was written; 0 (none known gone) before
+    return {"labels": labels, "answers": new(data.answers, "id", "answer"),
+            "labels_gone": max(0, learned - (len(data.examples) - labels))}
 
 
 def retrain(project: Project, device: str | None = None, progress: bool = True, force: bool = False,
@@ -157,7 +161,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         answers = agent_answers(data)
         gone = gone_answers(serving_path, answers)
-        if not (force or seed_changed or new["labels"] or new["answers"]):
+        if not (force or seed_changed or new["labels"] or new["answers"] or new["labels_gone"]):
             if gone:  # nothing to learn, but the index must not show them: the classifier stays as it is
                 version = refresh_index(registry, serving_name, answers, data)
                 say(f"Nothing new since {last.name}; {len(gone)} agent answer{'s' if len(gone) > 1 else ''} no longer "
@@ -206,6 +210,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 "intent_drops": drops,
                 "worst_intent_drop": max([0.0, *(d for per in drops.values() for d in per.values())]),
                 "data": {"seed_examples": len(seed), **label_counts, "new_labels": new["labels"],
+                         "labels_gone": new["labels_gone"],
                          "transfer_messages": len(transfer),
                          "agent_answers": len(answers), "new_answers": new["answers"], "seed_changed": seed_changed},
                 "margins": cfg.model_dump(include={"max_accuracy_drop", "max_intent_drop", "min_intent_examples"}),
@@ -278,7 +283,7 @@ def _link(src: str, dst: str) -> None:
 
 def _through(data: LearnedData) -> dict[str, float]:
     """How far an attempt's data went, by id and by time (see :func:`_new_since`)."""
-    return {"label": max((r["label_id"] for r in data.examples), default=0),
+    return {"labels": len(data.examples), "label": max((r["label_id"] for r in data.examples), default=0),
             "answer": max((r["id"] for r in data.answers), default=0),
             "label_at": max((r["created"] for r in data.examples), default=0.0),
             "answer_at": max((r["created"] for r in data.answers), default=0.0)}

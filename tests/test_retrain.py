@@ -138,6 +138,15 @@ def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Pa
     assert again.version is None and again.decision["reasons"] == ["nothing new"]
     assert registry.current() == "v0002" and [v.name for v in registry.versions()] == ["v0001", "v0002"]
 
+    # Purged, its label is to be unlearnt too: "Nothing new" kept serving a model trained on it.
+    store = Store(bot_dir / "dialogues.db")
+    store.purge("lost")
+    store.close()
+    purged = retrain(load_project(bot_dir), device="cpu", progress=False)
+    assert purged.version == "v0003" and purged.decision["data"]["labels_gone"] == 1
+    assert (purged.decision["data"]["labelled"], purged.decision["data"]["new_labels"]) == (0, 0)
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).decision["reasons"] == ["nothing new"]
+
 
 def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Path) -> None:
     configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
@@ -438,8 +447,9 @@ def test_rows_logged_after_a_purge_are_new_though_they_reuse_its_ids(tmp_path: P
     store.close()
 
     assert [r["label_id"] for r in data.examples] == [1, 2] and [r["id"] for r in data.answers] == [1, 2]  # reused
-    assert bot.retrain._new_since(data, learnt) == {"labels": 1, "answers": 1}
-    assert bot.retrain._new_since(data, {"learned_through": bot.retrain._through(data)}) == {"labels": 0, "answers": 0}
+    assert bot.retrain._new_since(data, learnt) == {"labels": 1, "answers": 1, "labels_gone": 1}  # the purged one
+    assert bot.retrain._new_since(data, {"learned_through": bot.retrain._through(data)}) == {
+        "labels": 0, "answers": 0, "labels_gone": 0}
 
 
 def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Path) -> None:
