@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -229,17 +229,20 @@ def refunded_on_error(request: web.Request, conversation_id: str) -> Iterator[No
         raise
 
 
-def slow_down(language: str, seconds: int, text: str) -> str:
-    """The "please wait" notice in the bot's language; a ``multi`` bot answers in the message's script."""
-    return SLOW_DOWN[turn_language(language, text)].format(seconds=seconds)
+def slow_down(language: str, seconds: int, text: str, previous: str | None = None) -> str:
+    """The "please wait" notice in the bot's language; a ``multi`` bot answers as it answers ``text``
+    (:func:`~bot.language.turn_language`: a number or a button's payload keeps ``previous``, the conversation's)."""
+    return SLOW_DOWN[turn_language(language, text, previous)].format(seconds=seconds)
 
 
-def hold_back(request: web.Request, conversation_id: str, text: str, language: str) -> str | None:
+async def hold_back(request: web.Request, conversation_id: str, text: str, language: str,
+                    previous: Callable[[], Awaitable[str | None]]) -> str | None:
     """Count a Slack or WeCom message against its conversation's limit.
 
     None lets the message through. Otherwise it must be dropped (acknowledged, never shown to the
     model), and the string is the notice to send its user, empty when the user has already been
-    told to wait and that wait is not over.
+    told to wait and that wait is not over. ``previous`` reads the conversation's language, only when
+    a notice is due.
     """
     limits = request.app.get(LIMITS)
     if limits is None or not (wait := limits.message_wait(conversation_id)):
@@ -249,4 +252,4 @@ def hold_back(request: web.Request, conversation_id: str, text: str, language: s
         return ""
     log.warning("%s is over %d messages a minute: its messages are dropped for %ds",
                 conversation_id, limits.config.per_conversation_per_minute, wait)
-    return slow_down(language, wait, text)
+    return slow_down(language, wait, text, await previous())

@@ -26,6 +26,7 @@ from bot.channels.slack import (
 )
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig
+from dialogues.store import Exchange, Store
 from tests.conftest import store_failing_once
 
 SECRET = "test-signing-secret"
@@ -488,6 +489,27 @@ async def test_long_retry_after_is_not_waited_for(slack: SimpleNamespace) -> Non
 
 
 # --- the per-conversation limit -----------------------------------------------------------------
+
+
+async def test_a_thread_in_chinese_is_told_to_wait_in_chinese(aiohttp_client: Any, slack_api: SimpleNamespace,
+                                                              tmp_path: Path) -> None:
+    """A number alone keeps the conversation's language, on a multi bot: the notice for one came in English."""
+    bot = FakeBot()
+    bot.store = Store(tmp_path / "dialogues.db")
+    bot._store = lambda fn, *args: asyncio.to_thread(fn, *args)  # type: ignore[attr-defined]
+    bot.store.log_exchange(Exchange(f"slack:T1:C1:{TS}", "slack", "U1", "我要退款", None, "好的", "get_refund", 0.9, [],
+                                    "template", "v0001", slots={"language": "zh"}))
+    channel = make_channel(bot, slack_api.url, language="multi")
+    app = web.Application()
+    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    for n in range(2):
+        await post(client, event(f"Ev{n}", text="1234", ts=f"1700000000.00010{n}", thread_ts=TS))
+    await channel.close()
+    bot.store.close()
+    [notice] = [p["text"] for p in slack_api.posts if p["text"] != bot.text]
+    assert notice.startswith("您发送消息太快了，请等待 ") and notice.endswith(" 秒后再发送。"), notice
 
 
 async def test_a_flooding_thread_is_limited_and_told_once_to_wait(aiohttp_client: Any, slack_api: SimpleNamespace) -> None:

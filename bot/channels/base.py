@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from bot.language import INVISIBLE, READABLE, blank
+from bot.language import INVISIBLE, READABLE, SLOT, blank
 from bot.project import ProjectError, valid_unicode
 from bot.responses import MAX_REPLY_CHARS
 
@@ -327,6 +327,12 @@ class PlatformChannel(Channel):
             return cls(bot, settings)
         except ValueError as exc:  # a key that cannot be one (WeCom's aes_key): at start, one line, not a traceback
             raise ProjectError(f"channels.{cls.name} (bot.yml, or {', '.join(cls.env.values())}): {exc}") from None
+
+    async def conversation_language(self, conversation_id: str) -> str | None:
+        """The language the conversation was last answered in (its ``language`` slot), None when unknown."""
+        store = self.bot.store
+        conversation = await self.bot._store(store.conversation, conversation_id) if store is not None else None
+        return (conversation or {}).get("slots", {}).get(SLOT)
 
     async def keep(self, turn: Turn, key: str) -> bool:
         """Keep ``turn`` in the store before its request is acknowledged (see ``Store.receive``); False

@@ -182,7 +182,8 @@ class WeComChannel(PlatformChannel):
         if not self._seen.add(key):
             return empty
         conversation_id = f"wecom:{self.corp_id}:{user}"
-        notice = hold_back(request, conversation_id, text, self.language)
+        notice = await hold_back(request, conversation_id, text, self.language,
+                                 lambda: self.conversation_language(conversation_id))
         if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
             return self._passive_reply(user, notice, nonce) if notice else empty
         turn = Turn(
