@@ -29,6 +29,7 @@ from yarl import URL
 
 from bot.channels.base import MAX_REPLY_CHARS, load_json
 from bot.language import blank
+from bot.project import REQUESTED_SLOT
 
 if TYPE_CHECKING:
     from bot.project import Project
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
 MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not fill the store or a chat
-REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do
 
 
 class ActionError(Exception):

@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 
 import aiohttp
 
-from bot.actions import REQUESTED_SLOT, ActionError, ActionRunner, action_call, action_domain
+from bot.actions import ActionError, ActionRunner, action_call, action_domain
 from bot.batching import MicroBatcher
 from bot.channels.base import MAX_REPLY_CHARS, DeliveryError, Reply, Turn, normalise
 from bot.language import SLOT, Language, say, turn_language
@@ -26,7 +26,7 @@ from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide, handing_off, misses_reach_handoff, understood
-from bot.project import Project
+from bot.project import REQUESTED_SLOT, Project
 from bot.responses import Rendered
 from dialogues.store import Exchange, Store
 from finetune.classifier import Prediction, intent_phrase
@@ -152,7 +152,8 @@ class Bot:
             intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
             decision = Decision("action", intent, 1.0, action=loop)
         else:
-            decision = decide(analysis, self.config, self.project.responses, slots, turn.channel, fallbacks, language)
+            decision = decide(analysis, self.config, self.project.responses, self._fillable(slots, entities, text),
+                              turn.channel, fallbacks, language)
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, language, fallbacks)
@@ -179,6 +180,15 @@ class Bot:
         if intent == self.config.handoff.intent:
             return False
         return not understood(analysis, self.config) or self.config.actions.map.get(intent) == loop
+
+    def _fillable(self, slots: dict[str, Any], entities: dict[str, str], text: str) -> dict[str, Any]:
+        """The slots a template may fill in. When the message names a number none of nlu.yml's patterns read
+        ("a refund for order A1234", "cancel order 45"), an entity's value from an earlier turn is left out,
+        or the template would confirm a refund of the earlier order; a variant without it answers instead."""
+        read = " ".join(entities.values())
+        if all(number in read for number in re.findall(r"\d+", text)):
+            return slots
+        return {name: value for name, value in slots.items() if name in entities or name not in self.project.entity_patterns}
 
     def _keep_language(self, slots: dict[str, Any], language: Language) -> None:
         """A ``multi`` bot keeps the conversation's language in a slot, which its actions can read too."""

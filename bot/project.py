@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
-from bot.language import LANGUAGES, Language, Text
+from bot.language import LANGUAGES, SLOT, Language, Text
 from bot.responses import ResponseVariant, Responses
 from retrieval.options import IndexOptions, IndexType, Settings
 
@@ -48,6 +48,8 @@ class ModelConfig(Settings):
     seed: int = 42
 
 
+REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do
+RESERVED_SLOTS = (SLOT, REQUESTED_SLOT)  # slots the bot keeps itself, which no entity may be named
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -540,6 +542,9 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
             lines = _entry_lines(path, node, i, item)
             if not lines:
                 raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r} has no examples")
+            if kind == "regex" and str(item["regex"]) in RESERVED_SLOTS:  # its value would replace the bot's own
+                raise _fail(path, node, ("nlu", i), f"regex {item['regex']!r}: the bot keeps its own slot of that "
+                                                    "name; give the entity another")
             for pattern in lines if kind == "regex" else []:
                 try:
                     patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern))

@@ -19,7 +19,7 @@ import pytest
 import sqlite_utils
 
 from bot.channels.base import normalise
-from bot.server import create_app
+from bot.server import BOT, create_app
 from tests.conftest import ask
 
 
@@ -39,6 +39,20 @@ async def test_intent_payload_uses_the_template_with_slots_from_earlier_turns(cl
     reply = await ask(client, "eng-1", "/get_refund")
     assert (reply["intent"], reply["source"], reply["confidence"]) == ("get_refund", "template", 1.0)
     assert "order 123" in reply["reply"]
+
+
+async def test_a_number_the_patterns_did_not_read_keeps_an_earlier_order_out_of_the_template(client: Any) -> None:
+    """After order 789, "I want my money back for order A1234" was told a refund of order 789 was noted."""
+    bot = client.app[BOT]
+    slots = {"order_id": "789", "language": "en"}
+    for text in ("I want my money back for order A1234", "please cancel order 45"):
+        fillable = bot._fillable(slots, bot.project.entities(text), text)
+        assert fillable == {"language": "en"}, text
+        assert "789" not in bot.project.responses.render("get_refund", "web", fillable, "en").text
+    assert bot._fillable(slots, {}, "I want my money back") == slots  # no number named: the earlier order stands
+    said = "refund order 123, I paid 30 dollars"  # the order read in this message stands
+    entities = bot.project.entities(said)
+    assert entities == {"order_id": "123"} and bot._fillable({**slots, **entities}, entities, said)["order_id"] == "123"
 
 
 async def test_custom_action_answers_from_its_own_data(client: Any) -> None:

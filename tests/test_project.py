@@ -276,6 +276,17 @@ def test_a_key_left_empty_means_its_default(bot_dir: Path) -> None:
     assert (config.retrieval.options.flat_max, config.retrieval.options.nprobe) == (20_000, 16)  # a number in quotes too
 
 
+@pytest.mark.parametrize("name", ["language", "requested_slot"])
+def test_a_regex_may_not_be_named_as_a_slot_the_bot_keeps(bot_dir: Path, name: str) -> None:
+    """An entity named language replaced the conversation's language: a Chinese customer got English next."""
+    path = bot_dir / "nlu.yml"
+    path.write_text(path.read_text() + f"- regex: {name}\n  examples: |\n    - (?P<value>French|法语)\n", encoding="utf-8")
+    line = len(path.read_text(encoding="utf-8").splitlines()) - 2
+    error = error_for(bot_dir)
+    assert error.startswith(f"{path}:{line}: nlu.") and error.endswith(
+        f": regex {name!r}: the bot keeps its own slot of that name; give the entity another")
+
+
 def test_a_blank_text_in_bot_yml_is_refused(bot_dir: Path) -> None:
     """A blank fallback title was sent as a button with no title: Slack refuses such a message whole."""
     (bot_dir / "bot.yml").write_text("language: multi\nfallback:\n  titles:\n    greet: {en: ' ', zh: 你好}\n")
