@@ -1,11 +1,12 @@
 """Templated answers: variables, per-channel and per-language variants, and buttons.
 
 A template may use ``{variables}`` filled from the conversation's slots and the entities found in the
-message. Among an intent's variants the first one for the turn's language and channel whose
-variables are all known wins; a variant with no language or no channel serves them all. So a user can
-write "Refund for order {order_id} started" followed by a plain "Refund started" for when no order
-number was given, as in Rasa's conditional responses, and a bilingual bot adds a ``language: zh``
-variant of each for its Chinese customers.
+message. Among an intent's variants, those written for the turn's language, then for its channel, come
+first (a variant with no language or no channel serves them all), and among those the one using the
+most variables that are all known wins; equal ones take turns at random. So a user can write "Refund
+for order {order_id} started" beside a plain "Refund started" for when no order number was given, as
+in Rasa's conditional responses, and a bilingual bot adds a ``language: zh`` variant of each for its
+Chinese customers.
 """
 
 from __future__ import annotations
