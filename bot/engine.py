@@ -33,6 +33,8 @@ from finetune.classifier import Prediction, intent_phrase
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
+# Who changed a conversation's status, by the store's reason for it ("fallbacks" and "action:…" are the bot's).
+BY = {"user": "customer", "requested": "customer", "agent": "agent"}
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
 # Rasa's own actions, which a FollowupAction may name: each ends the turn. deskbot does what
@@ -335,7 +337,7 @@ class Bot:
             changed = await self._store(self.store.set_status, conversation_id, status, reason, channel)
         if changed:
             for shown in self.channels.values():
-                await shown.status_changed(conversation_id, status)
+                await shown.status_changed(conversation_id, status, BY.get(reason, "bot"))
         if changed and handed_off and reason != "agent":
             self.notifier.handed_off(conversation_id, channel, reason)
         return changed

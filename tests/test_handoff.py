@@ -66,7 +66,7 @@ async def test_handoff_agent_reply_handback_and_learning_from_the_answer(bot_dir
     third = await chat(client, "lost", "is anyone there")
     assert third["source"] == "handoff" and third["handed_off"] is True
     # every tab of the conversation shows the handoff at once, not only the one that asked
-    assert await next_push(socket) == {"type": "status", "conversation_id": "lost", "status": "handed_off"}
+    assert await next_push(socket) == {"type": "status", "conversation_id": "lost", "status": "handed_off", "by": "bot"}
 
     # While handed off the bot is silent; the agent answers through the admin API, on the same socket.
     silent = await chat(client, "lost", "it was order 123")

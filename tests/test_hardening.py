@@ -172,7 +172,8 @@ async def test_socket_joins_count_against_the_address(make_client: Callable[...,
         assert frames[2]["request"] == "join"  # the widget must not take it for its next message's answer
         # refused its status, the socket still hears its conversation (an office behind one address)
         await client.app[BOT].set_handoff(conversation, True, "agent", "web")
-        assert await ws.receive_json(timeout=10) == {"type": "status", "conversation_id": conversation, "status": "handed_off"}
+        assert await ws.receive_json(timeout=10) == {"type": "status", "conversation_id": conversation, "status": "handed_off",
+                                                     "by": "agent"}
 
 
 async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client: Callable[..., Any]) -> None:

@@ -163,7 +163,7 @@ async def test_agent_messages_and_handoffs_are_pushed_to_joined_sockets(client: 
         await ws.send_json({"type": "join", "conversation_id": cid})
         assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "open"}
         assert (await admin(client, token, f"/admin/conversations/{cid}/handoff")).status == 200
-        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off"}
+        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "agent"}
         response = await admin(client, token, f"/admin/conversations/{cid}/messages", {"text": "Hi, I'm Sam."})
         turn_id = (await response.json())["turn_id"]
         assert await ws.receive_json() == {"type": "agent", "conversation_id": cid, "reply": "Hi, I'm Sam.", "turn_id": turn_id,
@@ -171,6 +171,10 @@ async def test_agent_messages_and_handoffs_are_pushed_to_joined_sockets(client: 
         await ws.send_json({"conversation_id": cid, "text": "thanks Sam"})  # the bot stays quiet for the agent
         reply = await ws.receive_json()
         assert (reply["type"], reply["source"], reply["reply"], reply["handed_off"]) == ("reply", "silent", "", True)
+        # The customer's own way back, from another tab: that tab gets the bot's "back with the bot" reply, so
+        # this one says it is by the customer (the widget announced it as well, twice over).
+        await chat(client, cid, "/resume")
+        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "open", "by": "customer"}
 
 
 async def test_a_socket_hears_only_its_latest_conversations(client: Any, web_demo_bot: SimpleNamespace,
@@ -186,7 +190,8 @@ async def test_a_socket_hears_only_its_latest_conversations(client: Any, web_dem
             assert (await ws.receive_json())["type"] == "status"
         for cid in (second, first):
             assert (await admin(client, web_demo_bot.admin_token, f"/admin/conversations/{cid}/handoff")).status == 200
-        assert await ws.receive_json(timeout=10) == {"type": "status", "conversation_id": first, "status": "handed_off"}
+        assert await ws.receive_json(timeout=10) == {"type": "status", "conversation_id": first, "status": "handed_off",
+                                                     "by": "agent"}
 
 
 async def test_cors_for_listed_origins_only(client: Any, web_demo_bot: SimpleNamespace) -> None:

@@ -314,9 +314,13 @@ def test_message_reply_and_history_after_reload(open_widget: Any, api: SimpleNam
 
 
 def test_quick_reply_sends_its_payload_and_shows_its_title(open_widget: Any, api: SimpleNamespace) -> None:
+    """Also in another tab of the conversation, open before the click: it showed the payload."""
     widget = open_widget()
     widget.send("hmm")
     expect(widget.bot_replies()).to_have_count(1)
+    other_tab = widget.context.new_page()
+    other_tab.goto(widget.page.url)
+    other_tab.wait_for_function("Deskbot.connected()")
     titles = widget.page.locator(".quick button").all_text_contents()
     widget.page.reload()  # the question the bot left open still offers its choices
     expect(widget.bot_replies()).to_have_count(1)
@@ -329,6 +333,8 @@ def test_quick_reply_sends_its_payload_and_shows_its_title(open_widget: Any, api
     turns = api.history(widget.conversation_id())["turns"]
     sent = [t["text"] for t in turns if t["role"] == "user"]
     assert sent[0] == "hmm" and re.fullmatch(r"/\w+", sent[1]), sent  # the payload went to the bot, not the title
+    expect(other_tab.locator(".msg.user .bubble")).to_have_text(["hmm", title])
+    other_tab.close()
     widget.page.reload()
     expect(widget.page.locator(".msg.user .bubble")).to_have_text(["hmm", title])  # still the title after a reload
 

@@ -160,8 +160,9 @@ class Channel:
         """Deliver a message that is not the direct answer to a request (agent replies, late answers)."""
         raise NotImplementedError
 
-    async def status_changed(self, conversation_id: str, status: str) -> None:
-        """A conversation was handed off (``handed_off``) or back (``open``) from outside a turn.
+    async def status_changed(self, conversation_id: str, status: str, by: str) -> None:
+        """A conversation was handed off (``handed_off``) or back (``open``) from outside a turn, ``by`` the
+        ``customer``, an ``agent`` or the ``bot``.
 
         Channels that show the state to the user (the web widget) override this; others ignore it.
         """

@@ -348,8 +348,9 @@ class WebChannel(Channel):
                                            "reply": text, "turn_id": kwargs.get("turn_id"), "author": kwargs.get("author"),
                                            "buttons": kwargs.get("buttons") or []})
 
-    async def status_changed(self, conversation_id: str, status: str) -> None:
-        await self._push(conversation_id, {"type": "status", "conversation_id": conversation_id, "status": status})
+    async def status_changed(self, conversation_id: str, status: str, by: str) -> None:
+        await self._push(conversation_id, {"type": "status", "conversation_id": conversation_id, "status": status,
+                                           "by": by})
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         if self._turns:

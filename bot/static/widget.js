@@ -113,10 +113,15 @@
     store.set("conversation", conversationId);
   }
 
-  // Titles of clicked buttons, so that a payload such as "/handoff" reads as its title after a reload.
-  // No prototype: a message that reads "constructor" must not find Object's.
-  const titles = Object.assign(Object.create(null), JSON.parse(store.get("titles") || "{}"));
+  // Titles of clicked buttons, so that a payload such as "/handoff" reads as its title after a reload and in
+  // another tab: read afresh each time, as another tab may have saved one since. No prototype: a message
+  // that reads "constructor" must not find Object's.
+  function savedTitles() {
+    return Object.assign(Object.create(null), JSON.parse(store.get("titles") || "{}"));
+  }
+  const shownAs = (text) => savedTitles()[text] || text;
   function rememberTitle(payload, title) {
+    const titles = savedTitles();
     titles[payload] = title;
     const keys = Object.keys(titles);
     if (keys.length > 50) delete titles[keys[0]];
@@ -608,7 +613,8 @@
         sync(); // a turn answered elsewhere: another tab, or this page before it was reloaded
       } else if (data.type === "status" && data.conversation_id === conversationId) {
         statusPushes += 1;
-        setHandedOff(data.status === "handed_off", pending === 0); // this tab's own /resume gets its own reply
+        // The customer's own /resume, from this tab or another, is answered by the bot's "back with the bot"
+        setHandedOff(data.status === "handed_off", pending === 0 && data.by !== "customer");
       } else if (data.conversation_id === conversationId) {
         pushed(data.type, data.reply, data.turn_id, data.author);
         if (data.type === "bot" && data.buttons) showQuickReplies(data.buttons);
@@ -675,7 +681,7 @@
           const own = newer.find((m) => !m.lost && m.text === turn.text) ||
             newer.find((m) => m.lost && (m.text === turn.text || REDACTED.test(turn.text)));
           if (own) settle(own, turn.id);
-          else addMessage("user", titles[turn.text] || turn.text, turn.id);
+          else addMessage("user", shownAs(turn.text), turn.id);
         }
       }
       setHandedOff(history.status === "handed_off", true);
@@ -769,7 +775,7 @@
     try {
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
       for (const turn of history.turns) {
-        if (turn.role === "user") addMessage("user", titles[turn.text] || turn.text, turn.id);
+        if (turn.role === "user") addMessage("user", shownAs(turn.text), turn.id);
         else if (turn.role === "bot" || turn.role === "agent") addMessage(turn.role, turn.text, turn.id, turn.feedback, turn.author);
         else addNotice(turn.text);
       }
