@@ -688,8 +688,9 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
         click.echo(f"  {name + ' accuracy':<18}{before:>9.4f}{after:>11.4f}{after - before:>+9.4f}  (n={fig['serving']['n']})")
     click.echo(f"  worst intent drop {d['worst_intent_drop']:.4f} (margin {d['margins']['max_intent_drop']:g})")
     data = d["data"]
+    gone = f", {data['labels_gone']} gone" if data.get("labels_gone") else ""  # purged, or relabelled
     click.echo(f"  data: {data['seed_examples']} seed examples, {data['labelled']} labelled, {data['oos']} out of scope "
-               f"({data['new_labels']} labels new), {data['agent_answers']} agent answers ({data['new_answers']} new)")
+               f"({data['new_labels']} labels new{gone}), {data['agent_answers']} agent answers ({data['new_answers']} new)")
     for reason in d["reasons"]:
         click.echo(f"  refused because {reason}")
     if d.get("index_refresh"):

@@ -184,11 +184,12 @@ class Bot:
         return not understood(analysis, self.config) or self.config.actions.map.get(intent) == loop
 
     def _fillable(self, slots: dict[str, Any], entities: dict[str, str], text: str) -> dict[str, Any]:
-        """The slots a template may fill in. When the message names a number none of nlu.yml's patterns read
-        ("a refund for order A1234", "cancel order 45"), an entity's value from an earlier turn is left out,
-        or the template would confirm a refund of the earlier order; a variant without it answers instead."""
-        read = " ".join(entities.values())
-        if all(number in read for number in re.findall(r"\d+", text)):
+        """The slots a template may fill in. When the message names a number of three digits or more, as
+        order numbers are, that none of nlu.yml's patterns read ("a refund for order A1234"), an entity's value
+        from an earlier turn is left out, or the template would confirm a refund of the earlier order; a
+        variant without it answers instead. Shorter numbers ("3 days", "30 dollars") are not taken for one."""
+        read = set(re.findall(r"\d+", " ".join(entities.values())))
+        if set(re.findall(r"\d{3,}", text)) <= read:
             return slots
         return {name: value for name, value in slots.items() if name in entities or name not in self.project.entity_patterns}
 

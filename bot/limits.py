@@ -252,4 +252,9 @@ async def hold_back(request: web.Request, conversation_id: str, text: str, langu
         return ""
     log.warning("%s is over %d messages a minute: its messages are dropped for %ds",
                 conversation_id, limits.config.per_conversation_per_minute, wait)
-    return slow_down(language, wait, text, await previous())
+    try:  # a multi bot's notice follows the conversation's language; one the store cannot tell is still sent
+        said_in = await previous() if language == "multi" else None
+    except Exception:
+        log.exception("cannot read %s's language for its notice", conversation_id)
+        said_in = None
+    return slow_down(language, wait, text, said_in)

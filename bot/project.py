@@ -49,7 +49,7 @@ class ModelConfig(Settings):
 
 
 REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do
-RESERVED_SLOTS = (SLOT, REQUESTED_SLOT)  # slots the bot keeps itself, which no entity may be named
+RESERVED_SLOTS = (SLOT, REQUESTED_SLOT)  # slots the bot keeps itself (SLOT in a multi bot), which no entity may be named
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -497,8 +497,9 @@ def same_example(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
 
 
-def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
-    """Read intents and examples in Rasa's ``nlu.yml`` format (synonyms and lookups are ignored)."""
+def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
+    """Read intents and examples in Rasa's ``nlu.yml`` format (synonyms and lookups are ignored); ``slots`` are
+    the bot's own, which no regex may name."""
     from bot.channels.base import normalise  # here, since the channels import this module's settings
 
     data, node = _load_yaml(path)
@@ -542,7 +543,7 @@ def load_nlu(path: Path) -> tuple[list[Example], dict[str, list[re.Pattern[str]]
             lines = _entry_lines(path, node, i, item)
             if not lines:
                 raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r} has no examples")
-            if kind == "regex" and str(item["regex"]) in RESERVED_SLOTS:  # its value would replace the bot's own
+            if kind == "regex" and str(item["regex"]) in slots:  # its value would replace the bot's own
                 raise _fail(path, node, ("nlu", i), f"regex {item['regex']!r}: the bot keeps its own slot of that "
                                                     "name; give the entity another")
             for pattern in lines if kind == "regex" else []:
@@ -637,7 +638,8 @@ def load_project(root: Path | str) -> Project:
     if not (root / "bot.yml").exists():
         raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {root}`")
     config = load_config(root / "bot.yml")
-    examples, patterns = load_nlu(root / "nlu.yml")
+    # A multi bot keeps the conversation's language in a slot; a one-language bot has none to lose.
+    examples, patterns = load_nlu(root / "nlu.yml", RESERVED_SLOTS if config.language == "multi" else (REQUESTED_SLOT,))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
     responses = load_responses(root / "responses.yml", intents, languages)

@@ -131,7 +131,8 @@ def read_store(project: Project) -> tuple[LearnedData, list[str]]:
 
 def _new_since(data: LearnedData, meta: dict[str, Any]) -> dict[str, int]:
     """The labels and agent answers the last attempt did not learn, and how many of the labels it learned
-    are gone (``bot purge``: the model must unlearn them too). A row is new by its id or by its time: after
+    are gone: purged (``bot purge``: the model must unlearn them too), or replaced by a newer label of the
+    same message. A row is new by its id or by its time: after
     ``bot purge`` deletes the latest rows, SQLite gives the next ones the same ids."""
     through = meta.get("learned_through", {})
 

@@ -278,8 +278,16 @@ def test_a_key_left_empty_means_its_default(bot_dir: Path) -> None:
 
 @pytest.mark.parametrize("name", ["language", "requested_slot"])
 def test_a_regex_may_not_be_named_as_a_slot_the_bot_keeps(bot_dir: Path, name: str) -> None:
-    """An entity named language replaced the conversation's language: a Chinese customer got English next."""
+    """An entity named language replaced a multi bot's conversation language: a Chinese customer got English
+    next. A one-language bot keeps no such slot, and may have such an entity."""
     path = bot_dir / "nlu.yml"
+    if name == "language":
+        (bot_dir / "bot.yml").write_text("language: en\n")
+        nlu = path.read_text(encoding="utf-8")
+        path.write_text(nlu + "- regex: language\n  examples: |\n    - (?P<value>French)\n", encoding="utf-8")
+        assert "language" in load_project(bot_dir).entity_patterns
+        path.write_text(nlu, encoding="utf-8")
+        (bot_dir / "bot.yml").write_text("language: multi\n")
     path.write_text(path.read_text() + f"- regex: {name}\n  examples: |\n    - (?P<value>French|法语)\n", encoding="utf-8")
     line = len(path.read_text(encoding="utf-8").splitlines()) - 2
     error = error_for(bot_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 import time
 from urllib.parse import urlencode
 from pathlib import Path
@@ -510,6 +511,28 @@ async def test_a_thread_in_chinese_is_told_to_wait_in_chinese(aiohttp_client: An
     bot.store.close()
     [notice] = [p["text"] for p in slack_api.posts if p["text"] != bot.text]
     assert notice.startswith("您发送消息太快了，请等待 ") and notice.endswith(" 秒后再发送。"), notice
+
+
+async def test_the_notice_to_wait_is_sent_when_the_store_cannot_say_the_language(
+        aiohttp_client: Any, slack_api: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """The notice is recorded as sent before the language is read: a failed read must not lose it."""
+    bot = FakeBot()
+    channel = make_channel(bot, slack_api.url, language="multi")
+
+    async def locked(_: str) -> str | None:
+        raise sqlite3.OperationalError("database is locked")
+
+    channel.conversation_language = locked  # type: ignore[method-assign]
+    app = web.Application()
+    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    statuses = [(await post(client, event(f"Ev{n}", text="1234", ts=f"1700000000.00010{n}", thread_ts=TS))).status
+                for n in range(2)]
+    await channel.close()
+    assert statuses == [200, 200] and "database is locked" in caplog.text
+    [notice] = [p["text"] for p in slack_api.posts if p["text"] != bot.text]
+    assert notice.startswith("You are sending messages too fast.")
 
 
 async def test_a_flooding_thread_is_limited_and_told_once_to_wait(aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
