@@ -191,7 +191,8 @@ class Bot:
         read = set(re.findall(r"\d+", " ".join(entities.values())))
         if set(re.findall(r"\d{3,}", text)) <= read:
             return slots
-        return {name: value for name, value in slots.items() if name in entities or name not in self.project.entity_patterns}
+        return {name: value for name, value in slots.items()
+                if name in entities or name not in self.project.entity_patterns}
 
     def _keep_language(self, slots: dict[str, Any], language: Language) -> None:
         """A ``multi`` bot keeps the conversation's language in a slot, which its actions can read too."""

@@ -69,8 +69,8 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     than once (spacing and case aside) is kept once. Logged tickets often label one message
     differently over time, and nlu.yml refuses an example under two intents, so such a text goes to the
     intent it was given most often (the first one given, on a tie). Returns the counts written,
-    ``repeated`` (the lines whose text an earlier line had, out-of-scope ones aside), ``relabelled`` (how many texts had several
-    intents), ``oos`` (the out-of-scope texts left out) and the language.
+    ``repeated`` (the lines whose text an earlier line had, out-of-scope ones aside), ``relabelled`` (how
+    many texts had several intents), ``oos`` (the out-of-scope texts left out) and the language.
     """
     votes: dict[str, Counter[str]] = {}  # same_example(text) -> the intents it was labelled with
     spelling: dict[str, str] = {}  # same_example(text) -> its first spelling

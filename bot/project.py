@@ -497,7 +497,8 @@ def same_example(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
 
 
-def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
+def load_nlu(path: Path,
+             slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
     """Read intents and examples in Rasa's ``nlu.yml`` format (synonyms and lookups are ignored); ``slots`` are
     the bot's own, which no regex may name."""
     from bot.channels.base import normalise  # here, since the channels import this module's settings

@@ -3,10 +3,10 @@
 A template may use ``{variables}`` filled from the conversation's slots and the entities found in the
 message. Among an intent's variants, those written for the turn's language, then for its channel, come
 first (a variant with no language or no channel serves them all), and among those the one using the
-most variables that are all known wins; variants with the same variables take turns at random. So a user can write "Refund
-for order {order_id} started" beside a plain "Refund started" for when no order number was given, as
-in Rasa's conditional responses, and a bilingual bot adds a ``language: zh`` variant of each for its
-Chinese customers.
+most variables that are all known wins; variants with the same variables take turns at random. So a
+user can write "Refund for order {order_id} started" beside a plain "Refund started" for when no order
+number was given, as in Rasa's conditional responses, and a bilingual bot adds a ``language: zh``
+variant of each for its Chinese customers.
 """
 
 from __future__ import annotations
