@@ -27,11 +27,14 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
-from bot.channels.base import MAX_REPLY_CHARS, load_json
+from bot.channels.base import load_json
 from bot.language import blank
 from bot.project import REQUESTED_SLOT
+from bot.responses import MAX_REPLY_CHARS
 
 if TYPE_CHECKING:
+    from rasa_sdk.executor import ActionExecutor
+
     from bot.project import Project
 
 log = logging.getLogger("deskbot")
@@ -339,7 +342,7 @@ def _fault(exc: Exception, path: Path, actions_dir: Path) -> tuple[str, int | No
     return (own[-1].filename, own[-1].lineno, str(exc)) if own else (str(path), None, str(exc))
 
 
-def _load_executor(actions_dir: Path):  # type: ignore[no-untyped-def]
+def _load_executor(actions_dir: Path) -> ActionExecutor:
     """Import every module in ``actions/`` and register the Action classes defined there."""
     from rasa_sdk import Action
     from rasa_sdk.executor import ActionExecutor

@@ -116,7 +116,10 @@ class MicroBatcher(Generic[T, R]):
     async def _outcomes(self, items: list[T]) -> list[tuple[R | None, BaseException | None]]:
         """Each item's result or error."""
         try:
-            return [(r, None) for r in await self._call(items)]
+            results = await self._call(items)
+            if len(results) != len(items):  # or the requests left over would wait for ever
+                raise RuntimeError(f"{len(results)} results for {len(items)} items")
+            return [(r, None) for r in results]
         except Exception:
             # One bad item must not fail the others: retry one by one to find it.
             outcomes: list[tuple[R | None, BaseException | None]] = []

@@ -12,11 +12,14 @@ import sys
 import uuid
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from bot.project import load_project
+from bot.project import Project, load_project
+
+if TYPE_CHECKING:
+    from dialogues.store import Store
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # deskbot never reaches for a model hub on its own
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -31,7 +34,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 BOT_DIR = click.Path(file_okay=False, path_type=Path)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -569,7 +572,7 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
 # --- learning from conversations ------------------------------------------------------------------
 
 
-def _open_store(project):  # type: ignore[no-untyped-def]
+def _open_store(project: Project) -> Store:
     from dialogues.store import Store
 
     if not project.db_path.exists():
@@ -613,10 +616,10 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
     """Delete conversations of DIRECTORY completely: messages, predictions, feedback, labels, answers."""
     store = _open_store(load_project(directory))
     try:
-        results = {cid: store.purge(cid) for cid in dict.fromkeys(conversation_ids)}  # a repeated id once
+        purged = store.purge(*dict.fromkeys(conversation_ids))  # a repeated id once
     finally:
         store.close()
-    for cid, deleted in results.items():
+    for cid, deleted in purged.deleted.items():
         if deleted["conversations"]:
             click.echo(f"Deleted {cid}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
         if deleted["answer_candidates"]:
@@ -624,7 +627,11 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
         if deleted["review_labels"]:
             click.echo(f"  the serving model may have learned its labels; `bot retrain {directory}` trains one without "
                        "them", err=True)
-    missing = [cid for cid, deleted in results.items() if not deleted["conversations"]]
+    if not purged.wal_cleared:
+        fail(f"another process kept reading {directory / 'dialogues.db'}, so dialogues.db-wal still holds a copy of "
+             "what was deleted; run this command again once it is done: it clears the copy, though it finds nothing "
+             "more to delete")
+    missing = [cid for cid, deleted in purged.deleted.items() if not deleted["conversations"]]
     if missing:
         fail(f"no conversation {', '.join(missing)} in {directory / 'dialogues.db'}")
 

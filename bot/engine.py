@@ -20,14 +20,14 @@ import aiohttp
 
 from bot.actions import ActionError, ActionRunner, action_call, action_domain
 from bot.batching import MicroBatcher
-from bot.channels.base import MAX_REPLY_CHARS, DeliveryError, Reply, Turn, normalise
+from bot.channels.base import DeliveryError, Reply, Turn, normalise
 from bot.language import SLOT, Language, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
-from bot.policy import HANDOFF_PAYLOAD, RESUME_PAYLOAD, Decision, decide, handing_off, misses_reach_handoff, understood
-from bot.project import REQUESTED_SLOT, Project
-from bot.responses import Rendered
+from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
+from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project
+from bot.responses import MAX_REPLY_CHARS, Rendered
 from dialogues.store import Exchange, Store
 from finetune.classifier import Prediction, intent_phrase
 

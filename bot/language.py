@@ -12,7 +12,7 @@ or one per language, so a ``multi`` bot never answers a Chinese customer in Engl
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import AfterValidator, PlainValidator
 
@@ -90,13 +90,13 @@ def turn_language(bot_language: str, text: str, previous: str | None = None) -> 
     """The language to answer ``text`` in. A button's payload (whatever its intent's name is written in),
     or a message with no word in it (an order number, an emoji), keeps ``previous``, the conversation's."""
     if bot_language in LANGUAGES:
-        return bot_language  # type: ignore[return-value]
+        return cast(Language, bot_language)
     if text.startswith("/") and previous in LANGUAGES:
-        return previous  # type: ignore[return-value]
+        return cast(Language, previous)
     if CJK.search(text):
         return "zh"
     if not LATIN.search(text):
-        return previous if previous in LANGUAGES else "en"  # type: ignore[return-value]
+        return cast(Language, previous) if previous in LANGUAGES else "en"
     return "en"
 
 

@@ -18,8 +18,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic.json_schema import models_json_schema
 
-from bot.channels.base import MAX_REPLY_CHARS, READABLE, readable
+from bot.channels.base import readable
 from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest, WebConversationId
+from bot.language import READABLE
+from bot.responses import MAX_REPLY_CHARS
 
 
 class _Body(BaseModel):

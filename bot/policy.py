@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.language import Language, mostly_written_in, say
 from bot.nlu import Analysis
-from bot.project import HANDOFF_PAYLOAD, RESUME_PAYLOAD, BotConfig
+from bot.project import HANDOFF_PAYLOAD, BotConfig
 from bot.responses import TEMPLATE_ANSWER, Responses
 from finetune.classifier import intent_phrase
 from finetune.metrics import OOS

@@ -161,7 +161,8 @@ def _check_is_ours(conn: sqlite3.Connection, path: Path) -> None:
 # An agent turn's author (the name the agent gave), kept in ``turns.user``; customers' ids are not shown.
 _AUTHOR = "CASE WHEN t.role = 'agent' THEN t.user END AS author"
 _TYPED = "role = 'user' AND substr(text, 1, 1) != '/'"  # what a customer typed, not a button's payload
-_LATEST_TYPED = f"(SELECT text FROM turns WHERE conversation_id = c.id AND {_TYPED} ORDER BY id DESC LIMIT 1)"
+# As the customer wrote it (``raw_text``), as the transcript shows it, not as the model read it.
+_LATEST_TYPED = f"(SELECT coalesce(raw_text, text) FROM turns WHERE conversation_id = c.id AND {_TYPED} ORDER BY id DESC LIMIT 1)"
 # Handed-off conversations as the agents' inbox shows them. A customer waits from the handoff until an
 # agent's first reply, and again from their first message after an agent's latest reply;
 # ``waiting_since`` is null while the latest word is the agent's.
@@ -212,8 +213,17 @@ class Exchange:
     quotes: bool = False
 
 
+@dataclass
+class Purged:
+    """What ``Store.purge`` deleted: the rows per table of each conversation, and whether the WAL went too."""
+
+    deleted: dict[str, dict[str, int]]
+    wal_cleared: bool
+
+
 class Store:
-    """Thread-safe access to ``dialogues.db``; all writes are serialised through one lock.
+    """``dialogues.db`` through one connection, for one thread at a time (the server makes every call
+    on its store thread, bot/batching.py); writes also hold a lock, so none interleaves with another.
 
     Privacy (``privacy:`` in bot.yml): with ``redact`` (the default) a customer's message is stored
     with emails, phone, card and ID numbers replaced, so nothing trained or exported from the store
@@ -592,11 +602,13 @@ class Store:
 
     # --- erasure --------------------------------------------------------------------------------
 
-    def purge(self, conversation_id: str) -> dict[str, int]:
-        """Delete a conversation and everything recorded about it; returns the rows deleted per table.
+    def purge(self, *conversation_ids: str) -> Purged:
+        """Delete conversations and everything recorded about them.
 
         ``secure_delete`` overwrites the freed pages with zeros and the WAL is checkpointed and
-        truncated, so no copy of the text stays in ``dialogues.db`` or ``dialogues.db-wal``.
+        truncated, so no copy of the text stays in ``dialogues.db`` or ``dialogues.db-wal``; unless
+        another process reads the file throughout the busy timeout (a long ``bot export``), which keeps
+        the WAL's frames alive: ``Purged.wal_cleared`` says so, and purging again later clears them.
         """
         in_turns = "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"
         tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
@@ -606,9 +618,10 @@ class Store:
             self.db.execute("PRAGMA secure_delete=ON")
             try:
                 with self.db.atomic():
-                    deleted = {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [conversation_id]).rowcount
-                               for table, where in tables}
-                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    deleted = {cid: {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
+                                     for table, where in tables}
+                               for cid in conversation_ids}
+                busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             finally:
                 self.db.execute("PRAGMA secure_delete=OFF")
-        return deleted
+        return Purged(deleted, wal_cleared=not busy)

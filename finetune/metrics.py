@@ -9,6 +9,7 @@ out-of-scope examples has that class). Accuracy counts an out-of-scope line as c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
@@ -22,7 +23,7 @@ def evaluate(
     scores: Sequence[float],
     known: Sequence[str],
     threshold: float | None = None,
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     """Accuracy, macro-F1, in-scope accuracy and out-of-scope detection figures.
 
     ``predicted`` are the classifier's top intents; ``scores`` their in-scope scores, higher meaning

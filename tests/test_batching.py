@@ -170,3 +170,20 @@ async def test_close_cancels_the_requests_it_cuts_short() -> None:
     await batcher.close()
     outcomes = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 2)
     assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
+
+
+async def test_a_batch_short_of_results_leaves_no_request_waiting() -> None:
+    """A batch function that drops a result must not leave that customer's request hanging."""
+    batches: list[list[str]] = []
+
+    def drops_the_last(items: list[str]) -> list[str]:
+        batches.append(list(items))
+        return [item.upper() for item in items][: max(1, len(items) - 1)]
+
+    batcher = MicroBatcher(drops_the_last, max_batch=8)
+    blocker = asyncio.ensure_future(batcher.submit("x"))
+    queued = [asyncio.ensure_future(batcher.submit(t)) for t in "abc"]
+    results = await asyncio.wait_for(asyncio.gather(blocker, *queued), timeout=5)
+    assert results == ["X", "A", "B", "C"]  # retried one by one, where each gets its own result
+    assert any(len(batch) > 1 for batch in batches)
+    await batcher.close()

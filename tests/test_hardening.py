@@ -22,9 +22,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from bot.channels.base import READABLE, normalise, readable
+from bot.channels.base import BackgroundTasks, normalise, readable
 from bot.channels.web import ChatRequest
 from bot.cli import cli
+from bot.language import READABLE
 from bot.limits import Limits, slow_down
 from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, mounted
@@ -698,6 +699,25 @@ async def test_shutdown_lets_socket_turns_finish_within_shutdown_seconds(
     assert took < 5
     took, received = await shut_down_mid_turn(await serve("hurried", "action_sleeping", 0.3))
     assert received == [] and took < 2  # the 5 s action was not waited for past shutdown_seconds
+
+
+async def test_closing_background_work_waits_for_what_it_spawns_meanwhile_then_cancels_the_rest() -> None:
+    """An answer that hands on to another task (a notice, a delivery) during shutdown is neither left running
+    against a closed session nor waited for past the grace."""
+    tasks, finished = BackgroundTasks(), []
+
+    async def step(name: str, seconds: float, then: tuple[str, float] | None = None) -> None:
+        await asyncio.sleep(seconds)
+        if then:
+            tasks.spawn(step(*then))
+        finished.append(name)
+
+    tasks.spawn(step("answer", 0.05, ("notice", 0.05)))
+    tasks.spawn(step("slow", 0.2, ("too late", 10)))
+    started = time.monotonic()
+    await tasks.close(grace=0.5)
+    assert finished == ["answer", "notice", "slow"] and time.monotonic() - started < 2
+    assert all(task.done() for task in asyncio.all_tasks() if task is not asyncio.current_task())
 
 
 # --- a bad model never goes live ------------------------------------------------------------------

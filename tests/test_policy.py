@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.nlu import Analysis
 from bot.evaluation import reply_outcome
-from bot.policy import HANDOFF_PAYLOAD, Decision, decide
-from bot.project import BotConfig
+from bot.policy import Decision, decide
+from bot.project import HANDOFF_PAYLOAD, BotConfig
 from bot.training import DEFAULT_INTENT_THRESHOLD, calibrate_threshold
 from bot.responses import Responses, ResponseVariant
 from finetune.classifier import Prediction

@@ -422,3 +422,39 @@ def test_a_resume_logged_as_a_handoff_before_migration_7_becomes_a_resume(tmp_pa
                                "ORDER BY t.id").fetchall()
     migrated.close()
     assert rows == [("/handoff", "handoff"), ("/resume", "resume"), ("I want a person", "handoff")]
+
+
+def test_a_purge_says_when_a_reader_kept_the_deleted_text_in_the_wal(tmp_path: Path) -> None:
+    """A reader holding a snapshot (a long ``bot export``) keeps the WAL's frames; erasure must not claim success."""
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    user_turn(store, "gone", "parcel for Zebediah Quuxworth")
+    user_turn(store, "kept", "another customer")
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM turns").fetchone() == (4,)
+    store.db.execute("PRAGMA busy_timeout=50")  # not the store's 30 s
+
+    purged = store.purge("gone", "nobody")
+    assert purged.deleted["gone"]["conversations"] == 1 and purged.deleted["nobody"]["conversations"] == 0
+    assert not purged.wal_cleared and b"Quuxworth" in Path(f"{path}-wal").read_bytes()  # what it says is so
+
+    reader.execute("ROLLBACK")
+    again = store.purge("gone")
+    assert again.wal_cleared and again.deleted["gone"]["turns"] == 0
+    assert b"Quuxworth" not in b"".join(p.read_bytes() for p in tmp_path.glob("dialogues.db*"))
+    store.close()
+
+
+def test_the_inbox_shows_the_latest_message_as_the_customer_wrote_it(tmp_path: Path) -> None:
+    """Full-width punctuation and digits are flattened for the model only; agents see what the transcript shows."""
+    store = Store(tmp_path / "dialogues.db")
+    store.log_exchange(Exchange("zh", "web", None, "我要退款!订单号123?", "我要退款！订单号１２３？", "好的", "get_refund",
+                                0.9, [("get_refund", 0.9)], "intent", "v0001"))
+    store.log_exchange(Exchange("en", "web", None, "plain", None, "Sorry?", None, 0.1, [], "fallback", "v0001"))
+    listed, total = store.inbox("open", 10)
+    latest = {c["conversation_id"]: c["last_message"] for c in listed}
+    assert total == 2 and latest == {"zh": "我要退款！订单号１２３？", "en": "plain"}
+    shown = store.transcript("zh")
+    assert shown is not None and shown["turns"][0]["text"] == latest["zh"]  # the same in both views
+    store.close()

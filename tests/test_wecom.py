@@ -514,6 +514,14 @@ async def test_markdown_reaches_wecom_as_plain_text(wecom: SimpleNamespace, cryp
     assert wecom.api.sent[-1]["text"]["content"] == "An agent here: see returns (https://shop.example/r)."
 
 
+async def test_a_reply_with_characters_xml_cannot_carry_still_reaches_wecom(wecom: SimpleNamespace,
+                                                                           crypto: WeComCrypto) -> None:
+    """A form feed pasted into an answer, or a control character from an action, would make the passive
+    reply's XML unreadable: WeCom would show nothing. They are dropped; tabs and line breaks stay."""
+    wecom.bot.text = "Page\x0cbreak\x0b|\x00|\x1b[31m|\ufffe|tab\there\nline 😀 中文 & <b> ]]>"
+    assert await passive_content(wecom.client, crypto, "hello", "1") == "Pagebreak||[31m||tab\there\nline 😀 中文 & <b> ]]>"
+
+
 async def test_buttons_are_numbered_and_a_number_sends_the_payload(aiohttp_client: Any, wecom_api: SimpleNamespace,
                                                                    crypto: WeComCrypto) -> None:
     bot = FakeBot(text="退款一般需要5到7个工作日。")

@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from bot.language import INVISIBLE, READABLE, SLOT, blank
+from bot.language import INVISIBLE, SLOT, blank
 from bot.project import ProjectError, valid_unicode
-from bot.responses import MAX_REPLY_CHARS
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -283,12 +282,17 @@ class BackgroundTasks:
             log.error("background task failed", exc_info=task.exception())
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        """Let the tasks finish for up to ``grace`` seconds, those they spawn meanwhile included, then
+        cancel what is left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while running := {task for task in self._tasks if not task.done()}:
+            if loop.time() >= deadline:
+                for task in running:
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+            else:
+                await asyncio.wait(running, timeout=deadline - loop.time())
 
 
 class PlatformChannel(Channel):

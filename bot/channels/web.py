@@ -23,7 +23,8 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from bot.channels.base import DEFAULT_GRACE_S, READABLE, Channel, Turn, http_error, in_time, load_json, readable
+from bot.channels.base import DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, load_json, readable
+from bot.language import READABLE
 from bot.limits import count_message, count_request, retry_after
 
 # Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:

@@ -78,6 +78,9 @@ class WeComAPIError(DeliveryError):
 # **bold**, *italic*, `code`. Lines, lists and bare addresses read the same as plain text.
 INLINE = re.compile(r"\[([^\]\n]+)\]\(([^()\s]+)\)|\*\*(?=\S)([^*\n]*?\S)\*\*|\*(?=\S)([^*\n]*?\S)\*|`([^`\n]+)`")
 LINKS = ("", "http", "https", "mailto", "tel")  # the addresses the web chat links; any other stays as typed
+# What XML 1.0 cannot carry at all, even escaped: a reply holding one (a form feed pasted into an agent's
+# answer, "\x0b" in an action's text) would make the whole passive reply unreadable to WeCom.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def plain_text(markdown: str) -> str:
@@ -261,7 +264,7 @@ class WeComChannel(PlatformChannel):
             ("FromUserName", self.corp_id),
             ("CreateTime", timestamp),
             ("MsgType", "text"),
-            ("Content", text),
+            ("Content", NOT_XML.sub("", text)),
         ):
             ET.SubElement(root, tag).text = value
         reply_xml = ET.tostring(root, encoding="unicode")
