@@ -158,12 +158,12 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
             done["skipped"] += 1
             continue
         try:
-            store.add_labels(item.turn_ids, answer.intent, reviewer, first=True)
-        except LabelledMeanwhile as exc:  # from the admin API while this item was on the screen
+            labelled = store.add_labels(item.turn_ids, answer.intent, reviewer, first=True)
+        except LabelledMeanwhile as exc:  # from the admin API, or purged, while this item was on the screen
             click.echo(f"  skipped: {exc}")
             done["skipped"] += 1
             continue
         done["items"] += 1
-        done["turns"] += len(item.turn_ids)
-        click.echo(f"  → {answer.intent} ({len(item.turn_ids)} message{'s' if len(item.turn_ids) > 1 else ''})")
+        done["turns"] += len(labelled)
+        click.echo(f"  → {answer.intent} ({len(labelled)} message{'s' if len(labelled) > 1 else ''})")
     return done

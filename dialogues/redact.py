@@ -44,7 +44,8 @@ CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2
 # (01062345678) only after a word for a phone, since order numbers look the same.
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
 CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )[2-9]\d{{6,7}}(?![\d-])")
-CN_LANDLINE_NAMED = re.compile(rf"(?i)(?:电话|座机|固话|tel|phone|call)\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
+_PHONE_WORD = r"(?:电话|座机|固话|tel|phone|call)(?: ?(?:号码|号|number|no\.?))?(?: ?(?:是|为|is))?"  # 电话号码是…
+CN_LANDLINE_NAMED = re.compile(rf"(?i){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
 INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d)")
 NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?!\d)")
 
@@ -186,13 +187,15 @@ def was_redacted(text: str) -> bool:
 
 
 def _nfkc_view(text: str) -> tuple[str, Sequence[int]]:
-    """``text`` NFKC-normalised character by character, and for each character of that view the
-    index in ``text`` of the character it came from. Normalising the whole string at once could
-    compose characters across positions and lose the map back; the patterns match no combining
-    marks, so the two views differ in nothing they look at."""
-    if text.isascii():  # most messages: NFKC changes no ASCII character
+    """``text`` NFKC-normalised character by character, without the characters that show nothing
+    (zero-width spaces, joiners, soft hyphens: Unicode's format characters, which a number copied from
+    a web page often carries, 138\u200b1234\u200b5678), and for each character of that view the index
+    in ``text`` of the character it came from. Normalising the whole string at once could compose
+    characters across positions and lose the map back; the patterns match no combining marks, so the
+    two views differ in nothing they look at."""
+    if text.isascii():  # most messages: NFKC changes no ASCII character, and none is a format character
         return text, range(len(text))
-    pieces = [unicodedata.normalize("NFKC", ch) for ch in text]
+    pieces = ["" if unicodedata.category(ch) == "Cf" else unicodedata.normalize("NFKC", ch) for ch in text]
     return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
 
 

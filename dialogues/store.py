@@ -116,7 +116,8 @@ class StoreError(Exception):
 
 
 class LabelledMeanwhile(Exception):
-    """Another reviewer labelled the item first (two reviewers working one queue)."""
+    """Another reviewer labelled the item first (two reviewers working one queue), or its conversation
+    was purged since it was shown."""
 
 
 def cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
@@ -325,10 +326,15 @@ class Store:
     def _private(self, text: str) -> str:
         return redact(text) if self.redact else text
 
-    def _shown(self, text: str | None) -> str | None:
-        """A turn's text for people to read: ``raw_text`` is kept unredacted with ``keep_raw``, for the
-        shop's own records, not for display."""
-        return self._private(text) if self.keep_raw and text else text
+    def _shown(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A turn ``row`` as people read it: its text as typed (``raw_text``) where that was kept, in place
+        of the text as normalised for the model. With ``keep_raw`` that copy is unredacted, for the shop's
+        own records, not for display; ``text`` is already as privacy allows (the shop's replies and the
+        agents' words as written, which redaction would rob of the shop's own phone number)."""
+        shown = {column: value for column, value in row.items() if column != "raw_text"}
+        if row["raw_text"] is not None:
+            shown["text"] = self._private(row["raw_text"])
+        return shown
 
     def _stored_texts(self, text: str, raw_text: str | None) -> tuple[str, str | None]:
         """``(text, raw_text)`` as privacy allows them to be written; raw_text only when it differs."""
@@ -433,12 +439,12 @@ class Store:
         their messages as they typed them and saw them sent (raw_text, redacted as the text is), not as
         normalised for the model (１２３ and ，turned into 123 and ,)."""
         rows = self.db.query(
-            f"SELECT t.id, t.role, coalesce(t.raw_text, t.text) AS text, t.created, f.value AS feedback, {_AUTHOR}, t.buttons FROM turns t "
+            f"SELECT t.id, t.role, t.text, t.raw_text, t.created, f.value AS feedback, {_AUTHOR}, t.buttons FROM turns t "
             "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = t.id) "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
             [conversation_id, limit],
         )
-        return [{**row, "text": self._shown(row["text"]), "buttons": json.loads(row["buttons"] or "[]")}
+        return [{**self._shown(row), "buttons": json.loads(row["buttons"] or "[]")}
                 for row in reversed(list(rows))]
 
     def add_feedback(self, conversation_id: str, turn_id: int, value: int, comment: str | None = None) -> int:
@@ -502,7 +508,7 @@ class Store:
         if conversation is None:
             return None
         turns = self.db.query(
-            f"SELECT t.id, t.role, coalesce(t.raw_text, t.text) AS text, t.created, p.intent, p.confidence, p.source, {_AUTHOR}, "
+            f"SELECT t.id, t.role, t.text, t.raw_text, t.created, p.intent, p.confidence, p.source, {_AUTHOR}, "
             "t.undelivered IS NOT NULL AS undelivered, "
             "(SELECT value FROM feedback WHERE turn_id = t.id ORDER BY id DESC LIMIT 1) AS feedback "
             "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
@@ -513,7 +519,7 @@ class Store:
                                  [conversation_id])
         return {"conversation_id": conversation_id,
                 **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},
-                "turns": [{**turn, "text": self._shown(turn["text"]), "undelivered": bool(turn["undelivered"])}
+                "turns": [{**self._shown(turn), "undelivered": bool(turn["undelivered"])}
                           for turn in reversed(list(turns))],
                 "handoffs": list(handoffs)}
 
@@ -556,24 +562,30 @@ class Store:
         unsettled = list(itertools.takewhile(lambda row: row["source"] in ("fallback", "handoff"), reversed(before)))
         return next(iter(unsettled[-1:] or after[:1] or before[-1:]), None)
 
-    def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None, first: bool = False) -> None:
-        """A reviewer's intent (or ``oos``) for user turns; a later label for the same turn wins, unless
-        ``first``: then a turn labelled already raises :class:`LabelledMeanwhile` and nothing is stored
-        (a reviewer labelling a queue item someone else labelled since it was shown)."""
+    def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None, first: bool = False) -> list[int]:
+        """A reviewer's intent (or ``oos``) for user turns; returns the turns labelled. A later label for
+        the same turn wins, unless ``first`` (a reviewer labelling a queue item as it was shown): then a
+        turn labelled already raises :class:`LabelledMeanwhile` and nothing is stored, and turns purged
+        since are left out (all of them: :class:`LabelledMeanwhile` too). Otherwise a turn that is not a
+        customer's raises KeyError."""
         marks = ",".join("?" * len(turn_ids))
         with self._lock, self.db.atomic():
             found = {r["id"] for r in self.db.query(f"SELECT id FROM turns WHERE role = 'user' AND id IN ({marks})", turn_ids)}
             missing = sorted(set(turn_ids) - found)
-            if missing:
+            if missing and not first:
                 raise KeyError(f"no user turn {missing[0]}")
+            if not found:
+                raise LabelledMeanwhile(f"turn {missing[0]} was deleted meanwhile")
             if first and (taken := next(self.db.query(
                     f"SELECT turn_id, intent, reviewer FROM review_labels WHERE turn_id IN ({marks}) ORDER BY id DESC LIMIT 1",
                     turn_ids), None)):
                 by = f" by {taken['reviewer']}" if taken["reviewer"] else ""
                 raise LabelledMeanwhile(f"turn {taken['turn_id']} was labelled meanwhile{by}, as {taken['intent']}")
             created = now()
+            labelled = [t for t in turn_ids if t in found]
             self.db["review_labels"].insert_all(
-                {"turn_id": t, "intent": intent, "reviewer": reviewer, "created": created} for t in turn_ids)
+                {"turn_id": t, "intent": intent, "reviewer": reviewer, "created": created} for t in labelled)
+            return labelled
 
     def labels(self, since: float = 0.0) -> list[dict[str, Any]]:
         """The latest label of every labelled turn, oldest first, with the turn's text."""

@@ -106,10 +106,17 @@ class Hit:
     intent: str | None
 
 
+# Punctuation inside a word or a number, which leaves one word or number behind, not two: "can't" is
+# "cant", "e-mail" "email" and "1,234" one number.
+_INSIDE = re.compile(r"(?<=\w)['\u2019\-\u2010\u2011](?=\w)|(?<=\d)[.,](?=\d)")
+
+
 def _normalise(text: str, number_digits: int | None = None) -> str:
     """Text up to case, spacing and punctuation, and, with ``number_digits``, the digits of every run of
     that many digits or more."""
-    text = text.casefold() if number_digits is None else re.sub(rf"\d{{{number_digits},}}", "#", text.casefold())
+    text = _INSIDE.sub("", text.casefold())
+    if number_digits is not None:
+        text = re.sub(rf"\d{{{number_digits},}}", "#", text)
     return " ".join(re.sub(r"[^\w#]+", " ", text).split())
 
 

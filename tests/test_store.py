@@ -251,6 +251,12 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("快递单号 SF8046055490315 还没到", "快递单号 SF8046055490315 还没到"),  # letters, digits, no country
     # the other ways customers write them
     ("tel 010 62345678 or 0755 88889999, 电话01062345678", "tel [PHONE] or [PHONE], 电话[PHONE]"),
+    ("电话号码是01062345678，座机号码：075588889999", "电话号码是[PHONE]，座机号码：[PHONE]"),
+    ("phone number 01062345678, order 01062345678", "phone number [PHONE], order 01062345678"),
+    # zero-width spaces, word joiners and soft hyphens come along with numbers copied from web pages
+    ("phone 138\u200b1234\u200b5678, card 4111\u200b1111\u200b1111\u200b1111", "phone [PHONE], card [CARD]"),
+    ("我的手机是139\u20601234\u20605678，邮箱 john\u200b@example.com 或 138\xad1234\xad5678",
+     "我的手机是[PHONE]，邮箱 [EMAIL] 或 [PHONE]"),
     ("身份证 440308-19900307-1235", "身份证 [ID]"), ("ssn 123 45 6789", "ssn [ID]"),
     ("iban de89370400440532013000 or GB82-WEST-1234-5698-7654-32", "iban [IBAN] or [IBAN]"),
     ("card 4111.1111.1111.1111 or 4111 / 1111 / 1111 / 1111.", "card [CARD] or [CARD]."),
@@ -276,8 +282,12 @@ def test_the_history_and_transcript_show_messages_as_typed(tmp_path: Path) -> No
     assert store.transcript("c1")["turns"][0]["text"] == "我的订单（１２３）到哪了？卡[CARD]"
     store.close()
     kept = Store(tmp_path / "raw.db", keep_raw=True)  # the unredacted copy is the shop's record, not for display
-    kept.log_exchange(Exchange("c1", "web", None, "card 4111111111111111", None, "Sorry?", None, 0.2, [], "fallback", "v1"))
-    assert kept.history("c1")[0]["text"] == kept.transcript("c1")["turns"][0]["text"] == "card [CARD]"
+    kept.log_exchange(Exchange("c1", "web", None, "card 4111111111111111", None, "Call +1 555 010 0199, or write to "
+                               "help@shop.example.", None, 0.2, [], "fallback", "v1"))
+    kept.add_agent_answer("c1", "Write to me at anna@shop.example", agent="anna")
+    as_shown = ["card [CARD]", "Call +1 555 010 0199, or write to help@shop.example.", "Write to me at anna@shop.example"]
+    assert [t["text"] for t in kept.history("c1")] == [t["text"] for t in kept.transcript("c1")["turns"]] == as_shown
+    assert "raw_text" not in kept.history("c1")[0] and "raw_text" not in kept.transcript("c1")["turns"][0]
     assert kept.db.execute("SELECT raw_text FROM turns WHERE role = 'user'").fetchone()[0] == "card 4111111111111111"
     kept.close()
 
