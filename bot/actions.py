@@ -274,6 +274,8 @@ class ActionRunner:
             result, error = None, None
             try:
                 result = work()
+            except SystemExit as exc:  # sys.exit() in the shop's code; raised in the server's loop, it would stop it
+                error = RuntimeError(f"it called exit ({exc})")
             except BaseException as exc:
                 error = exc
             try:
@@ -358,7 +360,7 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
         name = f"{package}.{path.stem}"
         try:
             module = importlib.import_module(name)
-        except Exception as exc:  # the shop's own code: a syntax error, a missing import, a failing top level
+        except (Exception, SystemExit) as exc:  # the shop's code: a syntax error, a missing import, a failing top level
             sys.modules.pop(name, None)
             where, line, reason = _fault(exc, path, actions_dir)
             raise ActionError(f"{where}{f':{line}' if line else ''}: cannot load the custom actions: "

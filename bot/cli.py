@@ -580,6 +580,15 @@ def _open_store(project: Project) -> Store:
     return Store(project.db_path)
 
 
+def _is_the_bots_own(project: Project, path: Path) -> bool:
+    """Whether ``path`` is a file the bot reads or keeps (``bot export -o dialogues.db`` emptied the store)."""
+    from bot.importer import BOT_FILES
+
+    root, path = project.root.resolve(), path.resolve()
+    own = [root / name for name in BOT_FILES] + [Path(f"{project.db_path.resolve()}{end}") for end in ("", "-wal", "-shm")]
+    return path in own or any(path.is_relative_to(folder.resolve()) for folder in (project.models_dir, project.actions_dir))
+
+
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None,
@@ -595,6 +604,8 @@ def export(directory: Path, since: Any, fmt: str, output: str) -> None:
     from dialogues.store import unix_time
 
     project = load_project(directory)
+    if output != "-" and _is_the_bots_own(project, Path(output)):
+        fail(f"{output}: one of the bot's own files, which the export would replace; write it elsewhere")
     store = _open_store(project)
     try:
         data = exported(project, learned_data(store, unix_time(since) if since else 0.0, project.config.privacy.redact))

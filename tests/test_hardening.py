@@ -77,6 +77,14 @@ class Broken(Action):
         raise RuntimeError("the order database is down")
 
 
+class Exiting(Action):
+    def name(self):
+        return "action_exiting"
+
+    def run(self, dispatcher, tracker, domain):
+        raise SystemExit("no database, giving up")  # sys.exit() in the shop's code must not stop the server
+
+
 class Stuck(Action):
     def name(self):
         return "action_stuck"
@@ -614,7 +622,7 @@ async def test_purge_deletes_a_conversation_completely(make_client: Callable[...
 # --- custom actions ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("action", ["action_blocking", "action_sleeping", "action_broken"])
+@pytest.mark.parametrize("action", ["action_blocking", "action_sleeping", "action_broken", "action_exiting"])
 async def test_slow_or_broken_actions_fall_back_without_holding_anyone_up(
         tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, aiohttp_client: Any, action: str) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "actions-bot", server={"limits": NO_LIMITS},
@@ -628,7 +636,7 @@ async def test_slow_or_broken_actions_fall_back_without_holding_anyone_up(
     await asyncio.sleep(0.2)
     other = await chat(client, cid(), "/check_refund_policy")
     assert other.status == 200 and (await other.json())["source"] == "template"
-    assert action == "action_broken" or not slow.done()  # answered while the action is stuck
+    assert action in ("action_broken", "action_exiting") or not slow.done()  # answered while the action is stuck
     reply = await (await slow).json()
     assert time.monotonic() - started < 4  # the 5 s action was cut at 0.5 s
     assert reply["source"] == "fallback" and "couldn't complete that" in reply["reply"]
@@ -833,6 +841,7 @@ def test_broken_model_folders_and_settings_get_one_line_errors(tiny_demo_bot: Pa
     ("import json\nimport orders_api_client\n", "broken.py:2: cannot load the custom actions: ModuleNotFoundError: "
                                                  "No module named 'orders_api_client'"),
     ("import json\n\nRATES = json.loads('{')\n", "broken.py:3: cannot load the custom actions: JSONDecodeError: "),
+    ("import sys\n\nsys.exit(3)\n", "broken.py:3: cannot load the custom actions: SystemExit: 3"),  # it ended bot silently
 ])
 @pytest.mark.parametrize("command", ["serve", "chat"])
 def test_a_custom_action_that_cannot_load_is_named(tiny_demo_bot: Path, tmp_path: Path, source: str, problem: str,

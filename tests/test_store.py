@@ -375,6 +375,25 @@ def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: P
     assert missing.exit_code == 1 and "not a bot folder" in missing.output
 
 
+def test_export_refuses_to_write_over_the_bots_own_files(tmp_path: Path) -> None:
+    """``bot export DIR -o dialogues.db`` emptied the store, and ``-o nlu.yml`` the training data, exit code 0."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db")
+    store.add_labels([user_turn(store, "c1", "when do you open?")], "opening_hours")
+    store.close()
+    (root / "models").mkdir(exist_ok=True)
+    before = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+    for target in ("dialogues.db", "dialogues.db-wal", "nlu.yml", "bot.yml", "models/CURRENT", "actions/x.py"):
+        result = CliRunner().invoke(cli, ["export", str(root), "-o", str(root / target)])
+        assert result.exit_code == 1 and "one of the bot's own files" in result.output, target
+    elsewhere = root / ".." / "bot" / "." / "nlu.yml"  # the same file by another path
+    assert CliRunner().invoke(cli, ["export", str(root), "-o", str(elsewhere)]).exit_code == 1
+    assert {path: path.read_bytes() for path in root.rglob("*") if path.is_file()} == before
+    written = CliRunner().invoke(cli, ["export", str(root), "-o", str(root / "export.jsonl")])
+    assert written.exit_code == 0 and "opening_hours" in (root / "export.jsonl").read_text()
+
+
 def test_recent_messages_are_the_latest_distinct_customer_texts(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     for conversation, text in [("c1", "where is my order"), ("c1", "/track_order"), ("c2", "refund please"),
