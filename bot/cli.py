@@ -191,6 +191,9 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         fail(f"cannot serve on {host}:{port}: {reason}{hint}")
 
 
+TTY_LINE_BYTES = 4096  # what a terminal's line editing holds (Linux's N_TTY), the newline included
+
+
 def ask(prompt: str) -> str:
     """``input(prompt)``, where Ctrl-C ends the wait at once. The kernel may hand SIGINT to any of the
     process's threads (torch's, the tokenizer's): then the main thread's read of the terminal is not
@@ -248,12 +251,17 @@ def chat(directory: Path, device: str | None) -> None:
                     text: str | None = ask("you> ")
                 except EOFError:
                     break
-                except UnicodeDecodeError:  # a strict terminal's answer to bytes that are not UTF-8
+                except UnicodeDecodeError:  # bytes that are not UTF-8, or a character the terminal's line cut in two
                     text = None
                 if text is not None and not text.strip():
                     continue
+                if text is not None and sys.stdin.isatty() and len(text.encode(errors="replace")) >= TTY_LINE_BYTES - 1:
+                    click.echo(f"(not sent: a terminal cuts a line at {TTY_LINE_BYTES - 1:,} bytes, and this one may "
+                               "have been cut; send it in pieces, or through `bot serve`)", err=True)
+                    continue
                 if text is None or not readable(text):  # readable() also refuses what surrogateescape let through
-                    click.echo("(not sent: nothing to read, or not valid UTF-8)", err=True)
+                    click.echo(f"(not sent: nothing to read, not valid UTF-8, or over the {TTY_LINE_BYTES - 1:,} bytes "
+                               "a terminal's line holds)", err=True)
                     continue
                 reply = runner.run(bot.handle(Turn(conversation, text, "cli")))
                 if reply.text:

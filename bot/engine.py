@@ -379,14 +379,15 @@ class Bot:
             raise KeyError(conversation_id)
         turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"], agent)
         channel = self.channels.get(conversation["channel"])
-        if channel is not None:
-            try:
-                await channel.send(conversation_id, text, role="agent", turn_id=turn_id, author=agent)
-            except (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                await self._store(self.store.undelivered, turn_id)  # the customer still waits for an answer
-                if isinstance(exc, DeliveryError):
-                    raise
-                raise DeliveryError(f"cannot reach {channel.name}: {exc or type(exc).__name__}") from exc
+        try:
+            if channel is None:  # a `bot chat` conversation, or one on a channel since turned off
+                raise DeliveryError(f"this server does not serve its channel, {conversation['channel']!r}")
+            await channel.send(conversation_id, text, role="agent", turn_id=turn_id, author=agent)
+        except (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            await self._store(self.store.undelivered, turn_id)  # the customer still waits for an answer
+            if isinstance(exc, DeliveryError):
+                raise
+            raise DeliveryError(f"cannot reach {conversation['channel']}: {exc or type(exc).__name__}") from exc
         return turn_id
 
     async def close(self) -> None:

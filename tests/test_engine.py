@@ -164,3 +164,38 @@ def test_ctrl_c_ends_bot_chat_at_its_prompt(tiny_demo_bot: Path, tmp_path: Path)
         os.kill(pid, 9)
     os.close(terminal)
     assert done[0] == pid, f"bot chat was still waiting 20 s after Ctrl-C:\n{seen[-2000:]!r}\n{stuck}"
+
+
+def test_bot_chat_does_not_send_a_line_the_terminal_cut(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A terminal holds 4,095 bytes of a line: a longer paste went out cut, and Chinese cut inside a character
+    was called "not valid UTF-8"."""
+    import pty
+    import select
+
+    root = shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*"))
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.chdir(Path(__file__).parent.parent)
+        os.execv(sys.executable, [sys.executable, "-m", "bot.cli", "chat", str(root), "--device", "cpu"])
+    seen = b""
+
+    def read_until(marker: bytes, count: int) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 300
+        while seen.count(marker) < count and time.monotonic() < deadline:
+            if select.select([terminal], [], [], 0.5)[0]:
+                seen += os.read(terminal, 65536)
+        assert seen.count(marker) >= count, seen[-3000:]
+
+    read_until(b"you> ", 1)
+    for i, line in enumerate(["a" + "我要退款订单号一二三" * 150, "b" * 5000], start=2):  # 4,501 and 5,000 bytes
+        os.write(terminal, line.encode() + b"\n")
+        read_until(b"you> ", i)
+    os.write(terminal, b"/track_refund\n")
+    read_until(b"you> ", 4)
+    os.write(terminal, b"\x04")  # Ctrl-D
+    os.waitpid(pid, 0)
+    os.close(terminal)
+    assert seen.count(b"(not sent: a terminal cuts a line at 4,095 bytes") == 2  # each, said as it is
+    turns = list(sqlite_utils.Database(root / "dialogues.db")["turns"].rows)
+    assert [t["text"] for t in turns if t["role"] == "user"] == ["/track_refund"]  # nothing cut went out
