@@ -152,10 +152,14 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
 @click.option("--no-promote", is_flag=True, help="Keep serving the current model; only write the new version.")
 def train(directory: Path, device: str | None, no_promote: bool) -> None:
     """Fine-tune the classifier and build the answer index for the bot in DIRECTORY."""
-    from bot.training import train_project
+    from bot.training import MIN_CALIBRATION, train_project
 
     result = train_project(load_project(directory), device=device, promote=not no_promote)
     click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1))
+    if result.metrics.get("threshold_calibrated") is False:
+        click.echo(f"note: thresholds.intent stays at {result.metrics['intent_threshold']:g}, not calibrated: that takes "
+                   f"{MIN_CALIBRATION} held-out examples (a tenth of each intent's, for intents with 5 or more), and this "
+                   f"bot held out {result.metrics['holdout_examples']}; add examples, or set thresholds.intent", err=True)
 
 
 @cli.command()

@@ -559,9 +559,12 @@ def load_nlu(path: Path,
     return examples, patterns
 
 
-def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...]) -> Responses:
+def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...],
+                   fillable: set[str] | None = None) -> Responses:
     """``languages``: those the bot's customers write in. Each intent's template must answer each of them on
-    every channel, or an intent the classifier is sure of gets the fallback, with its own button in it."""
+    every channel, or an intent the classifier is sure of gets the fallback, with its own button in it.
+    ``fillable``: the only variables anything can fill, when the bot runs no custom action (which may set
+    any slot); a variant with another would never be shown."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
         raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
@@ -590,6 +593,10 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                 loc = ("responses", intent, j, *err["loc"])
                 message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
                 raise _fail(path, node, loc, message) from None
+            if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):
+                raise _fail(path, node, ("responses", intent, j),
+                            f"{{{unknown[0]}}} is filled by no entity of nlu.yml, and no custom action runs (bot.yml's "
+                            "actions.map is empty): this variant would never be shown")
             for k, button in enumerate(parsed[-1].buttons):  # a typo would send the click to the classifier as text
                 target = button.payload[1:]
                 if button.payload.startswith("/") and target not in intents and button.payload not in RESERVED_PAYLOADS:
@@ -643,7 +650,9 @@ def load_project(root: Path | str) -> Project:
     examples, patterns = load_nlu(root / "nlu.yml", RESERVED_SLOTS if config.language == "multi" else (REQUESTED_SLOT,))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
-    responses = load_responses(root / "responses.yml", intents, languages)
+    # With no custom action to set slots, only nlu.yml's entities (and the reserved slots) fill a template.
+    fillable = None if config.actions.map else {*patterns, *RESERVED_SLOTS}
+    responses = load_responses(root / "responses.yml", intents, languages, fillable)
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]

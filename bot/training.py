@@ -139,6 +139,9 @@ DEFAULT_INTENT_THRESHOLD = 0.5
 WRONG_ANSWER_COST = 1.25  # what a wrong answer costs, against 1 gained by a right one (see calibrate_threshold)
 
 
+MIN_CALIBRATION = 10  # held-out examples the threshold's calibration needs: a tenth of intents with 5+ examples
+
+
 def calibrate_threshold(confidences: list[float], correct: list[bool]) -> float:
     """The confidence cut that best separates held-out mistakes from correct answers, with the widest margin.
 
@@ -155,9 +158,10 @@ def calibrate_threshold(confidences: list[float], correct: list[bool]) -> float:
     intent covers, which a held-out tenth does not hold. A shop that weighs wrong answers differently,
     or sees many such questions, fixes ``thresholds.intent``. Among the cuts that score best, the one in the widest gap between
     neighbouring confidences is taken, halfway across it, so that phrasings a little less typical
-    than the held-out ones still clear it. With too few held-out examples the documented default stays.
+    than the held-out ones still clear it. With fewer than ``MIN_CALIBRATION`` held-out examples the
+    default stays (``holdout_metrics`` says so).
     """
-    if len(confidences) < 10:
+    if len(confidences) < MIN_CALIBRATION:
         return DEFAULT_INTENT_THRESHOLD
     pairs = sorted(zip(confidences, correct))
     values = [0.0] + [c for c, _ in pairs]
@@ -171,16 +175,18 @@ def calibrate_threshold(confidences: list[float], correct: list[bool]) -> float:
 
 
 def holdout_metrics(classifier: IntentClassifier, held: list[Example], threshold: float | str) -> dict[str, Any]:
-    """Figures on the held-out examples, and the calibrated threshold when the bot asks for ``auto``."""
+    """Figures on the held-out examples, and the calibrated threshold when the bot asks for ``auto``
+    (``threshold_calibrated`` false when it had too few examples to calibrate on, and kept the default)."""
+    calibrated = {"threshold_calibrated": len(held) >= MIN_CALIBRATION} if threshold == "auto" else {}
     if not held:
-        return {"intent_threshold": DEFAULT_INTENT_THRESHOLD if threshold == "auto" else threshold}
+        return {"intent_threshold": DEFAULT_INTENT_THRESHOLD if threshold == "auto" else threshold, **calibrated}
     predictions = classifier.predict([e.text for e in held])
     confidences = [p.confidence for p in predictions]
     if threshold == "auto":
         threshold = calibrate_threshold(confidences, [p.intent == e.intent for p, e in zip(predictions, held)])
     metrics = evaluate([e.intent for e in held], [p.intent for p in predictions], confidences,
                        classifier.labels, float(threshold))
-    return {**metrics, "intent_threshold": threshold}
+    return {**metrics, "intent_threshold": threshold, **calibrated}
 
 
 def train_config(project: Project) -> TrainConfig:

@@ -118,6 +118,24 @@ def test_a_button_for_an_unknown_intent_names_its_line(bot_dir: Path) -> None:
     assert error.startswith(f"{path}:{line}: ") and error.endswith("payload: unknown intent 'track_refnud' (not in nlu.yml)")
 
 
+def test_a_variable_nothing_can_fill_is_refused_when_no_action_runs(bot_dir: Path) -> None:
+    """{bot_name}, neither an entity nor a slot any action sets, made a confident greeting "I'm not sure"."""
+    path = bot_dir / "responses.yml"
+    responses = yaml.safe_load(path.read_text())
+    responses["responses"]["greet"] = [{"text": "Hi, I'm {bot_name}."}]
+    path.write_text(yaml.safe_dump(responses, allow_unicode=True, sort_keys=False))
+    config = bot_dir / "bot.yml"
+    mapped = config.read_text()
+    assert load_project(bot_dir).responses  # an action may set any slot: it may set bot_name
+    config.write_text(mapped.replace("    track_order: action_order_status\n", ""))
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "{bot_name}" in text)
+    error = error_for(bot_dir)
+    assert error.startswith(f"{path}:{line}: ") and "{bot_name} is filled by no entity of nlu.yml" in error
+    responses["responses"]["greet"] = [{"text": "Order {order_id}?"}, {"text": "Hi!"}]  # nlu.yml's entity: fine
+    path.write_text(yaml.safe_dump(responses, allow_unicode=True, sort_keys=False))
+    assert load_project(bot_dir).responses
+
+
 def test_malformed_yaml_points_at_the_line(bot_dir: Path) -> None:
     (bot_dir / "nlu.yml").write_text('version: "3.1"\nnlu:\n- intent: greet\n  examples: [unclosed\n')
     assert error_for(bot_dir).startswith(f"{bot_dir / 'nlu.yml'}:")

@@ -278,3 +278,15 @@ def test_bot_train_retrain_and_rollback_refuse_to_run_beside_another_training(sm
         assert result.exit_code == 1 and "try again when it finishes" in result.output
     assert [d["event"] for d in Registry(root / "models").decisions()] == ["trained"]  # small_bot's own training
     assert [v.name for v in Registry(root / "models").versions()] == ["v0001"]
+
+
+def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: Path, tmp_path: Path) -> None:
+    """`thresholds.intent: auto` needs ten held-out examples; a small bot kept 0.5 and printed it like a calibrated one."""
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    result = CliRunner().invoke(cli, ["train", str(root), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["threshold_calibrated"] is False and figures["intent_threshold"] == 0.5
+    assert figures["holdout_examples"] < 10
+    assert (f"note: thresholds.intent stays at 0.5, not calibrated: that takes 10 held-out examples (a tenth of each "
+            f"intent's, for intents with 5 or more), and this bot held out {figures['holdout_examples']}") in result.stderr
