@@ -8,14 +8,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install install-dev mpnet browser clean
+.PHONY: demo test install install-dev mpnet browser fonts clean
 
 demo: install ## install, train the demo bot once, and serve it
 	[ -f $(DEMO)/bot.yml ] || $(BIN)/bot init $(DEMO) --demo
 	[ -f $(DEMO)/models/CURRENT ] || $(BIN)/bot train $(DEMO)
 	$(BIN)/bot serve $(DEMO) --port $(PORT)
 
-test: install-dev mpnet browser ## install what the tests need and run them all
+test: install-dev mpnet browser fonts ## install what the tests need and run them all
 	$(BIN)/python -m pytest -q
 
 # torch is installed first and pinned, so that pip takes the CPU wheel instead of a multi-GB CUDA build.
@@ -45,6 +45,10 @@ mpnet: $(VENV)/.installed-mpnet
 # The widget tests drive Debian's Chromium; no browser is ever downloaded.
 browser:
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
+
+# A font with Chinese characters, for the intent names in `bot eval`'s plots (matplotlib's own has none).
+fonts:
+	fc-list :lang=zh 2>/dev/null | grep -q . || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q fonts-wqy-microhei; }
 
 clean:
 	rm -rf $(VENV) $(DEMO) results .pytest_cache

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noq
 from bot.channels.base import load_json, readable  # noqa: E402
 from finetune.classifier import Prediction  # noqa: E402
 from finetune.metrics import OOS, auroc_by_kind, evaluate  # noqa: E402
+
+log = logging.getLogger("deskbot")
 
 
 def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str] = str) -> list[dict[str, Any]]:
@@ -93,15 +97,45 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
     return figures
 
 
+def fonts_for(texts: list[str]) -> list[str]:
+    """The font families that draw every character of ``texts``: matplotlib's default, then, if it lacks
+    some (its DejaVu Sans has no Chinese, and Chinese intent names drew as boxes), the first installed
+    font that has them all. None found, the plots keep the default, and a one-line note says why."""
+    from matplotlib import font_manager
+
+    default = font_manager.findfont(font_manager.FontProperties(family=plt.rcParams["font.family"]))
+    families = [font_manager.get_font(default).family_name]
+    missing = {ord(ch) for text in texts for ch in text if not ch.isspace()}
+    missing -= set(font_manager.get_font(default).get_charmap())
+    if not missing:
+        return families
+    for candidate in sorted(font_manager.findSystemFonts()):
+        try:
+            font = font_manager.get_font(candidate)
+        except (OSError, RuntimeError):  # a font file FreeType cannot read
+            continue
+        if missing <= set(font.get_charmap()):
+            font_manager.fontManager.addfont(candidate)  # installed after matplotlib cached its list, perhaps
+            return families + [font.family_name]
+    sample = "".join(chr(c) for c in sorted(missing)[:3])
+    log.warning(f"note: no installed font has {sample}…, so the plots draw those characters as boxes; install one "
+                "(Debian: fonts-wqy-microhei or fonts-noto-cjk) and run bot eval again")
+    return families
+
+
 def _confusion(gold: list[str], final: list[str], path: Path) -> None:
     labels = sorted(set(gold) | set(final))
     size = min(max(6, 0.3 * len(labels)), 40)  # at most 4000 pixels a side: 300 intents drew 9000 and took 3 GB
-    fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay.from_predictions(gold, final, labels=labels, ax=ax, xticks_rotation="vertical",
-                                            colorbar=False, include_values=len(labels) <= 30)
-    ax.set_title("Intent confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with plt.rc_context({"font.family": fonts_for(labels)}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # fonts_for said so, once
+        # scikit-learn's advice to pass the labels, which are passed: a test file of one intent has one label
+        warnings.filterwarnings("ignore", message="A single label was found")
+        fig, ax = plt.subplots(figsize=(size, size))
+        ConfusionMatrixDisplay.from_predictions(gold, final, labels=labels, ax=ax, xticks_rotation="vertical",
+                                                colorbar=False, include_values=len(labels) <= 30)
+        ax.set_title("Intent confusion matrix")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

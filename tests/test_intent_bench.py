@@ -160,6 +160,33 @@ def test_eval_ranks_out_of_scope_by_the_best_real_intent(tmp_path: Path) -> None
     assert report["errors"] == []
 
 
+def test_the_plots_draw_chinese_intent_names_or_say_once_why_not(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Matplotlib's DejaVu Sans has no Chinese: every name drew as boxes, under a warning per character."""
+    import warnings
+
+    from matplotlib import font_manager
+
+    from finetune.evaluation import fonts_for
+
+    names = ["查询订单", "申请退款"]
+    rows = [{"text": "订单到哪了", "intent": names[0]}, {"text": "我要退款", "intent": names[1]}]
+    predictions = [Prediction(name, 0.9, [(name, 0.9)]) for name in names]
+    families = fonts_for(names)  # `make test` installs a Chinese font (Debian's fonts-wqy-microhei)
+    assert len(families) == 2 and families[0] == fonts_for(["track_order"])[0]
+    chinese = font_manager.findfont(font_manager.FontProperties(family=families[1]), fallback_to_default=False)
+    assert {ord(ch) for ch in "".join(names)} <= set(font_manager.get_font(chinese).get_charmap())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        evaluate_model(names, "v0001", rows[:1], predictions[:1], 0.5, tmp_path / "drawn")  # one intent: one label
+        monkeypatch.setattr(font_manager, "findSystemFonts", lambda *args, **kwargs: [])  # a machine without one
+        evaluate_model(names, "v0001", rows, predictions, 0.5, tmp_path / "boxes")
+    assert [str(w.message) for w in seen] == []  # no warning per glyph, none of scikit-learn's
+    notes = [r.getMessage() for r in caplog.records if "no installed font has" in r.getMessage()]
+    assert len(notes) == 1 and "fonts-wqy-microhei" in notes[0]
+    assert (tmp_path / "boxes" / "intent_confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_eval_writes_the_report_and_both_plots(tiny_demo_bot: Path, tmp_path: Path) -> None:
     marked = [{"text": "tell me a joke", "intent": "oos", "oos_type": "ood"},
               {"text": "can I pay for my order in gold bars", "intent": "oos", "oos_type": "id"}]
