@@ -104,14 +104,14 @@ def parse_answer(raw: str, item: ReviewItem, intents: Sequence[str]) -> Answer:
         if item.intent is None:
             raise ValueError("there is no prediction to accept; type an intent")
         return Answer(check_label(item.intent, intents))  # the model may know an intent nlu.yml no longer has
-    if text.lower() == "o":
+    if text.lower() in ("o", OOS):
         return Answer(OOS)
-    if text.isdigit():
+    if text.isdecimal():  # "１" too, which int() reads; not "²" or "①", which it does not
         n = int(text)
         if not 1 <= n <= len(item.ranking):
             raise ValueError(f"pick a number between 1 and {len(item.ranking)}")
         return Answer(check_label(item.ranking[n - 1][0], intents))
-    if text in intents or text == OOS:
+    if text in intents:
         return Answer(text)
     matches = [i for i in intents if i.startswith(text)]
     if len(matches) == 1:

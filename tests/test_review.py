@@ -197,6 +197,16 @@ def test_a_reviewer_cannot_store_an_intent_nlu_yml_no_longer_has() -> None:
     assert parse_answer("2", item, intents).intent == "buy_item"
 
 
+def test_a_reviewer_may_type_oos_in_any_case_and_a_digit_int_cannot_read_is_explained() -> None:
+    item = ReviewItem([7], ["I want to buy"], "buy_item", [("buy_item", 0.4), ("greet", 0.3)], ["fallback"], 0.6, 0.6)
+    intents = ["buy_item", "greet"]
+    assert [parse_answer(typed, item, intents).intent for typed in ("o", "O", "oos", "OOS", "２")] == [
+        "oos", "oos", "oos", "oos", "greet"]
+    for typed in ("²", "①"):  # they are digits to str.isdigit(), and int() refused them with its own words
+        with pytest.raises(ValueError, match="unknown intent"):
+            parse_answer(typed, item, intents)
+
+
 async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, aiohttp_client: Any) -> None:
     client = await aiohttp_client(create_app(review_bot, device="cpu"))
     replies = []
