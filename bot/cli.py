@@ -158,7 +158,7 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
     click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1))
     if result.metrics.get("threshold_calibrated") is False:
         click.echo(f"note: thresholds.intent stays at {result.metrics['intent_threshold']:g}, not calibrated: that takes "
-                   f"{MIN_CALIBRATION} held-out examples (a tenth of each intent's, for intents with 5 or more), and this "
+                   f"{MIN_CALIBRATION} held-out examples (a tenth of each intent's, rounded: one from 6 examples), and this "
                    f"bot held out {result.metrics['holdout_examples']}; add examples, or set thresholds.intent", err=True)
 
 

@@ -139,7 +139,7 @@ DEFAULT_INTENT_THRESHOLD = 0.5
 WRONG_ANSWER_COST = 1.25  # what a wrong answer costs, against 1 gained by a right one (see calibrate_threshold)
 
 
-MIN_CALIBRATION = 10  # held-out examples the threshold's calibration needs: a tenth of intents with 5+ examples
+MIN_CALIBRATION = 10  # held-out examples the threshold's calibration needs (split_holdout: a tenth, rounded)
 
 
 def calibrate_threshold(confidences: list[float], correct: list[bool]) -> float:

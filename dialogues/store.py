@@ -482,7 +482,11 @@ class Store:
                 "ORDER BY c.updated DESC LIMIT ?"
             )
         total = self.db.execute("SELECT count(*) FROM conversations WHERE status = ?", [status]).fetchone()[0]
-        return list(self.db.query(query, [limit])), total
+        rows = list(self.db.query(query, [limit]))
+        if self.keep_raw:  # the latest message as typed is then the unredacted copy, not for display (``_shown``)
+            for row in rows:
+                row["last_message"] = row["last_message"] and self._private(row["last_message"])
+        return rows, total
 
     def waiting(self) -> tuple[int, float | None]:
         """How many handed-off customers wait for a person's reply, and since when the first of them has."""
@@ -568,6 +572,8 @@ class Store:
         turn labelled already raises :class:`LabelledMeanwhile` and nothing is stored, and turns purged
         since are left out (all of them: :class:`LabelledMeanwhile` too). Otherwise a turn that is not a
         customer's raises KeyError."""
+        if not turn_ids:
+            return []
         marks = ",".join("?" * len(turn_ids))
         with self._lock, self.db.atomic():
             found = {r["id"] for r in self.db.query(f"SELECT id FROM turns WHERE role = 'user' AND id IN ({marks})", turn_ids)}

@@ -106,9 +106,9 @@ class Hit:
     intent: str | None
 
 
-# Punctuation inside a word or a number, which leaves one word or number behind, not two: "can't" is
-# "cant", "e-mail" "email" and "1,234" one number.
-_INSIDE = re.compile(r"(?<=\w)['\u2019\-\u2010\u2011](?=\w)|(?<=\d)[.,](?=\d)")
+# Punctuation inside a word or a number that leaves one word or number behind, not two: "can't" is "cant",
+# "e-mail" "email", and "1,234" one number; not "1.50" or "1-2", which are not 150 nor 12.
+_INSIDE = re.compile(r"(?<=[^\W\d])['\u2019\-\u2010\u2011](?=[^\W\d])|(?<=\d),(?=\d{3}(?!\d))")
 
 
 def _normalise(text: str, number_digits: int | None = None) -> str:

@@ -289,4 +289,4 @@ def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: 
     assert figures["threshold_calibrated"] is False and figures["intent_threshold"] == 0.5
     assert figures["holdout_examples"] < 10
     assert (f"note: thresholds.intent stays at 0.5, not calibrated: that takes 10 held-out examples (a tenth of each "
-            f"intent's, for intents with 5 or more), and this bot held out {figures['holdout_examples']}") in result.stderr
+            f"intent's, rounded: one from 6 examples), and this bot held out {figures['holdout_examples']}") in result.stderr

@@ -205,6 +205,17 @@ def test_answers_that_differ_in_a_number_of_their_own_are_both_kept() -> None:
                                                              "z5"]
 
 
+def test_punctuation_inside_a_number_is_part_of_it_when_answers_are_compared() -> None:
+    """A thousands separator joins a number ("1,234" is 1234), and an apostrophe or a hyphen a word; a decimal
+    point or a range does not ("1.50" is not 15.0, "1-2 days" not 12)."""
+    answers = [Answer("r1", "Express delivery takes 1-2 days.", None), Answer("r2", "Express delivery takes 12 days.", None),
+               Answer("f1", "The fee is 1.50 EUR.", None), Answer("f2", "The fee is 15.0 EUR.", None),
+               Answer("t1", "Orders over 1,000 EUR ship free.", None), Answer("t2", "Orders over 1000 EUR ship free!", None),
+               Answer("e1", "We can't change the e-mail.", None), Answer("e2", "We cant change the email", None)]
+    same = np.ones((len(answers), 4), dtype="float32") / 2  # every pair as close as can be: the texts decide
+    assert collapse_near_duplicates(answers, same, 0.9) == [0, 1, 2, 3, 4, 6]
+
+
 def test_manifest_mismatch_is_refused(tmp_path: Path) -> None:
     encoder = HashEncoder()
     AnswerIndex.build(encoder, HISTORY, device="cpu").save(tmp_path / "idx")

@@ -486,4 +486,9 @@ def test_the_inbox_shows_the_latest_message_as_the_customer_wrote_it(tmp_path: P
     assert total == 2 and latest == {"zh": "我要退款！订单号１２３？", "en": "plain"}
     shown = store.transcript("zh")
     assert shown is not None and shown["turns"][0]["text"] == latest["zh"]  # the same in both views
+    assert store.add_labels([], "oos") == []
     store.close()
+    kept = Store(tmp_path / "raw.db", keep_raw=True)  # the unredacted copy is the shop's record, not for display
+    kept.log_exchange(Exchange("c1", "web", None, "call me on 13812345678", None, "ok", None, 0.2, [], "fallback", "v1"))
+    assert [c["last_message"] for c in kept.inbox("open", 10)[0]] == ["call me on [PHONE]"]
+    kept.close()
