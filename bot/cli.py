@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 import uuid
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -427,7 +428,8 @@ JSONL = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--valid", "valid_file", type=JSONL, default=None,
               help="JSONL to choose the rejection threshold on (default: held-out train lines, if any are oos).")
 @click.option("--model", default="default", show_default=True, help="Base model: a name, a path, or multilingual.")
-@click.option("--shots", type=click.IntRange(min=1), default=None, help="Train on K lines per intent.")
+@click.option("--shots", type=click.IntRange(min=1), default=None,
+              help="Train on K lines per intent (all of an intent's lines when it has fewer, which is said).")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed for --shots sampling and training.")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -439,6 +441,10 @@ def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Pat
     valid = load_examples(valid_file, fail) if valid_file else None
     train = [example for path in train_files for example in load_examples(path, fail)]
     test, oos_types = load_test_file(test_file, fail)
+    counts = Counter(example.intent for example in train)
+    if shots is not None and (fewer := sorted(f"{intent} ({n})" for intent, n in counts.items() if n < shots)):
+        click.echo(f"note: {len(fewer)} intent(s) have fewer than {shots} lines, and train on all they have: "
+                   f"{', '.join(fewer[:10])}{' …' if len(fewer) > 10 else ''}", err=True)
     try:
         figures = run_intent_bench(train, test, valid, model=model, shots=shots, seed=seed, device=device,
                                    oos_types=oos_types)

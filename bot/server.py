@@ -328,7 +328,7 @@ async def review_label(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise http_error(web.HTTPBadRequest, str(exc)) from None
     try:  # checked again as it is stored: another reviewer may have labelled the item since the queue was read
-        labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer, True)
+        labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer, item)
     except LabelledMeanwhile as exc:
         raise http_error(web.HTTPConflict, str(exc)) from None
     return web.json_response({"intent": intent, "turn_ids": labelled})

@@ -16,11 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from dialogues.redact import redact
+
+if TYPE_CHECKING:
+    from dialogues.review import ReviewItem
 
 
 def unix_time(moment: datetime) -> float:
@@ -566,17 +569,22 @@ class Store:
         unsettled = list(itertools.takewhile(lambda row: row["source"] in ("fallback", "handoff"), reversed(before)))
         return next(iter(unsettled[-1:] or after[:1] or before[-1:]), None)
 
-    def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None, first: bool = False) -> list[int]:
+    def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None,
+                   shown: ReviewItem | None = None) -> list[int]:
         """A reviewer's intent (or ``oos``) for user turns; returns the turns labelled. A later label for
-        the same turn wins, unless ``first`` (a reviewer labelling a queue item as it was shown): then a
+        the same turn wins, unless the turns are those of a queue item ``shown`` to the reviewer: then a
         turn labelled already raises :class:`LabelledMeanwhile` and nothing is stored, and turns purged
-        since are left out (all of them: :class:`LabelledMeanwhile` too). Otherwise a turn that is not a
-        customer's raises KeyError."""
+        since are left out (all of them: :class:`LabelledMeanwhile` too), a later message that took a
+        purged turn's id included. Otherwise a turn that is not a customer's raises KeyError."""
         if not turn_ids:
             return []
         marks = ",".join("?" * len(turn_ids))
+        first = shown is not None
+        since = [] if shown is None or shown.latest is None else [shown.latest]
         with self._lock, self.db.atomic():
-            found = {r["id"] for r in self.db.query(f"SELECT id FROM turns WHERE role = 'user' AND id IN ({marks})", turn_ids)}
+            found = {r["id"] for r in self.db.query(
+                f"SELECT id FROM turns WHERE role = 'user' AND id IN ({marks}){' AND created <= ?' * len(since)}",
+                [*turn_ids, *since])}
             missing = sorted(set(turn_ids) - found)
             if missing and not first:
                 raise KeyError(f"no user turn {missing[0]}")

@@ -46,7 +46,7 @@ def evaluate(
     if is_oos.any():
         tp = int((rejected & is_oos).sum())
         result["oos_recall"] = tp / int(is_oos.sum())
-        result["oos_precision"] = tp / int(rejected.sum()) if rejected.any() else 0.0
+        result["oos_precision"] = tp / int(rejected.sum()) if rejected.any() else None  # none rejected: undefined
         # Out-of-scope is the positive class; a lower in-scope score means more likely out of scope.
         result["auroc"] = float(roc_auc_score(is_oos, -scores_arr)) if in_scope.any() else None
     else:

@@ -75,6 +75,12 @@ def test_evaluate_without_out_of_scope_lines_has_no_detection_figures() -> None:
     assert figures["oos_recall"] is None and figures["oos_precision"] is None and figures["auroc"] is None
 
 
+def test_oos_precision_is_undefined_when_nothing_is_rejected() -> None:
+    """0 of 0 rejections right is no precision at all; it read 0.0, as if every rejection had been wrong."""
+    figures = evaluate(["oos", "a"], ["a", "a"], [0.9, 0.9], ["a"], threshold=0.0)
+    assert figures["oos_recall"] == 0.0 and figures["oos_precision"] is None and figures["accuracy"] == 0.5
+
+
 def test_an_oos_prediction_counts_as_a_rejection_whatever_its_score() -> None:
     figures = evaluate(["oos", "a"], ["oos", "a"], [0.99, 0.99], ["a"], threshold=None)
     assert figures["accuracy"] == 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -57,8 +58,9 @@ def test_bench_intent_prints_the_figures_as_json(tiny_model: Path, tmp_path: Pat
                                       "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    for key in ("accuracy", "in_scope_accuracy", "macro_f1", "oos_recall", "oos_precision", "auroc"):
+    for key in ("accuracy", "in_scope_accuracy", "macro_f1", "oos_recall", "auroc"):
         assert 0.0 <= figures[key] <= 1.0, key
+    assert figures["oos_precision"] is None  # nothing rejected (below), so no precision to speak of
     by_kind = figures["auroc_by_oos_type"]
     assert set(by_kind) == {"id", "ood"} and min(by_kind.values()) <= figures["auroc"] <= max(by_kind.values())
     assert figures["threshold"] == 0.0  # train has no oos line, so nothing supports rejecting anything
@@ -66,6 +68,13 @@ def test_bench_intent_prints_the_figures_as_json(tiny_model: Path, tmp_path: Pat
     assert figures["train_seconds"] > 0 and figures["examples_per_second_inference"] > 0
     assert (figures["model"], figures["device"]) == (str(tiny_model), "cpu")
     assert (figures["n"], figures["n_oos"], figures["train_examples"], figures["shots"]) == (18, 6, 8, 4)
+    assert "note:" not in result.stderr
+    more = CliRunner().invoke(cli, ["bench", "intent", "--train", str(train), "--test", str(test), "--model",
+                                    str(tiny_model), "--shots", "50", "--device", "cpu", "--json"])
+    counts = Counter(row["intent"] for row in in_scope_rows())
+    assert json.loads(more.stdout.strip().splitlines()[-1])["train_examples"] == sum(counts.values())  # all there is
+    assert ("note: 2 intent(s) have fewer than 50 lines, and train on all they have: "
+            + ", ".join(f"{intent} ({n})" for intent, n in sorted(counts.items()))) in more.stderr
 
 
 def test_threshold_comes_from_held_out_train_lines_never_from_test(tiny_model: Path, monkeypatch) -> None:
