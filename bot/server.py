@@ -417,6 +417,14 @@ async def set_handoff(request: web.Request) -> web.Response:
     return web.json_response({"status": status})
 
 
+async def protective_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """No browser guesses another type than the one sent (nosniff), and no browser or proxy keeps a copy
+    of a conversation: transcripts, histories and exports hold what customers wrote."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.path.startswith(("/admin/", "/api/conversations/")):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
 def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = None) -> web.Application:
     project = load_project(root)
     actions = ActionRunner.for_project(project)  # a mistake in actions/ or its map, before the model loads
@@ -424,6 +432,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     server = project.config.server
     limits = Limits(server.limits, server.max_body_bytes)
     app = web.Application(middlewares=[json_errors, limits.middleware], client_max_size=server.max_body_bytes)
+    app.on_response_prepare.append(protective_headers)
     logging.getLogger("aiohttp.server").addFilter(CLIENT_ERRORS)  # the same filter once, however many apps
     privacy = project.config.privacy
     bot = Bot(project, nlu, Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw), actions)

@@ -444,6 +444,21 @@ async def test_without_the_web_channel_no_chat_page_is_served(make_client: Calla
     assert (await client.get("/agent")).status == 200  # the agents still answer Slack and WeCom conversations
 
 
+async def test_conversations_are_kept_in_no_cache_and_no_type_is_guessed(make_client: Callable[..., Any]) -> None:
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
+    conversation = cid()
+    assert (await chat(client, conversation, "call me on 13812345678")).status == 200
+    admin = {"Authorization": "Bearer t0ken"}
+    for path, headers in [(f"/admin/conversations/{conversation}", admin), ("/admin/conversations", admin),
+                          (f"/api/conversations/{conversation}/history", {}), ("/admin/export", admin)]:
+        response = await client.get(path, headers=headers)
+        assert response.status == 200 and response.headers["Cache-Control"] == "no-store", path
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path
+    for path in ("/", "/widget.js", "/healthz"):  # the page and its script may be cached; nothing is sniffed
+        response = await client.get(path)
+        assert "no-store" not in response.headers.get("Cache-Control", "") and response.headers["X-Content-Type-Options"] == "nosniff"
+
+
 async def test_cors_only_for_the_configured_widget_origins(make_client: Callable[..., Any]) -> None:
     shop, other = "https://shop.example.com", "https://evil.example"
     client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS},
