@@ -265,8 +265,8 @@ def chat(directory: Path, device: str | None) -> None:
                                "have been cut; send it in pieces, or through `bot serve`)", err=True)
                     continue
                 if text is None or not readable(text):  # readable() also refuses what surrogateescape let through
-                    click.echo(f"(not sent: nothing to read, not valid UTF-8, or over the {TTY_LINE_BYTES - 1:,} bytes "
-                               "a terminal's line holds)", err=True)
+                    cut = f", or over the {TTY_LINE_BYTES - 1:,} bytes a terminal's line holds" if sys.stdin.isatty() else ""
+                    click.echo(f"(not sent: nothing to read, or not valid UTF-8{cut})", err=True)
                     continue
                 reply = runner.run(bot.handle(Turn(conversation, text, "cli")))
                 if reply.text:
