@@ -443,7 +443,7 @@ def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Pat
     test, oos_types = load_test_file(test_file, fail)
     counts = Counter(example.intent for example in train)
     if shots is not None and (fewer := sorted(f"{intent} ({n})" for intent, n in counts.items() if n < shots)):
-        click.echo(f"note: {len(fewer)} intent(s) have fewer than {shots} lines, and train on all they have: "
+        click.echo(f"note: {len(fewer)} intent(s) have fewer than {shots} lines, and use all they have: "
                    f"{', '.join(fewer[:10])}{' …' if len(fewer) > 10 else ''}", err=True)
     try:
         figures = run_intent_bench(train, test, valid, model=model, shots=shots, seed=seed, device=device,

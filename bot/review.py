@@ -158,7 +158,7 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
             done["skipped"] += 1
             continue
         try:
-            labelled = store.add_labels(item.turn_ids, answer.intent, reviewer, shown=item)
+            labelled = store.add_labels(item.turn_ids, answer.intent, reviewer, first=True)
         except LabelledMeanwhile as exc:  # from the admin API, or purged, while this item was on the screen
             click.echo(f"  skipped: {exc}")
             done["skipped"] += 1

@@ -317,6 +317,8 @@ async def review_label(request: web.Request) -> web.Response:
     turn_id = int(request.match_info["turn_id"])
     item = next((i for i in await review_items(request.app) if turn_id in i.turn_ids), None)
     if item is None:
+        if label := await bot._store(bot.store.label_of, turn_id):  # a colleague labelled it since it was read
+            raise http_error(web.HTTPConflict, str(LabelledMeanwhile.by(label)))
         raise http_error(web.HTTPNotFound, f"turn {turn_id} is not in the review queue")
     intent = item.intent if body.accept else body.intent
     if intent is None:
@@ -328,7 +330,7 @@ async def review_label(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise http_error(web.HTTPBadRequest, str(exc)) from None
     try:  # checked again as it is stored: another reviewer may have labelled the item since the queue was read
-        labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer, item)
+        labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer, True)
     except LabelledMeanwhile as exc:
         raise http_error(web.HTTPConflict, str(exc)) from None
     return web.json_response({"intent": intent, "turn_ids": labelled})

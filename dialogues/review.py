@@ -43,9 +43,6 @@ class ReviewItem:
     uncertainty: float  # mean over the group
     score: float  # uncertainty × the conversations it came from
     conversations: set[str] = field(default_factory=set)
-    # When its latest turn was written: an id of the item that names a later turn is another message, which
-    # took the id of a turn ``bot purge`` deleted (SQLite gives the highest deleted ids out again).
-    latest: float | None = None
 
     @property
     def id(self) -> int:
@@ -76,7 +73,7 @@ def candidates(store: Store, threshold: float, limit: int = 5000) -> list[dict[s
     while a human had the conversation are left out: they are not questions to the bot), and whose
     text no label covers yet."""
     rows = store.db.query(
-        "SELECT t.id, t.text, t.conversation_id, t.created, p.intent, p.confidence, p.ranking, p.source, "
+        "SELECT t.id, t.text, t.conversation_id, p.intent, p.confidence, p.ranking, p.source, "
         "(SELECT value FROM feedback f WHERE f.turn_id = p.reply_turn_id ORDER BY f.id DESC LIMIT 1) AS feedback "
         "FROM turns t JOIN predictions p ON p.turn_id = t.id "
         "WHERE t.role = 'user' AND p.source != 'silent' AND substr(t.text, 1, 1) != '/' "
@@ -160,8 +157,7 @@ def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similari
         texts = [t for t, _ in Counter(r["text"] for r in group).most_common()]
         conversations = {r["conversation_id"] for r in group}
         items.append(ReviewItem([r["id"] for r in group], texts, intent, shown["ranking"], reasons,
-                                float(np.mean(scores)), float(np.mean(scores)) * len(conversations), conversations,
-                                max(r["created"] for r in group)))
+                                float(np.mean(scores)), float(np.mean(scores)) * len(conversations), conversations))
     items.sort(key=lambda item: (-item.score, -item.id))
     return items
 

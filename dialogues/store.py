@@ -16,14 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlite_utils
 
 from dialogues.redact import redact
-
-if TYPE_CHECKING:
-    from dialogues.review import ReviewItem
 
 
 def unix_time(moment: datetime) -> float:
@@ -111,7 +108,18 @@ def _v8(db: sqlite_utils.Database) -> None:
         db["turns"].add_column("undelivered", int)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+def _v9(db: sqlite_utils.Database) -> None:
+    """The highest turn id ``bot purge`` deleted. SQLite gives the highest ids out again once they are
+    deleted, and a review item, a label or an acknowledged turn id naming a purged message would then name
+    another customer's: a new turn's id is above this floor too (``_NEXT_TURN``)."""
+    db.execute("CREATE TABLE IF NOT EXISTS id_floor (name TEXT PRIMARY KEY, high INTEGER NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+_NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
+              "FROM turns)")
+_ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons) "
+             f"VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 class StoreError(Exception):
@@ -121,6 +129,12 @@ class StoreError(Exception):
 class LabelledMeanwhile(Exception):
     """Another reviewer labelled the item first (two reviewers working one queue), or its conversation
     was purged since it was shown."""
+
+    @classmethod
+    def by(cls, label: dict[str, Any]) -> LabelledMeanwhile:
+        """Said of a turn's ``label`` (a ``review_labels`` row): who labelled it, and as what."""
+        by = f" by {label['reviewer']}" if label["reviewer"] else ""
+        return cls(f"turn {label['turn_id']} was labelled meanwhile{by}, as {label['intent']}")
 
 
 def cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
@@ -361,16 +375,14 @@ class Store:
         text, raw_text = self._stored_texts(ex.text, ex.raw_text)
         self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
         # Plain SQL here: this runs for every message, and sqlite-utils' insert() costs several times more.
-        add_turn = ("INSERT INTO turns (conversation_id, role, text, raw_text, channel, user, created, buttons) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        user_turn = self.db.execute(add_turn, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
+        user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
                                                None]).lastrowid
         bot_turn = None
         if ex.reply:
             reply, shown = (self._private(ex.reply), [{**b, "title": self._private(b["title"])} for b in ex.buttons or []]) \
                 if ex.quotes else (ex.reply, ex.buttons)
             buttons = json.dumps(shown, ensure_ascii=False) if shown else None
-            bot_turn = self.db.execute(add_turn, [ex.conversation_id, "bot", reply, None, ex.channel, None, now(),
+            bot_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "bot", reply, None, ex.channel, None, now(),
                                                   buttons]).lastrowid
         self.db.execute(
             "INSERT INTO predictions (turn_id, reply_turn_id, intent, confidence, ranking, source, model_version, "
@@ -426,11 +438,8 @@ class Store:
         that a reloaded chat shows them again."""
         with self._lock, self.db.atomic():
             self._ensure_conversation(conversation_id, channel, None)
-            return int(self.db["turns"].insert(
-                {"conversation_id": conversation_id, "role": role, "text": text, "raw_text": None,
-                 "channel": channel, "user": author, "created": now(),
-                 "buttons": json.dumps(buttons, ensure_ascii=False) if buttons else None}
-            ).last_pk)
+            return int(self.db.execute(_ADD_TURN, [conversation_id, role, text, None, channel, author, now(),
+                                                   json.dumps(buttons, ensure_ascii=False) if buttons else None]).lastrowid)
 
     def undelivered(self, turn_id: int) -> None:
         """Mark an agent's reply the customer did not get (see ``_v8``)."""
@@ -569,22 +578,17 @@ class Store:
         unsettled = list(itertools.takewhile(lambda row: row["source"] in ("fallback", "handoff"), reversed(before)))
         return next(iter(unsettled[-1:] or after[:1] or before[-1:]), None)
 
-    def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None,
-                   shown: ReviewItem | None = None) -> list[int]:
+    def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None, first: bool = False) -> list[int]:
         """A reviewer's intent (or ``oos``) for user turns; returns the turns labelled. A later label for
-        the same turn wins, unless the turns are those of a queue item ``shown`` to the reviewer: then a
+        the same turn wins, unless ``first`` (a reviewer labelling a queue item as it was shown): then a
         turn labelled already raises :class:`LabelledMeanwhile` and nothing is stored, and turns purged
-        since are left out (all of them: :class:`LabelledMeanwhile` too), a later message that took a
-        purged turn's id included. Otherwise a turn that is not a customer's raises KeyError."""
+        since are left out (all of them: :class:`LabelledMeanwhile` too; no later message takes a purged
+        turn's id, see ``_v9``). Otherwise a turn that is not a customer's raises KeyError."""
         if not turn_ids:
             return []
         marks = ",".join("?" * len(turn_ids))
-        first = shown is not None
-        since = [] if shown is None or shown.latest is None else [shown.latest]
         with self._lock, self.db.atomic():
-            found = {r["id"] for r in self.db.query(
-                f"SELECT id FROM turns WHERE role = 'user' AND id IN ({marks}){' AND created <= ?' * len(since)}",
-                [*turn_ids, *since])}
+            found = {r["id"] for r in self.db.query(f"SELECT id FROM turns WHERE role = 'user' AND id IN ({marks})", turn_ids)}
             missing = sorted(set(turn_ids) - found)
             if missing and not first:
                 raise KeyError(f"no user turn {missing[0]}")
@@ -593,13 +597,17 @@ class Store:
             if first and (taken := next(self.db.query(
                     f"SELECT turn_id, intent, reviewer FROM review_labels WHERE turn_id IN ({marks}) ORDER BY id DESC LIMIT 1",
                     turn_ids), None)):
-                by = f" by {taken['reviewer']}" if taken["reviewer"] else ""
-                raise LabelledMeanwhile(f"turn {taken['turn_id']} was labelled meanwhile{by}, as {taken['intent']}")
+                raise LabelledMeanwhile.by(taken)
             created = now()
             labelled = [t for t in turn_ids if t in found]
             self.db["review_labels"].insert_all(
                 {"turn_id": t, "intent": intent, "reviewer": reviewer, "created": created} for t in labelled)
             return labelled
+
+    def label_of(self, turn_id: int) -> dict[str, Any] | None:
+        """A turn's latest label (``turn_id``, ``intent``, ``reviewer``), or None."""
+        return next(self.db.query("SELECT turn_id, intent, reviewer FROM review_labels WHERE turn_id = ? "
+                                  "ORDER BY id DESC LIMIT 1", [turn_id]), None)
 
     def labels(self, since: float = 0.0) -> list[dict[str, Any]]:
         """The latest label of every labelled turn, oldest first, with the turn's text."""
@@ -644,6 +652,9 @@ class Store:
             self.db.execute("PRAGMA secure_delete=ON")
             try:
                 with self.db.atomic():
+                    if high := self.db.execute("SELECT max(id) FROM turns").fetchone()[0]:  # see _v9
+                        self.db.execute("INSERT INTO id_floor (name, high) VALUES ('turns', ?) "
+                                        "ON CONFLICT(name) DO UPDATE SET high = max(high, excluded.high)", [high])
                     deleted = {cid: {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
                                      for table, where in tables}
                                for cid in conversation_ids}

@@ -73,7 +73,7 @@ def test_bench_intent_prints_the_figures_as_json(tiny_model: Path, tmp_path: Pat
                                     str(tiny_model), "--shots", "50", "--device", "cpu", "--json"])
     counts = Counter(row["intent"] for row in in_scope_rows())
     assert json.loads(more.stdout.strip().splitlines()[-1])["train_examples"] == sum(counts.values())  # all there is
-    assert ("note: 2 intent(s) have fewer than 50 lines, and train on all they have: "
+    assert ("note: 2 intent(s) have fewer than 50 lines, and use all they have: "
             + ", ".join(f"{intent} ({n})" for intent, n in sorted(counts.items()))) in more.stderr
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +234,7 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     assert schema["properties"]["intent"]["anyOf"][0]["enum"] == [*load_project(review_bot).intents, "oos"]
     resp = await client.post(url, json={"intent": "track_order", "reviewer": "ann"}, headers=AUTH)
     assert resp.status == 200 and sorted((await resp.json())["turn_ids"]) == sorted(orders["turn_ids"])
-    assert (await client.post(url, json={"intent": "track_order"}, headers=AUTH)).status == 404  # no longer queued
+    assert (await client.post(url, json={"intent": "track_order"}, headers=AUTH)).status == 409  # labelled: said so
 
     rest = (await (await client.get("/admin/review", headers=AUTH)).json())["items"]
     assert [item["texts"] for item in rest] == [["I hate this"]]
@@ -281,6 +280,20 @@ async def test_of_two_reviewers_labelling_one_item_at_once_the_second_is_told(
     assert [(r["intent"], r["reviewer"]) for r in client.app[BOT].store.labels()] == [("track_order", "ann")]
 
 
+async def test_a_second_reviewer_of_an_item_hears_who_labelled_it(review_bot: Path, aiohttp_client: Any) -> None:
+    """The labelled item had left the queue, so the second reviewer heard 404 "not in the review queue"."""
+    client = await aiohttp_client(create_app(review_bot, device="cpu"))
+    await client.post("/api/chat", json={"conversation_id": "c1", "text": "hmm, the thing with the order"})
+    [item] = [i for i in await bot.server.review_items(client.app) if "hmm, the thing with the order" in i.texts]
+    url = f"/admin/review/{item.turn_ids[0]}"
+    first = await client.post(url, json={"intent": "track_order", "reviewer": "Sam"}, headers=AUTH)
+    second = await client.post(url, json={"intent": "oos", "reviewer": "Kim"}, headers=AUTH)
+    assert first.status == 200 and second.status == 409
+    assert (await second.json())["error"] == f"turn {item.turn_ids[0]} was labelled meanwhile by Sam, as track_order"
+    unknown = await client.post("/admin/review/999999", json={"intent": "oos"}, headers=AUTH)
+    assert unknown.status == 404
+
+
 def test_bot_review_skips_an_item_labelled_meanwhile(store: Store) -> None:
     taken = turn(store, "where is it", 0.2, "fallback")[0]
     free = turn(store, "money back", 0.2, "fallback", conversation="c2")[0]
@@ -293,7 +306,7 @@ def test_bot_review_skips_an_item_labelled_meanwhile(store: Store) -> None:
     assert f"skipped: turn {taken} was labelled meanwhile by ann, as track_order" in shown
     assert {r["turn_id"]: r["intent"] for r in store.labels()} == {taken: "track_order", free: "oos"}
     with pytest.raises(LabelledMeanwhile):
-        store.add_labels([free], "get_refund", shown=next(i for i in items if free in i.turn_ids))
+        store.add_labels([free], "get_refund", first=True)
 
 
 def test_bot_review_labels_what_is_left_of_an_item_purged_meanwhile(store: Store) -> None:
@@ -318,17 +331,22 @@ def test_bot_review_labels_what_is_left_of_an_item_purged_meanwhile(store: Store
 def test_bot_review_does_not_label_another_customers_message_that_took_a_purged_turns_id(store: Store) -> None:
     """SQLite gives the highest deleted ids out again: the label for a purged question landed on the next
     customer's message, and went into the training data."""
-    shown = turn(store, "frobnicate the quantum teapot please", 0.2, "fallback", conversation="victim")[0]
+    shown, reply = turn(store, "frobnicate the quantum teapot please", 0.2, "fallback", conversation="victim")
     items = review_queue(store, threshold=0.5)
     store.purge("victim")
-    time.sleep(0.01)  # the next message is written after the purge, as it is in life
-    later = turn(store, "how do I delete my account", 0.95, "template", conversation="bystander")[0]
-    assert later == shown  # the id came back
+    later = turn(store, "blorp zzz wibble", 0.1, "fallback", conversation="bystander")[0]  # in the queue too
+    assert later > reply  # no id comes back, from this store or one opened afresh
+    store.close()
+    again = Store(store.path)
+    again.purge("bystander")
+    assert again.add_message("third", "agent", "Hello?") > later
+    store = again
     with CliRunner().isolation(input="o\n") as (output, *_):
         done = review_in_terminal(store, items, ["track_order", "get_refund"], "bob")
         said = output.getvalue().decode()
     assert done == {"items": 0, "turns": 0, "skipped": 1} and f"skipped: turn {shown} was deleted meanwhile" in said
     assert store.labels() == []
+    again.close()
 
 
 def test_the_queue_threshold_follows_the_intent_threshold_unless_set() -> None:
