@@ -809,6 +809,9 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     page.locator("#token").fill("not-the-token")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_have_text("Wrong token.")
+    page.locator("#token").fill("令牌")  # typed with a Chinese input method on: no header can carry it
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong token.")  # it said "Cannot reach the bot."
     page.locator("#token").fill(web_demo_bot.admin_token)
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#token")).to_be_hidden()
