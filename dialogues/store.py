@@ -349,8 +349,8 @@ class Store:
         own records, not for display; ``text`` is already as privacy allows (the shop's replies and the
         agents' words as written, which redaction would rob of the shop's own phone number)."""
         shown = {column: value for column, value in row.items() if column != "raw_text"}
-        if row["raw_text"] is not None:
-            shown["text"] = self._private(row["raw_text"])
+        if (raw := row["raw_text"]) is not None:  # without keep_raw, stored as privacy allows already
+            shown["text"] = self._private(raw) if self.keep_raw else raw
         return shown
 
     def _stored_texts(self, text: str, raw_text: str | None) -> tuple[str, str | None]:
@@ -594,9 +594,7 @@ class Store:
                 raise KeyError(f"no user turn {missing[0]}")
             if not found:
                 raise LabelledMeanwhile(f"turn {missing[0]} was deleted meanwhile")
-            if first and (taken := next(self.db.query(
-                    f"SELECT turn_id, intent, reviewer FROM review_labels WHERE turn_id IN ({marks}) ORDER BY id DESC LIMIT 1",
-                    turn_ids), None)):
+            if first and (taken := self.label_of(*turn_ids)):
                 raise LabelledMeanwhile.by(taken)
             created = now()
             labelled = [t for t in turn_ids if t in found]
@@ -604,10 +602,11 @@ class Store:
                 {"turn_id": t, "intent": intent, "reviewer": reviewer, "created": created} for t in labelled)
             return labelled
 
-    def label_of(self, turn_id: int) -> dict[str, Any] | None:
-        """A turn's latest label (``turn_id``, ``intent``, ``reviewer``), or None."""
-        return next(self.db.query("SELECT turn_id, intent, reviewer FROM review_labels WHERE turn_id = ? "
-                                  "ORDER BY id DESC LIMIT 1", [turn_id]), None)
+    def label_of(self, *turn_ids: int) -> dict[str, Any] | None:
+        """The latest label (``turn_id``, ``intent``, ``reviewer``) of these turns, or None."""
+        marks = ",".join("?" * len(turn_ids))
+        return next(self.db.query(f"SELECT turn_id, intent, reviewer FROM review_labels WHERE turn_id IN ({marks}) "
+                                  "ORDER BY id DESC LIMIT 1", turn_ids), None)
 
     def labels(self, since: float = 0.0) -> list[dict[str, Any]]:
         """The latest label of every labelled turn, oldest first, with the turn's text."""

@@ -103,10 +103,10 @@ def fonts_for(texts: list[str]) -> list[str]:
     font that has them all. None found, the plots keep the default, and a one-line note says why."""
     from matplotlib import font_manager
 
-    default = font_manager.findfont(font_manager.FontProperties(family=plt.rcParams["font.family"]))
-    families = [font_manager.get_font(default).family_name]
-    missing = {ord(ch) for text in texts for ch in text if not ch.isspace()}
-    missing -= set(font_manager.get_font(default).get_charmap())
+    default = font_manager.get_font(font_manager.findfont(font_manager.FontProperties(
+        family=plt.rcParams["font.family"])))
+    families = [default.family_name]
+    missing = {ord(ch) for text in texts for ch in text if not ch.isspace()} - set(default.get_charmap())
     if not missing:
         return families
     for candidate in sorted(font_manager.findSystemFonts()):
