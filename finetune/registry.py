@@ -93,10 +93,31 @@ class Registry:
     def nothing_serving(self) -> str:
         """Why nothing serves, and what to run: a first training, or the rollback that names a version."""
         versions = [p.name for _, p in self._taken() if p.is_dir()]
-        if versions:
-            return (f"no model serves in {self.root} (no CURRENT); choose one of {', '.join(versions)} with "
-                    f"`bot rollback {self.root.parent} {versions[-1]}`")
-        return f"no trained model in {self.root}; run `bot train` first"
+        if not versions:
+            return f"no trained model in {self.root}; run `bot train` first"
+        last = self.last_served()
+        suggested, why = (last, " (the last to serve)") if last in versions else (versions[-1], "")
+        return (f"no model serves in {self.root} (no CURRENT); choose one of {', '.join(versions)} with "
+                f"`bot rollback {self.root.parent} {suggested}`{why}")
+
+    def last_served(self) -> str | None:
+        """The version the decision log says served last, or None: the newest version may be a candidate
+        the gate refused, or one trained with ``--no-promote``, which no one chose to serve."""
+        try:
+            decisions = self.decisions()
+        except RegistryError:
+            return None
+        for decision in reversed(decisions):
+            event = decision.get("event")
+            if event in ("promoted", "rollback", "index_refresh"):
+                return decision.get("version")
+            if event == "trained":
+                return decision.get("version") if decision.get("promoted") else decision.get("previous")
+            if event == "refused":  # the serving version, or the copy of it that took the new agent answers
+                return decision.get("index_refresh") or decision.get("serving")
+            if event == "rollback_failed":
+                return decision.get("serving")
+        return None
 
     def versions(self) -> list[Version]:
         """Every version, oldest first; an unreadable CURRENT marks none as serving, so that the list to

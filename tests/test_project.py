@@ -131,9 +131,11 @@ def test_a_variable_nothing_can_fill_is_refused_when_no_action_runs(bot_dir: Pat
     line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "{bot_name}" in text)
     error = error_for(bot_dir)
     assert error.startswith(f"{path}:{line}: ") and "{bot_name} is filled by no entity of nlu.yml" in error
-    responses["responses"]["greet"] = [{"text": "Order {order_id}?"}, {"text": "Hi!"}]  # nlu.yml's entity: fine
+    responses["responses"]["greet"] = [{"text": "Order {order_id}?"}, {"text": "You write {language}."}, {"text": "Hi!"}]
     path.write_text(yaml.safe_dump(responses, allow_unicode=True, sort_keys=False))
-    assert load_project(bot_dir).responses
+    assert load_project(bot_dir).responses  # an entity of nlu.yml, and the slot a multi bot keeps
+    config.write_text(config.read_text().replace("language: multi", "language: en"))
+    assert "{language} is filled by no entity" in error_for(bot_dir)  # a one-language bot keeps no such slot
 
 
 def test_malformed_yaml_points_at_the_line(bot_dir: Path) -> None:

@@ -158,6 +158,28 @@ def test_rollback_checks_the_version_before_serving_it(tmp_path: Path) -> None:
                                                           "time": None}
 
 
+def test_with_no_current_the_hint_names_the_version_that_served_last(tmp_path: Path) -> None:
+    """It named the newest, a candidate the gate had refused, which no one chose to serve."""
+    registry = Registry(tmp_path / "models")
+    assert registry.nothing_serving().endswith("run `bot train` first")
+    for accuracy in (0.5, 0.6, 0.4):
+        version(registry, accuracy)
+    registry.record({"event": "trained", "version": "v0001", "promoted": True, "previous": None})
+    registry.record({"event": "promoted", "version": "v0002", "previous": "v0001"})
+    registry.record({"event": "refused", "version": "v0003", "serving": "v0002", "reasons": ["accuracy fell"]})
+    hint = f"choose one of v0001, v0002, v0003 with `bot rollback {tmp_path} v0002` (the last to serve)"
+    assert registry.nothing_serving().endswith(hint)
+    registry.record({"event": "rollback", "version": "v0001", "previous": "v0002"})
+    registry.record({"event": "rollback_failed", "version": "v0001", "serving": "v0002", "reason": "disk full"})
+    assert registry.nothing_serving().endswith(hint)
+    registry.record({"event": "refused", "version": "v0004", "serving": "v0002", "index_refresh": "v0005"})
+    version(registry, 0.3)
+    version(registry, 0.6)  # v0005: the copy of v0002 with the new agent answers, which served
+    assert registry.nothing_serving().endswith(f"`bot rollback {tmp_path} v0005` (the last to serve)")
+    (registry.root / "decisions.jsonl").unlink()  # no log (`bot train --no-promote` keeps none that served): the newest
+    assert registry.nothing_serving().endswith(f"`bot rollback {tmp_path} v0005`")
+
+
 def test_only_exact_version_names_can_serve(tmp_path: Path) -> None:
     """Another path to a version (``v0001/``) would be written into CURRENT and never equal a version's name."""
     registry = Registry(tmp_path / "models")
@@ -257,9 +279,9 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     mended = runner.invoke(cli, ["rollback", str(root), "v0001"])
     assert mended.exit_code == 0 and (models / "CURRENT").read_text().strip() == "v0001"
     assert "swaps to it at once on POST /admin/reload" in mended.output  # 0: it never looks by itself
-    (models / "CURRENT").unlink()  # `bot train --no-promote` on a new bot leaves versions and no CURRENT
+    (models / "CURRENT").unlink()  # deleted by hand, or lost with a disk
     unserved = runner.invoke(cli, ["serve", str(root)])
-    assert unserved.exit_code == 1 and f"`bot rollback {root} v0003`" in unserved.output
+    assert unserved.exit_code == 1 and f"`bot rollback {root} v0001` (the last to serve)" in unserved.output
 
     shutil.rmtree(models)
     models.write_text("")  # a file where the versions belong: every command says so in one line
