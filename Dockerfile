@@ -9,8 +9,10 @@ WORKDIR /app
 # A font with Chinese characters, for the intent names in `bot eval`'s plots.
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends fonts-wqy-microhei && rm -rf /var/lib/apt/lists/*
 
-# torch first, from PyTorch's CPU index, so that no CUDA build is pulled in.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# torch first, from PyTorch's CPU index, so that no CUDA build is pulled in. Where only PyPI can be
+# reached, --build-arg TORCH_INDEX=https://pypi.org/simple takes PyPI's build (several GB, CUDA included).
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+RUN pip install torch==2.13.0 --index-url "$TORCH_INDEX"
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY retrieval ./retrieval
