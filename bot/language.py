@@ -12,6 +12,7 @@ or one per language, so a ``multi`` bot never answers a Chinese customer in Engl
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import AfterValidator, PlainValidator
@@ -64,7 +65,6 @@ def _text(value: Any) -> str | dict[Language, str]:
 Text = Annotated[str | dict[Language, str], PlainValidator(_text)]
 SLOT = "language"  # the slot that holds a multi bot's conversation language
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-LATIN = re.compile(r"[A-Za-z]")
 
 
 def written_in(text: str) -> Language:
@@ -86,16 +86,19 @@ def mostly_written_in(text: str) -> Language:
     return "zh" if chinese and chinese >= len(re.findall(r"[A-Za-z]+", text)) else "en"
 
 
-def turn_language(bot_language: str, text: str, previous: str | None = None) -> Language:
-    """The language to answer ``text`` in. A button's payload (whatever its intent's name is written in),
-    or a message with no word in it (an order number, an emoji), keeps ``previous``, the conversation's."""
+def turn_language(bot_language: str, text: str, previous: str | None = None,
+                  payloads: Collection[str] = ()) -> Language:
+    """The language to answer ``text`` in. A button's payload (one of ``payloads``, whatever its intent's name
+    is written in), or a message with no letter in it (an order number, an emoji), keeps ``previous``, the
+    conversation's. A message typed with a slash ("/我要退款") is read like any other; so is one in another
+    script (Korean, Cyrillic), which is English's, not the conversation's, as a first message's is."""
     if bot_language in LANGUAGES:
         return cast(Language, bot_language)
-    if text.startswith("/") and previous in LANGUAGES:
+    if text in payloads and previous in LANGUAGES:
         return cast(Language, previous)
     if CJK.search(text):
         return "zh"
-    if not LATIN.search(text):
+    if not any(c.isalpha() for c in text):
         return cast(Language, previous) if previous in LANGUAGES else "en"
     return "en"
 

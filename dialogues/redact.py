@@ -39,7 +39,7 @@ SSN = re.compile(r"(?<!\d)" + _SSN_DIGITS.replace("{0}", "-"))
 SSN_NAMED = re.compile(r"(?i)(?:ssn|social security(?: number| no\.?)?)\W{0,3}(" + _SSN_DIGITS.replace("{0}", " ") + ")")
 CARD = re.compile(r"(?<![\d-])\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,18}(?![\d-])")  # 4111 1111…, 4111.1111…
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
-CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)")
+CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape; written whole
 # (01062345678) only after a word for a phone, since order numbers look the same.
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"

@@ -111,13 +111,18 @@ class Hit:
 _INSIDE = re.compile(r"(?<=[^\W\d])['\u2019\-\u2010\u2011](?=[^\W\d])|(?<=\d),(?=\d{3}(?!\d))")
 
 
+# Chinese characters and Japanese kana: scripts written without spaces, so a space or a comma beside
+# one separates no words ("你们有没有，自行车卖" is "你们有没有自行车卖", "订单 123" is "订单123").
+_SPACE_BESIDE_UNSPACED = re.compile(r"(?<=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]) | (?=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])")
+
+
 def _normalise(text: str, number_digits: int | None = None) -> str:
     """Text up to case, spacing and punctuation, and, with ``number_digits``, the digits of every run of
     that many digits or more."""
     text = _INSIDE.sub("", text.casefold())
     if number_digits is not None:
         text = re.sub(rf"\d{{{number_digits},}}", "#", text)
-    return " ".join(re.sub(r"[^\w#]+", " ", text).split())
+    return _SPACE_BESIDE_UNSPACED.sub("", " ".join(re.sub(r"[^\w#]+", " ", text).split()))
 
 
 def _answer_key(answer: Answer) -> tuple[str, str]:

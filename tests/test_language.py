@@ -14,14 +14,19 @@ from bot.language import say, turn_language
     ("multi", "refund for 订单 123", "en", "zh"),  # any Chinese character makes it Chinese
     ("multi", "refund please", "zh", "en"),  # a typed English message switches back
     ("multi", "/track_order", "zh", "zh"),    # a button's payload keeps the conversation's language
-    ("multi", "12345678", "zh", "zh"),        # so does a message with no word in it
+    ("multi", "12345678", "zh", "zh"),        # so does a message with no letter in it
+    ("multi", "👍 ！？", "zh", "zh"),
     ("multi", "👍", None, "en"),
     ("multi", "/track_order", None, "en"),
     ("multi", "/退款", "en", "en"),           # whatever script the intent's name is written in
     ("multi", "/退款", None, "zh"),           # a first message has no language to keep
+    ("multi", "/我要退款", "en", "zh"),       # typed with a slash, no payload: it was answered in English
+    ("multi", "/track my order", "zh", "en"),
+    ("multi", "환불해 주세요", "zh", "en"),   # another script is English's, as in a first message; it kept Chinese
+    ("multi", "Возврат денег", "zh", "en"),
 ])
 def test_turn_language(bot: str, text: str, previous: str | None, expected: str) -> None:
-    assert turn_language(bot, text, previous) == expected
+    assert turn_language(bot, text, previous, payloads={"/track_order", "/退款", "/handoff"}) == expected
 
 
 def test_say_picks_the_language_then_the_default_then_the_first() -> None:

@@ -211,9 +211,11 @@ def test_punctuation_inside_a_number_is_part_of_it_when_answers_are_compared() -
     answers = [Answer("r1", "Express delivery takes 1-2 days.", None), Answer("r2", "Express delivery takes 12 days.", None),
                Answer("f1", "The fee is 1.50 EUR.", None), Answer("f2", "The fee is 15.0 EUR.", None),
                Answer("t1", "Orders over 1,000 EUR ship free.", None), Answer("t2", "Orders over 1000 EUR ship free!", None),
-               Answer("e1", "We can't change the e-mail.", None), Answer("e2", "We cant change the email", None)]
+               Answer("e1", "We can't change the e-mail.", None), Answer("e2", "We cant change the email", None),
+               Answer("z1", "您好，订单已取消。", None), Answer("z2", "您好 订单已取消", None),  # no spaces in Chinese
+               Answer("z3", "运费1.50元", None), Answer("z4", "运费15.0元", None)]
     same = np.ones((len(answers), 4), dtype="float32") / 2  # every pair as close as can be: the texts decide
-    assert collapse_near_duplicates(answers, same, 0.9) == [0, 1, 2, 3, 4, 6]
+    assert collapse_near_duplicates(answers, same, 0.9) == [0, 1, 2, 3, 4, 6, 8, 10, 11]
 
 
 def test_manifest_mismatch_is_refused(tmp_path: Path) -> None:

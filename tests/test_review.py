@@ -77,13 +77,17 @@ def test_messages_equal_up_to_punctuation_inside_words_and_numbers_are_one_item(
     """An apostrophe, a hyphen or a thousands separator split a word or a number in two, so "I can't log in"
     and "I cant log in" were two items, and a label on one left the other in the queue."""
     pairs = [("I can't log in", "I cant log in"), ("my e-mail is wrong", "My email is wrong!"),
-             ("where is order 1,234", "Where is order 56?"), ("the neighbour’s house", "the neighbours house")]
+             ("where is order 1,234", "Where is order 56?"), ("the neighbour’s house", "the neighbours house"),
+             ("你们有没有，自行车卖？", "你们有没有自行车卖"), ("我的 订单 123 在哪", "我的订单456在哪？")]  # no spaces in Chinese
     ids = [[turn(store, text, 0.3, "fallback", conversation=f"c{i}{j}")[0] for j, text in enumerate(pair)]
            for i, pair in enumerate(pairs)]
     assert sorted(sorted(item.turn_ids) for item in review_queue(store, threshold=0.5)) == sorted(ids)
     store.add_labels([ids[0][0]], "oos")
+    store.add_labels([ids[4][1]], "oos")
     turn(store, "I CAN’T log in...", 0.3, "fallback", conversation="later")
-    assert all("log" not in text for item in review_queue(store, threshold=0.5) for text in item.texts)
+    turn(store, "你们有没有， 自行车卖！", 0.3, "fallback", conversation="later")
+    assert all("log" not in text and "自行车" not in text for item in review_queue(store, threshold=0.5)
+               for text in item.texts)
 
 
 def test_a_label_on_an_emoji_covers_that_emoji_alone(store: Store) -> None:

@@ -217,6 +217,7 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("write to jane.doe+shop@example.co.uk today", "write to [EMAIL] today"),
     ("call 13812345678 or +86 138 1234 5678", "call [PHONE] or [PHONE]"),
     ("手机13912345678谢谢", "手机[PHONE]谢谢"),
+    ("我的手机号是138.1234.5678，注册不了", "我的手机号是[PHONE]，注册不了"),  # dotted, as NANP numbers may be
     ("my number is +44 20 7946 0958", "my number is [PHONE]"),
     ("ring (555) 010-0199", "ring [PHONE]"),
     ("card 4111 1111 1111 1111 expires soon", "card [CARD] expires soon"),
