@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from dataclasses import dataclass
 import warnings
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from bot.project import InferenceConfig
-from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
+from finetune.classifier import IntentClassifier, ModelLoadError, Prediction, intent_phrase
 from retrieval.encoder import Encoder
 from retrieval.index import AnswerIndex, Hit
 
@@ -138,7 +139,18 @@ def serving_classifier(folder: Path, device: str | None, inference: InferenceCon
         quantize_int8(classifier)
     if inference.trace and classifier.device.type == "cpu":
         classifier.trace()
+    check_outputs(classifier, folder)
     return classifier
+
+
+def check_outputs(classifier: IntentClassifier, folder: Path) -> None:
+    """Refuse a model that answers in no numbers. A weight turned NaN (a byte changed on disk, a run that
+    diverged) keeps its file's size, so the model loads like any other, and then every confidence is NaN,
+    which no JSON carries: the widget showed customers nothing while /healthz said ok."""
+    predictions, embeddings = classifier.predict_with_embeddings([intent_phrase(label) for label in classifier.labels[:2]])
+    if not (np.isfinite(embeddings).all() and all(math.isfinite(c) for p in predictions for _, c in p.ranking)):
+        raise ModelLoadError(f"{folder}: the model's outputs are not numbers (NaN or infinite weights): retrain it, "
+                             "or roll back to another version")
 
 
 def quantize_int8(classifier: IntentClassifier) -> None:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import time
 from importlib import resources
 from datetime import date, datetime
@@ -85,6 +86,10 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         response = web.json_response({"error": f"body: cannot be read: {reason}"}, status=400)
         response.force_close()  # the rest of the stream cannot be read either, so the connection ends here
         return response
+    except sqlite3.OperationalError as exc:  # the store cannot write: a full disk, a file made read-only, a lock held
+        log.error("%s %s: the conversation store failed: %s", request.method, request.path, exc)
+        return web.json_response({"error": f"the conversation store cannot write now ({exc}): try again later"},
+                                 status=503, headers={"Retry-After": "30"})
     except Exception as exc:
         if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
             # The client hung up before its body arrived (a phone losing signal): there is nobody to answer.

@@ -255,6 +255,22 @@ def test_platform_messages_over_the_limit_are_told_to_wait_once_per_wait() -> No
     assert slow_down("multi", 7, "hello?").startswith("You are sending messages too fast. Please wait 7 seconds")
 
 
+async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Callable[..., Any]) -> None:
+    """A full disk or a file made read-only answered every message with 500 "internal error", and a
+    traceback in the log for each."""
+    client = await make_client(server={"limits": NO_LIMITS})
+    bot = client.app[BOT]
+    await bot._store(lambda: bot.store.db.execute("PRAGMA query_only = ON"))  # as a file made read-only
+    refused = await chat(client, cid(), "I want my money back for order 123")
+    assert refused.status == 503 and refused.headers["Retry-After"] == "30"
+    assert (await refused.json())["error"] == ("the conversation store cannot write now (attempt to write a readonly "
+                                               "database): try again later")
+    await bot._store(lambda: bot.store.db.execute("PRAGMA query_only = OFF"))
+    conversation = cid()
+    assert (await chat(client, conversation, "I want my money back for order 123")).status == 200
+    assert len(await bot._store(bot.store.history, conversation)) == 2
+
+
 async def test_body_and_message_size_limits(make_client: Callable[..., Any]) -> None:
     client = await make_client(server={"max_body_bytes": 2048, "max_message_chars": 50, "limits": NO_LIMITS})
     big = json.dumps({"conversation_id": cid(), "text": "x" * 3000}).encode()
@@ -756,8 +772,20 @@ def wrong_manifest(version: Path) -> None:
     manifest.write_text(json.dumps({**data, "dim": data["dim"] * 2}))
 
 
+def nan_weight(version: Path) -> None:
+    """One weight NaN, the file's size unchanged: a byte changed on disk, or a run that diverged."""
+    from safetensors.torch import load_file, save_file
+
+    path = version / "classifier" / "encoder" / "model.safetensors"
+    weights = load_file(path)
+    name = next(n for n, w in weights.items() if w.dtype.is_floating_point and w.dim() == 2)
+    weights[name][0, 0] = float("nan")
+    save_file(weights, path, metadata={"format": "pt"})
+
+
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda v: truncate(v / "classifier" / "encoder" / "model.safetensors"), "cannot load the classifier"),
+    (nan_weight, "the model's outputs are not numbers"),  # it served NaN confidences, which no JSON carries
     (lambda v: truncate(v / "classifier" / "head.safetensors"), "cannot load the classifier"),
     (wrong_manifest, "cannot load the answer index"),
     # without them the encoder still loads, and reads every word as unknown
@@ -772,7 +800,11 @@ def test_a_corrupt_model_is_refused_at_start(tiny_demo_bot: Path, tmp_path: Path
                                               damage: Callable[[Path], None], message: str) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "broken")
     damage(root / "models" / "v0001")
-    result = CliRunner().invoke(cli, ["serve", str(root), "--port", "1", "--device", "cpu"])
+    with socket.socket() as taken:  # a model let through then fails to bind, where it would serve for good
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(cli, ["serve", str(root), "--host", "127.0.0.1", "--port", port, "--device", "cpu"])
     assert result.exit_code == 1
     assert message in result.output and "v0001" in result.output, result.output
 
