@@ -27,7 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.actions import ActionRunner
 from bot.channels import build_channels
-from bot.channels.base import DeliveryError, PlatformChannel, Turn, http_error, same_secret
+from bot.channels.base import STORE_RETRY_S, DeliveryError, PlatformChannel, Turn, http_error, same_secret, store_failed
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
@@ -88,8 +88,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     except sqlite3.OperationalError as exc:  # the store cannot write: a full disk, a file made read-only, a lock held
         log.error("%s %s: the conversation store failed: %s", request.method, request.path, exc)
-        return web.json_response({"error": f"the conversation store cannot write now ({exc}): try again later"},
-                                 status=503, headers={"Retry-After": "30"})
+        return web.json_response({"error": store_failed(exc)}, status=503, headers={"Retry-After": str(STORE_RETRY_S)})
     except Exception as exc:
         if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
             # The client hung up before its body arrived (a phone losing signal): there is nobody to answer.

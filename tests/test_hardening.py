@@ -265,7 +265,13 @@ async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Ca
     assert refused.status == 503 and refused.headers["Retry-After"] == "30"
     assert (await refused.json())["error"] == ("the conversation store cannot write now (attempt to write a readonly "
                                                "database): try again later")
-    await bot._store(lambda: bot.store.db.execute("PRAGMA query_only = OFF"))
+    async with client.ws_connect("/api/ws") as ws:  # and on the socket, which stays open
+        await ws.send_json({"conversation_id": cid(), "text": "hello"})
+        said = await ws.receive_json()
+        assert said["type"] == "error" and said["retry_after"] == 30 and "readonly database" in said["error"]
+        await bot._store(lambda: bot.store.db.execute("PRAGMA query_only = OFF"))
+        await ws.send_json({"conversation_id": cid(), "text": "hello"})
+        assert (await ws.receive_json())["type"] == "reply"
     conversation = cid()
     assert (await chat(client, conversation, "I want my money back for order 123")).status == 200
     assert len(await bot._store(bot.store.history, conversation)) == 2

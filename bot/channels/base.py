@@ -197,6 +197,15 @@ def http_error(cls: type[web.HTTPException], reason: str, **kwargs: Any) -> web.
     return cls(text=json.dumps({"error": reason}), content_type="application/json", **kwargs)
 
 
+STORE_RETRY_S = 30  # how long a client told that the store cannot write waits before sending again
+
+
+def store_failed(exc: Exception) -> str:
+    """What a client hears when the conversation store cannot write (a full disk, a file made read-only):
+    the cause, which a person can act on, and that nothing is lost by sending again."""
+    return f"the conversation store cannot write now ({exc}): try again later"
+
+
 async def in_time(read: Awaitable[T]) -> T:
     """``read`` of a request's body, cut off after ``BODY_SECONDS`` with 408 and the connection closed (once
     aiohttp's lingering read of the rest, at most 10 s, is over): a client that stops sending halfway, or an

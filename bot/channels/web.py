@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -23,7 +24,8 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from bot.channels.base import DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, load_json, readable
+from bot.channels.base import (DEFAULT_GRACE_S, STORE_RETRY_S, Channel, Turn, http_error, in_time, load_json, readable,
+                               store_failed)
 from bot.language import READABLE
 from bot.limits import count_message, count_request, retry_after
 
@@ -282,6 +284,10 @@ class WebChannel(Channel):
                 except web.HTTPTooManyRequests as exc:
                     await ws.send_json({"type": "error", "error": json.loads(exc.text or "{}")["error"],
                                         "retry_after": retry_after(exc), **request_type})
+                except sqlite3.OperationalError as exc:  # as the HTTP path's middleware does, with its wait
+                    log.error("web chat turn on the socket: the conversation store failed: %s", exc)
+                    await ws.send_json({"type": "error", "error": store_failed(exc), "retry_after": STORE_RETRY_S,
+                                        **request_type})
                 except Exception:  # as the HTTP path's middleware does: log it, answer, keep the socket
                     log.exception("web chat turn failed on the socket")
                     await ws.send_json({"type": "error", "error": "internal error", **request_type})
