@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +26,11 @@ from retrieval.options import IndexOptions, IndexType, Settings
 HANDOFF_PAYLOAD = "/handoff"
 RESUME_PAYLOAD = "/resume"
 RESERVED_PAYLOADS = (HANDOFF_PAYLOAD, RESUME_PAYLOAD)
+
+
+def button_payloads(intents: Iterable[str]) -> frozenset[str]:
+    """What the bot's buttons send: ``/INTENT`` selects that intent outright, as in Rasa, and the bot's own."""
+    return frozenset({*(f"/{intent}" for intent in intents), *RESERVED_PAYLOADS})
 
 
 def reserved_name(name: str) -> str | None:
@@ -419,12 +425,19 @@ def _fail(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], message: str
 # --- the files ----------------------------------------------------------------------------------
 
 
+def first_error(exc: ValidationError) -> Any:
+    """The error to name: an unknown key before the others, since a misspelt key (``titel:``) also leaves
+    the one it meant missing, and "title: Field required" sends the reader looking for what is there."""
+    errors = exc.errors()
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+
+
 def load_config(path: Path) -> BotConfig:
     data, node = _load_yaml(path)
     try:
         return BotConfig.model_validate(data or {})
     except ValidationError as exc:
-        err = exc.errors()[0]
+        err = first_error(exc)
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         raise _fail(path, node, tuple(err["loc"]), message) from None
 
@@ -589,7 +602,7 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
             try:
                 parsed.append(ResponseVariant.model_validate(variant))
             except ValidationError as exc:
-                err = exc.errors()[0]
+                err = first_error(exc)
                 loc = ("responses", intent, j, *err["loc"])
                 message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
                 raise _fail(path, node, loc, message) from None

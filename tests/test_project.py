@@ -52,6 +52,11 @@ def test_unknown_key_names_file_and_line(bot_dir: Path) -> None:
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: channels.slack.api_ur1: unknown key"
     (bot_dir / "bot.yml").write_text("channels:\n  slack:\n    bot_user_id: U0BOT\n")  # every key a channel reads
     assert load_project(bot_dir).config.channels.slack.bot_user_id == "U0BOT"
+    responses = bot_dir / "responses.yml"
+    kept = responses.read_text()
+    responses.write_text(kept.replace("title:", "titel:", 1))  # a misspelt key, and the key it meant missing
+    assert error_for(bot_dir).endswith(".buttons.0.titel: unknown key"), error_for(bot_dir)
+    responses.write_text(kept)
     (bot_dir / "bot.yml").write_text("")
     nlu = bot_dir / "nlu.yml"
     nlu.write_text(nlu.read_text() + "stories:\n- story: greet\n")

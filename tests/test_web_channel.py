@@ -145,7 +145,8 @@ async def test_bad_socket_frames_get_errors_and_the_socket_stays_open(client: An
                 ('{"type": ["join"], "conversation_id": "a"}', "type: must be", None),
                 ('{"type": "join", "conversation_id": "a b"}', "conversation_id", "join"),
                 ('{"type": "join"}', "conversation_id: Field required", "join"),
-                ('{"conversation_id": "a", "text": "hi", "extra": 1}', "extra", "message")]:
+                ('{"conversation_id": "a", "text": "hi", "extra": 1}', "extra", "message"),
+                ('{"conversation_id": "a", "txt": "hi"}', "txt: unknown field", "message")]:  # not "text: Field required"
             await ws.send_str(frame)
             message = await ws.receive_json()
             assert message["type"] == "error" and reason in message["error"], frame

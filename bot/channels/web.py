@@ -28,6 +28,7 @@ from bot.channels.base import (DEFAULT_GRACE_S, STORE_RETRY_S, Channel, Turn, ht
                                store_failed)
 from bot.language import READABLE
 from bot.limits import count_message, count_request, retry_after
+from bot.project import first_error
 
 # Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:
 # ``slack:{team}:{channel}:{thread}``, and ``wecom:{corp}:{userid}``, where a WeCom userid may hold ``@``.
@@ -85,7 +86,7 @@ SOCKET_MESSAGES: dict[str, type[ConversationRequest]] = {"message": ChatRequest,
 def error_message(exc: ValidationError | ValueError) -> str:
     """One line naming the field at fault, for the ``{"error": ...}`` body."""
     if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
+        err = first_error(exc)
         if err["type"] == "json_invalid":
             return "body: malformed JSON"
         field = ".".join(str(p) for p in err["loc"]) or "body"
