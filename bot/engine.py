@@ -26,7 +26,7 @@ from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
-from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESERVED_PAYLOADS, RESUME_PAYLOAD, Project
+from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project, button_payloads
 from bot.responses import MAX_REPLY_CHARS, Rendered
 from dialogues.store import Exchange, Store
 from finetune.classifier import Prediction, intent_phrase
@@ -76,8 +76,8 @@ class Bot:
 
     @property
     def payloads(self) -> frozenset[str]:
-        """What the bot's buttons send: ``/INTENT`` for each intent the serving model knows, and the handoff's."""
-        return frozenset({*(f"/{label}" for label in self.nlu.labels), *RESERVED_PAYLOADS})
+        """What the bot's buttons send, for the intents the serving model knows."""
+        return button_payloads(self.nlu.labels)
 
     def _analyse(self, texts: list[str]) -> list[Analysis]:
         return self.nlu.analyse(texts)  # reads self.nlu per batch, so a swap takes effect between batches

@@ -271,6 +271,22 @@ def test_eval_reads_intents_as_nlu_yml_holds_them_and_names_the_unknown(tiny_dem
     assert blank.exit_code == 1 and "b.jsonl:2: the intent is empty" in blank.output  # not an unnamed unknown intent
 
 
+def test_eval_leaves_out_button_payloads(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """"/handoff" and "/track_refund" were scored as questions for the model, and counted as its misses, where
+    the bot answers them without it."""
+    rows = [json.loads(line) for line in (tiny_demo_bot / "test.jsonl").read_text().splitlines()][:30]
+    clicks = [{"text": "/handoff", "intent": "contact_human_agent"}, {"text": "/track_refund ", "intent": "track_refund"}]
+    runs = []
+    for name, lines in (("plain", rows), ("clicked", clicks[:1] + rows + clicks[1:]), ("only", clicks)):
+        runs.append(CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(write_jsonl(tmp_path / f"{name}.jsonl", lines)),
+                                             "--results", str(tmp_path / name), "--json", "--device", "cpu"]))
+    plain, clicked, only = runs
+    assert plain.exit_code == clicked.exit_code == 0, clicked.output
+    assert json.loads(clicked.stdout)["replies"] == json.loads(plain.stdout)["replies"]
+    assert "2 test lines are a button's payload (/handoff), which selects its intent without the model: left out" in clicked.stderr
+    assert only.exit_code == 1 and "no test line is a question for the model" in only.output
+
+
 def test_bench_nlu_scores_lines_as_the_server_sees_them(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A zero-width space or a full-width letter is normalised away before the model, as bot serve does; an
     intent spelled " track_order " is track_order (before, such lines were dropped as unknown intents)."""
