@@ -139,18 +139,18 @@ def serving_classifier(folder: Path, device: str | None, inference: InferenceCon
         quantize_int8(classifier)
     if inference.trace and classifier.device.type == "cpu":
         classifier.trace()
-    check_outputs(classifier, folder)
+    if not answers_in_numbers(classifier):
+        raise ModelLoadError(f"{folder}: the model's outputs are not numbers (NaN or infinite weights): retrain it, "
+                             "or roll back to another version")
     return classifier
 
 
-def check_outputs(classifier: IntentClassifier, folder: Path) -> None:
-    """Refuse a model that answers in no numbers. A weight turned NaN (a byte changed on disk, a run that
-    diverged) keeps its file's size, so the model loads like any other, and then every confidence is NaN,
-    which no JSON carries: the widget showed customers nothing while /healthz said ok."""
+def answers_in_numbers(classifier: IntentClassifier) -> bool:
+    """Whether the model's confidences and embeddings are numbers. A weight turned NaN (a byte changed on
+    disk, a run that diverged) keeps its file's size, so the model loads like any other, and then every
+    confidence is NaN, which no JSON carries: the widget showed customers nothing while /healthz said ok."""
     predictions, embeddings = classifier.predict_with_embeddings([intent_phrase(label) for label in classifier.labels[:2]])
-    if not (np.isfinite(embeddings).all() and all(math.isfinite(c) for p in predictions for _, c in p.ranking)):
-        raise ModelLoadError(f"{folder}: the model's outputs are not numbers (NaN or infinite weights): retrain it, "
-                             "or roll back to another version")
+    return bool(np.isfinite(embeddings).all()) and all(math.isfinite(c) for p in predictions for _, c in p.ranking)
 
 
 def quantize_int8(classifier: IntentClassifier) -> None:

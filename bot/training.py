@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.nlu import answer_encoder
+from bot.nlu import answer_encoder, answers_in_numbers
 from bot.project import Example, Project, ProjectError
 from bot.responses import TEMPLATE_ANSWER
-from finetune.classifier import IntentClassifier
+from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.evaluation import read_jsonl
 from finetune.metrics import evaluate
 from finetune.registry import Registry
@@ -212,6 +212,9 @@ def fit(project: Project, examples: list[Example], held: list[Example], device: 
 def write_model(staging: Path, project: Project, classifier: IntentClassifier, answers: list[Answer],
                 held: list[Example], train_examples: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Save the classifier and its answer index into ``staging``; return the version's meta and metrics."""
+    if not answers_in_numbers(classifier):
+        raise ModelLoadError("training diverged: the model's outputs are not numbers (NaN), so nothing was saved; "
+                             "train again with a lower model.learning_rate in bot.yml")
     model_id = uuid.uuid4().hex[:12]
     classifier.save(staging / "classifier")
     build_index(classifier, model_id, answers, project).save(staging / "index")

@@ -10,6 +10,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -300,6 +301,28 @@ def test_bot_train_retrain_and_rollback_refuse_to_run_beside_another_training(sm
         assert result.exit_code == 1 and "try again when it finishes" in result.output
     assert [d["event"] for d in Registry(root / "models").decisions()] == ["trained"]  # small_bot's own training
     assert [v.name for v in Registry(root / "models").versions()] == ["v0001"]
+
+
+def test_a_training_run_that_diverged_saves_nothing(small_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model whose every output was NaN was saved and made to serve; `bot serve` then refused it."""
+    import torch
+
+    import bot.training
+
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    fit = bot.training.fit
+
+    def diverged(*args: Any, **kwargs: Any) -> Any:
+        classifier = fit(*args, **kwargs)
+        with torch.no_grad():
+            next(classifier.encoder.parameters()).fill_(float("nan"))
+        return classifier
+
+    monkeypatch.setattr(bot.training, "fit", diverged)
+    result = CliRunner().invoke(cli, ["train", str(root), "--device", "cpu"])
+    assert result.exit_code == 1 and "training diverged: the model's outputs are not numbers (NaN)" in result.output
+    registry = Registry(root / "models")
+    assert [v.name for v in registry.versions()] == ["v0001"] and registry.current() == "v0001"
 
 
 def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: Path, tmp_path: Path) -> None:
