@@ -115,7 +115,14 @@ def _v9(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS id_floor (name TEXT PRIMARY KEY, high INTEGER NOT NULL)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+def _v10(db: sqlite_utils.Database) -> None:
+    """Migration 8 once more: a store that took a withdrawn migration 8 (ids never given out twice, which the
+    id floor of migration 9 now keeps) reached schema 8 without ``undelivered``, and the agents' inbox, the
+    transcripts and the figures read that column."""
+    _v8(db)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
 _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
               "FROM turns)")
 _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons) "

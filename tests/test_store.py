@@ -454,6 +454,21 @@ def test_a_resume_logged_as_a_handoff_before_migration_7_becomes_a_resume(tmp_pa
     assert rows == [("/handoff", "handoff"), ("/resume", "resume"), ("I want a person", "handoff")]
 
 
+def test_a_store_at_schema_8_without_the_undelivered_column_gets_it(tmp_path: Path) -> None:
+    """A withdrawn migration 8 left stores at 8 without ``turns.undelivered``: the inbox, the transcripts and
+    `bot stats` failed on them for good ("no such column")."""
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    store.log_exchange(Exchange("c1", "web", None, "where is my parcel", None, "On its way.", None, 0.9, [], "template", "v1"))
+    store.db.execute("ALTER TABLE turns DROP COLUMN undelivered")
+    store.db.execute("PRAGMA user_version=8")
+    store.close()
+    migrated = Store(path)
+    assert "undelivered" in migrated.db["turns"].columns_dict
+    assert [t["text"] for t in migrated.transcript("c1")["turns"]] == ["where is my parcel", "On its way."]
+    migrated.close()
+
+
 def test_a_purge_says_when_a_reader_kept_the_deleted_text_in_the_wal(tmp_path: Path) -> None:
     """A reader holding a snapshot (a long ``bot export``) keeps the WAL's frames; erasure must not claim success."""
     path = tmp_path / "dialogues.db"
