@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import time
 from importlib import resources
 from datetime import date, datetime
@@ -27,7 +26,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.actions import ActionRunner
 from bot.channels import build_channels
-from bot.channels.base import STORE_RETRY_S, DeliveryError, PlatformChannel, Turn, http_error, same_secret, store_failed
+from bot.channels.base import (STORE_RETRY_S, DeliveryError, PlatformChannel, Turn, http_error, same_secret, store_failed,
+                               store_unavailable)
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
@@ -86,10 +86,10 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         response = web.json_response({"error": f"body: cannot be read: {reason}"}, status=400)
         response.force_close()  # the rest of the stream cannot be read either, so the connection ends here
         return response
-    except sqlite3.OperationalError as exc:  # the store cannot write: a full disk, a file made read-only, a lock held
-        log.error("%s %s: the conversation store failed: %s", request.method, request.path, exc)
-        return web.json_response({"error": store_failed(exc)}, status=503, headers={"Retry-After": str(STORE_RETRY_S)})
     except Exception as exc:
+        if store_unavailable(exc):  # a full disk, a file made read-only, a lock held: one line, and a wait
+            log.error("%s %s: the conversation store failed: %s", request.method, request.path, exc)
+            return web.json_response({"error": store_failed(exc)}, status=503, headers={"Retry-After": str(STORE_RETRY_S)})
         if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
             # The client hung up before its body arrived (a phone losing signal): there is nobody to answer.
             log.debug("%s %s: the client hung up", request.method, request.path)

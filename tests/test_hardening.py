@@ -22,7 +22,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from bot.channels.base import BackgroundTasks, normalise, readable
+from bot.channels.base import BackgroundTasks, normalise, readable, store_unavailable
 from bot.channels.web import ChatRequest
 from bot.cli import cli
 from bot.language import READABLE
@@ -272,6 +272,10 @@ async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Ca
         await bot._store(lambda: bot.store.db.execute("PRAGMA query_only = OFF"))
         await ws.send_json({"conversation_id": cid(), "text": "hello"})
         assert (await ws.receive_json())["type"] == "reply"
+    db = sqlite3.connect(":memory:")
+    with pytest.raises(sqlite3.OperationalError) as fault:
+        db.execute("SELECT undelivered FROM turns")  # a store's fault, which no wait mends: a 500, not "try again"
+    assert not store_unavailable(fault.value) and not store_unavailable(ValueError("readonly database"))
     conversation = cid()
     assert (await chat(client, conversation, "I want my money back for order 123")).status == 200
     assert len(await bot._store(bot.store.history, conversation)) == 2

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -25,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic_core import PydanticCustomError
 
 from bot.channels.base import (DEFAULT_GRACE_S, STORE_RETRY_S, Channel, Turn, http_error, in_time, load_json, readable,
-                               store_failed)
+                               store_failed, store_unavailable)
 from bot.language import READABLE
 from bot.limits import count_message, count_request, retry_after
 from bot.project import first_error
@@ -285,13 +284,14 @@ class WebChannel(Channel):
                 except web.HTTPTooManyRequests as exc:
                     await ws.send_json({"type": "error", "error": json.loads(exc.text or "{}")["error"],
                                         "retry_after": retry_after(exc), **request_type})
-                except sqlite3.OperationalError as exc:  # as the HTTP path's middleware does, with its wait
-                    log.error("web chat turn on the socket: the conversation store failed: %s", exc)
-                    await ws.send_json({"type": "error", "error": store_failed(exc), "retry_after": STORE_RETRY_S,
-                                        **request_type})
-                except Exception:  # as the HTTP path's middleware does: log it, answer, keep the socket
-                    log.exception("web chat turn failed on the socket")
-                    await ws.send_json({"type": "error", "error": "internal error", **request_type})
+                except Exception as exc:  # as the HTTP path's middleware does: log it, answer, keep the socket
+                    if store_unavailable(exc):
+                        log.error("web chat turn on the socket: the conversation store failed: %s", exc)
+                        await ws.send_json({"type": "error", "error": store_failed(exc), "retry_after": STORE_RETRY_S,
+                                            **request_type})
+                    else:
+                        log.exception("web chat turn failed on the socket")
+                        await ws.send_json({"type": "error", "error": "internal error", **request_type})
         finally:
             self._open.pop(ws, None)
             for cid in joined:
