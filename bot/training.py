@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.nlu import answer_encoder, answers_in_numbers
+from bot.nlu import answer_encoder, finite_weights
 from bot.project import Example, Project, ProjectError
 from bot.responses import TEMPLATE_ANSWER
 from finetune.classifier import IntentClassifier, ModelLoadError
@@ -212,8 +212,8 @@ def fit(project: Project, examples: list[Example], held: list[Example], device: 
 def write_model(staging: Path, project: Project, classifier: IntentClassifier, answers: list[Answer],
                 held: list[Example], train_examples: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Save the classifier and its answer index into ``staging``; return the version's meta and metrics."""
-    if not answers_in_numbers(classifier):
-        raise ModelLoadError("training diverged: the model's outputs are not numbers (NaN), so nothing was saved; "
+    if not finite_weights(classifier):
+        raise ModelLoadError("training diverged: the model's weights are not all numbers (NaN), so nothing was saved; "
                              "train again with a lower model.learning_rate in bot.yml")
     model_id = uuid.uuid4().hex[:12]
     classifier.save(staging / "classifier")

@@ -783,19 +783,19 @@ def wrong_manifest(version: Path) -> None:
 
 
 def nan_weight(version: Path) -> None:
-    """One weight NaN, the file's size unchanged: a byte changed on disk, or a run that diverged."""
+    """One weight NaN in a layer int8 quantises, the file's size unchanged: a byte changed on disk."""
     from safetensors.torch import load_file, save_file
 
     path = version / "classifier" / "encoder" / "model.safetensors"
     weights = load_file(path)
-    name = next(n for n, w in weights.items() if w.dtype.is_floating_point and w.dim() == 2)
-    weights[name][0, 0] = float("nan")
+    name = next(n for n, w in weights.items() if n.endswith("intermediate.dense.weight"))
+    weights[name][3, 5] = float("nan")
     save_file(weights, path, metadata={"format": "pt"})
 
 
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda v: truncate(v / "classifier" / "encoder" / "model.safetensors"), "cannot load the classifier"),
-    (nan_weight, "the model's outputs are not numbers"),  # it served NaN confidences, which no JSON carries
+    (nan_weight, "the model's weights are not all numbers"),  # it served NaN confidences, which no JSON carries
     (lambda v: truncate(v / "classifier" / "head.safetensors"), "cannot load the classifier"),
     (wrong_manifest, "cannot load the answer index"),
     # without them the encoder still loads, and reads every word as unknown
@@ -808,7 +808,7 @@ def nan_weight(version: Path) -> None:
 ])
 def test_a_corrupt_model_is_refused_at_start(tiny_demo_bot: Path, tmp_path: Path,
                                               damage: Callable[[Path], None], message: str) -> None:
-    root = configured_copy(tiny_demo_bot, tmp_path / "broken")
+    root = configured_copy(tiny_demo_bot, tmp_path / "broken", server={"inference": {"quantize": "int8"}})  # the default
     damage(root / "models" / "v0001")
     with socket.socket() as taken:  # a model let through then fails to bind, where it would serve for good
         taken.bind(("127.0.0.1", 0))

@@ -320,7 +320,7 @@ def test_a_training_run_that_diverged_saves_nothing(small_bot: Path, tmp_path: P
 
     monkeypatch.setattr(bot.training, "fit", diverged)
     result = CliRunner().invoke(cli, ["train", str(root), "--device", "cpu"])
-    assert result.exit_code == 1 and "training diverged: the model's outputs are not numbers (NaN)" in result.output
+    assert result.exit_code == 1 and "training diverged: the model's weights are not all numbers (NaN)" in result.output
     registry = Registry(root / "models")
     assert [v.name for v in registry.versions()] == ["v0001"] and registry.current() == "v0001"
 
