@@ -111,8 +111,8 @@ class Registry:
             event = decision.get("event")
             if event in ("promoted", "rollback", "index_refresh"):
                 return decision.get("version")
-            if event == "trained":
-                return decision.get("version") if decision.get("promoted") else decision.get("previous")
+            if event == "trained" and decision.get("promoted"):  # one trained with --no-promote served nothing
+                return decision.get("version")
             if event == "refused":  # the serving version, or the copy of it that took the new agent answers
                 return decision.get("index_refresh") or decision.get("serving")
             if event == "rollback_failed":

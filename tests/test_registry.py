@@ -166,6 +166,8 @@ def test_with_no_current_the_hint_names_the_version_that_served_last(tmp_path: P
     for accuracy in (0.5, 0.6, 0.4):
         version(registry, accuracy)
     registry.record({"event": "trained", "version": "v0001", "promoted": True, "previous": None})
+    registry.record({"event": "trained", "version": "v0002", "promoted": False, "previous": None})  # --no-promote
+    assert registry.nothing_serving().endswith(f"`bot rollback {tmp_path} v0001` (the last to serve)")
     registry.record({"event": "promoted", "version": "v0002", "previous": "v0001"})
     registry.record({"event": "refused", "version": "v0003", "serving": "v0002", "reasons": ["accuracy fell"]})
     hint = f"choose one of v0001, v0002, v0003 with `bot rollback {tmp_path} v0002` (the last to serve)"
