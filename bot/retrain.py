@@ -158,13 +158,14 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         # New relative to the last attempt, promoted or refused: the same data would train the same model.
         last = last_finished(registry, serving_name)
         data, traffic = read_store(project)
-        new = _new_since(data, last.meta)
+        usable = exported(project, data)  # what is new is what a retrain learns: not a label or answer it leaves out
+        new = _new_since(usable, last.meta)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         answers = agent_answers(data)
         gone = gone_answers(serving_path, answers)
         if not (force or seed_changed or new["labels"] or new["answers"] or new["labels_gone"]):
             if gone:  # nothing to learn, but the index must not show them: the classifier stays as it is
-                version = refresh_index(registry, serving_name, answers, data)
+                version = refresh_index(registry, serving_name, answers, usable)
                 say(f"Nothing new since {last.name}; {len(gone)} agent answer{'s' if len(gone) > 1 else ''} no longer "
                     f"in the store as indexed (purged, or now redacted) left the index: {version} serves without "
                     f"them, its classifier unchanged.")
@@ -182,7 +183,10 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         before = {"frozen": measure(serving, held), "seed": measure(serving, seed)}
         train = seed + learned
         warm = serving.labels == sorted({e.intent for e in train})
-        transfer = [text for text in traffic if text not in held_texts] if warm else []
+        # Answers kept where no label asks for a change: a labelled message pulled towards the serving model's
+        # answer at every step, where its label counts once an epoch, kept a young shop's corrections unlearned.
+        taught = held_texts | {e.text for e in learned}
+        transfer = [text for text in traffic if text not in taught] if warm else []
         say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: the intents changed'}) "
             f"on {len(seed)} seed + {len(learned)} labelled examples"
             + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else "")
@@ -216,7 +220,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                          "agent_answers": len(answers), "new_answers": new["answers"], "seed_changed": seed_changed},
                 "margins": cfg.model_dump(include={"max_accuracy_drop", "max_intent_drop", "min_intent_examples"}),
             }
-            meta.update(mode=decision["mode"], parent=serving_name, learned_through=_through(data))
+            meta.update(mode=decision["mode"], parent=serving_name, learned_through=_through(usable))
             (staging / "decision.json").write_text(json.dumps(decision, indent=1, ensure_ascii=False))
             version = registry.commit(staging, meta, metrics)
         decision["version"] = version
@@ -225,7 +229,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             registry.record({"event": "promoted", "version": version, "previous": serving_name})
             return RetrainResult(version, True, decision)
         if (new["answers"] or gone) and not moved:  # a refresh serves a copy of serving_name, which no longer serves
-            decision["index_refresh"] = refresh_index(registry, serving_name, answers, data)
+            decision["index_refresh"] = refresh_index(registry, serving_name, answers, usable)
         # Recorded last: a run killed before this point has not run, for the next one (last_finished).
         registry.record({"event": "refused", "version": version, "serving": serving_name, "reasons": reasons,
                          **({"index_refresh": decision["index_refresh"]} if "index_refresh" in decision else {})})

@@ -110,6 +110,7 @@ def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Pa
     [turn] = log_turns(store, [question], conversation="lost")
     store.add_labels([turn], "track_order", "ann")
     store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
+    log_turns(store, ["do you ship to Norway?"], conversation="other")
     store.close()
 
     result = retrain(load_project(bot_dir), device="cpu", progress=False)
@@ -119,7 +120,8 @@ def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Pa
     decision = json.loads((bot_dir / "models" / "v0002" / "decision.json").read_text())
     assert decision["mode"] == "warm" and decision["serving"] == "v0001" and decision["promoted"] is True
     assert decision["data"]["labelled"] == 1 and decision["data"]["new_labels"] == 1 and decision["data"]["new_answers"] == 1
-    assert decision["data"]["transfer_messages"] == 1  # the one customer message, kept close to v0001's answer
+    # The unlabelled message is kept close to v0001's answer; the labelled one learns its label, unpulled.
+    assert decision["data"]["transfer_messages"] == 1
     assert set(decision["figures"]) == {"frozen", "seed"} and decision["figures"]["frozen"]["candidate"]["n"] == 8
     meta = json.loads((bot_dir / "models" / "v0002" / "meta.json").read_text())
     through = meta["learned_through"]
@@ -134,6 +136,10 @@ def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Pa
     assert hit.id == "agent:1" and hit.intent == "track_order" and hit.score > 0.99
     assert hit.question is not None and "jane.doe" not in hit.question  # redacted before indexing
 
+    store = Store(bot_dir / "dialogues.db")  # an answer redaction left out is nothing new: it trained again
+    log_turns(store, ["the courier never came"], conversation="courier")
+    store.add_agent_answer("courier", "Call the courier on 13812345678.")
+    store.close()
     again = retrain(load_project(bot_dir), device="cpu", progress=False)
     assert again.version is None and again.decision["reasons"] == ["nothing new"]
     assert registry.current() == "v0002" and [v.name for v in registry.versions()] == ["v0001", "v0002"]
