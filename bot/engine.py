@@ -26,7 +26,7 @@ from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
-from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project, button_payloads
+from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project
 from bot.responses import MAX_REPLY_CHARS, Rendered
 from dialogues.store import Exchange, Store
 from finetune.classifier import Prediction, intent_phrase
@@ -73,11 +73,6 @@ class Bot:
         self._turns: dict[str, asyncio.Lock] = {}  # conversation id -> the lock its turns take in order
         self._waiting: dict[str, int] = {}  # conversation id -> turns holding or waiting for that lock
         self.notifier = HandoffNotifier(self.config.handoff.notify_url)
-
-    @property
-    def payloads(self) -> frozenset[str]:
-        """What the bot's buttons send, for the intents the serving model knows."""
-        return button_payloads(self.nlu.labels)
 
     def _analyse(self, texts: list[str]) -> list[Analysis]:
         return self.nlu.analyse(texts)  # reads self.nlu per batch, so a swap takes effect between batches
@@ -131,7 +126,7 @@ class Bot:
         conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
         slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
         fallbacks = conversation["fallbacks"] if conversation else 0
-        language = turn_language(self.config.language, text, slots.get(SLOT), self.payloads)
+        language = turn_language(self.config.language, text, slots.get(SLOT))
         self._keep_language(slots, language)
 
         handed_off = bool(conversation and conversation["status"] == "handed_off")

@@ -12,7 +12,6 @@ or one per language, so a ``multi`` bot never answers a Chinese customer in Engl
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
 from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import AfterValidator, PlainValidator
@@ -64,7 +63,8 @@ def _text(value: Any) -> str | dict[Language, str]:
 # One text for every language, or one per language: {en: "Talk to a person", zh: 转人工}
 Text = Annotated[str | dict[Language, str], PlainValidator(_text)]
 SLOT = "language"  # the slot that holds a multi bot's conversation language
-CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+# Chinese characters (the extensions beyond the BMP too) and Bopomofo, which Taiwan writes with them ("ㄏㄏ").
+CJK = re.compile(r"[\u3100-\u312f\u31a0-\u31bf\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
 
 def written_in(text: str) -> Language:
@@ -86,15 +86,14 @@ def mostly_written_in(text: str) -> Language:
     return "zh" if chinese and chinese >= len(re.findall(r"[A-Za-z]+", text)) else "en"
 
 
-def turn_language(bot_language: str, text: str, previous: str | None = None,
-                  payloads: Collection[str] = ()) -> Language:
-    """The language to answer ``text`` in. A button's payload (one of ``payloads``, whatever its intent's name
-    is written in), or a message with no letter in it (an order number, an emoji), keeps ``previous``, the
-    conversation's. A message typed with a slash ("/我要退款") is read like any other; so is one in another
-    script (Korean, Cyrillic), which is English's, not the conversation's, as a first message's is."""
+def turn_language(bot_language: str, text: str, previous: str | None = None) -> Language:
+    """The language to answer ``text`` in. A button's payload (``/`` and a name, whatever the name is written
+    in, an action's own too), or a message with no letter in it (an order number, an emoji), keeps
+    ``previous``, the conversation's. One in another script (Korean, Cyrillic) is English's, not the
+    conversation's, as a first message's is."""
     if bot_language in LANGUAGES:
         return cast(Language, bot_language)
-    if text in payloads and previous in LANGUAGES:
+    if text.startswith("/") and previous in LANGUAGES:
         return cast(Language, previous)
     if CJK.search(text):
         return "zh"

@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -229,15 +229,14 @@ def refunded_on_error(request: web.Request, conversation_id: str) -> Iterator[No
         raise
 
 
-def slow_down(language: str, seconds: int, text: str, previous: str | None = None,
-              payloads: Collection[str] = ()) -> str:
+def slow_down(language: str, seconds: int, text: str, previous: str | None = None) -> str:
     """The "please wait" notice in the bot's language; a ``multi`` bot answers as it answers ``text``
     (:func:`~bot.language.turn_language`: a number or a button's payload keeps ``previous``, the conversation's)."""
-    return SLOW_DOWN[turn_language(language, text, previous, payloads)].format(seconds=seconds)
+    return SLOW_DOWN[turn_language(language, text, previous)].format(seconds=seconds)
 
 
 async def hold_back(request: web.Request, conversation_id: str, text: str, language: str,
-                    previous: Callable[[], Awaitable[str | None]], payloads: Collection[str] = ()) -> str | None:
+                    previous: Callable[[], Awaitable[str | None]]) -> str | None:
     """Count a Slack or WeCom message against its conversation's limit.
 
     None lets the message through. Otherwise it must be dropped (acknowledged, never shown to the
@@ -258,4 +257,4 @@ async def hold_back(request: web.Request, conversation_id: str, text: str, langu
     except Exception:
         log.exception("cannot read %s's language for its notice", conversation_id)
         said_in = None
-    return slow_down(language, wait, text, said_in, payloads)
+    return slow_down(language, wait, text, said_in)

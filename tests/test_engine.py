@@ -56,15 +56,6 @@ async def test_a_number_the_patterns_did_not_read_keeps_an_earlier_order_out_of_
     assert entities == {"order_id": "123"} and bot._fillable({**slots, **entities}, entities, said)["order_id"] == "123"
 
 
-async def test_a_typed_slash_is_no_button_and_follows_the_language_it_is_written_in(client: Any) -> None:
-    """"/我要退款" after an English greeting was answered in English, as a button's payload keeps the language."""
-    bot = client.app[BOT]
-    for text, language in (("hello", "en"), ("/我要退款", "zh"), ("/get_refund", "zh"), ("/track my order", "en"),
-                           ("/退款", "zh"), ("/handoff", "zh")):
-        await ask(client, "slash-1", text)
-        assert bot.store.conversation("slash-1")["slots"]["language"] == language, text
-
-
 async def test_custom_action_answers_from_its_own_data(client: Any) -> None:
     await ask(client, "eng-2", "my order number is 123")
     reply = await ask(client, "eng-2", "/track_order")

@@ -20,13 +20,15 @@ from bot.language import say, turn_language
     ("multi", "/track_order", None, "en"),
     ("multi", "/退款", "en", "en"),           # whatever script the intent's name is written in
     ("multi", "/退款", None, "zh"),           # a first message has no language to keep
-    ("multi", "/我要退款", "en", "zh"),       # typed with a slash, no payload: it was answered in English
-    ("multi", "/track my order", "zh", "en"),
+    ("multi", '/choose_size{"size": "L"}', "zh", "zh"),  # an action's own button too
     ("multi", "환불해 주세요", "zh", "en"),   # another script is English's, as in a first message; it kept Chinese
     ("multi", "Возврат денег", "zh", "en"),
+    ("multi", "ㄏㄏ", "en", "zh"),            # Bopomofo, and Chinese characters beyond the BMP, are Chinese
+    ("multi", "𠮷野家在哪", "en", "zh"),
+    ("multi", "𠮷", "en", "zh"),
 ])
 def test_turn_language(bot: str, text: str, previous: str | None, expected: str) -> None:
-    assert turn_language(bot, text, previous, payloads={"/track_order", "/退款", "/handoff"}) == expected
+    assert turn_language(bot, text, previous) == expected
 
 
 def test_say_picks_the_language_then_the_default_then_the_first() -> None:

@@ -51,7 +51,6 @@ class FakeBot:
     """Stands in for bot.engine.Bot: records turns and answers after ``delay`` seconds."""
 
     store = None
-    payloads = frozenset({"/handoff", "/resume"})
 
     def __init__(self, text: str = "Use the reset link.", source: str = "template", delay: float = 0.0) -> None:
         self.text, self.source, self.delay = text, source, delay

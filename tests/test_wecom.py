@@ -52,7 +52,6 @@ class FakeBot:
     """Stands in for bot.engine.Bot: records turns and answers after ``delay`` seconds."""
 
     store = None
-    payloads = frozenset({"/handoff", "/resume"})
 
     def __init__(self, text: str = ANSWER, source: str = "template", delay: float = 0.0) -> None:
         self.text, self.source, self.delay = text, source, delay

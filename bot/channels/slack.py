@@ -283,7 +283,7 @@ class SlackChannel(PlatformChannel):
         """Keep the turn and answer it in the background; past its conversation's limit, drop it and say
         once to wait."""
         notice = await hold_back(request, turn.conversation_id, turn.text, self.language,
-                                 lambda: self.conversation_language(turn.conversation_id), self.bot.payloads)
+                                 lambda: self.conversation_language(turn.conversation_id))
         if notice is None:
             with refunded_on_error(request, turn.conversation_id):
                 kept = await self.keep(turn, key)

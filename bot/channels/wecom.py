@@ -186,7 +186,7 @@ class WeComChannel(PlatformChannel):
             return empty
         conversation_id = f"wecom:{self.corp_id}:{user}"
         notice = await hold_back(request, conversation_id, text, self.language,
-                                 lambda: self.conversation_language(conversation_id), self.bot.payloads)
+                                 lambda: self.conversation_language(conversation_id))
         if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
             return self._passive_reply(user, notice, nonce) if notice else empty
         turn = Turn(
