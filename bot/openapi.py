@@ -253,7 +253,9 @@ ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wr
               408: "the body did not arrive in time",
               409: "refused in the current state; the error says why",
               502: "the customer's platform refused the message or could not be reached",
-              413: "body larger than server.max_body_bytes", 429: "rate limited; wait Retry-After seconds"}
+              413: "body larger than server.max_body_bytes", 429: "rate limited; wait Retry-After seconds",
+              503: "the conversation store cannot write now (a full disk, a read-only file); nothing was kept: send "
+                   "it again after Retry-After seconds"}
 
 
 @dataclass(frozen=True)
@@ -298,11 +300,11 @@ WECOM_BODY = {"type": "object", "xml": {"name": "xml"}, "required": ["Encrypt"],
 
 OPERATIONS: list[Operation] = [
     Operation("POST", "/api/chat", "Send a customer message; the bot's reply", ChatResponse, ChatRequest,
-              (400, 403, 408, 413)),
+              (400, 403, 408, 413, 503)),
     Operation("GET", "/api/conversations/{conversation_id}/history", "A conversation's messages and status",
               HistoryResponse, errors=(400,)),
     Operation("POST", "/api/feedback", "Thumbs up or down on a bot reply of the conversation", OkResponse,
-              FeedbackRequest, (400, 403, 404, 408, 413)),
+              FeedbackRequest, (400, 403, 404, 408, 413, 503)),
     Operation("GET", "/api/widget", "The widget's title and language", WidgetSettings),
     Operation("GET", "/healthz", "Liveness and the serving model version", HealthResponse, rate_limited=False),
     Operation("GET", "/openapi.json", "This document", media="application/json"),
@@ -391,8 +393,8 @@ def openapi_document(app: web.Application, title: str, labels: Sequence[str], ma
         responses = {"200": ok}
         for status in sorted({*op.errors, *((429,) if op.rate_limited else ())}):
             responses[str(status)] = {"description": ERROR_TEXT[status], "content": error}
-            if status == 429:
-                responses["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "required": True}}
+            if status in (429, 503):
+                responses[str(status)]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "required": True}}
         operation: dict[str, Any] = {"summary": op.summary, "operationId": f"{op.method.lower()}{op.path}",
                                      "parameters": _parameters(op), "responses": responses}
         if op.body is not None:

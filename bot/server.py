@@ -89,7 +89,8 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except Exception as exc:
         if store_unavailable(exc):  # a full disk, a file made read-only, a lock held: one line, and a wait
             log.error("%s %s: the conversation store failed: %s", request.method, request.path, exc)
-            return web.json_response({"error": store_failed(exc)}, status=503, headers={"Retry-After": str(STORE_RETRY_S)})
+            return web.json_response({"error": store_failed(exc)}, status=503,
+                                     headers={"Retry-After": str(STORE_RETRY_S), **cors_headers(request)})
         if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
             # The client hung up before its body arrived (a phone losing signal): there is nobody to answer.
             log.debug("%s %s: the client hung up", request.method, request.path)

@@ -454,6 +454,23 @@ def test_a_customer_over_the_rate_limit_is_told_how_long_to_wait(open_widget: An
         live.stop()
 
 
+def test_a_store_that_cannot_write_is_not_told_as_the_customers_flood(open_widget: Any, server: LiveServer) -> None:
+    """A 503's Retry-After (the server's full disk) was shown as "too many messages. Wait 30 s", with Retry locked."""
+    widget = open_widget(init_script=BLOCKED_WEBSOCKET)  # over HTTP, where the wait comes as a header
+    page = widget.page
+    page.route(f"{server.url}/api/chat", lambda route: route.fulfill(
+        status=503, headers={"Retry-After": "30", "Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After"},
+        content_type="application/json",
+        body=json.dumps({"error": "the conversation store cannot write now (database or disk is full): try again later"})))
+    widget.send("hello?")
+    line = page.locator(".status-line")
+    expect(line).to_contain_text("Not sent.")
+    expect(line).not_to_contain_text("too many messages")
+    page.unroute(f"{server.url}/api/chat")
+    line.locator("button").click()  # not locked for the 30 s
+    expect(widget.bot_replies()).to_have_count(1)
+
+
 def test_feedback_reaches_the_store(open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
     widget = open_widget()
     widget.send("is anyone there")

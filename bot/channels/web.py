@@ -23,8 +23,8 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from bot.channels.base import (DEFAULT_GRACE_S, STORE_RETRY_S, Channel, Turn, http_error, in_time, load_json, readable,
-                               store_failed, store_unavailable)
+from bot.channels.base import (DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, load_json, readable, store_failed,
+                               store_unavailable)
 from bot.language import READABLE
 from bot.limits import count_message, count_request, retry_after
 from bot.project import first_error
@@ -285,10 +285,9 @@ class WebChannel(Channel):
                     await ws.send_json({"type": "error", "error": json.loads(exc.text or "{}")["error"],
                                         "retry_after": retry_after(exc), **request_type})
                 except Exception as exc:  # as the HTTP path's middleware does: log it, answer, keep the socket
-                    if store_unavailable(exc):
+                    if store_unavailable(exc):  # no retry_after, the rate limit's: the widget says the customer sent too fast
                         log.error("web chat turn on the socket: the conversation store failed: %s", exc)
-                        await ws.send_json({"type": "error", "error": store_failed(exc), "retry_after": STORE_RETRY_S,
-                                            **request_type})
+                        await ws.send_json({"type": "error", "error": store_failed(exc), **request_type})
                     else:
                         log.exception("web chat turn failed on the socket")
                         await ws.send_json({"type": "error", "error": "internal error", **request_type})

@@ -572,8 +572,9 @@
     });
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      throw Object.assign(new Error(data.error || `HTTP ${response.status}`),
-                          { retryAfter: Number(response.headers.get("Retry-After")) || 0 });
+      // Only the rate limit's wait is the customer's to keep: a 503's (the server's store) is no flood of theirs.
+      const retryAfter = response.status === 429 ? Number(response.headers.get("Retry-After")) || 0 : 0;
+      throw Object.assign(new Error(data.error || `HTTP ${response.status}`), { retryAfter });
     }
     return data;
   }
