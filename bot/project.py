@@ -660,11 +660,12 @@ def load_project(root: Path | str) -> Project:
         raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {root}`")
     config = load_config(root / "bot.yml")
     # A multi bot keeps the conversation's language in a slot; a one-language bot has none to lose.
-    kept = RESERVED_SLOTS if config.language == "multi" else (REQUESTED_SLOT,)
-    examples, patterns = load_nlu(root / "nlu.yml", kept)
+    kept = (SLOT,) if config.language == "multi" else ()
+    examples, patterns = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
-    # With no custom action to set slots, only nlu.yml's entities (and the slots the bot keeps) fill a template.
+    # With no custom action to set slots (requested_slot among them), only nlu.yml's entities and the
+    # slot the bot keeps fill a template.
     fillable = None if config.actions.map else {*patterns, *kept}
     responses = load_responses(root / "responses.yml", intents, languages, fillable)
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),

@@ -116,9 +116,8 @@ def _v9(db: sqlite_utils.Database) -> None:
 
 
 def _v10(db: sqlite_utils.Database) -> None:
-    """Migration 8 once more: a store that took a withdrawn migration 8 (ids never given out twice, which the
-    id floor of migration 9 now keeps) reached schema 8 without ``undelivered``, and the agents' inbox, the
-    transcripts and the figures read that column."""
+    """Migration 8 once more: a store that took a withdrawn migration 8 (another change, since dropped)
+    reached schema 8 without ``undelivered``, which the agents' inbox, the transcripts and the figures read."""
     _v8(db)
 
 

@@ -141,6 +141,9 @@ def test_a_variable_nothing_can_fill_is_refused_when_no_action_runs(bot_dir: Pat
     assert load_project(bot_dir).responses  # an entity of nlu.yml, and the slot a multi bot keeps
     config.write_text(config.read_text().replace("language: multi", "language: en"))
     assert "{language} is filled by no entity" in error_for(bot_dir)  # a one-language bot keeps no such slot
+    responses["responses"]["greet"] = [{"text": "Tell me your {requested_slot}."}]  # only an action sets it
+    path.write_text(yaml.safe_dump(responses, allow_unicode=True, sort_keys=False))
+    assert "{requested_slot} is filled by no entity" in error_for(bot_dir)
 
 
 def test_malformed_yaml_points_at_the_line(bot_dir: Path) -> None:

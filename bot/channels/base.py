@@ -367,7 +367,7 @@ class PlatformChannel(Channel):
         try:
             turn.pending_id = await self.bot._store(store.receive, key, turn.conversation_id, self.name, turn.user,
                                                     turn.text, turn.metadata)
-        except Exception:  # not acknowledged (500), so the platform sends it again: that is no duplicate
+        except Exception:  # not acknowledged (a 500 or 503), so the platform sends it again: that is no duplicate
             self._seen.forget(turn.seen)
             raise
         return turn.pending_id is not None
