@@ -183,10 +183,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         before = {"frozen": measure(serving, held), "seed": measure(serving, seed)}
         train = seed + learned
         warm = serving.labels == sorted({e.intent for e in train})
-        # Answers kept where no label asks for a change: a labelled message pulled towards the serving model's
-        # answer at every step, where its label counts once an epoch, kept a young shop's corrections unlearned.
-        taught = held_texts | {e.text for e in learned}
-        transfer = [text for text in traffic if text not in taught] if warm else []
+        transfer = [text for text in traffic if text not in held_texts] if warm else []
         say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: the intents changed'}) "
             f"on {len(seed)} seed + {len(learned)} labelled examples"
             + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else "")

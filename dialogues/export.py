@@ -55,8 +55,8 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
 def recent_traffic(store: Store, limit: int, redacted: bool = True) -> list[str]:
     """The latest ``limit`` distinct customer messages, labelled or not, redacted like :func:`learned_data`'s.
 
-    A warm-started retrain holds the candidate to the serving model's answers on those without a label,
-    so that labels for a few intents do not move the answers customers get for the rest.
+    A warm-started retrain holds the candidate to the serving model's answers on them, so that labels
+    for a few intents do not move the answers customers get for the rest.
     """
     private = _privacy(redacted)
     return [private(text) for text in store.recent_messages(limit)] if limit else []
