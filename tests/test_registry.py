@@ -179,7 +179,7 @@ def test_with_no_current_the_hint_names_the_version_that_served_last(tmp_path: P
     version(registry, 0.3)
     version(registry, 0.6)  # v0005: the copy of v0002 with the new agent answers, which served
     assert registry.nothing_serving().endswith(f"`bot rollback {tmp_path} v0005` (the last to serve)")
-    (registry.root / "decisions.jsonl").unlink()  # no log (`bot train --no-promote` keeps none that served): the newest
+    (registry.root / "decisions.jsonl").unlink()  # no log (a registry copied without it): the newest
     assert registry.nothing_serving().endswith(f"`bot rollback {tmp_path} v0005`")
 
 
