@@ -581,6 +581,7 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
         raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
+    payloads = button_payloads(intents)
     extra = set(data) - {"responses", "version"}
     if extra:
         raise _fail(path, node, (sorted(extra)[0],), "unknown key")
@@ -611,10 +612,9 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                             f"{{{unknown[0]}}} is filled by no entity of nlu.yml, and no custom action runs (bot.yml's "
                             "actions.map is empty): this variant would never be shown")
             for k, button in enumerate(parsed[-1].buttons):  # a typo would send the click to the classifier as text
-                target = button.payload[1:]
-                if button.payload.startswith("/") and target not in intents and button.payload not in RESERVED_PAYLOADS:
+                if button.payload.startswith("/") and button.payload not in payloads:
                     raise _fail(path, node, ("responses", intent, j, "buttons", k, "payload"),
-                                f"unknown intent {target!r} (not in nlu.yml)")
+                                f"unknown intent {button.payload[1:]!r} (not in nlu.yml)")
         for language in languages:
             spoken = [v for v in parsed if v.language in (None, language)]
             if not any(v.channel is None for v in spoken):
