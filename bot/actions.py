@@ -179,7 +179,10 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
 
 def action_domain(project: Project) -> dict[str, Any]:
     """The domain rasa-sdk hands an action (``domain`` in its call): what the bot knows of itself."""
-    return {"intents": project.intents, "entities": sorted(project.entity_patterns), "slots": {}, "responses": {},
+    # rasa-sdk's validation actions read the slot names from here, as Rasa's own domain lists them.
+    slots = {name: {"type": "any", "influence_conversation": False, "mappings": []}
+             for name in sorted({*project.entity_patterns, *(project.config.actions.slots or ())})}
+    return {"intents": project.intents, "entities": sorted(project.entity_patterns), "slots": slots, "responses": {},
             "actions": sorted(project.config.actions.map.values()), "forms": {}}
 
 

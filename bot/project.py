@@ -124,6 +124,9 @@ class ActionsConfig(Settings):
     endpoint: str | None = Field(None, pattern=r"^https?://\S+$",
                                  description="a rasa-sdk action server; None runs actions/ in-process")
     timeout: float = Field(5.0, gt=0)
+    slots: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] | None = Field(
+        None, description="the slots the custom actions set; listed, a template variable that neither they nor an "
+                          "entity fill is refused at load (None: an action may set any slot, so none is checked)")
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -576,8 +579,8 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                    fillable: set[str] | None = None) -> Responses:
     """``languages``: those the bot's customers write in. Each intent's template must answer each of them on
     every channel, or an intent the classifier is sure of gets the fallback, with its own button in it.
-    ``fillable``: the only variables anything can fill, when the bot runs no custom action (which may set
-    any slot); a variant with another would never be shown."""
+    ``fillable``: the only variables anything can fill (None: unknown, as when custom actions may set any
+    slot); a variant with another would never be shown."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
         raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
@@ -609,8 +612,8 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                 raise _fail(path, node, loc, message) from None
             if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):
                 raise _fail(path, node, ("responses", intent, j),
-                            f"{{{unknown[0]}}} is filled by no entity of nlu.yml, and no custom action runs (bot.yml's "
-                            "actions.map is empty): this variant would never be shown")
+                            f"{{{unknown[0]}}} is filled by no entity of nlu.yml, nor by a slot the custom actions "
+                            "set (bot.yml's actions.slots): this variant would never be shown")
             for k, button in enumerate(parsed[-1].buttons):  # a typo would send the click to the classifier as text
                 if button.payload.startswith("/") and button.payload not in payloads:
                     raise _fail(path, node, ("responses", intent, j, "buttons", k, "payload"),
@@ -664,9 +667,14 @@ def load_project(root: Path | str) -> Project:
     examples, patterns = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
-    # With no custom action to set slots (requested_slot among them), only nlu.yml's entities and the
-    # slot the bot keeps fill a template.
-    fillable = None if config.actions.map else {*patterns, *kept}
+    # nlu.yml's entities and the slot the bot keeps fill a template, and custom actions the slots they set:
+    # requested_slot and those bot.yml lists, or, unlisted, any.
+    actions = config.actions
+    if actions.slots and not actions.map:
+        raise _fail(root / "bot.yml", _load_yaml(root / "bot.yml")[1], ("actions", "slots"),
+                    "no custom action runs to set these (actions.map is empty)")
+    set_by_actions = (REQUESTED_SLOT, *(actions.slots or ())) if actions.map else ()
+    fillable = None if actions.map and actions.slots is None else {*patterns, *kept, *set_by_actions}
     responses = load_responses(root / "responses.yml", intents, languages, fillable)
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
              *((("fallback", "titles", i), i) for i in config.fallback.titles),

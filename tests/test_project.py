@@ -131,9 +131,16 @@ def test_a_variable_nothing_can_fill_is_refused_when_no_action_runs(bot_dir: Pat
     path.write_text(yaml.safe_dump(responses, allow_unicode=True, sort_keys=False))
     config = bot_dir / "bot.yml"
     mapped = config.read_text()
-    assert load_project(bot_dir).responses  # an action may set any slot: it may set bot_name
-    config.write_text(mapped.replace("    track_order: action_order_status\n", ""))
     line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "{bot_name}" in text)
+    error = error_for(bot_dir)  # the demo lists the slots its action sets
+    assert error.startswith(f"{path}:{line}: ") and "{bot_name} is filled by no entity of nlu.yml" in error
+    config.write_text(mapped.replace("slots: [order_status]", "slots: [order_status, bot_name]"))
+    assert load_project(bot_dir).responses
+    config.write_text(mapped.replace("  slots: [order_status]", "  # slots: [order_status]"))
+    assert load_project(bot_dir).responses  # unlisted, an action may set any slot: it may set bot_name
+    config.write_text(mapped.replace("    track_order: action_order_status\n", ""))
+    assert error_for(bot_dir).endswith("actions.slots: no custom action runs to set these (actions.map is empty)")
+    config.write_text(mapped.replace("    track_order: action_order_status\n", "").replace("  slots: [order_status]", ""))
     error = error_for(bot_dir)
     assert error.startswith(f"{path}:{line}: ") and "{bot_name} is filled by no entity of nlu.yml" in error
     responses["responses"]["greet"] = [{"text": "Order {order_id}?"}, {"text": "You write {language}."}, {"text": "Hi!"}]
@@ -144,6 +151,8 @@ def test_a_variable_nothing_can_fill_is_refused_when_no_action_runs(bot_dir: Pat
     responses["responses"]["greet"] = [{"text": "Tell me your {requested_slot}."}]  # only an action sets it
     path.write_text(yaml.safe_dump(responses, allow_unicode=True, sort_keys=False))
     assert "{requested_slot} is filled by no entity" in error_for(bot_dir)
+    config.write_text(mapped)
+    assert load_project(bot_dir).responses  # with custom actions, it is theirs to set
 
 
 def test_malformed_yaml_points_at_the_line(bot_dir: Path) -> None:
