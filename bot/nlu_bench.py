@@ -21,7 +21,7 @@ import numpy as np
 
 from bot.channels.base import normalise
 from bot.nlu import NLU
-from bot.project import InferenceConfig, Project
+from bot.project import InferenceConfig, Project, button_payloads
 from bot.training import answers_for
 from finetune.models import resolve_model
 from finetune.train import loading_base
@@ -48,12 +48,15 @@ def _score(name: str, run: Callable[[], tuple[list[str], list[list[Hit]]]], gold
 
 
 def nlu_benchmark(project: Project, rows: list[dict[str, str]], device: str | None = None) -> dict[str, Any]:
-    """Score the three designs on ``rows`` (lines whose intent the bot does not know are left out)."""
+    """Score the three designs on ``rows``. Lines whose intent the bot does not know are left out, and so are
+    a button's payloads (``/track_order``), which the bot answers without the model, as ``bot eval`` does."""
     path = Registry(project.models_dir).current_path()
     known = set(project.intents)
-    rows = [r for r in rows if r["intent"] in known]
+    payloads = button_payloads(known)
+    clicks = sum(normalise(r["text"]) in payloads for r in rows)
+    rows = [r for r in rows if r["intent"] in known and normalise(r["text"]) not in payloads]
     if not rows:
-        raise ValueError("no test line has an intent this bot knows")
+        raise ValueError("no test line is a question with an intent this bot knows")
     texts, gold = [normalise(r["text"]) for r in rows], [r["intent"] for r in rows]  # as the server's model sees them
     k = project.config.retrieval.k
     results = []
@@ -77,5 +80,6 @@ def nlu_benchmark(project: Project, rows: list[dict[str, str]], device: str | No
     results.append(_score("two_pass_fp32", two_pass, gold))
     fp32, int8 = results[0]["accuracy"], results[1]["accuracy"]
     drop = round((fp32 - int8) * 100, 2)
-    return {"model_version": path.name, "test_lines": len(rows), "answers_indexed": len(index), "k": k,
+    return {"model_version": path.name, "test_lines": len(rows), "button_payload_lines_left_out": clicks,
+            "answers_indexed": len(index), "k": k,
             "variants": results, "int8_accuracy_drop_points": drop, "int8_within_budget": drop <= INT8_BUDGET_POINTS}

@@ -289,17 +289,21 @@ def test_eval_leaves_out_button_payloads(tiny_demo_bot: Path, tmp_path: Path) ->
 
 def test_bench_nlu_scores_lines_as_the_server_sees_them(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A zero-width space or a full-width letter is normalised away before the model, as bot serve does; an
-    intent spelled " track_order " is track_order (before, such lines were dropped as unknown intents)."""
+    intent spelled " track_order " is track_order (before, such lines were dropped as unknown intents). A
+    button's payload is answered without the model: it is left out (before, scored as the model's miss)."""
     rows = [json.loads(line) for line in (tiny_demo_bot / "test.jsonl").read_text().splitlines()][:40]
     messy = [{"text": "\u200b" + r["text"].replace("a", "\uff41"), "intent": f" {r['intent']}\u3000"} for r in rows]
+    clicked = rows + [{"text": "/track_order", "intent": "track_order"}, {"text": " /handoff", "intent": "contact_human_agent"}]
     runs = []
-    for name, lines in (("plain", rows), ("messy", messy)):
+    for name, lines in (("plain", rows), ("messy", messy), ("clicked", clicked)):
         result = CliRunner().invoke(cli, ["bench", "nlu", str(tiny_demo_bot), "--test",
                                           str(write_jsonl(tmp_path / f"{name}.jsonl", lines)), "--json", "--device", "cpu"])
         assert result.exit_code == 0, result.output
-        runs.append({v["variant"]: (v["accuracy"], v["retrieval_hit_at_1"], v["retrieval_mrr"])
-                     for v in json.loads(result.stdout)["variants"]})
-    assert runs[0] == runs[1] and len(runs[0]) == 3
+        figures = json.loads(result.stdout)
+        runs.append(({v["variant"]: (v["accuracy"], v["retrieval_hit_at_1"], v["retrieval_mrr"]) for v in figures["variants"]},
+                     figures["test_lines"], figures["button_payload_lines_left_out"]))
+    assert runs[0] == runs[1] and len(runs[0][0]) == 3
+    assert runs[2] == (runs[0][0], runs[0][1], 2)
 
 
 def test_eval_at_another_threshold_answers_at_that_cut(tiny_demo_bot: Path, tmp_path: Path) -> None:
