@@ -126,6 +126,7 @@ class OkResponse(_Body):
 class WidgetSettings(_Body):
     title: str
     language: str
+    max_message_chars: int = Field(description="the longest message /api/chat takes, in characters (code points)")
 
 
 class HealthResponse(_Body):
@@ -305,7 +306,7 @@ OPERATIONS: list[Operation] = [
               HistoryResponse, errors=(400,)),
     Operation("POST", "/api/feedback", "Thumbs up or down on a bot reply of the conversation", OkResponse,
               FeedbackRequest, (400, 403, 404, 408, 413, 503)),
-    Operation("GET", "/api/widget", "The widget's title and language", WidgetSettings),
+    Operation("GET", "/api/widget", "The widget's title and language, and the longest message", WidgetSettings),
     Operation("GET", "/healthz", "Liveness and the serving model version", HealthResponse, rate_limited=False),
     Operation("GET", "/openapi.json", "This document", media="application/json"),
     Operation("GET", "/metrics", "Prometheus metrics", media="text/plain"),

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from yarl import URL
 
 from bot.language import LANGUAGES, SLOT, Language, Text
 from bot.responses import ResponseVariant, Responses
@@ -133,19 +133,26 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _origin(value: str) -> str:
-    """An origin as a browser sends it (scheme and host in lower case, no default port, no path), ``*``, or
-    ``null`` (a sandboxed frame's): an entry written otherwise (``shop.example.com``, ``https://Shop.example.com/``,
+    """An origin as a browser sends it (scheme and host in lower case, a non-ASCII host in its ASCII form
+    (``bücher.example`` is ``xn--bcher-kva.example``), no default port, no path), ``*``, or ``null`` (a
+    sandboxed frame's): an entry written otherwise (``shop.example.com``, ``https://Shop.example.com/``,
     ``https://shop.example.com:443``) would never match and refuse every page. Apps' own schemes
     (``capacitor://localhost``) are origins too."""
     if value in ("*", "null"):
         return value
-    parts = urlsplit(value.strip())
-    if not parts.scheme or not parts.netloc or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{value!r} is not an origin: write it as https://shop.example.com (scheme and host, no path)")
-    scheme, host = parts.scheme.lower(), parts.netloc.lower()
-    if parts.port is not None and parts.port == DEFAULT_PORTS.get(scheme):
-        host = host.rpartition(":")[0]
-    return f"{scheme}://{host}"
+    problem = ValueError(f"{value!r} is not an origin: write it as https://shop.example.com (scheme and host, no path)")
+    try:
+        url = URL(value.strip())
+        host = url.raw_host  # in the ASCII form browsers send, by IDNA 2008 as they encode it
+    except (ValueError, UnicodeError):
+        raise problem from None
+    if (not url.scheme or not host or url.path not in ("", "/") or url.query_string or url.fragment
+            or url.raw_user is not None):
+        raise problem
+    host = f"[{host}]" if ":" in host else host
+    if url.explicit_port is not None and not url.is_default_port():
+        host += f":{url.explicit_port}"
+    return f"{url.scheme.lower()}://{host}"
 
 
 class WebChannel(Settings):

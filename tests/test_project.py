@@ -359,9 +359,11 @@ def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -
 
 def test_an_origin_is_kept_as_browsers_send_it(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text('channels: {web: {origins: ["https://Shop.Example.com/", "https://a.example:443", '
-                                     '"http://b.example:8080", "capacitor://localhost", "null", "*"]}}\n')
+                                     '"http://b.example:8080", "capacitor://localhost", "null", "*", '
+                                     '"http://Bücher.example:9343", "http://[::1]:8080"]}}\n')
     assert load_project(bot_dir).config.channels.web.origins == [
-        "https://shop.example.com", "https://a.example", "http://b.example:8080", "capacitor://localhost", "null", "*"]
+        "https://shop.example.com", "https://a.example", "http://b.example:8080", "capacitor://localhost", "null", "*",
+        "http://xn--bcher-kva.example:9343", "http://[::1]:8080"]  # a browser's Origin: a non-ASCII host in ASCII
 
 
 def test_a_number_in_quotes_is_the_number(bot_dir: Path) -> None:
@@ -384,6 +386,9 @@ def test_a_number_in_quotes_is_the_number(bot_dir: Path) -> None:
     ("channels: {web: {origins: [shop.example.com]}}",  # no browser sends it so: every page of the shop was refused
      "channels.web.origins.0: Value error, 'shop.example.com' is not an origin: write it as https://shop.example.com "
      "(scheme and host, no path)"),
+    ("channels: {web: {origins: ['https://user@shop.example.com']}}",  # a browser's Origin names no user
+     "channels.web.origins.0: Value error, 'https://user@shop.example.com' is not an origin: write it as "
+     "https://shop.example.com (scheme and host, no path)"),
 ])
 def test_a_value_that_cannot_work_is_refused_in_words(bot_dir: Path, setting: str, problem: str) -> None:
     """``yes`` loaded as a threshold of 1.0; ``Auto`` was named "thresholds.intent.constrained-float"."""

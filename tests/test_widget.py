@@ -454,6 +454,31 @@ def test_a_customer_over_the_rate_limit_is_told_how_long_to_wait(open_widget: An
         live.stop()
 
 
+def test_a_message_over_the_servers_limit_stays_in_the_box_with_a_note(open_widget: Any, web_demo_bot: SimpleNamespace,
+                                                                      tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The box cut at 4,000 UTF-16 units whatever server.max_message_chars said: under a lower limit a longer
+    message was sent, refused and shown "Not sent." with a Retry that could never work."""
+    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "short",
+                           server={"max_message_chars": 20}, channels={"web": {"origins": [web_demo_bot.embed_origin]}})
+    live = LiveServer(root)
+    live.start()
+    try:
+        widget = open_widget(server=live.url)
+        widget.send("hello")
+        expect(widget.bot_replies()).to_have_count(1)
+        box = widget.page.locator("textarea")
+        widget.send("😀" * 21)  # 21 characters (42 UTF-16 units)
+        assert box.evaluate("b => b.validationMessage") == "Too long: 20 characters at most. Shorten it, then send."
+        assert box.input_value() == "😀" * 21
+        expect(widget.page.locator(".msg.user")).to_have_count(1)  # nothing sent to fail
+        widget.send("😀" * 20)
+        expect(widget.bot_replies()).to_have_count(2)
+        assert box.evaluate("b => b.validationMessage") == ""
+        expect(widget.page.locator(".failed")).to_have_count(0)
+    finally:
+        live.stop()
+
+
 def test_a_store_that_cannot_write_is_not_told_as_the_customers_flood(open_widget: Any, server: LiveServer) -> None:
     """A 503's Retry-After (the server's full disk) was shown as "too many messages. Wait 30 s", with Retry locked."""
     widget = open_widget(init_script=BLOCKED_WEBSOCKET)  # over HTTP, where the wait comes as a header

@@ -330,8 +330,10 @@ class WebChannel(Channel):
         return web.json_response({"ok": True})
 
     async def widget_settings(self, request: web.Request) -> web.Response:
-        """What the widget shows unless its embedding page says otherwise: the title and language."""
-        return web.json_response({"title": self.settings.get("title", "Support"), "language": self.bot.config.language})
+        """What the widget shows unless its embedding page says otherwise (the title and language), and the
+        longest message it may send, which a customer is told before sending instead of after."""
+        return web.json_response({"title": self.settings.get("title", "Support"), "language": self.bot.config.language,
+                                  "max_message_chars": self.max_chars})
 
     # --- the output side -------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@
       error: "Something went wrong. Please try again.",
       notSent: "Not sent.",
       tooFast: "Not sent: too many messages. Wait {seconds} s, then retry.",
+      tooLong: "Too long: {max} characters at most. Shorten it, then send.",
       retry: "Retry",
       poweredBy: "Powered by deskbot",
     },
@@ -73,6 +74,7 @@
       error: "出错了，请稍后再试。",
       notSent: "未发送。",
       tooFast: "未发送：消息太频繁，请等待 {seconds} 秒后重试。",
+      tooLong: "消息太长：最多 {max} 个字。请删减后再发送。",
       retry: "重试",
       poweredBy: "由 deskbot 提供支持",
     },
@@ -438,7 +440,6 @@
   input.id = "deskbot-input";
   input.rows = 1;
   input.placeholder = t.placeholder;
-  input.maxLength = 4000;
   const sendButton = iconButton("send", "send", t.send);
   sendButton.type = "submit";
   sendButton.disabled = true;
@@ -823,6 +824,7 @@
   });
 
   function resize() {
+    input.setCustomValidity(""); // a "too long" note lasts until the text changes
     input.style.height = "auto";
     input.style.height = `${Math.min(input.scrollHeight, 120)}px`;
     sendButton.disabled = !input.value.trim();
@@ -834,9 +836,17 @@
       form.requestSubmit();
     }
   });
+  // The server's limit, in characters as it counts them (code points: a textarea's maxLength counts UTF-16
+  // units, and cut pasted text silently). A longer message stays in the box with a note, not sent to fail.
+  let maxChars = 4000;
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value;
+    if ([...text.trim()].length > maxChars) {
+      input.setCustomValidity(t.tooLong.replace("{max}", maxChars));
+      input.reportValidity();
+      return;
+    }
     input.value = "";
     resize();
     send(text);
@@ -845,11 +855,10 @@
   async function start() {
     document.body.append(host);
     if (config.open) open();
-    if (!config.title) {
-      api("GET", "/api/widget").then((settings) => {
-        if (settings.title) title.textContent = settings.title;
-      }).catch(() => {});
-    }
+    api("GET", "/api/widget").then((settings) => {
+      if (!config.title && settings.title) title.textContent = settings.title;
+      if (settings.max_message_chars > 0) maxChars = settings.max_message_chars;
+    }).catch(() => {});
     const hadHistory = await loadHistory();
     if (!hadHistory && config.greeting !== false) addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting);
     connect();
