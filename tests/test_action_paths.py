@@ -51,6 +51,24 @@ class ActionLookupLatest(Action):
         return [SlotSet("order_id", "456"), FollowupAction("action_order_status")]
 
 
+class ActionHalfPairSlot(Action):
+    def name(self):
+        return "action_half_pair_slot"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Found it.")
+        return [SlotSet("order_id", "1\\ud800")]
+
+
+class ActionHalfPairButton(Action):
+    def name(self):
+        return "action_half_pair_button"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Pick one.", buttons=[{"title": "t\\udc00", "payload": "/track_order"}])
+        return []
+
+
 class ActionEscalate(Action):
     def name(self):
         return "action_escalate"
@@ -511,6 +529,21 @@ async def test_a_slot_json_cannot_hold_fails_the_action_and_its_turn_falls_back(
         assert "slot 'when' is set to datetime" in caplog.text
         assert "when" not in bot.store.conversation("c1")["slots"]
         assert [t["text"] for t in bot.store.history("c1")][0] == "/track_order"  # the customer's message is kept
+    finally:
+        await bot.close()
+
+
+@pytest.mark.parametrize("action", ["action_half_pair_slot", "action_half_pair_button"])
+async def test_half_a_surrogate_pair_fails_the_action_not_the_turn(action_bot: Path, endpoint: str | None, action: str,
+                                                                   tmp_path: Path) -> None:
+    """A slot or a button title holding "\\ud800" reached the store, which refused the whole exchange: the
+    customer got a 400 quoting the codec, and their message was lost."""
+    bot = make_bot(action_bot, endpoint, {"track_order": action}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that")
+        assert [t["text"] for t in bot.store.history("c1")][0] == "/track_order"
+        assert "order_id" not in bot.store.conversation("c1")["slots"]
     finally:
         await bot.close()
 

@@ -282,6 +282,26 @@ async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Ca
     assert len(await bot._store(bot.store.history, conversation)) == 2
 
 
+async def test_a_turn_that_fails_within_is_the_bots_error_not_the_requests(make_client: Callable[..., Any],
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ValueError raised within the turn (an encoder's, a store's) was answered as the customer's 400, with
+    the codec's words, and nothing logged."""
+    client = await make_client(server={"limits": NO_LIMITS})
+
+    async def failing(turn: Any) -> Any:
+        raise UnicodeEncodeError("utf-8", "1\ud800", 1, 2, "surrogates not allowed")
+
+    monkeypatch.setattr(client.app[BOT], "handle", failing)
+    response = await chat(client, cid(), "hello")
+    assert response.status == 500 and (await response.json())["error"] == "internal error"
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"conversation_id": cid(), "text": "hello"})
+        assert await ws.receive_json() == {"type": "error", "error": "internal error", "request": "message"}
+        await ws.send_json({"conversation_id": cid(), "text": ""})  # the request's own fault is still said as such
+        said = await ws.receive_json()
+        assert said["type"] == "error" and said["error"].startswith("text:")
+
+
 async def test_body_and_message_size_limits(make_client: Callable[..., Any]) -> None:
     client = await make_client(server={"max_body_bytes": 2048, "max_message_chars": 50, "limits": NO_LIMITS})
     big = json.dumps({"conversation_id": cid(), "text": "x" * 3000}).encode()

@@ -116,18 +116,23 @@ def valid_conversation_id(request: web.Request, web_client: bool = False) -> str
 _CONVERSATION_IDS: dict[bool, TypeAdapter[str]] = {False: TypeAdapter(ConversationId), True: TypeAdapter(WebConversationId)}
 
 
+class Refused(ValueError):
+    """The client's request is at fault (a 400, or a socket's error frame). A ValueError from within the turn
+    is the bot's failure, not the request's, and must not be answered as one."""
+
+
 def read_socket_frame(data: str) -> tuple[str, dict[str, Any]]:
     """A socket frame ``{"type": "message" | "join", ...}``: its type (a frame without one is a message) and
     its other fields, not yet validated, so that an error in them can say which request it refuses."""
     try:
         body = load_json(data)
     except ValueError:
-        raise ValueError("body: malformed JSON") from None
+        raise Refused("body: malformed JSON") from None
     if not isinstance(body, dict):
-        raise ValueError("body: must be a JSON object")
+        raise Refused("body: must be a JSON object")
     kind = body.pop("type", "message")
     if not isinstance(kind, str) or kind not in SOCKET_MESSAGES:
-        raise ValueError(f"type: must be one of {', '.join(SOCKET_MESSAGES)}")
+        raise Refused(f"type: must be one of {', '.join(SOCKET_MESSAGES)}")
     return kind, body
 
 
@@ -219,9 +224,9 @@ class WebChannel(Channel):
         """The reply to a message. The conversation's other sockets (another tab, or this one reloaded while
         the answer was on its way, whose history could not show the turn yet) are told to fetch the turn."""
         if len(request.text) > self.max_chars:
-            raise ValueError(f"text: longer than {self.max_chars} characters")
+            raise Refused(f"text: longer than {self.max_chars} characters")
         if not readable(request.text):
-            raise ValueError("text: nothing to read (only spaces, control or zero-width characters)")
+            raise Refused("text: nothing to read (only spaces, control or zero-width characters)")
         turn = Turn(request.conversation_id, request.text, self.name, request.user)
         reply = (await self.bot.handle(turn)).to_json()
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
@@ -237,7 +242,7 @@ class WebChannel(Channel):
         count_message(request, body.conversation_id)
         try:
             return web.json_response(await self.chat(body))
-        except ValueError as exc:
+        except Refused as exc:
             raise bad_request(exc) from None
 
     async def _status(self, conversation_id: str) -> str:
@@ -277,7 +282,7 @@ class WebChannel(Channel):
                     else:  # a join's status costs a store read: it counts against the address as a request does
                         count_request(request)
                         await ws.send_json({"type": "status", "conversation_id": cid, "status": await self._status(cid)})
-                except (ValidationError, ValueError) as exc:
+                except (ValidationError, Refused) as exc:
                     await ws.send_json({"type": "error", "error": error_message(exc), **request_type})
                 except ConnectionError:  # closed or cut meanwhile (shutdown, a lost network): the history has the reply
                     break
