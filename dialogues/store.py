@@ -444,7 +444,9 @@ class Store:
         that a reloaded chat shows them again."""
         with self._lock, self.db.atomic():
             self._ensure_conversation(conversation_id, channel, None)
-            return int(self.db.execute(_ADD_TURN, [conversation_id, role, text, None, channel, author, now(),
+            stamp = now()  # an agent's word is activity too: the open conversations list the latest first
+            self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [stamp, conversation_id])
+            return int(self.db.execute(_ADD_TURN, [conversation_id, role, text, None, channel, author, stamp,
                                                    json.dumps(buttons, ensure_ascii=False) if buttons else None]).lastrowid)
 
     def undelivered(self, turn_id: int) -> None:

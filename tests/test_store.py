@@ -508,3 +508,17 @@ def test_the_inbox_shows_the_latest_message_as_the_customer_wrote_it(tmp_path: P
     kept.log_exchange(Exchange("c1", "web", None, "call me on 13812345678", None, "ok", None, 0.2, [], "fallback", "v1"))
     assert [c["last_message"] for c in kept.inbox("open", 10)[0]] == ["call me on [PHONE]"]
     kept.close()
+
+
+def test_an_agents_reply_makes_its_conversation_the_latest_active(tmp_path: Path) -> None:
+    """The open conversations are listed most recently active first; an agent's reply did not count."""
+    store = Store(tmp_path / "dialogues.db")
+    for cid in ("first", "second"):
+        store.log_exchange(Exchange(cid, "web", None, "a person please", None, "Connecting you.", None, 0.2, [],
+                                    "handoff", "v0001"))
+    assert [c["conversation_id"] for c in store.inbox("open", 10)[0]] == ["second", "first"]
+    before = store.conversation("first")["updated"]
+    store.add_agent_answer("first", "Hello, I'm Ann from support.", agent="Ann")
+    assert store.conversation("first")["updated"] > before
+    assert [c["conversation_id"] for c in store.inbox("open", 10)[0]] == ["first", "second"]
+    store.close()
