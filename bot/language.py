@@ -76,14 +76,15 @@ _ADDRESSES = re.compile(r"\]\([^)]*\)|https?://\S+|\S+@\S+")
 
 
 def mostly_written_in(text: str) -> Language:
-    """The language most of a text is in: Chinese when its Chinese characters are at least as many as its
-    Latin words, links and addresses aside. For the shop's answers, which may name a Chinese carrier in an
-    English sentence ("with SF Express (顺丰速运)"); any Chinese character would make it Chinese, and no
-    English customer would get it. A short Chinese answer made mostly of English names ("iPhone 15 Pro
-    Max 有货") counts as English."""
+    """The language most of a text is in: Chinese when its Chinese words, counted as two characters each
+    (a Chinese word's usual length), are at least as many as its Latin words, links and addresses aside.
+    For the shop's answers, which may name a Chinese carrier in an English sentence ("We ship with
+    顺丰速运."); any Chinese character would make it Chinese, and no English customer would get it, and
+    counting characters as words would too. A short Chinese answer made mostly of English names
+    ("iPhone 15 Pro Max 有货") counts as English."""
     text = _ADDRESSES.sub(" ", text)
     chinese = len(CJK.findall(text))
-    return "zh" if chinese and chinese >= len(re.findall(r"[A-Za-z]+", text)) else "en"
+    return "zh" if chinese and chinese / 2 >= len(re.findall(r"[A-Za-z]+", text)) else "en"
 
 
 def turn_language(bot_language: str, text: str, previous: str | None = None) -> Language:

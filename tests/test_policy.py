@@ -203,6 +203,9 @@ def test_a_multi_bot_gives_a_historical_answer_only_in_the_turns_language() -> N
     carrier = [hit(0.9, text="Delivery takes 3 to 5 days with SF Express (顺丰速运)."), hit(0.7, text="请在App Store下载。")]
     assert decide(analysis("get_refund", 0.2, carrier), MULTI, RESPONSES, {}, "web", 0, "en").text.startswith("Delivery")
     assert decide(analysis("get_refund", 0.2, carrier), MULTI, RESPONSES, {}, "web", 0, "zh").text == "请在App Store下载。"
+    for short in ("We ship with 顺丰速运.", "Ship with 顺丰速运 in 2 days."):  # four characters were four words: Chinese
+        assert decide(analysis("get_refund", 0.2, [hit(0.9, text=short)]), MULTI, RESPONSES, {}, "web", 0, "en").text == short
+    assert decide(analysis("get_refund", 0.2, [hit(0.9, text="好的 OK")]), MULTI, RESPONSES, {}, "web", 0, "zh").text == "好的 OK"
     for chinese in ("详见 https://shop.example.com/help/returns", "[退货政策](https://shop.example.com/returns)",
                     "请发邮件到 returns@shop.example.com"):  # a link or an address is in no language
         assert decide(analysis("get_refund", 0.2, [hit(0.9, text=chinese)]), MULTI, RESPONSES, {}, "web", 0, "zh").text == chinese
