@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from yarl import URL
 
 from bot.language import LANGUAGES, SLOT, Language, Text
-from bot.responses import ResponseVariant, Responses
+from bot.responses import MAX_REPLY_CHARS, ResponseVariant, Responses
 from retrieval.options import IndexOptions, IndexType, Settings
 
 # The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
@@ -656,6 +656,9 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
                 raise TypeError(f"intent must be a string, not {item.intent!r}")
             if not valid_unicode(item.question + item.answer):
                 raise ValueError("the question or the answer is not valid Unicode (half of a surrogate pair)")
+            if len(item.answer) > MAX_REPLY_CHARS:  # as a template, an agent's or an action's reply may be
+                raise ValueError(f"the answer is {len(item.answer)} characters long, more than a reply may be "
+                                 f"({MAX_REPLY_CHARS})")
         except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
             raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}") from None
         if item.intent is not None and item.intent not in intents:

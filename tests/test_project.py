@@ -234,6 +234,8 @@ def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> No
     ('{"question": "q", "answer": "a", "intnet": "greet"}', "unknown key 'intnet'"),
     ('{"question": "x\\ud800 refund", "answer": "Refunds take 5 days."}', "the question or the answer is not valid Unicode"),
     pytest.param('{"question": ' + "[" * 100_000 + "]" * 100_000 + "}", "maximum recursion depth exceeded", id="nested"),
+    pytest.param('{"question": "q", "answer": "' + "Z" * 20_001 + '"}', "the answer is 20001 characters long, more than "
+                 "a reply may be (20000)", id="runaway"),  # was shown to customers whole
 ])
 def test_a_history_line_that_is_not_a_question_and_its_answer_is_refused(bot_dir: Path, row: str, problem: str) -> None:
     path = bot_dir / "history.jsonl"
