@@ -11,6 +11,8 @@ it. Switched off, the text leaves as it is stored. The unredacted ``raw_text`` t
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,9 +49,23 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
     """What ``bot retrain`` learns of ``data``, and so what ``bot export`` writes: labels of the bot's intents
     (``oos`` only when nlu.yml has such an intent), never a text of the frozen evaluation set, and the agent
     answers redaction left whole, since another customer would read "write to [EMAIL]" (the address may
-    well be the shop's own, which belongs in a template)."""
+    well be the shop's own, which belongs in a template), and that are no one customer's case
+    (:func:`about_one_case`)."""
     return LearnedData([r for r in data.examples if r["intent"] in intents and r["text"] not in held_texts],
-                       [r for r in data.answers if not was_redacted(r["answer"])])
+                       [r for r in data.answers
+                        if not was_redacted(r["answer"]) and not about_one_case(r["question"], r["answer"])])
+
+
+_NUMBER = re.compile(r"[0-9]{3,}")
+
+
+def about_one_case(question: str, answer: str) -> bool:
+    """Whether an agent's answer is about its customer's own case: it repeats a number of three or more
+    digits from the question ("Order 556677 left our warehouse today"), or holds one of six or more (a
+    tracking or account number). Shown to the next customer, it would give them another customer's order
+    number, and a status that is not theirs."""
+    asked = set(_NUMBER.findall(unicodedata.normalize("NFKC", question)))
+    return any(n in asked or len(n) >= 6 for n in _NUMBER.findall(unicodedata.normalize("NFKC", answer)))
 
 
 def recent_traffic(store: Store, limit: int, redacted: bool = True) -> list[str]:

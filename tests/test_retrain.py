@@ -93,6 +93,18 @@ def test_an_agent_answer_that_lost_personal_data_is_not_shown_to_other_customers
     assert [a.text for a in agent_answers(data)] == ["Use the return form in your account."]
 
 
+def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> None:
+    """"Order 556677 left our warehouse today" was given, word for word, to the next customer asking about
+    order 112233."""
+    asked = {"question": "where is my order 556677", "intent": None, "created": 0.0}
+    data = LearnedData([], [{**asked, "id": 1, "answer": "Order 556677 left our warehouse today."},
+                            {**asked, "id": 2, "answer": "Order ５５６６７７ is on its way."},  # full-width digits
+                            {**asked, "id": 3, "answer": "Your tracking code is 1Z999AA10123456784."},
+                            {**asked, "id": 4, "answer": "Parcels leave within 24 hours; refunds take 5 to 7 days."},
+                            {**asked, "id": 5, "question": "do you have size 42?", "answer": "Yes, 42 is in stock."}])
+    assert [a.id for a in agent_answers(data)] == ["agent:4", "agent:5"]
+
+
 def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
     data = LearnedData([{"text": "do you sell bikes", "intent": "oos"}, {"text": "refund me", "intent": "get_refund"},
                         {"text": "held out", "intent": "get_refund"}, {"text": "x", "intent": "gone"}], [])
