@@ -163,11 +163,6 @@ def train_classifier(
     transfer = transfer if distilled and transfer else []
     transfer_teacher = (torch.from_numpy(init_from.probabilities(transfer, ngrams=False)).to(device)
                         if transfer else None)
-    # A recent message weighs at most what a training example does in a step (1/len(texts)): a young shop's
-    # few recent messages, its labelled ones among them, would otherwise sit in every step's batch and hold
-    # the serving model's answers against their labels (bench/LEARNING.md, run Q). With more recent
-    # messages than training examples, as in BANKING77's loop, the weight is 1.
-    transfer_weight = config.distill * min(1.0, len(transfer) / len(texts))
     start = ({name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
              if model is init_from and config.interpolate < 1 else None)
 
@@ -194,7 +189,7 @@ def train_classifier(
             picked = rng.sample(range(len(transfer)), min(len(transfer), config.batch_size))
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 transfer_logits = model.logits(model.embed([transfer[i] for i in picked]))
-            loss = loss + transfer_weight * distillation(transfer_logits.float(), transfer_teacher[picked])
+            loss = loss + config.distill * distillation(transfer_logits.float(), transfer_teacher[picked])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
