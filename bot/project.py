@@ -118,18 +118,22 @@ class RetrievalConfig(Settings):
     k: int = Field(5, ge=1, le=100)
 
 
+def _slot_name(name: str) -> str:
+    """A name a template can write as ``{name}`` (``{订单号}`` too)."""
+    if not name.isidentifier():
+        raise ValueError(f"{name!r} is not a slot name a template could use (letters, digits and _)")
+    return name
+
+
 class ActionsConfig(Settings):
     map: dict[str, Annotated[str, Field(pattern=r"^\S+$")]] = Field(default_factory=dict,
                                                                     description="intent -> custom action name")
     endpoint: str | None = Field(None, pattern=r"^https?://\S+$",
                                  description="a rasa-sdk action server; None runs actions/ in-process")
     timeout: float = Field(5.0, gt=0)
-    slots: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] | None = Field(
+    slots: list[Annotated[str, AfterValidator(_slot_name)]] | None = Field(
         None, description="the slots the custom actions set; listed, a template variable that neither they nor an "
                           "entity fill is refused at load (None: an action may set any slot, so none is checked)")
-
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _origin(value: str) -> str:

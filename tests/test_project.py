@@ -136,6 +136,9 @@ def test_a_variable_nothing_can_fill_is_refused_when_no_action_runs(bot_dir: Pat
     assert error.startswith(f"{path}:{line}: ") and "{bot_name} is filled by no entity of nlu.yml" in error
     config.write_text(mapped.replace("slots: [order_status]", "slots: [order_status, bot_name]"))
     assert load_project(bot_dir).responses
+    config.write_text(mapped.replace("slots: [order_status]", "slots: [order status]"))
+    assert error_for(bot_dir).endswith("actions.slots.0: Value error, 'order status' is not a slot name a template "
+                                       "could use (letters, digits and _)")
     config.write_text(mapped.replace("  slots: [order_status]", "  # slots: [order_status]"))
     assert load_project(bot_dir).responses  # unlisted, an action may set any slot: it may set bot_name
     config.write_text(mapped.replace("    track_order: action_order_status\n", ""))
