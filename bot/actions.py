@@ -61,8 +61,8 @@ class ActionResult:
             json.dumps(payload, ensure_ascii=False, default=repr).encode("utf-8")
         except UnicodeEncodeError:
             raise ActionError("not valid Unicode: its answer holds half of a surrogate pair") from None
-        except (ValueError, RecursionError):
-            pass  # circular or nested too deep: the checks below refuse it in their words
+        except (TypeError, ValueError, RecursionError):
+            pass  # not JSON (a tuple key), circular or nested too deep: the checks below refuse it in their words
         try:
             answer = _Answer.model_validate(payload if payload is not None else {})
         except ValidationError as exc:  # an action server is the shop's code, or a proxy in front of it

@@ -11,6 +11,7 @@ or one per language, so a ``multi`` bot never answers a Chinese customer in Engl
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Annotated, Any, Literal, cast, get_args
 
@@ -76,15 +77,20 @@ _ADDRESSES = re.compile(r"\]\([^)]*\)|https?://\S+|\S+@\S+")
 
 
 def mostly_written_in(text: str) -> Language:
-    """The language most of a text is in: Chinese when its Chinese words, counted as two characters each
-    (a Chinese word's usual length), are at least as many as its Latin words, links and addresses aside.
-    For the shop's answers, which may name a Chinese carrier in an English sentence ("We ship with
-    顺丰速运."); any Chinese character would make it Chinese, and no English customer would get it, and
-    counting characters as words would too. A short Chinese answer made mostly of English names
-    ("iPhone 15 Pro Max 有货") counts as English."""
+    """The language a text is written in, links and addresses aside, for the shop's answers, which may name
+    a Chinese carrier in an English sentence ("We ship with 顺丰速运.") or English brands in a Chinese one
+    ("用 Apple Pay 或 Google Pay 付款。"): any Chinese character would make the first Chinese, and no
+    English customer would get it. A sentence's own words hold its names between them, so the script with
+    more stretches of text wins ("用", "或", "付款" against "Apple Pay", "Google Pay"); at a draw, Chinese
+    when its words, two characters each (a Chinese word's usual length), are at least as many as the
+    Latin ones. A short answer made mostly of English names ("iPhone 15 Pro Max 有货") counts as English."""
     text = _ADDRESSES.sub(" ", text)
-    chinese = len(CJK.findall(text))
-    return "zh" if chinese and chinese / 2 >= len(re.findall(r"[A-Za-z]+", text)) else "en"
+    scripts = ["zh" if CJK.match(c) else "en" for c in text if CJK.match(c) or c.isascii() and c.isalpha()]
+    stretches = [script for script, _ in itertools.groupby(scripts)]
+    chinese, english = stretches.count("zh"), stretches.count("en")
+    if chinese != english:
+        return "zh" if chinese > english else "en"
+    return "zh" if chinese and scripts.count("zh") / 2 >= len(re.findall(r"[A-Za-z]+", text)) else "en"
 
 
 def turn_language(bot_language: str, text: str, previous: str | None = None) -> Language:

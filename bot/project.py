@@ -132,8 +132,9 @@ class ActionsConfig(Settings):
                                  description="a rasa-sdk action server; None runs actions/ in-process")
     timeout: float = Field(5.0, gt=0)
     slots: list[Annotated[str, AfterValidator(_slot_name)]] | None = Field(
-        None, description="the slots the custom actions set; listed, a template variable that neither they nor an "
-                          "entity fill is refused at load (None: an action may set any slot, so none is checked)")
+        None, description="the slots the custom actions set, and the values they pass with a response "
+                          "(utter_message(response=..., eta=...)); listed, a template variable that neither they nor "
+                          "an entity fill is refused at load (None: an action may fill any, so none is checked)")
 
 
 def _origin(value: str) -> str:
@@ -623,7 +624,7 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                 raise _fail(path, node, loc, message) from None
             if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):
                 raise _fail(path, node, ("responses", intent, j),
-                            f"{{{unknown[0]}}} is filled by no entity of nlu.yml, nor by a slot the custom actions "
+                            f"{{{unknown[0]}}} is filled by no entity of nlu.yml, nor by what the custom actions "
                             "set (bot.yml's actions.slots): this variant would never be shown")
             for k, button in enumerate(parsed[-1].buttons):  # a typo would send the click to the classifier as text
                 if button.payload.startswith("/") and button.payload not in payloads:
@@ -684,7 +685,7 @@ def load_project(root: Path | str) -> Project:
     # nlu.yml's entities and the slot the bot keeps fill a template, and custom actions the slots they set:
     # requested_slot and those bot.yml lists, or, unlisted, any.
     actions = config.actions
-    if actions.slots and not actions.map:
+    if actions.slots is not None and not actions.map:
         raise _fail(root / "bot.yml", _load_yaml(root / "bot.yml")[1], ("actions", "slots"),
                     "no custom action runs to set these (actions.map is empty)")
     set_by_actions = (REQUESTED_SLOT, *(actions.slots or ())) if actions.map else ()

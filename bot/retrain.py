@@ -167,7 +167,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             if gone:  # nothing to learn, but the index must not show them: the classifier stays as it is
                 version = refresh_index(registry, serving_name, answers, usable)
                 say(f"Nothing new since {last.name}; {len(gone)} agent answer{'s' if len(gone) > 1 else ''} no longer "
-                    f"in the store as indexed (purged, or now redacted) left the index: {version} serves without "
+                    f"in the store as indexed (purged, now redacted, or about one customer's case) left the index: {version} serves without "
                     f"them, its classifier unchanged.")
                 return RetrainResult(version, False, {"promoted": False, "serving": serving_name,
                                                       "reasons": ["nothing new"], "index_refresh": version,

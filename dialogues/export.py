@@ -40,7 +40,7 @@ def learned_data(store: Store, since: float = 0.0, redacted: bool = True) -> Lea
     examples = [{"text": private(r["text"]), "intent": r["intent"], "turn_id": r["turn_id"], "label_id": r["id"],
                  "created": r["created"]} for r in store.labels(since)]
     answers = [{"question": private(r["question"]), "answer": private(r["answer"]), "intent": r["intent"],
-                "id": r["id"], "created": r["created"]}
+                "id": r["id"], "created": r["created"], "asked": private(r["asked"] or "")}
                for r in store.answer_candidates(since)]
     return LearnedData(examples, answers)
 
@@ -52,20 +52,24 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
     well be the shop's own, which belongs in a template), and that are no one customer's case
     (:func:`about_one_case`)."""
     return LearnedData([r for r in data.examples if r["intent"] in intents and r["text"] not in held_texts],
-                       [r for r in data.answers
-                        if not was_redacted(r["answer"]) and not about_one_case(r["question"], r["answer"])])
+                       [r for r in data.answers if not was_redacted(r["answer"])
+                        and not about_one_case(r.get("asked") or r["question"], r["answer"])])
 
 
-_NUMBER = re.compile(r"[0-9]{3,}")
+# A number of three or more digits that is no quantity with a unit (256GB, 100%), outside links.
+_NUMBER = re.compile(r"(?<![0-9])[0-9]{3,}(?![0-9A-Za-z%])")
+_LINK = re.compile(r"https?://\S+")
 
 
-def about_one_case(question: str, answer: str) -> bool:
+def about_one_case(asked: str, answer: str) -> bool:
     """Whether an agent's answer is about its customer's own case: it repeats a number of three or more
-    digits from the question ("Order 556677 left our warehouse today"), or holds one of six or more (a
-    tracking or account number). Shown to the next customer, it would give them another customer's order
-    number, and a status that is not theirs."""
-    asked = set(_NUMBER.findall(unicodedata.normalize("NFKC", question)))
-    return any(n in asked or len(n) >= 6 for n in _NUMBER.findall(unicodedata.normalize("NFKC", answer)))
+    digits that the customer wrote (``asked``: "where is my order?", "55667" / "Order 55667 left our
+    warehouse today"), or holds one of six or more (a tracking number). Shown to the next customer, it
+    would give them another customer's order number, and a status that is not theirs."""
+    def numbers(text: str) -> list[str]:
+        return _NUMBER.findall(_LINK.sub(" ", unicodedata.normalize("NFKC", text)))
+    theirs = set(numbers(asked))
+    return any(n in theirs or len(n) >= 6 for n in numbers(answer))
 
 
 def recent_traffic(store: Store, limit: int, redacted: bool = True) -> list[str]:

@@ -633,10 +633,13 @@ class Store:
             "GROUP BY text ORDER BY max(id) DESC LIMIT ?", [limit])]
 
     def answer_candidates(self, since: float = 0.0) -> list[dict[str, Any]]:
-        """Agent answers with their questions, oldest first; ``intent`` is the question's review label, if any."""
+        """Agent answers with their questions, oldest first; ``intent`` is the question's review label, if any,
+        and ``asked`` all the customer wrote in the conversation before the answer."""
         return list(self.db.query(
             "SELECT a.id, a.conversation_id, a.question_turn_id, a.question, a.answer, a.created, "
-            "(SELECT intent FROM review_labels WHERE turn_id = a.question_turn_id ORDER BY id DESC LIMIT 1) AS intent "
+            "(SELECT intent FROM review_labels WHERE turn_id = a.question_turn_id ORDER BY id DESC LIMIT 1) AS intent, "
+            "(SELECT group_concat(text, ' ') FROM turns WHERE conversation_id = a.conversation_id AND role = 'user' "
+            " AND id < a.agent_turn_id) AS asked "
             "FROM answer_candidates a WHERE a.created >= ? ORDER BY a.id",
             [since],
         ))

@@ -60,6 +60,14 @@ class ActionHalfPairSlot(Action):
         return [SlotSet("order_id", "1\\ud800")]
 
 
+class ActionTupleKeySlot(Action):
+    def name(self):
+        return "action_tuple_key_slot"
+
+    def run(self, dispatcher, tracker, domain):
+        return [SlotSet("order_id", {(1, 2): "a"})]
+
+
 class ActionHalfPairButton(Action):
     def name(self):
         return "action_half_pair_button"
@@ -522,8 +530,10 @@ async def test_an_unknown_action_is_refused_on_load_or_falls_back(action_bot: Pa
 
 async def test_a_slot_json_cannot_hold_fails_the_action_and_its_turn_falls_back(
         action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    bot = make_bot(action_bot, None, {"track_order": "action_stamp_time"}, tmp_path)
+    bot = make_bot(action_bot, None, {"track_order": "action_stamp_time", "cancel_order": "action_tuple_key_slot"}, tmp_path)
     try:
+        keyed = await bot.handle(Turn("c2", "/cancel_order", "web"))  # not JSON either: a tuple for a key
+        assert keyed.source == "fallback" and "slot 'order_id' is set to dict" in caplog.text
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that")
         assert "slot 'when' is set to datetime" in caplog.text

@@ -103,6 +103,10 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
                             {**asked, "id": 4, "answer": "Parcels leave within 24 hours; refunds take 5 to 7 days."},
                             {**asked, "id": 5, "question": "do you have size 42?", "answer": "Yes, 42 is in stock."}])
     assert [a.id for a in agent_answers(data)] == ["agent:4", "agent:5"]
+    later = {**asked, "question": "where is my order?", "asked": "where is my order? 55667"}  # the number came next
+    kept = [{**later, "id": 6, "answer": "Order 55667 left our warehouse today."},
+            {**later, "id": 7, "answer": "The 256GB model ships in 2 days: https://shop.example.com/a/1234567"}]
+    assert [a.id for a in agent_answers(LearnedData([], kept))] == ["agent:7"]  # a unit's quantity, a link's number
 
 
 def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
@@ -230,7 +234,7 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     # Purged, the conversation's agent answer leaves the index at the next retrain, with nothing to train.
     assert CliRunner().invoke(cli, ["purge", str(bot_dir), "--conversation", "damaged"]).exit_code == 0
     purged = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
-    assert purged.exit_code == 0 and "1 agent answer no longer in the store as indexed (purged, or now redacted) left the index: v0004" in purged.output
+    assert purged.exit_code == 0 and "1 agent answer no longer in the store as indexed (purged, now redacted, or about one customer's case) left the index: v0004" in purged.output
     assert registry.current() == "v0004" and [d["event"] for d in registry.decisions()][-1] == "index_refresh"
     assert not [i for i in NLU.load(models / "v0004").index.ids if i.startswith("agent:")]
     assert (models / "v0004" / "classifier" / "head.safetensors").read_bytes() == (old / "classifier" / "head.safetensors").read_bytes()

@@ -522,3 +522,15 @@ def test_an_agents_reply_makes_its_conversation_the_latest_active(tmp_path: Path
     assert store.conversation("first")["updated"] > before
     assert [c["conversation_id"] for c in store.inbox("open", 10)[0]] == ["first", "second"]
     store.close()
+
+
+def test_an_agent_answer_comes_with_all_its_customer_wrote_before_it(tmp_path: Path) -> None:
+    """What tells an answer about one customer's order: the number may come after the question it is paired with."""
+    store = Store(tmp_path / "dialogues.db")
+    for text in ("where is my order?", "55667"):
+        store.log_exchange(Exchange("c1", "web", None, text, None, "Sorry?", None, 0.1, [], "fallback", "v0001"))
+    store.add_agent_answer("c1", "Order 55667 left our warehouse today.")
+    store.log_exchange(Exchange("c1", "web", None, "and order 77881?", None, None, None, 0.1, [], "silent", "v0001"))
+    [candidate] = store.answer_candidates()
+    assert candidate["question"] == "where is my order?" and candidate["asked"] == "where is my order? 55667"
+    store.close()
