@@ -152,7 +152,7 @@ def _origin(value: str) -> str:
     except (ValueError, UnicodeError):
         raise problem from None
     if (not url.scheme or not host or url.path not in ("", "/") or url.query_string or url.fragment
-            or url.raw_user is not None):
+            or "@" in value):  # a browser's Origin names no user or password
         raise problem
     host = f"[{host}]" if ":" in host else host
     if url.explicit_port is not None and not url.is_default_port():

@@ -394,6 +394,9 @@ def test_a_number_in_quotes_is_the_number(bot_dir: Path) -> None:
     ("channels: {web: {origins: ['https://user@shop.example.com']}}",  # a browser's Origin names no user
      "channels.web.origins.0: Value error, 'https://user@shop.example.com' is not an origin: write it as "
      "https://shop.example.com (scheme and host, no path)"),
+    ("channels: {web: {origins: ['https://:pw@shop.example.com']}}",  # nor a password, which was dropped unsaid
+     "channels.web.origins.0: Value error, 'https://:pw@shop.example.com' is not an origin: write it as "
+     "https://shop.example.com (scheme and host, no path)"),
 ])
 def test_a_value_that_cannot_work_is_refused_in_words(bot_dir: Path, setting: str, problem: str) -> None:
     """``yes`` loaded as a threshold of 1.0; ``Auto`` was named "thresholds.intent.constrained-float"."""
