@@ -121,7 +121,19 @@ def _v10(db: sqlite_utils.Database) -> None:
     _v8(db)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
+def _v11(db: sqlite_utils.Database) -> None:
+    """When a kept platform message was answered: its key stays for the platform's retry window, so that a
+    redelivery reaching the next server (one killed before its acknowledgement went out) is not answered again."""
+    if "answered" not in db["pending"].columns_dict:
+        db["pending"].add_column("answered", float)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11]
+# How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
+# WeCom within seconds.
+REDELIVERY_WINDOW_S = 900.0
+# An answered message keeps its key only: its text lives on in the conversation's turns.
+_SETTLE = "UPDATE pending SET answered = ?, text = '', metadata = '{}' WHERE id = ?"
 _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
               "FROM turns)")
 _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons) "
@@ -402,7 +414,7 @@ class Store:
              ex.active_loop, ex.conversation_id],
         )
         if ex.pending_id is not None:
-            self.db.execute("DELETE FROM pending WHERE id = ?", [ex.pending_id])
+            self.db.execute(_SETTLE, [now(), ex.pending_id])
         return int(user_turn), (int(bot_turn) if bot_turn is not None else None)
 
     # --- platform messages between acknowledgement and answer ------------------------------------
@@ -415,10 +427,12 @@ class Store:
         Those platforms are acknowledged before the answer is ready and do not send a message again
         once acknowledged, so a server killed in between would lose it. The row goes with the
         message's exchange (``Exchange.pending_id``); rows left by a killed server are answered by
-        the next one (:meth:`unanswered`). The text is kept as the store keeps messages, redacted
+        the next one (:meth:`unanswered`). An answered message's key stays for ``REDELIVERY_WINDOW_S``, which
+        a redelivery to the next server may fall in. The text is kept as the store keeps messages, redacted
         unless privacy says otherwise.
         """
         with self._lock, self.db.atomic():
+            self.db.execute("DELETE FROM pending WHERE answered < ?", [now() - REDELIVERY_WINDOW_S])
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, metadata, received) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -426,13 +440,13 @@ class Store:
             return int(cursor.lastrowid) if cursor.rowcount else None
 
     def answered(self, pending_id: int) -> None:
-        """Forget a kept message whose turn failed: answered again by the next server, it would fail again."""
+        """Settle a kept message whose turn failed: answered again by the next server, it would fail again."""
         with self._lock:
-            self.db.execute("DELETE FROM pending WHERE id = ?", [pending_id])
+            self.db.execute(_SETTLE, [now(), pending_id])
 
     def unanswered(self) -> list[dict[str, Any]]:
         """The kept messages no exchange has answered yet, oldest first."""
-        rows = list(self.db.query("SELECT * FROM pending ORDER BY id"))
+        rows = list(self.db.query("SELECT * FROM pending WHERE answered IS NULL ORDER BY id"))
         for row in rows:
             row["metadata"] = json.loads(row["metadata"] or "{}")
         return rows

@@ -21,7 +21,7 @@ from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact
-from dialogues.store import MIGRATIONS, Exchange, Store, StoreError
+from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, Exchange, Store, StoreError
 from tests.conftest import REPO
 
 
@@ -120,6 +120,14 @@ def test_a_kept_platform_message_waits_until_its_exchange_is_logged(tmp_path: Pa
                                 "fallback", "v0001", pending_id=first))  # answered: forgotten in the same transaction
     store.answered(second)  # a turn that ended without an exchange
     assert store.unanswered() == []
+    # A redelivery within the platform's retry window is known by its key, by the next server too; only the
+    # key is kept of an answered message.
+    assert store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "again", {}) is None
+    assert list(store.db.query("SELECT text, metadata FROM pending")) == [{"text": "", "metadata": "{}"}] * 2
+    store.db.execute("UPDATE pending SET answered = answered - ?", [REDELIVERY_WINDOW_S + 1])
+    assert store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "later", {}) is not None  # past it
+    assert [r["text"] for r in store.unanswered()] == ["later"]
+    assert store.db.execute("SELECT count(*) FROM pending").fetchone() == (1,)  # the old keys are gone
     store.close()
 
 
