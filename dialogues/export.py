@@ -56,8 +56,10 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
                         and not about_one_case(r.get("asked") or r["question"], r["answer"])])
 
 
-# A number of three or more digits that is no quantity with a unit (256GB, 100%), outside links.
+# A number of three or more digits that is no quantity with a unit (256GB, 100%), outside links; its
+# groups ("556 677", "556-677", "1234 5678 9012") read as one number.
 _NUMBER = re.compile(r"(?<![0-9])[0-9]{3,}(?![0-9A-Za-z%])")
+_GROUPED = re.compile(r"(?<=[0-9])[ .-](?=[0-9])")
 _LINK = re.compile(r"https?://\S+")
 
 
@@ -67,7 +69,8 @@ def about_one_case(asked: str, answer: str) -> bool:
     warehouse today"), or holds one of six or more (a tracking number). Shown to the next customer, it
     would give them another customer's order number, and a status that is not theirs."""
     def numbers(text: str) -> list[str]:
-        return _NUMBER.findall(_LINK.sub(" ", unicodedata.normalize("NFKC", text)))
+        shown = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
+        return _NUMBER.findall(_GROUPED.sub("", _LINK.sub(" ", shown)))
     theirs = set(numbers(asked))
     return any(n in theirs or len(n) >= 6 for n in numbers(answer))
 

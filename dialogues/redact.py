@@ -189,14 +189,24 @@ def was_redacted(text: str) -> bool:
 def _nfkc_view(text: str) -> tuple[str, Sequence[int]]:
     """``text`` NFKC-normalised character by character, without the characters that show nothing
     (zero-width spaces, joiners, soft hyphens: Unicode's format characters, which a number copied from
-    a web page often carries, 138\u200b1234\u200b5678), and for each character of that view the index
-    in ``text`` of the character it came from. Normalising the whole string at once could compose
-    characters across positions and lose the map back; the patterns match no combining marks, so the
-    two views differ in nothing they look at."""
-    if text.isascii():  # most messages: NFKC changes no ASCII character, and none is a format character
+    a web page often carries, 138\u200b1234\u200b5678), with each run of white space (a tab, a line
+    break, doubled spaces: 138\t1234\t5678) one space, as the patterns expect between a number's groups,
+    and for each character of that view the index in ``text`` of the character it came from.
+    Normalising the whole string at once could compose characters across positions and lose the map
+    back; the patterns match no combining marks, so the two views differ in nothing they look at."""
+    if text.isascii() and not _SPACING.search(text):  # most messages: the view is the text
         return text, range(len(text))
     pieces = ["" if unicodedata.category(ch) == "Cf" else unicodedata.normalize("NFKC", ch) for ch in text]
+    spacing = False
+    for i, piece in enumerate(pieces):
+        if piece.isspace():
+            pieces[i], spacing = ("" if spacing else " "), True
+        elif piece:
+            spacing = False
     return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
+
+
+_SPACING = re.compile(r"\s\s|[^\S ]")  # white space that is not one plain space
 
 
 def redact(text: str) -> str:

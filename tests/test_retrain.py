@@ -107,6 +107,10 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
     kept = [{**later, "id": 6, "answer": "Order 55667 left our warehouse today."},
             {**later, "id": 7, "answer": "The 256GB model ships in 2 days: https://shop.example.com/a/1234567"}]
     assert [a.id for a in agent_answers(LearnedData([], kept))] == ["agent:7"]  # a unit's quantity, a link's number
+    grouped = [{**asked, "id": 8, "answer": "Order 556-677 is at the depot."},  # the customer's number, in groups
+               {**later, "id": 9, "answer": "Your tracking number is SF 1234 5678 9012."},
+               {**later, "id": 10, "answer": "Refunds take 5-7 days."}]
+    assert [a.id for a in agent_answers(LearnedData([], grouped))] == ["agent:10"]
 
 
 def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:

@@ -266,6 +266,11 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("phone 138\u200b1234\u200b5678, card 4111\u200b1111\u200b1111\u200b1111", "phone [PHONE], card [CARD]"),
     ("我的手机是139\u20601234\u20605678，邮箱 john\u200b@example.com 或 138\xad1234\xad5678",
      "我的手机是[PHONE]，邮箱 [EMAIL] 或 [PHONE]"),
+    # a tab, a line break or doubled spaces between a number's groups, as the model's text has one space
+    ("电话：138\t1234\t5678, call me on\n139 8765 4321", "电话：[PHONE], call me on\n[PHONE]"),
+    ("IBAN DE89  3704  0044  0532  0130  00 refund", "IBAN [IBAN] refund"),
+    ("身份证 440308  19900307  1235 or 4111\n1111\n1111\n1111", "身份证 [ID] or [CARD]"),
+    ("order 12345\n\nthanks  a lot", "order 12345\n\nthanks  a lot"),
     ("身份证 440308-19900307-1235", "身份证 [ID]"), ("ssn 123 45 6789", "ssn [ID]"),
     ("iban de89370400440532013000 or GB82-WEST-1234-5698-7654-32", "iban [IBAN] or [IBAN]"),
     ("card 4111.1111.1111.1111 or 4111 / 1111 / 1111 / 1111.", "card [CARD] or [CARD]."),
