@@ -823,14 +823,21 @@ def _duration(seconds: float) -> str:
 @click.argument("directory", type=BOT_DIR)
 @click.argument("version")
 def rollback(directory: Path, version: str) -> None:
-    """Serve VERSION of DIRECTORY again (after checking that it loads)."""
+    """Serve VERSION of DIRECTORY again (after checking that it loads), without the agent answers the store
+    has lost since (a purged conversation's)."""
     from bot.nlu import NLU
+    from bot.retrain import withdraw_gone_answers
     from finetune.registry import Registry
 
     project = load_project(directory)
     previous = Registry(project.models_dir).rollback(version, check=lambda path: NLU.load(path, device="cpu"))
+    serving = version
+    if refreshed := withdraw_gone_answers(project):
+        click.echo(f"{version}'s index holds agent answers the store no longer has (purged, now redacted, or about "
+                   f"one customer's case): {refreshed} serves {version}'s classifier without them.")
+        serving = refreshed
     watch = project.config.learning.watch_seconds
-    click.echo(f"Now serving {version} (was {previous}). A running `bot serve` swaps to it "
+    click.echo(f"Now serving {serving} (was {previous}). A running `bot serve` swaps to it "
                + (f"within {watch:g}s, or " if watch else "") + "at once on POST /admin/reload.")
 
 

@@ -492,3 +492,10 @@ def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Pat
     second = bot.retrain.refresh_index(registry, first, agent_answers(rows(2, 3)), rows(2, 3))  # 1 was purged
     agents = sorted(i for i in NLU.load(registry.path(second)).index.ids if i.startswith("agent:"))
     assert agents == ["agent:2", "agent:3"] and registry.current() == second
+    # Rolled back to, a version indexing answers the store has lost (here: all of them) serves without them.
+    result = CliRunner().invoke(cli, ["rollback", str(bot_dir), first])
+    assert result.exit_code == 0, result.output
+    third = registry.current()
+    assert f"{first}'s index holds agent answers the store no longer has" in result.output
+    assert f"Now serving {third} (was {second})" in result.output and third not in (first, second)
+    assert not [i for i in NLU.load(registry.path(third)).index.ids if i.startswith("agent:")]
