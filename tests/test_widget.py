@@ -141,6 +141,13 @@ class LiveServer:
         self.thread.start()
         self._run(self._start())
 
+    def __enter__(self) -> "LiveServer":
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def drop_sockets(self) -> None:
         """Close every widget's socket from the server side, as a restart or a proxy timeout would."""
         assert self.app is not None
@@ -423,15 +430,11 @@ def test_an_actions_buttons_without_text_are_offered(open_widget: Any, web_demo_
                            actions={"map": {"check_refund_policy": "action_offer_choices"}},
                            channels={"web": {"origins": [web_demo_bot.embed_origin]}})
     (root / "actions" / "choices.py").write_text(OFFER_CHOICES)
-    live = LiveServer(root)
-    live.start()
-    try:
+    with LiveServer(root) as live:
         widget = open_widget(server=live.url)
         widget.send("/check_refund_policy")
         expect(widget.page.locator(".quick button")).to_have_text(["Track my order"])
         assert widget.bot_replies().count() == 0  # no empty bubble
-    finally:
-        live.stop()
 
 
 def test_a_customer_over_the_rate_limit_is_told_how_long_to_wait(open_widget: Any, web_demo_bot: SimpleNamespace,
@@ -439,9 +442,7 @@ def test_a_customer_over_the_rate_limit_is_told_how_long_to_wait(open_widget: An
     root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "limited",
                            server={"limits": {"per_conversation_per_minute": 1}},
                            channels={"web": {"origins": [web_demo_bot.embed_origin]}})
-    live = LiveServer(root)
-    live.start()
-    try:
+    with LiveServer(root) as live:
         widget = open_widget(server=live.url)
         widget.send("hello")
         expect(widget.bot_replies()).to_have_count(1)
@@ -450,8 +451,6 @@ def test_a_customer_over_the_rate_limit_is_told_how_long_to_wait(open_widget: An
         expect(line).to_contain_text("too many messages. Wait")
         assert int(line.inner_text().split("Wait ")[1].split(" s")[0]) >= 1
         expect(line.locator("button")).to_be_disabled()  # Retry waits as long as the server asked
-    finally:
-        live.stop()
 
 
 def test_a_message_over_the_servers_limit_stays_in_the_box_with_a_note(open_widget: Any, web_demo_bot: SimpleNamespace,
@@ -460,9 +459,7 @@ def test_a_message_over_the_servers_limit_stays_in_the_box_with_a_note(open_widg
     message was sent, refused and shown "Not sent." with a Retry that could never work."""
     root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "short",
                            server={"max_message_chars": 20}, channels={"web": {"origins": [web_demo_bot.embed_origin]}})
-    live = LiveServer(root)
-    live.start()
-    try:
+    with LiveServer(root) as live:
         widget = open_widget(server=live.url)
         widget.send("hello")
         expect(widget.bot_replies()).to_have_count(1)
@@ -475,8 +472,6 @@ def test_a_message_over_the_servers_limit_stays_in_the_box_with_a_note(open_widg
         expect(widget.bot_replies()).to_have_count(2)
         assert box.evaluate("b => b.validationMessage") == ""
         expect(widget.page.locator(".failed")).to_have_count(0)
-    finally:
-        live.stop()
 
 
 def test_a_store_that_cannot_write_is_not_told_as_the_customers_flood(open_widget: Any, server: LiveServer) -> None:
@@ -1032,9 +1027,7 @@ def test_a_waiting_customer_is_told_the_agents_are_busy_even_without_a_socket(
         chromium: SimpleNamespace, web_demo_bot: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> None:
     root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "busy",
                            handoff={"busy_after_seconds": 0.5})
-    live = LiveServer(root)
-    live.start()
-    try:
+    with LiveServer(root) as live:
         context = chromium.browser.new_context(viewport={"width": 1100, "height": 760})
         page = context.new_page()
         page.goto(f"{live.url}/?transport=http")  # the demo page, its widget polling the history
@@ -1049,5 +1042,3 @@ def test_a_waiting_customer_is_told_the_agents_are_busy_even_without_a_socket(
         expect(page.locator(".msg.bot .bubble").last).to_contain_text("our agents are all busy")
         expect(page.locator(".quick button")).to_have_count(0)
         context.close()
-    finally:
-        live.stop()
