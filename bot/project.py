@@ -33,10 +33,17 @@ def button_payloads(intents: Iterable[str]) -> frozenset[str]:
     return frozenset({*(f"/{intent}" for intent in intents), *RESERVED_PAYLOADS})
 
 
+MAX_INTENT_CHARS = 100  # its button's payload /NAME must get through every channel (Slack's values: 2,000)
+
+
 def reserved_name(name: str) -> str | None:
-    """Why ``name`` cannot name an intent, if its button payload /NAME is one of the bot's own."""
+    """Why ``name`` cannot name an intent: its button payload /NAME is one of the bot's own, or too long to
+    come back from a button on every channel."""
     if f"/{name}" in RESERVED_PAYLOADS:
         return f"intent {name!r}: /{name} is the bot's own button payload; rename the intent"
+    if len(name) > MAX_INTENT_CHARS:
+        return (f"intent {name[:30]!r}…: {len(name)} characters, more than an intent name may have "
+                f"({MAX_INTENT_CHARS}): its button could not select it on every channel")
     return None
 
 

@@ -94,8 +94,11 @@ class Answer:
 
 
 def parse_answer(raw: str, item: ReviewItem, intents: Sequence[str]) -> Answer:
-    """What a reviewer typed, as a label; raises ValueError with a hint when it is not one."""
+    """What a reviewer typed, as a label; raises ValueError with a hint when it is not one. An intent's exact
+    name wins over the shortcuts, which nlu.yml may use as names too (``404``, ``OOS``, ``a``)."""
     text = raw.strip()
+    if text and text in intents:
+        return Answer(text)
     if text.lower() == QUIT:
         return Answer(None, stop=True)
     if text.lower() in ("", SKIP):
@@ -111,8 +114,6 @@ def parse_answer(raw: str, item: ReviewItem, intents: Sequence[str]) -> Answer:
         if not 1 <= n <= len(item.ranking):
             raise ValueError(f"pick a number between 1 and {len(item.ranking)}")
         return Answer(check_label(item.ranking[n - 1][0], intents))
-    if text in intents:
-        return Answer(text)
     matches = [i for i in intents if i.startswith(text)]
     if len(matches) == 1:
         return Answer(matches[0])

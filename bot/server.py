@@ -473,7 +473,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
     ])
 
-    publish_openapi(app, project.config.name, [*project.intents, OOS], server.max_message_chars)
+    publish_openapi(app, project.config.name, sorted({*project.intents, OOS}), server.max_message_chars)
 
     async def shutdown(app: web.Application) -> None:
         """SIGTERM: the port is closed already; let the answers in flight reach their customers (up to

@@ -126,13 +126,17 @@ def fonts_for(texts: list[str]) -> list[str]:
 def _confusion(gold: list[str], final: list[str], path: Path) -> None:
     labels = sorted(set(gold) | set(final))
     size = min(max(6, 0.3 * len(labels)), 40)  # at most 4000 pixels a side: 300 intents drew 9000 and took 3 GB
-    with plt.rc_context({"font.family": fonts_for(labels)}), warnings.catch_warnings():
+    # An intent's name is text, not mathtext ("pay_$5_or_$10" failed to draw), and a long one is cut short for
+    # display: past 60 characters or so the layout gave up and clipped every label.
+    shown = [label if len(label) <= 40 else label[:39] + "…" for label in labels]
+    with plt.rc_context({"font.family": fonts_for(labels), "text.parse_math": False}), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # fonts_for said so, once
         # scikit-learn's advice to pass the labels, which are passed: a test file of one intent has one label
         warnings.filterwarnings("ignore", message="A single label was found")
         fig, ax = plt.subplots(figsize=(size, size))
-        ConfusionMatrixDisplay.from_predictions(gold, final, labels=labels, ax=ax, xticks_rotation="vertical",
-                                                colorbar=False, include_values=len(labels) <= 30)
+        ConfusionMatrixDisplay.from_predictions(gold, final, labels=labels, display_labels=shown, ax=ax,
+                                                xticks_rotation="vertical", colorbar=False,
+                                                include_values=len(labels) <= 30)
         ax.set_title("Intent confusion matrix")
         fig.tight_layout()
         fig.savefig(path, dpi=100)

@@ -368,6 +368,8 @@ async def test_openapi_documents_every_route_and_the_answers_match_it(make_clien
     handoff = "/admin/conversations/{conversation_id}/{action}"
     routes = {r for r in routes if r[1] != handoff} | {("POST", handoff.replace("{action}", a)) for a in ("handoff", "handback")}
     assert documented == routes
+    labels = doc["components"]["schemas"]["ReviewLabelRequest"]["properties"]["intent"]["anyOf"][0]["enum"]
+    assert "oos" in labels and len(labels) == len(set(labels))  # the demo's own oos intent was listed twice
     chat_request = doc["components"]["schemas"]["ChatRequest"]
     assert set(chat_request["required"]) == {"conversation_id", "text"} and chat_request["additionalProperties"] is False
     assert chat_request["properties"]["text"]["maxLength"] == client.app[BOT].config.server.max_message_chars

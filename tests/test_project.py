@@ -427,6 +427,7 @@ def test_missing_bot_yml_says_how_to_start(tmp_path: Path) -> None:
     ("退款（部分）", "intent '退款（部分）': write it as '退款(部分)'"),
     ("get  refund", "intent 'get  refund': write it as 'get refund'"),
     ("get\u200brefund", "intent 'get\\u200brefund': write it as 'get refund'"),  # repr shows it
+    ("x" * 101, "intent 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'…: 101 characters, more than an intent name may have (100)"),
 ])
 def test_an_intent_its_button_could_never_select_is_refused(bot_dir: Path, name: str, problem: str) -> None:
     path = bot_dir / "nlu.yml"

@@ -211,6 +211,14 @@ def test_a_reviewer_may_type_oos_in_any_case_and_a_digit_int_cannot_read_is_expl
             parse_answer(typed, item, intents)
 
 
+def test_an_intent_named_like_a_shortcut_is_labelled_by_its_name() -> None:
+    """"404" was read as the 404th of the ranking, and "OOS", an intent of its own, stored as oos."""
+    item = ReviewItem([7], ["qwerty"], "greet", [("greet", 0.4), ("OOS", 0.3)], ["fallback"], 0.6, 0.6)
+    intents = ["404", "OOS", "a", "greet"]
+    assert [parse_answer(typed, item, intents).intent for typed in ("404", "OOS", "a", "oos", "1", "A")] == [
+        "404", "OOS", "a", "oos", "greet", "greet"]
+
+
 async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, aiohttp_client: Any) -> None:
     client = await aiohttp_client(create_app(review_bot, device="cpu"))
     replies = []
@@ -235,7 +243,7 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     for body in ({}, {"accept": False}, {"intent": " track_order"}):  # neither a label nor an acceptance; a near miss
         assert (await client.post(url, json=body, headers=AUTH)).status == 400
     schema = (await (await client.get("/openapi.json")).json())["components"]["schemas"]["ReviewLabelRequest"]
-    assert schema["properties"]["intent"]["anyOf"][0]["enum"] == [*load_project(review_bot).intents, "oos"]
+    assert schema["properties"]["intent"]["anyOf"][0]["enum"] == sorted({*load_project(review_bot).intents, "oos"})
     resp = await client.post(url, json={"intent": "track_order", "reviewer": "ann"}, headers=AUTH)
     assert resp.status == 200 and sorted((await resp.json())["turn_ids"]) == sorted(orders["turn_ids"])
     assert (await client.post(url, json={"intent": "track_order"}, headers=AUTH)).status == 409  # labelled: said so
