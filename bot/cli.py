@@ -826,16 +826,17 @@ def rollback(directory: Path, version: str) -> None:
     """Serve VERSION of DIRECTORY again (after checking that it loads), without the agent answers the store
     has lost since (a purged conversation's)."""
     from bot.nlu import NLU
-    from bot.retrain import withdraw_gone_answers
+    from bot.retrain import without_gone_answers
     from finetune.registry import Registry
 
     project = load_project(directory)
-    previous = Registry(project.models_dir).rollback(version, check=lambda path: NLU.load(path, device="cpu"))
-    serving = version
-    if refreshed := withdraw_gone_answers(project):
+    registry = Registry(project.models_dir)
+    previous = registry.rollback(version, check=lambda path: NLU.load(path, device="cpu"),
+                                 derive=lambda name: without_gone_answers(project, registry, name))
+    serving = registry.current()
+    if serving != version:
         click.echo(f"{version}'s index holds agent answers the store no longer has (purged, now redacted, or about "
-                   f"one customer's case): {refreshed} serves {version}'s classifier without them.")
-        serving = refreshed
+                   f"one customer's case): {serving} serves {version}'s classifier without them, {version} never.")
     watch = project.config.learning.watch_seconds
     click.echo(f"Now serving {serving} (was {previous}). A running `bot serve` swaps to it "
                + (f"within {watch:g}s, or " if watch else "") + "at once on POST /admin/reload.")

@@ -245,20 +245,16 @@ def gone_answers(serving_path: Path, answers: list[Answer]) -> list[str]:
     return [a.id for a in indexed if a.source == "agent" and (a.id, a.text) not in kept]
 
 
-def withdraw_gone_answers(project: Project) -> str | None:
-    """After ``bot rollback``: the version it restored may index agent answers the store has lost since (a
-    purged conversation's, or one redaction or :func:`~dialogues.export.about_one_case` now leaves out), which
-    serving it would show again. A version with its classifier and the store's answers then serves instead."""
-    registry = Registry(project.models_dir)
-    with registry.lock():
-        serving = registry.current()
-        if serving is None:
-            return None
-        data, _ = read_store(project)
-        answers = agent_answers(data)
-        if not gone_answers(registry.path(serving), answers):
-            return None
-        return refresh_index(registry, serving, answers, exported(project, data))
+def without_gone_answers(project: Project, registry: Registry, name: str) -> str | None:
+    """For ``bot rollback``, under the registry lock: version ``name`` may index agent answers the store has
+    lost since (a purged conversation's, or one redaction or :func:`~dialogues.export.about_one_case` now
+    leaves out), which serving it would show again. Then a version with its classifier and the store's
+    answers is made and promoted, and its name returned; else None, and ``name`` serves as it is."""
+    data, _ = read_store(project)
+    answers = agent_answers(data)
+    if not gone_answers(registry.path(name), answers):
+        return None
+    return refresh_index(registry, name, answers, exported(project, data))
 
 
 def last_finished(registry: Registry, serving_name: str) -> Version:

@@ -238,8 +238,11 @@ class Registry:
                 out.append(decision)
         return out
 
-    def rollback(self, name: str, check: Callable[[Path], object] | None = None) -> str | None:
+    def rollback(self, name: str, check: Callable[[Path], object] | None = None,
+                 derive: Callable[[str], str | None] | None = None) -> str | None:
         """Serve ``name`` again; ``check`` (a loader) must accept its folder first. Returns the old version.
+        ``derive`` may build a version from ``name`` and promote it instead, under the same lock, so that
+        ``name`` itself never serves; it returns None to serve ``name`` as it is.
 
         It takes the training lock, so a rollback and a retrain cannot both decide what serves: a retrain
         that promoted afterwards would silently undo the rollback. A run holds the lock until it is done,
@@ -252,7 +255,8 @@ class Registry:
             previous = self.readable_current()  # an unreadable CURRENT is what a rollback mends
             self.record({"event": "rollback", "version": name, "previous": previous})  # no rollback goes unlogged
             try:
-                self.promote(name)
+                if derive is None or derive(name) is None:
+                    self.promote(name)
             except RegistryError as exc:
                 with suppress(RegistryError):  # the disk that refused CURRENT may refuse this too
                     self.record({"event": "rollback_failed", "version": name, "serving": previous, "reason": str(exc)})

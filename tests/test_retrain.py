@@ -477,7 +477,7 @@ def test_rows_logged_after_a_purge_are_new_though_they_reuse_its_ids(tmp_path: P
         "labels": 0, "answers": 0, "labels_gone": 0}
 
 
-def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Path) -> None:
+def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """bot purge deletes a conversation's agent answers; a refresh must not carry them into a new version."""
     from bot.nlu import NLU
 
@@ -492,10 +492,15 @@ def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Pat
     second = bot.retrain.refresh_index(registry, first, agent_answers(rows(2, 3)), rows(2, 3))  # 1 was purged
     agents = sorted(i for i in NLU.load(registry.path(second)).index.ids if i.startswith("agent:"))
     assert agents == ["agent:2", "agent:3"] and registry.current() == second
-    # Rolled back to, a version indexing answers the store has lost (here: all of them) serves without them.
+    # Rolled back to, a version indexing answers the store has lost (here: all of them) serves without them,
+    # and never as it is, not even for the moment a running server would notice.
+    promoted: list[str] = []
+    promote = Registry.promote
+    monkeypatch.setattr(Registry, "promote", lambda self, name: (promoted.append(name), promote(self, name))[1])
     result = CliRunner().invoke(cli, ["rollback", str(bot_dir), first])
     assert result.exit_code == 0, result.output
     third = registry.current()
+    assert promoted == [third] and third not in (first, second)
     assert f"{first}'s index holds agent answers the store no longer has" in result.output
-    assert f"Now serving {third} (was {second})" in result.output and third not in (first, second)
+    assert f"Now serving {third} (was {second})" in result.output
     assert not [i for i in NLU.load(registry.path(third)).index.ids if i.startswith("agent:")]
