@@ -95,7 +95,8 @@ class Answer:
 
 def parse_answer(raw: str, item: ReviewItem, intents: Sequence[str]) -> Answer:
     """What a reviewer typed, as a label; raises ValueError with a hint when it is not one. An intent's exact
-    name wins over the shortcuts, which nlu.yml may use as names too (``404``, ``OOS``, ``a``)."""
+    name wins over the shortcuts, which nlu.yml may use as names too (``404``, ``OOS``, ``a``; with an intent
+    named ``q``, Ctrl-D still ends the session)."""
     text = raw.strip()
     if text and text in intents:
         return Answer(text)

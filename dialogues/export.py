@@ -56,23 +56,31 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
                         and not about_one_case(r.get("asked") or r["question"], r["answer"])])
 
 
-# A number of three or more digits that is no quantity with a unit (256GB, 100%), outside links; its
-# groups ("556 677", "556-677", "1234 5678 9012") read as one number.
+# A number of three or more digits that is no quantity with a unit (256GB, 100%), and a run of digit
+# groups ("556 677", "556-677", "2026-12-03"); links aside.
 _NUMBER = re.compile(r"(?<![0-9])[0-9]{3,}(?![0-9A-Za-z%])")
-_GROUPED = re.compile(r"(?<=[0-9])[ .-](?=[0-9])")
+_GROUPS = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)+")
 _LINK = re.compile(r"https?://\S+")
+
+
+def _numbers(text: str) -> tuple[set[str], list[list[str]]]:
+    shown = _LINK.sub(" ", "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf"))
+    return set(_NUMBER.findall(shown)), [re.split(r"[ .-]", m.group(0)) for m in _GROUPS.finditer(shown)]
 
 
 def about_one_case(asked: str, answer: str) -> bool:
     """Whether an agent's answer is about its customer's own case: it repeats a number of three or more
     digits that the customer wrote (``asked``: "where is my order?", "55667" / "Order 55667 left our
-    warehouse today"), or holds one of six or more (a tracking number). Shown to the next customer, it
-    would give them another customer's order number, and a status that is not theirs."""
-    def numbers(text: str) -> list[str]:
-        shown = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
-        return _NUMBER.findall(_GROUPED.sub("", _LINK.sub(" ", shown)))
-    theirs = set(numbers(asked))
-    return any(n in theirs or len(n) >= 6 for n in numbers(answer))
+    warehouse today"), in groups or not ("Order 556-677"), or holds a number of six or more digits, or
+    one of three or more groups of three or more digits making eleven or more (a tracking number,
+    "1234 5678 9012"). Shown to the next customer, it would give them another customer's order number,
+    and a status that is not theirs. Dates ("2026-12-03"), ranges ("100-200"), prices ("1.299.000")
+    and a hotline ("400-820-8820") are no one's."""
+    single, runs = _numbers(asked)
+    theirs = single | {"".join(run) for run in runs if len("".join(run)) >= 3}
+    single, runs = _numbers(answer)
+    return (any(n in theirs for n in single | {"".join(run) for run in runs}) or any(len(n) >= 6 for n in single)
+            or any(len(run) >= 3 and min(map(len, run)) >= 3 and len("".join(run)) >= 11 for run in runs))
 
 
 def recent_traffic(store: Store, limit: int, redacted: bool = True) -> list[str]:

@@ -189,31 +189,39 @@ def was_redacted(text: str) -> bool:
 def _nfkc_view(text: str) -> tuple[str, Sequence[int]]:
     """``text`` NFKC-normalised character by character, without the characters that show nothing
     (zero-width spaces, joiners, soft hyphens: Unicode's format characters, which a number copied from
-    a web page often carries, 138\u200b1234\u200b5678), with each run of white space (a tab, a line
-    break, doubled spaces: 138\t1234\t5678) one space, as the patterns expect between a number's groups,
-    and for each character of that view the index in ``text`` of the character it came from.
-    Normalising the whole string at once could compose characters across positions and lose the map
-    back; the patterns match no combining marks, so the two views differ in nothing they look at."""
+    a web page often carries, 138\u200b1234\u200b5678), with each run of white space one space (a tab
+    or doubled spaces between a number's groups: 138\t1234\t5678), or one line break if it holds one (a
+    number ends with its line: three numbers on three lines are no phone number), and for each character
+    of that view the index in ``text`` of the character it came from. Normalising the whole string at
+    once could compose characters across positions and lose the map back; the patterns match no
+    combining marks, so the two views differ in nothing they look at."""
     if text.isascii() and not _SPACING.search(text):  # most messages: the view is the text
         return text, range(len(text))
     pieces = ["" if unicodedata.category(ch) == "Cf" else unicodedata.normalize("NFKC", ch) for ch in text]
-    spacing = False
+    run = None  # where the current run of white space starts
     for i, piece in enumerate(pieces):
         if piece.isspace():
-            pieces[i], spacing = ("" if spacing else " "), True
+            if run is None:
+                run, pieces[i] = i, " "
+            else:
+                pieces[i] = ""
+            if "\n" in piece:
+                pieces[run] = "\n"
         elif piece:
-            spacing = False
+            run = None
     return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
 
 
-_SPACING = re.compile(r"\s\s|[^\S ]")  # white space that is not one plain space
+_SPACING = re.compile(r"\s\s|[^\S \n]")  # white space that is not one plain space or one line break
 
 
 def redact(text: str) -> str:
     """``text`` with emails, phone numbers, card and identity numbers replaced by placeholders."""
+    view, origin = _nfkc_view(text)
     for pattern, placeholder, find in RULES:
-        view, origin = _nfkc_view(text)
         spans = [span for match in pattern.finditer(view) if (span := find(match))]
         for start, end in reversed(spans):  # from the end, so the earlier spans' indexes still hold
             text = text[:origin[start]] + placeholder + text[origin[end - 1] + 1:]
+        if spans:  # the next rule reads the text as replaced
+            view, origin = _nfkc_view(text)
     return text

@@ -440,9 +440,10 @@ class Store:
             return int(cursor.lastrowid) if cursor.rowcount else None
 
     def answered(self, pending_id: int) -> None:
-        """Settle a kept message whose turn failed: answered again by the next server, it would fail again."""
+        """Forget a kept message whose turn failed: answered again by the next server, it would fail again.
+        Its key goes too, so a redelivery reaching the next server (the failure may have passed) is answered."""
         with self._lock:
-            self.db.execute(_SETTLE, [now(), pending_id])
+            self.db.execute("DELETE FROM pending WHERE id = ?", [pending_id])
 
     def unanswered(self) -> list[dict[str, Any]]:
         """The kept messages no exchange has answered yet, oldest first."""

@@ -129,6 +129,8 @@ def _confusion(gold: list[str], final: list[str], path: Path) -> None:
     # An intent's name is text, not mathtext ("pay_$5_or_$10" failed to draw), and a long one is cut short for
     # display: past 60 characters or so the layout gave up and clipped every label.
     shown = [label if len(label) <= 40 else label[:39] + "…" for label in labels]
+    if len(set(shown)) < len(shown):  # long names alike at the start: their ends tell them apart
+        shown = [label if len(label) <= 40 else label[:19] + "…" + label[-20:] for label in labels]
     with plt.rc_context({"font.family": fonts_for(labels), "text.parse_math": False}), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # fonts_for said so, once
         # scikit-learn's advice to pass the labels, which are passed: a test file of one intent has one label

@@ -257,7 +257,7 @@ class Registry:
             try:
                 if derive is None or derive(name) is None:
                     self.promote(name)
-            except RegistryError as exc:
+            except Exception as exc:  # a refused CURRENT, or a derived version that could not be made
                 with suppress(RegistryError):  # the disk that refused CURRENT may refuse this too
                     self.record({"event": "rollback_failed", "version": name, "serving": previous, "reason": str(exc)})
                 raise

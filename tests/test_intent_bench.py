@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -196,14 +197,17 @@ def test_the_plots_draw_chinese_intent_names_or_say_once_why_not(tmp_path: Path,
     assert (tmp_path / "boxes" / "intent_confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_intent_names_are_drawn_as_text_and_long_ones_cut_short(tmp_path: Path) -> None:
+def test_intent_names_are_drawn_as_text_and_long_ones_cut_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """"pay_$5_or_$10" was read as mathtext and failed bot eval with a traceback; one 80-character name made
     the layout give up and clip every label."""
     import warnings
 
-    from finetune.evaluation import evaluate_model
+    from sklearn.metrics import ConfusionMatrixDisplay
 
-    names = ["pay_$5_or_$10", "Very.Long-Intent_Name" + "_x" * 30, "greet"]
+    drawn: dict[str, Any] = {}
+    draw = ConfusionMatrixDisplay.from_predictions
+    monkeypatch.setattr(ConfusionMatrixDisplay, "from_predictions", lambda *a, **k: (drawn.update(k), draw(*a, **k))[1])
+    names = ["pay_$5_or_$10", "Very.Long-Intent_Name" + "_x" * 30, "Very.Long-Intent_Name" + "_x" * 29 + "_y", "greet"]
     rows = [{"text": f"message {n}", "intent": name} for n, name in enumerate(names)]
     predictions = [Prediction(name, 0.9, [(name, 0.9)]) for name in names]
     with warnings.catch_warnings(record=True) as seen:
@@ -211,6 +215,8 @@ def test_intent_names_are_drawn_as_text_and_long_ones_cut_short(tmp_path: Path) 
         evaluate_model(names, "v0001", rows, predictions, 0.5, tmp_path)
     assert [str(w.message) for w in seen] == []  # "Tight layout not applied" was one
     assert (tmp_path / "intent_confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shown = drawn["display_labels"]
+    assert len(set(shown)) == len(names) and max(map(len, shown)) <= 40  # two long names alike stay apart
 
 
 def test_eval_writes_the_report_and_both_plots(tiny_demo_bot: Path, tmp_path: Path) -> None:

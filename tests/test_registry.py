@@ -158,6 +158,16 @@ def test_rollback_checks_the_version_before_serving_it(tmp_path: Path) -> None:
     assert registry.decisions()[-1] | {"time": None} == {"event": "rollback", "version": "v0001", "previous": "v0002",
                                                           "time": None}
 
+    def cannot(name: str) -> str:  # a version to serve in its place (bot rollback's index refresh) that fails
+        raise OSError(f"no room to refresh {name}")
+
+    with pytest.raises(OSError):
+        registry.rollback("v0002", derive=cannot)
+    assert registry.current() == "v0001"  # a failure of any kind is logged, or the log names what never served
+    assert [(d["event"], d.get("reason")) for d in registry.decisions()[-2:]] == [
+        ("rollback", None), ("rollback_failed", "no room to refresh v0002")]
+    assert registry.last_served() == "v0001"
+
 
 def test_with_no_current_the_hint_names_the_version_that_served_last(tmp_path: Path) -> None:
     """It named the newest, a candidate the gate had refused, which no one chose to serve."""

@@ -109,8 +109,13 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
     assert [a.id for a in agent_answers(LearnedData([], kept))] == ["agent:7"]  # a unit's quantity, a link's number
     grouped = [{**asked, "id": 8, "answer": "Order 556-677 is at the depot."},  # the customer's number, in groups
                {**later, "id": 9, "answer": "Your tracking number is SF 1234 5678 9012."},
-               {**later, "id": 10, "answer": "Refunds take 5-7 days."}]
-    assert [a.id for a in agent_answers(LearnedData([], grouped))] == ["agent:10"]
+               {**later, "question": "my order 556 677 has not come", "asked": "", "id": 10, "answer": "556 is late."},
+               {**later, "id": 11, "answer": "Refunds take 5-7 days."}]
+    assert [a.id for a in agent_answers(LearnedData([], grouped))] == ["agent:11"]
+    anyones = ["It ships on 2026-12-03.", "Call our hotline 400 820 8820.", "Between 100-200 units a batch.",
+               "It costs 1.299.000 VND.", "Sizes 100 120 140 are in stock."]  # were taken for one number each
+    general = [{**later, "id": 20 + n, "answer": text} for n, text in enumerate(anyones)]
+    assert len(agent_answers(LearnedData([], general))) == len(anyones)
 
 
 def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
