@@ -21,6 +21,7 @@ from typing import Any
 from bot.nlu import answer_encoder, finite_weights
 from bot.project import Example, Project, ProjectError
 from bot.responses import TEMPLATE_ANSWER
+from dialogues.export import about_one_case
 from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.evaluation import read_jsonl
 from finetune.metrics import evaluate
@@ -110,10 +111,12 @@ def answers_for(project: Project) -> list[Answer]:
 
     A retrieved answer is sent as it is, to any channel, without buttons, so only the variants that read
     the same everywhere join: no variables, no channel of their own, no buttons, and (but in a ``multi``
-    bot, whose policy keeps each answer to its own language) no language other than the bot's.
+    bot, whose policy keeps each answer to its own language) no language other than the bot's. A
+    historical answer about one customer's case ("Your order 12345678 has shipped") is left out, as an
+    agent's is (:func:`~dialogues.export.about_one_case`): another customer would read it as theirs.
     """
     answers = [Answer(f"history:{i}", item.answer, item.question, item.intent, "history")
-               for i, item in enumerate(project.history)]
+               for i, item in enumerate(project.history) if not about_one_case(item.question, item.answer)]
     language = project.config.language
     for intent, variants in project.responses.templates.items():
         for j, variant in enumerate(variants):

@@ -102,6 +102,18 @@ def test_only_variants_that_read_the_same_everywhere_are_retrieval_answers(langu
     assert texts == (["Hi, see {docs}"] if language == "en" else ["你好", "Hi, see {docs}"])
 
 
+def test_a_historical_answer_about_one_customers_order_is_no_retrieval_answer() -> None:
+    """history.jsonl, exported from a helpdesk, holds answers such as "Order 12345678 has shipped", which the
+    next customer asking about their order was given."""
+    from bot.project import HistoryItem
+
+    history = [HistoryItem("where is order 12345678?", "Order 12345678 has shipped.", None),
+               HistoryItem("where is my order?", "Your tracking number is 1234 5678 9012.", None),
+               HistoryItem("how long does shipping take?", "Orders ship within 2 days.", None)]
+    project = SimpleNamespace(history=history, config=SimpleNamespace(language="en"), responses=Responses({}))
+    assert [(a.id, a.text) for a in answers_for(project)] == [("history:2", "Orders ship within 2 days.")]
+
+
 def test_a_channel_no_deskbot_channel_has_is_refused() -> None:
     """Rasa calls its web chat socketio; here that variant would never be shown."""
     with pytest.raises(ValidationError) as info:
