@@ -56,15 +56,17 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
                         and not about_one_case(r.get("asked") or r["question"], r["answer"])])
 
 
-# A number of three or more digits that is no quantity with a unit (256GB, 100%), and a run of digit
-# groups ("556 677", "556-677", "2026-12-03"); links aside.
-_NUMBER = re.compile(r"(?<![0-9])[0-9]{3,}(?![0-9A-Za-z%])")
+# A number of five or more digits (55667, 55667A), or of three or four that is no quantity with a unit
+# (256GB, 100%); and a run of digit groups ("556 677", "556-677", "2026-12-03"); links (ASCII, which a
+# Chinese sentence goes on from without a space) aside, any white space one space.
+_NUMBER = re.compile(r"(?<![0-9])(?:[0-9]{5,}(?![0-9])|[0-9]{3,4}(?![0-9A-Za-z%]))")
 _GROUPS = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)+")
-_LINK = re.compile(r"https?://\S+")
+_LINK = re.compile(r"https?://[!-~]+")
 
 
 def _numbers(text: str) -> tuple[set[str], list[list[str]]]:
-    shown = _LINK.sub(" ", "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf"))
+    shown = "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf")
+    shown = re.sub(r"\s+", " ", _LINK.sub(" ", shown))
     return set(_NUMBER.findall(shown)), [re.split(r"[ .-]", m.group(0)) for m in _GROUPS.finditer(shown)]
 
 
@@ -74,8 +76,8 @@ def about_one_case(asked: str, answer: str) -> bool:
     warehouse today"), in groups or not ("Order 556-677"), or holds a number of six or more digits, or
     one of three or more groups of three or more digits making eleven or more (a tracking number,
     "1234 5678 9012"). Shown to the next customer, it would give them another customer's order number,
-    and a status that is not theirs. Dates ("2026-12-03"), ranges ("100-200"), prices ("1.299.000")
-    and a hotline ("400-820-8820") are no one's."""
+    and a status that is not theirs. Dates ("2026-12-03"), ranges ("100-200") and prices ("1.299.000")
+    are no one's."""
     single, runs = _numbers(asked)
     theirs = single | {"".join(run) for run in runs if len("".join(run)) >= 3}
     single, runs = _numbers(answer)

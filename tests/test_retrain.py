@@ -112,7 +112,12 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
                {**later, "question": "my order 556 677 has not come", "asked": "", "id": 10, "answer": "556 is late."},
                {**later, "id": 11, "answer": "Refunds take 5-7 days."}]
     assert [a.id for a in agent_answers(LearnedData([], grouped))] == ["agent:11"]
-    anyones = ["It ships on 2026-12-03.", "Call our hotline 400 820 8820.", "Between 100-200 units a batch.",
+    spaced = [{**asked, "id": 12, "answer": "Order 556  677 left our warehouse."},  # doubled spaces, a line break
+              {**asked, "id": 13, "answer": "Your order 556\n677 has shipped."},
+              {**later, "question": "where is order 55667A", "id": 14, "answer": "Order 55667A shipped."},  # letters after
+              {**later, "question": "我的订单55667到哪了", "id": 15, "answer": "详见https://shop.example.com，订单55667已发货"}]
+    assert agent_answers(LearnedData([], spaced)) == []  # the link's end was taken as the rest of the sentence
+    anyones = ["It ships on 2026-12-03.", "A 1920x1080 screen and 2000mAh.", "Between 100-200 units a batch.",
                "It costs 1.299.000 VND.", "Sizes 100 120 140 are in stock."]  # were taken for one number each
     general = [{**later, "id": 20 + n, "answer": text} for n, text in enumerate(anyones)]
     assert len(agent_answers(LearnedData([], general))) == len(anyones)
