@@ -122,14 +122,18 @@ def _card(match: re.Match[str]) -> Span | None:
     not hide the card."""
     text = match.group(0)
     groups = [group.span() for group in re.finditer(r"\d+", text)]
-    runs = [(i, j) for i in range(len(groups)) for j in range(i + 1, len(groups) + 1)]
-    for i, j in sorted(runs, key=lambda run: run[0] - run[1]):  # the most groups first, then leftmost
-        start, end = groups[i][0], groups[j - 1][1]
-        written = ",".join(text[a:b] for a, b in groups[i:j])
+    runs = []
+    for i in range(len(groups)):
+        for j in range(i + 1, len(groups) + 1):
+            written = ",".join(text[a:b] for a, b in groups[i:j])
+            runs.append((i - j, not _CARD_GROUPINGS.fullmatch(written), i, j, written))
+    # The most groups first, then those grouped as cards are (in "10:30 4111 1111 1111 1111", "30 4111
+    # 1111 1111" may pass the checks too), then leftmost.
+    for _, odd, i, j, written in sorted(runs):
         # A run after leading digits (a CVV written first) must be grouped as cards are, or the tail of an
         # order number (819-2544734-6242047) would pass; from the first digit any grouping is a card's.
-        if (i == 0 or _CARD_GROUPINGS.fullmatch(written)) and card_valid(written.replace(",", "")):
-            return match.start() + start, match.start() + end
+        if (i == 0 or not odd) and card_valid(written.replace(",", "")):
+            return match.start() + groups[i][0], match.start() + groups[j - 1][1]
     return None
 
 

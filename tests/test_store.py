@@ -278,6 +278,7 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("身份证 440308-19900307-1235", "身份证 [ID]"), ("ssn 123 45 6789", "ssn [ID]"),
     ("iban de89370400440532013000 or GB82-WEST-1234-5698-7654-32", "iban [IBAN] or [IBAN]"),
     ("card 4111.1111.1111.1111 or 4111 / 1111 / 1111 / 1111.", "card [CARD] or [CARD]."),
+    ("at 10:30 4111 1111 1111 1111", "at 10:30 [CARD]"),  # "30 4111 1111 1111" passes the checks too
     # and what only looks like them
     ("order 000 12 3456 and 0123456789012 and 2024.01.15", "order 000 12 3456 and 0123456789012 and 2024.01.15"),
     ("Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789", "Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789"),
