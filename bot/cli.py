@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from bot.project import Project, button_payloads, load_project
+from bot.project import Project, load_project
 
 if TYPE_CHECKING:
     from dialogues.store import Store
@@ -302,8 +302,7 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
           device: str | None) -> None:
     """Evaluate the serving model of DIRECTORY on a test file, as `bot serve` runs it: the intent figures,
     and what the bot answers (right, wrong, or the fallback) with its templates, actions and history."""
-    from bot.channels.base import normalise
-    from bot.evaluation import evaluate_replies
+    from bot.evaluation import evaluate_replies, model_questions
     from bot.server import load_serving_model
     from finetune.evaluation import evaluate_model, read_jsonl
     from finetune.metrics import OOS
@@ -324,14 +323,12 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     if unknown:  # a typo would silently score its lines as questions the bot should decline
         click.echo(f"{len(unknown)} test intent{'s' * (len(unknown) > 1)} the model does not know, scored as out of "
                    f"scope: {', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}", err=True)
-    payloads = button_payloads(nlu.labels)
-    if clicks := [r["text"] for r in rows if normalise(r["text"]) in payloads]:  # the engine answers them without the model
-        rows = [r for r in rows if normalise(r["text"]) not in payloads]
+    rows, texts, clicks = model_questions(rows, nlu.labels)
+    if clicks:  # the engine answers them without the model
         click.echo(f"{len(clicks)} test line{'s are' if len(clicks) > 1 else ' is'} a button's payload ({clicks[0]}), "
                    "which selects its intent without the model: left out", err=True)
         if not rows:
             fail(f"{test_file}: no test line is a question for the model")
-    texts = [normalise(r["text"]) for r in rows]  # what the server's model sees
     analyses = nlu.analyse(texts)
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
     figures["replies"] = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)

@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bot.channels.base import normalise
 from bot.language import turn_language
 from bot.nlu import Analysis
 from bot.policy import Decision, decide
-from bot.project import Project
+from bot.project import Project, button_payloads
 from finetune.metrics import OOS
 
 REPORT = "reply_report.json"
+
+
+def model_questions(rows: list[dict[str, Any]], intents: Iterable[str]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """The test lines the model answers and their texts as the server's model sees them (normalised), and
+    the lines left out: a button's payload (``/track_order``) selects its intent without the model."""
+    payloads = button_payloads(intents)
+    seen = [(row, normalise(row["text"])) for row in rows]
+    kept = [(row, text) for row, text in seen if text not in payloads]
+    return [row for row, _ in kept], [text for _, text in kept], [row["text"] for row, text in seen if text in payloads]
 
 
 def reply_outcome(decision: Decision, truth: str, labels: list[str], handoff_intent: str | None) -> str:

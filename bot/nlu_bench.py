@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from bot.channels.base import normalise
+from bot.evaluation import model_questions
 from bot.nlu import NLU
-from bot.project import InferenceConfig, Project, button_payloads
+from bot.project import InferenceConfig, Project
 from bot.training import answers_for
 from finetune.models import resolve_model
 from finetune.train import loading_base
@@ -52,12 +52,11 @@ def nlu_benchmark(project: Project, rows: list[dict[str, str]], device: str | No
     a button's payloads (``/track_order``), which the bot answers without the model, as ``bot eval`` does."""
     path = Registry(project.models_dir).current_path()
     known = set(project.intents)
-    payloads = button_payloads(known)
-    clicks = sum(normalise(r["text"]) in payloads for r in rows)
-    rows = [r for r in rows if r["intent"] in known and normalise(r["text"]) not in payloads]
-    if not rows:
+    questions, texts, clicks = model_questions(rows, known)
+    kept = [(row["intent"], text) for row, text in zip(questions, texts) if row["intent"] in known]
+    if not kept:
         raise ValueError("no test line is a question with an intent this bot knows")
-    texts, gold = [normalise(r["text"]) for r in rows], [r["intent"] for r in rows]  # as the server's model sees them
+    gold, texts = [intent for intent, _ in kept], [text for _, text in kept]  # texts as the server's model sees them
     k = project.config.retrieval.k
     results = []
     for quantize in ("none", "int8"):
@@ -80,6 +79,6 @@ def nlu_benchmark(project: Project, rows: list[dict[str, str]], device: str | No
     results.append(_score("two_pass_fp32", two_pass, gold))
     fp32, int8 = results[0]["accuracy"], results[1]["accuracy"]
     drop = round((fp32 - int8) * 100, 2)
-    return {"model_version": path.name, "test_lines": len(rows), "button_payload_lines_left_out": clicks,
+    return {"model_version": path.name, "test_lines": len(kept), "button_payload_lines_left_out": len(clicks),
             "answers_indexed": len(index), "k": k,
             "variants": results, "int8_accuracy_drop_points": drop, "int8_within_budget": drop <= INT8_BUDGET_POINTS}
