@@ -29,7 +29,7 @@ from yarl import URL
 
 from bot.channels.base import load_json
 from bot.language import blank
-from bot.project import REQUESTED_SLOT
+from bot.project import REQUESTED_SLOT, config_error
 from bot.responses import MAX_REPLY_CHARS
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ class ActionRunner:
             defined = (f"no class in actions/ is named so (it defines {', '.join(self.names) or 'none'})"
                        if self.executor else "the bot has no actions/ folder and no actions.endpoint")
             named = ", ".join(repr(action) for _, action in unknown)
-            raise ActionError(str(project.config_error(("actions", "map", unknown[0][0]), f"{named}: {defined}")))
+            raise ActionError(str(config_error(project.root, ("actions", "map", unknown[0][0]), f"{named}: {defined}")))
 
     @property
     def names(self) -> list[str]:

@@ -344,11 +344,12 @@ class Project:
     def actions_dir(self) -> Path:
         return self.root / "actions"
 
-    def config_error(self, loc: tuple[Any, ...], message: str) -> ProjectError:
-        """A problem with bot.yml's value at ``loc`` found after loading (an action map against actions/),
-        named with its line as a loading error is."""
-        _, node = _load_yaml(self.root / "bot.yml")
-        return _fail(self.root / "bot.yml", node, loc, message)
+
+def config_error(root: Path, loc: tuple[Any, ...], message: str) -> ProjectError:
+    """A problem with the value at ``loc`` of ``root``'s bot.yml found after reading it (an action map against
+    actions/, slots listed with no action to set them), named with its line as a loading error is."""
+    _, node = _load_yaml(root / "bot.yml")
+    return _fail(root / "bot.yml", node, loc, message)
 
 
 # --- YAML with line numbers -------------------------------------------------------------------
@@ -693,8 +694,7 @@ def load_project(root: Path | str) -> Project:
     # requested_slot and those bot.yml lists, or, unlisted, any.
     actions = config.actions
     if actions.slots is not None and not actions.map:
-        raise _fail(root / "bot.yml", _load_yaml(root / "bot.yml")[1], ("actions", "slots"),
-                    "no custom action runs to set these (actions.map is empty)")
+        raise config_error(root, ("actions", "slots"), "no custom action runs to set these (actions.map is empty)")
     set_by_actions = (REQUESTED_SLOT, *(actions.slots or ())) if actions.map else ()
     fillable = None if actions.map and actions.slots is None else {*patterns, *kept, *set_by_actions}
     responses = load_responses(root / "responses.yml", intents, languages, fillable)
@@ -705,7 +705,7 @@ def load_project(root: Path | str) -> Project:
     project = Project(root, config, examples, patterns, responses, history)
     for loc, intent in named:
         if intent is not None and intent not in intents:
-            raise project.config_error(loc, f"unknown intent {intent!r} (not in nlu.yml)")
+            raise config_error(root, loc, f"unknown intent {intent!r} (not in nlu.yml)")
     if project.models_dir.exists() and not project.models_dir.is_dir():
         raise ProjectError(f"{project.models_dir}: a file where the bot keeps its model versions; move it away")
     return project
