@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from dialogues.redact import redact, was_redacted
+from dialogues.redact import nfkc_view, redact, was_redacted
 from dialogues.store import Store
 
 
@@ -65,8 +64,7 @@ _LINK = re.compile(r"https?://[!-~]+")
 
 
 def _numbers(text: str) -> tuple[set[str], list[list[str]]]:
-    shown = "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf")
-    shown = re.sub(r"\s+", " ", _LINK.sub(" ", shown))
+    shown = re.sub(r"\s+", " ", _LINK.sub(" ", nfkc_view(text)[0]))  # digits as redaction reads them
     return set(_NUMBER.findall(shown)), [re.split(r"[ .-]", m.group(0)) for m in _GROUPS.finditer(shown)]
 
 

@@ -190,7 +190,7 @@ def was_redacted(text: str) -> bool:
     return any(placeholder in text for placeholder in PLACEHOLDERS)
 
 
-def _nfkc_view(text: str) -> tuple[str, Sequence[int]]:
+def nfkc_view(text: str) -> tuple[str, Sequence[int]]:
     """``text`` NFKC-normalised character by character, without the characters that show nothing
     (zero-width spaces, joiners, soft hyphens: Unicode's format characters, which a number copied from
     a web page often carries, 138\u200b1234\u200b5678), with each run of white space one space (a tab
@@ -221,11 +221,11 @@ _SPACING = re.compile(r"\s\s|[^\S \n]")  # white space that is not one plain spa
 
 def redact(text: str) -> str:
     """``text`` with emails, phone numbers, card and identity numbers replaced by placeholders."""
-    view, origin = _nfkc_view(text)
+    view, origin = nfkc_view(text)
     for pattern, placeholder, find in RULES:
         spans = [span for match in pattern.finditer(view) if (span := find(match))]
         for start, end in reversed(spans):  # from the end, so the earlier spans' indexes still hold
             text = text[:origin[start]] + placeholder + text[origin[end - 1] + 1:]
         if spans:  # the next rule reads the text as replaced
-            view, origin = _nfkc_view(text)
+            view, origin = nfkc_view(text)
     return text
