@@ -114,9 +114,9 @@ def exported(project: Project, data: LearnedData) -> LearnedData:
     return learnable(data, set(project.intents), held_out_texts(project))
 
 
-def read_store(project: Project) -> tuple[LearnedData, list[str]]:
-    """The labels and agent answers (exactly what ``bot export`` writes) and the recent customer
-    messages the distillation holds on (none when ``learning.distill`` is off)."""
+def read_store(project: Project, traffic: bool = True) -> tuple[LearnedData, list[str]]:
+    """The labels and agent answers (exactly what ``bot export`` writes) and, with ``traffic``, the recent
+    customer messages the distillation holds on (none when ``learning.distill`` is off)."""
     if not project.db_path.exists():
         return LearnedData([], []), []
     store = Store(project.db_path)
@@ -124,7 +124,7 @@ def read_store(project: Project) -> tuple[LearnedData, list[str]]:
     learning = project.config.learning
     try:
         return (learned_data(store, redacted=redacted),
-                recent_traffic(store, learning.distill_messages if learning.distill > 0 else 0, redacted))
+                recent_traffic(store, learning.distill_messages if traffic and learning.distill > 0 else 0, redacted))
     finally:
         store.close()
 
@@ -250,7 +250,7 @@ def without_gone_answers(project: Project, registry: Registry, name: str) -> str
     lost since (a purged conversation's, or one redaction or :func:`~dialogues.export.about_one_case` now
     leaves out), which serving it would show again. Then a version with its classifier and the store's
     answers is made and promoted, and its name returned; else None, and ``name`` serves as it is."""
-    data, _ = read_store(project)
+    data, _ = read_store(project, traffic=False)  # a rollback trains nothing
     answers = agent_answers(data)
     if not gone_answers(registry.path(name), answers):
         return None
