@@ -8,9 +8,10 @@ Support traffic is full of order numbers, so digits are redacted only when they 
 personal: a card number must have a card scheme's prefix and length, be written whole or in the
 scheme's groups, and pass the Luhn check; a Chinese resident ID must hold a province, a real birth
 date and its checksum; an IBAN must pass its mod-97 check; and a phone number must be written like
-one (a ``+`` country code, a Chinese mobile ``1[3-9]xxxxxxxxx`` or landline ``010-62345678``, or a
-separated North American ``(555) 010-0199``). Lookarounds on digits are used instead of ``\\b``
-because ``\\b`` sees no boundary between Chinese text and digits.
+one (a ``+`` country code and a length that country's numbers have, a Chinese mobile
+``1[3-9]xxxxxxxxx`` or landline ``010-62345678``, or a separated North American ``(555) 010-0199``).
+Lookarounds on digits are used instead of ``\\b`` because ``\\b`` sees no boundary between Chinese
+text and digits.
 
 Chinese input methods type full-width characters (``１３９…``, ``＠``, ``．``), which the ASCII
 patterns would never see, so matching runs on an NFKC-normalised view of the text, while the
@@ -25,6 +26,8 @@ import string
 import unicodedata
 from collections.abc import Callable, Sequence
 
+import phonenumbers
+
 # Starts only where a run of its characters starts: tried from every position of a long run with no
 # "@", the pattern would take time in the square of its length (a 100 KB action reply: 30 s). Names
 # and domains may be written in any script (李四@163.com, José@correo.es, zhang@例子.中国); a
@@ -37,7 +40,9 @@ CN_ID = re.compile(r"(?<![0-9A-Za-z])\d{6}[ -]?\d{8}[ -]?\d{3}[\dXx](?![0-9A-Za-
 _SSN_DIGITS = r"(?!000|666|9)\d{3}{0}(?!00)\d{2}{0}(?!0000)\d{4}(?!\d)"
 SSN = re.compile(r"(?<!\d)" + _SSN_DIGITS.replace("{0}", "-"))
 SSN_NAMED = re.compile(r"(?i)(?:ssn|social security(?: number| no\.?)?)\W{0,3}(" + _SSN_DIGITS.replace("{0}", " ") + ")")
-CARD = re.compile(r"(?<![\d-])\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,18}(?![\d-])")  # 4111 1111…, 4111.1111…
+# A whole run of digit groups (4111 1111…, 4111.1111…), however long: cut at nineteen digits, a date
+# before a card (2023-11-20 4111 1111 1111 1111) took the card's first groups and left the rest whole.
+CARD = re.compile(r"(?<![\d-])\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?![\d-])")
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
 CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape; written whole
@@ -113,31 +118,54 @@ def iban_valid(text: str) -> bool:
 
 
 Span = tuple[int, int]
-Find = Callable[[re.Match[str]], Span | None]
+Find = Callable[[re.Match[str]], list[Span]]
 
 
-def _card(match: re.Match[str]) -> Span | None:
-    """Where in ``match`` a card number is: all of it or, failing that, the longest run of its digit
-    groups that is one, so that an expiry or CVV written next to it (``4111 … 1111 12/25``) does
-    not hide the card."""
+def _cards(match: re.Match[str]) -> list[Span]:
+    """Where in a run of digit groups the card numbers are: the runs of its groups that are one, so
+    that an expiry, a CVV or a date written next to a card (``4111 … 1111 12/25``) does not hide it."""
     text = match.group(0)
     groups = [group.span() for group in re.finditer(r"\d+", text)]
-    runs = []
+    cards = []
     for i in range(len(groups)):
-        for j in range(i + 1, len(groups) + 1):
-            written = ",".join(text[a:b] for a, b in groups[i:j])
-            runs.append((i - j, not _CARD_GROUPINGS.fullmatch(written), i, j, written))
+        written = ""  # groups i to j, joined by commas
+        for j in range(i, len(groups)):
+            written += ("," if written else "") + text[slice(*groups[j])]
+            digits = len(written) - (j - i)
+            if digits > 19:  # no card is longer
+                break
+            odd = digits >= 13 and not _CARD_GROUPINGS.fullmatch(written)
+            # A run after leading digits (a CVV or a date written first) must be grouped as cards are, or the
+            # tail of an order number (819-2544734-6242047) would pass; from the first digit any grouping is a card's.
+            if digits >= 13 and (i == 0 or not odd) and card_valid(written.replace(",", "")):
+                cards.append((i - j, odd, i, j))
     # The most groups first, then those grouped as cards are (in "10:30 4111 1111 1111 1111", "30 4111
     # 1111 1111" may pass the checks too), then leftmost.
-    for _, odd, i, j, written in sorted(runs):
-        # A run after leading digits (a CVV written first) must be grouped as cards are, or the tail of an
-        # order number (819-2544734-6242047) would pass; from the first digit any grouping is a card's.
-        if (i == 0 or not odd) and card_valid(written.replace(",", "")):
-            return match.start() + groups[i][0], match.start() + groups[j - 1][1]
-    return None
+    found: list[Span] = []
+    taken: set[int] = set()
+    for _, _, i, j in sorted(cards):
+        if taken.isdisjoint(range(i, j + 1)):
+            found.append((match.start() + groups[i][0], match.start() + groups[j][1]))
+            taken.update(range(i, j + 1))
+    return sorted(found)
 
 
-def _email(match: re.Match[str]) -> Span:
+def _phone(match: re.Match[str]) -> list[Span]:
+    """The international number that ``match`` starts with: the most of its digit groups that make a
+    number of a length its country's numbers have, so that a time, a date or an order number written
+    after it (``+44 20 7946 0958 10:30``) neither hides it nor goes with it."""
+    text = match.group(0)
+    for end in sorted((group.end() for group in re.finditer(r"\d+", text)), reverse=True):
+        try:
+            number = phonenumbers.parse(text[:end])
+        except phonenumbers.NumberParseException:  # no such country code
+            return []
+        if phonenumbers.is_possible_number_with_reason(number) == phonenumbers.ValidationResult.IS_POSSIBLE:
+            return [(match.start(), match.start() + end)]
+    return []
+
+
+def _email(match: re.Match[str]) -> list[Span]:
     """The address, without the Chinese or Japanese words written straight before an ASCII name
     (请发到zhang@163.com: zhang@163.com). A name written in Chinese takes the whole run of letters
     before the "@" with it, since nothing says where it starts (请发到李四@… loses 请发到 too): a few
@@ -145,29 +173,25 @@ def _email(match: re.Match[str]) -> Span:
     local = match.group(0).partition("@")[0]
     ascii_name_at = len(local.rstrip(string.ascii_letters + string.digits + "._%+-"))
     if 0 < ascii_name_at < len(local) and _unspaced_script(local[ascii_name_at - 1]):
-        return match.start() + ascii_name_at, match.end()
-    return match.span()
+        return [(match.start() + ascii_name_at, match.end())]
+    return [match.span()]
 
 
 def _unspaced_script(ch: str) -> bool:
     return unicodedata.name(ch, "").startswith(("CJK", "HIRAGANA", "KATAKANA"))
 
 
-def _whole(match: re.Match[str]) -> Span:
-    return match.span()
+def _whole(match: re.Match[str]) -> list[Span]:
+    return [match.span()]
 
 
-def _named(match: re.Match[str]) -> Span:
+def _named(match: re.Match[str]) -> list[Span]:
     """The number after the word that names it (``电话01062345678``: the number alone)."""
-    return match.span(1)
+    return [match.span(1)]
 
 
 def _when(valid: Callable[[str], bool]) -> Find:
-    return lambda match: match.span() if valid(match.group(0)) else None
-
-
-def _digits_between(low: int, high: int) -> Callable[[str], bool]:
-    return lambda text: low <= len(re.sub(r"\D", "", text)) <= high
+    return lambda match: [match.span()] if valid(match.group(0)) else []
 
 
 RULES: list[tuple[re.Pattern[str], str, Find]] = [
@@ -175,12 +199,12 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (CN_ID, "[ID]", _when(cn_id_valid)),
     (SSN, "[ID]", _whole),
     (SSN_NAMED, "[ID]", _named),
-    (CARD, "[CARD]", _card),
+    (CARD, "[CARD]", _cards),
     (IBAN, "[IBAN]", _when(iban_valid)),
     (CN_MOBILE, "[PHONE]", _whole),
     (CN_LANDLINE, "[PHONE]", _whole),
     (CN_LANDLINE_NAMED, "[PHONE]", _named),
-    (INTL_PHONE, "[PHONE]", _when(_digits_between(8, 15))),
+    (INTL_PHONE, "[PHONE]", _phone),
     (NANP_PHONE, "[PHONE]", _whole),
 ]
 PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
@@ -223,7 +247,7 @@ def redact(text: str) -> str:
     """``text`` with emails, phone numbers, card and identity numbers replaced by placeholders."""
     view, origin = nfkc_view(text)
     for pattern, placeholder, find in RULES:
-        spans = [span for match in pattern.finditer(view) if (span := find(match))]
+        spans = [span for match in pattern.finditer(view) for span in find(match)]
         for start, end in reversed(spans):  # from the end, so the earlier spans' indexes still hold
             text = text[:origin[start]] + placeholder + text[origin[end - 1] + 1:]
         if spans:  # the next rule reads the text as replaced

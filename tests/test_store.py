@@ -279,6 +279,12 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("iban de89370400440532013000 or GB82-WEST-1234-5698-7654-32", "iban [IBAN] or [IBAN]"),
     ("card 4111.1111.1111.1111 or 4111 / 1111 / 1111 / 1111.", "card [CARD] or [CARD]."),
     ("at 10:30 4111 1111 1111 1111", "at 10:30 [CARD]"),  # "30 4111 1111 1111" passes the checks too
+    # a date, a time or another number written next to a card or a phone number
+    ("paid 2023-11-20 4111 1111 1111 1111", "paid 2023-11-20 [CARD]"), ("12/25 4111 1111 1111 1111", "12/25 [CARD]"),
+    ("order 12345 4111 1111 1111 1111", "order 12345 [CARD]"),
+    ("4111 1111 1111 1111 5500 0000 0000 0004", "[CARD] [CARD]"),
+    ("call +44 20 7946 0958 10:30 or +1 555 010 0199 2023-11-20", "call [PHONE] 10:30 or [PHONE] 2023-11-20"),
+    ("ring +44 20 7946 tomorrow, +999 1234 5678", "ring +44 20 7946 tomorrow, +999 1234 5678"),  # too short, no country
     # and what only looks like them
     ("order 000 12 3456 and 0123456789012 and 2024.01.15", "order 000 12 3456 and 0123456789012 and 2024.01.15"),
     ("Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789", "Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789"),
