@@ -63,23 +63,27 @@ _GROUPS = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)+")
 _LINK = re.compile(r"https?://[!-~]+")
 
 
-def _numbers(text: str) -> tuple[set[str], list[list[str]]]:
-    shown = re.sub(r"\s+", " ", _LINK.sub(" ", nfkc_view(text)[0]))  # digits as redaction reads them
-    return set(_NUMBER.findall(shown)), [re.split(r"[ .-]", m.group(0)) for m in _GROUPS.finditer(shown)]
+def _numbers(text: str) -> tuple[set[str], list[list[str]], set[str]]:
+    """The numbers of ``text`` outside its links, its runs of digit groups, and the numbers of three or
+    more digits in its links (a tracking page's ``?order=55667``)."""
+    shown = nfkc_view(text)[0]  # digits as redaction reads them
+    linked = {number for link in _LINK.findall(shown) for number in re.findall(r"[0-9]{3,}", link)}
+    shown = re.sub(r"\s+", " ", _LINK.sub(" ", shown))
+    return set(_NUMBER.findall(shown)), [re.split(r"[ .-]", m.group(0)) for m in _GROUPS.finditer(shown)], linked
 
 
 def about_one_case(asked: str, answer: str) -> bool:
     """Whether an agent's answer is about its customer's own case: it repeats a number of three or more
     digits that the customer wrote (``asked``: "where is my order?", "55667" / "Order 55667 left our
-    warehouse today"), in groups or not ("Order 556-677"), or holds a number of six or more digits, or
-    one of three or more groups of three or more digits making eleven or more (a tracking number,
-    "1234 5678 9012"). Shown to the next customer, it would give them another customer's order number,
-    and a status that is not theirs. Dates ("2026-12-03"), ranges ("100-200") and prices ("1.299.000")
-    are no one's."""
-    single, runs = _numbers(asked)
-    theirs = single | {"".join(run) for run in runs if len("".join(run)) >= 3}
-    single, runs = _numbers(answer)
-    return (any(n in theirs for n in single | {"".join(run) for run in runs}) or any(len(n) >= 6 for n in single)
+    warehouse today"), in groups or not ("Order 556-677") or in a link ("…/track?order=55667"), or holds
+    a number of six or more digits, or one of three or more groups of three or more digits making eleven
+    or more (a tracking number, "1234 5678 9012"). Shown to the next customer, it would give them another
+    customer's order number, and a status that is not theirs. Dates ("2026-12-03"), ranges ("100-200"),
+    prices ("1.299.000") and the numbers of a link alone (a help page's) are no one's."""
+    single, runs, linked = _numbers(asked)
+    theirs = single | linked | {"".join(run) for run in runs if len("".join(run)) >= 3}
+    single, runs, linked = _numbers(answer)
+    return (not theirs.isdisjoint(single | linked | {"".join(run) for run in runs}) or any(len(n) >= 6 for n in single)
             or any(len(run) >= 3 and min(map(len, run)) >= 3 and len("".join(run)) >= 11 for run in runs))
 
 
