@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 import torch
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from bot.channels.base import BackgroundTasks, normalise, readable, store_unavailable
 from bot.channels.web import ChatRequest
@@ -282,14 +283,24 @@ async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Ca
     assert len(await bot._store(bot.store.history, conversation)) == 2
 
 
+def _invalid_model() -> ValidationError:
+    try:
+        ChatRequest.model_validate({})
+    except ValidationError as exc:
+        return exc
+    raise AssertionError("an empty request was taken")
+
+
+@pytest.mark.parametrize("fault", [UnicodeEncodeError("utf-8", "1\ud800", 1, 2, "surrogates not allowed"), _invalid_model()])
 async def test_a_turn_that_fails_within_is_the_bots_error_not_the_requests(make_client: Callable[..., Any],
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """A ValueError raised within the turn (an encoder's, a store's) was answered as the customer's 400, with
-    the codec's words, and nothing logged."""
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           fault: Exception) -> None:
+    """A ValueError raised within the turn (an encoder's, a store's, a model's validation) was answered as
+    the customer's 400, with the codec's words, and nothing logged."""
     client = await make_client(server={"limits": NO_LIMITS})
 
     async def failing(turn: Any) -> Any:
-        raise UnicodeEncodeError("utf-8", "1\ud800", 1, 2, "surrogates not allowed")
+        raise fault
 
     monkeypatch.setattr(client.app[BOT], "handle", failing)
     response = await chat(client, cid(), "hello")

@@ -270,7 +270,10 @@ class WebChannel(Channel):
                 try:
                     kind, fields = read_socket_frame(msg.data)
                     request_type = {"request": kind}
-                    body = SOCKET_MESSAGES[kind].model_validate(fields)
+                    try:
+                        body = SOCKET_MESSAGES[kind].model_validate(fields)
+                    except ValidationError as exc:  # the frame's own fault; one raised within the turn is the bot's
+                        raise Refused(error_message(exc)) from None
                     cid = body.conversation_id
                     self._join(ws, joined, cid)  # first: a refused frame must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
@@ -282,8 +285,8 @@ class WebChannel(Channel):
                     else:  # a join's status costs a store read: it counts against the address as a request does
                         count_request(request)
                         await ws.send_json({"type": "status", "conversation_id": cid, "status": await self._status(cid)})
-                except (ValidationError, Refused) as exc:
-                    await ws.send_json({"type": "error", "error": error_message(exc), **request_type})
+                except Refused as exc:
+                    await ws.send_json({"type": "error", "error": str(exc), **request_type})
                 except ConnectionError:  # closed or cut meanwhile (shutdown, a lost network): the history has the reply
                     break
                 except web.HTTPTooManyRequests as exc:
