@@ -923,6 +923,16 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
     expect(page.locator(".turn.agent .text")).to_have_text(["For the second customer."])
     assert [t["text"] for t in api.history(second)["turns"] if t["role"] == "agent"] == ["For the second customer."]
     assert [t for t in api.history(first)["turns"] if t["role"] == "agent"] == []
+    # The reply box keeps all that is typed or pasted: the bot counts characters, where maxlength counts UTF-16
+    # units (an emoji is two), and says what is too long, where maxlength cut it short and sent the rest.
+    page.locator("form.reply textarea").fill("😀" * 10_001)
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".turn.agent .text")).to_have_count(2)
+    assert api.history(second)["turns"][-1]["text"] == "😀" * 10_001
+    page.locator("form.reply textarea").fill("x" * 20_001)
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".status")).to_contain_text("20000 characters")
+    expect(page.locator("form.reply textarea")).to_have_value("x" * 20_001)
 
     page.route("**/messages", lambda route: route.abort("internetdisconnected"))
     page.locator("form.reply textarea").fill("Will this arrive?")
