@@ -153,16 +153,17 @@ def _cards(match: re.Match[str]) -> list[Span]:
 def _phone(match: re.Match[str]) -> list[Span]:
     """The international number that ``match`` starts with: the most of its digit groups that make a
     number of a length its country's numbers have, so that a time, a date or an order number written
-    after it (``+44 20 7946 0958 10:30``) neither hides it nor goes with it."""
+    after it (``+44 20 7946 0958 10:30``) neither hides it nor goes with it; failing that (a country
+    the metadata does not know, a digit mistyped), all of it if it is as long as phone numbers are."""
     text = match.group(0)
     for end in sorted((group.end() for group in re.finditer(r"\d+", text)), reverse=True):
         try:
             number = phonenumbers.parse(text[:end])
         except phonenumbers.NumberParseException:  # no such country code
-            return []
+            break
         if phonenumbers.is_possible_number_with_reason(number) == phonenumbers.ValidationResult.IS_POSSIBLE:
             return [(match.start(), match.start() + end)]
-    return []
+    return [match.span()] if 8 <= sum(ch.isdigit() for ch in text) <= 15 else []
 
 
 def _email(match: re.Match[str]) -> list[Span]:
