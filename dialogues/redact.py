@@ -34,15 +34,18 @@ import phonenumbers
 # top-level domain in Chinese must be one of the registry's, or "163.com的订单" would end at 单.
 _IDN_TLDS = "中国|中國|香港|台湾|台灣|新加坡|公司|网络|網絡|网址|网店|商城|商店|在线|集团|手机|移动|中文网|信息|企业|购物|游戏|娱乐|商标|公益|政务"
 EMAIL = re.compile(rf"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.(?:xn--[A-Za-z0-9-]+|[A-Za-z]{{2,}}|{_IDN_TLDS})")
-CN_ID = re.compile(r"(?<![0-9A-Za-z])\d{6}[ -]?\d{8}[ -]?\d{3}[\dXx](?![0-9A-Za-z])")  # written whole, or 6 8 4
+# Written whole, as 6 8 4, or in any groups (1101 0119 9003 0775 71), but not as part of a longer run of them.
+CN_ID = re.compile(r"(?<![0-9A-Za-z])(?<!\d[ -])\d(?:[ -]?\d){16}[ -]?[\dXx](?![0-9A-Za-z]|[ -]\d)")
 # A US social security number: no area 000, 666 or 9xx, no group 00, no serial 0000 (the SSA's rules);
 # written with spaces only after its name, since "120 40 2000" is as likely a size or an amount.
 _SSN_DIGITS = r"(?!000|666|9)\d{3}{0}(?!00)\d{2}{0}(?!0000)\d{4}(?!\d)"
 SSN = re.compile(r"(?<!\d)" + _SSN_DIGITS.replace("{0}", "-"))
-SSN_NAMED = re.compile(r"(?i)(?:ssn|social security(?: number| no\.?)?)\W{0,3}(" + _SSN_DIGITS.replace("{0}", " ") + ")")
+SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?: (?:is|was))?\W{0,3}("
+                       + _SSN_DIGITS.replace("{0}", " ") + ")")
 # A whole run of digit groups (4111 1111…, 4111.1111…), however long: cut at nineteen digits, a date
 # before a card (2023-11-20 4111 1111 1111 1111) took the card's first groups and left the rest whole.
-CARD = re.compile(r"(?<![\d-])\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?![\d-])")
+# Not after a "+": that is a phone number's country code.
+CARD = re.compile(r"(?<![\d+-])\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?![\d-])")
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
 CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape; written whole
@@ -135,12 +138,13 @@ def _cards(match: re.Match[str]) -> list[Span]:
             if digits > 19:  # no card is longer
                 break
             odd = digits >= 13 and not _CARD_GROUPINGS.fullmatch(written)
-            # A run after leading digits (a CVV or a date written first) must be grouped as cards are, or the
-            # tail of an order number (819-2544734-6242047) would pass; from the first digit any grouping is a card's.
-            if digits >= 13 and (i == 0 or not odd) and card_valid(written.replace(",", "")):
-                cards.append((i - j, odd, i, j))
-    # The most groups first, then those grouped as cards are (in "10:30 4111 1111 1111 1111", "30 4111
-    # 1111 1111" may pass the checks too), then leftmost.
+            # A run grouped otherwise (41111111 11111111, 622202 1234567890128) must start at the first digit,
+            # or the tail of an order number (819-2544734-6242047) would pass, and in groups of four or more,
+            # or an amount and a date (40.02 2023-11-20 4111…) would make a "card" one time in ten.
+            if (digits >= 13 and (not odd or i == 0 and min(b - a for a, b in groups[i:j + 1]) >= 4)
+                    and card_valid(written.replace(",", ""))):
+                cards.append((odd, i - j, i, j))
+    # Those grouped as cards are first, then the most groups, then leftmost.
     found: list[Span] = []
     taken: set[int] = set()
     for _, _, i, j in sorted(cards):
@@ -151,19 +155,30 @@ def _cards(match: re.Match[str]) -> list[Span]:
 
 
 def _phone(match: re.Match[str]) -> list[Span]:
-    """The international number that ``match`` starts with: the most of its digit groups that make a
-    number of a length its country's numbers have, so that a time, a date or an order number written
-    after it (``+44 20 7946 0958 10:30``) neither hides it nor goes with it; failing that (a country
-    the metadata does not know, a digit mistyped), all of it if it is as long as phone numbers are."""
-    text = match.group(0)
-    for end in sorted((group.end() for group in re.finditer(r"\d+", text)), reverse=True):
+    """The international number that ``match`` starts with: up to a date or a time written after it
+    (``+44 20 7946 0958 10:30``), the most of its digit groups that make a number of a length its country's
+    numbers have, so that an order number written after it neither hides it nor goes with it; failing
+    that (a country the metadata does not know, a digit mistyped), all of it if it is as long as phone
+    numbers are."""
+    ends = []
+    for group in re.finditer(r"\d+", match.group(0)):
+        if _DATE_OR_TIME.match(match.string, match.start() + group.start()):
+            break
+        ends.append(group.end())
+    text = match.group(0)[:ends[-1]] if ends else ""
+    for end in reversed(ends):
         try:
             number = phonenumbers.parse(text[:end])
-        except phonenumbers.NumberParseException:  # no such country code
-            break
+        except phonenumbers.NumberParseException:  # no such country code, or too long
+            continue
         if phonenumbers.is_possible_number_with_reason(number) == phonenumbers.ValidationResult.IS_POSSIBLE:
             return [(match.start(), match.start() + end)]
-    return [match.span()] if 8 <= sum(ch.isdigit() for ch in text) <= 15 else []
+    return [(match.start(), match.start() + len(text))] if 8 <= sum(ch.isdigit() for ch in text) <= 15 else []
+
+
+# 2023-11-20, 2023/11/20, 20.11.2023, 11/20/2023, 10:30, 9:00, 14h30: no phone number goes on into one.
+_DATE_OR_TIME = re.compile(r"(?:19|20)\d\d([-/.])[01]?\d\1[0-3]?\d(?!\d)|[0-3]?\d([-/.])[0-3]?\d\2(?:19|20)\d\d(?!\d)"
+                           r"|[0-2]?\d[:h][0-5]\d(?!\d)")
 
 
 def _email(match: re.Match[str]) -> list[Span]:

@@ -109,6 +109,7 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
     assert [a.id for a in agent_answers(LearnedData([], kept))] == ["agent:7"]  # a unit's quantity, a link's number
     grouped = [{**asked, "id": 8, "answer": "Order 556-677 is at the depot."},  # the customer's number, in groups
                {**later, "id": 9, "answer": "Your tracking number is SF 1234 5678 9012."},
+               {**later, "id": 19, "answer": "USPS tracking: 9400 1000 0000 0000 0000 00."},  # the last group short
                {**later, "question": "my order 556 677 has not come", "asked": "", "id": 10, "answer": "556 is late."},
                {**later, "id": 11, "answer": "Refunds take 5-7 days."}]
     assert [a.id for a in agent_answers(LearnedData([], grouped))] == ["agent:11"]

@@ -285,6 +285,12 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("4111 1111 1111 1111 5500 0000 0000 0004", "[CARD] [CARD]"),
     ("call +44 20 7946 0958 10:30 or +1 555 010 0199 2023-11-20", "call [PHONE] 10:30 or [PHONE] 2023-11-20"),
     ("ring +44 20 7946 09588 or +999 1234 5678", "ring [PHONE] or [PHONE]"),  # a digit too many, no such country
+    ("paid 40.02 2023-11-20 4111 1111 1111 1111", "paid 40.02 2023-11-20 [CARD]"),  # "40,02,2023,11,20,4111" passes Luhn
+    ("my phone +44 20 7946 0958 1234 5678", "my phone [PHONE] 1234 5678"),  # too long for a number, as a whole
+    ("at +91 98765 43210 10:30 or +81 3-1234-5678 2023/11/20", "at [PHONE] 10:30 or [PHONE] 2023/11/20"),
+    ("+65 6123 4567 2023-11-20, +49 30 901820 9:00", "[PHONE] 2023-11-20, [PHONE] 9:00"),  # no "+[CARD]"
+    ("积分 +200 2023-11-20 10:30:15 没到账, shipping +5.99 2023-11-20", "积分 +200 2023-11-20 10:30:15 没到账, shipping +5.99 2023-11-20"),
+    ("ID 1101 0119 9003 0775 71 ok, my ssn is 123 45 6789", "ID [ID] ok, my ssn is [ID]"),
     # and what only looks like them
     ("order 000 12 3456 and 0123456789012 and 2024.01.15", "order 000 12 3456 and 0123456789012 and 2024.01.15"),
     ("Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789", "Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789"),
