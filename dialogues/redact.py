@@ -51,7 +51,8 @@ CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape; written whole
 # (01062345678) only after a word for a phone, since order numbers look the same.
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
-CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )[2-9]\d{{6,7}}(?![\d-])")
+CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )[2-9]\d{{6,7}}"
+                         r"(?=-\d{1,5}(?![\d-])|[^\d-]|$)")  # an extension may follow: 010-62345678-8001
 _PHONE_WORD = r"(?:电话|座机|固话|tel|phone|call)(?: ?(?:号码|号|number|no\.?))?(?: ?(?:是|为|is))?"  # 电话号码是…
 CN_LANDLINE_NAMED = re.compile(rf"(?i){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
 INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d)")
