@@ -31,11 +31,17 @@ import phonenumbers
 # Starts only where a run of its characters starts: tried from every position of a long run with no
 # "@", the pattern would take time in the square of its length (a 100 KB action reply: 30 s). Names
 # and domains may be written in any script (李四@163.com, José@correo.es, zhang@例子.中国); a
-# top-level domain in Chinese must be one of the registry's, or "163.com的订单" would end at 单.
+# top-level domain in Chinese must be one of the registry's, or "163.com的订单" would end at 单. An ASCII
+# name may also start straight after a Chinese or Japanese character, where a first address ended
+# (zhang@163.com或li@qq.com): its run ends at the next such character, so the time stays linear.
 _IDN_TLDS = "中国|中國|香港|台湾|台灣|新加坡|公司|网络|網絡|网址|网店|商城|商店|在线|集团|手机|移动|中文网|信息|企业|购物|游戏|娱乐|商标|公益|政务"
-EMAIL = re.compile(rf"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.(?:xn--[A-Za-z0-9-]+|[A-Za-z]{{2,}}|{_IDN_TLDS})")
-# Written whole, as 6 8 4, or in any groups (1101 0119 9003 0775 71), but not as part of a longer run of them.
-CN_ID = re.compile(r"(?<![0-9A-Za-z])(?<!\d[ -])\d(?:[ -]?\d){16}[ -]?[\dXx](?![0-9A-Za-z]|[ -]\d)")
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+EMAIL = re.compile(rf"(?:(?<![\w.%+-])[\w.%+-]+|(?<=[{_UNSPACED}])[A-Za-z0-9.%+-]+)"
+                   rf"@[\w-]+(?:\.[\w-]+)*\.(?:xn--[A-Za-z0-9-]+|[A-Za-z]{{2,}}|{_IDN_TLDS})")
+# Written whole or as 6 8 4 (next to other numbers too: 张三 13812345678 110101199003077715), or in other
+# groups (1101 0119 9003 0775 71) but then not as part of a longer run of them.
+CN_ID = re.compile(r"(?<![0-9A-Za-z])(?:\d{6}[ -]?\d{8}[ -]?\d{3}[\dXx](?![0-9A-Za-z])"
+                   r"|(?<!\d[ -])\d(?:[ -]?\d){16}[ -]?[\dXx](?![0-9A-Za-z]|[ -]\d))")
 # A US social security number: no area 000, 666 or 9xx, no group 00, no serial 0000 (the SSA's rules);
 # written with spaces only after its name, since "120 40 2000" is as likely a size or an amount.
 _SSN_DIGITS = r"(?!000|666|9)\d{3}{0}(?!00)\d{2}{0}(?!0000)\d{4}(?!\d)"
@@ -182,6 +188,16 @@ _DATE_OR_TIME = re.compile(r"(?:19|20)\d\d([-/.])[01]?\d\1[0-3]?\d(?!\d)|[0-3]?\
                            r"|[0-2]?\d[:h][0-5]\d(?!\d)")
 
 
+def _iban(match: re.Match[str]) -> list[Span]:
+    """The IBAN that ``match`` starts with: its groups up to the length its country's have, since a word
+    written after it (``ES91 2100 0418 4502 0005 1332 and``) reads as one more group."""
+    text = match.group(0)
+    for end in sorted((group.end() for group in re.finditer(r"[A-Za-z0-9]+", text)), reverse=True):
+        if iban_valid(text[:end]):
+            return [(match.start(), match.start() + end)]
+    return []
+
+
 def _email(match: re.Match[str]) -> list[Span]:
     """The address, without the Chinese or Japanese words written straight before an ASCII name
     (请发到zhang@163.com: zhang@163.com). A name written in Chinese takes the whole run of letters
@@ -217,7 +233,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (SSN, "[ID]", _whole),
     (SSN_NAMED, "[ID]", _named),
     (CARD, "[CARD]", _cards),
-    (IBAN, "[IBAN]", _when(iban_valid)),
+    (IBAN, "[IBAN]", _iban),
     (CN_MOBILE, "[PHONE]", _whole),
     (CN_LANDLINE, "[PHONE]", _whole),
     (CN_LANDLINE_NAMED, "[PHONE]", _named),

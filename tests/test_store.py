@@ -292,6 +292,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("+65 6123 4567 2023-11-20, +49 30 901820 9:00", "[PHONE] 2023-11-20, [PHONE] 9:00"),  # no "+[CARD]"
     ("积分 +200 2023-11-20 10:30:15 没到账, shipping +5.99 2023-11-20", "积分 +200 2023-11-20 10:30:15 没到账, shipping +5.99 2023-11-20"),
     ("ID 1101 0119 9003 0775 71 ok, my ssn is 123 45 6789", "ID [ID] ok, my ssn is [ID]"),
+    ("张三 13812345678 110101199003077715", "张三 [PHONE] [ID]"),  # an ID next to another number
+    ("IBAN ES91 2100 0418 4502 0005 1332 and AT61 1904 3002 3457 3201 thanks", "IBAN [IBAN] and [IBAN] thanks"),
+    ("请发到zhang@163.com或li@qq.com和wang@example.cn", "请发到[EMAIL]或[EMAIL]和[EMAIL]"),  # joined by Chinese words
     # and what only looks like them
     ("order 000 12 3456 and 0123456789012 and 2024.01.15", "order 000 12 3456 and 0123456789012 and 2024.01.15"),
     ("Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789", "Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789"),
