@@ -61,7 +61,10 @@ CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA
                          r"(?=-\d{1,5}(?![\d-])|[^\d-]|$)")  # an extension may follow: 010-62345678-8001
 _PHONE_WORD = r"(?:电话|座机|固话|tel|phone|call)(?: ?(?:号码|号|number|no\.?))?(?: ?(?:是|为|is))?"  # 电话号码是…
 CN_LANDLINE_NAMED = re.compile(rf"(?i){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
-INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d)")
+# A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
+# glued on or not: +44 (0)20 7946 0958, +49 152 / 3472252. One way only to read each text, so that no
+# run of digits makes it try every way of splitting them.
+INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d+(?:(?:[ .-]| ?/ ?)?\(\d{1,4}\)(?: ?\d+)?|(?:[ .-]| ?/ ?)\d+){0,10}")
 NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?!\d)")
 
 _CN_ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
@@ -162,25 +165,42 @@ def _cards(match: re.Match[str]) -> list[Span]:
 
 
 def _phone(match: re.Match[str]) -> list[Span]:
-    """The international number that ``match`` starts with: up to a date or a time written after it
-    (``+44 20 7946 0958 10:30``), the most of its digit groups that make a number of a length its country's
-    numbers have, so that an order number written after it neither hides it nor goes with it; failing
-    that (a country the metadata does not know, a digit mistyped), all of it if it is as long as phone
-    numbers are."""
-    ends = []
-    for group in re.finditer(r"\d+", match.group(0)):
-        if _DATE_OR_TIME.match(match.string, match.start() + group.start()):
+    """The international number that ``match`` starts with, up to what starts something else: a date or a
+    time (``+44 20 7946 0958 10:30``), a quantity (``12件``, ``31%``), a group joined otherwise than the
+    number's own groups are (``+82 10-2887-9793 765.99``) or in brackets after the first (a second number,
+    ``(695) 587-6879``). Of that, the most of its groups that make a number of a length its country's
+    numbers have, so that an order number after it neither hides it nor goes with it; failing that (a
+    country the metadata does not know, a digit mistyped), all of it if it is as long as phone numbers are."""
+    text, at = match.group(0), match.start()
+    groups = list(re.finditer(r"\d+", text))
+    joiners = [text[a.end():b.start()] for a, b in zip(groups, groups[1:])] + ["()"]  # the end joins nothing
+    ends, joined = [groups[0].end()], None  # how the national number's groups are joined: " ", "-", "/"…
+    for k, group in enumerate(groups[1:], start=1):
+        kind, next_kind = _kind(joiners[k - 1]), _kind(joiners[k])
+        after = match.string[at + group.end():at + group.end() + 1]
+        if (k >= 2 and "(" in joiners[k - 1] or _DATE_OR_TIME.match(match.string, at + group.start())
+                or after in ("%", "+") or after.isalpha() and after not in "xXeE"  # but an extension: x123, ext
+                or joined is not None and next_kind not in (None, " ", joined)):  # 632.476.4842 after a number
             break
+        if k >= 2 and kind is not None:
+            if joined is None:
+                joined = kind
+            elif kind != joined:
+                break
         ends.append(group.end())
-    text = match.group(0)[:ends[-1]] if ends else ""
     for end in reversed(ends):
         try:
             number = phonenumbers.parse(text[:end])
         except phonenumbers.NumberParseException:  # no such country code, or too long
             continue
         if phonenumbers.is_possible_number_with_reason(number) == phonenumbers.ValidationResult.IS_POSSIBLE:
-            return [(match.start(), match.start() + end)]
-    return [(match.start(), match.start() + len(text))] if 8 <= sum(ch.isdigit() for ch in text) <= 15 else []
+            return [(at, at + end)]
+    return [(at, at + ends[-1])] if 8 <= sum(ch.isdigit() for ch in text[:ends[-1]]) <= 15 else []
+
+
+def _kind(joiner: str) -> str | None:
+    """How two digit groups are joined ("-", ".", "/" or " "), or None where a bracket joins them."""
+    return None if "(" in joiner or ")" in joiner else joiner.strip() or joiner
 
 
 # 2023-11-20, 2023/11/20, 20.11.2023, 11/20/2023, 10:30, 9:00, 14h30: no phone number goes on into one.

@@ -295,6 +295,10 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("张三 13812345678 110101199003077715", "张三 [PHONE] [ID]"),  # an ID next to another number
     ("IBAN ES91 2100 0418 4502 0005 1332 and AT61 1904 3002 3457 3201 thanks", "IBAN [IBAN] and [IBAN] thanks"),
     ("请发到zhang@163.com或li@qq.com和wang@example.cn", "请发到[EMAIL]或[EMAIL]和[EMAIL]"),  # joined by Chinese words
+    # what a + number's groups run into: a second number, a quantity, an amount; and how else they are written
+    ("call +971 55 644 6337 (695) 587-6879 or +90 569 423 36 22 632.476.4842", "call [PHONE] [PHONE] or [PHONE] [PHONE]"),
+    ("+886 963 692 887 12件, +91 92839 88725 31%, +82 10-2887-9793 765.99", "[PHONE] 12件, [PHONE] 31%, [PHONE] 765.99"),
+    ("+33 (0)6 12 34 56 78, Tel. +49 152 / 3472252, +49 (0)171/1234567", "[PHONE], Tel. [PHONE], [PHONE]"),
     # and what only looks like them
     ("order 000 12 3456 and 0123456789012 and 2024.01.15", "order 000 12 3456 and 0123456789012 and 2024.01.15"),
     ("Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789", "Order 02123456789 and 订单号 01087654321 and ticket 0100 23456789"),
