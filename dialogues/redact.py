@@ -139,10 +139,17 @@ def _cards(match: re.Match[str]) -> list[Span]:
     that an expiry, a CVV or a date written next to a card (``4111 … 1111 12/25``) does not hide it."""
     text = match.group(0)
     groups = [group.span() for group in re.finditer(r"\d+", text)]
+    joiners = [""] + [text[a[1]:b[0]] for a, b in zip(groups, groups[1:])]  # joiners[k]: before group k
     cards = []
     for i in range(len(groups)):
+        # A card is written with one separator all through, and not glued by another to what is before
+        # it: in "437-896-2639 5170 5283 7554 1573", "2639 5170 5283 7554" is no card's run.
+        if joiners[i].strip() and i + 1 < len(groups) and joiners[i] != joiners[i + 1]:
+            continue
         written = ""  # groups i to j, joined by commas
         for j in range(i, len(groups)):
+            if i < j - 1 and joiners[j] != joiners[i + 1]:
+                break
             written += ("," if written else "") + text[slice(*groups[j])]
             digits = len(written) - (j - i)
             if digits > 19:  # no card is longer

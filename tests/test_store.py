@@ -287,6 +287,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("call +44 20 7946 0958 10:30 or +1 555 010 0199 2023-11-20", "call [PHONE] 10:30 or [PHONE] 2023-11-20"),
     ("ring +44 20 7946 09588 or +999 1234 5678", "ring [PHONE] or [PHONE]"),  # a digit too many, no such country
     ("paid 40.02 2023-11-20 4111 1111 1111 1111", "paid 40.02 2023-11-20 [CARD]"),  # "40,02,2023,11,20,4111" passes Luhn
+    ("437-896-2639 5170 5283 7554 1573", "[PHONE] [CARD]"),  # "2639 5170 5283 7554" passes Luhn
+    ("ref 163-3540-0409 4537-3311-5777-0101", "ref [PHONE] [CARD]"),  # and so does "0409 4537-3311-5777"
     ("my phone +44 20 7946 0958 1234 5678", "my phone [PHONE] 1234 5678"),  # too long for a number, as a whole
     ("at +91 98765 43210 10:30 or +81 3-1234-5678 2023/11/20", "at [PHONE] 10:30 or [PHONE] 2023/11/20"),
     ("+65 6123 4567 2023-11-20, +49 30 901820 9:00", "[PHONE] 2023-11-20, [PHONE] 9:00"),  # no "+[CARD]"
