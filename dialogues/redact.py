@@ -43,21 +43,22 @@ EMAIL = re.compile(rf"(?:(?<![\w.%+-])[\w.%+-]+|(?<=[{_UNSPACED}])[A-Za-z0-9.%+-
 CN_ID = re.compile(r"(?<![0-9A-Za-z])(?:\d{6}[ -]?\d{8}[ -]?\d{3}[\dXx](?![0-9A-Za-z])"
                    r"|(?<!\d[ -])\d(?:[ -]?\d){16}[ -]?[\dXx](?![0-9A-Za-z]|[ -]\d))")
 # A US social security number: no area 000, 666 or 9xx, no group 00, no serial 0000 (the SSA's rules);
-# written with spaces only after its name, since "120 40 2000" is as likely a size or an amount.
+# written with spaces, or with none, only after its name, since "120 40 2000" is as likely a size or an amount.
 _SSN_DIGITS = r"(?!000|666|9)\d{3}{0}(?!00)\d{2}{0}(?!0000)\d{4}(?!\d)"
 SSN = re.compile(r"(?<!\d)" + _SSN_DIGITS.replace("{0}", "-"))
 SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?: (?:is|was))?\W{0,3}("
-                       + _SSN_DIGITS.replace("{0}", " ") + ")")
+                       + _SSN_DIGITS.replace("{0}", " ?") + ")")
 # A whole run of digit groups (4111 1111…, 4111.1111…), however long: cut at nineteen digits, a date
 # before a card (2023-11-20 4111 1111 1111 1111) took the card's first groups and left the rest whole.
 # Not after a "+": that is a phone number's country code.
 CARD = re.compile(r"(?<![\d+-])\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?![\d-])")
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
 CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
-# 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape; written whole
+# 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape, the number whole or
+# as 4 4 (021-6234-5678, 0755 8667 8699); written whole
 # (01062345678) only after a word for a phone, since order numbers look the same.
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
-CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )[2-9]\d{{6,7}}"
+CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )(?:[2-9]\d{{6,7}}|[2-9]\d{{3}}[ -]\d{{4}})"
                          r"(?=-\d{1,5}(?![\d-])|[^\d-]|$)")  # an extension may follow: 010-62345678-8001
 _PHONE_WORD = r"(?:电话|座机|固话|tel|phone|call)(?: ?(?:号码|号|number|no\.?))?(?: ?(?:是|为|is))?"  # 电话号码是…
 CN_LANDLINE_NAMED = re.compile(rf"(?i){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")

@@ -259,6 +259,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("ref DE89 3704 0044 0532 0130 01", "ref DE89 3704 0044 0532 0130 01"),  # fails mod 97
     ("座机 010-62345678 或 (0755) 88889999", "座机 [PHONE] 或 [PHONE]"),
     ("电话010-62345678-8001，总机 (0755) 86013388-123", "电话[PHONE]-8001，总机 [PHONE]-123"),  # with an extension
+    ("座机 020-5869 6984、0755 8667 8699 或 021-6234-5678", "座机 [PHONE]、[PHONE] 或 [PHONE]"),  # the number as 4 4
+    ("my SSN is 123456789", "my SSN is [ID]"),
     # cards written in other groupings, from their first digit
     ("card 41111111 11111111", "card [CARD]"), ("卡号 622202 1234567890128", "卡号 [CARD]"),
     ("快递单号 SF8046055490315 还没到", "快递单号 SF8046055490315 还没到"),  # letters, digits, no country
