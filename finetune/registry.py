@@ -61,7 +61,10 @@ class Registry:
             name = path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError) as exc:  # a folder by that name, bytes that are no name
+        except IsADirectoryError:  # a rollback cannot write the file over it
+            raise RegistryError(f"{path} is a folder, not the file naming the serving version: move it away, "
+                                f"then `bot rollback {self.root.parent} VERSION` writes the file") from None
+        except (OSError, UnicodeDecodeError) as exc:  # bytes that are no name, a file that cannot be read
             raise RegistryError(f"{path} cannot be read ({exc}); `bot rollback {self.root.parent} VERSION` "
                                 "writes it again") from None
         return name or None

@@ -292,6 +292,12 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     mended = runner.invoke(cli, ["rollback", str(root), "v0001"])
     assert mended.exit_code == 0 and (models / "CURRENT").read_text().strip() == "v0001"
     assert "swaps to it at once on POST /admin/reload" in mended.output  # 0: it never looks by itself
+    (models / "CURRENT").unlink()
+    (models / "CURRENT").mkdir()  # a folder by that name, which no rollback can write the file over
+    folder = runner.invoke(cli, ["retrain", str(root)])
+    assert folder.exit_code == 1 and "CURRENT is a folder" in folder.output and "move it away" in folder.output
+    (models / "CURRENT").rmdir()
+    assert runner.invoke(cli, ["rollback", str(root), "v0001"]).exit_code == 0
     (models / "CURRENT").unlink()  # deleted by hand, or lost with a disk
     unserved = runner.invoke(cli, ["serve", str(root)])
     assert unserved.exit_code == 1 and f"`bot rollback {root} v0001` (the last to serve)" in unserved.output
