@@ -43,7 +43,7 @@ from dialogues.review import candidates as review_candidates
 from dialogues.stats import conversation_stats
 from dialogues.store import LabelledMeanwhile, Store, unix_time
 from finetune.classifier import ModelLoadError
-from finetune.registry import Registry
+from finetune.registry import Registry, RegistryError
 
 log = logging.getLogger("deskbot")
 BOT = web.AppKey("bot", Bot)
@@ -224,22 +224,28 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
     registry = Registry(bot.project.models_dir)
 
     async def watch() -> None:
-        refused = None
+        refused = unreadable = None
         while True:
             await asyncio.sleep(interval)
-            attempt = None
             try:
                 current = registry.current()
                 # A refusal holds until CURRENT or a bot file changes: a responses.yml saved half-edited
                 # during a retrain must not keep its new model out once the file is mended.
                 attempt = (current, bot_files_stamp(bot.project.root))
-                if current in (None, bot.nlu.version) or attempt == refused:
-                    continue
+            except (RegistryError, OSError) as exc:  # said once, not every round, until it changes
+                if str(exc) != unreadable:
+                    log.error("still serving %s: %s", bot.nlu.version, exc)
+                unreadable = str(exc)
+                continue
+            unreadable = None
+            if current in (None, bot.nlu.version) or attempt == refused:
+                continue
+            try:
                 nlu = await swap_to_current(app)
                 log.info("now serving model %s", nlu.version)
             except Exception as exc:  # the watcher outlives any one bad version or unreadable file
                 refused = attempt
-                log.error("model %s refused, still serving %s: %s", attempt and attempt[0], bot.nlu.version, exc)
+                log.error("model %s refused, still serving %s: %s", current, bot.nlu.version, exc)
 
     async with running(watch()) if interval > 0 else contextlib.nullcontext():
         yield
