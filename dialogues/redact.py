@@ -36,11 +36,12 @@ import phonenumbers
 # (zhang@163.com或li@qq.com): its run ends at the next such character, so the time stays linear.
 _IDN_TLDS = "中国|中國|香港|台湾|台灣|新加坡|公司|网络|網絡|网址|网店|商城|商店|在线|集团|手机|移动|中文网|信息|企业|购物|游戏|娱乐|商标|公益|政务"
 _UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-EMAIL = re.compile(rf"(?:(?<![\w.%+-])[\w.%+-]+|(?<=[{_UNSPACED}])[A-Za-z0-9.%+-]+)"
+EMAIL = re.compile(rf"(?:(?<![\w.%+-])[\w.%+-]+|(?<=[{_UNSPACED}])[A-Za-z0-9_.%+-]+)"
                    rf"@[\w-]+(?:\.[\w-]+)*\.(?:xn--[A-Za-z0-9-]+|[A-Za-z]{{2,}}|{_IDN_TLDS})")
-# Written whole or as 6 8 4 (next to other numbers too: 张三 13812345678 110101199003077715), or in other
-# groups (1101 0119 9003 0775 71) but then not as part of a longer run of them.
-CN_ID = re.compile(r"(?<![0-9A-Za-z])(?:\d{6}[ -]?\d{8}[ -]?\d{3}[\dXx](?![0-9A-Za-z])"
+# Written whole, as 6 8 4, 6 4 4 4 or 4 4 4 4 2 (next to other numbers too: 张三 13812345678
+# 110101199003077715), or in other groups but then not as part of a longer run of them.
+CN_ID = re.compile(r"(?<![0-9A-Za-z])(?:(?:\d{6}[ -]?\d{8}[ -]?\d{3}|\d{6}([ -])\d{4}\1\d{4}\1\d{3}"
+                   r"|\d{4}([ -])\d{4}\2\d{4}\2\d{4}\2\d)[\dXx](?![0-9A-Za-z])"
                    r"|(?<!\d[ -])\d(?:[ -]?\d){16}[ -]?[\dXx](?![0-9A-Za-z]|[ -]\d))")
 # A US social security number: no area 000, 666 or 9xx, no group 00, no serial 0000 (the SSA's rules);
 # written with spaces, or with none, only after its name, since "120 40 2000" is as likely a size or an amount.
@@ -50,16 +51,17 @@ SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?:
                        + _SSN_DIGITS.replace("{0}", " ?") + ")")
 # A whole run of digit groups (4111 1111…, 4111.1111…), however long: cut at nineteen digits, a date
 # before a card (2023-11-20 4111 1111 1111 1111) took the card's first groups and left the rest whole.
-# Not after a "+": that is a phone number's country code.
-CARD = re.compile(r"(?<![\d+-])\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?![\d-])")
+# Not after a "+" (a phone number's country code), a dash after a digit (the rest of an order number) or a
+# Latin letter (a courier's tracking number, YT4990812542304).
+CARD = re.compile(r"(?<![\dA-Za-z+])(?<!\d-)\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?![\d-])")
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
-CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
+CN_MOBILE = re.compile(r"(?<![\d+#])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape, the number whole or
 # as 4 4 (021-6234-5678, 0755 8667 8699); written whole
 # (01062345678) only after a word for a phone, since order numbers look the same.
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
-CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )(?:[2-9]\d{{6,7}}|[2-9]\d{{3}}[ -]\d{{4}})"
-                         r"(?=-\d{1,5}(?![\d-])|[^\d-]|$)")  # an extension may follow: 010-62345678-8001
+CN_LANDLINE = re.compile(rf"(?<![\d+-])(?<!\d )(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )(?:[2-9]\d{{6,7}}|[2-9]\d{{3}}[ -]\d{{4}})"
+                         r"(?! \d)(?=-\d{1,5}(?![\d-])|[^\d-]|$)")  # an extension may follow: 010-62345678-8001
 _PHONE_WORD = r"(?:电话|座机|固话|tel|phone|call)(?: ?(?:号码|号|number|no\.?))?(?: ?(?:是|为|is))?"  # 电话号码是…
 CN_LANDLINE_NAMED = re.compile(rf"(?i){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
 # A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
@@ -77,8 +79,9 @@ _CN_PROVINCES = {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41,
 _CARD_SCHEMES = [(re.compile(prefix), lengths) for prefix, lengths in [
     (r"4", {13, 16, 19}), (r"5[1-5]|2[2-7]", {16}), (r"3[47]", {15}), (r"6011|65|64[4-9]", set(range(16, 20))),
     (r"35", set(range(16, 20))), (r"62", set(range(16, 20))), (r"30[0-5]|36|38", set(range(14, 20)))]]
-# How card numbers are written: whole, in fours (the last group shorter), or as Amex's 4-6-5 and Diners' 4-6-4.
-_CARD_GROUPINGS = re.compile(r"\d{13,19}|(?:\d{4},){2,4}\d{1,4}|\d{4},\d{6},\d{4,5}")
+# How card numbers are written: whole, in fours (the last group shorter), as Amex's 4-6-5 and Diners' 4-6-4,
+# or as UnionPay's 6 and the rest.
+_CARD_GROUPINGS = re.compile(r"\d{13,19}|(?:\d{4},){2,4}\d{1,4}|\d{4},\d{6},\d{4,5}|\d{6},\d{10,13}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -174,27 +177,22 @@ def _cards(match: re.Match[str]) -> list[Span]:
 
 def _phone(match: re.Match[str]) -> list[Span]:
     """The international number that ``match`` starts with, up to what starts something else: a date or a
-    time (``+44 20 7946 0958 10:30``), a quantity (``12件``, ``31%``), a group joined otherwise than the
-    number's own groups are (``+82 10-2887-9793 765.99``) or in brackets after the first (a second number,
-    ``(695) 587-6879``). Of that, the most of its groups that make a number of a length its country's
+    time (``+44 20 7946 0958 10:30``), a quantity (``12件``, ``31%``), a group marked otherwise than the
+    number's own groups are besides spaces (``+82 10-2887-9793 765.99``; ``+55 11 92999-8698`` is one
+    number) or in brackets after the first (a second number, ``(695) 587-6879``). Of that, the most of its groups that make a number of a length its country's
     numbers have, so that an order number after it neither hides it nor goes with it; failing that (a
     country the metadata does not know, a digit mistyped), all of it if it is as long as phone numbers are."""
     text, at = match.group(0), match.start()
     groups = list(re.finditer(r"\d+", text))
-    joiners = [text[a.end():b.start()] for a, b in zip(groups, groups[1:])] + ["()"]  # the end joins nothing
-    ends, joined = [groups[0].end()], None  # how the national number's groups are joined: " ", "-", "/"…
+    marks = [_mark(text[a.end():b.start()]) for a, b in zip(groups, groups[1:])] + [""]
+    ends, mark = [groups[0].end()], ""  # the number's mark between groups besides spaces ("-", "."), once seen
     for k, group in enumerate(groups[1:], start=1):
-        kind, next_kind = _kind(joiners[k - 1]), _kind(joiners[k])
         after = match.string[at + group.end():at + group.end() + 1]
-        if (k >= 2 and "(" in joiners[k - 1] or _DATE_OR_TIME.match(match.string, at + group.start())
-                or after in ("%", "+") or after.isalpha() and after not in "xXeE"  # but an extension: x123, ext
-                or joined is not None and next_kind not in (None, " ", joined)):  # 632.476.4842 after a number
+        if (k >= 2 and "(" in text[groups[k - 1].end():group.start()]
+                or _DATE_OR_TIME.match(match.string, at + group.start()) or after in ("%", "+") or _UNIT.match(after)
+                or mark and not {marks[k - 1], marks[k]} <= {"", mark}):  # 765.99 after +82 10-2887-9793
             break
-        if k >= 2 and kind is not None:
-            if joined is None:
-                joined = kind
-            elif kind != joined:
-                break
+        mark = mark or marks[k - 1]
         ends.append(group.end())
     for end in reversed(ends):
         try:
@@ -206,9 +204,13 @@ def _phone(match: re.Match[str]) -> list[Span]:
     return [(at, at + ends[-1])] if 8 <= sum(ch.isdigit() for ch in text[:ends[-1]]) <= 15 else []
 
 
-def _kind(joiner: str) -> str | None:
-    """How two digit groups are joined ("-", ".", "/" or " "), or None where a bracket joins them."""
-    return None if "(" in joiner or ")" in joiner else joiner.strip() or joiner
+def _mark(joiner: str) -> str:
+    """What besides spaces joins two digit groups ("-", ".", "/"), or "" for spaces and brackets."""
+    return "" if "(" in joiner or ")" in joiner else joiner.strip()
+
+
+# What a quantity's number is written with (5pm, 12kg, 12件, 3个, 99元), but not an extension (x123, ext 123).
+_UNIT = re.compile(r"[A-DF-WYZa-df-wyz]|[件个只台套箱盒瓶元块份次张本支双条袋包天号点分秒月年日斤克米]")
 
 
 # 2023-11-20, 2023/11/20, 20.11.2023, 11/20/2023, 10:30, 9:00, 14h30: no phone number goes on into one.
@@ -260,8 +262,8 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (CN_ID, "[ID]", _when(cn_id_valid)),
     (SSN, "[ID]", _whole),
     (SSN_NAMED, "[ID]", _named),
+    (IBAN, "[IBAN]", _iban),  # before cards: sixteen of its digits may pass Luhn
     (CARD, "[CARD]", _cards),
-    (IBAN, "[IBAN]", _iban),
     (CN_MOBILE, "[PHONE]", _whole),
     (CN_LANDLINE, "[PHONE]", _whole),
     (CN_LANDLINE_NAMED, "[PHONE]", _named),

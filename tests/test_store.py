@@ -290,6 +290,11 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("ring +44 20 7946 09588 or +999 1234 5678", "ring [PHONE] or [PHONE]"),  # a digit too many, no such country
     ("paid 40.02 2023-11-20 4111 1111 1111 1111", "paid 40.02 2023-11-20 [CARD]"),  # "40,02,2023,11,20,4111" passes Luhn
     ("437-896-2639 5170 5283 7554 1573", "[PHONE] [CARD]"),  # "2639 5170 5283 7554" passes Luhn
+    ("张三 3772 7319 7007 0427 23 15741639163", "张三 [ID] [PHONE]"), ("卡号-5168008216998120", "卡号-[CARD]"),
+    ("2023-11-20 625495 9920202201023", "2023-11-20 [CARD]"), ("PL87 6225 5400 6019 4155 7365 2201", "[IBAN]"),
+    ("发到wang24@163.com或者zhang_72@qq.com", "发到[EMAIL]或者[EMAIL]"),
+    # and what only looks like them: a USPS number (no landline in it), an order number after "#", a courier's
+    ("9400 0367 7608 9532 9061 82, order #17002921679, YT4990812542304", "9400 0367 7608 9532 9061 82, order #17002921679, YT4990812542304"),
     ("ref 163-3540-0409 4537-3311-5777-0101", "ref [PHONE] [CARD]"),  # and so does "0409 4537-3311-5777"
     ("my phone +44 20 7946 0958 1234 5678", "my phone [PHONE] 1234 5678"),  # too long for a number, as a whole
     ("at +91 98765 43210 10:30 or +81 3-1234-5678 2023/11/20", "at [PHONE] 10:30 or [PHONE] 2023/11/20"),
@@ -300,7 +305,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("IBAN ES91 2100 0418 4502 0005 1332 and AT61 1904 3002 3457 3201 thanks", "IBAN [IBAN] and [IBAN] thanks"),
     ("请发到zhang@163.com或li@qq.com和wang@example.cn", "请发到[EMAIL]或[EMAIL]和[EMAIL]"),  # joined by Chinese words
     # what a + number's groups run into: a second number, a quantity, an amount; and how else they are written
-    ("call +971 55 644 6337 (695) 587-6879 or +90 569 423 36 22 632.476.4842", "call [PHONE] [PHONE] or [PHONE] [PHONE]"),
+    ("call +971 55 644 6337 (695) 587-6879 or +91-9768854746 913.73", "call [PHONE] [PHONE] or [PHONE] 913.73"),
+    ("电话 +41 76 399 98 53是我的手机, +852 9123 4567谢谢", "电话 [PHONE]是我的手机, [PHONE]谢谢"),  # Chinese after it
+    ("+55 11 92999-8698, +7 945 883-87-33, +54 9 11 3787-9885, +60 16-985 4745", "[PHONE], [PHONE], [PHONE], [PHONE]"),
     ("+886 963 692 887 12件, +91 92839 88725 31%, +82 10-2887-9793 765.99", "[PHONE] 12件, [PHONE] 31%, [PHONE] 765.99"),
     ("+33 (0)6 12 34 56 78, Tel. +49 152 / 3472252, +49 (0)171/1234567", "[PHONE], Tel. [PHONE], [PHONE]"),
     # and what only looks like them
