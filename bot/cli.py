@@ -729,7 +729,9 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
     click.echo(f"  worst intent drop {d['worst_intent_drop']:.4f} (margin {d['margins']['max_intent_drop']:g})")
     data = d["data"]
     gone = f", {data['labels_gone']} gone" if data.get("labels_gone") else ""  # purged, or relabelled
-    click.echo(f"  data: {data['seed_examples']} seed examples, {data['labelled']} labelled, {data['oos']} out of scope "
+    # oos labels a bot without an oos intent cannot train on; with one, they are among the labelled
+    left_out = f", {data['oos']} out of scope left out (nlu.yml has no oos intent)" if data["oos"] else ""
+    click.echo(f"  data: {data['seed_examples']} seed examples, {data['labelled']} labelled{left_out} "
                f"({data['new_labels']} labels new{gone}), {data['agent_answers']} agent answers ({data['new_answers']} new)")
     for reason in d["reasons"]:
         click.echo(f"  refused because {reason}")

@@ -215,12 +215,15 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     store.add_labels(log_turns(store, texts * 3), "cancel_order", "careless")
     log_turns(store, ["the parcel came damaged"], conversation="damaged")
     store.add_agent_answer("damaged", "Sorry about that! Send us a photo and we will replace it.")
+    store.add_labels(log_turns(store, ["do you sell bicycles?"], conversation="bikes"), "oos", "careless")
     store.close()
 
     result = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
 
     assert result.exit_code == 0, result.output
     assert "Candidate v0002 (warm from v0001): REFUSED, v0001 keeps serving" in result.output
+    # an oos label this bot cannot train on (no oos intent) is said to be left out, not counted as learned
+    assert "labelled, 1 out of scope left out (nlu.yml has no oos intent) (" in result.output
     assert "refused because seed: track_order fell by" in result.output
     decision = json.loads((bot_dir / "models" / "v0002" / "decision.json").read_text())
     assert decision["promoted"] is False and decision["worst_intent_drop"] > decision["margins"]["max_intent_drop"]
