@@ -53,15 +53,15 @@ SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?:
 # before a card (2023-11-20 4111 1111 1111 1111) took the card's first groups and left the rest whole.
 # Not after a "+" (a phone number's country code), a dash after a digit (the rest of an order number) or a
 # Latin letter (a courier's tracking number, YT4990812542304).
-CARD = re.compile(r"(?<![\dA-Za-z+])(?<!\d-)\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?![\d-])")
+CARD = re.compile(r"(?<![\dA-Za-z+])(?<!\d-)\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?!\d|-\d)")
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
 CN_MOBILE = re.compile(r"(?<![\d+#])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape, the number whole or
 # as 4 4 (021-6234-5678, 0755 8667 8699); written whole
 # (01062345678) only after a word for a phone, since order numbers look the same.
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
-CN_LANDLINE = re.compile(rf"(?<![\d+-])(?<!\d )(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )(?:[2-9]\d{{6,7}}|[2-9]\d{{3}}[ -]\d{{4}})"
-                         r"(?! \d)(?=-\d{1,5}(?![\d-])|[^\d-]|$)")  # an extension may follow: 010-62345678-8001
+CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )(?:[2-9]\d{{6,7}}|[2-9]\d{{3}}[ -]\d{{4}})"
+                         r"(?=-\d{1,5}(?![\d-])|[^\d-]|$)")  # an extension may follow: 010-62345678-8001
 _PHONE_WORD = r"(?:电话|座机|固话|tel|phone|call)(?: ?(?:号码|号|number|no\.?))?(?: ?(?:是|为|is))?"  # 电话号码是…
 CN_LANDLINE_NAMED = re.compile(rf"(?i){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
 # A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
@@ -177,31 +177,45 @@ def _cards(match: re.Match[str]) -> list[Span]:
 
 def _phone(match: re.Match[str]) -> list[Span]:
     """The international number that ``match`` starts with, up to what starts something else: a date or a
-    time (``+44 20 7946 0958 10:30``), a quantity (``12件``, ``31%``), a group marked otherwise than the
-    number's own groups are besides spaces (``+82 10-2887-9793 765.99``; ``+55 11 92999-8698`` is one
-    number) or in brackets after the first (a second number, ``(695) 587-6879``). Of that, the most of its groups that make a number of a length its country's
-    numbers have, so that an order number after it neither hides it nor goes with it; failing that (a
-    country the metadata does not know, a digit mistyped), all of it if it is as long as phone numbers are."""
+    time (``+44 20 7946 0958 10:30``), a group marked otherwise than the number's own groups are besides
+    spaces (``+82 10-2887-9793 765.99``, ``+61 437 825 244 641.10``; ``+55 11 92999-8698`` is one number),
+    or in brackets after the first (a second number, ``(695) 587-6879``). Of that, the most of its groups
+    that make a number of a length its country's numbers have, short of a small quantity (``12件``, ``31%``)
+    where that leaves one, so that an order number after it neither hides it nor goes with it; failing
+    that (a country the metadata does not know, a digit mistyped), all of it if it is as long as phone
+    numbers are."""
     text, at = match.group(0), match.start()
     groups = list(re.finditer(r"\d+", text))
     marks = [_mark(text[a.end():b.start()]) for a, b in zip(groups, groups[1:])] + [""]
     ends, mark = [groups[0].end()], ""  # the number's mark between groups besides spaces ("-", "."), once seen
+    quantity = None  # the first group that reads as a quantity
     for k, group in enumerate(groups[1:], start=1):
         after = match.string[at + group.end():at + group.end() + 1]
         if (k >= 2 and "(" in text[groups[k - 1].end():group.start()]
-                or _DATE_OR_TIME.match(match.string, at + group.start()) or after in ("%", "+") or _UNIT.match(after)
-                or mark and not {marks[k - 1], marks[k]} <= {"", mark}):  # 765.99 after +82 10-2887-9793
+                or _DATE_OR_TIME.match(match.string, at + group.start())
+                or mark and not {marks[k - 1], marks[k]} <= {"", mark}):
+            break
+        if not mark and marks[k - 1] and k >= 3 and _possible(text[:groups[k - 2].end()]):
+            ends.pop()  # a number, then another marked otherwise, its first group before the mark
             break
         mark = mark or marks[k - 1]
         ends.append(group.end())
-    for end in reversed(ends):
-        try:
-            number = phonenumbers.parse(text[:end])
-        except phonenumbers.NumberParseException:  # no such country code, or too long
-            continue
-        if phonenumbers.is_possible_number_with_reason(number) == phonenumbers.ValidationResult.IS_POSSIBLE:
+        if quantity is None and len(group.group()) <= 3 and (after in ("%", "+") or _UNIT.match(after)):
+            quantity = len(ends) - 1
+    shorter = ends[:quantity] if quantity else []
+    for end in [*reversed(shorter), *reversed(ends[len(shorter):])]:
+        if _possible(text[:end]):
             return [(at, at + end)]
     return [(at, at + ends[-1])] if 8 <= sum(ch.isdigit() for ch in text[:ends[-1]]) <= 15 else []
+
+
+def _possible(number: str) -> bool:
+    """Whether a + number is of a length its country's numbers have."""
+    try:
+        parsed = phonenumbers.parse(number)
+    except phonenumbers.NumberParseException:  # no such country code, or too long
+        return False
+    return phonenumbers.is_possible_number_with_reason(parsed) == phonenumbers.ValidationResult.IS_POSSIBLE
 
 
 def _mark(joiner: str) -> str:
@@ -210,7 +224,7 @@ def _mark(joiner: str) -> str:
 
 
 # What a quantity's number is written with (5pm, 12kg, 12件, 3个, 99元), but not an extension (x123, ext 123).
-_UNIT = re.compile(r"[A-DF-WYZa-df-wyz]|[件个只台套箱盒瓶元块份次张本支双条袋包天号点分秒月年日斤克米]")
+_UNIT = re.compile(r"[A-DF-WYZa-df-wyz]|[件个只台套箱盒瓶元块份次张本支双条袋包天号点分秒月年日斤克米码楼层折期]")
 
 
 # 2023-11-20, 2023/11/20, 20.11.2023, 11/20/2023, 10:30, 9:00, 14h30: no phone number goes on into one.
@@ -253,6 +267,14 @@ def _named(match: re.Match[str]) -> list[Span]:
     return [match.span(1)]
 
 
+def _landline(match: re.Match[str]) -> list[Span]:
+    """The landline, unless it sits inside a longer run of digit groups (a USPS number, 9400 0367 7608
+    9532 9061 82), where a number beside it on one side only is the customer's (``订单 4332755 010 46450640``)."""
+    before, after = match.string[max(match.start() - 2, 0):match.start()], match.string[match.end():match.end() + 2]
+    inside = before[:1].isdigit() and before[1:] == " " and after[:1] == " " and after[1:].isdigit()
+    return [] if inside else [match.span()]
+
+
 def _when(valid: Callable[[str], bool]) -> Find:
     return lambda match: [match.span()] if valid(match.group(0)) else []
 
@@ -265,7 +287,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (IBAN, "[IBAN]", _iban),  # before cards: sixteen of its digits may pass Luhn
     (CARD, "[CARD]", _cards),
     (CN_MOBILE, "[PHONE]", _whole),
-    (CN_LANDLINE, "[PHONE]", _whole),
+    (CN_LANDLINE, "[PHONE]", _landline),
     (CN_LANDLINE_NAMED, "[PHONE]", _named),
     (INTL_PHONE, "[PHONE]", _phone),
     (NANP_PHONE, "[PHONE]", _whole),

@@ -306,7 +306,11 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("请发到zhang@163.com或li@qq.com和wang@example.cn", "请发到[EMAIL]或[EMAIL]和[EMAIL]"),  # joined by Chinese words
     # what a + number's groups run into: a second number, a quantity, an amount; and how else they are written
     ("call +971 55 644 6337 (695) 587-6879 or +91-9768854746 913.73", "call [PHONE] [PHONE] or [PHONE] 913.73"),
-    ("电话 +41 76 399 98 53是我的手机, +852 9123 4567谢谢", "电话 [PHONE]是我的手机, [PHONE]谢谢"),  # Chinese after it
+    ("电话 +41 76 399 98 53是我的手机, +852 9123 4567谢谢, +852 6123 4567张先生收", "电话 [PHONE]是我的手机, [PHONE]谢谢, [PHONE]张先生收"),
+    ("+61 437 825 244 641.10, +41 76 556 87 97 524-893-5846", "[PHONE] 641.10, [PHONE] [PHONE]"),  # then one marked otherwise
+    ("+81 90-1234-5678 36码, +65 9252 8924 10折", "[PHONE] 36码, [PHONE] 10折"),
+    ("电话：0755-8667-8699 9点到18点, 订单 4332755 010 46450640", "电话：[PHONE] 9点到18点, 订单 4332755 [PHONE]"),
+    ("3519868982572495-ICBC", "[CARD]-ICBC"),
     ("+55 11 92999-8698, +7 945 883-87-33, +54 9 11 3787-9885, +60 16-985 4745", "[PHONE], [PHONE], [PHONE], [PHONE]"),
     ("+886 963 692 887 12件, +91 92839 88725 31%, +82 10-2887-9793 765.99", "[PHONE] 12件, [PHONE] 31%, [PHONE] 765.99"),
     ("+33 (0)6 12 34 56 78, Tel. +49 152 / 3472252, +49 (0)171/1234567", "[PHONE], Tel. [PHONE], [PHONE]"),
