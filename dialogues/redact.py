@@ -63,7 +63,7 @@ _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
 CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )(?:[2-9]\d{{6,7}}|[2-9]\d{{3}}[ -]\d{{4}})"
                          r"(?=-\d{1,5}(?![\d-])|[^\d-]|$)")  # an extension may follow: 010-62345678-8001
 _PHONE_WORD = r"(?:电话|座机|固话|tel|phone|call)(?: ?(?:号码|号|number|no\.?))?(?: ?(?:是|为|is))?"  # 电话号码是…
-CN_LANDLINE_NAMED = re.compile(rf"(?i){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
+CN_LANDLINE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
 # A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
 # glued on or not: +44 (0)20 7946 0958, +49 152 / 3472252. One way only to read each text, so that no
 # run of digits makes it try every way of splitting them.
@@ -206,7 +206,8 @@ def _phone(match: re.Match[str]) -> list[Span]:
     for end in [*reversed(shorter), *reversed(ends[len(shorter):])]:
         if _possible(text[:end]):
             return [(at, at + end)]
-    return [(at, at + ends[-1])] if 8 <= sum(ch.isdigit() for ch in text[:ends[-1]]) <= 15 else []
+    kept = text[:(shorter or ends)[-1]]
+    return [(at, at + len(kept))] if 8 <= sum(ch.isdigit() for ch in kept) <= 15 else []
 
 
 def _possible(number: str) -> bool:
@@ -227,9 +228,9 @@ def _mark(joiner: str) -> str:
 _UNIT = re.compile(r"[A-DF-WYZa-df-wyz]|[件个只台套箱盒瓶元块份次张本支双条袋包天号点分秒月年日斤克米码楼层折期]")
 
 
-# 2023-11-20, 2023/11/20, 20.11.2023, 11/20/2023, 10:30, 9:00, 14h30: no phone number goes on into one.
+# 2023-11-20, 2023/11/20, 20.11.2023, 11/20/2023, 10:30, 9:00, 14h30, 2023年: no phone number goes on into one.
 _DATE_OR_TIME = re.compile(r"(?:19|20)\d\d([-/.])[01]?\d\1[0-3]?\d(?!\d)|[0-3]?\d([-/.])[0-3]?\d\2(?:19|20)\d\d(?!\d)"
-                           r"|[0-2]?\d[:h][0-5]\d(?!\d)")
+                           r"|[0-2]?\d[:h][0-5]\d(?!\d)|(?:19|20)\d\d年")
 
 
 def _iban(match: re.Match[str]) -> list[Span]:
@@ -268,8 +269,11 @@ def _named(match: re.Match[str]) -> list[Span]:
 
 
 def _landline(match: re.Match[str]) -> list[Span]:
-    """The landline, unless it sits inside a longer run of digit groups (a USPS number, 9400 0367 7608
-    9532 9061 82), where a number beside it on one side only is the customer's (``订单 4332755 010 46450640``)."""
+    """The landline, unless it is written with spaces only and sits inside a longer run of digit groups (a USPS
+    number, 9400 0367 7608 9532 9061 82), where a number beside it on one side only is the customer's
+    (``订单 4332755 010 46450640``)."""
+    if not re.fullmatch(r"[\d ]+", match.group(0)):  # 010-…, (010) …: a landline's own writing
+        return [match.span()]
     before, after = match.string[max(match.start() - 2, 0):match.start()], match.string[match.end():match.end() + 2]
     inside = before[:1].isdigit() and before[1:] == " " and after[:1] == " " and after[1:].isdigit()
     return [] if inside else [match.span()]
