@@ -77,7 +77,7 @@ def about_one_case(asked: str, answer: str) -> bool:
     digits that the customer wrote (``asked``: "where is my order?", "55667" / "Order 55667 left our
     warehouse today"), in groups or not ("Order 556-677") or in a link ("…/track?order=55667"), or holds
     a number of six or more digits, or one of three or more groups, each but the last of three or more
-    digits, making eleven or more (a tracking number, "1234 5678 9012", "9400 1000 0000 0000 0000 00").
+    digits (the last of two or more), making eleven or more (a tracking number, "1234 5678 9012", "9400 1000 0000 0000 0000 00").
     Shown to the next customer, it would give them another customer's order number, and a status that
     is not theirs. Dates ("2026-12-03"), ranges ("100-200"), prices ("1.299.000") and the numbers of a
     link alone (a help page's) are no one's."""
@@ -85,7 +85,8 @@ def about_one_case(asked: str, answer: str) -> bool:
     theirs = single | linked | {"".join(run) for run in runs if len("".join(run)) >= 3}
     single, runs, linked = _numbers(answer)
     return (not theirs.isdisjoint(single | linked | {"".join(run) for run in runs}) or any(len(n) >= 6 for n in single)
-            or any(len(run) >= 3 and min(map(len, run[:-1])) >= 3 and len("".join(run)) >= 11 for run in runs))
+            or any(len(run) >= 3 and min(map(len, run[:-1])) >= 3 and len(run[-1]) >= 2 and len("".join(run)) >= 11
+                   for run in runs))
 
 
 def recent_traffic(store: Store, limit: int, redacted: bool = True) -> list[str]:

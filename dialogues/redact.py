@@ -51,16 +51,16 @@ SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?:
                        + _SSN_DIGITS.replace("{0}", " ?") + ")")
 # A whole run of digit groups (4111 1111…, 4111.1111…), however long: cut at nineteen digits, a date
 # before a card (2023-11-20 4111 1111 1111 1111) took the card's first groups and left the rest whole.
-# Not after a "+" (a phone number's country code), a dash after a digit (the rest of an order number) or a
-# Latin letter (a courier's tracking number, YT4990812542304).
-CARD = re.compile(r"(?<![\dA-Za-z+])(?<!\d-)\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?!\d|-\d)")
+# Not after a "+" (a phone number's country code), a dash after a digit (the rest of an order number) or two
+# capitals alone (a courier's tracking number, YT4990812542304; VISA4111… is a card).
+CARD = re.compile(r"(?<![\d+])(?<!\d-)(?<![^A-Za-z][A-Z]{2})(?<!^[A-Z]{2})\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?!\d|-\d)")
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
-CN_MOBILE = re.compile(r"(?<![\d+#])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
+CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape, the number whole or
 # as 4 4 (021-6234-5678, 0755 8667 8699); written whole
 # (01062345678) only after a word for a phone, since order numbers look the same.
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
-CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )(?:[2-9]\d{{6,7}}|[2-9]\d{{3}}[ -]\d{{4}})"
+CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )(?:[2-9]\d{{6,7}}|[2-9]\d{{3}}(?P<sep>[ -])\d{{4}}(?!(?P=sep)\d))"
                          r"(?=-\d{1,5}(?![\d-])|[^\d-]|$)")  # an extension may follow: 010-62345678-8001
 _PHONE_WORD = r"(?:电话|座机|固话|tel|phone|call)(?: ?(?:号码|号|number|no\.?))?(?: ?(?:是|为|is))?"  # 电话号码是…
 CN_LANDLINE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
@@ -193,29 +193,34 @@ def _phone(match: re.Match[str]) -> list[Span]:
         after = match.string[at + group.end():at + group.end() + 1]
         if (k >= 2 and "(" in text[groups[k - 1].end():group.start()]
                 or _DATE_OR_TIME.match(match.string, at + group.start())
-                or mark and not {marks[k - 1], marks[k]} <= {"", mark}):
+                or mark and (marks[k - 1] or marks[k]) not in ("", mark)):
             break
-        if not mark and marks[k - 1] and k >= 3 and _possible(text[:groups[k - 2].end()]):
+        if not mark and marks[k - 1] and k >= 3 and _possible(text[:groups[k - 2].end()], valid=True):
             ends.pop()  # a number, then another marked otherwise, its first group before the mark
             break
         mark = mark or marks[k - 1]
         ends.append(group.end())
         if quantity is None and len(group.group()) <= 3 and (after in ("%", "+") or _UNIT.match(after)):
             quantity = len(ends) - 1
-    shorter = ends[:quantity] if quantity else []
-    for end in [*reversed(shorter), *reversed(ends[len(shorter):])]:
+    if quantity and _possible(text[:ends[quantity - 1]], valid=True):  # 12件 after +886 963 692 887
+        return [(at, at + ends[quantity - 1])]
+    for end in reversed(ends):
         if _possible(text[:end]):
             return [(at, at + end)]
-    kept = text[:(shorter or ends)[-1]]
+    kept = text[:(ends[:quantity] if quantity else ends)[-1]]
     return [(at, at + len(kept))] if 8 <= sum(ch.isdigit() for ch in kept) <= 15 else []
 
 
-def _possible(number: str) -> bool:
-    """Whether a + number is of a length its country's numbers have."""
+def _possible(number: str, valid: bool = False) -> bool:
+    """Whether a + number is of a length its country's numbers have or, asked for ``valid``, also of a range
+    its country gives out. Where a shorter reading drops digits only on that evidence, a number is left
+    whole rather than partly shown."""
     try:
         parsed = phonenumbers.parse(number)
     except phonenumbers.NumberParseException:  # no such country code, or too long
         return False
+    if valid:
+        return phonenumbers.is_valid_number(parsed)
     return phonenumbers.is_possible_number_with_reason(parsed) == phonenumbers.ValidationResult.IS_POSSIBLE
 
 
@@ -270,12 +275,12 @@ def _named(match: re.Match[str]) -> list[Span]:
 
 def _landline(match: re.Match[str]) -> list[Span]:
     """The landline, unless it is written with spaces only and sits inside a longer run of digit groups (a USPS
-    number, 9400 0367 7608 9532 9061 82), where a number beside it on one side only is the customer's
-    (``订单 4332755 010 46450640``)."""
+    number, 9400 0367 7608 9532 9061 82): between two numbers, or after one when it is written 4 4 4,
+    as those are. An eight-digit one after a number is the customer's (``订单 4332755 010 46450640``)."""
     if not re.fullmatch(r"[\d ]+", match.group(0)):  # 010-…, (010) …: a landline's own writing
         return [match.span()]
     before, after = match.string[max(match.start() - 2, 0):match.start()], match.string[match.end():match.end() + 2]
-    inside = before[:1].isdigit() and before[1:] == " " and after[:1] == " " and after[1:].isdigit()
+    inside = before[:1].isdigit() and before[1:] == " " and (match["sep"] or after[:1] == " " and after[1:].isdigit())
     return [] if inside else [match.span()]
 
 
