@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
@@ -373,7 +374,8 @@ def test_a_killed_retrain_leaves_the_serving_model_untouched(bot_dir: Path) -> N
     assert registry.current() == "v0001"
 
 
-async def test_hot_swap_under_concurrent_requests_fails_none(bot_dir: Path, aiohttp_client: Any) -> None:
+async def test_hot_swap_under_concurrent_requests_fails_none(bot_dir: Path, aiohttp_client: Any,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
     configure(bot_dir, server={"limits": {"per_ip_per_minute": 0, "per_conversation_per_minute": 0}})  # load from one IP
     train_project(load_project(bot_dir), device="cpu", progress=False, promote=False)  # v0002, not serving yet
     registry = Registry(bot_dir / "models")
@@ -446,6 +448,23 @@ async def test_hot_swap_under_concurrent_requests_fails_none(bot_dir: Path, aioh
             break
         await asyncio.sleep(0.1)
     assert (await (await client.get("/healthz")).json())["model_version"] == "v0001"
+
+    # A CURRENT that cannot be read (a folder by that name) is said once, not every round, and named;
+    # once it is mended, the watcher swaps as before.
+    current = bot_dir / "models" / "CURRENT"
+    caplog.set_level(logging.ERROR, logger="deskbot")
+    current.unlink()
+    current.mkdir()
+    await asyncio.sleep(1.0)  # five rounds of the watcher
+    said = [r.getMessage() for r in caplog.records if "CURRENT" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("still serving v0001: ") and "is a folder" in said[0], said
+    current.rmdir()
+    registry.promote("v0002")
+    for _ in range(50):
+        if (await (await client.get("/healthz")).json())["model_version"] == "v0002":
+            break
+        await asyncio.sleep(0.1)
+    assert (await (await client.get("/healthz")).json())["model_version"] == "v0002"
 
 
 def test_bench_learning_reports_rounds_within_the_label_budget(tiny_model: Path, tmp_path: Path) -> None:
