@@ -53,21 +53,24 @@ SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?:
 # before a card (2023-11-20 4111 1111 1111 1111) took the card's first groups and left the rest whole.
 # Not after a "+" (a phone number's country code), a dash after a digit (the rest of an order number) or two
 # capitals alone (a courier's tracking number, YT4990812542304; VISA4111… is a card).
-CARD = re.compile(r"(?<![\d+])(?<!\d-)(?<![^A-Za-z][A-Z]{2})(?<!^[A-Z]{2})\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?!\d|-\d)")
+CARD = re.compile(r"(?<![\d+])(?<!\d-)(?<![^A-Za-z][A-Z]{2})(?<!^[A-Z]{2})"
+                  r"\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?!\d|-\d)")
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
 CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape, the number whole or
-# as 4 4 (021-6234-5678, 0755 8667 8699); written whole
-# (01062345678) only after a word for a phone, since order numbers look the same.
+# as 4 4 (021-6234-5678, 0755 8667 8699; not followed by another group joined the same way, as in a
+# tracking number), an extension after a dash (010-62345678-8001); written whole (01062345678) only
+# after a word for a phone, since order numbers look the same.
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
-CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )(?:[2-9]\d{{6,7}}|[2-9]\d{{3}}(?P<sep>[ -])\d{{4}}(?!(?P=sep)\d))"
-                         r"(?=-\d{1,5}(?![\d-])|[^\d-]|$)")  # an extension may follow: 010-62345678-8001
+CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )"
+                         r"(?:[2-9]\d{6,7}|[2-9]\d{3}(?P<sep>[ -])\d{4}(?!(?P=sep)\d))(?=-\d{1,5}(?![\d-])|[^\d-]|$)")
 _PHONE_WORD = r"(?:电话|座机|固话|tel|phone|call)(?: ?(?:号码|号|number|no\.?))?(?: ?(?:是|为|is))?"  # 电话号码是…
 CN_LANDLINE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
 # A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
 # glued on or not: +44 (0)20 7946 0958, +49 152 / 3472252. One way only to read each text, so that no
 # run of digits makes it try every way of splitting them.
-INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d+(?:(?:[ .-]| ?/ ?)?\(\d{1,4}\)(?: ?\d+)?|(?:[ .-]| ?/ ?)\d+){0,10}")
+INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d+(?:(?:[ .-]| ?/ ?)?\(\d{1,4}\)(?: ?\d+)?|(?:[ .-]| ?/ ?)\d+)"
+                        r"{0,10}")
 NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?!\d)")
 
 _CN_ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
