@@ -58,12 +58,11 @@ CARD = re.compile(r"(?<![\d+])(?<!\d-)(?<![^A-Za-z][A-Z]{2})(?<!^[A-Z]{2})"
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
 CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape, the number whole or
-# as 4 4 (021-6234-5678, 0755 8667 8699; not followed by another group joined the same way, as in a
-# tracking number), an extension after a dash (010-62345678-8001); written whole (01062345678) only
-# after a word for a phone, since order numbers look the same.
+# as 4 4 (021-6234-5678, 0755 8667 8699), an extension after a dash (010-62345678-8001); written whole
+# (01062345678) only after a word for a phone, since order numbers look the same.
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
 CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )"
-                         r"(?:[2-9]\d{6,7}|[2-9]\d{3}(?P<sep>[ -])\d{4}(?!(?P=sep)\d))(?=-\d{1,5}(?![\d-])|[^\d-]|$)")
+                         r"(?:[2-9]\d{6,7}|[2-9]\d{3}[ -]\d{4})(?=-\d{1,5}(?![\d-])|[^\d-]|$)")
 _PHONE_WORD = r"(?:电话|座机|固话|tel|phone|call)(?: ?(?:号码|号|number|no\.?))?(?: ?(?:是|为|is))?"  # 电话号码是…
 CN_LANDLINE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
 # A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
@@ -277,13 +276,13 @@ def _named(match: re.Match[str]) -> list[Span]:
 
 
 def _landline(match: re.Match[str]) -> list[Span]:
-    """The landline, unless it is written with spaces only and sits inside a longer run of digit groups (a USPS
-    number, 9400 0367 7608 9532 9061 82): between two numbers, or after one when it is written 4 4 4,
-    as those are. An eight-digit one after a number is the customer's (``订单 4332755 010 46450640``)."""
+    """The landline, unless it is written with spaces only between two groups of three digits or more,
+    inside a longer run of them (a USPS number, 9400 0367 7608 9532 9061 82); beside a number on one side
+    only, or a short one, it is the customer's (``订单 4332755 010 46450640``, ``size 38 020 28460811 10/04``)."""
     if not re.fullmatch(r"[\d ]+", match.group(0)):  # 010-…, (010) …: a landline's own writing
         return [match.span()]
-    before, after = match.string[max(match.start() - 2, 0):match.start()], match.string[match.end():match.end() + 2]
-    inside = before[:1].isdigit() and before[1:] == " " and (match["sep"] or after[:1] == " " and after[1:].isdigit())
+    before, after = match.string[max(match.start() - 4, 0):match.start()], match.string[match.end():match.end() + 4]
+    inside = before[:3].isdigit() and before[3:] == " " and after[:1] == " " and after[1:].isdigit()
     return [] if inside else [match.span()]
 
 
