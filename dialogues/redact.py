@@ -49,8 +49,8 @@ _SSN_DIGITS = r"(?!000|666|9)\d{3}{0}(?!00)\d{2}{0}(?!0000)\d{4}(?!\d)"
 SSN = re.compile(r"(?<!\d)" + _SSN_DIGITS.replace("{0}", "-"))
 SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?: (?:is|was))?\W{0,3}("
                        + _SSN_DIGITS.replace("{0}", " ?") + ")")
-# A whole run of digit groups (4111 1111…, 4111.1111…), however long: cut at nineteen digits, a date
-# before a card (2023-11-20 4111 1111 1111 1111) took the card's first groups and left the rest whole.
+# A whole run of digit groups (4111 1111…, 4111.1111…), however long, in which _cards finds the cards: a
+# date written before one (2023-11-20 4111 1111 1111 1111) must not take its first groups.
 # Not after a "+" (a phone number's country code), a dash after a digit (the rest of an order number) or two
 # capitals alone (a courier's tracking number, YT4990812542304; VISA4111… is a card).
 CARD = re.compile(r"(?<![\d+])(?<!\d-)(?<![^A-Za-z][A-Z]{2})(?<!^[A-Z]{2})"
@@ -181,11 +181,11 @@ def _phone(match: re.Match[str]) -> list[Span]:
     """The international number that ``match`` starts with, up to what starts something else: a date or a
     time (``+44 20 7946 0958 10:30``), a group marked otherwise than the number's own groups are besides
     spaces (``+82 10-2887-9793 765.99``, ``+61 437 825 244 641.10``; ``+55 11 92999-8698`` is one number),
-    or in brackets after the first (a second number, ``(695) 587-6879``). Of that, the most of its groups
-    that make a number of a length its country's numbers have, short of a small quantity (``12件``, ``31%``)
-    where that leaves one, so that an order number after it neither hides it nor goes with it; failing
-    that (a country the metadata does not know, a digit mistyped), all of it if it is as long as phone
-    numbers are."""
+    or in brackets after the first (a second number, ``(695) 587-6879``). Of that, the groups before a
+    small quantity (``12件``, ``31%``) where they make a valid number, else the most of its groups that
+    make a number of a length its country's numbers have, so that an order number after it neither hides
+    it nor goes with it; failing that (a country the metadata does not know, a digit mistyped), all of it
+    short of the quantity if it is as long as phone numbers are."""
     text, at = match.group(0), match.start()
     groups = list(re.finditer(r"\d+", text))
     marks = [_mark(text[a.end():b.start()]) for a, b in zip(groups, groups[1:])] + [""]
