@@ -276,12 +276,12 @@ def _named(match: re.Match[str]) -> list[Span]:
 
 
 def _landline(match: re.Match[str]) -> list[Span]:
-    """The landline, unless it is written with spaces only between two groups of three digits or more,
-    inside a longer run of them (a USPS number, 9400 0367 7608 9532 9061 82); beside a number on one side
-    only, or a short one, it is the customer's (``订单 4332755 010 46450640``, ``size 38 020 28460811 10/04``)."""
+    """The landline, unless it is written with spaces only inside a longer run of digit groups, after one of
+    three digits or more (a USPS number, 9400 7233 0408 8121 2222 53); beside a number on one side only,
+    or after a short one, it is the customer's (``订单 4332755 010 46450640``, ``size 38 020 28460811 10/04``)."""
     if not re.fullmatch(r"[\d ]+", match.group(0)):  # 010-…, (010) …: a landline's own writing
         return [match.span()]
-    before, after = match.string[max(match.start() - 4, 0):match.start()], match.string[match.end():match.end() + 4]
+    before, after = match.string[max(match.start() - 4, 0):match.start()], match.string[match.end():match.end() + 2]
     inside = before[:3].isdigit() and before[3:] == " " and after[:1] == " " and after[1:].isdigit()
     return [] if inside else [match.span()]
 

@@ -294,7 +294,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("2023-11-20 625495 9920202201023", "2023-11-20 [CARD]"), ("PL87 6225 5400 6019 4155 7365 2201", "[IBAN]"),
     ("发到wang24@163.com或者zhang_72@qq.com", "发到[EMAIL]或者[EMAIL]"),
     # and what only looks like them: a USPS number (no landline in it), an order number after "#", a courier's
-    ("9400 0367 7608 9532 9061 82, YT4990812542304", "9400 0367 7608 9532 9061 82, YT4990812542304"),
+    ("9400 0367 7608 9532 9061 82, 9400 7233 0408 8121 2222 53, YT4990812542304",
+     "9400 0367 7608 9532 9061 82, 9400 7233 0408 8121 2222 53, YT4990812542304"),
     # and a glued word before or after is no reason to show one
     ("VISA4111111111111111, 手机#13812345678, +49-89-1234567/8, +61 412 345 678pls", "VISA[CARD], 手机#[PHONE], [PHONE]/8, [PHONE]pls"),
     ("ref 163-3540-0409 4537-3311-5777-0101", "ref [PHONE] [CARD]"),  # and so does "0409 4537-3311-5777"
