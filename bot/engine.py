@@ -387,7 +387,8 @@ class Bot:
             await self._store(self.store.undelivered, turn_id)  # the customer still waits for an answer
             if isinstance(exc, DeliveryError):
                 raise
-            raise DeliveryError(f"cannot reach {conversation['channel']}: {exc or type(exc).__name__}") from exc
+            reason = "no answer in time" if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
+            raise DeliveryError(f"cannot reach {conversation['channel']}: {reason}") from exc
         return turn_id
 
     async def close(self) -> None:

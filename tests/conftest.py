@@ -6,6 +6,7 @@ seconds and exercises every code path. The slow tests fine-tune the real package
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sqlite3
@@ -227,13 +228,15 @@ async def ask(client: Any, conversation: str, text: str) -> dict[str, Any]:
     return await response.json()
 
 
-def store_failing_once(bot: Any, path: Path) -> None:
+def store_failing_once(bot: Any, path: Path, held: asyncio.Event | None = None) -> asyncio.Event:
     """Give a stand-in for the engine a real store whose first ``receive`` fails as a database another
-    process holds locked does, once its timeout is over."""
+    process holds locked does, once its timeout is over: when ``held`` is set, if given. The event
+    returned is set once that first ``receive`` waits."""
     from dialogues.store import Store
 
     store = Store(path)
     receive, calls = store.receive, []
+    waiting = asyncio.Event()
 
     def flaky(*args: Any) -> Any:
         calls.append(args)
@@ -242,7 +245,11 @@ def store_failing_once(bot: Any, path: Path) -> None:
         return receive(*args)
 
     async def run(fn: Any, *args: Any) -> Any:
+        if fn is flaky and not calls and held is not None:
+            waiting.set()
+            await held.wait()
         return fn(*args)
 
     store.receive = flaky  # type: ignore[method-assign]
     bot.store, bot._store = store, run
+    return waiting

@@ -336,6 +336,25 @@ async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
     assert waiting["conversation_id"] == cid and waiting["waiting_since"] is not None
 
 
+async def test_an_agent_reply_the_platform_does_not_answer_in_time_says_so(bot_dir: Path, aiohttp_client: Any) -> None:
+    """A timeout's own message is empty: the agent read "cannot reach slack: " and nothing more."""
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    config["channels"] = {"slack": {"signing_secret": "s", "bot_token": "xoxb-t"}}
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+
+    async def silent(*args: Any, **kwargs: Any) -> None:
+        raise asyncio.TimeoutError
+
+    client.app[BOT].channels["slack"].send = silent
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "is anyone there?", "slack")
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Yes, I'm here."}, headers=AUTH)
+    assert response.status == 502
+    assert (await response.json())["error"] == ("kept in the transcript, but the customer did not get it: "
+                                                "cannot reach slack: no answer in time")
+
+
 async def test_an_agent_reply_to_a_channel_this_server_does_not_serve_is_a_502(bot_dir: Path, aiohttp_client: Any) -> None:
     """A `bot chat` conversation handed off reaches the inbox, but no reply can reach its terminal: the reply
     was "sent" (200) and the customer no longer counted as waiting."""

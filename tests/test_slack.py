@@ -216,6 +216,28 @@ async def test_a_message_the_store_could_not_keep_is_answered_when_slack_retries
     assert len(bot.turns) == 1 and len(slack_api.posts) == 1
 
 
+async def test_a_retry_while_the_first_delivery_waits_on_the_store_is_answered_if_that_one_fails(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """Slack retries as soon as three seconds pass, and a store waiting on a lock takes up to thirty. The
+    retry was acknowledged at once as a duplicate; the first delivery then failed, and Slack, told 200,
+    never sent the message again: never stored, never answered."""
+    bot, held = FakeBot(), asyncio.Event()
+    waiting = store_failing_once(bot, tmp_path / "dialogues.db", held)
+    channel = make_channel(bot, slack_api.url)
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    first = asyncio.create_task(post(client, event()))
+    await waiting.wait()
+    retry = asyncio.create_task(post(client, event(), **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}))
+    await asyncio.sleep(0.3)
+    assert not retry.done()  # it waits to learn whether the first was kept
+    held.set()
+    assert (await first).status == 500 and (await retry).status == 200
+    await channel.close()
+    assert len(bot.turns) == 1 and len(slack_api.posts) == 1
+
+
 async def test_mention_delivered_as_message_and_app_mention_answers_once(slack: SimpleNamespace) -> None:
     await post(slack.client, event("Ev1"))
     mention = event("Ev2", text="<@UBOT|deskbot> how do I reset my password?")

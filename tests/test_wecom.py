@@ -302,6 +302,28 @@ async def test_a_message_the_store_could_not_keep_is_answered_when_wecom_retries
     assert len(bot.turns) == 1
 
 
+async def test_a_redelivery_while_the_first_waits_on_the_store_is_answered_if_that_one_fails(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, tmp_path: Path) -> None:
+    """WeCom sends a message again after five seconds without an answer, and a store waiting on a lock takes
+    up to thirty: the redeliveries got an empty 200 at once, as duplicates, and when the first then failed
+    the message was never answered."""
+    bot, held = FakeBot(), asyncio.Event()
+    waiting = store_failing_once(bot, tmp_path / "dialogues.db", held)
+    channel = WeComChannel(bot, settings(wecom_api.url))
+    client = await client_for(aiohttp_client, channel)
+    first = asyncio.create_task(client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY))
+    await waiting.wait()
+    again = asyncio.create_task(client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY))
+    await asyncio.sleep(0.3)
+    assert not again.done()  # it waits to learn whether the first was kept
+    held.set()
+    assert (await first).status == 500
+    answered = await again
+    assert answered.status == 200 and "<Encrypt>" in await answered.text()
+    await channel.close()
+    assert len(bot.turns) == 1
+
+
 async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
     aiohttp_client: Any, wecom_api: SimpleNamespace
 ) -> None:

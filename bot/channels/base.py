@@ -21,7 +21,8 @@ import sqlite3
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -262,6 +263,7 @@ class RecentKeys:
         self.ttl = ttl
         self.maxlen = maxlen
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._keeping: dict[str, asyncio.Future[None]] = {}  # claimed keys whose message is not yet kept
 
     def add(self, key: str) -> bool:
         """Record ``key``; return False when it was already seen (a duplicate)."""
@@ -277,6 +279,39 @@ class RecentKeys:
     def forget(self, keys: tuple[str, ...]) -> None:
         for key in keys:
             self._seen.pop(key, None)
+
+    @asynccontextmanager
+    async def claim(self, keys: tuple[str, ...]) -> AsyncIterator[bool]:
+        """Whether this delivery of the message known by ``keys`` is the one to keep and answer; the
+        block keeps it. A block that raises did not acknowledge it, so its keys are forgotten and the
+        platform's next delivery is answered.
+
+        A redelivery that comes while the first is still being kept (Slack sends its first retry
+        as soon as three seconds pass, and a store that waits on a lock takes longer) waits for it:
+        acknowledged at once, it would be the last delivery, and the message lost if keeping the first
+        then failed. Once the first is kept it is a duplicate; if keeping failed, it takes its place."""
+        while True:
+            fresh = [self.add(key) for key in keys]  # a list: every key recorded
+            if all(fresh):
+                break
+            waiting = {self._keeping[key] for key in keys if key in self._keeping}
+            if not waiting:
+                yield False
+                return
+            self.forget(tuple(key for key, new in zip(keys, fresh) if new))
+            await asyncio.wait(waiting)
+        settled = asyncio.get_running_loop().create_future()
+        self._keeping.update(dict.fromkeys(keys, settled))
+        try:
+            yield True
+        except BaseException:
+            self.forget(keys)
+            raise
+        finally:
+            for key in keys:
+                if self._keeping.get(key) is settled:
+                    del self._keeping[key]
+            settled.set_result(None)
 
 
 class BackgroundTasks:
@@ -364,12 +399,8 @@ class PlatformChannel(Channel):
         store = self.bot.store
         if store is None:
             return True
-        try:
-            turn.pending_id = await self.bot._store(store.receive, key, turn.conversation_id, self.name, turn.user,
-                                                    turn.text, turn.metadata)
-        except Exception:  # not acknowledged (a 500 or 503), so the platform sends it again: that is no duplicate
-            self._seen.forget(turn.seen)
-            raise
+        turn.pending_id = await self.bot._store(store.receive, key, turn.conversation_id, self.name, turn.user,
+                                                turn.text, turn.metadata)
         return turn.pending_id is not None
 
     async def answer(self, turn: Turn) -> Reply:

@@ -230,8 +230,6 @@ class SlackChannel(PlatformChannel):
         # event ids) but with the same channel and ts, so both keys must be new.
         event_id = _string(payload.get("event_id"))
         seen = ((f"event:{event_id}",) if event_id else ()) + (f"ts:{channel}:{ts}",)
-        if not all([self._seen.add(key) for key in seen]):  # a list: both keys recorded, as both events come
-            return None
         # Slack has already been told 200, so an over-long message is cut rather than refused.
         text = self._strip_mentions(_string(event.get("text")))[: self.max_message_chars]
         if not readable(text):
@@ -260,7 +258,7 @@ class SlackChannel(PlatformChannel):
                          or message.get("ts"))
         user = _string(_object(payload.get("user")).get("id"))
         trigger = _string(payload.get("trigger_id"))
-        if not (channel and thread and user and trigger) or not self._seen.add(f"click:{trigger}"):
+        if not (channel and thread and user and trigger):
             return None
         team = _string(_object(payload.get("team")).get("id"))
         return Turn(
@@ -280,17 +278,20 @@ class SlackChannel(PlatformChannel):
         return " ".join(plain_text(text).split())
 
     async def _start(self, request: web.Request, turn: Turn, key: str) -> None:
-        """Keep the turn and answer it in the background; past its conversation's limit, drop it and say
-        once to wait."""
-        notice = await hold_back(request, turn.conversation_id, turn.text, self.language,
-                                 lambda: self.conversation_language(turn.conversation_id))
-        if notice is None:
-            with refunded_on_error(request, turn.conversation_id):
-                kept = await self.keep(turn, key)
-            if kept:
-                self.resume(turn)
-        elif notice:
-            self._tasks.spawn(self.send(turn.conversation_id, notice))
+        """Keep the turn, unless it is a redelivery, and answer it in the background; past its
+        conversation's limit, drop it and say once to wait."""
+        async with self._seen.claim(turn.seen) as first:
+            if not first:
+                return
+            notice = await hold_back(request, turn.conversation_id, turn.text, self.language,
+                                     lambda: self.conversation_language(turn.conversation_id))
+            if notice is None:
+                with refunded_on_error(request, turn.conversation_id):
+                    kept = await self.keep(turn, key)
+                if kept:
+                    self.resume(turn)
+            elif notice:
+                self._tasks.spawn(self.send(turn.conversation_id, notice))
 
     def resume(self, turn: Turn) -> None:
         self._tasks.spawn(self._answer(turn))

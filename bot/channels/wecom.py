@@ -182,24 +182,23 @@ class WeComChannel(PlatformChannel):
         if message.findtext("MsgType") != "text" or not user or not readable(text):
             return empty
         key = f"wecom:{message.findtext('MsgId') or user + ':' + (message.findtext('CreateTime') or '')}"
-        if not self._seen.add(key):
-            return empty
         conversation_id = f"wecom:{self.corp_id}:{user}"
-        notice = await hold_back(request, conversation_id, text, self.language,
-                                 lambda: self.conversation_language(conversation_id))
-        if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
-            return self._passive_reply(user, notice, nonce) if notice else empty
-        turn = Turn(
-            conversation_id=conversation_id,
-            text=self._chosen(conversation_id, text)[: self.max_message_chars],
-            channel=self.name,
-            user=user,
-            metadata={"msg_id": message.findtext("MsgId"), "agent_id": message.findtext("AgentID")},
-            seen=(key,),
-        )
-
-        with refunded_on_error(request, conversation_id):
-            kept = await self.keep(turn, key)
+        async with self._seen.claim((key,)) as first:
+            if not first:
+                return empty
+            notice = await hold_back(request, conversation_id, text, self.language,
+                                     lambda: self.conversation_language(conversation_id))
+            if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
+                return self._passive_reply(user, notice, nonce) if notice else empty
+            turn = Turn(
+                conversation_id=conversation_id,
+                text=self._chosen(conversation_id, text)[: self.max_message_chars],
+                channel=self.name,
+                user=user,
+                metadata={"msg_id": message.findtext("MsgId"), "agent_id": message.findtext("AgentID")},
+            )
+            with refunded_on_error(request, conversation_id):
+                kept = await self.keep(turn, key)
         if not kept:  # WeCom delivered it again while it waits for its answer
             return empty
         deliver: asyncio.Future[str] = loop.create_future()
