@@ -24,7 +24,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 
 from finetune.lexical import CharNgrams, choose_share
-
+from retrieval.encoder import model_text
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class IntentClassifier(torch.nn.Module):
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         """Normalised sentence embeddings, with gradients when training."""
-        features = self.encoder.preprocess([self.prefix + t for t in texts])
+        features = self.encoder.preprocess([self.prefix + model_text(t) for t in texts])
         features = batch_to_device(features, self.device)
         if self._traced is not None and not torch.is_grad_enabled():
             output = self._traced({k: v for k, v in features.items() if isinstance(v, torch.Tensor)})

@@ -4,8 +4,10 @@
 
 Writes bot/demo/nlu.yml, history.jsonl and test.jsonl: a small, deterministic sample (examples
 chosen by a hash of their text) of the CDLA-Sharing-1.0 Bitext data, followed by the shop's own
-examples and test questions from scripts/demo_shop/, which were written for deskbot: Chinese ones
-for every intent, small talk, and the ``oos`` intent. responses.yml and bot.yml are written by hand.
+examples, test questions and order number patterns from scripts/demo_shop/, which were written for
+deskbot: Chinese ones for every intent, small talk, and the ``oos`` intent. test_traditional.jsonl
+holds the shop's Chinese test questions in Traditional characters, as customers in Hong Kong and
+Taiwan write them (OpenCC's s2t). responses.yml and bot.yml are written by hand.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import opencc
 import yaml
 
 EXAMPLES_PER_INTENT = 60
@@ -43,6 +46,7 @@ FILLS = {
 }
 PERSONAL = re.compile(r"anonymi[sz]ed|\d|number|date|amount|fee|charge|penalt|days|time|percentage|name field", re.I)
 PERSON = re.compile(r"(?:Mr|Mrs|Ms|Miss|Dr)\. [A-Z][a-z]+|[A-Z][a-z]+ [A-Z][a-z]+")
+CHINESE = re.compile(r"[\u3400-\u9fff]")
 LABEL = re.compile(r"[A-Z][\w'&-]*(?:[ /][A-Za-z][\w'&-]*){0,3}")
 
 
@@ -80,9 +84,7 @@ def main(source: Path) -> None:
              'version: "3.1"', "", "nlu:"]
     for intent, texts in chosen.items():
         lines += [f"- intent: {intent}", "  examples: |"] + [f"    - {t}" for t in texts]
-    # Not \b: in "订单号12345678" the digits follow a word character.
-    lines += ["", "- regex: order_id", "  examples: |", r"    - (?<!\d)\d{3,}(?!\d)", ""]
-    (DEMO / "nlu.yml").write_text("\n".join(lines))
+    (DEMO / "nlu.yml").write_text("\n".join(lines) + "\n\n" + (OWN / "order_id.yml").read_text())
 
     used = {t for texts in chosen.values() for t in texts} | {r["text"] for r in test}
     history: dict[str, list[dict[str, str]]] = defaultdict(list)
@@ -104,6 +106,11 @@ def main(source: Path) -> None:
             for row in tests[intent]:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
         out.write((OWN / "test.jsonl").read_text())
+    traditional = opencc.OpenCC("s2t.json")
+    with (DEMO / "test_traditional.jsonl").open("w") as out:
+        for row in map(json.loads, (OWN / "test.jsonl").read_text().splitlines()):
+            if CHINESE.search(row["text"]):
+                out.write(json.dumps({**row, "text": traditional.convert(row["text"])}, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":
