@@ -170,30 +170,42 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
 @device_option
 def serve(directory: Path, host: str | None, port: int | None, device: str | None) -> None:
     """Serve the bot in DIRECTORY: web chat at /, the API and the channels."""
+    import logging
+    import socket
+
     from aiohttp import web
 
-    from bot.server import admin_token, create_app
+    from bot.server import RESPONSE_GRACE_S, admin_token, create_app
 
     project = load_project(directory)
-    app = create_app(directory, device=device)
-    if not admin_token(project):
-        click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
-                   "admin API are off, so nobody can answer a customer handed to a person", err=True)
     host = host or project.config.server.host
     port = project.config.server.port if port is None else port  # 0: any free port
-    # SIGTERM closes the port, lets the turns in flight finish (up to shutdown_seconds), then closes the store.
+    # The port before anything else: at start the server answers the Slack and WeCom messages a killed one
+    # kept, and one that then failed on a port the running server holds had answered them a second time.
     try:
-        # Said once the port is bound, with the address aiohttp bound (with --port 0, the port the system chose).
-        web.run_app(app, host=host, port=port, shutdown_timeout=project.config.server.shutdown_seconds,
-                    print=lambda said: click.echo(f"deskbot serving {project.config.name} on "
-                                                  f"{BOUND_URL.search(said)[1]}", err=True))
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as exc:  # the port is taken, or the host is not this machine's
         hint = ": is the bot already running? --port (PORT= with make demo) or server.port in bot.yml picks another" \
             if exc.errno == errno.EADDRINUSE else ""
-        # The OS's words for a bind failure (asyncio's message repeats the address); a failed name lookup has
-        # negative codes of its own, and its own words.
+        # The OS's words for a bind failure; a failed name lookup has negative codes of its own, and its own words.
         reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or exc
         fail(f"cannot serve on {host}:{port}: {reason}{hint}")
+    # deskbot's own lines (a model swapped in, a request its client broke) at INFO, with the time; every
+    # request is not one of them: the reverse proxy's access log has those, and /metrics counts them.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("bot", "dialogues", "finetune", "retrieval", "aiohttp.server"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    with sock:
+        app = create_app(directory, device=device)
+        if not admin_token(project):
+            click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
+                       "admin API are off, so nobody can answer a customer handed to a person", err=True)
+        # SIGTERM closes the port and lets the turns in flight finish (up to shutdown_seconds, create_app's
+        # shutdown hook), their responses be written, then closes the store.
+        web.run_app(app, sock=sock, shutdown_timeout=RESPONSE_GRACE_S, access_log=None,
+                    # said once the port listens, with the address bound (with --port 0, the port the system chose)
+                    print=lambda said: click.echo(f"deskbot serving {project.config.name} on "
+                                                  f"{BOUND_URL.search(said)[1]}", err=True))
 
 
 TTY_LINE_BYTES = 4096  # what a terminal's line editing holds (Linux's N_TTY), the newline included

@@ -72,6 +72,8 @@ class Bot:
         self.channels: dict[str, Any] = {}  # name -> Channel, filled by the server
         self._turns: dict[str, asyncio.Lock] = {}  # conversation id -> the lock its turns take in order
         self._waiting: dict[str, int] = {}  # conversation id -> turns holding or waiting for that lock
+        self._idle = asyncio.Event()  # set while no turn runs or waits
+        self._idle.set()
         self.notifier = HandoffNotifier(self.config.handoff.notify_url)
 
     def _analyse(self, texts: list[str]) -> list[Analysis]:
@@ -113,6 +115,7 @@ class Bot:
         """Hold ``conversation_id``'s lock; the lock is dropped once no turn holds or waits for it."""
         lock = self._turns.setdefault(conversation_id, asyncio.Lock())
         self._waiting[conversation_id] = self._waiting.get(conversation_id, 0) + 1
+        self._idle.clear()
         try:
             async with lock:
                 yield
@@ -120,6 +123,13 @@ class Bot:
             self._waiting[conversation_id] -= 1
             if not self._waiting[conversation_id]:
                 del self._waiting[conversation_id], self._turns[conversation_id]
+                if not self._waiting:
+                    self._idle.set()
+
+    async def finish_turns(self, timeout: float) -> None:
+        """Wait, up to ``timeout`` seconds, until no turn runs or waits (SIGTERM: no new one comes)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def _handle(self, turn: Turn) -> Reply:
         text = normalise(turn.text)

@@ -51,6 +51,7 @@ RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
 ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the admin API is off
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
 STATIC = Path(str(resources.files("bot") / "static"))
+RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 
 
 def load_serving_model(project: Project, device: str | None = None, workers: int | None = None) -> NLU:
@@ -482,12 +483,15 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     publish_openapi(app, project.config.name, sorted({*project.intents, OOS}), server.max_message_chars)
 
     async def shutdown(app: web.Application) -> None:
-        """SIGTERM: the port is closed already; let the answers in flight reach their customers (up to
-        ``server.shutdown_seconds``), then close the sockets and platform sessions."""
-        await asyncio.gather(*(channel.close(server.shutdown_seconds) for channel in bot.channels.values()))
+        """SIGTERM: the port is closed already; let the turns in flight finish and their answers reach their
+        customers, all within ``server.shutdown_seconds``, then close the sockets and platform sessions.
+        aiohttp then gives the requests ``RESPONSE_GRACE_S`` to write their responses (twice: once before
+        cancelling those still running, once after), where it had waited shutdown_seconds twice more."""
+        await asyncio.gather(bot.finish_turns(server.shutdown_seconds),
+                             *(channel.close(server.shutdown_seconds) for channel in bot.channels.values()))
 
     async def cleanup(app: web.Application) -> None:
-        """After the requests in flight have finished (``shutdown_timeout``): drain and close the store."""
+        """After the requests in flight have finished: drain and close the store."""
         await bot.close()
 
     app.on_shutdown.append(shutdown)

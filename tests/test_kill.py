@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import random
@@ -210,6 +211,33 @@ async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_d
     with sqlite3.connect(root / "dialogues.db") as db:
         replies = db.execute("SELECT count(*) FROM turns WHERE role = 'bot' AND text = 'looked it up slowly'").fetchone()
     assert replies == (3,)
+
+
+async def test_a_turn_that_outlasts_shutdown_seconds_holds_up_sigterm_that_long_only(tiny_demo_bot: Path,
+                                                                                     tmp_path: Path) -> None:
+    """aiohttp waited shutdown_seconds for the request, then as long again after cancelling it: twice the
+    setting (three times with a Slack answer in flight, which the shutdown hook waited for first)."""
+    from tests.conftest import configured_copy
+
+    server_config = {**CHAOS_CONFIG["server"], "shutdown_seconds": 6}
+    root = configured_copy(tiny_demo_bot, tmp_path / "stuck", **{**CHAOS_CONFIG, "server": server_config},
+                           actions={"map": {"track_order": "action_slow"}, "timeout": 120})
+    shutil.rmtree(root / "actions")
+    (root / "actions").mkdir()
+    (root / "actions" / "slow.py").write_text(SLOW_ACTION.replace("asyncio.sleep(2)", "asyncio.sleep(60)"))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as session:
+        server = await start(root, session)
+        body = {"conversation_id": "stuck", "text": "/track_order"}
+        in_flight = asyncio.create_task(session.post(f"{server.url}/api/chat", json=body))
+        await asyncio.sleep(1.0)  # inside the minute-long action now
+        started = time.monotonic()
+        server.process.terminate()
+        await asyncio.to_thread(server.process.join, 60)
+        took = time.monotonic() - started
+        with contextlib.suppress(aiohttp.ClientError):
+            (await in_flight).release()
+    assert server.process.exitcode == 0
+    assert 6 <= took < 11.5, took  # the turn's 6 s, its response's grace and the exit (it took 13.7)
 
 
 async def test_sockets_that_never_answer_do_not_hold_up_sigterm(tiny_demo_bot: Path, tmp_path: Path) -> None:
