@@ -155,14 +155,20 @@ class LabelledMeanwhile(Exception):
         return cls(f"turn {label['turn_id']} was labelled meanwhile{by}, as {label['intent']}")
 
 
+BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction before it fails
+
+
 def cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
     if "full" in str(exc):  # "database or disk is full"
         return StoreError(f"{path}: cannot write it ({exc}): free some space on its disk")
+    if "locked" in str(exc):  # another process's transaction outlasted the busy timeout
+        return StoreError(f"{path}: cannot open it ({exc}): another process has held it locked for {BUSY_TIMEOUT_S} s "
+                          "(a sqlite3 shell or a backup in a transaction?): end that, then start again")
     return StoreError(f"{path}: cannot open it ({exc}): it must be a file this user can read and write, "
                       "in a folder it can write (SQLite keeps its log beside it)")
 
 
-def _use_wal(db: sqlite_utils.Database, timeout: float = 30.0) -> None:
+def _use_wal(db: sqlite_utils.Database, timeout: float = BUSY_TIMEOUT_S) -> None:
     """Switch the file to WAL. The switch takes the file whole, and SQLite answers "locked" at once, without
     waiting as its busy timeout says, when another process opens or switches a new file at the same moment
     (a server and a cron job's `bot export`): it is tried again until ``timeout``."""
@@ -272,7 +278,8 @@ class Store:
         self.redact = redact
         self.keep_raw = keep_raw
         try:
-            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                   timeout=BUSY_TIMEOUT_S)
         except sqlite3.OperationalError as exc:
             raise cannot_open(self.path, exc) from None
         try:

@@ -107,6 +107,21 @@ def test_a_file_sqlite_opens_only_for_reading_is_refused_at_once(tmp_path: Path,
         Store(path)
 
 
+def test_a_store_another_process_holds_locked_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said the file must be one this user can read and write, in a folder it can write: true already."""
+    path = tmp_path / "dialogues.db"
+    Store(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # a sqlite3 shell left in a transaction
+    connect = sqlite3.connect
+    monkeypatch.setattr("dialogues.store.sqlite3.connect", lambda name, **kwargs: connect(name, **{**kwargs, "timeout": 0.1}))
+    try:
+        with pytest.raises(StoreError, match="database is locked\\): another process has held it locked"):
+            Store(path)
+    finally:
+        holder.close()
+
+
 def test_a_kept_platform_message_waits_until_its_exchange_is_logged(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     first = store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "card 4111 1111 1111 1111?", {"ts": "1.1"})
