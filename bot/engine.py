@@ -16,11 +16,10 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-import aiohttp
 
 from bot.actions import ActionError, ActionRunner, action_call, action_domain
 from bot.batching import MicroBatcher
-from bot.channels.base import DeliveryError, Reply, Turn, normalise
+from bot.channels.base import UNDELIVERED, DeliveryError, Reply, Turn, failure, normalise
 from bot.language import SLOT, Language, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
@@ -393,12 +392,11 @@ class Bot:
             if channel is None:  # a `bot chat` conversation, or one on a channel since turned off
                 raise DeliveryError(f"this server does not serve its channel, {conversation['channel']!r}")
             await channel.send(conversation_id, text, role="agent", turn_id=turn_id, author=agent)
-        except (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except UNDELIVERED as exc:
             await self._store(self.store.undelivered, turn_id)  # the customer still waits for an answer
             if isinstance(exc, DeliveryError):
                 raise
-            reason = "no answer in time" if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
-            raise DeliveryError(f"cannot reach {conversation['channel']}: {reason}") from exc
+            raise DeliveryError(f"cannot reach {conversation['channel']}: {failure(exc)}") from exc
         return turn_id
 
     async def close(self) -> None:

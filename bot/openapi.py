@@ -176,7 +176,8 @@ class TranscriptTurn(_Body):
     source: Source | None = Field(..., description="how the bot answered a customer message")
     feedback: int | None
     author: str | None = Field(..., description="an agent's name, when the agent gave one")
-    undelivered: bool = Field(..., description="an agent's reply the customer's platform refused or could not be reached for")
+    undelivered: bool = Field(..., description="a reply (an agent's, or the bot's on Slack or WeCom) the customer's "
+                              "platform refused or could not be reached for")
 
 
 class HandoffEvent(_Body):

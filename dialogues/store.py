@@ -472,7 +472,7 @@ class Store:
                                                    json.dumps(buttons, ensure_ascii=False) if buttons else None]).lastrowid)
 
     def undelivered(self, turn_id: int) -> None:
-        """Mark an agent's reply the customer did not get (see ``_v8``)."""
+        """Mark a reply (an agent's, or the bot's on a platform) the customer did not get (see ``_v8``)."""
         with self._lock, self.db.atomic():
             self.db.execute("UPDATE turns SET undelivered = 1 WHERE id = ?", [turn_id])
 

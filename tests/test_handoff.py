@@ -336,6 +336,38 @@ async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
     assert waiting["conversation_id"] == cid and waiting["waiting_since"] is not None
 
 
+async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_undelivered(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """It was a bare traceback under "background task failed", naming no conversation, and the transcript
+    showed the answer as delivered: no agent could tell that the customer got nothing."""
+    import json
+    import time
+
+    from bot.channels.slack import slack_signature
+
+    async def post_message(request: web.Request) -> web.Response:
+        return web.json_response({"ok": False, "error": "channel_not_found"})
+
+    api = web.Application()
+    api.router.add_post("/api/chat.postMessage", post_message)
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    config["channels"] = {"slack": {"signing_secret": "s", "bot_token": "xoxb-t",
+                                    "api_url": str((await aiohttp_server(api)).make_url("/api/"))}}
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    body = json.dumps({"type": "event_callback", "team_id": "T1", "event_id": "Ev9", "event": {
+        "type": "message", "user": "U1", "channel": "C1", "ts": "1700000000.000100", "text": "where is my parcel?"}}).encode()
+    stamp = str(int(time.time()))
+    signed = {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": slack_signature("s", stamp, body)}
+    assert (await client.post("/slack/events", data=body, headers=signed)).status == 200
+    await client.app[BOT].channels["slack"].close()  # waits for the answer in the background
+    cid = "slack:T1:C1:1700000000.000100"
+    transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+    assert [t["undelivered"] for t in transcript["turns"] if t["role"] == "bot"] == [True]
+    failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert failed == [f"the answer to {cid} did not reach the customer: chat.postMessage: channel_not_found"]
+
+
 async def test_an_agent_reply_the_platform_does_not_answer_in_time_says_so(bot_dir: Path, aiohttp_client: Any) -> None:
     """A timeout's own message is empty: the agent read "cannot reach slack: " and nothing more."""
     config = yaml.safe_load((bot_dir / "bot.yml").read_text())

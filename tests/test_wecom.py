@@ -324,6 +324,45 @@ async def test_a_redelivery_while_the_first_waits_on_the_store_is_answered_if_th
     assert len(bot.turns) == 1
 
 
+async def test_an_answer_message_send_fails_for_is_said_in_one_line_and_marked_undelivered(
+        aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A late answer WeCom refused was a traceback under "background task failed", and the transcript showed
+    it delivered."""
+    async def gettoken(request: web.Request) -> web.Response:
+        return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": "T", "expires_in": 7200})
+
+    async def message_send(request: web.Request) -> web.Response:
+        return web.json_response({"errcode": 81013, "errmsg": "user & party & tag all invalid"})
+
+    api = web.Application()
+    api.router.add_get("/cgi-bin/gettoken", gettoken)
+    api.router.add_post("/cgi-bin/message/send", message_send)
+    server = await aiohttp_server(api)
+    bot, marked = FakeBot(delay=0.3), []
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    bot.store, bot._store = SimpleNamespace(receive=lambda *args: 1, undelivered=marked.append), run
+    handle = bot.handle
+
+    async def numbered(turn: Turn) -> Reply:
+        reply = await handle(turn)
+        reply.turn_id = 41
+        return reply
+
+    bot.handle = numbered
+    channel = WeComChannel(bot, settings(str(server.make_url("/cgi-bin/")), reply_timeout=0.1))
+    client = await client_for(aiohttp_client, channel)
+    response = await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
+    assert response.status == 200 and await response.text() == ""  # too late: sent actively, and refused
+    await channel.close()
+    assert marked == [41]
+    failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert failed == [f"the answer to wecom:{CORP_ID}:ChenJiaShun did not reach the customer: "
+                      "message/send: 81013 user & party & tag all invalid"]
+
+
 async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
     aiohttp_client: Any, wecom_api: SimpleNamespace
 ) -> None:

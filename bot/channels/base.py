@@ -97,6 +97,14 @@ class DeliveryError(RuntimeError):
     """A platform refused a message, or could not be reached, so the customer did not get it."""
 
 
+UNDELIVERED = (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError)  # what sending on a platform raises
+
+
+def failure(exc: BaseException) -> str:
+    """Why a message did not go out, in words: a timeout's own message is empty."""
+    return "no answer in time" if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
+
+
 async def api_result(response: aiohttp.ClientResponse, error: type[DeliveryError], what: str) -> dict[str, Any]:
     """The JSON object a platform's API answered with; anything else (a proxy's HTML page, a wrong
     ``api_url``) is an ``error``, so that an agent hears the customer did not get the message."""
@@ -417,6 +425,17 @@ class PlatformChannel(Channel):
     def resume(self, turn: Turn) -> None:
         """Answer, in the background and on the platform's API, a kept turn a killed server never answered."""
         raise NotImplementedError
+
+    async def deliver(self, conversation_id: str, turn_id: int | None, sending: Awaitable[None]) -> None:
+        """Send the bot's answer on the platform's API. One the platform refuses or cannot be reached for is
+        said in one line and marked undelivered in the transcript, as an agent's reply is: the platform never
+        sends an acknowledged message again, so only an agent can still answer it."""
+        try:
+            await sending
+        except UNDELIVERED as exc:
+            log.error("the answer to %s did not reach the customer: %s", conversation_id, failure(exc))
+            if turn_id is not None and self.bot.store is not None:
+                await self.bot._store(self.bot.store.undelivered, turn_id)
 
     @property
     def session(self) -> aiohttp.ClientSession:

@@ -201,22 +201,22 @@ class WeComChannel(PlatformChannel):
                 kept = await self.keep(turn, key)
         if not kept:  # WeCom delivered it again while it waits for its answer
             return empty
-        deliver: asyncio.Future[str] = loop.create_future()
-        self._tasks.spawn(self._answer(turn, deliver))
+        answered: asyncio.Future[tuple[str, int | None]] = loop.create_future()
+        self._tasks.spawn(self._answer(turn, answered))
         try:
-            answer = await asyncio.wait_for(asyncio.shield(deliver), max(0.0, deadline - loop.time()))
+            answer, turn_id = await asyncio.wait_for(asyncio.shield(answered), max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
-            if deliver.cancel():  # too late for this response: _answer will send it actively
+            if answered.cancel():  # too late for this response: _answer will send it actively
                 return empty
-            answer = deliver.result()
+            answer, turn_id = answered.result()
         except asyncio.CancelledError:  # the server shuts down: the answer must go out actively
-            deliver.cancel()
+            answered.cancel()
             raise
         if not answer:
             return empty
         # Too long for one passive message, or WeCom hung up meanwhile (aiohttp lets the handler run on).
         if len(answer.encode()) > MAX_CONTENT_BYTES or request.transport is None or request.transport.is_closing():
-            self._tasks.spawn(self._send_plain(turn.conversation_id, answer))
+            self._tasks.spawn(self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, answer)))
             return empty
         return self._passive_reply(user, answer, nonce)
 
@@ -235,25 +235,27 @@ class WeComChannel(PlatformChannel):
                 self._offers.popitem(last=False)
 
     def resume(self, turn: Turn) -> None:
-        gone: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        gone: asyncio.Future[tuple[str, int | None]] = asyncio.get_running_loop().create_future()
         gone.cancel()  # no request waits for this answer: it goes out actively
         self._tasks.spawn(self._answer(turn, gone))
 
-    async def _answer(self, turn: Turn, deliver: asyncio.Future[str]) -> None:
-        """Run the turn; hand the text to the waiting request, or send it actively if it gave up."""
+    async def _answer(self, turn: Turn, answered: asyncio.Future[tuple[str, int | None]]) -> None:
+        """Run the turn; hand the text and its turn's id to the waiting request, or send it actively if it
+        gave up."""
+        turn_id = None
         try:
             reply = await self.answer(turn)
-            silent = reply.source == "silent"
+            silent, turn_id = reply.source == "silent", reply.turn_id
             self._offer(turn.conversation_id, [] if silent else reply.buttons)
             hint = say(self.choice_hint, reply.language or self.language)
             text = "" if silent else plain_text(numbered_choices(reply.text, reply.buttons, hint))
         except Exception:
             log.exception("wecom turn failed for %s", turn.conversation_id)
             text = ""
-        if not deliver.done():
-            deliver.set_result(text)
+        if not answered.done():
+            answered.set_result((text, turn_id))
         elif text:
-            await self._send_plain(turn.conversation_id, text)
+            await self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, text))
 
     def _passive_reply(self, user: str, text: str, nonce: str) -> web.Response:
         timestamp = str(int(time.time()))
