@@ -306,9 +306,9 @@ async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are
     await ws.close()
 
 
-async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
-        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
-    """Slack refusing the reply (a channel the app was removed from) is the platform's answer, not a server error."""
+async def slack_refusing_all(bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> Any:
+    """A client of the bot with a Slack channel whose chat.postMessage refuses every message, as for a
+    channel the app was removed from."""
     async def post_message(request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": "channel_not_found"})
 
@@ -319,6 +319,13 @@ async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
                                     "api_url": str((await aiohttp_server(api)).make_url("/api/"))}}
     (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    return client
+
+
+async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """Slack refusing the reply (a channel the app was removed from) is the platform's answer, not a server error."""
+    client = await slack_refusing_all(bot_dir, aiohttp_client, aiohttp_server)
     cid = "slack:T1:C1:1700000000.000100"
     client.app[BOT].store.add_message(cid, "user", "is anyone there?", "slack")
     response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Yes, I'm here."}, headers=AUTH)
@@ -335,6 +342,14 @@ async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
     [waiting] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
     assert waiting["conversation_id"] == cid and waiting["waiting_since"] is not None
 
+    async def silent(*args: Any, **kwargs: Any) -> None:
+        raise asyncio.TimeoutError
+
+    client.app[BOT].channels["slack"].send = silent  # a timeout's own message is empty: "cannot reach slack: "
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Hello?"}, headers=AUTH)
+    assert (await response.json())["error"] == ("kept in the transcript, but the customer did not get it: "
+                                                "cannot reach slack: no answer in time")
+
 
 async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_undelivered(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -345,16 +360,7 @@ async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_
 
     from bot.channels.slack import slack_signature
 
-    async def post_message(request: web.Request) -> web.Response:
-        return web.json_response({"ok": False, "error": "channel_not_found"})
-
-    api = web.Application()
-    api.router.add_post("/api/chat.postMessage", post_message)
-    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
-    config["channels"] = {"slack": {"signing_secret": "s", "bot_token": "xoxb-t",
-                                    "api_url": str((await aiohttp_server(api)).make_url("/api/"))}}
-    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
-    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    client = await slack_refusing_all(bot_dir, aiohttp_client, aiohttp_server)
     body = json.dumps({"type": "event_callback", "team_id": "T1", "event_id": "Ev9", "event": {
         "type": "message", "user": "U1", "channel": "C1", "ts": "1700000000.000100", "text": "where is my parcel?"}}).encode()
     stamp = str(int(time.time()))
@@ -366,25 +372,6 @@ async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_
     assert [t["undelivered"] for t in transcript["turns"] if t["role"] == "bot"] == [True]
     failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert failed == [f"the answer to {cid} did not reach the customer: chat.postMessage: channel_not_found"]
-
-
-async def test_an_agent_reply_the_platform_does_not_answer_in_time_says_so(bot_dir: Path, aiohttp_client: Any) -> None:
-    """A timeout's own message is empty: the agent read "cannot reach slack: " and nothing more."""
-    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
-    config["channels"] = {"slack": {"signing_secret": "s", "bot_token": "xoxb-t"}}
-    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
-    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
-
-    async def silent(*args: Any, **kwargs: Any) -> None:
-        raise asyncio.TimeoutError
-
-    client.app[BOT].channels["slack"].send = silent
-    cid = "slack:T1:C1:1700000000.000100"
-    client.app[BOT].store.add_message(cid, "user", "is anyone there?", "slack")
-    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Yes, I'm here."}, headers=AUTH)
-    assert response.status == 502
-    assert (await response.json())["error"] == ("kept in the transcript, but the customer did not get it: "
-                                                "cannot reach slack: no answer in time")
 
 
 async def test_an_agent_reply_to_a_channel_this_server_does_not_serve_is_a_502(bot_dir: Path, aiohttp_client: Any) -> None:
