@@ -105,8 +105,9 @@ async def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> str:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise BenchError(f"bot serve exited with status {process.returncode}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{url}/healthz") as response:
+            # The port listens from the start, so a request made while the model loads waits for it: in turns.
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with session.get(f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=10)) as response:
                     if response.status == 200:
                         return str((await response.json())["model_version"])
             await asyncio.sleep(0.25)

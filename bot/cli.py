@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
 import re
 import shutil
+import socket
 import sys
 import uuid
 from collections import Counter
@@ -171,7 +173,6 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
 def serve(directory: Path, host: str | None, port: int | None, device: str | None) -> None:
     """Serve the bot in DIRECTORY: web chat at /, the API and the channels."""
     import logging
-    import socket
 
     from aiohttp import web
 
@@ -180,10 +181,13 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     project = load_project(directory)
     host = host or project.config.server.host
     port = project.config.server.port if port is None else port  # 0: any free port
+    if not admin_token(project):
+        click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
+                   "admin API are off, so nobody can answer a customer handed to a person", err=True)
     # The port before anything else: at start the server answers the Slack and WeCom messages a killed one
     # kept, and one that then failed on a port the running server holds had answered them a second time.
     try:
-        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        socks = listening(host, port)
     except OSError as exc:  # the port is taken, or the host is not this machine's
         hint = ": is the bot already running? --port (PORT= with make demo) or server.port in bot.yml picks another" \
             if exc.errno == errno.EADDRINUSE else ""
@@ -193,19 +197,34 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     # deskbot's own lines (a model swapped in, a request its client broke) at INFO, with the time; every
     # request is not one of them: the reverse proxy's access log has those, and /metrics counts them.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("bot", "dialogues", "finetune", "retrieval", "aiohttp.server"):
+    for name in ("deskbot", "bot", "dialogues", "finetune", "retrieval", "aiohttp.server"):
         logging.getLogger(name).setLevel(logging.INFO)
-    with sock:
+    with contextlib.ExitStack() as bound:
+        for sock in socks:
+            bound.enter_context(sock)
         app = create_app(directory, device=device)
-        if not admin_token(project):
-            click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
-                       "admin API are off, so nobody can answer a customer handed to a person", err=True)
         # SIGTERM closes the port and lets the turns in flight finish (up to shutdown_seconds, create_app's
         # shutdown hook), their responses be written, then closes the store.
-        web.run_app(app, sock=sock, shutdown_timeout=RESPONSE_GRACE_S, access_log=None,
+        web.run_app(app, sock=socks, shutdown_timeout=RESPONSE_GRACE_S, access_log=None,
                     # said once the port listens, with the address bound (with --port 0, the port the system chose)
                     print=lambda said: click.echo(f"deskbot serving {project.config.name} on "
                                                   f"{BOUND_URL.search(said)[1]}", err=True))
+
+
+def listening(host: str, port: int) -> list[socket.socket]:
+    """Sockets listening on every address ``host`` names (localhost: 127.0.0.1 and ::1), as aiohttp binds a
+    host; with port 0, all on the port the system chose for the first."""
+    socks: list[socket.socket] = []
+    try:
+        for family, _, _, _, address in dict.fromkeys(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                         flags=socket.AI_PASSIVE)):
+            socks.append(socket.create_server((address[0], port or (socks[0].getsockname()[1] if socks else 0)),
+                                              family=family))
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 TTY_LINE_BYTES = 4096  # what a terminal's line editing holds (Linux's N_TTY), the newline included

@@ -172,4 +172,4 @@ def answer_encoder(classifier: IntentClassifier, model_id: str) -> Encoder:
     by another run does not load against this model.
     """
     return Encoder.from_model(classifier.encoder, name=f"deskbot-finetuned:{model_id}",
-                              prefixes=(classifier.prefix, classifier.prefix))
+                              prefixes=(classifier.prefix, classifier.prefix), simplified=classifier.simplified)

@@ -94,12 +94,14 @@ class IntentClassifier(torch.nn.Module):
     ngrams: CharNgrams | None = None  # a character n-gram vote mixed into the probabilities (see fit_ngrams)
     ngram_share: float = 0.0
 
-    def __init__(self, encoder: SentenceTransformer, labels: list[str], scale: float = 20.0, prefix: str = "") -> None:
+    def __init__(self, encoder: SentenceTransformer, labels: list[str], scale: float = 20.0, prefix: str = "",
+                 simplified: bool = True) -> None:
         super().__init__()
         self.encoder = encoder
         self.labels = list(labels)
         self.scale = scale
         self.prefix = prefix
+        self.simplified = simplified  # reads Traditional Chinese as Simplified (see read)
         dim = encoder.get_embedding_dimension()
         self.head = torch.nn.Parameter(torch.randn(len(labels), dim) * 0.02)
         self._traced: torch.jit.ScriptModule | None = None  # see trace()
@@ -108,9 +110,15 @@ class IntentClassifier(torch.nn.Module):
     def device(self) -> torch.device:
         return self.head.device
 
+    def read(self, texts: list[str]) -> list[str]:
+        """``texts`` as the encoder and the n-gram vote read them: Traditional Chinese as Simplified
+        (:func:`~retrieval.encoder.model_text`). A model trained before deskbot read text so learnt the
+        characters as written, and reads them so still; training it anew switches it over."""
+        return [model_text(t) for t in texts] if self.simplified else texts
+
     def embed(self, texts: list[str]) -> torch.Tensor:
         """Normalised sentence embeddings, with gradients when training."""
-        features = self.encoder.preprocess([self.prefix + model_text(t) for t in texts])
+        features = self.encoder.preprocess([self.prefix + t for t in self.read(texts)])
         features = batch_to_device(features, self.device)
         if self._traced is not None and not torch.is_grad_enabled():
             output = self._traced({k: v for k, v in features.items() if isinstance(v, torch.Tensor)})
@@ -179,7 +187,7 @@ class IntentClassifier(torch.nn.Module):
             probs[chunk] = torch.softmax(self.logits(emb), dim=-1).float().cpu().numpy()
             embeddings[chunk] = emb.float().cpu().numpy()
         if ngrams and self.ngrams is not None and self.ngram_share > 0 and texts:
-            probs = (1 - self.ngram_share) * probs + self.ngram_share * self.ngrams.probabilities(texts)
+            probs = (1 - self.ngram_share) * probs + self.ngram_share * self.ngrams.probabilities(self.read(texts))
         return probs, embeddings
 
     def predict_with_embeddings(self, texts: list[str], batch_size: int = 64) -> tuple[list[Prediction], np.ndarray]:
@@ -209,9 +217,9 @@ class IntentClassifier(torch.nn.Module):
         self.ngrams, self.ngram_share = None, 0.0
         if not held:
             return 0.0
-        ngrams = CharNgrams.fit(texts, [index[i] for i in intents], len(self.labels))
+        ngrams = CharNgrams.fit(self.read(texts), [index[i] for i in intents], len(self.labels))
         held_texts = [text for text, _ in held]
-        share = choose_share(self.probabilities(held_texts, ngrams=False), ngrams.probabilities(held_texts),
+        share = choose_share(self.probabilities(held_texts, ngrams=False), ngrams.probabilities(self.read(held_texts)),
                              [target for _, target in held])
         if share > 0:
             self.ngrams, self.ngram_share = ngrams, share
@@ -227,7 +235,8 @@ class IntentClassifier(torch.nn.Module):
         save_file({"head": self.head.detach().cpu().contiguous()}, str(folder / "head.safetensors"))
         if self.ngrams is not None:
             self.ngrams.save(folder)
-        meta = {"labels": self.labels, "scale": self.scale, "prefix": self.prefix, "ngram_share": self.ngram_share}
+        meta = {"labels": self.labels, "scale": self.scale, "prefix": self.prefix, "ngram_share": self.ngram_share,
+                "simplified": self.simplified}
         (folder / "labels.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
         files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
                  if p.is_file() and p != folder / FILES}
@@ -246,7 +255,7 @@ class IntentClassifier(torch.nn.Module):
             ngrams = CharNgrams.load(folder) if share > 0 else None
         except Exception as exc:  # any unreadable part means the folder cannot serve
             raise ModelLoadError(f"{folder}: cannot load the classifier: {type(exc).__name__}: {exc}") from exc
-        model = cls(encoder, labels, scale, prefix)
+        model = cls(encoder, labels, scale, prefix, simplified=bool(meta.get("simplified", False)))
         if tuple(head.shape) != tuple(model.head.shape):
             raise ModelLoadError(
                 f"{folder}: head has shape {tuple(head.shape)} but {len(model.labels)} labels and "

@@ -1,5 +1,4 @@
-"""A character n-gram vote beside the encoder: the words a message is written in, counted as they are
-(Traditional Chinese in Simplified characters, as the encoder reads it).
+"""A character n-gram vote beside the encoder: the words a message is written in, counted as they are.
 
 A fine-tuned sentence encoder places a message by what it means, and it can blur two intents whose
 examples mean nearly the same but are told apart by a word: 查询 against 办理, a named product. A
@@ -26,8 +25,6 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
-from retrieval.encoder import model_text
-
 NGRAMS = (1, 3)
 C = 10.0  # inverse regularisation: the n-grams of a few thousand short messages, fitted firmly
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # the n-gram model's share of the vote never passes the encoder's
@@ -48,7 +45,7 @@ class CharNgrams:
     def fit(cls, texts: list[str], targets: list[int], n_labels: int) -> "CharNgrams":
         """Fit on ``texts`` with label indices ``targets``; a label without examples gets no probability."""
         tfidf = TfidfVectorizer(analyzer="char", ngram_range=NGRAMS, sublinear_tf=True)
-        features = tfidf.fit_transform([model_text(t) for t in texts])
+        features = tfidf.fit_transform(texts)
         coef = np.zeros((n_labels, features.shape[1]), np.float32)
         intercept = np.full(n_labels, -1e4, np.float32)
         classes = sorted(set(targets))
@@ -66,7 +63,7 @@ class CharNgrams:
 
     def features(self, texts: list[str]) -> csr_matrix:
         """TF-IDF rows as ``TfidfVectorizer(sublinear_tf=True)`` makes them, from the stored vocabulary and idf."""
-        rows = self._counts.transform([model_text(t) for t in texts]).astype(np.float32)  # CSR: each row's n-gram counts
+        rows = self._counts.transform(texts).astype(np.float32)  # CSR: the counts of each row's n-grams
         rows.data = (1.0 + np.log(rows.data)) * self.idf[rows.indices]
         inplace_csr_row_normalize_l2(rows)  # what sklearn's normalize runs, without its checks per message
         return rows

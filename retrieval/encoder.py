@@ -29,8 +29,9 @@ def model_text(text: str) -> str:
     Customers in Hong Kong and Taiwan write 訂單 and 註銷 where most shops' examples, and most of the
     Chinese a multilingual model learnt from, write 订单 and 注销: other tokens, so the demo bot was unsure
     of three times as many of its Chinese test questions written in Traditional characters. Simplified
-    Chinese and every other script pass unchanged; so does text Python holds but cannot encode (a lone
-    surrogate), which the converter would refuse.
+    Chinese, English and the other alphabets pass unchanged (Japanese kanji are converted too, alike in
+    training and serving); so does text Python holds but cannot encode (a lone surrogate), which the
+    converter would refuse.
     """
     try:
         return _SIMPLIFIED.convert(text)
@@ -106,10 +107,13 @@ class Encoder:
         name: str,
         prefixes: tuple[str, str] | None = None,
         batch_size: int = 64,
+        simplified: bool = True,
     ) -> "Encoder":
-        """Wrap a model that is already loaded (the classifier's base, say) to avoid a second load."""
+        """Wrap a model that is already loaded (the classifier's base, say) to avoid a second load;
+        ``simplified``: whether it reads Traditional Chinese as Simplified (:func:`model_text`), as the
+        classifiers deskbot trains now do."""
         encoder = cls.__new__(cls)
-        encoder._init(model, name, prefixes, batch_size, _fingerprint(name))
+        encoder._init(model, name, prefixes, batch_size, _fingerprint(name), simplified)
         return encoder
 
     def _init(
@@ -119,8 +123,10 @@ class Encoder:
         prefixes: tuple[str, str] | None,
         batch_size: int,
         fingerprint: str,
+        simplified: bool = True,
     ) -> None:
         self.model = model
+        self.simplified = simplified
         self.name = name
         self.fingerprint = fingerprint
         dim = model.get_embedding_dimension()
@@ -139,7 +145,7 @@ class Encoder:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = self.model.encode(
-            [prefix + model_text(text) for text in texts],
+            [prefix + (model_text(text) if self.simplified else text) for text in texts],
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=True,

@@ -10,7 +10,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from finetune.classifier import IntentClassifier, ModelLoadError
+from finetune.classifier import FILES, IntentClassifier, ModelLoadError
 from finetune.lexical import C, CharNgrams, choose_share
 from finetune.train import TrainConfig, train_classifier
 
@@ -104,22 +104,37 @@ def test_a_model_folder_with_a_broken_vote_does_not_load(tiny_model: Path, tmp_p
 
 
 def test_traditional_chinese_is_read_as_simplified_by_the_vote_the_classifier_and_the_answer_encoder(
-        tiny_model: Path) -> None:
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A Hong Kong customer's 註銷我的賬戶 is the demo's 注销我的账户: the demo bot fell back three times as
     often on its Chinese test questions written in Traditional characters."""
+    import json
+
     from sentence_transformers import SentenceTransformer
 
-    from retrieval.encoder import Encoder
+    from bot.nlu import answer_encoder
+    from retrieval.encoder import model_text
 
-    traditional, simplified = ["註銷我的賬戶", "訂單號碼是789，謝謝"], ["注销我的账户", "订单号码是789，谢谢"]
-    vote = CharNgrams.fit(TEXTS, TARGETS, 4)
-    assert np.allclose(vote.probabilities(traditional), vote.probabilities(simplified))
-    # The tiny model's tokenizer (MiniLM's) knows few Chinese characters, 國 and 国 among them.
-    traditional, simplified = ["國", "中國"], ["国", "中国"]
     body = SentenceTransformer(str(tiny_model), device="cpu")
-    classifier = IntentClassifier(body, ["a", "b"])
+    classifier = IntentClassifier(body, ["refund", "order", "address"])
+    texts, intents = ["我要退款", "退款進度怎麼查", "查詢訂單", "我的訂單在哪裡", "修改收貨地址"], ["refund"] * 2 + ["order"] * 2 + ["address"]
+    monkeypatch.setattr("finetune.classifier.choose_share", lambda *args: 0.5)  # whatever the held-out lines say
+    assert classifier.fit_ngrams(texts, intents, ["退款到賬了嗎"], ["refund"]) == 0.5
+    assert all(model_text(gram) == gram for gram in classifier.ngrams.vocabulary)  # learnt in Simplified
+    traditional, simplified = ["註銷我的賬戶", "訂單號碼是789，謝謝"], ["注销我的账户", "订单号码是789，谢谢"]
     assert np.allclose(classifier.probabilities(traditional), classifier.probabilities(simplified), atol=1e-6)
-    encoder = Encoder.from_model(body, name="tiny")
-    assert np.allclose(encoder.encode_queries(traditional), encoder.encode_queries(simplified), atol=1e-6)
+    # The tiny model's tokenizer (MiniLM's) knows few Chinese characters, 國 and 国 among them.
+    assert np.allclose(classifier.probabilities(["中國"], ngrams=False), classifier.probabilities(["中国"], ngrams=False))
+    encoder = answer_encoder(classifier, "tiny")
+    assert np.allclose(encoder.encode_queries(["中國"]), encoder.encode_queries(["中国"]), atol=1e-6)
     # Simplified Chinese passes unchanged: the model still tells its characters apart.
     assert not np.allclose(encoder.encode_queries(["国"]), encoder.encode_queries(["学"]), atol=1e-3)
+    # A model saved before deskbot read text so learnt the characters as written, and reads them so still.
+    classifier.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "labels.json").read_text())
+    assert meta.pop("simplified") is True
+    (tmp_path / "old" / "labels.json").write_text(json.dumps(meta))
+    sizes = json.loads((tmp_path / "old" / FILES).read_text())
+    (tmp_path / "old" / FILES).write_text(json.dumps({**sizes, "labels.json": (tmp_path / "old" / "labels.json").stat().st_size}))
+    old = IntentClassifier.load(tmp_path / "old", device="cpu")
+    assert not old.simplified and not answer_encoder(old, "old").simplified
+    assert not np.allclose(old.probabilities(traditional), old.probabilities(simplified), atol=1e-3)
