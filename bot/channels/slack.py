@@ -291,7 +291,7 @@ class SlackChannel(PlatformChannel):
                 if kept:
                     self.resume(turn)
             elif notice:
-                self._tasks.spawn(self.send(turn.conversation_id, notice))
+                self._tasks.spawn(self.deliver(turn.conversation_id, None, self.send(turn.conversation_id, notice)))
 
     def resume(self, turn: Turn) -> None:
         self._tasks.spawn(self._answer(turn))
