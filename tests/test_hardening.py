@@ -841,15 +841,13 @@ def nan_weight(version: Path) -> None:
     (lambda v: [(v / "classifier" / "labels.json").write_text('{"labels": ["a"]}'), (v / "classifier" / "files.json").unlink()],
      "cannot load the classifier: KeyError: 'scale'"),  # a folder saved before files.json was written
 ])
-def test_a_corrupt_model_is_refused_at_start(tiny_demo_bot: Path, tmp_path: Path,
+def test_a_corrupt_model_is_refused_at_start(tiny_demo_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               damage: Callable[[Path], None], message: str) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "broken", server={"inference": {"quantize": "int8"}})  # the default
     damage(root / "models" / "v0001")
-    with socket.socket() as taken:  # a model let through then fails to bind, where it would serve for good
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = str(taken.getsockname()[1])
-        result = CliRunner().invoke(cli, ["serve", str(root), "--host", "127.0.0.1", "--port", port, "--device", "cpu"])
+    # A model let through fails the test here, where it would serve for good.
+    monkeypatch.setattr("aiohttp.web.run_app", lambda *args, **kwargs: pytest.fail("a broken model was served"))
+    result = CliRunner().invoke(cli, ["serve", str(root), "--host", "127.0.0.1", "--port", "0", "--device", "cpu"])
     assert result.exit_code == 1
     assert message in result.output and "v0001" in result.output, result.output
 
