@@ -52,6 +52,7 @@ ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the 
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
 STATIC = Path(str(resources.files("bot") / "static"))
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
+ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
 
 
 def load_serving_model(project: Project, device: str | None = None, workers: int | None = None) -> NLU:
@@ -270,19 +271,37 @@ async def watch_waiting(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def answer_kept_messages(app: web.Application) -> None:
-    """Answer the Slack and WeCom messages a killed server had acknowledged and not answered: those
-    platforms never send an acknowledged message again, so late is the only alternative to never."""
+async def answer_kept_messages(app: web.Application) -> AsyncIterator[None]:
+    """Answer the Slack and WeCom messages that a server now gone had acknowledged and not answered: those
+    platforms never send an acknowledged message again, so late is the only alternative to never. Looked
+    for at start and every ``ADOPT_EVERY_S`` after, since the server that kept them may still be finishing
+    its turns when this one starts, or may die later while this one serves (``Store.adopt``)."""
     bot = app[BOT]
     if bot.store is None:
+        yield
         return
-    for row in await bot._store(bot.store.unanswered):
-        channel = bot.channels.get(row["channel"])
-        if not isinstance(channel, PlatformChannel):
-            log.warning("a kept %s message cannot be answered: the channel is not configured", row["channel"])
-            continue
-        log.info("answering a %s message the last server acknowledged and did not answer", row["channel"])
-        channel.resume(Turn(row["conversation_id"], row["text"], row["channel"], row["user"], row["metadata"], row["id"]))
+    store = bot.store
+    await bot._store(store.serve)
+
+    async def adopt() -> None:
+        while True:
+            try:
+                rows = await bot._store(store.adopt)
+            except Exception:  # a bad moment of the store is logged; the next round tries again
+                log.exception("looking for messages a stopped server kept failed")
+                rows = []
+            for row in rows:
+                channel = bot.channels.get(row["channel"])
+                if not isinstance(channel, PlatformChannel):
+                    log.warning("a kept %s message cannot be answered: the channel is not configured", row["channel"])
+                    continue
+                log.info("answering a %s message a stopped server acknowledged and did not answer", row["channel"])
+                channel.resume(Turn(row["conversation_id"], row["text"], row["channel"], row["user"], row["metadata"],
+                                    row["id"]))
+            await asyncio.sleep(ADOPT_EVERY_S)
+
+    async with running(adopt()):
+        yield
 
 
 async def review_items(app: web.Application) -> list[ReviewItem]:
@@ -457,7 +476,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[REVIEW_MODEL] = {}
     app.cleanup_ctx.append(watch_models)
     app.cleanup_ctx.append(watch_waiting)
-    app.on_startup.append(answer_kept_messages)
+    app.cleanup_ctx.append(answer_kept_messages)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
                 "language": project.config.language}
     for channel in build_channels(bot, project.config.channels, settings):

@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+from filelock import FileLock, Timeout
 
 from dialogues.redact import redact
 
@@ -128,7 +130,14 @@ def _v11(db: sqlite_utils.Database) -> None:
         db["pending"].add_column("answered", float)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11]
+def _v12(db: sqlite_utils.Database) -> None:
+    """The server that kept a platform message and answers it (see ``Store.adopt``); null for one kept before."""
+    if "owner" not in db["pending"].columns_dict:
+        db["pending"].add_column("owner", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
+                                                              _v12]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -277,6 +286,8 @@ class Store:
         self.path = Path(path)
         self.redact = redact
         self.keep_raw = keep_raw
+        self.server: str | None = None  # set by serve(): the server whose platform messages this store keeps
+        self._serving: FileLock | None = None
         try:
             conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
                                    timeout=BUSY_TIMEOUT_S)
@@ -331,6 +342,10 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self.db.conn.close()
+            if self._serving is not None:  # after the last write: what this server kept is another's to answer now
+                self._serving.release()
+                Path(self._serving.lock_file).unlink(missing_ok=True)
+                self._serving = None
 
     # --- conversations ------------------------------------------------------------------------
 
@@ -441,9 +456,10 @@ class Store:
         with self._lock, self.db.atomic():
             self.db.execute("DELETE FROM pending WHERE answered < ?", [now() - REDELIVERY_WINDOW_S])
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, metadata, received) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [key, conversation_id, channel, user, self._private(text), json.dumps(metadata, ensure_ascii=False), now()])
+                "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, metadata, received, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [key, conversation_id, channel, user, self._private(text), json.dumps(metadata, ensure_ascii=False), now(),
+                 self.server])
             return int(cursor.lastrowid) if cursor.rowcount else None
 
     def answered(self, pending_id: int) -> None:
@@ -452,12 +468,51 @@ class Store:
         with self._lock:
             self.db.execute("DELETE FROM pending WHERE id = ?", [pending_id])
 
-    def unanswered(self) -> list[dict[str, Any]]:
-        """The kept messages no exchange has answered yet, oldest first."""
-        rows = list(self.db.query("SELECT * FROM pending WHERE answered IS NULL ORDER BY id"))
+    def serve(self) -> None:
+        """Become a server of this store: the platform messages it keeps from now on are its own to answer,
+        for as long as the process lives (a lock file it holds says so, which the system lets go of when
+        the process dies, however it dies). See :meth:`adopt`."""
+        self.server = uuid.uuid4().hex
+        self._serving = self._server_lock(self.server)
+        self._serving.acquire(timeout=0)
+
+    def _server_lock(self, server: str) -> FileLock:
+        folder = self.path.with_name(self.path.name + ".servers")
+        folder.mkdir(exist_ok=True)
+        return FileLock(folder / f"{server}.lock", thread_local=False)
+
+    def adopt(self) -> list[dict[str, Any]]:
+        """The kept messages no live server answers, now this serving store's to answer, oldest first.
+
+        A message is answered by the server that kept it while that one lives, and by exactly one other
+        once it is gone: a new server starting while the old one finishes its turns, a blue/green pair on
+        one store, or two servers starting at once after a killed one would each have answered it. A
+        server is gone when its lock can be taken; the row changes hands in one statement, so only one
+        taker gets it.
+        """
+        assert self.server is not None, "adopt() is for a serving store (serve())"
+        owners = [row["owner"] for row in self.db.query(
+            "SELECT DISTINCT owner FROM pending WHERE answered IS NULL AND owner IS NOT ?", [self.server])]
+        rows: list[dict[str, Any]] = []
+        for owner in owners:
+            lock = self._server_lock(owner) if owner is not None else None
+            try:
+                if lock is not None:
+                    lock.acquire(timeout=0)
+            except Timeout:  # alive: its messages are its own
+                continue
+            try:
+                with self._lock:
+                    rows += self.db.execute_returning_dicts(
+                        "UPDATE pending SET owner = ? WHERE owner IS ? AND answered IS NULL RETURNING *",
+                        [self.server, owner])
+            finally:
+                if lock is not None:
+                    Path(lock.lock_file).unlink(missing_ok=True)
+                    lock.release()
         for row in rows:
             row["metadata"] = json.loads(row["metadata"] or "{}")
-        return rows
+        return sorted(rows, key=lambda row: row["id"])
 
     def add_message(self, conversation_id: str, role: str, text: str, channel: str = "web",
                     author: str | None = None, buttons: list[dict[str, str]] | None = None) -> int:

@@ -51,6 +51,9 @@ class Slow(Action):
         return []
 '''
 
+GATE = '''while not __import__("pathlib").Path({gate!r}).exists():
+            await asyncio.sleep(0.05)'''
+
 
 def serve(root: str, port: int) -> None:
     """The child process: exactly ``bot serve ROOT --port PORT``."""
@@ -271,13 +274,36 @@ async def test_sockets_that_never_answer_do_not_hold_up_sigterm(tiny_demo_bot: P
     assert took < 5, took  # no turn in flight: nothing to wait the shutdown's 5 s for (it took twice that)
 
 
-async def test_a_slack_message_acknowledged_before_a_kill_is_answered_by_the_next_server(
-        tiny_demo_bot: Path, tmp_path: Path, aiohttp_server: Any) -> None:
-    """Slack never sends an acknowledged event again, so the store keeps it until it is answered, and its key
-    for Slack's retry window after: a retry reaching the next server was answered a second time."""
+@dataclass
+class SlowSlack:
+    """A bot whose /track_order takes 2 s, on a local stand-in for Slack's chat.postMessage."""
+
+    root: Path
+    secret: str
+    posts: list[dict[str, Any]]
+
+    def event(self, number: int) -> tuple[bytes, dict[str, str]]:
+        """Direct message ``number`` asking for /track_order, signed now: its body and headers."""
+        from bot.channels.slack import slack_signature
+
+        event = {"type": "event_callback", "team_id": "T1", "event_id": f"Ev{number}",
+                 "event": {"type": "message", "channel_type": "im", "user": "U1", "channel": "D1",
+                           "ts": f"1700000000.00010{number}", "text": "/track_order"}}
+        body = json.dumps(event).encode()
+        timestamp = str(int(time.time()))
+        return body, {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
+                      "X-Slack-Signature": slack_signature(self.secret, timestamp, body)}
+
+    async def answers(self, count: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.posts) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # time for a second answer, which must not come
+
+
+async def slow_slack(tiny_demo_bot: Path, root: Path, aiohttp_server: Any, action: str = SLOW_ACTION) -> SlowSlack:
     from aiohttp import web
 
-    from bot.channels.slack import slack_signature
     from tests.conftest import configured_copy
 
     posts: list[dict[str, Any]] = []
@@ -289,32 +315,30 @@ async def test_a_slack_message_acknowledged_before_a_kill_is_answered_by_the_nex
     api = web.Application()
     api.router.add_post("/api/chat.postMessage", post_message)
     slack = {"signing_secret": "kill-secret", "bot_token": "xoxb-kill", "api_url": str((await aiohttp_server(api)).make_url("/api/"))}
-    root = configured_copy(tiny_demo_bot, tmp_path / "kept", **CHAOS_CONFIG, channels={"slack": slack},
-                           actions={"map": {"track_order": "action_slow"}, "timeout": 10})
+    configured_copy(tiny_demo_bot, root, **CHAOS_CONFIG, channels={"slack": slack},
+                    actions={"map": {"track_order": "action_slow"}, "timeout": 10})
     shutil.rmtree(root / "actions")
     (root / "actions").mkdir()
-    (root / "actions" / "slow.py").write_text(SLOW_ACTION)
-    event = {"type": "event_callback", "team_id": "T1", "event_id": "Ev1",
-             "event": {"type": "message", "channel_type": "im", "user": "U1", "channel": "D1",
-                       "ts": "1700000000.000100", "text": "/track_order"}}
-    body = json.dumps(event).encode()
+    (root / "actions" / "slow.py").write_text(action)
+    return SlowSlack(root, slack["signing_secret"], posts)
+
+
+async def test_a_slack_message_acknowledged_before_a_kill_is_answered_by_the_next_server(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_server: Any) -> None:
+    """Slack never sends an acknowledged event again, so the store keeps it until it is answered, and its key
+    for Slack's retry window after: a retry reaching the next server was answered a second time."""
+    bot = await slow_slack(tiny_demo_bot, tmp_path / "kept", aiohttp_server)
+    body, headers = bot.event(1)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        server = await start(root, session)
-        timestamp = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
-                   "X-Slack-Signature": slack_signature(slack["signing_secret"], timestamp, body)}
+        server = await start(bot.root, session)
         async with session.post(f"{server.url}/slack/events", data=body, headers=headers) as response:
             assert response.status == 200  # acknowledged: Slack will not send it again
         await asyncio.sleep(0.7)  # the turn is inside the 2 s action
         server.process.kill()
         server.process.join(10)
-        assert posts == []
-        server = await start(root, session)
-        for _ in range(200):
-            if posts:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)  # time for a second answer, which must not come
+        assert bot.posts == []
+        server = await start(bot.root, session)
+        await bot.answers(1)
         # Slack's retry of an event whose acknowledgement a killed server never sent reaches the next one
         retry = {**headers, "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
         async with session.post(f"{server.url}/slack/events", data=body, headers=retry) as response:
@@ -322,11 +346,45 @@ async def test_a_slack_message_acknowledged_before_a_kill_is_answered_by_the_nex
         await asyncio.sleep(0.5)
         server.process.terminate()
         server.process.join(30)
-    assert [(p["channel"], p["thread_ts"], p["text"]) for p in posts] == [("D1", "1700000000.000100", "looked it up slowly")]
-    with sqlite3.connect(root / "dialogues.db") as db:
+    assert [(p["channel"], p["thread_ts"], p["text"]) for p in bot.posts] == [("D1", "1700000000.000101", "looked it up slowly")]
+    with sqlite3.connect(bot.root / "dialogues.db") as db:
         assert db.execute("SELECT count(*) FROM pending WHERE answered IS NULL").fetchone() == (0,)
-        assert db.execute("SELECT role, text FROM turns WHERE conversation_id = 'slack:T1:D1:1700000000.000100'"
+        assert db.execute("SELECT role, text FROM turns WHERE conversation_id = 'slack:T1:D1:1700000000.000101'"
                           ).fetchall() == [("user", "/track_order"), ("bot", "looked it up slowly")]
+
+
+async def test_two_servers_on_one_store_answer_each_kept_message_once(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_server: Any) -> None:
+    """A server started while another serves the same store (a blue/green pair, or a restart overlapping the
+    old process) answered at start the messages the other was still answering: two answers each. It leaves
+    them to their server while that one lives, and answers them once it dies."""
+    gate = tmp_path / "open"  # /track_order answers once this file exists
+    bot = await slow_slack(tiny_demo_bot, tmp_path / "pair", aiohttp_server,
+                           SLOW_ACTION.replace("await asyncio.sleep(2)", GATE.format(gate=str(gate))))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        blue = await start(bot.root, session)
+        body, headers = bot.event(1)
+        async with session.post(f"{blue.url}/slack/events", data=body, headers=headers) as response:
+            assert response.status == 200
+        green = await start(bot.root, session)  # while blue's turn waits at the gate
+        await asyncio.sleep(1)
+        gate.touch()
+        await bot.answers(1)
+        assert len(bot.posts) == 1, bot.posts
+        gate.unlink()
+        body, headers = bot.event(2)
+        async with session.post(f"{blue.url}/slack/events", data=body, headers=headers) as response:
+            assert response.status == 200
+        await asyncio.sleep(0.7)
+        blue.process.kill()
+        blue.process.join(10)
+        gate.touch()
+        await bot.answers(2)  # green, still serving, takes over what blue left
+        green.process.terminate()
+        green.process.join(30)
+    assert sorted(p["thread_ts"] for p in bot.posts) == ["1700000000.000101", "1700000000.000102"]
+    with sqlite3.connect(bot.root / "dialogues.db") as db:
+        assert db.execute("SELECT count(*) FROM pending WHERE answered IS NULL").fetchone() == (0,)
 
 
 def main() -> None:

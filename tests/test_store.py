@@ -122,31 +122,74 @@ def test_a_store_another_process_holds_locked_is_named_as_such(tmp_path: Path, m
         holder.close()
 
 
+def kept(store: Store) -> list[tuple[int, str, dict[str, str]]]:
+    """The kept platform messages not answered yet: id, text and metadata."""
+    return [(row["id"], row["text"], json.loads(row["metadata"]))
+            for row in store.db.query("SELECT * FROM pending WHERE answered IS NULL ORDER BY id")]
+
+
 def test_a_kept_platform_message_waits_until_its_exchange_is_logged(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     first = store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "card 4111 1111 1111 1111?", {"ts": "1.1"})
     second = store.receive("slack:ts:C1:1.2", "slack:T1:C1:1.2", "slack", "U1", "hello", {"ts": "1.2"})
     assert first is not None and second is not None
     assert store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "again", {}) is None  # a redelivery
-    kept = store.unanswered()
-    assert [(r["id"], r["text"], r["metadata"]) for r in kept] == [(first, "card [CARD]?", {"ts": "1.1"}),
-                                                                   (second, "hello", {"ts": "1.2"})]
+    assert kept(store) == [(first, "card [CARD]?", {"ts": "1.1"}), (second, "hello", {"ts": "1.2"})]
     store.log_exchange(Exchange("slack:T1:C1:1.1", "slack", "U1", "card [CARD]?", None, "Sorry?", None, 0.2, [],
                                 "fallback", "v0001", pending_id=first))  # answered: forgotten in the same transaction
     store.answered(second)  # a turn that ended without an exchange
-    assert store.unanswered() == []
+    assert kept(store) == []
     # A redelivery within the platform's retry window is known by its key, by the next server too; only the
     # key is kept of an answered message. A failed turn's is forgotten: its redelivery may be answered.
     assert store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "again", {}) is None
     assert list(store.db.query("SELECT key, text, metadata FROM pending")) == [
         {"key": "slack:ts:C1:1.1", "text": "", "metadata": "{}"}]
     assert store.receive("slack:ts:C1:1.2", "slack:T1:C1:1.2", "slack", "U1", "hello", {}) is not None
-    store.answered(store.unanswered()[0]["id"])
+    store.answered(kept(store)[0][0])
     store.db.execute("UPDATE pending SET answered = answered - ?", [REDELIVERY_WINDOW_S + 1])
     assert store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "later", {}) is not None  # past it
-    assert [r["text"] for r in store.unanswered()] == ["later"]
+    assert [text for _, text, _ in kept(store)] == ["later"]
     assert store.db.execute("SELECT count(*) FROM pending").fetchone() == (1,)  # the old keys are gone
     store.close()
+
+
+KEEPER = """
+import sys, time
+from dialogues.store import Store
+store = Store(sys.argv[1])
+store.serve()
+store.receive("slack:ts:C1:2.1", "slack:T1:C1:2.1", "slack", "U1", "where is my parcel?", {})
+print("kept", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_kept_message_is_its_servers_while_it_lives_then_one_other_servers(tmp_path: Path) -> None:
+    """Every server answered at start every kept message: a server started beside a live one answered that
+    one's messages in flight too, and two started after a killed one both answered its messages."""
+    path = tmp_path / "dialogues.db"
+    Store(path).receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "kept before servers had names", {})
+    keeper = subprocess.Popen([sys.executable, "-c", KEEPER, str(path)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert keeper.stdout is not None and keeper.stdout.readline() == "kept\n"
+        green, blue = Store(path), Store(path)
+        green.serve()
+        blue.serve()
+        assert [row["text"] for row in green.adopt()] == ["kept before servers had names"]
+        assert blue.adopt() == []  # green has it; the live keeper keeps its own
+        keeper.kill()  # however it dies, the system lets go of its lock
+        keeper.wait(30)
+        taken = blue.adopt()
+        assert [(row["text"], row["owner"]) for row in taken] == [("where is my parcel?", blue.server)]
+        assert green.adopt() == []
+        assert [row["text"] for row in blue.adopt()] == []  # its own are not taken again
+        blue.close()  # a server that stops leaves what it kept to the next
+        assert [row["id"] for row in green.adopt()] == [row["id"] for row in taken]
+        green.close()
+        assert list((tmp_path / "dialogues.db.servers").iterdir()) == []  # no lock file outlives its server
+    finally:
+        keeper.kill()
+        keeper.wait(30)
 
 
 def test_the_overdue_and_waiting_customers_come_from_the_inbox(tmp_path: Path) -> None:
