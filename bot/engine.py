@@ -134,7 +134,7 @@ class Bot:
         conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
         slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
         fallbacks = conversation["fallbacks"] if conversation else 0
-        language = turn_language(self.config.language, text, slots.get(SLOT))
+        language = turn_language(self.config.language, text, slots.get(SLOT) or turn.language)
         self._keep_language(slots, language)
 
         handed_off = bool(conversation and conversation["status"] == "handed_off")

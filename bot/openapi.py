@@ -127,6 +127,8 @@ class WidgetSettings(_Body):
     title: str
     language: str
     max_message_chars: int = Field(description="the longest message /api/chat takes, in characters (code points)")
+    readable: str = Field(description="a pattern a message must match somewhere (ECMA-262, as `text`'s): a message of "
+                                      "spaces and invisible characters alone is refused")
 
 
 class HealthResponse(_Body):

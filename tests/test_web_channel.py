@@ -18,6 +18,8 @@ from typing import Any, AsyncIterator
 import pytest
 
 from bot.channels import web as web_channel
+from bot.language import READABLE
+from bot.project import load_project
 from bot.server import BOT, create_app
 from dialogues.store import Store
 
@@ -87,6 +89,37 @@ async def test_bad_requests_are_400_with_a_reason(client: Any) -> None:
     response = await client.post("/api/feedback", json={"conversation_id": "web-1", "turn_id": 10**9, "value": 1})
     assert response.status == 404 and "no bot turn" in (await response.json())["error"]
     assert (await client.post("/api/feedback", json={"conversation_id": "web-1", "turn_id": 1, "value": 5})).status == 400
+
+
+async def test_half_an_emoji_is_read_as_a_replacement_character_on_both_paths(client: Any) -> None:
+    """A text with half of a surrogate pair (well-formed JSON: ``"\\ud83d"``) was refused as malformed JSON over
+    HTTP and as no string over the socket, again on every Retry: the customer could never send it."""
+    http, socket_id = new_id(), new_id()
+    body = '{"conversation_id": "%s", "text": "where is my order 789 \\ud83d"}'
+    response = await client.post("/api/chat", data=(body % http).encode(), headers={"Content-Type": "application/json"})
+    assert response.status == 200, await response.text()
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_str(body % socket_id)
+        assert (await ws.receive_json())["type"] == "reply"
+    for cid in (http, socket_id):
+        history = await (await client.get(f"/api/conversations/{cid}/history")).json()
+        assert history["turns"][0]["text"] == "where is my order 789 \ufffd"
+        assert history["turns"][1]["role"] == "bot"
+    response = await client.post("/api/chat", data=b'{"conversation_id": "web-1", "text": "x\\ud83d", "extra": 1}',
+                                 headers={"Content-Type": "application/json"})
+    assert response.status == 400 and (await response.json())["error"] == "extra: unknown field"  # still checked
+
+
+async def test_the_pages_language_answers_a_message_in_no_language(client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A first message without a letter (an order number) on a Chinese page was answered in English."""
+    fallback = load_project(web_demo_bot.root).config.fallback.message
+    for language, text, expected in [("zh", "？？", "zh"), (None, "？？", "en"), ("zh", "hello?!", "en")]:
+        response = await client.post("/api/chat", json={"conversation_id": new_id(), "text": text,
+                                                        **({"language": language} if language else {})})
+        reply = await response.json()
+        assert reply["reply"] == fallback[expected], (language, text, reply)
+    response = await client.post("/api/chat", json={"conversation_id": new_id(), "text": "hi", "language": "fr"})
+    assert response.status == 400 and (await response.json())["error"].startswith("language: ")
 
 
 async def test_feedback_only_on_a_turn_of_the_given_conversation(client: Any, web_demo_bot: SimpleNamespace) -> None:
@@ -205,7 +238,8 @@ async def test_cors_for_listed_origins_only(client: Any, web_demo_bot: SimpleNam
 
     response = await client.get("/api/widget", headers={"Origin": allowed})
     assert response.headers["Access-Control-Allow-Origin"] == allowed
-    assert await response.json() == {"title": "Demo Shop support", "language": "multi", "max_message_chars": 4000}
+    assert await response.json() == {"title": "Demo Shop support", "language": "multi", "max_message_chars": 4000,
+                                     "readable": READABLE}
     assert "Access-Control-Allow-Origin" not in (await client.get("/api/widget", headers={"Origin": other})).headers
     # errors carry the header too, so the widget can read the reason
     response = await client.post("/api/chat", data=b"{", headers={"Origin": allowed})

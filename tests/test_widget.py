@@ -653,7 +653,7 @@ LOSING_WEBSOCKET = """
 (() => {
   const Real = window.WebSocket;
   window.WebSocket = function (...args) {  // lost at once, as in a tunnel, right after the next message goes out
-    const ws = new Real(...args);
+    const ws = new Real(...(window.__down ? ["ws://127.0.0.1:9/"] : args));  // __down: no new one connects
     const send = ws.send.bind(ws);
     ws.send = (data) => {
       const message = JSON.parse(data).type === "message";
@@ -691,6 +691,44 @@ def test_a_slow_answer_to_a_message_out_when_the_socket_was_lost_is_shown_once(
         expect(page.locator(".msg.user", has_text=text)).to_have_attribute("data-turn-id", re.compile(r"\d+"))
     expect(widget.bot_replies()).to_have_count(2)
     assert [t["role"] for t in api.history(widget.conversation_id())["turns"]] == ["user", "bot"] * 2
+
+
+def test_a_message_the_socket_lost_shows_above_the_answers_to_the_next(open_widget: Any, api: SimpleNamespace,
+                                                                       slow_turns: None) -> None:
+    """The answer to the next message, come while the widget still looked for the lost one in the history,
+    showed above both messages."""
+    widget = open_widget(init_script=LOSING_WEBSOCKET, pollInterval=60_000)
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    page.evaluate("window.__loseNext = window.__down = true")
+    widget.send("slow 2 where is my parcel")
+    expect(page.locator(".msg.user")).to_have_count(1)
+    widget.send("how do refunds work?")  # over HTTP, answered after the first turn, before the widget looks again
+    expect(widget.bot_replies()).to_have_count(2, timeout=20_000)
+    expect(page.locator(".status-line")).to_have_count(0, timeout=20_000)
+    history = api.history(widget.conversation_id())["turns"]
+    assert [t["text"] for t in history if t["role"] == "user"] == ["slow 2 where is my parcel", "how do refunds work?"]
+    shown = page.locator(".msg[data-turn-id]")
+    expect(shown).to_have_count(4)
+    assert [int(i) for i in shown.evaluate_all("(nodes) => nodes.map((n) => n.dataset.turnId)")] == [t["id"] for t in history]
+
+
+def test_a_message_of_invisible_characters_is_not_sent(open_widget: Any, api: SimpleNamespace) -> None:
+    """Zero-width spaces alone enabled Send, and the message came back as Not sent, the server's refusal unsaid."""
+    widget = open_widget()
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    box = page.locator("textarea")
+    box.fill("\u200b\u200b\u2060")
+    expect(page.locator("button[type=submit]")).to_be_disabled()
+    box.press("Enter")
+    page.wait_for_timeout(500)
+    expect(page.locator(".msg.user")).to_have_count(0)
+    box.fill("\u200bhello")
+    expect(page.locator("button[type=submit]")).to_be_enabled()
+    box.press("Enter")
+    expect(widget.bot_replies()).to_have_count(1)
+    assert [t["role"] for t in api.history(widget.conversation_id())["turns"]] == ["user", "bot"]
 
 
 def test_a_message_lost_before_the_server_had_it_stays_not_sent(open_widget: Any, api: SimpleNamespace) -> None:
@@ -769,8 +807,13 @@ def test_chinese_ui_strings(open_widget: Any) -> None:
 def test_a_chinese_customer_gets_the_fallback_and_its_buttons_in_chinese(open_widget: Any,
                                                                           web_demo_bot: SimpleNamespace) -> None:
     """The demo is bilingual: a Chinese message gets bot.yml's Chinese fallback and button titles, and
-    the intent a button picks answers in Chinese too, though its payload is in no language."""
+    the intent a button picks answers in Chinese too, though its payload is in no language. A first message
+    in no language on a Chinese page is answered in Chinese: it was in English."""
     fallback = load_project(web_demo_bot.root).config.fallback
+    first = open_widget(page_lang="zh-CN")
+    first.send("？？")
+    expect(first.bot_replies()).to_have_count(1)
+    assert text_of(first.bot_replies().first.locator(".bubble")) == fallback.message["zh"]
     widget = open_widget(page_lang="zh-CN")
     widget.send("我的包裹一直没到")
     expect(widget.bot_replies()).to_have_count(1)

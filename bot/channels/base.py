@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from bot.language import INVISIBLE, SLOT, blank
+from bot.language import INVISIBLE, SLOT, Language, blank
 from bot.project import ProjectError, valid_unicode
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ class Turn:
     metadata: dict[str, Any] = field(default_factory=dict)
     pending_id: int | None = None  # a platform message kept in the store until answered (PlatformChannel.keep)
     seen: tuple[str, ...] = ()  # the keys its channel knows a redelivery of it by (RecentKeys)
+    language: Language | None = None  # the customer's page's, for a conversation whose language is not known yet
 
 
 _INVISIBLE_RUNS = re.compile(f"[{INVISIBLE}]+")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -25,7 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from bot.channels.base import (DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, load_json, readable, store_failed,
                                store_unavailable)
-from bot.language import READABLE
+from bot.language import READABLE, Language
 from bot.limits import count_message, count_request, retry_after
 from bot.project import first_error
 
@@ -54,6 +55,9 @@ class ChatRequest(ConversationRequest):
     # The pattern is published for clients; WebChannel.chat checks it, with an error that says what is wrong.
     text: str = Field(..., min_length=1, json_schema_extra={"pattern": READABLE})
     user: str | None = Field(None, max_length=128)
+    language: Language | None = Field(None, description=(
+        "the page's language: the reply's while the conversation has none yet, as when its first message "
+        "has no letter in it (an order number); a message in the other language still gets its own"))
 
 
 class JoinRequest(ConversationRequest):
@@ -97,9 +101,35 @@ def bad_request(exc: ValidationError | ValueError) -> web.HTTPException:
     return http_error(web.HTTPBadRequest, error_message(exc))
 
 
+_HALVES = re.compile("[\ud800-\udfff]")
+
+
+def whole_characters(data: Any) -> Any:
+    """Parsed JSON with each half of a surrogate pair (``"\\ud83d"`` alone: JSON can carry one, no text can
+    hold it) made U+FFFD, as a browser makes it in what a page sends: a text pasted with half an emoji is
+    answered, where it was refused again on every Retry as malformed JSON."""
+    if isinstance(data, str):
+        return _HALVES.sub("\ufffd", data)
+    if isinstance(data, list):
+        return [whole_characters(item) for item in data]
+    if isinstance(data, dict):
+        return {whole_characters(key): whole_characters(value) for key, value in data.items()}
+    return data
+
+
 async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
+    body = await in_time(request.read())
     try:
-        return model.model_validate_json(await in_time(request.read()))
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        if first_error(exc)["type"] != "json_invalid":
+            raise bad_request(exc) from None
+        try:  # Python's parser takes half a surrogate pair, which pydantic's calls malformed
+            whole = json.dumps(whole_characters(load_json(body)))
+        except ValueError:
+            raise bad_request(exc) from None
+    try:
+        return model.model_validate_json(whole)
     except ValidationError as exc:
         raise bad_request(exc) from None
 
@@ -125,7 +155,7 @@ def read_socket_frame(data: str) -> tuple[str, dict[str, Any]]:
     """A socket frame ``{"type": "message" | "join", ...}``: its type (a frame without one is a message) and
     its other fields, not yet validated, so that an error in them can say which request it refuses."""
     try:
-        body = load_json(data)
+        body = whole_characters(load_json(data))
     except ValueError:
         raise Refused("body: malformed JSON") from None
     if not isinstance(body, dict):
@@ -227,7 +257,7 @@ class WebChannel(Channel):
             raise Refused(f"text: longer than {self.max_chars} characters")
         if not readable(request.text):
             raise Refused("text: nothing to read (only spaces, control or zero-width characters)")
-        turn = Turn(request.conversation_id, request.text, self.name, request.user)
+        turn = Turn(request.conversation_id, request.text, self.name, request.user, language=request.language)
         reply = (await self.bot.handle(turn)).to_json()
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
                          skip=origin)
@@ -339,9 +369,10 @@ class WebChannel(Channel):
 
     async def widget_settings(self, request: web.Request) -> web.Response:
         """What the widget shows unless its embedding page says otherwise (the title and language), and the
-        longest message it may send, which a customer is told before sending instead of after."""
+        longest message it may send and what a message must hold, which a customer is told before sending
+        instead of after."""
         return web.json_response({"title": self.settings.get("title", "Support"), "language": self.bot.config.language,
-                                  "max_message_chars": self.max_chars})
+                                  "max_message_chars": self.max_chars, "readable": READABLE})
 
     # --- the output side -------------------------------------------------------------------------
 

@@ -481,9 +481,12 @@
     else bubble.append(renderMarkdown(text));
     message.append(bubble);
     if (role === "bot" && turnId != null) message.append(feedbackButtons(turnId, feedback || 0));
-    // In the conversation's order: another tab's turn, read while this tab's own message is out, goes
-    // before that message, and before any later turn already shown.
-    const later = turnId == null ? null : [...log.children].find((node) =>
+    // In the conversation's order: after every earlier turn shown, then before any later one and before this
+    // tab's messages still out (another tab's turn, read meanwhile, is older than they are). A message the
+    // socket lost stays out until the history has it, but the answer to the next one goes after that one.
+    const nodes = [...log.children];
+    const earlier = nodes.findLastIndex((node) => Number(node.dataset.turnId) < turnId);
+    const later = turnId == null ? null : nodes.slice(earlier + 1).find((node) =>
       node.dataset.turnId ? Number(node.dataset.turnId) > turnId : node.classList.contains("out"));
     log.insertBefore(message, later || null);
     if (role !== "user") markUnread();
@@ -649,10 +652,10 @@
     if (await socketReady()) {
       return new Promise((resolve, reject) => {
         waiting.push({ resolve, reject });
-        socket.send(JSON.stringify({ type: "message", conversation_id: conversationId, text }));
+        socket.send(JSON.stringify({ type: "message", conversation_id: conversationId, text, language: lang }));
       });
     }
-    return api("POST", "/api/chat", { conversation_id: conversationId, text });
+    return api("POST", "/api/chat", { conversation_id: conversationId, text, language: lang });
   }
 
   function pushed(role, text, turnId, author) {
@@ -827,7 +830,7 @@
     input.setCustomValidity(""); // a "too long" note lasts until the text changes
     input.style.height = "auto";
     input.style.height = `${Math.min(input.scrollHeight, 120)}px`;
-    sendButton.disabled = !input.value.trim();
+    sendButton.disabled = !readable.test(input.value);
   }
   input.addEventListener("input", resize);
   input.addEventListener("keydown", (event) => {
@@ -839,9 +842,12 @@
   // The server's limit, in characters as it counts them (code points: a textarea's maxLength counts UTF-16
   // units, and cut pasted text silently). A longer message stays in the box with a note, not sent to fail.
   let maxChars = 4000;
+  // What a message must hold (GET /api/widget): zero-width spaces alone were sent, and refused, as Not sent.
+  let readable = /\S/;
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value;
+    if (!readable.test(text)) return;
     if ([...text.trim()].length > maxChars) {
       input.setCustomValidity(t.tooLong.replace("{max}", maxChars));
       input.reportValidity();
@@ -858,6 +864,7 @@
     api("GET", "/api/widget").then((settings) => {
       if (!config.title && settings.title) title.textContent = settings.title;
       if (settings.max_message_chars > 0) maxChars = settings.max_message_chars;
+      if (settings.readable) readable = new RegExp(settings.readable);
     }).catch(() => {});
     const hadHistory = await loadHistory();
     if (!hadHistory && config.greeting !== false) addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting);
