@@ -107,6 +107,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
     """Create a bot folder in DIRECTORY."""
     from bot.importer import BOT_FILES
 
+    if demo and from_jsonl is not None:  # it built the bot from the file alone, the --demo unsaid
+        raise click.UsageError("--demo and --from-jsonl each give the bot's files: use one")
     taken = [name for name in BOT_FILES if (directory / name).exists()]
     if taken and not force:  # a Rasa project, or a bot, whose data the starter's would replace
         fail(f"{directory} already has {', '.join(taken)}; use --force to overwrite")
@@ -234,6 +236,8 @@ def ask(prompt: str) -> str:
     """``input(prompt)``, where Ctrl-C ends the wait at once. The kernel may hand SIGINT to any of the
     process's threads (torch's, the tokenizer's): then the main thread's read of the terminal is not
     interrupted and waits for Enter. The signal's wakeup fd hears it whichever thread it lands on."""
+    if sys.stdin is None:  # closed (`<&-`, a service without one): the end of input
+        raise EOFError
     if not sys.stdin.isatty():
         return input(prompt)
     import select
@@ -775,9 +779,10 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per version.")
 def models(directory: Path, as_json: bool) -> None:
     """List the model versions of DIRECTORY with their figures; * marks the serving one."""
-    from finetune.registry import Registry
+    from finetune.registry import Registry, RegistryError
 
-    versions = Registry(load_project(directory).models_dir).versions()
+    registry = Registry(load_project(directory).models_dir)
+    versions = registry.versions()
     if not versions:
         fail(f"no model versions in {directory}; run `bot train {directory}`")
     if not as_json:  # accuracy: on the frozen evaluation set, at the version's (calibrated) intent threshold
@@ -794,6 +799,11 @@ def models(directory: Path, as_json: bool) -> None:
                                for x in (v.metrics.get("accuracy"), v.meta.get("intent_threshold")))
         click.echo(f"{'*' if v.current else ' '} {v.name:<9}{str(v.meta.get('created', '')):<26}"
                    f"{str(v.meta.get('mode', 'train')):<15}{accuracy:>9}{threshold:>10}  {status}")
+    if not any(v.current for v in versions):  # no * in the list: say why, and what to run
+        try:
+            registry.current_path()
+        except RegistryError as exc:
+            click.echo(f"note: none of them serves: {exc}", err=True)
 
 
 @cli.command()

@@ -21,6 +21,7 @@ from yarl import URL
 from bot.language import LANGUAGES, SLOT, Language, Text
 from bot.responses import MAX_REPLY_CHARS, ResponseVariant, Responses
 from retrieval.options import IndexOptions, IndexType, Settings
+from retrieval.text import model_text
 
 # The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
 HANDOFF_PAYLOAD = "/handoff"
@@ -380,9 +381,11 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         line = text.count("\n", 0, exc.position) + 1
         raise ProjectError(f"{path}:{line}: the control character U+{exc.character:04X} is not allowed in YAML; remove it") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark, context, opened = (getattr(exc, name, None) for name in ("problem_mark", "context", "context_mark"))
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ProjectError(f"{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
+        # What was open when the problem was found, and where: a quote never closed is found at the file's end
+        since = f" ({context}, on line {opened.line + 1})" if context and opened and mark and opened.line != mark.line else ""
+        raise ProjectError(f"{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}{since}") from None
     _refuse_repeated_keys(path, node)
     return data, node
 
@@ -527,10 +530,10 @@ def _folded(node: yaml.Node | None, i: int) -> bool:
 
 
 def same_example(text: str) -> str:
-    """What two examples share when they are one message to the classifier: spacing, case and character
-    width aside (the server reads "在吗？" as "在吗?", NFKC, so examples under two intents would teach
-    the classifier two answers to one message)."""
-    return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
+    """What two examples share when they are one message to the classifier: spacing, case, character
+    width and Chinese script aside (the server reads "在吗？" as "在吗?", NFKC, and the models read 取消訂單
+    as 取消订单, so examples under two intents would teach the classifier two answers to one message)."""
+    return model_text(" ".join(unicodedata.normalize("NFKC", text).split()).casefold())
 
 
 def load_nlu(path: Path,

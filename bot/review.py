@@ -8,6 +8,7 @@ stopping halfway loses nothing.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -150,6 +151,8 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
             except ValueError as exc:
                 raise click.BadParameter(str(exc)) from None
 
+        if sys.stdin is None:  # closed (`<&-`, a cron job without one): the end of input
+            break
         try:
             answer: Answer = click.prompt("label", default=SKIP, value_proc=parse, show_default=False)
         except click.Abort:  # end of input (Ctrl-D): what was labelled is already stored

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.language import written_in
 from bot.nlu import answer_encoder, finite_weights
 from bot.project import Example, Project, ProjectError
 from bot.responses import TEMPLATE_ANSWER
@@ -25,6 +26,7 @@ from dialogues.export import about_one_case
 from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.evaluation import read_jsonl
 from finetune.metrics import evaluate
+from finetune.models import DEFAULT_ALIASES, MPNET_ALIASES
 from finetune.registry import Registry
 from finetune.train import TrainConfig, train_classifier
 from retrieval.index import Answer, AnswerIndex
@@ -199,12 +201,27 @@ def train_config(project: Project) -> TrainConfig:
                        interpolate=project.config.learning.interpolate)
 
 
+def readable_by_base(project: Project, examples: list[Example]) -> None:
+    """Refuse, before the minutes of training, examples mostly in Chinese for one of the English base models:
+    ``language: en`` on a Chinese bot trained and promoted a model that understood none of them."""
+    base = project.config.base_model
+    if base.strip().lower() not in DEFAULT_ALIASES | MPNET_ALIASES:  # the shop's own model may read anything
+        return
+    chinese = sum(written_in(e.text) == "zh" for e in examples)
+    if chinese * 5 > len(examples):
+        raise ProjectError(f"{project.root / 'bot.yml'}: {chinese:,} of the {len(examples):,} examples are in Chinese, "
+                           f"which the English model that language: {project.config.language} trains ({base}) "
+                           "cannot read: set language: zh, or multi for English and Chinese")
+
+
 def fit(project: Project, examples: list[Example], held: list[Example], device: str | None = None,
         progress: bool = True, init_from: IntentClassifier | None = None,
         transfer: list[str] | None = None) -> IntentClassifier:
     """Fine-tune the bot's classifier on ``examples`` and fit its n-gram vote, whose share the ``held``
     examples choose; ``init_from`` warm-starts from a model with the same intents, which keeps its
     answers on the unlabelled ``transfer`` messages (see :func:`train_classifier`)."""
+    if init_from is None:  # a warm start goes on from the serving model, which read them
+        readable_by_base(project, examples)
     texts, intents = [e.text for e in examples], [e.intent for e in examples]
     classifier = train_classifier(texts, intents, project.config.base_model, train_config(project), device=device,
                                   progress=progress, init_from=init_from, transfer=transfer)

@@ -24,7 +24,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 
 from finetune.lexical import CharNgrams, choose_share
-from retrieval.encoder import model_text
+from retrieval.text import model_text
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class IntentClassifier(torch.nn.Module):
 
     def read(self, texts: list[str]) -> list[str]:
         """``texts`` as the encoder and the n-gram vote read them: Traditional Chinese as Simplified
-        (:func:`~retrieval.encoder.model_text`). A model trained before deskbot read text so learnt the
+        (:func:`~retrieval.text.model_text`). A model trained before deskbot read text so learnt the
         characters as written, and reads them so still; training it anew switches it over."""
         return [model_text(t) for t in texts] if self.simplified else texts
 

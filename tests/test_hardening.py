@@ -904,7 +904,11 @@ def test_broken_model_folders_and_settings_get_one_line_errors(tiny_demo_bot: Pa
 
     root = configured_copy(tiny_demo_bot, tmp_path / "bot")
     (root / "models" / "CURRENT").write_text("v0005\n")  # a version deleted by hand
-    assert "no model version 'v0005'" in run("info", str(root))
+    assert f"{root / 'models' / 'CURRENT'} names 'v0005', but no model version 'v0005'" in run("info", str(root))
+    listed = CliRunner().invoke(cli, ["models", str(root)])  # listed with no * and not a word why
+    assert listed.exit_code == 0 and "v0001" in listed.output and "*" not in listed.output
+    assert f"note: none of them serves: {root / 'models' / 'CURRENT'} names 'v0005'" in listed.output
+    assert f"`bot rollback {root} VERSION`" in listed.output
     (root / "models" / "CURRENT").write_text("v0001\n")
     assert CliRunner().invoke(cli, ["chat", str(root), "--device", "cpu"], input="hello\n").exit_code == 0
     truncate(root / "models" / "v0001" / "classifier" / "head.safetensors")

@@ -63,6 +63,26 @@ def test_chinese_messages_make_a_chinese_bot_on_the_multilingual_encoder(tmp_pat
     assert [v.text for v in project.responses.templates["top_up"]] == ["感谢您关于“top up”的留言，客服会尽快跟进。"]
 
 
+def test_chinese_examples_are_refused_for_an_english_model_before_training(tmp_path: Path) -> None:
+    """language: en on a Chinese bot trained the English model, scored 0 and was promoted."""
+    root, result = import_bot(tmp_path, CHINESE)
+    assert result.exit_code == 0, result.output
+    config = root / "bot.yml"
+    config.write_text(config.read_text().replace("language: zh", "language: en"))
+    refused = CliRunner().invoke(cli, ["train", str(root), "--device", "cpu"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output, refused.output
+    assert (f"{config}: 4 of the 4 examples are in Chinese, which the English model that language: en trains "
+            "(default) cannot read: set language: zh, or multi for English and Chinese") in refused.output
+    assert not (root / "models").exists() or not any((root / "models").glob("v*"))  # nothing trained or promoted
+
+
+def test_demo_and_from_jsonl_together_are_refused(tmp_path: Path) -> None:
+    """It built the bot from the file alone, the --demo unsaid."""
+    root, result = import_bot(tmp_path, CHINESE, "--demo")
+    assert result.exit_code == 2 and "--demo and --from-jsonl each give the bot's files: use one" in result.output
+    assert not root.exists()
+
+
 def test_a_mix_makes_a_bilingual_bot_with_a_placeholder_in_each_language(tmp_path: Path) -> None:
     root, result = import_bot(tmp_path, ENGLISH + CHINESE)
     assert result.exit_code == 0, result.output

@@ -112,7 +112,7 @@ def test_traditional_chinese_is_read_as_simplified_by_the_vote_the_classifier_an
     from sentence_transformers import SentenceTransformer
 
     from bot.nlu import answer_encoder
-    from retrieval.encoder import model_text
+    from retrieval.text import model_text
 
     body = SentenceTransformer(str(tiny_model), device="cpu")
     classifier = IntentClassifier(body, ["refund", "order", "address"])

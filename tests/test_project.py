@@ -164,6 +164,25 @@ def test_malformed_yaml_points_at_the_line(bot_dir: Path) -> None:
     assert "malformed YAML" in error_for(bot_dir)
 
 
+def test_a_quote_left_open_names_the_line_it_opens_on(bot_dir: Path) -> None:
+    """PyYAML finds it at the end of the file, a line that does not exist, and only that line was named."""
+    config = bot_dir / "bot.yml"
+    lines = config.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("name: "))
+    config.write_text(config.read_text().replace("name: ", 'name: "', 1))
+    assert error_for(bot_dir) == (f"{config}:{len(lines) + 1}: malformed YAML: found unexpected end of stream "
+                                  f"(while scanning a quoted scalar, on line {at + 1})")
+
+
+def test_an_example_under_two_intents_is_refused_in_either_chinese_script(bot_dir: Path) -> None:
+    """The models read 取消訂單 as 取消订单: under two intents, one in each script, it was let through."""
+    path = bot_dir / "nlu.yml"
+    text = path.read_text()
+    assert "    - 取消订单\n" in text
+    path.write_text(text.replace("- intent: track_order\n  examples: |\n", "- intent: track_order\n  examples: |\n    - 取消訂單\n", 1))
+    assert "'取消訂單' is an example of 'cancel_order' too" in error_for(bot_dir)
+
+
 def test_a_control_character_in_yaml_names_the_line(bot_dir: Path) -> None:
     path = bot_dir / "nlu.yml"
     lines = path.read_text().splitlines(keepends=True)

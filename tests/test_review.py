@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from bot.server import BOT, create_app
 from dialogues.review import ReviewItem, review_queue, uncertainty
 from dialogues.store import Exchange, LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier
+from tests.conftest import REPO
 
 AUTH = {"Authorization": "Bearer small-admin-token"}
 
@@ -189,6 +192,19 @@ def test_bot_review_labels_one_item_at_a_time_in_the_terminal(review_bot: Path) 
     # The next sitting starts with what is left; q stops at once.
     again = CliRunner().invoke(cli, ["review", str(review_bot)], input="q\n")
     assert again.exit_code == 0 and "1 item to review" in again.output and f"“{items[4].texts[0]}”" in again.output
+
+
+@pytest.mark.parametrize("command", ["review", "chat"])
+def test_a_closed_stdin_ends_the_terminal_commands_as_the_end_of_input_does(review_bot: Path, command: str) -> None:
+    """Run from a job with stdin closed (`<&-`), both ended in a traceback: Python gives them no stdin at all."""
+    store = Store(review_bot / "dialogues.db")
+    turn(store, "money back", 0.20, "fallback", 0.10)
+    store.close()
+    done = subprocess.run(["bash", "-c", f'"$0" -m bot.cli {command} "$1" --device cpu <&-', sys.executable, str(review_bot)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    if command == "review":
+        assert "1 item to review" in done.stdout and "Labelled 0 items (0 messages), skipped 0. 1 left." in done.stdout
 
 
 def test_a_reviewer_cannot_store_an_intent_nlu_yml_no_longer_has() -> None:
