@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -19,7 +20,7 @@ from typing import Any, Callable, TypeVar
 from bot.actions import ActionError, ActionRunner, action_call, action_domain
 from bot.batching import MicroBatcher
 from bot.channels.base import UNDELIVERED, DeliveryError, Reply, Turn, failure, normalise
-from bot.language import SLOT, Language, say, turn_language
+from bot.language import SCRIPT, SLOT, Language, Script, chinese_script, in_script, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
@@ -136,13 +137,15 @@ class Bot:
         fallbacks = conversation["fallbacks"] if conversation else 0
         language = turn_language(self.config.language, text, slots.get(SLOT) or turn.language)
         self._keep_language(slots, language)
+        script = self._keep_script(slots, text)
 
         handed_off = bool(conversation and conversation["status"] == "handed_off")
         if text == RESUME_PAYLOAD:  # "back to the bot", also when an agent has already handed it back
             if handed_off:
                 await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
             # A resume, not a handoff: the figures count the customer's way back apart from the requests.
-            decision = Decision("resume", None, 1.0, say(self.config.handoff.resumed_message, language))
+            decision = self._in_script(Decision("resume", None, 1.0, say(self.config.handoff.resumed_message, language)),
+                                       language, script)
             reply = Reply(decision.text, source="resume", language=language)
             reply.user_turn_id, reply.turn_id = await self._log(turn, text, None, decision, slots, 0)
             return reply
@@ -167,6 +170,9 @@ class Bot:
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, language, fallbacks)
+            if script:  # kept through an action's reset, as the language is
+                slots[SCRIPT] = script
+        decision = self._in_script(decision, language, script)
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
                       analysis.prediction.ranking, language=language)
         if decision.kind == "handoff":
@@ -206,6 +212,24 @@ class Bot:
         """A ``multi`` bot keeps the conversation's language in a slot, which its actions can read too."""
         if self.config.language == "multi":
             slots[SLOT] = language
+
+    def _keep_script(self, slots: dict[str, Any], text: str) -> Script | None:
+        """The Chinese script the conversation's customer writes (``chinese_script``), kept in a slot by a bot
+        that speaks Chinese. A button's payload is the shop's word, not the customer's: it keeps the script."""
+        kept = slots.get(SCRIPT)
+        script: Script | None = kept if kept in ("traditional", "simplified") else None  # not an action's own value
+        if self.config.language != "en" and not text.startswith("/"):
+            script = chinese_script(text, script)
+        if script:
+            slots[SCRIPT] = script
+        return script
+
+    def _in_script(self, decision: Decision, language: Language, script: Script | None) -> Decision:
+        """The reply in the Chinese script its customer writes (``in_script``), buttons' titles included."""
+        if language != "zh" or script is None:
+            return decision
+        return dataclasses.replace(decision, text=in_script(decision.text, script),
+                                   buttons=[{**b, "title": in_script(b["title"], script)} for b in decision.buttons])
 
     async def _analysis_for(self, text: str) -> Analysis:
         """A button payload such as ``/track_order`` selects that intent outright, as in Rasa."""

@@ -15,7 +15,10 @@ import itertools
 import re
 from typing import Annotated, Any, Literal, cast, get_args
 
+import opencc
 from pydantic import AfterValidator, PlainValidator
+
+from retrieval.text import model_text
 
 Language = Literal["en", "zh"]
 LANGUAGES: tuple[Language, ...] = get_args(Language)
@@ -64,6 +67,11 @@ def _text(value: Any) -> str | dict[Language, str]:
 # One text for every language, or one per language: {en: "Talk to a person", zh: 转人工}
 Text = Annotated[str | dict[Language, str], PlainValidator(_text)]
 SLOT = "language"  # the slot that holds a multi bot's conversation language
+SCRIPT = "chinese_script"  # the slot that holds the Chinese script a conversation's customer writes
+Script = Literal["traditional", "simplified"]
+_TRADITIONAL = opencc.OpenCC("s2t.json")  # OpenCC's own forms, which leave every Traditional character as written
+# What a customer is answered in: Taiwan's standard forms, which Hong Kong reads too (為 where OpenCC's own write 爲)
+_WRITTEN_TRADITIONAL = opencc.OpenCC("s2tw.json")
 # Chinese characters (the extensions beyond the BMP too) and Bopomofo, which Taiwan writes with them ("ㄏㄏ").
 CJK = re.compile(r"[\u3100-\u312f\u31a0-\u31bf\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
@@ -114,3 +122,27 @@ def say(text: Text, language: str, default: str | None = None) -> str:
     if isinstance(text, str):
         return text
     return text.get(language) or default or next(iter(text.values()))
+
+
+def chinese_script(text: str, previous: Script | None) -> Script | None:
+    """The script a customer writes Chinese in: traditional when ``text`` has characters only Traditional
+    Chinese writes (訂單), simplified when it has some only Simplified writes (订单). A text with neither
+    (你好, an order number) or both keeps ``previous``."""
+    if not CJK.search(text):
+        return previous
+    try:
+        traditional, simplified = model_text(text) != text, _TRADITIONAL.convert(text) != text
+    except UnicodeEncodeError:  # half a surrogate pair, which the converter refuses
+        return previous
+    if traditional == simplified:
+        return previous
+    return "traditional" if traditional else "simplified"
+
+
+def in_script(text: str, script: Script | None) -> str:
+    """What the bot says, in its customer's Chinese script: customers in Hong Kong and Taiwan, answered in
+    the Simplified characters a shop writes its templates in (or the other way round), read another
+    script than their own. Text in neither (English, a number) passes unchanged."""
+    if script == "traditional":
+        return _WRITTEN_TRADITIONAL.convert(text)
+    return model_text(text) if script == "simplified" else text

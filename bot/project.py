@@ -18,7 +18,7 @@ import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from yarl import URL
 
-from bot.language import LANGUAGES, SLOT, Language, Text
+from bot.language import LANGUAGES, SCRIPT, SLOT, Language, Text
 from bot.responses import MAX_REPLY_CHARS, ResponseVariant, Responses
 from retrieval.options import IndexOptions, IndexType, Settings
 from retrieval.text import model_text
@@ -63,7 +63,7 @@ class ModelConfig(Settings):
 
 
 REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do
-RESERVED_SLOTS = (SLOT, REQUESTED_SLOT)  # slots the bot keeps itself (SLOT in a multi bot), which no entity may be named
+RESERVED_SLOTS = (SLOT, SCRIPT, REQUESTED_SLOT)  # slots the bot keeps itself (SLOT in a multi bot), which no entity may be named
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -688,8 +688,8 @@ def load_project(root: Path | str) -> Project:
     if not (root / "bot.yml").exists():
         raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {root}`")
     config = load_config(root / "bot.yml")
-    # A multi bot keeps the conversation's language in a slot; a one-language bot has none to lose.
-    kept = (SLOT,) if config.language == "multi" else ()
+    # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
+    kept = {"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language]
     examples, patterns = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)

@@ -477,7 +477,7 @@ class Store:
         self._serving.acquire(timeout=0)
 
     def _server_lock(self, server: str) -> FileLock:
-        folder = self.path.with_name(self.path.name + ".servers")
+        folder = self.path.with_name(f".{self.path.name}.servers")  # hidden: a backup's `cp dialogues.db*` takes no folder
         folder.mkdir(exist_ok=True)
         return FileLock(folder / f"{server}.lock", thread_local=False)
 
@@ -491,8 +491,9 @@ class Store:
         taker gets it.
         """
         assert self.server is not None, "adopt() is for a serving store (serve())"
-        owners = [row["owner"] for row in self.db.query(
-            "SELECT DISTINCT owner FROM pending WHERE answered IS NULL AND owner IS NOT ?", [self.server])]
+        with self._lock:
+            owners = [row["owner"] for row in self.db.query(
+                "SELECT DISTINCT owner FROM pending WHERE answered IS NULL AND owner IS NOT ?", [self.server])]
         rows: list[dict[str, Any]] = []
         for owner in owners:
             lock = self._server_lock(owner) if owner is not None else None

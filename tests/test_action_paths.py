@@ -416,7 +416,7 @@ async def test_a_conversations_turns_run_in_order_and_keep_each_others_slots(act
 
 async def test_a_bilingual_bots_actions_speak_the_conversations_language_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
-    """The slot ``language`` reaches the action and survives a reset; named responses and the
+    """The slots ``language`` and ``chinese_script`` reach the action and survive a reset; named responses and the
     demo's own action answer in it, and a payload keeps it."""
     bot = make_bot(action_bot, endpoint, {**MAP, "track_order": "action_named_responses",
                                           "cancel_order": "action_forget", "get_refund": "action_order_status"},
@@ -430,7 +430,8 @@ async def test_a_bilingual_bots_actions_speak_the_conversations_language_on_both
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert reply.text == zh_cancel.text.format(order_id="77")
         await bot.handle(Turn("c1", "/cancel_order", "web"))  # AllSlotsReset
-        assert bot.store.conversation("c1")["slots"] == {"language": "zh", "order_status": "forgotten"}
+        assert bot.store.conversation("c1")["slots"] == {"language": "zh", "chinese_script": "simplified",
+                                                         "order_status": "forgotten"}
         reply = await bot.handle(Turn("c1", "/get_refund", "web"))  # the demo's action, asked without a number
         assert reply.text == "好的，请问您的订单号是多少？"
         await bot.handle(Turn("c1", "order 789 please", "web"))  # typed in English

@@ -58,6 +58,21 @@ async def test_chinese_needs_no_word_segmentation(client: Any) -> None:
         "contact_human_agent", "handoff", "正在为您转接人工客服，请稍候。")
 
 
+async def test_a_customer_writing_traditional_characters_is_answered_in_them(client: Any, zh_bot: Path) -> None:
+    """Hong Kong and Taiwan customers were understood in Traditional characters and answered in Simplified."""
+    reply = await ask(client, "zh-5", "你好，訂單 20231 我想退款")
+    assert (reply["intent"], reply["reply"]) == ("get_refund", "已為訂單 20231 登記退款，收到退貨後 5–7 個工作日內原路退回。")
+    history = await (await client.get("/api/conversations/zh-5/history")).json()
+    assert history["turns"][-1]["text"] == reply["reply"]  # the transcript shows what the customer read
+    # A message in no script of its own (the same characters in both, a number) keeps the conversation's;
+    # one in Simplified characters is answered in them.
+    again = await ask(client, "zh-5", "请给我转人工客服")
+    assert again["reply"] == "正在为您转接人工客服，请稍候。"
+    assert (await ask(client, "zh-6", "請給我轉人工客服"))["reply"] == "正在為您轉接人工客服，請稍候。"
+    assert (await ask(client, "zh-7", "你好，订单 20231 我想退款"))["reply"] == (
+        "已为订单 20231 登记退款，收到退货后 5–7 个工作日内原路退回。")
+
+
 async def test_an_english_question_reaches_the_chinese_intent(client: Any) -> None:
     assert (await ask(client, "zh-4", "Where is my package?"))["intent"] == "track_order"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.language import say, turn_language
+from bot.language import chinese_script, in_script, say, turn_language
 
 
 @pytest.mark.parametrize(("bot", "text", "previous", "expected"), [
@@ -36,3 +36,25 @@ def test_say_picks_the_language_then_the_default_then_the_first() -> None:
     assert say({"en": "Talk to a person", "zh": "转人工"}, "zh") == "转人工"
     assert say({"zh": "退款"}, "en", "Get refund") == "Get refund"
     assert say({"zh": "退款"}, "en") == "退款"
+
+
+@pytest.mark.parametrize(("text", "previous", "expected"), [
+    ("我的訂單在哪裡", None, "traditional"),
+    ("我的订单在哪里", "traditional", "simplified"),
+    ("為什麼要等", None, "traditional"),
+    ("你好", "traditional", "traditional"),   # the same in both scripts: the conversation's stays
+    ("我着急", "traditional", "traditional"),  # 着: Simplified, and Hong Kong's Traditional too
+    ("20231", "traditional", "traditional"),
+    ("where is my order", "simplified", "simplified"),
+    ("訂单", "simplified", "simplified"),      # both at once: no evidence either way
+    ("你好", None, None),
+    ("訂單\ud83d", "simplified", "simplified"),  # half a surrogate pair, which the converter refuses
+])
+def test_chinese_script(text: str, previous: str | None, expected: str | None) -> None:
+    assert chinese_script(text, previous) == expected  # type: ignore[arg-type]
+
+
+def test_in_script_converts_chinese_only() -> None:
+    assert in_script("您的订单 A-12 已发货 (shipped)", "traditional") == "您的訂單 A-12 已發貨 (shipped)"
+    assert in_script("您的訂單已發貨", "simplified") == "您的订单已发货"
+    assert in_script("您的订单已发货", None) == "您的订单已发货"

@@ -186,7 +186,7 @@ def test_a_kept_message_is_its_servers_while_it_lives_then_one_other_servers(tmp
         blue.close()  # a server that stops leaves what it kept to the next
         assert [row["id"] for row in green.adopt()] == [row["id"] for row in taken]
         green.close()
-        assert list((tmp_path / "dialogues.db.servers").iterdir()) == []  # no lock file outlives its server
+        assert list((tmp_path / ".dialogues.db.servers").iterdir()) == []  # no lock file outlives its server
     finally:
         keeper.kill()
         keeper.wait(30)
