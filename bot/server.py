@@ -283,21 +283,20 @@ async def answer_kept_messages(app: web.Application) -> AsyncIterator[None]:
     store = bot.store
     await bot._store(store.serve)
 
+    # Only this server's channels: another's messages wait for a server that has that channel.
+    platforms = {name: channel for name, channel in bot.channels.items() if isinstance(channel, PlatformChannel)}
+
     async def adopt() -> None:
         while True:
             try:
-                rows = await bot._store(store.adopt)
+                rows = await bot._store(store.adopt, list(platforms))
             except Exception:  # a bad moment of the store is logged; the next round tries again
                 log.exception("looking for messages a stopped server kept failed")
                 rows = []
             for row in rows:
-                channel = bot.channels.get(row["channel"])
-                if not isinstance(channel, PlatformChannel):
-                    log.warning("a kept %s message cannot be answered: the channel is not configured", row["channel"])
-                    continue
                 log.info("answering a %s message a stopped server acknowledged and did not answer", row["channel"])
-                channel.resume(Turn(row["conversation_id"], row["text"], row["channel"], row["user"], row["metadata"],
-                                    row["id"]))
+                platforms[row["channel"]].resume(Turn(row["conversation_id"], row["text"], row["channel"], row["user"],
+                                                      row["metadata"], row["id"]))
             await asyncio.sleep(ADOPT_EVERY_S)
 
     async with running(adopt()):

@@ -209,9 +209,10 @@ def readable_by_base(project: Project, examples: list[Example]) -> None:
         return
     chinese = sum(written_in(e.text) == "zh" for e in examples)
     if chinese * 5 > len(examples):
+        mend = ("set language: zh, or multi for English and Chinese" if project.config.language == "en" else
+                f"set model.base: default, which is the multilingual encoder for language: {project.config.language}")
         raise ProjectError(f"{project.root / 'bot.yml'}: {chinese:,} of the {len(examples):,} examples are in Chinese, "
-                           f"which the English model that language: {project.config.language} trains ({base}) "
-                           "cannot read: set language: zh, or multi for English and Chinese")
+                           f"which the English model it trains ({base}) cannot read: {mend}")
 
 
 def fit(project: Project, examples: list[Example], held: list[Example], device: str | None = None,

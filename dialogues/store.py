@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -141,6 +141,9 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4,
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
+# How old a kept message with no server named (kept by a deskbot before migration 12) must be before another
+# server answers it: the old server may still be answering it while the new one starts.
+UNOWNED_GRACE_S = 60.0
 # An answered message keeps its key only: its text lives on in the conversation's turns.
 _SETTLE = "UPDATE pending SET answered = ?, text = '', metadata = '{}' WHERE id = ?"
 _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
@@ -477,23 +480,47 @@ class Store:
         self._serving.acquire(timeout=0)
 
     def _server_lock(self, server: str) -> FileLock:
-        folder = self.path.with_name(f".{self.path.name}.servers")  # hidden: a backup's `cp dialogues.db*` takes no folder
+        """``server``'s lock file, beside the store's real file (two servers may name it by two paths); hidden,
+        so that a backup's ``cp dialogues.db*`` meets no folder."""
+        real = self.path.resolve()
+        folder = real.with_name(f".{real.name}.servers")
         folder.mkdir(exist_ok=True)
         return FileLock(folder / f"{server}.lock", thread_local=False)
 
-    def adopt(self) -> list[dict[str, Any]]:
-        """The kept messages no live server answers, now this serving store's to answer, oldest first.
+    def _hold_own_lock(self) -> None:
+        """Lock this server's file again if it was deleted (a cleaner, an rsync --delete): anyone could
+        then take it, and with it the messages this server is answering."""
+        assert self._serving is not None and self.server is not None
+        if Path(self._serving.lock_file).exists():
+            return
+        again = self._server_lock(self.server)
+        try:
+            again.acquire(timeout=0)
+        except Timeout:  # another server holds it for the moment, to take this one's messages: the next round
+            return
+        self._serving.release()
+        self._serving = again
+
+    def adopt(self, channels: Collection[str]) -> list[dict[str, Any]]:
+        """The kept messages of ``channels`` (those this server answers on) that no live server answers, now
+        this serving store's to answer, oldest first.
 
         A message is answered by the server that kept it while that one lives, and by exactly one other
         once it is gone: a new server starting while the old one finishes its turns, a blue/green pair on
         one store, or two servers starting at once after a killed one would each have answered it. A
         server is gone when its lock can be taken; the row changes hands in one statement, so only one
-        taker gets it.
+        taker gets it. A message kept by a deskbot before servers had names is taken once it is
+        ``UNOWNED_GRACE_S`` old, since that server may still be answering it.
         """
         assert self.server is not None, "adopt() is for a serving store (serve())"
+        if not channels:
+            return []
+        self._hold_own_lock()
+        among = f"channel IN ({', '.join('?' * len(channels))})"
         with self._lock:
             owners = [row["owner"] for row in self.db.query(
-                "SELECT DISTINCT owner FROM pending WHERE answered IS NULL AND owner IS NOT ?", [self.server])]
+                f"SELECT DISTINCT owner FROM pending WHERE answered IS NULL AND owner IS NOT ? AND {among}",
+                [self.server, *channels])]
         rows: list[dict[str, Any]] = []
         for owner in owners:
             lock = self._server_lock(owner) if owner is not None else None
@@ -505,8 +532,9 @@ class Store:
             try:
                 with self._lock:
                     rows += self.db.execute_returning_dicts(
-                        "UPDATE pending SET owner = ? WHERE owner IS ? AND answered IS NULL RETURNING *",
-                        [self.server, owner])
+                        f"UPDATE pending SET owner = ? WHERE owner IS ? AND answered IS NULL AND {among} "
+                        "AND (owner IS NOT NULL OR received < ?) RETURNING *",
+                        [self.server, owner, *channels, now() - UNOWNED_GRACE_S])
             finally:
                 if lock is not None:
                     Path(lock.lock_file).unlink(missing_ok=True)

@@ -95,7 +95,7 @@ class Registry:
             return self.path(name)
         except RegistryError as exc:  # a hand-edited or half-restored CURRENT: say it is the file at fault
             raise RegistryError(f"{self.root / 'CURRENT'} names {name!r}, but {exc}; `bot rollback {self.root.parent} "
-                                "VERSION` serves one that is there (`bot models` lists them)") from None
+                                "VERSION` serves one that is there") from None
 
     def nothing_serving(self) -> str:
         """Why nothing serves, and what to run: a first training, or the rollback that names a version."""

@@ -63,7 +63,7 @@ async def test_the_order_number_the_action_asks_for_goes_back_to_it(client: Any,
 
 
 @pytest.mark.parametrize(("conversation", "first", "then", "answer"), [
-    ("next-1", "我的订单 789 到哪了", "訂單號 123 在哪", "订单 123 的状态"),
+    ("next-1", "我的订单 789 到哪了", "訂單號 123 在哪", "訂單 123 的狀態"),  # answered in the script it was asked in
     ("next-2", "我的订单 123 到哪了", "789号订单到哪了", "订单 789 的状态"),
     ("next-3", "where is my order 123?", "where is my 789 order?", "Order 789 is")])
 async def test_the_order_named_last_is_the_one_looked_up(client: Any, conversation: str, first: str, then: str,

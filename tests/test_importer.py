@@ -71,9 +71,13 @@ def test_chinese_examples_are_refused_for_an_english_model_before_training(tmp_p
     config.write_text(config.read_text().replace("language: zh", "language: en"))
     refused = CliRunner().invoke(cli, ["train", str(root), "--device", "cpu"])
     assert refused.exit_code == 1 and "Traceback" not in refused.output, refused.output
-    assert (f"{config}: 4 of the 4 examples are in Chinese, which the English model that language: en trains "
-            "(default) cannot read: set language: zh, or multi for English and Chinese") in refused.output
+    assert (f"{config}: 4 of the 4 examples are in Chinese, which the English model it trains (default) cannot "
+            "read: set language: zh, or multi for English and Chinese") in refused.output
     assert not (root / "models").exists() or not any((root / "models").glob("v*"))  # nothing trained or promoted
+    config.write_text(config.read_text().replace("language: en", "language: zh").replace("base: default", "base: mpnet"))
+    refused = CliRunner().invoke(cli, ["train", str(root), "--device", "cpu"])
+    assert refused.exit_code == 1 and ("which the English model it trains (mpnet) cannot read: set model.base: default, "
+                                       "which is the multilingual encoder for language: zh") in refused.output
 
 
 def test_demo_and_from_jsonl_together_are_refused(tmp_path: Path) -> None:

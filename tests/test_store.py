@@ -21,7 +21,7 @@ from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact
-from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, Exchange, Store, StoreError
+from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, Store, StoreError
 from tests.conftest import REPO
 
 
@@ -168,23 +168,34 @@ def test_a_kept_message_is_its_servers_while_it_lives_then_one_other_servers(tmp
     """Every server answered at start every kept message: a server started beside a live one answered that
     one's messages in flight too, and two started after a killed one both answered its messages."""
     path = tmp_path / "dialogues.db"
-    Store(path).receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "kept before servers had names", {})
+    old = Store(path)  # a deskbot from before servers had names: its server may still be answering the newest
+    old.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "kept before servers had names", {})
+    old.receive("slack:ts:C1:1.2", "slack:T1:C1:1.2", "slack", "U1", "kept a moment ago", {})
+    old.db.execute("UPDATE pending SET received = received - ? WHERE key = 'slack:ts:C1:1.1'", [UNOWNED_GRACE_S + 1])
+    old.receive("wecom:1", "wecom:ww1:chen", "wecom", "chen", "我的包裹呢", {})
+    old.db.execute("UPDATE pending SET received = received - ? WHERE key = 'wecom:1'", [UNOWNED_GRACE_S + 1])
     keeper = subprocess.Popen([sys.executable, "-c", KEEPER, str(path)], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert keeper.stdout is not None and keeper.stdout.readline() == "kept\n"
         green, blue = Store(path), Store(path)
         green.serve()
         blue.serve()
-        assert [row["text"] for row in green.adopt()] == ["kept before servers had names"]
-        assert blue.adopt() == []  # green has it; the live keeper keeps its own
+        # Only its own channels: a server without WeCom took WeCom's messages and could not answer them
+        assert [row["text"] for row in green.adopt(["slack"])] == ["kept before servers had names"]
+        assert blue.adopt(["slack"]) == []  # green has it; the live keeper keeps its own
         keeper.kill()  # however it dies, the system lets go of its lock
         keeper.wait(30)
-        taken = blue.adopt()
+        taken = blue.adopt(["slack"])
         assert [(row["text"], row["owner"]) for row in taken] == [("where is my parcel?", blue.server)]
-        assert green.adopt() == []
-        assert [row["text"] for row in blue.adopt()] == []  # its own are not taken again
+        assert green.adopt(["slack"]) == []
+        assert blue.adopt(["slack"]) == []  # its own are not taken again
+        # A lock file deleted while its server runs is locked again on that server's next round
+        Path(blue._serving.lock_file).unlink()  # type: ignore[union-attr]
+        assert blue.adopt(["slack"]) == [] and green.adopt(["slack"]) == []
         blue.close()  # a server that stops leaves what it kept to the next
-        assert [row["id"] for row in green.adopt()] == [row["id"] for row in taken]
+        assert [row["text"] for row in green.adopt(["slack", "wecom"])] == ["我的包裹呢", "where is my parcel?"]
+        old.db.execute("UPDATE pending SET received = received - ? WHERE key = 'slack:ts:C1:1.2'", [UNOWNED_GRACE_S + 1])
+        assert [row["text"] for row in green.adopt(["slack"])] == ["kept a moment ago"]
         green.close()
         assert list((tmp_path / ".dialogues.db.servers").iterdir()) == []  # no lock file outlives its server
     finally:

@@ -108,6 +108,14 @@ async def test_half_an_emoji_is_read_as_a_replacement_character_on_both_paths(cl
     response = await client.post("/api/chat", data=b'{"conversation_id": "web-1", "text": "x\\ud83d", "extra": 1}',
                                  headers={"Content-Type": "application/json"})
     assert response.status == 400 and (await response.json())["error"] == "extra: unknown field"  # still checked
+    # Nested as deep as Python's parser takes, after the half emoji: a 400 and an error frame, not a 500 (the
+    # first rewrite of the fields walked it all, and ran out of stack)
+    deep = '{"conversation_id": "web-1", "text": "\\ud83d", "user": ' + "[" * 900 + "]" * 900 + "}"
+    response = await client.post("/api/chat", data=deep.encode(), headers={"Content-Type": "application/json"})
+    assert response.status == 400, await response.text()
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_str(deep)
+        assert (await ws.receive_json())["error"].startswith("user: ")
 
 
 async def test_the_pages_language_answers_a_message_in_no_language(client: Any, web_demo_bot: SimpleNamespace) -> None:

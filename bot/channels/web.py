@@ -105,16 +105,14 @@ _HALVES = re.compile("[\ud800-\udfff]")
 
 
 def whole_characters(data: Any) -> Any:
-    """Parsed JSON with each half of a surrogate pair (``"\\ud83d"`` alone: JSON can carry one, no text can
-    hold it) made U+FFFD, as a browser makes it in what a page sends: a text pasted with half an emoji is
-    answered, where it was refused again on every Retry as malformed JSON."""
-    if isinstance(data, str):
-        return _HALVES.sub("\ufffd", data)
-    if isinstance(data, list):
-        return [whole_characters(item) for item in data]
-    if isinstance(data, dict):
-        return {whole_characters(key): whole_characters(value) for key, value in data.items()}
-    return data
+    """A request's parsed JSON with each half of a surrogate pair in its fields (``"\\ud83d"`` alone: JSON can
+    carry one, no text can hold it) made U+FFFD, as a browser makes it in what a page sends: a text pasted
+    with half an emoji is answered, where it was refused again on every Retry as malformed JSON. Only the
+    top level is looked at: the requests' fields are flat, and a deeper value is refused whatever it holds."""
+    if not isinstance(data, dict):
+        return data
+    return {_HALVES.sub("\ufffd", key): _HALVES.sub("\ufffd", value) if isinstance(value, str) else value
+            for key, value in data.items()}
 
 
 async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
@@ -126,7 +124,7 @@ async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
             raise bad_request(exc) from None
         try:  # Python's parser takes half a surrogate pair, which pydantic's calls malformed
             whole = json.dumps(whole_characters(load_json(body)))
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON for Python either, or too deep to write again
             raise bad_request(exc) from None
     try:
         return model.model_validate_json(whole)
