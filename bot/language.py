@@ -6,7 +6,8 @@ English otherwise. A button's payload (``/track_order``) or an order number is i
 the conversation keeps the last one seen, in its ``language`` slot.
 
 Every text the bot itself says (the fallback, the handoff notices, button titles) may be one string
-or one per language, so a ``multi`` bot never answers a Chinese customer in English.
+or one per language, so a ``multi`` bot never answers a Chinese customer in English. Its Chinese comes
+in the script the customer writes, Traditional or Simplified (:func:`chinese_script`).
 """
 
 from __future__ import annotations
@@ -142,7 +143,11 @@ def chinese_script(text: str, previous: Script | None) -> Script | None:
 def in_script(text: str, script: Script | None) -> str:
     """What the bot says, in its customer's Chinese script: customers in Hong Kong and Taiwan, answered in
     the Simplified characters a shop writes its templates in (or the other way round), read another
-    script than their own. Text in neither (English, a number) passes unchanged."""
+    script than their own. Text in neither (English, a number) passes unchanged, as does text the converter
+    refuses (half a surrogate pair)."""
     if script == "traditional":
-        return _WRITTEN_TRADITIONAL.convert(text)
+        try:
+            return _WRITTEN_TRADITIONAL.convert(text)
+        except UnicodeEncodeError:
+            return text
     return model_text(text) if script == "simplified" else text

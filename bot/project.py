@@ -63,7 +63,8 @@ class ModelConfig(Settings):
 
 
 REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do
-RESERVED_SLOTS = (SLOT, SCRIPT, REQUESTED_SLOT)  # slots the bot keeps itself (SLOT in a multi bot), which no entity may be named
+# Slots the bot keeps itself (SLOT in a multi bot, SCRIPT in one that speaks Chinese), which no entity may be named
+RESERVED_SLOTS = (SLOT, SCRIPT, REQUESTED_SLOT)
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 

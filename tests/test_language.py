@@ -58,3 +58,4 @@ def test_in_script_converts_chinese_only() -> None:
     assert in_script("您的订单 A-12 已发货 (shipped)", "traditional") == "您的訂單 A-12 已發貨 (shipped)"
     assert in_script("您的訂單已發貨", "simplified") == "您的订单已发货"
     assert in_script("您的订单已发货", None) == "您的订单已发货"
+    assert in_script("订单\ud83d", "traditional") == "订单\ud83d"  # refused by the converter: as written

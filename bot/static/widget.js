@@ -485,7 +485,7 @@
     // tab's messages still out (another tab's turn, read meanwhile, is older than they are). A message the
     // socket lost stays out until the history has it, but the answer to the next one goes after that one.
     const nodes = [...log.children];
-    const earlier = nodes.findLastIndex((node) => Number(node.dataset.turnId) < turnId);
+    const earlier = nodes.reduce((last, node, at) => (Number(node.dataset.turnId) < turnId ? at : last), -1);
     const later = turnId == null ? null : nodes.slice(earlier + 1).find((node) =>
       node.dataset.turnId ? Number(node.dataset.turnId) > turnId : node.classList.contains("out"));
     log.insertBefore(message, later || null);
