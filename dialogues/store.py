@@ -475,17 +475,16 @@ class Store:
         """Become a server of this store: the platform messages it keeps from now on are its own to answer,
         for as long as the process lives (a lock file it holds says so, which the system lets go of when
         the process dies, however it dies). See :meth:`adopt`."""
+        real = self.path.resolve()  # two servers may name the store by two paths: its real file's folder
+        self._servers = real.with_name(f".{real.name}.servers")  # hidden: a backup's `cp dialogues.db*` takes no folder
+        self._servers.mkdir(exist_ok=True)
         self.server = uuid.uuid4().hex
         self._serving = self._server_lock(self.server)
         self._serving.acquire(timeout=0)
 
     def _server_lock(self, server: str) -> FileLock:
-        """``server``'s lock file, beside the store's real file (two servers may name it by two paths); hidden,
-        so that a backup's ``cp dialogues.db*`` meets no folder."""
-        real = self.path.resolve()
-        folder = real.with_name(f".{real.name}.servers")
-        folder.mkdir(exist_ok=True)
-        return FileLock(folder / f"{server}.lock", thread_local=False)
+        """``server``'s lock file, in the folder :meth:`serve` made beside the store's real file."""
+        return FileLock(self._servers / f"{server}.lock", thread_local=False)
 
     def _hold_own_lock(self) -> None:
         """Lock this server's file again if it was deleted (a cleaner, an rsync --delete): anyone could
