@@ -20,7 +20,7 @@ from typing import Any, Callable, TypeVar
 from bot.actions import ActionError, ActionRunner, action_call, action_domain
 from bot.batching import MicroBatcher
 from bot.channels.base import UNDELIVERED, DeliveryError, Reply, Turn, failure, normalise
-from bot.language import SCRIPT, SLOT, Language, Script, chinese_script, in_script, say, turn_language
+from bot.language import SCRIPT, SLOT, Language, Script, chinese_script, in_script, kept_script, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
@@ -144,14 +144,14 @@ class Bot:
             if handed_off:
                 await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
             # A resume, not a handoff: the figures count the customer's way back apart from the requests.
-            decision = self._in_script(Decision("resume", None, 1.0, say(self.config.handoff.resumed_message, language)),
-                                       language, script)
-            reply = Reply(decision.text, source="resume", language=language)
+            decision = Decision("resume", None, 1.0, say(self.config.handoff.resumed_message, language, script=script))
+            reply = Reply(decision.text, source="resume", language=language, script=script)
             reply.user_turn_id, reply.turn_id = await self._log(turn, text, None, decision, slots, 0)
             return reply
         if handed_off:
             user_turn_id, _ = await self._log(turn, text, None, Decision("silent", None, 0.0), slots, 0)
-            return Reply("", source="silent", handed_off=True, language=language, user_turn_id=user_turn_id)
+            return Reply("", source="silent", handed_off=True, language=language, script=script,
+                         user_turn_id=user_turn_id)
 
         analysis = await self._analysis_for(text)
         entities = self.project.entities(text)
@@ -174,7 +174,7 @@ class Bot:
                 slots[SCRIPT] = script
         decision = self._in_script(decision, language, script)
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
-                      analysis.prediction.ranking, language=language)
+                      analysis.prediction.ranking, language=language, script=script)
         if decision.kind == "handoff":
             reply.handed_off = True
         fallbacks = fallbacks + 1 if decision.kind == "fallback" else 0
@@ -216,8 +216,7 @@ class Bot:
     def _keep_script(self, slots: dict[str, Any], text: str) -> Script | None:
         """The Chinese script the conversation's customer writes (``chinese_script``), kept in a slot by a bot
         that speaks Chinese. A button's payload is the shop's word, not the customer's: it keeps the script."""
-        kept = slots.get(SCRIPT)
-        script: Script | None = kept if kept in ("traditional", "simplified") else None  # not an action's own value
+        script = kept_script(slots)
         if self.config.language != "en" and not text.startswith("/"):
             script = chinese_script(text, script)
         if script:
@@ -388,15 +387,16 @@ class Bot:
             conversation_id, channel_name = waiting["conversation_id"], waiting["channel"]
             # The language slot follows each message (a number alone keeps it); the latest message as stored is
             # redacted, and "[PHONE]" would read as English.
-            kept = waiting["slots"].get(SLOT)
+            kept, script = waiting["slots"].get(SLOT), kept_script(waiting["slots"])
             language = turn_language(self.config.language, "" if kept else waiting["last_message"] or "", kept)
-            text = say(self.config.handoff.busy_message, language)
-            back = {"title": say(self.config.handoff.back_button, language), "payload": RESUME_PAYLOAD}
+            text = say(self.config.handoff.busy_message, language, script=script)
+            back = {"title": say(self.config.handoff.back_button, language, script=script), "payload": RESUME_PAYLOAD}
             turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name, None, [back])
             channel = self.channels.get(channel_name)
             try:
                 if channel is not None:
-                    await channel.send(conversation_id, text, role="bot", turn_id=turn_id, buttons=[back], language=language)
+                    await channel.send(conversation_id, text, role="bot", turn_id=turn_id, buttons=[back], language=language,
+                                       script=script)
             except Exception as exc:  # one platform down must not keep the others' customers waiting unheard
                 log.error("could not tell %s that the agents are busy: %r", conversation_id, exc)
         return len(overdue)

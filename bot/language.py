@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, cast, get_args
 
 import opencc
@@ -118,11 +119,12 @@ def turn_language(bot_language: str, text: str, previous: str | None = None) -> 
     return "en"
 
 
-def say(text: Text, language: str, default: str | None = None) -> str:
-    """``text`` in ``language``; a text without that language gives ``default``, else its first one."""
-    if isinstance(text, str):
-        return text
-    return text.get(language) or default or next(iter(text.values()))
+def say(text: Text, language: str, default: str | None = None, script: Script | None = None) -> str:
+    """``text`` in ``language``; a text without that language gives ``default``, else its first one. Said in
+    Chinese, it is written in ``script``, its customer's (:func:`in_script`)."""
+    if not isinstance(text, str):
+        text = text.get(language) or default or next(iter(text.values()))
+    return in_script(text, script) if language == "zh" else text
 
 
 def chinese_script(text: str, previous: Script | None) -> Script | None:
@@ -138,6 +140,12 @@ def chinese_script(text: str, previous: Script | None) -> Script | None:
     if traditional == simplified:
         return previous
     return "traditional" if traditional else "simplified"
+
+
+def kept_script(slots: Mapping[str, Any]) -> Script | None:
+    """The script kept in a conversation's slots (``SCRIPT``); None for a value an action set there."""
+    script = slots.get(SCRIPT)
+    return script if script in get_args(Script) else None
 
 
 def in_script(text: str, script: Script | None) -> str:

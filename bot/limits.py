@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +36,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from bot.channels.base import http_error
-from bot.language import turn_language
+from bot.language import SLOT, chinese_script, kept_script, say, turn_language
 from bot.project import LimitsConfig
 
 EXEMPT_PREFIXES = ("/slack/", "/wecom/", "/healthz")
@@ -229,20 +229,24 @@ def refunded_on_error(request: web.Request, conversation_id: str) -> Iterator[No
         raise
 
 
-def slow_down(language: str, seconds: int, text: str, previous: str | None = None) -> str:
+def slow_down(language: str, seconds: int, text: str, slots: Mapping[str, Any] | None = None) -> str:
     """The "please wait" notice in the bot's language; a ``multi`` bot answers as it answers ``text``
-    (:func:`~bot.language.turn_language`: a number or a button's payload keeps ``previous``, the conversation's)."""
-    return SLOW_DOWN[turn_language(language, text, previous)].format(seconds=seconds)
+    (:func:`~bot.language.turn_language`: a number or a button's payload keeps the conversation's, in
+    ``slots``). In Chinese, it is written in the script ``text`` is, else in the conversation's."""
+    slots = slots or {}
+    said_in = turn_language(language, text, slots.get(SLOT))
+    script = chinese_script(text, kept_script(slots)) if language != "en" else None
+    return say(SLOW_DOWN, said_in, script=script).format(seconds=seconds)
 
 
 async def hold_back(request: web.Request, conversation_id: str, text: str, language: str,
-                    previous: Callable[[], Awaitable[str | None]]) -> str | None:
+                    slots: Callable[[], Awaitable[dict[str, Any]]]) -> str | None:
     """Count a Slack or WeCom message against its conversation's limit.
 
     None lets the message through. Otherwise it must be dropped (acknowledged, never shown to the
     model), and the string is the notice to send its user, empty when the user has already been
-    told to wait and that wait is not over. ``previous`` reads the conversation's language, only when
-    a notice is due.
+    told to wait and that wait is not over. ``slots`` reads the conversation's slots (its language and
+    Chinese script), only when a notice is due.
     """
     limits = request.app.get(LIMITS)
     if limits is None or not (wait := limits.message_wait(conversation_id)):
@@ -252,9 +256,9 @@ async def hold_back(request: web.Request, conversation_id: str, text: str, langu
         return ""
     log.warning("%s is over %d messages a minute: its messages are dropped for %ds",
                 conversation_id, limits.config.per_conversation_per_minute, wait)
-    try:  # a multi bot's notice follows the conversation's language; one the store cannot tell is still sent
-        said_in = await previous() if language == "multi" else None
+    try:  # the notice follows the conversation's language and script; one the store cannot tell is still sent
+        kept = await slots() if language != "en" else {}
     except Exception:
         log.exception("cannot read %s's language for its notice", conversation_id)
-        said_in = None
-    return slow_down(language, wait, text, said_in)
+        kept = {}
+    return slow_down(language, wait, text, kept)

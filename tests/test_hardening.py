@@ -255,6 +255,10 @@ def test_platform_messages_over_the_limit_are_told_to_wait_once_per_wait() -> No
     assert limits.first_notice("slack:T:C:1", 1)  # still flooding once the wait is over: told again
     assert slow_down("multi", 7, "还在吗") == "您发送消息太快了，请等待 7 秒后再发送。"  # a multi bot follows the script
     assert slow_down("multi", 7, "hello?").startswith("You are sending messages too fast. Please wait 7 seconds")
+    # In the script the customer writes: the message's own, else the one kept (after a number alone)
+    assert slow_down("zh", 7, "還在嗎") == "您發送消息太快了，請等待 7 秒後再發送。"
+    assert slow_down("multi", 7, "1234", {"language": "zh", "chinese_script": "traditional"}).startswith("您發送消息")
+    assert slow_down("zh", 7, "还在吗", {"chinese_script": "traditional"}).startswith("您发送消息")
 
 
 async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Callable[..., Any]) -> None:

@@ -514,14 +514,16 @@ async def test_long_retry_after_is_not_waited_for(slack: SimpleNamespace) -> Non
 # --- the per-conversation limit -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("script, told", [(None, "您发送消息太快了，请等待 "), ("traditional", "您發送消息太快了，請等待 ")])
 async def test_a_thread_in_chinese_is_told_to_wait_in_chinese(aiohttp_client: Any, slack_api: SimpleNamespace,
-                                                              tmp_path: Path) -> None:
-    """A number alone keeps the conversation's language, on a multi bot: the notice for one came in English."""
+                                                              tmp_path: Path, script: str | None, told: str) -> None:
+    """A number alone keeps the conversation's language, on a multi bot: the notice for one came in English.
+    It keeps the customer's script too: one who writes Traditional characters was told in Simplified."""
     bot = FakeBot()
     bot.store = Store(tmp_path / "dialogues.db")
     bot._store = lambda fn, *args: asyncio.to_thread(fn, *args)  # type: ignore[attr-defined]
     bot.store.log_exchange(Exchange(f"slack:T1:C1:{TS}", "slack", "U1", "我要退款", None, "好的", "get_refund", 0.9, [],
-                                    "template", "v0001", slots={"language": "zh"}))
+                                    "template", "v0001", slots={"language": "zh", "chinese_script": script}))
     channel = make_channel(bot, slack_api.url, language="multi")
     app = web.Application()
     app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
@@ -532,7 +534,7 @@ async def test_a_thread_in_chinese_is_told_to_wait_in_chinese(aiohttp_client: An
     await channel.close()
     bot.store.close()
     [notice] = [p["text"] for p in slack_api.posts if p["text"] != bot.text]
-    assert notice.startswith("您发送消息太快了，请等待 ") and notice.endswith(" 秒后再发送。"), notice
+    assert notice.startswith(told) and notice.endswith(" 秒后再发送。" if script is None else " 秒後再發送。"), notice
 
 
 async def test_the_notice_to_wait_is_sent_when_the_store_cannot_say_the_language(
@@ -541,10 +543,10 @@ async def test_the_notice_to_wait_is_sent_when_the_store_cannot_say_the_language
     bot = FakeBot()
     channel = make_channel(bot, slack_api.url, language="multi")
 
-    async def locked(_: str) -> str | None:
+    async def locked(_: str) -> dict[str, Any]:
         raise sqlite3.OperationalError("database is locked")
 
-    channel.conversation_language = locked  # type: ignore[method-assign]
+    channel.conversation_slots = locked  # type: ignore[method-assign]
     app = web.Application()
     app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
     app.add_routes(channel.routes())

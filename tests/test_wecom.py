@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from bot.channels.base import Reply, Turn
 from bot.channels.wecom import WeComAPIError, WeComChannel, numbered_choices, plain_text, split_utf8
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
+from bot.language import Script
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig, ProjectError
 from tests.conftest import store_failing_once
@@ -58,11 +59,13 @@ class FakeBot:
         self.buttons: list[dict[str, str]] = []
         self.turns: list[Turn] = []
         self.language: str | None = None
+        self.script: Script | None = None
 
     async def handle(self, turn: Turn) -> Reply:
         self.turns.append(turn)
         await asyncio.sleep(self.delay)
-        return Reply(text=self.text, source=self.source, buttons=self.buttons, language=self.language)
+        return Reply(text=self.text, source=self.source, buttons=self.buttons, language=self.language,
+                     script=self.script)
 
 
 @pytest.fixture(autouse=True)
@@ -612,6 +615,8 @@ async def test_choices_are_explained_in_the_language_of_the_reply(
     assert (await passive_content(client, crypto, "refund?", "1")).endswith("\nReply with a number to choose.")
     bot.language = "zh"
     assert (await passive_content(client, crypto, "退款？", "2")).endswith("\n回复数字即可选择。")
+    bot.script = "traditional"  # in the script its customer writes
+    assert (await passive_content(client, crypto, "退款要多久？", "3")).endswith("\n回覆數字即可選擇。")
     await channel.close()
 
 
@@ -630,6 +635,9 @@ async def test_the_busy_message_offers_its_way_back_as_a_numbered_choice(wecom: 
     back = [{"title": "返回机器人", "payload": "/resume"}]
     await wecom.channel.send(f"wecom:{CORP_ID}:u1", "抱歉久等了，客服人员正忙。", role="bot", buttons=back, language="zh")
     assert wecom_api.sent[-1]["text"]["content"] == "抱歉久等了，客服人员正忙。\n\n1. 返回机器人\n回复数字即可选择。"
+    await wecom.channel.send(f"wecom:{CORP_ID}:u1", "抱歉久等了，客服人員正忙。", role="bot", buttons=back, language="zh",
+                             script="traditional")
+    assert wecom_api.sent[-1]["text"]["content"].endswith("\n回覆數字即可選擇。")
     await passive_content(wecom.client, crypto, "1", "1")
     assert [t.text for t in wecom.bot.turns] == ["/resume"]
 

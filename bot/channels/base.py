@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from bot.language import INVISIBLE, SLOT, Language, blank
+from bot.language import INVISIBLE, Language, Script, blank
 from bot.project import ProjectError, valid_unicode
 
 if TYPE_CHECKING:
@@ -138,6 +138,7 @@ class Reply:
     turn_id: int | None = None
     handed_off: bool = False
     language: str | None = None  # the language it is written in (bot/language.py), for what a channel adds
+    script: Script | None = None  # and the Chinese script, its customer's
     user_turn_id: int | None = None  # the customer's message as stored (a silent reply has no turn of its own)
 
     def to_json(self) -> dict[str, Any]:
@@ -396,11 +397,12 @@ class PlatformChannel(Channel):
         except ValueError as exc:  # a key that cannot be one (WeCom's aes_key): at start, one line, not a traceback
             raise ProjectError(f"channels.{cls.name} (bot.yml, or {', '.join(cls.env.values())}): {exc}") from None
 
-    async def conversation_language(self, conversation_id: str) -> str | None:
-        """The language the conversation was last answered in (its ``language`` slot), None when unknown."""
+    async def conversation_slots(self, conversation_id: str) -> dict[str, Any]:
+        """The conversation's slots, which hold the language it was last answered in and its customer's
+        Chinese script; empty when unknown."""
         store = self.bot.store
         conversation = await self.bot._store(store.conversation, conversation_id) if store is not None else None
-        return (conversation or {}).get("slots", {}).get(SLOT)
+        return (conversation or {}).get("slots", {})
 
     async def keep(self, turn: Turn, key: str) -> bool:
         """Keep ``turn`` in the store before its request is acknowledged (see ``Store.receive``); False

@@ -284,7 +284,7 @@ class SlackChannel(PlatformChannel):
             if not first:
                 return
             notice = await hold_back(request, turn.conversation_id, turn.text, self.language,
-                                     lambda: self.conversation_language(turn.conversation_id))
+                                     lambda: self.conversation_slots(turn.conversation_id))
             if notice is None:
                 with refunded_on_error(request, turn.conversation_id):
                     kept = await self.keep(turn, key)

@@ -187,7 +187,7 @@ class WeComChannel(PlatformChannel):
             if not first:
                 return empty
             notice = await hold_back(request, conversation_id, text, self.language,
-                                     lambda: self.conversation_language(conversation_id))
+                                     lambda: self.conversation_slots(conversation_id))
             if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
                 return self._passive_reply(user, notice, nonce) if notice else empty
             turn = Turn(
@@ -247,7 +247,7 @@ class WeComChannel(PlatformChannel):
             reply = await self.answer(turn)
             silent, turn_id = reply.source == "silent", reply.turn_id
             self._offer(turn.conversation_id, [] if silent else reply.buttons)
-            hint = say(self.choice_hint, reply.language or self.language)
+            hint = say(self.choice_hint, reply.language or self.language, script=reply.script)
             text = "" if silent else plain_text(numbered_choices(reply.text, reply.buttons, hint))
         except Exception:
             log.exception("wecom turn failed for %s", turn.conversation_id)
@@ -281,7 +281,8 @@ class WeComChannel(PlatformChannel):
         buttons = kwargs.get("buttons") or []
         if buttons or kwargs.get("role") == "agent":
             self._offer(conversation_id, buttons)
-        text = numbered_choices(text, buttons, say(self.choice_hint, kwargs.get("language") or self.language))
+        text = numbered_choices(text, buttons, say(self.choice_hint, kwargs.get("language") or self.language,
+                                                                 script=kwargs.get("script")))
         await self._send_plain(conversation_id, plain_text(text))
 
     async def _send_plain(self, conversation_id: str, text: str) -> None:
