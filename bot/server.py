@@ -142,19 +142,26 @@ def require_admin(request: web.Request) -> None:
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
 
 
+# The chat page, the agents' page and the widget may be cached, but are checked with the server on every
+# load (a 304 when unchanged): a browser that kept another version's widget, guessing its freshness from its
+# age, would send fields this server does not read, or miss ones it needs, for days after an upgrade or a
+# rollback.
+REVALIDATE = {"Cache-Control": "no-cache"}
+
+
 async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html")
+    return web.FileResponse(STATIC / "index.html", headers=REVALIDATE)
 
 
 async def agent_console(request: web.Request) -> web.FileResponse:
     """The agents' page: static, it holds no data; everything it shows comes from the admin API.
     No other site may frame it, so none can trick a signed-in agent into clicking its buttons."""
-    return web.FileResponse(STATIC / "agent.html", headers={"X-Frame-Options": "DENY",
+    return web.FileResponse(STATIC / "agent.html", headers={**REVALIDATE, "X-Frame-Options": "DENY",
                                                             "Content-Security-Policy": "frame-ancestors 'none'"})
 
 
 async def widget(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "widget.js", headers={"Content-Type": "application/javascript"})
+    return web.FileResponse(STATIC / "widget.js", headers={**REVALIDATE, "Content-Type": "application/javascript"})
 
 
 async def healthz(request: web.Request) -> web.Response:

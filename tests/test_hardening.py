@@ -524,6 +524,17 @@ async def test_conversations_are_kept_in_no_cache_and_no_type_is_guessed(make_cl
         assert "no-store" not in response.headers.get("Cache-Control", "") and response.headers["X-Content-Type-Options"] == "nosniff"
 
 
+async def test_the_pages_and_the_widget_are_checked_with_the_server_on_every_load(make_client: Callable[..., Any]) -> None:
+    """A browser kept widget.js as long as its age suggested: after a rollback, the newer widget it kept sent
+    a field the older server refused, and every message failed until the cache ran out."""
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
+    for path in ("/", "/widget.js", "/agent"):
+        response = await client.get(path)
+        assert response.status == 200 and response.headers["Cache-Control"] == "no-cache", path
+        unchanged = await client.get(path, headers={"If-None-Match": response.headers["ETag"]})
+        assert unchanged.status == 304, path  # the check costs no body
+
+
 async def test_cors_only_for_the_configured_widget_origins(make_client: Callable[..., Any]) -> None:
     shop, other = "https://shop.example.com", "https://evil.example"
     client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS},
