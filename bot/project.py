@@ -477,27 +477,28 @@ def example_text(line: str) -> str:
     return _ANNOTATION.sub(r"\1", line)
 
 
-def _example_lines(block: Any) -> list[str]:
+def _example_lines(block: Any) -> list[tuple[int, str]]:
     """Rasa writes examples as a ``- text`` block string; a plain YAML list is accepted too, of texts or of
-    Rasa's ``{text, metadata}`` mappings. ValueError for anything else in the list."""
+    Rasa's ``{text, metadata}`` mappings. Each example comes with where it is: its line in the block, or
+    its item in the list. ValueError for anything else in the list."""
     lines = []
     if isinstance(block, list):
-        for x in block:
+        for where, x in enumerate(block):
             if isinstance(x, dict) and isinstance(x.get("text"), str) and x.keys() <= {"text", "metadata"}:
                 x = x["text"]
             if not isinstance(x, (str, int, float)) or isinstance(x, bool):
                 raise ValueError(f"an example must be a text (or 'text:' with 'metadata:'), not {x!r}")
-            lines.append(str(x))
+            lines.append((where, str(x)))
     else:
-        for raw in str(block or "").splitlines():
+        for where, raw in enumerate(str(block or "").splitlines()):
             raw = raw.strip()
-            if raw == "-":  # a bullet left empty would be the example "-"
-                raise ValueError("an example is empty: a '- ' with nothing after it")
-            if raw.startswith("- "):
-                lines.append(raw[2:].strip())
-            elif raw:
-                lines.append(raw)
-    if broken := next((line for line in lines if not valid_unicode(line)), None):
+            if raw.startswith("-"):  # a bullet, as Rasa reads one: "-text" too, which lacks its space
+                raw = raw[1:].strip()
+                if not raw:  # a bullet left empty would be the example "-"
+                    raise ValueError("an example is empty: a '- ' with nothing after it")
+            if raw:
+                lines.append((where, raw))
+    if broken := next((line for _, line in lines if not valid_unicode(line)), None):
         raise ValueError(f"{broken!r} is not valid Unicode (half of a surrogate pair)")
     return lines
 
@@ -512,8 +513,9 @@ def valid_unicode(text: str) -> bool:
     return True
 
 
-def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any]) -> list[str]:
-    """The examples of nlu.yml's entry ``i`` (an intent's or a regex's), or its error with the line."""
+def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any]) -> list[tuple[int, str]]:
+    """The examples of nlu.yml's entry ``i`` (an intent's or a regex's), each with where it is in the entry
+    (:func:`_example_line`), or its error with the line."""
     try:
         if _folded(node, i):
             raise ValueError("the examples read as one line: write 'examples: |', which keeps one example a line")
@@ -522,12 +524,29 @@ def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any
         raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
 
 
-def _folded(node: yaml.Node | None, i: int) -> bool:
-    """Whether entry ``i``'s examples are a folded block (``examples: >``), which YAML joins into one line."""
+def _examples_node(node: yaml.Node | None, i: int) -> yaml.Node | None:
+    """The YAML node of nlu.yml's entry ``i``'s examples."""
     entries = next((value for key, value in getattr(node, "value", []) if getattr(key, "value", None) == "nlu"), None)
     if not isinstance(entries, yaml.SequenceNode) or not isinstance(entry := entries.value[i], yaml.MappingNode):
-        return False
-    return any(key.value == "examples" and getattr(value, "style", None) == ">" for key, value in entry.value)
+        return None
+    return next((value for key, value in entry.value if key.value == "examples"), None)
+
+
+def _folded(node: yaml.Node | None, i: int) -> bool:
+    """Whether entry ``i``'s examples are a folded block (``examples: >``), which YAML joins into one line."""
+    return getattr(_examples_node(node, i), "style", None) == ">"
+
+
+def _example_line(node: yaml.Node | None, i: int, where: int) -> int | None:
+    """The 1-based line of entry ``i``'s example at ``where`` (:func:`_example_lines`): an item of a list, or
+    a line of an ``examples: |`` block, whose text starts on the line after its key; the key's line for a
+    quoted string's."""
+    examples = _examples_node(node, i)
+    if isinstance(examples, yaml.SequenceNode) and where < len(examples.value):
+        return examples.value[where].start_mark.line + 1
+    if isinstance(examples, yaml.ScalarNode) and examples.style == "|":
+        return examples.start_mark.line + 2 + where
+    return _line_of(node, ("nlu", i, "examples"))
 
 
 def same_example(text: str) -> str:
@@ -551,7 +570,7 @@ def load_nlu(path: Path,
                                              "and regexes); deskbot has no stories or rules")
     examples: list[Example] = []
     patterns: dict[str, list[re.Pattern[str]]] = {}
-    labelled: dict[str, str] = {}  # same_example(text) -> its intent
+    labelled: dict[str, tuple[str, int | None]] = {}  # same_example(text) -> its intent and line
     for i, item in enumerate(data["nlu"]):
         if not isinstance(item, dict):
             raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
@@ -571,11 +590,12 @@ def load_nlu(path: Path,
                 raise _fail(path, node, ("nlu", i), f"intent {name!r}: write it as {payload!r} (full-width "
                                                    "characters, doubled spaces or invisible ones in a name would "
                                                    "never match its button)")
-            for text in texts:
-                text = example_text(text)
-                other = labelled.setdefault(same_example(text), name)
+            for where, text in texts:
+                text, line = example_text(text), _example_line(node, i, where)
+                other, first = labelled.setdefault(same_example(text), (name, line))
                 if other != name:  # the classifier would be taught both answers for one message
-                    raise _fail(path, node, ("nlu", i), f"{text!r} is an example of {other!r} too; keep it in one")
+                    raise ProjectError(f"{path}:{line}: {text!r}, an example of {name!r}, is one of {other!r} "
+                                       f"too (line {first}); keep it in one")
                 examples.append(Example(text, name))
         elif kind := next((k for k in ("regex", "synonym", "lookup") if k in item), None):
             # A misspelt 'examples:' would leave the entry empty: a regex that never finds its entity.
@@ -587,7 +607,7 @@ def load_nlu(path: Path,
             if kind == "regex" and str(item["regex"]) in slots:  # its value would replace the bot's own
                 raise _fail(path, node, ("nlu", i), f"regex {item['regex']!r}: the bot keeps its own slot of that "
                                                     "name; give the entity another")
-            for pattern in lines if kind == "regex" else []:
+            for _, pattern in lines if kind == "regex" else []:
                 try:
                     patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern))
                 except re.error as exc:

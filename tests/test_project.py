@@ -180,7 +180,11 @@ def test_an_example_under_two_intents_is_refused_in_either_chinese_script(bot_di
     text = path.read_text()
     assert "    - 取消订单\n" in text
     path.write_text(text.replace("- intent: track_order\n  examples: |\n", "- intent: track_order\n  examples: |\n    - 取消訂單\n", 1))
-    assert "'取消訂單' is an example of 'cancel_order' too" in error_for(bot_dir)
+    lines = path.read_text().splitlines()
+    added, original = lines.index("    - 取消訂單") + 1, lines.index("    - 取消订单") + 1
+    first, second = sorted([(added, "取消訂單", "track_order"), (original, "取消订单", "cancel_order")])
+    assert error_for(bot_dir) == (f"{path}:{second[0]}: '{second[1]}', an example of '{second[2]}', is one of "
+                                  f"'{first[2]}' too (line {first[0]}); keep it in one")
 
 
 def test_a_control_character_in_yaml_names_the_line(bot_dir: Path) -> None:
@@ -207,20 +211,30 @@ def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entr
     assert error_for(bot_dir) == f"{nlu}:{line}: nlu.{last}.examples: {problem}"
 
 
+def test_a_bullet_without_its_space_is_still_a_bullet(bot_dir: Path) -> None:
+    """"-where is my parcel" was kept as an example with its dash, as Rasa does not read it."""
+    nlu = bot_dir / "nlu.yml"
+    nlu.write_text(nlu.read_text() + "- intent: confirm_noted\n  examples: |\n    -got it, noted\n    -  noted, thanks\n"
+                   "    - -5 is what I was charged\n")
+    examples = [e.text for e in load_project(bot_dir).examples if e.intent == "confirm_noted"]
+    assert examples == ["got it, noted", "noted, thanks", "-5 is what I was charged"]
+
+
 def test_an_example_under_two_intents_is_refused(bot_dir: Path) -> None:
     path = bot_dir / "nlu.yml"
     # A recover_password example, copied under get_refund with other spacing and case.
     path.write_text(path.read_text().replace("    - 我要退款\n", "    - 我要退款\n    - I lost my account password,  CAN you "
                                              "help me to recover it?\n", 1))
-    line = path.read_text().splitlines().index("- intent: recover_password") + 1
-    message = error_for(bot_dir)
-    assert message.startswith(f"{path}:{line}: ")
-    assert message.endswith("'I lost my account password, can you help me to recover it?' is an example of "
-                            "'get_refund' too; keep it in one")
+    lines = path.read_text().splitlines()
+    first = lines.index("    - I lost my account password,  CAN you help me to recover it?") + 1
+    line = lines.index("    - I lost my account password, can you help me to recover it?") + 1
+    assert first < line  # the copy comes first: the error names the example's own line, and the copy's
+    assert error_for(bot_dir) == (f"{path}:{line}: 'I lost my account password, can you help me to recover it?', an "
+                                  f"example of 'recover_password', is one of 'get_refund' too (line {first}); keep it in one")
     # in full-width characters, as a Chinese input method types them: the server reads them as the same message
     path.write_text(path.read_text().replace("    - I lost my account password,  CAN you help me to recover it?\n",
                                              "    - Ｉ lost my account password， can you help me to recover it？\n", 1))
-    assert error_for(bot_dir).endswith("is an example of 'get_refund' too; keep it in one")
+    assert error_for(bot_dir).endswith(f"is one of 'get_refund' too (line {first}); keep it in one")
 
 
 def test_a_key_set_twice_names_both_lines(bot_dir: Path) -> None:
