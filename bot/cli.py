@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import sys
+import time
 import uuid
 from collections import Counter
 from importlib import resources
@@ -674,6 +675,8 @@ def export(directory: Path, since: Any, fmt: str, output: str) -> None:
     finally:
         store.close()
     click.echo(f"{lines} lines ({fmt})", err=True)
+    if since and unix_time(since) > time.time():  # a mistyped year, which would pass for a quiet week
+        click.echo(f"--since {since:%Y-%m-%d %H:%M:%S} is in the future: nothing is that new", err=True)
 
 
 @cli.command()
@@ -790,11 +793,12 @@ def models(directory: Path, as_json: bool) -> None:
     for v in versions:
         if as_json:
             click.echo(json.dumps({"version": v.name, "serving": v.current, "meta": v.meta, "metrics": v.metrics,
-                                   "decision": v.decision}))
+                                   "decision": v.decision, "damaged": v.damaged}))
             continue
         # Read leniently: one version's hand-edited or half-restored files must not hide the others.
         decision, reasons = v.decision.get("promoted"), v.decision.get("reasons")
         status = "" if decision is None else ("promoted" if decision else "refused: " + "; ".join(map(str, reasons or [])))
+        status = "; ".join(filter(None, [status, *v.damaged]))
         accuracy, threshold = (f"{x:.4f}" if isinstance(x, (int, float)) else ""
                                for x in (v.metrics.get("accuracy"), v.meta.get("intent_threshold")))
         click.echo(f"{'*' if v.current else ' '} {v.name:<9}{str(v.meta.get('created', '')):<26}"

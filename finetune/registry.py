@@ -23,7 +23,7 @@ import shutil
 import time
 import uuid
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -41,6 +41,7 @@ class Version:
     metrics: dict[str, Any]
     current: bool
     decision: dict[str, Any]  # the promotion gate's verdict; empty for a plain `bot train`
+    damaged: list[str] = field(default_factory=list)  # its records missing or unreadable: "meta.json unreadable"
 
 
 class Registry:
@@ -134,8 +135,10 @@ class Registry:
         for _, path in self._taken():
             if not path.is_dir():
                 continue
-            out.append(Version(path.name, path, _read_json(path / "meta.json"), _read_json(path / "metrics.json"),
-                               path.name == current, _read_json(path / "decision.json")))
+            damaged: list[str] = []
+            meta, metrics = _read_json(path / "meta.json", damaged), _read_json(path / "metrics.json", damaged)
+            decision = _read_json(path / "decision.json", damaged, required=False)
+            out.append(Version(path.name, path, meta, metrics, path.name == current, decision, damaged))
         return out
 
     @contextmanager
@@ -280,11 +283,19 @@ def version_number(name: str) -> int | None:
     return number if name == f"v{number:04d}" else None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, damaged: list[str], required: bool = True) -> dict[str, Any]:
     """A version's JSON record, or ``{}`` when it is missing or unreadable: one damaged old version
-    must not hide the others from ``bot models`` and ``bot rollback``."""
+    must not hide the others from ``bot models`` and ``bot rollback``. What is wrong goes into ``damaged``,
+    for them to say (a blank row would read as a version without figures)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # missing, a folder, not UTF-8, not JSON
+    except FileNotFoundError:
+        if required:
+            damaged.append(f"{path.name} missing")
         return {}
-    return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):  # a folder, not UTF-8, not JSON
+        data = None
+    if not isinstance(data, dict):
+        damaged.append(f"{path.name} unreadable")
+        return {}
+    return data

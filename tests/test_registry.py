@@ -272,7 +272,12 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     # Damaged records: an old version's metrics that are no JSON object, a CURRENT that is no name.
     (models / "v0002" / "metrics.json").write_text("[1]")
     (models / "v0003" / "meta.json").write_bytes(b"\xff\xfe")
-    assert runner.invoke(cli, ["models", str(root)]).exit_code == 0
+    damaged = runner.invoke(cli, ["models", str(root)])
+    assert damaged.exit_code == 0  # and says what is wrong, where the row would be blank
+    assert [line.split("  ")[-1] for line in damaged.output.splitlines()[2:]] == ["metrics.json unreadable",
+                                                                                 "meta.json unreadable"]
+    assert [json.loads(line)["damaged"] for line in runner.invoke(cli, ["models", str(root), "--json"]).output.splitlines()
+            ] == [[], ["metrics.json unreadable"], ["meta.json unreadable"]]
     # JSON objects of another shape: a decision without its reasons, an accuracy written as text
     (models / "v0002" / "decision.json").write_text('{"promoted": false}')
     (models / "v0003" / "metrics.json").write_text('{"accuracy": "0.9"}')

@@ -495,6 +495,7 @@ def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: P
     assert ever.exit_code == 0 and ever.stdout == everything.stdout
     nothing = CliRunner().invoke(cli, ["export", str(root), "--since", "2999-01-01", "-o", str(out)])
     assert nothing.exit_code == 0 and out.read_text() == ""  # the earlier export does not pass for this one
+    assert nothing.stderr == "0 lines (jsonl)\n--since 2999-01-01 00:00:00 is in the future: nothing is that new\n"
     unwritable = CliRunner().invoke(cli, ["export", str(root), "-o", str(tmp_path / "no" / "such" / "folder.jsonl")])
     assert unwritable.exit_code == 1 and "cannot write" in unwritable.output
 
