@@ -292,6 +292,10 @@ async def answer_kept_messages(app: web.Application) -> AsyncIterator[None]:
 
     # Only this server's channels: another's messages wait for a server that has that channel.
     platforms = {name: channel for name, channel in bot.channels.items() if isinstance(channel, PlatformChannel)}
+    for name, count in (await bot._store(store.waiting_elsewhere, list(platforms))).items():
+        log.warning("%d %s message%s kept in the store wait%s for a server with the %s channel, which this one does "
+                    "not serve (channels.%s in bot.yml, or its environment variables)",
+                    count, name, "s" if count > 1 else "", "" if count > 1 else "s", name, name)
 
     async def adopt() -> None:
         while True:

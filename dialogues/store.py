@@ -542,6 +542,14 @@ class Store:
             row["metadata"] = json.loads(row["metadata"] or "{}")
         return sorted(rows, key=lambda row: row["id"])
 
+    def waiting_elsewhere(self, channels: Collection[str]) -> dict[str, int]:
+        """How many kept messages wait, per channel, on channels other than ``channels``: a server without
+        a channel never answers its messages, which wait for one that has it."""
+        with self._lock:
+            return {row["channel"]: row["n"] for row in self.db.query(
+                "SELECT channel, COUNT(*) AS n FROM pending WHERE answered IS NULL GROUP BY channel ORDER BY channel")
+                if row["channel"] not in channels}
+
     def add_message(self, conversation_id: str, role: str, text: str, channel: str = "web",
                     author: str | None = None, buttons: list[dict[str, str]] | None = None) -> int:
         """An agent's (or the bot's) message that is not an answer to a user turn; ``author``, an agent's

@@ -987,6 +987,7 @@ def test_serve_on_port_0_says_the_port_it_got(tiny_demo_bot: Path, tmp_path: Pat
                            channels={"slack": {"signing_secret": "s", "bot_token": "xoxb-t", "api_url": "http://127.0.0.1:9/"}})
     kept = Store(root / "dialogues.db")  # by a server from before servers had names, gone a while
     kept.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "where is my refund?", {})
+    kept.receive("wecom:1", "wecom:ww1:chen", "wecom", "chen", "我的包裹呢", {})  # a channel this server lacks
     kept.db.execute("UPDATE pending SET received = received - ?", [UNOWNED_GRACE_S + 1])
     kept.close()
     server = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", str(root), "--port", "0", "--device", "cpu"],
@@ -1011,6 +1012,8 @@ def test_serve_on_port_0_says_the_port_it_got(tiny_demo_bot: Path, tmp_path: Pat
     logged = "".join(lines) + server.stderr.read()  # type: ignore[union-attr]
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO aiohttp.server: .*Bad Header", logged, re.M), logged
     assert " INFO deskbot: answering a slack message a stopped server acknowledged" in logged, logged
+    assert (" WARNING deskbot: 1 wecom message kept in the store waits for a server with the wecom channel, which this "
+            "one does not serve") in logged, logged  # not left to wait unsaid
 
 
 def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_bot: Path, tmp_path: Path) -> None:

@@ -182,6 +182,7 @@ def test_a_kept_message_is_its_servers_while_it_lives_then_one_other_servers(tmp
         blue.serve()
         # Only its own channels: a server without WeCom took WeCom's messages and could not answer them
         assert [row["text"] for row in green.adopt(["slack"])] == ["kept before servers had names"]
+        assert green.waiting_elsewhere(["slack"]) == {"wecom": 1} and green.waiting_elsewhere(["slack", "wecom"]) == {}
         assert blue.adopt(["slack"]) == []  # green has it; the live keeper keeps its own
         keeper.kill()  # however it dies, the system lets go of its lock
         keeper.wait(30)
