@@ -212,6 +212,12 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
                     # said once the port listens, with the address bound (with --port 0, the port the system chose)
                     print=lambda said: click.echo(f"deskbot serving {project.config.name} on "
                                                   f"{BOUND_URL.search(said)[1]}", err=True))
+    # Stopped: the turns in flight answered, the store closed, the port let go. Python's own teardown of the
+    # models' objects took 3 to 6 s more, which a process manager restarting the bot waited out.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def listening(host: str, port: int) -> list[socket.socket]:
