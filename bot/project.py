@@ -320,13 +320,15 @@ class Project:
         """The entities nlu.yml's regexes find in ``text``: each one's first match, or the part of it in
         a group named ``value`` when the pattern has one, so that a pattern can name the words around a
         value without taking them (``order (?P<value>\\d+)``). A match that leaves the value empty (an
-        optional group, a pattern that matches nothing) finds nothing, so it cannot wipe a slot."""
+        optional group, a pattern that matches nothing) finds nothing, so it cannot wipe a slot. Digits
+        come as ASCII digits: ``\\d`` matches any script's (Arabic-Indic ١٢٣, Devanagari), and an order
+        number typed in them would be looked up as written, and not found."""
         found = {}
         for name, patterns in self.entity_patterns.items():
             values = (m.group("value") if "value" in m.re.groupindex else m.group(0)
                       for pattern in patterns for m in pattern.finditer(text))
             if value := next((v for v in values if v), None):
-                found[name] = value
+                found[name] = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in value)
         return found
 
     def is_answer(self, entity: str, text: str) -> bool:

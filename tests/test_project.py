@@ -499,6 +499,8 @@ def test_a_regex_group_named_value_is_the_entity(bot_dir: Path) -> None:
     project.entity_patterns["order_id"] = [re.compile(r"order\s*(?P<value>\d+)?"), re.compile(r"\d*")]
     assert project.entities("the order please") == {}  # an empty value finds nothing: it must not wipe a slot
     assert project.entities("my order, I mean order 55") == {"order_id": "55"}
+    # in any script's digits, as the shop's order table writes them
+    assert project.entities("order ١٢٣٤٥") == project.entities("order ۱۲۳۴۵") == {"order_id": "12345"}
 
 
 def test_a_chinese_bot_reads_its_default_base_model_as_the_model_cache_does() -> None:
