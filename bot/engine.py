@@ -399,6 +399,7 @@ class Bot:
                                        script=script)
             except Exception as exc:  # one platform down must not keep the others' customers waiting unheard
                 log.error("could not tell %s that the agents are busy: %r", conversation_id, exc)
+                await self._store(self.store.undelivered, turn_id)  # as the transcript shows an agent's reply that failed
         return len(overdue)
 
     async def agent_message(self, conversation_id: str, text: str, agent: str | None = None) -> int:

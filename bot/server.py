@@ -305,6 +305,10 @@ async def answer_kept_messages(app: web.Application) -> AsyncIterator[None]:
                 log.exception("looking for messages a stopped server kept failed")
                 rows = []
             for row in rows:
+                if row["reply"] is not None:
+                    log.info("sending a %s answer a stopped server logged and did not send", row["channel"])
+                    platforms[row["channel"]].redeliver(row)
+                    continue
                 log.info("answering a %s message a stopped server acknowledged and did not answer", row["channel"])
                 platforms[row["channel"]].resume(Turn(row["conversation_id"], row["text"], row["channel"], row["user"],
                                                       row["metadata"], row["id"]))

@@ -136,8 +136,15 @@ def _v12(db: sqlite_utils.Database) -> None:
         db["pending"].add_column("owner", str)
 
 
+def _v13(db: sqlite_utils.Database) -> None:
+    """The bot's answer to a kept platform message, logged and not sent yet (see ``Store.delivered``): a server
+    killed while sending it, or stopped before the platform took it, leaves it for the next to send."""
+    if "reply_turn" not in db["pending"].columns_dict:
+        db["pending"].add_column("reply_turn", int)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                              _v12]
+                                                              _v12, _v13]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -438,8 +445,11 @@ class Store:
             [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None,
              ex.active_loop, ex.conversation_id],
         )
-        if ex.pending_id is not None:
+        if ex.pending_id is not None and bot_turn is None:  # nothing to send: a silent turn
             self.db.execute(_SETTLE, [now(), ex.pending_id])
+        elif ex.pending_id is not None:  # owed until the platform takes the answer (delivered())
+            self.db.execute("UPDATE pending SET reply_turn = ?, text = '', metadata = '{}' WHERE id = ?",
+                            [bot_turn, ex.pending_id])
         return int(user_turn), (int(bot_turn) if bot_turn is not None else None)
 
     # --- platform messages between acknowledgement and answer ------------------------------------
@@ -450,9 +460,10 @@ class Store:
         when a message with this ``key`` is already kept (the platform delivered it again).
 
         Those platforms are acknowledged before the answer is ready and do not send a message again
-        once acknowledged, so a server killed in between would lose it. The row goes with the
-        message's exchange (``Exchange.pending_id``); rows left by a killed server are answered by
-        the next one (:meth:`unanswered`). An answered message's key stays for ``REDELIVERY_WINDOW_S``, which
+        once acknowledged, so a server killed in between would lose it. The message's exchange
+        (``Exchange.pending_id``) names its answer in the row, which is settled once the platform took
+        that answer (:meth:`delivered`); rows left by a killed server are answered, or their answers
+        sent, by the next one (:meth:`adopt`). An answered message's key stays for ``REDELIVERY_WINDOW_S``, which
         a redelivery to the next server may fall in. The text is kept as the store keeps messages, redacted
         unless privacy says otherwise.
         """
@@ -464,6 +475,11 @@ class Store:
                 [key, conversation_id, channel, user, self._private(text), json.dumps(metadata, ensure_ascii=False), now(),
                  self.server])
             return int(cursor.lastrowid) if cursor.rowcount else None
+
+    def delivered(self, pending_id: int) -> None:
+        """Settle a kept message whose answer the platform took, or refused for good (marked undelivered)."""
+        with self._lock:
+            self.db.execute(_SETTLE, [now(), pending_id])
 
     def answered(self, pending_id: int) -> None:
         """Forget a kept message whose turn failed: answered again by the next server, it would fail again.
@@ -502,7 +518,8 @@ class Store:
 
     def adopt(self, channels: Collection[str]) -> list[dict[str, Any]]:
         """The kept messages of ``channels`` (those this server answers on) that no live server answers, now
-        this serving store's to answer, oldest first.
+        this serving store's to answer, oldest first; one already answered and not sent has its ``reply``
+        and ``buttons``, to send (None: to answer).
 
         A message is answered by the server that kept it while that one lives, and by exactly one other
         once it is gone: a new server starting while the old one finishes its turns, a blue/green pair on
@@ -540,7 +557,16 @@ class Store:
                     lock.release()
         for row in rows:
             row["metadata"] = json.loads(row["metadata"] or "{}")
-        return sorted(rows, key=lambda row: row["id"])
+            row["reply"], row["buttons"] = None, []
+            if row["reply_turn"] is not None:  # answered, not sent: the answer as the store keeps it
+                with self._lock:
+                    turn = self.db.execute("SELECT text, buttons FROM turns WHERE id = ?", [row["reply_turn"]]).fetchone()
+                if turn is None:  # purged since: nothing left to send
+                    self.delivered(row["id"])
+                    continue
+                row["reply"], row["buttons"] = turn[0], json.loads(turn[1] or "[]")
+        return sorted((row for row in rows if row["reply_turn"] is None or row["reply"] is not None),
+                      key=lambda row: row["id"])
 
     def waiting_elsewhere(self, channels: Collection[str]) -> dict[str, int]:
         """How many kept messages wait, per channel, on channels other than ``channels``: a server without

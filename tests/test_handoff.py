@@ -391,6 +391,23 @@ async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_
     assert failed == [f"the answer to {cid} did not reach the customer: chat.postMessage: channel_not_found"]
 
 
+async def test_a_busy_message_the_platform_refuses_is_marked_undelivered(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """It was logged, and the transcript showed it as sent."""
+    set_handoff(bot_dir, busy_after_seconds=0.4)
+    client = await slack_refusing_all(bot_dir, aiohttp_client, aiohttp_server)
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "is anyone there?", "slack")
+    client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")
+    for _ in range(100):
+        transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+        if any(t["role"] == "bot" and t["undelivered"] for t in transcript["turns"]):
+            break
+        await asyncio.sleep(0.1)
+    assert [(t["text"][:17], t["undelivered"]) for t in transcript["turns"] if t["role"] == "bot"] == [
+        ("Sorry for the wai", True)]
+
+
 async def test_an_agent_reply_to_a_channel_this_server_does_not_serve_is_a_502(bot_dir: Path, aiohttp_client: Any) -> None:
     """A `bot chat` conversation handed off reaches the inbox, but no reply can reach its terminal: the reply
     was "sent" (200) and the customer no longer counted as waiting."""

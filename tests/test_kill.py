@@ -281,6 +281,7 @@ class SlowSlack:
     root: Path
     secret: str
     posts: list[dict[str, Any]]
+    hung: list[dict[str, Any]]  # posts the stand-in never answers
 
     def event(self, number: int) -> tuple[bytes, dict[str, str]]:
         """Direct message ``number`` asking for /track_order, signed now: its body and headers."""
@@ -301,14 +302,20 @@ class SlowSlack:
         await asyncio.sleep(0.5)  # time for a second answer, which must not come
 
 
-async def slow_slack(tiny_demo_bot: Path, root: Path, aiohttp_server: Any, action: str = SLOW_ACTION) -> SlowSlack:
+async def slow_slack(tiny_demo_bot: Path, root: Path, aiohttp_server: Any, action: str = SLOW_ACTION,
+                     hang: int = 0) -> SlowSlack:
+    """``hang``: how many of the first posts the stand-in holds without an answer."""
     from aiohttp import web
 
     from tests.conftest import configured_copy
 
     posts: list[dict[str, Any]] = []
+    hung: list[dict[str, Any]] = []
 
     async def post_message(request: web.Request) -> web.Response:  # Slack's chat.postMessage, locally
+        if len(hung) < hang:
+            hung.append(await request.json())
+            await asyncio.Event().wait()
         posts.append(await request.json())
         return web.json_response({"ok": True, "ts": "1700000009.000100"})
 
@@ -320,7 +327,7 @@ async def slow_slack(tiny_demo_bot: Path, root: Path, aiohttp_server: Any, actio
     shutil.rmtree(root / "actions")
     (root / "actions").mkdir()
     (root / "actions" / "slow.py").write_text(action)
-    return SlowSlack(root, slack["signing_secret"], posts)
+    return SlowSlack(root, slack["signing_secret"], posts, hung)
 
 
 async def test_a_slack_message_acknowledged_before_a_kill_is_answered_by_the_next_server(
@@ -351,6 +358,35 @@ async def test_a_slack_message_acknowledged_before_a_kill_is_answered_by_the_nex
         assert db.execute("SELECT count(*) FROM pending WHERE answered IS NULL").fetchone() == (0,)
         assert db.execute("SELECT role, text FROM turns WHERE conversation_id = 'slack:T1:D1:1700000000.000101'"
                           ).fetchall() == [("user", "/track_order"), ("bot", "looked it up slowly")]
+
+
+async def test_an_answer_killed_on_its_way_to_slack_is_sent_by_the_next_server(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_server: Any) -> None:
+    """The kept message was settled when its answer was logged: a server killed while Slack had not taken the
+    answer yet (a slow or rate-limited chat.postMessage) lost it, and the transcript said it was sent."""
+    bot = await slow_slack(tiny_demo_bot, tmp_path / "sending", aiohttp_server, hang=1)
+    body, headers = bot.event(1)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        server = await start(bot.root, session)
+        async with session.post(f"{server.url}/slack/events", data=body, headers=headers) as response:
+            assert response.status == 200
+        deadline = time.monotonic() + 20
+        while not bot.hung and time.monotonic() < deadline:  # the answer is on its way
+            await asyncio.sleep(0.05)
+        assert [p["text"] for p in bot.hung] == ["looked it up slowly"]
+        server.process.kill()
+        server.process.join(10)
+        server = await start(bot.root, session)
+        await bot.answers(1)
+        server.process.terminate()
+        server.process.join(30)
+    assert [(p["thread_ts"], p["text"]) for p in bot.posts] == [("1700000000.000101", "looked it up slowly")]
+    with sqlite3.connect(bot.root / "dialogues.db") as db:
+        assert db.execute("SELECT count(*) FROM pending WHERE answered IS NULL").fetchone() == (0,)
+        # sent as logged, not answered a second time
+        assert db.execute("SELECT role, text, undelivered FROM turns WHERE conversation_id = "
+                          "'slack:T1:D1:1700000000.000101'").fetchall() == [("user", "/track_order", None),
+                                                                             ("bot", "looked it up slowly", None)]
 
 
 async def test_two_servers_on_one_store_answer_each_kept_message_once(

@@ -128,15 +128,22 @@ def kept(store: Store) -> list[tuple[int, str, dict[str, str]]]:
             for row in store.db.query("SELECT * FROM pending WHERE answered IS NULL ORDER BY id")]
 
 
-def test_a_kept_platform_message_waits_until_its_exchange_is_logged(tmp_path: Path) -> None:
+TRACK = {"title": "Track my order", "payload": "/track_order"}
+
+
+def test_a_kept_platform_message_waits_until_its_answer_is_delivered(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     first = store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "card 4111 1111 1111 1111?", {"ts": "1.1"})
     second = store.receive("slack:ts:C1:1.2", "slack:T1:C1:1.2", "slack", "U1", "hello", {"ts": "1.2"})
     assert first is not None and second is not None
     assert store.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "again", {}) is None  # a redelivery
     assert kept(store) == [(first, "card [CARD]?", {"ts": "1.1"}), (second, "hello", {"ts": "1.2"})]
-    store.log_exchange(Exchange("slack:T1:C1:1.1", "slack", "U1", "card [CARD]?", None, "Sorry?", None, 0.2, [],
-                                "fallback", "v0001", pending_id=first))  # answered: forgotten in the same transaction
+    _, reply = store.log_exchange(Exchange("slack:T1:C1:1.1", "slack", "U1", "card [CARD]?", None, "Sorry?", None, 0.2,
+                                           [], "fallback", "v0001", pending_id=first, buttons=[TRACK]))
+    # answered, not sent yet: the answer is named in its row, the message's text goes in the same transaction
+    assert kept(store) == [(first, "", {}), (second, "hello", {"ts": "1.2"})]
+    assert store.db.execute("SELECT reply_turn FROM pending WHERE id = ?", [first]).fetchone() == (reply,)
+    store.delivered(first)  # the platform took it
     store.answered(second)  # a turn that ended without an exchange
     assert kept(store) == []
     # A redelivery within the platform's retry window is known by its key, by the next server too; only the
@@ -151,6 +158,24 @@ def test_a_kept_platform_message_waits_until_its_exchange_is_logged(tmp_path: Pa
     assert [text for _, text, _ in kept(store)] == ["later"]
     assert store.db.execute("SELECT count(*) FROM pending").fetchone() == (1,)  # the old keys are gone
     store.close()
+
+
+def test_an_answer_logged_and_not_sent_is_sent_by_the_next_server_as_logged(tmp_path: Path) -> None:
+    """A server stopped while the platform had not taken an answer yet lost it: the row was settled at the log."""
+    path = tmp_path / "dialogues.db"
+    gone = Store(path)
+    gone.serve()
+    first = gone.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "where is my parcel?", {})
+    _, reply = gone.log_exchange(Exchange("slack:T1:C1:1.1", "slack", "U1", "where is my parcel?", None, "It left today.",
+                                          "track_order", 0.9, [], "template", "v0001", pending_id=first, buttons=[TRACK]))
+    gone.close()  # stopped before Slack took the answer
+    following = Store(path)
+    following.serve()
+    [row] = following.adopt(["slack"])
+    assert (row["id"], row["reply"], row["buttons"], row["reply_turn"]) == (first, "It left today.", [TRACK], reply)
+    following.delivered(first)
+    assert following.adopt(["slack"]) == [] and kept(following) == []
+    following.close()
 
 
 KEEPER = """

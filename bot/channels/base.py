@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from bot.language import INVISIBLE, Language, Script, blank
+from bot.language import INVISIBLE, Language, Script, blank, chinese_script, mostly_written_in
 from bot.project import ProjectError, valid_unicode
 
 if TYPE_CHECKING:
@@ -415,9 +415,10 @@ class PlatformChannel(Channel):
         return turn.pending_id is not None
 
     async def answer(self, turn: Turn) -> Reply:
-        """The bot's reply to a kept turn. Its exchange, logged with every reply, forgets the kept row in
-        the same transaction; a turn that fails is forgotten too, and one that shutdown cuts short
-        (cancelled) stays kept, for the next server to answer."""
+        """The bot's reply to a kept turn. Its exchange, logged with every reply, names the reply in the kept
+        row in the same transaction, which :meth:`deliver` settles once the platform took it; a turn that
+        fails is forgotten, and one that shutdown cuts short (cancelled) stays kept, for the next server to
+        answer."""
         try:
             return await self.bot.handle(turn)
         except Exception:
@@ -429,16 +430,30 @@ class PlatformChannel(Channel):
         """Answer, in the background and on the platform's API, a kept turn a killed server never answered."""
         raise NotImplementedError
 
-    async def deliver(self, conversation_id: str, turn_id: int | None, sending: Awaitable[None]) -> None:
+    async def deliver(self, conversation_id: str, turn_id: int | None, sending: Awaitable[None],
+                      pending_id: int | None = None) -> None:
         """Send the bot's answer on the platform's API. One the platform refuses or cannot be reached for is
         said in one line and marked undelivered in the transcript, as an agent's reply is: the platform never
-        sends an acknowledged message again, so only an agent can still answer it."""
+        sends an acknowledged message again, so only an agent can still answer it. ``pending_id``, the kept
+        message it answers, is settled then, or once the platform took it; a send cut short (a server killed
+        or stopped meanwhile) leaves it for the next server to send (:meth:`redeliver`)."""
+        store = self.bot.store
         try:
             await sending
         except UNDELIVERED as exc:
             log.error("the answer to %s did not reach the customer: %s", conversation_id, failure(exc))
-            if turn_id is not None and self.bot.store is not None:
-                await self.bot._store(self.bot.store.undelivered, turn_id)
+            if turn_id is not None and store is not None:
+                await self.bot._store(store.undelivered, turn_id)
+        if pending_id is not None and store is not None:
+            await self.bot._store(store.delivered, pending_id)
+
+    def redeliver(self, kept: dict[str, Any]) -> None:
+        """Send, in the background, the answer a stopped server logged for a kept message and did not send
+        (``Store.adopt``'s ``reply`` and ``buttons``, as the store keeps them)."""
+        text, buttons = kept["reply"], kept["buttons"]
+        self._tasks.spawn(self.deliver(kept["conversation_id"], kept["reply_turn"], self.send(
+            kept["conversation_id"], text, role="bot", buttons=buttons, language=mostly_written_in(text),
+            script=chinese_script(text, None)), kept["id"]))
 
     @property
     def session(self) -> aiohttp.ClientSession:

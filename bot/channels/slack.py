@@ -300,7 +300,7 @@ class SlackChannel(PlatformChannel):
         reply = await self.answer(turn)
         if (reply.text or reply.buttons) and reply.source != "silent":  # an action may offer buttons alone
             await self.deliver(turn.conversation_id, reply.turn_id, self.send(turn.conversation_id, reply.text,
-                                                                              buttons=reply.buttons))
+                                                                              buttons=reply.buttons), turn.pending_id)
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``."""

@@ -252,10 +252,12 @@ class WeComChannel(PlatformChannel):
         except Exception:
             log.exception("wecom turn failed for %s", turn.conversation_id)
             text = ""
-        if not answered.done():
+        if not answered.done():  # the callback's response carries it: WeCom has it as the response is written
             answered.set_result((text, turn_id))
+            if turn.pending_id is not None and self.bot.store is not None:
+                await self.bot._store(self.bot.store.delivered, turn.pending_id)
         elif text:
-            await self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, text))
+            await self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, text), turn.pending_id)
 
     def _passive_reply(self, user: str, text: str, nonce: str) -> web.Response:
         timestamp = str(int(time.time()))
