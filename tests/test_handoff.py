@@ -389,6 +389,9 @@ async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_
     assert [t["undelivered"] for t in transcript["turns"] if t["role"] == "bot"] == [True]
     failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert failed == [f"the answer to {cid} did not reach the customer: chat.postMessage: channel_not_found"]
+    # only a person can still answer: the agents' inbox has it, where no agent was pointed to it
+    [waiting] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
+    assert (waiting["conversation_id"], waiting["reason"]) == (cid, "undelivered")
 
 
 async def test_a_busy_message_the_platform_refuses_is_marked_undelivered(

@@ -341,12 +341,17 @@ async def test_an_answer_message_send_fails_for_is_said_in_one_line_and_marked_u
     api.router.add_get("/cgi-bin/gettoken", gettoken)
     api.router.add_post("/cgi-bin/message/send", message_send)
     server = await aiohttp_server(api)
-    bot, marked, settled = FakeBot(delay=0.3), [], []
+    bot, marked, settled, handed = FakeBot(delay=0.3), [], [], []
 
     async def run(fn: Any, *args: Any) -> Any:
         return fn(*args)
 
     bot.store, bot._store = SimpleNamespace(receive=lambda *args: 1, undelivered=marked.append, delivered=settled.append), run
+
+    async def set_handoff(*args: Any) -> None:
+        handed.append(args)
+
+    bot.set_handoff = set_handoff  # type: ignore[attr-defined]
     handle = bot.handle
 
     async def numbered(turn: Turn) -> Reply:
@@ -361,6 +366,7 @@ async def test_an_answer_message_send_fails_for_is_said_in_one_line_and_marked_u
     assert response.status == 200 and await response.text() == ""  # too late: sent actively, and refused
     await channel.close()
     assert marked == [41] and settled == [1]  # refused for good: not sent again by the next server
+    assert handed == [(f"wecom:{CORP_ID}:ChenJiaShun", True, "undelivered", "wecom")]  # only a person can still answer
     failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert failed == [f"the answer to wecom:{CORP_ID}:ChenJiaShun did not reach the customer: "
                       "message/send: 81013 user & party & tag all invalid"]

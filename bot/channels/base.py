@@ -434,7 +434,8 @@ class PlatformChannel(Channel):
                       pending_id: int | None = None) -> None:
         """Send the bot's answer on the platform's API. One the platform refuses or cannot be reached for is
         said in one line and marked undelivered in the transcript, as an agent's reply is: the platform never
-        sends an acknowledged message again, so only an agent can still answer it. ``pending_id``, the kept
+        sends an acknowledged message again, so only an agent can still answer it: the conversation is handed
+        to one (reason ``undelivered``), which puts it in the agents' inbox. ``pending_id``, the kept
         message it answers, is settled then, or once the platform took it; a send cut short (a server killed
         or stopped meanwhile) leaves it for the next server to send (:meth:`redeliver`)."""
         store = self.bot.store
@@ -444,6 +445,7 @@ class PlatformChannel(Channel):
             log.error("the answer to %s did not reach the customer: %s", conversation_id, failure(exc))
             if turn_id is not None and store is not None:
                 await self.bot._store(store.undelivered, turn_id)
+                await self.bot.set_handoff(conversation_id, True, "undelivered", self.name)
         if pending_id is not None and store is not None:
             await self.bot._store(store.delivered, pending_id)
 
