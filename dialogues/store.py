@@ -369,6 +369,15 @@ class Store:
                 for r in self.db.query(f"SELECT * FROM conversations WHERE id IN ({marks})", conversation_ids)}
         return [rows.get(i) for i in conversation_ids]
 
+    def offered(self, conversation_id: str) -> list[str]:
+        """The payloads of the buttons the conversation's latest turn offers: a bot turn's, if it is the
+        latest (a customer's word or an agent's since withdraws them)."""
+        row = self.db.execute("SELECT role, buttons FROM turns WHERE conversation_id = ? ORDER BY id DESC LIMIT 1",
+                              [conversation_id]).fetchone()
+        if row is None or row[0] != "bot":
+            return []
+        return [button["payload"] for button in json.loads(row[1] or "[]")]
+
     def _ensure_conversation(self, conversation_id: str, channel: str, user: str | None) -> None:
         self.db.execute(
             "INSERT OR IGNORE INTO conversations (id, channel, user, status, slots, fallbacks, created, updated) "

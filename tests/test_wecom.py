@@ -611,6 +611,34 @@ async def test_buttons_are_numbered_and_a_number_sends_the_payload(aiohttp_clien
     assert [t.text for t in bot.turns] == ["退款要多久", "/track_refund", "1", "hello", "3"]
 
 
+async def test_the_choices_offered_before_a_restart_are_read_from_the_store(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path) -> None:
+    """They lived in the server's memory only: after a restart, "2" reached the model as text and got the
+    fallback, which counts towards a handoff."""
+    from dialogues.store import Exchange, Store
+
+    store = Store(tmp_path / "dialogues.db")
+    cid = f"wecom:{CORP_ID}:u1"
+    store.log_exchange(Exchange(cid, "wecom", "u1", "退款要多久", None, "退款一般需要5到7个工作日。", "refund_time", 0.9,
+                                [], "template", "v0001", buttons=REFUND_BUTTONS))  # answered by the server before
+    bot = FakeBot()
+    bot.store = store  # type: ignore[assignment]
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    bot._store = run  # type: ignore[attr-defined]
+    channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))  # this one, started since
+    client = await client_for(aiohttp_client, channel)
+    await passive_content(client, crypto, "2", "1")
+    store.add_message(cid, "agent", "您好，我是客服小李。")  # a person's word since withdraws them
+    channel._offers.clear()  # as after another restart
+    await passive_content(client, crypto, "1", "2")
+    await channel.close()
+    store.close()
+    assert [t.text for t in bot.turns] == ["/track_refund", "1"]
+
+
 async def test_choices_are_explained_in_the_language_of_the_reply(
         aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto) -> None:
     bot = FakeBot(text="Refunds take 5 to 7 days.")

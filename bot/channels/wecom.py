@@ -192,7 +192,7 @@ class WeComChannel(PlatformChannel):
                 return self._passive_reply(user, notice, nonce) if notice else empty
             turn = Turn(
                 conversation_id=conversation_id,
-                text=self._chosen(conversation_id, text)[: self.max_message_chars],
+                text=(await self._chosen(conversation_id, text))[: self.max_message_chars],
                 channel=self.name,
                 user=user,
                 metadata={"msg_id": message.findtext("MsgId"), "agent_id": message.findtext("AgentID")},
@@ -220,9 +220,14 @@ class WeComChannel(PlatformChannel):
             return empty
         return self._passive_reply(user, answer, nonce)
 
-    def _chosen(self, conversation_id: str, text: str) -> str:
-        """The payload of the numbered choice ``text`` picks, or ``text`` itself if it picks none."""
-        offered = self._offers.pop(conversation_id, [])
+    async def _chosen(self, conversation_id: str, text: str) -> str:
+        """The payload of the numbered choice ``text`` picks, or ``text`` itself if it picks none. The choices
+        are those this server offered last in the conversation; in one it has not answered since it started
+        (a restart, or another server on the same store answered it), the store's latest turn's."""
+        offered = self._offers.pop(conversation_id, None)
+        if offered is None and text.isdecimal() and self.bot.store is not None:
+            offered = await self.bot._store(self.bot.store.offered, conversation_id)
+        offered = offered or []
         if text.isdecimal() and 1 <= int(text) <= len(offered):
             return offered[int(text) - 1]
         return text
