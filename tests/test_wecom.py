@@ -635,8 +635,10 @@ async def test_the_choices_offered_before_a_restart_are_read_from_the_store(
     channel._offers.clear()  # as after another restart
     await passive_content(client, crypto, "1", "2")
     await channel.close()
+    unsettled = store.db.execute("SELECT count(*) FROM pending WHERE answered IS NULL").fetchone()[0]
     store.close()
     assert [t.text for t in bot.turns] == ["/track_refund", "1"]
+    assert unsettled == 0  # both answers went out in the callbacks' responses
 
 
 async def test_choices_are_explained_in_the_language_of_the_reply(

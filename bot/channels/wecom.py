@@ -216,8 +216,11 @@ class WeComChannel(PlatformChannel):
             return empty
         # Too long for one passive message, or WeCom hung up meanwhile (aiohttp lets the handler run on).
         if len(answer.encode()) > MAX_CONTENT_BYTES or request.transport is None or request.transport.is_closing():
-            self._tasks.spawn(self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, answer)))
+            self._tasks.spawn(self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, answer),
+                                           turn.pending_id))
             return empty
+        if turn.pending_id is not None and self.bot.store is not None:  # WeCom has it once this response is written
+            await self.bot._store(self.bot.store.delivered, turn.pending_id)
         return self._passive_reply(user, answer, nonce)
 
     async def _chosen(self, conversation_id: str, text: str) -> str:
@@ -257,10 +260,8 @@ class WeComChannel(PlatformChannel):
         except Exception:
             log.exception("wecom turn failed for %s", turn.conversation_id)
             text = ""
-        if not answered.done():  # the callback's response carries it: WeCom has it as the response is written
+        if not answered.done():  # the waiting callback's response carries it
             answered.set_result((text, turn_id))
-            if turn.pending_id is not None and self.bot.store is not None:
-                await self.bot._store(self.bot.store.delivered, turn.pending_id)
         elif text:
             await self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, text), turn.pending_id)
 
