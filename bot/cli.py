@@ -681,7 +681,14 @@ def export(directory: Path, since: Any, fmt: str, output: str) -> None:
     finally:
         store.close()
     click.echo(f"{lines} lines ({fmt})", err=True)
-    if since and unix_time(since) > time.time():  # a mistyped year, which would pass for a quiet week
+    _say_if_future(since)
+
+
+def _say_if_future(since: Any) -> None:
+    """A ``--since`` date in the future (a mistyped year) finds nothing, which would pass for a quiet week."""
+    from dialogues.store import unix_time
+
+    if since and unix_time(since) > time.time():
         click.echo(f"--since {since:%Y-%m-%d %H:%M:%S} is in the future: nothing is that new", err=True)
 
 
@@ -835,6 +842,7 @@ def stats(directory: Path, since: Any, as_json: bool) -> None:
         store.close()
     if as_json:
         click.echo(json.dumps(figures, ensure_ascii=False))
+        _say_if_future(since)
         return
 
     def row(label: str, value: str) -> str:
@@ -862,6 +870,7 @@ def stats(directory: Path, since: Any, as_json: bool) -> None:
         row("  top intents", ", ".join(f"{intent} {n:,}" for intent, n in figures["top_intents"].items())),
     ]
     click.echo("\n".join(lines))
+    _say_if_future(since)
 
 
 def _duration(seconds: float) -> str:

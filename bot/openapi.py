@@ -157,7 +157,8 @@ class InboxConversation(_Body):
     updated: float
     handed_off_at: float | None = Field(..., description="when it was last handed off (handed_off only)")
     reason: str | None = Field(..., description="why: requested (by the customer), fallbacks (repeated misses), "
-                                                "action:NAME (a custom action paused it) or agent (taken over)")
+                                                "action:NAME (a custom action paused it), undelivered (Slack or WeCom did "
+                                                "not take the bot's answer) or agent (taken over)")
     waiting_since: float | None = Field(
         ..., description="since when the customer has waited for a person; null once an agent has the last word")
     last_message: str | None = Field(..., description="the customer's latest message")

@@ -266,7 +266,7 @@ class Exchange:
     slots: dict[str, Any] | None = None  # the conversation's slots after this turn
     fallbacks: int = 0  # consecutive fallbacks after this turn
     active_loop: str | None = None  # the action that asked for a slot (Rasa's requested_slot) and awaits it
-    pending_id: int | None = None  # the message's row in ``pending``, removed in the same transaction
+    pending_id: int | None = None  # the message's row in ``pending``, which names the answer in the same transaction
     buttons: list[dict[str, str]] | None = None  # the reply's, offered again when the history is read
     # The reply repeats the conversation's values, which may be what the customer wrote ("refund for card
     # 4111 …" from an action, "I can cancel order {order_id}" filled from their message), so it is kept as
@@ -454,11 +454,11 @@ class Store:
             [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None,
              ex.active_loop, ex.conversation_id],
         )
-        if ex.pending_id is not None and bot_turn is None:  # nothing to send: a silent turn
+        if ex.pending_id is not None and bot_turn is None:  # no answer the store keeps: a silent turn, buttons alone
             self.db.execute(_SETTLE, [now(), ex.pending_id])
-        elif ex.pending_id is not None:  # owed until the platform takes the answer (delivered())
-            self.db.execute("UPDATE pending SET reply_turn = ?, text = '', metadata = '{}' WHERE id = ?",
-                            [bot_turn, ex.pending_id])
+        elif ex.pending_id is not None:  # owed until the platform takes the answer (delivered()); the message
+            # stays as it came until then, for a deskbot from before migration 13 that would answer it again
+            self.db.execute("UPDATE pending SET reply_turn = ? WHERE id = ?", [bot_turn, ex.pending_id])
         return int(user_turn), (int(bot_turn) if bot_turn is not None else None)
 
     # --- platform messages between acknowledgement and answer ------------------------------------
@@ -567,23 +567,21 @@ class Store:
         for row in rows:
             row["metadata"] = json.loads(row["metadata"] or "{}")
             row["reply"], row["buttons"] = None, []
-            if row["reply_turn"] is not None:  # answered, not sent: the answer as the store keeps it
-                with self._lock:
-                    turn = self.db.execute("SELECT text, buttons FROM turns WHERE id = ?", [row["reply_turn"]]).fetchone()
-                if turn is None:  # purged since: nothing left to send
-                    self.delivered(row["id"])
-                    continue
-                row["reply"], row["buttons"] = turn[0], json.loads(turn[1] or "[]")
-        return sorted((row for row in rows if row["reply_turn"] is None or row["reply"] is not None),
-                      key=lambda row: row["id"])
+            if row["reply_turn"] is not None:  # answered, not sent: the answer as the store keeps it (a purge
+                with self._lock:                # takes the conversation's kept messages with its turns)
+                    text, buttons = self.db.execute("SELECT text, buttons FROM turns WHERE id = ?",
+                                                    [row["reply_turn"]]).fetchone()
+                row["reply"], row["buttons"] = text, json.loads(buttons or "[]")
+        return sorted(rows, key=lambda row: row["id"])
 
     def waiting_elsewhere(self, channels: Collection[str]) -> dict[str, int]:
-        """How many kept messages wait, per channel, on channels other than ``channels``: a server without
-        a channel never answers its messages, which wait for one that has it."""
+        """How many kept messages have waited a minute or more, per channel, on channels other than
+        ``channels``: a server without a channel never answers its messages, which wait for one that has
+        it (a live one answers its own within seconds)."""
         with self._lock:
             return {row["channel"]: row["n"] for row in self.db.query(
-                "SELECT channel, COUNT(*) AS n FROM pending WHERE answered IS NULL GROUP BY channel ORDER BY channel")
-                if row["channel"] not in channels}
+                "SELECT channel, COUNT(*) AS n FROM pending WHERE answered IS NULL AND received < ? GROUP BY channel "
+                "ORDER BY channel", [now() - UNOWNED_GRACE_S]) if row["channel"] not in channels}
 
     def add_message(self, conversation_id: str, role: str, text: str, channel: str = "web",
                     author: str | None = None, buttons: list[dict[str, str]] | None = None) -> int:

@@ -88,7 +88,8 @@ def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) 
     as_json = CliRunner().invoke(cli, ["stats", str(root), "--json"])
     assert json.loads(as_json.output)["containment"] == 0.25
     future = CliRunner().invoke(cli, ["stats", str(root), "--since", "2099-01-01", "--json"])
-    assert json.loads(future.output)["conversations"] == 0
+    assert json.loads(future.stdout)["conversations"] == 0
+    assert future.stderr == "--since 2099-01-01 00:00:00 is in the future: nothing is that new\n"  # not a quiet week
     for since, header in (("2099-01-01", "since 2099-01-01"), ("2099-01-01T18:30:00", "since 2099-01-01 18:30:00")):
         shown = CliRunner().invoke(cli, ["stats", str(root), "--since", since])  # the window said as given
         assert shown.output.splitlines()[0] == f"Demo Shop, {header}"

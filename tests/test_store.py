@@ -140,8 +140,8 @@ def test_a_kept_platform_message_waits_until_its_answer_is_delivered(tmp_path: P
     assert kept(store) == [(first, "card [CARD]?", {"ts": "1.1"}), (second, "hello", {"ts": "1.2"})]
     _, reply = store.log_exchange(Exchange("slack:T1:C1:1.1", "slack", "U1", "card [CARD]?", None, "Sorry?", None, 0.2,
                                            [], "fallback", "v0001", pending_id=first, buttons=[TRACK]))
-    # answered, not sent yet: the answer is named in its row, the message's text goes in the same transaction
-    assert kept(store) == [(first, "", {}), (second, "hello", {"ts": "1.2"})]
+    # answered, not sent yet: the answer is named in its row
+    assert kept(store) == [(first, "card [CARD]?", {"ts": "1.1"}), (second, "hello", {"ts": "1.2"})]
     assert store.db.execute("SELECT reply_turn FROM pending WHERE id = ?", [first]).fetchone() == (reply,)
     store.delivered(first)  # the platform took it
     store.answered(second)  # a turn that ended without an exchange

@@ -372,6 +372,28 @@ async def test_an_answer_message_send_fails_for_is_said_in_one_line_and_marked_u
                       "message/send: 81013 user & party & tag all invalid"]
 
 
+async def test_an_answer_owed_to_another_wecom_app_is_settled_not_sent_at_every_start(
+        wecom_api: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """After corp_id changed, an answer a stopped server owed an employee of the old app raised ValueError,
+    which left it owed: every start took it over and failed again."""
+    bot, settled, marked, handed = FakeBot(), [], [], []
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    async def set_handoff(*args: Any) -> None:
+        handed.append(args)
+
+    bot.store, bot._store = SimpleNamespace(delivered=settled.append, undelivered=marked.append), run
+    bot.set_handoff = set_handoff  # type: ignore[attr-defined]
+    channel = WeComChannel(bot, settings(wecom_api.url))
+    channel.redeliver({"id": 7, "conversation_id": "wecom:ww-old:chen", "reply_turn": 42, "reply": "它明天到。",
+                       "buttons": []})
+    await channel.close()
+    assert (settled, marked, handed) == ([7], [42], [("wecom:ww-old:chen", True, "undelivered", "wecom")])
+    assert "the answer to wecom:ww-old:chen could not be sent" in caplog.text and wecom_api.sent == []
+
+
 async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
     aiohttp_client: Any, wecom_api: SimpleNamespace
 ) -> None:
@@ -631,13 +653,14 @@ async def test_the_choices_offered_before_a_restart_are_read_from_the_store(
     channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))  # this one, started since
     client = await client_for(aiohttp_client, channel)
     await passive_content(client, crypto, "2", "1")
+    await passive_content(client, crypto, "2", "1b")  # once chosen, they are withdrawn, though the store has them yet
     store.add_message(cid, "agent", "您好，我是客服小李。")  # a person's word since withdraws them
     channel._offers.clear()  # as after another restart
     await passive_content(client, crypto, "1", "2")
     await channel.close()
     unsettled = store.db.execute("SELECT count(*) FROM pending WHERE answered IS NULL").fetchone()[0]
     store.close()
-    assert [t.text for t in bot.turns] == ["/track_refund", "1"]
+    assert [t.text for t in bot.turns] == ["/track_refund", "2", "1"]
     assert unsettled == 0  # both answers went out in the callbacks' responses
 
 

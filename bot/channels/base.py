@@ -436,18 +436,27 @@ class PlatformChannel(Channel):
         said in one line and marked undelivered in the transcript, as an agent's reply is: the platform never
         sends an acknowledged message again, so only an agent can still answer it: the conversation is handed
         to one (reason ``undelivered``), which puts it in the agents' inbox. ``pending_id``, the kept
-        message it answers, is settled then, or once the platform took it; a send cut short (a server killed
-        or stopped meanwhile) leaves it for the next server to send (:meth:`redeliver`)."""
+        message it answers, is settled once the platform took the answer or it failed (a failure repeats at
+        every start, or another's does); only a send cut short (a server killed or stopped meanwhile) leaves
+        it for the next server to send (:meth:`redeliver`), which may then send it twice if the platform had
+        taken it in the instant before."""
         store = self.bot.store
+        failed: Exception | None = None
         try:
             await sending
-        except UNDELIVERED as exc:
-            log.error("the answer to %s did not reach the customer: %s", conversation_id, failure(exc))
-            if turn_id is not None and store is not None:
-                await self.bot._store(store.undelivered, turn_id)
-                await self.bot.set_handoff(conversation_id, True, "undelivered", self.name)
+        except Exception as exc:  # not a cancellation
+            failed = exc
         if pending_id is not None and store is not None:
             await self.bot._store(store.delivered, pending_id)
+        if failed is None:
+            return
+        if isinstance(failed, UNDELIVERED):
+            log.error("the answer to %s did not reach the customer: %s", conversation_id, failure(failed))
+        else:
+            log.error("the answer to %s could not be sent", conversation_id, exc_info=failed)
+        if turn_id is not None and store is not None:
+            await self.bot._store(store.undelivered, turn_id)
+            await self.bot.set_handoff(conversation_id, True, "undelivered", self.name)
 
     def redeliver(self, kept: dict[str, Any]) -> None:
         """Send, in the background, the answer a stopped server logged for a kept message and did not send

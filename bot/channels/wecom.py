@@ -129,7 +129,7 @@ class WeComChannel(PlatformChannel):
         self.reply_timeout = float(self.settings.get("reply_timeout", DEFAULT_REPLY_TIMEOUT_S))
         self.choice_hint: Text = self.settings.get("choice_hint") or CHOICE_HINT  # one text, or one per language
         self.crypto = WeComCrypto(self.settings["token"], self.settings["aes_key"], self.corp_id)
-        # The payloads of the numbered choices last offered in each conversation.
+        # The payloads of the numbered choices last offered in each conversation ([]: none, or withdrawn).
         self._offers: OrderedDict[str, list[str]] = OrderedDict()
         self._token: str | None = None
         self._token_expires = 0.0
@@ -219,28 +219,30 @@ class WeComChannel(PlatformChannel):
             self._tasks.spawn(self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, answer),
                                            turn.pending_id))
             return empty
-        if turn.pending_id is not None and self.bot.store is not None:  # WeCom has it once this response is written
-            await self.bot._store(self.bot.store.delivered, turn.pending_id)
+        if turn.pending_id is not None and self.bot.store is not None:  # WeCom has it as this response is written
+            self._tasks.spawn(self.bot._store(self.bot.store.delivered, turn.pending_id))
         return self._passive_reply(user, answer, nonce)
 
     async def _chosen(self, conversation_id: str, text: str) -> str:
         """The payload of the numbered choice ``text`` picks, or ``text`` itself if it picks none. The choices
         are those this server offered last in the conversation; in one it has not answered since it started
         (a restart, or another server on the same store answered it), the store's latest turn's."""
-        offered = self._offers.pop(conversation_id, None)
+        offered = self._offers.get(conversation_id)
         if offered is None and text.isdecimal() and self.bot.store is not None:
             offered = await self.bot._store(self.bot.store.offered, conversation_id)
+        self._offer(conversation_id, [])  # whatever it is, this message withdraws them
         offered = offered or []
         if text.isdecimal() and 1 <= int(text) <= len(offered):
             return offered[int(text) - 1]
         return text
 
     def _offer(self, conversation_id: str, buttons: list[dict[str, str]]) -> None:
+        """Remember the choices offered in the conversation, none (withdrawn) included: only a conversation
+        this server has not answered since it started is looked up in the store (:meth:`_chosen`)."""
         self._offers.pop(conversation_id, None)
-        if buttons:
-            self._offers[conversation_id] = [button["payload"] for button in buttons]
-            if len(self._offers) > MAX_OFFERS:
-                self._offers.popitem(last=False)
+        self._offers[conversation_id] = [button["payload"] for button in buttons]
+        if len(self._offers) > MAX_OFFERS:
+            self._offers.popitem(last=False)
 
     def resume(self, turn: Turn) -> None:
         gone: asyncio.Future[tuple[str, int | None]] = asyncio.get_running_loop().create_future()
