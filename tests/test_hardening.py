@@ -1011,7 +1011,7 @@ def test_serve_on_port_0_says_the_port_it_got(tiny_demo_bot: Path, tmp_path: Pat
         server.terminate()
         server.wait(timeout=60)
     # at once: Python's teardown of the models' objects held a restart up 3 to 6 s after the server had stopped
-    assert server.returncode == 0 and time.monotonic() - stopping < 2.5
+    assert server.returncode == 0 and time.monotonic() - stopping < 3
     logged = "".join(lines) + server.stderr.read()  # type: ignore[union-attr]
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO aiohttp.server: .*Bad Header", logged, re.M), logged
     assert " INFO deskbot: answering a slack message a stopped server acknowledged" in logged, logged
