@@ -436,10 +436,10 @@ class PlatformChannel(Channel):
         said in one line and marked undelivered in the transcript, as an agent's reply is: the platform never
         sends an acknowledged message again, so only an agent can still answer it: the conversation is handed
         to one (reason ``undelivered``), which puts it in the agents' inbox. ``pending_id``, the kept
-        message it answers, is settled once the platform took the answer or it failed (a failure repeats at
-        every start, or another's does); only a send cut short (a server killed or stopped meanwhile) leaves
-        it for the next server to send (:meth:`redeliver`), which may then send it twice if the platform had
-        taken it in the instant before."""
+        message it answers, is settled once the platform took the answer, or once sending it failed (tried
+        again at each start, a failure would repeat); only a send cut short (a server killed or stopped
+        meanwhile) leaves it for the next server to send (:meth:`redeliver`), twice if the platform had
+        taken it in the instant before the kill."""
         store = self.bot.store
         failed: Exception | None = None
         try:
