@@ -253,40 +253,27 @@ def set_handoff(root: Path, **values: Any) -> None:
     (root / "bot.yml").write_text(yaml.safe_dump(config))
 
 
-async def test_the_busy_message_is_said_in_the_conversations_language_after_a_number_alone(
+async def test_the_busy_message_is_said_in_the_conversations_language_and_script(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """A Chinese customer who sent their phone number while waiting was told in English: "[PHONE]", as the
-    store keeps it, read as English."""
+    store keeps it, read as English. One who writes Traditional characters was told in Simplified ones."""
     config = yaml.safe_load((bot_dir / "bot.yml").read_text())
     (bot_dir / "bot.yml").write_text(yaml.safe_dump({**config, "language": "multi"}))
     set_handoff(bot_dir, busy_after_seconds=0.4)
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
-    await chat(client, "zh", "我要找人工客服")
-    await chat(client, "zh", "/handoff")
-    await chat(client, "zh", "13912345678")
-    for _ in range(100):
-        turns = (await (await client.get("/api/conversations/zh/history")).json())["turns"]
-        if turns[-1]["role"] == "bot" and turns[-2]["text"] == "[PHONE]":
-            break
-        await asyncio.sleep(0.1)
-    assert turns[-1]["text"].startswith("抱歉久等了")
-
-
-async def test_the_busy_message_is_written_in_the_customers_script(bot_dir: Path, aiohttp_client: Any) -> None:
-    """A customer who writes Traditional characters was told the agents are busy in Simplified ones."""
-    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
-    (bot_dir / "bot.yml").write_text(yaml.safe_dump({**config, "language": "multi"}))
-    set_handoff(bot_dir, busy_after_seconds=0.4)
-    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
-    await chat(client, "tw", "請幫我轉人工客服")
-    await chat(client, "tw", "/handoff")
-    for _ in range(100):
-        turns = (await (await client.get("/api/conversations/tw/history")).json())["turns"]
-        if turns[-1]["role"] == "bot" and turns[-1]["text"].startswith("抱歉久等了"):
-            break
-        await asyncio.sleep(0.1)
-    assert turns[-1]["text"] == "抱歉久等了，客服人員正忙，會盡快在這裡回覆您；您也可以返回機器人。"
-    assert turns[-1]["buttons"] == [{"title": "返回機器人", "payload": "/resume"}]
+    for conversation, said in (("zh", ["我要找人工客服", "/handoff", "13912345678"]), ("tw", ["請幫我轉人工客服", "/handoff"])):
+        for text in said:
+            await chat(client, conversation, text)
+    told = {}
+    for conversation in ("zh", "tw"):
+        for _ in range(100):
+            turns = (await (await client.get(f"/api/conversations/{conversation}/history")).json())["turns"]
+            if turns[-1]["role"] == "bot" and turns[-1]["text"].startswith("抱歉久等了"):
+                break
+            await asyncio.sleep(0.1)
+        told[conversation] = (turns[-1]["text"], turns[-1]["buttons"])
+    assert told == {"zh": ("抱歉久等了，客服人员正忙，会尽快在这里回复您；您也可以返回机器人。", [{"title": "返回机器人", "payload": "/resume"}]),
+                    "tw": ("抱歉久等了，客服人員正忙，會盡快在這裡回覆您；您也可以返回機器人。", [{"title": "返回機器人", "payload": "/resume"}])}
 
 
 async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are_busy(
