@@ -714,7 +714,8 @@ class Store:
         message whose repeated fallback or action handed it off: what the customer came with, before
         "hello??" and "is anyone there"), else the first one after the handoff (a customer who asked for a
         person says what for next), else the last one before it. Never the request for a person itself,
-        nor a greeting or question the bot answered before the one it could not."""
+        nor a greeting or question the bot answered before the one it could not; in a conversation nobody
+        handed off, the first of the messages the bot could not settle last, else the first message."""
         asked = list(self.db.query(
             "SELECT id, text, created, (SELECT source FROM predictions WHERE turn_id = turns.id) AS source FROM turns "
             f"WHERE conversation_id = ? AND {_TYPED} AND id < ? AND id > "
@@ -725,12 +726,16 @@ class Store:
                                      "ORDER BY id DESC LIMIT 1", [conversation_id]), None)
         requested = handoff is None or handoff["reason"] == "requested"
         asked = [row for row in asked if not (requested and row["source"] == "handoff")]
+
+        def unsettled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            """The first of the messages the bot could not settle at the end of ``rows``, if any."""
+            return list(itertools.takewhile(lambda row: row["source"] in ("fallback", "handoff"), reversed(rows)))[-1:]
+
         if handoff is None:  # an agent writing into a conversation nobody handed off
-            return next(iter(asked), None)
+            return next(iter(unsettled(asked) or asked[:1]), None)
         before = [row for row in asked if row["created"] <= handoff["created"]]
         after = [row for row in asked if row["created"] > handoff["created"]]
-        unsettled = list(itertools.takewhile(lambda row: row["source"] in ("fallback", "handoff"), reversed(before)))
-        return next(iter(unsettled[-1:] or after[:1] or before[-1:]), None)
+        return next(iter(unsettled(before) or after[:1] or before[-1:]), None)
 
     def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None, first: bool = False) -> list[int]:
         """A reviewer's intent (or ``oos``) for user turns; returns the turns labelled. A later label for

@@ -284,6 +284,9 @@ def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_pat
                         ("my parcel arrived broken", "silent")], "requested", "Send us a photo.")
     conversation("c5", [("hi", "template"), ("my parcel arrived damaged, what now", "handoff")], "fallbacks",
                  "We will replace it.")
+    # Nobody handed it off: an agent answers what the bot could not, not the greeting it opened with
+    conversation("c6", [("hi", "template"), ("can I pay by invoice?", "template"),
+                        ("the parcel went to my neighbour, who is away", "fallback")], "", "The courier will fetch it.")
     store.set_status("c4", "open", "user")  # handed back, then off again with a new question
     conversation("c4", [("opening hours?", "template"), ("human please", "handoff"), ("the VAT number is wrong", "silent")],
                  "requested", "A corrected invoice is on its way.")
@@ -295,6 +298,7 @@ def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_pat
         ("it says delivered, not here", "I asked the courier."),
         ("my parcel arrived broken", "Send us a photo."),
         ("my parcel arrived damaged, what now", "We will replace it."),
+        ("the parcel went to my neighbour, who is away", "The courier will fetch it."),
         ("the VAT number is wrong", "A corrected invoice is on its way."),
     ]
     assert [t["role"] for t in store.history("c1")].count("agent") == 3  # every agent message is a turn
