@@ -56,6 +56,12 @@ SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?:
 CARD = re.compile(r"(?<![\d+])(?<!\d-)(?<![^A-Za-z][A-Z]{2})(?<!^[A-Z]{2})"
                   r"\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?!\d|-\d)")
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
+# Taiwan's mobiles (09xx-xxx-xxx) and identity numbers (a letter, 1 or 2 for the holder's sex, or 8 or 9 for a
+# resident certificate, seven digits and a checksum), and Hong Kong's identity card numbers as they are written,
+# check digit in brackets: A123456(3).
+TW_MOBILE = re.compile(r"(?<![\d+])09\d{2}(?:[ .-]?\d{3}){2}(?!\d)")
+TW_ID = re.compile(r"(?<![A-Za-z0-9])[A-Z][1289]\d{8}(?![A-Za-z0-9])")
+HK_ID = re.compile(r"(?<![A-Za-z0-9])[A-Z]{1,2}\d{6} ?\([0-9A]\)")
 CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape, the number whole or
 # as 4 4 (021-6234-5678, 0755 8667 8699), an extension after a dash (010-62345678-8001); written whole
@@ -99,6 +105,17 @@ def luhn_valid(digits: str) -> bool:
 def card_valid(digits: str) -> bool:
     """Whether a run of digits could be a payment card: a scheme's prefix and length, and the Luhn check."""
     return any(prefix.match(digits) and len(digits) in lengths for prefix, lengths in _CARD_SCHEMES) and luhn_valid(digits)
+
+
+# The two digits each letter of a Taiwanese identity number stands for (I, O, W, X, Y and Z came last).
+_TW_LETTERS = dict(zip("ABCDEFGHJKLMNPQRSTUVXYWZIO", range(10, 36)))
+
+
+def tw_id_valid(number: str) -> bool:
+    """A Taiwanese identity number's checksum: a product code of the same shape passes it one time in ten."""
+    value = _TW_LETTERS[number[0]]
+    total = value // 10 + value % 10 * 9 + sum(int(d) * w for d, w in zip(number[1:], (8, 7, 6, 5, 4, 3, 2, 1, 1)))
+    return total % 10 == 0
 
 
 def cn_id_valid(number: str) -> bool:
@@ -293,11 +310,14 @@ def _when(valid: Callable[[str], bool]) -> Find:
 RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (EMAIL, "[EMAIL]", _email),
     (CN_ID, "[ID]", _when(cn_id_valid)),
+    (TW_ID, "[ID]", _when(tw_id_valid)),
+    (HK_ID, "[ID]", _whole),
     (SSN, "[ID]", _whole),
     (SSN_NAMED, "[ID]", _named),
     (IBAN, "[IBAN]", _iban),  # before cards: sixteen of its digits may pass Luhn
     (CARD, "[CARD]", _cards),
     (CN_MOBILE, "[PHONE]", _whole),
+    (TW_MOBILE, "[PHONE]", _whole),
     (CN_LANDLINE, "[PHONE]", _landline),
     (CN_LANDLINE_NAMED, "[PHONE]", _named),
     (INTL_PHONE, "[PHONE]", _phone),

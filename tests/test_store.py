@@ -327,6 +327,11 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("write to jane.doe+shop@example.co.uk today", "write to [EMAIL] today"),
     ("call 13812345678 or +86 138 1234 5678", "call [PHONE] or [PHONE]"),
     ("手机13912345678谢谢", "手机[PHONE]谢谢"),
+    # Taiwan and Hong Kong: a mobile, identity numbers (Taiwan's with its checksum; Hong Kong's, check digit
+    # in brackets, full-width ones too)
+    ("我的手機是0912-345-678，身分證字號A123456789，包裹破了", "我的手機是[PHONE]，身分證字號[ID]，包裹破了"),
+    ("身份證 A123456（3），電話 0912345678", "身份證 [ID]，電話 [PHONE]"),
+    ("訂單 A123456788 同 1234567890", "訂單 A123456788 同 1234567890"),  # not a valid ID; no 09 mobile
     ("我的手机号是138.1234.5678，注册不了", "我的手机号是[PHONE]，注册不了"),  # dotted, as NANP numbers may be
     ("my number is +44 20 7946 0958", "my number is [PHONE]"),
     ("ring (555) 010-0199", "ring [PHONE]"),
