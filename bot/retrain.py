@@ -172,7 +172,10 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 return RetrainResult(version, False, {"promoted": False, "serving": serving_name,
                                                       "reasons": ["nothing new"], "index_refresh": version,
                                                       "answers_removed": len(gone)})
-            say(f"Nothing new since {last.name}: no new labels or agent answers, and nlu.yml is unchanged.")
+            refused = "" if last.decision.get("promoted", True) else (
+                f" The gate refused {last.name} ({'; '.join(map(str, last.decision.get('reasons') or []))}): label more "
+                f"messages of the intents it names, or serve it as it is with `bot rollback {project.root} {last.name}`.")
+            say(f"Nothing new since {last.name}: no new labels or agent answers, and nlu.yml is unchanged.{refused}")
             return RetrainResult(None, False, {"promoted": False, "serving": serving_name, "reasons": ["nothing new"]})
 
         seed, held = frozen_split(project)

@@ -302,6 +302,11 @@ def test_retrain_never_promotes_over_a_current_changed_during_the_run(bot_dir: P
                                    "against v0002, so v0001 keeps serving (`bot retrain --force` gates a new "
                                    "candidate against it)"]
     assert [(d["event"], d["version"]) for d in registry.decisions()][1:] == [("refused", "v0003")]  # no index refresh
+    # Run again with nothing new, the admin is told what the refusal was and the ways on, not just "nothing new"
+    again = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+    assert again.exit_code == 0 and "Nothing new since v0003" in again.output
+    assert "The gate refused v0003 (CURRENT changed from v0002 to v0001" in again.output
+    assert f"serve it as it is with `bot rollback {bot_dir} v0003`" in again.output
 
 
 def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir: Path,
