@@ -107,7 +107,7 @@ def card_valid(digits: str) -> bool:
     return any(prefix.match(digits) and len(digits) in lengths for prefix, lengths in _CARD_SCHEMES) and luhn_valid(digits)
 
 
-# The two digits each letter of a Taiwanese identity number stands for (I, O, W, X, Y and Z came last).
+# The two digits each letter of a Taiwanese identity number stands for (W to Z, I and O, added later, out of order).
 _TW_LETTERS = dict(zip("ABCDEFGHJKLMNPQRSTUVXYWZIO", range(10, 36)))
 
 
