@@ -385,7 +385,7 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         raise ProjectError(f"{path}:{line}: the control character U+{exc.character:04X} is not allowed in YAML; remove it") from None
     except yaml.YAMLError as exc:
         mark, context, opened = (getattr(exc, name, None) for name in ("problem_mark", "context", "context_mark"))
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        where = _at(path, mark.line + 1 if mark else None)
         # What was open when the problem was found, and where: a quote never closed is found at the file's end
         since = f" ({context}, on line {opened.line + 1})" if context and opened and mark and opened.line != mark.line else ""
         raise ProjectError(f"{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}{since}") from None
@@ -444,11 +444,14 @@ def _read_scalar(key: yaml.Node) -> tuple[type, Any] | None:
     return type(value), value
 
 
+def _at(path: Path, line: int | None) -> str:
+    """Where an error is: ``path:line``, or the path alone when the line is not known."""
+    return f"{path}:{line}" if line else str(path)
+
+
 def _fail(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], message: str) -> ProjectError:
-    line = _line_of(node, loc)
-    where = f"{path}:{line}" if line else str(path)
     key = ".".join(str(p) for p in loc)
-    return ProjectError(f"{where}: {key + ': ' if key else ''}{message}")
+    return ProjectError(f"{_at(path, _line_of(node, loc))}: {key + ': ' if key else ''}{message}")
 
 
 # --- the files ----------------------------------------------------------------------------------
@@ -596,7 +599,7 @@ def load_nlu(path: Path,
                 text, line = example_text(text), _example_line(node, i, where)
                 other, first = labelled.setdefault(same_example(text), (name, line))
                 if other != name:  # the classifier would be taught both answers for one message
-                    raise ProjectError(f"{path}:{line}: {text!r}, an example of {name!r}, is one of {other!r} "
+                    raise ProjectError(f"{_at(path, line)}: {text!r}, an example of {name!r}, is one of {other!r} "
                                        f"too (line {first}); keep it in one")
                 examples.append(Example(text, name))
         elif kind := next((k for k in ("regex", "synonym", "lookup") if k in item), None):

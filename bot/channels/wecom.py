@@ -226,7 +226,7 @@ class WeComChannel(PlatformChannel):
     async def _chosen(self, conversation_id: str, text: str) -> str:
         """The payload of the numbered choice ``text`` picks, or ``text`` itself if it picks none. The choices
         are those this server offered last in the conversation; in one it has not answered since it started
-        (a restart, or another server on the same store answered it), the store's latest turn's."""
+        (after a restart), the store's latest turn's."""
         offered = self._offers.get(conversation_id)
         if offered is None and text.isdecimal() and self.bot.store is not None:
             offered = await self.bot._store(self.bot.store.offered, conversation_id)
