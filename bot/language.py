@@ -106,8 +106,10 @@ def mostly_written_in(text: str) -> Language:
 def turn_language(bot_language: str, text: str, previous: str | None = None) -> Language:
     """The language to answer ``text`` in. A button's payload (``/`` and a name, whatever the name is written
     in, an action's own too), or a message with no letter in it (an order number, an emoji), keeps
-    ``previous``, the conversation's. One in another script (Korean, Cyrillic) is English's, not the
-    conversation's, as a first message's is."""
+    ``previous``, the conversation's. So does a single word in a Chinese conversation: Chinese customers
+    type "ok", "thx" or a product's name ("iPhone") between Chinese messages, and were answered in English
+    for it; it takes a sentence ("refund please") to switch. Another script (Korean, Cyrillic) is
+    English's, not the conversation's, as a first message's is."""
     if bot_language in LANGUAGES:
         return cast(Language, bot_language)
     if text.startswith("/") and previous in LANGUAGES:
@@ -116,7 +118,7 @@ def turn_language(bot_language: str, text: str, previous: str | None = None) -> 
         return "zh"
     if not any(c.isalpha() for c in text):
         return cast(Language, previous) if previous in LANGUAGES else "en"
-    return "en"
+    return "zh" if previous == "zh" and len(text.split()) == 1 else "en"
 
 
 def say(text: Text, language: str, default: str | None = None, script: Script | None = None) -> str:

@@ -13,6 +13,11 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "我要退款", None, "zh"),
     ("multi", "refund for 订单 123", "en", "zh"),  # any Chinese character makes it Chinese
     ("multi", "refund please", "zh", "en"),  # a typed English message switches back
+    ("multi", "ok", "zh", "zh"),             # a single word does not: Chinese customers type "ok" and "thx" too
+    ("multi", " iPhone15! ", "zh", "zh"),
+    ("multi", "ok thanks", "zh", "en"),
+    ("multi", "ok", "en", "en"),
+    ("multi", "ok", None, "en"),
     ("multi", "/track_order", "zh", "zh"),    # a button's payload keeps the conversation's language
     ("multi", "12345678", "zh", "zh"),        # so does a message with no letter in it
     ("multi", "👍 ！？", "zh", "zh"),
