@@ -22,6 +22,7 @@ from typing import Any
 import sqlite_utils
 from filelock import FileLock, Timeout
 
+from dialogues.holding import run_answer
 from dialogues.redact import redact
 
 
@@ -697,16 +698,38 @@ class Store:
 
     def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None) -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
-        A later retrain indexes the pair for retrieval (:meth:`_question_for`)."""
+        A later retrain indexes the pair for retrieval (:meth:`_question_for`). A reply that goes on from
+        the agent's last (:meth:`_open_answer`) joins its answer: the answer is what the run of replies
+        says (:func:`~dialogues.holding.run_answer`), without "please wait" and "anything else?"."""
         with self._lock, self.db.atomic():
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
-            question = self._question_for(conversation_id, turn_id)
-            if question is not None:
+            if (row := self._open_answer(conversation_id, turn_id)) is not None:
+                run = [r["text"] for r in self.db.query(
+                    "SELECT text FROM turns WHERE conversation_id = ? AND role = 'agent' AND id >= ? ORDER BY id",
+                    [conversation_id, row["agent_turn_id"]])]
+                self.db["answer_candidates"].update(row["id"], {"answer": self._private(run_answer(run)), "created": now()})
+            elif (question := self._question_for(conversation_id, turn_id)) is not None:
                 self.db["answer_candidates"].insert(
                     {"conversation_id": conversation_id, "question_turn_id": question["id"], "agent_turn_id": turn_id,
-                     "question": question["text"], "answer": self._private(text), "created": now()}
+                     "question": question["text"], "answer": self._private(run_answer([text])), "created": now()}
                 )
             return turn_id
+
+    def _open_answer(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
+        """The conversation's latest answer candidate, when the agent's reply ``agent_turn_id`` goes on from
+        it: the customer has typed nothing since the run's first reply, or the run so far only held the
+        line ("please wait": its answer is empty) and nobody handed the conversation off or back since, so
+        "ok" and "thanks" while the agent looks are no questions."""
+        row = next(self.db.query(
+            "SELECT a.id, a.agent_turn_id, a.answer, t.created FROM answer_candidates a JOIN turns t ON t.id = a.agent_turn_id "
+            "WHERE a.conversation_id = ? ORDER BY a.id DESC LIMIT 1", [conversation_id]), None)
+        if row is None:
+            return None
+        typed = self.db.execute(f"SELECT count(*) FROM turns WHERE conversation_id = ? AND {_TYPED} AND id > ? AND id < ?",
+                                [conversation_id, row["agent_turn_id"], agent_turn_id]).fetchone()[0]
+        moved = self.db.execute("SELECT count(*) FROM handoffs WHERE conversation_id = ? AND created > ?",
+                                [conversation_id, row["created"]]).fetchone()[0]
+        return row if not typed or not row["answer"] and not moved else None
 
     def _question_for(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """What an agent's reply answers, among the customer's typed messages since the previous agent reply:
@@ -784,14 +807,15 @@ class Store:
             "GROUP BY text ORDER BY max(id) DESC LIMIT ?", [limit])]
 
     def answer_candidates(self, since: float = 0.0) -> list[dict[str, Any]]:
-        """Agent answers with their questions, oldest first; ``intent`` is the question's review label, if any,
+        """Agent answers with their questions, oldest first (not a run of replies that only held the line);
+        ``intent`` is the question's review label, if any,
         and ``asked`` all the customer wrote in the conversation before the answer."""
         return list(self.db.query(
             "SELECT a.id, a.conversation_id, a.question_turn_id, a.question, a.answer, a.created, "
             "(SELECT intent FROM review_labels WHERE turn_id = a.question_turn_id ORDER BY id DESC LIMIT 1) AS intent, "
             "(SELECT group_concat(text, ' ') FROM turns WHERE conversation_id = a.conversation_id AND role = 'user' "
             " AND id < a.agent_turn_id) AS asked "
-            "FROM answer_candidates a WHERE a.created >= ? ORDER BY a.id",
+            "FROM answer_candidates a WHERE a.created >= ? AND a.answer != '' ORDER BY a.id",
             [since],
         ))
 

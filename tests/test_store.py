@@ -20,6 +20,7 @@ from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
+from dialogues.holding import says_nothing
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact
 from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, Store, StoreError
 from tests.conftest import REPO
@@ -303,6 +304,39 @@ def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_pat
     ]
     assert [t["role"] for t in store.history("c1")].count("agent") == 3  # every agent message is a turn
     store.close()
+
+
+def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "c1", "我的退款到哪了")
+    store.add_agent_answer("c1", "您好，我是小李，请稍等，我帮您查一下。")
+    assert store.answer_candidates() == []  # the agent is still looking
+    user_turn(store, "c1", "好的")  # no question: the answer to come answers the one held
+    store.add_agent_answer("c1", "退款已于今天退回原支付账户，3-5个工作日到账。")
+    store.add_agent_answer("c1", "还有什么可以帮您？")
+    user_turn(store, "c2", "where is my refund?")
+    store.add_agent_answer("c2", "Hi, I'm Anna. Let me check that for you.")
+    store.add_agent_answer("c2", "Your refund left today.")
+    store.add_agent_answer("c2", "It takes 3-5 days to reach your card. Anything else?")  # says something: whole
+    user_turn(store, "c3", "do you ship to Norway?")
+    store.add_agent_answer("c3", "One moment please.")  # only held the line, and nothing came after it
+    assert [(a["question"], a["answer"]) for a in store.answer_candidates()] == [
+        ("我的退款到哪了", "退款已于今天退回原支付账户，3-5个工作日到账。"),
+        ("where is my refund?", "Your refund left today.\nIt takes 3-5 days to reach your card. Anything else?"),
+    ]
+    store.close()
+
+
+@pytest.mark.parametrize(("text", "nothing"), [
+    ("您好，我是客服小李，請稍等~", True),  # Traditional characters read as Simplified ones
+    ("Thanks for your patience!", True),
+    ("Got it, your order ships tomorrow.", False),
+    ("If it has not arrived in 5 days, please wait another day.", False),  # never cut in half
+    ("I am sending it now.", False),
+    ("我是说您的订单已经发货了", False),
+])
+def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
+    assert says_nothing(text) is nothing
 
 
 def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) -> None:
