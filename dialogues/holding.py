@@ -30,7 +30,7 @@ _CHATTER = re.compile(
     r"(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))\b.{0,15}|(?:this is|my name is) \w+(?: \w+){0,3}"
     r"|(?:i['’]m|i am) \w+(?: from \w+(?: \w+)?)?"
     r"|ok(?:ay)?|sure|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?"
-    r"|(?:您好|你好|亲|哈喽|嗨|早上好|下午好|晚上好).{0,6}|我是(?:客服)?.{1,4}|好的|好|嗯|收到|没问题|明白|谢谢.{0,4}"
+    r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|好的|好|嗯+|收到|没问题|明白|谢谢.{0,4}"
 )
 _CLAUSES = re.compile(r"[,.!?;:，。！？；：、…~～()（）\n]+")
 

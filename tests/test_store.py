@@ -334,6 +334,8 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     ("If it has not arrived in 5 days, please wait another day.", False),  # never cut in half
     ("I am sending it now.", False),
     ("我是说您的订单已经发货了", False),
+    ("亲已经退款了哦", False),
+    ("亲，还有其他问题吗？", True),
 ])
 def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     assert says_nothing(text) is nothing
