@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 from pathlib import Path
 from types import SimpleNamespace
@@ -521,7 +522,8 @@ async def test_a_thread_in_chinese_is_told_to_wait_in_chinese(aiohttp_client: An
     It keeps the customer's script too: one who writes Traditional characters was told in Simplified."""
     bot = FakeBot()
     bot.store = Store(tmp_path / "dialogues.db")
-    bot._store = lambda fn, *args: asyncio.to_thread(fn, *args)  # type: ignore[attr-defined]
+    store_thread = ThreadPoolExecutor(max_workers=1)  # the store's one thread, as the engine's (Store's docstring)
+    bot._store = lambda fn, *args: asyncio.get_running_loop().run_in_executor(store_thread, fn, *args)  # type: ignore[attr-defined]
     bot.store.log_exchange(Exchange(f"slack:T1:C1:{TS}", "slack", "U1", "我要退款", None, "好的", "get_refund", 0.9, [],
                                     "template", "v0001", slots={"language": "zh", "chinese_script": script}))
     channel = make_channel(bot, slack_api.url, language="multi")
@@ -532,6 +534,7 @@ async def test_a_thread_in_chinese_is_told_to_wait_in_chinese(aiohttp_client: An
     for n in range(2):
         await post(client, event(f"Ev{n}", text="1234", ts=f"1700000000.00010{n}", thread_ts=TS))
     await channel.close()
+    store_thread.shutdown()
     bot.store.close()
     [notice] = [p["text"] for p in slack_api.posts if p["text"] != bot.text]
     assert notice.startswith(told) and notice.endswith(" 秒后再发送。" if script is None else " 秒後再發送。"), notice
