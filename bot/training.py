@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import uuid
@@ -163,15 +164,18 @@ def calibrate_threshold(confidences: list[float], correct: list[bool]) -> float:
     intent covers, which a held-out tenth does not hold. A shop that weighs wrong answers differently,
     or sees many such questions, fixes ``thresholds.intent``. Among the cuts that score best, the one in the widest gap between
     neighbouring confidences is taken, halfway across it, so that phrasings a little less typical
-    than the held-out ones still clear it. With fewer than ``MIN_CALIBRATION`` held-out examples the
-    default stays (``holdout_metrics`` says so).
+    than the held-out ones still clear it. Below the least confident held-out answer no confidence
+    bounds the gap: halfway down to 0 left a new shop's bot at 0.16, answering off-topic questions ("how
+    do I keep my windshield from fogging up" as the weather, at 0.24). There the cut stays at the
+    default, or right under that answer when it is less sure than the default. With fewer than
+    ``MIN_CALIBRATION`` held-out examples the default stays (``holdout_metrics`` says so).
     """
     if len(confidences) < MIN_CALIBRATION:
         return DEFAULT_INTENT_THRESHOLD
     pairs = sorted(zip(confidences, correct))
     values = [0.0] + [c for c, _ in pairs]
     score = float(sum(ok for _, ok in pairs))  # the cut below every prediction answers them all
-    best = (score, values[1] - values[0], values[1] / 2)
+    best = (score, values[1] - values[0], min(DEFAULT_INTENT_THRESHOLD, math.floor(values[1] * 10_000) / 10_000))
     for i, (_, ok) in enumerate(pairs, start=1):
         score += -1 if ok else WRONG_ANSWER_COST  # prediction i now falls below the cut
         upper = values[i + 1] if i + 1 < len(values) else 1.0

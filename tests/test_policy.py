@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.nlu import Analysis
 from bot.evaluation import reply_outcome
 from bot.policy import Decision, decide
@@ -159,6 +161,15 @@ def test_calibration_weighs_a_wrong_answer_above_a_fallback() -> None:
     confidences = [0.30, 0.40, 0.50] + [0.7 + i / 100 for i in range(10)]
     correct = [True, False, True] + [True] * 10
     assert calibrate_threshold(confidences, correct) == 0.45
+
+
+@pytest.mark.parametrize(("lowest", "cut"), [(0.31327, 0.3132), (0.56, DEFAULT_INTENT_THRESHOLD)])
+def test_calibration_that_answers_every_held_out_example_cuts_right_under_the_least_sure(lowest: float, cut: float) -> None:
+    """No held-out confidence bounds the gap below the least sure answer: halfway down to 0 (0.157 here) let
+    off-topic questions through."""
+    confidences = [lowest, 0.8, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97]
+    correct = [True] * 8 + [False, True]  # a confident mistake: withholding it costs more right answers
+    assert calibrate_threshold(confidences, correct) == cut
 
 
 def test_calibration_needs_enough_held_out_examples() -> None:
