@@ -152,6 +152,15 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         click.echo(stale, err=True)
 
 
+def say_unanswered(project: Project) -> None:
+    """Name the intents nothing of the bot's answers (:meth:`~bot.project.Project.unanswered`)."""
+    if unanswered := project.unanswered():
+        click.echo(f"note: {len(unanswered)} intent{'s' if len(unanswered) > 1 else ''} with no template in "
+                   f"responses.yml, no custom action and no answer in history.jsonl: {', '.join(unanswered)}; the bot "
+                   "tells a customer it understood there that it did not understand, unless an answer filed under no "
+                   "intent is close", err=True)
+
+
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
 @device_option
@@ -160,7 +169,9 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
     """Fine-tune the classifier and build the answer index for the bot in DIRECTORY."""
     from bot.training import MIN_CALIBRATION, train_project
 
-    result = train_project(load_project(directory), device=device, promote=not no_promote)
+    project = load_project(directory)
+    say_unanswered(project)
+    result = train_project(project, device=device, promote=not no_promote)
     click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1))
     if result.metrics.get("threshold_calibrated") is False:
         click.echo(f"note: thresholds.intent stays at {result.metrics['intent_threshold']:g}, not calibrated: that takes "
@@ -187,6 +198,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     if not admin_token(project):
         click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
                    "admin API are off, so nobody can answer a customer handed to a person", err=True)
+    say_unanswered(project)
     # The port before anything else: at start the server answers the Slack and WeCom messages a killed one
     # kept, and one that then failed on a port the running server holds had answered them a second time.
     try:

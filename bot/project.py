@@ -316,6 +316,16 @@ class Project:
     def intents(self) -> list[str]:
         return sorted({e.intent for e in self.examples})
 
+    def unanswered(self) -> list[str]:
+        """Intents nothing of the bot's own answers: no template in responses.yml, no custom action, no
+        answer filed under them in history.jsonl (the handoff intent and ``oos`` need none). Such an intent
+        is answered only by a close history answer filed under no intent, or by an agent's answer learned
+        later; otherwise a customer the classifier understood is told it did not understand. A template
+        left out by mistake is a new shop's commonest slip, so ``bot train`` and ``bot serve`` name them."""
+        answered = {*self.responses.templates, *self.config.actions.map, self.config.handoff.intent, "oos",
+                    *(item.intent for item in self.history)}
+        return [intent for intent in self.intents if intent not in answered]
+
     def entities(self, text: str) -> dict[str, str]:
         """The entities nlu.yml's regexes find in ``text``: each one's first match, or the part of it in
         a group named ``value`` when the pattern has one, so that a pattern can name the words around a
@@ -689,9 +699,14 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
             continue
         try:
             row = json.loads(line)
+            if not isinstance(row, dict):
+                raise TypeError(f"a line is one JSON object, not {type(row).__name__}")
+            if extra := sorted(set(row) - {"question", "answer", "intent"}):  # before the missing: "anwser" names both
+                raise TypeError(f"unknown key {extra[0]!r}" + "".join(f", no {key!r}" for key in ("question", "answer")
+                                                                      if key not in row))
+            if missing := [key for key in ("question", "answer") if key not in row]:
+                raise TypeError(f"no {missing[0]!r}")
             item = HistoryItem(row["question"], row["answer"], row.get("intent"))
-            if extra := sorted(set(row) - {"question", "answer", "intent"}):
-                raise TypeError(f"unknown key {extra[0]!r}")
             if not isinstance(item.question, str) or not isinstance(item.answer, str) or not item.answer.strip():
                 raise TypeError("question and answer must be text, and the answer not empty")
             if not isinstance(item.intent, (str, type(None))):

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from bot.channels.base import normalise
+from bot.cli import cli
 from bot.project import BotConfig, ProjectError, load_project
 from tests.conftest import DEMO, REPO, copy_bot
 
@@ -249,6 +251,21 @@ def test_a_key_set_twice_names_both_lines(bot_dir: Path) -> None:
     assert "'greet' is already set on line" in error_for(bot_dir)
 
 
+def test_intents_nothing_answers_are_named(bot_dir: Path) -> None:
+    """A template left out by mistake: the bot was sure of the intent and told the customer it did not understand."""
+    assert load_project(bot_dir).unanswered() == []  # the demo answers every intent
+    responses = yaml.safe_load((bot_dir / "responses.yml").read_text())
+    del responses["responses"]["track_order"], responses["responses"]["change_order"], responses["responses"]["greet"]
+    (bot_dir / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))
+    history = bot_dir / "history.jsonl"  # an answer filed under an intent answers it
+    history.write_text(history.read_text() + '{"question": "hello", "answer": "Hi there!", "intent": "greet"}\n')
+    project = load_project(bot_dir)
+    assert project.unanswered() == ["change_order"]  # track_order's custom action answers it
+    result = CliRunner().invoke(cli, ["serve", str(bot_dir), "--port", "1", "--host", "256.0.0.1"])
+    assert result.exit_code != 0 and "note: 1 intent with no template in responses.yml, no custom action and no " \
+        "answer in history.jsonl: change_order;" in result.output
+
+
 def test_unknown_intent_in_history_names_the_line(bot_dir: Path) -> None:
     path = bot_dir / "history.jsonl"
     path.write_text(path.read_text() + '{"question": "q", "answer": "a", "intent": "nope"}\n')
@@ -268,6 +285,9 @@ def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> No
     ('{"question": "do you ship abroad?", "answer": null}', "question and answer must be text, and the answer not empty"),
     ('{"question": true, "answer": 1.5}', "question and answer must be text, and the answer not empty"),
     ('{"question": "q", "answer": "a", "intnet": "greet"}', "unknown key 'intnet'"),
+    ('{"question": "q", "anwser": "a"}', "unknown key 'anwser', no 'answer'"),  # said only: 'answer'
+    ('{"answer": "a"}', "no 'question'"),
+    ('["q", "a"]', "a line is one JSON object, not list"),
     ('{"question": "x\\ud800 refund", "answer": "Refunds take 5 days."}', "the question or the answer is not valid Unicode"),
     pytest.param('{"question": ' + "[" * 100_000 + "]" * 100_000 + "}", "maximum recursion depth exceeded", id="nested"),
     pytest.param('{"question": "q", "answer": "' + "Z" * 20_001 + '"}', "the answer is 20001 characters long, more than "
