@@ -9,6 +9,10 @@ Three ways to serve the same trained version are scored on one labelled test fil
 
 Retrieval quality is judged by intent: a hit is right when the answer it returns belongs to the
 message's labelled intent (hit@1, and the mean reciprocal rank of the first right answer in the top k).
+
+Each one-pass variant also analyses every line alone and counts the lines whose intent changes: a
+customer's answer must not depend on whose messages the server batched with theirs. Dynamic int8
+scales each batch's activations by the batch's own range, so in int8 it does.
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ def _score(name: str, run: Callable[[], tuple[list[str], list[list[Hit]]]], gold
             "messages_per_s": round(len(gold) / seconds, 1)}
 
 
+def batch_dependence(nlu: NLU, texts: list[str]) -> dict[str, Any]:
+    """How many of ``texts`` get another intent analysed alone than in batches, and the largest change in
+    confidence."""
+    together = nlu.analyse(texts)
+    alone = [nlu.analyse([text])[0] for text in texts]
+    return {"intent_changes_alone": sum(a.prediction.intent != b.prediction.intent for a, b in zip(alone, together)),
+            "confidence_change_alone": round(max(abs(a.prediction.confidence - b.prediction.confidence)
+                                                 for a, b in zip(alone, together)), 4)}
+
+
 def nlu_benchmark(project: Project, rows: list[dict[str, str]], device: str | None = None) -> dict[str, Any]:
     """Score the three designs on ``rows``. Lines whose intent the bot does not know are left out, and so are
     a button's payloads (``/track_order``), which the bot answers without the model, as ``bot eval`` does."""
@@ -66,7 +80,8 @@ def nlu_benchmark(project: Project, rows: list[dict[str, str]], device: str | No
             analyses = nlu.analyse(texts)
             return [a.prediction.intent for a in analyses], [a.hits for a in analyses]
 
-        results.append(_score(f"one_pass_{'fp32' if quantize == 'none' else 'int8'}", one_pass, gold))
+        results.append({**_score(f"one_pass_{'fp32' if quantize == 'none' else 'int8'}", one_pass, gold),
+                        **batch_dependence(nlu, texts)})
         if quantize == "none":
             classifier = nlu.classifier
     with loading_base(project.config.base_model):

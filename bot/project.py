@@ -217,8 +217,9 @@ class InferenceConfig(Settings):
     """How ``bot serve`` runs the model (bench/SERVE.md has the measurements behind the defaults)."""
 
     quantize: Literal["none", "int8"] = Field(
-        "int8", description="int8: the encoder's linear layers in dynamic int8 on a CPU (about 1.5x faster, 0.07 points "
-                            "of BANKING77 accuracy); none: full float32. bot bench nlu measures both on your data")
+        "none", description="none: full float32; int8: the encoder's linear layers in dynamic int8 on a CPU (about 1.5x "
+                            "faster, 0.07 points of BANKING77 accuracy, 1 to 3 on the multilingual model), whose answer "
+                            "to a message can change with the messages batched with it. bot bench nlu measures both")
     trace: bool = Field(True, description="on a CPU, run the encoder as a TorchScript trace: each pass in C++, "
                                            "without holding Python's interpreter lock between layers")
     max_batch: int = Field(64, ge=1, description="most messages in one model call")

@@ -61,6 +61,9 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
 _NUMBER = re.compile(r"(?<![0-9])(?:[0-9]{5,}(?![0-9])|[0-9]{3,4}(?![0-9A-Za-z%]))")
 _GROUPS = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)+")
 _LINK = re.compile(r"https?://[!-~]+")
+# An amount of money: a currency sign before the number or a currency after it ("$1499", "1499元", "20 EUR").
+_PRICE = re.compile(r"[$€£¥]\s?[0-9][0-9,.]*|[0-9][0-9,.]*\s?(?:元|块|円|(?:dollars?|euros?|usd|eur|gbp|rmb|cny|hkd)(?![a-z]))",
+                    re.IGNORECASE)
 
 
 def _numbers(text: str) -> tuple[set[str], list[list[str]], set[str]]:
@@ -68,7 +71,7 @@ def _numbers(text: str) -> tuple[set[str], list[list[str]], set[str]]:
     more digits in its links (a tracking page's ``?order=55667``)."""
     shown = nfkc_view(text)[0]  # digits as redaction reads them
     linked = {number for link in _LINK.findall(shown) for number in re.findall(r"[0-9]{3,}", link)}
-    shown = re.sub(r"\s+", " ", _LINK.sub(" ", shown))
+    shown = re.sub(r"\s+", " ", _PRICE.sub(" ", _LINK.sub(" ", shown)))
     return set(_NUMBER.findall(shown)), [re.split(r"[ .-]", m.group(0)) for m in _GROUPS.finditer(shown)], linked
 
 
@@ -79,8 +82,8 @@ def about_one_case(asked: str, answer: str) -> bool:
     a number of six or more digits, or one of three or more groups, each but the last of three or more
     digits (the last of two or more), making eleven or more (a tracking number, "1234 5678 9012", "9400 1000 0000 0000 0000 00").
     Shown to the next customer, it would give them another customer's order number, and a status that
-    is not theirs. Dates ("2026-12-03"), ranges ("100-200"), prices ("1.299.000") and the numbers of a
-    link alone (a help page's) are no one's."""
+    is not theirs. Dates ("2026-12-03"), ranges ("100-200"), prices ("1.299.000", "$1499", "1499元") and
+    the numbers of a link alone (a help page's) are no one's."""
     single, runs, linked = _numbers(asked)
     theirs = single | linked | {"".join(run) for run in runs if len("".join(run)) >= 3}
     single, runs, linked = _numbers(answer)

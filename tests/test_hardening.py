@@ -858,7 +858,7 @@ def nan_weight(version: Path) -> None:
 ])
 def test_a_corrupt_model_is_refused_at_start(tiny_demo_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               damage: Callable[[Path], None], message: str) -> None:
-    root = configured_copy(tiny_demo_bot, tmp_path / "broken", server={"inference": {"quantize": "int8"}})  # the default
+    root = configured_copy(tiny_demo_bot, tmp_path / "broken", server={"inference": {"quantize": "int8"}})
     damage(root / "models" / "v0001")
     # A model let through fails the test here, where it would serve for good.
     monkeypatch.setattr("aiohttp.web.run_app", lambda *args, **kwargs: pytest.fail("a broken model was served"))

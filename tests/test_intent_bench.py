@@ -327,6 +327,8 @@ def test_bench_nlu_scores_lines_as_the_server_sees_them(tiny_demo_bot: Path, tmp
                      figures["test_lines"], figures["button_payload_lines_left_out"]))
     assert runs[0] == runs[1] and len(runs[0][0]) == 3
     assert runs[2] == (runs[0][0], runs[0][1], 2)
+    fp32 = next(v for v in figures["variants"] if v["variant"] == "one_pass_fp32")
+    assert fp32["intent_changes_alone"] == 0 and fp32["confidence_change_alone"] < 0.001  # float32: batchmates change nothing
 
 
 def test_eval_at_another_threshold_answers_at_that_cut(tiny_demo_bot: Path, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 from collections.abc import Iterator
@@ -349,8 +350,12 @@ def test_a_training_run_that_diverged_saves_nothing(small_bot: Path, tmp_path: P
 
 
 def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: Path, tmp_path: Path) -> None:
-    """`thresholds.intent: auto` needs ten held-out examples; a small bot kept 0.5 and printed it like a calibrated one."""
+    """`thresholds.intent: auto` needs ten held-out examples; a small bot kept 0.5 and printed it like a calibrated one.
+    History answers left out of the index as one customer's case are counted too (they were left out unsaid)."""
     root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    history = root / "history.jsonl"
+    with history.open("a") as out:
+        out.write('{"question": "where is order 55667", "answer": "Order 55667 left today."}\n')
     result = CliRunner().invoke(cli, ["train", str(root), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
@@ -358,3 +363,5 @@ def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: 
     assert figures["holdout_examples"] < 10
     assert (f"note: thresholds.intent stays at 0.5, not calibrated: that takes 10 held-out examples (a tenth of each "
             f"intent's, rounded: one from 6 examples), and this bot held out {figures['holdout_examples']}") in result.stderr
+    assert re.search(r"note: 1 of history.jsonl's \d+ answers are about one customer's case .* not indexed. The first: "
+                     r"'Order 55667 left today.'", result.stderr)

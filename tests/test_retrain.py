@@ -128,6 +128,11 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
                "It costs 1.299.000 VND.", "Sizes 100 120 140 are in stock."]  # were taken for one number each
     general = [{**later, "id": 20 + n, "answer": text} for n, text in enumerate(anyones)]
     assert len(agent_answers(LearnedData([], general))) == len(anyones)
+    # A price the customer named is no one's case: it was left out of the index ("$1499" repeated)
+    priced = [{**later, "question": "refund for the $1499 laptop?", "asked": "refund for the $1499 laptop?", "id": 30 + n,
+               "answer": text} for n, text in enumerate(["Yes, the $1499 model is refundable.", "Yes, 1499 元 back.",
+                                                         "1499 USD within 30 days."])]
+    assert len(agent_answers(LearnedData([], priced))) == 3
 
 
 def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
