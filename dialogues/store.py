@@ -230,6 +230,9 @@ _LATEST_TYPED = f"(SELECT coalesce(raw_text, text) FROM turns WHERE conversation
 # ``waiting_since`` is null while the latest word is the agent's.
 _AGENT_SINCE = ("FROM turns WHERE conversation_id = c.id AND role = 'agent' AND undelivered IS NULL "
                 "AND created >= h.created")
+# ``bot chat``'s conversations (channel ``cli``) are the shop trying its bot in a terminal, where no agent's
+# reply can reach: they are in no agents' inbox, and nobody waits in them.
+_AGENTS_REACH = "c.channel != 'cli'"
 _HANDED_OFF = (
     "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
     "h.created AS handed_off_at, h.reason, "
@@ -238,7 +241,7 @@ _HANDED_OFF = (
     f"AND id > (SELECT max(id) {_AGENT_SINCE})) END AS waiting_since, {_LATEST_TYPED} AS last_message "
     "FROM conversations c JOIN handoffs h ON h.id = "
     "(SELECT max(id) FROM handoffs WHERE conversation_id = c.id AND event = 'handed_off') "
-    "WHERE c.status = 'handed_off'"
+    f"WHERE c.status = 'handed_off' AND {_AGENTS_REACH}"
 )
 
 
@@ -645,10 +648,11 @@ class Store:
             query = (
                 "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
                 "NULL AS handed_off_at, NULL AS reason, NULL AS waiting_since, "
-                f"{_LATEST_TYPED} AS last_message FROM conversations c WHERE c.status = 'open' "
+                f"{_LATEST_TYPED} AS last_message FROM conversations c WHERE c.status = 'open' AND {_AGENTS_REACH} "
                 "ORDER BY c.updated DESC LIMIT ?"
             )
-        total = self.db.execute("SELECT count(*) FROM conversations WHERE status = ?", [status]).fetchone()[0]
+        total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH}",
+                                [status]).fetchone()[0]
         rows = list(self.db.query(query, [limit]))
         if self.keep_raw:  # the latest message as typed is then the unredacted copy, not for display (``_shown``)
             for row in rows:

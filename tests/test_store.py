@@ -244,6 +244,13 @@ def test_the_overdue_and_waiting_customers_come_from_the_inbox(tmp_path: Path) -
     assert store.overdue(handed_off_at) == []  # not waiting long enough yet
     store.add_message("zh", "bot", "Our agents are busy.", "web")
     assert store.overdue(handed_off_at + 1) == []  # told once in this wait
+    # bot chat's conversations: no agent's reply reaches a terminal, so they were waiting customers for good
+    store.log_exchange(Exchange("cli:1", "cli", None, "human please", None, "Connecting you.", None, 0.9, [], "handoff", "v0001"))
+    store.set_status("cli:1", "handed_off", "requested")
+    store.log_exchange(Exchange("cli:2", "cli", None, "hi", None, "Hello!", "greet", 0.9, [], "template", "v0001"))
+    assert store.waiting() == (1, handed_off_at) and store.overdue(handed_off_at + 10**6) == []
+    assert [c["conversation_id"] for c in store.inbox("handed_off", 10)[0]] == ["zh", "answered"]
+    assert store.inbox("handed_off", 10)[1] == 2 and store.inbox("open", 10) == ([], 0)
     store.close()
 
 
