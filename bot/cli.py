@@ -156,9 +156,9 @@ def say_unanswered(project: Project) -> None:
     """Name the intents nothing of the bot's answers (:meth:`~bot.project.Project.unanswered`)."""
     if unanswered := project.unanswered():
         click.echo(f"note: {len(unanswered)} intent{'s' if len(unanswered) > 1 else ''} with no template in "
-                   f"responses.yml, no custom action and no answer in history.jsonl: {', '.join(unanswered)}; the bot "
-                   "tells a customer it understood there that it did not understand, unless an answer filed under no "
-                   "intent is close", err=True)
+                   f"responses.yml, no custom action and no answer in history.jsonl: {', '.join(unanswered)}; a "
+                   "customer the model puts there gets the fallback, unless an answer filed under no intent (or an "
+                   "agent's, once learned) is close", err=True)
 
 
 @cli.command()

@@ -118,7 +118,8 @@ def turn_language(bot_language: str, text: str, previous: str | None = None) -> 
         return "zh"
     if not any(c.isalpha() for c in text):
         return cast(Language, previous) if previous in LANGUAGES else "en"
-    return "zh" if previous == "zh" and len(text.split()) == 1 else "en"
+    one_latin_word = len(text.split()) == 1 and all(c.isascii() for c in text if c.isalpha())
+    return "zh" if previous == "zh" and one_latin_word else "en"
 
 
 def say(text: Text, language: str, default: str | None = None, script: Script | None = None) -> str:

@@ -130,7 +130,7 @@ def serving_classifier(folder: Path, device: str | None, inference: InferenceCon
     """A version's classifier as ``bot serve`` runs it: in int8 and traced on a CPU when the bot asks.
 
     ``bot eval`` scores this one too, so that its figures are the served model's: int8 costs
-    multilingual-e5-small about a point on the demo's test questions, where MiniLM loses 0.07 on
+    multilingual-e5-small 1 to 3 points on the demo's test questions, where MiniLM loses 0.07 on
     BANKING77.
     """
     classifier = IntentClassifier.load(folder / "classifier", device=device)

@@ -33,7 +33,7 @@ from finetune.registry import Registry
 from retrieval.encoder import Encoder
 from retrieval.index import AnswerIndex, Hit
 
-INT8_BUDGET_POINTS = 0.3  # int8 is kept only if accuracy falls by at most this many points
+INT8_BUDGET_POINTS = 0.3  # int8 is worth offering only if accuracy falls by at most this many points
 
 
 def retrieval_quality(hits: list[list[Hit]], gold: list[str]) -> dict[str, float]:

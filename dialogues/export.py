@@ -61,8 +61,10 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
 _NUMBER = re.compile(r"(?<![0-9])(?:[0-9]{5,}(?![0-9])|[0-9]{3,4}(?![0-9A-Za-z%]))")
 _GROUPS = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)+")
 _LINK = re.compile(r"https?://[!-~]+")
-# An amount of money: a currency sign before the number or a currency after it ("$1499", "1499元", "20 EUR").
-_PRICE = re.compile(r"[$€£¥]\s?[0-9][0-9,.]*|[0-9][0-9,.]*\s?(?:元|块|円|(?:dollars?|euros?|usd|eur|gbp|rmb|cny|hkd)(?![a-z]))",
+# A price: a currency sign before a whole amount (or one ending .00 or .99) or a currency after it ("$1499",
+# "1499元", "20 EUR"). An amount with other cents ("charged $234.56 twice") is the customer's own.
+_AMOUNT = r"[0-9][0-9,]*(?:\.(?:00|99))?(?![0-9.,])"
+_PRICE = re.compile(rf"[$€£¥]\s?{_AMOUNT}|{_AMOUNT}\s?(?:元|块|円|(?:dollars?|euros?|usd|eur|gbp|rmb|cny|hkd)(?![a-z]))",
                     re.IGNORECASE)
 
 

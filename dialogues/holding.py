@@ -15,30 +15,46 @@ import re
 
 from retrieval.text import model_text
 
-# A clause that holds the line or closes it, in English and (Simplified) Chinese, by one of its phrases.
+# What holds the line or closes it, in English and (Simplified) Chinese.
 _HOLDING = re.compile(
-    r"\b(?:one|a|just a) (?:moment|sec|second|minute)\b|\bplease (?:wait|hold)\b|\bhold on\b|\bbear with me\b"
+    r"\b(?:one|a|just a) (?:moment|sec|second|minute)\b(?!\s+(?!please\b)[a-z])|\bplease (?:wait|hold)\b|\bhold on\b|\bbear with me\b"
     r"|\blet me (?:check|look|see|find|have a look)\b|\bi(?:['’]ll| will) (?:check|look|find out)\b"
-    r"|\b(?:checking|looking into)\b|\bgive me a (?:moment|minute|sec)\b"
+    r"|\b(?:checking|look(?:ing)? into)\b|\bgive me a (?:moment|minute|sec)\b"
     r"|\bthanks? (?:you )?for (?:waiting|your patience|contacting|reaching out)\b|\banything else\b"
+    r"|\bhow (?:can|may) i help\b|\bwhat can i do for you\b"
     r"|\b(?:happy|glad) to help\b|\bhave a (?:great|good|nice) day\b|\byou(?:['’]re| are) welcome\b"
-    r"|稍等|稍候|等一下|等一等|查一下|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您|久等|耐心"
-    r"|还有什么|还有其他|还有别的|其他问题|其它问题|不客气|祝您|很高兴为您|感谢您的咨询"
+    r"|稍等|稍候|等一下|等一等|查一下|看一下|看看|核实一下|确认一下|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您"
+    r"|久等|耐心|请问|有什么|还有其他|还有别的|其他问题|其它问题|可以帮您|可以帮你|能帮您|为您服务|不客气|祝您|很高兴为您"
+    r"|感谢您的咨询"
 )
 # A clause that only greets, introduces the agent or acknowledges.
 _CHATTER = re.compile(
-    r"(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))\b.{0,15}|(?:this is|my name is) \w+(?: \w+){0,3}"
-    r"|(?:i['’]m|i am) \w+(?: from \w+(?: \w+)?)?"
+    r"(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))(?: there)?(?: \w+){0,2}"
+    r"|(?:this is|my name is|i['’]m|i am) \w+(?: from \w+(?: \w+)?)?"
     r"|ok(?:ay)?|sure|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?"
-    r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|好的|好|嗯+|收到|没问题|明白|谢谢.{0,4}"
+    r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|好的|好嘞?|嗯+|收到"
+    r"|没问题|明白|谢谢.{0,4}|[^a-z0-9\u4e00-\u9fff]*"  # an emoji or a sign alone
 )
-_CLAUSES = re.compile(r"[,.!?;:，。！？；：、…~～()（）\n]+")
+# Clauses end at punctuation, and at a space beside a Chinese character ("让您久等了 已经给您退款了").
+_CLAUSES = re.compile(r"[,.!?;:，。！？；：、…~～()（）\n]+|(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
+_FILLER_WORDS, _FILLER_CHARACTERS = 5, 3  # what a holding phrase may leave of its clause: "that for you", "我帮您"
+
+
+def _holds(clause: str) -> bool:
+    """Whether a clause is a holding or closing phrase with little else: "Please wait 3-5 business days for
+    the refund" holds a phrase and says something; "let me check that for you" does not."""
+    if not _HOLDING.search(clause):
+        return False
+    rest = _HOLDING.sub(" ", clause)
+    return (len(re.findall(r"[a-z0-9]+", rest)) <= _FILLER_WORDS
+            and len(re.findall(r"[\u4e00-\u9fff]", rest)) <= _FILLER_CHARACTERS)
 
 
 def says_nothing(text: str) -> bool:
-    """Whether an agent's message is only greetings, introductions, holding and closing phrases."""
+    """Whether a message (an agent's, or a customer's "ok" while the agent looks) is only greetings,
+    introductions, acknowledgements, holding and closing phrases."""
     clauses = [c.strip() for c in _CLAUSES.split(model_text(text).lower())]
-    return all(_HOLDING.search(c) or _CHATTER.fullmatch(c) for c in clauses if c)
+    return all(_CHATTER.fullmatch(c) or _holds(c) for c in clauses if c)
 
 
 def run_answer(texts: list[str]) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import sqlite_utils
 from filelock import FileLock, Timeout
 
-from dialogues.holding import run_answer
+from dialogues.holding import run_answer, says_nothing
 from dialogues.redact import redact
 
 
@@ -708,9 +708,9 @@ class Store:
         with self._lock, self.db.atomic():
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             if (row := self._open_answer(conversation_id, turn_id)) is not None:
-                run = [r["text"] for r in self.db.query(
-                    "SELECT text FROM turns WHERE conversation_id = ? AND role = 'agent' AND id >= ? ORDER BY id",
-                    [conversation_id, row["agent_turn_id"]])]
+                run = [r["text"] for r in self.db.query(  # a reply the customer did not get, and its agent resent, once
+                    "SELECT text FROM turns WHERE conversation_id = ? AND role = 'agent' AND id >= ? "
+                    "AND (undelivered IS NULL OR id = ?) ORDER BY id", [conversation_id, row["agent_turn_id"], turn_id])]
                 self.db["answer_candidates"].update(row["id"], {"answer": self._private(run_answer(run)), "created": now()})
             elif (question := self._question_for(conversation_id, turn_id)) is not None:
                 self.db["answer_candidates"].insert(
@@ -722,18 +722,18 @@ class Store:
     def _open_answer(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """The conversation's latest answer candidate, when the agent's reply ``agent_turn_id`` goes on from
         it: the customer has typed nothing since the run's first reply, or the run so far only held the
-        line ("please wait": its answer is empty) and nobody handed the conversation off or back since, so
-        "ok" and "thanks" while the agent looks are no questions."""
+        line ("please wait": its answer is empty), nobody handed the conversation off or back since, and
+        the customer only said "ok" or "thanks" meanwhile; a new question is answered on its own."""
         row = next(self.db.query(
             "SELECT a.id, a.agent_turn_id, a.answer, t.created FROM answer_candidates a JOIN turns t ON t.id = a.agent_turn_id "
             "WHERE a.conversation_id = ? ORDER BY a.id DESC LIMIT 1", [conversation_id]), None)
         if row is None:
             return None
-        typed = self.db.execute(f"SELECT count(*) FROM turns WHERE conversation_id = ? AND {_TYPED} AND id > ? AND id < ?",
-                                [conversation_id, row["agent_turn_id"], agent_turn_id]).fetchone()[0]
+        typed = [r["text"] for r in self.db.query(f"SELECT text FROM turns WHERE conversation_id = ? AND {_TYPED} "
+                                                  "AND id > ? AND id < ?", [conversation_id, row["agent_turn_id"], agent_turn_id])]
         moved = self.db.execute("SELECT count(*) FROM handoffs WHERE conversation_id = ? AND created > ?",
                                 [conversation_id, row["created"]]).fetchone()[0]
-        return row if not typed or not row["answer"] and not moved else None
+        return row if not typed or not row["answer"] and not moved and all(map(says_nothing, typed)) else None
 
     def _question_for(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """What an agent's reply answers, among the customer's typed messages since the previous agent reply:

@@ -16,6 +16,7 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "ok", "zh", "zh"),             # a single word does not: Chinese customers type "ok" and "thx" too
     ("multi", " iPhone15! ", "zh", "zh"),
     ("multi", "ok thanks", "zh", "en"),
+    ("multi", "Возврат", "zh", "en"),        # a word in another script is English's, as before
     ("multi", "ok", "en", "en"),
     ("multi", "ok", None, "en"),
     ("multi", "/track_order", "zh", "zh"),    # a button's payload keeps the conversation's language

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 from pathlib import Path
 
@@ -261,7 +262,10 @@ def test_intents_nothing_answers_are_named(bot_dir: Path) -> None:
     history.write_text(history.read_text() + '{"question": "hello", "answer": "Hi there!", "intent": "greet"}\n')
     project = load_project(bot_dir)
     assert project.unanswered() == ["change_order"]  # track_order's custom action answers it
-    result = CliRunner().invoke(cli, ["serve", str(bot_dir), "--port", "1", "--host", "256.0.0.1"])
+    with socket.socket() as taken:  # serve stops at its port, after the note
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = CliRunner().invoke(cli, ["serve", str(bot_dir), "--port", str(taken.getsockname()[1]), "--host", "127.0.0.1"])
     assert result.exit_code != 0 and "note: 1 intent with no template in responses.yml, no custom action and no " \
         "answer in history.jsonl: change_order;" in result.output
 

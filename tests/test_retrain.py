@@ -133,6 +133,8 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
                "answer": text} for n, text in enumerate(["Yes, the $1499 model is refundable.", "Yes, 1499 元 back.",
                                                          "1499 USD within 30 days."])]
     assert len(agent_answers(LearnedData([], priced))) == 3
+    charged = {**later, "question": "I was charged $234.56 twice", "asked": "I was charged $234.56 twice"}
+    assert agent_answers(LearnedData([], [{**charged, "id": 40, "answer": "We refunded the $234.56 charge."}])) == []
 
 
 def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:

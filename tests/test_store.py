@@ -327,9 +327,18 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     store.add_agent_answer("c2", "It takes 3-5 days to reach your card. Anything else?")  # says something: whole
     user_turn(store, "c3", "do you ship to Norway?")
     store.add_agent_answer("c3", "One moment please.")  # only held the line, and nothing came after it
+    user_turn(store, "c4", "where is my refund?")
+    store.add_agent_answer("c4", "Hi, I'm Anna. One moment please.")
+    user_turn(store, "c4", "also, can I pay by invoice?")  # a new question while the agent looks: answered on its own
+    store.add_agent_answer("c4", "Yes, invoices are fine.")
+    user_turn(store, "c5", "can I change my address?")
+    store.undelivered(store.add_agent_answer("c5", "Yes, in your account page."))
+    store.add_agent_answer("c5", "Yes, in your account page.")  # resent after it failed: learned once
     assert [(a["question"], a["answer"]) for a in store.answer_candidates()] == [
         ("我的退款到哪了", "退款已于今天退回原支付账户，3-5个工作日到账。"),
         ("where is my refund?", "Your refund left today.\nIt takes 3-5 days to reach your card. Anything else?"),
+        ("also, can I pay by invoice?", "Yes, invoices are fine."),
+        ("can I change my address?", "Yes, in your account page."),
     ]
     store.close()
 
@@ -343,6 +352,16 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     ("我是说您的订单已经发货了", False),
     ("亲已经退款了哦", False),
     ("亲，还有其他问题吗？", True),
+    ("您好，请问有什么可以帮您？", True),  # the first reply after a handoff
+    ("How can I help you today?", True),
+    ("您稍等，我看一下", True),
+    ("👍", True),
+    ("Please wait 3-5 business days for the refund to arrive.", False),  # a holding phrase, and an answer
+    ("We'll send you a second parcel.", False),
+    ("This is a known issue.", False),
+    ("hi yes in stock", False),
+    ("正在为您办理退款", False),
+    ("让您久等了 已经给您退款了", False),
 ])
 def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     assert says_nothing(text) is nothing
