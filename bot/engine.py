@@ -135,7 +135,7 @@ class Bot:
         conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
         slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
         fallbacks = conversation["fallbacks"] if conversation else 0
-        language = turn_language(self.config.language, text, slots.get(SLOT) or turn.language)
+        language = turn_language(self.config.language, text, slots.get(SLOT), page=turn.language)
         self._keep_language(slots, language)
         script = self._keep_script(slots, text)
 

@@ -103,21 +103,23 @@ def mostly_written_in(text: str) -> Language:
     return "zh" if chinese and scripts.count("zh") / 2 >= len(re.findall(r"[A-Za-z]+", text)) else "en"
 
 
-def turn_language(bot_language: str, text: str, previous: str | None = None) -> Language:
+def turn_language(bot_language: str, text: str, previous: str | None = None, page: str | None = None) -> Language:
     """The language to answer ``text`` in. A button's payload (``/`` and a name, whatever the name is written
     in, an action's own too), or a message with no letter in it (an order number, an emoji), keeps
-    ``previous``, the conversation's. So does a single word in a Chinese conversation: Chinese customers
-    type "ok", "thx" or a product's name ("iPhone") between Chinese messages, and were answered in English
-    for it; it takes a sentence ("refund please") to switch. Another script (Korean, Cyrillic) is
-    English's, not the conversation's, as a first message's is."""
+    ``previous``, the conversation's, or before it has one the ``page``'s (the widget's). So does a single
+    word in a conversation already held in Chinese: Chinese customers type "ok", "thx" or a product's name
+    ("iPhone") between Chinese messages, and were answered in English for it; it takes a sentence ("refund
+    please") to switch. A first "hello" on a Chinese page is English's: nothing Chinese was said yet.
+    Another script (Korean, Cyrillic) is English's, not the conversation's, as a first message's is."""
     if bot_language in LANGUAGES:
         return cast(Language, bot_language)
-    if text.startswith("/") and previous in LANGUAGES:
-        return cast(Language, previous)
+    kept = previous or page
+    if text.startswith("/") and kept in LANGUAGES:
+        return cast(Language, kept)
     if CJK.search(text):
         return "zh"
     if not any(c.isalpha() for c in text):
-        return cast(Language, previous) if previous in LANGUAGES else "en"
+        return cast(Language, kept) if kept in LANGUAGES else "en"
     one_latin_word = len(text.split()) == 1 and all(c.isascii() for c in text if c.isalpha())
     return "zh" if previous == "zh" and one_latin_word else "en"
 

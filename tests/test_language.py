@@ -37,6 +37,16 @@ def test_turn_language(bot: str, text: str, previous: str | None, expected: str)
     assert turn_language(bot, text, previous) == expected
 
 
+def test_a_pages_language_is_kept_until_the_customer_writes_in_words() -> None:
+    """The widget's page language answers a first order number or button; a first "hello" on a Chinese page
+    is English, as nothing Chinese was said yet, while the same word later in a Chinese conversation is not."""
+    assert turn_language("multi", "12345", None, page="zh") == "zh"
+    assert turn_language("multi", "/greet", None, page="zh") == "zh"
+    assert turn_language("multi", "hello?!", None, page="zh") == "en"
+    assert turn_language("multi", "hello?!", "zh", page="en") == "zh"
+    assert turn_language("multi", "12345", "en", page="zh") == "en"
+
+
 def test_say_picks_the_language_then_the_default_then_the_first() -> None:
     assert say("Talk to a person", "zh") == "Talk to a person"
     assert say({"en": "Talk to a person", "zh": "转人工"}, "zh") == "转人工"
