@@ -17,26 +17,32 @@ from retrieval.text import model_text
 
 # What holds the line or closes it, in English and (Simplified) Chinese.
 _HOLDING = re.compile(
-    r"\b(?:one|a|just a) (?:moment|sec|second|minute)\b(?!\s+(?!please\b)[a-z])|\bplease (?:wait|hold)\b|\bhold on\b|\bbear with me\b"
-    r"|\blet me (?:check|look|see|find|have a look)\b|\bi(?:['’]ll| will) (?:check|look|find out)\b"
-    r"|\b(?:checking|look(?:ing)? into)\b|\bgive me a (?:moment|minute|sec)\b"
-    r"|\bthanks? (?:you )?for (?:waiting|your patience|contacting|reaching out)\b|\banything else\b"
+    r"\b(?:one|a|just a) (?:moment|sec|second|minute)\b(?!\s+(?!please\b)[a-z])|\bplease (?:wait|hold(?: on)?)\b|\bhold on\b"
+    r"|\bbear with me\b|\blet me (?:check|look|see|find|have a look)\b|\bi(?:['’]ll| will) (?:check|look|find out)\b"
+    r"|\bwhile i (?:check|look)\b|\b(?:checking|look(?:ing)? into)\b|\bgive me a (?:moment|minute|sec)\b"
+    r"|\bthanks? (?:you )?for (?:waiting|your patience|contacting|reaching out)\b|\bsorry (?:for|about) (?:the|your) (?:wait|delay)\b"
+    r"|\bsorry to keep you waiting\b|\b(?:is there )?anything else(?: (?:i|we) can (?:help|assist|do)(?: you)?(?: with| for you)?)?\b"
     r"|\bhow (?:can|may) i help\b|\bwhat can i do for you\b"
     r"|\b(?:happy|glad) to help\b|\bhave a (?:great|good|nice) day\b|\byou(?:['’]re| are) welcome\b"
-    r"|稍等|稍候|等一下|等一等|查一下|看一下|看看|核实一下|确认一下|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您"
-    r"|久等|耐心|请问|有什么|还有其他|还有别的|其他问题|其它问题|可以帮您|可以帮你|能帮您|为您服务|不客气|祝您|很高兴为您"
-    r"|感谢您的咨询"
+    r"|(?:请您?)?(?:稍等|稍候)(?:片刻|一下)?|等一下|等一等|(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)?(?:查询|查看|查)一下"
+    r"|(?<!请)(?<!请您)看一下|看看|核实一下|确认一下|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您"
+    r"|久等|(?:感谢|谢谢)(?:您|你)?的?耐心(?:等待|等候)?|耐心|请问|有什么|还有其他|还有别的|其他问题|其它问题|可以帮您|可以帮你|能帮您"
+    r"|为您服务|不客气|祝您(?:生活|购物|工作)?(?:愉快|顺利|开心)?|很高兴为您|感谢您的咨询"
 )
 # A clause that only greets, introduces the agent or acknowledges.
 _CHATTER = re.compile(
     r"(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))(?: there)?(?: \w+){0,2}"
-    r"|(?:this is|my name is|i['’]m|i am) \w+(?: from \w+(?: \w+)?)?"
-    r"|ok(?:ay)?|sure|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?"
-    r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|好的|好嘞?|嗯+|收到"
-    r"|没问题|明白|谢谢.{0,4}|[^a-z0-9\u4e00-\u9fff]*"  # an emoji or a sign alone
+    r"|(?:this is|my name is|i['’]m|i am) \w+(?: (?:from|with|at) (?:the )?\w+(?: \w+){0,3})?"
+    r"|(?:hello |hi )?(?:is )?any(?:one|body) (?:there|here)|在吗|有人吗|人呢"  # a customer's while nobody answers
+    r"|(?:(?:ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
+    r"|好的|好嘞?|嗯+|收到|没问题|明白|谢谢.{0,4}?|麻烦(?:您|你)?了|辛苦(?:您|你)?了) ?)+"
+    r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}"
+    r"|[^a-z0-9\u4e00-\u9fff]*"  # an emoji or a sign alone
 )
 # Clauses end at punctuation, and at a space beside a Chinese character ("让您久等了 已经给您退款了").
 _CLAUSES = re.compile(r"[,.!?;:，。！？；：、…~～()（）\n]+|(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
+# How long something takes is an answer, whatever holding phrase it comes in: "Please wait 3-5 business days."
+_HOW_LONG = re.compile(r"\d\s*(?:(?:business|working) )?(?:days?|weeks?)\b|\d\s*个?(?:工作日|天|周|星期)")
 _FILLER_WORDS, _FILLER_CHARACTERS = 5, 3  # what a holding phrase may leave of its clause: "that for you", "我帮您"
 
 
@@ -46,7 +52,7 @@ def _holds(clause: str) -> bool:
     if not _HOLDING.search(clause):
         return False
     rest = _HOLDING.sub(" ", clause)
-    return (len(re.findall(r"[a-z0-9]+", rest)) <= _FILLER_WORDS
+    return (not _HOW_LONG.search(rest) and len(re.findall(r"[a-z0-9]+", rest)) <= _FILLER_WORDS
             and len(re.findall(r"[\u4e00-\u9fff]", rest)) <= _FILLER_CHARACTERS)
 
 
@@ -59,5 +65,6 @@ def says_nothing(text: str) -> bool:
 
 def run_answer(texts: list[str]) -> str:
     """What a run of an agent's messages to one question answers: the messages that say something, one a
-    line; empty when none does (the agent is still looking)."""
-    return "\n".join(text for text in texts if not says_nothing(text))
+    line, each once (an agent resends a reply the customer asked after); empty when none does (the agent
+    is still looking)."""
+    return "\n".join(dict.fromkeys(text for text in texts if not says_nothing(text)))

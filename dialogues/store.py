@@ -721,11 +721,11 @@ class Store:
 
     def _open_answer(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """The conversation's latest answer candidate, when the agent's reply ``agent_turn_id`` goes on from
-        it: the customer has typed nothing since the run's first reply, or the run so far only held the
-        line ("please wait": its answer is empty), nobody handed the conversation off or back since, and
-        the customer only said "ok" or "thanks" meanwhile; a new question is answered on its own."""
+        it: the customer has typed nothing since the run's first reply, or only "ok", "thanks" or "anyone
+        there?" while nobody handed the conversation off or back (an answer the agent goes on with, or
+        resends, after the customer's "ok" is still the one answer); a new question is answered on its own."""
         row = next(self.db.query(
-            "SELECT a.id, a.agent_turn_id, a.answer, t.created FROM answer_candidates a JOIN turns t ON t.id = a.agent_turn_id "
+            "SELECT a.id, a.agent_turn_id, t.created FROM answer_candidates a JOIN turns t ON t.id = a.agent_turn_id "
             "WHERE a.conversation_id = ? ORDER BY a.id DESC LIMIT 1", [conversation_id]), None)
         if row is None:
             return None
@@ -733,16 +733,17 @@ class Store:
                                                   "AND id > ? AND id < ?", [conversation_id, row["agent_turn_id"], agent_turn_id])]
         moved = self.db.execute("SELECT count(*) FROM handoffs WHERE conversation_id = ? AND created > ?",
                                 [conversation_id, row["created"]]).fetchone()[0]
-        return row if not typed or not row["answer"] and not moved and all(map(says_nothing, typed)) else None
+        return row if not typed or not moved and all(map(says_nothing, typed)) else None
 
     def _question_for(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """What an agent's reply answers, among the customer's typed messages since the previous agent reply:
         the first of the messages the bot could not settle right before the handoff (fallbacks, and the
         message whose repeated fallback or action handed it off: what the customer came with, before
         "hello??" and "is anyone there"), else the first one after the handoff (a customer who asked for a
-        person says what for next), else the last one before it. Never the request for a person itself,
-        nor a greeting or question the bot answered before the one it could not; in a conversation nobody
-        handed off, the first of the messages the bot could not settle last, else the first message."""
+        person says what for next), else the last one before it. Never the request for a person itself, a
+        message that says nothing ("ok thanks", "anyone there?"), nor a question the bot answered before the
+        one it could not; in a conversation nobody handed off, the first of the messages the bot could not
+        settle last, else the first message."""
         asked = list(self.db.query(
             "SELECT id, text, created, (SELECT source FROM predictions WHERE turn_id = turns.id) AS source FROM turns "
             f"WHERE conversation_id = ? AND {_TYPED} AND id < ? AND id > "
@@ -752,7 +753,7 @@ class Store:
         handoff = next(self.db.query("SELECT created, reason FROM handoffs WHERE conversation_id = ? AND event = 'handed_off' "
                                      "ORDER BY id DESC LIMIT 1", [conversation_id]), None)
         requested = handoff is None or handoff["reason"] == "requested"
-        asked = [row for row in asked if not (requested and row["source"] == "handoff")]
+        asked = [row for row in asked if not (requested and row["source"] == "handoff") and not says_nothing(row["text"])]
 
         def unsettled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             """The first of the messages the bot could not settle at the end of ``rows``, if any."""

@@ -334,11 +334,20 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     user_turn(store, "c5", "can I change my address?")
     store.undelivered(store.add_agent_answer("c5", "Yes, in your account page."))
     store.add_agent_answer("c5", "Yes, in your account page.")  # resent after it failed: learned once
+    user_turn(store, "c6", "do you sell helmets?")
+    store.add_agent_answer("c6", "Yes, we sell helmets in three sizes.")
+    user_turn(store, "c6", "ok")
+    store.add_agent_answer("c6", "The large one is back in stock on Friday.")  # the answer goes on after "ok"
+    user_turn(store, "c6", "hello? anyone there?")
+    store.add_agent_answer("c6", "The large one is back in stock on Friday.")  # resent: learned once
+    user_turn(store, "c6", "ok thanks")
+    store.add_agent_answer("c6", "Is there anything else I can help you with?")
     assert [(a["question"], a["answer"]) for a in store.answer_candidates()] == [
         ("我的退款到哪了", "退款已于今天退回原支付账户，3-5个工作日到账。"),
         ("where is my refund?", "Your refund left today.\nIt takes 3-5 days to reach your card. Anything else?"),
         ("also, can I pay by invoice?", "Yes, invoices are fine."),
         ("can I change my address?", "Yes, in your account page."),
+        ("do you sell helmets?", "Yes, we sell helmets in three sizes.\nThe large one is back in stock on Friday."),
     ]
     store.close()
 
@@ -362,6 +371,19 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     ("hi yes in stock", False),
     ("正在为您办理退款", False),
     ("让您久等了 已经给您退款了", False),
+    # what agents and customers say while one looks, as logged by a shop's agents
+    ("Hello, this is Anna from Demo Shop support. Let me look into this for you.", True),
+    ("Is there anything else I can help you with?", True),
+    ("Please hold on while I check your order.", True),
+    ("Sorry for the wait.", True),
+    ("感谢您的耐心等待", True),
+    ("祝您生活愉快！", True),
+    ("请您稍等片刻，我这边帮您查询一下", True),
+    ("ok thanks", True), ("Ok thank you!", True), ("thx", True), ("alright", True),
+    ("好的谢谢", True), ("好的好的", True), ("麻烦了", True), ("辛苦了", True), ("hello? anyone there?", True), ("在吗？", True),
+    ("Please wait 3-5 business days.", False),  # how long it takes is an answer
+    ("请看一下邮箱", False),  # the customer is to look, not the agent
+    ("ok, thanks for the refund, but the parcel is still missing", False),
 ])
 def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     assert says_nothing(text) is nothing
