@@ -294,7 +294,7 @@ def chat(directory: Path, device: str | None) -> None:
     from bot.channels.base import Turn, readable
     from bot.engine import Bot
     from bot.server import load_serving_model
-    from dialogues.store import Store
+    from dialogues.store import TRYOUT_CHANNEL, Store
 
     project = load_project(directory)
     privacy = project.config.privacy
@@ -327,7 +327,7 @@ def chat(directory: Path, device: str | None) -> None:
                     cut = f", or over the {TTY_LINE_BYTES - 1:,} bytes a terminal's line holds" if sys.stdin.isatty() else ""
                     click.echo(f"(not sent: nothing to read, or not valid UTF-8{cut})", err=True)
                     continue
-                reply = runner.run(bot.handle(Turn(conversation, text, "cli")))
+                reply = runner.run(bot.handle(Turn(conversation, text, TRYOUT_CHANNEL)))
                 if reply.text:
                     click.echo(f"bot> {reply.text}")
                 for button in reply.buttons:  # an action's message may be buttons alone

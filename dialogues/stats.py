@@ -3,7 +3,8 @@
 The figures a support lead asks for first: how many conversations the bot kept without a person
 (containment), how its answers split between templates, historical answers, actions and the
 fallback, what customers thought of them, why conversations went to a person and how long those
-customers waited for the first human reply.
+customers waited for the first human reply. Customers' conversations only: not the shop's own tries
+in ``bot chat``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dialogues.store import Store
+from dialogues.store import TRYOUT_CHANNEL, Store
 
 ANSWERED = ("template", "retrieval", "action")
 
@@ -26,13 +27,14 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
     def rows(sql: str) -> list[Any]:
         return db.execute(sql, window).fetchall()
 
-    talked = "SELECT conversation_id FROM turns WHERE role = 'user' AND created >= :since"
+    customers = f"SELECT id FROM conversations WHERE channel != '{TRYOUT_CHANNEL}'"
+    talked = f"SELECT conversation_id FROM turns WHERE role = 'user' AND created >= :since AND conversation_id IN ({customers})"
     conversations = rows(f"SELECT count(DISTINCT conversation_id) FROM ({talked})")[0][0]
     # Of those conversations: a takeover of an older one, with nothing said since, is not counted.
     handed_off = rows("SELECT count(DISTINCT conversation_id) FROM handoffs WHERE event = 'handed_off' "
                       f"AND created >= :since AND conversation_id IN ({talked})")[0][0]
     sources = dict(rows("SELECT p.source, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id "
-                        "WHERE t.created >= :since GROUP BY p.source"))
+                        f"WHERE t.created >= :since AND t.conversation_id IN ({customers}) GROUP BY p.source"))
     # Not those sent while a person had the conversation, nor the customer's clicks back to the bot.
     to_the_bot = sum(n for source, n in sources.items() if source not in ("silent", "resume"))
     # Why each of those went to a person, once per conversation: the reason of its latest handoff.
@@ -42,7 +44,8 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
                         "GROUP BY reason ORDER BY count(*) DESC, reason"))
     # Each reply's latest vote, as the history shows it: a changed mind or a withdrawn vote (0) counts once.
     votes = dict(rows("SELECT value, count(*) FROM feedback WHERE id IN (SELECT max(id) FROM feedback GROUP BY turn_id) "
-                      "AND created >= :since GROUP BY value"))
+                      f"AND created >= :since AND turn_id IN (SELECT id FROM turns WHERE conversation_id IN ({customers})) "
+                      "GROUP BY value"))
     # Each handoff's wait: until the first agent message after it, if one came before the conversation
     # changed hands again (a customer who went back to the bot unanswered waited in vain).
     waits = rows(
@@ -50,12 +53,13 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
         "AND t.undelivered IS NULL "
         "AND t.created >= h.created AND t.created < coalesce((SELECT min(n.created) FROM handoffs n "
         "WHERE n.conversation_id = h.conversation_id AND n.id > h.id), 9e99)) - h.created "
-        "FROM handoffs h WHERE h.event = 'handed_off' AND h.reason != 'agent' AND h.created >= :since")
+        "FROM handoffs h WHERE h.event = 'handed_off' AND h.reason != 'agent' AND h.created >= :since "
+        f"AND h.conversation_id IN ({customers})")
     answered_waits = sorted(w for (w,) in waits if w is not None)
     answered_sources = ", ".join(f"'{source}'" for source in ANSWERED)
     intents = rows(
         "SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since "
-        f"AND p.source IN ({answered_sources}) AND p.intent IS NOT NULL GROUP BY p.intent "
+        f"AND t.conversation_id IN ({customers}) AND p.source IN ({answered_sources}) AND p.intent IS NOT NULL GROUP BY p.intent "
         "ORDER BY count(*) DESC, p.intent LIMIT :top")
     return {
         "conversations": conversations,

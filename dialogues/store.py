@@ -230,9 +230,10 @@ _LATEST_TYPED = f"(SELECT coalesce(raw_text, text) FROM turns WHERE conversation
 # ``waiting_since`` is null while the latest word is the agent's.
 _AGENT_SINCE = ("FROM turns WHERE conversation_id = c.id AND role = 'agent' AND undelivered IS NULL "
                 "AND created >= h.created")
-# ``bot chat``'s conversations (channel ``cli``) are the shop trying its bot in a terminal, where no agent's
-# reply can reach: they are in no agents' inbox, and nobody waits in them.
-_AGENTS_REACH = "c.channel != 'cli'"
+# ``bot chat``'s conversations are the shop trying its bot in a terminal, where no agent's reply can reach:
+# they are in no agents' inbox, nobody waits in them, and ``bot stats`` leaves them out.
+TRYOUT_CHANNEL = "cli"
+_AGENTS_REACH = f"c.channel != '{TRYOUT_CHANNEL}'"
 _HANDED_OFF = (
     "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
     "h.created AS handed_off_at, h.reason, "

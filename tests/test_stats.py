@@ -62,6 +62,12 @@ def test_the_figures_of_a_worked_example(tmp_path: Path) -> None:
     assert stats["first_agent_reply_seconds"] == {"median": 90.0, "p90": 90.0, "unanswered": 1}  # the agent's own not counted
     assert stats["top_intents"] == {"cancel_order": 1, "get_refund": 1, "track_order": 1}
     assert conversation_stats(store, since=4e9)["conversations"] == 0  # nothing after 2096
+    # The shop trying its bot in `bot chat`: none of its turns, votes or handoffs are customers'
+    store.log_exchange(Exchange("cli:1", "cli", None, "human please", None, "...", None, 0.9, [], "handoff", "v0001"))
+    store.add_feedback("cli:1", store.log_exchange(Exchange("cli:1", "cli", None, "where is my order", None, "...",
+                                                            "track_order", 0.9, [], "template", "v0001"))[1], -1)
+    store.set_status("cli:1", "handed_off", "requested")
+    assert conversation_stats(store) == stats
     store.close()
 
 
