@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, cast, get_args
 import opencc
 from pydantic import AfterValidator, PlainValidator
 
+from dialogues.holding import says_nothing
 from retrieval.text import model_text
 
 Language = Literal["en", "zh"]
@@ -106,10 +107,10 @@ def mostly_written_in(text: str) -> Language:
 def turn_language(bot_language: str, text: str, previous: str | None = None, page: str | None = None) -> Language:
     """The language to answer ``text`` in. A button's payload (``/`` and a name, whatever the name is written
     in, an action's own too), or a message with no letter in it (an order number, an emoji), keeps
-    ``previous``, the conversation's, or before it has one the ``page``'s (the widget's). So does a single
-    word in a conversation already held in Chinese: Chinese customers type "ok", "thx" or a product's name
-    ("iPhone") between Chinese messages, and were answered in English for it; it takes a sentence ("refund
-    please") to switch. A first "hello" on a Chinese page is English's: nothing Chinese was said yet.
+    ``previous``, the conversation's, or before it has one the ``page``'s (the widget's). So do a single
+    word (numbers aside) and an acknowledgement in a conversation already held in Chinese: Chinese
+    customers type "ok thx" or a product's name ("iPhone 15") between Chinese messages, and were answered
+    in English for it; it takes a sentence ("refund please") to switch. A first "hello" on a Chinese page is English's: nothing Chinese was said yet.
     Another script (Korean, Cyrillic) is English's, not the conversation's, as a first message's is."""
     if bot_language in LANGUAGES:
         return cast(Language, bot_language)
@@ -120,8 +121,9 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
         return "zh"
     if not any(c.isalpha() for c in text):
         return cast(Language, kept) if kept in LANGUAGES else "en"
-    one_latin_word = len(text.split()) == 1 and all(c.isascii() for c in text if c.isalpha())
-    return "zh" if previous == "zh" and one_latin_word else "en"
+    words = [word for word in text.split() if any(c.isalpha() for c in word)]
+    latin = all(c.isascii() for c in text if c.isalpha())
+    return "zh" if previous == "zh" and latin and (len(words) == 1 or says_nothing(text)) else "en"
 
 
 def say(text: Text, language: str, default: str | None = None, script: Script | None = None) -> str:

@@ -15,7 +15,10 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "refund please", "zh", "en"),  # a typed English message switches back
     ("multi", "ok", "zh", "zh"),             # a single word does not: Chinese customers type "ok" and "thx" too
     ("multi", " iPhone15! ", "zh", "zh"),
-    ("multi", "ok thanks", "zh", "en"),
+    ("multi", "iPhone 15", "zh", "zh"),       # numbers aside
+    ("multi", "ok thx", "zh", "zh"),          # nor does an acknowledgement
+    ("multi", "ok thanks", "en", "en"),
+    ("multi", "AirPods please", "zh", "en"),
     ("multi", "Возврат", "zh", "en"),        # a word in another script is English's, as before
     ("multi", "ok", "en", "en"),
     ("multi", "ok", None, "en"),
