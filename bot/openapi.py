@@ -181,6 +181,8 @@ class TranscriptTurn(_Body):
     author: str | None = Field(..., description="an agent's name, when the agent gave one")
     undelivered: bool = Field(..., description="a reply (an agent's, or the bot's on Slack or WeCom) the customer's "
                               "platform refused or could not be reached for")
+    buttons: list[Button] = Field(..., description="the buttons a bot reply offered (an action's reply may be buttons "
+                                  "alone, with an empty text)")
 
 
 class HandoffEvent(_Body):

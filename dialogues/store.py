@@ -442,9 +442,9 @@ class Store:
         user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
                                                None]).lastrowid
         bot_turn = None
-        if ex.reply:
-            reply, shown = (self._private(ex.reply), [{**b, "title": self._private(b["title"])} for b in ex.buttons or []]) \
-                if ex.quotes else (ex.reply, ex.buttons)
+        if ex.reply or ex.buttons:  # an action may offer buttons alone: the transcript shows them too
+            reply, shown = (self._private(ex.reply or ""), [{**b, "title": self._private(b["title"])} for b in ex.buttons or []]) \
+                if ex.quotes else (ex.reply or "", ex.buttons)
             buttons = json.dumps(shown, ensure_ascii=False) if shown else None
             bot_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "bot", reply, None, ex.channel, None, now(),
                                                   buttons]).lastrowid
@@ -459,7 +459,7 @@ class Store:
             [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None,
              ex.active_loop, ex.conversation_id],
         )
-        if ex.pending_id is not None and bot_turn is None:  # no answer the store keeps: a silent turn, buttons alone
+        if ex.pending_id is not None and bot_turn is None:  # no answer to send: a silent turn
             self.db.execute(_SETTLE, [now(), ex.pending_id])
         elif ex.pending_id is not None:  # owed until the platform takes the answer (delivered()); the message
             # stays as it came until then, for a deskbot from before migration 13 that would answer it again
@@ -678,14 +678,14 @@ class Store:
 
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the
-        bot made of each customer message (intent, confidence, how it answered), and its handoffs; the
-        messages as typed, as in :meth:`history`."""
+        bot made of each customer message (intent, confidence, how it answered), the buttons each reply
+        offered, and its handoffs; the messages as typed, as in :meth:`history`."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             return None
         turns = self.db.query(
             f"SELECT t.id, t.role, t.text, t.raw_text, t.created, p.intent, p.confidence, p.source, {_AUTHOR}, "
-            "t.undelivered IS NOT NULL AS undelivered, "
+            "t.undelivered IS NOT NULL AS undelivered, t.buttons, "
             "(SELECT value FROM feedback WHERE turn_id = t.id ORDER BY id DESC LIMIT 1) AS feedback "
             "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
@@ -695,7 +695,8 @@ class Store:
                                  [conversation_id])
         return {"conversation_id": conversation_id,
                 **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},
-                "turns": [{**self._shown(turn), "undelivered": bool(turn["undelivered"])}
+                "turns": [{**self._shown(turn), "undelivered": bool(turn["undelivered"]),
+                           "buttons": json.loads(turn["buttons"] or "[]")}
                           for turn in reversed(list(turns))],
                 "handoffs": list(handoffs)}
 

@@ -169,12 +169,20 @@ def test_an_answer_logged_and_not_sent_is_sent_by_the_next_server_as_logged(tmp_
     first = gone.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "where is my parcel?", {})
     _, reply = gone.log_exchange(Exchange("slack:T1:C1:1.1", "slack", "U1", "where is my parcel?", None, "It left today.",
                                           "track_order", 0.9, [], "template", "v0001", pending_id=first, buttons=[TRACK]))
-    gone.close()  # stopped before Slack took the answer
+    # An action's answer of buttons alone: it was settled unsent, and no transcript showed it
+    second = gone.receive("slack:ts:C1:1.2", "slack:T1:C1:1.1", "slack", "U1", "which size?", {})
+    _, choices = gone.log_exchange(Exchange("slack:T1:C1:1.1", "slack", "U1", "which size?", None, None, "sizes", 0.9,
+                                            [], "action", "v0001", pending_id=second, buttons=[TRACK]))
+    gone.close()  # stopped before Slack took the answers
     following = Store(path)
     following.serve()
-    [row] = following.adopt(["slack"])
-    assert (row["id"], row["reply"], row["buttons"], row["reply_turn"]) == (first, "It left today.", [TRACK], reply)
+    rows = following.adopt(["slack"])
+    assert [(row["id"], row["reply"], row["buttons"], row["reply_turn"]) for row in rows] == [
+        (first, "It left today.", [TRACK], reply), (second, "", [TRACK], choices)]
+    assert following.history("slack:T1:C1:1.1")[-1]["buttons"] == [TRACK]
+    assert following.transcript("slack:T1:C1:1.1")["turns"][-1]["buttons"] == [TRACK]  # what the agent reads
     following.delivered(first)
+    following.delivered(second)
     assert following.adopt(["slack"]) == [] and kept(following) == []
     following.close()
 

@@ -435,6 +435,10 @@ def test_an_actions_buttons_without_text_are_offered(open_widget: Any, web_demo_
         widget.send("/check_refund_policy")
         expect(widget.page.locator(".quick button")).to_have_text(["Track my order"])
         assert widget.bot_replies().count() == 0  # no empty bubble
+        widget.page.reload()  # kept in the history: offered again, still without a bubble
+        expect(widget.page.locator(".quick button")).to_have_text(["Track my order"])
+        expect(widget.page.locator(".msg.user .bubble")).to_have_count(1)
+        assert widget.bot_replies().count() == 0
 
 
 def test_a_customer_over_the_rate_limit_is_told_how_long_to_wait(open_widget: Any, web_demo_bot: SimpleNamespace,
@@ -959,6 +963,11 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
     page.wait_for_timeout(300)
     page.locator(f'.list li[data-id="{second}"]').click()
     expect(page.locator(".conversation .title")).to_have_text(f"{second} · web")
+    # each bot reply with the buttons it offered, which the agent's reply may go on from
+    replies = [t for t in api.history(second)["turns"] if t["role"] == "bot"]
+    assert any(t["buttons"] for t in replies)
+    expect(page.locator(".turn.bot .text")).to_have_text(
+        ["\n".join(filter(None, [t["text"], " ".join(f"[{b['title']}]" for b in t["buttons"])])) for t in replies])
     page.wait_for_timeout(1900)  # the first one's answer has come, and was dropped
     assert page.locator(".conversation .title").inner_text() == f"{second} · web"  # the one the reply goes to
     page.locator("form.reply textarea").fill("For the second customer.")

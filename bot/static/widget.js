@@ -781,8 +781,9 @@
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
       for (const turn of history.turns) {
         if (turn.role === "user") addMessage("user", shownAs(turn.text), turn.id);
-        else if (turn.role === "bot" || turn.role === "agent") addMessage(turn.role, turn.text, turn.id, turn.feedback, turn.author);
-        else addNotice(turn.text);
+        else if (turn.role === "bot" || turn.role === "agent") {
+          if (turn.text) addMessage(turn.role, turn.text, turn.id, turn.feedback, turn.author); // buttons alone: below
+        } else addNotice(turn.text);
       }
       const last = history.turns[history.turns.length - 1];
       if (last && last.role === "bot") showQuickReplies(last.buttons); // the choices of the question left open
