@@ -110,8 +110,9 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     ``previous``, the conversation's, or before it has one the ``page``'s (the widget's). So do a single
     word (numbers aside) and an acknowledgement in a conversation already held in Chinese: Chinese
     customers type "ok thx" or a product's name ("iPhone 15") between Chinese messages, and were answered
-    in English for it; it takes a sentence ("refund please") to switch. A first "hello" on a Chinese page is English's: nothing Chinese was said yet.
-    Another script (Korean, Cyrillic) is English's, not the conversation's, as a first message's is."""
+    in English for it; it takes a sentence ("refund please") to switch. A first "hello" on a Chinese page
+    is English's: nothing Chinese was said yet. Another script (Korean, Cyrillic) is English's, not the
+    conversation's, as a first message's is."""
     if bot_language in LANGUAGES:
         return cast(Language, bot_language)
     kept = previous or page

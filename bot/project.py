@@ -320,10 +320,11 @@ class Project:
 
     def unanswered(self) -> list[str]:
         """Intents nothing of the bot's own answers: no template in responses.yml, no custom action, no
-        answer filed under them in history.jsonl that the index keeps (the handoff intent and ``oos`` need none). Such an intent
-        is answered only by a close history answer filed under no intent, or by an agent's answer learned
-        later; otherwise a customer the classifier understood is told it did not understand. A template
-        left out by mistake is a new shop's commonest slip, so ``bot train`` and ``bot serve`` name them."""
+        answer filed under them in history.jsonl that the index keeps (the handoff intent and ``oos`` need
+        none). Such an intent is answered only by a close history answer filed under no intent, or by an
+        agent's answer learned later; otherwise a customer the classifier understood is told it did not
+        understand. A template left out by mistake is a new shop's commonest slip, so ``bot train`` and
+        ``bot serve`` name them."""
         answered = {*self.responses.templates, *self.config.actions.map, self.config.handoff.intent, "oos",
                     *(item.intent for item in self.history if not about_one_case(item.question, item.answer))}
         return [intent for intent in self.intents if intent not in answered]

@@ -168,8 +168,8 @@ def calibrate_threshold(confidences: list[float], correct: list[bool]) -> float:
     bounds the gap: halfway down to 0 left a new shop's bot at 0.16, answering off-topic questions ("how
     do I keep my windshield from fogging up" as the weather, at 0.24). There the cut stays at the
     default, or right under that answer when it is less sure than the default (the gap still counts its
-    width from 0 when cuts tie). With fewer than
-    ``MIN_CALIBRATION`` held-out examples the default stays (``holdout_metrics`` says so).
+    width from 0 when cuts tie). With fewer than ``MIN_CALIBRATION`` held-out examples the default stays
+    (``holdout_metrics`` says so).
     """
     if len(confidences) < MIN_CALIBRATION:
         return DEFAULT_INTENT_THRESHOLD

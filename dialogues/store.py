@@ -815,8 +815,8 @@ class Store:
 
     def answer_candidates(self, since: float = 0.0) -> list[dict[str, Any]]:
         """Agent answers with their questions, oldest first (not a run of replies that only held the line);
-        ``intent`` is the question's review label, if any,
-        and ``asked`` all the customer wrote in the conversation before the answer."""
+        ``intent`` is the question's review label, if any, and ``asked`` all the customer wrote in the
+        conversation before the answer."""
         return list(self.db.query(
             "SELECT a.id, a.conversation_id, a.question_turn_id, a.question, a.answer, a.created, "
             "(SELECT intent FROM review_labels WHERE turn_id = a.question_turn_id ORDER BY id DESC LIMIT 1) AS intent, "
