@@ -110,7 +110,8 @@ class HistoryTurn(_Body):
     created: float
     feedback: int | None
     author: str | None = Field(..., description="an agent's name, when the agent gave one")
-    buttons: list[Button] = Field(..., description="a bot reply's buttons, to offer again after a reload")
+    buttons: list[Button] = Field(..., description="a bot reply's buttons, to offer again after a reload (an action's "
+                                  "reply may be buttons alone, with an empty text)")
 
 
 class HistoryResponse(_Body):

@@ -24,25 +24,38 @@ _HOLDING = re.compile(
     r"|\bsorry to keep you waiting\b|\b(?:is there )?anything else(?: (?:i|we) can (?:help|assist|do)(?: you)?(?: with| for you)?)?\b"
     r"|\bhow (?:can|may) i help\b|\bwhat can i do for you\b"
     r"|\b(?:happy|glad) to help\b|\bhave a (?:great|good|nice) day\b|\byou(?:['’]re| are) welcome\b"
-    r"|(?:请您?)?(?:稍等|稍候)(?:片刻|一下)?|等一下|等一等|(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)?(?:查询|查看|查)一下"
-    r"|(?<!请)(?<!请您)看一下|看看|核实一下|确认一下|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您"
+    r"|(?:请您?)?(?:稍等|稍候)(?:片刻|一下|一会儿?)?(?=[^\u4e00-\u9fff]|[我哦哈啊呢亲]|$)"  # not "请稍等一下再付款"
+    r"|等一下|等一等|(?<!请)(?<!请您)(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)?(?:查询|查看|查)一下"  # not "请查看一下邮箱"
+    r"|(?<!请)(?<!请您)(?<!查)看一下|看看|核实一下|确认一下|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您"
     r"|久等|(?:感谢|谢谢)(?:您|你)?的?耐心(?:等待|等候)?|耐心|请问|有什么|还有其他|还有别的|其他问题|其它问题|可以帮您|可以帮你|能帮您"
-    r"|为您服务|不客气|祝您(?:生活|购物|工作)?(?:愉快|顺利|开心)?|很高兴为您|感谢您的咨询"
+    r"|为您服务|不客气|祝您有(?:美好|愉快)的一天|祝您(?:生活|购物|工作)?(?:愉快|顺利|开心)?|很高兴为您|感谢您的咨询"
 )
-# A clause that only greets, introduces the agent or acknowledges.
+# What a customer says while waiting for an answer: greetings, acknowledgements, nudges.
+_ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body) (?:there|here)|在吗|有人吗|人呢"
+         r"|ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
+         r"|好的|好嘞?|嗯+|收到|没问题|明白了?|谢谢(?:您|你们?|啦|了|亲)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
+         r"|(?:您好|你好|哈喽|嗨)[呀啊哦]?")
+
+
+def _only(words: str) -> str:
+    """A clause made only of ``words``, or of an emoji or a sign alone."""
+    return rf"(?:(?:{words}) ?)+|[^a-z0-9\u4e00-\u9fff]*"
+
+
+_ACKNOWLEDGES = re.compile(_only(_ACKS))
+# A clause of an agent's that only greets, introduces the agent or acknowledges.
 _CHATTER = re.compile(
     r"(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))(?: there)?(?: \w+){0,2}"
     r"|(?:this is|my name is|i['’]m|i am) \w+(?: (?:from|with|at) (?:the )?\w+(?: \w+){0,3})?"
-    r"|(?:hello |hi )?(?:is )?any(?:one|body) (?:there|here)|在吗|有人吗|人呢"  # a customer's while nobody answers
-    r"|(?:(?:ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
-    r"|好的|好嘞?|嗯+|收到|没问题|明白|谢谢.{0,4}?|麻烦(?:您|你)?了|辛苦(?:您|你)?了) ?)+"
-    r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}"
-    r"|[^a-z0-9\u4e00-\u9fff]*"  # an emoji or a sign alone
+    r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _only(_ACKS + r"|谢谢.{0,4}?|早上好|下午好|晚上好")
 )
 # Clauses end at punctuation, and at a space beside a Chinese character ("让您久等了 已经给您退款了").
 _CLAUSES = re.compile(r"[,.!?;:，。！？；：、…~～()（）\n]+|(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
 # How long something takes is an answer, whatever holding phrase it comes in: "Please wait 3-5 business days."
-_HOW_LONG = re.compile(r"\d\s*(?:(?:business|working) )?(?:days?|weeks?)\b|\d\s*个?(?:工作日|天|周|星期)")
+_HOW_LONG = re.compile(
+    r"(?:\d|\b(?:an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|a few|a couple of))\s*"
+    r"(?:(?:business|working) )?(?:hours?|days?|weeks?|months?)\b|(?:\d|[一二两三四五六七八九十几半])\s*个?(?:工作日|天|周|星期|小时|月)"
+)
 _FILLER_WORDS, _FILLER_CHARACTERS = 5, 3  # what a holding phrase may leave of its clause: "that for you", "我帮您"
 
 
@@ -56,11 +69,21 @@ def _holds(clause: str) -> bool:
             and len(re.findall(r"[\u4e00-\u9fff]", rest)) <= _FILLER_CHARACTERS)
 
 
+def _clauses(text: str) -> list[str]:
+    return [c for c in map(str.strip, _CLAUSES.split(model_text(text).lower())) if c]
+
+
 def says_nothing(text: str) -> bool:
-    """Whether a message (an agent's, or a customer's "ok" while the agent looks) is only greetings,
-    introductions, acknowledgements, holding and closing phrases."""
-    clauses = [c.strip() for c in _CLAUSES.split(model_text(text).lower())]
-    return all(_CHATTER.fullmatch(c) or _holds(c) for c in clauses if c)
+    """Whether an agent's message is only greetings, introductions, acknowledgements, holding and closing
+    phrases."""
+    return all(_CHATTER.fullmatch(c) or _holds(c) for c in _clauses(text))
+
+
+def acknowledges(text: str) -> bool:
+    """Whether a customer's message only greets, acknowledges or nudges ("ok thanks", "在吗？"). Narrower
+    than :func:`says_nothing`: a customer's "还有其他颜色吗" or "please hold my order" asks something, in
+    the words an agent's "还有其他问题吗" or "please hold" says nothing with."""
+    return all(_ACKNOWLEDGES.fullmatch(c) for c in _clauses(text))
 
 
 def run_answer(texts: list[str]) -> str:

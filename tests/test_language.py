@@ -17,6 +17,8 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", " iPhone15! ", "zh", "zh"),
     ("multi", "iPhone 15", "zh", "zh"),       # numbers aside
     ("multi", "ok thx", "zh", "zh"),          # nor does an acknowledgement
+    ("multi", "hey refund please", "zh", "en"),  # a greeting with a request is not one
+    ("multi", "Is there anything else I need to do?", "zh", "en"),
     ("multi", "ok thanks", "en", "en"),
     ("multi", "AirPods please", "zh", "en"),
     ("multi", "Возврат", "zh", "en"),        # a word in another script is English's, as before

@@ -20,7 +20,7 @@ from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
-from dialogues.holding import says_nothing
+from dialogues.holding import acknowledges, says_nothing
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact
 from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, Store, StoreError
 from tests.conftest import REPO
@@ -350,12 +350,17 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     store.add_agent_answer("c6", "The large one is back in stock on Friday.")  # resent: learned once
     user_turn(store, "c6", "ok thanks")
     store.add_agent_answer("c6", "Is there anything else I can help you with?")
+    user_turn(store, "c7", "有头盔吗")
+    store.add_agent_answer("c7", "有的，三个尺码都有。")
+    user_turn(store, "c7", "还有其他颜色吗")  # a question after the answer, in a holding phrase's words
+    store.add_agent_answer("c7", "还有红色和黑色。")
     assert [(a["question"], a["answer"]) for a in store.answer_candidates()] == [
         ("我的退款到哪了", "退款已于今天退回原支付账户，3-5个工作日到账。"),
         ("where is my refund?", "Your refund left today.\nIt takes 3-5 days to reach your card. Anything else?"),
         ("also, can I pay by invoice?", "Yes, invoices are fine."),
         ("can I change my address?", "Yes, in your account page."),
         ("do you sell helmets?", "Yes, we sell helmets in three sizes.\nThe large one is back in stock on Friday."),
+        ("有头盔吗", "有的，三个尺码都有。"), ("还有其他颜色吗", "还有红色和黑色。"),
     ]
     store.close()
 
@@ -391,10 +396,27 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     ("好的谢谢", True), ("好的好的", True), ("麻烦了", True), ("辛苦了", True), ("hello? anyone there?", True), ("在吗？", True),
     ("Please wait 3-5 business days.", False),  # how long it takes is an answer
     ("请看一下邮箱", False),  # the customer is to look, not the agent
+    ("请查看一下邮箱", False), ("请查询一下物流", False),
+    ("请您稍等片刻再付款", False), ("请稍等一下再下单", False),  # the customer is to wait before doing something
+    ("请稍等一会儿哦", True), ("我帮您查看一下", True), ("祝您有美好的一天！", True),
+    ("Please wait 24 hours.", False), ("Please wait two days.", False), ("Please wait up to a week.", False),
+    ("请耐心等待两天", False), ("稍等，大概3小时内到账", False),
     ("ok, thanks for the refund, but the parcel is still missing", False),
 ])
 def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     assert says_nothing(text) is nothing
+
+
+@pytest.mark.parametrize(("text", "only"), [
+    ("ok thanks", True), ("好的谢谢", True), ("Hello?? Anyone there?", True), ("在吗？", True), ("👍", True),
+    ("thx", True), ("谢谢你们", True),
+    # a customer asks in the words an agent holds the line with
+    ("还有其他颜色吗", False), ("还有别的尺码吗", False), ("有什么颜色", False), ("请问包邮吗", False),
+    ("Please hold my order until Monday", False), ("hey refund please", False), ("Just checking on my refund", False),
+    ("谢谢，运费多少", False), ("hi, I need help", False),
+])
+def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
+    assert acknowledges(text) is only
 
 
 def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) -> None:

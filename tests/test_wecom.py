@@ -394,6 +394,23 @@ async def test_an_answer_owed_to_another_wecom_app_is_settled_not_sent_at_every_
     assert "the answer to wecom:ww-old:chen could not be sent" in caplog.text and wecom_api.sent == []
 
 
+async def test_buttons_alone_owed_to_a_chinese_customer_are_offered_in_chinese(wecom_api: SimpleNamespace) -> None:
+    """An answer of buttons alone, owed by a stopped server, has no words to tell its language by: the
+    customer's message tells it."""
+    bot, settled = FakeBot(), []
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    bot.store, bot._store = SimpleNamespace(delivered=settled.append), run
+    channel = WeComChannel(bot, settings(wecom_api.url))
+    channel.redeliver({"id": 7, "conversation_id": f"wecom:{CORP_ID}:ChenJiaShun", "reply_turn": 42, "reply": "",
+                       "text": "我要退货", "buttons": [{"title": "退货", "payload": "/return"}]})
+    await channel.close()
+    assert settled == [7]
+    assert "回复数字即可选择" in wecom_api.sent[0]["text"]["content"]
+
+
 async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
     aiohttp_client: Any, wecom_api: SimpleNamespace
 ) -> None:

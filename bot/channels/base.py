@@ -462,9 +462,10 @@ class PlatformChannel(Channel):
         """Send, in the background, the answer a stopped server logged for a kept message and did not send
         (``Store.adopt``'s ``reply`` and ``buttons``, as the store keeps them)."""
         text, buttons = kept["reply"], kept["buttons"]
+        said = text or kept["text"]  # buttons alone are in the customer's language
         self._tasks.spawn(self.deliver(kept["conversation_id"], kept["reply_turn"], self.send(
-            kept["conversation_id"], text, role="bot", buttons=buttons, language=mostly_written_in(text),
-            script=chinese_script(text, None)), kept["id"]))
+            kept["conversation_id"], text, role="bot", buttons=buttons, language=mostly_written_in(said),
+            script=chinese_script(said, None)), kept["id"]))
 
     @property
     def session(self) -> aiohttp.ClientSession:
