@@ -86,7 +86,7 @@ def verified(folder: Path, build_version: int, deep: bool) -> bool:
             return False  # no build is empty: a damaged list of files is a damaged build
         for name, expected in files.items():
             path = folder / name
-            if path.stat().st_size != expected["size"] or (deep and _sha256(path) != expected["sha256"]):
+            if path.stat().st_size != expected["size"] or (deep and file_sha256(path) != expected["sha256"]):
                 return False
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -103,11 +103,12 @@ def _write_checksums(folder: Path, build_version: int) -> None:
         path.chmod(0o644)  # safetensors writes 0600; the cache may be shared by a service user
     write_json(folder / CHECKSUMS, {
         "build_version": build_version,
-        "files": {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files},
+        "files": {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in files},
     })
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The file's sha256, read in chunks (model weights are hundreds of megabytes)."""
     with path.open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 

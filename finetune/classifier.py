@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 
+from finetune.cache import file_sha256
 from finetune.lexical import CharNgrams, choose_share
 from retrieval.text import model_text
 
@@ -47,23 +48,27 @@ class ModelLoadError(Exception):
     """A model folder is missing, corrupt or incompatible. The serving model stays as it was."""
 
 
-FILES = "files.json"  # every file of a saved classifier with its size, written last
+FILES = "files.json"  # every file of a saved classifier with its size and sha256, written last
 
 
 def _check_files(folder: Path) -> None:
-    """Refuse a folder that lost or cut short a file it was saved with. Loading alone would not: without
-    its tokenizer files, an encoder still loads and reads every word as unknown. (Folders saved before
-    the list existed are loaded as they are.)"""
+    """Refuse a folder that lost, cut short or changed a file it was saved with. Loading alone would not:
+    without its tokenizer files an encoder still loads and reads every word as unknown, and a head whose
+    bytes were zeroed on disk loads and answers every message alike. (Folders saved before the list
+    existed are loaded as they are, and those saved before it held checksums are checked by size.)"""
     try:
         files = json.loads((folder / FILES).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return
-    for name, size in files.items():
+    for name, saved in files.items():
         path = folder / name
+        size, digest = (saved, None) if isinstance(saved, int) else (saved["size"], saved["sha256"])
         if not path.is_file():
             raise ModelLoadError(f"{name} is missing")
         if path.stat().st_size != size:
             raise ModelLoadError(f"{name} has {path.stat().st_size} bytes, not the {size} it was saved with")
+        if digest is not None and file_sha256(path) != digest:
+            raise ModelLoadError(f"{name} changed on disk since it was saved (its sha256 differs)")
 
 
 @dataclass
@@ -238,8 +243,8 @@ class IntentClassifier(torch.nn.Module):
         meta = {"labels": self.labels, "scale": self.scale, "prefix": self.prefix, "ngram_share": self.ngram_share,
                 "simplified": self.simplified}
         (folder / "labels.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
-        files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
-                 if p.is_file() and p != folder / FILES}
+        files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+                 for p in sorted(folder.rglob("*")) if p.is_file() and p != folder / FILES}
         (folder / FILES).write_text(json.dumps(files, indent=1), encoding="utf-8")
 
     @classmethod

@@ -4,6 +4,7 @@ the admin token, CORS, normalisation, privacy and purge, action time limits, and
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -33,6 +34,7 @@ from bot.openapi import ChatResponse, HistoryResponse, mounted
 from bot.project import LimitsConfig, load_project
 from bot.server import BOT, create_app, load_serving_model
 from dialogues.store import UNOWNED_GRACE_S, Store
+from finetune.classifier import FILES
 from finetune.registry import Registry
 from tests.conftest import configured_copy
 
@@ -833,7 +835,8 @@ def wrong_manifest(version: Path) -> None:
 
 
 def nan_weight(version: Path) -> None:
-    """One weight NaN in a layer int8 quantises, the file's size unchanged: a byte changed on disk."""
+    """One weight NaN in a layer int8 quantises, as a training run gone wrong would save it (its checksum
+    matches)."""
     from safetensors.torch import load_file, save_file
 
     path = version / "classifier" / "encoder" / "model.safetensors"
@@ -841,12 +844,24 @@ def nan_weight(version: Path) -> None:
     name = next(n for n, w in weights.items() if n.endswith("intermediate.dense.weight"))
     weights[name][3, 5] = float("nan")
     save_file(weights, path, metadata={"format": "pt"})
+    files = version / "classifier" / FILES
+    saved = json.loads(files.read_text())
+    saved["encoder/model.safetensors"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    files.write_text(json.dumps(saved))
+
+
+def zero_tail(path: Path) -> None:
+    """The last bytes of a file zeroed on disk, its size unchanged: the weights still load."""
+    data = path.read_bytes()
+    path.write_bytes(data[:-64] + bytes(64))
 
 
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda v: truncate(v / "classifier" / "encoder" / "model.safetensors"), "cannot load the classifier"),
     (nan_weight, "the model's weights are not all numbers"),  # it served NaN confidences, which no JSON carries
     (lambda v: truncate(v / "classifier" / "head.safetensors"), "cannot load the classifier"),
+    (lambda v: zero_tail(v / "classifier" / "head.safetensors"),
+     "cannot load the classifier: ModelLoadError: head.safetensors changed on disk since it was saved"),
     (wrong_manifest, "cannot load the answer index"),
     # without them the encoder still loads, and reads every word as unknown
     (lambda v: [(v / "classifier" / "encoder" / name).unlink() for name in ("tokenizer.json", "tokenizer_config.json")],
