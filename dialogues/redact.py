@@ -65,12 +65,14 @@ HK_ID = re.compile(r"(?<![A-Za-z0-9])[A-Z]{1,2}\d{6} ?\([0-9A]\)")
 CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape, the number whole or
 # as 4 4 (021-6234-5678, 0755 8667 8699), an extension after a dash (010-62345678-8001); written whole
-# (01062345678) only after a word for a phone, since order numbers look the same.
+# (01062345678) only after a word for a phone, since order numbers look the same; so are Hong Kong's
+# and Macau's eight digits (電話 9123 4567, whatsapp 61234567).
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
 CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )"
                          r"(?:[2-9]\d{6,7}|[2-9]\d{3}[ -]\d{4})(?=-\d{1,5}(?![\d-])|[^\d-]|$)")
-_PHONE_WORD = r"(?:电话|座机|固话|tel|phone|call)(?: ?(?:号码|号|number|no\.?))?(?: ?(?:是|为|is))?"  # 电话号码是…
-CN_LANDLINE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}})(?!\d)")
+_PHONE_WORD = (r"(?:电话|電話|座机|座機|固话|固話|手机|手機|tel|phone|mobile|whatsapp|call)"
+               r"(?: ?(?:号码|號碼|号|號|number|no\.?))?(?: ?(?:是|為|为|is))?")  # 电话号码是…
+PHONE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}}|[2-9]\d{{3}}[ -]?\d{{4}})(?![\d-])")
 # A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
 # glued on or not: +44 (0)20 7946 0958, +49 152 / 3472252. One way only to read each text, so that no
 # run of digits makes it try every way of splitting them.
@@ -319,7 +321,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (CN_MOBILE, "[PHONE]", _whole),
     (TW_MOBILE, "[PHONE]", _whole),
     (CN_LANDLINE, "[PHONE]", _landline),
-    (CN_LANDLINE_NAMED, "[PHONE]", _named),
+    (PHONE_NAMED, "[PHONE]", _named),
     (INTL_PHONE, "[PHONE]", _phone),
     (NANP_PHONE, "[PHONE]", _whole),
 ]
