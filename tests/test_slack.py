@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -75,16 +76,20 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     """A local chat.postMessage that checks the Bearer token and records what was posted.
 
     ``limits`` holds the ``Retry-After`` values of the 429s to answer before accepting posts, as
-    Slack does when an app posts faster than its rate limit.
+    Slack does when an app posts faster than its rate limit; ``down``, the statuses to answer before
+    them, as Slack or a gateway does when unavailable.
     """
     posts: list[dict[str, Any]] = []
     limits: list[str] = []
+    down: list[int] = []
     calls: list[float] = []
 
     async def post_message(request: web.Request) -> web.Response:
         calls.append(time.monotonic())
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        if down:
+            return web.Response(status=down.pop(0), text="upstream unavailable")
         if limits:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": limits.pop(0)})
         posts.append(await request.json())
@@ -93,7 +98,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     app = web.Application()
     app.router.add_post("/api/chat.postMessage", post_message)
     server = await aiohttp_server(app)
-    return SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, calls=calls)
+    return SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls)
 
 
 def make_channel(bot: FakeBot, api_url: str, **settings: Any) -> SlackChannel:
@@ -499,9 +504,55 @@ async def test_429_is_retried_after_retry_after(slack: SimpleNamespace) -> None:
 
 async def test_429_retries_are_bounded(slack: SimpleNamespace) -> None:
     slack.api.limits.extend(["0"] * 5)
-    with pytest.raises(SlackAPIError, match="rate limited after 3 tries"):
+    with pytest.raises(SlackAPIError, match=r"rate limited \(Retry-After 0s\) at try 3 of 3"):
         await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
     assert len(slack.api.calls) == 3 and slack.posts == []
+
+
+async def test_slack_unavailable_is_tried_again_and_a_refused_post_is_not(slack: SimpleNamespace) -> None:
+    """A 503 (Slack or a gateway down for a moment) posted nothing: the answer went to a person instead of
+    being posted a second later. A 500 may have posted it, and is not tried again."""
+    slack.api.down.extend([503, 502])
+    await slack.channel.send(f"slack:T1:C1:{TS}", "Your parcel left today.")
+    first, second, third = slack.api.calls
+    assert second - first >= 0.95 and third - second >= 1.95
+    assert [p["text"] for p in slack.posts] == ["Your parcel left today."]
+    slack.api.down.append(500)
+    with pytest.raises(SlackAPIError, match="HTTP 500"):
+        await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
+    assert len(slack.api.calls) == 4 and len(slack.posts) == 1
+
+
+async def test_an_unreachable_slack_is_tried_three_times(slack_api: SimpleNamespace) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/api/"  # nothing listens there
+    channel = make_channel(FakeBot(), closed)
+    started = time.monotonic()
+    with pytest.raises(SlackAPIError, match="at try 3 of 3"):
+        await channel.send(f"slack:T1:C1:{TS}", "hi")
+    assert time.monotonic() - started >= 2.9  # 1 s, then 2 s
+    await channel.close()
+
+
+async def test_a_stopping_server_leaves_a_send_it_would_retry_to_the_next_one(slack_api: SimpleNamespace) -> None:
+    """Waiting to try again held the shutdown up; the owed answer stays owed, for the next server to send."""
+    bot, settled, marked = FakeBot(), [], []
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    bot.store, bot._store = SimpleNamespace(delivered=settled.append, undelivered=marked.append), run
+    channel = make_channel(bot, slack_api.url)
+    slack_api.down.extend([503] * 3)
+    channel.redeliver({"id": 7, "conversation_id": f"slack:T1:C1:{TS}", "reply_turn": 42, "reply": "It left today.",
+                       "text": "where is it?", "buttons": []})
+    while not slack_api.calls:
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await channel.close()
+    assert time.monotonic() - started < 0.5
+    assert (settled, marked, len(slack_api.calls), slack_api.posts) == ([], [], 1, [])
 
 
 async def test_long_retry_after_is_not_waited_for(slack: SimpleNamespace) -> None:

@@ -167,8 +167,9 @@ def test_split_utf8_never_cuts_a_character() -> None:
 
 @pytest.fixture
 async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
-    """gettoken and message/send; the first token issued is reported expired (42001) on use."""
-    state = SimpleNamespace(issued=[], sent=[], url="")
+    """gettoken and message/send; the first token issued is reported expired (42001) on use. ``busy``
+    counts the sends to answer with -1, WeCom's "system busy, try again later"."""
+    state = SimpleNamespace(issued=[], sent=[], url="", busy=0)
 
     async def gettoken(request: web.Request) -> web.Response:
         if (request.query.get("corpid"), request.query.get("corpsecret")) != (CORP_ID, "app-secret"):
@@ -182,6 +183,9 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
             return web.json_response({"errcode": 42001, "errmsg": "access_token expired"})
         if not state.issued or token != state.issued[-1]:
             return web.json_response({"errcode": 40014, "errmsg": "invalid access_token"})
+        if state.busy:
+            state.busy -= 1
+            return web.json_response({"errcode": -1, "errmsg": "system busy"})
         state.sent.append(await request.json())
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
@@ -409,6 +413,19 @@ async def test_buttons_alone_owed_to_a_chinese_customer_are_offered_in_chinese(w
     await channel.close()
     assert settled == [7]
     assert "回复数字即可选择" in wecom_api.sent[0]["text"]["content"]
+
+
+async def test_wecom_busy_is_tried_again_up_to_three_times(wecom_api: SimpleNamespace) -> None:
+    """WeCom's -1 asks to try again later: the answer went to a person instead."""
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url))
+    wecom_api.busy = 1
+    await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "它明天到。")
+    assert [m["text"]["content"] for m in wecom_api.sent] == ["它明天到。"]
+    wecom_api.busy = 3
+    with pytest.raises(WeComAPIError, match="message/send: -1 system busy at try 3 of 3"):
+        await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "还有别的吗？")
+    assert wecom_api.busy == 0 and len(wecom_api.sent) == 1
+    await channel.close()
 
 
 async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(

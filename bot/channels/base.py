@@ -22,7 +22,7 @@ import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -99,6 +99,12 @@ class DeliveryError(RuntimeError):
 
 
 UNDELIVERED = (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError)  # what sending on a platform raises
+# The platform, or a gateway before it, could not take the request, or the connection was refused: nothing
+# was sent, so it is tried again (``SEND_ATTEMPTS`` tries in all, the n-th retry n seconds later) rather
+# than handing the conversation to a person for a hiccup. A timeout or a 500 is not: the message may have
+# gone out, and a customer would read it twice.
+UNAVAILABLE = frozenset({502, 503, 504})
+SEND_ATTEMPTS = 3
 
 
 def failure(exc: BaseException) -> str:
@@ -382,6 +388,7 @@ class PlatformChannel(Channel):
         self._seen = RecentKeys()
         self._tasks = BackgroundTasks()
         self._session: aiohttp.ClientSession | None = None
+        self._stopping = asyncio.Event()
 
     @classmethod
     def from_settings(cls, bot: "Bot", settings: dict[str, Any]) -> "PlatformChannel | None":
@@ -474,7 +481,16 @@ class PlatformChannel(Channel):
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         return self._session
 
+    async def pause_before_retry(self, seconds: float) -> None:
+        """Wait before trying a send again. A server stopping meanwhile cuts the send short instead of
+        holding its shutdown up: the next server sends the answer (:meth:`redeliver`)."""
+        with suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        if self._stopping.is_set():
+            raise asyncio.CancelledError
+
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
+        self._stopping.set()
         await self._tasks.close(grace)
         if self._session is not None:
             await self._session.close()

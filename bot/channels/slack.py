@@ -14,7 +14,6 @@ after its ``Retry-After``, a bounded number of times.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -23,10 +22,11 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+import aiohttp
 from aiohttp import web
 
-from bot.channels.base import (DeliveryError, PlatformChannel, Turn, api_base, api_result, http_error, is_fresh, load_json, read_body,
-                               readable, same_secret)
+from bot.channels.base import (SEND_ATTEMPTS, UNAVAILABLE, DeliveryError, PlatformChannel, Turn, api_base, api_result,
+                               http_error, is_fresh, load_json, read_body, readable, same_secret)
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
-MAX_ATTEMPTS = 3  # chat.postMessage tries, the first included, when Slack answers 429
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the answer would be stale
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
 BUTTON_TITLE_LIMIT, BUTTON_VALUE_LIMIT, BUTTONS_PER_BLOCK = 75, 2000, 25
@@ -320,23 +319,29 @@ class SlackChannel(PlatformChannel):
             await self._call("chat.postMessage", message)
 
     async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Call a Web API method, waiting out a 429's ``Retry-After`` up to ``MAX_ATTEMPTS`` tries."""
-        attempt = 1
-        while True:
-            async with self.session.post(
-                self.api_url + method, json=payload, headers={"Authorization": f"Bearer {self.bot_token}"}
-            ) as response:
-                if response.status == 429:
-                    delay = retry_after(response.headers.get("Retry-After"))
-                elif response.status >= 300:
-                    raise SlackAPIError(f"{method}: HTTP {response.status}")
-                else:
-                    result = await api_result(response, SlackAPIError, method)
-                    if not result.get("ok"):
-                        raise SlackAPIError(f"{method}: {result.get('error', 'unknown error')}")
-                    return result
-            if attempt == MAX_ATTEMPTS or delay > MAX_RETRY_AFTER_S:
-                raise SlackAPIError(f"{method}: rate limited after {attempt} tries (Retry-After {delay:g}s)")
-            log.warning("%s rate limited; retrying in %gs", method, delay)
-            await asyncio.sleep(delay)
-            attempt += 1
+        """Call a Web API method, up to ``SEND_ATTEMPTS`` tries: a 429 waits out its ``Retry-After``, and
+        Slack unavailable (:data:`~bot.channels.base.UNAVAILABLE`) a second more at each try."""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                async with self.session.post(
+                    self.api_url + method, json=payload, headers={"Authorization": f"Bearer {self.bot_token}"}
+                ) as response:
+                    if response.status == 429:
+                        delay = retry_after(response.headers.get("Retry-After"))
+                        why = f"rate limited (Retry-After {delay:g}s)"
+                    elif response.status in UNAVAILABLE:
+                        delay, why = float(attempt), f"HTTP {response.status}"
+                    elif response.status >= 300:
+                        raise SlackAPIError(f"{method}: HTTP {response.status}")
+                    else:
+                        result = await api_result(response, SlackAPIError, method)
+                        if not result.get("ok"):
+                            raise SlackAPIError(f"{method}: {result.get('error', 'unknown error')}")
+                        return result
+            except aiohttp.ClientConnectorError as exc:
+                delay, why = float(attempt), str(exc)
+            if attempt == SEND_ATTEMPTS or delay > MAX_RETRY_AFTER_S:
+                break
+            log.warning("%s: %s; trying again in %gs", method, why, delay)
+            await self.pause_before_retry(delay)
+        raise SlackAPIError(f"{method}: {why} at try {attempt} of {SEND_ATTEMPTS}")

@@ -22,10 +22,11 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
-from bot.channels.base import (MAX_SKEW_S, DeliveryError, PlatformChannel, Turn, api_base, api_result, http_error, is_fresh, read_body,
-                               readable)
+from bot.channels.base import (MAX_SKEW_S, SEND_ATTEMPTS, UNAVAILABLE, DeliveryError, PlatformChannel, Turn, api_base,
+                               api_result, http_error, is_fresh, read_body, readable)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import Text, say
 from bot.limits import hold_back, refunded_on_error
@@ -41,6 +42,7 @@ MAX_OFFERS = 10_000  # conversations whose numbered choices are remembered, olde
 CHOICE_HINT: Text = {"en": "Reply with a number to choose.", "zh": "回复数字即可选择。"}
 MAX_CONTENT_BYTES = 2048  # WeCom's limit for a text message's content
 TOKEN_EXPIRED = {40014, 42001}  # invalid access_token, expired access_token
+SYSTEM_BUSY = -1
 TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry
 ENV = {
     "token": "DESKBOT_WECOM_TOKEN",
@@ -329,7 +331,22 @@ class WeComChannel(PlatformChannel):
             return self._token
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        async with self.session.request(method, self.api_url + path, **kwargs) as response:
-            if response.status >= 300:
-                raise WeComAPIError(f"{path}: HTTP {response.status}")
-            return await api_result(response, WeComAPIError, path)
+        """Call the API, up to ``SEND_ATTEMPTS`` tries while WeCom is unavailable
+        (:data:`~bot.channels.base.UNAVAILABLE`, or its own ``-1``, "system busy, try again later")."""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                async with self.session.request(method, self.api_url + path, **kwargs) as response:
+                    if response.status in UNAVAILABLE:
+                        why = f"HTTP {response.status}"
+                    elif response.status >= 300:
+                        raise WeComAPIError(f"{path}: HTTP {response.status}")
+                    elif (result := await api_result(response, WeComAPIError, path)).get("errcode") == SYSTEM_BUSY:
+                        why = f"{SYSTEM_BUSY} {result.get('errmsg')}"
+                    else:
+                        return result
+            except aiohttp.ClientConnectorError as exc:
+                why = str(exc)
+            if attempt < SEND_ATTEMPTS:
+                log.warning("%s: %s; trying again in %ds", path, why, attempt)
+                await self.pause_before_retry(attempt)
+        raise WeComAPIError(f"{path}: {why} at try {SEND_ATTEMPTS} of {SEND_ATTEMPTS}")
