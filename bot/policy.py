@@ -88,8 +88,8 @@ def decide(
     if confident and intent in config.actions.map:
         return Decision("action", intent, confidence, action=config.actions.map[intent])
     hits = [h for h in analysis.hits if not h.id.startswith(TEMPLATE_ANSWER) or h.text in responses.sent_as_is]
-    if config.language == "multi":
-        hits = [h for h in hits if mostly_written_in(h.text) == language]
+    # Answers in the reply's language only, whatever the bot's: an agent may have answered a customer in another.
+    hits = [h for h in hits if mostly_written_in(h.text) == language]
     if confident and intent == OOS:
         # Taught that such messages are not the bot's to answer: only an agent's answer to one of them, which
         # a reviewer filed under oos (a question the shop answers without an intent for it), beats declining.

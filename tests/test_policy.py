@@ -221,8 +221,11 @@ def test_a_multi_bot_gives_a_historical_answer_only_in_the_turns_language() -> N
     for chinese in ("详见 https://shop.example.com/help/returns", "[退货政策](https://shop.example.com/returns)",
                     "请发邮件到 returns@shop.example.com"):  # a link or an address is in no language
         assert decide(analysis("get_refund", 0.2, [hit(0.9, text=chinese)]), MULTI, RESPONSES, {}, "web", 0, "zh").text == chinese
-    # A bot of one language answers from all of its history, as before.
-    assert decide(analysis("get_refund", 0.2, english_only), CONFIG, RESPONSES, {}, "web", 0, "zh").kind == "retrieval"
+    # A bot of one language answers in it only: an agent of a Chinese shop answered one customer in English.
+    chinese_bot = BotConfig(language="zh")
+    assert decide(analysis("get_refund", 0.2, english_only), chinese_bot, RESPONSES, {}, "web", 0, "zh").kind == "fallback"
+    assert decide(analysis("get_refund", 0.2, hits), chinese_bot, RESPONSES, {}, "web", 0, "zh").text == "退款需要5天。"
+    assert decide(analysis("get_refund", 0.2, hits), CONFIG, RESPONSES, {}, "web", 0, "en").text == "Refunds take 5 days."
 
 
 def test_deskbots_own_texts_come_in_the_bots_language() -> None:
