@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, cast, get_args
 import opencc
 from pydantic import AfterValidator, PlainValidator
 
-from dialogues.holding import acknowledges
+from dialogues.holding import asks_nothing
 from retrieval.text import model_text
 
 Language = Literal["en", "zh"]
@@ -124,7 +124,7 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
         return cast(Language, kept) if kept in LANGUAGES else "en"
     words = [word for word in text.split() if any(c.isalpha() for c in word)]
     latin = all(c.isascii() for c in text if c.isalpha())
-    return "zh" if previous == "zh" and latin and (len(words) == 1 or acknowledges(text)) else "en"
+    return "zh" if previous == "zh" and latin and (len(words) == 1 or asks_nothing(text)) else "en"
 
 
 def say(text: Text, language: str, default: str | None = None, script: Script | None = None) -> str:

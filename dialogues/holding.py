@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from dialogues.redact import redact
 from retrieval.text import model_text
 
 # What holds the line or closes it, in English and (Simplified) Chinese.
@@ -34,7 +35,11 @@ _HOLDING = re.compile(
 _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body) (?:there|here)|在吗|有人吗|人呢"
          r"|ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
          r"|好的|好嘞?|嗯+|收到|没问题|明白了?|谢谢(?:您|你们?|啦|了|亲)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
-         r"|(?:您好|你好|哈喽|嗨)[呀啊哦]?")
+         r"|(?:您好|你好|哈喽|嗨)[呀啊哦]?|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
+_CONTACT = re.compile(r"\[(?:phone|email|id)\]")  # what redaction leaves of contact details
+_CONTACT_WORDS = re.compile(  # what a customer says around them: "my number is", "我的手机号是"
+    r"(?:(?:my|the|is|at|me|call|reach|contact|phone|mobile|cell|tel|number|no|email|e-mail|mail|id|whatsapp|wechat"
+    r"|我的|我|手机号?码?|电话号?码?|联系方式|身份证号?码?|邮箱|微信号?|号码|是|为)\s*)*")
 
 
 def _only(words: str) -> str:
@@ -79,11 +84,18 @@ def says_nothing(text: str) -> bool:
     return all(_CHATTER.fullmatch(c) or _holds(c) for c in _clauses(text))
 
 
-def acknowledges(text: str) -> bool:
-    """Whether a customer's message only greets, acknowledges or nudges ("ok thanks", "在吗？"). Narrower
-    than :func:`says_nothing`: a customer's "还有其他颜色吗" or "please hold my order" asks something, in
-    the words an agent's "还有其他问题吗" or "please hold" says nothing with."""
-    return all(_ACKNOWLEDGES.fullmatch(c) for c in _clauses(text))
+def _gives_contact(clause: str) -> bool:
+    """Whether a clause only gives personal data: "我的手机号13812345678", "my email is a@b.com"."""
+    rest = _CONTACT.sub(" ", clause)
+    return rest != clause and all(_CONTACT_WORDS.fullmatch(part) for part in rest.split())
+
+
+def asks_nothing(text: str) -> bool:
+    """Whether a customer's message only greets, acknowledges, nudges ("ok thanks", "在吗？", "麻烦快点") or
+    gives personal data for the agent ("我的手机号13812345678"). Narrower than :func:`says_nothing`: a
+    customer's "还有其他颜色吗" or "please hold my order" asks something, in the words an agent's
+    "还有其他问题吗" or "please hold" says nothing with."""
+    return all(_ACKNOWLEDGES.fullmatch(c) or _gives_contact(c) for c in _clauses(redact(text)))
 
 
 def run_answer(texts: list[str]) -> str:

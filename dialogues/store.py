@@ -22,7 +22,7 @@ from typing import Any
 import sqlite_utils
 from filelock import FileLock, Timeout
 
-from dialogues.holding import acknowledges, run_answer
+from dialogues.holding import asks_nothing, run_answer
 from dialogues.redact import redact
 
 
@@ -735,7 +735,7 @@ class Store:
                                                   "AND id > ? AND id < ?", [conversation_id, row["agent_turn_id"], agent_turn_id])]
         moved = self.db.execute("SELECT count(*) FROM handoffs WHERE conversation_id = ? AND created > ?",
                                 [conversation_id, row["created"]]).fetchone()[0]
-        return row if not typed or not moved and all(map(acknowledges, typed)) else None
+        return row if not typed or not moved and all(map(asks_nothing, typed)) else None
 
     def _question_for(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """What an agent's reply answers, among the customer's typed messages since the previous agent reply:
@@ -755,7 +755,7 @@ class Store:
         handoff = next(self.db.query("SELECT created, reason FROM handoffs WHERE conversation_id = ? AND event = 'handed_off' "
                                      "ORDER BY id DESC LIMIT 1", [conversation_id]), None)
         requested = handoff is None or handoff["reason"] == "requested"
-        asked = [row for row in asked if not (requested and row["source"] == "handoff") and not acknowledges(row["text"])]
+        asked = [row for row in asked if not (requested and row["source"] == "handoff") and not asks_nothing(row["text"])]
 
         def unsettled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             """The first of the messages the bot could not settle at the end of ``rows``, if any."""

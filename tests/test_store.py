@@ -20,7 +20,7 @@ from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
-from dialogues.holding import acknowledges, says_nothing
+from dialogues.holding import asks_nothing, says_nothing
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact
 from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, Store, StoreError
 from tests.conftest import REPO
@@ -306,6 +306,9 @@ def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_pat
     store.set_status("c4", "open", "user")  # handed back, then off again with a new question
     conversation("c4", [("opening hours?", "template"), ("human please", "handoff"), ("the VAT number is wrong", "silent")],
                  "requested", "A corrected invoice is on its way.")
+    # What a customer gives the agent to be called back is no question: the bot gave it the answer about coats.
+    conversation("c7", [("这款羽绒服有没有加大码", "fallback"), ("加大码有吗", "template"), ("/handoff", "handoff"),
+                        ("我的手机号13812345678，麻烦快点", "silent")], "requested", "有加大码，黑色长款也有。")
     answers = store.answer_candidates()
     assert [(a["question"], a["answer"]) for a in answers] == [
         ("my parcel is lost", "Found it: it is at the depot."),
@@ -316,6 +319,7 @@ def test_an_agent_answer_is_paired_with_the_questions_since_the_last_one(tmp_pat
         ("my parcel arrived damaged, what now", "We will replace it."),
         ("the parcel went to my neighbour, who is away", "The courier will fetch it."),
         ("the VAT number is wrong", "A corrected invoice is on its way."),
+        ("加大码有吗", "有加大码，黑色长款也有。"),
     ]
     assert [t["role"] for t in store.history("c1")].count("agent") == 3  # every agent message is a turn
     store.close()
@@ -414,9 +418,11 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     ("还有其他颜色吗", False), ("还有别的尺码吗", False), ("有什么颜色", False), ("请问包邮吗", False),
     ("Please hold my order until Monday", False), ("hey refund please", False), ("Just checking on my refund", False),
     ("谢谢，运费多少", False), ("hi, I need help", False),
+    ("我的手机号13812345678，麻烦快点", True), ("my email is jane@example.com, hurry up please", True),  # for the agent
+    ("my phone is 555-010-0199, where is my refund", False), ("我的订单号是123456", False),
 ])
 def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
-    assert acknowledges(text) is only
+    assert asks_nothing(text) is only
 
 
 def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) -> None:
