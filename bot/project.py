@@ -172,7 +172,7 @@ def _origin(value: str) -> str:
 
 class WebChannel(Settings):
     enabled: bool = True
-    title: str = "Support"
+    title: Text | None = None  # None: the widget's own, in its language ("Support", "在线客服")
     origins: list[Annotated[str, AfterValidator(_origin)]] = Field(
         default_factory=list, description="extra origins allowed to embed the widget")
 

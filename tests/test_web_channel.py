@@ -22,6 +22,7 @@ from bot.language import READABLE
 from bot.project import load_project
 from bot.server import BOT, create_app
 from dialogues.store import Store
+from tests.conftest import configured_copy
 
 
 @pytest.fixture
@@ -53,6 +54,17 @@ async def test_socket_and_http_answer_the_same(client: Any) -> None:
         assert over_socket.pop(ids) > over_http.pop(ids)
     assert over_socket == over_http
     assert over_http["source"] == "fallback" and over_http["buttons"][-1] == {"title": "Talk to a person", "payload": "/handoff"}
+
+
+async def test_the_widget_is_told_the_bots_title_and_language(aiohttp_client: Any, web_demo_bot: SimpleNamespace,
+                                                              tmp_path: Any) -> None:
+    """With no title in bot.yml the widget shows its own in its language: "Support" was shown to Chinese
+    customers; a title may be one per language."""
+    for name, title in (("none", None), ("each", {"en": "Help", "zh": "帮助"})):
+        root = configured_copy(web_demo_bot.root, tmp_path / name, channels={"web": {"title": title}})
+        client = await aiohttp_client(create_app(root, device="cpu"))
+        settings = await (await client.get("/api/widget")).json()
+        assert (settings["title"], settings["language"]) == (title, "multi")
 
 
 async def test_button_payload_selects_its_template(client: Any) -> None:
@@ -246,7 +258,7 @@ async def test_cors_for_listed_origins_only(client: Any, web_demo_bot: SimpleNam
 
     response = await client.get("/api/widget", headers={"Origin": allowed})
     assert response.headers["Access-Control-Allow-Origin"] == allowed
-    assert await response.json() == {"title": "Demo Shop support", "language": "multi", "max_message_chars": 4000,
+    assert await response.json() == {"title": {"en": "Demo Shop support", "zh": "Demo Shop 在线客服"}, "language": "multi", "max_message_chars": 4000,
                                      "readable": READABLE}
     assert "Access-Control-Allow-Origin" not in (await client.get("/api/widget", headers={"Origin": other})).headers
     # errors carry the header too, so the widget can read the reason

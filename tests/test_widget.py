@@ -808,6 +808,31 @@ def test_chinese_ui_strings(open_widget: Any) -> None:
     expect(english.page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
 
 
+def test_a_bot_of_one_language_has_the_widget_speak_it(open_widget: Any, server: LiveServer) -> None:
+    """A Chinese shop's bot (language: zh) on an English page showed its customers "Support" and "Type your
+    message…"; a page's own choice still wins."""
+    def speaking(page: Page, language: str, title: Any) -> None:
+        page.route(f"{server.url}/api/widget", lambda route: route.fulfill(json={
+            "title": title, "language": language, "max_message_chars": 4000, "readable": "\\S"}))
+        page.reload()
+
+    page = open_widget().page  # an English page
+    speaking(page, "zh", None)
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
+    expect(page.locator("h2")).to_have_text("在线客服")
+    expect(page.locator(".msg.bot .bubble")).to_have_text(["您好！请问有什么可以帮您？"])
+    expect(page.get_by_role("button", name="关闭聊天").first).to_be_visible()
+    speaking(page, "zh", {"en": "Help", "zh": "帮助"})
+    expect(page.locator("h2")).to_have_text("帮助")
+    chosen = open_widget(lang="en").page
+    speaking(chosen, "zh", {"en": "Help", "zh": "帮助"})
+    expect(chosen.locator("h2")).to_have_text("Help")
+    expect(chosen.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
+    multi = open_widget(page_lang="zh-CN").page  # a bilingual bot: the page's language
+    speaking(multi, "multi", None)
+    expect(multi.locator("h2")).to_have_text("在线客服")
+
+
 def test_a_chinese_customer_gets_the_fallback_and_its_buttons_in_chinese(open_widget: Any,
                                                                           web_demo_bot: SimpleNamespace) -> None:
     """The demo is bilingual: a Chinese message gets bot.yml's Chinese fallback and button titles, and
@@ -834,7 +859,7 @@ def test_demo_page_and_screenshot(chromium: SimpleNamespace, server: LiveServer)
     context = chromium.browser.new_context(viewport={"width": 1100, "height": 760})
     page = context.new_page()
     page.goto(f"{server.url}/")
-    expect(page.locator("h2")).to_have_text("Demo Shop support")  # the title from bot.yml
+    expect(page.locator("h2")).to_have_text("Demo Shop support")  # the title from bot.yml, in the page's language
     page.locator("textarea").fill("How do refunds work?")
     page.locator("textarea").press("Enter")
     expect(page.locator(".quick button").first).to_be_visible()

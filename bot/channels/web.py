@@ -369,7 +369,7 @@ class WebChannel(Channel):
         """What the widget shows unless its embedding page says otherwise (the title and language), and the
         longest message it may send and what a message must hold, which a customer is told before sending
         instead of after."""
-        return web.json_response({"title": self.settings.get("title", "Support"), "language": self.bot.config.language,
+        return web.json_response({"title": self.settings.get("title"), "language": self.bot.config.language,
                                   "max_message_chars": self.max_chars, "readable": READABLE})
 
     # --- the output side -------------------------------------------------------------------------

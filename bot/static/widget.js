@@ -80,9 +80,12 @@
     },
   };
 
+  // The widget speaks the embedding page's chosen language, else a bot's one language (known once
+  // /api/widget answers: label() runs again), else the page's or the browser's.
   const pageLang = (document.documentElement.lang || navigator.language || "en").toLowerCase();
-  const lang = STRINGS[config.lang] ? config.lang : pageLang.startsWith("zh") ? "zh" : "en";
-  const t = STRINGS[lang];
+  let lang = STRINGS[config.lang] ? config.lang : pageLang.startsWith("zh") ? "zh" : "en";
+  let t = STRINGS[lang];
+  let serverTitle = null; // bot.yml's channels.web.title: one text, or one per language
   const server = String(config.server || (script && script.src ? new URL(script.src).origin : location.origin)).replace(/\/+$/, "");
   const pollInterval = Math.max(250, Number(config.pollInterval) || 4000);
   const useSocket = config.transport !== "http" && "WebSocket" in window;
@@ -373,9 +376,13 @@
     const button = el("button", className);
     button.type = "button";
     button.innerHTML = ICONS[icon];
+    if (label) labelButton(button, label);
+    return button;
+  }
+
+  function labelButton(button, label) {
     button.setAttribute("aria-label", label);
     button.title = label;
-    return button;
   }
 
   // --- the DOM ------------------------------------------------------------------------------------
@@ -385,7 +392,6 @@
   const shadow = host.attachShadow({ mode: "open" });
   const style = el("style", "", CSS);
   const root = el("div", `root${config.position === "left" ? " left" : ""}`);
-  root.lang = lang;
   for (const [name, value] of Object.entries(colors)) {
     if (COLOR_VARS[name] && typeof value === "string") root.style.setProperty(COLOR_VARS[name], value);
   }
@@ -399,57 +405,73 @@
   const avatar = el("div", "avatar");
   avatar.innerHTML = ICONS.chat;
   const heading = el("div", "heading");
-  const title = el("h2", "", config.title || t.title);
+  const title = el("h2");
   title.id = "deskbot-title";
   panel.setAttribute("aria-labelledby", title.id);
-  const subtitle = el("p", "subtitle", t.subtitle);
+  const subtitle = el("p", "subtitle");
   heading.append(title, subtitle);
-  const closeButton = iconButton("close", "close", t.close);
+  const closeButton = iconButton("close", "close");
   header.append(avatar, heading, closeButton);
 
   const banner = el("div", "banner");
   banner.hidden = true;
   banner.setAttribute("role", "status");
-  const backButton = el("button", "", t.backToBot);
+  const backButton = el("button");
   backButton.type = "button";
-  banner.append(el("span", "", t.handedOff), backButton);
+  const bannerText = el("span");
+  banner.append(bannerText, backButton);
 
   const scroller = el("div", "scroll");
   const log = el("div", "log");
   log.setAttribute("role", "log");
   log.setAttribute("aria-live", "polite");
-  log.setAttribute("aria-label", t.messages);
   const typing = el("div", "typing");
   typing.hidden = true;
   const dots = el("span", "dots");
   dots.setAttribute("aria-hidden", "true");
   dots.append(el("i"), el("i"), el("i"));
-  const typingText = el("span", "sr", t.typing);
+  const typingText = el("span", "sr");
   typing.setAttribute("role", "status");
   typing.append(dots, typingText);
   scroller.append(log, typing);
 
   const quick = el("div", "quick");
   quick.setAttribute("role", "group");
-  quick.setAttribute("aria-label", t.suggestions);
 
   const form = el("form");
-  const inputLabel = el("label", "sr", t.inputLabel);
+  const inputLabel = el("label", "sr");
   inputLabel.htmlFor = "deskbot-input";
   const input = el("textarea");
   input.id = "deskbot-input";
   input.rows = 1;
-  input.placeholder = t.placeholder;
-  const sendButton = iconButton("send", "send", t.send);
+  const sendButton = iconButton("send", "send");
   sendButton.type = "submit";
   sendButton.disabled = true;
   form.append(inputLabel, input, sendButton);
 
-  panel.append(header, banner, scroller, quick, form, el("footer", "", t.poweredBy));
+  const footer = el("footer");
+  panel.append(header, banner, scroller, quick, form, footer);
 
-  const launcher = iconButton("launcher", "chat", t.open);
+  const launcher = iconButton("launcher", "chat");
   launcher.setAttribute("aria-expanded", "false");
   launcher.setAttribute("aria-controls", panel.id);
+
+  function label() {
+    root.lang = lang;
+    title.textContent = config.title || (serverTitle && typeof serverTitle === "object" ? serverTitle[lang] : serverTitle) || t.title;
+    subtitle.textContent = handedOff ? t.subtitleAgent : t.subtitle;
+    labelButton(closeButton, t.close);
+    labelButton(sendButton, t.send);
+    labelButton(launcher, panel.hidden ? t.open : t.close);
+    backButton.textContent = t.backToBot;
+    bannerText.textContent = t.handedOff;
+    log.setAttribute("aria-label", t.messages);
+    typingText.textContent = t.typing;
+    quick.setAttribute("aria-label", t.suggestions);
+    inputLabel.textContent = t.inputLabel;
+    input.placeholder = t.placeholder;
+    footer.textContent = t.poweredBy;
+  }
 
   root.append(panel, launcher);
   shadow.append(style, root);
@@ -798,8 +820,7 @@
 
   function setLauncher(isOpen) {
     launcher.setAttribute("aria-expanded", String(isOpen));
-    launcher.setAttribute("aria-label", isOpen ? t.close : t.open);
-    launcher.title = isOpen ? t.close : t.open;
+    labelButton(launcher, isOpen ? t.close : t.open);
     launcher.innerHTML = isOpen ? ICONS.close : ICONS.chat; // drops the unread badge too
   }
 
@@ -860,14 +881,20 @@
   });
 
   async function start() {
+    label();
     document.body.append(host);
     if (config.open) open();
-    api("GET", "/api/widget").then((settings) => {
-      if (!config.title && settings.title) title.textContent = settings.title;
+    const configured = api("GET", "/api/widget").then((settings) => {
+      serverTitle = settings.title || null;
+      if (!STRINGS[config.lang] && STRINGS[settings.language]) {
+        lang = settings.language;
+        t = STRINGS[lang];
+      }
+      label();
       if (settings.max_message_chars > 0) maxChars = settings.max_message_chars;
       if (settings.readable) readable = new RegExp(settings.readable);
     }).catch(() => {});
-    const hadHistory = await loadHistory();
+    const [hadHistory] = await Promise.all([loadHistory(), configured]);
     if (!hadHistory && config.greeting !== false) addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting);
     connect();
     schedulePoll();
