@@ -152,13 +152,29 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         click.echo(stale, err=True)
 
 
-def say_unanswered(project: Project) -> None:
-    """Name the intents nothing of the bot's answers (:meth:`~bot.project.Project.unanswered`)."""
+def say_gaps(project: Project) -> None:
+    """Name what a bot set up from its data alone still lacks: intents nothing answers
+    (:meth:`~bot.project.Project.unanswered`), templates still ``bot init``'s placeholders, which promise
+    customers a follow-up nobody makes, and an ``oos`` intent, without which an off-topic message goes to
+    whichever intent it is closest to."""
+    from bot.importer import placeholder_answer
+    from finetune.metrics import OOS
+
     if unanswered := project.unanswered():
-        click.echo(f"note: {len(unanswered)} intent{'s' if len(unanswered) > 1 else ''} with no template in "
+        click.echo(f"note: {_count(len(unanswered), 'intent')} with no template in "
                    f"responses.yml, no custom action and no answer in history.jsonl: {', '.join(unanswered)}; a "
                    "customer the model puts there gets the fallback, unless an answer filed under no intent (or an "
                    "agent's, once learned) is close", err=True)
+    unwritten = [intent for intent, variants in project.responses.templates.items()
+                 if variants and all(v.text in (placeholder_answer(intent), placeholder_answer(intent, "zh")) for v in variants)]
+    if unwritten:
+        click.echo(f"note: {_count(len(unwritten), 'intent')} still answer with bot init's placeholder, which tells "
+                   f"customers an agent will follow up: {', '.join(unwritten[:10])}{' …' if len(unwritten) > 10 else ''}; "
+                   "write their answers in responses.yml", err=True)
+    if OOS not in project.intents:
+        click.echo("note: nlu.yml has no oos intent, so an off-topic message (\"tell me a joke\", an emoji) goes to "
+                   "the intent it is closest to when the model is sure enough; add examples the bot should decline as "
+                   "an oos intent, with a template in responses.yml (the demo's is an example)", err=True)
 
 
 @cli.command()
@@ -171,7 +187,7 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
     from dialogues.export import about_one_case
 
     project = load_project(directory)
-    say_unanswered(project)
+    say_gaps(project)
     if cases := [item for item in project.history if about_one_case(item.question, item.answer)]:
         click.echo(f"note: {len(cases)} of history.jsonl's {len(project.history)} answers are about one customer's case "
                    f"(they repeat a number of the question, or hold a tracking number), so no other customer gets "
@@ -203,7 +219,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     if not admin_token(project):
         click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
                    "admin API are off, so nobody can answer a customer handed to a person", err=True)
-    say_unanswered(project)
+    say_gaps(project)
     # The port before anything else: at start the server answers the Slack and WeCom messages a killed one
     # kept, and one that then failed on a port the running server holds had answered them a second time.
     try:
@@ -332,9 +348,15 @@ def chat(directory: Path, device: str | None) -> None:
                     click.echo(f"bot> {reply.text}")
                 for button in reply.buttons:  # an action's message may be buttons alone
                     click.echo(f"     [{button['title']}] {button['payload']}")
-                click.echo(f"     ({reply.source}, {reply.intent} {reply.confidence:.2f})", err=True)
+                understood = f"{reply.intent} {reply.confidence:.2f}" if reply.intent else "no intent"
+                silent = ": handed off, an agent answers (/resume hands it back to the bot)" if reply.source == "silent" else ""
+                click.echo(f"     ({reply.source}, {understood}{silent})", err=True)
         finally:
             runner.run(bot.close())
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _test_intent(name: str) -> str:
@@ -753,7 +775,7 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
         done = review_in_terminal(store, items[:limit], project.intents, reviewer)
     finally:
         store.close()
-    click.echo(f"Labelled {done['items']} items ({done['turns']} messages), skipped {done['skipped']}. "
+    click.echo(f"Labelled {_count(done['items'], 'item')} ({_count(done['turns'], 'message')}), skipped {done['skipped']}. "
                f"{max(0, len(items) - done['items'])} left. Run `bot retrain {directory}` to learn from them.")
 
 

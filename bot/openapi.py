@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic.json_schema import models_json_schema
 
-from bot.channels.base import readable
+from bot.channels.base import json_response, readable
 from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest, WebConversationId
 from bot.language import READABLE
 from bot.responses import MAX_REPLY_CHARS
@@ -427,7 +427,7 @@ OPENAPI = web.AppKey("openapi", dict)
 
 
 async def serve_openapi(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI])
+    return json_response(request.app[OPENAPI])
 
 
 def publish_openapi(app: web.Application, title: str, labels: Sequence[str], max_message_chars: int) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import logging
 import os
 import re
@@ -26,8 +25,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.actions import ActionRunner
 from bot.channels import build_channels
-from bot.channels.base import (STORE_RETRY_S, DeliveryError, PlatformChannel, Turn, http_error, same_secret, store_failed,
-                               store_unavailable)
+from bot.channels.base import (STORE_RETRY_S, DeliveryError, PlatformChannel, Turn, dumps, http_error, json_response,
+                               same_secret, store_failed, store_unavailable)
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
@@ -80,25 +79,25 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         exc.headers.update(cors_headers(request))  # the rate limits' 429 and 413 come before any route's handler
         if exc.content_type == "application/json" or exc.status < 400:
             raise
-        exc.text = json.dumps({"error": exc.reason})
+        exc.text = dumps({"error": exc.reason})
         exc.content_type = "application/json"
         raise
     except web.RequestPayloadError as exc:  # a body the client sent broken: a gzip that is not one, a cut chunk
         reason = getattr(exc.__cause__, "message", "") or "broken in transfer"  # aiohttp's, e.g. "Can not decode …"
-        response = web.json_response({"error": f"body: cannot be read: {reason}"}, status=400)
+        response = json_response({"error": f"body: cannot be read: {reason}"}, status=400)
         response.force_close()  # the rest of the stream cannot be read either, so the connection ends here
         return response
     except Exception as exc:
         if store_unavailable(exc):  # a full disk, a file made read-only, a lock held: one line, and a wait
             log.error("%s %s: the conversation store failed: %s", request.method, request.path, exc)
-            return web.json_response({"error": store_failed(exc)}, status=503,
+            return json_response({"error": store_failed(exc)}, status=503,
                                      headers={"Retry-After": str(STORE_RETRY_S), **cors_headers(request)})
         if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
             # The client hung up before its body arrived (a phone losing signal): there is nobody to answer.
             log.debug("%s %s: the client hung up", request.method, request.path)
-            return web.json_response({"error": "connection lost"}, status=400)
+            return json_response({"error": "connection lost"}, status=400)
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response({"error": "internal error"}, status=500)
+        return json_response({"error": "internal error"}, status=500)
 
 
 class ClientErrorsInOneLine(logging.Filter):
@@ -166,7 +165,7 @@ async def widget(request: web.Request) -> web.FileResponse:
 
 async def healthz(request: web.Request) -> web.Response:
     bot = request.app[BOT]
-    return web.json_response({"status": "ok", "model_version": bot.nlu.version})
+    return json_response({"status": "ok", "model_version": bot.nlu.version})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -207,8 +206,8 @@ async def reload_model(request: web.Request) -> web.Response:
     try:
         nlu = await swap_to_current(request.app)
     except (ModelLoadError, Exception) as exc:  # the old model keeps serving
-        return web.json_response({"error": f"reload refused: {exc}", "model_version": bot.nlu.version}, status=409)
-    return web.json_response({"model_version": nlu.version})
+        return json_response({"error": f"reload refused: {exc}", "model_version": bot.nlu.version}, status=409)
+    return json_response({"model_version": nlu.version})
 
 
 @contextlib.asynccontextmanager
@@ -350,7 +349,7 @@ async def review_queue(request: web.Request) -> web.Response:
     require_admin(request)
     limit = query_limit(request, 20)
     items = await review_items(request.app)
-    return web.json_response({"items": [i.to_json() for i in items[:limit]], "total": len(items),
+    return json_response({"items": [i.to_json() for i in items[:limit]], "total": len(items),
                               "intents": request.app[BOT].project.intents})
 
 
@@ -378,7 +377,7 @@ async def review_label(request: web.Request) -> web.Response:
         labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer, True)
     except LabelledMeanwhile as exc:
         raise http_error(web.HTTPConflict, str(exc)) from None
-    return web.json_response({"intent": intent, "turn_ids": labelled})
+    return json_response({"intent": intent, "turn_ids": labelled})
 
 
 def query_since(request: web.Request) -> float:
@@ -411,7 +410,7 @@ async def stats(request: web.Request) -> web.Response:
     """What `bot stats --json` prints, for dashboards and the agents' console: ``?since=YYYY-MM-DD``."""
     require_admin(request)
     bot = request.app[BOT]
-    return web.json_response(await bot._store(conversation_stats, bot.store, query_since(request)))
+    return json_response(await bot._store(conversation_stats, bot.store, query_since(request)))
 
 
 async def inbox(request: web.Request) -> web.Response:
@@ -423,7 +422,7 @@ async def inbox(request: web.Request) -> web.Response:
     limit = query_limit(request, 50)
     bot = request.app[BOT]
     conversations, total = await bot._store(bot.store.inbox, status, limit)
-    return web.json_response({"conversations": conversations, "total": total})
+    return json_response({"conversations": conversations, "total": total})
 
 
 async def transcript(request: web.Request) -> web.Response:
@@ -435,7 +434,7 @@ async def transcript(request: web.Request) -> web.Response:
     found = await bot._store(bot.store.transcript, conversation_id, limit)
     if found is None:
         raise http_error(web.HTTPNotFound, f"no conversation {conversation_id!r}")
-    return web.json_response(found)
+    return json_response(found)
 
 
 async def agent_message(request: web.Request) -> web.Response:
@@ -449,7 +448,7 @@ async def agent_message(request: web.Request) -> web.Response:
     except DeliveryError as exc:
         log.warning("an agent's reply did not reach the customer: %s", exc)
         raise http_error(web.HTTPBadGateway, f"kept in the transcript, but the customer did not get it: {exc}") from None
-    return web.json_response({"turn_id": turn_id})
+    return json_response({"turn_id": turn_id})
 
 
 async def set_handoff(request: web.Request) -> web.Response:
@@ -461,7 +460,7 @@ async def set_handoff(request: web.Request) -> web.Response:
     if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
         raise web.HTTPNotFound()
     await bot.set_handoff(conversation_id, handed_off, "agent")  # the widget shows the change at once
-    return web.json_response({"status": status})
+    return json_response({"status": status})
 
 
 async def protective_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -112,11 +112,13 @@ async def test_every_exchange_is_in_the_store_before_the_reply(client: Any, tiny
 def test_bot_chat_answers_in_the_terminal_and_logs_the_turn(tiny_demo_bot: Path, tmp_path: Path) -> None:
     root = shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*"))
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "chat", str(root), "--device", "cpu"], input="/track_refund\n",
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "chat", str(root), "--device", "cpu"], input="/track_refund\n/handoff\nhello?\n",
                           capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parent.parent)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("bot> ") == 1
+    assert done.stdout.count("bot> ") == 2
     assert "(template, track_refund 1.00)" in done.stderr
+    # handed off, the bot is silent, and says why rather than "None"
+    assert "(silent, no intent: handed off, an agent answers (/resume hands it back to the bot))" in done.stderr
     # only deskbot's own lines: no progress bar of the model load between the prompt and the answer
     assert "Loading weights" not in done.stderr and "%|" not in done.stderr
     turns = list(sqlite_utils.Database(root / "dialogues.db")["turns"].rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,31 @@ def test_english_messages_make_an_english_bot_without_duplicates_or_oos(tmp_path
         ("how do I top up?", "top_up"), ("add money to my account", "top_up")]
     assert [v.text for v in project.responses.templates["top_up"]] == [
         "Thanks for your message about top up. An agent will follow up with the details."]
+
+
+def test_an_imported_bot_is_told_what_it_still_lacks_when_served(tmp_path: Path) -> None:
+    """Served as imported, it told every customer an agent would follow up, and handed "😀" and "tell me a
+    joke" to whichever intent was closest: bot train and bot serve say so until the shop fills them in."""
+    root, _ = import_bot(tmp_path, CHINESE)
+
+    def notes() -> str:
+        with socket.socket() as taken:  # serve stops at its port, after the notes
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            return CliRunner().invoke(cli, ["serve", str(root), "--port", str(taken.getsockname()[1])]).output
+
+    said = notes()
+    assert "note: 2 intents still answer with bot init's placeholder, which tells customers an agent will follow up: " \
+           "card_arrival, top_up; write their answers in responses.yml" in said
+    assert "note: nlu.yml has no oos intent" in said
+    (root / "responses.yml").write_text(yaml.safe_dump({"responses": {
+        "card_arrival": [{"text": "卡片寄出后 5 个工作日内送达。"}], "top_up": [{"text": "在 App 的“钱包”里充值。"}],
+        "oos": [{"text": "这个问题我帮不上忙。"}]}}, allow_unicode=True))
+    nlu = yaml.safe_load((root / "nlu.yml").read_text())
+    nlu["nlu"].append({"intent": "oos", "examples": "- 讲个笑话\n- 今天天气怎么样\n"})
+    (root / "nlu.yml").write_text(yaml.safe_dump(nlu, allow_unicode=True))
+    said = notes()
+    assert "placeholder" not in said and "no oos intent" not in said, said
 
 
 def test_a_message_labelled_with_several_intents_goes_to_its_most_frequent_one(tmp_path: Path) -> None:

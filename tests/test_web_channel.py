@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -65,6 +66,14 @@ async def test_the_widget_is_told_the_bots_title_and_language(aiohttp_client: An
         client = await aiohttp_client(create_app(root, device="cpu"))
         settings = await (await client.get("/api/widget")).json()
         assert (settings["title"], settings["language"]) == (title, "multi")
+
+
+async def test_chinese_reads_as_written_in_the_apis_json(client: Any) -> None:
+    """An operator reading the API with curl saw \\uXXXX escapes for every Chinese character."""
+    response = await client.post("/api/chat", json={"conversation_id": new_id(), "text": "我的包裹一直没到"})
+    body = await response.text()
+    assert response.status == 200 and "\\u" not in body and re.search(r"[\u4e00-\u9fff]", json.loads(body)["reply"])
+    assert json.loads(body)["reply"] in body
 
 
 async def test_button_payload_selects_its_template(client: Any) -> None:

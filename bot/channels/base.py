@@ -207,12 +207,22 @@ def api_base(url: str) -> str:
 BODY_SECONDS = 15.0  # for a request's body to arrive whole: a chat message's, or 64 KiB over a slow phone line
 
 
+def dumps(data: Any) -> str:
+    """JSON as the API writes it: Chinese as characters, which an operator reads in a terminal, not as
+    ``\\uXXXX`` escapes."""
+    return json.dumps(data, ensure_ascii=False)
+
+
+def json_response(data: Any, **kwargs: Any) -> web.Response:
+    return web.json_response(data, dumps=dumps, **kwargs)
+
+
 def http_error(cls: type[web.HTTPException], reason: str, **kwargs: Any) -> web.HTTPException:
     """An HTTP error whose JSON body says why, in the server's ``{"error": ...}`` format.
 
     Being JSON already, it passes the server's error middleware with its reason intact.
     """
-    return cls(text=json.dumps({"error": reason}), content_type="application/json", **kwargs)
+    return cls(text=dumps({"error": reason}), content_type="application/json", **kwargs)
 
 
 STORE_RETRY_S = 30  # how long a client told that the store cannot write waits before sending again

@@ -24,8 +24,8 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from bot.channels.base import (DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, load_json, readable, store_failed,
-                               store_unavailable)
+from bot.channels.base import (DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, json_response, load_json, readable,
+                               store_failed, store_unavailable)
 from bot.language import READABLE, Language
 from bot.limits import count_message, count_request, retry_after
 from bot.project import first_error
@@ -269,7 +269,7 @@ class WebChannel(Channel):
         body = await read_json(request, ChatRequest)
         count_message(request, body.conversation_id)
         try:
-            return web.json_response(await self.chat(body))
+            return json_response(await self.chat(body))
         except Refused as exc:
             raise bad_request(exc) from None
 
@@ -353,7 +353,7 @@ class WebChannel(Channel):
         cid = valid_conversation_id(request, web_client=True)
         store = self.bot.store
         turns = await self.bot._store(store.history, cid) if store else []
-        return web.json_response({"conversation_id": cid, "status": await self._status(cid), "turns": turns})
+        return json_response({"conversation_id": cid, "status": await self._status(cid), "turns": turns})
 
     async def feedback(self, request: web.Request) -> web.Response:
         body = await read_json(request, FeedbackRequest)
@@ -363,13 +363,13 @@ class WebChannel(Channel):
         except KeyError:
             raise http_error(web.HTTPNotFound,
                              f"turn_id: no bot turn {body.turn_id} in conversation {body.conversation_id}") from None
-        return web.json_response({"ok": True})
+        return json_response({"ok": True})
 
     async def widget_settings(self, request: web.Request) -> web.Response:
         """What the widget shows unless its embedding page says otherwise (the title and language), and the
         longest message it may send and what a message must hold, which a customer is told before sending
         instead of after."""
-        return web.json_response({"title": self.settings.get("title"), "language": self.bot.config.language,
+        return json_response({"title": self.settings.get("title"), "language": self.bot.config.language,
                                   "max_message_chars": self.max_chars, "readable": READABLE})
 
     # --- the output side -------------------------------------------------------------------------
