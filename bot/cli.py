@@ -158,6 +158,8 @@ def say_gaps(project: Project) -> None:
     customers a follow-up nobody makes, and an ``oos`` intent, without which an off-topic message goes to
     whichever intent it is closest to."""
     from bot.importer import placeholder_answer
+    from bot.language import CJK
+    from finetune.classifier import intent_phrase
     from finetune.metrics import OOS
 
     if unanswered := project.unanswered():
@@ -171,6 +173,17 @@ def say_gaps(project: Project) -> None:
         click.echo(f"note: {_count(len(unwritten), 'intent')} still answer with bot init's placeholder, which tells "
                    f"customers an agent will follow up: {', '.join(unwritten[:10])}{' …' if len(unwritten) > 10 else ''}; "
                    "write their answers in responses.yml", err=True)
+    config = project.config
+    if config.language != "en":
+        titles, hidden = config.fallback.titles, {OOS, config.handoff.intent, *config.fallback.exclude}
+        untitled = [intent for intent in project.intents if intent not in hidden and not CJK.search(intent)
+                    and isinstance(titles.get(intent, {}), dict) and "zh" not in titles.get(intent, {})]
+        if untitled:
+            click.echo(f"note: {_count(len(untitled), 'intent')} with no Chinese title in fallback.titles, so the "
+                       f"fallback offers {'them' if len(untitled) > 1 else 'it'} to Chinese customers by name, in "
+                       f"English (\"{intent_phrase(untitled[0]).capitalize()}\"): {', '.join(untitled[:10])}"
+                       f"{' …' if len(untitled) > 10 else ''}; set them in bot.yml, e.g. fallback.titles: "
+                       f"{{{untitled[0]}: …}}", err=True)
     if OOS not in project.intents:
         click.echo("note: nlu.yml has no oos intent, so an off-topic message (\"tell me a joke\", an emoji) goes to "
                    "the intent it is closest to when the model is sure enough; add examples the bot should decline as "

@@ -45,8 +45,9 @@ def test_english_messages_make_an_english_bot_without_duplicates_or_oos(tmp_path
 
 
 def test_an_imported_bot_is_told_what_it_still_lacks_when_served(tmp_path: Path) -> None:
-    """Served as imported, it told every customer an agent would follow up, and handed "😀" and "tell me a
-    joke" to whichever intent was closest: bot train and bot serve say so until the shop fills them in."""
+    """Served as imported, it told every customer an agent would follow up, handed "😀" and "tell me a joke"
+    to whichever intent was closest, and offered Chinese customers "Card arrival": bot train and bot serve
+    say so until the shop fills them in."""
     root, _ = import_bot(tmp_path, CHINESE)
 
     def notes() -> str:
@@ -59,6 +60,11 @@ def test_an_imported_bot_is_told_what_it_still_lacks_when_served(tmp_path: Path)
     assert "note: 2 intents still answer with bot init's placeholder, which tells customers an agent will follow up: " \
            "card_arrival, top_up; write their answers in responses.yml" in said
     assert "note: nlu.yml has no oos intent" in said
+    assert "note: 2 intents with no Chinese title in fallback.titles, so the fallback offers them to Chinese " \
+           "customers by name, in English (\"Card arrival\"): card_arrival, top_up;" in said
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config.setdefault("fallback", {})["titles"] = {"card_arrival": "卡片到达", "top_up": {"zh": "充值"}}
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
     (root / "responses.yml").write_text(yaml.safe_dump({"responses": {
         "card_arrival": [{"text": "卡片寄出后 5 个工作日内送达。"}], "top_up": [{"text": "在 App 的“钱包”里充值。"}],
         "oos": [{"text": "这个问题我帮不上忙。"}]}}, allow_unicode=True))
@@ -66,7 +72,7 @@ def test_an_imported_bot_is_told_what_it_still_lacks_when_served(tmp_path: Path)
     nlu["nlu"].append({"intent": "oos", "examples": "- 讲个笑话\n- 今天天气怎么样\n"})
     (root / "nlu.yml").write_text(yaml.safe_dump(nlu, allow_unicode=True))
     said = notes()
-    assert "placeholder" not in said and "no oos intent" not in said, said
+    assert "placeholder" not in said and "no oos intent" not in said and "fallback.titles" not in said, said
 
 
 def test_a_message_labelled_with_several_intents_goes_to_its_most_frequent_one(tmp_path: Path) -> None:
