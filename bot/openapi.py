@@ -51,7 +51,7 @@ class AgentMessageRequest(_Body):
 class ReviewLabelRequest(_Body):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": [
         {"required": ["intent"], "properties": {"intent": {"type": "string"}, "accept": {"const": False},
-                                                "predicted": {"type": "null"}}},
+                                                "predicted": {"type": "null"}, "correct": {"type": "boolean"}}},
         {"required": ["accept", "predicted"],
          "properties": {"accept": {"const": True}, "intent": {"type": "null"}, "predicted": {"type": "string"}}}]})
 
@@ -59,6 +59,8 @@ class ReviewLabelRequest(_Body):
     accept: bool = Field(False, description="true: keep the model's prediction as the label")
     predicted: str | None = Field(None, description="with accept: the prediction the queue showed, which a model "
                                                     "swapped in since may have changed (409)")
+    correct: bool = Field(False, description="with intent: change the label of a message labelled already, and of "
+                                             "the messages labelled with it")
     reviewer: str | None = Field(None, max_length=128)
 
     @model_validator(mode="after")

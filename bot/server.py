@@ -359,10 +359,19 @@ async def review_label(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     body = await read_json(request, ReviewLabelRequest)
     turn_id = int(request.match_info["turn_id"])
+    if body.correct and body.intent is not None:
+        try:
+            check_label(body.intent, bot.project.intents)
+            labelled = await bot._store(bot.store.correct_label, turn_id, body.intent, body.reviewer)
+        except ValueError as exc:
+            raise http_error(web.HTTPBadRequest, str(exc)) from None
+        except KeyError as exc:
+            raise http_error(web.HTTPNotFound, exc.args[0]) from None
+        return json_response({"intent": body.intent, "turn_ids": labelled})
     item = next((i for i in await review_items(request.app) if turn_id in i.turn_ids), None)
     if item is None:
         if label := await bot._store(bot.store.label_of, turn_id):  # a colleague labelled it since it was read
-            raise http_error(web.HTTPConflict, str(LabelledMeanwhile.by(label)))
+            raise http_error(web.HTTPConflict, f'{LabelledMeanwhile.by(label)} (send "correct": true to change it)')
         raise http_error(web.HTTPNotFound, f"turn {turn_id} is not in the review queue")
     intent = item.intent if body.accept else body.intent
     if intent is None:

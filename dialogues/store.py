@@ -791,6 +791,21 @@ class Store:
                 {"turn_id": t, "intent": intent, "reviewer": reviewer, "created": created} for t in labelled)
             return labelled
 
+    def correct_label(self, turn_id: int, intent: str, reviewer: str | None = None) -> list[int]:
+        """Change the label of a labelled turn, and of the turns labelled with it (one queue item's near
+        duplicates, labelled at once), to ``intent``; returns the turns relabelled. A reviewer's slip ("转人工"
+        accepted for "发漂怎么开") would otherwise be learned at every retrain. KeyError: no label to correct."""
+        with self._lock, self.db.atomic():
+            label = next(self.db.query("SELECT reviewer, created FROM review_labels WHERE turn_id = ? ORDER BY id DESC "
+                                       "LIMIT 1", [turn_id]), None)
+            if label is None:
+                raise KeyError(f"turn {turn_id} has no label to correct")
+            batch = [r["turn_id"] for r in self.db.query(
+                "SELECT turn_id FROM review_labels r WHERE created = ? AND reviewer IS ? "
+                "AND id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) ORDER BY turn_id",
+                [label["created"], label["reviewer"]])]
+            return self.add_labels(batch, intent, reviewer)
+
     def label_of(self, *turn_ids: int) -> dict[str, Any] | None:
         """The latest label (``turn_id``, ``intent``, ``reviewer``) of these turns, or None."""
         marks = ",".join("?" * len(turn_ids))

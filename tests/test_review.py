@@ -262,7 +262,15 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     assert schema["properties"]["intent"]["anyOf"][0]["enum"] == sorted({*load_project(review_bot).intents, "oos"})
     resp = await client.post(url, json={"intent": "track_order", "reviewer": "ann"}, headers=AUTH)
     assert resp.status == 200 and sorted((await resp.json())["turn_ids"]) == sorted(orders["turn_ids"])
-    assert (await client.post(url, json={"intent": "track_order"}, headers=AUTH)).status == 409  # labelled: said so
+    resp = await client.post(url, json={"intent": "track_order"}, headers=AUTH)  # labelled: said so, and how to change it
+    assert resp.status == 409 and (await resp.json())["error"].endswith('as track_order (send "correct": true to change it)')
+    # A reviewer's slip is corrected: the messages labelled with it take the new intent too.
+    correction = {"intent": "cancel_order", "correct": True, "reviewer": "ann"}
+    resp = await client.post(url, json=correction, headers=AUTH)
+    assert resp.status == 200 and sorted((await resp.json())["turn_ids"]) == sorted(orders["turn_ids"])
+    assert {client.app[BOT].store.label_of(t)["intent"] for t in orders["turn_ids"]} == {"cancel_order"}
+    resp = await client.post(f"/admin/review/{replies[3]['user_turn_id']}", json=correction, headers=AUTH)
+    assert resp.status == 404 and "has no label to correct" in (await resp.json())["error"]
 
     rest = (await (await client.get("/admin/review", headers=AUTH)).json())["items"]
     assert [item["texts"] for item in rest] == [["I hate this"]]
@@ -284,7 +292,7 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     assert (await (await client.get("/admin/review", headers=AUTH)).json())["total"] == 0
 
     store = Store(review_bot / "dialogues.db")
-    assert {r["intent"] for r in store.labels()} == {"track_order", rest[0]["predicted"]} and len(store.labels()) == 4
+    assert {r["intent"] for r in store.labels()} == {"cancel_order", rest[0]["predicted"]} and len(store.labels()) == 4
     store.close()
 
 
@@ -317,7 +325,7 @@ async def test_a_second_reviewer_of_an_item_hears_who_labelled_it(review_bot: Pa
     first = await client.post(url, json={"intent": "track_order", "reviewer": "Sam"}, headers=AUTH)
     second = await client.post(url, json={"intent": "oos", "reviewer": "Kim"}, headers=AUTH)
     assert first.status == 200 and second.status == 409
-    assert (await second.json())["error"] == f"turn {item.turn_ids[0]} was labelled meanwhile by Sam, as track_order"
+    assert (await second.json())["error"].startswith(f"turn {item.turn_ids[0]} was labelled meanwhile by Sam, as track_order")
     unknown = await client.post("/admin/review/999999", json={"intent": "oos"}, headers=AUTH)
     assert unknown.status == 404
 
