@@ -7,6 +7,10 @@ messages is learned as the messages that say something, and a message made only 
 introductions, holding and closing phrases says nothing. A message is never cut: "Your refund left
 today. Anything else?" is learned whole, since a rule that cut clauses out of answers would also cut
 "If it has not arrived in 5 days, please wait another day" in half.
+
+The customer's side is read more narrowly: what a customer types while an agent looks ("ok", "在吗？",
+a phone number to call back on) is passed over when finding the question an answer answers, but a
+customer asks in the words agents hold the line with ("还有其他颜色吗", "please hold my order").
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ MAX_OFFERS = 10_000  # conversations whose numbered choices are remembered, olde
 CHOICE_HINT: Text = {"en": "Reply with a number to choose.", "zh": "回复数字即可选择。"}
 MAX_CONTENT_BYTES = 2048  # WeCom's limit for a text message's content
 TOKEN_EXPIRED = {40014, 42001}  # invalid access_token, expired access_token
-SYSTEM_BUSY = -1
+SYSTEM_BUSY = -1  # "系统繁忙": WeCom asks to try again later
 TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry
 ENV = {
     "token": "DESKBOT_WECOM_TOKEN",
