@@ -104,6 +104,17 @@ def mostly_written_in(text: str) -> Language:
     return "zh" if chinese and scripts.count("zh") / 2 >= len(re.findall(r"[A-Za-z]+", text)) else "en"
 
 
+def foreign(text: str, language: Language) -> bool:
+    """Whether a bot of one ``language`` must not give this answer, written in the other (an agent may have
+    answered a customer in English in a Chinese shop). Looser than :func:`mostly_written_in`, which a
+    bilingual bot choosing between two answers needs: a Chinese bot keeps "AirPods Pro 2 支持 MagSafe" and
+    "400-820-8820", whatever their share of Latin letters."""
+    text = _ADDRESSES.sub(" ", text)
+    if language == "zh":
+        return not CJK.search(text) and re.search(r"[A-Za-z]", text) is not None
+    return mostly_written_in(text) == "zh"
+
+
 def turn_language(bot_language: str, text: str, previous: str | None = None, page: str | None = None) -> Language:
     """The language to answer ``text`` in. A button's payload (``/`` and a name, whatever the name is written
     in, an action's own too), or a message with no letter in it (an order number, an emoji), keeps

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.language import Language, mostly_written_in, say
+from bot.language import Language, foreign, mostly_written_in, say
 from bot.nlu import Analysis
 from bot.project import HANDOFF_PAYLOAD, BotConfig
 from bot.responses import TEMPLATE_ANSWER, Responses
@@ -88,8 +88,10 @@ def decide(
     if confident and intent in config.actions.map:
         return Decision("action", intent, confidence, action=config.actions.map[intent])
     hits = [h for h in analysis.hits if not h.id.startswith(TEMPLATE_ANSWER) or h.text in responses.sent_as_is]
-    # Answers in the reply's language only, whatever the bot's: an agent may have answered a customer in another.
-    hits = [h for h in hits if mostly_written_in(h.text) == language]
+    if config.language == "multi":
+        hits = [h for h in hits if mostly_written_in(h.text) == language]
+    else:
+        hits = [h for h in hits if not foreign(h.text, language)]
     if confident and intent == OOS:
         # Taught that such messages are not the bot's to answer: only an agent's answer to one of them, which
         # a reviewer filed under oos (a question the shop answers without an intent for it), beats declining.

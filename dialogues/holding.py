@@ -29,7 +29,7 @@ _HOLDING = re.compile(
     r"|\bsorry to keep you waiting\b|\b(?:is there )?anything else(?: (?:i|we) can (?:help|assist|do)(?: you)?(?: with| for you)?)?\b"
     r"|\bhow (?:can|may) i help\b|\bwhat can i do for you\b"
     r"|\b(?:happy|glad) to help\b|\bhave a (?:great|good|nice) day\b|\byou(?:['’]re| are) welcome\b"
-    r"|(?:请您?)?(?:稍等|稍候)(?:片刻|一下|一会儿?)?(?=[^\u4e00-\u9fff]|[我哦哈啊呢亲]|$)"  # not "请稍等一下再付款"
+    r"|(?:请您?)?(?:稍等|稍候)(?:片刻|一下下?|下|一会儿?|几分钟)?(?![再才后然])"  # not "请稍等一下再付款"
     r"|等一下|等一等|(?<!请)(?<!请您)(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)?(?:查询|查看|查)一下"  # not "请查看一下邮箱"
     r"|(?<!请)(?<!请您)(?<!查)看一下|看看|核实一下|确认一下|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您"
     r"|久等|(?:感谢|谢谢)(?:您|你)?的?耐心(?:等待|等候)?|耐心|请问|有什么|还有其他|还有别的|其他问题|其它问题|可以帮您|可以帮你|能帮您"
@@ -39,7 +39,8 @@ _HOLDING = re.compile(
 _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body) (?:there|here)|在吗|有人吗|人呢"
          r"|ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
          r"|好的|好嘞?|嗯+|收到|没问题|明白了?|谢谢(?:您|你们?|啦|了|亲)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
-         r"|(?:您好|你好|哈喽|嗨)[呀啊哦]?|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
+         r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?|多谢|谢谢客服|谢谢您了"
+         r"|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
 _CONTACT = re.compile(r"\[(?:phone|email|id)\]")  # what redaction leaves of contact details
 _CONTACT_WORDS = re.compile(  # what a customer says around them: "my number is", "我的手机号是"
     r"(?:(?:my|the|is|at|me|call|reach|contact|phone|mobile|cell|tel|number|no|email|e-mail|mail|id|whatsapp|wechat"
@@ -47,8 +48,8 @@ _CONTACT_WORDS = re.compile(  # what a customer says around them: "my number is"
 
 
 def _only(words: str) -> str:
-    """A clause made only of ``words``, or of an emoji or a sign alone."""
-    return rf"(?:(?:{words}) ?)+|[^a-z0-9\u4e00-\u9fff]*"
+    """A clause made only of ``words``, emoji and signs between them ("ok 👍"), or of an emoji or a sign alone."""
+    return rf"(?:(?:{words})[^a-z0-9\u4e00-\u9fff]*)+|[^a-z0-9\u4e00-\u9fff]*"
 
 
 _ACKNOWLEDGES = re.compile(_only(_ACKS))
@@ -56,7 +57,7 @@ _ACKNOWLEDGES = re.compile(_only(_ACKS))
 _CHATTER = re.compile(
     r"(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))(?: there)?(?: \w+){0,2}"
     r"|(?:this is|my name is|i['’]m|i am) \w+(?: (?:from|with|at) (?:the )?\w+(?: \w+){0,3})?"
-    r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _only(_ACKS + r"|谢谢.{0,4}?|早上好|下午好|晚上好")
+    r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _only(_ACKS + r"|谢谢.{0,4}?")
 )
 # Clauses end at punctuation, and at a space beside a Chinese character ("让您久等了 已经给您退款了").
 _CLAUSES = re.compile(r"[,.!?;:，。！？；：、…~～()（）\n]+|(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
@@ -88,10 +89,10 @@ def says_nothing(text: str) -> bool:
     return all(_CHATTER.fullmatch(c) or _holds(c) for c in _clauses(text))
 
 
-def _gives_contact(clause: str) -> bool:
-    """Whether a clause only gives personal data: "我的手机号13812345678", "my email is a@b.com"."""
-    rest = _CONTACT.sub(" ", clause)
-    return rest != clause and all(_CONTACT_WORDS.fullmatch(part) for part in rest.split())
+def _names_contact(clause: str) -> bool:
+    """Whether a clause is only contact details or the words around them ("我的手机号", "[phone]", "my email
+    is [email]"), in a message that gives some: the clauses split "电话：98765432" in two."""
+    return all(_CONTACT_WORDS.fullmatch(part) for part in _CONTACT.sub(" ", clause).split())
 
 
 def asks_nothing(text: str) -> bool:
@@ -99,7 +100,9 @@ def asks_nothing(text: str) -> bool:
     gives personal data for the agent ("我的手机号13812345678"). Narrower than :func:`says_nothing`: a
     customer's "还有其他颜色吗" or "please hold my order" asks something, in the words an agent's
     "还有其他问题吗" or "please hold" says nothing with."""
-    return all(_ACKNOWLEDGES.fullmatch(c) or _gives_contact(c) for c in _clauses(redact(text)))
+    clauses = _clauses(redact(text))
+    gives = any(_CONTACT.search(c) for c in clauses)
+    return all(_ACKNOWLEDGES.fullmatch(c) or gives and _names_contact(c) for c in clauses)
 
 
 def run_answer(texts: list[str]) -> str:

@@ -225,6 +225,8 @@ def test_a_multi_bot_gives_a_historical_answer_only_in_the_turns_language() -> N
     chinese_bot = BotConfig(language="zh")
     assert decide(analysis("get_refund", 0.2, english_only), chinese_bot, RESPONSES, {}, "web", 0, "zh").kind == "fallback"
     assert decide(analysis("get_refund", 0.2, hits), chinese_bot, RESPONSES, {}, "web", 0, "zh").text == "退款需要5天。"
+    for kept in ("AirPods Pro 2 支持 MagSafe 充电盒", "400-820-8820", "https://shop.example.com/returns"):  # its own
+        assert decide(analysis("get_refund", 0.2, [hit(0.9, text=kept)]), chinese_bot, RESPONSES, {}, "web", 0, "zh").text == kept
     assert decide(analysis("get_refund", 0.2, hits), CONFIG, RESPONSES, {}, "web", 0, "en").text == "Refunds take 5 days."
 
 

@@ -403,6 +403,7 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     ("请查看一下邮箱", False), ("请查询一下物流", False),
     ("请您稍等片刻再付款", False), ("请稍等一下再下单", False),  # the customer is to wait before doing something
     ("请稍等一会儿哦", True), ("我帮您查看一下", True), ("祝您有美好的一天！", True),
+    ("稍等下", True), ("亲，稍等下哈", True), ("稍等呀", True), ("稍等几分钟", True),
     ("Please wait 24 hours.", False), ("Please wait two days.", False), ("Please wait up to a week.", False),
     ("请耐心等待两天", False), ("稍等，大概3小时内到账", False),
     ("ok, thanks for the refund, but the parcel is still missing", False),
@@ -419,6 +420,8 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     ("Please hold my order until Monday", False), ("hey refund please", False), ("Just checking on my refund", False),
     ("谢谢，运费多少", False), ("hi, I need help", False),
     ("我的手机号13812345678，麻烦快点", True), ("my email is jane@example.com, hurry up please", True),  # for the agent
+    ("电话：98765432", True), ("邮箱：a@b.com", True), ("my email: a@b.com", True), ("电话 9123 4567", True),
+    ("亲，在吗？", True), ("好的亲", True), ("good morning", True), ("多谢", True), ("ok 👍", True),
     ("my phone is 555-010-0199, where is my refund", False), ("我的订单号是123456", False),
 ])
 def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
