@@ -176,8 +176,11 @@ def say_gaps(project: Project) -> None:
     config = project.config
     if config.language != "en":
         titles, hidden = config.fallback.titles, {OOS, config.handoff.intent, *config.fallback.exclude}
-        untitled = [intent for intent in project.intents if intent not in hidden and not CJK.search(intent)
-                    and isinstance(titles.get(intent, {}), dict) and "zh" not in titles.get(intent, {})]
+        def chinese(title: object) -> bool:  # one text for both languages, or one per language
+            return bool(CJK.search(title)) if isinstance(title, str) else isinstance(title, dict) and "zh" in title
+
+        untitled = [intent for intent in project.intents
+                    if intent not in hidden and not CJK.search(intent) and not chinese(titles.get(intent))]
         if untitled:
             click.echo(f"note: {_count(len(untitled), 'intent')} with no Chinese title in fallback.titles, so the "
                        f"fallback offers {'them' if len(untitled) > 1 else 'it'} to Chinese customers by name, in "

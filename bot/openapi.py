@@ -53,7 +53,8 @@ class ReviewLabelRequest(_Body):
         {"required": ["intent"], "properties": {"intent": {"type": "string"}, "accept": {"const": False},
                                                 "predicted": {"type": "null"}, "correct": {"type": "boolean"}}},
         {"required": ["accept", "predicted"],
-         "properties": {"accept": {"const": True}, "intent": {"type": "null"}, "predicted": {"type": "string"}}}]})
+         "properties": {"accept": {"const": True}, "intent": {"type": "null"}, "predicted": {"type": "string"},
+                        "correct": {"const": False}}}]})
 
     intent: str | None = Field(None, description="an intent of nlu.yml, or oos (out of scope)")
     accept: bool = Field(False, description="true: keep the model's prediction as the label")

@@ -359,6 +359,8 @@ async def review_label(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     body = await read_json(request, ReviewLabelRequest)
     turn_id = int(request.match_info["turn_id"])
+    if body.correct and body.accept:
+        raise http_error(web.HTTPBadRequest, "correct takes an intent, not accept")
     if body.correct and body.intent is not None:
         try:
             check_label(body.intent, bot.project.intents)

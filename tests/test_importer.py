@@ -63,7 +63,10 @@ def test_an_imported_bot_is_told_what_it_still_lacks_when_served(tmp_path: Path)
     assert "note: 2 intents with no Chinese title in fallback.titles, so the fallback offers them to Chinese " \
            "customers by name, in English (\"Card arrival\"): card_arrival, top_up;" in said
     config = yaml.safe_load((root / "bot.yml").read_text())
-    config.setdefault("fallback", {})["titles"] = {"card_arrival": "卡片到达", "top_up": {"zh": "充值"}}
+    config.setdefault("fallback", {})["titles"] = {"card_arrival": "Card arrival", "top_up": {"zh": "充值"}}
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    assert "1 intent with no Chinese title in fallback.titles, so the fallback offers it" in notes()  # English for both
+    config["fallback"]["titles"]["card_arrival"] = "卡片到达"
     (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
     (root / "responses.yml").write_text(yaml.safe_dump({"responses": {
         "card_arrival": [{"text": "卡片寄出后 5 个工作日内送达。"}], "top_up": [{"text": "在 App 的“钱包”里充值。"}],

@@ -271,6 +271,8 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     assert {client.app[BOT].store.label_of(t)["intent"] for t in orders["turn_ids"]} == {"cancel_order"}
     resp = await client.post(f"/admin/review/{replies[3]['user_turn_id']}", json=correction, headers=AUTH)
     assert resp.status == 404 and "has no label to correct" in (await resp.json())["error"]
+    resp = await client.post(url, json={"accept": True, "predicted": "track_order", "correct": True}, headers=AUTH)
+    assert resp.status == 400 and "correct takes an intent" in (await resp.json())["error"]
 
     rest = (await (await client.get("/admin/review", headers=AUTH)).json())["items"]
     assert [item["texts"] for item in rest] == [["I hate this"]]

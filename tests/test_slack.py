@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 import pytest
 from aiohttp import web
 
-from bot.channels.base import Reply, Turn
+from bot.channels.base import DeliveryError, Reply, Turn
 from bot.channels.slack import (
     MARKDOWN_LIMIT,
     SlackAPIError,
@@ -511,16 +511,17 @@ async def test_429_retries_are_bounded(slack: SimpleNamespace) -> None:
 
 async def test_slack_unavailable_is_tried_again_and_a_refused_post_is_not(slack: SimpleNamespace) -> None:
     """A 503 (Slack or a gateway down for a moment) posted nothing: the answer went to a person instead of
-    being posted a second later. A 500 may have posted it, and is not tried again."""
+    being posted a second later. A 500 or a gateway's 504 may have posted it, and is not tried again."""
     slack.api.down.extend([503, 502])
     await slack.channel.send(f"slack:T1:C1:{TS}", "Your parcel left today.")
     first, second, third = slack.api.calls
     assert second - first >= 0.95 and third - second >= 1.95
     assert [p["text"] for p in slack.posts] == ["Your parcel left today."]
-    slack.api.down.append(500)
-    with pytest.raises(SlackAPIError, match="HTTP 500"):
-        await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
-    assert len(slack.api.calls) == 4 and len(slack.posts) == 1
+    for status in (500, 504):
+        slack.api.down.append(status)
+        with pytest.raises(SlackAPIError, match=f"HTTP {status}"):
+            await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
+    assert len(slack.api.calls) == 5 and len(slack.posts) == 1
 
 
 async def test_an_unreachable_slack_is_tried_three_times(slack_api: SimpleNamespace) -> None:
@@ -547,12 +548,15 @@ async def test_a_stopping_server_leaves_a_send_it_would_retry_to_the_next_one(sl
     slack_api.down.extend([503] * 3)
     channel.redeliver({"id": 7, "conversation_id": f"slack:T1:C1:{TS}", "reply_turn": 42, "reply": "It left today.",
                        "text": "where is it?", "buttons": []})
-    while not slack_api.calls:
+    agents = asyncio.create_task(channel.send(f"slack:T1:C1:{TS}", "An agent's reply.", role="agent"))
+    while len(slack_api.calls) < 2:
         await asyncio.sleep(0.01)
     started = time.monotonic()
     await channel.close()
     assert time.monotonic() - started < 0.5
-    assert (settled, marked, len(slack_api.calls), slack_api.posts) == ([], [], 1, [])
+    assert (settled, marked, len(slack_api.calls), slack_api.posts) == ([], [], 2, [])
+    with pytest.raises(DeliveryError, match="the server is stopping"):  # an agent's reply is told it failed
+        await agents
 
 
 async def test_long_retry_after_is_not_waited_for(slack: SimpleNamespace) -> None:

@@ -98,12 +98,18 @@ class DeliveryError(RuntimeError):
     """A platform refused a message, or could not be reached, so the customer did not get it."""
 
 
+class Stopping(DeliveryError):
+    """The server stopped while a send waited to try again: nothing went out. An answer to a kept message
+    is left for the next server to send (:meth:`PlatformChannel.redeliver`); an agent's reply is marked
+    undelivered, as any other failure."""
+
+
 UNDELIVERED = (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError)  # what sending on a platform raises
 # The platform, or a gateway before it, could not take the request, or the connection was refused: nothing
 # was sent, so it is tried again (``SEND_ATTEMPTS`` tries in all, the n-th retry n seconds later) rather
-# than handing the conversation to a person for a hiccup. A timeout or a 500 is not: the message may have
-# gone out, and a customer would read it twice.
-UNAVAILABLE = frozenset({502, 503, 504})
+# than handing the conversation to a person for a hiccup. A timeout, a 504 (a gateway's) or a 500 is not:
+# the message may have gone out, and a customer would read it twice.
+UNAVAILABLE = frozenset({502, 503})
 SEND_ATTEMPTS = 3
 
 
@@ -461,6 +467,8 @@ class PlatformChannel(Channel):
         failed: Exception | None = None
         try:
             await sending
+        except Stopping:  # owed still: the next server sends it
+            return
         except Exception as exc:  # not a cancellation
             failed = exc
         if pending_id is not None and store is not None:
@@ -492,12 +500,12 @@ class PlatformChannel(Channel):
         return self._session
 
     async def pause_before_retry(self, seconds: float) -> None:
-        """Wait before trying a send again. A server stopping meanwhile cuts the send short instead of
-        holding its shutdown up: the next server sends the answer (:meth:`redeliver`)."""
+        """Wait before trying a send again. A server stopping meanwhile cuts the send short (:class:`Stopping`)
+        instead of holding its shutdown up."""
         with suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
         if self._stopping.is_set():
-            raise asyncio.CancelledError
+            raise Stopping(f"{self.name}: the server is stopping")
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         self._stopping.set()

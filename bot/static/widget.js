@@ -894,7 +894,8 @@
       if (settings.max_message_chars > 0) maxChars = settings.max_message_chars;
       if (settings.readable) readable = new RegExp(settings.readable);
     }).catch(() => {});
-    const [hadHistory] = await Promise.all([loadHistory(), configured]);
+    await configured; // the history's labels ("You", "Helpful") in the language the settings may change
+    const hadHistory = await loadHistory();
     if (!hadHistory && config.greeting !== false) addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting);
     connect();
     schedulePoll();
