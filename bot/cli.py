@@ -173,12 +173,12 @@ def say_gaps(project: Project) -> None:
         click.echo(f"note: {_count(len(unwritten), 'intent')} still answer with bot init's placeholder, which tells "
                    f"customers an agent will follow up: {', '.join(unwritten[:10])}{' …' if len(unwritten) > 10 else ''}; "
                    "write their answers in responses.yml", err=True)
+    def chinese(title: object) -> bool:  # one text for both languages, or one per language
+        return bool(CJK.search(title)) if isinstance(title, str) else isinstance(title, dict) and "zh" in title
+
     config = project.config
     if config.language != "en":
         titles, hidden = config.fallback.titles, {OOS, config.handoff.intent, *config.fallback.exclude}
-        def chinese(title: object) -> bool:  # one text for both languages, or one per language
-            return bool(CJK.search(title)) if isinstance(title, str) else isinstance(title, dict) and "zh" in title
-
         untitled = [intent for intent in project.intents
                     if intent not in hidden and not CJK.search(intent) and not chinese(titles.get(intent))]
         if untitled:

@@ -91,7 +91,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         if store_unavailable(exc):  # a full disk, a file made read-only, a lock held: one line, and a wait
             log.error("%s %s: the conversation store failed: %s", request.method, request.path, exc)
             return json_response({"error": store_failed(exc)}, status=503,
-                                     headers={"Retry-After": str(STORE_RETRY_S), **cors_headers(request)})
+                                 headers={"Retry-After": str(STORE_RETRY_S), **cors_headers(request)})
         if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
             # The client hung up before its body arrived (a phone losing signal): there is nobody to answer.
             log.debug("%s %s: the client hung up", request.method, request.path)
@@ -350,7 +350,7 @@ async def review_queue(request: web.Request) -> web.Response:
     limit = query_limit(request, 20)
     items = await review_items(request.app)
     return json_response({"items": [i.to_json() for i in items[:limit]], "total": len(items),
-                              "intents": request.app[BOT].project.intents})
+                          "intents": request.app[BOT].project.intents})
 
 
 async def review_label(request: web.Request) -> web.Response:

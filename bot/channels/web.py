@@ -370,7 +370,7 @@ class WebChannel(Channel):
         longest message it may send and what a message must hold, which a customer is told before sending
         instead of after."""
         return json_response({"title": self.settings.get("title"), "language": self.bot.config.language,
-                                  "max_message_chars": self.max_chars, "readable": READABLE})
+                              "max_message_chars": self.max_chars, "readable": READABLE})
 
     # --- the output side -------------------------------------------------------------------------
 
