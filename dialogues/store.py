@@ -796,8 +796,7 @@ class Store:
         duplicates, labelled at once), to ``intent``; returns the turns relabelled. A reviewer's slip ("转人工"
         accepted for "发漂怎么开") would otherwise be learned at every retrain. KeyError: no label to correct."""
         with self._lock, self.db.atomic():
-            label = next(self.db.query("SELECT reviewer, created FROM review_labels WHERE turn_id = ? ORDER BY id DESC "
-                                       "LIMIT 1", [turn_id]), None)
+            label = self.label_of(turn_id)
             if label is None:
                 raise KeyError(f"turn {turn_id} has no label to correct")
             batch = [r["turn_id"] for r in self.db.query(
@@ -807,9 +806,9 @@ class Store:
             return self.add_labels(batch, intent, reviewer)
 
     def label_of(self, *turn_ids: int) -> dict[str, Any] | None:
-        """The latest label (``turn_id``, ``intent``, ``reviewer``) of these turns, or None."""
+        """The latest label (``turn_id``, ``intent``, ``reviewer``, ``created``) of these turns, or None."""
         marks = ",".join("?" * len(turn_ids))
-        return next(self.db.query(f"SELECT turn_id, intent, reviewer FROM review_labels WHERE turn_id IN ({marks}) "
+        return next(self.db.query(f"SELECT turn_id, intent, reviewer, created FROM review_labels WHERE turn_id IN ({marks}) "
                                   "ORDER BY id DESC LIMIT 1", turn_ids), None)
 
     def labels(self, since: float = 0.0) -> list[dict[str, Any]]:
