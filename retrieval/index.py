@@ -20,7 +20,6 @@ String answer ids are mapped to int64 labels, handed out in order and persisted,
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import re
@@ -32,6 +31,7 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 import faiss
 import numpy as np
 
+from finetune.cache import file_sha256
 from retrieval import gpu
 from retrieval.options import IndexOptions
 
@@ -181,11 +181,6 @@ def collapse_near_duplicates(answers: Sequence[Answer], vectors: np.ndarray, thr
             seen_questions.add(question)
         keep.extend(kept)
     return sorted(keep)
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _encoder_identity(encoder: TextEncoder) -> str:
@@ -443,7 +438,7 @@ class AnswerIndex:
             "params": self.params(),
             "options": self.options.model_dump(),
             "faiss": faiss.__version__,
-            "checksums": {INDEX_FILE: _sha256(folder / INDEX_FILE), ANSWERS_FILE: _sha256(folder / ANSWERS_FILE)},
+            "checksums": {INDEX_FILE: file_sha256(folder / INDEX_FILE), ANSWERS_FILE: file_sha256(folder / ANSWERS_FILE)},
         }
         (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
@@ -473,7 +468,7 @@ class AnswerIndex:
         for name, expected in manifest["checksums"].items():
             if not (folder / name).is_file():
                 raise IndexMismatchError(f"{folder}: {name} is missing")
-            if _sha256(folder / name) != expected:
+            if file_sha256(folder / name) != expected:
                 raise IndexMismatchError(f"{folder}: {name} does not match its checksum in {MANIFEST_FILE}: it was changed or truncated")
         index = faiss.read_index(str(folder / INDEX_FILE))
         if index.d != manifest["dim"] or index.ntotal != manifest["count"]:

@@ -21,7 +21,7 @@ import sqlite3
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -111,6 +111,15 @@ UNDELIVERED = (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError)  # what
 # the message may have gone out, and a customer would read it twice.
 UNAVAILABLE = frozenset({502, 503})
 SEND_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class TryAgain:
+    """One try at a platform's API found it unavailable: ``why``, and how long to wait before the next
+    (``None``: the n-th retry waits n seconds)."""
+
+    why: str
+    delay: float | None = None
 
 
 def failure(exc: BaseException) -> str:
@@ -506,6 +515,26 @@ class PlatformChannel(Channel):
             await asyncio.wait_for(self._stopping.wait(), seconds)
         if self._stopping.is_set():
             raise Stopping(f"{self.name}: the server is stopping")
+
+    async def with_retries(self, what: str, error: type[DeliveryError],
+                           attempt: Callable[[], Awaitable[dict[str, Any] | TryAgain]],
+                           max_delay: float = float("inf")) -> dict[str, Any]:
+        """``attempt``'s result, tried up to ``SEND_ATTEMPTS`` times while it answers :class:`TryAgain` or
+        the connection is refused; a wait longer than ``max_delay`` gives up at once. ``error`` says why
+        the last try failed."""
+        for n in range(1, SEND_ATTEMPTS + 1):
+            try:
+                outcome = await attempt()
+            except aiohttp.ClientConnectorError as exc:
+                outcome = TryAgain(str(exc))
+            if not isinstance(outcome, TryAgain):
+                return outcome
+            delay = float(n) if outcome.delay is None else outcome.delay
+            if n == SEND_ATTEMPTS or delay > max_delay:
+                break
+            log.warning("%s: %s; trying again in %gs", what, outcome.why, delay)
+            await self.pause_before_retry(delay)
+        raise error(f"{what}: {outcome.why} at try {n} of {SEND_ATTEMPTS}")
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         self._stopping.set()

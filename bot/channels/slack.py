@@ -22,10 +22,9 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-import aiohttp
 from aiohttp import web
 
-from bot.channels.base import (SEND_ATTEMPTS, UNAVAILABLE, DeliveryError, PlatformChannel, Turn, api_base, api_result,
+from bot.channels.base import (UNAVAILABLE, DeliveryError, PlatformChannel, TryAgain, Turn, api_base, api_result,
                                http_error, is_fresh, load_json, read_body, readable, same_secret)
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
@@ -321,27 +320,20 @@ class SlackChannel(PlatformChannel):
     async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Call a Web API method, up to ``SEND_ATTEMPTS`` tries: a 429 waits out its ``Retry-After``, and
         Slack unavailable (:data:`~bot.channels.base.UNAVAILABLE`) a second more at each try."""
-        for attempt in range(1, SEND_ATTEMPTS + 1):
-            try:
-                async with self.session.post(
-                    self.api_url + method, json=payload, headers={"Authorization": f"Bearer {self.bot_token}"}
-                ) as response:
-                    if response.status == 429:
-                        delay = retry_after(response.headers.get("Retry-After"))
-                        why = f"rate limited (Retry-After {delay:g}s)"
-                    elif response.status in UNAVAILABLE:
-                        delay, why = float(attempt), f"HTTP {response.status}"
-                    elif response.status >= 300:
-                        raise SlackAPIError(f"{method}: HTTP {response.status}")
-                    else:
-                        result = await api_result(response, SlackAPIError, method)
-                        if not result.get("ok"):
-                            raise SlackAPIError(f"{method}: {result.get('error', 'unknown error')}")
-                        return result
-            except aiohttp.ClientConnectorError as exc:
-                delay, why = float(attempt), str(exc)
-            if attempt == SEND_ATTEMPTS or delay > MAX_RETRY_AFTER_S:
-                break
-            log.warning("%s: %s; trying again in %gs", method, why, delay)
-            await self.pause_before_retry(delay)
-        raise SlackAPIError(f"{method}: {why} at try {attempt} of {SEND_ATTEMPTS}")
+        async def attempt() -> dict[str, Any] | TryAgain:
+            async with self.session.post(
+                self.api_url + method, json=payload, headers={"Authorization": f"Bearer {self.bot_token}"}
+            ) as response:
+                if response.status == 429:
+                    delay = retry_after(response.headers.get("Retry-After"))
+                    return TryAgain(f"rate limited (Retry-After {delay:g}s)", delay)
+                if response.status in UNAVAILABLE:
+                    return TryAgain(f"HTTP {response.status}")
+                if response.status >= 300:
+                    raise SlackAPIError(f"{method}: HTTP {response.status}")
+                result = await api_result(response, SlackAPIError, method)
+                if not result.get("ok"):
+                    raise SlackAPIError(f"{method}: {result.get('error', 'unknown error')}")
+                return result
+
+        return await self.with_retries(method, SlackAPIError, attempt, max_delay=MAX_RETRY_AFTER_S)

@@ -22,10 +22,9 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp import web
 
-from bot.channels.base import (MAX_SKEW_S, SEND_ATTEMPTS, UNAVAILABLE, DeliveryError, PlatformChannel, Turn, api_base,
+from bot.channels.base import (MAX_SKEW_S, UNAVAILABLE, DeliveryError, PlatformChannel, TryAgain, Turn, api_base,
                                api_result, http_error, is_fresh, read_body, readable)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import Text, say
@@ -333,20 +332,15 @@ class WeComChannel(PlatformChannel):
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """Call the API, up to ``SEND_ATTEMPTS`` tries while WeCom is unavailable
         (:data:`~bot.channels.base.UNAVAILABLE`, or its own ``-1``, "system busy, try again later")."""
-        for attempt in range(1, SEND_ATTEMPTS + 1):
-            try:
-                async with self.session.request(method, self.api_url + path, **kwargs) as response:
-                    if response.status in UNAVAILABLE:
-                        why = f"HTTP {response.status}"
-                    elif response.status >= 300:
-                        raise WeComAPIError(f"{path}: HTTP {response.status}")
-                    elif (result := await api_result(response, WeComAPIError, path)).get("errcode") == SYSTEM_BUSY:
-                        why = f"{SYSTEM_BUSY} {result.get('errmsg')}"
-                    else:
-                        return result
-            except aiohttp.ClientConnectorError as exc:
-                why = str(exc)
-            if attempt < SEND_ATTEMPTS:
-                log.warning("%s: %s; trying again in %ds", path, why, attempt)
-                await self.pause_before_retry(attempt)
-        raise WeComAPIError(f"{path}: {why} at try {SEND_ATTEMPTS} of {SEND_ATTEMPTS}")
+        async def attempt() -> dict[str, Any] | TryAgain:
+            async with self.session.request(method, self.api_url + path, **kwargs) as response:
+                if response.status in UNAVAILABLE:
+                    return TryAgain(f"HTTP {response.status}")
+                if response.status >= 300:
+                    raise WeComAPIError(f"{path}: HTTP {response.status}")
+                result = await api_result(response, WeComAPIError, path)
+                if result.get("errcode") == SYSTEM_BUSY:
+                    return TryAgain(f"{SYSTEM_BUSY} {result.get('errmsg')}")
+                return result
+
+        return await self.with_retries(path, WeComAPIError, attempt)
