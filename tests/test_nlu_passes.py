@@ -101,3 +101,17 @@ def test_loading_and_answering_leave_no_library_warnings_in_the_log(tiny_demo_bo
     assert nlu.classifier._traced is not None
     assert loading == []
     assert [r.getMessage() for r in records] == []
+
+
+def test_the_cores_shared_out_are_those_the_process_may_run_on(tiny_demo_bot: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container limited to one core (a cpuset) shared out the host's: a thread per host core, all on one."""
+    path = Registry(tiny_demo_bot / "models").current_path()
+    before = torch.get_num_threads()
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {3})
+    try:
+        nlu = NLU.load(path, device="cpu", inference=InferenceConfig(quantize="none"))
+        assert (nlu.workers, torch.get_num_threads()) == (1, 1)
+    finally:
+        torch.set_num_threads(before)
