@@ -25,7 +25,7 @@ from sentence_transformers.util import batch_to_device
 
 from finetune.cache import file_sha256
 from finetune.lexical import CharNgrams, choose_share
-from retrieval.text import model_text
+from retrieval.text import head_and_tail, model_text
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,9 @@ class IntentClassifier(torch.nn.Module):
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         """Normalised sentence embeddings, with gradients when training."""
-        features = self.encoder.preprocess([self.prefix + t for t in self.read(texts)])
-        features = batch_to_device(features, self.device)
+        texts = head_and_tail([self.prefix + t for t in self.read(texts)], self.encoder.tokenizer,
+                              self.encoder.max_seq_length)
+        features = batch_to_device(self.encoder.preprocess(texts), self.device)
         if self._traced is not None and not torch.is_grad_enabled():
             output = self._traced({k: v for k, v in features.items() if isinstance(v, torch.Tensor)})
         else:

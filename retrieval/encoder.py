@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
-from retrieval.text import model_text
+from retrieval.text import head_and_tail, model_text
 
 E5_PREFIXES = ("query: ", "passage: ")
 
@@ -128,8 +128,9 @@ class Encoder:
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        texts = [prefix + (model_text(text) if self.simplified else text) for text in texts]
         vectors = self.model.encode(
-            [prefix + (model_text(text) if self.simplified else text) for text in texts],
+            head_and_tail(texts, self.model.tokenizer, self.model.max_seq_length),
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=True,

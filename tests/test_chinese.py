@@ -88,7 +88,8 @@ def test_the_served_index_encodes_like_the_classifier(zh_bot: Path) -> None:
     """The served index embeds text as the classifier does (with e5's prefix), or what it encodes misses the
     classifier's queries."""
     nlu = load_serving_model(load_project(zh_bot), device="cpu", workers=1)
-    texts = ["我的快递现在到哪里了", "Where is my package?"]
+    long = "你好，我是你们店的老顾客了，一直以来对你们的服务都很满意，送货也很快，客服也很热情，" * 4 + "我的快递现在到哪里了"
+    texts = ["我的快递现在到哪里了", "Where is my package?", long]  # the long one read from its start and its end
     queries = nlu.index.encoder.encode_queries(texts)
     _, embeddings = nlu.classifier.predict_with_embeddings(texts)
     assert nlu.classifier.prefix == "query: "

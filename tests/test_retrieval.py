@@ -34,6 +34,7 @@ from retrieval.index import (  # noqa: E402
     collapse_near_duplicates,
     describe_saved,
 )
+from retrieval.text import head_and_tail  # noqa: E402
 
 
 class HashEncoder:
@@ -90,6 +91,26 @@ def test_encoder_vectors_and_prefixes(minilm: Encoder) -> None:
     assert float(wrapped.encode_queries(["refund please"])[0] @ vectors[1]) < 0.999
     assert Encoder.from_model(minilm.model, "/models/e5-small/model").query_prefix == "query: "
     assert Encoder.from_model(minilm.model, "/models/mae5x").query_prefix == ""
+
+
+def test_a_long_message_is_read_from_its_start_and_its_end(minilm: Encoder) -> None:
+    """The encoder kept a long message's first tokens only, and the question a customer asks after telling
+    the story was never read."""
+    tokenizer = minilm.model.tokenizer
+    story = "I bought a winter coat for my daughter last month and it was lovely. " * 6
+    long, short = f"{story}Can I get my money back for order 123?", "where is my parcel?"
+    kept, same = head_and_tail([long, short], tokenizer, 64)
+    assert same == short
+    assert kept.startswith("I bought a winter coat") and kept.endswith("Can I get my money back for order 123?")
+    assert len(tokenizer(kept)["input_ids"]) <= 64 < len(tokenizer(long)["input_ids"])
+    assert head_and_tail([long], tokenizer, None) == [long]  # a model without a length limit reads it all
+    question = minilm.encode_queries(["Can I get my money back for order 123?"])[0]
+    before, minilm.model.max_seq_length = minilm.model.max_seq_length, 64
+    try:
+        read, story_alone = minilm.encode_queries([long, story])
+    finally:
+        minilm.model.max_seq_length = before
+    assert float(read @ question) > float(story_alone @ question) + 0.2
 
 
 def test_build_search_save_load_with_minilm(minilm: Encoder, tmp_path: Path) -> None:
