@@ -77,7 +77,8 @@ class NLU:
         meta = read_meta(folder)  # before the weights: a bad file is named at once
         inference = inference or InferenceConfig(workers=1)
         classifier = serving_classifier(folder, device, inference)
-        cores = len(os.sched_getaffinity(0))  # those this process may run on: a container's cpuset, not the host's
+        # The cores this process may run on (a container's cpuset, not the host's), where the system says.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         # A GPU runs one batch at a time anyway. On a CPU the batches in flight share the cores: by default
         # each gets its share, so none oversubscribes.
         workers = (inference.workers or cores) if classifier.device.type == "cpu" else 1

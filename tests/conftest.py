@@ -26,7 +26,7 @@ def _one_core_per_worker() -> None:
     the servers it starts and the threads torch starts: two workers' torch threads, each spread over every
     core, spun against each other and trained the same model several times slower."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, …
-    if worker:
+    if worker and hasattr(os, "sched_setaffinity"):  # Linux
         cores = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
 
