@@ -1,9 +1,9 @@
 """Labelling the review queue: in the terminal (``bot review``) and for the admin API.
 
 One item at a time, a person answers with an intent name (or a unique prefix of one), a number from
-the model's ranking, ``a`` to accept the model's guess, ``o`` for out of scope, ``s`` to skip or
-``q`` to stop. Each answer is written at once and covers the whole group of near-duplicates, so
-stopping halfway loses nothing.
+the model's ranking, ``a`` to accept the model's guess, ``o`` for out of scope, ``u`` to correct the
+item labelled last, ``s`` to skip or ``q`` to stop. Each answer is written at once and covers the whole
+group of near-duplicates, so stopping halfway loses nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dialogues.store import LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier
 from finetune.registry import Registry
 
-SKIP, QUIT = "s", "q"
+SKIP, QUIT, UNDO = "s", "q", "u"
 
 
 AUTO_REVIEW_CONFIDENCE = 0.5  # the least confidence that auto review takes as sure enough
@@ -92,6 +92,7 @@ def serving_queue(project: Project, store: Store, device: str | None = None, lim
 class Answer:
     intent: str | None  # None: skip
     stop: bool = False
+    undo: bool = False  # correct the item labelled last
 
 
 def parse_answer(raw: str, item: ReviewItem, intents: Sequence[str]) -> Answer:
@@ -103,6 +104,8 @@ def parse_answer(raw: str, item: ReviewItem, intents: Sequence[str]) -> Answer:
         return Answer(text)
     if text.lower() == QUIT:
         return Answer(None, stop=True)
+    if text.lower() == UNDO:
+        return Answer(None, undo=True)
     if text.lower() in ("", SKIP):
         return Answer(None)
     if text.lower() == "a":
@@ -138,25 +141,47 @@ def show(item: ReviewItem, position: int, total: int) -> None:
 
 
 def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[str], reviewer: str | None) -> dict[str, int]:
-    """Prompt for each item in turn; returns how many items and turns were labelled and skipped."""
-    click.echo(f"{len(items)} item{'' if len(items) == 1 else 's'} to review. Answer with an intent (or a unique prefix), 1-5 from the model's "
-               f"ranking, a = accept the model's guess, o = out of scope, s = skip, q = quit.")
-    done = {"items": 0, "turns": 0, "skipped": 0}
-    for position, item in enumerate(items, start=1):
-        show(item, position, len(items))
+    """Prompt for each item in turn; returns how many items and turns were labelled and skipped.
 
-        def parse(raw: str, item: ReviewItem = item) -> Answer:
+    ``u`` shows the item labelled last again and takes a new label for it (a slip would otherwise be
+    learned at every retrain), then comes back to the item on the screen."""
+    click.echo(f"{len(items)} item{'' if len(items) == 1 else 's'} to review. Answer with an intent (or a unique prefix), 1-5 from the model's "
+               f"ranking, a = accept the model's guess, o = out of scope, u = correct the last label, s = skip, q = quit.")
+    done = {"items": 0, "turns": 0, "skipped": 0}
+    last: tuple[ReviewItem, int, int] | None = None  # the item labelled last, its position and one of its turns
+
+    def ask(item: ReviewItem, label: str) -> Answer:
+        def parse(raw: str) -> Answer:
             try:
                 return parse_answer(raw, item, intents)
             except ValueError as exc:
                 raise click.BadParameter(str(exc)) from None
 
         if sys.stdin is None:  # closed (`<&-`, a cron job without one): the end of input
-            break
+            return Answer(None, stop=True)
         try:
-            answer: Answer = click.prompt("label", default=SKIP, value_proc=parse, show_default=False)
+            return click.prompt(label, default=SKIP, value_proc=parse, show_default=False)
         except click.Abort:  # end of input (Ctrl-D): what was labelled is already stored
-            break
+            return Answer(None, stop=True)
+
+    for position, item in enumerate(items, start=1):
+        show(item, position, len(items))
+        answer = ask(item, "label")
+        while answer.undo:
+            if last is None:
+                click.echo("  nothing labelled yet to correct")
+            else:
+                show(last[0], last[1], len(items))
+                correction = ask(last[0], "correct to")
+                if correction.intent is not None:
+                    try:
+                        labelled_as(correction.intent, store.correct_label(last[2], correction.intent, reviewer))
+                    except KeyError:  # purged meanwhile
+                        click.echo("  not corrected: its messages were deleted meanwhile")
+                if correction.stop:
+                    return done
+                show(item, position, len(items))
+            answer = ask(item, "label")
         if answer.stop:
             break
         if answer.intent is None:
@@ -170,5 +195,10 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
             continue
         done["items"] += 1
         done["turns"] += len(labelled)
-        click.echo(f"  → {answer.intent} ({len(labelled)} message{'s' if len(labelled) > 1 else ''})")
+        last = (item, position, labelled[0])
+        labelled_as(answer.intent, labelled)
     return done
+
+
+def labelled_as(intent: str, turns: list[int]) -> None:
+    click.echo(f"  → {intent} ({len(turns)} message{'s' if len(turns) > 1 else ''})")

@@ -347,6 +347,21 @@ def test_bot_review_skips_an_item_labelled_meanwhile(store: Store) -> None:
         store.add_labels([free], "get_refund", first=True)
 
 
+def test_bot_review_corrects_the_item_labelled_last(store: Store) -> None:
+    """A slip in the terminal could not be taken back there, and was learned at every retrain."""
+    turn(store, "where is it", 0.2, "fallback")
+    turn(store, "money back", 0.2, "fallback", conversation="c2")
+    items = review_queue(store, threshold=0.5)
+    with CliRunner().isolation(input="u\no\nu\ntrack_order\nget_refund\n") as (output, *_):
+        done = review_in_terminal(store, items, ["track_order", "get_refund"], "bob")
+        shown = output.getvalue().decode()
+    assert done == {"items": 2, "turns": 2, "skipped": 0}
+    assert "nothing labelled yet to correct" in shown and "→ oos (1 message)" in shown
+    assert shown.count(f"“{items[0].texts[0]}”") == 2  # shown again to be corrected
+    labels = {r["turn_id"]: (r["intent"], r["reviewer"]) for r in store.labels()}
+    assert labels == {items[0].turn_ids[0]: ("track_order", "bob"), items[1].turn_ids[0]: ("get_refund", "bob")}
+
+
 def test_bot_review_labels_what_is_left_of_an_item_purged_meanwhile(store: Store) -> None:
     """``bot purge`` while an item was on the screen ended the sitting with a traceback (KeyError)."""
     kept = turn(store, "where is my parcel", 0.2, "fallback", conversation="c1")[0]
