@@ -48,8 +48,9 @@ _CONTACT_WORDS = re.compile(  # what a customer says around them: "my number is"
 
 
 def _only(words: str) -> str:
-    """A clause made only of ``words``, emoji and signs between them ("ok 👍"), or of an emoji or a sign alone."""
-    return rf"(?:(?:{words})[^a-z0-9\u4e00-\u9fff]*)+|[^a-z0-9\u4e00-\u9fff]*"
+    """A clause made only of ``words``, emoji and signs between them ("ok 👍"), or of an emoji or a sign alone;
+    a letter or digit of any script is none ("환불해 주세요" asks something)."""
+    return rf"(?:(?:{words})[\W_]*)+|[\W_]*"
 
 
 _ACKNOWLEDGES = re.compile(_only(_ACKS))
@@ -75,7 +76,7 @@ def _holds(clause: str) -> bool:
     if not _HOLDING.search(clause):
         return False
     rest = _HOLDING.sub(" ", clause)
-    return (not _HOW_LONG.search(rest) and len(re.findall(r"[a-z0-9]+", rest)) <= _FILLER_WORDS
+    return (not _HOW_LONG.search(rest) and len(re.findall(r"[^\W\u4e00-\u9fff]+", rest)) <= _FILLER_WORDS
             and len(re.findall(r"[\u4e00-\u9fff]", rest)) <= _FILLER_CHARACTERS)
 
 

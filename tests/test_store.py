@@ -407,6 +407,7 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     ("Please wait 24 hours.", False), ("Please wait two days.", False), ("Please wait up to a week.", False),
     ("请耐心等待两天", False), ("稍等，大概3小时内到账", False),
     ("ok, thanks for the refund, but the parcel is still missing", False),
+    ("Let me check: 환불이 완료되었습니다", False),
 ])
 def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     assert says_nothing(text) is nothing
@@ -423,6 +424,8 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     ("电话：98765432", True), ("邮箱：a@b.com", True), ("my email: a@b.com", True), ("电话 9123 4567", True),
     ("亲，在吗？", True), ("好的亲", True), ("good morning", True), ("多谢", True), ("ok 👍", True),
     ("my phone is 555-010-0199, where is my refund", False), ("我的订单号是123456", False),
+    # other scripts are words, not signs
+    ("환불해 주세요", False), ("Где мой заказ?", False), ("注文はどこですか", False), ("🙏🙏", True), ("ok ✌️", True),
 ])
 def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     assert asks_nothing(text) is only
