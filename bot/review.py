@@ -173,7 +173,9 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
             else:
                 show(last[0], last[1], len(items))
                 correction = ask(last[0], "correct to")
-                if correction.intent is not None:
+                if correction.intent is None:
+                    click.echo("  not corrected")
+                else:
                     try:
                         labelled_as(correction.intent, store.correct_label(last[2], correction.intent, reviewer))
                     except KeyError:  # purged meanwhile

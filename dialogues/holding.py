@@ -16,6 +16,7 @@ customer asks in the words agents hold the line with ("还有其他颜色吗", "
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from dialogues.redact import redact
 from retrieval.text import model_text
@@ -47,10 +48,15 @@ _CONTACT_WORDS = re.compile(  # what a customer says around them: "my number is"
     r"|我的|我|手机号?码?|电话号?码?|联系方式|身份证号?码?|邮箱|微信号?|号码|是|为)\s*)*")
 
 
+# Emoji, punctuation and other signs, and a letter alone among them (a kaomoji's: see _only).
+_SIGNS = r"(?:[\W_]|[^\W\d_\u4e00-\u9fff](?![^\W_]))*"
+
+
 def _only(words: str) -> str:
-    """A clause made only of ``words``, emoji and signs between them ("ok 👍"), or of an emoji or a sign alone;
-    a letter or digit of any script is none ("환불해 주세요" asks something)."""
-    return rf"(?:(?:{words})[\W_]*)+|[\W_]*"
+    """A clause made only of ``words``, emoji and signs between them ("ok 👍", "好的 (｡･ω･｡)"), or of an emoji
+    or a sign alone. Two letters in a row of any script, a digit or a Chinese character are no sign ("환불해
+    주세요" asks something); a letter alone among signs is a kaomoji's ("ヽ(°〇°)ﾉ")."""
+    return rf"(?:(?:{words}){_SIGNS})+|{_SIGNS}"
 
 
 _ACKNOWLEDGES = re.compile(_only(_ACKS))
@@ -67,7 +73,7 @@ _HOW_LONG = re.compile(
     r"(?:\d|\b(?:an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|a few|a couple of))\s*"
     r"(?:(?:business|working) )?(?:hours?|days?|weeks?|months?)\b|(?:\d|[一二两三四五六七八九十几半])\s*个?(?:工作日|天|周|星期|小时|月)"
 )
-_FILLER_WORDS, _FILLER_CHARACTERS = 5, 3  # what a holding phrase may leave of its clause: "that for you", "我帮您"
+_FILLER_WORDS, _FILLER_CHARACTERS = 5, 3  # what a holding phrase may leave: English words ("that for you"), other letters ("我帮您")
 
 
 def _holds(clause: str) -> bool:
@@ -76,12 +82,12 @@ def _holds(clause: str) -> bool:
     if not _HOLDING.search(clause):
         return False
     rest = _HOLDING.sub(" ", clause)
-    return (not _HOW_LONG.search(rest) and len(re.findall(r"[^\W\u4e00-\u9fff]+", rest)) <= _FILLER_WORDS
-            and len(re.findall(r"[\u4e00-\u9fff]", rest)) <= _FILLER_CHARACTERS)
+    return (not _HOW_LONG.search(rest) and len(re.findall(r"[a-z0-9]+", rest)) <= _FILLER_WORDS
+            and len(re.findall(r"[^\W\da-z_]", rest)) <= _FILLER_CHARACTERS)
 
 
 def _clauses(text: str) -> list[str]:
-    return [c for c in map(str.strip, _CLAUSES.split(model_text(text).lower())) if c]
+    return [c for c in map(str.strip, _CLAUSES.split(unicodedata.normalize("NFKC", model_text(text)).lower())) if c]
 
 
 def says_nothing(text: str) -> bool:

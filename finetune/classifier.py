@@ -123,8 +123,7 @@ class IntentClassifier(torch.nn.Module):
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         """Normalised sentence embeddings, with gradients when training."""
-        texts = head_and_tail([self.prefix + t for t in self.read(texts)], self.encoder.tokenizer,
-                              self.encoder.max_seq_length)
+        texts = head_and_tail(self.read(texts), self.encoder.tokenizer, self.encoder.max_seq_length, self.prefix)
         features = batch_to_device(self.encoder.preprocess(texts), self.device)
         if self._traced is not None and not torch.is_grad_enabled():
             output = self._traced({k: v for k, v in features.items() if isinstance(v, torch.Tensor)})

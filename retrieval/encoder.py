@@ -128,9 +128,9 @@ class Encoder:
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        texts = [prefix + (model_text(text) if self.simplified else text) for text in texts]
+        texts = [model_text(text) if self.simplified else text for text in texts]
         vectors = self.model.encode(
-            head_and_tail(texts, self.model.tokenizer, self.model.max_seq_length),
+            head_and_tail(texts, self.model.tokenizer, self.model.max_seq_length, prefix),
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=True,

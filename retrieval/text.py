@@ -3,6 +3,8 @@ compares examples as the models will read them) does not import the models' libr
 
 from __future__ import annotations
 
+import copy
+import weakref
 from typing import Any
 
 import opencc
@@ -27,25 +29,49 @@ def model_text(text: str) -> str:
 
 
 HEAD_SHARE = 0.25  # of a long message's tokens, from its start; the rest from its end
+_OWN_TOKENIZERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
-def head_and_tail(texts: list[str], tokenizer: Any, max_tokens: int | None) -> list[str]:
-    """``texts`` that fit in ``max_tokens`` (special tokens included) as they are; longer ones as their
-    first quarter and their end, joined by a space.
+def _own(tokenizer: Any) -> Any:
+    """A copy of ``tokenizer`` for :func:`head_and_tail` alone. A tokenizer keeps the padding and truncation
+    of its last call, and the server's model workers encode from several threads at once: a call with other
+    settings meanwhile makes another thread's fail ("Already borrowed") or pad what it should not."""
+    if (own := _OWN_TOKENIZERS.get(tokenizer)) is None:
+        own = _OWN_TOKENIZERS[tokenizer] = copy.deepcopy(tokenizer)
+    return own
+
+
+def head_and_tail(texts: list[str], tokenizer: Any, max_tokens: int | None, prefix: str = "") -> list[str]:
+    """``prefix`` and each text, the whole text when they fit in ``max_tokens`` (special tokens included),
+    else the text's first quarter and its end, joined by a space.
 
     An encoder keeps a long message's first tokens and drops the rest, while a customer often tells the
     story first and asks last: "I bought a coat for my daughter last week … can I get my money back?".
     Keeping the head and the tail read long texts best among the cuts tried for fine-tuned BERT
     classifiers (Sun et al., 2019, "How to Fine-Tune BERT for Text Classification?"). The cut falls
-    between tokens, by the tokenizer's character offsets, and leaves two tokens of room for the join's
-    own tokenisation. A model without a length limit, or with a tokenizer that gives no offsets (a slow
-    one), reads its texts as they are.
+    between tokens, by the tokenizer's character offsets; where a character is several tokens (Hangul in
+    a WordPiece vocabulary) the end is shortened until the whole fits. A model without a length limit, or
+    with a tokenizer that gives no offsets (a slow one), reads its texts whole.
     """
     if not max_tokens or not getattr(tokenizer, "is_fast", False):
-        return texts
-    limit = max_tokens - tokenizer.num_special_tokens_to_add()
-    offsets = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+        return [prefix + text for text in texts]
+    own = _own(tokenizer)
+
+    def count(text: str) -> int:
+        return len(own(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    room = max_tokens - own.num_special_tokens_to_add()
+    limit = room - count(prefix)  # for the text
     head = max(1, int(limit * HEAD_SHARE))
-    tail = limit - head - 2
-    return [text if len(spans) <= limit or tail < 1 else f"{text[:spans[head - 1][1]]} {text[spans[-tail][0]:]}"
-            for text, spans in zip(texts, offsets)]
+    read = []
+    for text, spans in zip(texts, own(texts, add_special_tokens=False, return_offsets_mapping=True,
+                                      verbose=False)["offset_mapping"]):
+        tail = limit - head - 2  # the join may tokenise into a token or two more
+        while len(spans) > limit and tail >= 1:
+            cut = f"{text[:spans[head - 1][1]]} {text[spans[-tail][0]:]}"
+            if (over := count(prefix + cut) - room) <= 0:
+                text = cut
+                break
+            tail -= over
+        read.append(prefix + text)
+    return read

@@ -104,6 +104,11 @@ def test_a_long_message_is_read_from_its_start_and_its_end(minilm: Encoder) -> N
     assert kept.startswith("I bought a winter coat") and kept.endswith("Can I get my money back for order 123?")
     assert len(tokenizer(kept)["input_ids"]) <= 64 < len(tokenizer(long)["input_ids"])
     assert head_and_tail([long], tokenizer, None) == [long]  # a model without a length limit reads it all
+    prefixed = head_and_tail([long], tokenizer, 16, prefix="query: ")[0]  # e5's prefix is not the text's to cut
+    assert prefixed.startswith("query: I bought") and prefixed.endswith("123?")
+    assert len(tokenizer(prefixed)["input_ids"]) <= 16
+    hangul = "환불해 주세요 " * 40  # several WordPiece tokens a character: a cut inside one kept it on both sides
+    assert all(len(tokenizer(head_and_tail([hangul], tokenizer, n)[0])["input_ids"]) <= n for n in (16, 20, 32))
     question = minilm.encode_queries(["Can I get my money back for order 123?"])[0]
     before, minilm.model.max_seq_length = minilm.model.max_seq_length, 64
     try:

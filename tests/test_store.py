@@ -407,7 +407,7 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     ("Please wait 24 hours.", False), ("Please wait two days.", False), ("Please wait up to a week.", False),
     ("请耐心等待两天", False), ("稍等，大概3小时内到账", False),
     ("ok, thanks for the refund, but the parcel is still missing", False),
-    ("Let me check: 환불이 완료되었습니다", False),
+    ("Let me check 환불이 완료되었습니다", False), ("let me check, это займёт пару минут", False), ("稍等 ＯＫ", True),
 ])
 def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     assert says_nothing(text) is nothing
@@ -426,6 +426,7 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     ("my phone is 555-010-0199, where is my refund", False), ("我的订单号是123456", False),
     # other scripts are words, not signs
     ("환불해 주세요", False), ("Где мой заказ?", False), ("注文はどこですか", False), ("🙏🙏", True), ("ok ✌️", True),
+    ("ＯＫ👌", True), ("好的 (｡･ω･｡)", True), ("在吗 (´Д｀)", True), ("好的ヽ(°〇°)ﾉ", True),  # full width, kaomoji
 ])
 def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     assert asks_nothing(text) is only
