@@ -21,16 +21,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []  # the run's, before a worker's pin
-
-
 def _one_core_per_worker() -> None:
     """Under `make test` (pytest-xdist, a worker per core) each worker keeps to a core of its own, and so do
     the servers it starts and the threads torch starts: two workers' torch threads, each spread over every
     core, spun against each other and trained the same model several times slower."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, …
     if worker and hasattr(os, "sched_setaffinity"):  # Linux
-        os.sched_setaffinity(0, {CORES[int(worker.removeprefix("gw")) % len(CORES)]})
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
 
 
 _one_core_per_worker()
