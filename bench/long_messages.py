@@ -55,7 +55,10 @@ def main() -> None:
     }
     nlu = load_serving_model(load_project(args.bot), device="cpu", workers=1)
     figures: dict[str, Any] = {"n": len(rows), "max_length": nlu.classifier.encoder.max_seq_length}
-    for reading, cut in (("head_and_tail", head_and_tail), ("head_only", lambda texts, *_: texts)):
+    def head_only(texts: list[str], tokenizer: Any, max_tokens: int | None, prefix: str = "") -> list[str]:
+        return [prefix + text for text in texts]
+
+    for reading, cut in (("head_and_tail", head_and_tail), ("head_only", head_only)):
         finetune.classifier.head_and_tail = cut  # the encoder's own truncation keeps the first tokens
         figures[reading] = {way: accuracy(nlu, texts, intents) for way, texts in asked.items()}
     print(json.dumps(figures))
