@@ -35,6 +35,12 @@ def story_for(text: str) -> str:
     return STORY["zh"] if any("\u4e00" <= ch <= "\u9fff" for ch in text) else STORY["en"]
 
 
+def head_only(texts: list[str], tokenizer: Any, max_tokens: int | None, prefix: str = "") -> list[str]:
+    """:func:`head_and_tail`'s stand-in for the baseline: the prefix and the whole text, which the encoder
+    then cuts to its first tokens."""
+    return [prefix + text for text in texts]
+
+
 def accuracy(nlu: Any, texts: list[str], intents: list[str]) -> float:
     analyses = [a for start in range(0, len(texts), 32) for a in nlu.analyse(texts[start:start + 32])]
     return round(sum(a.prediction.intent == intent for a, intent in zip(analyses, intents)) / len(texts), 4)
@@ -55,11 +61,8 @@ def main() -> None:
     }
     nlu = load_serving_model(load_project(args.bot), device="cpu", workers=1)
     figures: dict[str, Any] = {"n": len(rows), "max_length": nlu.classifier.encoder.max_seq_length}
-    def head_only(texts: list[str], tokenizer: Any, max_tokens: int | None, prefix: str = "") -> list[str]:
-        return [prefix + text for text in texts]
-
     for reading, cut in (("head_and_tail", head_and_tail), ("head_only", head_only)):
-        finetune.classifier.head_and_tail = cut  # the encoder's own truncation keeps the first tokens
+        finetune.classifier.head_and_tail = cut
         figures[reading] = {way: accuracy(nlu, texts, intents) for way, texts in asked.items()}
     print(json.dumps(figures))
 
