@@ -144,7 +144,8 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
     """Prompt for each item in turn; returns how many items and turns were labelled and skipped.
 
     ``u`` shows the item labelled last again and takes a new label for it (a slip would otherwise be
-    learned at every retrain), then comes back to the item on the screen."""
+    learned at every retrain), then comes back to the item on the screen; after the queue's last item, ``u``
+    can still correct it before the sitting ends."""
     click.echo(f"{len(items)} item{'' if len(items) == 1 else 's'} to review. Answer with an intent (or a unique prefix), 1-5 from the model's "
                f"ranking, a = accept the model's guess, o = out of scope, u = correct the last label, s = skip, q = quit.")
     done = {"items": 0, "turns": 0, "skipped": 0}
@@ -164,28 +165,32 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
         except click.Abort:  # end of input (Ctrl-D): what was labelled is already stored
             return Answer(None, stop=True)
 
+    def correct_last(last: tuple[ReviewItem, int, int]) -> bool:
+        """Show the item labelled last and take a new label for it; True when the reviewer stopped there."""
+        show(last[0], last[1], len(items))
+        correction = ask(last[0], "correct to")
+        if correction.intent is None:
+            click.echo("  not corrected")
+        else:
+            try:
+                labelled_as(correction.intent, store.correct_label(last[2], correction.intent, reviewer))
+            except KeyError:  # purged meanwhile
+                click.echo("  not corrected: its messages were deleted meanwhile")
+        return correction.stop
+
     for position, item in enumerate(items, start=1):
         show(item, position, len(items))
         answer = ask(item, "label")
         while answer.undo:
             if last is None:
                 click.echo("  nothing labelled yet to correct")
+            elif correct_last(last):
+                return done
             else:
-                show(last[0], last[1], len(items))
-                correction = ask(last[0], "correct to")
-                if correction.intent is None:
-                    click.echo("  not corrected")
-                else:
-                    try:
-                        labelled_as(correction.intent, store.correct_label(last[2], correction.intent, reviewer))
-                    except KeyError:  # purged meanwhile
-                        click.echo("  not corrected: its messages were deleted meanwhile")
-                if correction.stop:
-                    return done
                 show(item, position, len(items))
             answer = ask(item, "label")
         if answer.stop:
-            break
+            return done
         if answer.intent is None:
             done["skipped"] += 1
             continue
@@ -199,7 +204,28 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
         done["turns"] += len(labelled)
         last = (item, position, labelled[0])
         labelled_as(answer.intent, labelled)
+    # The queue's last label can still be a slip: one more chance to correct it before the sitting ends.
+    while last is not None and sys.stdin is not None and wants_correction():
+        if correct_last(last):
+            break
     return done
+
+
+def wants_correction() -> bool:
+    """After the queue's last item: ``u`` corrects the label given last, Enter (or ``q``, or the end of input)
+    ends the sitting."""
+    def parse(raw: str) -> bool:
+        if (text := raw.strip().lower()) in ("", QUIT):
+            return False
+        if text == UNDO:
+            return True
+        raise click.BadParameter("type u to correct the last label, or press Enter to finish")
+
+    try:
+        return click.prompt("end of the queue: u = correct the last label, Enter = finish", default="",
+                            value_proc=parse, show_default=False)
+    except click.Abort:  # end of input (Ctrl-D)
+        return False
 
 
 def labelled_as(intent: str, turns: list[int]) -> None:

@@ -362,6 +362,21 @@ def test_bot_review_corrects_the_item_labelled_last(store: Store) -> None:
     assert labels == {items[0].turn_ids[0]: ("track_order", "bob"), items[1].turn_ids[0]: ("get_refund", "bob")}
 
 
+def test_bot_review_corrects_the_queues_last_label_before_it_ends(store: Store) -> None:
+    """Once the queue's last item was labelled the sitting ended, and a slip there could not be taken back."""
+    turn(store, "where is it", 0.2, "fallback")
+    turn(store, "money back", 0.2, "fallback", conversation="c2")
+    items = review_queue(store, threshold=0.5)
+    with CliRunner().isolation(input="o\noos\nx\nu\nget_refund\n\n") as (output, *_):
+        done = review_in_terminal(store, items, ["track_order", "get_refund"], "bob")
+        shown = output.getvalue().decode()
+    assert done == {"items": 2, "turns": 2, "skipped": 0}
+    assert "type u to correct the last label" in shown  # "x" is no answer there
+    assert shown.count(f"“{items[1].texts[0]}”") == 2
+    labels = {r["turn_id"]: r["intent"] for r in store.labels()}
+    assert labels == {items[0].turn_ids[0]: "oos", items[1].turn_ids[0]: "get_refund"}
+
+
 def test_bot_review_labels_what_is_left_of_an_item_purged_meanwhile(store: Store) -> None:
     """``bot purge`` while an item was on the screen ended the sitting with a traceback (KeyError)."""
     kept = turn(store, "where is my parcel", 0.2, "fallback", conversation="c1")[0]
