@@ -149,7 +149,7 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
     click.echo(f"{len(items)} item{'' if len(items) == 1 else 's'} to review. Answer with an intent (or a unique prefix), 1-5 from the model's "
                f"ranking, a = accept the model's guess, o = out of scope, u = correct the last label, s = skip, q = quit.")
     done = {"items": 0, "turns": 0, "skipped": 0}
-    last: tuple[ReviewItem, int, int] | None = None  # the item labelled last, its position and one of its turns
+    last: tuple[ReviewItem, int, list[int]] | None = None  # the item labelled last, its position and its turns
 
     def ask(item: ReviewItem, label: str) -> Answer:
         def parse(raw: str) -> Answer:
@@ -165,16 +165,19 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
         except click.Abort:  # end of input (Ctrl-D): what was labelled is already stored
             return Answer(None, stop=True)
 
-    def correct_last(last: tuple[ReviewItem, int, int]) -> bool:
+    def correct_last(last: tuple[ReviewItem, int, list[int]]) -> bool:
         """Show the item labelled last and take a new label for it; True when the reviewer stopped there."""
         show(last[0], last[1], len(items))
         correction = ask(last[0], "correct to")
         if correction.intent is None:
             click.echo("  not corrected")
         else:
-            try:
-                labelled_as(correction.intent, store.correct_label(last[2], correction.intent, reviewer))
-            except KeyError:  # purged meanwhile
+            try:  # by whichever of its turns is left: `bot purge` may have taken some meanwhile
+                kept = store.label_of(*last[2])
+                if kept is None:
+                    raise KeyError(last[2])
+                labelled_as(correction.intent, store.correct_label(kept["turn_id"], correction.intent, reviewer))
+            except KeyError:  # all purged meanwhile
                 click.echo("  not corrected: its messages were deleted meanwhile")
         return correction.stop
 
@@ -202,7 +205,7 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
             continue
         done["items"] += 1
         done["turns"] += len(labelled)
-        last = (item, position, labelled[0])
+        last = (item, position, labelled)
         labelled_as(answer.intent, labelled)
     # The queue's last label can still be a slip: one more chance to correct it before the sitting ends.
     while last is not None and sys.stdin is not None and wants_correction():

@@ -396,6 +396,31 @@ def test_bot_review_labels_what_is_left_of_an_item_purged_meanwhile(store: Store
         store.add_labels([gone], "oos")
 
 
+def test_bot_review_corrects_an_item_whose_first_message_was_purged_after_labelling(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The correction went by the item's first labelled message alone: once that was purged, the rest of
+    the item kept the slip ("not corrected: its messages were deleted meanwhile")."""
+    conversations = {turn(store, "where is my parcel", 0.2, "fallback", conversation="c1")[0]: "c1",
+                     turn(store, "Where is my parcel?", 0.2, "fallback", conversation="c2")[0]: "c2"}
+    [item] = review_queue(store, threshold=0.5)
+    assert sorted(item.turn_ids) == sorted(conversations)
+    add_labels = store.add_labels
+    kept = []
+
+    def add_then_purge(*args: Any, **kwargs: Any) -> list[int]:  # `bot purge` of the first one right after
+        labelled = add_labels(*args, **kwargs)
+        monkeypatch.undo()
+        store.purge(conversations[labelled[0]])
+        kept.extend(labelled[1:])
+        return labelled
+
+    monkeypatch.setattr(store, "add_labels", add_then_purge)
+    with CliRunner().isolation(input="o\nu\ntrack_order\n\n") as (output, *_):
+        review_in_terminal(store, [item], ["track_order", "get_refund"], "bob")
+        shown = output.getvalue().decode()
+    assert "→ track_order (1 message)" in shown
+    assert {r["turn_id"]: r["intent"] for r in store.labels()} == {kept[0]: "track_order"}
+
+
 def test_bot_review_does_not_label_another_customers_message_that_took_a_purged_turns_id(store: Store) -> None:
     """SQLite gives the highest deleted ids out again: the label for a purged question landed on the next
     customer's message, and went into the training data."""
