@@ -528,7 +528,7 @@ JSONL = click.Path(exists=True, dir_okay=False, path_type=Path)
                    "(an oos_type on them, such as id or ood, adds an AUROC per kind).")
 @click.option("--valid", "valid_file", type=JSONL, default=None,
               help="JSONL to choose the rejection threshold on (default: held-out train lines, if any are oos).")
-@click.option("--model", default="default", show_default=True, help="Base model: a name, a path, or multilingual.")
+@click.option("--model", default="default", show_default=True, help="Base model: default, multilingual, mpnet, a Hugging Face name or a path.")
 @click.option("--shots", type=click.IntRange(min=1), default=None,
               help="Train on K lines per intent (all of an intent's lines when it has fewer, which is said).")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed for --shots sampling and training.")
@@ -710,8 +710,8 @@ def _is_the_bots_own(project: Project, path: Path) -> bool:
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None,
-              help="Only labels and answers from this date (local time) on.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None, metavar="DATE",
+              help="Only labels and answers from this date (local time, YYYY-MM-DD[THH:MM:SS]) on.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="File to write (default stdout).")
@@ -880,8 +880,8 @@ def models(directory: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None,
-              help="Only what happened from this date (local time) on.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None, metavar="DATE",
+              help="Only what happened from this date (local time, YYYY-MM-DD[THH:MM:SS]) on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def stats(directory: Path, since: Any, as_json: bool) -> None:
     """How the bot in DIRECTORY is doing: conversations kept without a person, how messages were
