@@ -1092,6 +1092,14 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     # The keyboard goes on to the next item to review (or the tab, when none is left), not back to the page.
     page.wait_for_function("document.activeElement.matches('.list li[tabindex], .tabs [aria-pressed=true]')", timeout=5000)
     assert stored_labels(web_demo_bot.root, first) == [chosen]
+    # A slip is taken back from the notice beside the label, and the item's label changed, not added to.
+    expect(page.locator(".labelled")).to_have_text(f"Labelled as {chosen}. Correct it")
+    page.get_by_role("button", name="Correct it").click()
+    expect(page.locator(".review .question")).to_have_text(f"Labelled as {chosen}: what did the customer want?")
+    expect(page.locator(".review .texts li", has_text=first)).to_be_visible()
+    page.get_by_role("button", name="Out of scope").click()
+    expect(page.locator(".labelled .what")).to_have_text("Labelled as oos.")
+    assert stored_labels(web_demo_bot.root, first) == [chosen, "oos"]
 
     api.chat(f"review-{next(PAGE_NUMBERS)}", second)
     page.locator(".list li", has_text=second).click()  # the list refreshes by itself
