@@ -162,16 +162,19 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         new = _new_since(usable, last.meta)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         answers = agent_answers(data)
-        gone = gone_answers(serving_path, answers)
+        if gone := gone_answers(serving_path, answers):
+            # Not for one more minute of training: the customers' answers must not be shown while the candidate
+            # trains, nor for good if the run then fails. The classifier stays as it is, and so does what it learnt.
+            refreshed = refresh_index(registry, serving_name, answers, last.meta.get("learned_through", {}))
+            say(f"{len(gone)} agent answer{'s' if len(gone) > 1 else ''} no longer in the store as indexed (purged, "
+                f"now redacted, or about one customer's case) left the index: {refreshed} serves without them, "
+                f"{serving_name}'s classifier unchanged.")
+            serving_name, serving_path = refreshed, registry.path(refreshed)
         if not (force or seed_changed or new["labels"] or new["answers"] or new["labels_gone"]):
-            if gone:  # nothing to learn, but the index must not show them: the classifier stays as it is
-                version = refresh_index(registry, serving_name, answers, usable)
-                say(f"Nothing new since {last.name}; {len(gone)} agent answer{'s' if len(gone) > 1 else ''} no longer "
-                    f"in the store as indexed (purged, now redacted, or about one customer's case) left the index: {version} serves without "
-                    f"them, its classifier unchanged.")
-                return RetrainResult(version, False, {"promoted": False, "serving": serving_name,
-                                                      "reasons": ["nothing new"], "index_refresh": version,
-                                                      "answers_removed": len(gone)})
+            if gone:
+                return RetrainResult(serving_name, False, {"promoted": False, "serving": serving_name,
+                                                           "reasons": ["nothing new"], "index_refresh": serving_name,
+                                                           "answers_removed": len(gone)})
             refused = "" if last.decision.get("promoted", True) else (
                 f" The gate refused {last.name} ({'; '.join(map(str, last.decision.get('reasons') or []))}): label more "
                 f"messages of the intents it names, or serve it as it is with `bot rollback {project.root} {last.name}`.")
@@ -185,9 +188,13 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         say(f"Measuring the serving model {serving_name} on {len(held)} frozen and {len(seed)} seed examples")
         before = {"frozen": measure(serving, held), "seed": measure(serving, seed)}
         train = seed + learned
-        warm = serving.labels == sorted({e.intent for e in train})
+        # A label the serving model learnt and the store no longer has (purged, or corrected) must be unlearnt:
+        # a warm start would begin from it, keep its answers and half its weights.
+        same_intents = serving.labels == sorted({e.intent for e in train})
+        warm = same_intents and not new["labels_gone"]
+        why_full = "the intents changed" if not same_intents else f"{new['labels_gone']} label(s) it learnt are gone"
         transfer = [text for text in traffic if text not in held_texts] if warm else []
-        say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: the intents changed'}) "
+        say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: ' + why_full}) "
             f"on {len(seed)} seed + {len(learned)} labelled examples"
             + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else "")
             + (f", then averaged with {serving_name}'s weights ({share:g} trained)"
@@ -217,7 +224,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 "data": {"seed_examples": len(seed), **label_counts, "new_labels": new["labels"],
                          "labels_gone": new["labels_gone"],
                          "transfer_messages": len(transfer),
-                         "agent_answers": len(answers), "new_answers": new["answers"], "seed_changed": seed_changed},
+                         "agent_answers": len(answers), "new_answers": new["answers"], "answers_removed": len(gone),
+                         "seed_changed": seed_changed},
                 "margins": cfg.model_dump(include={"max_accuracy_drop", "max_intent_drop", "min_intent_examples"}),
             }
             meta.update(mode=decision["mode"], parent=serving_name, learned_through=_through(usable))
@@ -228,8 +236,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             registry.promote(version)
             registry.record({"event": "promoted", "version": version, "previous": serving_name})
             return RetrainResult(version, True, decision)
-        if (new["answers"] or gone) and not moved:  # a refresh serves a copy of serving_name, which no longer serves
-            decision["index_refresh"] = refresh_index(registry, serving_name, answers, usable)
+        if new["answers"] and not moved:  # a refresh serves a copy of serving_name, which no longer serves
+            decision["index_refresh"] = refresh_index(registry, serving_name, answers, _through(usable))
         # Recorded last: a run killed before this point has not run, for the next one (last_finished).
         registry.record({"event": "refused", "version": version, "serving": serving_name, "reasons": reasons,
                          **({"index_refresh": decision["index_refresh"]} if "index_refresh" in decision else {})})
@@ -257,7 +265,8 @@ def without_gone_answers(project: Project, registry: Registry, name: str) -> str
     answers = agent_answers(data)
     if not gone_answers(registry.path(name), answers):
         return None
-    return refresh_index(registry, name, answers, exported(project, data))
+    # What the next retrain counts as new stays what it would be without the refresh: newer labels are not learnt.
+    return refresh_index(registry, name, answers, last_finished(registry, name).meta.get("learned_through", {}))
 
 
 def last_finished(registry: Registry, serving_name: str) -> Version:
@@ -269,12 +278,16 @@ def last_finished(registry: Registry, serving_name: str) -> Version:
     return [v for v in registry.versions() if v.name in ended | {serving_name}][-1]
 
 
-def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], data: LearnedData) -> str:
+def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], learned_through: dict[str, float]) -> str:
     """A version with the serving classifier unchanged and its index holding ``answers``, the agent answers
-    the store has now: new ones added, and those of conversations purged since taken out."""
+    the store has now: new ones added, and those of conversations purged since taken out. ``learned_through``
+    is how far the data of the last attempt went (:func:`_through`), which the next retrain counts on."""
     source = registry.path(serving_name)
     meta = read_meta(source)
-    metrics = json.loads((source / "metrics.json").read_text())
+    try:
+        metrics = json.loads((source / "metrics.json").read_text())
+    except (OSError, ValueError) as exc:  # a damaged version folder: a clear refusal, not a traceback
+        raise ModelLoadError(f"{source}: cannot read metrics.json: {exc}") from exc
     with registry.stage() as staging:
         shutil.copytree(source / "classifier", staging / "classifier", copy_function=_link)
         classifier = IntentClassifier.load(staging / "classifier", device="cpu")
@@ -283,7 +296,7 @@ def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], 
         index.remove([i for i in index.ids if i.startswith("agent:") and i not in kept])
         index.add(answers)
         index.save(staging / "index")
-        meta.update(parent=serving_name, mode="index_refresh", learned_through=_through(data))
+        meta.update(parent=serving_name, mode="index_refresh", learned_through=learned_through)
         version = registry.commit(staging, meta, metrics)
     registry.promote(version)
     registry.record({"event": "index_refresh", "version": version, "previous": serving_name, "answers": len(answers)})

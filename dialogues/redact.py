@@ -70,9 +70,12 @@ CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
 CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )"
                          r"(?:[2-9]\d{6,7}|[2-9]\d{3}[ -]\d{4})(?=-\d{1,5}(?![\d-])|[^\d-]|$)")
-_PHONE_WORD = (r"(?<![A-Za-z])(?:电话|電話|座机|座機|固话|固話|手机|手機|tel|phone|mobile|whatsapp|call)"
+_PHONE_WORD = (r"(?<![A-Za-z])(?:电话|電話|座机|座機|固话|固話|手机|手機|tel|phone|mobile|cell|whatsapp|call)"
                r"(?: ?(?:号码|號碼|号|號|number|no\.?))?(?: ?(?:是|為|为|is|me(?: at| on)?))?")  # 电话号码是…, call me at
-PHONE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}({_CN_AREA}[2-9]\d{{6,7}}|[2-9]\d{{3}}[ -]?\d{{4}})(?![\d-])")
+# After that word, any national number too: 9 to 15 digits, whole or in groups (4155552671, 07911 123456,
+# 0412 345 678), but not a date, a "+" number (INTL_PHONE's) or the start of a longer run of groups.
+PHONE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}(?<![+\d])(?!\d{{4}}[-./]\d{{1,2}}[-./]\d{{1,2}}(?!\d))"
+                         r"(\d(?:[ .-]?\d){8,14}|[2-9]\d{3}[ -]?\d{4})(?![\d-]|[ .]\d)")
 # A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
 # glued on or not: +44 (0)20 7946 0958, +49 152 / 3472252. One way only to read each text, so that no
 # run of digits makes it try every way of splitting them.

@@ -192,9 +192,40 @@ def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Pa
     store.purge("lost")
     store.close()
     purged = retrain(load_project(bot_dir), device="cpu", progress=False)
-    assert purged.version == "v0003" and purged.decision["data"]["labels_gone"] == 1
+    # Its agent answer left the index before the training began (v0003, v0002's classifier), not after it.
+    refreshed = json.loads((bot_dir / "models" / "v0003" / "meta.json").read_text())
+    assert refreshed["mode"] == "index_refresh" and refreshed["learned_through"] == through
+    assert not [i for i in NLU.load(bot_dir / "models" / "v0003").index.ids if i.startswith("agent:")]
+    assert purged.version == "v0004" and purged.decision["serving"] == "v0003"
+    assert purged.decision["data"]["labels_gone"] == 1 and purged.decision["data"]["answers_removed"] == 1
+    assert purged.decision["mode"] == "full"  # not from the model that learnt the purged label
     assert (purged.decision["data"]["labelled"], purged.decision["data"]["new_labels"]) == (0, 0)
     assert retrain(load_project(bot_dir), device="cpu", progress=False).decision["reasons"] == ["nothing new"]
+
+
+def test_a_rollback_that_drops_purged_answers_leaves_newer_labels_to_learn(bot_dir: Path) -> None:
+    """The index refresh of a rollback counted every label in the store as learnt: the next retrain found
+    "nothing new" and a label no model had seen was never trained on."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    [turn] = log_turns(store, ["my parcel never showed up"], conversation="lost")
+    store.add_labels([turn], "track_order", "ann")
+    store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
+    store.close()
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).version == "v0002"
+    store = Store(bot_dir / "dialogues.db")
+    [later] = log_turns(store, ["I want my money back"], conversation="later")
+    store.add_labels([later], "get_refund", "ann")
+    store.purge("lost")
+    store.close()
+
+    result = CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0002"])
+    assert result.exit_code == 0, result.output
+    assert Registry(bot_dir / "models").current() == "v0003"  # v0002's classifier, without the purged answer
+
+    again = retrain(load_project(bot_dir), device="cpu", progress=False)
+    assert again.decision["reasons"] != ["nothing new"]
+    assert again.decision["data"]["new_labels"] == 1 and again.decision["data"]["labels_gone"] == 1
 
 
 def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Path) -> None:
@@ -538,8 +569,8 @@ def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Pat
                                  "created": float(n),
                                  "intent": None} for n in ids])
 
-    first = bot.retrain.refresh_index(registry, registry.current(), agent_answers(rows(1, 2)), rows(1, 2))
-    second = bot.retrain.refresh_index(registry, first, agent_answers(rows(2, 3)), rows(2, 3))  # 1 was purged
+    first = bot.retrain.refresh_index(registry, registry.current(), agent_answers(rows(1, 2)), bot.retrain._through(rows(1, 2)))
+    second = bot.retrain.refresh_index(registry, first, agent_answers(rows(2, 3)), bot.retrain._through(rows(2, 3)))  # 1 was purged
     agents = sorted(i for i in NLU.load(registry.path(second)).index.ids if i.startswith("agent:"))
     assert agents == ["agent:2", "agent:3"] and registry.current() == second
     # Rolled back to, a version indexing answers the store has lost (here: all of them) serves without them,

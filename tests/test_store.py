@@ -503,6 +503,11 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("我的電話是9123 4567，訂單 91234567", "我的電話是[PHONE]，訂單 91234567"), ("whatsapp 6123-4567", "whatsapp [PHONE]"),
     ("手機：61234567", "手機：[PHONE]"), ("tel 1234 5678", "tel 1234 5678"), ("call me at 9123 4567", "call me at [PHONE]"),
     ("hotel 2345 6789, room 12", "hotel 2345 6789, room 12"),  # "tel" inside a word names no phone
+    # any country's national number, after a word for a phone
+    ("my phone is 4155552671, cell: 415.555.2671", "my phone is [PHONE], cell: [PHONE]"),
+    ("mobile 07911 123456 or my phone number is 0412 345 678", "mobile [PHONE] or my phone number is [PHONE]"),
+    ("手机 1381 2345 678，电话号码 400-820-8820", "手机 [PHONE]，电话号码 [PHONE]"),
+    ("phone 2024-05-01 broke, call 1234 5678 9012 3456 78, cancel 123456789", "phone 2024-05-01 broke, call 1234 5678 9012 3456 78, cancel 123456789"),
     # zero-width spaces, word joiners and soft hyphens come along with numbers copied from web pages
     ("phone 138\u200b1234\u200b5678, card 4111\u200b1111\u200b1111\u200b1111", "phone [PHONE], card [CARD]"),
     ("我的手机是139\u20601234\u20605678，邮箱 john\u200b@example.com 或 138\xad1234\xad5678",
