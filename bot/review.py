@@ -85,7 +85,8 @@ def serving_queue(project: Project, store: Store, device: str | None = None, lim
     model = CachedModel(IntentClassifier.load(path / "classifier", device=device), path.name)
     similarity = project.config.learning.review_similarity
     threshold = review_threshold(project.config, meta.get("intent_threshold", 0.5))
-    return review_queue(store, threshold, model.embed if similarity else None, similarity, limit, model.rank)
+    return review_queue(store, threshold, model.embed if similarity else None, similarity, limit, model.rank,
+                        labels={*project.intents, OOS})
 
 
 @dataclass

@@ -326,7 +326,8 @@ async def review_items(app: web.Application) -> list[ReviewItem]:
         cache["model"] = CachedModel(bot.nlu.classifier, bot.nlu.version)
     model: CachedModel = cache["model"]
     threshold = review_threshold(bot.config, bot.nlu.intent_threshold)
-    rows = await bot._store(review_candidates, bot.store, threshold)
+    labels = {*bot.project.intents, OOS}  # a label of an intent since taken out of nlu.yml teaches nothing
+    rows = await bot._store(lambda: review_candidates(bot.store, threshold, labels=labels))
 
     def queue() -> list[ReviewItem]:
         return build_queue(rescore(rows, model.rank, threshold), model.embed if similarity else None, similarity)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,22 +68,28 @@ def same_text(text: str) -> str:
     return normalise(text, number_digits=1) or text
 
 
-def candidates(store: Store, threshold: float, limit: int = 5000) -> list[dict[str, Any]]:
+def candidates(store: Store, threshold: float, limit: int = 5000,
+               labels: Collection[str] | None = None) -> list[dict[str, Any]]:
     """The most recent unlabelled turns that qualify for review (button payloads and turns sent
     while a human had the conversation are left out: they are not questions to the bot), and whose
-    text no label covers yet."""
+    text no label covers yet. ``labels``: the labels a retrain learns from (the bot's intents and ``oos``);
+    a message labelled otherwise (an intent since taken out of nlu.yml) waits for a label again. None:
+    every label counts."""
+    known = None if labels is None else json.dumps(sorted(labels))
     rows = store.db.query(
         "SELECT t.id, t.text, t.conversation_id, p.intent, p.confidence, p.ranking, p.source, "
         "(SELECT value FROM feedback f WHERE f.turn_id = p.reply_turn_id ORDER BY f.id DESC LIMIT 1) AS feedback "
         "FROM turns t JOIN predictions p ON p.turn_id = t.id "
         "WHERE t.role = 'user' AND p.source != 'silent' AND substr(t.text, 1, 1) != '/' "
-        "AND NOT EXISTS (SELECT 1 FROM review_labels r WHERE r.turn_id = t.id) "
+        "AND NOT EXISTS (SELECT 1 FROM review_labels r WHERE r.turn_id = t.id "
+        "     AND r.id = (SELECT max(id) FROM review_labels WHERE turn_id = t.id) "
+        "     AND (? IS NULL OR r.intent IN (SELECT value FROM json_each(?)))) "
         "AND (p.confidence < ? OR p.source IN ('fallback', 'handoff') OR "
         "     (SELECT value FROM feedback f WHERE f.turn_id = p.reply_turn_id ORDER BY f.id DESC LIMIT 1) < 0) "
         "ORDER BY t.id DESC LIMIT ?",
-        [threshold, limit],
+        [known, known, threshold, limit],
     )
-    labelled = {same_text(row["text"]) for row in store.labels()}
+    labelled = {same_text(row["text"]) for row in store.labels() if labels is None or row["intent"] in labels}
     out = []
     for row in rows:
         if same_text(row["text"]) in labelled:
@@ -163,9 +169,10 @@ def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similari
 
 
 def review_queue(store: Store, threshold: float, embed: Embed | None = None, similarity: float = 0.9,
-                 limit: int = 5000, rank: Rank | None = None) -> list[ReviewItem]:
-    """The queue, best first; with ``rank`` (the serving model) the turns are rescored by it first."""
-    rows = candidates(store, threshold, limit)
+                 limit: int = 5000, rank: Rank | None = None, labels: Collection[str] | None = None) -> list[ReviewItem]:
+    """The queue, best first; with ``rank`` (the serving model) the turns are rescored by it first;
+    ``labels`` as for :func:`candidates`."""
+    rows = candidates(store, threshold, limit, labels)
     return build_queue(rescore(rows, rank, threshold) if rank is not None else rows, embed, similarity)
 
 

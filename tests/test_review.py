@@ -103,6 +103,19 @@ def test_a_label_on_an_emoji_covers_that_emoji_alone(store: Store) -> None:
     assert sorted(item.turn_ids[0] for item in review_queue(store, threshold=0.5)) == [angry, puzzled]
 
 
+def test_a_label_of_an_intent_taken_out_of_nlu_yml_leaves_its_messages_to_review_again(store: Store) -> None:
+    """Such a label is not trained on, yet it kept its message, and every message of its text, out of the queue
+    for good."""
+    old = turn(store, "where is my parcel", 0.1, "fallback", conversation="a")[0]
+    store.add_labels([old], "shipping_status")  # an intent nlu.yml has since lost
+    again = turn(store, "Where is my parcel?", 0.1, "fallback", conversation="b")[0]
+    kept = turn(store, "money back", 0.1, "fallback", conversation="c")[0]
+    store.add_labels([kept], "get_refund")
+    assert review_queue(store, threshold=0.5) == []  # every label counts, without the bot's labels
+    [item] = review_queue(store, threshold=0.5, labels={"get_refund", "track_order", "oos"})
+    assert sorted(item.turn_ids) == [old, again]
+
+
 def test_near_duplicates_group_by_embedding_similarity(store: Store) -> None:
     texts = ["where is my parcel", "where is my parcel please", "my parcel where is it", "i want a refund",
              "refund i want"]
