@@ -39,7 +39,7 @@ _HOLDING = re.compile(
 # What a customer says while waiting for an answer: greetings, acknowledgements, nudges.
 _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body) (?:there|here)|在吗|有人吗|人呢"
          r"|ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
-         r"|好的|好嘞?|嗯+|收到|没问题|明白了?|谢谢(?:您|你们?|啦|了|亲)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
+         r"|好的|好嘞?|嗯++|收到|没问题|明白了?|谢谢(?:您|你们?|啦|了|亲)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
          r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?|多谢|谢谢客服|谢谢您了"
          r"|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
 _CONTACT = re.compile(r"\[(?:phone|email|id)\]")  # what redaction leaves of contact details
@@ -48,8 +48,11 @@ _CONTACT_WORDS = re.compile(  # what a customer says around them: "my number is"
     r"|我的|我|手机号?码?|电话号?码?|联系方式|身份证号?码?|邮箱|微信号?|号码|是|为)\s*)*")
 
 
-# Emoji, punctuation and other signs, and a letter alone among them (a kaomoji's: see _only).
-_SIGNS = r"(?:[\W_]|[^\W\d_\u4e00-\u9fff](?![^\W_]))*"
+# Emoji, punctuation and other signs, and a letter alone among them (a kaomoji's: see _only). Alone on both
+# sides (a Chinese character before it aside: "好的ヽ(°〇°)ﾉ"): the last letter of a word ("thanks" as "thank"
+# and "s") would give a clause two readings a word, and a clause that is not one would take time in two to
+# the power of its words to refuse.
+_SIGNS = r"(?:[\W_]|(?<![^\W_\u4e00-\u9fff])[^\W\d_\u4e00-\u9fff](?![^\W_]))*"
 
 
 def _only(words: str) -> str:

@@ -432,6 +432,18 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     assert asks_nothing(text) is only
 
 
+def test_a_long_run_of_acknowledgements_is_read_at_once() -> None:
+    """Each word of "thanks thanks … now" could be read two ways ("thank" and a letter alone), "嗯嗯嗯…吗" in
+    as many ways as its characters split: refusing 24 words took a minute, and the event loop of a bilingual
+    bot (and the store's thread, when an agent answers) stood still for it. Run apart, so that a regression
+    fails in seconds instead of hanging the suite."""
+    code = ("from dialogues.holding import asks_nothing, says_nothing\n"
+            "for text in ['thanks ' * 40 + 'now', '嗯' * 60 + '吗', '(｡･ω･｡) ok ' * 30 + 'refund']:\n"
+            "    assert not asks_nothing(text)\n"
+            "    says_nothing(text)\n")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
+
+
 def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     first, second = user_turn(store, "c1", "where is it"), user_turn(store, "c1", "refund please")
