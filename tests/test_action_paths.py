@@ -231,6 +231,16 @@ class ActionRunaway(Action):
     def run(self, dispatcher, tracker, domain):
         dispatcher.utter_message(text="y" * 200_000)
         return []
+
+
+class ActionSetThenFail(Action):
+    def name(self):
+        return "action_set_then_fail"
+
+    def run(self, dispatcher, tracker, domain):
+        tracker.add_slots([SlotSet("order_id", "999")])  # as rasa-sdk's validation actions do
+        tracker.slots["refund"] = "R9"
+        raise RuntimeError("the order system is down")
 '''
 
 
@@ -606,6 +616,19 @@ async def test_an_action_that_fails_as_its_own_followup_keeps_what_its_first_run
         reply = await bot.handle(Turn("c1", "/get_refund", "web"))
         assert (reply.source, reply.text) == ("action", "Your refund R1 was created.")
         assert bot.store.conversation("c1")["slots"]["refund"] == "R1"
+    finally:
+        await bot.close()
+
+
+async def test_a_failed_action_leaves_the_slots_as_they_were(action_bot: Path, tmp_path: Path) -> None:
+    """The tracker held the conversation's own slots: what a failing action wrote into them stayed, and the
+    next "cancel order" answered about order 999."""
+    bot = make_bot(action_bot, None, {"track_order": "action_set_then_fail"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.source == "fallback"
+        slots = bot.store.conversation("c1")["slots"]
+        assert "order_id" not in slots and "refund" not in slots
     finally:
         await bot.close()
 
