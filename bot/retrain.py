@@ -172,6 +172,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             serving_name, serving_path = refreshed, registry.path(refreshed)
         if not (force or seed_changed or new["labels"] or new["answers"] or new["labels_gone"]):
             if gone:
+                say(f"Nothing new to learn since {last.name}.")
                 return RetrainResult(serving_name, False, {"promoted": False, "serving": serving_name,
                                                            "reasons": ["nothing new"], "index_refresh": serving_name,
                                                            "answers_removed": len(gone)})
