@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,9 +103,14 @@ def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str])
     return usable, {"labelled": len(usable), "oos": oos, "unusable": len(data.examples) - len(usable) - oos}
 
 
-def agent_answers(data: LearnedData) -> list[Answer]:
-    """The agent answers retrieval may show other customers (:func:`learnable`)."""
-    return [Answer(f"agent:{r['id']}", r["answer"], r["question"], r["intent"], "agent")
+def agent_answers(data: LearnedData, intents: Collection[str] | None = None) -> list[Answer]:
+    """The agent answers retrieval may show other customers (:func:`learnable`). With ``intents`` (the bot's),
+    an answer whose question was labelled with an intent since taken out of nlu.yml has no intent: retrieval
+    gives an answer only for the intent predicted, or with none, so it would never be given, and as the
+    closest answer it would keep the others from being given."""
+    known = None if intents is None else {*intents, OOS}
+    return [Answer(f"agent:{r['id']}", r["answer"], r["question"],
+                   r["intent"] if known is None or r["intent"] in known else None, "agent")
             for r in learnable(data, set(), set()).answers]
 
 
@@ -161,7 +166,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         usable = exported(project, data)  # what is new is what a retrain learns: not a label or answer it leaves out
         new = _new_since(usable, last.meta)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
-        answers = agent_answers(data)
+        answers = agent_answers(data, project.intents)
         if gone := gone_answers(serving_path, answers):
             # Not for one more minute of training: the customers' answers must not be shown while the candidate
             # trains, nor for good if the run then fails. The classifier stays as it is, and so does what it learnt.
@@ -263,7 +268,7 @@ def without_gone_answers(project: Project, registry: Registry, name: str) -> str
     leaves out), which serving it would show again. Then a version with its classifier and the store's
     answers is made and promoted, and its name returned; else None, and ``name`` serves as it is."""
     data, _ = read_store(project, traffic=False)  # a rollback trains nothing
-    answers = agent_answers(data)
+    answers = agent_answers(data, project.intents)
     if not gone_answers(registry.path(name), answers):
         return None
     # What the next retrain counts as new stays what it would be without the refresh: newer labels are not learnt.

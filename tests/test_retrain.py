@@ -94,6 +94,17 @@ def test_an_agent_answer_that_lost_personal_data_is_not_shown_to_other_customers
     assert [a.text for a in agent_answers(data)] == ["Use the return form in your account."]
 
 
+def test_an_agent_answer_filed_under_an_intent_nlu_yml_lost_is_indexed_without_it() -> None:
+    """Retrieval gives an answer only for the predicted intent (or one of none): filed under an intent no
+    model predicts any more, the answer was never given, and blocked the others as the closest one."""
+    row = {"question": "where is my parcel", "created": 0.0}
+    data = LearnedData([], [{**row, "id": 1, "intent": "shipping_status", "answer": "It left the depot today."},
+                            {**row, "id": 2, "intent": "track_order", "answer": "Track it in your account."},
+                            {**row, "id": 3, "intent": "oos", "answer": "We do not sell bicycles."}])
+    assert [a.intent for a in agent_answers(data, ["track_order", "get_refund"])] == [None, "track_order", "oos"]
+    assert [a.intent for a in agent_answers(data)] == ["shipping_status", "track_order", "oos"]
+
+
 def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> None:
     """"Order 556677 left our warehouse today" was given, word for word, to the next customer asking about
     order 112233."""
