@@ -306,6 +306,8 @@ async def test_silent_reply_sends_nothing(slack: SimpleNamespace) -> None:
 async def test_stale_timestamp_is_rejected(slack: SimpleNamespace) -> None:
     response = await post(slack.client, event(), timestamp=str(int(time.time()) - 301))
     assert response.status == 401
+    for odd in ("9" * 400, f" {int(time.time())}", "1_7" + str(int(time.time()))[3:]):  # 400 digits: a 500 before
+        assert (await post(slack.client, event(), timestamp=odd)).status == 401
     await slack.channel.close()
     assert slack.bot.turns == []
 
