@@ -190,6 +190,21 @@ async def test_socket_joins_count_against_the_address(make_client: Callable[...,
                                                      "by": "agent"}
 
 
+async def test_refused_socket_frames_count_against_the_address(make_client: Callable[..., Any]) -> None:
+    """Malformed, invalid and binary frames were answered without being counted: one socket sent 700 of 60 KB
+    in half a second, where the seventh malformed POST got a 429."""
+    client = await make_client(server={"limits": {"per_ip_per_minute": 4}})
+    async with client.ws_connect("/api/ws") as ws:  # the upgrade is one request
+        frames = []
+        for send in (ws.send_str("{not json"), ws.send_bytes(b"\x00"), ws.send_json({"conversation_id": ""}),
+                     ws.send_str("{not json")):
+            await send
+            frames.append(await ws.receive_json())
+    assert [f["type"] for f in frames] == ["error"] * 4
+    assert frames[0]["error"] == "body: malformed JSON" and "text frame" in frames[1]["error"]
+    assert "requests from this address" in frames[3]["error"] and frames[3]["retry_after"] >= 1
+
+
 async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client: Callable[..., Any]) -> None:
     trusting = await make_client(server={"limits": {"per_ip_per_minute": 2, "trust_forwarded_for": True}})
     for address in ("203.0.113.1", "203.0.113.2"):  # the proxy appends the address it saw; what precedes is the client's

@@ -164,6 +164,22 @@ def read_socket_frame(data: str) -> tuple[str, dict[str, Any]]:
     return kind, body
 
 
+def too_many(exc: web.HTTPTooManyRequests, request_type: dict[str, str]) -> dict[str, Any]:
+    """A socket's error frame for a 429: its reason and when to try again."""
+    return {"type": "error", "error": json.loads(exc.text or "{}")["error"], "retry_after": retry_after(exc), **request_type}
+
+
+def refusal(request: web.Request, error: str, request_type: dict[str, str]) -> dict[str, Any]:
+    """A socket's error frame for a refused frame, which costs its address a request as a refused HTTP request
+    does (the middleware counts those before any handler): else one socket could send malformed frames without
+    end. Past the limit, the 429's frame."""
+    try:
+        count_request(request)
+    except web.HTTPTooManyRequests as exc:
+        return too_many(exc, request_type)
+    return {"type": "error", "error": error, **request_type}
+
+
 class WebChannel(Channel):
     name = "web"
 
@@ -288,14 +304,14 @@ class WebChannel(Channel):
         self._open[ws] = request.transport
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.BINARY:  # said, or the client would wait for an answer that never comes
-                    await ws.send_json({"type": "error", "error": "frame: send JSON in a text frame"})
-                if msg.type != WSMsgType.TEXT:
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     continue
                 # A refused join is said as such: a client answers its messages' errors in order, and the
                 # join's must not be taken for the next message's.
                 request_type: dict[str, str] = {}
                 try:
+                    if msg.type == WSMsgType.BINARY:  # said, or the client would wait for an answer that never comes
+                        raise Refused("frame: send JSON in a text frame")
                     kind, fields = read_socket_frame(msg.data)
                     request_type = {"request": kind}
                     try:
@@ -313,13 +329,12 @@ class WebChannel(Channel):
                     else:  # a join's status costs a store read: it counts against the address as a request does
                         count_request(request)
                         await ws.send_json({"type": "status", "conversation_id": cid, "status": await self._status(cid)})
-                except Refused as exc:
-                    await ws.send_json({"type": "error", "error": str(exc), **request_type})
+                except Refused as exc:  # counted as a request: a flood of refused frames meets the limit too
+                    await ws.send_json(refusal(request, str(exc), request_type))
                 except ConnectionError:  # closed or cut meanwhile (shutdown, a lost network): the history has the reply
                     break
                 except web.HTTPTooManyRequests as exc:
-                    await ws.send_json({"type": "error", "error": json.loads(exc.text or "{}")["error"],
-                                        "retry_after": retry_after(exc), **request_type})
+                    await ws.send_json(too_many(exc, request_type))
                 except Exception as exc:  # as the HTTP path's middleware does: log it, answer, keep the socket
                     if store_unavailable(exc):  # no retry_after, the rate limit's: the widget says the customer sent too fast
                         log.error("web chat turn on the socket: the conversation store failed: %s", exc)
