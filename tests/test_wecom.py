@@ -667,6 +667,23 @@ async def test_buttons_are_numbered_and_a_number_sends_the_payload(aiohttp_clien
     assert [t.text for t in bot.turns] == ["退款要多久", "/track_refund", "1", "hello", "3"]
 
 
+async def test_a_choice_the_store_could_not_keep_is_made_again_by_wecoms_retry(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path) -> None:
+    """The failed attempt withdrew the choices, so the retry's "2" reached the model as the text "2"."""
+    bot = FakeBot(text="退款一般需要5到7个工作日。")
+    bot.buttons = REFUND_BUTTONS
+    channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
+    client = await client_for(aiohttp_client, channel)
+    await passive_content(client, crypto, "退款要多久", "1")
+    store_failing_once(bot, tmp_path / "dialogues.db")
+    bot.buttons = []
+    query, body = text_message(crypto, "2", "2")
+    assert (await client.post("/wecom/callback", params=query, data=body)).status == 500  # WeCom sends it again
+    assert (await client.post("/wecom/callback", params=query, data=body)).status == 200
+    await channel.close()
+    assert [t.text for t in bot.turns] == ["退款要多久", "/track_refund"]
+
+
 async def test_the_choices_offered_before_a_restart_are_read_from_the_store(
         aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path) -> None:
     """They lived in the server's memory only: after a restart, "2" reached the model as text and got the

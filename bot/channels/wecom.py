@@ -202,6 +202,9 @@ class WeComChannel(PlatformChannel):
                 kept = await self.keep(turn, key)
         if not kept:  # WeCom delivered it again while it waits for its answer
             return empty
+        # Whatever it is, the message withdraws the choices; only once kept: if keeping it fails, WeCom sends it
+        # again, and the retry must pick what this one picked.
+        self._offer(conversation_id, [])
         answered: asyncio.Future[tuple[str, int | None]] = loop.create_future()
         self._tasks.spawn(self._answer(turn, answered))
         try:
@@ -231,7 +234,6 @@ class WeComChannel(PlatformChannel):
         offered = self._offers.get(conversation_id)
         if offered is None and text.isdecimal() and self.bot.store is not None:
             offered = await self.bot._store(self.bot.store.offered, conversation_id)
-        self._offer(conversation_id, [])  # whatever it is, this message withdraws them
         offered = offered or []
         if text.isdecimal() and 1 <= int(text) <= len(offered):
             return offered[int(text) - 1]
