@@ -25,7 +25,7 @@ from bot.project import Example, Project, ProjectError
 from bot.responses import TEMPLATE_ANSWER
 from dialogues.export import about_one_case
 from finetune.classifier import IntentClassifier, ModelLoadError
-from finetune.evaluation import read_jsonl
+from finetune.evaluation import in_scope_score, read_jsonl
 from finetune.metrics import evaluate
 from finetune.models import DEFAULT_ALIASES, MPNET_ALIASES
 from finetune.registry import Registry
@@ -180,7 +180,8 @@ def calibrate_threshold(confidences: list[float], correct: list[bool]) -> float:
     for i, (_, ok) in enumerate(pairs, start=1):
         score += -1 if ok else WRONG_ANSWER_COST  # prediction i now falls below the cut
         upper = values[i + 1] if i + 1 < len(values) else 1.0
-        best = max(best, (score, upper - values[i], (values[i] + upper) / 2))
+        if upper > values[i]:  # no cut falls between equal confidences: one threshold answers both
+            best = max(best, (score, upper - values[i], (values[i] + upper) / 2))
     return round(best[2], 4)
 
 
@@ -194,7 +195,8 @@ def holdout_metrics(classifier: IntentClassifier, held: list[Example], threshold
     confidences = [p.confidence for p in predictions]
     if threshold == "auto":
         threshold = calibrate_threshold(confidences, [p.intent == e.intent for p, e in zip(predictions, held)])
-    metrics = evaluate([e.intent for e in held], [p.intent for p in predictions], confidences,
+    # Ranked by the in-scope score, as `bot eval` ranks them: a confident `oos` answer is out of scope.
+    metrics = evaluate([e.intent for e in held], [p.intent for p in predictions], [in_scope_score(p) for p in predictions],
                        classifier.labels, float(threshold))
     return {**metrics, "intent_threshold": threshold, **calibrated}
 

@@ -172,6 +172,35 @@ def test_calibration_that_answers_every_held_out_example_cuts_right_under_the_le
     assert calibrate_threshold(confidences, correct) == cut
 
 
+def test_calibration_cuts_only_between_different_confidences() -> None:
+    """Between two equal confidences it scored a cut that withheld the wrong ones and answered the right
+    ones, and returned that confidence, which answers both."""
+    confidences = [0.9] * 5 + [0.5] * 5
+    correct = [True] * 5 + [False] * 3 + [True] * 2
+    assert calibrate_threshold(confidences, correct) == 0.7  # halfway between 0.5 and 0.9: the 0.5s withheld
+
+
+def test_the_held_out_figures_rank_a_sure_oos_answer_as_out_of_scope() -> None:
+    """They ranked by the top confidence, an `oos` answer's too: the surest out-of-scope lines counted as
+    the most in scope, and a model that got every line right had an AUROC of 0."""
+    from types import SimpleNamespace
+
+    from bot.project import Example
+    from bot.training import holdout_metrics
+    from finetune.classifier import Prediction
+
+    held = [Example("where is my order", "track_order"), Example("refund please", "get_refund"),
+            Example("what is the weather", "oos"), Example("tell me a joke", "oos")]
+    answers = {"where is my order": Prediction("track_order", 0.8, [("track_order", 0.8), ("oos", 0.1)]),
+               "refund please": Prediction("get_refund", 0.8, [("get_refund", 0.8), ("oos", 0.1)]),
+               "what is the weather": Prediction("oos", 0.95, [("oos", 0.95), ("track_order", 0.03)]),
+               "tell me a joke": Prediction("oos", 0.95, [("oos", 0.95), ("get_refund", 0.02)])}
+    classifier = SimpleNamespace(labels=["get_refund", "oos", "track_order"],
+                                 predict=lambda texts: [answers[t] for t in texts])
+    metrics = holdout_metrics(classifier, held, 0.5)  # type: ignore[arg-type]
+    assert metrics["accuracy"] == 1.0 and metrics["auroc"] == 1.0
+
+
 def test_calibration_needs_enough_held_out_examples() -> None:
     assert calibrate_threshold([0.9, 0.1], [True, False]) == DEFAULT_INTENT_THRESHOLD
 
