@@ -22,7 +22,7 @@ from bot.language import LANGUAGES, SCRIPT, SLOT, Language, Text
 from bot.responses import MAX_REPLY_CHARS, ResponseVariant, Responses
 from dialogues.export import about_one_case
 from retrieval.options import IndexOptions, IndexType, Settings
-from retrieval.text import model_text
+from retrieval.text import same_example
 
 # The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
 HANDOFF_PAYLOAD = "/handoff"
@@ -565,13 +565,6 @@ def _example_line(node: yaml.Node | None, i: int, where: int) -> int | None:
     if isinstance(examples, yaml.ScalarNode) and examples.style == "|":
         return examples.start_mark.line + 2 + where
     return _line_of(node, ("nlu", i, "examples"))
-
-
-def same_example(text: str) -> str:
-    """What two examples share when they are one message to the classifier: spacing, case, character
-    width and Chinese script aside (the server reads "在吗？" as "在吗?", NFKC, and the models read 取消訂單
-    as 取消订单, so examples under two intents would teach the classifier two answers to one message)."""
-    return model_text(" ".join(unicodedata.normalize("NFKC", text).split()).casefold())
 
 
 def load_nlu(path: Path,

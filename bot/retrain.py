@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.nlu import answer_encoder, read_meta
-from bot.project import Example, Project
+from bot.project import Example, Project, same_example
 from bot.training import (
     answers_for,
     fit,
@@ -188,7 +188,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             return RetrainResult(None, False, {"promoted": False, "serving": serving_name, "reasons": ["nothing new"]})
 
         seed, held = frozen_split(project)
-        held_texts = {e.text for e in held}  # the gate's examples: taught neither labels nor old answers
+        held_texts = {same_example(e.text) for e in held}  # the gate's examples: taught neither labels nor old answers
         learned, label_counts = learned_examples(data, set(project.intents), held_texts)
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
         say(f"Measuring the serving model {serving_name} on {len(held)} frozen and {len(seed)} seed examples")
@@ -199,7 +199,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         same_intents = serving.labels == sorted({e.intent for e in train})
         warm = same_intents and not new["labels_gone"]
         why_full = "the intents changed" if not same_intents else f"{new['labels_gone']} label(s) it learnt are gone"
-        transfer = [text for text in traffic if text not in held_texts] if warm else []
+        transfer = [text for text in traffic if same_example(text) not in held_texts] if warm else []
         say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: ' + why_full}) "
             f"on {len(seed)} seed + {len(learned)} labelled examples"
             + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else "")

@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.language import written_in
 from bot.nlu import answer_encoder, finite_weights
-from bot.project import Example, Project, ProjectError
+from bot.project import Example, Project, ProjectError, same_example
 from bot.responses import TEMPLATE_ANSWER
 from dialogues.export import about_one_case
 from finetune.classifier import IntentClassifier, ModelLoadError
@@ -79,13 +79,14 @@ def frozen_split(project: Project) -> tuple[list[Example], list[Example]]:
         _write_rows(path, [{"text": e.text, "intent": e.intent} for e in frozen + extra])
     intents = set(project.intents)
     held = [e for e in frozen + extra if e.intent in intents]
-    held_texts = {e.text for e in held}
-    return [e for e in project.examples if e.text not in held_texts], held
+    held_texts = {same_example(e.text) for e in held}  # "create Gold account" is "create gold account" to the models
+    return [e for e in project.examples if same_example(e.text) not in held_texts], held
 
 
 def held_out_texts(project: Project) -> set[str]:
-    """The texts of the frozen evaluation set as written so far, read without choosing one."""
-    return {r["text"] for r in _read_rows(project.models_dir / EVALUATION_FILE)}
+    """The texts of the frozen evaluation set as written so far, read without choosing one, as
+    :func:`~retrieval.text.same_example` keys: what no training may see."""
+    return {same_example(r["text"]) for r in _read_rows(project.models_dir / EVALUATION_FILE)}
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:

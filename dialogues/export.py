@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from dialogues.redact import nfkc_view, redact, was_redacted
 from dialogues.store import Store
+from retrieval.text import same_example
 
 
 @dataclass
@@ -46,11 +47,12 @@ def learned_data(store: Store, since: float = 0.0, redacted: bool = True) -> Lea
 
 def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> LearnedData:
     """What ``bot retrain`` learns of ``data``, and so what ``bot export`` writes: labels of the bot's intents
-    (``oos`` only when nlu.yml has such an intent), never a text of the frozen evaluation set, and the agent
+    (``oos`` only when nlu.yml has such an intent), never a text of the frozen evaluation set (``held_texts``,
+    as :func:`~retrieval.text.same_example` keys: in another case or spacing it is the same text), and the agent
     answers redaction left whole, since another customer would read "write to [EMAIL]" (the address may
     well be the shop's own, which belongs in a template), and that are no one customer's case
     (:func:`about_one_case`)."""
-    return LearnedData([r for r in data.examples if r["intent"] in intents and r["text"] not in held_texts],
+    return LearnedData([r for r in data.examples if r["intent"] in intents and same_example(r["text"]) not in held_texts],
                        [r for r in data.answers if not was_redacted(r["answer"])
                         and not about_one_case(r.get("asked") or r["question"], r["answer"])])
 

@@ -549,3 +549,19 @@ def test_an_example_moved_to_another_intent_takes_its_new_label_in_the_frozen_ev
     assert [e.intent for e in held if e.text == moved.text] == [target]
     assert moved.text not in {e.text for e in train}
     assert f'"text": "{moved.text}", "intent": "{target}"' in (bot_dir / "models" / EVALUATION_FILE).read_text()
+
+
+def test_a_held_out_example_written_in_another_case_or_spacing_is_not_trained_on(bot_dir: Path) -> None:
+    """Training left out the held-out texts as written only: "create Gold account" was held out and
+    "create gold account" trained on, so the gate's figures counted an example the model had learnt."""
+    from bot.training import frozen_split
+
+    _, held = frozen_split(load_project(bot_dir))
+    example = next(e for e in held if e.text.isascii() and " " in e.text)
+    copy = example.text.upper().replace(" ", "  ")
+    heading = f"- intent: {example.intent}\n  examples: |\n"
+    (bot_dir / "nlu.yml").write_text((bot_dir / "nlu.yml").read_text().replace(heading, f"{heading}    - {copy}\n", 1))
+    project = load_project(bot_dir)
+    assert copy in {e.text for e in project.examples}
+    train, _ = frozen_split(project)
+    assert copy not in {e.text for e in train}
