@@ -67,14 +67,14 @@ BOUND_URL = re.compile(r"Running on (\S+)")  # in aiohttp's announcement of the 
 # its error instead of a traceback. Named by module, so that a command imports only what it uses (torch
 # comes with finetune.classifier): an error can only have been raised by a module that was imported.
 USER_ERRORS = {
-    "bot.actions": "ActionError",
-    "bot.bench": "BenchError",
-    "bot.project": "ProjectError",
-    "dialogues.store": "StoreError",
-    "finetune.cache": "MissingAssetsError",
-    "finetune.classifier": "ModelLoadError",
-    "finetune.registry": "RegistryError",
-    "retrieval.index": "IndexBuildError",
+    "bot.actions": ("ActionError",),
+    "bot.bench": ("BenchError",),
+    "bot.project": ("ProjectError",),
+    "dialogues.store": ("StoreError",),
+    "finetune.cache": ("MissingAssetsError",),
+    "finetune.classifier": ("ModelLoadError",),
+    "finetune.registry": ("RegistryError",),
+    "retrieval.index": ("IndexBuildError", "IndexMismatchError"),  # a damaged index says which file
 }
 
 
@@ -85,8 +85,8 @@ class Commands(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            refusals = tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS.items()
-                             if module in sys.modules)
+            refusals = tuple(getattr(sys.modules[module], name) for module, names in USER_ERRORS.items()
+                             if module in sys.modules for name in names)
             if isinstance(exc, refusals):
                 raise click.ClickException(str(exc)) from None
             raise

@@ -239,6 +239,24 @@ def test_a_rollback_that_drops_purged_answers_leaves_newer_labels_to_learn(bot_d
     assert again.decision["data"]["new_labels"] == 1 and again.decision["data"]["labels_gone"] == 1
 
 
+def test_a_damaged_serving_index_stops_a_retrain_in_one_line(bot_dir: Path) -> None:
+    """Taking a purged answer out of an index whose file was cut short ended `bot retrain` in a traceback."""
+    store = Store(bot_dir / "dialogues.db")
+    log_turns(store, ["my parcel never showed up"], conversation="lost")
+    store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
+    store.close()
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).version == "v0002"
+    faiss_file = next((bot_dir / "models" / "v0002" / "index").glob("*.faiss"))
+    faiss_file.write_bytes(faiss_file.read_bytes()[:100])
+    store = Store(bot_dir / "dialogues.db")
+    store.purge("lost")
+    store.close()
+    result = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Error: " in result.output and "index.faiss does not match its checksum" in result.output
+    assert Registry(bot_dir / "models").current() == "v0002"
+
+
 def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Path) -> None:
     configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
     demo = yaml.safe_load((REPO / "bot" / "demo" / "nlu.yml").read_text())
