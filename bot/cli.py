@@ -52,8 +52,12 @@ def torch_device(ctx: click.Context, param: click.Parameter, value: str | None) 
         device = torch.device(value)
     except RuntimeError:
         raise click.BadParameter(f"{value!r} is not a torch device; use cpu or cuda") from None
+    if device.type not in ("cpu", "cuda"):  # mps, xpu, meta: torch names them, deskbot runs on neither
+        raise click.BadParameter(f"{value!r}: deskbot runs on cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter(f"{value!r}: torch sees no CUDA GPU here; use cpu, or leave it out")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise click.BadParameter(f"{value!r}: torch sees {torch.cuda.device_count()} CUDA GPU(s) here")
     return value
 
 

@@ -995,6 +995,7 @@ def test_a_custom_action_that_cannot_load_is_named(tiny_demo_bot: Path, tmp_path
 
 @pytest.mark.parametrize(("device", "problem"), [
     ("banana", "'banana' is not a torch device; use cpu or cuda"),
+    ("mps", "'mps': deskbot runs on cpu or cuda"),  # a torch device name: a traceback in training or loading before
     pytest.param("cuda", "'cuda': torch sees no CUDA GPU here", marks=pytest.mark.skipif(
         torch.cuda.is_available(), reason="this machine has the GPU the message is about")),
 ])
