@@ -71,8 +71,10 @@ class NLU:
         return self.classifier.labels
 
     @classmethod
-    def load(cls, folder: Path, device: str | None = None, k: int = 5, inference: InferenceConfig | None = None) -> "NLU":
-        """Load and check a version folder; raises :class:`ModelLoadError` with the reason if unusable."""
+    def load(cls, folder: Path, device: str | None = None, k: int = 5, inference: InferenceConfig | None = None,
+             index_device: str = "auto") -> "NLU":
+        """Load and check a version folder; raises :class:`ModelLoadError` with the reason if unusable.
+        ``index_device`` is where the answer index searches (``auto``: a GPU when faiss has one)."""
         folder = Path(folder)
         meta = read_meta(folder)  # before the weights: a bad file is named at once
         inference = inference or InferenceConfig(workers=1)
@@ -84,7 +86,7 @@ class NLU:
         workers = (inference.workers or cores) if classifier.device.type == "cpu" else 1
         torch.set_num_threads(inference.threads or max(1, cores // workers))
         try:
-            index = AnswerIndex.load(folder / "index", answer_encoder(classifier, meta["id"]))
+            index = AnswerIndex.load(folder / "index", answer_encoder(classifier, meta["id"]), index_device)
         except Exception as exc:
             raise ModelLoadError(f"{folder}: cannot load the answer index: {exc}") from exc
         return cls(classifier, index, folder.name, k, float(meta.get("intent_threshold", 0.5)),

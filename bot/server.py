@@ -61,7 +61,10 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
     inference = project.config.server.inference
     if workers is not None:
         inference = inference.model_copy(update={"workers": workers})
-    nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference)
+    # bot.yml's retrieval.options.device, else the model's: `--device cpu` keeps the search off the GPU too.
+    options = project.config.retrieval.options
+    index_device = options.device if "device" in options.model_fields_set else "cpu" if device == "cpu" else "auto"
+    nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference, index_device=index_device)
     if set(nlu.labels) != set(project.intents):  # nlu.yml replaced (bot init --force) or edited since training
         log.warning("model %s was trained on other intents than nlu.yml holds (only in the model: %s; only in "
                     "nlu.yml: %s): its answers follow the old ones until `bot train %s`", nlu.version,

@@ -425,6 +425,21 @@ def test_bot_info_says_which_retrieval_path(monkeypatch: pytest.MonkeyPatch) -> 
     assert shown == {"faiss": faiss.__version__, "device": "gpu", "reason": f"faiss {faiss.__version__} sees 1 GPU(s)"}
 
 
+def test_the_served_index_searches_where_bot_yml_or_the_device_says(monkeypatch: pytest.MonkeyPatch, small_bot: Path,
+                                                                     tmp_path: Path) -> None:
+    """The serving index always took the GPU of a GPU faiss build: `bot serve --device cpu` and bot.yml's
+    retrieval.options.device: cpu were both passed over."""
+    from bot.project import load_project
+    from bot.server import load_serving_model
+    from tests.conftest import configured_copy
+
+    fake_gpu_faiss(monkeypatch, gpus=1)
+    assert load_serving_model(load_project(small_bot), device="cpu").index.device == "cpu"
+    assert load_serving_model(load_project(small_bot)).index.device == "gpu"  # auto, with a GPU
+    pinned = configured_copy(small_bot, tmp_path / "pinned", retrieval={"options": {"device": "cpu"}})
+    assert load_serving_model(load_project(pinned)).index.device == "cpu"
+
+
 def test_gpu_plumbing_builds_on_the_replica_and_keeps_the_cpu_master(monkeypatch: pytest.MonkeyPatch) -> None:
     encoder = HashEncoder(dim=32)
     vectors = clustered(3000, 32, clusters=30, seed=4)
