@@ -360,14 +360,19 @@ def test_bot_review_skips_an_item_labelled_meanwhile(store: Store) -> None:
         store.add_labels([free], "get_refund", first=True)
 
 
-def test_bot_review_corrects_the_item_labelled_last(store: Store) -> None:
-    """A slip in the terminal could not be taken back there, and was learned at every retrain."""
+def review_two_items(store: Store, answers: str) -> tuple[list[ReviewItem], dict[str, int], str]:
+    """Two waiting messages reviewed in the terminal, ``answers`` typed: the items, the counts, what was shown."""
     turn(store, "where is it", 0.2, "fallback")
     turn(store, "money back", 0.2, "fallback", conversation="c2")
     items = review_queue(store, threshold=0.5)
-    with CliRunner().isolation(input="u\no\nu\ntrack_order\nget_refund\n") as (output, *_):
+    with CliRunner().isolation(input=answers) as (output, *_):
         done = review_in_terminal(store, items, ["track_order", "get_refund"], "bob")
-        shown = output.getvalue().decode()
+        return items, done, output.getvalue().decode()
+
+
+def test_bot_review_corrects_the_item_labelled_last(store: Store) -> None:
+    """A slip in the terminal could not be taken back there, and was learned at every retrain."""
+    items, done, shown = review_two_items(store, "u\no\nu\ntrack_order\nget_refund\n")
     assert done == {"items": 2, "turns": 2, "skipped": 0}
     assert "nothing labelled yet to correct" in shown and "→ oos (1 message)" in shown
     assert shown.count(f"“{items[0].texts[0]}”") == 2  # shown again to be corrected
@@ -377,12 +382,7 @@ def test_bot_review_corrects_the_item_labelled_last(store: Store) -> None:
 
 def test_bot_review_corrects_the_queues_last_label_before_it_ends(store: Store) -> None:
     """Once the queue's last item was labelled the sitting ended, and a slip there could not be taken back."""
-    turn(store, "where is it", 0.2, "fallback")
-    turn(store, "money back", 0.2, "fallback", conversation="c2")
-    items = review_queue(store, threshold=0.5)
-    with CliRunner().isolation(input="o\noos\nx\nu\nget_refund\n\n") as (output, *_):
-        done = review_in_terminal(store, items, ["track_order", "get_refund"], "bob")
-        shown = output.getvalue().decode()
+    items, done, shown = review_two_items(store, "o\noos\nx\nu\nget_refund\n\n")
     assert done == {"items": 2, "turns": 2, "skipped": 0}
     assert "type u to correct the last label" in shown  # "x" is no answer there
     assert shown.count(f"“{items[1].texts[0]}”") == 2
