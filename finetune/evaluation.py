@@ -98,9 +98,11 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
 
 
 def fonts_for(texts: list[str]) -> list[str]:
-    """The font families that draw every character of ``texts``: matplotlib's default, then, if it lacks
-    some (its DejaVu Sans has no Chinese, and Chinese intent names drew as boxes), the first installed
-    font that has them all. None found, the plots keep the default, and a one-line note says why."""
+    """The font families that draw the characters of ``texts``: matplotlib's default, then, if it lacks
+    some (its DejaVu Sans has no Chinese, and Chinese intent names drew as boxes), installed fonts that
+    have them, the one that has the most first, as matplotlib's fallbacks glyph by glyph (one rare
+    character, 𠮷, is no reason to draw every other name as boxes). Characters no font has stay boxes,
+    and a one-line note names them."""
     from matplotlib import font_manager
 
     default = font_manager.get_font(font_manager.findfont(font_manager.FontProperties(
@@ -109,17 +111,26 @@ def fonts_for(texts: list[str]) -> list[str]:
     missing = {ord(ch) for text in texts for ch in text if not ch.isspace()} - set(default.get_charmap())
     if not missing:
         return families
+    fonts = {}  # each readable installed font: its family and the missing characters it has
     for candidate in sorted(font_manager.findSystemFonts()):
         try:
             font = font_manager.get_font(candidate)
         except (OSError, RuntimeError):  # a font file FreeType cannot read
             continue
-        if missing <= set(font.get_charmap()):
-            font_manager.fontManager.addfont(candidate)  # installed after matplotlib cached its list, perhaps
-            return families + [font.family_name]
-    sample = "".join(chr(c) for c in sorted(missing)[:3])
-    log.warning(f"note: no installed font has {sample}…, so the plots draw those characters as boxes; install one "
-                "(Debian: fonts-wqy-microhei or fonts-noto-cjk) and run bot eval again")
+        if has := missing & set(font.get_charmap()):
+            fonts[candidate] = (font.family_name, has)
+    while missing and fonts:
+        candidate, (family, has) = max(fonts.items(), key=lambda item: len(item[1][1] & missing))
+        if not has & missing:
+            break
+        font_manager.fontManager.addfont(candidate)  # installed after matplotlib cached its list, perhaps
+        families.append(family)
+        missing -= has
+        del fonts[candidate]
+    if missing:
+        sample = "".join(chr(c) for c in sorted(missing)[:3])
+        log.warning(f"note: no installed font has {sample}…, so the plots draw those characters as boxes; install one "
+                    "(Debian: fonts-wqy-microhei or fonts-noto-cjk) and run bot eval again")
     return families
 
 

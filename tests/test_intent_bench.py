@@ -195,6 +195,8 @@ def test_the_plots_draw_chinese_intent_names_or_say_once_why_not(tmp_path: Path,
     notes = [r.getMessage() for r in caplog.records if "no installed font has" in r.getMessage()]
     assert len(notes) == 1 and "fonts-wqy-microhei" in notes[0]
     assert (tmp_path / "boxes" / "intent_confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.undo()
+    assert fonts_for([*names, "𠮷野家"]) == families  # a character no font has leaves the others drawn
 
 
 def test_intent_names_are_drawn_as_text_and_long_ones_cut_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
