@@ -176,6 +176,7 @@ def make_small_bot(dest: Path, base_model: str, per_intent: int = 15, **config: 
     (dest / "history.jsonl").write_text("\n".join(history[:20]) + "\n")
     bot_config = yaml.safe_load((dest / "bot.yml").read_text())
     bot_config["language"] = "en"  # its tests speak English, and its slots are theirs alone
+    bot_config["thresholds"]["intent"] = "auto"  # calibrated, as a shop's bot has it by default (the demo fixes its own)
     fallback = bot_config["fallback"]
     fallback["titles"] = {k: v for k, v in fallback["titles"].items() if k in SMALL_INTENTS}
     fallback["exclude"] = [intent for intent in fallback["exclude"] if intent in SMALL_INTENTS]
