@@ -11,7 +11,6 @@ accuracy; bench/SERVE.md has the figures.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from bot.project import InferenceConfig
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from retrieval.encoder import Encoder
 from retrieval.index import AnswerIndex, Hit
+from retrieval.text import token_counts
 
 
 @dataclass
@@ -62,9 +62,6 @@ class NLU:
         # A GPU pads for free next to the cost of launching many small passes: it takes each batch whole.
         self.pass_tokens = pass_tokens if classifier.device.type == "cpu" else None
         self.workers = workers  # batches analysed at once, by the server's model workers
-        # Lengths are counted with a tokenizer of their own: a tokenizer switched between padded and unpadded
-        # calls refuses to be used from two threads at once ("Already borrowed").
-        self._counter = copy.deepcopy(classifier.encoder.tokenizer)
 
     @property
     def labels(self) -> list[str]:
@@ -102,9 +99,8 @@ class NLU:
         return [Analysis(p, h, self.intent_threshold, self.version) for p, h in zip(predictions, hits)]
 
     def _in_passes(self, texts: list[str], budget: int) -> tuple[list[Prediction], np.ndarray]:
-        cap = self.classifier.encoder.max_seq_length
-        lengths = [len(ids) for ids in self._counter([self.classifier.prefix + t for t in texts],
-                                                     truncation=True, max_length=cap)["input_ids"]]
+        encoder = self.classifier.encoder
+        lengths = token_counts([self.classifier.prefix + t for t in texts], encoder.tokenizer, encoder.max_seq_length)
         groups = token_passes(lengths, budget)
         results = [self.classifier.predict_with_embeddings([texts[i] for i in g], batch_size=len(g)) for g in groups]
         order = np.argsort([i for g in groups for i in g])  # back to the batch's order

@@ -173,11 +173,8 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
         if correction.intent is None:
             click.echo("  not corrected")
         else:
-            try:  # by whichever of its turns is left: `bot purge` may have taken some meanwhile
-                kept = store.label_of(*last[2])
-                if kept is None:
-                    raise KeyError(last[2])
-                labelled_as(correction.intent, store.correct_label(kept["turn_id"], correction.intent, reviewer))
+            try:
+                labelled_as(correction.intent, store.correct_label(last[2], correction.intent, reviewer))
             except KeyError:  # all purged meanwhile
                 click.echo("  not corrected: its messages were deleted meanwhile")
         return correction.stop

@@ -368,7 +368,7 @@ async def review_label(request: web.Request) -> web.Response:
     if body.correct and body.intent is not None:
         try:
             check_label(body.intent, bot.project.intents)
-            labelled = await bot._store(bot.store.correct_label, turn_id, body.intent, body.reviewer)
+            labelled = await bot._store(bot.store.correct_label, [turn_id], body.intent, body.reviewer)
         except ValueError as exc:
             raise http_error(web.HTTPBadRequest, str(exc)) from None
         except KeyError as exc:

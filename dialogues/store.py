@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -791,14 +791,15 @@ class Store:
                 {"turn_id": t, "intent": intent, "reviewer": reviewer, "created": created} for t in labelled)
             return labelled
 
-    def correct_label(self, turn_id: int, intent: str, reviewer: str | None = None) -> list[int]:
-        """Change the label of a labelled turn, and of the turns labelled with it (one queue item's near
-        duplicates, labelled at once), to ``intent``; returns the turns relabelled. A reviewer's slip ("转人工"
-        accepted for "发漂怎么开") would otherwise be learned at every retrain. KeyError: no label to correct."""
+    def correct_label(self, turn_ids: Sequence[int], intent: str, reviewer: str | None = None) -> list[int]:
+        """Change the label of labelled turns (one or more of an item's: `bot purge` may have taken the others
+        since), and of the turns labelled with them (one queue item's near duplicates, labelled at once), to
+        ``intent``; returns the turns relabelled. A reviewer's slip ("转人工" accepted for "发漂怎么开") would
+        otherwise be learned at every retrain. KeyError: no label to correct."""
         with self._lock, self.db.atomic():
-            label = self.label_of(turn_id)
+            label = self.label_of(*turn_ids)
             if label is None:
-                raise KeyError(f"turn {turn_id} has no label to correct")
+                raise KeyError(f"turn {', '.join(map(str, turn_ids))} has no label to correct")
             batch = [r["turn_id"] for r in self.db.query(
                 "SELECT turn_id FROM review_labels r WHERE created = ? AND reviewer IS ? "
                 "AND id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) ORDER BY turn_id",

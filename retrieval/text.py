@@ -41,12 +41,21 @@ _OWN_TOKENIZERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary
 
 
 def _own(tokenizer: Any) -> Any:
-    """A copy of ``tokenizer`` for :func:`head_and_tail` alone. A tokenizer keeps the padding and truncation
-    of its last call, and the server's model workers encode from several threads at once: a call with other
-    settings meanwhile makes another thread's fail ("Already borrowed") or pad what it should not."""
+    """A copy of ``tokenizer`` for counting and cutting (:func:`token_counts`, :func:`head_and_tail`), always
+    called without padding or truncation. A tokenizer keeps the padding and truncation of its last call, and
+    the server's model workers encode from several threads at once: a call with other settings meanwhile
+    makes another thread's fail ("Already borrowed") or pad what it should not."""
     if (own := _OWN_TOKENIZERS.get(tokenizer)) is None:
         own = _OWN_TOKENIZERS[tokenizer] = copy.deepcopy(tokenizer)
     return own
+
+
+def token_counts(texts: list[str], tokenizer: Any, max_tokens: int | None) -> list[int]:
+    """How many tokens of each text an encoder reads: special tokens included, at most ``max_tokens``."""
+    own = _own(tokenizer)
+    extra = own.num_special_tokens_to_add()
+    counts = [len(ids) + extra for ids in own(texts, add_special_tokens=False, verbose=False)["input_ids"]]
+    return [min(n, max_tokens) for n in counts] if max_tokens else counts
 
 
 def head_and_tail(texts: list[str], tokenizer: Any, max_tokens: int | None, prefix: str = "") -> list[str]:
