@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import re
 from contextlib import contextmanager
@@ -34,6 +35,8 @@ import numpy as np
 from finetune.cache import file_sha256
 from retrieval import gpu
 from retrieval.options import IndexOptions
+
+log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 ANSWERS_FILE = "answers.jsonl"
@@ -222,9 +225,9 @@ class AnswerIndex:
 
     @staticmethod
     def check_options(count: int, **options: Any) -> None:
-        """Raise :class:`IndexBuildError` now for settings that cannot index ``count`` answers (or fewer:
-        near-duplicates are collapsed at build), so that a training run fails before minutes of
-        fine-tuning rather than after them."""
+        """Raise :class:`IndexBuildError` now for settings that cannot index ``count`` answers, so that a
+        training run fails before minutes of fine-tuning rather than after them. Near-duplicates, which
+        the fine-tuned encoder finds at build, may leave fewer; the build then trains fewer lists."""
         opts = IndexOptions(**options)
         _device(opts)
         if opts.index_type == "ivf":
@@ -247,6 +250,7 @@ class AnswerIndex:
         if len({a.id for a in answers}) != len(answers):
             raise ValueError("answer ids must be unique")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        given = len(answers)
         if opts.dedup and len(answers):
             keep = collapse_near_duplicates(answers, vectors, opts.dedup_threshold)
             answers = [answers[i] for i in keep]
@@ -255,6 +259,9 @@ class AnswerIndex:
         index_type = opts.index_type
         if index_type == "auto":  # IVF cannot train on fewer answers than one list needs, whatever flat_max says
             index_type = "flat" if n <= max(opts.flat_max, MIN_POINTS_PER_LIST) else "ivf"
+        nlist = _nlist(n, opts, given) if index_type == "ivf" else 0
+        if not nlist:
+            index_type = "flat"
         device = _device(opts)
         labels = np.arange(n, dtype=np.int64)
         replica: faiss.Index | None = None
@@ -262,21 +269,20 @@ class AnswerIndex:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(encoder.dim))
             index.add_with_ids(vectors, labels)
         else:
-            index, replica = cls._build_ivf(encoder.dim, vectors, labels, opts, device)
+            index, replica = cls._build_ivf(encoder.dim, vectors, labels, nlist, opts, device)
         built = cls(encoder, index, index_type, opts, dict(zip(labels.tolist(), answers)), n)
         built._gpu_index = replica
         return built
 
     @staticmethod
     def _build_ivf(
-        dim: int, vectors: np.ndarray, labels: np.ndarray, opts: IndexOptions, device: str
+        dim: int, vectors: np.ndarray, labels: np.ndarray, nlist: int, opts: IndexOptions, device: str
     ) -> tuple[faiss.Index, faiss.Index | None]:
         """Train the IVF centroids on a sample and add everything, on the GPU when there is one.
 
         Returns the CPU master and, when built on the GPU, the GPU index (reused for search).
         """
         n = len(vectors)
-        nlist = _nlist(n, opts)
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.niter = opts.kmeans_iters
@@ -502,10 +508,21 @@ def _device(opts: IndexOptions) -> str:
         raise IndexBuildError(str(exc)) from None
 
 
-def _nlist(n: int, opts: IndexOptions) -> int:
-    """The IVF list count for ``n`` answers; too few answers to train that many lists is an error."""
+def _nlist(n: int, opts: IndexOptions, given: int | None = None) -> int:
+    """The IVF list count for ``n`` answers; too few answers to train that many lists is an error.
+
+    ``given``: the answers before near-duplicates were collapsed. Settings that fit those but not the
+    ``n`` left train as many lists as ``n`` can (0: a flat index), with a warning: `check_options`
+    passed them before training, the collapse needs the fine-tuned encoder so cannot run earlier, and
+    refusing now would throw the training run away.
+    """
     nlist = opts.nlist or max(1, min(int(round(math.sqrt(n))), n // MIN_POINTS_PER_LIST))
     if n < nlist * MIN_POINTS_PER_LIST:
+        if given is not None and given >= (opts.nlist or 1) * MIN_POINTS_PER_LIST:
+            fitted = n // MIN_POINTS_PER_LIST
+            log.warning("%d of %d answers are left once near-duplicates are collapsed, too few for nlist=%d; "
+                        "indexing them in %s", n, given, nlist, f"{fitted} IVF lists" if fitted else "a flat index")
+            return fitted
         raise IndexBuildError(f"an IVF index with nlist={nlist} needs at least {nlist * MIN_POINTS_PER_LIST} answers "
                               f"to train, and there are {n}; set retrieval.index_type to flat (or auto), or a smaller nlist")
     return nlist

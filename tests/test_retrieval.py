@@ -338,6 +338,16 @@ def test_large_sets_get_an_ivf_index_with_good_recall(tmp_path: Path) -> None:
     assert forced.params() == {"nlist": 16, "nprobe": 4, "metric": "inner_product"}
     with pytest.raises(ValueError, match="needs at least"):
         AnswerIndex.build_from_vectors(encoder, answers[:30], vectors[:30], index_type="ivf", dedup=False, device="cpu")
+    # Settings that fit the answers given but not those near-duplicates leave are met as far as they can be
+    # (bot train checked them before training; refusing after it would throw the run away).
+    repeated = [Answer(f"r{i}", "same answer", question="same question") for i in range(40)]
+    collapsed = AnswerIndex.build_from_vectors(encoder, answers[:50] + repeated, vectors[:90], index_type="ivf",
+                                               nlist=2, device="cpu")
+    assert collapsed.index_type == "ivf" and collapsed.params()["nlist"] == 1 and len(collapsed) == 51
+    flat = AnswerIndex.build_from_vectors(encoder, answers[:20] + repeated, vectors[:60], index_type="ivf", device="cpu")
+    assert flat.index_type == "flat" and len(flat) == 21
+    with pytest.raises(ValueError, match="needs at least 78"):
+        AnswerIndex.build_from_vectors(encoder, answers[:50] + repeated[:20], vectors[:70], index_type="ivf", nlist=2)
     with pytest.raises(ValidationError, match="n_list"):
         AnswerIndex.build_from_vectors(encoder, answers, vectors, n_list=16)
     with pytest.raises(ValidationError, match="nprobe"):
