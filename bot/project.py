@@ -21,6 +21,7 @@ from yarl import URL
 from bot.language import LANGUAGES, SCRIPT, SLOT, Language, Text
 from bot.responses import MAX_REPLY_CHARS, ResponseVariant, Responses
 from dialogues.export import about_one_case
+from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
 from retrieval.text import same_example
 
@@ -317,6 +318,12 @@ class Project:
     @property
     def intents(self) -> list[str]:
         return sorted({e.intent for e in self.examples})
+
+    @property
+    def labels(self) -> set[str]:
+        """What a reviewer may label a message, and a retrain learns: the intents and ``oos``. A label of an
+        intent since taken out of nlu.yml teaches nothing."""
+        return {*self.intents, OOS}
 
     def unanswered(self) -> list[str]:
         """Intents nothing of the bot's own answers: no template in responses.yml, no custom action, no

@@ -86,7 +86,7 @@ def serving_queue(project: Project, store: Store, device: str | None = None, lim
     similarity = project.config.learning.review_similarity
     threshold = review_threshold(project.config, meta.get("intent_threshold", 0.5))
     return review_queue(store, threshold, model.embed if similarity else None, similarity, limit, model.rank,
-                        labels={*project.intents, OOS})
+                        labels=project.labels)
 
 
 @dataclass
@@ -196,7 +196,7 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
             done["skipped"] += 1
             continue
         try:
-            labelled = store.add_labels(item.turn_ids, answer.intent, reviewer, first=True)
+            labelled = store.add_labels(item.turn_ids, answer.intent, reviewer, first=True, known={*intents, OOS})
         except LabelledMeanwhile as exc:  # from the admin API, or purged, while this item was on the screen
             click.echo(f"  skipped: {exc}")
             done["skipped"] += 1

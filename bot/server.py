@@ -37,7 +37,7 @@ from bot.project import Project, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from dialogues.export import learned_data, write_jsonl
-from dialogues.review import OOS, ReviewItem, build_queue, check_label, rescore
+from dialogues.review import ReviewItem, build_queue, check_label, rescore
 from dialogues.review import candidates as review_candidates
 from dialogues.stats import conversation_stats
 from dialogues.store import LabelledMeanwhile, Store, unix_time
@@ -329,8 +329,7 @@ async def review_items(app: web.Application) -> list[ReviewItem]:
         cache["model"] = CachedModel(bot.nlu.classifier, bot.nlu.version)
     model: CachedModel = cache["model"]
     threshold = review_threshold(bot.config, bot.nlu.intent_threshold)
-    labels = {*bot.project.intents, OOS}  # a label of an intent since taken out of nlu.yml teaches nothing
-    rows = await bot._store(lambda: review_candidates(bot.store, threshold, labels=labels))
+    rows = await bot._store(lambda: review_candidates(bot.store, threshold, labels=bot.project.labels))
 
     def queue() -> list[ReviewItem]:
         return build_queue(rescore(rows, model.rank, threshold), model.embed if similarity else None, similarity)
@@ -389,7 +388,8 @@ async def review_label(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise http_error(web.HTTPBadRequest, str(exc)) from None
     try:  # checked again as it is stored: another reviewer may have labelled the item since the queue was read
-        labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer, True)
+        labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer, True,
+                                    bot.project.labels)
     except LabelledMeanwhile as exc:
         raise http_error(web.HTTPConflict, str(exc)) from None
     return json_response({"intent": intent, "turn_ids": labelled})
@@ -527,7 +527,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
     ])
 
-    publish_openapi(app, project.config.name, sorted({*project.intents, OOS}), server.max_message_chars)
+    publish_openapi(app, project.config.name, sorted(project.labels), server.max_message_chars)
 
     async def shutdown(app: web.Application) -> None:
         """SIGTERM: the port is closed already; let the turns in flight finish and their answers reach their

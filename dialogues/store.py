@@ -767,12 +767,15 @@ class Store:
         after = [row for row in asked if row["created"] > handoff["created"]]
         return next(iter(unsettled(before) or after[:1] or before[-1:]), None)
 
-    def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None, first: bool = False) -> list[int]:
+    def add_labels(self, turn_ids: list[int], intent: str, reviewer: str | None = None, first: bool = False,
+                   known: Collection[str] | None = None) -> list[int]:
         """A reviewer's intent (or ``oos``) for user turns; returns the turns labelled. A later label for
         the same turn wins, unless ``first`` (a reviewer labelling a queue item as it was shown): then a
         turn labelled already raises :class:`LabelledMeanwhile` and nothing is stored, and turns purged
         since are left out (all of them: :class:`LabelledMeanwhile` too; no later message takes a purged
-        turn's id, see ``_v9``). Otherwise a turn that is not a customer's raises KeyError."""
+        turn's id, see ``_v9``). Otherwise a turn that is not a customer's raises KeyError. ``known``: the
+        labels the queue counts (see ``review.candidates``); a turn whose label is another (an intent since
+        taken out of nlu.yml) is back in the queue, and is not labelled already."""
         if not turn_ids:
             return []
         marks = ",".join("?" * len(turn_ids))
@@ -783,7 +786,7 @@ class Store:
                 raise KeyError(f"no user turn {missing[0]}")
             if not found:
                 raise LabelledMeanwhile(f"turn {missing[0]} was deleted meanwhile")
-            if first and (taken := self.label_of(*turn_ids)):
+            if first and (taken := self._labelled(turn_ids, known)):
                 raise LabelledMeanwhile.by(taken)
             created = now()
             labelled = [t for t in turn_ids if t in found]
@@ -805,6 +808,14 @@ class Store:
                 "AND id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) ORDER BY turn_id",
                 [label["created"], label["reviewer"]])]
             return self.add_labels(batch, intent, reviewer)
+
+    def _labelled(self, turn_ids: list[int], known: Collection[str] | None) -> dict[str, Any] | None:
+        """The latest of these turns' own latest labels that is one of ``known`` (any, when None)."""
+        marks = ",".join("?" * len(turn_ids))
+        latest = self.db.query(
+            f"SELECT turn_id, intent, reviewer, created FROM review_labels r WHERE turn_id IN ({marks}) "
+            "AND id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) ORDER BY id DESC", turn_ids)
+        return next((label for label in latest if known is None or label["intent"] in known), None)
 
     def label_of(self, *turn_ids: int) -> dict[str, Any] | None:
         """The latest label (``turn_id``, ``intent``, ``reviewer``, ``created``) of these turns, or None."""
