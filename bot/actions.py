@@ -93,6 +93,16 @@ class _Button(BaseModel):
     title: str
     payload: str
 
+    @model_validator(mode="after")
+    def _stored_as_json(self) -> "_Button":
+        """A button is stored with its reply and sent as JSON: a value that is none (a date) failed the
+        store, and the customer's message with it."""
+        try:
+            json.dumps(self.model_dump(), allow_nan=False)
+        except (TypeError, ValueError):
+            raise ValueError(f"button {self.title!r} carries a value that is not JSON: {self.model_extra!r}") from None
+        return self
+
 
 class _Message(BaseModel):
     """One of the messages an action sends (``dispatcher.utter_message``)."""
@@ -244,11 +254,14 @@ class ActionRunner:
     def names(self) -> list[str]:
         return sorted(self.executor.actions) if self.executor else []
 
-    async def run(self, call: dict[str, Any]) -> ActionResult:
+    async def run(self, call: dict[str, Any], left: float | None = None) -> ActionResult:
+        """The action's result within ``timeout`` seconds, or within ``left`` of them: the actions of one
+        turn (an action and its ``FollowupAction`` chain) share the time, which the customer waits."""
         try:
-            return await asyncio.wait_for(self._run(call), self.timeout)
+            return await asyncio.wait_for(self._run(call), max(0.0, self.timeout if left is None else left))
         except asyncio.TimeoutError:
-            raise ActionError(f"action {call['next_action']!r} timed out after {self.timeout:g}s") from None
+            within = "" if left is None else " with the actions before it"
+            raise ActionError(f"action {call['next_action']!r} timed out after {self.timeout:g}s{within}") from None
 
     async def _run(self, call: dict[str, Any]) -> ActionResult:
         if self.endpoint:
@@ -288,16 +301,21 @@ class ActionRunner:
             result, error = None, None
             try:
                 result = work()
-            except SystemExit as exc:  # sys.exit() in the shop's code; raised in the server's loop, it would stop it
-                error = RuntimeError(f"it called exit ({exc})")
-            except BaseException as exc:
+            except Exception as exc:
                 error = exc
+            except BaseException as exc:  # sys.exit(), KeyboardInterrupt, a cancelled task's CancelledError in the
+                # shop's code: raised in the server's loop, the first two would stop it and the last drop the turn
+                error = RuntimeError(f"it raised {type(exc).__name__}" + (f" ({exc})" if str(exc) else ""))
             try:
                 loop.call_soon_threadsafe(settle, result, error)
             except RuntimeError:  # the server's loop has closed: nobody waits for this answer any more
                 pass
 
-        threading.Thread(target=target, name="deskbot-action", daemon=True).start()
+        try:
+            threading.Thread(target=target, name="deskbot-action", daemon=True).start()
+        except BaseException:  # no thread to be had (a container's process limit): its place is free again
+            threads.release()
+            raise
         return await future
 
     async def _remote(self, call: dict[str, Any]) -> ActionResult:

@@ -251,12 +251,14 @@ class Bot:
         assert decision.action is not None
         name, texts, buttons, loop = decision.action, [], [], None
         before = dict(slots)
+        clock = asyncio.get_running_loop()
+        deadline = clock.time() + self.actions.timeout
         for run in range(MAX_FOLLOWUPS + 1):
             call = action_call(name, turn.conversation_id, text, decision.intent or "", decision.confidence,
                                analysis.prediction.ranking, slots, entities, action_domain(self.project), turn.channel,
                                turn.metadata)
             try:
-                result = await self.actions.run(call)
+                result = await self.actions.run(call, deadline - clock.time() if run else None)
             except ActionError as exc:
                 log.warning("%s", exc)
                 if run:  # a follow-up failed: what the actions before it did and said stands

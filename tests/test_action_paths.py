@@ -68,6 +68,18 @@ class ActionTupleKeySlot(Action):
         return [SlotSet("order_id", {(1, 2): "a"})]
 
 
+class ActionDatedButton(Action):
+    def name(self):
+        return "action_dated_button"
+
+    def run(self, dispatcher, tracker, domain):
+        import datetime
+
+        dispatcher.utter_message(text="Pick a day.", buttons=[{"title": "Today", "payload": "/track_order",
+                                                               "day": datetime.date.today()}])
+        return []
+
+
 class ActionHalfPairButton(Action):
     def name(self):
         return "action_half_pair_button"
@@ -541,10 +553,14 @@ async def test_an_unknown_action_is_refused_on_load_or_falls_back(action_bot: Pa
 
 async def test_a_slot_json_cannot_hold_fails_the_action_and_its_turn_falls_back(
         action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    bot = make_bot(action_bot, None, {"track_order": "action_stamp_time", "cancel_order": "action_tuple_key_slot"}, tmp_path)
+    bot = make_bot(action_bot, None, {"track_order": "action_stamp_time", "cancel_order": "action_tuple_key_slot",
+                                      "get_refund": "action_dated_button"}, tmp_path)
     try:
         keyed = await bot.handle(Turn("c2", "/cancel_order", "web"))  # not JSON either: a tuple for a key
         assert keyed.source == "fallback" and "slot 'order_id' is set to dict" in caplog.text
+        dated = await bot.handle(Turn("c3", "/get_refund", "web"))  # nor a button's date: the store failed, message and all
+        assert dated.source == "fallback" and "button 'Today' carries a value that is not JSON" in caplog.text
+        assert [t["text"] for t in bot.store.history("c3")][0] == "/get_refund"
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that")
         assert "slot 'when' is set to datetime" in caplog.text

@@ -43,6 +43,7 @@ NO_LIMITS = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websocke
 SLOW_ACTIONS = '''
 import asyncio, time
 from rasa_sdk import Action
+from rasa_sdk.events import FollowupAction
 
 
 class Blocking(Action):
@@ -88,6 +89,35 @@ class Exiting(Action):
 
     def run(self, dispatcher, tracker, domain):
         raise SystemExit("no database, giving up")  # sys.exit() in the shop's code must not stop the server
+
+
+class Interrupting(Action):
+    def name(self):
+        return "action_interrupting"
+
+    def run(self, dispatcher, tracker, domain):
+        raise KeyboardInterrupt
+
+
+class Cancelled(Action):
+    def name(self):
+        return "action_cancelled"
+
+    async def run(self, dispatcher, tracker, domain):
+        lookup = asyncio.ensure_future(asyncio.sleep(5))
+        lookup.cancel()
+        await lookup  # CancelledError, as from a client library cancelled inside
+        return []
+
+
+class SlowSteps(Action):
+    def name(self):
+        return "action_slow_steps"
+
+    def run(self, dispatcher, tracker, domain):
+        time.sleep(0.3)
+        dispatcher.utter_message(text="step")
+        return [FollowupAction("action_slow_steps")]
 
 
 class Stuck(Action):
@@ -752,6 +782,21 @@ async def test_slow_or_broken_actions_fall_back_without_holding_anyone_up(
     assert reply["buttons"] == [{"title": "Talk to a person", "payload": "/handoff"}]
 
 
+async def test_an_action_and_its_follow_ups_share_one_timeout(
+        tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, aiohttp_client: Any) -> None:
+    """Each follow-up had the whole timeout: four 0.3 s steps under a 0.75 s timeout kept the customer 1.2 s."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "steps-bot", server={"limits": NO_LIMITS},
+                           actions={"map": {"track_order": "action_slow_steps"}, "timeout": 0.75})
+    shutil.rmtree(root / "actions")
+    (root / "actions").mkdir()
+    (root / "actions" / "slow.py").write_text(SLOW_ACTIONS)
+    client = await aiohttp_client(create_app(root, device="cpu", nlu=nlu))
+    started = time.monotonic()
+    reply = await (await chat(client, cid(), "/track_order")).json()
+    assert time.monotonic() - started < 1.5
+    assert reply["source"] == "action" and 1 <= reply["reply"].count("step") <= 2  # what was said before the cut stands
+
+
 async def test_hung_actions_hold_up_neither_other_actions_nor_the_process_exit(
         tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, aiohttp_client: Any) -> None:
     """A thread cannot be stopped, so each hung action keeps one: never one that another customer's
@@ -786,6 +831,55 @@ asyncio.run(main())
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert "timed out after 0.2s" in done.stdout, done.stderr
     assert time.monotonic() - started < 30  # not the minute the action sleeps
+
+
+def test_an_action_that_interrupts_or_is_cancelled_fails_as_any_other(tmp_path: Path) -> None:
+    """KeyboardInterrupt raised in the server's loop stopped the server, and CancelledError dropped the turn,
+    message and all; and a thread that could not start kept its place, so 32 such made every action wait
+    for good. Run apart: in this process's loop, the interrupt would stop the test run."""
+    (tmp_path / "actions").mkdir()
+    (tmp_path / "actions" / "slow.py").write_text(SLOW_ACTIONS)
+    script = f"""
+import asyncio, sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from pathlib import Path
+from types import SimpleNamespace
+import bot.actions
+from bot.actions import ActionError, ActionRunner, action_call, MAX_ACTION_THREADS
+runner = ActionRunner(Path({str(tmp_path / "actions")!r}), None, 2.0, {{}})
+
+class NoThread:
+    def __init__(self, **kwargs):
+        pass
+
+    def start(self):
+        raise RuntimeError("can't start new thread")
+
+async def main():
+    for name in ("action_interrupting", "action_cancelled", "action_quick"):
+        call = action_call(name, "c", "hi", "track_order", 1.0, [], {{}}, {{}}, {{}}, "web", {{}})
+        try:
+            print(name, (await runner.run(call)).messages)
+        except ActionError as exc:
+            print(exc)
+    real, bot.actions.threading = bot.actions.threading, SimpleNamespace(Thread=NoThread)
+    for _ in range(MAX_ACTION_THREADS + 1):
+        try:
+            await runner.run(call)
+        except ActionError as exc:
+            failed = str(exc)
+    print(failed)
+    bot.actions.threading = real
+    print("after", (await runner.run(call)).messages)
+asyncio.run(main())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["action 'action_interrupting' failed: it raised KeyboardInterrupt",
+                         "action 'action_cancelled' failed: it raised CancelledError"], done.stderr
+    assert lines[2].startswith("action_quick [") and "'quick'" in lines[2]
+    assert lines[3] == "action 'action_quick' failed: can't start new thread"
+    assert lines[4].startswith("after [") and "'quick'" in lines[4], done.stderr
 
 
 async def test_shutdown_lets_socket_turns_finish_within_shutdown_seconds(
