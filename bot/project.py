@@ -209,7 +209,7 @@ class ChannelsConfig(Settings):
 class LimitsConfig(Settings):
     """What one client may ask of a server on the public internet (0 switches a limit off)."""
 
-    per_ip_per_minute: int = Field(240, ge=0, description="requests from one IP address (widget API, admin, documents)")
+    per_ip_per_minute: int = Field(240, ge=0, description="requests from one IP address (widget API, documents, admin calls without the token)")
     per_conversation_per_minute: int = Field(30, ge=0, description="messages to one conversation")
     websockets_per_ip: int = Field(20, ge=0, description="WebSocket connections open at once from one IP address")
     trust_forwarded_for: bool = Field(False, description="take the client's IP from X-Forwarded-For (behind a proxy only)")

@@ -135,13 +135,18 @@ def admin_token(project: Project) -> str:
 
 def require_admin(request: web.Request) -> None:
     """Admin endpoints are off without a configured token, and compare it in constant time."""
-    token = request.app[ADMIN_TOKEN]
-    if not token:
+    if not request.app[ADMIN_TOKEN]:
         raise web.HTTPNotFound()
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    matches = same_secret(given.strip(), token)
-    if not matches or scheme.lower() != "bearer":  # the token alone, without its scheme, is not accepted
+    if not is_admin(request):
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
+
+
+def is_admin(request: web.Request) -> bool:
+    """Whether the request carries the admin token (``Authorization: Bearer TOKEN``; the token alone, without
+    its scheme, is not accepted)."""
+    token = request.app.get(ADMIN_TOKEN)
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and same_secret(given.strip(), token) and scheme.lower() == "bearer"
 
 
 # The chat page, the agents' page and the widget may be cached, but are checked with the server on every
@@ -163,7 +168,9 @@ async def agent_console(request: web.Request) -> web.FileResponse:
 
 
 async def widget(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "widget.js", headers={**REVALIDATE, "Content-Type": "application/javascript"})
+    # A script without a charset is read in its page's: on a GBK page (many a Chinese shop's) it did not run.
+    return web.FileResponse(STATIC / "widget.js",
+                            headers={**REVALIDATE, "Content-Type": "application/javascript; charset=utf-8"})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -491,7 +498,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     actions = ActionRunner.for_project(project)  # a mistake in actions/ or its map, before the model loads
     nlu = nlu or load_serving_model(project, device)  # refuse to start on a bad model
     server = project.config.server
-    limits = Limits(server.limits, server.max_body_bytes)
+    limits = Limits(server.limits, server.max_body_bytes, trusted=is_admin)
     app = web.Application(middlewares=[json_errors, limits.middleware], client_max_size=server.max_body_bytes)
     app.on_response_prepare.append(protective_headers)
     logging.getLogger("aiohttp.server").addFilter(CLIENT_ERRORS)  # the same filter once, however many apps

@@ -202,6 +202,18 @@ async def test_requests_per_ip_get_429_and_platform_callbacks_and_health_are_exe
     assert (await client.get("/healthz")).status == 200
 
 
+async def test_requests_with_the_admin_token_are_not_counted_per_address(make_client: Callable[..., Any]) -> None:
+    """An office's agents share one address: four consoles' refreshes used up its share in minutes, and then
+    the agents' replies to customers got 429. A wrong token counts as any request."""
+    client = await make_client(server={"limits": {"per_ip_per_minute": 3}, "admin_token": "office-token"})
+    agent = {"Authorization": "Bearer office-token"}
+    assert [(await client.get("/admin/conversations", headers=agent)).status for _ in range(6)] == [200] * 6
+    guess = {"Authorization": "Bearer guess"}
+    assert [(await client.get("/admin/conversations", headers=guess)).status for _ in range(4)] == [401] * 3 + [429]
+    assert (await chat(client, cid(), "hi")).status == 429  # the guesses spent the address's share
+    assert (await client.get("/admin/conversations", headers=agent)).status == 200
+
+
 async def test_socket_joins_count_against_the_address(make_client: Callable[..., Any]) -> None:
     client = await make_client(server={"limits": {"per_ip_per_minute": 4}})
     conversation = cid()

@@ -286,7 +286,7 @@ async def test_cors_for_listed_origins_only(client: Any, web_demo_bot: SimpleNam
 
 async def test_widget_and_demo_page_are_served(client: Any) -> None:
     response = await client.get("/widget.js")
-    assert response.status == 200 and response.content_type == "application/javascript"
+    assert response.status == 200 and response.content_type == "application/javascript" and response.charset == "utf-8"
     assert "deskbotConfig" in await response.text()
     response = await client.get("/")
     assert response.status == 200 and '<script src="/widget.js"' in await response.text()

@@ -105,7 +105,7 @@ class LiveServer:
     def __init__(self, root: Path, shop_socket: socket.socket | None = None) -> None:
         self.root = root
         self.shop_socket = shop_socket
-        self.pages: dict[str, str] = {}  # the shop's pages by path, written by the tests
+        self.pages: dict[str, str | bytes] = {}  # the shop's pages by path, written by the tests; bytes name no charset
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="deskbot-live-server", daemon=True)
         self.runners: list[web.AppRunner] = []
@@ -118,7 +118,10 @@ class LiveServer:
     async def _shop_page(self, request: web.Request) -> web.Response:
         if request.path not in self.pages:
             raise web.HTTPNotFound()
-        return web.Response(text=self.pages[request.path], content_type="text/html")
+        page = self.pages[request.path]
+        if isinstance(page, bytes):  # in the charset its <meta> names, as a page of another encoding is served
+            return web.Response(body=page, content_type="text/html")
+        return web.Response(text=page, content_type="text/html")
 
     async def _start(self) -> None:
         self.app = create_app(self.root, device="cpu")
@@ -228,10 +231,10 @@ def api_client(chromium: SimpleNamespace, url: str, admin_token: str) -> Iterato
         context.dispose()
 
 
-def embed_page(server_url: str, config: dict[str, Any], lang: str = "en") -> str:
+def embed_page(server_url: str, config: dict[str, Any], lang: str = "en", charset: str = "utf-8") -> str:
     """A customer's page: its config object and the one script tag."""
     return (
-        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>Shop</title></head>'
+        f'<!doctype html><html lang="{lang}"><head><meta charset="{charset}"><title>Shop</title></head>'
         "<body><h1>Shop</h1>"
         f"<script>window.deskbotConfig = {json.dumps(config)};</script>"
         f'<script src="{server_url}/widget.js" async></script></body></html>'
@@ -245,13 +248,14 @@ class Widget:
     """A browser tab on a shop page with the widget embedded, and what it noticed (dialogs, errors)."""
 
     def __init__(self, browser: Browser, server: LiveServer, origin: str, config: dict[str, Any],
-                 lang: str = "en", init_script: str | None = None) -> None:
+                 lang: str = "en", init_script: str | None = None, charset: str = "utf-8") -> None:
         self.context = browser.new_context(viewport={"width": 1100, "height": 800})
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         self.requests: list[str] = []  # every URL the page asked for, to catch an injected image or frame
         path = f"/shop-{next(PAGE_NUMBERS)}.html"
-        server.pages[path] = embed_page(server.url, {"open": True, **config}, lang)
+        page = embed_page(server.url, {"open": True, **config}, lang, charset)
+        server.pages[path] = page if charset == "utf-8" else page.encode(charset)
         if init_script:
             self.context.add_init_script(init_script)
         self.page: Page = self.context.new_page()
@@ -283,7 +287,8 @@ def open_widget(chromium: SimpleNamespace, server: LiveServer, web_demo_bot: Sim
     def open_(**config: Any) -> Widget:
         lang = config.pop("page_lang", "en")
         init_script = config.pop("init_script", None)
-        widget = Widget(chromium.browser, server, web_demo_bot.embed_origin, config, lang, init_script)
+        charset = config.pop("page_charset", "utf-8")
+        widget = Widget(chromium.browser, server, web_demo_bot.embed_origin, config, lang, init_script, charset)
         opened.append(widget)
         return widget
 
@@ -806,6 +811,41 @@ def test_chinese_ui_strings(open_widget: Any) -> None:
     expect(reply.get_by_role("button", name="没有帮助")).to_be_visible()
     english = open_widget(lang="en", page_lang="zh-CN")  # the config object wins over the page
     expect(english.page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
+
+
+def test_the_widget_reads_on_any_page_in_any_script_and_input_method(
+        open_widget: Any, chromium: SimpleNamespace, server: LiveServer) -> None:
+    """Served without a charset, the script was read in its page's: on a GBK page, as many a Chinese shop's is,
+    it did not run at all. Safari ends a pinyin composition before the Enter that ends it, which then says
+    isComposing false (and keyCode 229): that Enter sent the half-typed message. "constructor", a name every
+    object has, was taken for a language, and right-to-left text was laid out left to right."""
+    gbk = open_widget(page_lang="zh-CN", page_charset="gbk")
+    expect(gbk.page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
+
+    page = open_widget(lang="constructor").page
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
+    page.locator("textarea").evaluate("""(box) => {
+        box.focus();
+        box.dispatchEvent(new CompositionEvent("compositionstart", {bubbles: true}));
+        box.value = "我的订单";
+        box.dispatchEvent(new CompositionEvent("compositionend", {bubbles: true, data: "我的订单"}));
+        box.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", keyCode: 229, bubbles: true, cancelable: true}));
+    }""")
+    page.keyboard.type("到哪了")  # the customer goes on typing, and sends with an Enter of their own
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.user .bubble")).to_have_text(["我的订单到哪了"])
+
+    page.locator("textarea").fill("שלום, איפה ההזמנה שלי?")
+    assert page.locator("textarea").evaluate("(box) => getComputedStyle(box).direction") == "rtl"
+    page.locator("textarea").press("Enter")
+    hebrew = page.locator(".msg.user .bubble").last
+    expect(hebrew).to_have_text("שלום, איפה ההזמנה שלי?")
+    assert hebrew.evaluate("(bubble) => getComputedStyle(bubble).direction") == "rtl"
+
+    console = chromium.browser.new_page()
+    console.goto(f"{server.url}/agent?lang=constructor")
+    expect(console.get_by_role("button", name="Sign in")).to_be_visible()
+    console.close()
 
 
 def test_a_bot_of_one_language_has_the_widget_speak_it(open_widget: Any, server: LiveServer) -> None:

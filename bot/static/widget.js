@@ -83,7 +83,8 @@
   // The widget speaks the embedding page's chosen language, else a bot's one language (known once
   // /api/widget answers: label() runs again), else the page's or the browser's.
   const pageLang = (document.documentElement.lang || navigator.language || "en").toLowerCase();
-  let lang = STRINGS[config.lang] ? config.lang : pageLang.startsWith("zh") ? "zh" : "en";
+  const known = (name) => Object.hasOwn(STRINGS, name); // not "constructor", which every object has
+  let lang = known(config.lang) ? config.lang : pageLang.startsWith("zh") ? "zh" : "en";
   let t = STRINGS[lang];
   let serverTitle = null; // bot.yml's channels.web.title: one text, or one per language
   const server = String(config.server || (script && script.src ? new URL(script.src).origin : location.origin)).replace(/\/+$/, "");
@@ -442,6 +443,7 @@
   const inputLabel = el("label", "sr");
   inputLabel.htmlFor = "deskbot-input";
   const input = el("textarea");
+  input.dir = "auto";
   input.id = "deskbot-input";
   input.rows = 1;
   const sendButton = iconButton("send", "send");
@@ -499,6 +501,7 @@
     if (role === "agent") message.append(el("span", "sender", author ? `${author} · ${t.agent}` : t.agent));
     else message.append(el("span", "sr", `${sender}: `));
     const bubble = el("div", "bubble");
+    bubble.dir = "auto"; // Hebrew or Arabic reads right to left, its punctuation where its reader looks
     if (role === "user") bubble.textContent = text; // what the user typed, exactly
     else bubble.append(renderMarkdown(text));
     message.append(bubble);
@@ -840,8 +843,11 @@
 
   launcher.addEventListener("click", () => (panel.hidden ? open() : close()));
   closeButton.addEventListener("click", close);
+  // A key that ends an input method's composition (pinyin being typed) is the input method's. Safari ends
+  // the composition before its keydown, which then says isComposing false and keyCode 229.
+  const composing = (event) => event.isComposing || event.keyCode === 229;
   panel.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && !event.isComposing) close(); // Escape in an input method cancels the composition
+    if (event.key === "Escape" && !composing(event)) close(); // Escape in an input method cancels the composition
   });
   backButton.addEventListener("click", () => {
     rememberTitle("/resume", t.backToBot);
@@ -856,7 +862,7 @@
   }
   input.addEventListener("input", resize);
   input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    if (event.key === "Enter" && !event.shiftKey && !composing(event)) {
       event.preventDefault();
       form.requestSubmit();
     }
@@ -886,7 +892,7 @@
     if (config.open) open();
     const configured = api("GET", "/api/widget").then((settings) => {
       serverTitle = settings.title || null;
-      if (!STRINGS[config.lang] && STRINGS[settings.language]) {
+      if (!known(config.lang) && known(settings.language)) {
         lang = settings.language;
         t = STRINGS[lang];
       }
