@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fnmatch
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import sys
@@ -102,6 +104,21 @@ def cli() -> None:
     """deskbot: a self-hosted customer-service bot that learns from your support history."""
 
 
+NOT_COPIED = ("__pycache__", "models", "*.db*")  # what a packaged bot's folder may hold that is not the bot's
+
+
+def packaged_files(src: Path) -> list[str]:
+    """The files `bot init` copies from a packaged bot's folder: the demo's README.md, LICENSE and actions/ too."""
+    files = (path.relative_to(src) for path in src.rglob("*") if path.is_file())
+    return sorted(str(path) for path in files
+                  if not any(fnmatch.fnmatch(part, pattern) for part in path.parts for pattern in NOT_COPIED))
+
+
+def shell(path: Path) -> str:
+    """A path as a command line takes it: ``bot train 'odd bot'``."""
+    return shlex.quote(str(path))
+
+
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
 @click.option("--demo", is_flag=True, help="Copy the demo shop bot instead of the minimal starter.")
@@ -114,24 +131,27 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
 
     if demo and from_jsonl is not None:  # it built the bot from the file alone, the --demo unsaid
         raise click.UsageError("--demo and --from-jsonl each give the bot's files: use one")
-    taken = [name for name in BOT_FILES if (directory / name).exists()]
-    if taken and not force:  # a Rasa project, or a bot, whose data the starter's would replace
+    source = resources.files("bot") / ("demo" if demo else "starter")
+    with resources.as_file(source) as src:  # every file written here: the demo's README.md, LICENSE, actions/ too
+        written = BOT_FILES if from_jsonl is not None else packaged_files(src)
+    taken = [name for name in written if (directory / name).exists()]
+    if taken and not force:  # a Rasa project, or a bot, whose data (or README) the starter's would replace
         fail(f"{directory} already has {', '.join(taken)}; use --force to overwrite")
     # Kept (a rollback may want them), but they answer from the data replaced here.
     stale = f"{directory / 'models'} keeps the versions trained on the files replaced here; the bot answers as they did " \
-            f"until `bot train {directory}`." if taken and (directory / "models" / "CURRENT").exists() else ""
+            f"until `bot train {shell(directory)}`." if taken and (directory / "models" / "CURRENT").exists() else ""
     if from_jsonl is not None:
         from bot.importer import intent_name, write_bot
         from finetune.evaluation import read_jsonl
 
         try:
-            counts = write_bot(directory, read_jsonl(from_jsonl, fail, intent_name), directory.name)
+            counts = write_bot(directory, read_jsonl(from_jsonl, fail, intent_name), directory.resolve().name)
         except ValueError as exc:
             fail(f"{from_jsonl}: {exc}")
         except OSError as exc:  # as for the starter: a file where a folder should be, no permission, a full disk
             fail(f"cannot create the bot in {directory}: {exc.strerror or exc}")
         click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "
-                   f"(language: {counts['language']}). Next: edit responses.yml, then bot train {directory}")
+                   f"(language: {counts['language']}). Next: edit responses.yml, then bot train {shell(directory)}")
         if counts["repeated"]:
             click.echo(f"Lines that repeated an earlier line's text (spacing and case aside) were kept once: "
                        f"{counts['repeated']}.", err=True)
@@ -144,14 +164,12 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         if stale:
             click.echo(stale, err=True)
         return
-    source = resources.files("bot") / ("demo" if demo else "starter")
     with resources.as_file(source) as src:
         try:
-            shutil.copytree(src, directory, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "models", "*.db*"))
+            shutil.copytree(src, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*NOT_COPIED))
         except OSError as exc:  # a file where a folder should be, no permission, a full disk
             fail(f"cannot create the bot in {directory}: {exc.strerror or exc}")
-    click.echo(f"Created {'the demo bot' if demo else 'a starter bot'} in {directory}. Next: bot train {directory}")
+    click.echo(f"Created {'the demo bot' if demo else 'a starter bot'} in {directory}. Next: bot train {shell(directory)}")
     if stale:
         click.echo(stale, err=True)
 

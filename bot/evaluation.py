@@ -68,5 +68,6 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
     figures = {"right": outcomes["right"], "wrong": outcomes["wrong"], "fallback": outcomes["fallback"],
                "by_source": {kind: dict(counts) for kind, counts in sorted(by_source.items())}}
     results.mkdir(parents=True, exist_ok=True)
-    (results / REPORT).write_text(json.dumps({"figures": figures, "misses": misses}, indent=1, ensure_ascii=False))
+    (results / REPORT).write_text(json.dumps({"figures": figures, "misses": misses}, indent=1, ensure_ascii=False),
+                                  encoding="utf-8")
     return figures

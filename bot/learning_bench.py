@@ -42,11 +42,11 @@ Say = Callable[[str], None]
 
 def make_bot(root: Path, examples: list[Example], model: str, config: dict[str, Any] | None = None) -> Project:
     write_bot(root, [{"text": e.text, "intent": e.intent} for e in examples], root.name)
-    bot_config = yaml.safe_load((root / "bot.yml").read_text())
+    bot_config = yaml.safe_load((root / "bot.yml").read_text(encoding="utf-8"))
     bot_config["model"]["base"] = model
     for section, values in (config or {}).items():
         bot_config.setdefault(section, {}).update(values)
-    (root / "bot.yml").write_text(yaml.safe_dump(bot_config))
+    (root / "bot.yml").write_text(yaml.safe_dump(bot_config), encoding="utf-8")
     return load_project(root)
 
 

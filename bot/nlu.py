@@ -41,7 +41,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
     a number from 0 to 1. A file edited or restored by hand is refused with its name, not met later as a
     traceback or a cut that lets everything through."""
     try:
-        meta = json.loads((folder / "meta.json").read_text())
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{folder}: cannot read meta.json: {exc}") from exc
     threshold = meta.get("intent_threshold", 0.5) if isinstance(meta, dict) else None

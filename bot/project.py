@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -730,7 +731,7 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
 def load_project(root: Path | str) -> Project:
     root = Path(root)
     if not (root / "bot.yml").exists():
-        raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {root}`")
+        raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {shlex.quote(str(root))}`")
     config = load_config(root / "bot.yml")
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
     kept = {"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language]

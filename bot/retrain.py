@@ -235,7 +235,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 "margins": cfg.model_dump(include={"max_accuracy_drop", "max_intent_drop", "min_intent_examples"}),
             }
             meta.update(mode=decision["mode"], parent=serving_name, learned_through=_through(usable))
-            (staging / "decision.json").write_text(json.dumps(decision, indent=1, ensure_ascii=False))
+            (staging / "decision.json").write_text(json.dumps(decision, indent=1, ensure_ascii=False), encoding="utf-8")
             version = registry.commit(staging, meta, metrics)
         decision["version"] = version
         if not reasons:
@@ -291,7 +291,7 @@ def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], 
     source = registry.path(serving_name)
     meta = read_meta(source)
     try:
-        metrics = json.loads((source / "metrics.json").read_text())
+        metrics = json.loads((source / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # a damaged version folder: a clear refusal, not a traceback
         raise ModelLoadError(f"{source}: cannot read metrics.json: {exc}") from exc
     with registry.stage() as staging:

@@ -90,7 +90,8 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
     errors = [{"text": t, "intent": g, "predicted": f, "confidence": round(p.confidence, 4)}
               for t, g, f, p in zip(texts, gold, final, predictions) if g != f]
     (results / "intent_report.json").write_text(
-        json.dumps({"figures": figures, "per_intent": report, "errors": errors}, indent=1, ensure_ascii=False))
+        json.dumps({"figures": figures, "per_intent": report, "errors": errors}, indent=1, ensure_ascii=False),
+        encoding="utf-8")
     _confusion(gold, final, results / "intent_confusion_matrix.png")
     _histogram(gold, predicted, scores, results / "intent_histogram.png", threshold)
     figures["results"] = str(results)

@@ -59,7 +59,7 @@ class Registry:
     def current(self) -> str | None:
         path = self.root / "CURRENT"
         try:
-            name = path.read_text(encoding="utf-8").strip()
+            name = path.read_text(encoding="utf-8-sig").strip()  # an editor's byte-order mark is no part of the name
         except FileNotFoundError:
             return None
         except IsADirectoryError:  # a rollback cannot write the file over it
@@ -155,9 +155,9 @@ class Registry:
 
     def commit(self, staging: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> str:
         """Turn a complete staging folder into the next version (not yet serving)."""
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False))
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False), encoding="utf-8")
         meta = {**meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        (staging / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
         while True:
             taken = self._taken()
             name = f"v{taken[-1][0] + 1 if taken else 1:04d}"
@@ -173,7 +173,7 @@ class Registry:
         self.path(name)
         tmp = self.root / f".CURRENT-{uuid.uuid4().hex[:8]}"
         try:
-            tmp.write_text(name + "\n")
+            tmp.write_text(name + "\n", encoding="utf-8")
             with open(tmp) as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, self.root / "CURRENT")

@@ -185,6 +185,17 @@ def test_init_refuses_to_replace_a_projects_data_and_force_replaces_all_of_it(tm
     result = CliRunner().invoke(cli, ["init", str(rasa)])
     assert result.exit_code == 1 and "already has nlu.yml; use --force" in result.output
     assert "intent: mine" in (rasa / "nlu.yml").read_text()
+    # Nor any other file the demo brings: a project's README, its own test file or actions were replaced unsaid.
+    shop = tmp_path / "odd shop"
+    (shop / "actions").mkdir(parents=True)
+    for name in ("README.md", "test.jsonl", "actions/orders.py"):
+        (shop / name).write_text("mine")
+    result = CliRunner().invoke(cli, ["init", str(shop), "--demo"])
+    assert result.exit_code == 1, result.output
+    assert "already has README.md, actions/orders.py, test.jsonl; use --force" in result.output
+    assert all((shop / name).read_text() == "mine" for name in ("README.md", "test.jsonl", "actions/orders.py"))
+    result = CliRunner().invoke(cli, ["init", str(shop / "bot")])
+    assert result.exit_code == 0 and result.output.endswith(f"Next: bot train '{shop / 'bot'}'\n")
 
     root = tmp_path / "bot"
     assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0

@@ -8,6 +8,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -208,6 +210,28 @@ def test_only_exact_version_names_can_serve(tmp_path: Path) -> None:
             registry.promote(name)
     assert registry.current() == "v0002" and registry.decisions() == []
     assert registry.rollback("v0001") == "v0002" and registry.current() == "v0001"
+
+
+def test_records_are_utf_8_whatever_the_locale_and_current_may_start_with_a_bom(tmp_path: Path) -> None:
+    """Under LC_ALL=C a Chinese intent name failed meta.json's write after training, which was thrown away;
+    a CURRENT saved by an editor with a byte-order mark named no version."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from finetune.registry import Registry
+registry = Registry(__import__("pathlib").Path({str(tmp_path / "models")!r}))
+refund = "\\u9000\\u6b3e"  # in escapes: a C locale's interpreter cannot read its own command line's Chinese
+with registry.stage() as staging:
+    name = registry.commit(staging, {{"labels": [refund]}}, {{"per_intent": {{refund: 1.0}}}})
+registry.promote(name)
+print([v.meta["labels"] for v in registry.versions()] == [[refund]])
+"""
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.strip() == "True", done.stderr
+    registry = Registry(tmp_path / "models")
+    (registry.root / "CURRENT").write_bytes(b"\xef\xbb\xbfv0001\r\n")
+    assert registry.current() == "v0001"
 
 
 def test_rollback_fails_at_once_while_a_training_run_holds_the_lock(tmp_path: Path) -> None:
