@@ -196,6 +196,13 @@ def test_init_refuses_to_replace_a_projects_data_and_force_replaces_all_of_it(tm
     assert all((shop / name).read_text() == "mine" for name in ("README.md", "test.jsonl", "actions/orders.py"))
     result = CliRunner().invoke(cli, ["init", str(shop / "bot")])
     assert result.exit_code == 0 and result.output.endswith(f"Next: bot train '{shop / 'bot'}'\n")
+    (tmp_path / "dotted").mkdir()  # made in ".": named after its folder (bot.yml said name: '')
+    data = tmp_path / "dotted.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in ENGLISH))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path / "dotted")
+        assert CliRunner().invoke(cli, ["init", ".", "--from-jsonl", str(data)]).exit_code == 0
+    assert load_project(tmp_path / "dotted").config.name == "dotted"
 
     root = tmp_path / "bot"
     assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
