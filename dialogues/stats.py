@@ -28,7 +28,9 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
         return db.execute(sql, window).fetchall()
 
     customers = f"SELECT id FROM conversations WHERE channel != '{TRYOUT_CHANNEL}'"
-    talked = f"SELECT conversation_id FROM turns WHERE role = 'user' AND created >= :since AND conversation_id IN ({customers})"
+    # With the bot: a message sent while a person had the conversation is not (nor is its conversation, if all are).
+    talked = (f"SELECT conversation_id FROM turns t WHERE role = 'user' AND created >= :since AND conversation_id IN ({customers}) "
+              "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.turn_id = t.id AND p.source = 'silent')")
     conversations = rows(f"SELECT count(DISTINCT conversation_id) FROM ({talked})")[0][0]
     # Of those conversations: a takeover of an older one, with nothing said since, is not counted.
     handed_off = rows("SELECT count(DISTINCT conversation_id) FROM handoffs WHERE event = 'handed_off' "

@@ -125,6 +125,21 @@ def test_a_takeover_of_an_older_conversation_with_nothing_said_since_is_not_coun
     store.close()
 
 
+def test_a_conversation_spent_with_a_person_since_is_not_one_the_bot_kept(tmp_path: Path) -> None:
+    """Handed off yesterday and talking to an agent today, it raised today's containment."""
+    store = Store(tmp_path / "dialogues.db")
+    exchange(store, "agent's", "/handoff", "handoff", None)
+    store.set_status("agent's", "handed_off", "requested")
+    store.db.execute("UPDATE turns SET created = 1000")
+    store.db.execute("UPDATE handoffs SET created = 1000")
+    exchange(store, "agent's", "are you there?", "silent", None)
+    exchange(store, "bot's", "where is my order", "template")
+    stats = conversation_stats(store, since=2000)
+    assert (stats["conversations"], stats["handed_off"], stats["containment"]) == (1, 0, 1.0)
+    assert (stats["messages"], stats["while_with_a_person"]) == (1, 1)
+    store.close()
+
+
 def test_the_reasons_count_each_conversation_handed_off_once(tmp_path: Path) -> None:
     """Asking for a person, going back to the bot and asking again made two "requested" of one conversation
     that went to a person: the reasons added up to more than the conversations."""
