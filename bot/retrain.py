@@ -108,15 +108,20 @@ def agent_answers(data: LearnedData, intents: Collection[str] | None = None) -> 
     an answer whose question was labelled with an intent since taken out of nlu.yml has no intent: retrieval
     gives an answer only for the intent predicted, or with none, so it would never be given, and as the
     closest answer it would keep the others from being given."""
-    known = None if intents is None else {*intents, OOS}
-    return [Answer(f"agent:{r['id']}", r["answer"], r["question"],
-                   r["intent"] if known is None or r["intent"] in known else None, "agent")
-            for r in learnable(data, set(), set()).answers]
+    answers = learnable(data, set(), set()).answers
+    return [Answer(f"agent:{r['id']}", r["answer"], r["question"], r["intent"], "agent")
+            for r in (answers if intents is None else filed(answers, {*intents, OOS}))]
+
+
+def filed(answers: list[dict[str, Any]], known: Collection[str]) -> list[dict[str, Any]]:
+    """Agent answers, an intent not ``known`` (since taken out of nlu.yml) taken off: indexed without one."""
+    return [{**r, "intent": r["intent"] if r["intent"] in known else None} for r in answers]
 
 
 def exported(project: Project, data: LearnedData) -> LearnedData:
     """What ``bot export`` and ``GET /admin/export`` write of ``data``: what a retrain of ``project`` learns."""
-    return learnable(data, set(project.intents), held_out_texts(project))
+    kept = learnable(data, set(project.intents), held_out_texts(project))
+    return LearnedData(kept.examples, filed(kept.answers, project.labels))
 
 
 def read_store(project: Project, traffic: bool = True) -> tuple[LearnedData, list[str]]:

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 import bot.retrain
 from bot.cli import cli
 from bot.project import load_project
-from bot.retrain import agent_answers, gate, learned_examples, retrain
+from bot.retrain import agent_answers, exported, gate, learned_examples, retrain
 from bot.server import create_app
 from bot.training import EVALUATION_FILE, train_project
 from dialogues.export import LearnedData, learned_data
@@ -94,15 +94,17 @@ def test_an_agent_answer_that_lost_personal_data_is_not_shown_to_other_customers
     assert [a.text for a in agent_answers(data)] == ["Use the return form in your account."]
 
 
-def test_an_agent_answer_filed_under_an_intent_nlu_yml_lost_is_indexed_without_it() -> None:
+def test_an_agent_answer_filed_under_an_intent_nlu_yml_lost_is_indexed_without_it(small_bot: Path) -> None:
     """Retrieval gives an answer only for the predicted intent (or one of none): filed under an intent no
-    model predicts any more, the answer was never given, and blocked the others as the closest one."""
+    model predicts any more, the answer was never given, and blocked the others as the closest one.
+    bot export writes it so too, as what a retrain learns."""
     row = {"question": "where is my parcel", "created": 0.0}
     data = LearnedData([], [{**row, "id": 1, "intent": "shipping_status", "answer": "It left the depot today."},
                             {**row, "id": 2, "intent": "track_order", "answer": "Track it in your account."},
                             {**row, "id": 3, "intent": "oos", "answer": "We do not sell bicycles."}])
     assert [a.intent for a in agent_answers(data, ["track_order", "get_refund"])] == [None, "track_order", "oos"]
     assert [a.intent for a in agent_answers(data)] == ["shipping_status", "track_order", "oos"]
+    assert [r["intent"] for r in exported(load_project(small_bot), data).answers] == [None, "track_order", "oos"]
 
 
 def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> None:
