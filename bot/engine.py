@@ -179,8 +179,6 @@ class Bot:
             reply.handed_off = True
         fallbacks = fallbacks + 1 if decision.kind == "fallback" else 0
         reply.user_turn_id, reply.turn_id = await self._log(turn, text, analysis, decision, slots, fallbacks)
-        if decision.kind == "handoff" and self.store:
-            await self.set_handoff(turn.conversation_id, True, decision.reason, turn.channel)
         return reply
 
     def _answers(self, loop: str, text: str, entity: str, value: str, analysis: Analysis) -> bool:
@@ -349,7 +347,8 @@ class Bot:
 
     async def _log(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
                    slots: dict[str, Any], fallbacks: int) -> tuple[int | None, int | None]:
-        """The exchange written to the store; the ids of the customer's turn and of the reply's."""
+        """The exchange written to the store, a handoff with it (and then announced); the ids of the customer's
+        turn and of the reply's."""
         if self.store is None:
             return None, None
         pred = analysis.prediction if analysis else None
@@ -358,9 +357,13 @@ class Bot:
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
             decision.loop, turn.pending_id, decision.buttons, decision.quotes,
+            decision.reason if decision.kind == "handoff" else None,
         )
         assert self.writer is not None
-        return await self.writer.submit(exchange)
+        ids = await self.writer.submit(exchange)
+        if exchange.handed_off:
+            await self.announce(turn.conversation_id, True, decision.reason, turn.channel)
+        return ids
 
     async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web") -> bool:
         """Record the change, if it is one (see :meth:`Store.set_status`), and show it at once wherever the
@@ -371,11 +374,17 @@ class Bot:
         if self.store is not None:
             changed = await self._store(self.store.set_status, conversation_id, status, reason, channel)
         if changed:
-            for shown in self.channels.values():
-                await shown.status_changed(conversation_id, status, BY.get(reason, "bot"))
-        if changed and handed_off and reason != "agent":
-            self.notifier.handed_off(conversation_id, channel, reason)
+            await self.announce(conversation_id, handed_off, reason, channel)
         return changed
+
+    async def announce(self, conversation_id: str, handed_off: bool, reason: str, channel: str) -> None:
+        """Show a change of hands the store recorded wherever the conversation is open, and tell the agents of
+        a customer handed to them by anyone but an agent."""
+        status = "handed_off" if handed_off else "open"
+        for shown in self.channels.values():
+            await shown.status_changed(conversation_id, status, BY.get(reason, "bot"))
+        if handed_off and reason != "agent":
+            self.notifier.handed_off(conversation_id, channel, reason)
 
     async def tell_overdue(self) -> int:
         """Tell each customer who has waited ``handoff.busy_after_seconds`` for a person, once per wait

@@ -141,12 +141,17 @@ def require_admin(request: web.Request) -> None:
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
 
 
+ADMIN = web.RequestKey("admin", bool)
+
+
 def is_admin(request: web.Request) -> bool:
     """Whether the request carries the admin token (``Authorization: Bearer TOKEN``; the token alone, without
-    its scheme, is not accepted)."""
-    token = request.app.get(ADMIN_TOKEN)
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return bool(token) and same_secret(given.strip(), token) and scheme.lower() == "bearer"
+    its scheme, is not accepted); compared once per request, for the address limit and the endpoint."""
+    if ADMIN not in request:
+        token = request.app.get(ADMIN_TOKEN)
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        request[ADMIN] = bool(token) and same_secret(given.strip(), token) and scheme.lower() == "bearer"
+    return request[ADMIN]
 
 
 # The chat page, the agents' page and the widget may be cached, but are checked with the server on every

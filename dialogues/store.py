@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -277,6 +277,11 @@ class Exchange:
     # 4111 …" from an action, "I can cancel order {order_id}" filled from their message), so it is kept as
     # their message is; other replies are the shop's own words (its phone number) and are kept as shown.
     quotes: bool = False
+    # Why the reply hands the conversation to a person (the handoff's reason), recorded with it: written
+    # apart, a server killed in between sent "connecting you to a person" and left the conversation open,
+    # in no agent's inbox.
+    handoff: str | None = None
+    handed_off: bool = field(default=False, init=False)  # set as written: False when a person had it already
 
 
 @dataclass
@@ -396,11 +401,15 @@ class Store:
         restart their wait or change why they wait."""
         with self._lock, self.db.atomic():
             self._ensure_conversation(conversation_id, channel, None)
-            if self.db.execute("SELECT status FROM conversations WHERE id = ?", [conversation_id]).fetchone()[0] == status:
-                return False
-            self.db["conversations"].update(conversation_id, {"status": status, "fallbacks": 0, "updated": now()})
-            self.db["handoffs"].insert({"conversation_id": conversation_id, "event": status, "reason": reason, "created": now()})
-            return True
+            return self._set_status(conversation_id, status, reason)
+
+    def _set_status(self, conversation_id: str, status: str, reason: str) -> bool:
+        """:meth:`set_status` inside the caller's transaction, the conversation's row written already."""
+        if self.db.execute("SELECT status FROM conversations WHERE id = ?", [conversation_id]).fetchone()[0] == status:
+            return False
+        self.db["conversations"].update(conversation_id, {"status": status, "fallbacks": 0, "updated": now()})
+        self.db["handoffs"].insert({"conversation_id": conversation_id, "event": status, "reason": reason, "created": now()})
+        return True
 
     # --- turns ----------------------------------------------------------------------------------
 
@@ -464,6 +473,8 @@ class Store:
         elif ex.pending_id is not None:  # owed until the platform takes the answer (delivered()); the message
             # stays as it came until then, for a deskbot from before migration 13 that would answer it again
             self.db.execute("UPDATE pending SET reply_turn = ? WHERE id = ?", [bot_turn, ex.pending_id])
+        if ex.handoff is not None:
+            ex.handed_off = self._set_status(ex.conversation_id, "handed_off", ex.handoff)
         return int(user_turn), (int(bot_turn) if bot_turn is not None else None)
 
     # --- platform messages between acknowledgement and answer ------------------------------------
@@ -604,6 +615,17 @@ class Store:
         """Mark a reply (an agent's, or the bot's on a platform) the customer did not get (see ``_v8``)."""
         with self._lock, self.db.atomic():
             self.db.execute("UPDATE turns SET undelivered = 1 WHERE id = ?", [turn_id])
+
+    def not_delivered(self, conversation_id: str, turn_id: int, pending_id: int | None) -> bool:
+        """The bot's answer on a platform that refused it, at once: the kept message it answers settled (tried
+        again, it would fail again), the answer marked undelivered, and the conversation handed to a person
+        (reason ``undelivered``), who alone can still answer. Returns whether that handed it off (False: a
+        person had it). Apart, a server killed in between left a settled message nobody would answer."""
+        with self._lock, self.db.atomic():
+            if pending_id is not None:
+                self.db.execute(_SETTLE, [now(), pending_id])
+            self.db.execute("UPDATE turns SET undelivered = 1 WHERE id = ?", [turn_id])
+            return self._set_status(conversation_id, "handed_off", "undelivered")
 
     def history(self, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
         """A conversation's latest ``limit`` turns as its customer sees them, each bot reply with its buttons:

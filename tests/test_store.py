@@ -187,6 +187,38 @@ def test_an_answer_logged_and_not_sent_is_sent_by_the_next_server_as_logged(tmp_
     following.close()
 
 
+def test_a_handoff_is_written_with_the_reply_that_says_so(tmp_path: Path) -> None:
+    """Written apart, a server killed in between left the next one to send "Connecting you to a person" to a
+    conversation still open, in no agent's inbox; so did a failed send settled before it was marked."""
+    path = tmp_path / "dialogues.db"
+    gone = Store(path)
+    gone.serve()
+    kept_message = gone.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "/handoff", {})
+    asked = Exchange("slack:T1:C1:1.1", "slack", "U1", "/handoff", None, "Connecting you to a person.", None, 1.0, [],
+                     "handoff", "v0001", pending_id=kept_message, handoff="requested")
+    gone.log_exchange(asked)
+    gone.close()  # killed before the answer went out, and before anyone was told
+    following = Store(path)
+    following.serve()
+    assert [row["reply"] for row in following.adopt(["slack"])] == ["Connecting you to a person."]
+    assert asked.handed_off and following.conversation("slack:T1:C1:1.1")["status"] == "handed_off"
+    assert [c["conversation_id"] for c in following.inbox("handed_off", 10)[0]] == ["slack:T1:C1:1.1"]
+    again = Exchange("slack:T1:C1:1.1", "slack", "U1", "/handoff", None, "Connecting you to a person.", None, 1.0, [],
+                     "handoff", "v0001", handoff="requested")
+    following.log_exchange(again)
+    assert not again.handed_off  # a person has it already: no second handoff, no second wait
+    assert following.db.execute("SELECT reason FROM handoffs").fetchall() == [("requested",)]
+
+    second = following.receive("slack:ts:C2:1.1", "slack:T1:C2:1.1", "slack", "U2", "hello", {})
+    _, reply = following.log_exchange(Exchange("slack:T1:C2:1.1", "slack", "U2", "hello", None, "Hi!", "greet", 0.9, [],
+                                               "template", "v0001", pending_id=second))
+    assert following.not_delivered("slack:T1:C2:1.1", reply, second)  # Slack refused the answer for good
+    assert following.adopt(["slack"]) == [] and following.conversation("slack:T1:C2:1.1")["status"] == "handed_off"
+    assert following.transcript("slack:T1:C2:1.1")["turns"][-1]["undelivered"]
+    assert not following.not_delivered("slack:T1:C2:1.1", reply, None)
+    following.close()
+
+
 KEEPER = """
 import sys, time
 from dialogues.store import Store

@@ -350,12 +350,17 @@ async def test_an_answer_message_send_fails_for_is_said_in_one_line_and_marked_u
     async def run(fn: Any, *args: Any) -> Any:
         return fn(*args)
 
-    bot.store, bot._store = SimpleNamespace(receive=lambda *args: 1, undelivered=marked.append, delivered=settled.append), run
+    def not_delivered(conversation_id: str, turn_id: int, pending_id: int | None) -> bool:
+        marked.append(turn_id), settled.append(pending_id)
+        return True  # handed off, in the same transaction
 
-    async def set_handoff(*args: Any) -> None:
+    bot.store = SimpleNamespace(receive=lambda *args: 1, not_delivered=not_delivered, delivered=settled.append)
+    bot._store = run
+
+    async def announce(*args: Any) -> None:
         handed.append(args)
 
-    bot.set_handoff = set_handoff  # type: ignore[attr-defined]
+    bot.announce = announce  # type: ignore[attr-defined]
     handle = bot.handle
 
     async def numbered(turn: Turn) -> Reply:
@@ -385,11 +390,15 @@ async def test_an_answer_owed_to_another_wecom_app_is_settled_not_sent_at_every_
     async def run(fn: Any, *args: Any) -> Any:
         return fn(*args)
 
-    async def set_handoff(*args: Any) -> None:
+    async def announce(*args: Any) -> None:
         handed.append(args)
 
-    bot.store, bot._store = SimpleNamespace(delivered=settled.append, undelivered=marked.append), run
-    bot.set_handoff = set_handoff  # type: ignore[attr-defined]
+    def not_delivered(conversation_id: str, turn_id: int, pending_id: int | None) -> bool:
+        marked.append(turn_id), settled.append(pending_id)
+        return True
+
+    bot.store, bot._store = SimpleNamespace(delivered=settled.append, not_delivered=not_delivered), run
+    bot.announce = announce  # type: ignore[attr-defined]
     channel = WeComChannel(bot, settings(wecom_api.url))
     channel.redeliver({"id": 7, "conversation_id": "wecom:ww-old:chen", "reply_turn": 42, "reply": "它明天到。",
                        "buttons": []})

@@ -479,17 +479,21 @@ class PlatformChannel(Channel):
             return
         except Exception as exc:  # not a cancellation
             failed = exc
-        if pending_id is not None and store is not None:
-            await self.bot._store(store.delivered, pending_id)
         if failed is None:
+            if pending_id is not None and store is not None:
+                await self.bot._store(store.delivered, pending_id)
             return
         if isinstance(failed, UNDELIVERED):
             log.error("the answer to %s did not reach the customer: %s", conversation_id, failure(failed))
         else:
             log.error("the answer to %s could not be sent", conversation_id, exc_info=failed)
-        if turn_id is not None and store is not None:
-            await self.bot._store(store.undelivered, turn_id)
-            await self.bot.set_handoff(conversation_id, True, "undelivered", self.name)
+        if store is None:
+            return
+        if turn_id is None:  # nothing to mark: the kept message is settled alone
+            if pending_id is not None:
+                await self.bot._store(store.delivered, pending_id)
+        elif await self.bot._store(store.not_delivered, conversation_id, turn_id, pending_id):
+            await self.bot.announce(conversation_id, True, "undelivered", self.name)
 
     def redeliver(self, kept: dict[str, Any]) -> None:
         """Send, in the background, the answer a stopped server logged for a kept message and did not send
