@@ -643,6 +643,43 @@ def test_a_message_out_when_the_socket_drops_is_answered_once(open_widget: Any, 
     expect(page.locator(".msg.user")).to_have_count(1)
 
 
+def test_a_message_over_http_whose_answer_is_lost_on_the_way_back_is_answered_once(
+        open_widget: Any, api: SimpleNamespace) -> None:
+    """A proxy's 502, or a dropped connection, after the server had the message: it showed twice, marked
+    Not sent, and its Retry sent it again. A proxy's answer before the server had it stays Not sent."""
+    widget = open_widget(transport="http")
+    page = widget.page
+    answers = iter(["dropped", "gateway", "before"])
+
+    def on_the_way_back(route: Any) -> None:
+        how = next(answers, "through")
+        if how == "before":
+            route.fulfill(status=502, content_type="text/html", body="<html><body>502 Bad Gateway</body></html>")
+            return
+        if how == "through":
+            route.continue_()
+            return
+        route.fetch()  # the server has it and answers...
+        if how == "dropped":  # ...and the answer is lost
+            route.abort("connectionreset")
+        else:
+            route.fulfill(status=504, content_type="text/html", body="<html><body>504 Gateway Time-out</body></html>")
+
+    page.route("**/api/chat", on_the_way_back)
+    widget.send("my parcel never arrived")
+    expect(widget.bot_replies()).to_have_count(1)
+    widget.send("and my refund?")
+    expect(widget.bot_replies()).to_have_count(2)
+    expect(page.locator(".typing")).to_be_hidden()
+    expect(page.locator(".status-line")).to_have_count(0)  # no "Not sent" and no Retry
+    expect(page.locator(".msg.user .bubble")).to_have_text(["my parcel never arrived", "and my refund?"])
+    assert [t["role"] for t in api.history(widget.conversation_id())["turns"]] == ["user", "bot"] * 2
+    widget.send("hello?")
+    expect(page.locator(".msg.user.failed")).to_have_count(1, timeout=20_000)
+    expect(page.locator(".msg.user.failed")).to_have_text(re.compile("hello\\?"))
+    assert len(api.history(widget.conversation_id())["turns"]) == 4
+
+
 @pytest.fixture
 def slow_turns(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A message "slow N …" is answered N seconds late, as by a slow order system behind an action."""

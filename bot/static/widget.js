@@ -593,17 +593,25 @@
 
   // --- talking to the server ------------------------------------------------------------------------
 
+  // An error is `lost` when it leaves open whether the server had the request: no answer came (the
+  // connection dropped), or not the server's own (a proxy's 502 or 504 page). A message sent so is looked
+  // for in the history before Retry is offered, as over a socket that drops (arrived()).
   async function api(method, path, body) {
-    const response = await fetch(server + path, {
-      method,
-      headers: body ? { "Content-Type": "application/json" } : {},
-      body: body ? JSON.stringify(body) : undefined,
-    });
+    let response;
+    try {
+      response = await fetch(server + path, {
+        method,
+        headers: body ? { "Content-Type": "application/json" } : {},
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    } catch (error) {
+      throw Object.assign(error, { lost: true });
+    }
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
       // Only the rate limit's wait is the customer's to keep: a 503's (the server's store) is no flood of theirs.
       const retryAfter = response.status === 429 ? Number(response.headers.get("Retry-After")) || 0 : 0;
-      throw Object.assign(new Error(data.error || `HTTP ${response.status}`), { retryAfter });
+      throw Object.assign(new Error(data.error || `HTTP ${response.status}`), { retryAfter, lost: !data.error });
     }
     return data;
   }
