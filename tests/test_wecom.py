@@ -437,6 +437,31 @@ async def test_wecom_busy_is_tried_again_up_to_three_times(wecom_api: SimpleName
     await channel.close()
 
 
+async def test_a_passive_answer_wecom_hung_up_on_goes_out_actively_and_is_settled_only_then(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kept message was settled before its passive answer was written: a write that failed (or a server
+    killed in between) left WeCom's retry taken for one already answered, and the answer never went out."""
+    bot, settled = FakeBot(), []
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    bot.store, bot._store = SimpleNamespace(receive=lambda *args: 1, delivered=settled.append), run  # type: ignore[assignment]
+    channel = WeComChannel(bot, settings(wecom_api.url))
+
+    class HungUp(web.Response):
+        async def prepare(self, request: web.BaseRequest) -> Any:
+            raise ConnectionResetError("Cannot write to closing transport")
+
+    passive = channel._passive_reply
+    monkeypatch.setattr(channel, "_passive_reply", lambda *args: HungUp(body=passive(*args).body))
+    client = await client_for(aiohttp_client, channel)
+    with pytest.raises(aiohttp.ClientError):
+        await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
+    await channel.close()  # waits for the active send
+    assert [m["text"]["content"] for m in wecom_api.sent] == [ANSWER] and settled == [1]
+
+
 async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
     aiohttp_client: Any, wecom_api: SimpleNamespace
 ) -> None:

@@ -223,9 +223,20 @@ class WeComChannel(PlatformChannel):
             self._tasks.spawn(self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, answer),
                                            turn.pending_id))
             return empty
-        if turn.pending_id is not None and self.bot.store is not None:  # WeCom has it as this response is written
-            self._tasks.spawn(self.bot._store(self.bot.store.delivered, turn.pending_id))
-        return self._passive_reply(user, answer, nonce)
+        response = self._passive_reply(user, answer, nonce)
+        if turn.pending_id is None or self.bot.store is None:
+            return response
+        # Settled once written, not before: a server killed, or a write failed, in between left WeCom's retry
+        # taken for one already answered, and the answer never went out.
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:  # WeCom hung up as it was written: the answer goes out actively
+            self._tasks.spawn(self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, answer),
+                                           turn.pending_id))
+            return response
+        self._tasks.spawn(self.bot._store(self.bot.store.delivered, turn.pending_id))
+        return response
 
     async def _chosen(self, conversation_id: str, text: str) -> str:
         """The payload of the numbered choice ``text`` picks, or ``text`` itself if it picks none. The choices
