@@ -302,7 +302,8 @@ def limit_schema(default: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": default}
 
 
-SINCE = {"since": ({"type": "string", "format": "date"}, False)}  # ``bot.server.query_since``
+SINCE = {"since": ({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]},
+                   False)}  # ``bot.server.query_since``
 HANDOFF_ROUTE = "/admin/conversations/{conversation_id}/{action}"
 SLACK_HEADERS = ("X-Slack-Request-Timestamp", "X-Slack-Signature")
 TOKEN = {"type": "string", "minLength": 1}

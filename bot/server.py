@@ -407,17 +407,26 @@ async def review_label(request: web.Request) -> web.Response:
     return json_response({"intent": intent, "turn_ids": labelled})
 
 
+# fromisoformat also reads 2026-W01 and 20260101, and a time without its offset, which would be the server's
+_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})")
+
+
 def query_since(request: web.Request) -> float:
-    """``?since=YYYY-MM-DD``: the start of that day (the server's local time), or 0 when not given."""
+    """``?since=YYYY-MM-DD``: the start of that day (the server's local time); or a moment with its offset
+    (``2026-12-04T16:00:00Z``), as the agents' console sends the start of its own day (an agent in Shanghai
+    and a server on UTC: "today" began at 08:00); 0 when not given."""
     since = request.query.get("since")
     if since is None:
         return 0.0
     try:
-        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", since):  # fromisoformat also reads 2026-W01 and 20260101
+        if _MOMENT.fullmatch(since):
+            return datetime.fromisoformat(since).timestamp()
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", since):
             raise ValueError(since)
         day = date.fromisoformat(since)
     except ValueError:
-        raise http_error(web.HTTPBadRequest, f"since: {since!r} is not a date (YYYY-MM-DD)") from None
+        raise http_error(web.HTTPBadRequest, f"since: {since!r} is not a date (YYYY-MM-DD), nor a time with its "
+                                             "offset (2026-12-04T16:00:00Z)") from None
     return unix_time(datetime.combine(day, datetime.min.time()))
 
 

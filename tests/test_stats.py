@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 import shutil
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,13 @@ async def test_the_admin_api_serves_the_same_figures(tiny_demo_bot: Path, tmp_pa
     assert served.status == 200 and await served.json() == expected
     later = await client.get("/admin/stats?since=2099-01-01", headers={"Authorization": "Bearer t"})
     assert (await later.json())["conversations"] == 0
-    for since in ("yesterday", "2026-W01", "20260101"):  # only the published YYYY-MM-DD, as the schema says
+    # The console's "today" starts at the agent's midnight, sent with its offset: not the server's midnight.
+    hour_ago = datetime.now(timezone(timedelta(hours=8))) - timedelta(hours=1)
+    for since, conversations in ((hour_ago.isoformat(timespec="seconds"), expected["conversations"]),
+                                 ((hour_ago + timedelta(hours=2)).astimezone(timezone.utc).isoformat()[:23] + "Z", 0)):
+        served = await client.get("/admin/stats", params={"since": since}, headers={"Authorization": "Bearer t"})
+        assert served.status == 200 and (await served.json())["conversations"] == conversations, since
+    for since in ("yesterday", "2026-W01", "20260101", "2026-12-04T16:00:00"):  # YYYY-MM-DD, or a time with its offset
         wrong = await client.get(f"/admin/stats?since={since}", headers={"Authorization": "Bearer t"})
         assert wrong.status == 400 and "since" in (await wrong.json())["error"], since
     for limit in ("+5", "1_0", "\uff15", "-1"):  # the schema's integer, in ASCII digits
