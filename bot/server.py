@@ -36,7 +36,7 @@ from bot.openapi import MAX_LIMIT, AgentMessageRequest, ReviewLabelRequest, publ
 from bot.project import Project, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
-from dialogues.export import learned_data, write_jsonl
+from dialogues.export import learned_from, write_jsonl
 from dialogues.review import ReviewItem, build_queue, check_label, rescore
 from dialogues.review import candidates as review_candidates
 from dialogues.stats import conversation_stats
@@ -436,7 +436,9 @@ async def export_data(request: web.Request) -> web.Response:
     require_admin(request)
     bot = request.app[BOT]
     start = query_since(request)
-    data = exported(bot.project, await bot._store(learned_data, bot.store, start, bot.config.privacy.redact))
+    labels, answers = await bot._store(lambda: (bot.store.labels(start), bot.store.answer_candidates(start)))
+    data = await asyncio.to_thread(
+        lambda: exported(bot.project, learned_from(labels, answers, bot.config.privacy.redact)))
     out = io.StringIO()
     write_jsonl(data, out)
     return web.Response(text=out.getvalue(), content_type="application/x-ndjson")

@@ -36,13 +36,18 @@ def _privacy(redacted: bool) -> Callable[[str], str]:
 def learned_data(store: Store, since: float = 0.0, redacted: bool = True) -> LearnedData:
     """Review labels (the latest per turn) and agent answers created at or after ``since``; their text
     redacted unless ``redacted`` is False (``privacy.redact: false``)."""
+    return learned_from(store.labels(since), store.answer_candidates(since), redacted)
+
+
+def learned_from(labels: list[dict[str, Any]], answers: list[dict[str, Any]], redacted: bool = True) -> LearnedData:
+    """:func:`learned_data` of the store's rows, read already: a server reads them on the store's thread and
+    redacts them on another, so that every customer's reply does not wait for an export's redaction."""
     private = _privacy(redacted)
-    examples = [{"text": private(r["text"]), "intent": r["intent"], "turn_id": r["turn_id"], "label_id": r["id"],
-                 "created": r["created"]} for r in store.labels(since)]
-    answers = [{"question": private(r["question"]), "answer": private(r["answer"]), "intent": r["intent"],
-                "id": r["id"], "created": r["created"], "asked": private(r["asked"] or "")}
-               for r in store.answer_candidates(since)]
-    return LearnedData(examples, answers)
+    return LearnedData(
+        [{"text": private(r["text"]), "intent": r["intent"], "turn_id": r["turn_id"], "label_id": r["id"],
+          "created": r["created"]} for r in labels],
+        [{"question": private(r["question"]), "answer": private(r["answer"]), "intent": r["intent"],
+          "id": r["id"], "created": r["created"], "asked": private(r["asked"] or "")} for r in answers])
 
 
 def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> LearnedData:

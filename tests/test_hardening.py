@@ -14,6 +14,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 from click.testing import CliRunner
 from pydantic import ValidationError
 
+import bot.server as serving
 from bot.channels.base import BackgroundTasks, normalise, readable, store_unavailable
 from bot.channels.web import ChatRequest
 from bot.cli import cli
@@ -1245,6 +1247,23 @@ async def test_admin_export_serves_what_bot_export_writes(make_client: Callable[
     for since in ("last tuesday", ""):
         bad = await client.get("/admin/export", params={"since": since}, headers=admin)
         assert bad.status == 400 and (await bad.json())["error"].startswith("since:")
+
+    # Redacting a large store's labels is seconds of work: done on the store's thread, every reply waited for it.
+    redacting, slow = threading.Event(), serving.learned_from
+
+    def slowly(*args: Any) -> Any:
+        redacting.set()
+        time.sleep(3)
+        return slow(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(serving, "learned_from", slowly)
+        export = asyncio.ensure_future(client.get("/admin/export", headers=admin))
+        while not redacting.is_set():
+            await asyncio.sleep(0.05)
+        assert (await chat(client, conversation, "and my parcel?")).status == 200
+        assert not export.done()  # answered while the export redacts
+        assert (await export).status == 200
 
 
 def test_what_a_user_can_mistype_on_the_command_line_gets_one_line_errors(tiny_demo_bot: Path, tmp_path: Path) -> None:
