@@ -85,7 +85,9 @@ USER_ERRORS = {
 
 
 class Commands(click.Group):
-    """The ``bot`` group: turns deskbot's own refusals (USER_ERRORS) into one line and a failing exit code."""
+    """The ``bot`` group: turns deskbot's own refusals (USER_ERRORS), and what the system refuses a file
+    (no permission, a read-only or full disk, a folder where a file should be), into one line and a failing
+    exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -95,6 +97,8 @@ class Commands(click.Group):
                              if module in sys.modules for name in names)
             if isinstance(exc, refusals):
                 raise click.ClickException(str(exc)) from None
+            if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+                raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
             raise
 
 

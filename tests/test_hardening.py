@@ -1290,3 +1290,8 @@ def test_what_a_user_can_mistype_on_the_command_line_gets_one_line_errors(tiny_d
         assert f"test.jsonl:1: {problem}" in run("eval", str(root), "--test", str(test), "--device", "cpu")
     said = run("chat", str(root), "--device", "cpu", code=0, stdin=b"\xe4\xbd half a character\n")
     assert "(not sent: nothing to read, or not valid UTF-8)" in said
+    # What the system refuses a file (a folder where it should be, no permission, a read-only disk): one line.
+    odd = configured_copy(tiny_demo_bot, tmp_path / "odd")
+    (odd / "history.jsonl").unlink()
+    (odd / "history.jsonl").mkdir()
+    assert f"Error: {odd / 'history.jsonl'}: Is a directory" in run("models", str(odd))
