@@ -34,6 +34,7 @@ from bot.nlu import answer_encoder, read_meta
 from bot.project import Example, Project, same_example
 from bot.training import (
     answers_for,
+    check_taught,
     fit,
     frozen_split,
     held_out_texts,
@@ -195,6 +196,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         seed, held = frozen_split(project)
         held_texts = {same_example(e.text) for e in held}  # the gate's examples: taught neither labels nor old answers
         learned, label_counts = learned_examples(data, set(project.intents), held_texts)
+        check_taught(project, seed + learned)
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
         say(f"Measuring the serving model {serving_name} on {len(held)} frozen and {len(seed)} seed examples")
         before = {"frozen": measure(serving, held), "seed": measure(serving, seed)}

@@ -83,6 +83,16 @@ def frozen_split(project: Project) -> tuple[list[Example], list[Example]]:
     return [e for e in project.examples if same_example(e.text) not in held_texts], held
 
 
+def check_taught(project: Project, train: list[Example]) -> None:
+    """Refuse training that would leave an intent of nlu.yml out of the model, without a word: every example
+    of it in nlu.yml is in the frozen evaluation set, which no training sees (examples removed since it was
+    chosen), and no reviewed label teaches it."""
+    if untaught := sorted(set(project.intents) - {e.intent for e in train}):
+        raise ProjectError(f"nothing to train {', '.join(untaught)} on: every example of theirs in nlu.yml is in the "
+                           f"frozen evaluation set ({project.models_dir / EVALUATION_FILE}), which no training sees; "
+                           "add examples to nlu.yml")
+
+
 def held_out_texts(project: Project) -> set[str]:
     """The texts of the frozen evaluation set as written so far, read without choosing one, as
     :func:`~retrieval.text.same_example` keys: what no training may see."""
@@ -268,6 +278,7 @@ def train_project(project: Project, device: str | None = None, promote: bool = T
     AnswerIndex.check_options(len(answers), **index_options(project))  # before the minutes of training
     with registry.lock():
         train, held = frozen_split(project)
+        check_taught(project, train)
         with registry.stage() as staging:
             classifier = fit(project, train, held, device, progress)
             meta, metrics = write_model(staging, project, classifier, answers, held, len(train))

@@ -551,6 +551,23 @@ def test_an_example_moved_to_another_intent_takes_its_new_label_in_the_frozen_ev
     assert f'"text": "{moved.text}", "intent": "{target}"' in (bot_dir / "models" / EVALUATION_FILE).read_text()
 
 
+def test_an_intent_left_with_held_out_examples_alone_is_refused_before_training(bot_dir: Path) -> None:
+    """Its other examples taken out of nlu.yml, bot train promoted a model without the intent, and said nothing."""
+    from bot.training import frozen_split
+
+    project = load_project(bot_dir)
+    _, held = frozen_split(project)
+    intent = held[0].intent
+    kept = {e.text for e in held if e.intent == intent}
+    gone = {f"    - {e.text}" for e in project.examples if e.intent == intent and e.text not in kept}
+    nlu = (bot_dir / "nlu.yml").read_text(encoding="utf-8").split("\n")
+    (bot_dir / "nlu.yml").write_text("\n".join(line for line in nlu if line not in gone), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["train", str(bot_dir), "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert f"Error: nothing to train {intent} on: every example of theirs in nlu.yml is in the frozen" in result.output
+    assert not (bot_dir / "models" / "v0001").exists()
+
+
 def test_a_held_out_example_written_in_another_case_or_spacing_is_not_trained_on(bot_dir: Path) -> None:
     """Training left out the held-out texts as written only: "create Gold account" was held out and
     "create gold account" trained on, so the gate's figures counted an example the model had learnt."""
