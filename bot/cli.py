@@ -144,6 +144,10 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
     # Kept (a rollback may want them), but they answer from the data replaced here.
     stale = f"{directory / 'models'} keeps the versions trained on the files replaced here; the bot answers as they did " \
             f"until `bot train {shell(directory)}`." if taken and (directory / "models" / "CURRENT").exists() else ""
+    frozen = directory / "models" / "evaluation.jsonl"
+    if taken and frozen.exists():  # chosen from the data replaced here, it would judge (and calibrate) the new bot
+        stale += f"{' ' if stale else ''}{frozen} holds the replaced data's held-out examples, on which every later " \
+                 "version is judged: delete it for the next `bot train` to choose them from the new data."
     if from_jsonl is not None:
         from bot.importer import intent_name, write_bot
         from finetune.evaluation import read_jsonl

@@ -223,6 +223,7 @@ def test_init_over_a_trained_bot_says_its_models_answer_as_before_until_bot_trai
     data.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in ENGLISH))
     result = CliRunner().invoke(cli, ["init", str(root), "--from-jsonl", str(data), "--force"])
     assert result.exit_code == 0 and "keeps the versions trained on the files replaced here" in result.output
+    assert f"{root / 'models' / 'evaluation.jsonl'} holds the replaced data's held-out examples" in result.output
     with caplog.at_level(logging.WARNING, logger="deskbot"):
         load_serving_model(load_project(root), device="cpu")
     assert ("only in the model: cancel_order, contact_human_agent, get_refund, track_order; only in nlu.yml: "
