@@ -25,7 +25,7 @@ from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
-from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project
+from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project, read_payload
 from bot.responses import MAX_REPLY_CHARS, Rendered
 from dialogues.store import Exchange, Store
 from finetune.classifier import Prediction, intent_phrase
@@ -153,8 +153,13 @@ class Bot:
             return Reply("", source="silent", handed_off=True, language=language, script=script,
                          user_turn_id=user_turn_id)
 
-        analysis = await self._analysis_for(text)
-        entities = self.project.entities(text)
+        chosen, values = read_payload(text)  # a button's /track_order{"order_id": "123"}: the intent, and its values
+        if values and chosen[1:] in self.nlu.labels:
+            analysis = await self._analysis_for(chosen)
+            entities = {name: value for name, value in values.items() if name in self.project.entity_patterns}
+        else:
+            analysis = await self._analysis_for(text)
+            entities = self.project.entities(text)
         slots.update(entities)
         loop = conversation.get("active_loop") if conversation else None
         requested = slots.get(REQUESTED_SLOT)

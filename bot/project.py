@@ -37,6 +37,23 @@ def button_payloads(intents: Iterable[str]) -> frozenset[str]:
     return frozenset({*(f"/{intent}" for intent in intents), *RESERVED_PAYLOADS})
 
 
+_PAYLOAD_VALUES = re.compile(r"(/[^{]+)(\{.*\})", re.DOTALL)
+
+
+def read_payload(text: str) -> tuple[str, dict[str, str]]:
+    """A button's payload as it selects an intent, and the entities it sets: Rasa's ``/inform{"order_id":
+    "123"}`` is ``/inform`` with order_id 123. Any other text is itself, with none."""
+    if match := _PAYLOAD_VALUES.fullmatch(text):
+        try:
+            values = json.loads(match[2])
+        except ValueError:  # not JSON: typed text that looks like it
+            return text, {}
+        if isinstance(values, dict) and all(isinstance(v, str | int | float) and not isinstance(v, bool)
+                                            for v in values.values()):
+            return match[1], {name: str(value) for name, value in values.items()}
+    return text, {}
+
+
 MAX_INTENT_CHARS = 100  # its button's payload /NAME must get through every channel (Slack's values: 2,000)
 
 
@@ -678,9 +695,10 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                             f"{{{unknown[0]}}} is filled by no entity of nlu.yml, nor by what the custom actions "
                             "set (bot.yml's actions.slots): this variant would never be shown")
             for k, button in enumerate(parsed[-1].buttons):  # a typo would send the click to the classifier as text
-                if button.payload.startswith("/") and button.payload not in payloads:
+                chosen = read_payload(button.payload)[0]
+                if chosen.startswith("/") and chosen not in payloads:
                     raise _fail(path, node, ("responses", intent, j, "buttons", k, "payload"),
-                                f"unknown intent {button.payload[1:]!r} (not in nlu.yml)")
+                                f"unknown intent {chosen[1:]!r} (not in nlu.yml)")
         for language in languages:
             spoken = [v for v in parsed if v.language in (None, language)]
             if not any(v.channel is None for v in spoken):

@@ -487,6 +487,22 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         await bot.close()
 
 
+async def test_a_rasa_payload_with_values_selects_its_intent_and_sets_its_entities(
+        action_bot: Path, tmp_path: Path) -> None:
+    """An action written for Rasa offers /get_refund{"order_id": "789"}: the click was read as typed text."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        reply = await bot.handle(Turn("c1", '/get_refund{"order_id": "789", "unknown": "x"}', "web"))
+        assert (reply.source, reply.intent) == ("action", "get_refund")
+        assert reply.text == "Order 789 is **delivered**. Tracking: DHL 3345678901."
+        assert "unknown" not in bot.store.conversation("c1")["slots"]  # only nlu.yml's entities
+        typed = await bot.handle(Turn("c2", '/get_refund{not json}', "web"))
+        assert typed.source == "fallback"
+    finally:
+        await bot.close()
+
+
 def test_the_demo_action_asks_rather_than_answer_about_an_earlier_order(action_bot: Path, tmp_path: Path) -> None:
     """The slot holds the conversation's last order; a message naming another in words the order pattern
     does not read (訂單 before the pattern knew it) got the earlier order's status and tracking number."""
