@@ -15,6 +15,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import pkgutil
 import sys
 import threading
 import time
@@ -388,8 +389,11 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
     spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
     spec.submodule_search_locations = [str(actions_dir)]
     sys.modules[package] = importlib.util.module_from_spec(spec)
-    for path in sorted(actions_dir.glob("*.py")):
-        name = f"{package}.{path.stem}"
+    # Its sub-packages too (actions/orders/__init__.py and status.py), as rasa-sdk's own server loads them.
+    # A package is imported here before the walk looks inside it, so that a failure is reported as any other.
+    for info in pkgutil.walk_packages([str(actions_dir)], prefix=f"{package}."):
+        name = info.name
+        path = Path(info.module_finder.path) / (name.rpartition(".")[2] + ("/__init__.py" if info.ispkg else ".py"))
         try:
             module = importlib.import_module(name)
         except (Exception, SystemExit) as exc:  # the shop's code: a syntax error, a missing import, a failing top level

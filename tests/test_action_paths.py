@@ -25,7 +25,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import AllSlotsReset, ConversationPaused, ConversationResumed, FollowupAction, Restarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.actions import ActionError, ActionResult
+from bot.actions import ActionError, ActionResult, ActionRunner, action_call
 from bot.channels.base import Turn
 from bot.engine import MAX_FOLLOWUPS, Bot
 from bot.nlu import NLU
@@ -485,6 +485,41 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         assert (await bot.handle(Turn("c2", "789", "web"))).source == "fallback"
     finally:
         await bot.close()
+
+
+NESTED_ACTION = """
+from rasa_sdk import Action
+
+from ..wording import BYE
+
+
+class Nested(Action):
+    def name(self):
+        return "action_nested"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=BYE)
+        return []
+"""
+
+
+async def test_actions_in_a_sub_package_of_actions_are_registered(tmp_path: Path) -> None:
+    """actions/orders/status.py, as rasa-sdk's server loads it: deskbot read the top-level files alone, and
+    refused to start ("no class in actions/ is named so")."""
+    actions = tmp_path / "actions"
+    (actions / "orders").mkdir(parents=True)
+    (actions / "wording.py").write_text('BYE = "Bye!"\n')
+    (actions / "orders" / "__init__.py").write_text("")
+    (actions / "orders" / "status.py").write_text(NESTED_ACTION)
+    runner = ActionRunner(actions, None, 5.0, {})
+    try:
+        call = action_call("action_nested", "c1", "hi", "greet", 1.0, [], {}, {}, {}, "web", {})
+        assert [m["text"] for m in (await runner.run(call)).messages] == ["Bye!"]
+    finally:
+        await runner.close()
+    (actions / "orders" / "status.py").write_text("import orders_api_client\n")
+    with pytest.raises(ActionError, match=r"status.py:1: cannot load the custom actions: ModuleNotFoundError"):
+        ActionRunner(actions, None, 5.0, {})
 
 
 async def test_a_rasa_payload_with_values_selects_its_intent_and_sets_its_entities(

@@ -1096,7 +1096,8 @@ def test_a_custom_action_that_cannot_load_is_named(tiny_demo_bot: Path, tmp_path
                                                    command: str) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "actions")
     (root / "actions" / "broken.py").write_text(source)
-    result = CliRunner().invoke(cli, [command, str(root), "--device", "cpu"], input="where is my order?\n")
+    port = ["--port", "0"] if command == "serve" else []  # not 8080, which the shop's own bot may be serving on
+    result = CliRunner().invoke(cli, [command, str(root), "--device", "cpu", *port], input="where is my order?\n")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert problem in result.output, result.output
 
