@@ -951,7 +951,7 @@ def stats(directory: Path, since: Any, as_json: bool) -> None:
         row("    handoff", count(sources["handoff"], messages)),
         row("  feedback", f"{figures['feedback']['up']:,} helpful, {figures['feedback']['down']:,} not helpful"),
         row("  first agent reply", (f"median {_duration(waits['median'])}, 90th percentile {_duration(waits['p90'])}, "
-                                    if waits["median"] is not None else "") + f"{waits['unanswered']:,} never answered"),
+                                    if waits["median"] is not None else "") + f"{waits['unanswered']:,} not answered (yet)"),
         row("  top intents", ", ".join(f"{intent} {n:,}" for intent, n in figures["top_intents"].items())),
     ]
     click.echo("\n".join(lines))

@@ -89,7 +89,7 @@ def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) 
         "    fallback              2  (28.6 %)",
         "    handoff               2  (28.6 %)",
         "  feedback           1 helpful, 1 not helpful",
-        "  first agent reply  median 1 min 30 s, 90th percentile 1 min 30 s, 1 never answered",
+        "  first agent reply  median 1 min 30 s, 90th percentile 1 min 30 s, 1 not answered (yet)",
         "  top intents        cancel_order 1, get_refund 1, track_order 1",
     ]
     as_json = CliRunner().invoke(cli, ["stats", str(root), "--json"])
