@@ -4,7 +4,8 @@ One noisy client (a script, a stuck widget, an attacker) must not slow the bot d
 else, so every request passes :meth:`Limits.middleware`:
 
 * a body whose declared ``Content-Length`` is over ``server.max_body_bytes`` is refused with 413
-  before it is read (a chunked body without a length is cut by aiohttp's ``client_max_size``);
+  before it is read (a chunked body without a length is cut by aiohttp's ``client_max_size``), but a
+  platform's callback, which its channel reads to its own limit (a Slack event is larger);
 * requests from one IP address are counted in a moving one-minute window (the ``limits``
   library's), and the one over ``server.limits.per_ip_per_minute`` gets 429 with ``Retry-After``;
 * WebSocket connections open at once from one IP address are capped the same way.
@@ -176,11 +177,13 @@ class Limits:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith(EXEMPT_PREFIXES):  # platforms' callbacks: each channel reads its own limit
+            return await handler(request)
         length = request.content_length
         if length is not None and length > self.max_body_bytes:
             raise http_error(web.HTTPRequestEntityTooLarge, f"body larger than {self.max_body_bytes} bytes",
                              max_size=self.max_body_bytes, actual_size=length)
-        if request.path.startswith(EXEMPT_PREFIXES) or request.method == "OPTIONS" or self.trusted(request):
+        if request.method == "OPTIONS" or self.trusted(request):
             return await handler(request)  # a refused CORS preflight is no 429 to a page, only a network error
         ip = self.client_ip(request)
         self.request(ip)

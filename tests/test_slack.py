@@ -20,6 +20,7 @@ from aiohttp import web
 from bot.channels.base import DeliveryError, Reply, Turn
 from bot.channels.slack import (
     MARKDOWN_LIMIT,
+    MIN_EVENT_BYTES,
     SlackAPIError,
     SlackChannel,
     markdown_pieces,
@@ -344,14 +345,34 @@ async def test_a_thread_reply_sent_to_the_channel_and_a_message_with_a_file_are_
 
 
 async def test_oversize_body_is_413(slack: SimpleNamespace) -> None:
-    assert (await post(slack.client, event(text="x" * 5000))).status == 413
+    assert (await post(slack.client, event(text="x" * MIN_EVENT_BYTES))).status == 413
 
     async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the limit applies while reading
-        for _ in range(10):
+        for _ in range(MIN_EVENT_BYTES // 1000 + 1):
             yield b"x" * 1000
 
     response = await slack.client.post("/slack/events", data=chunked())
     assert response.status == 413
+
+
+async def test_a_long_message_slack_takes_is_read_and_cut_not_refused(
+        aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
+    """The event carries the text twice (text and rich_text blocks), escaped: past server.max_body_bytes at
+    10,000 Chinese characters, refused with 413 three times, and lost without a word."""
+    bot = FakeBot()
+    channel = make_channel(bot, slack_api.url, max_body_bytes=65536, max_message_chars=4000)
+    limits = Limits(LimitsConfig(), 65536)
+    app = web.Application(middlewares=[limits.middleware])
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    text = "我的订单还没到，" * 2500
+    blocks = [{"type": "rich_text", "elements": [{"type": "rich_text_section",
+                                                   "elements": [{"type": "text", "text": text}]}]}]
+    long = event(text=text, blocks=blocks)
+    assert len(json.dumps(long)) > 3 * 65536
+    assert (await post(client, long)).status == 200
+    await channel.close()
+    assert [t.text for t in bot.turns] == [text[:4000]]
 
 
 async def test_send_parses_its_own_conversation_id(slack: SimpleNamespace) -> None:

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api/"
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the answer would be stale
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
+# An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
+# and escaped in JSON (six bytes a Chinese character): server.max_body_bytes refused long messages Slack
+# takes, and Slack gave up on them after three tries. Read whole and signed, they are cut to max_message_chars.
+MIN_EVENT_BYTES = 1024 * 1024
 BUTTON_TITLE_LIMIT, BUTTON_VALUE_LIMIT, BUTTONS_PER_BLOCK = 75, 2000, 25
 BUTTON_ACTION = "deskbot_button"
 CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share")  # message subtypes that are a person writing
@@ -156,6 +160,7 @@ class SlackChannel(PlatformChannel):
 
     def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
         super().__init__(bot, settings)
+        self.max_body_bytes = max(self.max_body_bytes, MIN_EVENT_BYTES)
         self.signing_secret: str = self.settings["signing_secret"]
         self.bot_token: str = self.settings["bot_token"]
         self.api_url = api_base(self.settings.get("api_url") or DEFAULT_API_URL)
