@@ -493,6 +493,23 @@ async def test_button_click_is_answered_in_its_thread_once(slack: SimpleNamespac
     assert len(slack.posts) == 1 and slack.posts[0]["thread_ts"] == TS
 
 
+async def test_a_click_on_an_org_wide_install_is_answered_in_its_own_conversation(slack: SimpleNamespace) -> None:
+    """On Enterprise Grid, Slack sends a click with "team": null: it went into a conversation of its own, so
+    "Talk to a person" handed off an empty one while the bot went on answering the customer's thread."""
+    slack.bot.buttons = [{"title": "Track a refund", "payload": "/track_refund"}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    [actions] = [b for b in slack.posts[0]["blocks"] if b["type"] == "actions"]
+    assert actions["block_id"] == f"slack:T1:C1:{TS}"
+    pressed = [{"type": "button", "action_id": "deskbot_button_0", "block_id": actions["block_id"],
+                "value": "/track_refund", "action_ts": "1700000002.000300"}]
+    elsewhere = [{**pressed[0], "block_id": f"slack:T9:C9:{TS}"}]  # not this thread's block: no team to take
+    for trigger, taken in (("t1", pressed), ("t2", elsewhere)):
+        await post_click(slack.client, click(trigger=trigger, team=None, actions=taken))
+    await slack.channel.close()
+    assert [t.conversation_id for t in slack.bot.turns] == [f"slack:T1:C1:{TS}"] * 2 + [f"slack::C1:{TS}"]
+
+
 async def test_foreign_or_empty_clicks_are_ignored(slack: SimpleNamespace) -> None:
     foreign = click(trigger="t2", actions=[{"type": "button", "action_id": "approve", "value": "yes"}])
     empty = click(trigger="t3", actions=[])

@@ -41,7 +41,7 @@ MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown bl
 # and escaped in JSON (six bytes a Chinese character): server.max_body_bytes refused long messages Slack
 # takes, and Slack gave up on them after three tries. Read whole and signed, they are cut to max_message_chars.
 MIN_EVENT_BYTES = 1024 * 1024
-BUTTON_TITLE_LIMIT, BUTTON_VALUE_LIMIT, BUTTONS_PER_BLOCK = 75, 2000, 25
+BUTTON_TITLE_LIMIT, BUTTON_VALUE_LIMIT, BUTTONS_PER_BLOCK, BLOCK_ID_LIMIT = 75, 2000, 25, 255
 BUTTON_ACTION = "deskbot_button"
 CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share")  # message subtypes that are a person writing
 ENV = {
@@ -90,12 +90,14 @@ def verify_slack_request(secret: str, timestamp: str, signature: str, body: byte
     return same_secret(signature, slack_signature(secret, timestamp, body))
 
 
-def message_blocks(text: str, buttons: list[dict[str, str]]) -> list[dict[str, Any]]:
+def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: str = "") -> list[dict[str, Any]]:
     """Block Kit for a reply: its Markdown text, then one button per template button.
 
     A button's ``value`` is its payload, sent back by Slack when it is clicked; Slack's length
     limits are applied here so that one long title cannot make the whole message fail. ``text`` is
-    at most ``MARKDOWN_LIMIT`` characters long (:func:`markdown_pieces`).
+    at most ``MARKDOWN_LIMIT`` characters long (:func:`markdown_pieces`). The buttons' block is named
+    after the conversation, which a click on an org-wide (Enterprise Grid) install, sent without its
+    team, is known by.
     """
     blocks: list[dict[str, Any]] = [{"type": "markdown", "text": text}] if text else []
     elements = [
@@ -108,7 +110,8 @@ def message_blocks(text: str, buttons: list[dict[str, str]]) -> list[dict[str, A
         for i, button in enumerate(buttons[:BUTTONS_PER_BLOCK])
     ]
     if elements:
-        blocks.append({"type": "actions", "elements": elements})
+        blocks.append({"type": "actions", "elements": elements,
+                       **({"block_id": conversation_id} if 0 < len(conversation_id) <= BLOCK_ID_LIMIT else {})})
     return blocks
 
 
@@ -264,6 +267,10 @@ class SlackChannel(PlatformChannel):
         if not (channel and thread and user and trigger):
             return None
         team = _string(_object(payload.get("team")).get("id"))
+        if not team:  # an org-wide install's click comes with "team": null; its block names the conversation
+            named = _string(action.get("block_id")).split(":", 3)
+            if len(named) == 4 and named[0] == self.name and named[2:] == [channel, thread]:
+                team = named[1]
         return Turn(
             conversation_id=f"slack:{team}:{channel}:{thread}",
             text=value,
@@ -317,7 +324,7 @@ class SlackChannel(PlatformChannel):
             # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
             escaped = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             message: dict[str, Any] = {"channel": channel, "text": escaped, "thread_ts": thread_ts}
-            blocks = message_blocks(piece, buttons if i == len(pieces) else [])
+            blocks = message_blocks(piece, buttons if i == len(pieces) else [], conversation_id)
             if blocks:  # ``text`` stays as the notification and screen-reader fallback
                 message["blocks"] = blocks
             await self._call("chat.postMessage", message)
