@@ -49,6 +49,7 @@ BOT = web.AppKey("bot", Bot)
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
 ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the admin API is off
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
+DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STATIC = Path(str(resources.files("bot") / "static"))
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
@@ -207,11 +208,12 @@ async def swap_to_current(app: web.Application) -> NLU:
     def load() -> tuple[Project, NLU]:
         project = load_project(bot.project.root)
         bot.actions.check(project)  # before the model's load, as at start
-        return project, load_serving_model(project)
+        return project, load_serving_model(project, app[DEVICE] or None)
 
     async with app[RELOAD_LOCK]:
         project, nlu = await asyncio.to_thread(load)
         bot.swap(nlu, project)
+        app[REVIEW_MODEL].clear()  # the old version's, which would hold it in memory until the queue is read
         return nlu
 
 
@@ -253,8 +255,9 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
             try:
                 current = registry.current()
                 # A refusal holds until CURRENT or a bot file changes: a responses.yml saved half-edited
-                # during a retrain must not keep its new model out once the file is mended.
-                attempt = (current, bot_files_stamp(bot.project.root))
+                # during a retrain must not keep its new model out once the file is mended, nor a version
+                # mended since keep out a `bot rollback` to it, which writes CURRENT again.
+                attempt = (current, bot_files_stamp(bot.project.root), registry.current_stamp())
             except (RegistryError, OSError) as exc:  # said once, not every round, until it changes
                 if str(exc) != unreadable:
                     log.error("still serving %s: %s", bot.nlu.version, exc)
@@ -263,9 +266,8 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
             unreadable = None
             if current in (None, bot.nlu.version) or attempt == refused:
                 continue
-            try:
-                nlu = await swap_to_current(app)
-                log.info("now serving model %s", nlu.version)
+            try:  # the version's name only: a reference held here would keep the model past the next swap
+                log.info("now serving model %s", (await swap_to_current(app)).version)
             except Exception as exc:  # the watcher outlives any one bad version or unreadable file
                 refused = attempt
                 log.error("model %s refused, still serving %s: %s", current, bot.nlu.version, exc)
@@ -525,6 +527,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[ADMIN_TOKEN] = admin_token(project)
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}
+    app[DEVICE] = device or ""
     app.cleanup_ctx.append(watch_models)
     app.cleanup_ctx.append(watch_waiting)
     app.cleanup_ctx.append(answer_kept_messages)

@@ -70,6 +70,13 @@ class Registry:
                                 "writes it again") from None
         return name or None
 
+    def current_stamp(self) -> int:
+        """When CURRENT was last written (0: never), which a promotion or rollback to the same name changes too."""
+        try:
+            return (self.root / "CURRENT").stat().st_mtime_ns
+        except OSError:
+            return 0
+
     def readable_current(self) -> str | None:
         """:meth:`current`, or None when CURRENT cannot be read: what a listing shows, and what a
         rollback or a promotion replaces."""

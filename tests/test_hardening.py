@@ -1212,6 +1212,33 @@ async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(make_client:
         assert reply.status == 200 and (await reply.json())["source"] == "template"
 
 
+async def test_the_watcher_tries_a_refused_version_again_once_current_is_written_again(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version refused once was never tried again under its name: mended, and rolled back to, it still did
+    not serve. And a swap loaded the model on torch's choice of device, not on `bot serve --device`'s."""
+    client = await make_client(server={"limits": NO_LIMITS}, learning={"watch_seconds": 0.1})
+    models = client.app[BOT].project.models_dir
+    devices: list[str | None] = []
+    load = serving.load_serving_model
+    monkeypatch.setattr(serving, "load_serving_model", lambda project, device=None: devices.append(device) or load(
+        project, device))
+    shutil.copytree(models / "v0001", models / "v0002")
+    wrong_manifest(models / "v0002")
+    (models / "CURRENT").write_text("v0002\n")
+    while not devices:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # a few rounds more: refused once, not tried again
+    assert len(devices) == 1 and client.app[BOT].nlu.version == "v0001"
+    shutil.rmtree(models / "v0002")
+    shutil.copytree(models / "v0001", models / "v0002")  # mended
+    Registry(models).rollback("v0002")
+    for _ in range(100):
+        if client.app[BOT].nlu.version == "v0002":
+            break
+        await asyncio.sleep(0.05)
+    assert client.app[BOT].nlu.version == "v0002" and devices == ["cpu", "cpu"]
+
+
 async def test_a_reload_whose_action_map_names_an_unknown_action_is_refused(make_client: Callable[..., Any]) -> None:
     """Start refuses such a bot.yml; a reload took it, and every customer asking for the intent failed."""
     import yaml
