@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from dialogues.redact import nfkc_view, redact, was_redacted
 from dialogues.store import Store
-from retrieval.text import same_example
+from retrieval.text import PRICE, same_example
 
 
 @dataclass
@@ -68,11 +68,6 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
 _NUMBER = re.compile(r"(?<![0-9])(?:[0-9]{5,}(?![0-9])|[0-9]{3,4}(?![0-9A-Za-z%]))")
 _GROUPS = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)+")
 _LINK = re.compile(r"https?://[!-~]+")
-# A price: a currency sign before a whole amount (or one ending .00 or .99) or a currency after it ("$1499",
-# "1499元", "20 EUR"). An amount with other cents ("charged $234.56 twice") is the customer's own.
-_AMOUNT = r"[0-9][0-9,]*(?:\.(?:00|99))?(?![0-9.,])"
-_PRICE = re.compile(rf"[$€£¥]\s?{_AMOUNT}|{_AMOUNT}\s?(?:元|块|円|(?:dollars?|euros?|usd|eur|gbp|rmb|cny|hkd)(?![a-z]))",
-                    re.IGNORECASE)
 
 
 def _numbers(text: str) -> tuple[set[str], list[list[str]], set[str]]:
@@ -80,7 +75,7 @@ def _numbers(text: str) -> tuple[set[str], list[list[str]], set[str]]:
     more digits in its links (a tracking page's ``?order=55667``)."""
     shown = nfkc_view(text)[0]  # digits as redaction reads them
     linked = {number for link in _LINK.findall(shown) for number in re.findall(r"[0-9]{3,}", link)}
-    shown = re.sub(r"\s+", " ", _PRICE.sub(" ", _LINK.sub(" ", shown)))
+    shown = re.sub(r"\s+", " ", PRICE.sub(" ", _LINK.sub(" ", shown)))
     return set(_NUMBER.findall(shown)), [re.split(r"[ .-]", m.group(0)) for m in _GROUPS.finditer(shown)], linked
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from finetune.cache import file_sha256
 from retrieval import gpu
 from retrieval.options import IndexOptions
+from retrieval.text import PRICE
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +135,13 @@ def _answer_key(answer: Answer) -> tuple[str, str]:
     question, and in the answer where it repeats one from its question. Such a number is the customer's; any
     other number in an answer is a fact that differs: "Plan 200 costs 450 USD" is not "Plan 100 costs 250
     USD", nor "Zone 5 delivery takes 9 days" the zone 1 answer, and merging them sent the one answer to a
-    question about the other."""
+    question about the other. Nor is a price the customer named ("the $1499 laptop?" "Yes, the $1499 laptop
+    is in stock"): the $1999 laptop's answer is another."""
     if not answer.question:
         return (text := _normalise(answer.text)), text
     numbers = re.compile(r"\d{3,}")
-    echoed = set(numbers.findall(answer.text)) & set(numbers.findall(answer.question))
+    prices = {number for price in PRICE.findall(answer.text) for number in numbers.findall(price)}
+    echoed = set(numbers.findall(answer.text)) & set(numbers.findall(answer.question)) - prices
     text = numbers.sub(lambda m: "#" if m.group() in echoed else m.group(), answer.text)
     return _normalise(text), _normalise(answer.question, number_digits=3)
 

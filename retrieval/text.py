@@ -4,6 +4,7 @@ compares examples as the models will read them) does not import the models' libr
 from __future__ import annotations
 
 import copy
+import re
 import unicodedata
 import weakref
 from typing import Any
@@ -35,6 +36,12 @@ def same_example(text: str) -> str:
     as 取消订单, so examples under two intents would teach the classifier two answers to one message)."""
     return model_text(" ".join(unicodedata.normalize("NFKC", text).split()).casefold())
 
+
+# A price: a currency sign before a whole amount (or one ending .00 or .99) or a currency after it ("$1499",
+# "1499元", "20 EUR"). An amount with other cents ("charged $234.56 twice") is the customer's own.
+_AMOUNT = r"[0-9][0-9,]*(?:\.(?:00|99))?(?![0-9.,])"
+PRICE = re.compile(rf"[$€£¥]\s?{_AMOUNT}|{_AMOUNT}\s?(?:元|块|円|(?:dollars?|euros?|usd|eur|gbp|rmb|cny|hkd)(?![a-z]))",
+                   re.IGNORECASE)
 
 HEAD_SHARE = 0.25  # of a long message's tokens, from its start; the rest from its end
 _OWN_TOKENIZERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()

@@ -225,10 +225,15 @@ def test_answers_that_differ_in_a_number_of_their_own_are_both_kept() -> None:
                Answer("o1", "Order 4411 ships on Monday.", "when does order 4411 ship"),
                Answer("o2", "Order 9876 ships on Monday.", "When does order 9876 ship?"),
                Answer("c1", "Your order has been cancelled.", "please cancel order 1234"),
-               Answer("c2", "Your order has been cancelled.", "please cancel order 99120")]
+               Answer("c2", "Your order has been cancelled.", "please cancel order 99120"),
+               # a price the customer named is a fact too, not their own number
+               Answer("l1", "Yes, the $1499 laptop is in stock.", "Do you still sell the $1499 laptop?"),
+               Answer("l2", "Yes, the $1,999 laptop is in stock.", "Do you still sell the $1,999 laptop?"),
+               Answer("t1", "有的，1499元套餐今天可以办理。", "1499元的套餐还有吗"),
+               Answer("t2", "有的，1999元套餐今天可以办理。", "1999元的套餐还有吗")]
     index = AnswerIndex.build(HashEncoder(), answers, device="cpu")
-    assert sorted(a.id for a in index._answers.values()) == ["c1", "h1", "h2", "o1", "p1", "p2", "w2", "w3", "z1",
-                                                             "z5"]
+    assert sorted(a.id for a in index._answers.values()) == ["c1", "h1", "h2", "l1", "l2", "o1", "p1", "p2", "t1", "t2",
+                                                             "w2", "w3", "z1", "z5"]
 
 
 def test_punctuation_inside_a_number_is_part_of_it_when_answers_are_compared() -> None:
