@@ -386,9 +386,13 @@ class AnswerIndex:
 
     def _search_all(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.device == "gpu":
-            if self._gpu_index is None:
-                self._gpu_index = gpu.to_gpu(self.index)
-            return self._gpu_index.search(vectors, k)
+            try:
+                if self._gpu_index is None:
+                    self._gpu_index = gpu.to_gpu(self.index)
+                return self._gpu_index.search(vectors, k)
+            except RuntimeError as exc:  # FAISS's own errors (the GPU's memory full): every message failed with them
+                log.error("the answer index cannot search on the GPU (%s); it searches on the CPU from now on", exc)
+                self.device, self._gpu_index = "cpu", None
         return self.index.search(vectors, k)
 
     def _labels_of(self, intent: str) -> np.ndarray:

@@ -12,7 +12,7 @@ import json
 import shutil
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import faiss
 import numpy as np
@@ -486,6 +486,28 @@ def test_gpu_plumbing_builds_on_the_replica_and_keeps_the_cpu_master(monkeypatch
     assert flat.index_type == "flat" and flat.device == "gpu"
     assert flat.search_vectors(vectors[5:6], k=1)[0][0].id == "v5" and copies[-1] == "to_gpu"
     assert AnswerIndex.build_from_vectors(encoder, answers[:100], vectors[:100], device="cpu").device == "cpu"
+
+
+def test_an_index_the_gpu_cannot_search_searches_on_the_cpu(monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The GPU copy is made at the first search: out of GPU memory, every customer's message failed with a 500."""
+    encoder = HashEncoder(dim=32)
+    vectors = clustered(200, 32, clusters=5, seed=5)
+    answers = [Answer(f"v{i}", f"answer {i}") for i in range(len(vectors))]
+    on_cpu = AnswerIndex.build_from_vectors(encoder, answers, vectors, device="cpu", dedup=False)
+    fake_gpu_faiss(monkeypatch, gpus=1)
+    index = AnswerIndex.build_from_vectors(encoder, answers, vectors, dedup=False)
+    assert index.device == "gpu"
+
+    def out_of_memory(*args: Any) -> Any:
+        raise RuntimeError("Error in virtual void* faiss::gpu::StandardGpuResourcesImpl::allocMemory: cudaMalloc error 2")
+
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", out_of_memory, raising=False)
+    index._gpu_index = None  # as loaded: the copy is made at the first search
+    for _ in range(2):
+        assert [[h.id for h in row] for row in index.search_vectors(vectors[:5], k=3)] == [
+            [h.id for h in row] for row in on_cpu.search_vectors(vectors[:5], k=3)]
+    assert index.device == "cpu" and caplog.text.count("cannot search on the GPU") == 1
 
 
 def test_gpu_path_matches_cpu() -> None:
