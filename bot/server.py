@@ -199,10 +199,11 @@ def bot_files_stamp(root: Path) -> tuple[int, ...]:
     return tuple(path.stat().st_mtime_ns if path.exists() else 0 for path in (root / name for name in BOT_FILES))
 
 
-async def swap_to_current(app: web.Application) -> NLU:
+async def swap_to_current(app: web.Application, unless_served: str | None = None) -> NLU:
     """Load the bot's files and the registry's current version off the event loop, then serve them. One
     load at a time; the old model and files answer until the new ones are loaded and checked, and keep
-    answering if either fails."""
+    answering if either fails. ``unless_served``: the version the caller saw in CURRENT, not loaded again if
+    a reload that held the lock meanwhile has swapped to it."""
     bot = app[BOT]
 
     def load() -> tuple[Project, NLU]:
@@ -211,6 +212,8 @@ async def swap_to_current(app: web.Application) -> NLU:
         return project, load_serving_model(project, app[DEVICE] or None)
 
     async with app[RELOAD_LOCK]:
+        if unless_served is not None and bot.nlu.version == unless_served:
+            return bot.nlu
         project, nlu = await asyncio.to_thread(load)
         bot.swap(nlu, project)
         app[REVIEW_MODEL].clear()  # the old version's, which would hold it in memory until the queue is read
@@ -267,7 +270,7 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
             if current in (None, bot.nlu.version) or attempt == refused:
                 continue
             try:  # the version's name only: a reference held here would keep the model past the next swap
-                log.info("now serving model %s", (await swap_to_current(app)).version)
+                log.info("now serving model %s", (await swap_to_current(app, unless_served=current)).version)
             except Exception as exc:  # the watcher outlives any one bad version or unreadable file
                 refused = attempt
                 log.error("model %s refused, still serving %s: %s", current, bot.nlu.version, exc)

@@ -1239,6 +1239,25 @@ async def test_the_watcher_tries_a_refused_version_again_once_current_is_written
     assert client.app[BOT].nlu.version == "v0002" and devices == ["cpu", "cpu"]
 
 
+async def test_the_watcher_does_not_load_again_a_version_a_reload_swapped_to_meanwhile(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both saw the new CURRENT; the watcher waited for the reload's lock, then loaded the same version again."""
+    client = await make_client(server={"limits": NO_LIMITS}, learning={"watch_seconds": 0.1})
+    bot = client.app[BOT]
+    models = bot.project.models_dir
+    loads: list[str] = []
+    load = serving.load_serving_model
+    monkeypatch.setattr(serving, "load_serving_model", lambda project, device=None: loads.append("load") or load(
+        project, device))
+    shutil.copytree(models / "v0001", models / "v0002")
+    async with client.app[serving.RELOAD_LOCK]:  # a reload in progress
+        (models / "CURRENT").write_text("v0002\n")
+        await asyncio.sleep(0.5)  # the watcher has seen it, and waits
+        bot.swap(serving.load_serving_model(bot.project, "cpu"), bot.project)
+    await asyncio.sleep(0.5)
+    assert bot.nlu.version == "v0002" and loads == ["load"]
+
+
 async def test_a_reload_whose_action_map_names_an_unknown_action_is_refused(make_client: Callable[..., Any]) -> None:
     """Start refuses such a bot.yml; a reload took it, and every customer asking for the intent failed."""
     import yaml
