@@ -75,6 +75,7 @@ Script = Literal["traditional", "simplified"]
 _TRADITIONAL = opencc.OpenCC("s2t.json")  # OpenCC's own forms, which leave every Traditional character as written
 # What a customer is answered in: Taiwan's standard forms, which Hong Kong reads too (為 where OpenCC's own write 爲)
 _WRITTEN_TRADITIONAL = opencc.OpenCC("s2tw.json")
+_HONG_KONG = opencc.OpenCC("s2hk.json")  # which keeps 台 and 着 as written, as Hong Kong and Taiwan write them
 # Chinese characters (the extensions beyond the BMP too) and Bopomofo, which Taiwan writes with them ("ㄏㄏ").
 CJK = re.compile(r"[\u3100-\u312f\u31a0-\u31bf\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
@@ -85,6 +86,7 @@ def written_in(text: str) -> Language:
 
 # What is read in no language: a link (also a Markdown link's target) or an e-mail address.
 _ADDRESSES = re.compile(r"\]\([^)]*\)|https?://\S+|\S+@\S+")
+_ADDRESS_PIECES = re.compile(rf"({_ADDRESSES.pattern})")
 
 
 def mostly_written_in(text: str) -> Language:
@@ -149,11 +151,14 @@ def say(text: Text, language: str, default: str | None = None, script: Script | 
 def chinese_script(text: str, previous: Script | None) -> Script | None:
     """The script a customer writes Chinese in: traditional when ``text`` has characters only Traditional
     Chinese writes (訂單), simplified when it has some only Simplified writes (订单). A text with neither
-    (你好, an order number) or both keeps ``previous``."""
+    (你好, an order number) or both keeps ``previous``. A character Hong Kong and Taiwan write as it is,
+    though OpenCC's own forms change it (台北, 一台電腦: 臺), is no Simplified one: their customers were
+    answered in Simplified."""
     if not CJK.search(text):
         return previous
     try:
-        traditional, simplified = model_text(text) != text, _TRADITIONAL.convert(text) != text
+        traditional = model_text(text) != text
+        simplified = any(_TRADITIONAL.convert(c) != c and _HONG_KONG.convert(c) != c for c in set(CJK.findall(text)))
     except UnicodeEncodeError:  # half a surrogate pair, which the converter refuses
         return previous
     if traditional == simplified:
@@ -170,11 +175,12 @@ def kept_script(slots: Mapping[str, Any]) -> Script | None:
 def in_script(text: str, script: Script | None) -> str:
     """What the bot says, in its customer's Chinese script: customers in Hong Kong and Taiwan, answered in
     the Simplified characters a shop writes its templates in (or the other way round), read another
-    script than their own. Text in neither (English, a number) passes unchanged, as does text the converter
-    refuses (half a surrogate pair)."""
-    if script == "traditional":
-        try:
-            return _WRITTEN_TRADITIONAL.convert(text)
-        except UnicodeEncodeError:
-            return text
-    return model_text(text) if script == "simplified" else text
+    script than their own. Text in neither (English, a number) passes unchanged, as do links and e-mail
+    addresses (…/help/退货 made 退貨 is another page) and text the converter refuses (half a surrogate pair)."""
+    if script not in ("traditional", "simplified"):
+        return text
+    convert = _WRITTEN_TRADITIONAL.convert if script == "traditional" else model_text
+    try:  # the addresses, captured, are every other piece
+        return "".join(piece if i % 2 else convert(piece) for i, piece in enumerate(_ADDRESS_PIECES.split(text)))
+    except UnicodeEncodeError:
+        return text

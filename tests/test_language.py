@@ -70,6 +70,10 @@ def test_say_picks_the_language_then_the_default_then_the_first() -> None:
     ("訂单", "simplified", "simplified"),      # both at once: no evidence either way
     ("你好", None, None),
     ("訂單\ud83d", "simplified", "simplified"),  # half a surrogate pair, which the converter refuses
+    # 台 as Taiwan and Hong Kong write it, which OpenCC's own forms make 臺: these were answered in Simplified
+    ("我在台北，可以寄送嗎", None, "traditional"),
+    ("一台電腦多少錢", "simplified", "traditional"),
+    ("台湾", None, "simplified"),
 ])
 def test_chinese_script(text: str, previous: str | None, expected: str | None) -> None:
     assert chinese_script(text, previous) == expected  # type: ignore[arg-type]
@@ -80,3 +84,8 @@ def test_in_script_converts_chinese_only() -> None:
     assert in_script("您的訂單已發貨", "simplified") == "您的订单已发货"
     assert in_script("您的订单已发货", None) == "您的订单已发货"
     assert in_script("订单\ud83d", "traditional") == "订单\ud83d"  # refused by the converter: as written
+    # a link, a Markdown link's target and an address are not Chinese to convert: /help/退貨 is another page
+    assert in_script("退货政策见 https://shop.example.com/help/退货 或 [这里](https://shop.example.com/zh/发票)，"
+                     "或写信给 售后@shop.cn", "traditional") == (
+        "退貨政策見 https://shop.example.com/help/退货 或 [這裡](https://shop.example.com/zh/发票)，或寫信給 售后@shop.cn")
+    assert in_script("詳見 https://shop.example.tw/退貨 謝謝", "simplified") == "详见 https://shop.example.tw/退貨 谢谢"
