@@ -80,6 +80,10 @@ _HONG_KONG = opencc.OpenCC("s2hk.json")  # which keeps 台 and 着 as written, a
 CJK = re.compile(r"[\u3100-\u312f\u31a0-\u31bf\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
 
+# Japanese kana: a Japanese customer writes kanji too, which read as Chinese (注文 as Simplified, for 註).
+KANA = re.compile(r"[\u3041-\u3096\u30a1-\u30fa]")
+
+
 def written_in(text: str) -> Language:
     return "zh" if CJK.search(text) else "en"
 
@@ -124,13 +128,15 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     word (numbers aside) and an acknowledgement in a conversation already held in Chinese: Chinese
     customers type "ok thx" or a product's name ("iPhone 15") between Chinese messages, and were answered
     in English for it; it takes a sentence ("refund please") to switch. A first "hello" on a Chinese page
-    is English's: nothing Chinese was said yet. Another script (Korean, Cyrillic) is English's, not the
+    is English's: nothing Chinese was said yet. Another script (Korean, Japanese, Cyrillic) is English's, not the
     conversation's, as a first message's is."""
     if bot_language in LANGUAGES:
         return cast(Language, bot_language)
     kept = previous or page
     if text.startswith("/") and kept in LANGUAGES:
         return cast(Language, kept)
+    if KANA.search(text):  # Japanese, kanji and all: another script, English's
+        return "en"
     if CJK.search(text):
         return "zh"
     if not any(c.isalpha() for c in text):
@@ -154,7 +160,7 @@ def chinese_script(text: str, previous: Script | None) -> Script | None:
     (你好, an order number) or both keeps ``previous``. A character Hong Kong and Taiwan write as it is,
     though OpenCC's own forms change it (台北, 一台電腦: 臺), is no Simplified one: their customers were
     answered in Simplified."""
-    if not CJK.search(text):
+    if not CJK.search(text) or KANA.search(text):  # Japanese kanji are in neither Chinese script
         return previous
     try:
         traditional = model_text(text) != text

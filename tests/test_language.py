@@ -34,6 +34,8 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", '/choose_size{"size": "L"}', "zh", "zh"),  # an action's own button too
     ("multi", "환불해 주세요", "zh", "en"),   # another script is English's, as in a first message; it kept Chinese
     ("multi", "Возврат денег", "zh", "en"),
+    ("multi", "注文をキャンセルしたい", "zh", "en"),  # Japanese, whose kanji read as Chinese: answered in Simplified
+    ("multi", "ありがとう", "zh", "en"),
     ("multi", "ㄏㄏ", "en", "zh"),            # Bopomofo, and Chinese characters beyond the BMP, are Chinese
     ("multi", "𠮷野家在哪", "en", "zh"),
     ("multi", "𠮷", "en", "zh"),
@@ -74,6 +76,7 @@ def test_say_picks_the_language_then_the_default_then_the_first() -> None:
     ("我在台北，可以寄送嗎", None, "traditional"),
     ("一台電腦多少錢", "simplified", "traditional"),
     ("台湾", None, "simplified"),
+    ("注文をキャンセルしたい", "traditional", "traditional"),  # Japanese: 注 is no Simplified 註
 ])
 def test_chinese_script(text: str, previous: str | None, expected: str | None) -> None:
     assert chinese_script(text, previous) == expected  # type: ignore[arg-type]
