@@ -83,7 +83,8 @@
   // The widget speaks the embedding page's chosen language, else a bot's one language (known once
   // /api/widget answers: label() runs again), else the page's or the browser's.
   const pageLang = (document.documentElement.lang || navigator.language || "en").toLowerCase();
-  const known = (name) => Object.hasOwn(STRINGS, name); // not "constructor", which every object has
+  // not "constructor", which every object has (Object.hasOwn is missing from the Safari of 2021)
+  const known = (name) => Object.prototype.hasOwnProperty.call(STRINGS, name);
   let lang = known(config.lang) ? config.lang : pageLang.startsWith("zh") ? "zh" : "en";
   let t = STRINGS[lang];
   let serverTitle = null; // bot.yml's channels.web.title: one text, or one per language
