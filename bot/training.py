@@ -8,6 +8,7 @@ visible only when complete.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -28,7 +29,7 @@ from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.evaluation import in_scope_score, read_jsonl
 from finetune.metrics import evaluate
 from finetune.models import DEFAULT_ALIASES, MPNET_ALIASES
-from finetune.registry import Registry
+from finetune.registry import Registry, RegistryError
 from finetune.train import TrainConfig, train_classifier
 from retrieval.index import Answer, AnswerIndex
 
@@ -255,8 +256,14 @@ def write_model(staging: Path, project: Project, classifier: IntentClassifier, a
         raise ModelLoadError("training diverged: the model's weights are not all numbers (NaN), so nothing was saved; "
                              "train again with a lower model.learning_rate in bot.yml")
     model_id = uuid.uuid4().hex[:12]
-    classifier.save(staging / "classifier")
-    build_index(classifier, model_id, answers, project).save(staging / "index")
+    try:
+        classifier.save(staging / "classifier")
+        build_index(classifier, model_id, answers, project).save(staging / "index")
+    except Exception as exc:
+        if not out_of_space(exc):
+            raise
+        raise RegistryError(f"no space left on the disk of {staging.parent} to save the trained model: free some, then "
+                            "train again (the serving model is untouched)") from None
     metrics = holdout_metrics(classifier, held, project.config.thresholds.intent)
     metrics.update(train_examples=train_examples, holdout_examples=len(held),
                    train_seconds=round(classifier.train_seconds, 1), ngram_share=classifier.ngram_share)
@@ -264,6 +271,11 @@ def write_model(staging: Path, project: Project, classifier: IntentClassifier, a
             "device": str(classifier.device), "intent_threshold": metrics["intent_threshold"],
             "seed": seed_fingerprint(project)}
     return meta, metrics
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether saving failed for a full disk: an OSError says so by its number, safetensors and FAISS in words."""
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
 
 
 def seed_fingerprint(project: Project) -> str:

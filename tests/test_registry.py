@@ -373,6 +373,28 @@ def test_a_training_run_that_diverged_saves_nothing(small_bot: Path, tmp_path: P
     assert [v.name for v in registry.versions()] == ["v0001"] and registry.current() == "v0001"
 
 
+def test_a_full_disk_at_the_save_is_one_line_and_leaves_nothing(small_bot: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """safetensors says so in words, after the minutes of training: it was a traceback."""
+    from finetune.classifier import IntentClassifier
+
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+
+    def full(self: Any, path: Path) -> None:
+        path.mkdir(parents=True)
+        (path / "model.safetensors").write_bytes(b"half")
+        raise RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                           '"No space left on device" })')
+
+    monkeypatch.setattr(IntentClassifier, "save", full)
+    result = CliRunner().invoke(cli, ["train", str(root), "--device", "cpu"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"no space left on the disk of {root / 'models'} to save the trained model" in result.output
+    registry = Registry(root / "models")
+    assert [v.name for v in registry.versions()] == ["v0001"] and registry.current() == "v0001"
+    assert not list((root / "models").glob(".staging-*"))
+
+
 def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: Path, tmp_path: Path) -> None:
     """`thresholds.intent: auto` needs ten held-out examples; a small bot kept 0.5 and printed it like a calibrated one.
     History answers left out of the index as one customer's case are counted too (they were left out unsaid)."""
