@@ -154,6 +154,7 @@ REDELIVERY_WINDOW_S = 900.0
 UNOWNED_GRACE_S = 60.0
 # An answered message keeps its key only: its text lives on in the conversation's turns.
 _SETTLE = "UPDATE pending SET answered = ?, text = '', metadata = '{}' WHERE id = ?"
+_UNDELIVERED = "UPDATE turns SET undelivered = 1 WHERE id = ?"
 _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
               "FROM turns)")
 _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons) "
@@ -614,7 +615,7 @@ class Store:
     def undelivered(self, turn_id: int) -> None:
         """Mark a reply (an agent's, or the bot's on a platform) the customer did not get (see ``_v8``)."""
         with self._lock, self.db.atomic():
-            self.db.execute("UPDATE turns SET undelivered = 1 WHERE id = ?", [turn_id])
+            self.db.execute(_UNDELIVERED, [turn_id])
 
     def not_delivered(self, conversation_id: str, turn_id: int, pending_id: int | None) -> bool:
         """The bot's answer on a platform that refused it, at once: the kept message it answers settled (tried
@@ -624,7 +625,7 @@ class Store:
         with self._lock, self.db.atomic():
             if pending_id is not None:
                 self.db.execute(_SETTLE, [now(), pending_id])
-            self.db.execute("UPDATE turns SET undelivered = 1 WHERE id = ?", [turn_id])
+            self.db.execute(_UNDELIVERED, [turn_id])
             return self._set_status(conversation_id, "handed_off", "undelivered")
 
     def history(self, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
@@ -808,7 +809,7 @@ class Store:
                 raise KeyError(f"no user turn {missing[0]}")
             if not found:
                 raise LabelledMeanwhile(f"turn {missing[0]} was deleted meanwhile")
-            if first and (taken := self._labelled(turn_ids, known)):
+            if first and (taken := self.label_of(*turn_ids, known=known)):
                 raise LabelledMeanwhile.by(taken)
             created = now()
             labelled = [t for t in turn_ids if t in found]
@@ -831,19 +832,14 @@ class Store:
                 [label["created"], label["reviewer"]])]
             return self.add_labels(batch, intent, reviewer)
 
-    def _labelled(self, turn_ids: list[int], known: Collection[str] | None) -> dict[str, Any] | None:
-        """The latest of these turns' own latest labels that is one of ``known`` (any, when None)."""
+    def label_of(self, *turn_ids: int, known: Collection[str] | None = None) -> dict[str, Any] | None:
+        """The latest label (``turn_id``, ``intent``, ``reviewer``, ``created``) of these turns, or None; with
+        ``known``, the latest of the turns' own latest labels that is one of those."""
         marks = ",".join("?" * len(turn_ids))
         latest = self.db.query(
             f"SELECT turn_id, intent, reviewer, created FROM review_labels r WHERE turn_id IN ({marks}) "
             "AND id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) ORDER BY id DESC", turn_ids)
         return next((label for label in latest if known is None or label["intent"] in known), None)
-
-    def label_of(self, *turn_ids: int) -> dict[str, Any] | None:
-        """The latest label (``turn_id``, ``intent``, ``reviewer``, ``created``) of these turns, or None."""
-        marks = ",".join("?" * len(turn_ids))
-        return next(self.db.query(f"SELECT turn_id, intent, reviewer, created FROM review_labels WHERE turn_id IN ({marks}) "
-                                  "ORDER BY id DESC LIMIT 1", turn_ids), None)
 
     def labels(self, since: float = 0.0) -> list[dict[str, Any]]:
         """The latest label of every labelled turn, oldest first, with the turn's text."""

@@ -479,17 +479,13 @@ class PlatformChannel(Channel):
             return
         except Exception as exc:  # not a cancellation
             failed = exc
-        if failed is None:
-            if pending_id is not None and store is not None:
-                await self.bot._store(store.delivered, pending_id)
-            return
         if isinstance(failed, UNDELIVERED):
             log.error("the answer to %s did not reach the customer: %s", conversation_id, failure(failed))
-        else:
+        elif failed is not None:
             log.error("the answer to %s could not be sent", conversation_id, exc_info=failed)
         if store is None:
             return
-        if turn_id is None:  # nothing to mark: the kept message is settled alone
+        if failed is None or turn_id is None:  # taken, or nothing of the bot's to mark: the kept message is settled
             if pending_id is not None:
                 await self.bot._store(store.delivered, pending_id)
         elif await self.bot._store(store.not_delivered, conversation_id, turn_id, pending_id):
