@@ -8,10 +8,12 @@ encoder (saved as a plain sentence-transformers folder) can index the historical
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import re
 import warnings
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +71,40 @@ def _check_files(folder: Path) -> None:
             raise ModelLoadError(f"{name} has {path.stat().st_size} bytes, not the {size} it was saved with")
         if digest is not None and file_sha256(path) != digest:
             raise ModelLoadError(f"{name} changed on disk since it was saved (its sha256 differs)")
+
+
+# The latest trace of each architecture in use, by device and _architecture, which the next model of
+# that architecture copies instead of tracing anew (IntentClassifier.trace).
+_TRACES: weakref.WeakValueDictionary[str, torch.jit.ScriptModule] = weakref.WeakValueDictionary()
+
+
+def _architecture(encoder: torch.nn.Module) -> str:
+    """What a trace records besides the weights: each module's type and shapes, and the Hugging Face
+    configuration (the number of attention heads is the shape of no weight)."""
+    parts = []
+    for name, module in encoder.named_modules():
+        config = getattr(module, "config", None)
+        settings = config.to_json_string() if hasattr(config, "to_json_string") else ""
+        parts.append(f"{name} {type(module).__name__}({module.extra_repr()}) {settings}")
+    return "\n".join(parts)
+
+
+def _retarget(template: torch.jit.ScriptModule, encoder: torch.nn.Module) -> torch.jit.ScriptModule | None:
+    """A copy of ``template``, a trace of a model with ``encoder``'s modules, running on ``encoder``'s
+    own weights: its parameters, buffers and int8 layers' packed weights (TorchScript objects). The copy
+    shares the template's graph, which torch would otherwise keep a second time. None where a module of
+    the trace has no twin in ``encoder``."""
+    traced = copy.deepcopy(template)  # its own attribute slots: the template keeps serving its own model
+    try:
+        for name, module in traced.named_modules():
+            twin = encoder.get_submodule(name)
+            own = [key for key, _ in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]]
+            own += [key for key, value in vars(twin).items() if isinstance(value, torch.ScriptObject)]
+            for key in own:
+                module._c.setattr(key, getattr(twin, key))
+    except (AttributeError, RuntimeError):  # not the same architecture after all
+        return None
+    return traced
 
 
 @dataclass
@@ -144,6 +180,11 @@ class IntentClassifier(torch.nn.Module):
         modules as they are now, so it comes after any module swap (int8 quantisation). Gradients
         always take the eager encoder.
 
+        torch keeps every graph it traces until the process ends (about 10 MB for MiniLM), so a server
+        that traced each model it hot-swaps to grew by that much at every swap. A model whose modules
+        and shapes are those of a trace still in use (the model being replaced, as a rule) gets a copy
+        of that trace pointed at its own weights instead: no new graph (:func:`_retarget`).
+
         Any Hugging Face model may sit in the encoder, and not every one traces: when tracing fails, or
         the trace does not reproduce the eager embeddings of the example, the encoder stays eager (with
         a warning) and this returns False.
@@ -151,24 +192,32 @@ class IntentClassifier(torch.nn.Module):
         example = self.encoder.preprocess([self.prefix + "a", self.prefix + "a longer example message"])
         example = {k: v for k, v in batch_to_device(example, self.device).items() if isinstance(v, torch.Tensor)}
         self.eval()
+        architecture = f"{self.device} {_architecture(self.encoder)}"
+
+        def reproduces(traced: torch.jit.ScriptModule) -> bool:
+            # sentence-transformers writes its outputs into the features dict: each call gets a copy
+            return torch.allclose(traced(dict(example))["sentence_embedding"],
+                                  self.encoder(dict(example))["sentence_embedding"], atol=1e-4)
+
         with warnings.catch_warnings(), _quiet_libraries(), torch.no_grad():
             # torch calls tracing deprecated, and warns about shape checks it records as constants: the
             # ones in these models compare the mask's length with the sequence's, equal in every batch.
             # The tracer also reads every attribute of every module, deprecated ones included, and the
             # libraries log a warning for each of those reads, none of which the trace uses.
             warnings.simplefilter("ignore")
+            template = _TRACES.get(architecture)
             try:
-                # sentence-transformers writes its outputs into the features dict: each call gets a copy
-                traced = torch.jit.trace(self.encoder, (dict(example),), strict=False, check_trace=False)
-                same = torch.allclose(traced(dict(example))["sentence_embedding"],
-                                      self.encoder(dict(example))["sentence_embedding"], atol=1e-4)
+                traced = _retarget(template, self.encoder) if template is not None else None
+                if traced is None or not reproduces(traced):
+                    traced = torch.jit.trace(self.encoder, (dict(example),), strict=False, check_trace=False)
+                same = reproduces(traced)
             except Exception as exc:  # whatever the tracer trips on, the eager encoder still works
                 log.warning("the encoder cannot be traced (%s); it runs eagerly", exc)
                 return False
         if not same:
             log.warning("the traced encoder does not reproduce the eager one; it runs eagerly")
             return False
-        self._traced = traced
+        _TRACES[architecture] = self._traced = traced
         return True
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:

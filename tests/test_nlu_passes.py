@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from bot.nlu import NLU, token_passes
 from bot.project import InferenceConfig
+from finetune import classifier as classifier_module
 from finetune.registry import Registry
 
 
@@ -62,6 +64,33 @@ def test_the_traced_encoder_answers_as_the_eager_one(tiny_demo_bot: Path) -> Non
         assert np.allclose(want, got, atol=1e-5)
 
 
+def test_a_swap_to_a_model_of_the_same_architecture_traces_nothing_anew(
+        tiny_demo_bot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch keeps every graph it traces for good: tracing each model a server swapped to grew it by
+    # about 10 MB a swap (MiniLM). The next model copies the serving one's trace, on its own weights.
+    traced = []
+    trace = torch.jit.trace
+    monkeypatch.setattr(torch.jit, "trace", lambda *args, **kwargs: traced.append(1) or trace(*args, **kwargs))
+    monkeypatch.setattr(classifier_module, "_TRACES", weakref.WeakValueDictionary())
+    path = Registry(tiny_demo_bot / "models").current_path()
+    serving = NLU.load(path, device="cpu", inference=InferenceConfig(trace=True, quantize="none"))
+    swapped = NLU.load(path, device="cpu", inference=InferenceConfig(trace=True, quantize="none"))
+    with torch.no_grad():  # the new model's weights differ from the serving one's, as a retrained one's do
+        for weight in swapped.classifier.encoder.parameters():
+            weight.add_(torch.randn_like(weight) * 0.05)
+    swapped.classifier.trace()
+    eager = NLU.load(path, device="cpu", inference=InferenceConfig(trace=False, quantize="none"))
+    assert len(traced) == 1 and swapped.classifier._traced is not None
+    batch = ["hi", "where is my order 12345, it was due last week", "refund please"]
+    _, before = eager.classifier.predict_with_embeddings(batch)
+    _, still = serving.classifier.predict_with_embeddings(batch)
+    assert np.allclose(still, before, atol=1e-5)  # the serving model answers as it did
+    _, got = swapped.classifier.predict_with_embeddings(batch)
+    swapped.classifier._traced = None  # its own eager encoder
+    _, want = swapped.classifier.predict_with_embeddings(batch)
+    assert not np.allclose(want, before, atol=1e-3) and np.allclose(got, want, atol=1e-5)
+
+
 def test_an_encoder_that_cannot_be_traced_runs_eagerly(tiny_demo_bot: Path, monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     def refuse(*_args: object, **_kwargs: object) -> None:
@@ -70,6 +99,7 @@ def test_an_encoder_that_cannot_be_traced_runs_eagerly(tiny_demo_bot: Path, monk
     path = Registry(tiny_demo_bot / "models").current_path()
     want = NLU.load(path, device="cpu", inference=InferenceConfig(trace=False)).analyse(["refund please"])
     monkeypatch.setattr(torch.jit, "trace", refuse)
+    monkeypatch.setattr(classifier_module, "_TRACES", weakref.WeakValueDictionary())  # no trace to copy
     with caplog.at_level(logging.WARNING):
         nlu = NLU.load(path, device="cpu", inference=InferenceConfig(trace=True))
     assert "cannot be traced" in caplog.text and "does not trace" in caplog.text
