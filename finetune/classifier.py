@@ -27,6 +27,7 @@ from sentence_transformers.util import batch_to_device
 
 from finetune.cache import file_sha256
 from finetune.lexical import CharNgrams, choose_share
+from retrieval.encoder import load_sentence_model
 from retrieval.text import head_and_tail, model_text
 
 log = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ class IntentClassifier(torch.nn.Module):
             _check_files(folder)
             meta = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
             labels, scale, prefix = meta["labels"], float(meta["scale"]), meta.get("prefix", "")
-            encoder = SentenceTransformer(str(folder / "encoder"), device=pick_device(device), local_files_only=True)
+            encoder = load_sentence_model(str(folder / "encoder"), pick_device(device), local_files_only=True)
             head = load_file(str(folder / "head.safetensors"))["head"]
             share = float(meta.get("ngram_share", 0.0))
             ngrams = CharNgrams.load(folder) if share > 0 else None

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -38,6 +37,7 @@ from finetune.cache import MissingAssetsError
 from finetune.classifier import IntentClassifier, ModelLoadError, intent_phrase, pick_device
 from finetune.metrics import OOS
 from finetune.models import model_needs_prefixes, resolve_model
+from retrieval.encoder import load_sentence_model
 
 
 @dataclass
@@ -132,7 +132,7 @@ def train_classifier(
     else:
         with loading_base(base_model):
             path = resolve_model(base_model)
-            encoder = SentenceTransformer(path, device=device, local_files_only=True)
+            encoder = load_sentence_model(path, device, local_files_only=True)
         prefix = "query: " if model_needs_prefixes(path) else ""
         model = IntentClassifier(encoder, labels, scale=config.scale, prefix=prefix).to(device)
     model.encoder.max_seq_length = config.max_length

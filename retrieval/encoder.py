@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from sentence_transformers import SentenceTransformer
 
 from retrieval.text import head_and_tail, model_text
@@ -66,6 +67,16 @@ def _fingerprint(name_or_path: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def load_sentence_model(name_or_path: str, device: str | None = None, **kwargs: object) -> SentenceTransformer:
+    """A sentence-transformers model in float32, whatever its checkpoint was saved in.
+
+    transformers loads weights in the dtype they were saved in, and a model published in float16 then
+    trains to NaN (AdamW's epsilon and small squared gradients round to zero in float16, whatever the
+    learning rate) and runs on a CPU slower than in float32, if at all.
+    """
+    return SentenceTransformer(name_or_path, device=device, model_kwargs={"dtype": torch.float32}, **kwargs)
+
+
 class Encoder:
     """Encodes texts into L2-normalised float32 vectors, in batches.
 
@@ -81,7 +92,7 @@ class Encoder:
         batch_size: int = 64,
     ) -> None:
         name = str(name_or_path)
-        model = SentenceTransformer(name, device=device)
+        model = load_sentence_model(name, device)
         self._init(model, name, prefixes, batch_size, _fingerprint(name))
 
     @classmethod

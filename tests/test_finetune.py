@@ -290,6 +290,25 @@ def test_training_keeps_word_embeddings_and_moves_the_layers(tiny_model: Path) -
     assert model.train_seconds > 0
 
 
+def test_a_base_model_published_in_float16_trains_in_float32(tiny_model: Path, tmp_path: Path) -> None:
+    # Loaded in the dtype it was saved in, it trained in float16 and every weight turned NaN after a
+    # few steps, whatever the learning rate, and training said to lower the learning rate.
+    import shutil
+
+    from transformers import AutoModel
+
+    half = tmp_path / "half"
+    shutil.copytree(tiny_model, half)
+    AutoModel.from_pretrained(str(tiny_model)).half().save_pretrained(half)
+    texts, intents = examples()
+    model = train_classifier(texts, intents, str(half), TrainConfig(epochs=3, seed=1), device="cpu", progress=False)
+    weights = list(model.encoder.parameters())
+    assert {w.dtype for w in weights} == {torch.float32}
+    assert all(bool(torch.isfinite(w).all()) for w in weights)
+    predictions = model.predict(texts)
+    assert np.isfinite([p.confidence for p in predictions]).all()
+
+
 def test_recipe_learns_the_intents_and_survives_save_and_load(tiny_model: Path, tmp_path: Path) -> None:
     texts, intents = examples()
     model = train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=30, seed=3), device="cpu",
