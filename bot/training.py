@@ -244,7 +244,8 @@ def fit(project: Project, examples: list[Example], held: list[Example], device: 
         readable_by_base(project, examples)
     texts, intents = [e.text for e in examples], [e.intent for e in examples]
     classifier = train_classifier(texts, intents, project.config.base_model, train_config(project), device=device,
-                                  progress=progress, init_from=init_from, transfer=transfer)
+                                  progress=progress, init_from=init_from, transfer=transfer,
+                                  held_out=[e.text for e in held])
     classifier.fit_ngrams(texts, intents, [e.text for e in held], [e.intent for e in held])
     return classifier
 

@@ -114,7 +114,7 @@ def run_intent_bench(train: list[Example], test: list[Example], valid: list[Exam
     device = pick_device(device)
     config = TrainConfig(seed=seed)
     classifier = train_classifier([r.text for r in fit], [r.intent for r in fit], model, config,
-                                  device=device, progress=progress)
+                                  device=device, progress=progress, held_out=[r.text for r in calibration])
     classifier.fit_ngrams([r.text for r in fit], [r.intent for r in fit],
                           [r.text for r in calibration], [r.intent for r in calibration])
     train_seconds = time.perf_counter() - started

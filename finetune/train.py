@@ -24,7 +24,7 @@ import random
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +38,7 @@ from finetune.classifier import IntentClassifier, ModelLoadError, intent_phrase,
 from finetune.metrics import OOS
 from finetune.models import model_needs_prefixes, resolve_model
 from retrieval.encoder import load_sentence_model
+from retrieval.text import same_example
 
 
 @dataclass
@@ -69,14 +70,18 @@ class TrainConfig:
         return float(min(10, max(3, math.ceil(4000 / max(n_examples, 1)))))
 
 
-def with_intent_names(texts: list[str], intents: list[str]) -> tuple[list[str], list[str]]:
+def with_intent_names(texts: list[str], intents: list[str], held_out: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """The examples plus each intent's name as a phrase ("card_arrival": "card arrival", "PlayMusic":
     "play music"), out-of-scope excepted.
 
     A name says in words the pretrained model knows what the intent is about, which is worth one more
     example when there are ten; with hundreds it is lost among them, so only few-shot training adds it.
+    A name that is already an example adds nothing, and one that is a ``held_out`` example would put
+    back into training what the threshold and the promotion gate are measured on, so neither is added.
     """
-    named = sorted({intent for intent in intents if intent != OOS})
+    taken = {same_example(text) for text in [*texts, *held_out]}
+    named = [name for name in sorted({intent for intent in intents if intent != OOS})
+             if same_example(intent_phrase(name)) not in taken]
     return texts + [intent_phrase(name) for name in named], intents + named
 
 
@@ -108,6 +113,7 @@ def train_classifier(
     progress: bool = True,
     init_from: IntentClassifier | None = None,
     transfer: list[str] | None = None,
+    held_out: Sequence[str] = (),
 ) -> IntentClassifier:
     """Fine-tune ``base_model`` (any sentence-transformers or Hugging Face name or path, or an alias).
 
@@ -115,7 +121,7 @@ def train_classifier(
     holds unlabelled messages (the bot's recent traffic) on which a distilled warm start also keeps
     the starting model's answers: each step adds a batch of them to the distillation term. A warm start
     ends by averaging its weights with the starting model's (``config.interpolate``, see
-    :func:`interpolate_weights`).
+    :func:`interpolate_weights`). ``held_out`` are the texts kept out of training to be measured on.
     """
     config = config or TrainConfig()
     seed_everything(config.seed)
@@ -124,7 +130,7 @@ def train_classifier(
     few_shot = config.few_shot(intents)
     epochs = config.epochs_for(len(texts))
     if few_shot and config.intent_names:
-        texts, intents = with_intent_names(texts, intents)
+        texts, intents = with_intent_names(texts, intents, held_out)
     index = {label: i for i, label in enumerate(labels)}
     targets = [index[i] for i in intents]
     if init_from is not None and init_from.labels == labels:

@@ -616,3 +616,22 @@ def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Pat
     assert f"{first}'s index holds agent answers the store no longer has" in result.output
     assert f"Now serving {third} (was {second})" in result.output
     assert not [i for i in NLU.load(registry.path(third)).index.ids if i.startswith("agent:")]
+
+
+def test_training_keeps_held_out_examples_out_of_the_intent_names(small_bot: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frozen evaluation set is handed to training, which adds no intent name that is one of its texts."""
+    import bot.training
+    from bot.project import Example
+
+    seen: dict[str, Any] = {}
+
+    def record(*_args: object, **kwargs: object) -> None:
+        seen.update(kwargs)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(bot.training, "train_classifier", record)
+    with pytest.raises(RuntimeError, match="recorded"):
+        bot.training.fit(load_project(small_bot), [Example("where is my parcel", "track_order")],
+                         [Example("track order", "track_order")], progress=False)
+    assert seen["held_out"] == ["track order"]
