@@ -193,8 +193,15 @@ def calibrate_threshold(confidences: list[float], correct: list[bool]) -> float:
         score += -1 if ok else WRONG_ANSWER_COST  # prediction i now falls below the cut
         upper = values[i + 1] if i + 1 < len(values) else 1.0
         if upper > values[i]:  # no cut falls between equal confidences: one threshold answers both
-            best = max(best, (score, upper - values[i], (values[i] + upper) / 2))
-    return round(best[2], 4)
+            best = max(best, (score, upper - values[i], readable_cut(values[i], upper)))
+    return best[2]
+
+
+def readable_cut(below: float, above: float) -> float:
+    """Halfway between two confidences, to four decimals where those still fall between them: a cut
+    rounded down to the confidence under it answers the mistake it was placed to withhold."""
+    cut = (below + above) / 2
+    return round(cut, 4) if below < round(cut, 4) <= above else cut
 
 
 def holdout_metrics(classifier: IntentClassifier, held: list[Example], threshold: float | str) -> dict[str, Any]:

@@ -172,6 +172,15 @@ def test_calibration_that_answers_every_held_out_example_cuts_right_under_the_le
     assert calibrate_threshold(confidences, correct) == cut
 
 
+def test_a_cut_between_close_confidences_stays_between_them() -> None:
+    """Rounded to four decimals, the cut fell to 0.5, the mistake's own confidence, which the bot answers."""
+    confidences = [0.50001, 0.50003] + [0.9 + i / 100 for i in range(9)]
+    correct = [False] + [True] * 10
+    cut = calibrate_threshold(confidences, correct)
+    assert 0.50001 < cut <= 0.50003
+    assert calibrate_threshold([0.41] + confidences[2:], correct[:1] + correct[2:]) == 0.655  # readable where it can be
+
+
 def test_calibration_cuts_only_between_different_confidences() -> None:
     """Between two equal confidences it scored a cut that withheld the wrong ones and answered the right
     ones, and returned that confidence, which answers both."""
