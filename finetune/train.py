@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -83,6 +84,13 @@ def with_intent_names(texts: list[str], intents: list[str], held_out: Sequence[s
     named = [name for name in sorted({intent for intent in intents if intent != OOS})
              if same_example(intent_phrase(name)) not in taken]
     return texts + [intent_phrase(name) for name in named], intents + named
+
+
+def readable_tokens(encoder: SentenceTransformer) -> int:
+    """The most tokens ``encoder``'s model has positions for, or its tokenizer says it reads."""
+    config = encoder[0].auto_model.config
+    limits = [encoder.tokenizer.model_max_length, getattr(config, "max_position_embeddings", None)]
+    return min(limit for limit in limits if isinstance(limit, int) and limit > 0)
 
 
 def seed_everything(seed: int) -> None:
@@ -141,6 +149,10 @@ def train_classifier(
             encoder = load_sentence_model(path, device, local_files_only=True)
         prefix = "query: " if model_needs_prefixes(path) else ""
         model = IntentClassifier(encoder, labels, scale=config.scale, prefix=prefix).to(device)
+    longest = readable_tokens(model.encoder)
+    if config.max_length > longest:  # else the first long example fails a tensor shape minutes into training
+        raise ModelLoadError(f"base model {base_model!r} reads at most {longest} tokens and model.max_length is "
+                             f"{config.max_length}: set model.max_length to {longest} or less")
     model.encoder.max_seq_length = config.max_length
     if model is not init_from:
         imprint_head(model, texts, targets)
@@ -201,7 +213,8 @@ def train_classifier(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if progress:  # reading the loss waits for the GPU to finish the step
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     if few_shot and config.centroid_share > 0:
         # The contrastive term gathers each intent's examples around their mean, which is then a steadier
         # direction than a head fitted to a few of them per batch; without it the means sit apart from the

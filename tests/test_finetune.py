@@ -336,6 +336,19 @@ def test_a_base_model_published_in_float16_trains_in_float32(tiny_model: Path, t
     assert np.isfinite([p.confidence for p in predictions]).all()
 
 
+def test_a_max_length_beyond_the_base_models_positions_is_refused_before_training(tiny_model: Path) -> None:
+    # The tiny BERT has 128 positions: the first example longer than that failed a tensor shape mid-training.
+    from finetune.classifier import ModelLoadError
+
+    texts, intents = examples()
+    with pytest.raises(ModelLoadError, match="reads at most 128 tokens and model.max_length is 256"):
+        train_classifier(texts + ["word " * 300], intents + ["lost_card"], str(tiny_model),
+                         TrainConfig(epochs=1, max_length=256), device="cpu", progress=False)
+    model = train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=1, max_length=128), device="cpu",
+                             progress=False)
+    assert model.encoder.max_seq_length == 128
+
+
 def test_recipe_learns_the_intents_and_survives_save_and_load(tiny_model: Path, tmp_path: Path) -> None:
     texts, intents = examples()
     model = train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=30, seed=3), device="cpu",
