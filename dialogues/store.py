@@ -7,13 +7,14 @@ never block the writer. The schema moves forward through numbered migrations rec
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -330,6 +331,30 @@ class Store:
             conn.close()
             raise
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One transaction that takes the file's write lock as it begins (``BEGIN IMMEDIATE``).
+
+        A plain ``BEGIN`` reads first and asks for the lock at its first write, and SQLite refuses at once
+        rather than wait out the busy timeout when a transaction that has read finds another process
+        writing: a reviewer's label, read-then-written beside a busy server, failed with "database is
+        locked" and was lost. Taken first, the lock is waited for, as a logged message waits. Inside
+        another transaction this is a savepoint of it.
+        """
+        with self._lock:
+            if self.db.conn.in_transaction:
+                with self.db.atomic():
+                    yield
+                return
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.conn.in_transaction:  # a COMMIT that failed (a full disk) has rolled back already
+                    self.db.execute("ROLLBACK")
+                raise
+
     def _check_writable(self) -> None:
         """Refuse a file SQLite could open only for reading (write-protected, on a read-only mount): it opens
         such a file without a word, and every turn would then fail to be logged."""
@@ -343,19 +368,12 @@ class Store:
         """Bring the file to the latest schema, one migration per transaction. Each takes the write lock
         first (``BEGIN IMMEDIATE``) and reads the version inside it, so processes opening an old file at
         once (a server and a cron job's ``bot export``) wait for each other rather than fail."""
-        with self._lock:
-            while self._schema() < len(MIGRATIONS):
-                self.db.execute("BEGIN IMMEDIATE")
-                try:
-                    version = self._schema()
-                    if version < len(MIGRATIONS):
-                        MIGRATIONS[version](self.db)
-                        self.db.execute(f"PRAGMA user_version={version + 1}")
-                    self.db.execute("COMMIT")
-                except BaseException:
-                    if self.db.conn.in_transaction:  # a COMMIT that failed (a full disk) has rolled back already
-                        self.db.execute("ROLLBACK")
-                    raise
+        while self._schema() < len(MIGRATIONS):
+            with self._writing():
+                version = self._schema()
+                if version < len(MIGRATIONS):
+                    MIGRATIONS[version](self.db)
+                    self.db.execute(f"PRAGMA user_version={version + 1}")
 
     def _schema(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
@@ -400,7 +418,7 @@ class Store:
         """Hand a conversation off to a human (``handed_off``) or back to the bot (``open``); False, and
         nothing recorded, when it already is: a second agent's takeover of a waiting customer must not
         restart their wait or change why they wait."""
-        with self._lock, self.db.atomic():
+        with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
             return self._set_status(conversation_id, status, reason)
 
@@ -441,7 +459,7 @@ class Store:
     def log_exchanges(self, exchanges: list[Exchange]) -> list[tuple[int, int | None]]:
         """Write several exchanges in one transaction (all or none), so a busy server commits once per
         batch instead of once per message. Returns each exchange's turn ids, in order."""
-        with self._lock, self.db.atomic():
+        with self._writing():
             return [self._insert_exchange(ex) for ex in exchanges]
 
     def _insert_exchange(self, ex: Exchange) -> tuple[int, int | None]:
@@ -493,7 +511,7 @@ class Store:
         a redelivery to the next server may fall in. The text is kept as the store keeps messages, redacted
         unless privacy says otherwise.
         """
-        with self._lock, self.db.atomic():
+        with self._writing():
             self.db.execute("DELETE FROM pending WHERE answered < ?", [now() - REDELIVERY_WINDOW_S])
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, metadata, received, owner) "
@@ -605,7 +623,7 @@ class Store:
         """An agent's (or the bot's) message that is not an answer to a user turn; ``author``, an agent's
         name, goes in the turn's ``user`` column, which holds who wrote a turn. ``buttons`` are kept so
         that a reloaded chat shows them again."""
-        with self._lock, self.db.atomic():
+        with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
             stamp = now()  # an agent's word is activity too: the open conversations list the latest first
             self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [stamp, conversation_id])
@@ -614,7 +632,7 @@ class Store:
 
     def undelivered(self, turn_id: int) -> None:
         """Mark a reply (an agent's, or the bot's on a platform) the customer did not get (see ``_v8``)."""
-        with self._lock, self.db.atomic():
+        with self._writing():
             self.db.execute(_UNDELIVERED, [turn_id])
 
     def not_delivered(self, conversation_id: str, turn_id: int, pending_id: int | None) -> bool:
@@ -622,7 +640,7 @@ class Store:
         again, it would fail again), the answer marked undelivered, and the conversation handed to a person
         (reason ``undelivered``), who alone can still answer. Returns whether that handed it off (False: a
         person had it). Apart, a server killed in between left a settled message nobody would answer."""
-        with self._lock, self.db.atomic():
+        with self._writing():
             if pending_id is not None:
                 self.db.execute(_SETTLE, [now(), pending_id])
             self.db.execute(_UNDELIVERED, [turn_id])
@@ -645,7 +663,7 @@ class Store:
         """A vote on a bot reply; KeyError unless ``turn_id`` is a bot turn of ``conversation_id``, so that
         knowing (or guessing) a turn id is not enough to rate another customer's conversation. The comment
         is the customer's own text, redacted like their messages."""
-        with self._lock, self.db.atomic():
+        with self._writing():
             if not self.db.execute("SELECT 1 FROM turns WHERE id = ? AND role = 'bot' AND conversation_id = ?",
                                    [turn_id, conversation_id]).fetchone():
                 raise KeyError(turn_id)
@@ -730,7 +748,7 @@ class Store:
         A later retrain indexes the pair for retrieval (:meth:`_question_for`). A reply that goes on from
         the agent's last (:meth:`_open_answer`) joins its answer: the answer is what the run of replies
         says (:func:`~dialogues.holding.run_answer`), without "please wait" and "anything else?"."""
-        with self._lock, self.db.atomic():
+        with self._writing():
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             if (row := self._open_answer(conversation_id, turn_id)) is not None:
                 run = [r["text"] for r in self.db.query(  # a reply the customer did not get, and its agent resent, once
@@ -802,7 +820,7 @@ class Store:
         if not turn_ids:
             return []
         marks = ",".join("?" * len(turn_ids))
-        with self._lock, self.db.atomic():
+        with self._writing():
             found = {r["id"] for r in self.db.query(f"SELECT id FROM turns WHERE role = 'user' AND id IN ({marks})", turn_ids)}
             missing = sorted(set(turn_ids) - found)
             if missing and not first:
@@ -822,7 +840,7 @@ class Store:
         since), and of the turns labelled with them (one queue item's near duplicates, labelled at once), to
         ``intent``; returns the turns relabelled. A reviewer's slip ("转人工" accepted for "发漂怎么开") would
         otherwise be learned at every retrain. KeyError: no label to correct."""
-        with self._lock, self.db.atomic():
+        with self._writing():
             label = self.label_of(*turn_ids)
             if label is None:
                 raise KeyError(f"turn {', '.join(map(str, turn_ids))} has no label to correct")
@@ -887,7 +905,7 @@ class Store:
         with self._lock:
             self.db.execute("PRAGMA secure_delete=ON")
             try:
-                with self.db.atomic():
+                with self._writing():
                     if high := self.db.execute("SELECT max(id) FROM turns").fetchone()[0]:  # see _v9
                         self.db.execute("INSERT INTO id_floor (name, high) VALUES ('turns', ?) "
                                         "ON CONFLICT(name) DO UPDATE SET high = max(high, excluded.high)", [high])

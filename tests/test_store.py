@@ -123,6 +123,24 @@ def test_a_store_another_process_holds_locked_is_named_as_such(tmp_path: Path, m
         holder.close()
 
 
+def test_a_label_waits_for_another_process_writing_instead_of_failing(tmp_path: Path) -> None:
+    """A label reads before it writes, and its transaction asked for the lock at the write: SQLite refused
+    at once, busy timeout or not, while a server was logging, and the reviewer's label was lost."""
+    import threading
+
+    store = Store(tmp_path / "dialogues.db")
+    turn = user_turn(store, "c1", "where is my parcel")
+    holder = sqlite3.connect(tmp_path / "dialogues.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # a server's batch of messages being written
+    holder.execute("UPDATE conversations SET status = status")
+    threading.Timer(0.5, lambda: holder.execute("COMMIT")).start()
+    started = time.monotonic()
+    assert store.add_labels([turn], "track_order", "ann", first=True) == [turn]
+    assert time.monotonic() - started >= 0.4  # it waited for the other writer
+    assert store.db.execute("SELECT intent FROM review_labels").fetchall() == [("track_order",)]
+    holder.close()
+
+
 def kept(store: Store) -> list[tuple[int, str, dict[str, str]]]:
     """The kept platform messages not answered yet: id, text and metadata."""
     return [(row["id"], row["text"], json.loads(row["metadata"]))
