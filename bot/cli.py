@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import fnmatch
+import io
 import json
 import os
 import re
@@ -106,6 +107,11 @@ class Commands(click.Group):
 @click.version_option(package_name="deskbot")
 def cli() -> None:
     """deskbot: a self-hosted customer-service bot that learns from your support history."""
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal in GBK or Latin-1 cannot show every character a customer or a reply holds (an emoji,
+        # a dash): shown as "?" rather than ending `bot chat` or `bot review` with a UnicodeEncodeError.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
 
 
 NOT_COPIED = ("__pycache__", "models", "*.db*")  # what a packaged bot's folder may hold that is not the bot's
@@ -381,7 +387,7 @@ def chat(directory: Path, device: str | None) -> None:
                     text = None
                 if text is not None and not text.strip():
                     continue
-                if text is not None and sys.stdin.isatty() and len(text.encode(errors="replace")) >= TTY_LINE_BYTES - 1:
+                if text is not None and sys.stdin.isatty() and len(text.encode(sys.stdin.encoding or "utf-8", "replace")) >= TTY_LINE_BYTES - 1:
                     click.echo(f"(not sent: a terminal cuts a line at {TTY_LINE_BYTES - 1:,} bytes, and this one may "
                                "have been cut; send it in pieces, or through `bot serve`)", err=True)
                     continue
@@ -395,7 +401,8 @@ def chat(directory: Path, device: str | None) -> None:
                 for button in reply.buttons:  # an action's message may be buttons alone
                     click.echo(f"     [{button['title']}] {button['payload']}")
                 understood = f"{reply.intent} {reply.confidence:.2f}" if reply.intent else "no intent"
-                silent = ": handed off, an agent answers (/resume hands it back to the bot)" if reply.source == "silent" else ""
+                silent = (": handed off; in the terminal no agent can answer, /resume hands it back to the bot"
+                          if reply.source == "silent" else "")
                 click.echo(f"     ({reply.source}, {understood}{silent})", err=True)
         finally:
             runner.run(bot.close())
@@ -818,11 +825,15 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
     store = _open_store(project)
     try:
         items = serving_queue(project, store, device)
-        done = review_in_terminal(store, items[:limit], project.intents, reviewer)
+        if not items:
+            click.echo("Nothing to review.")
+            return
+        done = review_in_terminal(store, items[:limit], project.intents, reviewer, more=len(items) > limit)
     finally:
         store.close()
+    learn = f" Run `bot retrain {shell(directory)}` to learn from them." if done["items"] else ""
     click.echo(f"Labelled {_count(done['items'], 'item')} ({_count(done['turns'], 'message')}), skipped {done['skipped']}. "
-               f"{max(0, len(items) - done['items'])} left. Run `bot retrain {directory}` to learn from them.")
+               f"{max(0, len(items) - done['items'])} left.{learn}")
 
 
 @cli.command("retrain")

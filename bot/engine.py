@@ -27,7 +27,7 @@ from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
 from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project, read_payload
 from bot.responses import MAX_REPLY_CHARS, Rendered
-from dialogues.store import Exchange, Store
+from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
 from finetune.classifier import Prediction, intent_phrase
 
 log = logging.getLogger("deskbot")
@@ -384,11 +384,12 @@ class Bot:
 
     async def announce(self, conversation_id: str, handed_off: bool, reason: str, channel: str) -> None:
         """Show a change of hands the store recorded wherever the conversation is open, and tell the agents of
-        a customer handed to them by anyone but an agent."""
+        a customer handed to them by anyone but an agent: not of a `bot chat` tryout, which is in no agent's
+        inbox and which no agent's reply can reach."""
         status = "handed_off" if handed_off else "open"
         for shown in self.channels.values():
             await shown.status_changed(conversation_id, status, BY.get(reason, "bot"))
-        if handed_off and reason != "agent":
+        if handed_off and reason != "agent" and channel != TRYOUT_CHANNEL:
             self.notifier.handed_off(conversation_id, channel, reason)
 
     async def tell_overdue(self) -> int:

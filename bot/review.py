@@ -9,9 +9,11 @@ group of near-duplicates, so stopping halfway loses nothing.
 from __future__ import annotations
 
 import sys
+import unicodedata
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import click
 import numpy as np
@@ -24,7 +26,7 @@ from finetune.classifier import IntentClassifier
 from finetune.registry import Registry
 
 SKIP, QUIT, UNDO = "s", "q", "u"
-
+T = TypeVar("T")
 
 AUTO_REVIEW_CONFIDENCE = 0.5  # the least confidence that auto review takes as sure enough
 
@@ -103,6 +105,9 @@ def parse_answer(raw: str, item: ReviewItem, intents: Sequence[str]) -> Answer:
     text = raw.strip()
     if text and text in intents:
         return Answer(text)
+    text = unicodedata.normalize("NFKC", text)  # an input method's full-width "ｏ" or "ｕ"
+    if text and text in intents:
+        return Answer(text)
     if text.lower() == QUIT:
         return Answer(None, stop=True)
     if text.lower() == UNDO:
@@ -141,14 +146,18 @@ def show(item: ReviewItem, position: int, total: int) -> None:
     click.echo(f"  model: {ranked or 'no prediction'}")
 
 
-def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[str], reviewer: str | None) -> dict[str, int]:
-    """Prompt for each item in turn; returns how many items and turns were labelled and skipped.
+def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[str], reviewer: str | None,
+                       more: bool = False) -> dict[str, int]:
+    """Prompt for each item in turn; returns how many items and turns were labelled and skipped. ``more``:
+    the queue goes on past ``items``.
 
     ``u`` shows the item labelled last again and takes a new label for it (a slip would otherwise be
-    learned at every retrain), then comes back to the item on the screen; after the queue's last item, ``u``
-    can still correct it before the sitting ends."""
-    click.echo(f"{len(items)} item{'' if len(items) == 1 else 's'} to review. Answer with an intent (or a unique prefix), 1-5 from the model's "
-               f"ranking, a = accept the model's guess, o = out of scope, u = correct the last label, s = skip, q = quit.")
+    learned at every retrain), then comes back to the item on the screen; after the last item, ``u`` can
+    still correct it before the sitting ends."""
+    ranked = max((len(item.ranking) for item in items), default=0)
+    numbers = f"1-{ranked} from the model's ranking, " if ranked > 1 else "1 for the model's guess, " if ranked else ""
+    click.echo(f"{len(items)} item{'' if len(items) == 1 else 's'} to review. Answer with an intent (or a unique prefix), "
+               f"{numbers}a = accept the model's guess, o = out of scope, u = correct the last label, s = skip, q = quit.")
     done = {"items": 0, "turns": 0, "skipped": 0}
     last: tuple[ReviewItem, int, list[int]] | None = None  # the item labelled last, its position and its turns
 
@@ -161,10 +170,8 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
 
         if sys.stdin is None:  # closed (`<&-`, a cron job without one): the end of input
             return Answer(None, stop=True)
-        try:
-            return click.prompt(label, default=SKIP, value_proc=parse, show_default=False)
-        except click.Abort:  # end of input (Ctrl-D): what was labelled is already stored
-            return Answer(None, stop=True)
+        answer = prompt(label, SKIP, parse)
+        return Answer(None, stop=True) if answer is None else answer  # what was labelled is already stored
 
     def correct_last(last: tuple[ReviewItem, int, list[int]]) -> bool:
         """Show the item labelled last and take a new label for it; True when the reviewer stopped there."""
@@ -205,16 +212,16 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
         done["turns"] += len(labelled)
         last = (item, position, labelled)
         labelled_as(answer.intent, labelled)
-    # The queue's last label can still be a slip: one more chance to correct it before the sitting ends.
-    while last is not None and sys.stdin is not None and wants_correction():
+    # The sitting's last label can still be a slip: one more chance to correct it before the sitting ends.
+    while last is not None and sys.stdin is not None and wants_correction(more):
         if correct_last(last):
             break
     return done
 
 
-def wants_correction() -> bool:
-    """After the queue's last item: ``u`` corrects the label given last, Enter (or ``q``, or the end of input)
-    ends the sitting."""
+def wants_correction(more: bool) -> bool:
+    """After the sitting's last item (the queue's, unless ``more``): ``u`` corrects the label given last,
+    Enter (or ``q``, or the end of input) ends the sitting."""
     def parse(raw: str) -> bool:
         if (text := raw.strip().lower()) in ("", QUIT):
             return False
@@ -222,11 +229,21 @@ def wants_correction() -> bool:
             return True
         raise click.BadParameter("type u to correct the last label, or press Enter to finish")
 
-    try:
-        return click.prompt("end of the queue: u = correct the last label, Enter = finish", default="",
-                            value_proc=parse, show_default=False)
-    except click.Abort:  # end of input (Ctrl-D)
-        return False
+    end = "end of this sitting" if more else "end of the queue"
+    return bool(prompt(f"{end}: u = correct the last label, Enter = finish", "", parse))
+
+
+def prompt(label: str, default: str, parse: Callable[[str], T]) -> T | None:
+    """What the reviewer typed, parsed; asked again after a parse error or bytes that are not UTF-8 (a
+    character the terminal's erase cut in two); None at the end of input (Ctrl-D) or on Ctrl-C."""
+    while True:
+        try:
+            return click.prompt(label, default=default, value_proc=parse, show_default=False)
+        except click.Abort:
+            click.echo()  # the shell's prompt, or the summary, on a line of its own
+            return None
+        except UnicodeDecodeError:
+            click.echo("Error: that was not UTF-8 text; type it again")
 
 
 def labelled_as(intent: str, turns: list[int]) -> None:

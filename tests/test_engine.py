@@ -118,7 +118,8 @@ def test_bot_chat_answers_in_the_terminal_and_logs_the_turn(tiny_demo_bot: Path,
     assert done.stdout.count("bot> ") == 2
     assert "(template, track_refund 1.00)" in done.stderr
     # handed off, the bot is silent, and says why rather than "None"
-    assert "(silent, no intent: handed off, an agent answers (/resume hands it back to the bot))" in done.stderr
+    assert ("(silent, no intent: handed off; in the terminal no agent can answer, /resume hands it back to the bot)"
+            in done.stderr)
     # only deskbot's own lines: no progress bar of the model load between the prompt and the answer
     assert "Loading weights" not in done.stderr and "%|" not in done.stderr
     turns = list(sqlite_utils.Database(root / "dialogues.db")["turns"].rows)
@@ -202,3 +203,28 @@ def test_bot_chat_does_not_send_a_line_the_terminal_cut(tiny_demo_bot: Path, tmp
     assert seen.count(b"(not sent: a terminal cuts a line at 4,095 bytes") == 2  # each, said as it is
     turns = list(sqlite_utils.Database(root / "dialogues.db")["turns"].rows)
     assert [t["text"] for t in turns if t["role"] == "user"] == ["/track_refund"]  # nothing cut went out
+
+
+def test_bot_chat_counts_a_line_in_the_terminals_own_bytes(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """2,800 bytes of Chinese in a GB18030 terminal are 4,200 in UTF-8: refused as cut, though nothing was."""
+    import pty
+
+    root = shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*"))
+    message = "我要退款" * 350
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.chdir(Path(__file__).parent.parent)
+        os.execve(sys.executable, [sys.executable, "-m", "bot.cli", "chat", str(root), "--device", "cpu"],
+                  {**os.environ, "PYTHONIOENCODING": "gb18030"})
+    seen = b""
+    while b"you> " not in seen:
+        seen += os.read(terminal, 65536)
+    os.write(terminal, message.encode("gb18030") + b"\n")
+    while seen.count(b"you> ") < 2:
+        seen += os.read(terminal, 65536)
+    os.write(terminal, b"\x04")  # Ctrl-D
+    os.waitpid(pid, 0)
+    os.close(terminal)
+    assert b"not sent" not in seen
+    turns = list(sqlite_utils.Database(root / "dialogues.db")["turns"].rows)
+    assert [t["text"] for t in turns if t["role"] == "user"] == [message]

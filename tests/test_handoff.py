@@ -19,10 +19,11 @@ from aiohttp import web
 from aiohttp.test_utils import unused_port
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.channels.base import Turn
 from bot.project import load_project
 from bot.retrain import retrain
 from bot.server import BOT, create_app
-from dialogues.store import Store
+from dialogues.store import TRYOUT_CHANNEL, Store
 from finetune.registry import Registry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -193,6 +194,9 @@ async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_we
     assert (await chat(client, "asked", "/handoff"))["handed_off"] is True
     await chat(client, "taken", "hello")
     assert (await client.post("/admin/conversations/taken/handoff", headers=AUTH)).status == 200
+    # `bot chat` in a terminal: its conversations are in no agent's inbox, and no agent's reply reaches them
+    tryout = await client.app[BOT].handle(Turn("cli:try", "/handoff", TRYOUT_CHANNEL))
+    assert tryout.source == "handoff"
     await client.app[BOT].notifier.close()  # the notices on their way arrive
     assert notices == [{"event": "handed_off", "conversation_id": "asked", "channel": "web", "reason": "requested",
                         "transcript": "/admin/conversations/asked",

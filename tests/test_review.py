@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import pytest
 import yaml
@@ -243,9 +245,9 @@ def test_a_reviewer_may_type_oos_in_any_case_and_a_digit_int_cannot_read_is_expl
     intents = ["buy_item", "greet"]
     assert [parse_answer(typed, item, intents).intent for typed in ("o", "O", "oos", "OOS", "２")] == [
         "oos", "oos", "oos", "oos", "greet"]
-    for typed in ("²", "①"):  # they are digits to str.isdigit(), and int() refused them with its own words
-        with pytest.raises(ValueError, match="unknown intent"):
-            parse_answer(typed, item, intents)
+    assert [parse_answer(typed, item, intents).intent for typed in ("①", "²")] == ["buy_item", "greet"]  # read as 1, 2
+    with pytest.raises(ValueError, match="pick a number between 1 and 2"):  # int() refused it in its own words
+        parse_answer("⑳⑳", item, intents)
 
 
 def test_an_intent_named_like_a_shortcut_is_labelled_by_its_name() -> None:
@@ -381,6 +383,55 @@ def review_two_items(store: Store, answers: str) -> tuple[list[ReviewItem], dict
     with CliRunner().isolation(input=answers) as (output, *_):
         done = review_in_terminal(store, items, ["track_order", "get_refund"], "bob")
         return items, done, output.getvalue().decode()
+
+
+def test_bot_review_asks_again_after_bytes_that_are_not_utf8_and_reads_full_width_shortcuts(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A character the terminal's erase cut in two ended the sitting with a UnicodeDecodeError; an input method
+    in full-width mode types "ｏ" and "ａ", which were unknown intents."""
+    from click import termui
+
+    turn(store, "where is it", 0.2, "fallback")
+    turn(store, "money back", 0.2, "fallback", conversation="c2")
+    items = review_queue(store, threshold=0.5)
+    lines = iter([b"\xe9\x80o", "\uff4f", "\uff41", ""])  # 退 cut in two, then ｏ and ａ, then Enter
+
+    def typed(prompt: str) -> str:
+        line = next(lines)
+        click.echo(prompt, nl=False)
+        return line.decode() if isinstance(line, bytes) else line  # as input() decodes a terminal's line
+
+    with CliRunner().isolation() as (output, *_):
+        monkeypatch.setattr(termui, "visible_prompt_func", typed)
+        done = review_in_terminal(store, items, ["track_order", "get_refund"], "bob", more=True)
+        shown = output.getvalue().decode()
+    assert "not UTF-8 text; type it again" in shown
+    assert done == {"items": 2, "turns": 2, "skipped": 0}
+    assert {r["turn_id"]: r["intent"] for r in store.labels()} == {items[0].turn_ids[0]: "oos",
+                                                                    items[1].turn_ids[0]: "track_order"}
+    assert "1-2 from the model's ranking" in shown and "end of this sitting" in shown  # not of the queue
+
+
+def test_bot_review_of_an_empty_queue_says_so_and_suggests_no_retrain(review_bot: Path) -> None:
+    store = Store(review_bot / "dialogues.db")
+    turn(store, "where is my parcel", 0.99)  # answered surely: nothing to review
+    store.close()
+    result = CliRunner().invoke(cli, ["review", str(review_bot)], input="q\n")
+    assert result.exit_code == 0 and result.output == "Nothing to review.\n"
+
+
+def test_bot_review_and_chat_show_what_a_terminal_in_another_encoding_cannot(review_bot: Path) -> None:
+    """On a GBK (or Latin-1) terminal an emoji in a message ended `bot review` at its first item, every sitting."""
+    store = Store(review_bot / "dialogues.db")
+    turn(store, "where is my parcel \U0001f621\U0001f621", 0.20, "fallback", 0.10)
+    store.close()
+    env = {**os.environ, "PYTHONIOENCODING": "gbk"}
+    for command, typed in (("review", "o\n\n"), ("chat", "\u6211\u8981\u9000\u6b3e \U0001f621\n")):
+        done = subprocess.run([sys.executable, "-m", "bot.cli", command, str(review_bot), "--device", "cpu"],
+                              input=typed.encode("gbk", "replace"), capture_output=True, timeout=300, cwd=REPO, env=env)
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode("gbk", "replace")
+        if command == "review":
+            assert "where is my parcel ??" in done.stdout.decode("gbk") and b"Labelled 1 item" in done.stdout
 
 
 def test_bot_review_corrects_the_item_labelled_last(store: Store) -> None:
