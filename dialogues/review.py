@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from dialogues.store import Store
-from retrieval.index import _normalise as normalise  # the answer index's notion of "same text" (see same_text)
+from retrieval.text import same_text
 
 OOS = "oos"
 Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows
@@ -59,13 +59,6 @@ def uncertainty(ranking: Sequence[tuple[str, float]], negative_feedback: bool) -
         return 1.0
     second = ranking[1][1] if len(ranking) > 1 else 0.0
     return float(min(1.0, max(0.0, 1.0 - (ranking[0][1] - second))))
-
-
-def same_text(text: str) -> str:
-    """The key under which messages count as one: the answer index's notion of the same text with any
-    number alike (a question about order 5 is the one about order 12, and takes the same label), or the
-    text itself where that leaves nothing ("👍" and "😡" are not one message)."""
-    return normalise(text, number_digits=1) or text
 
 
 def candidates(store: Store, threshold: float, limit: int = 5000,

@@ -35,7 +35,7 @@ import numpy as np
 from finetune.cache import file_sha256
 from retrieval import gpu
 from retrieval.options import IndexOptions
-from retrieval.text import PRICE
+from retrieval.text import PRICE, normalise
 
 log = logging.getLogger(__name__)
 
@@ -110,25 +110,6 @@ class Hit:
     intent: str | None
 
 
-# Punctuation inside a word or a number that leaves one word or number behind, not two: "can't" is "cant",
-# "e-mail" "email", and "1,234" one number; not "1.50" or "1-2", which are not 150 nor 12.
-_INSIDE = re.compile(r"(?<=[^\W\d])['\u2019\-\u2010\u2011](?=[^\W\d])|(?<=\d),(?=\d{3}(?!\d))")
-
-
-# Chinese characters and Japanese kana: scripts written without spaces, so a space or a comma beside
-# one separates no words ("你们有没有，自行车卖" is "你们有没有自行车卖", "订单 123" is "订单123").
-_SPACE_BESIDE_UNSPACED = re.compile(r"(?<=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]) | (?=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])")
-
-
-def _normalise(text: str, number_digits: int | None = None) -> str:
-    """Text up to case, spacing and punctuation, and, with ``number_digits``, the digits of every run of
-    that many digits or more."""
-    text = _INSIDE.sub("", text.casefold())
-    if number_digits is not None:
-        text = re.sub(rf"\d{{{number_digits},}}", "#", text)
-    return _SPACE_BESIDE_UNSPACED.sub("", " ".join(re.sub(r"[^\w#]+", " ", text).split()))
-
-
 def _answer_key(answer: Answer) -> tuple[str, str]:
     """An answer's text and question (its text when it has none) as :func:`collapse_near_duplicates` compares
     them: normalised, with the digits of an order number or the like (three digits or more) made ``#`` in the
@@ -138,12 +119,12 @@ def _answer_key(answer: Answer) -> tuple[str, str]:
     question about the other. Nor is a price the customer named ("the $1499 laptop?" "Yes, the $1499 laptop
     is in stock"): the $1999 laptop's answer is another."""
     if not answer.question:
-        return (text := _normalise(answer.text)), text
+        return (text := normalise(answer.text)), text
     numbers = re.compile(r"\d{3,}")
     prices = {number for price in PRICE.findall(answer.text) for number in numbers.findall(price)}
     echoed = set(numbers.findall(answer.text)) & set(numbers.findall(answer.question)) - prices
     text = numbers.sub(lambda m: "#" if m.group() in echoed else m.group(), answer.text)
-    return _normalise(text), _normalise(answer.question, number_digits=3)
+    return normalise(text), normalise(answer.question, number_digits=3)
 
 
 def _embed(encoder: TextEncoder, answers: Sequence[Answer]) -> np.ndarray:

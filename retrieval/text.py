@@ -37,6 +37,36 @@ def same_example(text: str) -> str:
     return model_text(" ".join(unicodedata.normalize("NFKC", text).split()).casefold())
 
 
+def same_text(text: str) -> str:
+    """The key under which customer messages are one message to a reviewer: a label on one is a label on
+    all of them, in the review queue and in what a retrain learns from labels. That is
+    :func:`same_example`'s message (the classifier reads 取消訂單 as 取消订单) up to punctuation and with any
+    number alike: a question about order 5 is the one about order 12, and takes the same label. Where that
+    leaves nothing, the message itself ("👍" and "😡" are not one message). Built on :func:`same_example`, so
+    what the classifier reads as one message is never two to a reviewer."""
+    example = same_example(text)
+    return normalise(example, number_digits=1) or example
+
+
+# Punctuation inside a word or a number that leaves one word or number behind, not two: "can't" is "cant",
+# "e-mail" "email", and "1,234" one number; not "1.50" or "1-2", which are not 150 nor 12.
+_INSIDE = re.compile(r"(?<=[^\W\d])['\u2019\-\u2010\u2011](?=[^\W\d])|(?<=\d),(?=\d{3}(?!\d))")
+
+
+# Chinese characters and Japanese kana: scripts written without spaces, so a space or a comma beside
+# one separates no words ("你们有没有，自行车卖" is "你们有没有自行车卖", "订单 123" is "订单123").
+_SPACE_BESIDE_UNSPACED = re.compile(r"(?<=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]) | (?=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])")
+
+
+def normalise(text: str, number_digits: int | None = None) -> str:
+    """Text up to case, spacing and punctuation, and, with ``number_digits``, the digits of every run of
+    that many digits or more."""
+    text = _INSIDE.sub("", text.casefold())
+    if number_digits is not None:
+        text = re.sub(rf"\d{{{number_digits},}}", "#", text)
+    return _SPACE_BESIDE_UNSPACED.sub("", " ".join(re.sub(r"[^\w#]+", " ", text).split()))
+
+
 # A price: a currency sign before a whole amount (or one ending .00 or .99) or a currency after it ("$1499",
 # "1499元", "20 EUR"). An amount with other cents ("charged $234.56 twice") is the customer's own.
 _AMOUNT = r"[0-9][0-9,]*(?:\.(?:00|99))?(?![0-9.,])"

@@ -95,6 +95,17 @@ def test_messages_equal_up_to_punctuation_inside_words_and_numbers_are_one_item(
                for text in item.texts)
 
 
+def test_a_message_in_traditional_and_in_simplified_characters_is_one_item(store: Store) -> None:
+    """The classifier reads 取消訂單 as 取消订单, yet the queue showed them as two items, and a label on the one
+    left the other waiting for a label of its own."""
+    hong_kong = turn(store, "取消訂單", 0.3, "fallback", conversation="hk", intent="cancel_order")[0]
+    beijing = turn(store, "取消订单！", 0.3, "fallback", conversation="bj", intent="cancel_order")[0]
+    [item] = review_queue(store, threshold=0.5)
+    assert sorted(item.turn_ids) == [hong_kong, beijing]
+    store.add_labels([beijing], "cancel_order")
+    turn(store, "取消訂單?", 0.3, "fallback", conversation="tw", intent="cancel_order")  # said again: the label is known
+    assert review_queue(store, threshold=0.5) == []
+
 def test_a_label_on_an_emoji_covers_that_emoji_alone(store: Store) -> None:
     """Texts of no letters or digits have no normal form: labelling "👍" kept "😡" and "???" out for good."""
     store.add_labels([turn(store, "👍", 0.1, "fallback", conversation="a")[0]], "track_order")
