@@ -17,7 +17,7 @@ import time
 from importlib import resources
 from datetime import date, datetime
 from pathlib import Path
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -37,8 +37,8 @@ from bot.project import Project, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from dialogues.export import learned_from, write_jsonl
-from dialogues.review import ReviewItem, build_queue, check_label, rescore
-from dialogues.review import candidates as review_candidates
+from dialogues.review import ReviewItem, check_label
+from dialogues.review import review_queue as queue_of
 from dialogues.stats import conversation_stats
 from dialogues.store import LabelledMeanwhile, Store, unix_time
 from finetune.classifier import ModelLoadError
@@ -346,12 +346,12 @@ async def review_items(app: web.Application) -> list[ReviewItem]:
         cache["model"] = CachedModel(bot.nlu.classifier, bot.nlu.version)
     model: CachedModel = cache["model"]
     threshold = review_threshold(bot.config, bot.nlu.intent_threshold)
-    rows = await bot._store(lambda: review_candidates(bot.store, threshold, labels=bot.project.labels))
 
-    def queue() -> list[ReviewItem]:
-        return build_queue(rescore(rows, model.rank, threshold), model.embed if similarity else None, similarity)
+    def on_store(read: Callable[[], Any]) -> Any:  # the store is read on its own thread, the model ranks on this one
+        return bot._db.submit(read).result()
 
-    return await asyncio.to_thread(queue)
+    return await asyncio.to_thread(queue_of, bot.store, threshold, model.embed if similarity else None, similarity,
+                                   rank=model.rank, labels=bot.project.labels, read=on_store)
 
 
 def query_limit(request: web.Request, default: int) -> int:

@@ -19,6 +19,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,8 @@ from retrieval.text import same_text
 OOS = "oos"
 Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows
 Rank = Callable[[list[str]], list[list[tuple[str, float]]]]  # texts -> the model's top intents, best first
+Read = Callable[[Callable[[], Any]], Any]  # runs a read of the store and returns what it read
+_NO_TURN = 2**63 - 1  # above every turn id SQLite gives
 
 
 @dataclass
@@ -61,31 +64,41 @@ def uncertainty(ranking: Sequence[tuple[str, float]], negative_feedback: bool) -
     return float(min(1.0, max(0.0, 1.0 - (ranking[0][1] - second))))
 
 
-def candidates(store: Store, threshold: float, limit: int = 5000,
-               labels: Collection[str] | None = None) -> list[dict[str, Any]]:
-    """The most recent unlabelled turns that qualify for review (button payloads and turns sent
-    while a human had the conversation are left out: they are not questions to the bot), and whose
-    text no label covers yet. ``labels``: the labels a retrain learns from (the bot's intents and ``oos``);
-    a message labelled otherwise (an intent since taken out of nlu.yml) waits for a label again. None:
-    every label counts."""
+def covered_texts(store: Store, labels: Collection[str] | None = None) -> set[str]:
+    """The :func:`same_text` keys of the messages a label covers; ``labels`` as for :func:`candidates`."""
+    return {same_text(row["text"]) for row in store.labels() if labels is None or row["intent"] in labels}
+
+
+def candidates(store: Store, threshold: float, limit: int = 5000, labels: Collection[str] | None = None,
+               before: int | None = None, covered: set[str] | None = None) -> list[dict[str, Any]]:
+    """The most recent ``limit`` unlabelled turns (older than turn ``before``, when given) that qualify for
+    review (button payloads and turns sent while a human had the conversation are left out: they are not
+    questions to the bot), and whose text no label covers yet. The limit counts these alone: a question
+    asked thousands of times since its label must not push the turns still waiting out of the queue, so
+    the turns are read newest first until ``limit`` of them are left. ``labels``: the labels a retrain
+    learns from (the bot's intents and ``oos``); a message labelled otherwise (an intent since taken out
+    of nlu.yml) waits for a label again. None: every label counts. ``covered``: :func:`covered_texts`,
+    when read already."""
     known = None if labels is None else json.dumps(sorted(labels))
+    if covered is None:
+        covered = covered_texts(store, labels)
+    out: list[dict[str, Any]] = []
+    if limit <= 0:
+        return out
     rows = store.db.query(
-        "SELECT t.id, t.text, t.conversation_id, p.intent, p.confidence, p.ranking, p.source, "
-        "(SELECT value FROM feedback f WHERE f.turn_id = p.reply_turn_id ORDER BY f.id DESC LIMIT 1) AS feedback "
+        "SELECT t.id, t.text, t.conversation_id, p.intent, p.confidence, p.ranking, p.source, f.value AS feedback "
         "FROM turns t JOIN predictions p ON p.turn_id = t.id "
-        "WHERE t.role = 'user' AND p.source != 'silent' AND substr(t.text, 1, 1) != '/' "
+        "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = p.reply_turn_id) "
+        "WHERE t.id < ? AND t.role = 'user' AND p.source != 'silent' AND substr(t.text, 1, 1) != '/' "
         "AND NOT EXISTS (SELECT 1 FROM review_labels r WHERE r.turn_id = t.id "
         "     AND r.id = (SELECT max(id) FROM review_labels WHERE turn_id = t.id) "
         "     AND (? IS NULL OR r.intent IN (SELECT value FROM json_each(?)))) "
-        "AND (p.confidence < ? OR p.source IN ('fallback', 'handoff') OR "
-        "     (SELECT value FROM feedback f WHERE f.turn_id = p.reply_turn_id ORDER BY f.id DESC LIMIT 1) < 0) "
-        "ORDER BY t.id DESC LIMIT ?",
-        [known, known, threshold, limit],
+        "AND (p.confidence < ? OR p.source IN ('fallback', 'handoff') OR f.value < 0) "
+        "ORDER BY t.id DESC",
+        [_NO_TURN if before is None else before, known, known, threshold],
     )
-    labelled = {same_text(row["text"]) for row in store.labels() if labels is None or row["intent"] in labels}
-    out = []
-    for row in rows:
-        if same_text(row["text"]) in labelled:
+    for row in rows:  # streamed: reading stops at the limit
+        if same_text(row["text"]) in covered:
             continue
         row["ranking"] = [tuple(pair) for pair in json.loads(row["ranking"] or "[]")]
         reasons = []
@@ -97,6 +110,8 @@ def candidates(store: Store, threshold: float, limit: int = 5000,
             reasons.append(row["source"])
         row["reasons"] = reasons
         out.append(row)
+        if len(out) == limit:
+            break
     return out
 
 
@@ -162,11 +177,24 @@ def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similari
 
 
 def review_queue(store: Store, threshold: float, embed: Embed | None = None, similarity: float = 0.9,
-                 limit: int = 5000, rank: Rank | None = None, labels: Collection[str] | None = None) -> list[ReviewItem]:
-    """The queue, best first; with ``rank`` (the serving model) the turns are rescored by it first;
-    ``labels`` as for :func:`candidates`."""
-    rows = candidates(store, threshold, limit, labels)
-    return build_queue(rescore(rows, rank, threshold) if rank is not None else rows, embed, similarity)
+                 limit: int = 5000, rank: Rank | None = None, labels: Collection[str] | None = None,
+                 read: Read = lambda fn: fn()) -> list[ReviewItem]:
+    """The queue of the most recent ``limit`` turns waiting, best first; ``labels`` as for :func:`candidates`.
+
+    With ``rank`` (the serving model) the turns are rescored by it first, and the limit counts the turns it
+    keeps: turns it is sure of now must not take the place of older ones still waiting. ``read`` runs each
+    read of the store (a server reads its store on the store's own thread, and ranks elsewhere)."""
+    covered = read(partial(covered_texts, store, labels))
+    rows: list[dict[str, Any]] = []
+    before = None
+    while len(rows) < limit:
+        wanted = limit - len(rows)
+        page = read(partial(candidates, store, threshold, wanted, labels, before, covered))
+        rows += rescore(page, rank, threshold) if rank is not None else page
+        if len(page) < wanted:  # no more waiting
+            break
+        before = page[-1]["id"]
+    return build_queue(rows, embed, similarity)
 
 
 def check_label(intent: str, intents: Sequence[str]) -> str:

@@ -173,6 +173,34 @@ def test_the_serving_model_rescores_waiting_turns(store: Store) -> None:
     assert unsure not in {t for item in items for t in item.turn_ids}
 
 
+def test_a_question_asked_again_and_again_since_its_label_leaves_the_waiting_turns_in_the_queue(store: Store) -> None:
+    """The queue read the latest turns up to its limit before leaving out those a label covers: a popular
+    question, labelled once, filled the limit with its repeats, and the queue showed nothing while other
+    customers' messages waited."""
+    waiting = [turn(store, text, 0.3, "fallback", conversation=f"w{n}")[0]
+               for n, text in enumerate(["do you sell bikes", "my coupon fails", "can I pay later", "退货地址", "hello?"])]
+    store.add_labels([turn(store, "where is my parcel", 0.3, "fallback", conversation="first")[0]], "track_order")
+    for n in range(30):
+        turn(store, "Where is my parcel?", 0.3, "fallback", conversation=f"again{n}")
+
+    assert sorted(item.turn_ids[0] for item in review_queue(store, threshold=0.5, limit=10)) == waiting
+    assert [item.turn_ids[0] for item in review_queue(store, threshold=0.5, limit=2)] == waiting[:2:-1]  # the latest two
+
+
+def test_turns_the_serving_model_is_sure_of_now_leave_older_ones_in_the_queue(store: Store) -> None:
+    """Rescored after the limit was taken: once a retrain made the model sure of a message asked often, its
+    turns filled the limit and left it, and the queue was empty while older fallbacks waited."""
+    fell_back = [turn(store, text, 0.3, "fallback", conversation=f"f{n}")[0]
+                 for n, text in enumerate(["my coupon fails", "can I pay later"])]
+    for n in range(30):
+        turn(store, "which card fee", 0.3, "template", conversation=f"u{n}")
+    now = {"which card fee": [("track_order", 0.97)], "my coupon fails": [("get_refund", 0.6)],
+           "can I pay later": [("track_order", 0.4)]}
+
+    items = review_queue(store, 0.5, limit=10, rank=lambda texts: [now[t] for t in texts])
+
+    assert sorted(item.turn_ids[0] for item in items) == fell_back
+
 def test_the_model_view_is_the_classifiers_and_computed_once(small_bot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     classifier = IntentClassifier.load(small_bot / "models" / "v0001" / "classifier", device="cpu")
     predictions, vectors = classifier.predict_with_embeddings(["a", "b"])
