@@ -133,22 +133,29 @@ def rescore(rows: list[dict[str, Any]], rank: Rank, threshold: float) -> list[di
     return out
 
 
-def _merge_similar(groups: list[list[dict[str, Any]]], embed: Embed, similarity: float) -> list[list[dict[str, Any]]]:
-    """Greedy clustering of the text groups: a group joins the first larger cluster whose
-    representative it embeds within ``similarity`` of."""
+def _merge_similar(groups: list[list[dict[str, Any]]], embed: Embed, similarity: float,
+                   block: int = 1024) -> list[list[dict[str, Any]]]:
+    """Greedy clustering of the text groups, largest first: a group joins the cluster whose representative
+    (its largest group) it embeds closest to, when that is within ``similarity``, else it starts a cluster.
+
+    The similarities come ``block`` groups at a time, each block one matrix product with the groups before
+    it: a product per group with a copy of every representative so far took seconds (up to half a minute)
+    for 5,000 groups, on every read of the queue (the agents' console reads it every 3 seconds)."""
     groups = sorted(groups, key=len, reverse=True)
     vectors = embed([g[0]["text"] for g in groups])
     clusters: list[list[dict[str, Any]]] = []
-    heads: list[int] = []
-    for i, group in enumerate(groups):
-        if heads:
-            sims = vectors[heads] @ vectors[i]
-            best = int(np.argmax(sims))
-            if sims[best] >= similarity:
-                clusters[best] += group
-                continue
-        heads.append(i)
-        clusters.append(list(group))
+    heads = np.empty(len(groups), dtype=np.intp)  # each cluster's representative, by position in groups
+    for start in range(0, len(groups), block):
+        sims = vectors[start:start + block] @ vectors[:start + block].T
+        for i in range(start, min(start + block, len(groups))):
+            if clusters:
+                row = sims[i - start, heads[:len(clusters)]]
+                best = int(np.argmax(row))
+                if row[best] >= similarity:
+                    clusters[best] += groups[i]
+                    continue
+            heads[len(clusters)] = i
+            clusters.append(list(groups[i]))
     return clusters
 
 
