@@ -1189,6 +1189,29 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     context.close()
 
 
+def test_the_agents_console_waits_for_a_slow_review_queue_before_asking_again(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """The console asked for the queue every 3 seconds, answered or not: a busy bot's queue, slower to build
+    than that, piled up requests, each building it again."""
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    context.add_init_script("""{
+      window.reviewReads = 0;
+      const fetchNow = window.fetch;
+      window.fetch = (url, init) => String(url).includes("/admin/review?")
+        ? (window.reviewReads += 1, new Promise((resolve) => setTimeout(resolve, 6000)).then(() => fetchNow(url, init)))
+        : fetchNow(url, init);
+    }""")
+    page = context.new_page()
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="To review").click()
+    page.wait_for_function("window.reviewReads === 1", timeout=5000)
+    page.wait_for_timeout(5000)  # a tick of the clock or two while the queue is on its way
+    assert page.evaluate("window.reviewReads") == 1
+    page.wait_for_function("window.reviewReads === 2", timeout=10_000)  # answered, the clock asks again
+    context.close()
+
 def stored_labels(root: Path, text: str) -> list[str]:
     with sqlite3.connect(root / "dialogues.db") as db:
         return [r[0] for r in db.execute("SELECT r.intent FROM review_labels r JOIN turns t ON t.id = r.turn_id "
