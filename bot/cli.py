@@ -878,6 +878,8 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
     gone = f", {data['labels_gone']} gone" if data.get("labels_gone") else ""  # purged, or relabelled
     # oos labels a bot without an oos intent cannot train on; with one, they are among the labelled
     left_out = f", {data['oos']} out of scope left out (nlu.yml has no oos intent)" if data["oos"] else ""
+    if data.get("repeated"):  # turns of a message labelled on another turn too: one example a message
+        left_out += f", {data['repeated']} repeat{'s' if data['repeated'] > 1 else ''} left out (one example a message)"
     click.echo(f"  data: {data['seed_examples']} seed examples, {data['labelled']} labelled{left_out} "
                f"({data['new_labels']} labels new{gone}), {data['agent_answers']} agent answers ({data['new_answers']} new)")
     for reason in d["reasons"]:

@@ -42,7 +42,7 @@ from bot.training import (
     seed_fingerprint,
     write_model,
 )
-from dialogues.export import LearnedData, learnable, learned_data, recent_traffic
+from dialogues.export import LearnedData, learnable, learned_data, one_per_message, recent_traffic
 from dialogues.review import OOS
 from dialogues.store import Store
 from finetune.classifier import IntentClassifier, ModelLoadError
@@ -98,10 +98,13 @@ def gate(serving: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]
 
 
 def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str]) -> tuple[list[Example], dict[str, int]]:
-    """Reviewed labels usable for training (:func:`learnable`), and how many were left out and why."""
+    """Reviewed labels usable for training (:func:`learnable`), and how many were left out and why: repeated
+    (a message labelled on another turn too, learnt once), out of scope, or unusable otherwise."""
     usable = [Example(r["text"], r["intent"]) for r in learnable(data, intents, held_texts).examples]
-    oos = sum(r["intent"] == OOS and OOS not in intents for r in data.examples)  # labels no intent of the bot takes
-    return usable, {"labelled": len(usable), "oos": oos, "unusable": len(data.examples) - len(usable) - oos}
+    messages = one_per_message(data.examples)
+    oos = sum(r["intent"] == OOS and OOS not in intents for r in messages)  # labels no intent of the bot takes
+    return usable, {"labelled": len(usable), "repeated": len(data.examples) - len(messages), "oos": oos,
+                    "unusable": len(messages) - len(usable) - oos}
 
 
 def agent_answers(data: LearnedData, intents: Collection[str] | None = None) -> list[Answer]:

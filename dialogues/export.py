@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from dialogues.redact import nfkc_view, redact, was_redacted
 from dialogues.store import Store
-from retrieval.text import PRICE, same_example
+from retrieval.text import PRICE, same_example, same_text
 
 
 @dataclass
@@ -50,14 +50,31 @@ def learned_from(labels: list[dict[str, Any]], answers: list[dict[str, Any]], re
           "id": r["id"], "created": r["created"], "asked": private(r["asked"] or "")} for r in answers])
 
 
+def one_per_message(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of labelled turns, oldest label first as the store gives them, one per message (a
+    :func:`~retrieval.text.same_text` key): the one labelled last, in the order of their labels.
+
+    One click labels every turn of a queue item, and 400 customers asking "where is my parcel" became 400
+    copies of one example, which outweighed nlu.yml's examples of every other intent. The latest label is
+    what the reviewer means now (a label given since to a turn of the message, a correction)."""
+    seen: set[str] = set()
+    kept = []
+    for row in reversed(examples):
+        if (key := same_text(row["text"])) not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept[::-1]
+
+
 def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> LearnedData:
-    """What ``bot retrain`` learns of ``data``, and so what ``bot export`` writes: labels of the bot's intents
-    (``oos`` only when nlu.yml has such an intent), never a text of the frozen evaluation set (``held_texts``,
-    as :func:`~retrieval.text.same_example` keys: in another case or spacing it is the same text), and the agent
-    answers redaction left whole, since another customer would read "write to [EMAIL]" (the address may
-    well be the shop's own, which belongs in a template), and that are no one customer's case
-    (:func:`about_one_case`)."""
-    return LearnedData([r for r in data.examples if r["intent"] in intents and same_example(r["text"]) not in held_texts],
+    """What ``bot retrain`` learns of ``data``, and so what ``bot export`` writes: one example per message
+    (:func:`one_per_message`) labelled with one of the bot's intents (``oos`` only when nlu.yml has such an
+    intent), never a text of the frozen evaluation set (``held_texts``, as :func:`~retrieval.text.same_example`
+    keys: in another case or spacing it is the same text), and the agent answers redaction left whole, since
+    another customer would read "write to [EMAIL]" (the address may well be the shop's own, which belongs in
+    a template), and that are no one customer's case (:func:`about_one_case`)."""
+    return LearnedData([r for r in one_per_message(data.examples)
+                        if r["intent"] in intents and same_example(r["text"]) not in held_texts],
                        [r for r in data.answers if not was_redacted(r["answer"])
                         and not about_one_case(r.get("asked") or r["question"], r["answer"])])
 

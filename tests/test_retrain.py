@@ -25,7 +25,7 @@ from bot.project import load_project
 from bot.retrain import agent_answers, exported, gate, learned_examples, retrain
 from bot.server import create_app
 from bot.training import EVALUATION_FILE, train_project
-from dialogues.export import LearnedData, learned_data
+from dialogues.export import LearnedData, learnable, learned_data
 from dialogues.store import Exchange, Store
 from finetune.registry import Registry, RegistryError
 
@@ -154,10 +154,29 @@ def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
     data = LearnedData([{"text": "do you sell bikes", "intent": "oos"}, {"text": "refund me", "intent": "get_refund"},
                         {"text": "held out", "intent": "get_refund"}, {"text": "x", "intent": "gone"}], [])
     usable, counts = learned_examples(data, {"get_refund", "cancel_order"}, {"held out"})
-    assert [e.text for e in usable] == ["refund me"] and counts == {"labelled": 1, "oos": 1, "unusable": 2}
+    assert [e.text for e in usable] == ["refund me"] and counts == {"labelled": 1, "repeated": 0, "oos": 1, "unusable": 2}
     usable, counts = learned_examples(data, {"get_refund", "oos"}, {"held out"})
     assert [(e.text, e.intent) for e in usable] == [("do you sell bikes", "oos"), ("refund me", "get_refund")]
-    assert counts == {"labelled": 2, "oos": 0, "unusable": 2}
+    assert counts == {"labelled": 2, "repeated": 0, "oos": 0, "unusable": 2}
+
+
+def test_a_message_labelled_on_many_turns_is_one_example_with_its_latest_label(tmp_path: Path) -> None:
+    """One click on a popular item put each of its turns into the training data: 400 copies of "where is my
+    parcel", which outweighed every other intent's examples."""
+    store = Store(tmp_path / "dialogues.db")
+    parcel = log_turns(store, ["where is my parcel"] * 40 + ["Where is my parcel?"] * 10)
+    store.add_labels(parcel, "track_order", "ann")  # one queue item
+    store.add_labels(log_turns(store, ["取消訂單", "取消订单"], conversation="hk"), "cancel_order", "ann")
+    store.add_labels(log_turns(store, ["WHERE is my parcel!"], conversation="later"), "get_refund", "bob")  # the latest
+    data = learned_data(store)
+    store.close()
+
+    usable, counts = learned_examples(data, {"track_order", "cancel_order", "get_refund"}, set())
+
+    assert [(e.text, e.intent) for e in usable] == [("取消订单", "cancel_order"), ("WHERE is my parcel!", "get_refund")]
+    assert counts == {"labelled": 2, "repeated": 51, "oos": 0, "unusable": 0}
+    exported = learnable(data, {"track_order", "cancel_order", "get_refund"}, set()).examples  # what bot export writes
+    assert [(r["text"], r["intent"]) for r in exported] == [(e.text, e.intent) for e in usable]
 
 
 def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Path) -> None:
@@ -293,7 +312,9 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Candidate v0002 (warm from v0001): REFUSED, v0001 keeps serving" in result.output
     # an oos label this bot cannot train on (no oos intent) is said to be left out, not counted as learned
-    assert "labelled, 1 out of scope left out (nlu.yml has no oos intent) (" in result.output
+    # and each text, labelled three times, is one example
+    assert "labelled, 1 out of scope left out (nlu.yml has no oos intent), 30 repeats left out (one example a message) (" \
+        in result.output
     assert "refused because seed: track_order fell by" in result.output
     decision = json.loads((bot_dir / "models" / "v0002" / "decision.json").read_text())
     assert decision["promoted"] is False and decision["worst_intent_drop"] > decision["margins"]["max_intent_drop"]
