@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -45,7 +45,6 @@ class ReviewItem:
     reasons: list[str]  # low_confidence, negative_feedback, fallback, handoff
     uncertainty: float  # mean over the group
     score: float  # uncertainty × the conversations it came from
-    conversations: set[str] = field(default_factory=set)
 
     @property
     def id(self) -> int:
@@ -176,9 +175,9 @@ def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similari
         shown = next((r for r in group if r["intent"] == intent), group[0])  # the ranking agrees with the intent
         reasons = sorted({reason for r in group for reason in r["reasons"]})
         texts = [t for t, _ in Counter(r["text"] for r in group).most_common()]
-        conversations = {r["conversation_id"] for r in group}
+        conversations = len({r["conversation_id"] for r in group})
         items.append(ReviewItem([r["id"] for r in group], texts, intent, shown["ranking"], reasons,
-                                float(np.mean(scores)), float(np.mean(scores)) * len(conversations), conversations))
+                                float(np.mean(scores)), float(np.mean(scores)) * conversations))
     items.sort(key=lambda item: (-item.score, -item.id))
     return items
 
