@@ -32,6 +32,7 @@ Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows
 Rank = Callable[[list[str]], list[list[tuple[str, float]]]]  # texts -> the model's top intents, best first
 Read = Callable[[Callable[[], Any]], Any]  # runs a read of the store and returns what it read
 _NO_TURN = 2**63 - 1  # above every turn id SQLite gives
+RESCORED_PER_LIMIT = 4  # review_queue reads at most this many times its limit looking for turns still waiting
 
 
 @dataclass
@@ -192,11 +193,12 @@ def review_queue(store: Store, threshold: float, embed: Embed | None = None, sim
     read of the store (a server reads its store on the store's own thread, and ranks elsewhere)."""
     covered = read(partial(covered_texts, store, labels))
     rows: list[dict[str, Any]] = []
-    before = None
-    while len(rows) < limit:
+    before, read_so_far = None, 0
+    while len(rows) < limit and read_so_far < RESCORED_PER_LIMIT * limit:  # the model ranks every turn read
         wanted = limit - len(rows)
         page = read(partial(candidates, store, threshold, wanted, labels, before, covered))
         rows += rescore(page, rank, threshold) if rank is not None else page
+        read_so_far += len(page)
         if len(page) < wanted:  # no more waiting
             break
         before = page[-1]["id"]
