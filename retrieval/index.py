@@ -35,7 +35,7 @@ import numpy as np
 from finetune.cache import file_sha256
 from retrieval import gpu
 from retrieval.options import IndexOptions
-from retrieval.text import PRICE, normalise
+from retrieval.text import PRICE, comparable
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,12 @@ def _answer_key(answer: Answer) -> tuple[str, str]:
     question about the other. Nor is a price the customer named ("the $1499 laptop?" "Yes, the $1499 laptop
     is in stock"): the $1999 laptop's answer is another."""
     if not answer.question:
-        return (text := normalise(answer.text)), text
+        return (text := comparable(answer.text)), text
     numbers = re.compile(r"\d{3,}")
     prices = {number for price in PRICE.findall(answer.text) for number in numbers.findall(price)}
     echoed = set(numbers.findall(answer.text)) & set(numbers.findall(answer.question)) - prices
     text = numbers.sub(lambda m: "#" if m.group() in echoed else m.group(), answer.text)
-    return normalise(text), normalise(answer.question, number_digits=3)
+    return comparable(text), comparable(answer.question, number_digits=3)
 
 
 def _embed(encoder: TextEncoder, answers: Sequence[Answer]) -> np.ndarray:

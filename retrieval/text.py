@@ -45,7 +45,7 @@ def same_text(text: str) -> str:
     leaves nothing, the message itself ("👍" and "😡" are not one message). Built on :func:`same_example`, so
     what the classifier reads as one message is never two to a reviewer."""
     example = same_example(text)
-    return normalise(example, number_digits=1) or example
+    return comparable(example, number_digits=1) or example
 
 
 # Punctuation inside a word or a number that leaves one word or number behind, not two: "can't" is "cant",
@@ -58,7 +58,7 @@ _INSIDE = re.compile(r"(?<=[^\W\d])['\u2019\-\u2010\u2011](?=[^\W\d])|(?<=\d),(?
 _SPACE_BESIDE_UNSPACED = re.compile(r"(?<=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]) | (?=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])")
 
 
-def normalise(text: str, number_digits: int | None = None) -> str:
+def comparable(text: str, number_digits: int | None = None) -> str:
     """Text up to case, spacing and punctuation, and, with ``number_digits``, the digits of every run of
     that many digits or more."""
     text = _INSIDE.sub("", text.casefold())
