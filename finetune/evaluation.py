@@ -7,7 +7,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -17,8 +17,10 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noqa: E402
 
 from bot.channels.base import load_json, readable  # noqa: E402
-from finetune.classifier import Prediction  # noqa: E402
 from finetune.metrics import OOS, auroc_by_kind, evaluate  # noqa: E402
+
+if TYPE_CHECKING:  # the classifier imports torch, which reading a test file or `bot init --from-jsonl` never needs
+    from finetune.classifier import Prediction
 
 log = logging.getLogger("deskbot")
 

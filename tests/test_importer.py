@@ -6,6 +6,8 @@ import json
 import logging
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.project import load_project
+from tests.conftest import REPO
 
 ENGLISH = [("where is my card?", "card_arrival"), ("my card still hasn't come", "card_arrival"),
            ("where is my card?", "card_arrival"), ("how do I top up?", "top_up"), ("add money to my account", "top_up"),
@@ -229,3 +232,14 @@ def test_init_over_a_trained_bot_says_its_models_answer_as_before_until_bot_trai
     assert ("only in the model: cancel_order, contact_human_agent, get_refund, track_order; only in nlu.yml: "
             "card_arrival, top_up") in caplog.text
 
+
+def test_importing_labelled_lines_loads_no_model_library(tmp_path: Path) -> None:
+    """Reading the file imported torch (seconds, and hundreds of MB) for a type annotation."""
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in ENGLISH))
+    code = ("import sys; from bot.cli import cli; "
+            f"cli(['init', {str(tmp_path / 'bot')!r}, '--from-jsonl', {str(data)!r}], standalone_mode=False); "
+            "print(sorted({'torch', 'transformers', 'sentence_transformers'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]" and (tmp_path / "bot" / "nlu.yml").exists()
