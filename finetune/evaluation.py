@@ -40,9 +40,14 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
             continue
         try:
             row = load_json(line)
-            text, intent = row["text"], row["intent"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}")
+        if not isinstance(row, dict):  # Python's words for indexing it ("string indices must be integers") told nothing
+            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": a line is one JSON object, "
+                 f"not {type(row).__name__}")
+        if missing := next((key for key in ("text", "intent") if key not in row), None):
+            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": no {missing!r}")
+        text, intent = row["text"], row["intent"]
         if intent is None or (isinstance(intent, str) and not intent.strip()):
             fail(f"{path}:{n}: the intent is empty")
         if text is None:  # not "None", which str() would make of it

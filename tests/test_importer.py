@@ -243,3 +243,18 @@ def test_importing_labelled_lines_loads_no_model_library(tmp_path: Path) -> None
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]" and (tmp_path / "bot" / "nlu.yml").exists()
+
+
+def test_a_line_that_is_no_object_with_text_and_intent_is_named_in_plain_words(tmp_path: Path) -> None:
+    """A string or a list on a line was refused as "string indices must be integers", a line without its
+    text as "'text'"."""
+    data = tmp_path / "labelled.jsonl"
+    for line, problem in [('"where is my card"', "a line is one JSON object, not str"),
+                          ('["where is my card", "card_arrival"]', "a line is one JSON object, not list"),
+                          ('{"question": "where is my card", "intent": "card_arrival"}', "no 'text'"),
+                          ('{"text": "where is my card"}', "no 'intent'")]:
+        data.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in ENGLISH) + line + "\n")
+        result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-jsonl", str(data)])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert (f"{data}:{len(ENGLISH) + 1}: expected a JSON object with \"text\" and \"intent\": {problem}\n"
+                in result.output)
