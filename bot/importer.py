@@ -9,8 +9,11 @@ is, and ``multi`` for a mix, with a placeholder in each language.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -27,7 +30,44 @@ class _Block(str):
     """A string YAML writes as a ``|`` block, as Rasa writes its examples."""
 
 
-yaml.SafeDumper.add_representer(_Block, lambda dumper, data: dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|"))
+def _block(dumper: yaml.SafeDumper, data: _Block) -> yaml.ScalarNode:
+    """libyaml's writer takes only plain strings, so the block's text is one."""
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(data), style="|")
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's own writer."""
+
+
+class _FastDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
+    """libyaml's writer where PyYAML has it: the pure-Python one took most of a minute over 200,000 examples."""
+
+
+for _dumper in (_Dumper, _FastDumper):
+    _dumper.add_representer(_Block, _block)
+
+# What both writers print as it is. libyaml's escapes an emoji (any character beyond U+FFFF) that PyYAML's
+# prints, which puts a whole intent's examples on one quoted line, and folds long quoted lines otherwise.
+_BOTH_PRINT = re.compile("[\n\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd]*")
+
+
+def _texts(data: Any) -> Iterator[str]:
+    """Every string in ``data``, keys too."""
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _texts(key)
+            yield from _texts(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _texts(item)
+
+
+def to_yaml(data: Any) -> str:
+    """``data`` as PyYAML's own writer writes it, by libyaml's where that writes the same."""
+    fast = all(_BOTH_PRINT.fullmatch(text) for text in _texts(data))
+    return yaml.dump(data, Dumper=_FastDumper if fast else _Dumper, allow_unicode=True, sort_keys=False, width=1000)
 
 
 def placeholder_answer(intent: str, language: str = "en") -> str:
@@ -89,15 +129,15 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     if len(by_intent) < 2:
         raise ValueError("at least two intents with examples are needed")
     intents = sorted(by_intent)
-    nlu = {"version": "3.1", "nlu": [{"intent": i, "examples": _Block("".join(f"- {t}\n" for t in by_intent[i]))}
-                                     for i in intents]}
+    entries = [{"intent": i, "examples": _Block("".join(f"- {t}\n" for t in by_intent[i]))} for i in intents]
+    # Written an intent at a time: one whose examples have an emoji does not take the others off libyaml's writer.
+    nlu = to_yaml({"version": "3.1"}) + "nlu:\n" + "".join(to_yaml([entry]) for entry in entries)
     language = data_language([t for texts in by_intent.values() for t in texts])
     responses = {"version": "3.1", "responses": {i: placeholders(i, language) for i in intents}}
     config = {"name": name, "language": language, "model": {"base": "default"}, "thresholds": {"intent": "auto"}}
     directory.mkdir(parents=True, exist_ok=True)
-    for file, data in (("bot.yml", config), ("nlu.yml", nlu), ("responses.yml", responses)):
-        (directory / file).write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000),
-                                      encoding="utf-8")
+    for file, text in (("bot.yml", to_yaml(config)), ("nlu.yml", nlu), ("responses.yml", to_yaml(responses))):
+        (directory / file).write_text(text, encoding="utf-8")
     (directory / "history.jsonl").write_text("", encoding="utf-8")  # no answers yet; a previous bot's would not fit
     return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "repeated": repeated,
             "relabelled": sum(len(counts) > 1 for counts in votes.values()), "oos": left_out, "language": language}

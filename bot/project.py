@@ -412,12 +412,43 @@ def _read_text(path: Path) -> str:
         raise ProjectError(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
 
 
+# libyaml's parser where PyYAML has it: a bot of 200,000 imported examples loaded in 35 seconds with the
+# pure-Python one, before every bot train, bot serve and bot chat.
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse(text: str, loader: type[yaml.SafeLoader]) -> tuple[Any, yaml.Node | None]:
+    """``text``'s data and its node tree, from one parse."""
+    parser = loader(text)
+    try:
+        node = parser.get_single_node()
+        if node is None:  # an empty file
+            return None, None
+        # Building the data merges a merge key's mapping (<<: *base) into the node of the mapping it is in,
+        # while the tree must hold the file's keys as written: such a file's data is built from a tree of its own.
+        built = yaml.compose(text, Loader=loader) if "<<" in text else node
+        return parser.construct_document(built), node
+    finally:
+        parser.dispose()
+
+
+def _parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+    """:func:`_parse` with the fastest parser. What libyaml refuses is read again by the pure-Python parser,
+    whose words (and lines) the errors below are made of: libyaml words its errors otherwise, and counts a
+    bad character's place in bytes, not characters."""
+    try:
+        return _parse(text, _FAST_LOADER)
+    except yaml.YAMLError:
+        if _FAST_LOADER is yaml.SafeLoader:
+            raise
+    return _parse(text, yaml.SafeLoader)
+
+
 def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     """Parse a YAML file, keeping the node tree so that errors can point at a line."""
     text = _read_text(path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, node = _parse_yaml(text)
     except yaml.reader.ReaderError as exc:  # a control character, such as a NUL pasted from elsewhere
         line = text.count("\n", 0, exc.position) + 1
         raise ProjectError(f"{path}:{line}: the control character U+{exc.character:04X} is not allowed in YAML; remove it") from None

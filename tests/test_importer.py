@@ -258,3 +258,27 @@ def test_a_line_that_is_no_object_with_text_and_intent_is_named_in_plain_words(t
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert (f"{data}:{len(ENGLISH) + 1}: expected a JSON object with \"text\" and \"intent\": {problem}\n"
                 in result.output)
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML without libyaml has its pure-Python writer alone")
+def test_the_files_are_written_by_libyaml_as_pyyamls_writer_writes_them(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyYAML's pure-Python writer took most of a minute over 200,000 examples. libyaml's writes an emoji as
+    "\\U0001F600", its intent's examples as one quoted line: such an intent is still written by PyYAML's."""
+    pure = yaml.emitter.Emitter.emit
+    events: list[yaml.Event] = []
+
+    def counted(self: yaml.emitter.Emitter, event: yaml.Event) -> None:
+        events.append(event)
+        pure(self, event)
+
+    monkeypatch.setattr(yaml.emitter.Emitter, "emit", counted)
+    root, result = import_bot(tmp_path, ENGLISH + CHINESE)
+    assert result.exit_code == 0 and not events, result.output
+    (tmp_path / "emoji").mkdir()
+    root, result = import_bot(tmp_path / "emoji", ENGLISH + [("thanks 😀", "thanks"), ("cheers", "thanks")])
+    assert result.exit_code == 0 and events, result.output
+    assert (root / "nlu.yml").read_text() == (
+        "version: '3.1'\nnlu:\n- intent: card_arrival\n  examples: |\n    - where is my card?\n"
+        "    - my card still hasn't come\n- intent: thanks\n  examples: |\n    - thanks 😀\n    - cheers\n"
+        "- intent: top_up\n  examples: |\n    - how do I top up?\n    - add money to my account\n")
