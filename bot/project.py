@@ -554,8 +554,12 @@ def example_text(line: str) -> str:
 def _example_lines(block: Any) -> list[tuple[int, str]]:
     """Rasa writes examples as a ``- text`` block string; a plain YAML list is accepted too, of texts or of
     Rasa's ``{text, metadata}`` mappings. Each example comes with where it is: its line in the block, or
-    its item in the list. ValueError for anything else in the list."""
+    its item in the list. ValueError for anything else, in the list or instead of it."""
     lines = []
+    if block is not None and not isinstance(block, (str, list)):  # it became the example "{'hi': 'there'}" or "True"
+        seen = f"a mapping ({block!r})" if isinstance(block, dict) else repr(block)
+        raise ValueError(f"YAML reads these examples as {seen}, not text: write 'examples: |', then each example "
+                         "on a line of its own after '- '")
     if isinstance(block, list):
         for where, x in enumerate(block):
             if isinstance(x, dict) and isinstance(x.get("text"), str) and x.keys() <= {"text", "metadata"}:

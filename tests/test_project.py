@@ -251,9 +251,16 @@ def test_a_merge_key_is_merged_without_repeating_a_key(tmp_path: Path) -> None:
     ('  examples:\n  - "bad \\ud800 one"\n', "'bad \\ud800 one' is not valid Unicode (half of a surrogate pair)"),
     ("  examples: >\n    - one thing\n    - two things\n", "the examples read as one line: write 'examples: |', "
                                                              "which keeps one example a line"),
+    ("  examples: {hi: there}\n", "YAML reads these examples as a mapping ({'hi': 'there'}), not text: write "
+                                  "'examples: |', then each example on a line of its own after '- '"),
+    ("  examples: yes\n", "YAML reads these examples as True, not text: write 'examples: |', then each example on "
+                          "a line of its own after '- '"),
+    ("  examples: 404\n", "YAML reads these examples as 404, not text: write 'examples: |', then each example on "
+                          "a line of its own after '- '"),
 ])
 def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entry: str, problem: str) -> None:
-    """An empty bullet became the example "-"; half a surrogate pair failed bot train after its training."""
+    """An empty bullet became the example "-"; half a surrogate pair failed bot train after its training; examples
+    YAML reads as a mapping, a yes or a number became the one example "{'hi': 'there'}", "True" or "404"."""
     nlu = bot_dir / "nlu.yml"
     nlu.write_text(nlu.read_text() + "- intent: acknowledge\n" + entry)
     lines = nlu.read_text().splitlines()
