@@ -6,11 +6,12 @@ with one message that names the file and the line, instead of a stack trace minu
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -591,11 +592,12 @@ def valid_unicode(text: str) -> bool:
     return True
 
 
-def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any]) -> list[tuple[int, str]]:
+def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any],
+                 source: Callable[[], list[str]]) -> list[tuple[int, str]]:
     """The examples of nlu.yml's entry ``i`` (an intent's or a regex's), each with where it is in the entry
-    (:func:`_example_line`), or its error with the line."""
+    (:func:`_example_line`), or its error with the line. ``source``: the file's lines."""
     try:
-        if _folded(node, i):
+        if _joined(_examples_node(node, i), source):
             raise ValueError("the examples read as one line: write 'examples: |', which keeps one example a line")
         return _example_lines(item.get("examples"))
     except ValueError as exc:
@@ -610,9 +612,30 @@ def _examples_node(node: yaml.Node | None, i: int) -> yaml.Node | None:
     return next((value for key, value in entry.value if key.value == "examples"), None)
 
 
-def _folded(node: yaml.Node | None, i: int) -> bool:
-    """Whether entry ``i``'s examples are a folded block (``examples: >``), which YAML joins into one line."""
-    return getattr(_examples_node(node, i), "style", None) == ">"
+_YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts lines by
+
+
+def _joined(examples: yaml.Node | None, source: Callable[[], list[str]]) -> bool:
+    """Whether YAML joins lines of these examples that were written one a line, reading each line break as a
+    space: a folded block (``examples: >``), a plain text over several lines, or a quoted one with a line
+    that starts with a bullet ("- hi - hello there - good morning" was one example). The line breaks of a
+    quoted text that YAML keeps (a blank line, an escaped one), as YAML writers write them, join nothing.
+    ``source``: the file's lines, read only for a quoted text over several lines."""
+    if not isinstance(examples, yaml.ScalarNode) or examples.style == "|":
+        return False
+    first, last = examples.start_mark.line, examples.end_mark.line
+    if examples.style == ">":
+        return True
+    if first == last:
+        return False
+    if not examples.style:  # plain ('' from libyaml, None from PyYAML)
+        return True
+    lines = source()[first:last + 1]
+    for before, line in zip(lines, lines[1:]):
+        escaped = examples.style == '"' and (len(before) - len(before.rstrip("\\"))) % 2 == 1
+        if before.strip() and line.lstrip().startswith("-") and not escaped:
+            return True
+    return False
 
 
 def _example_line(node: yaml.Node | None, i: int, where: int) -> int | None:
@@ -639,6 +662,7 @@ def load_nlu(path: Path,
     if extra := sorted(str(key) for key in set(data) - {"version", "nlu"}):  # a typo, or Rasa's stories and rules
         raise _fail(path, node, (extra[0],), "unknown key: nlu.yml holds 'version' and 'nlu' (intents, examples "
                                              "and regexes); deskbot has no stories or rules")
+    source = functools.cache(lambda: _YAML_BREAK.split(_read_text(path)))  # the lines, for :func:`_joined`
     examples: list[Example] = []
     patterns: dict[str, list[re.Pattern[str]]] = {}
     labelled: dict[str, tuple[str, int | None]] = {}  # same_example(text) -> its intent and line
@@ -652,7 +676,7 @@ def load_nlu(path: Path,
             if extra := sorted(set(item) - {"intent", "examples", "metadata"}):
                 raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
             name = item["intent"].strip()
-            texts = _entry_lines(path, node, i, item)
+            texts = _entry_lines(path, node, i, item, source)
             if not name or not texts:
                 raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
             if reserved := reserved_name(name):
@@ -672,7 +696,7 @@ def load_nlu(path: Path,
             # A misspelt 'examples:' would leave the entry empty: a regex that never finds its entity.
             if extra := sorted(set(item) - {kind, "examples"}, key=str):
                 raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
-            lines = _entry_lines(path, node, i, item)
+            lines = _entry_lines(path, node, i, item, source)
             if not lines:
                 raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r} has no examples")
             if kind == "regex" and str(item["regex"]) in slots:  # its value would replace the bot's own

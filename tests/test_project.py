@@ -251,6 +251,14 @@ def test_a_merge_key_is_merged_without_repeating_a_key(tmp_path: Path) -> None:
     ('  examples:\n  - "bad \\ud800 one"\n', "'bad \\ud800 one' is not valid Unicode (half of a surrogate pair)"),
     ("  examples: >\n    - one thing\n    - two things\n", "the examples read as one line: write 'examples: |', "
                                                              "which keeps one example a line"),
+    ("  examples:\n    hi\n    - hello there\n    - good morning\n", "the examples read as one line: write "
+                                                                    "'examples: |', which keeps one example a line"),
+    ("  examples:\n    hi\n    hey there\n", "the examples read as one line: write 'examples: |', which keeps one "
+                                             "example a line"),
+    ('  examples: "- hi\n    - hello there\n    - good morning"\n', "the examples read as one line: write "
+                                                                  "'examples: |', which keeps one example a line"),
+    ("  examples: '- hi\n\n    - hello there\n    - good morning'\n", "the examples read as one line: write "
+                                                                    "'examples: |', which keeps one example a line"),
     ("  examples: {hi: there}\n", "YAML reads these examples as a mapping ({'hi': 'there'}), not text: write "
                                   "'examples: |', then each example on a line of its own after '- '"),
     ("  examples: yes\n", "YAML reads these examples as True, not text: write 'examples: |', then each example on "
@@ -259,14 +267,31 @@ def test_a_merge_key_is_merged_without_repeating_a_key(tmp_path: Path) -> None:
                           "a line of its own after '- '"),
 ])
 def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entry: str, problem: str) -> None:
-    """An empty bullet became the example "-"; half a surrogate pair failed bot train after its training; examples
-    YAML reads as a mapping, a yes or a number became the one example "{'hi': 'there'}", "True" or "404"."""
+    """An empty bullet became the example "-"; half a surrogate pair failed bot train after its training; lines of
+    examples YAML joins became one example ("hi - hello there - good morning"); examples YAML reads as a mapping,
+    a yes or a number became the one example "{'hi': 'there'}", "True" or "404"."""
     nlu = bot_dir / "nlu.yml"
     nlu.write_text(nlu.read_text() + "- intent: acknowledge\n" + entry)
     lines = nlu.read_text().splitlines()
     line = len(lines) - lines[::-1].index(entry.splitlines()[0])  # the last entry's examples:
     last = len(yaml.safe_load(nlu.read_text())["nlu"]) - 1
     assert error_for(bot_dir) == f"{nlu}:{line}: nlu.{last}.examples: {problem}"
+
+
+def test_examples_as_yaml_writers_write_them_are_one_a_line(bot_dir: Path) -> None:
+    """PyYAML writes examples on quoted lines, a blank line or an escaped break between, and folds a long one:
+    YAML keeps those breaks, or reads a folded one as the space it was, so such a file's examples are theirs."""
+    long = "where is my parcel, I ordered it two weeks ago and it still - has not arrived, can you look"
+    examples = f"- {long}\n- noted with thanks\n- 记下了\n"
+    nlu = bot_dir / "nlu.yml"
+    kept = nlu.read_text()
+    for style in (None, '"'):
+        written = yaml.safe_dump([{"intent": "confirm_noted", "examples": examples}], allow_unicode=True,
+                                 default_style=style, width=40)
+        assert written.count("\n") > 4  # on several lines
+        nlu.write_text(kept + written.replace('"intent"', "intent").replace('"examples"', "examples"))
+        examples = [e.text for e in load_project(bot_dir).examples if e.intent == "confirm_noted"]
+        assert examples == [long, "noted with thanks", "记下了"]
 
 
 def test_a_bullet_without_its_space_is_still_a_bullet(bot_dir: Path) -> None:
