@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from bot.channels.base import normalise
 from bot.language import written_in
 from bot.project import example_text, reserved_name, same_example
 from finetune.metrics import OOS
+from retrieval.text import normalise
 
 MIXED = 0.1  # a set with at least this share of messages in each language is bilingual
 BOT_FILES = ("bot.yml", "nlu.yml", "responses.yml", "history.jsonl")  # a bot's own data, which `bot init` writes
@@ -105,8 +105,10 @@ def data_language(texts: list[str]) -> str:
 def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[str, int | str]:
     """Write ``bot.yml``, ``nlu.yml`` and ``responses.yml`` for ``rows`` of ``{"text", "intent"}``.
 
-    Out-of-scope lines (intent ``oos``) are not an intent and are left out; a text that occurs more
-    than once (spacing and case aside) is kept once. Logged tickets often label one message
+    Each text is written as the server reads a message (:func:`~retrieval.text.normalise`): a control or
+    invisible character pasted into a ticket is no part of it, and one would put its intent's examples on one
+    quoted line of nlu.yml. Out-of-scope lines (intent ``oos``) are not an intent and are left out; a text
+    that occurs more than once (spacing, case and character width aside) is kept once. Logged tickets often label one message
     differently over time, and nlu.yml refuses an example under two intents, so such a text goes to the
     intent it was given most often (the first one given, on a tie). Returns the counts written,
     ``repeated`` (the lines whose text an earlier line had, out-of-scope ones aside), ``relabelled`` (how
@@ -115,7 +117,7 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     votes: dict[str, Counter[str]] = {}  # same_example(text) -> the intents it was labelled with
     spelling: dict[str, str] = {}  # same_example(text) -> its first spelling
     for row in rows:
-        text = " ".join(row["text"].split())
+        text = normalise(row["text"])
         intent = intent_name(row["intent"])
         if text:
             key = same_example(example_text(text))  # as nlu.yml will read it: entity annotations reduced to their text

@@ -21,19 +21,11 @@ import opencc
 from pydantic import AfterValidator, PlainValidator
 
 from dialogues.holding import asks_nothing
-from retrieval.text import model_text
+from retrieval.text import INVISIBLE, model_text
 
 Language = Literal["en", "zh"]
 LANGUAGES: tuple[Language, ...] = get_args(Language)
 
-# What the model is not shown: C0 and C1 controls, every whitespace character (str.split's) and the
-# invisible format characters (soft hyphen, Arabic letter mark, Mongolian vowel separator, zero-width
-# space and joiners, direction marks and isolates, word joiner, variation selectors, byte-order mark,
-# annotation marks) and Hangul fillers. Spelled as a regex class that Python, JavaScript and Rust read
-# alike, so that the API schema promises exactly what the server accepts; hence no astral characters
-# (tag characters), which JavaScript reads in a class only with a flag the schema cannot carry.
-INVISIBLE = (r"\x00-\x20\x7f-\xa0\xad\u061c\u115f\u1160\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000"
-             r"\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb")
 READABLE = f"[^{INVISIBLE}]"  # a message has something to answer when it has one such character
 _READABLE = re.compile(READABLE)
 

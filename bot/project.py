@@ -25,7 +25,7 @@ from bot.responses import MAX_REPLY_CHARS, ResponseVariant, Responses
 from dialogues.export import about_one_case
 from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
-from retrieval.text import same_example
+from retrieval.text import normalise, same_example
 
 # The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
 HANDOFF_PAYLOAD = "/handoff"
@@ -654,8 +654,6 @@ def load_nlu(path: Path,
              slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
     """Read intents and examples in Rasa's ``nlu.yml`` format (synonyms and lookups are ignored); ``slots`` are
     the bot's own, which no regex may name."""
-    from bot.channels.base import normalise  # here, since the channels import this module's settings
-
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
         raise _fail(path, node, (), "expected a top-level 'nlu:' list")

@@ -282,3 +282,22 @@ def test_the_files_are_written_by_libyaml_as_pyyamls_writer_writes_them(tmp_path
         "version: '3.1'\nnlu:\n- intent: card_arrival\n  examples: |\n    - where is my card?\n"
         "    - my card still hasn't come\n- intent: thanks\n  examples: |\n    - thanks 😀\n    - cheers\n"
         "- intent: top_up\n  examples: |\n    - how do I top up?\n    - add money to my account\n")
+
+
+def test_texts_are_imported_as_the_server_reads_a_message(tmp_path: Path) -> None:
+    """A DEL, a NUL, a byte-order mark or a C1 control in one ticket put its intent's examples on one quoted
+    line of nlu.yml; "退款\u200b" under one intent and "退款" under another, one message to the server, were
+    two examples."""
+    rows = ENGLISH + [("card not here\x7f", "card_arrival"), ("nul\x00 top up", "top_up"), ("\ufeffadd money now", "top_up"),
+                      ("top up \x85 failed\x9b", "top_up"), ("退款\u200b", "get_refund"), ("退款", "cancel_order"),
+                      ("退款", "cancel_order"), ("ｃａｎｃｅｌ　ｏｒｄｅｒ", "cancel_order")]
+    root, result = import_bot(tmp_path, rows)
+    assert result.exit_code == 0, result.output
+    assert "1 texts had more than one intent" in result.output
+    nlu = (root / "nlu.yml").read_text()
+    assert '"' not in nlu and nlu.count("examples: |") == 3  # each intent's examples one a line
+    assert [(e.text, e.intent) for e in load_project(root).examples] == [
+        ("退款", "cancel_order"), ("cancel order", "cancel_order"), ("where is my card?", "card_arrival"),
+        ("my card still hasn't come", "card_arrival"), ("card not here", "card_arrival"), ("how do I top up?", "top_up"),
+        ("add money to my account", "top_up"), ("nul top up", "top_up"), ("add money now", "top_up"),
+        ("top up failed", "top_up")]

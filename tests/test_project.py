@@ -320,6 +320,17 @@ def test_an_example_under_two_intents_is_refused(bot_dir: Path) -> None:
     assert error_for(bot_dir).endswith(f"is one of 'get_refund' too (line {first}); keep it in one")
 
 
+def test_an_example_under_two_intents_is_refused_with_an_invisible_character_in_one(bot_dir: Path) -> None:
+    """The server reads "取消订单\u200b" as "取消订单": under two intents, they taught the classifier two answers."""
+    path = bot_dir / "nlu.yml"
+    path.write_text(path.read_text().replace("    - 我要退款\n", "    - 我要退款\n    - 取消订单\u200b\n", 1))
+    lines = path.read_text().splitlines()
+    added, original = lines.index("    - 取消订单\u200b") + 1, lines.index("    - 取消订单") + 1
+    first, second = sorted([(added, "取消订单\u200b", "get_refund"), (original, "取消订单", "cancel_order")])
+    assert error_for(bot_dir) == (f"{path}:{second[0]}: {second[1]!r}, an example of '{second[2]}', is one of "
+                                  f"'{first[2]}' too (line {first[0]}); keep it in one")
+
+
 def test_a_key_set_twice_names_both_lines(bot_dir: Path) -> None:
     path = bot_dir / "bot.yml"
     first = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("server:"))

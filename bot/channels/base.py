@@ -16,10 +16,8 @@ import hmac
 import json
 import logging
 import os
-import re
 import sqlite3
 import time
-import unicodedata
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
@@ -29,8 +27,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from bot.language import INVISIBLE, Language, Script, blank, chinese_script, mostly_written_in
+from bot.language import Language, Script, blank, chinese_script, mostly_written_in
 from bot.project import ProjectError, valid_unicode
+from retrieval.text import normalise as normalise  # re-exported: the engine and every channel normalise with it
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -74,15 +73,6 @@ class Turn:
     pending_id: int | None = None  # a platform message kept in the store until answered (PlatformChannel.keep)
     seen: tuple[str, ...] = ()  # the keys its channel knows a redelivery of it by (RecentKeys)
     language: Language | None = None  # the customer's page's, for a conversation whose language is not known yet
-
-
-_INVISIBLE_RUNS = re.compile(f"[{INVISIBLE}]+")
-
-
-def normalise(text: str) -> str:
-    """NFKC, then every run of invisible characters (``INVISIBLE``) made one space, and the ends
-    trimmed: what the model sees, so that "refund\u200b?" and "refund ?" are one question."""
-    return _INVISIBLE_RUNS.sub(" ", unicodedata.normalize("NFKC", text)).strip(" ")
 
 
 def load_json(data: str | bytes) -> Any:
