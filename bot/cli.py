@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from bot.project import Project, load_project
+from bot.project import Project, intent_label, intent_name, load_project
 
 if TYPE_CHECKING:
     from dialogues.store import Store
@@ -155,7 +155,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         stale += f"{' ' if stale else ''}{frozen} holds the replaced data's held-out examples, on which every later " \
                  "version is judged: delete it for the next `bot train` to choose them from the new data."
     if from_jsonl is not None:
-        from bot.importer import intent_name, write_bot
+        from bot.importer import write_bot
         from finetune.evaluation import read_jsonl
 
         try:
@@ -412,15 +412,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _test_intent(name: str) -> str:
-    """A test line's intent spelled as nlu.yml holds names (bot init --from-jsonl reads them so): "greet " is greet."""
-    from bot.channels.base import normalise
-
-    if not (name := normalise(name)):
-        raise ValueError("the intent is empty")
-    return name
-
-
 @cli.command("eval")
 @click.argument("directory", type=BOT_DIR)
 @click.option("--test", "test_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -442,7 +433,7 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     from finetune.metrics import OOS
 
     project = load_project(directory)
-    rows = read_jsonl(test_file, fail, _test_intent)
+    rows = read_jsonl(test_file, fail, intent_label)  # an intent the bot has not, "handoff" too, is out of scope
     results = results or directory / "results"
     try:  # before the model runs over the whole file, not after
         results.mkdir(parents=True, exist_ok=True)
@@ -668,7 +659,7 @@ def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str |
 
     project = load_project(directory)
     try:
-        figures = nlu_benchmark(project, read_jsonl(test_file, fail, _test_intent)[:limit], device)
+        figures = nlu_benchmark(project, read_jsonl(test_file, fail, intent_label)[:limit], device)
     except ValueError as exc:
         fail(str(exc))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
@@ -705,7 +696,6 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
                    distill_messages: int | None, interpolate: float | None, device: str | None,
                    as_json: bool) -> None:
     """The learning loop from a few-shot bot: accuracy per round against the full-data recipe."""
-    from bot.importer import intent_name
     from bot.learning_bench import run_learning_bench
     from finetune.bench import load_examples
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from bot.language import written_in
-from bot.project import example_text, reserved_name, same_example
+from bot.project import example_text, intent_name, same_example
 from finetune.metrics import OOS
 from retrieval.text import normalise
 
@@ -83,17 +83,6 @@ def placeholders(intent: str, language: str) -> list[dict[str, str]]:
     if language == "multi":
         return [{"text": placeholder_answer(intent)}, {"text": placeholder_answer(intent, "zh"), "language": "zh"}]
     return [{"text": placeholder_answer(intent, language)}]
-
-
-def intent_name(intent: str) -> str:
-    """``intent`` as nlu.yml can hold it: normalised as a button's payload reaches the bot (NFKC, spaces and
-    invisible characters made one space, trimmed), and neither empty nor one of the bot's own payloads."""
-    name = normalise(intent)
-    if not name:
-        raise ValueError("an intent name is empty")
-    if reserved := reserved_name(name):
-        raise ValueError(reserved)
-    return name
 
 
 def data_language(texts: list[str]) -> str:

@@ -69,6 +69,24 @@ def reserved_name(name: str) -> str | None:
     return None
 
 
+def intent_label(label: str) -> str:
+    """An intent a data file names (a labelled line's, a test line's, an answer's in history.jsonl) as
+    nlu.yml spells names: normalised as a button's payload reaches the bot (NFKC, spaces and invisible
+    characters made one space, trimmed), so that "top_up " and "ｔｏｐ_ｕｐ" are top_up. ValueError when
+    nothing is left of it."""
+    if not (name := normalise(label)):
+        raise ValueError("an intent name is empty")
+    return name
+
+
+def intent_name(intent: str) -> str:
+    """``intent`` as nlu.yml can hold it: :func:`intent_label`, and not a name :func:`reserved_name` refuses."""
+    name = intent_label(intent)
+    if reserved := reserved_name(name):
+        raise ValueError(reserved)
+    return name
+
+
 class ProjectError(Exception):
     """A bot project file is missing or wrong. The message names the file and, when known, the line."""
 
@@ -790,6 +808,8 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
                 raise TypeError("question and answer must be text, and the answer not empty")
             if not isinstance(item.intent, (str, type(None))):
                 raise TypeError(f"intent must be a string, not {item.intent!r}")
+            if item.intent is not None:  # as a labelled line's: "top_up " is top_up
+                item.intent = intent_label(item.intent)
             if not valid_unicode(item.question + item.answer):
                 raise ValueError("the question or the answer is not valid Unicode (half of a surrogate pair)")
             if len(item.answer) > MAX_REPLY_CHARS:  # as a template, an agent's or an action's reply may be

@@ -368,6 +368,19 @@ def test_unknown_intent_in_history_names_the_line(bot_dir: Path) -> None:
     assert error_for(bot_dir) == f"{path}:{n}: unknown intent 'nope' (not in nlu.yml)"
 
 
+def test_an_intent_in_history_is_spelled_as_a_labelled_lines(bot_dir: Path) -> None:
+    """"track_order " and full-width "ｔｒａｃｋ_ｏｒｄｅｒ" were unknown intents, where bot init --from-jsonl and
+    bot eval read them as track_order."""
+    path = bot_dir / "history.jsonl"
+    path.write_text(path.read_text() + '{"question": "q1", "answer": "a1", "intent": "track_order "}\n'
+                    '{"question": "q2", "answer": "a2", "intent": "ｔｒａｃｋ_ｏｒｄｅｒ\u200b"}\n'
+                    '{"question": "q3", "answer": "a3", "intent": null}\n')
+    assert [item.intent for item in load_project(bot_dir).history[-3:]] == ["track_order", "track_order", None]
+    path.write_text(path.read_text() + '{"question": "q", "answer": "a", "intent": " \u200b"}\n')
+    n = len(path.read_text().splitlines())
+    assert error_for(bot_dir) == f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: an intent name is empty"
+
+
 def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> None:
     path = bot_dir / "history.jsonl"
     path.write_text(path.read_text() + '{"question": "q", "answer": "a", "intent": ["greet"]}\n')
