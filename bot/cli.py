@@ -134,7 +134,8 @@ def shell(path: Path) -> str:
 @click.option("--demo", is_flag=True, help="Copy the demo shop bot instead of the minimal starter.")
 @click.option("--force", is_flag=True, help="Overwrite the files of a bot already in the folder.")
 @click.option("--from-jsonl", "from_jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Build nlu.yml and placeholder responses from {\"text\", \"intent\"} lines (e.g. BANKING77's train.jsonl).")
+              help="Build nlu.yml and placeholder responses from {\"text\", \"intent\"} lines (e.g. BANKING77's "
+                   "train.jsonl); a line's \"answer\", an agent's, goes to history.jsonl with its text as the question.")
 def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> None:
     """Create a bot folder in DIRECTORY."""
     from bot.importer import BOT_FILES
@@ -155,17 +156,21 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         stale += f"{' ' if stale else ''}{frozen} holds the replaced data's held-out examples, on which every later " \
                  "version is judged: delete it for the next `bot train` to choose them from the new data."
     if from_jsonl is not None:
-        from bot.importer import write_bot
+        from bot.importer import answer_of, write_bot
         from finetune.evaluation import read_jsonl
 
         try:
-            counts = write_bot(directory, read_jsonl(from_jsonl, fail, intent_name), directory.resolve().name)
+            rows = read_jsonl(from_jsonl, fail, intent_name, answer_of)
+            counts = write_bot(directory, rows, directory.resolve().name)
         except ValueError as exc:
             fail(f"{from_jsonl}: {exc}")
         except OSError as exc:  # as for the starter: a file where a folder should be, no permission, a full disk
             fail(f"cannot create the bot in {directory}: {exc.strerror or exc}")
         click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "
                    f"(language: {counts['language']}). Next: edit responses.yml, then bot train {shell(directory)}")
+        if counts["answers"]:  # historical answers, given to a close question that no template answers first
+            click.echo(f"history.jsonl holds {_count(int(counts['answers']), 'answer')} from the file, each with its "
+                       "text as the question and under its intent.")
         if counts["repeated"]:
             click.echo(f"Lines that repeated an earlier line's text (spacing and case aside) were kept once: "
                        f"{counts['repeated']}.", err=True)

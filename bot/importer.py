@@ -2,13 +2,15 @@
 
 Teams that already have labelled messages (an exported ticket system, or a public set such as
 BANKING77) get a trainable bot at once: every intent's examples go to ``nlu.yml`` in Rasa's format,
-and each intent gets one placeholder template in ``responses.yml`` to be rewritten by hand. The
-bot's language is the data's: ``zh`` when nearly every message is Chinese, ``en`` when nearly none
-is, and ``multi`` for a mix, with a placeholder in each language.
+and each intent gets one placeholder template in ``responses.yml`` to be rewritten by hand. A line's
+``answer``, what an agent answered the message, goes to ``history.jsonl``, from which the bot answers
+questions close to it. The bot's language is the data's: ``zh`` when nearly every message is Chinese,
+``en`` when nearly none is, and ``multi`` for a mix, with a placeholder in each language.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from typing import Any
 import yaml
 
 from bot.language import written_in
-from bot.project import example_text, intent_name, same_example
+from bot.project import example_text, history_item, intent_name, same_example
 from finetune.metrics import OOS
 from retrieval.text import normalise
 
@@ -85,26 +87,42 @@ def placeholders(intent: str, language: str) -> list[dict[str, str]]:
     return [{"text": placeholder_answer(intent, language)}]
 
 
+def answer_of(row: dict[str, Any]) -> str | None:
+    """A labelled line's ``answer``: None when it has none, or an empty one (a ticket exported unanswered);
+    a TypeError or ValueError for one history.jsonl would refuse (not text, too long)."""
+    answer = row.get("answer")
+    if answer is None or isinstance(answer, str) and not answer.strip():
+        return None
+    if not isinstance(answer, str):  # str() would make "5" or "['a', 'b']" of it
+        raise TypeError(f"the answer must be text, not {answer!r}")
+    return history_item({"question": row["text"], "answer": answer}).answer
+
+
 def data_language(texts: list[str]) -> str:
     """``en``, ``zh`` or ``multi``, by the share of messages written in Chinese."""
     chinese = sum(written_in(t) == "zh" for t in texts) / max(len(texts), 1)
     return "zh" if chinese >= 1 - MIXED else "en" if chinese <= MIXED else "multi"
 
 
-def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[str, int | str]:
-    """Write ``bot.yml``, ``nlu.yml`` and ``responses.yml`` for ``rows`` of ``{"text", "intent"}``.
+def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[str, int | str]:
+    """Write ``bot.yml``, ``nlu.yml``, ``responses.yml`` and ``history.jsonl`` for ``rows`` of ``{"text",
+    "intent", "answer"?}``.
 
     Each text is written as the server reads a message (:func:`~retrieval.text.normalise`): a control or
-    invisible character pasted into a ticket is no part of it, and one would put its intent's examples on one
-    quoted line of nlu.yml. Out-of-scope lines (intent ``oos``) are not an intent and are left out; a text
-    that occurs more than once (spacing, case and character width aside) is kept once. Logged tickets often label one message
-    differently over time, and nlu.yml refuses an example under two intents, so such a text goes to the
-    intent it was given most often (the first one given, on a tie). Returns the counts written,
-    ``repeated`` (the lines whose text an earlier line had, out-of-scope ones aside), ``relabelled`` (how
-    many texts had several intents), ``oos`` (the out-of-scope texts left out) and the language.
+    invisible character pasted into a ticket is no part of it, and one would put its intent's examples on
+    one quoted line of nlu.yml. Out-of-scope lines (intent ``oos``) are not an intent and are left out; a
+    text that occurs more than once (spacing, case and character width aside) is kept once. Logged tickets
+    often label one message differently over time, and nlu.yml refuses an example under two intents, so
+    such a text goes to the intent it was given most often (the first one given, on a tie). Each answer
+    (:func:`answer_of`) goes to history.jsonl once with its question, under the intent that question went
+    to, out-of-scope ones left out as their texts are. Returns the counts written, ``repeated`` (the lines
+    whose text an earlier line had, out-of-scope ones aside), ``relabelled`` (how many texts had several
+    intents), ``oos`` (the out-of-scope texts left out), ``answers`` (written to history.jsonl) and the
+    language.
     """
     votes: dict[str, Counter[str]] = {}  # same_example(text) -> the intents it was labelled with
     spelling: dict[str, str] = {}  # same_example(text) -> its first spelling
+    answered: dict[tuple[str, str], str] = {}  # (same_example(text), answer) -> the text as first answered so
     for row in rows:
         text = normalise(row["text"])
         intent = intent_name(row["intent"])
@@ -112,11 +130,14 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
             key = same_example(example_text(text))  # as nlu.yml will read it: entity annotations reduced to their text
             votes.setdefault(key, Counter())[intent] += 1
             spelling.setdefault(key, text)
+            if answer := answer_of(row):
+                answered.setdefault((key, answer), text)
+    chosen = {key: counts.most_common(1)[0][0] for key, counts in votes.items()}
     by_intent: dict[str, list[str]] = defaultdict(list)
-    for key, counts in votes.items():
-        by_intent[counts.most_common(1)[0][0]].append(spelling[key])
+    for key, intent in chosen.items():
+        by_intent[intent].append(spelling[key])
     left_out = len(by_intent.pop(OOS, []))
-    repeated = sum(sum(counts.values()) - 1 for counts in votes.values() if counts.most_common(1)[0][0] != OOS)
+    repeated = sum(sum(counts.values()) - 1 for key, counts in votes.items() if chosen[key] != OOS)
     if len(by_intent) < 2:
         raise ValueError("at least two intents with examples are needed")
     intents = sorted(by_intent)
@@ -126,9 +147,13 @@ def write_bot(directory: Path, rows: list[dict[str, str]], name: str) -> dict[st
     language = data_language([t for texts in by_intent.values() for t in texts])
     responses = {"version": "3.1", "responses": {i: placeholders(i, language) for i in intents}}
     config = {"name": name, "language": language, "model": {"base": "default"}, "thresholds": {"intent": "auto"}}
+    # Only the file's answers: a previous bot's would answer for intents this one may not have.
+    history = [json.dumps({"question": text, "answer": answer, "intent": chosen[key]}, ensure_ascii=False) + "\n"
+               for (key, answer), text in answered.items() if chosen[key] != OOS]
     directory.mkdir(parents=True, exist_ok=True)
-    for file, text in (("bot.yml", to_yaml(config)), ("nlu.yml", nlu), ("responses.yml", to_yaml(responses))):
-        (directory / file).write_text(text, encoding="utf-8")
-    (directory / "history.jsonl").write_text("", encoding="utf-8")  # no answers yet; a previous bot's would not fit
+    for file, content in (("bot.yml", to_yaml(config)), ("nlu.yml", nlu), ("responses.yml", to_yaml(responses)),
+                          ("history.jsonl", "".join(history))):
+        (directory / file).write_text(content, encoding="utf-8")
     return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "repeated": repeated,
-            "relabelled": sum(len(counts) > 1 for counts in votes.values()), "oos": left_out, "language": language}
+            "relabelled": sum(len(counts) > 1 for counts in votes.values()), "oos": left_out,
+            "answers": len(history), "language": language}

@@ -786,6 +786,31 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
     return Responses(templates)
 
 
+def history_item(row: Any) -> HistoryItem:
+    """One line of history.jsonl, read from its JSON: a TypeError or ValueError says what is wrong with it.
+    ``bot init --from-jsonl`` checks a labelled line's answer with it too, so that what it writes loads."""
+    if not isinstance(row, dict):
+        raise TypeError(f"a line is one JSON object, not {type(row).__name__}")
+    if extra := sorted(set(row) - {"question", "answer", "intent"}):  # before the missing: "anwser" names both
+        raise TypeError(f"unknown key {extra[0]!r}" + "".join(f", no {key!r}" for key in ("question", "answer")
+                                                              if key not in row))
+    if missing := [key for key in ("question", "answer") if key not in row]:
+        raise TypeError(f"no {missing[0]!r}")
+    item = HistoryItem(row["question"], row["answer"], row.get("intent"))
+    if not isinstance(item.question, str) or not isinstance(item.answer, str) or not item.answer.strip():
+        raise TypeError("question and answer must be text, and the answer not empty")
+    if not isinstance(item.intent, (str, type(None))):
+        raise TypeError(f"intent must be a string, not {item.intent!r}")
+    if item.intent is not None:  # as a labelled line's: "top_up " is top_up
+        item.intent = intent_label(item.intent)
+    if not valid_unicode(item.question + item.answer):
+        raise ValueError("the question or the answer is not valid Unicode (half of a surrogate pair)")
+    if len(item.answer) > MAX_REPLY_CHARS:  # as a template, an agent's or an action's reply may be
+        raise ValueError(f"the answer is {len(item.answer)} characters long, more than a reply may be "
+                         f"({MAX_REPLY_CHARS})")
+    return item
+
+
 def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
     """Historical question -> agent answer pairs, one JSON object per line."""
     if not path.exists():
@@ -795,26 +820,7 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise TypeError(f"a line is one JSON object, not {type(row).__name__}")
-            if extra := sorted(set(row) - {"question", "answer", "intent"}):  # before the missing: "anwser" names both
-                raise TypeError(f"unknown key {extra[0]!r}" + "".join(f", no {key!r}" for key in ("question", "answer")
-                                                                      if key not in row))
-            if missing := [key for key in ("question", "answer") if key not in row]:
-                raise TypeError(f"no {missing[0]!r}")
-            item = HistoryItem(row["question"], row["answer"], row.get("intent"))
-            if not isinstance(item.question, str) or not isinstance(item.answer, str) or not item.answer.strip():
-                raise TypeError("question and answer must be text, and the answer not empty")
-            if not isinstance(item.intent, (str, type(None))):
-                raise TypeError(f"intent must be a string, not {item.intent!r}")
-            if item.intent is not None:  # as a labelled line's: "top_up " is top_up
-                item.intent = intent_label(item.intent)
-            if not valid_unicode(item.question + item.answer):
-                raise ValueError("the question or the answer is not valid Unicode (half of a surrogate pair)")
-            if len(item.answer) > MAX_REPLY_CHARS:  # as a template, an agent's or an action's reply may be
-                raise ValueError(f"the answer is {len(item.answer)} characters long, more than a reply may be "
-                                 f"({MAX_REPLY_CHARS})")
+            item = history_item(json.loads(line))
         except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
             raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}") from None
         if item.intent is not None and item.intent not in intents:

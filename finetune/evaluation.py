@@ -25,9 +25,11 @@ if TYPE_CHECKING:  # the classifier imports torch, which reading a test file or 
 log = logging.getLogger("deskbot")
 
 
-def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str] = str) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str] = str,
+               check: Callable[[dict[str, Any]], object] | None = None) -> list[dict[str, Any]]:
     """``{"text", "intent"}`` lines, other keys (such as ``oos_type``) kept; a bad line stops with its number.
-    ``intent_name`` makes each line's intent; a ``ValueError`` it raises stops with the line's number too."""
+    ``intent_name`` makes each line's intent; a ``ValueError`` it raises stops with the line's number too. So
+    does a ``ValueError`` or ``TypeError`` of ``check``, which is given each line as it is returned."""
     rows = []
     data = path.read_bytes()
     try:
@@ -64,6 +66,11 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
         except ValueError as exc:
             fail(f"{path}:{n}: {exc}")
         rows.append({**row, "text": str(text), "intent": intent})
+        if check is not None:
+            try:
+                check(rows[-1])
+            except (ValueError, TypeError) as exc:
+                fail(f"{path}:{n}: {exc}")
     if not rows:
         fail(f"{path}: no examples")
     return rows

@@ -301,3 +301,34 @@ def test_texts_are_imported_as_the_server_reads_a_message(tmp_path: Path) -> Non
         ("my card still hasn't come", "card_arrival"), ("card not here", "card_arrival"), ("how do I top up?", "top_up"),
         ("add money to my account", "top_up"), ("nul top up", "top_up"), ("add money now", "top_up"),
         ("top up failed", "top_up")]
+
+
+def test_the_agents_answers_go_to_history_under_their_questions_intents(tmp_path: Path) -> None:
+    """A line's answer was dropped without a word, where deskbot answers from agents' answers."""
+    data = tmp_path / "answered.jsonl"
+    rows = [{"text": "where is my card?", "intent": "card_arrival", "answer": "Cards arrive within 5 working days."},
+            {"text": "Where is my  card?", "intent": "card_arrival", "answer": "Cards arrive within 5 working days."},
+            {"text": "where is my card?", "intent": "top_up", "answer": "It is on its way."},  # kept under card_arrival
+            {"text": "my card still hasn't come", "intent": "card_arrival", "answer": None},
+            {"text": "how do I top up?", "intent": "top_up ", "answer": "  "},  # exported unanswered
+            {"text": "add money to my account", "intent": "top_up", "answer": "Tap Wallet, then Top up."},
+            {"text": "what's the weather like", "intent": "oos", "answer": "I can only help with your account."}]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    root = tmp_path / "bot"
+    result = CliRunner().invoke(cli, ["init", str(root), "--from-jsonl", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "history.jsonl holds 3 answers from the file, each with its text as the question and under its intent." \
+           in result.output
+    project = load_project(root)
+    assert [(h.question, h.answer, h.intent) for h in project.history] == [
+        ("where is my card?", "Cards arrive within 5 working days.", "card_arrival"),
+        ("where is my card?", "It is on its way.", "card_arrival"),
+        ("add money to my account", "Tap Wallet, then Top up.", "top_up")]
+    assert project.unanswered() == []  # no intent left to the fallback alone
+    for answer, problem in [(5, "the answer must be text, not 5"),
+                            ("Z" * 20_001, "the answer is 20001 characters long, more than a reply may be (20000)")]:
+        data.write_text("".join(json.dumps(row) + "\n" for row in rows[:2])
+                        + json.dumps({"text": "hi", "intent": "greet", "answer": answer}) + "\n")
+        result = CliRunner().invoke(cli, ["init", str(tmp_path / "refused"), "--from-jsonl", str(data)])
+        assert result.exit_code == 1 and f"{data}:3: {problem}\n" in result.output, result.output
+        assert not (tmp_path / "refused").exists()
