@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from bot.language import written_in
-from bot.project import example_text, history_item, intent_name, same_example
+from bot.project import example_text, history_item, same_example
 from finetune.metrics import OOS
 from retrieval.text import normalise
 
@@ -106,7 +106,8 @@ def data_language(texts: list[str]) -> str:
 
 def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[str, int | str]:
     """Write ``bot.yml``, ``nlu.yml``, ``responses.yml`` and ``history.jsonl`` for ``rows`` of ``{"text",
-    "intent", "answer"?}``.
+    "intent", "answer"?}``, as ``read_jsonl(path, fail, intent_name)`` reads them: each text has something
+    to read, and each intent is a name nlu.yml holds (:func:`~bot.project.intent_name`).
 
     Each text is written as the server reads a message (:func:`~retrieval.text.normalise`): a control or
     invisible character pasted into a ticket is no part of it, and one would put its intent's examples on
@@ -125,13 +126,11 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     answered: dict[tuple[str, str], str] = {}  # (same_example(text), answer) -> the text as first answered so
     for row in rows:
         text = normalise(row["text"])
-        intent = intent_name(row["intent"])
-        if text:
-            key = same_example(example_text(text))  # as nlu.yml will read it: entity annotations reduced to their text
-            votes.setdefault(key, Counter())[intent] += 1
-            spelling.setdefault(key, text)
-            if answer := answer_of(row):
-                answered.setdefault((key, answer), text)
+        key = same_example(example_text(text))  # as nlu.yml will read it: entity annotations reduced to their text
+        votes.setdefault(key, Counter())[row["intent"]] += 1
+        spelling.setdefault(key, text)
+        if answer := answer_of(row):
+            answered.setdefault((key, answer), text)
     chosen = {key: counts.most_common(1)[0][0] for key, counts in votes.items()}
     by_intent: dict[str, list[str]] = defaultdict(list)
     for key, intent in chosen.items():
