@@ -42,6 +42,7 @@ READY_TIMEOUT = 300.0  # seconds for the server to load its model; a loaded 2-co
 REQUEST_TIMEOUT = 30.0  # a reply slower than this counts as an error
 RAW_BATCHES = (8, 16, 32, 64)  # the raw encoder is timed at each, and its best counts
 RAW_POOL = 512  # texts per encode call: sorted by length across the pool, as a backlog would allow
+SERVER_LOG = "server.log"  # what the server under test prints, in its scratch folder
 
 
 class BenchError(Exception):
@@ -53,15 +54,17 @@ class BenchError(Exception):
 
 def scratch_folder(root: Path, scratch: Path, inference: dict[str, Any]) -> Path:
     """``scratch`` serving ``root``'s bot: its files linked, bot.yml rewritten without rate limits and
-    with ``inference`` settings on top, and no conversation log."""
+    with ``inference`` settings on top, and no conversation log. A file of the bot's named as the server's
+    log here is not linked: the log written through the link replaced the shop's own file."""
     for entry in root.iterdir():
-        if entry.name != "bot.yml" and not entry.name.startswith("dialogues.db"):
+        if entry.name not in ("bot.yml", SERVER_LOG) and not entry.name.startswith("dialogues.db"):
             (scratch / entry.name).symlink_to(entry.resolve())
     config = yaml.safe_load((root / "bot.yml").read_text(encoding="utf-8")) or {}
-    server = config.setdefault("server", {})
+    # A section left empty (`learning:`) is null, which bot.yml means as its defaults.
+    server = config["server"] = config.get("server") or {}
     server["limits"] = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0}
-    server["inference"] = {**server.get("inference", {}), **inference}
-    config.setdefault("learning", {})["watch_seconds"] = 0  # the served version stays put during a run
+    server["inference"] = {**(server.get("inference") or {}), **inference}
+    config["learning"] = {**(config.get("learning") or {}), "watch_seconds": 0}  # the served version stays put
     (scratch / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return scratch
 
@@ -81,7 +84,7 @@ def running_server(folder: Path, device: str | None) -> Iterator[tuple[str, str]
     command = [sys.executable, "-P", "-m", "bot.cli", "serve", str(folder), "--host", "127.0.0.1", "--port", str(port)]
     if device:
         command += ["--device", device]
-    log_path = folder / "server.log"
+    log_path = folder / SERVER_LOG
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

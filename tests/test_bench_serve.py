@@ -50,6 +50,27 @@ def test_bench_serve_refuses_bad_client_counts_and_an_untrained_bot(tiny_demo_bo
     assert refused.exit_code == 1 and "bot train" in refused.output
 
 
+def test_the_benchmarks_scratch_bot_leaves_the_shops_files_alone_and_reads_empty_sections(tmp_path: Path) -> None:
+    """The bench server's log went through the link to the shop's own server.log and replaced it; a section
+    left empty (null) in bot.yml ended the benchmark in a TypeError."""
+    import yaml
+
+    from bot.bench import SERVER_LOG, scratch_folder
+
+    root, scratch = tmp_path / "bot", tmp_path / "scratch"
+    root.mkdir()
+    scratch.mkdir()
+    (root / SERVER_LOG).write_text("the shop's own log\n")
+    (root / "nlu.yml").write_text("nlu: []\n")
+    (root / "bot.yml").write_text("learning:\nserver:\n  inference:\n")
+    scratch_folder(root, scratch, {"quantize": "int8"})
+    assert not (scratch / SERVER_LOG).exists() and (scratch / "nlu.yml").is_symlink()
+    config = yaml.safe_load((scratch / "bot.yml").read_text())
+    assert config["server"]["inference"] == {"quantize": "int8"} and config["learning"] == {"watch_seconds": 0}
+    assert config["server"]["limits"]["per_ip_per_minute"] == 0
+    assert (root / SERVER_LOG).read_text() == "the shop's own log\n"
+
+
 def test_bench_store_reports_each_batch_size() -> None:
     result = CliRunner().invoke(cli, ["bench", "store", "--exchanges", "60", "--batches", "1,20", "--json"])
     assert result.exit_code == 0, result.output
