@@ -538,8 +538,12 @@ def bench_retrieval(n: int, dim: int, device: str, data_dir: Path | None, index_
                     nprobe: int | None, threads: int | None, quality: bool, as_json: bool) -> None:
     """Index build time, query latency, recall and answer quality."""
     from retrieval.bench import run_benchmark
+    from retrieval.options import IndexOptions
 
     options = {key: value for key, value in {"nlist": nlist, "nprobe": nprobe}.items() if value is not None}
+    if options and (index_type == "flat" or index_type == "auto" and n <= IndexOptions().flat_max):
+        fail(f"--nlist and --nprobe set up an IVF index, and {n:,} vectors get an exact (flat) one: "
+             "add --index-type ivf, or leave them out")
     kwargs = {"data_dir": data_dir} if data_dir else {}
     try:
         figures = run_benchmark(n=n, dim=dim, device=device, threads=threads, quality=quality,

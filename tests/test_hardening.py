@@ -1032,6 +1032,9 @@ def test_benchmarks_and_settings_that_cannot_run_say_so_in_one_line(tiny_demo_bo
     assert "too few for 3 rounds" in run("bench", "learning", "--train", str(data), "--test", str(data),
                                          "--model", str(tiny_model), "--seed-shots", "2")
     assert "0 is not in the range x>=1" in run("bench", "retrieval", "--dim", "0", "--no-quality", code=2)
+    # IVF settings for an index that is flat were ignored without a word
+    assert "get an exact (flat) one: add --index-type ivf" in run("bench", "retrieval", "--n", "2000", "--nprobe", "3",
+                                                                 "--no-quality")
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("DESKBOT_CACHE", str(tmp_path / "a-file"))
     assert "cannot write the model cache" in run("model", "prepare", "multilingual")
