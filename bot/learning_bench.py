@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from bot.channels.base import Turn
@@ -148,4 +149,6 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
             "final_ratio": round(previous["accuracy"] / full_accuracy, 4) if full_accuracy else None,  # unrounded
             "labelled_fraction": round(used / len(traffic), 4) if traffic else 0.0,
             "seed_model_accuracy": round(seed_accuracy, 4), "train": len(train), "test": len(test), "seed_shots": seed_shots,
-            "label_budget": label_budget, "gate": margins}
+            "label_budget": label_budget, "gate": margins,
+            # floating-point order, and so which round the gate refuses, differs with torch's thread count
+            "torch_threads": torch.get_num_threads()}

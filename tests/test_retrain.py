@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -588,6 +589,7 @@ def test_bench_learning_reports_rounds_within_the_label_budget(tiny_model: Path,
     assert figures["final_ratio"] == pytest.approx(rounds[1]["accuracy"] / figures["full_data_accuracy"], abs=1e-4)
     assert figures["full_data_accuracy"] > 0.5  # every test line counted wrong when its intent had a stray space
     assert (figures["train"], figures["test"], figures["seed_shots"]) == (80, 40, 5)
+    assert figures["torch_threads"] == torch.get_num_threads()  # the run's conditions, for a rerun to match
 
 
 def test_rows_logged_after_a_purge_are_new_though_they_reuse_its_ids(tmp_path: Path) -> None:
