@@ -1216,7 +1216,7 @@ async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(make_client:
 
 
 async def test_the_watcher_tries_a_refused_version_again_once_current_is_written_again(
-        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A version refused once was never tried again under its name: mended, and rolled back to, it still did
     not serve. And a swap loaded the model on torch's choice of device, not on `bot serve --device`'s."""
     client = await make_client(server={"limits": NO_LIMITS}, learning={"watch_seconds": 0.1})
@@ -1228,7 +1228,9 @@ async def test_the_watcher_tries_a_refused_version_again_once_current_is_written
     shutil.copytree(models / "v0001", models / "v0002")
     wrong_manifest(models / "v0002")
     (models / "CURRENT").write_text("v0002\n")
-    while not devices:
+    for _ in range(600):  # until the load has failed: on a busy machine it outlasts the waits below
+        if "model v0002 refused" in caplog.text:
+            break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)  # a few rounds more: refused once, not tried again
     assert len(devices) == 1 and client.app[BOT].nlu.version == "v0001"
