@@ -28,7 +28,7 @@ from sentence_transformers.util import batch_to_device
 from finetune.cache import file_sha256
 from finetune.lexical import CharNgrams, choose_share
 from retrieval.encoder import load_sentence_model
-from retrieval.text import head_and_tail, model_text
+from retrieval.text import head_and_tail, model_inputs
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +153,10 @@ class IntentClassifier(torch.nn.Module):
         return self.head.device
 
     def read(self, texts: list[str]) -> list[str]:
-        """``texts`` as the encoder and the n-gram vote read them: Traditional Chinese as Simplified
-        (:func:`~retrieval.text.model_text`). A model trained before deskbot read text so learnt the
-        characters as written, and reads them so still; training it anew switches it over."""
-        return [model_text(t) for t in texts] if self.simplified else texts
+        """``texts`` as the encoder and the n-gram vote read them (:func:`~retrieval.text.model_inputs`). A
+        model trained before deskbot read Traditional Chinese as Simplified learnt the characters as written,
+        and reads them so still; training it anew switches it over."""
+        return model_inputs(texts, self.simplified)
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         """Normalised sentence embeddings, with gradients when training."""

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
-from retrieval.text import head_and_tail, model_text
+from retrieval.text import head_and_tail, model_inputs
 
 E5_PREFIXES = ("query: ", "passage: ")
 
@@ -105,7 +105,7 @@ class Encoder:
         simplified: bool = True,
     ) -> "Encoder":
         """Wrap a model that is already loaded (the classifier's base, say) to avoid a second load;
-        ``simplified``: whether it reads Traditional Chinese as Simplified (:func:`model_text`), as the
+        ``simplified``: whether it reads Traditional Chinese as Simplified (:func:`~retrieval.text.model_text`), as the
         classifiers deskbot trains now do."""
         encoder = cls.__new__(cls)
         encoder._init(model, name, prefixes, batch_size, _fingerprint(name), simplified)
@@ -139,7 +139,7 @@ class Encoder:
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        texts = [model_text(text) if self.simplified else text for text in texts]
+        texts = model_inputs(texts, self.simplified)
         vectors = self.model.encode(
             head_and_tail(texts, self.model.tokenizer, self.model.max_seq_length, prefix),
             batch_size=self.batch_size,

@@ -7,6 +7,7 @@ import copy
 import re
 import unicodedata
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import opencc
@@ -45,6 +46,15 @@ def normalise(text: str) -> str:
     """NFKC, then every run of invisible characters (``INVISIBLE``) made one space, and the ends
     trimmed: what the model sees, so that "refund\u200b?" and "refund ?" are one question."""
     return _INVISIBLE_RUNS.sub(" ", unicodedata.normalize("NFKC", text)).strip(" ")
+
+
+def model_inputs(texts: Sequence[str], simplified: bool) -> list[str]:
+    """``texts`` as a model reads them, in training and serving alike: as the server reads a message
+    (:func:`normalise`: an example written in full-width letters trained MiniLM on unknown tokens where
+    the served message had letters), and Traditional Chinese as Simplified for a model that reads it so
+    (:func:`model_text`)."""
+    texts = [normalise(text) for text in texts]
+    return [model_text(text) for text in texts] if simplified else texts
 
 
 def same_example(text: str) -> str:

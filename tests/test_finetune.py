@@ -349,6 +349,18 @@ def test_a_max_length_beyond_the_base_models_positions_is_refused_before_trainin
     assert model.encoder.max_seq_length == 128
 
 
+def test_the_model_reads_an_example_as_the_server_reads_a_message(tiny_model: Path) -> None:
+    # Examples were trained on as written: "ｒｅｆｕｎｄ？" was MiniLM's [UNK] in training and "refund?" served.
+    from retrieval.encoder import Encoder
+
+    texts, intents = examples()
+    model = train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=1), device="cpu", progress=False)
+    assert model.read(["ＣＡＲＤ  ａｒｒｉｖａｌ？\u200b", "退款\u200b訂單"]) == ["CARD arrival?", "退款 订单"]
+    assert np.allclose(model.probabilities(["ｌｏｓｔ ｃａｒｄ"]), model.probabilities(["lost card"]), atol=1e-6)
+    encoder = Encoder.from_model(model.encoder, name="tiny")
+    assert np.allclose(encoder.encode_queries(["ｌｏｓｔ\u200bｃａｒｄ"]), encoder.encode_queries(["lost card"]), atol=1e-6)
+
+
 def test_recipe_learns_the_intents_and_survives_save_and_load(tiny_model: Path, tmp_path: Path) -> None:
     texts, intents = examples()
     model = train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=30, seed=3), device="cpu",
