@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from dialogues.redact import nfkc_view, redact, was_redacted
+from dialogues.redact import given_names, nfkc_view, redact, redact_names, was_redacted
 from dialogues.store import Store
 from retrieval.text import PRICE, same_example, same_text
 
@@ -33,6 +33,12 @@ def _privacy(redacted: bool) -> Callable[[str], str]:
     return redact if redacted else (lambda text: text)
 
 
+def _learned(redacted: bool) -> Callable[[str], str]:
+    """What a model learns of a customer's message, and the export writes: :func:`_privacy`'s text, and when
+    redacting, the name they gave as their own ("my name is [NAME]") too."""
+    return (lambda text: redact_names(redact(text))) if redacted else (lambda text: text)
+
+
 def learned_data(store: Store, since: float = 0.0, redacted: bool = True) -> LearnedData:
     """Review labels (the latest per turn) and agent answers created at or after ``since``; their text
     redacted unless ``redacted`` is False (``privacy.redact: false``)."""
@@ -42,11 +48,13 @@ def learned_data(store: Store, since: float = 0.0, redacted: bool = True) -> Lea
 def learned_from(labels: list[dict[str, Any]], answers: list[dict[str, Any]], redacted: bool = True) -> LearnedData:
     """:func:`learned_data` of the store's rows, read already: a server reads them on the store's thread and
     redacts them on another, so that every customer's reply does not wait for an export's redaction."""
-    private = _privacy(redacted)
+    private, learned = _privacy(redacted), _learned(redacted)
+    # "asked" is read by learnable()'s checks and written nowhere: it keeps the names the customer gave, which an
+    # answer must not repeat.
     return LearnedData(
-        [{"text": private(r["text"]), "intent": r["intent"], "turn_id": r["turn_id"], "label_id": r["id"],
+        [{"text": learned(r["text"]), "intent": r["intent"], "turn_id": r["turn_id"], "label_id": r["id"],
           "created": r["created"]} for r in labels],
-        [{"question": private(r["question"]), "answer": private(r["answer"]), "intent": r["intent"],
+        [{"question": learned(r["question"]), "answer": private(r["answer"]), "intent": r["intent"],
           "id": r["id"], "created": r["created"], "asked": private(r["asked"] or "")} for r in answers])
 
 
@@ -72,11 +80,13 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
     intent), never a text of the frozen evaluation set (``held_texts``, as :func:`~retrieval.text.same_example`
     keys: in another case or spacing it is the same text), and the agent answers redaction left whole, since
     another customer would read "write to [EMAIL]" (the address may well be the shop's own, which belongs in
-    a template), and that are no one customer's case (:func:`about_one_case`)."""
+    a template), and that are neither one customer's case (:func:`about_one_case`) nor name them or where
+    they live (:func:`about_one_person`)."""
     return LearnedData([r for r in one_per_message(data.examples)
                         if r["intent"] in intents and same_example(r["text"]) not in held_texts],
                        [r for r in data.answers if not was_redacted(r["answer"])
-                        and not about_one_case(r.get("asked") or r["question"], r["answer"])])
+                        and not about_one_case(r.get("asked") or r["question"], r["answer"])
+                        and not about_one_person(r.get("asked") or r["question"], r["answer"])])
 
 
 # A number of five or more digits (55667, 55667A), or of three or four that is no quantity with a unit
@@ -113,14 +123,66 @@ def about_one_case(asked: str, answer: str) -> bool:
                    for run in runs))
 
 
+# Where a customer lives, as an agent confirms it: a house number and a street ("221B Baker Street", "1600
+# Amphitheatre Parkway"), a UK postcode ("NW1 6XE"), a US state and ZIP code ("CA 94043"), a Chinese street and
+# number ("中关村大街27号") or a courtyard, building, entrance or room ("27号院", "3号楼", "2单元", "1101室").
+_STREETS = ("Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct|Parkway|Pkwy|Place|Pl|Close"
+            "|Crescent|Terrace|Square|Sq|Highway|Hwy|Gardens|Grove|Mews")
+_US_STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC"
+              "|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY")
+_CHINESE_DIGITS = "0-9一二三四五六七八九十百零〇"
+_ADDRESS = re.compile(
+    rf"(?<![0-9])[0-9]+[A-Za-z]?,? (?:[A-Z][A-Za-z'-]* ){{1,3}}(?:{_STREETS})\b"
+    r"|(?i:(?<![0-9])[0-9]+[a-z]?,? (?:[a-z][a-z'-]* ){1,3}(?:street|road|avenue|boulevard|parkway|lane)\b)"
+    r"|\b[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}\b"
+    rf"|\b(?:{_US_STATES}),? [0-9]{{5}}(?:-[0-9]{{4}})?\b"
+    rf"|(?:路|街|大道|巷|弄|胡同)[{_CHINESE_DIGITS}]+[号號]"
+    rf"|(?<![{_CHINESE_DIGITS}])[{_CHINESE_DIGITS}]+(?:[号號][院楼樓]|[栋棟幢]|[单單]元|室)")
+# Whom an agent writes to or sends to, by name: "Hi John", "Dear Ms Brown", "Thanks Maria", "Mr. Peter Brown",
+# "recipient: Jane", 张先生, 王女士, 收件人张伟; but not "Hi there", "Dear customer", 尊敬的先生/女士, 收件人信息.
+_NOT_GREETED = ("there|team|all|everyone|everybody|customers?|sir|madam|friends?|folks|guys|again|valued|so|very|for|and"
+                "|we|you|your|our|the|this|that|it|please|sorry|yes|no|ok|okay|sure|welcome|good|great|just|kindly"
+                "|unfortunately|apologies|here|how|what|when|where|let|as|in|on|at|to|from|with|i")
+_ADDRESSED = re.compile(
+    r"(?<![A-Za-z])(?:[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Tt]hanks|[Tt]hank you|[Gg]ood (?:morning|afternoon|evening))"
+    rf"[,!]? +(?!(?i:{_NOT_GREETED})\b)[A-Z][a-z]+"
+    r"|(?<![A-Za-z])(?:Mr|Mrs|Ms|Miss|Mx)\.? [A-Z][a-z]+"
+    r"|(?<![A-Za-z])(?:[Rr]ecipient|[Aa]ddressee)[:：]? +[A-Z][a-z]+|(?<![A-Za-z])(?:[Aa]ttn|ATTN|[Cc]/[Oo])\.?[:：]? *[A-Z][a-z]+"
+    r"|(?![的位这這那哪各敬爱愛我您你他她们們亲親])[\u4e00-\u9fff](?:先生|女士|小姐)(?![们們姐])"
+    r"|(?:收件人|收货人|收貨人|联系人|聯繫人|聯絡人)(?:是|为|為|改为|改成|改為|[:：])? *"
+    r"(?!信息|資訊|姓名|名字|地址|电话|電話|手机|手機|本人|的)[\u4e00-\u9fff]{2,4}"
+    r"(?=[^\u4e00-\u9fff]|$|先生|女士|小姐|的|电话|電話|手机|手機)")
+# A WeChat ID (six to twenty letters, digits, "_" and "-", from a letter) or a QQ number after its name: a
+# handle alone must hold a digit, "_" or "-" ("WeChat official account" is none), one after "ID", 号 or a
+# colon need not.
+_HANDLE = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|qq)( ?(?:号码|號碼|号|號|账号|帳號|id)| ?[:：]|是|为|為)?"
+                     r" *[:：]? *([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
+
+
+def about_one_person(asked: str, answer: str) -> bool:
+    """Whether an agent's answer names its customer or where they live: an address (:data:`_ADDRESS`), a
+    greeting or recipient by name (:data:`_ADDRESSED`), a WeChat ID or QQ number, or a name the customer gave
+    as their own in ``asked`` ("my name is John Smith", "I'm John", "我叫张伟"). Redaction finds none of
+    these, and "Hi John Smith, I've changed the delivery address to 221B Baker Street" would be shown to the
+    next customer asking to change theirs. A shop's own address or account in an answer is lost with them: it
+    belongs in a template."""
+    shown = nfkc_view(answer)[0]
+    if _ADDRESS.search(shown) or _ADDRESSED.search(shown):
+        return True
+    if any(marker or re.search(r"[-_0-9]", handle) for marker, handle in _HANDLE.findall(shown)):
+        return True
+    return any(re.search(rf"(?<![A-Za-z]){re.escape(name)}(?![A-Za-z])", shown, re.IGNORECASE) for name in given_names(asked))
+
+
 def recent_traffic(store: Store, limit: int, redacted: bool = True) -> list[str]:
-    """The latest ``limit`` distinct customer messages, labelled or not, redacted like :func:`learned_data`'s.
+    """The latest ``limit`` distinct customer messages, labelled or not, redacted like :func:`learned_data`'s
+    examples.
 
     A warm-started retrain holds the candidate to the serving model's answers on them, so that labels
     for a few intents do not move the answers customers get for the rest.
     """
-    private = _privacy(redacted)
-    return [private(text) for text in store.recent_messages(limit)] if limit else []
+    learned = _learned(redacted)
+    return [learned(text) for text in store.recent_messages(limit)] if limit else []
 
 
 def _iso(timestamp: float) -> str:

@@ -151,6 +151,36 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
     assert agent_answers(LearnedData([], [{**charged, "id": 40, "answer": "We refunded the $234.56 charge."}])) == []
 
 
+def test_an_agent_answer_naming_its_customer_or_where_they_live_is_not_shown_to_others() -> None:
+    """"Hi John Smith, I've changed the delivery address to 221B Baker Street" was indexed, and given to the next
+    customer who wanted to change their address."""
+    row = {"question": "I need to change my delivery address", "intent": None, "created": 0.0}
+    personal = [
+        "Hi John Smith, I've changed the delivery address to 221B Baker Street, London NW1 6XE as you asked.",
+        "好的张伟先生，已为您把收货地址改为北京市海淀区中关村大街27号院3号楼，收件人张伟。",
+        "Please send it back to Jane Doe, 1600 Amphitheatre Parkway, Mountain View, CA 94043.",
+        "Done, it goes to 12 main street now.", "已改为上海市浦东新区世纪大道１００号。", "已改为2单元1101室。",
+        "Ship to postcode SW1A 1AA confirmed.", "It will reach you in Austin, TX 78701-1234.",
+        "Dear Ms Brown, the new address is saved.", "Transfer it to the account of Mr. Peter Brown.",
+        "好的王女士，已经改好了。", "收件人：李娜，已更新。", "Recipient: Jane, updated.",
+        "加我个人微信 zhangwei_1988 或者QQ 123456789 都可以。", "WeChat ID: zhangwei, add me.",
+    ]
+    given = [("my name is Maria Lopez", "Done, Lopez is on the parcel now."),  # the customer's name, repeated
+             ("my name is maria", "Thanks, Maria, it's updated."), ("I'm Maria", "Maria, it's updated."),
+             ("我叫张伟，想改地址", "好的，张伟，已经改好了。"), ("我是王芳。", "王芳，地址已更新。")]
+    data = LearnedData([], [{**row, "id": n, "answer": text} for n, text in enumerate(personal)]
+                       + [{**row, "id": 100 + n, "asked": asked, "answer": text} for n, (asked, text) in enumerate(given)])
+    assert agent_answers(data) == []
+    generic = ["Our returns desk is open 9-5", "请在订单页面点击退款", "Hi there, you can change it in Settings > Addresses.",
+               "Dear customer, refunds take 3-5 days.", "Hello! Sorry for the wait, it ships today.",
+               "尊敬的先生/女士，请在订单页申请退款。", "请核对收件人姓名和电话是否正确。", "收件人需本人签收。",
+               "Pay with WeChat Pay, or follow our WeChat official account.", "5月3号发货，请耐心等待。",
+               "Store 3 will close at 9pm.", "Hi, I'm Anna from support: it ships today.",
+               "Duties are the responsibility of the recipient. If unsure, ask us."]
+    kept = [{**row, "id": n, "asked": "I'm Not happy, 我是新用户", "answer": text} for n, text in enumerate(generic)]
+    assert [a.text for a in agent_answers(LearnedData([], kept))] == generic
+
+
 def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
     data = LearnedData([{"text": "do you sell bikes", "intent": "oos"}, {"text": "refund me", "intent": "get_refund"},
                         {"text": "held out", "intent": "get_refund"}, {"text": "x", "intent": "gone"}], [])

@@ -768,6 +768,25 @@ def test_recent_messages_are_the_latest_distinct_customer_texts(tmp_path: Path) 
     store.close()
 
 
+def test_the_name_a_customer_gives_is_not_learned_nor_repeated_to_others(tmp_path: Path) -> None:
+    """A model learnt "my name is John Smith", and an agent's "Thanks John, ..." went into the index. The store
+    keeps the name, for the agents."""
+    store = Store(tmp_path / "dialogues.db")
+    english = user_turn(store, "c1", "my name is John Smith and my order is 55667")
+    chinese = user_turn(store, "c2", "我叫张伟想问一下订单，我的名字是王芳，我叫了快递，收件人姓名写错了")
+    store.add_labels([english, chinese], "track_order")
+    store.add_agent_answer("c1", "Thanks John, it left the warehouse today.")
+    user_turn(store, "c3", "hello, my name's maria lopez, do you ship abroad?")
+    store.add_agent_answer("c3", "Yes, we ship to 40 countries.")
+    assert store.history("c1")[0]["text"] == "my name is John Smith and my order is 55667"
+    learned = learned_data(store)
+    assert [r["text"] for r in learned.examples] == ["my name is [NAME] and my order is 55667",
+                                                     "我叫[NAME]想问一下订单，我的名字是[NAME]，我叫了快递，收件人姓名写错了"]
+    assert [a.question for a in agent_answers(learned)] == ["hello, my name's [NAME], do you ship abroad?"]
+    assert learned_data(store, redacted=False).examples[0]["text"] == "my name is John Smith and my order is 55667"
+    store.close()
+
+
 @pytest.mark.parametrize(("privacy", "card", "email"), [
     ({}, "[CARD]", "[EMAIL]"),
     ({"keep_raw": True}, "[CARD]", "[EMAIL]"),  # the raw text is kept in the store, never exported
