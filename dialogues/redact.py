@@ -8,8 +8,10 @@ Support traffic is full of order numbers, so digits are redacted only when they 
 personal: a card number must have a card scheme's prefix and length, be written whole or in the
 scheme's groups, and pass the Luhn check; a Chinese resident ID must hold a province, a real birth
 date and its checksum; an IBAN must pass its mod-97 check; and a phone number must be written like
-one (a ``+`` country code and a length that country's numbers have, a Chinese mobile
-``1[3-9]xxxxxxxxx`` or landline ``010-62345678``, or a separated North American ``(555) 010-0199``).
+one (a ``+`` country code and a length that country's numbers have, ``00`` for the ``+`` and a valid
+number, a Chinese mobile ``1[3-9]xxxxxxxxx`` or landline ``010-62345678``, a UK number in groups that
+phonenumbers finds valid ``07911 123456``, a separated North American ``(555) 010-0199``), or follow a
+word for a phone ("my number is", 电话).
 Lookarounds on digits are used instead of ``\\b`` because ``\\b`` sees no boundary between Chinese
 text and digits.
 
@@ -21,6 +23,7 @@ replacement is made in the text as written: everything outside a match keeps its
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import string
 import unicodedata
@@ -70,8 +73,14 @@ CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
 CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )"
                          r"(?:[2-9]\d{6,7}|[2-9]\d{3}[ -]\d{4})(?=-\d{1,5}(?![\d-])|[^\d-]|$)")
-_PHONE_WORD = (r"(?<![A-Za-z])(?:电话|電話|座机|座機|固话|固話|手机|手機|tel|phone|mobile|cell|whatsapp|call)"
-               r"(?: ?(?:号码|號碼|号|號|number|no\.?))?(?: ?(?:是|為|为|is|me(?: at| on)?))?")  # 电话号码是…, call me at
+# The words for a phone and what customers write between them and the number: 电话号码是…, 电话改成…, 联系方式：…,
+# 拨打…, call me at, ring you on, text me, phone to, my number is, contact number: (not "number" alone, which
+# order numbers have).
+_PHONE_WORD = (r"(?<![A-Za-z])(?:电话|電話|座机|座機|固话|固話|手机|手機|联系方式|聯繫方式|聯絡方式|拨打|撥打|致电|致電"
+               r"|tel|telephone|phone|mobile|mob|cell|whatsapp|call|ring|text(?= (?:me|us)\b)"
+               r"|(?:my|contact|new|home|work) number)"
+               r"(?: ?(?:号码|號碼|号|號|number|no\.?))?"
+               r"(?: ?(?:是|為|为|改成|改为|改為|换成|換成|变更为|變更為|is|was|to|at|on|(?:me|you|us|him|her)(?: at| on)?))?")
 # After that word, any national number too: 9 to 15 digits, whole or in groups (4155552671, 07911 123456,
 # 0412 345 678), but not a date, a "+" number (INTL_PHONE's) or the start of a longer run of groups.
 PHONE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}(?<![+\d])(?!\d{{4}}[-./]\d{{1,2}}[-./]\d{{1,2}}(?!\d))"
@@ -79,9 +88,21 @@ PHONE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}(?<![+\d])(?!\d{{4}
 # A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
 # glued on or not: +44 (0)20 7946 0958, +49 152 / 3472252. One way only to read each text, so that no
 # run of digits makes it try every way of splitting them.
-INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d+(?:(?:[ .-]| ?/ ?)?\(\d{1,4}\)(?: ?\d+)?|(?:[ .-]| ?/ ?)\d+)"
-                        r"{0,10}")
-NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?!\d)")
+_INTL_GROUPS = r"(?:(?:[ .-]| ?/ ?)?\(\d{1,4}\)(?: ?\d+)?|(?:[ .-]| ?/ ?)\d+){0,10}"
+INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d+" + _INTL_GROUPS)
+# The same dialled from abroad with 00 for the "+" (0044 20 7946 0958, 00 49 30 901820), read as INTL_PHONE's
+# are but kept only as a number its country gives out: order numbers start with zeros too (00123842). The match
+# is its first group, the groups after it looked ahead at (group 1), so that each group of 00 starts a reading:
+# a number written after an order number (0012 0044 20 7946 0958), or after another one, is read on its own.
+DIALLED_PHONE = re.compile(r"(?<![\d+.-])00 ?[1-9]\d*(?=(" + _INTL_GROUPS + "))")
+# (555) 010-0199, 555-010-0199, 555.010.0199 and, from a real area code and exchange (2 to 9), 415/555-2671.
+NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ]|[2-9]\d{2} ?/ ?(?=[2-9]))\d{3}[-. ]\d{4}(?!\d)")
+# A UK number as written at home, with its trunk 0, in groups (07911 123456, 0161 496 0000, 020-7946-0958):
+# one that phonenumbers finds valid, or a mobile's 07 and eleven digits. Written whole (07911123456) it reads
+# as an order number, unless after a word for a phone.
+UK_PHONE = re.compile(r"(?<![\d+.-])0\d{2,4}(?:[ .-]\d{3,6}){1,2}(?!\d|[ .-]\d)")
+# A WhatsApp link's number, written without its "+": wa.me/447911123456.
+LINK_PHONE = re.compile(r"(?i)(?<=wa\.me/)\d{7,15}(?!\d)")
 
 _CN_ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 _CN_ID_CHECK = "10X98765432"
@@ -208,15 +229,19 @@ def _phone(match: re.Match[str]) -> list[Span]:
     make a number of a length its country's numbers have, so that an order number after it neither hides
     it nor goes with it; failing that (a country the metadata does not know, a digit mistyped), all of it
     short of the quantity if it is as long as phone numbers are."""
-    text, at = match.group(0), match.start()
+    return _phone_at(match.string, match.start(), match.group(0))
+
+
+def _phone_at(string: str, at: int, text: str) -> list[Span]:
+    """:func:`_phone` of the number ``text``, written at ``at`` of ``string``."""
     groups = list(re.finditer(r"\d+", text))
     marks = [_mark(text[a.end():b.start()]) for a, b in zip(groups, groups[1:])] + [""]
     ends, mark = [groups[0].end()], ""  # the number's mark between groups besides spaces ("-", "."), once seen
     quantity = None  # the first group that reads as a quantity
     for k, group in enumerate(groups[1:], start=1):
-        after = match.string[at + group.end():at + group.end() + 1]
+        after = string[at + group.end():at + group.end() + 1]
         if (k >= 2 and "(" in text[groups[k - 1].end():group.start()]
-                or _DATE_OR_TIME.match(match.string, at + group.start())
+                or _DATE_OR_TIME.match(string, at + group.start())
                 or mark and (marks[k - 1] or marks[k]) not in ("", mark)):
             break
         if not mark and marks[k - 1] and k >= 3 and _possible(text[:groups[k - 2].end()], valid=True):
@@ -235,10 +260,15 @@ def _phone(match: re.Match[str]) -> list[Span]:
     return [(at, at + len(kept))] if 8 <= sum(ch.isdigit() for ch in kept) <= 15 else []
 
 
+@functools.lru_cache(maxsize=4096)  # a long message of the same groups asks the same of each of them
 def _possible(number: str, valid: bool = False) -> bool:
     """Whether a + number is of a length its country's numbers have or, asked for ``valid``, also of a range
     its country gives out. Where a shorter reading drops digits only on that evidence, a number is left
-    whole rather than partly shown."""
+    whole rather than partly shown. A number dialled with 00 is read as the + number it is."""
+    if number.startswith("00"):
+        number = "+" + number[2:].lstrip()
+    if not 6 <= sum(ch.isdigit() for ch in number) <= 21:  # no country's numbers are so short or long (with a "(0)")
+        return False
     try:
         parsed = phonenumbers.parse(number)
     except phonenumbers.NumberParseException:  # no such country code, or too long
@@ -308,6 +338,23 @@ def _landline(match: re.Match[str]) -> list[Span]:
     return [] if inside else [match.span()]
 
 
+def _dialled(match: re.Match[str]) -> list[Span]:
+    """The number dialled with 00 that ``match`` starts, read with the groups after it as :func:`_phone` reads
+    a + number's, if it is one its country gives out."""
+    spans = _phone_at(match.string, match.start(), match.group(0) + match.group(1))
+    return [(start, end) for start, end in spans if _possible(match.string[start:end], valid=True)]
+
+
+def _uk(match: re.Match[str]) -> list[Span]:
+    """The UK number in groups, if it is one (:data:`UK_PHONE`): 0123 456 789 is an order number's shape too."""
+    digits = re.sub(r"\D", "", match.group(0))
+    if len(digits) not in (10, 11):
+        return []
+    if re.fullmatch(r"07[1-9]\d{8}", digits):  # a mobile; 07700 900xxx, kept for examples, is one too
+        return [match.span()]
+    return [match.span()] if phonenumbers.is_valid_number(phonenumbers.parse(digits, "GB")) else []
+
+
 def _when(valid: Callable[[str], bool]) -> Find:
     return lambda match: [match.span()] if valid(match.group(0)) else []
 
@@ -326,7 +373,10 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (CN_LANDLINE, "[PHONE]", _landline),
     (PHONE_NAMED, "[PHONE]", _named),
     (INTL_PHONE, "[PHONE]", _phone),
+    (DIALLED_PHONE, "[PHONE]", _dialled),
+    (UK_PHONE, "[PHONE]", _uk),
     (NANP_PHONE, "[PHONE]", _whole),
+    (LINK_PHONE, "[PHONE]", _whole),
 ]
 PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
 
@@ -403,6 +453,16 @@ def redact_names(text: str) -> str:
     return _replaced(text, origin, spans, "[NAME]")
 
 
+def _apart(spans: list[Span]) -> list[Span]:
+    """``spans``, in order, without those that start inside the one before (a number read from two of its
+    groups of 00)."""
+    kept: list[Span] = []
+    for span in spans:
+        if not kept or span[0] >= kept[-1][1]:
+            kept.append(span)
+    return kept
+
+
 def _replaced(text: str, origin: Sequence[int], spans: list[Span], placeholder: str) -> str:
     """``text`` with the ``spans`` of its view, in order and apart (``origin`` maps them back), replaced by
     ``placeholder``, in one pass: a copy of the text per span took seconds for 100 KB holding thousands."""
@@ -429,7 +489,8 @@ def nfkc_view(text: str) -> tuple[str, Sequence[int]]:
     combining marks, so the two views differ in nothing they look at."""
     if text.isascii() and not _SPACING.search(text):  # most messages: the view is the text
         return text, range(len(text))
-    pieces = ["" if unicodedata.category(ch) == "Cf" else unicodedata.normalize("NFKC", ch) for ch in text]
+    pieces = ["" if unicodedata.category(ch) == "Cf" else "-" if ch in _DASHES else unicodedata.normalize("NFKC", ch)
+              for ch in text]
     run = None  # where the current run of white space starts
     for i, piece in enumerate(pieces):
         if piece.isspace():
@@ -444,6 +505,9 @@ def nfkc_view(text: str) -> tuple[str, Sequence[int]]:
     return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
 
 
+# Hyphens, dashes and the minus sign, which a word processor or an input method puts between a number's groups
+# (138—1234—5678, 010–62345678): read as "-".
+_DASHES = frozenset("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58")
 _SPACING = re.compile(r"\s\s|[^\S \n]")  # white space that is not one plain space or one line break
 
 
@@ -451,7 +515,7 @@ def redact(text: str) -> str:
     """``text`` with emails, phone numbers, card and identity numbers replaced by placeholders."""
     view, origin = nfkc_view(text)
     for pattern, placeholder, find in RULES:
-        spans = [span for match in pattern.finditer(view) for span in find(match)]
+        spans = _apart([span for match in pattern.finditer(view) for span in find(match)])
         text = _replaced(text, origin, spans, placeholder)
         if spans:  # the next rule reads the text as replaced
             view, origin = nfkc_view(text)

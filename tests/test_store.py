@@ -21,7 +21,7 @@ from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
 from dialogues.holding import asks_nothing, says_nothing
-from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact
+from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, Store, StoreError
 from tests.conftest import REPO
 
@@ -570,6 +570,25 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("mobile 07911 123456 or my phone number is 0412 345 678", "mobile [PHONE] or my phone number is [PHONE]"),
     ("手机 1381 2345 678，电话号码 400-820-8820", "手机 [PHONE]，电话号码 [PHONE]"),
     ("phone 2024-05-01 broke, call 1234 5678 9012 3456 78, cancel 123456789", "phone 2024-05-01 broke, call 1234 5678 9012 3456 78, cancel 123456789"),
+    # the other words customers write before a phone number
+    ("my number is 4155552671, contact number: 415 555 2671", "my number is [PHONE], contact number: [PHONE]"),
+    ("text me 4155552671 or ring 07911123456, telephone 4155552671", "text me [PHONE] or ring [PHONE], telephone [PHONE]"),
+    ("the courier will call you on 7946 0958, or phone to 4155552671", "the courier will call you on [PHONE], or phone to [PHONE]"),
+    ("收货电话改成0044 7911 123456，联系方式：4155552671，拨打4155552671", "收货电话改成[PHONE]，联系方式：[PHONE]，拨打[PHONE]"),
+    ("my order number is 4155552671, the text 2345 6789, ring size 7 12345678",
+     "my order number is 4155552671, the text 2345 6789, ring size 7 12345678"),
+    # dialled from abroad with 00 for the "+", when it makes a valid number
+    ("0044 20 7946 0958 or 00 44 7911 123456, 0044 (0)20 7946 0958 10:30", "[PHONE] or [PHONE], [PHONE] 10:30"),
+    ("0044 20 7946 0958 0044 7911 123456, order 0012 0044 20 7946 0958", "[PHONE] [PHONE], order 0012 [PHONE]"),
+    ("order 0012 3456 789, invoice 0044 1234 5678, tracking 0016 5432 1098 7654",
+     "order 0012 3456 789, invoice 0044 1234 5678, tracking 0016 5432 1098 7654"),
+    # UK numbers with their trunk 0, in groups; whole, they read as order numbers
+    ("07911 123456, 0161 496 0000 or 07911-123-456; 07700 900123", "[PHONE], [PHONE] or [PHONE]; [PHONE]"),
+    ("order 0123 456 789, ticket 0100 23456789, order 07911123456", "order 0123 456 789, ticket 0100 23456789, order 07911123456"),
+    ("415/555-2671 or 415 / 555 2671, sizes 100/200-3000", "[PHONE] or [PHONE], sizes 100/200-3000"),
+    # dashes an input method or a word processor writes, and WhatsApp's links
+    ("手机 138—1234—5678，座机 010–62345678, 2024—05—01", "手机 [PHONE]，座机 [PHONE], 2024—05—01"),
+    ("https://wa.me/447911123456 or wa.me/8613812345678?text=hi", "https://wa.me/[PHONE] or wa.me/[PHONE]?text=hi"),
     # zero-width spaces, word joiners and soft hyphens come along with numbers copied from web pages
     ("phone 138\u200b1234\u200b5678, card 4111\u200b1111\u200b1111\u200b1111", "phone [PHONE], card [CARD]"),
     ("我的手机是139\u20601234\u20605678，邮箱 john\u200b@example.com 或 138\xad1234\xad5678",
@@ -681,10 +700,16 @@ def test_a_reply_repeating_personal_data_is_stored_redacted_too(tmp_path: Path) 
 def test_redaction_takes_time_in_proportion_to_the_text() -> None:
     """No pattern is tried over and over inside one long run: 100,000 characters with no "@" took the
     email pattern 30 s, under the store's lock, while every other customer waited."""
-    for text in ("y" * 100_000, "1-" * 50_000, "１" * 100_000, "李" * 100_000, "a@b." * 25_000):
+    for text in ("y" * 100_000, "1-" * 50_000, "１" * 100_000, "李" * 100_000, "a@b." * 25_000, "0044 " * 20_000,
+                 "—1" * 50_000, "07911 " * 16_000):
         started = time.perf_counter()
         assert redact(text) == text
         assert time.perf_counter() - started < 5  # about 0.05 s; quadratic, a minute
+    for text, redacted in (("0044 20 7946 0958 " * 5_000, "[PHONE] " * 5_000), ("my name is " * 9_000, "my name is " * 9_000),
+                           ("我叫张伟，" * 20_000, "我叫[NAME]，" * 20_000)):  # a match at every step
+        started = time.perf_counter()
+        assert redact_names(redact(text)) == redacted
+        assert time.perf_counter() - started < 5
 
 
 def test_the_checksums_behind_redaction() -> None:
