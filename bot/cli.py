@@ -247,7 +247,7 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
     say_gaps(project)
     if cases := [item for item in project.history if about_one_case(item.question, item.answer)]:
         click.echo(f"note: {len(cases)} of history.jsonl's {len(project.history)} answers are about one customer's case "
-                   f"(they repeat a number of the question, or hold a tracking number), so no other customer gets "
+                   f"(they repeat a number of the question, or hold a tracking number or the end of a phone or card number), so no other customer gets "
                    f"them: not indexed. The first: {cases[0].answer[:80]!r}", err=True)
     result = train_project(project, device=device, promote=not no_promote)
     click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1))

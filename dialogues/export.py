@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from dialogues.redact import given_names, nfkc_view, redact, redact_names, was_redacted
+from dialogues.redact import DATE_OR_TIME, PLACEHOLDERS, given_names, nfkc_view, redact, redact_names, was_redacted
 from dialogues.store import Store
 from retrieval.text import PRICE, same_example, same_text
 
@@ -95,6 +95,14 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
 _NUMBER = re.compile(r"(?<![0-9])(?:[0-9]{5,}(?![0-9])|[0-9]{3,4}(?![0-9A-Za-z%]))")
 _GROUPS = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)+")
 _LINK = re.compile(r"https?://[!-~]+")
+# What redaction leaves of a number the customer wrote ([PHONE], [CARD], [ID], [IBAN]), which an answer may still
+# repeat: "the courier has 7946 0958", "尾号5678的手机". An email address has no digits to repeat.
+_REDACTED_NUMBERS = PLACEHOLDERS - {"[EMAIL]"}
+_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)*")
+# The end of a phone or card number, named as such: 尾号5678, 后四位 1111, "ending in 0958", "last four digits: 1111".
+_ENDING = re.compile(r"(?i)(?:尾号|尾號|末四位|后四位|後四位|(?<![a-z])(?:ending|ends) (?:in|with)"
+                     r"|(?<![a-z])last (?:four|4|three|3)(?: digits)?(?: (?:are|is|of))?)"
+                     r"\W{0,3}(?:是|为|為)?\W{0,3}[0-9]{3,4}(?![0-9])")
 
 
 def _numbers(text: str) -> tuple[set[str], list[list[str]], set[str]]:
@@ -111,12 +119,25 @@ def about_one_case(asked: str, answer: str) -> bool:
     digits that the customer wrote (``asked``: "where is my order?", "55667" / "Order 55667 left our
     warehouse today"), in groups or not ("Order 556-677") or in a link ("…/track?order=55667"), or holds
     a number of six or more digits, or one of three or more groups, each but the last of three or more
-    digits (the last of two or more), making eleven or more (a tracking number, "1234 5678 9012", "9400 1000 0000 0000 0000 00").
+    digits (the last of two or more), making eleven or more (a tracking number, "1234 5678 9012", "9400 1000 0000 0000 0000 00"),
+    or names the end of a phone or card number ("尾号5678", "ending in 1111").
     Shown to the next customer, it would give them another customer's order number, and a status that
     is not theirs. Dates ("2026-12-03"), ranges ("100-200"), prices ("1.299.000", "$1499", "1499元") and
-    the numbers of a link alone (a help page's) are no one's."""
+    the numbers of a link alone (a help page's) are no one's.
+
+    ``asked`` is stored redacted, so a phone or card number the customer wrote is a placeholder there, and
+    the agent repeating part of it ("the courier has 7946 0958") repeats nothing of ``asked``:
+    after one, a run of seven digits or more, in groups or not, is taken for theirs, dates, times and
+    prices aside."""
     single, runs, linked = _numbers(asked)
     theirs = single | linked | {"".join(run) for run in runs if len("".join(run)) >= 3}
+    shown = nfkc_view(answer)[0]
+    if _ENDING.search(shown):
+        return True
+    if any(placeholder in asked for placeholder in _REDACTED_NUMBERS):
+        unpriced = PRICE.sub(" ", DATE_OR_TIME.sub(" ", shown))
+        if any(sum(ch.isdigit() for ch in run) >= 7 for run in _RUN.findall(unpriced)):
+            return True
     single, runs, linked = _numbers(answer)
     return (not theirs.isdisjoint(single | linked | {"".join(run) for run in runs}) or any(len(n) >= 6 for n in single)
             or any(len(run) >= 3 and min(map(len, run[:-1])) >= 3 and len(run[-1]) >= 2 and len("".join(run)) >= 11
@@ -171,7 +192,8 @@ def about_one_person(asked: str, answer: str) -> bool:
         return True
     if any(marker or re.search(r"[-_0-9]", handle) for marker, handle in _HANDLE.findall(shown)):
         return True
-    return any(re.search(rf"(?<![A-Za-z]){re.escape(name)}(?![A-Za-z])", shown, re.IGNORECASE) for name in given_names(asked))
+    return any(re.search(rf"(?<![A-Za-z]){re.escape(name)}(?![A-Za-z])", shown, re.IGNORECASE)
+               for name in given_names(asked))
 
 
 def recent_traffic(store: Store, limit: int, redacted: bool = True) -> list[str]:

@@ -241,7 +241,7 @@ def _phone_at(string: str, at: int, text: str) -> list[Span]:
     for k, group in enumerate(groups[1:], start=1):
         after = string[at + group.end():at + group.end() + 1]
         if (k >= 2 and "(" in text[groups[k - 1].end():group.start()]
-                or _DATE_OR_TIME.match(string, at + group.start())
+                or DATE_OR_TIME.match(string, at + group.start())
                 or mark and (marks[k - 1] or marks[k]) not in ("", mark)):
             break
         if not mark and marks[k - 1] and k >= 3 and _possible(text[:groups[k - 2].end()], valid=True):
@@ -288,8 +288,8 @@ _UNIT = re.compile(r"[A-DF-WYZa-df-wyz]|[件个只台套箱盒瓶元块份次张
 
 
 # 2023-11-20, 2023/11/20, 20.11.2023, 11/20/2023, 10:30, 9:00, 14h30, 2023年: no phone number goes on into one.
-_DATE_OR_TIME = re.compile(r"(?:19|20)\d\d([-/.])[01]?\d\1[0-3]?\d(?!\d)|[0-3]?\d([-/.])[0-3]?\d\2(?:19|20)\d\d(?!\d)"
-                           r"|[0-2]?\d[:h][0-5]\d(?!\d)|(?:19|20)\d\d年")
+DATE_OR_TIME = re.compile(r"(?:19|20)\d\d([-/.])[01]?\d\1[0-3]?\d(?!\d)|[0-3]?\d([-/.])[0-3]?\d\2(?:19|20)\d\d(?!\d)"
+                          r"|[0-2]?\d[:h][0-5]\d(?!\d)|(?:19|20)\d\d年")
 
 
 def _iban(match: re.Match[str]) -> list[Span]:

@@ -151,6 +151,27 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
     assert agent_answers(LearnedData([], [{**charged, "id": 40, "answer": "We refunded the $234.56 charge."}])) == []
 
 
+def test_an_agent_answer_repeating_part_of_a_redacted_number_is_not_shown_to_others(tmp_path: Path) -> None:
+    """The customer's "+44 20 7946 0958" is stored as [PHONE], so "the courier has 7946 0958" repeated nothing the
+    check could see: it was indexed, and read by the next customer."""
+    store = Store(tmp_path / "dialogues.db")
+    cases = [("my delivery failed, please call me on +44 20 7946 0958", "OK, the courier has 7946 0958 and will ring first."),
+             ("送货失败了，我的手机是13812345678", "好的，快递员明天会打您号码1234-5678的手机。"),
+             ("送货失败了，我的手机是13812345678", "好的，快递员明天会打您尾号5678的手机。"),
+             ("refund to my card 4111 1111 1111 1111", "Refunded to the card ending in 1111."),
+             ("my ID is 11010519491231002X", "Your ID 1101 0519 4912 is verified."),
+             ("call me on +44 20 7946 0958", "We call from 9:00 to 18:00 on 2024-05-01; the fee is $1,299.00."),  # anyone's
+             ("refund to my card 4111 1111 1111 1111", "Refunds take 5-7 business days."),
+             ("write to jane@example.com", "Sizes 100 120 140 are back in stock.")]  # an email has no digits to repeat
+    for n, (question, answer) in enumerate(cases):
+        log_turns(store, [question], conversation=f"c{n}")
+        store.add_agent_answer(f"c{n}", answer)
+    learned = learned_data(store)
+    store.close()
+    assert "[PHONE]" in learned.answers[0]["asked"]  # what the check reads
+    assert [a.text for a in agent_answers(learned)] == [answer for _, answer in cases[5:]]
+
+
 def test_an_agent_answer_naming_its_customer_or_where_they_live_is_not_shown_to_others() -> None:
     """"Hi John Smith, I've changed the delivery address to 221B Baker Street" was indexed, and given to the next
     customer who wanted to change their address."""
