@@ -26,7 +26,7 @@ from bot.project import load_project
 from bot.retrain import agent_answers, exported, gate, learned_examples, retrain
 from bot.server import create_app
 from bot.training import EVALUATION_FILE, train_project
-from dialogues.export import LearnedData, learnable, learned_data
+from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
 from dialogues.store import Exchange, Store
 from finetune.registry import Registry, RegistryError
 
@@ -200,6 +200,15 @@ def test_an_agent_answer_naming_its_customer_or_where_they_live_is_not_shown_to_
                "Duties are the responsibility of the recipient. If unsure, ask us."]
     kept = [{**row, "id": n, "asked": "I'm Not happy, 我是新用户", "answer": text} for n, text in enumerate(generic)]
     assert [a.text for a in agent_answers(LearnedData([], kept))] == generic
+
+
+def test_the_checks_on_an_agent_answer_take_time_in_proportion_to_it() -> None:
+    """A price was looked for from every digit of a long run, each time to its end: an answer of 20,000 digits
+    held a retrain (and an index build) for 18 s, 100,000 for minutes."""
+    for text in ("1" * 100_000, "１" * 100_000, "1," * 50_000, "1 " * 50_000, "0044 " * 20_000, "路1" * 50_000):
+        started = time.perf_counter()
+        assert about_one_case("[PHONE]", text + " 7946 0958") and not about_one_person(text, text)
+        assert time.perf_counter() - started < 5  # about 0.2 s
 
 
 def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
