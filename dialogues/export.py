@@ -95,7 +95,7 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
 _NUMBER = re.compile(r"(?<![0-9])(?:[0-9]{5,}(?![0-9])|[0-9]{3,4}(?![0-9A-Za-z%]))")
 _GROUPS = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)+")
 _LINK = re.compile(r"https?://[!-~]+")
-# What redaction leaves of a number the customer wrote ([PHONE], [CARD], [ID], [IBAN]), which an answer may still
+# What redaction leaves of a number the customer wrote ([PHONE], [CARD], [ID], [IBAN], [QQ]), which an answer may still
 # repeat: "the courier has 7946 0958", "尾号5678的手机". An email address has no digits to repeat.
 _REDACTED_NUMBERS = PLACEHOLDERS - {"[EMAIL]"}
 _RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)*")

@@ -1,8 +1,8 @@
 """Personal data out of text before it leaves the conversation store.
 
 Exported training data, and the agent answers that retrieval may show to other customers, must not
-carry one customer's email address, phone number, card or identity number. Each is replaced by a
-placeholder such as ``[EMAIL]``, so a sentence keeps its shape for training.
+carry one customer's email address, phone number, card, identity or passport number or QQ number. Each is
+replaced by a placeholder such as ``[EMAIL]``, so a sentence keeps its shape for training.
 
 Support traffic is full of order numbers, so digits are redacted only when they are unmistakably
 personal: a card number must have a card scheme's prefix and length, be written whole or in the
@@ -52,6 +52,12 @@ _SSN_DIGITS = r"(?!000|666|9)\d{3}{0}(?!00)\d{2}{0}(?!0000)\d{4}(?!\d)"
 SSN = re.compile(r"(?<!\d)" + _SSN_DIGITS.replace("{0}", "-"))
 SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?: (?:is|was))?\W{0,3}("
                        + _SSN_DIGITS.replace("{0}", " ?") + ")")
+# A passport number after its name: one or two letters or none, then six to nine digits (E12345678, EA1234567,
+# 123456789); and a QQ number after its name: five to twelve digits. Written alone, either is an order number.
+PASSPORT = re.compile(r"(?i)(?<![a-z])(?:passport|护照|護照)(?: ?(?:number|no\.?|#|号码|號碼|号|號))?(?: ?(?:is|was|是|为|為))?"
+                      r"\W{0,3}([a-z]{0,2}\d{6,9})(?![a-z0-9])")
+QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|number|no\.?|账号|帳號))?(?: ?(?:is|是|为|為))?"
+                r"\W{0,3}(?<!\d)([1-9]\d{4,11})(?!\d)")
 # A whole run of digit groups (4111 1111…, 4111.1111…), however long, in which _cards finds the cards: a
 # date written before one (2023-11-20 4111 1111 1111 1111) must not take its first groups.
 # Not after a "+" (a phone number's country code), a dash after a digit (the rest of an order number) or two
@@ -366,6 +372,8 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (HK_ID, "[ID]", _whole),
     (SSN, "[ID]", _whole),
     (SSN_NAMED, "[ID]", _named),
+    (PASSPORT, "[ID]", _named),
+    (QQ, "[QQ]", _named),
     (IBAN, "[IBAN]", _iban),  # before cards: sixteen of its digits may pass Luhn
     (CARD, "[CARD]", _cards),
     (CN_MOBILE, "[PHONE]", _whole),
@@ -512,7 +520,7 @@ _SPACING = re.compile(r"\s\s|[^\S \n]")  # white space that is not one plain spa
 
 
 def redact(text: str) -> str:
-    """``text`` with emails, phone numbers, card and identity numbers replaced by placeholders."""
+    """``text`` with emails, phone numbers, card, identity, passport and QQ numbers replaced by placeholders."""
     view, origin = nfkc_view(text)
     for pattern, placeholder, find in RULES:
         spans = _apart([span for match in pattern.finditer(view) for span in find(match)])

@@ -570,6 +570,11 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("mobile 07911 123456 or my phone number is 0412 345 678", "mobile [PHONE] or my phone number is [PHONE]"),
     ("手机 1381 2345 678，电话号码 400-820-8820", "手机 [PHONE]，电话号码 [PHONE]"),
     ("phone 2024-05-01 broke, call 1234 5678 9012 3456 78, cancel 123456789", "phone 2024-05-01 broke, call 1234 5678 9012 3456 78, cancel 123456789"),
+    # passport and QQ numbers after their names; alone, they read as order numbers
+    ("passport E12345678, 护照号EA1234567, my passport number is 123456789.", "passport [ID], 护照号[ID], my passport number is [ID]."),
+    ("QQ：123456789，我的qq是 12345678，企鹅号 987654321", "QQ：[QQ]，我的qq是 [QQ]，企鹅号 [QQ]"),
+    ("order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024",
+     "order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024"),
     # the other words customers write before a phone number
     ("my number is 4155552671, contact number: 415 555 2671", "my number is [PHONE], contact number: [PHONE]"),
     ("text me 4155552671 or ring 07911123456, telephone 4155552671", "text me [PHONE] or ring [PHONE], telephone [PHONE]"),
