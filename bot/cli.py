@@ -166,8 +166,10 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
             fail(f"{from_jsonl}: {exc}")
         except OSError as exc:  # as for the starter: a file where a folder should be, no permission, a full disk
             fail(f"cannot create the bot in {directory}: {exc.strerror or exc}")
+        write = (f"write the answers of the {_count(int(counts['placeholders']), 'intent')} with a placeholder in "
+                 "responses.yml, then " if counts["placeholders"] else "")
         click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "
-                   f"(language: {counts['language']}). Next: edit responses.yml, then bot train {shell(directory)}")
+                   f"(language: {counts['language']}). Next: {write}bot train {shell(directory)}")
         if counts["answers"]:  # historical answers, given to a close question that no template answers first
             click.echo(f"history.jsonl holds {_count(int(counts['answers']), 'answer')} from the file, each with its "
                        "text as the question and under its intent.")

@@ -2,9 +2,9 @@
 
 Teams that already have labelled messages (an exported ticket system, or a public set such as
 BANKING77) get a trainable bot at once: every intent's examples go to ``nlu.yml`` in Rasa's format,
-and each intent gets one placeholder template in ``responses.yml`` to be rewritten by hand. A line's
-``answer``, what an agent answered the message, goes to ``history.jsonl``, from which the bot answers
-questions close to it. The bot's language is the data's: ``zh`` when nearly every message is Chinese,
+and each intent no line answers gets one placeholder template in ``responses.yml`` to be rewritten by
+hand. A line's ``answer``, what an agent answered the message, goes to ``history.jsonl``, from which the
+bot answers questions close to it: an intent with answers gets no placeholder, which would come first. The bot's language is the data's: ``zh`` when nearly every message is Chinese,
 ``en`` when nearly none is, and ``multi`` for a mix, with a placeholder in each language.
 """
 
@@ -118,8 +118,8 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     (:func:`answer_of`) goes to history.jsonl once with its question, under the intent that question went
     to, out-of-scope ones left out as their texts are. Returns the counts written, ``repeated`` (the lines
     whose text an earlier line had, out-of-scope ones aside), ``relabelled`` (how many texts had several
-    intents), ``oos`` (the out-of-scope texts left out), ``answers`` (written to history.jsonl) and the
-    language.
+    intents), ``oos`` (the out-of-scope texts left out), ``answers`` (written to history.jsonl),
+    ``placeholders`` (the intents given a placeholder template) and the language.
     """
     votes: dict[str, Counter[str]] = {}  # same_example(text) -> the intents it was labelled with
     spelling: dict[str, str] = {}  # same_example(text) -> its first spelling
@@ -144,15 +144,18 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     # Written an intent at a time: one whose examples have an emoji does not take the others off libyaml's writer.
     nlu = to_yaml({"version": "3.1"}) + "nlu:\n" + "".join(to_yaml([entry]) for entry in entries)
     language = data_language([t for texts in by_intent.values() for t in texts])
-    responses = {"version": "3.1", "responses": {i: placeholders(i, language) for i in intents}}
     config = {"name": name, "language": language, "model": {"base": "default"}, "thresholds": {"intent": "auto"}}
     # Only the file's answers: a previous bot's would answer for intents this one may not have.
     history = [json.dumps({"question": text, "answer": answer, "intent": chosen[key]}, ensure_ascii=False) + "\n"
                for (key, answer), text in answered.items() if chosen[key] != OOS]
+    # An intent the agents answered answers with their words: a template comes first, and a placeholder there
+    # told every customer "an agent will follow up" while the file's answers waited behind it.
+    answering = {chosen[key] for key, _ in answered}
+    responses = {"version": "3.1", "responses": {i: placeholders(i, language) for i in intents if i not in answering}}
     directory.mkdir(parents=True, exist_ok=True)
     for file, content in (("bot.yml", to_yaml(config)), ("nlu.yml", nlu), ("responses.yml", to_yaml(responses)),
                           ("history.jsonl", "".join(history))):
         (directory / file).write_text(content, encoding="utf-8")
     return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "repeated": repeated,
             "relabelled": sum(len(counts) > 1 for counts in votes.values()), "oos": left_out,
-            "answers": len(history), "language": language}
+            "answers": len(history), "placeholders": len(responses["responses"]), "language": language}

@@ -36,6 +36,7 @@ def test_english_messages_make_an_english_bot_without_duplicates_or_oos(tmp_path
     root, result = import_bot(tmp_path, ENGLISH)
     assert result.exit_code == 0, result.output
     assert "2 intents and 4 examples" in result.output and "(language: en)" in result.output
+    assert "Next: write the answers of the 2 intents with a placeholder in responses.yml, then bot train" in result.output
     assert "1 out-of-scope (oos) texts were left out" in result.output  # said, not silently dropped
     assert "Lines that repeated an earlier line's text (spacing and case aside) were kept once: 1." in result.output
     project = load_project(root)
@@ -319,12 +320,15 @@ def test_the_agents_answers_go_to_history_under_their_questions_intents(tmp_path
     assert result.exit_code == 0, result.output
     assert "history.jsonl holds 3 answers from the file, each with its text as the question and under its intent." \
            in result.output
+    assert f"Next: bot train {root}\n" in result.output  # no placeholder left to write
     project = load_project(root)
     assert [(h.question, h.answer, h.intent) for h in project.history] == [
         ("where is my card?", "Cards arrive within 5 working days.", "card_arrival"),
         ("where is my card?", "It is on its way.", "card_arrival"),
         ("add money to my account", "Tap Wallet, then Top up.", "top_up")]
     assert project.unanswered() == []  # no intent left to the fallback alone
+    # A placeholder template came first and told every customer an agent would follow up, answers or not.
+    assert project.responses.templates == {}
     for answer, problem in [(5, "the answer must be text, not 5"),
                             ("Z" * 20_001, "the answer is 20001 characters long, more than a reply may be (20000)")]:
         data.write_text("".join(json.dumps(row) + "\n" for row in rows[:2])
