@@ -173,6 +173,9 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         if counts["answers"]:  # historical answers, given to a close question that no template answers first
             click.echo(f"history.jsonl holds {_count(int(counts['answers']), 'answer')} from the file, each with its "
                        "text as the question and under its intent.")
+        if counts["personal"]:
+            click.echo(f"{_count(int(counts['personal']), 'answer')} left out, as no other customer may read them: an "
+                       "email or phone number, one customer's case, their name or address.", err=True)
         if counts["repeated"]:
             click.echo(f"Lines that repeated an earlier line's text (spacing and case aside) were kept once: "
                        f"{counts['repeated']}.", err=True)

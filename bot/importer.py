@@ -21,6 +21,8 @@ import yaml
 
 from bot.language import written_in
 from bot.project import example_text, history_item, same_example
+from dialogues.export import shareable
+from dialogues.redact import redact
 from finetune.metrics import OOS
 from retrieval.text import normalise
 
@@ -116,21 +118,28 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     often label one message differently over time, and nlu.yml refuses an example under two intents, so
     such a text goes to the intent it was given most often (the first one given, on a tie). Each answer
     (:func:`answer_of`) goes to history.jsonl once with its question, under the intent that question went
-    to, out-of-scope ones left out as their texts are. Returns the counts written, ``repeated`` (the lines
+    to, out-of-scope ones left out as their texts are, and so are answers no other customer may read (an
+    email or a phone number, one customer's case, a name or an address: :func:`~dialogues.export.shareable`,
+    as for the agents' answers the bot logs). Returns the counts written, ``repeated`` (the lines
     whose text an earlier line had, out-of-scope ones aside), ``relabelled`` (how many texts had several
     intents), ``oos`` (the out-of-scope texts left out), ``answers`` (written to history.jsonl),
-    ``placeholders`` (the intents given a placeholder template) and the language.
+    ``personal`` (the answers left out as no one else's), ``placeholders`` (the intents given a placeholder
+    template) and the language.
     """
     votes: dict[str, Counter[str]] = {}  # same_example(text) -> the intents it was labelled with
     spelling: dict[str, str] = {}  # same_example(text) -> its first spelling
     answered: dict[tuple[str, str], str] = {}  # (same_example(text), answer) -> the text as first answered so
+    personal = 0  # answers no other customer may read
     for row in rows:
         text = normalise(row["text"])
         key = same_example(example_text(text))  # as nlu.yml will read it: entity annotations reduced to their text
         votes.setdefault(key, Counter())[row["intent"]] += 1
         spelling.setdefault(key, text)
         if answer := answer_of(row):
-            answered.setdefault((key, answer), text)
+            if shareable(text, redact(answer)):
+                answered.setdefault((key, answer), text)
+            else:
+                personal += 1
     chosen = {key: counts.most_common(1)[0][0] for key, counts in votes.items()}
     by_intent: dict[str, list[str]] = defaultdict(list)
     for key, intent in chosen.items():
@@ -158,4 +167,5 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
         (directory / file).write_text(content, encoding="utf-8")
     return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "repeated": repeated,
             "relabelled": sum(len(counts) > 1 for counts in votes.values()), "oos": left_out,
-            "answers": len(history), "placeholders": len(responses["responses"]), "language": language}
+            "answers": len(history), "personal": personal, "placeholders": len(responses["responses"]),
+            "language": language}

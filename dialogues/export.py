@@ -84,9 +84,14 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> Lea
     they live (:func:`about_one_person`)."""
     return LearnedData([r for r in one_per_message(data.examples)
                         if r["intent"] in intents and same_example(r["text"]) not in held_texts],
-                       [r for r in data.answers if not was_redacted(r["answer"])
-                        and not about_one_case(r.get("asked") or r["question"], r["answer"])
-                        and not about_one_person(r.get("asked") or r["question"], r["answer"])])
+                       [r for r in data.answers if shareable(r.get("asked") or r["question"], r["answer"])])
+
+
+def shareable(asked: str, answer: str) -> bool:
+    """Whether an agent's ``answer`` (redacted) to ``asked`` may be shown to other customers: redaction took
+    nothing from it, and it is neither one customer's case (:func:`about_one_case`) nor names them or where
+    they live (:func:`about_one_person`)."""
+    return not was_redacted(answer) and not about_one_case(asked, answer) and not about_one_person(asked, answer)
 
 
 # A number of five or more digits (55667, 55667A), or of three or four that is no quantity with a unit
@@ -155,7 +160,7 @@ _CHINESE_DIGITS = "0-9一二三四五六七八九十百零〇"
 _ADDRESS = re.compile(
     rf"(?<![0-9])[0-9]+[A-Za-z]?,? (?:[A-Z][A-Za-z'-]* ){{1,3}}(?:{_STREETS})\b"
     r"|(?i:(?<![0-9])[0-9]+[a-z]?,? (?:[a-z][a-z'-]* ){1,3}(?:street|road|avenue|boulevard|parkway|lane)\b)"
-    r"|\b[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}\b"
+    r"|\b[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9](?![KMGTP]B\b)[A-Z]{2}\b"  # a size is no postcode: "M2 8GB", "PS5 1TB"
     rf"|\b(?:{_US_STATES}),? [0-9]{{5}}(?:-[0-9]{{4}})?\b"
     rf"|(?:路|街|大道|巷|弄|胡同)[{_CHINESE_DIGITS}]+[号號]"
     rf"|(?<![{_CHINESE_DIGITS}])[{_CHINESE_DIGITS}]+(?:[号號][院楼樓]|[栋棟幢]|[单單]元|室)")
@@ -163,10 +168,12 @@ _ADDRESS = re.compile(
 # "recipient: Jane", 张先生, 王女士, 收件人张伟; but not "Hi there", "Dear customer", 尊敬的先生/女士, 收件人信息.
 _NOT_GREETED = ("there|team|all|everyone|everybody|customers?|sir|madam|friends?|folks|guys|again|valued|so|very|for|and"
                 "|we|you|your|our|the|this|that|it|please|sorry|yes|no|ok|okay|sure|welcome|good|great|just|kindly"
-                "|unfortunately|apologies|here|how|what|when|where|let|as|in|on|at|to|from|with|i")
+                "|unfortunately|apologies|here|how|what|when|where|let|as|in|on|at|to|from|with|i|thanks?|could|can"
+                "|of|happy|glad|certainly|absolutely|hope|is|are|do|does|would|will|if|yes")
 _ADDRESSED = re.compile(
     r"(?<![A-Za-z])(?:[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Tt]hanks|[Tt]hank you|[Gg]ood (?:morning|afternoon|evening))"
-    rf"[,!]? +(?!(?i:{_NOT_GREETED})\b)[A-Z][a-z]+"
+    # the name ends the greeting ("Hi John," "Thanks Maria!"): "Hi, Thanks for your patience" greets no one
+    rf"[,!]? +(?!(?i:{_NOT_GREETED})\b)[A-Z][a-z]+(?: [A-Z][a-z]+)?(?= *[,!.?:;]| *$| +-)"
     r"|(?<![A-Za-z])(?:Mr|Mrs|Ms|Miss|Mx)\.? [A-Z][a-z]+"
     r"|(?<![A-Za-z])(?:[Rr]ecipient|[Aa]ddressee)[:：]? +[A-Z][a-z]+|(?<![A-Za-z])(?:[Aa]ttn|ATTN|[Cc]/[Oo])\.?[:：]? *[A-Z][a-z]+"
     r"|(?![的位这這那哪各敬爱愛我您你他她们們亲親])[\u4e00-\u9fff](?:先生|女士|小姐)(?![们們姐])"
@@ -190,7 +197,8 @@ def about_one_person(asked: str, answer: str) -> bool:
     shown = nfkc_view(answer)[0]
     if _ADDRESS.search(shown) or _ADDRESSED.search(shown):
         return True
-    if any(marker or re.search(r"[-_0-9]", handle) for marker, handle in _HANDLE.findall(shown)):
+    # After a colon a capitalised word is a menu's ("In WeChat: Settings"), not an ID, which is written in lower case.
+    if any(re.search(r"[-_0-9]", handle) or marker and not handle.istitle() for marker, handle in _HANDLE.findall(shown)):
         return True
     return any(re.search(rf"(?<![A-Za-z]){re.escape(name)}(?![A-Za-z])", shown, re.IGNORECASE)
                for name in given_names(asked))

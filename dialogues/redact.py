@@ -394,25 +394,30 @@ PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
 # who answer, and the check that keeps an answer repeating it out of the index (dialogues/export.py) reads it.
 _NAMED_BY = re.compile(r"(?i)(?:(?<![a-z])my name(?: is|'s| ?[:：])|我叫|我的名字(?:是|叫)|名字(?:是|叫)|姓名(?:是|[:：])) *")
 # And what a name may follow, read for that check only: "I'm John", "this is Maria Lopez", "我是张伟".
-_INTRODUCED = re.compile(r"(?<![A-Za-z])(?:[Ii]'m|[Ii] am|[Tt]his is) +(?=[A-Z])|我是 *")
+_INTRODUCED = re.compile(r"(?<![A-Za-z])(?:[Ii]'m|[Ii] am|[Tt]his is) +(?=[A-Z])|我是 *(?=[\u4e00-\u9fff])")
 _NAME_WORDS = re.compile(r"[A-Za-z][A-Za-z'-]*(?: [A-Za-z][A-Za-z'-]*){0,2}|[\u4e00-\u9fff]{2,4}")
 # Words written after "my name is" or "I'm" that are no name ("my name is John and…", "I'm Not happy").
 _NOT_NAMES = frozenset("""a about also am an and any are as at be because but by can cannot could did do does for from
 get got had has have help here hi hello how i i'm if in is it its just looking me my need no not now of ok okay on or
 order our please pls plz really so sorry still sure than thank thanks that the their then there this to trying very
-waiting want was we what when where which who why will with would yes you your""".split())
+waiting want was we what when where which who why will with would yes you your spelled spelt misspelled misspelt
+wrong incorrect correct right missing different changed showing shown listed written printed""".split())
 # A Chinese name is two to four characters; past its second, one of these starts the rest of the sentence
 # (我叫张伟想问一下: 张伟).
 _AFTER_CHINESE_NAME = frozenset("想要的在我请請订訂买買问問找来來从從是和跟有能可已刚剛就也还還帮幫给給把，")
 # What starts no name after 我是 or 我叫 (我是新用户, 我是想问, 我叫了快递).
-_NOT_CHINESE_NAMES = frozenset("新老一个這这那不想来來要在从從用客会會买買卖賣第您你他她它们們本了快人过過")
+_NOT_CHINESE_NAMES = frozenset("新老一个這这那不想来來要在从從用客会會买買卖賣第您你他她它们們本了快人过過错錯写寫改没沒")
+# After 我是 a name is one of the common surnames' (我是张伟), where most words are no name (我是上海的客户, 我是VIP会员).
+_SURNAMES = frozenset("王李张張刘劉陈陳杨楊黄黃赵趙吴吳周徐孙孫马馬朱胡郭何高林罗羅郑鄭梁谢謝宋唐许許韩韓冯馮邓鄧曹彭曾肖"
+                      "萧蕭田董袁潘于蒋蔣蔡余杜叶葉程苏蘇魏吕呂丁任沈姚卢盧姜崔钟鍾谭譚陆陸汪范範金石廖贾賈夏韦韋付方白"
+                      "邹鄒孟熊秦邱江尹薛闫閆段雷侯龙龍史陶黎贺賀顾顧毛郝龚龔邵万萬钱錢严嚴覃武戴莫孔向汤湯欧歐")
 
 
 def _name_at(view: str, start: int, loose: bool) -> Span | None:
     """The name written at ``start`` of ``view``, after a phrase that introduces one: English words up to one
     that is no name (or a lowercase word after a capitalised one), or two to four Chinese characters up to the
     word that starts the rest of the sentence, but none that starts as no name does. ``loose`` (after "I'm",
-    "我是") takes fewer English words: only capitalised ones."""
+    "我是") takes fewer: only capitalised English words, and Chinese ones from a common surname."""
     match = _NAME_WORDS.match(view, start)
     if match is None:
         return None
@@ -426,7 +431,7 @@ def _name_at(view: str, start: int, loose: bool) -> Span | None:
             kept.append(word)
         end = start + len(" ".join(kept))
     else:
-        if text[0] in _NOT_CHINESE_NAMES:
+        if text[0] in _NOT_CHINESE_NAMES or loose and text[0] not in _SURNAMES:
             return None
         end = start + next((i for i in range(2, len(text)) if text[i] in _AFTER_CHINESE_NAME), len(text))
     return (start, end) if end > start else None

@@ -313,7 +313,10 @@ def test_the_agents_answers_go_to_history_under_their_questions_intents(tmp_path
             {"text": "my card still hasn't come", "intent": "card_arrival", "answer": None},
             {"text": "how do I top up?", "intent": "top_up ", "answer": "  "},  # exported unanswered
             {"text": "add money to my account", "intent": "top_up", "answer": "Tap Wallet, then Top up."},
-            {"text": "what's the weather like", "intent": "oos", "answer": "I can only help with your account."}]
+            {"text": "what's the weather like", "intent": "oos", "answer": "I can only help with your account."},
+            # another customer's name and address, and a phone number: never shown to the next customer
+            {"text": "change my address", "intent": "top_up", "answer": "Hi John Smith, it now goes to 221B Baker Street."},
+            {"text": "can you call me", "intent": "top_up", "answer": "Sure, we'll ring you on +44 20 7946 0958."}]
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     root = tmp_path / "bot"
     result = CliRunner().invoke(cli, ["init", str(root), "--from-jsonl", str(data)])
@@ -321,6 +324,7 @@ def test_the_agents_answers_go_to_history_under_their_questions_intents(tmp_path
     assert "history.jsonl holds 3 answers from the file, each with its text as the question and under its intent." \
            in result.output
     assert f"Next: bot train {root}\n" in result.output  # no placeholder left to write
+    assert "2 answers left out, as no other customer may read them" in result.output
     project = load_project(root)
     assert [(h.question, h.answer, h.intent) for h in project.history] == [
         ("where is my card?", "Cards arrive within 5 working days.", "card_arrival"),

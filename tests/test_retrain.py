@@ -95,6 +95,28 @@ def test_an_agent_answer_that_lost_personal_data_is_not_shown_to_other_customers
     assert [a.text for a in agent_answers(data)] == ["Use the return form in your account."]
 
 
+@pytest.mark.parametrize(("asked", "answer"), [
+    ("", "Hi, Thanks for your patience. Refunds take 5-7 days."),  # the word after a greeting is no name
+    ("", "Hello, Of course! Returns are free."),
+    ("", "The MacBook Air M2 8GB is back in stock."),  # a size is no postcode
+    ("", "The PS5 1TB edition ships next week."),
+    ("", "In WeChat: Settings > Payment > Add card."),  # a menu is no WeChat ID
+    ("我是上海的客户，什么时候发货", "上海仓库今天发货"),  # after 我是, a city is no name
+    ("我是VIP会员，有折扣吗", "VIP会员可以享受9折"),
+])
+def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answer: str) -> None:
+    """Each was taken for one naming its customer or where they live, and never given to anyone."""
+    assert not about_one_person(asked, answer)
+
+
+@pytest.mark.parametrize(("asked", "answer"), [
+    ("", "Hi John, your parcel left today."), ("", "Thanks Maria!"), ("", "Sent to London NW1 6XE today"),
+    ("", "加我微信：zhangwei"), ("我是张伟，订单没到", "张伟您好，已为您催件"),
+])
+def test_an_agent_answer_naming_its_customer_is_theirs(asked: str, answer: str) -> None:
+    assert about_one_person(asked, answer)
+
+
 def test_an_agent_answer_filed_under_an_intent_nlu_yml_lost_is_indexed_without_it(small_bot: Path) -> None:
     """Retrieval gives an answer only for the predicted intent (or one of none): filed under an intent no
     model predicts any more, the answer was never given, and blocked the others as the closest one.
