@@ -134,8 +134,9 @@ def shell(path: Path) -> str:
 @click.option("--demo", is_flag=True, help="Copy the demo shop bot instead of the minimal starter.")
 @click.option("--force", is_flag=True, help="Overwrite the files of a bot already in the folder.")
 @click.option("--from-jsonl", "from_jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Build nlu.yml and placeholder responses from {\"text\", \"intent\"} lines (e.g. BANKING77's "
-                   "train.jsonl); a line's \"answer\", an agent's, goes to history.jsonl with its text as the question.")
+              help="Build nlu.yml from {\"text\", \"intent\"} lines (e.g. BANKING77's train.jsonl); a line's "
+                   "\"answer\", an agent's, goes to history.jsonl with its text as the question, and each intent no "
+                   "line answers gets a placeholder response.")
 def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> None:
     """Create a bot folder in DIRECTORY."""
     from bot.importer import BOT_FILES
