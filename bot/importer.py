@@ -136,7 +136,7 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
         votes.setdefault(key, Counter())[row["intent"]] += 1
         spelling.setdefault(key, text)
         if answer := answer_of(row):
-            if shareable(text, redact(answer)):
+            if shareable(redact(text), redact(answer)):  # both as the store keeps an agent's answer and its question
                 answered.setdefault((key, answer), text)
             else:
                 personal += 1

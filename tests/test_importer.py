@@ -316,7 +316,9 @@ def test_the_agents_answers_go_to_history_under_their_questions_intents(tmp_path
             {"text": "what's the weather like", "intent": "oos", "answer": "I can only help with your account."},
             # another customer's name and address, and a phone number: never shown to the next customer
             {"text": "change my address", "intent": "top_up", "answer": "Hi John Smith, it now goes to 221B Baker Street."},
-            {"text": "can you call me", "intent": "top_up", "answer": "Sure, we'll ring you on +44 20 7946 0958."}]
+            {"text": "can you call me", "intent": "top_up", "answer": "Sure, we'll ring you on +44 20 7946 0958."},
+            # part of the number the customer wrote, read against their message as the store keeps it (redacted)
+            {"text": "call me on +8613812345678", "intent": "top_up", "answer": "The courier will ring 1234 5678."}]
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     root = tmp_path / "bot"
     result = CliRunner().invoke(cli, ["init", str(root), "--from-jsonl", str(data)])
@@ -324,7 +326,7 @@ def test_the_agents_answers_go_to_history_under_their_questions_intents(tmp_path
     assert "history.jsonl holds 3 answers from the file, each with its text as the question and under its intent." \
            in result.output
     assert f"Next: bot train {root}\n" in result.output  # no placeholder left to write
-    assert "2 answers left out, as no other customer may read them" in result.output
+    assert "3 answers left out, as no other customer may read them" in result.output
     project = load_project(root)
     assert [(h.question, h.answer, h.intent) for h in project.history] == [
         ("where is my card?", "Cards arrive within 5 working days.", "card_arrival"),
