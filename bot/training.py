@@ -201,7 +201,8 @@ def readable_cut(below: float, above: float) -> float:
     """Halfway between two confidences, to four decimals where those still fall between them: a cut
     rounded down to the confidence under it answers the mistake it was placed to withhold."""
     cut = (below + above) / 2
-    return round(cut, 4) if below < round(cut, 4) <= above else cut
+    rounded = round(cut, 4)
+    return rounded if below < rounded <= above else cut
 
 
 def holdout_metrics(classifier: IntentClassifier, held: list[Example], threshold: float | str) -> dict[str, Any]:

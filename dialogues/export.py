@@ -169,7 +169,7 @@ _ADDRESS = re.compile(
 _NOT_GREETED = ("there|team|all|everyone|everybody|customers?|sir|madam|friends?|folks|guys|again|valued|so|very|for|and"
                 "|we|you|your|our|the|this|that|it|please|sorry|yes|no|ok|okay|sure|welcome|good|great|just|kindly"
                 "|unfortunately|apologies|here|how|what|when|where|let|as|in|on|at|to|from|with|i|thanks?|could|can"
-                "|of|happy|glad|certainly|absolutely|hope|is|are|do|does|would|will|if|yes")
+                "|of|happy|glad|certainly|absolutely|hope|is|are|do|does|would|will|if")
 _ADDRESSED = re.compile(
     r"(?<![A-Za-z])(?:[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Tt]hanks|[Tt]hank you|[Gg]ood (?:morning|afternoon|evening))"
     # the name ends the greeting ("Hi John," "Thanks Maria!"): "Hi, Thanks for your patience" greets no one
