@@ -10,7 +10,8 @@ One training run or rollback at a time holds ``.lock``; a run that was killed le
 folder behind, and the next holder of the lock removes it.
 
 Only the names the registry gives versions (``v0001``, ``v0002``, ... ``v10000``) are versions, so
-``CURRENT`` always holds a name that ``bot serve`` and ``bot models`` compare equal to a version's.
+``CURRENT`` always holds a name that ``bot serve`` and ``bot models`` compare equal to a version's. A name
+is never given twice, even after its folder is deleted, since ``decisions.jsonl`` still speaks of it.
 """
 
 from __future__ import annotations
@@ -166,8 +167,7 @@ class Registry:
         meta = {**meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (staging / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
         while True:
-            taken = self._taken()
-            name = f"v{taken[-1][0] + 1 if taken else 1:04d}"
+            name = f"v{self._next_number():04d}"
             try:
                 os.rename(staging, self.root / name)  # atomic; fails if another run took the name
                 return name
@@ -175,6 +175,16 @@ class Registry:
                 if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # lost a race for the name: the next one is free
                     continue
                 raise RegistryError(f"cannot store the new version as {self.root / name}: {exc.strerror}") from exc
+
+    def _next_number(self) -> int:
+        """One more than any version there is or was. A version deleted since (to free its disk) keeps its
+        number: the decision log still tells what became of it, and would tell it of a new version by that
+        name, so that a candidate whose run was killed before its promotion would pass for a finished one."""
+        numbers = [number for number, _ in self._taken()]
+        with suppress(RegistryError):  # a log that cannot be read is refused when the decision is recorded
+            numbers += [number for d in self.decisions() if isinstance(d.get("version"), str)
+                        and (number := version_number(d["version"])) is not None]
+        return max(numbers, default=0) + 1
 
     def promote(self, name: str) -> None:
         self.path(name)

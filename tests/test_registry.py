@@ -44,6 +44,21 @@ def test_a_failed_stage_leaves_nothing_and_commits_number_in_order(tmp_path: Pat
         registry.promote("v0009")
 
 
+
+def test_a_deleted_versions_name_is_never_given_again(tmp_path: Path) -> None:
+    """The next version took the name of the newest one, deleted to free its disk, and the decision log's
+    records of the deleted version then spoke for the new one."""
+    registry = Registry(tmp_path / "models")
+    version(registry, 0.5)
+    version(registry, 0.6)
+    registry.record({"event": "promoted", "version": "v0002", "previous": "v0001"})
+    registry.record({"event": "rollback", "version": "v0001", "previous": "v0002"})
+    shutil.rmtree(registry.root / "v0002")
+    assert version(registry, 0.7) == "v0003"
+    (registry.root / "decisions.jsonl").unlink()
+    (registry.root / "decisions.jsonl").mkdir()  # a log that cannot be read leaves the folders to count
+    assert version(registry, 0.7) == "v0004"
+
 @contextmanager
 def deadline(seconds: int) -> Iterator[None]:
     """Turns a hang (a commit that retries for ever) into a failure."""
@@ -188,9 +203,9 @@ def test_with_no_current_the_hint_names_the_version_that_served_last(tmp_path: P
     registry.record({"event": "rollback", "version": "v0001", "previous": "v0002"})
     registry.record({"event": "rollback_failed", "version": "v0001", "serving": "v0002", "reason": "disk full"})
     assert registry.nothing_serving().endswith(hint)
-    registry.record({"event": "refused", "version": "v0004", "serving": "v0002", "index_refresh": "v0005"})
     version(registry, 0.3)
     version(registry, 0.6)  # v0005: the copy of v0002 with the new agent answers, which served
+    registry.record({"event": "refused", "version": "v0004", "serving": "v0002", "index_refresh": "v0005"})
     assert registry.nothing_serving().endswith(f"`bot rollback {tmp_path} v0005` (the last to serve)")
     (registry.root / "decisions.jsonl").unlink()  # no log (a registry copied without it): the newest
     assert registry.nothing_serving().endswith(f"`bot rollback {tmp_path} v0005`")

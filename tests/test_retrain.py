@@ -506,6 +506,33 @@ def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir:
     assert result.decision["data"]["new_labels"] == 1
 
 
+
+def test_a_killed_run_after_a_deleted_version_has_not_run_for_the_next(bot_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """v0002 served, was rolled back and deleted; a run killed before its promotion wrote its candidate as
+    v0002 again, which the log's promotion of the old v0002 made a finished run: "Nothing new since v0002",
+    and its label was never learnt."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    registry = Registry(bot_dir / "models")
+    registry.record({"event": "promoted", "version": "v0002", "previous": "v0001"})  # v0002 since deleted
+    registry.record({"event": "rollback", "version": "v0001", "previous": "v0002"})
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["I want my money back"]), "get_refund", "ann")
+    store.close()
+
+    def killed(self: Registry, name: str) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Registry, "promote", killed)
+        with pytest.raises(KeyboardInterrupt):
+            retrain(load_project(bot_dir), device="cpu", progress=False)
+    assert [v.name for v in registry.versions()] == ["v0001", "v0003"]
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False)
+    assert (result.version, result.promoted, registry.current()) == ("v0004", True, "v0004")
+    assert result.decision["data"]["new_labels"] == 1
+
 def _start_retrain(bot_dir: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "bot.cli", "retrain", str(bot_dir), "--force"], cwd=REPO, env=env,
