@@ -906,14 +906,30 @@ def models(directory: Path, as_json: bool) -> None:
         fail(f"no model versions in {directory}; run `bot train {directory}`")
     if not as_json:  # accuracy: on the frozen evaluation set, at the version's (calibrated) intent threshold
         click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}{'threshold':>10}  decision")
+    try:
+        log = registry.decisions()
+    except RegistryError:  # a log that cannot be read: the versions are listed all the same
+        log = []
+    # A candidate the gate passed served only if the log says it was promoted: its promotion may have
+    # failed (a full disk), or its run been killed before it.
+    outcomes = {str(d.get("version")): d for d in log if d.get("event") in ("promoted", "promotion_failed")}
     for v in versions:
         if as_json:
             click.echo(json.dumps({"version": v.name, "serving": v.current, "meta": v.meta, "metrics": v.metrics,
                                    "decision": v.decision, "damaged": v.damaged}))
             continue
         # Read leniently: one version's hand-edited or half-restored files must not hide the others.
-        decision, reasons = v.decision.get("promoted"), v.decision.get("reasons")
-        status = "" if decision is None else ("promoted" if decision else "refused: " + "; ".join(map(str, reasons or [])))
+        outcome = outcomes.get(v.name, {})
+        if v.passed is None:
+            status = ""
+        elif not v.passed:
+            status = "refused: " + "; ".join(map(str, v.decision.get("reasons") or []))
+        elif not log:  # nothing says what came of the verdict
+            status = "passed"
+        elif outcome.get("event") == "promoted":
+            status = "promoted"
+        else:
+            status = f"passed, not promoted: {outcome.get('reason', 'its run ended first')}"
         status = "; ".join(filter(None, [status, *v.damaged]))
         accuracy, threshold = (f"{x:.4f}" if isinstance(x, (int, float)) else ""
                                for x in (v.metrics.get("accuracy"), v.meta.get("intent_threshold")))

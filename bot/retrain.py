@@ -13,7 +13,8 @@
 5. The candidate's index holds the new agent answers. If the candidate is refused but there are new
    answers, they are added to a copy of the serving version's index, so retrieval still learns.
 
-The decision and its figures go to the version's ``decision.json`` and ``models/decisions.jsonl``.
+The gate's verdict and its figures go to the version's ``decision.json``; what came of it (promoted, refused,
+or a promotion that failed) to ``models/decisions.jsonl``.
 All writing happens in a staging folder under the registry lock: a run that crashes or is killed
 leaves ``CURRENT`` and every version as they were. ``bot serve`` notices a new ``CURRENT`` and swaps.
 A candidate is promoted only over the version it was gated against: if ``CURRENT`` names another
@@ -26,6 +27,7 @@ import json
 import math
 import shutil
 from collections.abc import Callable, Collection
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,7 +192,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 return RetrainResult(serving_name, False, {"promoted": False, "serving": serving_name,
                                                            "reasons": ["nothing new"], "index_refresh": serving_name,
                                                            "answers_removed": len(gone)})
-            refused = "" if last.decision.get("promoted", True) else (
+            refused = "" if last.passed is not False else (
                 f" The gate refused {last.name} ({'; '.join(map(str, last.decision.get('reasons') or []))}): label more "
                 f"messages of the intents it names, or serve it as it is with `bot rollback {project.root} {last.name}`.")
             say(f"Nothing new since {last.name}: no new labels or agent answers, and nlu.yml is unchanged.{refused}")
@@ -233,7 +235,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                                f"candidate was gated against {serving_name}, so {now_serving} keeps serving "
                                f"(`bot retrain --force` gates a new candidate against it)")
             decision = {
-                "promoted": not reasons, "serving": serving_name, "mode": "warm" if warm else "full", "reasons": reasons,
+                "passed": not reasons, "serving": serving_name, "mode": "warm" if warm else "full", "reasons": reasons,
                 "figures": {name: {"serving": _summary(before[name]), "candidate": _summary(after[name])} for name in before},
                 "intent_drops": drops,
                 "worst_intent_drop": max([0.0, *(d for per in drops.values() for d in per.values())]),
@@ -247,10 +249,17 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             meta.update(mode=decision["mode"], parent=serving_name, learned_through=_through(usable))
             (staging / "decision.json").write_text(json.dumps(decision, indent=1, ensure_ascii=False), encoding="utf-8")
             version = registry.commit(staging, meta, metrics)
-        decision["version"] = version
+        decision.update(version=version, promoted=False)  # decision.json holds the verdict; this, what came of it
         if not reasons:
-            registry.promote(version)
+            try:
+                registry.promote(version)
+            except RegistryError as exc:  # a full disk: serving_name still serves, and the log says so
+                with suppress(RegistryError):  # the disk that refused CURRENT may refuse this too
+                    registry.record({"event": "promotion_failed", "version": version, "serving": serving_name,
+                                     "reason": str(exc)})
+                raise
             registry.record({"event": "promoted", "version": version, "previous": serving_name})
+            decision["promoted"] = True
             return RetrainResult(version, True, decision)
         if new["answers"] and not moved:  # a refresh serves a copy of serving_name, which no longer serves
             decision["index_refresh"] = refresh_index(registry, serving_name, answers, _through(usable))

@@ -4,8 +4,9 @@ A version is written into a staging folder and renamed into place only when comp
 ``CURRENT`` file is replaced atomically. So a training run that crashes or is killed halfway leaves
 nothing that looks like a version, and the serving model is never touched.
 
-Every training, promotion, refusal and rollback is appended to ``decisions.jsonl`` (and a version's own gate
-decision is kept in its ``decision.json``), so "why is this model serving?" always has an answer.
+Every training, promotion, refusal and rollback, and every promotion or rollback that failed, is appended to
+``decisions.jsonl`` (and a version's own gate verdict is kept in its ``decision.json``), so "why is this model
+serving?" always has an answer.
 One training run or rollback at a time holds ``.lock``; a run that was killed leaves its staging
 folder behind, and the next holder of the lock removes it.
 
@@ -43,6 +44,14 @@ class Version:
     current: bool
     decision: dict[str, Any]  # the promotion gate's verdict; empty for a plain `bot train`
     damaged: list[str] = field(default_factory=list)  # its records missing or unreadable: "meta.json unreadable"
+
+    @property
+    def passed(self) -> bool | None:
+        """Whether the promotion gate let this candidate serve (None: no gate judged it). Whether it then
+        served is for ``decisions.jsonl`` to say: the verdict is written before the promotion, which may
+        fail or never come. Versions written before ``passed`` was recorded call it ``promoted``."""
+        verdict = self.decision.get("passed", self.decision.get("promoted"))
+        return None if verdict is None else bool(verdict)
 
 
 class Registry:
@@ -131,7 +140,7 @@ class Registry:
                 return decision.get("version")
             if event == "refused":  # the serving version, or the copy of it that took the new agent answers
                 return decision.get("index_refresh") or decision.get("serving")
-            if event == "rollback_failed":
+            if event in ("rollback_failed", "promotion_failed"):
                 return decision.get("serving")
         return None
 

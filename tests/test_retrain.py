@@ -4,6 +4,7 @@ run, and a hot swap under load, on the small four-intent bot (tiny BERT, real SQ
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -277,7 +278,7 @@ def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Pa
     registry = Registry(bot_dir / "models")
     assert result.promoted and result.version == "v0002" and registry.current() == "v0002"
     decision = json.loads((bot_dir / "models" / "v0002" / "decision.json").read_text())
-    assert decision["mode"] == "warm" and decision["serving"] == "v0001" and decision["promoted"] is True
+    assert decision["mode"] == "warm" and decision["serving"] == "v0001" and decision["passed"] is True
     assert decision["data"]["labelled"] == 1 and decision["data"]["new_labels"] == 1 and decision["data"]["new_answers"] == 1
     assert decision["data"]["transfer_messages"] == 2  # the customer messages, kept close to v0001's answers
     assert set(decision["figures"]) == {"frozen", "seed"} and decision["figures"]["frozen"]["candidate"]["n"] == 8
@@ -400,7 +401,7 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
         in result.output
     assert "refused because seed: track_order fell by" in result.output
     decision = json.loads((bot_dir / "models" / "v0002" / "decision.json").read_text())
-    assert decision["promoted"] is False and decision["worst_intent_drop"] > decision["margins"]["max_intent_drop"]
+    assert decision["passed"] is False and decision["worst_intent_drop"] > decision["margins"]["max_intent_drop"]
     # the wrong labels bought nothing elsewhere on the seed data either
     assert decision["figures"]["seed"]["candidate"]["accuracy"] <= decision["figures"]["seed"]["serving"]["accuracy"]
 
@@ -470,7 +471,7 @@ def test_retrain_never_promotes_over_a_current_changed_during_the_run(bot_dir: P
     assert "REFUSED, v0001 keeps serving" in result.output
     assert registry.current() == "v0001" and [v.name for v in registry.versions()] == ["v0001", "v0002", "v0003"]
     decision = json.loads((models / "v0003" / "decision.json").read_text())  # kept, never promoted
-    assert decision["promoted"] is False and decision["serving"] == "v0002"
+    assert decision["passed"] is False and decision["serving"] == "v0002"
     assert decision["reasons"] == ["CURRENT changed from v0002 to v0001 during this run; the candidate was gated "
                                    "against v0002, so v0001 keeps serving (`bot retrain --force` gates a new "
                                    "candidate against it)"]
@@ -500,12 +501,44 @@ def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir:
             retrain(load_project(bot_dir), device="cpu", progress=False)
     registry = Registry(bot_dir / "models")
     assert registry.current() == "v0001" and [v.name for v in registry.versions()] == ["v0001", "v0002"]
+    listing = CliRunner().invoke(cli, ["models", str(bot_dir)]).output.splitlines()  # it passed the gate, never served
+    assert listing[2].startswith("  v0002") and listing[2].endswith("  passed, not promoted: its run ended first")
 
     result = retrain(load_project(bot_dir), device="cpu", progress=False)
     assert (result.version, result.promoted, registry.current()) == ("v0003", True, "v0003")
     assert result.decision["data"]["new_labels"] == 1
 
 
+
+
+def test_a_candidate_whose_promotion_failed_is_not_listed_as_promoted(bot_dir: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """CURRENT could not be written (a full disk) for a candidate the gate passed: `bot models` listed it as
+    promoted, though it never served, and the log said nothing of it."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["the parcel is late"]), "track_order", "ann")
+    store.close()
+    replace = os.replace
+
+    def disk_full(src: str, dst: str) -> None:
+        if Path(dst).name == "CURRENT":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        replace(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", disk_full)
+        result = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+    assert result.exit_code == 1 and "cannot make v0002 serve" in result.output and "Traceback" not in result.output
+    registry = Registry(bot_dir / "models")
+    assert registry.current() == "v0001" and registry.last_served() == "v0001"
+    assert json.loads((bot_dir / "models" / "v0002" / "decision.json").read_text())["passed"] is True
+    failed = registry.decisions()[-1]
+    assert (failed["event"], failed["version"], failed["serving"]) == ("promotion_failed", "v0002", "v0001")
+    listing = CliRunner().invoke(cli, ["models", str(bot_dir)]).output.splitlines()
+    assert listing[2].startswith("  v0002") and "promoted" not in listing[2].replace("not promoted", "")
+    assert "passed, not promoted: cannot make v0002 serve: writing" in listing[2] and "No space left" in listing[2]
+    assert bot.retrain.last_finished(registry, "v0001").name == "v0001"  # the next run learns the label again
 
 def test_a_killed_run_after_a_deleted_version_has_not_run_for_the_next(bot_dir: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
