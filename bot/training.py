@@ -29,7 +29,7 @@ from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.evaluation import in_scope_score, read_jsonl
 from finetune.metrics import evaluate
 from finetune.models import DEFAULT_ALIASES, MPNET_ALIASES
-from finetune.registry import Registry, RegistryError
+from finetune.registry import Registry, RegistryError, fsync_path
 from finetune.train import TrainConfig, train_classifier
 from retrieval.index import Answer, AnswerIndex
 
@@ -114,11 +114,14 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write a JSONL file atomically: readers see the old file or the new one, never half of it."""
+    """Write a JSONL file atomically: readers see the old file or the new one, never half of it, also
+    after a power cut (the frozen evaluation set cannot be chosen again without losing comparability)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}-{uuid.uuid4().hex[:8]}")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    fsync_path(tmp)
     os.replace(tmp, path)
+    fsync_path(path.parent)
 
 
 def answers_for(project: Project) -> list[Answer]:

@@ -171,19 +171,31 @@ class Registry:
             raise
 
     def commit(self, staging: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> str:
-        """Turn a complete staging folder into the next version (not yet serving)."""
+        """Turn a complete staging folder into the next version (not yet serving).
+
+        Every file and folder of it is on the disk before it takes its name, and the name before this
+        returns: the kernel writes data back when it likes, and after a power cut a CURRENT naming a
+        version whose files were never written out would leave nothing to serve."""
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False), encoding="utf-8")
         meta = {**meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (staging / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
+        try:
+            for folder, _, files in os.walk(staging, topdown=False):  # a folder after its files, staging last
+                for file in files:
+                    fsync_path(Path(folder, file))
+                fsync_path(Path(folder))
+        except OSError as exc:  # a full disk found only now, a failing one
+            raise RegistryError(f"cannot write the new version to the disk of {self.root}: {exc.strerror or exc}") from exc
         while True:
             name = f"v{self._next_number():04d}"
             try:
                 os.rename(staging, self.root / name)  # atomic; fails if another run took the name
-                return name
             except OSError as exc:
                 if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # lost a race for the name: the next one is free
                     continue
                 raise RegistryError(f"cannot store the new version as {self.root / name}: {exc.strerror}") from exc
+            fsync_path(self.root)
+            return name
 
     def _next_number(self) -> int:
         """One more than any version there is or was. A version deleted since (to free its disk) keeps its
@@ -207,6 +219,7 @@ class Registry:
             tmp.unlink(missing_ok=True)
             raise RegistryError(f"cannot make {name} serve: writing {self.root / 'CURRENT'} failed: "
                                 f"{exc.strerror or exc}") from exc
+        fsync_path(self.root)  # the new CURRENT itself, not only its bytes, outlives a power cut
 
     def clean_staging(self) -> None:
         """Remove what killed runs left behind: staging folders and half-written CURRENT files."""
@@ -298,6 +311,15 @@ class Registry:
                     self.record({"event": "rollback_failed", "version": name, "serving": previous, "reason": str(exc)})
                 raise
         return previous
+
+
+def fsync_path(path: Path) -> None:
+    """Flush ``path`` to the disk: a file's bytes, or a folder's entries (the names of its files)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def version_number(name: str) -> int | None:

@@ -140,6 +140,48 @@ def test_a_promotion_that_cannot_be_written_changes_nothing_and_says_so(tmp_path
         assert not list(registry.root.glob(".CURRENT-*"))
 
 
+
+def test_a_version_is_on_the_disk_before_current_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing was flushed but CURRENT's bytes: the kernel writes the rest back when it likes, and a power
+    cut soon after a promotion could leave CURRENT naming a version with empty files, or none at all."""
+    registry = Registry(tmp_path / "models")
+    events: list[tuple[str, object]] = []
+    fsync, rename, replace = os.fsync, os.rename, os.replace
+
+    def recorded_fsync(fd: int) -> None:
+        events.append(("fsync", os.fstat(fd).st_ino))  # an inode keeps its number through a rename
+        fsync(fd)
+
+    def recorded_rename(src: Any, dst: Any) -> None:
+        rename(src, dst)
+        events.append(("rename", Path(dst).name))
+
+    def recorded_replace(src: Any, dst: Any) -> None:
+        replace(src, dst)
+        events.append(("replace", Path(dst).name))
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "rename", recorded_rename)
+    monkeypatch.setattr(os, "replace", recorded_replace)
+    with registry.stage() as staging:
+        (staging / "classifier").mkdir()
+        (staging / "classifier" / "head.safetensors").write_bytes(b"weights")
+        name = registry.commit(staging, {"id": "x"}, {"accuracy": 0.5})
+    registry.promote(name)
+    folder = registry.root / name
+    named, served = events.index(("rename", name)), events.index(("replace", "CURRENT"))
+    synced = [inode for kind, inode in events if kind == "fsync"]
+    assert {p.stat().st_ino for p in [folder, *folder.rglob("*")]} <= set(synced[:named])  # before it is a version
+    root = ("fsync", registry.root.stat().st_ino)
+    assert root in events[named:served] and root in events[served:]  # its name, then CURRENT's, on the disk too
+
+    from bot.training import EVALUATION_FILE, _write_rows
+
+    events.clear()
+    _write_rows(registry.root / EVALUATION_FILE, [{"text": "where is my parcel", "intent": "track_order"}])
+    written = events.index(("replace", EVALUATION_FILE))
+    assert ("fsync", (registry.root / EVALUATION_FILE).stat().st_ino) in events[:written] and root in events[written:]
+
 def test_decisions_are_appended_and_a_cut_line_is_skipped(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "models")
     registry.record({"event": "promoted", "version": "v0002"})
