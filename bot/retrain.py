@@ -2,7 +2,8 @@
 
 1. Gather: nlu.yml's examples (less the frozen evaluation set), every reviewed label, and every agent
    answer, redacted unless ``privacy.redact`` is off (:mod:`dialogues.export`).
-2. Fine-tune: warm-start from the serving model when the intents are the same, else from the base model.
+2. Fine-tune: warm-start from the serving model when the intents and the base model are the same, else
+   from the base model.
 3. Measure the serving model and the candidate on the frozen evaluation set (generalisation) and on
    the seed examples (forgetting), by top-1 accuracy, which does not depend on where a threshold sits.
 4. Gate: the candidate is promoted only if neither overall accuracy falls by more than
@@ -207,10 +208,13 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         before = {"frozen": measure(serving, held), "seed": measure(serving, seed)}
         train = seed + learned
         # A label the serving model learnt and the store no longer has (purged, or corrected) must be unlearnt:
-        # a warm start would begin from it, keep its answers and half its weights.
+        # a warm start would begin from it, keep its answers and half its weights. A warm start goes on from
+        # the serving model's encoder, so bot.yml's model.base changed since, it would train the old one.
         same_intents = serving.labels == sorted({e.intent for e in train})
-        warm = same_intents and not new["labels_gone"]
-        why_full = "the intents changed" if not same_intents else f"{new['labels_gone']} label(s) it learnt are gone"
+        same_base = read_meta(serving_path).get("base_model") == project.config.base_model
+        warm = same_intents and same_base and not new["labels_gone"]
+        why_full = ("the intents changed" if not same_intents else "the base model changed" if not same_base
+                    else f"{new['labels_gone']} label(s) it learnt are gone")
         transfer = [text for text in traffic if same_example(text) not in held_texts] if warm else []
         say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: ' + why_full}) "
             f"on {len(seed)} seed + {len(learned)} labelled examples"

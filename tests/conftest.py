@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "bot" / "demo"
 
 
-def make_tiny_bert(folder: Path) -> Path:
+def make_tiny_bert(folder: Path, hidden_size: int = 32) -> Path:
     """A randomly initialised 2-layer BERT with MiniLM's tokenizer, saved as a Hugging Face folder."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
@@ -46,7 +46,7 @@ def make_tiny_bert(folder: Path) -> Path:
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden_size, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

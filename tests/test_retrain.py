@@ -381,6 +381,24 @@ def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Pat
     assert "check_invoice" in meta["labels"] and meta["mode"] == "full"
 
 
+
+def test_retrain_trains_from_the_base_model_when_model_base_changes(bot_dir: Path, tmp_path: Path) -> None:
+    """model.base changed in bot.yml, a retrain warm-started from the serving model's encoder, the old
+    base, and recorded the new one in meta.json: `bot info` named a model the classifier was not."""
+    from tests.conftest import make_tiny_bert
+    from finetune.classifier import IntentClassifier
+
+    wider = make_tiny_bert(tmp_path / "tiny-48", hidden_size=48)
+    configure(bot_dir, model={"base": str(wider)})
+
+    result = CliRunner().invoke(cli, ["retrain", str(bot_dir), "--force"])
+
+    assert result.exit_code == 0, result.output
+    assert "Training a candidate (full: the base model changed)" in result.output
+    meta = json.loads((bot_dir / "models" / "v0002" / "meta.json").read_text())
+    assert meta["mode"] == "full" and meta["base_model"] == str(wider)
+    assert IntentClassifier.load(bot_dir / "models" / "v0002" / "classifier", device="cpu").head.shape[1] == 48
+
 def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     """A careless reviewer labels every way of asking for an order's status as a cancellation."""
     store = Store(bot_dir / "dialogues.db")
