@@ -53,6 +53,7 @@ DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choic
 STATIC = Path(str(resources.files("bot") / "static"))
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
+WATCH_OFF_S = 5.0  # while learning.watch_seconds is 0, how often watch_models looks whether a reload set it
 
 
 def load_serving_model(project: Project, device: str | None = None, workers: int | None = None) -> NLU:
@@ -246,15 +247,19 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
     """Swap to a new ``models/CURRENT`` (written by ``bot retrain`` or ``bot rollback``) on its own.
 
     A version that fails to load is logged and not tried again until CURRENT changes once more.
+    ``learning.watch_seconds`` is read each round, as a reload may change it: 0 stops the checks, and a
+    reload that sets it again starts them, within ``WATCH_OFF_S``.
     """
     bot = app[BOT]
-    interval = bot.project.config.learning.watch_seconds
     registry = Registry(bot.project.models_dir)
 
     async def watch() -> None:
         refused = unreadable = None
         while True:
-            await asyncio.sleep(interval)
+            interval = bot.config.learning.watch_seconds
+            await asyncio.sleep(interval if interval > 0 else WATCH_OFF_S)
+            if bot.config.learning.watch_seconds <= 0:  # off, until a reload sets it
+                continue
             try:
                 current = registry.current()
                 # A refusal holds until CURRENT or a bot file changes: a responses.yml saved half-edited
@@ -275,7 +280,7 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
                 refused = attempt
                 log.error("model %s refused, still serving %s: %s", current, bot.nlu.version, exc)
 
-    async with running(watch()) if interval > 0 else contextlib.nullcontext():
+    async with running(watch()):
         yield
 
 

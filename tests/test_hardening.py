@@ -1244,6 +1244,42 @@ async def test_the_watcher_tries_a_refused_version_again_once_current_is_written
     assert client.app[BOT].nlu.version == "v0002" and devices == ["cpu", "cpu"]
 
 
+
+async def test_the_watcher_follows_watch_seconds_as_a_reload_changes_it(make_client: Callable[..., Any],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """learning.watch_seconds was read once, at start: 0 there, a reload that set it never started the
+    watcher, and `bot rollback`, which promises bot.yml's interval, waited for a restart."""
+    import yaml
+
+    monkeypatch.setattr(serving, "WATCH_OFF_S", 0.1, raising=False)
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
+    bot = client.app[BOT]
+    models, bot_yml = bot.project.models_dir, bot.project.root / "bot.yml"
+
+    async def serves(version: str) -> bool:
+        for _ in range(60):
+            if bot.nlu.version == version:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def reload_with(watch_seconds: float) -> None:
+        config = yaml.safe_load(bot_yml.read_text())
+        config["learning"]["watch_seconds"] = watch_seconds
+        bot_yml.write_text(yaml.safe_dump(config))
+        assert (await client.post("/admin/reload", headers={"Authorization": "Bearer t0ken"})).status == 200
+
+    for name in ("v0002", "v0003"):
+        shutil.copytree(models / "v0001", models / name)
+    Registry(models).promote("v0002")
+    assert not await serves("v0002")  # 0: it does not look
+    await reload_with(0.1)  # which serves v0002 itself, and sets the watcher going
+    Registry(models).promote("v0003")
+    assert await serves("v0003")
+    await reload_with(0)
+    Registry(models).promote("v0001")
+    assert not await serves("v0001")  # stopped again
+
 async def test_the_watcher_does_not_load_again_a_version_a_reload_swapped_to_meanwhile(
         make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """Both saw the new CURRENT; the watcher waited for the reload's lock, then loaded the same version again."""
