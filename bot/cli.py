@@ -1005,16 +1005,20 @@ def rollback(directory: Path, version: str) -> None:
     has lost since (a purged conversation's)."""
     from bot.nlu import NLU
     from bot.retrain import without_gone_answers
+    from bot.server import other_intents
     from finetune.registry import Registry
 
     project = load_project(directory)
     registry = Registry(project.models_dir)
-    previous = registry.rollback(version, check=lambda path: NLU.load(path, device="cpu"),
+    loaded: list[NLU] = []  # the version, as the check loaded it
+    previous = registry.rollback(version, check=lambda path: loaded.append(NLU.load(path, device="cpu")),
                                  derive=lambda name: without_gone_answers(project, registry, name))
     serving = registry.current()
     if serving != version:
         click.echo(f"{version}'s index holds agent answers the store no longer has (purged, now redacted, or about "
                    f"one customer's case): {serving} serves {version}'s classifier without them, {version} never.")
+    if warning := other_intents(loaded[0], project):  # served all the same: rolling back is for emergencies
+        click.echo(f"warning: {warning}", err=True)
     watch = project.config.learning.watch_seconds
     click.echo(f"Now serving {serving} (was {previous}). A running `bot serve` swaps to it "
                + (f"within {watch:g}s, or " if watch else "") + "at once on POST /admin/reload.")

@@ -67,12 +67,21 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
     options = project.config.retrieval.options
     index_device = options.device if "device" in options.model_fields_set else "cpu" if device == "cpu" else "auto"
     nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference, index_device=index_device)
-    if set(nlu.labels) != set(project.intents):  # nlu.yml replaced (bot init --force) or edited since training
-        log.warning("model %s was trained on other intents than nlu.yml holds (only in the model: %s; only in "
-                    "nlu.yml: %s): its answers follow the old ones until `bot train %s`", nlu.version,
-                    ", ".join(sorted(set(nlu.labels) - set(project.intents))) or "none",
-                    ", ".join(sorted(set(project.intents) - set(nlu.labels))) or "none", project.root)
+    if warning := other_intents(nlu, project):
+        log.warning("%s", warning)
     return nlu
+
+
+def other_intents(nlu: NLU, project: Project) -> str | None:
+    """How the intents ``nlu`` was trained on differ from nlu.yml's, or None: nlu.yml replaced (bot init
+    --force) or edited since its training, or a rollback to a version older than the edit. The model
+    serves all the same, and what it answers follows its own intents."""
+    if set(nlu.labels) == set(project.intents):
+        return None
+    return (f"model {nlu.version} was trained on other intents than nlu.yml holds (only in the model: "
+            f"{', '.join(sorted(set(nlu.labels) - set(project.intents))) or 'none'}; only in nlu.yml: "
+            f"{', '.join(sorted(set(project.intents) - set(nlu.labels))) or 'none'}): its answers follow the old "
+            f"ones until `bot train {project.root}`")
 
 
 @web.middleware

@@ -396,6 +396,23 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
         assert result.exit_code == 1 and "a file where the bot keeps its model versions" in result.output, result.output
 
 
+
+def test_a_rollback_to_a_version_trained_on_other_intents_warns(small_bot: Path, tmp_path: Path) -> None:
+    """It served the old intents without a word, where `bot serve` warns of the same version at start."""
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    models = root / "models"
+    shutil.copytree(models / "v0001", models / "v0002")
+    Registry(models).promote("v0002")
+    nlu = yaml.safe_load((root / "nlu.yml").read_text())
+    nlu["nlu"].append({"intent": "check_invoice", "examples": "- where is my invoice\n- send me the invoice\n"})
+    (root / "nlu.yml").write_text(yaml.safe_dump(nlu, sort_keys=False))
+
+    result = CliRunner().invoke(cli, ["rollback", str(root), "v0001"])
+
+    assert result.exit_code == 0 and (models / "CURRENT").read_text().strip() == "v0001"  # a warning, not a refusal
+    assert ("warning: model v0001 was trained on other intents than nlu.yml holds (only in the model: none; only in "
+            f"nlu.yml: check_invoice): its answers follow the old ones until `bot train {root}`") in result.stderr
+
 def test_bot_train_retrain_and_rollback_refuse_to_run_beside_another_training(small_bot: Path, tmp_path: Path) -> None:
     root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
     with Registry(root / "models").lock():
