@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 CHECKSUMS = "checksums.json"
+FILES = "files.json"  # every file of a saved classifier with its size and sha256, written last (IntentClassifier.save)
 # Folders that passed the full sha256 check in this process; later calls only compare sizes.
 _VERIFIED: set[Path] = set()
 
@@ -105,6 +106,27 @@ def _write_checksums(folder: Path, build_version: int) -> None:
         "build_version": build_version,
         "files": {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in files},
     })
+
+
+def changed_file(folder: Path, hashed: bool = True) -> str | None:
+    """What is wrong with the first file of a saved classifier's ``folder`` that is not as its ``FILES``
+    recorded it (missing, another size, or with ``hashed`` another sha256), or None. Without ``hashed`` no
+    file is read, which ``bot models`` needs to stay quick over many versions of hundreds of megabytes.
+    A folder saved before the list existed has nothing to check; a list that cannot be read raises."""
+    try:
+        files = json.loads((folder / FILES).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    for name, saved in files.items():
+        path = folder / name
+        size, digest = (saved, None) if isinstance(saved, int) else (saved["size"], saved["sha256"])
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, not the {size} it was saved with"
+        if hashed and digest is not None and file_sha256(path) != digest:
+            return f"{name} changed on disk since it was saved (its sha256 differs)"
+    return None
 
 
 def file_sha256(path: Path) -> str:

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 
-from finetune.cache import file_sha256
+from finetune.cache import FILES, changed_file, file_sha256
 from finetune.lexical import CharNgrams, choose_share
 from retrieval.encoder import load_sentence_model
 from retrieval.text import head_and_tail, model_inputs
@@ -51,27 +51,13 @@ class ModelLoadError(Exception):
     """A model folder is missing, corrupt or incompatible. The serving model stays as it was."""
 
 
-FILES = "files.json"  # every file of a saved classifier with its size and sha256, written last
-
-
 def _check_files(folder: Path) -> None:
     """Refuse a folder that lost, cut short or changed a file it was saved with. Loading alone would not:
     without its tokenizer files an encoder still loads and reads every word as unknown, and a head whose
     bytes were zeroed on disk loads and answers every message alike. (Folders saved before the list
     existed are loaded as they are, and those saved before it held checksums are checked by size.)"""
-    try:
-        files = json.loads((folder / FILES).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return
-    for name, saved in files.items():
-        path = folder / name
-        size, digest = (saved, None) if isinstance(saved, int) else (saved["size"], saved["sha256"])
-        if not path.is_file():
-            raise ModelLoadError(f"{name} is missing")
-        if path.stat().st_size != size:
-            raise ModelLoadError(f"{name} has {path.stat().st_size} bytes, not the {size} it was saved with")
-        if digest is not None and file_sha256(path) != digest:
-            raise ModelLoadError(f"{name} changed on disk since it was saved (its sha256 differs)")
+    if problem := changed_file(folder):
+        raise ModelLoadError(problem)
 
 
 # The latest trace of each architecture in use, by device and _architecture, which the next model of

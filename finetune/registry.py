@@ -30,6 +30,8 @@ from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from finetune.cache import FILES, changed_file
+
 
 class RegistryError(Exception):
     pass
@@ -43,7 +45,7 @@ class Version:
     metrics: dict[str, Any]
     current: bool
     decision: dict[str, Any]  # the promotion gate's verdict; empty for a plain `bot train`
-    damaged: list[str] = field(default_factory=list)  # its records missing or unreadable: "meta.json unreadable"
+    damaged: list[str] = field(default_factory=list)  # "meta.json unreadable", "index/ missing", ...
 
     @property
     def passed(self) -> bool | None:
@@ -155,6 +157,7 @@ class Registry:
             damaged: list[str] = []
             meta, metrics = _read_json(path / "meta.json", damaged), _read_json(path / "metrics.json", damaged)
             decision = _read_json(path / "decision.json", damaged, required=False)
+            damaged += _model_damage(path)
             out.append(Version(path.name, path, meta, metrics, path.name == current, decision, damaged))
         return out
 
@@ -329,6 +332,22 @@ def version_number(name: str) -> int | None:
         return None
     number = int(digits)
     return number if name == f"v{number:04d}" else None
+
+
+def _model_damage(path: Path) -> list[str]:
+    """What a look at the sizes finds wrong with version ``path``'s model: its answer index missing, or a
+    file of its classifier missing or cut short (a copy or a disk that failed). ``bot models`` listed such
+    a version as sound, for a `bot rollback` to refuse. No file is read: a changed byte is found when the
+    version loads."""
+    damaged = [f"{part}/ missing" for part in ("classifier", "index") if not (path / part).is_dir()]
+    if (path / "classifier").is_dir():
+        try:
+            problem = changed_file(path / "classifier", hashed=False)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # a list that is no list of files
+            problem = f"{FILES} unreadable"
+        if problem:
+            damaged.append(f"classifier/{problem}")
+    return damaged
 
 
 def _read_json(path: Path, damaged: list[str], required: bool = True) -> dict[str, Any]:
