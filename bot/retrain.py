@@ -178,6 +178,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         usable = exported(project, data)  # what is new is what a retrain learns: not a label or answer it leaves out
         new = _new_since(usable, last.meta)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
+        base_changed = last.meta.get("base_model") != project.config.base_model  # bot.yml's model.base edited
         answers = agent_answers(data, project.intents)
         if gone := gone_answers(serving_path, answers):
             # Not for one more minute of training: the customers' answers must not be shown while the candidate
@@ -187,7 +188,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 f"now redacted, or about one customer's case) left the index: {refreshed} serves without them, "
                 f"{serving_name}'s classifier unchanged.")
             serving_name, serving_path = refreshed, registry.path(refreshed)
-        if not (force or seed_changed or new["labels"] or new["answers"] or new["labels_gone"]):
+        if not (force or seed_changed or base_changed or new["labels"] or new["answers"] or new["labels_gone"]):
             if gone:
                 say(f"Nothing new to learn since {last.name}.")
                 return RetrainResult(serving_name, False, {"promoted": False, "serving": serving_name,
@@ -196,7 +197,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             refused = "" if last.passed is not False else (
                 f" The gate refused {last.name} ({'; '.join(map(str, last.decision.get('reasons') or []))}): label more "
                 f"messages of the intents it names, or serve it as it is with `bot rollback {project.root} {last.name}`.")
-            say(f"Nothing new since {last.name}: no new labels or agent answers, and nlu.yml is unchanged.{refused}")
+            say(f"Nothing new since {last.name}: no new labels or agent answers, and nlu.yml and model.base are unchanged.{refused}")
             return RetrainResult(None, False, {"promoted": False, "serving": serving_name, "reasons": ["nothing new"]})
 
         seed, held = frozen_split(project)

@@ -391,13 +391,14 @@ def test_retrain_trains_from_the_base_model_when_model_base_changes(bot_dir: Pat
     wider = make_tiny_bert(tmp_path / "tiny-48", hidden_size=48)
     configure(bot_dir, model={"base": str(wider)})
 
-    result = CliRunner().invoke(cli, ["retrain", str(bot_dir), "--force"])
+    result = CliRunner().invoke(cli, ["retrain", str(bot_dir)])  # nothing else new: the base is reason enough
 
     assert result.exit_code == 0, result.output
     assert "Training a candidate (full: the base model changed)" in result.output
     meta = json.loads((bot_dir / "models" / "v0002" / "meta.json").read_text())
     assert meta["mode"] == "full" and meta["base_model"] == str(wider)
     assert IntentClassifier.load(bot_dir / "models" / "v0002" / "classifier", device="cpu").head.shape[1] == 48
+
 
 def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     """A careless reviewer labels every way of asking for an order's status as a cancellation."""
