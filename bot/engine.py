@@ -27,7 +27,7 @@ from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
 from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project, read_payload
 from bot.responses import MAX_REPLY_CHARS, Rendered
-from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
+from dialogues.store import TRYOUT_CHANNEL, Exchange, SentBefore, Store
 from finetune.classifier import Prediction, intent_phrase
 
 log = logging.getLogger("deskbot")
@@ -419,15 +419,26 @@ class Bot:
                 await self._store(self.store.undelivered, turn_id)  # as the transcript shows an agent's reply that failed
         return len(overdue)
 
-    async def agent_message(self, conversation_id: str, text: str, agent: str | None = None) -> int:
+    async def agent_message(self, conversation_id: str, text: str, agent: str | None = None,
+                            key: str | None = None) -> int:
         """A human agent's reply (``agent``: their name, if they give it): stored, then delivered on the
         conversation's own channel; :class:`DeliveryError` when the platform refuses it or cannot be reached
-        (the transcript keeps it, so the agent sees what the customer did not get)."""
+        (the transcript keeps it, so the agent sees what the customer did not get).
+
+        ``key``: a reply sent with it before is not stored or delivered again (its console sends it again
+        when the answer to the first try was lost): its turn id, or the same DeliveryError if its customer
+        did not get it."""
         assert self.store is not None
         conversation = await self._store(self.store.conversation, conversation_id)
         if conversation is None:
             raise KeyError(conversation_id)
-        turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"], agent)
+        try:
+            turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"],
+                                        agent, key)
+        except SentBefore as sent:
+            if sent.undelivered:
+                raise DeliveryError(f"sent before with this key, as turn {sent.turn_id}") from None
+            return sent.turn_id
         channel = self.channels.get(conversation["channel"])
         try:
             if channel is None:  # a `bot chat` conversation, or one on a channel since turned off

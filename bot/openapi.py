@@ -38,6 +38,11 @@ class AgentMessageRequest(_Body):
                       description="the agent's reply to the customer")
     agent: str | None = Field(None, min_length=1, max_length=64, pattern=r"\S",
                               description="the agent's name, shown to the customer beside the reply")
+    key: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+                            description="made by the client for this reply, and sent again with it when the answer "
+                                        "to a try was lost: a reply the conversation holds under the key already "
+                                        "is not stored or sent again (its turn_id is answered, or 502 if its "
+                                        "customer did not get it)")
 
     @field_validator("text")
     @classmethod

@@ -499,7 +499,7 @@ async def agent_message(request: web.Request) -> web.Response:
     body = await read_json(request, AgentMessageRequest)
     try:
         turn_id = await request.app[BOT].agent_message(valid_conversation_id(request), body.text.strip(),
-                                                       body.agent.strip() if body.agent else None)
+                                                       body.agent.strip() if body.agent else None, body.key)
     except KeyError:
         raise web.HTTPNotFound() from None
     except DeliveryError as exc:

@@ -145,8 +145,18 @@ def _v13(db: sqlite_utils.Database) -> None:
         db["pending"].add_column("reply_turn", int)
 
 
+def _v14(db: sqlite_utils.Database) -> None:
+    """The key an agent's reply was sent with (``Store.add_agent_answer``): the agents' console sends a reply
+    again with the same key when the answer to the first try was lost, and it is then not stored or
+    delivered a second time. Unique within a conversation; null for a reply sent without one."""
+    if "request_key" not in db["turns"].columns_dict:
+        db["turns"].add_column("request_key", str)
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_turns_request_key ON turns (conversation_id, request_key) "
+               "WHERE request_key IS NOT NULL")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                              _v12, _v13]
+                                                              _v12, _v13, _v14]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -164,6 +174,15 @@ _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, chan
 
 class StoreError(Exception):
     """The file is not a deskbot conversation store, or one written by a newer deskbot."""
+
+
+class SentBefore(Exception):
+    """An agent's reply was stored under its key already (``Store.add_agent_answer``): the same reply sent
+    again, its first try's answer lost on the way back. ``undelivered``: its customer did not get it."""
+
+    def __init__(self, turn_id: int, undelivered: bool) -> None:
+        super().__init__(f"turn {turn_id} was sent with this key")
+        self.turn_id, self.undelivered = turn_id, undelivered
 
 
 class LabelledMeanwhile(Exception):
@@ -743,13 +762,24 @@ class Store:
 
     # --- learning -------------------------------------------------------------------------------
 
-    def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None) -> int:
+    def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None,
+                         key: str | None = None) -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
         A later retrain indexes the pair for retrieval (:meth:`_question_for`). A reply that goes on from
         the agent's last (:meth:`_open_answer`) joins its answer: the answer is what the run of replies
-        says (:func:`~dialogues.holding.run_answer`), without "please wait" and "anything else?"."""
+        says (:func:`~dialogues.holding.run_answer`), without "please wait" and "anything else?".
+
+        ``key``, the one the agents' console made for the reply: a reply the conversation holds under it
+        already raises :class:`SentBefore` and nothing is stored (see ``_v14``); looked up in the same
+        transaction, so two tries at once store one."""
         with self._writing():
+            if key is not None and (sent := self.db.execute(
+                    "SELECT id, undelivered FROM turns WHERE conversation_id = ? AND request_key = ?",
+                    [conversation_id, key]).fetchone()) is not None:
+                raise SentBefore(sent[0], bool(sent[1]))
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
+            if key is not None:
+                self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])
             if (row := self._open_answer(conversation_id, turn_id)) is not None:
                 run = [r["text"] for r in self.db.query(  # a reply the customer did not get, and its agent resent, once
                     "SELECT text FROM turns WHERE conversation_id = ? AND role = 'agent' AND id >= ? "

@@ -320,6 +320,11 @@ async def slack_refusing_all(bot_dir: Path, aiohttp_client: Any, aiohttp_server:
     async def post_message(request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": "channel_not_found"})
 
+    return await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+
+
+async def with_slack(bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, post_message: Any) -> Any:
+    """A client of the bot with a Slack channel whose chat.postMessage is ``post_message``."""
     api = web.Application()
     api.router.add_post("/api/chat.postMessage", post_message)
     config = yaml.safe_load((bot_dir / "bot.yml").read_text())
@@ -357,6 +362,54 @@ async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
     response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Hello?"}, headers=AUTH)
     assert (await response.json())["error"] == ("kept in the transcript, but the customer did not get it: "
                                                 "cannot reach slack: no answer in time")
+
+
+async def test_an_agent_reply_sent_again_with_its_key_reaches_the_customer_once(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """The console sends a reply again when the answer to the first try was lost (a proxy's timeout, Wi-Fi
+    dropping): each try was stored and posted, and the customer read the reply twice."""
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append((await request.json())["text"])
+        await asyncio.sleep(0.2)  # a second try arrives while the first is still being posted
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    cid, other = "slack:T1:C1:1700000000.000100", "slack:T1:C2:1700000000.000100"
+    for conversation in (cid, other):
+        client.app[BOT].store.add_message(conversation, "user", "where is my refund?", "slack")
+
+    async def send(conversation: str, text: str, key: str | None) -> Any:
+        body = {"text": text, **({"key": key} if key else {})}
+        response = await client.post(f"/admin/conversations/{conversation}/messages", json=body, headers=AUTH)
+        return response.status, await response.json()
+
+    first, again = await asyncio.gather(send(cid, "Refunded today.", "k-1"), send(cid, "Refunded today.", "k-1"))
+    later = await send(cid, "Refunded today.", "k-1")
+    assert first == again == later and first[0] == 200
+    assert (await send(other, "Refunded today.", "k-1"))[0] == 200  # a key is one conversation's
+    assert (await send(cid, "It takes 3 days.", None))[0] == 200  # without a key, each try is a reply
+    assert posted == ["Refunded today.", "Refunded today.", "It takes 3 days."]
+    transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+    assert [t["text"] for t in transcript["turns"] if t["role"] == "agent"] == ["Refunded today.", "It takes 3 days."]
+    assert (await send(cid, "x", "not a key!"))[0] == 400
+
+
+async def test_an_agent_reply_the_platform_refused_is_refused_again_when_sent_again_with_its_key(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """Answered as sent, the console would clear a reply its customer never got."""
+    client = await slack_refusing_all(bot_dir, aiohttp_client, aiohttp_server)
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "is anyone there?", "slack")
+    for _ in range(2):
+        response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Yes.", "key": "k"},
+                                     headers=AUTH)
+        assert response.status == 502
+    assert (await response.json())["error"].startswith("kept in the transcript, but the customer did not get it: "
+                                                       "sent before with this key, as turn ")
+    transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+    assert [(t["text"], t["undelivered"]) for t in transcript["turns"] if t["role"] == "agent"] == [("Yes.", True)]
 
 
 async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_undelivered(

@@ -22,7 +22,7 @@ from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
 from dialogues.holding import asks_nothing, says_nothing
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
-from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, Store, StoreError
+from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, SentBefore, Store, StoreError
 from tests.conftest import REPO
 
 
@@ -885,6 +885,29 @@ def test_a_store_at_schema_8_without_the_undelivered_column_gets_it(tmp_path: Pa
     assert "undelivered" in migrated.db["turns"].columns_dict
     assert [t["text"] for t in migrated.transcript("c1")["turns"]] == ["where is my parcel", "On its way."]
     migrated.close()
+
+
+def test_an_agent_reply_kept_under_its_key_is_not_stored_again_after_the_migration(tmp_path: Path) -> None:
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    store.add_agent_answer("c1", "Sent before the key was kept.")
+    store.db.execute("DROP INDEX idx_turns_request_key")
+    store.db.execute("ALTER TABLE turns DROP COLUMN request_key")
+    store.db.execute("PRAGMA user_version=13")  # as the previous deskbot left it
+    store.close()
+    store = Store(path)
+    first = store.add_agent_answer("c1", "It left today.", key="k1")
+    store.undelivered(second := store.add_agent_answer("c1", "It left today.", key="k2"))
+    with pytest.raises(SentBefore) as sent:
+        store.add_agent_answer("c1", "It left today.", key="k1")
+    assert (sent.value.turn_id, sent.value.undelivered) == (first, False)
+    with pytest.raises(SentBefore) as sent:
+        store.add_agent_answer("c1", "It left today.", key="k2")
+    assert (sent.value.turn_id, sent.value.undelivered) == (second, True)
+    assert store.add_agent_answer("c2", "It left today.", key="k1") not in (first, second)  # another conversation's
+    assert [t["text"] for t in store.transcript("c1")["turns"]] == ["Sent before the key was kept.", "It left today.",
+                                                                   "It left today."]
+    store.close()
 
 
 def test_a_purge_says_when_a_reader_kept_the_deleted_text_in_the_wal(tmp_path: Path) -> None:
