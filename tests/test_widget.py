@@ -1122,6 +1122,76 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
     context.close()
 
 
+def open_console(chromium: SimpleNamespace, server: LiveServer, admin_token: str, *waiting: str) -> Any:
+    """A browser context with the agents' console signed in, once each of ``waiting`` has asked for a person
+    (with the button alone, in these tests: a typed message joins the review queue a later test reads)."""
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill(admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    for cid in waiting:
+        expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
+    return context
+
+
+def agent_turns(api: SimpleNamespace, cid: str) -> list[str]:
+    return [t["text"] for t in api.history(cid)["turns"] if t["role"] == "agent"]
+
+
+def test_the_agents_console_sends_a_reply_once(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
+                                              web_demo_bot: SimpleNamespace) -> None:
+    """A second Enter or a double click while the reply was out sent it again; so did sending it again after
+    the answer to the first try was lost: the customer read it twice."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "/handoff")
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid)
+    page = context.pages[0]
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web")
+    sent: list[dict[str, Any]] = []
+
+    def slowly(route: Route) -> None:  # a console 400 ms from the bot
+        sent.append(route.request.post_data_json)
+        page.wait_for_timeout(400)
+        route.continue_()
+
+    page.route("**/messages", slowly)
+    box = page.locator("form.reply textarea")
+    box.fill("It left our warehouse today.")
+    box.press("Enter")
+    box.press("Enter")
+    expect(page.locator("form.reply [type=submit]")).to_be_disabled()
+    expect(box).to_have_value("")
+    box.fill("It arrives tomorrow.")
+    page.get_by_role("button", name="Send").dblclick()
+    expect(box).to_have_value("")
+    page.wait_for_timeout(500)
+    assert agent_turns(api, cid) == ["It left our warehouse today.", "It arrives tomorrow."]
+    page.unroute("**/messages")
+
+    def lost_on_the_way_back(route: Route) -> None:
+        sent.append(route.request.post_data_json)
+        route.fetch()
+        route.abort("connectionreset")
+
+    page.route("**/messages", lost_on_the_way_back)
+    box.fill("Anything else?")
+    box.press("Enter")
+    expect(page.locator(".status")).to_have_text("Cannot reach the bot.")
+    expect(box).to_have_value("Anything else?")  # to be sent again, as the agent cannot know it went out
+    page.unroute("**/messages")
+    page.route("**/messages", lambda route: (sent.append(route.request.post_data_json), route.continue_()))
+    box.press("Enter")
+    expect(box).to_have_value("")
+    expect(page.locator(".status")).to_have_text("")
+    assert agent_turns(api, cid) == ["It left our warehouse today.", "It arrives tomorrow.", "Anything else?"]
+    assert [body["text"] for body in sent] == ["It left our warehouse today.", "It arrives tomorrow.", "Anything else?",
+                                               "Anything else?"]
+    assert len({body["key"] for body in sent}) == 3  # the same reply sent again goes with its key
+    context.close()
+
+
 def test_the_agents_console_says_how_many_more_wait_than_it_lists(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     cid = f"console-{next(PAGE_NUMBERS)}"
