@@ -1192,6 +1192,46 @@ def test_the_agents_console_sends_a_reply_once(chromium: SimpleNamespace, server
     context.close()
 
 
+def test_each_conversation_in_the_agents_console_has_its_own_reply_box(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """One box for every conversation: a reply written for Alice, left while the agent glanced at Bob's
+    conversation, went to Bob at the next Enter."""
+    alice, bob = f"console-{next(PAGE_NUMBERS)}", f"console-{next(PAGE_NUMBERS)}"
+    for cid in (alice, bob):
+        api.chat(cid, "/handoff")
+    context = open_console(chromium, server, web_demo_bot.admin_token, alice, bob)
+    page = context.pages[0]
+    box = page.locator("form.reply textarea")
+
+    def open_(cid: str) -> None:
+        page.locator(f'.list li[data-id="{cid}"]').click()
+        expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web")
+
+    open_(alice)
+    box.fill("Alice, your refund for order 1001 goes to the card ending 4242.")
+    open_(bob)
+    expect(box).to_have_value("")
+    box.press("Enter")
+    box.fill("Bob, one moment please.")
+    open_(alice)
+    expect(box).to_have_value("Alice, your refund for order 1001 goes to the card ending 4242.")
+    page.route("**/messages", lambda route: (page.wait_for_timeout(500), route.continue_()))
+    box.press("Enter")
+    open_(bob)  # while Alice's reply is out
+    expect(box).to_have_value("Bob, one moment please.")
+    page.wait_for_timeout(1000)
+    expect(box).to_have_value("Bob, one moment please.")  # sent, Alice's reply empties her box, not Bob's
+    assert agent_turns(api, alice) == ["Alice, your refund for order 1001 goes to the card ending 4242."]
+    assert agent_turns(api, bob) == []
+    page.get_by_role("button", name="With the bot").click()
+    page.get_by_role("button", name="Waiting").click()
+    open_(bob)
+    expect(box).to_have_value("Bob, one moment please.")
+    open_(alice)
+    expect(box).to_have_value("")
+    context.close()
+
+
 def test_the_agents_console_says_how_many_more_wait_than_it_lists(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     cid = f"console-{next(PAGE_NUMBERS)}"
