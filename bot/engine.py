@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar
 
 from bot.actions import ActionError, ActionRunner, action_call, action_domain
 from bot.batching import MicroBatcher
-from bot.channels.base import UNDELIVERED, DeliveryError, Reply, Turn, failure, normalise
+from bot.channels.base import UNDELIVERED, DeliveryError, MaybeDelivered, Reply, Turn, failure, normalise
 from bot.language import SCRIPT, SLOT, Language, Script, chinese_script, in_script, kept_script, say, turn_language
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
@@ -423,7 +423,8 @@ class Bot:
                             key: str | None = None) -> int:
         """A human agent's reply (``agent``: their name, if they give it): stored, then delivered on the
         conversation's own channel; :class:`DeliveryError` when the platform refuses it or cannot be reached
-        (the transcript keeps it, so the agent sees what the customer did not get).
+        (the transcript keeps it, so the agent sees what the customer did not get); :class:`MaybeDelivered`,
+        the turn not marked, when the platform may have sent it.
 
         ``key``: a reply sent with it before is not stored or delivered again (its console sends it again
         when the answer to the first try was lost): its turn id, or the same DeliveryError if its customer
@@ -444,6 +445,8 @@ class Bot:
             if channel is None:  # a `bot chat` conversation, or one on a channel since turned off
                 raise DeliveryError(f"this server does not serve its channel, {conversation['channel']!r}")
             await channel.send(conversation_id, text, role="agent", turn_id=turn_id, author=agent)
+        except MaybeDelivered:  # the customer may have it: no end to their wait is missed, and no resend offered
+            raise
         except UNDELIVERED as exc:
             await self._store(self.store.undelivered, turn_id)  # the customer still waits for an answer
             if isinstance(exc, DeliveryError):

@@ -270,6 +270,7 @@ ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wr
               408: "the body did not arrive in time",
               409: "refused in the current state; the error says why",
               502: "the customer's platform refused the message or could not be reached",
+              504: "the customer's platform may have sent the message without saying so: check before sending it again",
               413: "body larger than server.max_body_bytes", 429: "rate limited; wait Retry-After seconds",
               503: "the conversation store cannot write now (a full disk, a read-only file); nothing was kept: send "
                    "it again after Retry-After seconds"}
@@ -346,7 +347,7 @@ OPERATIONS: list[Operation] = [
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
-           AgentMessageRequest, (400, 408, 413, 502)),
+           AgentMessageRequest, (400, 408, 413, 502, 504)),
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
            StatusResponse, errors=(400,), route=HANDOFF_ROUTE),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",

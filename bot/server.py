@@ -25,8 +25,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.actions import ActionRunner
 from bot.channels import build_channels
-from bot.channels.base import (STORE_RETRY_S, DeliveryError, PlatformChannel, Turn, dumps, http_error, json_response,
-                               same_secret, store_failed, store_unavailable)
+from bot.channels.base import (STORE_RETRY_S, DeliveryError, MaybeDelivered, PlatformChannel, Turn, dumps, http_error,
+                               json_response, same_secret, store_failed, store_unavailable)
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
@@ -502,6 +502,10 @@ async def agent_message(request: web.Request) -> web.Response:
                                                        body.agent.strip() if body.agent else None, body.key)
     except KeyError:
         raise web.HTTPNotFound() from None
+    except MaybeDelivered as exc:  # sent again, it would reach the customer twice
+        log.warning("an agent's reply may not have reached the customer: %s", exc)
+        raise http_error(web.HTTPGatewayTimeout, f"kept in the transcript; it may have reached the customer, whose "
+                                                 f"platform did not say ({exc}): check before sending it again") from None
     except DeliveryError as exc:
         log.warning("an agent's reply did not reach the customer: %s", exc)
         raise http_error(web.HTTPBadGateway, f"kept in the transcript, but the customer did not get it: {exc}") from None

@@ -412,6 +412,32 @@ async def test_an_agent_reply_the_platform_refused_is_refused_again_when_sent_ag
     assert [(t["text"], t["undelivered"]) for t in transcript["turns"] if t["role"] == "agent"] == [("Yes.", True)]
 
 
+async def test_an_agent_reply_the_platform_may_have_sent_is_a_504_that_says_to_check(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """Slack posted the reply and answered 504 (or too late): it was a 502, "the customer did not get it", the
+    reply marked undelivered, and the agent sent it again: the customer read it twice."""
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append((await request.json())["text"])
+        return web.Response(status=504, text="gateway timeout")
+
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "is anyone there?", "slack")
+    client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Yes, I'm here."}, headers=AUTH)
+    assert response.status == 504
+    assert (await response.json())["error"] == (
+        "kept in the transcript; it may have reached the customer, whose platform did not say "
+        "(chat.postMessage: HTTP 504): check before sending it again")
+    transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+    assert [(t["text"], t["undelivered"]) for t in transcript["turns"] if t["role"] == "agent"] == [
+        ("Yes, I'm here.", False)]
+    [answered] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
+    assert answered["waiting_since"] is None and posted == ["Yes, I'm here."]
+
+
 async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_undelivered(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     """It was a bare traceback under "background task failed", naming no conversation, and the transcript

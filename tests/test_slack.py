@@ -14,15 +14,17 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.channels.base import DeliveryError, Reply, Turn
+from bot.channels.base import DeliveryError, MaybeDelivered, Reply, Turn
 from bot.channels.slack import (
     MARKDOWN_LIMIT,
     MIN_EVENT_BYTES,
     SlackAPIError,
     SlackChannel,
+    SlackMaybePosted,
     markdown_pieces,
     message_blocks,
     slack_signature,
@@ -562,6 +564,40 @@ async def test_slack_unavailable_is_tried_again_and_a_refused_post_is_not(slack:
         with pytest.raises(SlackAPIError, match=f"HTTP {status}"):
             await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
     assert len(slack.api.calls) == 5 and len(slack.posts) == 1
+
+
+async def test_a_message_slack_may_have_posted_is_told_apart_from_one_it_refused(aiohttp_server: Any) -> None:
+    """A 500, a 504 or a timeout may have posted the message, as has a long one whose later piece failed:
+    each was an error like a refusal, and an agent told the customer did not get their reply sent it again."""
+    answers: list[int | str] = []  # per chat.postMessage: its status, or "slow"
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        how = answers.pop(0) if answers else 200
+        if how == "slow":
+            await asyncio.sleep(1)
+        elif how != 200:
+            return web.Response(status=int(how), text="upstream error")
+        posted.append((await request.json())["text"])
+        return web.json_response({"ok": True, "ts": "1700000001.000200"})
+
+    app = web.Application()
+    app.router.add_post("/api/chat.postMessage", post_message)
+    channel = make_channel(FakeBot(), str((await aiohttp_server(app)).make_url("/api/")))
+    channel._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3))
+    for how, why in ((500, "HTTP 500"), (504, "HTTP 504"), ("slow", "no answer in time")):
+        answers.append(how)
+        with pytest.raises(SlackMaybePosted, match=f"chat.postMessage: {why}"):
+            await channel.send(f"slack:T1:C1:{TS}", "hi")
+    answers.append(400)
+    with pytest.raises(SlackAPIError, match="chat.postMessage: HTTP 400") as failed:
+        await channel.send(f"slack:T1:C1:{TS}", "hi")
+    assert not isinstance(failed.value, MaybeDelivered)
+    answers.extend([200, 400])
+    with pytest.raises(SlackMaybePosted, match="HTTP 400, after 1 of its 2 pieces went out"):
+        await channel.send(f"slack:T1:C1:{TS}", "\n\n".join(["Your refund is on its way."] * 500))
+    assert len(posted) == 1
+    await channel.close()
 
 
 async def test_an_unreachable_slack_is_tried_three_times(slack_api: SimpleNamespace) -> None:

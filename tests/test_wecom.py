@@ -16,8 +16,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from bot.channels.base import Reply, Turn
-from bot.channels.wecom import WeComAPIError, WeComChannel, numbered_choices, plain_text, split_utf8
+from bot.channels.base import MaybeDelivered, Reply, Turn
+from bot.channels.wecom import WeComAPIError, WeComChannel, WeComMaybeSent, numbered_choices, plain_text, split_utf8
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 from bot.language import Script
 from bot.limits import LIMITS, Limits
@@ -610,6 +610,52 @@ async def test_an_answer_that_is_not_a_json_object_is_a_delivery_error(aiohttp_s
     channel = WeComChannel(FakeBot(), settings(str(server.make_url("/cgi-bin/"))))
     with pytest.raises(WeComAPIError, match="gettoken: the answer is not a JSON object"):
         await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "hi")
+    await channel.close()
+
+
+async def test_a_message_wecom_may_have_sent_is_told_apart_from_one_it_refused(aiohttp_server: Any) -> None:
+    """A 500, a 504 or a timeout of message/send may have sent the message, as has a long one whose later
+    piece failed: each was an error like a refusal, and an agent told the customer did not get their reply
+    sent it again. A failed gettoken sent nothing."""
+    answers: list[int | str] = []  # per message/send: its status, or "slow"
+    sent: list[str] = []
+    token_status = [500]
+
+    async def gettoken(request: web.Request) -> web.Response:
+        if token_status:
+            return web.Response(status=token_status.pop())
+        return web.json_response({"errcode": 0, "access_token": "T", "expires_in": 7200})
+
+    async def message_send(request: web.Request) -> web.Response:
+        how = answers.pop(0) if answers else 200
+        if how == "slow":
+            await asyncio.sleep(1)
+        elif how != 200:
+            return web.Response(status=int(how), text="upstream error")
+        sent.append((await request.json())["text"]["content"])
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/cgi-bin/gettoken", gettoken)
+    app.router.add_post("/cgi-bin/message/send", message_send)
+    channel = WeComChannel(FakeBot(), settings(str((await aiohttp_server(app)).make_url("/cgi-bin/"))))
+    channel._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3))
+    employee = f"wecom:{CORP_ID}:ChenJiaShun"
+    with pytest.raises(WeComAPIError, match="gettoken: HTTP 500") as failed:
+        await channel.send(employee, "它明天到。")
+    assert not isinstance(failed.value, MaybeDelivered)
+    for how, why in ((500, "HTTP 500"), (504, "HTTP 504"), ("slow", "no answer in time")):
+        answers.append(how)
+        with pytest.raises(WeComMaybeSent, match=f"message/send: {why}"):
+            await channel.send(employee, "它明天到。")
+    answers.append(400)
+    with pytest.raises(WeComAPIError, match="message/send: HTTP 400") as failed:
+        await channel.send(employee, "它明天到。")
+    assert not isinstance(failed.value, MaybeDelivered)
+    answers.extend([200, 400])
+    with pytest.raises(WeComMaybeSent, match="HTTP 400, after 1 of its 2 pieces went out"):
+        await channel.send(employee, "答" * 1000)
+    assert "".join(sent) == "答" * 682  # the first piece: 2,046 bytes
     await channel.close()
 
 

@@ -1192,6 +1192,28 @@ def test_the_agents_console_sends_a_reply_once(chromium: SimpleNamespace, server
     context.close()
 
 
+def test_the_agents_console_does_not_offer_again_a_reply_that_may_have_reached_the_customer(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The bot's 504 (Slack or WeCom did not say whether it went out) kept the reply in the box to be sent
+    again, and the customer read it twice."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "/handoff")
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid)
+    page = context.pages[0]
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    said = ("kept in the transcript; it may have reached the customer, whose platform did not say "
+            "(chat.postMessage: HTTP 504): check before sending it again")
+    page.route("**/messages", lambda route: route.fulfill(status=504, json={"error": said}))
+    box = page.locator("form.reply textarea")
+    box.fill("It left today.")
+    box.press("Enter")
+    expect(page.locator(".status")).to_have_text(said)
+    expect(box).to_have_value("")
+    page.wait_for_timeout(3500)  # a refresh later, it still says so
+    expect(page.locator(".status")).to_have_text(said)
+    context.close()
+
+
 def test_each_conversation_in_the_agents_console_has_its_own_reply_box(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """One box for every conversation: a reply written for Alice, left while the agent glanced at Bob's

@@ -93,12 +93,20 @@ class Stopping(DeliveryError):
     undelivered, as any other failure."""
 
 
+class MaybeDelivered(DeliveryError):
+    """The platform took the request and never said whether the message went out (a timeout, a 500 or a 504,
+    :data:`MAYBE_SENT`), or a long message's later piece failed after the first went out: the customer may
+    have it, and would read it twice if it were sent again. An agent's reply is not marked undelivered, and
+    its agent is told to check before sending it again."""
+
+
 UNDELIVERED = (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError)  # what sending on a platform raises
 # The platform, or a gateway before it, could not take the request, or the connection was refused: nothing
 # was sent, so it is tried again (``SEND_ATTEMPTS`` tries in all, the n-th retry n seconds later) rather
 # than handing the conversation to a person for a hiccup. A timeout, a 504 (a gateway's) or a 500 is not:
-# the message may have gone out, and a customer would read it twice.
+# the message may have gone out, and a customer would read it twice (``MAYBE_SENT``, :class:`MaybeDelivered`).
 UNAVAILABLE = frozenset({502, 503})
+MAYBE_SENT = frozenset({500, 504})
 SEND_ATTEMPTS = 3
 
 
@@ -114,6 +122,30 @@ class TryAgain:
 def failure(exc: BaseException) -> str:
     """Why a message did not go out, in words: a timeout's own message is empty."""
     return "no answer in time" if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
+
+
+async def handed_over(request: Awaitable[T], what: str, error: type[MaybeDelivered]) -> T:
+    """``request``, one that hands a message to a platform: a timeout once connected is ``error``, as the
+    platform may have sent the message without answering in time."""
+    try:
+        return await request
+    except aiohttp.ConnectionTimeoutError:  # never connected: nothing went out
+        raise
+    except asyncio.TimeoutError as exc:
+        raise error(f"{what}: {failure(exc)}") from exc
+
+
+async def send_pieces(pieces: list[T], send: Callable[[T], Awaitable[None]], error: type[MaybeDelivered]) -> None:
+    """Send a long message's ``pieces`` one after another. Once one went out, the customer has part of the
+    message whatever becomes of the rest: a later piece's failure is ``error``, since sending it all again
+    would repeat that part. (A server stopping before a retry stays :class:`Stopping`.)"""
+    for n, piece in enumerate(pieces):
+        try:
+            await send(piece)
+        except UNDELIVERED as exc:
+            if n == 0 or isinstance(exc, (MaybeDelivered, Stopping)):
+                raise
+            raise error(f"{failure(exc)}, after {n} of its {len(pieces)} pieces went out") from exc
 
 
 async def api_result(response: aiohttp.ClientResponse, error: type[DeliveryError], what: str) -> dict[str, Any]:

@@ -24,8 +24,9 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import (UNAVAILABLE, DeliveryError, PlatformChannel, TryAgain, Turn, api_base, api_result,
-                               http_error, is_fresh, load_json, read_body, readable, same_secret)
+from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel, TryAgain, Turn,
+                               api_base, api_result, handed_over, http_error, is_fresh, load_json, read_body, readable,
+                               same_secret, send_pieces)
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
 
@@ -148,6 +149,10 @@ def _string(value: Any) -> str:
 
 class SlackAPIError(DeliveryError):
     """Slack's Web API answered with ``ok: false``, a non-2xx status, or kept rate-limiting."""
+
+
+class SlackMaybePosted(SlackAPIError, MaybeDelivered):
+    """chat.postMessage timed out or answered 500 or 504: Slack may have posted the message."""
 
 
 class SlackChannel(PlatformChannel):
@@ -319,7 +324,9 @@ class SlackChannel(PlatformChannel):
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
         buttons = kwargs.get("buttons") or []
         pieces = markdown_pieces(text)  # a long answer in several messages, its buttons under the last
-        for i, piece in enumerate(pieces, start=1):
+
+        async def post(numbered: tuple[int, str]) -> None:
+            i, piece = numbered
             # ``text`` is mrkdwn, where <…> is a mention or a link and & starts an entity: a reply's own "<3 days"
             # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
             escaped = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -328,6 +335,8 @@ class SlackChannel(PlatformChannel):
             if blocks:  # ``text`` stays as the notification and screen-reader fallback
                 message["blocks"] = blocks
             await self._call("chat.postMessage", message)
+
+        await send_pieces(list(enumerate(pieces, start=1)), post, SlackMaybePosted)
 
     async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Call a Web API method, up to ``SEND_ATTEMPTS`` tries: a 429 waits out its ``Retry-After``, and
@@ -341,6 +350,8 @@ class SlackChannel(PlatformChannel):
                     return TryAgain(f"rate limited (Retry-After {delay:g}s)", delay)
                 if response.status in UNAVAILABLE:
                     return TryAgain(f"HTTP {response.status}")
+                if response.status in MAYBE_SENT:
+                    raise SlackMaybePosted(f"{method}: HTTP {response.status}")
                 if response.status >= 300:
                     raise SlackAPIError(f"{method}: HTTP {response.status}")
                 result = await api_result(response, SlackAPIError, method)
@@ -348,4 +359,5 @@ class SlackChannel(PlatformChannel):
                     raise SlackAPIError(f"{method}: {result.get('error', 'unknown error')}")
                 return result
 
-        return await self.with_retries(method, SlackAPIError, attempt, max_delay=MAX_RETRY_AFTER_S)
+        return await handed_over(self.with_retries(method, SlackAPIError, attempt, max_delay=MAX_RETRY_AFTER_S),
+                                 method, SlackMaybePosted)

@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bot.channels.base import (MAX_SKEW_S, UNAVAILABLE, DeliveryError, PlatformChannel, TryAgain, Turn, api_base,
-                               api_result, http_error, is_fresh, read_body, readable)
+from bot.channels.base import (MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel,
+                               TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh, read_body,
+                               readable, send_pieces)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import Text, say
 from bot.limits import hold_back, refunded_on_error
@@ -73,6 +74,10 @@ def split_utf8(text: str, limit: int = MAX_CONTENT_BYTES) -> list[str]:
 
 class WeComAPIError(DeliveryError):
     """WeCom's API answered with a non-zero ``errcode`` or a non-2xx status."""
+
+
+class WeComMaybeSent(WeComAPIError, MaybeDelivered):
+    """message/send timed out or answered 500 or 504: WeCom may have sent the message."""
 
 
 # The web chat's Markdown subset (INLINE in bot/static/widget.js, whose rules these are): [text](url),
@@ -314,16 +319,15 @@ class WeComChannel(PlatformChannel):
         prefix, corp_id, user = conversation_id.split(":", 2)
         if prefix != self.name or corp_id != self.corp_id:
             raise ValueError(f"not a conversation of this WeCom app: {conversation_id}")
-        for piece in split_utf8(text):
-            await self._send_text(user, piece)
+        await send_pieces(split_utf8(text), lambda piece: self._send_text(user, piece), WeComMaybeSent)
 
     async def _send_text(self, user: str, content: str) -> None:
         payload = {"touser": user, "msgtype": "text", "agentid": self.agent_id, "text": {"content": content}}
         token = await self._access_token()
-        result = await self._request("POST", "message/send", params={"access_token": token}, json=payload)
+        result = await self._request("POST", "message/send", sends=True, params={"access_token": token}, json=payload)
         if result.get("errcode") in TOKEN_EXPIRED:  # revoked or expired early: refresh and retry once
             token = await self._access_token(stale=token)
-            result = await self._request("POST", "message/send", params={"access_token": token}, json=payload)
+            result = await self._request("POST", "message/send", sends=True, params={"access_token": token}, json=payload)
         if result.get("errcode", 0) != 0:
             raise WeComAPIError(f"message/send: {result.get('errcode')} {result.get('errmsg')}")
 
@@ -342,13 +346,16 @@ class WeComChannel(PlatformChannel):
                 self._token_expires = time.monotonic() + int(result.get("expires_in", 7200)) - TOKEN_MARGIN_S
             return self._token
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def _request(self, method: str, path: str, sends: bool = False, **kwargs: Any) -> dict[str, Any]:
         """Call the API, up to ``SEND_ATTEMPTS`` tries while WeCom is unavailable
-        (:data:`~bot.channels.base.UNAVAILABLE`, or its own ``-1``, "system busy, try again later")."""
+        (:data:`~bot.channels.base.UNAVAILABLE`, or its own ``-1``, "system busy, try again later"). A call
+        that ``sends`` a message and times out or answers 500 or 504 may have sent it (:class:`WeComMaybeSent`)."""
         async def attempt() -> dict[str, Any] | TryAgain:
             async with self.session.request(method, self.api_url + path, **kwargs) as response:
                 if response.status in UNAVAILABLE:
                     return TryAgain(f"HTTP {response.status}")
+                if sends and response.status in MAYBE_SENT:
+                    raise WeComMaybeSent(f"{path}: HTTP {response.status}")
                 if response.status >= 300:
                     raise WeComAPIError(f"{path}: HTTP {response.status}")
                 result = await api_result(response, WeComAPIError, path)
@@ -356,4 +363,5 @@ class WeComChannel(PlatformChannel):
                     return TryAgain(f"{SYSTEM_BUSY} {result.get('errmsg')}")
                 return result
 
-        return await self.with_retries(path, WeComAPIError, attempt)
+        tries = self.with_retries(path, WeComAPIError, attempt)
+        return await (handed_over(tries, path, WeComMaybeSent) if sends else tries)
