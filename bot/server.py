@@ -114,15 +114,28 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return json_response({"error": "internal error"}, status=500)
 
 
+# A header line holding a secret (the admin token, a session cookie, a platform's signature) to the end of what
+# aiohttp's parse error quotes of it, and a credential quoted without its header's name (a line over 8 KiB).
+_SECRET_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization|cookie|x-slack-signature|x-api-key)\s*:.*")
+_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+\S+")
+
+
+def redacted(error: str) -> str:
+    """A client error as aiohttp says it, without the secrets it may quote: a header line it stopped at
+    (``Authorization: Bearer TOKEN\\r``) is quoted whole, and the log would keep the admin token."""
+    return _CREDENTIAL.sub(r"\1 [redacted]", _SECRET_HEADER.sub(r"\1: [redacted]", error))
+
+
 class ClientErrorsInOneLine(logging.Filter):
     """A request its client broke (a malformed header, a gzip body that is not gzip) is logged by aiohttp
     with a traceback at ERROR level, and a broken body twice: once more as aiohttp drains what is left of
-    it after json_errors has answered 400. Nothing on the server needs mending, so one INFO line says it."""
+    it after json_errors has answered 400. Nothing on the server needs mending, so one INFO line says it,
+    with no secret a broken header line quoted (:func:`redacted`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, web.RequestPayloadError) or (isinstance(error, HttpProcessingError) and 400 <= error.code < 500):
-            record.msg, record.args = "%s: %s", (record.getMessage(), " ".join(str(error).split()))
+            record.msg, record.args = "%s: %s", (record.getMessage(), redacted(" ".join(str(error).split())))
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True

@@ -419,6 +419,25 @@ async def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(
         assert b"did not arrive within 0.3s" in body
 
 
+async def test_a_broken_header_line_is_logged_without_the_secret_it_holds(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp quotes the header line it could not read: a token pasted with a carriage return at its end
+    (``curl -H "Authorization: Bearer $(cat token.txt)"`` of a file saved on Windows) was in the log."""
+    client = await make_client()
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
+    for line in (b"Authorization: Bearer s3cr3t-admin-token\r", b"Cookie: session=s3cr3t-admin-token\x01",
+                 b"authorization : Bearer s3cr3t-admin-token", b"Authorization: Bearer s3cr3t-admin-token" + b"x" * 9000,
+                 b"Bad Header"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(b"GET /admin/conversations HTTP/1.1\r\nHost: x\r\n" + line + b"\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.0 400")
+        writer.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(said) == 5 and all(r.levelno == logging.INFO for r in caplog.records if r.name == "aiohttp.server")
+    assert "s3cr3t" not in caplog.text and said[0].endswith("b'Authorization: [redacted]")
+    assert said[-1].endswith("Invalid header token: b'Bad Header' ^")  # what broke it, when it is no secret
+
+
 async def test_a_client_that_hangs_up_mid_body_is_not_an_error(
         tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, caplog: pytest.LogCaptureFixture, unused_tcp_port: int) -> None:
     """As `bot serve` runs: aiohttp lets the handler run on, and its read of the body fails."""
