@@ -1254,6 +1254,24 @@ def test_each_conversation_in_the_agents_console_has_its_own_reply_box(
     context.close()
 
 
+def test_the_agents_console_gives_up_a_request_nothing_answers(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A request held for good (a proxy, a dead keep-alive socket) stopped the console's refreshes for good:
+    no customer who asked for a person since was shown, and nothing said anything was wrong."""
+    context = open_console(chromium, server, web_demo_bot.admin_token)
+    page = context.pages[0]
+    held: list[Route] = []
+    page.route("**/admin/stats*", lambda route: held.append(route))
+    expect(page.locator(".status")).to_have_text("Cannot reach the bot.", timeout=25_000)
+    assert held
+    page.unroute("**/admin/stats*")
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "/handoff")
+    expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
+    expect(page.locator(".status")).to_have_text("")
+    context.close()
+
+
 def test_the_agents_console_says_how_many_more_wait_than_it_lists(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     cid = f"console-{next(PAGE_NUMBERS)}"
