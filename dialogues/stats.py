@@ -27,16 +27,19 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
     def rows(sql: str) -> list[Any]:
         return db.execute(sql, window).fetchall()
 
-    customers = f"SELECT id FROM conversations WHERE channel != '{TRYOUT_CHANNEL}'"
+    # The few tryout conversations left out, rather than every customer's listed: a list of all conversations
+    # read the whole store at each call (the agents' console asks every few seconds) and held up the store
+    # thread that reads and logs customers' turns, where the ``created`` indexes read the window alone.
+    customers = f"NOT IN (SELECT id FROM conversations WHERE channel = '{TRYOUT_CHANNEL}')"
     # With the bot: a message sent while a person had the conversation is not (nor is its conversation, if all are).
-    talked = (f"SELECT conversation_id FROM turns t WHERE role = 'user' AND created >= :since AND conversation_id IN ({customers}) "
+    talked = (f"SELECT conversation_id FROM turns t WHERE role = 'user' AND created >= :since AND conversation_id {customers} "
               "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.turn_id = t.id AND p.source = 'silent')")
     conversations = rows(f"SELECT count(DISTINCT conversation_id) FROM ({talked})")[0][0]
     # Of those conversations: a takeover of an older one, with nothing said since, is not counted.
     handed_off = rows("SELECT count(DISTINCT conversation_id) FROM handoffs WHERE event = 'handed_off' "
                       f"AND created >= :since AND conversation_id IN ({talked})")[0][0]
     sources = dict(rows("SELECT p.source, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id "
-                        f"WHERE t.created >= :since AND t.conversation_id IN ({customers}) GROUP BY p.source"))
+                        f"WHERE t.created >= :since AND t.conversation_id {customers} GROUP BY p.source"))
     # Not those sent while a person had the conversation, nor the customer's clicks back to the bot.
     to_the_bot = sum(n for source, n in sources.items() if source not in ("silent", "resume"))
     # Why each of those went to a person, once per conversation: the reason of its latest handoff.
@@ -45,9 +48,10 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
                         f"AND conversation_id IN ({talked}) GROUP BY conversation_id) "
                         "GROUP BY reason ORDER BY count(*) DESC, reason"))
     # Each reply's latest vote, as the history shows it: a changed mind or a withdrawn vote (0) counts once.
-    votes = dict(rows("SELECT value, count(*) FROM feedback WHERE id IN (SELECT max(id) FROM feedback GROUP BY turn_id) "
-                      f"AND created >= :since AND turn_id IN (SELECT id FROM turns WHERE conversation_id IN ({customers})) "
-                      "GROUP BY value"))
+    votes = dict(rows("SELECT f.value, count(*) FROM feedback f JOIN turns t ON t.id = f.turn_id "
+                      f"WHERE f.created >= :since AND t.conversation_id {customers} "
+                      "AND NOT EXISTS (SELECT 1 FROM feedback g WHERE g.turn_id = f.turn_id AND g.id > f.id) "
+                      "GROUP BY f.value"))
     # Each handoff's wait: until the first agent message after it, if one came before the conversation
     # changed hands again (a customer who went back to the bot unanswered waited in vain).
     waits = rows(
@@ -56,12 +60,12 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
         "AND t.created >= h.created AND t.created < coalesce((SELECT min(n.created) FROM handoffs n "
         "WHERE n.conversation_id = h.conversation_id AND n.id > h.id), 9e99)) - h.created "
         "FROM handoffs h WHERE h.event = 'handed_off' AND h.reason != 'agent' AND h.created >= :since "
-        f"AND h.conversation_id IN ({customers})")
+        f"AND h.conversation_id {customers}")
     answered_waits = sorted(w for (w,) in waits if w is not None)
     answered_sources = ", ".join(f"'{source}'" for source in ANSWERED)
     intents = rows(
         "SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since "
-        f"AND t.conversation_id IN ({customers}) AND p.source IN ({answered_sources}) AND p.intent IS NOT NULL GROUP BY p.intent "
+        f"AND t.conversation_id {customers} AND p.source IN ({answered_sources}) AND p.intent IS NOT NULL GROUP BY p.intent "
         "ORDER BY count(*) DESC, p.intent LIMIT :top")
     return {
         "conversations": conversations,

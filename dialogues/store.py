@@ -155,8 +155,16 @@ def _v14(db: sqlite_utils.Database) -> None:
                "WHERE request_key IS NOT NULL")
 
 
+def _v15(db: sqlite_utils.Database) -> None:
+    """Indexes for the figures (``dialogues.stats``): votes and handoffs by time, and the tryout conversations by
+    channel, so that the figures since a moment read that window and not the whole store."""
+    db["feedback"].create_index(["created"], if_not_exists=True)
+    db["handoffs"].create_index(["created"], if_not_exists=True)
+    db["conversations"].create_index(["channel"], if_not_exists=True)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                              _v12, _v13, _v14]
+                                                              _v12, _v13, _v14, _v15]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0

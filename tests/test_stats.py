@@ -192,3 +192,21 @@ async def test_a_customers_way_back_to_the_bot_is_not_a_handoff(tiny_demo_bot: P
     metrics = await (await client.get("/metrics")).text()  # the same in the server's own counters
     assert 'deskbot_messages_total{channel="web",source="handoff",status="ok"} 1.0' in metrics
     assert 'deskbot_messages_total{channel="web",source="resume",status="ok"} 2.0' in metrics
+
+
+def test_the_figures_since_a_moment_read_that_window_not_the_whole_store(tmp_path: Path) -> None:
+    """Every conversation was listed at each call: on a store of 200,000 the figures for today took 4 s, and
+    the store thread that reads and logs customers' turns waited for them (the agents' console asks every few
+    seconds). Each query goes by the ``created`` indexes and reads no table whole."""
+    store = Store(tmp_path / "dialogues.db")
+    worked_example(store)
+    store.log_exchange(Exchange("cli:1", "cli", None, "hello", None, "...", None, 0.9, [], "fallback", "v0001"))
+    queries: list[str] = []
+    store.db.conn.set_trace_callback(queries.append)
+    conversation_stats(store, since=2000)
+    store.db.conn.set_trace_callback(None)
+    assert len(queries) >= 7
+    for sql in queries:
+        plan = [row[3] for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()]
+        assert not [step for step in plan if step.startswith("SCAN")], (sql, plan)
+    store.close()
