@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
@@ -771,7 +771,7 @@ def export(directory: Path, since: Any, fmt: str, output: str) -> None:
     try:
         data = exported(project, learned_data(store, unix_time(since) if since else 0.0, project.config.privacy.redact))
         try:  # opened even when there is nothing to write: an old export must not pass for this one
-            with click.open_file(output, "w", encoding="utf-8") as out:
+            with _written(output) as out:
                 lines = write_jsonl(data, out)
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror or exc}")
@@ -779,6 +779,17 @@ def export(directory: Path, since: Any, fmt: str, output: str) -> None:
         store.close()
     click.echo(f"{lines} lines ({fmt})", err=True)
     _say_if_future(since)
+
+
+def _written(output: str) -> contextlib.AbstractContextManager[TextIO]:
+    """Where ``bot export -o`` writes: a file is replaced whole once written (the previous export stays as it
+    was if this one fails or is killed); stdout, a pipe or a device (``/dev/null``) is written as it comes."""
+    from finetune.registry import replaced
+
+    path = Path(output)
+    if output == "-" or (path.exists() and not path.is_file()):
+        return click.open_file(output, "w", encoding="utf-8")
+    return replaced(path.resolve())  # through a link: the file it names, and the link stays
 
 
 def _say_if_future(since: Any) -> None:

@@ -28,7 +28,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from finetune.cache import FILES, changed_file
 
@@ -323,6 +323,25 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def replaced(path: Path) -> Iterator[TextIO]:
+    """A text file (UTF-8) that takes ``path``'s place only once written whole and on the disk. Written in
+    place, a failed or killed writer (a full disk, a cron job's timeout) destroyed the previous file and left
+    half a line; here it leaves the previous file as it was, and no temporary file beside it."""
+    tmp = path.with_name(f".{path.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "x", encoding="utf-8") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        with suppress(FileNotFoundError):
+            shutil.copymode(path, tmp)  # readable by whoever could read the previous file
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_path(path.parent)
 
 
 def version_number(name: str) -> int | None:

@@ -3,6 +3,7 @@ candidate historical answers, review labels, redaction and ``bot export``."""
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import sqlite3
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlite_utils
@@ -792,6 +794,42 @@ def test_export_refuses_to_write_over_the_bots_own_files(tmp_path: Path) -> None
     assert {path: path.read_bytes() for path in root.rglob("*") if path.is_file()} == before
     written = CliRunner().invoke(cli, ["export", str(root), "-o", str(root / "export.jsonl")])
     assert written.exit_code == 0 and "opening_hours" in (root / "export.jsonl").read_text()
+
+
+def test_a_failed_export_leaves_the_previous_one_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bot export -o FILE`` wrote in place: a full disk or a killed cron job destroyed yesterday's export and
+    left half a line. The new export takes the file's place only once written whole."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db")
+    store.add_labels([user_turn(store, "c1", "when do you open?")], "opening_hours")
+    store.close()
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    out = exports / "export.jsonl"
+    assert CliRunner().invoke(cli, ["export", str(root), "-o", str(out)]).exit_code == 0
+    previous = out.read_bytes()
+    out.chmod(0o640)
+    (exports / "latest.jsonl").symlink_to(out)
+
+    def disk_full(data: Any, stream: Any) -> int:
+        stream.write('{"type": "example", "text": "when do')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("dialogues.export.write_jsonl", disk_full)
+        failed = CliRunner().invoke(cli, ["export", str(root), "-o", str(out)])
+    assert failed.exit_code == 1 and "cannot write" in failed.output and "No space left" in failed.output
+    assert out.read_bytes() == previous
+    assert sorted(p.name for p in exports.iterdir()) == ["export.jsonl", "latest.jsonl"]  # no temporary file left
+
+    store = Store(root / "dialogues.db")
+    store.add_labels([user_turn(store, "c2", "hello there")], "greet")
+    store.close()
+    again = CliRunner().invoke(cli, ["export", str(root), "-o", str(exports / "latest.jsonl")])
+    assert again.exit_code == 0 and (exports / "latest.jsonl").is_symlink()  # the file it names is replaced
+    assert out.read_text().count("\n") == 2 and out.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in exports.iterdir()) == ["export.jsonl", "latest.jsonl"]
 
 
 def test_recent_messages_are_the_latest_distinct_customer_texts(tmp_path: Path) -> None:
