@@ -1,21 +1,31 @@
 """Telling the agents that a customer waits: a JSON POST to ``handoff.notify_url`` on each handoff.
 
 Fire and forget: the customer's reply never waits on it, and a receiver that is down or slow costs
-a log line, not a turn. The body names the conversation and why it was handed off, never what the
-customer wrote: the transcript, behind the admin token, has that, so no personal data goes to a
-third party's hook.
+a log line, not a turn. A notice the receiver could not take (no connection, a timeout, a 429 or a 5xx:
+a chat room's webhook restarting or asking to slow down) is tried again in the background, twice, a few
+seconds apart; one it refused (another 4xx) is not. The body names the conversation and why it was handed
+off, never what the customer wrote: the transcript, behind the admin token, has that, so no personal data
+goes to a third party's hook. The logs name the receiver by its origin alone: a webhook's path and query
+often hold its secret (Slack's ``https://hooks.slack.com/services/T.../B.../SECRET``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from urllib.parse import quote
+import time
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from bot.channels.base import BackgroundTasks
 
 log = logging.getLogger("deskbot")
+
+ATTEMPTS = 3  # tries per notice, the first included
+RETRY_DELAY_S = 1.0  # the wait before the first retry, doubled before each next one
+RETRY_AFTER_CAP_S = 10.0  # the longest a receiver's Retry-After is waited for: the agents need to know soon
 
 
 class HandoffNotifier:
@@ -36,18 +46,57 @@ class HandoffNotifier:
         }))
 
     async def _post(self, url: str, body: dict[str, str]) -> None:
+        """Post ``body``, again after a failure the receiver may get over (see the module's docstring); one
+        log line if it never took it."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
-        try:
-            async with self._session.post(url, json=body) as response:
-                if response.status >= 300:
-                    log.error("handoff notice for %s: %s answered %d", body["conversation_id"], url, response.status)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.error("handoff notice for %s: %s unreachable: %r", body["conversation_id"], url, exc)
+        for attempt in range(1, ATTEMPTS + 1):
+            delay = RETRY_DELAY_S * 2 ** (attempt - 1)
+            try:
+                async with self._session.post(url, json=body) as response:
+                    if response.status < 300:
+                        return
+                    problem = f"answered {response.status}"
+                    if response.status < 500 and response.status != 429:
+                        break  # a wrong address or a refused body: the same notice would be refused again
+                    delay = _retry_after(response.headers.get("Retry-After"), delay)
+            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                # ClientConnectorError says the host and why; others (a timeout) may quote the whole URL
+                problem = f"unreachable: {exc if isinstance(exc, aiohttp.ClientConnectorError) else type(exc).__name__}"
+            except aiohttp.ClientError as exc:  # an address aiohttp cannot use, too many redirects
+                problem = f"failed: {type(exc).__name__}"
+                break
+            if attempt < ATTEMPTS:
+                await asyncio.sleep(delay)
+        log.error("handoff notice for %s: %s %s (%d %s)", body["conversation_id"], _origin(url), problem, attempt,
+                  "try" if attempt == 1 else "tries")
 
     async def close(self) -> None:
-        """Let the notices on their way finish (a few seconds at most), then close the session."""
+        """Let the notices on their way finish (a few seconds at most: those still being tried again are
+        given up), then close the session."""
         await self._tasks.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: what a log line may say of a webhook (no user, path or query)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _retry_after(value: str | None, default: float) -> float:
+    """The wait a 429 or 503 asks for in its Retry-After (seconds, or an HTTP date), at most
+    :data:`RETRY_AFTER_CAP_S`; ``default`` when it asks none that can be read."""
+    if value is None:
+        return default
+    value = value.strip()
+    try:
+        if value.isascii() and value.isdigit():
+            wait = float(value)
+        else:
+            wait = parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return default
+    return min(max(wait, 0.0), RETRY_AFTER_CAP_S)

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import unused_port
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot import notify
 from bot.channels.base import Turn
 from bot.project import load_project
 from bot.retrain import retrain
@@ -232,15 +233,53 @@ async def test_a_reload_brings_the_handoff_settings_it_reads(
 
 
 async def test_a_webhook_that_is_down_costs_a_log_line_not_the_reply(
-        bot_dir: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
-    set_handoff(bot_dir, notify_url=f"http://127.0.0.1:{unused_port()}/hook")  # nothing listens there
+        bot_dir: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notify, "RETRY_DELAY_S", 0.01)
+    port = unused_port()
+    set_handoff(bot_dir, notify_url=f"http://127.0.0.1:{port}/hook/SECRET")  # nothing listens there
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     reply = await chat(client, "asked", "/handoff")
     assert reply["handed_off"] is True and reply["source"] == "handoff"
     await client.app[BOT].notifier.close()
-    assert "handoff notice for asked" in caplog.text and "unreachable" in caplog.text
+    assert f"handoff notice for asked: http://127.0.0.1:{port} unreachable" in caplog.text
+    assert "(3 tries)" in caplog.text and "SECRET" not in caplog.text
     transcript = await (await client.get("/admin/conversations/asked", headers=AUTH)).json()
     assert transcript["status"] == "handed_off"
+
+
+@pytest.mark.parametrize(("answers", "posts", "logged"), [
+    ([503, 200], 2, None),  # a receiver restarting: the notice arrives a moment later
+    (["slow", 204], 2, None),  # a timeout
+    ([429, 500, 502], 3, "answered 502 (3 tries)"),  # given up after three tries, with one line
+    ([404], 1, "answered 404 (1 try)"),  # a wrong address: the same notice would be refused again
+])
+async def test_a_notice_the_webhook_could_not_take_is_tried_again(
+        aiohttp_server: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        answers: list[Any], posts: int, logged: str | None) -> None:
+    """A notice was posted once: a chat room's webhook restarting, slow, or asking to slow down (429) lost it
+    for good, and the log line quoted the webhook's URL whole, its secret with it."""
+    monkeypatch.setattr(notify, "RETRY_DELAY_S", 0.01)
+    monkeypatch.setattr(notify, "RETRY_AFTER_CAP_S", 0.05)  # a receiver asking for an hour is not waited for
+    bodies: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        answer = answers[len(bodies) - 1]
+        if answer == "slow":
+            await asyncio.sleep(1)
+            answer = 200
+        return web.Response(status=answer, headers={"Retry-After": "3600"} if answer in (429, 503) else {})
+
+    receiver = web.Application()
+    receiver.router.add_post("/services/T1/B2/SECRET", hook)
+    helpdesk = await aiohttp_server(receiver)
+    notifier = notify.HandoffNotifier(str(helpdesk.make_url("/services/T1/B2/SECRET?token=SECRET")), timeout=0.3)
+    notifier.handed_off("asked", "web", "requested")
+    await notifier.close()
+    assert len(bodies) == posts and all(body == bodies[0] for body in bodies)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    origin = f"http://{helpdesk.host}:{helpdesk.port}"
+    assert errors == ([f"handoff notice for asked: {origin} {logged}"] if logged else [])
 
 
 async def waiting_metrics(client: Any) -> tuple[float, bool]:
