@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -39,6 +40,33 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 BOT_DIR = click.Path(file_okay=False, path_type=Path)
+
+
+class Moment(click.ParamType):
+    """``--since``: a date, or a time on it as ``bot export`` writes ``created`` (``2026-12-05T04:42:07+00:00``)
+    and ``bot stats`` prints its window (``2026-12-05 04:00:00``): ``T`` or a space, seconds optional, an offset
+    (``Z``, ``+08:00``) or none (local time). Those were refused, only two exact forms being read."""
+
+    name = "date"
+    # fromisoformat also reads 2026-W49, 2026-339 and 20261205, which a typo would pass for a date
+    _FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+                       r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            if self._FORM.fullmatch(value.strip()):
+                return datetime.fromisoformat(value.strip())
+        except ValueError:  # 2026-02-30, 25:00
+            pass
+        self.fail(f"{value!r} is not a date (2026-12-05) nor a time on one (2026-12-05 04:00, 2026-12-05T04:00:00Z, "
+                  "2026-12-05T04:00:00+08:00; local time without an offset)", param, ctx)
+
+
+SINCE = Moment()
+SINCE_HELP = ("YYYY-MM-DD, or a time on it as YYYY-MM-DD HH:MM[:SS] or with a T, in local time unless an offset "
+              "follows (Z, +08:00)")
 
 
 def fail(message: str) -> NoReturn:
@@ -752,12 +780,12 @@ def _is_the_bots_own(project: Project, path: Path) -> bool:
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None, metavar="DATE",
-              help="Only labels and answers from this date (local time, YYYY-MM-DD[THH:MM:SS]) on.")
+@click.option("--since", type=SINCE, default=None, metavar="DATE",
+              help=f"Only labels and answers from this moment on: {SINCE_HELP}.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="File to write (default stdout).")
-def export(directory: Path, since: Any, fmt: str, output: str) -> None:
+def export(directory: Path, since: datetime | None, fmt: str, output: str) -> None:
     """Write the examples and agent answers `bot retrain` learns from, personal data redacted
     (unless bot.yml has privacy.redact: false)."""
     from bot.retrain import exported
@@ -792,12 +820,12 @@ def _written(output: str) -> contextlib.AbstractContextManager[TextIO]:
     return replaced(path.resolve())  # through a link: the file it names, and the link stays
 
 
-def _say_if_future(since: Any) -> None:
+def _say_if_future(since: datetime | None) -> None:
     """A ``--since`` date in the future (a mistyped year) finds nothing, which would pass for a quiet week."""
     from dialogues.store import unix_time
 
     if since and unix_time(since) > time.time():
-        click.echo(f"--since {since:%Y-%m-%d %H:%M:%S} is in the future: nothing is that new", err=True)
+        click.echo(f"--since {since.isoformat(sep=' ', timespec='seconds')} is in the future: nothing is that new", err=True)
 
 
 @cli.command()
@@ -955,10 +983,10 @@ def models(directory: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None, metavar="DATE",
-              help="Only what happened from this date (local time, YYYY-MM-DD[THH:MM:SS]) on.")
+@click.option("--since", type=SINCE, default=None, metavar="DATE",
+              help=f"Only what happened from this moment on: {SINCE_HELP}.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-def stats(directory: Path, since: Any, as_json: bool) -> None:
+def stats(directory: Path, since: datetime | None, as_json: bool) -> None:
     """How the bot in DIRECTORY is doing: conversations kept without a person, how messages were
     answered, feedback, why conversations went to a person and how long those customers waited."""
     from dialogues.stats import ANSWERED, conversation_stats

@@ -102,6 +102,38 @@ def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) 
         assert shown.output.splitlines()[0] == f"Demo Shop, {header}"
 
 
+def test_since_reads_a_time_as_bot_export_writes_it_and_bot_stats_prints_it(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """``--since`` read ``YYYY-MM-DD`` and ``YYYY-MM-DDTHH:MM:SS`` alone: "2026-12-05 04:00:00", as `bot stats`
+    prints its window, and "2026-12-05T04:42:07+00:00", as `bot export` writes ``created``, were refused."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store = Store(root / "dialogues.db")
+    exchange(store, "c1", "where is my order", "template")
+    at = datetime(2026, 12, 5, 4, 42, 7, tzinfo=timezone.utc)
+    store.db.execute("UPDATE turns SET created = ?", [at.timestamp()])
+    store.close()
+    local = at.astimezone().replace(tzinfo=None)  # without an offset: the machine's local time
+
+    def counted(since: str) -> int:
+        shown = CliRunner().invoke(cli, ["stats", str(root), "--since", since, "--json"])
+        assert shown.exit_code == 0, (since, shown.output)
+        return json.loads(shown.stdout)["conversations"]
+
+    second = timedelta(seconds=1)
+    for at_it, after_it in (("2026-12-05T04:42:07+00:00", "2026-12-05T04:42:08+00:00"),
+                            ("2026-12-05T04:42Z", "2026-12-05T04:43Z"), ("2026-12-05 12:42:07+08:00", "2026-12-05T12:43+0800"),
+                            (f"{local:%Y-%m-%d %H:%M:%S}", f"{local + second:%Y-%m-%d %H:%M:%S}"),
+                            (f"{local:%Y-%m-%dT%H:%M}", f"{local + 60 * second:%Y-%m-%dT%H:%M}")):
+        assert (counted(at_it), counted(after_it)) == (1, 0), (at_it, after_it)
+    assert counted(f"{local:%Y-%m-%d}") == 1
+    exported = CliRunner().invoke(cli, ["export", str(root), "--since", "2026-12-05T04:42:07+00:00"])
+    assert exported.exit_code == 0, exported.output
+    for wrong in ("2026-W49", "20261205", "2026-339", "2026-02-30", "2026-12-05T25:00", "2026-12-05T04", "last tuesday"):
+        for command in ("stats", "export"):
+            refused = CliRunner().invoke(cli, [command, str(root), "--since", wrong])
+            assert refused.exit_code == 2 and "Invalid value for '--since'" in refused.output, (command, wrong)
+            assert "is not a date (2026-12-05) nor a time on one" in refused.output
+
+
 def test_a_wait_the_customer_gave_up_on_is_unanswered_not_answered_by_a_later_reply(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     store.set_status("c1", "handed_off", "requested")  # at 1000, nobody answers
