@@ -502,6 +502,17 @@ def test_retrain_never_promotes_over_a_current_changed_during_the_run(bot_dir: P
     assert f"serve it as it is with `bot rollback {bot_dir} v0003`" in again.output
 
 
+def killed_before_promotion(bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retrain killed once its candidate is written, before it is made to serve."""
+    def killed(self: Registry, name: str) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Registry, "promote", killed)
+        with pytest.raises(KeyboardInterrupt):
+            retrain(load_project(bot_dir), device="cpu", progress=False)
+
+
 def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed between writing its candidate and making it serve, a run has taught the serving model
@@ -511,13 +522,7 @@ def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir:
     store.add_labels(log_turns(store, ["the parcel is late"]), "track_order", "ann")
     store.close()
 
-    def killed(self: Registry, name: str) -> None:
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Registry, "promote", killed)
-        with pytest.raises(KeyboardInterrupt):
-            retrain(load_project(bot_dir), device="cpu", progress=False)
+    killed_before_promotion(bot_dir, monkeypatch)
     registry = Registry(bot_dir / "models")
     assert registry.current() == "v0001" and [v.name for v in registry.versions()] == ["v0001", "v0002"]
     listing = CliRunner().invoke(cli, ["models", str(bot_dir)]).output.splitlines()  # it passed the gate, never served
@@ -526,8 +531,6 @@ def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir:
     result = retrain(load_project(bot_dir), device="cpu", progress=False)
     assert (result.version, result.promoted, registry.current()) == ("v0003", True, "v0003")
     assert result.decision["data"]["new_labels"] == 1
-
-
 
 
 def test_a_candidate_whose_promotion_failed_is_not_listed_as_promoted(bot_dir: Path,
@@ -559,6 +562,7 @@ def test_a_candidate_whose_promotion_failed_is_not_listed_as_promoted(bot_dir: P
     assert "passed, not promoted: cannot make v0002 serve: writing" in listing[2] and "No space left" in listing[2]
     assert bot.retrain.last_finished(registry, "v0001").name == "v0001"  # the next run learns the label again
 
+
 def test_a_killed_run_after_a_deleted_version_has_not_run_for_the_next(bot_dir: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """v0002 served, was rolled back and deleted; a run killed before its promotion wrote its candidate as
@@ -572,13 +576,7 @@ def test_a_killed_run_after_a_deleted_version_has_not_run_for_the_next(bot_dir: 
     store.add_labels(log_turns(store, ["I want my money back"]), "get_refund", "ann")
     store.close()
 
-    def killed(self: Registry, name: str) -> None:
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Registry, "promote", killed)
-        with pytest.raises(KeyboardInterrupt):
-            retrain(load_project(bot_dir), device="cpu", progress=False)
+    killed_before_promotion(bot_dir, monkeypatch)
     assert [v.name for v in registry.versions()] == ["v0001", "v0003"]
 
     result = retrain(load_project(bot_dir), device="cpu", progress=False)
