@@ -65,6 +65,10 @@ class Bot:
         self.reader: MicroBatcher[str, dict[str, Any] | None] | None = (
             MicroBatcher(store.conversations, max_batch=256, executor=self._db)
             if store is not None else None)
+        # The admin API's long reads (figures, review queue, export) on a read-only connection and a thread of
+        # their own (see ``_read``): on the store's thread an all-time figure held up every customer's turn.
+        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-reads")
+        self._read_store: Store | None = None
         self.metrics = Metrics()
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
                            lambda: self.nlu.version)
@@ -91,6 +95,18 @@ class Bot:
 
     async def _store(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(store, *args)`` on the reads' thread, over the store's read-only connection (opened there at
+        the first call), in one read transaction: it sees what was committed when it began, and neither
+        waits for the turns being read and logged on the store's thread nor holds them up."""
+        return await asyncio.get_running_loop().run_in_executor(self._reads, self._reading, fn, *args)
+
+    def _reading(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._read_store is None:
+            self._read_store = self.store.reader()
+        with self._read_store.snapshot():
+            return fn(self._read_store, *args)
 
     async def handle(self, turn: Turn) -> Reply:
         """Answer one turn, counted and timed for /metrics.
@@ -461,6 +477,9 @@ class Bot:
         for batcher in (self.writer, self.reader):
             if batcher is not None:
                 await batcher.close()
+        self._reads.shutdown(wait=True)
+        if self._read_store is not None:
+            self._read_store.close()
         self._db.shutdown(wait=True)
         if self.store is not None:
             self.store.close()

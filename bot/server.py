@@ -374,10 +374,12 @@ async def review_items(app: web.Application) -> list[ReviewItem]:
     model: CachedModel = cache["model"]
     threshold = review_threshold(bot.config, bot.nlu.intent_threshold)
 
-    def on_store(read: Callable[[], Any]) -> Any:  # the store is read on its own thread, the model ranks on this one
-        return bot._db.submit(read).result()
+    store = await bot._read(lambda reads: reads)  # the read-only connection, opened on its thread
 
-    return await asyncio.to_thread(queue_of, bot.store, threshold, model.embed if similarity else None, similarity,
+    def on_store(read: Callable[[], Any]) -> Any:  # the store is read on the reads' thread, the model ranks on this one
+        return bot._reads.submit(bot._reading, lambda _: read()).result()
+
+    return await asyncio.to_thread(queue_of, store, threshold, model.embed if similarity else None, similarity,
                                    rank=model.rank, labels=bot.project.labels, read=on_store)
 
 
@@ -468,7 +470,7 @@ async def export_data(request: web.Request) -> web.Response:
     require_admin(request)
     bot = request.app[BOT]
     start = query_since(request)
-    labels, answers = await bot._store(lambda: (bot.store.labels(start), bot.store.answer_candidates(start)))
+    labels, answers = await bot._read(lambda store: (store.labels(start), store.answer_candidates(start)))
     data = await asyncio.to_thread(
         lambda: exported(bot.project, learned_from(labels, answers, bot.config.privacy.redact)))
     out = io.StringIO()
@@ -480,7 +482,7 @@ async def stats(request: web.Request) -> web.Response:
     """What `bot stats --json` prints, for dashboards and the agents' console: ``?since=YYYY-MM-DD``."""
     require_admin(request)
     bot = request.app[BOT]
-    return json_response(await bot._store(conversation_stats, bot.store, query_since(request)))
+    return json_response(await bot._read(conversation_stats, query_since(request)))
 
 
 async def inbox(request: web.Request) -> web.Response:

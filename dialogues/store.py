@@ -323,7 +323,9 @@ class Purged:
 
 class Store:
     """``dialogues.db`` through one connection, for one thread at a time (the server makes every call
-    on its store thread, bot/batching.py); writes also hold a lock, so none interleaves with another.
+    on its store thread, bot/batching.py, but for the admin API's long reads, made on a ``reader()`` of its
+    own); writes also hold a lock, so none interleaves with another. ``read_only``: open the file for
+    reading alone, as it is, with no migration.
 
     Privacy (``privacy:`` in bot.yml): with ``redact`` (the default) a customer's message is stored
     with emails, phone, card and ID numbers replaced, so nothing trained or exported from the store
@@ -331,24 +333,28 @@ class Store:
     differs, redacted too unless ``keep_raw`` asks for the raw text.
     """
 
-    def __init__(self, path: Path | str, redact: bool = True, keep_raw: bool = False) -> None:
+    def __init__(self, path: Path | str, redact: bool = True, keep_raw: bool = False, read_only: bool = False) -> None:
         self.path = Path(path)
         self.redact = redact
         self.keep_raw = keep_raw
+        self.read_only = read_only
         self.server: str | None = None  # set by serve(): the server whose platform messages this store keeps
         self._serving: FileLock | None = None
         try:
-            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
-                                   timeout=BUSY_TIMEOUT_S)
+            ro: dict[str, Any] = {"uri": True} if read_only else {}
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro" if read_only else str(self.path), **ro,
+                                   check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
         except sqlite3.OperationalError as exc:
             raise cannot_open(self.path, exc) from None
         try:
             _check_is_ours(conn, self.path)  # before anything is written to a file that is not ours
             self.db = sqlite_utils.Database(conn)
+            self._lock = threading.RLock()
+            if read_only:  # no migration, no WAL switch, no write lock: the writer's Store did those
+                return
             _use_wal(self.db)
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process death in WAL mode
             self.db.execute("PRAGMA foreign_keys=ON")
-            self._lock = threading.RLock()
             self._migrate()
             self._check_writable()
         except sqlite3.OperationalError as exc:  # a full disk while migrating, a read-only file
@@ -357,6 +363,27 @@ class Store:
         except BaseException:
             conn.close()
             raise
+
+    def reader(self) -> Store:
+        """A second, read-only connection to this store's file, for long reads (the admin API's figures,
+        review queue and export) on a thread of their own: in WAL mode it reads beside the writer without
+        holding it up, and each read sees what was committed when it began. Opened from a Store that
+        has migrated the file already."""
+        return Store(self.path, redact=self.redact, keep_raw=self.keep_raw, read_only=True)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the store as it was at the first."""
+        if self.db.conn.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the snapshot is taken at a first read
+            yield
+        finally:
+            if self.db.conn.in_transaction:
+                self.db.execute("COMMIT")
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta, timezone
 import shutil
@@ -210,6 +211,41 @@ async def test_the_admin_api_serves_the_same_figures(tiny_demo_bot: Path, tmp_pa
     for limit in ("+5", "1_0", "\uff15", "-1"):  # the schema's integer, in ASCII digits
         wrong = await client.get("/admin/conversations", params={"limit": limit}, headers={"Authorization": "Bearer t"})
         assert wrong.status == 400 and "limit: must be a number" in (await wrong.json())["error"], limit
+
+
+async def test_a_customer_is_answered_while_the_figures_are_read(tiny_demo_bot: Path, tmp_path: Path,
+                                                                 aiohttp_client: Any, monkeypatch: Any) -> None:
+    """The all-time figures of a large store take seconds; read on the store's thread, they held up every
+    customer's turn (a conversation read took 4 s, not 1 ms). They are read on a connection of their own."""
+    import threading
+
+    import bot.server
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    store = Store(root / "dialogues.db")
+    worked_example(store)
+    store.close()
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_stats(store: Store, since: float = 0.0) -> dict[str, Any]:
+        reading.set()
+        release.wait(60)  # as a long read does: the customer below must not wait for it
+        return conversation_stats(store, since)
+
+    monkeypatch.setattr(bot.server, "conversation_stats", slow_stats)
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    admin = {"Authorization": "Bearer t"}
+    figures = asyncio.create_task(client.get("/admin/stats", headers=admin))
+    try:
+        assert await asyncio.to_thread(reading.wait, 30)
+        reply = await asyncio.wait_for(client.post("/api/chat", json={"conversation_id": "meanwhile",
+                                                                      "text": "where is my order"}), 30)
+        assert reply.status == 200
+    finally:
+        release.set()
+    assert (await (await figures).json())["conversations"] == 4  # as committed when the read began
+    again = await (await client.get("/admin/stats", headers=admin)).json()
+    assert again["conversations"] == 5  # and the next read sees the customer's turn
 
 
 async def test_a_customers_way_back_to_the_bot_is_not_a_handoff(tiny_demo_bot: Path, tmp_path: Path,

@@ -1013,3 +1013,20 @@ def test_an_agent_answer_comes_with_all_its_customer_wrote_before_it(tmp_path: P
     [candidate] = store.answer_candidates()
     assert candidate["question"] == "where is my order?" and candidate["asked"] == "where is my order? 55667"
     store.close()
+
+
+def test_a_reader_reads_beside_the_writer_and_writes_nothing(tmp_path: Path) -> None:
+    """The admin API's long reads go through a read-only second connection: one read transaction sees the store
+    as it was when it began, while the writer goes on committing; the next sees those commits."""
+    store = Store(tmp_path / "dialogues.db")
+    store.add_message("a", "user", "hello")
+    reader = store.reader()
+    with reader.snapshot():
+        assert reader.count("turns") == 1
+        store.add_message("a", "user", "again")  # not held up by the read
+        assert reader.count("turns") == 1
+    assert reader.count("turns") == 2
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.db.execute("DELETE FROM turns")
+    reader.close()
+    store.close()
