@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import time
 import uuid
 from contextlib import contextmanager, suppress
@@ -222,7 +223,10 @@ class Registry:
             tmp.unlink(missing_ok=True)
             raise RegistryError(f"cannot make {name} serve: writing {self.root / 'CURRENT'} failed: "
                                 f"{exc.strerror or exc}") from exc
-        fsync_path(self.root)  # the new CURRENT itself, not only its bytes, outlives a power cut
+        # The new CURRENT itself, not only its bytes, outlives a power cut. It serves already, so a failure
+        # here must not pass for a promotion that failed (the caller would record one for a serving version).
+        with suppress(OSError):
+            fsync_path(self.root)
 
     def clean_staging(self) -> None:
         """Remove what killed runs left behind: staging folders and half-written CURRENT files."""
@@ -316,11 +320,20 @@ class Registry:
         return previous
 
 
+# What a filesystem that cannot flush a folder answers (CIFS/Samba, some FUSE and Ceph mounts): its names
+# are then as safe as it makes them, and SQLite, asked the same, carries on too.
+_NO_FOLDER_FSYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
 def fsync_path(path: Path) -> None:
-    """Flush ``path`` to the disk: a file's bytes, or a folder's entries (the names of its files)."""
+    """Flush ``path`` to the disk: a file's bytes, or a folder's entries (the names of its files). A folder
+    that its filesystem cannot flush is left as it is; it failed every training run there."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_FOLDER_FSYNC or not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise
     finally:
         os.close(fd)
 

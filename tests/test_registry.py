@@ -511,3 +511,48 @@ def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: 
             f"intent's, rounded: one from 6 examples), and this bot held out {figures['holdout_examples']}") in result.stderr
     assert re.search(r"note: 1 of history.jsonl's \d+ answers are about one customer's case .* not indexed. The first: "
                      r"'Order 55667 left today.'", result.stderr)
+
+
+def test_a_filesystem_that_cannot_flush_a_folder_still_trains_promotes_and_exports(
+        small_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CIFS/Samba and some FUSE and Ceph mounts answer EINVAL to a folder's fsync: every training run failed
+    there, a promotion raised after CURRENT already named the new version, and `bot export -o` reported a
+    file it had written as not written."""
+    import stat
+
+    from bot.training import _write_rows
+    from finetune.registry import replaced
+
+    fsync = os.fsync
+
+    def no_folder_fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", no_folder_fsync)
+    registry = Registry(tmp_path / "models")
+    name = version(registry, 0.5)
+    registry.promote(name)
+    assert registry.current() == name
+    with replaced(tmp_path / "export.jsonl") as out:
+        out.write("{}\n")
+    assert (tmp_path / "export.jsonl").read_text() == "{}\n"
+    _write_rows(tmp_path / "rows.jsonl", [{"text": "hi"}])
+    assert (tmp_path / "rows.jsonl").read_text() == '{"text": "hi"}\n'
+
+    def failing_folder_fsync(fd: int) -> None:  # any other failure, once CURRENT is replaced
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        fsync(fd)
+
+    second = version(registry, 0.6)
+    monkeypatch.setattr(os, "fsync", failing_folder_fsync)
+    registry.promote(second)  # serving already: no error that would pass for a failed promotion
+    assert registry.current() == second
+
+    monkeypatch.setattr(os, "fsync", no_folder_fsync)
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    result = CliRunner().invoke(cli, ["train", str(root)])
+    assert result.exit_code == 0, result.output
+    assert Registry(root / "models").current() == "v0002"
