@@ -812,7 +812,7 @@ def export(directory: Path, since: datetime | None, fmt: str, output: str) -> No
 def _written(output: str) -> contextlib.AbstractContextManager[TextIO]:
     """Where ``bot export -o`` writes: a file is replaced whole once written (the previous export stays as it
     was if this one fails or is killed); stdout, a pipe or a device (``/dev/null``) is written as it comes."""
-    from finetune.registry import replaced
+    from finetune.durable import replaced
 
     path = Path(output)
     if output == "-" or (path.exists() and not path.is_file()):

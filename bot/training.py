@@ -12,7 +12,6 @@ import errno
 import hashlib
 import json
 import math
-import os
 import random
 import uuid
 from collections import defaultdict
@@ -29,7 +28,8 @@ from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.evaluation import in_scope_score, read_jsonl
 from finetune.metrics import evaluate
 from finetune.models import DEFAULT_ALIASES, MPNET_ALIASES
-from finetune.registry import Registry, RegistryError, fsync_path
+from finetune.durable import replaced
+from finetune.registry import Registry, RegistryError
 from finetune.train import TrainConfig, train_classifier
 from retrieval.index import Answer, AnswerIndex
 
@@ -117,11 +117,8 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write a JSONL file atomically: readers see the old file or the new one, never half of it, also
     after a power cut (the frozen evaluation set cannot be chosen again without losing comparability)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}-{uuid.uuid4().hex[:8]}")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    fsync_path(tmp)
-    os.replace(tmp, path)
-    fsync_path(path.parent)
+    with replaced(path) as out:
+        out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def answers_for(project: Project) -> list[Answer]:

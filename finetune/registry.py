@@ -22,16 +22,16 @@ import fcntl
 import json
 import os
 import shutil
-import stat
 import time
 import uuid
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from typing import Any
 
 from finetune.cache import FILES, changed_file
+from finetune.durable import fsync_path, replaced
 
 
 class RegistryError(Exception):
@@ -213,14 +213,10 @@ class Registry:
 
     def promote(self, name: str) -> None:
         self.path(name)
-        tmp = self.root / f".CURRENT-{uuid.uuid4().hex[:8]}"
         try:
-            tmp.write_text(name + "\n", encoding="utf-8")
-            with open(tmp) as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.root / "CURRENT")
+            with replaced(self.root / "CURRENT", flush_folder=False) as out:
+                out.write(name + "\n")
         except OSError as exc:  # a full disk: CURRENT still names what served
-            tmp.unlink(missing_ok=True)
             raise RegistryError(f"cannot make {name} serve: writing {self.root / 'CURRENT'} failed: "
                                 f"{exc.strerror or exc}") from exc
         # The new CURRENT itself, not only its bytes, outlives a power cut. It serves already, so a failure
@@ -318,43 +314,6 @@ class Registry:
                     self.record({"event": "rollback_failed", "version": name, "serving": previous, "reason": str(exc)})
                 raise
         return previous
-
-
-# What a filesystem that cannot flush a folder answers (CIFS/Samba, some FUSE and Ceph mounts): its names
-# are then as safe as it makes them, and SQLite, asked the same, carries on too.
-_NO_FOLDER_FSYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
-
-
-def fsync_path(path: Path) -> None:
-    """Flush ``path`` to the disk: a file's bytes, or a folder's entries (the names of its files). A folder
-    that its filesystem cannot flush is left as it is; it failed every training run there."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in _NO_FOLDER_FSYNC or not stat.S_ISDIR(os.fstat(fd).st_mode):
-            raise
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def replaced(path: Path) -> Iterator[TextIO]:
-    """A text file (UTF-8) that takes ``path``'s place only once written whole and on the disk. Written in
-    place, a failed or killed writer (a full disk, a cron job's timeout) destroyed the previous file and left
-    half a line; here it leaves the previous file as it was, and no temporary file beside it."""
-    tmp = path.with_name(f".{path.name}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "x", encoding="utf-8") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        with suppress(FileNotFoundError):
-            shutil.copymode(path, tmp)  # readable by whoever could read the previous file
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_path(path.parent)
 
 
 def version_number(name: str) -> int | None:

@@ -521,7 +521,7 @@ def test_a_filesystem_that_cannot_flush_a_folder_still_trains_promotes_and_expor
     import stat
 
     from bot.training import _write_rows
-    from finetune.registry import replaced
+    from finetune.durable import replaced
 
     fsync = os.fsync
 
@@ -556,3 +556,20 @@ def test_a_filesystem_that_cannot_flush_a_folder_still_trains_promotes_and_expor
     result = CliRunner().invoke(cli, ["train", str(root)])
     assert result.exit_code == 0, result.output
     assert Registry(root / "models").current() == "v0002"
+
+
+def test_a_failed_write_of_the_evaluation_set_leaves_the_previous_one_and_no_temporary_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.training import _write_rows
+
+    path = tmp_path / "models" / "evaluation.jsonl"
+    _write_rows(path, [{"text": "where is my parcel", "intent": "track_order"}])
+
+    def failing_disk(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", failing_disk)
+    with pytest.raises(OSError, match="Input/output error"):
+        _write_rows(path, [{"text": "cancel it", "intent": "cancel"}])
+    assert [p.name for p in path.parent.iterdir()] == ["evaluation.jsonl"]
+    assert "where is my parcel" in path.read_text()
