@@ -48,17 +48,15 @@ class Moment(click.ParamType):
     (``Z``, ``+08:00``) or none (local time). Those were refused, only two exact forms being read."""
 
     name = "date"
-    # fromisoformat also reads 2026-W49, 2026-339 and 20261205, which a typo would pass for a date
-    _FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
-                       r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?")
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        from dialogues.store import read_moment
+
         if isinstance(value, datetime):
             return value
         try:
-            if self._FORM.fullmatch(value.strip()):
-                return datetime.fromisoformat(value.strip())
-        except ValueError:  # 2026-02-30, 25:00
+            return read_moment(value)
+        except ValueError:
             pass
         self.fail(f"{value!r} is not a date (2026-12-05) nor a time on one (2026-12-05 04:00, 2026-12-05T04:00:00Z, "
                   "2026-12-05T04:00:00+08:00; local time without an offset)", param, ctx)

@@ -308,8 +308,11 @@ def limit_schema(default: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": default}
 
 
-SINCE = {"since": ({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]},
-                   False)}  # ``bot.server.query_since``
+SINCE = {"since": ({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}],
+                    "description": "a date (YYYY-MM-DD: the start of the server's day), or a time on it with its "
+                                   "offset, T or a space, seconds optional: 2026-12-04T16:00:00Z, 2026-12-05 00:00+08:00; "
+                                   "a time without an offset is refused (the server's local time is no one's)"},
+                   False)}  # ``bot.server.query_since`` (``dialogues.store.read_moment``)
 HANDOFF_ROUTE = "/admin/conversations/{conversation_id}/{action}"
 SLACK_HEADERS = ("X-Slack-Request-Timestamp", "X-Slack-Signature")
 TOKEN = {"type": "string", "minLength": 1}

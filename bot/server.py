@@ -15,7 +15,6 @@ import os
 import re
 import time
 from importlib import resources
-from datetime import date, datetime
 from pathlib import Path
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -40,7 +39,7 @@ from dialogues.export import learned_from, write_jsonl
 from dialogues.review import ReviewItem, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import conversation_stats
-from dialogues.store import LabelledMeanwhile, Store, unix_time
+from dialogues.store import LabelledMeanwhile, Store, read_moment, unix_time
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -441,10 +440,6 @@ async def review_label(request: web.Request) -> web.Response:
     return json_response({"intent": intent, "turn_ids": labelled})
 
 
-# fromisoformat also reads 2026-W01 and 20260101, and a time without its offset, which would be the server's
-_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})")
-
-
 def query_since(request: web.Request) -> float:
     """``?since=YYYY-MM-DD``: the start of that day (the server's local time); or a moment with its offset
     (``2026-12-04T16:00:00Z``), as the agents' console sends the start of its own day (an agent in Shanghai
@@ -453,15 +448,10 @@ def query_since(request: web.Request) -> float:
     if since is None:
         return 0.0
     try:
-        if _MOMENT.fullmatch(since):
-            return datetime.fromisoformat(since).timestamp()
-        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", since):
-            raise ValueError(since)
-        day = date.fromisoformat(since)
+        return unix_time(read_moment(since, local_time=False))  # a date alone: the server's day
     except ValueError:
         raise http_error(web.HTTPBadRequest, f"since: {since!r} is not a date (YYYY-MM-DD), nor a time with its "
-                                             "offset (2026-12-04T16:00:00Z)") from None
-    return unix_time(datetime.combine(day, datetime.min.time()))
+                                             "offset (2026-12-04T16:00:00Z, 2026-12-04 16:00+08:00)") from None
 
 
 async def export_data(request: web.Request) -> web.Response:

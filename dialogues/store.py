@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -34,6 +35,27 @@ def unix_time(moment: datetime) -> float:
         return moment.timestamp()
     except (ValueError, OverflowError):
         return 0.0
+
+
+# fromisoformat also reads 2026-W49, 2026-339 and 20261205, which a typo would pass for a date
+_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+                     r"(Z|[+-][0-9]{2}:?[0-9]{2})?)?")
+
+
+def read_moment(text: str, *, local_time: bool = True) -> datetime:
+    """A ``since`` as ``bot stats --since`` and ``/admin/stats?since=`` read it: a date (``2026-12-05``: its
+    start), or a time on it as ``bot export`` writes ``created`` (``2026-12-05T04:42:07+00:00``) and ``bot
+    stats`` prints its window (``2026-12-05 04:00:00``): ``T`` or a space, seconds optional, an offset (``Z``,
+    ``+08:00``, ``+0800``) or, where ``local_time``, none (naive: local time). ValueError if it is none of those.
+
+    The server passes ``local_time=False``: its own local time is no one's in particular (an agent in Shanghai,
+    a server on UTC), so a time there must say its offset; a date alone is the server's day, as ever."""
+    form = _MOMENT.fullmatch(text.strip())
+    if form is None:
+        raise ValueError(f"{text!r} is not a date nor a time on one")
+    if not local_time and len(form.group(0)) > len("2026-12-05") and form.group(1) is None:
+        raise ValueError(f"{text!r} is a time without its offset")
+    return datetime.fromisoformat(form.group(0))  # ValueError for 2026-02-30, 25:00
 
 
 def now() -> float:

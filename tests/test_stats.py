@@ -205,7 +205,12 @@ async def test_the_admin_api_serves_the_same_figures(tiny_demo_bot: Path, tmp_pa
                                  ((hour_ago + timedelta(hours=2)).astimezone(timezone.utc).isoformat()[:23] + "Z", 0)):
         served = await client.get("/admin/stats", params={"since": since}, headers={"Authorization": "Bearer t"})
         assert served.status == 200 and (await served.json())["conversations"] == conversations, since
-    for since in ("yesterday", "2026-W01", "20260101", "2026-12-04T16:00:00"):  # YYYY-MM-DD, or a time with its offset
+    for since, conversations in (("2000-01-01 00:00+08:00", expected["conversations"]), ("2099-01-01 04:00Z", 0),
+                                 ("2099-01-01T04:00:00+0800", 0)):  # as `bot stats --since` reads them
+        served = await client.get("/admin/stats", params={"since": since}, headers={"Authorization": "Bearer t"})
+        assert served.status == 200 and (await served.json())["conversations"] == conversations, since
+    for since in ("yesterday", "2026-W01", "20260101", "2026-12-04T16:00:00", "2026-12-04 16:00", "2026-02-30"):
+        # YYYY-MM-DD, or a time with its offset: the server's own local time is no one's
         wrong = await client.get(f"/admin/stats?since={since}", headers={"Authorization": "Bearer t"})
         assert wrong.status == 400 and "since" in (await wrong.json())["error"], since
     for limit in ("+5", "1_0", "\uff15", "-1"):  # the schema's integer, in ASCII digits
