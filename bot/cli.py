@@ -1047,14 +1047,18 @@ def rollback(directory: Path, version: str) -> None:
 
     project = load_project(directory)
     registry = Registry(project.models_dir)
-    loaded: list[NLU] = []  # the version, as the check loaded it
-    previous = registry.rollback(version, check=lambda path: loaded.append(NLU.load(path, device="cpu")),
-                                 derive=lambda name: without_gone_answers(project, registry, name))
+    trained_on: list[tuple[list[str], str]] = []  # the version's labels and name, as the check loaded it
+
+    def check(path: Path) -> None:  # the model itself is let go at once, not held while a new index is derived
+        nlu = NLU.load(path, device="cpu")
+        trained_on.append((list(nlu.labels), nlu.version))
+
+    previous = registry.rollback(version, check=check, derive=lambda name: without_gone_answers(project, registry, name))
     serving = registry.current()
     if serving != version:
         click.echo(f"{version}'s index holds agent answers the store no longer has (purged, now redacted, or about "
                    f"one customer's case): {serving} serves {version}'s classifier without them, {version} never.")
-    if warning := other_intents(loaded[0], project):  # served all the same: rolling back is for emergencies
+    if warning := other_intents(*trained_on[0], project):  # served all the same: rolling back is for emergencies
         click.echo(f"warning: {warning}", err=True)
     watch = project.config.learning.watch_seconds
     click.echo(f"Now serving {serving} (was {previous}). A running `bot serve` swaps to it "

@@ -16,7 +16,7 @@ import re
 import time
 from importlib import resources
 from pathlib import Path
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -66,20 +66,21 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
     options = project.config.retrieval.options
     index_device = options.device if "device" in options.model_fields_set else "cpu" if device == "cpu" else "auto"
     nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference, index_device=index_device)
-    if warning := other_intents(nlu, project):
+    if warning := other_intents(nlu.labels, nlu.version, project):
         log.warning("%s", warning)
     return nlu
 
 
-def other_intents(nlu: NLU, project: Project) -> str | None:
-    """How the intents ``nlu`` was trained on differ from nlu.yml's, or None: nlu.yml replaced (bot init
-    --force) or edited since its training, or a rollback to a version older than the edit. The model
-    serves all the same, and what it answers follows its own intents."""
-    if set(nlu.labels) == set(project.intents):
+def other_intents(labels: Collection[str], version: str, project: Project) -> str | None:
+    """How the intents model ``version`` was trained on (``labels``) differ from nlu.yml's, or None: nlu.yml
+    replaced (bot init --force) or edited since its training, or a rollback to a version older than the edit.
+    The model serves all the same, and what it answers follows its own intents. It takes the labels, not the
+    model, so that `bot rollback` need not keep a whole model in memory to ask."""
+    if set(labels) == set(project.intents):
         return None
-    return (f"model {nlu.version} was trained on other intents than nlu.yml holds (only in the model: "
-            f"{', '.join(sorted(set(nlu.labels) - set(project.intents))) or 'none'}; only in nlu.yml: "
-            f"{', '.join(sorted(set(project.intents) - set(nlu.labels))) or 'none'}): its answers follow the old "
+    return (f"model {version} was trained on other intents than nlu.yml holds (only in the model: "
+            f"{', '.join(sorted(set(labels) - set(project.intents))) or 'none'}; only in nlu.yml: "
+            f"{', '.join(sorted(set(project.intents) - set(labels))) or 'none'}): its answers follow the old "
             f"ones until `bot train {project.root}`")
 
 

@@ -439,6 +439,36 @@ def test_a_rollback_to_a_version_trained_on_other_intents_warns(small_bot: Path,
     assert ("warning: model v0001 was trained on other intents than nlu.yml holds (only in the model: none; only in "
             f"nlu.yml: check_invoice): its answers follow the old ones until `bot train {root}`") in result.stderr
 
+def test_a_rollback_does_not_hold_the_checked_model_while_it_derives_the_index(
+        small_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model loaded to check the version was kept, whole, until the end: beside the encoder that
+    deriving an index without purged answers loads, twice the memory on a machine that also serves."""
+    import gc
+    import weakref
+
+    import bot.retrain
+    from bot.nlu import NLU
+
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    loaded: list[weakref.ref[NLU]] = []
+    load, derive = NLU.load.__func__, bot.retrain.without_gone_answers  # type: ignore[attr-defined]
+
+    def recorded_load(cls: type[NLU], *args: Any, **kwargs: Any) -> NLU:
+        nlu = load(cls, *args, **kwargs)
+        loaded.append(weakref.ref(nlu))
+        return nlu
+
+    def checked_derive(*args: Any) -> Any:
+        gc.collect()
+        assert loaded and all(ref() is None for ref in loaded), "the checked model is still held"
+        return derive(*args)
+
+    monkeypatch.setattr(NLU, "load", classmethod(recorded_load))
+    monkeypatch.setattr(bot.retrain, "without_gone_answers", checked_derive)
+    result = CliRunner().invoke(cli, ["rollback", str(root), "v0001"])
+    assert result.exit_code == 0, result.output
+
+
 def test_bot_train_retrain_and_rollback_refuse_to_run_beside_another_training(small_bot: Path, tmp_path: Path) -> None:
     root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
     with Registry(root / "models").lock():
