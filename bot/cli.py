@@ -947,26 +947,24 @@ def models(directory: Path, as_json: bool) -> None:
         log = registry.decisions()
     except RegistryError:  # a log that cannot be read: the versions are listed all the same
         log = []
-    # A candidate the gate passed served only if the log says it was promoted: its promotion may have
-    # failed (a full disk), or its run been killed before it.
-    outcomes = {str(d.get("version")): d for d in log if d.get("event") in ("promoted", "promotion_failed")}
+    served = _served(log)
+    failures = {str(d.get("version")): d for d in log if d.get("event") == "promotion_failed"}
     for v in versions:
-        if as_json:
-            click.echo(json.dumps({"version": v.name, "serving": v.current, "meta": v.meta, "metrics": v.metrics,
-                                   "decision": v.decision, "damaged": v.damaged}))
-            continue
         # Read leniently: one version's hand-edited or half-restored files must not hide the others.
-        outcome = outcomes.get(v.name, {})
         if v.passed is None:
             status = ""
         elif not v.passed:
             status = "refused: " + "; ".join(map(str, v.decision.get("reasons") or []))
         elif not log:  # nothing says what came of the verdict
             status = "passed"
-        elif outcome.get("event") == "promoted":
-            status = "promoted"
-        else:
-            status = f"passed, not promoted: {outcome.get('reason', 'its run ended first')}"
+        elif v.name in served:
+            status = served[v.name]
+        else:  # its promotion failed (a full disk), or its run was killed before it
+            status = f"passed, not promoted: {failures.get(v.name, {}).get('reason', 'its run ended first')}"
+        if as_json:
+            click.echo(json.dumps({"version": v.name, "serving": v.current, "status": status, "meta": v.meta,
+                                   "metrics": v.metrics, "decision": v.decision, "damaged": v.damaged}))
+            continue
         status = "; ".join(filter(None, [status, *v.damaged]))
         accuracy, threshold = (f"{x:.4f}" if isinstance(x, (int, float)) else ""
                                for x in (v.metrics.get("accuracy"), v.meta.get("intent_threshold")))
@@ -977,6 +975,23 @@ def models(directory: Path, as_json: bool) -> None:
             registry.current_path()
         except RegistryError as exc:
             click.echo(f"note: none of them serves: {exc}", err=True)
+
+
+def _served(log: list[dict[str, Any]]) -> dict[str, str]:
+    """The versions the decision log says served, each with how: ``promoted``, or ``served by rollback`` (a
+    candidate whose promotion failed, served later by `bot rollback`). A rollback is recorded before it is
+    tried, so it served unless the record after it says that it failed (``rollback_failed``) or that a
+    version derived from it, without the purged answers, served instead (an ``index_refresh`` from it)."""
+    served: dict[str, str] = {}
+    for d, after in zip(log, [*log[1:], {}]):
+        name = str(d.get("version"))
+        if d.get("event") == "promoted":
+            served[name] = "promoted"
+        elif d.get("event") == "rollback" and not (
+                after.get("event") == "rollback_failed" and str(after.get("version")) == name
+                or after.get("event") == "index_refresh" and str(after.get("previous")) == name):
+            served.setdefault(name, "served by rollback")
+    return served
 
 
 @cli.command()

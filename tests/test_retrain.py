@@ -562,6 +562,15 @@ def test_a_candidate_whose_promotion_failed_is_not_listed_as_promoted(bot_dir: P
     assert "passed, not promoted: cannot make v0002 serve: writing" in listing[2] and "No space left" in listing[2]
     assert bot.retrain.last_finished(registry, "v0001").name == "v0001"  # the next run learns the label again
 
+    # The disk freed, the operator serves it by hand: it served, which `bot models` said it had not.
+    rows = [json.loads(line) for line in CliRunner().invoke(cli, ["models", str(bot_dir), "--json"]).output.splitlines()]
+    assert rows[1]["status"].startswith("passed, not promoted: cannot make v0002 serve")
+    assert CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0002"]).exit_code == 0
+    listing = CliRunner().invoke(cli, ["models", str(bot_dir)]).output.splitlines()
+    assert listing[2].startswith("* v0002") and listing[2].endswith("  served by rollback")
+    rows = [json.loads(line) for line in CliRunner().invoke(cli, ["models", str(bot_dir), "--json"]).output.splitlines()]
+    assert [(r["version"], r["serving"], r["status"]) for r in rows][1] == ("v0002", True, "served by rollback")
+
 
 def test_a_killed_run_after_a_deleted_version_has_not_run_for_the_next(bot_dir: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
