@@ -600,6 +600,26 @@ async def test_a_message_slack_may_have_posted_is_told_apart_from_one_it_refused
     await channel.close()
 
 
+async def test_a_connection_that_never_opens_is_a_message_not_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A firewall dropping the SYN hung the connect until the whole request's timeout, which read as a
+    message Slack may have posted: the agent was told to check first, and the customer never got it."""
+    import aiohappyeyeballs
+
+    from bot.channels import base
+
+    async def hang(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(100)
+
+    monkeypatch.setattr(aiohappyeyeballs, "start_connection", hang)
+    monkeypatch.setattr(base, "SEND_TIMEOUT_S", 0.6, raising=False)
+    monkeypatch.setattr(base, "CONNECT_TIMEOUT_S", 0.3, raising=False)
+    channel = make_channel(FakeBot(), "http://127.0.0.1:9/api/")
+    with pytest.raises(aiohttp.ClientError) as failed:
+        await channel.send(f"slack:T1:C1:{TS}", "hi")
+    assert not isinstance(failed.value, MaybeDelivered)
+    await channel.close()
+
+
 async def test_an_unreachable_slack_is_tried_three_times(slack_api: SimpleNamespace) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -108,6 +108,10 @@ UNDELIVERED = (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError)  # what
 UNAVAILABLE = frozenset({502, 503})
 MAYBE_SENT = frozenset({500, 504})
 SEND_ATTEMPTS = 3
+# A platform's API answers within SEND_TIMEOUT_S, and a connection to it opens within CONNECT_TIMEOUT_S: one
+# that never opened is a plain failure (nothing went out), not a message that may have been sent.
+SEND_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -526,7 +530,8 @@ class PlatformChannel(Channel):
     def session(self) -> aiohttp.ClientSession:
         """One client session for the platform's API, opened on first use (inside the event loop)."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S))
         return self._session
 
     async def pause_before_retry(self, seconds: float) -> None:
