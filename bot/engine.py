@@ -77,6 +77,8 @@ class Bot:
         self._waiting: dict[str, int] = {}  # conversation id -> turns holding or waiting for that lock
         self._idle = asyncio.Event()  # set while no turn runs or waits
         self._idle.set()
+        # (conversation id, key) -> how the agent's reply sent with that key turns out, while it is being sent
+        self._keyed: dict[tuple[str, str], asyncio.Future[int]] = {}
         self.notifier = HandoffNotifier(self.config.handoff.notify_url)
 
     def _analyse(self, texts: list[str]) -> list[Analysis]:
@@ -444,7 +446,31 @@ class Bot:
 
         ``key``: a reply sent with it before is not stored or delivered again (its console sends it again
         when the answer to the first try was lost): its turn id, or the same DeliveryError if its customer
-        did not get it."""
+        did not get it. A try while the first is still being sent waits for it and answers as it does."""
+        if key is None:
+            return await self._agent_message(conversation_id, text, agent, key)
+        slot = (conversation_id, key)
+        first = self._keyed.get(slot)
+        if first is not None:  # stored, not sent yet: "sent" now would be a guess
+            return await asyncio.shield(first)
+        outcome: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        outcome.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved, if no retry came
+        self._keyed[slot] = outcome
+        try:
+            turn_id = await self._agent_message(conversation_id, text, agent, key)
+        except asyncio.CancelledError:
+            outcome.set_exception(MaybeDelivered("the first try with this key was cut short"))
+            raise
+        except BaseException as exc:
+            outcome.set_exception(exc)
+            raise
+        else:
+            outcome.set_result(turn_id)
+            return turn_id
+        finally:
+            del self._keyed[slot]
+
+    async def _agent_message(self, conversation_id: str, text: str, agent: str | None, key: str | None) -> int:
         assert self.store is not None
         conversation = await self._store(self.store.conversation, conversation_id)
         if conversation is None:

@@ -435,6 +435,33 @@ async def test_an_agent_reply_sent_again_with_its_key_reaches_the_customer_once(
     assert (await send(cid, "x", "not a key!"))[0] == 400
 
 
+async def test_an_agent_reply_sent_again_while_its_first_try_fails_is_refused_both_times(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """A second try arriving while the first was still being posted answered "sent" at once: the first
+    then failed, and the agent had been told the customer got a reply they never did."""
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append((await request.json())["text"])
+        await asyncio.sleep(0.2)
+        return web.json_response({"ok": False, "error": "channel_not_found"})
+
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "where is my refund?", "slack")
+
+    async def send() -> Any:
+        response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Refunded.", "key": "k-1"},
+                                     headers=AUTH)
+        return response.status, (await response.json())["error"]
+
+    first, again = await asyncio.gather(send(), send())
+    assert first == again == (502, "kept in the transcript, but the customer did not get it: "
+                                   "chat.postMessage: channel_not_found")
+    assert posted == ["Refunded."]
+    assert client.app[BOT]._keyed == {}
+
+
 async def test_an_agent_reply_the_platform_refused_is_refused_again_when_sent_again_with_its_key(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """Answered as sent, the console would clear a reply its customer never got."""
