@@ -1251,6 +1251,24 @@ def test_each_conversation_in_the_agents_console_has_its_own_reply_box(
     expect(box).to_have_value("Bob, one moment please.")
     open_(alice)
     expect(box).to_have_value("")
+    # One reply out held every other conversation's up: Send did nothing until it came back.
+    page.unroute("**/messages")
+    held: list[Route] = []
+    page.route("**/messages", lambda route: held.append(route) if alice in route.request.url else route.continue_())
+    box.fill("Alice, anything else?")
+    box.press("Enter")
+    page.wait_for_function("() => document.querySelector('form.reply [type=submit]').disabled")
+    open_(bob)  # while Alice's reply is out
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    box.press("Enter")
+    expect(box).to_have_value("")
+    assert agent_turns(api, bob) == ["Bob, one moment please."]
+    assert len(held) == 1
+    held[0].continue_()
+    open_(alice)
+    expect(box).to_have_value("")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    assert agent_turns(api, alice)[-1] == "Alice, anything else?"
     context.close()
 
 
