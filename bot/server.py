@@ -118,12 +118,21 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 # aiohttp's parse error quotes of it, and a credential quoted without its header's name (a line over 8 KiB).
 _SECRET_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization|cookie|x-slack-signature|x-api-key)\s*:.*")
 _CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+\S+")
+# What aiohttp quotes of the line it stopped at, to the end of its message: often a value without its header's
+# name (``Got more than 8190 bytes when reading: b'session=…'``, the pure-Python parser's ``Invalid HTTP
+# header: b'TOKEN\\x01'``), so none of it is kept but the header's name where it starts the quote.
+_QUOTED = re.compile(r"\bb(['\"])(?:([!#$%&*+.^_`|~0-9A-Za-z-]+)\s*:)?.*")
+
+
+def _quoted(match: re.Match[str]) -> str:
+    name = match[2]
+    return f"b'{name}: [redacted]'" if name else "b'[redacted]'"
 
 
 def redacted(error: str) -> str:
     """A client error as aiohttp says it, without the secrets it may quote: a header line it stopped at
     (``Authorization: Bearer TOKEN\\r``) is quoted whole, and the log would keep the admin token."""
-    return _CREDENTIAL.sub(r"\1 [redacted]", _SECRET_HEADER.sub(r"\1: [redacted]", error))
+    return _QUOTED.sub(_quoted, _CREDENTIAL.sub(r"\1 [redacted]", _SECRET_HEADER.sub(r"\1: [redacted]", error)))
 
 
 class ClientErrorsInOneLine(logging.Filter):

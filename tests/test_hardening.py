@@ -427,15 +427,29 @@ async def test_a_broken_header_line_is_logged_without_the_secret_it_holds(
     caplog.set_level(logging.INFO, logger="aiohttp.server")
     for line in (b"Authorization: Bearer s3cr3t-admin-token\r", b"Cookie: session=s3cr3t-admin-token\x01",
                  b"authorization : Bearer s3cr3t-admin-token", b"Authorization: Bearer s3cr3t-admin-token" + b"x" * 9000,
-                 b"Bad Header"):
+                 b"Cookie: shop_session=s3cr3t" + b"x" * 9000, b"Bad Header"):
         reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
         writer.write(b"GET /admin/conversations HTTP/1.1\r\nHost: x\r\n" + line + b"\r\n\r\n")
         assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.0 400")
         writer.close()
     said = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
-    assert len(said) == 5 and all(r.levelno == logging.INFO for r in caplog.records if r.name == "aiohttp.server")
-    assert "s3cr3t" not in caplog.text and said[0].endswith("b'Authorization: [redacted]")
-    assert said[-1].endswith("Invalid header token: b'Bad Header' ^")  # what broke it, when it is no secret
+    assert len(said) == 6 and all(r.levelno == logging.INFO for r in caplog.records if r.name == "aiohttp.server")
+    assert "s3cr3t" not in caplog.text and said[0].endswith("[redacted]'")  # the pure-Python parser quotes no name
+    assert said[-1].endswith(": b'[redacted]'")  # a line without a header's name may be a token pasted alone
+
+
+def test_a_secret_quoted_without_its_header_name_is_redacted() -> None:
+    """A header line over 8 KiB is quoted from its value on, and the pure-Python parser
+    (AIOHTTP_NO_EXTENSIONS=1) quotes the value alone: the session cookie and the token were in the log."""
+    from bot.server import redacted
+
+    for said in ("400, message: Got more than 8190 bytes when reading: b'shop_session=s3cr3txxxxxxxx...'.",
+                 "400, message: Invalid HTTP header: b'session=s3cr3t\\x01'",
+                 "400, message: Invalid HTTP header: b'Token s3cr3t\\x01'",
+                 '400, message: Invalid HTTP header: b\'Digest response="s3cr3t"\\x01\''):
+        assert "s3cr3t" not in redacted(said), said
+    assert redacted("400, message: Invalid header value char: b'X-Admin-Token: s3cr3t\\x01' ^") == (
+        "400, message: Invalid header value char: b'X-Admin-Token: [redacted]'")
 
 
 async def test_a_client_that_hangs_up_mid_body_is_not_an_error(
