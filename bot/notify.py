@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import suppress
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlsplit
 
@@ -34,6 +35,7 @@ class HandoffNotifier:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._tasks = BackgroundTasks()
+        self._stopping = asyncio.Event()  # set by close(): a notice waiting to be tried again is given up
 
     def handed_off(self, conversation_id: str, channel: str, reason: str) -> None:
         """Post the notice in the background (nothing when no URL is configured)."""
@@ -47,9 +49,20 @@ class HandoffNotifier:
 
     async def _post(self, url: str, body: dict[str, str]) -> None:
         """Post ``body``, again after a failure the receiver may get over (see the module's docstring); one
-        log line if it never took it."""
+        log line if it never took it, or was given up at shutdown."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
+        try:
+            await self._tries(url, body)
+        except asyncio.CancelledError:
+            self._given_up(url, body)
+            raise
+
+    def _given_up(self, url: str, body: dict[str, str], why: str = "") -> None:
+        log.error("handoff notice for %s: %s %sgiven up at shutdown", body["conversation_id"], _origin(url), why)
+
+    async def _tries(self, url: str, body: dict[str, str]) -> None:
+        assert self._session is not None
         for attempt in range(1, ATTEMPTS + 1):
             delay = RETRY_DELAY_S * 2 ** (attempt - 1)
             try:
@@ -67,13 +80,18 @@ class HandoffNotifier:
                 problem = f"failed: {type(exc).__name__}"
                 break
             if attempt < ATTEMPTS:
-                await asyncio.sleep(delay)
+                with suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._stopping.is_set():
+                    self._given_up(url, body, f"{problem} ({attempt} {'try' if attempt == 1 else 'tries'}), ")
+                    return
         log.error("handoff notice for %s: %s %s (%d %s)", body["conversation_id"], _origin(url), problem, attempt,
                   "try" if attempt == 1 else "tries")
 
     async def close(self) -> None:
         """Let the notices on their way finish (a few seconds at most: those still being tried again are
-        given up), then close the session."""
+        given up at once, with a log line each), then close the session."""
+        self._stopping.set()
         await self._tasks.close()
         if self._session is not None:
             await self._session.close()

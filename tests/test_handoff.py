@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,42 @@ async def test_a_reload_brings_the_handoff_settings_it_reads(
     assert notices == ["/new-hook"]
 
 
+async def settled(notifier: notify.HandoffNotifier) -> None:
+    """Until ``notifier`` has no notice on its way (close() gives up those waiting to be tried again)."""
+    for _ in range(500):
+        if not notifier._tasks._tasks:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_a_notice_waiting_to_be_tried_again_is_given_up_at_once_at_shutdown(
+        aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A webhook restarting asked for 10 s: the server's shutdown waited its 5 s grace for the notice, then
+    dropped it without a word in the log."""
+    posts: list[float] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        posts.append(time.monotonic())
+        return web.Response(status=503, headers={"Retry-After": "10"})
+
+    receiver = web.Application()
+    receiver.router.add_post("/services/SECRET", hook)
+    helpdesk = await aiohttp_server(receiver)
+    notifier = notify.HandoffNotifier(str(helpdesk.make_url("/services/SECRET")))
+    notifier.handed_off("asked", "web", "requested")
+    for _ in range(200):
+        if posts:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await notifier.close()
+    assert time.monotonic() - started < 1 and len(posts) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"handoff notice for asked: http://{helpdesk.host}:{helpdesk.port} answered 503 (1 try), "
+                      "given up at shutdown"]
+
+
 async def test_a_webhook_that_is_down_costs_a_log_line_not_the_reply(
         bot_dir: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(notify, "RETRY_DELAY_S", 0.01)
@@ -240,6 +277,7 @@ async def test_a_webhook_that_is_down_costs_a_log_line_not_the_reply(
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     reply = await chat(client, "asked", "/handoff")
     assert reply["handed_off"] is True and reply["source"] == "handoff"
+    await settled(client.app[BOT].notifier)
     await client.app[BOT].notifier.close()
     assert f"handoff notice for asked: http://127.0.0.1:{port} unreachable" in caplog.text
     assert "(3 tries)" in caplog.text and "SECRET" not in caplog.text
@@ -275,6 +313,7 @@ async def test_a_notice_the_webhook_could_not_take_is_tried_again(
     helpdesk = await aiohttp_server(receiver)
     notifier = notify.HandoffNotifier(str(helpdesk.make_url("/services/T1/B2/SECRET?token=SECRET")), timeout=0.3)
     notifier.handed_off("asked", "web", "requested")
+    await settled(notifier)
     await notifier.close()
     assert len(bodies) == posts and all(body == bodies[0] for body in bodies)
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
@@ -509,7 +548,6 @@ async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_
     """It was a bare traceback under "background task failed", naming no conversation, and the transcript
     showed the answer as delivered: no agent could tell that the customer got nothing."""
     import json
-    import time
 
     from bot.channels.slack import slack_signature
 
