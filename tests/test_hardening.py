@@ -1200,7 +1200,8 @@ def test_serve_on_port_0_says_the_port_it_got(tiny_demo_bot: Path, tmp_path: Pat
     # at once: Python's teardown of the models' objects held a restart up 3 to 6 s after the server had stopped
     assert server.returncode == 0 and time.monotonic() - stopping < 3
     logged = "".join(lines) + server.stderr.read()  # type: ignore[union-attr]
-    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO aiohttp.server: .*Bad Header", logged, re.M), logged
+    # (what aiohttp quotes of the broken line is redacted: a line without a header's name may be a pasted token)
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO aiohttp.server: .* 400, .*\[redacted\]", logged, re.M), logged
     assert " INFO deskbot: answering a slack message a stopped server acknowledged" in logged, logged
     assert (" WARNING deskbot: 1 wecom message kept in the store waits for a server with the wecom channel, which this "
             "one does not serve") in logged, logged  # not left to wait unsaid
