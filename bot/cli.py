@@ -935,7 +935,7 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per version.")
 def models(directory: Path, as_json: bool) -> None:
     """List the model versions of DIRECTORY with their figures; * marks the serving one."""
-    from finetune.registry import Registry, RegistryError
+    from finetune.registry import Registry, RegistryError, served_versions
 
     registry = Registry(load_project(directory).models_dir)
     versions = registry.versions()
@@ -947,7 +947,7 @@ def models(directory: Path, as_json: bool) -> None:
         log = registry.decisions()
     except RegistryError:  # a log that cannot be read: the versions are listed all the same
         log = []
-    served = _served(log)
+    served = served_versions(log)
     failures = {str(d.get("version")): d for d in log if d.get("event") == "promotion_failed"}
     for v in versions:
         # Read leniently: one version's hand-edited or half-restored files must not hide the others.
@@ -975,23 +975,6 @@ def models(directory: Path, as_json: bool) -> None:
             registry.current_path()
         except RegistryError as exc:
             click.echo(f"note: none of them serves: {exc}", err=True)
-
-
-def _served(log: list[dict[str, Any]]) -> dict[str, str]:
-    """The versions the decision log says served, each with how: ``promoted``, or ``served by rollback`` (a
-    candidate whose promotion failed, served later by `bot rollback`). A rollback is recorded before it is
-    tried, so it served unless the record after it says that it failed (``rollback_failed``) or that a
-    version derived from it, without the purged answers, served instead (an ``index_refresh`` from it)."""
-    served: dict[str, str] = {}
-    for d, after in zip(log, [*log[1:], {}]):
-        name = str(d.get("version"))
-        if d.get("event") == "promoted":
-            served[name] = "promoted"
-        elif d.get("event") == "rollback" and not (
-                after.get("event") == "rollback_failed" and str(after.get("version")) == name
-                or after.get("event") == "index_refresh" and str(after.get("previous")) == name):
-            served.setdefault(name, "served by rollback")
-    return served
 
 
 @cli.command()

@@ -325,6 +325,23 @@ def version_number(name: str) -> int | None:
     return number if name == f"v{number:04d}" else None
 
 
+def served_versions(log: list[dict[str, Any]]) -> dict[str, str]:
+    """The versions the decision log (:meth:`Registry.decisions`) says served, each with how: ``promoted``, or ``served by rollback`` (a
+    candidate whose promotion failed, served later by `bot rollback`). A rollback is recorded before it is
+    tried, so it served unless the record after it says that it failed (``rollback_failed``) or that a
+    version derived from it, without the purged answers, served instead (an ``index_refresh`` from it)."""
+    served: dict[str, str] = {}
+    for d, after in zip(log, [*log[1:], {}]):
+        name = str(d.get("version"))
+        if d.get("event") == "promoted":
+            served[name] = "promoted"
+        elif d.get("event") == "rollback" and not (
+                after.get("event") == "rollback_failed" and str(after.get("version")) == name
+                or after.get("event") == "index_refresh" and str(after.get("previous")) == name):
+            served.setdefault(name, "served by rollback")
+    return served
+
+
 def _model_damage(path: Path) -> list[str]:
     """What a look at the sizes finds wrong with version ``path``'s model: its answer index missing, or a
     file of its classifier missing or cut short (a copy or a disk that failed). ``bot models`` listed such

@@ -606,7 +606,7 @@ def test_a_failed_write_of_the_evaluation_set_leaves_the_previous_one_and_no_tem
 
 
 def test_a_rollback_counts_as_serving_only_when_nothing_after_it_says_otherwise() -> None:
-    from bot.cli import _served
+    from finetune.registry import served_versions
 
     log = [{"event": "promoted", "version": "v0001"},
            {"event": "promotion_failed", "version": "v0002"}, {"event": "rollback", "version": "v0002"},
@@ -615,4 +615,4 @@ def test_a_rollback_counts_as_serving_only_when_nothing_after_it_says_otherwise(
            {"event": "promotion_failed", "version": "v0004"}, {"event": "rollback", "version": "v0004"},
            {"event": "index_refresh", "version": "v0005", "previous": "v0004"},
            {"event": "rollback", "version": "v0001"}]
-    assert _served(log) == {"v0001": "promoted", "v0002": "served by rollback"}
+    assert served_versions(log) == {"v0001": "promoted", "v0002": "served by rollback"}
