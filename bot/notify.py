@@ -83,10 +83,9 @@ class HandoffNotifier:
                 with suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 if self._stopping.is_set():
-                    self._given_up(url, body, f"{problem} ({attempt} {'try' if attempt == 1 else 'tries'}), ")
+                    self._given_up(url, body, f"{_after(problem, attempt)}, ")
                     return
-        log.error("handoff notice for %s: %s %s (%d %s)", body["conversation_id"], _origin(url), problem, attempt,
-                  "try" if attempt == 1 else "tries")
+        log.error("handoff notice for %s: %s %s", body["conversation_id"], _origin(url), _after(problem, attempt))
 
     async def close(self) -> None:
         """Let the notices on their way finish (a few seconds at most: those still being tried again are
@@ -96,6 +95,11 @@ class HandoffNotifier:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _after(problem: str, attempts: int) -> str:
+    """What became of a notice, and after how many tries: "answered 503 (3 tries)"."""
+    return f"{problem} ({attempts} {'try' if attempts == 1 else 'tries'})"
 
 
 def _origin(url: str) -> str:
