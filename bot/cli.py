@@ -720,6 +720,7 @@ def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str |
 @click.option("--max-accuracy-drop", type=click.FloatRange(0, 1), default=None, help="Gate margin (default: bot.yml's).")
 @click.option("--max-intent-drop", type=click.FloatRange(0, 1), default=None, help="Gate margin (default: bot.yml's).")
 @click.option("--min-intent-examples", type=click.IntRange(1), default=None, help="Gate setting (default: bot.yml's).")
+@click.option("--max-forgotten", type=click.IntRange(0), default=None, help="Gate setting (default: bot.yml's).")
 @click.option("--review-confidence", type=click.FloatRange(0, 1), default=None,
               help="Below this confidence a message enters the review queue (default: bot.yml's).")
 @click.option("--distill", type=click.FloatRange(0), default=None,
@@ -733,15 +734,15 @@ def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str |
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_budget: float, rounds: int, model: str,
                    seed: int, max_accuracy_drop: float | None, max_intent_drop: float | None,
-                   min_intent_examples: int | None, review_confidence: float | None, distill: float | None,
-                   distill_messages: int | None, interpolate: float | None, device: str | None,
+                   min_intent_examples: int | None, max_forgotten: int | None, review_confidence: float | None,
+                   distill: float | None, distill_messages: int | None, interpolate: float | None, device: str | None,
                    as_json: bool) -> None:
     """The learning loop from a few-shot bot: accuracy per round against the full-data recipe."""
     from bot.learning_bench import run_learning_bench
     from finetune.bench import load_examples
 
     gate = {key: value for key, value in (("max_accuracy_drop", max_accuracy_drop), ("max_intent_drop", max_intent_drop),
-                                          ("min_intent_examples", min_intent_examples),
+                                          ("min_intent_examples", min_intent_examples), ("max_forgotten", max_forgotten),
                                           ("review_confidence", review_confidence), ("distill", distill),
                                           ("distill_messages", distill_messages), ("interpolate", interpolate))
             if value is not None}
@@ -926,6 +927,10 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
                f"({data['new_labels']} labels new{gone}), {data['agent_answers']} agent answers ({data['new_answers']} new)")
     for reason in d["reasons"]:
         click.echo(f"  refused because {reason}")
+    if lost := d.get("forgotten"):  # a seed label the new labels contradict, or forgetting when many
+        click.echo(f"  {len(lost)} seed example{'s' if len(lost) > 1 else ''} now answered otherwise; check the label:")
+        for example in lost[:5]:
+            click.echo(f"    {example['intent']}: {example['text']}")
     if d.get("index_refresh"):
         click.echo(f"  {d['index_refresh']} now serves the new agent answers with the unchanged classifier")
 

@@ -114,8 +114,9 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
         root = Path(tmp)
         project = make_bot(root / "loop", seed_set, model, {"learning": gate or {}})
         margins = project.config.learning.model_dump(include={"max_accuracy_drop", "max_intent_drop",
-                                                               "min_intent_examples", "review_confidence",
-                                                               "distill", "distill_messages", "interpolate"})
+                                                               "min_intent_examples", "max_forgotten",
+                                                               "review_confidence", "distill", "distill_messages",
+                                                               "interpolate"})
         say(f"seed model: {len(seed_set)} examples ({seed_shots} per intent)")
         train_project(project, device=device, progress=False)
         previous = score_on_test(project, test, device)
@@ -138,6 +139,7 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
                             "worst_intent_drop": round(max(drops, default=0.0), 4),
                             "broken_answers": sum(was and not now for was, now in zip(previous["right"], figures["right"])),
                             "promoted": decision["promoted"], "reasons": decision["reasons"],
+                            "forgotten": decision.get("forgotten", []),
                             "serving": Registry(project.models_dir).current()})
             say(f"round {number}: {results[-1]}")
             previous = figures

@@ -293,6 +293,8 @@ class LearningConfig(Settings):
     max_accuracy_drop: float = Field(0.0, ge=0, le=1, description="how far overall accuracy may fall (0: not at all)")
     max_intent_drop: float = Field(0.02, ge=0, le=1, description="how far any one intent's accuracy may fall")
     min_intent_examples: int = Field(5, ge=1, description="examples an intent needs in a set for its own check")
+    max_forgotten: int = Field(1, ge=0, description="seed examples the candidate may lose, in all and within an "
+                               "intent, listed for a check of their labels (0: none)")
     review_similarity: float = Field(0.9, ge=0, le=1, description="cosine at which review items group (0: by text only)")
     review_confidence: AutoOrProbability = Field(
         "auto", description="below this confidence a turn enters the review queue; auto: the intent threshold or 0.5, "

@@ -23,8 +23,8 @@ from click.testing import CliRunner
 
 import bot.retrain
 from bot.cli import cli
-from bot.project import load_project
-from bot.retrain import agent_answers, exported, gate, learned_examples, retrain
+from bot.project import Example, load_project
+from bot.retrain import agent_answers, exported, forgotten, gate, learned_examples, retrain
 from bot.server import create_app
 from bot.training import EVALUATION_FILE, train_project
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
@@ -87,6 +87,34 @@ def test_gate_compares_overall_and_per_intent_accuracy_within_margins() -> None:
     small_drop = {"frozen": figures(0.8, {"a": 0.5, "b": 1.0}, count=2), "seed": serving["seed"]}
     assert gate(small, small_drop, 0.0, 0.02, 5)[0] == []
     assert gate(small, small_drop, 0.0, 0.02, 2)[0] == ["frozen: a fell by 0.5000 (from 1.0000), more than 0.02"]
+
+
+def test_gate_lets_one_seed_example_fall_but_not_two_nor_one_of_the_frozen_set() -> None:
+    """Both models learnt the seed examples, so the serving model answers them all and the candidate can only
+    lose: one a new label contradicts refused every later retrain. Two lost is forgetting."""
+    perfect = figures(1.0, {"a": 1.0, "b": 1.0}, count=9)
+    serving = {"frozen": perfect, "seed": perfect}
+    one_lost = figures(17 / 18, {"a": 8 / 9, "b": 1.0}, count=9)
+    assert gate(serving, {"frozen": perfect, "seed": one_lost}, 0.0, 0.02, 5, max_forgotten=1)[0] == []
+    assert gate(serving, {"frozen": perfect, "seed": one_lost}, 0.0, 0.02, 5) == (
+        ["seed: accuracy fell from 1.0000 to 0.9444", "seed: a fell by 0.1111 (from 1.0000), more than 0.02"],
+        {"frozen": {"a": 0.0, "b": 0.0}, "seed": {"a": 0.1111, "b": 0.0}})
+    assert gate(serving, {"frozen": one_lost, "seed": perfect}, 0.0, 0.02, 5, max_forgotten=1)[0] == [
+        "frozen: accuracy fell from 1.0000 to 0.9444", "frozen: a fell by 0.1111 (from 1.0000), more than 0.02"]
+
+    two_in_a = figures(16 / 18, {"a": 7 / 9, "b": 1.0}, count=9)
+    assert gate(serving, {"frozen": perfect, "seed": two_in_a}, 0.0, 0.02, 5, max_forgotten=1)[0] == [
+        "seed: accuracy fell from 1.0000 to 0.8889", "seed: a fell by 0.2222 (from 1.0000), more than 0.02"]
+    one_in_each = figures(16 / 18, {"a": 8 / 9, "b": 8 / 9}, count=9)
+    assert gate(serving, {"frozen": perfect, "seed": one_in_each}, 0.0, 0.02, 5, max_forgotten=1)[0] == [
+        "seed: accuracy fell from 1.0000 to 0.8889"]
+
+
+def test_forgotten_lists_the_seed_examples_only_the_serving_model_answers_right() -> None:
+    seed = [Example("where is my parcel", "track_order"), Example("cancel it", "cancel_order"),
+            Example("refund please", "get_refund")]
+    before, after = {"right": [True, True, False]}, {"right": [False, True, True]}
+    assert forgotten(seed, before, after) == [{"text": "where is my parcel", "intent": "track_order"}]
 
 
 def test_an_agent_answer_that_lost_personal_data_is_not_shown_to_other_customers() -> None:
@@ -419,8 +447,11 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     assert "labelled, 1 out of scope left out (nlu.yml has no oos intent), 30 repeats left out (one example a message) (" \
         in result.output
     assert "refused because seed: track_order fell by" in result.output
+    assert "seed examples now answered otherwise; check the label:\n    track_order: " in result.output
     decision = json.loads((bot_dir / "models" / "v0002" / "decision.json").read_text())
     assert decision["passed"] is False and decision["worst_intent_drop"] > decision["margins"]["max_intent_drop"]
+    assert len(decision["forgotten"]) > decision["margins"]["max_forgotten"] == 1
+    assert {e["intent"] for e in decision["forgotten"]} == {"track_order"}
     # the wrong labels bought nothing elsewhere on the seed data either
     assert decision["figures"]["seed"]["candidate"]["accuracy"] <= decision["figures"]["seed"]["serving"]["accuracy"]
 
