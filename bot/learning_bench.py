@@ -139,7 +139,7 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
                             "worst_intent_drop": round(max(drops, default=0.0), 4),
                             "broken_answers": sum(was and not now for was, now in zip(previous["right"], figures["right"])),
                             "promoted": decision["promoted"], "reasons": decision["reasons"],
-                            "forgotten": decision.get("forgotten", []),
+                            "forgotten": len(decision.get("forgotten", [])),
                             "serving": Registry(project.models_dir).current()})
             say(f"round {number}: {results[-1]}")
             previous = figures
