@@ -117,9 +117,10 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     """The language to answer ``text`` in. A button's payload (``/`` and a name, whatever the name is written
     in, an action's own too), or a message with no letter in it (an order number, an emoji), keeps
     ``previous``, the conversation's, or before it has one the ``page``'s (the widget's). So do a single
-    word (numbers aside) and an acknowledgement in a conversation already held in Chinese: Chinese
-    customers type "ok thx" or a product's name ("iPhone 15") between Chinese messages, and were answered
-    in English for it; it takes a sentence ("refund please") to switch. A first "hello" on a Chinese page
+    word (numbers aside), an acknowledgement and a few names in a conversation already held in Chinese:
+    Chinese customers type "ok thx", a product's name ("iPhone 15 Pro Max") or their own ("Zhang Wei")
+    between Chinese messages, and were answered in English for it; it takes a sentence ("refund please")
+    to switch. A first "hello" on a Chinese page
     is English's: nothing Chinese was said yet. Another script (Korean, Japanese, Cyrillic) is English's, not the
     conversation's, as a first message's is."""
     if bot_language in LANGUAGES:
@@ -135,7 +136,13 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
         return cast(Language, kept) if kept in LANGUAGES else "en"
     words = [word for word in text.split() if any(c.isalpha() for c in word)]
     latin = all(c.isascii() for c in text if c.isalpha())
-    return "zh" if previous == "zh" and latin and (len(words) == 1 or asks_nothing(text)) else "en"
+    return "zh" if previous == "zh" and latin and (len(words) == 1 or asks_nothing(text) or names(words)) else "en"
+
+
+def names(words: list[str]) -> bool:
+    """Whether ``words`` are a few names (a person's, a product's): each capitalised, or with a capital or a
+    digit inside ("iPhone", "M2"), as no word of an English request but its first is."""
+    return len(words) <= 4 and all(w[0].isupper() or any(c.isupper() or c.isdigit() for c in w[1:]) for w in words)
 
 
 def say(text: Text, language: str, default: str | None = None, script: Script | None = None) -> str:

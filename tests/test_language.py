@@ -21,6 +21,13 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "Is there anything else I need to do?", "zh", "en"),
     ("multi", "ok thanks", "en", "en"),
     ("multi", "AirPods please", "zh", "en"),
+    ("multi", "Zhang Wei", "zh", "zh"),       # nor does a name: a customer asked for theirs was answered in English
+    ("multi", "MacBook Air M2", "zh", "zh"),
+    ("multi", "iPhone 15 Pro Max", "zh", "zh"),
+    ("multi", "Zhang Wei", "en", "en"),
+    ("multi", "Zhang Wei", None, "en"),
+    ("multi", "Cancel my order", "zh", "en"),  # a request's words after its first are not capitalised
+    ("multi", "Please Cancel My Order Now", "zh", "en"),  # nor is a title-cased one five words long
     ("multi", "Возврат", "zh", "en"),        # a word in another script is English's, as before
     ("multi", "ok", "en", "en"),
     ("multi", "ok", None, "en"),
