@@ -20,7 +20,18 @@ from typing import Any, Callable, TypeVar
 from bot.actions import ActionError, ActionRunner, action_call, action_domain
 from bot.batching import MicroBatcher
 from bot.channels.base import UNDELIVERED, DeliveryError, MaybeDelivered, Reply, Turn, failure, normalise
-from bot.language import SCRIPT, SLOT, Language, Script, chinese_script, in_script, kept_script, say, turn_language
+from bot.language import (
+    SCRIPT,
+    SLOT,
+    Language,
+    Script,
+    Text,
+    chinese_script,
+    in_script,
+    kept_script,
+    say,
+    turn_language,
+)
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
@@ -409,6 +420,22 @@ class Bot:
             await shown.status_changed(conversation_id, status, BY.get(reason, "bot"))
         if handed_off and reason != "agent" and channel != TRYOUT_CHANNEL:
             self.notifier.handed_off(conversation_id, channel, reason)
+        if reason == "agent" and self.store is not None:
+            await self._tell_change(conversation_id, handed_off)
+
+    async def _tell_change(self, conversation_id: str, handed_off: bool) -> None:
+        """Tell a customer on a channel that shows no banner (Slack, WeCom) that an agent took their
+        conversation over, or gave it back to the bot: they were left writing to a silent bot, or answered
+        by it again without a word. The takeover notice carries the way back, a button: Slack takes a
+        typed ``/resume`` for a slash command and never sends it."""
+        assert self.store is not None
+        conversation = await self._store(self.store.conversation, conversation_id)
+        channel = self.channels.get(conversation["channel"]) if conversation else None
+        if conversation is None or channel is None or channel.shows_status:
+            return
+        handoff = self.config.handoff
+        await self._tell(conversation_id, conversation["channel"], conversation["slots"], "",
+                         handoff.joined_message if handed_off else handoff.resumed_message, back=handed_off)
 
     async def tell_overdue(self) -> int:
         """Tell each customer who has waited ``handoff.busy_after_seconds`` for a person, once per wait
@@ -419,23 +446,32 @@ class Bot:
             return 0
         overdue = await self._store(self.store.overdue, time.time() - after)
         for waiting in overdue:
-            conversation_id, channel_name = waiting["conversation_id"], waiting["channel"]
-            # The language slot follows each message (a number alone keeps it); the latest message as stored is
-            # redacted, and "[PHONE]" would read as English.
-            kept, script = waiting["slots"].get(SLOT), kept_script(waiting["slots"])
-            language = turn_language(self.config.language, "" if kept else waiting["last_message"] or "", kept)
-            text = say(self.config.handoff.busy_message, language, script=script)
-            back = {"title": say(self.config.handoff.back_button, language, script=script), "payload": RESUME_PAYLOAD}
-            turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name, None, [back])
-            channel = self.channels.get(channel_name)
-            try:
-                if channel is not None:
-                    await channel.send(conversation_id, text, role="bot", turn_id=turn_id, buttons=[back], language=language,
-                                       script=script)
-            except Exception as exc:  # one platform down must not keep the others' customers waiting unheard
-                log.error("could not tell %s that the agents are busy: %r", conversation_id, exc)
-                await self._store(self.store.undelivered, turn_id)  # as the transcript shows an agent's reply that failed
+            await self._tell(waiting["conversation_id"], waiting["channel"], waiting["slots"],
+                             waiting["last_message"] or "", self.config.handoff.busy_message, back=True)
         return len(overdue)
+
+    async def _tell(self, conversation_id: str, channel_name: str, slots: dict[str, Any], last_message: str,
+                    message: Text, back: bool) -> None:
+        """Say ``message`` to a customer outside a turn, on their own channel, in the language and script
+        of their conversation (``back``: with the button back to the bot); stored first, and marked
+        undelivered if the platform does not take it."""
+        assert self.store is not None
+        # The language slot follows each message (a number alone keeps it); the latest message as stored is
+        # redacted, and "[PHONE]" would read as English.
+        kept, script = slots.get(SLOT), kept_script(slots)
+        language = turn_language(self.config.language, "" if kept else last_message, kept)
+        text = say(message, language, script=script)
+        buttons = [{"title": say(self.config.handoff.back_button, language, script=script), "payload": RESUME_PAYLOAD}
+                   ] if back else []
+        turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name, None, buttons)
+        channel = self.channels.get(channel_name)
+        try:
+            if channel is not None:
+                await channel.send(conversation_id, text, role="bot", turn_id=turn_id, buttons=buttons, language=language,
+                                   script=script)
+        except Exception as exc:  # one platform down must not keep the others' customers waiting unheard
+            log.error("could not tell %s %r: %r", conversation_id, text, exc)
+            await self._store(self.store.undelivered, turn_id)  # as the transcript shows an agent's reply that failed
 
     async def agent_message(self, conversation_id: str, text: str, agent: str | None = None,
                             key: str | None = None) -> int:

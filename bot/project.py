@@ -136,6 +136,9 @@ class HandoffConfig(Settings):
     message: Text = {"en": "I'm connecting you with a human agent. Please hold on.", "zh": "正在为您转接人工客服，请稍候。"}
     resumed_message: Text = {"en": "You're back with the bot. How else can I help?",
                              "zh": "您已回到机器人服务，还有什么可以帮您？"}
+    # said on Slack and WeCom when an agent takes a conversation over from the bot (the web chat shows a banner)
+    joined_message: Text = {"en": "A member of our team has joined and will answer you here.",
+                            "zh": "人工客服已接入，将在这里为您解答。"}
     busy_after_seconds: float | None = Field(
         300, gt=0, description="a customer who has waited this long for a person's reply is told, once per wait, "
                                "that the agents are busy (null: never)")

@@ -9,6 +9,7 @@ the same question gets the agent's answer from the bot.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from pathlib import Path
@@ -411,6 +412,48 @@ async def with_slack(bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, po
     (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     return client
+
+
+async def test_a_slack_customer_is_told_when_an_agent_takes_over_and_hands_back(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """The web chat shows a banner; a Slack customer saw nothing: left writing to a silent bot after a takeover,
+    answered by the bot again without a word after a handback, and with no way back (Slack takes a typed
+    /resume for a slash command): the takeover notice carries the button."""
+    posted: list[dict[str, Any]] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append(await request.json())
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump({**config, "language": "multi"}))
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    store = client.app[BOT].store
+    cid, chinese = "slack:T1:C1:1700000000.000100", "slack:T1:C2:1700000000.000100"
+    for conversation in (cid, chinese):
+        store.add_message(conversation, "user", "where is my parcel?", "slack")
+    store.db["conversations"].update(chinese, {"slots": json.dumps({"language": "zh"})})
+    store.add_message("web-1", "user", "where is my parcel?", "web")
+
+    async def admin(conversation: str, action: str) -> None:
+        response = await client.post(f"/admin/conversations/{conversation}/{action}", headers=AUTH)
+        assert response.status == 200, await response.text()
+
+    for action in ("handoff", "handoff", "handback"):  # taken over once: a second agent's takeover changes nothing
+        await admin(cid, action)
+    await admin(chinese, "handoff")
+    await admin("web-1", "handoff")
+
+    said = [(m["channel"], m["text"], [e["value"] for b in m.get("blocks", []) for e in b.get("elements", [])
+                                       if "value" in e]) for m in posted]
+    assert said == [("C1", "A member of our team has joined and will answer you here.", ["/resume"]),
+                    ("C1", "You're back with the bot. How else can I help?", []),
+                    ("C2", "人工客服已接入，将在这里为您解答。", ["/resume"])]
+    transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+    assert [t["text"] for t in transcript["turns"] if t["role"] == "bot"] == [
+        "A member of our team has joined and will answer you here.", "You're back with the bot. How else can I help?"]
+    web_chat = await (await client.get("/admin/conversations/web-1", headers=AUTH)).json()
+    assert [t["role"] for t in web_chat["turns"]] == ["user"]  # the widget's banner says it
 
 
 async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(

@@ -205,6 +205,7 @@ class Channel:
     """Base class: subclasses set ``name`` and implement :meth:`routes` and :meth:`send`."""
 
     name: str = ""
+    shows_status: bool = False  # whether its users see a change of hands (:meth:`status_changed`) without a message
 
     def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
         self.bot = bot
@@ -221,7 +222,8 @@ class Channel:
         """A conversation was handed off (``handed_off``) or back (``open``) from outside a turn, ``by`` the
         ``customer``, an ``agent`` or the ``bot``.
 
-        Channels that show the state to the user (the web widget) override this; others ignore it.
+        Channels that show the state to the user (the web widget) override this and set ``shows_status``;
+        on others the bot tells the customer of an agent's change in a message.
         """
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:

@@ -182,6 +182,7 @@ def refusal(request: web.Request, error: str, request_type: dict[str, str]) -> d
 
 class WebChannel(Channel):
     name = "web"
+    shows_status = True  # the widget's banner and its "back with the bot" notice
 
     def __init__(self, bot: Any, settings: dict[str, Any]) -> None:
         super().__init__(bot, settings)
