@@ -588,9 +588,12 @@ def _example_lines(block: Any) -> list[tuple[int, str]]:
         for where, x in enumerate(block):
             if isinstance(x, dict) and isinstance(x.get("text"), str) and x.keys() <= {"text", "metadata"}:
                 x = x["text"]
-            if not isinstance(x, (str, int, float)) or isinstance(x, bool):
+            if isinstance(x, (int, float)) and not isinstance(x, bool):  # "- 12:30" is 750, "- 0123" is 83
+                raise ValueError(f"YAML reads an example as the number {x!r}, not as written: quote it, or write "
+                                 "'examples: |', then each example on a line of its own after '- '")
+            if not isinstance(x, str):
                 raise ValueError(f"an example must be a text (or 'text:' with 'metadata:'), not {x!r}")
-            lines.append((where, str(x)))
+            lines.append((where, x))
     else:
         for where, raw in enumerate(str(block or "").splitlines()):
             raw = raw.strip()

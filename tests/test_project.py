@@ -413,6 +413,10 @@ def test_a_history_line_that_is_not_a_question_and_its_answer_is_refused(bot_dir
     ("- intent: yes\n  examples: |\n    - hi\n", 'an intent name is text: write intent: "True" in quotes'),
     ("- intent: track\n  exampels: |\n    - hi\n", "unknown key"),
     ("- intent: track\n  examples:\n  - [where, is, it]\n", "an example must be a text"),
+    # learnt as "750", "83" and "1.5": YAML's numbers, not what the shop wrote
+    ("- intent: track\n  examples:\n  - where is it\n  - 12:30\n", "YAML reads an example as the number 750"),
+    ("- intent: track\n  examples:\n  - 0123\n", "YAML reads an example as the number 83, not as written: quote it"),
+    ("- intent: track\n  examples:\n  - 1.50\n", "YAML reads an example as the number 1.5"),
 ])
 def test_an_intent_entry_yaml_misreads_is_refused(tmp_path: Path, entry: str, problem: str) -> None:
     (tmp_path / "bot.yml").write_text("name: t\n")
