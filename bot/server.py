@@ -512,11 +512,12 @@ async def transcript(request: web.Request) -> web.Response:
 async def agent_message(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request, AgentMessageRequest)
+    conversation_id = valid_conversation_id(request)
     try:
-        turn_id = await request.app[BOT].agent_message(valid_conversation_id(request), body.text.strip(),
+        turn_id = await request.app[BOT].agent_message(conversation_id, body.text.strip(),
                                                        body.agent.strip() if body.agent else None, body.key)
     except KeyError:
-        raise web.HTTPNotFound() from None
+        raise http_error(web.HTTPNotFound, f"no conversation {conversation_id!r}") from None
     except MaybeDelivered as exc:  # sent again, it would reach the customer twice
         log.warning("an agent's reply may not have reached the customer: %s", exc)
         raise http_error(web.HTTPGatewayTimeout, f"kept in the transcript; it may have reached the customer, whose "
@@ -534,7 +535,7 @@ async def set_handoff(request: web.Request) -> web.Response:
     status = "handed_off" if handed_off else "open"
     conversation_id = valid_conversation_id(request)
     if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
-        raise web.HTTPNotFound()
+        raise http_error(web.HTTPNotFound, f"no conversation {conversation_id!r}")
     await bot.set_handoff(conversation_id, handed_off, "agent")  # the widget shows the change at once
     return json_response({"status": status})
 

@@ -169,7 +169,10 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
     assert [t["role"] for t in transcript["turns"]] == ["user", "bot", "user", "bot", "agent", "user"]
     assert (await client.get("/admin/conversations/nobody", headers=AUTH)).status == 404
     for action in ("handoff", "handback"):  # no customer waits in a conversation that never began
-        assert (await client.post(f"/admin/conversations/nobody/{action}", headers=AUTH)).status == 404
+        unknown = await client.post(f"/admin/conversations/nobody/{action}", headers=AUTH)
+        assert (unknown.status, await unknown.json()) == (404, {"error": "no conversation 'nobody'"})
+    unknown = await client.post("/admin/conversations/nobody/messages", json={"text": "hi"}, headers=AUTH)
+    assert (unknown.status, await unknown.json()) == (404, {"error": "no conversation 'nobody'"})  # not "Not Found"
     assert (await inbox())["total"] == 2
 
     # The agents' console, a page over this API, cannot be framed by another site.
