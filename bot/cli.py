@@ -915,7 +915,7 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
         before, after = fig["serving"]["accuracy"], fig["candidate"]["accuracy"]
         if before is None:
             continue
-        click.echo(f"  {name + ' accuracy':<18}{before:>9.4f}{after:>11.4f}{after - before:>+9.4f}  (n={fig['serving']['n']})")
+        click.echo(f"  {name + ' top-1':<18}{before:>9.4f}{after:>11.4f}{after - before:>+9.4f}  (n={fig['serving']['n']})")
     click.echo(f"  worst intent drop {d['worst_intent_drop']:.4f} (margin {d['margins']['max_intent_drop']:g})")
     data = d["data"]
     gone = f", {data['labels_gone']} gone" if data.get("labels_gone") else ""  # purged, or relabelled
