@@ -923,6 +923,8 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
     left_out = f", {data['oos']} out of scope left out (nlu.yml has no oos intent)" if data["oos"] else ""
     if data.get("repeated"):  # turns of a message labelled on another turn too: one example a message
         left_out += f", {data['repeated']} repeat{'s' if data['repeated'] > 1 else ''} left out (one example a message)"
+    if data.get("contradicting"):  # a label giving an nlu.yml example another intent: nlu.yml's stands
+        left_out += f", {data['contradicting']} contradicting nlu.yml left out (its example's intent stands)"
     click.echo(f"  data: {data['seed_examples']} seed examples, {data['labelled']} labelled{left_out} "
                f"({data['new_labels']} labels new{gone}), {data['agent_answers']} agent answers ({data['new_answers']} new)")
     for reason in d["reasons"]:

@@ -1,7 +1,8 @@
 """``bot retrain``: learn from the conversations without ever serving a worse model.
 
-1. Gather: nlu.yml's examples (less the frozen evaluation set), every reviewed label, and every agent
-   answer, redacted unless ``privacy.redact`` is off (:mod:`dialogues.export`).
+1. Gather: nlu.yml's examples (less the frozen evaluation set), every reviewed label but those giving an
+   nlu.yml example another intent, and every agent answer, redacted unless
+   ``privacy.redact`` is off (:mod:`dialogues.export`).
 2. Fine-tune: warm-start from the serving model when the intents and the base model are the same, else
    from the base model.
 3. Measure the serving model and the candidate on the frozen evaluation set (generalisation) and on
@@ -30,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +47,10 @@ from bot.training import (
     held_out_texts,
     index_options,
     seed_fingerprint,
+    seed_labels,
     write_model,
 )
-from dialogues.export import LearnedData, learnable, learned_data, one_per_message, recent_traffic
+from dialogues.export import LearnedData, contradicts, learnable, learned_data, one_per_message, recent_traffic
 from dialogues.review import OOS
 from dialogues.store import Store
 from finetune.classifier import IntentClassifier, ModelLoadError
@@ -114,14 +116,19 @@ def forgotten(seed: list[Example], before: dict[str, Any], after: dict[str, Any]
             if was and not now]
 
 
-def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str]) -> tuple[list[Example], dict[str, int]]:
+def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str],
+                     seed: Mapping[str, str]) -> tuple[list[Example], dict[str, int]]:
     """Reviewed labels usable for training (:func:`learnable`), and how many were left out and why: repeated
-    (a message labelled on another turn too, learnt once), out of scope, or unusable otherwise."""
-    usable = [Example(r["text"], r["intent"]) for r in learnable(data, intents, held_texts).examples]
+    (a message labelled on another turn too, learnt once), out of scope, contradicting nlu.yml (``seed``,
+    :func:`seed_labels`: its example keeps its intent, and the retrain says so instead of learning both), or
+    unusable otherwise."""
+    usable = [Example(r["text"], r["intent"]) for r in learnable(data, intents, held_texts, seed).examples]
     messages = one_per_message(data.examples)
     oos = sum(r["intent"] == OOS and OOS not in intents for r in messages)  # labels no intent of the bot takes
+    contradicting = sum(r["intent"] in intents and same_example(r["text"]) not in held_texts and contradicts(r, seed)
+                        for r in messages)
     return usable, {"labelled": len(usable), "repeated": len(data.examples) - len(messages), "oos": oos,
-                    "unusable": len(messages) - len(usable) - oos}
+                    "contradicting": contradicting, "unusable": len(messages) - len(usable) - oos - contradicting}
 
 
 def agent_answers(data: LearnedData, intents: Collection[str] | None = None) -> list[Answer]:
@@ -129,7 +136,7 @@ def agent_answers(data: LearnedData, intents: Collection[str] | None = None) -> 
     an answer whose question was labelled with an intent since taken out of nlu.yml has no intent: retrieval
     gives an answer only for the intent predicted, or with none, so it would never be given, and as the
     closest answer it would keep the others from being given."""
-    answers = learnable(data, set(), set()).answers
+    answers = learnable(data, set(), set(), {}).answers
     return [Answer(f"agent:{r['id']}", r["answer"], r["question"], r["intent"], "agent")
             for r in (answers if intents is None else filed(answers, {*intents, OOS}))]
 
@@ -141,7 +148,7 @@ def filed(answers: list[dict[str, Any]], known: Collection[str]) -> list[dict[st
 
 def exported(project: Project, data: LearnedData) -> LearnedData:
     """What ``bot export`` and ``GET /admin/export`` write of ``data``: what a retrain of ``project`` learns."""
-    kept = learnable(data, set(project.intents), held_out_texts(project))
+    kept = learnable(data, set(project.intents), held_out_texts(project), seed_labels(project))
     return LearnedData(kept.examples, filed(kept.answers, project.labels))
 
 
@@ -216,7 +223,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
 
         seed, held = frozen_split(project)
         held_texts = {same_example(e.text) for e in held}  # the gate's examples: taught neither labels nor old answers
-        learned, label_counts = learned_examples(data, set(project.intents), held_texts)
+        learned, label_counts = learned_examples(data, set(project.intents), held_texts, seed_labels(project))
         check_taught(project, seed + learned)
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
         say(f"Measuring the serving model {serving_name} on {len(held)} frozen and {len(seed)} seed examples")

@@ -100,6 +100,12 @@ def held_out_texts(project: Project) -> set[str]:
     return {same_example(r["text"]) for r in _read_rows(project.models_dir / EVALUATION_FILE)}
 
 
+def seed_labels(project: Project) -> dict[str, str]:
+    """nlu.yml's examples as :func:`~retrieval.text.same_example` keys, with their intents: what a review
+    label must agree with to be learnt (:func:`~dialogues.export.contradicts`)."""
+    return {same_example(e.text): e.intent for e in project.examples}
+
+
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     """The frozen evaluation set; a damaged line stops training with its number, since a new set would
     make this version's figures incomparable with every earlier version's."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
@@ -74,16 +74,26 @@ def one_per_message(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept[::-1]
 
 
-def learnable(data: LearnedData, intents: set[str], held_texts: set[str]) -> LearnedData:
+def contradicts(row: dict[str, Any], seed: Mapping[str, str]) -> bool:
+    """Whether a label gives its message another intent than nlu.yml gives that text (``seed``: nlu.yml's
+    examples as :func:`~retrieval.text.same_example` keys, with their intents). nlu.yml is the reference the
+    shop edits: trained on both, the model is taught two answers to one message, and the label, learnt
+    later, silently wins over the example the shop wrote."""
+    return seed.get(same_example(row["text"]), row["intent"]) != row["intent"]
+
+
+def learnable(data: LearnedData, intents: set[str], held_texts: set[str], seed: Mapping[str, str]) -> LearnedData:
     """What ``bot retrain`` learns of ``data``, and so what ``bot export`` writes: one example per message
     (:func:`one_per_message`) labelled with one of the bot's intents (``oos`` only when nlu.yml has such an
     intent), never a text of the frozen evaluation set (``held_texts``, as :func:`~retrieval.text.same_example`
-    keys: in another case or spacing it is the same text), and the agent answers redaction left whole, since
+    keys: in another case or spacing it is the same text) nor one nlu.yml files under another intent
+    (:func:`contradicts`), and the agent answers redaction left whole, since
     another customer would read "write to [EMAIL]" (the address may well be the shop's own, which belongs in
     a template), and that are neither one customer's case (:func:`about_one_case`) nor name them or where
     they live (:func:`about_one_person`)."""
     return LearnedData([r for r in one_per_message(data.examples)
-                        if r["intent"] in intents and same_example(r["text"]) not in held_texts],
+                        if r["intent"] in intents and same_example(r["text"]) not in held_texts
+                        and not contradicts(r, seed)],
                        [r for r in data.answers if shareable(r.get("asked") or r["question"], r["answer"])])
 
 

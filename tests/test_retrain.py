@@ -22,11 +22,11 @@ import yaml
 from click.testing import CliRunner
 
 import bot.retrain
-from bot.cli import cli
-from bot.project import Example, load_project
+from bot.cli import _print_decision, cli
+from bot.project import Example, load_project, same_example
 from bot.retrain import agent_answers, exported, forgotten, gate, learned_examples, retrain
 from bot.server import create_app
-from bot.training import EVALUATION_FILE, train_project
+from bot.training import EVALUATION_FILE, held_out_texts, seed_labels, train_project
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
 from dialogues.store import Exchange, Store
 from finetune.registry import Registry, RegistryError
@@ -265,11 +265,12 @@ def test_the_checks_on_an_agent_answer_take_time_in_proportion_to_it() -> None:
 def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
     data = LearnedData([{"text": "do you sell bikes", "intent": "oos"}, {"text": "refund me", "intent": "get_refund"},
                         {"text": "held out", "intent": "get_refund"}, {"text": "x", "intent": "gone"}], [])
-    usable, counts = learned_examples(data, {"get_refund", "cancel_order"}, {"held out"})
-    assert [e.text for e in usable] == ["refund me"] and counts == {"labelled": 1, "repeated": 0, "oos": 1, "unusable": 2}
-    usable, counts = learned_examples(data, {"get_refund", "oos"}, {"held out"})
+    usable, counts = learned_examples(data, {"get_refund", "cancel_order"}, {"held out"}, {})
+    assert [e.text for e in usable] == ["refund me"]
+    assert counts == {"labelled": 1, "repeated": 0, "oos": 1, "contradicting": 0, "unusable": 2}
+    usable, counts = learned_examples(data, {"get_refund", "oos"}, {"held out"}, {})
     assert [(e.text, e.intent) for e in usable] == [("do you sell bikes", "oos"), ("refund me", "get_refund")]
-    assert counts == {"labelled": 2, "repeated": 0, "oos": 0, "unusable": 2}
+    assert counts == {"labelled": 2, "repeated": 0, "oos": 0, "contradicting": 0, "unusable": 2}
 
 
 def test_a_message_labelled_on_many_turns_is_one_example_with_its_latest_label(tmp_path: Path) -> None:
@@ -283,12 +284,41 @@ def test_a_message_labelled_on_many_turns_is_one_example_with_its_latest_label(t
     data = learned_data(store)
     store.close()
 
-    usable, counts = learned_examples(data, {"track_order", "cancel_order", "get_refund"}, set())
+    usable, counts = learned_examples(data, {"track_order", "cancel_order", "get_refund"}, set(), {})
 
     assert [(e.text, e.intent) for e in usable] == [("取消订单", "cancel_order"), ("WHERE is my parcel!", "get_refund")]
-    assert counts == {"labelled": 2, "repeated": 51, "oos": 0, "unusable": 0}
-    exported = learnable(data, {"track_order", "cancel_order", "get_refund"}, set()).examples  # what bot export writes
+    assert counts == {"labelled": 2, "repeated": 51, "oos": 0, "contradicting": 0, "unusable": 0}
+    exported = learnable(data, {"track_order", "cancel_order", "get_refund"}, set(), {}).examples  # what bot export writes
     assert [(r["text"], r["intent"]) for r in exported] == [(e.text, e.intent) for e in usable]
+
+
+def test_a_label_contradicting_nlu_yml_is_left_out_and_counted(bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A reviewer labelled an nlu.yml example of one intent (in another case and spacing) with another: the
+    retrain trained on both without a word, and the served model answered the shop's own example with the
+    label's intent. nlu.yml's intent stands; a label agreeing with it, or on a text nlu.yml lacks, is learnt,
+    and bot export writes what the retrain learns."""
+    project = load_project(bot_dir)
+    held = held_out_texts(project)
+    refund, cancel = (next(t for t in seed_texts(bot_dir, intent) if same_example(t) not in held)
+                      for intent in ("get_refund", "cancel_order"))
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, [f"  {refund.upper()} "], conversation="wrong"), "cancel_order", "ann")
+    store.add_labels(log_turns(store, [cancel], conversation="right"), "cancel_order", "ann")
+    store.add_labels(log_turns(store, ["cancel the blue sofa please"], conversation="new"), "cancel_order", "ann")
+    data = learned_data(store)
+    store.close()
+
+    usable, counts = learned_examples(data, set(project.intents), held, seed_labels(project))
+
+    assert [(e.text, e.intent) for e in usable] == [(cancel, "cancel_order"), ("cancel the blue sofa please", "cancel_order")]
+    assert counts == {"labelled": 2, "repeated": 0, "oos": 0, "contradicting": 1, "unusable": 0}
+    assert [(r["text"], r["intent"]) for r in exported(project, data).examples] == [(e.text, e.intent) for e in usable]
+    _print_decision({"serving": "v0001", "version": "v0002", "mode": "warm", "promoted": True, "figures": {},
+                     "worst_intent_drop": 0.0, "margins": {"max_intent_drop": 0.02}, "reasons": [],
+                     "data": {"seed_examples": 50, **counts, "new_labels": 2, "agent_answers": 0, "new_answers": 0}},
+                    "v0002")
+    assert "  data: 50 seed examples, 2 labelled, 1 contradicting nlu.yml left out (its example's intent stands) " \
+           "(2 labels new), 0 agent answers (0 new)" in capsys.readouterr().out.splitlines()
 
 
 def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Path) -> None:
@@ -429,9 +459,12 @@ def test_retrain_trains_from_the_base_model_when_model_base_changes(bot_dir: Pat
 
 
 def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
-    """A careless reviewer labels every way of asking for an order's status as a cancellation."""
+    """A careless reviewer labels every way of asking for an order's status as a cancellation (nlu.yml's
+    own examples reworded, each four ways: a label on one of them as written would be left out as
+    contradicting it)."""
     store = Store(bot_dir / "dialogues.db")
-    texts = seed_texts(bot_dir, "track_order")
+    texts = [form.format(text) for form in ("hi, {}", "{} please", "hello {}", "{} thanks")
+             for text in seed_texts(bot_dir, "track_order")]
     store.add_labels(log_turns(store, texts * 3), "cancel_order", "careless")
     log_turns(store, ["the parcel came damaged"], conversation="damaged")
     store.add_agent_answer("damaged", "Sorry about that! Send us a photo and we will replace it.")
@@ -444,7 +477,7 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     assert "Candidate v0002 (warm from v0001): REFUSED, v0001 keeps serving" in result.output
     # an oos label this bot cannot train on (no oos intent) is said to be left out, not counted as learned
     # and each text, labelled three times, is one example
-    assert "labelled, 1 out of scope left out (nlu.yml has no oos intent), 30 repeats left out (one example a message) (" \
+    assert "labelled, 1 out of scope left out (nlu.yml has no oos intent), 120 repeats left out (one example a message) (" \
         in result.output
     assert "refused because seed: track_order fell by" in result.output
     assert "seed examples now answered otherwise; check the label:\n    track_order: " in result.output
