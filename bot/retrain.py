@@ -1,7 +1,7 @@
 """``bot retrain``: learn from the conversations without ever serving a worse model.
 
 1. Gather: nlu.yml's examples (less the frozen evaluation set), every reviewed label but those giving an
-   nlu.yml example another intent, and every agent answer, redacted unless
+   nlu.yml example another intent, and every agent answer but those in ``bot chat``, redacted unless
    ``privacy.redact`` is off (:mod:`dialogues.export`).
 2. Fine-tune: warm-start from the serving model when the intents and the base model are the same, else
    from the base model.

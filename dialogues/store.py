@@ -963,15 +963,18 @@ class Store:
             "GROUP BY text ORDER BY max(id) DESC LIMIT ?", [limit])]
 
     def answer_candidates(self, since: float = 0.0) -> list[dict[str, Any]]:
-        """Agent answers with their questions, oldest first (not a run of replies that only held the line);
-        ``intent`` is the question's review label, if any, and ``asked`` all the customer wrote in the
-        conversation before the answer."""
+        """Agent answers with their questions, oldest first (not a run of replies that only held the line, nor
+        one in ``bot chat``, where the shop tries its bot and no reply reaches a customer: an answer learnt
+        from there would be shown to real ones); ``intent`` is the question's review label, if any, and
+        ``asked`` all the customer wrote in the conversation before the answer."""
         return list(self.db.query(
             "SELECT a.id, a.conversation_id, a.question_turn_id, a.question, a.answer, a.created, "
             "(SELECT intent FROM review_labels WHERE turn_id = a.question_turn_id ORDER BY id DESC LIMIT 1) AS intent, "
             "(SELECT group_concat(text, ' ') FROM turns WHERE conversation_id = a.conversation_id AND role = 'user' "
             " AND id < a.agent_turn_id) AS asked "
-            "FROM answer_candidates a WHERE a.created >= ? AND a.answer != '' ORDER BY a.id",
+            "FROM answer_candidates a WHERE a.created >= ? AND a.answer != '' "
+            f"AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = a.conversation_id AND NOT {_AGENTS_REACH}) "
+            "ORDER BY a.id",
             [since],
         ))
 

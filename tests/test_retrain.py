@@ -28,7 +28,7 @@ from bot.retrain import agent_answers, exported, forgotten, gate, learned_exampl
 from bot.server import create_app
 from bot.training import EVALUATION_FILE, held_out_texts, seed_labels, train_project
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
-from dialogues.store import Exchange, Store
+from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
 from finetune.registry import Registry, RegistryError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -319,6 +319,24 @@ def test_a_label_contradicting_nlu_yml_is_left_out_and_counted(bot_dir: Path, ca
                     "v0002")
     assert "  data: 50 seed examples, 2 labelled, 1 contradicting nlu.yml left out (its example's intent stands) " \
            "(2 labels new), 0 agent answers (0 new)" in capsys.readouterr().out.splitlines()
+
+
+def test_agent_answers_in_bot_chat_are_not_learnt(tmp_path: Path) -> None:
+    """``bot chat`` is the shop trying its bot in a terminal: an agent's reply there (sent from the console,
+    reaching no one) was exported and indexed as an answer for real customers. Its review labels are learnt
+    as any other, since the review queue offers its messages too."""
+    store = Store(tmp_path / "dialogues.db")
+    for conversation, channel in (("cli:try", TRYOUT_CHANNEL), ("web1", "web")):
+        turn = store.log_exchange(Exchange(conversation, channel, None, "do you ship to norway", None, "Sorry?",
+                                           "track_order", 0.3, [("track_order", 0.3)], "fallback", "v0001"))[0]
+        store.add_labels([turn], "track_order", "ann")
+        store.add_agent_answer(conversation, f"Yes, we ship to Norway ({channel}).", channel)
+    data = learned_data(store)
+    store.close()
+
+    assert [r["answer"] for r in data.answers] == ["Yes, we ship to Norway (web)."]
+    assert [a.text for a in agent_answers(data)] == ["Yes, we ship to Norway (web)."]
+    assert len(data.examples) == 2  # the labels of both conversations' messages
 
 
 def test_retrain_warm_starts_learns_labels_and_indexes_agent_answers(bot_dir: Path) -> None:
