@@ -930,7 +930,9 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
     for reason in d["reasons"]:
         click.echo(f"  refused because {reason}")
     if lost := d.get("forgotten"):  # a seed label the new labels contradict, or forgetting when many
-        click.echo(f"  {len(lost)} seed example{'s' if len(lost) > 1 else ''} now answered otherwise; check the label:")
+        within = f", within learning.max_forgotten ({d['margins']['max_forgotten']})" if d["passed"] else ""
+        click.echo(f"  {len(lost)} seed example{'s' if len(lost) > 1 else ''} now answered otherwise{within}; "
+                   "check the label:")
         for example in lost[:5]:
             click.echo(f"    {example['intent']}: {example['text']}")
     if d.get("index_refresh"):

@@ -90,24 +90,49 @@ def test_gate_compares_overall_and_per_intent_accuracy_within_margins() -> None:
 
 
 def test_gate_lets_one_seed_example_fall_but_not_two_nor_one_of_the_frozen_set() -> None:
-    """Both models learnt the seed examples, so the serving model answers them all and the candidate can only
-    lose: one a new label contradicts refused every later retrain. Two lost is forgetting."""
+    """Both models learnt the seed examples, so the serving model answers nearly all and the candidate has
+    little to gain there: one a new label contradicts refused every later retrain. Two lost is forgetting."""
     perfect = figures(1.0, {"a": 1.0, "b": 1.0}, count=9)
     serving = {"frozen": perfect, "seed": perfect}
     one_lost = figures(17 / 18, {"a": 8 / 9, "b": 1.0}, count=9)
-    assert gate(serving, {"frozen": perfect, "seed": one_lost}, 0.0, 0.02, 5, max_forgotten=1)[0] == []
-    assert gate(serving, {"frozen": perfect, "seed": one_lost}, 0.0, 0.02, 5) == (
+    assert gate(serving, {"frozen": perfect, "seed": one_lost}, 0.0, 0.02, 5, 1, ["a"])[0] == []
+    assert gate(serving, {"frozen": perfect, "seed": one_lost}, 0.0, 0.02, 5, 0, ["a"]) == (
         ["seed: accuracy fell from 1.0000 to 0.9444", "seed: a fell by 0.1111 (from 1.0000), more than 0.02"],
         {"frozen": {"a": 0.0, "b": 0.0}, "seed": {"a": 0.1111, "b": 0.0}})
-    assert gate(serving, {"frozen": one_lost, "seed": perfect}, 0.0, 0.02, 5, max_forgotten=1)[0] == [
+    assert gate(serving, {"frozen": one_lost, "seed": perfect}, 0.0, 0.02, 5, 1)[0] == [
         "frozen: accuracy fell from 1.0000 to 0.9444", "frozen: a fell by 0.1111 (from 1.0000), more than 0.02"]
 
     two_in_a = figures(16 / 18, {"a": 7 / 9, "b": 1.0}, count=9)
-    assert gate(serving, {"frozen": perfect, "seed": two_in_a}, 0.0, 0.02, 5, max_forgotten=1)[0] == [
+    assert gate(serving, {"frozen": perfect, "seed": two_in_a}, 0.0, 0.02, 5, 1, ["a", "a"])[0] == [
         "seed: accuracy fell from 1.0000 to 0.8889", "seed: a fell by 0.2222 (from 1.0000), more than 0.02"]
     one_in_each = figures(16 / 18, {"a": 8 / 9, "b": 8 / 9}, count=9)
-    assert gate(serving, {"frozen": perfect, "seed": one_in_each}, 0.0, 0.02, 5, max_forgotten=1)[0] == [
+    assert gate(serving, {"frozen": perfect, "seed": one_in_each}, 0.0, 0.02, 5, 1, ["a", "b"])[0] == [
         "seed: accuracy fell from 1.0000 to 0.8889"]
+
+
+def test_gate_counts_seed_examples_lost_not_the_net_fall() -> None:
+    """Lost two, gained one back: the net fall of one example hid a second lost one."""
+    before = figures(26 / 27, {"a": 1.0, "b": 1.0, "c": 8 / 9}, count=9)
+    after = figures(25 / 27, {"a": 8 / 9, "b": 8 / 9, "c": 1.0}, count=9)
+    serving, candidate = {"frozen": figures(1.0, {"a": 1.0})}, {"frozen": figures(1.0, {"a": 1.0})}
+    assert gate({**serving, "seed": before}, {**candidate, "seed": after}, 0.0, 0.02, 5, 1, ["a", "b"])[0] == [
+        "seed: accuracy fell from 0.9630 to 0.9259"]
+    assert gate({**serving, "seed": before}, {**candidate, "seed": after}, 0.0, 0.02, 5, 2, ["a", "b"])[0] == []
+
+
+def test_a_promoted_candidate_names_the_seed_example_it_lost_as_let_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    """A promotion printed beside "worst intent drop 0.1111 (margin 0.02)" read as a gate that failed to act."""
+    lost = [{"text": "Why did my top-up not go through?", "intent": "top_up_reverted"}]
+    decision = {"serving": "v0001", "version": "v0002", "mode": "warm", "figures": {}, "worst_intent_drop": 0.1111,
+                "margins": {"max_intent_drop": 0.02, "max_forgotten": 1}, "reasons": [], "forgotten": lost,
+                "data": {"seed_examples": 693, "labelled": 9, "oos": 0, "new_labels": 9, "agent_answers": 0,
+                         "new_answers": 0}}
+    _print_decision({**decision, "passed": True, "promoted": True}, "v0002")
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "  1 seed example now answered otherwise, within learning.max_forgotten (1); check the label:",
+        "    top_up_reverted: Why did my top-up not go through?"]
+    _print_decision({**decision, "passed": False, "promoted": False, "reasons": ["seed: accuracy fell"]}, "v0001")
+    assert "  1 seed example now answered otherwise; check the label:" in capsys.readouterr().out.splitlines()
 
 
 def test_forgotten_lists_the_seed_examples_only_the_serving_model_answers_right() -> None:
