@@ -139,10 +139,24 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     return "zh" if previous == "zh" and latin and (len(words) == 1 or asks_nothing(text) or names(words)) else "en"
 
 
+# Words that make a request of capitalised ones ("Cancel My Order", "HELP ME"), never part of a name.
+_REQUEST_WORDS = frozenset(
+    "a an the i me my you your is are am was it to for of in on with and or not no please thanks thank where what "
+    "when how why who can could do does did want need help get have has".split())
+
+
 def names(words: list[str]) -> bool:
-    """Whether ``words`` are a few names (a person's, a product's): each capitalised, or with a capital or a
-    digit inside ("iPhone", "M2"), as no word of an English request but its first is."""
-    return len(words) <= 4 and all(w[0].isupper() or any(c.isupper() or c.isdigit() for c in w[1:]) for w in words)
+    """Whether ``words`` are a few names (a person's, a product's): each capitalised ("Zhang", "Pro"), or
+    with a capital or a digit inside ("iPhone", "M2"), as no word of an English request but its first is,
+    and none a word requests are made of. A word in capitals is a name only when short or with a digit
+    ("XL", "S24"): "WHERE IS MY ORDER" is a request typed with caps lock on."""
+    def name(word: str) -> bool:
+        letters = "".join(c for c in word if c.isalpha())
+        if word.isupper() and len(letters) > 3 and not any(c.isdigit() for c in word):
+            return False
+        return (word[0].isupper() or any(c.isupper() or c.isdigit() for c in word[1:])) \
+            and letters.lower() not in _REQUEST_WORDS
+    return len(words) <= 4 and all(name(w) for w in words)
 
 
 def say(text: Text, language: str, default: str | None = None, script: Script | None = None) -> str:

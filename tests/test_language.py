@@ -28,6 +28,11 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "Zhang Wei", None, "en"),
     ("multi", "Cancel my order", "zh", "en"),  # a request's words after its first are not capitalised
     ("multi", "Please Cancel My Order Now", "zh", "en"),  # nor is a title-cased one five words long
+    ("multi", "Cancel My Order", "zh", "en"),  # nor one title-cased, nor one typed in capitals
+    ("multi", "Refund Please", "zh", "en"),
+    ("multi", "WHERE IS MY ORDER", "zh", "en"),
+    ("multi", "HELP ME", "zh", "en"),
+    ("multi", "Galaxy S24 Ultra XL", "zh", "zh"),
     ("multi", "Возврат", "zh", "en"),        # a word in another script is English's, as before
     ("multi", "ok", "en", "en"),
     ("multi", "ok", None, "en"),
