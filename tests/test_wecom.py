@@ -830,6 +830,11 @@ async def test_the_busy_message_offers_its_way_back_as_a_numbered_choice(wecom: 
     assert wecom_api.sent[-1]["text"]["content"].endswith("\n回覆數字即可選擇。")
     await passive_content(wecom.client, crypto, "1", "1")
     assert [t.text for t in wecom.bot.turns] == ["/resume"]
+    # An agent's handback told without choices withdraws them: "1" is the customer's word again.
+    await wecom.channel.send(f"wecom:{CORP_ID}:u1", "人工客服已接入。", role="bot", buttons=back, language="zh")
+    await wecom.channel.send(f"wecom:{CORP_ID}:u1", "您已回到机器人服务。", role="bot", language="zh")
+    await passive_content(wecom.client, crypto, "1", "2")
+    assert [t.text for t in wecom.bot.turns] == ["/resume", "1"]
 
 
 # --- the per-conversation limit -----------------------------------------------------------------

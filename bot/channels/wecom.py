@@ -301,15 +301,14 @@ class WeComChannel(PlatformChannel):
         return web.Response(text=self.crypto.encrypt_message(reply_xml, nonce, timestamp), content_type="application/xml")
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
-        """Send ``text`` to the employee with ``message/send``, in 2,048-byte pieces; ``buttons`` (the
-        agents-are-busy message's way back to the bot) become numbered choices, as in an answer.
+        """Send ``text`` to the employee with ``message/send``, in 2,048-byte pieces; ``buttons`` (the way
+        back to the bot under the busy and takeover notices) become numbered choices, as in an answer.
 
-        An agent's message withdraws the bot's numbered choices: a number typed after it is an
-        answer to the agent.
+        Any message withdraws the numbered choices offered before it: a number typed after an agent's is an
+        answer to the agent, and one typed after the handback notice no longer takes the customer "back".
         """
         buttons = kwargs.get("buttons") or []
-        if buttons or kwargs.get("role") == "agent":
-            self._offer(conversation_id, buttons)
+        self._offer(conversation_id, buttons)
         text = numbered_choices(text, buttons, say(self.choice_hint, kwargs.get("language") or self.language,
                                                                  script=kwargs.get("script")))
         await self._send_plain(conversation_id, plain_text(text))
