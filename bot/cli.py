@@ -1063,8 +1063,8 @@ def rollback(directory: Path, version: str) -> None:
     previous = registry.rollback(version, check=check, derive=lambda name: without_gone_answers(project, registry, name))
     serving = registry.current()
     if serving != version:
-        click.echo(f"{version}'s index holds agent answers the store no longer has (purged, now redacted, or about "
-                   f"one customer's case): {serving} serves {version}'s classifier without them, {version} never.")
+        click.echo(f"{version}'s index holds agent answers the store no longer has (purged, now redacted, about "
+                   f"one customer's case, or given in `bot chat`): {serving} serves {version}'s classifier without them, {version} never.")
     if warning := other_intents(*trained_on[0], project):  # served all the same: rolling back is for emergencies
         click.echo(f"warning: {warning}", err=True)
     watch = project.config.learning.watch_seconds

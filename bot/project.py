@@ -145,7 +145,7 @@ class HandoffConfig(Settings):
     busy_message: Text = {"en": "Sorry for the wait: our agents are all busy right now. One will answer here as soon "
                                 "as they can, or you can go back to the bot.",
                           "zh": "抱歉久等了，客服人员正忙，会尽快在这里回复您；您也可以返回机器人。"}
-    back_button: Text = {"en": "Back to the bot", "zh": "返回机器人"}  # sent with busy_message where buttons show
+    back_button: Text = {"en": "Back to the bot", "zh": "返回机器人"}  # with busy_message and joined_message where buttons show
     notify_url: str | None = Field(None, pattern=r"^https?://\S+$",
                                    description="POSTed a JSON notice on every handoff, e.g. a helpdesk's or a chat room's webhook")
 

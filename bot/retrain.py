@@ -211,7 +211,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             # trains, nor for good if the run then fails. The classifier stays as it is, and so does what it learnt.
             refreshed = refresh_index(registry, serving_name, answers, last.meta.get("learned_through", {}))
             say(f"{len(gone)} agent answer{'s' if len(gone) > 1 else ''} no longer in the store as indexed (purged, "
-                f"now redacted, or about one customer's case) left the index: {refreshed} serves without them, "
+                f"now redacted, about one customer's case, or given in `bot chat`) left the index: {refreshed} serves without them, "
                 f"{serving_name}'s classifier unchanged.")
             serving_name, serving_path = refreshed, registry.path(refreshed)
         if not (force or seed_changed or base_changed or new["labels"] or new["answers"] or new["labels_gone"]):

@@ -558,7 +558,7 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     # Purged, the conversation's agent answer leaves the index at the next retrain, with nothing to train.
     assert CliRunner().invoke(cli, ["purge", str(bot_dir), "--conversation", "damaged"]).exit_code == 0
     purged = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
-    assert purged.exit_code == 0 and "1 agent answer no longer in the store as indexed (purged, now redacted, or about one customer's case) left the index: v0004" in purged.output
+    assert purged.exit_code == 0 and "1 agent answer no longer in the store as indexed (purged, now redacted, about one customer's case, or given in `bot chat`) left the index: v0004" in purged.output
     assert registry.current() == "v0004" and [d["event"] for d in registry.decisions()][-1] == "index_refresh"
     assert not [i for i in NLU.load(models / "v0004").index.ids if i.startswith("agent:")]
     assert (models / "v0004" / "classifier" / "head.safetensors").read_bytes() == (old / "classifier" / "head.safetensors").read_bytes()
