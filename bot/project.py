@@ -588,11 +588,12 @@ def _example_lines(block: Any) -> list[tuple[int, str]]:
         for where, x in enumerate(block):
             if isinstance(x, dict) and isinstance(x.get("text"), str) and x.keys() <= {"text", "metadata"}:
                 x = x["text"]
-            if isinstance(x, (int, float)) and not isinstance(x, bool):  # "- 12:30" is 750, "- 0123" is 83
-                raise ValueError(f"YAML reads an example as the number {x!r}, not as written: quote it, or write "
-                                 "'examples: |', then each example on a line of its own after '- '")
-            if not isinstance(x, str):
+            if isinstance(x, (list, dict)):
                 raise ValueError(f"an example must be a text (or 'text:' with 'metadata:'), not {x!r}")
+            if not isinstance(x, str):  # "- 12:30" is the number 750, "- 0123" 83, "- no" False, "- 2024-05-01" a date
+                seen = f"the number {x!r}" if isinstance(x, (int, float)) and not isinstance(x, bool) else repr(x)
+                raise ValueError(f"YAML reads an example as {seen}, not as written: quote it, or write "
+                                 "'examples: |', then each example on a line of its own after '- '")
             lines.append((where, x))
     else:
         for where, raw in enumerate(str(block or "").splitlines()):

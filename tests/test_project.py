@@ -417,6 +417,8 @@ def test_a_history_line_that_is_not_a_question_and_its_answer_is_refused(bot_dir
     ("- intent: track\n  examples:\n  - where is it\n  - 12:30\n", "YAML reads an example as the number 750"),
     ("- intent: track\n  examples:\n  - 0123\n", "YAML reads an example as the number 83, not as written: quote it"),
     ("- intent: track\n  examples:\n  - 1.50\n", "YAML reads an example as the number 1.5"),
+    ("- intent: track\n  examples:\n  - no\n", "YAML reads an example as False, not as written: quote it"),
+    ("- intent: track\n  examples:\n  - 2024-05-01\n", "YAML reads an example as datetime.date(2024, 5, 1)"),
 ])
 def test_an_intent_entry_yaml_misreads_is_refused(tmp_path: Path, entry: str, problem: str) -> None:
     (tmp_path / "bot.yml").write_text("name: t\n")
