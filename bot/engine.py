@@ -15,11 +15,20 @@ import re
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from bot.actions import ActionError, ActionRunner, action_call, action_domain
 from bot.batching import MicroBatcher
-from bot.channels.base import UNDELIVERED, DeliveryError, MaybeDelivered, Reply, Turn, failure, normalise
+from bot.channels.base import (
+    UNDELIVERED,
+    BackgroundTasks,
+    DeliveryError,
+    MaybeDelivered,
+    Reply,
+    Turn,
+    failure,
+    normalise,
+)
 from bot.language import (
     SCRIPT,
     SLOT,
@@ -91,6 +100,10 @@ class Bot:
         # (conversation id, key) -> how the agent's reply sent with that key turns out, while it is being sent
         self._keyed: dict[tuple[str, str], asyncio.Future[int]] = {}
         self.notifier = HandoffNotifier(self.config.handoff.notify_url)
+        # The takeover and handback notices, sent after the admin API has answered (see ``_tell_change``); and
+        # per conversation the latest of them still on its way, which the next notice and agent reply wait for.
+        self._notices = BackgroundTasks()
+        self._telling: dict[str, asyncio.Task[None]] = {}
 
     def _analyse(self, texts: list[str]) -> list[Analysis]:
         return self.nlu.analyse(texts)  # reads self.nlu per batch, so a swap takes effect between batches
@@ -155,9 +168,13 @@ class Bot:
                     self._idle.set()
 
     async def finish_turns(self, timeout: float) -> None:
-        """Wait, up to ``timeout`` seconds, until no turn runs or waits (SIGTERM: no new one comes)."""
+        """Wait, up to ``timeout`` seconds, until no turn runs or waits (SIGTERM: no new one comes) and the
+        takeover and handback notices on their way have gone out; those still going then are given up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout)
+        await self._notices.close(max(0.0, deadline - loop.time()))
 
     async def _handle(self, turn: Turn) -> Reply:
         text = normalise(turn.text)
@@ -412,16 +429,45 @@ class Bot:
         return changed
 
     async def announce(self, conversation_id: str, handed_off: bool, reason: str, channel: str) -> None:
-        """Show a change of hands the store recorded wherever the conversation is open, and tell the agents of
-        a customer handed to them by anyone but an agent: not of a `bot chat` tryout, which is in no agent's
-        inbox and which no agent's reply can reach."""
+        """Show a change of hands the store recorded wherever the conversation is open, tell the agents of
+        a customer handed to them by anyone but an agent (not of a `bot chat` tryout, which is in no agent's
+        inbox and which no agent's reply can reach), and tell a customer on Slack or WeCom in a message
+        that an agent took their conversation over or handed it back (:meth:`_tell_change`). That message
+        goes in the background: the admin API's takeover answers at once, not once the platform has
+        taken it (a minute, with retries, when it is slow)."""
         status = "handed_off" if handed_off else "open"
         for shown in self.channels.values():
             await shown.status_changed(conversation_id, status, BY.get(reason, "bot"))
         if handed_off and reason != "agent" and channel != TRYOUT_CHANNEL:
             self.notifier.handed_off(conversation_id, channel, reason)
         if reason == "agent" and self.store is not None:
-            await self._tell_change(conversation_id, handed_off)
+            self._in_order(conversation_id, lambda: self._tell_change(conversation_id, handed_off))
+
+    def _in_order(self, conversation_id: str, notice: Callable[[], Awaitable[None]]) -> None:
+        """Send ``notice`` in the background, after the conversation's notice before it, if one is still on
+        its way (a takeover then a handback reach the customer in that order); the agent's next reply waits
+        for it too (:meth:`_after_notices`). A failure is logged: the change of hands stands."""
+        before = self._telling.get(conversation_id)
+
+        async def run() -> None:
+            try:
+                if before is not None:
+                    await asyncio.wait([before])  # however it ended
+                await notice()
+            except Exception:
+                log.exception("could not tell %s of an agent's change of hands", conversation_id)
+            finally:
+                if self._telling.get(conversation_id) is task:
+                    del self._telling[conversation_id]
+
+        task = self._notices.spawn(run())
+        self._telling[conversation_id] = task
+
+    async def _after_notices(self, conversation_id: str) -> None:
+        """Wait until the conversation's takeover or handback notice on its way, if any, is stored and sent:
+        an agent's reply right after a takeover came before the notice that they had joined."""
+        if (telling := self._telling.get(conversation_id)) is not None:
+            await asyncio.wait([telling])  # not cancelled with the reply: the notice is the conversation's
 
     async def _tell_change(self, conversation_id: str, handed_off: bool) -> None:
         """Tell a customer on a channel that shows no banner (Slack, WeCom) that an agent took their
@@ -435,7 +481,8 @@ class Bot:
             return
         handoff = self.config.handoff
         await self._tell(conversation_id, conversation["channel"], conversation["slots"], "",
-                         handoff.joined_message if handed_off else handoff.resumed_message, back=handed_off)
+                         handoff.joined_message if handed_off else handoff.resumed_message, back=handed_off,
+                         notice="joined" if handed_off else "resumed")
 
     async def tell_overdue(self) -> int:
         """Tell each customer who has waited ``handoff.busy_after_seconds`` for a person, once per wait
@@ -447,14 +494,15 @@ class Bot:
         overdue = await self._store(self.store.overdue, time.time() - after)
         for waiting in overdue:
             await self._tell(waiting["conversation_id"], waiting["channel"], waiting["slots"],
-                             waiting["last_message"] or "", self.config.handoff.busy_message, back=True)
+                             waiting["last_message"] or "", self.config.handoff.busy_message, back=True, notice="busy")
         return len(overdue)
 
     async def _tell(self, conversation_id: str, channel_name: str, slots: dict[str, Any], last_message: str,
-                    message: Text, back: bool) -> None:
+                    message: Text, back: bool, notice: str) -> None:
         """Say ``message`` to a customer outside a turn, on their own channel, in the language and script
-        of their conversation (``back``: with the button back to the bot); stored first, and marked
-        undelivered if the platform does not take it."""
+        of their conversation (``back``: with the button back to the bot); stored first as the ``notice``
+        it is (see :meth:`Store.overdue`), and marked undelivered if the platform does not take it. One the
+        platform may have posted (:class:`MaybeDelivered`) is not marked, as an agent's reply is not."""
         assert self.store is not None
         # The language slot follows each message (a number alone keeps it); the latest message as stored is
         # redacted, and "[PHONE]" would read as English.
@@ -463,12 +511,15 @@ class Bot:
         text = say(message, language, script=script)
         buttons = [{"title": say(self.config.handoff.back_button, language, script=script), "payload": RESUME_PAYLOAD}
                    ] if back else []
-        turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name, None, buttons)
+        turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name, None, buttons,
+                                    notice)
         channel = self.channels.get(channel_name)
         try:
             if channel is not None:
                 await channel.send(conversation_id, text, role="bot", turn_id=turn_id, buttons=buttons, language=language,
                                    script=script)
+        except MaybeDelivered as exc:  # the customer may have it: marked, the transcript would say they did not
+            log.warning("telling %s %r may not have reached them: %r", conversation_id, text, exc)
         except Exception as exc:  # one platform down must not keep the others' customers waiting unheard
             log.error("could not tell %s %r: %r", conversation_id, text, exc)
             await self._store(self.store.undelivered, turn_id)  # as the transcript shows an agent's reply that failed
@@ -508,6 +559,7 @@ class Bot:
 
     async def _agent_message(self, conversation_id: str, text: str, agent: str | None, key: str | None) -> int:
         assert self.store is not None
+        await self._after_notices(conversation_id)
         conversation = await self._store(self.store.conversation, conversation_id)
         if conversation is None:
             raise KeyError(conversation_id)
@@ -533,6 +585,7 @@ class Bot:
         return turn_id
 
     async def close(self) -> None:
+        await self._notices.close(0.0)  # those left after finish_turns: the store closes below
         await self.batcher.close()
         await self.actions.close()
         await self.notifier.close()

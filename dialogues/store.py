@@ -185,8 +185,25 @@ def _v15(db: sqlite_utils.Database) -> None:
     db["conversations"].create_index(["channel"], if_not_exists=True)
 
 
+def _v16(db: sqlite_utils.Database) -> None:
+    """Which notice a bot turn said outside a turn (``Store.add_message``'s ``notice``): ``busy``, ``joined``
+    or ``resumed``; null for anything else. ``Store.overdue`` counted any bot turn in a wait as the busy
+    notice, and an agent's takeover notice on Slack and WeCom then kept its customer from ever being told
+    that the agents are busy.
+
+    Before this, the busy notice was the only bot turn stored with the button back to the bot (the
+    ``/resume`` payload) while a customer waited, so those turns are marked ``busy``: a customer told before
+    the upgrade is not told again in the same wait. (A takeover notice, which carries the same button, was
+    stored only by the unreleased builds that added it, and counts as told once, as it did there.)"""
+    if "notice" not in db["turns"].columns_dict:
+        db["turns"].add_column("notice", str)
+    db.execute("""UPDATE turns SET notice = 'busy' WHERE role = 'bot' AND notice IS NULL AND EXISTS """
+               """(SELECT 1 FROM json_each(CASE WHEN json_valid(buttons) THEN buttons ELSE '[]' END) """
+               """WHERE json_extract(value, '$.payload') = '/resume')""")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                              _v12, _v13, _v14, _v15]
+                                                              _v12, _v13, _v14, _v15, _v16]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -200,6 +217,8 @@ _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_f
               "FROM turns)")
 _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons) "
              f"VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?)")
+_ADD_NOTICE = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons, notice) "
+               f"VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 class StoreError(Exception):
@@ -695,16 +714,19 @@ class Store:
                 "ORDER BY channel", [now() - UNOWNED_GRACE_S]) if row["channel"] not in channels}
 
     def add_message(self, conversation_id: str, role: str, text: str, channel: str = "web",
-                    author: str | None = None, buttons: list[dict[str, str]] | None = None) -> int:
+                    author: str | None = None, buttons: list[dict[str, str]] | None = None,
+                    notice: str | None = None) -> int:
         """An agent's (or the bot's) message that is not an answer to a user turn; ``author``, an agent's
         name, goes in the turn's ``user`` column, which holds who wrote a turn. ``buttons`` are kept so
-        that a reloaded chat shows them again."""
+        that a reloaded chat shows them again. ``notice``: which of the bot's notices it is (``busy``,
+        ``joined``, ``resumed``; see ``_v16``), for :meth:`overdue`."""
         with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
             stamp = now()  # an agent's word is activity too: the open conversations list the latest first
             self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [stamp, conversation_id])
-            return int(self.db.execute(_ADD_TURN, [conversation_id, role, text, None, channel, author, stamp,
-                                                   json.dumps(buttons, ensure_ascii=False) if buttons else None]).lastrowid)
+            return int(self.db.execute(_ADD_NOTICE, [conversation_id, role, text, None, channel, author, stamp,
+                                                     json.dumps(buttons, ensure_ascii=False) if buttons else None,
+                                                     notice]).lastrowid)
 
     def undelivered(self, turn_id: int) -> None:
         """Mark a reply (an agent's, or the bot's on a platform) the customer did not get (see ``_v8``)."""
@@ -785,12 +807,15 @@ class Store:
 
     def overdue(self, before: float) -> list[dict[str, Any]]:
         """Handed-off customers waiting since before ``before`` and not yet told, in this wait, that the
-        agents are busy (no bot message since their wait began: while a person has the conversation
-        the bot says nothing else), each with its conversation's ``slots`` (the language to tell them in)."""
+        agents are busy (no busy notice since their wait began), each with its conversation's ``slots``
+        (the language to tell them in). Only the busy notice counts (``notice = 'busy'``, see ``_v16``): the
+        notice that an agent took the conversation over is stored in the wait too, and says nothing of how
+        long the customer may wait."""
         return [_with_slots(row) for row in self.db.query(
             "SELECT w.*, (SELECT slots FROM conversations WHERE id = w.conversation_id) AS slots "
             f"FROM ({_HANDED_OFF}) w WHERE waiting_since < ? AND NOT EXISTS (SELECT 1 FROM turns "
-            "WHERE conversation_id = w.conversation_id AND role = 'bot' AND created > w.waiting_since) "
+            "WHERE conversation_id = w.conversation_id AND role = 'bot' AND notice = 'busy' "
+            "AND created > w.waiting_since) "
             "ORDER BY waiting_since", [before])]
 
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:

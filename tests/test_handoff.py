@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -446,6 +447,7 @@ async def test_a_slack_customer_is_told_when_an_agent_takes_over_and_hands_back(
         await admin(cid, action)
     await admin(chinese, "handoff")
     await admin("web-1", "handoff")
+    await notices_sent(client)
 
     said = [(m["channel"], m["text"], [e["value"] for b in m.get("blocks", []) for e in b.get("elements", [])
                                        if "value" in e]) for m in posted]
@@ -457,6 +459,94 @@ async def test_a_slack_customer_is_told_when_an_agent_takes_over_and_hands_back(
         "A member of our team has joined and will answer you here.", "You're back with the bot. How else can I help?"]
     web_chat = await (await client.get("/admin/conversations/web-1", headers=AUTH)).json()
     assert [t["role"] for t in web_chat["turns"]] == ["user"]  # the widget's banner says it
+
+
+async def notices_sent(client: Any) -> None:
+    """Until the bot has no takeover or handback notice on its way (they go after the admin API answers)."""
+    for _ in range(500):
+        if not client.app[BOT]._notices._tasks:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("a notice is still on its way")
+
+
+async def test_a_slack_customer_an_agent_took_over_is_still_told_when_the_agents_are_busy(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """The takeover notice is a bot turn stored in the customer's wait, and the busy notice counted any bot turn
+    as "told": a Slack customer whose agent took over and never wrote was left in silence (the web chat, which
+    gets no takeover message, was told)."""
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append((await request.json())["text"])
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    set_handoff(bot_dir, busy_after_seconds=0.4)
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "where is my parcel?", "slack")
+    assert (await client.post(f"/admin/conversations/{cid}/handoff", headers=AUTH)).status == 200
+    busy = "Sorry for the wait: our agents are all busy right now."
+    for _ in range(100):
+        if any(text.startswith(busy) for text in posted):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # two more rounds of the watcher: still told once
+    assert len(posted) == 2 and posted[1].startswith(busy), posted
+    assert posted[0] == "A member of our team has joined and will answer you here."
+
+
+async def test_an_agents_takeover_answers_before_slack_takes_the_notice_and_a_maybe_posted_one_is_not_marked(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """The admin API waited for Slack to take the takeover notice (3 s for a 504 after 3 s, a minute with
+    retries), and marked a notice Slack may have posted (its 504) undelivered; an agent's reply right after
+    the takeover still reaches the customer after the notice."""
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        text = (await request.json())["text"]
+        if text.startswith("A member of our team"):
+            await asyncio.sleep(1.5)
+            posted.append(text)
+            return web.Response(status=504)
+        posted.append(text)
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "where is my parcel?", "slack")
+    started = time.monotonic()
+    assert (await client.post(f"/admin/conversations/{cid}/handoff", headers=AUTH)).status == 200
+    assert time.monotonic() - started < 1.0
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": ANSWER}, headers=AUTH)
+    assert response.status == 200, await response.text()
+    await notices_sent(client)
+    assert posted == ["A member of our team has joined and will answer you here.", ANSWER]
+    transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+    assert [(t["role"], t["undelivered"]) for t in transcript["turns"]] == [("user", False), ("bot", False),
+                                                                           ("agent", False)]
+
+
+async def test_a_store_error_telling_of_a_takeover_is_logged_and_the_takeover_stands(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """It escaped as a 500 after the conversation had changed hands."""
+    async def post_message(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    store = client.app[BOT].store
+    cid = "slack:T1:C1:1700000000.000100"
+    store.add_message(cid, "user", "where is my parcel?", "slack")
+
+    def failing(*args: Any, **kwargs: Any) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    store.add_message = failing
+    response = await client.post(f"/admin/conversations/{cid}/handoff", headers=AUTH)
+    assert response.status == 200, await response.text()
+    await notices_sent(client)
+    assert store.conversation(cid)["status"] == "handed_off"
+    assert "could not tell" in caplog.text and "disk I/O error" in caplog.text
 
 
 async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(

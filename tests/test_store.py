@@ -302,7 +302,10 @@ def test_the_overdue_and_waiting_customers_come_from_the_inbox(tmp_path: Path) -
     assert store.waiting() == (1, handed_off_at)  # the answered customer does not wait
     assert [(c["conversation_id"], c["slots"]) for c in store.overdue(handed_off_at + 1)] == [("zh", {"language": "zh"})]
     assert store.overdue(handed_off_at) == []  # not waiting long enough yet
-    store.add_message("zh", "bot", "Our agents are busy.", "web")
+    # The notice that an agent took over says nothing of the wait: only the busy notice counts as told.
+    store.add_message("zh", "bot", "An agent has joined.", "web", None, [{"title": "Back", "payload": "/resume"}], "joined")
+    assert [c["conversation_id"] for c in store.overdue(handed_off_at + 1)] == ["zh"]
+    store.add_message("zh", "bot", "Our agents are busy.", "web", notice="busy")
     assert store.overdue(handed_off_at + 1) == []  # told once in this wait
     # bot chat's conversations: no agent's reply reaches a terminal, so they were waiting customers for good
     store.log_exchange(Exchange("cli:1", "cli", None, "human please", None, "Connecting you.", None, 0.9, [], "handoff", "v0001"))
@@ -945,6 +948,24 @@ def test_an_agent_reply_kept_under_its_key_is_not_stored_again_after_the_migrati
     assert store.add_agent_answer("c2", "It left today.", key="k1") not in (first, second)  # another conversation's
     assert [t["text"] for t in store.transcript("c1")["turns"]] == ["Sent before the key was kept.", "It left today.",
                                                                    "It left today."]
+    store.close()
+
+
+def test_a_busy_notice_stored_before_migration_16_still_counts_as_told(tmp_path: Path) -> None:
+    """Notices are marked from migration 16 on; the busy notice stored before, the one bot turn with the button
+    back to the bot, is marked busy, so that its customer is not told a second time in the same wait."""
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    for cid in ("told", "not-told"):
+        user_turn(store, cid, "where is my order?")
+        store.set_status(cid, "handed_off", "requested")
+    store.add_message("told", "bot", "Our agents are busy.", "web", None, [{"title": "Back", "payload": "/resume"}])
+    store.add_message("not-told", "bot", "Hello.", "web", None, [{"title": "Track", "payload": "/track"}])
+    store.db.execute("ALTER TABLE turns DROP COLUMN notice")
+    store.db.execute("PRAGMA user_version=15")  # as the previous deskbot left it
+    store.close()
+    store = Store(path)
+    assert [c["conversation_id"] for c in store.overdue(time.time() + 1)] == ["not-told"]
     store.close()
 
 
