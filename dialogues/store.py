@@ -197,7 +197,9 @@ def _v16(db: sqlite_utils.Database) -> None:
     stored only by the unreleased builds that added it, and counts as told once, as it did there.)"""
     if "notice" not in db["turns"].columns_dict:
         db["turns"].add_column("notice", str)
-    db.execute("""UPDATE turns SET notice = 'busy' WHERE role = 'bot' AND notice IS NULL AND EXISTS """
+    # LIKE first: a large store's every bot turn is not parsed as JSON, only those that may hold the button
+    db.execute("""UPDATE turns SET notice = 'busy' WHERE role = 'bot' AND notice IS NULL """
+               """AND buttons LIKE '%/resume%' AND EXISTS """
                """(SELECT 1 FROM json_each(CASE WHEN json_valid(buttons) THEN buttons ELSE '[]' END) """
                """WHERE json_extract(value, '$.payload') = '/resume')""")
 
@@ -215,10 +217,8 @@ _SETTLE = "UPDATE pending SET answered = ?, text = '', metadata = '{}' WHERE id 
 _UNDELIVERED = "UPDATE turns SET undelivered = 1 WHERE id = ?"
 _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
               "FROM turns)")
-_ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons) "
-             f"VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?)")
-_ADD_NOTICE = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons, notice) "
-               f"VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons, notice) "
+             f"VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 class StoreError(Exception):
@@ -563,14 +563,14 @@ class Store:
         self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
         # Plain SQL here: this runs for every message, and sqlite-utils' insert() costs several times more.
         user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
-                                               None]).lastrowid
+                                               None, None]).lastrowid
         bot_turn = None
         if ex.reply or ex.buttons:  # an action may offer buttons alone: the transcript shows them too
             reply, shown = (self._private(ex.reply or ""), [{**b, "title": self._private(b["title"])} for b in ex.buttons or []]) \
                 if ex.quotes else (ex.reply or "", ex.buttons)
             buttons = json.dumps(shown, ensure_ascii=False) if shown else None
             bot_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "bot", reply, None, ex.channel, None, now(),
-                                                  buttons]).lastrowid
+                                                  buttons, None]).lastrowid
         self.db.execute(
             "INSERT INTO predictions (turn_id, reply_turn_id, intent, confidence, ranking, source, model_version, "
             "retrieval_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -724,9 +724,9 @@ class Store:
             self._ensure_conversation(conversation_id, channel, None)
             stamp = now()  # an agent's word is activity too: the open conversations list the latest first
             self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [stamp, conversation_id])
-            return int(self.db.execute(_ADD_NOTICE, [conversation_id, role, text, None, channel, author, stamp,
-                                                     json.dumps(buttons, ensure_ascii=False) if buttons else None,
-                                                     notice]).lastrowid)
+            return int(self.db.execute(_ADD_TURN, [conversation_id, role, text, None, channel, author, stamp,
+                                                   json.dumps(buttons, ensure_ascii=False) if buttons else None,
+                                                   notice]).lastrowid)
 
     def undelivered(self, turn_id: int) -> None:
         """Mark a reply (an agent's, or the bot's on a platform) the customer did not get (see ``_v8``)."""
