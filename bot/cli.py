@@ -929,6 +929,8 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
                f"({data['new_labels']} labels new{gone}), {data['agent_answers']} agent answers ({data['new_answers']} new)")
     for reason in d["reasons"]:
         click.echo(f"  refused because {reason}")
+    for label in d.get("contradicting", [])[:5]:  # left out: nlu.yml's example stands
+        click.echo(f"    labelled {label['label']}, nlu.yml says {label['nlu_intent']}: {label['text'].strip()}")
     if lost := d.get("forgotten"):  # a seed label the new labels contradict, or forgetting when many
         within = f", within learning.max_forgotten ({d['margins']['max_forgotten']})" if d["passed"] else ""
         click.echo(f"  {len(lost)} seed example{'s' if len(lost) > 1 else ''} now answered otherwise{within}; "

@@ -130,10 +130,18 @@ def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str],
     usable = [Example(r["text"], r["intent"]) for r in learnable(data, intents, held_texts, seed).examples]
     messages = one_per_message(data.examples)
     oos = sum(r["intent"] == OOS and OOS not in intents for r in messages)  # labels no intent of the bot takes
-    contradicting = sum(r["intent"] in intents and same_example(r["text"]) not in held_texts and contradicts(r, seed)
-                        for r in messages)
+    contradicting = len(contradicting_labels(data, intents, held_texts, seed))
     return usable, {"labelled": len(usable), "repeated": len(data.examples) - len(messages), "oos": oos,
                     "contradicting": contradicting, "unusable": len(messages) - len(usable) - oos - contradicting}
+
+
+def contradicting_labels(data: LearnedData, intents: set[str], held_texts: set[str],
+                         seed: Mapping[str, str]) -> list[dict[str, str]]:
+    """The labels left out for giving an nlu.yml example another intent (:func:`contradicts`), each with the
+    intent nlu.yml gives it: someone has to correct the one that is wrong."""
+    return [{"text": r["text"], "label": r["intent"], "nlu_intent": seed[same_example(r["text"])]}
+            for r in one_per_message(data.examples)
+            if r["intent"] in intents and same_example(r["text"]) not in held_texts and contradicts(r, seed)]
 
 
 def agent_answers(data: LearnedData, intents: Collection[str] | None = None) -> list[Answer]:
@@ -228,7 +236,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
 
         seed, held = frozen_split(project)
         held_texts = {same_example(e.text) for e in held}  # the gate's examples: taught neither labels nor old answers
-        learned, label_counts = learned_examples(data, set(project.intents), held_texts, seed_labels(project))
+        nlu_labels = seed_labels(project)
+        learned, label_counts = learned_examples(data, set(project.intents), held_texts, nlu_labels)
         check_taught(project, seed + learned)
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
         say(f"Measuring the serving model {serving_name} on {len(held)} frozen and {len(seed)} seed examples")
@@ -273,6 +282,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 "intent_drops": drops,
                 "worst_intent_drop": max([0.0, *(d for per in drops.values() for d in per.values())]),
                 "forgotten": lost,
+                "contradicting": contradicting_labels(data, set(project.intents), held_texts, nlu_labels),
                 "data": {"seed_examples": len(seed), **label_counts, "new_labels": new["labels"],
                          "labels_gone": new["labels_gone"],
                          "transfer_messages": len(transfer),

@@ -24,7 +24,15 @@ from click.testing import CliRunner
 import bot.retrain
 from bot.cli import _print_decision, cli
 from bot.project import Example, load_project, same_example
-from bot.retrain import agent_answers, exported, forgotten, gate, learned_examples, retrain
+from bot.retrain import (
+    agent_answers,
+    contradicting_labels,
+    exported,
+    forgotten,
+    gate,
+    learned_examples,
+    retrain,
+)
 from bot.server import create_app
 from bot.training import EVALUATION_FILE, held_out_texts, seed_labels, train_project
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
@@ -338,12 +346,17 @@ def test_a_label_contradicting_nlu_yml_is_left_out_and_counted(bot_dir: Path, ca
     assert [(e.text, e.intent) for e in usable] == [(cancel, "cancel_order"), ("cancel the blue sofa please", "cancel_order")]
     assert counts == {"labelled": 2, "repeated": 0, "oos": 0, "contradicting": 1, "unusable": 0}
     assert [(r["text"], r["intent"]) for r in exported(project, data).examples] == [(e.text, e.intent) for e in usable]
+    listed = contradicting_labels(data, set(project.intents), held, seed_labels(project))
+    assert listed == [{"text": f"  {refund.upper()} ", "label": "cancel_order", "nlu_intent": "get_refund"}]
     _print_decision({"serving": "v0001", "version": "v0002", "mode": "warm", "promoted": True, "figures": {},
                      "worst_intent_drop": 0.0, "margins": {"max_intent_drop": 0.02}, "reasons": [],
+                     "contradicting": listed,
                      "data": {"seed_examples": 50, **counts, "new_labels": 2, "agent_answers": 0, "new_answers": 0}},
                     "v0002")
+    out = capsys.readouterr().out.splitlines()
     assert "  data: 50 seed examples, 2 labelled, 1 contradicting nlu.yml left out (its example's intent stands) " \
-           "(2 labels new), 0 agent answers (0 new)" in capsys.readouterr().out.splitlines()
+           "(2 labels new), 0 agent answers (0 new)" in out
+    assert f"    labelled cancel_order, nlu.yml says get_refund: {refund.upper()}" in out  # which one to correct
 
 
 def test_agent_answers_in_bot_chat_are_not_learnt(tmp_path: Path) -> None:
