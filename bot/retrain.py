@@ -52,7 +52,7 @@ from bot.training import (
     seed_labels,
     write_model,
 )
-from dialogues.export import LearnedData, contradicts, learnable, learned_data, one_per_message, recent_traffic
+from dialogues.export import LearnedData, contradicting, learnable, learned_data, one_per_message, recent_traffic
 from dialogues.review import OOS
 from dialogues.store import Store
 from finetune.classifier import IntentClassifier, ModelLoadError
@@ -121,27 +121,19 @@ def forgotten(seed: list[Example], before: dict[str, Any], after: dict[str, Any]
             if was and not now]
 
 
-def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str],
-                     seed: Mapping[str, str]) -> tuple[list[Example], dict[str, int]]:
-    """Reviewed labels usable for training (:func:`learnable`), and how many were left out and why: repeated
+def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str], seed: Mapping[str, str]
+                     ) -> tuple[list[Example], dict[str, int], list[dict[str, str]]]:
+    """Reviewed labels usable for training (:func:`learnable`), how many were left out and why: repeated
     (a message labelled on another turn too, learnt once), out of scope, contradicting nlu.yml (``seed``,
     :func:`seed_labels`: its example keeps its intent, and the retrain says so instead of learning both), or
-    unusable otherwise."""
+    unusable otherwise; and the contradicting ones themselves (:func:`contradicting`)."""
     usable = [Example(r["text"], r["intent"]) for r in learnable(data, intents, held_texts, seed).examples]
     messages = one_per_message(data.examples)
     oos = sum(r["intent"] == OOS and OOS not in intents for r in messages)  # labels no intent of the bot takes
-    contradicting = len(contradicting_labels(data, intents, held_texts, seed))
+    against = contradicting(data, intents, held_texts, seed)
     return usable, {"labelled": len(usable), "repeated": len(data.examples) - len(messages), "oos": oos,
-                    "contradicting": contradicting, "unusable": len(messages) - len(usable) - oos - contradicting}
-
-
-def contradicting_labels(data: LearnedData, intents: set[str], held_texts: set[str],
-                         seed: Mapping[str, str]) -> list[dict[str, str]]:
-    """The labels left out for giving an nlu.yml example another intent (:func:`contradicts`), each with the
-    intent nlu.yml gives it: someone has to correct the one that is wrong."""
-    return [{"text": r["text"], "label": r["intent"], "nlu_intent": seed[same_example(r["text"])]}
-            for r in one_per_message(data.examples)
-            if r["intent"] in intents and same_example(r["text"]) not in held_texts and contradicts(r, seed)]
+                    "contradicting": len(against),
+                    "unusable": len(messages) - len(usable) - oos - len(against)}, against
 
 
 def agent_answers(data: LearnedData, intents: Collection[str] | None = None) -> list[Answer]:
@@ -236,8 +228,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
 
         seed, held = frozen_split(project)
         held_texts = {same_example(e.text) for e in held}  # the gate's examples: taught neither labels nor old answers
-        nlu_labels = seed_labels(project)
-        learned, label_counts = learned_examples(data, set(project.intents), held_texts, nlu_labels)
+        learned, label_counts, against = learned_examples(data, set(project.intents), held_texts, seed_labels(project))
         check_taught(project, seed + learned)
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
         say(f"Measuring the serving model {serving_name} on {len(held)} frozen and {len(seed)} seed examples")
@@ -282,7 +273,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 "intent_drops": drops,
                 "worst_intent_drop": max([0.0, *(d for per in drops.values() for d in per.values())]),
                 "forgotten": lost,
-                "contradicting": contradicting_labels(data, set(project.intents), held_texts, nlu_labels),
+                "contradicting": against,
                 "data": {"seed_examples": len(seed), **label_counts, "new_labels": new["labels"],
                          "labels_gone": new["labels_gone"],
                          "transfer_messages": len(transfer),

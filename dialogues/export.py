@@ -91,10 +91,22 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str], seed: 
     another customer would read "write to [EMAIL]" (the address may well be the shop's own, which belongs in
     a template), and that are neither one customer's case (:func:`about_one_case`) nor name them or where
     they live (:func:`about_one_person`)."""
-    return LearnedData([r for r in one_per_message(data.examples)
-                        if r["intent"] in intents and same_example(r["text"]) not in held_texts
-                        and not contradicts(r, seed)],
+    return LearnedData([r for r in _labelled(data, intents, held_texts) if not contradicts(r, seed)],
                        [r for r in data.answers if shareable(r.get("asked") or r["question"], r["answer"])])
+
+
+def contradicting(data: LearnedData, intents: set[str], held_texts: set[str],
+                  seed: Mapping[str, str]) -> list[dict[str, str]]:
+    """The labels :func:`learnable` leaves out for giving an nlu.yml example another intent, each with the
+    intent nlu.yml gives it: someone has to correct the one that is wrong."""
+    return [{"text": r["text"], "label": r["intent"], "nlu_intent": seed[same_example(r["text"])]}
+            for r in _labelled(data, intents, held_texts) if contradicts(r, seed)]
+
+
+def _labelled(data: LearnedData, intents: set[str], held_texts: set[str]) -> list[dict[str, Any]]:
+    """One example per message labelled with one of the bot's ``intents``, none a frozen evaluation text."""
+    return [r for r in one_per_message(data.examples)
+            if r["intent"] in intents and same_example(r["text"]) not in held_texts]
 
 
 def shareable(asked: str, answer: str) -> bool:

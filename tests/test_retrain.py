@@ -26,7 +26,6 @@ from bot.cli import _print_decision, cli
 from bot.project import Example, load_project, same_example
 from bot.retrain import (
     agent_answers,
-    contradicting_labels,
     exported,
     forgotten,
     gate,
@@ -298,10 +297,10 @@ def test_the_checks_on_an_agent_answer_take_time_in_proportion_to_it() -> None:
 def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
     data = LearnedData([{"text": "do you sell bikes", "intent": "oos"}, {"text": "refund me", "intent": "get_refund"},
                         {"text": "held out", "intent": "get_refund"}, {"text": "x", "intent": "gone"}], [])
-    usable, counts = learned_examples(data, {"get_refund", "cancel_order"}, {"held out"}, {})
+    usable, counts, _ = learned_examples(data, {"get_refund", "cancel_order"}, {"held out"}, {})
     assert [e.text for e in usable] == ["refund me"]
     assert counts == {"labelled": 1, "repeated": 0, "oos": 1, "contradicting": 0, "unusable": 2}
-    usable, counts = learned_examples(data, {"get_refund", "oos"}, {"held out"}, {})
+    usable, counts, _ = learned_examples(data, {"get_refund", "oos"}, {"held out"}, {})
     assert [(e.text, e.intent) for e in usable] == [("do you sell bikes", "oos"), ("refund me", "get_refund")]
     assert counts == {"labelled": 2, "repeated": 0, "oos": 0, "contradicting": 0, "unusable": 2}
 
@@ -317,7 +316,7 @@ def test_a_message_labelled_on_many_turns_is_one_example_with_its_latest_label(t
     data = learned_data(store)
     store.close()
 
-    usable, counts = learned_examples(data, {"track_order", "cancel_order", "get_refund"}, set(), {})
+    usable, counts, _ = learned_examples(data, {"track_order", "cancel_order", "get_refund"}, set(), {})
 
     assert [(e.text, e.intent) for e in usable] == [("取消订单", "cancel_order"), ("WHERE is my parcel!", "get_refund")]
     assert counts == {"labelled": 2, "repeated": 51, "oos": 0, "contradicting": 0, "unusable": 0}
@@ -341,12 +340,11 @@ def test_a_label_contradicting_nlu_yml_is_left_out_and_counted(bot_dir: Path, ca
     data = learned_data(store)
     store.close()
 
-    usable, counts = learned_examples(data, set(project.intents), held, seed_labels(project))
+    usable, counts, listed = learned_examples(data, set(project.intents), held, seed_labels(project))
 
     assert [(e.text, e.intent) for e in usable] == [(cancel, "cancel_order"), ("cancel the blue sofa please", "cancel_order")]
     assert counts == {"labelled": 2, "repeated": 0, "oos": 0, "contradicting": 1, "unusable": 0}
     assert [(r["text"], r["intent"]) for r in exported(project, data).examples] == [(e.text, e.intent) for e in usable]
-    listed = contradicting_labels(data, set(project.intents), held, seed_labels(project))
     assert listed == [{"text": f"  {refund.upper()} ", "label": "cancel_order", "nlu_intent": "get_refund"}]
     _print_decision({"serving": "v0001", "version": "v0002", "mode": "warm", "promoted": True, "figures": {},
                      "worst_intent_drop": 0.0, "margins": {"max_intent_drop": 0.02}, "reasons": [],
