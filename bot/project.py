@@ -575,6 +575,9 @@ def example_text(line: str) -> str:
     return _ANNOTATION.sub(r"\1", line)
 
 
+_AS_A_BLOCK = "write 'examples: |', then each example on a line of its own after '- '"  # what YAML cannot misread
+
+
 def _example_lines(block: Any) -> list[tuple[int, str]]:
     """Rasa writes examples as a ``- text`` block string; a plain YAML list is accepted too, of texts or of
     Rasa's ``{text, metadata}`` mappings. Each example comes with where it is: its line in the block, or
@@ -582,8 +585,7 @@ def _example_lines(block: Any) -> list[tuple[int, str]]:
     lines = []
     if block is not None and not isinstance(block, (str, list)):  # it became the example "{'hi': 'there'}" or "True"
         seen = f"a mapping ({block!r})" if isinstance(block, dict) else repr(block)
-        raise ValueError(f"YAML reads these examples as {seen}, not text: write 'examples: |', then each example "
-                         "on a line of its own after '- '")
+        raise ValueError(f"YAML reads these examples as {seen}, not text: {_AS_A_BLOCK}")
     if isinstance(block, list):
         for where, x in enumerate(block):
             if isinstance(x, dict) and isinstance(x.get("text"), str) and x.keys() <= {"text", "metadata"}:
@@ -592,8 +594,7 @@ def _example_lines(block: Any) -> list[tuple[int, str]]:
                 raise ValueError(f"an example must be a text (or 'text:' with 'metadata:'), not {x!r}")
             if not isinstance(x, str):  # "- 12:30" is the number 750, "- 0123" 83, "- no" False, "- 2024-05-01" a date
                 seen = f"the number {x!r}" if isinstance(x, (int, float)) and not isinstance(x, bool) else repr(x)
-                raise ValueError(f"YAML reads an example as {seen}, not as written: quote it, or write "
-                                 "'examples: |', then each example on a line of its own after '- '")
+                raise ValueError(f"YAML reads an example as {seen}, not as written: quote it, or {_AS_A_BLOCK}")
             lines.append((where, x))
     else:
         for where, raw in enumerate(str(block or "").splitlines()):

@@ -497,6 +497,11 @@ async def inbox(request: web.Request) -> web.Response:
     return json_response({"conversations": conversations, "total": total})
 
 
+def unknown_conversation(conversation_id: str) -> web.HTTPException:
+    """The 404 of an admin call on a conversation the store does not hold, naming it."""
+    return http_error(web.HTTPNotFound, f"no conversation {conversation_id!r}")
+
+
 async def transcript(request: web.Request) -> web.Response:
     """A conversation with the bot's reading of each customer message, for the agent taking it over."""
     require_admin(request)
@@ -505,7 +510,7 @@ async def transcript(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     found = await bot._store(bot.store.transcript, conversation_id, limit)
     if found is None:
-        raise http_error(web.HTTPNotFound, f"no conversation {conversation_id!r}")
+        raise unknown_conversation(conversation_id)
     return json_response(found)
 
 
@@ -517,7 +522,7 @@ async def agent_message(request: web.Request) -> web.Response:
         turn_id = await request.app[BOT].agent_message(conversation_id, body.text.strip(),
                                                        body.agent.strip() if body.agent else None, body.key)
     except KeyError:
-        raise http_error(web.HTTPNotFound, f"no conversation {conversation_id!r}") from None
+        raise unknown_conversation(conversation_id) from None
     except MaybeDelivered as exc:  # sent again, it would reach the customer twice
         log.warning("an agent's reply may not have reached the customer: %s", exc)
         raise http_error(web.HTTPGatewayTimeout, f"kept in the transcript; it may have reached the customer, whose "
@@ -535,7 +540,7 @@ async def set_handoff(request: web.Request) -> web.Response:
     status = "handed_off" if handed_off else "open"
     conversation_id = valid_conversation_id(request)
     if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
-        raise http_error(web.HTTPNotFound, f"no conversation {conversation_id!r}")
+        raise unknown_conversation(conversation_id)
     await bot.set_handoff(conversation_id, handed_off, "agent")  # the widget shows the change at once
     return json_response({"status": status})
 
