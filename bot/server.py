@@ -602,8 +602,15 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         customers, all within ``server.shutdown_seconds``, then close the sockets and platform sessions.
         aiohttp then gives the requests ``RESPONSE_GRACE_S`` to write their responses (twice: once before
         cancelling those still running, once after), where it had waited shutdown_seconds twice more."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + server.shutdown_seconds
+        platforms = [channel for channel in bot.channels.values() if isinstance(channel, PlatformChannel)]
         await asyncio.gather(bot.finish_turns(server.shutdown_seconds),
-                             *(channel.close(server.shutdown_seconds) for channel in bot.channels.values()))
+                             *(channel.close(server.shutdown_seconds) for channel in bot.channels.values()
+                               if channel not in platforms))
+        # Slack's and WeCom's sessions carry the takeover notices finish_turns waited for: closed after them (a
+        # notice sent on a closed channel opened a session that was never closed), in what is left of the grace.
+        await asyncio.gather(*(channel.close(max(0.0, deadline - loop.time())) for channel in platforms))
 
     async def cleanup(app: web.Application) -> None:
         """After the requests in flight have finished: drain and close the store."""

@@ -527,6 +527,27 @@ async def test_an_agents_takeover_answers_before_slack_takes_the_notice_and_a_ma
                                                                            ("agent", False)]
 
 
+async def test_a_takeover_notice_on_its_way_at_shutdown_goes_out_before_its_channel_closes(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM right after a takeover closed Slack's session while the notice was on its way (the channel had
+    no turn of its own to wait for), and the notice opened a new one that nothing closed."""
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.5)
+        posted.append((await request.json())["text"])
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "where is my parcel?", "slack")
+    assert (await client.post(f"/admin/conversations/{cid}/handoff", headers=AUTH)).status == 200
+    await client.app.shutdown()
+    assert posted == ["A member of our team has joined and will answer you here."]
+    assert "could not tell" not in caplog.text
+    assert client.app[BOT].channels["slack"]._session is None  # closed after the notice, not reopened by it
+
+
 async def test_a_store_error_telling_of_a_takeover_is_logged_and_the_takeover_stands(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     """It escaped as a 500 after the conversation had changed hands."""
