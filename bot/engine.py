@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from bot.actions import ActionError, ActionRunner, action_call, action_domain
 from bot.batching import MicroBatcher
@@ -441,11 +441,11 @@ class Bot:
         if handed_off and reason != "agent" and channel != TRYOUT_CHANNEL:
             self.notifier.handed_off(conversation_id, channel, reason)
         if reason == "agent" and self.store is not None:
-            self._in_order(conversation_id, lambda: self._tell_change(conversation_id, handed_off))
+            self._tell_in_order(conversation_id, handed_off)
 
-    def _in_order(self, conversation_id: str, notice: Callable[[], Awaitable[None]]) -> None:
-        """Send ``notice`` in the background, after the conversation's notice before it, if one is still on
-        its way (a takeover then a handback reach the customer in that order); the agent's next reply waits
+    def _tell_in_order(self, conversation_id: str, handed_off: bool) -> None:
+        """:meth:`_tell_change` in the background, after the conversation's notice before it, if one is still
+        on its way (a takeover then a handback reach the customer in that order); the agent's next reply waits
         for it too (:meth:`_after_notices`). A failure is logged: the change of hands stands."""
         before = self._telling.get(conversation_id)
 
@@ -453,7 +453,7 @@ class Bot:
             try:
                 if before is not None:
                     await asyncio.wait([before])  # however it ended
-                await notice()
+                await self._tell_change(conversation_id, handed_off)
             except Exception:
                 log.exception("could not tell %s of an agent's change of hands", conversation_id)
             finally:
