@@ -33,7 +33,7 @@ import json
 import math
 import shutil
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,25 +136,34 @@ def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str],
                     "unusable": len(messages) - len(usable) - oos - len(against)}, against
 
 
-def agent_answers(data: LearnedData, intents: Collection[str] | None = None) -> list[Answer]:
-    """The agent answers retrieval may show other customers (:func:`learnable`). With ``intents`` (the bot's),
-    an answer whose question was labelled with an intent since taken out of nlu.yml has no intent: retrieval
-    gives an answer only for the intent predicted, or with none, so it would never be given, and as the
-    closest answer it would keep the others from being given."""
+def agent_answers(data: LearnedData, project: Project | None = None) -> list[Answer]:
+    """The agent answers retrieval may show other customers (:func:`learnable`); with ``project``, each filed
+    under the intent the bot gives its question (:func:`filed`)."""
     answers = learnable(data, set(), set(), {}).answers
     return [Answer(f"agent:{r['id']}", r["answer"], r["question"], r["intent"], "agent")
-            for r in (answers if intents is None else filed(answers, {*intents, OOS}))]
+            for r in (answers if project is None else filed(answers, project))]
 
 
-def filed(answers: list[dict[str, Any]], known: Collection[str]) -> list[dict[str, Any]]:
-    """Agent answers, an intent not ``known`` (since taken out of nlu.yml) taken off: indexed without one."""
-    return [{**r, "intent": r["intent"] if r["intent"] in known else None} for r in answers]
+def filed(answers: list[dict[str, Any]], project: Project) -> list[dict[str, Any]]:
+    """Agent answers under the intent the bot gives their question, since retrieval gives an answer only for
+    the intent predicted (or with none): nlu.yml's where the question is one of its examples (a label giving
+    it another intent is not learnt, :func:`~dialogues.export.contradicts`, so the model goes on answering
+    nlu.yml's intent there, and the answer would never be given to that question), and none where the label's
+    intent was taken out of nlu.yml since (never given, and as the closest answer it kept the others from
+    being given)."""
+    seed = seed_labels(project)
+
+    def intent(row: dict[str, Any]) -> str | None:
+        given = seed.get(same_example(row["question"]), row["intent"])
+        return given if given in project.labels else None
+
+    return [{**r, "intent": intent(r)} for r in answers]
 
 
 def exported(project: Project, data: LearnedData) -> LearnedData:
     """What ``bot export`` and ``GET /admin/export`` write of ``data``: what a retrain of ``project`` learns."""
     kept = learnable(data, set(project.intents), held_out_texts(project), seed_labels(project))
-    return LearnedData(kept.examples, filed(kept.answers, project.labels))
+    return LearnedData(kept.examples, filed(kept.answers, project))
 
 
 def read_store(project: Project, traffic: bool = True) -> tuple[LearnedData, list[str]]:
@@ -205,7 +214,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         new = _new_since(usable, last.meta)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         base_changed = last.meta.get("base_model") != project.config.base_model  # bot.yml's model.base edited
-        answers = agent_answers(data, project.intents)
+        answers = agent_answers(data, project)
         if gone := gone_answers(serving_path, answers):
             # Not for one more minute of training: the customers' answers must not be shown while the candidate
             # trains, nor for good if the run then fails. The classifier stays as it is, and so does what it learnt.
@@ -323,7 +332,7 @@ def without_gone_answers(project: Project, registry: Registry, name: str) -> str
     leaves out), which serving it would show again. Then a version with its classifier and the store's
     answers is made and promoted, and its name returned; else None, and ``name`` serves as it is."""
     data, _ = read_store(project, traffic=False)  # a rollback trains nothing
-    answers = agent_answers(data, project.intents)
+    answers = agent_answers(data, project)
     if not gone_answers(registry.path(name), answers):
         return None
     # What the next retrain counts as new stays what it would be without the refresh: newer labels are not learnt.
