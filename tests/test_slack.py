@@ -18,14 +18,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.channels.base import DeliveryError, MaybeDelivered, Reply, Turn
+from bot.channels.base import DeliveryError, MaybeDelivered, Reply, Turn, message_pieces
 from bot.channels.slack import (
     MARKDOWN_LIMIT,
     MIN_EVENT_BYTES,
     SlackAPIError,
     SlackChannel,
     SlackMaybePosted,
-    markdown_pieces,
     message_blocks,
     slack_signature,
     verify_slack_request,
@@ -479,10 +478,10 @@ async def test_a_long_answer_is_posted_in_pieces_with_its_buttons_under_the_last
     texts = [posted["blocks"][0]["text"] for posted in slack.posts]
     assert all(len(t) <= MARKDOWN_LIMIT for t in texts) and "\n\n".join(texts) == slack.bot.text  # cut between paragraphs
     assert last["blocks"][1]["elements"][0]["value"] == "/handoff" and first["thread_ts"] == last["thread_ts"]
-    assert markdown_pieces("a" * 25, limit=10) == ["a" * 10, "a" * 10, "a" * 5]  # no break to cut at
-    assert markdown_pieces("one two three", limit=8) == ["one two", "three"]
-    assert markdown_pieces("a" * 10 + "\n\n", limit=10) == ["a" * 10]  # no empty message, which Slack refuses
-    assert markdown_pieces("") == [""]  # an answer of buttons alone
+    assert message_pieces("a" * 25, 10) == ["a" * 10, "a" * 10, "a" * 5]  # no break to cut at
+    assert message_pieces("one two three", 8) == ["one two", "three"]
+    assert message_pieces("a" * 10 + "\n\n", 10) == ["a" * 10]  # no empty message, which Slack refuses
+    assert message_pieces("", MARKDOWN_LIMIT) == [""]  # an answer of buttons alone
 
 
 async def test_button_click_is_answered_in_its_thread_once(slack: SimpleNamespace) -> None:

@@ -16,8 +16,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from bot.channels.base import MaybeDelivered, Reply, Turn
-from bot.channels.wecom import WeComAPIError, WeComChannel, WeComMaybeSent, numbered_choices, plain_text, split_utf8
+from bot.channels.base import MaybeDelivered, Reply, Turn, message_pieces
+from bot.channels.wecom import MAX_CONTENT_BYTES, WeComAPIError, WeComChannel, WeComMaybeSent, numbered_choices, plain_text
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 from bot.language import Script
 from bot.limits import LIMITS, Limits
@@ -155,11 +155,26 @@ def test_parse_xml_refuses_malformed_and_dtds(body: bytes) -> None:
         parse_xml(body)
 
 
-def test_split_utf8_never_cuts_a_character() -> None:
-    pieces = split_utf8("你" * 1000)  # 3 bytes each
-    assert [len(p.encode()) for p in pieces] == [2046, 954]
-    assert "".join(pieces) == "你" * 1000
-    assert split_utf8("short") == ["short"]
+def utf8(text: str) -> int:
+    return len(text.encode())
+
+
+def test_a_long_message_is_cut_where_a_reader_expects_a_break_within_wecoms_byte_limit() -> None:
+    """Cut at the last character within 2,048 bytes, a Chinese answer broke off mid-word and its last two
+    characters came as a message of their own, and a family emoji came apart."""
+    paragraph = "我们的营业时间是周一至周五上午九点到下午六点，节假日另行通知。" * 20  # 1,800 bytes
+    text = "\n\n".join([paragraph] * 3) + "\n\n1. 查询订单\n2. 申请退款\n回复数字即可选择。"
+    pieces = message_pieces(text, MAX_CONTENT_BYTES, size=utf8)
+    assert all(utf8(p) <= MAX_CONTENT_BYTES for p in pieces)
+    assert pieces == [paragraph, paragraph, paragraph + "\n\n1. 查询订单\n2. 申请退款\n回复数字即可选择。"]
+    sentences = message_pieces("这是一句没有换行的话。" * 120, MAX_CONTENT_BYTES, size=utf8)  # 3,960 bytes
+    assert all(p.endswith("。") and utf8(p) <= MAX_CONTENT_BYTES for p in sentences)
+    assert "".join(sentences) == "这是一句没有换行的话。" * 120
+    family = "👨\u200d👩\u200d👧"
+    assert message_pieces("好" * 681 + family, MAX_CONTENT_BYTES, size=utf8) == ["好" * 681, family]
+    unbroken = message_pieces("你" * 1000, MAX_CONTENT_BYTES, size=utf8)  # no break at all: cut between characters
+    assert [utf8(p) for p in unbroken] == [2046, 954] and "".join(unbroken) == "你" * 1000
+    assert message_pieces("short", MAX_CONTENT_BYTES, size=utf8) == ["short"]
 
 
 # --- the channel in a real aiohttp app ---------------------------------------------------------

@@ -19,12 +19,13 @@ import os
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
+import regex
 from aiohttp import web
 
 from bot.language import Language, Script, blank, chinese_script, mostly_written_in
@@ -150,6 +151,39 @@ async def send_pieces(pieces: list[T], send: Callable[[T], Awaitable[None]], err
             if n == 0 or isinstance(exc, (MaybeDelivered, Stopping)):
                 raise
             raise error(f"{failure(exc)}, after {n} of its {len(pieces)} pieces went out") from exc
+
+
+# Where a long message may be cut, best first: after a line break, the end of a sentence (Chinese full stops
+# need no space after them), a space. A break before the middle of a piece is passed over: it would send a stub.
+_BREAKS = (regex.compile(r"\n"), regex.compile(r"[。！？；…!?]+[”’」』）)]*|(?<=[^\s.])[.:;](?=\s)"), regex.compile(r" "))
+
+
+def message_pieces(text: str, limit: int, size: Callable[[str], int] = len) -> list[str]:
+    """``text`` cut into pieces of at most ``limit`` (by ``size``: characters for Slack, UTF-8 bytes for
+    WeCom), each ending where a reader expects a break (``_BREAKS``), else between two characters as a
+    reader sees them (regex's grapheme clusters: a family emoji, a letter and its accent stay whole). Cut at
+    the byte limit alone, a Chinese answer broke off mid-word, and its last two characters came alone."""
+    pieces = []
+    while size(text) > limit:
+        end = (_fitting(((m.end(), m.group()) for m in regex.finditer(r"\X", text)), limit, size)
+               or _fitting(((n + 1, char) for n, char in enumerate(text)), limit, size) or 1)  # one huge cluster
+        cut = next((breaks[-1] for pattern in _BREAKS
+                    if (breaks := [m.end() for m in pattern.finditer(text, 0, end)]) and breaks[-1] > end // 2), end)
+        piece, text = text[:cut].rstrip(), text[cut:].lstrip("\r\n ")
+        if piece:
+            pieces.append(piece)
+    return [*pieces, text] if text or not pieces else pieces  # a long answer's trailing blank line sends nothing
+
+
+def _fitting(units: Iterable[tuple[int, str]], limit: int, size: Callable[[str], int]) -> int:
+    """Where the longest run of ``units`` (each with the offset it ends at) within ``limit`` ends; 0: none fits."""
+    end = used = 0
+    for stop, unit in units:
+        used += size(unit)
+        if used > limit:
+            break
+        end = stop
+    return end
 
 
 async def api_result(response: aiohttp.ClientResponse, error: type[DeliveryError], what: str) -> dict[str, Any]:

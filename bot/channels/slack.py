@@ -26,7 +26,7 @@ from aiohttp import web
 
 from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel, TryAgain, Turn,
                                api_base, api_result, handed_over, http_error, is_fresh, load_json, read_body, readable,
-                               same_secret, send_pieces)
+                               message_pieces, same_secret, send_pieces)
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
 
@@ -96,7 +96,7 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
 
     A button's ``value`` is its payload, sent back by Slack when it is clicked; Slack's length
     limits are applied here so that one long title cannot make the whole message fail. ``text`` is
-    at most ``MARKDOWN_LIMIT`` characters long (:func:`markdown_pieces`). The buttons' block is named
+    at most ``MARKDOWN_LIMIT`` characters long (:func:`~bot.channels.base.message_pieces`). The buttons' block is named
     after the conversation, which a click on an org-wide (Enterprise Grid) install, sent without its
     team, is known by.
     """
@@ -114,18 +114,6 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
         blocks.append({"type": "actions", "elements": elements,
                        **({"block_id": conversation_id} if 0 < len(conversation_id) <= BLOCK_ID_LIMIT else {})})
     return blocks
-
-
-def markdown_pieces(text: str, limit: int = MARKDOWN_LIMIT) -> list[str]:
-    """``text`` cut into pieces a markdown block takes, each ending at a line break (else a space) where the
-    piece has one, so that a cut falls between paragraphs rather than inside a link or a bold phrase."""
-    pieces = []
-    while len(text) > limit:
-        cut = max(text.rfind("\n", 0, limit + 1), 0) or max(text.rfind(" ", 0, limit + 1), 0) or limit
-        piece, text = text[:cut].rstrip("\n "), text[cut:].lstrip("\n ")
-        if piece:
-            pieces.append(piece)
-    return [*pieces, text] if text or not pieces else pieces  # a long answer's trailing blank line sends nothing
 
 
 def retry_after(header: str | None) -> float:
@@ -323,7 +311,7 @@ class SlackChannel(PlatformChannel):
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
         buttons = kwargs.get("buttons") or []
-        pieces = markdown_pieces(text)  # a long answer in several messages, its buttons under the last
+        pieces = message_pieces(text, MARKDOWN_LIMIT)  # a long answer in several messages, its buttons under the last
 
         async def post(numbered: tuple[int, str]) -> None:
             i, piece = numbered

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from bot.channels.base import (MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel,
                                TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh, read_body,
-                               readable, send_pieces)
+                               message_pieces, readable, send_pieces)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import Text, say
 from bot.limits import hold_back, refunded_on_error
@@ -53,23 +53,6 @@ ENV = {
     "api_url": "DESKBOT_WECOM_API_URL",
 }
 REQUIRED = ("token", "aes_key", "corp_id", "secret", "agent_id")
-
-
-def split_utf8(text: str, limit: int = MAX_CONTENT_BYTES) -> list[str]:
-    """Cut ``text`` into pieces of at most ``limit`` UTF-8 bytes, never inside a character."""
-    pieces: list[str] = []
-    current: list[str] = []
-    size = 0
-    for char in text:
-        width = len(char.encode())
-        if size + width > limit:
-            pieces.append("".join(current))
-            current, size = [], 0
-        current.append(char)
-        size += width
-    if current:
-        pieces.append("".join(current))
-    return pieces
 
 
 class WeComAPIError(DeliveryError):
@@ -318,7 +301,8 @@ class WeComChannel(PlatformChannel):
         prefix, corp_id, user = conversation_id.split(":", 2)
         if prefix != self.name or corp_id != self.corp_id:
             raise ValueError(f"not a conversation of this WeCom app: {conversation_id}")
-        await send_pieces(split_utf8(text), lambda piece: self._send_text(user, piece), WeComMaybeSent)
+        pieces = message_pieces(text, MAX_CONTENT_BYTES, size=lambda piece: len(piece.encode()))
+        await send_pieces(pieces, lambda piece: self._send_text(user, piece), WeComMaybeSent)
 
     async def _send_text(self, user: str, content: str) -> None:
         payload = {"touser": user, "msgtype": "text", "agentid": self.agent_id, "text": {"content": content}}
