@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -106,7 +107,7 @@ def loading_base(base_model: str) -> Iterator[None]:
         yield
     except MissingAssetsError as exc:  # an alias whose offline packages are not installed
         raise ModelLoadError(f"base model {base_model!r}: {exc}") from exc
-    except (OSError, ValueError) as exc:  # no such folder, not a model, or a hub name with no hub
+    except (OSError, ValueError, SafetensorError) as exc:  # no folder, no model, weights cut short, no hub
         raise ModelLoadError(f"base model {base_model!r}: cannot load it ({exc}); name a local model folder, "
                              "a Hugging Face model this machine has cached, 'default', 'multilingual' "
                              "or 'mpnet'") from exc

@@ -1062,6 +1062,11 @@ def test_benchmarks_and_settings_that_cannot_run_say_so_in_one_line(tiny_demo_bo
                             for word in ("refund", "order") for n in range(2)))
     assert "base model '/nowhere': cannot load it" in run("bench", "intent", "--train", str(data), "--test", str(data),
                                                            "--model", "/nowhere")
+    broken = shutil.copytree(tiny_model, tmp_path / "broken-model")
+    with (broken / "model.safetensors").open("r+b") as weights:  # a copy cut short
+        weights.truncate(500)
+    assert f"base model '{broken}': cannot load it" in run("bench", "intent", "--train", str(data), "--test", str(data),
+                                                           "--model", str(broken))
     assert "too few for 3 rounds" in run("bench", "learning", "--train", str(data), "--test", str(data),
                                          "--model", str(tiny_model), "--seed-shots", "2")
     assert "0 is not in the range x>=1" in run("bench", "retrieval", "--dim", "0", "--no-quality", code=2)
