@@ -807,8 +807,10 @@ def history_item(row: Any) -> HistoryItem:
     if missing := [key for key in ("question", "answer") if key not in row]:
         raise TypeError(f"no {missing[0]!r}")
     item = HistoryItem(row["question"], row["answer"], row.get("intent"))
-    if not isinstance(item.question, str) or not isinstance(item.answer, str) or not item.answer.strip():
-        raise TypeError("question and answer must be text, and the answer not empty")
+    if not isinstance(item.question, str) or not isinstance(item.answer, str):
+        raise TypeError("question and answer must be text")
+    if not item.question.strip() or not item.answer.strip():  # a blank question was the closest to any message
+        raise TypeError(f"the {'question' if not item.question.strip() else 'answer'} is empty")
     if not isinstance(item.intent, (str, type(None))):
         raise TypeError(f"intent must be a string, not {item.intent!r}")
     if item.intent is not None:  # as a labelled line's: "top_up " is top_up

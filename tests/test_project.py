@@ -390,8 +390,10 @@ def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> No
 
 
 @pytest.mark.parametrize(("row", "problem"), [
-    ('{"question": "do you ship abroad?", "answer": null}', "question and answer must be text, and the answer not empty"),
-    ('{"question": true, "answer": 1.5}', "question and answer must be text, and the answer not empty"),
+    ('{"question": "do you ship abroad?", "answer": null}', "question and answer must be text"),
+    ('{"question": true, "answer": 1.5}', "question and answer must be text"),
+    ('{"question": "do you ship abroad?", "answer": "  "}', "the answer is empty"),
+    ('{"question": " ", "answer": "We ship to 40 countries."}', "the question is empty"),  # answered any message
     ('{"question": "q", "answer": "a", "intnet": "greet"}', "unknown key 'intnet'"),
     ('{"question": "q", "anwser": "a"}', "unknown key 'anwser', no 'answer'"),  # said only: 'answer'
     ('{"answer": "a"}', "no 'question'"),
