@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -248,14 +249,28 @@ class LabelledMeanwhile(Exception):
 BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction before it fails
 
 
+LOW_SPACE_BYTES = 1 << 20  # below this, SQLite's "disk I/O error" is a full disk
+
+
 def cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
-    if "full" in str(exc):  # "database or disk is full"
+    if "full" in str(exc) or ("disk I/O" in str(exc) and _free_bytes(path) < LOW_SPACE_BYTES):
+        # SQLite says "disk I/O error", not "full", when a full disk keeps it from creating the file's log
         return StoreError(f"{path}: cannot write it ({exc}): free some space on its disk")
+    if "disk I/O" in str(exc):
+        return StoreError(f"{path}: cannot open it ({exc}): its disk failed to read or write it; check the disk")
     if "locked" in str(exc):  # another process's transaction outlasted the busy timeout
         return StoreError(f"{path}: cannot open it ({exc}): another process has held it locked for {BUSY_TIMEOUT_S} s "
                           "(a sqlite3 shell or a backup in a transaction?): end that, then start again")
     return StoreError(f"{path}: cannot open it ({exc}): it must be a file this user can read and write, "
                       "in a folder it can write (SQLite keeps its log beside it)")
+
+
+def _free_bytes(path: Path) -> int:
+    """Free space on the disk of ``path``'s folder; a folder that cannot be asked counts as roomy."""
+    try:
+        return shutil.disk_usage(path.resolve().parent).free
+    except OSError:
+        return LOW_SPACE_BYTES
 
 
 def _use_wal(db: sqlite_utils.Database, timeout: float = BUSY_TIMEOUT_S) -> None:

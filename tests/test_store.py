@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -108,6 +109,21 @@ def test_a_file_sqlite_opens_only_for_reading_is_refused_at_once(tmp_path: Path,
     with pytest.raises(StoreError, match="cannot open it \\(attempt to write a readonly database\\): it must be a file "
                                          "this user can read and write"):
         Store(path)
+
+
+@pytest.mark.parametrize(("free", "said"), [(0, "free some space on its disk"),
+                                             (10 << 30, "its disk failed to read or write it; check the disk")])
+def test_a_disk_io_error_opening_the_store_names_a_full_disk_or_a_failing_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free: int, said: str) -> None:
+    """On a full disk SQLite cannot create the store's log and says "disk I/O error": the store blamed the
+    file's permissions."""
+    def failing(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr("dialogues.store.sqlite3.connect", failing)
+    monkeypatch.setattr("dialogues.store.shutil.disk_usage", lambda path: SimpleNamespace(free=free))
+    with pytest.raises(StoreError, match=re.escape(f"(disk I/O error): {said}")):
+        Store(tmp_path / "dialogues.db")
 
 
 def test_a_store_another_process_holds_locked_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
