@@ -578,10 +578,18 @@ def example_text(line: str) -> str:
 _AS_A_BLOCK = "write 'examples: |', then each example on a line of its own after '- '"  # what YAML cannot misread
 
 
+class ExampleError(ValueError):
+    """What is wrong with one of an entry's examples, and where it is (as :func:`_example_lines` gives it)."""
+
+    def __init__(self, where: int, message: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
 def _example_lines(block: Any) -> list[tuple[int, str]]:
     """Rasa writes examples as a ``- text`` block string; a plain YAML list is accepted too, of texts or of
     Rasa's ``{text, metadata}`` mappings. Each example comes with where it is: its line in the block, or
-    its item in the list. ValueError for anything else, in the list or instead of it."""
+    its item in the list. ValueError for anything else instead of it, :class:`ExampleError` in it."""
     lines = []
     if block is not None and not isinstance(block, (str, list)):  # it became the example "{'hi': 'there'}" or "True"
         seen = f"a mapping ({block!r})" if isinstance(block, dict) else repr(block)
@@ -591,10 +599,11 @@ def _example_lines(block: Any) -> list[tuple[int, str]]:
             if isinstance(x, dict) and isinstance(x.get("text"), str) and x.keys() <= {"text", "metadata"}:
                 x = x["text"]
             if isinstance(x, (list, dict)):
-                raise ValueError(f"an example must be a text (or 'text:' with 'metadata:'), not {x!r}")
+                raise ExampleError(where, f"an example must be a text (or 'text:' with 'metadata:'), not {x!r}")
             if not isinstance(x, str):  # "- 12:30" is the number 750, "- 0123" 83, "- no" False, "- 2024-05-01" a date
                 seen = f"the number {x!r}" if isinstance(x, (int, float)) and not isinstance(x, bool) else repr(x)
-                raise ValueError(f"YAML reads an example as {seen}, not as written: quote it, or {_AS_A_BLOCK}")
+                raise ExampleError(where, f"YAML reads an example as {seen}, not as written: quote it, "
+                                          f"or {_AS_A_BLOCK}")
             lines.append((where, x))
     else:
         for where, raw in enumerate(str(block or "").splitlines()):
@@ -602,11 +611,11 @@ def _example_lines(block: Any) -> list[tuple[int, str]]:
             if raw.startswith("-"):  # a bullet, as Rasa reads one: "-text" too, which lacks its space
                 raw = raw[1:].strip()
                 if not raw:  # a bullet left empty would be the example "-"
-                    raise ValueError("an example is empty: a '- ' with nothing after it")
+                    raise ExampleError(where, "an example is empty: a '- ' with nothing after it")
             if raw:
                 lines.append((where, raw))
-    if broken := next((line for _, line in lines if not valid_unicode(line)), None):
-        raise ValueError(f"{broken!r} is not valid Unicode (half of a surrogate pair)")
+    if broken := next(((where, line) for where, line in lines if not valid_unicode(line)), None):
+        raise ExampleError(broken[0], f"{broken[1]!r} is not valid Unicode (half of a surrogate pair)")
     return lines
 
 
@@ -628,6 +637,8 @@ def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any
         if _joined(_examples_node(node, i), source):
             raise ValueError("the examples read as one line: write 'examples: |', which keeps one example a line")
         return _example_lines(item.get("examples"))
+    except ExampleError as exc:  # on the example's own line
+        raise ProjectError(f"{_at(path, _example_line(node, i, exc.where))}: nlu.{i}.examples: {exc}") from None
     except ValueError as exc:
         raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
 

@@ -247,8 +247,6 @@ def test_a_merge_key_is_merged_without_repeating_a_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("entry", "problem"), [
-    ("  examples: |\n    - one thing\n    - \n    - two\n", "an example is empty: a '- ' with nothing after it"),
-    ('  examples:\n  - "bad \\ud800 one"\n', "'bad \\ud800 one' is not valid Unicode (half of a surrogate pair)"),
     ("  examples: >\n    - one thing\n    - two things\n", "the examples read as one line: write 'examples: |', "
                                                              "which keeps one example a line"),
     ("  examples:\n    hi\n    - hello there\n    - good morning\n", "the examples read as one line: write "
@@ -267,15 +265,31 @@ def test_a_merge_key_is_merged_without_repeating_a_key(tmp_path: Path) -> None:
                           "a line of its own after '- '"),
 ])
 def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entry: str, problem: str) -> None:
-    """An empty bullet became the example "-"; half a surrogate pair failed bot train after its training; lines of
-    examples YAML joins became one example ("hi - hello there - good morning"); examples YAML reads as a mapping,
-    a yes or a number became the one example "{'hi': 'there'}", "True" or "404"."""
+    """Lines of examples YAML joins became one example ("hi - hello there - good morning"); examples YAML reads as
+    a mapping, a yes or a number became the one example "{'hi': 'there'}", "True" or "404"."""
     nlu = bot_dir / "nlu.yml"
     nlu.write_text(nlu.read_text() + "- intent: acknowledge\n" + entry)
     lines = nlu.read_text().splitlines()
     line = len(lines) - lines[::-1].index(entry.splitlines()[0])  # the last entry's examples:
     last = len(yaml.safe_load(nlu.read_text())["nlu"]) - 1
     assert error_for(bot_dir) == f"{nlu}:{line}: nlu.{last}.examples: {problem}"
+
+
+@pytest.mark.parametrize(("entry", "bad", "problem"), [
+    ("  examples: |\n    - one thing\n    - \n    - two\n", "    - ", "an example is empty: a '- ' with nothing after it"),
+    ('  examples:\n  - fine\n  - "bad \\ud800 one"\n', '  - "bad \\ud800 one"',
+     "'bad \\ud800 one' is not valid Unicode (half of a surrogate pair)"),
+    ("  examples:\n  - where is it\n  - 12:30\n", "  - 12:30", "YAML reads an example as the number 750"),
+])
+def test_an_example_that_is_no_text_is_refused_with_its_own_line(bot_dir: Path, entry: str, bad: str,
+                                                                 problem: str) -> None:
+    """An empty bullet became the example "-"; half a surrogate pair failed bot train after its training; and the
+    line named was the examples key's, which may be a hundred lines above."""
+    nlu = bot_dir / "nlu.yml"
+    nlu.write_text(nlu.read_text() + "- intent: acknowledge\n" + entry)
+    lines = nlu.read_text().splitlines()
+    last = len(yaml.safe_load(nlu.read_text())["nlu"]) - 1
+    assert error_for(bot_dir).startswith(f"{nlu}:{len(lines) - lines[::-1].index(bad)}: nlu.{last}.examples: {problem}")
 
 
 def test_examples_as_yaml_writers_write_them_are_one_a_line(bot_dir: Path) -> None:
