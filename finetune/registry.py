@@ -125,7 +125,8 @@ class Registry:
             return f"no trained model in {self.root}; run `bot train` first"
         last = self.last_served()
         suggested, why = (last, " (the last to serve)") if last in versions else (versions[-1], "")
-        return (f"no model serves in {self.root} (no CURRENT); choose one of {', '.join(versions)} with "
+        missing = "CURRENT is empty" if (self.root / "CURRENT").is_file() else "no CURRENT"
+        return (f"no model serves in {self.root} ({missing}); choose one of {', '.join(versions)} with "
                 f"`bot rollback {self.root.parent} {suggested}`{why}")
 
     def last_served(self) -> str | None:

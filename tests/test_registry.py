@@ -251,6 +251,9 @@ def test_with_no_current_the_hint_names_the_version_that_served_last(tmp_path: P
     assert registry.nothing_serving().endswith(f"`bot rollback {tmp_path} v0005` (the last to serve)")
     (registry.root / "decisions.jsonl").unlink()  # no log (a registry copied without it): the newest
     assert registry.nothing_serving().endswith(f"`bot rollback {tmp_path} v0005`")
+    assert "(no CURRENT)" in registry.nothing_serving()
+    (registry.root / "CURRENT").write_text("\n")  # it said "no CURRENT" of a file that is there, empty
+    assert f"no model serves in {registry.root} (CURRENT is empty); choose one of" in registry.nothing_serving()
 
 
 def test_only_exact_version_names_can_serve(tmp_path: Path) -> None:
