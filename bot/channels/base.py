@@ -167,12 +167,21 @@ def message_pieces(text: str, limit: int, size: Callable[[str], int] = len) -> l
     while size(text) > limit:
         end = (_fitting(((m.end(), m.group()) for m in regex.finditer(r"\X", text)), limit, size)
                or _fitting(((n + 1, char) for n, char in enumerate(text)), limit, size) or 1)  # one huge cluster
-        cut = next((breaks[-1] for pattern in _BREAKS
-                    if (breaks := [m.end() for m in pattern.finditer(text, 0, end)]) and breaks[-1] > end // 2), end)
+        cut = _last_break(text, end)
         piece, text = text[:cut].rstrip(), text[cut:].lstrip("\r\n ")
         if piece:
             pieces.append(piece)
     return [*pieces, text] if text or not pieces else pieces  # a long answer's trailing blank line sends nothing
+
+
+def _last_break(text: str, end: int) -> int:
+    """Where to cut ``text[:end]``: after its last break of the best kind (``_BREAKS``) in its second half,
+    else at ``end``."""
+    for pattern in _BREAKS:
+        breaks = [m.end() for m in pattern.finditer(text, 0, end)]
+        if breaks and breaks[-1] > end // 2:
+            return breaks[-1]
+    return end
 
 
 def _fitting(units: Iterable[tuple[int, str]], limit: int, size: Callable[[str], int]) -> int:
