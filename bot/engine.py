@@ -563,6 +563,12 @@ class Bot:
         conversation = await self._store(self.store.conversation, conversation_id)
         if conversation is None:
             raise KeyError(conversation_id)
+        channel = self.channels.get(conversation["channel"])
+        if conversation["status"] != "handed_off" and channel is not None:
+            # A reply to a conversation the bot holds takes it over: the bot answered the customer's answer to the
+            # agent. The customer hears of it (a banner, or the notice, sent first) before the reply.
+            await self.set_handoff(conversation_id, True, "agent")
+            await self._after_notices(conversation_id)
         try:
             turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"],
                                         agent, key)
@@ -570,7 +576,6 @@ class Bot:
             if sent.undelivered:
                 raise DeliveryError(f"sent before with this key, as turn {sent.turn_id}") from None
             return sent.turn_id
-        channel = self.channels.get(conversation["channel"])
         try:
             if channel is None:  # a `bot chat` conversation, or one on a channel since turned off
                 raise DeliveryError(f"this server does not serve its channel, {conversation['channel']!r}")

@@ -548,6 +548,31 @@ async def test_a_takeover_notice_on_its_way_at_shutdown_goes_out_before_its_chan
     assert client.app[BOT].channels["slack"]._session is None  # closed after the notice, not reopened by it
 
 
+async def test_an_agents_reply_to_a_conversation_the_bot_holds_takes_it_over(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """A reply from the "With the bot" tab, or one sent just after a colleague handed back, reached the customer,
+    and the bot then answered the customer's answer to the agent with its fallback."""
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append((await request.json())["text"])
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    await chat(client, "web-1", "hello")
+    slack = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(slack, "user", "where is my parcel?", "slack")
+    for cid in ("web-1", slack):
+        response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": ANSWER}, headers=AUTH)
+        assert response.status == 200, await response.text()
+        transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+        assert transcript["status"] == "handed_off" and transcript["handoffs"][-1]["reason"] == "agent"
+    silent = await chat(client, "web-1", "thanks, and when will it come?")
+    assert (silent["reply"], silent["source"]) == ("", "silent")  # the agent's to answer now
+    await notices_sent(client)
+    assert posted == ["A member of our team has joined and will answer you here.", ANSWER]  # in that order
+
+
 async def test_a_store_error_telling_of_a_takeover_is_logged_and_the_takeover_stands(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     """It escaped as a 500 after the conversation had changed hands."""
@@ -614,6 +639,7 @@ async def test_an_agent_reply_sent_again_with_its_key_reaches_the_customer_once(
     cid, other = "slack:T1:C1:1700000000.000100", "slack:T1:C2:1700000000.000100"
     for conversation in (cid, other):
         client.app[BOT].store.add_message(conversation, "user", "where is my refund?", "slack")
+        client.app[BOT].store.set_status(conversation, "handed_off", "requested", "slack")  # waiting for an agent
 
     async def send(conversation: str, text: str, key: str | None) -> Any:
         body = {"text": text, **({"key": key} if key else {})}
@@ -645,6 +671,7 @@ async def test_an_agent_reply_sent_again_while_its_first_try_fails_is_refused_bo
     client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
     cid = "slack:T1:C1:1700000000.000100"
     client.app[BOT].store.add_message(cid, "user", "where is my refund?", "slack")
+    client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")  # waiting for an agent
 
     async def send() -> Any:
         response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Refunded.", "key": "k-1"},
