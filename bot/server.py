@@ -431,7 +431,8 @@ async def review_label(request: web.Request) -> web.Response:
     item = next((i for i in await review_items(request.app) if turn_id in i.turn_ids), None)
     if item is None:
         if label := await bot._store(bot.store.label_of, turn_id):  # a colleague labelled it since it was read
-            raise http_error(web.HTTPConflict, f'{LabelledMeanwhile.by(label)} (send "correct": true to change it)')
+            raise http_error(web.HTTPConflict, f'{LabelledMeanwhile.by(label)} (send "correct": true to change it)',
+                             {"labelled": label["intent"]})
         raise http_error(web.HTTPNotFound, f"turn {turn_id} is not in the review queue")
     intent = item.intent if body.accept else body.intent
     if intent is None:

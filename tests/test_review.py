@@ -443,6 +443,7 @@ async def test_a_second_reviewer_of_an_item_hears_who_labelled_it(review_bot: Pa
     second = await client.post(url, json={"intent": "oos", "reviewer": "Kim"}, headers=AUTH)
     assert first.status == 200 and second.status == 409
     assert (await second.json())["error"].startswith(f"turn {item.turn_ids[0]} was labelled meanwhile by Sam, as track_order")
+    assert (await second.json())["labelled"] == "track_order"  # for the console's "Correct it"
     unknown = await client.post("/admin/review/999999", json={"intent": "oos"}, headers=AUTH)
     assert unknown.status == 404
 

@@ -225,8 +225,13 @@ def api_client(chromium: SimpleNamespace, url: str, admin_token: str) -> Iterato
     def history(cid: str) -> Any:
         return context.get(f"/api/conversations/{cid}/history").json()
 
+    def get(path: str) -> Any:
+        response = context.get(path, headers=auth)
+        assert response.ok, response.text()
+        return response.json()
+
     try:
-        yield SimpleNamespace(admin=admin, chat=chat, history=history)
+        yield SimpleNamespace(admin=admin, chat=chat, history=history, get=get)
     finally:
         context.dispose()
 
@@ -1002,7 +1007,7 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#token")).to_be_hidden()
     waiting = page.locator(f'.list li[data-id="{cid}"]')
-    expect(waiting.locator(".meta")).to_have_text(re.compile(r"^web · requested · waiting 0 min$"))
+    expect(waiting.locator(".meta")).to_have_text(re.compile(r"^web · asked for a person · waiting 0 min$"))
     expect(waiting.locator(".preview")).to_have_text(question)
     expect(page).to_have_title(re.compile(r"^\(\d+\) deskbot · agents$"))  # customers waiting, counted in the tab's title
     waiting_before = int(page.title()[1:page.title().index(")")])
@@ -1016,7 +1021,7 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     page.locator("form.reply textarea").fill("Hi, this is Sam. Let me look.")
     page.locator("form.reply textarea").press("Enter")
     expect(page.locator(".turn.agent .text")).to_have_text(["Hi, this is Sam. Let me look."])
-    expect(waiting.locator(".meta")).to_have_text("web · requested · answered")
+    expect(waiting.locator(".meta")).to_have_text("web · asked for a person · answered")
     expect(page).to_have_title(f"({waiting_before - 1}) deskbot · agents" if waiting_before > 1 else "deskbot · agents")
     assert [(t["text"], t["author"]) for t in api.history(cid)["turns"] if t["role"] == "agent"] == [
         ("Hi, this is Sam. Let me look.", "Sam")]
@@ -1100,6 +1105,10 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
                                                          body="<html><body>502 Bad Gateway</body></html>"))
     page.locator("form.reply textarea").press("Enter")
     expect(page.locator(".status")).to_have_text("HTTP 502 Bad Gateway")
+    page.locator(f'.list li[data-id="{first}"]').click()  # why a reply to another failed is not said over this one
+    expect(page.locator(".status")).to_have_text("")
+    page.locator(f'.list li[data-id="{second}"]').click()
+    expect(page.locator("form.reply textarea")).to_have_value("Will this arrive?")  # its draft is kept
 
     page.unroute("**/messages")
     page.route("**/admin/**", lambda route: route.abort("connectionrefused"))  # the bot restarting
@@ -1354,6 +1363,23 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     expect(page.locator(".list li", has_text=second)).to_have_count(0)
     assert stored_labels(web_demo_bot.root, second) == [top_intent]
     assert page.locator("b").count() == 0  # the customer's markup stayed text
+
+    # A colleague labels the item being read: the console says so and offers to correct their label, where it
+    # showed the API's own advice ('send "correct": true').
+    third = "console review: the app logs me out"
+    api.chat(f"review-{next(PAGE_NUMBERS)}", third)
+    page.locator(".list li", has_text=third).click()
+    expect(page.locator(".review .texts li", has_text=third)).to_be_visible()
+    [item] = [i for i in api.get("/admin/review?limit=100")["items"] if third in i["texts"]]
+    api.admin(f"/admin/review/{item['id']}", {"intent": chosen, "reviewer": "Kim"})
+    page.get_by_role("button", name="Out of scope").click()
+    expect(page.locator(".labelled .what")).to_have_text(f"A colleague labelled it as {chosen} meanwhile.")
+    expect(page.locator("header .status")).to_have_text("")
+    page.get_by_role("button", name="Correct it").click()
+    expect(page.locator(".review .question")).to_have_text(f"Labelled as {chosen}: what did the customer want?")
+    page.get_by_role("button", name="Out of scope").click()
+    expect(page.locator(".labelled .what")).to_have_text("Labelled as oos.")
+    assert stored_labels(web_demo_bot.root, third) == [chosen, "oos"]
     context.close()
 
 

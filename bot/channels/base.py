@@ -302,12 +302,14 @@ def json_response(data: Any, **kwargs: Any) -> web.Response:
     return web.json_response(data, dumps=dumps, **kwargs)
 
 
-def http_error(cls: type[web.HTTPException], reason: str, **kwargs: Any) -> web.HTTPException:
-    """An HTTP error whose JSON body says why, in the server's ``{"error": ...}`` format.
+def http_error(cls: type[web.HTTPException], reason: str, fields: dict[str, Any] | None = None,
+               **kwargs: Any) -> web.HTTPException:
+    """An HTTP error whose JSON body says why, in the server's ``{"error": ...}`` format, with ``fields`` a
+    client acts on beside it.
 
     Being JSON already, it passes the server's error middleware with its reason intact.
     """
-    return cls(text=dumps({"error": reason}), content_type="application/json", **kwargs)
+    return cls(text=dumps({"error": reason, **(fields or {})}), content_type="application/json", **kwargs)
 
 
 STORE_RETRY_S = 30  # how long a client told that the store cannot write waits before sending again
