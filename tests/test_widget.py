@@ -1039,6 +1039,11 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     expect(page.locator("form.reply textarea")).to_be_focused()
     expect(page.get_by_role("button", name="Hand back to the bot")).to_be_visible()
     assert api.history(cid)["status"] == "handed_off"
+    # who changed hands, and when, shows between the turns
+    expect(page.locator(".turns .change")).to_have_text([re.compile(r"^Handed to a person · asked for a person · \S"),
+                                                         re.compile(r"^Back with the bot · Agent · \S"),
+                                                         re.compile(r"^Handed to a person · taken over · \S")])
+    assert page.locator(".turns > *").last.get_attribute("class") == "change"  # the latest, after the agent's reply
     assert page.locator("img").count() == 0 and noticed == []
 
     page.goto(f"{server.url}/agent?lang=zh")  # the tab keeps its token: signed in at once, in Chinese
