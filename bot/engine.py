@@ -436,12 +436,12 @@ class Bot:
         goes in the background: the admin API's takeover answers at once, not once the platform has
         taken it (a minute, with retries, when it is slow)."""
         status = "handed_off" if handed_off else "open"
+        if reason == "agent" and self.store is not None:  # on its way before any wait: a reply now waits for it
+            self._tell_in_order(conversation_id, handed_off)
         for shown in self.channels.values():
             await shown.status_changed(conversation_id, status, BY.get(reason, "bot"))
         if handed_off and reason != "agent" and channel != TRYOUT_CHANNEL:
             self.notifier.handed_off(conversation_id, channel, reason)
-        if reason == "agent" and self.store is not None:
-            self._tell_in_order(conversation_id, handed_off)
 
     def _tell_in_order(self, conversation_id: str, handed_off: bool) -> None:
         """:meth:`_tell_change` in the background, after the conversation's notice before it, if one is still
@@ -564,9 +564,11 @@ class Bot:
         if conversation is None:
             raise KeyError(conversation_id)
         channel = self.channels.get(conversation["channel"])
-        if conversation["status"] != "handed_off" and channel is not None:
+        if conversation["status"] != "handed_off" and channel is not None and (
+                key is None or await self._store(self.store.sent_before, conversation_id, key) is None):
             # A reply to a conversation the bot holds takes it over: the bot answered the customer's answer to the
-            # agent. The customer hears of it (a banner, or the notice, sent first) before the reply.
+            # agent. The customer hears of it (a banner, or the notice, sent first) before the reply. A reply sent
+            # before under its key (a retry) takes nothing over: a colleague may have handed it back since.
             await self.set_handoff(conversation_id, True, "agent")
             await self._after_notices(conversation_id)
         try:

@@ -447,7 +447,7 @@ async def review_label(request: web.Request) -> web.Response:
         labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer, True,
                                     bot.project.labels)
     except LabelledMeanwhile as exc:
-        raise http_error(web.HTTPConflict, str(exc)) from None
+        raise http_error(web.HTTPConflict, str(exc), {"labelled": exc.label["intent"]} if exc.label else None) from None
     return json_response({"intent": intent, "turn_ids": labelled})
 
 
@@ -606,6 +606,8 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         loop = asyncio.get_running_loop()
         deadline = loop.time() + server.shutdown_seconds
         platforms = [channel for channel in bot.channels.values() if isinstance(channel, PlatformChannel)]
+        for platform in platforms:
+            platform.stop()
         await asyncio.gather(bot.finish_turns(server.shutdown_seconds),
                              *(channel.close(server.shutdown_seconds) for channel in bot.channels.values()
                                if channel not in platforms))

@@ -237,13 +237,17 @@ class SentBefore(Exception):
 
 class LabelledMeanwhile(Exception):
     """Another reviewer labelled the item first (two reviewers working one queue), or its conversation
-    was purged since it was shown."""
+    was purged since it was shown. ``label``: the other reviewer's (a ``review_labels`` row), if any."""
+
+    label: dict[str, Any] | None = None
 
     @classmethod
     def by(cls, label: dict[str, Any]) -> LabelledMeanwhile:
-        """Said of a turn's ``label`` (a ``review_labels`` row): who labelled it, and as what."""
+        """Said of a turn's ``label``: who labelled it, and as what."""
         by = f" by {label['reviewer']}" if label["reviewer"] else ""
-        return cls(f"turn {label['turn_id']} was labelled meanwhile{by}, as {label['intent']}")
+        said = cls(f"turn {label['turn_id']} was labelled meanwhile{by}, as {label['intent']}")
+        said.label = label
+        return said
 
 
 BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction before it fails
@@ -870,10 +874,8 @@ class Store:
         already raises :class:`SentBefore` and nothing is stored (see ``_v14``); looked up in the same
         transaction, so two tries at once store one."""
         with self._writing():
-            if key is not None and (sent := self.db.execute(
-                    "SELECT id, undelivered FROM turns WHERE conversation_id = ? AND request_key = ?",
-                    [conversation_id, key]).fetchone()) is not None:
-                raise SentBefore(sent[0], bool(sent[1]))
+            if key is not None and (sent := self.sent_before(conversation_id, key)) is not None:
+                raise sent
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             if key is not None:
                 self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])
@@ -888,6 +890,12 @@ class Store:
                      "question": question["text"], "answer": self._private(run_answer([text])), "created": now()}
                 )
             return turn_id
+
+    def sent_before(self, conversation_id: str, key: str) -> SentBefore | None:
+        """The agent's reply the conversation holds under ``key``, if any (:meth:`add_agent_answer`)."""
+        sent = self.db.execute("SELECT id, undelivered FROM turns WHERE conversation_id = ? AND request_key = ?",
+                               [conversation_id, key]).fetchone()
+        return None if sent is None else SentBefore(sent[0], bool(sent[1]))
 
     def _open_answer(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """The conversation's latest answer candidate, when the agent's reply ``agent_turn_id`` goes on from

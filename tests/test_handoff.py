@@ -573,6 +573,54 @@ async def test_an_agents_reply_to_a_conversation_the_bot_holds_takes_it_over(
     assert posted == ["A member of our team has joined and will answer you here.", ANSWER]  # in that order
 
 
+async def test_a_reply_sent_again_after_a_colleague_handed_back_takes_nothing_over(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """The console sends a reply again when the answer to the first try was lost: the retry took the conversation
+    over again, undoing a colleague's handback, and Slack's customer was told an agent had joined once more."""
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append((await request.json())["text"])
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "where is my parcel?", "slack")
+
+    async def reply() -> Any:
+        response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": ANSWER, "key": "k-1"},
+                                     headers=AUTH)
+        assert response.status == 200, await response.text()
+        return (await response.json())["turn_id"]
+
+    first = await reply()
+    assert (await client.post(f"/admin/conversations/{cid}/handback", headers=AUTH)).status == 200
+    assert await reply() == first
+    await notices_sent(client)
+    transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+    assert transcript["status"] == "open" and [h["event"] for h in transcript["handoffs"]] == ["handed_off", "open"]
+    assert posted == ["A member of our team has joined and will answer you here.", ANSWER,
+                      "You're back with the bot. How else can I help?"]
+
+
+async def test_a_takeover_notice_waiting_to_be_tried_again_at_shutdown_is_given_up_at_once(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """Slack asking for 20 s: the notice held SIGTERM up for the whole grace and was then cancelled, unmarked."""
+    async def post_message(request: web.Request) -> web.Response:
+        return web.Response(status=429, headers={"Retry-After": "20"})
+
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "where is my parcel?", "slack")
+    assert (await client.post(f"/admin/conversations/{cid}/handoff", headers=AUTH)).status == 200
+    await asyncio.sleep(0.3)  # the first try was refused: the notice waits to try again
+    started = time.monotonic()
+    await client.app.shutdown()
+    assert time.monotonic() - started < 3
+    notice = client.app[BOT].store.transcript(cid, 10)["turns"][-1]
+    assert notice["role"] == "bot" and notice["undelivered"]  # the customer never got it, and the agent sees so
+
+
 async def test_a_store_error_telling_of_a_takeover_is_logged_and_the_takeover_stands(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     """It escaped as a 500 after the conversation had changed hands."""

@@ -429,7 +429,9 @@ async def test_of_two_reviewers_labelling_one_item_at_once_the_second_is_told(
     second = await client.post(url, json={"intent": "oos", "reviewer": "bob"}, headers=AUTH)
 
     assert first.status == 200 and second.status == 409
-    assert (await second.json())["error"] == f"turn {stale[0].turn_ids[0]} was labelled meanwhile by ann, as track_order"
+    said = await second.json()
+    assert said == {"error": f"turn {stale[0].turn_ids[0]} was labelled meanwhile by ann, as track_order",
+                    "labelled": "track_order"}  # for the console's "Correct it"
     assert [(r["intent"], r["reviewer"]) for r in client.app[BOT].store.labels()] == [("track_order", "ann")]
 
 

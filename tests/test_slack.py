@@ -482,6 +482,9 @@ async def test_a_long_answer_is_posted_in_pieces_with_its_buttons_under_the_last
     assert message_pieces("one two three", 8) == ["one two", "three"]
     assert message_pieces("a" * 10 + "\n\n", 10) == ["a" * 10]  # no empty message, which Slack refuses
     assert message_pieces("", MARKDOWN_LIMIT) == [""]  # an answer of buttons alone
+    link = "https://shop.example.com/track?order=12345"  # a "?" inside a link is no sentence's end
+    assert message_pieces("word " * 15 + f"see {link} for more. x x x", 120) == [
+        "word " * 15 + "see", f"{link} for more. x x x"]
 
 
 async def test_button_click_is_answered_in_its_thread_once(slack: SimpleNamespace) -> None:

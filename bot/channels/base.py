@@ -154,8 +154,9 @@ async def send_pieces(pieces: list[T], send: Callable[[T], Awaitable[None]], err
 
 
 # Where a long message may be cut, best first: after a line break, the end of a sentence (Chinese full stops
-# need no space after them), a space. A break before the middle of a piece is passed over: it would send a stub.
-_BREAKS = (regex.compile(r"\n"), regex.compile(r"[。！？；…!?]+[”’」』）)]*|(?<=[^\s.])[.:;](?=\s)"), regex.compile(r" "))
+# need no space after them; a "?" inside a link is no end), a space. A break before the middle of a piece is passed over: it would send a stub.
+_BREAKS = (regex.compile(r"\n"), regex.compile(r"[。！？；…]+[”’」』）)]*|(?<=[^\s.])[.:;!?]+[\"')]*(?=\s)"),
+           regex.compile(r" "))
 
 
 def message_pieces(text: str, limit: int, size: Callable[[str], int] = len) -> list[str]:
@@ -609,8 +610,13 @@ class PlatformChannel(Channel):
             await self.pause_before_retry(delay)
         raise error(f"{what}: {outcome.why} at try {n} of {SEND_ATTEMPTS}")
 
-    async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
+    def stop(self) -> None:
+        """SIGTERM's first step: a send waiting to try again gives up at once (:class:`Stopping`); the sends
+        under way go on, on the session, until :meth:`close`."""
         self._stopping.set()
+
+    async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
+        self.stop()
         await self._tasks.close(grace)
         if self._session is not None:
             await self._session.close()
