@@ -14,7 +14,9 @@ Messages are also counted per conversation (:func:`count_message`, called by the
 both HTTP and WebSocket messages), so one conversation cannot flood the model or the store.
 
 Slack and WeCom callbacks are exempt from the per-IP count: they come from a platform's few
-addresses on behalf of all its users, and their signatures already prove who sent them. Their
+addresses on behalf of all its users, and their signatures already prove who sent them. So only
+those of the channels configured are, at their exact paths, and a callback its signature does not
+prove (401) counts against its address after all, which past the limit is refused 429. Their
 messages still count per conversation (:func:`hold_back`), but a platform cannot be answered 429:
 Slack would retry, WeCom would retry and then show an error. So the callback is acknowledged as
 usual, the message never reaches the model, and the user is told once to wait.
@@ -40,7 +42,7 @@ from bot.channels.base import http_error
 from bot.language import SLOT, chinese_script, kept_script, say, turn_language
 from bot.project import LimitsConfig
 
-EXEMPT_PREFIXES = ("/slack/", "/wecom/", "/healthz")
+HEALTH = "/healthz"  # a load balancer's probes, never counted
 SOCKET_RETRY_SECONDS = 10  # a socket slot frees when a page closes; there is no window to wait out
 PRUNE_EVERY = 10_000  # counted hits between two sweeps of the windows that have emptied
 SLOW_DOWN = {
@@ -70,6 +72,7 @@ class Limits:
         self.config = config
         self.max_body_bytes = max_body_bytes
         self.trusted = trusted
+        self.callbacks: frozenset[str] = frozenset()  # the configured platforms' callback paths (server.py)
         self._window = MovingWindowRateLimiter(MemoryStorage())
         self._per_ip = self._per_minute(config.per_ip_per_minute)
         self._per_conversation = self._per_minute(config.per_conversation_per_minute)
@@ -119,6 +122,9 @@ class Limits:
             self._prune()
         if item is None or self._window.hit(item, scope, key):
             return 0
+        return self._until_free(item, scope, key)
+
+    def _until_free(self, item: RateLimitItem, scope: str, key: str) -> int:
         reset = self._window.get_window_stats(item, scope, key).reset_time
         return max(1, math.ceil(reset - time.time()))
 
@@ -177,8 +183,10 @@ class Limits:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith(EXEMPT_PREFIXES):  # platforms' callbacks: each channel reads its own limit
+        if request.path == HEALTH:
             return await handler(request)
+        if request.path in self.callbacks:  # each channel reads its own body limit
+            return await self._callback(request, handler)
         length = request.content_length
         if length is not None and length > self.max_body_bytes:
             raise http_error(web.HTTPRequestEntityTooLarge, f"body larger than {self.max_body_bytes} bytes",
@@ -191,6 +199,21 @@ class Limits:
             with self.socket(ip):
                 return await handler(request)
         return await handler(request)
+
+
+    async def _callback(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """A platform's callback, not counted unless its signature does not prove it (a 401): such requests
+        count against their address, which past the limit is refused at once, before its body is read
+        and its signature computed."""
+        ip = self.client_ip(request)
+        if self._per_ip is not None and not self._window.test(self._per_ip, "ip", ip):
+            wait = self._until_free(self._per_ip, "ip", ip)
+            raise too_many(f"too many unsigned callbacks from this address: retry in {wait}s", wait)
+        try:
+            return await handler(request)
+        except web.HTTPUnauthorized:
+            self._wait(self._per_ip, "ip", ip)
+            raise
 
 
 def _without_port(address: str) -> str:

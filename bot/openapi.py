@@ -84,6 +84,7 @@ class ReviewLabelRequest(_Body):
 
 class ErrorResponse(_Body):
     error: str = Field(..., description="what was wrong, naming the field at fault")
+    labelled: str | None = Field(None, description="409 to a review label: the intent a colleague gave it meanwhile")
 
 
 class Button(_Body):

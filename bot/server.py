@@ -578,7 +578,9 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
                 "language": project.config.language}
     for channel in build_channels(bot, project.config.channels, settings):
         bot.channels[channel.name] = channel
-        app.add_routes(channel.routes())
+        routes = app.add_routes(channel.routes())
+        if isinstance(channel, PlatformChannel):
+            limits.callbacks |= {route.resource.canonical for route in routes if route.resource is not None}
     if "web" in bot.channels:  # the chat page and its widget, which without the web API could only fail
         app.add_routes([web.get("/", index), web.get("/widget.js", widget)])
     app.add_routes([

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 import bot.server as serving
 from bot.channels.base import BackgroundTasks, normalise, readable, store_unavailable
+from bot.channels.slack import slack_signature
 from bot.channels.web import ChatRequest
 from bot.cli import cli
 from bot.language import READABLE
@@ -202,6 +203,27 @@ async def test_requests_per_ip_get_429_and_platform_callbacks_and_health_are_exe
     assert response.status == 429 and "requests from this address" in (await response.json())["error"]
     assert 1 <= int(response.headers["Retry-After"]) <= 60
     assert (await client.get("/healthz")).status == 200
+
+
+async def test_only_configured_callbacks_go_uncounted_and_an_unsigned_one_counts(make_client: Callable[..., Any]) -> None:
+    """Every path starting /slack/, /wecom/ or /healthz went uncounted, configured or not, signed or not: a flood
+    of unsigned callbacks from one address, each body read (up to 1 MiB) and hashed, was never refused."""
+    client = await make_client(server={"limits": {"per_ip_per_minute": 3}},
+                               channels={"slack": {"signing_secret": "s", "bot_token": "xoxb-t",
+                                                   "api_url": "http://127.0.0.1:9/"}})
+
+    async def callback(secret: str) -> int:
+        body, stamp = b'{"type": "url_verification", "challenge": "c"}', str(int(time.time()))
+        signed = {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": slack_signature(secret, stamp, body),
+                  "Content-Type": "application/json"}
+        return (await client.post("/slack/events", data=body, headers=signed)).status
+
+    assert [await callback("s") for _ in range(5)] == [200] * 5  # Slack's own: never counted
+    assert [await callback("guess") for _ in range(4)] == [401] * 3 + [429]  # refused before its signature is computed
+    assert (await client.get("/healthz")).status == 200
+    other = await make_client(server={"limits": {"per_ip_per_minute": 3}})  # no channel configured
+    assert [(await other.post("/wecom/callback")).status for _ in range(4)] == [404] * 3 + [429]
+    assert (await other.get("/healthzzz")).status == 429 and (await other.get("/healthz")).status == 200
 
 
 async def test_requests_with_the_admin_token_are_not_counted_per_address(make_client: Callable[..., Any]) -> None:
