@@ -333,7 +333,8 @@ class ActionRunner:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         for _ in range(2):
-            async with self._session.post(url, json=call) as resp:
+            # A redirect is not followed: it would carry the customer's conversation (the tracker) elsewhere.
+            async with self._session.post(url, json=call, allow_redirects=False) as resp:
                 body = await _read_answer(resp)
                 if resp.status == 200:
                     return ActionResult.from_response(body)  # {} when empty; a list or a number is refused

@@ -782,15 +782,21 @@ async def test_the_action_server_protocol_449_and_400(action_bot: Path, aiohttp_
     web.json_response({"responses": "Looked it up."}),  # responses must be a list of messages
     web.json_response({"responses": [{"text": "x" * (1 << 20)}]}),  # a runaway answer
     web.json_response([]),  # rasa-sdk answers an object; an empty list was taken for an empty answer
-], ids=["down", "not_json", "slot_without_name", "responses_not_a_list", "over_1_MiB", "a_list"])
+    # followed, the customer's conversation (the tracker) went to wherever the answer pointed
+    web.Response(status=307, headers={"Location": "/elsewhere"}),
+], ids=["down", "not_json", "slot_without_name", "responses_not_a_list", "over_1_MiB", "a_list", "redirected"])
 async def test_an_action_server_that_is_down_or_answers_nonsense_falls_back(
         action_bot: Path, aiohttp_server: Any, tmp_path: Path, answer: web.Response | None) -> None:
     async def webhook(request: web.Request) -> web.Response:
         assert answer is not None
         return answer
 
+    async def elsewhere(request: web.Request) -> web.Response:
+        return web.json_response({"events": [{"event": "slot", "name": "order_id", "value": "789"}]})
+
     app = web.Application()
     app.router.add_post("/webhook", webhook)
+    app.router.add_post("/elsewhere", elsewhere)
     server = await aiohttp_server(app)
     endpoint = f"http://127.0.0.1:{server.port}"
     if answer is None:
