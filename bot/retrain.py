@@ -362,9 +362,7 @@ def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], 
         shutil.copytree(source / "classifier", staging / "classifier", copy_function=_link)
         classifier = IntentClassifier.load(staging / "classifier", device="cpu")
         index = AnswerIndex.load(source / "index", answer_encoder(classifier, meta["id"]))
-        kept = {a.id for a in answers}
-        index.remove([i for i in index.ids if i.startswith("agent:") and i not in kept])
-        index.add(answers)
+        index.replace("agent:", answers)
         index.save(staging / "index")
         meta.update(parent=serving_name, mode="index_refresh", learned_through=learned_through)
         version = registry.commit(staging, meta, metrics)

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import re
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,17 +144,19 @@ def _embed(encoder: TextEncoder, answers: Sequence[Answer]) -> np.ndarray:
 def collapse_near_duplicates(answers: Sequence[Answer], vectors: np.ndarray, threshold: float) -> list[int]:
     """Positions of the answers to keep, first occurrence wins.
 
-    Two answers are near-duplicates when their texts are equal once normalised AND their
-    questions are too (normalised equal, or embedded at cosine >= threshold), as
+    Two answers are near-duplicates when they are filed under one intent, their texts are equal once
+    normalised AND their questions are too (normalised equal, or embedded at cosine >= threshold), as
     :func:`_answer_key` makes them: history repeats "order 1234 is cancelled" to "cancel order
     1234" with every order number. The same answer to clearly different questions is kept once
     per question, since each question is another way customers ask for it and dropping it would
-    lose recall; different answers are never merged.
+    lose recall; different answers are never merged, nor one answer under two intents (retrieval gives an
+    answer only for the intent predicted: merged, the "complaint" copy of a template the "refund" one shares
+    was gone, and a customer predicted to complain was not answered).
     """
     keys = [_answer_key(answer) for answer in answers]
-    groups: dict[str, list[int]] = {}
+    groups: dict[tuple[str | None, str], list[int]] = {}
     for position, (text, _question) in enumerate(keys):
-        groups.setdefault(text, []).append(position)
+        groups.setdefault((answers[position].intent, text), []).append(position)
     keep: list[int] = []
     for members in groups.values():
         kept: list[int] = []
@@ -203,6 +206,7 @@ class AnswerIndex:
         self._labels = {answer.id: label for label, answer in answers.items()}
         self._next_label = next_label
         self._gpu_index: faiss.Index | None = None  # a search replica, rebuilt after changes
+        self._gpu_lock = threading.Lock()  # FAISS's GPU indexes take one search at a time, the server's workers many
         self._intent_labels: dict[str | None, np.ndarray] | None = None
 
     # --- building -------------------------------------------------------------------------
@@ -320,6 +324,17 @@ class AnswerIndex:
             self._labels[answer.id] = label
         self._changed()
 
+    def replace(self, prefix: str, answers: Sequence[Answer]) -> None:
+        """Make the answers whose ids start with ``prefix`` (``agent:``) ``answers``, near-duplicates among
+        them collapsed as a build collapses them: added as they came, a refresh brought back every copy
+        the build had merged, and each refresh re-embedded them all anyway."""
+        self.remove([i for i in self.ids if i.startswith(prefix)])
+        vectors = _embed(self.encoder, answers)
+        if self.options.dedup and answers:
+            keep = collapse_near_duplicates(answers, vectors, self.options.dedup_threshold)
+            answers, vectors = [answers[i] for i in keep], vectors[keep]
+        self.add_vectors(answers, vectors)
+
     def remove(self, ids: Iterable[str]) -> None:
         """Remove answers by id, in place; ids that are not indexed are ignored (they may
         have been collapsed as near-duplicates on build)."""
@@ -368,9 +383,10 @@ class AnswerIndex:
     def _search_all(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.device == "gpu":
             try:
-                if self._gpu_index is None:
-                    self._gpu_index = gpu.to_gpu(self.index)
-                return self._gpu_index.search(vectors, k)
+                with self._gpu_lock:
+                    if self._gpu_index is None:
+                        self._gpu_index = gpu.to_gpu(self.index)
+                    return self._gpu_index.search(vectors, k)
             except RuntimeError as exc:  # FAISS's own errors (the GPU's memory full): every message failed with them
                 log.error("the answer index cannot search on the GPU (%s); it searches on the CPU from now on", exc)
                 self.device, self._gpu_index = "cpu", None

@@ -210,6 +210,35 @@ def test_near_duplicates_are_collapsed_on_build() -> None:
     assert collapse_near_duplicates(answers, vectors, 0.98) == [0, 2, 3]
 
 
+def test_one_answer_under_two_intents_is_kept_for_each() -> None:
+    """Merged, the complaint copy of a template the refund intent shares was gone: retrieval gives an answer
+    only for the intent predicted, so a customer predicted to complain got nothing."""
+    encoder = HashEncoder()
+    answers = [Answer("template:refund:0", "An agent will email you within 24 hours.", None, "refund"),
+               Answer("template:complaint:0", "An agent will email you within 24 hours.", None, "complaint"),
+               Answer("template:complaint:1", "an agent will email you within 24 hours!", None, "complaint")]
+    index = AnswerIndex.build(encoder, answers, device="cpu")
+    assert sorted(index.ids) == ["template:complaint:0", "template:refund:0"]
+    query = encoder.encode_queries(["email me"])
+    assert [h.id for h in index.search_vectors(query, k=3, intent="complaint")[0]] == ["template:complaint:0"]
+
+
+def test_replacing_the_agent_answers_collapses_them_as_a_build_does() -> None:
+    """A refresh added every agent answer as it came: the copies the build had merged came back."""
+    encoder = HashEncoder()
+    agents = [Answer(f"agent:{n}", f"Order {n} is cancelled.", f"cancel order {n}", "cancel_order")
+              for n in range(1000, 1005)]
+    template = Answer("template:greet:0", "Hello!", None, "greet")
+    index = AnswerIndex.build(encoder, [template, *agents], device="cpu")
+    assert len(index) == 2
+    index.replace("agent:", agents)
+    assert sorted(index.ids) == ["agent:1000", "template:greet:0"]
+    index.replace("agent:", agents[1:3])  # agent:1000's conversation was purged
+    assert sorted(index.ids) == ["agent:1001", "template:greet:0"]
+    index.replace("agent:", [])
+    assert index.ids == ["template:greet:0"]
+
+
 def test_answers_that_differ_in_a_number_of_their_own_are_both_kept() -> None:
     """Zones, years, days and prices are facts: merged as order numbers are, the zone 1 answer went to zone 5,
     and the plan 100 price to a question about plan 200 (only the number a question and its answer share, an
