@@ -475,6 +475,8 @@ class AnswerIndex:
                 f"{folder}: the index holds {manifest['dim']}-dim vectors but encoder {encoder.name!r} "
                 f"makes {encoder.dim}-dim ones; rebuild the index with `bot train`"
             )
+        if unlisted := sorted({INDEX_FILE, ANSWERS_FILE} - set(manifest["checksums"])):  # a manifest edited
+            raise IndexMismatchError(f"{folder}: {MANIFEST_FILE} lists no checksum of {unlisted[0]}")
         for name, expected in manifest["checksums"].items():
             if not (folder / name).is_file():
                 raise IndexMismatchError(f"{folder}: {name} is missing")

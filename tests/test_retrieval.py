@@ -313,6 +313,11 @@ def test_manifest_mismatch_is_refused(tmp_path: Path) -> None:
     answers_file.write_text(answers_file.read_text().replace("Refunds", "Refunts"))
     with pytest.raises(IndexMismatchError, match="answers.jsonl does not match"):
         AnswerIndex.load(tmp_path / "idx", encoder)
+    manifest = json.loads(manifest_path.read_text())  # the changed file's checksum taken out: it loaded unchecked
+    del manifest["checksums"]["answers.jsonl"]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatchError, match="lists no checksum of answers.jsonl"):
+        AnswerIndex.load(tmp_path / "idx", encoder)
 
 
 def test_encoder_fingerprint_follows_the_weights_not_the_path(tmp_path: Path) -> None:
