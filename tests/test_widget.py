@@ -344,7 +344,9 @@ def test_quick_reply_sends_its_payload_and_shows_its_title(open_widget: Any, api
     expect(widget.page.locator(".quick button")).to_have_text(titles)
     first = widget.page.locator(".quick button").first
     title = first.inner_text()
-    first.click()
+    first.focus()
+    first.press("Enter")  # from the keyboard: the keyboard goes on to the message box, not to the page's top
+    expect(widget.page.locator("textarea")).to_be_focused()
     expect(widget.page.locator(".msg.user .bubble")).to_have_text(["hmm", title])
     expect(widget.bot_replies()).to_have_count(2)
     turns = api.history(widget.conversation_id())["turns"]
@@ -561,10 +563,21 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
     widget.send("thanks Sam")  # the bot stays quiet while a person has the conversation
     expect(page.locator(".msg.user")).to_have_count(3)
     expect(page.locator(".typing")).to_be_hidden()
-    api.admin(f"/admin/conversations/{cid}/handback")
-    expect(page.locator(".banner")).to_be_hidden()
-    expect(page.locator(".notice")).to_have_text(["You're back with the bot."])
     expect(widget.bot_replies()).to_have_count(2)  # the answer and the handoff message, nothing for "thanks Sam"
+    # Closed, the chat counts what comes in the launcher's name, which a screen reader says.
+    page.get_by_role("button", name="Close chat").first.click()
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "One more thing.", "agent": "Sam"})
+    expect(page.get_by_role("button", name="Open chat (1 new message)")).to_be_visible()
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "And another."})
+    launcher = page.get_by_role("button", name="Open chat (2 new messages)")
+    expect(page.locator(".root > .sr")).to_have_text("Open chat (2 new messages)")  # a live region, outside the panel
+    launcher.click()
+    expect(page.get_by_role("button", name="Close chat")).to_have_count(2)
+    page.get_by_role("button", name="Back to the bot").focus()
+    page.get_by_role("button", name="Back to the bot").press("Enter")
+    expect(page.locator(".banner")).to_be_hidden()
+    expect(page.locator("textarea")).to_be_focused()  # not the page's top
+    assert api.history(cid)["status"] == "open"
 
 
 BLOCKED_WEBSOCKET = """

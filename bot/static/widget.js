@@ -24,6 +24,7 @@
       subtitleAgent: "A person is helping you",
       greeting: "Hi! How can I help you today?",
       open: "Open chat",
+      openUnread: (n) => `Open chat (${n} new message${n === 1 ? "" : "s"})`,
       close: "Close chat",
       messages: "Messages",
       placeholder: "Type your message…",
@@ -54,6 +55,7 @@
       subtitleAgent: "人工客服正在为您服务",
       greeting: "您好！请问有什么可以帮您？",
       open: "打开聊天",
+      openUnread: (n) => `打开聊天（${n} 条新消息）`,
       close: "关闭聊天",
       messages: "消息",
       placeholder: "请输入您的问题…",
@@ -325,9 +327,9 @@
 
     .feedback { display: flex; align-items: center; gap: 2px; margin: 4px 0 0 4px; min-height: 26px; }
     .feedback button { border: 0; background: transparent; color: var(--db-muted); width: 28px; height: 26px;
-      border-radius: 8px; display: grid; place-items: center; opacity: .7; transition: all .15s; }
-    .feedback button:hover { opacity: 1; background: rgba(20, 24, 40, 0.06); }
-    .feedback button[aria-pressed="true"] { color: var(--db-primary); opacity: 1;
+      border-radius: 8px; display: grid; place-items: center; transition: all .15s; }
+    .feedback button:hover { background: rgba(20, 24, 40, 0.06); }
+    .feedback button[aria-pressed="true"] { color: var(--db-primary);
       background: color-mix(in srgb, var(--db-primary) 12%, transparent); }
     .feedback svg { width: 15px; height: 15px; }
     .feedback .thanks { font-size: 11.5px; color: var(--db-muted); margin-left: 6px; }
@@ -465,7 +467,7 @@
     subtitle.textContent = handedOff ? t.subtitleAgent : t.subtitle;
     labelButton(closeButton, t.close);
     labelButton(sendButton, t.send);
-    labelButton(launcher, panel.hidden ? t.open : t.close);
+    labelButton(launcher, panel.hidden ? (unread ? t.openUnread(unread) : t.open) : t.close);
     backButton.textContent = t.backToBot;
     bannerText.textContent = t.handedOff;
     log.setAttribute("aria-label", t.messages);
@@ -476,7 +478,9 @@
     footer.textContent = t.poweredBy;
   }
 
-  root.append(panel, launcher);
+  const announcer = el("div", "sr");  // outside the panel, which is hidden while the chat is closed
+  announcer.setAttribute("aria-live", "polite");
+  root.append(panel, launcher, announcer);
   shadow.append(style, root);
 
   // --- messages -----------------------------------------------------------------------------------
@@ -487,8 +491,23 @@
     scroller.scrollTop = scroller.scrollHeight;
   }
 
+  // A message that came while the chat was closed: a dot on the launcher, and its name counts them, which a
+  // screen reader says (the log that announces messages is inside the hidden panel).
+  let unread = 0;
   function markUnread() {
-    if (panel.hidden && !launcher.querySelector(".badge")) launcher.append(el("span", "badge"));
+    if (!panel.hidden) return;
+    unread += 1;
+    labelButton(launcher, t.openUnread(unread));
+    announcer.textContent = t.openUnread(unread);
+    if (!launcher.querySelector(".badge")) launcher.append(el("span", "badge"));
+  }
+
+  // A control that takes itself away (a quick reply, the banner's way back, Retry) hands the keyboard on to
+  // the message box: it fell to the page, and the next Tab started from the page's top.
+  function removing(container, change) {
+    const focused = container.contains(shadow.activeElement);
+    change();
+    if (focused) input.focus();
   }
 
   function addMessage(role, text, turnId, feedback, author) {
@@ -579,7 +598,7 @@
   function setHandedOff(value, announce) {
     if (value === handedOff) return;
     handedOff = value;
-    banner.hidden = !value;
+    removing(banner, () => { banner.hidden = !value; });
     subtitle.textContent = value ? t.subtitleAgent : t.subtitle;
     if (announce && !value) addNotice(t.handedBack);
     schedulePoll();
@@ -752,7 +771,7 @@
     const own = { message, text, before: Math.max(0, ...seenTurns), until: Infinity };
     unsettled.push(own);
     const pushesBefore = statusPushes;
-    quick.replaceChildren();
+    removing(quick, () => quick.replaceChildren());
     setPending(1);
     try {
       const reply = await chat(text);
@@ -798,7 +817,7 @@
     retry.type = "button";
     retry.addEventListener("click", () => {
       if (unsettled.includes(own)) unsettled.splice(unsettled.indexOf(own), 1);
-      message.remove();
+      removing(message, () => message.remove());
       send(text, shown);
     });
     if (retryAfter > 0) {
@@ -831,6 +850,7 @@
   // --- behaviour --------------------------------------------------------------------------------------
 
   function setLauncher(isOpen) {
+    if (isOpen) unread = 0;
     launcher.setAttribute("aria-expanded", String(isOpen));
     labelButton(launcher, isOpen ? t.close : t.open);
     launcher.innerHTML = isOpen ? ICONS.close : ICONS.chat; // drops the unread badge too
