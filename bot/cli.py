@@ -892,6 +892,8 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     from finetune.registry import Registry
 
     project = load_project(directory)
+    if not as_json:
+        say_gaps(project)  # an intent added to nlu.yml without a template, before it is promoted and swapped in
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the staging folder is removed
     try:
         result = retrain(project, device=device, progress=not as_json, force=force,

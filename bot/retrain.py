@@ -214,6 +214,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         new = _new_since(usable, last.meta)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         base_changed = last.meta.get("base_model") != project.config.base_model  # bot.yml's model.base edited
+        # A rollback may serve a version of other intents than nlu.yml's, which the last attempt trained on.
+        intents_differ = set(read_meta(serving_path).get("labels", project.intents)) != set(project.intents)
         answers = agent_answers(data, project)
         if gone := gone_answers(serving_path, answers):
             # Not for one more minute of training: the customers' answers must not be shown while the candidate
@@ -223,7 +225,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 f"now redacted, about one customer's case, or given in `bot chat`) left the index: {refreshed} serves without them, "
                 f"{serving_name}'s classifier unchanged.")
             serving_name, serving_path = refreshed, registry.path(refreshed)
-        if not (force or seed_changed or base_changed or new["labels"] or new["answers"] or new["labels_gone"]):
+        if not (force or seed_changed or base_changed or intents_differ or new["labels"] or new["answers"]
+                or new["labels_gone"]):
             if gone:
                 say(f"Nothing new to learn since {last.name}.")
                 return RetrainResult(serving_name, False, {"promoted": False, "serving": serving_name,

@@ -504,6 +504,16 @@ def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Pat
     meta = json.loads((bot_dir / "models" / result.version / "meta.json").read_text())
     assert "check_invoice" in meta["labels"] and meta["mode"] == "full"
 
+    # Rolled back to a version without the intent, a retrain said "Nothing new", nlu.yml being the same as at the
+    # last attempt, and the old intents went on serving; nor did it name the intent nothing answers.
+    assert CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"]).exit_code == 0
+    again = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+    assert again.exit_code == 0, again.output
+    assert "Nothing new" not in again.output and "PROMOTED" in again.output
+    assert "note: 1 intent with no template in responses.yml" in again.output and "check_invoice" in again.output
+    assert "check_invoice" in json.loads((bot_dir / "models" / Registry(bot_dir / "models").current() / "meta.json")
+                                         .read_text())["labels"]
+
 
 
 def test_retrain_trains_from_the_base_model_when_model_base_changes(bot_dir: Path, tmp_path: Path) -> None:
