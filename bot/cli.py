@@ -804,7 +804,7 @@ def export(directory: Path, since: datetime | None, fmt: str, output: str) -> No
             fail(f"cannot write {output}: {exc.strerror or exc}")
     finally:
         store.close()
-    click.echo(f"{lines} lines ({fmt})", err=True)
+    click.echo(f"{_count(lines, 'line')} ({fmt})", err=True)
     _say_if_future(since)
 
 
@@ -928,7 +928,7 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
     if data.get("contradicting"):  # a label giving an nlu.yml example another intent: nlu.yml's stands
         left_out += f", {data['contradicting']} contradicting nlu.yml left out (its example's intent stands)"
     click.echo(f"  data: {data['seed_examples']} seed examples, {data['labelled']} labelled{left_out} "
-               f"({data['new_labels']} labels new{gone}), {data['agent_answers']} agent answers ({data['new_answers']} new)")
+               f"({_count(data['new_labels'], 'label')} new{gone}), {data['agent_answers']} agent answers ({data['new_answers']} new)")
     for reason in d["reasons"]:
         click.echo(f"  refused because {reason}")
     for label in d.get("contradicting", [])[:5]:  # left out: nlu.yml's example stands
