@@ -200,7 +200,6 @@ class Limits:
                 return await handler(request)
         return await handler(request)
 
-
     async def _callback(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """A platform's callback, not counted unless its signature does not prove it (a 401): such requests
         count against their address, which past the limit is refused at once, before its body is read
@@ -208,7 +207,8 @@ class Limits:
         ip = self.client_ip(request)
         if self._per_ip is not None and not self._window.test(self._per_ip, "ip", ip):
             wait = self._until_free(self._per_ip, "ip", ip)
-            raise too_many(f"too many unsigned callbacks from this address: retry in {wait}s", wait)
+            raise too_many(f"too many requests from this address: more than {self._per_ip.amount} a minute; "
+                           f"retry in {wait}s", wait)
         try:
             return await handler(request)
         except web.HTTPUnauthorized:
