@@ -850,7 +850,10 @@
   // --- behaviour --------------------------------------------------------------------------------------
 
   function setLauncher(isOpen) {
-    if (isOpen) unread = 0;
+    if (isOpen) {
+      unread = 0;
+      announcer.textContent = "";
+    }
     launcher.setAttribute("aria-expanded", String(isOpen));
     labelButton(launcher, isOpen ? t.close : t.open);
     launcher.innerHTML = isOpen ? ICONS.close : ICONS.chat; // drops the unread badge too
