@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from bot.channels.base import MaybeDelivered, Reply, Turn, message_pieces
 from bot.channels.wecom import MAX_CONTENT_BYTES, WeComAPIError, WeComChannel, WeComMaybeSent, numbered_choices, plain_text
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
-from bot.language import Script
+from bot.language import Script, turn_language
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig, ProjectError
 from tests.conftest import store_failing_once
@@ -823,6 +823,10 @@ async def test_choices_are_explained_in_the_language_of_the_reply(
     bot.script = "traditional"  # in the script its customer writes
     assert (await passive_content(client, crypto, "退款要多久？", "3")).endswith("\n回覆數字即可選擇。")
     await channel.close()
+    # A first message with no letters in it ("？", an emoji) is WeCom's customers' language's: Chinese.
+    assert {t.language for t in bot.turns} == {"zh"}
+    assert turn_language("multi", "？", None, page=bot.turns[0].language) == "zh"
+    assert turn_language("multi", "hello", None, page=bot.turns[0].language) == "en"  # a sentence says its own
 
 
 async def test_an_agent_message_withdraws_the_choices(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:

@@ -185,6 +185,7 @@ class WeComChannel(PlatformChannel):
                 channel=self.name,
                 user=user,
                 metadata={"msg_id": message.findtext("MsgId"), "agent_id": message.findtext("AgentID")},
+                language="zh",  # WeCom is a Chinese app: a first "？" in a multi bot was answered in English
             )
             with refunded_on_error(request, conversation_id):
                 kept = await self.keep(turn, key)
