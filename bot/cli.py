@@ -954,8 +954,8 @@ def models(directory: Path, as_json: bool) -> None:
     versions = registry.versions()
     if not versions:
         fail(f"no model versions in {directory}; run `bot train {directory}`")
-    if not as_json:  # accuracy: on the frozen evaluation set, at the version's (calibrated) intent threshold
-        click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}{'threshold':>10}  decision")
+    if not as_json:  # accuracy: on the frozen evaluation set (n examples), at the version's intent threshold
+        click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}{'n':>6}{'threshold':>10}  decision")
     try:
         log = registry.decisions()
     except RegistryError:  # a log that cannot be read: the versions are listed all the same
@@ -981,8 +981,10 @@ def models(directory: Path, as_json: bool) -> None:
         status = "; ".join(filter(None, [status, *v.damaged]))
         accuracy, threshold = (f"{x:.4f}" if isinstance(x, (int, float)) else ""
                                for x in (v.metrics.get("accuracy"), v.meta.get("intent_threshold")))
+        # A set of another size (the intents changed) makes another accuracy, which read as a regression.
+        n = str(v.metrics.get("holdout_examples", ""))
         click.echo(f"{'*' if v.current else ' '} {v.name:<9}{str(v.meta.get('created', '')):<26}"
-                   f"{str(v.meta.get('mode', 'train')):<15}{accuracy:>9}{threshold:>10}  {status}")
+                   f"{str(v.meta.get('mode', 'train')):<15}{accuracy:>9}{n:>6}{threshold:>10}  {status}")
     if not any(v.current for v in versions):  # no * in the list: say why, and what to run
         try:
             registry.current_path()

@@ -320,7 +320,9 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     lines = listing.output.splitlines()
     assert [line[:7] for line in lines[1:]] == ["  v0001", "* v0002", "  v0003"]
     threshold = json.loads((models / "v0002" / "meta.json").read_text())["intent_threshold"]
-    assert lines[0].split()[4] == "threshold" and lines[2].split()[5] == f"{threshold:.4f}"  # the calibrated cut, shown
+    assert lines[0].split()[5] == "threshold" and lines[2].split()[6] == f"{threshold:.4f}"  # the calibrated cut, shown
+    held = json.loads((models / "v0002" / "metrics.json").read_text())["holdout_examples"]
+    assert lines[0].split()[4] == "n" and lines[2].split()[5] == str(held)  # what the accuracy was measured on
     rows = [json.loads(line) for line in runner.invoke(cli, ["models", str(root), "--json"]).output.splitlines()]
     assert [(r["version"], r["serving"]) for r in rows] == [("v0001", False), ("v0002", True), ("v0003", False)]
 
