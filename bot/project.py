@@ -542,9 +542,11 @@ def _at(path: Path, line: int | None) -> str:
     return f"{path}:{line}" if line else str(path)
 
 
-def _fail(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], message: str) -> ProjectError:
+def _fail(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], message: str,
+          line: int | None = None) -> ProjectError:
+    """The error at ``loc``, on the line of its key unless ``line`` says another (an example's own)."""
     key = ".".join(str(p) for p in loc)
-    return ProjectError(f"{_at(path, _line_of(node, loc))}: {key + ': ' if key else ''}{message}")
+    return ProjectError(f"{_at(path, line or _line_of(node, loc))}: {key + ': ' if key else ''}{message}")
 
 
 # --- the files ----------------------------------------------------------------------------------
@@ -638,7 +640,7 @@ def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any
             raise ValueError("the examples read as one line: write 'examples: |', which keeps one example a line")
         return _example_lines(item.get("examples"))
     except ExampleError as exc:  # on the example's own line
-        raise ProjectError(f"{_at(path, _example_line(node, i, exc.where))}: nlu.{i}.examples: {exc}") from None
+        raise _fail(path, node, ("nlu", i, "examples"), str(exc), _example_line(node, i, exc.where)) from None
     except ValueError as exc:
         raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
 
@@ -820,8 +822,8 @@ def history_item(row: Any) -> HistoryItem:
     item = HistoryItem(row["question"], row["answer"], row.get("intent"))
     if not isinstance(item.question, str) or not isinstance(item.answer, str):
         raise TypeError("question and answer must be text")
-    if not item.question.strip() or not item.answer.strip():  # a blank question was the closest to any message
-        raise TypeError(f"the {'question' if not item.question.strip() else 'answer'} is empty")
+    if blank := next((key for key in ("question", "answer") if not getattr(item, key).strip()), None):
+        raise TypeError(f"the {blank} is empty")  # a blank question was the closest answer to any message
     if not isinstance(item.intent, (str, type(None))):
         raise TypeError(f"intent must be a string, not {item.intent!r}")
     if item.intent is not None:  # as a labelled line's: "top_up " is top_up

@@ -257,10 +257,11 @@ LOW_SPACE_BYTES = 1 << 20  # below this, SQLite's "disk I/O error" is a full dis
 
 
 def cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
-    if "full" in str(exc) or ("disk I/O" in str(exc) and _free_bytes(path) < LOW_SPACE_BYTES):
+    failed_io = "disk I/O" in str(exc)
+    if "full" in str(exc) or (failed_io and _free_bytes(path) < LOW_SPACE_BYTES):
         # SQLite says "disk I/O error", not "full", when a full disk keeps it from creating the file's log
         return StoreError(f"{path}: cannot write it ({exc}): free some space on its disk")
-    if "disk I/O" in str(exc):
+    if failed_io:
         return StoreError(f"{path}: cannot open it ({exc}): its disk failed to read or write it; check the disk")
     if "locked" in str(exc):  # another process's transaction outlasted the busy timeout
         return StoreError(f"{path}: cannot open it ({exc}): another process has held it locked for {BUSY_TIMEOUT_S} s "
