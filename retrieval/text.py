@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import opencc
+import regex
 
 _SIMPLIFIED = opencc.OpenCC("t2s.json")
 
@@ -69,11 +70,22 @@ def same_text(text: str) -> str:
     """The key under which customer messages are one message to a reviewer: a label on one is a label on
     all of them, in the review queue and in what a retrain learns from labels. That is
     :func:`same_example`'s message (the classifier reads 取消訂單 as 取消订单) up to punctuation and with any
-    number alike: a question about order 5 is the one about order 12, and takes the same label. Where that
-    leaves nothing, the message itself ("👍" and "😡" are not one message). Built on :func:`same_example`, so
-    what the classifier reads as one message is never two to a reviewer."""
+    number alike: a question about order 5 is the one about order 12, and takes the same label. Kept
+    apart is what a label could not cover alike: a pause between Chinese words and emoji ("👍" and "😡" are
+    not one message, nor "thanks 👍" and "thanks 👎"). Built on :func:`same_example`, so what the classifier
+    reads as one message is never two to a reviewer."""
     example = same_example(text)
-    return comparable(example, number_digits=1) or example
+    key = comparable(_PAUSE_IN_UNSPACED.sub("_", example), number_digits=1)
+    return " ".join(filter(None, [key, *_PICTOGRAPH.findall(example)])) or example
+
+
+# A comma, an enumeration comma, a semicolon or a colon between Chinese words is a pause that can carry
+# the meaning: "不，要退款" (no: I want a refund) is not "不要退款" (I don't want a refund).
+_PAUSE_IN_UNSPACED = re.compile(r"(?<=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])\s*[,、;:]\s*"
+                                r"(?=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])")
+
+# Emoji: "thanks 👍" is not "thanks 👎".
+_PICTOGRAPH = regex.compile(r"\p{Extended_Pictographic}")
 
 
 # Punctuation inside a word or a number that leaves one word or number behind, not two: "can't" is "cant",

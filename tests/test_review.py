@@ -83,16 +83,30 @@ def test_messages_equal_up_to_punctuation_inside_words_and_numbers_are_one_item(
     and "I cant log in" were two items, and a label on one left the other in the queue."""
     pairs = [("I can't log in", "I cant log in"), ("my e-mail is wrong", "My email is wrong!"),
              ("where is order 1,234", "Where is order 56?"), ("the neighbour’s house", "the neighbours house"),
-             ("你们有没有，自行车卖？", "你们有没有自行车卖"), ("我的 订单 123 在哪", "我的订单456在哪？")]  # no spaces in Chinese
+             ("你们有没有自行车卖？", "你们 有没有自行车卖"), ("我的 订单 123 在哪", "我的订单456在哪？")]  # no spaces in Chinese
     ids = [[turn(store, text, 0.3, "fallback", conversation=f"c{i}{j}")[0] for j, text in enumerate(pair)]
            for i, pair in enumerate(pairs)]
     assert sorted(sorted(item.turn_ids) for item in review_queue(store, threshold=0.5)) == sorted(ids)
     store.add_labels([ids[0][0]], "oos")
     store.add_labels([ids[4][1]], "oos")
     turn(store, "I CAN’T log in...", 0.3, "fallback", conversation="later")
-    turn(store, "你们有没有， 自行车卖！", 0.3, "fallback", conversation="later")
+    turn(store, "你们有没有 自行车卖！", 0.3, "fallback", conversation="later")
     assert all("log" not in text and "自行车" not in text for item in review_queue(store, threshold=0.5)
                for text in item.texts)
+
+
+def test_a_pause_between_chinese_words_and_an_emoji_keep_messages_apart(store: Store) -> None:
+    """The reviewer's key dropped every comma and emoji, so one label on "不，要退款" (no: I want a refund)
+    covered "不要退款" (I don't want a refund), and one on "thanks 👍" covered "thanks 👎"."""
+    pairs = [("不，要退款", "不要退款"), ("thanks 👍", "thanks 👎")]
+    ids = [[turn(store, text, 0.3, "fallback", conversation=f"c{i}{j}")[0] for j, text in enumerate(pair)]
+           for i, pair in enumerate(pairs)]
+    assert sorted(sorted(item.turn_ids) for item in review_queue(store, threshold=0.5)) == sorted(
+        [[turn_id] for pair in ids for turn_id in pair])
+    store.add_labels([ids[0][0], ids[1][0]], "oos")
+    turn(store, "不, 要退款!", 0.3, "fallback", conversation="later")  # the same messages again
+    turn(store, "Thanks 👍", 0.3, "fallback", conversation="later")
+    assert sorted(text for item in review_queue(store, threshold=0.5) for text in item.texts) == ["thanks 👎", "不要退款"]
 
 
 def test_a_message_in_traditional_and_in_simplified_characters_is_one_item(store: Store) -> None:
