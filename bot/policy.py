@@ -123,7 +123,9 @@ def decide(
     likeliest = [name for name, _ in pred.ranking if name not in hidden][:3]
     buttons = [{"title": _title(config, name, language), "payload": f"/{name}"} for name in likeliest]
     buttons.append({"title": say(fallback.human_button, language), "payload": HANDOFF_PAYLOAD})
-    return Decision("fallback", intent, confidence, say(fallback.message, language), buttons)
+    # "Did you mean one of these?" over the person button alone asks about nothing.
+    text = say(fallback.message if likeliest else fallback.rephrase, language)
+    return Decision("fallback", intent, confidence, text, buttons)
 
 
 def _title(config: BotConfig, intent: str, language: Language) -> str:

@@ -155,6 +155,8 @@ class FallbackConfig(Settings):
 
     message: Text = {"en": "Sorry, I'm not sure I understood. Did you mean one of these?",
                      "zh": "抱歉，我不太确定您的意思。您是想问下面这些吗？"}
+    rephrase: Text = {"en": "Sorry, I'm not sure I understood. Could you put it another way?",  # no intent to offer
+                      "zh": "抱歉，我不太确定您的意思。能换个说法吗？"}
     action_failed: Text = {"en": "Sorry, I couldn't complete that just now. Please try again, or ask for a person.",
                            "zh": "抱歉，刚才没能完成这个操作。请再试一次，或者转人工客服。"}
     human_button: Text = {"en": "Talk to a person", "zh": "转人工客服"}

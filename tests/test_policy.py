@@ -132,6 +132,16 @@ def test_excluded_intents_and_the_handoff_intent_are_never_offered_as_buttons() 
         "/greet", "/get_refund", "/cancel_order"]
 
 
+def test_a_fallback_with_no_intent_to_offer_asks_to_rephrase() -> None:
+    """Only excluded and hidden intents ranked: "Did you mean one of these?" stood over the person button alone."""
+    small_talk = CONFIG.model_copy(update={"fallback": CONFIG.fallback.model_copy(update={"exclude": ["greet"]})})
+    ranking = [("greet", 0.3), ("contact_human_agent", 0.25), ("oos", 0.2)]
+    decision = decide(Analysis(Prediction("greet", 0.3, ranking), [], 0.5, "v0001"), small_talk, RESPONSES, {}, "web", 0)
+    assert decision.kind == "fallback" and decision.buttons == [{"title": "Talk to a person", "payload": HANDOFF_PAYLOAD}]
+    assert decision.text == "Sorry, I'm not sure I understood. Could you put it another way?"
+    assert decide(analysis("get_refund", 0.2), CONFIG, RESPONSES, {}, "web", 0).text == CONFIG.fallback.message["en"]
+
+
 def test_fallback_buttons_spell_out_intent_names() -> None:
     ranking = [("PlayMusic", 0.3), ("card_arrival", 0.2), ("top-up-failed", 0.1)]
     unsure = Analysis(Prediction("PlayMusic", 0.3, ranking), [], 0.5, "v0001")
