@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -211,13 +211,16 @@ def action_domain(project: Project) -> dict[str, Any]:
 class ActionRunner:
     """Runs custom actions with a time limit, in-process or against ``endpoint``.
 
-    In-process actions run in threads of their own, each call in its own event loop: rasa-sdk calls a
-    synchronous ``run`` (a database query, ``requests.get``) directly, which on the server's loop
-    would stall every conversation and leave the time limit unable to fire. In a thread the limit
-    always fires. A thread cannot be stopped, so a hung action keeps its own, never one of a few that
-    other customers' actions wait for, and the threads are daemons, which a stopping server does not
-    wait for. At most ``MAX_ACTION_THREADS`` run at once, hung ones counted until they return; a call
-    beyond them waits for one to return, within its time limit.
+    In-process actions run beside the server's event loop, never on it. rasa-sdk calls a synchronous
+    ``run`` (a database query, ``requests.get``) directly, which on the server's loop would stall every
+    conversation and leave the time limit unable to fire, so each such call gets a thread of its own.
+    A thread cannot be stopped, so a hung action keeps its own, never one of a few that other
+    customers' actions wait for, and the threads are daemons, which a stopping server does not wait
+    for. At most ``MAX_ACTION_THREADS`` run at once, hung ones counted until they return; a call
+    beyond them waits for one to return, within its time limit. An ``async def run`` runs on one
+    event loop of the actions' own, in one thread, as rasa-sdk's server runs them all on one loop:
+    a client or a pool an action keeps between calls (an ``aiohttp.ClientSession``) belongs to a loop
+    that must outlive the call. Timed out, it is cancelled.
     """
 
     def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any]) -> None:
@@ -227,6 +230,7 @@ class ActionRunner:
         self.executor = None
         self._session: aiohttp.ClientSession | None = None
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
+        self._action_loop: asyncio.AbstractEventLoop | None = None  # the async actions', at the first one
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
             self.executor = _load_executor(actions_dir)
 
@@ -271,13 +275,35 @@ class ActionRunner:
             raise ActionError(f"no actions/ folder and no action_endpoint for {call['next_action']!r}")
         executor = self.executor
         try:
-            result = await self._in_thread(lambda: asyncio.run(executor.run(call)))
+            if inspect.iscoroutinefunction(executor.actions.get(call["next_action"])):
+                result = await self._on_action_loop(executor.run(call))
+            else:
+                result = await self._in_thread(lambda: asyncio.run(executor.run(call)))
         except ActionError:
             raise
         except Exception as exc:
             raise ActionError(f"action {call['next_action']!r} failed: {exc}") from exc
         payload = result.model_dump() if hasattr(result, "model_dump") else result
         return ActionResult.from_response(payload or {})
+
+    async def _on_action_loop(self, work: Coroutine[Any, Any, Any]) -> Any:
+        """``work``'s result, run on the async actions' loop; cancelled there when the caller stops waiting."""
+        if self._action_loop is None:
+            self._action_loop = asyncio.new_event_loop()
+            threading.Thread(target=self._action_loop.run_forever, name="deskbot-actions", daemon=True).start()
+
+        async def guarded() -> Any:
+            try:
+                return await work
+            except Exception:
+                raise
+            except BaseException as exc:  # sys.exit() would stop the actions' loop for good; a CancelledError the
+                # shop's code raised, not our time limit, would drop the customer's turn
+                if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise
+                raise RuntimeError(f"it raised {type(exc).__name__}" + (f" ({exc})" if str(exc) else "")) from None
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(guarded(), self._action_loop))
 
     async def _in_thread(self, work: Callable[[], Any]) -> Any:
         """``work()``'s result, computed in a new daemon thread once one of ``MAX_ACTION_THREADS`` is free;
@@ -350,6 +376,8 @@ class ActionRunner:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._action_loop is not None:
+            self._action_loop.call_soon_threadsafe(self._action_loop.stop)
 
 
 async def _read_answer(resp: aiohttp.ClientResponse) -> Any:

@@ -522,6 +522,64 @@ async def test_actions_in_a_sub_package_of_actions_are_registered(tmp_path: Path
         ActionRunner(actions, None, 5.0, {})
 
 
+KEPT_CLIENT_ACTIONS = """
+import asyncio
+import aiohttp
+from pathlib import Path
+from rasa_sdk import Action
+
+session = None  # one client for every call, as an action server keeps one
+
+
+class Fetch(Action):
+    def name(self):
+        return "action_fetch"
+
+    async def run(self, dispatcher, tracker, domain):
+        global session
+        session = session or aiohttp.ClientSession()
+        async with session.get(tracker.latest_message["text"]) as resp:
+            dispatcher.utter_message(text=await resp.text())
+        return []
+
+
+class SlowRefund(Action):
+    def name(self):
+        return "action_slow_refund"
+
+    async def run(self, dispatcher, tracker, domain):
+        await asyncio.sleep(1)
+        Path(tracker.latest_message["text"]).write_text("refunded")
+        return []
+"""
+
+
+async def test_async_actions_share_one_loop_and_are_cancelled_at_the_time_limit(tmp_path: Path,
+                                                                                 aiohttp_server: Any) -> None:
+    """Each call ran in an event loop of its own, so a client an action kept (an aiohttp session, a database
+    pool) worked for the first customer and failed every later one: "Event loop is closed". And an action
+    that ran out of time went on, so the refund it was told had failed was made all the same."""
+    app = web.Application()
+    app.router.add_get("/status", lambda request: web.Response(text="shipped"))
+    server = await aiohttp_server(app)
+    (tmp_path / "actions").mkdir()
+    (tmp_path / "actions" / "kept.py").write_text(KEPT_CLIENT_ACTIONS)
+    runner = ActionRunner(tmp_path / "actions", None, 0.3, {})
+    try:
+        url = str(server.make_url("/status"))
+        for _ in range(3):
+            call = action_call("action_fetch", "c1", url, "track_order", 1.0, [], {}, {}, {}, "web", {})
+            assert [m["text"] for m in (await runner.run(call)).messages] == ["shipped"]
+        receipt = tmp_path / "refund.txt"
+        call = action_call("action_slow_refund", "c1", str(receipt), "get_refund", 1.0, [], {}, {}, {}, "web", {})
+        with pytest.raises(ActionError, match="timed out"):
+            await runner.run(call)
+        await asyncio.sleep(1.2)
+        assert not receipt.exists()
+    finally:
+        await runner.close()
+
+
 async def test_a_rasa_payload_with_values_selects_its_intent_and_sets_its_entities(
         action_bot: Path, tmp_path: Path) -> None:
     """An action written for Rasa offers /get_refund{"order_id": "789"}: the click was read as typed text."""
