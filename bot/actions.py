@@ -412,9 +412,13 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
     from rasa_sdk.executor import ActionExecutor
 
     executor = ActionExecutor()
-    # The folder becomes a package of its own, under a name no other bot in this process shares, so that
-    # its modules can import each other as in Rasa's actions package (``from .helpers import ...``).
-    package = f"deskbot_actions_{abs(hash(str(actions_dir.resolve())))}_{int(time.time() * 1000)}"
+    # The folder becomes the package ``actions``, as rasa-sdk's server imports it (``--actions actions``), so
+    # that its modules import each other as in a Rasa project: ``from actions.helpers import ...`` as well
+    # as ``from .helpers import ...``. A folder loaded before it (another bot in this process) gives way:
+    # its modules, already imported, keep working.
+    package = "actions"
+    for name in [name for name in sys.modules if name == package or name.startswith(f"{package}.")]:
+        del sys.modules[name]
     spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
     spec.submodule_search_locations = [str(actions_dir)]
     sys.modules[package] = importlib.util.module_from_spec(spec)

@@ -580,6 +580,40 @@ async def test_async_actions_share_one_loop_and_are_cancelled_at_the_time_limit(
         await runner.close()
 
 
+ABSOLUTE_IMPORT_ACTION = """
+from rasa_sdk import Action
+
+from actions.wording import BYE  # as a Rasa project's actions import their helpers
+
+
+class Nested(Action):
+    def name(self):
+        return "action_nested"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=BYE)
+        return []
+"""
+
+
+async def test_actions_import_their_helpers_from_the_actions_package_as_in_rasa(tmp_path: Path) -> None:
+    """``from actions.helpers import ...``, which rasa-sdk's server loads, stopped the bot from starting
+    ("No module named 'actions'"); a second bot's folder loaded in the same process brings its own helpers."""
+    answers = []
+    for shop, bye in [("first", "Bye!"), ("second", "再见！")]:
+        actions = tmp_path / shop / "actions"
+        actions.mkdir(parents=True)
+        (actions / "wording.py").write_text(f"BYE = {bye!r}\n")
+        (actions / "nested.py").write_text(ABSOLUTE_IMPORT_ACTION)
+        runner = ActionRunner(actions, None, 5.0, {})
+        try:
+            call = action_call("action_nested", "c1", "hi", "greet", 1.0, [], {}, {}, {}, "web", {})
+            answers += [m["text"] for m in (await runner.run(call)).messages]
+        finally:
+            await runner.close()
+    assert answers == ["Bye!", "再见！"]
+
+
 async def test_a_rasa_payload_with_values_selects_its_intent_and_sets_its_entities(
         action_bot: Path, tmp_path: Path) -> None:
     """An action written for Rasa offers /get_refund{"order_id": "789"}: the click was read as typed text."""
