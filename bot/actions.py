@@ -42,10 +42,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
 MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not fill the store or a chat
+# The rasa-sdk events deskbot applies (SlotSet, ConversationPaused and Resumed, FollowupAction, AllSlotsReset,
+# Restarted, SessionEnded); any other (ActiveLoop, ReminderScheduled, UserUtteranceReverted) is logged as ignored.
+APPLIED_EVENTS = {"slot", "pause", "resume", "followup", "reset_slots", "restart", "session_ended"}
 
 
 class ActionError(Exception):
     """An action failed, timed out or is unknown; the turn falls back instead of hanging."""
+
+
+class ActionTimeout(ActionError):
+    """An action ran out of time: unlike a failure, what it was doing may still get done (a plain ``def run``
+    cannot be stopped), so the customer is not simply told to try again."""
 
 
 @dataclass
@@ -72,6 +80,9 @@ class ActionResult:
             where = ".".join(str(part) for part in error["loc"])
             raise ActionError(f"not a rasa-sdk action answer: {where + ': ' if where else ''}{error['msg']}") from None
         result = cls(messages=[m.model_dump(exclude_none=True) for m in answer.responses])
+        if ignored := sorted({e.event for e in answer.events} - APPLIED_EVENTS):
+            log.warning("an action's %s events were not applied: deskbot applies %s", ", ".join(ignored),
+                        ", ".join(sorted(APPLIED_EVENTS)))
         for event in answer.events:
             if event.event == "slot":
                 result.slots[event.name] = event.value
@@ -266,7 +277,7 @@ class ActionRunner:
             return await asyncio.wait_for(self._run(call), max(0.0, self.timeout if left is None else left))
         except asyncio.TimeoutError:
             within = "" if left is None else " with the actions before it"
-            raise ActionError(f"action {call['next_action']!r} timed out after {self.timeout:g}s{within}") from None
+            raise ActionTimeout(f"action {call['next_action']!r} timed out after {self.timeout:g}s{within}") from None
 
     async def _run(self, call: dict[str, Any]) -> ActionResult:
         if self.endpoint:

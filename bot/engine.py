@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from bot.actions import ActionError, ActionRunner, action_call, action_domain
+from bot.actions import ActionError, ActionRunner, ActionTimeout, action_call, action_domain
 from bot.batching import MicroBatcher
 from bot.channels.base import (
     UNDELIVERED,
@@ -312,7 +312,7 @@ class Bot:
                 log.warning("%s", exc)
                 if run:  # a follow-up failed: what the actions before it did and said stands
                     break
-                return self._action_failed(decision, fallbacks, turn.channel, language)
+                return self._action_failed(decision, fallbacks, turn.channel, language, isinstance(exc, ActionTimeout))
             if result.reset:
                 slots.clear()
                 self._keep_language(slots, language)
@@ -347,6 +347,9 @@ class Bot:
             if not follow or follow.startswith("utter_") or follow in RASA_ACTIONS:
                 break
             name = follow
+        else:
+            log.warning("%s asked for %s after %d follow-ups, which is not run: a loop of FollowupActions?",
+                        decision.action, name, MAX_FOLLOWUPS)
         reply = "\n\n".join(t for t in texts if t)
         if len(reply) > MAX_REPLY_CHARS:
             log.warning("%s and its follow-ups said %d characters, over the %d a reply may have", decision.action,
@@ -361,11 +364,14 @@ class Bot:
         intent, confidence = (decision.intent, decision.confidence) if decision else (None, 1.0)
         return handing_off(self.config, self.project.responses, channel, language, reason, intent, confidence)
 
-    def _action_failed(self, decision: Decision, fallbacks: int, channel: str, language: Language) -> Decision:
+    def _action_failed(self, decision: Decision, fallbacks: int, channel: str, language: Language,
+                       timed_out: bool = False) -> Decision:
         if misses_reach_handoff(fallbacks, self.config):
             return self._handing_off(channel, language, "fallbacks", decision)
-        return Decision("fallback", decision.intent, decision.confidence, say(self.config.fallback.action_failed, language),
-                        [{"title": say(self.config.fallback.human_button, language), "payload": HANDOFF_PAYLOAD}])
+        fallback = self.config.fallback
+        return Decision("fallback", decision.intent, decision.confidence,
+                        say(fallback.action_slow if timed_out else fallback.action_failed, language),
+                        [{"title": say(fallback.human_button, language), "payload": HANDOFF_PAYLOAD}])
 
     def _action_message(self, message: dict[str, Any], channel: str, slots: dict[str, Any],
                         language: Language) -> Rendered:

@@ -159,6 +159,9 @@ class FallbackConfig(Settings):
                       "zh": "抱歉，我不太确定您的意思。能换个说法吗？"}
     action_failed: Text = {"en": "Sorry, I couldn't complete that just now. Please try again, or ask for a person.",
                            "zh": "抱歉，刚才没能完成这个操作。请再试一次，或者转人工客服。"}
+    action_slow: Text = {"en": "Sorry, that is taking longer than it should, and it may still go through. Please check "
+                               "in a moment before trying again, or ask for a person.",
+                         "zh": "抱歉，处理时间比预期长，操作可能仍在进行。请稍后确认再重试，或者转人工客服。"}
     human_button: Text = {"en": "Talk to a person", "zh": "转人工客服"}
     titles: dict[str, Text] = Field(default_factory=dict, description="intent -> button title (default: its name)")
     exclude: list[str] = Field(default_factory=list, description="intents never offered as buttons (oos never is)")

@@ -329,6 +329,17 @@ async def test_slots_followups_and_pause_on_both_paths(action_bot: Path, endpoin
         await bot.close()
 
 
+def test_events_deskbot_does_not_apply_are_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """They were dropped without a word, so an action returning ActiveLoop or ReminderScheduled seemed to work."""
+    answer = {"events": [{"event": "slot", "name": "x", "value": 1}, {"event": "active_loop", "name": None},
+                         {"event": "reminder", "name": "r"}, {"event": "slot", "name": "y", "value": 2}]}
+    assert ActionResult.from_response(answer).slots == {"x": 1, "y": 2}
+    assert "an action's active_loop, reminder events were not applied" in caplog.text
+    caplog.clear()
+    ActionResult.from_response({"events": [{"event": "slot", "name": "x", "value": 1}]})
+    assert "not applied" not in caplog.text
+
+
 def test_pause_and_resume_events_apply_in_order() -> None:
     """An action's events apply in order, as in Rasa: the last of a pause and a resume stands."""
     def result(*events: Any) -> ActionResult:
@@ -823,11 +834,13 @@ async def test_a_customer_leaning_to_a_person_while_an_action_waits_is_not_its_a
         await bot.close()
 
 
-async def test_a_followup_loop_is_cut(action_bot: Path, tmp_path: Path) -> None:
+async def test_a_followup_loop_is_cut_and_said_so(action_bot: Path, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
     bot = make_bot(action_bot, None, {"track_order": "action_again"}, tmp_path)
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert reply.text.split("\n\n") == ["again"] * (MAX_FOLLOWUPS + 1)
+        assert f"action_again asked for action_again after {MAX_FOLLOWUPS} follow-ups, which is not run" in caplog.text
     finally:
         await bot.close()
 
