@@ -202,7 +202,9 @@ class Bot:
         chosen, values = read_payload(text)  # a button's /track_order{"order_id": "123"}: the intent, and its values
         if values and chosen[1:] in self.nlu.labels:
             analysis = await self._analysis_for(chosen)
-            entities = {name: value for name, value in values.items() if name in self.project.entity_patterns}
+            # A value the entity's own patterns take, as from typed text: a customer can type a payload, and one
+            # with "[verify here](https://…)" for an order number was filled into a template, link and all.
+            entities = {name: value for name, value in values.items() if self.project.entities(value).get(name) == value}
         else:
             analysis = await self._analysis_for(text)
             entities = self.project.entities(text)
