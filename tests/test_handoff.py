@@ -800,6 +800,34 @@ async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_
     assert (waiting["conversation_id"], waiting["reason"]) == (cid, "undelivered")
 
 
+async def test_a_bot_answer_the_platform_may_have_posted_is_taken_as_posted(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Slack took the answer and answered 500: the thread was handed to a person as undelivered, and the
+    customer, who had the answer, got no reply to anything else they wrote until an agent came."""
+    import json
+
+    from bot.channels.slack import slack_signature
+
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append((await request.json())["text"])
+        return web.Response(status=500, text="internal error")
+
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    body = json.dumps({"type": "event_callback", "team_id": "T1", "event_id": "Ev9", "event": {
+        "type": "message", "user": "U1", "channel": "C1", "ts": "1700000000.000100", "text": "where is my parcel?"}}).encode()
+    stamp = str(int(time.time()))
+    signed = {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": slack_signature("s", stamp, body)}
+    assert (await client.post("/slack/events", data=body, headers=signed)).status == 200
+    await client.app[BOT].channels["slack"].close()  # waits for the answer in the background
+    cid = "slack:T1:C1:1700000000.000100"
+    transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+    assert transcript["status"] == "open" and len(posted) == 1
+    assert [t["undelivered"] for t in transcript["turns"] if t["role"] == "bot"] == [False]
+    assert f"the answer to {cid} may not have reached the customer: chat.postMessage: HTTP 500" in caplog.text
+
+
 async def test_a_busy_message_the_platform_refuses_is_marked_undelivered(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """It was logged, and the transcript showed it as sent."""

@@ -79,28 +79,35 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
 
     ``limits`` holds the ``Retry-After`` values of the 429s to answer before accepting posts, as
     Slack does when an app posts faster than its rate limit; ``down``, the statuses to answer before
-    them, as Slack or a gateway does when unavailable.
+    them, as Slack or a gateway does when unavailable. ``gap``, when set, is the rate limit itself: a
+    post within that many seconds of the channel's last one gets a 429 saying to wait them.
     """
     posts: list[dict[str, Any]] = []
     limits: list[str] = []
     down: list[int] = []
     calls: list[float] = []
+    last_post: dict[str, float] = {}
 
     async def post_message(request: web.Request) -> web.Response:
-        calls.append(time.monotonic())
+        calls.append(now := time.monotonic())
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if down:
             return web.Response(status=down.pop(0), text="upstream unavailable")
         if limits:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": limits.pop(0)})
-        posts.append(await request.json())
+        message = await request.json()
+        if api.gap and now - last_post.get(message["channel"], -api.gap) < api.gap:
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(api.gap)})
+        last_post[message["channel"]] = now
+        posts.append(message)
         return web.json_response({"ok": True, "ts": "1700000001.000200"})
 
     app = web.Application()
     app.router.add_post("/api/chat.postMessage", post_message)
     server = await aiohttp_server(app)
-    return SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls)
+    api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0)
+    return api
 
 
 def make_channel(bot: FakeBot, api_url: str, **settings: Any) -> SlackChannel:
@@ -265,9 +272,10 @@ async def test_reply_in_an_existing_thread(slack: SimpleNamespace) -> None:
 @pytest.mark.parametrize(
     "fields",
     [{"bot_id": "B1"}, {"subtype": "bot_message"}, {"user": "UBOT"}, {"subtype": "message_changed"},
+     {"type": "app_mention", "edited": {"user": "U1", "ts": "1700000900.000100"}},
      {"text": "<@UBOT> \u200b"}, {"text": "<@UBOT> refund \ud800"}, {"user": ["U1"]}, {"channel": {"id": "C1"}},
      {"channel": "C\ud800"}, {"text": {"a": 1}}],
-    ids=["bot_id", "bot_message", "own_user", "edit", "nothing_to_read", "half_a_surrogate_pair", "user_not_a_string",
+    ids=["bot_id", "bot_message", "own_user", "edit", "edited_mention", "nothing_to_read", "half_a_surrogate_pair", "user_not_a_string",
          "channel_not_a_string", "half_a_surrogate_pair_in_an_id", "text_not_a_string"],
 )
 async def test_bot_and_non_user_messages_are_ignored(slack: SimpleNamespace, fields: dict[str, str]) -> None:
@@ -547,6 +555,17 @@ async def test_429_is_retried_after_retry_after(slack: SimpleNamespace) -> None:
     assert [p["text"] for p in slack.posts] == ["Thanks for waiting."]
 
 
+async def test_a_burst_of_answers_in_one_channel_waits_its_turn_under_the_rate_limit(slack: SimpleNamespace) -> None:
+    """Six answers at once in one channel, at one post per 0.3 s: each retried at the same instants as the
+    others, all but three ran out of tries, and their threads went to a person."""
+    slack.api.gap = 0.3
+    sends = [slack.channel.send(f"slack:T1:C1:170000000{i}.000100", f"answer {i}") for i in range(6)]
+    await asyncio.gather(*sends)
+    assert sorted(p["text"] for p in slack.posts) == [f"answer {i}" for i in range(6)]
+    await slack.channel.send(f"slack:T1:C2:{TS}", "another channel's answer")  # not held up by C1's limit
+    assert slack.posts[-1]["channel"] == "C2"
+
+
 async def test_429_retries_are_bounded(slack: SimpleNamespace) -> None:
     slack.api.limits.extend(["0"] * 5)
     with pytest.raises(SlackAPIError, match=r"rate limited \(Retry-After 0s\) at try 3 of 3"):
@@ -647,7 +666,7 @@ async def test_a_stopping_server_leaves_a_send_it_would_retry_to_the_next_one(sl
     slack_api.down.extend([503] * 3)
     channel.redeliver({"id": 7, "conversation_id": f"slack:T1:C1:{TS}", "reply_turn": 42, "reply": "It left today.",
                        "text": "where is it?", "buttons": []})
-    agents = asyncio.create_task(channel.send(f"slack:T1:C1:{TS}", "An agent's reply.", role="agent"))
+    agents = asyncio.create_task(channel.send(f"slack:T1:C2:{TS}", "An agent's reply.", role="agent"))  # another channel: not queued behind
     while len(slack_api.calls) < 2:
         await asyncio.sleep(0.01)
     started = time.monotonic()

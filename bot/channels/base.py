@@ -540,7 +540,8 @@ class PlatformChannel(Channel):
         """Send the bot's answer on the platform's API. One the platform refuses or cannot be reached for is
         said in one line and marked undelivered in the transcript, as an agent's reply is: the platform never
         sends an acknowledged message again, so only an agent can still answer it: the conversation is handed
-        to one (reason ``undelivered``), which puts it in the agents' inbox. ``pending_id``, the kept
+        to one (reason ``undelivered``), which puts it in the agents' inbox. One the platform may have
+        posted (:class:`MaybeDelivered`) is taken as sent, with a warning. ``pending_id``, the kept
         message it answers, is settled once the platform took the answer, or once sending it failed (tried
         again at each start, a failure would repeat); only a send cut short (a server killed or stopped
         meanwhile) leaves it for the next server to send (:meth:`redeliver`), twice if the platform had
@@ -553,7 +554,10 @@ class PlatformChannel(Channel):
             return
         except Exception as exc:  # not a cancellation
             failed = exc
-        if isinstance(failed, UNDELIVERED):
+        if isinstance(failed, MaybeDelivered):  # the customer most likely has it: handed off, they waited unanswered
+            log.warning("the answer to %s may not have reached the customer: %s", conversation_id, failure(failed))
+            failed = None
+        elif isinstance(failed, UNDELIVERED):
             log.error("the answer to %s did not reach the customer: %s", conversation_id, failure(failed))
         elif failed is not None:
             log.error("the answer to %s could not be sent", conversation_id, exc_info=failed)

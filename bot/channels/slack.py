@@ -14,11 +14,13 @@ after its ``Retry-After``, a bounded number of times.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import re
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -162,6 +164,7 @@ class SlackChannel(PlatformChannel):
         self.api_url = api_base(self.settings.get("api_url") or DEFAULT_API_URL)
         # The bot's own user id is learnt from each event's ``authorizations``; bot_user_id can pin it.
         self.own_user_ids: set[str] = {self.settings["bot_user_id"]} if self.settings.get("bot_user_id") else set()
+        self._posting: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()  # per channel
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.post("/slack/events", self.handle_events), web.post("/slack/interactions", self.handle_interactions)]
@@ -222,6 +225,8 @@ class SlackChannel(PlatformChannel):
         # Edits, deletions, joins and bot posts all arrive as subtypes; a customer's own words come plain,
         # as a thread reply also sent to the channel, or with a file attached.
         if event.get("subtype") not in CUSTOMER_SUBTYPES or event.get("bot_id") or user in self.own_user_ids:
+            return None
+        if event.get("edited"):  # an edited message that mentions the bot comes again as an app_mention, plain
             return None
         if not (user and channel and ts):
             return None
@@ -324,7 +329,11 @@ class SlackChannel(PlatformChannel):
                 message["blocks"] = blocks
             await self._call("chat.postMessage", message)
 
-        await send_pieces(list(enumerate(pieces, start=1)), post, SlackMaybePosted)
+        # One post at a time in a Slack channel: chat.postMessage allows about one a second there, and a burst of
+        # answers retried at the same instants lost all but a few to its 429s; queued, each waits its turn.
+        lock = self._posting.setdefault(channel, asyncio.Lock())
+        async with lock:
+            await send_pieces(list(enumerate(pieces, start=1)), post, SlackMaybePosted)
 
     async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Call a Web API method, up to ``SEND_ATTEMPTS`` tries: a 429 waits out its ``Retry-After``, and
