@@ -547,6 +547,14 @@ async def test_interactions_are_verified_and_validated(slack: SimpleNamespace) -
 # --- rate limits ------------------------------------------------------------------------------
 
 
+async def test_an_agents_reply_is_led_by_the_agents_name(slack: SimpleNamespace) -> None:
+    """The web chat shows the name beside the reply; on Slack a customer could not tell a person from the bot."""
+    await slack.channel.send(f"slack:T1:C1:{TS}", "Which order is it?", role="agent", author="Alice")
+    await slack.channel.send(f"slack:T1:C1:{TS}", "Anything else?", role="bot")
+    assert [(p["text"], p["blocks"][0]["text"]) for p in slack.posts] == [
+        ("**Alice:** Which order is it?", "**Alice:** Which order is it?"), ("Anything else?", "Anything else?")]
+
+
 async def test_429_is_retried_after_retry_after(slack: SimpleNamespace) -> None:
     slack.api.limits.append("1")
     await slack.channel.send(f"slack:T1:C1:{TS}", "Thanks for waiting.")

@@ -733,6 +733,9 @@ async def test_markdown_reaches_wecom_as_plain_text(wecom: SimpleNamespace, cryp
     assert await passive_content(wecom.client, crypto, "订单 789", "1") == "订单 789 的状态：已送达。"
     await wecom.channel.send(f"wecom:{CORP_ID}:u1", "An agent here: see [returns](https://shop.example/r).", role="agent")
     assert wecom.api.sent[-1]["text"]["content"] == "An agent here: see returns (https://shop.example/r)."
+    # an agent's name leads the reply, as the web chat shows it beside it
+    await wecom.channel.send(f"wecom:{CORP_ID}:u1", "Which order is it?", role="agent", author="Li")
+    assert wecom.api.sent[-1]["text"]["content"] == "Li: Which order is it?"
 
 
 async def test_a_reply_with_characters_xml_cannot_carry_still_reaches_wecom(wecom: SimpleNamespace,

@@ -159,6 +159,12 @@ _BREAKS = (regex.compile(r"\n"), regex.compile(r"[。！？；…]+[”’」』
            regex.compile(r" "))
 
 
+def signed(text: str, author: str | None) -> str:
+    """An agent's reply as a chat platform shows it: led by the agent's name in bold, as the web chat shows it
+    beside the message (a Slack or WeCom customer could not tell a person's reply from the bot's)."""
+    return f"**{author}:** {text}" if author else text
+
+
 def message_pieces(text: str, limit: int, size: Callable[[str], int] = len) -> list[str]:
     """``text`` cut into pieces of at most ``limit`` (by ``size``: characters for Slack, UTF-8 bytes for
     WeCom), each ending where a reader expects a break (``_BREAKS``), else between two characters as a

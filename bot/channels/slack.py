@@ -28,7 +28,7 @@ from aiohttp import web
 
 from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel, TryAgain, Turn,
                                api_base, api_result, handed_over, http_error, is_fresh, load_json, read_body, readable,
-                               message_pieces, same_secret, send_pieces)
+                               message_pieces, same_secret, send_pieces, signed)
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
 
@@ -311,12 +311,13 @@ class SlackChannel(PlatformChannel):
                                                                               buttons=reply.buttons), turn.pending_id)
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
-        """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``."""
+        """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``; an
+        agent's reply led by its ``author``'s name."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
         buttons = kwargs.get("buttons") or []
-        pieces = message_pieces(text, MARKDOWN_LIMIT)  # a long answer in several messages, its buttons under the last
+        pieces = message_pieces(signed(text, kwargs.get("author")), MARKDOWN_LIMIT)  # a long answer in several messages, its buttons under the last
 
         async def post(numbered: tuple[int, str]) -> None:
             i, piece = numbered

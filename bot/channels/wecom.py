@@ -26,7 +26,7 @@ from aiohttp import web
 
 from bot.channels.base import (MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel,
                                TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh, read_body,
-                               message_pieces, readable, send_pieces)
+                               message_pieces, readable, send_pieces, signed)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import Text, say
 from bot.limits import hold_back, refunded_on_error
@@ -293,8 +293,8 @@ class WeComChannel(PlatformChannel):
         """
         buttons = kwargs.get("buttons") or []
         self._offer(conversation_id, buttons)
-        text = numbered_choices(text, buttons, say(self.choice_hint, kwargs.get("language") or self.language,
-                                                                 script=kwargs.get("script")))
+        text = numbered_choices(signed(text, kwargs.get("author")), buttons,
+                                say(self.choice_hint, kwargs.get("language") or self.language, script=kwargs.get("script")))
         await self._send_plain(conversation_id, plain_text(text))
 
     async def _send_plain(self, conversation_id: str, text: str) -> None:
