@@ -423,23 +423,10 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
     from rasa_sdk.executor import ActionExecutor
 
     executor = ActionExecutor()
-    # The folder becomes the package ``actions``, as rasa-sdk's server imports it (``--actions actions``), so
-    # that its modules import each other as in a Rasa project: ``from actions.helpers import ...`` as well
-    # as ``from .helpers import ...``. A folder loaded before it (another bot in this process) gives way:
-    # its modules, already imported, keep working.
-    package = "actions"
-    for name in [name for name in sys.modules if name == package or name.startswith(f"{package}.")]:
-        del sys.modules[name]
-    spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
-    spec.submodule_search_locations = [str(actions_dir)]
-    sys.modules[package] = importlib.util.module_from_spec(spec)
-    # Its sub-packages too (actions/orders/__init__.py and status.py), as rasa-sdk's own server loads them.
-    # A package is imported here before the walk looks inside it, so that a failure is reported as any other.
-    for info in pkgutil.walk_packages([str(actions_dir)], prefix=f"{package}."):
-        name = info.name
-        path = Path(info.module_finder.path) / (name.rpartition(".")[2] + ("/__init__.py" if info.ispkg else ".py"))
+
+    def load(name: str, path: Path, imported: Callable[[], Any]) -> None:
         try:
-            module = importlib.import_module(name)
+            module = imported()
         except (Exception, SystemExit) as exc:  # the shop's code: a syntax error, a missing import, a failing top level
             sys.modules.pop(name, None)
             where, line, reason = _fault(exc, path, actions_dir)
@@ -448,4 +435,26 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
         for obj in vars(module).values():
             if inspect.isclass(obj) and issubclass(obj, Action) and obj.__module__ == name and not inspect.isabstract(obj):
                 executor.register_action(obj)
+
+    # The folder becomes the package ``actions``, as rasa-sdk's server imports it (``--actions actions``), so
+    # that its modules import each other as in a Rasa project: ``from actions.helpers import ...`` as well
+    # as ``from .helpers import ...``; its ``__init__.py``, if it has one, runs first and may define actions too.
+    # A folder loaded before it (another bot in this process) gives way: its modules, already imported, keep working.
+    package = "actions"
+    for name in [name for name in sys.modules if name == package or name.startswith(f"{package}.")]:
+        del sys.modules[name]
+    init = actions_dir / "__init__.py"
+    spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
+    if init.is_file():
+        spec = importlib.util.spec_from_file_location(package, init, submodule_search_locations=[str(actions_dir)])
+    assert spec is not None and spec.submodule_search_locations is not None
+    spec.submodule_search_locations[:] = [str(actions_dir)]
+    sys.modules[package] = root = importlib.util.module_from_spec(spec)
+    if spec.loader is not None:
+        load(package, init, lambda: spec.loader.exec_module(root) or root)  # type: ignore[union-attr]
+    # Its sub-packages too (actions/orders/__init__.py and status.py), as rasa-sdk's own server loads them.
+    # A package is imported here before the walk looks inside it, so that a failure is reported as any other.
+    for info in pkgutil.walk_packages([str(actions_dir)], prefix=f"{package}."):
+        path = Path(info.module_finder.path) / (info.name.rpartition(".")[2] + ("/__init__.py" if info.ispkg else ".py"))
+        load(info.name, path, lambda: importlib.import_module(info.name))  # noqa: B023 (called at once)
     return executor

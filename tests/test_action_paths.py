@@ -625,6 +625,24 @@ async def test_actions_import_their_helpers_from_the_actions_package_as_in_rasa(
     assert answers == ["Bye!", "再见！"]
 
 
+async def test_actions_defined_in_the_packages_init_are_registered(tmp_path: Path) -> None:
+    """A Rasa project may define its actions in actions/__init__.py: deskbot refused to start, saying that
+    actions/ "defines none"."""
+    actions = tmp_path / "actions"
+    actions.mkdir()
+    (actions / "wording.py").write_text('BYE = "Bye!"\n')
+    (actions / "__init__.py").write_text(NESTED_ACTION.replace("from ..wording", "from actions.wording"))
+    runner = ActionRunner(actions, None, 5.0, {})
+    try:
+        call = action_call("action_nested", "c1", "hi", "greet", 1.0, [], {}, {}, {}, "web", {})
+        assert [m["text"] for m in (await runner.run(call)).messages] == ["Bye!"]
+    finally:
+        await runner.close()
+    (actions / "__init__.py").write_text("import orders_api_client\n")
+    with pytest.raises(ActionError, match=r"__init__.py:1: cannot load the custom actions: ModuleNotFoundError"):
+        ActionRunner(actions, None, 5.0, {})
+
+
 async def test_a_rasa_payload_with_values_selects_its_intent_and_sets_its_entities(
         action_bot: Path, tmp_path: Path) -> None:
     """An action written for Rasa offers /get_refund{"order_id": "789"}: the click was read as typed text."""
