@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from dialogues.redact import DATE_OR_TIME, PLACEHOLDERS, given_names, nfkc_view, redact, redact_names, was_redacted
+import regex
+
+from dialogues.redact import (DATE_OR_TIME, NAME_LETTER, PLACEHOLDERS, given_names, nfkc_view, redact, redact_names,
+                              was_redacted)
 from dialogues.store import Store
 from retrieval.text import PRICE, same_example, same_text
 
@@ -192,12 +195,15 @@ _NOT_GREETED = ("there|team|all|everyone|everybody|customers?|sir|madam|friends?
                 "|we|you|your|our|the|this|that|it|please|sorry|yes|no|ok|okay|sure|welcome|good|great|just|kindly"
                 "|unfortunately|apologies|here|how|what|when|where|let|as|in|on|at|to|from|with|i|thanks?|could|can"
                 "|of|happy|glad|certainly|absolutely|hope|is|are|do|does|would|will|if")
-_ADDRESSED = re.compile(
-    r"(?<![A-Za-z])(?:[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Tt]hanks|[Tt]hank you|[Gg]ood (?:morning|afternoon|evening))"
+# A name, in any alphabet customers write one in: John, Ólafur, Müller, Anna-Lena, McDonald, O'Brien, JOHN.
+_NAMED = rf"\p{{Lu}}[{NAME_LETTER[1:-1]}'’-]*"
+_ADDRESSED = regex.compile(
+    r"(?<!\p{L})(?:[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Tt]hanks|[Tt]hank you|[Gg]ood (?:morning|afternoon|evening)|[Hh]ola"
+    r"|[Hh]allo|[Bb]onjour|[Cc]iao)"
     # the name ends the greeting ("Hi John," "Thanks Maria!"): "Hi, Thanks for your patience" greets no one
-    rf"[,!]? +(?!(?i:{_NOT_GREETED})\b)[A-Z][a-z]+(?: [A-Z][a-z]+)?(?= *[,!.?:;]| *$| +-)"
-    r"|(?<![A-Za-z])(?:Mr|Mrs|Ms|Miss|Mx)\.? [A-Z][a-z]+"
-    r"|(?<![A-Za-z])(?:[Rr]ecipient|[Aa]ddressee)[:：]? +[A-Z][a-z]+|(?<![A-Za-z])(?:[Aa]ttn|ATTN|[Cc]/[Oo])\.?[:：]? *[A-Z][a-z]+"
+    rf"[,!]? +(?!(?i:{_NOT_GREETED})\b){_NAMED}(?: {_NAMED}){{0,2}}(?= *[,!.?:;]| *$| +-)"
+    rf"|(?<!\p{{L}})(?:Mr|Mrs|Ms|Miss|Mx)\.? {_NAMED}"
+    rf"|(?<!\p{{L}})(?:[Rr]ecipient|[Aa]ddressee)[:：]? +{_NAMED}|(?<!\p{{L}})(?:[Aa]ttn|ATTN|[Cc]/[Oo])\.?[:：]? *{_NAMED}"
     r"|(?![的位这這那哪各敬爱愛我您你他她们們亲親])[\u4e00-\u9fff](?:先生|女士|小姐)(?![们們姐])"
     r"|(?:收件人|收货人|收貨人|联系人|聯繫人|聯絡人)(?:是|为|為|改为|改成|改為|[:：])? *"
     r"(?!信息|資訊|姓名|名字|地址|电话|電話|手机|手機|本人|的)[\u4e00-\u9fff]{2,4}"

@@ -30,6 +30,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 
 import phonenumbers
+import regex
 
 # Starts only where a run of its characters starts: tried from every position of a long run with no
 # "@", the pattern would take time in the square of its length (a 100 KB action reply: 30 s). Names
@@ -394,8 +395,12 @@ PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
 # who answer, and the check that keeps an answer repeating it out of the index (dialogues/export.py) reads it.
 _NAMED_BY = re.compile(r"(?i)(?:(?<![a-z])my name(?: is|'s| ?[:：])|我叫|我的名字(?:是|叫)|名字(?:是|叫)|姓名(?:是|[:：])) *")
 # And what a name may follow, read for that check only: "I'm John", "this is Maria Lopez", "我是张伟".
-_INTRODUCED = re.compile(r"(?<![A-Za-z])(?:[Ii]'m|[Ii] am|[Tt]his is) +(?=[A-Z])|我是 *(?=[\u4e00-\u9fff])")
-_NAME_WORDS = re.compile(r"[A-Za-z][A-Za-z'-]*(?: [A-Za-z][A-Za-z'-]*){0,2}|[\u4e00-\u9fff]{2,4}")
+_INTRODUCED = regex.compile(r"(?<![A-Za-z])(?:[Ii]'m|[Ii] am|[Tt]his is) +(?=\p{Lu})|我是 *(?=[\u4e00-\u9fff])")
+# Names in the alphabets customers write them in: Müller, José Núñez, Ólafur, O'Brien, Anna-Lena (an ASCII-only
+# name cut "Hans Müller" to "Hans M" and left "Ólafur" alone).
+NAME_LETTER = r"[\p{Latin}\p{Greek}\p{Cyrillic}\p{M}]"
+_NAME_WORDS = regex.compile(rf"{NAME_LETTER}[{NAME_LETTER[1:-1]}'’-]*(?: {NAME_LETTER}[{NAME_LETTER[1:-1]}'’-]*){{0,2}}"
+                            r"|[\u4e00-\u9fff]{2,4}")
 # Words written after "my name is" or "I'm" that are no name ("my name is John and…", "I'm Not happy").
 _NOT_NAMES = frozenset("""a about also am an and any are as at be because but by can cannot could did do does for from
 get got had has have help here hi hello how i i'm if in is it its just looking me my need no not now of ok okay on or
@@ -422,7 +427,7 @@ def _name_at(view: str, start: int, loose: bool) -> Span | None:
     if match is None:
         return None
     text = match.group(0)
-    if text[0].isascii():
+    if not "\u4e00" <= text[0] <= "\u9fff":
         kept: list[str] = []
         for word in text.split(" "):
             capitals_only = loose or bool(kept) and kept[0][0].isupper()

@@ -173,6 +173,11 @@ def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answe
 @pytest.mark.parametrize(("asked", "answer"), [
     ("", "Hi John, your parcel left today."), ("", "Thanks Maria!"), ("", "Sent to London NW1 6XE today"),
     ("", "加我微信：zhangwei"), ("我是张伟，订单没到", "张伟您好，已为您催件"),
+    # names in the alphabets customers write them in: each was given to other customers
+    ("", "Hi Ólafur, you can change the delivery address under My Orders."), ("", "Thanks Chloé!"),
+    ("", "Hola José, your refund is on its way."), ("", "Dear Mrs Šimková, it ships today."),
+    ("", "Hi Anna-Lena, done."), ("", "Hello Mary Ann Smith, it left today."),
+    ("my name is Hans Müller, can I change the address?", "Yes, Müller family, under My Orders."),
 ])
 def test_an_agent_answer_naming_its_customer_is_theirs(asked: str, answer: str) -> None:
     assert about_one_person(asked, answer)

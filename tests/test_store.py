@@ -738,6 +738,16 @@ def test_redaction_takes_time_in_proportion_to_the_text() -> None:
         assert time.perf_counter() - started < 5
 
 
+@pytest.mark.parametrize(("text", "redacted"), [
+    ("my name is Hans Müller, how do I change the address?", "my name is [NAME], how do I change the address?"),
+    ("My name is José Núñez", "My name is [NAME]"), ("My name is Ólafur Arnalds and", "My name is [NAME] and"),
+    ("my name is Siobhán O'Brien", "my name is [NAME]"),
+])
+def test_a_name_in_any_alphabet_is_redacted_whole(text: str, redacted: str) -> None:
+    """A name was words of ASCII letters: "Hans Müller" was learned as "[NAME]üller", "Ólafur" not at all."""
+    assert redact_names(text) == redacted
+
+
 @pytest.mark.parametrize("text", ["my name is spelled wrong on my account", "my name is incorrect on the invoice",
                                   "my name is missing from the order", "名字是错的", "名字是写错了"])
 def test_what_follows_my_name_is_and_is_no_name_is_learned_as_written(text: str) -> None:
