@@ -768,6 +768,15 @@ def _open_store(project: Project) -> Store:
     return Store(project.db_path)
 
 
+def _trained_at(meta: dict[str, Any]) -> float:
+    """When a version was trained (meta.json's ``created``), as a Unix time; one that does not say counts as
+    trained at any time."""
+    try:
+        return datetime.strptime(meta["created"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
+
+
 def _is_the_bots_own(project: Project, path: Path) -> bool:
     """Whether ``path`` is a file the bot reads or keeps (``bot export -o dialogues.db`` emptied the store)."""
     from bot.importer import BOT_FILES
@@ -833,19 +842,29 @@ def _say_if_future(since: datetime | None) -> None:
               help="The conversation to delete; repeat it for several.")
 def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
     """Delete conversations of DIRECTORY completely: messages, predictions, feedback, labels, answers."""
-    store = _open_store(load_project(directory))
+    from finetune.registry import Registry
+
+    project = load_project(directory)
+    store = _open_store(project)
     try:
-        purged = store.purge(*dict.fromkeys(conversation_ids))  # a repeated id once
+        ids = list(dict.fromkeys(conversation_ids))  # a repeated id once
+        began = {cid: row["created"] for cid, row in zip(ids, store.conversations(ids)) if row}
+        purged = store.purge(*ids)
     finally:
         store.close()
+    versions = Registry(project.models_dir).versions()
     for cid, deleted in purged.deleted.items():
         if deleted["conversations"]:
             click.echo(f"Deleted {cid}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
-        if deleted["answer_candidates"]:
-            click.echo(f"  its agent answers may be in the serving index; `bot retrain {directory}` takes them out", err=True)
-        if deleted["review_labels"]:
-            click.echo(f"  the serving model may have learned its labels; `bot retrain {directory}` trains one without "
-                       "them", err=True)
+        # A version trained since the conversation began may hold its answers in its index and its labels in its
+        # weights: the next retrain serves one without them, and each such folder keeps them until it is deleted.
+        since = [v.name for v in versions if _trained_at(v.meta) >= began.get(cid, float("inf"))]
+        learned = [what for what, table in (("agent answers", "answer_candidates"), ("labels", "review_labels"))
+                   if deleted[table]]
+        if learned and since:
+            click.echo(f"  its {' and '.join(learned)} may be in {', '.join(since)}, trained since it began: "
+                       f"`bot retrain {shell(directory)}` serves a version without them, and those folders under "
+                       "models/ keep them until you delete them", err=True)
     if not purged.wal_cleared:
         fail(f"another process kept reading {directory / 'dialogues.db'}, so dialogues.db-wal still holds a copy of "
              "what was deleted; run this command again once it is done: it clears the copy, though it finds nothing "

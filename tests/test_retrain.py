@@ -473,6 +473,22 @@ def test_a_rollback_that_drops_purged_answers_leaves_newer_labels_to_learn(bot_d
     assert again.decision["data"]["new_labels"] == 1 and again.decision["data"]["labels_gone"] == 1
 
 
+def test_bot_purge_names_the_versions_that_may_still_hold_the_conversation(bot_dir: Path) -> None:
+    """It said the serving index alone might: each version trained since keeps the answers in its folder."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    [turn] = log_turns(store, ["my parcel never showed up"], conversation="lost")
+    store.add_labels([turn], "track_order", "ann")
+    store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
+    log_turns(store, ["hello?"], conversation="quiet")
+    store.close()
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).version == "v0002"
+    result = CliRunner().invoke(cli, ["purge", str(bot_dir), "--conversation", "lost", "--conversation", "quiet"])
+    assert result.exit_code == 0, result.output
+    assert "its agent answers and labels may be in v0002, trained since it began" in result.output
+    assert "v0001" not in result.output and result.output.count("may be in") == 1  # nothing of "quiet" was learnt
+
+
 def test_a_damaged_serving_index_stops_a_retrain_in_one_line(bot_dir: Path) -> None:
     """Taking a purged answer out of an index whose file was cut short ended `bot retrain` in a traceback."""
     store = Store(bot_dir / "dialogues.db")
