@@ -40,7 +40,7 @@ import regex
 # (zhang@163.com或li@qq.com): its run ends at the next such character, so the time stays linear.
 _IDN_TLDS = "中国|中國|香港|台湾|台灣|新加坡|公司|网络|網絡|网址|网店|商城|商店|在线|集团|手机|移动|中文网|信息|企业|购物|游戏|娱乐|商标|公益|政务"
 _UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-EMAIL = re.compile(rf"(?:(?<![\w.%+-])[\w.%+-]+|(?<=[{_UNSPACED}])[A-Za-z0-9_.%+-]+)"
+EMAIL = re.compile(rf"(?:(?<![\w.%+'-])[\w.%+'-]+|(?<=[{_UNSPACED}])[A-Za-z0-9_.%+'-]+)"
                    rf"@[\w-]+(?:\.[\w-]+)*\.(?:xn--[A-Za-z0-9-]+|[A-Za-z]{{2,}}|{_IDN_TLDS})")
 # Written whole, as 6 8 4, 6 4 4 4 or 4 4 4 4 2 (next to other numbers too: 张三 13812345678
 # 110101199003077715), or in other groups but then not as part of a longer run of them.
