@@ -239,7 +239,8 @@ def api_client(chromium: SimpleNamespace, url: str, admin_token: str) -> Iterato
 def embed_page(server_url: str, config: dict[str, Any], lang: str = "en", charset: str = "utf-8") -> str:
     """A customer's page: its config object and the one script tag."""
     return (
-        f'<!doctype html><html lang="{lang}"><head><meta charset="{charset}"><title>Shop</title></head>'
+        f'<!doctype html><html lang="{lang}"><head><meta charset="{charset}"><title>Shop</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
         "<body><h1>Shop</h1>"
         f"<script>window.deskbotConfig = {json.dumps(config)};</script>"
         f'<script src="{server_url}/widget.js" async></script></body></html>'
@@ -253,8 +254,9 @@ class Widget:
     """A browser tab on a shop page with the widget embedded, and what it noticed (dialogs, errors)."""
 
     def __init__(self, browser: Browser, server: LiveServer, origin: str, config: dict[str, Any],
-                 lang: str = "en", init_script: str | None = None, charset: str = "utf-8") -> None:
-        self.context = browser.new_context(viewport={"width": 1100, "height": 800})
+                 lang: str = "en", init_script: str | None = None, charset: str = "utf-8",
+                 device: dict[str, Any] | None = None) -> None:
+        self.context = browser.new_context(**(device or {"viewport": {"width": 1100, "height": 800}}))
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         self.requests: list[str] = []  # every URL the page asked for, to catch an injected image or frame
@@ -293,7 +295,8 @@ def open_widget(chromium: SimpleNamespace, server: LiveServer, web_demo_bot: Sim
         lang = config.pop("page_lang", "en")
         init_script = config.pop("init_script", None)
         charset = config.pop("page_charset", "utf-8")
-        widget = Widget(chromium.browser, server, web_demo_bot.embed_origin, config, lang, init_script, charset)
+        device = config.pop("device", None)
+        widget = Widget(chromium.browser, server, web_demo_bot.embed_origin, config, lang, init_script, charset, device)
         opened.append(widget)
         return widget
 
@@ -806,6 +809,114 @@ def test_a_message_lost_before_the_server_had_it_stays_not_sent(open_widget: Any
     api.chat(widget.conversation_id(), "and my refund?")  # another tab of the same conversation
     expect(page.locator(".msg.user .bubble")).to_have_text(["where is my parcel", "and my refund?"])
     expect(page.locator(".msg.user.failed")).to_have_text(re.compile("where is my parcel"))
+
+
+DEAF_WEBSOCKET = """
+(() => {
+  const Real = window.WebSocket;
+  window.WebSocket = function (...args) {  // open at both ends, and the next message goes nowhere: a dead network
+    const ws = new Real(...args);
+    const send = ws.send.bind(ws);
+    ws.send = (data) => {
+      if (window.__deafNext && JSON.parse(data).type === "message") window.__deafNext = false;
+      else send(data);
+    };
+    return ws;
+  };
+  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+})();
+"""
+
+
+def test_a_message_a_dead_connection_never_answers_is_marked_not_sent(open_widget: Any, api: SimpleNamespace) -> None:
+    """A phone that changed networks left the socket open at both ends: the message waited with the typing
+    dots for good, and was lost."""
+    widget = open_widget(init_script=DEAF_WEBSOCKET)
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    page.evaluate("window.__deafNext = true")
+    widget.send("where is my parcel")
+    expect(page.locator(".msg.user.failed")).to_have_count(1, timeout=45_000)
+    expect(page.locator(".typing")).to_be_hidden()
+    page.get_by_role("button", name="Retry").click()
+    expect(widget.bot_replies()).to_have_count(1)
+    expect(page.locator(".msg.user")).to_have_count(1)
+    assert [t["text"] for t in api.history(widget.conversation_id())["turns"] if t["role"] == "user"] == [
+        "where is my parcel"]
+
+
+def test_a_message_written_offline_is_not_sent_at_once(open_widget: Any) -> None:
+    """It could not leave the phone, yet the typing dots showed for 12 s before "Not sent"."""
+    widget = open_widget(transport="http")
+    page = widget.page
+    widget.context.set_offline(True)
+    widget.send("where is my parcel")
+    expect(page.locator(".msg.user.failed")).to_have_count(1, timeout=3_000)
+    expect(page.locator(".typing")).to_be_hidden()
+    widget.context.set_offline(False)
+    page.get_by_role("button", name="Retry").click()
+    expect(widget.bot_replies()).to_have_count(1)
+
+
+def test_the_list_stays_where_the_customer_reads_and_keeps_the_latest_in_sight(open_widget: Any,
+                                                                               api: SimpleNamespace) -> None:
+    """A message pulled a customer reading an earlier answer down to the end; a rotated phone hid the latest."""
+    widget = open_widget()
+    page = widget.page
+    for n in range(6):
+        widget.send(f"question {n}")
+        expect(widget.bot_replies()).to_have_count(n + 1)
+    scroller = page.locator(".scroll")
+    scroller.evaluate("node => node.scrollTo({ top: 0, behavior: 'instant' })")
+    page.wait_for_timeout(200)  # the scroll event has come
+    api.chat(widget.conversation_id(), "from another tab")  # shown here too, as the socket says
+    expect(page.locator(".msg.user")).to_have_count(7)
+    page.wait_for_timeout(300)
+    assert scroller.evaluate("node => node.scrollTop") == 0
+    widget.send("my own message")  # takes the customer to the end
+    expect(widget.bot_replies()).to_have_count(8)
+    at_end = "node => node.scrollTop + node.clientHeight >= node.scrollHeight - 2"
+    page.wait_for_function(f"({at_end})(document.querySelector('div').shadowRoot.querySelector('.scroll'))")
+    page.set_viewport_size({"width": 1100, "height": 420})  # smaller: the latest message still in sight
+    page.wait_for_timeout(300)
+    assert scroller.evaluate(at_end)
+
+
+def test_messages_shown_again_after_a_reload_are_not_counted_as_new(open_widget: Any, server: LiveServer,
+                                                                   web_demo_bot: SimpleNamespace) -> None:
+    """Reloaded with the chat closed, the launcher said "3 new messages" for answers already read, and a page
+    never opened counted its greeting as one."""
+    widget = open_widget()
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    closed = f"/shop-closed-{next(PAGE_NUMBERS)}.html"
+    server.pages[closed] = embed_page(server.url, {"open": False})
+    for page in (widget.page, widget.context.new_page(), widget.page.context.browser.new_page()):  # reloaded; never opened
+        page.goto(f"{web_demo_bot.embed_origin}{closed}")
+        page.wait_for_function("window.Deskbot && document.querySelector('div').shadowRoot.querySelector('.log').children.length > 0")
+        page.wait_for_timeout(300)
+        expect(page.get_by_role("button", name="Open chat", exact=True)).to_be_visible()
+        expect(page.locator(".badge")).to_have_count(0)
+        if page is not widget.page:
+            page.close()
+
+
+def test_on_a_phone_held_sideways_the_latest_message_and_send_stay_in_sight(open_widget: Any) -> None:
+    """In 750 × 342 the message list was 26 px tall and Send 6 px; the box's 15 px text made iOS zoom in,
+    and Retry, the thumbs and the choices were too small for a finger."""
+    widget = open_widget(device={"viewport": {"width": 750, "height": 342}, "is_mobile": True, "has_touch": True,
+                                 "device_scale_factor": 3})
+    page = widget.page
+    widget.send("hello there")
+    expect(widget.bot_replies()).to_have_count(1)
+    page.locator("textarea").fill("line one\nline two\nline three\nline four")
+    send = page.locator(".send").bounding_box()
+    assert send is not None and send["y"] >= 0 and send["y"] + send["height"] <= 342
+    assert page.locator(".scroll").evaluate("node => node.clientHeight") >= 80
+    assert page.locator("textarea").evaluate("node => getComputedStyle(node).fontSize") == "16px"
+    assert page.locator("textarea").evaluate("node => node.enterKeyHint") == "send"
+    heights = page.locator(".quick button, .feedback button").evaluate_all("nodes => nodes.map(n => n.offsetHeight)")
+    assert heights and min(heights) >= 36, heights
 
 
 HELD_WEBSOCKET = """

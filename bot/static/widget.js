@@ -94,6 +94,9 @@
   const pollInterval = Math.max(250, Number(config.pollInterval) || 4000);
   const useSocket = config.transport !== "http" && "WebSocket" in window;
   const SOCKET_WAIT_MS = 4000; // how long a message waits for a connecting socket before using HTTP
+  // How long a message waits for its answer on an open socket before the socket counts as dead: a phone
+  // that changes networks leaves it open on both ends, and the message waited with the dots for good.
+  const REPLY_WAIT_MS = 20000;
   const CONNECTING = 0;
   const OPEN = 1;
 
@@ -352,7 +355,8 @@
     form { display: flex; align-items: flex-end; gap: 8px; padding: 10px 12px 12px; border-top: 1px solid var(--db-border);
       flex-shrink: 0; }
     textarea { flex: 1; resize: none; border: 1px solid var(--db-border); background: #f7f8fb; color: var(--db-text);
-      border-radius: 14px; padding: 10px 14px; font: inherit; max-height: 120px; min-height: 42px; outline: none; }
+      border-radius: 14px; padding: 10px 14px; font: inherit; font-size: 16px; max-height: 120px; min-height: 42px;
+      outline: none; } /* under 16 px, iOS zooms the page into the box */
     textarea:focus { border-color: color-mix(in srgb, var(--db-primary) 60%, transparent); background: var(--db-bg); }
     .send { width: 42px; height: 42px; border-radius: 50%; border: 0; background: var(--db-primary);
       color: var(--db-on-primary); display: grid; place-items: center; flex: none; transition: opacity .15s; }
@@ -363,6 +367,21 @@
     @media (max-width: 480px) {
       .root { bottom: 12px; right: 12px; } .root.left { left: 12px; }
       .panel { width: calc(100vw - 24px); height: calc(100vh - 100px); }
+    }
+    /* A phone held sideways: the open chat takes the height (the header's close button closes it), and the
+       header, the box and the choices give up room, so that the latest message and Send stay in sight. */
+    @media (max-height: 500px) {
+      .root { bottom: 8px; } .root.open .launcher { display: none; }
+      .panel { height: calc(100vh - 16px); }
+      header { padding: 6px 12px; } .avatar, .subtitle, footer { display: none; }
+      textarea { max-height: 64px; } .quick { max-height: 22%; }
+    }
+    /* Fingers: controls at least 40 px tall, and Retry no longer a word-sized target. */
+    @media (pointer: coarse) {
+      .close { width: 44px; height: 44px; }
+      .quick button { min-height: 40px; }
+      .feedback button { width: 40px; height: 36px; }
+      .status-line button { min-height: 32px; padding: 0 8px; }
     }
     @media (prefers-reduced-motion: reduce) { * { animation: none !important; transition: none !important; } }
   `;
@@ -449,6 +468,7 @@
   input.dir = "auto";
   input.id = "deskbot-input";
   input.rows = 1;
+  input.enterKeyHint = "send"; // Enter sends: a phone's keyboard labels its key so
   const sendButton = iconButton("send", "send");
   sendButton.type = "submit";
   sendButton.disabled = true;
@@ -487,15 +507,28 @@
 
   const seenTurns = new Set();
 
+  // The list follows the conversation while the customer reads its end: one who scrolled up to read an
+  // earlier answer stays there when a message comes (their own takes them down), and a rotated phone or
+  // a resized window keeps the latest message in sight.
+  let atEnd = true;
   function scrollToEnd() {
-    scroller.scrollTop = scroller.scrollHeight;
+    scroller.scrollTo({ top: scroller.scrollHeight, behavior: "instant" });
+    atEnd = true;
   }
+  function follow() {
+    if (atEnd) scrollToEnd();
+  }
+  scroller.addEventListener("scroll", () => {
+    atEnd = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 24;
+  });
+  new ResizeObserver(follow).observe(scroller);
 
   // A message that came while the chat was closed: a dot on the launcher, and its name counts them, which a
   // screen reader says (the log that announces messages is inside the hidden panel).
   let unread = 0;
+  let restoring = false; // the history shown again after a reload, or the greeting: nothing new to count
   function markUnread() {
-    if (!panel.hidden) return;
+    if (!panel.hidden || restoring) return;
     unread += 1;
     labelButton(launcher, t.openUnread(unread));
     announcer.textContent = t.openUnread(unread);
@@ -535,7 +568,7 @@
       node.dataset.turnId ? Number(node.dataset.turnId) > turnId : node.classList.contains("out"));
     log.insertBefore(message, later || null);
     if (role !== "user") markUnread();
-    scrollToEnd();
+    follow();
     return message;
   }
 
@@ -543,7 +576,7 @@
     const notice = el("div", `notice${isError ? " error" : ""}`, text);
     if (isError) notice.setAttribute("role", "alert");
     log.append(notice);
-    scrollToEnd();
+    follow();
   }
 
   function feedbackButtons(turnId, current) {
@@ -590,7 +623,7 @@
       });
       quick.append(b);
     }
-    scrollToEnd();
+    follow();
   }
 
   let handedOff = false;
@@ -608,7 +641,7 @@
   function setPending(delta) {
     pending += delta;
     typing.hidden = pending === 0;
-    scrollToEnd();
+    follow();
   }
 
   // --- talking to the server ------------------------------------------------------------------------
@@ -623,6 +656,7 @@
         method,
         headers: body ? { "Content-Type": "application/json" } : {},
         body: body ? JSON.stringify(body) : undefined,
+        signal: AbortSignal.timeout(body ? 60000 : 15000), // a dead network holds a request for good
       });
     } catch (error) {
       throw Object.assign(error, { lost: true });
@@ -686,6 +720,14 @@
       setTimeout(connect, opened ? 500 : reconnectDelay);
       if (!opened) reconnectDelay = Math.min(reconnectDelay * 2, 30000);
     };
+    // Given up on (an answer overdue): lost now, as when it closes, without waiting for a close a dead
+    // network never delivers.
+    ws.abandon = () => {
+      const closed = ws.onclose;
+      ws.onclose = ws.onmessage = null;
+      ws.close();
+      closed();
+    };
   }
 
   // A proxy that holds the upgrade leaves the socket connecting for good: after one message has waited
@@ -703,9 +745,12 @@
 
   async function chat(text) {
     if (await socketReady()) {
+      const ws = socket;
       return new Promise((resolve, reject) => {
-        waiting.push({ resolve, reject });
-        socket.send(JSON.stringify({ type: "message", conversation_id: conversationId, text, language: lang }));
+        const answer = { resolve, reject };
+        waiting.push(answer);
+        ws.send(JSON.stringify({ type: "message", conversation_id: conversationId, text, language: lang }));
+        setTimeout(() => { if (waiting.includes(answer) && ws.abandon) ws.abandon(); }, REPLY_WAIT_MS);
       });
     }
     return api("POST", "/api/chat", { conversation_id: conversationId, text, language: lang });
@@ -767,6 +812,7 @@
     text = text.trim();
     if (!text) return;
     const message = addMessage("user", shown || text);
+    scrollToEnd(); // the customer's own message takes them to the end
     message.classList.add("out");
     const own = { message, text, before: Math.max(0, ...seenTurns), until: Infinity };
     unsettled.push(own);
@@ -774,6 +820,7 @@
     removing(quick, () => quick.replaceChildren());
     setPending(1);
     try {
+      if (navigator.onLine === false) throw new Error("offline"); // it cannot leave the device: Not sent at once
       const reply = await chat(text);
       if (unsettled.includes(own)) settle(own, reply.user_turn_id);
       if (reply.source !== "silent") {
@@ -826,10 +873,11 @@
     }
     line.append(el("span", "", retryAfter > 0 ? t.tooFast.replace("{seconds}", retryAfter) : t.notSent), retry);
     message.append(line);
-    scrollToEnd();
+    follow();
   }
 
   async function loadHistory() {
+    restoring = true;
     try {
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
       for (const turn of history.turns) {
@@ -844,6 +892,8 @@
       return history.turns.length > 0;
     } catch {
       return false;
+    } finally {
+      restoring = false;
     }
   }
 
@@ -855,6 +905,7 @@
       announcer.textContent = "";
     }
     launcher.setAttribute("aria-expanded", String(isOpen));
+    root.classList.toggle("open", isOpen);
     labelButton(launcher, isOpen ? t.close : t.open);
     launcher.innerHTML = isOpen ? ICONS.close : ICONS.chat; // drops the unread badge too
   }
@@ -934,7 +985,11 @@
     }).catch(() => {});
     await configured; // the history's labels ("You", "Helpful") in the language the settings may change
     const hadHistory = await loadHistory();
-    if (!hadHistory && config.greeting !== false) addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting);
+    if (!hadHistory && config.greeting !== false) {
+      restoring = true;
+      addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting);
+      restoring = false;
+    }
     connect();
     schedulePoll();
   }
