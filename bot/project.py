@@ -859,11 +859,22 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
     return items
 
 
+def model_folder(root: Path, base: str) -> str:
+    """bot.yml's ``model.base`` as the folder it names, read as nlu.yml is, from the bot's folder, ``~`` expanded:
+    "tinymodel" beside bot.yml was looked for on the Hugging Face hub when a command ran elsewhere. A path
+    (with a "/") may also be the current folder's, as it was read before. Anything else (an alias, a Hugging
+    Face model name) as written."""
+    path = Path(base).expanduser()
+    folders = (root / path, path) if "/" in base or base.startswith((".", "~")) else (root / path,)
+    return next((str(folder.resolve()) for folder in folders if folder.is_dir()), base)
+
+
 def load_project(root: Path | str) -> Project:
     root = Path(root)
     if not (root / "bot.yml").exists():
         raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {shlex.quote(str(root))}`")
     config = load_config(root / "bot.yml")
+    config.model.base = model_folder(root, config.model.base)
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
     kept = {"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language]
     examples, patterns = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT))

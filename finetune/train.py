@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -108,6 +109,9 @@ def loading_base(base_model: str) -> Iterator[None]:
     except MissingAssetsError as exc:  # an alias whose offline packages are not installed
         raise ModelLoadError(f"base model {base_model!r}: {exc}") from exc
     except (OSError, ValueError, SafetensorError) as exc:  # no folder, no model, weights cut short, no hub
+        if base_model.startswith((".", "/", "~")) and not Path(base_model).expanduser().exists():
+            raise ModelLoadError(f"base model {base_model!r}: no such folder (a relative one is read from the bot's "
+                                 "folder)") from exc
         raise ModelLoadError(f"base model {base_model!r}: cannot load it ({exc}); name a local model folder, "
                              "a Hugging Face model this machine has cached, 'default', 'multilingual' "
                              "or 'mpnet'") from exc

@@ -1086,7 +1086,7 @@ def test_benchmarks_and_settings_that_cannot_run_say_so_in_one_line(tiny_demo_bo
     data = tmp_path / "four.jsonl"
     data.write_text("".join(json.dumps({"text": f"{word} {n}", "intent": word}) + "\n"
                             for word in ("refund", "order") for n in range(2)))
-    assert "base model '/nowhere': cannot load it" in run("bench", "intent", "--train", str(data), "--test", str(data),
+    assert "base model '/nowhere': no such folder" in run("bench", "intent", "--train", str(data), "--test", str(data),
                                                            "--model", "/nowhere")
     broken = shutil.copytree(tiny_model, tmp_path / "broken-model")
     with (broken / "model.safetensors").open("r+b") as weights:  # a copy cut short

@@ -708,3 +708,18 @@ def test_a_held_out_example_written_in_another_case_or_spacing_is_not_trained_on
     assert copy in {e.text for e in project.examples}
     train, _ = frozen_split(project)
     assert copy not in {e.text for e in train}
+
+
+def test_a_model_folder_in_bot_yml_is_read_from_the_bots_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``model.base: tinymodel``, a folder beside bot.yml, was looked for on the Hugging Face hub (and the
+    error blamed the network) unless the command ran in the bot's folder; ``~/models/x`` was not expanded."""
+    root = copy_bot(DEMO, tmp_path / "bot", base_model="tinymodel")
+    (root / "tinymodel").mkdir()
+    (tmp_path / "home" / "models" / "x").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert load_project(root).config.base_model == str((root / "tinymodel").resolve())
+    for base, read in (("~/models/x", str(tmp_path / "home" / "models" / "x")), ("multilingual", "multilingual"),
+                       ("sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")):
+        copy_bot(DEMO, tmp_path / base.replace("/", "_"), base_model=base)
+        assert load_project(tmp_path / base.replace("/", "_")).config.base_model == read
