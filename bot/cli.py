@@ -212,6 +212,10 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         if counts["oos"]:  # the bot then declines only what it is unsure of; an oos intent declines what it was shown
             click.echo(f"{counts['oos']} out-of-scope (oos) texts were left out; to decline questions like them, add "
                        "some as an oos intent in nlu.yml with a template in responses.yml.", err=True)
+        unread = Counter(key for row in rows for key in row if key not in ("text", "intent", "answer"))
+        if unread:  # an agent's answer under another name ("agent_answer", "response") was lost without a word
+            keys = ", ".join(f"{key!r} ({_count(n, 'line')})" for key, n in unread.most_common())
+            click.echo(f"Not read: {keys}; a line's agent answer goes under \"answer\".", err=True)
         if stale:
             click.echo(stale, err=True)
         return

@@ -486,7 +486,9 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         where = _at(path, mark.line + 1 if mark else None)
         # What was open when the problem was found, and where: a quote never closed is found at the file's end
         since = f" ({context}, on line {opened.line + 1})" if context and opened and mark and opened.line != mark.line else ""
-        raise ProjectError(f"{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}{since}") from None
+        problem = str(getattr(exc, "problem", None) or exc)
+        fix = "; indent with spaces: YAML takes no tabs there" if "'\\t'" in problem else ""
+        raise ProjectError(f"{where}: malformed YAML: {problem}{since}{fix}") from None
     _refuse_repeated_keys(path, node)
     return data, node
 

@@ -25,6 +25,17 @@ if TYPE_CHECKING:  # the classifier imports torch, which reading a test file or 
 log = logging.getLogger("deskbot")
 
 
+def _hint(line: str, n: int) -> str:
+    """What a line that is no JSON most likely is, and what to write instead: an export in another format."""
+    start = line.lstrip("\ufeff ")
+    if start.startswith("["):
+        return "; the file looks like one JSON array: write one JSON object per line (JSON Lines)" if n == 1 else ""
+    if not start.startswith("{") and any(mark in line for mark in (",", ";", "\t")):
+        return ('; the file looks like CSV: write one JSON object per line, '
+                'such as {"text": "where is my order?", "intent": "track_order"}')
+    return ""
+
+
 def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str] = str,
                check: Callable[[dict[str, Any]], object] | None = None) -> list[dict[str, Any]]:
     """``{"text", "intent"}`` lines, other keys (such as ``oos_type``) kept; a bad line stops with its number.
@@ -43,10 +54,10 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
         try:
             row = load_json(line)
         except ValueError as exc:
-            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}")
+            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}{_hint(line, n)}")
         if not isinstance(row, dict):  # Python's words for indexing it ("string indices must be integers") told nothing
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": a line is one JSON object, "
-                 f"not {type(row).__name__}")
+                 f"not {type(row).__name__}{_hint(line, n)}")
         if missing := next((key for key in ("text", "intent") if key not in row), None):
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": no {missing!r}")
         text, intent = row["text"], row["intent"]

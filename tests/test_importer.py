@@ -342,3 +342,20 @@ def test_the_agents_answers_go_to_history_under_their_questions_intents(tmp_path
         result = CliRunner().invoke(cli, ["init", str(tmp_path / "refused"), "--from-jsonl", str(data)])
         assert result.exit_code == 1 and f"{data}:3: {problem}\n" in result.output, result.output
         assert not (tmp_path / "refused").exists()
+
+
+def test_an_export_in_another_shape_is_named_and_keys_not_read_are_said(tmp_path: Path) -> None:
+    """A CSV or a JSON array got JSON's own words ("Expecting value: line 1 column 1"), and agents' answers under
+    another key than "answer" were lost without a word: every intent got a placeholder."""
+    data = tmp_path / "tickets.csv"
+    for content, hint in (("text,intent\nwhere is my card?,card_arrival\n", "the file looks like CSV"),
+                          ("\ufefftext;intent\n", "the file looks like CSV"),
+                          ('[{"text": "where is my card?", "intent": "card_arrival"}]\n', "one JSON array")):
+        data.write_text(content)
+        result = CliRunner().invoke(cli, ["init", str(tmp_path / "csv-bot"), "--from-jsonl", str(data)])
+        assert result.exit_code == 1 and hint in result.output, result.output
+    rows = [{"text": t, "intent": i, "agent_answer": "It ships in 3 days."} for t, i in (ENGLISH[0], ENGLISH[3])]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-jsonl", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "Not read: 'agent_answer' (2 lines); a line's agent answer goes under \"answer\"." in result.output

@@ -723,3 +723,11 @@ def test_a_model_folder_in_bot_yml_is_read_from_the_bots_folder(tmp_path: Path, 
                        ("sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")):
         copy_bot(DEMO, tmp_path / base.replace("/", "_"), base_model=base)
         assert load_project(tmp_path / base.replace("/", "_")).config.base_model == read
+
+
+def test_a_tab_in_yaml_says_to_indent_with_spaces(tmp_path: Path) -> None:
+    root = copy_bot(DEMO, tmp_path / "bot")
+    (root / "bot.yml").write_text((root / "bot.yml").read_text() + "server:\n\tport: 9000\n")
+    with pytest.raises(ProjectError, match="malformed YAML: found character '\\\\t' that cannot start any token; "
+                                           "indent with spaces: YAML takes no tabs there"):
+        load_project(root)
