@@ -42,11 +42,14 @@ from typing import Any
 from bot.nlu import answer_encoder, read_meta
 from bot.project import Example, Project, same_example
 from bot.training import (
+    HISTORY_ANSWER,
     answers_for,
     check_taught,
     fit,
     frozen_split,
     held_out_texts,
+    history_answers,
+    history_fingerprint,
     index_options,
     seed_fingerprint,
     seed_labels,
@@ -217,17 +220,25 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         # A rollback may serve a version of other intents than nlu.yml's, which the last attempt trained on.
         intents_differ = set(read_meta(serving_path).get("labels", project.intents)) != set(project.intents)
         answers = agent_answers(data, project)
-        if gone := gone_answers(serving_path, answers):
+        gone = gone_answers(serving_path, answers)
+        history = history_fingerprint(project)
+        history_changed = read_meta(serving_path).get("history", history) != history  # edited since it was indexed
+        if gone or history_changed:
             # Not for one more minute of training: the customers' answers must not be shown while the candidate
-            # trains, nor for good if the run then fails. The classifier stays as it is, and so does what it learnt.
-            refreshed = refresh_index(registry, serving_name, answers, last.meta.get("learned_through", {}))
-            say(f"{len(gone)} agent answer{'s' if len(gone) > 1 else ''} no longer in the store as indexed (purged, "
-                f"now redacted, about one customer's case, or given in `bot chat`) left the index: {refreshed} serves without them, "
-                f"{serving_name}'s classifier unchanged.")
+            # trains, nor for good if the run then fails, and an answer corrected in history.jsonl is given as it
+            # now reads. The classifier stays as it is, and so does what it learnt.
+            refreshed = refresh_index(registry, serving_name, answers, project, last.meta.get("learned_through", {}))
+            if gone:
+                say(f"{len(gone)} agent answer{'s' if len(gone) > 1 else ''} no longer in the store as indexed (purged, "
+                    f"now redacted, about one customer's case, or given in `bot chat`) left the index: {refreshed} serves "
+                    f"without them, {serving_name}'s classifier unchanged.")
+            if history_changed:
+                say(f"history.jsonl changed since {serving_name} was indexed: {refreshed} serves its answers as they "
+                    f"now read, {serving_name}'s classifier unchanged.")
             serving_name, serving_path = refreshed, registry.path(refreshed)
         if not (force or seed_changed or base_changed or intents_differ or new["labels"] or new["answers"]
                 or new["labels_gone"]):
-            if gone:
+            if gone or history_changed:
                 say(f"Nothing new to learn since {last.name}.")
                 return RetrainResult(serving_name, False, {"promoted": False, "serving": serving_name,
                                                            "reasons": ["nothing new"], "index_refresh": serving_name,
@@ -310,7 +321,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             decision["promoted"] = True
             return RetrainResult(version, True, decision)
         if new["answers"] and not moved:  # a refresh serves a copy of serving_name, which no longer serves
-            decision["index_refresh"] = refresh_index(registry, serving_name, answers, _through(usable))
+            decision["index_refresh"] = refresh_index(registry, serving_name, answers, project, _through(usable))
         # Recorded last: a run killed before this point has not run, for the next one (last_finished).
         registry.record({"event": "refused", "version": version, "serving": serving_name, "reasons": reasons,
                          **({"index_refresh": decision["index_refresh"]} if "index_refresh" in decision else {})})
@@ -339,7 +350,7 @@ def without_gone_answers(project: Project, registry: Registry, name: str) -> str
     if not gone_answers(registry.path(name), answers):
         return None
     # What the next retrain counts as new stays what it would be without the refresh: newer labels are not learnt.
-    return refresh_index(registry, name, answers, last_finished(registry, name).meta.get("learned_through", {}))
+    return refresh_index(registry, name, answers, project, last_finished(registry, name).meta.get("learned_through", {}))
 
 
 def last_finished(registry: Registry, serving_name: str) -> Version:
@@ -351,10 +362,12 @@ def last_finished(registry: Registry, serving_name: str) -> Version:
     return [v for v in registry.versions() if v.name in ended | {serving_name}][-1]
 
 
-def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], learned_through: dict[str, float]) -> str:
+def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], project: Project,
+                  learned_through: dict[str, float]) -> str:
     """A version with the serving classifier unchanged and its index holding ``answers``, the agent answers
-    the store has now: new ones added, and those of conversations purged since taken out. ``learned_through``
-    is how far the data of the last attempt went (:func:`_through`), which the next retrain counts on."""
+    the store has now (new ones added, and those of conversations purged since taken out), and history.jsonl's
+    answers as the file now reads. ``learned_through`` is how far the data of the last attempt went
+    (:func:`_through`), which the next retrain counts on."""
     source = registry.path(serving_name)
     meta = read_meta(source)
     try:
@@ -366,8 +379,10 @@ def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], 
         classifier = IntentClassifier.load(staging / "classifier", device="cpu")
         index = AnswerIndex.load(source / "index", answer_encoder(classifier, meta["id"]))
         index.replace("agent:", answers)
+        index.replace(HISTORY_ANSWER, history_answers(project))
         index.save(staging / "index")
-        meta.update(parent=serving_name, mode="index_refresh", learned_through=learned_through)
+        meta.update(parent=serving_name, mode="index_refresh", learned_through=learned_through,
+                    history=history_fingerprint(project))
         version = registry.commit(staging, meta, metrics)
     registry.promote(version)
     registry.record({"event": "index_refresh", "version": version, "previous": serving_name, "answers": len(answers)})

@@ -30,11 +30,12 @@ from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
 from bot.limits import LIMITS, Limits
-from bot.nlu import NLU
+from bot.nlu import NLU, read_meta
 from bot.openapi import MAX_LIMIT, AgentMessageRequest, ReviewLabelRequest, publish_openapi
 from bot.project import Project, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
+from bot.training import history_fingerprint
 from dialogues.export import learned_from, write_jsonl
 from dialogues.review import ReviewItem, check_label
 from dialogues.review import review_queue as queue_of
@@ -68,6 +69,10 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
     nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference, index_device=index_device)
     if warning := other_intents(nlu.labels, nlu.version, project):
         log.warning("%s", warning)
+    indexed = read_meta(path).get("history")
+    if indexed is not None and indexed != history_fingerprint(project):
+        log.warning("history.jsonl changed since %s was indexed: its answers are given as they were until `bot retrain "
+                    "%s`, which indexes them without training again", nlu.version, project.root)
     return nlu
 
 

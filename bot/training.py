@@ -33,6 +33,7 @@ from finetune.registry import Registry, RegistryError
 from finetune.train import TrainConfig, train_classifier
 from retrieval.index import Answer, AnswerIndex
 
+HISTORY_ANSWER = "history:"  # the id prefix of a history.jsonl answer in the answer index
 
 EVALUATION_FILE = "evaluation.jsonl"  # the frozen evaluation set, in the models folder
 
@@ -136,8 +137,7 @@ def answers_for(project: Project) -> list[Answer]:
     historical answer about one customer's case ("Your order 12345678 has shipped") is left out, as an
     agent's is (:func:`~dialogues.export.about_one_case`): another customer would read it as theirs.
     """
-    answers = [Answer(f"history:{i}", item.answer, item.question, item.intent, "history")
-               for i, item in enumerate(project.history) if not about_one_case(item.question, item.answer)]
+    answers = history_answers(project)
     language = project.config.language
     for intent, variants in project.responses.templates.items():
         for j, variant in enumerate(variants):
@@ -145,6 +145,19 @@ def answers_for(project: Project) -> list[Answer]:
             if text is not None and (variant.language in (None, language) or language == "multi"):
                 answers.append(Answer(f"{TEMPLATE_ANSWER}{intent}:{j}", text, None, intent, "template"))
     return answers
+
+
+def history_answers(project: Project) -> list[Answer]:
+    """history.jsonl's answers as :func:`answers_for` indexes them."""
+    return [Answer(f"{HISTORY_ANSWER}{i}", item.answer, item.question, item.intent, "history")
+            for i, item in enumerate(project.history) if not about_one_case(item.question, item.answer)]
+
+
+def history_fingerprint(project: Project) -> str:
+    """Identifies history.jsonl's answers as indexed, so that a retrain and a served bot know when the file
+    changed since a version's index was built: an answer corrected there was given as it was until then."""
+    rows = sorted(f"{a.intent}\t{a.question}\t{a.text}" for a in history_answers(project))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
 def index_options(project: Project) -> dict[str, Any]:
@@ -284,7 +297,7 @@ def write_model(staging: Path, project: Project, classifier: IntentClassifier, a
                    train_seconds=round(classifier.train_seconds, 1), ngram_share=classifier.ngram_share)
     meta = {"id": model_id, "base_model": project.config.base_model, "labels": classifier.labels,
             "device": str(classifier.device), "intent_threshold": metrics["intent_threshold"],
-            "seed": seed_fingerprint(project)}
+            "seed": seed_fingerprint(project), "history": history_fingerprint(project)}
     return meta, metrics
 
 

@@ -952,8 +952,11 @@ def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Pat
                                  "created": float(n),
                                  "intent": None} for n in ids])
 
-    first = bot.retrain.refresh_index(registry, registry.current(), agent_answers(rows(1, 2)), bot.retrain._through(rows(1, 2)))
-    second = bot.retrain.refresh_index(registry, first, agent_answers(rows(2, 3)), bot.retrain._through(rows(2, 3)))  # 1 was purged
+    project = load_project(bot_dir)
+    first = bot.retrain.refresh_index(registry, registry.current(), agent_answers(rows(1, 2)), project,
+                                      bot.retrain._through(rows(1, 2)))
+    second = bot.retrain.refresh_index(registry, first, agent_answers(rows(2, 3)), project,
+                                       bot.retrain._through(rows(2, 3)))  # 1 was purged
     agents = sorted(i for i in NLU.load(registry.path(second)).index.ids if i.startswith("agent:"))
     assert agents == ["agent:2", "agent:3"] and registry.current() == second
     # Rolled back to, a version indexing answers the store has lost (here: all of them) serves without them,
@@ -987,3 +990,28 @@ def test_training_keeps_held_out_examples_out_of_the_intent_names(small_bot: Pat
         bot.training.fit(load_project(small_bot), [Example("where is my parcel", "track_order")],
                          [Example("track order", "track_order")], progress=False)
     assert seen["held_out"] == ["track order"]
+
+
+def test_an_answer_corrected_in_history_jsonl_is_given_after_a_retrain_without_training(
+        bot_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The answer was indexed at training only: corrected in history.jsonl it was still given, `bot retrain`
+    found "nothing new", and nothing said so."""
+    from bot.server import load_serving_model
+    from retrieval.index import saved_answers
+
+    (bot_dir / "history.jsonl").write_text(json.dumps({"question": "do you deliver abroad?",
+                                                        "answer": "Yes, to most countries."}) + "\n")
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).decision["index_refresh"] == "v0002"
+    (bot_dir / "history.jsonl").write_text(json.dumps({"question": "do you deliver abroad?",
+                                                        "answer": "No, we deliver in the UK only."}) + "\n")
+    load_serving_model(load_project(bot_dir), "cpu")
+    assert "history.jsonl changed since v0002 was indexed" in caplog.text
+    result = retrain(load_project(bot_dir), device="cpu", progress=False)
+    registry = Registry(bot_dir / "models")
+    assert result.decision["index_refresh"] == registry.current() == "v0003"
+    assert json.loads((registry.path("v0003") / "meta.json").read_text())["mode"] == "index_refresh"  # not trained
+    answers = [a.text for a in saved_answers(registry.path("v0003") / "index") if a.source == "history"]
+    assert answers == ["No, we deliver in the UK only."]
+    caplog.clear()
+    load_serving_model(load_project(bot_dir), "cpu")
+    assert "history.jsonl changed" not in caplog.text
