@@ -212,6 +212,12 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         if counts["oos"]:  # the bot then declines only what it is unsure of; an oos intent declines what it was shown
             click.echo(f"{counts['oos']} out-of-scope (oos) texts were left out; to decline questions like them, add "
                        "some as an oos intent in nlu.yml with a template in responses.yml.", err=True)
+        cased: dict[str, set[str]] = {}
+        for row in rows:
+            cased.setdefault(row["intent"].casefold(), set()).add(row["intent"])
+        if alike := [" and ".join(sorted(names)) for names in cased.values() if len(names) > 1]:
+            click.echo(f"Intents that differ only in case, each its own intent: {'; '.join(alike[:5])}"
+                       f"{' …' if len(alike) > 5 else ''}; spell each alike in the file if it is one.", err=True)
         unread = Counter(key for row in rows for key in row if key not in ("text", "intent", "answer"))
         if unread:  # an agent's answer under another name ("agent_answer", "response") was lost without a word
             keys = ", ".join(f"{key!r} ({_count(n, 'line')})" for key, n in unread.most_common())
@@ -470,8 +476,10 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     and what the bot answers (right, wrong, or the fallback) with its templates, actions and history."""
     from bot.evaluation import evaluate_replies, model_questions
     from bot.server import load_serving_model
+    from bot.training import held_out_texts
     from finetune.evaluation import evaluate_model, read_jsonl
     from finetune.metrics import OOS
+    from retrieval.text import same_example
 
     project = load_project(directory)
     rows = read_jsonl(test_file, fail, intent_label)  # an intent the bot has not, "handoff" too, is out of scope
@@ -495,6 +503,10 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
                    "which selects its intent without the model: left out", err=True)
         if not rows:
             fail(f"{test_file}: no test line is a question for the model")
+    trained = {same_example(e.text) for e in project.examples} - held_out_texts(project)
+    if seen := sum(same_example(text) in trained for text in texts):  # a test of the file it learnt from
+        click.echo(f"{seen} of {_count(len(texts), 'test line')} {'are examples' if seen > 1 else 'is an example'} "
+                   "the model was trained on (nlu.yml): the figures overstate how it does on new questions", err=True)
     analyses = nlu.analyse(texts)
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
     figures["replies"] = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)

@@ -359,3 +359,7 @@ def test_an_export_in_another_shape_is_named_and_keys_not_read_are_said(tmp_path
     result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-jsonl", str(data)])
     assert result.exit_code == 0, result.output
     assert "Not read: 'agent_answer' (2 lines); a line's agent answer goes under \"answer\"." in result.output
+    data.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in
+                            [("refund please", "Refund"), ("money back", "refund"), ("where is it", "track")]))
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "cased"), "--from-jsonl", str(data)])
+    assert "Intents that differ only in case, each its own intent: Refund and refund" in result.output

@@ -12,10 +12,12 @@ from click.testing import CliRunner
 
 import finetune.bench as bench
 from bot.cli import cli
-from bot.project import Example
+from bot.project import Example, load_project
+from bot.training import held_out_texts
 from finetune.bench import run_intent_bench, sample_shots
 from finetune.classifier import Prediction
 from finetune.evaluation import evaluate_model
+from retrieval.text import same_example
 from tests.conftest import configured_copy
 
 INTENTS = {
@@ -310,6 +312,21 @@ def test_eval_leaves_out_button_payloads(tiny_demo_bot: Path, tmp_path: Path) ->
     assert json.loads(clicked.stdout)["replies"] == json.loads(plain.stdout)["replies"]
     assert "2 test lines are a button's payload (/handoff), which selects its intent without the model: left out" in clicked.stderr
     assert only.exit_code == 1 and "no test line is a question for the model" in only.output
+
+
+def test_eval_says_when_it_is_scored_on_the_examples_the_model_learnt(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A test file made of nlu.yml's own examples scored the model perfect without a word."""
+    project = load_project(tiny_demo_bot)
+    held = held_out_texts(project)
+    learnt = [{"text": e.text.upper(), "intent": e.intent} for e in project.examples if same_example(e.text) not in held][:3]
+    new = [{"text": "is there a shop in Lisbon?", "intent": "oos"}]
+    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(write_jsonl(tmp_path / "t.jsonl", learnt + new)),
+                                      "--results", str(tmp_path / "r"), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "3 of 4 test lines are examples the model was trained on (nlu.yml)" in result.stderr
+    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(write_jsonl(tmp_path / "n.jsonl", new)),
+                                      "--results", str(tmp_path / "r"), "--json", "--device", "cpu"])
+    assert "trained on" not in result.stderr
 
 
 def test_bench_nlu_scores_lines_as_the_server_sees_them(tiny_demo_bot: Path, tmp_path: Path) -> None:
