@@ -204,7 +204,7 @@ class Bot:
             analysis = await self._analysis_for(chosen)
             # A value the entity's own patterns take, as from typed text: a customer can type a payload, and one
             # with "[verify here](https://…)" for an order number was filled into a template, link and all.
-            entities = {name: value for name, value in values.items() if self.project.entities(value).get(name) == value}
+            entities = {name: kept for name, value in values.items() if (kept := self.project.value_of(name, value))}
         else:
             analysis = await self._analysis_for(text)
             entities = self.project.entities(text)

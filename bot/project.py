@@ -395,8 +395,19 @@ class Project:
             values = (m.group("value") if "value" in m.re.groupindex else m.group(0)
                       for pattern in patterns for m in pattern.finditer(text))
             if value := next((v for v in values if v), None):
-                found[name] = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in value)
+                found[name] = _ascii_digits(value)
         return found
+
+    def value_of(self, entity: str, value: str) -> str | None:
+        """``value`` as ``entity``'s slot keeps it, if one of its patterns takes it whole, or its ``value`` group
+        does (``order (?P<value>\\d+)`` takes "789"); None otherwise. A button's payload sets values so, and
+        anyone can type one: "123. [verify it here](https://…)" is no order number."""
+        patterns = self.entity_patterns.get(entity, ())
+        for match in (m for pattern in patterns if (m := pattern.fullmatch(value))):
+            if taken := match.group("value") if "value" in match.re.groupindex else match.group(0):
+                return _ascii_digits(taken)
+        groups = filter(None, map(_value_group, patterns))
+        return _ascii_digits(value) if value and any(group.fullmatch(value) for group in groups) else None
 
     def is_answer(self, entity: str, text: str) -> bool:
         """Whether one of ``entity``'s patterns takes the whole message: what the shop wrote as an answer
@@ -859,6 +870,38 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
             raise ProjectError(f"{path}:{n}: unknown intent {item.intent!r} (not in nlu.yml)")
         items.append(item)
     return items
+
+
+def _ascii_digits(value: str) -> str:
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in value)
+
+
+def _value_group(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
+    """The part of ``pattern`` in its ``value`` group as a pattern of its own, with the pattern's flags; None
+    when it has none (or the part does not compile alone, as a backreference to another group would not)."""
+    source, opening = pattern.pattern, "(?P<value>"
+    start = source.find(opening)
+    if start < 0:
+        return None
+    depth, at, in_class = 1, start + len(opening), False
+    while at < len(source):
+        char = source[at]
+        if char == "\\":
+            at += 1
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            at += 2 if source[at + 1:at + 3] == "^]" else 1 if source[at + 1:at + 2] in ("]", "^") else 0
+        elif char in "()":
+            depth += 1 if char == "(" else -1
+            if depth == 0:
+                try:
+                    return re.compile(source[start + len(opening):at], pattern.flags)
+                except re.error:
+                    return None
+        at += 1
+    return None
 
 
 def model_folder(root: Path, base: str) -> str:

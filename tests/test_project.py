@@ -731,3 +731,15 @@ def test_a_tab_in_yaml_says_to_indent_with_spaces(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="malformed YAML: found character '\\\\t' that cannot start any token; "
                                            "indent with spaces: YAML takes no tabs there"):
         load_project(root)
+
+
+def test_a_payload_value_is_one_the_entitys_patterns_or_their_value_group_take(tmp_path: Path) -> None:
+    """A button's /get_refund{"order_id": "789"} was dropped for a pattern that names the words around the
+    value (order (?P<value>\\d+)), and the action asked for the number again."""
+    project = load_project(copy_bot(DEMO, tmp_path / "bot"))
+    project.entity_patterns["order_id"] = [re.compile(r"(?i)order (?P<value>\d+)")]
+    assert project.value_of("order_id", "789") == "789"
+    assert project.value_of("order_id", "١٢٣٤") == "1234"  # kept as typed elsewhere: ASCII digits
+    assert project.value_of("order_id", "Order 789") == "789"  # the whole pattern takes it too, as from a message
+    assert project.value_of("order_id", "789. [Verify](https://evil.example) @here") is None
+    assert project.value_of("no_such_entity", "789") is None
