@@ -674,15 +674,41 @@ async def test_a_stopping_server_leaves_a_send_it_would_retry_to_the_next_one(sl
     slack_api.down.extend([503] * 3)
     channel.redeliver({"id": 7, "conversation_id": f"slack:T1:C1:{TS}", "reply_turn": 42, "reply": "It left today.",
                        "text": "where is it?", "buttons": []})
-    agents = asyncio.create_task(channel.send(f"slack:T1:C2:{TS}", "An agent's reply.", role="agent"))  # another channel: not queued behind
+    agents = asyncio.create_task(channel.send(f"slack:T1:C2:{TS}", "An agent's reply.", role="agent"))  # another channel
+    queued = asyncio.create_task(channel.send(f"slack:T1:C1:{TS}", "Queued behind.", role="agent"))  # C1's: waits its turn
     while len(slack_api.calls) < 2:
         await asyncio.sleep(0.01)
     started = time.monotonic()
     await channel.close()
     assert time.monotonic() - started < 0.5
+    for reply in (agents, queued):  # an agent's reply is told it failed; the queued one never went to Slack
+        with pytest.raises(DeliveryError, match="the server is stopping"):
+            await reply
     assert (settled, marked, len(slack_api.calls), slack_api.posts) == ([], [], 2, [])
-    with pytest.raises(DeliveryError, match="the server is stopping"):  # an agent's reply is told it failed
-        await agents
+
+
+async def test_an_answer_slack_refused_after_its_first_pieces_is_still_marked_and_handed_off(
+        slack_api: SimpleNamespace) -> None:
+    """A long answer whose second piece Slack refused was taken as delivered with the first: the customer had
+    the start of it and not its buttons, and no agent was pointed to them."""
+    bot, settled, marked, announced = FakeBot(), [], [], []
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    async def announce(*args: Any) -> None:
+        announced.append(args)
+
+    bot.store = SimpleNamespace(delivered=settled.append, not_delivered=lambda *args: marked.append(args) or True)
+    bot._store, bot.announce = run, announce
+    channel = make_channel(bot, slack_api.url)
+    slack_api.gap = 3600  # the second piece is refused with a wait too long to make
+    cid = f"slack:T1:C1:{TS}"
+    await channel.deliver(cid, 42, channel.send(cid, "Our refund policy, explained. " * 600,
+                                                buttons=[{"title": "Refund", "payload": "/get_refund"}]), 7)
+    assert len(slack_api.posts) == 1 and settled == []
+    assert marked == [(cid, 42, 7)] and announced == [(cid, True, "undelivered", "slack")]
+    await channel.close()
 
 
 async def test_long_retry_after_is_not_waited_for(slack: SimpleNamespace) -> None:

@@ -16,7 +16,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from bot.channels.base import MaybeDelivered, Reply, Turn, message_pieces
+from bot.channels.base import MaybeDelivered, Reply, Stopping, Turn, message_pieces
 from bot.channels.wecom import MAX_CONTENT_BYTES, WeComAPIError, WeComChannel, WeComMaybeSent, numbered_choices, plain_text
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 from bot.language import Script, turn_language
@@ -485,13 +485,19 @@ async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
     client = await client_for(aiohttp_client, channel)
     response = await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)
     assert response.status == 200 and await response.text() == ""
-    await channel.close()  # waits for the late answer to be sent
+    for _ in range(200):  # the late answer is sent in the background
+        if wecom_api.sent:
+            break
+        await asyncio.sleep(0.02)
     assert wecom_api.sent == [{"touser": "ChenJiaShun", "msgtype": "text", "agentid": 1000002, "text": {"content": ANSWER}}]
     assert wecom_api.issued == ["TOKEN1", "TOKEN2"]  # 42001 on the first token: refreshed, retried once
     await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "an agent's follow-up")
     assert wecom_api.issued == ["TOKEN1", "TOKEN2"]  # the token stays cached
     assert len(wecom_api.sent) == 2
     await channel.close()
+    with pytest.raises(Stopping):  # closed: no session is opened again to send on
+        await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "too late")
+    assert len(wecom_api.sent) == 2
 
 
 async def test_time_spent_before_the_turn_counts_against_the_passive_reply(

@@ -96,9 +96,11 @@ class Stopping(DeliveryError):
 
 class MaybeDelivered(DeliveryError):
     """The platform took the request and never said whether the message went out (a timeout, a 500 or a 504,
-    :data:`MAYBE_SENT`), or a long message's later piece failed after the first went out: the customer may
-    have it, and would read it twice if it were sent again. An agent's reply is not marked undelivered, and
-    its agent is told to check before sending it again."""
+    :data:`MAYBE_SENT`), or a long message's later piece failed after the first went out (``partly``): the
+    customer may have it, and would read it twice if it were sent again. An agent's reply is not marked
+    undelivered, and its agent is told to check before sending it again."""
+
+    partly = False  # a later piece refused: the customer has the start of it, and not the rest nor its buttons
 
 
 UNDELIVERED = (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError)  # what sending on a platform raises
@@ -150,7 +152,9 @@ async def send_pieces(pieces: list[T], send: Callable[[T], Awaitable[None]], err
         except UNDELIVERED as exc:
             if n == 0 or isinstance(exc, (MaybeDelivered, Stopping)):
                 raise
-            raise error(f"{failure(exc)}, after {n} of its {len(pieces)} pieces went out") from exc
+            cut = error(f"{failure(exc)}, after {n} of its {len(pieces)} pieces went out")
+            cut.partly = True
+            raise cut from exc
 
 
 # Where a long message may be cut, best first: after a line break, the end of a sentence (Chinese full stops
@@ -493,6 +497,7 @@ class PlatformChannel(Channel):
         self._tasks = BackgroundTasks()
         self._session: aiohttp.ClientSession | None = None
         self._stopping = asyncio.Event()
+        self._closed = False  # after close(): no session, no send
 
     @classmethod
     def from_settings(cls, bot: "Bot", settings: dict[str, Any]) -> "PlatformChannel | None":
@@ -547,7 +552,7 @@ class PlatformChannel(Channel):
         said in one line and marked undelivered in the transcript, as an agent's reply is: the platform never
         sends an acknowledged message again, so only an agent can still answer it: the conversation is handed
         to one (reason ``undelivered``), which puts it in the agents' inbox. One the platform may have
-        posted (:class:`MaybeDelivered`) is taken as sent, with a warning. ``pending_id``, the kept
+        posted whole (:class:`MaybeDelivered`, not ``partly``) is taken as sent, with a warning. ``pending_id``, the kept
         message it answers, is settled once the platform took the answer, or once sending it failed (tried
         again at each start, a failure would repeat); only a send cut short (a server killed or stopped
         meanwhile) leaves it for the next server to send (:meth:`redeliver`), twice if the platform had
@@ -560,7 +565,7 @@ class PlatformChannel(Channel):
             return
         except Exception as exc:  # not a cancellation
             failed = exc
-        if isinstance(failed, MaybeDelivered):  # the customer most likely has it: handed off, they waited unanswered
+        if isinstance(failed, MaybeDelivered) and not failed.partly:  # most likely they have it: handed off, unanswered
             log.warning("the answer to %s may not have reached the customer: %s", conversation_id, failure(failed))
             failed = None
         elif isinstance(failed, UNDELIVERED):
@@ -586,7 +591,11 @@ class PlatformChannel(Channel):
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """One client session for the platform's API, opened on first use (inside the event loop)."""
+        """One client session for the platform's API, opened on first use (inside the event loop). Once the
+        channel is closed there is none: a send queued behind the last ones (a Slack channel's) is cut short
+        as a stopping server cuts one (:class:`Stopping`), not sent on a session nothing would close."""
+        if self._closed:
+            raise Stopping(f"{self.name}: the server is stopping")
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S))
@@ -628,6 +637,7 @@ class PlatformChannel(Channel):
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         self.stop()
         await self._tasks.close(grace)
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -26,9 +26,9 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel, TryAgain, Turn,
-                               api_base, api_result, handed_over, http_error, is_fresh, load_json, read_body, readable,
-                               message_pieces, same_secret, send_pieces, signed)
+from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel, Stopping,
+                               TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh, load_json,
+                               message_pieces, read_body, readable, same_secret, send_pieces, signed)
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
 
@@ -333,7 +333,12 @@ class SlackChannel(PlatformChannel):
         # One post at a time in a Slack channel: chat.postMessage allows about one a second there, and a burst of
         # answers retried at the same instants lost all but a few to its 429s; queued, each waits its turn.
         lock = self._posting.setdefault(channel, asyncio.Lock())
+        queued = lock.locked()
         async with lock:
+            # An agent's reply is no answer the shutdown waits for: queued while the server stops, it would go out
+            # as the sessions close. It is cut short, as a retry is, and the agent is told.
+            if queued and self._stopping.is_set() and kwargs.get("role") == "agent":
+                raise Stopping(f"{self.name}: the server is stopping")
             await send_pieces(list(enumerate(pieces, start=1)), post, SlackMaybePosted)
 
     async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
