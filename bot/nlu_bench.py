@@ -92,8 +92,8 @@ def nlu_benchmark(project: Project, rows: list[dict[str, str]], device: str | No
                         **batch_dependence(nlu, texts)})
         if quantize == "none":
             classifier = nlu.classifier
-    with loading_base(project.config.base_model):
-        retriever = Encoder(resolve_model(project.config.base_model), device=str(classifier.device))
+    with loading_base(project.base_model):
+        retriever = Encoder(resolve_model(project.base_model), device=str(classifier.device))
     index = AnswerIndex.build(retriever, answers_for(project))
 
     def two_pass() -> tuple[list[str], list[list[Hit]]]:

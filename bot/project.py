@@ -409,6 +409,12 @@ class Project:
         groups = filter(None, map(_value_group, patterns))
         return _ascii_digits(value) if value and any(group.fullmatch(value) for group in groups) else None
 
+    @property
+    def base_model(self) -> str:
+        """The base model to load: bot.yml's (:attr:`BotConfig.base_model`, which versions record and compare,
+        so that a bot folder moved elsewhere is no new base) with a folder read from the bot's folder."""
+        return model_folder(self.root, self.config.base_model)
+
     def is_answer(self, entity: str, text: str) -> bool:
         """Whether one of ``entity``'s patterns takes the whole message: what the shop wrote as an answer
         when an action asks for that value."""
@@ -919,7 +925,6 @@ def load_project(root: Path | str) -> Project:
     if not (root / "bot.yml").exists():
         raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {shlex.quote(str(root))}`")
     config = load_config(root / "bot.yml")
-    config.model.base = model_folder(root, config.model.base)
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
     kept = {"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language]
     examples, patterns = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT))

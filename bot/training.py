@@ -270,7 +270,7 @@ def fit(project: Project, examples: list[Example], held: list[Example], device: 
     if init_from is None:  # a warm start goes on from the serving model, which read them
         readable_by_base(project, examples)
     texts, intents = [e.text for e in examples], [e.intent for e in examples]
-    classifier = train_classifier(texts, intents, project.config.base_model, train_config(project), device=device,
+    classifier = train_classifier(texts, intents, project.base_model, train_config(project), device=device,
                                   progress=progress, init_from=init_from, transfer=transfer,
                                   held_out=[e.text for e in held])
     classifier.fit_ngrams(texts, intents, [e.text for e in held], [e.intent for e in held])
