@@ -649,6 +649,13 @@
   // An error is `lost` when it leaves open whether the server had the request: no answer came (the
   // connection dropped), or not the server's own (a proxy's 502 or 504 page). A message sent so is looked
   // for in the history before Retry is offered, as over a socket that drops (arrived()).
+  // AbortSignal.timeout(ms), which the Safari of 2021 lacks.
+  function timeoutSignal(ms) {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), ms);
+    return controller.signal;
+  }
+
   async function api(method, path, body) {
     let response;
     try {
@@ -656,7 +663,7 @@
         method,
         headers: body ? { "Content-Type": "application/json" } : {},
         body: body ? JSON.stringify(body) : undefined,
-        signal: AbortSignal.timeout(body ? 60000 : 15000), // a dead network holds a request for good
+        signal: timeoutSignal(body ? 60000 : 15000), // a dead network holds a request for good
       });
     } catch (error) {
       throw Object.assign(error, { lost: true });
