@@ -231,7 +231,9 @@ class ActionRunner:
     beyond them waits for one to return, within its time limit. An ``async def run`` runs on one
     event loop of the actions' own, in one thread, as rasa-sdk's server runs them all on one loop:
     a client or a pool an action keeps between calls (an ``aiohttp.ClientSession``) belongs to a loop
-    that must outlive the call. Timed out, it is cancelled.
+    that must outlive the call. Timed out, it is cancelled. As on rasa-sdk's server, a blocking call
+    inside one (``requests.get``, ``time.sleep``) holds up the other async actions until it returns,
+    though never the server: they time out and their turns fall back.
     """
 
     def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any]) -> None:

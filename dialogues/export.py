@@ -19,8 +19,7 @@ from typing import Any, TextIO
 
 import regex
 
-from dialogues.redact import (DATE_OR_TIME, NAME_LETTER, PLACEHOLDERS, given_names, nfkc_view, redact, redact_names,
-                              was_redacted)
+from dialogues.redact import DATE_OR_TIME, PLACEHOLDERS, given_names, nfkc_view, redact, redact_names, was_redacted
 from dialogues.store import Store
 from retrieval.text import PRICE, same_example, same_text
 
@@ -195,8 +194,10 @@ _NOT_GREETED = ("there|team|all|everyone|everybody|customers?|sir|madam|friends?
                 "|we|you|your|our|the|this|that|it|please|sorry|yes|no|ok|okay|sure|welcome|good|great|just|kindly"
                 "|unfortunately|apologies|here|how|what|when|where|let|as|in|on|at|to|from|with|i|thanks?|could|can"
                 "|of|happy|glad|certainly|absolutely|hope|is|are|do|does|would|will|if")
-# A name, in any alphabet customers write one in: John, Ólafur, Müller, Anna-Lena, McDonald, O'Brien, JOHN.
-_NAMED = rf"\p{{Lu}}[{NAME_LETTER[1:-1]}'’-]*"
+# A name, in any alphabet customers write one in: John, Ólafur, Müller, Anna-Lena, McDonald, O'Brien; not a
+# word in capitals or with one inside, as brands are written (UPS, DHL, PayPal).
+_NAME_PART = r"\p{Lu}[\p{Ll}\p{M}]+"
+_NAMED = rf"(?:(?:Mc|Mac|O['’])?{_NAME_PART}(?:-{_NAME_PART})?)"
 _ADDRESSED = regex.compile(
     r"(?<!\p{L})(?:[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Tt]hanks|[Tt]hank you|[Gg]ood (?:morning|afternoon|evening)|[Hh]ola"
     r"|[Hh]allo|[Bb]onjour|[Cc]iao)"

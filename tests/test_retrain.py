@@ -164,6 +164,7 @@ def test_an_agent_answer_that_lost_personal_data_is_not_shown_to_other_customers
     ("", "In WeChat: Settings > Payment > Add card."),  # a menu is no WeChat ID
     ("我是上海的客户，什么时候发货", "上海仓库今天发货"),  # after 我是, a city is no name
     ("我是VIP会员，有折扣吗", "VIP会员可以享受9折"),
+    ("", "Thanks, UPS!"), ("", "Hello, DHL: 2 days"), ("", "Thanks! PayPal."),  # a brand is no name
 ])
 def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answer: str) -> None:
     """Each was taken for one naming its customer or where they live, and never given to anyone."""
