@@ -251,6 +251,9 @@ class LabelledMeanwhile(Exception):
 
 
 BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction before it fails
+# The log (dialogues.db-wal) grows while reads overlap without a gap (agents' consoles asking for the day's
+# figures beside a busy server): past this size it is cut back once they leave it a moment, not kept at its peak.
+WAL_SIZE_LIMIT = 64 << 20
 
 
 LOW_SPACE_BYTES = 1 << 20  # below this, SQLite's "disk I/O error" is a full disk
@@ -414,6 +417,7 @@ class Store:
             if read_only:  # no migration, no WAL switch, no write lock: the writer's Store did those
                 return
             _use_wal(self.db)
+            self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process death in WAL mode
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()

@@ -1078,3 +1078,25 @@ def test_a_reader_reads_beside_the_writer_and_writes_nothing(tmp_path: Path) -> 
         reader.db.execute("DELETE FROM turns")
     reader.close()
     store.close()
+
+
+def test_the_log_is_cut_back_once_the_reads_that_held_it_are_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an agents' console asking for the day's figures beside a busy server, dialogues.db-wal grew to
+    150 MB and stayed so: SQLite reuses the log from its start, but keeps the file at its peak."""
+    import dialogues.store
+
+    monkeypatch.setattr(dialogues.store, "WAL_SIZE_LIMIT", 64 << 10, raising=False)
+    store = Store(tmp_path / "dialogues.db")
+    reader = store.reader()
+    wal = tmp_path / "dialogues.db-wal"
+    with reader.snapshot():  # a long read: the log cannot be checkpointed past it
+        reader.db.execute("SELECT count(*) FROM turns").fetchone()
+        for n in range(300):
+            user_turn(store, f"c{n}", "where is my order? " * 250)
+        peak = wal.stat().st_size
+        assert peak > 5 << 20  # past SQLite's checkpoint mark (1,000 pages)
+    for n in range(50):  # the read done, the next writes checkpoint and start the log afresh
+        user_turn(store, f"d{n}", "and my refund?")
+    assert wal.stat().st_size < peak / 2  # cut back to the limit, and grown by those writes alone
+    reader.close()
+    store.close()
