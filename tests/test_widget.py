@@ -1429,6 +1429,21 @@ def test_the_agents_console_gives_up_a_request_nothing_answers(
     context.close()
 
 
+def test_the_agents_console_asks_for_todays_figures_every_half_minute(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """It asked at each refresh, every 3 s: on a busy store one console's reads followed each other without
+    a gap, and the store's log grew to 150 MB."""
+    context = open_console(chromium, server, web_demo_bot.admin_token)
+    page = context.pages[0]
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    expect(page.locator(".figures")).not_to_have_text("")
+    page.wait_for_timeout(7_000)  # two refreshes or more
+    assert sum("/admin/conversations?" in url for url in asked) >= 2
+    assert not any("/admin/stats" in url for url in asked)
+    context.close()
+
+
 def test_the_agents_console_says_how_many_more_wait_than_it_lists(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     cid = f"console-{next(PAGE_NUMBERS)}"
