@@ -49,6 +49,8 @@ class Metrics:
                                        ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge("deskbot_queue_depth", "Requests waiting for their stage's worker.", ["stage"],
                                  registry=self.registry)
+        self.responses = Counter("deskbot_http_responses", "HTTP responses by status, the refusals (400, 401, 413, "
+                                 "429, 503) included.", ["status"], registry=self.registry)
         self.customers_waiting = Gauge("deskbot_customers_waiting", "Handed-off customers waiting for a person's reply.",
                                        registry=self.registry)
         self.longest_wait = Gauge("deskbot_longest_wait_seconds", "How long the longest-waiting of them has waited "
@@ -73,6 +75,9 @@ class Metrics:
     def reply(self, channel: str, source: str, status: str, seconds: float) -> None:
         self.messages.labels(channel, source, status).inc()
         self.latency.labels(channel).observe(seconds)
+
+    def response(self, status: int) -> None:
+        self.responses.labels(str(status)).inc()
 
     def waiting(self, customers: int, longest_seconds: float) -> None:
         self.customers_waiting.set(customers)

@@ -51,6 +51,7 @@ ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the 
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STATIC = Path(str(resources.files("bot") / "static"))
+METRICS_READ_S = 2.0  # how long a scrape waits for the waiting customers' figures before giving the last ones
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
 WATCH_OFF_S = 5.0  # while learning.watch_seconds is 0, how often watch_models looks whether a reload set it
@@ -87,6 +88,23 @@ def other_intents(labels: Collection[str], version: str, project: Project) -> st
             f"{', '.join(sorted(set(labels) - set(project.intents))) or 'none'}; only in nlu.yml: "
             f"{', '.join(sorted(set(project.intents) - set(labels))) or 'none'}): its answers follow the old "
             f"ones until `bot train {project.root}`")
+
+
+@web.middleware
+async def counted(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every response counted by its status for /metrics, the limits' and the handlers' refusals included:
+    requests are not logged one by one."""
+    metrics = request.app[BOT].metrics
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        metrics.response(exc.status)
+        raise
+    except Exception:
+        metrics.response(500)
+        raise
+    metrics.response(response.status)
+    return response
 
 
 @web.middleware
@@ -225,8 +243,11 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format: traffic, latency, batch sizes, queue depths, the serving model, memory,
     and the customers waiting for a person."""
     bot = request.app[BOT]
-    customers, since = await bot._store(bot.store.waiting)
-    bot.metrics.waiting(customers, 0.0 if since is None else max(time.time() - since, 0.0))
+    # Read beside the store's writer, and not waited for long: a scrape held up behind a stuck store (29 s)
+    # lost the figures exactly when they mattered; the last ones stand meanwhile.
+    with contextlib.suppress(asyncio.TimeoutError):
+        customers, since = await asyncio.wait_for(bot._read(Store.waiting), METRICS_READ_S)
+        bot.metrics.waiting(customers, 0.0 if since is None else max(time.time() - since, 0.0))
     body, content_type = bot.metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -565,7 +586,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     nlu = nlu or load_serving_model(project, device)  # refuse to start on a bad model
     server = project.config.server
     limits = Limits(server.limits, server.max_body_bytes, trusted=is_admin)
-    app = web.Application(middlewares=[json_errors, limits.middleware], client_max_size=server.max_body_bytes)
+    app = web.Application(middlewares=[counted, json_errors, limits.middleware], client_max_size=server.max_body_bytes)
     app.on_response_prepare.append(protective_headers)
     logging.getLogger("aiohttp.server").addFilter(CLIENT_ERRORS)  # the same filter once, however many apps
     privacy = project.config.privacy

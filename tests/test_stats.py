@@ -283,3 +283,28 @@ def test_the_figures_since_a_moment_read_that_window_not_the_whole_store(tmp_pat
         plan = [row[3] for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()]
         assert not [step for step in plan if step.startswith("SCAN")], (sql, plan)
     store.close()
+
+
+async def test_metrics_count_refusals_and_do_not_wait_behind_a_stuck_store(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: Any) -> None:
+    """A 400, a 401 or the limits' 429 showed nowhere in /metrics, and a scrape waited 29 s behind a store
+    another process held: past Prometheus's 10 s the figures were lost exactly when they mattered."""
+    import time
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    assert (await client.post("/api/chat", data=b"{not json")).status == 400
+    assert (await client.get("/admin/stats")).status == 401
+    metrics = await (await client.get("/metrics")).text()
+    assert 'deskbot_http_responses_total{status="400"} 1.0' in metrics
+    assert 'deskbot_http_responses_total{status="401"} 1.0' in metrics
+
+    def stuck(store: Store) -> Any:
+        time.sleep(4.5)
+        raise AssertionError("not waited for")
+
+    monkeypatch.setattr(Store, "waiting", stuck)
+    started = time.monotonic()
+    scraped = await client.get("/metrics")
+    assert scraped.status == 200 and time.monotonic() - started < 3.5
+    assert "deskbot_customers_waiting" in await scraped.text()
