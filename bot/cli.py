@@ -94,6 +94,7 @@ device_option = click.option("--device", default=None, callback=torch_device,
                              help="cpu or cuda (default: cuda when available).")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 BOUND_URL = re.compile(r"Running on (\S+)")  # in aiohttp's announcement of the address it bound
 
 # deskbot's own refusals: each says in one line what is wrong and how to mend it, so a command prints it as
@@ -315,6 +316,9 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     project = load_project(directory)
     host = host or project.config.server.host
     port = project.config.server.port if port is None else port  # 0: any free port
+    level = os.environ.get("DESKBOT_LOG_LEVEL", "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        fail(f"DESKBOT_LOG_LEVEL={os.environ['DESKBOT_LOG_LEVEL']!r}: expected one of {', '.join(LOG_LEVELS)}")
     if not admin_token(project):
         click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
                    "admin API are off, so nobody can answer a customer handed to a person", err=True)
@@ -329,11 +333,12 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         # The OS's words for a bind failure; a failed name lookup has negative codes of its own, and its own words.
         reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or exc
         fail(f"cannot serve on {host}:{port}: {reason}{hint}")
-    # deskbot's own lines (a model swapped in, a request its client broke) at INFO, with the time; every
-    # request is not one of them: the reverse proxy's access log has those, and /metrics counts them.
+    # deskbot's own lines (a model swapped in, a request its client broke) at INFO, or DESKBOT_LOG_LEVEL, with
+    # the time; every request is not one of them: the reverse proxy's access log has those, and /metrics counts them.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("deskbot", "bot", "dialogues", "finetune", "retrieval", "aiohttp.server"):
-        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).setLevel(level)
+    log = logging.getLogger("deskbot")
     with contextlib.ExitStack() as bound:
         for sock in socks:
             bound.enter_context(sock)
@@ -342,10 +347,11 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         # shutdown hook), their responses be written, then closes the store.
         web.run_app(app, sock=socks, shutdown_timeout=RESPONSE_GRACE_S, access_log=None,
                     # said once the port listens, with the address bound (with --port 0, the port the system chose)
-                    print=lambda said: click.echo(f"deskbot serving {project.config.name} on "
-                                                  f"{BOUND_URL.search(said)[1]}", err=True))
+                    print=lambda said: log.info("deskbot serving %s on %s", project.config.name,
+                                                BOUND_URL.search(said)[1]))
     # Stopped: the turns in flight answered, the store closed, the port let go. Python's own teardown of the
     # models' objects took 3 to 6 s more, which a process manager restarting the bot waited out.
+    log.info("deskbot stopped")
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
