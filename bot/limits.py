@@ -84,6 +84,14 @@ class Limits:
     def _per_minute(amount: int) -> RateLimitItem | None:
         return RateLimitItemPerMinute(amount) if amount > 0 else None
 
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(_without_port(address))
+        except ValueError:
+            return False
+        ip = ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
+        return any(ip in network for network in self.config.trusted_proxies)
+
     def client_ip(self, request: web.Request) -> str:
         """The address a client is counted by: the peer's or, when the proxy in front is trusted, the
         last ``X-Forwarded-For`` entry, the one that proxy appended (the entries before it are the
@@ -91,9 +99,15 @@ class Limits:
         one written as IPv6 (``::ffff:a.b.c.d``, as a dual-stack proxy writes it) counts as itself, not as
         part of the one /64 that holds the whole IPv4 internet."""
         address = request.remote or "unknown"
-        if self.config.trust_forwarded_for:
-            # Over every X-Forwarded-For line: a proxy may append its own line after the client's.
-            address = ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")[-1].strip() or address
+        # Over every X-Forwarded-For line: a proxy may append its own line after the client's.
+        forwarded = [a.strip() for a in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if a.strip()]
+        if self.config.trusted_proxies:
+            # From the peer back through the proxies named, to the first address none of them has: the client's
+            # (what precedes it is the client's own to write). A peer that is no proxy of ours is the client.
+            while forwarded and self._trusted(address):
+                address = forwarded.pop()
+        elif self.config.trust_forwarded_for:
+            address = forwarded[-1] if forwarded else address
         try:
             ip = ipaddress.ip_address(_without_port(address))
         except ValueError:

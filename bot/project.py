@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 from yarl import URL
 
 from bot.language import LANGUAGES, SCRIPT, SLOT, Language, Text
@@ -258,6 +258,9 @@ class LimitsConfig(Settings):
     per_conversation_per_minute: int = Field(30, ge=0, description="messages to one conversation")
     websockets_per_ip: int = Field(20, ge=0, description="WebSocket connections open at once from one IP address")
     trust_forwarded_for: bool = Field(False, description="take the client's IP from X-Forwarded-For (behind a proxy only)")
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list, description="the proxies' addresses or networks (10.0.0.0/8): X-Forwarded-For is read only "
+                                          "from them, and through as many of them as it names (a load balancer, then nginx)")
 
 
 class InferenceConfig(Settings):

@@ -295,6 +295,20 @@ async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client: Cal
             for n in range(3)] == [200, 200, 429]  # a client cannot pick its own address
 
 
+async def test_forwarded_for_is_read_through_the_trusted_proxies_named(make_client: Callable[..., Any]) -> None:
+    """trust_forwarded_for read one hop from any peer: behind a load balancer and nginx every customer was the
+    load balancer, and a client reaching the server directly picked its own address."""
+    behind = await make_client(server={"limits": {"per_ip_per_minute": 2, "trusted_proxies": ["127.0.0.1", "10.0.0.0/8"]}})
+    # the test client is the nginx at 127.0.0.1, after a load balancer at 10.0.0.1
+    assert [(await behind.get("/api/widget", headers={"X-Forwarded-For": f"203.0.113.{n}, 10.0.0.1"})).status
+            for n in range(1, 4)] == [200, 200, 200]  # three customers, each counted as themselves
+    assert [(await behind.get("/api/widget", headers={"X-Forwarded-For": f"198.51.100.{n}, 203.0.113.9, 10.0.0.1"})).status
+            for n in range(3)] == [200, 200, 429]  # what a customer writes before their own address is theirs
+    direct = await make_client(server={"limits": {"per_ip_per_minute": 2, "trusted_proxies": ["10.0.0.0/8"]}})
+    assert [(await direct.get("/api/widget", headers={"X-Forwarded-For": f"203.0.113.{n}"})).status
+            for n in range(3)] == [200, 200, 429]  # a peer that is no proxy of ours is the client
+
+
 async def test_websockets_per_ip_are_capped(make_client: Callable[..., Any]) -> None:
     client = await make_client(server={"limits": {"websockets_per_ip": 2}})
     first, second = await client.ws_connect("/api/ws"), await client.ws_connect("/api/ws")
