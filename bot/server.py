@@ -51,7 +51,7 @@ ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the 
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STATIC = Path(str(resources.files("bot") / "static"))
-METRICS_READ_S = 2.0  # how long a scrape waits for the waiting customers' figures before giving the last ones
+METRICS_READ_S = 2.0  # how long a scrape (or a health check) waits on the store before answering without it
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
 WATCH_OFF_S = 5.0  # while learning.watch_seconds is 0, how often watch_models looks whether a reload set it
@@ -235,7 +235,15 @@ async def widget(request: web.Request) -> web.FileResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Ready: the model serves and the store writes. Once a write has failed (a full disk), each check tries
+    one (:meth:`~dialogues.store.Store.probe`) until one succeeds: a load balancer stops sending customers
+    whose every message would get a 503, and sends them again once the disk has room."""
     bot = request.app[BOT]
+    if bot.store.failing is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(bot._store(bot.store.probe), METRICS_READ_S)
+    if (failing := bot.store.failing) is not None:
+        raise http_error(web.HTTPServiceUnavailable, f"the conversation store cannot write: {failing}")
     return json_response({"status": "ok", "model_version": bot.nlu.version})
 
 

@@ -414,6 +414,7 @@ class Store:
             _check_is_ours(conn, self.path)  # before anything is written to a file that is not ours
             self.db = sqlite_utils.Database(conn)
             self._lock = threading.RLock()
+            self.failing: str | None = None  # why the last write failed (a full disk), until one succeeds
             if read_only:  # no migration, no WAL switch, no write lock: the writer's Store did those
                 return
             _use_wal(self.db)
@@ -469,10 +470,20 @@ class Store:
             try:
                 yield
                 self.db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
+                if isinstance(exc, sqlite3.OperationalError):  # the disk or the file, not the caller's mistake
+                    self.failing = str(exc)
                 if self.db.conn.in_transaction:  # a COMMIT that failed (a full disk) has rolled back already
                     self.db.execute("ROLLBACK")
                 raise
+            self.failing = None
+
+    def probe(self) -> None:
+        """Write a row and take it out again, in one transaction that reaches the disk: whether the store can
+        write now, for a readiness check after a write failed (:attr:`failing`)."""
+        with self._writing():
+            self.db.execute("INSERT INTO id_floor (name, high) VALUES ('probe', 0) ON CONFLICT(name) DO NOTHING")
+            self.db.execute("DELETE FROM id_floor WHERE name = 'probe'")
 
     def _check_writable(self) -> None:
         """Refuse a file SQLite could open only for reading (write-protected, on a read-only mount): it opens

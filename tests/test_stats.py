@@ -12,7 +12,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.server import create_app
+from bot.server import BOT, create_app
 from dialogues.stats import conversation_stats
 from dialogues.store import Exchange, Store
 from tests.conftest import configured_copy
@@ -308,3 +308,32 @@ async def test_metrics_count_refusals_and_do_not_wait_behind_a_stuck_store(
     scraped = await client.get("/metrics")
     assert scraped.status == 200 and time.monotonic() - started < 3.5
     assert "deskbot_customers_waiting" in await scraped.text()
+
+
+async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again_once_it_can(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: Any) -> None:
+    """A full disk gave every customer a 503 while /healthz said "ok", so a load balancer kept sending them."""
+    import sqlite3
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    store = client.app[BOT].store
+    real = store.db.execute
+    full = {"on": True}
+
+    def execute(sql: str, *args: Any) -> Any:
+        if full["on"] and sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            disk_full = sqlite3.OperationalError("database or disk is full")
+            disk_full.sqlite_errorcode = sqlite3.SQLITE_FULL  # as SQLite sets it
+            raise disk_full
+        return real(sql, *args)
+
+    monkeypatch.setattr(store.db, "execute", execute)
+    assert (await client.get("/healthz")).status == 200  # nothing has failed yet
+    assert (await client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order"})).status == 503
+    health = await client.get("/healthz")
+    assert health.status == 503
+    assert (await health.json())["error"] == "the conversation store cannot write: database or disk is full"
+    full["on"] = False  # room on the disk again: the check's own write succeeds
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order"})).status == 200
