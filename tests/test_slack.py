@@ -284,6 +284,20 @@ async def test_bot_and_non_user_messages_are_ignored(slack: SimpleNamespace, fie
     assert slack.bot.turns == [] and slack.posts == []
 
 
+async def test_a_direct_message_is_one_conversation_answered_where_the_customer_writes(slack: SimpleNamespace) -> None:
+    """Each top-level message of a DM was a conversation of its own, answered in a thread under it: a customer
+    answering the bot's question at the top level, as people write in a DM, started over and lost it."""
+    dm = {"channel": "D1", "channel_type": "im"}
+    for n, text in enumerate(("where is my order?", "123")):
+        await post(slack.client, event(f"Ev{n}", text, ts=f"170000000{n}.000100", **dm))
+    await post(slack.client, event("Ev9", "and in a thread", ts="1700000009.000100", thread_ts="1700000000.000100", **dm))
+    await post_click(slack.client, click(container={"type": "message", "message_ts": "1700000003.000200",
+                                                     "channel_id": "D1"}, channel={"id": "D1"}))
+    await slack.channel.close()
+    assert {t.conversation_id for t in slack.bot.turns} == {"slack:T1:D1:"} and len(slack.bot.turns) == 4
+    assert [p.get("thread_ts") for p in slack.posts] == [None] * 4  # at the top level, where the customer writes
+
+
 async def test_close_waits_for_answers_in_flight_up_to_its_grace(slack: SimpleNamespace) -> None:
     slack.bot.delay = 0.5
     await post(slack.client, event("Ev1"))

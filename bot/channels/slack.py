@@ -118,6 +118,13 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
     return blocks
 
 
+def in_thread(channel: str, thread: str) -> str:
+    """The thread a message's conversation is: its own, but none in a direct message (a channel id starting
+    with D), which is one conversation with its customer, answered at the top level where they write: they
+    answered the bot's question there, and each answer started a new conversation, the question lost."""
+    return "" if channel.startswith("D") else thread
+
+
 def retry_after(header: str | None) -> float:
     """Seconds to wait from a ``Retry-After`` header (Slack sends whole seconds); 1 if absent or odd."""
     try:
@@ -149,7 +156,8 @@ class SlackChannel(PlatformChannel):
     """The Events API and interactivity input side and the ``chat.postMessage`` output side.
 
     Conversation ids are ``slack:{team}:{channel}:{thread_ts or ts}``: one conversation per thread,
-    which is also where the bot answers.
+    which is also where the bot answers; in a direct message ``slack:{team}:{channel}:``, one conversation
+    with its customer, answered where they write (:func:`in_thread`).
     """
 
     name = "slack"
@@ -241,7 +249,7 @@ class SlackChannel(PlatformChannel):
         team = _string(payload.get("team_id")) or _string(event.get("team"))
         thread = _string(event.get("thread_ts")) or ts
         return Turn(
-            conversation_id=f"slack:{team}:{channel}:{thread}",
+            conversation_id=f"slack:{team}:{channel}:{in_thread(channel, thread)}",
             text=text,
             channel=self.name,
             user=user,
@@ -267,10 +275,10 @@ class SlackChannel(PlatformChannel):
         team = _string(_object(payload.get("team")).get("id"))
         if not team:  # an org-wide install's click comes with "team": null; its block names the conversation
             named = _string(action.get("block_id")).split(":", 3)
-            if len(named) == 4 and named[0] == self.name and named[2:] == [channel, thread]:
+            if len(named) == 4 and named[0] == self.name and named[2:] == [channel, in_thread(channel, thread)]:
                 team = named[1]
         return Turn(
-            conversation_id=f"slack:{team}:{channel}:{thread}",
+            conversation_id=f"slack:{team}:{channel}:{in_thread(channel, thread)}",
             text=value,
             channel=self.name,
             user=user,
@@ -324,7 +332,7 @@ class SlackChannel(PlatformChannel):
             # ``text`` is mrkdwn, where <…> is a mention or a link and & starts an entity: a reply's own "<3 days"
             # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
             escaped = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            message: dict[str, Any] = {"channel": channel, "text": escaped, "thread_ts": thread_ts}
+            message: dict[str, Any] = {"channel": channel, "text": escaped, **({"thread_ts": thread_ts} if thread_ts else {})}
             blocks = message_blocks(piece, buttons if i == len(pieces) else [], conversation_id)
             if blocks:  # ``text`` stays as the notification and screen-reader fallback
                 message["blocks"] = blocks
