@@ -338,7 +338,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("deskbot", "bot", "dialogues", "finetune", "retrieval", "aiohttp.server"):
         logging.getLogger(name).setLevel(level)
-    log = logging.getLogger("deskbot")
+    log = logging.getLogger("deskbot.serve")  # its start (with the address bound) and stop are said at any level
+    log.setLevel(logging.INFO)
     with contextlib.ExitStack() as bound:
         for sock in socks:
             bound.enter_context(sock)

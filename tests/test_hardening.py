@@ -1250,7 +1250,7 @@ def test_serve_on_port_0_says_the_port_it_got(tiny_demo_bot: Path, tmp_path: Pat
     assert " INFO deskbot: answering a slack message a stopped server acknowledged" in logged, logged
     assert (" WARNING deskbot: 1 wecom message kept in the store waits for a server with the wecom channel, which this "
             "one does not serve") in logged, logged  # not left to wait unsaid
-    assert re.search(r"^\d{4}-\d\d-\d\d [\d:,]+ INFO deskbot: deskbot stopped$", logged, re.M), logged  # with the time
+    assert re.search(r"^\d{4}-\d\d-\d\d [\d:,]+ INFO deskbot.serve: deskbot stopped$", logged, re.M), logged  # with the time
     result = CliRunner().invoke(cli, ["serve", str(root), "--port", "0"], env={"DESKBOT_LOG_LEVEL": "verbose"})
     assert result.exit_code == 1 and "DESKBOT_LOG_LEVEL='verbose': expected one of DEBUG, INFO, WARNING, ERROR" in result.output
 
