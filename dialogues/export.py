@@ -194,10 +194,10 @@ _NOT_GREETED = ("there|team|all|everyone|everybody|customers?|sir|madam|friends?
                 "|we|you|your|our|the|this|that|it|please|sorry|yes|no|ok|okay|sure|welcome|good|great|just|kindly"
                 "|unfortunately|apologies|here|how|what|when|where|let|as|in|on|at|to|from|with|i|thanks?|could|can"
                 "|of|happy|glad|certainly|absolutely|hope|is|are|do|does|would|will|if")
-# A name, in any alphabet customers write one in: John, Ólafur, Müller, Anna-Lena, McDonald, O'Brien; not a
-# word in capitals or with one inside, as brands are written (UPS, DHL, PayPal).
-_NAME_PART = r"\p{Lu}[\p{Ll}\p{M}]+"
-_NAMED = rf"(?:(?:Mc|Mac|O['’])?{_NAME_PART}(?:-{_NAME_PART})?)"
+# A name, in any alphabet customers write one in: John, Ólafur, Müller, Anna-Lena, McDonald, LeBron, D'Angelo,
+# JOHN; not an acronym of two or three capitals nor one of the brands agents thank for a delivery or a payment.
+_BRANDS = "UPS|DHL|USPS|FedEx|PayPal|AliPay|Alipay|WeChat|iPhone|eBay|YouTube|WhatsApp|LinkedIn|TikTok|DoorDash|GitHub"
+_NAMED = rf"(?!(?:{_BRANDS})\b)(?!\p{{Lu}}{{2,3}}\b)\p{{Lu}}[\p{{L}}\p{{M}}'’-]*"
 _ADDRESSED = regex.compile(
     r"(?<!\p{L})(?:[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Tt]hanks|[Tt]hank you|[Gg]ood (?:morning|afternoon|evening)|[Hh]ola"
     r"|[Hh]allo|[Bb]onjour|[Cc]iao)"

@@ -179,6 +179,8 @@ def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answe
     ("", "Hola José, your refund is on its way."), ("", "Dear Mrs Šimková, it ships today."),
     ("", "Hi Anna-Lena, done."), ("", "Hello Mary Ann Smith, it left today."),
     ("my name is Hans Müller, can I change the address?", "Yes, Müller family, under My Orders."),
+    ("", "Thanks, LeBron!"), ("", "Hi DeShawn, your parcel left today."), ("", "Hello D'Angelo, it left today."),
+    ("", "Hi JOHN, your parcel left today."), ("", "Hi Jean-luc, your refund is done."), ("", "Hi ΑΝΝΑ, ok"),
 ])
 def test_an_agent_answer_naming_its_customer_is_theirs(asked: str, answer: str) -> None:
     assert about_one_person(asked, answer)
