@@ -25,7 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from bot.actions import ActionRunner
 from bot.channels import build_channels
 from bot.channels.base import (STORE_RETRY_S, DeliveryError, MaybeDelivered, PlatformChannel, Turn, dumps, http_error,
-                               json_response, same_secret, store_failed, store_unavailable)
+                               json_response, same_secret, store_failed)
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
@@ -40,7 +40,7 @@ from dialogues.export import learned_from, write_jsonl
 from dialogues.review import ReviewItem, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import conversation_stats
-from dialogues.store import LabelledMeanwhile, Store, read_moment, unix_time
+from dialogues.store import LabelledMeanwhile, Store, cannot_write, read_moment, unix_time
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -125,7 +125,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         response.force_close()  # the rest of the stream cannot be read either, so the connection ends here
         return response
     except Exception as exc:
-        if store_unavailable(exc):  # a full disk, a file made read-only, a lock held: one line, and a wait
+        if cannot_write(exc):  # a full disk, a file made read-only, a lock held: one line, and a wait
             log.error("%s %s: the conversation store failed: %s", request.method, request.path, exc)
             return json_response({"error": store_failed(exc)}, status=503,
                                  headers={"Retry-After": str(STORE_RETRY_S), **cors_headers(request)})

@@ -251,6 +251,15 @@ class LabelledMeanwhile(Exception):
 
 
 BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction before it fails
+# What the disk or another process does to the store, and may undo: full, read-only, failing, locked.
+_UNWRITABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY,
+               sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN}
+
+
+def cannot_write(exc: BaseException) -> bool:
+    """Whether ``exc`` is the store unable to write for a while (a full disk, a file made read-only), which
+    writing again later mends; any other error of the store is a fault, which waiting does not."""
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) & 0xFF in _UNWRITABLE
 # The log (dialogues.db-wal) grows while reads overlap without a gap (agents' consoles asking for the day's
 # figures beside a busy server): past this size it is cut back once they leave it a moment, not kept at its peak.
 WAL_SIZE_LIMIT = 64 << 20
@@ -466,24 +475,26 @@ class Store:
                 with self.db.atomic():
                     yield
                 return
+            changes = self.db.conn.total_changes
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield
                 self.db.execute("COMMIT")
             except BaseException as exc:
-                if isinstance(exc, sqlite3.OperationalError):  # the disk or the file, not the caller's mistake
+                if cannot_write(exc):  # the disk or the file (full, read-only, failing), not a mistake of ours
                     self.failing = str(exc)
                 if self.db.conn.in_transaction:  # a COMMIT that failed (a full disk) has rolled back already
                     self.db.execute("ROLLBACK")
                 raise
-            self.failing = None
+            if self.db.conn.total_changes > changes:  # wrote something: a commit of nothing passes on a full disk
+                self.failing = None
 
     def probe(self) -> None:
         """Write a row and take it out again, in one transaction that reaches the disk: whether the store can
         write now, for a readiness check after a write failed (:attr:`failing`)."""
-        with self._writing():
-            self.db.execute("INSERT INTO id_floor (name, high) VALUES ('probe', 0) ON CONFLICT(name) DO NOTHING")
-            self.db.execute("DELETE FROM id_floor WHERE name = 'probe'")
+        with self._writing():  # a row the size of a long message: a tiny one fits where a customer's does not
+            self.db.execute("INSERT INTO id_floor (name, high) VALUES (?, 0)", ["probe:" + "x" * 4000])
+            self.db.execute("DELETE FROM id_floor WHERE name LIKE 'probe:%'")
 
     def _check_writable(self) -> None:
         """Refuse a file SQLite could open only for reading (write-protected, on a read-only mount): it opens

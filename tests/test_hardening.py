@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 import bot.server as serving
-from bot.channels.base import BackgroundTasks, normalise, readable, store_unavailable
+from bot.channels.base import BackgroundTasks, normalise, readable
 from bot.channels.slack import slack_signature
 from bot.channels.web import ChatRequest
 from bot.cli import cli
@@ -37,7 +37,7 @@ from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, mounted
 from bot.project import LimitsConfig, load_project
 from bot.server import BOT, create_app, load_serving_model
-from dialogues.store import UNOWNED_GRACE_S, Store
+from dialogues.store import UNOWNED_GRACE_S, Store, cannot_write
 from finetune.classifier import FILES
 from finetune.registry import Registry
 from tests.conftest import configured_copy
@@ -380,7 +380,7 @@ async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Ca
     db = sqlite3.connect(":memory:")
     with pytest.raises(sqlite3.OperationalError) as fault:
         db.execute("SELECT undelivered FROM turns")  # a store's fault, which no wait mends: a 500, not "try again"
-    assert not store_unavailable(fault.value) and not store_unavailable(ValueError("readonly database"))
+    assert not cannot_write(fault.value) and not cannot_write(ValueError("readonly database"))
     conversation = cid()
     assert (await chat(client, conversation, "I want my money back for order 123")).status == 200
     assert len(await bot._store(bot.store.history, conversation)) == 2

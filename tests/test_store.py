@@ -1100,3 +1100,24 @@ def test_the_log_is_cut_back_once_the_reads_that_held_it_are_done(tmp_path: Path
     assert wal.stat().st_size < peak / 2  # cut back to the limit, and grown by those writes alone
     reader.close()
     store.close()
+
+
+def test_a_store_that_could_not_write_is_failing_until_a_write_reaches_the_disk(tmp_path: Path) -> None:
+    """A commit that wrote nothing (a status set again) passes on a full disk, and said the store was well."""
+    import sqlite3
+
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "c1", "where is my order?")
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        user_turn(store, "c2", "and my refund? " * 500)
+    assert store.failing == "database or disk is full"
+    store.set_status("c1", "open", None, "web")  # as it was: a commit of nothing
+    assert store.failing == "database or disk is full"
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        store.probe()  # a row the size of a long message does not fit either
+    store.db.execute(f"PRAGMA max_page_count={pages + 1000}")  # room again
+    store.probe()
+    assert store.failing is None
+    store.close()

@@ -16,7 +16,6 @@ import hmac
 import json
 import logging
 import os
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
@@ -324,20 +323,11 @@ def http_error(cls: type[web.HTTPException], reason: str, fields: dict[str, Any]
 
 
 STORE_RETRY_S = 30  # how long a client told that the store cannot write waits before sending again
-# What the disk or another process does to the store, and may undo: full, read-only, failing, locked.
-_UNAVAILABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY,
-                sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN}
-
-
-def store_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` is the conversation store failing for a while (a full disk, a file made read-only),
-    which sending again later mends; any other error of the store is a fault, which waiting does not."""
-    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) & 0xFF in _UNAVAILABLE
 
 
 def store_failed(exc: Exception) -> str:
-    """What a client hears when the conversation store cannot write (:func:`store_unavailable`): the cause,
-    which a person can act on, and that nothing is lost by sending again."""
+    """What a client hears when the conversation store cannot write (:func:`~dialogues.store.cannot_write`): the
+    cause, which a person can act on, and that nothing is lost by sending again."""
     return f"the conversation store cannot write now ({exc}): try again later"
 
 

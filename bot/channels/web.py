@@ -25,10 +25,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic_core import PydanticCustomError
 
 from bot.channels.base import (DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, json_response, load_json, readable,
-                               store_failed, store_unavailable)
+                               store_failed)
 from bot.language import READABLE, Language
 from bot.limits import count_message, count_request, retry_after
 from bot.project import first_error
+from dialogues.store import cannot_write
 
 # Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:
 # ``slack:{team}:{channel}:{thread}``, and ``wecom:{corp}:{userid}``, where a WeCom userid may hold ``@``.
@@ -337,7 +338,7 @@ class WebChannel(Channel):
                 except web.HTTPTooManyRequests as exc:
                     await ws.send_json(too_many(exc, request_type))
                 except Exception as exc:  # as the HTTP path's middleware does: log it, answer, keep the socket
-                    if store_unavailable(exc):  # no retry_after, the rate limit's: the widget says the customer sent too fast
+                    if cannot_write(exc):  # no retry_after, the rate limit's: the widget says the customer sent too fast
                         log.error("web chat turn on the socket: the conversation store failed: %s", exc)
                         await ws.send_json({"type": "error", "error": store_failed(exc), **request_type})
                     else:
