@@ -316,7 +316,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     project = load_project(directory)
     host = host or project.config.server.host
     port = project.config.server.port if port is None else port  # 0: any free port
-    level = os.environ.get("DESKBOT_LOG_LEVEL", "INFO").strip().upper()
+    level = os.environ.get("DESKBOT_LOG_LEVEL", "").strip().upper() or "INFO"  # set but empty, as compose files do
     if level not in LOG_LEVELS:
         fail(f"DESKBOT_LOG_LEVEL={os.environ['DESKBOT_LOG_LEVEL']!r}: expected one of {', '.join(LOG_LEVELS)}")
     if not admin_token(project):

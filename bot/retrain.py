@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.nlu import answer_encoder, read_meta
-from bot.project import Example, Project, same_example
+from bot.project import Example, Project, model_folder, same_example
 from bot.training import (
     HISTORY_ANSWER,
     answers_for,
@@ -216,7 +216,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         usable = exported(project, data)  # what is new is what a retrain learns: not a label or answer it leaves out
         new = _new_since(usable, last.meta)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
-        base_changed = last.meta.get("base_model") != project.config.base_model  # bot.yml's model.base edited
+        base_changed = not same_base(last.meta.get("base_model"), project)  # bot.yml's model.base edited
         # A rollback may serve a version of other intents than nlu.yml's, which the last attempt trained on.
         intents_differ = set(read_meta(serving_path).get("labels", project.intents)) != set(project.intents)
         answers = agent_answers(data, project)
@@ -261,9 +261,9 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         # a warm start would begin from it, keep its answers and half its weights. A warm start goes on from
         # the serving model's encoder, so bot.yml's model.base changed since, it would train the old one.
         same_intents = serving.labels == sorted({e.intent for e in train})
-        same_base = read_meta(serving_path).get("base_model") == project.config.base_model
-        warm = same_intents and same_base and not new["labels_gone"]
-        why_full = ("the intents changed" if not same_intents else "the base model changed" if not same_base
+        base = same_base(read_meta(serving_path).get("base_model"), project)
+        warm = same_intents and base and not new["labels_gone"]
+        why_full = ("the intents changed" if not same_intents else "the base model changed" if not base
                     else f"{new['labels_gone']} label(s) it learnt are gone")
         transfer = [text for text in traffic if same_example(text) not in held_texts] if warm else []
         say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: ' + why_full}) "
@@ -326,6 +326,13 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         registry.record({"event": "refused", "version": version, "serving": serving_name, "reasons": reasons,
                          **({"index_refresh": decision["index_refresh"]} if "index_refresh" in decision else {})})
         return RetrainResult(version, False, decision)
+
+
+def same_base(recorded: str | None, project: Project) -> bool:
+    """Whether a version was trained from bot.yml's base model: recorded as bot.yml wrote it, or, by versions
+    from before, as the folder it named (whose retrain trained from scratch once for a changed-looking base)."""
+    return recorded == project.config.base_model or (
+        recorded is not None and model_folder(project.root, recorded) == project.base_model)
 
 
 def gone_answers(serving_path: Path, answers: list[Answer]) -> list[str]:

@@ -91,23 +91,6 @@ def other_intents(labels: Collection[str], version: str, project: Project) -> st
 
 
 @web.middleware
-async def counted(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every response counted by its status for /metrics, the limits' and the handlers' refusals included:
-    requests are not logged one by one."""
-    metrics = request.app[BOT].metrics
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        metrics.response(exc.status)
-        raise
-    except Exception:
-        metrics.response(500)
-        raise
-    metrics.response(response.status)
-    return response
-
-
-@web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every error leaves as JSON with a reason; nothing leaks a stack trace."""
     try:
@@ -582,7 +565,10 @@ async def set_handoff(request: web.Request) -> web.Response:
 
 async def protective_headers(request: web.Request, response: web.StreamResponse) -> None:
     """No browser guesses another type than the one sent (nosniff), and no browser or proxy keeps a copy
-    of a conversation: transcripts, histories and exports hold what customers wrote."""
+    of a conversation: transcripts, histories and exports hold what customers wrote. And each response is
+    counted by its status for /metrics, as it goes out (a file's 304 or 206 is known only then), the
+    limits' and the handlers' refusals included: requests are not logged one by one."""
+    request.app[BOT].metrics.response(response.status)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     if request.path.startswith(("/admin/", "/api/conversations/")):
         response.headers.setdefault("Cache-Control", "no-store")
@@ -594,7 +580,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     nlu = nlu or load_serving_model(project, device)  # refuse to start on a bad model
     server = project.config.server
     limits = Limits(server.limits, server.max_body_bytes, trusted=is_admin)
-    app = web.Application(middlewares=[counted, json_errors, limits.middleware], client_max_size=server.max_body_bytes)
+    app = web.Application(middlewares=[json_errors, limits.middleware], client_max_size=server.max_body_bytes)
     app.on_response_prepare.append(protective_headers)
     logging.getLogger("aiohttp.server").addFilter(CLIENT_ERRORS)  # the same filter once, however many apps
     privacy = project.config.privacy

@@ -1018,3 +1018,16 @@ def test_an_answer_corrected_in_history_jsonl_is_given_after_a_retrain_without_t
     caplog.clear()
     load_serving_model(load_project(bot_dir), "cpu")
     assert "history.jsonl changed" not in caplog.text
+
+
+def test_a_version_recorded_with_its_base_models_folder_has_the_same_base(tmp_path: Path) -> None:
+    """Versions from before recorded model.base as the folder it named: the first retrain after the change
+    took it for another base model and trained from scratch."""
+    from bot.retrain import same_base
+    from tests.conftest import DEMO, copy_bot
+
+    root = copy_bot(DEMO, tmp_path / "bot", base_model="tinymodel")
+    (root / "tinymodel").mkdir()
+    project = load_project(root)
+    assert same_base("tinymodel", project) and same_base(str((root / "tinymodel").resolve()), project)
+    assert not same_base("multilingual", project) and not same_base(None, project)

@@ -295,9 +295,13 @@ async def test_metrics_count_refusals_and_do_not_wait_behind_a_stuck_store(
     client = await aiohttp_client(create_app(root, device="cpu"))
     assert (await client.post("/api/chat", data=b"{not json")).status == 400
     assert (await client.get("/admin/stats")).status == 401
+    widget = await client.get("/widget.js")
+    again = await client.get("/widget.js", headers={"If-None-Match": widget.headers["ETag"]})
+    assert again.status == 304  # a file's status is known only as it goes out
     metrics = await (await client.get("/metrics")).text()
     assert 'deskbot_http_responses_total{status="400"} 1.0' in metrics
     assert 'deskbot_http_responses_total{status="401"} 1.0' in metrics
+    assert 'deskbot_http_responses_total{status="304"} 1.0' in metrics
 
     def stuck(store: Store) -> Any:
         time.sleep(4.5)

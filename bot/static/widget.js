@@ -652,7 +652,7 @@
   // AbortSignal.timeout(ms), which the Safari of 2021 lacks.
   function timeoutSignal(ms) {
     const controller = new AbortController();
-    setTimeout(() => controller.abort(), ms);
+    setTimeout(() => controller.abort(new DOMException("timed out", "TimeoutError")), ms);
     return controller.signal;
   }
 
