@@ -568,7 +568,9 @@ async def protective_headers(request: web.Request, response: web.StreamResponse)
     of a conversation: transcripts, histories and exports hold what customers wrote. And each response is
     counted by its status for /metrics, as it goes out (a file's 304 or 206 is known only then), the
     limits' and the handlers' refusals included: requests are not logged one by one."""
-    request.app[BOT].metrics.response(response.status)
+    if "counted" not in request:  # a handler failing after its 101 or stream went out makes a second response
+        request["counted"] = True
+        request.app[BOT].metrics.response(response.status)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     if request.path.startswith(("/admin/", "/api/conversations/")):
         response.headers.setdefault("Cache-Control", "no-store")

@@ -295,7 +295,8 @@ async def test_a_direct_message_is_one_conversation_answered_where_the_customer_
                                                      "channel_id": "D1"}, channel={"id": "D1"}))
     await slack.channel.close()
     assert {t.conversation_id for t in slack.bot.turns} == {"slack:T1:D1:"} and len(slack.bot.turns) == 4
-    assert [p.get("thread_ts") for p in slack.posts] == [None] * 4  # at the top level, where the customer writes
+    # at the top level, where the customer writes; in the thread for the message written in one
+    assert sorted(p.get("thread_ts") or "" for p in slack.posts) == ["", "", "", "1700000000.000100"]
 
 
 async def test_close_waits_for_answers_in_flight_up_to_its_grace(slack: SimpleNamespace) -> None:
@@ -535,6 +536,13 @@ async def test_a_click_on_an_org_wide_install_is_answered_in_its_own_conversatio
         await post_click(slack.client, click(trigger=trigger, team=None, actions=taken))
     await slack.channel.close()
     assert [t.conversation_id for t in slack.bot.turns] == [f"slack:T1:C1:{TS}"] * 2 + [f"slack::C1:{TS}"]
+    # In a DM, a block posted before DMs were one conversation names its thread: the team is taken all the same.
+    dm = {"type": "message", "message_ts": "1700000003.000200", "channel_id": "D1"}
+    for trigger, block in (("t3", "slack:T1:D1:"), ("t4", f"slack:T1:D1:{TS}")):
+        await post_click(slack.client, click(trigger=trigger, team=None, container=dm, channel={"id": "D1"},
+                                             actions=[{**pressed[0], "block_id": block}]))
+    await slack.channel.close()
+    assert [t.conversation_id for t in slack.bot.turns[3:]] == ["slack:T1:D1:"] * 2
 
 
 async def test_foreign_or_empty_clicks_are_ignored(slack: SimpleNamespace) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import datetime, timedelta, timezone
 import shutil
@@ -341,3 +342,28 @@ async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again
     full["on"] = False  # room on the disk again: the check's own write succeeds
     assert (await client.get("/healthz")).status == 200
     assert (await client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order"})).status == 200
+
+
+async def test_a_response_that_fails_after_it_went_out_is_counted_once(aiohttp_client: Any) -> None:
+    """A WebSocket's 101 or a stream, then an error: the error's response was counted as a second one."""
+    from types import SimpleNamespace
+
+    from aiohttp import web
+
+    from bot.metrics import Metrics
+    from bot.server import json_errors, protective_headers
+
+    async def streams_then_fails(request: web.Request) -> web.StreamResponse:
+        await web.StreamResponse().prepare(request)
+        raise ConnectionResetError("the client went away")
+
+    app = web.Application(middlewares=[json_errors])
+    app.on_response_prepare.append(protective_headers)
+    app[BOT] = SimpleNamespace(metrics=Metrics())
+    app.router.add_get("/stream", streams_then_fails)
+    client = await aiohttp_client(app)
+    with contextlib.suppress(Exception):
+        await (await client.get("/stream")).read()
+    counted = app[BOT].metrics.exposition()[0].decode()
+    assert 'deskbot_http_responses_total{status="200"} 1.0' in counted
+    assert 'status="500"' not in counted and 'status="400"' not in counted

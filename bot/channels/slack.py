@@ -248,12 +248,15 @@ class SlackChannel(PlatformChannel):
             return None
         team = _string(payload.get("team_id")) or _string(event.get("team"))
         thread = _string(event.get("thread_ts")) or ts
+        # In a DM, a message written in a thread (one of the bot's answers, replied to) is answered there.
+        answer_in = thread if channel.startswith("D") and _string(event.get("thread_ts")) else ""
         return Turn(
             conversation_id=f"slack:{team}:{channel}:{in_thread(channel, thread)}",
             text=text,
             channel=self.name,
             user=user,
-            metadata={"team": team, "channel": channel, "ts": ts, "thread_ts": thread, "event_id": event_id},
+            metadata={"team": team, "channel": channel, "ts": ts, "thread_ts": thread, "event_id": event_id,
+                      **({"answer_in": answer_in} if answer_in else {})},
             seen=seen,
         )
 
@@ -275,7 +278,8 @@ class SlackChannel(PlatformChannel):
         team = _string(_object(payload.get("team")).get("id"))
         if not team:  # an org-wide install's click comes with "team": null; its block names the conversation
             named = _string(action.get("block_id")).split(":", 3)
-            if len(named) == 4 and named[0] == self.name and named[2:] == [channel, in_thread(channel, thread)]:
+            if (len(named) == 4 and named[0] == self.name and named[2] == channel  # a DM's block from before: its ts
+                    and in_thread(channel, named[3]) == in_thread(channel, thread)):
                 team = named[1]
         return Turn(
             conversation_id=f"slack:{team}:{channel}:{in_thread(channel, thread)}",
@@ -315,13 +319,15 @@ class SlackChannel(PlatformChannel):
     async def _answer(self, turn: Turn) -> None:
         reply = await self.answer(turn)
         if (reply.text or reply.buttons) and reply.source != "silent":  # an action may offer buttons alone
-            await self.deliver(turn.conversation_id, reply.turn_id, self.send(turn.conversation_id, reply.text,
-                                                                              buttons=reply.buttons), turn.pending_id)
+            await self.deliver(turn.conversation_id, reply.turn_id, self.send(
+                turn.conversation_id, reply.text, buttons=reply.buttons, thread=turn.metadata.get("answer_in")),
+                turn.pending_id)
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
-        """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``; an
-        agent's reply led by its ``author``'s name."""
+        """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``, or into
+        ``thread`` (a DM's answer to a message written in one); an agent's reply led by its ``author``'s name."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
+        thread_ts = kwargs.get("thread") or thread_ts
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
         buttons = kwargs.get("buttons") or []
