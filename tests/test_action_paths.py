@@ -514,6 +514,20 @@ class Nested(Action):
 """
 
 
+# as a Rasa project's actions import their helpers
+ABSOLUTE_IMPORT_ACTION = NESTED_ACTION.replace("from ..wording import", "from actions.wording import")
+
+
+async def said_by_nested(actions: Path) -> list[str]:
+    """What action_nested of the ``actions`` folder says, run in-process."""
+    runner = ActionRunner(actions, None, 5.0, {})
+    try:
+        call = action_call("action_nested", "c1", "hi", "greet", 1.0, [], {}, {}, {}, "web", {})
+        return [m["text"] for m in (await runner.run(call)).messages]
+    finally:
+        await runner.close()
+
+
 async def test_actions_in_a_sub_package_of_actions_are_registered(tmp_path: Path) -> None:
     """actions/orders/status.py, as rasa-sdk's server loads it: deskbot read the top-level files alone, and
     refused to start ("no class in actions/ is named so")."""
@@ -522,12 +536,7 @@ async def test_actions_in_a_sub_package_of_actions_are_registered(tmp_path: Path
     (actions / "wording.py").write_text('BYE = "Bye!"\n')
     (actions / "orders" / "__init__.py").write_text("")
     (actions / "orders" / "status.py").write_text(NESTED_ACTION)
-    runner = ActionRunner(actions, None, 5.0, {})
-    try:
-        call = action_call("action_nested", "c1", "hi", "greet", 1.0, [], {}, {}, {}, "web", {})
-        assert [m["text"] for m in (await runner.run(call)).messages] == ["Bye!"]
-    finally:
-        await runner.close()
+    assert await said_by_nested(actions) == ["Bye!"]
     (actions / "orders" / "status.py").write_text("import orders_api_client\n")
     with pytest.raises(ActionError, match=r"status.py:1: cannot load the custom actions: ModuleNotFoundError"):
         ActionRunner(actions, None, 5.0, {})
@@ -591,20 +600,6 @@ async def test_async_actions_share_one_loop_and_are_cancelled_at_the_time_limit(
         await runner.close()
 
 
-ABSOLUTE_IMPORT_ACTION = """
-from rasa_sdk import Action
-
-from actions.wording import BYE  # as a Rasa project's actions import their helpers
-
-
-class Nested(Action):
-    def name(self):
-        return "action_nested"
-
-    def run(self, dispatcher, tracker, domain):
-        dispatcher.utter_message(text=BYE)
-        return []
-"""
 
 
 async def test_actions_import_their_helpers_from_the_actions_package_as_in_rasa(tmp_path: Path) -> None:
@@ -616,12 +611,7 @@ async def test_actions_import_their_helpers_from_the_actions_package_as_in_rasa(
         actions.mkdir(parents=True)
         (actions / "wording.py").write_text(f"BYE = {bye!r}\n")
         (actions / "nested.py").write_text(ABSOLUTE_IMPORT_ACTION)
-        runner = ActionRunner(actions, None, 5.0, {})
-        try:
-            call = action_call("action_nested", "c1", "hi", "greet", 1.0, [], {}, {}, {}, "web", {})
-            answers += [m["text"] for m in (await runner.run(call)).messages]
-        finally:
-            await runner.close()
+        answers += await said_by_nested(actions)
     assert answers == ["Bye!", "再见！"]
 
 
@@ -631,13 +621,8 @@ async def test_actions_defined_in_the_packages_init_are_registered(tmp_path: Pat
     actions = tmp_path / "actions"
     actions.mkdir()
     (actions / "wording.py").write_text('BYE = "Bye!"\n')
-    (actions / "__init__.py").write_text(NESTED_ACTION.replace("from ..wording", "from actions.wording"))
-    runner = ActionRunner(actions, None, 5.0, {})
-    try:
-        call = action_call("action_nested", "c1", "hi", "greet", 1.0, [], {}, {}, {}, "web", {})
-        assert [m["text"] for m in (await runner.run(call)).messages] == ["Bye!"]
-    finally:
-        await runner.close()
+    (actions / "__init__.py").write_text(ABSOLUTE_IMPORT_ACTION)
+    assert await said_by_nested(actions) == ["Bye!"]
     (actions / "__init__.py").write_text("import orders_api_client\n")
     with pytest.raises(ActionError, match=r"__init__.py:1: cannot load the custom actions: ModuleNotFoundError"):
         ActionRunner(actions, None, 5.0, {})

@@ -775,22 +775,28 @@ async def test_an_agent_reply_the_platform_may_have_sent_is_a_504_that_says_to_c
     assert answered["waiting_since"] is None and posted == ["Yes, I'm here."]
 
 
-async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_undelivered(
-        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
-    """It was a bare traceback under "background task failed", naming no conversation, and the transcript
-    showed the answer as delivered: no agent could tell that the customer got nothing."""
+async def slack_message(client: Any) -> str:
+    """A customer's Slack message, signed as Slack signs it, answered (in the background) before this returns;
+    its conversation's id."""
     import json
 
     from bot.channels.slack import slack_signature
 
-    client = await slack_refusing_all(bot_dir, aiohttp_client, aiohttp_server)
     body = json.dumps({"type": "event_callback", "team_id": "T1", "event_id": "Ev9", "event": {
         "type": "message", "user": "U1", "channel": "C1", "ts": "1700000000.000100", "text": "where is my parcel?"}}).encode()
     stamp = str(int(time.time()))
     signed = {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": slack_signature("s", stamp, body)}
     assert (await client.post("/slack/events", data=body, headers=signed)).status == 200
     await client.app[BOT].channels["slack"].close()  # waits for the answer in the background
-    cid = "slack:T1:C1:1700000000.000100"
+    return "slack:T1:C1:1700000000.000100"
+
+
+async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_undelivered(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """It was a bare traceback under "background task failed", naming no conversation, and the transcript
+    showed the answer as delivered: no agent could tell that the customer got nothing."""
+    client = await slack_refusing_all(bot_dir, aiohttp_client, aiohttp_server)
+    cid = await slack_message(client)
     transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
     assert [t["undelivered"] for t in transcript["turns"] if t["role"] == "bot"] == [True]
     failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
@@ -804,10 +810,6 @@ async def test_a_bot_answer_the_platform_may_have_posted_is_taken_as_posted(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     """Slack took the answer and answered 500: the thread was handed to a person as undelivered, and the
     customer, who had the answer, got no reply to anything else they wrote until an agent came."""
-    import json
-
-    from bot.channels.slack import slack_signature
-
     posted: list[str] = []
 
     async def post_message(request: web.Request) -> web.Response:
@@ -815,13 +817,7 @@ async def test_a_bot_answer_the_platform_may_have_posted_is_taken_as_posted(
         return web.Response(status=500, text="internal error")
 
     client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
-    body = json.dumps({"type": "event_callback", "team_id": "T1", "event_id": "Ev9", "event": {
-        "type": "message", "user": "U1", "channel": "C1", "ts": "1700000000.000100", "text": "where is my parcel?"}}).encode()
-    stamp = str(int(time.time()))
-    signed = {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": slack_signature("s", stamp, body)}
-    assert (await client.post("/slack/events", data=body, headers=signed)).status == 200
-    await client.app[BOT].channels["slack"].close()  # waits for the answer in the background
-    cid = "slack:T1:C1:1700000000.000100"
+    cid = await slack_message(client)
     transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
     assert transcript["status"] == "open" and len(posted) == 1
     assert [t["undelivered"] for t in transcript["turns"] if t["role"] == "bot"] == [False]
