@@ -288,7 +288,7 @@ class SlowSlack:
         from bot.channels.slack import slack_signature
 
         event = {"type": "event_callback", "team_id": "T1", "event_id": f"Ev{number}",
-                 "event": {"type": "message", "channel_type": "im", "user": "U1", "channel": "D1",
+                 "event": {"type": "message", "channel_type": "channel", "user": "U1", "channel": "C1",
                            "ts": f"1700000000.00010{number}", "text": "/track_order"}}
         body = json.dumps(event).encode()
         timestamp = str(int(time.time()))
@@ -353,10 +353,10 @@ async def test_a_slack_message_acknowledged_before_a_kill_is_answered_by_the_nex
         await asyncio.sleep(0.5)
         server.process.terminate()
         server.process.join(30)
-    assert [(p["channel"], p["thread_ts"], p["text"]) for p in bot.posts] == [("D1", "1700000000.000101", "looked it up slowly")]
+    assert [(p["channel"], p["thread_ts"], p["text"]) for p in bot.posts] == [("C1", "1700000000.000101", "looked it up slowly")]
     with sqlite3.connect(bot.root / "dialogues.db") as db:
         assert db.execute("SELECT count(*) FROM pending WHERE answered IS NULL").fetchone() == (0,)
-        assert db.execute("SELECT role, text FROM turns WHERE conversation_id = 'slack:T1:D1:1700000000.000101'"
+        assert db.execute("SELECT role, text FROM turns WHERE conversation_id = 'slack:T1:C1:1700000000.000101'"
                           ).fetchall() == [("user", "/track_order"), ("bot", "looked it up slowly")]
 
 
@@ -385,7 +385,7 @@ async def test_an_answer_killed_on_its_way_to_slack_is_sent_by_the_next_server(
         assert db.execute("SELECT count(*) FROM pending WHERE answered IS NULL").fetchone() == (0,)
         # sent as logged, not answered a second time
         assert db.execute("SELECT role, text, undelivered FROM turns WHERE conversation_id = "
-                          "'slack:T1:D1:1700000000.000101'").fetchall() == [("user", "/track_order", None),
+                          "'slack:T1:C1:1700000000.000101'").fetchall() == [("user", "/track_order", None),
                                                                              ("bot", "looked it up slowly", None)]
 
 

@@ -1418,10 +1418,10 @@ def test_the_agents_console_gives_up_a_request_nothing_answers(
     context = open_console(chromium, server, web_demo_bot.admin_token)
     page = context.pages[0]
     held: list[Route] = []
-    page.route("**/admin/stats*", lambda route: held.append(route))
+    page.route("**/admin/conversations?*", lambda route: held.append(route))  # the inbox, asked at each refresh
     expect(page.locator(".status")).to_have_text("Cannot reach the bot.", timeout=25_000)
     assert held
-    page.unroute("**/admin/stats*")
+    page.unroute("**/admin/conversations?*")
     cid = f"console-{next(PAGE_NUMBERS)}"
     api.chat(cid, "/handoff")
     expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
