@@ -331,14 +331,17 @@ class SlackChannel(PlatformChannel):
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
         buttons = kwargs.get("buttons") or []
-        pieces = message_pieces(signed(text, kwargs.get("author")), MARKDOWN_LIMIT)  # a long answer in several messages, its buttons under the last
+        # a long answer in several messages, its buttons under the last
+        pieces = message_pieces(signed(text, kwargs.get("author")), MARKDOWN_LIMIT)
 
         async def post(numbered: tuple[int, str]) -> None:
             i, piece = numbered
             # ``text`` is mrkdwn, where <…> is a mention or a link and & starts an entity: a reply's own "<3 days"
             # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
             escaped = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            message: dict[str, Any] = {"channel": channel, "text": escaped, **({"thread_ts": thread_ts} if thread_ts else {})}
+            message: dict[str, Any] = {"channel": channel, "text": escaped}
+            if thread_ts:  # none in a DM: at the top level, where its customer writes
+                message["thread_ts"] = thread_ts
             blocks = message_blocks(piece, buttons if i == len(pieces) else [], conversation_id)
             if blocks:  # ``text`` stays as the notification and screen-reader fallback
                 message["blocks"] = blocks
