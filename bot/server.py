@@ -51,6 +51,7 @@ ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the 
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STATIC = Path(str(resources.files("bot") / "static"))
+COUNTED = web.RequestKey("counted", bool)  # the request's response is counted for /metrics already
 METRICS_READ_S = 2.0  # how long a scrape (or a health check) waits on the store before answering without it
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
@@ -568,8 +569,8 @@ async def protective_headers(request: web.Request, response: web.StreamResponse)
     of a conversation: transcripts, histories and exports hold what customers wrote. And each response is
     counted by its status for /metrics, as it goes out (a file's 304 or 206 is known only then), the
     limits' and the handlers' refusals included: requests are not logged one by one."""
-    if "counted" not in request:  # a handler failing after its 101 or stream went out makes a second response
-        request["counted"] = True
+    if COUNTED not in request:  # a handler failing after its 101 or stream went out makes a second response
+        request[COUNTED] = True
         request.app[BOT].metrics.response(response.status)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     if request.path.startswith(("/admin/", "/api/conversations/")):
