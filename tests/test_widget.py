@@ -874,6 +874,12 @@ def test_the_list_stays_where_the_customer_reads_and_keeps_the_latest_in_sight(o
     expect(page.locator(".msg.user")).to_have_count(7)
     page.wait_for_timeout(300)
     assert scroller.evaluate("node => node.scrollTop") == 0
+    jump = page.get_by_role("button", name="New messages ↓")  # what came is said, and one click away
+    expect(jump).to_be_visible()
+    jump.click()
+    expect(jump).to_be_hidden()
+    assert scroller.evaluate("node => node.scrollTop") > 0
+    expect(page.locator("textarea")).to_be_focused()
     widget.send("my own message")  # takes the customer to the end
     expect(widget.bot_replies()).to_have_count(8)
     at_end = "node => node.scrollTop + node.clientHeight >= node.scrollHeight - 2"

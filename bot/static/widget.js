@@ -47,6 +47,7 @@
       tooFast: "Not sent: too many messages. Wait {seconds} s, then retry.",
       tooLong: "Too long: {max} characters at most. Shorten it, then send.",
       retry: "Retry",
+      newMessages: "New messages ↓",
       poweredBy: "Powered by deskbot",
     },
     zh: {
@@ -78,6 +79,7 @@
       tooFast: "未发送：消息太频繁，请等待 {seconds} 秒后重试。",
       tooLong: "消息太长：最多 {max} 个字。请删减后再发送。",
       retry: "重试",
+      newMessages: "有新消息 ↓",
       poweredBy: "由 deskbot 提供支持",
     },
   };
@@ -337,6 +339,10 @@
     .feedback svg { width: 15px; height: 15px; }
     .feedback .thanks { font-size: 11.5px; color: var(--db-muted); margin-left: 6px; }
 
+    .jump { position: sticky; bottom: 4px; display: block; margin: 8px auto 0; border: 0; border-radius: 999px;
+      padding: 6px 14px; font-size: 13px; background: var(--db-primary); color: var(--db-on-primary);
+      box-shadow: 0 4px 14px rgba(20, 24, 40, 0.2); }
+    .jump[hidden] { display: none; }
     .typing { display: flex; align-items: center; gap: 8px; margin-top: 10px; }
     .typing[hidden] { display: none; }
     .dots { display: inline-flex; gap: 4px; padding: 12px 14px; background: var(--db-bot-bubble);
@@ -456,7 +462,10 @@
   const typingText = el("span", "sr");
   typing.setAttribute("role", "status");
   typing.append(dots, typingText);
-  scroller.append(log, typing);
+  const jump = el("button", "jump"); // to the end, for a customer reading back when a message comes
+  jump.type = "button";
+  jump.hidden = true;
+  scroller.append(log, typing, jump);
 
   const quick = el("div", "quick");
   quick.setAttribute("role", "group");
@@ -492,6 +501,7 @@
     bannerText.textContent = t.handedOff;
     log.setAttribute("aria-label", t.messages);
     typingText.textContent = t.typing;
+    jump.textContent = t.newMessages;
     quick.setAttribute("aria-label", t.suggestions);
     inputLabel.textContent = t.inputLabel;
     input.placeholder = t.placeholder;
@@ -514,14 +524,30 @@
   function scrollToEnd() {
     scroller.scrollTo({ top: scroller.scrollHeight, behavior: "instant" });
     atEnd = true;
+    jump.hidden = true;
   }
-  function follow() {
+  // ``news``: a message came, which a customer reading back is told of by the button to the end.
+  function follow(news) {
     if (atEnd) scrollToEnd();
+    else if (news && !restoring) jump.hidden = false;
   }
+  // Left by scrolling up, reached by scrolling to the end: a list the panel made shorter (a rotated phone) moved
+  // nothing, and its scroll event must not count as the customer leaving the end.
+  let lastTop = 0;
   scroller.addEventListener("scroll", () => {
-    atEnd = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 24;
+    const top = scroller.scrollTop;
+    if (top < lastTop - 1) atEnd = false;
+    if (top + scroller.clientHeight >= scroller.scrollHeight - 24) atEnd = true;
+    lastTop = top;
+    if (atEnd) jump.hidden = true;
   });
-  new ResizeObserver(follow).observe(scroller);
+  jump.addEventListener("click", () => {
+    scrollToEnd();
+    input.focus(); // the button is gone: the keyboard goes on to the message box
+  });
+  const resized = new ResizeObserver(() => follow());
+  resized.observe(scroller);
+  resized.observe(log); // text wrapped anew (a narrower panel) grows the list: the latest stays in sight
 
   // A message that came while the chat was closed: a dot on the launcher, and its name counts them, which a
   // screen reader says (the log that announces messages is inside the hidden panel).
@@ -568,7 +594,7 @@
       node.dataset.turnId ? Number(node.dataset.turnId) > turnId : node.classList.contains("out"));
     log.insertBefore(message, later || null);
     if (role !== "user") markUnread();
-    follow();
+    follow(role !== "user");
     return message;
   }
 
@@ -576,7 +602,7 @@
     const notice = el("div", `notice${isError ? " error" : ""}`, text);
     if (isError) notice.setAttribute("role", "alert");
     log.append(notice);
-    follow();
+    follow(true);
   }
 
   function feedbackButtons(turnId, current) {
