@@ -85,12 +85,8 @@ class Limits:
         return RateLimitItemPerMinute(amount) if amount > 0 else None
 
     def _trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(_without_port(address))
-        except ValueError:
-            return False
-        ip = ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
-        return any(ip in network for network in self.config.trusted_proxies)
+        ip = _ip(address)
+        return ip is not None and any(ip in network for network in self.config.trusted_proxies)
 
     def client_ip(self, request: web.Request) -> str:
         """The address a client is counted by: the peer's or, when the proxy in front is trusted, the
@@ -108,14 +104,11 @@ class Limits:
                 address = forwarded.pop()
         elif self.config.trust_forwarded_for:
             address = forwarded[-1] if forwarded else address
-        try:
-            ip = ipaddress.ip_address(_without_port(address))
-        except ValueError:
+        ip = _ip(address)
+        if ip is None:
             return address
         if isinstance(ip, ipaddress.IPv6Address):
-            if ip.ipv4_mapped is None:
-                return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-            ip = ip.ipv4_mapped
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
         return str(ip)
 
     def _prune(self) -> None:
@@ -228,6 +221,16 @@ class Limits:
         except web.HTTPUnauthorized:
             self._wait(self._per_ip, "ip", ip)
             raise
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a peer or a forwarded entry names, its port left out and an IPv4 one written as IPv6
+    (``::ffff:a.b.c.d``) as itself; None for what is no address."""
+    try:
+        ip = ipaddress.ip_address(_without_port(address))
+    except ValueError:
+        return None
+    return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
 
 
 def _without_port(address: str) -> str:

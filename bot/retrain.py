@@ -218,11 +218,12 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         base_changed = not same_base(last.meta.get("base_model"), project)  # bot.yml's model.base edited
         # A rollback may serve a version of other intents than nlu.yml's, which the last attempt trained on.
-        intents_differ = set(read_meta(serving_path).get("labels", project.intents)) != set(project.intents)
+        serving_meta = read_meta(serving_path)  # an index refresh below copies it, the base model with it
+        intents_differ = set(serving_meta.get("labels", project.intents)) != set(project.intents)
         answers = agent_answers(data, project)
         gone = gone_answers(serving_path, answers)
         history = history_fingerprint(project)
-        history_changed = read_meta(serving_path).get("history", history) != history  # edited since it was indexed
+        history_changed = serving_meta.get("history", history) != history  # edited since it was indexed
         if gone or history_changed:
             # Not for one more minute of training: the customers' answers must not be shown while the candidate
             # trains, nor for good if the run then fails, and an answer corrected in history.jsonl is given as it
@@ -261,7 +262,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         # a warm start would begin from it, keep its answers and half its weights. A warm start goes on from
         # the serving model's encoder, so bot.yml's model.base changed since, it would train the old one.
         same_intents = serving.labels == sorted({e.intent for e in train})
-        base = same_base(read_meta(serving_path).get("base_model"), project)
+        base = same_base(serving_meta.get("base_model"), project)
         warm = same_intents and base and not new["labels_gone"]
         why_full = ("the intents changed" if not same_intents else "the base model changed" if not base
                     else f"{new['labels_gone']} label(s) it learnt are gone")

@@ -52,7 +52,7 @@ REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the 
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STATIC = Path(str(resources.files("bot") / "static"))
 COUNTED = web.RequestKey("counted", bool)  # the request's response is counted for /metrics already
-METRICS_READ_S = 2.0  # how long a scrape (or a health check) waits on the store before answering without it
+STORE_WAIT_S = 2.0  # how long a scrape (or a health check) waits on the store before answering without it
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
 WATCH_OFF_S = 5.0  # while learning.watch_seconds is 0, how often watch_models looks whether a reload set it
@@ -225,7 +225,7 @@ async def healthz(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     if bot.store.failing is not None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(bot._store(bot.store.probe), METRICS_READ_S)
+            await asyncio.wait_for(bot._store(bot.store.probe), STORE_WAIT_S)
     if (failing := bot.store.failing) is not None:
         raise http_error(web.HTTPServiceUnavailable, f"the conversation store cannot write: {failing}")
     return json_response({"status": "ok", "model_version": bot.nlu.version})
@@ -238,7 +238,7 @@ async def metrics(request: web.Request) -> web.Response:
     # Read beside the store's writer, and not waited for long: a scrape held up behind a stuck store (29 s)
     # lost the figures exactly when they mattered; the last ones stand meanwhile.
     with contextlib.suppress(asyncio.TimeoutError):
-        customers, since = await asyncio.wait_for(bot._read(Store.waiting), METRICS_READ_S)
+        customers, since = await asyncio.wait_for(bot._read(Store.waiting), STORE_WAIT_S)
         bot.metrics.waiting(customers, 0.0 if since is None else max(time.time() - since, 0.0))
     body, content_type = bot.metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})

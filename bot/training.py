@@ -154,9 +154,10 @@ def history_answers(project: Project) -> list[Answer]:
 
 
 def history_fingerprint(project: Project) -> str:
-    """Identifies history.jsonl's answers as indexed, so that a retrain and a served bot know when the file
-    changed since a version's index was built: an answer corrected there was given as it was until then."""
-    rows = sorted(f"{a.intent}\t{a.question}\t{a.text}" for a in history_answers(project))
+    """Identifies history.jsonl's answers, so that a retrain and a served bot know when the file changed since
+    a version's index was built: an answer corrected there was given as it was until then. Read from the file's
+    items, not from what the index takes of them, which would check each answer at every start."""
+    rows = sorted(f"{item.intent}\t{item.question}\t{item.answer}" for item in project.history)
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 

@@ -398,9 +398,9 @@ _NAMED_BY = re.compile(r"(?i)(?:(?<![a-z])my name(?: is|'s| ?[:：])|我叫|我�
 _INTRODUCED = regex.compile(r"(?<![A-Za-z])(?:[Ii]'m|[Ii] am|[Tt]his is) +(?=\p{Lu})|我是 *(?=[\u4e00-\u9fff])")
 # Names in the alphabets customers write them in: Müller, José Núñez, Ólafur, O'Brien, Anna-Lena (an ASCII-only
 # name cut "Hans Müller" to "Hans M" and left "Ólafur" alone).
-NAME_LETTER = r"[\p{Latin}\p{Greek}\p{Cyrillic}\p{M}]"
-_NAME_WORDS = regex.compile(rf"{NAME_LETTER}[{NAME_LETTER[1:-1]}'’-]*(?: {NAME_LETTER}[{NAME_LETTER[1:-1]}'’-]*){{0,2}}"
-                            r"|[\u4e00-\u9fff]{2,4}")
+_NAME_LETTER = r"[\p{Latin}\p{Greek}\p{Cyrillic}\p{M}]"
+_NAME_WORD = rf"{_NAME_LETTER}[{_NAME_LETTER[1:-1]}'’-]*"
+_NAME_WORDS = regex.compile(rf"{_NAME_WORD}(?: {_NAME_WORD}){{0,2}}|[\u4e00-\u9fff]{{2,4}}")
 # Words written after "my name is" or "I'm" that are no name ("my name is John and…", "I'm Not happy").
 _NOT_NAMES = frozenset("""a about also am an and any are as at be because but by can cannot could did do does for from
 get got had has have help here hi hello how i i'm if in is it its just looking me my need no not now of ok okay on or

@@ -251,6 +251,9 @@ class LabelledMeanwhile(Exception):
 
 
 BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction before it fails
+# The log (dialogues.db-wal) grows while reads overlap without a gap (agents' consoles asking for the day's
+# figures beside a busy server): past this size it is cut back once they leave it a moment, not kept at its peak.
+WAL_SIZE_LIMIT = 64 << 20
 # What the disk or another process does to the store, and may undo: full, read-only, failing, locked.
 _UNWRITABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY,
                sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN}
@@ -260,9 +263,6 @@ def cannot_write(exc: BaseException) -> bool:
     """Whether ``exc`` is the store unable to write for a while (a full disk, a file made read-only), which
     writing again later mends; any other error of the store is a fault, which waiting does not."""
     return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) & 0xFF in _UNWRITABLE
-# The log (dialogues.db-wal) grows while reads overlap without a gap (agents' consoles asking for the day's
-# figures beside a busy server): past this size it is cut back once they leave it a moment, not kept at its peak.
-WAL_SIZE_LIMIT = 64 << 20
 
 
 LOW_SPACE_BYTES = 1 << 20  # below this, SQLite's "disk I/O error" is a full disk
