@@ -583,6 +583,25 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
     assert api.history(cid)["status"] == "open"
 
 
+def wrapped_websocket(what: str, send: str, url: str = "...args") -> str:
+    """An init script putting the page's WebSocket in a wrapper that does ``what``: its ``send(data)`` runs the
+    JavaScript ``send`` (``post(data)`` sends the frame itself), and the socket opens on ``url``."""
+    return f"""
+(() => {{
+  const Real = window.WebSocket;
+  window.WebSocket = function (...args) {{  // {what}
+    const ws = new Real({url});
+    const post = ws.send.bind(ws);
+    ws.send = (data) => {{
+{send}
+    }};
+    return ws;
+  }};
+  Object.assign(window.WebSocket, {{ CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 }});
+}})();
+"""
+
+
 BLOCKED_WEBSOCKET = """
 window.WebSocket = class BlockedWebSocket {
   constructor(url) {
@@ -628,21 +647,9 @@ def test_http_fallback_when_the_websocket_is_blocked(open_widget: Any, api: Simp
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Sam here, over HTTP.", "Ann here, I took over."])
 
 
-DROPPING_WEBSOCKET = """
-(() => {
-  const Real = window.WebSocket;
-  window.WebSocket = function (...args) {  // closes itself right after the next message frame goes out
-    const ws = new Real(...args);
-    const send = ws.send.bind(ws);
-    ws.send = (data) => {
-      send(data);
-      if (window.__dropNext && JSON.parse(data).type === "message") { window.__dropNext = false; ws.close(); }
-    };
-    return ws;
-  };
-  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
-})();
-"""
+DROPPING_WEBSOCKET = wrapped_websocket("closes itself right after the next message frame goes out", """
+      post(data);
+      if (window.__dropNext && JSON.parse(data).type === "message") { window.__dropNext = false; ws.close(); }""")
 
 
 def test_a_message_out_when_the_socket_drops_is_answered_once(open_widget: Any, api: SimpleNamespace,
@@ -716,28 +723,16 @@ def slow_turns(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bot, "_handle", slowly)
 
 
-LOSING_WEBSOCKET = """
-(() => {
-  const Real = window.WebSocket;
-  window.WebSocket = function (...args) {  // lost at once, as in a tunnel, right after the next message goes out
-    const ws = new Real(...(window.__down ? ["ws://127.0.0.1:9/"] : args));  // __down: no new one connects
-    const send = ws.send.bind(ws);
-    ws.send = (data) => {
+LOSING_WEBSOCKET = wrapped_websocket("lost at once, as in a tunnel, right after the next message goes out", """
       const message = JSON.parse(data).type === "message";
-      if (!(window.__swallowNext && message)) send(data);  // swallowed: lost before the server had it
+      if (!(window.__swallowNext && message)) post(data);  // swallowed: lost before the server had it
       if ((window.__loseNext || window.__swallowNext) && message) {
         window.__loseNext = window.__swallowNext = false;
         const closed = ws.onclose;
         ws.onmessage = ws.onclose = null;
         ws.close();
         closed(new CloseEvent("close", { code: 1006 }));
-      }
-    };
-    return ws;
-  };
-  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
-})();
-"""
+      }""", url='...(window.__down ? ["ws://127.0.0.1:9/"] : args)')  # __down: no new one connects
 
 
 def test_a_slow_answer_to_a_message_out_when_the_socket_was_lost_is_shown_once(
@@ -811,21 +806,9 @@ def test_a_message_lost_before_the_server_had_it_stays_not_sent(open_widget: Any
     expect(page.locator(".msg.user.failed")).to_have_text(re.compile("where is my parcel"))
 
 
-DEAF_WEBSOCKET = """
-(() => {
-  const Real = window.WebSocket;
-  window.WebSocket = function (...args) {  // open at both ends, and the next message goes nowhere: a dead network
-    const ws = new Real(...args);
-    const send = ws.send.bind(ws);
-    ws.send = (data) => {
+DEAF_WEBSOCKET = wrapped_websocket("open at both ends, and the next message goes nowhere: a dead network", """
       if (window.__deafNext && JSON.parse(data).type === "message") window.__deafNext = false;
-      else send(data);
-    };
-    return ws;
-  };
-  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
-})();
-"""
+      else post(data);""")
 
 
 def test_a_message_a_dead_connection_never_answers_is_marked_not_sent(open_widget: Any, api: SimpleNamespace) -> None:
