@@ -783,12 +783,22 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
 # --- learning from conversations ------------------------------------------------------------------
 
 
-def _open_store(project: Project) -> Store:
+def _open_store(project: Project, reading: bool = False) -> Store:
+    """The bot's store; ``reading`` (figures, exports) opens it for reading alone, so that a copy on a
+    read-only disk or a backup's snapshot can be read. A file of an older deskbot is brought up to date
+    first, which does write."""
     from dialogues.store import Store
 
     if not project.db_path.exists():
         fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
-    return Store(project.db_path)
+    if not reading:
+        return Store(project.db_path)
+    store = Store(project.db_path, read_only=True)
+    if store.behind:
+        store.close()
+        Store(project.db_path).close()
+        store = Store(project.db_path, read_only=True)
+    return store
 
 
 def _trained_at(meta: dict[str, Any]) -> float:
@@ -826,7 +836,7 @@ def export(directory: Path, since: datetime | None, fmt: str, output: str) -> No
     project = load_project(directory)
     if output != "-" and _is_the_bots_own(project, Path(output)):
         fail(f"{output}: one of the bot's own files, which the export would replace; write it elsewhere")
-    store = _open_store(project)
+    store = _open_store(project, reading=True)
     try:
         data = exported(project, learned_data(store, unix_time(since) if since else 0.0, project.config.privacy.redact))
         try:  # opened even when there is nothing to write: an old export must not pass for this one
@@ -1046,7 +1056,7 @@ def stats(directory: Path, since: datetime | None, as_json: bool) -> None:
     from dialogues.store import unix_time
 
     project = load_project(directory)
-    store = _open_store(project)
+    store = _open_store(project, reading=True)
     try:
         figures = conversation_stats(store, unix_time(since) if since else 0.0)
     finally:

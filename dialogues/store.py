@@ -509,12 +509,17 @@ class Store:
         """Bring the file to the latest schema, one migration per transaction. Each takes the write lock
         first (``BEGIN IMMEDIATE``) and reads the version inside it, so processes opening an old file at
         once (a server and a cron job's ``bot export``) wait for each other rather than fail."""
-        while self._schema() < len(MIGRATIONS):
+        while self.behind:
             with self._writing():
                 version = self._schema()
                 if version < len(MIGRATIONS):
                     MIGRATIONS[version](self.db)
                     self.db.execute(f"PRAGMA user_version={version + 1}")
+
+    @property
+    def behind(self) -> bool:
+        """Whether the file has migrations still to run (a read-only Store does not run them)."""
+        return self._schema() < len(MIGRATIONS)
 
     def _schema(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])

@@ -7,15 +7,17 @@ import contextlib
 import json
 from datetime import datetime, timedelta, timezone
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import sqlite_utils
 from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.server import BOT, create_app
 from dialogues.stats import conversation_stats
-from dialogues.store import Exchange, Store
+from dialogues.store import MIGRATIONS, Exchange, Store
 from tests.conftest import configured_copy
 
 
@@ -367,3 +369,34 @@ async def test_a_response_that_fails_after_it_went_out_is_counted_once(aiohttp_c
     counted = app[BOT].metrics.exposition()[0].decode()
     assert 'deskbot_http_responses_total{status="200"} 1.0' in counted
     assert 'status="500"' not in counted and 'status="400"' not in counted
+
+
+def test_figures_and_exports_read_a_store_they_cannot_write(tiny_demo_bot: Path, tmp_path: Path,
+                                                            monkeypatch: Any) -> None:
+    """`bot stats` and `bot export` opened the store for writing: on a backup restored to a read-only disk
+    both said "cannot open it (attempt to write a readonly database)". They read it now; a store of an
+    older deskbot is still brought up to date first."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    old = sqlite_utils.Database(root / "dialogues.db")
+    for migration in MIGRATIONS[:-1]:  # as the deskbot before the last migration left it
+        migration(old)
+    old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+    old.close()
+    assert json.loads(CliRunner().invoke(cli, ["stats", str(root), "--json"]).stdout)["conversations"] == 0
+    store = Store(root / "dialogues.db")
+    assert not store.behind
+    exchange(store, "c1", "where is my order", "template")
+    store.add_labels([exchange(store, "c1", "my parcel is lost", "fallback")[0]], "track_order")
+    store.close()
+    connect = sqlite3.connect
+    monkeypatch.setattr("dialogues.store.sqlite3.connect",  # as SQLite opens a file on a read-only disk
+                        lambda name, **kwargs: connect(name if kwargs.get("uri") else f"file:{name}?mode=ro",
+                                                       **{**kwargs, "uri": True}))
+    figures = CliRunner().invoke(cli, ["stats", str(root), "--json"])
+    assert figures.exit_code == 0, figures.output
+    assert json.loads(figures.stdout)["messages"] == 2
+    exported = CliRunner().invoke(cli, ["export", str(root)])
+    assert exported.exit_code == 0, exported.output
+    assert [json.loads(line)["text"] for line in exported.stdout.splitlines()] == ["my parcel is lost"]
+    refused = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])  # a command that writes still says it cannot
+    assert refused.exit_code == 1 and "readonly database" in refused.output
