@@ -359,6 +359,13 @@ class Bot:
             slots.clear()
             slots.update(before)
             return self._action_failed(decision, fallbacks, turn.channel, language)
+        if not reply and not buttons:  # only a json_message, or nothing at all: the customer would wait for nothing
+            shown = self.project.responses.render(decision.intent or "", turn.channel, slots, language)
+            log.warning("%s showed the customer nothing; %s", decision.action,
+                        "its intent's template answers instead" if shown else "taken as a failed action")
+            if shown is None:
+                return self._action_failed(decision, fallbacks, turn.channel, language)
+            reply, buttons = shown.text, shown.buttons
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
                         quotes=True)
 

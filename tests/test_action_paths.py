@@ -245,6 +245,15 @@ class ActionRunaway(Action):
         return []
 
 
+class ActionJsonOnly(Action):
+    def name(self):
+        return "action_json_only"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(json_message={"blocks": [{"type": "section"}]})
+        return [SlotSet("order_id", "321")]
+
+
 class ActionSetThenFail(Action):
     def name(self):
         return "action_set_then_fail"
@@ -793,6 +802,23 @@ async def test_an_action_that_fails_as_its_own_followup_keeps_what_its_first_run
         reply = await bot.handle(Turn("c1", "/get_refund", "web"))
         assert (reply.source, reply.text) == ("action", "Your refund R1 was created.")
         assert bot.store.conversation("c1")["slots"]["refund"] == "R1"
+    finally:
+        await bot.close()
+
+
+async def test_an_action_that_shows_nothing_answers_with_its_template_or_falls_back(
+        action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An action that sent only a json_message (which no channel of deskbot's shows) gave the customer an
+    empty reply, counted as answered."""
+    bot = make_bot(action_bot, endpoint, {"cancel_order": "action_json_only", "get_refund": "action_json_only"}, tmp_path)
+    del bot.project.responses.templates["get_refund"]  # an intent whose answers come from its action alone
+    try:
+        reply = await bot.handle(Turn("c1", "/cancel_order", "web"))
+        assert (reply.source, reply.text.split(". ")[0]) == ("action", "I can cancel order 321 for you")  # its slot fills it
+        assert "action_json_only showed the customer nothing; its intent's template answers instead" in caplog.text
+        missed = await bot.handle(Turn("c2", "/get_refund", "web"))
+        assert missed.source == "fallback" and missed.text.startswith("Sorry, I couldn't complete that")
+        assert bot.store.conversation("c2")["slots"]["order_id"] == "321"  # what the action did stands
     finally:
         await bot.close()
 
