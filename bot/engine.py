@@ -213,7 +213,7 @@ class Bot:
         requested = slots.get(REQUESTED_SLOT)
         requested = requested if isinstance(requested, str) else None  # a name; a log from before the check may differ
         if text == HANDOFF_PAYLOAD:
-            decision = self._handing_off(turn.channel, language, "requested")
+            decision = self._handing_off(turn.channel, language, "requested", self._fillable(slots, entities, text))
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
             decision = Decision("action", intent, 1.0, action=loop)
@@ -314,7 +314,8 @@ class Bot:
                 log.warning("%s", exc)
                 if run:  # a follow-up failed: what the actions before it did and said stands
                     break
-                return self._action_failed(decision, fallbacks, turn.channel, language, isinstance(exc, ActionTimeout))
+                return self._action_failed(decision, fallbacks, turn.channel, language, slots,
+                                           isinstance(exc, ActionTimeout))
             if result.reset:
                 slots.clear()
                 self._keep_language(slots, language)
@@ -330,7 +331,7 @@ class Bot:
                 if len(said) > MAX_REPLY_CHARS:
                     break  # runaway output: refused below, as for any action
                 if not said:
-                    return self._handing_off(turn.channel, language, f"action:{name}", decision)
+                    return self._handing_off(turn.channel, language, f"action:{name}", slots, decision)
                 return Decision("handoff", decision.intent, decision.confidence, said, buttons, reason=f"action:{name}",
                                 quotes=True)
             follow = result.followup
@@ -358,25 +359,26 @@ class Bot:
                         len(reply), MAX_REPLY_CHARS)
             slots.clear()
             slots.update(before)
-            return self._action_failed(decision, fallbacks, turn.channel, language)
+            return self._action_failed(decision, fallbacks, turn.channel, language, slots)
         if not reply and not buttons:  # only a json_message, or nothing at all: the customer would wait for nothing
             shown = self.project.responses.render(decision.intent or "", turn.channel, slots, language)
             log.warning("%s showed the customer nothing; %s", decision.action,
                         "its intent's template answers instead" if shown else "taken as a failed action")
             if shown is None:
-                return self._action_failed(decision, fallbacks, turn.channel, language)
+                return self._action_failed(decision, fallbacks, turn.channel, language, slots)
             reply, buttons = shown.text, shown.buttons
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
                         quotes=True)
 
-    def _handing_off(self, channel: str, language: Language, reason: str, decision: Decision | None = None) -> Decision:
+    def _handing_off(self, channel: str, language: Language, reason: str, values: dict[str, Any],
+                     decision: Decision | None = None) -> Decision:
         intent, confidence = (decision.intent, decision.confidence) if decision else (None, 1.0)
-        return handing_off(self.config, self.project.responses, channel, language, reason, intent, confidence)
+        return handing_off(self.config, self.project.responses, channel, language, reason, values, intent, confidence)
 
     def _action_failed(self, decision: Decision, fallbacks: int, channel: str, language: Language,
-                       timed_out: bool = False) -> Decision:
+                       slots: dict[str, Any], timed_out: bool = False) -> Decision:
         if misses_reach_handoff(fallbacks, self.config):
-            return self._handing_off(channel, language, "fallbacks", decision)
+            return self._handing_off(channel, language, "fallbacks", slots, decision)
         fallback = self.config.fallback
         return Decision("fallback", decision.intent, decision.confidence,
                         say(fallback.action_slow if timed_out else fallback.action_failed, language),

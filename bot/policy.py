@@ -54,14 +54,15 @@ def misses_reach_handoff(fallbacks_so_far: int, config: BotConfig) -> bool:
 
 
 def handing_off(config: BotConfig, responses: Responses, channel: str, language: Language, reason: str,
-                intent: str | None = None, confidence: float = 1.0) -> Decision:
-    """A handoff, saying the handoff intent's template (its channel and language variants, its buttons) where
-    responses.yml has one, as a shop that edits it expects, else handoff.message."""
+                values: dict[str, Any], intent: str | None = None, confidence: float = 1.0) -> Decision:
+    """A handoff, saying the handoff intent's template (its channel and language variants, its buttons, the
+    conversation's ``values`` filled in) where responses.yml has one, as a shop that edits it expects, else
+    handoff.message."""
     handoff_intent = config.handoff.intent
-    rendered = responses.render(handoff_intent, channel, {}, language) if handoff_intent else None
+    rendered = responses.render(handoff_intent, channel, values, language) if handoff_intent else None
     if rendered is None:
         return Decision("handoff", intent, confidence, say(config.handoff.message, language), reason=reason)
-    return Decision("handoff", intent, confidence, rendered.text, rendered.buttons, reason=reason)
+    return Decision("handoff", intent, confidence, rendered.text, rendered.buttons, reason=reason, quotes=rendered.quotes)
 
 
 def close_enough(score: float, config: BotConfig) -> bool:
@@ -84,7 +85,7 @@ def decide(
     confident = understood(analysis, config)
 
     if confident and intent == config.handoff.intent:
-        return handing_off(config, responses, channel, language, "requested", intent, confidence)
+        return handing_off(config, responses, channel, language, "requested", values, intent, confidence)
     if confident and intent in config.actions.map:
         return Decision("action", intent, confidence, action=config.actions.map[intent])
     hits = [h for h in analysis.hits if not h.id.startswith(TEMPLATE_ANSWER) or h.text in responses.sent_as_is]
@@ -114,7 +115,7 @@ def decide(
         return Decision("retrieval", hits[0].intent or intent, confidence, hits[0].text, retrieval_score=hits[0].score)
 
     if misses_reach_handoff(fallbacks_so_far, config):
-        return handing_off(config, responses, channel, language, "fallbacks", intent, confidence)
+        return handing_off(config, responses, channel, language, "fallbacks", values, intent, confidence)
     fallback = config.fallback
     # The handoff intent is the "talk to a person" button already, added last. An intent the classifier was
     # sure of and still got here (its template needs a value the conversation lacks, and no answer of its

@@ -69,6 +69,17 @@ def test_the_handoff_intents_template_is_what_a_handoff_says() -> None:
     assert default.text == "I'm connecting you with a human agent. Please hold on."
 
 
+def test_the_handoff_template_is_filled_from_the_conversation() -> None:
+    """It was rendered with no values: "A person will look at order {order_id}" was never said, and a template
+    with only such variants gave way to deskbot's default text."""
+    ours = Responses({"contact_human_agent": [ResponseVariant(text="A person will look at order {order_id}."),
+                                              ResponseVariant(text="A person will be with you.")]})
+    for misses, analysed in ((0, analysis("contact_human_agent", 0.9)), (1, analysis("get_refund", 0.2))):
+        said = decide(analysed, CONFIG, ours, {"order_id": "123"}, "web", misses)
+        assert (said.kind, said.text, said.quotes) == ("handoff", "A person will look at order 123.", True)
+        assert decide(analysed, CONFIG, ours, {}, "web", misses).text == "A person will be with you."
+
+
 def test_an_unsure_request_for_a_person_is_never_answered_with_the_handoff_message() -> None:
     """"I'm connecting you with an agent" from the index, without handing off, promises a person who never comes."""
     connecting = hit(0.9, "contact_human_agent", "I'm connecting you with a human agent.")
