@@ -62,6 +62,7 @@ from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.metrics import per_intent_accuracy
 from finetune.registry import Registry, RegistryError, Version
 from retrieval.index import Answer, AnswerIndex, saved_answers
+from retrieval.text import same_text
 
 Say = Callable[[str], None]
 
@@ -251,7 +252,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             return RetrainResult(None, False, {"promoted": False, "serving": serving_name, "reasons": ["nothing new"]})
 
         seed, held = frozen_split(project)
-        held_texts = {same_example(e.text) for e in held}  # the gate's examples: taught neither labels nor old answers
+        held_texts = {same_text(e.text) for e in held}  # the gate's examples: taught neither labels nor old answers
         learned, label_counts, against = learned_examples(data, set(project.intents), held_texts, seed_labels(project))
         check_taught(project, seed + learned)
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
@@ -266,7 +267,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         warm = same_intents and base and not new["labels_gone"]
         why_full = ("the intents changed" if not same_intents else "the base model changed" if not base
                     else f"{new['labels_gone']} label(s) it learnt are gone")
-        transfer = [text for text in traffic if same_example(text) not in held_texts] if warm else []
+        transfer = [text for text in traffic if same_text(text) not in held_texts] if warm else []
         say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: ' + why_full}) "
             f"on {len(seed)} seed + {len(learned)} labelled examples"
             + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else "")

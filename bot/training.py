@@ -32,6 +32,7 @@ from finetune.durable import replaced
 from finetune.registry import Registry, RegistryError
 from finetune.train import TrainConfig, train_classifier
 from retrieval.index import Answer, AnswerIndex
+from retrieval.text import same_text
 
 HISTORY_ANSWER = "history:"  # the id prefix of a history.jsonl answer in the answer index
 
@@ -97,8 +98,9 @@ def check_taught(project: Project, train: list[Example]) -> None:
 
 def held_out_texts(project: Project) -> set[str]:
     """The texts of the frozen evaluation set as written so far, read without choosing one, as
-    :func:`~retrieval.text.same_example` keys: what no training may see."""
-    return {same_example(r["text"]) for r in _read_rows(project.models_dir / EVALUATION_FILE)}
+    :func:`~retrieval.text.same_text` keys: what no label or distilled message may teach (a label is a
+    reviewer's, on every message with its key, so "cancelling order!" is the frozen "cancelling order")."""
+    return {same_text(r["text"]) for r in _read_rows(project.models_dir / EVALUATION_FILE)}
 
 
 def seed_labels(project: Project) -> dict[str, str]:

@@ -87,9 +87,9 @@ def contradicts(row: dict[str, Any], seed: Mapping[str, str]) -> bool:
 def learnable(data: LearnedData, intents: set[str], held_texts: set[str], seed: Mapping[str, str]) -> LearnedData:
     """What ``bot retrain`` learns of ``data``, and so what ``bot export`` writes: one example per message
     (:func:`one_per_message`) labelled with one of the bot's intents (``oos`` only when nlu.yml has such an
-    intent), never a text of the frozen evaluation set (``held_texts``, as :func:`~retrieval.text.same_example`
-    keys: in another case or spacing it is the same text) nor one nlu.yml files under another intent
-    (:func:`contradicts`), and the agent answers redaction left whole, since
+    intent), never a text of the frozen evaluation set (``held_texts``, as :func:`~retrieval.text.same_text`
+    keys: in another case, punctuation or number it is the same message to a reviewer) nor one nlu.yml
+    files under another intent (:func:`contradicts`), and the agent answers redaction left whole, since
     another customer would read "write to [EMAIL]" (the address may well be the shop's own, which belongs in
     a template), and that are neither one customer's case (:func:`about_one_case`) nor name them or where
     they live (:func:`about_one_person`)."""
@@ -108,7 +108,7 @@ def contradicting(data: LearnedData, intents: set[str], held_texts: set[str],
 def _labelled(data: LearnedData, intents: set[str], held_texts: set[str]) -> list[dict[str, Any]]:
     """One example per message labelled with one of the bot's ``intents``, none a frozen evaluation text."""
     return [r for r in one_per_message(data.examples)
-            if r["intent"] in intents and same_example(r["text"]) not in held_texts]
+            if r["intent"] in intents and same_text(r["text"]) not in held_texts]
 
 
 def shareable(asked: str, answer: str) -> bool:

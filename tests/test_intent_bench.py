@@ -17,7 +17,7 @@ from bot.training import held_out_texts
 from finetune.bench import run_intent_bench, sample_shots
 from finetune.classifier import Prediction
 from finetune.evaluation import evaluate_model
-from retrieval.text import same_example
+from retrieval.text import same_text
 from tests.conftest import configured_copy
 
 INTENTS = {
@@ -318,7 +318,7 @@ def test_eval_says_when_it_is_scored_on_the_examples_the_model_learnt(tiny_demo_
     """A test file made of nlu.yml's own examples scored the model perfect without a word."""
     project = load_project(tiny_demo_bot)
     held = held_out_texts(project)
-    learnt = [{"text": e.text.upper(), "intent": e.intent} for e in project.examples if same_example(e.text) not in held][:3]
+    learnt = [{"text": e.text.upper(), "intent": e.intent} for e in project.examples if same_text(e.text) not in held][:3]
     new = [{"text": "is there a shop in Lisbon?", "intent": "oos"}]
     result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(write_jsonl(tmp_path / "t.jsonl", learnt + new)),
                                       "--results", str(tmp_path / "r"), "--json", "--device", "cpu"])

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 import bot.retrain
 from bot.cli import _print_decision, cli
-from bot.project import Example, load_project, same_example
+from bot.project import Example, load_project
 from bot.retrain import (
     agent_answers,
     exported,
@@ -37,6 +37,7 @@ from bot.training import EVALUATION_FILE, held_out_texts, seed_labels, train_pro
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
 from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
 from finetune.registry import Registry, RegistryError
+from retrieval.text import same_text
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parent.parent
@@ -325,6 +326,21 @@ def test_oos_labels_train_the_bots_oos_intent_when_it_has_one() -> None:
     assert counts == {"labelled": 2, "repeated": 0, "oos": 0, "contradicting": 0, "unusable": 2}
 
 
+def test_no_label_teaches_a_frozen_example_in_another_spelling(bot_dir: Path) -> None:
+    """The frozen set was kept out by case and spacing alone: labels on "cancelling order!" and on the frozen
+    "I don't want order 113542617735902" with another order number were learnt, and the gate scored the
+    candidate on what it had been taught."""
+    project = load_project(bot_dir)
+    frozen = [json.loads(line) for line in (project.models_dir / EVALUATION_FILE).read_text().splitlines()]
+    twins = [{"text": f"{row['text'].upper()}!!", "intent": row["intent"]} for row in frozen[:2]]
+    numbered = [{"text": "i don't want order 99", "intent": "cancel_order"}]
+    held = held_out_texts(project) | {same_text("I don't want order 113542617735902")}
+    data = LearnedData([*twins, *numbered, {"text": "cancel the blue sofa please", "intent": "cancel_order"}], [])
+    usable, counts, _ = learned_examples(data, set(project.intents), held, seed_labels(project))
+    assert [e.text for e in usable] == ["cancel the blue sofa please"]
+    assert counts["labelled"] == 1 and counts["contradicting"] == 0, counts
+
+
 def test_a_message_labelled_on_many_turns_is_one_example_with_its_latest_label(tmp_path: Path) -> None:
     """One click on a popular item put each of its turns into the training data: 400 copies of "where is my
     parcel", which outweighed every other intent's examples."""
@@ -351,7 +367,7 @@ def test_a_label_contradicting_nlu_yml_is_left_out_and_counted(bot_dir: Path, ca
     and bot export writes what the retrain learns."""
     project = load_project(bot_dir)
     held = held_out_texts(project)
-    refund, cancel = (next(t for t in seed_texts(bot_dir, intent) if same_example(t) not in held)
+    refund, cancel = (next(t for t in seed_texts(bot_dir, intent) if same_text(t) not in held)
                       for intent in ("get_refund", "cancel_order"))
     store = Store(bot_dir / "dialogues.db")
     store.add_labels(log_turns(store, [f"  {refund.upper()} "], conversation="wrong"), "cancel_order", "ann")
