@@ -483,10 +483,9 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     and what the bot answers (right, wrong, or the fallback) with its templates, actions and history."""
     from bot.evaluation import evaluate_replies, model_questions
     from bot.server import load_serving_model
-    from bot.training import held_out_texts
     from finetune.evaluation import evaluate_model, read_jsonl
     from finetune.metrics import OOS
-    from retrieval.text import same_example
+    from retrieval.text import same_text
 
     project = load_project(directory)
     rows = read_jsonl(test_file, fail, intent_label)  # an intent the bot has not, "handoff" too, is out of scope
@@ -510,10 +509,11 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
                    "which selects its intent without the model: left out", err=True)
         if not rows:
             fail(f"{test_file}: no test line is a question for the model")
-    trained = {same_example(e.text) for e in project.examples} - held_out_texts(project)
-    if seen := sum(same_example(text) in trained for text in texts):  # a test of the file it learnt from
+    trained = _trained_on(project, nlu.version)
+    if seen := sum(same_text(text) in trained for text in texts):  # a test of what it learnt
         click.echo(f"{seen} of {_count(len(texts), 'test line')} {'are examples' if seen > 1 else 'is an example'} "
-                   "the model was trained on (nlu.yml): the figures overstate how it does on new questions", err=True)
+                   "the model was trained on (nlu.yml and reviewed labels): the figures overstate how it does on new "
+                   "questions", err=True)
     analyses = nlu.analyse(texts)
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
     figures["replies"] = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)
@@ -522,6 +522,21 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     else:
         for key, value in figures.items():
             click.echo(f"{key:>22}: {json.dumps(value) if isinstance(value, dict) else value}")
+
+
+def _trained_on(project: Project, version: str) -> set[str]:
+    """What model ``version`` learnt, as :func:`~retrieval.text.same_text` keys: nlu.yml's examples and the
+    reviewed labels given before it was trained, less the frozen evaluation set."""
+    from bot.nlu import read_meta
+    from bot.retrain import exported, read_store
+    from bot.training import held_out_texts
+    from finetune.registry import Registry
+    from retrieval.text import same_text
+
+    trained_at = _trained_at(read_meta(Registry(project.models_dir).path(version)))
+    labels = [r["text"] for r in exported(project, read_store(project, traffic=False)[0]).examples
+              if r["created"] <= trained_at]
+    return {same_text(text) for text in [*(e.text for e in project.examples), *labels]} - held_out_texts(project)
 
 
 @cli.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import finetune.bench as bench
 from bot.cli import cli
 from bot.project import Example, load_project
 from bot.training import held_out_texts
+from dialogues.store import Exchange, Store
 from finetune.bench import run_intent_bench, sample_shots
 from finetune.classifier import Prediction
 from finetune.evaluation import evaluate_model
@@ -315,16 +317,26 @@ def test_eval_leaves_out_button_payloads(tiny_demo_bot: Path, tmp_path: Path) ->
 
 
 def test_eval_says_when_it_is_scored_on_the_examples_the_model_learnt(tiny_demo_bot: Path, tmp_path: Path) -> None:
-    """A test file made of nlu.yml's own examples scored the model perfect without a word."""
-    project = load_project(tiny_demo_bot)
+    """A test file made of nlu.yml's own examples scored the model perfect without a word; and reviewed labels
+    a retrain had taught the model were not counted among what it learnt."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    project = load_project(root)
     held = held_out_texts(project)
     learnt = [{"text": e.text.upper(), "intent": e.intent} for e in project.examples if same_text(e.text) not in held][:3]
+    store = Store(root / "dialogues.db")
+    for text in ("my parcel went to my neighbour 12", "my parcel went to the wrong house"):
+        store.add_labels([store.log_exchange(Exchange("c1", "web", None, text, None, "Sorry?", None, 0.2, [], "fallback",
+                                                      "v0001"))[0]], "track_order")
+    store.db.execute("UPDATE review_labels SET created = 0 WHERE id = 1")  # given before the model was trained
+    store.close()
+    labelled = [{"text": "My parcel went to my neighbour 345!", "intent": "track_order"},
+                {"text": "my parcel went to the wrong house", "intent": "track_order"}]  # labelled since: not learnt
     new = [{"text": "is there a shop in Lisbon?", "intent": "oos"}]
-    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(write_jsonl(tmp_path / "t.jsonl", learnt + new)),
+    result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(write_jsonl(tmp_path / "t.jsonl", learnt + labelled + new)),
                                       "--results", str(tmp_path / "r"), "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "3 of 4 test lines are examples the model was trained on (nlu.yml)" in result.stderr
-    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(write_jsonl(tmp_path / "n.jsonl", new)),
+    assert "4 of 6 test lines are examples the model was trained on (nlu.yml and reviewed labels)" in result.stderr
+    result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(write_jsonl(tmp_path / "n.jsonl", new)),
                                       "--results", str(tmp_path / "r"), "--json", "--device", "cpu"])
     assert "trained on" not in result.stderr
 
