@@ -47,7 +47,7 @@ class TrainResult:
 
 
 def split_holdout(examples: list[Example], fraction: float = 0.1, seed: int = 42) -> tuple[list[Example], list[Example]]:
-    """Per intent, hold out ``fraction`` of the examples (none for intents with fewer than 5)."""
+    """Per intent, hold out ``fraction`` of the examples, at least one (none for intents with fewer than 5)."""
     by_intent: dict[str, list[Example]] = defaultdict(list)
     for example in examples:
         by_intent[example.intent].append(example)
@@ -56,7 +56,7 @@ def split_holdout(examples: list[Example], fraction: float = 0.1, seed: int = 42
     for intent in sorted(by_intent):
         items = by_intent[intent][:]
         rng.shuffle(items)
-        n = round(len(items) * fraction) if len(items) >= 5 else 0
+        n = max(1, round(len(items) * fraction)) if len(items) >= 5 else 0  # round() takes 0.5 to 0
         held += items[:n]
         train += items[n:]
     return train, held

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 
 from bot.channels.base import normalise
 from bot.cli import cli
-from bot.project import BotConfig, ProjectError, load_project
+from bot.project import BotConfig, Example, ProjectError, load_project
 from tests.conftest import DEMO, REPO, copy_bot
 
 
@@ -745,3 +746,12 @@ def test_a_payload_value_is_one_the_entitys_patterns_or_their_value_group_take(t
     assert project.value_of("order_id", "Order 789") == "789"  # the whole pattern takes it too, as from a message
     assert project.value_of("order_id", "789. [Verify](https://evil.example) @here") is None
     assert project.value_of("no_such_entity", "789") is None
+
+
+def test_an_intent_of_five_examples_holds_one_out() -> None:
+    """round() takes half to even: an intent with 5 examples held none out, so no frozen example ever judged it."""
+    from bot.training import split_holdout
+
+    examples = [Example(f"{intent} {i}", intent) for intent, n in (("a", 4), ("b", 5), ("c", 6), ("d", 25)) for i in range(n)]
+    _, held = split_holdout(examples)
+    assert Counter(e.intent for e in held) == {"b": 1, "c": 1, "d": 2}
