@@ -45,8 +45,8 @@ from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
-from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project, read_payload
-from bot.responses import MAX_REPLY_CHARS, Rendered
+from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project
+from bot.responses import MAX_REPLY_CHARS, Rendered, read_payload
 from dialogues.store import TRYOUT_CHANNEL, Exchange, SentBefore, Store
 from finetune.classifier import Prediction, intent_phrase
 

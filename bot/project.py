@@ -11,7 +11,7 @@ import json
 import re
 import shlex
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, Vali
 from yarl import URL
 
 from bot.language import LANGUAGES, SCRIPT, SLOT, Language, Text
-from bot.responses import MAX_REPLY_CHARS, ResponseVariant, Responses
+from bot.responses import MAX_REPLY_CHARS, ResponseVariant, Responses, read_payload, variable_names
 from dialogues.export import about_one_case
 from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
@@ -36,23 +36,6 @@ RESERVED_PAYLOADS = (HANDOFF_PAYLOAD, RESUME_PAYLOAD)
 def button_payloads(intents: Iterable[str]) -> frozenset[str]:
     """What the bot's buttons send: ``/INTENT`` selects that intent outright, as in Rasa, and the bot's own."""
     return frozenset({*(f"/{intent}" for intent in intents), *RESERVED_PAYLOADS})
-
-
-_PAYLOAD_VALUES = re.compile(r"(/[^{]+)(\{.*\})", re.DOTALL)
-
-
-def read_payload(text: str) -> tuple[str, dict[str, str]]:
-    """A button's payload as it selects an intent, and the entities it sets: Rasa's ``/inform{"order_id":
-    "123"}`` is ``/inform`` with order_id 123. Any other text is itself, with none."""
-    if match := _PAYLOAD_VALUES.fullmatch(text):
-        try:
-            values = json.loads(match[2])
-        except ValueError:  # not JSON: typed text that looks like it
-            return text, {}
-        if isinstance(values, dict) and all(isinstance(v, str | int | float) and not isinstance(v, bool)
-                                            for v in values.values()):
-            return match[1], {name: str(value) for name, value in values.items()}
-    return text, {}
 
 
 MAX_INTENT_CHARS = 100  # its button's payload /NAME must get through every channel (Slack's values: 2,000)
@@ -405,12 +388,7 @@ class Project:
         """``value`` as ``entity``'s slot keeps it, if one of its patterns takes it whole, or its ``value`` group
         does (``order (?P<value>\\d+)`` takes "789"); None otherwise. A button's payload sets values so, and
         anyone can type one: "123. [verify it here](https://…)" is no order number."""
-        patterns = self.entity_patterns.get(entity, ())
-        for match in (m for pattern in patterns if (m := pattern.fullmatch(value))):
-            if taken := match.group("value") if "value" in match.re.groupindex else match.group(0):
-                return _ascii_digits(taken)
-        groups = filter(None, map(_value_group, patterns))
-        return _ascii_digits(value) if value and any(group.fullmatch(value) for group in groups) else None
+        return entity_value(self.entity_patterns.get(entity, ()), value)
 
     @property
     def base_model(self) -> str:
@@ -781,11 +759,13 @@ def load_nlu(path: Path,
 
 
 def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...],
-                   fillable: set[str] | None = None) -> Responses:
+                   fillable: set[str] | None = None, entities: Mapping[str, list[re.Pattern[str]]] | None = None
+                   ) -> Responses:
     """``languages``: those the bot's customers write in. Each intent's template must answer each of them on
     every channel, or an intent the classifier is sure of gets the fallback, with its own button in it.
     ``fillable``: the only variables anything can fill (None: unknown, as when custom actions may set any
-    slot); a variant with another would never be shown."""
+    slot); a variant with another would never be shown. ``entities``: nlu.yml's entity patterns, which a
+    button's payload values must be values of (None: not checked)."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
         raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
@@ -820,10 +800,12 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                             f"{{{unknown[0]}}} is filled by no entity of nlu.yml, nor by what the custom actions "
                             "set (bot.yml's actions.slots): this variant would never be shown")
             for k, button in enumerate(parsed[-1].buttons):  # a typo would send the click to the classifier as text
-                chosen = read_payload(button.payload)[0]
+                chosen, values = read_payload(button.payload)
+                loc = ("responses", intent, j, "buttons", k, "payload")
                 if chosen.startswith("/") and chosen not in payloads:
-                    raise _fail(path, node, ("responses", intent, j, "buttons", k, "payload"),
-                                f"unknown intent {chosen[1:]!r} (not in nlu.yml)")
+                    raise _fail(path, node, loc, f"unknown intent {chosen[1:]!r} (not in nlu.yml)")
+                if entities is not None and (why := _not_a_value(values, entities)):
+                    raise _fail(path, node, loc, why)
         for language in languages:
             spoken = [v for v in parsed if v.language in (None, language)]
             if not any(v.channel is None for v in spoken):
@@ -834,6 +816,17 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                             f"no variant answers {language} customers: add one with 'language: {language}' or none")
         templates[intent] = parsed
     return Responses(templates)
+
+
+def _not_a_value(values: dict[str, str], entities: Mapping[str, list[re.Pattern[str]]]) -> str | None:
+    """Why a button's payload ``values`` would be dropped when clicked (the engine keeps only the values an
+    entity's patterns take), or None."""
+    for name, value in values.items():
+        if name not in entities:
+            return f"{name!r} is no entity of nlu.yml (it has {', '.join(sorted(entities)) or 'none'}): the click would not set it"
+        if not variable_names(value) and entity_value(entities[name], value) is None:
+            return f"{value!r} is no {name} that nlu.yml's patterns take: the click would not set it"
+    return None
 
 
 def history_item(row: Any) -> HistoryItem:
@@ -879,6 +872,16 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
             raise ProjectError(f"{path}:{n}: unknown intent {item.intent!r} (not in nlu.yml)")
         items.append(item)
     return items
+
+
+def entity_value(patterns: Iterable[re.Pattern[str]], value: str) -> str | None:
+    """``value`` as the slot of an entity with these ``patterns`` keeps it (:meth:`Project.value_of`)."""
+    patterns = list(patterns)
+    for match in (m for pattern in patterns if (m := pattern.fullmatch(value))):
+        if taken := match.group("value") if "value" in match.re.groupindex else match.group(0):
+            return _ascii_digits(taken)
+    groups = filter(None, map(_value_group, patterns))
+    return _ascii_digits(value) if value and any(group.fullmatch(value) for group in groups) else None
 
 
 def _ascii_digits(value: str) -> str:
@@ -940,7 +943,7 @@ def load_project(root: Path | str) -> Project:
         raise config_error(root, ("actions", "slots"), "no custom action runs to set these (actions.map is empty)")
     set_by_actions = (REQUESTED_SLOT, *(actions.slots or ())) if actions.map else ()
     fillable = None if actions.map and actions.slots is None else {*patterns, *kept, *set_by_actions}
-    responses = load_responses(root / "responses.yml", intents, languages, fillable)
+    responses = load_responses(root / "responses.yml", intents, languages, fillable, patterns)
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]

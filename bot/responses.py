@@ -11,7 +11,9 @@ variant of each for its Chinese customers.
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import string
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -40,16 +42,58 @@ def variables_are_names(text: str) -> str:
     return text
 
 
-def _names(text: str) -> set[str]:
+def variable_names(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+_PAYLOAD_VALUES = re.compile(r"(/[^{]+)(\{.*\})", re.DOTALL)
+
+
+def read_payload(text: str) -> tuple[str, dict[str, str]]:
+    """A button's payload as it selects an intent, and the entities it sets: Rasa's ``/inform{"order_id":
+    "123"}`` is ``/inform`` with order_id 123. Any other text is itself, with none."""
+    if match := _PAYLOAD_VALUES.fullmatch(text):
+        try:
+            values = json.loads(match[2])
+        except ValueError:  # not JSON: typed text that looks like it
+            return text, {}
+        if isinstance(values, dict) and all(isinstance(v, str | int | float) and not isinstance(v, bool)
+                                            for v in values.values()):
+            return match[1], {name: str(value) for name, value in values.items()}
+    return text, {}
+
+
+def payload_values_are_json(payload: str) -> str:
+    """Checked on load: a payload such as ``/track_order{order_id: 123}`` (not JSON) would be sent as typed
+    text, and the click answered as the classifier reads those words."""
+    if payload.startswith("/") and _PAYLOAD_VALUES.fullmatch(payload) and not read_payload(payload)[1]:
+        raise ValueError('the values after the intent must be a JSON object of texts or numbers, as in '
+                         '/track_order{"order_id": "123"}')
+    for value in read_payload(payload)[1].values():
+        variables_are_names(value)
+    return payload
 
 
 class Button(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: Visible = Field(..., description="may hold {variables}, as the text does")
-    payload: Visible = Field(..., description="'/intent' triggers that intent; other text is sent as typed")
+    payload: Visible = Field(..., description="'/intent' triggers that intent, '/intent{\"entity\": \"value\"}' "
+                                              "sets entities too (a value may hold {variables}); other text is "
+                                              "sent as typed")
 
     _title_variables = field_validator("title")(variables_are_names)
+    _payload_values = field_validator("payload")(payload_values_are_json)
+
+    def variables(self) -> set[str]:
+        return variable_names(self.title).union(*map(variable_names, read_payload(self.payload)[1].values()))
+
+    def filled(self, values: dict[str, Any]) -> dict[str, str]:
+        """As the customer sees it, and what a click sends: its title and its payload's values filled in."""
+        intent, entities = read_payload(self.payload)
+        payload = self.payload
+        if any(map(variable_names, entities.values())):
+            payload = intent + json.dumps({k: v.format_map(values) for k, v in entities.items()}, ensure_ascii=False)
+        return {"title": self.title.format_map(values), "payload": payload}
 
 
 class ResponseVariant(BaseModel):
@@ -62,8 +106,8 @@ class ResponseVariant(BaseModel):
     _text_variables = field_validator("text")(variables_are_names)
 
     def variables(self) -> set[str]:
-        """The variables of its text and of its buttons' titles: the variant is shown only when all are known."""
-        return _names(self.text).union(*(_names(b.title) for b in self.buttons))
+        """The variables of its text and of its buttons: the variant is shown only when all are known."""
+        return variable_names(self.text).union(*(b.variables() for b in self.buttons))
 
     def as_is(self) -> str | None:
         """Its text as a customer reads it ({{ and }} single braces) if it reads the same on every channel and
@@ -106,7 +150,7 @@ class Responses:
                 chosen = (rng or random).choice(same)
                 known_values = {k: _shown(values[k], language) for k in chosen.variables()}
                 return Rendered(chosen.text.format_map(known_values),
-                                [{"title": b.title.format_map(known_values), "payload": b.payload} for b in chosen.buttons],
+                                [b.filled(known_values) for b in chosen.buttons],
                                 quotes=bool(known_values))
         return None
 

@@ -126,10 +126,36 @@ def test_a_button_for_an_unknown_intent_names_its_line(bot_dir: Path) -> None:
     error = error_for(bot_dir)
     assert error.startswith(f"{path}:{line}: ") and error.endswith("payload: unknown intent 'track_refnud' (not in nlu.yml)")
     # Rasa's payload with values is known by its intent, the same way
-    path.write_text(path.read_text().replace("payload: /track_refnud", """payload: '/track_refund{"order_id": "1"}'""", 1))
+    path.write_text(path.read_text().replace("payload: /track_refnud", """payload: '/track_refund{"order_id": "123"}'""", 1))
     assert load_project(bot_dir).intents
     path.write_text(path.read_text().replace('/track_refund{"order_id"', '/track_refnud{"order_id"', 1))
     assert error_for(bot_dir).endswith("payload: unknown intent 'track_refnud' (not in nlu.yml)")
+
+
+@pytest.mark.parametrize(("payload", "said"), [
+    ("/track_refund{order_id: 123}", "the values after the intent must be a JSON object of texts or numbers"),
+    ('/track_refund{"orderid": "123"}', "'orderid' is no entity of nlu.yml (it has order_id): the click would not set it"),
+    ('/track_refund{"order_id": "ORD-55"}', "'ORD-55' is no order_id that nlu.yml's patterns take: the click would not set it"),
+    ('/track_refund{"order_id": "{order}"}', "{order} is filled by no entity of nlu.yml"),
+])
+def test_a_button_whose_click_would_lose_its_values_is_refused(bot_dir: Path, payload: str, said: str) -> None:
+    """Each loaded, and each click lost its order number: sent as typed text, or its value dropped."""
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text().replace("payload: /track_refund", f"payload: '{payload}'", 1))
+    error = error_for(bot_dir)
+    assert error.startswith(f"{path}:") and said in error, error
+
+
+def test_a_buttons_payload_values_are_filled_from_the_conversation(bot_dir: Path) -> None:
+    """'/track_refund{"order_id": "{order_id}"}' was sent as written: the click set no order number."""
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text().replace("payload: /track_refund", """payload: '/track_refund{"order_id": "{order_id}"}'""", 1))
+    project = load_project(bot_dir)
+    intent = next(i for i, variants in project.responses.templates.items()
+                  if any("{order_id}" in b.payload for v in variants for b in v.buttons))
+    filled = project.responses.render(intent, "web", {"order_id": "4567"}, "en")
+    assert filled is not None and {"title": "Track a refund", "payload": '/track_refund{"order_id": "4567"}'} in filled.buttons
+    assert project.responses.render(intent, "web", {}, "en") is None  # the button needs the value, as a title would
 
 
 def test_a_variable_nothing_can_fill_is_refused_when_no_action_runs(bot_dir: Path) -> None:
