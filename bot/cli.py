@@ -257,6 +257,11 @@ def say_gaps(project: Project) -> None:
         click.echo(f"note: {_count(len(unwritten), 'intent')} still answer with bot init's placeholder, which tells "
                    f"customers an agent will follow up: {', '.join(unwritten[:10])}{' …' if len(unwritten) > 10 else ''}; "
                    "write their answers in responses.yml", err=True)
+    if needing := project.needing_values():
+        click.echo(f"note: {_count(len(needing), 'intent')} whose every template variant needs a value the customer may "
+                   f"not have given: {'; '.join(f'{i} ' + ', '.join(f'{{{v}}}' for v in vs) for i, vs in needing.items())}; "
+                   "a customer who has not given it gets the fallback, as if not understood: add a variant without it",
+                   err=True)
     def chinese(title: object) -> bool:  # one text for both languages, or one per language
         return bool(CJK.search(title)) if isinstance(title, str) else isinstance(title, dict) and "zh" in title
 

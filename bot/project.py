@@ -369,6 +369,22 @@ class Project:
                     *(item.intent for item in self.history if not about_one_case(item.question, item.answer))}
         return [intent for intent in self.intents if intent not in answered]
 
+    def needing_values(self) -> dict[str, list[str]]:
+        """Intents whose every template variant, in some language the bot speaks, needs a value the customer
+        may not have given (``{order_id}`` in its text or a button), with the fewest such values one needs:
+        a customer who has not given them is told the bot did not understand, unless one of the intent's
+        history answers is close. Those of custom actions and the handoff intent aside (the action answers;
+        a handoff says handoff.message)."""
+        languages = LANGUAGES if self.config.language == "multi" else (self.config.language,)
+        skipped = {*self.config.actions.map, self.config.handoff.intent}
+        needing = {}
+        for intent, variants in self.responses.templates.items():
+            for language in languages if intent not in skipped else ():
+                spoken = [v.variables() - {SLOT, SCRIPT} for v in variants if v.channel is None and v.language in (None, language)]
+                if spoken and all(spoken):
+                    needing[intent] = sorted(min(spoken, key=len))
+        return needing
+
     def entities(self, text: str) -> dict[str, str]:
         """The entities nlu.yml's regexes find in ``text``: each one's first match, or the part of it in
         a group named ``value`` when the pattern has one, so that a pattern can name the words around a

@@ -781,3 +781,22 @@ def test_an_intent_of_five_examples_holds_one_out() -> None:
     examples = [Example(f"{intent} {i}", intent) for intent, n in (("a", 4), ("b", 5), ("c", 6), ("d", 25)) for i in range(n)]
     _, held = split_holdout(examples)
     assert Counter(e.intent for e in held) == {"b": 1, "c": 1, "d": 2}
+
+
+def test_an_intent_whose_every_variant_needs_a_value_is_named(bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """"Your refund for order {order_id} is on its way" alone loaded without a word, and a customer clicking the
+    bot's own Track a refund button was told it did not understand, three times, then handed to a person."""
+    from bot.cli import say_gaps
+
+    say_gaps(load_project(bot_dir))
+    assert "needs a value" not in capsys.readouterr().err  # the demo has a plain variant for each
+    path = bot_dir / "responses.yml"
+    data = yaml.safe_load(path.read_text())
+    data["responses"]["track_refund"] = [{"text": "Your refund for order {order_id} is on its way."},
+                                         {"text": "您的退款已在处理中。", "language": "zh"}]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    project = load_project(bot_dir)
+    assert project.needing_values() == {"track_refund": ["order_id"]}  # for English customers: the Chinese have one
+    say_gaps(project)
+    assert ("note: 1 intent whose every template variant needs a value the customer may not have given: track_refund "
+            "{order_id}; a customer who has not given it gets the fallback") in capsys.readouterr().err
