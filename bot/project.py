@@ -810,6 +810,8 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                 err = first_error(exc)
                 loc = ("responses", intent, j, *err["loc"])
                 message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+                if err["type"] == "string_type" and isinstance(err["input"], (bool, int, float)):  # title: No
+                    message += f": YAML reads it as {type(err['input']).__name__} {err['input']!r}; put it in quotes"
                 raise _fail(path, node, loc, message) from None
             if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):
                 raise _fail(path, node, ("responses", intent, j),

@@ -800,3 +800,10 @@ def test_an_intent_whose_every_variant_needs_a_value_is_named(bot_dir: Path, cap
     say_gaps(project)
     assert ("note: 1 intent whose every template variant needs a value the customer may not have given: track_refund "
             "{order_id}; a customer who has not given it gets the fallback") in capsys.readouterr().err
+
+
+def test_a_title_yaml_reads_as_a_boolean_says_to_quote_it(bot_dir: Path) -> None:
+    """`title: No` said only "Input should be a valid string"."""
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text().replace("title: Track a refund", "title: No", 1))
+    assert error_for(bot_dir).endswith("title: Input should be a valid string: YAML reads it as bool False; put it in quotes")
