@@ -316,7 +316,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from aiohttp import web
 
-    from bot.server import RESPONSE_GRACE_S, admin_token, create_app
+    from bot.server import RESPONSE_GRACE_S, admin_token, create_app, drain_on_sigterm
 
     project = load_project(directory)
     host = host or project.config.server.host
@@ -349,6 +349,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         for sock in socks:
             bound.enter_context(sock)
         app = create_app(directory, device=device)
+        if drain := project.config.server.drain_seconds:
+            app.on_startup.append(drain_on_sigterm(drain))
         # SIGTERM closes the port and lets the turns in flight finish (up to shutdown_seconds, create_app's
         # shutdown hook), their responses be written, then closes the store.
         web.run_app(app, sock=socks, shutdown_timeout=RESPONSE_GRACE_S, access_log=None,

@@ -274,6 +274,8 @@ class ServerConfig(Settings):
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     shutdown_seconds: float = Field(10.0, gt=0, description="how long SIGTERM waits for turns in flight")
+    drain_seconds: float = Field(0.0, ge=0, le=300, description="how long SIGTERM goes on serving first, /healthz "
+                                                                "answering 503, for a load balancer to move away")
 
 
 class PrivacyConfig(Settings):

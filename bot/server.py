@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+import signal
 import time
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_runner import GracefulExit
 
 from bot.actions import ActionRunner
 from bot.channels import build_channels
@@ -49,6 +51,7 @@ BOT = web.AppKey("bot", Bot)
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
 ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the admin API is off
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
+DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM while server.drain_seconds run
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STATIC = Path(str(resources.files("bot") / "static"))
 COUNTED = web.RequestKey("counted", bool)  # the request's response is counted for /metrics already
@@ -223,6 +226,8 @@ async def healthz(request: web.Request) -> web.Response:
     one (:meth:`~dialogues.store.Store.probe`) until one succeeds: a load balancer stops sending customers
     whose every message would get a 503, and sends them again once the disk has room."""
     bot = request.app[BOT]
+    if request.app[DRAINING].is_set():
+        raise http_error(web.HTTPServiceUnavailable, "stopping: send requests elsewhere")
     if bot.store.failing is not None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(bot._store(bot.store.probe), STORE_WAIT_S)
@@ -573,8 +578,37 @@ async def protective_headers(request: web.Request, response: web.StreamResponse)
         request[COUNTED] = True
         request.app[BOT].metrics.response(response.status)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.app[DRAINING].is_set() and not isinstance(response, web.WebSocketResponse):
+        # Its client opens its next request elsewhere, not on a connection about to close; said in the headers
+        # too, which aiohttp set before this hook.
+        response.force_close()
+        response.headers["Connection"] = "close"
     if request.path.startswith(("/admin/", "/api/conversations/")):
         response.headers.setdefault("Cache-Control", "no-store")
+
+
+def drain_on_sigterm(seconds: float) -> Callable[[web.Application], Coroutine[Any, Any, None]]:
+    """An ``on_startup`` hook of ``bot serve`` (after aiohttp's own signal handlers, which it replaces for
+    SIGTERM): on SIGTERM the server goes on serving for ``seconds``, /healthz answering 503 and each response
+    closing its connection, and only then closes its port and stops. A load balancer that stopped a server at
+    once had requests reset on the kept-alive connections it reused as the port closed (a 502 for a POST);
+    meanwhile it sees the server stopping and sends them elsewhere. A second SIGTERM stops at once."""
+    async def install(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            raise GracefulExit()  # as aiohttp's own handler: run_app then shuts down as for any SIGTERM
+
+        def begin() -> None:
+            if app[DRAINING].is_set():
+                stop()
+            app[DRAINING].set()
+            log.info("stopping in %g s: /healthz answers 503 and connections close meanwhile", seconds)
+            loop.call_later(seconds, stop)
+
+        loop.add_signal_handler(signal.SIGTERM, begin)
+
+    return install
 
 
 def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = None) -> web.Application:
@@ -590,6 +624,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     bot = Bot(project, nlu, Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw), actions)
     app[BOT] = bot
     app[LIMITS] = limits
+    app[DRAINING] = asyncio.Event()
     app[ADMIN_TOKEN] = admin_token(project)
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}

@@ -216,6 +216,33 @@ async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_d
     assert replies == (3,)
 
 
+async def test_with_drain_seconds_sigterm_goes_on_serving_first_and_says_it_is_stopping(tiny_demo_bot: Path,
+                                                                                        tmp_path: Path) -> None:
+    """Stopped at once, a server reset the requests a load balancer sent on the kept-alive connections it
+    reused as the port closed (nginx answered those POSTs with 502)."""
+    from tests.conftest import configured_copy
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "drain", **{**CHAOS_CONFIG, "server": {
+        **CHAOS_CONFIG["server"], "drain_seconds": 3}})
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        server = await start(root, session)
+        async with session.get(f"{server.url}/healthz") as ready:
+            assert ready.status == 200 and ready.headers.get("Connection") != "close"
+        started = time.monotonic()
+        server.process.terminate()  # SIGTERM
+        await asyncio.sleep(0.5)
+        async with session.get(f"{server.url}/healthz") as stopping:  # the port still open, saying it stops
+            assert stopping.status == 503 and stopping.headers["Connection"] == "close"
+            assert "stopping" in (await stopping.json())["error"]
+        body = {"conversation_id": "drain", "text": "where is my order"}
+        async with session.post(f"{server.url}/api/chat", json=body) as answered:  # customers still answered
+            assert answered.status == 200 and answered.headers["Connection"] == "close"
+        await asyncio.to_thread(server.process.join, 30)
+        took = time.monotonic() - started
+    assert server.process.exitcode == 0
+    assert 3 <= took < 8, took
+
+
 async def test_a_turn_that_outlasts_shutdown_seconds_holds_up_sigterm_that_long_only(tiny_demo_bot: Path,
                                                                                      tmp_path: Path) -> None:
     """aiohttp waited shutdown_seconds for the request, then as long again after cancelling it: twice the
