@@ -156,8 +156,10 @@ class Responses:
 
 
 def _shown(value: Any, language: Language | None) -> Any:
-    """A slot's value as a customer reads it: a list slot (Rasa's, set by an action) as its items, not as
-    Python writes a list."""
+    """A slot's value as a customer reads it: a list slot (Rasa's, set by an action) as its items, and a
+    boolean one as yes or no, not as Python writes them."""
+    if isinstance(value, bool):
+        return ("是" if value else "否") if language == "zh" else ("yes" if value else "no")
     if isinstance(value, (list, tuple)):
         return ("、" if language == "zh" else ", ").join(map(str, value))
     return value

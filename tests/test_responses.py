@@ -40,6 +40,14 @@ def test_a_list_slot_reads_as_its_items_and_an_empty_one_as_unknown() -> None:
         assert responses().render("get_refund", "web", {"order_id": empty}).text == "Refund started."
 
 
+def test_a_boolean_slot_reads_as_yes_or_no_in_the_turns_language() -> None:
+    """An action's SlotSet("gift", True) showed as Python writes it: "Gift wrapped: True"."""
+    wrapped = Responses({"gift": [ResponseVariant(text="Gift wrapped: {gift}")]})
+    said = [wrapped.render("gift", "web", {"gift": value}, language).text
+            for value, language in ((True, "en"), (False, "en"), (True, "zh"))]
+    assert said == ["Gift wrapped: yes", "Gift wrapped: no", "Gift wrapped: 是"]
+
+
 def test_channel_variant_comes_first_on_its_channel() -> None:
     assert responses().render("get_refund", "slack", {"order_id": "9"}).text == "*Refund* for 9"
     assert responses().render("get_refund", "wecom", {"order_id": "9"}).text == "Refund for order 9 started."
