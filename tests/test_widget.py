@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+import aiohttp
 from aiohttp import web
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
@@ -1567,3 +1568,82 @@ def test_a_waiting_customer_is_told_the_agents_are_busy_even_without_a_socket(
         expect(page.locator(".msg.bot .bubble").last).to_contain_text("our agents are all busy")
         expect(page.locator(".quick button")).to_have_count(0)
         context.close()
+
+
+# --- on shops' real sites: behind a proxy, among the page's own scripts and styles, under a strict CSP ---------
+
+
+async def start_prefix_proxy(target: str, prefix: str) -> tuple[web.AppRunner, str]:
+    """A shop's reverse proxy mapping ``prefix``/… to the bot at ``target``, HTTP and WebSocket, passing the
+    browser's Host on as nginx's ``proxy_set_header Host $host`` does. Anything else is the shop's: a 404."""
+    session = aiohttp.ClientSession()
+    skipped = {"host", "connection", "upgrade", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        url = target + request.raw_path[len(prefix):]
+        headers = {name: value for name, value in request.headers.items()
+                   if name.lower() not in skipped and not name.lower().startswith("sec-websocket")}
+        headers["Host"] = request.host
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            async with session.ws_connect(url, headers=headers) as upstream:
+                downstream = web.WebSocketResponse()
+                await downstream.prepare(request)
+
+                async def pipe(source: Any, sink: Any) -> None:
+                    async for message in source:
+                        await sink.send_str(message.data)
+                    await sink.close()
+
+                await asyncio.gather(pipe(upstream, downstream), pipe(downstream, upstream))
+                return downstream
+        async with session.request(request.method, url, headers=headers, data=await request.read()) as answer:
+            return web.Response(status=answer.status, body=await answer.read(),
+                                headers={name: value for name, value in answer.headers.items() if name.lower() not in skipped})
+
+    async def close_session(_app: web.Application) -> None:
+        await session.close()
+
+    app = web.Application()
+    app.router.add_route("*", prefix + "/{tail:.*}", forward)
+    app.on_cleanup.append(close_session)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+@pytest.fixture
+def proxy(server: LiveServer) -> Iterator[str]:
+    """The bot behind a proxy at /support/, as https://shop.example/support/ would have it."""
+    runner, url = server._run(start_prefix_proxy(server.url, "/support"))
+    yield url
+    server._run(runner.cleanup())
+
+
+def test_behind_a_proxys_path_prefix_the_widget_demo_and_console_stay_under_it(
+        chromium: SimpleNamespace, proxy: str, web_demo_bot: SimpleNamespace) -> None:
+    """Loaded from /support/widget.js, the widget asked for /api/widget, /api/chat and /api/ws at the site's
+    root (the shop's pages, not the bot), the demo page for /widget.js, and the console for /admin/…."""
+    context = chromium.browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.on("websocket", lambda socket_: asked.append(socket_.url))
+    page.goto(f"{proxy}/support/")
+    expect(page.locator("h2")).to_have_text("Demo Shop support")  # bot.yml's title, from /support/api/widget
+    page.wait_for_function("Deskbot.connected()")
+    page.locator("textarea").fill("how do refunds work?")
+    page.locator("textarea").press("Enter")
+    expect(page.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    expect(page.locator("#snippet")).to_contain_text(f'<script src="{proxy}/support/widget.js" async>')
+    assert f"{proxy.replace('http', 'ws')}/support/api/ws" in asked
+    assert [url for url in asked if not urlsplit(url).path.startswith("/support/")] == []
+
+    page.goto(f"{proxy}/support/agent?lang=en")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#token")).to_be_hidden()
+    expect(page.locator("header .figures")).to_contain_text("Today:")
+    assert [url for url in asked if not urlsplit(url).path.startswith("/support/")] == []
+    context.close()

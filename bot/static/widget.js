@@ -92,7 +92,9 @@
   let lang = known(config.lang) ? config.lang : pageLang.startsWith("zh") ? "zh" : "en";
   let t = STRINGS[lang];
   let serverTitle = null; // bot.yml's channels.web.title: one text, or one per language
-  const server = String(config.server || (script && script.src ? new URL(script.src).origin : location.origin)).replace(/\/+$/, "");
+  // By default the folder widget.js was loaded from, path and all: behind a proxy that maps
+  // https://shop.example/support/ to the bot, its API is under /support too.
+  const server = String(config.server || (script && script.src ? new URL(".", script.src).href : location.origin)).replace(/\/+$/, "");
   const pollInterval = Math.max(250, Number(config.pollInterval) || 4000);
   const useSocket = config.transport !== "http" && "WebSocket" in window;
   const SOCKET_WAIT_MS = 4000; // how long a message waits for a connecting socket before using HTTP
