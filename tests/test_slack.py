@@ -30,7 +30,7 @@ from bot.channels.slack import (
     verify_slack_request,
 )
 from bot.limits import LIMITS, Limits
-from bot.project import LimitsConfig
+from bot.project import LimitsConfig, ProjectError
 from dialogues.store import Exchange, Store
 from tests.conftest import store_failing_once
 
@@ -437,7 +437,9 @@ async def test_an_answer_that_is_not_a_json_object_is_a_delivery_error(aiohttp_s
 
 def test_from_settings_needs_secrets_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert SlackChannel.from_settings(FakeBot(), {}) is None
-    assert SlackChannel.from_settings(FakeBot(), {"signing_secret": SECRET}) is None
+    with pytest.raises(ProjectError, match=r"^channels.slack: bot_token not set \(bot.yml, or DESKBOT_SLACK_BOT_TOKEN\) "
+                                           "while signing_secret is: set it, or leave the channel off by setting none$"):
+        SlackChannel.from_settings(FakeBot(), {"signing_secret": SECRET})  # a misspelt variable: said at start, not a 404
     monkeypatch.setenv("DESKBOT_SLACK_SIGNING_SECRET", "from-env")
     monkeypatch.setenv("DESKBOT_SLACK_BOT_TOKEN", "xoxb-env")
     monkeypatch.setenv("DESKBOT_SLACK_API_URL", "http://127.0.0.1:1/api/")

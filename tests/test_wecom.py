@@ -687,7 +687,9 @@ def test_a_message_that_mentions_a_doctype_is_text() -> None:
 
 def test_from_settings_needs_secrets_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert WeComChannel.from_settings(FakeBot(), {}) is None
-    assert WeComChannel.from_settings(FakeBot(), {"token": TOKEN, "aes_key": AES_KEY, "corp_id": CORP_ID}) is None
+    with pytest.raises(ProjectError, match=r"^channels.wecom: secret, agent_id not set \(bot.yml, or DESKBOT_WECOM_SECRET, "
+                                           r"DESKBOT_WECOM_AGENT_ID\) while token, aes_key, corp_id are: set them"):
+        WeComChannel.from_settings(FakeBot(), {"token": TOKEN, "aes_key": AES_KEY, "corp_id": CORP_ID})
     for name, value in {"TOKEN": TOKEN, "AES_KEY": AES_KEY, "CORP_ID": CORP_ID, "SECRET": "s", "AGENT_ID": "7"}.items():
         monkeypatch.setenv(f"DESKBOT_WECOM_{name}", value)
     monkeypatch.setenv("DESKBOT_WECOM_API_URL", "http://127.0.0.1:1/cgi-bin/")

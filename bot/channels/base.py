@@ -491,13 +491,19 @@ class PlatformChannel(Channel):
 
     @classmethod
     def from_settings(cls, bot: "Bot", settings: dict[str, Any]) -> "PlatformChannel | None":
-        """The channel, or None when its secrets are not set (the endpoint then stays unmounted)."""
+        """The channel, or None when none of its secrets is set (the endpoint then stays unmounted). Some set
+        and not all is a mistake (a misspelt variable), said at start: the server ran with the channel off,
+        its events answered 404 while /healthz said ok."""
         resolved = resolve_settings(settings, cls.env)
         missing = [key for key in cls.required if not resolved.get(key)]
-        if missing:
-            if len(missing) < len(cls.required):
-                log.warning("%s channel disabled: %s not set", cls.name, ", ".join(missing))
+        if len(missing) == len(cls.required):
             return None
+        if missing:
+            present = [key for key in cls.required if key not in missing]
+            raise ProjectError(f"channels.{cls.name}: {', '.join(missing)} not set (bot.yml, or "
+                               f"{', '.join(cls.env[key] for key in missing)}) while {', '.join(present)} "
+                               f"{'are' if len(present) > 1 else 'is'}: set {'them' if len(missing) > 1 else 'it'}, "
+                               "or leave the channel off by setting none")
         try:
             return cls(bot, settings)
         except ValueError as exc:  # a key that cannot be one (WeCom's aes_key): at start, one line, not a traceback
