@@ -1647,3 +1647,20 @@ def test_behind_a_proxys_path_prefix_the_widget_demo_and_console_stay_under_it(
     expect(page.locator("header .figures")).to_contain_text("Today:")
     assert [url for url in asked if not urlsplit(url).path.startswith("/support/")] == []
     context.close()
+
+
+def test_the_pages_keyboard_shortcuts_leave_what_the_customer_types_alone(open_widget: Any) -> None:
+    """A shop's "/" goes to its search unless an input has focus: typed in the chat, whose keys the page saw
+    as its host div's, "1/2" lost its slash to it."""
+    page = open_widget(init_script="""document.addEventListener("keydown", (event) => {
+        if (event.key === "/" && !["INPUT", "TEXTAREA"].includes(event.target.tagName)) {
+            event.preventDefault();
+            window.shortcuts = (window.shortcuts || 0) + 1;
+        }
+    });""").page
+    page.locator("textarea").focus()
+    page.keyboard.type("size 1/2")
+    expect(page.locator("textarea")).to_have_value("size 1/2")
+    page.keyboard.press("Escape")  # the chat's own keys still work
+    expect(page.locator(".panel")).to_be_hidden()
+    assert page.evaluate("window.shortcuts") is None

@@ -967,6 +967,9 @@
   panel.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && !composing(event)) close(); // Escape in an input method cancels the composition
   });
+  // Keys typed in the chat are the chat's alone: out of the shadow root they seem the host div's, and a page's
+  // shortcut ("/" focuses its search unless an input has focus) took characters out of the customer's message.
+  for (const type of ["keydown", "keyup", "keypress"]) panel.addEventListener(type, (event) => event.stopPropagation());
   backButton.addEventListener("click", () => {
     rememberTitle("/resume", t.backToBot);
     send("/resume", t.backToBot);
