@@ -217,8 +217,9 @@ async def agent_console(request: web.Request) -> web.FileResponse:
 
 async def widget(request: web.Request) -> web.FileResponse:
     # A script without a charset is read in its page's: on a GBK page (many a Chinese shop's) it did not run.
-    return web.FileResponse(STATIC / "widget.js",
-                            headers={**REVALIDATE, "Content-Type": "application/javascript; charset=utf-8"})
+    # Public and static, it is anyone's to read: a tag marked crossorigin (Sentry's, SRI's) refused it without CORS.
+    return web.FileResponse(STATIC / "widget.js", headers={**REVALIDATE, "Access-Control-Allow-Origin": "*",
+                                                           "Content-Type": "application/javascript; charset=utf-8"})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -237,14 +237,17 @@ def api_client(chromium: SimpleNamespace, url: str, admin_token: str) -> Iterato
         context.dispose()
 
 
-def embed_page(server_url: str, config: dict[str, Any], lang: str = "en", charset: str = "utf-8") -> str:
-    """A customer's page: its config object and the one script tag."""
+def embed_page(server_url: str, config: dict[str, Any], lang: str = "en", charset: str = "utf-8", head: str = "",
+               body: str = "", nonce: str = "", crossorigin: bool = False) -> str:
+    """A customer's page: its config object and the one script tag; ``head`` and ``body`` add the shop's own
+    markup, ``nonce`` is the config script's (for a CSP), ``crossorigin`` what Sentry and SRI setups add."""
     return (
         f'<!doctype html><html lang="{lang}"><head><meta charset="{charset}"><title>Shop</title>'
-        '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
-        "<body><h1>Shop</h1>"
-        f"<script>window.deskbotConfig = {json.dumps(config)};</script>"
-        f'<script src="{server_url}/widget.js" async></script></body></html>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">{head}</head>'
+        f"<body><h1>Shop</h1>{body}"
+        f'<script{f" nonce={nonce}" if nonce else ""}>window.deskbotConfig = {json.dumps(config)};</script>'
+        f'<script src="{server_url}/widget.js"{" crossorigin=anonymous" if crossorigin else ""} async></script>'
+        "</body></html>"
     )
 
 
@@ -256,13 +259,14 @@ class Widget:
 
     def __init__(self, browser: Browser, server: LiveServer, origin: str, config: dict[str, Any],
                  lang: str = "en", init_script: str | None = None, charset: str = "utf-8",
-                 device: dict[str, Any] | None = None) -> None:
+                 device: dict[str, Any] | None = None, page_options: dict[str, Any] | None = None) -> None:
         self.context = browser.new_context(**(device or {"viewport": {"width": 1100, "height": 800}}))
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         self.requests: list[str] = []  # every URL the page asked for, to catch an injected image or frame
+        self.console: list[str] = []  # what the widget told the page's developer
         path = f"/shop-{next(PAGE_NUMBERS)}.html"
-        page = embed_page(server.url, {"open": True, **config}, lang, charset)
+        page = embed_page(server.url, {"open": True, **config}, lang, charset, **(page_options or {}))
         server.pages[path] = page if charset == "utf-8" else page.encode(charset)
         if init_script:
             self.context.add_init_script(init_script)
@@ -270,6 +274,7 @@ class Widget:
         self.page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
         self.page.goto(f"{origin}{path}")
         expect(self.page.locator(".panel")).to_be_visible()
 
@@ -297,7 +302,9 @@ def open_widget(chromium: SimpleNamespace, server: LiveServer, web_demo_bot: Sim
         init_script = config.pop("init_script", None)
         charset = config.pop("page_charset", "utf-8")
         device = config.pop("device", None)
-        widget = Widget(chromium.browser, server, web_demo_bot.embed_origin, config, lang, init_script, charset, device)
+        page_options = config.pop("page", None)  # embed_page()'s head, body, nonce and crossorigin
+        origin = config.pop("origin", web_demo_bot.embed_origin)
+        widget = Widget(chromium.browser, server, origin, config, lang, init_script, charset, device, page_options)
         opened.append(widget)
         return widget
 
@@ -1664,3 +1671,10 @@ def test_the_pages_keyboard_shortcuts_leave_what_the_customer_types_alone(open_w
     page.keyboard.press("Escape")  # the chat's own keys still work
     expect(page.locator(".panel")).to_be_hidden()
     assert page.evaluate("window.shortcuts") is None
+
+
+def test_the_widget_loads_from_a_script_tag_marked_crossorigin(open_widget: Any, server: LiveServer) -> None:
+    """Sentry's and subresource integrity's crossorigin="anonymous" made the browser refuse widget.js, served
+    without CORS headers: no widget at all."""
+    page = open_widget(page={"crossorigin": True}).page  # the Widget waits for the open panel
+    expect(page.locator("h2")).to_have_text("Demo Shop support")
