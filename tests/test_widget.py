@@ -1186,7 +1186,7 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
     # The first conversation's transcript answers slowly, after the agent has already chosen the second.
     context.add_init_script(f"""{{
       const fetchNow = window.fetch;
-      window.fetch = (url, init) => String(url).endsWith("/admin/conversations/{first}")
+      window.fetch = (url, init) => String(url).endsWith("admin/conversations/{first}")
         ? new Promise((resolve) => setTimeout(resolve, 2000)).then(() => fetchNow(url, init)) : fetchNow(url, init);
     }}""")
     page = context.new_page()
@@ -1535,7 +1535,7 @@ def test_the_agents_console_waits_for_a_slow_review_queue_before_asking_again(
     context.add_init_script("""{
       window.reviewReads = 0;
       const fetchNow = window.fetch;
-      window.fetch = (url, init) => String(url).includes("/admin/review?")
+      window.fetch = (url, init) => String(url).includes("admin/review?")
         ? (window.reviewReads += 1, new Promise((resolve) => setTimeout(resolve, 6000)).then(() => fetchNow(url, init)))
         : fetchNow(url, init);
     }""")
