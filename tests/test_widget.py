@@ -1678,3 +1678,21 @@ def test_the_widget_loads_from_a_script_tag_marked_crossorigin(open_widget: Any,
     without CORS headers: no widget at all."""
     page = open_widget(page={"crossorigin": True}).page  # the Widget waits for the open panel
     expect(page.locator("h2")).to_have_text("Demo Shop support")
+
+
+def test_the_widget_works_under_the_strict_csp_its_docs_give(open_widget: Any, server: LiveServer) -> None:
+    """Under style-src 'self' its <style> element was blocked, the widget unstyled; a page requiring Trusted
+    Types refused the innerHTML of its icons, and it never started."""
+    socket_url = server.url.replace("http", "ws", 1)
+    csp = (f"default-src 'none'; script-src 'nonce-shop' {server.url}; connect-src {server.url} {socket_url}; "
+           "style-src 'self'; require-trusted-types-for 'script'")
+    widget = open_widget(page={"head": f'<meta http-equiv="Content-Security-Policy" content="{csp}">', "nonce": "shop"})
+    page = widget.page
+    launcher = page.get_by_role("button", name="Close chat").last
+    assert launcher.evaluate("(button) => getComputedStyle(button).borderRadius") == "50%"
+    expect(launcher.locator("svg path")).to_have_count(1)
+    page.wait_for_function("Deskbot.connected()")
+    widget.send("where is my order?")
+    expect(widget.bot_replies()).to_have_count(1)
+    expect(widget.bot_replies().locator(".feedback svg")).to_have_count(2)
+    assert not [line for line in widget.console if "Content Security Policy" in line or "TrustedHTML" in line]

@@ -394,19 +394,31 @@
     @media (prefers-reduced-motion: reduce) { * { animation: none !important; transition: none !important; } }
   `;
 
-  // Fixed, trusted markup for icons: the only strings ever parsed as HTML.
+  // Icons built node by node, as everything else: a page that requires Trusted Types refuses innerHTML (the widget
+  // never started). Each is its stroke width and its path.
   const ICONS = {
-    chat: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21 12a8.5 8.5 0 0 1-12.4 7.6L3 21l1.5-5.2A8.5 8.5 0 1 1 21 12z"/></svg>',
-    close: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18"/></svg>',
-    send: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M5 12h13M12 5l7 7-7 7"/></svg>',
-    up: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M7 10v11H4a1 1 0 0 1-1-1v-9a1 1 0 0 1 1-1h3zm0 0l4-8a3 3 0 0 1 3 3v4h5.5a2 2 0 0 1 2 2.3l-1.4 8A2 2 0 0 1 18.1 21H7"/></svg>',
-    down: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M17 14V3h3a1 1 0 0 1 1 1v9a1 1 0 0 1-1 1h-3zm0 0l-4 8a3 3 0 0 1-3-3v-4H4.5a2 2 0 0 1-2-2.3l1.4-8A2 2 0 0 1 5.9 3H17"/></svg>',
+    chat: ["2", "M21 12a8.5 8.5 0 0 1-12.4 7.6L3 21l1.5-5.2A8.5 8.5 0 1 1 21 12z"],
+    close: ["2.2", "M6 6l12 12M18 6L6 18"],
+    send: ["2.2", "M5 12h13M12 5l7 7-7 7"],
+    up: ["2", "M7 10v11H4a1 1 0 0 1-1-1v-9a1 1 0 0 1 1-1h3zm0 0l4-8a3 3 0 0 1 3 3v4h5.5a2 2 0 0 1 2 2.3l-1.4 8A2 2 0 0 1 18.1 21H7"],
+    down: ["2", "M17 14V3h3a1 1 0 0 1 1 1v9a1 1 0 0 1-1 1h-3zm0 0l-4 8a3 3 0 0 1-3-3v-4H4.5a2 2 0 0 1-2-2.3l1.4-8A2 2 0 0 1 5.9 3H17"],
   };
+  const SVG = "http://www.w3.org/2000/svg";
 
-  function iconButton(className, icon, label) {
+  function icon(name) {
+    const [width, d] = ICONS[name];
+    const svg = document.createElementNS(SVG, "svg");
+    const attributes = { viewBox: "0 0 24 24", fill: "none", stroke: "currentColor", "stroke-width": width,
+      "stroke-linecap": "round", "stroke-linejoin": "round", "aria-hidden": "true" };
+    for (const [attribute, value] of Object.entries(attributes)) svg.setAttribute(attribute, value);
+    svg.appendChild(document.createElementNS(SVG, "path")).setAttribute("d", d);
+    return svg;
+  }
+
+  function iconButton(className, name, label) {
     const button = el("button", className);
     button.type = "button";
-    button.innerHTML = ICONS[icon];
+    button.append(icon(name));
     if (label) labelButton(button, label);
     return button;
   }
@@ -421,7 +433,6 @@
   const host = document.createElement("div");
   host.id = "deskbot-widget";
   const shadow = host.attachShadow({ mode: "open" });
-  const style = el("style", "", CSS);
   const root = el("div", `root${config.position === "left" ? " left" : ""}`);
   for (const [name, value] of Object.entries(colors)) {
     if (COLOR_VARS[name] && typeof value === "string") root.style.setProperty(COLOR_VARS[name], value);
@@ -434,7 +445,7 @@
 
   const header = el("header");
   const avatar = el("div", "avatar");
-  avatar.innerHTML = ICONS.chat;
+  avatar.append(icon("chat"));
   const heading = el("div", "heading");
   const title = el("h2");
   title.id = "deskbot-title";
@@ -513,7 +524,16 @@
   const announcer = el("div", "sr");  // outside the panel, which is hidden while the chat is closed
   announcer.setAttribute("aria-live", "polite");
   root.append(panel, launcher, announcer);
-  shadow.append(style, root);
+  shadow.append(root);
+  // A constructed stylesheet: a page's CSP of style-src 'self' blocks a <style> element, and left the widget
+  // unstyled. The element where the browser has no constructed sheets (Safari before 16.4).
+  try {
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(CSS);
+    shadow.adoptedStyleSheets = [sheet];
+  } catch {
+    shadow.append(el("style", "", CSS));
+  }
 
   // --- messages -----------------------------------------------------------------------------------
 
@@ -942,7 +962,7 @@
     launcher.setAttribute("aria-expanded", String(isOpen));
     root.classList.toggle("open", isOpen);
     labelButton(launcher, isOpen ? t.close : t.open);
-    launcher.innerHTML = isOpen ? ICONS.close : ICONS.chat; // drops the unread badge too
+    launcher.replaceChildren(icon(isOpen ? "close" : "chat")); // drops the unread badge too
   }
 
   function open() {
