@@ -1696,3 +1696,21 @@ def test_the_widget_works_under_the_strict_csp_its_docs_give(open_widget: Any, s
     expect(widget.bot_replies()).to_have_count(1)
     expect(widget.bot_replies().locator(".feedback svg")).to_have_count(2)
     assert not [line for line in widget.console if "Content Security Policy" in line or "TrustedHTML" in line]
+
+
+def test_a_site_that_replaces_its_body_gets_the_widget_back(open_widget: Any, server: LiveServer) -> None:
+    """Turbo and single-page sites replace the body, the widget with it: running widget.js again, as Turbo does
+    with the new body's scripts, or Deskbot.open() did nothing."""
+    widget = open_widget()
+    page = widget.page
+    cid = widget.conversation_id()
+    page.evaluate("Deskbot.close(); document.body.replaceWith(document.createElement('body'))")
+    expect(page.locator("#deskbot-widget")).to_have_count(0)
+    page.evaluate(f"document.body.append(Object.assign(document.createElement('script'), {{src: '{server.url}/widget.js'}}))")
+    expect(page.get_by_role("button", name="Open chat")).to_be_visible()
+    assert widget.conversation_id() == cid
+    page.evaluate("document.body.replaceWith(document.createElement('body')); Deskbot.open()")
+    expect(page.locator(".panel")).to_be_visible()
+    expect(page.locator("textarea")).to_be_focused()
+    widget.send("where is my order?")  # the same widget, still talking to the bot
+    expect(widget.bot_replies()).to_have_count(1)

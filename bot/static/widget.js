@@ -12,7 +12,12 @@
  */
 (() => {
   "use strict";
-  if (window.Deskbot) return; // included twice: keep the first
+  // Included twice, or run again by a site (Turbo, a single-page app) that replaced the body the widget was in:
+  // the first one stays, and is put back on the page.
+  if (window.Deskbot) {
+    if (window.Deskbot.attach) window.Deskbot.attach();
+    return;
+  }
 
   const script = document.currentScript;
   const config = Object.assign({}, window.deskbotConfig || {});
@@ -965,7 +970,12 @@
     launcher.replaceChildren(icon(isOpen ? "close" : "chat")); // drops the unread badge too
   }
 
+  function attach() {
+    if (!host.isConnected && document.body) document.body.append(host);
+  }
+
   function open() {
+    attach(); // a site that replaced its body took the widget with it
     panel.hidden = false;
     setLauncher(true);
     scrollToEnd();
@@ -1029,7 +1039,7 @@
 
   async function start() {
     label();
-    document.body.append(host);
+    attach();
     if (config.open) open();
     const configured = api("GET", "/api/widget").then((settings) => {
       serverTitle = settings.title || null;
@@ -1055,6 +1065,7 @@
   window.Deskbot = {
     open,
     close,
+    attach,
     conversationId: () => conversationId,
     connected: () => Boolean(socket && socket.readyState === OPEN),
   };
