@@ -1714,3 +1714,13 @@ def test_a_site_that_replaces_its_body_gets_the_widget_back(open_widget: Any, se
     expect(page.locator("textarea")).to_be_focused()
     widget.send("where is my order?")  # the same widget, still talking to the bot
     expect(widget.bot_replies()).to_have_count(1)
+
+
+def test_a_chat_open_from_the_start_leaves_the_pages_own_focus_alone(open_widget: Any) -> None:
+    """open: true took the focus from the page's autofocus search box as the page loaded."""
+    page = open_widget(page={"body": '<input id="search" autofocus>'}).page  # open: true, as every Widget
+    expect(page.locator("#search")).to_be_focused()
+    page.keyboard.type("shoes")
+    expect(page.locator("#search")).to_have_value("shoes")
+    page.evaluate("Deskbot.close(); Deskbot.open()")  # the page's own "Chat with us" button: to type in it
+    expect(page.locator("textarea")).to_be_focused()

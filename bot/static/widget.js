@@ -974,12 +974,14 @@
     if (!host.isConnected && document.body) document.body.append(host);
   }
 
-  function open() {
+  // ``focus``: the customer (or the page's own "Chat with us" button) opened it to type. Opened by the config
+  // as the page loads, it left the page's own focus (an autofocus search box) where it was.
+  function open(focus = true) {
     attach(); // a site that replaced its body took the widget with it
     panel.hidden = false;
     setLauncher(true);
     scrollToEnd();
-    input.focus();
+    if (focus) input.focus();
   }
 
   function close() {
@@ -1040,7 +1042,7 @@
   async function start() {
     label();
     attach();
-    if (config.open) open();
+    if (config.open) open(false);
     const configured = api("GET", "/api/widget").then((settings) => {
       serverTitle = settings.title || null;
       if (!known(config.lang) && known(settings.language)) {
@@ -1063,7 +1065,7 @@
   }
 
   window.Deskbot = {
-    open,
+    open: () => open(),
     close,
     attach,
     conversationId: () => conversationId,
