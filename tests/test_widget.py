@@ -1724,3 +1724,11 @@ def test_a_chat_open_from_the_start_leaves_the_pages_own_focus_alone(open_widget
     expect(page.locator("#search")).to_have_value("shoes")
     page.evaluate("Deskbot.close(); Deskbot.open()")  # the page's own "Chat with us" button: to type in it
     expect(page.locator("textarea")).to_be_focused()
+
+
+def test_a_language_given_with_its_region_is_the_widgets(open_widget: Any) -> None:
+    """lang: "zh-CN" was ignored (only "zh" and "en" were taken), though a page's <html lang="zh-CN"> was not."""
+    page = open_widget(lang="zh-CN").page  # on an English page
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
+    english = open_widget(lang="en-GB", page_lang="zh-CN").page
+    expect(english.locator("textarea")).to_have_attribute("placeholder", "Type your message…")

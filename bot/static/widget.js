@@ -91,10 +91,15 @@
 
   // The widget speaks the embedding page's chosen language, else a bot's one language (known once
   // /api/widget answers: label() runs again), else the page's or the browser's.
-  const pageLang = (document.documentElement.lang || navigator.language || "en").toLowerCase();
   // not "constructor", which every object has (Object.hasOwn is missing from the Safari of 2021)
   const known = (name) => Object.prototype.hasOwnProperty.call(STRINGS, name);
-  let lang = known(config.lang) ? config.lang : pageLang.startsWith("zh") ? "zh" : "en";
+  // A language tag read as the widget's own language: "zh-CN" and "zh-Hant-TW" are Chinese, "en-GB" English.
+  const language = (tag) => {
+    const base = String(tag || "").toLowerCase().split(/[-_]/)[0];
+    return known(base) ? base : null;
+  };
+  const chosenLang = language(config.lang);
+  let lang = chosenLang || language(document.documentElement.lang || navigator.language) || "en";
   let t = STRINGS[lang];
   let serverTitle = null; // bot.yml's channels.web.title: one text, or one per language
   // By default the folder widget.js was loaded from, path and all: behind a proxy that maps
@@ -1045,7 +1050,7 @@
     if (config.open) open(false);
     const configured = api("GET", "/api/widget").then((settings) => {
       serverTitle = settings.title || null;
-      if (!known(config.lang) && known(settings.language)) {
+      if (!chosenLang && known(settings.language)) {
         lang = settings.language;
         t = STRINGS[lang];
       }
