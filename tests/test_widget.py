@@ -1732,3 +1732,16 @@ def test_a_language_given_with_its_region_is_the_widgets(open_widget: Any) -> No
     expect(page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
     english = open_widget(lang="en-GB", page_lang="zh-CN").page
     expect(english.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
+
+
+def test_a_page_of_a_site_the_bot_does_not_list_says_why_in_the_console(open_widget: Any,
+                                                                        web_demo_bot: SimpleNamespace) -> None:
+    """The greeting showed and every message ended Not sent, with nothing but the browser's CORS errors to go on."""
+    other_site = web_demo_bot.embed_origin.replace("localhost", "127.0.0.1")  # the same shop, as another origin
+    widget = open_widget(origin=other_site)
+    expected = f"origin ({other_site}) may need to be listed in channels.web.origins"
+    for _ in range(50):
+        if any(line.startswith("error: deskbot: ") and expected in line for line in widget.console):
+            break
+        widget.page.wait_for_timeout(100)
+    assert any(line.startswith("error: deskbot: ") and expected in line for line in widget.console), widget.console

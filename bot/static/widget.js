@@ -1057,7 +1057,11 @@
       label();
       if (settings.max_message_chars > 0) maxChars = settings.max_message_chars;
       if (settings.readable) readable = new RegExp(settings.readable);
-    }).catch(() => {});
+    }).catch((error) => {
+      // The browser tells the page no more than a CORS error, and every message ends Not sent: say the likely why.
+      console.error(`deskbot: ${server}/api/widget failed (${error.message}). If the bot is up, this page's origin ` +
+        `(${location.origin}) may need to be listed in channels.web.origins in the bot's bot.yml.`);
+    });
     await configured; // the history's labels ("You", "Helpful") in the language the settings may change
     const hadHistory = await loadHistory();
     if (!hadHistory && config.greeting !== false) {
