@@ -893,6 +893,32 @@ def _say_if_future(since: datetime | None) -> None:
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
+@click.argument("dest", type=click.Path(path_type=Path))
+def backup(directory: Path, dest: Path) -> None:
+    """Copy the conversation store of DIRECTORY to DEST (a file, or a folder to put a dated copy in), whole
+    and consistent, while the bot serves. To restore one: stop the bot, delete dialogues.db-wal and
+    dialogues.db-shm, and copy the backup to dialogues.db."""
+    import sqlite3
+
+    from dialogues.store import StoreError
+
+    project = load_project(directory)
+    if dest.is_dir():
+        dest = dest / f"dialogues-{datetime.now():%Y%m%d-%H%M%S}.db"
+    if _is_the_bots_own(project, dest):
+        fail(f"{dest}: one of the bot's own files, which the backup would replace; write it elsewhere")
+    store = _open_store(project, reading=True)
+    try:
+        store.backup(dest)
+    except (OSError, sqlite3.Error, StoreError) as exc:
+        fail(f"cannot write {dest}: {getattr(exc, 'strerror', None) or exc}")
+    finally:
+        store.close()
+    click.echo(f"{dest}: {dest.stat().st_size:,} bytes")
+
+
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
 @click.option("--conversation", "conversation_ids", required=True, multiple=True, metavar="ID",
               help="The conversation to delete; repeat it for several.")
 def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -27,6 +29,8 @@ from filelock import FileLock, Timeout
 
 from dialogues.holding import asks_nothing, run_answer
 from dialogues.redact import redact
+
+log = logging.getLogger(__name__)
 
 
 def unix_time(moment: datetime) -> float:
@@ -413,6 +417,7 @@ class Store:
         self.read_only = read_only
         self.server: str | None = None  # set by serve(): the server whose platform messages this store keeps
         self._serving: FileLock | None = None
+        had_bytes = self.path.is_file() and self.path.stat().st_size > 0
         try:
             ro: dict[str, Any] = {"uri": True} if read_only else {}
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro" if read_only else str(self.path), **ro,
@@ -426,10 +431,15 @@ class Store:
             self.failing: str | None = None  # why the last write failed (a full disk), until one succeeds
             if read_only:  # no migration, no WAL switch, no write lock: the writer's Store did those
                 return
+            if had_bytes and not self._schema():
+                log.warning("%s holds no conversations, not even their tables: a copy made without its -wal file? "
+                            "Starting it as a new store (`bot backup` copies a store whole)", self.path)
             _use_wal(self.db)
             self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process death in WAL mode
             self.db.execute("PRAGMA foreign_keys=ON")
+            if self.behind and self._schema():
+                self._keep_before_migrating()
             self._migrate()
             self._check_writable()
         except sqlite3.OperationalError as exc:  # a full disk while migrating, a read-only file
@@ -504,6 +514,36 @@ class Store:
             self.db.execute(f"PRAGMA user_version={self._schema()}")  # a write that changes nothing
         finally:
             self.db.execute("ROLLBACK")
+
+    def backup(self, dest: Path) -> None:
+        """A consistent copy of the store as it is now, the writes in its -wal file included, while it is in
+        use (SQLite's online backup): a copy of dialogues.db alone lacks what the -wal file still holds, and
+        is an empty store. Written beside ``dest`` and renamed onto it, so a failed copy replaces nothing."""
+        partial = dest.with_name(f".{dest.name}.partial")
+        try:
+            with contextlib.closing(sqlite3.connect(partial)) as target:
+                self.db.conn.backup(target)
+                target.execute("PRAGMA journal_mode=DELETE")  # one file, readable on its own
+            os.replace(partial, dest)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _keep_before_migrating(self) -> None:
+        """A copy of an older deskbot's store before it is migrated (``dialogues.db.schemaN.bak``): the older
+        deskbot refuses a migrated store, and the copy is what it can serve again. Named by the schema the
+        copy holds: processes opening the file at once may copy it after another migrated it."""
+        copy = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.bak")
+        try:
+            self.backup(copy)
+            with contextlib.closing(sqlite3.connect(copy)) as copied:
+                version = copied.execute("PRAGMA user_version").fetchone()[0]
+            kept = self.path.with_name(f"{self.path.name}.schema{version}.bak")
+            if version < len(MIGRATIONS) and not kept.exists():
+                os.replace(copy, kept)
+                log.warning("%s is migrated from schema %d to %d; the store as it was is kept in %s", self.path,
+                            version, len(MIGRATIONS), kept)
+        finally:
+            copy.unlink(missing_ok=True)
 
     def _migrate(self) -> None:
         """Bring the file to the latest schema, one migration per transaction. Each takes the write lock

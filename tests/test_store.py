@@ -1121,3 +1121,49 @@ def test_a_store_that_could_not_write_is_failing_until_a_write_reaches_the_disk(
     store.probe()
     assert store.failing is None
     store.close()
+
+
+def test_bot_backup_copies_what_the_wal_holds_while_the_store_is_in_use(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Copying dialogues.db of a serving bot gave an empty store (its turns were still in dialogues.db-wal),
+    which deskbot took as a new one without a word."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    serving = Store(root / "dialogues.db")
+    for n in range(3):
+        user_turn(serving, f"c{n}", "where is my order")
+    plain_copy = tmp_path / "copied.db"
+    plain_copy.write_bytes((root / "dialogues.db").read_bytes())  # what `cp dialogues.db` takes: no turn yet
+    (tmp_path / "backups").mkdir()
+    backed = CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "backups")])
+    assert backed.exit_code == 0, backed.output
+    [copy] = (tmp_path / "backups").iterdir()
+    assert backed.output.startswith(f"{copy}: ")
+    assert not Path(f"{copy}-wal").exists()  # one file, whole
+    restored = Store(copy)
+    assert restored.db.execute("SELECT count(*) FROM turns WHERE role = 'user'").fetchone() == (3,)
+    restored.close()
+    with caplog.at_level("WARNING"):
+        Store(plain_copy).close()
+    assert "holds no conversations, not even their tables: a copy made without its -wal file?" in caplog.text
+    own = CliRunner().invoke(cli, ["backup", str(root), str(root / "dialogues.db")])
+    assert own.exit_code == 1 and "one of the bot's own files" in own.output
+    serving.close()
+
+
+def test_a_store_is_kept_as_it_was_before_a_migration(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An upgrade migrated the store with no copy and no word, and the deskbot before it then refused it."""
+    path = tmp_path / "dialogues.db"
+    old = sqlite_utils.Database(path)
+    for migration in MIGRATIONS[:-1]:
+        migration(old)
+    old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+    old.close()
+    with caplog.at_level("WARNING"):
+        Store(path).close()
+    kept = tmp_path / f"dialogues.db.schema{len(MIGRATIONS) - 1}.bak"
+    assert f"is migrated from schema {len(MIGRATIONS) - 1} to {len(MIGRATIONS)}; the store as it was is kept in {kept}" \
+        in caplog.text
+    assert sqlite3.connect(kept).execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
+    Store(path).close()  # migrated already: no second copy, no word
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".bak") == [kept.name]
