@@ -1745,3 +1745,23 @@ def test_a_page_of_a_site_the_bot_does_not_list_says_why_in_the_console(open_wid
             break
         widget.page.wait_for_timeout(100)
     assert any(line.startswith("error: deskbot: ") and expected in line for line in widget.console), widget.console
+
+
+def test_the_pages_own_css_neither_restyles_the_chat_nor_covers_it(open_widget: Any) -> None:
+    """What the page's rules set on the host div reached the bubbles through it (inherited), and with every
+    child of the body stacked at 1, the page's fixed bar at 1000 covered the launcher."""
+    css = ("<style>* { letter-spacing: 3px; text-transform: uppercase; }"
+           " body > * { position: relative; z-index: 1; }"
+           " .bar { position: fixed; left: 0; right: 0; bottom: 0; height: 140px; z-index: 1000; background: #eee; }</style>")
+    page = open_widget(page={"head": css, "body": '<div class="bar">Free shipping</div>'}).page
+    bubble = page.locator(".msg.bot .bubble").first
+    assert bubble.evaluate("(b) => [getComputedStyle(b).letterSpacing, getComputedStyle(b).textTransform]") \
+        == ["normal", "none"]
+    launcher = page.get_by_role("button", name="Close chat").last
+    on_top = launcher.evaluate("""(button) => {
+        const box = button.getBoundingClientRect();
+        return button.contains(button.getRootNode().elementFromPoint(box.x + box.width / 2, box.y + box.height / 2));
+    }""")
+    assert on_top
+    launcher.click()
+    expect(page.locator(".panel")).to_be_hidden()

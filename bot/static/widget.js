@@ -255,15 +255,19 @@
     userBubble: "--db-user-bubble",
   };
 
+  const zIndex = Number(config.zIndex) || 2147483000;
+  // The page's rules reach the host div, which no :host rule outweighs: "all: initial" at the root keeps what
+  // it inherits (* { letter-spacing: 3px; text-transform: uppercase }) out of the chat.
   const CSS = `
     :host { all: initial; }
     .root {
+      all: initial;
       --db-primary: #4f46e5; --db-on-primary: #ffffff; --db-bg: #ffffff; --db-text: #1c1f2b;
       --db-muted: #6b7080; --db-bot-bubble: #f1f2f7; --db-user-bubble: var(--db-primary);
       --db-border: rgba(20, 24, 40, 0.08); --db-radius: 18px;
       font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "PingFang SC", "Hiragino Sans GB",
         "Microsoft YaHei", "Noto Sans CJK SC", sans-serif;
-      color: var(--db-text); position: fixed; bottom: 20px; right: 20px; z-index: ${Number(config.zIndex) || 2147483000};
+      color: var(--db-text); position: fixed; bottom: 20px; right: 20px; z-index: ${zIndex};
       display: flex; flex-direction: column; align-items: flex-end; gap: 14px;
     }
     .root.left { right: auto; left: 20px; align-items: flex-start; }
@@ -442,6 +446,10 @@
 
   const host = document.createElement("div");
   host.id = "deskbot-widget";
+  // Its own position and z-index, over any page rule: with body > * { position: relative; z-index: 1 } the widget
+  // was stacked at 1, under the page's fixed header. Set by script, which a page's CSP allows.
+  host.style.setProperty("position", "relative", "important");
+  host.style.setProperty("z-index", String(zIndex), "important");
   const shadow = host.attachShadow({ mode: "open" });
   const root = el("div", `root${config.position === "left" ? " left" : ""}`);
   for (const [name, value] of Object.entries(colors)) {
