@@ -356,7 +356,26 @@ def _model_damage(path: Path) -> list[str]:
             problem = f"{FILES} unreadable"
         if problem:
             damaged.append(f"classifier/{problem}")
+    if (path / "index").is_dir() and (problem := _index_damage(path / "index")):
+        damaged.append(f"index/{problem}")
     return damaged
+
+
+def _index_damage(folder: Path) -> str | None:
+    """What the sizes its manifest records find wrong with an answer index (an index saved before they were
+    recorded: a file missing or empty)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        sizes = manifest.get("sizes") or dict.fromkeys(manifest["checksums"])
+        for name, size in sizes.items():
+            actual = (folder / name).stat().st_size
+            if actual == 0 or size not in (None, actual):
+                return f"{name} cut short or changed ({actual:,} bytes{f', not {size:,}' if size else ''})"
+    except FileNotFoundError as exc:
+        return f"{Path(exc.filename or 'manifest.json').name} missing"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "manifest.json unreadable"
+    return None
 
 
 def _read_json(path: Path, damaged: list[str], required: bool = True) -> dict[str, Any]:

@@ -449,6 +449,8 @@ class AnswerIndex:
             "options": self.options.model_dump(),
             "faiss": faiss.__version__,
             "checksums": {INDEX_FILE: file_sha256(folder / INDEX_FILE), ANSWERS_FILE: file_sha256(folder / ANSWERS_FILE)},
+            # for `bot models`, which looks at sizes and reads no file whole
+            "sizes": {name: (folder / name).stat().st_size for name in (INDEX_FILE, ANSWERS_FILE)},
         }
         (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 

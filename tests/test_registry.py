@@ -411,13 +411,17 @@ def test_bot_models_notes_a_version_whose_model_files_are_missing_or_cut_short(
 
     root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
     models = root / "models"
-    for name in ("v0002", "v0003", "v0004", "v0005"):
+    for name in ("v0002", "v0003", "v0004", "v0005", "v0006", "v0007"):
         shutil.copytree(models / "v0001", models / name)
     head = models / "v0002" / "classifier" / "head.safetensors"
     head.write_bytes(head.read_bytes()[:100])
     (models / "v0003" / "classifier" / "encoder" / "model.safetensors").unlink()
     shutil.rmtree(models / "v0004" / "index")
     (models / "v0005" / "classifier" / "files.json").write_text("[]")
+    index = models / "v0006" / "index" / "index.faiss"
+    size = index.stat().st_size
+    index.write_bytes(index.read_bytes()[:10])
+    (models / "v0007" / "index" / "answers.jsonl").unlink()
     monkeypatch.setattr(finetune.cache, "file_sha256", lambda path: pytest.fail(f"{path} read to list it"))
 
     listing = CliRunner().invoke(cli, ["models", str(root)])
@@ -426,7 +430,8 @@ def test_bot_models_notes_a_version_whose_model_files_are_missing_or_cut_short(
     notes = [line.split("  ")[-1] for line in listing.output.splitlines()[1:]]
     assert notes[0] == "" and notes[1].startswith("classifier/head.safetensors has 100 bytes, not the ")
     assert notes[2:] == ["classifier/encoder/model.safetensors is missing", "index/ missing",
-                         "classifier/files.json unreadable"]
+                         "classifier/files.json unreadable", f"index/index.faiss cut short or changed (10 bytes, not {size:,})",
+                         "index/answers.jsonl missing"]
 
 def test_a_rollback_to_a_version_trained_on_other_intents_warns(small_bot: Path, tmp_path: Path) -> None:
     """It served the old intents without a word, where `bot serve` warns of the same version at start."""
