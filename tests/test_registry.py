@@ -361,8 +361,9 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     (models / "v0003" / "meta.json").write_bytes(b"\xff\xfe")
     damaged = runner.invoke(cli, ["models", str(root)])
     assert damaged.exit_code == 0  # and says what is wrong, where the row would be blank
-    assert [line.split("  ")[-1] for line in damaged.output.splitlines()[2:]] == ["metrics.json unreadable",
-                                                                                 "meta.json unreadable"]
+    size = (models / "v0001" / "index" / "index.faiss").stat().st_size
+    assert [line.split("  ")[-1] for line in damaged.output.splitlines()[2:]] == [
+        "metrics.json unreadable", f"meta.json unreadable; index/index.faiss cut short or changed (7 bytes, not {size:,})"]
     assert [json.loads(line)["damaged"] for line in runner.invoke(cli, ["models", str(root), "--json"]).output.splitlines()
             ] == [[], ["metrics.json unreadable"], ["meta.json unreadable"]]
     # JSON objects of another shape: a decision without its reasons, an accuracy written as text
