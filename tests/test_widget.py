@@ -1765,3 +1765,21 @@ def test_the_pages_own_css_neither_restyles_the_chat_nor_covers_it(open_widget: 
     assert on_top
     launcher.click()
     expect(page.locator(".panel")).to_be_hidden()
+
+
+def test_the_chat_stays_as_the_customer_left_it_on_the_next_page(open_widget: Any, server: LiveServer,
+                                                                 web_demo_bot: SimpleNamespace) -> None:
+    """Closed, it opened again on every page of a site whose config opens it; opened, it was closed on the next."""
+    widget = open_widget()  # open: true
+    page = widget.page
+    page.get_by_role("button", name="Close chat").first.click()
+    page.reload()
+    page.wait_for_function("window.Deskbot")
+    expect(page.locator(".panel")).to_be_hidden()
+    page.get_by_role("button", name="Open chat").click()
+    closed = f"/shop-closed-{next(PAGE_NUMBERS)}.html"
+    server.pages[closed] = embed_page(server.url, {"open": False})
+    page.goto(f"{web_demo_bot.embed_origin}{closed}")
+    expect(page.locator(".panel")).to_be_visible()
+    expect(page.get_by_role("button", name="Close chat")).to_have_count(2)
+    assert page.evaluate("document.activeElement === document.body")  # open, without taking the page's focus

@@ -987,18 +987,22 @@
     if (!host.isConnected && document.body) document.body.append(host);
   }
 
-  // ``focus``: the customer (or the page's own "Chat with us" button) opened it to type. Opened by the config
-  // as the page loads, it left the page's own focus (an autofocus search box) where it was.
-  function open(focus = true) {
+  // ``chosen``: the customer (or the page's own "Chat with us" button) opened it, to type in it, and finds it open
+  // on the site's next page. Opened as the page loads, it leaves the page's own focus (an autofocus search box).
+  function open(chosen = true) {
     attach(); // a site that replaced its body took the widget with it
     panel.hidden = false;
     setLauncher(true);
     scrollToEnd();
-    if (focus) input.focus();
+    if (chosen) {
+      store.set("open", "1");
+      input.focus();
+    }
   }
 
   function close() {
     if (panel.hidden) return; // Deskbot.close() on a closed chat leaves the page's focus where it is
+    store.set("open", "0"); // and closed on the next page, whatever its config says
     panel.hidden = true;
     setLauncher(false);
     launcher.focus();
@@ -1055,7 +1059,8 @@
   async function start() {
     label();
     attach();
-    if (config.open) open(false);
+    const left = store.get("open"); // as the customer left it on the site's last page, else as the config says
+    if (left === null ? config.open : left === "1") open(false);
     const configured = api("GET", "/api/widget").then((settings) => {
       serverTitle = settings.title || null;
       if (!chosenLang && known(settings.language)) {
