@@ -365,7 +365,7 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     assert [line.split("  ")[-1] for line in damaged.output.splitlines()[2:]] == [
         "metrics.json unreadable", f"meta.json unreadable; index/index.faiss cut short or changed (7 bytes, not {size:,})"]
     assert [json.loads(line)["damaged"] for line in runner.invoke(cli, ["models", str(root), "--json"]).output.splitlines()
-            ] == [[], ["metrics.json unreadable"], ["meta.json unreadable"]]
+            ] == [[], ["metrics.json unreadable"], ["meta.json unreadable", damaged.output.split("; ")[-1].strip()]]
     # JSON objects of another shape: a decision without its reasons, an accuracy written as text
     (models / "v0002" / "decision.json").write_text('{"promoted": false}')
     (models / "v0003" / "metrics.json").write_text('{"accuracy": "0.9"}')
