@@ -727,6 +727,24 @@ class Store:
         self.server = uuid.uuid4().hex
         self._serving = self._server_lock(self.server)
         self._serving.acquire(timeout=0)
+        self._forget_gone_servers()
+
+    def _forget_gone_servers(self) -> None:
+        """Delete the lock files of servers that are gone and left no message to answer: a killed server's
+        file stays (the system lets go of its lock, not of the file), and a year of restarts piled them up.
+        One that left messages keeps its file until a server of their channel takes them (:meth:`adopt`)."""
+        with self._lock:
+            owing = {row["owner"] for row in self.db.query("SELECT DISTINCT owner FROM pending WHERE answered IS NULL")}
+        for path in self._servers.glob("*.lock"):
+            if path.stem in owing or path.stem == self.server:
+                continue
+            lock = self._server_lock(path.stem)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:  # alive
+                continue
+            path.unlink(missing_ok=True)
+            lock.release()
 
     def _server_lock(self, server: str) -> FileLock:
         """``server``'s lock file, in the folder :meth:`serve` made beside the store's real file."""

@@ -1167,3 +1167,20 @@ def test_a_store_is_kept_as_it_was_before_a_migration(tmp_path: Path, caplog: py
     assert sqlite3.connect(kept).execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
     Store(path).close()  # migrated already: no second copy, no word
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".bak") == [kept.name]
+
+
+def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_path: Path) -> None:
+    """A killed server's lock file stayed for good: a year of restarts piled them up."""
+    path = tmp_path / "dialogues.db"
+    live = Store(path)
+    live.serve()
+    servers = tmp_path / ".dialogues.db.servers"
+    (servers / "gone.lock").touch()  # killed: nobody holds its lock
+    (servers / "owing.lock").touch()  # killed with a message of its own not answered yet
+    live.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "where is my parcel?", {})
+    live.db.execute("UPDATE pending SET owner = 'owing'")
+    starting = Store(path)
+    starting.serve()
+    assert sorted(p.stem for p in servers.iterdir()) == sorted(["owing", live.server, starting.server])
+    starting.close()
+    live.close()
