@@ -1783,3 +1783,34 @@ def test_the_chat_stays_as_the_customer_left_it_on_the_next_page(open_widget: An
     expect(page.locator(".panel")).to_be_visible()
     expect(page.get_by_role("button", name="Close chat")).to_have_count(2)
     assert page.evaluate("document.activeElement === document.body")  # open, without taking the page's focus
+
+
+def test_a_reset_starts_a_new_conversation_for_the_next_customer(open_widget: Any, api: SimpleNamespace,
+                                                                slow_turns: None) -> None:
+    """A shop whose customers share a device calls Deskbot.reset() as one logs out: the next one gets a new
+    conversation, and not even an answer still on its way to the last one."""
+    widget = open_widget(transport="http")  # the answer on its way comes as the answer to a POST
+    page = widget.page
+    widget.send("my address is 1 Main Street")
+    expect(widget.bot_replies()).to_have_count(1)
+    last = widget.conversation_id()
+    widget.send("slow 2 and my phone number is 555 0100")
+    page.evaluate("Deskbot.reset()")
+    assert widget.conversation_id() != last
+    expect(page.locator(".msg")).to_have_count(1)  # the greeting alone
+    expect(page.locator(".quick button")).to_have_count(0)
+    page.wait_for_timeout(2500)  # the last customer's answer comes meanwhile
+    expect(page.locator(".msg")).to_have_count(1)
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    assert [t["text"] for t in api.history(widget.conversation_id())["turns"] if t["role"] == "user"] == ["hello"]
+    page.reload()
+    expect(page.locator(".msg.user .bubble")).to_have_text(["hello"])
+
+    widget = open_widget()  # over the socket, which joins as the new conversation
+    widget.page.wait_for_function("Deskbot.connected()")
+    widget.page.evaluate("Deskbot.reset()")
+    api.chat(widget.conversation_id(), "hello")  # the new conversation, begun elsewhere (another tab)
+    widget.page.wait_for_function("Deskbot.connected()")
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Hello from Sam"})
+    expect(widget.page.locator(".msg.agent .bubble")).to_have_text(["Hello from Sam"])

@@ -847,7 +847,9 @@
 
   async function sync() {
     try {
+      const asked = conversationId;
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
+      if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the last customer's
       for (const turn of history.turns) {
         if (turn.role === "agent" || turn.role === "bot") pushed(turn.role, turn.text, turn.id, turn.author); // seen ones are skipped
         else if (turn.role === "user" && !seenTurns.has(turn.id)) {
@@ -890,11 +892,13 @@
     const own = { message, text, before: Math.max(0, ...seenTurns), until: Infinity };
     unsettled.push(own);
     const pushesBefore = statusPushes;
+    const asked = conversationId;
     removing(quick, () => quick.replaceChildren());
     setPending(1);
     try {
       if (navigator.onLine === false) throw new Error("offline"); // it cannot leave the device: Not sent at once
       const reply = await chat(text);
+      if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the answer is the last customer's
       if (unsettled.includes(own)) settle(own, reply.user_turn_id);
       if (reply.source !== "silent") {
         if (reply.reply) addMessage("bot", reply.reply, reply.turn_id);
@@ -1056,6 +1060,30 @@
     send(text);
   });
 
+  function greet() {
+    if (config.greeting === false) return;
+    restoring = true;
+    addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting);
+    restoring = false;
+  }
+
+  // A new conversation, for a device customers share (a shop's customer logs out): the log, the choices and the
+  // handoff go, the greeting comes again, and the socket joins anew. Answers still on their way are the last
+  // customer's, and dropped (send() and sync() check the conversation they asked for).
+  function reset() {
+    conversationId = newConversationId();
+    store.set("conversation", conversationId);
+    seenTurns.clear();
+    unsettled.length = 0;
+    log.replaceChildren();
+    removing(quick, () => quick.replaceChildren());
+    setHandedOff(false, false);
+    unread = 0;
+    setLauncher(!panel.hidden); // no unread badge
+    greet();
+    if (socket) socket.abandon(); // it reconnects, and joins as the new conversation
+  }
+
   async function start() {
     label();
     attach();
@@ -1077,11 +1105,7 @@
     });
     await configured; // the history's labels ("You", "Helpful") in the language the settings may change
     const hadHistory = await loadHistory();
-    if (!hadHistory && config.greeting !== false) {
-      restoring = true;
-      addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting);
-      restoring = false;
-    }
+    if (!hadHistory) greet();
     connect();
     schedulePoll();
   }
@@ -1090,6 +1114,7 @@
     open: () => open(),
     close,
     attach,
+    reset,
     conversationId: () => conversationId,
     connected: () => Boolean(socket && socket.readyState === OPEN),
   };
