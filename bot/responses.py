@@ -76,7 +76,9 @@ def payload_values_are_json(payload: str) -> str:
 
 class Button(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: Visible = Field(..., description="may hold {variables}, as the text does")
+    # Slack's limits, kept on every channel so that a template shows the same everywhere: Slack cut a longer
+    # title, and left out the buttons past 25, without a word.
+    title: Visible = Field(..., max_length=75, description="may hold {variables}, as the text does")
     payload: Visible = Field(..., description="'/intent' triggers that intent, '/intent{\"entity\": \"value\"}' "
                                               "sets entities too (a value may hold {variables}); other text is "
                                               "sent as typed")
@@ -101,7 +103,7 @@ class ResponseVariant(BaseModel):
     text: Visible = Field(..., max_length=MAX_REPLY_CHARS)
     channel: Literal["web", "slack", "wecom"] | None = None  # a name no channel has would be a variant never shown
     language: Language | None = None
-    buttons: list[Button] = Field(default_factory=list)
+    buttons: list[Button] = Field(default_factory=list, max_length=25)
 
     _text_variables = field_validator("text")(variables_are_names)
 

@@ -133,6 +133,9 @@ def test_a_channel_no_deskbot_channel_has_is_refused() -> None:
     {"text": "Pick one", "buttons": [{"title": " ", "payload": "/greet"}]},  # a nameless button: Slack refuses the message
     {"text": "Pick one", "buttons": [{"title": "Hi", "payload": ""}]},  # a click that sends nothing: 400 from /api/chat
     {"text": "x" * 20_001},  # past what any reply may be; a 72,000-character template was served whole
+    # past Slack's limits, which cut them there without a word
+    {"text": "Pick one", "buttons": [{"title": f"Size {n}", "payload": "/greet"} for n in range(26)]},
+    {"text": "Pick one", "buttons": [{"title": "x" * 76, "payload": "/greet"}]},
 ])
 def test_a_variant_no_channel_can_send_is_refused(variant: dict) -> None:
     with pytest.raises(ValidationError):
