@@ -1789,23 +1789,31 @@ def test_a_reset_starts_a_new_conversation_for_the_next_customer(open_widget: An
                                                                 slow_turns: None) -> None:
     """A shop whose customers share a device calls Deskbot.reset() as one logs out: the next one gets a new
     conversation, and not even an answer still on its way to the last one."""
-    widget = open_widget(transport="http")  # the answer on its way comes as the answer to a POST
+    refused_later = """{
+      const fetchNow = window.fetch;
+      window.fetch = (url, init) => init && String(init.body).includes("refused later")
+        ? new Promise((resolve) => setTimeout(resolve, 1000)).then(() => new Response('{"error": "slow down"}', {status: 429}))
+        : fetchNow(url, init);
+    }"""
+    widget = open_widget(transport="http", init_script=refused_later)  # answers on their way: a POST's
     page = widget.page
     widget.send("my address is 1 Main Street")
     expect(widget.bot_replies()).to_have_count(1)
     last = widget.conversation_id()
-    widget.send("slow 2 and my phone number is 555 0100")
+    widget.send("slow 3 and my phone number is 555 0100")  # answered after the reset
+    widget.send("refused later")  # refused after the reset, while the next customer's first message is out
     page.evaluate("Deskbot.reset()")
     assert widget.conversation_id() != last
     expect(page.locator(".msg")).to_have_count(1)  # the greeting alone
     expect(page.locator(".quick button")).to_have_count(0)
-    page.wait_for_timeout(2500)  # the last customer's answer comes meanwhile
-    expect(page.locator(".msg")).to_have_count(1)
-    widget.send("hello")
+    widget.send("slow 2 hello")
+    page.wait_for_timeout(3500)  # the last customer's answer and refusal come meanwhile
     expect(widget.bot_replies()).to_have_count(1)
-    assert [t["text"] for t in api.history(widget.conversation_id())["turns"] if t["role"] == "user"] == ["hello"]
+    expect(page.locator(".msg")).to_have_count(3)  # the greeting, "hello" and its answer
+    expect(page.locator(".msg.user.out, .msg.failed")).to_have_count(0)
+    assert [t["text"] for t in api.history(widget.conversation_id())["turns"] if t["role"] == "user"] == ["slow 2 hello"]
     page.reload()
-    expect(page.locator(".msg.user .bubble")).to_have_text(["hello"])
+    expect(page.locator(".msg.user .bubble")).to_have_text(["slow 2 hello"])
 
     widget = open_widget()  # over the socket, which joins as the new conversation
     widget.page.wait_for_function("Deskbot.connected()")

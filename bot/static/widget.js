@@ -907,6 +907,7 @@
       // The reply says whether it handed off, unless an agent's takeover or handback was pushed meanwhile.
       if (statusPushes === pushesBefore) setHandedOff(Boolean(reply.handed_off), false);
     } catch (error) {
+      if (asked !== conversationId) return; // its message went with the log, and from the messages still out
       own.lost = Boolean(error.lost);
       if (!own.lost) unsettled.splice(unsettled.indexOf(own), 1); // refused (a 429): the server did not keep it
       if (!(own.lost && (await arrived(own)))) {
@@ -1080,6 +1081,7 @@
     setHandedOff(false, false);
     unread = 0;
     setLauncher(!panel.hidden); // no unread badge
+    scrollToEnd();
     greet();
     if (socket) socket.abandon(); // it reconnects, and joins as the new conversation
   }
