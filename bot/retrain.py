@@ -155,11 +155,11 @@ def filed(answers: list[dict[str, Any]], project: Project) -> list[dict[str, Any
     nlu.yml's intent there, and the answer would never be given to that question), and none where the label's
     intent was taken out of nlu.yml since (never given, and as the closest answer it kept the others from
     being given)."""
-    seed = seed_labels(project)
+    seed, labels = seed_labels(project), project.labels  # each built from every example: once, not per answer
 
     def intent(row: dict[str, Any]) -> str | None:
         given = seed.get(same_example(row["question"]), row["intent"])
-        return given if given in project.labels else None
+        return given if given in labels else None
 
     return [{**r, "intent": intent(r)} for r in answers]
 
