@@ -518,7 +518,7 @@ async def inbox(request: web.Request) -> web.Response:
         raise http_error(web.HTTPBadRequest, f"status: {status!r} is not handed_off or open")
     limit = query_limit(request, 50)
     bot = request.app[BOT]
-    conversations, total = await bot._store(bot.store.inbox, status, limit)
+    conversations, total = await bot._read(Store.inbox, status, limit)  # every agent's console asks every 3 s
     return json_response({"conversations": conversations, "total": total})
 
 

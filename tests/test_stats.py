@@ -400,3 +400,21 @@ def test_figures_and_exports_read_a_store_they_cannot_write(tiny_demo_bot: Path,
     assert [json.loads(line)["text"] for line in exported.stdout.splitlines()] == ["my parcel is lost"]
     refused = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])  # a command that writes still says it cannot
     assert refused.exit_code == 1 and "readonly database" in refused.output
+
+
+async def test_the_agents_inbox_is_read_beside_the_store_writer(tiny_demo_bot: Path, tmp_path: Path,
+                                                                aiohttp_client: Any) -> None:
+    """Each console asks for the inbox every 3 s, on the thread that logs customers' messages: with many
+    conversations handed off, the consoles held customers' turns up."""
+    import threading
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    release = threading.Event()
+    writer = asyncio.ensure_future(client.app[BOT]._store(release.wait, 20))  # the writer busy
+    try:
+        listed = await asyncio.wait_for(client.get("/admin/conversations", headers={"Authorization": "Bearer t"}), 10)
+        assert listed.status == 200 and (await listed.json())["total"] == 0
+    finally:
+        release.set()
+        await writer
