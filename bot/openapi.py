@@ -22,6 +22,7 @@ from bot.channels.base import json_response, readable
 from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest, WebConversationId
 from bot.language import READABLE
 from bot.responses import MAX_REPLY_CHARS
+from dialogues.review import WINDOW
 
 
 class _Body(BaseModel):
@@ -253,7 +254,9 @@ class ReviewItem(_Body):
 
 class ReviewQueueResponse(_Body):
     items: list[ReviewItem]
-    total: int
+    total: int = Field(..., description=f"the queue's items, built from the latest {WINDOW:,} waiting messages")
+    more_waiting: bool = Field(..., description=f"those {WINDOW:,} were all taken: older messages wait beyond them, "
+                                                "and join the queue as these are labelled")
     intents: list[str]
 
 

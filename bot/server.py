@@ -39,7 +39,7 @@ from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
 from dialogues.export import learned_from, write_jsonl
-from dialogues.review import ReviewItem, check_label
+from dialogues.review import ReviewItem, check_label, window_full
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import conversation_stats
 from dialogues.store import LabelledMeanwhile, Store, cannot_write, read_moment, unix_time
@@ -432,7 +432,7 @@ async def review_queue(request: web.Request) -> web.Response:
     limit = query_limit(request, 20)
     items = await review_items(request.app)
     return json_response({"items": [i.to_json() for i in items[:limit]], "total": len(items),
-                          "intents": request.app[BOT].project.intents})
+                          "more_waiting": window_full(items), "intents": request.app[BOT].project.intents})
 
 
 async def review_label(request: web.Request) -> web.Response:

@@ -64,12 +64,23 @@ def uncertainty(ranking: Sequence[tuple[str, float]], negative_feedback: bool) -
     return float(min(1.0, max(0.0, 1.0 - (ranking[0][1] - second))))
 
 
+# The latest waiting messages the queue is built from: each is read, scored by the serving model and embedded
+# for grouping at every look at the queue. Older ones join it as these are labelled (:func:`window_full`).
+WINDOW = 5000
+
+
+def window_full(items: Sequence[ReviewItem], limit: int = WINDOW) -> bool:
+    """Whether a queue built from the latest ``limit`` waiting messages took that many: older ones may wait
+    beyond it, and a reviewer told "12 left" must know that more come once those are labelled."""
+    return sum(len(item.turn_ids) for item in items) >= limit
+
+
 def covered_texts(store: Store, labels: Collection[str] | None = None) -> set[str]:
     """The :func:`same_text` keys of the messages a label covers; ``labels`` as for :func:`candidates`."""
     return {same_text(row["text"]) for row in store.labels() if labels is None or row["intent"] in labels}
 
 
-def candidates(store: Store, threshold: float, limit: int = 5000, labels: Collection[str] | None = None,
+def candidates(store: Store, threshold: float, limit: int = WINDOW, labels: Collection[str] | None = None,
                before: int | None = None, covered: set[str] | None = None) -> list[dict[str, Any]]:
     """The most recent ``limit`` unlabelled turns (older than turn ``before``, when given) that qualify for
     review (button payloads and turns sent while a human had the conversation are left out: they are not
@@ -184,7 +195,7 @@ def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similari
 
 
 def review_queue(store: Store, threshold: float, embed: Embed | None = None, similarity: float = 0.9,
-                 limit: int = 5000, rank: Rank | None = None, labels: Collection[str] | None = None,
+                 limit: int = WINDOW, rank: Rank | None = None, labels: Collection[str] | None = None,
                  read: Read = lambda fn: fn()) -> list[ReviewItem]:
     """The queue of the most recent ``limit`` turns waiting, best first; ``labels`` as for :func:`candidates`.
 

@@ -22,7 +22,7 @@ from bot.project import load_project
 import bot.server
 from bot.review import CachedModel, parse_answer, review_in_terminal, serving_queue
 from bot.server import BOT, create_app
-from dialogues.review import ReviewItem, review_queue, uncertainty
+from dialogues.review import ReviewItem, review_queue, uncertainty, window_full
 from dialogues.store import Exchange, LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier
 from tests.conftest import REPO
@@ -76,6 +76,15 @@ def test_the_queue_holds_doubtful_turns_grouped_and_ordered_by_expected_value(st
     assert items[1].reasons == ["negative_feedback"] and items[1].score == 1.0
     assert items[2].score == pytest.approx(0.95)  # four messages of one customer count once
     assert items[4].reasons == ["handoff"] and items[4].score == pytest.approx(0.15)
+
+
+def test_a_queue_that_took_its_whole_window_says_more_messages_wait(store: Store) -> None:
+    """A big shop's queue held the latest 5,000 waiting messages of 156,701, and said "478 left"."""
+    ids = [turn(store, text, 0.3, "fallback", conversation=f"c{n}")[0]
+           for n, text in enumerate(["refund please", "where is my parcel", "cancel it"])]
+    newest = review_queue(store, threshold=0.5, limit=2)
+    assert sorted(i for item in newest for i in item.turn_ids) == ids[1:] and window_full(newest, limit=2)
+    assert not window_full(review_queue(store, threshold=0.5, limit=3), limit=4)
 
 
 def test_messages_equal_up_to_punctuation_inside_words_and_numbers_are_one_item(store: Store) -> None:
@@ -286,7 +295,7 @@ def review_bot(small_bot: Path, tmp_path: Path) -> Path:
     return root
 
 
-def test_bot_review_labels_one_item_at_a_time_in_the_terminal(review_bot: Path) -> None:
+def test_bot_review_labels_one_item_at_a_time_in_the_terminal(review_bot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(review_bot / "dialogues.db")
     for n in range(4):
         turn(store, f"where is order {n}", 0.30, "fallback", 0.25, f"o{n}")
@@ -316,6 +325,10 @@ def test_bot_review_labels_one_item_at_a_time_in_the_terminal(review_bot: Path) 
     # The next sitting starts with what is left; q stops at once.
     again = CliRunner().invoke(cli, ["review", str(review_bot)], input="q\n")
     assert again.exit_code == 0 and "1 item to review" in again.output and f"“{items[4].texts[0]}”" in again.output
+    monkeypatch.setattr("dialogues.review.window_full", lambda items: True)  # as if 5,000 messages were waiting
+    full = CliRunner().invoke(cli, ["review", str(review_bot)], input="q\n")
+    assert "0 items (0 messages), skipped 0. 1 left among the latest 5,000 waiting messages; older ones come once " \
+           "these are labelled." in full.output
 
 
 @pytest.mark.parametrize("command", ["review", "chat"])
@@ -372,7 +385,7 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     assert (await client.get("/admin/review", headers={"Authorization": "Bearer wrong"})).status == 401
     resp = await client.get("/admin/review?limit=1", headers=AUTH)
     body = await resp.json()
-    assert resp.status == 200 and body["total"] == 2 and len(body["items"]) == 1
+    assert resp.status == 200 and body["total"] == 2 and len(body["items"]) == 1 and body["more_waiting"] is False
     orders = body["items"][0]
     assert orders["count"] == 3 and "negative_feedback" in orders["reasons"] and "track_order" in body["intents"]
 
