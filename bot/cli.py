@@ -893,27 +893,33 @@ def _say_if_future(since: datetime | None) -> None:
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.argument("dest", type=click.Path(path_type=Path))
-def backup(directory: Path, dest: Path) -> None:
+@click.argument("dest_given", metavar="DEST")
+def backup(directory: Path, dest_given: str) -> None:
     """Copy the conversation store of DIRECTORY to DEST (a file, or a folder to put a dated copy in), whole
     and consistent, while the bot serves. To restore one: stop the bot, delete dialogues.db-wal and
     dialogues.db-shm, and copy the backup to dialogues.db."""
     import sqlite3
 
-    from dialogues.store import StoreError
+    from dialogues.store import Store, StoreError
 
     project = load_project(directory)
-    if dest.is_dir():
-        dest = dest / f"dialogues-{datetime.now():%Y%m%d-%H%M%S}.db"
-    if _is_the_bots_own(project, dest):
-        fail(f"{dest}: one of the bot's own files, which the backup would replace; write it elsewhere")
-    store = _open_store(project, reading=True)
+    if not project.db_path.exists():
+        fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
+    dest = Path(dest_given)
     try:
-        store.backup(dest)
+        if dest.is_dir() or dest_given.endswith(("/", os.sep)):  # a folder, made if need be
+            dest.mkdir(parents=True, exist_ok=True)
+            dest = dest / f"dialogues-{datetime.now():%Y%m%d-%H%M%S}.db"
+        if _is_the_bots_own(project, dest):
+            fail(f"{dest}: one of the bot's own files, which the backup would replace; write it elsewhere")
+        # As it is, not migrated: a backup taken before an upgrade is what the deskbot before it can serve.
+        store = Store(project.db_path, read_only=True)
+        try:
+            store.backup(dest)
+        finally:
+            store.close()
     except (OSError, sqlite3.Error, StoreError) as exc:
-        fail(f"cannot write {dest}: {getattr(exc, 'strerror', None) or exc}")
-    finally:
-        store.close()
+        fail(f"cannot back up to {dest}: {getattr(exc, 'strerror', None) or exc}")
     click.echo(f"{dest}: {dest.stat().st_size:,} bytes")
 
 
@@ -946,6 +952,12 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
             click.echo(f"  its {' and '.join(learned)} may be in {', '.join(since)}, trained since it began: "
                        f"`bot retrain {shell(directory)}` serves a version without them, and those folders under "
                        "models/ keep them until you delete them", err=True)
+    # The copies an upgrade kept of the store (dialogues.db.schemaN.bak) since a conversation began hold it too.
+    copies = [p for p in project.db_path.parent.glob(f"{project.db_path.name}.schema*.bak")
+              if any(p.stat().st_mtime >= began.get(cid, float("inf")) for cid in purged.deleted)]
+    if copies:
+        click.echo(f"  {', '.join(sorted(p.name for p in copies))}, kept at an upgrade since it began, may hold it too: "
+                   "delete the copy once you will not go back to the deskbot before", err=True)
     if not purged.wal_cleared:
         fail(f"another process kept reading {directory / 'dialogues.db'}, so dialogues.db-wal still holds a copy of "
              "what was deleted; run this command again once it is done: it clears the copy, though it finds nothing "

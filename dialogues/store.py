@@ -532,6 +532,7 @@ class Store:
             with contextlib.closing(sqlite3.connect(partial)) as target:
                 self.db.conn.backup(target)
                 target.execute("PRAGMA journal_mode=DELETE")  # one file, readable on its own
+            partial.chmod(self.path.stat().st_mode & 0o777)  # as private as the store, whatever the umask
             os.replace(partial, dest)
         finally:
             partial.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -1134,10 +1135,11 @@ def test_bot_backup_copies_what_the_wal_holds_while_the_store_is_in_use(tmp_path
         user_turn(serving, f"c{n}", "where is my order")
     plain_copy = tmp_path / "copied.db"
     plain_copy.write_bytes((root / "dialogues.db").read_bytes())  # what `cp dialogues.db` takes: no turn yet
-    (tmp_path / "backups").mkdir()
-    backed = CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "backups")])
+    (root / "dialogues.db").chmod(0o600)
+    backed = CliRunner().invoke(cli, ["backup", str(root), f"{tmp_path / 'backups'}/"])  # a folder, made
     assert backed.exit_code == 0, backed.output
     [copy] = (tmp_path / "backups").iterdir()
+    assert copy.stat().st_mode & 0o777 == 0o600  # as private as the store
     assert backed.output.startswith(f"{copy}: ")
     assert not Path(f"{copy}-wal").exists()  # one file, whole
     restored = Store(copy)
@@ -1167,6 +1169,33 @@ def test_a_store_is_kept_as_it_was_before_a_migration(tmp_path: Path, caplog: py
     assert sqlite3.connect(kept).execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
     Store(path).close()  # migrated already: no second copy, no word
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".bak") == [kept.name]
+
+
+def test_bot_backup_copies_an_older_deskbots_store_as_it_is_and_bot_purge_names_the_upgrade_copy(
+        tmp_path: Path) -> None:
+    """A backup taken before an upgrade migrated the live store first, under the server still running it, and the
+    copy was of a schema the deskbot before refused; and a purge left the conversation in the upgrade's copy."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    old = sqlite_utils.Database(root / "dialogues.db")
+    for migration in MIGRATIONS[:-1]:
+        migration(old)
+    old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+    old.close()
+    assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "before.db")]).exit_code == 0
+    for copy in (root / "dialogues.db", tmp_path / "before.db"):
+        assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,), copy
+    store = Store(root / "dialogues.db")  # the upgrade: kept as it was, then migrated
+    user_turn(store, "c1", "my address is 1 Main St")
+    user_turn(store, "c2", "my address is 2 Main St")
+    store.close()
+    kept = root / f"dialogues.db.schema{len(MIGRATIONS) - 1}.bak"
+    later = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c2"])
+    assert later.exit_code == 0 and ".bak" not in later.output  # begun after the copy: not in it
+    os.utime(kept, (time.time() + 60, time.time() + 60))  # as if copied after c1 began
+    purged = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])
+    assert purged.exit_code == 0, purged.output
+    assert f"{kept.name}, kept at an upgrade since it began, may hold it too" in purged.stderr
 
 
 def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_path: Path) -> None:
