@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -492,7 +493,6 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     from bot.server import load_serving_model
     from finetune.evaluation import evaluate_model, read_jsonl
     from finetune.metrics import OOS
-    from retrieval.text import same_text
 
     project = load_project(directory)
     rows = read_jsonl(test_file, fail, intent_label)  # an intent the bot has not, "handoff" too, is out of scope
@@ -516,8 +516,8 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
                    "which selects its intent without the model: left out", err=True)
         if not rows:
             fail(f"{test_file}: no test line is a question for the model")
-    trained = _trained_on(project, nlu.version)
-    if seen := sum(same_text(text) in trained for text in texts):  # a test of what it learnt
+    seen_in_training = _seen_in_training(project, nlu.version)
+    if seen := sum(map(seen_in_training, texts)):  # a test of what it learnt
         click.echo(f"{seen} of {_count(len(texts), 'test line')} {'are examples' if seen > 1 else 'is an example'} "
                    "the model was trained on (nlu.yml and reviewed labels): the figures overstate how it does on new "
                    "questions", err=True)
@@ -531,19 +531,31 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
             click.echo(f"{key:>22}: {json.dumps(value) if isinstance(value, dict) else value}")
 
 
-def _trained_on(project: Project, version: str) -> set[str]:
-    """What model ``version`` learnt, as :func:`~retrieval.text.same_text` keys: nlu.yml's examples and the
-    reviewed labels given before it was trained, less the frozen evaluation set."""
+def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
+    """Whether a test text is one model ``version`` learnt: one of nlu.yml's examples outside the frozen
+    evaluation set, as training reads them (:func:`~retrieval.text.same_example`), or a reviewed label a
+    retrain gave it (meta.json's ``learned_through``; `bot train` learns none), as a reviewer reads them
+    (:func:`~retrieval.text.same_text`: a label covers every spelling and number)."""
     from bot.nlu import read_meta
-    from bot.retrain import exported, read_store
+    from bot.retrain import exported
     from bot.training import held_out_texts
+    from dialogues.export import learned_data
+    from dialogues.store import Store
     from finetune.registry import Registry
-    from retrieval.text import same_text
+    from retrieval.text import same_example, same_text
 
-    trained_at = _trained_at(read_meta(Registry(project.models_dir).path(version)))
-    labels = [r["text"] for r in exported(project, read_store(project, traffic=False)[0]).examples
-              if r["created"] <= trained_at]
-    return {same_text(text) for text in [*(e.text for e in project.examples), *labels]} - held_out_texts(project)
+    held = held_out_texts(project, same_example)
+    examples = {key for e in project.examples if (key := same_example(e.text)) not in held}
+    through = read_meta(Registry(project.models_dir).path(version)).get("learned_through", {}).get("label", 0)
+    labels: set[str] = set()
+    if through and project.db_path.exists():
+        store = Store(project.db_path, read_only=True)
+        try:
+            labels = {same_text(r["text"]) for r in exported(project, learned_data(store)).examples
+                      if r["label_id"] <= through}
+        finally:
+            store.close()
+    return lambda text: same_example(text) in examples or same_text(text) in labels
 
 
 @cli.command()

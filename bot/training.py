@@ -15,6 +15,7 @@ import math
 import random
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,11 +97,11 @@ def check_taught(project: Project, train: list[Example]) -> None:
                            "add examples to nlu.yml")
 
 
-def held_out_texts(project: Project) -> set[str]:
-    """The texts of the frozen evaluation set as written so far, read without choosing one, as
-    :func:`~retrieval.text.same_text` keys: what no label or distilled message may teach (a label is a
+def held_out_texts(project: Project, key: Callable[[str], str] = same_text) -> set[str]:
+    """The texts of the frozen evaluation set as written so far, read without choosing one, as ``key``s: by
+    default :func:`~retrieval.text.same_text`'s, what no label or distilled message may teach (a label is a
     reviewer's, on every message with its key, so "cancelling order!" is the frozen "cancelling order")."""
-    return {same_text(r["text"]) for r in _read_rows(project.models_dir / EVALUATION_FILE)}
+    return {key(r["text"]) for r in _read_rows(project.models_dir / EVALUATION_FILE)}
 
 
 def seed_labels(project: Project) -> dict[str, str]:

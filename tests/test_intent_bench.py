@@ -318,7 +318,7 @@ def test_eval_leaves_out_button_payloads(tiny_demo_bot: Path, tmp_path: Path) ->
 
 def test_eval_says_when_it_is_scored_on_the_examples_the_model_learnt(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A test file made of nlu.yml's own examples scored the model perfect without a word; and reviewed labels
-    a retrain had taught the model were not counted among what it learnt."""
+    a retrain had taught the model were not counted among what it learnt (and `bot train` learns none)."""
     root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
     project = load_project(root)
     held = held_out_texts(project)
@@ -327,8 +327,9 @@ def test_eval_says_when_it_is_scored_on_the_examples_the_model_learnt(tiny_demo_
     for text in ("my parcel went to my neighbour 12", "my parcel went to the wrong house"):
         store.add_labels([store.log_exchange(Exchange("c1", "web", None, text, None, "Sorry?", None, 0.2, [], "fallback",
                                                       "v0001"))[0]], "track_order")
-    store.db.execute("UPDATE review_labels SET created = 0 WHERE id = 1")  # given before the model was trained
     store.close()
+    meta_path = root / "models" / "v0001" / "meta.json"  # as a retrain that learnt the first label writes it
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "learned_through": {"label": 1}}))
     labelled = [{"text": "My parcel went to my neighbour 345!", "intent": "track_order"},
                 {"text": "my parcel went to the wrong house", "intent": "track_order"}]  # labelled since: not learnt
     new = [{"text": "is there a shop in Lisbon?", "intent": "oos"}]
@@ -336,6 +337,10 @@ def test_eval_says_when_it_is_scored_on_the_examples_the_model_learnt(tiny_demo_
                                       "--results", str(tmp_path / "r"), "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "4 of 6 test lines are examples the model was trained on (nlu.yml and reviewed labels)" in result.stderr
+    meta_path.write_text(json.dumps({k: v for k, v in json.loads(meta_path.read_text()).items() if k != "learned_through"}))
+    trained = CliRunner().invoke(cli, ["eval", str(root), "--test", str(tmp_path / "t.jsonl"), "--results",
+                                       str(tmp_path / "r"), "--json", "--device", "cpu"])
+    assert "3 of 6 test lines are examples the model was trained on" in trained.stderr  # bot train's: nlu.yml's alone
     result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(write_jsonl(tmp_path / "n.jsonl", new)),
                                       "--results", str(tmp_path / "r"), "--json", "--device", "cpu"])
     assert "trained on" not in result.stderr
