@@ -987,7 +987,7 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
 def review(directory: Path, reviewer: str | None, limit: int, device: str | None) -> None:
     """Label the review queue of DIRECTORY, one item at a time."""
     from bot.review import review_in_terminal, serving_queue
-    from dialogues.review import WINDOW, window_full
+    from dialogues.review import WINDOW
 
     project = load_project(directory)
     store = _open_store(project)
@@ -1001,7 +1001,7 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
         store.close()
     learn = f" Run `bot retrain {shell(directory)}` to learn from them." if done["items"] else ""
     more = f" among the latest {WINDOW:,} waiting messages; older ones come once these are labelled" \
-        if window_full(items) else ""
+        if items.more_waiting else ""
     click.echo(f"Labelled {_count(done['items'], 'item')} ({_count(done['turns'], 'message')}), skipped {done['skipped']}. "
                f"{max(0, len(items) - done['items'])} left{more}.{learn}")
 

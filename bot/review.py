@@ -20,7 +20,7 @@ import numpy as np
 
 from bot.nlu import read_meta
 from bot.project import BotConfig, Project
-from dialogues.review import OOS, WINDOW, ReviewItem, check_label, review_queue
+from dialogues.review import OOS, WINDOW, Queue, ReviewItem, check_label, review_queue
 from dialogues.store import LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier
 from finetune.registry import Registry
@@ -80,7 +80,7 @@ class CachedModel:
         return [ranking for ranking, _ in self._views(texts)]
 
 
-def serving_queue(project: Project, store: Store, device: str | None = None, limit: int = WINDOW) -> list[ReviewItem]:
+def serving_queue(project: Project, store: Store, device: str | None = None, limit: int = WINDOW) -> Queue:
     """The review queue as the serving model sees it: rescored by it, and grouped by its embeddings."""
     path = Registry(project.models_dir).current_path()
     meta = read_meta(path)

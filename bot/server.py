@@ -39,7 +39,7 @@ from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
 from dialogues.export import learned_from, write_jsonl
-from dialogues.review import ReviewItem, check_label, window_full
+from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import conversation_stats
 from dialogues.store import LabelledMeanwhile, Store, cannot_write, read_moment, unix_time
@@ -397,7 +397,7 @@ async def answer_kept_messages(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def review_items(app: web.Application) -> list[ReviewItem]:
+async def review_items(app: web.Application) -> Queue:
     """The review queue, rescored and grouped by the serving model (its views cached per text)."""
     bot = app[BOT]
     similarity = bot.project.config.learning.review_similarity
@@ -432,7 +432,7 @@ async def review_queue(request: web.Request) -> web.Response:
     limit = query_limit(request, 20)
     items = await review_items(request.app)
     return json_response({"items": [i.to_json() for i in items[:limit]], "total": len(items),
-                          "more_waiting": window_full(items), "intents": request.app[BOT].project.intents})
+                          "more_waiting": items.more_waiting, "intents": request.app[BOT].project.intents})
 
 
 async def review_label(request: web.Request) -> web.Response:

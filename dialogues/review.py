@@ -65,14 +65,16 @@ def uncertainty(ranking: Sequence[tuple[str, float]], negative_feedback: bool) -
 
 
 # The latest waiting messages the queue is built from: each is read, scored by the serving model and embedded
-# for grouping at every look at the queue. Older ones join it as these are labelled (:func:`window_full`).
+# for grouping at every look at the queue. Older ones join it as these are labelled (Queue.more_waiting).
 WINDOW = 5000
 
 
-def window_full(items: Sequence[ReviewItem], limit: int = WINDOW) -> bool:
-    """Whether a queue built from the latest ``limit`` waiting messages took that many: older ones may wait
-    beyond it, and a reviewer told "12 left" must know that more come once those are labelled."""
-    return sum(len(item.turn_ids) for item in items) >= limit
+class Queue(list[ReviewItem]):
+    """The review queue's items, best first. ``more_waiting``: it stopped at its window (or at the reads the
+    model may rescore) before the waiting messages ran out, so older ones may wait beyond it: a reviewer
+    told "12 left" must know that more come once those are labelled."""
+
+    more_waiting = False
 
 
 def covered_texts(store: Store, labels: Collection[str] | None = None) -> set[str]:
@@ -196,7 +198,7 @@ def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similari
 
 def review_queue(store: Store, threshold: float, embed: Embed | None = None, similarity: float = 0.9,
                  limit: int = WINDOW, rank: Rank | None = None, labels: Collection[str] | None = None,
-                 read: Read = lambda fn: fn()) -> list[ReviewItem]:
+                 read: Read = lambda fn: fn()) -> Queue:
     """The queue of the most recent ``limit`` turns waiting, best first; ``labels`` as for :func:`candidates`.
 
     With ``rank`` (the serving model) the turns are rescored by it first, and the limit counts the turns it
@@ -204,16 +206,18 @@ def review_queue(store: Store, threshold: float, embed: Embed | None = None, sim
     read of the store (a server reads its store on the store's own thread, and ranks elsewhere)."""
     covered = read(partial(covered_texts, store, labels))
     rows: list[dict[str, Any]] = []
-    before, read_so_far = None, 0
+    before, read_so_far, ran_out = None, 0, False
     while len(rows) < limit and read_so_far < RESCORED_PER_LIMIT * limit:  # the model ranks every turn read
         wanted = limit - len(rows)
         page = read(partial(candidates, store, threshold, wanted, labels, before, covered))
         rows += rescore(page, rank, threshold) if rank is not None else page
         read_so_far += len(page)
-        if len(page) < wanted:  # no more waiting
+        if ran_out := len(page) < wanted:  # no more waiting
             break
         before = page[-1]["id"]
-    return build_queue(rows, embed, similarity)
+    queue = Queue(build_queue(rows, embed, similarity))
+    queue.more_waiting = not ran_out
+    return queue
 
 
 def check_label(intent: str, intents: Sequence[str]) -> str:

@@ -22,7 +22,7 @@ from bot.project import load_project
 import bot.server
 from bot.review import CachedModel, parse_answer, review_in_terminal, serving_queue
 from bot.server import BOT, create_app
-from dialogues.review import ReviewItem, review_queue, uncertainty, window_full
+from dialogues.review import ReviewItem, review_queue, uncertainty
 from dialogues.store import Exchange, LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier
 from tests.conftest import REPO
@@ -78,13 +78,21 @@ def test_the_queue_holds_doubtful_turns_grouped_and_ordered_by_expected_value(st
     assert items[4].reasons == ["handoff"] and items[4].score == pytest.approx(0.15)
 
 
-def test_a_queue_that_took_its_whole_window_says_more_messages_wait(store: Store) -> None:
+def test_a_queue_that_stopped_before_the_waiting_messages_ran_out_says_more_wait(store: Store) -> None:
     """A big shop's queue held the latest 5,000 waiting messages of 156,701, and said "478 left"."""
-    ids = [turn(store, text, 0.3, "fallback", conversation=f"c{n}")[0]
-           for n, text in enumerate(["refund please", "where is my parcel", "cancel it"])]
+    ids = [turn(store, text, 0.3, "template", conversation=f"c{n}")[0]  # unsure: rescored, the model may be sure
+           for n, text in enumerate(["refund please", "where is my parcel", "cancel it", "my card", "a bike?"])]
     newest = review_queue(store, threshold=0.5, limit=2)
-    assert sorted(i for item in newest for i in item.turn_ids) == ids[1:] and window_full(newest, limit=2)
-    assert not window_full(review_queue(store, threshold=0.5, limit=3), limit=4)
+    assert sorted(i for item in newest for i in item.turn_ids) == ids[3:] and newest.more_waiting
+    assert not review_queue(store, threshold=0.5, limit=6).more_waiting  # all five in it
+
+    def sure_of_all_but_the_first(texts: list[str]) -> list[list[tuple[str, float]]]:  # a model after a retrain
+        return [[("get_refund", 0.4 if text == "refund please" else 0.99)] for text in texts]
+
+    # Rescored, most of what is read leaves the queue; the reads stop at their cap with the window not full
+    capped = review_queue(store, threshold=0.5, limit=1, rank=sure_of_all_but_the_first)
+    assert capped == [] and capped.more_waiting
+    assert not review_queue(store, threshold=0.5, limit=5, rank=sure_of_all_but_the_first).more_waiting
 
 
 def test_messages_equal_up_to_punctuation_inside_words_and_numbers_are_one_item(store: Store) -> None:
@@ -325,7 +333,15 @@ def test_bot_review_labels_one_item_at_a_time_in_the_terminal(review_bot: Path, 
     # The next sitting starts with what is left; q stops at once.
     again = CliRunner().invoke(cli, ["review", str(review_bot)], input="q\n")
     assert again.exit_code == 0 and "1 item to review" in again.output and f"“{items[4].texts[0]}”" in again.output
-    monkeypatch.setattr("dialogues.review.window_full", lambda items: True)  # as if 5,000 messages were waiting
+    import bot.review
+
+    def past_the_window(*args: Any) -> Any:  # as if more than 5,000 messages were waiting
+        queue = serving(*args)
+        queue.more_waiting = True
+        return queue
+
+    serving = bot.review.serving_queue
+    monkeypatch.setattr(bot.review, "serving_queue", past_the_window)
     full = CliRunner().invoke(cli, ["review", str(review_bot)], input="q\n")
     assert "0 items (0 messages), skipped 0. 1 left among the latest 5,000 waiting messages; older ones come once " \
            "these are labelled." in full.output
