@@ -89,13 +89,16 @@ class Button(BaseModel):
     def variables(self) -> set[str]:
         return variable_names(self.title).union(*map(variable_names, read_payload(self.payload)[1].values()))
 
-    def filled(self, values: dict[str, Any]) -> dict[str, str]:
-        """As the customer sees it, and what a click sends: its title and its payload's values filled in."""
+    def filled(self, shown: dict[str, Any], values: dict[str, Any]) -> dict[str, str]:
+        """As the customer sees it, and what a click sends: its title filled with the values as ``shown``
+        (yes for a boolean slot), its payload's values with the ``values`` themselves, which the entity's
+        patterns must take again when it comes back ({{ and }} single braces in both, as in the text)."""
         intent, entities = read_payload(self.payload)
         payload = self.payload
-        if any(map(variable_names, entities.values())):
-            payload = intent + json.dumps({k: v.format_map(values) for k, v in entities.items()}, ensure_ascii=False)
-        return {"title": self.title.format_map(values), "payload": payload}
+        if entities:
+            raw = {k: str(v) for k, v in values.items()}
+            payload = intent + json.dumps({k: v.format_map(raw) for k, v in entities.items()}, ensure_ascii=False)
+        return {"title": self.title.format_map(shown), "payload": payload}
 
 
 class ResponseVariant(BaseModel):
@@ -152,7 +155,7 @@ class Responses:
                 chosen = (rng or random).choice(same)
                 known_values = {k: _shown(values[k], language) for k in chosen.variables()}
                 return Rendered(chosen.text.format_map(known_values),
-                                [b.filled(known_values) for b in chosen.buttons],
+                                [b.filled(known_values, values) for b in chosen.buttons],
                                 quotes=bool(known_values))
         return None
 

@@ -40,6 +40,14 @@ def test_a_list_slot_reads_as_its_items_and_an_empty_one_as_unknown() -> None:
         assert responses().render("get_refund", "web", {"order_id": empty}).text == "Refund started."
 
 
+def test_a_payload_is_filled_with_the_slots_value_and_its_title_as_the_customer_reads_it() -> None:
+    """A boolean slot went into a button's payload as 是, which no entity pattern takes back."""
+    gift = {"title": "Wrap it: {gift}", "payload": '/gift{"gift": "{gift}", "note": "{{as is}}"}'}
+    wrapped = Responses({"gift": [ResponseVariant(text="Wrap?", buttons=[gift])]})
+    assert wrapped.render("gift", "web", {"gift": True}, "zh").buttons == [
+        {"title": "Wrap it: 是", "payload": '/gift{"gift": "True", "note": "{as is}"}'}]
+
+
 def test_a_boolean_slot_reads_as_yes_or_no_in_the_turns_language() -> None:
     """An action's SlotSet("gift", True) showed as Python writes it: "Gift wrapped: True"."""
     wrapped = Responses({"gift": [ResponseVariant(text="Gift wrapped: {gift}")]})
