@@ -300,7 +300,7 @@ class Bot:
         ``fallbacks_before_handoff``; so is one whose messages together run past ``MAX_REPLY_CHARS``
         (runaway output), with its slots undone."""
         assert decision.action is not None
-        name, texts, buttons, loop = decision.action, [], [], None
+        name, texts, buttons, loop, restarted = decision.action, [], [], None, False
         before = dict(slots)
         clock = asyncio.get_running_loop()
         deadline = clock.time() + self.actions.timeout
@@ -317,6 +317,7 @@ class Bot:
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots,
                                            isinstance(exc, ActionTimeout))
             if result.reset:
+                restarted = True
                 slots.clear()
                 self._keep_language(slots, language)
             slots.update(result.slots)
@@ -340,6 +341,7 @@ class Bot:
                 texts.append(shown.text)
                 buttons += shown.buttons
             if follow in RASA_RESTARTS:  # the conversation starts afresh, as in Rasa
+                restarted = True
                 slots.clear()
                 self._keep_language(slots, language)
                 loop = None
@@ -361,12 +363,14 @@ class Bot:
             slots.update(before)
             return self._action_failed(decision, fallbacks, turn.channel, language, slots)
         if not reply and not buttons:  # only a json_message, or nothing at all: the customer would wait for nothing
-            shown = self.project.responses.render(decision.intent or "", turn.channel, slots, language)
-            log.warning("%s showed the customer nothing; %s", decision.action,
-                        "its intent's template answers instead" if shown else "taken as a failed action")
-            if shown is None:
+            shown = self.project.responses.render(decision.intent or "", turn.channel,
+                                                  self._fillable(slots, entities, text), language)
+            if shown is not None:
+                log.warning("%s showed the customer nothing; its intent's template answers instead", decision.action)
+                reply, buttons = shown.text, shown.buttons
+            elif not restarted:  # an action that starts the conversation afresh may well say nothing
+                log.warning("%s showed the customer nothing; taken as a failed action", decision.action)
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots)
-            reply, buttons = shown.text, shown.buttons
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
                         quotes=True)
 

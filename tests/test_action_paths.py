@@ -254,6 +254,14 @@ class ActionJsonOnly(Action):
         return [SlotSet("order_id", "321")]
 
 
+class ActionForgetQuietly(Action):
+    def name(self):
+        return "action_forget_quietly"
+
+    def run(self, dispatcher, tracker, domain):
+        return [AllSlotsReset()]
+
+
 class ActionSetThenFail(Action):
     def name(self):
         return "action_set_then_fail"
@@ -819,6 +827,9 @@ async def test_an_action_that_shows_nothing_answers_with_its_template_or_falls_b
         missed = await bot.handle(Turn("c2", "/get_refund", "web"))
         assert missed.source == "fallback" and missed.text.startswith("Sorry, I couldn't complete that")
         assert bot.store.conversation("c2")["slots"]["order_id"] == "321"  # what the action did stands
+        bot.config.actions.map["get_refund"] = "action_forget_quietly"  # one that starts afresh may say nothing
+        forgot = await bot.handle(Turn("c2", "/get_refund", "web"))
+        assert (forgot.source, forgot.text) == ("action", "") and "order_id" not in bot.store.conversation("c2")["slots"]
     finally:
         await bot.close()
 
