@@ -425,7 +425,8 @@ class Store:
         self.read_only = read_only
         self.server: str | None = None  # set by serve(): the server whose platform messages this store keeps
         self._serving: FileLock | None = None
-        had_bytes = self.path.is_file() and self.path.stat().st_size > 0
+        # A file with bytes and no schema, and no -wal file of a process creating it this moment: a copy made alone
+        copied_alone = self.path.is_file() and self.path.stat().st_size > 0 and not Path(f"{self.path}-wal").exists()
         try:
             ro: dict[str, Any] = {"uri": True} if read_only else {}
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro" if read_only else str(self.path), **ro,
@@ -439,7 +440,7 @@ class Store:
             self.failing: str | None = None  # why the last write failed (a full disk), until one succeeds
             if read_only:  # no migration, no WAL switch, no write lock: the writer's Store did those
                 return
-            if had_bytes and not self._schema():
+            if copied_alone and not self._schema():
                 log.warning("%s holds no conversations, not even their tables: a copy made without its -wal file? "
                             "Starting it as a new store (`bot backup` copies a store whole)", self.path)
             _use_wal(self.db)
