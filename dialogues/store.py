@@ -548,10 +548,13 @@ class Store:
             with contextlib.closing(sqlite3.connect(copy)) as copied:
                 version = copied.execute("PRAGMA user_version").fetchone()[0]
             kept = self.path.with_name(f"{self.path.name}.schema{version}.bak")
-            if version < len(MIGRATIONS) and not kept.exists():
+            if version < len(MIGRATIONS):  # one left by an earlier upgrade of that schema is older: replaced
                 os.replace(copy, kept)
                 log.warning("%s is migrated from schema %d to %d; the store as it was is kept in %s", self.path,
                             version, len(MIGRATIONS), kept)
+        except (OSError, sqlite3.Error) as exc:  # a full disk: nothing is migrated without its copy
+            raise StoreError(f"{self.path}: cannot keep a copy of it before migrating it to this deskbot's schema "
+                             f"({getattr(exc, 'strerror', None) or exc}); free space for one beside it") from None
         finally:
             copy.unlink(missing_ok=True)
 

@@ -1171,6 +1171,25 @@ def test_a_store_is_kept_as_it_was_before_a_migration(tmp_path: Path, caplog: py
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".bak") == [kept.name]
 
 
+def test_a_store_that_cannot_be_copied_before_its_migration_is_not_migrated(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "dialogues.db"
+    old = sqlite_utils.Database(path)
+    for migration in MIGRATIONS[:-1]:
+        migration(old)
+    old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+    old.close()
+
+    def full(self: Store, dest: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Store, "backup", full)
+    with pytest.raises(StoreError, match="cannot keep a copy of it before migrating it to this deskbot's schema "
+                                         r"\(No space left on device\); free space for one beside it"):
+        Store(path)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
+
+
 def test_bot_backup_copies_an_older_deskbots_store_as_it_is_and_bot_purge_names_the_upgrade_copy(
         tmp_path: Path) -> None:
     """A backup taken before an upgrade migrated the live store first, under the server still running it, and the
