@@ -267,3 +267,16 @@ def store_failing_once(bot: Any, path: Path, held: asyncio.Event | None = None) 
     store.receive = flaky  # type: ignore[method-assign]
     bot.store, bot._store = store, run
     return waiting
+
+
+def store_of_the_last_deskbot(path: Path) -> None:
+    """A store as the deskbot before the last migration left it (empty, but for its schema)."""
+    import sqlite_utils
+
+    from dialogues.store import MIGRATIONS
+
+    old = sqlite_utils.Database(path)
+    for migration in MIGRATIONS[:-1]:
+        migration(old)
+    old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+    old.close()

@@ -11,14 +11,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.server import BOT, create_app
 from dialogues.stats import conversation_stats
-from dialogues.store import MIGRATIONS, Exchange, Store
-from tests.conftest import configured_copy
+from dialogues.store import Exchange, Store
+from tests.conftest import configured_copy, store_of_the_last_deskbot
 
 
 def exchange(store: Store, conversation: str, text: str, source: str, intent: str | None = "track_order",
@@ -377,11 +376,7 @@ def test_figures_and_exports_read_a_store_they_cannot_write(tiny_demo_bot: Path,
     both said "cannot open it (attempt to write a readonly database)". They read it now; a store of an
     older deskbot is still brought up to date first."""
     root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
-    old = sqlite_utils.Database(root / "dialogues.db")
-    for migration in MIGRATIONS[:-1]:  # as the deskbot before the last migration left it
-        migration(old)
-    old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
-    old.close()
+    store_of_the_last_deskbot(root / "dialogues.db")
     assert json.loads(CliRunner().invoke(cli, ["stats", str(root), "--json"]).stdout)["conversations"] == 0
     store = Store(root / "dialogues.db")
     assert not store.behind

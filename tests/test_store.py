@@ -27,7 +27,7 @@ from dialogues.export import learned_data
 from dialogues.holding import asks_nothing, says_nothing
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, SentBefore, Store, StoreError
-from tests.conftest import REPO
+from tests.conftest import REPO, store_of_the_last_deskbot
 
 
 def user_turn(store: Store, conversation: str, text: str) -> int:
@@ -1156,11 +1156,7 @@ def test_bot_backup_copies_what_the_wal_holds_while_the_store_is_in_use(tmp_path
 def test_a_store_is_kept_as_it_was_before_a_migration(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An upgrade migrated the store with no copy and no word, and the deskbot before it then refused it."""
     path = tmp_path / "dialogues.db"
-    old = sqlite_utils.Database(path)
-    for migration in MIGRATIONS[:-1]:
-        migration(old)
-    old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
-    old.close()
+    store_of_the_last_deskbot(path)
     with caplog.at_level("WARNING"):
         Store(path).close()
     kept = tmp_path / f"dialogues.db.schema{len(MIGRATIONS) - 1}.bak"
@@ -1174,11 +1170,7 @@ def test_a_store_is_kept_as_it_was_before_a_migration(tmp_path: Path, caplog: py
 def test_a_store_that_cannot_be_copied_before_its_migration_is_not_migrated(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "dialogues.db"
-    old = sqlite_utils.Database(path)
-    for migration in MIGRATIONS[:-1]:
-        migration(old)
-    old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
-    old.close()
+    store_of_the_last_deskbot(path)
 
     def full(self: Store, dest: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -1196,11 +1188,7 @@ def test_bot_backup_copies_an_older_deskbots_store_as_it_is_and_bot_purge_names_
     copy was of a schema the deskbot before refused; and a purge left the conversation in the upgrade's copy."""
     root = tmp_path / "bot"
     assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
-    old = sqlite_utils.Database(root / "dialogues.db")
-    for migration in MIGRATIONS[:-1]:
-        migration(old)
-    old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
-    old.close()
+    store_of_the_last_deskbot(root / "dialogues.db")
     assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "before.db")]).exit_code == 0
     for copy in (root / "dialogues.db", tmp_path / "before.db"):
         assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,), copy
