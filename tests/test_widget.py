@@ -1734,6 +1734,20 @@ def test_a_language_given_with_its_region_is_the_widgets(open_widget: Any) -> No
     expect(english.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
 
 
+def test_a_page_in_traditional_chinese_gets_the_widget_in_traditional_characters(open_widget: Any) -> None:
+    """A Hong Kong or Taiwan page (zh-TW, zh-HK, zh-Hant) got the widget in Simplified characters, beside the bot's
+    replies in Traditional ones."""
+    for tag in ("zh-TW", "zh-Hant-HK"):
+        widget = open_widget(page_lang=tag)
+        expect(widget.page.locator("textarea")).to_have_attribute("placeholder", "請輸入您的問題…")
+        assert widget.page.locator("#deskbot-widget").evaluate("(h) => h.shadowRoot.querySelector('.root').lang") \
+            == "zh-Hant"
+    widget.send("你好")  # the bot is told the language it knows, zh
+    expect(widget.bot_replies()).to_have_count(1)
+    simplified = open_widget(lang="zh-Hans-HK").page  # Simplified characters asked for, in Hong Kong
+    expect(simplified.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
+
+
 def test_a_page_of_a_site_the_bot_does_not_list_says_why_in_the_console(open_widget: Any,
                                                                         web_demo_bot: SimpleNamespace) -> None:
     """The greeting showed and every message ended Not sent, with nothing but the browser's CORS errors to go on."""

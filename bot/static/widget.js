@@ -87,17 +87,54 @@
       newMessages: "有新消息 ↓",
       poweredBy: "由 deskbot 提供支持",
     },
+    "zh-Hant": {  // Traditional characters (Taiwan's forms), for pages in zh-TW, zh-HK, zh-MO or zh-Hant
+      title: "在線客服",
+      subtitle: "通常幾秒內回覆",
+      subtitleAgent: "人工客服正在為您服務",
+      greeting: "您好！請問有什麼可以幫您？",
+      open: "打開聊天",
+      openUnread: (n) => `打開聊天（${n} 條新消息）`,
+      close: "關閉聊天",
+      messages: "消息",
+      placeholder: "請輸入您的問題…",
+      inputLabel: "消息",
+      send: "發送",
+      typing: "正在輸入…",
+      you: "我",
+      bot: "機器人",
+      agent: "人工客服",
+      suggestions: "推薦回覆",
+      feedback: "這個回答有幫助嗎？",
+      helpful: "有幫助",
+      notHelpful: "沒有幫助",
+      thanks: "感謝您的反饋！",
+      handedOff: "已為您轉接人工客服，客服會在這裡回覆您。",
+      handedBack: "已回到機器人服務。",
+      backToBot: "返回機器人",
+      error: "出錯了，請稍後再試。",
+      notSent: "未發送。",
+      tooFast: "未發送：消息太頻繁，請等待 {seconds} 秒後重試。",
+      tooLong: "消息太長：最多 {max} 個字。請刪減後再發送。",
+      retry: "重試",
+      newMessages: "有新消息 ↓",
+      poweredBy: "由 deskbot 提供支持",
+    },
   };
 
   // The widget speaks the embedding page's chosen language, else a bot's one language (known once
   // /api/widget answers: label() runs again), else the page's or the browser's.
   // not "constructor", which every object has (Object.hasOwn is missing from the Safari of 2021)
   const known = (name) => Object.prototype.hasOwnProperty.call(STRINGS, name);
-  // A language tag read as the widget's own language: "zh-CN" and "zh-Hant-TW" are Chinese, "en-GB" English.
+  // A language tag read as the widget's own language: "zh-CN" is Chinese, "en-GB" English, and "zh-TW", "zh-HK"
+  // or "zh-Hant" Chinese in Traditional characters, as the bot answers customers who write them.
   const language = (tag) => {
-    const base = String(tag || "").toLowerCase().split(/[-_]/)[0];
+    const [base, ...rest] = String(tag || "").toLowerCase().split(/[-_]/);
+    if (base === "zh" && !rest.includes("hans") && rest.some((part) => ["hant", "tw", "hk", "mo"].includes(part))) {
+      return "zh-Hant";
+    }
     return known(base) ? base : null;
   };
+  const spoken = () => lang.split("-")[0]; // what the bot is told: en or zh
   const chosenLang = language(config.lang);
   let lang = chosenLang || language(document.documentElement.lang || navigator.language) || "en";
   let t = STRINGS[lang];
@@ -523,7 +560,7 @@
 
   function label() {
     root.lang = lang;
-    title.textContent = config.title || (serverTitle && typeof serverTitle === "object" ? serverTitle[lang] : serverTitle) || t.title;
+    title.textContent = config.title || (serverTitle && typeof serverTitle === "object" ? serverTitle[spoken()] : serverTitle) || t.title;
     subtitle.textContent = handedOff ? t.subtitleAgent : t.subtitle;
     labelButton(closeButton, t.close);
     labelButton(sendButton, t.send);
@@ -822,11 +859,11 @@
       return new Promise((resolve, reject) => {
         const answer = { resolve, reject };
         waiting.push(answer);
-        ws.send(JSON.stringify({ type: "message", conversation_id: conversationId, text, language: lang }));
+        ws.send(JSON.stringify({ type: "message", conversation_id: conversationId, text, language: spoken() }));
         setTimeout(() => { if (waiting.includes(answer) && ws.abandon) ws.abandon(); }, REPLY_WAIT_MS);
       });
     }
-    return api("POST", "/api/chat", { conversation_id: conversationId, text, language: lang });
+    return api("POST", "/api/chat", { conversation_id: conversationId, text, language: spoken() });
   }
 
   function pushed(role, text, turnId, author) {
@@ -1093,7 +1130,7 @@
     if (left === null ? config.open : left === "1") open(false);
     const configured = api("GET", "/api/widget").then((settings) => {
       serverTitle = settings.title || null;
-      if (!chosenLang && known(settings.language)) {
+      if (!chosenLang && known(settings.language) && settings.language !== spoken()) { // a zh-TW page keeps its script
         lang = settings.language;
         t = STRINGS[lang];
       }
