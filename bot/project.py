@@ -13,6 +13,7 @@ import shlex
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -776,6 +777,11 @@ def load_nlu(path: Path,
     return examples, patterns
 
 
+# "- text:请提供订单号" (no space after the colon, or a full-width one, as Chinese input methods type them) is
+# YAML's text "text:请提供订单号", which customers were shown word for word.
+_KEY_WITHOUT_SPACE = re.compile(r"(text|buttons|language|channel)(?::(?=\S)|\s*：)")
+
+
 def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...],
                    fillable: set[str] | None = None, entities: Mapping[str, list[re.Pattern[str]]] | None = None
                    ) -> Responses:
@@ -804,6 +810,9 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
             raise _fail(path, node, ("responses", intent), "expected a list of variants")
         parsed = []
         for j, variant in enumerate(variants):
+            if isinstance(variant, str) and (key := _KEY_WITHOUT_SPACE.match(variant)):
+                raise _fail(path, node, ("responses", intent, j), f"this variant is the text {variant[:30]!r}: write "
+                            f"'{key[1]}: ' with a half-width colon and a space after it")
             if isinstance(variant, str):
                 variant = {"text": variant}
             try:
@@ -812,7 +821,9 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                 err = first_error(exc)
                 loc = ("responses", intent, j, *err["loc"])
                 message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-                if err["type"] == "string_type" and isinstance(err["input"], (bool, int, float)):  # title: No
+                if err["type"] == "string_type" and err["input"] is None:
+                    message += ": it is empty"
+                elif err["type"] == "string_type" and isinstance(err["input"], (bool, int, float, date)):  # title: No
                     message += f": YAML reads it as {type(err['input']).__name__} {err['input']!r}; put it in quotes"
                 raise _fail(path, node, loc, message) from None
             if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):

@@ -807,3 +807,21 @@ def test_a_title_yaml_reads_as_a_boolean_says_to_quote_it(bot_dir: Path) -> None
     path = bot_dir / "responses.yml"
     path.write_text(path.read_text().replace("title: Track a refund", "title: No", 1))
     assert error_for(bot_dir).endswith("title: Input should be a valid string: YAML reads it as bool False; put it in quotes")
+
+
+@pytest.mark.parametrize(("written", "said"), [
+    ('- "text:请提供订单号。"', "this variant is the text 'text:请提供订单号。': write 'text: ' with a half-width colon"),
+    ("- text：请提供订单号。", "this variant is the text 'text：请提供订单号。': write 'text: '"),
+    ("- text:", "text: Input should be a valid string: it is empty"),
+    ("- text: 2024-12-12", "text: Input should be a valid string: YAML reads it as date datetime.date(2024, 12, 12); put it "
+                           "in quotes"),
+])
+def test_a_variant_typed_as_a_chinese_input_method_types_it_is_refused(bot_dir: Path, written: str, said: str) -> None:
+    """"- text:请提供订单号" (no space after the colon) loaded, and customers read "text:请提供订单号" word for word."""
+    path = bot_dir / "responses.yml"
+    data = yaml.safe_load(path.read_text())
+    data["responses"]["track_refund"] = "PLACEHOLDER"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True).replace("track_refund: PLACEHOLDER",
+                                                                      f"track_refund:\n  {written}"))
+    error = error_for(bot_dir)
+    assert said in error, error
