@@ -1173,6 +1173,8 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_contain_text("已等待")
     expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_contain_text("客服接管")  # the reason, in Chinese too
     expect(page.locator("form.reply textarea")).to_have_attribute("aria-label", "回复")  # and what a screen reader says
+    page.goto(f"{server.url}/agent?lang=zh-CN")  # with its region, as a browser's language has one: it was English
+    expect(page.get_by_role("button", name="等待中")).to_be_visible()
     context.close()
 
 
