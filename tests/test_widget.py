@@ -1818,9 +1818,15 @@ def test_a_reset_starts_a_new_conversation_for_the_next_customer(open_widget: An
     last = widget.conversation_id()
     widget.send("slow 3 and my phone number is 555 0100")  # answered after the reset
     widget.send("refused later")  # refused after the reset, while the next customer's first message is out
+    page.locator("textarea").fill("my card is 4111")  # a draft the last customer left
+    page.evaluate("""localStorage.setItem(Object.keys(localStorage).find((k) => k.endsWith(":conversation"))
+                                          .replace(/conversation$/, "titles"),
+                                          JSON.stringify({"/get_refund": "Refund order 12345"}))""")
     page.evaluate("Deskbot.reset()")
     assert widget.conversation_id() != last
     expect(page.locator(".msg")).to_have_count(1)  # the greeting alone
+    expect(page.locator("textarea")).to_have_value("")  # nor the draft
+    assert page.evaluate("Object.entries(localStorage).filter(([k]) => k.endsWith(':titles')).map(([, v]) => v)") == ["{}"]
     expect(page.locator(".quick button")).to_have_count(0)
     widget.send("slow 2 hello")
     page.wait_for_timeout(3500)  # the last customer's answer and refusal come meanwhile

@@ -1111,6 +1111,10 @@
   function reset() {
     conversationId = newConversationId();
     store.set("conversation", conversationId);
+    store.set("titles", "{}"); // the last customer's choices ("Refund order 12345")
+    input.value = ""; // and what they were typing
+    input.setCustomValidity("");
+    resize();
     seenTurns.clear();
     unsettled.length = 0;
     log.replaceChildren();
