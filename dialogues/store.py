@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 import uuid
@@ -528,12 +529,16 @@ class Store:
         """A consistent copy of the store as it is now, the writes in its -wal file included, while it is in
         use (SQLite's online backup): a copy of dialogues.db alone lacks what the -wal file still holds, and
         is an empty store. Written beside ``dest`` and renamed onto it, so a failed copy replaces nothing."""
-        partial = dest.with_name(f".{dest.name}.partial")
+        # A new file of a name nobody could plant a link at, as private as the store from its first byte (SQLite
+        # gives its journal the same mode), whatever the umask.
+        handle, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+        partial = Path(name)
         try:
+            os.fchmod(handle, self.path.stat().st_mode & 0o777)
+            os.close(handle)
             with contextlib.closing(sqlite3.connect(partial)) as target:
                 self.db.conn.backup(target)
                 target.execute("PRAGMA journal_mode=DELETE")  # one file, readable on its own
-            partial.chmod(self.path.stat().st_mode & 0o777)  # as private as the store, whatever the umask
             os.replace(partial, dest)
         finally:
             partial.unlink(missing_ok=True)
@@ -749,14 +754,17 @@ class Store:
         with self._lock:
             owing = {row["owner"] for row in self.db.query("SELECT DISTINCT owner FROM pending WHERE answered IS NULL")}
         for path in self._servers.glob("*.lock"):
-            if path.stem in owing or path.stem == self.server:
+            # A server's own file only: a link, a folder or another user's file left there must not stop a start.
+            if path.stem in owing or path.stem == self.server or not re.fullmatch(r"[0-9a-f]{32}", path.stem) \
+                    or path.is_symlink() or not path.is_file():
                 continue
             lock = self._server_lock(path.stem)
             try:
                 lock.acquire(timeout=0)
-            except Timeout:  # alive
+            except (Timeout, OSError):  # alive, or not this user's to open
                 continue
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink()
             lock.release()
 
     def _server_lock(self, server: str) -> FileLock:

@@ -1150,6 +1150,11 @@ def test_bot_backup_copies_what_the_wal_holds_while_the_store_is_in_use(tmp_path
     assert "holds no conversations, not even their tables: a copy made without its -wal file?" in caplog.text
     own = CliRunner().invoke(cli, ["backup", str(root), str(root / "dialogues.db")])
     assert own.exit_code == 1 and "one of the bot's own files" in own.output
+    elsewhere = tmp_path / "someone-elses.db"  # a link planted where the copy was first written, by its name
+    elsewhere.touch()
+    (tmp_path / "backups" / ".nightly.db.partial").symlink_to(elsewhere)
+    assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "backups" / "nightly.db")]).exit_code == 0
+    assert elsewhere.stat().st_size == 0 and not (tmp_path / "backups" / "nightly.db").is_symlink()
     serving.close()
 
 
@@ -1211,13 +1216,16 @@ def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_p
     live = Store(path)
     live.serve()
     servers = tmp_path / ".dialogues.db.servers"
-    (servers / "gone.lock").touch()  # killed: nobody holds its lock
-    (servers / "owing.lock").touch()  # killed with a message of its own not answered yet
+    gone, owing = "a" * 32, "b" * 32
+    (servers / f"{gone}.lock").touch()  # killed: nobody holds its lock
+    (servers / f"{owing}.lock").touch()  # killed with a message of its own not answered yet
+    (servers / f"{'c' * 32}.lock").symlink_to(tmp_path / "nowhere")  # not a server's file: left, and no failed start
+    (servers / f"{'d' * 32}.lock").mkdir()
     live.receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "where is my parcel?", {})
-    live.db.execute("UPDATE pending SET owner = 'owing'")
+    live.db.execute("UPDATE pending SET owner = ?", [owing])
     starting = Store(path)
     starting.serve()
-    assert sorted(p.stem for p in servers.iterdir()) == sorted(["owing", live.server, starting.server])
+    assert sorted(p.stem for p in servers.iterdir()) == sorted([owing, "c" * 32, "d" * 32, live.server, starting.server])
     starting.close()
     live.close()
 
