@@ -55,7 +55,7 @@ def read_payload(text: str) -> tuple[str, dict[str, str]]:
     if match := _PAYLOAD_VALUES.fullmatch(text):
         try:
             values = json.loads(match[2])
-        except ValueError:  # not JSON: typed text that looks like it
+        except (ValueError, RecursionError):  # not JSON (or nested past Python's depth): typed text that looks like it
             return text, {}
         if isinstance(values, dict) and all(isinstance(v, str | int | float) and not isinstance(v, bool)
                                             for v in values.values()):

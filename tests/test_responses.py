@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from bot.responses import Responses, ResponseVariant
+from bot.responses import Responses, ResponseVariant, read_payload
 from bot.training import answers_for
 
 
@@ -159,3 +159,10 @@ def test_button_titles_are_filled_like_the_text() -> None:
     assert templates.render("greet", "web", {}).text == "Hi."
     with pytest.raises(ValidationError, match="buttons.0.title"):
         ResponseVariant(text="Hi!", buttons=[{"title": "Refund {", "payload": "/get_refund"}])
+
+
+def test_a_payload_nested_past_pythons_depth_is_typed_text() -> None:
+    """'/greet{"a": [[[…]]]}' 2 KB long answered 500 with a traceback, each time it was typed."""
+    nested = '/greet{"a": ' + "[" * 1000 + "]" * 1000 + "}"
+    assert read_payload(nested) == (nested, {})
+    assert read_payload('/greet{"name": "Ann"}') == ("/greet", {"name": "Ann"})
