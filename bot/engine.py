@@ -183,7 +183,7 @@ class Bot:
         fallbacks = conversation["fallbacks"] if conversation else 0
         language = turn_language(self.config.language, text, slots.get(SLOT), page=turn.language)
         self._keep_language(slots, language)
-        script = self._keep_script(slots, text)
+        script = self._keep_script(slots, text, turn.script)
 
         handed_off = bool(conversation and conversation["status"] == "handed_off")
         if text == RESUME_PAYLOAD:  # "back to the bot", also when an agent has already handed it back
@@ -264,10 +264,11 @@ class Bot:
         if self.config.language == "multi":
             slots[SLOT] = language
 
-    def _keep_script(self, slots: dict[str, Any], text: str) -> Script | None:
+    def _keep_script(self, slots: dict[str, Any], text: str, page: Script | None = None) -> Script | None:
         """The Chinese script the conversation's customer writes (``chinese_script``), kept in a slot by a bot
-        that speaks Chinese. A button's payload is the shop's word, not the customer's: it keeps the script."""
-        script = kept_script(slots)
+        that speaks Chinese; until one is seen, the customer's ``page``'s (a zh-TW page's, traditional). A
+        button's payload is the shop's word, not the customer's: it keeps the script."""
+        script = kept_script(slots) or (page if self.config.language != "en" else None)
         if self.config.language != "en" and not text.startswith("/"):
             script = chinese_script(text, script)
         if script:

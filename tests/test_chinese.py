@@ -80,6 +80,16 @@ async def test_a_customer_writing_traditional_characters_is_answered_in_them(cli
         "已为订单 20231 登记退款，收到退货后 5–7 个工作日内原路退回。")
 
 
+async def test_a_traditional_page_starts_its_conversations_in_traditional_characters(client: Any) -> None:
+    """A zh-TW page's first message in neither script (a button, an order number) was answered in Simplified."""
+    async def from_page(conversation_id: str, text: str) -> str:
+        body = {"conversation_id": conversation_id, "text": text, "language": "zh", "script": "traditional"}
+        return (await (await client.post("/api/chat", json=body)).json())["reply"]
+
+    assert await from_page("zh-8", "/contact_human_agent") == "正在為您轉接人工客服，請稍候。"
+    assert await from_page("zh-9", "请给我转人工客服") == "正在为您转接人工客服，请稍候。"  # what the customer writes wins
+
+
 async def test_an_english_question_reaches_the_chinese_intent(client: Any) -> None:
     assert (await ask(client, "zh-4", "Where is my package?"))["intent"] == "track_order"
 

@@ -73,6 +73,7 @@ class Turn:
     pending_id: int | None = None  # a platform message kept in the store until answered (PlatformChannel.keep)
     seen: tuple[str, ...] = ()  # the keys its channel knows a redelivery of it by (RecentKeys)
     language: Language | None = None  # the customer's page's, for a conversation whose language is not known yet
+    script: Script | None = None  # and its Chinese script (a zh-TW page's: traditional), until the customer's shows
 
 
 def load_json(data: str | bytes) -> Any:

@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from bot.channels.base import (DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, json_response, load_json, readable,
                                store_failed)
-from bot.language import READABLE, Language
+from bot.language import READABLE, Language, Script
 from bot.limits import count_message, count_request, retry_after
 from bot.project import first_error
 from dialogues.store import cannot_write
@@ -59,6 +59,9 @@ class ChatRequest(ConversationRequest):
     language: Language | None = Field(None, description=(
         "the page's language: the reply's while the conversation has none yet, as when its first message "
         "has no letter in it (an order number); a message in the other language still gets its own"))
+    script: Script | None = Field(None, description=(
+        "the page's Chinese script (traditional for zh-TW, zh-HK, zh-Hant): the Chinese replies' until the "
+        "customer writes a character of either"))
 
 
 class JoinRequest(ConversationRequest):
@@ -273,7 +276,8 @@ class WebChannel(Channel):
             raise Refused(f"text: longer than {self.max_chars} characters")
         if not readable(request.text):
             raise Refused("text: nothing to read (only spaces, control or zero-width characters)")
-        turn = Turn(request.conversation_id, request.text, self.name, request.user, language=request.language)
+        turn = Turn(request.conversation_id, request.text, self.name, request.user, language=request.language,
+                    script=request.script)
         reply = (await self.bot.handle(turn)).to_json()
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
                          skip=origin)

@@ -134,7 +134,8 @@
     }
     return known(base) ? base : null;
   };
-  const spoken = () => lang.split("-")[0]; // what the bot is told: en or zh
+  const spoken = () => lang.split("-")[0]; // what the bot is told: en or zh, and a Traditional page's script
+  const told = () => (lang === "zh-Hant" ? { language: "zh", script: "traditional" } : { language: spoken() });
   const chosenLang = language(config.lang);
   let lang = chosenLang || language(document.documentElement.lang || navigator.language) || "en";
   let t = STRINGS[lang];
@@ -859,11 +860,11 @@
       return new Promise((resolve, reject) => {
         const answer = { resolve, reject };
         waiting.push(answer);
-        ws.send(JSON.stringify({ type: "message", conversation_id: conversationId, text, language: spoken() }));
+        ws.send(JSON.stringify({ type: "message", conversation_id: conversationId, text, ...told() }));
         setTimeout(() => { if (waiting.includes(answer) && ws.abandon) ws.abandon(); }, REPLY_WAIT_MS);
       });
     }
-    return api("POST", "/api/chat", { conversation_id: conversationId, text, language: spoken() });
+    return api("POST", "/api/chat", { conversation_id: conversationId, text, ...told() });
   }
 
   function pushed(role, text, turnId, author) {
