@@ -112,6 +112,17 @@ class Thresholds(Settings):
     fallbacks_before_handoff: int = Field(2, ge=1)
 
 
+def _button_title(text: str | dict[Language, str]) -> str | dict[Language, str]:
+    """A button's title is held to Slack's 75 characters, as a template's buttons are: Slack cut it there."""
+    for title in [text] if isinstance(text, str) else text.values():
+        if len(title) > 75:
+            raise ValueError(f"a button title has 75 characters at most (Slack's limit); {title[:20]!r}… has {len(title)}")
+    return text
+
+
+ButtonTitle = Annotated[Text, AfterValidator(_button_title)]
+
+
 class HandoffConfig(Settings):
     """What the bot says on handing a conversation to a person and taking it back: one text, or one
     per language. The defaults have both, so a bot of either language speaks it from the start."""
@@ -129,7 +140,7 @@ class HandoffConfig(Settings):
     busy_message: Text = {"en": "Sorry for the wait: our agents are all busy right now. One will answer here as soon "
                                 "as they can, or you can go back to the bot.",
                           "zh": "抱歉久等了，客服人员正忙，会尽快在这里回复您；您也可以返回机器人。"}
-    back_button: Text = {"en": "Back to the bot", "zh": "返回机器人"}  # with busy_message and joined_message where buttons show
+    back_button: ButtonTitle = {"en": "Back to the bot", "zh": "返回机器人"}  # with busy_message and joined_message where buttons show
     notify_url: str | None = Field(None, pattern=r"^https?://\S+$",
                                    description="POSTed a JSON notice on every handoff, e.g. a helpdesk's or a chat room's webhook")
 
@@ -146,8 +157,8 @@ class FallbackConfig(Settings):
     action_slow: Text = {"en": "Sorry, that is taking longer than it should, and it may still go through. Please check "
                                "in a moment before trying again, or ask for a person.",
                          "zh": "抱歉，处理时间比预期长，操作可能仍在进行。请稍后确认再重试，或者转人工客服。"}
-    human_button: Text = {"en": "Talk to a person", "zh": "转人工客服"}
-    titles: dict[str, Text] = Field(default_factory=dict, description="intent -> button title (default: its name)")
+    human_button: ButtonTitle = {"en": "Talk to a person", "zh": "转人工客服"}
+    titles: dict[str, ButtonTitle] = Field(default_factory=dict, description="intent -> button title (default: its name)")
     exclude: list[str] = Field(default_factory=list, description="intents never offered as buttons (oos never is)")
 
 

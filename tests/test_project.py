@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from click.testing import CliRunner
 
 from bot.channels.base import normalise
@@ -825,3 +826,12 @@ def test_a_variant_typed_as_a_chinese_input_method_types_it_is_refused(bot_dir: 
                                                                       f"track_refund:\n  {written}"))
     error = error_for(bot_dir)
     assert said in error, error
+
+
+def test_a_fallback_title_past_slacks_limit_is_refused_as_a_templates_is() -> None:
+    """A 76-character fallback title loaded, where the same title on a template's button was refused."""
+    with pytest.raises(ValidationError, match="a button title has 75 characters at most"):
+        BotConfig.model_validate({"fallback": {"titles": {"get_refund": {"zh": "退" * 76}}}})
+    with pytest.raises(ValidationError, match="a button title has 75 characters at most"):
+        BotConfig.model_validate({"handoff": {"back_button": "b" * 76}})
+    assert BotConfig.model_validate({"fallback": {"titles": {"get_refund": "退" * 75}}})
