@@ -8,6 +8,7 @@ never block the writer. The schema moves forward through numbered migrations rec
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import logging
@@ -534,8 +535,10 @@ class Store:
         handle, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
         partial = Path(name)
         try:
-            os.fchmod(handle, self.path.stat().st_mode & 0o777)
-            os.close(handle)
+            try:
+                os.fchmod(handle, self.path.stat().st_mode & 0o777)
+            finally:
+                os.close(handle)
             with contextlib.closing(sqlite3.connect(partial)) as target:
                 self.db.conn.backup(target)
                 target.execute("PRAGMA journal_mode=DELETE")  # one file, readable on its own
@@ -557,9 +560,11 @@ class Store:
                 os.replace(copy, kept)
                 log.warning("%s is migrated from schema %d to %d; the store as it was is kept in %s", self.path,
                             version, len(MIGRATIONS), kept)
-        except (OSError, sqlite3.Error) as exc:  # a full disk: nothing is migrated without its copy
+        except (OSError, sqlite3.Error) as exc:  # a full disk, a folder not writable: nothing is migrated without it
+            full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "full" in str(exc)
             raise StoreError(f"{self.path}: cannot keep a copy of it before migrating it to this deskbot's schema "
-                             f"({getattr(exc, 'strerror', None) or exc}); free space for one beside it") from None
+                             f"({getattr(exc, 'strerror', None) or exc})"
+                             + ("; free space for one beside it" if full else "")) from None
         finally:
             copy.unlink(missing_ok=True)
 
@@ -813,6 +818,9 @@ class Store:
                 if lock is not None:
                     lock.acquire(timeout=0)
             except Timeout:  # alive: its messages are its own
+                continue
+            except OSError as exc:  # its file a link, a folder or another user's: said, and the others still taken
+                log.warning("cannot tell whether the server that kept messages as %s is gone: %s", owner, exc)
                 continue
             try:
                 with self._lock:

@@ -1226,6 +1226,10 @@ def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_p
     starting = Store(path)
     starting.serve()
     assert sorted(p.stem for p in servers.iterdir()) == sorted([owing, "c" * 32, "d" * 32, live.server, starting.server])
+    # A message whose server's lock file is a folder stays; the others are still taken (they were dropped with it)
+    live.receive("slack:ts:C1:1.2", "slack:T1:C1:1.2", "slack", "U1", "and my refund?", {})
+    live.db.execute("UPDATE pending SET owner = ? WHERE key = 'slack:ts:C1:1.2'", ["d" * 32])
+    assert [row["text"] for row in starting.adopt(["slack"])] == ["where is my parcel?"]
     starting.close()
     live.close()
 
