@@ -364,8 +364,10 @@ class Bot:
             slots.update(before)
             return self._action_failed(decision, fallbacks, turn.channel, language, slots)
         if not reply and not buttons:  # only a json_message, or nothing at all: the customer would wait for nothing
+            # Filled as any template (an earlier turn's order number left out), with what the action itself set
+            changed = {k: v for k, v in slots.items() if before.get(k) != v}
             shown = self.project.responses.render(decision.intent or "", turn.channel,
-                                                  self._fillable(slots, entities, text), language)
+                                                  {**self._fillable(slots, entities, text), **changed}, language)
             if shown is not None:
                 log.warning("%s showed the customer nothing; its intent's template answers instead", decision.action)
                 reply, buttons = shown.text, shown.buttons

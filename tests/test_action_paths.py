@@ -823,6 +823,9 @@ async def test_an_action_that_shows_nothing_answers_with_its_template_or_falls_b
     try:
         reply = await bot.handle(Turn("c1", "/cancel_order", "web"))
         assert (reply.source, reply.text.split(". ")[0]) == ("action", "I can cancel order 321 for you")  # its slot fills it
+        # a message naming a number no pattern reads: an earlier turn's order number would be left out, not the action's
+        named = await bot.handle(Turn("c3", '/cancel_order{"note": "A-1234"}', "web"))
+        assert named.text.split(". ")[0] == "I can cancel order 321 for you"
         assert "action_json_only showed the customer nothing; its intent's template answers instead" in caplog.text
         missed = await bot.handle(Turn("c2", "/get_refund", "web"))
         assert missed.source == "fallback" and missed.text.startswith("Sorry, I couldn't complete that")
