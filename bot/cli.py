@@ -534,27 +534,37 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
 def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
     """Whether a test text is one model ``version`` learnt: one of nlu.yml's examples outside the frozen
     evaluation set, as training reads them (:func:`~retrieval.text.same_example`), or a reviewed label a
-    retrain gave it (meta.json's ``learned_through``; `bot train` learns none), as a reviewer reads them
+    retrain gave its classifier (meta.json's ``learned_through``, by id and by time as a retrain reads it;
+    an index refresh's classifier is its parent's; `bot train` learns none), as a reviewer reads them
     (:func:`~retrieval.text.same_text`: a label covers every spelling and number)."""
+    import math
+
     from bot.nlu import read_meta
     from bot.retrain import exported
     from bot.training import held_out_texts
     from dialogues.export import learned_data
-    from dialogues.store import Store
-    from finetune.registry import Registry
+    from finetune.classifier import ModelLoadError
+    from finetune.registry import Registry, RegistryError
     from retrieval.text import same_example, same_text
 
     held = held_out_texts(project, same_example)
     examples = {key for e in project.examples if (key := same_example(e.text)) not in held}
-    through = read_meta(Registry(project.models_dir).path(version)).get("learned_through", {}).get("label", 0)
-    labels: set[str] = set()
-    if through and project.db_path.exists():
-        store = Store(project.db_path, read_only=True)
+    registry, meta = Registry(project.models_dir), {"mode": "index_refresh", "parent": version}
+    while meta.get("mode") == "index_refresh" and meta.get("parent"):  # the version whose classifier it serves
         try:
-            labels = {same_text(r["text"]) for r in exported(project, learned_data(store)).examples
-                      if r["label_id"] <= through}
+            meta = read_meta(registry.path(meta["parent"]))
+        except (ModelLoadError, RegistryError):  # that version deleted since: what it learnt is not known
+            meta = {}
+    through = meta.get("learned_through", {})
+    labels: set[str] = set()
+    if through.get("label") and project.db_path.exists():
+        store = _open_store(project, reading=True)
+        try:
+            learned = learned_data(store, redacted=project.config.privacy.redact)  # as the retrain read them
         finally:
             store.close()
+        labels = {same_text(r["text"]) for r in exported(project, learned).examples
+                  if r["label_id"] <= through["label"] and r["created"] <= through.get("label_at", math.inf)}
     return lambda text: same_example(text) in examples or same_text(text) in labels
 
 
