@@ -917,8 +917,8 @@ def _say_if_future(since: datetime | None) -> None:
 @click.argument("directory", type=BOT_DIR)
 @click.argument("dest_given", metavar="DEST")
 def backup(directory: Path, dest_given: str) -> None:
-    """Copy the conversation store of DIRECTORY to DEST (a file, or a folder to put a dated copy in), whole
-    and consistent, while the bot serves. To restore one: stop the bot, delete dialogues.db-wal and
+    """Copy the conversation store of DIRECTORY to DEST (a file, or a folder to put a dated copy in: one
+    that does not exist yet is written with a trailing /), whole and consistent, while the bot serves. To restore one: stop the bot, delete dialogues.db-wal and
     dialogues.db-shm, and copy the backup to dialogues.db."""
     import sqlite3
 
@@ -997,7 +997,6 @@ def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
 def review(directory: Path, reviewer: str | None, limit: int, device: str | None) -> None:
     """Label the review queue of DIRECTORY, one item at a time."""
     from bot.review import review_in_terminal, serving_queue
-    from dialogues.review import WINDOW
 
     project = load_project(directory)
     store = _open_store(project)
@@ -1010,8 +1009,7 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
     finally:
         store.close()
     learn = f" Run `bot retrain {shell(directory)}` to learn from them." if done["items"] else ""
-    more = f" among the latest {WINDOW:,} waiting messages; older ones come once these are labelled" \
-        if items.more_waiting else ""
+    more = " among the latest waiting messages; older ones come once these are labelled" if items.more_waiting else ""
     click.echo(f"Labelled {_count(done['items'], 'item')} ({_count(done['turns'], 'message')}), skipped {done['skipped']}. "
                f"{max(0, len(items) - done['items'])} left{more}.{learn}")
 

@@ -255,8 +255,8 @@ class ReviewItem(_Body):
 class ReviewQueueResponse(_Body):
     items: list[ReviewItem]
     total: int = Field(..., description=f"the queue's items, built from the latest {WINDOW:,} waiting messages")
-    more_waiting: bool = Field(..., description=f"those {WINDOW:,} were all taken: older messages wait beyond them, "
-                                                "and join the queue as these are labelled")
+    more_waiting: bool = Field(..., description="the queue stopped before the waiting messages ran out: older ones "
+                                                "wait beyond it, and join it as these are labelled")
     intents: list[str]
 
 
