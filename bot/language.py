@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
+from datetime import date
 from typing import Annotated, Any, Literal, cast, get_args
 
 import opencc
@@ -52,8 +53,10 @@ def _text(value: Any) -> str | dict[Language, str]:
     texts = [value]
     if isinstance(value, dict) and value and set(value) <= set(LANGUAGES):
         texts = list(value.values())
-    if not all(isinstance(text, str) for text in texts):
-        raise ValueError("expected a text, or one text per language: {en: ..., zh: ...}")
+    if (read := next((text for text in texts if not isinstance(text, str)), "")) != "":
+        hint = f" (YAML reads {read!r} as {type(read).__name__}: put it in quotes)" \
+            if isinstance(read, (bool, int, float, date)) else ""  # message: 110, titles: {get_refund: No}
+        raise ValueError(f"expected a text, or one text per language: {{en: ..., zh: ...}}{hint}")
     for text in texts:
         visible(text)
     return value

@@ -835,3 +835,12 @@ def test_a_fallback_title_past_slacks_limit_is_refused_as_a_templates_is() -> No
     with pytest.raises(ValidationError, match="a button title has 75 characters at most"):
         BotConfig.model_validate({"handoff": {"back_button": "b" * 76}})
     assert BotConfig.model_validate({"fallback": {"titles": {"get_refund": "退" * 75}}})
+
+
+def test_a_bot_yml_text_yaml_reads_as_a_number_says_to_quote_it() -> None:
+    """handoff.message: 110 (the shop's phone line) said only "expected a text"."""
+    with pytest.raises(ValidationError, match=r"expected a text, or one text per language: \{en: \.\.\., zh: \.\.\.\} "
+                                              r"\(YAML reads 110 as int: put it in quotes\)"):
+        BotConfig.model_validate({"handoff": {"message": 110}})
+    with pytest.raises(ValidationError, match=r"\(YAML reads False as bool: put it in quotes\)"):
+        BotConfig.model_validate({"fallback": {"titles": {"get_refund": {"en": False}}}})
