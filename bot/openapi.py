@@ -137,6 +137,8 @@ class OkResponse(_Body):
 class WidgetSettings(_Body):
     title: str | dict[str, str] | None = Field(..., description="bot.yml's channels.web.title, one text or one per "
                                                 "language; null: the widget's own, in its language")
+    title_traditional: str | None = Field(..., description="its Chinese text in Traditional characters, for a page in "
+                                                           "them; null for a bot that speaks English alone, or no title")
     language: str = Field(description="the bot's: a bot of one language has the widget speak it")
     max_message_chars: int = Field(description="the longest message /api/chat takes, in characters (code points)")
     readable: str = Field(description="a pattern a message must match somewhere (ECMA-262, as `text`'s): a message of "

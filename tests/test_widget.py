@@ -1742,6 +1742,7 @@ def test_a_page_in_traditional_chinese_gets_the_widget_in_traditional_characters
     for tag in ("zh-TW", "zh-Hant-HK"):
         widget = open_widget(page_lang=tag)
         expect(widget.page.locator("textarea")).to_have_attribute("placeholder", "請輸入您的問題…")
+        expect(widget.page.locator("h2")).to_have_text("Demo Shop 在線客服")  # bot.yml's title too
         assert widget.page.locator("#deskbot-widget").evaluate("(h) => h.shadowRoot.querySelector('.root').lang") \
             == "zh-Hant"
     widget.send("/contact_human_agent")  # the bot is told zh, and the page's script

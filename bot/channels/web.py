@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from bot.channels.base import (DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, json_response, load_json, readable,
                                store_failed)
-from bot.language import READABLE, Language, Script
+from bot.language import READABLE, Language, Script, say
 from bot.limits import count_message, count_request, retry_after
 from bot.project import first_error
 from dialogues.store import cannot_write
@@ -390,7 +390,10 @@ class WebChannel(Channel):
         """What the widget shows unless its embedding page says otherwise (the title and language), and the
         longest message it may send and what a message must hold, which a customer is told before sending
         instead of after."""
-        return json_response({"title": self.settings.get("title"), "language": self.bot.config.language,
+        title = self.settings.get("title")
+        # The Chinese title in Traditional characters, for a page in them (zh-TW, zh-HK): the rest of the widget is.
+        traditional = say(title, "zh", script="traditional") if title and self.bot.config.language != "en" else None
+        return json_response({"title": title, "title_traditional": traditional, "language": self.bot.config.language,
                               "max_message_chars": self.max_chars, "readable": READABLE})
 
     # --- the output side -------------------------------------------------------------------------

@@ -140,6 +140,7 @@
   let lang = chosenLang || language(document.documentElement.lang || navigator.language) || "en";
   let t = STRINGS[lang];
   let serverTitle = null; // bot.yml's channels.web.title: one text, or one per language
+  let serverTitleTraditional = null; // its Chinese one in Traditional characters
   // By default the folder widget.js was loaded from, path and all: behind a proxy that maps
   // https://shop.example/support/ to the bot, its API is under /support too.
   const server = String(config.server || (script && script.src ? new URL(".", script.src).href : location.origin)).replace(/\/+$/, "");
@@ -561,7 +562,8 @@
 
   function label() {
     root.lang = lang;
-    title.textContent = config.title || (serverTitle && typeof serverTitle === "object" ? serverTitle[spoken()] : serverTitle) || t.title;
+    title.textContent = config.title || (lang === "zh-Hant" && serverTitleTraditional)
+      || (serverTitle && typeof serverTitle === "object" ? serverTitle[spoken()] : serverTitle) || t.title;
     subtitle.textContent = handedOff ? t.subtitleAgent : t.subtitle;
     labelButton(closeButton, t.close);
     labelButton(sendButton, t.send);
@@ -1135,6 +1137,7 @@
     if (left === null ? config.open : left === "1") open(false);
     const configured = api("GET", "/api/widget").then((settings) => {
       serverTitle = settings.title || null;
+      serverTitleTraditional = settings.title_traditional || null;
       if (!chosenLang && known(settings.language) && settings.language !== spoken()) { // a zh-TW page keeps its script
         lang = settings.language;
         t = STRINGS[lang];
