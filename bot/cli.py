@@ -918,8 +918,9 @@ def _say_if_future(since: datetime | None) -> None:
 @click.argument("dest_given", metavar="DEST")
 def backup(directory: Path, dest_given: str) -> None:
     """Copy the conversation store of DIRECTORY to DEST (a file, or a folder to put a dated copy in: one
-    that does not exist yet is written with a trailing /), whole and consistent, while the bot serves. To restore one: stop the bot, delete dialogues.db-wal and
-    dialogues.db-shm, and copy the backup to dialogues.db."""
+    that does not exist yet is written with a trailing /), whole and consistent, while the bot serves. To
+    restore one: stop the bot, delete dialogues.db-wal and dialogues.db-shm, and copy the backup to
+    dialogues.db."""
     import sqlite3
 
     from dialogues.store import Store, StoreError

@@ -53,9 +53,9 @@ def _text(value: Any) -> str | dict[Language, str]:
     texts = [value]
     if isinstance(value, dict) and value and set(value) <= set(LANGUAGES):
         texts = list(value.values())
-    if (read := next((text for text in texts if not isinstance(text, str)), "")) != "":
-        hint = f" (YAML reads {read!r} as {type(read).__name__}: put it in quotes)" \
-            if isinstance(read, (bool, int, float, date)) else ""  # message: 110, titles: {get_refund: No}
+    if odd := [text for text in texts if not isinstance(text, str)]:
+        hint = f" (YAML reads {odd[0]!r} as {type(odd[0]).__name__}: put it in quotes)" \
+            if isinstance(odd[0], (bool, int, float, date)) else ""  # message: 110, titles: {get_refund: No}
         raise ValueError(f"expected a text, or one text per language: {{en: ..., zh: ...}}{hint}")
     for text in texts:
         visible(text)

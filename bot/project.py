@@ -22,7 +22,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, Vali
 from yarl import URL
 
 from bot.language import LANGUAGES, SCRIPT, SLOT, Language, Text
-from bot.responses import MAX_REPLY_CHARS, ResponseVariant, Responses, read_payload, variable_names
+from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, ResponseVariant, Responses, read_payload,
+                           variable_names)
 from dialogues.export import about_one_case
 from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
@@ -113,10 +114,11 @@ class Thresholds(Settings):
 
 
 def _button_title(text: str | dict[Language, str]) -> str | dict[Language, str]:
-    """A button's title is held to Slack's 75 characters, as a template's buttons are: Slack cut it there."""
+    """A button's title is held to Slack's limit, as a template's buttons are: Slack cut it there."""
     for title in [text] if isinstance(text, str) else text.values():
-        if len(title) > 75:
-            raise ValueError(f"a button title has 75 characters at most (Slack's limit); {title[:20]!r}… has {len(title)}")
+        if len(title) > MAX_BUTTON_TITLE_CHARS:
+            raise ValueError(f"a button title has {MAX_BUTTON_TITLE_CHARS} characters at most (Slack's limit); "
+                             f"{title[:20]!r}… has {len(title)}")
     return text
 
 
@@ -393,7 +395,9 @@ class Project:
         skipped = {*self.config.actions.map, self.config.handoff.intent}
         needing = {}
         for intent, variants in self.responses.templates.items():
-            for language in languages if intent not in skipped else ():
+            if intent in skipped:
+                continue
+            for language in languages:
                 spoken = [v.variables() - {SLOT, SCRIPT} for v in variants if v.channel is None and v.language in (None, language)]
                 if spoken and all(spoken):
                     needing[intent] = sorted(min(spoken, key=len))

@@ -66,19 +66,24 @@ def read_payload(text: str) -> tuple[str, dict[str, str]]:
 def payload_values_are_json(payload: str) -> str:
     """Checked on load: a payload such as ``/track_order{order_id: 123}`` (not JSON) would be sent as typed
     text, and the click answered as the classifier reads those words."""
-    if payload.startswith("/") and _PAYLOAD_VALUES.fullmatch(payload) and not read_payload(payload)[1]:
+    values = read_payload(payload)[1]
+    if not values and payload.startswith("/") and _PAYLOAD_VALUES.fullmatch(payload):
         raise ValueError('the values after the intent must be a JSON object of texts or numbers, as in '
                          '/track_order{"order_id": "123"}')
-    for value in read_payload(payload)[1].values():
+    for value in values.values():
         variables_are_names(value)
     return payload
 
 
+# Slack's limits, kept on every channel so that a template shows the same everywhere: Slack cut a longer
+# title, and left out the buttons past 25, without a word.
+MAX_BUTTON_TITLE_CHARS = 75
+MAX_BUTTONS = 25
+
+
 class Button(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    # Slack's limits, kept on every channel so that a template shows the same everywhere: Slack cut a longer
-    # title, and left out the buttons past 25, without a word.
-    title: Visible = Field(..., max_length=75, description="may hold {variables}, as the text does")
+    title: Visible = Field(..., max_length=MAX_BUTTON_TITLE_CHARS, description="may hold {variables}, as the text does")
     payload: Visible = Field(..., description="'/intent' triggers that intent, '/intent{\"entity\": \"value\"}' "
                                               "sets entities too (a value may hold {variables}); other text is "
                                               "sent as typed")
@@ -106,7 +111,7 @@ class ResponseVariant(BaseModel):
     text: Visible = Field(..., max_length=MAX_REPLY_CHARS)
     channel: Literal["web", "slack", "wecom"] | None = None  # a name no channel has would be a variant never shown
     language: Language | None = None
-    buttons: list[Button] = Field(default_factory=list, max_length=25)
+    buttons: list[Button] = Field(default_factory=list, max_length=MAX_BUTTONS)
 
     _text_variables = field_validator("text")(variables_are_names)
 

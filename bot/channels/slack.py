@@ -31,6 +31,7 @@ from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDeli
                                message_pieces, read_body, readable, same_secret, send_pieces, signed)
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
+from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -44,7 +45,7 @@ MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown bl
 # and escaped in JSON (six bytes a Chinese character): server.max_body_bytes refused long messages Slack
 # takes, and Slack gave up on them after three tries. Read whole and signed, they are cut to max_message_chars.
 MIN_EVENT_BYTES = 1024 * 1024
-BUTTON_TITLE_LIMIT, BUTTON_VALUE_LIMIT, BUTTONS_PER_BLOCK, BLOCK_ID_LIMIT = 75, 2000, 25, 255
+BUTTON_VALUE_LIMIT, BLOCK_ID_LIMIT = 2000, 255
 BUTTON_ACTION = "deskbot_button"
 CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share")  # message subtypes that are a person writing
 ENV = {
@@ -107,10 +108,10 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
         {
             "type": "button",
             "action_id": f"{BUTTON_ACTION}_{i}",
-            "text": {"type": "plain_text", "text": button["title"][:BUTTON_TITLE_LIMIT], "emoji": True},
+            "text": {"type": "plain_text", "text": button["title"][:MAX_BUTTON_TITLE_CHARS], "emoji": True},
             "value": button["payload"][:BUTTON_VALUE_LIMIT],
         }
-        for i, button in enumerate(buttons[:BUTTONS_PER_BLOCK])
+        for i, button in enumerate(buttons[:MAX_BUTTONS])
     ]
     if elements:
         blocks.append({"type": "actions", "elements": elements,
