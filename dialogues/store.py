@@ -282,12 +282,17 @@ def cannot_write(exc: BaseException) -> bool:
 LOW_SPACE_BYTES = 1 << 20  # below this, SQLite's "disk I/O error" is a full disk
 
 
+def _no_space(path: Path, exc: BaseException) -> bool:
+    """Whether ``exc`` (the system's or SQLite's) is the disk of ``path`` full."""
+    # SQLite says "disk I/O error", not "full", when a full disk keeps it from creating the file's log
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "full" in str(exc) or (
+        "disk I/O" in str(exc) and _free_bytes(path) < LOW_SPACE_BYTES)
+
+
 def cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
-    failed_io = "disk I/O" in str(exc)
-    if "full" in str(exc) or (failed_io and _free_bytes(path) < LOW_SPACE_BYTES):
-        # SQLite says "disk I/O error", not "full", when a full disk keeps it from creating the file's log
+    if _no_space(path, exc):
         return StoreError(f"{path}: cannot write it ({exc}): free some space on its disk")
-    if failed_io:
+    if "disk I/O" in str(exc):
         return StoreError(f"{path}: cannot open it ({exc}): its disk failed to read or write it; check the disk")
     if "locked" in str(exc):  # another process's transaction outlasted the busy timeout
         return StoreError(f"{path}: cannot open it ({exc}): another process has held it locked for {BUSY_TIMEOUT_S} s "
@@ -561,10 +566,9 @@ class Store:
                 log.warning("%s is migrated from schema %d to %d; the store as it was is kept in %s", self.path,
                             version, len(MIGRATIONS), kept)
         except (OSError, sqlite3.Error) as exc:  # a full disk, a folder not writable: nothing is migrated without it
-            full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "full" in str(exc)
             raise StoreError(f"{self.path}: cannot keep a copy of it before migrating it to this deskbot's schema "
                              f"({getattr(exc, 'strerror', None) or exc})"
-                             + ("; free space for one beside it" if full else "")) from None
+                             + ("; free space for one beside it" if _no_space(self.path, exc) else "")) from None
         finally:
             copy.unlink(missing_ok=True)
 
