@@ -1845,3 +1845,44 @@ def test_a_reset_starts_a_new_conversation_for_the_next_customer(open_widget: An
     widget.page.wait_for_function("Deskbot.connected()")
     api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Hello from Sam"})
     expect(widget.page.locator(".msg.agent .bubble")).to_have_text(["Hello from Sam"])
+
+
+def channels(color: str) -> tuple[float, float, float]:
+    """A computed colour, ``rgb(…)`` or ``color(srgb …)`` (what color-mix() gives), as 0-255 channels."""
+    if color.startswith("color(srgb"):
+        r, g, b = (float(value) * 255 for value in color[len("color(srgb"):].split("/")[0].strip(" )").split()[:3])
+    else:
+        r, g, b = (float(value) for value in re.findall(r"[\d.]+", color)[:3])
+    return r, g, b
+
+
+def contrast(one: str, other: str) -> float:
+    """WCAG's contrast ratio of two computed colours."""
+    def luminance(color: str) -> float:
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (v / 255 for v in channels(color))]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    lighter, darker = sorted((luminance(one), luminance(other)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+TEXT_AND_BACKGROUNDS = """(root) => {
+    const style = (selector) => getComputedStyle(root.querySelector(selector));
+    const pair = (selector) => [selector, style(selector).color, style(selector).backgroundColor];
+    const header = style("header").backgroundImage.match(/(rgb|color)\\([^)]*\\)/g);
+    return [pair(".launcher"), pair(".send"), pair(".msg.user .bubble"), pair(".quick button"),
+            ...header.map((stop) => ["header", style("h2").color, stop])];
+}"""
+
+
+@pytest.mark.parametrize("primary", ["#fde047", "#22c55e", "#4f46e5", "#1e293b"])
+def test_a_light_brand_colour_leaves_the_chats_text_readable(open_widget: Any, primary: str) -> None:
+    """With a site's light brand colour (colors.primary: "#fde047") the launcher's icon, the header, the customer's
+    bubbles and Send stayed white on it (1.3:1), and the choices' titles were written in it on white."""
+    widget = open_widget(colors={"primary": primary})
+    widget.send("hello")
+    expect(widget.page.locator(".quick button").first).to_be_visible()
+    pairs = widget.page.locator(".root").evaluate(TEXT_AND_BACKGROUNDS)
+    low = [(what, text, background) for what, text, background in pairs if contrast(text, background) < 4.5]
+    assert not low, low
+    own = open_widget(colors={"primary": "#fde047", "onPrimary": "#7a2e0e"}).page  # the site's own choice stands
+    assert own.locator(".launcher").evaluate("(node) => getComputedStyle(node).color") == "rgb(122, 46, 14)"

@@ -285,6 +285,48 @@
   // --- look ---------------------------------------------------------------------------------------
 
   const colors = Object.assign({}, config.colors || {});
+
+  // A site's brand colour is often light (a yellow, a mint): white text on it, and it as text on white, could not
+  // be read (1.3:1 for #fde047, where WCAG asks 4.5:1). As Intercom and Zendesk do, the text on it is white or dark,
+  // whichever reads better, unless the site sets onPrimary; where it is text on the background (a choice's title,
+  // Retry) it is darkened, or lightened on a dark background, until it reads.
+  // A CSS colour as [r, g, b] (0-255), parsed by a canvas, which reads any CSS colour; null for one it cannot
+  // read or a translucent one (its canvas form is then rgba()): those keep the defaults.
+  function rgbOf(value) {
+    const canvas = document.createElement("canvas").getContext("2d");
+    if (!canvas || typeof value !== "string") return null;
+    const parsed = ["#000000", "#ffffff"].map((before) => {
+      canvas.fillStyle = before;
+      canvas.fillStyle = value; // a colour it cannot read leaves the one before
+      return canvas.fillStyle;
+    });
+    const hex = parsed[0] === parsed[1] && /^#([0-9a-f]{6})$/i.exec(parsed[0]);
+    return hex ? [0, 2, 4].map((at) => parseInt(hex[1].slice(at, at + 2), 16)) : null;
+  }
+  const luminance = (rgb) => rgb.map((c) => c / 255).map((c) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4))
+    .reduce((sum, c, at) => sum + c * [0.2126, 0.7152, 0.0722][at], 0);
+  const contrast = (a, b) => {
+    const [lighter, darker] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+    return (lighter + 0.05) / (darker + 0.05);
+  };
+  const css = (rgb) => `rgb(${rgb.map(Math.round).join(" ")})`;
+  const WHITE = [255, 255, 255];
+  const DARK = [28, 31, 43]; // --db-text's default
+  const brand = rgbOf(colors.primary);
+  const derived = {}; // CSS variables, over the defaults
+  if (brand) {
+    const onBrand = contrast(brand, WHITE) >= contrast(brand, DARK) ? WHITE : DARK;
+    if (typeof colors.onPrimary !== "string") derived["--db-on-primary"] = css(onBrand);
+    // The header's gradient goes away from its text: darker under white text, lighter under dark.
+    derived["--db-shade"] = onBrand === WHITE ? "#000" : "#fff";
+    const background = rgbOf(colors.background) || WHITE;
+    const away = luminance(background) > 0.18 ? [0, 0, 0] : WHITE;
+    let accent = brand;
+    for (let share = 0.9; contrast(accent, background) < 4.5 && share >= 0; share -= 0.1) {
+      accent = brand.map((c, at) => c * share + away[at] * (1 - share));
+    }
+    derived["--db-accent"] = css(accent);
+  }
   const COLOR_VARS = {
     primary: "--db-primary",
     onPrimary: "--db-on-primary",
@@ -302,6 +344,7 @@
     .root {
       all: initial;
       --db-primary: #4f46e5; --db-on-primary: #ffffff; --db-bg: #ffffff; --db-text: #1c1f2b;
+      --db-accent: var(--db-primary); --db-shade: #000; /* the brand colour as text, and what its gradient goes to */
       --db-muted: #6b7080; --db-bot-bubble: #f1f2f7; --db-user-bubble: var(--db-primary);
       --db-border: rgba(20, 24, 40, 0.08); --db-radius: 18px;
       font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "PingFang SC", "Hiragino Sans GB",
@@ -336,7 +379,7 @@
 
     header {
       display: flex; align-items: center; gap: 12px; padding: 16px 16px 16px 18px;
-      background: linear-gradient(135deg, var(--db-primary), color-mix(in srgb, var(--db-primary) 70%, #000));
+      background: linear-gradient(135deg, var(--db-primary), color-mix(in srgb, var(--db-primary) 70%, var(--db-shade)));
       color: var(--db-on-primary);
     }
     .avatar { width: 40px; height: 40px; border-radius: 50%; display: grid; place-items: center; flex: none;
@@ -379,7 +422,7 @@
     .agent .sender { color: #1d7a46; }
     .failed .bubble { opacity: .6; }
     .status-line { font-size: 12px; color: #b42318; margin-top: 4px; display: flex; gap: 6px; align-items: center; }
-    .status-line button { border: 0; background: none; color: var(--db-primary); font-weight: 600; padding: 0;
+    .status-line button { border: 0; background: none; color: var(--db-accent); font-weight: 600; padding: 0;
       font-size: 12px; text-decoration: underline; }
     .notice { align-self: center; font-size: 12.5px; color: var(--db-muted); background: rgba(20, 24, 40, 0.05);
       padding: 5px 12px; border-radius: 999px; text-align: center; max-width: 90%; }
@@ -389,7 +432,7 @@
     .feedback button { border: 0; background: transparent; color: var(--db-muted); width: 28px; height: 26px;
       border-radius: 8px; display: grid; place-items: center; transition: all .15s; }
     .feedback button:hover { background: rgba(20, 24, 40, 0.06); }
-    .feedback button[aria-pressed="true"] { color: var(--db-primary);
+    .feedback button[aria-pressed="true"] { color: var(--db-accent);
       background: color-mix(in srgb, var(--db-primary) 12%, transparent); }
     .feedback svg { width: 15px; height: 15px; }
     .feedback .thanks { font-size: 11.5px; color: var(--db-muted); margin-left: 6px; }
@@ -409,7 +452,7 @@
     .quick { display: flex; flex-wrap: wrap; gap: 8px; padding: 4px 16px 10px; justify-content: flex-end;
       max-height: 30%; overflow-y: auto; flex-shrink: 0; } /* choices scroll rather than push the input out */
     .quick:empty { display: none; }
-    .quick button { border: 1.5px solid var(--db-primary); color: var(--db-primary); background: var(--db-bg);
+    .quick button { border: 1.5px solid var(--db-accent); color: var(--db-accent); background: var(--db-bg);
       border-radius: 999px; padding: 6px 14px; font-size: 13.5px; transition: all .15s; }
     .quick button:hover { background: var(--db-primary); color: var(--db-on-primary); }
 
@@ -494,6 +537,7 @@
   for (const [name, value] of Object.entries(colors)) {
     if (COLOR_VARS[name] && typeof value === "string") root.style.setProperty(COLOR_VARS[name], value);
   }
+  for (const [name, value] of Object.entries(derived)) root.style.setProperty(name, value);
 
   const panel = el("section", "panel");
   panel.id = "deskbot-panel";
