@@ -1886,3 +1886,32 @@ def test_a_light_brand_colour_leaves_the_chats_text_readable(open_widget: Any, p
     assert not low, low
     own = open_widget(colors={"primary": "#fde047", "onPrimary": "#7a2e0e"}).page  # the site's own choice stands
     assert own.locator(".launcher").evaluate("(node) => getComputedStyle(node).color") == "rgb(122, 46, 14)"
+
+
+FOCUS_RINGS = """(root, shop) => {
+    const ring = (selector, background) => {
+        const node = root.querySelector(selector);
+        node.focus();
+        const style = getComputedStyle(node);
+        return [selector, node.matches(":focus-visible"), style.outlineStyle, parseFloat(style.outlineWidth),
+                style.outlineColor, background];
+    };
+    const panel = getComputedStyle(root.querySelector(".panel")).backgroundColor;
+    const header = getComputedStyle(root.querySelector("header")).backgroundImage.match(/(rgb|color)\\([^)]*\\)/g);
+    return [...header.map((stop) => ring(".close", stop)), ring(".quick button", panel), ring("textarea", panel),
+            ring(".launcher", shop)];
+}"""
+
+
+@pytest.mark.parametrize("primary", ["#4f46e5", "#fde047"])
+def test_the_keyboards_place_is_seen_on_every_control(open_widget: Any, primary: str) -> None:
+    """The focus ring was the brand colour at 45%: 2:1 on white, and on the header's close button, itself on the
+    brand colour, all but invisible; the message box had none."""
+    widget = open_widget(colors={"primary": primary})
+    widget.send("hello")
+    expect(widget.page.locator(".quick button").first).to_be_visible()
+    shop = widget.page.evaluate("getComputedStyle(document.body).backgroundColor")
+    rings = widget.page.locator(".root").evaluate(FOCUS_RINGS, "rgb(255, 255, 255)" if shop == "rgba(0, 0, 0, 0)" else shop)
+    for what, visible, style, width, color, background in rings:
+        assert visible and style == "solid" and width >= 2, (what, style, width)
+        assert "/" not in color and "rgba" not in color and contrast(color, background) >= 3, (what, color, background)
