@@ -1915,3 +1915,20 @@ def test_the_keyboards_place_is_seen_on_every_control(open_widget: Any, primary:
     for what, visible, style, width, color, background in rings:
         assert visible and style == "solid" and width >= 2, (what, style, width)
         assert "/" not in color and "rgba" not in color and contrast(color, background) >= 3, (what, color, background)
+
+
+def test_in_high_contrast_the_launcher_send_and_each_message_keep_their_edges(open_widget: Any) -> None:
+    """Forced colours (a Windows contrast theme) take every background: the launcher, Send, the header and the
+    bubbles, drawn by their background alone, lost their edges, and the customer's messages ran into the bot's."""
+    widget = open_widget()
+    widget.page.emulate_media(forced_colors="active")
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    edges = widget.page.locator(".root").evaluate("""(root) => [".launcher", ".send", ".msg.user .bubble",
+        ".msg.bot .bubble", "header"].map((selector) => {
+            const style = getComputedStyle(root.querySelector(selector));
+            return [selector, style.borderBottomStyle, style.borderBottomWidth, style.borderBottomColor];
+        })""")
+    seen = [selector for selector, style, width, color in edges
+            if style == "solid" and width != "0px" and color not in ("transparent", "rgba(0, 0, 0, 0)")]
+    assert seen == [selector for selector, *_ in edges], edges

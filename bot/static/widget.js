@@ -491,6 +491,13 @@
       .status-line button { min-height: 32px; padding: 0 8px; }
     }
     @media (prefers-reduced-motion: reduce) { * { animation: none !important; transition: none !important; } }
+    /* High contrast (Windows' contrast themes): backgrounds give way to the theme's, borders keep its text colour.
+       The launcher, Send, the bubbles and the header, drawn by background alone, had no edge left, and the customer's
+       messages ran into the bot's. A transparent border is drawn then, and only then. */
+    @media (forced-colors: active) {
+      .launcher, .send, .bubble, .dots { border: 1px solid transparent; }
+      header { border-bottom: 1px solid transparent; }
+    }
   `;
 
   // Icons built node by node, as everything else: a page that requires Trusted Types refuses innerHTML (the widget
