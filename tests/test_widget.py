@@ -1932,3 +1932,17 @@ def test_in_high_contrast_the_launcher_send_and_each_message_keep_their_edges(op
     seen = [selector for selector, style, width, color in edges
             if style == "solid" and width != "0px" and color not in ("transparent", "rgba(0, 0, 0, 0)")]
     assert seen == [selector for selector, *_ in edges], edges
+
+
+def test_a_customer_who_asks_for_less_motion_gets_none(open_widget: Any) -> None:
+    """With the system's "reduce motion" the animations stopped, but the message list still scrolled smoothly
+    (the arrow keys, Page Down, a link or button brought into view)."""
+    widget = open_widget()
+    widget.page.emulate_media(reduced_motion="reduce")
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    motion = widget.page.locator(".root").evaluate("""(root) => [...root.querySelectorAll("*")].map((node) => {
+        const style = getComputedStyle(node);
+        return [node.className, style.animationName, style.transitionDuration, style.scrollBehavior];
+    }).filter(([, animation, transition, scroll]) => animation !== "none" || transition !== "0s" || scroll !== "auto")""")
+    assert motion == []

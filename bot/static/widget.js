@@ -490,7 +490,9 @@
       .feedback button { width: 40px; height: 36px; }
       .status-line button { min-height: 32px; padding: 0 8px; }
     }
-    @media (prefers-reduced-motion: reduce) { * { animation: none !important; transition: none !important; } }
+    @media (prefers-reduced-motion: reduce) {
+      * { animation: none !important; transition: none !important; scroll-behavior: auto !important; }
+    }
     /* High contrast (Windows' contrast themes): backgrounds give way to the theme's, borders keep its text colour.
        The launcher, Send, the bubbles and the header, drawn by background alone, had no edge left, and the customer's
        messages ran into the bot's. A transparent border is drawn then, and only then. */
