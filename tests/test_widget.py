@@ -1946,3 +1946,28 @@ def test_a_customer_who_asks_for_less_motion_gets_none(open_widget: Any) -> None
         return [node.className, style.animationName, style.transitionDuration, style.scrollBehavior];
     }).filter(([, animation, transition, scroll]) => animation !== "none" || transition !== "0s" || scroll !== "auto")""")
     assert motion == []
+
+
+def test_closing_the_chat_gives_the_keyboard_back_to_the_control_that_opened_it(open_widget: Any) -> None:
+    """Opened by the page's own "Chat with us" button, Escape put the focus on the launcher, in the page's corner
+    after its last control, and a page's Deskbot.close() took the focus from the page's own search box."""
+    body = '<input id="search"><button id="chat-us" onclick="Deskbot.open()">Chat with us</button><a href="#">Shoes</a>'
+    page = open_widget(page={"body": body}).page
+    page.locator("#search").focus()
+    page.evaluate("Deskbot.close()")
+    expect(page.locator("#search")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.locator("#chat-us")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("textarea")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator(".panel")).to_be_hidden()
+    expect(page.locator("#chat-us")).to_be_focused()
+    page.keyboard.press("Tab")  # on through the page, from where the customer was
+    expect(page.locator("a")).to_be_focused()
+    launcher = page.get_by_role("button", name="Open chat")
+    launcher.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("textarea")).to_be_focused()
+    page.keyboard.press("Escape")  # opened by the launcher: back to it
+    expect(launcher).to_be_focused()

@@ -1088,6 +1088,10 @@
     if (!host.isConnected && document.body) document.body.append(host);
   }
 
+  // The page's own control that opened the chat (its "Chat with us" button): closing it gives the keyboard back
+  // there, as a dialog does, not to the launcher in the page's corner, after the page's last control.
+  let opener = null;
+
   // ``chosen``: the customer (or the page's own "Chat with us" button) opened it, to type in it, and finds it open
   // on the site's next page. Opened as the page loads, it leaves the page's own focus (an autofocus search box).
   function open(chosen = true) {
@@ -1097,6 +1101,8 @@
     scrollToEnd();
     if (chosen) {
       store.set("open", "1");
+      const before = document.activeElement;
+      if (before !== host) opener = before && before !== document.body ? before : null;
       input.focus();
     }
   }
@@ -1104,9 +1110,14 @@
   function close() {
     if (panel.hidden) return; // Deskbot.close() on a closed chat leaves the page's focus where it is
     store.set("open", "0"); // and closed on the next page, whatever its config says
+    const back = opener;
+    opener = null;
+    const focused = document.activeElement === host; // else the page's own focus stays where it is
     panel.hidden = true;
     setLauncher(false);
-    launcher.focus();
+    if (!focused) return;
+    if (back && back.isConnected) back.focus();
+    if (document.activeElement !== back) launcher.focus(); // gone from the page, or no longer focusable
   }
 
   launcher.addEventListener("click", () => (panel.hidden ? open() : close()));
