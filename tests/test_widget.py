@@ -1971,3 +1971,26 @@ def test_closing_the_chat_gives_the_keyboard_back_to_the_control_that_opened_it(
     expect(page.locator("textarea")).to_be_focused()
     page.keyboard.press("Escape")  # opened by the launcher: back to it
     expect(launcher).to_be_focused()
+
+
+LANGUAGES_SHOWN = """(root) => [...root.querySelectorAll(".bubble, .quick button")].map((node) => [
+    node.textContent.trim(), node.closest("[lang]").lang])"""
+
+
+def test_a_message_in_the_other_language_is_marked_for_screen_readers(open_widget: Any) -> None:
+    """A bilingual bot answers a Chinese question on an English page in Chinese, and everything in the chat said
+    lang="en": a screen reader read the answer, the question and the Chinese choices in its English voice."""
+    widget = open_widget()  # an English page
+    widget.send("我的包裹一直没到")
+    expect(widget.bot_replies()).to_have_count(1)
+    expect(widget.page.locator(".quick button").first).to_be_visible()
+    greeting, *chinese = widget.page.locator(".root").evaluate(LANGUAGES_SHOWN)
+    assert greeting == ["Hi! How can I help you today?", "en"]
+    assert len(chinese) >= 3 and all(lang == "zh" for _, lang in chinese), chinese
+    page = open_widget(page_lang="zh-CN")
+    page.send("Where is my parcel? It has not arrived")
+    expect(page.bot_replies()).to_have_count(1)
+    greeting, *english = page.page.locator(".root").evaluate(LANGUAGES_SHOWN)
+    assert greeting == ["您好！请问有什么可以帮您？", "zh"]
+    assert english[0] == ["Where is my parcel? It has not arrived", "en"]
+    assert len(english) >= 3 and all(lang == "en" for _, lang in english), english  # the answer and its choices

@@ -705,6 +705,18 @@
     if (focused) input.focus();
   }
 
+  // A text in the language the widget does not speak is marked so (WCAG 3.1.2): a bilingual bot answers a question
+  // written in Chinese on an English page in Chinese, and a screen reader read it in the page's English voice. As the
+  // server tells a text's language (bot/language.py), links and addresses aside, the script with more stretches of
+  // text wins ("用 Apple Pay 或 Google Pay 付款。" is Chinese); at a draw it is left the widget's.
+  function markLanguage(node, text) {
+    const letters = String(text).replace(/\S*(:\/\/|@)\S*/g, " ").match(/\p{Script=Han}|[A-Za-z]/gu) || [];
+    const stretches = letters.map((c) => (/[A-Za-z]/.test(c) ? "en" : "zh")).filter((s, at, all) => s !== all[at - 1]);
+    const chinese = stretches.filter((script) => script === "zh").length;
+    const written = chinese * 2 > stretches.length ? "zh" : chinese * 2 < stretches.length ? "en" : spoken();
+    if (written !== spoken()) node.lang = written;
+  }
+
   function addMessage(role, text, turnId, feedback, author) {
     if (turnId != null) {
       if (seenTurns.has(turnId)) return null;
@@ -717,6 +729,7 @@
     else message.append(el("span", "sr", `${sender}: `));
     const bubble = el("div", "bubble");
     bubble.dir = "auto"; // Hebrew or Arabic reads right to left, its punctuation where its reader looks
+    markLanguage(bubble, text);
     if (role === "user") bubble.textContent = text; // what the user typed, exactly
     else bubble.append(renderMarkdown(text));
     message.append(bubble);
@@ -778,6 +791,7 @@
       if (!button || typeof button.title !== "string" || typeof button.payload !== "string") continue;
       if (button.payload === "/resume") continue; // the handoff banner offers it, and only while it means something
       const b = el("button", "", button.title);
+      markLanguage(b, button.title);
       b.type = "button";
       b.addEventListener("click", () => {
         rememberTitle(button.payload, button.title);
