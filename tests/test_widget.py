@@ -1994,3 +1994,33 @@ def test_a_message_in_the_other_language_is_marked_for_screen_readers(open_widge
     assert greeting == ["您好！请问有什么可以帮您？", "zh"]
     assert english[0] == ["Where is my parcel? It has not arrived", "en"]
     assert len(english) >= 3 and all(lang == "en" for _, lang in english), english  # the answer and its choices
+
+
+def test_the_chats_grey_text_reads_at_wcags_contrast(open_widget: Any, api: SimpleNamespace) -> None:
+    """The message box's placeholder, its only visible label, was the browser's grey at 4.3:1, and a notice
+    ("You're back with the bot.") 4.47:1 on its grey: WCAG AA asks 4.5:1 of text."""
+    widget = open_widget()
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    cid = widget.conversation_id()
+    api.admin(f"/admin/conversations/{cid}/handoff")
+    expect(widget.page.locator(".banner")).to_be_visible()
+    api.admin(f"/admin/conversations/{cid}/handback")
+    expect(widget.page.locator(".notice")).to_have_text("You're back with the bot.")
+    widget.page.locator("textarea").blur()  # its grey background, not the white one it has while typed in
+    pairs = widget.page.locator(".root").evaluate("""(root) => {
+        const style = (selector, pseudo) => getComputedStyle(root.querySelector(selector), pseudo);
+        return {panel: style(".panel").backgroundColor, notice: [style(".notice").color, style(".notice").backgroundColor],
+                placeholder: [style("textarea", "::placeholder").color, style("textarea").backgroundColor],
+                footer: style("footer").color};
+    }""")
+
+    def on(layer: str, below: str) -> str:
+        """A translucent background over the one below it, as the eye sees them."""
+        alpha = float(re.findall(r"[\d.]+", layer)[3]) if layer.startswith("rgba") else 1.0
+        mixed = (a * alpha + b * (1 - alpha) for a, b in zip(channels(layer), channels(below)))
+        return "rgb({}, {}, {})".format(*mixed)
+
+    assert contrast(pairs["notice"][0], on(pairs["notice"][1], pairs["panel"])) >= 4.5, pairs
+    assert contrast(pairs["placeholder"][0], pairs["placeholder"][1]) >= 4.5, pairs
+    assert contrast(pairs["footer"], pairs["panel"]) >= 4.5, pairs

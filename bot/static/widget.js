@@ -345,7 +345,8 @@
       all: initial;
       --db-primary: #4f46e5; --db-on-primary: #ffffff; --db-bg: #ffffff; --db-text: #1c1f2b;
       --db-accent: var(--db-primary); --db-shade: #000; /* the brand colour as text, and what its gradient goes to */
-      --db-muted: #6b7080; --db-bot-bubble: #f1f2f7; --db-user-bubble: var(--db-primary);
+      --db-muted: #646979; /* 4.5:1 and over on the notices' grey and the bot's bubbles, as on white */
+      --db-bot-bubble: #f1f2f7; --db-user-bubble: var(--db-primary);
       --db-border: rgba(20, 24, 40, 0.08); --db-radius: 18px;
       font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "PingFang SC", "Hiragino Sans GB",
         "Microsoft YaHei", "Noto Sans CJK SC", sans-serif;
@@ -464,6 +465,7 @@
     textarea { flex: 1; resize: none; border: 1px solid var(--db-border); background: #f7f8fb; color: var(--db-text);
       border-radius: 14px; padding: 10px 14px; font: inherit; max-height: 120px; min-height: 42px;
       font-size: 16px; } /* under 16 px, iOS zooms the page into the box */
+    textarea::placeholder { color: var(--db-muted); opacity: 1; } /* the browser's grey read 4.3:1, under WCAG's 4.5 */
     textarea:focus { border-color: color-mix(in srgb, var(--db-primary) 60%, transparent); background: var(--db-bg); }
     .send { width: 42px; height: 42px; border-radius: 50%; border: 0; background: var(--db-primary);
       color: var(--db-on-primary); display: grid; place-items: center; flex: none; transition: opacity .15s; }
