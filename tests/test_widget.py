@@ -2024,3 +2024,19 @@ def test_the_chats_grey_text_reads_at_wcags_contrast(open_widget: Any, api: Simp
     assert contrast(pairs["notice"][0], on(pairs["notice"][1], pairs["panel"])) >= 4.5, pairs
     assert contrast(pairs["placeholder"][0], pairs["placeholder"][1]) >= 4.5, pairs
     assert contrast(pairs["footer"], pairs["panel"]) >= 4.5, pairs
+
+
+def test_a_message_sent_with_the_keyboard_on_send_leaves_the_keyboard_in_the_chat(open_widget: Any) -> None:
+    """Send turns itself off once the box is emptied: pressed from the keyboard, it dropped the focus to the page,
+    a screen reader lost its place, and the next Tab went to the launcher."""
+    widget = open_widget()
+    page = widget.page
+    page.locator("textarea").fill("hello")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Send")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.user .bubble")).to_have_text(["hello"])
+    expect(page.locator("textarea")).to_be_focused()
+    page.keyboard.type("and another")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.user .bubble")).to_have_text(["hello", "and another"])

@@ -699,8 +699,8 @@
     if (!launcher.querySelector(".badge")) launcher.append(el("span", "badge"));
   }
 
-  // A control that takes itself away (a quick reply, the banner's way back, Retry) hands the keyboard on to
-  // the message box: it fell to the page, and the next Tab started from the page's top.
+  // A control that takes itself away (a quick reply, the banner's way back, Retry) or turns itself off (Send) hands
+  // the keyboard on to the message box: it fell to the page, and the next Tab started from the page's top or end.
   function removing(container, change) {
     const focused = container.contains(shadow.activeElement);
     change();
@@ -1179,8 +1179,10 @@
       input.reportValidity();
       return;
     }
-    input.value = "";
-    resize();
+    removing(sendButton, () => { // Send, pressed from the keyboard, turns itself off with the box emptied
+      input.value = "";
+      resize();
+    });
     send(text);
   });
 
