@@ -2040,3 +2040,19 @@ def test_a_message_sent_with_the_keyboard_on_send_leaves_the_keyboard_in_the_cha
     page.keyboard.type("and another")
     page.keyboard.press("Enter")
     expect(page.locator(".msg.user .bubble")).to_have_text(["hello", "and another"])
+
+
+@pytest.mark.parametrize("forced_colors", ["none", "active"])
+def test_the_thumb_pressed_is_seen_without_its_colour(open_widget: Any, forced_colors: str) -> None:
+    """A pressed thumb differed from the other by its colour alone (WCAG 1.4.1), and in a contrast theme,
+    which takes the colours, not at all."""
+    widget = open_widget()
+    widget.page.emulate_media(forced_colors=forced_colors)
+    widget.send("is anyone there")
+    reply = widget.bot_replies().first
+    up = reply.get_by_role("button", name="Helpful", exact=True)
+    up.click()
+    expect(up).to_have_attribute("aria-pressed", "true")
+    fills = reply.locator(".feedback svg").evaluate_all("(icons) => icons.map((icon) => getComputedStyle(icon).fill)")
+    pressed, other = fills
+    assert other == "none" and pressed not in ("none", "transparent", "rgba(0, 0, 0, 0)"), fills

@@ -439,6 +439,8 @@
     .feedback button[aria-pressed="true"] { color: var(--db-accent);
       background: color-mix(in srgb, var(--db-primary) 12%, transparent); }
     .feedback svg { width: 15px; height: 15px; }
+    /* The thumb pressed is filled, not told by its colour alone, which a contrast theme or colour blindness takes */
+    .feedback button[aria-pressed="true"] svg { fill: currentColor; }
     .feedback .thanks { font-size: 11.5px; color: var(--db-muted); margin-left: 6px; }
 
     .jump { position: sticky; bottom: 4px; display: block; margin: 8px auto 0; border: 0; border-radius: 999px;
