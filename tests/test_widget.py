@@ -2056,3 +2056,27 @@ def test_the_thumb_pressed_is_seen_without_its_colour(open_widget: Any, forced_c
     fills = reply.locator(".feedback svg").evaluate_all("(icons) => icons.map((icon) => getComputedStyle(icon).fill)")
     pressed, other = fills
     assert other == "none" and pressed not in ("none", "transparent", "rgba(0, 0, 0, 0)"), fills
+
+
+def test_a_dark_theme_leaves_every_message_readable(open_widget: Any, api: SimpleNamespace) -> None:
+    """A site's dark theme (colors.background and colors.text, as documented) kept the bot's bubbles, the message box
+    and an agent's bubble light: light text on them read 1.02:1; the grey text and the choices read under 3.3:1."""
+    widget = open_widget(colors={"background": "#111827", "text": "#f3f4f6"})
+    widget.send("hello")
+    expect(widget.page.locator(".quick button").first).to_be_visible()
+    cid = widget.conversation_id()
+    api.admin(f"/admin/conversations/{cid}/handoff")
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, this is Sam.", "agent": "Sam"})
+    expect(widget.page.locator(".msg.agent .bubble")).to_have_text("Hi, this is Sam.")
+    widget.page.locator("textarea").fill("my order")
+    widget.page.locator("textarea").blur()
+    pairs = widget.page.locator(".root").evaluate("""(root) => {
+        const style = (selector, pseudo) => getComputedStyle(root.querySelector(selector), pseudo);
+        const panel = style(".panel").backgroundColor;
+        const on = (selector, background) => [selector, style(selector).color, background || style(selector).backgroundColor];
+        return [on(".msg.bot .bubble"), on(".msg.agent .bubble"), on(".msg.agent .sender", panel), on("textarea"),
+                ["placeholder", style("textarea", "::placeholder").color, style("textarea").backgroundColor],
+                on(".quick button"), on("footer", panel)];
+    }""")
+    low = [(what, text, background) for what, text, background in pairs if contrast(text, background) < 4.5]
+    assert not low, low

@@ -289,7 +289,7 @@
   // A site's brand colour is often light (a yellow, a mint): white text on it, and it as text on white, could not
   // be read (1.3:1 for #fde047, where WCAG asks 4.5:1). As Intercom and Zendesk do, the text on it is white or dark,
   // whichever reads better, unless the site sets onPrimary; where it is text on the background (a choice's title,
-  // Retry) it is darkened, or lightened on a dark background, until it reads.
+  // Retry) it is darkened, or lightened on a dark background (the default one's too), until it reads.
   // A CSS colour as [r, g, b] (0-255), parsed by a canvas, which reads any CSS colour; null for one it cannot
   // read or a translucent one (its canvas form is then rgba()): those keep the defaults.
   function rgbOf(value) {
@@ -312,21 +312,19 @@
   const css = (rgb) => `rgb(${rgb.map(Math.round).join(" ")})`;
   const WHITE = [255, 255, 255];
   const DARK = [28, 31, 43]; // --db-text's default
-  const brand = rgbOf(colors.primary);
+  const brand = rgbOf(colors.primary) || [79, 70, 229]; // --db-primary's default
   const derived = {}; // CSS variables, over the defaults
-  if (brand) {
-    const onBrand = contrast(brand, WHITE) >= contrast(brand, DARK) ? WHITE : DARK;
-    if (typeof colors.onPrimary !== "string") derived["--db-on-primary"] = css(onBrand);
-    // The header's gradient goes away from its text: darker under white text, lighter under dark.
-    derived["--db-shade"] = onBrand === WHITE ? "#000" : "#fff";
-    const background = rgbOf(colors.background) || WHITE;
-    const away = luminance(background) > 0.18 ? [0, 0, 0] : WHITE;
-    let accent = brand;
-    for (let share = 0.9; contrast(accent, background) < 4.5 && share >= 0; share -= 0.1) {
-      accent = brand.map((c, at) => c * share + away[at] * (1 - share));
-    }
-    derived["--db-accent"] = css(accent);
+  const onBrand = contrast(brand, WHITE) >= contrast(brand, DARK) ? WHITE : DARK;
+  if (typeof colors.onPrimary !== "string") derived["--db-on-primary"] = css(onBrand);
+  // The header's gradient goes away from its text: darker under white text, lighter under dark.
+  derived["--db-shade"] = onBrand === WHITE ? "#000" : "#fff";
+  const background = rgbOf(colors.background) || WHITE;
+  const away = luminance(background) > 0.18 ? [0, 0, 0] : WHITE;
+  let accent = brand;
+  for (let share = 0.9; contrast(accent, background) < 4.5 && share >= 0; share -= 0.1) {
+    accent = brand.map((c, at) => c * share + away[at] * (1 - share));
   }
+  derived["--db-accent"] = css(accent);
   const COLOR_VARS = {
     primary: "--db-primary",
     onPrimary: "--db-on-primary",
@@ -345,8 +343,10 @@
       all: initial;
       --db-primary: #4f46e5; --db-on-primary: #ffffff; --db-bg: #ffffff; --db-text: #1c1f2b;
       --db-accent: var(--db-primary); --db-shade: #000; /* the brand colour as text, and what its gradient goes to */
-      --db-muted: #646979; /* 4.5:1 and over on the notices' grey and the bot's bubbles, as on white */
-      --db-bot-bubble: #f1f2f7; --db-user-bubble: var(--db-primary);
+      /* Greys of the text on the background, which a site's dark theme (background and text) turns with them: the
+         muted text reads at 4.5:1 and over on the notices' grey and the bot's bubbles, as on the background */
+      --db-muted: color-mix(in srgb, var(--db-text) 68%, var(--db-bg));
+      --db-bot-bubble: color-mix(in srgb, var(--db-text) 6%, var(--db-bg)); --db-user-bubble: var(--db-primary);
       --db-border: rgba(20, 24, 40, 0.08); --db-radius: 18px;
       font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "PingFang SC", "Hiragino Sans GB",
         "Microsoft YaHei", "Noto Sans CJK SC", sans-serif;
@@ -422,8 +422,9 @@
     .user .bubble { background: var(--db-user-bubble); color: var(--db-on-primary); border-bottom-right-radius: 6px;
       white-space: pre-wrap; }
     .bot .bubble { background: var(--db-bot-bubble); border-bottom-left-radius: 6px; }
-    .agent .bubble { background: #e8f6ee; border: 1px solid #cdebd9; border-bottom-left-radius: 6px; }
-    .agent .sender { color: #1d7a46; }
+    .agent .bubble { background: color-mix(in srgb, #22c55e 12%, var(--db-bg)); border-bottom-left-radius: 6px;
+      border: 1px solid color-mix(in srgb, #22c55e 30%, var(--db-bg)); }
+    .agent .sender { color: color-mix(in srgb, #1d7a46 60%, var(--db-text)); }
     .failed .bubble { opacity: .6; }
     .status-line { font-size: 12px; color: #b42318; margin-top: 4px; display: flex; gap: 6px; align-items: center; }
     .status-line button { border: 0; background: none; color: var(--db-accent); font-weight: 600; padding: 0;
@@ -464,7 +465,8 @@
 
     form { display: flex; align-items: flex-end; gap: 8px; padding: 10px 12px 12px; border-top: 1px solid var(--db-border);
       flex-shrink: 0; }
-    textarea { flex: 1; resize: none; border: 1px solid var(--db-border); background: #f7f8fb; color: var(--db-text);
+    textarea { flex: 1; resize: none; border: 1px solid var(--db-border); color: var(--db-text);
+      background: color-mix(in srgb, var(--db-text) 3%, var(--db-bg));
       border-radius: 14px; padding: 10px 14px; font: inherit; max-height: 120px; min-height: 42px;
       font-size: 16px; } /* under 16 px, iOS zooms the page into the box */
     textarea::placeholder { color: var(--db-muted); opacity: 1; } /* the browser's grey read 4.3:1, under WCAG's 4.5 */
