@@ -2080,3 +2080,17 @@ def test_a_dark_theme_leaves_every_message_readable(open_widget: Any, api: Simpl
     }""")
     low = [(what, text, background) for what, text, background in pairs if contrast(text, background) < 4.5]
     assert not low, low
+
+
+def test_a_screen_reader_says_each_buttons_name_once(open_widget: Any) -> None:
+    """Icon buttons had their name both as aria-label and as title, which the browser then gave them as their
+    description too: "Close chat, button, Close chat", "Helpful, button, Helpful"."""
+    widget = open_widget()
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    cdp = widget.context.new_cdp_session(widget.page)
+    nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    buttons = [(node["name"]["value"], node.get("description", {}).get("value", ""))
+               for node in nodes if node.get("role", {}).get("value") == "button" and not node.get("ignored")]
+    assert {"Close chat", "Send", "Helpful", "Not helpful", "Talk to a person"} <= {name for name, _ in buttons}, buttons
+    assert [(name, description) for name, description in buttons if description] == []
