@@ -1932,6 +1932,10 @@ def test_in_high_contrast_the_launcher_send_and_each_message_keep_their_edges(op
     seen = [selector for selector, style, width, color in edges
             if style == "solid" and width != "0px" and color not in ("transparent", "rgba(0, 0, 0, 0)")]
     assert seen == [selector for selector, *_ in edges], edges
+    # The typing dots, drawn by their background alone, were gone too: the indicator an empty outline.
+    dots, panel = widget.page.locator(".root").evaluate(
+        "(root) => ['.dots i', '.panel'].map((selector) => getComputedStyle(root.querySelector(selector)).backgroundColor)")
+    assert contrast(dots, panel) >= 3, (dots, panel)
 
 
 def test_a_customer_who_asks_for_less_motion_gets_none(open_widget: Any) -> None:

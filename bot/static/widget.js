@@ -505,6 +505,7 @@
     @media (forced-colors: active) {
       .launcher, .send, .bubble, .dots { border: 1px solid transparent; }
       header { border-bottom: 1px solid transparent; }
+      .dots i { forced-color-adjust: none; background: CanvasText; } /* the typing dots, drawn by background alone */
     }
   `;
 
