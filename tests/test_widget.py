@@ -2098,3 +2098,15 @@ def test_a_screen_reader_says_each_buttons_name_once(open_widget: Any) -> None:
                for node in nodes if node.get("role", {}).get("value") == "button" and not node.get("ignored")]
     assert {"Close chat", "Send", "Helpful", "Not helpful", "Talk to a person"} <= {name for name, _ in buttons}, buttons
     assert [(name, description) for name, description in buttons if description] == []
+
+
+def test_the_customers_bubbles_in_a_light_colour_of_their_own_stay_readable(open_widget: Any) -> None:
+    """colors.userBubble, a light tint beside a dark brand colour, kept the brand's white text: 1.15:1."""
+    widget = open_widget(colors={"primary": "#1e3a8a", "userBubble": "#e0f2fe"})
+    widget.send("hello")
+    bubble = widget.page.locator(".msg.user .bubble")
+    expect(bubble).to_have_text("hello")
+    text, background = bubble.evaluate("(node) => [getComputedStyle(node).color, getComputedStyle(node).backgroundColor]")
+    assert contrast(text, background) >= 4.5, (text, background)
+    launcher = widget.page.locator(".launcher").evaluate("(node) => getComputedStyle(node).color")
+    assert launcher == "rgb(255, 255, 255)"  # still white on the dark brand colour

@@ -314,8 +314,12 @@
   const DARK = [28, 31, 43]; // --db-text's default
   const brand = rgbOf(colors.primary) || [79, 70, 229]; // --db-primary's default
   const derived = {}; // CSS variables, over the defaults
-  const onBrand = contrast(brand, WHITE) >= contrast(brand, DARK) ? WHITE : DARK;
+  const readableOn = (color) => (contrast(color, WHITE) >= contrast(color, DARK) ? WHITE : DARK);
+  const onBrand = readableOn(brand);
   if (typeof colors.onPrimary !== "string") derived["--db-on-primary"] = css(onBrand);
+  // The customer's bubbles in a colour of their own (userBubble, often a light tint) take the text that reads on it.
+  const userBubble = rgbOf(colors.userBubble);
+  if (userBubble) derived["--db-on-user-bubble"] = css(readableOn(userBubble));
   // The header's gradient goes away from its text: darker under white text, lighter under dark.
   derived["--db-shade"] = onBrand === WHITE ? "#000" : "#fff";
   const background = rgbOf(colors.background) || WHITE;
@@ -419,8 +423,8 @@
     .bubble a { color: inherit; text-decoration: underline; text-underline-offset: 2px; }
     .bubble code { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; padding: 1px 4px; border-radius: 4px;
       background: rgba(20, 24, 40, 0.07); }
-    .user .bubble { background: var(--db-user-bubble); color: var(--db-on-primary); border-bottom-right-radius: 6px;
-      white-space: pre-wrap; }
+    .user .bubble { background: var(--db-user-bubble); color: var(--db-on-user-bubble, var(--db-on-primary));
+      border-bottom-right-radius: 6px; white-space: pre-wrap; }
     .bot .bubble { background: var(--db-bot-bubble); border-bottom-left-radius: 6px; }
     .agent .bubble { background: color-mix(in srgb, #22c55e 12%, var(--db-bg)); border-bottom-left-radius: 6px;
       border: 1px solid color-mix(in srgb, #22c55e 30%, var(--db-bg)); }
