@@ -2084,6 +2084,13 @@ def test_a_dark_theme_leaves_every_message_readable(open_widget: Any, api: Simpl
     }""")
     low = [(what, text, background) for what, text, background in pairs if contrast(text, background) < 4.5]
     assert not low, low
+    widget.context.set_offline(True)  # and "Not sent", red on the dark background
+    widget.send("where is my parcel")
+    line = widget.page.locator(".status-line span")
+    expect(line).to_have_text("Not sent.")
+    text, panel = line.evaluate("(node) => [getComputedStyle(node).color, "
+                                "getComputedStyle(node.getRootNode().querySelector('.panel')).backgroundColor]")
+    assert contrast(text, panel) >= 4.5, (text, panel)
 
 
 def test_a_screen_reader_says_each_buttons_name_once(open_widget: Any) -> None:

@@ -430,7 +430,8 @@
       border: 1px solid color-mix(in srgb, #22c55e 30%, var(--db-bg)); }
     .agent .sender { color: color-mix(in srgb, #1d7a46 60%, var(--db-text)); }
     .failed .bubble { opacity: .6; }
-    .status-line { font-size: 12px; color: #b42318; margin-top: 4px; display: flex; gap: 6px; align-items: center; }
+    .status-line { font-size: 12px; color: color-mix(in srgb, #b42318 60%, var(--db-text)); margin-top: 4px;
+      display: flex; gap: 6px; align-items: center; }
     .status-line button { border: 0; background: none; color: var(--db-accent); font-weight: 600; padding: 0;
       font-size: 12px; text-decoration: underline; }
     .notice { align-self: center; font-size: 12.5px; color: var(--db-muted); background: rgba(20, 24, 40, 0.05);
