@@ -2117,3 +2117,42 @@ def test_the_customers_bubbles_in_a_light_colour_of_their_own_stay_readable(open
     assert contrast(text, background) >= 4.5, (text, background)
     launcher = widget.page.locator(".launcher").evaluate("(node) => getComputedStyle(node).color")
     assert launcher == "rgb(255, 255, 255)"  # still white on the dark brand colour
+
+
+# What a screen reader is told of each message as it comes: whether the log it goes into is live at that moment.
+LIVE_AT_INSERTION = """
+window.liveAtInsertion = [];
+const attach = Element.prototype.attachShadow;
+Element.prototype.attachShadow = function (options) {
+  const shadow = attach.call(this, options);
+  new MutationObserver((records) => {
+    for (const record of records) {
+      if (!record.target.classList || !record.target.classList.contains("log")) continue;
+      for (const node of record.addedNodes) {
+        const bubble = node.querySelector && node.querySelector(".bubble");
+        if (bubble) window.liveAtInsertion.push([bubble.textContent, record.target.getAttribute("aria-live")]);
+      }
+    }
+  }).observe(shadow, {childList: true, subtree: true});
+  return shadow;
+};
+"""
+
+
+def test_a_chat_left_open_is_not_read_out_again_on_the_next_page(open_widget: Any) -> None:
+    """The history shown again went into the live log: on each page of the site the chat was open on, a screen reader
+    read the whole conversation out again. Only what comes after is news."""
+    widget = open_widget(init_script=LIVE_AT_INSERTION)
+    page = widget.page
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    page.reload()  # the site's next page, the chat open as the customer left it
+    expect(widget.bot_replies()).to_have_count(1)
+    restored = page.evaluate("window.liveAtInsertion")
+    assert [text for text, _ in restored] == ["hello", widget.bot_replies().first.locator(".bubble").inner_text()]
+    assert {live for _, live in restored} == {"off"}, restored
+    expect(page.locator(".log")).to_have_attribute("aria-live", "polite")
+    widget.send("and now?")
+    expect(widget.bot_replies()).to_have_count(2)
+    news = page.evaluate("window.liveAtInsertion")[2:]
+    assert [live for _, live in news] == ["polite", "polite"], news  # the customer's message and its answer

@@ -592,7 +592,7 @@
   const scroller = el("div", "scroll");
   const log = el("div", "log");
   log.setAttribute("role", "log");
-  log.setAttribute("aria-live", "polite");
+  log.setAttribute("aria-live", "off"); // polite once the history shown again is in it (start())
   const typing = el("div", "typing");
   typing.hidden = true;
   const dots = el("span", "dots");
@@ -1249,6 +1249,9 @@
     await configured; // the history's labels ("You", "Helpful") in the language the settings may change
     const hadHistory = await loadHistory();
     if (!hadHistory) greet();
+    // The log speaks up once the history and the greeting are in it, and the browser has drawn them: a chat left open
+    // had a screen reader read the whole conversation out again on each of the site's pages.
+    requestAnimationFrame(() => setTimeout(() => log.setAttribute("aria-live", "polite")));
     connect();
     schedulePoll();
   }
