@@ -25,10 +25,10 @@ from retrieval.text import model_text
 _HOLDING = re.compile(
     r"\b(?:one|a|just a) (?:moment|sec|second|minute)\b(?!\s+(?!please\b)[a-z])|\bplease (?:wait|hold(?: on)?)\b|\bhold on\b"
     r"|\bbear with me\b|\blet me (?:check|look|see|find|have a look)\b|\bi(?:['’]ll| will) (?:check|look|find out)\b"
-    r"|\bwhile i (?:check|look)\b|\b(?:checking|look(?:ing)? into)\b|\bgive me a (?:moment|minute|sec)\b"
+    r"|\bwhile i (?:check|look)\b|\b(?:checking|look(?:ing)? into)\b|\bgive me (?:a|a few|a couple of) (?:moments?|minutes?|secs?|seconds?)\b"
     r"|\bthanks? (?:you )?for (?:waiting|your patience|contacting|reaching out)\b|\bsorry (?:for|about) (?:the|your) (?:wait|delay)\b"
     r"|\bsorry to keep you waiting\b|\b(?:is there )?anything else(?: (?:i|we) can (?:help|assist|do)(?: you)?(?: with| for you)?)?\b"
-    r"|\bhow (?:can|may) i help\b|\bwhat can i do for you\b"
+    r"|\bhow (?:can|may) i (?:help|assist)\b|\bwhat can i do for you\b"
     r"|\b(?:happy|glad) to help\b|\bhave a (?:great|good|nice) day\b|\byou(?:['’]re| are) welcome\b"
     r"|(?:请您?)?(?:稍等|稍候)(?:片刻|一下下?|下|一会儿?|几分钟)?(?![再才后然])"  # not "请稍等一下再付款"
     r"|等一下|等一等|(?<!请)(?<!请您)(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)?(?:查询|查看|查)一下"  # not "请查看一下邮箱"
@@ -63,10 +63,22 @@ def _only(words: str) -> str:
 
 
 _ACKNOWLEDGES = re.compile(_only(_ACKS))
-# A clause of an agent's that only greets, introduces the agent or acknowledges.
+# A clause of an agent's that only greets, introduces the agent, acknowledges, asks whether the customer is still
+# there, is sorry, says goodbye or that the agent will be back: whole clauses only, as "take care" or "sorry" begin
+# answers too ("Take care when you open the box", "Sorry, we do not ship to Norway" is two clauses).
 _CHATTER = re.compile(
     r"(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))(?: there)?(?: \w+){0,2}"
     r"|(?:this is|my name is|i['’]m|i am) \w+(?: (?:from|with|at) (?:the )?\w+(?: \w+){0,3})?"
+    r"|how are you(?: (?:today|doing))?|welcome(?: to (?:the )?\w+(?: \w+){0,2})?"
+    r"|are you still (?:there|here|with me|online)|i (?:understand|see)|(?:it(?:['’]s| is) )?my pleasure"
+    r"|thanks?(?: you)? for (?:the|this|that|your) (?:information|info|details)"
+    r"|(?:i(?:['’]m| am) )?(?:so |very |really |truly )?sorry(?: (?:to hear (?:that|this)|about (?:that|this)"
+    r"|for (?:the|any) inconvenience))?|(?:my )?apologies(?: for (?:the|any) inconvenience)?"
+    r"|i apologi[sz]e(?: for (?:the|any) inconvenience)?"
+    r"|(?:good)?bye(?:[ -]bye)?|see you(?: (?:soon|later))?|take care"
+    r"|i(?:['’]ll| will) (?:be (?:right )?back|get back to you)(?: (?:shortly|soon|in a (?:moment|minute|sec)))?"
+    r"|(?:您|你)?还在(?:吗|嘛|么)|在的(?:呢|哦)?|请(?:说|讲)|请(?:您)?稍后|再见|拜拜"
+    r"|(?:很|非常)?(?:抱歉|不好意思|对不起)(?:(?:让(?:您|你))?久等了?|给(?:您|你)带来(?:的)?不便(?:了)?)?"
     r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _only(_ACKS + r"|谢谢.{0,4}?")
 )
 # Clauses end at punctuation, and at a space beside a Chinese character ("让您久等了 已经给您退款了").

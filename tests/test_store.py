@@ -480,6 +480,17 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     ("请耐心等待两天", False), ("稍等，大概3小时内到账", False),
     ("ok, thanks for the refund, but the parcel is still missing", False),
     ("Let me check 환불이 완료되었습니다", False), ("let me check, это займёт пару минут", False), ("稍等 ＯＫ", True),
+    # greetings, nudges, apologies and goodbyes, which the bot would otherwise say to the next customer as the answer
+    ("Hello! How may I assist you?", True), ("Good morning! How are you?", True), ("Welcome!", True),
+    ("Are you still there?", True), ("您还在吗", True), ("亲，在的", True), ("在的，请说", True),
+    ("I'm sorry to hear that.", True), ("Sorry about that.", True), ("Apologies for the inconvenience.", True),
+    ("很抱歉给您带来不便", True), ("抱歉让您久等了", True), ("不好意思久等了", True), ("I understand.", True),
+    ("Thanks for the information.", True), ("My pleasure.", True), ("Please give me a few minutes.", True),
+    ("I'll be right back.", True), ("I'll get back to you shortly.", True), ("请稍后", True),
+    ("Bye!", True), ("Goodbye, take care.", True), ("再见", True), ("拜拜~", True),
+    ("Sorry, we don't ship to Norway.", False), ("Take care when you open the box, the glass is fragile.", False),
+    ("Welcome to Demo Shop! Returns are free for 30 days.", False), ("I see your refund left today.", False),
+    ("很抱歉，这款已经停产了", False), ("I'll get back to you by Friday with the invoice.", False), ("请稍后再试", False),
 ])
 def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     assert says_nothing(text) is nothing
