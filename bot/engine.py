@@ -47,7 +47,7 @@ from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
 from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project
 from bot.responses import MAX_REPLY_CHARS, Rendered, read_payload
-from dialogues.store import TRYOUT_CHANNEL, Exchange, SentBefore, Store
+from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store
 from finetune.classifier import Prediction, intent_phrase
 
 log = logging.getLogger("deskbot")
@@ -98,7 +98,7 @@ class Bot:
         self._idle = asyncio.Event()  # set while no turn runs or waits
         self._idle.set()
         # (conversation id, key) -> how the agent's reply sent with that key turns out, while it is being sent
-        self._keyed: dict[tuple[str, str], asyncio.Future[int]] = {}
+        self._keyed: dict[tuple[str, str], tuple[str, asyncio.Future[int]]] = {}  # its text, and how it went
         self.notifier = HandoffNotifier(self.config.handoff.notify_url)
         # The takeover and handback notices, sent after the admin API has answered (see ``_tell_change``); and
         # per conversation the latest of them still on its way, which the next notice and agent reply wait for.
@@ -557,16 +557,19 @@ class Bot:
 
         ``key``: a reply sent with it before is not stored or delivered again (its console sends it again
         when the answer to the first try was lost): its turn id, or the same DeliveryError if its customer
-        did not get it. A try while the first is still being sent waits for it and answers as it does."""
+        did not get it. A try while the first is still being sent waits for it and answers as it does. Another
+        text under a key used before raises :class:`KeyReused`."""
         if key is None:
             return await self._agent_message(conversation_id, text, agent, key)
         slot = (conversation_id, key)
-        first = self._keyed.get(slot)
-        if first is not None:  # stored, not sent yet: "sent" now would be a guess
+        if slot in self._keyed:  # stored, not sent yet: "sent" now would be a guess
+            first_text, first = self._keyed[slot]
+            if first_text != text:
+                raise KeyReused()
             return await asyncio.shield(first)
         outcome: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         outcome.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved, if no retry came
-        self._keyed[slot] = outcome
+        self._keyed[slot] = text, outcome
         try:
             turn_id = await self._agent_message(conversation_id, text, agent, key)
         except asyncio.CancelledError:
@@ -599,6 +602,8 @@ class Bot:
             turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"],
                                         agent, key)
         except SentBefore as sent:
+            if sent.text != text:
+                raise KeyReused() from None
             if sent.undelivered:
                 raise DeliveryError(f"sent before with this key, as turn {sent.turn_id}") from None
             return sent.turn_id

@@ -43,7 +43,7 @@ class AgentMessageRequest(_Body):
                             description="made by the client for this reply, and sent again with it when the answer "
                                         "to a try was lost: a reply the conversation holds under the key already "
                                         "is not stored or sent again (its turn_id is answered, or 502 if its "
-                                        "customer did not get it)")
+                                        "customer did not get it); another reply under it is refused with 422")
 
     @field_validator("text")
     @classmethod
@@ -275,6 +275,7 @@ ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wr
               404: "not found, or the admin API is disabled (no token configured)",
               408: "the body did not arrive in time",
               409: "refused in the current state; the error says why",
+              422: "the key was sent before with another reply; send this one with a new key",
               502: "the customer's platform refused the message or could not be reached",
               504: "the customer's platform may have sent the message without saying so: check before sending it again",
               413: "body larger than server.max_body_bytes", 429: "rate limited; wait Retry-After seconds",
@@ -357,7 +358,7 @@ OPERATIONS: list[Operation] = [
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
-           AgentMessageRequest, (400, 408, 413, 502, 504)),
+           AgentMessageRequest, (400, 408, 413, 422, 502, 504)),
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
            StatusResponse, errors=(400,), route=HANDOFF_ROUTE),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",

@@ -242,11 +242,20 @@ class StoreError(Exception):
 
 class SentBefore(Exception):
     """An agent's reply was stored under its key already (``Store.add_agent_answer``): the same reply sent
-    again, its first try's answer lost on the way back. ``undelivered``: its customer did not get it."""
+    again, its first try's answer lost on the way back. ``undelivered``: its customer did not get it; ``text``:
+    what it said."""
 
-    def __init__(self, turn_id: int, undelivered: bool) -> None:
+    def __init__(self, turn_id: int, undelivered: bool, text: str) -> None:
         super().__init__(f"turn {turn_id} was sent with this key")
-        self.turn_id, self.undelivered = turn_id, undelivered
+        self.turn_id, self.undelivered, self.text = turn_id, undelivered, text
+
+
+class KeyReused(Exception):
+    """Another reply than the one sent under a key came with it: answered as that one, it would be neither
+    stored nor sent, and nobody would know (a client making one key per conversation, not per reply)."""
+
+    def __init__(self) -> None:
+        super().__init__("a reply with another text was sent with this key: send this reply with a new key")
 
 
 class LabelledMeanwhile(Exception):
@@ -1016,9 +1025,9 @@ class Store:
 
     def sent_before(self, conversation_id: str, key: str) -> SentBefore | None:
         """The agent's reply the conversation holds under ``key``, if any (:meth:`add_agent_answer`)."""
-        sent = self.db.execute("SELECT id, undelivered FROM turns WHERE conversation_id = ? AND request_key = ?",
+        sent = self.db.execute("SELECT id, undelivered, text FROM turns WHERE conversation_id = ? AND request_key = ?",
                                [conversation_id, key]).fetchone()
-        return None if sent is None else SentBefore(sent[0], bool(sent[1]))
+        return None if sent is None else SentBefore(sent[0], bool(sent[1]), sent[2])
 
     def _open_answer(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """The conversation's latest answer candidate, when the agent's reply ``agent_turn_id`` goes on from

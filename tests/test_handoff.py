@@ -705,6 +705,38 @@ async def test_an_agent_reply_sent_again_with_its_key_reaches_the_customer_once(
     assert (await send(cid, "x", "not a key!"))[0] == 400
 
 
+async def test_another_reply_sent_with_a_key_used_before_is_refused_and_not_lost_silently(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """A client that sent a second reply under the key of its first (a key made per conversation, not per
+    reply) was answered 200 with the first reply's turn: the second was neither stored nor sent, and nobody
+    knew. Refused, as an Idempotency-Key used again with another request is, it can be sent with a new key."""
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append((await request.json())["text"])
+        await asyncio.sleep(0.2)  # the other reply arrives while the first is still being posted
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "where is my refund?", "slack")
+    client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")
+
+    async def send(text: str, key: str) -> Any:
+        response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": text, "key": key},
+                                     headers=AUTH)
+        return response.status, await response.json()
+
+    first, meanwhile = await asyncio.gather(send("Refunded today.", "k-1"), send("It takes 3 days.", "k-1"))
+    later = await send("It takes 3 days.", "k-1")
+    assert first[0] == 200 and meanwhile == later == (
+        422, {"error": "key: a reply with another text was sent with this key: send this reply with a new key"})
+    assert (await send("Refunded today.", "k-1")) == first  # the same reply sent again is still the first
+    assert (await send("It takes 3 days.", "k-2"))[0] == 200
+    assert posted == ["Refunded today.", "It takes 3 days."]
+    assert client.app[BOT]._keyed == {}
+
+
 async def test_an_agent_reply_sent_again_while_its_first_try_fails_is_refused_both_times(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """A second try arriving while the first was still being posted answered "sent" at once: the first
