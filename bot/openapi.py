@@ -214,6 +214,7 @@ class TranscriptResponse(_Body):
     created: float
     updated: float
     turns: list[TranscriptTurn]
+    earlier: bool = Field(..., description="the conversation holds turns before those listed: ask with a higher limit")
     handoffs: list[HandoffEvent]
 
 

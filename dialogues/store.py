@@ -972,26 +972,28 @@ class Store:
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the
         bot made of each customer message (intent, confidence, how it answered), the buttons each reply
-        offered, and its handoffs; the messages as typed, as in :meth:`history`."""
+        offered, and its handoffs; the messages as typed, as in :meth:`history`. ``earlier``: whether it holds
+        turns before those, which the agent would otherwise never know they were not shown."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             return None
-        turns = self.db.query(
+        turns = list(self.db.query(
             f"SELECT t.id, t.role, t.text, t.raw_text, t.created, p.intent, p.confidence, p.source, {_AUTHOR}, "
             "t.undelivered IS NOT NULL AS undelivered, t.buttons, "
             "(SELECT value FROM feedback WHERE turn_id = t.id ORDER BY id DESC LIMIT 1) AS feedback "
             "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
-            [conversation_id, limit],
-        )
+            [conversation_id, limit + 1],  # one more, to tell whether there are earlier turns
+        ))
+        earlier = len(turns) > limit
         handoffs = self.db.query("SELECT event, reason, created FROM handoffs WHERE conversation_id = ? ORDER BY id",
                                  [conversation_id])
         return {"conversation_id": conversation_id,
                 **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},
                 "turns": [{**self._shown(turn), "undelivered": bool(turn["undelivered"]),
                            "buttons": json.loads(turn["buttons"] or "[]")}
-                          for turn in reversed(list(turns))],
-                "handoffs": list(handoffs)}
+                          for turn in reversed(turns[:limit])],
+                "earlier": earlier, "handoffs": list(handoffs)}
 
     # --- learning -------------------------------------------------------------------------------
 

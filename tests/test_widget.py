@@ -1188,7 +1188,7 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
     # The first conversation's transcript answers slowly, after the agent has already chosen the second.
     context.add_init_script(f"""{{
       const fetchNow = window.fetch;
-      window.fetch = (url, init) => String(url).endsWith("admin/conversations/{first}")
+      window.fetch = (url, init) => String(url).includes("admin/conversations/{first}?")
         ? new Promise((resolve) => setTimeout(resolve, 2000)).then(() => fetchNow(url, init)) : fetchNow(url, init);
     }}""")
     page = context.new_page()
@@ -1275,6 +1275,35 @@ def open_console(chromium: SimpleNamespace, server: LiveServer, admin_token: str
 
 def agent_turns(api: SimpleNamespace, cid: str) -> list[str]:
     return [t["text"] for t in api.history(cid)["turns"] if t["role"] == "agent"]
+
+
+def test_the_agents_console_shows_a_long_conversations_earlier_messages_when_asked(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The console showed a conversation's latest 200 turns and nothing of those before: the agent never
+    learnt that what the customer first asked was not on screen."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "my first question, asked long ago")
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    for n in range(200):
+        api.admin(f"/admin/conversations/{cid}/messages", {"text": f"note {n}"})
+    assert api.get(f"/admin/conversations/{cid}")["earlier"] is True
+    assert api.get(f"/admin/conversations/{cid}?limit=204")["earlier"] is False
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    expect(page.locator(".turn")).to_have_count(200)
+    expect(page.locator(".turn .text").last).to_have_text("note 199")
+    assert page.locator(".turn.user").count() == 0
+    page.get_by_role("button", name="Show earlier messages").click()
+    expect(page.locator(".turn")).to_have_count(204)
+    expect(page.locator(".turn.user .text").first).to_have_text("my first question, asked long ago")
+    expect(page.get_by_role("button", name="Show earlier messages")).to_have_count(0)
+    page.wait_for_timeout(3500)  # the refresh keeps them
+    expect(page.locator(".turn")).to_have_count(204)
+    context.close()
 
 
 def test_the_agents_console_sends_a_reply_once(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
