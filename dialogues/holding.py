@@ -36,8 +36,16 @@ _HOLDING = re.compile(
     r"|久等|(?:感谢|谢谢)(?:您|你)?的?耐心(?:等待|等候)?|耐心|请问|有什么|还有其他|还有别的|其他问题|其它问题|可以帮您|可以帮你|能帮您"
     r"|为您服务|不客气|祝您有(?:美好|愉快)的一天|祝您(?:生活|购物|工作)?(?:愉快|顺利|开心)?|很高兴为您|感谢您的咨询"
 )
-# What a customer says while waiting for an answer: greetings, acknowledgements, nudges.
-_ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body) (?:there|here)|在吗|有人吗|人呢"
+# What a customer says while waiting for an answer: greetings, acknowledgements, nudges, goodbyes, and asking for a
+# person again (the agent's answer is to what they asked, not to "are you there?" nor to "转人工").
+_ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here))?|在吗|有人吗|人呢"
+         r"|(?:are )?(?:you|u) (?:still )?(?:there|here)|(?:i(?:['’]m| am) )?(?:still )?(?:here|there|waiting)|ping|hm++"
+         r"|i(?:['’]ll| will) wait|take your time|bye(?: bye)?|goodbye|喂|在(?:不在)?|我?还在等?|等了?(?:好久|很久|半天)了?"
+         r"|(?:好的)?我等(?:你|您)|再见|拜拜"
+         r"|(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)? )?(?:talk|speak|chat)(?: to| with) (?:a |an )?"
+         r"(?:real |live )?(?:human|person|agent|someone|somebody)(?: please)?"
+         r"|(?:a |an )?(?:real |live )?(?:human|person|agent|representative)(?: please)?"
+         r"|(?:我要|我想|找|转|要|请)?(?:转接)?(?:人工|真人)(?:客服|服务)?"
          r"|ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
          r"|好的|好嘞?|嗯++|收到|没问题|明白了?|谢谢(?:您|你们?|啦|了|亲)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
          r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?|多谢|谢谢客服|谢谢您了"

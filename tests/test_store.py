@@ -441,6 +441,19 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     store.close()
 
 
+def test_an_answer_is_filed_under_the_question_not_under_a_nudge_or_a_second_request_for_a_person(tmp_path: Path) -> None:
+    """A customer who asked for a person and nudged ("are you there?", "转人工") before asking had the agent's
+    answer filed under the nudge: the next customer to ask "are you there?" got another's answer from the bot."""
+    store = Store(tmp_path / "dialogues.db")
+    for cid, nudge in (("c1", "are you there?"), ("c2", "转人工"), ("c3", "hi, I'm still waiting"), ("c4", "喂？有人吗")):
+        store.set_status(cid, "handed_off", "requested")
+        user_turn(store, cid, nudge)
+        user_turn(store, cid, "when will my refund arrive?")
+        store.add_agent_answer(cid, "Refunds take 3-5 business days.")
+    assert [a["question"] for a in store.answer_candidates()] == ["when will my refund arrive?"] * 4
+    store.close()
+
+
 @pytest.mark.parametrize(("text", "nothing"), [
     ("您好，我是客服小李，請稍等~", True),  # Traditional characters read as Simplified ones
     ("Thanks for your patience!", True),
@@ -510,6 +523,13 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     # other scripts are words, not signs
     ("환불해 주세요", False), ("Где мой заказ?", False), ("注文はどこですか", False), ("🙏🙏", True), ("ok ✌️", True),
     ("ＯＫ👌", True), ("好的 (｡･ω･｡)", True), ("在吗 (´Д｀)", True), ("好的ヽ(°〇°)ﾉ", True),  # full width, kaomoji
+    # nudges, goodbyes and asking for a person again, which the next customer would get the agent's answer for
+    ("are you there?", True), ("anyone?", True), ("hi, I'm still waiting", True), ("still here", True), ("hmm", True),
+    ("ok I'll wait", True), ("喂？有人吗", True), ("我还在", True), ("还在等", True), ("等了好久了", True), ("好的我等你", True),
+    ("talk to a human", True), ("real person please", True), ("agent", True), ("转人工", True), ("我要人工", True),
+    ("人工客服", True), ("bye", True), ("再见", True),
+    ("are you there on Sundays?", False), ("can I talk to someone about my refund", False), ("waiting for my refund", False),
+    ("still waiting for the parcel", False), ("还在路上吗", False), ("我要人工退款", False), ("human resources phone number", False),
 ])
 def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     assert asks_nothing(text) is only
