@@ -1306,6 +1306,34 @@ def test_the_agents_console_shows_a_long_conversations_earlier_messages_when_ask
     context.close()
 
 
+def test_the_agents_console_dates_what_is_not_from_today_and_counts_long_waits_in_hours_and_days(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A customer waiting since yesterday read "waiting 1560 min", and their messages showed the time of day
+    alone, as if written today."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "where is my parcel?")
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800}, locale="en-US")
+    page = context.new_page()
+    page.clock.set_fixed_time(time.time() + 3 * 3600 + 60)
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    meta = page.locator(f'.list li[data-id="{cid}"] .meta')
+    expect(meta).to_have_text("web · asked for a person · waiting 3 h")
+    page.clock.set_fixed_time(time.time() + 26 * 3600)  # the next day
+    expect(meta).to_have_text("web · asked for a person · waiting 1 d")
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    expect(page.locator(".turn.user .meta").first).to_have_text(re.compile(r"^Customer · \d{1,2}/\d{1,2}/\d{4}, "))
+    expect(page.locator(".turns .change")).to_have_text([re.compile(r" · \d{1,2}/\d{1,2}/\d{4}, ")])
+    page.clock.set_fixed_time(time.time())
+    page.goto(f"{server.url}/agent?lang=zh")
+    expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_have_text("web · 客户要求 · 已等待 0 分钟")
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    expect(page.locator(".turn.user .meta").first).not_to_contain_text("/")  # today's: the time alone
+    context.close()
+
+
 def test_the_agents_console_sends_a_reply_once(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
                                               web_demo_bot: SimpleNamespace) -> None:
     """A second Enter or a double click while the reply was out sent it again; so did sending it again after
