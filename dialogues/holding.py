@@ -4,9 +4,10 @@ Agents answer in a few messages: "您好，我是小李，请稍等，我帮您�
 "还有什么可以帮您？". Learned as the answer to the customer's question, the first would have the bot
 tell the next customer to wait as Xiao Li, and the last would answer nothing. So a run of agent
 messages is learned as the messages that say something, and a message made only of greetings,
-introductions, holding and closing phrases says nothing. A message is never cut: "Your refund left
-today. Anything else?" is learned whole, since a rule that cut clauses out of answers would also cut
-"If it has not arrived in 5 days, please wait another day" in half.
+introductions, holding and closing phrases says nothing. A message is never cut inside a sentence, nor
+after its first sentence that says something: "Your refund left today. Anything else?" is learned whole,
+since a rule that cut clauses out of answers would also cut "If it has not arrived in 5 days, please wait
+another day" in half; only whole sentences before that one go ("Hi, I'm Anna. Thanks for waiting!").
 
 The customer's side is read more narrowly: what a customer types while an agent looks ("ok", "在吗？",
 a phone number to call back on) is passed over when finding the question an answer answers, but a
@@ -71,6 +72,12 @@ def _only(words: str) -> str:
 
 
 _ACKNOWLEDGES = re.compile(_only(_ACKS))
+# An agent's apology for what happened to the customer, which the next customer with the same trouble is owed too
+# (not one for a wait: "抱歉让您久等了" is chatter).
+_SORRY = (r"(?:i(?:['’]m| am) )?(?:so |very |really |truly )?sorry(?: (?:to hear (?:that|this)|about (?:that|this)"
+          r"|for (?:the|any) inconvenience))?|(?:my )?apologies(?: for (?:the|any) inconvenience)?"
+          r"|i apologi[sz]e(?: for (?:the|any) inconvenience)?|(?:很|非常)?(?:抱歉|不好意思|对不起)(?:给(?:您|你)带来(?:的)?不便(?:了)?)?")
+_APOLOGY = re.compile(_SORRY)
 # A clause of an agent's that only greets, introduces the agent, acknowledges, asks whether the customer is still
 # there, is sorry, says goodbye or that the agent will be back: whole clauses only, as "take care" or "sorry" begin
 # answers too ("Take care when you open the box", "Sorry, we do not ship to Norway" is two clauses).
@@ -80,14 +87,11 @@ _CHATTER = re.compile(
     r"|how are you(?: (?:today|doing))?|welcome(?: to (?:the )?\w+(?: \w+){0,2})?"
     r"|are you still (?:there|here|with me|online)|i (?:understand|see)|(?:it(?:['’]s| is) )?my pleasure"
     r"|thanks?(?: you)? for (?:the|this|that|your) (?:information|info|details)"
-    r"|(?:i(?:['’]m| am) )?(?:so |very |really |truly )?sorry(?: (?:to hear (?:that|this)|about (?:that|this)"
-    r"|for (?:the|any) inconvenience))?|(?:my )?apologies(?: for (?:the|any) inconvenience)?"
-    r"|i apologi[sz]e(?: for (?:the|any) inconvenience)?"
     r"|(?:good)?bye(?:[ -]bye)?|see you(?: (?:soon|later))?|take care"
     r"|i(?:['’]ll| will) (?:be (?:right )?back|get back to you)(?: (?:shortly|soon|in a (?:moment|minute|sec)))?"
     r"|(?:您|你)?还在(?:吗|嘛|么)|在的(?:呢|哦)?|请(?:说|讲)|请(?:您)?稍后|再见|拜拜"
-    r"|(?:很|非常)?(?:抱歉|不好意思|对不起)(?:(?:让(?:您|你))?久等了?|给(?:您|你)带来(?:的)?不便(?:了)?)?"
-    r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _only(_ACKS + r"|谢谢.{0,4}?")
+    r"|(?:很|非常)?(?:抱歉|不好意思|对不起)(?:让(?:您|你))?久等了?"
+    r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _SORRY + "|" + _only(_ACKS + r"|谢谢.{0,4}?")
 )
 # Clauses end at punctuation, and at a space beside a Chinese character ("让您久等了 已经给您退款了").
 _CLAUSES = re.compile(r"[,.!?;:，。！？；：、…~～()（）\n]+|(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
@@ -135,8 +139,26 @@ def asks_nothing(text: str) -> bool:
     return all(_ACKNOWLEDGES.fullmatch(c) or gives and _names_contact(c) for c in clauses)
 
 
+# Where a sentence ends: at its stop and the space after it ("2.5" goes on) after a word ("e.g." goes on), a Chinese
+# stop, a line break.
+_SENTENCE_ENDS = re.compile(r"(?<=\w\w)[.!?]+[\"')”’」』）]*\s+|[。！？]+[”’」』）]*\s*|\n+")
+
+
+def _from_what_it_says(text: str) -> str:
+    """``text`` from its first sentence that says something: an agent's answer begins "Hi, I'm Anna. Thanks for
+    waiting!", which the bot would say to the next customer as Anna, after no wait. Only whole sentences at its
+    start go, so that no sentence is cut; an apology for what happened ("I'm sorry!") and a closing sentence stay,
+    as they fit the next customer too ("Anything else?")."""
+    start = 0
+    for end in (match.end() for match in _SENTENCE_ENDS.finditer(text)):
+        if not says_nothing(text[start:end]) or any(map(_APOLOGY.fullmatch, _clauses(text[start:end]))):
+            break
+        start = end
+    return text[start:]
+
+
 def run_answer(texts: list[str]) -> str:
-    """What a run of an agent's messages to one question answers: the messages that say something, one a
-    line, each once (an agent resends a reply the customer asked after); empty when none does (the agent
-    is still looking)."""
-    return "\n".join(dict.fromkeys(text for text in texts if not says_nothing(text)))
+    """What a run of an agent's messages to one question answers: the messages that say something, each from
+    its first sentence that does, one a line, each once (an agent resends a reply the customer asked after);
+    empty when none does (the agent is still looking)."""
+    return "\n".join(dict.fromkeys(_from_what_it_says(text) for text in texts if not says_nothing(text)))

@@ -430,6 +430,14 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     store.add_agent_answer("c7", "有的，三个尺码都有。")
     user_turn(store, "c7", "还有其他颜色吗")  # a question after the answer, in a holding phrase's words
     store.add_agent_answer("c7", "还有红色和黑色。")
+    # The sentences that only greet, introduce the agent or thank for waiting, before the answer, would have the
+    # bot answer the next customer as Anna, thanking them for a wait they never had.
+    user_turn(store, "c8", "do you ship to Norway?")
+    store.add_agent_answer("c8", "Hi, I'm Anna from Demo Shop. Thanks for waiting! Yes, we ship to Norway. Anything else?")
+    user_turn(store, "c9", "退款到了吗")
+    store.add_agent_answer("c9", "您好，我是小李。让您久等了！退款已经到账了。")
+    user_turn(store, "c10", "my parcel arrived broken")
+    store.add_agent_answer("c10", "Hi Tom. I'm sorry to hear that. A new one is on its way.")  # the apology fits anyone
     assert [(a["question"], a["answer"]) for a in store.answer_candidates()] == [
         ("我的退款到哪了", "退款已于今天退回原支付账户，3-5个工作日到账。"),
         ("where is my refund?", "Your refund left today.\nIt takes 3-5 days to reach your card. Anything else?"),
@@ -437,7 +445,11 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
         ("can I change my address?", "Yes, in your account page."),
         ("do you sell helmets?", "Yes, we sell helmets in three sizes.\nThe large one is back in stock on Friday."),
         ("有头盔吗", "有的，三个尺码都有。"), ("还有其他颜色吗", "还有红色和黑色。"),
+        ("do you ship to Norway?", "Yes, we ship to Norway. Anything else?"), ("退款到了吗", "退款已经到账了。"),
+        ("my parcel arrived broken", "I'm sorry to hear that. A new one is on its way."),
     ]
+    assert [t["text"] for t in store.history("c8") if t["role"] == "agent"] == [  # the customer read it all
+        "Hi, I'm Anna from Demo Shop. Thanks for waiting! Yes, we ship to Norway. Anything else?"]
     store.close()
 
 
