@@ -549,7 +549,7 @@ class Bot:
             await self._store(self.store.undelivered, turn_id)  # as the transcript shows an agent's reply that failed
 
     async def agent_message(self, conversation_id: str, text: str, agent: str | None = None,
-                            key: str | None = None) -> int:
+                            key: str | None = None, after: int | None = None) -> int:
         """A human agent's reply (``agent``: their name, if they give it): stored, then delivered on the
         conversation's own channel; :class:`DeliveryError` when the platform refuses it or cannot be reached
         (the transcript keeps it, so the agent sees what the customer did not get); :class:`MaybeDelivered`,
@@ -558,9 +558,10 @@ class Bot:
         ``key``: a reply sent with it before is not stored or delivered again (its console sends it again
         when the answer to the first try was lost): its turn id, or the same DeliveryError if its customer
         did not get it. A try while the first is still being sent waits for it and answers as it does. Another
-        text under a key used before raises :class:`KeyReused`."""
+        text under a key used before raises :class:`KeyReused`; a colleague's reply since the turn ``after``,
+        :class:`RepliedMeanwhile`."""
         if key is None:
-            return await self._agent_message(conversation_id, text, agent, key)
+            return await self._agent_message(conversation_id, text, agent, key, after)
         slot = (conversation_id, key)
         if slot in self._keyed:  # stored, not sent yet: "sent" now would be a guess
             first_text, first = self._keyed[slot]
@@ -571,7 +572,7 @@ class Bot:
         outcome.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved, if no retry came
         self._keyed[slot] = text, outcome
         try:
-            turn_id = await self._agent_message(conversation_id, text, agent, key)
+            turn_id = await self._agent_message(conversation_id, text, agent, key, after)
         except asyncio.CancelledError:
             outcome.set_exception(MaybeDelivered("the first try with this key was cut short"))
             raise
@@ -584,7 +585,8 @@ class Bot:
         finally:
             del self._keyed[slot]
 
-    async def _agent_message(self, conversation_id: str, text: str, agent: str | None, key: str | None) -> int:
+    async def _agent_message(self, conversation_id: str, text: str, agent: str | None, key: str | None,
+                             after: int | None) -> int:
         assert self.store is not None
         await self._after_notices(conversation_id)
         conversation = await self._store(self.store.conversation, conversation_id)
@@ -592,15 +594,17 @@ class Bot:
             raise KeyError(conversation_id)
         channel = self.channels.get(conversation["channel"])
         if conversation["status"] != "handed_off" and channel is not None and (
-                key is None or await self._store(self.store.sent_before, conversation_id, key) is None):
+                key is None or await self._store(self.store.sent_before, conversation_id, key) is None) and (
+                after is None or await self._store(self.store.replied_meanwhile, conversation_id, after) is None):
             # A reply to a conversation the bot holds takes it over: the bot answered the customer's answer to the
             # agent. The customer hears of it (a banner, or the notice, sent first) before the reply. A reply sent
-            # before under its key (a retry) takes nothing over: a colleague may have handed it back since.
+            # before under its key (a retry) takes nothing over: a colleague may have handed it back since; nor
+            # does one refused for a colleague's reply the agent has not read.
             await self.set_handoff(conversation_id, True, "agent")
             await self._after_notices(conversation_id)
         try:
             turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"],
-                                        agent, key)
+                                        agent, key, after)
         except SentBefore as sent:
             if sent.text != text:
                 raise KeyReused() from None

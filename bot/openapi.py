@@ -44,6 +44,9 @@ class AgentMessageRequest(_Body):
                                         "to a try was lost: a reply the conversation holds under the key already "
                                         "is not stored or sent again (its turn_id is answered, or 502 if its "
                                         "customer did not get it); another reply under it is refused with 422")
+    after: int | None = Field(None, ge=0, description="the id of the latest turn the agent has read: if a colleague "
+                                                      "has replied since, this reply is refused with 409, to be sent "
+                                                      "again once the colleague's is read")
 
     @field_validator("text")
     @classmethod
@@ -359,7 +362,7 @@ OPERATIONS: list[Operation] = [
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
-           AgentMessageRequest, (400, 408, 413, 422, 502, 504)),
+           AgentMessageRequest, (400, 408, 409, 413, 422, 502, 504)),
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
            StatusResponse, errors=(400,), route=HANDOFF_ROUTE),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",

@@ -42,7 +42,7 @@ from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import conversation_stats
-from dialogues.store import KeyReused, LabelledMeanwhile, Store, cannot_write, read_moment, unix_time
+from dialogues.store import KeyReused, LabelledMeanwhile, RepliedMeanwhile, Store, cannot_write, read_moment, unix_time
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -545,11 +545,13 @@ async def agent_message(request: web.Request) -> web.Response:
     conversation_id = valid_conversation_id(request)
     try:
         turn_id = await request.app[BOT].agent_message(conversation_id, body.text.strip(),
-                                                       body.agent.strip() if body.agent else None, body.key)
+                                                       body.agent.strip() if body.agent else None, body.key, body.after)
     except KeyError:
         raise unknown_conversation(conversation_id) from None
     except KeyReused as exc:
         raise http_error(web.HTTPUnprocessableEntity, f"key: {exc}") from None
+    except RepliedMeanwhile as exc:
+        raise http_error(web.HTTPConflict, str(exc)) from None
     except MaybeDelivered as exc:  # sent again, it would reach the customer twice
         log.warning("an agent's reply may not have reached the customer: %s", exc)
         raise http_error(web.HTTPGatewayTimeout, f"kept in the transcript; it may have reached the customer, whose "

@@ -258,6 +258,16 @@ class KeyReused(Exception):
         super().__init__("a reply with another text was sent with this key: send this reply with a new key")
 
 
+class RepliedMeanwhile(Exception):
+    """A colleague replied to the customer after the latest turn the agent had read (``Store.add_agent_answer``'s
+    ``after``): two agents answering one customer at once sent two answers, which could disagree."""
+
+    def __init__(self, turn_id: int, author: str | None) -> None:
+        by = f" ({author})" if author else ""
+        super().__init__(f"a colleague{by} replied meanwhile, as turn {turn_id}: read it, then send yours again")
+        self.turn_id = turn_id
+
+
 class LabelledMeanwhile(Exception):
     """Another reviewer labelled the item first (two reviewers working one queue), or its conversation
     was purged since it was shown. ``label``: the other reviewer's (a ``review_labels`` row), if any."""
@@ -998,7 +1008,7 @@ class Store:
     # --- learning -------------------------------------------------------------------------------
 
     def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None,
-                         key: str | None = None) -> int:
+                         key: str | None = None, after: int | None = None) -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
         A later retrain indexes the pair for retrieval (:meth:`_question_for`). A reply that goes on from
         the agent's last (:meth:`_open_answer`) joins its answer: the answer is what the run of replies
@@ -1006,10 +1016,15 @@ class Store:
 
         ``key``, the one the agents' console made for the reply: a reply the conversation holds under it
         already raises :class:`SentBefore` and nothing is stored (see ``_v14``); looked up in the same
-        transaction, so two tries at once store one."""
+        transaction, so two tries at once store one.
+
+        ``after``, the latest turn the agent had read: an agent's reply since raises :class:`RepliedMeanwhile`
+        and nothing is stored (a try sent again under its key is the same reply, and is answered as above)."""
         with self._writing():
             if key is not None and (sent := self.sent_before(conversation_id, key)) is not None:
                 raise sent
+            if after is not None and (colleague := self.replied_meanwhile(conversation_id, after)) is not None:
+                raise colleague
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             if key is not None:
                 self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])
@@ -1030,6 +1045,12 @@ class Store:
         sent = self.db.execute("SELECT id, undelivered, text FROM turns WHERE conversation_id = ? AND request_key = ?",
                                [conversation_id, key]).fetchone()
         return None if sent is None else SentBefore(sent[0], bool(sent[1]), sent[2])
+
+    def replied_meanwhile(self, conversation_id: str, after: int) -> RepliedMeanwhile | None:
+        """The latest agent's reply to the conversation after turn ``after``, if any (:meth:`add_agent_answer`)."""
+        colleague = self.db.execute("SELECT id, user FROM turns WHERE conversation_id = ? AND role = 'agent' AND id > ? "
+                                    "ORDER BY id DESC LIMIT 1", [conversation_id, after]).fetchone()
+        return None if colleague is None else RepliedMeanwhile(*colleague)
 
     def _open_answer(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """The conversation's latest answer candidate, when the agent's reply ``agent_turn_id`` goes on from

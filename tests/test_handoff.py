@@ -737,6 +737,34 @@ async def test_another_reply_sent_with_a_key_used_before_is_refused_and_not_lost
     assert client.app[BOT]._keyed == {}
 
 
+async def test_a_reply_written_before_a_colleagues_reply_was_read_is_refused_until_it_is(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """Two agents answering one customer at once both reached them, with two answers that could disagree: a
+    reply that says the latest turn its agent read (``after``) is refused while a colleague's came since."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "both", "I need help with my bill")
+    await chat(client, "both", "/handoff")
+    read = (await (await client.get("/admin/conversations/both", headers=AUTH)).json())["turns"][-1]["id"]
+
+    async def send(text: str, **body: Any) -> Any:
+        response = await client.post("/admin/conversations/both/messages", json={"text": text, **body}, headers=AUTH)
+        return response.status, await response.json()
+
+    ann = await send("Hi, Ann here: your bill is fixed.", agent="Ann", after=read)
+    assert ann[0] == 200
+    assert await send("Sam here, looking at your bill.", agent="Sam", after=read, key="k-1") == (409, {
+        "error": f"a colleague (Ann) replied meanwhile, as turn {ann[1]['turn_id']}: read it, then send yours again"})
+    assert (await send("Sam here, looking at your bill.", agent="Sam", after=ann[1]["turn_id"], key="k-1"))[0] == 200
+    assert (await send("Without after, as before.", agent="Sam"))[0] == 200
+    transcript = await (await client.get("/admin/conversations/both", headers=AUTH)).json()
+    assert [t["text"] for t in transcript["turns"] if t["role"] == "agent"] == [
+        "Hi, Ann here: your bill is fixed.", "Sam here, looking at your bill.", "Without after, as before."]
+    # A colleague who handed back since: the refused reply takes nothing over from the bot either.
+    assert (await client.post("/admin/conversations/both/handback", headers=AUTH)).status == 200
+    assert (await send("Late.", after=read))[0] == 409
+    assert (await (await client.get("/admin/conversations/both", headers=AUTH)).json())["status"] == "open"
+
+
 async def test_an_agent_reply_sent_again_while_its_first_try_fails_is_refused_both_times(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """A second try arriving while the first was still being posted answered "sent" at once: the first

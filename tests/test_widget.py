@@ -1334,6 +1334,35 @@ def test_the_agents_console_dates_what_is_not_from_today_and_counts_long_waits_i
     context.close()
 
 
+def test_the_agents_console_holds_a_reply_back_until_a_colleagues_reply_is_read(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Two agents on one customer each sent their answer, and the customer read both."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "where is my parcel?")
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.clock.install()  # no refresh of its own: the colleague's reply comes while this transcript is shown
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Ann here: it is in Oslo.", "agent": "Ann"})
+    page.get_by_label("Your name").fill("Sam")
+    page.locator("form.reply textarea").fill("Sam here: let me look.")
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".status")).to_contain_text("a colleague (Ann) replied meanwhile")
+    expect(page.locator(".turn.agent .text")).to_have_text(["Ann here: it is in Oslo."])  # shown to be read
+    expect(page.locator("form.reply textarea")).to_have_value("Sam here: let me look.")  # kept to send, or not
+    page.locator("form.reply textarea").press("Enter")  # read: it goes
+    expect(page.locator(".turn.agent .text")).to_have_text(["Ann here: it is in Oslo.", "Sam here: let me look."])
+    expect(page.locator("form.reply textarea")).to_have_value("")
+    assert [t["text"] for t in api.history(cid)["turns"] if t["role"] == "agent"] == [
+        "Ann here: it is in Oslo.", "Sam here: let me look."]
+    context.close()
+
+
 def test_the_agents_console_sends_a_reply_once(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
                                               web_demo_bot: SimpleNamespace) -> None:
     """A second Enter or a double click while the reply was out sent it again; so did sending it again after
