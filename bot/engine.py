@@ -440,14 +440,15 @@ class Bot:
             await self.announce(turn.conversation_id, True, decision.reason, turn.channel)
         return ids
 
-    async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web") -> bool:
-        """Record the change, if it is one (see :meth:`Store.set_status`), and show it at once wherever the
-        conversation is open (every tab of the web chat); a customer handed off by anyone but an agent is
-        announced to the agents."""
+    async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web",
+                          after: int | None = None) -> bool:
+        """Record the change, if it is one (see :meth:`Store.set_status`, and its ``after``), and show it at once
+        wherever the conversation is open (every tab of the web chat); a customer handed off by anyone but an
+        agent is announced to the agents."""
         status = "handed_off" if handed_off else "open"
         changed = True
         if self.store is not None:
-            changed = await self._store(self.store.set_status, conversation_id, status, reason, channel)
+            changed = await self._store(self.store.set_status, conversation_id, status, reason, channel, after)
         if changed:
             await self.announce(conversation_id, handed_off, reason, channel)
         return changed

@@ -366,7 +366,11 @@ OPERATIONS: list[Operation] = [
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
            StatusResponse, errors=(400,), route=HANDOFF_ROUTE),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",
-           StatusResponse, errors=(400,), route=HANDOFF_ROUTE),
+           StatusResponse, errors=(400, 409), route=HANDOFF_ROUTE,
+           query={"after": ({"type": "integer", "minimum": 0, "maximum": 10**18 - 1,
+                             "description": "the id of the latest turn the agent has read: if the customer has "
+                                            "written since, the conversation stays with a person (409), as the bot "
+                                            "does not answer what was written to one"}, False)}),
     Operation("POST", "/slack/events", "Slack Events API callback (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,
               raw_body=("application/json", {"type": "object"}), rate_limited=False),
     Operation("POST", "/slack/interactions", "Slack button clicks (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,

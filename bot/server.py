@@ -42,7 +42,8 @@ from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import conversation_stats
-from dialogues.store import KeyReused, LabelledMeanwhile, RepliedMeanwhile, Store, cannot_write, read_moment, unix_time
+from dialogues.store import (KeyReused, LabelledMeanwhile, RepliedMeanwhile, Store, WroteMeanwhile, cannot_write,
+                             read_moment, unix_time)
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -568,9 +569,15 @@ async def set_handoff(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     status = "handed_off" if handed_off else "open"
     conversation_id = valid_conversation_id(request)
+    after = request.query.get("after")  # the latest turn the agent handing back has read
+    if after is not None and (handed_off or not re.fullmatch(r"[0-9]{1,18}", after)):
+        raise http_error(web.HTTPBadRequest, "after: must be a turn id, and is read by a handback only")
     if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
         raise unknown_conversation(conversation_id)
-    await bot.set_handoff(conversation_id, handed_off, "agent")  # the widget shows the change at once
+    try:  # the widget shows the change at once
+        await bot.set_handoff(conversation_id, handed_off, "agent", after=None if after is None else int(after))
+    except WroteMeanwhile as exc:
+        raise http_error(web.HTTPConflict, str(exc)) from None
     return json_response({"status": status})
 
 

@@ -268,6 +268,16 @@ class RepliedMeanwhile(Exception):
         self.turn_id = turn_id
 
 
+class WroteMeanwhile(Exception):
+    """The customer wrote after the latest turn the agent handing the conversation back had read
+    (``Store.set_status``'s ``after``): the bot does not answer what was written while a person had it, and the
+    message would go unanswered by anyone."""
+
+    def __init__(self, turn_id: int) -> None:
+        super().__init__(f"the customer wrote meanwhile, as turn {turn_id}: read it, answer it or hand back again")
+        self.turn_id = turn_id
+
+
 class LabelledMeanwhile(Exception):
     """Another reviewer labelled the item first (two reviewers working one queue), or its conversation
     was purged since it was shown. ``label``: the other reviewer's (a ``review_labels`` row), if any."""
@@ -646,12 +656,19 @@ class Store:
             [conversation_id, channel, user, now(), now()],
         )
 
-    def set_status(self, conversation_id: str, status: str, reason: str, channel: str = "web") -> bool:
+    def set_status(self, conversation_id: str, status: str, reason: str, channel: str = "web",
+                   after: int | None = None) -> bool:
         """Hand a conversation off to a human (``handed_off``) or back to the bot (``open``); False, and
         nothing recorded, when it already is: a second agent's takeover of a waiting customer must not
-        restart their wait or change why they wait."""
+        restart their wait or change why they wait. ``after``, the latest turn an agent handing it back has
+        read: a customer's message since raises :class:`WroteMeanwhile`, and it stays with a person."""
         with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
+            if after is not None and status == "open" and (wrote := self.db.execute(
+                    "SELECT max(t.id) FROM turns t JOIN conversations c ON c.id = t.conversation_id "
+                    "WHERE t.conversation_id = ? AND t.role = 'user' AND t.id > ? AND c.status != 'open'",
+                    [conversation_id, after]).fetchone()[0]) is not None:
+                raise WroteMeanwhile(wrote)
             return self._set_status(conversation_id, status, reason)
 
     def _set_status(self, conversation_id: str, status: str, reason: str) -> bool:

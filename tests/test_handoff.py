@@ -765,6 +765,31 @@ async def test_a_reply_written_before_a_colleagues_reply_was_read_is_refused_unt
     assert (await (await client.get("/admin/conversations/both", headers=AUTH)).json())["status"] == "open"
 
 
+async def test_a_handback_before_the_customers_latest_message_was_read_is_refused(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """An agent handing back as the customer wrote left that message unanswered: the bot does not answer what
+    was written to a person, and the agent never saw it."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "typing", "I need help with my bill")
+    await chat(client, "typing", "/handoff")
+    sent = await client.post("/admin/conversations/typing/messages", json={"text": "Your bill is fixed."}, headers=AUTH)
+    read = (await sent.json())["turn_id"]
+    late = await chat(client, "typing", "and the invoice for May?")
+
+    async def hand_back(query: str) -> Any:
+        response = await client.post(f"/admin/conversations/typing/handback{query}", headers=AUTH)
+        return response.status, await response.json()
+
+    assert await hand_back(f"?after={read}") == (409, {"error": f"the customer wrote meanwhile, as turn "
+                                                                f"{late['user_turn_id']}: read it, answer it or hand back again"})
+    assert (await (await client.get("/admin/conversations/typing", headers=AUTH)).json())["status"] == "handed_off"
+    assert await hand_back(f"?after={late['user_turn_id']}") == (200, {"status": "open"})
+    assert await hand_back(f"?after={read}") == (200, {"status": "open"})  # back already: nothing to refuse
+    assert (await hand_back("?after=x"))[0] == (await client.post("/admin/conversations/typing/handoff?after=1",
+                                                                  headers=AUTH)).status == 400
+    assert await hand_back("") == (200, {"status": "open"})  # and without after
+
+
 async def test_an_agent_reply_sent_again_while_its_first_try_fails_is_refused_both_times(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """A second try arriving while the first was still being posted answered "sent" at once: the first

@@ -1363,6 +1363,31 @@ def test_the_agents_console_holds_a_reply_back_until_a_colleagues_reply_is_read(
     context.close()
 
 
+def test_the_agents_console_hands_back_only_once_the_customers_latest_message_is_read(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A message the customer sent as the agent handed back went unanswered by both the agent and the bot."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "where is my parcel?")
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.clock.install()  # no refresh of its own: the customer writes while this transcript is shown
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
+    api.chat(cid, "and can I change the address?")
+    page.get_by_role("button", name="Hand back to the bot").click()
+    expect(page.locator(".status")).to_contain_text("the customer wrote meanwhile")
+    expect(page.locator(".turn.user .text").last).to_have_text("and can I change the address?")  # shown to be read
+    assert api.history(cid)["status"] == "handed_off"
+    page.get_by_role("button", name="Hand back to the bot").click()  # read: back it goes
+    expect(page.get_by_role("button", name="Take over")).to_be_visible()
+    assert api.history(cid)["status"] == "open"
+    context.close()
+
+
 def test_the_agents_console_sends_a_reply_once(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
                                               web_demo_bot: SimpleNamespace) -> None:
     """A second Enter or a double click while the reply was out sent it again; so did sending it again after
