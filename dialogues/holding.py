@@ -4,7 +4,8 @@ Agents answer in a few messages: "您好，我是小李，请稍等，我帮您�
 "还有什么可以帮您？". Learned as the answer to the customer's question, the first would have the bot
 tell the next customer to wait as Xiao Li, and the last would answer nothing. So a run of agent
 messages is learned as the messages that say something, and a message made only of greetings,
-introductions, holding and closing phrases says nothing. A message is never cut inside a sentence, nor
+introductions, holding and closing phrases, or questions for the customer's order number or email ("请提供一下您的
+订单号", which the next customer could give the bot to no use), says nothing. A message is never cut inside a sentence, nor
 after its first sentence that says something: "Your refund left today. Anything else?" is learned whole,
 since a rule that cut clauses out of answers would also cut "If it has not arrived in 5 days, please wait
 another day" in half; only whole sentences before that one go ("Hi, I'm Anna. Thanks for waiting!").
@@ -100,6 +101,30 @@ _HOW_LONG = re.compile(
     r"(?:\d|\b(?:an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|a few|a couple of))\s*"
     r"(?:(?:business|working) )?(?:hours?|days?|weeks?|months?)\b|(?:\d|[一二两三四五六七八九十几半])\s*个?(?:工作日|天|周|星期|小时|月)"
 )
+# An agent's question back to the customer for what the answer needs: "Could you give me your order number?",
+# "What's the email you ordered with?", "请提供一下您的订单号", "您的手机号是多少？". Learned as the answer, it would
+# have the bot ask the next customer for a number it cannot use; the answer is what the agent says once given it.
+_DETAILS = (r"(?:(?:order|tracking|account|reference|booking|invoice|confirmation|case|ticket|customer|member(?:ship)?"
+            r"|phone|mobile|cell|contact|serial) ?(?:number|no|id|#)|order|e-?mail(?: address)?|(?:full )?name"
+            r"|(?:(?:shipping|delivery|billing|home|e-?mail) )?address|post ?code|zip(?: code)?|user ?name|(?:phone )?number"
+            r"|(?:contact |order |account )?details)")
+_DETAILS_ZH = (r"(?:(?:订单|快递|运单|物流|手机|电话|会员|身份证)?(?:号码?|编号|单号)|联系(?:方式|电话)|手机|邮箱(?:地址)?|账号"
+               r"|用户名|(?:收货)?地址|姓名)")
+_ASKS_FOR = re.compile(
+    r"(?:(?:(?:could|can|would|will) you(?: please| kindly)? |(?:please |kindly )?)"
+    r"(?:give|send|share|provide|tell|confirm|dm|let me know)(?: me| us)?(?: with)?"
+    r"|(?:may|can|could) (?:i|we)(?: please)? (?:have|get|ask for|ask you for|know)|(?:i|we)(?:['’]ll| will| would)? need"
+    r"|what(?:['’]s| is| was)|(?:would you )?mind (?:sharing|giving me|sending|providing))"
+    rf"(?: please)? (?:your|the) {_DETAILS}"
+    r"(?: (?:on|for|of) (?:your|the) (?:account|order|purchase|parcel|package)"
+    r"| (?:that )?you (?:used|ordered|bought|paid|registered|signed up)(?: \w+){0,3})?"
+    r"(?: (?:so|and|to)(?: that)?(?: i| we)?(?: can| could| will)? (?:check|look|help|find|see|track)"
+    r"(?: (?:it|that|this|up|into it|for you))*)?(?: please)?"
+    rf"|(?:请问?|麻烦|方便|劳烦)?(?:您|你)?(?:能|可以|能否|可否)?再?(?:提供|发|告诉|报|给|说)(?:一下|下|给?我们?)*(?:您|你)?的?"
+    rf"{_DETAILS_ZH}(?:好吗|可以吗|吗|呢|么|嘛|哦|呀)?"
+    rf"|(?:请问)?(?:您|你)?的?{_DETAILS_ZH}是(?:多少|什么|哪个)(?:呢|呀|啊)?"
+    rf"|请(?:您|你)?把(?:您|你)?的?{_DETAILS_ZH}(?:发|告诉)给?(?:我们?|一下|过来)*"
+)
 _FILLER_WORDS, _FILLER_CHARACTERS = 5, 3  # what a holding phrase may leave: English words ("that for you"), other letters ("我帮您")
 
 
@@ -120,7 +145,13 @@ def _clauses(text: str) -> list[str]:
 def says_nothing(text: str) -> bool:
     """Whether an agent's message is only greetings, introductions, acknowledgements, holding and closing
     phrases."""
-    return all(_CHATTER.fullmatch(c) or _holds(c) for c in _clauses(text))
+    return all(_CHATTER.fullmatch(c) or _holds(c) or _ASKS_FOR.fullmatch(c) for c in _clauses(text))
+
+
+def asks_for_details(text: str) -> bool:
+    """Whether an agent's message asks the customer for what the answer needs ("Could you give me your order
+    number?", "请提供一下您的订单号"): what the customer writes next gives it, and asks nothing new."""
+    return any(map(_ASKS_FOR.fullmatch, _clauses(text)))
 
 
 def _names_contact(clause: str) -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 import sqlite_utils
 from filelock import FileLock, Timeout
 
-from dialogues.holding import asks_nothing, run_answer
+from dialogues.holding import asks_for_details, asks_nothing, run_answer
 from dialogues.redact import redact
 
 log = logging.getLogger(__name__)
@@ -1072,18 +1072,28 @@ class Store:
     def _open_answer(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """The conversation's latest answer candidate, when the agent's reply ``agent_turn_id`` goes on from
         it: the customer has typed nothing since the run's first reply, or only "ok", "thanks" or "anyone
-        there?" while nobody handed the conversation off or back (an answer the agent goes on with, or
-        resends, after the customer's "ok" is still the one answer); a new question is answered on its own."""
+        there?", or what one of the run's replies asked them for ("Could you give me your order number?"),
+        while nobody handed the conversation off or back (an answer the agent goes on with, or resends, after
+        the customer's "ok", or gives once told the order number, is still the answer to what they asked); a
+        new question is answered on its own."""
         row = next(self.db.query(
             "SELECT a.id, a.agent_turn_id, t.created FROM answer_candidates a JOIN turns t ON t.id = a.agent_turn_id "
             "WHERE a.conversation_id = ? ORDER BY a.id DESC LIMIT 1", [conversation_id]), None)
         if row is None:
             return None
-        typed = [r["text"] for r in self.db.query(f"SELECT text FROM turns WHERE conversation_id = ? AND {_TYPED} "
-                                                  "AND id > ? AND id < ?", [conversation_id, row["agent_turn_id"], agent_turn_id])]
+        since = self.db.query(f"SELECT role, text FROM turns WHERE conversation_id = ? AND (role = 'agent' OR {_TYPED}) "
+                              "AND id >= ? AND id < ? ORDER BY id", [conversation_id, row["agent_turn_id"], agent_turn_id])
+        asked_for = typed = False  # whether the agent's latest reply asked for details; whether the customer typed since
+        passes = True  # whether all the customer typed only acknowledged, nudged or gave what was asked for
+        for turn in since:
+            if turn["role"] == "agent":
+                asked_for = asks_for_details(turn["text"])
+            else:
+                typed = True
+                passes = passes and (asked_for or asks_nothing(turn["text"]))
         moved = self.db.execute("SELECT count(*) FROM handoffs WHERE conversation_id = ? AND created > ?",
                                 [conversation_id, row["created"]]).fetchone()[0]
-        return row if not typed or not moved and all(map(asks_nothing, typed)) else None
+        return row if not typed or not moved and passes else None
 
     def _question_for(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """What an agent's reply answers, among the customer's typed messages since the previous agent reply:

@@ -466,6 +466,32 @@ def test_an_answer_is_filed_under_the_question_not_under_a_nudge_or_a_second_req
     store.close()
 
 
+def test_an_agents_question_back_is_not_learned_and_the_answer_given_after_it_is(tmp_path: Path) -> None:
+    """An agent who asked for the order number had that question learned as the answer: the bot asked the next
+    customer for a number it could not use, and filed the real answer under the number."""
+    store = Store(tmp_path / "dialogues.db")
+    for cid, question, ask, given, answer in (
+        ("c1", "where is my parcel?", "Hi, I'm Anna. Could you please give me your order number?", "55667",
+         "It left our warehouse today and arrives on Friday."),
+        ("c2", "我的快递到哪了", "请提供一下您的订单号", "订单号是20261205", "已经发货了，预计周五送达。"),
+        ("c3", "can I change my delivery address?", "What's the email you ordered with?", "it's jane@example.com",
+         "Yes: I've changed it, and you can do it yourself in your account page until the parcel ships."),
+    ):
+        store.set_status(cid, "handed_off", "requested")
+        user_turn(store, cid, question)
+        store.add_agent_answer(cid, ask)
+        assert [a["conversation_id"] for a in store.answer_candidates()].count(cid) == 0  # asked, answered nothing
+        user_turn(store, cid, given)
+        store.add_agent_answer(cid, answer)
+    assert [(a["question"], a["answer"]) for a in store.answer_candidates()] == [
+        ("where is my parcel?", "It left our warehouse today and arrives on Friday."),
+        ("我的快递到哪了", "已经发货了，预计周五送达。"),
+        ("can I change my delivery address?",
+         "Yes: I've changed it, and you can do it yourself in your account page until the parcel ships."),
+    ]
+    store.close()
+
+
 @pytest.mark.parametrize(("text", "nothing"), [
     ("您好，我是客服小李，請稍等~", True),  # Traditional characters read as Simplified ones
     ("Thanks for your patience!", True),
@@ -516,6 +542,12 @@ def test_an_answer_is_filed_under_the_question_not_under_a_nudge_or_a_second_req
     ("Sorry, we don't ship to Norway.", False), ("Take care when you open the box, the glass is fragile.", False),
     ("Welcome to Demo Shop! Returns are free for 30 days.", False), ("I see your refund left today.", False),
     ("很抱歉，这款已经停产了", False), ("I'll get back to you by Friday with the invoice.", False), ("请稍后再试", False),
+    # asking the customer for what the answer needs, which the next customer cannot give the bot
+    ("Could you please give me your order number?", True), ("May I have the email address you used for the order?", True),
+    ("Can I have your order number so I can check?", True), ("请提供一下您的订单号", True), ("您的手机号是多少？", True),
+    ("方便提供一下您的订单号吗", True), ("我帮您查一下，请把订单号发给我", True),
+    ("Please send the item back to us.", False), ("Your order number is on the receipt.", False),
+    ("Could you send the parcel back?", False), ("请在订单页面提供收货地址", False),
 ])
 def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     assert says_nothing(text) is nothing
