@@ -511,12 +511,12 @@ class Bot:
 
     async def tell_overdue(self) -> int:
         """Tell each customer who has waited ``handoff.busy_after_seconds`` for a person, once per wait
-        and on their own channel, that the agents are busy: silence would look like a broken chat.
-        Returns how many were told."""
+        and again when they write that long or longer after they were told, on their own channel, that the
+        agents are busy: silence would look like a broken chat. Returns how many were told."""
         after = self.config.handoff.busy_after_seconds
         if after is None or self.store is None:
             return 0
-        overdue = await self._store(self.store.overdue, time.time() - after)
+        overdue = await self._store(self.store.overdue, time.time() - after, after)
         for waiting in overdue:
             await self._tell(waiting["conversation_id"], waiting["channel"], waiting["slots"],
                              waiting["last_message"] or "", self.config.handoff.busy_message, back=True, notice="busy")

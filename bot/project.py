@@ -137,8 +137,9 @@ class HandoffConfig(Settings):
     joined_message: Text = {"en": "A member of our team has joined and will answer you here.",
                             "zh": "人工客服已接入，将在这里为您解答。"}
     busy_after_seconds: float | None = Field(
-        300, gt=0, description="a customer who has waited this long for a person's reply is told, once per wait, "
-                               "that the agents are busy (null: never)")
+        300, gt=0, description="a customer who has waited this long for a person's reply is told, once per wait and "
+                               "again when they write this long after being told, that the agents are busy "
+                               "(null: never)")
     busy_message: Text = {"en": "Sorry for the wait: our agents are all busy right now. One will answer here as soon "
                                 "as they can, or you can go back to the bot.",
                           "zh": "抱歉久等了，客服人员正忙，会尽快在这里回复您；您也可以返回机器人。"}

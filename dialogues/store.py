@@ -983,18 +983,21 @@ class Store:
             f"SELECT count(*), min(waiting_since) FROM ({_HANDED_OFF}) WHERE waiting_since IS NOT NULL").fetchone()
         return count, since
 
-    def overdue(self, before: float) -> list[dict[str, Any]]:
+    def overdue(self, before: float, again_after: float) -> list[dict[str, Any]]:
         """Handed-off customers waiting since before ``before`` and not yet told, in this wait, that the
-        agents are busy (no busy notice since their wait began), each with its conversation's ``slots``
-        (the language to tell them in). Only the busy notice counts (``notice = 'busy'``, see ``_v16``): the
-        notice that an agent took the conversation over is stored in the wait too, and says nothing of how
-        long the customer may wait."""
+        agents are busy (no busy notice since their wait began), or who wrote again ``again_after`` seconds
+        or more after they were last told: one who comes back hours later to a conversation nobody answered
+        got silence, as if the chat were broken, and one who writes on at once ("ok", "hello??") is not told
+        at each message. Each comes with its conversation's ``slots`` (the language to tell them in). Only
+        the busy notice counts (``notice = 'busy'``, see ``_v16``): the notice that an agent took the
+        conversation over is stored in the wait too, and says nothing of how long the customer may wait."""
         return [_with_slots(row) for row in self.db.query(
             "SELECT w.*, (SELECT slots FROM conversations WHERE id = w.conversation_id) AS slots "
-            f"FROM ({_HANDED_OFF}) w WHERE waiting_since < ? AND NOT EXISTS (SELECT 1 FROM turns "
-            "WHERE conversation_id = w.conversation_id AND role = 'bot' AND notice = 'busy' "
-            "AND created > w.waiting_since) "
-            "ORDER BY waiting_since", [before])]
+            f"FROM ({_HANDED_OFF}) w WHERE waiting_since < ? AND NOT EXISTS (SELECT 1 FROM turns b "
+            "WHERE b.conversation_id = w.conversation_id AND b.role = 'bot' AND b.notice = 'busy' "
+            "AND b.created > w.waiting_since AND NOT EXISTS (SELECT 1 FROM turns WHERE conversation_id = b.conversation_id "
+            "AND role = 'user' AND created >= b.created + ?)) "
+            "ORDER BY waiting_since", [before, again_after])]
 
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the

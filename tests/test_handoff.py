@@ -397,6 +397,36 @@ async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are
     await ws.close()
 
 
+async def test_a_customer_who_writes_again_long_after_the_busy_notice_is_told_again(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A customer who came back to a conversation nobody had answered got no word at all: the busy notice went
+    out once per wait. Told again when they write that long after it; not at each message they write on with."""
+    set_handoff(bot_dir, busy_after_seconds=0.4)
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    ws = await client.ws_connect("/api/ws")
+    await ws.send_json({"type": "join", "conversation_id": "back"})
+    await ws.receive_json()
+    await chat(client, "back", "/handoff")
+    assert (await next_push(ws))["status"] == "handed_off"
+    busy = "Sorry for the wait: our agents are all busy right now."
+    assert (await next_push(ws))["reply"].startswith(busy)
+
+    async def told() -> int:
+        turns = (await (await client.get("/admin/conversations/back", headers=AUTH)).json())["turns"]
+        return sum(t["role"] == "bot" and t["text"].startswith(busy) for t in turns)
+
+    await chat(client, "back", "ok")  # at once: the notice just said it all
+    await asyncio.sleep(0.8)
+    assert await told() == 1
+    await chat(client, "back", "hello? is anyone there?")  # later, and still nobody has answered
+    pushed = await next_push(ws)
+    assert pushed["type"] == "bot" and pushed["reply"].startswith(busy)
+    assert pushed["buttons"] == [{"title": "Back to the bot", "payload": "/resume"}]
+    await asyncio.sleep(0.8)
+    assert await told() == 2  # once for it
+    await ws.close()
+
+
 async def slack_refusing_all(bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> Any:
     """A client of the bot with a Slack channel whose chat.postMessage refuses every message, as for a
     channel the app was removed from."""

@@ -317,18 +317,24 @@ def test_the_overdue_and_waiting_customers_come_from_the_inbox(tmp_path: Path) -
     store.add_agent_answer("answered", "It left today.")
     handed_off_at = store.inbox("handed_off", 10)[0][0]["waiting_since"]
     assert store.waiting() == (1, handed_off_at)  # the answered customer does not wait
-    assert [(c["conversation_id"], c["slots"]) for c in store.overdue(handed_off_at + 1)] == [("zh", {"language": "zh"})]
-    assert store.overdue(handed_off_at) == []  # not waiting long enough yet
+    assert [(c["conversation_id"], c["slots"]) for c in store.overdue(handed_off_at + 1, 300)] == [("zh", {"language": "zh"})]
+    assert store.overdue(handed_off_at, 300) == []  # not waiting long enough yet
     # The notice that an agent took over says nothing of the wait: only the busy notice counts as told.
     store.add_message("zh", "bot", "An agent has joined.", "web", None, [{"title": "Back", "payload": "/resume"}], "joined")
-    assert [c["conversation_id"] for c in store.overdue(handed_off_at + 1)] == ["zh"]
+    assert [c["conversation_id"] for c in store.overdue(handed_off_at + 1, 300)] == ["zh"]
     store.add_message("zh", "bot", "Our agents are busy.", "web", notice="busy")
-    assert store.overdue(handed_off_at + 1) == []  # told once in this wait
+    assert store.overdue(handed_off_at + 1, 300) == []  # told once in this wait
+    # Told again when they write again that long after being told, still with nobody answering; not before.
+    user_turn(store, "zh", "还在等吗")
+    assert store.overdue(handed_off_at + 1, 300) == []
+    store.db.execute("UPDATE turns SET created = created - 301 WHERE conversation_id = 'zh' AND notice = 'busy'")
+    assert [c["conversation_id"] for c in store.overdue(handed_off_at + 1, 300)] == ["zh"]
+    store.add_message("zh", "bot", "Our agents are busy.", "web", notice="busy")
     # bot chat's conversations: no agent's reply reaches a terminal, so they were waiting customers for good
     store.log_exchange(Exchange("cli:1", "cli", None, "human please", None, "Connecting you.", None, 0.9, [], "handoff", "v0001"))
     store.set_status("cli:1", "handed_off", "requested")
     store.log_exchange(Exchange("cli:2", "cli", None, "hi", None, "Hello!", "greet", 0.9, [], "template", "v0001"))
-    assert store.waiting() == (1, handed_off_at) and store.overdue(handed_off_at + 10**6) == []
+    assert store.waiting() == (1, handed_off_at) and store.overdue(handed_off_at + 10**6, 300) == []
     assert [c["conversation_id"] for c in store.inbox("handed_off", 10)[0]] == ["zh", "answered"]
     assert store.inbox("handed_off", 10)[1] == 2 and store.inbox("open", 10) == ([], 0)
     store.close()
@@ -1068,7 +1074,7 @@ def test_a_busy_notice_stored_before_migration_16_still_counts_as_told(tmp_path:
     store.db.execute("PRAGMA user_version=15")  # as the previous deskbot left it
     store.close()
     store = Store(path)
-    assert [c["conversation_id"] for c in store.overdue(time.time() + 1)] == ["not-told"]
+    assert [c["conversation_id"] for c in store.overdue(time.time() + 1, 300)] == ["not-told"]
     store.close()
 
 
