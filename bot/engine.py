@@ -232,6 +232,11 @@ class Bot:
             reply.handed_off = True
         fallbacks = fallbacks + 1 if decision.kind == "fallback" else 0
         reply.user_turn_id, reply.turn_id = await self._log(turn, text, analysis, decision, slots, fallbacks)
+        if reply.turn_id is None and self.store is not None and (reply.text or reply.buttons):
+            # An agent took the conversation over while the bot worked on the message: the store kept no reply
+            # (Store._insert_exchange), and the agent answers it.
+            return Reply("", source="silent", handed_off=True, language=language, script=script,
+                         user_turn_id=reply.user_turn_id)
         return reply
 
     def _answers(self, loop: str, text: str, entity: str, value: str, analysis: Analysis) -> bool:

@@ -712,9 +712,15 @@ class Store:
             return [self._insert_exchange(ex) for ex in exchanges]
 
     def _insert_exchange(self, ex: Exchange) -> tuple[int, int | None]:
-        """The rows of one exchange, inside the caller's transaction."""
+        """The rows of one exchange, inside the caller's transaction. A reply to a conversation an agent took
+        over while the bot worked on the message is not the bot's to give any more: the message is stored as
+        one the bot was silent on, for the agent to answer, and the exchange's reply emptied, so that it is not
+        sent (the bot and the agent both answered, the bot after the customer was told a person had joined)."""
         text, raw_text = self._stored_texts(ex.text, ex.raw_text)
         self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
+        if (ex.reply or ex.buttons) and ex.source != "resume" and self.db.execute(
+                "SELECT status FROM conversations WHERE id = ?", [ex.conversation_id]).fetchone()[0] == "handed_off":
+            ex.reply, ex.buttons, ex.source = None, [], "silent"
         # Plain SQL here: this runs for every message, and sqlite-utils' insert() costs several times more.
         user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
                                                None, None]).lastrowid

@@ -427,6 +427,32 @@ async def test_a_customer_who_writes_again_long_after_the_busy_notice_is_told_ag
     await ws.close()
 
 
+async def test_an_agent_who_takes_over_while_the_bot_works_on_a_message_answers_it_alone(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """The bot read the conversation's status at the start of a turn only: an agent who took over while it
+    worked on the customer's message saw its answer go out after the customer was told a person had joined."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "race", "hello")
+    bot = client.app[BOT]
+    classify = bot.batcher.submit
+
+    async def taken_over_meanwhile(text: str) -> Any:
+        analysis = await classify(text)
+        assert (await client.post("/admin/conversations/race/handoff", headers=AUTH)).status == 200
+        return analysis
+
+    bot.batcher.submit = taken_over_meanwhile
+    reply = await chat(client, "race", "my parcel never came")
+    assert (reply["reply"], reply["buttons"], reply["source"], reply["handed_off"]) == ("", [], "silent", True)
+    transcript = await (await client.get("/admin/conversations/race", headers=AUTH)).json()
+    assert [t["role"] for t in transcript["turns"]][-1:] == ["user"]  # the agent's to answer, and waiting
+    assert (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"][0][
+        "last_message"] == "my parcel never came"
+    bot.batcher.submit = classify
+    assert (await client.post("/admin/conversations/race/messages", json={"text": ANSWER}, headers=AUTH)).status == 200
+    assert [(c["question"], c["answer"]) for c in bot.store.answer_candidates()] == [("my parcel never came", ANSWER)]
+
+
 async def slack_refusing_all(bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> Any:
     """A client of the bot with a Slack channel whose chat.postMessage refuses every message, as for a
     channel the app was removed from."""
