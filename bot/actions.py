@@ -177,10 +177,11 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
 
     The tracker's one event is the user's message, as Rasa records it, so that an action can ask
     ``tracker.get_latest_input_channel()`` which channel it came from and read the channel's
-    ``metadata`` (a Slack thread, a WeCom agent id) from that event. The slots and the metadata are copies:
-    rasa-sdk's tracker keeps the dicts it is given, and an in-process action writing into them (as its
-    validation actions do) would change the conversation even when it then fails or runs out of time; as
-    in Rasa, slots change only by the events an action returns.
+    ``metadata`` (a Slack thread, a WeCom agent id) from that event, or from ``tracker.latest_message``,
+    which carries it too in Rasa. The slots and the metadata are copies: rasa-sdk's tracker keeps the dicts
+    it is given, and an in-process action writing into them (as its validation actions do) would change the
+    conversation even when it then fails or runs out of time; as in Rasa, slots change only by the events an
+    action returns.
     """
     slots, metadata = copy.deepcopy(slots), copy.deepcopy(metadata)
     latest_message = {
@@ -188,6 +189,7 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
         "intent": {"name": intent, "confidence": confidence},
         "entities": [{"entity": k, "value": v} for k, v in entities.items()],
         "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking],
+        "metadata": metadata,
     }
     user_event = {"event": "user", "timestamp": time.time(), "text": text, "parse_data": latest_message,
                   "input_channel": channel, "metadata": metadata}

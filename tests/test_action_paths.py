@@ -113,7 +113,9 @@ class ActionWhere(Action):
 
     def run(self, dispatcher, tracker, domain):
         said = next(e for e in reversed(tracker.events) if e["event"] == "user")
-        dispatcher.utter_message(text=f"{tracker.get_latest_input_channel()} {said['metadata'].get('thread_ts')} {said['text']}")
+        thread = tracker.latest_message["metadata"]["thread_ts"]  # where Rasa's actions read it
+        dispatcher.utter_message(text=f"{tracker.get_latest_input_channel()} {said['metadata'].get('thread_ts')} "
+                                      f"{said['text']} {thread}")
         return []
 
 
@@ -379,7 +381,7 @@ async def test_actions_see_the_channel_and_its_metadata_on_both_paths(action_bot
     bot = make_bot(action_bot, endpoint, {"track_order": "action_where"}, tmp_path)
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "slack", metadata={"thread_ts": "1700000000.000100"}))
-        assert reply.text == "slack 1700000000.000100 /track_order"
+        assert reply.text == "slack 1700000000.000100 /track_order 1700000000.000100"
     finally:
         await bot.close()
 
