@@ -178,12 +178,14 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     The tracker's one event is the user's message, as Rasa records it, so that an action can ask
     ``tracker.get_latest_input_channel()`` which channel it came from and read the channel's
     ``metadata`` (a Slack thread, a WeCom agent id) from that event, or from ``tracker.latest_message``,
-    which carries it too in Rasa. The slots and the metadata are copies: rasa-sdk's tracker keeps the dicts
-    it is given, and an in-process action writing into them (as its validation actions do) would change the
-    conversation even when it then fails or runs out of time; as in Rasa, slots change only by the events an
-    action returns.
+    which carries it too in Rasa. As in Rasa, the tracker's slots hold every slot of the ``domain``, None
+    where unset, so that ``tracker.slots["order_id"]`` reads None rather than raising. The slots and the
+    metadata are copies: rasa-sdk's tracker keeps the dicts it is given, and an in-process action writing
+    into them (as its validation actions do) would change the conversation even when it then fails or runs
+    out of time; as in Rasa, slots change only by the events an action returns.
     """
-    slots, metadata = copy.deepcopy(slots), copy.deepcopy(metadata)
+    slots = {**dict.fromkeys((domain or {}).get("slots", ())), **copy.deepcopy(slots)}
+    metadata = copy.deepcopy(metadata)
     latest_message = {
         "text": text,
         "intent": {"name": intent, "confidence": confidence},

@@ -119,6 +119,15 @@ class ActionWhere(Action):
         return []
 
 
+class ActionReadSlots(Action):
+    def name(self):
+        return "action_read_slots"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=f"{tracker.slots['order_id']} {tracker.slots['order_status']}")
+        return []
+
+
 class ActionNamedResponses(Action):
     def name(self):
         return "action_named_responses"
@@ -382,6 +391,21 @@ async def test_actions_see_the_channel_and_its_metadata_on_both_paths(action_bot
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "slack", metadata={"thread_ts": "1700000000.000100"}))
         assert reply.text == "slack 1700000000.000100 /track_order 1700000000.000100"
+    finally:
+        await bot.close()
+
+
+async def test_actions_read_every_slot_of_the_domain_as_in_rasa_on_both_paths(action_bot: Path, endpoint: str | None,
+                                                                            tmp_path: Path) -> None:
+    """``tracker.slots["order_id"]`` is None before anything sets it, as in Rasa: it raised KeyError, and the
+    action failed."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_read_slots"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (reply.source, reply.text) == ("action", "None None")
+        reply = await bot.handle(Turn("c1", '/track_order{"order_id": "12345"}', "web"))
+        assert (reply.source, reply.text) == ("action", "12345 None")
+        assert "order_status" not in bot.store.conversation("c1")["slots"]  # only what an action sets is kept
     finally:
         await bot.close()
 
