@@ -364,6 +364,8 @@ class Project:
     entity_patterns: dict[str, list[re.Pattern[str]]]
     responses: Responses
     history: list[HistoryItem] = field(default_factory=list)
+    # Entities nlu.yml annotates ([123](order_id)) that no regex reads, with the line of the first annotation
+    unread_entities: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def intents(self) -> list[str]:
@@ -617,6 +619,24 @@ def example_text(line: str) -> str:
     return _ANNOTATION.sub(r"\1", line)
 
 
+def annotated_entities(line: str) -> list[str]:
+    """The entities an example's Rasa annotations name: ``[123](order_id)``, ``[123](order_id:value)`` (with
+    its synonym) or ``[123]{"entity": "order_id"}``."""
+    names = []
+    for match in _ANNOTATION.finditer(line):
+        label = match[2]
+        if label.startswith("{"):
+            try:
+                name = json.loads(label).get("entity")
+            except (ValueError, AttributeError):  # not JSON, or not an object: no entity named
+                name = None
+        else:
+            name = label[1:-1].partition(":")[0]
+        if isinstance(name, str) and name.strip():
+            names.append(name.strip())
+    return names
+
+
 _AS_A_BLOCK = "write 'examples: |', then each example on a line of its own after '- '"  # what YAML cannot misread
 
 
@@ -731,10 +751,12 @@ def _example_line(node: yaml.Node | None, i: int, where: int) -> int | None:
     return _line_of(node, ("nlu", i, "examples"))
 
 
-def load_nlu(path: Path,
-             slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
+def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
+             ) -> tuple[list[Example], dict[str, list[re.Pattern[str]]], dict[str, int | None]]:
     """Read intents and examples in Rasa's ``nlu.yml`` format (synonyms and lookups are ignored); ``slots`` are
-    the bot's own, which no regex may name."""
+    the bot's own, which no regex may name. Besides the examples and the entities' regexes, the entities the
+    examples annotate (``[123](order_id)``) that no regex reads, each with the line of its first annotation:
+    Rasa learns to find those, deskbot never sets them."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
         raise _fail(path, node, (), "expected a top-level 'nlu:' list")
@@ -745,6 +767,7 @@ def load_nlu(path: Path,
     examples: list[Example] = []
     patterns: dict[str, list[re.Pattern[str]]] = {}
     labelled: dict[str, tuple[str, int | None]] = {}  # same_example(text) -> its intent and line
+    annotated: dict[str, int | None] = {}  # entity -> the line of its first annotation
     for i, item in enumerate(data["nlu"]):
         if not isinstance(item, dict):
             raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
@@ -765,7 +788,10 @@ def load_nlu(path: Path,
                                                    "characters, doubled spaces or invisible ones in a name would "
                                                    "never match its button)")
             for where, text in texts:
-                text, line = example_text(text), _example_line(node, i, where)
+                line = _example_line(node, i, where)
+                for entity in annotated_entities(text):
+                    annotated.setdefault(entity, line)
+                text = example_text(text)
                 other, first = labelled.setdefault(same_example(text), (name, line))
                 if other != name:  # the classifier would be taught both answers for one message
                     raise ProjectError(f"{_at(path, line)}: {text!r}, an example of {name!r}, is one of {other!r} "
@@ -790,7 +816,7 @@ def load_nlu(path: Path,
             raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}")
     if len({e.intent for e in examples}) < 2:
         raise _fail(path, node, ("nlu",), "at least two intents are needed")
-    return examples, patterns
+    return examples, patterns, {entity: line for entity, line in annotated.items() if entity not in patterns}
 
 
 # "- text:请提供订单号" (no space after the colon, or a full-width one, as Chinese input methods type them) is
@@ -799,13 +825,14 @@ _KEY_WITHOUT_SPACE = re.compile(r"(text|buttons|language|channel)(?::(?=\S)|\s*�
 
 
 def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...],
-                   fillable: set[str] | None = None, entities: Mapping[str, list[re.Pattern[str]]] | None = None
-                   ) -> Responses:
+                   fillable: set[str] | None = None, entities: Mapping[str, list[re.Pattern[str]]] | None = None,
+                   unread: Mapping[str, int | None] | None = None) -> Responses:
     """``languages``: those the bot's customers write in. Each intent's template must answer each of them on
     every channel, or an intent the classifier is sure of gets the fallback, with its own button in it.
     ``fillable``: the only variables anything can fill (None: unknown, as when custom actions may set any
     slot); a variant with another would never be shown. ``entities``: nlu.yml's entity patterns, which a
-    button's payload values must be values of (None: not checked)."""
+    button's payload values must be values of (None: not checked). ``unread``: the entities nlu.yml annotates
+    and no regex reads (:func:`load_nlu`), which a variable that cannot be filled is told apart by."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
         raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
@@ -843,9 +870,13 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                     message += f": YAML reads it as {type(err['input']).__name__} {err['input']!r}; put it in quotes"
                 raise _fail(path, node, loc, message) from None
             if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):
-                raise _fail(path, node, ("responses", intent, j),
-                            f"{{{unknown[0]}}} is filled by no entity of nlu.yml, nor by what the custom actions "
-                            "set (bot.yml's actions.slots): this variant would never be shown")
+                name = unknown[0]
+                if unread and name in unread:  # a Rasa bot's annotations, which taught its entity extractor
+                    why = (f": nlu.yml annotates it (line {unread[name]}) but has no regex for it, and deskbot reads an "
+                           f"entity only with a regex (add '- regex: {name}')")
+                else:
+                    why = " is filled by no entity of nlu.yml, nor by what the custom actions set (bot.yml's actions.slots)"
+                raise _fail(path, node, ("responses", intent, j), f"{{{name}}}{why}: this variant would never be shown")
             for k, button in enumerate(parsed[-1].buttons):  # a typo would send the click to the classifier as text
                 chosen, values = read_payload(button.payload)
                 loc = ("responses", intent, j, "buttons", k, "payload")
@@ -980,7 +1011,7 @@ def load_project(root: Path | str) -> Project:
     config = load_config(root / "bot.yml")
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
     kept = {"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language]
-    examples, patterns = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT))
+    examples, patterns, unread = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
     # nlu.yml's entities and the slot the bot keeps fill a template, and custom actions the slots they set:
@@ -990,12 +1021,12 @@ def load_project(root: Path | str) -> Project:
         raise config_error(root, ("actions", "slots"), "no custom action runs to set these (actions.map is empty)")
     set_by_actions = (REQUESTED_SLOT, *(actions.slots or ())) if actions.map else ()
     fillable = None if actions.map and actions.slots is None else {*patterns, *kept, *set_by_actions}
-    responses = load_responses(root / "responses.yml", intents, languages, fillable, patterns)
+    responses = load_responses(root / "responses.yml", intents, languages, fillable, patterns, unread)
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]
     history = load_history(root / "history.jsonl", intents)
-    project = Project(root, config, examples, patterns, responses, history)
+    project = Project(root, config, examples, patterns, responses, history, unread)
     for loc, intent in named:
         if intent is not None and intent not in intents:
             raise config_error(root, loc, f"unknown intent {intent!r} (not in nlu.yml)")

@@ -506,6 +506,33 @@ def test_rasa_nlu_format_is_accepted_as_is(tmp_path: Path) -> None:
     assert "order_id" in project.entity_patterns
 
 
+def test_entities_nlu_yml_annotates_and_no_regex_reads_are_named(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A Rasa bot's annotations taught its entity extractor; deskbot reads entities with regexes only, so an
+    annotated entity without one was never set, and a template needing it was refused as filled by "no entity
+    of nlu.yml", which the annotations seemed to contradict."""
+    from bot.cli import say_gaps
+
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text(
+        "nlu:\n- intent: greet\n  examples: |\n    - hi\n    - hello there\n"
+        "- intent: order\n  examples: |\n    - where is my parcel\n    - where is order [123](order_id)\n"
+        '    - track [A-1](order_id:order) to [Berlin]{"entity": "city", "role": "to"}\n'
+        "- intent: refund\n  examples: |\n    - refund [123](refund_id)\n"
+        "- regex: refund_id\n  examples: |\n    - R\\d+\n")
+    (tmp_path / "responses.yml").write_text("responses:\n  order:\n    - text: Order {order_id} is on its way.\n")
+    assert error_for(tmp_path) == (
+        f"{tmp_path / 'responses.yml'}:3: responses.order.0: {{order_id}}: nlu.yml annotates it (line 9) but has no "
+        "regex for it, and deskbot reads an entity only with a regex (add '- regex: order_id'): this variant would "
+        "never be shown")
+    (tmp_path / "responses.yml").write_text("responses:\n  order:\n    - text: It is on its way.\n")
+    project = load_project(tmp_path)
+    assert project.unread_entities == {"order_id": 9, "city": 10}  # refund_id has its regex
+    say_gaps(project)
+    assert ("note: nlu.yml annotates entities no regex of it reads, so no message sets them: order_id (line 9), "
+            "city (line 10); deskbot reads an entity only with a regex") in capsys.readouterr().err
+
+
 def test_action_map_with_unknown_intent_is_refused(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("actions:\n  map:\n    trak_order: action_order_status\n")
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: actions.map.trak_order: unknown intent 'trak_order' (not in nlu.yml)"
