@@ -244,6 +244,7 @@ class ActionRunner:
         self.endpoint = endpoint
         self.timeout = timeout
         self.domain = domain
+        self.actions_dir = actions_dir
         self.executor = None
         self._session: aiohttp.ClientSession | None = None
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
@@ -299,7 +300,7 @@ class ActionRunner:
         except ActionError:
             raise
         except Exception as exc:
-            raise ActionError(f"action {call['next_action']!r} failed: {exc}") from exc
+            raise ActionError(f"action {call['next_action']!r} failed: {_raised(exc, self.actions_dir)}") from exc
         payload = result.model_dump() if hasattr(result, "model_dump") else result
         return ActionResult.from_response(payload or {})
 
@@ -413,14 +414,27 @@ async def _read_answer(resp: aiohttp.ClientResponse) -> Any:
         raise ValueError(str(exc)) from None
 
 
+def _own_frame(exc: BaseException, actions_dir: Path) -> traceback.FrameSummary | None:
+    """The last line of ``actions/`` that ``exc``'s traceback went through, if any: where the shop's code failed."""
+    own = [frame for frame in traceback.extract_tb(exc.__traceback__)
+           if Path(frame.filename).resolve().is_relative_to(actions_dir.resolve())]
+    return own[-1] if own else None
+
+
 def _fault(exc: Exception, path: Path, actions_dir: Path) -> tuple[str, int | None, str]:
     """Where the shop's code failed to import (the file at fault may be a helper ``path`` imports), and why:
     a syntax error's own place, else the last line of ``actions/`` the traceback went through."""
     if isinstance(exc, SyntaxError):
         return exc.filename or str(path), exc.lineno, exc.msg
-    own = [frame for frame in traceback.extract_tb(exc.__traceback__)
-           if Path(frame.filename).resolve().is_relative_to(actions_dir.resolve())]
-    return (own[-1].filename, own[-1].lineno, str(exc)) if own else (str(path), None, str(exc))
+    own = _own_frame(exc, actions_dir)
+    return (own.filename, own.lineno, str(exc)) if own else (str(path), None, str(exc))
+
+
+def _raised(exc: Exception, actions_dir: Path | None) -> str:
+    """Why an in-process action failed: what the shop's code raised, with its type and the line of ``actions/``
+    it was raised at ("'order_id'" alone was a KeyError, from somewhere); deskbot's own reasons as they are."""
+    own = _own_frame(exc, actions_dir) if actions_dir is not None else None
+    return f"{own.filename}:{own.lineno}: {type(exc).__name__}: {exc}" if own else str(exc)
 
 
 def _load_executor(actions_dir: Path) -> ActionExecutor:

@@ -281,6 +281,16 @@ class ActionSetThenFail(Action):
         tracker.add_slots([SlotSet("order_id", "999")])  # as rasa-sdk's validation actions do
         tracker.slots["refund"] = "R9"
         raise RuntimeError("the order system is down")
+
+
+class ActionLookupOrder(Action):
+    def name(self):
+        return "action_lookup_order"
+
+    async def run(self, dispatcher, tracker, domain):
+        orders = {}
+        dispatcher.utter_message(text=f"Order {orders[tracker.get_slot('order_id')]} found.")
+        return []
 '''
 
 
@@ -872,6 +882,25 @@ async def test_a_failed_action_leaves_the_slots_as_they_were(action_bot: Path, t
         assert reply.source == "fallback"
         slots = bot.store.conversation("c1")["slots"]
         assert "order_id" not in slots and "refund" not in slots
+    finally:
+        await bot.close()
+
+
+@pytest.mark.parametrize(("action", "raised"), [
+    ("action_set_then_fail", ('raise RuntimeError("the order system is down")',
+                              "RuntimeError: the order system is down")),
+    ("action_lookup_order", ("orders[tracker.get_slot('order_id')]", "KeyError: '12345'")),  # async
+])
+async def test_an_in_process_action_that_raises_is_logged_with_its_type_and_line(
+        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, action: str, raised: tuple[str, str]) -> None:
+    """The log said "action 'action_lookup_order' failed: '12345'": neither that it was a KeyError nor where."""
+    source = action_bot / "actions" / "extra.py"
+    line = next(n for n, text in enumerate(source.read_text().splitlines(), 1) if raised[0] in text)
+    bot = make_bot(action_bot, None, {"track_order": action}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", '/track_order{"order_id": "12345"}', "web"))
+        assert reply.source == "fallback"
+        assert f"action {action!r} failed: {source}:{line}: {raised[1]}" in caplog.text
     finally:
         await bot.close()
 
