@@ -807,11 +807,12 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
             if kind == "regex" and str(item["regex"]) in slots:  # its value would replace the bot's own
                 raise _fail(path, node, ("nlu", i), f"regex {item['regex']!r}: the bot keeps its own slot of that "
                                                     "name; give the entity another")
-            for _, pattern in lines if kind == "regex" else []:
+            for where, pattern in lines if kind == "regex" else []:
                 try:
                     patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern))
-                except re.error as exc:
-                    raise _fail(path, node, ("nlu", i), f"bad regex {pattern!r}: {exc}") from None
+                except re.error as exc:  # on the pattern's own line, as an entry holds many
+                    raise _fail(path, node, ("nlu", i, "examples"), f"bad regex {pattern!r}: {exc}",
+                                _example_line(node, i, where)) from None
         else:
             raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}")
     if len({e.intent for e in examples}) < 2:

@@ -533,6 +533,17 @@ def test_entities_nlu_yml_annotates_and_no_regex_reads_are_named(tmp_path: Path,
             "city (line 10); deskbot reads an entity only with a regex") in capsys.readouterr().err
 
 
+def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
+    """It named the line of its '- regex:' entry, which may hold many patterns."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text(
+        "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: order\n  examples: |\n    - where is it\n"
+        "- regex: order_id\n  examples: |\n    - \\d{5,}\n    - order (\\d+\n")
+    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hello!\n")
+    assert error_for(tmp_path) == (f"{tmp_path / 'nlu.yml'}:11: nlu.2.examples: bad regex 'order (\\\\d+': missing ), "
+                                   "unterminated subpattern at position 6")
+
+
 def test_action_map_with_unknown_intent_is_refused(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("actions:\n  map:\n    trak_order: action_order_status\n")
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: actions.map.trak_order: unknown intent 'trak_order' (not in nlu.yml)"
