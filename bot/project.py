@@ -847,7 +847,13 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
             raise _fail(path, node, ("responses", intent),
                         f"an intent name is text, but YAML reads this key as {type(intent).__name__} {intent!r}: put it in quotes")
         if intent not in intents:
-            raise _fail(path, node, ("responses", intent), f"unknown intent {intent!r} (not in nlu.yml)")
+            said = f"unknown intent {intent!r} (not in nlu.yml)"
+            if intent.startswith("utter_"):  # a Rasa domain's response name: deskbot's are its intents'
+                said += (f": name it '{intent.removeprefix('utter_')}:', after its intent; an action's "
+                         f"response={intent!r} still shows it" if intent.removeprefix("utter_") in intents else
+                         ": a template answers one of nlu.yml's intents, under its name; an action says what "
+                         "belongs to no intent itself, with dispatcher.utter_message(text=...)")
+            raise _fail(path, node, ("responses", intent), said)
         if isinstance(variants, (str, dict)):
             variants = [variants]
         if not isinstance(variants, list) or not variants:

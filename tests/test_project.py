@@ -544,6 +544,21 @@ def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
                                    "unterminated subpattern at position 6")
 
 
+@pytest.mark.parametrize(("name", "said"), [
+    ("utter_track_refund", ": name it 'track_refund:', after its intent; an action's response='utter_track_refund' "
+                           "still shows it"),
+    ("utter_ask_order_id", ": a template answers one of nlu.yml's intents, under its name; an action says what "
+                           "belongs to no intent itself, with dispatcher.utter_message(text=...)"),
+])
+def test_a_rasa_response_name_in_responses_yml_says_what_to_write(bot_dir: Path, name: str, said: str) -> None:
+    """A Rasa domain's responses are named utter_<something>; deskbot's are named after their intents, and
+    "unknown intent 'utter_track_refund'" did not say so."""
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text().replace("\n  track_refund:", f"\n  {name}:", 1))
+    error = error_for(bot_dir)
+    assert error.endswith(f"responses.{name}: unknown intent {name!r} (not in nlu.yml){said}"), error
+
+
 def test_action_map_with_unknown_intent_is_refused(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("actions:\n  map:\n    trak_order: action_order_status\n")
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: actions.map.trak_order: unknown intent 'trak_order' (not in nlu.yml)"
