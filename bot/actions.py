@@ -219,8 +219,11 @@ def action_domain(project: Project) -> dict[str, Any]:
     # rasa-sdk's validation actions read the slot names from here, as Rasa's own domain lists them.
     slots = {name: {"type": "any", "influence_conversation": False, "mappings": []}
              for name in sorted({*project.entity_patterns, *(project.config.actions.slots or ())})}
-    return {"intents": project.intents, "entities": sorted(project.entity_patterns), "slots": slots, "responses": {},
-            "actions": sorted(project.config.actions.map.values()), "forms": {}}
+    # The templates under the names an action gives them (response="utter_<intent>"), as Rasa's domain has its responses
+    responses = {f"utter_{intent}": [variant.model_dump(exclude_defaults=True) for variant in variants]
+                 for intent, variants in project.responses.templates.items()}
+    return {"intents": project.intents, "entities": sorted(project.entity_patterns), "slots": slots,
+            "responses": responses, "actions": sorted(project.config.actions.map.values()), "forms": {}}
 
 
 class ActionRunner:

@@ -128,6 +128,15 @@ class ActionReadSlots(Action):
         return []
 
 
+class ActionQuoteResponse(Action):
+    def name(self):
+        return "action_quote_response"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=domain["responses"]["utter_cancel_order"][-1]["text"])
+        return []
+
+
 class ActionNamedResponses(Action):
     def name(self):
         return "action_named_responses"
@@ -416,6 +425,18 @@ async def test_actions_read_every_slot_of_the_domain_as_in_rasa_on_both_paths(ac
         reply = await bot.handle(Turn("c1", '/track_order{"order_id": "12345"}', "web"))
         assert (reply.source, reply.text) == ("action", "12345 None")
         assert "order_status" not in bot.store.conversation("c1")["slots"]  # only what an action sets is kept
+    finally:
+        await bot.close()
+
+
+async def test_actions_find_the_templates_in_the_domains_responses_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """As in Rasa's domain, under the names an action gives them (utter_<intent>): the domain's responses
+    were empty, and an action reading one failed."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_quote_response"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (reply.source, reply.text) == ("action", bot.project.responses.templates["cancel_order"][-1].text)
     finally:
         await bot.close()
 
