@@ -43,8 +43,9 @@ log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
 MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not fill the store or a chat
 # The rasa-sdk events deskbot applies (SlotSet, ConversationPaused and Resumed, FollowupAction, AllSlotsReset,
-# Restarted, SessionEnded); any other (ActiveLoop, ReminderScheduled, UserUtteranceReverted) is logged as ignored.
-APPLIED_EVENTS = {"slot", "pause", "resume", "followup", "reset_slots", "restart", "session_ended"}
+# Restarted, SessionEnded, BotUttered); any other (ActiveLoop, ReminderScheduled, UserUtteranceReverted) is logged
+# as ignored.
+APPLIED_EVENTS = {"slot", "pause", "resume", "followup", "reset_slots", "restart", "session_ended", "bot"}
 
 
 class ActionError(Exception):
@@ -75,11 +76,14 @@ class ActionResult:
             pass  # not JSON (a tuple key), circular or nested too deep: the checks below refuse it in their words
         try:
             answer = _Answer.model_validate(payload if payload is not None else {})
+            # A BotUttered among the events is shown after the action's messages, as Rasa sends it
+            said = [*answer.responses, *(_Message.model_validate({**(e.data or {}), "text": e.text})
+                                         for e in answer.events if e.event == "bot")]
         except ValidationError as exc:  # an action server is the shop's code, or a proxy in front of it
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"])
             raise ActionError(f"not a rasa-sdk action answer: {where + ': ' if where else ''}{error['msg']}") from None
-        result = cls(messages=[m.model_dump(exclude_none=True) for m in answer.responses])
+        result = cls(messages=[m.model_dump(exclude_none=True) for m in said])
         if ignored := sorted({e.event for e in answer.events} - APPLIED_EVENTS):
             log.warning("an action's %s events were not applied: deskbot applies %s", ", ".join(ignored),
                         ", ".join(sorted(APPLIED_EVENTS)))
@@ -145,6 +149,8 @@ class _Event(BaseModel):
     event: str
     name: str | None = None
     value: Any = None
+    text: str | None = None  # a BotUttered's message: its text, and its buttons or image in its data
+    data: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _needs_a_name(self) -> "_Event":

@@ -128,6 +128,17 @@ class ActionReadSlots(Action):
         return []
 
 
+class ActionSayAsEvent(Action):
+    def name(self):
+        return "action_say_as_event"
+
+    def run(self, dispatcher, tracker, domain):
+        from rasa_sdk.events import BotUttered
+
+        dispatcher.utter_message(text="First.")
+        return [BotUttered("Second.", {"buttons": [{"title": "Track it", "payload": "/track_order"}]})]
+
+
 class ActionQuoteResponse(Action):
     def name(self):
         return "action_quote_response"
@@ -471,6 +482,19 @@ async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         assert bot.store.conversation("c1")["slots"]["shown"] == "all"
         assert "button without a payload or a title" in caplog.text and "custom was not shown" in caplog.text
         assert "'title': '\\u200b'" in caplog.text  # a zero-width space shows nothing
+    finally:
+        await bot.close()
+
+
+async def test_a_bot_uttered_event_is_shown_after_the_actions_messages_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Rasa sends the BotUttered events an action returns to the customer; they were dropped with a warning."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_say_as_event"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (reply.source, reply.text) == ("action", "First.\n\nSecond.")
+        assert reply.buttons == [{"title": "Track it", "payload": "/track_order"}]
+        assert "not applied" not in caplog.text
     finally:
         await bot.close()
 
