@@ -808,8 +808,8 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
                 raise _fail(path, node, ("nlu", i), f"regex {item['regex']!r}: the bot keeps its own slot of that "
                                                     "name; give the entity another")
             for where, pattern in lines if kind == "regex" else []:
-                try:
-                    patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern))
+                try:  # ignoring case, as Rasa's RegexEntityExtractor does by default: "Order AB123" as "order ab123"
+                    patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern, re.IGNORECASE))
                 except re.error as exc:  # on the pattern's own line, as an entry holds many
                     raise _fail(path, node, ("nlu", i, "examples"), f"bad regex {pattern!r}: {exc}",
                                 _example_line(node, i, where)) from None

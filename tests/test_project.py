@@ -533,6 +533,19 @@ def test_entities_nlu_yml_annotates_and_no_regex_reads_are_named(tmp_path: Path,
             "city (line 10); deskbot reads an entity only with a regex") in capsys.readouterr().err
 
 
+def test_entity_regexes_ignore_case_as_rasas_do(tmp_path: Path) -> None:
+    """Rasa's RegexEntityExtractor ignores case unless told otherwise, so a Rasa bot's "order #?[a-z]{2}\\d+"
+    reads "Order #AB123"; deskbot read nothing there."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text(
+        "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: order\n  examples: |\n    - where is it\n"
+        "- regex: order_id\n  examples: |\n    - order #?(?P<value>[a-z]{2}\\d+)\n")
+    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hello!\n")
+    project = load_project(tmp_path)
+    assert project.entities("Where is Order #AB123?") == {"order_id": "AB123"}
+    assert project.value_of("order_id", "AB123") == "AB123" and project.is_answer("order_id", "ORDER ab123")
+
+
 def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
     """It named the line of its '- regex:' entry, which may hold many patterns."""
     (tmp_path / "bot.yml").write_text("name: t\n")
