@@ -46,6 +46,16 @@ MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not 
 # Restarted, SessionEnded, BotUttered); any other (ActiveLoop, ReminderScheduled, UserUtteranceReverted) is logged
 # as ignored.
 APPLIED_EVENTS = {"slot", "pause", "resume", "followup", "reset_slots", "restart", "session_ended", "bot"}
+# Rasa's own actions, which a FollowupAction may name: each ends the turn. deskbot does what
+# action_listen, the two restarts and action_deactivate_loop mean; the others are Rasa's fallback and
+# form machinery, for which deskbot has its own ways, so it logs that it skipped them.
+RASA_RESTARTS = {"action_restart", "action_session_start"}
+RASA_ACTIONS = RASA_RESTARTS | {
+    "action_listen", "action_deactivate_loop", "action_default_fallback", "action_revert_fallback_events",
+    "action_default_ask_affirmation", "action_default_ask_rephrase", "action_two_stage_fallback",
+    "action_unlikely_intent", "action_back", "action_extract_slots"}
+# Rasa's validation actions, run by its forms and after each message, which deskbot has not
+RASA_VALIDATION = "action_validate_slot_mappings"
 
 
 class ActionError(Exception):
@@ -273,7 +283,9 @@ class ActionRunner:
     def check(self, project: Project) -> None:
         """Raise :class:`ActionError`, naming bot.yml's line, if its ``actions.map`` names an action this runner
         cannot run in-process (a typo would fail every customer who asks for it): at start, and again when
-        a reload brings a new map."""
+        a reload brings a new map. A Rasa bot's actions that Rasa runs by itself (a custom
+        ``action_session_start``, a form's ``validate_<form>``) and the map leaves out are named in a warning:
+        they would never run."""
         unknown = [(intent, action) for intent, action in project.config.actions.map.items()
                    if self.endpoint is None and action not in self.names]
         if unknown:  # the first one's line; every one named, so that one restart finds them all
@@ -281,6 +293,12 @@ class ActionRunner:
                        if self.executor else "the bot has no actions/ folder and no actions.endpoint")
             named = ", ".join(repr(action) for _, action in unknown)
             raise ActionError(str(config_error(project.root, ("actions", "map", unknown[0][0]), f"{named}: {defined}")))
+        mapped = set(project.config.actions.map.values())
+        if unreached := [name for name in self.names if name not in mapped
+                         and (name in RASA_ACTIONS or name == RASA_VALIDATION or name.startswith("validate_"))]:
+            log.warning("actions/ defines %s, which Rasa runs by itself (at a session's start, on a fallback, in a form) "
+                        "and deskbot never does: an action of actions/ runs when bot.yml's actions.map names it",
+                        ", ".join(unreached))
 
     @property
     def names(self) -> list[str]:

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from bot.actions import ActionError, ActionRunner, ActionTimeout, action_call, action_domain
+from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, ActionError, ActionRunner, ActionTimeout, action_call,
+                         action_domain)
 from bot.batching import MicroBatcher
 from bot.channels.base import (
     UNDELIVERED,
@@ -56,14 +57,6 @@ MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two acti
 BY = {"user": "customer", "requested": "customer", "agent": "agent"}
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
-# Rasa's own actions, which a FollowupAction may name: each ends the turn. deskbot does what
-# action_listen, the two restarts and action_deactivate_loop mean; the others are Rasa's fallback and
-# form machinery, for which deskbot has its own ways, so it logs that it skipped them.
-RASA_RESTARTS = {"action_restart", "action_session_start"}
-RASA_ACTIONS = RASA_RESTARTS | {
-    "action_listen", "action_deactivate_loop", "action_default_fallback", "action_revert_fallback_events",
-    "action_default_ask_affirmation", "action_default_ask_rephrase", "action_two_stage_fallback",
-    "action_unlikely_intent", "action_back", "action_extract_slots"}
 T = TypeVar("T")
 
 

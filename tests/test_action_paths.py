@@ -640,6 +640,54 @@ async def test_actions_in_a_sub_package_of_actions_are_registered(tmp_path: Path
         ActionRunner(actions, None, 5.0, {})
 
 
+RASA_RUNS_THESE = """
+from rasa_sdk import Action
+from rasa_sdk.events import SlotSet
+from rasa_sdk.forms import FormValidationAction
+
+
+class ActionSessionStart(Action):
+    def name(self):
+        return "action_session_start"
+
+    def run(self, dispatcher, tracker, domain):
+        return [SlotSet("channel_user", tracker.latest_message["metadata"].get("user"))]
+
+
+class ValidateOrderForm(FormValidationAction):
+    def name(self):
+        return "validate_order_form"
+
+    def validate_order_id(self, slot_value, dispatcher, tracker, domain):
+        return {"order_id": slot_value}
+
+
+class ActionTrack(Action):
+    def name(self):
+        return "action_track"
+
+    def run(self, dispatcher, tracker, domain):
+        return []
+"""
+
+
+def test_actions_rasa_runs_by_itself_are_named_at_start(action_bot: Path, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A Rasa bot's own action_session_start and its forms' validate_<form> were loaded and never run, without
+    a word; one that actions.map names runs, and is not named."""
+    root = Path(shutil.copytree(action_bot, tmp_path / "bot"))
+    (root / "actions" / "rasa_runs.py").write_text(RASA_RUNS_THESE)
+    project = load_project(root)
+    project.config.actions.map = {"track_order": "action_track", "greet": "action_session_start"}
+    ActionRunner.for_project(project)
+    assert ("actions/ defines validate_order_form, which Rasa runs by itself (at a session's start, on a fallback, in "
+            "a form) and deskbot never does") in caplog.text
+    caplog.clear()
+    project.config.actions.map = {"track_order": "action_track"}
+    ActionRunner.for_project(project)
+    assert "actions/ defines action_session_start, validate_order_form, which Rasa runs by itself" in caplog.text
+
+
 KEPT_CLIENT_ACTIONS = """
 import asyncio
 import aiohttp
