@@ -77,11 +77,14 @@ class ActionResult:
     reset: bool = False
 
     @classmethod
-    def from_response(cls, payload: Any) -> "ActionResult":
+    def from_response(cls, payload: Any, action: str | None = None) -> "ActionResult":
+        """What an action's answer ``payload`` asks for. ``action``: its name, which the errors and warnings
+        give, as a bot may have many."""
+        who = f"action {action!r}" if action else "an action"
         try:  # a JSON escape or a Python string may hold half of a surrogate pair, which no store or socket writes
             json.dumps(payload, ensure_ascii=False, default=repr).encode("utf-8")
         except UnicodeEncodeError:
-            raise ActionError("not valid Unicode: its answer holds half of a surrogate pair") from None
+            raise ActionError(f"{who}: not valid Unicode: its answer holds half of a surrogate pair") from None
         except (TypeError, ValueError, RecursionError):
             pass  # not JSON (a tuple key), circular or nested too deep: the checks below refuse it in their words
         try:
@@ -92,10 +95,11 @@ class ActionResult:
         except ValidationError as exc:  # an action server is the shop's code, or a proxy in front of it
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"])
-            raise ActionError(f"not a rasa-sdk action answer: {where + ': ' if where else ''}{error['msg']}") from None
+            raise ActionError(f"{who}: not a rasa-sdk action answer: {where + ': ' if where else ''}{error['msg']}"
+                              ) from None
         result = cls(messages=[m.model_dump(exclude_none=True) for m in said])
         if ignored := sorted({e.event for e in answer.events} - APPLIED_EVENTS):
-            log.warning("an action's %s events were not applied: deskbot applies %s", ", ".join(ignored),
+            log.warning("%s returned %s events, which deskbot does not apply (it applies %s)", who, ", ".join(ignored),
                         ", ".join(sorted(APPLIED_EVENTS)))
         for event in answer.events:
             if event.event == "slot":
@@ -329,7 +333,7 @@ class ActionRunner:
         except Exception as exc:
             raise ActionError(f"action {call['next_action']!r} failed: {_raised(exc, self.actions_dir)}") from exc
         payload = result.model_dump() if hasattr(result, "model_dump") else result
-        return ActionResult.from_response(payload or {})
+        return ActionResult.from_response(payload or {}, call["next_action"])
 
     async def _on_action_loop(self, work: Coroutine[Any, Any, Any]) -> Any:
         """``work``'s result, run on the async actions' loop; cancelled there when the caller stops waiting."""
@@ -408,7 +412,8 @@ class ActionRunner:
             async with self._session.post(url, json=call, allow_redirects=False) as resp:
                 body = await _read_answer(resp)
                 if resp.status == 200:
-                    return ActionResult.from_response(body)  # {} when empty; a list or a number is refused
+                    # {} when empty; a list or a number is refused
+                    return ActionResult.from_response(body, call["next_action"])
                 if resp.status == 449:  # the server wants the domain: send it again with it
                     call = {**call, "domain": self.domain}
                     continue

@@ -139,6 +139,19 @@ class ActionSayAsEvent(Action):
         return [BotUttered("Second.", {"buttons": [{"title": "Track it", "payload": "/track_order"}]})]
 
 
+class ActionRemind(Action):
+    def name(self):
+        return "action_remind"
+
+    def run(self, dispatcher, tracker, domain):
+        import datetime
+
+        from rasa_sdk.events import ReminderScheduled
+
+        dispatcher.utter_message(text="I'll remind you.")
+        return [ReminderScheduled("EXTERNAL_remind", datetime.datetime.now() + datetime.timedelta(hours=1))]
+
+
 class ActionQuoteResponse(Action):
     def name(self):
         return "action_quote_response"
@@ -392,10 +405,25 @@ def test_events_deskbot_does_not_apply_are_named_in_a_warning(caplog: pytest.Log
     answer = {"events": [{"event": "slot", "name": "x", "value": 1}, {"event": "active_loop", "name": None},
                          {"event": "reminder", "name": "r"}, {"event": "slot", "name": "y", "value": 2}]}
     assert ActionResult.from_response(answer).slots == {"x": 1, "y": 2}
-    assert "an action's active_loop, reminder events were not applied" in caplog.text
+    assert "an action returned active_loop, reminder events, which deskbot does not apply" in caplog.text
     caplog.clear()
     ActionResult.from_response({"events": [{"event": "slot", "name": "x", "value": 1}]})
-    assert "not applied" not in caplog.text
+    assert "not apply" not in caplog.text
+
+
+async def test_what_an_actions_answer_has_wrong_names_the_action_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """"an action's reminder events were not applied" and "not a rasa-sdk action answer" left a bot with many
+    actions to guess which."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_remind", "cancel_order": "action_ask_as_list"},
+                   tmp_path)
+    try:
+        assert (await bot.handle(Turn("c1", "/track_order", "web"))).text == "I'll remind you."
+        assert "action 'action_remind' returned reminder events, which deskbot does not apply" in caplog.text
+        assert (await bot.handle(Turn("c1", "/cancel_order", "web"))).source == "fallback"
+        assert "action 'action_ask_as_list': not a rasa-sdk action answer: events.0" in caplog.text
+    finally:
+        await bot.close()
 
 
 def test_pause_and_resume_events_apply_in_order() -> None:
