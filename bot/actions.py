@@ -401,8 +401,9 @@ class ActionRunner:
         try:
             return await self._post(url, call)
         except (aiohttp.ClientError, ValueError) as exc:  # down, unreachable, or not answering JSON
-            raise ActionError(f"the action server at {url.with_query(None)} failed for {call['next_action']!r}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            # named without what may be secret: a token in the query, a user and password (basic auth) before the host
+            raise ActionError(f"the action server at {url.with_query(None).with_user(None)} failed for "
+                              f"{call['next_action']!r}: {type(exc).__name__}: {exc}") from exc
 
     async def _post(self, url: URL, call: dict[str, Any]) -> ActionResult:
         if self._session is None:

@@ -1103,6 +1103,32 @@ async def test_the_action_server_protocol_449_and_400(action_bot: Path, aiohttp_
         await bot.close()
 
 
+async def test_an_action_servers_password_stays_out_of_the_log(action_bot: Path, aiohttp_server: Any, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """An endpoint with a user and password (basic auth, which aiohttp sends) wrote the password into the log
+    each time the server could not be reached."""
+    seen: list[str | None] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"responses": [{"text": "Looked it up."}]})
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    server = await aiohttp_server(app)
+    port = server.port
+    bot = make_bot(action_bot, f"http://bot:s3cret@127.0.0.1:{port}", {"track_order": "action_lookup"}, tmp_path)
+    try:
+        assert (await bot.handle(Turn("c1", "/track_order", "web"))).text == "Looked it up."
+        assert seen == ["Basic Ym90OnMzY3JldA=="]  # bot:s3cret
+        await server.close()
+        assert (await bot.handle(Turn("c1", "/track_order", "web"))).source == "fallback"
+        assert f"the action server at http://127.0.0.1:{port}/webhook failed" in caplog.text
+        assert "s3cret" not in caplog.text
+    finally:
+        await bot.close()
+
+
 @pytest.mark.parametrize("answer", [
     None,  # nothing listens on the port
     web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"),  # a proxy
