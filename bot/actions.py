@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,7 +191,7 @@ class _Answer(BaseModel):
 
 
 def action_call(name: str, sender_id: str, text: str, intent: str, confidence: float,
-                ranking: list[tuple[str, float]], slots: dict[str, Any], entities: dict[str, Any],
+                ranking: list[tuple[str, float]], slots: dict[str, Any], entities: Iterable[tuple[str, Any]],
                 domain: dict[str, Any] | None, channel: str, metadata: dict[str, Any]) -> dict[str, Any]:
     """The request body rasa-sdk expects (``POST /webhook``).
 
@@ -209,7 +209,7 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     latest_message = {
         "text": text,
         "intent": {"name": intent, "confidence": confidence},
-        "entities": [{"entity": k, "value": v} for k, v in entities.items()],
+        "entities": [{"entity": k, "value": v} for k, v in entities],
         "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking],
         "metadata": metadata,
     }

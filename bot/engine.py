@@ -198,8 +198,10 @@ class Bot:
             # A value the entity's own patterns take, as from typed text: a customer can type a payload, and one
             # with "[verify here](https://…)" for an order number was filled into a template, link and all.
             entities = {name: kept for name, value in values.items() if (kept := self.project.value_of(name, value))}
+            read = list(entities.items())
         else:
             analysis = await self._analysis_for(text)
+            read = self.project.entity_values(text)  # each value, for the actions; the first of each fills its slot
             entities = self.project.entities(text)
         slots.update(entities)
         loop = conversation.get("active_loop") if conversation else None
@@ -215,7 +217,8 @@ class Bot:
                               turn.channel, fallbacks, language)
 
         if decision.kind == "action":
-            decision = await self._run_action(turn, text, analysis, decision, slots, entities, language, fallbacks)
+            decision = await self._run_action(turn, text, analysis, decision, slots, entities, read, language,
+                                              fallbacks)
             if script:  # kept through an action's reset, as the language is
                 slots[SCRIPT] = script
         decision = self._in_script(decision, language, script)
@@ -290,10 +293,12 @@ class Bot:
         return await self.batcher.submit(text)
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
-                          slots: dict[str, Any], entities: dict[str, str], language: Language,
-                          fallbacks: int) -> Decision:
+                          slots: dict[str, Any], entities: dict[str, str], read: list[tuple[str, str]],
+                          language: Language, fallbacks: int) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
         for that intent's template), at most ``MAX_FOLLOWUPS`` deep; their messages show together.
+        ``entities``: the message's, which filled the slots; ``read``: every value it gave them, which the
+        tracker's latest message lists.
         An action that sets ``requested_slot`` waits for the customer's answer (``Decision.loop``).
         A failed action is a miss like any other fallback, and hands off once misses reach
         ``fallbacks_before_handoff``; so is one whose messages together run past ``MAX_REPLY_CHARS``
@@ -305,7 +310,7 @@ class Bot:
         deadline = clock.time() + self.actions.timeout
         for run in range(MAX_FOLLOWUPS + 1):
             call = action_call(name, turn.conversation_id, text, decision.intent or "", decision.confidence,
-                               analysis.prediction.ranking, slots, entities, action_domain(self.project), turn.channel,
+                               analysis.prediction.ranking, slots, read, action_domain(self.project), turn.channel,
                                turn.metadata)
             try:
                 result = await self.actions.run(call, deadline - clock.time() if run else None)

@@ -407,19 +407,27 @@ class Project:
         return needing
 
     def entities(self, text: str) -> dict[str, str]:
-        """The entities nlu.yml's regexes find in ``text``: each one's first match, or the part of it in
-        a group named ``value`` when the pattern has one, so that a pattern can name the words around a
-        value without taking them (``order (?P<value>\\d+)``). A match that leaves the value empty (an
-        optional group, a pattern that matches nothing) finds nothing, so it cannot wipe a slot. Digits
-        come as ASCII digits: ``\\d`` matches any script's (Arabic-Indic ١٢٣, Devanagari), and an order
-        number typed in them would be looked up as written, and not found."""
-        found = {}
-        for name, patterns in self.entity_patterns.items():
-            values = (m.group("value") if "value" in m.re.groupindex else m.group(0)
-                      for pattern in patterns for m in pattern.finditer(text))
-            if value := next((v for v in values if v), None):
-                found[name] = _ascii_digits(value)
+        """The entities nlu.yml's regexes find in ``text``: each one's first match (:meth:`entity_values`)."""
+        found: dict[str, str] = {}
+        for name, value in self.entity_values(text):
+            found.setdefault(name, value)
         return found
+
+    def entity_values(self, text: str) -> list[tuple[str, str]]:
+        """Every value nlu.yml's regexes find in ``text``, as (entity, value), each once, in the order of the
+        entities, their patterns and the matches; as Rasa's RegexEntityExtractor lists them for an action
+        ("orders 123 and 456": both). A match gives the part of it in a group named ``value`` when the
+        pattern has one, so that a pattern can name the words around a value without taking them
+        (``order (?P<value>\\d+)``). A match that leaves the value empty (an optional group, a pattern that
+        matches nothing) finds nothing, so it cannot wipe a slot. Digits come as ASCII digits: ``\\d``
+        matches any script's (Arabic-Indic ١٢٣, Devanagari), and an order number typed in them would be
+        looked up as written, and not found."""
+        found: dict[tuple[str, str], None] = {}  # ordered, each once
+        for name, patterns in self.entity_patterns.items():
+            for match in (m for pattern in patterns for m in pattern.finditer(text)):
+                if value := match.group("value") if "value" in match.re.groupindex else match.group(0):
+                    found[name, _ascii_digits(value)] = None
+        return list(found)
 
     def value_of(self, entity: str, value: str) -> str | None:
         """``value`` as ``entity``'s slot keeps it, if one of its patterns takes it whole, or its ``value`` group

@@ -152,6 +152,19 @@ class ActionRemind(Action):
         return [ReminderScheduled("EXTERNAL_remind", datetime.datetime.now() + datetime.timedelta(hours=1))]
 
 
+class ActionListOrders(Action):
+    def name(self):
+        return "action_list_orders"
+
+    def run(self, dispatcher, tracker, domain):
+        orders = list(tracker.get_latest_entity_values("order_id"))
+        if not orders:
+            dispatcher.utter_message(text="Which orders?")
+            return [SlotSet("requested_slot", "order_id")]
+        dispatcher.utter_message(text=f"Cancelling {' and '.join(orders)}.")
+        return [SlotSet("requested_slot", None)]
+
+
 class ActionQuoteResponse(Action):
     def name(self):
         return "action_quote_response"
@@ -620,6 +633,23 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         await bot.handle(Turn("c2", "/get_refund", "web"))
         assert (await bot.handle(Turn("c2", "/cancel_order", "web"))).source == "template"
         assert (await bot.handle(Turn("c2", "789", "web"))).source == "fallback"
+    finally:
+        await bot.close()
+
+
+async def test_an_action_reads_every_value_a_message_gives_an_entity_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """As Rasa's RegexEntityExtractor lists them: tracker.get_latest_entity_values("order_id") gave the first
+    order alone, so "order 123 and order 456" cancelled one; the slot still takes the first."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_list_orders"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "Which orders?"
+        reply = await bot.handle(Turn("c1", "order 123 and order 456, order 123 again", "web"))
+        assert (reply.source, reply.text) == ("action", "Cancelling 123 and 456.")
+        assert bot.store.conversation("c1")["slots"]["order_id"] == "123"
+        reply = await bot.handle(Turn("c1", '/get_refund{"order_id": "789"}', "web"))  # a button's value alone
+        assert (reply.source, reply.text) == ("action", "Cancelling 789.")
     finally:
         await bot.close()
 
