@@ -399,17 +399,21 @@ class Bot:
         """What one of an action's messages shows, put together as Rasa does: for
         ``dispatcher.utter_message(response="utter_<intent>", **values)`` that intent's template, filled
         from the slots and the message's own values (which win); the message's own text instead of the
-        template's, if it has one, and its buttons after the template's. An ``image`` is shown as a link,
-        which every channel can show; the channel-specific parts (``custom``, ``attachment``, ``elements``)
-        are not, and are logged."""
+        template's, if it has one, and its buttons after the template's. An ``image``, and an ``attachment``
+        given as a link (an invoice's PDF), are shown as their links, which every channel can show, as
+        Rasa's channels show what they cannot attach; the channel-specific parts (``custom``, ``elements``,
+        an attachment given as a platform's payload) are not, and are logged."""
         shown = Rendered("", [])
         if message.get("response"):
             values = {k: v for k, v in message.items() if k not in RASA_MESSAGE_KEYS}
             shown = self._utter(message["response"], channel, {**slots, **values}, language)
         text = message.get("text") or shown.text
-        if image := message.get("image"):
-            text = "\n\n".join(part for part in (text, str(image)) if part)
-        if dropped := sorted(key for key in ("custom", "attachment", "elements") if message.get(key)):
+        attachment = message.get("attachment")
+        linked = isinstance(attachment, str)  # a link, not a platform's payload (a dict)
+        links = (str(message.get("image") or ""), attachment if linked else "")
+        text = "\n\n".join(part for part in (text, *links) if part)
+        unshown = ("custom", "elements") if linked else ("custom", "attachment", "elements")
+        if dropped := sorted(key for key in unshown if message.get(key)):
             log.warning("an action's %s was not shown: deskbot's channels show text, buttons and links",
                         " and ".join(dropped))
         return Rendered(text, shown.buttons + list(message.get("buttons") or []))

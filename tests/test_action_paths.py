@@ -165,6 +165,16 @@ class ActionListOrders(Action):
         return [SlotSet("requested_slot", None)]
 
 
+class ActionSendInvoice(Action):
+    def name(self):
+        return "action_send_invoice"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Your invoice:", attachment="https://shop.example/invoice/77.pdf")
+        dispatcher.utter_message(attachment={"type": "template", "payload": {"template_type": "generic"}})
+        return []
+
+
 class ActionQuoteResponse(Action):
     def name(self):
         return "action_quote_response"
@@ -536,6 +546,19 @@ async def test_a_bot_uttered_event_is_shown_after_the_actions_messages_on_both_p
         assert (reply.source, reply.text) == ("action", "First.\n\nSecond.")
         assert reply.buttons == [{"title": "Track it", "payload": "/track_order"}]
         assert "not applied" not in caplog.text
+    finally:
+        await bot.close()
+
+
+async def test_an_attachment_given_as_a_link_is_shown_as_its_link_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """As Rasa's channels show what they cannot attach: an invoice's PDF sent with
+    utter_message(attachment=url) was dropped, and the customer got "Your invoice:" and nothing."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_send_invoice"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (reply.source, reply.text) == ("action", "Your invoice:\n\nhttps://shop.example/invoice/77.pdf")
+        assert "an action's attachment was not shown" in caplog.text  # a platform's payload, as before
     finally:
         await bot.close()
 
