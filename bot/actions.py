@@ -22,6 +22,7 @@ import time
 import traceback
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
 MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not fill the store or a chat
+# The version an action call gives as Rasa's: the rasa-sdk deskbot runs its own actions with. rasa-sdk's server warns
+# when its major and minor differ ("might not be compatible"), which a fixed "3.10.0" made it do with every other one.
+RASA_SDK_VERSION = version("rasa-sdk")
 # The rasa-sdk events deskbot applies (SlotSet, ConversationPaused and Resumed, FollowupAction, AllSlotsReset,
 # Restarted, SessionEnded, BotUttered); any other (ActiveLoop, ReminderScheduled, UserUtteranceReverted) is logged
 # as ignored.
@@ -218,7 +222,7 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     return {
         "next_action": name,
         "sender_id": sender_id,
-        "version": "3.10.0",
+        "version": RASA_SDK_VERSION,
         "tracker": {
             "sender_id": sender_id,
             "slots": slots,

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -447,6 +448,17 @@ async def test_what_an_actions_answer_has_wrong_names_the_action_on_both_paths(
         assert "action 'action_ask_as_list': not a rasa-sdk action answer: events.0" in caplog.text
     finally:
         await bot.close()
+
+
+def test_an_action_call_gives_a_version_rasa_sdk_finds_compatible() -> None:
+    """A fixed "3.10.0" made rasa-sdk's server warn, on its first call, that it and "rasa 3.10.0" might not be
+    compatible, for every rasa-sdk but 3.10's: deskbot's own included."""
+    from rasa_sdk.utils import check_version_compatibility
+
+    call = action_call("action_x", "c1", "hi", "greet", 1.0, [], {}, [], {}, "web", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_version_compatibility(call["version"])
 
 
 def test_pause_and_resume_events_apply_in_order() -> None:
