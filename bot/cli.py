@@ -259,10 +259,11 @@ def say_gaps(project: Project) -> None:
                    f"customers an agent will follow up: {', '.join(unwritten[:10])}{' …' if len(unwritten) > 10 else ''}; "
                    "write their answers in responses.yml", err=True)
     if unread := project.unread_entities:  # a Rasa bot's annotations taught its entity extractor; deskbot has none
-        click.echo(f"note: nlu.yml annotates {'entities' if len(unread) > 1 else 'an entity'} no regex of it reads, so "
-                   f"no message sets {'them' if len(unread) > 1 else 'it'}: "
+        click.echo(f"note: nlu.yml annotates {'entities' if len(unread) > 1 else 'an entity'} no regex or lookup of it "
+                   f"reads, so no message sets {'them' if len(unread) > 1 else 'it'}: "
                    f"{', '.join(f'{name} (line {line})' for name, line in unread.items())}; deskbot reads an entity "
-                   "only with a regex: add a '- regex: NAME' entry for each one an action or a template needs", err=True)
+                   "only with a regex or a lookup: add a '- regex: NAME' or '- lookup: NAME' entry for each one an "
+                   "action or a template needs", err=True)
     if needing := project.needing_values():
         click.echo(f"note: {_count(len(needing), 'intent')} whose every template variant needs a value the customer may "
                    f"not have given: {'; '.join(f'{i} ' + ', '.join(f'{{{v}}}' for v in vs) for i, vs in needing.items())}; "

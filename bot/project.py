@@ -21,7 +21,7 @@ import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 from yarl import URL
 
-from bot.language import LANGUAGES, SCRIPT, SLOT, Language, Text
+from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Text
 from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, ResponseVariant, Responses, read_payload,
                            variable_names)
 from dialogues.export import about_one_case
@@ -366,6 +366,8 @@ class Project:
     history: list[HistoryItem] = field(default_factory=list)
     # Entities nlu.yml annotates ([123](order_id)) that no regex reads, with the line of the first annotation
     unread_entities: dict[str, int | None] = field(default_factory=dict)
+    # nlu.yml's synonyms: each example, in lower case, and the value it stands for ("nyc" -> "New York City")
+    synonyms: dict[str, str] = field(default_factory=dict)
 
     @property
     def intents(self) -> list[str]:
@@ -407,16 +409,17 @@ class Project:
         return needing
 
     def entities(self, text: str) -> dict[str, str]:
-        """The entities nlu.yml's regexes find in ``text``: each one's first match (:meth:`entity_values`)."""
+        """The entities nlu.yml's regexes and lookups find in ``text``: each one's first match (:meth:`entity_values`)."""
         found: dict[str, str] = {}
         for name, value in self.entity_values(text):
             found.setdefault(name, value)
         return found
 
     def entity_values(self, text: str) -> list[tuple[str, str]]:
-        """Every value nlu.yml's regexes find in ``text``, as (entity, value), each once, in the order of the
-        entities, their patterns and the matches; as Rasa's RegexEntityExtractor lists them for an action
-        ("orders 123 and 456": both). A match gives the part of it in a group named ``value`` when the
+        """Every value nlu.yml's regexes and lookups find in ``text``, as (entity, value), each once, in the order
+        of the entities, their patterns and the matches; as Rasa's RegexEntityExtractor lists them for an action
+        ("orders 123 and 456": both). A value one of nlu.yml's synonyms lists, in any case, is the synonym's, as
+        Rasa's EntitySynonymMapper makes it ("NYC" -> "New York City"). A match gives the part of it in a group named ``value`` when the
         pattern has one, so that a pattern can name the words around a value without taking them
         (``order (?P<value>\\d+)``). A match that leaves the value empty (an optional group, a pattern that
         matches nothing) finds nothing, so it cannot wipe a slot. Digits come as ASCII digits: ``\\d``
@@ -426,7 +429,8 @@ class Project:
         for name, patterns in self.entity_patterns.items():
             for match in (m for pattern in patterns for m in pattern.finditer(text)):
                 if value := match.group("value") if "value" in match.re.groupindex else match.group(0):
-                    found[name, _ascii_digits(value)] = None
+                    value = _ascii_digits(value)
+                    found[name, self.synonyms.get(value.lower(), value)] = None
         return list(found)
 
     def value_of(self, entity: str, value: str) -> str | None:
@@ -760,11 +764,12 @@ def _example_line(node: yaml.Node | None, i: int, where: int) -> int | None:
 
 
 def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
-             ) -> tuple[list[Example], dict[str, list[re.Pattern[str]]], dict[str, int | None]]:
-    """Read intents and examples in Rasa's ``nlu.yml`` format (synonyms and lookups are ignored); ``slots`` are
-    the bot's own, which no regex may name. Besides the examples and the entities' regexes, the entities the
-    examples annotate (``[123](order_id)``) that no regex reads, each with the line of its first annotation:
-    Rasa learns to find those, deskbot never sets them."""
+             ) -> tuple[list[Example], dict[str, list[re.Pattern[str]]], dict[str, int | None], dict[str, str]]:
+    """Read intents and examples in Rasa's ``nlu.yml`` format; ``slots`` are the bot's own, which no regex or
+    lookup may name. Besides the examples: the entities' patterns (their regexes, and their lookup tables as
+    :func:`lookup_pattern` reads them); the entities the examples annotate (``[123](order_id)``) that no
+    pattern reads, each with the line of its first annotation: Rasa learns to find those, deskbot never sets
+    them; and the synonyms, each example in lower case with the value it stands for."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
         raise _fail(path, node, (), "expected a top-level 'nlu:' list")
@@ -776,6 +781,7 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
     patterns: dict[str, list[re.Pattern[str]]] = {}
     labelled: dict[str, tuple[str, int | None]] = {}  # same_example(text) -> its intent and line
     annotated: dict[str, int | None] = {}  # entity -> the line of its first annotation
+    synonyms: dict[str, str] = {}
     for i, item in enumerate(data["nlu"]):
         if not isinstance(item, dict):
             raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
@@ -812,9 +818,12 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
             lines = _entry_lines(path, node, i, item, source)
             if not lines:
                 raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r} has no examples")
-            if kind == "regex" and str(item["regex"]) in slots:  # its value would replace the bot's own
-                raise _fail(path, node, ("nlu", i), f"regex {item['regex']!r}: the bot keeps its own slot of that "
+            if kind != "synonym" and str(item[kind]) in slots:  # its value would replace the bot's own
+                raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r}: the bot keeps its own slot of that "
                                                     "name; give the entity another")
+            if kind == "lookup":
+                patterns.setdefault(str(item["lookup"]), []).append(lookup_pattern([text for _, text in lines]))
+            synonyms.update((text.lower(), str(item["synonym"])) for _, text in lines if kind == "synonym")
             for where, pattern in lines if kind == "regex" else []:
                 try:  # ignoring case, as Rasa's RegexEntityExtractor does by default: "Order AB123" as "order ab123"
                     patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern, re.IGNORECASE))
@@ -825,7 +834,23 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
             raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}")
     if len({e.intent for e in examples}) < 2:
         raise _fail(path, node, ("nlu",), "at least two intents are needed")
-    return examples, patterns, {entity: line for entity, line in annotated.items() if entity not in patterns}
+    return examples, patterns, {entity: line for entity, line in annotated.items() if entity not in patterns}, synonyms
+
+
+# A letter or digit of a script written with spaces between words: Chinese is written without them.
+_SPACED_WORD = rf"[^\W{CJK.pattern[1:-1]}]"
+
+
+def lookup_pattern(elements: list[str]) -> re.Pattern[str]:
+    """A lookup table of nlu.yml as the pattern of its entity, as Rasa's RegexEntityExtractor reads one: any of
+    its elements as written, ignoring case, as a whole word (Berlin, not the Berlin of "Berliner"); in Chinese,
+    written without spaces, wherever it stands (北京 in 我要去北京的机票, Berlin in 去Berlin的机票), as Rasa
+    reads a Chinese bot's. The longest first, so that "New York City" is not read as "New York"."""
+    def whole(element: str) -> str:
+        before = rf"(?<!{_SPACED_WORD})" if re.match(_SPACED_WORD, element) else ""
+        after = rf"(?!{_SPACED_WORD})" if re.search(rf"{_SPACED_WORD}\Z", element) else ""
+        return before + re.escape(element) + after
+    return re.compile("|".join(whole(e) for e in sorted(elements, key=len, reverse=True)), re.IGNORECASE)
 
 
 # "- text:请提供订单号" (no space after the colon, or a full-width one, as Chinese input methods type them) is
@@ -841,7 +866,7 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
     ``fillable``: the only variables anything can fill (None: unknown, as when custom actions may set any
     slot); a variant with another would never be shown. ``entities``: nlu.yml's entity patterns, which a
     button's payload values must be values of (None: not checked). ``unread``: the entities nlu.yml annotates
-    and no regex reads (:func:`load_nlu`), which a variable that cannot be filled is told apart by."""
+    and no regex or lookup reads (:func:`load_nlu`), which a variable that cannot be filled is told apart by."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
         raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
@@ -887,8 +912,8 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
             if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):
                 name = unknown[0]
                 if unread and name in unread:  # a Rasa bot's annotations, which taught its entity extractor
-                    why = (f": nlu.yml annotates it (line {unread[name]}) but has no regex for it, and deskbot reads an "
-                           f"entity only with a regex (add '- regex: {name}')")
+                    why = (f": nlu.yml annotates it (line {unread[name]}) but has no regex or lookup for it, and deskbot "
+                           f"reads an entity only with one of those (add '- regex: {name}' or '- lookup: {name}')")
                 else:
                     why = " is filled by no entity of nlu.yml, nor by what the custom actions set (bot.yml's actions.slots)"
                 raise _fail(path, node, ("responses", intent, j), f"{{{name}}}{why}: this variant would never be shown")
@@ -1026,7 +1051,7 @@ def load_project(root: Path | str) -> Project:
     config = load_config(root / "bot.yml")
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
     kept = {"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language]
-    examples, patterns, unread = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT))
+    examples, patterns, unread, synonyms = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
     # nlu.yml's entities and the slot the bot keeps fill a template, and custom actions the slots they set:
@@ -1041,7 +1066,7 @@ def load_project(root: Path | str) -> Project:
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]
     history = load_history(root / "history.jsonl", intents)
-    project = Project(root, config, examples, patterns, responses, history, unread)
+    project = Project(root, config, examples, patterns, responses, history, unread, synonyms)
     for loc, intent in named:
         if intent is not None and intent not in intents:
             raise config_error(root, loc, f"unknown intent {intent!r} (not in nlu.yml)")

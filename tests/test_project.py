@@ -523,14 +523,14 @@ def test_entities_nlu_yml_annotates_and_no_regex_reads_are_named(tmp_path: Path,
     (tmp_path / "responses.yml").write_text("responses:\n  order:\n    - text: Order {order_id} is on its way.\n")
     assert error_for(tmp_path) == (
         f"{tmp_path / 'responses.yml'}:3: responses.order.0: {{order_id}}: nlu.yml annotates it (line 9) but has no "
-        "regex for it, and deskbot reads an entity only with a regex (add '- regex: order_id'): this variant would "
-        "never be shown")
+        "regex or lookup for it, and deskbot reads an entity only with one of those (add '- regex: order_id' or "
+        "'- lookup: order_id'): this variant would never be shown")
     (tmp_path / "responses.yml").write_text("responses:\n  order:\n    - text: It is on its way.\n")
     project = load_project(tmp_path)
     assert project.unread_entities == {"order_id": 9, "city": 10}  # refund_id has its regex
     say_gaps(project)
-    assert ("note: nlu.yml annotates entities no regex of it reads, so no message sets them: order_id (line 9), "
-            "city (line 10); deskbot reads an entity only with a regex") in capsys.readouterr().err
+    assert ("note: nlu.yml annotates entities no regex or lookup of it reads, so no message sets them: order_id "
+            "(line 9), city (line 10); deskbot reads an entity only with a regex or a lookup") in capsys.readouterr().err
 
 
 def test_entity_regexes_ignore_case_as_rasas_do(tmp_path: Path) -> None:
@@ -544,6 +544,24 @@ def test_entity_regexes_ignore_case_as_rasas_do(tmp_path: Path) -> None:
     project = load_project(tmp_path)
     assert project.entities("Where is Order #AB123?") == {"order_id": "AB123"}
     assert project.value_of("order_id", "AB123") == "AB123" and project.is_answer("order_id", "ORDER ab123")
+
+
+def test_lookup_tables_and_synonyms_read_entities_as_rasas_do(tmp_path: Path) -> None:
+    """Rasa's RegexEntityExtractor reads a lookup table's elements as its entity, whole words ignoring case,
+    and its EntitySynonymMapper gives a synonym's examples the synonym's value: deskbot read no city in
+    "flights to Berlin" of a Rasa bot with 'lookup: city'."""
+    (tmp_path / "bot.yml").write_text("name: t\nlanguage: multi\n")
+    (tmp_path / "nlu.yml").write_text(
+        "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: flight\n  examples: |\n    - fly to [Berlin](city)\n"
+        "- lookup: city\n  examples: |\n    - Berlin\n    - New York\n    - New York City\n    - NYC\n    - 北京\n"
+        "- synonym: New York City\n  examples: |\n    - nyc\n", encoding="utf-8")
+    (tmp_path / "responses.yml").write_text("responses:\n  flight:\n    - text: Flights to {city}.\n")
+    project = load_project(tmp_path)  # {city} is an entity's: no longer refused as one nothing fills
+    assert project.entity_values("flights to berlin or New York City?") == [("city", "berlin"), ("city", "New York City")]
+    assert project.entities("a Berliner, please") == {}
+    assert project.entities("fly me to NYC") == {"city": "New York City"}
+    assert project.entities("我要去北京的机票") == {"city": "北京"} and project.entities("去Berlin的机票") == {"city": "Berlin"}
+    assert project.unread_entities == {} and project.is_answer("city", "BERLIN")
 
 
 def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
