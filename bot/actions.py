@@ -196,7 +196,8 @@ class _Answer(BaseModel):
 
 def action_call(name: str, sender_id: str, text: str, intent: str, confidence: float,
                 ranking: list[tuple[str, float]], slots: dict[str, Any], entities: Iterable[tuple[str, Any]],
-                domain: dict[str, Any] | None, channel: str, metadata: dict[str, Any]) -> dict[str, Any]:
+                domain: dict[str, Any] | None, channel: str, metadata: dict[str, Any],
+                previous: str | None = None) -> dict[str, Any]:
     """The request body rasa-sdk expects (``POST /webhook``).
 
     The tracker's one event is the user's message, as Rasa records it, so that an action can ask
@@ -206,7 +207,9 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     where unset, so that ``tracker.slots["order_id"]`` reads None rather than raising. The slots and the
     metadata are copies: rasa-sdk's tracker keeps the dicts it is given, and an in-process action writing
     into them (as its validation actions do) would change the conversation even when it then fails or runs
-    out of time; as in Rasa, slots change only by the events an action returns.
+    out of time; as in Rasa, slots change only by the events an action returns. ``previous``: the action
+    whose ``FollowupAction`` this one is, which, as in Rasa, is the tracker's ``latest_action_name`` and its
+    last event; an action the message itself runs follows Rasa's ``action_listen``.
     """
     slots = {**dict.fromkeys((domain or {}).get("slots", ())), **copy.deepcopy(slots)}
     metadata = copy.deepcopy(metadata)
@@ -219,6 +222,7 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     }
     user_event = {"event": "user", "timestamp": time.time(), "text": text, "parse_data": latest_message,
                   "input_channel": channel, "metadata": metadata}
+    events = [user_event, *([{"event": "action", "timestamp": time.time(), "name": previous}] if previous else [])]
     return {
         "next_action": name,
         "sender_id": sender_id,
@@ -227,12 +231,12 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
             "sender_id": sender_id,
             "slots": slots,
             "latest_message": latest_message,
-            "events": [user_event],
+            "events": events,
             "latest_input_channel": channel,
             "paused": False,
             "followup_action": None,
             "active_loop": {},
-            "latest_action_name": "action_listen",
+            "latest_action_name": previous or "action_listen",
         },
         "domain": domain if domain is not None else {},
     }

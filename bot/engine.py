@@ -304,14 +304,14 @@ class Bot:
         ``fallbacks_before_handoff``; so is one whose messages together run past ``MAX_REPLY_CHARS``
         (runaway output), with its slots undone."""
         assert decision.action is not None
-        name, texts, buttons, loop, restarted = decision.action, [], [], None, False
+        name, texts, buttons, loop, restarted, previous = decision.action, [], [], None, False, None
         before = dict(slots)
         clock = asyncio.get_running_loop()
         deadline = clock.time() + self.actions.timeout
         for run in range(MAX_FOLLOWUPS + 1):
             call = action_call(name, turn.conversation_id, text, decision.intent or "", decision.confidence,
                                analysis.prediction.ranking, slots, read, action_domain(self.project), turn.channel,
-                               turn.metadata)
+                               turn.metadata, previous)
             try:
                 result = await self.actions.run(call, deadline - clock.time() if run else None)
             except ActionError as exc:
@@ -355,7 +355,7 @@ class Bot:
                 log.warning("%s asked for %s, which deskbot does not run; its turn ends there", name, follow)
             if not follow or follow.startswith("utter_") or follow in RASA_ACTIONS:
                 break
-            name = follow
+            name, previous = follow, name
         else:
             log.warning("%s asked for %s after %d follow-ups, which is not run: a loop of FollowupActions?",
                         decision.action, name, MAX_FOLLOWUPS)

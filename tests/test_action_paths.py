@@ -52,6 +52,25 @@ class ActionLookupLatest(Action):
         return [SlotSet("order_id", "456"), FollowupAction("action_order_status")]
 
 
+class ActionHandOn(Action):
+    def name(self):
+        return "action_hand_on"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=f"after {tracker.latest_action_name}")
+        return [FollowupAction("action_see_who_asked")]
+
+
+class ActionAfterWhom(Action):
+    def name(self):
+        return "action_see_who_asked"
+
+    def run(self, dispatcher, tracker, domain):
+        last = tracker.events[-1]
+        dispatcher.utter_message(text=f"after {tracker.latest_action_name} ({last['event']} {last.get('name')})")
+        return []
+
+
 class ActionHalfPairSlot(Action):
     def name(self):
         return "action_half_pair_slot"
@@ -420,6 +439,18 @@ async def test_slots_followups_and_pause_on_both_paths(action_bot: Path, endpoin
         assert (reply.source, reply.handed_off, reply.text) == ("handoff", True, "A colleague will take over from here.")
         assert bot.store.conversation("c2")["status"] == "handed_off"
         assert (await bot.handle(Turn("c2", "/track_order", "web"))).source == "silent"
+    finally:
+        await bot.close()
+
+
+async def test_a_followup_sees_the_action_that_asked_for_it_as_the_latest_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """As in Rasa, tracker.latest_action_name is the action whose FollowupAction runs this one: it read
+    action_listen, so a follow-up could not tell it was one."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_hand_on"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.text == "after action_listen\n\nafter action_hand_on (action action_hand_on)"
     finally:
         await bot.close()
 
