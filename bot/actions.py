@@ -58,7 +58,7 @@ RASA_ACTIONS = RASA_RESTARTS | {
     "action_listen", "action_deactivate_loop", "action_default_fallback", "action_revert_fallback_events",
     "action_default_ask_affirmation", "action_default_ask_rephrase", "action_two_stage_fallback",
     "action_unlikely_intent", "action_back", "action_extract_slots"}
-# Rasa's validation actions, run by its forms and after each message, which deskbot has not
+# Rasa's validation action, run after each message (a ValidationAction's name), as its forms run validate_<form>
 RASA_VALIDATION = "action_validate_slot_mappings"
 
 
@@ -296,8 +296,10 @@ class ActionRunner:
         """Raise :class:`ActionError`, naming bot.yml's line, if its ``actions.map`` names an action this runner
         cannot run in-process (a typo would fail every customer who asks for it): at start, and again when
         a reload brings a new map. A Rasa bot's actions that Rasa runs by itself (a custom
-        ``action_session_start``, a form's ``validate_<form>``) and the map leaves out are named in a warning:
-        they would never run."""
+        ``action_session_start``) and the map leaves out are named in a warning: they would never run. So are
+        its validation actions (a form's ``validate_<form>``), mapped or not: deskbot has no forms, and hands an
+        action no slot values to validate (its tracker's events hold the message alone), so they would check
+        nothing, and a shop's checks would silently not be made."""
         unknown = [(intent, action) for intent, action in project.config.actions.map.items()
                    if self.endpoint is None and action not in self.names]
         if unknown:  # the first one's line; every one named, so that one restart finds them all
@@ -306,11 +308,27 @@ class ActionRunner:
             named = ", ".join(repr(action) for _, action in unknown)
             raise ActionError(str(config_error(project.root, ("actions", "map", unknown[0][0]), f"{named}: {defined}")))
         mapped = set(project.config.actions.map.values())
-        if unreached := [name for name in self.names if name not in mapped
-                         and (name in RASA_ACTIONS or name == RASA_VALIDATION or name.startswith("validate_"))]:
-            log.warning("actions/ defines %s, which Rasa runs by itself (at a session's start, on a fallback, in a form) "
-                        "and deskbot never does: an action of actions/ runs when bot.yml's actions.map names it",
+        if unreached := [name for name in self.names if name not in mapped and name in RASA_ACTIONS]:
+            log.warning("actions/ defines %s, which Rasa runs by itself (at a session's start, on a fallback) and "
+                        "deskbot never does: an action of actions/ runs when bot.yml's actions.map names it",
                         ", ".join(unreached))
+        if validating := self._validation_actions(mapped):
+            log.warning("%s %s, rasa-sdk's slot validation (FormValidationAction, ValidationAction), which deskbot "
+                        "does not run as Rasa does: it has no forms, and hands an action no slot values to "
+                        "validate, so validate_<slot> methods never check what a customer gives, even where "
+                        "actions.map names the action; check a value in the action that asks for it "
+                        "(docs/learning.md, Custom actions)",
+                        "actions.map names" if self.endpoint else "actions/ defines", ", ".join(validating))
+
+    def _validation_actions(self, mapped: set[str]) -> list[str]:
+        """The validation actions among the in-process ones, by their class; those ``mapped`` on an action
+        server, whose classes deskbot cannot see, by the names Rasa runs them by."""
+        if self.endpoint:
+            return sorted(name for name in mapped if name == RASA_VALIDATION or name.startswith("validate_"))
+        from rasa_sdk.forms import ValidationAction
+
+        return [name for name in self.names
+                if isinstance(getattr(self.executor.actions[name], "__self__", None), ValidationAction)]
 
     @property
     def names(self) -> list[str]:

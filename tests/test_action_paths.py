@@ -798,18 +798,26 @@ class ActionTrack(Action):
 def test_actions_rasa_runs_by_itself_are_named_at_start(action_bot: Path, tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     """A Rasa bot's own action_session_start and its forms' validate_<form> were loaded and never run, without
-    a word; one that actions.map names runs, and is not named."""
+    a word; one that actions.map names runs, and is not named. A validation action checks nothing even where
+    actions.map names it (deskbot has no forms, and hands it no slot values), which is said too, where the
+    warning said that mapping it would run it, and it then validated nothing without a word."""
     root = Path(shutil.copytree(action_bot, tmp_path / "bot"))
     (root / "actions" / "rasa_runs.py").write_text(RASA_RUNS_THESE)
     project = load_project(root)
+    validation = ("defines validate_order_form, rasa-sdk's slot validation (FormValidationAction, ValidationAction), "
+                  "which deskbot does not run as Rasa does: it has no forms")
     project.config.actions.map = {"track_order": "action_track", "greet": "action_session_start"}
     ActionRunner.for_project(project)
-    assert ("actions/ defines validate_order_form, which Rasa runs by itself (at a session's start, on a fallback, in "
-            "a form) and deskbot never does") in caplog.text
+    assert "Rasa runs by itself" not in caplog.text and f"actions/ {validation}" in caplog.text
     caplog.clear()
-    project.config.actions.map = {"track_order": "action_track"}
+    project.config.actions.map = {"track_order": "action_track", "greet": "validate_order_form"}
     ActionRunner.for_project(project)
-    assert "actions/ defines action_session_start, validate_order_form, which Rasa runs by itself" in caplog.text
+    assert ("actions/ defines action_session_start, which Rasa runs by itself (at a session's start, on a fallback) "
+            "and deskbot never does") in caplog.text and f"actions/ {validation}" in caplog.text
+    caplog.clear()
+    project.config.actions.endpoint = "http://127.0.0.1:5055/webhook"  # its classes unseen: by the name Rasa runs
+    ActionRunner.for_project(project)
+    assert "actions.map names validate_order_form, rasa-sdk's slot validation" in caplog.text
 
 
 KEPT_CLIENT_ACTIONS = """
