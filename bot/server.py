@@ -287,6 +287,27 @@ async def reload_model(request: web.Request) -> web.Response:
     return json_response({"model_version": nlu.version})
 
 
+class RoundFailures:
+    """How a job that runs every few seconds logs its failures. A store that cannot write (a full disk, a
+    file made read-only: :func:`~dialogues.store.cannot_write`) is one line, said again only when its reason
+    changes or once the job has succeeded meanwhile: a traceback each round, for as long as the disk stayed
+    full, buried every other line. Any other error is a fault, logged with its traceback each time."""
+
+    def __init__(self, job: str) -> None:
+        self.job = job
+        self.said: str | None = None  # the store's failure said last, until a round succeeds
+
+    def failed(self, exc: Exception) -> None:
+        if not cannot_write(exc):
+            log.error("%s failed", self.job, exc_info=exc)
+        elif str(exc) != self.said:
+            log.error("%s: the conversation store cannot write: %s (tried again every few seconds)", self.job, exc)
+            self.said = str(exc)
+
+    def mended(self) -> None:
+        self.said = None
+
+
 @contextlib.asynccontextmanager
 async def running(job: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
     """Run ``job`` as a task for the duration of the block (the app's life, in a cleanup context)."""
@@ -346,13 +367,16 @@ async def watch_waiting(app: web.Application) -> AsyncIterator[None]:
     bot = app[BOT]
 
     async def watch() -> None:
+        failures = RoundFailures("telling waiting customers that the agents are busy")
         while True:
             after = bot.config.handoff.busy_after_seconds
             await asyncio.sleep(5.0 if after is None else min(after / 2, 5.0))
             try:
                 await bot.tell_overdue()
-            except Exception:  # a bad moment of the store is logged; the next round tries again
-                log.exception("telling waiting customers failed")
+            except Exception as exc:  # a bad moment of the store is logged; the next round tries again
+                failures.failed(exc)
+            else:
+                failures.mended()
 
     async with running(watch()):
         yield
@@ -378,12 +402,15 @@ async def answer_kept_messages(app: web.Application) -> AsyncIterator[None]:
                     count, name, "s" if count > 1 else "", "" if count > 1 else "s", name, name)
 
     async def adopt() -> None:
+        failures = RoundFailures("looking for messages a stopped server kept")
         while True:
             try:
                 rows = await bot._store(store.adopt, list(platforms))
-            except Exception:  # a bad moment of the store is logged; the next round tries again
-                log.exception("looking for messages a stopped server kept failed")
+            except Exception as exc:  # a bad moment of the store is logged; the next round tries again
+                failures.failed(exc)
                 rows = []
+            else:
+                failures.mended()
             for row in rows:
                 if row["reply"] is not None:
                     log.info("sending a %s answer a stopped server logged and did not send", row["channel"])

@@ -453,6 +453,30 @@ async def test_an_agent_who_takes_over_while_the_bot_works_on_a_message_answers_
     assert [(c["question"], c["answer"]) for c in bot.store.answer_candidates()] == [("my parcel never came", ANSWER)]
 
 
+async def test_a_store_that_cannot_write_is_said_once_while_customers_wait(
+        bot_dir: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A full disk or a store made read-only logged a traceback every round of the busy notices (several a
+    second), for as long as it lasted; the customer is told once the store writes again."""
+    set_handoff(bot_dir, busy_after_seconds=0.4)
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    bot = client.app[BOT]
+    await chat(client, "stuck", "/handoff")
+    await bot._store(lambda: bot.store.db.execute("PRAGMA query_only = ON"))  # as a file made read-only
+    await asyncio.sleep(1.5)  # several rounds, each failing to store the notice
+    failures = [r for r in caplog.records if r.name == "deskbot" and r.levelname == "ERROR"]
+    assert [r.getMessage() for r in failures] == [
+        "telling waiting customers that the agents are busy: the conversation store cannot write: attempt to write "
+        "a readonly database (tried again every few seconds)"]
+    assert failures[0].exc_info is None and "Traceback" not in caplog.text
+    await bot._store(lambda: bot.store.db.execute("PRAGMA query_only = OFF"))
+    for _ in range(50):
+        turns = (await (await client.get("/api/conversations/stuck/history")).json())["turns"]
+        if turns[-1]["text"].startswith("Sorry for the wait"):
+            break
+        await asyncio.sleep(0.1)
+    assert turns[-1]["text"].startswith("Sorry for the wait")
+
+
 async def slack_refusing_all(bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> Any:
     """A client of the bot with a Slack channel whose chat.postMessage refuses every message, as for a
     channel the app was removed from."""
