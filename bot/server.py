@@ -283,7 +283,10 @@ async def reload_model(request: web.Request) -> web.Response:
     try:
         nlu = await swap_to_current(request.app)
     except (ModelLoadError, Exception) as exc:  # the old model keeps serving
+        # In the log too, as the watcher's swaps are: the one who reloaded may not be the one on call.
+        log.error("reload refused, still serving %s: %s", bot.nlu.version, exc)
         return json_response({"error": f"reload refused: {exc}", "model_version": bot.nlu.version}, status=409)
+    log.info("reloaded: now serving model %s with the bot's files as they are now", nlu.version)
     return json_response({"model_version": nlu.version})
 
 

@@ -1281,7 +1281,9 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
     assert "deskbot serving" not in result.output  # announced only once the port is bound
 
 
-async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(make_client: Callable[..., Any]) -> None:
+async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="deskbot")
     client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
     models = client.app[BOT].project.models_dir
     admin = {"Authorization": "Bearer t0ken"}
@@ -1295,6 +1297,13 @@ async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(make_client:
         assert (await (await client.get("/healthz")).json())["model_version"] == "v0001"
         reply = await chat(client, cid(), "/check_refund_policy")
         assert reply.status == 200 and (await reply.json())["source"] == "template"
+        # Said in the log, as the watcher says its refusals: the one on call may not be the one who reloaded.
+        refused = [r for r in caplog.records if r.name == "deskbot" and r.levelno == logging.ERROR]
+        assert refused[-1].getMessage() == f"reload refused, still serving v0001: {body['error'].removeprefix('reload refused: ')}"
+    assert len(refused) == 2 and all(r.exc_info is None for r in refused)
+    (models / "CURRENT").write_text("v0001\n")
+    assert (await client.post("/admin/reload", headers=admin)).status == 200
+    assert caplog.records[-1].getMessage() == "reloaded: now serving model v0001 with the bot's files as they are now"
 
 
 async def test_the_watcher_tries_a_refused_version_again_once_current_is_written_again(
