@@ -323,7 +323,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from aiohttp import web
 
-    from bot.server import RESPONSE_GRACE_S, admin_token, create_app, drain_on_sigterm
+    from bot.server import BOT, RESPONSE_GRACE_S, admin_token, create_app, drain_on_sigterm
 
     project = load_project(directory)
     host = host or project.config.server.host
@@ -356,14 +356,16 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         for sock in socks:
             bound.enter_context(sock)
         app = create_app(directory, device=device)
+        served = app[BOT]
         if drain := project.config.server.drain_seconds:
             app.on_startup.append(drain_on_sigterm(drain))
         # SIGTERM closes the port and lets the turns in flight finish (up to shutdown_seconds, create_app's
         # shutdown hook), their responses be written, then closes the store.
         web.run_app(app, sock=socks, shutdown_timeout=RESPONSE_GRACE_S, access_log=None,
-                    # said once the port listens, with the address bound (with --port 0, the port the system chose)
-                    print=lambda said: log.info("deskbot serving %s on %s", project.config.name,
-                                                BOUND_URL.search(said)[1]))
+                    # said once the port listens, with the address bound (with --port 0, the port the system chose),
+                    # the model version and the channels on (a platform's without its secrets is off: its events 404)
+                    print=lambda said: log.info("deskbot serving %s (model %s; channels: %s) on %s", project.config.name,
+                                                served.nlu.version, ", ".join(served.channels), BOUND_URL.search(said)[1]))
     # Stopped: the turns in flight answered, the store closed, the port let go. Python's own teardown of the
     # models' objects took 3 to 6 s more, which a process manager restarting the bot waited out.
     log.info("deskbot stopped")

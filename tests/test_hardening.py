@@ -1225,7 +1225,9 @@ def test_serve_on_port_0_says_the_port_it_got(tiny_demo_bot: Path, tmp_path: Pat
         while "deskbot serving" not in said and server.poll() is None:
             said = server.stderr.readline()  # type: ignore[union-attr]
             lines.append(said)
-        url = re.search(r"deskbot serving .* on (http://127\.0\.0\.1:(\d+))$", said.strip())
+        # What it serves, at a glance: the model version and the channels on (Slack's secrets are set, WeCom's not).
+        url = re.search(r"deskbot serving Demo Shop \(model v0001; channels: web, slack\) on (http://127\.0\.0\.1:(\d+))$",
+                        said.strip())
         assert url is not None and int(url[2]) > 0, said
         with urllib.request.urlopen(f"{url[1]}/healthz", timeout=30) as health:
             assert health.status == 200
