@@ -224,12 +224,14 @@ async def widget(request: web.Request) -> web.FileResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Ready: the model serves and the store writes. Once a write has failed (a full disk), each check tries
+    """Ready: the model serves and the store writes, to the file its path names. Once a write has failed (a full disk), each check tries
     one (:meth:`~dialogues.store.Store.probe`) until one succeeds: a load balancer stops sending customers
     whose every message would get a 503, and sends them again once the disk has room."""
     bot = request.app[BOT]
     if request.app[DRAINING].is_set():
         raise http_error(web.HTTPServiceUnavailable, "stopping: send requests elsewhere")
+    if (moved := bot.store.moved()) is not None:
+        raise http_error(web.HTTPServiceUnavailable, moved)
     if bot.store.failing is not None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(bot._store(bot.store.probe), STORE_WAIT_S)

@@ -487,6 +487,9 @@ class Store:
                 self._keep_before_migrating()
             self._migrate()
             self._check_writable()
+            # The file this connection writes, to tell when its name comes to name another or none (moved()).
+            opened = self.path.stat()
+            self._file, self._moved = (opened.st_dev, opened.st_ino), None
         except sqlite3.OperationalError as exc:  # a full disk while migrating, a read-only file
             conn.close()
             raise cannot_open(self.path, exc) from None
@@ -550,6 +553,26 @@ class Store:
         with self._writing():  # a row the size of a long message: a tiny one fits where a customer's does not
             self.db.execute("INSERT INTO id_floor (name, high) VALUES (?, 0)", ["probe:" + "x" * 4000])
             self.db.execute("DELETE FROM id_floor WHERE name LIKE 'probe:%'")
+
+    def moved(self) -> str | None:
+        """Why the store's path no longer names the file this store writes (None while it does), said in the
+        log when it changes. A file deleted while the server runs (a folder cleaned, a deploy that syncs the
+        bot folder with --delete) or replaced (a backup moved over it) leaves SQLite writing to the file it
+        opened: every conversation since is lost when the server stops, or kept apart from the new file."""
+        try:
+            now = self.path.stat()
+        except FileNotFoundError:
+            why: str | None = (f"{self.path} was deleted or moved while the server ran: it goes on writing to that "
+                               "file, and a deleted one is lost when it stops")
+        else:
+            why = None if (now.st_dev, now.st_ino) == self._file else (
+                f"{self.path} was replaced while the server ran: it writes to the file it opened, not to the new "
+                "one; restart it to serve the new one")
+        if why != self._moved:
+            if why is not None:
+                log.error("%s", why)
+            self._moved = why
+        return why
 
     def _check_writable(self) -> None:
         """Refuse a file SQLite could open only for reading (write-protected, on a read-only mount): it opens

@@ -345,6 +345,33 @@ async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again
     assert (await client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order"})).status == 200
 
 
+async def test_healthz_is_not_ready_once_the_stores_file_is_deleted_or_replaced_while_serving(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, caplog: Any) -> None:
+    """A store deleted under a running server (a folder cleaned, a deploy syncing the bot folder with --delete)
+    left it answering "ok" while every conversation went to the deleted file, lost at the next restart."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    db = root / "dialogues.db"
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for path in root.glob("dialogues.db*"):
+        path.rename(aside / path.name)
+    health = await client.get("/healthz")
+    assert health.status == 503
+    assert (await health.json())["error"] == (f"{db} was deleted or moved while the server ran: it goes on writing to "
+                                              "that file, and a deleted one is lost when it stops")
+    assert (await client.get("/healthz")).status == 503
+    said = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert said == [(await health.json())["error"]]  # once, not at every probe
+    for path in aside.iterdir():  # put back: the file it writes again
+        path.rename(root / path.name)
+    assert (await client.get("/healthz")).status == 200
+    shutil.copy(db, tmp_path / "restored.db")  # a backup moved over it
+    (tmp_path / "restored.db").rename(db)
+    health = await client.get("/healthz")
+    assert health.status == 503 and "was replaced while the server ran" in (await health.json())["error"]
+
+
 async def test_a_response_that_fails_after_it_went_out_is_counted_once(aiohttp_client: Any) -> None:
     """A WebSocket's 101 or a stream, then an error: the error's response was counted as a second one."""
     from types import SimpleNamespace
