@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import time
 from importlib import resources
 from pathlib import Path
@@ -42,8 +43,8 @@ from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import conversation_stats
-from dialogues.store import (KeyReused, LabelledMeanwhile, RepliedMeanwhile, Store, WroteMeanwhile, cannot_write,
-                             read_moment, unix_time)
+from dialogues.store import (KeyReused, LabelledMeanwhile, RepliedMeanwhile, Store, StoreError, WroteMeanwhile,
+                             cannot_write, read_moment, unix_time)
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -245,10 +246,15 @@ async def metrics(request: web.Request) -> web.Response:
     and the customers waiting for a person."""
     bot = request.app[BOT]
     # Read beside the store's writer, and not waited for long: a scrape held up behind a stuck store (29 s)
-    # lost the figures exactly when they mattered; the last ones stand meanwhile.
-    with contextlib.suppress(asyncio.TimeoutError):
+    # lost the figures exactly when they mattered; the last ones stand meanwhile. So they do when the store
+    # cannot be read (its file deleted): a 500 lost every figure, and Prometheus took the bot for down.
+    try:
         customers, since = await asyncio.wait_for(bot._read(Store.waiting), STORE_WAIT_S)
         bot.metrics.waiting(customers, 0.0 if since is None else max(time.time() - since, 0.0))
+    except asyncio.TimeoutError:
+        pass
+    except (StoreError, sqlite3.Error) as exc:
+        log.warning("/metrics: the customers waiting are as last read; the store cannot be read: %s", exc)
     body, content_type = bot.metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.cli import cli
 from bot.server import BOT, create_app
@@ -314,6 +315,26 @@ async def test_metrics_count_refusals_and_do_not_wait_behind_a_stuck_store(
     scraped = await client.get("/metrics")
     assert scraped.status == 200 and time.monotonic() - started < 3.5
     assert "deskbot_customers_waiting" in await scraped.text()
+
+
+async def test_metrics_answer_when_the_store_cannot_be_read(tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any,
+                                                           caplog: Any) -> None:
+    """The store's file gone before the first scrape: every scrape answered 500 with a traceback, and Prometheus
+    lost the traffic and latency figures with it, and took the bot for down."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    assert (await client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order"})).status == 200
+    (tmp_path / "aside").mkdir()
+    for path in root.glob("dialogues.db*"):
+        path.rename(tmp_path / "aside" / path.name)
+    scraped = await client.get("/metrics")
+    assert scraped.status == 200
+    values = {(s.name, tuple(s.labels.values())): s.value
+              for family in text_string_to_metric_families(await scraped.text()) for s in family.samples}
+    assert sum(v for (name, _), v in values.items() if name == "deskbot_messages_total") == 1
+    assert values[("deskbot_customers_waiting", ())] == 0
+    assert "Traceback" not in caplog.text and "/metrics: the customers waiting are as last read; the store cannot " \
+        "be read" in caplog.text
 
 
 async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again_once_it_can(
