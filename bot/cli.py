@@ -320,6 +320,12 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
 def serve(directory: Path, host: str | None, port: int | None, device: str | None) -> None:
     """Serve the bot in DIRECTORY: web chat at /, the API and the channels."""
     import logging
+    import signal
+
+    # SIGTERM stops the start-up too (the imports, the model's load), before the server's own handler takes
+    # over: as a container's first process, which the system gives no default action, a `docker stop` then
+    # went unheard and waited out its 10 s, the server starting to serve meanwhile, before its SIGKILL.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from aiohttp import web
 

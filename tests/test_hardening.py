@@ -1257,6 +1257,42 @@ def test_serve_on_port_0_says_the_port_it_got(tiny_demo_bot: Path, tmp_path: Pat
     assert result.exit_code == 1 and "DESKBOT_LOG_LEVEL='verbose': expected one of DEBUG, INFO, WARNING, ERROR" in result.output
 
 
+def caught_signals(pid: int) -> int:
+    """The signals process ``pid`` has a handler for, as a bit mask (bit n-1 for signal n)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or not Path("/proc/self/status").exists(), reason="Linux unshare")
+def test_sigterm_stops_a_container_s_first_process_while_it_starts(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """As a container's first process (PID 1), which the system gives no default action, bot serve ignored a
+    SIGTERM until its model had loaded and its port served: `docker stop` waited out its 10 s, the server
+    starting to serve meanwhile, then killed it."""
+    import signal
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "first")
+    if subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True).returncode:
+        pytest.skip("no PID namespace for this user")
+    container = subprocess.Popen(["unshare", "--pid", "--fork", sys.executable, "-m", "bot.cli", "serve", str(root),
+                                  "--port", "0", "--device", "cpu"], stderr=subprocess.PIPE, text=True,
+                                 cwd=Path(__file__).parent.parent)
+    try:
+        deadline = time.monotonic() + 30
+        first = None  # the server, PID 1 inside: unshare's child
+        while first is None or not caught_signals(first) & 1 << (signal.SIGTERM - 1):
+            assert time.monotonic() < deadline and container.poll() is None, "bot serve never caught SIGTERM"
+            children = Path(f"/proc/{container.pid}/task/{container.pid}/children").read_text().split()
+            first = int(children[0]) if children else None
+            time.sleep(0.01)
+        stopping = time.monotonic()
+        subprocess.run(["kill", "-TERM", str(first)], check=True)  # as from outside the container
+        container.wait(timeout=30)
+        said = container.stderr.read()  # type: ignore[union-attr]
+    finally:
+        container.kill()
+    assert time.monotonic() - stopping < 10 and "deskbot serving" not in said, said  # within docker stop's 10 s
+
+
 def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A second server that failed on the port had first answered the Slack message the running one kept
     for a turn in flight: the customer got two answers."""
