@@ -35,7 +35,7 @@ from bot.importer import BOT_FILES
 from bot.limits import LIMITS, Limits
 from bot.nlu import NLU, read_meta
 from bot.openapi import MAX_LIMIT, AgentMessageRequest, ReviewLabelRequest, publish_openapi
-from bot.project import Project, load_project
+from bot.project import BotConfig, Project, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
@@ -55,6 +55,7 @@ ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the 
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM while server.drain_seconds run
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
+STARTED_WITH = web.AppKey("started_with", BotConfig)  # bot.yml as the server set itself up from it at start
 STATIC = Path(str(resources.files("bot") / "static"))
 COUNTED = web.RequestKey("counted", bool)  # the request's response is counted for /metrics already
 STORE_WAIT_S = 2.0  # how long a scrape (or a health check) waits on the store before answering without it
@@ -282,7 +283,19 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
         project, nlu = await asyncio.to_thread(load)
         bot.swap(nlu, project)
         app[REVIEW_MODEL].clear()  # the old version's, which would hold it in memory until the queue is read
+        if waiting := restart_needed(app):
+            log.warning("bot.yml's %s changed since the start: a restart applies %s", ", ".join(waiting),
+                        "them" if len(waiting) > 1 else "it")
         return nlu
+
+
+def restart_needed(app: web.Application) -> list[str]:
+    """The sections of bot.yml the server set itself up from at start, which a swap leaves as they were
+    (see :meth:`Bot.swap`), that the file now served changes: a reload answered as if it had applied them."""
+    started, now = app[STARTED_WITH], app[BOT].config
+    changed = [name for name in ("server", "channels", "privacy") if getattr(started, name) != getattr(now, name)]
+    return changed + [f"actions.{name}" for name in ("endpoint", "timeout")
+                      if getattr(started.actions, name) != getattr(now.actions, name)]
 
 
 async def reload_model(request: web.Request) -> web.Response:
@@ -295,7 +308,7 @@ async def reload_model(request: web.Request) -> web.Response:
         log.error("reload refused, still serving %s: %s", bot.nlu.version, exc)
         return json_response({"error": f"reload refused: {exc}", "model_version": bot.nlu.version}, status=409)
     log.info("reloaded: now serving model %s with the bot's files as they are now", nlu.version)
-    return json_response({"model_version": nlu.version})
+    return json_response({"model_version": nlu.version, "restart_needed": restart_needed(request.app)})
 
 
 class RoundFailures:
@@ -679,6 +692,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}
     app[DEVICE] = device or ""
+    app[STARTED_WITH] = project.config
     app.cleanup_ctx.append(watch_models)
     app.cleanup_ctx.append(watch_waiting)
     app.cleanup_ctx.append(answer_kept_messages)

@@ -1344,6 +1344,30 @@ async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(
     assert caplog.records[-1].getMessage() == "reloaded: now serving model v0001 with the bot's files as they are now"
 
 
+async def test_a_reload_names_what_in_bot_yml_takes_a_restart(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A reload after bot.yml's server: or privacy: changed answered 200 as if it had applied them; the limits,
+    the admin token and redaction stayed as at start, with nothing to say so."""
+    import yaml
+
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
+    admin = {"Authorization": "Bearer t0ken"}
+    assert await (await client.post("/admin/reload", headers=admin)).json() == {"model_version": "v0001",
+                                                                                "restart_needed": []}
+    bot_yml = client.app[BOT].project.root / "bot.yml"
+    config = yaml.safe_load(bot_yml.read_text())
+    config["server"]["admin_token"] = "new-token"
+    config["privacy"] = {"keep_raw": True}
+    config["thresholds"]["intent"] = 0.99  # a reply setting: served from the reload on
+    bot_yml.write_text(yaml.safe_dump(config, allow_unicode=True))
+    response = await client.post("/admin/reload", headers=admin)
+    assert response.status == 200
+    assert (await response.json())["restart_needed"] == ["server", "privacy"]
+    assert "bot.yml's server, privacy changed since the start: a restart applies them" in caplog.text
+    assert client.app[BOT].config.thresholds.intent == 0.99
+    assert (await client.post("/admin/reload", headers={"Authorization": "Bearer new-token"})).status == 401
+
+
 async def test_the_watcher_tries_a_refused_version_again_once_current_is_written_again(
         make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A version refused once was never tried again under its name: mended, and rolled back to, it still did
