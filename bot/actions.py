@@ -280,8 +280,16 @@ class ActionRunner:
         self._session: aiohttp.ClientSession | None = None
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
         self._action_loop: asyncio.AbstractEventLoop | None = None  # the async actions', at the first one
+        self.actions_dir = actions_dir
+        self._loaded: tuple[tuple[str, int], ...] = ()  # the Python files imported, as they were then
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
+            self._loaded = code_stamp(actions_dir)
             self.executor = _load_executor(actions_dir)
+
+    def code_changed(self) -> bool:
+        """Whether the Python files in actions/ that this runner imported have changed since (edited, added,
+        removed): imported once, they run as they were until a restart, which also finds a mistake in them."""
+        return self.executor is not None and self.actions_dir is not None and code_stamp(self.actions_dir) != self._loaded
 
     @classmethod
     def for_project(cls, project: Project) -> ActionRunner:
@@ -494,6 +502,11 @@ def _raised(exc: Exception, actions_dir: Path | None) -> str:
     it was raised at ("'order_id'" alone was a KeyError, from somewhere); deskbot's own reasons as they are."""
     own = _own_frame(exc, actions_dir) if actions_dir is not None else None
     return f"{own.filename}:{own.lineno}: {type(exc).__name__}: {exc}" if own else str(exc)
+
+
+def code_stamp(actions_dir: Path) -> tuple[tuple[str, int], ...]:
+    """Each Python file under ``actions_dir`` with when it last changed."""
+    return tuple(sorted((str(path.relative_to(actions_dir)), path.stat().st_mtime_ns) for path in actions_dir.rglob("*.py")))
 
 
 def _load_executor(actions_dir: Path) -> ActionExecutor:

@@ -157,7 +157,7 @@ class ModelVersionResponse(_Body):
     model_version: str
     restart_needed: list[str] = Field(default_factory=list, description="the sections of bot.yml (server, channels, "
                                       "privacy, actions.endpoint, actions.timeout) changed since the server started, "
-                                      "which take effect at its next restart")
+                                      "and actions/ if its Python files did: they take effect at its next restart")
 
 
 class TurnIdResponse(_Body):

@@ -284,18 +284,20 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
         bot.swap(nlu, project)
         app[REVIEW_MODEL].clear()  # the old version's, which would hold it in memory until the queue is read
         if waiting := restart_needed(app):
-            log.warning("bot.yml's %s changed since the start: a restart applies %s", ", ".join(waiting),
-                        "them" if len(waiting) > 1 else "it")
+            log.warning("changed since the start, and applied only by a restart: %s (bot.yml's sections, the "
+                        "actions/ folder)", ", ".join(waiting))
         return nlu
 
 
 def restart_needed(app: web.Application) -> list[str]:
     """The sections of bot.yml the server set itself up from at start, which a swap leaves as they were
-    (see :meth:`Bot.swap`), that the file now served changes: a reload answered as if it had applied them."""
+    (see :meth:`Bot.swap`), that the file now served changes, and actions/ if its Python files changed: a
+    reload answered as if it had applied them."""
     started, now = app[STARTED_WITH], app[BOT].config
     changed = [name for name in ("server", "channels", "privacy") if getattr(started, name) != getattr(now, name)]
     return changed + [f"actions.{name}" for name in ("endpoint", "timeout")
-                      if getattr(started.actions, name) != getattr(now.actions, name)]
+                      if getattr(started.actions, name) != getattr(now.actions, name)] + (
+        ["actions/"] if app[BOT].actions.code_changed() else [])
 
 
 async def reload_model(request: web.Request) -> web.Response:

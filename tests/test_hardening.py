@@ -1344,10 +1344,11 @@ async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(
     assert caplog.records[-1].getMessage() == "reloaded: now serving model v0001 with the bot's files as they are now"
 
 
-async def test_a_reload_names_what_in_bot_yml_takes_a_restart(
+async def test_a_reload_names_what_takes_a_restart(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
-    """A reload after bot.yml's server: or privacy: changed answered 200 as if it had applied them; the limits,
-    the admin token and redaction stayed as at start, with nothing to say so."""
+    """A reload after bot.yml's server: or privacy: changed, or the custom actions' code, answered 200 as if it
+    had applied them; the admin token, redaction and the actions stayed as at start, with nothing to say so
+    (an action file broken meanwhile stopped only the next start)."""
     import yaml
 
     client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
@@ -1360,10 +1361,12 @@ async def test_a_reload_names_what_in_bot_yml_takes_a_restart(
     config["privacy"] = {"keep_raw": True}
     config["thresholds"]["intent"] = 0.99  # a reply setting: served from the reload on
     bot_yml.write_text(yaml.safe_dump(config, allow_unicode=True))
+    with (bot_yml.parent / "actions" / "orders.py").open("a") as action:
+        action.write("\ndef broken(:\n")
     response = await client.post("/admin/reload", headers=admin)
     assert response.status == 200
-    assert (await response.json())["restart_needed"] == ["server", "privacy"]
-    assert "bot.yml's server, privacy changed since the start: a restart applies them" in caplog.text
+    assert (await response.json())["restart_needed"] == ["server", "privacy", "actions/"]
+    assert "changed since the start, and applied only by a restart: server, privacy, actions/ (bot.yml" in caplog.text
     assert client.app[BOT].config.thresholds.intent == 0.99
     assert (await client.post("/admin/reload", headers={"Authorization": "Bearer new-token"})).status == 401
 
