@@ -7,6 +7,8 @@
 # add --user "$(id -u)" to write as yourself):
 #   docker run --rm -v "$PWD/mybot:/bots/demo" deskbot bot train /bots/demo
 #   docker run -p 8080:8080 -v "$PWD/mybot:/bots/demo" deskbot
+# docker stop waits 10 s before it kills: with server.drain_seconds set, give it drain_seconds +
+# shutdown_seconds + 2 (docker run --stop-timeout 30).
 FROM python:3.11-slim
 
 # The built base models live outside any home folder, so that any user the container runs as finds them.
