@@ -962,20 +962,43 @@ def backup(directory: Path, dest_given: str) -> None:
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.option("--conversation", "conversation_ids", required=True, multiple=True, metavar="ID",
+@click.option("--conversation", "conversation_ids", multiple=True, metavar="ID",
               help="The conversation to delete; repeat it for several.")
-def purge(directory: Path, conversation_ids: tuple[str, ...]) -> None:
+@click.option("--before", type=SINCE, default=None, metavar="DATE",
+              help=f"Also every conversation with nothing written since this moment (a retention period): {SINCE_HELP}.")
+@click.option("--user", default=None, metavar="ID",
+              help="Also every conversation this customer wrote in, by the id their channel gives (a Slack or WeCom "
+                   "user, the widget's user); with --before, those of them with nothing since.")
+@click.option("--dry-run", is_flag=True,
+              help="List the conversations it would delete (id, channel, user), and delete nothing.")
+def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime | None, user: str | None,
+          dry_run: bool) -> None:
     """Delete conversations of DIRECTORY completely: messages, predictions, feedback, labels, answers."""
+    from dialogues.store import unix_time
     from finetune.registry import Registry
 
+    if not (conversation_ids or before or user is not None):
+        raise click.UsageError("name the conversations: --conversation ID, --before DATE or --user ID")
     project = load_project(directory)
-    store = _open_store(project)
+    store = _open_store(project, reading=dry_run)
     try:
-        ids = list(dict.fromkeys(conversation_ids))  # a repeated id once
-        began = {cid: row["created"] for cid, row in zip(ids, store.conversations(ids)) if row}
+        chosen = store.conversation_ids(before=unix_time(before) if before else None, user=user) \
+            if before or user is not None else []
+        ids = list(dict.fromkeys([*conversation_ids, *chosen]))  # a repeated id once
+        rows = store.conversations(ids)
+        if dry_run:
+            for cid, row in zip(ids, rows):
+                if row:
+                    click.echo(f"{cid}\t{row['channel']}\t{row['user'] or ''}")
+            return
+        began = {cid: row["created"] for cid, row in zip(ids, rows) if row}
         purged = store.purge(*ids)
     finally:
         store.close()
+    if (before or user is not None) and not chosen:
+        chose = ([f"of {user!r}"] if user is not None else []) + \
+            ([f"with nothing since {before.isoformat(sep=' ', timespec='seconds')}"] if before else [])
+        click.echo(f"No conversation {' '.join(chose)}", err=True)
     versions = Registry(project.models_dir).versions()
     for cid, deleted in purged.deleted.items():
         if deleted["conversations"]:

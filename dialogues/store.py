@@ -1242,6 +1242,22 @@ class Store:
 
     # --- erasure --------------------------------------------------------------------------------
 
+    def conversation_ids(self, *, before: float | None = None, user: str | None = None) -> list[str]:
+        """The conversations ``bot purge --before`` and ``--user`` delete, oldest first: those with nothing
+        written since ``before`` (no message, reply or handoff: one still going on is not cut in two), and
+        those in which ``user`` (the id the channel gives: a Slack or WeCom user, the widget's ``user``)
+        wrote or which began with them; both given, the conversations that are both."""
+        where, args = [], []
+        if before is not None:
+            where.append("coalesce(c.updated, c.created, 0) < ? AND NOT EXISTS "
+                         "(SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.created >= ?)")
+            args += [before, before]
+        if user is not None:
+            where.append("(c.user = ? OR c.id IN (SELECT conversation_id FROM turns WHERE user = ?))")
+            args += [user, user]
+        sql = f"SELECT id FROM conversations c WHERE {' AND '.join(where) or '1'} ORDER BY c.created, c.id"
+        return [row[0] for row in self.db.execute(sql, args)]
+
     def purge(self, *conversation_ids: str) -> Purged:
         """Delete conversations and everything recorded about them.
 

@@ -841,6 +841,48 @@ async def test_purge_deletes_a_conversation_completely(make_client: Callable[...
     assert missing.exit_code == 1 and "no conversation nobody" in missing.output
 
 
+async def test_purge_deletes_a_customers_conversations_and_those_past_a_retention_period(
+        make_client: Callable[..., Any]) -> None:
+    """`bot purge` took conversation ids alone: a shop had to find a customer's conversations, or those older than
+    it keeps them, in the SQLite file itself."""
+    client = await make_client(server={"limits": NO_LIMITS})
+    ann_old, ann_new, bob_old, bob_new = cid(), cid(), cid(), cid()
+    for conversation, user, text in ((ann_old, "U-ann", "parcel for Zebediah Quuxworth"), (ann_new, "U-ann", "hello"),
+                                     (bob_old, "U-bob", "parcel for Ottoline Brabazon"), (bob_new, "U-bob", "hi")):
+        reply = await client.post("/api/chat", json={"conversation_id": conversation, "text": text, "user": user})
+        assert reply.status == 200
+    year = 365 * 86400
+    with sqlite3.connect(client.app[BOT].project.db_path) as db:  # as if written a year ago
+        db.execute("UPDATE conversations SET created = created - ?, updated = updated - ? WHERE id IN (?, ?)",
+                   [year, year, ann_old, bob_old])
+        db.execute("UPDATE turns SET created = created - ? WHERE conversation_id IN (?, ?)", [year, ann_old, bob_old])
+    root = client.app[BOT].project.root
+    before = time.strftime("%Y-%m-%d", time.localtime(time.time() - 30 * 86400))
+
+    listed = CliRunner().invoke(cli, ["purge", str(root), "--user", "U-ann", "--dry-run"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output == f"{ann_old}\tweb\tU-ann\n{ann_new}\tweb\tU-ann\n"  # oldest first, nothing deleted
+    assert store_rows(client, "SELECT count(*) FROM conversations") == [(4,)]
+
+    ann = CliRunner().invoke(cli, ["purge", str(root), "--user", "U-ann"])
+    assert ann.exit_code == 0, ann.output
+    assert f"Deleted {ann_old}" in ann.output and f"Deleted {ann_new}" in ann.output
+    expired = CliRunner().invoke(cli, ["purge", str(root), "--before", before])
+    assert expired.exit_code == 0, expired.output
+    assert f"Deleted {bob_old}" in expired.output and bob_new not in expired.output
+    assert [row[0] for row in store_rows(client, "SELECT id FROM conversations")] == [bob_new]
+    on_disk = b"".join(path.read_bytes() for path in root.glob("dialogues.db*"))
+    assert b"Quuxworth" not in on_disk and b"Brabazon" not in on_disk
+    assert (await chat(client, bob_new, "still there?")).status == 200  # the serving bot goes on
+
+    again = CliRunner().invoke(cli, ["purge", str(root), "--before", before])
+    assert again.exit_code == 0 and f"No conversation with nothing since {before} 00:00:00" in again.stderr
+    nobody = CliRunner().invoke(cli, ["purge", str(root), "--user", "U-ann"])
+    assert nobody.exit_code == 0 and "No conversation of 'U-ann'" in nobody.stderr
+    bare = CliRunner().invoke(cli, ["purge", str(root)])
+    assert bare.exit_code == 2 and "--conversation ID, --before DATE or --user ID" in bare.output
+
+
 # --- custom actions ------------------------------------------------------------------------------
 
 
