@@ -297,6 +297,8 @@ BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction 
 # The log (dialogues.db-wal) grows while reads overlap without a gap (agents' consoles asking for the day's
 # figures beside a busy server): past this size it is cut back once they leave it a moment, not kept at its peak.
 WAL_SIZE_LIMIT = 64 << 20
+# Conversations ``Store.purge`` deletes in one transaction, while a serving bot's writes wait (a few ms).
+PURGE_BATCH = 20
 # What the disk or another process does to the store, and may undo: full, read-only, failing, locked.
 _UNWRITABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY,
                sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN}
@@ -1270,16 +1272,20 @@ class Store:
         tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
                   ("answer_candidates", "conversation_id = ?"), ("handoffs", "conversation_id = ?"),
                   ("pending", "conversation_id = ?"), ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
+        deleted: dict[str, dict[str, int]] = {}
         with self._lock:
             self.db.execute("PRAGMA secure_delete=ON")
             try:
-                with self._writing():
-                    if high := self.db.execute("SELECT max(id) FROM turns").fetchone()[0]:  # see _v9
-                        self.db.execute("INSERT INTO id_floor (name, high) VALUES ('turns', ?) "
-                                        "ON CONFLICT(name) DO UPDATE SET high = max(high, excluded.high)", [high])
-                    deleted = {cid: {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
-                                     for table, where in tables}
-                               for cid in conversation_ids}
+                # A few conversations a transaction: a serving bot's writes wait for one of them, not for the
+                # whole of a year's purge (bot purge --before), which held its every reply up past its timeout.
+                for at in range(0, len(conversation_ids), PURGE_BATCH):
+                    with self._writing():
+                        if high := self.db.execute("SELECT max(id) FROM turns").fetchone()[0]:  # see _v9
+                            self.db.execute("INSERT INTO id_floor (name, high) VALUES ('turns', ?) "
+                                            "ON CONFLICT(name) DO UPDATE SET high = max(high, excluded.high)", [high])
+                        deleted |= {cid: {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
+                                          for table, where in tables}
+                                    for cid in conversation_ids[at:at + PURGE_BATCH]}
                 busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             finally:
                 self.db.execute("PRAGMA secure_delete=OFF")

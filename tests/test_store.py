@@ -1100,6 +1100,33 @@ def test_a_purge_says_when_a_reader_kept_the_deleted_text_in_the_wal(tmp_path: P
     store.close()
 
 
+def test_a_long_purge_lets_a_serving_bots_writes_in_between_its_conversations(tmp_path: Path) -> None:
+    """A purge of many conversations (a retention period's) held the write lock throughout, one transaction: at a
+    year's conversations, longer than a serving bot's 30 s wait, so its replies failed."""
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    ids = [f"old-{i}" for i in range(60)]
+    store.log_exchanges([Exchange(cid, "web", None, "where is my parcel?", None, "On its way", "track_order", 0.9,
+                                  [("track_order", 0.9)], "model", "v0001") for cid in ids])
+    serving = sqlite3.connect(path, isolation_level=None, timeout=0)  # a write that waits for nothing
+    written: list[int] = []
+
+    def write_meanwhile(sql: str) -> None:
+        if sql == "BEGIN IMMEDIATE":  # the purge takes the lock again: whatever it held is committed
+            serving.execute("INSERT INTO conversations (id, channel, status, slots, fallbacks) "
+                            f"VALUES ('new-{len(written)}', 'web', 'open', '{{}}', 0)")
+            written.append(1)
+
+    store.db.conn.set_trace_callback(write_meanwhile)
+    purged = store.purge(*ids)
+    store.db.conn.set_trace_callback(None)
+    assert all(deleted["conversations"] == 1 for deleted in purged.deleted.values()) and purged.wal_cleared
+    assert len(written) > 1  # the first before it began, the others between its conversations
+    assert store.db.execute("SELECT count(*) FROM conversations").fetchone() == (len(written),)
+    serving.close()
+    store.close()
+
+
 def test_the_inbox_shows_the_latest_message_as_the_customer_wrote_it(tmp_path: Path) -> None:
     """Full-width punctuation and digits are flattened for the model only; agents see what the transcript shows."""
     store = Store(tmp_path / "dialogues.db")
