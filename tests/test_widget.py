@@ -29,8 +29,10 @@ import pytest
 import yaml
 import aiohttp
 from aiohttp import web
+from click.testing import CliRunner
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
+from bot.cli import cli
 from bot.project import load_project
 from bot.server import BOT, create_app
 from tests.conftest import configured_copy
@@ -516,6 +518,22 @@ def test_a_store_that_cannot_write_is_not_told_as_the_customers_flood(open_widge
     page.unroute(f"{server.url}/api/chat")
     line.locator("button").click()  # not locked for the 30 s
     expect(widget.bot_replies()).to_have_count(1)
+
+
+def test_the_shops_id_for_a_signed_in_customer_is_stored_with_their_messages(open_widget: Any,
+                                                                                web_demo_bot: SimpleNamespace) -> None:
+    """The widget sent no user: a customer's request to have their conversations deleted (`bot purge --user`)
+    found none of their web chats."""
+    by_socket, by_http = open_widget(user="customer-4711"), open_widget(user=4712, transport="http")
+    for widget in (by_socket, by_http):
+        widget.send("is anyone there")
+        expect(widget.bot_replies()).to_have_count(1)
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        stored = dict(db.execute("SELECT conversation_id, user FROM turns WHERE role = 'user' AND conversation_id IN "
+                                 "(?, ?)", [by_socket.conversation_id(), by_http.conversation_id()]).fetchall())
+    assert stored == {by_socket.conversation_id(): "customer-4711", by_http.conversation_id(): "4712"}
+    listed = CliRunner().invoke(cli, ["purge", str(web_demo_bot.root), "--user", "customer-4711", "--dry-run"])
+    assert listed.output == f"{by_socket.conversation_id()}\tweb\tcustomer-4711\n"
 
 
 def test_feedback_reaches_the_store(open_widget: Any, web_demo_bot: SimpleNamespace) -> None:

@@ -135,7 +135,9 @@
     return known(base) ? base : null;
   };
   const spoken = () => lang.split("-")[0]; // what the bot is told: en or zh, and a Traditional page's script
-  const told = () => (lang === "zh-Hant" ? { language: "zh", script: "traditional" } : { language: spoken() });
+  // The shop's own id for a signed-in customer, stored with each message, so that `bot purge --user` finds them.
+  const user = config.user == null ? {} : { user: String(config.user) };
+  const told = () => ({ ...user, ...(lang === "zh-Hant" ? { language: "zh", script: "traditional" } : { language: spoken() }) });
   const chosenLang = language(config.lang);
   let lang = chosenLang || language(document.documentElement.lang || navigator.language) || "en";
   let t = STRINGS[lang];
