@@ -1000,18 +1000,22 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
             ([f"with nothing since {before.isoformat(sep=' ', timespec='seconds')}"] if before else [])
         click.echo(f"No conversation {' '.join(chose)}", err=True)
     versions = Registry(project.models_dir).versions()
+    kept_in: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()  # conversations by what may keep what of them
     for cid, deleted in purged.deleted.items():
         if deleted["conversations"]:
             click.echo(f"Deleted {cid}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
         # A version trained since the conversation began may hold its answers in its index and its labels in its
         # weights: the next retrain serves one without them, and each such folder keeps them until it is deleted.
-        since = [v.name for v in versions if _trained_at(v.meta) >= began.get(cid, float("inf"))]
-        learned = [what for what, table in (("agent answers", "answer_candidates"), ("labels", "review_labels"))
-                   if deleted[table]]
+        since = tuple(v.name for v in versions if _trained_at(v.meta) >= began.get(cid, float("inf")))
+        learned = tuple(what for what, table in (("agent answers", "answer_candidates"), ("labels", "review_labels"))
+                        if deleted[table])
         if learned and since:
-            click.echo(f"  its {' and '.join(learned)} may be in {', '.join(since)}, trained since it began: "
-                       f"`bot retrain {shell(directory)}` serves a version without them, and those folders under "
-                       "models/ keep them until you delete them", err=True)
+            kept_in[learned, since] += 1
+    for (learned, since), n in kept_in.items():  # said once for all (a retention purge's thousands)
+        whose, they = ("its", "it") if n == 1 else (f"{n} conversations'", "they")
+        click.echo(f"  {whose} {' and '.join(learned)} may be in {', '.join(since)}, trained since {they} began: "
+                   f"`bot retrain {shell(directory)}` serves a version without them, and those folders under "
+                   "models/ keep them until you delete them", err=True)
     # The copies an upgrade kept of the store (dialogues.db.schemaN.bak) since a conversation began hold it too.
     copies = [p for p in project.db_path.parent.glob(f"{project.db_path.name}.schema*.bak")
               if any(p.stat().st_mtime >= began.get(cid, float("inf")) for cid in purged.deleted)]

@@ -500,12 +500,17 @@ def test_bot_purge_names_the_versions_that_may_still_hold_the_conversation(bot_d
     store.add_labels([turn], "track_order", "ann")
     store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
     log_turns(store, ["hello?"], conversation="quiet")
+    for other in ("late", "later"):  # said once for both: a retention purge's thousands each had their line
+        log_turns(store, ["can I change my delivery address?"], conversation=other)
+        store.add_agent_answer(other, "Yes: reply with the new address and we will update it before dispatch.")
     store.close()
     assert retrain(load_project(bot_dir), device="cpu", progress=False).version == "v0002"
-    result = CliRunner().invoke(cli, ["purge", str(bot_dir), "--conversation", "lost", "--conversation", "quiet"])
+    result = CliRunner().invoke(cli, ["purge", str(bot_dir), "--conversation", "lost", "--conversation", "quiet",
+                                      "--conversation", "late", "--conversation", "later"])
     assert result.exit_code == 0, result.output
     assert "its agent answers and labels may be in v0002, trained since it began" in result.output
-    assert "v0001" not in result.output and result.output.count("may be in") == 1  # nothing of "quiet" was learnt
+    assert "2 conversations' agent answers may be in v0002, trained since they began" in result.output
+    assert "v0001" not in result.output and result.output.count("may be in") == 2  # nothing of "quiet" was learnt
 
 
 def test_a_damaged_serving_index_stops_a_retrain_in_one_line(bot_dir: Path) -> None:
