@@ -979,6 +979,9 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
 
     if not (conversation_ids or before or user is not None):
         raise click.UsageError("name the conversations: --conversation ID, --before DATE or --user ID")
+    if before and unix_time(before) > time.time():  # a mistyped year would delete every conversation, live ones too
+        fail(f"--before {before.isoformat(sep=' ', timespec='seconds')} is in the future: it would delete every "
+             "conversation, those going on too")
     project = load_project(directory)
     store = _open_store(project, reading=dry_run)
     try:

@@ -879,6 +879,9 @@ async def test_purge_deletes_a_customers_conversations_and_those_past_a_retentio
     assert again.exit_code == 0 and f"No conversation with nothing since {before} 00:00:00" in again.stderr
     nobody = CliRunner().invoke(cli, ["purge", str(root), "--user", "U-ann"])
     assert nobody.exit_code == 0 and "No conversation of 'U-ann'" in nobody.stderr
+    future = CliRunner().invoke(cli, ["purge", str(root), "--before", "2062-01-01"])  # for 2026-01-01
+    assert future.exit_code == 1 and "--before 2062-01-01 00:00:00 is in the future" in future.output
+    assert [row[0] for row in store_rows(client, "SELECT id FROM conversations")] == [bob_new]
     bare = CliRunner().invoke(cli, ["purge", str(root)])
     assert bare.exit_code == 2 and "--conversation ID, --before DATE or --user ID" in bare.output
 
