@@ -536,6 +536,26 @@ def test_the_shops_id_for_a_signed_in_customer_is_stored_with_their_messages(ope
     assert listed.output == f"{by_socket.conversation_id()}\tweb\tcustomer-4711\n"
 
 
+def test_a_user_id_the_server_would_refuse_is_left_out_and_said_why_in_the_console(
+        open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A page's id over 128 characters, or not a string, had the server refuse every message of that customer
+    with a 400: the chat was dead. 128 emoji are 128 characters to the server (256 to JavaScript's length)."""
+    too_long, an_object, emoji = (open_widget(user="x" * 129), open_widget(user={"id": 7}, transport="http"),
+                                  open_widget(user="😀" * 128))
+    for widget in (too_long, an_object, emoji):
+        widget.send("is anyone there")
+        expect(widget.bot_replies()).to_have_count(1)
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        stored = dict(db.execute("SELECT conversation_id, user FROM turns WHERE role = 'user' AND conversation_id IN "
+                                 "(?, ?, ?)", [w.conversation_id() for w in (too_long, an_object, emoji)]).fetchall())
+    assert stored == {too_long.conversation_id(): None, an_object.conversation_id(): None,
+                      emoji.conversation_id(): "😀" * 128}
+    for widget in (too_long, an_object):
+        told = [line for line in widget.console if line.startswith("error: deskbot: deskbotConfig.user")]
+        assert len(told) == 1 and "128 characters" in told[0], widget.console
+    assert not [line for line in emoji.console if "deskbotConfig.user" in line]
+
+
 def test_feedback_reaches_the_store(open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
     widget = open_widget()
     widget.send("is anyone there")

@@ -136,7 +136,16 @@
   };
   const spoken = () => lang.split("-")[0]; // what the bot is told: en or zh, and a Traditional page's script
   // The shop's own id for a signed-in customer, stored with each message, so that `bot purge --user` finds them.
-  const user = config.user == null ? {} : { user: String(config.user) };
+  // One the server refuses (ChatRequest.user: a string of up to 128 characters, counted as code points) had every
+  // message of that customer refused, and the chat dead: it is left out, and the page's developer told once.
+  const user = (() => {
+    const id = typeof config.user === "number" && Number.isFinite(config.user) ? String(config.user) : config.user;
+    if (id == null) return {};
+    if (typeof id === "string" && [...id].length <= 128) return { user: id };
+    console.error("deskbot: deskbotConfig.user is left out of the messages, so bot purge --user will not find this " +
+      "customer's chats: it must be a string (or number) of up to 128 characters.");
+    return {};
+  })();
   const told = () => ({ ...user, ...(lang === "zh-Hant" ? { language: "zh", script: "traditional" } : { language: spoken() }) });
   const chosenLang = language(config.lang);
   let lang = chosenLang || language(document.documentElement.lang || navigator.language) || "en";
