@@ -960,13 +960,21 @@ def backup(directory: Path, dest_given: str) -> None:
     click.echo(f"{dest}: {dest.stat().st_size:,} bytes")
 
 
+def _customer_id(value: str | None) -> str | None:
+    """``--user``, refused empty: a script's unset variable matched every conversation stored with an empty user."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("an empty id names no customer; give the id their channel gives (a Slack or "
+                                 "WeCom user, the widget's user)")
+    return value
+
+
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
 @click.option("--conversation", "conversation_ids", multiple=True, metavar="ID",
               help="The conversation to delete; repeat it for several.")
 @click.option("--before", type=SINCE, default=None, metavar="DATE",
               help=f"Also every conversation with nothing written since this moment (a retention period): {SINCE_HELP}.")
-@click.option("--user", default=None, metavar="ID",
+@click.option("--user", default=None, metavar="ID", callback=lambda _c, _p, v: _customer_id(v),
               help="Also every conversation this customer wrote in, by the id their channel gives (a Slack or WeCom "
                    "user, the widget's user); with --before, those of them with nothing since.")
 @click.option("--dry-run", is_flag=True,

@@ -885,6 +885,14 @@ async def test_purge_deletes_a_customers_conversations_and_those_past_a_retentio
     bare = CliRunner().invoke(cli, ["purge", str(root)])
     assert bare.exit_code == 2 and "--conversation ID, --before DATE or --user ID" in bare.output
 
+    # An empty id (a script's unset variable) matched every conversation stored with an empty user, a client's.
+    unnamed = cid()
+    assert (await client.post("/api/chat", json={"conversation_id": unnamed, "text": "hi", "user": ""})).status == 200
+    for blank in ("", "  "):
+        refused = CliRunner().invoke(cli, ["purge", str(root), "--user", blank])
+        assert refused.exit_code == 2 and "Invalid value for '--user': an empty id names no customer" in refused.output
+    assert sorted(row[0] for row in store_rows(client, "SELECT id FROM conversations")) == sorted([bob_new, unnamed])
+
 
 # --- custom actions ------------------------------------------------------------------------------
 
