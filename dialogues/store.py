@@ -229,6 +229,10 @@ REDELIVERY_WINDOW_S = 900.0
 UNOWNED_GRACE_S = 60.0
 # An answered message keeps its key only: its text lives on in the conversation's turns.
 _SETTLE = "UPDATE pending SET answered = ?, text = '', metadata = '{}' WHERE id = ?"
+# A purged conversation's messages keep their keys alone (the platform's message ids), taken as answered: deleted, a
+# redelivery in the minutes after the purge was answered again, beginning the conversation anew.
+_FORGET_SENDER = ("UPDATE pending SET answered = coalesce(answered, ?), conversation_id = NULL, user = NULL, text = '', "
+                  "metadata = '{}', reply_turn = NULL WHERE conversation_id = ?")
 _UNDELIVERED = "UPDATE turns SET undelivered = 1 WHERE id = ?"
 _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
               "FROM turns)")
@@ -1261,7 +1265,8 @@ class Store:
         return [row[0] for row in self.db.execute(sql, args)]
 
     def purge(self, *conversation_ids: str) -> Purged:
-        """Delete conversations and everything recorded about them.
+        """Delete conversations and everything recorded about them; of their Slack and WeCom messages the keys
+        alone stay, taken as answered, so that a redelivery in the platform's retry window is not answered again.
 
         ``secure_delete`` overwrites the freed pages with zeros and the WAL is checkpointed and
         truncated, so no copy of the text stays in ``dialogues.db`` or ``dialogues.db-wal``; unless
@@ -1271,7 +1276,7 @@ class Store:
         in_turns = "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"
         tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
                   ("answer_candidates", "conversation_id = ?"), ("handoffs", "conversation_id = ?"),
-                  ("pending", "conversation_id = ?"), ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
+                  ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         deleted: dict[str, dict[str, int]] = {}
         with self._lock:
             self.db.execute("PRAGMA secure_delete=ON")
@@ -1283,8 +1288,9 @@ class Store:
                         if high := self.db.execute("SELECT max(id) FROM turns").fetchone()[0]:  # see _v9
                             self.db.execute("INSERT INTO id_floor (name, high) VALUES ('turns', ?) "
                                             "ON CONFLICT(name) DO UPDATE SET high = max(high, excluded.high)", [high])
-                        deleted |= {cid: {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
-                                          for table, where in tables}
+                        deleted |= {cid: {"pending": self.db.execute(_FORGET_SENDER, [now(), cid]).rowcount} |
+                                    {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
+                                     for table, where in tables}
                                     for cid in conversation_ids[at:at + PURGE_BATCH]}
                 busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             finally:

@@ -1100,6 +1100,30 @@ def test_a_purge_says_when_a_reader_kept_the_deleted_text_in_the_wal(tmp_path: P
     store.close()
 
 
+def test_a_purged_conversations_platform_messages_are_not_answered_again_when_redelivered(tmp_path: Path) -> None:
+    """A purge deleted the keys of the conversation's Slack and WeCom messages: a redelivery in the minutes after it
+    (Slack retries for 5 minutes) was answered again, beginning the conversation anew. Their keys stay, and nothing
+    else of them: not the customer, their conversation or their text."""
+    store = Store(tmp_path / "dialogues.db")
+    answered = store.receive("slack:ts:D1:1.1", "slack:T1:D1:1.1", "slack", "U-ann", "where is my parcel?", {"ts": "1.1"})
+    assert answered is not None
+    store.log_exchange(Exchange("slack:T1:D1:1.1", "slack", "U-ann", "where is my parcel?", None, "On its way", None,
+                                0.2, [], "fallback", "v0001", pending_id=answered))
+    store.delivered(answered)
+    store.receive("slack:ts:D1:1.2", "slack:T1:D1:1.1", "slack", "U-ann", "parcel for Zebediah Quuxworth", {})  # answering
+    store.receive("wecom:1", "wecom:ww1:chen", "wecom", "chen", "我的包裹呢", {})
+
+    store.purge("slack:T1:D1:1.1")
+    for key in ("slack:ts:D1:1.1", "slack:ts:D1:1.2"):
+        assert store.receive(key, "slack:T1:D1:1.1", "slack", "U-ann", "again", {}) is None
+    assert [text for _, text, _ in kept(store)] == ["我的包裹呢"]  # the purged one is no server's to answer
+    assert list(store.db.query("SELECT key, conversation_id, user, text, metadata, reply_turn FROM pending "
+                               "WHERE channel = 'slack'")) == [
+        {"key": key, "conversation_id": None, "user": None, "text": "", "metadata": "{}", "reply_turn": None}
+        for key in ("slack:ts:D1:1.1", "slack:ts:D1:1.2")]
+    store.close()
+
+
 def test_a_long_purge_lets_a_serving_bots_writes_in_between_its_conversations(tmp_path: Path) -> None:
     """A purge of many conversations (a retention period's) held the write lock throughout, one transaction: at a
     year's conversations, longer than a serving bot's 30 s wait, so its replies failed."""
