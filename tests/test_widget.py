@@ -1298,11 +1298,15 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
     context.close()
 
 
-def open_console(chromium: SimpleNamespace, server: LiveServer, admin_token: str, *waiting: str) -> Any:
+def open_console(chromium: SimpleNamespace, server: LiveServer, admin_token: str, *waiting: str,
+                 clock: bool = False) -> Any:
     """A browser context with the agents' console signed in, once each of ``waiting`` has asked for a person
-    (with the button alone, in these tests: a typed message joins the review queue a later test reads)."""
+    (with the button alone, in these tests: a typed message joins the review queue a later test reads).
+    ``clock``: the page's timers held (``page.clock``), so that it refreshes nothing of its own."""
     context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
     page = context.new_page()
+    if clock:
+        page.clock.install()
     page.goto(f"{server.url}/agent?lang=en")
     page.locator("#token").fill(admin_token)
     page.get_by_role("button", name="Sign in").click()
@@ -1378,12 +1382,9 @@ def test_the_agents_console_holds_a_reply_back_until_a_colleagues_reply_is_read(
     cid = f"console-{next(PAGE_NUMBERS)}"
     api.chat(cid, "where is my parcel?")
     assert api.chat(cid, "/handoff")["handed_off"] is True
-    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
-    page = context.new_page()
-    page.clock.install()  # no refresh of its own: the colleague's reply comes while this transcript is shown
-    page.goto(f"{server.url}/agent?lang=en")
-    page.locator("#token").fill(web_demo_bot.admin_token)
-    page.get_by_role("button", name="Sign in").click()
+    # no refresh of its own: the colleague's reply comes while this transcript is shown
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
+    page = context.pages[0]
     page.locator(f'.list li[data-id="{cid}"]').click()
     expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
     api.admin(f"/admin/conversations/{cid}/messages", {"text": "Ann here: it is in Oslo.", "agent": "Ann"})
@@ -1407,12 +1408,9 @@ def test_the_agents_console_hands_back_only_once_the_customers_latest_message_is
     cid = f"console-{next(PAGE_NUMBERS)}"
     api.chat(cid, "where is my parcel?")
     assert api.chat(cid, "/handoff")["handed_off"] is True
-    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
-    page = context.new_page()
-    page.clock.install()  # no refresh of its own: the customer writes while this transcript is shown
-    page.goto(f"{server.url}/agent?lang=en")
-    page.locator("#token").fill(web_demo_bot.admin_token)
-    page.get_by_role("button", name="Sign in").click()
+    # no refresh of its own: the customer writes while this transcript is shown
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
+    page = context.pages[0]
     page.locator(f'.list li[data-id="{cid}"]').click()
     expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
     api.chat(cid, "and can I change the address?")
