@@ -2303,3 +2303,62 @@ def test_a_chat_left_open_is_not_read_out_again_on_the_next_page(open_widget: An
     expect(widget.bot_replies()).to_have_count(2)
     news = page.evaluate("window.liveAtInsertion")[2:]
     assert [live for _, live in news] == ["polite", "polite"], news  # the customer's message and its answer
+
+
+# What each live region in the chat was given to say, as it was given it: its text, and whether it was shown then
+# (one hidden says nothing: the widget writes its labels into them all as it starts).
+LIVE_REGION_TEXT = """
+window.liveText = [];
+const attachShadow = Element.prototype.attachShadow;
+Element.prototype.attachShadow = function (options) {
+  const shadow = attachShadow.call(this, options);
+  new MutationObserver((records) => {
+    for (const record of records) {
+      const region = record.target.closest && record.target.closest("[role=status], [aria-live]:not([aria-live=off])");
+      if (!region || region.getAttribute("role") === "log") continue;
+      window.liveText.push([region.textContent, region.checkVisibility()]);
+    }
+  }).observe(shadow, {childList: true, subtree: true, characterData: true});
+  return shadow;
+};
+"""
+
+
+def test_a_screen_reader_is_told_the_bot_is_typing_once(open_widget: Any, server: LiveServer) -> None:
+    """The typing indicator's status region was itself hidden and shown with "Typing…" already in it, which a screen
+    reader does not announce: a live region is heard when its text changes while it is in the accessibility tree."""
+    widget = open_widget(init_script=BLOCKED_WEBSOCKET + LIVE_REGION_TEXT)
+    page = widget.page
+    cdp = widget.context.new_cdp_session(page)
+
+    def statuses() -> list[dict[str, Any]]:
+        nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+        return [node for node in nodes if node.get("role", {}).get("value") == "status" and not node.get("ignored")]
+
+    def said() -> list[str]:
+        return [text for text, shown in page.evaluate("window.liveText") if shown]
+
+    page.wait_for_function("window.__socketAttempts >= 1")
+    # The banner's is hidden; the typing one is there, live and empty, before anything is said.
+    [waiting] = statuses()
+    assert {p["name"]: p["value"]["value"] for p in waiting["properties"]}["live"] == "polite"
+    held: list[Route] = []
+    page.route(f"{server.url}/api/chat", lambda route: held.append(route))
+    widget.send("hello?")
+    widget.send("anyone there?")  # a second message out: no second "Typing…"
+    for _ in range(100):
+        if len(held) == 2:
+            break
+        page.wait_for_timeout(50)
+    assert said() == ["Typing…"]
+    for route in held:
+        route.continue_()
+    page.unroute(f"{server.url}/api/chat")
+    expect(widget.bot_replies()).to_have_count(2)
+    expect(page.locator(".typing")).to_be_hidden()
+    assert said() == ["Typing…", ""]  # emptied, which says nothing
+    page.reload()  # the history shown again says nothing of typing
+    expect(widget.bot_replies()).to_have_count(2)
+    page.wait_for_timeout(300)
+    assert said() == []
+    assert len(statuses()) == 1

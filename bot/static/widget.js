@@ -604,18 +604,21 @@
   const log = el("div", "log");
   log.setAttribute("role", "log");
   log.setAttribute("aria-live", "off"); // polite once the history shown again is in it (start())
-  const typing = el("div", "typing");
+  const typing = el("div", "typing"); // the dots, seen while an answer is on its way
   typing.hidden = true;
   const dots = el("span", "dots");
   dots.setAttribute("aria-hidden", "true");
   dots.append(el("i"), el("i"), el("i"));
-  const typingText = el("span", "sr");
-  typing.setAttribute("role", "status");
-  typing.append(dots, typingText);
+  typing.append(dots);
+  // "Typing…" for a screen reader, in a live region that stays while only its text comes and goes: a screen reader
+  // says a region's new text only if the region was there before it, and the dots' box, shown with its text already
+  // in it, was never said.
+  const typingStatus = el("div", "sr");
+  typingStatus.setAttribute("role", "status");
   const jump = el("button", "jump"); // to the end, for a customer reading back when a message comes
   jump.type = "button";
   jump.hidden = true;
-  scroller.append(log, typing, jump);
+  scroller.append(log, typing, typingStatus, jump);
 
   const quick = el("div", "quick");
   quick.setAttribute("role", "group");
@@ -651,7 +654,7 @@
     backButton.textContent = t.backToBot;
     bannerText.textContent = t.handedOff;
     log.setAttribute("aria-label", t.messages);
-    typingText.textContent = t.typing;
+    sayTyping();
     jump.textContent = t.newMessages;
     quick.setAttribute("aria-label", t.suggestions);
     inputLabel.textContent = t.inputLabel;
@@ -841,7 +844,14 @@
   function setPending(delta) {
     pending += delta;
     typing.hidden = pending === 0;
+    sayTyping();
     follow();
+  }
+
+  // Written only when it changes: the same text written again is said again, once for each message still out.
+  function sayTyping() {
+    const said = pending > 0 ? t.typing : "";
+    if (typingStatus.textContent !== said) typingStatus.textContent = said;
   }
 
   // --- talking to the server ------------------------------------------------------------------------
