@@ -2362,3 +2362,23 @@ def test_a_screen_reader_is_told_the_bot_is_typing_once(open_widget: Any, server
     page.wait_for_timeout(300)
     assert said() == []
     assert len(statuses()) == 1
+
+
+
+def test_on_a_phone_zoomed_to_200_percent_the_title_wraps_rather_than_being_cut(open_widget: Any) -> None:
+    """A 360 × 640 phone at 200% zoom is 180 × 320 CSS px: the header's title showed as "Demo …" (WCAG 1.4.10 asks
+    that text reflow). It wraps to two lines there, and keeps to one in the chat's usual width."""
+    phone = {"viewport": {"width": 180, "height": 320}, "is_mobile": True, "has_touch": True, "device_scale_factor": 4}
+    for device, lines in ((phone, 2), ({"viewport": {"width": 1100, "height": 800}}, 1)):
+        widget = open_widget(device=device)
+        title = widget.page.locator("h2")
+        expect(title).to_have_text("Demo Shop support")
+        shown = title.evaluate("""(node) => ({
+          cut: node.scrollWidth > node.clientWidth || node.scrollHeight > node.clientHeight,
+          lines: Math.round(node.getBoundingClientRect().height / parseFloat(getComputedStyle(node).lineHeight)),
+          right: node.getBoundingClientRect().right,
+        })""")
+        assert not shown["cut"] and shown["lines"] == lines, (device, shown)
+        close = widget.page.locator(".close").bounding_box()
+        assert close is not None and shown["right"] <= close["x"]  # beside the close button, not under it
+        assert close["x"] + close["width"] <= device["viewport"]["width"]

@@ -405,7 +405,8 @@
       background: color-mix(in srgb, var(--db-on-primary) 20%, transparent); }
     .avatar svg { width: 22px; height: 22px; }
     .heading { flex: 1; min-width: 0; }
-    h2 { margin: 0; font-size: 16px; font-weight: 650; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+    /* The title wraps, a long word too, rather than end in "…" (WCAG's reflow): at 200% zoom a phone has 180 px. */
+    h2 { margin: 0; font-size: 16px; font-weight: 650; overflow-wrap: anywhere; }
     .subtitle { margin: 2px 0 0; font-size: 12.5px; opacity: .85; display: flex; align-items: center; gap: 6px; }
     .subtitle::before { content: ""; width: 7px; height: 7px; border-radius: 50%; background: #4ade80; }
     .close { border: 0; background: transparent; color: inherit; width: 36px; height: 36px; border-radius: 50%;
@@ -504,6 +505,11 @@
       .panel { height: calc(100vh - 16px); }
       header { padding: 6px 12px; } .avatar, .subtitle, footer { display: none; }
       textarea { max-height: 64px; } .quick { max-height: 22%; }
+    }
+    /* A phone zoomed to 200% (180 px wide): the header's room goes to the title, which keeps to two lines
+       (after the sideways rules: that phone is held upright, and 320 px tall). */
+    @media (max-width: 260px) {
+      header { gap: 4px; padding-left: 8px; padding-right: 4px; } h2 { font-size: 14px; line-height: 1.3; }
     }
     /* Fingers: controls at least 40 px tall, and Retry no longer a word-sized target. */
     @media (pointer: coarse) {
