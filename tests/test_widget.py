@@ -2382,3 +2382,23 @@ def test_on_a_phone_zoomed_to_200_percent_the_title_wraps_rather_than_being_cut(
         close = widget.page.locator(".close").bounding_box()
         assert close is not None and shown["right"] <= close["x"]  # beside the close button, not under it
         assert close["x"] + close["width"] <= device["viewport"]["width"]
+
+
+
+def test_on_a_phone_zoomed_to_200_percent_the_handoff_banners_button_stays_in_the_chat(open_widget: Any) -> None:
+    """At 180 × 320 CSS px *Back to the bot* ran past the chat's right edge, cut: it goes below the banner's text
+    there, and stays beside it in the chat's usual width."""
+    phone = {"viewport": {"width": 180, "height": 320}, "is_mobile": True, "has_touch": True, "device_scale_factor": 4}
+    for device, beside in ((phone, False), ({"viewport": {"width": 1100, "height": 800}}, True)):
+        widget = open_widget(device=device)
+        page = widget.page
+        widget.send("hello")
+        page.locator(".quick button", has_text="Talk to a person").click()
+        back = page.get_by_role("button", name="Back to the bot")
+        expect(back).to_be_visible()
+        button, text, panel = (page.locator(selector).bounding_box() for selector in (".banner button", ".banner span", ".panel"))
+        assert button is not None and text is not None and panel is not None
+        assert panel["x"] <= button["x"] and button["x"] + button["width"] <= panel["x"] + panel["width"], (button, panel)
+        assert (button["y"] < text["y"] + text["height"]) == beside, (device, button, text)
+        back.click()  # and reached there
+        expect(page.locator(".banner")).to_be_hidden()

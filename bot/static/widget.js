@@ -414,7 +414,9 @@
     .close:hover { background: color-mix(in srgb, var(--db-on-primary) 18%, transparent); opacity: 1; }
     .close svg { width: 20px; height: 20px; }
 
-    .banner { display: flex; align-items: center; gap: 10px; padding: 10px 16px; font-size: 13px;
+    /* Where its text and its button do not fit side by side (a phone zoomed to 200%), the button goes below the text:
+       it ran past the chat's edge, cut. */
+    .banner { display: flex; flex-wrap: wrap; align-items: center; gap: 10px; padding: 10px 16px; font-size: 13px;
       background: #fff7e6; color: #7a4b00; border-bottom: 1px solid #f5e0b5; }
     .banner[hidden] { display: none; }
     .banner span { flex: 1; }
