@@ -892,6 +892,7 @@ async def test_purge_deletes_a_customers_conversations_and_those_past_a_retentio
         refused = CliRunner().invoke(cli, ["purge", str(root), "--user", blank])
         assert refused.exit_code == 2 and "Invalid value for '--user': an empty id names no customer" in refused.output
     assert sorted(row[0] for row in store_rows(client, "SELECT id FROM conversations")) == sorted([bob_new, unnamed])
+    assert store_rows(client, "SELECT user FROM turns WHERE conversation_id = ?", unnamed)[0] == (None,)  # a visitor
 
 
 # --- custom actions ------------------------------------------------------------------------------

@@ -55,7 +55,10 @@ class ConversationRequest(BaseModel):
 class ChatRequest(ConversationRequest):
     # The pattern is published for clients; WebChannel.chat checks it, with an error that says what is wrong.
     text: str = Field(..., min_length=1, json_schema_extra={"pattern": READABLE})
-    user: str | None = Field(None, max_length=128)
+    # An empty one ("" or spaces: a page's `user: currentUser || ""` for a visitor) is none: stored as given, it
+    # named no customer `bot purge --user` could be asked for.
+    user: Annotated[str | None, BeforeValidator(lambda v: None if isinstance(v, str) and not v.strip() else v)] = Field(
+        None, max_length=128)
     language: Language | None = Field(None, description=(
         "the page's language: the reply's while the conversation has none yet, as when its first message "
         "has no letter in it (an order number); a message in the other language still gets its own"))
