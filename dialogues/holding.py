@@ -154,6 +154,29 @@ def asks_for_details(text: str) -> bool:
     return any(map(_ASKS_FOR.fullmatch, _clauses(text)))
 
 
+# A customer's question: a sentence ending in a question mark that holds a word ("12345?" is a number given
+# unsure), or a clause that begins with a question word or ends in a question particle ("do you ship to norway",
+# "你们寄挪威吗"), or asks with a Chinese question word.
+_QUESTION = re.compile(
+    r"[^\W\d_][^?？]*[?？]|(?:^|[,.!;:，。！；：\n]\s*)(?:(?:and|also|but|oh|btw|plus|so) )*(?:do|does|did|can|could|will"
+    r"|would|is|are|was|were|should|may|where|what|when|why|how|which|who)\b|[吗么嘛呢](?:[,.!;:，。！；：\s]|$)"
+    r"|什么|怎么|为什么|哪|多少|是否|能不能|可不可以|有没有|是不是|会不会"
+)
+_SHORT_WORDS, _SHORT_CHARACTERS = 4, 10  # how long a name or the like may be: "jane doe", "张三"
+
+
+def gives_details(text: str) -> bool:
+    """Whether a customer's message, after an agent asked for their details (:func:`asks_for_details`), reads
+    as the details: it asks no question, and holds a number or contact details ("12345", "订单号是20261205",
+    "it's jane@example.com") or is short ("Jane Doe"). One that asks ("also, do you ship to Norway?",
+    "还有，你们寄挪威吗？") is a new question, which the agent's next reply answers."""
+    read = unicodedata.normalize("NFKC", model_text(text)).lower()
+    if _QUESTION.search(read):
+        return False
+    return bool(re.search(r"\d", read) or _CONTACT.search(redact(text).lower()) or len(re.findall(r"[a-z]+", read)) <= _SHORT_WORDS
+                and len(re.findall(r"[^\W\da-z_]", read)) <= _SHORT_CHARACTERS)
+
+
 def _names_contact(clause: str) -> bool:
     """Whether a clause is only contact details or the words around them ("我的手机号", "[phone]", "my email
     is [email]"), in a message that gives some: the clauses split "电话：98765432" in two."""

@@ -29,7 +29,7 @@ from typing import Any
 import sqlite_utils
 from filelock import FileLock, Timeout
 
-from dialogues.holding import asks_for_details, asks_nothing, run_answer
+from dialogues.holding import asks_for_details, asks_nothing, gives_details, run_answer
 from dialogues.redact import redact
 
 log = logging.getLogger(__name__)
@@ -1110,10 +1110,11 @@ class Store:
     def _open_answer(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """The conversation's latest answer candidate, when the agent's reply ``agent_turn_id`` goes on from
         it: the customer has typed nothing since the run's first reply, or only "ok", "thanks" or "anyone
-        there?", or what one of the run's replies asked them for ("Could you give me your order number?"),
-        while nobody handed the conversation off or back (an answer the agent goes on with, or resends, after
-        the customer's "ok", or gives once told the order number, is still the answer to what they asked); a
-        new question is answered on its own."""
+        there?", or what one of the run's replies asked them for ("Could you give me your order number?", then
+        "12345": :func:`~dialogues.holding.gives_details`, never a new question), while nobody handed the
+        conversation off or back (an answer the agent goes on with, or resends, after the customer's "ok", or
+        gives once told the order number, is still the answer to what they asked); a new question is answered
+        on its own."""
         row = next(self.db.query(
             "SELECT a.id, a.agent_turn_id, t.created FROM answer_candidates a JOIN turns t ON t.id = a.agent_turn_id "
             "WHERE a.conversation_id = ? ORDER BY a.id DESC LIMIT 1", [conversation_id]), None)
@@ -1128,7 +1129,7 @@ class Store:
                 asked_for = asks_for_details(turn["text"])
             else:
                 typed = True
-                passes = passes and (asked_for or asks_nothing(turn["text"]))
+                passes = passes and (asked_for and gives_details(turn["text"]) or asks_nothing(turn["text"]))
         moved = self.db.execute("SELECT count(*) FROM handoffs WHERE conversation_id = ? AND created > ?",
                                 [conversation_id, row["created"]]).fetchone()[0]
         return row if not typed or not moved and passes else None
@@ -1139,9 +1140,10 @@ class Store:
         message whose repeated fallback or action handed it off: what the customer came with, before
         "hello??" and "is anyone there"), else the first one after the handoff (a customer who asked for a
         person says what for next), else the last one before it. Never the request for a person itself, a
-        message that says nothing ("ok thanks", "anyone there?"), nor a question the bot answered before the
-        one it could not; in a conversation nobody handed off, the first of the messages the bot could not
-        settle last, else the first message."""
+        message that says nothing ("ok thanks", "anyone there?"), nor the details the previous agent reply asked
+        for ("12345" after "What's your order number?": a question after them is a new one), nor a question the
+        bot answered before the one it could not; in a conversation nobody handed off, the first of the messages
+        the bot could not settle last, else the first message."""
         asked = list(self.db.query(
             "SELECT id, text, created, (SELECT source FROM predictions WHERE turn_id = turns.id) AS source FROM turns "
             f"WHERE conversation_id = ? AND {_TYPED} AND id < ? AND id > "
@@ -1151,7 +1153,11 @@ class Store:
         handoff = next(self.db.query("SELECT created, reason FROM handoffs WHERE conversation_id = ? AND event = 'handed_off' "
                                      "ORDER BY id DESC LIMIT 1", [conversation_id]), None)
         requested = handoff is None or handoff["reason"] == "requested"
-        asked = [row for row in asked if not (requested and row["source"] == "handoff") and not asks_nothing(row["text"])]
+        previous = self.db.execute("SELECT text FROM turns WHERE conversation_id = ? AND role = 'agent' AND id < ? "
+                                   "ORDER BY id DESC LIMIT 1", [conversation_id, agent_turn_id]).fetchone()
+        asked_for = previous is not None and asks_for_details(previous[0])
+        asked = [row for row in asked if not (requested and row["source"] == "handoff") and not asks_nothing(row["text"])
+                 and not (asked_for and gives_details(row["text"]))]
 
         def unsettled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             """The first of the messages the bot could not settle at the end of ``rows``, if any."""

@@ -24,7 +24,7 @@ from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
-from dialogues.holding import asks_nothing, says_nothing
+from dialogues.holding import asks_nothing, gives_details, says_nothing
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, SentBefore, Store, StoreError
 from tests.conftest import REPO, store_of_the_last_deskbot
@@ -496,6 +496,37 @@ def test_an_agents_question_back_is_not_learned_and_the_answer_given_after_it_is
          "Yes: I've changed it, and you can do it yourself in your account page until the parcel ships."),
     ]
     store.close()
+
+
+def test_a_new_question_after_the_details_an_agent_asked_for_is_answered_on_its_own(tmp_path: Path) -> None:
+    """Everything a customer wrote after an agent asked for their order number was taken for the number: the
+    answer to a new question joined the answer to the first, under the first question."""
+    store = Store(tmp_path / "dialogues.db")
+    for cid, question, ask, given, new, answer in (
+        ("c1", "where is my parcel?", "What's your order number?", "12345", "also, do you ship to Norway?",
+         "Yes, we ship to Norway."),
+        ("c2", "我的快递到哪了", "请提供一下您的订单号", "20261205", "还有，你们寄挪威吗？", "可以寄挪威。"),
+    ):
+        store.set_status(cid, "handed_off", "requested")
+        user_turn(store, cid, question)
+        store.add_agent_answer(cid, ask)
+        user_turn(store, cid, given)
+        user_turn(store, cid, new)
+        store.add_agent_answer(cid, answer)
+    assert [(a["question"], a["answer"]) for a in store.answer_candidates()] == [
+        ("also, do you ship to Norway?", "Yes, we ship to Norway."), ("还有，你们寄挪威吗？", "可以寄挪威。")]
+    store.close()
+
+
+@pytest.mark.parametrize(("text", "details"), [
+    ("12345", True), ("12345?", True), ("订单号是20261205", True), ("it's jane@example.com", True), ("Jane Doe", True),
+    ("张三", True), ("My address is 12 High Street, London", True),
+    ("also, do you ship to Norway?", False), ("also do you ship to Norway", False), ("还有，你们寄挪威吗？", False),
+    ("你们发货到哪里", False), ("12345, and when will my refund arrive?", False),
+    ("I also want to return the blue shoes I bought last month", False),
+])
+def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) -> None:
+    assert gives_details(text) is details
 
 
 @pytest.mark.parametrize(("text", "nothing"), [
