@@ -188,6 +188,17 @@ def chinese_script(text: str, previous: Script | None) -> Script | None:
     return "traditional" if traditional else "simplified"
 
 
+def spellings(text: str) -> set[str]:
+    """``text`` as customers in either Chinese script may write it: as given, in Simplified characters (as the
+    models read Traditional ones), and in Traditional ones, OpenCC's own forms, Taiwan's and Hong Kong's
+    (广州 and 廣州; 台 and 臺). Text in neither script is its only spelling, as is text the converter refuses."""
+    try:
+        simplified = model_text(text)
+        return {text, simplified, *(c.convert(simplified) for c in (_TRADITIONAL, _WRITTEN_TRADITIONAL, _HONG_KONG))}
+    except UnicodeEncodeError:  # half a surrogate pair
+        return {text}
+
+
 def kept_script(slots: Mapping[str, Any]) -> Script | None:
     """The script kept in a conversation's slots (``SCRIPT``); None for a value an action set there."""
     script = slots.get(SCRIPT)

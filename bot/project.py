@@ -21,13 +21,13 @@ import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 from yarl import URL
 
-from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Text
+from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Text, spellings
 from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, ResponseVariant, Responses, read_payload,
                            variable_names)
 from dialogues.export import about_one_case
 from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
-from retrieval.text import normalise, same_example
+from retrieval.text import model_text, normalise, same_example
 
 # The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
 HANDOFF_PAYLOAD = "/handoff"
@@ -366,7 +366,8 @@ class Project:
     history: list[HistoryItem] = field(default_factory=list)
     # Entities nlu.yml annotates ([123](order_id)) that no regex reads, with the line of the first annotation
     unread_entities: dict[str, int | None] = field(default_factory=dict)
-    # nlu.yml's synonyms: each example, in lower case, and the value it stands for ("nyc" -> "New York City")
+    # nlu.yml's synonyms: each example, in lower case and Simplified characters, and the value it stands for
+    # ("nyc" -> "New York City"); a Chinese lookup element stands for itself as written (廣州 -> 广州)
     synonyms: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -419,7 +420,8 @@ class Project:
         """Every value nlu.yml's regexes and lookups find in ``text``, as (entity, value), each once, in the order
         of the entities, their patterns and the matches; as Rasa's RegexEntityExtractor lists them for an action
         ("orders 123 and 456": both). A value one of nlu.yml's synonyms lists, in any case, is the synonym's, as
-        Rasa's EntitySynonymMapper makes it ("NYC" -> "New York City"). A match gives the part of it in a group named ``value`` when the
+        Rasa's EntitySynonymMapper makes it ("NYC" -> "New York City"), in either Chinese script: a lookup's Chinese element, written in the other script
+        (廣州 for 广州), is read as the lookup writes it, so that an action finds it. A match gives the part of it in a group named ``value`` when the
         pattern has one, so that a pattern can name the words around a value without taking them
         (``order (?P<value>\\d+)``). A match that leaves the value empty (an optional group, a pattern that
         matches nothing) finds nothing, so it cannot wipe a slot. Digits come as ASCII digits: ``\\d``
@@ -430,7 +432,7 @@ class Project:
             for match in (m for pattern in patterns for m in pattern.finditer(text)):
                 if value := match.group("value") if "value" in match.re.groupindex else match.group(0):
                     value = _ascii_digits(value)
-                    found[name, self.synonyms.get(value.lower(), value)] = None
+                    found[name, self.synonyms.get(model_text(value.lower()), value)] = None
         return list(found)
 
     def value_of(self, entity: str, value: str) -> str | None:
@@ -769,7 +771,8 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
     lookup may name. Besides the examples: the entities' patterns (their regexes, and their lookup tables as
     :func:`lookup_pattern` reads them); the entities the examples annotate (``[123](order_id)``) that no
     pattern reads, each with the line of its first annotation: Rasa learns to find those, deskbot never sets
-    them; and the synonyms, each example in lower case with the value it stands for."""
+    them; and the synonyms, each example in lower case and Simplified characters with the value it stands for
+    (and each Chinese lookup element, for itself as written)."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
         raise _fail(path, node, (), "expected a top-level 'nlu:' list")
@@ -823,7 +826,9 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
                                                     "name; give the entity another")
             if kind == "lookup":
                 patterns.setdefault(str(item["lookup"]), []).append(lookup_pattern([text for _, text in lines]))
-            synonyms.update((text.lower(), str(item["synonym"])) for _, text in lines if kind == "synonym")
+                for text in (text for _, text in lines if CJK.search(text)):  # a synonym's value wins
+                    synonyms.setdefault(model_text(text.lower()), text)
+            synonyms.update((model_text(text.lower()), str(item["synonym"])) for _, text in lines if kind == "synonym")
             for where, pattern in lines if kind == "regex" else []:
                 try:  # ignoring case, as Rasa's RegexEntityExtractor does by default: "Order AB123" as "order ab123"
                     patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern, re.IGNORECASE))
@@ -845,12 +850,15 @@ def lookup_pattern(elements: list[str]) -> re.Pattern[str]:
     """A lookup table of nlu.yml as the pattern of its entity, as Rasa's RegexEntityExtractor reads one: any of
     its elements as written, ignoring case, as a whole word (Berlin, not the Berlin of "Berliner"); in Chinese,
     written without spaces, wherever it stands (北京 in 我要去北京的机票, Berlin in 去Berlin的机票), as Rasa
-    reads a Chinese bot's. The longest first, so that "New York City" is not read as "New York"."""
+    reads a Chinese bot's; in either Chinese script (广州 in 我想去廣州, :func:`~bot.language.spellings`), as
+    deskbot reads Traditional Chinese as Simplified. The longest first, so that "New York City" is not read as
+    "New York"."""
     def whole(element: str) -> str:
         before = rf"(?<!{_SPACED_WORD})" if re.match(_SPACED_WORD, element) else ""
         after = rf"(?!{_SPACED_WORD})" if re.search(rf"{_SPACED_WORD}\Z", element) else ""
         return before + re.escape(element) + after
-    return re.compile("|".join(whole(e) for e in sorted(elements, key=len, reverse=True)), re.IGNORECASE)
+    spelled = {spelling for element in elements for spelling in spellings(element)}
+    return re.compile("|".join(whole(e) for e in sorted(spelled, key=len, reverse=True)), re.IGNORECASE)
 
 
 # "- text:请提供订单号" (no space after the colon, or a full-width one, as Chinese input methods type them) is

@@ -564,6 +564,22 @@ def test_lookup_tables_and_synonyms_read_entities_as_rasas_do(tmp_path: Path) ->
     assert project.unread_entities == {} and project.is_answer("city", "BERLIN")
 
 
+def test_lookups_and_synonyms_read_either_chinese_script(tmp_path: Path) -> None:
+    """deskbot reads Traditional Chinese as Simplified, but a lookup of 广州 read no city in 我想去廣州: a customer
+    in Hong Kong or Taiwan got no entity. The value is the lookup's or the synonym's, as it writes it."""
+    (tmp_path / "bot.yml").write_text("name: t\nlanguage: zh\n")
+    (tmp_path / "nlu.yml").write_text(
+        "nlu:\n- intent: greet\n  examples: |\n    - 你好\n- intent: flight\n  examples: |\n    - 我想去[广州](city)\n"
+        "- lookup: city\n  examples: |\n    - 广州\n    - 臺北\n    - 京城\n"
+        "- synonym: 北京\n  examples: |\n    - 京城\n", encoding="utf-8")
+    (tmp_path / "responses.yml").write_text("responses:\n  flight:\n    - text: 去{city}的机票。\n", encoding="utf-8")
+    project = load_project(tmp_path)
+    assert project.entities("我想去廣州") == project.entities("我想去广州") == {"city": "广州"}
+    assert project.entities("去台北的機票") == project.entities("去台北的机票") == {"city": "臺北"}
+    assert project.entities("去京城") == {"city": "北京"}
+    assert project.is_answer("city", "廣州")
+
+
 def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
     """It named the line of its '- regex:' entry, which may hold many patterns."""
     (tmp_path / "bot.yml").write_text("name: t\n")
