@@ -633,22 +633,25 @@ def example_text(line: str) -> str:
     return _ANNOTATION.sub(r"\1", line)
 
 
-def annotated_entities(line: str) -> list[str]:
-    """The entities an example's Rasa annotations name: ``[123](order_id)``, ``[123](order_id:value)`` (with
-    its synonym) or ``[123]{"entity": "order_id"}``."""
-    names = []
+def annotations(line: str) -> list[tuple[str, str, str]]:
+    """An example's Rasa annotations, each as (entity, text, value): ``[123](order_id)``, ``[NYC](city:New York
+    City)`` or ``[NYC]{"entity": "city", "value": "New York City"}`` (whose value is a synonym of the text, as
+    Rasa's EntitySynonymMapper learns it), the value being the text where the annotation gives none."""
+    found = []
     for match in _ANNOTATION.finditer(line):
-        label = match[2]
+        text, label = match[1], match[2]
         if label.startswith("{"):
             try:
-                name = json.loads(label).get("entity")
+                fields = json.loads(label)
+                name, value = fields.get("entity"), fields.get("value", text)
             except (ValueError, AttributeError):  # not JSON, or not an object: no entity named
-                name = None
+                name = value = None
         else:
-            name = label[1:-1].partition(":")[0]
+            name, colon, value = label[1:-1].partition(":")
+            value = value if colon else text
         if isinstance(name, str) and name.strip():
-            names.append(name.strip())
-    return names
+            found.append((name.strip(), text, value if isinstance(value, str) and value.strip() else text))
+    return found
 
 
 _AS_A_BLOCK = "write 'examples: |', then each example on a line of its own after '- '"  # what YAML cannot misread
@@ -771,8 +774,9 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
     lookup may name. Besides the examples: the entities' patterns (their regexes, and their lookup tables as
     :func:`lookup_pattern` reads them); the entities the examples annotate (``[123](order_id)``) that no
     pattern reads, each with the line of its first annotation: Rasa learns to find those, deskbot never sets
-    them; and the synonyms, each example in lower case and Simplified characters with the value it stands for
-    (and each Chinese lookup element, for itself as written)."""
+    them; and the synonyms (a ``synonym:``'s examples, and an annotated text the annotation gives another value,
+    ``[NYC](city:New York City)``), each example in lower case and Simplified characters with the value it stands
+    for (and each Chinese lookup element, for itself as written)."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
         raise _fail(path, node, (), "expected a top-level 'nlu:' list")
@@ -806,8 +810,10 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
                                                    "never match its button)")
             for where, text in texts:
                 line = _example_line(node, i, where)
-                for entity in annotated_entities(text):
+                for entity, said, value in annotations(text):
                     annotated.setdefault(entity, line)
+                    if value != said:  # a synonym, as Rasa learns one from the annotation
+                        synonyms[model_text(said.lower())] = value
                 text = example_text(text)
                 other, first = labelled.setdefault(same_example(text), (name, line))
                 if other != name:  # the classifier would be taught both answers for one message

@@ -580,6 +580,22 @@ def test_lookups_and_synonyms_read_either_chinese_script(tmp_path: Path) -> None
     assert project.is_answer("city", "廣州")
 
 
+def test_annotated_values_are_synonyms_as_in_rasa(tmp_path: Path) -> None:
+    """Rasa's EntitySynonymMapper learns a synonym from an example's annotation giving another value, in Rasa 3's
+    form and the older one: deskbot read them as their text, and gave "NYC" as the city."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text(
+        "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: flight\n  examples: |\n"
+        '    - fly to [NYC]{"entity": "city", "value": "New York City"}\n    - flights to [LA](city:Los Angeles)\n'
+        "    - a ticket to [Berlin](city)\n- lookup: city\n  examples: |\n    - NYC\n    - LA\n    - Berlin\n")
+    (tmp_path / "responses.yml").write_text("responses:\n  flight:\n    - text: Flights to {city}.\n")
+    project = load_project(tmp_path)
+    assert [e.text for e in project.examples if e.intent == "flight"] == [
+        "fly to NYC", "flights to LA", "a ticket to Berlin"]
+    assert project.entity_values("nyc or la, or berlin") == [
+        ("city", "New York City"), ("city", "Los Angeles"), ("city", "berlin")]
+
+
 def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
     """It named the line of its '- regex:' entry, which may hold many patterns."""
     (tmp_path / "bot.yml").write_text("name: t\n")
