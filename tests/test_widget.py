@@ -2339,9 +2339,10 @@ def test_a_screen_reader_is_told_the_bot_is_typing_once(open_widget: Any, server
         return [text for text, shown in page.evaluate("window.liveText") if shown]
 
     page.wait_for_function("window.__socketAttempts >= 1")
-    # The banner's is hidden; the typing one is there, live and empty, before anything is said.
-    [waiting] = statuses()
-    assert {p["name"]: p["value"]["value"] for p in waiting["properties"]}["live"] == "polite"
+    # The typing one (and the handoff's) is there, live and empty, before anything is said.
+    for waiting in statuses():
+        assert {p["name"]: p["value"]["value"] for p in waiting["properties"]}["live"] == "polite"
+    assert len(statuses()) == 2
     held: list[Route] = []
     page.route(f"{server.url}/api/chat", lambda route: held.append(route))
     widget.send("hello?")
@@ -2361,7 +2362,7 @@ def test_a_screen_reader_is_told_the_bot_is_typing_once(open_widget: Any, server
     expect(widget.bot_replies()).to_have_count(2)
     page.wait_for_timeout(300)
     assert said() == []
-    assert len(statuses()) == 1
+    assert len(statuses()) == 2
 
 
 
@@ -2402,3 +2403,35 @@ def test_on_a_phone_zoomed_to_200_percent_the_handoff_banners_button_stays_in_th
         assert (button["y"] < text["y"] + text["height"]) == beside, (device, button, text)
         back.click()  # and reached there
         expect(page.locator(".banner")).to_be_hidden()
+
+
+def test_a_screen_reader_is_told_once_that_an_agent_took_over(open_widget: Any, api: SimpleNamespace) -> None:
+    """The handoff banner was a status region hidden and shown with its text already in it, which a screen reader
+    does not announce: an agent's takeover went unsaid. It is said once, over the socket and without one, and not
+    when the customer asked for a person, whose answer from the bot (in the log, itself live) says so."""
+    taken_over = "You're now chatting with a person. They'll reply here."
+    for init_script in (LIVE_REGION_TEXT, BLOCKED_WEBSOCKET + LIVE_REGION_TEXT):
+        widget = open_widget(pollInterval=300, init_script=init_script)
+        page = widget.page
+        widget.send("hello")
+        expect(widget.bot_replies()).to_have_count(1)
+        cid = widget.conversation_id()
+
+        def said() -> list[str]:
+            return [text for text, shown in page.evaluate("window.liveText") if shown and text]
+
+        api.admin(f"/admin/conversations/{cid}/handoff")
+        expect(page.locator(".banner")).to_be_visible()
+        page.wait_for_timeout(700)  # two polls without a socket: said once all the same
+        assert said() == ["Typing…", taken_over], init_script
+        api.admin(f"/admin/conversations/{cid}/handback")
+        expect(page.locator(".notice")).to_have_text("You're back with the bot.")
+        assert api.chat(cid, "/handoff")["handed_off"] is True  # the customer asks in another tab
+        expect(page.locator(".banner")).to_be_visible()
+        expect(widget.bot_replies()).to_have_count(2)  # the bot's answer, which says it
+        page.wait_for_timeout(700)
+        assert said() == ["Typing…", taken_over], init_script
+        page.reload()  # the history shown again says nothing of it
+        expect(page.locator(".banner")).to_be_visible()
+        page.wait_for_timeout(300)
+        assert said() == []

@@ -602,7 +602,10 @@
 
   const banner = el("div", "banner");
   banner.hidden = true;
-  banner.setAttribute("role", "status");
+  // An agent taking over is said from a status region that stays while only its text changes, as "Typing…" is: the
+  // banner, shown with its text already in it, was never said.
+  const handoffStatus = el("div", "sr");
+  handoffStatus.setAttribute("role", "status");
   const backButton = el("button");
   backButton.type = "button";
   const bannerText = el("span");
@@ -645,7 +648,7 @@
   form.append(inputLabel, input, sendButton);
 
   const footer = el("footer");
-  panel.append(header, banner, scroller, quick, form, footer);
+  panel.append(header, banner, handoffStatus, scroller, quick, form, footer);
 
   const launcher = iconButton("launcher", "chat");
   launcher.setAttribute("aria-expanded", "false");
@@ -844,6 +847,7 @@
     handedOff = value;
     removing(banner, () => { banner.hidden = !value; });
     subtitle.textContent = value ? t.subtitleAgent : t.subtitle;
+    handoffStatus.textContent = value && announce ? t.handedOff : ""; // emptied, it says nothing
     if (announce && !value) addNotice(t.handedBack);
     schedulePoll();
   }
@@ -930,8 +934,9 @@
         sync(); // a turn answered elsewhere: another tab, or this page before it was reloaded
       } else if (data.type === "status" && data.conversation_id === conversationId) {
         statusPushes += 1;
-        // The customer's own /resume, from this tab or another, is answered by the bot's "back with the bot"
-        setHandedOff(data.status === "handed_off", pending === 0 && data.by !== "customer");
+        // An agent's takeover or handback is said; the customer's own request (from this tab or another) and the
+        // bot's handoff are answered by the bot, whose reply says so in the log.
+        setHandedOff(data.status === "handed_off", data.by === "agent");
       } else if (data.conversation_id === conversationId) {
         pushed(data.type, data.reply, data.turn_id, data.author);
         if (data.type === "bot" && data.buttons) showQuickReplies(data.buttons);
@@ -981,10 +986,12 @@
     return api("POST", "/api/chat", { conversation_id: conversationId, text, ...told() });
   }
 
+  // The message shown, if it is new
   function pushed(role, text, turnId, author) {
-    if (!text) return;
-    if (role === "agent" || role === "bot") addMessage(role, text, turnId, 0, author);
-    else addNotice(text);
+    if (!text) return null;
+    if (role === "agent" || role === "bot") return addMessage(role, text, turnId, 0, author);
+    addNotice(text);
+    return null;
   }
 
   // Without a socket, agent replies and an agent taking over are found in the history: often while a
@@ -1002,9 +1009,11 @@
       const asked = conversationId;
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
       if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the last customer's
+      let botSaid = false; // a new answer of the bot's: one that handed off or back, from another tab, says so itself
       for (const turn of history.turns) {
-        if (turn.role === "agent" || turn.role === "bot") pushed(turn.role, turn.text, turn.id, turn.author); // seen ones are skipped
-        else if (turn.role === "user" && !seenTurns.has(turn.id)) {
+        if (turn.role === "agent" || turn.role === "bot") { // seen ones are skipped
+          if (pushed(turn.role, turn.text, turn.id, turn.author) && turn.role === "bot") botSaid = true;
+        } else if (turn.role === "user" && !seenTurns.has(turn.id)) {
           // one of this tab's own messages, still out or marked not sent though the server had it (one lost
           // with the socket may come back redacted); else what the customer wrote in another tab
           const newer = unsettled.filter((m) => turn.id > m.before && turn.id < m.until);
@@ -1014,7 +1023,7 @@
           else addMessage("user", shownAs(turn.text), turn.id);
         }
       }
-      setHandedOff(history.status === "handed_off", true);
+      setHandedOff(history.status === "handed_off", !botSaid);
     } catch {
       // the next poll or reconnect tries again
     }
