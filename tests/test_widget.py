@@ -2435,3 +2435,23 @@ def test_a_screen_reader_is_told_once_that_an_agent_took_over(open_widget: Any, 
         expect(page.locator(".banner")).to_be_visible()
         page.wait_for_timeout(300)
         assert said() == []
+
+
+def test_on_a_phone_zoomed_to_200_percent_the_handoff_banner_leaves_room_for_the_messages(open_widget: Any,
+                                                                                         api: SimpleNamespace) -> None:
+    """At 180 × 320 CSS px the handoff banner left the message list 26 px, none of it a message's text, and pushed
+    the message box and Send out of the chat: there the banner takes a smaller type and scrolls, its first line shown,
+    and the list keeps room for a message's lines."""
+    phone = {"viewport": {"width": 180, "height": 320}, "is_mobile": True, "has_touch": True, "device_scale_factor": 4}
+    widget = open_widget(device=phone)
+    page = widget.page
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
+    expect(page.locator(".banner")).to_be_visible()
+    box = {selector: page.locator(selector).bounding_box() for selector in (".panel", ".banner", ".scroll", "form")}
+    assert box[".scroll"]["height"] >= 60, box  # two lines of a message, its padding aside
+    assert box[".banner"]["height"] >= 24, box
+    assert box["form"]["y"] + box["form"]["height"] <= box[".panel"]["y"] + box[".panel"]["height"], box
+    page.get_by_role("button", name="Back to the bot").click()  # scrolled to, and reached
+    expect(page.locator(".banner")).to_be_hidden()

@@ -507,6 +507,12 @@
       .panel { height: calc(100vh - 16px); }
       header { padding: 6px 12px; } .avatar, .subtitle, footer { display: none; }
       textarea { max-height: 64px; } .quick { max-height: 22%; }
+      /* The handoff banner too, in smaller type, and it scrolls rather than take the list's last lines: at 200% zoom
+         (180 × 320 px) it left the list 26 px, and pushed the message box out of the chat. */
+      .banner { padding: 4px 12px; gap: 2px 8px; font-size: 12px; line-height: 1.35; overflow-y: auto;
+        min-height: calc(1.35em + 8px); } /* its first line */
+      .banner button { padding: 2px 10px; font-size: 12px; }
+      .scroll { padding: 8px 12px 4px; min-height: 64px; }
     }
     /* A phone zoomed to 200% (180 px wide): the header's room goes to the title, which keeps to two lines
        (after the sideways rules: that phone is held upright, and 320 px tall). */
