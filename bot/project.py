@@ -410,7 +410,8 @@ class Project:
         return needing
 
     def entities(self, text: str) -> dict[str, str]:
-        """The entities nlu.yml's regexes and lookups find in ``text``: each one's first match (:meth:`entity_values`)."""
+        """The entities nlu.yml's regexes and lookups find in ``text``: each one's first value
+        (:meth:`entity_values`)."""
         found: dict[str, str] = {}
         for name, value in self.entity_values(text):
             found.setdefault(name, value)
@@ -419,14 +420,14 @@ class Project:
     def entity_values(self, text: str) -> list[tuple[str, str]]:
         """Every value nlu.yml's regexes and lookups find in ``text``, as (entity, value), each once, in the order
         of the entities, their patterns and the matches; as Rasa's RegexEntityExtractor lists them for an action
-        ("orders 123 and 456": both). A value one of nlu.yml's synonyms lists, in any case, is the synonym's, as
-        Rasa's EntitySynonymMapper makes it ("NYC" -> "New York City"), in either Chinese script: a lookup's Chinese element, written in the other script
-        (廣州 for 广州), is read as the lookup writes it, so that an action finds it. A match gives the part of it in a group named ``value`` when the
-        pattern has one, so that a pattern can name the words around a value without taking them
-        (``order (?P<value>\\d+)``). A match that leaves the value empty (an optional group, a pattern that
-        matches nothing) finds nothing, so it cannot wipe a slot. Digits come as ASCII digits: ``\\d``
-        matches any script's (Arabic-Indic ١٢٣, Devanagari), and an order number typed in them would be
-        looked up as written, and not found."""
+        ("orders 123 and 456": both). A value one of nlu.yml's synonyms lists, in any case and either Chinese
+        script, is the synonym's, as Rasa's EntitySynonymMapper makes it ("NYC" -> "New York City"); so a
+        lookup's Chinese element written in the other script (廣州 for 广州) is read as the lookup writes it, and
+        an action finds it. A match gives the part of it in a group named ``value`` when the pattern has one, so
+        that a pattern can name the words around a value without taking them (``order (?P<value>\\d+)``). A
+        match that leaves the value empty (an optional group, a pattern that matches nothing) finds nothing, so
+        it cannot wipe a slot. Digits come as ASCII digits: ``\\d`` matches any script's (Arabic-Indic ١٢٣,
+        Devanagari), and an order number typed in them would be looked up as written, and not found."""
         found: dict[tuple[str, str], None] = {}  # ordered, each once
         for name, patterns in self.entity_patterns.items():
             for match in (m for pattern in patterns for m in pattern.finditer(text)):

@@ -1376,17 +1376,24 @@ def test_the_agents_console_dates_what_is_not_from_today_and_counts_long_waits_i
     context.close()
 
 
-def test_the_agents_console_holds_a_reply_back_until_a_colleagues_reply_is_read(
-        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
-    """Two agents on one customer each sent their answer, and the customer read both."""
+def console_on_a_waiting_customer(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
+                                  admin_token: str) -> tuple[str, Any, Any]:
+    """A customer who asked where their parcel is, then for a person, and the console showing their transcript,
+    with no refresh of its own: what happens meanwhile is what its agent has not read."""
     cid = f"console-{next(PAGE_NUMBERS)}"
     api.chat(cid, "where is my parcel?")
     assert api.chat(cid, "/handoff")["handed_off"] is True
-    # no refresh of its own: the colleague's reply comes while this transcript is shown
-    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
+    context = open_console(chromium, server, admin_token, cid, clock=True)
     page = context.pages[0]
     page.locator(f'.list li[data-id="{cid}"]').click()
     expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
+    return cid, context, page
+
+
+def test_the_agents_console_holds_a_reply_back_until_a_colleagues_reply_is_read(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Two agents on one customer each sent their answer, and the customer read both."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     api.admin(f"/admin/conversations/{cid}/messages", {"text": "Ann here: it is in Oslo.", "agent": "Ann"})
     page.get_by_label("Your name").fill("Sam")
     page.locator("form.reply textarea").fill("Sam here: let me look.")
@@ -1405,14 +1412,7 @@ def test_the_agents_console_holds_a_reply_back_until_a_colleagues_reply_is_read(
 def test_the_agents_console_hands_back_only_once_the_customers_latest_message_is_read(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A message the customer sent as the agent handed back went unanswered by both the agent and the bot."""
-    cid = f"console-{next(PAGE_NUMBERS)}"
-    api.chat(cid, "where is my parcel?")
-    assert api.chat(cid, "/handoff")["handed_off"] is True
-    # no refresh of its own: the customer writes while this transcript is shown
-    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
-    page = context.pages[0]
-    page.locator(f'.list li[data-id="{cid}"]').click()
-    expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     api.chat(cid, "and can I change the address?")
     page.get_by_role("button", name="Hand back to the bot").click()
     expect(page.locator(".status")).to_contain_text("the customer wrote meanwhile")
