@@ -214,7 +214,7 @@ class Bot:
             decision = Decision("action", intent, 1.0, action=loop)
         else:
             decision = decide(analysis, self.config, self.project.responses, self._fillable(slots, entities, text),
-                              turn.channel, fallbacks, language)
+                              turn.channel, fallbacks, language, self.project.intents)
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, read, language,

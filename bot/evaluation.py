@@ -57,7 +57,8 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
     misses = []
     for row, text, analysis in zip(rows, texts, analyses):
         language = turn_language(project.config.language, text)
-        decision = decide(analysis, project.config, project.responses, project.entities(text), "web", 0, language)
+        decision = decide(analysis, project.config, project.responses, project.entities(text), "web", 0, language,
+                          project.intents)
         outcome = reply_outcome(decision, row["intent"], labels, project.config.handoff.intent)
         outcomes[outcome] += 1
         by_source.setdefault(decision.kind, Counter())[outcome] += 1

@@ -17,6 +17,7 @@ tested without a model.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +80,11 @@ def decide(
     channel: str,
     fallbacks_so_far: int,
     language: Language = "en",
+    intents: Collection[str] | None = None,
 ) -> Decision:
+    """``intents`` are nlu.yml's: a model served after `bot rollback`, or from before an edit of nlu.yml, may
+    rank an intent nlu.yml no longer has, whose button would lead to no template nor action, and back here.
+    None offers whatever the model ranks."""
     pred = analysis.prediction
     intent, confidence = pred.intent, pred.confidence
     confident = understood(analysis, config)
@@ -121,7 +126,8 @@ def decide(
     # sure of and still got here (its template needs a value the conversation lacks, and no answer of its
     # own is close) would only lead back here from its button.
     hidden = {OOS, config.handoff.intent, *fallback.exclude, *([intent] if confident else [])}
-    likeliest = [name for name, _ in pred.ranking if name not in hidden][:3]
+    likeliest = [name for name, _ in pred.ranking
+                 if name not in hidden and (intents is None or name in intents)][:3]
     buttons = [{"title": _title(config, name, language), "payload": f"/{name}"} for name in likeliest]
     buttons.append({"title": say(fallback.human_button, language), "payload": HANDOFF_PAYLOAD})
     # "Did you mean one of these?" over the person button alone asks about nothing.

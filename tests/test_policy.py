@@ -153,6 +153,15 @@ def test_a_fallback_with_no_intent_to_offer_asks_to_rephrase() -> None:
     assert decide(analysis("get_refund", 0.2), CONFIG, RESPONSES, {}, "web", 0).text == CONFIG.fallback.message["en"]
 
 
+def test_a_fallback_offers_only_the_intents_nlu_yml_has() -> None:
+    """A model served after `bot rollback` ranked an intent since taken out of nlu.yml: its button led to no
+    template nor action, and back to the fallback."""
+    ranking = [("get_refund", 0.3), ("old_intent", 0.25), ("cancel_order", 0.2), ("get_invoice", 0.1)]
+    unsure = Analysis(Prediction("get_refund", 0.3, ranking), [], 0.5, "v0001")
+    decision = decide(unsure, CONFIG, RESPONSES, {}, "web", 0, "en", ["get_refund", "cancel_order", "get_invoice"])
+    assert [b["payload"] for b in decision.buttons] == ["/get_refund", "/cancel_order", "/get_invoice", HANDOFF_PAYLOAD]
+
+
 def test_fallback_buttons_spell_out_intent_names() -> None:
     ranking = [("PlayMusic", 0.3), ("card_arrival", 0.2), ("top-up-failed", 0.1)]
     unsure = Analysis(Prediction("PlayMusic", 0.3, ranking), [], 0.5, "v0001")
