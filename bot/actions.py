@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -79,6 +79,8 @@ class ActionResult:
     followup: str | None = None
     # AllSlotsReset, Restarted or SessionEnded cleared the conversation's slots before ``slots`` were set
     reset: bool = False
+    # every event it returned, as rasa-sdk's dicts: a follow-up's tracker holds them, as Rasa's does
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_response(cls, payload: Any, action: str | None = None) -> "ActionResult":
@@ -101,7 +103,8 @@ class ActionResult:
             where = ".".join(str(part) for part in error["loc"])
             raise ActionError(f"{who}: not a rasa-sdk action answer: {where + ': ' if where else ''}{error['msg']}"
                               ) from None
-        result = cls(messages=[m.model_dump(exclude_none=True) for m in said])
+        result = cls(messages=[m.model_dump(exclude_none=True) for m in said],
+                     events=[e.model_dump(exclude_unset=True) for e in answer.events])
         if ignored := sorted({e.event for e in answer.events} - APPLIED_EVENTS):
             log.warning("%s returned %s events, which deskbot does not apply (it applies %s)", who, ", ".join(ignored),
                         ", ".join(sorted(APPLIED_EVENTS)))
@@ -197,19 +200,20 @@ class _Answer(BaseModel):
 def action_call(name: str, sender_id: str, text: str, intent: str, confidence: float,
                 ranking: list[tuple[str, float]], slots: dict[str, Any], entities: Iterable[tuple[str, Any]],
                 domain: dict[str, Any] | None, channel: str, metadata: dict[str, Any],
-                previous: str | None = None) -> dict[str, Any]:
+                earlier: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """The request body rasa-sdk expects (``POST /webhook``).
 
-    The tracker's one event is the user's message, as Rasa records it, so that an action can ask
+    The tracker's first event is the user's message, as Rasa records it, so that an action can ask
     ``tracker.get_latest_input_channel()`` which channel it came from and read the channel's
     ``metadata`` (a Slack thread, a WeCom agent id) from that event, or from ``tracker.latest_message``,
     which carries it too in Rasa. As in Rasa, the tracker's slots hold every slot of the ``domain``, None
     where unset, so that ``tracker.slots["order_id"]`` reads None rather than raising. The slots and the
     metadata are copies: rasa-sdk's tracker keeps the dicts it is given, and an in-process action writing
     into them (as its validation actions do) would change the conversation even when it then fails or runs
-    out of time; as in Rasa, slots change only by the events an action returns. ``previous``: the action
-    whose ``FollowupAction`` this one is, which, as in Rasa, is the tracker's ``latest_action_name`` and its
-    last event; an action the message itself runs follows Rasa's ``action_listen``.
+    out of time; as in Rasa, slots change only by the events an action returns. ``earlier``: for an action
+    a ``FollowupAction`` runs, the events of the actions of this turn before it (``executed``), which, as in
+    Rasa, follow the user's in the tracker, the last of those actions its ``latest_action_name``; an action
+    the message itself runs follows Rasa's ``action_listen``.
     """
     slots = {**dict.fromkeys((domain or {}).get("slots", ())), **copy.deepcopy(slots)}
     metadata = copy.deepcopy(metadata)
@@ -222,7 +226,7 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     }
     user_event = {"event": "user", "timestamp": time.time(), "text": text, "parse_data": latest_message,
                   "input_channel": channel, "metadata": metadata}
-    events = [user_event, *([{"event": "action", "timestamp": time.time(), "name": previous}] if previous else [])]
+    previous = next((e["name"] for e in reversed(earlier) if e["event"] == "action"), None)
     return {
         "next_action": name,
         "sender_id": sender_id,
@@ -231,7 +235,7 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
             "sender_id": sender_id,
             "slots": slots,
             "latest_message": latest_message,
-            "events": events,
+            "events": [user_event, *copy.deepcopy(earlier)],
             "latest_input_channel": channel,
             "paused": False,
             "followup_action": None,
@@ -240,6 +244,11 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
         },
         "domain": domain if domain is not None else {},
     }
+
+
+def executed(name: str, result: ActionResult) -> list[dict[str, Any]]:
+    """What the tracker records of action ``name`` having run: Rasa's ``action`` event, then the events it returned."""
+    return [{"event": "action", "timestamp": time.time(), "name": name}, *result.events]
 
 
 def action_domain(project: Project) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, ActionError, ActionRunner, ActionTimeout, action_call,
-                         action_domain)
+                         action_domain, executed)
 from bot.batching import MicroBatcher
 from bot.channels.base import (
     UNDELIVERED,
@@ -304,14 +304,15 @@ class Bot:
         ``fallbacks_before_handoff``; so is one whose messages together run past ``MAX_REPLY_CHARS``
         (runaway output), with its slots undone."""
         assert decision.action is not None
-        name, texts, buttons, loop, restarted, previous = decision.action, [], [], None, False, None
+        name, texts, buttons, loop, restarted = decision.action, [], [], None, False
+        earlier: list[dict[str, Any]] = []  # the events of this turn's actions so far, which a follow-up's tracker holds
         before = dict(slots)
         clock = asyncio.get_running_loop()
         deadline = clock.time() + self.actions.timeout
         for run in range(MAX_FOLLOWUPS + 1):
             call = action_call(name, turn.conversation_id, text, decision.intent or "", decision.confidence,
                                analysis.prediction.ranking, slots, read, action_domain(self.project), turn.channel,
-                               turn.metadata, previous)
+                               turn.metadata, earlier)
             try:
                 result = await self.actions.run(call, deadline - clock.time() if run else None)
             except ActionError as exc:
@@ -355,7 +356,8 @@ class Bot:
                 log.warning("%s asked for %s, which deskbot does not run; its turn ends there", name, follow)
             if not follow or follow.startswith("utter_") or follow in RASA_ACTIONS:
                 break
-            name, previous = follow, name
+            earlier += executed(name, result)
+            name = follow
         else:
             log.warning("%s asked for %s after %d follow-ups, which is not run: a loop of FollowupActions?",
                         decision.action, name, MAX_FOLLOWUPS)

@@ -58,7 +58,7 @@ class ActionHandOn(Action):
 
     def run(self, dispatcher, tracker, domain):
         dispatcher.utter_message(text=f"after {tracker.latest_action_name}")
-        return [FollowupAction("action_see_who_asked")]
+        return [SlotSet("order_id", "456"), FollowupAction("action_see_who_asked")]
 
 
 class ActionAfterWhom(Action):
@@ -66,8 +66,8 @@ class ActionAfterWhom(Action):
         return "action_see_who_asked"
 
     def run(self, dispatcher, tracker, domain):
-        last = tracker.events[-1]
-        dispatcher.utter_message(text=f"after {tracker.latest_action_name} ({last['event']} {last.get('name')})")
+        since = ", ".join(f"{e['event']} {e.get('name')}" for e in tracker.events[1:])
+        dispatcher.utter_message(text=f"after {tracker.latest_action_name} ({since})")
         return []
 
 
@@ -446,11 +446,13 @@ async def test_slots_followups_and_pause_on_both_paths(action_bot: Path, endpoin
 async def test_a_followup_sees_the_action_that_asked_for_it_as_the_latest_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     """As in Rasa, tracker.latest_action_name is the action whose FollowupAction runs this one: it read
-    action_listen, so a follow-up could not tell it was one."""
+    action_listen, so a follow-up could not tell it was one. Its events follow the user's, then those it
+    returned, as Rasa's tracker holds them: they were missing, so a follow-up could not read what it set."""
     bot = make_bot(action_bot, endpoint, {"track_order": "action_hand_on"}, tmp_path)
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
-        assert reply.text == "after action_listen\n\nafter action_hand_on (action action_hand_on)"
+        assert reply.text == ("after action_listen\n\nafter action_hand_on "
+                              "(action action_hand_on, slot order_id, followup action_see_who_asked)")
     finally:
         await bot.close()
 
