@@ -626,7 +626,8 @@ def load_config(path: Path) -> BotConfig:
         raise _fail(path, node, tuple(err["loc"]), message) from None
 
 
-_ANNOTATION = re.compile(r"\[([^\]]+)\](\{[^}]*\}|\([^)]*\))")
+# [text](entity), [text](entity:value), [text]{"entity": …} and Rasa 3's list of those, [text][{…}, {…}]
+_ANNOTATION = re.compile(r"\[([^\]]+)\](\{[^}]*\}|\([^)]*\)|\[\s*\{[^\]]*\])")
 
 
 def example_text(line: str) -> str:
@@ -637,21 +638,25 @@ def example_text(line: str) -> str:
 def annotations(line: str) -> list[tuple[str, str, str]]:
     """An example's Rasa annotations, each as (entity, text, value): ``[123](order_id)``, ``[NYC](city:New York
     City)`` or ``[NYC]{"entity": "city", "value": "New York City"}`` (whose value is a synonym of the text, as
-    Rasa's EntitySynonymMapper learns it), the value being the text where the annotation gives none."""
+    Rasa's EntitySynonymMapper learns it), the value being the text where the annotation gives none; Rasa 3's
+    ``[NYC][{"entity": "city"}, {"entity": "place"}]`` gives one for each entity it names."""
     found = []
     for match in _ANNOTATION.finditer(line):
         text, label = match[1], match[2]
-        if label.startswith("{"):
+        if label.startswith(("{", "[")):
             try:
                 fields = json.loads(label)
-                name, value = fields.get("entity"), fields.get("value", text)
-            except (ValueError, AttributeError):  # not JSON, or not an object: no entity named
-                name = value = None
+            except ValueError:  # not JSON: no entity named
+                fields = None
+            # Rasa 3's list form names several entities of one text: [NYC][{"entity": "city"}, {"entity": "place"}]
+            named = [(f.get("entity"), f.get("value", text)) for f in (fields if isinstance(fields, list) else [fields])
+                     if isinstance(f, dict)]
         else:
             name, colon, value = label[1:-1].partition(":")
-            value = value if colon else text
-        if isinstance(name, str) and name.strip():
-            found.append((name.strip(), text, value if isinstance(value, str) and value.strip() else text))
+            named = [(name, value if colon else text)]
+        for name, value in named:
+            if isinstance(name, str) and name.strip():
+                found.append((name.strip(), text, value if isinstance(value, str) and value.strip() else text))
     return found
 
 

@@ -596,6 +596,21 @@ def test_annotated_values_are_synonyms_as_in_rasa(tmp_path: Path) -> None:
         ("city", "New York City"), ("city", "Los Angeles"), ("city", "berlin")]
 
 
+def test_rasa_3s_list_of_annotations_reads_as_its_text_and_each_entity(tmp_path: Path) -> None:
+    """An example annotated [NYC][{"entity": "city"}, {"entity": "place"}] was left as it stood, brackets and all,
+    so the classifier learnt that text, and no entity it names was known annotated."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text(
+        "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: flight\n  examples: |\n"
+        '    - fly to [NYC][{"entity": "city", "value": "New York City"}, {"entity": "place"}] today\n'
+        "- lookup: city\n  examples: |\n    - NYC\n")
+    (tmp_path / "responses.yml").write_text("responses:\n  flight:\n    - text: Flights to {city}.\n")
+    project = load_project(tmp_path)
+    assert [e.text for e in project.examples if e.intent == "flight"] == ["fly to NYC today"]
+    assert project.unread_entities == {"place": 7}  # city has its lookup
+    assert project.entities("nyc please") == {"city": "New York City"}
+
+
 def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
     """It named the line of its '- regex:' entry, which may hold many patterns."""
     (tmp_path / "bot.yml").write_text("name: t\n")
