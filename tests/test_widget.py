@@ -2455,3 +2455,23 @@ def test_on_a_phone_zoomed_to_200_percent_the_handoff_banner_leaves_room_for_the
     assert box["form"]["y"] + box["form"]["height"] <= box[".panel"]["y"] + box[".panel"]["height"], box
     page.get_by_role("button", name="Back to the bot").click()  # scrolled to, and reached
     expect(page.locator(".banner")).to_be_hidden()
+
+
+def test_an_agents_takeover_while_the_chat_is_closed_is_shown_on_the_launcher(open_widget: Any,
+                                                                               api: SimpleNamespace) -> None:
+    """An agent who took the chat over while it was closed was told to no one: the banner and its status region are
+    inside the hidden panel, and the launcher counted messages only. The launcher shows the unread dot and its name,
+    said from the live region outside the panel, that a person has joined."""
+    widget = open_widget()
+    page = widget.page
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    page.get_by_role("button", name="Close chat").first.click()
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
+    launcher = page.get_by_role("button", name="Open chat (a person has joined)")
+    expect(launcher).to_be_visible()
+    expect(page.locator(".launcher .badge")).to_have_count(1)
+    expect(page.locator(".root > .sr")).to_have_text("Open chat (a person has joined)")
+    launcher.click()
+    expect(page.locator(".banner")).to_be_visible()
+    expect(page.locator(".launcher .badge")).to_have_count(0)

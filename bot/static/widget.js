@@ -30,6 +30,7 @@
       greeting: "Hi! How can I help you today?",
       open: "Open chat",
       openUnread: (n) => `Open chat (${n} new message${n === 1 ? "" : "s"})`,
+      openTakenOver: "Open chat (a person has joined)",
       close: "Close chat",
       messages: "Messages",
       placeholder: "Type your message…",
@@ -62,6 +63,7 @@
       greeting: "您好！请问有什么可以帮您？",
       open: "打开聊天",
       openUnread: (n) => `打开聊天（${n} 条新消息）`,
+      openTakenOver: "打开聊天（人工客服已接入）",
       close: "关闭聊天",
       messages: "消息",
       placeholder: "请输入您的问题…",
@@ -94,6 +96,7 @@
       greeting: "您好！請問有什麼可以幫您？",
       open: "打開聊天",
       openUnread: (n) => `打開聊天（${n} 條新消息）`,
+      openTakenOver: "打開聊天（人工客服已接入）",
       close: "關閉聊天",
       messages: "消息",
       placeholder: "請輸入您的問題…",
@@ -667,7 +670,7 @@
     subtitle.textContent = handedOff ? t.subtitleAgent : t.subtitle;
     labelButton(closeButton, t.close);
     labelButton(sendButton, t.send);
-    labelButton(launcher, panel.hidden ? (unread ? t.openUnread(unread) : t.open) : t.close);
+    labelButton(launcher, panel.hidden ? launcherName() : t.close);
     backButton.textContent = t.backToBot;
     bannerText.textContent = t.handedOff;
     log.setAttribute("aria-label", t.messages);
@@ -730,14 +733,20 @@
   resized.observe(log); // text wrapped anew (a narrower panel) grows the list: the latest stays in sight
 
   // A message that came while the chat was closed: a dot on the launcher, and its name counts them, which a
-  // screen reader says (the log that announces messages is inside the hidden panel).
+  // screen reader says (the log that announces messages is inside the hidden panel). An agent's takeover is told
+  // the same way: its banner and status region are inside the hidden panel too.
   let unread = 0;
+  let takenOver = false; // an agent took the chat over while it was closed
   let restoring = false; // the history shown again after a reload, or the greeting: nothing new to count
-  function markUnread() {
+  function launcherName() {
+    return unread ? t.openUnread(unread) : takenOver ? t.openTakenOver : t.open;
+  }
+  function markUnread(takeover = false) {
     if (!panel.hidden || restoring) return;
-    unread += 1;
-    labelButton(launcher, t.openUnread(unread));
-    announcer.textContent = t.openUnread(unread);
+    if (takeover) takenOver = true;
+    else unread += 1;
+    labelButton(launcher, launcherName());
+    announcer.textContent = launcherName();
     if (!launcher.querySelector(".badge")) launcher.append(el("span", "badge"));
   }
 
@@ -854,6 +863,7 @@
     removing(banner, () => { banner.hidden = !value; });
     subtitle.textContent = value ? t.subtitleAgent : t.subtitle;
     handoffStatus.textContent = value && announce ? t.handedOff : ""; // emptied, it says nothing
+    if (announce && value) markUnread(true);
     if (announce && !value) addNotice(t.handedBack);
     schedulePoll();
   }
@@ -1147,6 +1157,7 @@
   function setLauncher(isOpen) {
     if (isOpen) {
       unread = 0;
+      takenOver = false;
       announcer.textContent = "";
     }
     launcher.setAttribute("aria-expanded", String(isOpen));
@@ -1264,6 +1275,7 @@
     removing(quick, () => quick.replaceChildren());
     setHandedOff(false, false);
     unread = 0;
+    takenOver = false;
     setLauncher(!panel.hidden); // no unread badge
     scrollToEnd();
     greet();
