@@ -363,15 +363,22 @@ async def test_the_busy_message_is_said_in_the_conversations_language_and_script
                     "tw": ("抱歉久等了，客服人員正忙，會盡快在這裡回覆您；您也可以返回機器人。", [{"title": "返回機器人", "payload": "/resume"}])}
 
 
-async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are_busy(
-        bot_dir: Path, aiohttp_client: Any) -> None:
+async def waiting_for_a_person(bot_dir: Path, aiohttp_client: Any, cid: str) -> tuple[Any, Any]:
+    """A client of a bot that tells a customer after 0.4 s that the agents are busy, and a socket that heard
+    customer ``cid`` ask for a person."""
     set_handoff(bot_dir, busy_after_seconds=0.4)
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     ws = await client.ws_connect("/api/ws")
-    await ws.send_json({"type": "join", "conversation_id": "alone"})
+    await ws.send_json({"type": "join", "conversation_id": cid})
     await ws.receive_json()
-    await chat(client, "alone", "/handoff")
+    await chat(client, cid, "/handoff")
     assert (await next_push(ws))["status"] == "handed_off"
+    return client, ws
+
+
+async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are_busy(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    client, ws = await waiting_for_a_person(bot_dir, aiohttp_client, "alone")
 
     busy = "Sorry for the wait: our agents are all busy right now."
     pushed = await next_push(ws)
@@ -401,13 +408,7 @@ async def test_a_customer_who_writes_again_long_after_the_busy_notice_is_told_ag
         bot_dir: Path, aiohttp_client: Any) -> None:
     """A customer who came back to a conversation nobody had answered got no word at all: the busy notice went
     out once per wait. Told again when they write that long after it; not at each message they write on with."""
-    set_handoff(bot_dir, busy_after_seconds=0.4)
-    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
-    ws = await client.ws_connect("/api/ws")
-    await ws.send_json({"type": "join", "conversation_id": "back"})
-    await ws.receive_json()
-    await chat(client, "back", "/handoff")
-    assert (await next_push(ws))["status"] == "handed_off"
+    client, ws = await waiting_for_a_person(bot_dir, aiohttp_client, "back")
     busy = "Sorry for the wait: our agents are all busy right now."
     assert (await next_push(ws))["reply"].startswith(busy)
 
