@@ -53,7 +53,8 @@ def read_meta(folder: Path) -> dict[str, Any]:
 
 class NLU:
     def __init__(self, classifier: IntentClassifier, index: AnswerIndex, version: str, k: int = 5,
-                 intent_threshold: float = 0.5, pass_tokens: int | None = None, workers: int = 1) -> None:
+                 intent_threshold: float = 0.5, pass_tokens: int | None = None, workers: int = 1,
+                 meta: dict[str, Any] | None = None) -> None:
         self.classifier = classifier
         self.index = index
         self.version = version
@@ -62,6 +63,7 @@ class NLU:
         # A GPU pads for free next to the cost of launching many small passes: it takes each batch whole.
         self.pass_tokens = pass_tokens if classifier.device.type == "cpu" else None
         self.workers = workers  # batches analysed at once, by the server's model workers
+        self.meta = meta or {}  # the version's meta.json as it was loaded with it (read_meta)
 
     @property
     def labels(self) -> list[str]:
@@ -87,7 +89,7 @@ class NLU:
         except Exception as exc:
             raise ModelLoadError(f"{folder}: cannot load the answer index: {exc}") from exc
         return cls(classifier, index, folder.name, k, float(meta.get("intent_threshold", 0.5)),
-                   inference.pass_tokens, workers)
+                   inference.pass_tokens, workers, meta)
 
     def analyse(self, texts: list[str]) -> list[Analysis]:
         """One encoder pass per group of similar-length messages; the embeddings serve both heads."""

@@ -33,7 +33,7 @@ from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
 from bot.limits import LIMITS, Limits
-from bot.nlu import NLU, read_meta
+from bot.nlu import NLU
 from bot.openapi import MAX_LIMIT, AgentMessageRequest, ReviewLabelRequest, publish_openapi
 from bot.project import BotConfig, Project, load_project
 from bot.retrain import exported
@@ -77,7 +77,7 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
     nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference, index_device=index_device)
     if warning := other_intents(nlu.labels, nlu.version, project):
         log.warning("%s", warning)
-    indexed = read_meta(path).get("history")
+    indexed = nlu.meta.get("history")  # as loaded: the file once, not again
     if indexed is not None and indexed != history_fingerprint(project):
         log.warning("history.jsonl changed since %s was indexed: its answers are given as they were until `bot retrain "
                     "%s`, which indexes them without training again", nlu.version, project.root)

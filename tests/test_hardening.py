@@ -1133,6 +1133,22 @@ def test_a_corrupt_model_is_refused_at_start(tiny_demo_bot: Path, tmp_path: Path
     assert message in result.output and "v0001" in result.output, result.output
 
 
+def test_the_serving_version_s_meta_json_is_read_once_at_start(tiny_demo_bot: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was read twice: once to load the model, once more for the history it was indexed with."""
+    read, read_text = [], Path.read_text
+
+    def counted(path: Path, *args: Any, **kwargs: Any) -> str:
+        if path.name == "meta.json":
+            read.append(path)
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counted)
+    nlu = load_serving_model(load_project(tiny_demo_bot), "cpu")
+    assert read == [tiny_demo_bot / "models" / "v0001" / "meta.json"]
+    assert nlu.meta["history"]  # what the start checks history.jsonl against
+
+
 @pytest.mark.parametrize("command", [["chat"], ["serve"], ["retrain"],
                                      ["eval", "--test", str(Path(__file__).parent.parent / "bot/demo/test.jsonl")]])
 def test_commands_that_need_a_model_say_to_train_one_first(tmp_path: Path, command: list[str]) -> None:
