@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -70,6 +70,19 @@ SINCE_HELP = ("YYYY-MM-DD, or a time on it as YYYY-MM-DD HH:MM[:SS] or with a T,
 
 def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
+
+
+@contextlib.contextmanager
+def unwound_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM (a cron job's ``timeout``, ``docker stop``) ends the command as an error does,
+    exit code 143, its clean-up run: killed outright by default, it left a half-written temporary behind."""
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def torch_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -952,7 +965,8 @@ def backup(directory: Path, dest_given: str) -> None:
         # As it is, not migrated: a backup taken before an upgrade is what the deskbot before it can serve.
         store = Store(project.db_path, read_only=True)
         try:
-            store.backup(dest)
+            with unwound_on_sigterm():  # the partial copy is removed
+                store.backup(dest)
         finally:
             store.close()
     except (OSError, sqlite3.Error, StoreError) as exc:
@@ -1074,20 +1088,15 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as one JSON object.")
 def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) -> None:
     """Learn from reviewed labels and agent answers; promote only a model that is not worse."""
-    import signal
-
     from bot.retrain import retrain
     from finetune.registry import Registry
 
     project = load_project(directory)
     if not as_json:
         say_gaps(project)  # an intent added to nlu.yml without a template, before it is promoted and swapped in
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the staging folder is removed
-    try:
+    with unwound_on_sigterm():  # the staging folder is removed
         result = retrain(project, device=device, progress=not as_json, force=force,
                          say=lambda line: click.echo(line, err=True))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if as_json:
         click.echo(json.dumps(result.decision))
     elif "figures" in result.decision:  # a candidate was trained and gated

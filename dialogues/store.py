@@ -592,7 +592,8 @@ class Store:
     def backup(self, dest: Path) -> None:
         """A consistent copy of the store as it is now, the writes in its -wal file included, while it is in
         use (SQLite's online backup): a copy of dialogues.db alone lacks what the -wal file still holds, and
-        is an empty store. Written beside ``dest`` and renamed onto it, so a failed copy replaces nothing."""
+        is an empty store. Written beside ``dest`` and renamed onto it, so a failed copy replaces nothing and leaves
+        nothing behind (unless the process is killed outright: SIGKILL leaves a hidden ``.partial`` file)."""
         # A new file of a name nobody could plant a link at, as private as the store from its first byte (SQLite
         # gives its journal the same mode), whatever the umask.
         handle, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
@@ -606,8 +607,9 @@ class Store:
                 self.db.conn.backup(target)
                 target.execute("PRAGMA journal_mode=DELETE")  # one file, readable on its own
             os.replace(partial, dest)
-        finally:
-            partial.unlink(missing_ok=True)
+        finally:  # and the journal SQLite leaves beside a copy that failed writing (a full disk)
+            for left in (partial, Path(f"{partial}-journal")):
+                left.unlink(missing_ok=True)
 
     def _keep_before_migrating(self) -> None:
         """A copy of an older deskbot's store before it is migrated (``dialogues.db.schemaN.bak``): the older

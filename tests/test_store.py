@@ -1321,6 +1321,60 @@ def test_bot_backup_copies_what_the_wal_holds_while_the_store_is_in_use(tmp_path
     serving.close()
 
 
+BACKING_UP = """
+import os, resource, signal, sys, time
+from pathlib import Path
+from bot.cli import cli
+{before}
+cli(["backup", {root!r}, {dest!r}])
+"""
+
+
+def back_up_apart(root: Path, dest: Path, before: str = "") -> subprocess.Popen[str]:
+    """`bot backup ROOT DEST` in a process of its own, running ``before`` first."""
+    script = BACKING_UP.format(before=before, root=str(root), dest=str(dest))
+    return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_bot_backup_stopped_or_failing_midway_leaves_nothing_behind(tmp_path: Path) -> None:
+    """SIGTERM (a cron job's timeout) killed it with its partial copy left beside the destination, and a full
+    disk left SQLite's journal of the copy there: hidden files that piled up in the backups' folder."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c1", "where is my order")
+    store.db.execute("CREATE TABLE filler (x BLOB)")
+    store.db.execute("INSERT INTO filler VALUES (randomblob(3000000))")  # past what SQLite caches: it journals
+    store.close()
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    # Held just after its partial copy is made, until SIGTERM comes.
+    held = backups / "held"
+    stopped = back_up_apart(root, backups / "nightly.db", f"""
+real = os.fchmod
+def held(*args):
+    real(*args)
+    Path({str(held)!r}).touch()
+    time.sleep(60)
+os.fchmod = held
+""")
+    deadline = time.monotonic() + 60
+    while not held.exists() and stopped.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert held.exists(), stopped.communicate()[0]
+    stopped.terminate()
+    assert stopped.wait(30) == 143
+    held.unlink()
+    assert sorted(p.name for p in backups.iterdir()) == []
+    # A disk with room for 100 KiB of the copy (a file may grow no further), and not for the rest of it.
+    full = back_up_apart(root, backups / "nightly.db", "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+                                                        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))")
+    said = full.communicate(timeout=60)[0]
+    assert full.returncode == 1 and f"cannot back up to {backups / 'nightly.db'}:" in said, said
+    assert sorted(p.name for p in backups.iterdir()) == []
+
+
 def test_a_store_is_kept_as_it_was_before_a_migration(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An upgrade migrated the store with no copy and no word, and the deskbot before it then refused it."""
     path = tmp_path / "dialogues.db"
