@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
+ACTIONS_LOOP_CLOSE_S = 2.0  # at shutdown, how long the async actions' loop has to cancel what runs on it and close
 MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not fill the store or a chat
 # The version an action call gives as Rasa's: the rasa-sdk deskbot runs its own actions with. rasa-sdk's server warns
 # when its major and minor differ ("might not be compatible"), which a fixed "3.10.0" made it do with every other one.
@@ -289,6 +290,7 @@ class ActionRunner:
         self._session: aiohttp.ClientSession | None = None
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
         self._action_loop: asyncio.AbstractEventLoop | None = None  # the async actions', at the first one
+        self._action_thread: threading.Thread | None = None  # the thread that runs it
         self.actions_dir = actions_dir
         self._loaded: tuple[tuple[str, int], ...] = ()  # the Python files imported, as they were then
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
@@ -382,7 +384,9 @@ class ActionRunner:
         """``work``'s result, run on the async actions' loop; cancelled there when the caller stops waiting."""
         if self._action_loop is None:
             self._action_loop = asyncio.new_event_loop()
-            threading.Thread(target=self._action_loop.run_forever, name="deskbot-actions", daemon=True).start()
+            self._action_thread = threading.Thread(target=_run_until_stopped, args=(self._action_loop,),
+                                                   name="deskbot-actions", daemon=True)
+            self._action_thread.start()
 
         async def guarded() -> Any:
             try:
@@ -470,8 +474,32 @@ class ActionRunner:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-        if self._action_loop is not None:
+        if self._action_loop is not None and self._action_thread is not None:
             self._action_loop.call_soon_threadsafe(self._action_loop.stop)
+            # Not waited for past ACTIONS_LOOP_CLOSE_S: an async action blocking its loop (time.sleep) holds it.
+            await asyncio.to_thread(self._action_thread.join, ACTIONS_LOOP_CLOSE_S)
+            if self._action_thread.is_alive():
+                log.warning("an async action still holds its event loop at shutdown (a blocking call in it?): "
+                            "left to the process's exit")
+
+
+def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the async actions' loop until :meth:`ActionRunner.close` stops it, then close it as ``asyncio.run``
+    closes its own: the tasks an action left running (one it started and never awaited) cancelled, its async
+    generators finished. Stopped and not closed, it was destroyed with them pending ("Task was destroyed but it
+    is pending!", an unclosed event loop's ResourceWarning)."""
+    try:
+        loop.run_forever()
+    finally:
+        try:
+            if left := asyncio.all_tasks(loop):
+                for task in left:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
 
 
 async def _read_answer(resp: aiohttp.ClientResponse) -> Any:

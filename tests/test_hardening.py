@@ -78,6 +78,18 @@ class Pausing(Action):
         return []
 
 
+class Warming(Action):
+    """Starts a task it does not wait for (a cache it keeps warm), which runs on after it has answered."""
+
+    def name(self):
+        return "action_warming"
+
+    async def run(self, dispatcher, tracker, domain):
+        Warming.refresh = asyncio.ensure_future(asyncio.sleep(60))
+        dispatcher.utter_message(text="warming up")
+        return []
+
+
 class Broken(Action):
     def name(self):
         return "action_broken"
@@ -1051,6 +1063,43 @@ async def test_shutdown_lets_socket_turns_finish_within_shutdown_seconds(
     assert took < 5
     took, received = await shut_down_mid_turn(await serve("hurried", "action_sleeping", 0.3))
     assert received == [] and took < 2  # the 5 s action was not waited for past shutdown_seconds
+
+
+def test_a_server_with_async_actions_stops_with_their_event_loop_closed(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """The async actions' event loop was stopped at shutdown and not closed: destroyed later with what an action had
+    left running on it, it said "Task was destroyed but it is pending!" and "unclosed event loop" (ResourceWarning).
+    Run apart, with Python's warnings on (-X dev), where nothing else of the test run is collected meanwhile."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "async-bot", server={"limits": NO_LIMITS, "shutdown_seconds": 0.3},
+                           actions={"map": {"track_order": "action_warming", "cancel_order": "action_sleeping"},
+                                    "timeout": 10})
+    shutil.rmtree(root / "actions")
+    (root / "actions").mkdir()
+    (root / "actions" / "slow.py").write_text(SLOW_ACTIONS)
+    script = f"""
+import asyncio, gc, sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from aiohttp import web_app
+from aiohttp.test_utils import TestClient, TestServer
+from bot.server import create_app
+
+async def main():
+    client = TestClient(TestServer(create_app({str(root)!r}, device="cpu")))
+    await client.start_server()
+    warmed = await client.post("/api/chat", json={{"conversation_id": "c1", "text": "/track_order"}})
+    print((await warmed.json())["reply"])
+    asleep = asyncio.ensure_future(client.post("/api/chat", json={{"conversation_id": "c2", "text": "/cancel_order"}}))
+    await asyncio.sleep(0.5)
+    await client.close()  # the server stops while one action sleeps and another's task runs on
+    await asyncio.gather(asleep, return_exceptions=True)
+
+asyncio.run(main())
+web_app._cached_build_middleware.cache_clear()
+gc.collect()
+print("stopped")
+"""
+    done = subprocess.run([sys.executable, "-X", "dev", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["warming", "up", "stopped"], done.stderr
+    assert not any(said in done.stderr for said in ("ResourceWarning", "Task was destroyed", "Traceback")), done.stderr
 
 
 async def test_closing_background_work_waits_for_what_it_spawns_meanwhile_then_cancels_the_rest() -> None:
