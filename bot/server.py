@@ -61,6 +61,7 @@ COUNTED = web.RequestKey("counted", bool)  # the request's response is counted f
 STORE_WAIT_S = 2.0  # how long a scrape (or a health check) waits on the store before answering without it
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
+FORGET_KEYS_EVERY_S = 60.0  # how often the keys of platform messages past their retry window are deleted
 WATCH_OFF_S = 5.0  # while learning.watch_seconds is 0, how often watch_models looks whether a reload set it
 
 
@@ -387,24 +388,47 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def rounds(job: str, pause: Callable[[], float], work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    """Run ``work`` every ``pause()`` seconds, for good; a round that fails is logged (:class:`RoundFailures`) and
+    the next one tries again."""
+    failures = RoundFailures(job)
+    while True:
+        await asyncio.sleep(pause())
+        try:
+            await work()
+        except Exception as exc:
+            failures.failed(exc)
+        else:
+            failures.mended()
+
+
 async def watch_waiting(app: web.Application) -> AsyncIterator[None]:
     """Tell customers who have waited ``handoff.busy_after_seconds`` for a person that the agents are busy.
     The setting is read each round, at least every 5 s, as a reload may set, change or clear it."""
     bot = app[BOT]
 
-    async def watch() -> None:
-        failures = RoundFailures("telling waiting customers that the agents are busy")
-        while True:
-            after = bot.config.handoff.busy_after_seconds
-            await asyncio.sleep(5.0 if after is None else min(after / 2, 5.0))
-            try:
-                await bot.tell_overdue()
-            except Exception as exc:  # a bad moment of the store is logged; the next round tries again
-                failures.failed(exc)
-            else:
-                failures.mended()
+    def pause() -> float:
+        after = bot.config.handoff.busy_after_seconds
+        return 5.0 if after is None else min(after / 2, 5.0)
 
-    async with running(watch()):
+    async with running(rounds("telling waiting customers that the agents are busy", pause, bot.tell_overdue)):
+        yield
+
+
+async def forget_old_keys(app: web.Application) -> AsyncIterator[None]:
+    """Delete, every ``FORGET_KEYS_EVERY_S``, the keys of the Slack and WeCom messages past their platform's retry
+    window (:meth:`~dialogues.store.Store.forget_old_keys`), a purged conversation's among them, whether or not
+    another message comes."""
+    bot = app[BOT]
+    if bot.store is None:
+        yield
+        return
+    store = bot.store
+
+    async def forget() -> None:
+        await bot._store(store.forget_old_keys)
+
+    async with running(rounds("forgetting answered platform messages", lambda: FORGET_KEYS_EVERY_S, forget)):
         yield
 
 
@@ -698,6 +722,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app.cleanup_ctx.append(watch_models)
     app.cleanup_ctx.append(watch_waiting)
     app.cleanup_ctx.append(answer_kept_messages)
+    app.cleanup_ctx.append(forget_old_keys)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
                 "language": project.config.language}
     for channel in build_channels(bot, project.config.channels, settings):

@@ -798,13 +798,23 @@ class Store:
         unless privacy says otherwise.
         """
         with self._writing():
-            self.db.execute("DELETE FROM pending WHERE answered < ?", [now() - REDELIVERY_WINDOW_S])
+            self._forget_old_keys()
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, metadata, received, owner) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [key, conversation_id, channel, user, self._private(text), json.dumps(metadata, ensure_ascii=False), now(),
                  self.server])
             return int(cursor.lastrowid) if cursor.rowcount else None
+
+    def forget_old_keys(self) -> None:
+        """Delete the keys of the platform messages answered (or purged) more than ``REDELIVERY_WINDOW_S`` ago, after
+        which no redelivery comes. ``bot serve`` calls it every ``server.FORGET_KEYS_EVERY_S``: done only as a message
+        was kept, a purged conversation's keys stayed until the next platform message, days later on a quiet bot."""
+        with self._writing():
+            self._forget_old_keys()
+
+    def _forget_old_keys(self) -> None:
+        self.db.execute("DELETE FROM pending WHERE answered < ?", [now() - REDELIVERY_WINDOW_S])
 
     def delivered(self, pending_id: int) -> None:
         """Settle a kept message whose answer the platform took, or refused for good (marked undelivered)."""

@@ -37,7 +37,7 @@ from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, mounted
 from bot.project import LimitsConfig, load_project
 from bot.server import BOT, create_app, load_serving_model
-from dialogues.store import UNOWNED_GRACE_S, Store, cannot_write
+from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, cannot_write
 from finetune.classifier import FILES
 from finetune.registry import Registry
 from tests.conftest import configured_copy
@@ -905,6 +905,22 @@ async def test_purge_deletes_a_customers_conversations_and_those_past_a_retentio
         assert refused.exit_code == 2 and "Invalid value for '--user': an empty id names no customer" in refused.output
     assert sorted(row[0] for row in store_rows(client, "SELECT id FROM conversations")) == sorted([bob_new, unnamed])
     assert store_rows(client, "SELECT user FROM turns WHERE conversation_id = ?", unnamed)[0] == (None,)  # a visitor
+
+
+async def test_a_purged_conversations_message_keys_go_once_past_the_retry_window_without_another_message(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kept for the platform's retry window after a purge, the keys were deleted only as a later Slack or WeCom
+    message was kept: on a quiet bot, days later."""
+    monkeypatch.setattr(serving, "FORGET_KEYS_EVERY_S", 0.1)
+    client = await make_client(server={"limits": NO_LIMITS})
+    store = client.app[BOT].store
+    gone, recent = cid(), cid()
+    for conversation_id, key in ((gone, "slack:ts:D1:1.1"), (recent, "slack:ts:D2:1.1")):
+        store.delivered(store.receive(key, conversation_id, "slack", "U-ann", "where is my parcel?", {}))
+    CliRunner().invoke(cli, ["purge", str(client.app[BOT].project.root), "--conversation", gone])
+    store.db.execute("UPDATE pending SET answered = answered - ? WHERE key = 'slack:ts:D1:1.1'", [REDELIVERY_WINDOW_S + 1])
+    await asyncio.sleep(0.5)
+    assert store_rows(client, "SELECT key FROM pending") == [("slack:ts:D2:1.1",)]  # still in its window
 
 
 # --- custom actions ------------------------------------------------------------------------------

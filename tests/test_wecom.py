@@ -294,6 +294,37 @@ async def test_duplicate_msgid_gets_one_reply(wecom: SimpleNamespace) -> None:
     assert len(wecom.bot.turns) == 1 and wecom.api.sent == []
 
 
+async def test_a_message_without_a_msgid_is_known_after_a_restart_by_a_key_that_names_nobody(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path) -> None:
+    """Its key was its sender's userid and its time, kept in the store for WeCom's retry window after the
+    message was answered, and after its conversation was purged."""
+    from dialogues.store import Store
+
+    store = Store(tmp_path / "dialogues.db")
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>zhangwei</FromUserName><CreateTime>1476422779"
+             "</CreateTime><MsgType>text</MsgType><Content>退款多久到账</Content><AgentID>1000002</AgentID></xml>")
+    answered = []
+    for _ in range(2):  # the second, WeCom's retry, reaches a server started since
+        bot = FakeBot()
+        bot.store, bot._store = store, run  # type: ignore[assignment, attr-defined]
+        channel = WeComChannel(bot, settings(wecom_api.url))
+        client = await client_for(aiohttp_client, channel)
+        query, body = signed_post(crypto, inner)
+        response = await client.post("/wecom/callback", params=query, data=body)
+        answered.append("<Encrypt>" in await response.text())
+        await channel.close()
+        await client.close()
+    store.purge(f"wecom:{CORP_ID}:zhangwei")
+    [(key,)] = store.db.execute("SELECT key FROM pending").fetchall()
+    store.close()
+    assert answered == [True, False]
+    assert key.startswith("wecom:") and "zhangwei" not in key and "1476422779" not in key
+
+
 @pytest.mark.parametrize(("key", "value", "problem"), [
     ("aes_key", "tooshort", "EncodingAESKey must be 43 characters"),
     ("aes_key", "!" * 43, "EncodingAESKey is not base64"),

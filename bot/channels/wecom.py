@@ -14,6 +14,8 @@ answer, and a reply that is just one of those numbers sends that button's payloa
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import re
 import time
@@ -170,7 +172,7 @@ class WeComChannel(PlatformChannel):
         text = (message.findtext("Content") or "").strip()
         if message.findtext("MsgType") != "text" or not user or not readable(text):
             return empty
-        key = f"wecom:{message.findtext('MsgId') or user + ':' + (message.findtext('CreateTime') or '')}"
+        key = self._message_key(message)
         conversation_id = f"wecom:{self.corp_id}:{user}"
         async with self._seen.claim((key,)) as first:
             if not first:
@@ -226,6 +228,15 @@ class WeComChannel(PlatformChannel):
             return response
         self._tasks.spawn(self.bot._store(self.bot.store.delivered, turn.pending_id))
         return response
+
+    def _message_key(self, message: ET.Element) -> str:
+        """How a redelivery of ``message`` is known, here and in the store for ``REDELIVERY_WINDOW_S`` (a purged
+        conversation's too): its MsgId, or for a message without one its sender and time, as a digest keyed with
+        the app's secret, which names nobody (it held the employee's userid)."""
+        if msg_id := message.findtext("MsgId"):
+            return f"wecom:{msg_id}"
+        sent = f"{message.findtext('FromUserName')}:{message.findtext('CreateTime') or ''}".encode()
+        return f"wecom:from:{hmac.new(self.secret.encode(), sent, hashlib.sha256).hexdigest()}"
 
     async def _chosen(self, conversation_id: str, text: str) -> str:
         """The payload of the numbered choice ``text`` picks, or ``text`` itself if it picks none. The choices
