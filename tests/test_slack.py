@@ -621,15 +621,21 @@ async def test_slack_unavailable_is_tried_again_and_a_refused_post_is_not(slack:
 
 
 async def test_a_message_slack_may_have_posted_is_told_apart_from_one_it_refused(aiohttp_server: Any) -> None:
-    """A 500, a 504 or a timeout may have posted the message, as has a long one whose later piece failed:
-    each was an error like a refusal, and an agent told the customer did not get their reply sent it again."""
-    answers: list[int | str] = []  # per chat.postMessage: its status, or "slow"
+    """A 500, a 504, a timeout or a connection closed before the answer (Slack's front end restarting) may have
+    posted the message, as has a long one whose later piece failed: each was an error like a refusal, and an agent
+    told the customer did not get their reply sent it again. Nor is it tried again: chat.postMessage takes no
+    idempotency key, and a second try would post it twice."""
+    answers: list[int | str] = []  # per chat.postMessage: its status, "slow" or "hang up"
     posted: list[str] = []
 
     async def post_message(request: web.Request) -> web.Response:
         how = answers.pop(0) if answers else 200
         if how == "slow":
             await asyncio.sleep(1)
+        elif how == "hang up":  # posted, and the connection closed before the answer
+            posted.append((await request.json())["text"])
+            request.transport.close()
+            return web.Response()  # never written
         elif how != 200:
             return web.Response(status=int(how), text="upstream error")
         posted.append((await request.json())["text"])
@@ -643,6 +649,10 @@ async def test_a_message_slack_may_have_posted_is_told_apart_from_one_it_refused
         answers.append(how)
         with pytest.raises(SlackMaybePosted, match=f"chat.postMessage: {why}"):
             await channel.send(f"slack:T1:C1:{TS}", "hi")
+    answers.append("hang up")
+    with pytest.raises(SlackMaybePosted, match="chat.postMessage: the connection closed before an answer came"):
+        await channel.send(f"slack:T1:C1:{TS}", "It left today.")
+    assert posted.count("It left today.") == 1 and not answers  # posted, and not tried again
     answers.append(400)
     with pytest.raises(SlackAPIError, match="chat.postMessage: HTTP 400") as failed:
         await channel.send(f"slack:T1:C1:{TS}", "hi")
@@ -650,7 +660,7 @@ async def test_a_message_slack_may_have_posted_is_told_apart_from_one_it_refused
     answers.extend([200, 400])
     with pytest.raises(SlackMaybePosted, match="HTTP 400, after 1 of its 2 pieces went out"):
         await channel.send(f"slack:T1:C1:{TS}", "\n\n".join(["Your refund is on its way."] * 500))
-    assert len(posted) == 1
+    assert len(posted) == 2  # the hung-up one's, and the long one's first piece
     await channel.close()
 
 

@@ -666,10 +666,11 @@ async def test_an_answer_that_is_not_a_json_object_is_a_delivery_error(aiohttp_s
 
 
 async def test_a_message_wecom_may_have_sent_is_told_apart_from_one_it_refused(aiohttp_server: Any) -> None:
-    """A 500, a 504 or a timeout of message/send may have sent the message, as has a long one whose later
-    piece failed: each was an error like a refusal, and an agent told the customer did not get their reply
-    sent it again. A failed gettoken sent nothing."""
-    answers: list[int | str] = []  # per message/send: its status, or "slow"
+    """A 500, a 504, a timeout of message/send or a connection closed before its answer may have sent the
+    message, as has a long one whose later piece failed: each was an error like a refusal, and an agent told the
+    customer did not get their reply sent it again. Nor is it tried again, which would send it twice. A failed
+    gettoken sent nothing."""
+    answers: list[int | str] = []  # per message/send: its status, "slow" or "hang up"
     sent: list[str] = []
     token_status = [500]
 
@@ -682,6 +683,10 @@ async def test_a_message_wecom_may_have_sent_is_told_apart_from_one_it_refused(a
         how = answers.pop(0) if answers else 200
         if how == "slow":
             await asyncio.sleep(1)
+        elif how == "hang up":  # sent, and the connection closed before the answer
+            sent.append((await request.json())["text"]["content"])
+            request.transport.close()
+            return web.Response()  # never written
         elif how != 200:
             return web.Response(status=int(how), text="upstream error")
         sent.append((await request.json())["text"]["content"])
@@ -700,6 +705,11 @@ async def test_a_message_wecom_may_have_sent_is_told_apart_from_one_it_refused(a
         answers.append(how)
         with pytest.raises(WeComMaybeSent, match=f"message/send: {why}"):
             await channel.send(employee, "它明天到。")
+    answers.append("hang up")
+    with pytest.raises(WeComMaybeSent, match="message/send: the connection closed before an answer came"):
+        await channel.send(employee, "已发货。")
+    assert sent.count("已发货。") == 1 and not answers  # sent, and not tried again
+    sent.remove("已发货。")
     answers.append(400)
     with pytest.raises(WeComAPIError, match="message/send: HTTP 400") as failed:
         await channel.send(employee, "它明天到。")

@@ -96,7 +96,8 @@ class Stopping(DeliveryError):
 
 class MaybeDelivered(DeliveryError):
     """The platform took the request and never said whether the message went out (a timeout, a 500 or a 504,
-    :data:`MAYBE_SENT`), or a long message's later piece failed after the first went out (``partly``): the
+    :data:`MAYBE_SENT`, the connection closed before the answer, :data:`UNANSWERED`), or a long message's later
+    piece failed after the first went out (``partly``): the
     customer may have it, and would read it twice if it were sent again. An agent's reply is not marked
     undelivered, and its agent is told to check before sending it again."""
 
@@ -106,8 +107,9 @@ class MaybeDelivered(DeliveryError):
 UNDELIVERED = (DeliveryError, aiohttp.ClientError, asyncio.TimeoutError)  # what sending on a platform raises
 # The platform, or a gateway before it, could not take the request, or the connection was refused: nothing
 # was sent, so it is tried again (``SEND_ATTEMPTS`` tries in all, the n-th retry n seconds later) rather
-# than handing the conversation to a person for a hiccup. A timeout, a 504 (a gateway's) or a 500 is not:
-# the message may have gone out, and a customer would read it twice (``MAYBE_SENT``, :class:`MaybeDelivered`).
+# than handing the conversation to a person for a hiccup. A timeout, a 504 (a gateway's), a 500 or a connection
+# closed before the answer is not: the message may have gone out, and a customer would read it twice (``MAYBE_SENT``,
+# ``UNANSWERED``, :class:`MaybeDelivered`).
 UNAVAILABLE = frozenset({502, 503})
 MAYBE_SENT = frozenset({500, 504})
 SEND_ATTEMPTS = 3
@@ -126,19 +128,30 @@ class TryAgain:
     delay: float | None = None
 
 
+# What a request that hands a message to a platform may fail with once its connection is open: the platform may
+# have read the request and sent the message, and never said so. No answer in time; the connection closed
+# (ServerDisconnectedError) or reset before the answer came; an answer cut short. Sending it again could show it twice
+# (chat.postMessage and message/send take no idempotency key), so it is not tried again (:class:`MaybeDelivered`).
+UNANSWERED = (asyncio.TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)
+
+
 def failure(exc: BaseException) -> str:
-    """Why a message did not go out, in words: a timeout's own message is empty."""
-    return "no answer in time" if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
+    """Why a message did not go out, in words: a timeout's own message is empty, a disconnection's says little."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the connection closed before an answer came"
+    return str(exc) or type(exc).__name__
 
 
 async def handed_over(request: Awaitable[T], what: str, error: type[MaybeDelivered]) -> T:
-    """``request``, one that hands a message to a platform: a timeout once connected is ``error``, as the
-    platform may have sent the message without answering in time."""
+    """``request``, one that hands a message to a platform: a failure once connected (:data:`UNANSWERED`) is
+    ``error``, as the platform may have sent the message without answering."""
     try:
         return await request
-    except aiohttp.ConnectionTimeoutError:  # never connected: nothing went out
+    except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError):  # never connected: nothing went out
         raise
-    except asyncio.TimeoutError as exc:
+    except UNANSWERED as exc:
         raise error(f"{what}: {failure(exc)}") from exc
 
 
