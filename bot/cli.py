@@ -339,10 +339,11 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     # over: as a container's first process, which the system gives no default action, a `docker stop` then
     # went unheard and waited out its 10 s, the server starting to serve meanwhile, before its SIGKILL.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))  # and so does SIGHUP, as it does once serving
 
     from aiohttp import web
 
-    from bot.server import BOT, RESPONSE_GRACE_S, admin_token, create_app, drain_on_sigterm
+    from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, admin_token, create_app, drain_on_sigterm, stop_on_sighup
 
     project = load_project(directory)
     host = host or project.config.server.host
@@ -378,6 +379,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         served = app[BOT]
         if drain := project.config.server.drain_seconds:
             app.on_startup.append(drain_on_sigterm(drain))
+        app.on_startup.append(stop_on_sighup)
         # SIGTERM closes the port and lets the turns in flight finish (up to shutdown_seconds, create_app's
         # shutdown hook), their responses be written, then closes the store.
         web.run_app(app, sock=socks, shutdown_timeout=RESPONSE_GRACE_S, access_log=None,
@@ -391,7 +393,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(129 if app[HUNG_UP].is_set() else 0)  # 128 + SIGHUP: a service manager restarts it, as after a fault
 
 
 def listening(host: str, port: int) -> list[socket.socket]:

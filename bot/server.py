@@ -54,6 +54,7 @@ RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
 ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the admin API is off
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM while server.drain_seconds run
+HUNG_UP = web.AppKey("hung_up", asyncio.Event)  # set on SIGHUP, which stops `bot serve` as SIGTERM does
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STARTED_WITH = web.AppKey("started_with", BotConfig)  # bot.yml as the server set itself up from it at start
 STATIC = Path(str(resources.files("bot") / "static"))
@@ -700,6 +701,21 @@ def drain_on_sigterm(seconds: float) -> Callable[[web.Application], Coroutine[An
     return install
 
 
+async def stop_on_sighup(app: web.Application) -> None:
+    """An ``on_startup`` hook of ``bot serve``: SIGHUP (the terminal it ran in closed, a log rotation's ``kill
+    -HUP``) stops the server as SIGTERM does, the turns in flight finished, and says so; by default it killed the
+    server mid-turn without a line in the log. deskbot logs to stderr: it has no log file to reopen."""
+    loop = asyncio.get_running_loop()
+
+    def hung_up() -> None:
+        log.warning("SIGHUP: stopping as on SIGTERM (deskbot logs to stderr and has no log file to reopen: rotate "
+                    "its log with logrotate's copytruncate, or leave it to the service manager)")
+        app[HUNG_UP].set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    loop.add_signal_handler(signal.SIGHUP, hung_up)
+
+
 def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = None) -> web.Application:
     project = load_project(root)
     actions = ActionRunner.for_project(project)  # a mistake in actions/ or its map, before the model loads
@@ -714,6 +730,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[BOT] = bot
     app[LIMITS] = limits
     app[DRAINING] = asyncio.Event()
+    app[HUNG_UP] = asyncio.Event()
     app[ADMIN_TOKEN] = admin_token(project)
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}

@@ -17,8 +17,10 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import os
 import random
 import shutil
+import signal
 import socket
 import sqlite3
 import time
@@ -183,7 +185,11 @@ def test_sigkill_under_load_loses_no_answered_message(tiny_demo_bot: Path, tmp_p
     assert check_store(root / "dialogues.db", [never_sent]) == ["lost: 'never sent'"]  # the check can fail
 
 
-async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_demo_bot: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stop", "exit_code"), [(signal.SIGTERM, 0), (signal.SIGHUP, 129)])
+async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_demo_bot: Path, tmp_path: Path,
+                                                                          stop: signal.Signals, exit_code: int) -> None:
+    """SIGHUP (the terminal closed, a log rotation's kill -HUP) killed the server mid-turn, without a word: it stops
+    as on SIGTERM, with an exit code that says it was not asked to (a service manager restarts it)."""
     from tests.conftest import configured_copy
 
     root = configured_copy(tiny_demo_bot, tmp_path / "graceful", **CHAOS_CONFIG,
@@ -201,7 +207,7 @@ async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_d
 
         in_flight = [asyncio.create_task(ask(f"kill-term-{n}")) for n in range(3)]
         await asyncio.sleep(0.7)  # the three turns are inside the 2 s action now
-        server.process.terminate()  # SIGTERM
+        os.kill(server.process.pid, stop)
         await asyncio.sleep(0.3)
         with pytest.raises(aiohttp.ClientConnectorError):  # the port is closed to new requests
             async with aiohttp.ClientSession() as late:
@@ -209,7 +215,7 @@ async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_d
         answers = await asyncio.gather(*in_flight)
     assert [(status, body["reply"]) for status, body in answers] == [(200, "looked it up slowly")] * 3
     server.process.join(30)
-    assert server.process.exitcode == 0
+    assert server.process.exitcode == exit_code
     assert not (root / "dialogues.db-wal").exists()  # the store was closed, its log checkpointed
     with sqlite3.connect(root / "dialogues.db") as db:
         replies = db.execute("SELECT count(*) FROM turns WHERE role = 'bot' AND text = 'looked it up slowly'").fetchone()
