@@ -62,6 +62,7 @@ COUNTED = web.RequestKey("counted", bool)  # the request's response is counted f
 STORE_WAIT_S = 2.0  # how long a scrape (or a health check) waits on the store before answering without it
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
+STORE_WATCH_S = 5.0  # how often the server looks whether a store that refused requests writes again
 FORGET_KEYS_EVERY_S = 60.0  # how often the keys of platform messages past their retry window are deleted
 WATCH_OFF_S = 5.0  # while learning.watch_seconds is 0, how often watch_models looks whether a reload set it
 
@@ -117,8 +118,8 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         response.force_close()  # the rest of the stream cannot be read either, so the connection ends here
         return response
     except Exception as exc:
-        if cannot_write(exc):  # a full disk, a file made read-only, a lock held: one line, and a wait
-            log.error("%s %s: the conversation store failed: %s", request.method, request.path, exc)
+        if cannot_write(exc):  # a full disk, a file made read-only, a lock held: one line a bout, and a wait
+            request.app[BOT].refusals.refused_one(f"{request.method} {request.path}", exc)
             return json_response({"error": store_failed(exc)}, status=503,
                                  headers={"Retry-After": str(STORE_RETRY_S), **cors_headers(request)})
         if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
@@ -413,6 +414,23 @@ async def watch_waiting(app: web.Application) -> AsyncIterator[None]:
         return 5.0 if after is None else min(after / 2, 5.0)
 
     async with running(rounds("telling waiting customers that the agents are busy", pause, bot.tell_overdue)):
+        yield
+
+
+async def watch_store(app: web.Application) -> AsyncIterator[None]:
+    """Say, within ``STORE_WATCH_S``, that the conversation store writes again after requests were refused for it
+    (:class:`~bot.channels.base.StoreRefusals`): a write tried each round (:meth:`~dialogues.store.Store.probe`)
+    tells, whichever of its writes failed."""
+    bot = app[BOT]
+
+    async def check() -> None:
+        if bot.refusals.reason is None or bot.store is None:
+            return
+        with contextlib.suppress(Exception):  # still failing, as said already
+            await bot._store(bot.store.probe)
+            bot.refusals.mended()
+
+    async with running(rounds("watching the conversation store", lambda: STORE_WATCH_S, check)):
         yield
 
 
@@ -740,6 +758,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app.cleanup_ctx.append(watch_waiting)
     app.cleanup_ctx.append(answer_kept_messages)
     app.cleanup_ctx.append(forget_old_keys)
+    app.cleanup_ctx.append(watch_store)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
                 "language": project.config.language}
     for channel in build_channels(bot, project.config.channels, settings):

@@ -371,12 +371,18 @@ def test_platform_messages_over_the_limit_are_told_to_wait_once_per_wait() -> No
     assert slow_down("zh", 7, "还在吗", {"chinese_script": "traditional"}).startswith("您发送消息")
 
 
-async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Callable[..., Any]) -> None:
+async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Callable[..., Any],
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
     """A full disk or a file made read-only answered every message with 500 "internal error", and a
-    traceback in the log for each."""
+    traceback in the log for each; then a line for each, which filled a log on the full disk itself, and
+    nothing said when it was over."""
+    monkeypatch.setattr(serving, "STORE_WATCH_S", 0.1)
     client = await make_client(server={"limits": NO_LIMITS}, channels={"web": {"origins": ["http://shop.example"]}})
     bot = client.app[BOT]
     await bot._store(lambda: bot.store.db.execute("PRAGMA query_only = ON"))  # as a file made read-only
+    for _ in range(2):
+        assert (await chat(client, cid(), "hello")).status == 503
     refused = await chat(client, cid(), "I want my money back for order 123", Origin="http://shop.example")
     assert refused.status == 503 and refused.headers["Retry-After"] == "30"
     assert refused.headers["Access-Control-Allow-Origin"] == "http://shop.example"  # a widget on the shop's site reads it
@@ -396,6 +402,14 @@ async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Ca
     conversation = cid()
     assert (await chat(client, conversation, "I want my money back for order 123")).status == 200
     assert len(await bot._store(bot.store.history, conversation)) == 2
+    await asyncio.sleep(0.5)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said[0] == ("ERROR", "POST /api/chat: the conversation store cannot write: attempt to write a readonly "
+                                "database (every request that writes is refused until it can; said once, and again "
+                                "when it does)")
+    assert said[1][0] == "WARNING" and said[1][1].startswith("the conversation store writes again: 4 requests refused "
+                                                             "since ")
+    assert len(said) == 2
 
 
 def _invalid_model() -> ValidationError:

@@ -345,6 +345,35 @@ def store_failed(exc: Exception) -> str:
     return f"the conversation store cannot write now ({exc}): try again later"
 
 
+class StoreRefusals:
+    """The customers' requests refused because the conversation store cannot write (a full disk, a file made
+    read-only, a lock held long), in the log: one line as it begins, and again when its reason changes, then one
+    once it writes again, with how many were refused. A line each, thousands a minute on a busy bot, filled a log
+    kept on the full disk itself, where most were lost, and nothing said when it had ended."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None  # why the store could not write, while requests are refused
+        self.since = 0.0
+        self.refused = 0
+
+    def refused_one(self, where: str, exc: Exception) -> None:
+        """A request refused at ``where`` (``POST /api/chat``) because the store raised ``exc``."""
+        if str(exc) != self.reason:
+            log.error("%s: the conversation store cannot write: %s (every request that writes is refused until it "
+                      "can; said once, and again when it does)", where, exc)
+            if self.reason is None:
+                self.since = time.time()
+            self.reason = str(exc)
+        self.refused += 1
+
+    def mended(self) -> None:
+        """Say that the store writes again."""
+        if self.reason is not None:
+            log.warning("the conversation store writes again: %d request%s refused since %s", self.refused,
+                        "" if self.refused == 1 else "s", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since)))
+            self.reason, self.refused = None, 0
+
+
 async def in_time(read: Awaitable[T]) -> T:
     """``read`` of a request's body, cut off after ``BODY_SECONDS`` with 408 and the connection closed (once
     aiohttp's lingering read of the rest, at most 10 s, is over): a client that stops sending halfway, or an
