@@ -2475,3 +2475,28 @@ def test_an_agents_takeover_while_the_chat_is_closed_is_shown_on_the_launcher(op
     launcher.click()
     expect(page.locator(".banner")).to_be_visible()
     expect(page.locator(".launcher .badge")).to_have_count(0)
+
+
+def test_a_handback_while_the_chat_is_closed_gives_the_launcher_its_plain_name_back(open_widget: Any,
+                                                                                  api: SimpleNamespace) -> None:
+    """Handed back while the chat was still closed, the launcher went on saying *Open chat (a person has joined)*
+    with its dot until it was opened: the person it told of had gone."""
+    widget = open_widget()
+    page = widget.page
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    page.get_by_role("button", name="Close chat").first.click()
+    cid = widget.conversation_id()
+    api.admin(f"/admin/conversations/{cid}/handoff")
+    expect(page.get_by_role("button", name="Open chat (a person has joined)")).to_be_visible()
+    api.admin(f"/admin/conversations/{cid}/handback")
+    expect(page.get_by_role("button", name="Open chat", exact=True)).to_be_visible()
+    expect(page.locator(".launcher .badge")).to_have_count(0)
+    expect(page.locator(".root > .sr")).to_have_text("")
+    api.admin(f"/admin/conversations/{cid}/handoff")  # an agent's message meanwhile is still counted
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Sam here."})
+    expect(page.get_by_role("button", name="Open chat (1 new message)")).to_be_visible()
+    api.admin(f"/admin/conversations/{cid}/handback")
+    expect(page.locator(".notice").last).to_have_text("You're back with the bot.")
+    expect(page.get_by_role("button", name="Open chat (1 new message)")).to_be_visible()
+    expect(page.locator(".launcher .badge")).to_have_count(1)

@@ -745,9 +745,17 @@
     if (!panel.hidden || restoring) return;
     if (takeover) takenOver = true;
     else unread += 1;
+    showNews();
+  }
+  // The closed chat's launcher as what came says: its name, the live region that says it, and the dot. An agent
+  // who handed back before the chat was opened is no longer news: the launcher had said a person had joined.
+  function showNews() {
+    const news = unread > 0 || takenOver;
     labelButton(launcher, launcherName());
-    announcer.textContent = launcherName();
-    if (!launcher.querySelector(".badge")) launcher.append(el("span", "badge"));
+    announcer.textContent = news ? launcherName() : "";
+    const badge = launcher.querySelector(".badge");
+    if (news && !badge) launcher.append(el("span", "badge"));
+    else if (!news && badge) badge.remove();
   }
 
   // A control that takes itself away (a quick reply, the banner's way back, Retry) or turns itself off (Send) hands
@@ -864,6 +872,10 @@
     subtitle.textContent = value ? t.subtitleAgent : t.subtitle;
     handoffStatus.textContent = value && announce ? t.handedOff : ""; // emptied, it says nothing
     if (announce && value) markUnread(true);
+    if (!value && takenOver) {
+      takenOver = false;
+      showNews();
+    }
     if (announce && !value) addNotice(t.handedBack);
     schedulePoll();
   }
