@@ -2500,3 +2500,44 @@ def test_a_handback_while_the_chat_is_closed_gives_the_launcher_its_plain_name_b
     expect(page.locator(".notice").last).to_have_text("You're back with the bot.")
     expect(page.get_by_role("button", name="Open chat (1 new message)")).to_be_visible()
     expect(page.locator(".launcher .badge")).to_have_count(1)
+
+
+def live_setting_of(cdp: Any, text: str) -> str:
+    """How a screen reader takes ``text`` as it is added, from Chromium's accessibility tree: the setting of the nearest
+    live region around the text's node, as Chromium finds it (the nearest node that is a live region root, an
+    ``aria-live="off"`` one included, which Chromium's tree lists without its setting: that is read from its element)."""
+    nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    by_id = {node["nodeId"]: node for node in nodes}
+    node = next(node for node in nodes if node.get("role", {}).get("value") == "StaticText" and not node.get("ignored")
+                and node.get("name", {}).get("value") == text)
+    while node is not None:
+        live = {p["name"]: p["value"].get("value") for p in node.get("properties", [])}.get("live")
+        if live:
+            return str(live)
+        if "backendDOMNodeId" in node:
+            attributes = cdp.send("DOM.describeNode", {"backendNodeId": node["backendDOMNodeId"]})["node"].get("attributes", [])
+            named = dict(zip(attributes[::2], attributes[1::2]))
+            if named.get("aria-live"):
+                return named["aria-live"]
+        node = by_id.get(node.get("parentId", ""))
+    return "off"
+
+
+def test_a_screen_reader_does_not_read_the_customers_own_message_back_to_them(open_widget: Any,
+                                                                               api: SimpleNamespace) -> None:
+    """The customer's message went into the live log, which said "You: hello" as they sent it: their own words, heard
+    again. It stays in the log, to be read there, and the bot's and an agent's replies are still said as they come."""
+    widget = open_widget()
+    page = widget.page
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here."})
+    expect(page.locator(".msg.agent .bubble")).to_have_text("Sam here.")
+    cdp = widget.context.new_cdp_session(page)
+    reply = widget.bot_replies().first.locator(".bubble p").evaluate("(p) => p.firstChild.textContent")
+    assert [live_setting_of(cdp, text) for text in ("You:", "hello", reply, "Sam here.")] == ["off", "off", "polite",
+                                                                                              "polite"]
+    widget.context.set_offline(True)  # its "Not sent" is said all the same
+    widget.send("still there?")
+    expect(page.locator(".status-line span")).to_have_text("Not sent.")
+    assert [live_setting_of(cdp, text) for text in ("still there?", "Not sent.")] == ["off", "assertive"]

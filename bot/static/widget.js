@@ -785,6 +785,9 @@
     }
     const message = el("div", `msg ${role}`);
     if (turnId != null) message.dataset.turnId = turnId;
+    // The customer's own words stay in the log, to be read there, but the live log does not say them back to them
+    // as they send them. Its "Not sent" line is an alert of its own, and still said.
+    if (role === "user") message.setAttribute("aria-live", "off");
     const sender = { user: t.you, bot: config.title || title.textContent, agent: t.agent }[role];
     if (role === "agent") message.append(el("span", "sender", author ? `${author} · ${t.agent}` : t.agent));
     else message.append(el("span", "sr", `${sender}: `));
