@@ -2541,3 +2541,25 @@ def test_a_screen_reader_does_not_read_the_customers_own_message_back_to_them(op
     widget.send("still there?")
     expect(page.locator(".status-line span")).to_have_text("Not sent.")
     assert [live_setting_of(cdp, text) for text in ("still there?", "Not sent.")] == ["off", "assertive"]
+
+
+def test_on_a_phone_zoomed_to_200_percent_the_suggested_replies_leave_room_for_the_messages(open_widget: Any) -> None:
+    """At 180 × 320 CSS px the suggested replies, each wrapped to two lines, and a placeholder wrapped to three (which
+    the box grew to hold once a message was sent) left the message list under a third of the chat. There the replies
+    keep to one row, which scrolls sideways, and the placeholder to one line; each reply is still reached."""
+    phone = {"viewport": {"width": 180, "height": 320}, "is_mobile": True, "has_touch": True, "device_scale_factor": 4}
+    for page_lang in ("en", "zh-CN"):
+        widget = open_widget(device=phone, page_lang=page_lang)
+        page = widget.page
+        widget.send("/check_refund_policy")
+        expect(widget.bot_replies()).to_have_count(1)
+        replies = page.locator(".quick button")
+        expect(replies).to_have_count(2)
+        box = {selector: page.locator(selector).bounding_box() for selector in (".panel", ".scroll", "textarea")}
+        assert box[".scroll"]["height"] >= box[".panel"]["height"] / 3, (page_lang, box)
+        assert box["textarea"]["height"] <= 46, (page_lang, box)  # one line
+        tops = replies.evaluate_all("(nodes) => nodes.map((node) => Math.round(node.getBoundingClientRect().top))")
+        assert len(set(tops)) == 1, tops
+        replies.last.scroll_into_view_if_needed()
+        replies.last.click()
+        expect(widget.bot_replies()).to_have_count(2)

@@ -510,6 +510,11 @@
       .panel { height: calc(100vh - 16px); }
       header { padding: 6px 12px; } .avatar, .subtitle, footer { display: none; }
       textarea { max-height: 64px; } .quick { max-height: 22%; }
+      /* The suggested replies in one row that scrolls sideways, and the placeholder on one line: at 200% zoom (180 ×
+         320 px) replies wrapped to two lines each, and a placeholder to three, left the message list a third of it. */
+      .quick { flex-wrap: nowrap; overflow-x: auto; justify-content: flex-start; }
+      .quick button { flex: none; white-space: nowrap; } .quick button:first-child { margin-left: auto; } /* at the right, as a row that fits */
+      textarea::placeholder { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
       /* The handoff banner too, in smaller type, and it scrolls rather than take the list's last lines: at 200% zoom
          (180 × 320 px) it left the list 26 px, and pushed the message box out of the chat. */
       .banner { padding: 4px 12px; gap: 2px 8px; font-size: 12px; line-height: 1.35; overflow-y: auto;
