@@ -1729,9 +1729,10 @@ def test_a_waiting_customer_is_told_the_agents_are_busy_even_without_a_socket(
 # --- on shops' real sites: behind a proxy, among the page's own scripts and styles, under a strict CSP ---------
 
 
-async def start_prefix_proxy(target: str, prefix: str) -> tuple[web.AppRunner, str]:
+async def start_prefix_proxy(target: str, prefix: str, delay: float = 0.0) -> tuple[web.AppRunner, str]:
     """A shop's reverse proxy mapping ``prefix``/… to the bot at ``target``, HTTP and WebSocket, passing the
-    browser's Host on as nginx's ``proxy_set_header Host $host`` does. Anything else is the shop's: a 404."""
+    browser's Host on as nginx's ``proxy_set_header Host $host`` does. Anything else is the shop's: a 404.
+    ``delay`` seconds hold each answer and each socket frame, as a slow network does."""
     session = aiohttp.ClientSession()
     skipped = {"host", "connection", "upgrade", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 
@@ -1747,12 +1748,14 @@ async def start_prefix_proxy(target: str, prefix: str) -> tuple[web.AppRunner, s
 
                 async def pipe(source: Any, sink: Any) -> None:
                     async for message in source:
+                        await asyncio.sleep(delay)
                         await sink.send_str(message.data)
                     await sink.close()
 
                 await asyncio.gather(pipe(upstream, downstream), pipe(downstream, upstream))
                 return downstream
         async with session.request(request.method, url, headers=headers, data=await request.read()) as answer:
+            await asyncio.sleep(delay)
             return web.Response(status=answer.status, body=await answer.read(),
                                 headers={name: value for name, value in answer.headers.items() if name.lower() not in skipped})
 
@@ -1775,6 +1778,31 @@ def proxy(server: LiveServer) -> Iterator[str]:
     runner, url = server._run(start_prefix_proxy(server.url, "/support"))
     yield url
     server._run(runner.cleanup())
+
+
+@pytest.fixture
+def slow_network(server: LiveServer) -> Iterator[str]:
+    """The bot at ``slow_network``/support over a slow network: each answer and socket frame 1.5 s late."""
+    runner, url = server._run(start_prefix_proxy(server.url, "/support", delay=1.5))
+    yield f"{url}/support"
+    server._run(runner.cleanup())
+
+
+def test_a_message_sent_while_the_chat_still_loads_comes_after_the_greeting(slow_network: str, open_widget: Any,
+                                                                          api: SimpleNamespace) -> None:
+    """Over a slow network a customer who wrote before the chat had loaded saw the greeting come under their message,
+    above its answer. The message waits, shown as sent, until the chat has loaded."""
+    for page_lang in ("en", "zh-CN"):
+        widget = open_widget(server=slow_network, page_lang=page_lang)
+        page = widget.page
+        widget.send("where is my parcel")  # the settings and the history are still on their way
+        expect(widget.bot_replies()).to_have_count(1, timeout=20_000)
+        roles = page.locator(".log > *").evaluate_all("(nodes) => nodes.map((node) => node.className)")
+        assert roles == ["msg bot", "msg user", "msg bot"], (page_lang, roles)
+        expect(page.locator(".msg.bot .bubble").first).to_have_text("Hi! How can I help you today?" if page_lang == "en"
+                                                                     else "您好！请问有什么可以帮您？")
+        assert [turn["text"] for turn in api.history(widget.conversation_id())["turns"]
+                if turn["role"] == "user"] == ["where is my parcel"]
 
 
 def test_behind_a_proxys_path_prefix_the_widget_demo_and_console_stay_under_it(

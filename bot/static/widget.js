@@ -1080,18 +1080,24 @@
     for (const earlier of unsettled.slice(0, at)) earlier.until = Math.min(earlier.until, turnId);
   }
 
+  // Settled once the history (or the greeting) is shown. A message sent before, over a slow network, waits for it:
+  // sent at once, it showed above the greeting, and the history read meanwhile could already hold it.
+  let loaded;
+  const started = new Promise((resolve) => (loaded = resolve));
+
   async function send(text, shown) {
     text = text.trim();
     if (!text) return;
     const message = addMessage("user", shown || text);
     scrollToEnd(); // the customer's own message takes them to the end
     message.classList.add("out");
+    removing(quick, () => quick.replaceChildren());
+    setPending(1);
+    await started;
     const own = { message, text, before: Math.max(0, ...seenTurns), until: Infinity };
     unsettled.push(own);
     const pushesBefore = statusPushes;
     const asked = conversationId;
-    removing(quick, () => quick.replaceChildren());
-    setPending(1);
     try {
       if (navigator.onLine === false) throw new Error("offline"); // it cannot leave the device: Not sent at once
       const reply = await chat(text);
@@ -1272,10 +1278,11 @@
     send(text);
   });
 
+  // The greeting opens the conversation: above a message the customer sent while the chat loaded.
   function greet() {
     if (config.greeting === false) return;
     restoring = true;
-    addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting);
+    log.prepend(addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting));
     restoring = false;
   }
 
@@ -1325,6 +1332,7 @@
     await configured; // the history's labels ("You", "Helpful") in the language the settings may change
     const hadHistory = await loadHistory();
     if (!hadHistory) greet();
+    loaded();
     // The log speaks up once the history and the greeting are in it, and the browser has drawn them: a chat left open
     // had a screen reader read the whole conversation out again on each of the site's pages.
     requestAnimationFrame(() => setTimeout(() => log.setAttribute("aria-live", "polite")));
