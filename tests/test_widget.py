@@ -126,14 +126,17 @@ class LiveServer:
             return web.Response(body=page, content_type="text/html")
         return web.Response(text=page, content_type="text/html")
 
-    async def _start(self) -> None:
+    async def _start_bot(self, port: int = 0) -> None:
         self.app = create_app(self.root, device="cpu")
         runner = web.AppRunner(self.app)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
         host, port = runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
-        self.runners = [runner]
+        self.runners[:1] = [runner]
+
+    async def _start(self) -> None:
+        await self._start_bot()
         if self.shop_socket is None:  # a second bot server, embedded in the first one's shop
             return
         shop = web.Application()
@@ -153,6 +156,14 @@ class LiveServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+    def stop_bot(self) -> None:
+        """Stop the bot's server, as a deploy does, until ``start_bot``."""
+        self._run(self.runners[0].cleanup())
+
+    def start_bot(self) -> None:
+        """Start the bot's server again, on its address."""
+        self._run(self._start_bot(int(self.url.rsplit(":", 1)[1])))
 
     def drop_sockets(self) -> None:
         """Close every widget's socket from the server side, as a restart or a proxy timeout would."""
@@ -2591,3 +2602,27 @@ def test_on_a_phone_zoomed_to_200_percent_the_suggested_replies_leave_room_for_t
         replies.last.scroll_into_view_if_needed()
         replies.last.click()
         expect(widget.bot_replies()).to_have_count(2)
+
+
+def test_a_chat_open_through_a_server_restart_hears_an_agent_as_soon_as_the_server_is_back(
+        open_widget: Any, web_demo_bot: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory,
+        chromium: SimpleNamespace) -> None:
+    """A restart of some seconds (a deploy) left the socket waiting out its growing pause between tries after the
+    server was back: an agent who took the chat over then was shown only at the next try or poll, up to 30 s later,
+    though the customer's own message had just been answered. The first answer from the server back reconnects."""
+    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "restarted",
+                           channels={"web": {"origins": [web_demo_bot.embed_origin]}})
+    with LiveServer(root) as live, api_client(chromium, live.url, web_demo_bot.admin_token) as api:
+        widget = open_widget(server=live.url)
+        page = widget.page
+        page.wait_for_function("Deskbot.connected()")
+        widget.send("hello")
+        expect(widget.bot_replies()).to_have_count(1)
+        live.stop_bot()
+        page.wait_for_timeout(8000)  # four tries in vain: the next is 8 s away
+        live.start_bot()
+        widget.send("are you back?")  # over HTTP, the socket still waiting
+        expect(widget.bot_replies()).to_have_count(2)
+        page.wait_for_function("Deskbot.connected()", timeout=3000)
+        api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
+        expect(page.locator(".banner")).to_be_visible(timeout=3000)

@@ -932,16 +932,29 @@
       const retryAfter = response.status === 429 ? Number(response.headers.get("Retry-After")) || 0 : 0;
       throw Object.assign(new Error(data.error || `HTTP ${response.status}`), { retryAfter, lost: !data.error });
     }
+    reconnectNow();
     return data;
   }
 
   let socket = null;
   let socketOpened = null; // a promise: true once open, false if it failed
   let reconnectDelay = 1000;
+  let reconnectTimer = null; // the next try of a socket that closed
+  let socketWorked = false; // it opened once: one that closes since is the server's restart, not a proxy's block
   const waiting = []; // resolvers of messages sent over the socket, answered in order
+
+  // The server answered over HTTP: a socket that worked and closed (a deploy restarted the server) is tried again now.
+  // Its pause between tries grows to 30 s, and an agent's takeover meanwhile waited for it, or for the next poll.
+  function reconnectNow() {
+    if (!reconnectTimer || !socketWorked) return;
+    reconnectDelay = 1000;
+    connect();
+  }
 
   function connect() {
     if (!useSocket) return;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
     let settle;
     socketOpened = new Promise((resolve) => (settle = resolve));
     const ws = new WebSocket(`${server.replace(/^http/, "ws")}/api/ws`);
@@ -949,6 +962,7 @@
     let opened = false;
     ws.onopen = () => {
       opened = true;
+      socketWorked = true;
       reconnectDelay = 1000;
       settle(true);
       ws.send(JSON.stringify({ type: "join", conversation_id: conversationId }));
@@ -983,7 +997,7 @@
       if (socket === ws) socket = null;
       while (waiting.length) waiting.shift().reject(Object.assign(new Error("connection lost"), { lost: true }));
       schedulePoll();
-      setTimeout(connect, opened ? 500 : reconnectDelay);
+      reconnectTimer = setTimeout(connect, opened ? 500 : reconnectDelay);
       if (!opened) reconnectDelay = Math.min(reconnectDelay * 2, 30000);
     };
     // Given up on (an answer overdue): lost now, as when it closes, without waiting for a close a dead
