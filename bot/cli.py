@@ -198,11 +198,11 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         stale += f"{' ' if stale else ''}{frozen} holds the replaced data's held-out examples, on which every later " \
                  "version is judged: delete it for the next `bot train` to choose them from the new data."
     if from_jsonl is not None:
-        from bot.importer import answer_of, write_bot
+        from bot.importer import check_line, write_bot
         from finetune.evaluation import read_jsonl
 
         try:
-            rows = read_jsonl(from_jsonl, fail, intent_name, answer_of)
+            rows = read_jsonl(from_jsonl, fail, intent_name, check_line)
             counts = write_bot(directory, rows, directory.resolve().name)
         except ValueError as exc:
             fail(f"{from_jsonl}: {exc}")

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS
 from bot.language import written_in
 from bot.project import example_text, history_item, same_example
 from dialogues.export import shareable
@@ -98,6 +99,17 @@ def answer_of(row: dict[str, Any]) -> str | None:
     if not isinstance(answer, str):  # str() would make "5" or "['a', 'b']" of it
         raise TypeError(f"the answer must be text, not {answer!r}")
     return history_item({"question": row["text"], "answer": answer}).answer
+
+
+def check_line(row: dict[str, Any]) -> None:
+    """A labelled line as ``bot init --from-jsonl`` takes it: a ValueError or TypeError for a text longer than a
+    customer's message may be (a ticket's whole thread, exported as its question, was kept as one example that no
+    customer could send and of which the classifier reads 64 tokens), or an answer history.jsonl would refuse
+    (:func:`answer_of`)."""
+    if len(row["text"]) > DEFAULT_MAX_MESSAGE_CHARS:
+        raise ValueError(f"the text is {len(row['text']):,} characters long, more than a customer's message may be "
+                         f"({DEFAULT_MAX_MESSAGE_CHARS:,}: server.max_message_chars); keep the customer's question alone")
+    answer_of(row)
 
 
 def data_language(texts: list[str]) -> str:

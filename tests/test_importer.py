@@ -161,6 +161,19 @@ def test_a_text_or_intent_that_is_no_text_is_refused_with_its_line(tmp_path: Pat
         assert not (tmp_path / "bot").exists()
 
 
+def test_a_text_longer_than_a_customers_message_is_refused_with_its_line(tmp_path: Path) -> None:
+    """A whole ticket thread exported as the question became one 50,000-character example of nlu.yml, which no
+    customer could send (the server takes 4,000 characters) and of which the classifier reads 64 tokens."""
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in ENGLISH)
+                    + json.dumps({"text": "refund " * 7000, "intent": "top_up"}) + "\n")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-jsonl", str(data)])
+    assert result.exit_code == 1, result.output
+    assert f"{data}:{len(ENGLISH) + 1}: the text is 49,000 characters long, more than a customer's message may be " \
+           "(4,000: server.max_message_chars)" in result.output
+    assert not (tmp_path / "bot").exists()
+
+
 def test_names_and_texts_that_nlu_yml_reads_otherwise_still_make_a_bot_that_loads(tmp_path: Path) -> None:
     rows = [(" see [order](id) now", " refund "), ("see order now", "refund{"), ("退款一部分", "退款（部分）"),
             ("line\u2028separator", "refund{")]  # U+2028 inside a JSON string is not a line break
