@@ -728,12 +728,19 @@ def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any
         raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
 
 
-def _examples_node(node: yaml.Node | None, i: int) -> yaml.Node | None:
-    """The YAML node of nlu.yml's entry ``i``'s examples."""
-    entries = next((value for key, value in getattr(node, "value", []) if getattr(key, "value", None) == "nlu"), None)
+def _examples_node(node: yaml.Node | None, i: int, key: str = "examples") -> yaml.Node | None:
+    """The YAML node of nlu.yml's entry ``i``'s examples (or of its ``key``)."""
+    entries = next((value for k, value in getattr(node, "value", []) if getattr(k, "value", None) == "nlu"), None)
     if not isinstance(entries, yaml.SequenceNode) or not isinstance(entry := entries.value[i], yaml.MappingNode):
         return None
-    return next((value for key, value in entry.value if key.value == "examples"), None)
+    return next((value for k, value in entry.value if k.value == key), None)
+
+
+def _name_over_lines(node: yaml.Node | None, i: int) -> int:
+    """How many lines the name of nlu.yml's intent ``i`` runs over: more than one when ``examples: |`` was left
+    out and YAML read the examples below ``intent:`` as the rest of the name."""
+    name = _examples_node(node, i, "intent")
+    return name.end_mark.line - name.start_mark.line + 1 if isinstance(name, yaml.ScalarNode) else 1
 
 
 _YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts lines by
@@ -805,6 +812,10 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
             if extra := sorted(set(item) - {"intent", "examples", "metadata"}):
                 raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
             name = item["intent"].strip()
+            if (lines := _name_over_lines(node, i)) > 1:  # it was refused as an intent "with no examples"
+                raise _fail(path, node, ("nlu", i), f"the intent's name runs over {lines} lines ({name!r}): write "
+                                                   f"'examples: |' on a line of its own under 'intent:', then "
+                                                   "each example on a line of its own after '- '")
             texts = _entry_lines(path, node, i, item, source)
             if not name or not texts:
                 raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")

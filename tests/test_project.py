@@ -456,6 +456,10 @@ def test_a_history_line_that_is_not_a_question_and_its_answer_is_refused(bot_dir
     ("- intent:\n  examples: |\n    - hi\n", "the intent has no name"),
     ("- intent: yes\n  examples: |\n    - hi\n", 'an intent name is text: write intent: "True" in quotes'),
     ("- intent: track\n  exampels: |\n    - hi\n", "unknown key"),
+    # 'examples: |' left out: YAML read the examples as the rest of the intent's name
+    ("- intent: track\n    - where is it\n    - where is my parcel\n",
+     "nlu.1: the intent's name runs over 3 lines ('track - where is it - where is my parcel'): write 'examples: |' "
+     "on a line of its own under 'intent:', then each example on a line of its own after '- '"),
     ("- intent: track\n  examples:\n  - [where, is, it]\n", "an example must be a text"),
     # learnt as "750", "83" and "1.5": YAML's numbers, not what the shop wrote
     ("- intent: track\n  examples:\n  - where is it\n  - 12:30\n", "YAML reads an example as the number 750"),
