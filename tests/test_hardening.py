@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import shutil
 import socket
 import sqlite3
@@ -1657,6 +1658,26 @@ async def test_admin_export_serves_what_bot_export_writes(make_client: Callable[
         assert (await chat(client, conversation, "and my parcel?")).status == 200
         assert not export.done()  # answered while the export redacts
         assert (await export).status == 200
+
+
+def test_the_help_gives_each_command_in_one_line_and_shows_how_it_is_run() -> None:
+    """`bot --help` cut most commands' summaries mid-sentence ("Copy the conversation store of DIRECTORY to DEST
+    (a file, or..."), no command's help showed a command line to run, and options named their type where a reader
+    looks for what to give (--device TEXT, --limit INTEGER RANGE)."""
+    import click
+
+    runner = CliRunner()
+    groups = [((), cli), *(((name,), group) for name, group in cli.commands.items() if isinstance(group, click.Group))]
+    for path, group in groups:
+        listing = runner.invoke(cli, [*path, "--help"], terminal_width=80).output
+        assert "..." not in listing.partition("Commands:")[2], listing
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                continue
+            text = runner.invoke(cli, [*path, name, "--help"], terminal_width=80).output
+            assert "Example" in text and f"  bot {' '.join((*path, name))} " in text.partition("Example")[2], text
+            if path != ("bench",):  # a benchmark's options are its figures' settings, named as bench/RESULTS.md runs them
+                assert not re.search(r"--\S+ (TEXT|INTEGER|FLOAT)", text), text
 
 
 def test_what_a_user_can_mistype_on_the_command_line_gets_one_line_errors(tiny_demo_bot: Path, tmp_path: Path) -> None:
