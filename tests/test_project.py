@@ -502,11 +502,14 @@ def test_rasa_nlu_format_is_accepted_as_is(tmp_path: Path) -> None:
         "- intent: thanks\n  metadata: {sentiment: positive}\n  examples:\n  - text: thanks a lot\n    metadata: {tone: warm}\n"
         "- synonym: refund\n  examples: |\n    - money back\n"
         "- regex: order_id\n  examples: |\n    - \\d+\n"
+        "- intent: greet\n  examples: |\n    - 你好\n"  # listed again, as Rasa files joined into one list it
     )
     (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hello!\n")
     project = load_project(tmp_path)
     assert [(e.text, e.intent) for e in project.examples] == [
-        ("hi", "greet"), ("hello there", "greet"), ("where is order 123", "order"), ("thanks a lot", "thanks")]
+        ("hi", "greet"), ("hello there", "greet"), ("where is order 123", "order"), ("thanks a lot", "thanks"),
+        ("你好", "greet")]
+    assert project.intents == ["greet", "order", "thanks"]
     assert "order_id" in project.entity_patterns
 
 
