@@ -69,7 +69,12 @@ def test_an_imported_bot_is_told_what_it_still_lacks_when_served(tmp_path: Path)
     config = yaml.safe_load((root / "bot.yml").read_text())
     config.setdefault("fallback", {})["titles"] = {"card_arrival": "Card arrival", "top_up": {"zh": "充值"}}
     (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
-    assert "1 intent with no Chinese title in fallback.titles, so the fallback offers it" in notes()  # English for both
+    responses = yaml.safe_load((root / "responses.yml").read_text())
+    responses["responses"]["card_arrival"] = [{"text": "卡片寄出后 5 个工作日内送达。"}]
+    (root / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))
+    said = notes()
+    assert "1 intent with no Chinese title in fallback.titles, so the fallback offers it" in said  # English for both
+    assert "note: 1 intent still answers with bot init's placeholder" in said
     config["fallback"]["titles"]["card_arrival"] = "卡片到达"
     (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
     (root / "responses.yml").write_text(yaml.safe_dump({"responses": {
