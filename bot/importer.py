@@ -10,7 +10,10 @@ bot answers questions close to it: an intent with answers gets no placeholder, w
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from bot.language import written_in
 from bot.project import example_text, history_item, same_example
 from dialogues.export import shareable
 from dialogues.redact import redact
+from finetune.durable import replaced
 from finetune.metrics import OOS
 from retrieval.text import normalise
 
@@ -112,6 +116,17 @@ def check_line(row: dict[str, Any]) -> None:
     answer_of(row)
 
 
+def write_whole(directory: Path, files: dict[str, str]) -> None:
+    """Write ``files`` (name: text) into ``directory``, all or none: each is written beside its place, and all are
+    put in place once every one is written. A full disk, or a folder where a file should be, left the new bot.yml
+    and nlu.yml with the old bot's responses.yml and history.jsonl."""
+    if folder := next((directory / name for name in files if (directory / name).is_dir()), None):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(folder))
+    with contextlib.ExitStack() as written:  # a write that fails puts none of them in place
+        for name, text in files.items():
+            written.enter_context(replaced(directory / name)).write(text)
+
+
 def data_language(texts: list[str]) -> str:
     """``en``, ``zh`` or ``multi``, by the share of messages written in Chinese."""
     chinese = sum(written_in(t) == "zh" for t in texts) / max(len(texts), 1)
@@ -174,9 +189,8 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     answering = {chosen[key] for key, _ in answered}
     responses = {"version": "3.1", "responses": {i: placeholders(i, language) for i in intents if i not in answering}}
     directory.mkdir(parents=True, exist_ok=True)
-    for file, content in (("bot.yml", to_yaml(config)), ("nlu.yml", nlu), ("responses.yml", to_yaml(responses)),
-                          ("history.jsonl", "".join(history))):
-        (directory / file).write_text(content, encoding="utf-8")
+    write_whole(directory, {"bot.yml": to_yaml(config), "nlu.yml": nlu, "responses.yml": to_yaml(responses),
+                            "history.jsonl": "".join(history)})
     return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "repeated": repeated,
             "relabelled": sum(len(counts) > 1 for counts in votes.values()), "oos": left_out,
             "answers": len(history), "personal": personal, "placeholders": len(responses["responses"]),

@@ -235,6 +235,21 @@ def test_init_refuses_to_replace_a_projects_data_and_force_replaces_all_of_it(tm
     assert load_project(root).intents == ["card_arrival", "top_up"]  # which loads: nothing refers to the old intents
 
 
+def test_init_that_cannot_write_a_file_leaves_the_bot_there_as_it_was(tmp_path: Path) -> None:
+    """With a folder where history.jsonl should be, --force wrote the new bot.yml, nlu.yml and responses.yml before it
+    failed, over the old bot's: a bot of two halves, with no file named."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    (root / "history.jsonl").unlink()
+    (root / "history.jsonl").mkdir()
+    before = {name: (root / name).read_text() for name in ("bot.yml", "nlu.yml", "responses.yml")}
+    _, result = import_bot(tmp_path, ENGLISH, "--force")
+    assert result.exit_code == 1 and f"cannot create the bot in {root}: {root / 'history.jsonl'}: Is a directory" \
+        in result.output, result.output
+    assert {name: (root / name).read_text() for name in before} == before
+    assert sorted(path.name for path in root.iterdir()) == ["bot.yml", "history.jsonl", "nlu.yml", "responses.yml"]
+
+
 def test_init_over_a_trained_bot_says_its_models_answer_as_before_until_bot_train(
         small_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The old versions kept serving the old intents, buttons and answers, and nothing said so."""
