@@ -1005,6 +1005,20 @@ def history_item(row: Any) -> HistoryItem:
     return item
 
 
+def jsonl_hint(line: str, n: int, example: str) -> str:
+    """What line ``n`` of a JSON Lines file, which is no JSON object, most likely is, and what to write instead:
+    an export in another format. ``example``: a line as the file holds one."""
+    start = line.lstrip("\ufeff ")
+    if start.startswith("["):
+        return "; the file looks like one JSON array: write one JSON object per line (JSON Lines)" if n == 1 else ""
+    if not start.startswith("{") and any(mark in line for mark in (",", ";", "\t")):
+        return f"; the file looks like CSV: write one JSON object per line, such as {example}"
+    return ""
+
+
+HISTORY_LINE = '{"question": "where is my order?", "answer": "It ships within 2 days."}'  # one line of history.jsonl
+
+
 def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
     """Historical question -> agent answer pairs, one JSON object per line."""
     if not path.exists():
@@ -1016,7 +1030,8 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
         try:
             item = history_item(json.loads(line))
         except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
-            raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}") from None
+            raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}"
+                               f"{jsonl_hint(line, n, HISTORY_LINE)}") from None
         if item.intent is not None and item.intent not in intents:
             raise ProjectError(f"{path}:{n}: unknown intent {item.intent!r} (not in nlu.yml)")
         items.append(item)

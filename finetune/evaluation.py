@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noqa: E402
 
 from bot.channels.base import load_json, readable  # noqa: E402
+from bot.project import jsonl_hint  # noqa: E402
 from finetune.metrics import OOS, auroc_by_kind, evaluate  # noqa: E402
 
 if TYPE_CHECKING:  # the classifier imports torch, which reading a test file or `bot init --from-jsonl` never needs
@@ -25,15 +26,7 @@ if TYPE_CHECKING:  # the classifier imports torch, which reading a test file or 
 log = logging.getLogger("deskbot")
 
 
-def _hint(line: str, n: int) -> str:
-    """What a line that is no JSON most likely is, and what to write instead: an export in another format."""
-    start = line.lstrip("\ufeff ")
-    if start.startswith("["):
-        return "; the file looks like one JSON array: write one JSON object per line (JSON Lines)" if n == 1 else ""
-    if not start.startswith("{") and any(mark in line for mark in (",", ";", "\t")):
-        return ('; the file looks like CSV: write one JSON object per line, '
-                'such as {"text": "where is my order?", "intent": "track_order"}')
-    return ""
+LABELLED_LINE = '{"text": "where is my order?", "intent": "track_order"}'  # one line of a labelled file
 
 
 def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str] = str,
@@ -54,10 +47,10 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
         try:
             row = load_json(line)
         except ValueError as exc:
-            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}{_hint(line, n)}")
+            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}{jsonl_hint(line, n, LABELLED_LINE)}")
         if not isinstance(row, dict):  # Python's words for indexing it ("string indices must be integers") told nothing
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": a line is one JSON object, "
-                 f"not {type(row).__name__}{_hint(line, n)}")
+                 f"not {type(row).__name__}{jsonl_hint(line, n, LABELLED_LINE)}")
         if missing := next((key for key in ("text", "intent") if key not in row), None):
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": no {missing!r}")
         text, intent = row["text"], row["intent"]

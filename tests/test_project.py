@@ -440,6 +440,10 @@ def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> No
     ('{"question": "q", "anwser": "a"}', "unknown key 'anwser', no 'answer'"),  # said only: 'answer'
     ('{"answer": "a"}', "no 'question'"),
     ('["q", "a"]', "a line is one JSON object, not list"),
+    # a spreadsheet's export got JSON's own words, as a labelled file for bot init no longer does
+    ("where is my order?,It ships within 2 days.", 'Expecting value: line 1 column 1 (char 0); the file looks like '
+     'CSV: write one JSON object per line, such as {"question": "where is my order?", "answer": "It ships within 2 '
+     'days."}'),
     ('{"question": "x\\ud800 refund", "answer": "Refunds take 5 days."}', "the question or the answer is not valid Unicode"),
     pytest.param('{"question": ' + "[" * 100_000 + "]" * 100_000 + "}", "maximum recursion depth exceeded", id="nested"),
     pytest.param('{"question": "q", "answer": "' + "Z" * 20_001 + '"}', "the answer is 20001 characters long, more than "
