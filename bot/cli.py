@@ -464,8 +464,10 @@ def ask(prompt: str) -> str:
     interrupted and waits for Enter. The signal's wakeup fd hears it whichever thread it lands on."""
     if sys.stdin is None:  # closed (`<&-`, a service without one): the end of input
         raise EOFError
-    if not sys.stdin.isatty():
-        return input(prompt)
+    if not sys.stdin.isatty():  # piped: shown after its prompt as a terminal shows what is typed, for a transcript
+        line = input(prompt)
+        print(line)
+        return line
     import select
     import signal
 
