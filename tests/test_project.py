@@ -775,6 +775,18 @@ def test_missing_bot_yml_says_how_to_start(tmp_path: Path) -> None:
     assert "bot init" in error_for(tmp_path)
 
 
+def test_the_starter_bot_has_nothing_bot_train_notes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bot init mybot` then `bot train mybot`, as the README starts, was answered by a note that the starter lacks an
+    oos intent, so that "tell me a joke" got the opening hours."""
+    from bot.cli import say_gaps
+
+    assert CliRunner().invoke(cli, ["init", str(tmp_path / "bot")]).exit_code == 0
+    project = load_project(tmp_path / "bot")
+    say_gaps(project)
+    assert capsys.readouterr().err == ""
+    assert "oos" in project.intents and project.responses.templates["oos"]
+
+
 @pytest.mark.parametrize(("name", "problem"), [
     ("resume", "intent 'resume': /resume is the bot's own button payload; rename the intent"),
     ("退款（部分）", "intent '退款（部分）': write it as '退款(部分)'"),
