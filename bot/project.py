@@ -537,10 +537,27 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         # What was open when the problem was found, and where: a quote never closed is found at the file's end
         since = f" ({context}, on line {opened.line + 1})" if context and opened and mark and opened.line != mark.line else ""
         problem = str(getattr(exc, "problem", None) or exc)
-        fix = "; indent with spaces: YAML takes no tabs there" if "'\\t'" in problem else ""
-        raise ProjectError(f"{where}: malformed YAML: {problem}{since}{fix}") from None
+        above = _YAML_BREAK.split(text)[:mark.line] if mark else []
+        before = next((line for line in reversed(above) if line.strip()), "")
+        raise ProjectError(f"{where}: malformed YAML: {problem}{since}{_yaml_fix(problem, before)}") from None
     _refuse_repeated_keys(path, node)
     return data, node
+
+
+def _yaml_fix(problem: str, before: str) -> str:
+    """How to mend what YAML reports in its own words, which do not say it: a tab, or a ``- `` line it did not
+    expect after ``before`` (the line above it), where an intent's examples lack their ``examples: |`` or a
+    block's lines are no further in than its key."""
+    if "'\\t'" in problem:
+        return "; indent with spaces: YAML takes no tabs there"
+    if "found '-'" not in problem:
+        return ""
+    if re.search(r":\s*[|>][-+0-9]*\s*(#.*)?$", before):
+        return ("; the lines of a '|' block go further in than its key ('examples: |', then each '- example' two "
+                "more spaces in)")
+    if re.match(r"\s*(-\s+)?intent:", before):
+        return "; an intent's examples go under 'examples: |', on a line of its own after 'intent:'"
+    return ""
 
 
 def _refuse_repeated_keys(path: Path, node: yaml.Node | None, visited: set[int] | None = None) -> None:

@@ -464,6 +464,12 @@ def test_a_history_line_that_is_not_a_question_and_its_answer_is_refused(bot_dir
     ("- intent: track\n    - where is it\n    - where is my parcel\n",
      "nlu.1: the intent's name runs over 3 lines ('track - where is it - where is my parcel'): write 'examples: |' "
      "on a line of its own under 'intent:', then each example on a line of its own after '- '"),
+    # and at the entry's own indent, or a block's lines no further in than its key: YAML's words alone
+    ("- intent: track\n  - where is it\n", "malformed YAML: expected <block end>, but found '-' (while parsing a "
+     "block mapping, on line 5); an intent's examples go under 'examples: |', on a line of its own after 'intent:'"),
+    ("- intent: track\n  examples: |\n  - where is it\n", "malformed YAML: expected <block end>, but found '-' "
+     "(while parsing a block mapping, on line 5); the lines of a '|' block go further in than its key "
+     "('examples: |', then each '- example' two more spaces in)"),
     ("- intent: track\n  examples:\n  - [where, is, it]\n", "an example must be a text"),
     # learnt as "750", "83" and "1.5": YAML's numbers, not what the shop wrote
     ("- intent: track\n  examples:\n  - where is it\n  - 12:30\n", "YAML reads an example as the number 750"),
