@@ -1045,7 +1045,7 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
         if not line.strip():
             continue
         try:
-            item = history_item(json.loads(line))
+            item = history_item(json.loads(line.removeprefix("\ufeff")))  # a file of several joined, each with its mark
         except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
             raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}"
                                f"{jsonl_hint(line, n, HISTORY_LINE)}") from None

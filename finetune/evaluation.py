@@ -45,7 +45,7 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
         if not line.strip():
             continue
         try:
-            row = load_json(line)
+            row = load_json(line.removeprefix("\ufeff"))  # a file of several joined, each with its mark
         except ValueError as exc:
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}{jsonl_hint(line, n, LABELLED_LINE)}")
         if not isinstance(row, dict):  # Python's words for indexing it ("string indices must be integers") told nothing

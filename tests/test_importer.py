@@ -179,6 +179,17 @@ def test_a_text_longer_than_a_customers_message_is_refused_with_its_line(tmp_pat
     assert not (tmp_path / "bot").exists()
 
 
+def test_files_joined_each_with_its_byte_order_mark_are_read_as_one(tmp_path: Path) -> None:
+    """Two exports joined (cat a.jsonl b.jsonl), each opening with a byte order mark, stopped at the second's first
+    line with "Unexpected UTF-8 BOM (decode using utf-8-sig)"."""
+    data = tmp_path / "labelled.jsonl"
+    part = "\ufeff" + "".join(json.dumps({"text": t, "intent": i}) + "\r\n" for t, i in ENGLISH)
+    data.write_text(part + part.replace("?", "??"), encoding="utf-8", newline="")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-jsonl", str(data)])
+    assert result.exit_code == 0, result.output
+    assert load_project(tmp_path / "bot").intents == ["card_arrival", "top_up"]
+
+
 def test_names_and_texts_that_nlu_yml_reads_otherwise_still_make_a_bot_that_loads(tmp_path: Path) -> None:
     rows = [(" see [order](id) now", " refund "), ("see order now", "refund{"), ("退款一部分", "退款（部分）"),
             ("line\u2028separator", "refund{")]  # U+2028 inside a JSON string is not a line break

@@ -501,6 +501,10 @@ def test_a_byte_order_mark_is_dropped(bot_dir: Path) -> None:
         path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     project = load_project(bot_dir)
     assert project.config.name == "Demo Shop" and len(project.history) == len(load_project(DEMO).history)
+    # and one opening each file of several joined into one (cat a.jsonl b.jsonl), which started a line of it
+    history = bot_dir / "history.jsonl"
+    history.write_bytes(history.read_bytes() * 2)
+    assert len(load_project(bot_dir).history) == 2 * len(project.history)
 
 
 def test_rasa_nlu_format_is_accepted_as_is(tmp_path: Path) -> None:
