@@ -707,7 +707,7 @@ def model_prepare(name: str, force: bool) -> None:
 
     Into the model cache (~/.cache/deskbot/models, or $DESKBOT_CACHE), as a Hugging Face folder.
 
-    Examples:
+    Example:
 
     \b
       bot model prepare multilingual
@@ -744,7 +744,7 @@ def bench_retrieval(n: int, dim: int, device: str, data_dir: Path | None, index_
                     nprobe: int | None, threads: int | None, quality: bool, as_json: bool) -> None:
     """Index build time, query latency, recall and answer quality.
 
-    Examples:
+    Example:
 
     \b
       bot bench retrieval --n 100000 --no-quality
@@ -787,7 +787,7 @@ def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Pat
                  seed: int, device: str | None, as_json: bool) -> None:
     """Train an intent classifier from scratch and measure it.
 
-    Examples:
+    Example:
 
     \b
       bot bench intent --train train.jsonl --test test.jsonl --shots 10
@@ -843,7 +843,7 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
                 pass_tokens: int | None, workers: int | None, think_ms: float, device: str | None, as_json: bool) -> None:
     """Throughput and latency of `bot serve`, against the raw encoder.
 
-    Examples:
+    Example:
 
     \b
       bot bench serve mybot --clients 1,16 --duration 10
@@ -872,7 +872,7 @@ def bench_store(exchanges: int, batches: list[int], as_json: bool) -> None:
 
     One exchange per transaction or many, in a scratch folder.
 
-    Examples:
+    Example:
 
     \b
       bot bench store --exchanges 1000
@@ -898,7 +898,7 @@ def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str |
 
     One pass against two, float32 against int8.
 
-    Examples:
+    Example:
 
     \b
       bot bench nlu mybot --test test.jsonl
@@ -949,7 +949,7 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
 
     Accuracy per round, against the recipe trained on all the data.
 
-    Examples:
+    Example:
 
     \b
       bot bench learning --train train.jsonl --test test.jsonl --rounds 2
@@ -1311,7 +1311,7 @@ def models(directory: Path, as_json: bool) -> None:
 
     * marks the one serving.
 
-    Examples:
+    Example:
 
     \b
       bot models mybot
@@ -1433,7 +1433,7 @@ def rollback(directory: Path, version: str) -> None:
     VERSION is checked to load first, and serves without the agent answers the store has lost since (a
     purged conversation's).
 
-    Examples:
+    Example:
 
     \b
       bot rollback mybot v0002
