@@ -631,6 +631,12 @@ def test_bench_retrieval_command(tmp_path: Path) -> None:
                                                        "--index-type", "flat", "--no-quality"]).stdout)
         assert tiny["recall_at_10"] == 1.0
 
+    # named cuda, as every other command names the GPU: it was "'cuda' is not one of 'cpu', 'gpu'"
+    cuda = CliRunner().invoke(cli, [*args, "--device", "cuda"])
+    if gpu.gpu_status()[0]:
+        assert cuda.exit_code == 0 and last_json_line(cuda.stdout)["device"] == "gpu", cuda.output
+    else:
+        assert cuda.exit_code == 1 and "was asked for, but" in cuda.output, cuda.output
     result = CliRunner().invoke(cli, [*args[:-1], "--data", str(tmp_path)])
     assert result.exit_code != 0 and "benchmark data missing" in result.output
     result = CliRunner().invoke(cli, [*args, "--index-type", "ivf", "--nlist", "1000"])
