@@ -228,8 +228,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         except ValueError as exc:
             fail(f"{from_jsonl}: {exc}")
         except OSError as exc:  # as for the starter: a file where a folder should be, no permission, a full disk
-            fail(f"cannot create the bot in {directory}: {f'{exc.filename}: ' if exc.filename else ''}"
-                 f"{exc.strerror or exc}")
+            file = f"{exc.filename}: " if exc.filename and Path(exc.filename) != directory else ""  # which, if not the folder
+            fail(f"cannot create the bot in {directory}: {file}{exc.strerror or exc}")
         write = (f"write the answers of the {_count(int(counts['placeholders']), 'intent')} with a placeholder in "
                  "responses.yml, then " if counts["placeholders"] else "")
         click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "

@@ -259,6 +259,9 @@ def test_init_that_cannot_write_a_file_leaves_the_bot_there_as_it_was(tmp_path: 
         in result.output, result.output
     assert {name: (root / name).read_text() for name in before} == before
     assert sorted(path.name for path in root.iterdir()) == ["bot.yml", "history.jsonl", "nlu.yml", "responses.yml"]
+    data = tmp_path / "labelled.jsonl"
+    result = CliRunner().invoke(cli, ["init", str(root / "bot.yml" / "bot"), "--from-jsonl", str(data)])
+    assert result.output.endswith(f"cannot create the bot in {root / 'bot.yml' / 'bot'}: Not a directory\n")
 
 
 def test_init_over_a_trained_bot_says_its_models_answer_as_before_until_bot_train(
