@@ -1161,6 +1161,10 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
             if before or user is not None else []
         ids = list(dict.fromkeys([*conversation_ids, *chosen]))  # a repeated id once
         rows = store.conversations(ids)
+        if (before or user is not None) and not chosen:
+            chose = ([f"of {user!r}"] if user is not None else []) + \
+                ([f"with nothing since {before.isoformat(sep=' ', timespec='seconds')}"] if before else [])
+            click.echo(f"No conversation {' '.join(chose)}", err=True)
         if dry_run:
             for cid, row in zip(ids, rows):
                 if row:
@@ -1170,10 +1174,6 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
         purged = store.purge(*ids)
     finally:
         store.close()
-    if (before or user is not None) and not chosen:
-        chose = ([f"of {user!r}"] if user is not None else []) + \
-            ([f"with nothing since {before.isoformat(sep=' ', timespec='seconds')}"] if before else [])
-        click.echo(f"No conversation {' '.join(chose)}", err=True)
     versions = Registry(project.models_dir).versions()
     kept_in: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()  # conversations by what may keep what of them
     for cid, deleted in purged.deleted.items():

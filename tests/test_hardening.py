@@ -904,6 +904,8 @@ async def test_purge_deletes_a_customers_conversations_and_those_past_a_retentio
 
     again = CliRunner().invoke(cli, ["purge", str(root), "--before", before])
     assert again.exit_code == 0 and f"No conversation with nothing since {before} 00:00:00" in again.stderr
+    listed = CliRunner().invoke(cli, ["purge", str(root), "--before", before, "--dry-run"])  # it listed nothing, unsaid
+    assert listed.exit_code == 0 and listed.stdout == "" and f"No conversation with nothing since {before}" in listed.stderr
     nobody = CliRunner().invoke(cli, ["purge", str(root), "--user", "U-ann"])
     assert nobody.exit_code == 0 and "No conversation of 'U-ann'" in nobody.stderr
     future = CliRunner().invoke(cli, ["purge", str(root), "--before", "2062-01-01"])  # for 2026-01-01
