@@ -526,7 +526,8 @@ def chat(directory: Path, device: str | None) -> None:
             while True:
                 try:
                     text: str | None = ask("you> ")
-                except EOFError:
+                except EOFError:  # Ctrl-D, or the end of what was piped in: the shell's prompt on a line of its own
+                    click.echo()
                     break
                 except UnicodeDecodeError:  # bytes that are not UTF-8, or a character the terminal's line cut in two
                     text = None

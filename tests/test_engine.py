@@ -118,6 +118,7 @@ def test_bot_chat_answers_in_the_terminal_and_logs_the_turn(tiny_demo_bot: Path,
     assert done.stdout.count("bot> ") == 2
     # what was piped in shows after its prompt, as typed in a terminal: it was "you> bot> …", without the question
     assert done.stdout.startswith("you> /track_refund\nbot> ") and "you> hello?\n" in done.stdout, done.stdout
+    assert done.stdout.endswith("you> \n")  # the end of input ends the prompt's line, for the shell's prompt after it
     assert "(template, track_refund 1.00)" in done.stderr
     # handed off, the bot is silent, and says why rather than "None"
     assert ("(silent, no intent: handed off; in the terminal no agent can answer, /resume hands it back to the bot)"
