@@ -230,24 +230,28 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         except OSError as exc:  # as for the starter: a file where a folder should be, no permission, a full disk
             file = f"{exc.filename}: " if exc.filename and Path(exc.filename) != directory else ""  # which, if not the folder
             fail(f"cannot create the bot in {directory}: {file}{exc.strerror or exc}")
-        write = (f"write the answers of the {_count(int(counts['placeholders']), 'intent')} with a placeholder in "
-                 "responses.yml, then " if counts["placeholders"] else "")
+        unwritten = int(counts["placeholders"])
+        which = "answer of the intent" if unwritten == 1 else f"answers of the {unwritten} intents"
+        write = f"write the {which} with a placeholder in responses.yml, then " if unwritten else ""
         click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "
                    f"(language: {counts['language']}). Next: {write}bot train {shell(directory)}")
         if counts["answers"]:  # historical answers, given to a close question that no template answers first
-            click.echo(f"history.jsonl holds {_count(int(counts['answers']), 'answer')} from the file, each with its "
-                       "text as the question and under its intent.")
+            click.echo(f"history.jsonl holds {_count(int(counts['answers']), 'answer')} from the file, "
+                       f"{'' if counts['answers'] == 1 else 'each '}with its text as the question and under its intent.")
         if counts["personal"]:
-            click.echo(f"{_count(int(counts['personal']), 'answer')} left out, as no other customer may read them: an "
+            click.echo(f"{_count(int(counts['personal']), 'answer')} left out, as no other customer may read "
+                       f"{'it' if counts['personal'] == 1 else 'them'}: an "
                        "email or phone number, one customer's case, their name or address.", err=True)
         if counts["repeated"]:
             click.echo(f"Lines that repeated an earlier line's text (spacing and case aside) were kept once: "
                        f"{counts['repeated']}.", err=True)
         if counts["relabelled"]:
-            click.echo(f"{counts['relabelled']} texts had more than one intent; each was kept under the one it was "
-                       "given most often.", err=True)
+            click.echo(f"{_count(int(counts['relabelled']), 'text')} had more than one intent; "
+                       f"{'it' if counts['relabelled'] == 1 else 'each'} was kept under the one it was given most often.",
+                       err=True)
         if counts["oos"]:  # the bot then declines only what it is unsure of; an oos intent declines what it was shown
-            click.echo(f"{counts['oos']} out-of-scope (oos) texts were left out; to decline questions like them, add "
+            click.echo(f"{_count(int(counts['oos']), 'out-of-scope (oos) text')} "
+                       f"{'was' if counts['oos'] == 1 else 'were'} left out; to decline questions like them, add "
                        "some as an oos intent in nlu.yml with a template in responses.yml.", err=True)
         cased: dict[str, set[str]] = {}
         for row in rows:

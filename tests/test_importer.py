@@ -37,7 +37,7 @@ def test_english_messages_make_an_english_bot_without_duplicates_or_oos(tmp_path
     assert result.exit_code == 0, result.output
     assert "2 intents and 4 examples" in result.output and "(language: en)" in result.output
     assert "Next: write the answers of the 2 intents with a placeholder in responses.yml, then bot train" in result.output
-    assert "1 out-of-scope (oos) texts were left out" in result.output  # said, not silently dropped
+    assert "1 out-of-scope (oos) text was left out" in result.output  # said, not silently dropped
     assert "Lines that repeated an earlier line's text (spacing and case aside) were kept once: 1." in result.output
     project = load_project(root)
     assert project.config.language == "en" and project.config.base_model == "default"
@@ -341,7 +341,7 @@ def test_texts_are_imported_as_the_server_reads_a_message(tmp_path: Path) -> Non
                       ("退款", "cancel_order"), ("ｃａｎｃｅｌ　ｏｒｄｅｒ", "cancel_order")]
     root, result = import_bot(tmp_path, rows)
     assert result.exit_code == 0, result.output
-    assert "1 texts had more than one intent" in result.output
+    assert "1 text had more than one intent; it was kept under the one it was given most often." in result.output
     nlu = (root / "nlu.yml").read_text()
     assert '"' not in nlu and nlu.count("examples: |") == 3  # each intent's examples one a line
     assert [(e.text, e.intent) for e in load_project(root).examples] == [
@@ -389,6 +389,14 @@ def test_the_agents_answers_go_to_history_under_their_questions_intents(tmp_path
         result = CliRunner().invoke(cli, ["init", str(tmp_path / "refused"), "--from-jsonl", str(data)])
         assert result.exit_code == 1 and f"{data}:3: {problem}\n" in result.output, result.output
         assert not (tmp_path / "refused").exists()
+    # one of each said so: it was "the 1 intent", "1 answer … may read them", "1 answer …, each with its text"
+    data.write_text("".join(json.dumps(row) + "\n" for row in [*rows[:2], {**rows[8], "intent": "card_arrival"},
+                                                                 {"text": "hi", "intent": "greet"}]))
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "one"), "--from-jsonl", str(data)])
+    assert "Next: write the answer of the intent with a placeholder in responses.yml" in result.output, result.output
+    assert "1 answer left out, as no other customer may read it: " in result.output
+    assert "history.jsonl holds 1 answer from the file, with its text as the question and under its intent." \
+        in result.output
 
 
 def test_an_export_in_another_shape_is_named_and_keys_not_read_are_said(tmp_path: Path) -> None:
