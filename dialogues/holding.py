@@ -94,8 +94,9 @@ _CHATTER = re.compile(
     r"|(?:很|非常)?(?:抱歉|不好意思|对不起)(?:让(?:您|你))?久等了?"
     r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _SORRY + "|" + _only(_ACKS + r"|谢谢.{0,4}?")
 )
-# Clauses end at punctuation, and at a space beside a Chinese character ("让您久等了 已经给您退款了").
-_CLAUSES = re.compile(r"[,.!?;:，。！？；：、…~～()（）\n]+|(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
+# Clauses end at punctuation, and at a space beside a Chinese character ("让您久等了 已经给您退款了"); not at an
+# enumeration comma, which lists within one ("请提供您的姓名、电话和地址").
+_CLAUSES = re.compile(r"[,.!?;:，。！？；：…~～()（）\n]+|(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
 # How long something takes is an answer, whatever holding phrase it comes in: "Please wait 3-5 business days."
 _HOW_LONG = re.compile(
     r"(?:\d|\b(?:an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|a few|a couple of))\s*"
@@ -104,12 +105,15 @@ _HOW_LONG = re.compile(
 # An agent's question back to the customer for what the answer needs: "Could you give me your order number?",
 # "What's the email you ordered with?", "请提供一下您的订单号", "您的手机号是多少？". Learned as the answer, it would
 # have the bot ask the next customer for a number it cannot use; the answer is what the agent says once given it.
-_DETAILS = (r"(?:(?:order|tracking|account|reference|booking|invoice|confirmation|case|ticket|customer|member(?:ship)?"
+_DETAIL = (r"(?:(?:order|tracking|account|reference|booking|invoice|confirmation|case|ticket|customer|member(?:ship)?"
             r"|phone|mobile|cell|contact|serial) ?(?:number|no|id|#)|order|e-?mail(?: address)?|(?:full )?name"
             r"|(?:(?:shipping|delivery|billing|home|e-?mail) )?address|post ?code|zip(?: code)?|user ?name|(?:phone )?number"
             r"|(?:contact |order |account )?details)")
-_DETAILS_ZH = (r"(?:(?:订单|快递|运单|物流|手机|电话|会员|身份证)?(?:号码?|编号|单号)|联系(?:方式|电话)|手机|邮箱(?:地址)?|账号"
+_DETAIL_ZH = (r"(?:(?:订单|快递|运单|物流|手机|电话|会员|身份证)?(?:号码?|编号|单号)|联系(?:方式|电话)|手机|电话|邮箱(?:地址)?|账号"
                r"|用户名|(?:收货)?地址|姓名)")
+# Agents ask for two or three details at once: "your name and phone number", "您的收货地址和联系电话", "姓名、电话和地址".
+_DETAILS = rf"{_DETAIL}(?: (?:and|or) (?:your |the )?{_DETAIL})*"
+_DETAILS_ZH = rf"(?:收货人|收件人)?{_DETAIL_ZH}(?:(?:和|及|以及|或|或者|跟|、)(?:您|你)?的?(?:收货人|收件人)?{_DETAIL_ZH})*"
 _ASKS_FOR = re.compile(
     r"(?:(?:(?:could|can|would|will) you(?: please| kindly)? |(?:please |kindly )?)"
     r"(?:give|send|share|provide|tell|confirm|dm|let me know)(?: me| us)?(?: with)?"
@@ -122,7 +126,7 @@ _ASKS_FOR = re.compile(
     r"(?: (?:it|that|this|up|into it|for you))*)?(?: please)?"
     rf"|(?:请问?|麻烦|方便|劳烦)?(?:您|你)?(?:能|可以|能否|可否)?再?(?:提供|发|告诉|报|给|说)(?:一下|下|给?我们?)*(?:您|你)?的?"
     rf"{_DETAILS_ZH}(?:好吗|可以吗|吗|呢|么|嘛|哦|呀)?"
-    rf"|(?:请问)?(?:您|你)?的?{_DETAILS_ZH}是(?:多少|什么|哪个)(?:呢|呀|啊)?"
+    rf"|(?:请问)?(?:您|你)?的?{_DETAILS_ZH}是(?:多少|什么|哪个)?(?:呢|呀|啊)?"
     rf"|请(?:您|你)?把(?:您|你)?的?{_DETAILS_ZH}(?:发|告诉)给?(?:我们?|一下|过来)*"
 )
 _FILLER_WORDS, _FILLER_CHARACTERS = 5, 3  # what a holding phrase may leave: English words ("that for you"), other letters ("我帮您")

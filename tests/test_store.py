@@ -583,6 +583,11 @@ def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) 
     ("Could you please give me your order number?", True), ("May I have the email address you used for the order?", True),
     ("Can I have your order number so I can check?", True), ("请提供一下您的订单号", True), ("您的手机号是多少？", True),
     ("方便提供一下您的订单号吗", True), ("我帮您查一下，请把订单号发给我", True),
+    # two or three details at once, and a question left for the customer to finish
+    ("Could you give me your name and phone number?", True), ("请提供一下您的收货地址和联系电话", True),
+    ("麻烦提供一下您的姓名、电话和地址", True), ("请您提供一下收货人姓名和电话，我帮您查询", True), ("请问您的订单号是？", True),
+    ("Your name and phone number are on the receipt.", False), ("您的订单号是20261205，已经发货了", False),
+    ("收货地址和电话已经改好了", False),
     ("Please send the item back to us.", False), ("Your order number is on the receipt.", False),
     ("Could you send the parcel back?", False), ("请在订单页面提供收货地址", False),
 ])
