@@ -40,14 +40,15 @@ _HOLDING = re.compile(
 )
 # What a customer says while waiting for an answer: greetings, acknowledgements, nudges, goodbyes, and asking for a
 # person again (the agent's answer is to what they asked, not to "are you there?" nor to "转人工").
-_ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here))?|在吗|有人吗|人呢"
+_ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here))?"
+         r"|(?:客服|人工|有人)?在[吗么嘛不]|有人吗|(?:客服|人)呢|(?:怎么)?还?没(?:有)?人(?:回复?|理)?(?:我|吗)?"
          r"|(?:are )?(?:you|u) (?:still )?(?:there|here)|(?:i(?:['’]m| am) )?(?:still )?(?:here|there|waiting)|ping|hm++"
          r"|i(?:['’]ll| will) wait|take your time|bye(?: bye)?|goodbye|喂|在(?:不在)?|我?还在等?|等了?(?:好久|很久|半天)了?"
          r"|(?:好的)?我等(?:你|您)|再见|拜拜"
          r"|(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)? )?(?:talk|speak|chat)(?: to| with) (?:a |an )?"
          r"(?:real |live )?(?:human|person|agent|someone|somebody)(?: please)?"
          r"|(?:a |an )?(?:real |live )?(?:human|person|agent|representative)(?: please)?"
-         r"|(?:我要|我想|找|转|要|请)?(?:转接)?(?:人工|真人)(?:客服|服务)?"
+         r"|(?:我要|我想|我需要)?(?:找|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?个?(?:人工|真人)(?:客服|服务)?|(?:我要|我想)?找?客服"
          r"|ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
          r"|好的|好嘞?|嗯++|收到|没问题|明白了?|谢谢(?:您|你们?|啦|了|亲)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
          r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?|多谢|谢谢客服|谢谢您了"

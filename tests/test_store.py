@@ -614,6 +614,9 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     ("ok I'll wait", True), ("喂？有人吗", True), ("我还在", True), ("还在等", True), ("等了好久了", True), ("好的我等你", True),
     ("talk to a human", True), ("real person please", True), ("agent", True), ("转人工", True), ("我要人工", True),
     ("人工客服", True), ("bye", True), ("再见", True),
+    ("客服在吗？", True), ("有人在吗", True), ("在么", True), ("我要找人工客服", True), ("帮我转人工", True), ("请转人工", True),
+    ("找个真人", True), ("客服呢？", True), ("還沒人回覆嗎", True),  # Traditional characters read as Simplified ones
+    ("客服电话是多少", False), ("没人收快递怎么办", False), ("我要找客服退款", False), ("人工客服几点下班", False),
     ("are you there on Sundays?", False), ("can I talk to someone about my refund", False), ("waiting for my refund", False),
     ("still waiting for the parcel", False), ("还在路上吗", False), ("我要人工退款", False), ("human resources phone number", False),
 ])
