@@ -6,7 +6,7 @@ replaced by a placeholder such as ``[EMAIL]``, so a sentence keeps its shape for
 
 Support traffic is full of order numbers, so digits are redacted only when they are unmistakably
 personal: a card number must have a card scheme's prefix and length, be written whole or in the
-scheme's groups, and pass the Luhn check; a Chinese resident ID must hold a province, a real birth
+scheme's groups (or follow a word for a card, 卡号), and pass the Luhn check; a Chinese resident ID must hold a province, a real birth
 date and its checksum; an IBAN must pass its mod-97 check; and a phone number must be written like
 one (a ``+`` country code and a length that country's numbers have, ``00`` for the ``+`` and a valid
 number, a Chinese mobile ``1[3-9]xxxxxxxxx`` or landline ``010-62345678``, a UK number in groups that
@@ -65,6 +65,11 @@ QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|numbe
 # capitals alone (a courier's tracking number, YT4990812542304; VISA4111… is a card).
 CARD = re.compile(r"(?<![\d+])(?<!\d-)(?<![^A-Za-z][A-Z]{2})(?<!^[A-Z]{2})"
                   r"\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?!\d|-\d)")
+# After a word for a bank card, a number of a card's length that passes Luhn, whatever its prefix: Chinese banks'
+# own debit cards (ICBC's 9558…, 19 digits) belong to no international scheme's range.
+CARD_NAMED = re.compile(r"(?i)(?:银行卡|銀行卡|储蓄卡|儲蓄卡|借记卡|借記卡|信用卡|卡号|卡號|(?<![a-z])(?:bank |debit |credit )?card)"
+                        r"(?: ?(?:号码|號碼|号|號|number|no\.?|#))?(?: ?(?:是|为|為|is))?\W{0,3}"
+                        r"(?<![\d+])(\d(?:[ -]?\d){12,18})(?![\d-]|[ .]\d)")
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
 # Taiwan's mobiles (09xx-xxx-xxx) and identity numbers (a letter, 1 or 2 for the holder's sex, or 8 or 9 for a
 # resident certificate, seven digits and a checksum), and Hong Kong's identity card numbers as they are written,
@@ -366,6 +371,11 @@ def _when(valid: Callable[[str], bool]) -> Find:
     return lambda match: [match.span()] if valid(match.group(0)) else []
 
 
+def _named_card(match: re.Match[str]) -> list[Span]:
+    """The card number after the word that names it, if it passes Luhn."""
+    return _named(match) if luhn_valid(re.sub(r"\D", "", match.group(1))) else []
+
+
 RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (EMAIL, "[EMAIL]", _email),
     (CN_ID, "[ID]", _when(cn_id_valid)),
@@ -377,6 +387,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (QQ, "[QQ]", _named),
     (IBAN, "[IBAN]", _iban),  # before cards: sixteen of its digits may pass Luhn
     (CARD, "[CARD]", _cards),
+    (CARD_NAMED, "[CARD]", _named_card),
     (CN_MOBILE, "[PHONE]", _whole),
     (TW_MOBILE, "[PHONE]", _whole),
     (CN_LANDLINE, "[PHONE]", _landline),
