@@ -784,6 +784,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("电话：0755-8667-8699 9点到18点, 订单 4332755 010 46450640", "电话：[PHONE] 9点到18点, 订单 4332755 [PHONE]"),
     ("10:30 021 6234 5678, 电话 0755 8667 8699 2 pcs, size 38 020 28460811 10/04", "10:30 [PHONE], 电话 [PHONE] 2 pcs, size 38 [PHONE] 10/04"),
     ("3519868982572495-ICBC", "[CARD]-ICBC"),
+    # China's country code written without its "+", or in brackets
+    ("8613812345678, 86 138 1234 5678 或 (+86)13812345678", "[PHONE], [PHONE] 或 [PHONE]"),
     # a Chinese bank's own debit card, in no international scheme's range, after a word for a card
     ("银行卡9558800000000000000，工行卡号是 9558-8000-0000-0000-000", "银行卡[CARD]，工行卡号是 [CARD]"),
     ("card number 9558 8000 0000 0000 000", "card number [CARD]"),
