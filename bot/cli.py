@@ -630,10 +630,11 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
 
 def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
     """Whether a test text is one model ``version`` learnt: one of nlu.yml's examples outside the frozen
-    evaluation set, as training reads them (:func:`~retrieval.text.same_example`), or a reviewed label a
+    evaluation set (as training reads them, :func:`~retrieval.text.same_example`), or a reviewed label a
     retrain gave its classifier (meta.json's ``learned_through``, by id and by time as a retrain reads it;
-    an index refresh's classifier is its parent's; `bot train` learns none), as a reviewer reads them
-    (:func:`~retrieval.text.same_text`: a label covers every spelling and number)."""
+    an index refresh's classifier is its parent's; `bot train` learns none), either up to punctuation and
+    numbers, as a reviewer reads them (:func:`~retrieval.text.same_text`): "我要退款！" is the example "我要退款"
+    the model learnt, which a test file copied from a chat log writes with the customer's "！"."""
     import math
 
     from bot.nlu import read_meta
@@ -645,7 +646,7 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
     from retrieval.text import same_example, same_text
 
     held = held_out_texts(project, same_example)
-    examples = {key for e in project.examples if (key := same_example(e.text)) not in held}
+    examples = {same_text(e.text) for e in project.examples if same_example(e.text) not in held}
     registry, meta = Registry(project.models_dir), {"mode": "index_refresh", "parent": version}
     while meta.get("mode") == "index_refresh" and meta.get("parent"):  # the version whose classifier it serves
         try:
@@ -662,7 +663,8 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
             store.close()
         labels = {same_text(r["text"]) for r in exported(project, learned).examples
                   if r["label_id"] <= through["label"] and r["created"] <= through.get("label_at", math.inf)}
-    return lambda text: same_example(text) in examples or same_text(text) in labels
+    learnt = examples | labels
+    return lambda text: same_text(text) in learnt
 
 
 @cli.command()

@@ -323,6 +323,9 @@ def test_eval_says_when_it_is_scored_on_the_examples_the_model_learnt(tiny_demo_
     project = load_project(root)
     held = held_out_texts(project)
     learnt = [{"text": e.text.upper(), "intent": e.intent} for e in project.examples if same_text(e.text) not in held][:3]
+    # as a chat log writes them: "我要退款！" is the example "我要退款"
+    chinese = next(e for e in project.examples if same_text(e.text) not in held and "\u4e00" <= e.text[0] <= "\u9fff")
+    learnt.append({"text": chinese.text + "！！", "intent": chinese.intent})
     store = Store(root / "dialogues.db")
     for text in ("my parcel went to my neighbour 12", "my parcel went to the wrong house"):
         store.add_labels([store.log_exchange(Exchange("c1", "web", None, text, None, "Sorry?", None, 0.2, [], "fallback",
@@ -336,11 +339,11 @@ def test_eval_says_when_it_is_scored_on_the_examples_the_model_learnt(tiny_demo_
     result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(write_jsonl(tmp_path / "t.jsonl", learnt + labelled + new)),
                                       "--results", str(tmp_path / "r"), "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "4 of 6 test lines are examples the model was trained on (nlu.yml and reviewed labels)" in result.stderr
+    assert "5 of 7 test lines are examples the model was trained on (nlu.yml and reviewed labels)" in result.stderr
     meta_path.write_text(json.dumps({k: v for k, v in json.loads(meta_path.read_text()).items() if k != "learned_through"}))
     trained = CliRunner().invoke(cli, ["eval", str(root), "--test", str(tmp_path / "t.jsonl"), "--results",
                                        str(tmp_path / "r"), "--json", "--device", "cpu"])
-    assert "3 of 6 test lines are examples the model was trained on" in trained.stderr  # bot train's: nlu.yml's alone
+    assert "4 of 7 test lines are examples the model was trained on" in trained.stderr  # bot train's: nlu.yml's alone
     result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(write_jsonl(tmp_path / "n.jsonl", new)),
                                       "--results", str(tmp_path / "r"), "--json", "--device", "cpu"])
     assert "trained on" not in result.stderr
