@@ -166,6 +166,7 @@ def test_an_agent_answer_that_lost_personal_data_is_not_shown_to_other_customers
     ("我是上海的客户，什么时候发货", "上海仓库今天发货"),  # after 我是, a city is no name
     ("我是VIP会员，有折扣吗", "VIP会员可以享受9折"),
     ("", "Thanks, UPS!"), ("", "Hello, DHL: 2 days"), ("", "Thanks! PayPal."),  # a brand is no name
+    ("", "这个时间段3号之前都能发货"), ("", "知道10号发货就好"), ("", "走顺丰通道5号到"),  # a date is no house number
 ])
 def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answer: str) -> None:
     """Each was taken for one naming its customer or where they live, and never given to anyone."""
@@ -182,6 +183,9 @@ def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answe
     ("my name is Hans Müller, can I change the address?", "Yes, Müller family, under My Orders."),
     ("", "Thanks, LeBron!"), ("", "Hi DeShawn, your parcel left today."), ("", "Hello D'Angelo, it left today."),
     ("", "Hi JOHN, your parcel left today."), ("", "Hi Jean-luc, your refund is done."), ("", "Hi ΑΝΝΑ, ok"),
+    # a Chinese street and number as agents write one back: spaced, a section's, Hong Kong's 道, with 甲
+    ("", "已改到杭州市西湖区文三路 478 号"), ("", "已改到台北市信義區信義路五段7號"), ("", "已改为香港九龍彌敦道100號"),
+    ("", "已改到中关村大街甲27号"),
 ])
 def test_an_agent_answer_naming_its_customer_is_theirs(asked: str, answer: str) -> None:
     assert about_one_person(asked, answer)
