@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import regex
 
-from dialogues.redact import DATE_OR_TIME, PLACEHOLDERS, given_names, nfkc_view, redact, redact_names, was_redacted
+from dialogues.redact import DATE_OR_TIME, PLACEHOLDERS, SURNAMES, given_names, nfkc_view, redact, redact_names, was_redacted
 from dialogues.store import Store
 from retrieval.text import PRICE, same_example, same_text
 
@@ -199,6 +199,9 @@ _NOT_GREETED = ("there|team|all|everyone|everybody|customers?|sir|madam|friends?
 # JOHN; not an acronym of two or three capitals nor one of the brands agents thank for a delivery or a payment.
 _BRANDS = "UPS|DHL|USPS|FedEx|PayPal|AliPay|Alipay|WeChat|iPhone|eBay|YouTube|WhatsApp|LinkedIn|TikTok|DoorDash|GitHub"
 _NAMED = rf"(?!(?:{_BRANDS})\b)(?!\p{{Lu}}{{2,3}}\b)\p{{Lu}}[\p{{L}}\p{{M}}'’-]*"
+# Two or three characters from a common surname, but not the words agents greet with that start as one does
+# ("您好，谢谢！", "亲爱的顾客，").
+_CHINESE_NAME = rf"(?!谢谢|謝謝|马上|馬上|方便|高兴|高興|周末|顾客|顧客)[{''.join(sorted(SURNAMES))}][\u4e00-\u9fff]{{1,2}}"
 _ADDRESSED = regex.compile(
     r"(?<!\p{L})(?:[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Tt]hanks|[Tt]hank you|[Gg]ood (?:morning|afternoon|evening)|[Hh]ola"
     r"|[Hh]allo|[Bb]onjour|[Cc]iao)"
@@ -207,6 +210,9 @@ _ADDRESSED = regex.compile(
     rf"|(?<!\p{{L}})(?:Mr|Mrs|Ms|Miss|Mx)\.? {_NAMED}"
     rf"|(?<!\p{{L}})(?:[Rr]ecipient|[Aa]ddressee)[:：]? +{_NAMED}|(?<!\p{{L}})(?:[Aa]ttn|ATTN|[Cc]/[Oo])\.?[:：]? *{_NAMED}"
     r"|(?![的位这這那哪各敬爱愛我您你他她们們亲親])[\u4e00-\u9fff](?:先生|女士|小姐)(?![们們姐])"
+    # a greeting by a Chinese name, from a common surname, the name alone before the greeting's end: 您好张伟，亲爱的李娜！
+    rf"|(?:您好|你好|亲爱的|親愛的|尊敬的)[,，]? *{_CHINESE_NAME}(?=[,，!！。.~～]| *$)"
+    rf"|(?<![\u4e00-\u9fff]){_CHINESE_NAME}[,，]? *(?:您好|你好)"
     r"|(?:收件人|收货人|收貨人|联系人|聯繫人|聯絡人)(?:是|为|為|改为|改成|改為|[:：])? *"
     r"(?!信息|資訊|姓名|名字|地址|电话|電話|手机|手機|本人|的)[\u4e00-\u9fff]{2,4}"
     r"(?=[^\u4e00-\u9fff]|$|先生|女士|小姐|的|电话|電話|手机|手機)")

@@ -425,7 +425,7 @@ _AFTER_CHINESE_NAME = frozenset("想要的在我请請订訂买買问問找来�
 # What starts no name after 我是 or 我叫 (我是新用户, 我是想问, 我叫了快递).
 _NOT_CHINESE_NAMES = frozenset("新老一个這这那不想来來要在从從用客会會买買卖賣第您你他她它们們本了快人过過错錯写寫改没沒")
 # After 我是 a name is one of the common surnames' (我是张伟), where most words are no name (我是上海的客户, 我是VIP会员).
-_SURNAMES = frozenset("王李张張刘劉陈陳杨楊黄黃赵趙吴吳周徐孙孫马馬朱胡郭何高林罗羅郑鄭梁谢謝宋唐许許韩韓冯馮邓鄧曹彭曾肖"
+SURNAMES = frozenset("王李张張刘劉陈陳杨楊黄黃赵趙吴吳周徐孙孫马馬朱胡郭何高林罗羅郑鄭梁谢謝宋唐许許韩韓冯馮邓鄧曹彭曾肖"
                       "萧蕭田董袁潘于蒋蔣蔡余杜叶葉程苏蘇魏吕呂丁任沈姚卢盧姜崔钟鍾谭譚陆陸汪范範金石廖贾賈夏韦韋付方白"
                       "邹鄒孟熊秦邱江尹薛闫閆段雷侯龙龍史陶黎贺賀顾顧毛郝龚龔邵万萬钱錢严嚴覃武戴莫孔向汤湯欧歐")
 
@@ -448,7 +448,7 @@ def _name_at(view: str, start: int, loose: bool) -> Span | None:
             kept.append(word)
         end = start + len(" ".join(kept))
     else:
-        if text[0] in _NOT_CHINESE_NAMES or loose and text[0] not in _SURNAMES:
+        if text[0] in _NOT_CHINESE_NAMES or loose and text[0] not in SURNAMES:
             return None
         end = start + next((i for i in range(2, len(text)) if text[i] in _AFTER_CHINESE_NAME), len(text))
     return (start, end) if end > start else None

@@ -167,6 +167,7 @@ def test_an_agent_answer_that_lost_personal_data_is_not_shown_to_other_customers
     ("我是VIP会员，有折扣吗", "VIP会员可以享受9折"),
     ("", "Thanks, UPS!"), ("", "Hello, DHL: 2 days"), ("", "Thanks! PayPal."),  # a brand is no name
     ("", "这个时间段3号之前都能发货"), ("", "知道10号发货就好"), ("", "走顺丰通道5号到"),  # a date is no house number
+    ("", "您好，谢谢！"), ("", "亲爱的顾客，已退款"), ("", "您好，周末不发货"), ("", "您好，江苏可以发货"),  # greet no one
 ])
 def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answer: str) -> None:
     """Each was taken for one naming its customer or where they live, and never given to anyone."""
@@ -186,6 +187,7 @@ def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answe
     # a Chinese street and number as agents write one back: spaced, a section's, Hong Kong's 道, with 甲
     ("", "已改到杭州市西湖区文三路 478 号"), ("", "已改到台北市信義區信義路五段7號"), ("", "已改为香港九龍彌敦道100號"),
     ("", "已改到中关村大街甲27号"),
+    ("", "您好张伟，退款已到账"), ("", "亲爱的李娜！已发货"), ("", "王芳您好，已改好"),  # a greeting by a Chinese name
 ])
 def test_an_agent_answer_naming_its_customer_is_theirs(asked: str, answer: str) -> None:
     assert about_one_person(asked, answer)
