@@ -241,6 +241,7 @@ class WeComChannel(Settings):
     api_url: str | None = None
     reply_timeout: float | None = Field(None, gt=0, lt=5, description="seconds; WeCom gives up after 5")
     choice_hint: Text | None = None
+    unread_hint: Text | None = None
 
 
 class ChannelsConfig(Settings):

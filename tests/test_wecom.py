@@ -655,6 +655,28 @@ async def test_events_and_non_text_messages_are_acknowledged_not_answered(wecom:
     assert wecom.bot.turns == []
 
 
+async def test_a_voice_message_or_a_picture_is_answered_with_a_request_to_type(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto) -> None:
+    """The customer who sent one heard nothing back, as for an event, and waited for an answer that never came."""
+    bot = FakeBot()
+    channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
+    client = await client_for(aiohttp_client, channel)
+
+    async def post(payload: str) -> str:
+        inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000"
+                 f"</CreateTime>{payload}<AgentID>1000002</AgentID></xml>")
+        query, body = signed_post(crypto, inner)
+        text = await (await client.post("/wecom/callback", params=query, data=body)).text()
+        return text and parse_xml(crypto.decrypt(parse_xml(text).findtext("Encrypt") or "")).findtext("Content") or ""
+
+    voice = "<MsgType>voice</MsgType><MediaId>m1</MediaId><Format>amr</Format><MsgId>7001</MsgId>"
+    assert await post(voice) == "抱歉，我只能读懂文字消息，请用文字描述您的问题。"
+    assert await post(voice) == ""  # WeCom's retry of the same message
+    assert await post("<MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m2</MediaId><MsgId>7002</MsgId>")
+    await channel.close()
+    assert bot.turns == [] and wecom_api.sent == []
+
+
 async def test_an_answer_that_is_not_a_json_object_is_a_delivery_error(aiohttp_server: Any) -> None:
     app = web.Application()
     app.router.add_get("/cgi-bin/gettoken", lambda _: web.Response(text="<html>portal login</html>", content_type="text/html"))

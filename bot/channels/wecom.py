@@ -20,6 +20,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from functools import partial
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -30,7 +31,7 @@ from bot.channels.base import (MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, DeliveryErro
                                TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh, read_body,
                                message_pieces, readable, send_pieces, signed)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
-from bot.language import Text, say
+from bot.language import LANGUAGES, SLOT, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ DEFAULT_API_URL = "https://qyapi.weixin.qq.com/cgi-bin/"
 DEFAULT_REPLY_TIMEOUT_S = 4.0
 MAX_OFFERS = 10_000  # conversations whose numbered choices are remembered, oldest forgotten first
 CHOICE_HINT: Text = {"en": "Reply with a number to choose.", "zh": "回复数字即可选择。"}
+# What a customer who sends what the bot cannot read (a voice message, a picture) is told, where they got no answer.
+UNREAD_HINT: Text = {"en": "Sorry, I can only read text messages. Please type your question.",
+                     "zh": "抱歉，我只能读懂文字消息，请用文字描述您的问题。"}
+UNREAD_TYPES = {"image", "voice", "video", "file", "location", "link"}  # the message types a customer sends besides text
 MAX_CONTENT_BYTES = 2048  # WeCom's limit for a text message's content
 TOKEN_EXPIRED = {40014, 42001}  # invalid access_token, expired access_token
 SYSTEM_BUSY = -1  # "系统繁忙": WeCom asks to try again later
@@ -119,6 +124,7 @@ class WeComChannel(PlatformChannel):
         self.api_url = api_base(self.settings.get("api_url") or DEFAULT_API_URL)
         self.reply_timeout = float(self.settings.get("reply_timeout", DEFAULT_REPLY_TIMEOUT_S))
         self.choice_hint: Text = self.settings.get("choice_hint") or CHOICE_HINT  # one text, or one per language
+        self.unread_hint: Text = self.settings.get("unread_hint") or UNREAD_HINT
         self.crypto = WeComCrypto(self.settings["token"], self.settings["aes_key"], self.corp_id)
         # The payloads of the numbered choices last offered in each conversation ([]: none, or withdrawn).
         self._offers: OrderedDict[str, list[str]] = OrderedDict()
@@ -170,6 +176,8 @@ class WeComChannel(PlatformChannel):
         empty = web.Response(text="")
         user = message.findtext("FromUserName") or ""
         text = (message.findtext("Content") or "").strip()
+        if message.findtext("MsgType") in UNREAD_TYPES and user and message.findtext("MsgId"):
+            return await self._unread(request, user, message.findtext("MsgId") or "", nonce)
         if message.findtext("MsgType") != "text" or not user or not readable(text):
             return empty
         key = self._message_key(message)
@@ -237,6 +245,22 @@ class WeComChannel(PlatformChannel):
             return f"wecom:{msg_id}"
         sent = f"{message.findtext('FromUserName')}:{message.findtext('CreateTime') or ''}".encode()
         return f"wecom:from:{hmac.new(self.secret.encode(), sent, hashlib.sha256).hexdigest()}"
+
+    async def _unread(self, request: web.Request, user: str, msg_id: str, nonce: str) -> web.StreamResponse:
+        """Answer a message the bot cannot read (a voice message, a picture, a file) with ``unread_hint``, once
+        per message and within the conversation's limit, in its language and script: the customer who sent one
+        heard nothing back, and waited."""
+        conversation_id = f"wecom:{self.corp_id}:{user}"
+        async with self._seen.claim((f"wecom:{msg_id}",)) as first:
+            if not first:
+                return web.Response(text="")
+            slots = partial(self.conversation_slots, conversation_id)
+            notice = await hold_back(request, conversation_id, "", self.language, slots)
+            if notice is None:
+                kept = await slots() if self.language != "en" else {}
+                language = self.language if self.language in LANGUAGES else kept.get(SLOT) or "zh"
+                notice = say(self.unread_hint, language, script=kept_script(kept))
+        return self._passive_reply(user, notice, nonce) if notice else web.Response(text="")
 
     async def _chosen(self, conversation_id: str, text: str) -> str:
         """The payload of the numbered choice ``text`` picks, or ``text`` itself if it picks none. The choices
