@@ -77,8 +77,11 @@ IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}
 TW_MOBILE = re.compile(r"(?<![\d+])09\d{2}(?:[ .-]?\d{3}){2}(?!\d)")
 TW_ID = re.compile(r"(?<![A-Za-z0-9])[A-Z][1289]\d{8}(?![A-Za-z0-9])")
 HK_ID = re.compile(r"(?<![A-Za-z0-9])[A-Z]{1,2}\d{6} ?\([0-9A]\)")
-# With China's country code as customers write it: +86, 0086, (+86), or 86 without its "+" (8613812345678).
-CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)?86[ -]?|\(\+?86\) ?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d)")
+# With China's country code as customers write it: +86, 0086, (+86), or 86 without its "+" (8613812345678); in the
+# usual groups, 3 4 4, or joined by dashes in the others customers write, 4 3 4, 3 3 5, 4 4 3 (in spaces, these are as
+# likely amounts: 1500 300 2000).
+CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)?86[ -]?|\(\+?86\) ?)?1[3-9]\d"
+                       r"(?:(?:[ .-]?\d{4}){2}|\d-\d{3}-\d{4}|-\d{3}-\d{5}|\d-\d{4}-\d{3})(?!\d)")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape, the number whole or
 # as 4 4 (021-6234-5678, 0755 8667 8699), an extension after a dash (010-62345678-8001); written whole
 # (01062345678) only after a word for a phone, since order numbers look the same; so are Hong Kong's

@@ -786,6 +786,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("3519868982572495-ICBC", "[CARD]-ICBC"),
     # China's country code written without its "+", or in brackets
     ("8613812345678, 86 138 1234 5678 或 (+86)13812345678", "[PHONE], [PHONE] 或 [PHONE]"),
+    # a mobile's 11 digits in other groups, joined by dashes; in spaces they are as likely amounts
+    ("1381-234-5678, 138-123-45678 或 1381-2345-678", "[PHONE], [PHONE] 或 [PHONE]"),
+    ("价格 1500 300 2000, 数量 150 200 30000", "价格 1500 300 2000, 数量 150 200 30000"),
     # a Chinese bank's own debit card, in no international scheme's range, after a word for a card
     ("银行卡9558800000000000000，工行卡号是 9558-8000-0000-0000-000", "银行卡[CARD]，工行卡号是 [CARD]"),
     ("card number 9558 8000 0000 0000 000", "card number [CARD]"),
