@@ -32,10 +32,10 @@ _HOLDING = re.compile(
     r"|\bsorry to keep you waiting\b|\b(?:is there )?anything else(?: (?:i|we) can (?:help|assist|do)(?: you)?(?: with| for you)?)?\b"
     r"|\bhow (?:can|may) i (?:help|assist)\b|\bwhat can i do for you\b"
     r"|\b(?:happy|glad) to help\b|\bhave a (?:great|good|nice) day\b|\byou(?:['’]re| are) welcome\b"
-    r"|(?:请您?)?(?:稍等|稍候)(?:片刻|一下下?|下|一会儿?|几分钟)?(?![再才后然])"  # not "请稍等一下再付款"
+    r"|(?:请您?|麻烦(?:您|你)?)?(?:稍等|稍候)(?:片刻|一下下?|下|一会儿?|几分钟)?(?![再才后然])[哦哈呢呀]?"  # not "请稍等一下再付款"
     r"|等一下|等一等|(?<!请)(?<!请您)(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)?(?:查询|查看|查)一下"  # not "请查看一下邮箱"
     r"|(?<!请)(?<!请您)(?<!查)看一下|看看|核实一下|确认一下|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您"
-    r"|久等|(?:感谢|谢谢)(?:您|你)?的?耐心(?:等待|等候)?|耐心|请问|有什么|还有其他|还有别的|其他问题|其它问题|可以帮您|可以帮你|能帮您"
+    r"|久等|(?:感谢|谢谢)(?:您|你)?的?耐心(?:等待|等候)?|(?:请(?:您|你)?)?耐心等(?:待|候)|耐心|请问|有什么|还有其他|还有别的|其他问题|其它问题|可以帮您|可以帮你|能帮您"
     r"|为您服务|不客气|祝您有(?:美好|愉快)的一天|祝您(?:生活|购物|工作)?(?:愉快|顺利|开心)?|很高兴为您|感谢您的咨询"
 )
 # What a customer says while waiting for an answer: greetings, acknowledgements, nudges, goodbyes, and asking for a
@@ -50,7 +50,7 @@ _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here)
          r"|(?:a |an )?(?:real |live )?(?:human|person|agent|representative)(?: please)?"
          r"|(?:我要|我想|我需要)?(?:找|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?个?(?:人工|真人)(?:客服|服务)?|(?:我要|我想)?找?客服"
          r"|ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
-         r"|好的|好嘞?|嗯++|收到|没问题|明白了?|谢谢(?:您|你们?|啦|了|亲)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
+         r"|好的[呢哦呀哈]?|好嘞?|嗯++|收到|没问题|明白了?|谢谢(?:您|你们?|啦|了|亲)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
          r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?|多谢|谢谢客服|谢谢您了"
          r"|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
 _CONTACT = re.compile(r"\[(?:phone|email|id)\]")  # what redaction leaves of contact details
@@ -78,7 +78,8 @@ _ACKNOWLEDGES = re.compile(_only(_ACKS))
 # (not one for a wait: "抱歉让您久等了" is chatter).
 _SORRY = (r"(?:i(?:['’]m| am) )?(?:so |very |really |truly )?sorry(?: (?:to hear (?:that|this)|about (?:that|this)"
           r"|for (?:the|any) inconvenience))?|(?:my )?apologies(?: for (?:the|any) inconvenience)?"
-          r"|i apologi[sz]e(?: for (?:the|any) inconvenience)?|(?:很|非常)?(?:抱歉|不好意思|对不起)(?:给(?:您|你)带来(?:的)?不便(?:了)?)?")
+          r"|i apologi[sz]e(?: for (?:the|any) inconvenience)?|(?:很|非常|实在|真的|十分)?(?:抱歉|不好意思|对不起)(?:给(?:您|你)带来(?:的)?不便(?:了)?)?[哦哈呢啦呀]?"
+          r"|(?:给(?:您|你)带来(?:的)?不便(?:之处)?了?)(?:(?:深表|十分|非常)?(?:抱歉|歉意))?|深表歉意|敬请(?:谅解|见谅)")
 _APOLOGY = re.compile(_SORRY)
 # A clause of an agent's that only greets, introduces the agent, acknowledges, asks whether the customer is still
 # there, is sorry, says goodbye or that the agent will be back: whole clauses only, as "take care" or "sorry" begin
@@ -92,7 +93,8 @@ _CHATTER = re.compile(
     r"|(?:good)?bye(?:[ -]bye)?|see you(?: (?:soon|later))?|take care"
     r"|i(?:['’]ll| will) (?:be (?:right )?back|get back to you)(?: (?:shortly|soon|in a (?:moment|minute|sec)))?"
     r"|(?:您|你)?还在(?:吗|嘛|么)|在的(?:呢|哦)?|请(?:说|讲)|请(?:您)?稍后|再见|拜拜"
-    r"|(?:很|非常)?(?:抱歉|不好意思|对不起)(?:让(?:您|你))?久等了?"
+    r"|(?:很|非常|实在|真的|十分)?(?:抱歉|不好意思|对不起)(?:让(?:您|你))?久等了?"
+    r"|(?:感谢|谢谢)(?:您|你)?的?(?:理解|支持|配合)(?:(?:与|和)(?:理解|支持|配合))?"
     r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _SORRY + "|" + _only(_ACKS + r"|谢谢.{0,4}?")
 )
 # Clauses end at punctuation, and at a space beside a Chinese character ("让您久等了 已经给您退款了"); not at an
