@@ -576,6 +576,11 @@ def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) 
     ("不好意思，给您带来不便了", True), ("非常抱歉，给您带来不便，敬请谅解", True), ("给您带来不便，深表歉意", True),
     ("抱歉哦", True), ("實在抱歉，讓您久等了", True), ("好的呢", True), ("请您耐心等待", True), ("麻烦您稍等一下哦", True),
     ("感谢您的理解与支持", True), ("不好意思，这款已经卖完了", False), ("给您带来不便的商品已经召回了", False),
+    # a shop's welcome, its agents introducing themselves, asking what the trouble is, and its closings
+    ("您好，欢迎光临XX旗舰店", True), ("在的亲，有什么可以帮您", True), ("您好，我是人工客服小王，工号1024", True),
+    ("您好，客服小美为您服务", True), ("请问具体是什么问题呢", True), ("好的，我这边帮您登记一下", True),
+    ("如有其他问题，欢迎随时咨询", True), ("满意的话麻烦给个好评哦", True), ("好的，这边已经收到您的反馈", True),
+    ("客服周末休息", False), ("欢迎光临，本店满100包邮", False), ("已经帮您登记好了，明天发货", False),
     ("Thanks for the information.", True), ("My pleasure.", True), ("Please give me a few minutes.", True),
     ("I'll be right back.", True), ("I'll get back to you shortly.", True), ("请稍后", True),
     ("Bye!", True), ("Goodbye, take care.", True), ("再见", True), ("拜拜~", True),
