@@ -354,7 +354,8 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
                    f"(they repeat a number of the question, or hold a tracking number or the end of a phone or card number), so no other customer gets "
                    f"them: not indexed. The first: {cases[0].answer[:80]!r}", err=True)
     result = train_project(project, device=device, promote=not no_promote)
-    click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1))
+    click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1,
+                          ensure_ascii=False))
     if result.metrics.get("threshold_calibrated") is False:
         click.echo(f"note: thresholds.intent stays at {result.metrics['intent_threshold']:g}, not calibrated: that takes "
                    f"{MIN_CALIBRATION} held-out examples (a tenth of each intent's, rounded: one from 6 examples), and this "
@@ -622,10 +623,10 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
     figures["replies"] = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)
     if as_json:
-        click.echo(json.dumps(figures))
+        click.echo(json.dumps(figures, ensure_ascii=False))
     else:
         for key, value in figures.items():
-            click.echo(f"{key:>22}: {json.dumps(value) if isinstance(value, dict) else value}")
+            click.echo(f"{key:>22}: {json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value}")
 
 
 def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
@@ -698,7 +699,7 @@ def info(directory: Path | None) -> None:
             from retrieval.index import describe_saved
 
             out["answer_index"] = describe_saved(registry.current_path() / "index")
-    click.echo(json.dumps(out, indent=1))
+    click.echo(json.dumps(out, indent=1, ensure_ascii=False))  # a shop's Chinese name as written, not \u escapes
 
 
 @cli.group()

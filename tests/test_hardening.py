@@ -1282,6 +1282,17 @@ def test_benchmarks_and_settings_that_cannot_run_say_so_in_one_line(tiny_demo_bo
     assert "manifest.json cannot be read" in info["answer_index"]["error"]
 
 
+def test_bot_info_shows_a_chinese_bots_name_as_written(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A shop named 中文商店 read "\\u4e2d\\u6587\\u5546\\u5e97" in `bot info`."""
+    import yaml
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    (root / "bot.yml").write_text(yaml.safe_dump({**yaml.safe_load((root / "bot.yml").read_text()), "name": "中文商店"},
+                                                 allow_unicode=True))
+    shown = CliRunner().invoke(cli, ["info", str(root)]).output
+    assert '"bot": "中文商店"' in shown and json.loads(shown)["bot"] == "中文商店"
+
+
 def test_broken_model_folders_and_settings_get_one_line_errors(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """What a user can get wrong in the models folder or model.base ends in a message, not a traceback."""
     def run(*args: str) -> str:
