@@ -581,6 +581,7 @@ def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) 
     ("您好，客服小美为您服务", True), ("请问具体是什么问题呢", True), ("好的，我这边帮您登记一下", True),
     ("如有其他问题，欢迎随时咨询", True), ("满意的话麻烦给个好评哦", True), ("好的，这边已经收到您的反馈", True),
     ("客服周末休息", False), ("欢迎光临，本店满100包邮", False), ("已经帮您登记好了，明天发货", False),
+    ("可以", False), ("是的", False), ("没有了", False),  # an agent's yes or no answers the customer's question
     ("Thanks for the information.", True), ("My pleasure.", True), ("Please give me a few minutes.", True),
     ("I'll be right back.", True), ("I'll get back to you shortly.", True), ("请稍后", True),
     ("Bye!", True), ("Goodbye, take care.", True), ("再见", True), ("拜拜~", True),
@@ -625,6 +626,9 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     ("客服在吗？", True), ("有人在吗", True), ("在么", True), ("我要找人工客服", True), ("帮我转人工", True), ("请转人工", True),
     ("找个真人", True), ("客服呢？", True), ("還沒人回覆嗎", True),  # Traditional characters read as Simplified ones
     ("客服电话是多少", False), ("没人收快递怎么办", False), ("我要找客服退款", False), ("人工客服几点下班", False),
+    ("哦哦", True), ("好吧", True), ("知道了", True), ("谢啦", True), ("好滴", True), ("OK了", True), ("可以", True),
+    ("是的", True), ("没有了", True), ("谢谢，没有其他问题了", True), ("不用了", True),
+    ("可以退款吗", False), ("对吗", False), ("没有了吗", False), ("哦，那运费谁出", False),
     ("are you there on Sundays?", False), ("can I talk to someone about my refund", False), ("waiting for my refund", False),
     ("still waiting for the parcel", False), ("还在路上吗", False), ("我要人工退款", False), ("human resources phone number", False),
 ])
