@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import regex
 
-from dialogues.redact import DATE_OR_TIME, PLACEHOLDERS, SURNAMES, given_names, nfkc_view, redact, redact_names, was_redacted
+from dialogues.redact import ACCOUNT, DATE_OR_TIME, PLACEHOLDERS, SURNAMES, account_id, given_names, nfkc_view, redact, redact_names, was_redacted
 from dialogues.store import Store
 from retrieval.text import PRICE, same_example, same_text
 
@@ -216,25 +216,19 @@ _ADDRESSED = regex.compile(
     r"|(?:收件人|收货人|收貨人|联系人|聯繫人|聯絡人)(?:是|为|為|改为|改成|改為|[:：])? *"
     r"(?!信息|資訊|姓名|名字|地址|电话|電話|手机|手機|本人|的)[\u4e00-\u9fff]{2,4}"
     r"(?=[^\u4e00-\u9fff]|$|先生|女士|小姐|的|电话|電話|手机|手機)")
-# A WeChat ID (six to twenty letters, digits, "_" and "-", from a letter) or a QQ number after its name: a
-# handle alone must hold a digit, "_" or "-" ("WeChat official account" is none), one after "ID", 号 or a
-# colon need not.
-_HANDLE = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|qq)( ?(?:号码|號碼|号|號|账号|帳號|id)| ?[:：]|是|为|為)?"
-                     r" *[:：]? *([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
 
 
 def about_one_person(asked: str, answer: str) -> bool:
     """Whether an agent's answer names its customer or where they live: an address (:data:`_ADDRESS`), a
     greeting or recipient by name (:data:`_ADDRESSED`), a WeChat ID or QQ number, or a name the customer gave
     as their own in ``asked`` ("my name is John Smith", "I'm John", "我叫张伟"). Redaction finds none of
-    these, and "Hi John Smith, I've changed the delivery address to 221B Baker Street" would be shown to the
+    these but the ID (and none with ``privacy.redact: false``), and "Hi John Smith, I've changed the delivery address to 221B Baker Street" would be shown to the
     next customer asking to change theirs. A shop's own address or account in an answer is lost with them: it
     belongs in a template."""
     shown = nfkc_view(answer)[0]
     if _ADDRESS.search(shown) or _ADDRESSED.search(shown):
         return True
-    # After a colon a capitalised word is a menu's ("In WeChat: Settings"), not an ID, which is written in lower case.
-    if any(re.search(r"[-_0-9]", handle) or marker and not handle.istitle() for marker, handle in _HANDLE.findall(shown)):
+    if any(account_id(match) for match in ACCOUNT.finditer(shown)):
         return True
     return any(re.search(rf"(?<![A-Za-z]){re.escape(name)}(?![A-Za-z])", shown, re.IGNORECASE)
                for name in given_names(asked))

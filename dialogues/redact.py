@@ -1,7 +1,7 @@
 """Personal data out of text before it leaves the conversation store.
 
 Exported training data, and the agent answers that retrieval may show to other customers, must not
-carry one customer's email address, phone number, card, identity or passport number or QQ number. Each is
+carry one customer's email address, phone number, card, identity or passport number, QQ number or WeChat ID. Each is
 replaced by a placeholder such as ``[EMAIL]``, so a sentence keeps its shape for training.
 
 Support traffic is full of order numbers, so digits are redacted only when they are unmistakably
@@ -59,6 +59,11 @@ PASSPORT = re.compile(r"(?i)(?<![a-z])(?:passport|护照|護照)(?: ?(?:number|n
                       r"\W{0,3}([a-z]{0,2}\d{6,9})(?![a-z0-9])")
 QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|number|no\.?|账号|帳號))?(?: ?(?:is|是|为|為))?"
                 r"\W{0,3}(?<!\d)([1-9]\d{4,11})(?!\d)")
+# A WeChat ID (six to twenty letters, digits, "_" and "-", from a letter) or a QQ number after its name: a
+# handle alone must hold a digit, "_" or "-" ("WeChat official account" is none), one after "ID", 号 or a
+# colon need not.
+ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|qq)( ?(?:号码|號碼|号|號|账号|帳號|id)| ?[:：]|是|为|為)?"
+                     r" *[:：]? *([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
 # A whole run of digit groups (4111 1111…, 4111.1111…), however long, in which _cards finds the cards: a
 # date written before one (2023-11-20 4111 1111 1111 1111) must not take its first groups.
 # Not after a "+" (a phone number's country code), a dash after a digit (the rest of an order number) or two
@@ -371,6 +376,13 @@ def _uk(match: re.Match[str]) -> list[Span]:
     return [match.span()] if phonenumbers.is_valid_number(phonenumbers.parse(digits, "GB")) else []
 
 
+def account_id(match: re.Match[str]) -> list[Span]:
+    """The WeChat ID or QQ number :data:`ACCOUNT` found, if it is one. After a colon a capitalised word is a
+    menu's ("In WeChat: Settings"), not an ID, which is written in lower case."""
+    marker, handle = match.groups()
+    return [match.span(2)] if re.search(r"[-_0-9]", handle) or marker and not handle.istitle() else []
+
+
 def _when(valid: Callable[[str], bool]) -> Find:
     return lambda match: [match.span()] if valid(match.group(0)) else []
 
@@ -401,6 +413,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (UK_PHONE, "[PHONE]", _uk),
     (NANP_PHONE, "[PHONE]", _whole),
     (LINK_PHONE, "[PHONE]", _whole),
+    (ACCOUNT, "[ID]", account_id),  # after the phone numbers: "微信同号 13812345678" is one
 ]
 PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
 
@@ -545,7 +558,8 @@ _SPACING = re.compile(r"\s\s|[^\S \n]")  # white space that is not one plain spa
 
 
 def redact(text: str) -> str:
-    """``text`` with emails, phone numbers, card, identity, passport and QQ numbers replaced by placeholders."""
+    """``text`` with emails, phone numbers, card, identity, passport and QQ numbers and WeChat IDs replaced by
+    placeholders."""
     view, origin = nfkc_view(text)
     for pattern, placeholder, find in RULES:
         spans = _apart([span for match in pattern.finditer(view) for span in find(match)])

@@ -728,6 +728,10 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # passport and QQ numbers after their names; alone, they read as order numbers
     ("passport E12345678, 护照号EA1234567, my passport number is 123456789.", "passport [ID], 护照号[ID], my passport number is [ID]."),
     ("QQ：123456789，我的qq是 12345678，企鹅号 987654321", "QQ：[QQ]，我的qq是 [QQ]，企鹅号 [QQ]"),
+    # WeChat IDs after their name; a word after it is one only after 号, "id" or a colon
+    ("我的微信是 wxid_abc123，微信号：zhang_san88, wechat id: lily2024", "我的微信是 [ID]，微信号：[ID], wechat id: [ID]"),
+    ("加我微信 zhangsan, 微信支付失败, In WeChat: Settings, 微信同号13812345678",
+     "加我微信 zhangsan, 微信支付失败, In WeChat: Settings, 微信同号[PHONE]"),
     ("order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024",
      "order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024"),
     # the other words customers write before a phone number
