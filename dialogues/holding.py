@@ -118,11 +118,11 @@ _HOW_LONG = re.compile(
 # "What's the email you ordered with?", "请提供一下您的订单号", "您的手机号是多少？". Learned as the answer, it would
 # have the bot ask the next customer for a number it cannot use; the answer is what the agent says once given it.
 _DETAIL = (r"(?:(?:order|tracking|account|reference|booking|invoice|confirmation|case|ticket|customer|member(?:ship)?"
-            r"|phone|mobile|cell|contact|serial) ?(?:number|no|id|#)|order|e-?mail(?: address)?|(?:full )?name"
-            r"|(?:(?:shipping|delivery|billing|home|e-?mail) )?address|post ?code|zip(?: code)?|user ?name|(?:phone )?number"
-            r"|(?:contact |order |account )?details)")
+           r"|phone|mobile|cell|contact|serial) ?(?:number|no|id|#)|order|e-?mail(?: address)?|(?:full )?name"
+           r"|(?:(?:shipping|delivery|billing|home|e-?mail) )?address|post ?code|zip(?: code)?|user ?name|(?:phone )?number"
+           r"|(?:contact |order |account )?details)")
 _DETAIL_ZH = (r"(?:(?:订单|快递|运单|物流|手机|电话|会员|身份证)?(?:号码?|编号|单号)|联系(?:方式|电话)|手机|电话|邮箱(?:地址)?|账号"
-               r"|用户名|(?:收货)?地址|姓名)")
+              r"|用户名|(?:收货)?地址|姓名)")
 # Agents ask for two or three details at once: "your name and phone number", "您的收货地址和联系电话", "姓名、电话和地址".
 _DETAILS = rf"{_DETAIL}(?: (?:and|or) (?:your |the )?{_DETAIL})*"
 _DETAILS_ZH = rf"(?:收货人|收件人)?{_DETAIL_ZH}(?:(?:和|及|以及|或|或者|跟|、)(?:您|你)?的?(?:收货人|收件人)?{_DETAIL_ZH})*"

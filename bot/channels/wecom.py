@@ -176,8 +176,8 @@ class WeComChannel(PlatformChannel):
         empty = web.Response(text="")
         user = message.findtext("FromUserName") or ""
         text = (message.findtext("Content") or "").strip()
-        if message.findtext("MsgType") in UNREAD_TYPES and user and message.findtext("MsgId"):
-            return await self._unread(request, user, message.findtext("MsgId") or "", nonce)
+        if message.findtext("MsgType") in UNREAD_TYPES and user and (msg_id := message.findtext("MsgId")):
+            return await self._unread(request, user, msg_id, nonce)
         if message.findtext("MsgType") != "text" or not user or not readable(text):
             return empty
         key = self._message_key(message)
