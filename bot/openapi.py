@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 from pydantic.json_schema import models_json_schema
 
 from bot.channels.base import json_response, readable
-from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest, WebConversationId
+from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest, TurnIdOrZero, WebConversationId
 from bot.language import READABLE
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.review import WINDOW
@@ -44,9 +44,9 @@ class AgentMessageRequest(_Body):
                                         "to a try was lost: a reply the conversation holds under the key already "
                                         "is not stored or sent again (its turn_id is answered, or 502 if its "
                                         "customer did not get it); another reply under it is refused with 422")
-    after: int | None = Field(None, ge=0, description="the id of the latest turn the agent has read: if a colleague "
-                                                      "has replied since, this reply is refused with 409, to be sent "
-                                                      "again once the colleague's is read")
+    after: TurnIdOrZero | None = Field(
+        None, description="the id of the latest turn the agent has read: if a colleague has replied since, this reply "
+                          "is refused with 409, to be sent again once the colleague's is read")
 
     @field_validator("text")
     @classmethod

@@ -548,6 +548,9 @@ async def test_openapi_documents_every_route_and_the_answers_match_it(make_clien
     assert set(chat_request["required"]) == {"conversation_id", "text"} and chat_request["additionalProperties"] is False
     assert chat_request["properties"]["text"]["maxLength"] == client.app[BOT].config.server.max_message_chars
     assert doc["paths"]["/admin/reload"]["post"]["security"] == [{"bearer": []}]
+    # an optional integer's bounds as JSON Schema says them (pydantic wrote "ge", and a client sent -1), 12.0 as 12
+    after = doc["components"]["schemas"]["AgentMessageRequest"]["properties"]["after"]["anyOf"][0]
+    assert (after["type"], after["minimum"], after["maximum"]) == ("integer", 0, 2**63 - 1)
 
     conversation = cid()
     reply = await (await chat(client, conversation, "where is my parcel?")).json()

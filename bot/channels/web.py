@@ -80,6 +80,9 @@ def _json_integer(value: Any) -> Any:
 
 # Strict mode would refuse 1.0, which the published schema calls an integer; lax mode would take "7" and true.
 JSONInteger = Annotated[int, Field(strict=False), BeforeValidator(_json_integer)]
+# A turn id for an optional field (``X | None``), its bounds inside its type: given beside the None, pydantic
+# publishes them as "ge" and "le", which JSON Schema does not know, and a client may send -1.
+TurnIdOrZero = Annotated[int, Field(strict=False, ge=0, le=2**63 - 1), BeforeValidator(_json_integer)]
 
 
 class FeedbackRequest(ConversationRequest):
