@@ -452,14 +452,14 @@ class Bot:
         return ids
 
     async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web",
-                          after: int | None = None) -> bool:
-        """Record the change, if it is one (see :meth:`Store.set_status`, and its ``after``), and show it at once
-        wherever the conversation is open (every tab of the web chat); a customer handed off by anyone but an
-        agent is announced to the agents."""
+                          after: int | None = None, agent: str | None = None) -> bool:
+        """Record the change, if it is one (see :meth:`Store.set_status`, and its ``after`` and ``agent``), and show
+        it at once wherever the conversation is open (every tab of the web chat); a customer handed off by anyone
+        but an agent is announced to the agents."""
         status = "handed_off" if handed_off else "open"
         changed = True
         if self.store is not None:
-            changed = await self._store(self.store.set_status, conversation_id, status, reason, channel, after)
+            changed = await self._store(self.store.set_status, conversation_id, status, reason, channel, after, agent)
         if changed:
             await self.announce(conversation_id, handed_off, reason, channel)
         return changed
@@ -612,7 +612,7 @@ class Bot:
             # agent. The customer hears of it (a banner, or the notice, sent first) before the reply. A reply sent
             # before under its key (a retry) takes nothing over: a colleague may have handed it back since; nor
             # does one refused for a colleague's reply the agent has not read.
-            await self.set_handoff(conversation_id, True, "agent")
+            await self.set_handoff(conversation_id, True, "agent", agent=agent)
             await self._after_notices(conversation_id)
         try:
             turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"],

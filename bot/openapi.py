@@ -31,13 +31,15 @@ class _Body(BaseModel):
 
 # --- admin request bodies ------------------------------------------------------------------------
 
+MAX_AGENT_CHARS = 64  # an agent's name: a reply's ``agent``, a takeover's and a handback's ``?agent=``
+
 
 class AgentMessageRequest(_Body):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str = Field(..., min_length=1, max_length=MAX_REPLY_CHARS, json_schema_extra={"pattern": READABLE},
                       description="the agent's reply to the customer")
-    agent: str | None = Field(None, min_length=1, max_length=64, pattern=r"\S",
+    agent: str | None = Field(None, min_length=1, max_length=MAX_AGENT_CHARS, pattern=r"\S",
                               description="the agent's name, shown to the customer beside the reply")
     key: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
                             description="made by the client for this reply, and sent again with it when the answer "
@@ -179,6 +181,8 @@ class InboxConversation(_Body):
     reason: str | None = Field(..., description="why: requested (by the customer), fallbacks (repeated misses), "
                                                 "action:NAME (a custom action paused it), undelivered (Slack or WeCom did "
                                                 "not take the bot's answer) or agent (taken over)")
+    agent: str | None = Field(..., description="the agent who has the customer: who replied last since the handoff, "
+                                               "else who took it over (handed_off only; null: none has, or gave no name)")
     waiting_since: float | None = Field(
         ..., description="since when the customer has waited for a person; null once an agent has the last word")
     last_message: str | None = Field(..., description="the customer's latest message")
@@ -208,6 +212,7 @@ class TranscriptTurn(_Body):
 class HandoffEvent(_Body):
     event: Literal["open", "handed_off"]
     reason: str
+    agent: str | None = Field(..., description="the name of the agent who made the change, when they gave one")
     created: float
 
 
@@ -328,6 +333,8 @@ SINCE = {"since": ({"anyOf": [{"type": "string", "format": "date"}, {"type": "st
                                    "a time without an offset is refused (the server's local time is no one's)"},
                    False)}  # ``bot.server.query_since`` (``dialogues.store.read_moment``)
 HANDOFF_ROUTE = "/admin/conversations/{conversation_id}/{action}"
+AGENT_QUERY = ({"type": "string", "maxLength": MAX_AGENT_CHARS,
+                "description": "the agent's name, shown to the other agents (``bot.server.query_agent``)"}, False)
 SLACK_HEADERS = ("X-Slack-Request-Timestamp", "X-Slack-Signature")
 TOKEN = {"type": "string", "minLength": 1}
 WECOM_QUERY = {name: (TOKEN, True) for name in ("msg_signature", "timestamp", "nonce")}
@@ -367,10 +374,10 @@ OPERATIONS: list[Operation] = [
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
            AgentMessageRequest, (400, 408, 409, 413, 422, 502, 504)),
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
-           StatusResponse, errors=(400,), route=HANDOFF_ROUTE),
+           StatusResponse, errors=(400,), route=HANDOFF_ROUTE, query={"agent": AGENT_QUERY}),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",
            StatusResponse, errors=(400, 409), route=HANDOFF_ROUTE,
-           query={"after": ({"type": "integer", "minimum": 0, "maximum": 10**18 - 1,
+           query={"agent": AGENT_QUERY, "after": ({"type": "integer", "minimum": 0, "maximum": 10**18 - 1,
                              "description": "the id of the latest turn the agent has read: if the customer has "
                                             "written since, the conversation stays with a person (409), as the bot "
                                             "does not answer what was written to one"}, False)}),

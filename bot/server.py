@@ -34,7 +34,7 @@ from bot.engine import Bot
 from bot.importer import BOT_FILES
 from bot.limits import LIMITS, Limits
 from bot.nlu import NLU
-from bot.openapi import MAX_LIMIT, AgentMessageRequest, ReviewLabelRequest, publish_openapi
+from bot.openapi import MAX_AGENT_CHARS, MAX_LIMIT, AgentMessageRequest, ReviewLabelRequest, publish_openapi
 from bot.project import BotConfig, Project, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
@@ -659,6 +659,15 @@ async def agent_message(request: web.Request) -> web.Response:
     return json_response({"turn_id": turn_id})
 
 
+def query_agent(request: web.Request) -> str | None:
+    """``?agent=``, the name of the agent taking the conversation over or handing it back, shown to the other
+    agents; None when not given or blank."""
+    agent = request.query.get("agent", "").strip() or None
+    if agent is not None and len(agent) > MAX_AGENT_CHARS:
+        raise http_error(web.HTTPBadRequest, f"agent: at most {MAX_AGENT_CHARS} characters")
+    return agent
+
+
 async def set_handoff(request: web.Request) -> web.Response:
     require_admin(request)
     handed_off = request.match_info["action"] == "handoff"
@@ -668,10 +677,12 @@ async def set_handoff(request: web.Request) -> web.Response:
     after = request.query.get("after")  # the latest turn the agent handing back has read
     if after is not None and (handed_off or not re.fullmatch(r"[0-9]{1,18}", after)):
         raise http_error(web.HTTPBadRequest, "after: must be a turn id, and is read by a handback only")
+    agent = query_agent(request)
     if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
         raise unknown_conversation(conversation_id)
     try:  # the widget shows the change at once
-        await bot.set_handoff(conversation_id, handed_off, "agent", after=None if after is None else int(after))
+        await bot.set_handoff(conversation_id, handed_off, "agent", after=None if after is None else int(after),
+                              agent=agent)
     except WroteMeanwhile as exc:
         raise http_error(web.HTTPConflict, str(exc)) from None
     return json_response({"status": status})

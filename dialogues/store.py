@@ -219,8 +219,16 @@ def _v17(db: sqlite_utils.Database) -> None:
     db["answer_candidates"].create_index(["agent_turn_id"], if_not_exists=True)
 
 
+def _v18(db: sqlite_utils.Database) -> None:
+    """The agent who took a conversation over or handed it back (``Store.set_status``'s ``agent``): a second agent
+    opening the inbox saw nothing of who had the customer, and answered them too. Null before, and for a change
+    the customer or the bot made."""
+    if "agent" not in db["handoffs"].columns_dict:
+        db["handoffs"].add_column("agent", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                              _v12, _v13, _v14, _v15, _v16, _v17]
+                                                              _v12, _v13, _v14, _v15, _v16, _v17, _v18]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -393,6 +401,9 @@ _AGENTS_REACH = f"c.channel != '{TRYOUT_CHANNEL}'"
 _HANDED_OFF = (
     "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
     "h.created AS handed_off_at, h.reason, "
+    # who has the customer: the agent who replied last since the handoff, else the one who took it over
+    "coalesce((SELECT user FROM turns WHERE conversation_id = c.id AND role = 'agent' AND user IS NOT NULL "
+    "AND created >= h.created ORDER BY id DESC LIMIT 1), h.agent) AS agent, "
     f"CASE WHEN NOT EXISTS (SELECT 1 {_AGENT_SINCE}) THEN h.created "
     "ELSE (SELECT min(created) FROM turns WHERE conversation_id = c.id AND role = 'user' "
     f"AND id > (SELECT max(id) {_AGENT_SINCE})) END AS waiting_since, {_LATEST_TYPED} AS last_message "
@@ -688,11 +699,12 @@ class Store:
         )
 
     def set_status(self, conversation_id: str, status: str, reason: str, channel: str = "web",
-                   after: int | None = None) -> bool:
+                   after: int | None = None, agent: str | None = None) -> bool:
         """Hand a conversation off to a human (``handed_off``) or back to the bot (``open``); False, and
         nothing recorded, when it already is: a second agent's takeover of a waiting customer must not
         restart their wait or change why they wait. ``after``, the latest turn an agent handing it back has
-        read: a customer's message since raises :class:`WroteMeanwhile`, and it stays with a person."""
+        read: a customer's message since raises :class:`WroteMeanwhile`, and it stays with a person.
+        ``agent``: the name of the agent making the change, shown to the others (see ``_v18``)."""
         with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
             if after is not None and status == "open" and (wrote := self.db.execute(
@@ -700,14 +712,15 @@ class Store:
                     "WHERE t.conversation_id = ? AND t.role = 'user' AND t.id > ? AND c.status != 'open'",
                     [conversation_id, after]).fetchone()[0]) is not None:
                 raise WroteMeanwhile(wrote)
-            return self._set_status(conversation_id, status, reason)
+            return self._set_status(conversation_id, status, reason, agent)
 
-    def _set_status(self, conversation_id: str, status: str, reason: str) -> bool:
+    def _set_status(self, conversation_id: str, status: str, reason: str, agent: str | None = None) -> bool:
         """:meth:`set_status` inside the caller's transaction, the conversation's row written already."""
         if self.db.execute("SELECT status FROM conversations WHERE id = ?", [conversation_id]).fetchone()[0] == status:
             return False
         self.db["conversations"].update(conversation_id, {"status": status, "fallbacks": 0, "updated": now()})
-        self.db["handoffs"].insert({"conversation_id": conversation_id, "event": status, "reason": reason, "created": now()})
+        self.db["handoffs"].insert({"conversation_id": conversation_id, "event": status, "reason": reason, "created": now(),
+                                    "agent": agent})
         return True
 
     # --- turns ----------------------------------------------------------------------------------
@@ -1012,7 +1025,7 @@ class Store:
         else:
             query = (
                 "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
-                "NULL AS handed_off_at, NULL AS reason, NULL AS waiting_since, "
+                "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
                 f"{_LATEST_TYPED} AS last_message FROM conversations c WHERE c.status = 'open' AND {_AGENTS_REACH} "
                 "ORDER BY c.updated DESC LIMIT ?"
             )
@@ -1063,7 +1076,7 @@ class Store:
             [conversation_id, limit + 1],  # one more, to tell whether there are earlier turns
         ))
         earlier = len(turns) > limit
-        handoffs = self.db.query("SELECT event, reason, created FROM handoffs WHERE conversation_id = ? ORDER BY id",
+        handoffs = self.db.query("SELECT event, reason, agent, created FROM handoffs WHERE conversation_id = ? ORDER BY id",
                                  [conversation_id])
         return {"conversation_id": conversation_id,
                 **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},

@@ -326,6 +326,29 @@ async def test_a_notice_the_webhook_could_not_take_is_tried_again(
     assert errors == ([f"handoff notice for asked: {origin} {logged}"] if logged else [])
 
 
+async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aiohttp_client: Any) -> None:
+    """A takeover recorded nobody: a second agent saw the customer in the inbox as anyone's, and answered too."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    for cid in ("taken", "asked"):
+        await chat(client, cid, "I need help with my bill")
+    assert (await chat(client, "asked", "/handoff"))["handed_off"] is True
+    taken = await client.post("/admin/conversations/taken/handoff?agent=%20Ana%20", headers=AUTH)
+    assert taken.status == 200, await taken.text()
+    sent = await client.post("/admin/conversations/asked/messages", json={"text": ANSWER, "agent": "Sam"}, headers=AUTH)
+    assert sent.status == 200
+    listed = await (await client.get("/admin/conversations", headers=AUTH)).json()
+    assert {c["conversation_id"]: c["agent"] for c in listed["conversations"]} == {"taken": "Ana", "asked": "Sam"}
+    too_long = await client.post(f"/admin/conversations/taken/handback?agent={'a' * 65}", headers=AUTH)
+    assert too_long.status == 400 and "agent" in (await too_long.json())["error"]
+    back = await client.post("/admin/conversations/taken/handback?agent=Ana&after=1000000", headers=AUTH)
+    assert back.status == 200, await back.text()
+    transcript = await (await client.get("/admin/conversations/taken", headers=AUTH)).json()
+    assert [(h["event"], h["reason"], h["agent"]) for h in transcript["handoffs"]] == [
+        ("handed_off", "agent", "Ana"), ("open", "agent", "Ana")]
+    open_ones = await (await client.get("/admin/conversations?status=open", headers=AUTH)).json()
+    assert [c["agent"] for c in open_ones["conversations"]] == [None]
+
+
 async def waiting_metrics(client: Any) -> tuple[float, bool]:
     """``deskbot_customers_waiting`` and whether ``deskbot_longest_wait_seconds`` is a plausible age."""
     values = {s.name: s.value for family in text_string_to_metric_families(await (await client.get("/metrics")).text())

@@ -1143,6 +1143,29 @@ def test_a_busy_notice_stored_before_migration_16_still_counts_as_told(tmp_path:
     store.close()
 
 
+def test_the_agent_who_took_a_conversation_over_is_kept_from_migration_18_on(tmp_path: Path) -> None:
+    """A takeover recorded nobody: a second agent saw a customer waiting and answered them too. A store of the
+    deskbot before keeps its handoffs, by no agent, and records the agent from then on."""
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    user_turn(store, "before", "where is my order?")
+    store.set_status("before", "handed_off", "agent")
+    store.db.execute("ALTER TABLE handoffs DROP COLUMN agent")
+    store.db.execute("PRAGMA user_version=17")  # as the previous deskbot left it
+    store.close()
+    store = Store(path)
+    user_turn(store, "after", "where is my order?")
+    assert store.set_status("after", "handed_off", "agent", agent="Ana") is True
+    assert store.set_status("after", "handed_off", "agent", agent="Bob") is False  # Ana has it already
+    assert {c["conversation_id"]: c["agent"] for c in store.inbox("handed_off", 10)[0]} == {"before": None, "after": "Ana"}
+    store.add_agent_answer("after", "It left today.", agent="Bob")  # who replied last has the customer now
+    assert [c["agent"] for c in store.inbox("handed_off", 10)[0] if c["conversation_id"] == "after"] == ["Bob"]
+    store.set_status("after", "open", "agent", agent="Bob")
+    assert [(h["event"], h["agent"]) for h in store.transcript("after")["handoffs"]] == [
+        ("handed_off", "Ana"), ("open", "Bob")]
+    store.close()
+
+
 def test_a_purge_says_when_a_reader_kept_the_deleted_text_in_the_wal(tmp_path: Path) -> None:
     """A reader holding a snapshot (a long ``bot export``) keeps the WAL's frames; erasure must not claim success."""
     path = tmp_path / "dialogues.db"
