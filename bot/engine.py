@@ -527,18 +527,23 @@ class Bot:
         after = self.config.handoff.busy_after_seconds
         if after is None or self.store is None:
             return 0
-        overdue = await self._store(self.store.overdue, time.time() - after, after)
-        for waiting in overdue:
-            await self._tell(waiting["conversation_id"], waiting["channel"], waiting["slots"],
-                             waiting["last_message"] or "", self.config.handoff.busy_message, back=True, notice="busy")
-        return len(overdue)
+        window = (time.time() - after, after)
+        told = 0
+        for waiting in await self._store(self.store.overdue, *window):
+            told += await self._tell(waiting["conversation_id"], waiting["channel"], waiting["slots"],
+                                     waiting["last_message"] or "", self.config.handoff.busy_message, back=True,
+                                     notice="busy", overdue=window)
+        return told
 
     async def _tell(self, conversation_id: str, channel_name: str, slots: dict[str, Any], last_message: str,
-                    message: Text, back: bool, notice: str) -> None:
+                    message: Text, back: bool, notice: str, overdue: tuple[float, float] | None = None) -> bool:
         """Say ``message`` to a customer outside a turn, on their own channel, in the language and script
         of their conversation (``back``: with the button back to the bot); stored first as the ``notice``
         it is (see :meth:`Store.overdue`), and marked undelivered if the platform does not take it. One the
-        platform may have posted (:class:`MaybeDelivered`) is not marked, as an agent's reply is not."""
+        platform may have posted (:class:`MaybeDelivered`) is not marked, as an agent's reply is not.
+        ``overdue``, the busy notice's ``(before, again_after)``: said only if the customer is still owed it as it
+        is stored (:meth:`Store.add_busy_notice`: another server on the store may have told them). Returns whether
+        it was said."""
         assert self.store is not None
         # The language slot follows each message (a number alone keeps it); the latest message as stored is
         # redacted, and "[PHONE]" would read as English.
@@ -547,8 +552,11 @@ class Bot:
         text = say(message, language, script=script)
         buttons = [{"title": say(self.config.handoff.back_button, language, script=script), "payload": RESUME_PAYLOAD}
                    ] if back else []
-        turn_id = await self._store(self.store.add_message, conversation_id, "bot", text, channel_name, None, buttons,
-                                    notice)
+        turn_id = await (self._store(self.store.add_message, conversation_id, "bot", text, channel_name, None, buttons,
+                                     notice) if overdue is None else
+                         self._store(self.store.add_busy_notice, conversation_id, text, channel_name, buttons, *overdue))
+        if turn_id is None:
+            return False
         channel = self.channels.get(channel_name)
         try:
             if channel is not None:
@@ -559,6 +567,7 @@ class Bot:
         except Exception as exc:  # one platform down must not keep the others' customers waiting unheard
             log.error("could not tell %s %r: %r", conversation_id, text, exc)
             await self._store(self.store.undelivered, turn_id)  # as the transcript shows an agent's reply that failed
+        return True
 
     async def agent_message(self, conversation_id: str, text: str, agent: str | None = None,
                             key: str | None = None, after: int | None = None) -> int:

@@ -1051,13 +1051,29 @@ class Store:
         at each message. Each comes with its conversation's ``slots`` (the language to tell them in). Only
         the busy notice counts (``notice = 'busy'``, see ``_v16``): the notice that an agent took the
         conversation over is stored in the wait too, and says nothing of how long the customer may wait."""
+        return self._overdue(before, again_after)
+
+    def _overdue(self, before: float, again_after: float, conversation_id: str | None = None) -> list[dict[str, Any]]:
+        """:meth:`overdue`, of one conversation alone when ``conversation_id`` is given."""
+        one = "" if conversation_id is None else "AND w.conversation_id = ? "
         return [_with_slots(row) for row in self.db.query(
             "SELECT w.*, (SELECT slots FROM conversations WHERE id = w.conversation_id) AS slots "
-            f"FROM ({_HANDED_OFF}) w WHERE waiting_since < ? AND NOT EXISTS (SELECT 1 FROM turns b "
+            f"FROM ({_HANDED_OFF}) w WHERE waiting_since < ? {one}AND NOT EXISTS (SELECT 1 FROM turns b "
             "WHERE b.conversation_id = w.conversation_id AND b.role = 'bot' AND b.notice = 'busy' "
             "AND b.created > w.waiting_since AND NOT EXISTS (SELECT 1 FROM turns WHERE conversation_id = b.conversation_id "
             "AND role = 'user' AND created >= b.created + ?)) "
-            "ORDER BY waiting_since", [before, again_after])]
+            "ORDER BY waiting_since", [before, *([] if conversation_id is None else [conversation_id]), again_after])]
+
+    def add_busy_notice(self, conversation_id: str, text: str, channel: str, buttons: list[dict[str, str]],
+                        before: float, again_after: float) -> int | None:
+        """The busy notice to a customer :meth:`overdue` (with the same ``before`` and ``again_after``) listed,
+        stored only if they are still owed it, and its turn id; None, and nothing stored, when they are not.
+        Decided in the transaction that stores it: two servers on one store each read the customer as
+        overdue, and both told them."""
+        with self._writing():
+            if not self._overdue(before, again_after, conversation_id):
+                return None
+            return self.add_message(conversation_id, "bot", text, channel, None, buttons, "busy")
 
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the

@@ -1166,6 +1166,23 @@ def test_the_agent_who_took_a_conversation_over_is_kept_from_migration_18_on(tmp
     store.close()
 
 
+def test_of_two_servers_on_one_store_one_tells_a_waiting_customer_that_the_agents_are_busy(tmp_path: Path) -> None:
+    """Each server read the customer as owed the busy notice before either stored it, and both told them."""
+    path = tmp_path / "dialogues.db"
+    first, second = Store(path), Store(path)
+    user_turn(first, "waiting", "where is my order?")
+    first.set_status("waiting", "handed_off", "requested")
+    window = (time.time() + 1, 300.0)
+    assert [c["conversation_id"] for c in first.overdue(*window)] == [c["conversation_id"] for c in second.overdue(*window)] \
+        == ["waiting"]
+    told = [store.add_busy_notice("waiting", "Our agents are busy.", "web", [], *window) for store in (first, second)]
+    assert told[0] is not None and told[1] is None
+    assert [t["text"] for t in first.history("waiting") if t["role"] == "bot"] == ["Sorry?", "Our agents are busy."]
+    assert first.overdue(*window) == second.overdue(*window) == []
+    first.close()
+    second.close()
+
+
 def test_a_purge_says_when_a_reader_kept_the_deleted_text_in_the_wal(tmp_path: Path) -> None:
     """A reader holding a snapshot (a long ``bot export``) keeps the WAL's frames; erasure must not claim success."""
     path = tmp_path / "dialogues.db"
