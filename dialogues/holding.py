@@ -179,18 +179,26 @@ _QUESTION = re.compile(
     r"|什么|怎么|为什么|哪|多少|是否|能不能|可不可以|有没有|是不是|会不会"
 )
 _SHORT_WORDS, _SHORT_CHARACTERS = 4, 10  # how long a name or the like may be: "jane doe", "张三"
+# A customer's new request, said as one and not asked: a new topic begun ("also", "另外", "还有"), or what they want
+# or need ("i need to", "我要", "帮我"). A name is none of these.
+_REQUEST = re.compile(
+    r"^(?:(?:and |oh )?also|plus|btw|by the way|one more thing|another thing)\b"
+    r"|\b(?:i|we)(?: also| still)? (?:need|want|would like|wanna)\b|\bi['’]d (?:also )?like\b|\b(?:need|want) to\b"
+    r"|另外|还有|还要|还想|顺便|此外|我(?:还|也)?(?:要|想|需要)|想要|需要|帮我|给我"
+)
 
 
 def gives_details(text: str) -> bool:
     """Whether a customer's message, after an agent asked for their details (:func:`asks_for_details`), reads
     as the details: it asks no question, and holds a number or contact details ("12345", "订单号是20261205",
-    "it's jane@example.com") or is short ("Jane Doe"). One that asks ("also, do you ship to Norway?",
-    "还有，你们寄挪威吗？") is a new question, which the agent's next reply answers."""
+    "it's jane@example.com") or is short ("Jane Doe") and makes no request. One that asks ("also, do you ship to
+    Norway?", "还有，你们寄挪威吗？") or says a new request ("另外我要改地址", "also need to change my address") is a
+    new question, which the agent's next reply answers."""
     read = unicodedata.normalize("NFKC", model_text(text)).lower()
     if _QUESTION.search(read):
         return False
     return bool(re.search(r"\d", read) or _CONTACT.search(redact(text).lower()) or len(re.findall(r"[a-z]+", read)) <= _SHORT_WORDS
-                and len(re.findall(r"[^\W\da-z_]", read)) <= _SHORT_CHARACTERS)
+                and len(re.findall(r"[^\W\da-z_]", read)) <= _SHORT_CHARACTERS and not _REQUEST.search(read))
 
 
 def _names_contact(clause: str) -> bool:

@@ -500,12 +500,14 @@ def test_an_agents_question_back_is_not_learned_and_the_answer_given_after_it_is
 
 def test_a_new_question_after_the_details_an_agent_asked_for_is_answered_on_its_own(tmp_path: Path) -> None:
     """Everything a customer wrote after an agent asked for their order number was taken for the number: the
-    answer to a new question joined the answer to the first, under the first question."""
+    answer to a new question, or to a short new request, joined the answer to the first, under the first question."""
     store = Store(tmp_path / "dialogues.db")
     for cid, question, ask, given, new, answer in (
         ("c1", "where is my parcel?", "What's your order number?", "12345", "also, do you ship to Norway?",
          "Yes, we ship to Norway."),
         ("c2", "我的快递到哪了", "请提供一下您的订单号", "20261205", "还有，你们寄挪威吗？", "可以寄挪威。"),
+        # a new request, said as one, as short as a name: "also, I want to change my address"
+        ("c3", "我的快递到哪了", "请提供一下您的订单号", "20261205", "另外我要改地址", "可以在订单页面修改收货地址。"),
     ):
         store.set_status(cid, "handed_off", "requested")
         user_turn(store, cid, question)
@@ -514,7 +516,8 @@ def test_a_new_question_after_the_details_an_agent_asked_for_is_answered_on_its_
         user_turn(store, cid, new)
         store.add_agent_answer(cid, answer)
     assert [(a["question"], a["answer"]) for a in store.answer_candidates()] == [
-        ("also, do you ship to Norway?", "Yes, we ship to Norway."), ("还有，你们寄挪威吗？", "可以寄挪威。")]
+        ("also, do you ship to Norway?", "Yes, we ship to Norway."), ("还有，你们寄挪威吗？", "可以寄挪威。"),
+        ("另外我要改地址", "可以在订单页面修改收货地址。")]
     store.close()
 
 
@@ -524,6 +527,9 @@ def test_a_new_question_after_the_details_an_agent_asked_for_is_answered_on_its_
     ("also, do you ship to Norway?", False), ("also do you ship to Norway", False), ("还有，你们寄挪威吗？", False),
     ("你们发货到哪里", False), ("12345, and when will my refund arrive?", False),
     ("I also want to return the blue shoes I bought last month", False),
+    # a new request, said as one: not asked, and as short as a name
+    ("另外我要改地址", False), ("我还想退货", False), ("also need to change my address", False), ("also cancel it", False),
+    ("我要查的订单是20261205", True), ("王小明", True),
 ])
 def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) -> None:
     assert gives_details(text) is details
