@@ -186,6 +186,8 @@ class InboxConversation(_Body):
     waiting_since: float | None = Field(
         ..., description="since when the customer has waited for a person; null once an agent has the last word")
     last_message: str | None = Field(..., description="the customer's latest message")
+    unread: int | None = Field(..., description="the customer's messages since an agent's latest reply, else since "
+                                                "the handoff (handed_off only)")
 
 
 class InboxResponse(_Body):

@@ -406,7 +406,10 @@ _HANDED_OFF = (
     "AND created >= h.created ORDER BY id DESC LIMIT 1), h.agent) AS agent, "
     f"CASE WHEN NOT EXISTS (SELECT 1 {_AGENT_SINCE}) THEN h.created "
     "ELSE (SELECT min(created) FROM turns WHERE conversation_id = c.id AND role = 'user' "
-    f"AND id > (SELECT max(id) {_AGENT_SINCE})) END AS waiting_since, {_LATEST_TYPED} AS last_message "
+    f"AND id > (SELECT max(id) {_AGENT_SINCE})) END AS waiting_since, {_LATEST_TYPED} AS last_message, "
+    # what the customer wrote that no agent has answered: since an agent's latest reply, else since the handoff
+    f"(SELECT count(*) FROM turns WHERE conversation_id = c.id AND {_TYPED} AND created >= h.created "
+    f"AND id > coalesce((SELECT max(id) {_AGENT_SINCE}), 0)) AS unread "
     "FROM conversations c JOIN handoffs h ON h.id = "
     "(SELECT max(id) FROM handoffs WHERE conversation_id = c.id AND event = 'handed_off') "
     f"WHERE c.status = 'handed_off' AND {_AGENTS_REACH}"
@@ -1026,7 +1029,8 @@ class Store:
             query = (
                 "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
                 "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
-                f"{_LATEST_TYPED} AS last_message FROM conversations c WHERE c.status = 'open' AND {_AGENTS_REACH} "
+                f"{_LATEST_TYPED} AS last_message, NULL AS unread FROM conversations c WHERE c.status = 'open' "
+                f"AND {_AGENTS_REACH} "
                 "ORDER BY c.updated DESC LIMIT ?"
             )
         total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH}",

@@ -349,6 +349,30 @@ async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aioht
     assert [c["agent"] for c in open_ones["conversations"]] == [None]
 
 
+async def test_the_inbox_counts_what_each_customer_wrote_since_an_agents_reply(bot_dir: Path, aiohttp_client: Any) -> None:
+    """An agent saw a customer's latest message alone, and no sign of the three they had written since the reply."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+
+    async def unread() -> list[int | None]:
+        listed = await (await client.get("/admin/conversations", headers=AUTH)).json()
+        return [c["unread"] for c in listed["conversations"]]
+
+    await chat(client, "asked", "I need help with my bill")
+    await chat(client, "asked", "/handoff")
+    assert await unread() == [0]  # what they came with was read with the handoff
+    for text in ("it is invoice 2041", "hello??"):
+        await chat(client, "asked", text)
+    assert await unread() == [2]
+    sent = await client.post("/admin/conversations/asked/messages", json={"text": ANSWER}, headers=AUTH)
+    assert sent.status == 200 and await unread() == [0]
+    await chat(client, "asked", "/greet")  # a button's payload is not something to read
+    await chat(client, "asked", "thanks, and the other one?")
+    assert await unread() == [1]
+    await chat(client, "with-the-bot", "hi")
+    open_ones = await (await client.get("/admin/conversations?status=open", headers=AUTH)).json()
+    assert [c["unread"] for c in open_ones["conversations"]] == [None]  # the bot has read them all
+
+
 async def waiting_metrics(client: Any) -> tuple[float, bool]:
     """``deskbot_customers_waiting`` and whether ``deskbot_longest_wait_seconds`` is a plausible age."""
     values = {s.name: s.value for family in text_string_to_metric_families(await (await client.get("/metrics")).text())

@@ -1197,6 +1197,9 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     assert [(t["text"], t["author"]) for t in api.history(cid)["turns"] if t["role"] == "agent"] == [
         ("Hi, this is Sam. Let me look.", "Sam")]
     expect(page.locator(".turn.agent .meta")).to_contain_text(["Sam · Agent"])
+    api.chat(cid, "thanks! is it insured?")  # what they wrote since the reply is counted for every agent
+    expect(waiting.locator(".meta")).to_have_text("web · asked for a person · taken by Sam · waiting 0 min · 1 new")
+    expect(page.locator(".turn.user .text").last).to_have_text("thanks! is it insured?")
     RESULTS.mkdir(exist_ok=True)
     page.screenshot(path=str(RESULTS / "agent.png"))
 
