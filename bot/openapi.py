@@ -226,6 +226,7 @@ class TranscriptResponse(_Body):
     slots: dict[str, Any]
     created: float
     updated: float
+    agent: str | None = Field(..., description="the agent who has the customer, as the inbox says (handed_off only)")
     turns: list[TranscriptTurn]
     earlier: bool = Field(..., description="the conversation holds turns before those listed: ask with a higher limit")
     handoffs: list[HandoffEvent]

@@ -707,7 +707,9 @@ class Store:
         nothing recorded, when it already is: a second agent's takeover of a waiting customer must not
         restart their wait or change why they wait. ``after``, the latest turn an agent handing it back has
         read: a customer's message since raises :class:`WroteMeanwhile`, and it stays with a person.
-        ``agent``: the name of the agent making the change, shown to the others (see ``_v18``)."""
+        ``agent``: the name of the agent making the change, shown to the others (see ``_v18``); the takeover of
+        a handed-off conversation no agent has yet (:meth:`holder`) is kept as theirs, its wait and reason as
+        they were: the agent's claim was answered as a takeover and kept nowhere, and a colleague answered too."""
         with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
             if after is not None and status == "open" and (wrote := self.db.execute(
@@ -715,7 +717,23 @@ class Store:
                     "WHERE t.conversation_id = ? AND t.role = 'user' AND t.id > ? AND c.status != 'open'",
                     [conversation_id, after]).fetchone()[0]) is not None:
                 raise WroteMeanwhile(wrote)
+            if agent is not None and status == "handed_off":
+                self._claim(conversation_id, agent)
             return self._set_status(conversation_id, status, reason, agent)
+
+    def _claim(self, conversation_id: str, agent: str) -> None:
+        """Make a handed-off conversation that no agent has (:meth:`holder`) ``agent``'s, in the caller's
+        transaction: its latest handoff names them, when and why it was handed off as they were."""
+        if self.holder(conversation_id) is None:  # None too for an open conversation, which is not in the inbox
+            self.db.execute("UPDATE handoffs SET agent = ? WHERE id = (SELECT max(id) FROM handoffs WHERE "
+                            "conversation_id = ? AND event = 'handed_off') AND agent IS NULL AND "
+                            "(SELECT status FROM conversations WHERE id = ?) = 'handed_off'",
+                            [agent, conversation_id, conversation_id])
+
+    def holder(self, conversation_id: str) -> str | None:
+        """The agent who has a handed-off conversation, as the inbox says (``_HANDED_OFF``'s ``agent``), or None."""
+        row = self.db.execute(f"SELECT agent FROM ({_HANDED_OFF}) WHERE conversation_id = ?", [conversation_id]).fetchone()
+        return None if row is None else row[0]
 
     def _set_status(self, conversation_id: str, status: str, reason: str, agent: str | None = None) -> bool:
         """:meth:`set_status` inside the caller's transaction, the conversation's row written already."""
@@ -1100,6 +1118,7 @@ class Store:
                                  [conversation_id])
         return {"conversation_id": conversation_id,
                 **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},
+                "agent": self.holder(conversation_id),
                 "turns": [{**self._shown(turn), "undelivered": bool(turn["undelivered"]),
                            "buttons": json.loads(turn["buttons"] or "[]")}
                           for turn in reversed(turns[:limit])],

@@ -349,6 +349,29 @@ async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aioht
     assert [c["agent"] for c in open_ones["conversations"]] == [None]
 
 
+async def test_an_agent_who_takes_over_a_waiting_customer_nobody_has_is_said_to_have_them(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A takeover of a customer already handed off answered as one and kept nothing: its agent believed the customer
+    theirs, and the others saw them as nobody's and answered too."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "asked", "I need help with my bill")
+    await chat(client, "asked", "/handoff")
+    [before] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
+    for agent in ("Bob", "Ana"):  # Bob first: Ana's takeover after his changes nothing
+        taken = await client.post(f"/admin/conversations/asked/handoff?agent={agent}", headers=AUTH)
+        assert taken.status == 200 and await taken.json() == {"status": "handed_off"}
+    [after] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
+    assert after == {**before, "agent": "Bob"}  # the wait and why they wait as they were
+    transcript = await (await client.get("/admin/conversations/asked", headers=AUTH)).json()
+    assert transcript["agent"] == "Bob"
+    assert [(h["event"], h["reason"], h["agent"]) for h in transcript["handoffs"]] == [("handed_off", "requested", "Bob")]
+    # handed back and taken over again: the earlier handoff keeps its agent, the new one names the new one
+    assert (await client.post("/admin/conversations/asked/handback?agent=Bob", headers=AUTH)).status == 200
+    assert (await client.post("/admin/conversations/asked/handoff?agent=Ana", headers=AUTH)).status == 200
+    transcript = await (await client.get("/admin/conversations/asked", headers=AUTH)).json()
+    assert [h["agent"] for h in transcript["handoffs"]] == ["Bob", "Bob", "Ana"] and transcript["agent"] == "Ana"
+
+
 async def test_the_inbox_counts_what_each_customer_wrote_since_an_agents_reply(bot_dir: Path, aiohttp_client: Any) -> None:
     """An agent saw a customer's latest message alone, and no sign of the three they had written since the reply."""
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))

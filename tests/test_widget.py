@@ -1189,6 +1189,10 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     expect(page.locator(".turn.user .text").first).to_have_text(question)
     expect(page.locator(".turn.user .meta").first).to_contain_text("Customer")
     page.get_by_label("Your name").fill("Sam")
+    page.get_by_role("button", name="Take over").click()  # a waiting customer nobody has: the others see whose
+    expect(waiting.locator(".meta")).to_have_text("web · asked for a person · taken by Sam · waiting 0 min")
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Sam")
+    expect(page.get_by_role("button", name="Take over")).to_be_hidden()
     page.locator("form.reply textarea").fill("Hi, this is Sam. Let me look.")
     page.locator("form.reply textarea").press("Enter")
     expect(page.locator(".turn.agent .text")).to_have_text(["Hi, this is Sam. Let me look."])
@@ -1214,9 +1218,9 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     expect(page.get_by_role("button", name="Hand back to the bot")).to_be_visible()
     assert api.history(cid)["status"] == "handed_off"
     # who changed hands, and when, shows between the turns
-    expect(page.locator(".turns .change")).to_have_text([re.compile(r"^Handed to a person · asked for a person · \d"),
-                                                         re.compile(r"^Back with the bot · Agent · Sam · \d"),
-                                                         re.compile(r"^Handed to a person · taken over · Sam · \d")])
+    expect(page.locator(".turns .change")).to_have_text([
+        re.compile(r"^Handed to a person · asked for a person · taken by Sam · \d"),
+        re.compile(r"^Back with the bot · Sam · \d"), re.compile(r"^Handed to a person · taken by Sam · \d")])
     assert page.locator(".turns > *").last.get_attribute("class") == "change"  # the latest, after the agent's reply
     assert page.locator("img").count() == 0 and noticed == []
 
