@@ -27,7 +27,7 @@ from retrieval.text import model_text
 _HOLDING = re.compile(
     r"\b(?:one|a|just a) (?:moment|sec|second|minute)\b(?!\s+(?!please\b)[a-z])|\bplease (?:wait|hold(?: on)?)\b|\bhold on\b"
     r"|\bbear with me\b|\blet me (?:check|look|see|find|have a look)\b|\bi(?:['’]ll| will) (?:check|look|find out)\b"
-    r"|\bwhile i (?:check|look)\b|\b(?:checking|look(?:ing)? into)\b|\bgive me (?:a|a few|a couple of) (?:moments?|minutes?|secs?|seconds?)\b"
+    r"|\bwhile i (?:check|look)\b|\b(?:checking|look into|looking (?:into|at))\b|\bgive me (?:a|a few|a couple of) (?:moments?|minutes?|secs?|seconds?)\b"
     r"|\bthanks? (?:you )?for (?:waiting|your patience|contacting|reaching out)\b|\bsorry (?:for|about) (?:the|your) (?:wait|delay)\b"
     r"|\bsorry to keep you waiting\b|\b(?:is there )?anything else(?: (?:i|we) can (?:help|assist|do)(?: you)?(?: with| for you)?)?\b"
     r"|\bhow (?:can|may) i (?:help|assist)\b|\bwhat can i do for you\b"
@@ -91,6 +91,9 @@ _APOLOGY = re.compile(_SORRY)
 _CHATTER = re.compile(
     r"(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))(?: there)?(?: \w+){0,2}"
     r"|(?:this is|my name is|i['’]m|i am) \w+(?: (?:from|with|at) (?:the )?\w+(?: \w+){0,3})?"
+    # "Ana here", "Ana from Demo Shop here"; not "click here", "not here"
+    r"|(?!(?:click|tap|sign|start|look|right|over|from|it|its|everything|nothing|all|not)\b)[^\W\d_]+"
+    r"(?: (?:from|with|at) (?:the )?\w+(?: \w+){0,3})? here"
     r"|how are you(?: (?:today|doing))?|welcome(?: to (?:the )?\w+(?: \w+){0,2})?"
     r"|are you still (?:there|here|with me|online)|i (?:understand|see)|(?:it(?:['’]s| is) )?my pleasure"
     r"|thanks?(?: you)? for (?:the|this|that|your) (?:information|info|details)"

@@ -444,6 +444,8 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
     store.add_agent_answer("c9", "您好，我是小李。让您久等了！退款已经到账了。")
     user_turn(store, "c10", "my parcel arrived broken")
     store.add_agent_answer("c10", "Hi Tom. I'm sorry to hear that. A new one is on its way.")  # the apology fits anyone
+    user_turn(store, "c11", "is the blue one in stock?")
+    store.add_agent_answer("c11", "Hi, Ana here. Yes, the blue one is in stock.")
     assert [(a["question"], a["answer"]) for a in store.answer_candidates()] == [
         ("我的退款到哪了", "退款已于今天退回原支付账户，3-5个工作日到账。"),
         ("where is my refund?", "Your refund left today.\nIt takes 3-5 days to reach your card. Anything else?"),
@@ -453,6 +455,7 @@ def test_an_agents_holding_and_closing_replies_are_not_learned_as_the_answer(tmp
         ("有头盔吗", "有的，三个尺码都有。"), ("还有其他颜色吗", "还有红色和黑色。"),
         ("do you ship to Norway?", "Yes, we ship to Norway. Anything else?"), ("退款到了吗", "退款已经到账了。"),
         ("my parcel arrived broken", "I'm sorry to hear that. A new one is on its way."),
+        ("is the blue one in stock?", "Yes, the blue one is in stock."),
     ]
     assert [t["text"] for t in store.history("c8") if t["role"] == "agent"] == [  # the customer read it all
         "Hi, I'm Anna from Demo Shop. Thanks for waiting! Yes, we ship to Norway. Anything else?"]
@@ -552,6 +555,9 @@ def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) 
     ("We'll send you a second parcel.", False),
     ("This is a known issue.", False),
     ("hi yes in stock", False),
+    # an agent introducing themselves as "Ana here", as often as "this is Ana"
+    ("Hi, Ana here. Could you give me your order number?", True), ("Sam here, looking at your bill.", True),
+    ("Ana from Demo Shop here!", True), ("Click here.", False), ("Not here.", False), ("Your parcel is here.", False),
     ("正在为您办理退款", False),
     ("让您久等了 已经给您退款了", False),
     # what agents and customers say while one looks, as logged by a shop's agents
