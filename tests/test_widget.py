@@ -1227,7 +1227,8 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     page.goto(f"{server.url}/agent?lang=zh")  # the tab keeps its token: signed in at once, in Chinese
     expect(page.get_by_role("button", name="等待中")).to_have_attribute("aria-pressed", "true")
     expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_contain_text("已等待")
-    expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_contain_text("客服接管")  # the reason, in Chinese too
+    expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_have_text(  # who took over, in Chinese too, said once
+        re.compile(r"^web · Sam 已接手 · 已等待 \d+ 分钟$"))
     expect(page.locator("form.reply textarea")).to_have_attribute("aria-label", "回复")  # and what a screen reader says
     page.goto(f"{server.url}/agent?lang=zh-CN")  # with its region, as a browser's language has one: it was English
     expect(page.get_by_role("button", name="等待中")).to_be_visible()
