@@ -1576,6 +1576,34 @@ def test_each_conversation_in_the_agents_console_has_its_own_reply_box(
     context.close()
 
 
+def test_the_replies_an_agent_is_writing_outlast_a_reload_of_the_console(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A reload of the console (stuck, or after an upgrade) lost every reply its agent was writing."""
+    alice, bob = f"console-{next(PAGE_NUMBERS)}", f"console-{next(PAGE_NUMBERS)}"
+    for cid in (alice, bob):
+        api.chat(cid, "/handoff")
+    context = open_console(chromium, server, web_demo_bot.admin_token, alice, bob)
+    page = context.pages[0]
+    box = page.locator("form.reply textarea")
+    page.locator(f'.list li[data-id="{alice}"]').click()
+    box.fill("Alice, your refund left today.")
+    page.locator(f'.list li[data-id="{bob}"]').click()
+    box.fill("Bob, one moment please.")
+    page.reload()  # the tab keeps its token: signed in at once
+    for cid, draft in ((alice, "Alice, your refund left today."), (bob, "Bob, one moment please.")):
+        page.locator(f'.list li[data-id="{cid}"]').click()
+        expect(box).to_have_value(draft)
+    box.press("Enter")  # Bob's goes; Alice's is still being written
+    expect(page.locator(".turn.agent .text")).to_have_text(["Bob, one moment please."])
+    page.reload()
+    page.locator(f'.list li[data-id="{bob}"]').click()
+    expect(page.locator(".turn.agent .text")).to_have_text(["Bob, one moment please."])
+    expect(box).to_have_value("")
+    page.locator(f'.list li[data-id="{alice}"]').click()
+    expect(box).to_have_value("Alice, your refund left today.")
+    context.close()
+
+
 def test_the_agents_console_gives_up_a_request_nothing_answers(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A request held for good (a proxy, a dead keep-alive socket) stopped the console's refreshes for good:
