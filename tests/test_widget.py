@@ -1188,6 +1188,9 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     waiting.press("Enter")  # from the keyboard
     expect(page.locator(".turn.user .text").first).to_have_text(question)
     expect(page.locator(".turn.user .meta").first).to_contain_text("Customer")
+    page.get_by_role("button", name="Take over").click()  # nameless, it could not say whose the customer is
+    expect(page.locator(".status")).to_have_text("Give your name first, so that your colleagues see the customer is yours.")
+    expect(page.get_by_label("Your name")).to_be_focused()
     page.get_by_label("Your name").fill("Sam")
     page.get_by_role("button", name="Take over").click()  # a waiting customer nobody has: the others see whose
     expect(waiting.locator(".meta")).to_have_text("web · asked for a person · taken by Sam · waiting 0 min")
