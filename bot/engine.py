@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import logging
 import re
@@ -47,7 +48,7 @@ from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
-from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, Project
+from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, Project
 from bot.responses import MAX_REPLY_CHARS, Rendered, read_payload
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store
 from finetune.classifier import Prediction, intent_phrase
@@ -176,6 +177,7 @@ class Bot:
         conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
         slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
         fallbacks = conversation["fallbacks"] if conversation else 0
+        self._start_session(slots, turn.metadata)
         language = turn_language(self.config.language, text, slots.get(SLOT), page=turn.language)
         self._keep_language(slots, language)
         script = self._keep_script(slots, text, turn.script)
@@ -261,6 +263,16 @@ class Bot:
             return slots
         return {name: value for name, value in slots.items()
                 if name in entities or name not in self.project.entity_patterns}
+
+    @staticmethod
+    def _start_session(slots: dict[str, Any], metadata: dict[str, Any]) -> None:
+        """Rasa's ``session_started_metadata`` slot: the metadata of the message that started the conversation
+        (a user id the shop's page passes, a Slack team), which a Rasa bot's actions read with
+        ``tracker.get_slot``. Rasa sets it when a session starts: deskbot's conversation is one session, started
+        afresh when an action restarts it, so the slot is set from the first message that carries metadata, and
+        again after an action cleared the slots."""
+        if SESSION_METADATA not in slots and metadata:
+            slots[SESSION_METADATA] = copy.deepcopy(metadata)
 
     def _keep_language(self, slots: dict[str, Any], language: Language) -> None:
         """A ``multi`` bot keeps the conversation's language in a slot, which its actions can read too."""

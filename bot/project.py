@@ -87,8 +87,10 @@ class ModelConfig(Settings):
 
 
 REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do
+# Rasa's slot for the metadata of the message that started the conversation (a user id the shop's page passes)
+SESSION_METADATA = "session_started_metadata"
 # Slots the bot keeps itself (SLOT in a multi bot, SCRIPT in one that speaks Chinese), which no entity may be named
-RESERVED_SLOTS = (SLOT, SCRIPT, REQUESTED_SLOT)
+RESERVED_SLOTS = (SLOT, SCRIPT, REQUESTED_SLOT, SESSION_METADATA)
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -1115,7 +1117,7 @@ def load_project(root: Path | str) -> Project:
     config = load_config(root / "bot.yml")
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
     kept = {"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language]
-    examples, patterns, unread, synonyms = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT))
+    examples, patterns, unread, synonyms = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT, SESSION_METADATA))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
     # nlu.yml's entities and the slot the bot keeps fill a template, and custom actions the slots they set:

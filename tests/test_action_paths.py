@@ -139,6 +139,15 @@ class ActionWhere(Action):
         return []
 
 
+class ActionWhoStarted(Action):
+    def name(self):
+        return "action_who_started"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=f"{tracker.get_slot('session_started_metadata')}")
+        return []
+
+
 class ActionReadSlots(Action):
     def name(self):
         return "action_read_slots"
@@ -517,6 +526,26 @@ async def test_actions_see_the_channel_and_its_metadata_on_both_paths(action_bot
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "slack", metadata={"thread_ts": "1700000000.000100"}))
         assert reply.text == "slack 1700000000.000100 /track_order 1700000000.000100"
+    finally:
+        await bot.close()
+
+
+async def test_actions_read_the_metadata_the_conversation_started_with_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """As in Rasa, the slot session_started_metadata holds the metadata of the message that started the
+    conversation (a user id the shop's page passes), and of the next one after an action restarted it: it was
+    never set, and an action reading the customer's id from it found None."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_who_started", "get_refund": "action_book_refund"},
+                   tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web", metadata={"user_id": "u-17"}))
+        assert reply.text == "{'user_id': 'u-17'}"
+        reply = await bot.handle(Turn("c1", "/track_order", "web", metadata={"user_id": "u-18"}))
+        assert reply.text == "{'user_id': 'u-17'}"  # the session's start, not the latest message's
+        await bot.handle(Turn("c1", "/get_refund", "web", metadata={"user_id": "u-19"}))  # restarts the conversation
+        reply = await bot.handle(Turn("c1", "/track_order", "web", metadata={"user_id": "u-20"}))
+        assert reply.text == "{'user_id': 'u-20'}"
+        assert (await bot.handle(Turn("c2", "/track_order", "web"))).text == "None"  # a message without any
     finally:
         await bot.close()
 

@@ -112,6 +112,21 @@ async def test_bad_requests_are_400_with_a_reason(client: Any) -> None:
     assert (await client.post("/api/feedback", json={"conversation_id": "web-1", "turn_id": 1, "value": 5})).status == 400
 
 
+async def test_a_pages_metadata_reaches_the_conversations_session_metadata(client: Any,
+                                                                         web_demo_bot: SimpleNamespace) -> None:
+    """A page passes what it knows of its customer (a user id) as Rasa's REST channel takes it, which custom
+    actions read as the slot session_started_metadata: the field was refused as unknown."""
+    cid = new_id()
+    response = await client.post("/api/chat", json={"conversation_id": cid, "text": "hello", "metadata": {"user_id": 17}})
+    assert response.status == 200, await response.text()
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        slots = json.loads(db.execute("SELECT slots FROM conversations WHERE id = ?", [cid]).fetchone()[0])
+    assert slots["session_started_metadata"] == {"user_id": 17}
+    for metadata in ({"note": "x" * 257}, {"user": {"id": 17}}, ["u-17"], {str(k): k for k in range(17)}):
+        response = await client.post("/api/chat", json={"conversation_id": cid, "text": "hi", "metadata": metadata})
+        assert response.status == 400 and "metadata" in (await response.json())["error"], metadata
+
+
 async def test_half_an_emoji_is_read_as_a_replacement_character_on_both_paths(client: Any) -> None:
     """A text with half of a surrogate pair (well-formed JSON: ``"\\ud83d"``) was refused as malformed JSON over
     HTTP and as no string over the socket, again on every Retry: the customer could never send it."""

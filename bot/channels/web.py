@@ -45,6 +45,13 @@ MAX_JOINED = 16  # conversations one socket hears at once (a widget is in one, a
 log = logging.getLogger(__name__)
 
 
+# What a page may say of its customer with each message (a user id), flat and small: the store keeps the first
+# message's with the conversation's slots.
+MetadataValue = (Annotated[str, Field(max_length=256)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool
+                 | None)
+Metadata = Annotated[dict[Annotated[str, Field(min_length=1, max_length=64)], MetadataValue], Field(max_length=16)]
+
+
 class ConversationRequest(BaseModel):
     # Strict: no field is guessed from another JSON type (a user of 7 is a client's bug to be told
     # about); integers follow JSON Schema's rule instead (JSONInteger).
@@ -65,6 +72,10 @@ class ChatRequest(ConversationRequest):
     script: Script | None = Field(None, description=(
         "the page's Chinese script (traditional for zh-TW, zh-HK, zh-Hant): the Chinese replies' until the "
         "customer writes a character of either"))
+    metadata: Metadata = Field(default_factory=dict, description=(
+        "what the page knows of its customer (a user id), as Rasa's REST channel takes it: custom actions read "
+        "it in tracker.latest_message, and the first message's as the slot session_started_metadata; a "
+        "customer can change what their page sends, so it proves nothing"))
 
 
 class JoinRequest(ConversationRequest):
@@ -282,8 +293,8 @@ class WebChannel(Channel):
             raise Refused(f"text: longer than {self.max_chars} characters")
         if not readable(request.text):
             raise Refused("text: nothing to read (only spaces, control or zero-width characters)")
-        turn = Turn(request.conversation_id, request.text, self.name, request.user, language=request.language,
-                    script=request.script)
+        turn = Turn(request.conversation_id, request.text, self.name, request.user, request.metadata,
+                    language=request.language, script=request.script)
         reply = (await self.bot.handle(turn)).to_json()
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
                          skip=origin)
