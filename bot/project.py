@@ -435,15 +435,22 @@ class Project:
         for name, patterns in self.entity_patterns.items():
             for match in (m for pattern in patterns for m in pattern.finditer(text)):
                 if value := match.group("value") if "value" in match.re.groupindex else match.group(0):
-                    value = _ascii_digits(value)
-                    found[name, self.synonyms.get(model_text(value.lower()), value)] = None
+                    found[name, self.canonical(_ascii_digits(value))] = None
         return list(found)
+
+    def canonical(self, value: str) -> str:
+        """An entity's ``value`` as nlu.yml names it: the value of a synonym that lists it ("NYC" -> "New York
+        City"), in any case and either Chinese script, or a lookup's Chinese element as the lookup writes it (廣州
+        -> 广州); else as given."""
+        return self.synonyms.get(model_text(value.lower()), value)
 
     def value_of(self, entity: str, value: str) -> str | None:
         """``value`` as ``entity``'s slot keeps it, if one of its patterns takes it whole, or its ``value`` group
         does (``order (?P<value>\\d+)`` takes "789"); None otherwise. A button's payload sets values so, and
-        anyone can type one: "123. [verify it here](https://…)" is no order number."""
-        return entity_value(self.entity_patterns.get(entity, ()), value)
+        anyone can type one: "123. [verify it here](https://…)" is no order number. Named as a typed value is
+        (:meth:`canonical`): the click on /choose{"city": "廣州"} sets the lookup's 广州."""
+        taken = entity_value(self.entity_patterns.get(entity, ()), value)
+        return None if taken is None else self.canonical(taken)
 
     @property
     def base_model(self) -> str:

@@ -583,6 +583,7 @@ def test_lookup_tables_and_synonyms_read_entities_as_rasas_do(tmp_path: Path) ->
     assert project.entities("fly me to NYC") == {"city": "New York City"}
     assert project.entities("我要去北京的机票") == {"city": "北京"} and project.entities("去Berlin的机票") == {"city": "Berlin"}
     assert project.unread_entities == {} and project.is_answer("city", "BERLIN")
+    assert project.value_of("city", "nyc") == "New York City"  # a button's payload value, as a typed one
 
 
 def test_lookups_and_synonyms_read_either_chinese_script(tmp_path: Path) -> None:
@@ -599,6 +600,9 @@ def test_lookups_and_synonyms_read_either_chinese_script(tmp_path: Path) -> None
     assert project.entities("去台北的機票") == project.entities("去台北的机票") == {"city": "臺北"}
     assert project.entities("去京城") == {"city": "北京"}
     assert project.is_answer("city", "廣州")
+    # a button's payload value (/flight{"city": "廣州"}) too, as a typed one: it was kept as the payload spelt it
+    assert (project.value_of("city", "廣州"), project.value_of("city", "台北"), project.value_of("city", "京城")) == (
+        "广州", "臺北", "北京")
 
 
 def test_annotated_values_are_synonyms_as_in_rasa(tmp_path: Path) -> None:
