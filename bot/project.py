@@ -6,12 +6,13 @@ with one message that names the file and the line, instead of a stack trace minu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
 import shlex
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -653,13 +654,38 @@ def load_config(path: Path) -> BotConfig:
         raise _fail(path, node, tuple(err["loc"]), message) from None
 
 
-# [text](entity), [text](entity:value), [text]{"entity": …} and Rasa 3's list of those, [text][{…}, {…}]
-_ANNOTATION = re.compile(r"\[([^\]]+)\](\{[^}]*\}|\([^)]*\)|\[\s*\{[^\]]*\])")
+# [text](entity), [text](entity:value), [text]{"entity": …} and Rasa 3's list of those, [text][{…}, {…}]: the
+# text, then what a label starts as (a JSON one ends where its JSON does, which may hold "]" or "}" in a value)
+_ANNOTATED_TEXT = re.compile(r"\[([^\]]+)\]")
+_LABEL = re.compile(r"\([^)]*\)|\{[^}]*\}|\[\s*\{[^\]]*\]")
+_JSON = json.JSONDecoder()
+
+
+def _annotated(line: str) -> Iterator[tuple[int, int, str, str]]:
+    """Each Rasa annotation of ``line`` as (start, end, text, label). A JSON label is read as JSON, so that a
+    value holding a bracket or a brace (``[x]{"entity": "a", "value": "b}c"}``) is its own and not the label's
+    end; one that is not JSON ends at its first closing bracket, as before."""
+    at = 0
+    while match := _ANNOTATED_TEXT.search(line, at):
+        label = _LABEL.match(line, match.end())
+        if label is None:
+            at = match.start() + 1
+            continue
+        end = label.end()
+        if label[0].startswith(("{", "[")):
+            with contextlib.suppress(ValueError):
+                end = _JSON.raw_decode(line, match.end())[1]
+        yield match.start(), end, match[1], line[match.end():end]
+        at = end
 
 
 def example_text(line: str) -> str:
     """An example as the classifier sees it: Rasa's entity annotations ``[text](entity)`` reduced to the text."""
-    return _ANNOTATION.sub(r"\1", line)
+    parts, at = [], 0
+    for start, end, text, _ in _annotated(line):
+        parts += [line[at:start], text]
+        at = end
+    return "".join(parts) + line[at:]
 
 
 def annotations(line: str) -> list[tuple[str, str, str]]:
@@ -668,8 +694,7 @@ def annotations(line: str) -> list[tuple[str, str, str]]:
     Rasa's EntitySynonymMapper learns it), the value being the text where the annotation gives none; Rasa 3's
     ``[NYC][{"entity": "city"}, {"entity": "place"}]`` gives one for each entity it names."""
     found = []
-    for match in _ANNOTATION.finditer(line):
-        text, label = match[1], match[2]
+    for _, _, text, label in _annotated(line):
         if label.startswith(("{", "[")):
             try:
                 fields = json.loads(label)

@@ -636,6 +636,23 @@ def test_rasa_3s_list_of_annotations_reads_as_its_text_and_each_entity(tmp_path:
     assert project.entities("nyc please") == {"city": "New York City"}
 
 
+def test_an_annotations_json_value_may_hold_brackets_and_braces(tmp_path: Path) -> None:
+    """A value holding "}" ([x]{"entity": "size", "value": "{M}"}), or "]" in Rasa 3's list form, ended the
+    annotation there: the classifier learnt the rest of its JSON as the example's words, and no synonym came of it."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text(
+        "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: order\n  examples: |\n"
+        '    - a shirt in [medium]{"entity": "size", "value": "{M}"} please\n'
+        '    - a coat in [large][{"entity": "size", "value": "[L]"}, {"entity": "fit"}] please\n'
+        "- lookup: size\n  examples: |\n    - medium\n    - large\n")
+    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hello!\n")
+    project = load_project(tmp_path)
+    assert [e.text for e in project.examples if e.intent == "order"] == ["a shirt in medium please",
+                                                                       "a coat in large please"]
+    assert project.entity_values("medium or large") == [("size", "{M}"), ("size", "[L]")]
+    assert project.unread_entities == {"fit": 8}
+
+
 def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
     """It named the line of its '- regex:' entry, which may hold many patterns."""
     (tmp_path / "bot.yml").write_text("name: t\n")
