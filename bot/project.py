@@ -905,8 +905,8 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
                     synonyms.setdefault(model_text(text.lower()), text)
             synonyms.update((model_text(text.lower()), str(item["synonym"])) for _, text in lines if kind == "synonym")
             for where, pattern in lines if kind == "regex" else []:
-                try:  # ignoring case, as Rasa's RegexEntityExtractor does by default: "Order AB123" as "order ab123"
-                    patterns.setdefault(str(item["regex"]), []).append(re.compile(pattern, re.IGNORECASE))
+                try:
+                    patterns.setdefault(str(item["regex"]), []).extend(regex_patterns(pattern))
                 except re.error as exc:  # on the pattern's own line, as an entry holds many
                     raise _fail(path, node, ("nlu", i, "examples"), f"bad regex {pattern!r}: {exc}",
                                 _example_line(node, i, where)) from None
@@ -934,6 +934,18 @@ def lookup_pattern(elements: list[str]) -> re.Pattern[str]:
         return before + re.escape(element) + after
     spelled = {spelling for element in elements for spelling in spellings(element)}
     return re.compile("|".join(whole(e) for e in sorted(spelled, key=len, reverse=True)), re.IGNORECASE)
+
+
+def regex_patterns(pattern: str) -> list[re.Pattern[str]]:
+    """A regex of nlu.yml as the patterns of its entity: ignoring case, as Rasa's RegexEntityExtractor does by
+    default ("Order AB123" as "order ab123"), and its Chinese in either script (订单 reads 訂單 123, and 訂單
+    订单 123, :func:`~bot.language.spellings`), as deskbot reads Traditional Chinese as Simplified; a match's value
+    is as the customer wrote it. As written first; :class:`re.error` if it does not compile so."""
+    compiled = [re.compile(pattern, re.IGNORECASE)]
+    for spelling in sorted(spellings(pattern) - {pattern}):
+        with contextlib.suppress(re.error):  # a range of characters ([乾-亂]) whose ends the other script reverses
+            compiled.append(re.compile(spelling, re.IGNORECASE))
+    return compiled
 
 
 # "- text:请提供订单号" (no space after the colon, or a full-width one, as Chinese input methods type them) is

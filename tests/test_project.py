@@ -605,6 +605,22 @@ def test_lookups_and_synonyms_read_either_chinese_script(tmp_path: Path) -> None
         "广州", "臺北", "北京")
 
 
+def test_regexes_read_either_chinese_script_and_keep_the_customers(tmp_path: Path) -> None:
+    """A regex written in Simplified characters read no order in a Traditional message (订单 in 訂單 123), nor one
+    written in Traditional characters a Simplified message: a customer in Hong Kong or Taiwan, or in the
+    mainland, got no entity. The value is as the customer wrote it."""
+    (tmp_path / "bot.yml").write_text("name: t\nlanguage: zh\n")
+    (tmp_path / "nlu.yml").write_text(
+        "nlu:\n- intent: greet\n  examples: |\n    - 你好\n- intent: order\n  examples: |\n    - 订单在哪\n"
+        "- regex: order_id\n  examples: |\n    - 订单\\s*(?P<value>\\d{3,})\n"
+        "- regex: pickup\n  examples: |\n    - (?P<value>東區|西區)倉庫\n", encoding="utf-8")
+    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: 你好！\n", encoding="utf-8")
+    project = load_project(tmp_path)
+    assert project.entities("訂單 123 在哪") == project.entities("订单 123 在哪") == {"order_id": "123"}
+    assert project.entities("东区仓库取货") == {"pickup": "东区"} and project.entities("東區倉庫") == {"pickup": "東區"}
+    assert project.is_answer("order_id", "訂單123") and project.value_of("order_id", "訂單 456") == "456"
+
+
 def test_annotated_values_are_synonyms_as_in_rasa(tmp_path: Path) -> None:
     """Rasa's EntitySynonymMapper learns a synonym from an example's annotation giving another value, in Rasa 3's
     form and the older one: deskbot read them as their text, and gave "NYC" as the city."""
