@@ -48,9 +48,12 @@ MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not 
 # when its major and minor differ ("might not be compatible"), which a fixed "3.10.0" made it do with every other one.
 RASA_SDK_VERSION = version("rasa-sdk")
 # The rasa-sdk events deskbot applies (SlotSet, ConversationPaused and Resumed, FollowupAction, AllSlotsReset,
-# Restarted, SessionEnded, BotUttered); any other (ActiveLoop, ReminderScheduled, UserUtteranceReverted) is logged
-# as ignored.
+# Restarted, SessionEnded, BotUttered); any other (ActiveLoop, UserUtteranceReverted) is logged as ignored, and a
+# ReminderScheduled each on its own (:func:`_unkept_reminders`).
 APPLIED_EVENTS = {"slot", "pause", "resume", "followup", "reset_slots", "restart", "session_ended", "bot"}
+# ReminderScheduled and ReminderCancelled: deskbot keeps no reminders, so a cancel has nothing to cancel, as in Rasa
+# once a reminder has run
+REMINDER_EVENTS = {"reminder", "cancel_reminder"}
 # Rasa's own actions, which a FollowupAction may name: each ends the turn. deskbot does what
 # action_listen, the two restarts and action_deactivate_loop mean; the others are Rasa's fallback and
 # form machinery, for which deskbot has its own ways, so it logs that it skipped them.
@@ -106,9 +109,10 @@ class ActionResult:
                               ) from None
         result = cls(messages=[m.model_dump(exclude_none=True) for m in said],
                      events=[e.model_dump(exclude_unset=True) for e in answer.events])
-        if ignored := sorted({e.event for e in answer.events} - APPLIED_EVENTS):
+        if ignored := sorted({e.event for e in answer.events} - APPLIED_EVENTS - REMINDER_EVENTS):
             log.warning("%s returned %s events, which deskbot does not apply (it applies %s)", who, ", ".join(ignored),
                         ", ".join(sorted(APPLIED_EVENTS)))
+        _unkept_reminders(who, answer.events)
         for event in answer.events:
             if event.event == "slot":
                 result.slots[event.name] = event.value
@@ -124,6 +128,17 @@ class ActionResult:
                 if event.event == "restart":  # Rasa's Restarted forgets the pause and follow-up too
                     result.paused, result.followup = False, None
         return result
+
+
+def _unkept_reminders(who: str, events: list[_Event]) -> None:
+    """Warn of each ReminderScheduled among ``events``, naming the intent that will never run and when it was due:
+    Rasa runs a reminder's intent in its conversation at its time; deskbot keeps no reminders, and "reminder
+    events were not applied" left a shop to find out which of its follow-ups never came."""
+    for event in (e for e in events if e.event == "reminder"):
+        extra = event.model_extra or {}
+        log.warning("%s scheduled a reminder%s of intent %r for %s, which will not run: deskbot keeps no reminders "
+                    "(docs/learning.md, Custom actions)", who, f" {event.name!r}" if event.name else "",
+                    extra.get("intent"), extra.get("date_time"))
 
 
 class _Button(BaseModel):

@@ -469,9 +469,12 @@ async def test_a_followup_sees_the_action_that_asked_for_it_as_the_latest_on_bot
 def test_events_deskbot_does_not_apply_are_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """They were dropped without a word, so an action returning ActiveLoop or ReminderScheduled seemed to work."""
     answer = {"events": [{"event": "slot", "name": "x", "value": 1}, {"event": "active_loop", "name": None},
-                         {"event": "reminder", "name": "r"}, {"event": "slot", "name": "y", "value": 2}]}
+                         {"event": "reminder", "name": "r", "intent": "EXTERNAL_remind", "date_time": "2030-01-01T09:00:00"},
+                         {"event": "cancel_reminder", "name": "r0"}, {"event": "slot", "name": "y", "value": 2}]}
     assert ActionResult.from_response(answer).slots == {"x": 1, "y": 2}
-    assert "an action returned active_loop, reminder events, which deskbot does not apply" in caplog.text
+    assert "an action returned active_loop events, which deskbot does not apply" in caplog.text
+    assert ("an action scheduled a reminder 'r' of intent 'EXTERNAL_remind' for 2030-01-01T09:00:00, which will not "
+            "run: deskbot keeps no reminders") in caplog.text
     caplog.clear()
     ActionResult.from_response({"events": [{"event": "slot", "name": "x", "value": 1}]})
     assert "not apply" not in caplog.text
@@ -485,7 +488,8 @@ async def test_what_an_actions_answer_has_wrong_names_the_action_on_both_paths(
                    tmp_path)
     try:
         assert (await bot.handle(Turn("c1", "/track_order", "web"))).text == "I'll remind you."
-        assert "action 'action_remind' returned reminder events, which deskbot does not apply" in caplog.text
+        assert "action 'action_remind' scheduled a reminder of intent 'EXTERNAL_remind' for 20" in caplog.text
+        assert "which will not run: deskbot keeps no reminders" in caplog.text
         assert (await bot.handle(Turn("c1", "/cancel_order", "web"))).source == "fallback"
         assert "action 'action_ask_as_list': not a rasa-sdk action answer: events.0" in caplog.text
     finally:
