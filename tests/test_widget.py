@@ -567,6 +567,23 @@ def test_a_user_id_the_server_would_refuse_is_left_out_and_said_why_in_the_conso
     assert not [line for line in emoji.console if "deskbotConfig.user" in line]
 
 
+def test_the_pages_metadata_reaches_custom_actions_and_one_the_server_would_refuse_is_left_out(
+        open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A page had no way to pass what it knows of its customer (a user id) to the bot's custom actions, which read
+    it, as in Rasa, from the slot session_started_metadata."""
+    given, nested = open_widget(metadata={"user_id": "u-17", "plan": 3}), open_widget(metadata={"user": {"id": 7}},
+                                                                                         transport="http")
+    for widget in (given, nested):
+        widget.send("is anyone there")
+        expect(widget.bot_replies()).to_have_count(1)
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        slots = {cid: json.loads(kept).get("session_started_metadata") for cid, kept in db.execute(
+            "SELECT id, slots FROM conversations WHERE id IN (?, ?)", [given.conversation_id(), nested.conversation_id()])}
+    assert slots == {given.conversation_id(): {"user_id": "u-17", "plan": 3}, nested.conversation_id(): None}
+    told = [line for line in nested.console if line.startswith("error: deskbot: deskbotConfig.metadata")]
+    assert len(told) == 1 and "up to 16 keys" in told[0], nested.console
+
+
 def test_feedback_reaches_the_store(open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
     widget = open_widget()
     widget.send("is anyone there")

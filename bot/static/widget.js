@@ -149,7 +149,25 @@
       "customer's chats: it must be a string (or number) of up to 128 characters.");
     return {};
   })();
-  const told = () => ({ ...user, ...(lang === "zh-Hant" ? { language: "zh", script: "traditional" } : { language: spoken() }) });
+  // What the page knows of its customer (a user id, a plan), sent with each message as Rasa's REST channel takes it,
+  // for custom actions to read (the first message's as the slot session_started_metadata). One the server refuses
+  // (ChatRequest.metadata) would have every message refused too: it is left out, and the page's developer told once.
+  const metadata = (() => {
+    const given = config.metadata;
+    if (given == null) return {};
+    const length = (text) => [...text].length; // in code points, as the server counts
+    const fits = (v) => v === null || typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v)) ||
+      (typeof v === "string" && length(v) <= 256);
+    const entries = typeof given === "object" && !Array.isArray(given) ? Object.entries(given) : null;
+    if (entries && entries.length <= 16 && entries.every(([k, v]) => length(k) >= 1 && length(k) <= 64 && fits(v))) {
+      return { metadata: given };
+    }
+    console.error("deskbot: deskbotConfig.metadata is left out of the messages, so custom actions will not see it: " +
+      "it must be an object of up to 16 keys of up to 64 characters, each a string of up to 256 characters, a " +
+      "number, a boolean or null.");
+    return {};
+  })();
+  const told = () => ({ ...user, ...metadata, ...(lang === "zh-Hant" ? { language: "zh", script: "traditional" } : { language: spoken() }) });
   const chosenLang = language(config.lang);
   let lang = chosenLang || language(document.documentElement.lang || navigator.language) || "en";
   let t = STRINGS[lang];
