@@ -1232,7 +1232,8 @@ async def test_the_action_server_protocol_449_and_400(action_bot: Path, aiohttp_
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert (reply.source, reply.text) == ("action", "Looked it up.")
         assert len(calls) == 2 and calls[1]["domain"]["intents"] == bot.project.intents
-        assert set(calls[1]["domain"]["slots"]) == {"order_id", "order_status"}  # the entity, and bot.yml's actions.slots
+        # the entity, bot.yml's actions.slots, and Rasa's own session_started_metadata
+        assert set(calls[1]["domain"]["slots"]) == {"order_id", "order_status", "session_started_metadata"}
         assert calls[1]["tracker"]["latest_message"]["intent"]["name"] == "track_order"
         assert bot.store.conversation("c1")["slots"]["order_id"] == "789"
 
