@@ -48,7 +48,7 @@ from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
-from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, Project
+from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, Project, button_payloads
 from bot.responses import MAX_REPLY_CHARS, Rendered, read_payload
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store
 from finetune.classifier import Prediction, intent_phrase
@@ -346,6 +346,7 @@ class Bot:
                 shown = self._action_message(message, turn.channel, slots, language)
                 texts.append(shown.text)
                 buttons += shown.buttons
+            self._name_unknown_intents(name, [b for m in result.messages for b in m.get("buttons") or []])
             if result.paused:
                 said = "\n\n".join(t for t in texts if t)
                 if len(said) > MAX_REPLY_CHARS:
@@ -433,6 +434,16 @@ class Bot:
             log.warning("an action's %s was not shown: deskbot's channels show text, buttons and links",
                         " and ".join(dropped))
         return Rendered(text, shown.buttons + list(message.get("buttons") or []))
+
+    def _name_unknown_intents(self, action: str, buttons: list[dict[str, Any]]) -> None:
+        """Warn of an action's buttons whose payload selects an intent the model does not know (a Rasa bot's
+        ``/affirm``): a click reaches the classifier as that typed text, and is answered at random. A template's
+        buttons are checked when the bot loads; an action's can only be seen when it runs."""
+        known = button_payloads(self.nlu.labels)
+        chosen = (read_payload(button["payload"])[0] for button in buttons)
+        if unknown := sorted({payload for payload in chosen if payload.startswith("/") and payload not in known}):
+            log.warning("action %r offered buttons selecting intents the bot does not know, whose clicks are read "
+                        "as typed text: %s", action, ", ".join(unknown))
 
     def _utter(self, response: str, channel: str, values: dict[str, Any], language: Language) -> Rendered:
         """``utter_<intent>``: that intent's template for the channel and language; nothing, with a warning,

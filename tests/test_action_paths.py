@@ -148,6 +148,18 @@ class ActionWhoStarted(Action):
         return []
 
 
+class ActionAskIfHelped(Action):
+    def name(self):
+        return "action_ask_if_helped"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Did that help?", buttons=[
+            {"title": "Yes", "payload": "/affirm"}, {"title": "No", "payload": '/deny{"order_id": "123"}'},
+            {"title": "Track it", "payload": "/track_order"}, {"title": "A person", "payload": "/handoff"},
+            {"title": "Say it", "payload": "where is my parcel"}])
+        return []
+
+
 class ActionReadSlots(Action):
     def name(self):
         return "action_read_slots"
@@ -611,6 +623,21 @@ async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         assert bot.store.conversation("c1")["slots"]["shown"] == "all"
         assert "button without a payload or a title" in caplog.text and "custom was not shown" in caplog.text
         assert "'title': '\\u200b'" in caplog.text  # a zero-width space shows nothing
+    finally:
+        await bot.close()
+
+
+async def test_an_actions_buttons_to_intents_the_bot_lacks_are_named_in_a_warning(
+        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A Rasa bot's action offering /affirm, an intent nlu.yml lacks, showed its button without a word: a click
+    reached the classifier as the typed text "/affirm", and the customer was answered at random."""
+    bot = make_bot(action_bot, None, {"track_order": "action_ask_if_helped"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert len(reply.buttons) == 5  # shown all the same: the shop decides
+        assert ("action 'action_ask_if_helped' offered buttons selecting intents the bot does not know, whose "
+                "clicks are read as typed text: /affirm, /deny") in caplog.text
+        assert "/track_order" not in caplog.text and "/handoff" not in caplog.text
     finally:
         await bot.close()
 
