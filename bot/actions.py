@@ -214,7 +214,7 @@ class _Answer(BaseModel):
 
 
 def action_call(name: str, sender_id: str, text: str, intent: str, confidence: float,
-                ranking: list[tuple[str, float]], slots: dict[str, Any], entities: Iterable[tuple[str, Any]],
+                ranking: list[tuple[str, float]], slots: dict[str, Any], entities: Iterable[dict[str, Any]],
                 domain: dict[str, Any] | None, channel: str, metadata: dict[str, Any],
                 earlier: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """The request body rasa-sdk expects (``POST /webhook``).
@@ -236,7 +236,7 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     latest_message = {
         "text": text,
         "intent": {"name": intent, "confidence": confidence},
-        "entities": [{"entity": k, "value": v} for k, v in entities],
+        "entities": copy.deepcopy(list(entities)),
         "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking],
         "metadata": metadata,
     }

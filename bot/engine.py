@@ -196,17 +196,12 @@ class Bot:
             return Reply("", source="silent", handed_off=True, language=language, script=script,
                          user_turn_id=user_turn_id)
 
-        chosen, values = read_payload(text)  # a button's /track_order{"order_id": "123"}: the intent, and its values
-        if values and chosen[1:] in self.nlu.labels:
-            analysis = await self._analysis_for(chosen)
-            # A value the entity's own patterns take, as from typed text: a customer can type a payload, and one
-            # with "[verify here](https://…)" for an order number was filled into a template, link and all.
-            entities = {name: kept for name, value in values.items() if (kept := self.project.value_of(name, value))}
-            read = list(entities.items())
-        else:
-            analysis = await self._analysis_for(text)
-            read = self.project.entity_values(text)  # each value, for the actions; the first of each fills its slot
-            entities = self.project.entities(text)
+        chosen = self._chosen(text)
+        analysis = await self._analysis_for(chosen or text)
+        read = self._entities_in(text)  # each value, for the actions; the first of each fills its slot
+        entities: dict[str, str] = {}
+        for found in read:
+            entities.setdefault(found["entity"], found["value"])
         slots.update(entities)
         loop = conversation.get("active_loop") if conversation else None
         requested = slots.get(REQUESTED_SLOT)
@@ -238,6 +233,21 @@ class Bot:
             return Reply("", source="silent", handed_off=True, language=language, script=script,
                          user_turn_id=reply.user_turn_id)
         return reply
+
+    def _chosen(self, text: str) -> str | None:
+        """The intent a button's payload with values selects (``/track_order`` of ``/track_order{"order_id":
+        "123"}``), if it is one the bot knows; None for typed text."""
+        chosen, values = read_payload(text)
+        return chosen if values and chosen[1:] in self.nlu.labels else None
+
+    def _entities_in(self, text: str) -> list[dict[str, Any]]:
+        """The entities of a customer's message as an action's tracker lists them: a button payload's values
+        (:meth:`Project.payload_entities`: those the entity's own patterns take, as from typed text, since a
+        customer can type a payload, and one with "[verify here](https://…)" for an order number was filled
+        into a template, link and all), else what nlu.yml's patterns find in it."""
+        if self._chosen(text):
+            return self.project.payload_entities(text)
+        return self.project.found_entities(text)
 
     def _answers(self, loop: str, text: str, entity: str, value: str, analysis: Analysis) -> bool:
         """Whether a message carrying the value an action asked for ("what's your order number?") goes
@@ -307,7 +317,7 @@ class Bot:
         return await self.batcher.submit(text)
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
-                          slots: dict[str, Any], entities: dict[str, str], read: list[tuple[str, str]],
+                          slots: dict[str, Any], entities: dict[str, str], read: list[dict[str, Any]],
                           language: Language, fallbacks: int) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
         for that intent's template), at most ``MAX_FOLLOWUPS`` deep; their messages show together.

@@ -422,22 +422,46 @@ class Project:
         return found
 
     def entity_values(self, text: str) -> list[tuple[str, str]]:
-        """Every value nlu.yml's regexes and lookups find in ``text``, as (entity, value), each once, in the order
-        of the entities, their patterns and the matches; as Rasa's RegexEntityExtractor lists them for an action
-        ("orders 123 and 456": both). A value one of nlu.yml's synonyms lists, in any case and either Chinese
-        script, is the synonym's, as Rasa's EntitySynonymMapper makes it ("NYC" -> "New York City"); so a
-        lookup's Chinese element written in the other script (廣州 for 广州) is read as the lookup writes it, and
-        an action finds it. A match gives the part of it in a group named ``value`` when the pattern has one, so
-        that a pattern can name the words around a value without taking them (``order (?P<value>\\d+)``). A
-        match that leaves the value empty (an optional group, a pattern that matches nothing) finds nothing, so
-        it cannot wipe a slot. Digits come as ASCII digits: ``\\d`` matches any script's (Arabic-Indic ١٢٣,
-        Devanagari), and an order number typed in them would be looked up as written, and not found."""
-        found: dict[tuple[str, str], None] = {}  # ordered, each once
+        """Every value nlu.yml's regexes and lookups find in ``text``, as (entity, value) (:meth:`found_entities`)."""
+        return [(found["entity"], found["value"]) for found in self.found_entities(text)]
+
+    def found_entities(self, text: str) -> list[dict[str, Any]]:
+        """Every value nlu.yml's regexes and lookups find in ``text``, each once, in the order of the entities,
+        their patterns and the matches, as Rasa's RegexEntityExtractor lists them for an action ("orders 123 and
+        456": both), with where in ``text`` each was found (an action reads ``e["start"]``). A value one of
+        nlu.yml's synonyms lists, in any case and either Chinese script, is the synonym's, as Rasa's
+        EntitySynonymMapper makes it ("NYC" -> "New York City"); so a lookup's Chinese element written in the
+        other script (廣州 for 广州) is read as the lookup writes it, and an action finds it. A match gives the
+        part of it in a group named ``value`` when the pattern has one, so that a pattern can name the words
+        around a value without taking them (``order (?P<value>\\d+)``). A match that leaves the value empty (an
+        optional group, a pattern that matches nothing) finds nothing, so it cannot wipe a slot. Digits come as
+        ASCII digits: ``\\d`` matches any script's (Arabic-Indic ١٢٣, Devanagari), and an order number typed
+        in them would be looked up as written, and not found."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}  # ordered, each value once
         for name, patterns in self.entity_patterns.items():
             for match in (m for pattern in patterns for m in pattern.finditer(text)):
-                if value := match.group("value") if "value" in match.re.groupindex else match.group(0):
-                    found[name, self.canonical(_ascii_digits(value))] = None
-        return list(found)
+                group = "value" if "value" in match.re.groupindex else 0
+                if value := match.group(group):
+                    entity = self._entity(name, _ascii_digits(value), match.span(group), "RegexEntityExtractor")
+                    found.setdefault((name, entity["value"]), entity)
+        return list(found.values())
+
+    def payload_entities(self, payload: str) -> list[dict[str, Any]]:
+        """A button payload's values (``/choose{"city": "NYC"}``) as :meth:`found_entities` lists typed ones, each
+        spanning the payload's JSON, as Rasa's RegexMessageHandler gives them; a value none of its entity's
+        patterns takes (:meth:`value_of`) is left out."""
+        chosen, values = read_payload(payload)
+        return [self._entity(name, taken, (len(chosen), len(payload)), None) for name, value in values.items()
+                if (taken := entity_value(self.entity_patterns.get(name, ()), value)) is not None]
+
+    def _entity(self, name: str, value: str, span: tuple[int, int], extractor: str | None) -> dict[str, Any]:
+        """An entity as Rasa's ``latest_message["entities"]`` lists it, its value as nlu.yml names it
+        (:meth:`canonical`), with EntitySynonymMapper among its ``processors`` where that changed it, as Rasa
+        marks it. A pattern's match, or a button's value, is certain: ``confidence_entity`` is 1."""
+        named = self.canonical(value)
+        return {"entity": name, "start": span[0], "end": span[1], "value": named, "confidence_entity": 1.0,
+                **({"extractor": extractor} if extractor else {}),
+                **({"processors": ["EntitySynonymMapper"]} if named != value else {})}
 
     def canonical(self, value: str) -> str:
         """An entity's ``value`` as nlu.yml names it: the value of a synonym that lists it ("NYC" -> "New York

@@ -206,6 +206,20 @@ class ActionListOrders(Action):
         return [SlotSet("requested_slot", None)]
 
 
+class ActionPointAtOrders(Action):
+    def name(self):
+        return "action_point_at_orders"
+
+    def run(self, dispatcher, tracker, domain):
+        text, found = tracker.latest_message["text"], tracker.latest_message["entities"]
+        if not found:
+            dispatcher.utter_message(text="Which orders?")
+            return [SlotSet("requested_slot", "order_id")]
+        dispatcher.utter_message(text="; ".join(f"{text[e['start']:e['end']]} {e['confidence_entity']} "
+                                                f"{e.get('extractor')}" for e in found))
+        return [SlotSet("requested_slot", None)]
+
+
 class ActionSendInvoice(Action):
     def name(self):
         return "action_send_invoice"
@@ -778,6 +792,23 @@ async def test_an_action_reads_every_value_a_message_gives_an_entity_on_both_pat
         assert bot.store.conversation("c1")["slots"]["order_id"] == "123"
         reply = await bot.handle(Turn("c1", '/get_refund{"order_id": "789"}', "web"))  # a button's value alone
         assert (reply.source, reply.text) == ("action", "Cancelling 789.")
+    finally:
+        await bot.close()
+
+
+async def test_an_action_reads_where_each_entity_was_said_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """As Rasa lists a message's entities: with their start and end in its text, their confidence and their
+    extractor; a button's values span its JSON, as Rasa's payload handler gives them. They had only entity and
+    value, and an action reading e["start"] failed."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_point_at_orders"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "Which orders?"
+        reply = await bot.handle(Turn("c1", "order 123 and #456", "web"))
+        assert (reply.source, reply.text) == ("action", "123 1.0 RegexEntityExtractor; 456 1.0 RegexEntityExtractor")
+        reply = await bot.handle(Turn("c1", '/get_refund{"order_id": "789"}', "web"))
+        assert reply.text == '{"order_id": "789"} 1.0 None'
     finally:
         await bot.close()
 

@@ -570,7 +570,9 @@ def test_entity_regexes_ignore_case_as_rasas_do(tmp_path: Path) -> None:
 def test_lookup_tables_and_synonyms_read_entities_as_rasas_do(tmp_path: Path) -> None:
     """Rasa's RegexEntityExtractor reads a lookup table's elements as its entity, whole words ignoring case,
     and its EntitySynonymMapper gives a synonym's examples the synonym's value: deskbot read no city in
-    "flights to Berlin" of a Rasa bot with 'lookup: city'."""
+    "flights to Berlin" of a Rasa bot with 'lookup: city'. Each is listed as Rasa lists it to an action, with
+    where it was said, its extractor, and EntitySynonymMapper where a synonym named it: an action read only its
+    entity and value, and one reading e["start"] failed."""
     (tmp_path / "bot.yml").write_text("name: t\nlanguage: multi\n")
     (tmp_path / "nlu.yml").write_text(
         "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: flight\n  examples: |\n    - fly to [Berlin](city)\n"
@@ -584,6 +586,15 @@ def test_lookup_tables_and_synonyms_read_entities_as_rasas_do(tmp_path: Path) ->
     assert project.entities("我要去北京的机票") == {"city": "北京"} and project.entities("去Berlin的机票") == {"city": "Berlin"}
     assert project.unread_entities == {} and project.is_answer("city", "BERLIN")
     assert project.value_of("city", "nyc") == "New York City"  # a button's payload value, as a typed one
+    # As an action reads them: where each was said, and which of Rasa's components named it
+    assert project.found_entities("fly me to NYC or berlin") == [
+        {"entity": "city", "start": 10, "end": 13, "value": "New York City", "confidence_entity": 1.0,
+         "extractor": "RegexEntityExtractor", "processors": ["EntitySynonymMapper"]},
+        {"entity": "city", "start": 17, "end": 23, "value": "berlin", "confidence_entity": 1.0,
+         "extractor": "RegexEntityExtractor"}]
+    assert project.payload_entities('/flight{"city": "nyc", "to": "x"}') == [
+        {"entity": "city", "start": 7, "end": 33, "value": "New York City", "confidence_entity": 1.0,
+         "processors": ["EntitySynonymMapper"]}]
 
 
 def test_lookups_and_synonyms_read_either_chinese_script(tmp_path: Path) -> None:
