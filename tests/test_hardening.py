@@ -1104,7 +1104,7 @@ async def test_shutdown_lets_socket_turns_finish_within_shutdown_seconds(
 def test_a_server_with_async_actions_stops_with_their_event_loop_closed(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """The async actions' event loop was stopped at shutdown and not closed: destroyed later with what an action had
     left running on it, it said "Task was destroyed but it is pending!" and "unclosed event loop" (ResourceWarning).
-    Run apart, with Python's warnings on (-X dev), where nothing else of the test run is collected meanwhile."""
+    Run apart, with ResourceWarning shown, where nothing else of the test run is collected meanwhile."""
     root = configured_copy(tiny_demo_bot, tmp_path / "async-bot", server={"limits": NO_LIMITS, "shutdown_seconds": 0.3},
                            actions={"map": {"track_order": "action_warming", "cancel_order": "action_sleeping"},
                                     "timeout": 10})
@@ -1133,7 +1133,8 @@ web_app._cached_build_middleware.cache_clear()
 gc.collect()
 print("stopped")
 """
-    done = subprocess.run([sys.executable, "-X", "dev", "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-W", "always::ResourceWarning", "-c", script], capture_output=True, text=True,
+                          timeout=120)
     assert done.stdout.split() == ["warming", "up", "stopped"], done.stderr
     assert not any(said in done.stderr for said in ("ResourceWarning", "Task was destroyed", "Traceback")), done.stderr
 
