@@ -832,7 +832,7 @@ class Store:
         unless privacy says otherwise.
         """
         with self._writing():
-            self._forget_old_keys()
+            self.forget_old_keys()
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, metadata, received, owner) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -845,10 +845,7 @@ class Store:
         which no redelivery comes. ``bot serve`` calls it every ``server.FORGET_KEYS_EVERY_S``: done only as a message
         was kept, a purged conversation's keys stayed until the next platform message, days later on a quiet bot."""
         with self._writing():
-            self._forget_old_keys()
-
-    def _forget_old_keys(self) -> None:
-        self.db.execute("DELETE FROM pending WHERE answered < ?", [now() - REDELIVERY_WINDOW_S])
+            self.db.execute("DELETE FROM pending WHERE answered < ?", [now() - REDELIVERY_WINDOW_S])
 
     def delivered(self, pending_id: int) -> None:
         """Settle a kept message whose answer the platform took, or refused for good (marked undelivered)."""
