@@ -294,10 +294,11 @@ def say_gaps(project: Project) -> None:
     unwritten = [intent for intent, variants in project.responses.templates.items()
                  if variants and all(v.text in (placeholder_answer(intent), placeholder_answer(intent, "zh")) for v in variants)]
     if unwritten:
-        click.echo(f"note: {_count(len(unwritten), 'intent')} still answer{'s' if len(unwritten) == 1 else ''} with "
-                   "bot init's placeholder, which tells "
-                   f"customers an agent will follow up: {', '.join(unwritten[:10])}{' …' if len(unwritten) > 10 else ''}; "
-                   "write their answers in responses.yml", err=True)
+        one = len(unwritten) == 1
+        click.echo(f"note: {_count(len(unwritten), 'intent')} still answer{'s' if one else ''} with bot init's "
+                   f"placeholder, which tells customers an agent will follow up: {', '.join(unwritten[:10])}"
+                   f"{' …' if len(unwritten) > 10 else ''}; write {'its answer' if one else 'their answers'} in "
+                   "responses.yml", err=True)
     if unread := project.unread_entities:  # a Rasa bot's annotations taught its entity extractor; deskbot has none
         click.echo(f"note: nlu.yml annotates {'entities' if len(unread) > 1 else 'an entity'} no regex or lookup of it "
                    f"reads, so no message sets {'them' if len(unread) > 1 else 'it'}: "

@@ -74,7 +74,8 @@ def test_an_imported_bot_is_told_what_it_still_lacks_when_served(tmp_path: Path)
     (root / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))
     said = notes()
     assert "1 intent with no Chinese title in fallback.titles, so the fallback offers it" in said  # English for both
-    assert "note: 1 intent still answers with bot init's placeholder" in said
+    assert "note: 1 intent still answers with bot init's placeholder, which tells customers an agent will follow up: " \
+           "top_up; write its answer in responses.yml" in said
     config["fallback"]["titles"]["card_arrival"] = "卡片到达"
     (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
     (root / "responses.yml").write_text(yaml.safe_dump({"responses": {
