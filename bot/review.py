@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import click
 import numpy as np
+from click import termui
 
 from bot.nlu import read_meta
 from bot.project import BotConfig, Project
@@ -235,10 +236,19 @@ def wants_correction(more: bool) -> bool:
 
 def prompt(label: str, default: str, parse: Callable[[str], T]) -> T | None:
     """What the reviewer typed, parsed; asked again after a parse error or bytes that are not UTF-8 (a
-    character the terminal's erase cut in two); None at the end of input (Ctrl-D) or on Ctrl-C."""
+    character the terminal's erase cut in two); None at the end of input (Ctrl-D) or on Ctrl-C. Piped answers
+    are shown after their prompt, as a terminal shows what is typed, so that the sitting reads as a transcript
+    (click's test runner shows them itself, through its own prompt function)."""
+    piped = not sys.stdin.isatty() and termui.visible_prompt_func is input
+
+    def shown(raw: str) -> T:
+        if piped:
+            click.echo(raw)
+        return parse(raw)
+
     while True:
         try:
-            return click.prompt(label, default=default, value_proc=parse, show_default=False)
+            return click.prompt(label, default=default, value_proc=shown, show_default=False)
         except click.Abort:
             click.echo()  # the shell's prompt, or the summary, on a line of its own
             return None

@@ -566,6 +566,8 @@ def test_bot_review_and_chat_show_what_a_terminal_in_another_encoding_cannot(rev
         assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode("gbk", "replace")
         if command == "review":
             assert "where is my parcel ??" in done.stdout.decode("gbk") and b"Labelled 1 item" in done.stdout
+            # each piped answer shows after its prompt, as typed in a terminal: it was "label:   → oos"
+            assert b"label: o\n  \xa1\xfa oos" in done.stdout, done.stdout.decode("gbk")
 
 
 def test_bot_review_corrects_the_item_labelled_last(store: Store) -> None:
