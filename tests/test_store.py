@@ -594,6 +594,9 @@ def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) 
     ("如有其他问题，欢迎随时咨询", True), ("满意的话麻烦给个好评哦", True), ("好的，这边已经收到您的反馈", True),
     ("客服周末休息", False), ("欢迎光临，本店满100包邮", False), ("已经帮您登记好了，明天发货", False),
     ("可以", False), ("是的", False), ("没有了", False),  # an agent's yes or no answers the customer's question
+    ("请问还有其他需要帮助的吗", True), ("没有其他问题的话我这边先结束会话了哦", True), ("感谢您对本店的支持", True),
+    ("期待您的再次光临", True), ("祝您周末愉快", True), ("您请说", True), ("您的问题我已经记录了", True),
+    ("我先帮您退款了", False), ("已经记录了您的新地址，明天改好", False),
     ("Thanks for the information.", True), ("My pleasure.", True), ("Please give me a few minutes.", True),
     ("I'll be right back.", True), ("I'll get back to you shortly.", True), ("请稍后", True),
     ("Bye!", True), ("Goodbye, take care.", True), ("再见", True), ("拜拜~", True),
