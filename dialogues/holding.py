@@ -23,6 +23,9 @@ import unicodedata
 from dialogues.redact import redact
 from retrieval.text import model_text
 
+# Not what the customer is asked to look at or check ("请查看一下邮箱", "您看看邮箱", "去看看订单"), which answers: an agent's
+# own looking is "我看看", "帮您查一下".
+_NOT_THE_CUSTOMERS = r"(?<!请)(?<!(?<![帮为给])[您你])(?<!去)"
 # What holds the line or closes it, in English and (Simplified) Chinese.
 _HOLDING = re.compile(
     r"\b(?:one|a|just a) (?:moment|sec|second|minute)\b(?!\s+(?!please\b)[a-z])|\bplease (?:wait|hold(?: on)?)\b|\bhold on\b"
@@ -33,9 +36,9 @@ _HOLDING = re.compile(
     r"|\bhow (?:can|may) i (?:help|assist)\b|\bwhat can i do for you\b"
     r"|\b(?:happy|glad) to help\b|\bhave a (?:great|good|nice) day\b|\byou(?:['’]re| are) welcome\b"
     r"|(?:请您?|麻烦(?:您|你)?)?(?:稍等|稍候)(?:片刻|一下下?|下|一会儿?|几分钟)?(?![再才后然])[哦哈呢呀]?"  # not "请稍等一下再付款"
-    r"|等一下|等一等|(?<!请)(?<!请您)(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)?(?:查询|查看|查)一下"  # not "请查看一下邮箱"
+    rf"|等一下|等一等|{_NOT_THE_CUSTOMERS}(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)?(?:查询|查看|查)一下"
     r"|(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)(?:登记|反馈|确认|核实|处理|记录)(?:一下|下)|确认下"
-    r"|(?<!请)(?<!请您)(?<!查)看一下|看看|核实一下|确认一下|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您"
+    rf"|{_NOT_THE_CUSTOMERS}(?<!查)看一下|{_NOT_THE_CUSTOMERS}(?:看看|核实一下|确认一下)|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您"
     r"|久等|(?:感谢|谢谢)(?:您|你)?的?耐心(?:等待|等候)?|(?:请(?:您|你)?)?耐心等(?:待|候)|耐心|请问|有什么|其他问题|其它问题|可以帮您|可以帮你|能帮您"
     r"|为您服务|不客气|祝您有(?:美好|愉快)的一天|祝您(?:生活|购物|工作|周末|节日|假期)?(?:愉快|顺利|开心)?|很高兴为您|感谢您的咨询"
 )
