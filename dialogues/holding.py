@@ -132,10 +132,11 @@ _DETAIL = (r"(?:(?:order|tracking|account|reference|booking|invoice|confirmation
            r"|(?:(?:shipping|delivery|billing|home|e-?mail) )?address|post ?code|zip(?: code)?|user ?name|(?:phone )?number"
            r"|(?:contact |order |account )?details)")
 _DETAIL_ZH = (r"(?:(?:订单|快递|运单|物流|手机|电话|会员|身份证)?(?:号码?|编号|单号)|联系(?:方式|电话)|手机|电话|邮箱(?:地址)?|账号"
-              r"|用户名|(?:收货)?地址|姓名)")
+              r"|用户名|(?:收货)?地址|姓名|(?:订单|商品|付款|支付|物流)?(?:截图|照片|图片))")
 # Agents ask for two or three details at once: "your name and phone number", "您的收货地址和联系电话", "姓名、电话和地址".
 _DETAILS = rf"{_DETAIL}(?: (?:and|or) (?:your |the )?{_DETAIL})*"
-_DETAILS_ZH = rf"(?:收货人|收件人)?{_DETAIL_ZH}(?:(?:和|及|以及|或|或者|跟|、)(?:您|你)?的?(?:收货人|收件人)?{_DETAIL_ZH})*"
+_OF_ZH = r"(?:收货人|收件人|下单时?的?|购买时?的?)?"  # whose or which: 收货人姓名, 下单手机号
+_DETAILS_ZH = rf"{_OF_ZH}{_DETAIL_ZH}(?:(?:和|及|以及|或|或者|跟|、)(?:您|你)?的?{_OF_ZH}{_DETAIL_ZH})*"
 _ASKS_FOR = re.compile(
     r"(?:(?:(?:could|can|would|will) you(?: please| kindly)? |(?:please |kindly )?)"
     r"(?:give|send|share|provide|tell|confirm|dm|let me know)(?: me| us)?(?: with)?"
@@ -149,7 +150,8 @@ _ASKS_FOR = re.compile(
     rf"|(?:请问?|麻烦|方便|劳烦)?(?:您|你)?(?:能|可以|能否|可否)?再?(?:提供|发|告诉|报|给|说)(?:一下|下|给?我们?)*(?:您|你)?的?"
     rf"{_DETAILS_ZH}(?:好吗|可以吗|吗|呢|么|嘛|哦|呀)?"
     rf"|(?:请问)?(?:您|你)?的?{_DETAILS_ZH}是(?:多少|什么|哪个)?(?:呢|呀|啊)?"
-    rf"|请(?:您|你)?把(?:您|你)?的?{_DETAILS_ZH}(?:发|告诉)给?(?:我们?|一下|过来)*"
+    rf"|(?:请|麻烦)?(?:您|你)?把?(?:您|你)?的?{_DETAILS_ZH}(?:发|告诉|复制)给?(?:我们?|一下|下|过来)+"
+    r"|(?:请问)?(?:您|你)?(?:说的)?是?哪(?:个|一个|笔|件)(?:订单|商品|快递|包裹)(?:呢|呀|啊)?"
 )
 _FILLER_WORDS, _FILLER_CHARACTERS = 5, 3  # what a holding phrase may leave: English words ("that for you"), other letters ("我帮您")
 

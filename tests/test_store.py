@@ -615,6 +615,8 @@ def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) 
     ("麻烦提供一下您的姓名、电话和地址", True), ("请您提供一下收货人姓名和电话，我帮您查询", True), ("请问您的订单号是？", True),
     ("Your name and phone number are on the receipt.", False), ("您的订单号是20261205，已经发货了", False),
     ("收货地址和电话已经改好了", False),
+    ("请问您是哪个订单呢？", True), ("您下单的手机号是多少", True), ("麻烦提供下订单截图", True), ("订单号发我一下", True),
+    ("您把订单号复制给我一下", True), ("哪个订单都可以退", False), ("照片发给我们后三天内处理", False),
     ("Please send the item back to us.", False), ("Your order number is on the receipt.", False),
     ("Could you send the parcel back?", False), ("请在订单页面提供收货地址", False),
 ])
