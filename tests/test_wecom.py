@@ -807,6 +807,8 @@ async def test_markdown_reaches_wecom_as_plain_text(wecom: SimpleNamespace, cryp
     # an agent's name leads the reply, as the web chat shows it beside it
     await wecom.channel.send(f"wecom:{CORP_ID}:u1", "Which order is it?", role="agent", author="Li")
     assert wecom.api.sent[-1]["text"]["content"] == "Li: Which order is it?"
+    await wecom.channel.send(f"wecom:{CORP_ID}:u1", "请问是哪个订单？", role="agent", author="小李")
+    assert wecom.api.sent[-1]["text"]["content"] == "小李：请问是哪个订单？"  # in Chinese, Chinese punctuation
 
 
 async def test_a_reply_with_characters_xml_cannot_carry_still_reaches_wecom(wecom: SimpleNamespace,

@@ -178,8 +178,12 @@ _BREAKS = (regex.compile(r"\n"), regex.compile(r"[。！？；…]+[”’」』
 
 def signed(text: str, author: str | None) -> str:
     """An agent's reply as a chat platform shows it: led by the agent's name in bold, as the web chat shows it
-    beside the message (a Slack or WeCom customer could not tell a person's reply from the bot's)."""
-    return f"**{author}:** {text}" if author else text
+    beside the message (a Slack or WeCom customer could not tell a person's reply from the bot's). A reply in
+    Chinese takes Chinese punctuation, "小李：您好" not "小李: 您好", outside the bold: Markdown ends no bold
+    between a "：" and the letter after it."""
+    if not author:
+        return text
+    return f"**{author}**：{text}" if mostly_written_in(text) == "zh" else f"**{author}:** {text}"
 
 
 def message_pieces(text: str, limit: int, size: Callable[[str], int] = len) -> list[str]:
