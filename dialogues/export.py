@@ -19,7 +19,8 @@ from typing import Any, TextIO
 
 import regex
 
-from dialogues.redact import ACCOUNT, DATE_OR_TIME, PLACEHOLDERS, SURNAMES, account_id, given_names, nfkc_view, redact, redact_names, was_redacted
+from dialogues.redact import (ACCOUNT, DATE_OR_TIME, PLACEHOLDERS, SURNAMES, account_id, given_names, nfkc_view, redact,
+                              redact_names, was_redacted)
 from dialogues.store import Store
 from retrieval.text import PRICE, same_example, same_text
 
@@ -222,9 +223,9 @@ def about_one_person(asked: str, answer: str) -> bool:
     """Whether an agent's answer names its customer or where they live: an address (:data:`_ADDRESS`), a
     greeting or recipient by name (:data:`_ADDRESSED`), a WeChat ID or QQ number, or a name the customer gave
     as their own in ``asked`` ("my name is John Smith", "I'm John", "我叫张伟"). Redaction finds none of
-    these but the ID (and none with ``privacy.redact: false``), and "Hi John Smith, I've changed the delivery address to 221B Baker Street" would be shown to the
-    next customer asking to change theirs. A shop's own address or account in an answer is lost with them: it
-    belongs in a template."""
+    these but the ID (and none with ``privacy.redact: false``), and "Hi John Smith, I've changed the delivery
+    address to 221B Baker Street" would be shown to the next customer asking to change theirs. A shop's own
+    address or account in an answer is lost with them: it belongs in a template."""
     shown = nfkc_view(answer)[0]
     if _ADDRESS.search(shown) or _ADDRESSED.search(shown):
         return True

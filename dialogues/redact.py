@@ -1,17 +1,18 @@
 """Personal data out of text before it leaves the conversation store.
 
 Exported training data, and the agent answers that retrieval may show to other customers, must not
-carry one customer's email address, phone number, card, identity or passport number, QQ number or WeChat ID. Each is
-replaced by a placeholder such as ``[EMAIL]``, so a sentence keeps its shape for training.
+carry one customer's email address, phone number, card, identity or passport number, QQ number or
+WeChat ID. Each is replaced by a placeholder such as ``[EMAIL]``, so a sentence keeps its shape for
+training.
 
 Support traffic is full of order numbers, so digits are redacted only when they are unmistakably
 personal: a card number must have a card scheme's prefix and length, be written whole or in the
-scheme's groups (or follow a word for a card, 卡号), and pass the Luhn check; a Chinese resident ID must hold a province, a real birth
-date and its checksum; an IBAN must pass its mod-97 check; and a phone number must be written like
-one (a ``+`` country code and a length that country's numbers have, ``00`` for the ``+`` and a valid
-number, a Chinese mobile ``1[3-9]xxxxxxxxx`` or landline ``010-62345678``, a UK number in groups that
-phonenumbers finds valid ``07911 123456``, a separated North American ``(555) 010-0199``), or follow a
-word for a phone ("my number is", 电话).
+scheme's groups (or follow a word for a card, 卡号), and pass the Luhn check; a Chinese resident ID
+must hold a province, a real birth date and its checksum; an IBAN must pass its mod-97 check; and a
+phone number must be written like one (a ``+`` country code and a length that country's numbers have,
+``00`` for the ``+`` and a valid number, a Chinese mobile ``1[3-9]xxxxxxxxx`` or landline
+``010-62345678``, a UK number in groups that phonenumbers finds valid ``07911 123456``, a separated
+North American ``(555) 010-0199``), or follow a word for a phone ("my number is", 电话).
 Lookarounds on digits are used instead of ``\\b`` because ``\\b`` sees no boundary between Chinese
 text and digits.
 
