@@ -168,6 +168,8 @@ class TurnIdResponse(_Body):
 
 class StatusResponse(_Body):
     status: Literal["open", "handed_off"]
+    agent: str | None = Field(None, description="a takeover's: the agent who has the customer now, who is a colleague "
+                                                "when they had them already (null: no agent named)")
 
 
 class InboxConversation(_Body):

@@ -685,7 +685,10 @@ async def set_handoff(request: web.Request) -> web.Response:
                               agent=agent)
     except WroteMeanwhile as exc:
         raise http_error(web.HTTPConflict, str(exc)) from None
-    return json_response({"status": status})
+    if not handed_off:
+        return json_response({"status": status})
+    # who has the customer now: a colleague who had them already keeps them (Store.set_status)
+    return json_response({"status": status, "agent": await bot._store(bot.store.holder, conversation_id)})
 
 
 async def protective_headers(request: web.Request, response: web.StreamResponse) -> None:

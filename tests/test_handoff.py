@@ -141,7 +141,7 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
     assert await waiting_metrics(client) == (2, True)
     # A second agent's takeover of a customer already waiting changes nothing: not the reason, not the wait.
     taken = await client.post("/admin/conversations/asked/handoff", headers=AUTH)
-    assert taken.status == 200 and await taken.json() == {"status": "handed_off"}
+    assert taken.status == 200 and await taken.json() == {"status": "handed_off", "agent": None}
     assert (await inbox())["conversations"] == listed["conversations"]
 
     # Once an agent has answered, the customer no longer waits, until they write again.
@@ -357,9 +357,9 @@ async def test_an_agent_who_takes_over_a_waiting_customer_nobody_has_is_said_to_
     await chat(client, "asked", "I need help with my bill")
     await chat(client, "asked", "/handoff")
     [before] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
-    for agent in ("Bob", "Ana"):  # Bob first: Ana's takeover after his changes nothing
+    for agent in ("Bob", "Ana"):  # Bob first: Ana's takeover after his changes nothing, and says whose they are
         taken = await client.post(f"/admin/conversations/asked/handoff?agent={agent}", headers=AUTH)
-        assert taken.status == 200 and await taken.json() == {"status": "handed_off"}
+        assert taken.status == 200 and await taken.json() == {"status": "handed_off", "agent": "Bob"}
     [after] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
     assert after == {**before, "agent": "Bob"}  # the wait and why they wait as they were
     transcript = await (await client.get("/admin/conversations/asked", headers=AUTH)).json()
