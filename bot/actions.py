@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -47,6 +47,9 @@ MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not 
 # The version an action call gives as Rasa's: the rasa-sdk deskbot runs its own actions with. rasa-sdk's server warns
 # when its major and minor differ ("might not be compatible"), which a fixed "3.10.0" made it do with every other one.
 RASA_SDK_VERSION = version("rasa-sdk")
+# The conversation an action's tracker holds: the events of its latest turns (a customer's message, a reply; up to
+# five events each), so that an action call in a long conversation costs what one in a short conversation does
+TRACKER_TURNS = 20
 # The rasa-sdk events deskbot applies (SlotSet, ConversationPaused and Resumed, FollowupAction, AllSlotsReset,
 # Restarted, SessionEnded, BotUttered); any other (ActiveLoop, UserUtteranceReverted) is logged as ignored, and a
 # ReminderScheduled each on its own (:func:`_unkept_reminders`).
@@ -216,13 +219,15 @@ class _Answer(BaseModel):
 def action_call(name: str, sender_id: str, text: str, intent: str, confidence: float,
                 ranking: list[tuple[str, float]], slots: dict[str, Any], entities: Iterable[dict[str, Any]],
                 domain: dict[str, Any] | None, channel: str, metadata: dict[str, Any],
-                earlier: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+                earlier: Sequence[dict[str, Any]] = (), past: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """The request body rasa-sdk expects (``POST /webhook``).
 
-    The tracker's first event is the user's message, as Rasa records it, so that an action can ask
-    ``tracker.get_latest_input_channel()`` which channel it came from and read the channel's
+    The tracker's events are the conversation's as Rasa lists them: Rasa's session start, the ``past`` events
+    of its earlier turns (:func:`past_events`), then ``action_listen`` and the user's message, so that an
+    action can ask ``tracker.get_latest_input_channel()`` which channel it came from and read the channel's
     ``metadata`` (a Slack thread, a WeCom agent id) from that event, or from ``tracker.latest_message``,
-    which carries it too in Rasa. As in Rasa, the tracker's slots hold every slot of the ``domain``, None
+    which carries it too in Rasa; and ``tracker.get_last_event_for("bot")`` is what the customer was last told.
+    As in Rasa, the tracker's slots hold every slot of the ``domain``, None
     where unset, so that ``tracker.slots["order_id"]`` reads None rather than raising. The slots and the
     metadata are copies: rasa-sdk's tracker keeps the dicts it is given, and an in-process action writing
     into them (as its validation actions do) would change the conversation even when it then fails or runs
@@ -232,17 +237,11 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     the message itself runs follows Rasa's ``action_listen``.
     """
     slots = {**dict.fromkeys((domain or {}).get("slots", ())), **copy.deepcopy(slots)}
-    metadata = copy.deepcopy(metadata)
-    latest_message = {
-        "text": text,
-        "intent": {"name": intent, "confidence": confidence},
-        "entities": copy.deepcopy(list(entities)),
-        "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking],
-        "metadata": metadata,
-    }
-    user_event = {"event": "user", "timestamp": time.time(), "text": text, "parse_data": latest_message,
-                  "input_channel": channel, "metadata": metadata}
+    stamp = time.time()
+    user_event = _user_event(text, intent, confidence, ranking, copy.deepcopy(list(entities)), channel,
+                             copy.deepcopy(metadata), stamp)
     previous = next((e["name"] for e in reversed(earlier) if e["event"] == "action"), None)
+    started = past[0]["timestamp"] if past else stamp
     return {
         "next_action": name,
         "sender_id": sender_id,
@@ -250,8 +249,10 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
         "tracker": {
             "sender_id": sender_id,
             "slots": slots,
-            "latest_message": latest_message,
-            "events": [user_event, *copy.deepcopy(earlier)],
+            "latest_message": user_event["parse_data"],
+            "events": [{"event": "action", "timestamp": started, "name": "action_session_start"},
+                       {"event": "session_started", "timestamp": started}, *copy.deepcopy(past),
+                       _action("action_listen", stamp), user_event, *copy.deepcopy(earlier)],
             "latest_input_channel": channel,
             "paused": False,
             "followup_action": None,
@@ -262,9 +263,64 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     }
 
 
+def _user_event(text: str, intent: str | None, confidence: float, ranking: Iterable[Sequence[Any]],
+                entities: list[dict[str, Any]], channel: str, metadata: dict[str, Any], stamp: float) -> dict[str, Any]:
+    """A customer's message as Rasa's ``user`` event, its ``parse_data`` what ``tracker.latest_message`` reads."""
+    parse_data = {"text": text, "intent": {"name": intent, "confidence": confidence}, "entities": entities,
+                  "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking], "metadata": metadata}
+    return {"event": "user", "timestamp": stamp, "text": text, "parse_data": parse_data, "input_channel": channel,
+            "metadata": metadata}
+
+
+def _action(name: str, stamp: float) -> dict[str, Any]:
+    return {"event": "action", "timestamp": stamp, "name": name}
+
+
+def past_events(turns: Iterable[dict[str, Any]], actions_map: Mapping[str, str],
+                entities_in: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A conversation's earlier ``turns`` (``Store.recent_turns``) as Rasa's tracker lists them, so that an action
+    can repeat what was said or read what was asked before: each customer message as ``action_listen`` and a
+    ``user`` event with what the bot made of it (its intent and ranking, and the entities ``entities_in`` reads
+    in its stored text), a ``slot`` event for each slot those filled, and the ``action`` that answered it, where
+    Rasa would name one (:func:`_answered_by`); each reply as a ``bot`` event with its buttons in its ``data``,
+    an agent's marked ``{"agent": true}`` in its ``metadata``. The texts are as stored: redacted as
+    ``privacy:`` says. What the store does not keep is not listed: the message's metadata, a follow-up action,
+    and the slots an action set or cleared (``tracker.slots`` holds where they stand)."""
+    events: list[dict[str, Any]] = []
+    for turn in turns:
+        stamp = turn["created"]
+        if turn["role"] != "user":
+            events.append({"event": "bot", "timestamp": stamp, "text": turn["text"],
+                           "data": {"buttons": turn["buttons"]} if turn["buttons"] else {},
+                           "metadata": {"agent": True} if turn["role"] == "agent" else {}})
+            continue
+        found = entities_in(turn["text"])
+        filled: dict[str, Any] = {}
+        for entity in found:
+            filled.setdefault(entity["entity"], entity["value"])
+        events += [_action("action_listen", stamp),
+                   _user_event(turn["text"], turn["intent"], turn["confidence"] or 0.0, turn["ranking"], found,
+                               turn["channel"], {}, stamp),
+                   *({"event": "slot", "timestamp": stamp, "name": k, "value": v} for k, v in filled.items())]
+        if answered := _answered_by(turn["source"], turn["intent"], actions_map):
+            events.append(_action(answered, stamp))
+    return events
+
+
+def _answered_by(source: str | None, intent: str | None, actions_map: Mapping[str, str]) -> str | None:
+    """The action Rasa's tracker would name for a message deskbot answered by ``source``: its custom action (as
+    bot.yml maps its intent now), its intent's response (``utter_<intent>``), or Rasa's fallback; None where
+    deskbot answered in its own way (a history answer, a handoff) or not at all."""
+    if source == "action":
+        return actions_map.get(intent or "")
+    if source == "template":
+        return f"utter_{intent}"
+    return "action_default_fallback" if source == "fallback" else None
+
+
 def executed(name: str, result: ActionResult) -> list[dict[str, Any]]:
     """What the tracker records of action ``name`` having run: Rasa's ``action`` event, then the events it returned."""
-    return [{"event": "action", "timestamp": time.time(), "name": name}, *result.events]
+    return [_action(name, time.time()), *result.events]
 
 
 def action_domain(project: Project) -> dict[str, Any]:
@@ -333,7 +389,7 @@ class ActionRunner:
         a reload brings a new map. A Rasa bot's actions that Rasa runs by itself (a custom
         ``action_session_start``) and the map leaves out are named in a warning: they would never run. So are
         its validation actions (a form's ``validate_<form>``), mapped or not: deskbot has no forms, and hands an
-        action no slot values to validate (its tracker's events hold the message alone), so they would check
+        action no slot values to validate (no slot events follow the message in its tracker, where they look), so they would check
         nothing, and a shop's checks would silently not be made."""
         unknown = [(intent, action) for intent, action in project.config.actions.map.items()
                    if self.endpoint is None and action not in self.names]

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, ActionError, ActionRunner, ActionTimeout, action_call,
-                         action_domain, executed)
+from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, TRACKER_TURNS, ActionError, ActionRunner, ActionTimeout,
+                         action_call, action_domain, executed, past_events)
 from bot.batching import MicroBatcher
 from bot.channels.base import (
     UNDELIVERED,
@@ -331,12 +331,13 @@ class Bot:
         name, texts, buttons, loop, restarted = decision.action, [], [], None, False
         earlier: list[dict[str, Any]] = []  # the events of this turn's actions so far, which a follow-up's tracker holds
         before = dict(slots)
+        past = await self._past_events(turn.conversation_id)
         clock = asyncio.get_running_loop()
         deadline = clock.time() + self.actions.timeout
         for run in range(MAX_FOLLOWUPS + 1):
             call = action_call(name, turn.conversation_id, text, decision.intent or "", decision.confidence,
                                analysis.prediction.ranking, slots, read, action_domain(self.project), turn.channel,
-                               turn.metadata, earlier)
+                               turn.metadata, earlier, past)
             try:
                 result = await self.actions.run(call, deadline - clock.time() if run else None)
             except ActionError as exc:
@@ -406,6 +407,13 @@ class Bot:
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots)
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
                         quotes=True)
+
+    async def _past_events(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The conversation's latest ``TRACKER_TURNS`` turns as an action's tracker lists them (``past_events``)."""
+        if self.store is None:
+            return []
+        turns = await self._store(self.store.recent_turns, conversation_id, TRACKER_TURNS)
+        return past_events(turns, self.config.actions.map, self._entities_in)
 
     def _handing_off(self, channel: str, language: Language, reason: str, values: dict[str, Any],
                      decision: Decision | None = None) -> Decision:

@@ -1013,6 +1013,18 @@ class Store:
         return [{**self._shown(row), "buttons": json.loads(row["buttons"] or "[]")}
                 for row in reversed(list(rows))]
 
+    def recent_turns(self, conversation_id: str, limit: int) -> list[dict[str, Any]]:
+        """A conversation's latest ``limit`` turns, oldest first, for a custom action's tracker (bot/actions.py,
+        ``past_events``): each one's ``role``, ``text`` as stored (a customer's as the model read it; redacted
+        as ``privacy:`` says), ``channel``, ``created`` and ``buttons``, and for a customer's what the bot made
+        of it: ``intent``, ``confidence``, ``ranking`` and ``source`` (how it was answered)."""
+        rows = self.db.query(
+            "SELECT t.role, t.text, t.channel, t.created, t.buttons, p.intent, p.confidence, p.ranking, p.source "
+            "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id WHERE t.conversation_id = ? "
+            "ORDER BY t.id DESC LIMIT ?", [conversation_id, limit])
+        return [{**row, "buttons": json.loads(row["buttons"] or "[]"), "ranking": json.loads(row["ranking"] or "[]")}
+                for row in reversed(list(rows))]
+
     def add_feedback(self, conversation_id: str, turn_id: int, value: int, comment: str | None = None) -> int:
         """A vote on a bot reply; KeyError unless ``turn_id`` is a bot turn of ``conversation_id``, so that
         knowing (or guessing) a turn id is not enough to rate another customer's conversation. The comment

@@ -66,7 +66,8 @@ class ActionAfterWhom(Action):
         return "action_see_who_asked"
 
     def run(self, dispatcher, tracker, domain):
-        since = ", ".join(f"{e['event']} {e.get('name')}" for e in tracker.events[1:])
+        said = max(i for i, e in enumerate(tracker.events) if e["event"] == "user")
+        since = ", ".join(f"{e['event']} {e.get('name')}" for e in tracker.events[said + 1:])
         dispatcher.utter_message(text=f"after {tracker.latest_action_name} ({since})")
         return []
 
@@ -218,6 +219,22 @@ class ActionPointAtOrders(Action):
         dispatcher.utter_message(text="; ".join(f"{text[e['start']:e['end']]} {e['confidence_entity']} "
                                                 f"{e.get('extractor')}" for e in found))
         return [SlotSet("requested_slot", None)]
+
+
+class ActionLookBack(Action):
+    def name(self):
+        return "action_look_back"
+
+    def run(self, dispatcher, tracker, domain):
+        said = tracker.get_last_event_for("bot")
+        asked = tracker.get_last_event_for("user", skip=1)
+        events = " | ".join(f"{e['event']} {e.get('name') or e.get('text') or ''}".rstrip()
+                            for e in tracker.events_after_latest_restart())
+        entity = asked["parse_data"]["entities"][0]
+        dispatcher.utter_message(text=f"{said['text']}\\n{events}\\n{asked['text'][entity['start']:entity['end']]} "
+                                      f"{asked['parse_data']['intent']['name']} {tracker.get_latest_input_channel()} "
+                                      f"{len(tracker.applied_events())}")
+        return []
 
 
 class ActionSendInvoice(Action):
@@ -809,6 +826,26 @@ async def test_an_action_reads_where_each_entity_was_said_on_both_paths(
         assert (reply.source, reply.text) == ("action", "123 1.0 RegexEntityExtractor; 456 1.0 RegexEntityExtractor")
         reply = await bot.handle(Turn("c1", '/get_refund{"order_id": "789"}', "web"))
         assert reply.text == '{"order_id": "789"} 1.0 None'
+    finally:
+        await bot.close()
+
+
+async def test_an_action_reads_the_conversation_before_the_message_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """As Rasa's tracker lists them, an action reads the conversation's earlier messages and replies: its events
+    held the latest message alone, so tracker.get_last_event_for("bot") was None, and an action repeating what
+    the bot said, or reading what the customer asked before, failed."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_look_back"}, tmp_path)
+    try:
+        first = await bot.handle(Turn("c1", '/cancel_order{"order_id": "123"}', "web"))
+        assert first.source == "template"
+        reply = await bot.handle(Turn("c1", "/get_refund", "web"))
+        assert reply.text.split("\n") == [
+            first.text,
+            'action action_session_start | session_started | action action_listen | user /cancel_order{"order_id": '
+            f'"123"}} | slot order_id | action utter_cancel_order | bot {first.text} | action action_listen | '
+            "user /get_refund",
+            '{"order_id": "123"} cancel_order web 9']
     finally:
         await bot.close()
 

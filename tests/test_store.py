@@ -867,6 +867,23 @@ def test_the_history_and_transcript_show_messages_as_typed(tmp_path: Path) -> No
     kept.close()
 
 
+def test_a_custom_actions_tracker_reads_the_latest_turns_as_stored(tmp_path: Path) -> None:
+    """The turns a custom action's tracker lists: the latest ones alone, however long the conversation, oldest
+    first, with what the bot made of each message, and redacted as the store keeps them, even with keep_raw."""
+    store = Store(tmp_path / "dialogues.db", keep_raw=True)
+    for n in range(3):
+        user_turn(store, "c1", f"where is order {n}00?")
+    store.log_exchange(Exchange("c1", "web", None, "card 4111111111111111", None, "Which size?", "sizes", 0.9,
+                                [("sizes", 0.9)], "template", "v1", buttons=[{"title": "M", "payload": "/m"}]))
+    store.add_agent_answer("c1", "Here I am.", agent="anna")
+    turns = store.recent_turns("c1", 4)
+    assert [(t["role"], t["text"], t["intent"], t["source"]) for t in turns] == [
+        ("bot", "Sorry?", None, None), ("user", "card [CARD]", "sizes", "template"), ("bot", "Which size?", None, None),
+        ("agent", "Here I am.", None, None)]
+    assert turns[1]["ranking"] == [["sizes", 0.9]] and turns[2]["buttons"] == [{"title": "M", "payload": "/m"}]
+    store.close()
+
+
 def test_a_reply_repeating_personal_data_is_stored_redacted_too(tmp_path: Path) -> None:
     """An action's reply, or a template filled from the slots, can repeat what the customer wrote."""
     store = Store(tmp_path / "dialogues.db")
