@@ -11,13 +11,12 @@ import json
 import os
 import re
 import shlex
-import shutil
 import socket
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -201,7 +200,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
       bot init mybot --demo
       bot init mybot --from-jsonl tickets.jsonl
     """
-    from bot.importer import BOT_FILES
+    from bot.importer import BOT_FILES, write_whole
 
     if demo and from_jsonl is not None:  # it built the bot from the file alone, the --demo unsaid
         raise click.UsageError("--demo and --from-jsonl each give the bot's files: use one")
@@ -227,9 +226,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
             counts = write_bot(directory, rows, directory.resolve().name)
         except ValueError as exc:
             fail(f"{from_jsonl}: {exc}")
-        except OSError as exc:  # as for the starter: a file where a folder should be, no permission, a full disk
-            file = f"{exc.filename}: " if exc.filename and Path(exc.filename) != directory else ""  # which, if not the folder
-            fail(f"cannot create the bot in {directory}: {file}{exc.strerror or exc}")
+        except OSError as exc:
+            cannot_create(directory, exc)
         unwritten = int(counts["placeholders"])
         which = "answer of the intent" if unwritten == 1 else f"answers of the {unwritten} intents"
         write = f"write the {which} with a placeholder in responses.yml, then " if unwritten else ""
@@ -263,17 +261,40 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         if unread:  # an agent's answer under another name ("agent_answer", "response") was lost without a word
             keys = ", ".join(f"{key!r} ({_count(n, 'line')})" for key, n in unread.most_common())
             click.echo(f"Not read: {keys}; a line's agent answer goes under \"answer\".", err=True)
+        if taken:
+            say_kept(directory, BOT_FILES)
         if stale:
             click.echo(stale, err=True)
         return
     with resources.as_file(source) as src:
-        try:
-            shutil.copytree(src, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*NOT_COPIED))
-        except OSError as exc:  # a file where a folder should be, no permission, a full disk
-            fail(f"cannot create the bot in {directory}: {exc.strerror or exc}")
+        files = {name: (src / name).read_text(encoding="utf-8") for name in written}
+    try:  # all or none: a folder where history.jsonl should be left the new bot.yml over the old bot's data
+        write_whole(directory, files)
+    except OSError as exc:
+        cannot_create(directory, exc)
     click.echo(f"Created {'the demo bot' if demo else 'a starter bot'} in {directory}. Next: bot train {shell(directory)}")
+    if taken:
+        say_kept(directory, written)
     if stale:
         click.echo(stale, err=True)
+
+
+def cannot_create(directory: Path, exc: OSError) -> NoReturn:
+    """Fail naming what `bot init` could not write (a folder where a file should be, no permission, a full disk),
+    the file only when it is not the bot's folder itself: 'x: x: Not a directory' said the folder twice."""
+    file = f"{exc.filename}: " if exc.filename and Path(exc.filename) != directory else ""
+    fail(f"cannot create the bot in {directory}: {file}{exc.strerror or exc}")
+
+
+def say_kept(directory: Path, written: Sequence[str]) -> None:
+    """Name what `bot init --force` left of the bot there before (its actions/, test.jsonl, README.md): kept
+    unsaid, a starter's folder still ran the demo's actions and `bot eval` judged it on the demo's test set."""
+    own = {Path(name).parts[0] for name in written} | {"models"}  # models/ is told of on its own
+    kept = sorted(f"{entry.name}{'/' if entry.is_dir() else ''}" for entry in directory.iterdir()
+                  if entry.name not in own and not entry.name.startswith(".") and not any(fnmatch.fnmatch(entry.name, p) for p in NOT_COPIED))
+    if kept:
+        click.echo(f"Left as they were in {directory}: {', '.join(kept)}; delete those the new bot should not "
+                   "have.", err=True)
 
 
 def say_gaps(project: Project) -> None:

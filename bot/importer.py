@@ -124,6 +124,7 @@ def write_whole(directory: Path, files: dict[str, str]) -> None:
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(folder))
     with contextlib.ExitStack() as written:  # a write that fails puts none of them in place
         for name, text in files.items():
+            (directory / name).parent.mkdir(parents=True, exist_ok=True)  # the bot's folder, a packaged bot's actions/
             written.enter_context(replaced(directory / name)).write(text)
 
 
@@ -188,7 +189,6 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     # told every customer "an agent will follow up" while the file's answers waited behind it.
     answering = {chosen[key] for key, _ in answered}
     responses = {"version": "3.1", "responses": {i: placeholders(i, language) for i in intents if i not in answering}}
-    directory.mkdir(parents=True, exist_ok=True)
     write_whole(directory, {"bot.yml": to_yaml(config), "nlu.yml": nlu, "responses.yml": to_yaml(responses),
                             "history.jsonl": "".join(history)})
     return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "repeated": repeated,

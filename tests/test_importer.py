@@ -265,6 +265,29 @@ def test_init_that_cannot_write_a_file_leaves_the_bot_there_as_it_was(tmp_path: 
     assert result.output.endswith(f"cannot create the bot in {root / 'bot.yml' / 'bot'}: Not a directory\n")
 
 
+def test_starter_that_cannot_write_a_file_leaves_the_bot_there_as_it_was_and_names_what_it_keeps(
+        tmp_path: Path) -> None:
+    """With a folder where history.jsonl should be, the starter copied its file into that folder and said it created
+    the bot, whose `bot train` then failed on 'history.jsonl: Is a directory'; and over the demo it left the demo's
+    actions and test set unsaid."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root), "--demo"]).exit_code == 0
+    (root / "history.jsonl").unlink()
+    (root / "history.jsonl").mkdir()
+    before = {name: (root / name).read_text() for name in ("bot.yml", "nlu.yml", "responses.yml")}
+    result = CliRunner().invoke(cli, ["init", str(root), "--force"])
+    assert result.exit_code == 1 and f"cannot create the bot in {root}: {root / 'history.jsonl'}: Is a directory" \
+        in result.output, result.output
+    assert {name: (root / name).read_text() for name in before} == before
+    assert not any((root / "history.jsonl").iterdir())
+    (root / "history.jsonl").rmdir()
+    result = CliRunner().invoke(cli, ["init", str(root), "--force"])
+    assert result.exit_code == 0, result.output
+    assert f"Left as they were in {root}: LICENSE, README.md, actions/, test.jsonl, test_traditional.jsonl;" \
+        in result.output
+    assert load_project(root).intents == load_project(REPO / "bot" / "starter").intents
+
+
 def test_init_over_a_trained_bot_says_its_models_answer_as_before_until_bot_train(
         small_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The old versions kept serving the old intents, buttons and answers, and nothing said so."""
