@@ -272,11 +272,17 @@ class KeyReused(Exception):
 
 class RepliedMeanwhile(Exception):
     """A colleague replied to the customer after the latest turn the agent had read (``Store.add_agent_answer``'s
-    ``after``): two agents answering one customer at once sent two answers, which could disagree."""
+    ``after``): two agents answering one customer at once sent two answers, which could disagree. A reply by
+    the agent sending (``agent``, the same name: their second window) is said to be theirs, not a colleague's."""
 
-    def __init__(self, turn_id: int, author: str | None) -> None:
-        by = f" ({author})" if author else ""
-        super().__init__(f"a colleague{by} replied meanwhile, as turn {turn_id}: read it, then send yours again")
+    def __init__(self, turn_id: int, author: str | None, agent: str | None = None) -> None:
+        if author and author == agent:
+            said = f"you ({author}) replied meanwhile from another window, as turn {turn_id}: read it, then send " \
+                   "this one again if it is still needed"
+        else:
+            by = f" ({author})" if author else ""
+            said = f"a colleague{by} replied meanwhile, as turn {turn_id}: read it, then send yours again"
+        super().__init__(said)
         self.turn_id = turn_id
 
 
@@ -1151,7 +1157,7 @@ class Store:
         with self._writing():
             if key is not None and (sent := self.sent_before(conversation_id, key)) is not None:
                 raise sent
-            if after is not None and (colleague := self.replied_meanwhile(conversation_id, after)) is not None:
+            if after is not None and (colleague := self.replied_meanwhile(conversation_id, after, agent)) is not None:
                 raise colleague
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             if key is not None:
@@ -1174,11 +1180,12 @@ class Store:
                                [conversation_id, key]).fetchone()
         return None if sent is None else SentBefore(sent[0], bool(sent[1]), sent[2])
 
-    def replied_meanwhile(self, conversation_id: str, after: int) -> RepliedMeanwhile | None:
-        """The latest agent's reply to the conversation after turn ``after``, if any (:meth:`add_agent_answer`)."""
+    def replied_meanwhile(self, conversation_id: str, after: int, agent: str | None = None) -> RepliedMeanwhile | None:
+        """The latest agent's reply to the conversation after turn ``after``, if any (:meth:`add_agent_answer`),
+        said to be ``agent``'s own when they wrote it."""
         colleague = self.db.execute("SELECT id, user FROM turns WHERE conversation_id = ? AND role = 'agent' AND id > ? "
                                     "ORDER BY id DESC LIMIT 1", [conversation_id, after]).fetchone()
-        return None if colleague is None else RepliedMeanwhile(*colleague)
+        return None if colleague is None else RepliedMeanwhile(*colleague, agent)
 
     def _open_answer(self, conversation_id: str, agent_turn_id: int) -> dict[str, Any] | None:
         """The conversation's latest answer candidate, when the agent's reply ``agent_turn_id`` goes on from

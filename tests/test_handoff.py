@@ -905,6 +905,10 @@ async def test_a_reply_written_before_a_colleagues_reply_was_read_is_refused_unt
     assert ann[0] == 200
     assert await send("Sam here, looking at your bill.", agent="Sam", after=read, key="k-1") == (409, {
         "error": f"a colleague (Ann) replied meanwhile, as turn {ann[1]['turn_id']}: read it, then send yours again"})
+    # Ann's second window: her own reply, said to be hers, and still refused so that she does not answer twice.
+    assert await send("Hi, Ann here: fixing your bill.", agent="Ann", after=read) == (409, {
+        "error": f"you (Ann) replied meanwhile from another window, as turn {ann[1]['turn_id']}: read it, then send "
+                 "this one again if it is still needed"})
     # read: it goes, with ``after`` as any JSON client may write the integer (12.0 is one in JSON Schema)
     assert (await send("Sam here, looking at your bill.", agent="Sam", after=float(ann[1]["turn_id"]), key="k-1"))[0] == 200
     assert (await send("Without after, as before.", agent="Sam"))[0] == 200

@@ -1429,15 +1429,19 @@ def console_on_a_waiting_customer(chromium: SimpleNamespace, server: LiveServer,
     return cid, context, page
 
 
+@pytest.mark.parametrize(("name", "said"), [("Sam", "a colleague (Ann) replied meanwhile"),
+                                            ("Ann", "you (Ann) replied meanwhile from another window")])
 def test_the_agents_console_holds_a_reply_back_until_a_colleagues_reply_is_read(
-        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
-    """Two agents on one customer each sent their answer, and the customer read both."""
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        name: str, said: str) -> None:
+    """Two agents on one customer each sent their answer, and the customer read both; and so did one agent
+    from two windows, told that the reply came from another window of theirs, not from a colleague."""
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     api.admin(f"/admin/conversations/{cid}/messages", {"text": "Ann here: it is in Oslo.", "agent": "Ann"})
-    page.get_by_label("Your name").fill("Sam")
+    page.get_by_label("Your name").fill(name)
     page.locator("form.reply textarea").fill("Sam here: let me look.")
     page.locator("form.reply textarea").press("Enter")
-    expect(page.locator(".status")).to_contain_text("a colleague (Ann) replied meanwhile")
+    expect(page.locator(".status")).to_contain_text(said)
     expect(page.locator(".turn.agent .text")).to_have_text(["Ann here: it is in Oslo."])  # shown to be read
     expect(page.locator("form.reply textarea")).to_have_value("Sam here: let me look.")  # kept to send, or not
     page.locator("form.reply textarea").press("Enter")  # read: it goes
