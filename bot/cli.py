@@ -326,6 +326,12 @@ def say_gaps(project: Project) -> None:
                    f"{', '.join(f'{name} (line {line})' for name, line in unread.items())}; deskbot reads an entity "
                    "only with a regex or a lookup: add a '- regex: NAME' or '- lookup: NAME' entry for each one an "
                    "action or a template needs", err=True)
+    if twins := project.twins:
+        pairs = "; ".join(f"{t.first.text!r} ({t.first.intent}, line {t.first_line}) and {t.second.text!r} "
+                          f"({t.second.intent}, line {t.second_line})" for t in twins[:5])
+        click.echo(f"note: nlu.yml has {_count(len(twins), 'pair')} of examples under two intents that differ only in "
+                   f"punctuation or a number: {pairs}{' …' if len(twins) > 5 else ''}; the classifier learns two "
+                   "answers to one question, and a review label covers both: keep each in one intent", err=True)
     if needing := project.needing_values():
         click.echo(f"note: {_count(len(needing), 'intent')} whose every template variant needs a value the customer may "
                    f"not have given: {'; '.join(f'{i} ' + ', '.join(f'{{{v}}}' for v in vs) for i, vs in needing.items())}; "

@@ -28,7 +28,7 @@ from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, ResponseVari
 from dialogues.export import about_one_case
 from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
-from retrieval.text import model_text, normalise, same_example
+from retrieval.text import model_text, normalise, same_example, same_text
 
 # The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
 HANDOFF_PAYLOAD = "/handoff"
@@ -352,6 +352,19 @@ class Example:
 
 
 @dataclass
+class Twins:
+    """Two nlu.yml examples under two intents that are one message up to punctuation and numbers
+    (:func:`~retrieval.text.same_text`): "where is my order" and "Where is my order?". The classifier is taught
+    two answers to what a customer writes either way, and a review label or the frozen evaluation set's example
+    covers both."""
+
+    first: Example
+    first_line: int | None
+    second: Example
+    second_line: int | None
+
+
+@dataclass
 class HistoryItem:
     question: str
     answer: str
@@ -373,6 +386,8 @@ class Project:
     # nlu.yml's synonyms: each example, in lower case and Simplified characters, and the value it stands for
     # ("nyc" -> "New York City"); a Chinese lookup element stands for itself as written (廣州 -> 广州)
     synonyms: dict[str, str] = field(default_factory=dict)
+    # Examples under two intents that differ only in punctuation or numbers, each with the first of its key
+    twins: list[Twins] = field(default_factory=list)
 
     @property
     def intents(self) -> list[str]:
@@ -857,15 +872,17 @@ def _example_line(node: yaml.Node | None, i: int, where: int) -> int | None:
     return _line_of(node, ("nlu", i, "examples"))
 
 
-def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
-             ) -> tuple[list[Example], dict[str, list[re.Pattern[str]]], dict[str, int | None], dict[str, str]]:
+def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[
+        list[Example], dict[str, list[re.Pattern[str]]], dict[str, int | None], dict[str, str], list[Twins]]:
     """Read intents and examples in Rasa's ``nlu.yml`` format; ``slots`` are the bot's own, which no regex or
     lookup may name. Besides the examples: the entities' patterns (their regexes, and their lookup tables as
     :func:`lookup_pattern` reads them); the entities the examples annotate (``[123](order_id)``) that no
     pattern reads, each with the line of its first annotation: Rasa learns to find those, deskbot never sets
     them; and the synonyms (a ``synonym:``'s examples, and an annotated text the annotation gives another value,
     ``[NYC](city:New York City)``), each example in lower case and Simplified characters with the value it stands
-    for (and each Chinese lookup element, for itself as written)."""
+    for (and each Chinese lookup element, for itself as written); and the examples under two intents that differ
+    only in punctuation or numbers (:class:`Twins`), which load, as their labels may mean them apart, but are
+    told of."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
         raise _fail(path, node, (), "expected a top-level 'nlu:' list")
@@ -876,6 +893,8 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
     examples: list[Example] = []
     patterns: dict[str, list[re.Pattern[str]]] = {}
     labelled: dict[str, tuple[str, int | None]] = {}  # same_example(text) -> its intent and line
+    alike: dict[str, tuple[Example, int | None]] = {}  # same_text(text) -> its first example and line
+    twins: list[Twins] = []
     annotated: dict[str, int | None] = {}  # entity -> the line of its first annotation
     synonyms: dict[str, str] = {}
     for i, item in enumerate(data["nlu"]):
@@ -913,6 +932,9 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
                     raise ProjectError(f"{_at(path, line)}: {text!r}, an example of {name!r}, is one of {other!r} "
                                        f"too (line {first}); keep it in one")
                 examples.append(Example(text, name))
+                first_example, first_line = alike.setdefault(same_text(text), (examples[-1], line))
+                if first_example.intent != name:
+                    twins.append(Twins(first_example, first_line, examples[-1], line))
         elif kind := next((k for k in ("regex", "synonym", "lookup") if k in item), None):
             # A misspelt 'examples:' would leave the entry empty: a regex that never finds its entity.
             if extra := sorted(set(item) - {kind, "examples"}, key=str):
@@ -938,7 +960,8 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS
             raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}")
     if len({e.intent for e in examples}) < 2:
         raise _fail(path, node, ("nlu",), "at least two intents are needed")
-    return examples, patterns, {entity: line for entity, line in annotated.items() if entity not in patterns}, synonyms
+    unread = {entity: line for entity, line in annotated.items() if entity not in patterns}
+    return examples, patterns, unread, synonyms, twins
 
 
 # A letter or digit of a script written with spaces between words: Chinese is written without them.
@@ -1185,7 +1208,7 @@ def load_project(root: Path | str) -> Project:
     config = load_config(root / "bot.yml")
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
     kept = {"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language]
-    examples, patterns, unread, synonyms = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT, SESSION_METADATA))
+    examples, patterns, unread, synonyms, twins = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT, SESSION_METADATA))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
     # nlu.yml's entities and the slot the bot keeps fill a template, and custom actions the slots they set:
@@ -1200,7 +1223,7 @@ def load_project(root: Path | str) -> Project:
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]
     history = load_history(root / "history.jsonl", intents)
-    project = Project(root, config, examples, patterns, responses, history, unread, synonyms)
+    project = Project(root, config, examples, patterns, responses, history, unread, synonyms, twins)
     for loc, intent in named:
         if intent is not None and intent not in intents:
             raise config_error(root, loc, f"unknown intent {intent!r} (not in nlu.yml)")

@@ -362,6 +362,27 @@ def test_an_example_under_two_intents_is_refused(bot_dir: Path) -> None:
     assert error_for(bot_dir).endswith(f"is one of 'get_refund' too (line {first}); keep it in one")
 
 
+def test_examples_under_two_intents_that_differ_only_in_punctuation_are_told_of(
+        bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """"where is my order" under get_refund and "where is my order?" under track_order loaded without a word:
+    the classifier learnt two answers to one question. They still load, and the training data is as written."""
+    from bot.cli import say_gaps
+
+    path = bot_dir / "nlu.yml"
+    path.write_text(path.read_text().replace("    - 我要退款\n", "    - 我要退款\n    - Where is my order\n", 1))
+    lines = path.read_text().splitlines()
+    added, original = lines.index("    - Where is my order") + 1, lines.index("    - where is my order?") + 1
+    project = load_project(bot_dir)
+    assert Example("Where is my order", "get_refund") in project.examples
+    assert [(t.first.intent, t.first_line, t.second.intent, t.second_line) for t in project.twins] == [
+        ("get_refund", added, "track_order", original)]
+    say_gaps(project)
+    assert ("note: nlu.yml has 1 pair of examples under two intents that differ only in punctuation or a number: "
+            f"'Where is my order' (get_refund, line {added}) and 'where is my order?' (track_order, line {original}); "
+            "the classifier learns two answers to one question") in capsys.readouterr().err
+    assert load_project(DEMO).twins == []
+
+
 def test_an_example_under_two_intents_is_refused_with_an_invisible_character_in_one(bot_dir: Path) -> None:
     """The server reads "取消订单\u200b" as "取消订单": under two intents, they taught the classifier two answers."""
     path = bot_dir / "nlu.yml"
