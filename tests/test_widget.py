@@ -2686,3 +2686,23 @@ def test_a_chat_open_through_a_server_restart_hears_an_agent_as_soon_as_the_serv
         page.wait_for_function("Deskbot.connected()", timeout=3000)
         api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
         expect(page.locator(".banner")).to_be_visible(timeout=3000)
+
+
+def test_a_double_click_on_back_to_the_bot_hands_back_once(open_widget: Any, api: SimpleNamespace) -> None:
+    """*Back to the bot* stays until the bot answers: a double click sent it twice, and the bot said twice that the
+    customer was back with it. Send and the suggested replies, gone at the first click, were sent once already."""
+    widget = open_widget()
+    page = widget.page
+    page.locator("textarea").fill("hello")
+    page.locator(".send").dblclick()
+    expect(widget.bot_replies()).to_have_count(1)
+    page.locator(".quick button", has_text="Talk to a person").dblclick()
+    back = page.get_by_role("button", name="Back to the bot")
+    expect(back).to_be_visible()
+    back.dblclick()
+    expect(page.locator(".banner")).to_be_hidden()
+    expect(widget.bot_replies()).to_have_count(3)
+    page.wait_for_timeout(500)  # time for a second answer, had one been asked for
+    expect(page.locator(".msg.user .bubble")).to_have_text(["hello", "Talk to a person", "Back to the bot"])
+    sent = [turn["text"] for turn in api.history(widget.conversation_id())["turns"] if turn["role"] == "user"]
+    assert sent == ["hello", "/handoff", "/resume"]

@@ -1271,9 +1271,14 @@
   // Keys typed in the chat are the chat's alone: out of the shadow root they seem the host div's, and a page's
   // shortcut ("/" focuses its search unless an input has focus) took characters out of the customer's message.
   for (const type of ["keydown", "keyup", "keypress"]) panel.addEventListener(type, (event) => event.stopPropagation());
-  backButton.addEventListener("click", () => {
+  // The banner stays until the bot answers: a double click sent it twice, and the bot said twice that it was back.
+  let resuming = false;
+  backButton.addEventListener("click", async () => {
+    if (resuming) return;
+    resuming = true;
     rememberTitle("/resume", t.backToBot);
-    send("/resume", t.backToBot);
+    await send("/resume", t.backToBot);
+    resuming = false;
   });
 
   function resize() {
