@@ -2706,3 +2706,22 @@ def test_a_double_click_on_back_to_the_bot_hands_back_once(open_widget: Any, api
     expect(page.locator(".msg.user .bubble")).to_have_text(["hello", "Talk to a person", "Back to the bot"])
     sent = [turn["text"] for turn in api.history(widget.conversation_id())["turns"] if turn["role"] == "user"]
     assert sent == ["hello", "/handoff", "/resume"]
+
+
+def test_a_suggested_reply_titled_with_a_long_address_stays_in_the_chat(open_widget: Any, server: LiveServer) -> None:
+    """A suggested reply titled with a long address ran past the chat's left edge, its start out of reach: it wraps,
+    as messages do."""
+    phone = {"viewport": {"width": 360, "height": 640}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+    address = "https://shop.example.com/help/returns/" + "a" * 120
+    for device in (phone, {"viewport": {"width": 1100, "height": 800}}):
+        widget = open_widget(device=device, transport="http")
+        page = widget.page
+        page.route(f"{server.url}/api/chat", lambda route: route.fulfill(
+            headers={"Access-Control-Allow-Origin": "*"},
+            json={"reply": "See:", "turn_id": 2, "user_turn_id": 1, "source": "template", "handed_off": False,
+                  "buttons": [{"title": address, "payload": "/check_refund_policy"}]}))
+        widget.send("returns?")
+        expect(page.locator(".quick button")).to_have_text([address])
+        panel, button = page.locator(".panel").bounding_box(), page.locator(".quick button").bounding_box()
+        assert panel is not None and button is not None
+        assert panel["x"] <= button["x"] and button["x"] + button["width"] <= panel["x"] + panel["width"], (device, button)

@@ -500,7 +500,8 @@
       max-height: 30%; overflow-y: auto; flex-shrink: 0; } /* choices scroll rather than push the input out */
     .quick:empty { display: none; }
     .quick button { border: 1.5px solid var(--db-accent); color: var(--db-accent); background: var(--db-bg);
-      border-radius: 999px; padding: 6px 14px; font-size: 13.5px; transition: all .15s; }
+      border-radius: 999px; padding: 6px 14px; font-size: 13.5px; transition: all .15s;
+      overflow-wrap: anywhere; } /* a long address wraps: it ran past the chat's left edge, out of reach */
     .quick button:hover { background: var(--db-primary); color: var(--db-on-primary); }
 
     form { display: flex; align-items: flex-end; gap: 8px; padding: 10px 12px 12px; border-top: 1px solid var(--db-border);
