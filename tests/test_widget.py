@@ -1617,6 +1617,7 @@ def test_the_replies_an_agent_is_writing_outlast_a_reload_of_the_console(
     for cid, draft in ((alice, "Alice, your refund left today."), (bob, "Bob, one moment please.")):
         page.locator(f'.list li[data-id="{cid}"]').click()
         expect(box).to_have_value(draft)
+    expect(page.locator(".conversation .title")).to_contain_text(bob)  # the box is hidden until the transcript comes
     box.press("Enter")  # Bob's goes; Alice's is still being written
     expect(page.locator(".turn.agent .text")).to_have_text(["Bob, one moment please."])
     page.reload()
@@ -1700,13 +1701,14 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("button", name="To review").click()
 
-    page.locator(".list li", has_text=first).click()
-    expect(page.locator(".review .texts li", has_text=first)).to_be_visible()
+    item = queued_item(api, web_demo_bot.root, first)
+    page.locator(f'.list li[data-id="{item["id"]}"]').click()
+    expect(page.locator(".review .texts li").first).to_have_text(item["texts"][0])
     expect(page.get_by_role("group", name="The model's ranking").get_by_role("button")).not_to_have_count(0)
     page.screenshot(path=str(RESULTS / "review.png"))
     page.get_by_label("Intent").select_option(chosen)
     page.get_by_role("button", name="Label", exact=True).click()
-    expect(page.locator(".list li", has_text=first)).to_have_count(0)
+    expect(page.locator(f'.list li[data-id="{item["id"]}"]')).to_have_count(0)
     # The keyboard goes on to the next item to review (or the tab, when none is left), not back to the page.
     page.wait_for_function("document.activeElement.matches('.list li[tabindex], .tabs [aria-pressed=true]')", timeout=5000)
     assert stored_labels(web_demo_bot.root, first) == [chosen]
@@ -1714,17 +1716,18 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     expect(page.locator(".labelled")).to_have_text(f"Labelled as {chosen}. Correct it")
     page.get_by_role("button", name="Correct it").click()
     expect(page.locator(".review .question")).to_have_text(f"Labelled as {chosen}: what did the customer want?")
-    expect(page.locator(".review .texts li", has_text=first)).to_be_visible()
+    expect(page.locator(".review .texts li").first).to_have_text(item["texts"][0])
     page.get_by_role("button", name="Out of scope").click()
     expect(page.locator(".labelled .what")).to_have_text("Labelled as oos.")
     assert stored_labels(web_demo_bot.root, first) == [chosen, "oos"]
 
     api.chat(f"review-{next(PAGE_NUMBERS)}", second)
-    page.locator(".list li", has_text=second).click()  # the list refreshes by itself
+    item = queued_item(api, web_demo_bot.root, second)
+    page.locator(f'.list li[data-id="{item["id"]}"]').click()  # the list refreshes by itself
     top = page.get_by_role("group", name="The model's ranking").get_by_role("button").first
     top_intent = top.inner_text().split()[0]
     top.click()
-    expect(page.locator(".list li", has_text=second)).to_have_count(0)
+    expect(page.locator(f'.list li[data-id="{item["id"]}"]')).to_have_count(0)
     assert stored_labels(web_demo_bot.root, second) == [top_intent]
     assert page.locator("b").count() == 0  # the customer's markup stayed text
 
@@ -1732,9 +1735,9 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     # showed the API's own advice ('send "correct": true').
     third = "console review: the app logs me out"
     api.chat(f"review-{next(PAGE_NUMBERS)}", third)
-    page.locator(".list li", has_text=third).click()
-    expect(page.locator(".review .texts li", has_text=third)).to_be_visible()
-    [item] = [i for i in api.get("/admin/review?limit=100")["items"] if third in i["texts"]]
+    item = queued_item(api, web_demo_bot.root, third)
+    page.locator(f'.list li[data-id="{item["id"]}"]').click()
+    expect(page.locator(".review .texts li").first).to_have_text(item["texts"][0])
     api.admin(f"/admin/review/{item['id']}", {"intent": chosen, "reviewer": "Kim"})
     page.get_by_role("button", name="Out of scope").click()
     expect(page.locator(".labelled .what")).to_have_text(f"A colleague labelled it as {chosen} meanwhile.")
@@ -1769,6 +1772,15 @@ def test_the_agents_console_waits_for_a_slow_review_queue_before_asking_again(
     assert page.evaluate("window.reviewReads") == 1
     page.wait_for_function("window.reviewReads === 2", timeout=10_000)  # answered, the clock asks again
     context.close()
+
+def queued_item(api: SimpleNamespace, root: Path, text: str) -> dict[str, Any]:
+    """The review queue's item holding the customer's latest message ``text``: the test bot's tiny model groups
+    most typed messages of the session into one item, shown by its most frequent text."""
+    with sqlite3.connect(root / "dialogues.db") as db:
+        [(turn,)] = db.execute("SELECT max(id) FROM turns WHERE role = 'user' AND text = ?", [text]).fetchall()
+    [item] = [i for i in api.get("/admin/review?limit=100")["items"] if turn in i["turn_ids"]]
+    return item
+
 
 def stored_labels(root: Path, text: str) -> list[str]:
     with sqlite3.connect(root / "dialogues.db") as db:
