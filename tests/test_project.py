@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from bot.channels.base import normalise
 from bot.cli import cli
-from bot.project import BotConfig, Example, ProjectError, load_project
+from bot.project import BotConfig, Example, Project, ProjectError, load_project
 from tests.conftest import DEMO, REPO, copy_bot
 
 
@@ -618,16 +618,20 @@ def test_lookup_tables_and_synonyms_read_entities_as_rasas_do(tmp_path: Path) ->
          "processors": ["EntitySynonymMapper"]}]
 
 
+def chinese_bot(root: Path, nlu: str, responses: str = "") -> Project:
+    """A Chinese bot whose nlu.yml holds a greeting and ``nlu``, and whose responses.yml greets and holds ``responses``."""
+    (root / "bot.yml").write_text("name: t\nlanguage: zh\n")
+    (root / "nlu.yml").write_text(f"nlu:\n- intent: greet\n  examples: |\n    - 你好\n{nlu}", encoding="utf-8")
+    (root / "responses.yml").write_text(f"responses:\n  greet:\n    - text: 你好！\n{responses}", encoding="utf-8")
+    return load_project(root)
+
+
 def test_lookups_and_synonyms_read_either_chinese_script(tmp_path: Path) -> None:
     """deskbot reads Traditional Chinese as Simplified, but a lookup of 广州 read no city in 我想去廣州: a customer
     in Hong Kong or Taiwan got no entity. The value is the lookup's or the synonym's, as it writes it."""
-    (tmp_path / "bot.yml").write_text("name: t\nlanguage: zh\n")
-    (tmp_path / "nlu.yml").write_text(
-        "nlu:\n- intent: greet\n  examples: |\n    - 你好\n- intent: flight\n  examples: |\n    - 我想去[广州](city)\n"
-        "- lookup: city\n  examples: |\n    - 广州\n    - 臺北\n    - 京城\n"
-        "- synonym: 北京\n  examples: |\n    - 京城\n", encoding="utf-8")
-    (tmp_path / "responses.yml").write_text("responses:\n  flight:\n    - text: 去{city}的机票。\n", encoding="utf-8")
-    project = load_project(tmp_path)
+    project = chinese_bot(tmp_path, "- intent: flight\n  examples: |\n    - 我想去[广州](city)\n"
+                                    "- lookup: city\n  examples: |\n    - 广州\n    - 臺北\n    - 京城\n"
+                                    "- synonym: 北京\n  examples: |\n    - 京城\n", "  flight:\n    - text: 去{city}的机票。\n")
     assert project.entities("我想去廣州") == project.entities("我想去广州") == {"city": "广州"}
     assert project.entities("去台北的機票") == project.entities("去台北的机票") == {"city": "臺北"}
     assert project.entities("去京城") == {"city": "北京"}
@@ -641,13 +645,9 @@ def test_regexes_read_either_chinese_script_and_keep_the_customers(tmp_path: Pat
     """A regex written in Simplified characters read no order in a Traditional message (订单 in 訂單 123), nor one
     written in Traditional characters a Simplified message: a customer in Hong Kong or Taiwan, or in the
     mainland, got no entity. The value is as the customer wrote it."""
-    (tmp_path / "bot.yml").write_text("name: t\nlanguage: zh\n")
-    (tmp_path / "nlu.yml").write_text(
-        "nlu:\n- intent: greet\n  examples: |\n    - 你好\n- intent: order\n  examples: |\n    - 订单在哪\n"
-        "- regex: order_id\n  examples: |\n    - 订单\\s*(?P<value>\\d{3,})\n"
-        "- regex: pickup\n  examples: |\n    - (?P<value>東區|西區)倉庫\n", encoding="utf-8")
-    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: 你好！\n", encoding="utf-8")
-    project = load_project(tmp_path)
+    project = chinese_bot(tmp_path, "- intent: order\n  examples: |\n    - 订单在哪\n"
+                                    "- regex: order_id\n  examples: |\n    - 订单\\s*(?P<value>\\d{3,})\n"
+                                    "- regex: pickup\n  examples: |\n    - (?P<value>東區|西區)倉庫\n")
     assert project.entities("訂單 123 在哪") == project.entities("订单 123 在哪") == {"order_id": "123"}
     assert project.entities("东区仓库取货") == {"pickup": "东区"} and project.entities("東區倉庫") == {"pickup": "東區"}
     assert project.is_answer("order_id", "訂單123") and project.value_of("order_id", "訂單 456") == "456"

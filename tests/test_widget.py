@@ -1354,6 +1354,15 @@ def open_console(chromium: SimpleNamespace, server: LiveServer, admin_token: str
     return context
 
 
+def console_on_two_waiting_customers(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
+                                     admin_token: str) -> tuple[str, str, Any]:
+    """Alice and Bob, each having asked for a person, and the console listing them."""
+    alice, bob = f"console-{next(PAGE_NUMBERS)}", f"console-{next(PAGE_NUMBERS)}"
+    for cid in (alice, bob):
+        api.chat(cid, "/handoff")
+    return alice, bob, open_console(chromium, server, admin_token, alice, bob)
+
+
 def agent_turns(api: SimpleNamespace, cid: str) -> list[str]:
     return [t["text"] for t in api.history(cid)["turns"] if t["role"] == "agent"]
 
@@ -1546,10 +1555,7 @@ def test_each_conversation_in_the_agents_console_has_its_own_reply_box(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """One box for every conversation: a reply written for Alice, left while the agent glanced at Bob's
     conversation, went to Bob at the next Enter."""
-    alice, bob = f"console-{next(PAGE_NUMBERS)}", f"console-{next(PAGE_NUMBERS)}"
-    for cid in (alice, bob):
-        api.chat(cid, "/handoff")
-    context = open_console(chromium, server, web_demo_bot.admin_token, alice, bob)
+    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
     page = context.pages[0]
     box = page.locator("form.reply textarea")
 
@@ -1603,10 +1609,7 @@ def test_each_conversation_in_the_agents_console_has_its_own_reply_box(
 def test_the_replies_an_agent_is_writing_outlast_a_reload_of_the_console(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A reload of the console (stuck, or after an upgrade) lost every reply its agent was writing."""
-    alice, bob = f"console-{next(PAGE_NUMBERS)}", f"console-{next(PAGE_NUMBERS)}"
-    for cid in (alice, bob):
-        api.chat(cid, "/handoff")
-    context = open_console(chromium, server, web_demo_bot.admin_token, alice, bob)
+    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
     page = context.pages[0]
     box = page.locator("form.reply textarea")
     page.locator(f'.list li[data-id="{alice}"]').click()
