@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from bot.channels.base import MaybeDelivered, Reply, Stopping, Turn, message_pieces
-from bot.channels.wecom import MAX_CONTENT_BYTES, WeComAPIError, WeComChannel, WeComMaybeSent, numbered_choices, plain_text
+from bot.channels.wecom import (MAX_CONTENT_BYTES, WeComAPIError, WeComChannel, WeComMaybeSent, choice_number,
+                                numbered_choices, plain_text)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, parse_xml
 from bot.language import Script, turn_language
 from bot.limits import LIMITS, Limits
@@ -836,6 +837,26 @@ async def test_buttons_are_numbered_and_a_number_sends_the_payload(aiohttp_clien
     await passive_content(client, crypto, "3", "5")  # out of range: sent as typed
     await channel.close()
     assert [t.text for t in bot.turns] == ["退款要多久", "/track_refund", "1", "hello", "3"]
+
+
+@pytest.mark.parametrize("typed, number", [
+    ("1", 1), ("１", 1), (" 2 ", 2), ("1.", 1), ("1。", 1), ("1、", 1), ("2)", 2), ("第1个", 1), ("第一个", 1),
+    ("第二個", 2), ("第三", 3), ("选1", 1), ("選2", 2), ("选第二个", 2), ("選擇第三個", 3), ("选 2", 2),
+    ("1 件", None), ("第一次买", None), ("第1个问题", None), ("12345678", 12345678), ("1.5", None), ("选", None),
+    ("一", None), ("hello", None),
+])
+def test_a_choice_is_picked_the_ways_customers_type_it(typed: str, number: int | None) -> None:
+    """WeCom shows buttons as a numbered list, and customers answer "1." or "第一个" as often as "1"."""
+    assert choice_number(typed) == number
+
+
+async def test_a_choice_typed_as_an_ordinal_sends_the_payload(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:
+    wecom.bot.buttons = REFUND_BUTTONS
+    await passive_content(wecom.client, crypto, "退款要多久", "1")
+    await passive_content(wecom.client, crypto, "选第二个", "2")
+    await passive_content(wecom.client, crypto, "1。", "3")
+    await passive_content(wecom.client, crypto, "第一次买", "4")  # about their first purchase: sent as typed
+    assert [t.text for t in wecom.bot.turns] == ["退款要多久", "/track_refund", "/get_refund", "第一次买"]
 
 
 async def test_a_choice_the_store_could_not_keep_is_made_again_by_wecoms_retry(

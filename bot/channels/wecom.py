@@ -8,7 +8,7 @@ actively through ``message/send`` after an empty 200, which WeCom documents as "
 do not retry".
 
 WeCom text messages cannot carry buttons, so a template's buttons become a numbered list under the
-answer, and a reply that is just one of those numbers sends that button's payload.
+answer, and a reply that picks one of those numbers ("1", "1.", "第一个", "选2") sends that button's payload.
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ LINKS = ("", "http", "https", "mailto", "tel")  # the addresses the web chat lin
 # What XML 1.0 cannot carry at all, even escaped: a reply holding one (a form feed pasted into an agent's
 # answer, "\x0b" in an action's text) would make the whole passive reply unreadable to WeCom.
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# How a customer picks numbered choice N: "1" or "１", "1." "1。" "1、" "1)" (the list's own "1." copied),
+# "第1个" "第一个" "第二個", "选1" "選第二个"; nothing more after it, so "1 件" and "第一次买" stay what they say.
+CHINESE_NUMBERS = {numeral: n for n, numeral in enumerate("一二三四五六七八九十", start=1)}
+CHOICE = re.compile(r"(?:选择?|選擇?)?\s*(?:第\s*(\d+|[一二三四五六七八九十])\s*[个個项項]?|(\d+))\s*[.．。、)）]?")
 
 
 def plain_text(markdown: str) -> str:
@@ -100,6 +104,16 @@ def numbered_choices(text: str, buttons: list[dict[str, str]], hint: str) -> str
         return text
     lines = [f"{i}. {button['title']}" for i, button in enumerate(buttons, start=1)]
     return "\n".join([text, "", *lines, hint]) if text else "\n".join([*lines, hint])
+
+
+def choice_number(text: str) -> int | None:
+    """The number of the choice ``text`` picks in the ways customers type it (:data:`CHOICE`), or None when it
+    is not just a pick: WeCom shows buttons as a numbered list, and "1." or "第一个" picks as "1" does."""
+    match = CHOICE.fullmatch(text.strip())
+    if match is None:
+        return None
+    number = match.group(1) or match.group(2)
+    return CHINESE_NUMBERS[number] if number in CHINESE_NUMBERS else int(number)
 
 
 class WeComChannel(PlatformChannel):
@@ -266,13 +280,14 @@ class WeComChannel(PlatformChannel):
         """The payload of the numbered choice ``text`` picks, or ``text`` itself if it picks none. The choices
         are those this server offered last in the conversation; in one it has not answered since it started
         (after a restart), the store's latest turn's."""
+        number = choice_number(text)
+        if number is None:
+            return text
         offered = self._offers.get(conversation_id)
-        if offered is None and text.isdecimal() and self.bot.store is not None:
+        if offered is None and self.bot.store is not None:
             offered = await self.bot._store(self.bot.store.offered, conversation_id)
         offered = offered or []
-        if text.isdecimal() and 1 <= int(text) <= len(offered):
-            return offered[int(text) - 1]
-        return text
+        return offered[number - 1] if 1 <= number <= len(offered) else text
 
     def _offer(self, conversation_id: str, buttons: list[dict[str, str]]) -> None:
         """Remember the choices offered in the conversation, none (withdrawn) included: only a conversation
