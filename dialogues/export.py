@@ -21,6 +21,7 @@ import regex
 
 from dialogues.redact import (ACCOUNT, DATE_OR_TIME, PLACEHOLDERS, SURNAMES, account_id, given_names, nfkc_view, redact,
                               redact_names, was_redacted)
+from dialogues.holding import SENT_TEXTS
 from dialogues.store import Store
 from retrieval.text import PRICE, same_example, same_text
 
@@ -239,11 +240,12 @@ def recent_traffic(store: Store, limit: int, redacted: bool = True) -> list[str]
     """The latest ``limit`` distinct customer messages, labelled or not, redacted like :func:`learned_data`'s
     examples.
 
+    A picture or a file recorded for an agent (:data:`~dialogues.holding.SENT`) is no message to answer.
     A warm-started retrain holds the candidate to the serving model's answers on them, so that labels
     for a few intents do not move the answers customers get for the rest.
     """
     learned = _learned(redacted)
-    return [learned(text) for text in store.recent_messages(limit)] if limit else []
+    return [learned(text) for text in store.recent_messages(limit) if text not in SENT_TEXTS] if limit else []
 
 
 def _iso(timestamp: float) -> str:

@@ -58,6 +58,14 @@ _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here)
          r"|谢谢(?:您|你们?|啦|了|亲)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
          r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?|多谢|谢谢客服|谢谢您了"
          r"|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
+# What a customer sent that the bot cannot read (a picture, a voice message), as a platform channel records it in
+# the transcript for the agent who has the conversation (bot/channels/wecom.py): per message type, per language.
+SENT: dict[str, dict[str, str]] = {
+    "image": {"en": "[picture]", "zh": "[图片]"}, "voice": {"en": "[voice message]", "zh": "[语音]"},
+    "video": {"en": "[video]", "zh": "[视频]"}, "file": {"en": "[file]", "zh": "[文件]"},
+    "location": {"en": "[location]", "zh": "[位置]"}, "link": {"en": "[link]", "zh": "[链接]"},
+}
+SENT_TEXTS = frozenset(text for texts in SENT.values() for text in texts.values())
 _CONTACT = re.compile(r"\[(?:phone|email|id)\]")  # what redaction leaves of contact details
 _CONTACT_WORDS = re.compile(  # what a customer says around them: "my number is", "我的手机号是"
     r"(?:(?:my|the|is|at|me|call|reach|contact|phone|mobile|cell|tel|number|no|email|e-mail|mail|id|whatsapp|wechat"
@@ -220,10 +228,12 @@ def _names_contact(clause: str) -> bool:
 
 
 def asks_nothing(text: str) -> bool:
-    """Whether a customer's message only greets, acknowledges, nudges ("ok thanks", "在吗？", "麻烦快点") or
-    gives personal data for the agent ("我的手机号13812345678"). Narrower than :func:`says_nothing`: a
+    """Whether a customer's message only greets, acknowledges, nudges ("ok thanks", "在吗？", "麻烦快点"),
+    gives personal data for the agent ("我的手机号13812345678") or stands for a picture or a file (:data:`SENT`). Narrower than :func:`says_nothing`: a
     customer's "还有其他颜色吗" or "please hold my order" asks something, in the words an agent's
     "还有其他问题吗" or "please hold" says nothing with."""
+    if text in SENT_TEXTS:  # what the bot could not read: no question to learn an answer to
+        return True
     clauses = _clauses(redact(text))
     gives = any(_CONTACT.search(c) for c in clauses)
     return all(_ACKNOWLEDGES.fullmatch(c) or gives and _names_contact(c) for c in clauses)

@@ -678,6 +678,51 @@ async def test_a_voice_message_or_a_picture_is_answered_with_a_request_to_type(
     assert bot.turns == [] and wecom_api.sent == []
 
 
+async def test_a_picture_sent_to_an_agent_reaches_their_transcript_and_is_never_learnt(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path) -> None:
+    """While a person has the conversation, the customer's picture or voice message was answered with the
+    "please type" hint and the agent never learnt of it: nothing in the transcript, nobody waiting."""
+    from dialogues.export import recent_traffic
+    from dialogues.review import candidates
+    from dialogues.store import Exchange, Store
+
+    store = Store(tmp_path / "dialogues.db")
+    cid = f"wecom:{CORP_ID}:u1"
+    store.log_exchange(Exchange(cid, "wecom", "u1", "收到的杯子碎了", None, "抱歉，我没听懂。", None, 0.2, [], "fallback",
+                                "v0001"))
+    store.log_exchange(Exchange(cid, "wecom", "u1", "转人工", None, None, None, 0.0, [], "handoff", "v0001",
+                                handoff="requested"))
+    store.add_agent_answer(cid, "很抱歉，我们会给您补发一个新杯子。", "wecom", agent="小李")
+    bot = FakeBot()
+    bot.store = store  # type: ignore[assignment]
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    bot._store = run  # type: ignore[attr-defined]
+    channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
+    client = await client_for(aiohttp_client, channel)
+    for payload in ("<MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m1</MediaId><MsgId>8001</MsgId>",
+                    "<MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m1</MediaId><MsgId>8001</MsgId>",
+                    "<MsgType>voice</MsgType><MediaId>m2</MediaId><Format>amr</Format><MsgId>8002</MsgId>"):
+        inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000"
+                 f"</CreateTime>{payload}<AgentID>1000002</AgentID></xml>")
+        query, body = signed_post(crypto, inner)
+        response = await client.post("/wecom/callback", params=query, data=body)
+        assert response.status == 200 and await response.text() == ""  # no hint: the agent is there
+    await channel.close()
+    assert [(t["role"], t["text"]) for t in store.history(cid)][-2:] == [("user", "[图片]"), ("user", "[语音]")]
+    assert store.waiting()[0] == 1
+    store.add_agent_answer(cid, "照片收到了，补发三天内送到。", "wecom", agent="小李")
+    learnt = [(a["question"], a["answer"]) for a in store.answer_candidates()]
+    queued = [row["text"] for row in candidates(store, threshold=1.0)]
+    traffic = recent_traffic(store, 10)
+    store.close()
+    assert learnt and {question for question, _ in learnt} == {"收到的杯子碎了"}
+    assert not {"[图片]", "[语音]"} & set(queued + traffic)
+    assert bot.turns == [] and wecom_api.sent == []
+
+
 async def test_an_answer_that_is_not_a_json_object_is_a_delivery_error(aiohttp_server: Any) -> None:
     app = web.Application()
     app.router.add_get("/cgi-bin/gettoken", lambda _: web.Response(text="<html>portal login</html>", content_type="text/html"))

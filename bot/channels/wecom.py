@@ -33,6 +33,7 @@ from bot.channels.base import (MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, DeliveryErro
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import LANGUAGES, SLOT, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
+from dialogues.holding import SENT
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -190,8 +191,9 @@ class WeComChannel(PlatformChannel):
         empty = web.Response(text="")
         user = message.findtext("FromUserName") or ""
         text = (message.findtext("Content") or "").strip()
-        if message.findtext("MsgType") in UNREAD_TYPES and user and (msg_id := message.findtext("MsgId")):
-            return await self._unread(request, user, msg_id, nonce)
+        kind = message.findtext("MsgType") or ""
+        if kind in UNREAD_TYPES and user and (msg_id := message.findtext("MsgId")):
+            return await self._unread(request, user, kind, msg_id, nonce)
         if message.findtext("MsgType") != "text" or not user or not readable(text):
             return empty
         key = self._message_key(message)
@@ -260,10 +262,12 @@ class WeComChannel(PlatformChannel):
         sent = f"{message.findtext('FromUserName')}:{message.findtext('CreateTime') or ''}".encode()
         return f"wecom:from:{hmac.new(self.secret.encode(), sent, hashlib.sha256).hexdigest()}"
 
-    async def _unread(self, request: web.Request, user: str, msg_id: str, nonce: str) -> web.StreamResponse:
+    async def _unread(self, request: web.Request, user: str, kind: str, msg_id: str, nonce: str) -> web.StreamResponse:
         """Answer a message the bot cannot read (a voice message, a picture, a file) with ``unread_hint``, once
         per message and within the conversation's limit, in its language and script: the customer who sent one
-        heard nothing back, and waited."""
+        heard nothing back, and waited. In a conversation handed to a person it is recorded instead, as a
+        customer's turn that says what was sent ("[图片]", :data:`~dialogues.holding.SENT`): the agent learns of
+        it and sees the customer waiting, and no hint talks over them."""
         conversation_id = f"wecom:{self.corp_id}:{user}"
         async with self._seen.claim((f"wecom:{msg_id}",)) as first:
             if not first:
@@ -271,8 +275,14 @@ class WeComChannel(PlatformChannel):
             slots = partial(self.conversation_slots, conversation_id)
             notice = await hold_back(request, conversation_id, "", self.language, slots)
             if notice is None:
-                kept = await slots() if self.language != "en" else {}
+                store = self.bot.store
+                conversation = await self.bot._store(store.conversation, conversation_id) if store is not None else None
+                kept = (conversation or {}).get("slots", {})
                 language = self.language if self.language in LANGUAGES else kept.get(SLOT) or "zh"
+                if conversation is not None and conversation["status"] == "handed_off":
+                    await self.bot._store(store.add_message, conversation_id, "user", SENT[kind][language], self.name,
+                                          user)
+                    return web.Response(text="")
                 notice = say(self.unread_hint, language, script=kept_script(kept))
         return self._passive_reply(user, notice, nonce) if notice else web.Response(text="")
 
