@@ -205,6 +205,14 @@ def kept_script(slots: Mapping[str, Any]) -> Script | None:
     return script if script in get_args(Script) else None
 
 
+def _written_traditional(text: str) -> str:
+    """``text`` in Taiwan's standard Traditional forms, 回复 (to reply) always as 回覆: OpenCC reads 请回复 as
+    回復 ("to restore") and 请回复数字 as 回複 (of 复数, "plural"), where Taiwan and Hong Kong write 回覆, and
+    a support bot's 回复 is a reply. OpenCC's Taiwan phrases (s2twp) keep both, and swap Hong Kong's words for
+    Taiwan's (软件 as 軟體, 查看 as 檢視), so they are not used: one Traditional script answers both."""
+    return _WRITTEN_TRADITIONAL.convert(text.replace("回复", "回覆"))
+
+
 def in_script(text: str, script: Script | None) -> str:
     """What the bot says, in its customer's Chinese script: customers in Hong Kong and Taiwan, answered in
     the Simplified characters a shop writes its templates in (or the other way round), read another
@@ -212,7 +220,7 @@ def in_script(text: str, script: Script | None) -> str:
     addresses (…/help/退货 made 退貨 is another page) and text the converter refuses (half a surrogate pair)."""
     if script not in ("traditional", "simplified"):
         return text
-    convert = _WRITTEN_TRADITIONAL.convert if script == "traditional" else model_text
+    convert = _written_traditional if script == "traditional" else model_text
     try:  # the addresses, captured, are every other piece
         return "".join(piece if i % 2 else convert(piece) for i, piece in enumerate(_ADDRESS_PIECES.split(text)))
     except UnicodeEncodeError:

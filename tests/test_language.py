@@ -104,3 +104,10 @@ def test_in_script_converts_chinese_only() -> None:
                      "或写信给 售后@shop.cn", "traditional") == (
         "退貨政策見 https://shop.example.com/help/退货 或 [這裡](https://shop.example.com/zh/发票)，或寫信給 售后@shop.cn")
     assert in_script("詳見 https://shop.example.tw/退貨 謝謝", "simplified") == "详见 https://shop.example.tw/退貨 谢谢"
+
+
+def test_a_reply_is_written_as_taiwan_and_hong_kong_write_it() -> None:
+    """OpenCC's forms asked a Traditional-script customer to 回復 ("restore") or 回複 their choice."""
+    assert in_script("请回复数字", "traditional") == "請回覆數字"
+    assert in_script("请回复您的订单号，客服会尽快回复您。", "traditional") == "請回覆您的訂單號，客服會盡快回覆您。"
+    assert in_script("恢复出厂设置", "traditional") == "恢復出廠設置"  # to restore is still 復
