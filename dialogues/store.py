@@ -273,10 +273,11 @@ class KeyReused(Exception):
 class RepliedMeanwhile(Exception):
     """A colleague replied to the customer after the latest turn the agent had read (``Store.add_agent_answer``'s
     ``after``): two agents answering one customer at once sent two answers, which could disagree. A reply by
-    the agent sending (``agent``, the same name: their second window) is said to be theirs, not a colleague's."""
+    the agent sending (``agent``, the same name, as people read names: in any letter case and spacing; their
+    second window) is said to be theirs, not a colleague's."""
 
     def __init__(self, turn_id: int, author: str | None, agent: str | None = None) -> None:
-        if author and author == agent:
+        if author and agent and author.strip().casefold() == agent.strip().casefold():
             said = f"you ({author}) replied meanwhile from another window, as turn {turn_id}: read it, then send " \
                    "this one again if it is still needed"
         else:

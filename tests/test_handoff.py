@@ -909,6 +909,9 @@ async def test_a_reply_written_before_a_colleagues_reply_was_read_is_refused_unt
     assert await send("Hi, Ann here: fixing your bill.", agent="Ann", after=read) == (409, {
         "error": f"you (Ann) replied meanwhile from another window, as turn {ann[1]['turn_id']}: read it, then send "
                  "this one again if it is still needed"})
+    # her name typed in other letters, as a name is read by people: still hers
+    assert (await send("Hi, ann here: fixing your bill.", agent=" ann ", after=read))[1]["error"].startswith(
+        "you (Ann) replied meanwhile from another window")
     # read: it goes, with ``after`` as any JSON client may write the integer (12.0 is one in JSON Schema)
     assert (await send("Sam here, looking at your bill.", agent="Sam", after=float(ann[1]["turn_id"]), key="k-1"))[0] == 200
     assert (await send("Without after, as before.", agent="Sam"))[0] == 200
