@@ -2750,3 +2750,29 @@ def test_a_suggested_reply_titled_with_a_long_address_stays_in_the_chat(open_wid
         panel, button = page.locator(".panel").bounding_box(), page.locator(".quick button").bounding_box()
         assert panel is not None and button is not None
         assert panel["x"] <= button["x"] and button["x"] + button["width"] <= panel["x"] + panel["width"], (device, button)
+
+
+def test_an_agent_named_with_one_long_word_stays_in_the_chat_and_the_console(
+        open_widget: Any, chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
+        web_demo_bot: SimpleNamespace) -> None:
+    """An agent's name of one long word (the API takes 64 characters) made the customer's messages scroll
+    sideways on a phone, and ran out of the agents' console's inbox and transcript."""
+    name = "B" * 64
+    widget = open_widget(device={"viewport": {"width": 360, "height": 640}, "is_mobile": True, "has_touch": True})
+    widget.send("I need help")
+    expect(widget.bot_replies()).to_have_count(1)
+    cid = widget.conversation_id()
+    api.admin(f"/admin/conversations/{cid}/handoff?agent={name}")
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, how can I help?", "agent": name})
+    expect(widget.page.locator(".msg.agent .sender")).to_contain_text(name)
+    assert widget.page.locator(".scroll").evaluate("(list) => list.scrollWidth <= list.clientWidth")
+
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid)
+    page = context.pages[0]
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    expect(page.locator(".turn.agent .meta")).to_contain_text(name)
+    overflowing = page.evaluate("""() => [...document.querySelectorAll('.list li *, .conversation *')]
+        .filter((e) => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX === 'visible'
+                       && e.clientWidth > 0).map((e) => e.className || e.localName)""")
+    assert overflowing == []
+    context.close()

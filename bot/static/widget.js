@@ -450,7 +450,8 @@
     @keyframes pop { from { opacity: 0; transform: translateY(4px); } }
     .msg.user { align-self: flex-end; align-items: flex-end; }
     .msg.bot, .msg.agent { align-self: flex-start; }
-    .sender { font-size: 11.5px; color: var(--db-muted); margin: 0 0 3px 10px; font-weight: 600; }
+    .sender { font-size: 11.5px; color: var(--db-muted); margin: 0 0 3px 10px; font-weight: 600;
+      overflow-wrap: anywhere; } /* an agent named with one long word wraps: the list scrolled sideways on a phone */
     .bubble { padding: 10px 14px; border-radius: var(--db-radius); overflow-wrap: anywhere; }
     .bubble p { margin: 0; }
     .bubble p + p, .bubble p + ul, .bubble p + ol, .bubble ul + p, .bubble ol + p { margin-top: 8px; }
