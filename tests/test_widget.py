@@ -2776,3 +2776,20 @@ def test_an_agent_named_with_one_long_word_stays_in_the_chat_and_the_console(
                        && e.clientWidth > 0).map((e) => e.className || e.localName)""")
     assert overflowing == []
     context.close()
+
+
+def test_a_screen_reader_hears_in_the_agents_console_that_a_customer_started_to_wait(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The tab's title counted the waiting customers, which a screen reader does not read as it changes: a
+    blind agent heard of a new customer only by going through the inbox again."""
+    first, second = f"console-{next(PAGE_NUMBERS)}", f"console-{next(PAGE_NUMBERS)}"
+    assert api.chat(first, "/handoff")["handed_off"] is True
+    context = open_console(chromium, server, web_demo_bot.admin_token, first)
+    page = context.pages[0]
+    arrivals = page.get_by_role("status").filter(has_text=re.compile("customers waiting"))
+    page.wait_for_timeout(3500)  # a refresh with nobody new says nothing
+    expect(arrivals).to_have_count(0)
+    assert api.chat(second, "/handoff")["handed_off"] is True
+    expect(page.locator(f'.list li[data-id="{second}"]')).to_be_visible()
+    expect(arrivals).to_have_text(re.compile(r"^\d+\+? customers waiting$"))
+    context.close()
