@@ -847,6 +847,21 @@ class Store:
                  self.server])
             return int(cursor.lastrowid) if cursor.rowcount else None
 
+    def receive_unanswered(self, key: str, conversation_id: str, channel: str, user: str | None, text: str) -> int | None:
+        """Add a platform message the bot does not answer (a picture shown to the agent as "[图片]") as the
+        customer's turn, and return its id; None when a message with this ``key`` is kept already. Its key
+        is kept as :meth:`receive` keeps an answered message's, so that a redelivery reaching a server
+        started since is not added twice."""
+        with self._writing():
+            self.forget_old_keys()
+            stamp = now()
+            if not self.db.execute(
+                    "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, metadata, received, "
+                    "answered) VALUES (?, ?, ?, ?, '', '{}', ?, ?)",
+                    [key, conversation_id, channel, user, stamp, stamp]).rowcount:
+                return None
+            return self.add_message(conversation_id, "user", text, channel, user)
+
     def forget_old_keys(self) -> None:
         """Delete the keys of the platform messages answered (or purged) more than ``REDELIVERY_WINDOW_S`` ago, after
         which no redelivery comes. ``bot serve`` calls it every ``server.FORGET_KEYS_EVERY_S``: done only as a message

@@ -1019,3 +1019,35 @@ async def test_a_flooding_employee_is_limited_and_told_once_to_wait(aiohttp_clie
     await channel.close()
     assert [t.text for t in bot.turns] == ["第1个问题", "第2个问题"]  # the excess never reached the model
     assert wecom_api.sent == []  # nothing sent actively either
+
+
+async def test_a_picture_sent_to_an_agent_again_after_a_restart_is_recorded_once(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path) -> None:
+    """WeCom's retry of a picture reaching a server started since was recorded a second time: its MsgId was
+    known in the first server's memory only, while a text message's is kept in the store."""
+    from dialogues.store import Exchange, Store
+
+    store = Store(tmp_path / "dialogues.db")
+    cid = f"wecom:{CORP_ID}:u1"
+    store.log_exchange(Exchange(cid, "wecom", "u1", "转人工", None, None, None, 0.0, [], "handoff", "v0001",
+                                handoff="requested"))
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000"
+             "</CreateTime><MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m1</MediaId>"
+             "<MsgId>8001</MsgId><AgentID>1000002</AgentID></xml>")
+    for _ in range(2):  # the second, WeCom's retry, reaches a server started since
+        bot = FakeBot()
+        bot.store, bot._store = store, run  # type: ignore[assignment, attr-defined]
+        channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
+        client = await client_for(aiohttp_client, channel)
+        query, body = signed_post(crypto, inner)
+        response = await client.post("/wecom/callback", params=query, data=body)
+        assert response.status == 200 and await response.text() == ""
+        await channel.close()
+        await client.close()
+    pictures = [t for t in store.history(cid) if t["text"] == "[图片]"]
+    store.close()
+    assert len(pictures) == 1

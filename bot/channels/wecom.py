@@ -280,8 +280,8 @@ class WeComChannel(PlatformChannel):
                 kept = (conversation or {}).get("slots", {})
                 language = self.language if self.language in LANGUAGES else kept.get(SLOT) or "zh"
                 if conversation is not None and conversation["status"] == "handed_off":
-                    await self.bot._store(store.add_message, conversation_id, "user", SENT[kind][language], self.name,
-                                          user)
+                    await self.bot._store(store.receive_unanswered, f"wecom:{msg_id}", conversation_id, self.name, user,
+                                          SENT[kind][language])
                     return web.Response(text="")
                 notice = say(self.unread_hint, language, script=kept_script(kept))
         return self._passive_reply(user, notice, nonce) if notice else web.Response(text="")
