@@ -195,6 +195,8 @@ class InboxConversation(_Body):
 class InboxResponse(_Body):
     conversations: list[InboxConversation]
     total: int
+    waiting: int = Field(..., description="how many of them wait for a person's reply (waiting_since set), on this "
+                                          "page or past it; 0 for the open ones")
 
 
 class TranscriptTurn(_Body):

@@ -615,8 +615,8 @@ async def inbox(request: web.Request) -> web.Response:
         raise http_error(web.HTTPBadRequest, f"status: {status!r} is not handed_off or open")
     limit = query_limit(request, 50)
     bot = request.app[BOT]
-    conversations, total = await bot._read(Store.inbox, status, limit)  # every agent's console asks every 3 s
-    return json_response({"conversations": conversations, "total": total})
+    conversations, total, waiting = await bot._read(Store.inbox, status, limit)  # every agent's console asks every 3 s
+    return json_response({"conversations": conversations, "total": total, "waiting": waiting})
 
 
 def unknown_conversation(conversation_id: str) -> web.HTTPException:

@@ -1063,9 +1063,10 @@ class Store:
 
     # --- the agents' inbox ----------------------------------------------------------------------
 
-    def inbox(self, status: str, limit: int) -> tuple[list[dict[str, Any]], int]:
+    def inbox(self, status: str, limit: int) -> tuple[list[dict[str, Any]], int, int]:
         """The first ``limit`` conversations in ``status`` (``handed_off`` or ``open``) for the agents,
-        and how many there are.
+        how many there are, and how many of them wait for a person's reply (none of the open ones): a
+        full page of waiting customers may hide more, whom the console counts and announces too.
 
         Handed-off conversations come longest-waiting first (``_HANDED_OFF`` says when a wait begins),
         since that is the order agents should take them in; one whose latest word is the agent's comes
@@ -1073,22 +1074,26 @@ class Store:
         looking for one to take over.
         """
         if status == "handed_off":
-            query = f"SELECT * FROM ({_HANDED_OFF}) ORDER BY waiting_since IS NULL, waiting_since, handed_off_at LIMIT ?"
+            query = (f"SELECT *, count(waiting_since) OVER () AS waiting FROM ({_HANDED_OFF}) "
+                     "ORDER BY waiting_since IS NULL, waiting_since, handed_off_at LIMIT ?")
         else:
             query = (
                 "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
                 "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
-                f"{_LATEST_TYPED} AS last_message, NULL AS unread FROM conversations c WHERE c.status = 'open' "
+                f"{_LATEST_TYPED} AS last_message, NULL AS unread, 0 AS waiting FROM conversations c "
+                "WHERE c.status = 'open' "
                 f"AND {_AGENTS_REACH} "
                 "ORDER BY c.updated DESC LIMIT ?"
             )
         total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH}",
                                 [status]).fetchone()[0]
         rows = list(self.db.query(query, [limit]))
-        if self.keep_raw:  # the latest message as typed is then the unredacted copy, not for display (``_shown``)
-            for row in rows:
+        waiting = rows[0]["waiting"] if rows else 0  # every row holds the count: one pass over the conversations
+        for row in rows:
+            del row["waiting"]
+            if self.keep_raw:  # the latest message as typed is then the unredacted copy, not for display (``_shown``)
                 row["last_message"] = row["last_message"] and self._private(row["last_message"])
-        return rows, total
+        return rows, total, waiting
 
     def waiting(self) -> tuple[int, float | None]:
         """How many handed-off customers wait for a person's reply, and since when the first of them has."""

@@ -148,6 +148,7 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
     sent = await client.post("/admin/conversations/asked/messages", json={"text": ANSWER}, headers=AUTH)
     assert sent.status == 200
     assert [(c["conversation_id"], c["waiting_since"]) for c in (await inbox())["conversations"]][1] == ("asked", None)
+    assert (await inbox())["waiting"] == 1  # of the 2 handed off
     assert await waiting_metrics(client) == (1, True)
     await chat(client, "asked", "and the other invoice?")
     transcript = await (await client.get("/admin/conversations/asked", headers=AUTH)).json()
@@ -155,6 +156,7 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
     assert [c["waiting_since"] for c in (await inbox())["conversations"]] == [
         (await inbox())["conversations"][0]["handed_off_at"], waiting_from]
     assert (await inbox("?limit=1"))["total"] == 2 and len((await inbox("?limit=1"))["conversations"]) == 1
+    assert (await inbox("?limit=1"))["waiting"] == 2  # the waiting customer past the page counts too
 
     # The open ones, for an agent who wants to take one over; a wrong status is named.
     assert [c["conversation_id"] for c in (await inbox("?status=open"))["conversations"]] == ["happy"]

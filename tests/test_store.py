@@ -336,7 +336,7 @@ def test_the_overdue_and_waiting_customers_come_from_the_inbox(tmp_path: Path) -
     store.log_exchange(Exchange("cli:2", "cli", None, "hi", None, "Hello!", "greet", 0.9, [], "template", "v0001"))
     assert store.waiting() == (1, handed_off_at) and store.overdue(handed_off_at + 10**6, 300) == []
     assert [c["conversation_id"] for c in store.inbox("handed_off", 10)[0]] == ["zh", "answered"]
-    assert store.inbox("handed_off", 10)[1] == 2 and store.inbox("open", 10) == ([], 0)
+    assert store.inbox("handed_off", 10)[1:] == (2, 1) and store.inbox("open", 10) == ([], 0, 0)
     store.close()
 
 
@@ -1299,7 +1299,7 @@ def test_the_inbox_shows_the_latest_message_as_the_customer_wrote_it(tmp_path: P
     store.log_exchange(Exchange("zh", "web", None, "我要退款!订单号123?", "我要退款！订单号１２３？", "好的", "get_refund",
                                 0.9, [("get_refund", 0.9)], "intent", "v0001"))
     store.log_exchange(Exchange("en", "web", None, "plain", None, "Sorry?", None, 0.1, [], "fallback", "v0001"))
-    listed, total = store.inbox("open", 10)
+    listed, total, _ = store.inbox("open", 10)
     latest = {c["conversation_id"]: c["last_message"] for c in listed}
     assert total == 2 and latest == {"zh": "我要退款！订单号１２３？", "en": "plain"}
     shown = store.transcript("zh")

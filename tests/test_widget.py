@@ -2791,5 +2791,25 @@ def test_a_screen_reader_hears_in_the_agents_console_that_a_customer_started_to_
     expect(arrivals).to_have_count(0)
     assert api.chat(second, "/handoff")["handed_off"] is True
     expect(page.locator(f'.list li[data-id="{second}"]')).to_be_visible()
-    expect(arrivals).to_have_text(re.compile(r"^\d+\+? customers waiting$"))
+    expect(arrivals).to_have_text(re.compile(r"^\d+ customers waiting$"))
+    context.close()
+
+
+def test_a_screen_reader_hears_of_a_customer_who_starts_to_wait_behind_a_full_page_of_waiting_ones(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The console counted the waiting customers on the one page of them it reads (200): with more, its count
+    said "200+" and stayed so, and a newcomer was not announced. A page of one stands for that page here."""
+    first, second, newcomer = (f"console-{next(PAGE_NUMBERS)}" for _ in range(3))
+    for cid in (first, second):
+        assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = open_console(chromium, server, web_demo_bot.admin_token, first, second)
+    context.route(re.compile(r"/admin/conversations\?limit=200&status=handed_off$"),
+                  lambda route: route.continue_(url=route.request.url.replace("limit=200", "limit=1")))
+    page = context.pages[0]
+    arrivals = page.get_by_role("status").filter(has_text=re.compile("customers waiting"))
+    page.wait_for_timeout(3500)  # a refresh on the page of one, with nobody new, says nothing
+    expect(arrivals).to_have_count(0)
+    assert api.chat(newcomer, "/handoff")["handed_off"] is True
+    expect(arrivals).to_have_text(re.compile(r"^\d+ customers waiting$"))
+    expect(page).to_have_title(re.compile(r"^\(\d+\) deskbot"))
     context.close()
