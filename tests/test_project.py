@@ -594,13 +594,9 @@ def test_lookup_tables_and_synonyms_read_entities_as_rasas_do(tmp_path: Path) ->
     "flights to Berlin" of a Rasa bot with 'lookup: city'. Each is listed as Rasa lists it to an action, with
     where it was said, its extractor, and EntitySynonymMapper where a synonym named it: an action read only its
     entity and value, and one reading e["start"] failed."""
-    (tmp_path / "bot.yml").write_text("name: t\nlanguage: multi\n")
-    (tmp_path / "nlu.yml").write_text(
-        "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: flight\n  examples: |\n    - fly to [Berlin](city)\n"
-        "- lookup: city\n  examples: |\n    - Berlin\n    - New York\n    - New York City\n    - NYC\n    - 北京\n"
-        "- synonym: New York City\n  examples: |\n    - nyc\n", encoding="utf-8")
-    (tmp_path / "responses.yml").write_text("responses:\n  flight:\n    - text: Flights to {city}.\n")
-    project = load_project(tmp_path)  # {city} is an entity's: no longer refused as one nothing fills
+    project = flight_bot(tmp_path, "    - fly to [Berlin](city)\n- lookup: city\n  examples: |\n    - Berlin\n    - New York\n"
+                                   "    - New York City\n    - NYC\n    - 北京\n- synonym: New York City\n  examples: |\n"
+                                   "    - nyc\n", language="multi")  # {city} is an entity's: no longer refused as one nothing fills
     assert project.entity_values("flights to berlin or New York City?") == [("city", "berlin"), ("city", "New York City")]
     assert project.entities("a Berliner, please") == {}
     assert project.entities("fly me to NYC") == {"city": "New York City"}
@@ -616,6 +612,16 @@ def test_lookup_tables_and_synonyms_read_entities_as_rasas_do(tmp_path: Path) ->
     assert project.payload_entities('/flight{"city": "nyc", "to": "x"}') == [
         {"entity": "city", "start": 7, "end": 33, "value": "New York City", "confidence_entity": 1.0,
          "processors": ["EntitySynonymMapper"]}]
+
+
+def flight_bot(root: Path, nlu: str, language: str = "en") -> Project:
+    """A bot that greets ("hi") and books flights ("Flights to {city}."), whose nlu.yml goes on from the flight
+    intent's ``examples: |`` with ``nlu``."""
+    (root / "bot.yml").write_text(f"name: t\nlanguage: {language}\n")
+    (root / "nlu.yml").write_text("nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: flight\n  examples: |\n"
+                                  + nlu, encoding="utf-8")
+    (root / "responses.yml").write_text("responses:\n  flight:\n    - text: Flights to {city}.\n")
+    return load_project(root)
 
 
 def chinese_bot(root: Path, nlu: str, responses: str = "") -> Project:
@@ -656,13 +662,9 @@ def test_regexes_read_either_chinese_script_and_keep_the_customers(tmp_path: Pat
 def test_annotated_values_are_synonyms_as_in_rasa(tmp_path: Path) -> None:
     """Rasa's EntitySynonymMapper learns a synonym from an example's annotation giving another value, in Rasa 3's
     form and the older one: deskbot read them as their text, and gave "NYC" as the city."""
-    (tmp_path / "bot.yml").write_text("name: t\n")
-    (tmp_path / "nlu.yml").write_text(
-        "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: flight\n  examples: |\n"
-        '    - fly to [NYC]{"entity": "city", "value": "New York City"}\n    - flights to [LA](city:Los Angeles)\n'
-        "    - a ticket to [Berlin](city)\n- lookup: city\n  examples: |\n    - NYC\n    - LA\n    - Berlin\n")
-    (tmp_path / "responses.yml").write_text("responses:\n  flight:\n    - text: Flights to {city}.\n")
-    project = load_project(tmp_path)
+    project = flight_bot(tmp_path, '    - fly to [NYC]{"entity": "city", "value": "New York City"}\n'
+                                   "    - flights to [LA](city:Los Angeles)\n    - a ticket to [Berlin](city)\n"
+                                   "- lookup: city\n  examples: |\n    - NYC\n    - LA\n    - Berlin\n")
     assert [e.text for e in project.examples if e.intent == "flight"] == [
         "fly to NYC", "flights to LA", "a ticket to Berlin"]
     assert project.entity_values("nyc or la, or berlin") == [
@@ -672,13 +674,8 @@ def test_annotated_values_are_synonyms_as_in_rasa(tmp_path: Path) -> None:
 def test_rasa_3s_list_of_annotations_reads_as_its_text_and_each_entity(tmp_path: Path) -> None:
     """An example annotated [NYC][{"entity": "city"}, {"entity": "place"}] was left as it stood, brackets and all,
     so the classifier learnt that text, and no entity it names was known annotated."""
-    (tmp_path / "bot.yml").write_text("name: t\n")
-    (tmp_path / "nlu.yml").write_text(
-        "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: flight\n  examples: |\n"
-        '    - fly to [NYC][{"entity": "city", "value": "New York City"}, {"entity": "place"}] today\n'
-        "- lookup: city\n  examples: |\n    - NYC\n")
-    (tmp_path / "responses.yml").write_text("responses:\n  flight:\n    - text: Flights to {city}.\n")
-    project = load_project(tmp_path)
+    project = flight_bot(tmp_path, '    - fly to [NYC][{"entity": "city", "value": "New York City"}, {"entity": "place"}] '
+                                   "today\n- lookup: city\n  examples: |\n    - NYC\n")
     assert [e.text for e in project.examples if e.intent == "flight"] == ["fly to NYC today"]
     assert project.unread_entities == {"place": 7}  # city has its lookup
     assert project.entities("nyc please") == {"city": "New York City"}
