@@ -1081,8 +1081,7 @@ class Store:
                 "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
                 "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
                 f"{_LATEST_TYPED} AS last_message, NULL AS unread, 0 AS waiting FROM conversations c "
-                "WHERE c.status = 'open' "
-                f"AND {_AGENTS_REACH} "
+                f"WHERE c.status = 'open' AND {_AGENTS_REACH} "
                 "ORDER BY c.updated DESC LIMIT ?"
             )
         total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH}",

@@ -192,9 +192,9 @@ class WeComChannel(PlatformChannel):
         user = message.findtext("FromUserName") or ""
         text = (message.findtext("Content") or "").strip()
         kind = message.findtext("MsgType") or ""
-        if kind in UNREAD_TYPES and user and (msg_id := message.findtext("MsgId")):
-            return await self._unread(request, user, kind, msg_id, nonce)
-        if message.findtext("MsgType") != "text" or not user or not readable(text):
+        if kind in UNREAD_TYPES and user and message.findtext("MsgId"):
+            return await self._unread(request, user, kind, self._message_key(message), nonce)
+        if kind != "text" or not user or not readable(text):
             return empty
         key = self._message_key(message)
         conversation_id = f"wecom:{self.corp_id}:{user}"
@@ -262,14 +262,14 @@ class WeComChannel(PlatformChannel):
         sent = f"{message.findtext('FromUserName')}:{message.findtext('CreateTime') or ''}".encode()
         return f"wecom:from:{hmac.new(self.secret.encode(), sent, hashlib.sha256).hexdigest()}"
 
-    async def _unread(self, request: web.Request, user: str, kind: str, msg_id: str, nonce: str) -> web.StreamResponse:
+    async def _unread(self, request: web.Request, user: str, kind: str, key: str, nonce: str) -> web.StreamResponse:
         """Answer a message the bot cannot read (a voice message, a picture, a file) with ``unread_hint``, once
         per message and within the conversation's limit, in its language and script: the customer who sent one
         heard nothing back, and waited. In a conversation handed to a person it is recorded instead, as a
         customer's turn that says what was sent ("[图片]", :data:`~dialogues.holding.SENT`): the agent learns of
         it and sees the customer waiting, and no hint talks over them."""
         conversation_id = f"wecom:{self.corp_id}:{user}"
-        async with self._seen.claim((f"wecom:{msg_id}",)) as first:
+        async with self._seen.claim((key,)) as first:
             if not first:
                 return web.Response(text="")
             slots = partial(self.conversation_slots, conversation_id)
@@ -280,7 +280,7 @@ class WeComChannel(PlatformChannel):
                 kept = (conversation or {}).get("slots", {})
                 language = self.language if self.language in LANGUAGES else kept.get(SLOT) or "zh"
                 if conversation is not None and conversation["status"] == "handed_off":
-                    await self.bot._store(store.receive_unanswered, f"wecom:{msg_id}", conversation_id, self.name, user,
+                    await self.bot._store(store.receive_unanswered, key, conversation_id, self.name, user,
                                           SENT[kind][language])
                     return web.Response(text="")
                 notice = say(self.unread_hint, language, script=kept_script(kept))
