@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
-from bot.project import Project, intent_label, intent_name, load_project
+from bot.project import Project, intent_label, intent_name, load_project, too_long
 
 if TYPE_CHECKING:
     from dialogues.store import Store
@@ -621,7 +621,8 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     from finetune.metrics import OOS
 
     project = load_project(directory)
-    rows = read_jsonl(test_file, fail, intent_label)  # an intent the bot has not, "handoff" too, is out of scope
+    # An intent the bot has not, "handoff" too, is out of scope; a text the server would refuse is no test of it.
+    rows = read_jsonl(test_file, fail, intent_label, sendable(project.config.server.max_message_chars))
     results = results or directory / "results"
     try:  # before the model runs over the whole file, not after
         results.mkdir(parents=True, exist_ok=True)
@@ -655,6 +656,15 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     else:
         for key, value in figures.items():
             click.echo(f"{key:>22}: {json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value}")
+
+
+def sendable(max_chars: int) -> Callable[[dict[str, Any]], None]:
+    """A test line's check for `bot eval`: a ValueError for a text longer than the server takes
+    (:func:`~bot.project.too_long`), which scored what no customer can ask."""
+    def check(row: dict[str, Any]) -> None:
+        if problem := too_long(row["text"], max_chars):
+            raise ValueError(f"{problem}; keep the customer's question alone")
+    return check
 
 
 def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:

@@ -24,7 +24,7 @@ import yaml
 
 from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS
 from bot.language import written_in
-from bot.project import example_text, history_item, same_example
+from bot.project import example_text, history_item, same_example, too_long
 from dialogues.export import shareable
 from dialogues.redact import redact
 from finetune.durable import replaced
@@ -110,9 +110,8 @@ def check_line(row: dict[str, Any]) -> None:
     customer's message may be (a ticket's whole thread, exported as its question, was kept as one example that no
     customer could send and of which the classifier reads 64 tokens), or an answer history.jsonl would refuse
     (:func:`answer_of`)."""
-    if len(row["text"]) > DEFAULT_MAX_MESSAGE_CHARS:
-        raise ValueError(f"the text is {len(row['text']):,} characters long, more than a customer's message may be "
-                         f"({DEFAULT_MAX_MESSAGE_CHARS:,}: server.max_message_chars); keep the customer's question alone")
+    if problem := too_long(row["text"], DEFAULT_MAX_MESSAGE_CHARS):
+        raise ValueError(f"{problem}; keep the customer's question alone")
     answer_of(row)
 
 

@@ -1130,8 +1130,19 @@ def jsonl_hint(line: str, n: int, example: str) -> str:
 HISTORY_LINE = '{"question": "where is my order?", "answer": "It ships within 2 days."}'  # one line of history.jsonl
 
 
-def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
-    """Historical question -> agent answer pairs, one JSON object per line."""
+def too_long(text: str, limit: int, what: str = "text") -> str | None:
+    """What is wrong with a ``what`` longer than a customer's message may be (``limit``: server.max_message_chars),
+    or None: the web channel refuses such a message and Slack and WeCom cut it, so no customer asks it, and one
+    the bot learns from or is scored on (a ticket's whole thread) measures nothing it will meet."""
+    if len(text) <= limit:
+        return None
+    return f"the {what} is {len(text):,} characters long, more than a customer's message may be " \
+           f"({limit:,}: server.max_message_chars)"
+
+
+def load_history(path: Path, intents: set[str], max_chars: int) -> list[HistoryItem]:
+    """Historical question -> agent answer pairs, one JSON object per line; a question is a customer's message,
+    up to ``max_chars`` (server.max_message_chars)."""
     if not path.exists():
         return []
     items = []
@@ -1140,6 +1151,8 @@ def load_history(path: Path, intents: set[str]) -> list[HistoryItem]:
             continue
         try:
             item = history_item(json.loads(line.removeprefix("\ufeff")))  # a file of several joined, each with its mark
+            if problem := too_long(item.question, max_chars, "question"):
+                raise ValueError(f"{problem}; keep the customer's question alone")
         except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
             raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}"
                                f"{jsonl_hint(line, n, HISTORY_LINE)}") from None
@@ -1222,7 +1235,7 @@ def load_project(root: Path | str) -> Project:
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]
-    history = load_history(root / "history.jsonl", intents)
+    history = load_history(root / "history.jsonl", intents, config.server.max_message_chars)
     project = Project(root, config, examples, patterns, responses, history, unread, synonyms, twins)
     for loc, intent in named:
         if intent is not None and intent not in intents:

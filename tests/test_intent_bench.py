@@ -300,6 +300,19 @@ def test_eval_reads_intents_as_nlu_yml_holds_them_and_names_the_unknown(tiny_dem
     assert blank.exit_code == 1 and "b.jsonl:2: the intent is empty" in blank.output  # not an unnamed unknown intent
 
 
+def test_eval_refuses_a_text_longer_than_the_server_takes(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A ticket's whole thread was scored as a question, where the server refuses a message past
+    server.max_message_chars: the figures counted what no customer can ask."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"max_message_chars": 80})
+    test = write_jsonl(tmp_path / "t.jsonl", [{"text": "where is my parcel", "intent": "track_order"},
+                                              {"text": "where is my parcel, " * 5, "intent": "track_order"}])
+    result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(test), "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert f"{test}:2: the text is 100 characters long, more than a customer's message may be (80: " \
+           "server.max_message_chars)" in result.output
+    assert not (root / "results" / "reply_report.json").exists()  # refused before the model ran
+
+
 def test_eval_leaves_out_button_payloads(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """"/handoff" and "/track_refund" were scored as questions for the model, and counted as its misses, where
     the bot answers them without it."""

@@ -469,6 +469,9 @@ def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> No
     pytest.param('{"question": ' + "[" * 100_000 + "]" * 100_000 + "}", "maximum recursion depth exceeded", id="nested"),
     pytest.param('{"question": "q", "answer": "' + "Z" * 20_001 + '"}', "the answer is 20001 characters long, more than "
                  "a reply may be (20000)", id="runaway"),  # was shown to customers whole
+    # a ticket's whole thread, which no customer can send: the server takes 4,000 characters
+    pytest.param('{"question": "' + "refund " * 600 + '", "answer": "Refunds take 5 days."}', "the question is 4,200 "
+                 "characters long, more than a customer's message may be (4,000: server.max_message_chars)", id="thread"),
 ])
 def test_a_history_line_that_is_not_a_question_and_its_answer_is_refused(bot_dir: Path, row: str, problem: str) -> None:
     path = bot_dir / "history.jsonl"
