@@ -34,17 +34,27 @@ def model_questions(rows: list[dict[str, Any]], intents: Iterable[str]) -> tuple
     return [row for row, _ in kept], [text for _, text in kept], [row["text"] for row, text in seen if text in payloads]
 
 
-def reply_outcome(decision: Decision, truth: str, labels: list[str], handoff_intent: str | None) -> str:
+def reply_outcome(decision: Decision, truth: str, labels: list[str], handoff_intent: str | None,
+                  unfiled: bool = False) -> str:
     """``right``, ``wrong`` or ``fallback``. An out-of-scope question (``oos``, or an intent the model does
-    not know) is answered right by the fallback or by the ``oos`` intent's own template. A historical
-    answer without an intent counts as the classifier's intent, and a handoff after too many fallbacks
-    as a fallback."""
+    not know) is answered right by the fallback or by the ``oos`` intent's own template. A question of an
+    intent the model does not know, other than ``oos``, is answered right too by a historical answer filed
+    under no intent (``unfiled``): such answers are how a shop answers what none of its intents covers ("do
+    you deliver abroad?"), and they were counted wrong. Otherwise a historical answer without an intent
+    counts as the classifier's intent, and a handoff after too many fallbacks as a fallback."""
     declined = decision.kind == "fallback" or (decision.kind == "handoff" and decision.intent != handoff_intent)
     if truth == OOS or truth not in labels:
-        return "right" if declined or decision.intent == OOS else "wrong"
+        answered = decision.intent == OOS or (unfiled and truth != OOS)
+        return "right" if declined or answered else "wrong"
     if declined:
         return "fallback"
     return "right" if decision.intent == truth else "wrong"
+
+
+def unfiled_answer(decision: Decision, analysis: Analysis) -> bool:
+    """Whether the reply is a historical answer filed under no intent, to which the reply policy gives the
+    classifier's intent: that says nothing of what it answers."""
+    return decision.kind == "retrieval" and any(h.intent is None and h.text == decision.text for h in analysis.hits)
 
 
 def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[str], analyses: list[Analysis],
@@ -59,7 +69,8 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
         language = turn_language(project.config.language, text)
         decision = decide(analysis, project.config, project.responses, project.entities(text), "web", 0, language,
                           project.intents)
-        outcome = reply_outcome(decision, row["intent"], labels, project.config.handoff.intent)
+        outcome = reply_outcome(decision, row["intent"], labels, project.config.handoff.intent,
+                                unfiled_answer(decision, analysis))
         outcomes[outcome] += 1
         by_source.setdefault(decision.kind, Counter())[outcome] += 1
         if outcome != "right":

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from bot.nlu import Analysis
-from bot.evaluation import reply_outcome
+from bot.evaluation import evaluate_replies, reply_outcome
 from bot.policy import Decision, decide
-from bot.project import HANDOFF_PAYLOAD, BotConfig
+from bot.project import HANDOFF_PAYLOAD, BotConfig, load_project
 from bot.training import DEFAULT_INTENT_THRESHOLD, calibrate_threshold
 from bot.responses import Responses, ResponseVariant
 from finetune.classifier import Prediction
 from retrieval.index import Hit
+from tests.conftest import REPO
 
 CONFIG = BotConfig.model_validate({
     "thresholds": {"intent": "auto", "retrieval": 0.6, "fallbacks_before_handoff": 2},
@@ -349,6 +353,20 @@ def test_reply_outcomes_count_wrong_answers_apart_from_fallbacks() -> None:
     asked = Decision("handoff", "contact_human_agent", 0.9)
     assert reply_outcome(asked, "contact_human_agent", labels, "contact_human_agent") == "right"
     assert reply_outcome(Decision("handoff", "get_refund", 0.2), "get_refund", labels, "contact_human_agent") == "fallback"
+
+
+def test_an_answer_of_no_intent_to_a_question_no_intent_covers_is_right(tmp_path: Path) -> None:
+    """The starter's history answers "do you deliver abroad?" under no intent, as a shop answers what none of its
+    intents covers; bot eval counted that answer wrong for a test line of an intent the bot lacks, as it counts an
+    answer to an off-topic (oos) line, which the bot should decline."""
+    project = load_project(REPO / "bot" / "starter")
+    abroad = next(item.answer for item in project.history if item.intent is None)
+    unsure = analysis("opening_hours", 0.3, [hit(0.9, None, abroad)])
+    rows = [{"text": "do you deliver to Germany?", "intent": "shipping"}, {"text": "tell me a story", "intent": "oos"}]
+    figures = evaluate_replies(project, rows, [row["text"] for row in rows], [unsure, unsure], project.intents, tmp_path)
+    assert figures["by_source"] == {"retrieval": {"right": 1, "wrong": 1}}
+    misses = json.loads((tmp_path / "reply_report.json").read_text())["misses"]
+    assert [(miss["intent"], miss["reply"]) for miss in misses] == [("oos", abroad)]
 
 
 def test_a_template_text_the_shop_has_since_changed_is_never_sent_from_the_index() -> None:
