@@ -188,7 +188,10 @@ def shell(path: Path) -> str:
               help="Build nlu.yml from {\"text\", \"intent\"} lines (e.g. BANKING77's train.jsonl); a line's "
                    "\"answer\", an agent's, goes to history.jsonl with its text as the question, and each intent no "
                    "line answers gets a placeholder response.")
-def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> None:
+@click.option("--from-csv", "from_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The same from a helpdesk's CSV export: a header row naming question (or text), intent and "
+                   "answer columns; a row without an intent goes to history.jsonl alone, as an answer of no intent.")
+def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from_csv: Path | None) -> None:
     """Create a bot: a starter, the demo shop, or one from your data.
 
     DIRECTORY is made if need be; one that holds a bot already is refused unless --force.
@@ -199,14 +202,17 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
       bot init mybot
       bot init mybot --demo
       bot init mybot --from-jsonl tickets.jsonl
+      bot init mybot --from-csv tickets.csv
     """
     from bot.importer import BOT_FILES, write_whole
 
-    if demo and from_jsonl is not None:  # it built the bot from the file alone, the --demo unsaid
-        raise click.UsageError("--demo and --from-jsonl each give the bot's files: use one")
+    given = [name for name, value in (("--demo", demo), ("--from-jsonl", from_jsonl), ("--from-csv", from_csv)) if value]
+    if len(given) > 1:  # it built the bot from the file alone, the --demo unsaid
+        raise click.UsageError(f"{' and '.join(given)} each give the bot's files: use one")
+    data = from_jsonl or from_csv
     source = resources.files("bot") / ("demo" if demo else "starter")
     with resources.as_file(source) as src:  # every file written here: the demo's README.md, LICENSE, actions/ too
-        written = BOT_FILES if from_jsonl is not None else packaged_files(src)
+        written = BOT_FILES if data is not None else packaged_files(src)
     taken = [name for name in written if (directory / name).exists()]
     if taken and not force:  # a Rasa project, or a bot, whose data (or README) the starter's would replace
         fail(f"{directory} already has {', '.join(taken)}; use --force to overwrite")
@@ -217,15 +223,15 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
     if taken and frozen.exists():  # chosen from the data replaced here, it would judge (and calibrate) the new bot
         stale += f"{' ' if stale else ''}{frozen} holds the replaced data's held-out examples, on which every later " \
                  "version is judged: delete it for the next `bot train` to choose them from the new data."
-    if from_jsonl is not None:
-        from bot.importer import check_line, write_bot
+    if data is not None:
+        from bot.importer import check_line, read_csv, write_bot
         from finetune.evaluation import read_jsonl
 
         try:
-            rows = read_jsonl(from_jsonl, fail, intent_name, check_line)
+            rows = (read_csv if from_csv else read_jsonl)(data, fail, intent_name, check_line)
             counts = write_bot(directory, rows, directory.resolve().name)
         except ValueError as exc:
-            fail(f"{from_jsonl}: {exc}")
+            fail(f"{data}: {exc}")
         except OSError as exc:
             cannot_create(directory, exc)
         unwritten = int(counts["placeholders"])
@@ -234,8 +240,10 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
         click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "
                    f"(language: {counts['language']}). Next: {write}bot train {shell(directory)}")
         if counts["answers"]:  # historical answers, given to a close question that no template answers first
+            unfiled = f" ({counts['unfiled']} under none)" if counts["unfiled"] else ""
             click.echo(f"history.jsonl holds {_count(int(counts['answers']), 'answer')} from the file, "
-                       f"{'' if counts['answers'] == 1 else 'each '}with its text as the question and under its intent.")
+                       f"{'' if counts['answers'] == 1 else 'each '}with its text as the question and under its "
+                       f"intent{unfiled}.")
         if counts["personal"]:
             click.echo(f"{_count(int(counts['personal']), 'answer')} left out, as no other customer may read "
                        f"{'it' if counts['personal'] == 1 else 'them'}: an "
@@ -253,14 +261,17 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None) -> N
                        "some as an oos intent in nlu.yml with a template in responses.yml.", err=True)
         cased: dict[str, set[str]] = {}
         for row in rows:
-            cased.setdefault(row["intent"].casefold(), set()).add(row["intent"])
+            if row["intent"] is not None:
+                cased.setdefault(row["intent"].casefold(), set()).add(row["intent"])
         if alike := [" and ".join(sorted(names)) for names in cased.values() if len(names) > 1]:
             click.echo(f"Intents that differ only in case, each its own intent: {'; '.join(alike[:5])}"
                        f"{' …' if len(alike) > 5 else ''}; spell each alike in the file if it is one.", err=True)
         unread = Counter(key for row in rows for key in row if key not in ("text", "intent", "answer"))
         if unread:  # an agent's answer under another name ("agent_answer", "response") was lost without a word
-            keys = ", ".join(f"{key!r} ({_count(n, 'line')})" for key, n in unread.most_common())
-            click.echo(f"Not read: {keys}; a line's agent answer goes under \"answer\".", err=True)
+            keys = ", ".join(f"{key!r} ({_count(n, 'row' if from_csv else 'line')})" for key, n in unread.most_common())
+            answer = "an agent's answer goes in the column named \"answer\"" if from_csv else \
+                "a line's agent answer goes under \"answer\""
+            click.echo(f"Not read: {keys}; {answer}.", err=True)
         if taken:
             say_kept(directory, BOT_FILES)
         if stale:

@@ -1,4 +1,4 @@
-"""A bot folder from labelled messages: ``bot init DIR --from-jsonl FILE``.
+"""A bot folder from labelled messages: ``bot init DIR --from-jsonl FILE`` (or ``--from-csv``, a helpdesk's export).
 
 Teams that already have labelled messages (an exported ticket system, or a public set such as
 BANKING77) get a trainable bot at once: every intent's examples go to ``nlu.yml`` in Rasa's format,
@@ -11,18 +11,20 @@ bot answers questions close to it: an intent with answers gets no placeholder, w
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import io
 import json
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS
+from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS, readable
 from bot.language import written_in
 from bot.project import example_text, history_item, same_example, too_long
 from dialogues.export import shareable
@@ -115,6 +117,61 @@ def check_line(row: dict[str, Any]) -> None:
     answer_of(row)
 
 
+CSV_COLUMNS = {"question": "text", "text": "text", "intent": "intent", "answer": "answer"}  # a column's name: its key
+
+
+def read_csv(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str],
+             check: Callable[[dict[str, Any]], object]) -> list[dict[str, Any]]:
+    """A helpdesk's CSV export as ``bot init --from-csv`` reads it: a header row naming the columns ``question``
+    (or ``text``), ``intent`` and ``answer``, in any case and order, and a row a question, as a ``--from-jsonl``
+    line with those keys. A row without an intent is an answer the shop gives to what none of its intents covers:
+    its question and answer go to history.jsonl under no intent (:func:`write_bot`), and it needs an answer. Other
+    columns are kept, for ``bot init`` to name as not read. ``fail`` stops with the row's line, as ``read_jsonl``
+    does; so do ``intent_name``'s ValueError and ``check``'s ValueError or TypeError (:func:`check_line`)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" opens with a byte order mark
+    except UnicodeDecodeError as exc:
+        at = exc.object[:exc.start].count(b"\n") + 1
+        fail(f"{path}:{at}: not UTF-8 text; save the file as UTF-8 (Excel: CSV UTF-8)")
+    # A quoted answer's line breaks are its own; strict: a quote left open took the rest of the file as one cell.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header = [name.strip().casefold() for name in next(reader, [])]
+    if "intent" not in header or not {"question", "text"} & set(header):
+        found = ",".join(header)
+        hint = "; the columns are separated by commas" if ";" in found or "\t" in found else ""
+        fail(f"{path}:1: the first row names the columns: question (or text), intent and, optionally, answer; it "
+             f"has {found!r}{hint}")
+    rows = []
+    while True:
+        line = reader.line_num + 1  # the row's first line: a quoted answer may run over several
+        try:
+            values = next(reader, None)
+        except csv.Error as exc:
+            fail(f"{path}:{line}: {exc} (a quote left open, or one inside a text not doubled)")
+        if values is None:
+            break
+        if not any(value.strip() for value in values):
+            continue
+        if len(values) > len(header):
+            fail(f"{path}:{line}: {len(values)} columns where the first row names {len(header)}; quote a text that "
+                 'holds a comma ("where is it, please?")')
+        cells = dict(zip(header, values))
+        row = {CSV_COLUMNS.get(name, name): value for name, value in cells.items()}
+        if not readable(row.get("text", "")):
+            fail(f"{path}:{line}: the question is empty")
+        try:
+            row["intent"] = intent_name(row["intent"]) if row.get("intent", "").strip() else None
+            if row["intent"] is None and not row.get("answer", "").strip():
+                raise ValueError("a row without an intent needs an answer, which the bot gives to close questions")
+            check(row)
+        except (ValueError, TypeError) as exc:
+            fail(f"{path}:{line}: {exc}")
+        rows.append(row)
+    if not rows:
+        fail(f"{path}: no rows")
+    return rows
+
+
 def write_whole(directory: Path, files: dict[str, str]) -> None:
     """Write ``files`` (name: text) into ``directory``, all or none: each is written beside its place, and all are
     put in place once every one is written. A full disk, or a folder where a file should be, left the new bot.yml
@@ -135,8 +192,9 @@ def data_language(texts: list[str]) -> str:
 
 def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[str, int | str]:
     """Write ``bot.yml``, ``nlu.yml``, ``responses.yml`` and ``history.jsonl`` for ``rows`` of ``{"text",
-    "intent", "answer"?}``, as ``read_jsonl(path, fail, intent_name)`` reads them: each text has something
-    to read, and each intent is a name nlu.yml holds (:func:`~bot.project.intent_name`).
+    "intent", "answer"?}``, as ``read_jsonl(path, fail, intent_name)`` and :func:`read_csv` read them: each text
+    has something to read, and each intent is a name nlu.yml holds (:func:`~bot.project.intent_name`), or None
+    for a CSV row that is an answer alone, which goes to history.jsonl under no intent (``unfiled``).
 
     Each text is written as the server reads a message (:func:`~retrieval.text.normalise`): a control or
     invisible character pasted into a ticket is no part of it, and one would put its intent's examples on
@@ -160,7 +218,8 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     for row in rows:
         text = normalise(row["text"])
         key = same_example(example_text(text))  # as nlu.yml will read it: entity annotations reduced to their text
-        votes.setdefault(key, Counter())[row["intent"]] += 1
+        if row["intent"] is not None:  # a CSV row without one is an answer alone
+            votes.setdefault(key, Counter())[row["intent"]] += 1
         spelling.setdefault(key, text)
         if answer := answer_of(row):
             if shareable(redact(text), redact(answer)):  # both as the store keeps an agent's answer and its question
@@ -182,15 +241,17 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     language = data_language([t for texts in by_intent.values() for t in texts])
     config = {"name": name, "language": language, "model": {"base": "default"}, "thresholds": {"intent": "auto"}}
     # Only the file's answers: a previous bot's would answer for intents this one may not have.
-    history = [json.dumps({"question": text, "answer": answer, "intent": chosen[key]}, ensure_ascii=False) + "\n"
-               for (key, answer), text in answered.items() if chosen[key] != OOS]
+    history = [json.dumps({"question": text, "answer": answer, **({"intent": chosen[key]} if key in chosen else {})},
+                          ensure_ascii=False) + "\n"
+               for (key, answer), text in answered.items() if chosen.get(key) != OOS]
     # An intent the agents answered answers with their words: a template comes first, and a placeholder there
     # told every customer "an agent will follow up" while the file's answers waited behind it.
-    answering = {chosen[key] for key, _ in answered}
+    answering = {chosen.get(key) for key, _ in answered}
     responses = {"version": "3.1", "responses": {i: placeholders(i, language) for i in intents if i not in answering}}
     write_whole(directory, {"bot.yml": to_yaml(config), "nlu.yml": nlu, "responses.yml": to_yaml(responses),
                             "history.jsonl": "".join(history)})
     return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "repeated": repeated,
             "relabelled": sum(len(counts) > 1 for counts in votes.values()), "oos": left_out,
-            "answers": len(history), "personal": personal, "placeholders": len(responses["responses"]),
+            "answers": len(history), "unfiled": sum(key not in chosen for key, _ in answered), "personal": personal,
+            "placeholders": len(responses["responses"]),
             "language": language}

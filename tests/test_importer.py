@@ -442,3 +442,53 @@ def test_an_export_in_another_shape_is_named_and_keys_not_read_are_said(tmp_path
                             [("refund please", "Refund"), ("money back", "refund"), ("where is it", "track")]))
     result = CliRunner().invoke(cli, ["init", str(tmp_path / "cased"), "--from-jsonl", str(data)])
     assert "Intents that differ only in case, each its own intent: Refund and refund" in result.output
+
+
+def test_a_helpdesks_csv_export_makes_a_bot(tmp_path: Path) -> None:
+    """A helpdesk exports its tickets as CSV, which bot init read only as JSON Lines: Excel's byte order mark and
+    line ends, its columns in any case and order, a quoted answer over two lines, and a row without an intent,
+    an answer to what no intent covers, which goes to history.jsonl alone."""
+    data = tmp_path / "tickets.csv"
+    data.write_text("\ufeffQuestion,Answer,Intent,Agent\r\n"
+                    'where is my card?,"It ships in 3 days,\nby post.",card_arrival,ann\r\n'
+                    "my card still hasn't come,,card_arrival,bob\r\n"
+                    '"how do I top up, please?",,top_up,ann\r\n'
+                    "\r\n"
+                    'do you deliver abroad?,"Yes, to most countries.",,ann\r\n', encoding="utf-8", newline="")
+    root = tmp_path / "bot"
+    result = CliRunner().invoke(cli, ["init", str(root), "--from-csv", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "2 intents and 3 examples" in result.output
+    assert "history.jsonl holds 2 answers from the file, each with its text as the question and under its intent " \
+           "(1 under none)." in result.output
+    assert "Not read: 'agent' (4 rows); an agent's answer goes in the column named \"answer\"." in result.output
+    project = load_project(root)
+    assert sorted((e.intent, e.text) for e in project.examples) == [
+        ("card_arrival", "my card still hasn't come"), ("card_arrival", "where is my card?"),
+        ("top_up", "how do I top up, please?")]
+    assert [(h.question, h.answer, h.intent) for h in project.history] == [
+        ("where is my card?", "It ships in 3 days,\nby post.", "card_arrival"),
+        ("do you deliver abroad?", "Yes, to most countries.", None)]
+    assert project.unanswered() == []  # top_up has its placeholder
+    refused = CliRunner().invoke(cli, ["init", str(tmp_path / "both"), "--from-csv", str(data), "--from-jsonl", str(data)])
+    assert refused.exit_code == 2 and "--from-jsonl and --from-csv each give the bot's files: use one" in refused.output
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("question;intent\nhi;greet\n", "1: the first row names the columns: question (or text), intent and, optionally, "
+                                    "answer; it has 'question;intent'; the columns are separated by commas"),
+    ("question,answer\nhi,Hello!\n", "1: the first row names the columns"),
+    ("question,intent\nhi,greet\n\"bye,bye\n", "3: unexpected end of data (a quote left open"),
+    ("question,intent\nhi,greet\nwhere is it, please?,track\n", "3: 3 columns where the first row names 2; quote a "
+                                                                "text that holds a comma"),
+    ("question,intent\nhi,greet\nbye,\n", "3: a row without an intent needs an answer"),
+    ("question,intent\nhi,greet\n ,bye\n", "3: the question is empty"),
+    ("question,intent\nhi,greet\ncaf\xe9,bye\n", "3: not UTF-8 text; save the file as UTF-8 (Excel: CSV UTF-8)"),
+    ("question,intent\nhi,greet\n" + "refund " * 700 + ",refund\n", "3: the text is 4,900 characters long"),
+])
+def test_a_csv_row_bot_init_cannot_read_is_refused_with_its_line(tmp_path: Path, content: str, problem: str) -> None:
+    data = tmp_path / "tickets.csv"
+    data.write_bytes(content.encode("latin-1" if "\xe9" in content else "utf-8"))
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-csv", str(data)])
+    assert result.exit_code == 1 and f"{data}:{problem}" in result.output, result.output
+    assert not (tmp_path / "bot").exists()
