@@ -782,17 +782,29 @@ def _example_lines(block: Any) -> list[tuple[int, str]]:
                                           f"or {_AS_A_BLOCK}")
             lines.append((where, x))
     else:
-        for where, raw in enumerate(str(block or "").splitlines()):
-            raw = raw.strip()
+        raws = [raw.strip() for raw in str(block or "").splitlines()]
+        bulleted = any(raw.startswith("-") for raw in raws)
+        for where, raw in enumerate(raws):
             if raw.startswith("-"):  # a bullet, as Rasa reads one: "-text" too, which lacks its space
                 raw = raw[1:].strip()
                 if not raw:  # a bullet left empty would be the example "-"
                     raise ExampleError(where, "an example is empty: a '- ' with nothing after it")
+            elif raw and bulleted:  # Rasa skips it; it was learnt as an example of its own
+                raise ExampleError(where, _unbulleted(raw))
             if raw:
                 lines.append((where, raw))
     if broken := next(((where, line) for where, line in lines if not valid_unicode(line)), None):
         raise ExampleError(broken[0], f"{broken[1]!r} is not valid Unicode (half of a surrogate pair)")
     return lines
+
+
+def _unbulleted(line: str) -> str:
+    """What is wrong with a line of a block of ``- example`` lines that has no bullet: a comment, which a ``|``
+    block keeps as text, or an example wrapped onto a second line, whose end became an example of its own."""
+    if line.startswith("#"):
+        return f"{line!r} is text inside the block, not a comment: move it above 'examples: |'"
+    return f"{line!r} has no '- ' before it, as the other examples have: an example is one line (join a wrapped " \
+           "one to the line above it), or starts with '- '"
 
 
 def valid_unicode(text: str) -> bool:
@@ -810,8 +822,13 @@ def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any
     """The examples of nlu.yml's entry ``i`` (an intent's or a regex's), each with where it is in the entry
     (:func:`_example_line`), or its error with the line. ``source``: the file's lines."""
     try:
-        if _joined(_examples_node(node, i), source):
+        examples = _examples_node(node, i)
+        if _joined(examples, source):
             raise ValueError("the examples read as one line: write 'examples: |', which keeps one example a line")
+        for where, text in enumerate(examples.value if isinstance(examples, yaml.SequenceNode) else []):
+            if isinstance(text, yaml.ScalarNode) and _bullet_within(text, source):  # a bullet one indent too far in
+                raise ExampleError(where, f"YAML reads these lines as one example ({text.value!r}): write each "
+                                          "'- example' at the same indent")
         return _example_lines(item.get("examples"))
     except ExampleError as exc:  # on the example's own line
         raise _fail(path, node, ("nlu", i, "examples"), str(exc), _example_line(node, i, exc.where)) from None
@@ -852,9 +869,15 @@ def _joined(examples: yaml.Node | None, source: Callable[[], list[str]]) -> bool
         return False
     if not examples.style:  # plain ('' from libyaml, None from PyYAML)
         return True
-    lines = source()[first:last + 1]
+    return _bullet_within(examples, source)
+
+
+def _bullet_within(text: yaml.ScalarNode, source: Callable[[], list[str]]) -> bool:
+    """Whether a text YAML reads over several lines has one that starts with a bullet, which YAML joins to the
+    line before it: "hi - hello there". A line break a double-quoted text escapes keeps it apart."""
+    lines = source()[text.start_mark.line:text.end_mark.line + 1]
     for before, line in zip(lines, lines[1:]):
-        escaped = examples.style == '"' and (len(before) - len(before.rstrip("\\"))) % 2 == 1
+        escaped = text.style == '"' and (len(before) - len(before.rstrip("\\"))) % 2 == 1
         if before.strip() and line.lstrip().startswith("-") and not escaped:
             return True
     return False

@@ -308,6 +308,15 @@ def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entr
     ('  examples:\n  - fine\n  - "bad \\ud800 one"\n', '  - "bad \\ud800 one"',
      "'bad \\ud800 one' is not valid Unicode (half of a surrogate pair)"),
     ("  examples:\n  - where is it\n  - 12:30\n", "  - 12:30", "YAML reads an example as the number 750"),
+    # an example wrapped onto a second line: its end was learnt as an example of its own, which Rasa skips
+    ("  examples: |\n    - goodbye and thanks for all\n      the help\n    - bye\n", "      the help",
+     "'the help' has no '- ' before it, as the other examples have: an example is one line (join a wrapped one to "
+     "the line above it), or starts with '- '"),
+    ("  examples: |\n    - bye\n    # small talk\n", "    # small talk",
+     "'# small talk' is text inside the block, not a comment: move it above 'examples: |'"),
+    # a bullet one indent too far in: YAML joined two examples into one
+    ("  examples:\n  - hi\n    - good morning\n  - bye\n", "  - hi",
+     "YAML reads these lines as one example ('hi - good morning'): write each '- example' at the same indent"),
 ])
 def test_an_example_that_is_no_text_is_refused_with_its_own_line(bot_dir: Path, entry: str, bad: str,
                                                                  problem: str) -> None:
@@ -334,6 +343,9 @@ def test_examples_as_yaml_writers_write_them_are_one_a_line(bot_dir: Path) -> No
         nlu.write_text(kept + written.replace('"intent"', "intent").replace('"examples"', "examples"))
         examples = [e.text for e in load_project(bot_dir).examples if e.intent == "confirm_noted"]
         assert examples == [long, "noted with thanks", "记下了"]
+    # and a list of examples, each long one folded onto lines of its own, which YAML reads as the one it was
+    nlu.write_text(kept + yaml.safe_dump([{"intent": "confirm_noted", "examples": [long, "noted with thanks"]}], width=40))
+    assert [e.text for e in load_project(bot_dir).examples if e.intent == "confirm_noted"] == [long, "noted with thanks"]
 
 
 def test_a_bullet_without_its_space_is_still_a_bullet(bot_dir: Path) -> None:
