@@ -585,6 +585,9 @@ def chat(directory: Path, device: str | None) -> None:
                     cut = f", or over the {TTY_LINE_BYTES - 1:,} bytes a terminal's line holds" if sys.stdin.isatty() else ""
                     click.echo(f"(not sent: nothing to read, or not valid UTF-8{cut})", err=True)
                     continue
+                if problem := too_long(text, project.config.server.max_message_chars, "message"):  # as the server
+                    click.echo(f"(not sent: {problem})", err=True)
+                    continue
                 reply = runner.run(bot.handle(Turn(conversation, text, TRYOUT_CHANNEL)))
                 if reply.text:
                     click.echo(f"bot> {reply.text}")

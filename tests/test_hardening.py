@@ -1721,6 +1721,9 @@ def test_what_a_user_can_mistype_on_the_command_line_gets_one_line_errors(tiny_d
         assert f"test.jsonl:1: {problem}" in run("eval", str(root), "--test", str(test), "--device", "cpu")
     said = run("chat", str(root), "--device", "cpu", code=0, stdin=b"\xe4\xbd half a character\n")
     assert "(not sent: nothing to read, or not valid UTF-8)" in said
+    said = run("chat", str(root), "--device", "cpu", code=0, stdin=("refund " * 600 + "\nhello\n").encode())
+    assert "(not sent: the message is 4,200 characters long, more than a customer's message may be (4,000: " \
+           "server.max_message_chars))" in said and said.count("bot> ") == 1  # hello alone is answered
     # What the system refuses a file (a folder where it should be, no permission, a read-only disk): one line.
     odd = configured_copy(tiny_demo_bot, tmp_path / "odd")
     (odd / "history.jsonl").unlink()
