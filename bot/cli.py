@@ -383,7 +383,7 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
       bot train mybot
       bot train mybot --device cuda --no-promote
     """
-    from bot.training import MIN_CALIBRATION, train_project
+    from bot.training import MIN_CALIBRATION, MIN_HOLDING_OUT, train_project
     from dialogues.export import about_one_case
 
     project = load_project(directory)
@@ -397,7 +397,7 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
                           ensure_ascii=False))
     if result.metrics.get("threshold_calibrated") is False:
         click.echo(f"note: thresholds.intent stays at {result.metrics['intent_threshold']:g}, not calibrated: that takes "
-                   f"{MIN_CALIBRATION} held-out examples (a tenth of each intent's, rounded: one from 6 examples), and this "
+                   f"{MIN_CALIBRATION} held-out examples (a tenth of each intent's, rounded: one from {MIN_HOLDING_OUT} examples), and this "
                    f"bot held out {result.metrics['holdout_examples']}; add examples, or set thresholds.intent", err=True)
 
 

@@ -47,8 +47,12 @@ class TrainResult:
     promoted: bool
 
 
+MIN_HOLDING_OUT = 5  # examples an intent needs for one of them to be held out
+
+
 def split_holdout(examples: list[Example], fraction: float = 0.1, seed: int = 42) -> tuple[list[Example], list[Example]]:
-    """Per intent, hold out ``fraction`` of the examples, at least one (none for intents with fewer than 5)."""
+    """Per intent, hold out ``fraction`` of the examples, at least one (none for intents with fewer than
+    MIN_HOLDING_OUT)."""
     by_intent: dict[str, list[Example]] = defaultdict(list)
     for example in examples:
         by_intent[example.intent].append(example)
@@ -57,7 +61,7 @@ def split_holdout(examples: list[Example], fraction: float = 0.1, seed: int = 42
     for intent in sorted(by_intent):
         items = by_intent[intent][:]
         rng.shuffle(items)
-        n = max(1, round(len(items) * fraction)) if len(items) >= 5 else 0  # round() takes 0.5 to 0
+        n = max(1, round(len(items) * fraction)) if len(items) >= MIN_HOLDING_OUT else 0  # round() takes 0.5 to 0
         held += items[:n]
         train += items[n:]
     return train, held
