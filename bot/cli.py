@@ -608,7 +608,8 @@ def _count(n: int, noun: str) -> str:
 @cli.command("eval")
 @click.argument("directory", type=BOT_DIR)
 @click.option("--test", "test_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSONL file of {\"text\", \"intent\"} lines; intent oos marks out-of-scope lines.")
+              help="JSONL file of {\"text\", \"intent\"} lines, or a .csv file with question (or text) and intent "
+                   "columns, as bot init --from-csv reads one; intent oos marks out-of-scope lines.")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Folder for the report and plots (default DIRECTORY/results).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, metavar="T",
@@ -630,13 +631,15 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
       bot eval mybot --test test.jsonl --threshold 0.3 --json
     """
     from bot.evaluation import evaluate_replies, model_questions
+    from bot.importer import read_csv
     from bot.server import load_serving_model
     from finetune.evaluation import evaluate_model, read_jsonl
     from finetune.metrics import OOS
 
     project = load_project(directory)
     # An intent the bot has not, "handoff" too, is out of scope; a text the server would refuse is no test of it.
-    rows = read_jsonl(test_file, fail, intent_label, sendable(project.config.server.max_message_chars))
+    read = read_csv if test_file.suffix.lower() == ".csv" else read_jsonl
+    rows = read(test_file, fail, intent_label, sendable(project.config.server.max_message_chars))
     results = results or directory / "results"
     try:  # before the model runs over the whole file, not after
         results.mkdir(parents=True, exist_ok=True)
@@ -674,8 +677,10 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
 
 def sendable(max_chars: int) -> Callable[[dict[str, Any]], None]:
     """A test line's check for `bot eval`: a ValueError for a text longer than the server takes
-    (:func:`~bot.project.too_long`), which scored what no customer can ask."""
+    (:func:`~bot.project.too_long`), which scored what no customer can ask, and for a CSV row without an intent."""
     def check(row: dict[str, Any]) -> None:
+        if row["intent"] is None:
+            raise ValueError("the intent is empty")
         if problem := too_long(row["text"], max_chars):
             raise ValueError(f"{problem}; keep the customer's question alone")
     return check

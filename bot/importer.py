@@ -110,11 +110,12 @@ def answer_of(row: dict[str, Any]) -> str | None:
 def check_line(row: dict[str, Any]) -> None:
     """A labelled line as ``bot init --from-jsonl`` takes it: a ValueError or TypeError for a text longer than a
     customer's message may be (a ticket's whole thread, exported as its question, was kept as one example that no
-    customer could send and of which the classifier reads 64 tokens), or an answer history.jsonl would refuse
-    (:func:`answer_of`)."""
+    customer could send and of which the classifier reads 64 tokens), an answer history.jsonl would refuse
+    (:func:`answer_of`), or a CSV row with neither an intent nor an answer."""
     if problem := too_long(row["text"], DEFAULT_MAX_MESSAGE_CHARS):
         raise ValueError(f"{problem}; keep the customer's question alone")
-    answer_of(row)
+    if answer_of(row) is None and row["intent"] is None:  # a CSV row of no intent is an answer alone
+        raise ValueError("a row without an intent needs an answer, which the bot gives to close questions")
 
 
 CSV_COLUMNS = {"question": "text", "text": "text", "intent": "intent", "answer": "answer"}  # a column's name: its key
@@ -124,10 +125,10 @@ def read_csv(path: Path, fail: Callable[[str], None], intent_name: Callable[[str
              check: Callable[[dict[str, Any]], object]) -> list[dict[str, Any]]:
     """A helpdesk's CSV export as ``bot init --from-csv`` reads it: a header row naming the columns ``question``
     (or ``text``), ``intent`` and ``answer``, in any case and order, and a row a question, as a ``--from-jsonl``
-    line with those keys. A row without an intent is an answer the shop gives to what none of its intents covers:
-    its question and answer go to history.jsonl under no intent (:func:`write_bot`), and it needs an answer. Other
-    columns are kept, for ``bot init`` to name as not read. ``fail`` stops with the row's line, as ``read_jsonl``
-    does; so do ``intent_name``'s ValueError and ``check``'s ValueError or TypeError (:func:`check_line`)."""
+    line with those keys; a row without an intent has None, which ``check`` judges (``bot eval`` refuses it, and
+    ``bot init`` takes it as an answer alone: :func:`check_line`). Other columns are kept, for ``bot init`` to name
+    as not read. ``fail`` stops with the row's line, as ``read_jsonl`` does; so do ``intent_name``'s ValueError and
+    ``check``'s ValueError or TypeError."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" opens with a byte order mark
     except UnicodeDecodeError as exc:
@@ -161,8 +162,6 @@ def read_csv(path: Path, fail: Callable[[str], None], intent_name: Callable[[str
             fail(f"{path}:{line}: the question is empty")
         try:
             row["intent"] = intent_name(row["intent"]) if row.get("intent", "").strip() else None
-            if row["intent"] is None and not row.get("answer", "").strip():
-                raise ValueError("a row without an intent needs an answer, which the bot gives to close questions")
             check(row)
         except (ValueError, TypeError) as exc:
             fail(f"{path}:{line}: {exc}")

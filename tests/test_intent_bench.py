@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from collections import Counter
@@ -311,6 +312,22 @@ def test_eval_refuses_a_text_longer_than_the_server_takes(tiny_demo_bot: Path, t
     assert f"{test}:2: the text is 100 characters long, more than a customer's message may be (80: " \
            "server.max_message_chars)" in result.output
     assert not (root / "results" / "reply_report.json").exists()  # refused before the model ran
+
+
+def test_eval_reads_a_csv_test_file_as_bot_init_reads_one(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A helpdesk's questions, exported as CSV, were refused as "not JSON": they score as their JSON Lines do."""
+    rows = [json.loads(line) for line in (tiny_demo_bot / "test.jsonl").read_text().splitlines()][:20]
+    table = tmp_path / "t.csv"
+    with table.open("w", newline="", encoding="utf-8-sig") as out:
+        csv.writer(out).writerows([["Question", "Intent"], *([r["text"], r["intent"]] for r in rows)])
+    runs = [CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(test), "--results", str(tmp_path / "r"),
+                                     "--json", "--device", "cpu"]) for test in (write_jsonl(tmp_path / "t.jsonl", rows), table)]
+    assert all(run.exit_code == 0 for run in runs), runs[-1].output
+    assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout)
+    with table.open("a", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerow(["where is my parcel", ""])
+    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(table), "--device", "cpu"])
+    assert result.exit_code == 1 and f"{table}:22: the intent is empty" in result.output, result.output
 
 
 def test_eval_leaves_out_button_payloads(tiny_demo_bot: Path, tmp_path: Path) -> None:
