@@ -589,8 +589,8 @@ def chat(directory: Path, device: str | None) -> None:
                     click.echo(f"(not sent: {problem})", err=True)
                     continue
                 reply = runner.run(bot.handle(Turn(conversation, text, TRYOUT_CHANNEL)))
-                if reply.text:
-                    click.echo(f"bot> {reply.text}")
+                if reply.text:  # a reply's later lines under its first, apart from the next "you> "
+                    click.echo("bot> " + reply.text.replace("\n", "\n     "))
                 for button in reply.buttons:  # an action's message may be buttons alone
                     click.echo(f"     [{button['title']}] {button['payload']}")
                 understood = f"{reply.intent} {reply.confidence:.2f}" if reply.intent else "no intent"

@@ -111,6 +111,8 @@ async def test_every_exchange_is_in_the_store_before_the_reply(client: Any, tiny
 
 def test_bot_chat_answers_in_the_terminal_and_logs_the_turn(tiny_demo_bot: Path, tmp_path: Path) -> None:
     root = shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*"))
+    responses = root / "responses.yml"  # a reply over two lines, as agents write them
+    responses.write_text(responses.read_text().replace("They take 5–7 business days", "\\nThey take 5–7 business days", 1))
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
     done = subprocess.run([sys.executable, "-m", "bot.cli", "chat", str(root), "--device", "cpu"], input="/track_refund\n/handoff\nhello?\n",
                           capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parent.parent)
@@ -118,6 +120,7 @@ def test_bot_chat_answers_in_the_terminal_and_logs_the_turn(tiny_demo_bot: Path,
     assert done.stdout.count("bot> ") == 2
     # what was piped in shows after its prompt, as typed in a terminal: it was "you> bot> …", without the question
     assert done.stdout.startswith("you> /track_refund\nbot> ") and "you> hello?\n" in done.stdout, done.stdout
+    assert "Returns & refunds**. \n     They take 5–7" in done.stdout  # its second line under its first, not at "you> "
     assert done.stdout.endswith("you> \n")  # the end of input ends the prompt's line, for the shell's prompt after it
     assert "(template, track_refund 1.00)" in done.stderr
     # handed off, the bot is silent, and says why rather than "None"
