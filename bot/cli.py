@@ -228,7 +228,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
         from finetune.evaluation import read_jsonl
 
         try:
-            rows = (read_csv if from_csv else read_jsonl)(data, fail, intent_name, check_line)
+            rows = read_csv(data, fail, intent_name, check_line) if from_csv else \
+                read_jsonl(data, fail, intent_name, check_line, as_csv=", or read it with --from-csv")
             counts = write_bot(directory, rows, directory.resolve().name)
         except ValueError as exc:
             fail(f"{data}: {exc}")
@@ -638,8 +639,9 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
 
     project = load_project(directory)
     # An intent the bot has not, "handoff" too, is out of scope; a text the server would refuse is no test of it.
-    read = read_csv if test_file.suffix.lower() == ".csv" else read_jsonl
-    rows = read(test_file, fail, intent_label, sendable(project.config.server.max_message_chars))
+    check = sendable(project.config.server.max_message_chars)
+    rows = read_csv(test_file, fail, intent_label, check) if test_file.suffix.lower() == ".csv" else \
+        read_jsonl(test_file, fail, intent_label, check, as_csv=", or name it .csv to be read as CSV")
     results = results or directory / "results"
     try:  # before the model runs over the whole file, not after
         results.mkdir(parents=True, exist_ok=True)

@@ -1139,14 +1139,15 @@ def history_item(row: Any) -> HistoryItem:
     return item
 
 
-def jsonl_hint(line: str, n: int, example: str) -> str:
+def jsonl_hint(line: str, n: int, example: str, as_csv: str = "") -> str:
     """What line ``n`` of a JSON Lines file, which is no JSON object, most likely is, and what to write instead:
-    an export in another format. ``example``: a line as the file holds one."""
+    an export in another format. ``example``: a line as the file holds one; ``as_csv``: how the command reads
+    a CSV file, where it does."""
     start = line.lstrip("\ufeff ")
     if start.startswith("["):
         return "; the file looks like one JSON array: write one JSON object per line (JSON Lines)" if n == 1 else ""
     if not start.startswith("{") and any(mark in line for mark in (",", ";", "\t")):
-        return f"; the file looks like CSV: write one JSON object per line, such as {example}"
+        return f"; the file looks like CSV: write one JSON object per line, such as {example}{as_csv}"
     return ""
 
 

@@ -30,10 +30,11 @@ LABELLED_LINE = '{"text": "where is my order?", "intent": "track_order"}'  # one
 
 
 def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str] = str,
-               check: Callable[[dict[str, Any]], object] | None = None) -> list[dict[str, Any]]:
+               check: Callable[[dict[str, Any]], object] | None = None, as_csv: str = "") -> list[dict[str, Any]]:
     """``{"text", "intent"}`` lines, other keys (such as ``oos_type``) kept; a bad line stops with its number.
     ``intent_name`` makes each line's intent; a ``ValueError`` it raises stops with the line's number too. So
-    does a ``ValueError`` or ``TypeError`` of ``check``, which is given each line as it is returned."""
+    does a ``ValueError`` or ``TypeError`` of ``check``, which is given each line as it is returned. ``as_csv``:
+    how the command reads a CSV file, said of a file that looks like one."""
     rows = []
     data = path.read_bytes()
     try:
@@ -47,10 +48,10 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
         try:
             row = load_json(line.removeprefix("\ufeff"))  # a file of several joined, each with its mark
         except ValueError as exc:
-            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}{jsonl_hint(line, n, LABELLED_LINE)}")
+            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}{jsonl_hint(line, n, LABELLED_LINE, as_csv)}")
         if not isinstance(row, dict):  # Python's words for indexing it ("string indices must be integers") told nothing
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": a line is one JSON object, "
-                 f"not {type(row).__name__}{jsonl_hint(line, n, LABELLED_LINE)}")
+                 f"not {type(row).__name__}{jsonl_hint(line, n, LABELLED_LINE, as_csv)}")
         if missing := next((key for key in ("text", "intent") if key not in row), None):
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": no {missing!r}")
         text, intent = row["text"], row["intent"]

@@ -427,7 +427,9 @@ def test_an_export_in_another_shape_is_named_and_keys_not_read_are_said(tmp_path
     """A CSV or a JSON array got JSON's own words ("Expecting value: line 1 column 1"), and agents' answers under
     another key than "answer" were lost without a word: every intent got a placeholder."""
     data = tmp_path / "tickets.csv"
-    for content, hint in (("text,intent\nwhere is my card?,card_arrival\n", "the file looks like CSV"),
+    for content, hint in (("text,intent\nwhere is my card?,card_arrival\n", "the file looks like CSV: write one JSON "
+                           'object per line, such as {"text": "where is my order?", "intent": "track_order"}, or read '
+                           "it with --from-csv"),
                           ("\ufefftext;intent\n", "the file looks like CSV"),
                           ('[{"text": "where is my card?", "intent": "card_arrival"}]\n', "one JSON array")):
         data.write_text(content)

@@ -328,6 +328,11 @@ def test_eval_reads_a_csv_test_file_as_bot_init_reads_one(tiny_demo_bot: Path, t
         csv.writer(out).writerow(["where is my parcel", ""])
     result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(table), "--device", "cpu"])
     assert result.exit_code == 1 and f"{table}:22: the intent is empty" in result.output, result.output
+    misnamed = tmp_path / "export.jsonl"  # said of a CSV file named as JSON Lines
+    misnamed.write_bytes(table.read_bytes())
+    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(misnamed), "--device", "cpu"])
+    assert result.exit_code == 1 and "the file looks like CSV" in result.output
+    assert "or name it .csv to be read as CSV" in result.output, result.output
 
 
 def test_eval_leaves_out_button_payloads(tiny_demo_bot: Path, tmp_path: Path) -> None:
