@@ -26,6 +26,9 @@ from retrieval.text import model_text
 # Not what the customer is asked to look at or check ("请查看一下邮箱", "您看看邮箱", "去看看订单"), which answers: an agent's
 # own looking is "我看看", "帮您查一下".
 _NOT_THE_CUSTOMERS = r"(?<!请)(?<!(?<![帮为给])[您你])(?<!去)"
+# 有什么 offering help ("有什么可以帮您", "有什么需要吗", "有什么事吗"), not an answer starting with it ("有什么尺码都可以换",
+# "有什么都能退").
+_OFFERS_HELP = r"有什么(?=(?:我|我们|这边)?(?:可以|能够?)?(?:帮|为(?:您|你)|效劳)|需要|事|问题|疑问)"
 # What holds the line or closes it, in English and (Simplified) Chinese.
 _HOLDING = re.compile(
     r"\b(?:one|a|just a) (?:moment|sec|second|minute)\b(?!\s+(?!please\b)[a-z])|\bplease (?:wait|hold(?: on)?)\b|\bhold on\b"
@@ -39,7 +42,7 @@ _HOLDING = re.compile(
     rf"|等一下|等一等|{_NOT_THE_CUSTOMERS}(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)?(?:查询|查看|查)一下"
     r"|(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)(?:登记|反馈|确认|核实|处理|记录)(?:一下|下)|确认下"
     rf"|{_NOT_THE_CUSTOMERS}(?<!查)看一下|{_NOT_THE_CUSTOMERS}(?:看看|核实一下|确认一下)|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您"
-    r"|久等|(?:感谢|谢谢)(?:您|你)?的?耐心(?:等待|等候)?|(?:请(?:您|你)?)?耐心等(?:待|候)|耐心|请问|有什么|其他问题|其它问题|可以帮您|可以帮你|能帮您"
+    rf"|久等|(?:感谢|谢谢)(?:您|你)?的?耐心(?:等待|等候)?|(?:请(?:您|你)?)?耐心等(?:待|候)|耐心|请问|{_OFFERS_HELP}|其他问题|其它问题|可以帮您|可以帮你|能帮您|帮到(?:您|你)"
     r"|为您服务|不客气|祝您有(?:美好|愉快)的一天|祝您(?:生活|购物|工作|周末|节日|假期)?(?:愉快|顺利|开心)?|很高兴为您|感谢您的咨询"
 )
 # What a customer says while waiting for an answer: greetings, acknowledgements, nudges, goodbyes, and asking for a

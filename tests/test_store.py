@@ -598,6 +598,7 @@ def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) 
     ("期待您的再次光临", True), ("祝您周末愉快", True), ("您请说", True), ("您的问题我已经记录了", True),
     ("我先帮您退款了", False), ("已经记录了您的新地址，明天改好", False),
     ("还有其他颜色的", False), ("还有别的款式", False),  # an answer, in a closing question's first words
+    ("有什么尺码都可以换", False), ("有什么都能退", False), ("有什么可以帮到您", True), ("有什么事吗", True),  # 有什么 offers help
     ("您看看邮箱", False), ("去看看订单", False), ("请确认一下订单", False), ("您查一下邮箱", False),  # for the customer to do
     ("我帮您看看", True), ("请稍等，我帮您确认一下", True), ("我这边帮您核实一下", True),
     ("Thanks for the information.", True), ("My pleasure.", True), ("Please give me a few minutes.", True),
