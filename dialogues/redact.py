@@ -48,6 +48,10 @@ EMAIL = re.compile(rf"(?:(?<![\w.%+'-])[\w.%+'-]+|(?<=[{_UNSPACED}])[A-Za-z0-9_.
 CN_ID = re.compile(r"(?<![0-9A-Za-z])(?:(?:\d{6}[ -]?\d{8}[ -]?\d{3}|\d{6}([ -])\d{4}\1\d{4}\1\d{3}"
                    r"|\d{4}([ -])\d{4}\2\d{4}\2\d{4}\2\d)[\dXx](?![0-9A-Za-z])"
                    r"|(?<!\d[ -])\d(?:[ -]?\d){16}[ -]?[\dXx](?![0-9A-Za-z]|[ -]\d))")
+# The 15-digit resident ID issued before 1999 (six for the place, the birth date as YYMMDD, three more), after a
+# word for an identity card only: it has no checksum, and 15-digit order numbers are common.
+CN_OLD_ID = re.compile(r"(?i)(?:身份证|身份證|身分證|证件|證件|(?<![a-z])(?:id|identity) card)(?: ?(?:号码|號碼|字号|字號|号|號|number|no\.?|#))?"
+                       r"(?: ?(?:是|为|為|is))?\W{0,3}(?<![0-9A-Za-z])(\d{6}[ -]?\d{6}[ -]?\d{3})(?![0-9A-Za-z])")
 # A US social security number: no area 000, 666 or 9xx, no group 00, no serial 0000 (the SSA's rules);
 # written with spaces, or with none, only after its name, since "120 40 2000" is as likely a size or an amount.
 _SSN_DIGITS = r"(?!000|666|9)\d{3}{0}(?!00)\d{2}{0}(?!0000)\d{4}(?!\d)"
@@ -61,10 +65,12 @@ PASSPORT = re.compile(r"(?i)(?<![a-z])(?:passport|护照|護照)(?: ?(?:number|n
 QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|number|no\.?|账号|帳號))?(?: ?(?:is|是|为|為))?"
                 r"\W{0,3}(?<!\d)([1-9]\d{4,11})(?!\d)")
 # A WeChat ID (six to twenty letters, digits, "_" and "-", from a letter) or a QQ number after its name: a
-# handle alone must hold a digit, "_" or "-" ("WeChat official account" is none), one after "ID", 号 or a
-# colon need not.
+# handle alone must hold a digit, "_" or "-" ("WeChat official account" is none), one after "ID", 号, 是, a
+# colon, or 加微信 ("add me on WeChat": 加我微信 zhangsan) need not (see :func:`account_id`).
 ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|qq)( ?(?:号码|號碼|号|號|账号|帳號|id)| ?[:：]|是|为|為)?"
                      r" *[:：]? *([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
+# What asks to be added on WeChat right before its name (加我微信, 加一下vx, 请加个人微信): a handle after it is an ID.
+_ADD_ME = re.compile(r"加(?:我的?|一下|下|个)?(?:个人)?$")
 # A whole run of digit groups (4111 1111…, 4111.1111…), however long, in which _cards finds the cards: a
 # date written before one (2023-11-20 4111 1111 1111 1111) must not take its first groups.
 # Not after a "+" (a phone number's country code), a dash after a digit (the rest of an order number) or two
@@ -166,18 +172,29 @@ def tw_id_valid(number: str) -> bool:
     return total % 10 == 0
 
 
-def cn_id_valid(number: str) -> bool:
-    """A Chinese resident identity number (GB 11643): a province, a real birth date since 1900, and the
-    checksum; an 18-digit order number passes the checksum alone one time in eleven."""
-    number = re.sub(r"[ -]", "", number)
+def _cn_holder_valid(number: str) -> bool:
+    """Whether an 18-digit resident identity number starts with a province and a real birth date since 1900."""
     try:
         born = datetime.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
     except ValueError:
         return False
-    if int(number[:2]) not in _CN_PROVINCES or not datetime.date(1900, 1, 1) <= born <= datetime.date.today():
+    return int(number[:2]) in _CN_PROVINCES and datetime.date(1900, 1, 1) <= born <= datetime.date.today()
+
+
+def cn_id_valid(number: str) -> bool:
+    """A Chinese resident identity number (GB 11643): a province, a real birth date since 1900, and the
+    checksum; an 18-digit order number passes the checksum alone one time in eleven."""
+    number = re.sub(r"[ -]", "", number)
+    if not _cn_holder_valid(number):
         return False
     total = sum(int(d) * w for d, w in zip(number[:17], _CN_ID_WEIGHTS))
     return _CN_ID_CHECK[total % 11] == number[17].upper()
+
+
+def cn_old_id_valid(number: str) -> bool:
+    """A 15-digit resident identity number: a province and a real birth date in the 1900s (written YYMMDD)."""
+    number = re.sub(r"[ -]", "", number)
+    return _cn_holder_valid(f"{number[:6]}19{number[6:]}")
 
 
 # The IBAN length of each country that has IBANs (the SWIFT registry): a courier's tracking number
@@ -378,24 +395,29 @@ def _uk(match: re.Match[str]) -> list[Span]:
 
 
 def account_id(match: re.Match[str]) -> list[Span]:
-    """The WeChat ID or QQ number :data:`ACCOUNT` found, if it is one. After a colon a capitalised word is a
-    menu's ("In WeChat: Settings"), not an ID, which is written in lower case."""
+    """The WeChat ID or QQ number :data:`ACCOUNT` found, if it is one: a handle of letters alone only after a word
+    that says it is one (微信号 Zhangwei, 我的微信是 zhangwei) or after 加微信 (加我微信 zhangwei), since after the
+    name alone it is as likely an English word ("WeChat support", 微信 account 被封了). After a colon alone a
+    capitalised word is a menu's ("In WeChat: Settings"), not an ID."""
     marker, handle = match.groups()
-    return [match.span(2)] if re.search(r"[-_0-9]", handle) or marker and not handle.istitle() else []
+    if re.search(r"[-_0-9]", handle) or _ADD_ME.search(match.string, max(0, match.start() - 6), match.start()):
+        return [match.span(2)]
+    return [match.span(2)] if marker and not (marker.strip() in ":：" and handle.istitle()) else []
 
 
 def _when(valid: Callable[[str], bool]) -> Find:
     return lambda match: [match.span()] if valid(match.group(0)) else []
 
 
-def _named_card(match: re.Match[str]) -> list[Span]:
-    """The card number after the word that names it, if it passes Luhn."""
-    return _named(match) if luhn_valid(re.sub(r"\D", "", match.group(1))) else []
+def _named_when(valid: Callable[[str], bool]) -> Find:
+    """The number after the word that names it (:func:`_named`), if ``valid``."""
+    return lambda match: _named(match) if valid(match.group(1)) else []
 
 
 RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (EMAIL, "[EMAIL]", _email),
     (CN_ID, "[ID]", _when(cn_id_valid)),
+    (CN_OLD_ID, "[ID]", _named_when(cn_old_id_valid)),  # before cards: 34… and 37… have Amex's length
     (TW_ID, "[ID]", _when(tw_id_valid)),
     (HK_ID, "[ID]", _whole),
     (SSN, "[ID]", _whole),
@@ -404,7 +426,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (QQ, "[QQ]", _named),
     (IBAN, "[IBAN]", _iban),  # before cards: sixteen of its digits may pass Luhn
     (CARD, "[CARD]", _cards),
-    (CARD_NAMED, "[CARD]", _named_card),
+    (CARD_NAMED, "[CARD]", _named_when(lambda number: luhn_valid(re.sub(r"\D", "", number)))),
     (CN_MOBILE, "[PHONE]", _whole),
     (TW_MOBILE, "[PHONE]", _whole),
     (CN_LANDLINE, "[PHONE]", _landline),

@@ -752,7 +752,13 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # WeChat IDs after their name; a word after it is one only after 号, "id" or a colon
     ("我的微信是 wxid_abc123，微信号：zhang_san88, wechat id: lily2024", "我的微信是 [ID]，微信号：[ID], wechat id: [ID]"),
     ("加我微信 zhangsan, 微信支付失败, In WeChat: Settings, 微信同号13812345678",
-     "加我微信 zhangsan, 微信支付失败, In WeChat: Settings, 微信同号[PHONE]"),
+     "加我微信 [ID], 微信支付失败, In WeChat: Settings, 微信同号[PHONE]"),
+    # a handle of letters alone after 加微信 or a word that says it is one; after the name alone it is an English word
+    ("加微信zhangwei谢谢，微信号 Zhangwei，请加个人微信：Lilyzhang", "加微信[ID]谢谢，微信号 [ID]，请加个人微信：[ID]"),
+    ("微信 account 被封了, 我用微信 payment 失败, wechat support", "微信 account 被封了, 我用微信 payment 失败, wechat support"),
+    # the 15-digit identity numbers issued before 1999, after a word for one: no checksum, and order numbers look the same
+    ("身份证 130503670401001，身份證號碼：110105 491231 002", "身份证 [ID]，身份證號碼：[ID]"),
+    ("订单 130503670401001, 身份证 110105491331002", "订单 130503670401001, 身份证 110105491331002"),  # no 13th month
     ("order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024",
      "order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024"),
     # the other words customers write before a phone number
