@@ -847,20 +847,26 @@ class Store:
                  self.server])
             return int(cursor.lastrowid) if cursor.rowcount else None
 
-    def receive_unanswered(self, key: str, conversation_id: str, channel: str, user: str | None, text: str) -> int | None:
-        """Add a platform message the bot does not answer (a picture shown to the agent as "[图片]") as the
-        customer's turn, and return its id; None when a message with this ``key`` is kept already. Its key
-        is kept as :meth:`receive` keeps an answered message's, so that a redelivery reaching a server
-        started since is not added twice."""
+    def receive_unanswered(self, key: str, conversation_id: str, channel: str, user: str | None, text: str) -> bool:
+        """Add a platform message the bot does not read (a picture shown to the agent as "[图片]") as the
+        customer's turn in a conversation a person has, and say whether the person has it: False, and nothing
+        stored, when the bot has it (the channel answers the customer itself). Decided in the transaction that
+        stores it, as :meth:`add_busy_notice` is: a conversation handed back between the channel reading its
+        status and storing the turn held a picture nobody would look at, and its customer got no answer. Its key
+        is kept as :meth:`receive` keeps an answered message's, so that a redelivery reaching a server started
+        since is not added twice (True: the person has it already)."""
         with self._writing():
             self.forget_old_keys()
+            if self.db.execute("SELECT 1 FROM pending WHERE key = ?", [key]).fetchone():
+                return True
+            status = self.db.execute("SELECT status FROM conversations WHERE id = ?", [conversation_id]).fetchone()
+            if status is None or status[0] != "handed_off":
+                return False
             stamp = now()
-            if not self.db.execute(
-                    "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, metadata, received, "
-                    "answered) VALUES (?, ?, ?, ?, '', '{}', ?, ?)",
-                    [key, conversation_id, channel, user, stamp, stamp]).rowcount:
-                return None
-            return self.add_message(conversation_id, "user", text, channel, user)
+            self.db.execute("INSERT INTO pending (key, conversation_id, channel, user, text, metadata, received, answered) "
+                            "VALUES (?, ?, ?, ?, '', '{}', ?, ?)", [key, conversation_id, channel, user, stamp, stamp])
+            self.add_message(conversation_id, "user", text, channel, user)
+            return True
 
     def forget_old_keys(self) -> None:
         """Delete the keys of the platform messages answered (or purged) more than ``REDELIVERY_WINDOW_S`` ago, after

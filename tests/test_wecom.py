@@ -723,6 +723,40 @@ async def test_a_picture_sent_to_an_agent_reaches_their_transcript_and_is_never_
     assert bot.turns == [] and wecom_api.sent == []
 
 
+async def test_a_picture_sent_as_the_agent_hands_the_conversation_back_gets_the_hint(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path) -> None:
+    """Handed back to the bot between the channel reading the conversation's status and storing "[图片]", the
+    picture was kept in a conversation no agent looks at, and its customer heard nothing."""
+    from dialogues.store import Exchange, Store
+
+    store = Store(tmp_path / "dialogues.db")
+    cid = f"wecom:{CORP_ID}:u1"
+    store.log_exchange(Exchange(cid, "wecom", "u1", "转人工", None, None, None, 0.0, [], "handoff", "v0001",
+                                handoff="requested"))
+
+    async def run(fn: Any, *args: Any) -> Any:
+        result = fn(*args)
+        if fn == store.conversation:  # the agent hands it back just after the channel read it
+            store.set_status(cid, "open", "agent", "wecom", agent="小李")
+        return result
+
+    bot = FakeBot()
+    bot.store, bot._store = store, run  # type: ignore[assignment, attr-defined]
+    channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
+    client = await client_for(aiohttp_client, channel)
+    inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000"
+             "</CreateTime><MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m1</MediaId>"
+             "<MsgId>8001</MsgId><AgentID>1000002</AgentID></xml>")
+    query, body = signed_post(crypto, inner)
+    text = await (await client.post("/wecom/callback", params=query, data=body)).text()
+    await channel.close()
+    history = store.history(cid)
+    store.close()
+    assert parse_xml(crypto.decrypt(parse_xml(text).findtext("Encrypt") or "")).findtext("Content") == \
+        "抱歉，我只能读懂文字消息，请用文字描述您的问题。"
+    assert "[图片]" not in [t["text"] for t in history]
+
+
 async def test_an_answer_that_is_not_a_json_object_is_a_delivery_error(aiohttp_server: Any) -> None:
     app = web.Application()
     app.router.add_get("/cgi-bin/gettoken", lambda _: web.Response(text="<html>portal login</html>", content_type="text/html"))

@@ -267,7 +267,8 @@ class WeComChannel(PlatformChannel):
         per message and within the conversation's limit, in its language and script: the customer who sent one
         heard nothing back, and waited. In a conversation handed to a person it is recorded instead, as a
         customer's turn that says what was sent ("[图片]", :data:`~dialogues.holding.SENT`): the agent learns of
-        it and sees the customer waiting, and no hint talks over them."""
+        it and sees the customer waiting, and no hint talks over them. Which of the two the store decides as it
+        records it (:meth:`~dialogues.store.Store.receive_unanswered`), so that a hand-back meanwhile gets the hint."""
         conversation_id = f"wecom:{self.corp_id}:{user}"
         async with self._seen.claim((key,)) as first:
             if not first:
@@ -279,9 +280,8 @@ class WeComChannel(PlatformChannel):
                 conversation = await self.bot._store(store.conversation, conversation_id) if store is not None else None
                 kept = (conversation or {}).get("slots", {})
                 language = self.language if self.language in LANGUAGES else kept.get(SLOT) or "zh"
-                if conversation is not None and conversation["status"] == "handed_off":
-                    await self.bot._store(store.receive_unanswered, key, conversation_id, self.name, user,
-                                          SENT[kind][language])
+                if conversation is not None and await self.bot._store(store.receive_unanswered, key, conversation_id,
+                                                                      self.name, user, SENT[kind][language]):
                     return web.Response(text="")
                 notice = say(self.unread_hint, language, script=kept_script(kept))
         return self._passive_reply(user, notice, nonce) if notice else web.Response(text="")
