@@ -16,6 +16,7 @@ import itertools
 import re
 from collections.abc import Mapping
 from datetime import date
+from functools import partial
 from typing import Annotated, Any, Literal, cast, get_args
 
 import opencc
@@ -66,7 +67,8 @@ def _text(value: Any) -> str | dict[Language, str]:
 Text = Annotated[str | dict[Language, str], PlainValidator(_text)]
 SLOT = "language"  # the slot that holds a multi bot's conversation language
 SCRIPT = "chinese_script"  # the slot that holds the Chinese script a conversation's customer writes
-Script = Literal["traditional", "simplified"]
+# Traditional in Taiwan's standard forms, or in Hong Kong's (後台, 裏面, 衞生 where Taiwan's write 後臺, 裡面, 衛生).
+Script = Literal["traditional", "hongkong", "simplified"]
 _TRADITIONAL = opencc.OpenCC("s2t.json")  # OpenCC's own forms, which leave every Traditional character as written
 # What a customer is answered in: Taiwan's standard forms, which Hong Kong reads too (為 where OpenCC's own write 爲)
 _WRITTEN_TRADITIONAL = opencc.OpenCC("s2tw.json")
@@ -75,6 +77,8 @@ _HONG_KONG = opencc.OpenCC("s2hk.json")  # which keeps 台 and 着 as written, a
 CJK = re.compile(r"[\u3100-\u312f\u31a0-\u31bf\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
 
+# Characters only written Cantonese has (嘅, 咗, 冇, 佢…): a customer who writes them reads Hong Kong's forms.
+CANTONESE = re.compile(r"[嘅咗冇哋嘢啲喺佢嚟睇嗰搵揾畀攞噉嘥冚]")
 # Japanese kana: a Japanese customer writes kanji too, which read as Chinese (注文 as Simplified, for 註).
 KANA = re.compile(r"[\u3041-\u3096\u30a1-\u30fa]")
 
@@ -175,7 +179,8 @@ def chinese_script(text: str, previous: Script | None) -> Script | None:
     Chinese writes (訂單), simplified when it has some only Simplified writes (订单). A text with neither
     (你好, an order number) or both keeps ``previous``. A character Hong Kong and Taiwan write as it is,
     though OpenCC's own forms change it (台北, 一台電腦: 臺), is no Simplified one: their customers were
-    answered in Simplified."""
+    answered in Simplified. Traditional is Hong Kong's (``hongkong``) for a customer who writes Cantonese
+    (佢, 冇, 嘅) without Simplified characters, or whose conversation is Hong Kong's already (a zh-HK page's)."""
     if not CJK.search(text) or KANA.search(text):  # Japanese kanji are in neither Chinese script
         return previous
     try:
@@ -183,9 +188,13 @@ def chinese_script(text: str, previous: Script | None) -> Script | None:
         simplified = any(_TRADITIONAL.convert(c) != c and _HONG_KONG.convert(c) != c for c in set(CJK.findall(text)))
     except UnicodeEncodeError:  # half a surrogate pair, which the converter refuses
         return previous
+    if CANTONESE.search(text) and not simplified:
+        return "hongkong"
     if traditional == simplified:
         return previous
-    return "traditional" if traditional else "simplified"
+    if simplified:
+        return "simplified"
+    return "hongkong" if previous == "hongkong" else "traditional"
 
 
 def spellings(text: str) -> set[str]:
@@ -205,12 +214,13 @@ def kept_script(slots: Mapping[str, Any]) -> Script | None:
     return script if script in get_args(Script) else None
 
 
-def _written_traditional(text: str) -> str:
-    """``text`` in Taiwan's standard Traditional forms, 回复 (to reply) always as 回覆: OpenCC reads 请回复 as
-    回復 ("to restore") and 请回复数字 as 回複 (of 复数, "plural"), where Taiwan and Hong Kong write 回覆, and
-    a support bot's 回复 is a reply. OpenCC's Taiwan phrases (s2twp) keep both, and swap Hong Kong's words for
-    Taiwan's (软件 as 軟體, 查看 as 檢視), so they are not used: one Traditional script answers both."""
-    return _WRITTEN_TRADITIONAL.convert(text.replace("回复", "回覆"))
+def _written_traditional(text: str, forms: opencc.OpenCC = _WRITTEN_TRADITIONAL) -> str:
+    """``text`` in Taiwan's standard Traditional forms, or Hong Kong's (``forms``), 回复 (to reply) always as 回覆:
+    OpenCC reads 请回复 as 回復 ("to restore") and 请回复数字 as 回複 (of 复数, "plural"), where Taiwan and Hong
+    Kong write 回覆, and a support bot's 回复 is a reply. OpenCC's Taiwan phrases (s2twp) keep both, and swap
+    Hong Kong's words for Taiwan's (软件 as 軟體, 查看 as 檢視), so they are not used: one set of words
+    answers both."""
+    return forms.convert(text.replace("回复", "回覆"))
 
 
 def in_script(text: str, script: Script | None) -> str:
@@ -218,9 +228,10 @@ def in_script(text: str, script: Script | None) -> str:
     the Simplified characters a shop writes its templates in (or the other way round), read another
     script than their own. Text in neither (English, a number) passes unchanged, as do links and e-mail
     addresses (…/help/退货 made 退貨 is another page) and text the converter refuses (half a surrogate pair)."""
-    if script not in ("traditional", "simplified"):
+    convert = {"traditional": _written_traditional, "hongkong": partial(_written_traditional, forms=_HONG_KONG),
+               "simplified": model_text}.get(script or "")
+    if convert is None:
         return text
-    convert = _written_traditional if script == "traditional" else model_text
     try:  # the addresses, captured, are every other piece
         return "".join(piece if i % 2 else convert(piece) for i, piece in enumerate(_ADDRESS_PIECES.split(text)))
     except UnicodeEncodeError:

@@ -89,6 +89,10 @@ def test_say_picks_the_language_then_the_default_then_the_first() -> None:
     ("一台電腦多少錢", "simplified", "traditional"),
     ("台湾", None, "simplified"),
     ("注文をキャンセルしたい", "traditional", "traditional"),  # Japanese: 注 is no Simplified 註
+    # Hong Kong's Traditional forms for a customer who writes Cantonese, or whose conversation has them already
+    ("佢哋幾時寄嘢嚟？", None, "hongkong"), ("有冇貨", "traditional", "hongkong"),
+    ("我的訂單在哪裡", "hongkong", "hongkong"), ("你好", "hongkong", "hongkong"),
+    ("我的订单在哪里", "hongkong", "simplified"), ("你哋有冇货", None, "simplified"),  # Cantonese in Simplified
 ])
 def test_chinese_script(text: str, previous: str | None, expected: str | None) -> None:
     assert chinese_script(text, previous) == expected  # type: ignore[arg-type]
@@ -111,3 +115,10 @@ def test_a_reply_is_written_as_taiwan_and_hong_kong_write_it() -> None:
     assert in_script("请回复数字", "traditional") == "請回覆數字"
     assert in_script("请回复您的订单号，客服会尽快回复您。", "traditional") == "請回覆您的訂單號，客服會盡快回覆您。"
     assert in_script("恢复出厂设置", "traditional") == "恢復出廠設置"  # to restore is still 復
+
+
+def test_hong_kong_customers_read_hong_kong_forms() -> None:
+    """A Traditional reply was written in Taiwan's forms (後臺, 裡面, 衛生) for Hong Kong customers too, who write 後台,
+    裏面 and 衞生."""
+    assert in_script("请在后台查看，里面有卫生纸，请回复数字", "hongkong") == "請在後台查看，裏面有衞生紙，請回覆數字"
+    assert in_script("请在后台查看，里面有卫生纸", "traditional") == "請在後臺查看，裡面有衛生紙"

@@ -2025,6 +2025,19 @@ def test_a_page_in_traditional_chinese_gets_the_widget_in_traditional_characters
     expect(simplified.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
 
 
+def test_a_hong_kong_or_macau_page_is_answered_in_hong_kong_forms(open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A zh-HK page told the bot "traditional", and its customers read Taiwan's forms (後臺, 裡面), not their own."""
+    widgets = {tag: open_widget(page_lang=tag) for tag in ("zh-TW", "zh-HK", "zh-Hant-MO")}
+    for widget in widgets.values():
+        widget.send("/contact_human_agent")
+        expect(widget.bot_replies()).to_have_text([re.compile("轉接")])
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        scripts = {tag: json.loads(db.execute("SELECT slots FROM conversations WHERE id = ?",
+                                              [widget.conversation_id()]).fetchone()[0]).get("chinese_script")
+                   for tag, widget in widgets.items()}
+    assert scripts == {"zh-TW": "traditional", "zh-HK": "hongkong", "zh-Hant-MO": "hongkong"}
+
+
 def test_a_page_of_a_site_the_bot_does_not_list_says_why_in_the_console(open_widget: Any,
                                                                         web_demo_bot: SimpleNamespace) -> None:
     """The greeting showed and every message ended Not sent, with nothing but the browser's CORS errors to go on."""

@@ -70,8 +70,8 @@ class ChatRequest(ConversationRequest):
         "the page's language: the reply's while the conversation has none yet, as when its first message "
         "has no letter in it (an order number); a message in the other language still gets its own"))
     script: Script | None = Field(None, description=(
-        "the page's Chinese script (traditional for zh-TW, zh-HK, zh-Hant): the Chinese replies' until the "
-        "customer writes a character of either"))
+        "the page's Chinese script (traditional for zh-TW and zh-Hant, in Taiwan's forms; hongkong for zh-HK and "
+        "zh-MO, in Hong Kong's): the Chinese replies' until the customer writes a character of either"))
     metadata: Metadata = Field(default_factory=dict, description=(
         "what the page knows of its customer (a user id), as Rasa's REST channel takes it: custom actions read "
         "it in tracker.latest_message, and the first message's as the slot session_started_metadata; a "

@@ -167,9 +167,12 @@
       "number, a boolean or null.");
     return {};
   })();
-  const told = () => ({ ...user, ...metadata, ...(lang === "zh-Hant" ? { language: "zh", script: "traditional" } : { language: spoken() }) });
+  const told = () => ({ ...user, ...metadata, ...(lang === "zh-Hant" ? { language: "zh", script: chineseScript } : { language: spoken() }) });
   const chosenLang = language(config.lang);
-  let lang = chosenLang || language(document.documentElement.lang || navigator.language) || "en";
+  const pageTag = chosenLang ? config.lang : document.documentElement.lang || navigator.language;
+  let lang = chosenLang || language(pageTag) || "en";
+  // A Traditional page's script: Hong Kong's and Macau's read Hong Kong's forms (後台, 裏面), the others Taiwan's.
+  const chineseScript = /[-_](hk|mo)(?![a-z])/i.test(String(pageTag || "")) ? "hongkong" : "traditional";
   let t = STRINGS[lang];
   let serverTitle = null; // bot.yml's channels.web.title: one text, or one per language
   let serverTitleTraditional = null; // its Chinese one in Traditional characters
