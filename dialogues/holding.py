@@ -57,8 +57,9 @@ _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here)
          r"|(?:a |an )?(?:real |live )?(?:human|person|agent|representative)(?: please)?"
          r"|(?:我要|我想|我需要)?(?:找|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?个?(?:人工|真人)(?:客服|服务)?|(?:我要|我想)?找?客服"
          r"|ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
-         r"|好的[呢哦呀哈]?|好嘞?|好[滴哒]|(?:那)?好吧|嗯++|[哦噢]++|收到|没问题|明白了?|(?:知道|晓得|懂)了|ok[的了]"
-         r"|谢谢(?:您|你们?|啦|了|亲)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
+         r"|好[的嘅][呢哦呀哈]?|好嘞?|好[滴哒]|(?:那)?好吧|嗯++[呐哪]?|[哦噢]++|收到|[没冇]问题|明白(?:了|晒)?|了解了?"
+         r"|(?:知道|晓得|懂)[了啦咗]|ok[的了啦]|谢谢(?:您|你们?|啦|了|亲)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
+         r"|多谢晒|唔该(?:晒|你|哂)?"  # Hong Kong's Cantonese: thanks, thanks a lot
          r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?|多谢|谢谢客服|谢谢您了"
          r"|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
 # What a customer sent that the bot cannot read (a picture, a voice message), as a platform channel records it in
@@ -90,7 +91,7 @@ def _only(words: str) -> str:
 
 
 # What only a customer says with nothing asked, where an agent's "可以", "是的" or "没有了" answers a question.
-_CONFIRMS = r"可以的?|行吧?|对的?|是的|没事了?|(?:没有|没|不用)了|没有(?:其他|其它|别的)(?:问题|事)了?"
+_CONFIRMS = r"可以的?|行吧?|对的?|是的|没事了?|(?:没有|没|不用)了|没有(?:其他|其它|别的)(?:问题|事)了?|得[啦嘞喇]?|系[啊呀嘅]?"
 _ACKNOWLEDGES = re.compile(_only(_ACKS + "|" + _CONFIRMS))
 # An agent's apology for what happened to the customer, which the next customer with the same trouble is owed too
 # (not one for a wait: "抱歉让您久等了" is chatter).

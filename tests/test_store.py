@@ -650,6 +650,9 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     ("哦哦", True), ("好吧", True), ("知道了", True), ("谢啦", True), ("好滴", True), ("OK了", True), ("可以", True),
     ("是的", True), ("没有了", True), ("谢谢，没有其他问题了", True), ("不用了", True),
     ("可以退款吗", False), ("对吗", False), ("没有了吗", False), ("哦，那运费谁出", False),
+    # Hong Kong customers' Cantonese, and other ways of saying ok: the agent's answer was learnt as one to "唔該"
+    ("好嘅", True), ("唔該晒", True), ("多謝晒", True), ("得", True), ("係呀", True), ("冇問題", True), ("知道啦", True),
+    ("了解", True), ("ok啦", True), ("得唔得", False), ("係咪有貨", False), ("唔該幫我查下訂單", False), ("了解一下运费", False),
     ("are you there on Sundays?", False), ("can I talk to someone about my refund", False), ("waiting for my refund", False),
     ("still waiting for the parcel", False), ("还在路上吗", False), ("我要人工退款", False), ("human resources phone number", False),
 ])
