@@ -70,7 +70,7 @@ QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|numbe
 ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|qq)( ?(?:号码|號碼|号|號|账号|帳號|id)| ?[:：]|是|为|為)?"
                      r" *[:：]? *([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
 # What asks to be added on WeChat right before its name (加我微信, 加一下vx, 请加个人微信): a handle after it is an ID.
-_ADD_ME = re.compile(r"加(?:我的?|一下|下|个)?(?:个人)?$")
+_ADD_ME = re.compile(r"加(?:我的?|一下|下|[个個])?(?:[个個]人)?$")
 # A whole run of digit groups (4111 1111…, 4111.1111…), however long, in which _cards finds the cards: a
 # date written before one (2023-11-20 4111 1111 1111 1111) must not take its first groups.
 # Not after a "+" (a phone number's country code), a dash after a digit (the rest of an order number) or two
