@@ -49,13 +49,15 @@ _HOLDING = re.compile(
 # person again (the agent's answer is to what they asked, not to "are you there?" nor to "转人工").
 _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here))?"
          r"|(?:客服|人工|有人)?在[吗么嘛不]|有人吗|(?:客服|人)呢|(?:怎么)?还?没(?:有)?人(?:回复?|理)?(?:我|吗)?"
+         # and in Hong Kong's Cantonese: 有冇人呀, 喺唔喺度, 仲喺度嗎, 點解冇人理我, 仲未有人覆
+         r"|有冇人(?:喺度)?[呀啊吖]?|(?:客服|你)?仲?喺(?:唔喺)?度[吗嘛呀啊]?|(?:点解|仲)?(?:冇|未有)人(?:覆|回复?|理)?(?:我|吗)?"
          r"|(?:are )?(?:you|u) (?:still )?(?:there|here)|(?:i(?:['’]m| am) )?(?:still )?(?:here|there|waiting)|ping|hm++"
-         r"|i(?:['’]ll| will) wait|take your time|bye(?: bye)?|goodbye|喂|在(?:不在)?|我?还在等?|等了?(?:好久|很久|半天)了?"
+         r"|i(?:['’]ll| will) wait|take your time|bye(?: bye)?|goodbye|喂|在(?:不在)?|我?还在等?|等[了咗]?(?:好久|很久|半天|好耐)了?"
          r"|(?:好的)?我等(?:你|您)|再见|拜拜"
          r"|(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)? )?(?:talk|speak|chat)(?: to| with) (?:a |an )?"
          r"(?:real |live )?(?:human|person|agent|someone|somebody)(?: please)?"
          r"|(?:a |an )?(?:real |live )?(?:human|person|agent|representative)(?: please)?"
-         r"|(?:我要|我想|我需要)?(?:找|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?个?(?:人工|真人)(?:客服|服务)?|(?:我要|我想)?找?客服"
+         r"|(?:我要|我想|我需要)?(?:找|揾|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?个?(?:人工|真人)(?:客服|服务)?|(?:我要|我想)?[找揾]?客服"
          r"|ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
          r"|好[的嘅][呢哦呀哈]?|好嘞?|好[滴哒]|(?:那)?好吧|嗯++[呐哪]?|[哦噢]++|收到|[没冇]问题|明白(?:了|晒)?|了解了?"
          r"|(?:知道|晓得|懂)[了啦咗]|ok[的了啦]|谢谢(?:您|你们?|啦|了|亲)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
