@@ -180,8 +180,21 @@ def _holds(clause: str) -> bool:
             and len(re.findall(r"[^\W\da-z_]", rest)) <= _FILLER_CHARACTERS)
 
 
+# WeChat's and WeCom's own emoticons, which reach the bot as their names in brackets ("好的[抱拳]", "[强]"), in
+# Simplified characters as the clauses are read: emoji, no words.
+_EMOTICONS = re.compile(
+    r"\[(?:微笑|撇嘴|色|发呆|得意|流泪|害羞|闭嘴|睡|大哭|尴尬|发怒|调皮|呲牙|惊讶|难过|囧|抓狂|吐|偷笑|愉快|白眼|傲慢|困|惊恐|憨笑"
+    r"|悠闲|咒骂|疑问|嘘|晕|衰|骷髅|敲打|再见|擦汗|抠鼻|鼓掌|坏笑|左哼哼|右哼哼|哈欠|鄙视|委屈|快哭了|阴险|亲亲|可怜|笑脸|生病|脸红"
+    r"|破涕为笑|恐惧|失望|无语|嘿哈|捂脸|奸笑|机智|皱眉|耶|吃瓜|加油|汗|天啊|emm|社会社会|旺柴|好的|打脸|哇|翻白眼|666|让我看看"
+    r"|叹气|苦涩|裂开|嘴唇|爱心|心碎|拥抱|强|弱|握手|胜利|抱拳|勾引|拳头|ok|合十|啤酒|咖啡|蛋糕|玫瑰|凋谢|菜刀|炸弹|便便|月亮|太阳"
+    r"|庆祝|礼物|红包|发|福|烟花|爆竹|猪头|跳跳|发抖|转圈)\]")
+
+
 def _clauses(text: str) -> list[str]:
-    return [c for c in map(str.strip, _CLAUSES.split(unicodedata.normalize("NFKC", model_text(text)).lower())) if c]
+    """``text``'s clauses as the rules read them: in Simplified characters, NFKC-normalised, in lower case, without
+    WeChat's emoticons (:data:`_EMOTICONS`)."""
+    read = _EMOTICONS.sub(" ", unicodedata.normalize("NFKC", model_text(text)).lower())
+    return [c for c in map(str.strip, _CLAUSES.split(read)) if c]
 
 
 def says_nothing(text: str) -> bool:

@@ -655,6 +655,8 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     ("了解", True), ("ok啦", True), ("得唔得", False), ("係咪有貨", False), ("唔該幫我查下訂單", False), ("了解一下运费", False),
     ("有冇人呀", True), ("喺唔喺度", True), ("仲喺度嗎", True), ("等咗好耐", True), ("點解冇人理我", True), ("仲未有人覆", True),
     ("搵人工", True), ("冇人收快遞點算", False), ("仲有冇貨", False),  # nudges and asking for a person, in Cantonese
+    # WeChat's own emoticons, which WeCom delivers as their names in brackets
+    ("[强]", True), ("好的[抱拳]", True), ("謝謝[玫瑰][玫瑰]", True), ("[OK]", True), ("[微笑]我的订单到哪了", False),
     ("are you there on Sundays?", False), ("can I talk to someone about my refund", False), ("waiting for my refund", False),
     ("still waiting for the parcel", False), ("还在路上吗", False), ("我要人工退款", False), ("human resources phone number", False),
 ])
