@@ -763,6 +763,7 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # a handle of letters alone after 加微信 or a word that says it is one; after the name alone it is an English word
     ("加微信zhangwei谢谢，微信号 Zhangwei，请加个人微信：Lilyzhang", "加微信[ID]谢谢，微信号 [ID]，请加个人微信：[ID]"),
     ("請加我個人微信 zhangwei，加個微信 lilyzhang", "請加我個人微信 [ID]，加個微信 [ID]"),  # in Traditional characters
+    ("我的微信号是zhangsan88，微信號為 Zhang_San, wechat id is lily2024", "我的微信号是[ID]，微信號為 [ID], wechat id is [ID]"),
     ("微信 account 被封了, 我用微信 payment 失败, wechat support", "微信 account 被封了, 我用微信 payment 失败, wechat support"),
     # the 15-digit identity numbers issued before 1999, after a word for one: no checksum, and order numbers look the same
     ("身份证 130503670401001，身份證號碼：110105 491231 002", "身份证 [ID]，身份證號碼：[ID]"),
