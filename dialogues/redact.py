@@ -95,6 +95,12 @@ HK_ID = re.compile(r"(?<![A-Za-z0-9])[A-Z]{1,2}\d{6} ?\([0-9A]\)")
 # likely amounts: 1500 300 2000).
 CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)?86[ -]?|\(\+?86\) ?)?1[3-9]\d"
                        r"(?:(?:[ .-]?\d{4}){2}|\d-\d{3}-\d{4}|-\d{3}-\d{5}|\d-\d{4}-\d{3})(?!\d)")
+# A Chinese mobile written in Chinese numerals, or in numerals and digits, as customers write one to keep it from
+# machines or a voice input gives it: 一三八一二三四五六七八, 幺三八 1234 5678 (幺 for 1, 〇 or 零 for 0, 两 for 2). Digits
+# alone are CN_MOBILE's, written as mobiles are (1500 300 2000 is three amounts).
+_CHINESE_NUMERALS = "〇零一幺二两兩三四五六七八九"
+_NUMERALS = f"0-9{_CHINESE_NUMERALS}"
+CN_NUMERAL_MOBILE = re.compile(rf"(?<![{_NUMERALS}])[1一幺][3-9三四五六七八九](?:[ -]?[{_NUMERALS}]){{9}}(?![{_NUMERALS}])")
 # 010-62345678, (0755) 88889999, and 010 62345678 with a real area code's shape, the number whole or
 # as 4 4 (021-6234-5678, 0755 8667 8699), an extension after a dash (010-62345678-8001); written whole
 # (01062345678) only after a word for a phone, since order numbers look the same; so are Hong Kong's
@@ -429,6 +435,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (CARD, "[CARD]", _cards),
     (CARD_NAMED, "[CARD]", _named_when(lambda number: luhn_valid(re.sub(r"\D", "", number)))),
     (CN_MOBILE, "[PHONE]", _whole),
+    (CN_NUMERAL_MOBILE, "[PHONE]", _when(lambda number: bool(re.search(f"[{_CHINESE_NUMERALS}]", number)))),
     (TW_MOBILE, "[PHONE]", _whole),
     (CN_LANDLINE, "[PHONE]", _landline),
     (PHONE_NAMED, "[PHONE]", _named),

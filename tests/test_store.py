@@ -841,6 +841,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # a mobile's 11 digits in other groups, joined by dashes; in spaces they are as likely amounts
     ("1381-234-5678, 138-123-45678 或 1381-2345-678", "[PHONE], [PHONE] 或 [PHONE]"),
     ("价格 1500 300 2000, 数量 150 200 30000", "价格 1500 300 2000, 数量 150 200 30000"),
+    # a mobile in Chinese numerals, or numerals and digits; other runs of numerals are no phone number
+    ("手机一三八一二三四五六七八，电话：幺三八 1234 5678谢谢", "手机[PHONE]，电话：[PHONE]谢谢"),
+    ("共一百二十块, 一三五七九, 一三八一二三四五六七八九", "共一百二十块, 一三五七九, 一三八一二三四五六七八九"),
     # a Chinese bank's own debit card, in no international scheme's range, after a word for a card
     ("银行卡9558800000000000000，工行卡号是 9558-8000-0000-0000-000", "银行卡[CARD]，工行卡号是 [CARD]"),
     ("card number 9558 8000 0000 0000 000", "card number [CARD]"),
