@@ -214,6 +214,8 @@ _ADDRESSED = regex.compile(
     rf"|(?<!\p{{L}})(?:Mr|Mrs|Ms|Miss|Mx)\.? {_NAMED}"
     rf"|(?<!\p{{L}})(?:[Rr]ecipient|[Aa]ddressee)[:：]? +{_NAMED}|(?<!\p{{L}})(?:[Aa]ttn|ATTN|[Cc]/[Oo])\.?[:：]? *{_NAMED}"
     r"|(?![的位这這那哪各敬爱愛我您你他她们們亲親])[\u4e00-\u9fff](?:先生|女士|小姐)(?![们們姐])"
+    # Hong Kong's Cantonese ones, a surname and 生, 太 or 太太 ending the greeting: 陳生，黃太你好 (not 周生生, 學生)
+    rf"|(?<![\u4e00-\u9fff])[{''.join(sorted(SURNAMES))}](?:生|太太?)(?=[,，!！。.~～ ]|你好|您好|$)"
     # a greeting by a Chinese name, from a common surname, the name alone before the greeting's end: 您好张伟，亲爱的李娜！
     rf"|(?:您好|你好|亲爱的|親愛的|尊敬的)[,，]? *{_CHINESE_NAME}(?=[,，!！。.~～]| *$)"
     rf"|(?<![\u4e00-\u9fff]){_CHINESE_NAME}[,，]? *(?:您好|你好)"

@@ -169,6 +169,7 @@ def test_an_agent_answer_that_lost_personal_data_is_not_shown_to_other_customers
     ("", "这个时间段3号之前都能发货"), ("", "知道10号发货就好"), ("", "走顺丰通道5号到"),  # a date is no house number
     ("", "您好，谢谢！"), ("", "亲爱的顾客，已退款"), ("", "您好，周末不发货"), ("", "您好，江苏可以发货"),  # greet no one
     ("", "門市在2樓客服室旁邊"), ("", "送到15樓就可以"),  # a floor alone is no one's
+    ("", "周生生的首飾今天到貨"), ("", "學生證可以打九折"),  # 生 after a surname, greeting no one
 ])
 def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answer: str) -> None:
     """Each was taken for one naming its customer or where they live, and never given to anyone."""
@@ -294,6 +295,7 @@ def test_an_agent_answer_naming_its_customer_or_where_they_live_is_not_shown_to_
         "Done, it goes to 12 main street now.", "已改为上海市浦东新区世纪大道１００号。", "已改为2单元1101室。",
         "Ship to postcode SW1A 1AA confirmed.", "It will reach you in Austin, TX 78701-1234.",
         "已改為沙田翠竹花園3座15樓B室。", "已更新為太古城 5 座 20 樓。",  # a Hong Kong estate's block, floor and flat
+        "陳生，已經幫你改好。", "黃太你好，地址已更新。", "好的，林太太！",  # Mr and Mrs in Hong Kong's Cantonese
         "Dear Ms Brown, the new address is saved.", "Transfer it to the account of Mr. Peter Brown.",
         "好的王女士，已经改好了。", "收件人：李娜，已更新。", "Recipient: Jane, updated.",
         "加我个人微信 zhangwei_1988 或者QQ 123456789 都可以。", "WeChat ID: zhangwei, add me.",
