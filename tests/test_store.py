@@ -599,6 +599,10 @@ def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) 
     ("我先帮您退款了", False), ("已经记录了您的新地址，明天改好", False),
     ("还有其他颜色的", False), ("还有别的款式", False),  # an answer, in a closing question's first words
     ("有什么尺码都可以换", False), ("有什么都能退", False), ("有什么可以帮到您", True), ("有什么事吗", True),  # 有什么 offers help
+    # Hong Kong agents' Cantonese: greeting, holding, apologising for the wait, asking for the order number, closing
+    ("你好，有咩可以幫到你？", True), ("等我查一查", True), ("我幫你睇下", True), ("好嘅，我跟進下", True),
+    ("唔好意思，要你等咗咁耐", True), ("多謝你嘅耐心等候", True), ("唔該你畀個訂單號我", True), ("你嘅訂單號係？", True),
+    ("有咩問題隨時搵我哋", True), ("唔好意思，呢款冇貨喇", False), ("有咩都可以退", False), ("你睇下電郵", False),
     ("您看看邮箱", False), ("去看看订单", False), ("请确认一下订单", False), ("您查一下邮箱", False),  # for the customer to do
     ("我帮您看看", True), ("请稍等，我帮您确认一下", True), ("我这边帮您核实一下", True),
     ("Thanks for the information.", True), ("My pleasure.", True), ("Please give me a few minutes.", True),
