@@ -79,9 +79,12 @@ LINKS = ("", "http", "https", "mailto", "tel")  # the addresses the web chat lin
 # answer, "\x0b" in an action's text) would make the whole passive reply unreadable to WeCom.
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # How a customer picks numbered choice N: "1" or "１", "1." "1。" "1、" "1)" (the list's own "1." copied),
-# "第1个" "第一个" "第二個", "选1" "選第二个"; nothing more after it, so "1 件" and "第一次买" stay what they say.
+# "第1个" "第一个" "第二個", "选1" "選第二个" "揀2" (Cantonese); nothing more after it, so "1 件" and "第一次买" stay what
+# they say.
 CHINESE_NUMBERS = {numeral: n for n, numeral in enumerate("一二三四五六七八九十", start=1)}
-CHOICE = re.compile(r"(?:选择?|選擇?)?\s*(?:第\s*(\d+|[一二三四五六七八九十])\s*[个個项項]?|(\d+))\s*[.．。、)）]?")
+CHOICE = re.compile(r"(?:选择?|選擇?|揀)?\s*(?:第\s*(\d+|[一二三四五六七八九十])\s*[个個项項]?|(\d+))\s*[.．。、)）]?")
+# The other ways an input method types a number: circled (①, which Chinese ones offer) and keycap emoji (1️⃣).
+_AS_DIGITS = {ord(circled): str(n) for n, circled in enumerate("①②③④⑤⑥⑦⑧⑨⑩", start=1)} | dict.fromkeys(map(ord, "\ufe0f\u20e3"))
 
 
 def plain_text(markdown: str) -> str:
@@ -109,8 +112,8 @@ def numbered_choices(text: str, buttons: list[dict[str, str]], hint: str) -> str
 
 def choice_number(text: str) -> int | None:
     """The number of the choice ``text`` picks in the ways customers type it (:data:`CHOICE`), or None when it
-    is not just a pick: WeCom shows buttons as a numbered list, and "1." or "第一个" picks as "1" does."""
-    match = CHOICE.fullmatch(text.strip())
+    is not just a pick: WeCom shows buttons as a numbered list, and "1.", "第一个", "①" or "1️⃣" picks as "1" does."""
+    match = CHOICE.fullmatch(text.strip().translate(_AS_DIGITS))
     if match is None:
         return None
     number = match.group(1) or match.group(2)
