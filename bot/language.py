@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import date
 from functools import partial
@@ -129,9 +130,11 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     between Chinese messages, and were answered in English for it; it takes a sentence ("refund please")
     to switch. A first "hello" on a Chinese page
     is English's: nothing Chinese was said yet. Another script (Korean, Japanese, Cyrillic) is English's, not the
-    conversation's, as a first message's is."""
+    conversation's, as a first message's is. Full-width letters, which a Chinese input method types ("ＯＫ"), are
+    read as the letters they are: a Chinese customer's "ＯＫ" was answered in English."""
     if bot_language in LANGUAGES:
         return cast(Language, bot_language)
+    text = unicodedata.normalize("NFKC", text)
     kept = previous or page
     if text.startswith("/") and kept in LANGUAGES:
         return cast(Language, kept)

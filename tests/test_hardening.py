@@ -370,6 +370,7 @@ def test_platform_messages_over_the_limit_are_told_to_wait_once_per_wait() -> No
     assert slow_down("zh", 7, "還在嗎") == "您發送消息太快了，請等待 7 秒後再發送。"
     assert slow_down("multi", 7, "1234", {"language": "zh", "chinese_script": "traditional"}).startswith("您發送消息")
     assert slow_down("zh", 7, "还在吗", {"chinese_script": "traditional"}).startswith("您发送消息")
+    assert slow_down("multi", 7, "ＯＫ", {"language": "zh"}).startswith("您发送消息")  # full width, from a Chinese input method
 
 
 async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Callable[..., Any],

@@ -24,6 +24,8 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "Zhang Wei", "zh", "zh"),       # nor does a name: a customer asked for theirs was answered in English
     ("multi", "MacBook Air M2", "zh", "zh"),
     ("multi", "iPhone 15 Pro Max", "zh", "zh"),
+    ("multi", "ＯＫ", "zh", "zh"), ("multi", "ｉＰｈｏｎｅ　１５", "zh", "zh"),  # full width, as a Chinese input method types
+    ("multi", "ｒｅｆｕｎｄ ｐｌｅａｓｅ", "zh", "en"),
     ("multi", "Zhang Wei", "en", "en"),
     ("multi", "Zhang Wei", None, "en"),
     ("multi", "Cancel my order", "zh", "en"),  # a request's words after its first are not capitalised
