@@ -79,7 +79,9 @@ class ProjectError(Exception):
 
 class ModelConfig(Settings):
     base: str = Field("default", description="Hugging Face name or path, or an alias: default, multilingual, mpnet")
-    epochs: float | None = Field(None, gt=0, description="None lets the recipe choose from the data size")
+    epochs: float | None = Field(None, gt=0, description="sets the training steps, epochs x ceil(examples / batch_size), "
+                                 "which make fewer passes over the data in few-shot training's smaller batches; "
+                                 "None lets the recipe choose from the data size")
     # Fine-tuning a transformer takes 1e-5 to 1e-4; above 0.01 the weights diverge (1e5 for 1e-5 trained to NaN).
     learning_rate: float | None = Field(None, gt=0, le=0.01)
     batch_size: int = Field(32, ge=1)

@@ -302,7 +302,8 @@ def write_model(staging: Path, project: Project, classifier: IntentClassifier, a
                             "train again (the serving model is untouched)") from None
     metrics = holdout_metrics(classifier, held, project.config.thresholds.intent)
     metrics.update(train_examples=train_examples, holdout_examples=len(held),
-                   train_seconds=round(classifier.train_seconds, 1), ngram_share=classifier.ngram_share)
+                   train_seconds=round(classifier.train_seconds, 1), train_steps=classifier.train_steps,
+                   train_passes=classifier.train_passes, ngram_share=classifier.ngram_share)
     meta = {"id": model_id, "base_model": project.config.base_model, "labels": classifier.labels,
             "device": str(classifier.device), "intent_threshold": metrics["intent_threshold"],
             "seed": seed_fingerprint(project), "history": history_fingerprint(project)}

@@ -143,6 +143,8 @@ def run_intent_bench(train: list[Example], test: list[Example], valid: list[Exam
         "shots": shots,
         "seed": seed,
         "epochs": config.epochs_for(len(fit)),
+        "train_steps": classifier.train_steps,
+        "train_passes": classifier.train_passes,
         "few_shot": config.few_shot([r.intent for r in fit]),
         "ngram_share": classifier.ngram_share,
     }

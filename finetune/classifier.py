@@ -119,6 +119,8 @@ class IntentClassifier(torch.nn.Module):
     character n-gram vote mixed into its probabilities where held-out examples chose one."""
 
     train_seconds: float = 0.0  # set by training: how long it took
+    train_steps: int = 0  # set by training: its optimisation steps (model.epochs sets how many)
+    train_passes: float = 0.0  # set by training: the passes over the training examples those steps made
     ngrams: CharNgrams | None = None  # a character n-gram vote mixed into the probabilities (see fit_ngrams)
     ngram_share: float = 0.0
 

@@ -2,8 +2,8 @@
 
 The recipe is deliberately small: a cosine-softmax head started at the intents' mean embeddings, label
 smoothing, a higher learning rate for the head than for the pretrained body (whose word-embedding
-table stays frozen), linear warm-up and decay, and an epoch count chosen from the data size so that a
-300-example bot and a 10,000-example one both get enough updates. Batches group messages of similar
+table stays frozen), linear warm-up and decay, and a number of optimisation steps chosen from the data
+size so that a 300-example bot and a 10,000-example one both get enough updates. Batches group messages of similar
 length, which on a CPU saves most of the padding.
 
 A bot with few examples per intent (a new bot, or one started from ten examples each) trains
@@ -46,6 +46,8 @@ from retrieval.text import same_example
 
 @dataclass
 class TrainConfig:
+    # Sets the number of optimisation steps, epochs × ceil(examples / batch_size): that many passes over the data
+    # with full batches, fewer with few-shot training's smaller ones (the trained model's train_passes says how many)
     epochs: float | None = None  # None: chosen from the data size
     learning_rate: float | None = None  # None: 8e-5 for the body
     head_learning_rate: float = 5e-3
@@ -67,7 +69,7 @@ class TrainConfig:
         return self.contrastive > 0 and statistics.median(Counter(intents).values()) < self.few_shot_below
 
     def epochs_for(self, n_examples: int) -> float:
-        """Small sets see about 4,000 examples in all (at most 10 passes), large ones 3 passes."""
+        """Small sets take about 4,000 examples' worth of full batches (at most 10 epochs' worth), large ones 3."""
         if self.epochs is not None:
             return self.epochs
         return float(min(10, max(3, math.ceil(4000 / max(n_examples, 1)))))
@@ -193,11 +195,13 @@ def train_classifier(
     batches: list[list[int]] = []
     bar = tqdm(range(total), desc="fine-tuning", unit="step", disable=not progress)
     started = time.perf_counter()
+    seen = 0  # examples trained on, for the passes over the data they make
     for _ in bar:
         if not batches:
             batches = (intent_batches(targets, config.batch_size, rng) if few_shot
                        else length_batches(lengths, config.batch_size, rng))
         batch = batches.pop()
+        seen += len(batch)
         batch_targets = torch.tensor([targets[i] for i in batch], device=device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
             embeddings = model.embed([texts[i] for i in batch])
@@ -228,6 +232,7 @@ def train_classifier(
     if start is not None:
         interpolate_weights(model, start, config.interpolate)
     model.train_seconds = time.perf_counter() - started
+    model.train_steps, model.train_passes = total, round(seen / len(texts), 2)
     return model.eval()
 
 

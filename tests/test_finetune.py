@@ -226,6 +226,17 @@ def test_few_examples_per_intent_make_training_few_shot() -> None:
     assert not TrainConfig(contrastive=0).few_shot(["a"] * 10 + ["b"] * 10)
 
 
+@pytest.mark.parametrize(("contrastive", "passes"), [(1.0, 1.0), (0.0, 2.0)])
+def test_training_reports_its_steps_and_the_passes_over_the_data_they_make(tiny_model: Path, contrastive: float,
+                                                                           passes: float) -> None:
+    # 18 examples and 3 intent names: epochs=2 is 2 steps of up to 32. A few-shot batch holds 4 examples of each
+    # intent, so a pass takes 2 smaller batches and the 2 steps make 1 pass; full batches make 2.
+    texts, intents = examples()
+    model = train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=2, contrastive=contrastive),
+                             device="cpu", progress=False)
+    assert (model.train_steps, model.train_passes) == (2, passes)
+
+
 def test_intent_names_become_one_phrase_each() -> None:
     texts, intents = with_intent_names(["where is my card", "no idea", "play a song"],
                                        ["card_arrival", "oos", "PlayMusic"])
