@@ -634,8 +634,10 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     from bot.evaluation import evaluate_replies, model_questions
     from bot.importer import read_csv
     from bot.server import load_serving_model
+    from bot.training import EVALUATION_FILE, held_out_texts
     from finetune.evaluation import evaluate_model, read_jsonl
     from finetune.metrics import OOS
+    from retrieval.text import same_text
 
     project = load_project(directory)
     # An intent the bot has not, "handoff" too, is out of scope; a text the server would refuse is no test of it.
@@ -667,6 +669,11 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
         click.echo(f"{seen} of {_count(len(texts), 'test line')} {'are examples' if seen > 1 else 'is an example'} "
                    "the model was trained on (nlu.yml and reviewed labels): the figures overstate how it does on new "
                    "questions", err=True)
+    held = held_out_texts(project)
+    if tuned := sum(same_text(text) in held for text in texts):  # what the threshold and n-gram share were chosen on
+        click.echo(f"{tuned} of {_count(len(texts), 'test line')} {'are' if tuned > 1 else 'is'} in the frozen "
+                   f"evaluation set ({project.models_dir / EVALUATION_FILE}), on which training chose the model's "
+                   "n-gram share and, with thresholds.intent: auto, its threshold: the figures flatter it", err=True)
     analyses = nlu.analyse(texts)
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
     figures["replies"] = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)

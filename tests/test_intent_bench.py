@@ -384,6 +384,20 @@ def test_eval_says_when_it_is_scored_on_the_examples_the_model_learnt(tiny_demo_
     assert "trained on" not in result.stderr
 
 
+def test_eval_says_when_it_is_scored_on_the_examples_its_threshold_was_chosen_on(tiny_demo_bot: Path,
+                                                                                 tmp_path: Path) -> None:
+    """models/evaluation.jsonl, the frozen set training calibrated the threshold and the n-gram share on, made a
+    test file whose figures flattered the model without a word."""
+    frozen = [json.loads(line) for line in (tiny_demo_bot / "models" / "evaluation.jsonl").read_text().splitlines()][:3]
+    rows = [{**frozen[0], "text": frozen[0]["text"].upper() + "!"}, *frozen[1:], {"text": "is there a shop in Lisbon?",
+                                                                                  "intent": "oos"}]
+    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(write_jsonl(tmp_path / "t.jsonl", rows)),
+                                      "--results", str(tmp_path / "r"), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "3 of 4 test lines are in the frozen evaluation set" in result.stderr
+    assert "trained on" not in result.stderr
+
+
 def test_bench_nlu_scores_lines_as_the_server_sees_them(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A zero-width space or a full-width letter is normalised away before the model, as bot serve does; an
     intent spelled " track_order " is track_order (before, such lines were dropped as unknown intents). A
