@@ -167,9 +167,10 @@ def _confusion(gold: list[str], final: list[str], path: Path) -> None:
         # scikit-learn's advice to pass the labels, which are passed: a test file of one intent has one label
         warnings.filterwarnings("ignore", message="A single label was found")
         fig, ax = plt.subplots(figsize=(size, size))
+        counted = len(labels) <= 30  # past that the counts crowd the cells, and a colour scale tells them instead
         ConfusionMatrixDisplay.from_predictions(gold, final, labels=labels, display_labels=shown, ax=ax,
-                                                xticks_rotation="vertical", colorbar=False,
-                                                include_values=len(labels) <= 30)
+                                                xticks_rotation="vertical", colorbar=not counted,
+                                                include_values=counted)
         ax.set_title("Intent confusion matrix")
         fig.tight_layout()
         fig.savefig(path, dpi=100)

@@ -226,6 +226,22 @@ def test_intent_names_are_drawn_as_text_and_long_ones_cut_short(tmp_path: Path, 
     assert len(set(shown)) == len(names) and max(map(len, shown)) <= 40  # two long names alike stay apart
 
 
+@pytest.mark.parametrize(("intents", "axes"), [(30, 1), (31, 2)])
+def test_a_confusion_matrix_too_large_for_its_counts_has_a_colour_scale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                         intents: int, axes: int) -> None:
+    """Past 30 intents the cells hold no counts, and without a colour scale nothing said what a colour counted."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    displays: list[Any] = []
+    draw = ConfusionMatrixDisplay.from_predictions
+    monkeypatch.setattr(ConfusionMatrixDisplay, "from_predictions", lambda *a, **k: displays.append(draw(*a, **k)))
+    names = [f"intent_{n}" for n in range(intents)]
+    rows = [{"text": f"message {n}", "intent": name} for n, name in enumerate(names)]
+    predictions = [Prediction(name, 0.9, [(name, 0.9)]) for name in names]
+    evaluate_model(names, "v0001", rows, predictions, 0.5, tmp_path)
+    assert len(displays[0].figure_.axes) == axes  # the matrix, and its colour scale where the counts are left out
+
+
 def test_eval_writes_the_report_and_both_plots(tiny_demo_bot: Path, tmp_path: Path) -> None:
     marked = [{"text": "tell me a joke", "intent": "oos", "oos_type": "ood"},
               {"text": "can I pay for my order in gold bars", "intent": "oos", "oos_type": "id"}]
