@@ -70,14 +70,21 @@ WATCH_OFF_S = 5.0  # while learning.watch_seconds is 0, how often watch_models l
 def load_serving_model(project: Project, device: str | None = None, workers: int | None = None) -> NLU:
     """The registry's current version with bot.yml's inference settings; ``workers=1`` for a caller that
     analyses one batch at a time on every core (and may train later in the same process)."""
-    path = Registry(project.models_dir).current_path()
+    registry = Registry(project.models_dir)
+    path = registry.current_path()
     inference = project.config.server.inference
     if workers is not None:
         inference = inference.model_copy(update={"workers": workers})
     # bot.yml's retrieval.options.device, else the model's: `--device cpu` keeps the search off the GPU too.
     options = project.config.retrieval.options
     index_device = options.device if "device" in options.model_fields_set else "cpu" if device == "cpu" else "auto"
-    nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference, index_device=index_device)
+    try:
+        nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference, index_device=index_device)
+    except ModelLoadError as exc:  # a damaged version: say which one served before it, to serve again
+        if (sound := registry.sound_alternative(path.name)) is None:
+            raise
+        raise ModelLoadError(f"{exc}; `bot rollback {project.root} {sound}` serves {sound}, the newest other version "
+                             "that has served") from exc
     if warning := other_intents(nlu.labels, nlu.version, project):
         log.warning("%s", warning)
     indexed = nlu.meta.get("history")  # as loaded: the file once, not again

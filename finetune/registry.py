@@ -148,6 +148,18 @@ class Registry:
                 return decision.get("serving")
         return None
 
+    def sound_alternative(self, broken: str) -> str | None:
+        """The newest version but ``broken`` that the decision log says served and whose files look whole
+        (:func:`_model_damage`, by their sizes): what to roll back to when ``broken`` cannot load."""
+        try:
+            log = self.decisions()
+        except RegistryError:
+            return None
+        served = {*served_versions(log), *(str(d.get("version")) for d in log if d.get("event") == "index_refresh"
+                                           or d.get("event") == "trained" and d.get("promoted"))}
+        sound = [v.name for v in self.versions() if v.name != broken and v.name in served and not v.damaged]
+        return sound[-1] if sound else None
+
     def versions(self) -> list[Version]:
         """Every version, oldest first; an unreadable CURRENT marks none as serving, so that the list to
         roll back from stays readable."""

@@ -434,6 +434,29 @@ def test_bot_models_notes_a_version_whose_model_files_are_missing_or_cut_short(
                          "classifier/files.json unreadable", f"index/index.faiss cut short or changed (10 bytes, not {size:,})",
                          "index/answers.jsonl missing"]
 
+def test_a_serving_version_that_cannot_load_names_the_sound_one_to_roll_back_to(small_bot: Path, tmp_path: Path) -> None:
+    """A version cut short on the disk stopped bot serve and bot eval with what was wrong, and nothing said
+    which version could serve instead: the newest other one that served, not one never promoted nor damaged."""
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    models = root / "models"
+    registry = Registry(models)
+    for name in ("v0002", "v0003", "v0004"):
+        shutil.copytree(models / "v0001", models / name)
+    registry.record({"event": "trained", "version": "v0002", "promoted": True, "previous": "v0001"})
+    registry.record({"event": "trained", "version": "v0003", "promoted": False, "previous": "v0002"})
+    (models / "v0002" / "index" / "answers.jsonl").unlink()  # served, since damaged
+    registry.promote("v0004")
+    registry.record({"event": "trained", "version": "v0004", "promoted": True, "previous": "v0002"})
+    head = models / "v0004" / "classifier" / "head.safetensors"
+    head.write_bytes(head.read_bytes()[:10])
+
+    refused = CliRunner().invoke(cli, ["eval", str(root), "--test", str(root / "models" / "evaluation.jsonl")])
+
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "head.safetensors has 10 bytes" in refused.output
+    assert f"`bot rollback {root} v0001` serves v0001, the newest other version that has served" in refused.output
+
+
 def test_a_rollback_to_a_version_trained_on_other_intents_warns(small_bot: Path, tmp_path: Path) -> None:
     """It served the old intents without a word, where `bot serve` warns of the same version at start."""
     root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
