@@ -374,6 +374,15 @@ def _use_wal(db: sqlite_utils.Database, timeout: float = BUSY_TIMEOUT_S) -> None
             time.sleep(0.05)
 
 
+def _create_private(path: Path) -> None:
+    """Create a new store's file readable and writable by its owner alone, whatever the umask: it holds what
+    customers wrote, and made by SQLite it was readable by every account on the machine (a umask of 022), as
+    were its -wal and -shm files, which SQLite creates with the mode of the file. An existing file keeps the mode
+    it has; a folder this user cannot write is left for SQLite to refuse, as it says why."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _check_is_ours(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse, before a byte is written, a file deskbot did not make or cannot read: a migration or the
     switch to WAL would change another program's database."""
@@ -490,6 +499,8 @@ class Store:
         self._serving: FileLock | None = None
         # A file with bytes and no schema, and no -wal file of a process creating it this moment: a copy made alone
         copied_alone = self.path.is_file() and self.path.stat().st_size > 0 and not Path(f"{self.path}-wal").exists()
+        if not read_only:
+            _create_private(self.path)
         try:
             ro: dict[str, Any] = {"uri": True} if read_only else {}
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro" if read_only else str(self.path), **ro,

@@ -112,6 +112,22 @@ def test_a_file_sqlite_opens_only_for_reading_is_refused_at_once(tmp_path: Path,
         Store(path)
 
 
+def test_a_new_store_and_its_log_are_readable_by_their_owner_alone(tmp_path: Path) -> None:
+    """What customers wrote was readable by every account on the machine: SQLite made the store with the umask's
+    mode (0644), and its -wal and -shm files with the store's. A store that exists keeps the mode it was given."""
+    umask = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "dialogues.db")
+        user_turn(store, "c1", "my address is 12 Main Street")
+        (tmp_path / "shared.db").touch(mode=0o640)
+        Store(tmp_path / "shared.db").close()
+    finally:
+        os.umask(umask)
+    assert {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()} == {
+        "dialogues.db": 0o600, "dialogues.db-wal": 0o600, "dialogues.db-shm": 0o600, "shared.db": 0o640}
+    store.close()
+
+
 @pytest.mark.parametrize(("free", "said"), [(0, "free some space on its disk"),
                                              (10 << 30, "its disk failed to read or write it; check the disk")])
 def test_a_disk_io_error_opening_the_store_names_a_full_disk_or_a_failing_one(
