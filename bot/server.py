@@ -8,7 +8,9 @@ without dropping requests: the old model keeps answering until the new one is lo
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -221,11 +223,27 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html", headers=REVALIDATE)
 
 
+def console_policy(page: str) -> str:
+    """The agents' page's Content-Security-Policy: its own inline script and style (by their sha256) and requests
+    to this server, nothing else. The page keeps the admin token, so a script that got into it some other way
+    (a customer's text shown as markup by a future change, an extension's injection) must not run, nor send
+    anything elsewhere; and no other site may frame it, so none can trick a signed-in agent into clicking."""
+    def hashes(tag: str) -> str:
+        found = re.findall(rf"<{tag}>(.*?)</{tag}>", page, re.DOTALL)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()}'"
+                        for code in found)
+
+    return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
+            "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+CONSOLE_POLICY = console_policy((STATIC / "agent.html").read_text(encoding="utf-8"))
+
+
 async def agent_console(request: web.Request) -> web.FileResponse:
-    """The agents' page: static, it holds no data; everything it shows comes from the admin API.
-    No other site may frame it, so none can trick a signed-in agent into clicking its buttons."""
+    """The agents' page: static, it holds no data; everything it shows comes from the admin API."""
     return web.FileResponse(STATIC / "agent.html", headers={**REVALIDATE, "X-Frame-Options": "DENY",
-                                                            "Content-Security-Policy": "frame-ancestors 'none'"})
+                                                            "Content-Security-Policy": CONSOLE_POLICY})
 
 
 async def widget(request: web.Request) -> web.FileResponse:

@@ -1364,6 +1364,25 @@ def open_console(chromium: SimpleNamespace, server: LiveServer, admin_token: str
     return context
 
 
+def test_a_script_put_into_the_agents_console_does_not_run(chromium: SimpleNamespace, server: LiveServer,
+                                                            web_demo_bot: SimpleNamespace) -> None:
+    """The console keeps the admin token: a script that got into its page, however it did, ran with the page's
+    rights and could read the token and send it anywhere. Its own script and style still run, and it signs in."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    with api_client(chromium, server.url, web_demo_bot.admin_token) as api:
+        api.chat(cid, "/handoff")
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid)
+    page = context.pages[0]
+    assert page.evaluate("getComputedStyle(document.querySelector('.console')).display") == "flex"  # its own style
+    assert page.evaluate("""() => {
+        const script = document.createElement("script");
+        script.textContent = "window.ran = sessionStorage.getItem('deskbot-admin-token')";
+        document.body.append(script);
+        return window.ran === undefined;
+    }""")
+    context.close()
+
+
 def console_on_two_waiting_customers(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
                                      admin_token: str) -> tuple[str, str, Any]:
     """Alice and Bob, each having asked for a person, and the console listing them."""
@@ -1601,7 +1620,7 @@ def test_each_conversation_in_the_agents_console_has_its_own_reply_box(
     page.route("**/messages", lambda route: held.append(route) if alice in route.request.url else route.continue_())
     box.fill("Alice, anything else?")
     box.press("Enter")
-    page.wait_for_function("() => document.querySelector('form.reply [type=submit]').disabled")
+    wait_until(page, "() => document.querySelector('form.reply [type=submit]').disabled")
     open_(bob)  # while Alice's reply is out
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
     box.press("Enter")
@@ -1726,7 +1745,7 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     page.get_by_role("button", name="Label", exact=True).click()
     expect(page.locator(f'.list li[data-id="{item["id"]}"]')).to_have_count(0)
     # The keyboard goes on to the next item to review (or the tab, when none is left), not back to the page.
-    page.wait_for_function("document.activeElement.matches('.list li[tabindex], .tabs [aria-pressed=true]')", timeout=5000)
+    wait_until(page, "document.activeElement.matches('.list li[tabindex], .tabs [aria-pressed=true]')", timeout=5000)
     assert stored_labels(web_demo_bot.root, first) == [chosen]
     # A slip is taken back from the notice beside the label, and the item's label changed, not added to.
     expect(page.locator(".labelled")).to_have_text(f"Labelled as {chosen}. Correct it")
@@ -1783,10 +1802,10 @@ def test_the_agents_console_waits_for_a_slow_review_queue_before_asking_again(
     page.locator("#token").fill(web_demo_bot.admin_token)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("button", name="To review").click()
-    page.wait_for_function("window.reviewReads === 1", timeout=5000)
+    wait_until(page, "window.reviewReads === 1", timeout=5000)
     page.wait_for_timeout(5000)  # a tick of the clock or two while the queue is on its way
     assert page.evaluate("window.reviewReads") == 1
-    page.wait_for_function("window.reviewReads === 2", timeout=10_000)  # answered, the clock asks again
+    wait_until(page, "window.reviewReads === 2", timeout=10_000)  # answered, the clock asks again
     context.close()
 
 def queued_item(api: SimpleNamespace, root: Path, text: str) -> dict[str, Any]:
