@@ -15,8 +15,9 @@ both HTTP and WebSocket messages), so one conversation cannot flood the model or
 
 Slack and WeCom callbacks are exempt from the per-IP count: they come from a platform's few
 addresses on behalf of all its users, and their signatures already prove who sent them. So only
-those of the channels configured are, at their exact paths, and a callback its signature does not
-prove (401) counts against its address after all, which past the limit is refused 429. Their
+those of the channels configured are, at their exact paths, and a callback refused as its client's
+fault (a 4xx: its signature does not prove it, or it is malformed or too large to be checked) counts
+against its address after all, which past the limit is refused 429. Their
 messages still count per conversation (:func:`hold_back`), but a platform cannot be answered 429:
 Slack would retry, WeCom would retry and then show an error. So the callback is acknowledged as
 usual, the message never reaches the model, and the user is told once to wait.
@@ -208,9 +209,10 @@ class Limits:
         return await handler(request)
 
     async def _callback(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """A platform's callback, not counted unless its signature does not prove it (a 401): such requests
-        count against their address, which past the limit is refused at once, before its body is read
-        and its signature computed."""
+        """A platform's callback, not counted unless it is refused as the client's fault (a 4xx): a signature that
+        does not prove it (401), or a request refused before any signature was computed (no query, XML that does
+        not parse, a body too large, slow or broken), which a platform never sends. Such requests count against
+        their address, which past the limit is refused at once, before its body is read."""
         ip = self.client_ip(request)
         if self._per_ip is not None and not self._window.test(self._per_ip, "ip", ip):
             wait = self._until_free(self._per_ip, "ip", ip)
@@ -218,7 +220,7 @@ class Limits:
                            f"retry in {wait}s", wait)
         try:
             return await handler(request)
-        except web.HTTPUnauthorized:
+        except (web.HTTPClientError, web.RequestPayloadError):
             self._wait(self._per_ip, "ip", ip)
             raise
 

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any, Callable
 
 import aiohttp
@@ -237,6 +238,27 @@ async def test_only_configured_callbacks_go_uncounted_and_an_unsigned_one_counts
     other = await make_client(server={"limits": {"per_ip_per_minute": 3}})  # no channel configured
     assert [(await other.post("/wecom/callback")).status for _ in range(4)] == [404] * 3 + [429]
     assert (await other.get("/healthzzz")).status == 429 and (await other.get("/healthz")).status == 200
+
+
+async def test_a_callback_refused_before_its_signature_is_checked_counts_too(make_client: Callable[..., Any]) -> None:
+    """Only a 401 counted: a callback without its query, with XML that does not parse or with a body over the
+    channel's limit was refused 400 or 413 before any signature was computed, and never counted, so one address
+    could send such requests without end, each body read (up to 1 MiB for Slack) and parsed."""
+    wecom = {"token": "QDG6eK", "aes_key": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+             "corp_id": "wx5823bf96d3bd56c7", "secret": "s", "agent_id": "1000002", "api_url": "http://127.0.0.1:9/"}
+    slack = {"signing_secret": "s", "bot_token": "xoxb-t", "api_url": "http://127.0.0.1:9/"}
+    client = await make_client(server={"limits": {"per_ip_per_minute": 3}}, channels={"wecom": wecom, "slack": slack})
+    query = "?msg_signature=x&timestamp=1&nonce=n"
+    statuses = [(await client.post("/wecom/callback")).status,  # no query
+                (await client.post(f"/wecom/callback{query}", data=b"<xml><Encrypt>")).status]  # no XML
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the body is read until it is over the limit
+        for _ in range(65):
+            yield b"x" * (16 * 1024)
+
+    statuses.append((await client.post("/slack/events", data=chunks())).status)
+    assert statuses == [400, 400, 413]
+    assert (await client.post("/wecom/callback")).status == 429
 
 
 async def test_requests_with_the_admin_token_are_not_counted_per_address(make_client: Callable[..., Any]) -> None:
