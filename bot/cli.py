@@ -431,7 +431,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from aiohttp import web
 
-    from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, admin_token, create_app, drain_on_sigterm, stop_on_sighup
+    from bot.server import (BOT, HUNG_UP, MIN_ADMIN_TOKEN_CHARS, RESPONSE_GRACE_S, admin_token, create_app,
+                            drain_on_sigterm, stop_on_sighup)
 
     project = load_project(directory)
     host = host or project.config.server.host
@@ -439,9 +440,14 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     level = os.environ.get("DESKBOT_LOG_LEVEL", "").strip().upper() or "INFO"  # set but empty, as compose files do
     if level not in LOG_LEVELS:
         fail(f"DESKBOT_LOG_LEVEL={os.environ['DESKBOT_LOG_LEVEL']!r}: expected one of {', '.join(LOG_LEVELS)}")
-    if not admin_token(project):
+    token = admin_token(project)
+    if not token:
         click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
                    "admin API are off, so nobody can answer a customer handed to a person", err=True)
+    elif len(token) < MIN_ADMIN_TOKEN_CHARS:  # every address may try server.limits.per_ip_per_minute guesses a minute
+        click.echo(f"note: the admin token is {_count(len(token), 'character')} long: anyone who reaches the server "
+                   "can try hundreds of guesses a minute at it; use a random one of 32 or more (python3 -c "
+                   "'import secrets; print(secrets.token_urlsafe(32))')", err=True)
     say_gaps(project)
     # The port before anything else: at start the server answers the Slack and WeCom messages a killed one
     # kept, and one that then failed on a port the running server holds had answered them a second time.

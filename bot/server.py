@@ -185,6 +185,9 @@ def cors_headers(request: web.Request) -> dict[str, str]:
     return channel.cors_headers(request) if isinstance(channel, WebChannel) and request.path.startswith("/api/") else {}
 
 
+MIN_ADMIN_TOKEN_CHARS = 16  # shorter, `bot serve` says it can be guessed
+
+
 def admin_token(project: Project) -> str:
     """Without the white space around it: a token read from a file (a mounted secret) ends in a newline,
     which no agent types, and every request got 401."""

@@ -1505,8 +1505,14 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         result = CliRunner().invoke(cli, ["serve", str(with_token), "--port", str(taken.getsockname()[1])])
+        guessable = result.output
+        long_token = CliRunner().invoke(cli, ["serve", str(with_token), "--port", str(taken.getsockname()[1])],
+                                        env={"DESKBOT_ADMIN_TOKEN": "Zq8-rT2w_Lm4Vn7P"})
     assert result.exit_code == 1 and "no admin token" not in result.output
     assert "deskbot serving" not in result.output  # announced only once the port is bound
+    # A token that short is found by trying: each address may guess per_ip_per_minute times a minute.
+    assert "note: the admin token is 1 character long: anyone who reaches the server can try" in guessable
+    assert long_token.exit_code == 1 and "note: the admin token" not in long_token.output
 
 
 async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(
