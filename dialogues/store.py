@@ -596,21 +596,22 @@ class Store:
         """Why the store's path no longer names the file this store writes (None while it does), said in the
         log when it changes. A file deleted while the server runs (a folder cleaned, a deploy that syncs the
         bot folder with --delete) or replaced (a backup moved over it) leaves SQLite writing to the file it
-        opened: every conversation since is lost when the server stops, or kept apart from the new file."""
+        opened: every conversation since is lost when the server stops, or kept apart from the new file. It names
+        the file alone (``dialogues.db``), as ``/healthz`` tells it to anyone who asks; the log names its path."""
         try:
             now = self.path.stat()
         except FileNotFoundError:
-            why: str | None = (f"{self.path} was deleted or moved while the server ran: it goes on writing to that "
-                               "file, and a deleted one is lost when it stops")
+            why: str | None = ("{} was deleted or moved while the server ran: it goes on writing to that file, and a "
+                               "deleted one is lost when it stops")
         else:
             why = None if (now.st_dev, now.st_ino) == self._file else (
-                f"{self.path} was replaced while the server ran: it writes to the file it opened, not to the new "
-                "one; restart it to serve the new one")
+                "{} was replaced while the server ran: it writes to the file it opened, not to the new one; restart "
+                "it to serve the new one")
         if why != self._moved:
             if why is not None:
-                log.error("%s", why)
+                log.error("%s", why.format(self.path))
             self._moved = why
-        return why
+        return None if why is None else why.format(self.path.name)
 
     def _check_writable(self) -> None:
         """Refuse a file SQLite could open only for reading (write-protected, on a read-only mount): it opens
