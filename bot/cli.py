@@ -1142,7 +1142,7 @@ def _written(output: str) -> contextlib.AbstractContextManager[TextIO]:
     path = Path(output)
     if output == "-" or (path.exists() and not path.is_file()):
         return click.open_file(output, "w", encoding="utf-8")
-    return replaced(path.resolve())  # through a link: the file it names, and the link stays
+    return replaced(path.resolve(), private=True)  # through a link: the file it names, and the link stays
 
 
 def _say_if_future(since: datetime | None) -> None:

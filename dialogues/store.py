@@ -31,6 +31,7 @@ from filelock import FileLock, Timeout
 
 from dialogues.holding import asks_for_details, asks_nothing, gives_details, run_answer
 from dialogues.redact import redact
+from finetune.durable import owner_only
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +381,7 @@ def _create_private(path: Path) -> None:
     were its -wal and -shm files, which SQLite creates with the mode of the file. An existing file keeps the mode
     it has; a folder this user cannot write is left for SQLite to refuse, as it says why."""
     with contextlib.suppress(OSError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.close(owner_only(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
 
 
 def _check_is_ours(conn: sqlite3.Connection, path: Path) -> None:

@@ -34,6 +34,7 @@ import faiss
 import numpy as np
 
 from finetune.cache import file_sha256
+from finetune.durable import owner_only
 from retrieval import gpu
 from retrieval.options import IndexOptions
 from retrieval.text import PRICE, comparable
@@ -433,7 +434,8 @@ class AnswerIndex:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(folder / INDEX_FILE))
-        with (folder / ANSWERS_FILE).open("w", encoding="utf-8") as handle:
+        # The agents' answers beside the customers' questions they answered: for the bot's owner alone.
+        with open(folder / ANSWERS_FILE, "w", encoding="utf-8", opener=owner_only) as handle:
             for label, answer in self._answers.items():
                 handle.write(json.dumps({"label": label, **dataclasses.asdict(answer)}, ensure_ascii=False) + "\n")
         manifest = {

@@ -202,6 +202,15 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def common_umask() -> Iterator[None]:
+    """The umask most systems give (022), under which a file made with the default mode is every account's to
+    read: what a file holding customers' words must not be."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
 @pytest.fixture(scope="session")
 def small_bot(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
     """A four-intent bot on the tiny BERT, trained until it knows its seed examples (a few seconds).

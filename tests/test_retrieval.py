@@ -565,6 +565,13 @@ def test_gpu_path_matches_cpu() -> None:
         assert on_gpu.search_vectors(queries[:1], k=1)[0][0].id != "v0"
 
 
+def test_a_saved_indexs_answers_are_readable_by_their_owner_alone(tmp_path: Path, common_umask: None) -> None:
+    """answers.jsonl holds agents' answers beside the customers' questions they answered, and was made with the
+    umask's mode (0644): every account on the machine could read them."""
+    AnswerIndex.build(HashEncoder(), HISTORY, device="cpu").save(tmp_path / "idx")
+    assert (tmp_path / "idx" / "answers.jsonl").stat().st_mode & 0o777 == 0o600
+
+
 def test_describe_saved_reads_the_manifest(tmp_path: Path) -> None:
     AnswerIndex.build(HashEncoder(), HISTORY, device="cpu").save(tmp_path / "idx")
     assert describe_saved(tmp_path / "idx") == {

@@ -112,17 +112,13 @@ def test_a_file_sqlite_opens_only_for_reading_is_refused_at_once(tmp_path: Path,
         Store(path)
 
 
-def test_a_new_store_and_its_log_are_readable_by_their_owner_alone(tmp_path: Path) -> None:
+def test_a_new_store_and_its_log_are_readable_by_their_owner_alone(tmp_path: Path, common_umask: None) -> None:
     """What customers wrote was readable by every account on the machine: SQLite made the store with the umask's
     mode (0644), and its -wal and -shm files with the store's. A store that exists keeps the mode it was given."""
-    umask = os.umask(0o022)
-    try:
-        store = Store(tmp_path / "dialogues.db")
-        user_turn(store, "c1", "my address is 12 Main Street")
-        (tmp_path / "shared.db").touch(mode=0o640)
-        Store(tmp_path / "shared.db").close()
-    finally:
-        os.umask(umask)
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "c1", "my address is 12 Main Street")
+    (tmp_path / "shared.db").touch(mode=0o640)
+    Store(tmp_path / "shared.db").close()
     assert {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()} == {
         "dialogues.db": 0o600, "dialogues.db-wal": 0o600, "dialogues.db-shm": 0o600, "shared.db": 0o640}
     store.close()
@@ -1083,6 +1079,18 @@ def test_a_failed_export_leaves_the_previous_one_as_it_was(tmp_path: Path, monke
     assert again.exit_code == 0 and (exports / "latest.jsonl").is_symlink()  # the file it names is replaced
     assert out.read_text().count("\n") == 2 and out.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in exports.iterdir()) == ["export.jsonl", "latest.jsonl"]
+
+
+def test_a_new_export_is_readable_by_its_owner_alone(tmp_path: Path, common_umask: None) -> None:
+    """``bot export -o`` made its file with the umask's mode (0644): what customers wrote, every account's to read.
+    An export that replaces another keeps that one's mode (the test above)."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db")
+    store.add_labels([user_turn(store, "c1", "my order 55667 never came")], "track_order")
+    store.close()
+    assert CliRunner().invoke(cli, ["export", str(root), "-o", str(tmp_path / "export.jsonl")]).exit_code == 0
+    assert (tmp_path / "export.jsonl").stat().st_mode & 0o777 == 0o600
 
 
 def test_recent_messages_are_the_latest_distinct_customer_texts(tmp_path: Path) -> None:
