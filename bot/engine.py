@@ -44,6 +44,7 @@ from bot.language import (
     say,
     turn_language,
 )
+from bot.limits import Limits, handoffs_full
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
@@ -89,6 +90,7 @@ class Bot:
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
                            lambda: self.nlu.version)
         self.channels: dict[str, Any] = {}  # name -> Channel, filled by the server
+        self.limits: Limits | None = None  # the server's, which caps the handoffs from one address
         self._turns: dict[str, asyncio.Lock] = {}  # conversation id -> the lock its turns take in order
         self._waiting: dict[str, int] = {}  # conversation id -> turns holding or waiting for that lock
         self._idle = asyncio.Event()  # set while no turn runs or waits
@@ -220,6 +222,8 @@ class Bot:
                                               fallbacks)
             if script:  # kept through an action's reset, as the language is
                 slots[SCRIPT] = script
+        if decision.kind == "handoff":
+            decision = self._handoff_allowed(turn, decision, language, script)
         decision = self._in_script(decision, language, script)
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
                       analysis.prediction.ranking, language=language, script=script)
@@ -233,6 +237,14 @@ class Bot:
             return Reply("", source="silent", handed_off=True, language=language, script=script,
                          user_turn_id=reply.user_turn_id)
         return reply
+
+    def _handoff_allowed(self, turn: Turn, decision: Decision, language: Language, script: Script | None) -> Decision:
+        """The handoff, or, past ``limits.handoffs_per_ip`` from the turn's address, a reply that says to try later:
+        each new conversation id with "/handoff" put another customer in the agents' inbox and sent another
+        ``notify_url`` notice. It counts as a miss, without the button that would ask again."""
+        if turn.address is None or self.limits is None or not (wait := self.limits.handoff_wait(turn.address)):
+            return decision
+        return Decision("fallback", decision.intent, decision.confidence, handoffs_full(language, script, wait))
 
     def _chosen(self, text: str) -> str | None:
         """The intent a button's payload with values selects (``/track_order`` of ``/track_order{"order_id":

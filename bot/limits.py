@@ -8,7 +8,11 @@ else, so every request passes :meth:`Limits.middleware`:
   platform's callback, which its channel reads to its own limit (a Slack event is larger);
 * requests from one IP address are counted in a moving one-minute window (the ``limits``
   library's), and the one over ``server.limits.per_ip_per_minute`` gets 429 with ``Retry-After``;
-* WebSocket connections open at once from one IP address are capped the same way.
+* WebSocket connections open at once from one IP address are capped the same way;
+* web conversations handed to a person from one IP address are counted in a moving window of
+  ``handoff_window_minutes`` (:meth:`Limits.handoff_wait`, asked by the engine as it hands one off): past
+  ``handoffs_per_ip`` the customer is told to try later, and no agent is called, as each new conversation id
+  with "/handoff" put another customer in the agents' inbox and sent another ``notify_url`` notice.
 
 Messages are also counted per conversation (:func:`count_message`, called by the web channel for
 both HTTP and WebSocket messages), so one conversation cannot flood the model or the store.
@@ -40,7 +44,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from bot.channels.base import http_error
-from bot.language import SLOT, chinese_script, kept_script, say, turn_language
+from bot.language import SLOT, Language, Script, chinese_script, kept_script, say, turn_language
 from bot.project import LimitsConfig
 
 HEALTH = "/healthz"  # a load balancer's probes, never counted
@@ -49,6 +53,11 @@ PRUNE_EVERY = 10_000  # counted hits between two sweeps of the windows that have
 SLOW_DOWN = {
     "en": "You are sending messages too fast. Please wait {seconds} seconds, then send your message again.",
     "zh": "您发送消息太快了，请等待 {seconds} 秒后再发送。",
+}
+HANDOFFS_FULL = {
+    "en": "Our agents have had too many requests from your network just now, so I cannot pass this conversation to "
+          "them. Please try again in {minutes} minutes.",
+    "zh": "您所在网络的转人工请求过多，暂时无法为您转接人工客服，请 {minutes} 分钟后再试。",
 }
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,8 @@ class Limits:
         self._window = MovingWindowRateLimiter(MemoryStorage())
         self._per_ip = self._per_minute(config.per_ip_per_minute)
         self._per_conversation = self._per_minute(config.per_conversation_per_minute)
+        self._handoffs = (RateLimitItemPerMinute(config.handoffs_per_ip, config.handoff_window_minutes)
+                          if config.handoffs_per_ip > 0 else None)
         self._sockets: Counter[str] = Counter()
         self._told: dict[str, float] = {}  # conversation -> when the wait it was told of ends (monotonic)
         self._hits = 0
@@ -150,6 +161,15 @@ class Limits:
     def message_wait(self, conversation_id: str) -> int:
         """:meth:`message` for callers that cannot answer 429: 0 when counted, else the seconds to wait."""
         return self._wait(self._per_conversation, "conversation", conversation_id)
+
+    def handoff_wait(self, ip: str) -> int:
+        """Count one conversation handed to a person from ``ip`` and return 0, or, past ``handoffs_per_ip``, the
+        seconds until its window lets one through (said in the log once a wait)."""
+        wait = self._wait(self._handoffs, "handoff", ip)
+        if wait and self.first_notice(f"handoffs from {ip}", wait):
+            log.warning("%s has had more than %d conversations handed to a person in %d minutes: its next ones are "
+                        "not, for %ds", ip, self.config.handoffs_per_ip, self.config.handoff_window_minutes, wait)
+        return wait
 
     def refund(self, conversation_id: str) -> None:
         """Take back the latest count of a conversation's messages. The limits library has no call for it;
@@ -254,6 +274,17 @@ def count_request(request: web.Request) -> None:
     limits = request.app.get(LIMITS)
     if limits is not None:
         limits.request(limits.client_ip(request))
+
+
+def client_address(request: web.Request) -> str | None:
+    """The address ``request``'s client is counted by (:meth:`Limits.client_ip`); None where nothing counts."""
+    limits = request.app.get(LIMITS)
+    return limits.client_ip(request) if limits is not None else None
+
+
+def handoffs_full(language: Language, script: Script | None, seconds: int) -> str:
+    """What a customer whose address has handed off too many conversations hears instead of a person."""
+    return say(HANDOFFS_FULL, language, script=script).format(minutes=math.ceil(seconds / 60))
 
 
 def count_message(request: web.Request, conversation_id: str, over_socket: bool = False) -> None:

@@ -261,6 +261,9 @@ class LimitsConfig(Settings):
     per_ip_per_minute: int = Field(240, ge=0, description="requests from one IP address (widget API, documents, admin calls without the token)")
     per_conversation_per_minute: int = Field(30, ge=0, description="messages to one conversation")
     websockets_per_ip: int = Field(20, ge=0, description="WebSocket connections open at once from one IP address")
+    handoffs_per_ip: int = Field(20, ge=0, description="web conversations one IP address may hand to a person in "
+                                                       "handoff_window_minutes (an office shares one address)")
+    handoff_window_minutes: int = Field(10, ge=1, description="the moving window handoffs_per_ip counts in")
     trust_forwarded_for: bool = Field(False, description="take the client's IP from X-Forwarded-For (behind a proxy only)")
     trusted_proxies: list[IPvAnyNetwork] = Field(
         default_factory=list, description="the proxies' addresses or networks (10.0.0.0/8): X-Forwarded-For is read only "

@@ -788,7 +788,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     privacy = project.config.privacy
     bot = Bot(project, nlu, Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw), actions)
     app[BOT] = bot
-    app[LIMITS] = limits
+    app[LIMITS] = bot.limits = limits
     app[DRAINING] = asyncio.Event()
     app[HUNG_UP] = asyncio.Event()
     app[ADMIN_TOKEN] = admin_token(project)

@@ -359,6 +359,28 @@ async def test_websockets_per_ip_are_capped(make_client: Callable[..., Any]) -> 
     await third.close()
 
 
+async def test_handoffs_from_one_address_are_capped_and_the_customer_told_to_try_later(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """Each new conversation id with "/handoff" put another customer in the agents' inbox and sent another
+    notice: one address could fill the inbox. Past the cap its customers are told to try later, over HTTP and
+    over the socket alike, and other addresses are still handed off."""
+    client = await make_client(server={"limits": {"handoffs_per_ip": 2, "trust_forwarded_for": True}})
+    for _ in range(2):
+        assert (await (await chat(client, cid(), "/handoff")).json())["handed_off"] is True
+    refused = await chat(client, cid(), "/handoff")
+    answer = await refused.json()
+    assert refused.status == 200 and answer["handed_off"] is False and answer["source"] == "fallback"
+    assert answer["reply"] == ("Our agents have had too many requests from your network just now, so I cannot pass "
+                               "this conversation to them. Please try again in 10 minutes.") and not answer["buttons"]
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"conversation_id": cid(), "text": "/handoff"})
+        assert (await ws.receive_json())["handed_off"] is False
+    elsewhere = await chat(client, cid(), "/handoff", **{"X-Forwarded-For": "203.0.113.9"})
+    assert (await elsewhere.json())["handed_off"] is True
+    assert len(store_rows(client, "SELECT * FROM handoffs")) == 3
+    assert caplog.text.count("conversations handed to a person in 10 minutes") == 1  # once a wait, not a handoff
+
+
 def test_the_counters_forget_the_conversations_whose_window_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Conversation ids are the client's to choose: they must not pile up in memory for ever."""
     monkeypatch.setattr("bot.limits.PRUNE_EVERY", 51)

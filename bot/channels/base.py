@@ -74,6 +74,7 @@ class Turn:
     seen: tuple[str, ...] = ()  # the keys its channel knows a redelivery of it by (RecentKeys)
     language: Language | None = None  # the customer's page's, for a conversation whose language is not known yet
     script: Script | None = None  # and its Chinese script (a zh-TW page's: traditional), until the customer's shows
+    address: str | None = None  # a web client's, whose handoffs are counted (limits.handoffs_per_ip)
 
 
 def load_json(data: str | bytes) -> Any:

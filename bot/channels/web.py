@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 from bot.channels.base import (DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, json_response, load_json, readable,
                                store_failed)
 from bot.language import READABLE, Language, Script, say
-from bot.limits import count_message, count_request, retry_after
+from bot.limits import client_address, count_message, count_request, retry_after
 from bot.project import first_error
 from dialogues.store import cannot_write
 
@@ -286,29 +286,31 @@ class WebChannel(Channel):
 
     # --- the API ---------------------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest, origin: web.WebSocketResponse | None = None) -> dict[str, Any]:
-        """The reply to a message. The conversation's other sockets (another tab, or this one reloaded while
-        the answer was on its way, whose history could not show the turn yet) are told to fetch the turn."""
+    async def chat(self, request: ChatRequest, address: str | None,
+                   origin: web.WebSocketResponse | None = None) -> dict[str, Any]:
+        """The reply to a message from ``address``. The conversation's other sockets (another tab, or this one
+        reloaded while the answer was on its way, whose history could not show the turn yet) are told to fetch
+        the turn."""
         if len(request.text) > self.max_chars:
             raise Refused(f"text: longer than {self.max_chars} characters")
         if not readable(request.text):
             raise Refused("text: nothing to read (only spaces, control or zero-width characters)")
         turn = Turn(request.conversation_id, request.text, self.name, request.user, request.metadata,
-                    language=request.language, script=request.script)
+                    language=request.language, script=request.script, address=address)
         reply = (await self.bot.handle(turn)).to_json()
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
                          skip=origin)
         return reply
 
-    async def _answer(self, ws: web.WebSocketResponse, request: ChatRequest) -> None:
+    async def _answer(self, ws: web.WebSocketResponse, request: ChatRequest, address: str | None) -> None:
         """A socket's turn, as one task that :meth:`close` can let finish: the answer and its sending."""
-        await ws.send_json({"type": "reply", **await self.chat(request, origin=ws)})
+        await ws.send_json({"type": "reply", **await self.chat(request, address, origin=ws)})
 
     async def http_chat(self, request: web.Request) -> web.Response:
         body = await read_json(request, ChatRequest)
         count_message(request, body.conversation_id)
         try:
-            return json_response(await self.chat(body))
+            return json_response(await self.chat(body, client_address(request)))
         except Refused as exc:
             raise bad_request(exc) from None
 
@@ -345,7 +347,7 @@ class WebChannel(Channel):
                     self._join(ws, joined, cid)  # first: a refused frame must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
                         count_message(request, cid, over_socket=True)
-                        turn = asyncio.create_task(self._answer(ws, body))
+                        turn = asyncio.create_task(self._answer(ws, body, client_address(request)))
                         self._turns.add(turn)
                         turn.add_done_callback(self._turns.discard)
                         await turn
