@@ -723,11 +723,14 @@ async def protective_headers(request: web.Request, response: web.StreamResponse)
     """No browser guesses another type than the one sent (nosniff), and no browser or proxy keeps a copy
     of a conversation: transcripts, histories and exports hold what customers wrote. And each response is
     counted by its status for /metrics, as it goes out (a file's 304 or 206 is known only then), the
-    limits' and the handlers' refusals included: requests are not logged one by one."""
+    limits' and the handlers' refusals included: requests are not logged one by one. The ``Server`` header
+    names deskbot alone: aiohttp's told anyone which Python and aiohttp versions run, and so which of their
+    published flaws to try."""
     if COUNTED not in request:  # a handler failing after its 101 or stream went out makes a second response
         request[COUNTED] = True
         request.app[BOT].metrics.response(response.status)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers["Server"] = "deskbot"
     if request.app[DRAINING].is_set() and not isinstance(response, web.WebSocketResponse):
         # Its client opens its next request elsewhere, not on a connection about to close; said in the headers
         # too, which aiohttp set before this hook.

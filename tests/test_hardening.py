@@ -728,6 +728,8 @@ async def test_conversations_are_kept_in_no_cache_and_no_type_is_guessed(make_cl
     for path in ("/", "/widget.js", "/healthz"):  # the page and its script may be cached; nothing is sniffed
         response = await client.get(path)
         assert "no-store" not in response.headers.get("Cache-Control", "") and response.headers["X-Content-Type-Options"] == "nosniff"
+    for path in ("/healthz", "/no/such/page", "/admin/conversations"):  # no version for anyone to look flaws up by
+        assert (await client.get(path)).headers["Server"] == "deskbot", path
 
 
 async def test_the_pages_and_the_widget_are_checked_with_the_server_on_every_load(make_client: Callable[..., Any]) -> None:
