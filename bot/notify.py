@@ -44,7 +44,8 @@ class HandoffNotifier:
         self._tasks.spawn(self._post(self.url, {
             "event": "handed_off", "conversation_id": conversation_id, "channel": channel, "reason": reason,
             "transcript": f"/admin/conversations/{quote(conversation_id, safe='')}",
-            "text": f"A customer on {channel} is waiting for a person ({reason}): conversation {conversation_id}",
+            # The id as code: a web client chooses it, and "login.example-shop.co" a chat room would show as a link.
+            "text": f"A customer on {channel} is waiting for a person ({reason}): conversation `{conversation_id}`",
         }))
 
     async def _post(self, url: str, body: dict[str, str]) -> None:

@@ -201,15 +201,18 @@ async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_we
 
     await chat(client, "asked", "my card number is 4111 1111 1111 1111")
     assert (await chat(client, "asked", "/handoff"))["handed_off"] is True
+    assert (await chat(client, "login.example-shop.co", "/handoff"))["handed_off"] is True  # a client's own id
     await chat(client, "taken", "hello")
     assert (await client.post("/admin/conversations/taken/handoff", headers=AUTH)).status == 200
     # `bot chat` in a terminal: its conversations are in no agent's inbox, and no agent's reply reaches them
     tryout = await client.app[BOT].handle(Turn("cli:try", "/handoff", TRYOUT_CHANNEL))
     assert tryout.source == "handoff"
     await client.app[BOT].notifier.close()  # the notices on their way arrive
-    assert notices == [{"event": "handed_off", "conversation_id": "asked", "channel": "web", "reason": "requested",
-                        "transcript": "/admin/conversations/asked",
-                        "text": "A customer on web is waiting for a person (requested): conversation asked"}]
+    # The id as code, which no chat room makes a link of: a client could name its conversation as a phishing site.
+    assert sorted(notices, key=lambda notice: notice["conversation_id"]) == [{"event": "handed_off", "conversation_id": cid, "channel": "web", "reason": "requested",
+        "transcript": f"/admin/conversations/{cid}",
+        "text": f"A customer on web is waiting for a person (requested): conversation `{cid}`"}
+        for cid in ("asked", "login.example-shop.co")]
 
 
 async def test_a_reload_brings_the_handoff_settings_it_reads(
