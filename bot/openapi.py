@@ -189,7 +189,8 @@ class InboxConversation(_Body):
         ..., description="since when the customer has waited for a person; null once an agent has the last word")
     last_message: str | None = Field(..., description="the customer's latest message")
     unread: int | None = Field(..., description="the customer's messages since an agent's latest reply, else since "
-                                                "the handoff (handed_off only)")
+                                                "the handoff, and since the latest turn ?agent= has read "
+                                                "(…/seen), whichever came later (handed_off only)")
 
 
 class InboxResponse(_Body):
@@ -342,6 +343,7 @@ SINCE = {"since": ({"anyOf": [{"type": "string", "format": "date"}, {"type": "st
 HANDOFF_ROUTE = "/admin/conversations/{conversation_id}/{action}"
 AGENT_QUERY = ({"type": "string", "maxLength": MAX_AGENT_CHARS,
                 "description": "the agent's name, shown to the other agents (``bot.server.query_agent``)"}, False)
+TURN_ID = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}  # ``?after=``, as ``bot.server`` checks it
 SLACK_HEADERS = ("X-Slack-Request-Timestamp", "X-Slack-Signature")
 TOKEN = {"type": "string", "minLength": 1}
 WECOM_QUERY = {name: (TOKEN, True) for name in ("msg_signature", "timestamp", "nonce")}
@@ -375,16 +377,20 @@ OPERATIONS: list[Operation] = [
     _admin("GET", "/admin/conversations",
            "The agents' inbox: handed-off conversations, longest-waiting first, or open ones", InboxResponse,
            errors=(400,), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),
-                                 "limit": (limit_schema(50), False)}),
+                                 "limit": (limit_schema(50), False), "agent": AGENT_QUERY}),
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
            AgentMessageRequest, (400, 408, 409, 413, 422, 502, 504)),
+    _admin("POST", "/admin/conversations/{conversation_id}/seen", "Keep what an agent has read of the conversation",
+           OkResponse, errors=(400,),
+           query={"agent": AGENT_QUERY, "after": ({**TURN_ID, "description": "the id of the latest turn the agent has "
+                                                                             "read"}, True)}),
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
            StatusResponse, errors=(400,), route=HANDOFF_ROUTE, query={"agent": AGENT_QUERY}),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",
            StatusResponse, errors=(400, 409), route=HANDOFF_ROUTE,
-           query={"agent": AGENT_QUERY, "after": ({"type": "integer", "minimum": 0, "maximum": 10**18 - 1,
+           query={"agent": AGENT_QUERY, "after": ({**TURN_ID,
                              "description": "the id of the latest turn the agent has read: if the customer has "
                                             "written since, the conversation stays with a person (409), as the bot "
                                             "does not answer what was written to one"}, False)}),

@@ -643,7 +643,8 @@ async def inbox(request: web.Request) -> web.Response:
         raise http_error(web.HTTPBadRequest, f"status: {status!r} is not handed_off or open")
     limit = query_limit(request, 50)
     bot = request.app[BOT]
-    conversations, total, waiting = await bot._read(Store.inbox, status, limit)  # every agent's console asks every 3 s
+    # every agent's console asks every 3 s
+    conversations, total, waiting = await bot._read(Store.inbox, status, limit, query_agent(request))
     return json_response({"conversations": conversations, "total": total, "waiting": waiting})
 
 
@@ -694,6 +695,22 @@ def query_agent(request: web.Request) -> str | None:
     if agent is not None and len(agent) > MAX_AGENT_CHARS:
         raise http_error(web.HTTPBadRequest, f"agent: at most {MAX_AGENT_CHARS} characters")
     return agent
+
+
+async def mark_seen(request: web.Request) -> web.Response:
+    """``?after=``, the latest turn the agent (``?agent=``) has read in the conversation: their inbox no longer
+    counts the customer's messages up to it as new."""
+    require_admin(request)
+    conversation_id = valid_conversation_id(request)
+    after = request.query.get("after", "")
+    if not re.fullmatch(r"[0-9]{1,18}", after):
+        raise http_error(web.HTTPBadRequest, "after: must be a turn id")
+    agent = query_agent(request)
+    bot = request.app[BOT]
+    if await bot._store(bot.store.conversation, conversation_id) is None:
+        raise unknown_conversation(conversation_id)
+    await bot._store(bot.store.mark_seen, conversation_id, agent, int(after))
+    return json_response({"ok": True})
 
 
 async def set_handoff(request: web.Request) -> web.Response:
@@ -825,6 +842,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.get("/admin/conversations", inbox),
         web.get("/admin/conversations/{conversation_id}", transcript),
         web.post("/admin/conversations/{conversation_id}/messages", agent_message),
+        web.post("/admin/conversations/{conversation_id}/seen", mark_seen),
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
     ])
 

@@ -228,8 +228,16 @@ def _v18(db: sqlite_utils.Database) -> None:
         db["handoffs"].add_column("agent", str)
 
 
+def _v19(db: sqlite_utils.Database) -> None:
+    """The latest turn each agent has read in a conversation (``Store.mark_seen``), by their name as
+    :func:`agent_key` writes it: an agent who opened a customer's conversation without replying still saw their
+    messages counted as new in the inbox, as if nobody had read them."""
+    db.execute("CREATE TABLE IF NOT EXISTS seen (conversation_id TEXT NOT NULL REFERENCES conversations(id), "
+               "agent TEXT NOT NULL, turn_id INTEGER NOT NULL, PRIMARY KEY (conversation_id, agent))")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                              _v12, _v13, _v14, _v15, _v16, _v17, _v18]
+                                                              _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -247,6 +255,12 @@ _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_f
               "FROM turns)")
 _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons, notice) "
              f"VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def agent_key(agent: str | None) -> str:
+    """An agent's name as people read names, in any letter case and spacing ("Ann", " ann"): agents type it in
+    each window of the console, and one agent's two spellings are one agent. Empty for an agent with no name."""
+    return (agent or "").strip().casefold()
 
 
 class StoreError(Exception):
@@ -278,7 +292,7 @@ class RepliedMeanwhile(Exception):
     second window) is said to be theirs, not a colleague's."""
 
     def __init__(self, turn_id: int, author: str | None, agent: str | None = None) -> None:
-        if author and agent and author.strip().casefold() == agent.strip().casefold():
+        if author and agent and agent_key(author) == agent_key(agent):
             said = f"you ({author}) replied meanwhile from another window, as turn {turn_id}: read it, then send " \
                    "this one again if it is still needed"
         else:
@@ -1082,7 +1096,7 @@ class Store:
 
     # --- the agents' inbox ----------------------------------------------------------------------
 
-    def inbox(self, status: str, limit: int) -> tuple[list[dict[str, Any]], int, int]:
+    def inbox(self, status: str, limit: int, agent: str | None = None) -> tuple[list[dict[str, Any]], int, int]:
         """The first ``limit`` conversations in ``status`` (``handed_off`` or ``open``) for the agents,
         how many there are, and how many of them wait for a person's reply (none of the open ones): a
         full page of waiting customers may hide more, whom the console counts and announces too.
@@ -1091,27 +1105,46 @@ class Store:
         since that is the order agents should take them in; one whose latest word is the agent's comes
         after every waiting one. Open conversations come most recently active first, for an agent
         looking for one to take over.
+
+        ``unread``, for ``agent``: what the customer wrote since an agent's latest reply (``_HANDED_OFF``), and
+        since the latest turn ``agent`` read there (:meth:`mark_seen`), whichever came later.
         """
         if status == "handed_off":
-            query = (f"SELECT *, count(waiting_since) OVER () AS waiting FROM ({_HANDED_OFF}) "
+            args = [agent_key(agent), limit]
+            query = (f"SELECT w.*, count(waiting_since) OVER () AS waiting, min(w.unread, (SELECT count(*) FROM turns "
+                     f"WHERE conversation_id = w.conversation_id AND {_TYPED} AND created >= w.handed_off_at "
+                     "AND id > coalesce(s.turn_id, 0))) AS agent_unread "
+                     f"FROM ({_HANDED_OFF}) w LEFT JOIN seen s ON s.conversation_id = w.conversation_id AND s.agent = ? "
                      "ORDER BY waiting_since IS NULL, waiting_since, handed_off_at LIMIT ?")
         else:
+            args = [limit]
             query = (
                 "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
                 "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
-                f"{_LATEST_TYPED} AS last_message, NULL AS unread, 0 AS waiting FROM conversations c "
+                f"{_LATEST_TYPED} AS last_message, NULL AS agent_unread, 0 AS waiting FROM conversations c "
                 f"WHERE c.status = 'open' AND {_AGENTS_REACH} "
                 "ORDER BY c.updated DESC LIMIT ?"
             )
         total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH}",
                                 [status]).fetchone()[0]
-        rows = list(self.db.query(query, [limit]))
+        rows = list(self.db.query(query, args))
         waiting = rows[0]["waiting"] if rows else 0  # every row holds the count: one pass over the conversations
         for row in rows:
             del row["waiting"]
+            row["unread"] = row.pop("agent_unread")
             if self.keep_raw:  # the latest message as typed is then the unredacted copy, not for display (``_shown``)
                 row["last_message"] = row["last_message"] and self._private(row["last_message"])
         return rows, total, waiting
+
+    def mark_seen(self, conversation_id: str, agent: str | None, turn_id: int) -> None:
+        """Keep that ``agent`` has read the conversation up to turn ``turn_id`` (at most its latest turn: a turn yet
+        to come is not read), so that their inbox counts as new only what the customer wrote after it
+        (:meth:`inbox`). An earlier turn, from a window showing less, leaves a later one read."""
+        with self._writing():
+            self.db.execute("INSERT INTO seen (conversation_id, agent, turn_id) SELECT ?, ?, min(?, max(id)) FROM turns "
+                            "WHERE conversation_id = ? HAVING max(id) IS NOT NULL ON CONFLICT (conversation_id, agent) "
+                            "DO UPDATE SET turn_id = max(turn_id, excluded.turn_id)",
+                            [conversation_id, agent_key(agent), turn_id, conversation_id])
 
     def waiting(self) -> tuple[int, float | None]:
         """How many handed-off customers wait for a person's reply, and since when the first of them has."""
@@ -1401,6 +1434,7 @@ class Store:
         in_turns = "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"
         tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
                   ("answer_candidates", "conversation_id = ?"), ("handoffs", "conversation_id = ?"),
+                  ("seen", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         deleted: dict[str, dict[str, int]] = {}
         with self._lock:

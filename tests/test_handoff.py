@@ -401,6 +401,34 @@ async def test_the_inbox_counts_what_each_customer_wrote_since_an_agents_reply(b
     assert [c["unread"] for c in open_ones["conversations"]] == [None]  # the bot has read them all
 
 
+async def test_the_inbox_counts_as_new_only_what_came_after_the_agent_last_read(bot_dir: Path, aiohttp_client: Any) -> None:
+    """An agent who opened a customer's conversation without replying still saw their messages as new."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+
+    async def unread(agent: str) -> list[int | None]:
+        listed = await (await client.get(f"/admin/conversations?agent={agent}", headers=AUTH)).json()
+        return [c["unread"] for c in listed["conversations"]]
+
+    async def seen(after: object, agent: str = "Ana") -> int:
+        return (await client.post(f"/admin/conversations/asked/seen?agent={agent}&after={after}", headers=AUTH)).status
+
+    await chat(client, "asked", "I need help with my bill")
+    await chat(client, "asked", "/handoff")
+    for text in ("it is invoice 2041", "hello??"):
+        await chat(client, "asked", text)
+    turns = (await (await client.get("/admin/conversations/asked", headers=AUTH)).json())["turns"]
+    assert await seen(turns[-2]["id"]) == 200
+    assert await unread("Ana") == [1] and await unread("%20ana") == [1]  # her name as she typed it in another window
+    assert await unread("Bob") == [2] and await unread("") == [2]  # each agent has read what they have
+    assert await seen(turns[-1]["id"] + 100) == 200 and await unread("Ana") == [0]  # a turn yet to come is not read
+    await chat(client, "asked", "are you there?")
+    assert await unread("Ana") == [1]
+    assert await seen(turns[0]["id"]) == 200 and await unread("Ana") == [1]  # an older window's look reads nothing again
+    assert await seen("x") == 400 and await seen("") == 400
+    assert (await client.post("/admin/conversations/nobody/seen?after=1", headers=AUTH)).status == 404
+    assert (await client.post("/admin/conversations/asked/seen?after=1")).status == 401
+
+
 async def waiting_metrics(client: Any) -> tuple[float, bool]:
     """``deskbot_customers_waiting`` and whether ``deskbot_longest_wait_seconds`` is a plausible age."""
     values = {s.name: s.value for family in text_string_to_metric_families(await (await client.get("/metrics")).text())

@@ -1250,6 +1250,27 @@ def test_the_agent_who_took_a_conversation_over_is_kept_from_migration_18_on(tmp
     store.close()
 
 
+def test_what_each_agent_has_read_is_kept_from_migration_19_on_and_purged_with_its_conversation(tmp_path: Path) -> None:
+    """An agent who opened a conversation without replying saw the customer's messages counted as new all the same.
+    A store of the deskbot before counts them as before until an agent reads them; a purge leaves no trace of it."""
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    user_turn(store, "asked", "where is my order?")
+    store.set_status("asked", "handed_off", "requested")
+    store.db.execute("DROP TABLE seen")
+    store.db.execute("PRAGMA user_version=18")  # as the previous deskbot left it
+    store.close()
+    store = Store(path)
+    read = user_turn(store, "asked", "it is order 5521")
+    user_turn(store, "asked", "hello??")
+    assert [c["unread"] for c in store.inbox("handed_off", 10, "Ana")[0]] == [2]
+    store.mark_seen("asked", " ANA ", read)
+    assert [c["unread"] for c in store.inbox("handed_off", 10, "ana")[0]] == [1]
+    assert store.purge("asked").deleted["asked"]["seen"] == 1
+    assert store.db.execute("SELECT count(*) FROM seen").fetchone() == (0,)
+    store.close()
+
+
 def test_of_two_servers_on_one_store_one_tells_a_waiting_customer_that_the_agents_are_busy(tmp_path: Path) -> None:
     """Each server read the customer as owed the busy notice before either stored it, and both told them."""
     path = tmp_path / "dialogues.db"

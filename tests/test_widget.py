@@ -2838,7 +2838,7 @@ def test_a_screen_reader_hears_of_a_customer_who_starts_to_wait_behind_a_full_pa
     for cid in (first, second):
         assert api.chat(cid, "/handoff")["handed_off"] is True
     context = open_console(chromium, server, web_demo_bot.admin_token, first, second)
-    context.route(re.compile(r"/admin/conversations\?limit=200&status=handed_off$"),
+    context.route(re.compile(r"/admin/conversations\?limit=200&status=handed_off&"),
                   lambda route: route.continue_(url=route.request.url.replace("limit=200", "limit=1")))
     page = context.pages[0]
     arrivals = page.get_by_role("status").filter(has_text=re.compile("customers waiting"))
@@ -2847,4 +2847,27 @@ def test_a_screen_reader_hears_of_a_customer_who_starts_to_wait_behind_a_full_pa
     assert api.chat(newcomer, "/handoff")["handed_off"] is True
     expect(arrivals).to_have_text(re.compile(r"^\d+ customers waiting$"))
     expect(page).to_have_title(re.compile(r"^\(\d+\) deskbot"))
+    context.close()
+
+
+def test_the_agents_console_counts_as_new_only_what_its_agent_has_not_read(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent who opened a customer's conversation and read it without replying still saw "2 new" beside it."""
+    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
+    page = context.pages[0]
+    page.evaluate('localStorage.setItem("deskbot-agent-name", "Ana")')
+    page.reload()
+    for text in ("it is order 5521", "hello??"):
+        api.chat(alice, text)
+    meta = page.locator(f'.list li[data-id="{alice}"] .meta')
+    expect(meta).to_have_text(re.compile(r" · 2 new$"))
+    page.locator(f'.list li[data-id="{alice}"]').click()
+    expect(page.locator(".turn.user .text").last).to_have_text("hello??")
+    expect(meta).to_have_text(re.compile(r" · waiting 0 min$"))  # read
+    page.locator(f'.list li[data-id="{bob}"]').click()
+    api.chat(alice, "are you there?")
+    expect(meta).to_have_text(re.compile(r" · 1 new$"))  # what came after
+    colleague = open_console(chromium, server, web_demo_bot.admin_token, alice)
+    expect(colleague.pages[0].locator(f'.list li[data-id="{alice}"] .meta')).to_have_text(re.compile(r" · 3 new$"))
+    colleague.close()
     context.close()
