@@ -1128,7 +1128,9 @@ class Store:
         total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH}",
                                 [status]).fetchone()[0]
         rows = list(self.db.query(query, args))
-        waiting = rows[0]["waiting"] if rows else 0  # every row holds the count: one pass over the conversations
+        # Every row holds the count: one pass over the conversations. A page of none (``?limit=0``, for the count alone)
+        # has no row to hold it: a dashboard read 0 customers waiting, whatever the total.
+        waiting = rows[0]["waiting"] if rows else self.waiting()[0] if status == "handed_off" else 0
         for row in rows:
             del row["waiting"]
             row["unread"] = row.pop("agent_unread")

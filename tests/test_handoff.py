@@ -157,6 +157,7 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
         (await inbox())["conversations"][0]["handed_off_at"], waiting_from]
     assert (await inbox("?limit=1"))["total"] == 2 and len((await inbox("?limit=1"))["conversations"]) == 1
     assert (await inbox("?limit=1"))["waiting"] == 2  # the waiting customer past the page counts too
+    assert (await inbox("?limit=0"))["waiting"] == 2  # and with no page at all, for the count alone
 
     # The open ones, for an agent who wants to take one over; a wrong status is named.
     assert [c["conversation_id"] for c in (await inbox("?status=open"))["conversations"]] == ["happy"]
