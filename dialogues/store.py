@@ -432,8 +432,10 @@ _AGENTS_REACH = f"c.channel != '{TRYOUT_CHANNEL}'"
 _HANDED_OFF = (
     "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
     "h.created AS handed_off_at, h.reason, "
-    # who has the customer: the agent who replied last since the handoff, else the one who took it over
-    "coalesce((SELECT user FROM turns WHERE conversation_id = c.id AND role = 'agent' AND user IS NOT NULL "
+    # who has the customer: the agent who replied last since the handoff, else the one who took it over, named as
+    # they took it over when they are the one who replied ("Ana", replying as "ana" from another window)
+    "coalesce((SELECT CASE WHEN agent_key(user) = agent_key(h.agent) THEN h.agent ELSE user END FROM turns "
+    "WHERE conversation_id = c.id AND role = 'agent' AND user IS NOT NULL "
     "AND created >= h.created ORDER BY id DESC LIMIT 1), h.agent) AS agent, "
     f"CASE WHEN NOT EXISTS (SELECT 1 {_AGENT_SINCE}) THEN h.created "
     "ELSE (SELECT min(created) FROM turns WHERE conversation_id = c.id AND role = 'user' "
@@ -524,6 +526,7 @@ class Store:
             raise cannot_open(self.path, exc) from None
         try:
             _check_is_ours(conn, self.path)  # before anything is written to a file that is not ours
+            conn.create_function("agent_key", 1, agent_key, deterministic=True)  # for _HANDED_OFF
             self.db = sqlite_utils.Database(conn)
             self._lock = threading.RLock()
             self.failing: str | None = None  # why the last write failed (a full disk), until one succeeds

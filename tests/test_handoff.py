@@ -344,6 +344,11 @@ async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aioht
     assert sent.status == 200
     listed = await (await client.get("/admin/conversations", headers=AUTH)).json()
     assert {c["conversation_id"]: c["agent"] for c in listed["conversations"]} == {"taken": "Ana", "asked": "Sam"}
+    # Ana replying from a window where she typed her name otherwise is still Ana, as she took the customer over
+    sent = await client.post("/admin/conversations/taken/messages", json={"text": ANSWER, "agent": "ANA"}, headers=AUTH)
+    assert sent.status == 200
+    listed = await (await client.get("/admin/conversations", headers=AUTH)).json()
+    assert {c["conversation_id"]: c["agent"] for c in listed["conversations"]} == {"taken": "Ana", "asked": "Sam"}
     too_long = await client.post(f"/admin/conversations/taken/handback?agent={'a' * 65}", headers=AUTH)
     assert too_long.status == 400 and "agent" in (await too_long.json())["error"]
     back = await client.post("/admin/conversations/taken/handback?agent=Ana&after=1000000", headers=AUTH)
