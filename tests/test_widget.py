@@ -1289,8 +1289,9 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
     # each bot reply with the buttons it offered, which the agent's reply may go on from
     replies = [t for t in api.history(second)["turns"] if t["role"] == "bot"]
     assert any(t["buttons"] for t in replies)
-    expect(page.locator(".turn.bot .text")).to_have_text(
-        ["\n".join(filter(None, [t["text"], " ".join(f"[{b['title']}]" for b in t["buttons"])])) for t in replies])
+    expect(page.locator(".turn.bot .text")).to_have_text(  # as it reads: the bot's text is drawn in paragraphs
+        ["\n".join(filter(None, [t["text"], " ".join(f"[{b['title']}]" for b in t["buttons"])])) for t in replies],
+        use_inner_text=True)
     page.wait_for_timeout(1900)  # the first one's answer has come, and was dropped
     assert page.locator(".conversation .title").inner_text() == f"{second} · web"  # the one the reply goes to
     page.locator("form.reply textarea").fill("For the second customer.")
@@ -2870,4 +2871,23 @@ def test_the_agents_console_counts_as_new_only_what_its_agent_has_not_read(
     colleague = open_console(chromium, server, web_demo_bot.admin_token, alice)
     expect(colleague.pages[0].locator(f'.list li[data-id="{alice}"] .meta')).to_have_text(re.compile(r" · 3 new$"))
     colleague.close()
+    context.close()
+
+
+def test_the_agents_console_draws_the_markdown_the_web_chat_draws(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent's **bold** and links showed in the console as typed, stars and brackets, where the customer's web chat
+    drew them; the customer's own words stay as they typed them, and markup stays text."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    api.chat(cid, "is it **really** lost?")
+    page.locator("form.reply textarea").fill(
+        "**Not lost**: see [tracking](https://shop.example/track) or [this](javascript:alert(1)) <img src=x onerror=alert(2)>")
+    page.locator("form.reply textarea").press("Enter")
+    said = page.locator(".turn.agent .text")
+    expect(said.locator("strong")).to_have_text("Not lost")
+    expect(said.get_by_role("link")).to_have_count(1)
+    expect(said.get_by_role("link", name="tracking")).to_have_attribute("href", "https://shop.example/track")
+    expect(said).to_contain_text("[this](javascript:alert(1)) <img src=x onerror=alert(2)>")
+    expect(page.locator(".turn.user .text").last).to_have_text("is it **really** lost?")
+    assert page.locator(".turns img, .turn.user strong").count() == 0
     context.close()

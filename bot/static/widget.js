@@ -12,6 +12,103 @@
  */
 (() => {
   "use strict";
+
+  // --- the safe Markdown subset: paragraphs, lists, **bold**, *italic*, `code`, links -----------
+
+  const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:", "tel:"]);
+  const INLINE = new RegExp(
+    [
+      String.raw`\[([^\]\n]+)\]\(([^()\s]+)\)`, // [text](url)
+      String.raw`\*\*(?=\S)([^*\n]*?\S)\*\*`, // **bold**
+      String.raw`\*(?=\S)([^*\n]*?\S)\*`, // *italic*
+      String.raw`\x60([^\x60\n]+)\x60`, // `code`
+      // a bare URL, ASCII only: Chinese text runs on after one without a space (…/returns。请查看)
+      String.raw`(https?:\/\/[^\s<>"'\u0080-\uffff]*[^\s<>"'.,;:!?)\]\u0080-\uffff])`,
+    ].join("|"),
+    "g",
+  );
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function safeHref(raw) {
+    try {
+      const url = new URL(raw, location.href);
+      return SAFE_PROTOCOLS.has(url.protocol) ? url.href : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function link(text, href) {
+    const a = el("a", "", text);
+    a.href = href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer nofollow";
+    return a;
+  }
+
+  function renderInline(text, parent) {
+    let last = 0;
+    for (const m of text.matchAll(INLINE)) {
+      parent.append(text.slice(last, m.index));
+      last = m.index + m[0].length;
+      const [whole, linkText, linkUrl, bold, italic, code, bare] = m;
+      if (linkText !== undefined) {
+        const href = safeHref(linkUrl);
+        parent.append(href ? link(linkText, href) : whole); // an unsafe link stays plain text
+      } else if (bold !== undefined) {
+        renderInline(bold, parent.appendChild(el("strong")));
+      } else if (italic !== undefined) {
+        renderInline(italic, parent.appendChild(el("em")));
+      } else if (code !== undefined) {
+        parent.append(el("code", "", code));
+      } else {
+        const href = safeHref(bare);
+        parent.append(href ? link(bare, href) : bare);
+      }
+    }
+    parent.append(text.slice(last));
+  }
+
+  function renderMarkdown(text) {
+    const out = document.createDocumentFragment();
+    let list = null;
+    let paragraph = null;
+    for (const line of String(text).replace(/\r\n?/g, "\n").split("\n")) {
+      const bullet = /^\s*[-*•]\s+(.*)$/.exec(line);
+      const numbered = /^\s*(\d{1,3})[.)]\s+(.*)$/.exec(line);
+      if (bullet || numbered) {
+        const tag = bullet ? "ul" : "ol";
+        paragraph = null;
+        if (!list || list.tagName.toLowerCase() !== tag) {
+          list = out.appendChild(el(tag));
+          if (numbered && numbered[1] !== "1") list.start = Number(numbered[1]);
+        }
+        renderInline(bullet ? bullet[1] : numbered[2], list.appendChild(el("li")));
+      } else if (!line.trim()) {
+        list = paragraph = null;
+      } else {
+        list = null;
+        if (paragraph) paragraph.append(el("br"));
+        else paragraph = out.appendChild(el("p"));
+        renderInline(line, paragraph);
+      }
+    }
+    return out;
+  }
+
+  // The agents' console loads this script for its Markdown alone (data-deskbot="markdown"), to show the bot's and
+  // the agents' messages as the chat draws them: no chat, no conversation id, no request.
+  if (document.currentScript && document.currentScript.dataset.deskbot === "markdown") {
+    window.deskbotMarkdown = renderMarkdown;
+    return;
+  }
+
   // Included twice, or run again by a site (Turbo, a single-page app) that replaced the body the widget was in:
   // the first one stays, and is put back on the page.
   if (window.Deskbot) {
@@ -226,95 +323,6 @@
     const keys = Object.keys(titles);
     if (keys.length > 50) delete titles[keys[0]];
     store.set("titles", JSON.stringify(titles));
-  }
-
-  // --- the safe Markdown subset: paragraphs, lists, **bold**, *italic*, `code`, links -----------
-
-  const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:", "tel:"]);
-  const INLINE = new RegExp(
-    [
-      String.raw`\[([^\]\n]+)\]\(([^()\s]+)\)`, // [text](url)
-      String.raw`\*\*(?=\S)([^*\n]*?\S)\*\*`, // **bold**
-      String.raw`\*(?=\S)([^*\n]*?\S)\*`, // *italic*
-      String.raw`\x60([^\x60\n]+)\x60`, // `code`
-      // a bare URL, ASCII only: Chinese text runs on after one without a space (…/returns。请查看)
-      String.raw`(https?:\/\/[^\s<>"'\u0080-\uffff]*[^\s<>"'.,;:!?)\]\u0080-\uffff])`,
-    ].join("|"),
-    "g",
-  );
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  function safeHref(raw) {
-    try {
-      const url = new URL(raw, location.href);
-      return SAFE_PROTOCOLS.has(url.protocol) ? url.href : null;
-    } catch {
-      return null;
-    }
-  }
-
-  function link(text, href) {
-    const a = el("a", "", text);
-    a.href = href;
-    a.target = "_blank";
-    a.rel = "noopener noreferrer nofollow";
-    return a;
-  }
-
-  function renderInline(text, parent) {
-    let last = 0;
-    for (const m of text.matchAll(INLINE)) {
-      parent.append(text.slice(last, m.index));
-      last = m.index + m[0].length;
-      const [whole, linkText, linkUrl, bold, italic, code, bare] = m;
-      if (linkText !== undefined) {
-        const href = safeHref(linkUrl);
-        parent.append(href ? link(linkText, href) : whole); // an unsafe link stays plain text
-      } else if (bold !== undefined) {
-        renderInline(bold, parent.appendChild(el("strong")));
-      } else if (italic !== undefined) {
-        renderInline(italic, parent.appendChild(el("em")));
-      } else if (code !== undefined) {
-        parent.append(el("code", "", code));
-      } else {
-        const href = safeHref(bare);
-        parent.append(href ? link(bare, href) : bare);
-      }
-    }
-    parent.append(text.slice(last));
-  }
-
-  function renderMarkdown(text) {
-    const out = document.createDocumentFragment();
-    let list = null;
-    let paragraph = null;
-    for (const line of String(text).replace(/\r\n?/g, "\n").split("\n")) {
-      const bullet = /^\s*[-*•]\s+(.*)$/.exec(line);
-      const numbered = /^\s*(\d{1,3})[.)]\s+(.*)$/.exec(line);
-      if (bullet || numbered) {
-        const tag = bullet ? "ul" : "ol";
-        paragraph = null;
-        if (!list || list.tagName.toLowerCase() !== tag) {
-          list = out.appendChild(el(tag));
-          if (numbered && numbered[1] !== "1") list.start = Number(numbered[1]);
-        }
-        renderInline(bullet ? bullet[1] : numbered[2], list.appendChild(el("li")));
-      } else if (!line.trim()) {
-        list = paragraph = null;
-      } else {
-        list = null;
-        if (paragraph) paragraph.append(el("br"));
-        else paragraph = out.appendChild(el("p"));
-        renderInline(line, paragraph);
-      }
-    }
-    return out;
   }
 
   // --- look ---------------------------------------------------------------------------------------
