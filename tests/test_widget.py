@@ -2891,3 +2891,23 @@ def test_the_agents_console_draws_the_markdown_the_web_chat_draws(
     expect(page.locator(".turn.user .text").last).to_have_text("is it **really** lost?")
     assert page.locator(".turns img, .turn.user strong").count() == 0
     context.close()
+
+
+def test_the_agents_console_asks_for_the_agents_name_before_taking_a_customer_from_the_bot(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent who took a customer over from the bot with no name left them nobody's to the colleagues, whose consoles
+    offered to take them over: one did, and both believed the customer theirs."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "/check_refund_policy")
+    context = open_console(chromium, server, web_demo_bot.admin_token)
+    page = context.pages[0]
+    page.get_by_role("button", name="With the bot").click()
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".status")).to_have_text("Give your name first, so that your colleagues see the customer is yours.")
+    expect(page.get_by_label("Your name")).to_be_focused()
+    assert api.history(cid)["status"] == "open"
+    page.get_by_label("Your name").fill("Ana")
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Ana")
+    context.close()
