@@ -51,7 +51,7 @@ from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
 from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, Project, button_payloads
 from bot.responses import MAX_REPLY_CHARS, Rendered, read_payload
-from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store
+from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
 
 log = logging.getLogger("deskbot")
@@ -633,7 +633,7 @@ class Bot:
         when the answer to the first try was lost): its turn id, or the same DeliveryError if its customer
         did not get it. A try while the first is still being sent waits for it and answers as it does. Another
         text under a key used before raises :class:`KeyReused`; a colleague's reply since the turn ``after``,
-        :class:`RepliedMeanwhile`."""
+        :class:`RepliedMeanwhile`; a message since it from a customer the bot has, :class:`WroteToTheBot`."""
         if key is None:
             return await self._agent_message(conversation_id, text, agent, key, after)
         slot = (conversation_id, key)
@@ -673,7 +673,10 @@ class Bot:
             # A reply to a conversation the bot holds takes it over: the bot answered the customer's answer to the
             # agent. The customer hears of it (a banner, or the notice, sent first) before the reply. A reply sent
             # before under its key (a retry) takes nothing over: a colleague may have handed it back since; nor
-            # does one refused for a colleague's reply the agent has not read.
+            # does one refused for a colleague's reply the agent has not read. One written before the customer's latest
+            # message to the bot ("Back to the bot", or a question it answered) waits until the agent has read it.
+            if after is not None and (wrote := await self._store(self.store.wrote_since, conversation_id, after)) is not None:
+                raise WroteToTheBot(wrote)
             await self.set_handoff(conversation_id, True, "agent", agent=agent)
             await self._after_notices(conversation_id)
         try:

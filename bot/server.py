@@ -46,7 +46,7 @@ from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import conversation_stats
 from dialogues.store import (KeyReused, LabelledMeanwhile, RepliedMeanwhile, Store, StoreError, WroteMeanwhile,
-                             cannot_write, read_moment, unix_time)
+                             WroteToTheBot, cannot_write, read_moment, unix_time)
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -676,7 +676,7 @@ async def agent_message(request: web.Request) -> web.Response:
         raise unknown_conversation(conversation_id) from None
     except KeyReused as exc:
         raise http_error(web.HTTPUnprocessableEntity, f"key: {exc}") from None
-    except RepliedMeanwhile as exc:
+    except (RepliedMeanwhile, WroteToTheBot) as exc:
         raise http_error(web.HTTPConflict, str(exc)) from None
     except MaybeDelivered as exc:  # sent again, it would reach the customer twice
         log.warning("an agent's reply may not have reached the customer: %s", exc)

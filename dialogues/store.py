@@ -312,6 +312,17 @@ class WroteMeanwhile(Exception):
         self.turn_id = turn_id
 
 
+class WroteToTheBot(Exception):
+    """The customer wrote after the latest turn read by the agent whose reply would take the conversation over from
+    the bot (``Store.wrote_since``): they went back to the bot meanwhile ("Back to the bot"), or went on with it, and
+    the reply, written to what came before, pulled them back to a person without a word of what they wrote."""
+
+    def __init__(self, turn_id: int) -> None:
+        super().__init__(f"the customer wrote to the bot meanwhile, as turn {turn_id}: read it, then send yours again "
+                         "if it is still needed (it takes the conversation over)")
+        self.turn_id = turn_id
+
+
 class LabelledMeanwhile(Exception):
     """Another reviewer labelled the item first (two reviewers working one queue), or its conversation
     was purged since it was shown. ``label``: the other reviewer's (a ``review_labels`` row), if any."""
@@ -749,14 +760,22 @@ class Store:
         they were: the agent's claim was answered as a takeover and kept nowhere, and a colleague answered too."""
         with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
-            if after is not None and status == "open" and (wrote := self.db.execute(
-                    "SELECT max(t.id) FROM turns t JOIN conversations c ON c.id = t.conversation_id "
-                    "WHERE t.conversation_id = ? AND t.role = 'user' AND t.id > ? AND c.status != 'open'",
-                    [conversation_id, after]).fetchone()[0]) is not None:
+            if after is not None and status == "open" and self._status(conversation_id) != "open" and (
+                    wrote := self.wrote_since(conversation_id, after)) is not None:
                 raise WroteMeanwhile(wrote)
             if agent is not None and status == "handed_off":
                 self._claim(conversation_id, agent)
             return self._set_status(conversation_id, status, reason, agent)
+
+    def _status(self, conversation_id: str) -> str:
+        """The status of a conversation the store holds: ``open`` or ``handed_off``."""
+        return self.db.execute("SELECT status FROM conversations WHERE id = ?", [conversation_id]).fetchone()[0]
+
+    def wrote_since(self, conversation_id: str, after: int) -> int | None:
+        """The customer's latest message after turn ``after`` (a button's payload too), if any: what an agent who has
+        read up to ``after`` has not read."""
+        return self.db.execute("SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'user' AND id > ?",
+                               [conversation_id, after]).fetchone()[0]
 
     def _claim(self, conversation_id: str, agent: str) -> None:
         """Make a handed-off conversation that no agent has (:meth:`holder`) ``agent``'s, in the caller's
@@ -774,7 +793,7 @@ class Store:
 
     def _set_status(self, conversation_id: str, status: str, reason: str, agent: str | None = None) -> bool:
         """:meth:`set_status` inside the caller's transaction, the conversation's row written already."""
-        if self.db.execute("SELECT status FROM conversations WHERE id = ?", [conversation_id]).fetchone()[0] == status:
+        if self._status(conversation_id) == status:
             return False
         self.db["conversations"].update(conversation_id, {"status": status, "fallbacks": 0, "updated": now()})
         self.db["handoffs"].insert({"conversation_id": conversation_id, "event": status, "reason": reason, "created": now(),

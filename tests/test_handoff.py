@@ -988,6 +988,31 @@ async def test_a_handback_before_the_customers_latest_message_was_read_is_refuse
     assert await hand_back("") == (200, {"status": "open"})  # and without after
 
 
+async def test_a_reply_written_before_the_customer_went_back_to_the_bot_is_refused_until_that_is_read(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A customer who went back to the bot (or on with it) while an agent wrote was pulled back to a person by the reply,
+    which answered what came before: the agent never saw that they had left."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "left", "I need help with my bill")
+    await chat(client, "left", "/handoff")
+    read = (await (await client.get("/admin/conversations/left", headers=AUTH)).json())["turns"][-1]["id"]
+    back = await chat(client, "left", "/resume")
+
+    async def send(after: int) -> Any:
+        response = await client.post("/admin/conversations/left/messages", json={"text": "Your bill is fixed.",
+                                                                                "agent": "Ann", "after": after}, headers=AUTH)
+        return response.status, await response.json()
+
+    assert await send(read) == (409, {"error": f"the customer wrote to the bot meanwhile, as turn {back['user_turn_id']}: "
+                                               "read it, then send yours again if it is still needed (it takes the "
+                                               "conversation over)"})
+    transcript = await (await client.get("/admin/conversations/left", headers=AUTH)).json()
+    assert transcript["status"] == "open" and [t for t in transcript["turns"] if t["role"] == "agent"] == []
+    assert (await send(transcript["turns"][-1]["id"]))[0] == 200  # read: it takes the customer over and goes
+    transcript = await (await client.get("/admin/conversations/left", headers=AUTH)).json()
+    assert transcript["status"] == "handed_off" and transcript["agent"] == "Ann"
+
+
 async def test_an_agent_reply_sent_again_while_its_first_try_fails_is_refused_both_times(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """A second try arriving while the first was still being posted answered "sent" at once: the first
