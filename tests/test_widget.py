@@ -2911,3 +2911,23 @@ def test_the_agents_console_asks_for_the_agents_name_before_taking_a_customer_fr
     page.get_by_role("button", name="Take over").click()
     expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Ana")
     context.close()
+
+
+def test_the_agents_console_asks_for_the_waiting_count_alone_where_it_lists_none_of_them(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """On its With the bot and To review tabs the console read a page of up to 200 waiting customers every 3 s, for the
+    count in its title alone."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "/handoff")
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid)
+    page = context.pages[0]
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "status=handed_off" in request.url else None)
+    for tab in ("With the bot", "To review"):
+        page.get_by_role("button", name=tab).click()
+        page.wait_for_timeout(500)  # the refresh out at the click, on the tab before, has gone
+        asked.clear()
+        page.wait_for_timeout(3500)
+        assert asked and all("limit=0&" in url for url in asked), asked
+        expect(page).to_have_title(re.compile(r"^\(\d+\) deskbot · agents$"))
+    context.close()
