@@ -227,16 +227,16 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 def console_policy(page: str) -> str:
-    """The agents' page's Content-Security-Policy: its own inline script and style (by their sha256) and requests
-    to this server, nothing else. The page keeps the admin token, so a script that got into it some other way
-    (a customer's text shown as markup by a future change, an extension's injection) must not run, nor send
-    anything elsewhere; and no other site may frame it, so none can trick a signed-in agent into clicking."""
+    """The agents' page's Content-Security-Policy: its own inline script and style (by their sha256), this server's
+    scripts (widget.js, whose Markdown the console draws with) and requests to this server, nothing else. The page
+    keeps the admin token, so a script that got into it some other way (a customer's text shown as markup by a
+    future change, an extension's injection) must not run, nor send anything elsewhere; and no other site may frame it, so none can trick a signed-in agent into clicking."""
     def hashes(tag: str) -> str:
         found = re.findall(rf"<{tag}>(.*?)</{tag}>", page, re.DOTALL)
         return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()}'"
                         for code in found)
 
-    return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
+    return (f"default-src 'none'; script-src 'self' {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
             "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
