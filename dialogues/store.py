@@ -506,6 +506,14 @@ class Purged:
     wal_cleared: bool
 
 
+BACKUP_STEP_PAGES = 1024  # SQLite pages a backup copies between two looks at a signal: 4 MiB of 4 KiB pages
+
+
+def _between_steps(status: int, remaining: int, total: int) -> None:
+    """Called between two steps of a backup: a Python call, where a signal's handler (SIGTERM's in ``bot backup``)
+    runs, which within SQLite's copy waited for its end."""
+
+
 class Store:
     """``dialogues.db`` through one connection, for one thread at a time (the server makes every call
     on its store thread, bot/batching.py, but for the admin API's long reads, made on a ``reader()`` of its
@@ -655,7 +663,9 @@ class Store:
         """A consistent copy of the store as it is now, the writes in its -wal file included, while it is in
         use (SQLite's online backup): a copy of dialogues.db alone lacks what the -wal file still holds, and
         is an empty store. Written beside ``dest`` and renamed onto it, so a failed copy replaces nothing and leaves
-        nothing behind (unless the process is killed outright: SIGKILL leaves a hidden ``.partial`` file)."""
+        nothing behind (unless the process is killed outright: SIGKILL leaves a hidden ``.partial`` file). Copied
+        ``BACKUP_STEP_PAGES`` at a time, so that SIGTERM stops a large copy at once, within one snapshot, without
+        which each write the server made between two steps started the copy over."""
         # A new file of a name nobody could plant a link at, as private as the store from its first byte (SQLite
         # gives its journal the same mode), whatever the umask.
         handle, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
@@ -666,7 +676,8 @@ class Store:
             finally:
                 os.close(handle)
             with contextlib.closing(sqlite3.connect(partial)) as target:
-                self.db.conn.backup(target)
+                with self.snapshot():
+                    self.db.conn.backup(target, pages=BACKUP_STEP_PAGES, progress=_between_steps)
                 target.execute("PRAGMA journal_mode=DELETE")  # one file, readable on its own
             os.replace(partial, dest)
         finally:  # and the journal SQLite leaves beside a copy that failed writing (a full disk)

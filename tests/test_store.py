@@ -20,6 +20,7 @@ import sqlite_utils
 import yaml
 from click.testing import CliRunner
 
+import dialogues.store as store_module
 from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
@@ -1500,6 +1501,31 @@ def test_bot_backup_copies_what_the_wal_holds_while_the_store_is_in_use(tmp_path
     serving.close()
 
 
+def test_bot_backup_of_a_store_written_while_it_copies_ends_with_the_store_as_it_began(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Copied in steps (so that SIGTERM is seen between them), a copy started over at each turn the server logged
+    between two steps, and a busy store's never ended."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    serving = Store(root / "dialogues.db")
+    user_turn(serving, "c1", "where is my order")
+    steps: list[int] = []
+
+    def logged_meanwhile(status: int, remaining: int, total: int) -> None:
+        steps.append(remaining)
+        assert len(steps) < 500, "the copy keeps starting over"
+        user_turn(serving, f"later{len(steps)}", "and my refund?")
+
+    monkeypatch.setattr(store_module, "BACKUP_STEP_PAGES", 2)
+    monkeypatch.setattr(store_module, "_between_steps", logged_meanwhile)
+    assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "nightly.db")]).exit_code == 0
+    assert len(steps) > 3
+    copied = sqlite3.connect(tmp_path / "nightly.db")
+    assert copied.execute("SELECT conversation_id FROM turns WHERE role = 'user'").fetchall() == [("c1",)]
+    assert serving.db.execute("SELECT count(*) FROM turns WHERE role = 'user'").fetchone() == (len(steps) + 1,)
+    serving.close()
+
+
 BACKING_UP = """
 import os, resource, signal, sys, time
 from pathlib import Path
@@ -1514,6 +1540,17 @@ def back_up_apart(root: Path, dest: Path, before: str = "") -> subprocess.Popen[
     script = BACKING_UP.format(before=before, root=str(root), dest=str(dest))
     return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def terminated_once_held(backing_up: subprocess.Popen[str], held: Path) -> None:
+    """SIGTERM to ``backing_up`` once it has made ``held``, which it must then end on, as an error does."""
+    deadline = time.monotonic() + 60
+    while not held.exists() and backing_up.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert held.exists(), backing_up.communicate()[0]
+    backing_up.terminate()
+    assert backing_up.wait(30) == 143
+    held.unlink()
 
 
 def test_bot_backup_stopped_or_failing_midway_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -1538,13 +1575,18 @@ def held(*args):
     time.sleep(60)
 os.fchmod = held
 """)
-    deadline = time.monotonic() + 60
-    while not held.exists() and stopped.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert held.exists(), stopped.communicate()[0]
-    stopped.terminate()
-    assert stopped.wait(30) == 143
-    held.unlink()
+    terminated_once_held(stopped, held)
+    assert sorted(p.name for p in backups.iterdir()) == []
+    # Held between two steps of a copy larger than one: SIGTERM waited for the whole copy, a large store's minutes.
+    stopped = back_up_apart(root, backups / "nightly.db", f"""
+import dialogues.store
+def held(*args):
+    Path({str(held)!r}).touch()
+    time.sleep(60)
+dialogues.store.BACKUP_STEP_PAGES = 16
+dialogues.store._between_steps = held
+""")
+    terminated_once_held(stopped, held)
     assert sorted(p.name for p in backups.iterdir()) == []
     # A disk with room for 100 KiB of the copy (a file may grow no further), and not for the rest of it.
     full = back_up_apart(root, backups / "nightly.db", "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
