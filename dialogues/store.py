@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import itertools
 import json
 import logging
@@ -514,6 +515,41 @@ def _between_steps(status: int, remaining: int, total: int) -> None:
     runs, which within SQLite's copy waited for its end."""
 
 
+ABANDONED_AFTER_S = 60.0  # an empty partial copy this old is not one a backup has just made and is about to lock
+
+
+def _remove_copy(partial: Path) -> None:
+    """A backup's partial copy, and the journal SQLite keeps beside it while it writes."""
+    for left in (partial, Path(f"{partial}-journal")):
+        left.unlink(missing_ok=True)
+
+
+def _remove_abandoned_copies(dest: Path) -> None:
+    """Remove the hidden partial copies to ``dest`` that no backup writes any more: a backup killed outright left
+    its copy (up to the store's size) and its journal there, and each night's killed backup added another."""
+    prefix = f".{dest.name}."
+    for path in dest.parent.iterdir():
+        if path.name.startswith(prefix) and path.name.endswith(".partial") and _abandoned(path):
+            _remove_copy(path)
+
+
+def _abandoned(partial: Path) -> bool:
+    """Whether no backup writes ``partial``: a backup locks its copy before anything is written to it, so one
+    unlocked with bytes in it is left over, while one unlocked and empty may be a backup's just made."""
+    try:
+        handle = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW)  # a link planted there is not a copy
+    except OSError:  # gone meanwhile, or a link
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        made = os.fstat(handle)
+    except OSError:  # locked by the backup writing it, or a file system without locks: left as it is
+        return False
+    finally:
+        os.close(handle)  # and the lock with it
+    return made.st_size > 0 or time.time() - made.st_mtime > ABANDONED_AFTER_S
+
+
 class Store:
     """``dialogues.db`` through one connection, for one thread at a time (the server makes every call
     on its store thread, bot/batching.py, but for the admin API's long reads, made on a ``reader()`` of its
@@ -663,26 +699,29 @@ class Store:
         """A consistent copy of the store as it is now, the writes in its -wal file included, while it is in
         use (SQLite's online backup): a copy of dialogues.db alone lacks what the -wal file still holds, and
         is an empty store. Written beside ``dest`` and renamed onto it, so a failed copy replaces nothing and leaves
-        nothing behind (unless the process is killed outright: SIGKILL leaves a hidden ``.partial`` file). Copied
+        nothing behind; the hidden ``.partial`` file of a copy killed outright (SIGKILL, a power cut) is removed by
+        the next copy to ``dest``. Copied
         ``BACKUP_STEP_PAGES`` at a time, so that SIGTERM stops a large copy at once, within one snapshot, without
         which each write the server made between two steps started the copy over."""
+        _remove_abandoned_copies(dest)
         # A new file of a name nobody could plant a link at, as private as the store from its first byte (SQLite
         # gives its journal the same mode), whatever the umask.
         handle, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
         partial = Path(name)
         try:
             try:
+                with contextlib.suppress(OSError):  # a file system without locks: nothing is removed there either
+                    fcntl.flock(handle, fcntl.LOCK_EX)  # held while it is written: another copy to ``dest`` leaves it
                 os.fchmod(handle, self.path.stat().st_mode & 0o777)
+                with contextlib.closing(sqlite3.connect(partial)) as target:
+                    with self.snapshot():
+                        self.db.conn.backup(target, pages=BACKUP_STEP_PAGES, progress=_between_steps)
+                    target.execute("PRAGMA journal_mode=DELETE")  # one file, readable on its own
+                os.replace(partial, dest)
             finally:
                 os.close(handle)
-            with contextlib.closing(sqlite3.connect(partial)) as target:
-                with self.snapshot():
-                    self.db.conn.backup(target, pages=BACKUP_STEP_PAGES, progress=_between_steps)
-                target.execute("PRAGMA journal_mode=DELETE")  # one file, readable on its own
-            os.replace(partial, dest)
         finally:  # and the journal SQLite leaves beside a copy that failed writing (a full disk)
-            for left in (partial, Path(f"{partial}-journal")):
-                left.unlink(missing_ok=True)
+            _remove_copy(partial)
 
     def _keep_before_migrating(self) -> None:
         """A copy of an older deskbot's store before it is migrated (``dialogues.db.schemaN.bak``): the older

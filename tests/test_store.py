@@ -1542,12 +1542,29 @@ def back_up_apart(root: Path, dest: Path, before: str = "") -> subprocess.Popen[
                             stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-def terminated_once_held(backing_up: subprocess.Popen[str], held: Path) -> None:
-    """SIGTERM to ``backing_up`` once it has made ``held``, which it must then end on, as an error does."""
+def held_between_steps(held: Path) -> str:
+    """What makes a backup of a store over 600 pages (2.4 MiB) make ``held`` once it has copied 600 of them, and
+    wait there (for a signal)."""
+    return f"""
+import dialogues.store
+def held(*args):
+    Path({str(held)!r}).touch()
+    time.sleep(60)
+dialogues.store.BACKUP_STEP_PAGES = 600
+dialogues.store._between_steps = held
+"""
+
+
+def wait_until_held(backing_up: subprocess.Popen[str], held: Path) -> None:
     deadline = time.monotonic() + 60
     while not held.exists() and backing_up.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert held.exists(), backing_up.communicate()[0]
+
+
+def terminated_once_held(backing_up: subprocess.Popen[str], held: Path) -> None:
+    """SIGTERM to ``backing_up`` once it has made ``held``, which it must then end on, as an error does."""
+    wait_until_held(backing_up, held)
     backing_up.terminate()
     assert backing_up.wait(30) == 143
     held.unlink()
@@ -1578,14 +1595,7 @@ os.fchmod = held
     terminated_once_held(stopped, held)
     assert sorted(p.name for p in backups.iterdir()) == []
     # Held between two steps of a copy larger than one: SIGTERM waited for the whole copy, a large store's minutes.
-    stopped = back_up_apart(root, backups / "nightly.db", f"""
-import dialogues.store
-def held(*args):
-    Path({str(held)!r}).touch()
-    time.sleep(60)
-dialogues.store.BACKUP_STEP_PAGES = 16
-dialogues.store._between_steps = held
-""")
+    stopped = back_up_apart(root, backups / "nightly.db", held_between_steps(held))
     terminated_once_held(stopped, held)
     assert sorted(p.name for p in backups.iterdir()) == []
     # A disk with room for 100 KiB of the copy (a file may grow no further), and not for the rest of it.
@@ -1594,6 +1604,45 @@ dialogues.store._between_steps = held
     said = full.communicate(timeout=60)[0]
     assert full.returncode == 1 and f"cannot back up to {backups / 'nightly.db'}:" in said, said
     assert sorted(p.name for p in backups.iterdir()) == []
+
+
+def test_bot_backup_removes_the_partial_copies_killed_backups_left_and_no_other_file(tmp_path: Path) -> None:
+    """SIGKILL (a timeout's last resort, the OOM killer) left a hidden partial copy of the store and its journal
+    beside the destination for good, and each night's killed backup added another."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c1", "where is my order")
+    store.db.execute("CREATE TABLE filler (x BLOB)")
+    store.db.execute("INSERT INTO filler VALUES (randomblob(3000000))")  # past what SQLite caches: it writes
+    store.close()
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    killed = back_up_apart(root, backups / "nightly.db", held_between_steps(backups / "killed"))
+    wait_until_held(killed, backups / "killed")
+    killed.kill()
+    killed.wait(30)
+    [killed_copy] = backups.glob(".nightly.db.*.partial")
+    assert killed_copy.stat().st_size and Path(f"{killed_copy}-journal").exists()
+    writing = back_up_apart(root, backups / "nightly.db", held_between_steps(backups / "writing"))
+    wait_until_held(writing, backups / "writing")
+    just_made = backups / ".nightly.db.justmade.partial"  # by a backup about to lock it
+    just_made.touch()
+    empty = backups / ".nightly.db.empty.partial"  # a backup killed as soon as it made it
+    empty.touch()
+    os.utime(empty, (time.time() - 120, time.time() - 120))
+    weekly = backups / ".weekly.db.abc.partial"  # another destination's
+    weekly.write_bytes(b"SQLite format 3")
+    elsewhere = tmp_path / "someone-elses.db"
+    elsewhere.write_bytes(b"theirs")
+    (backups / ".nightly.db.link.partial").symlink_to(elsewhere)
+    kept = {p.name for p in backups.iterdir()} - {killed_copy.name, f"{killed_copy.name}-journal", empty.name}
+    assert CliRunner().invoke(cli, ["backup", str(root), str(backups / "nightly.db")]).exit_code == 0
+    assert {p.name for p in backups.iterdir()} == kept | {"nightly.db"}
+    assert elsewhere.read_bytes() == b"theirs"
+    writing.terminate()
+    assert writing.wait(30) == 143  # its own copy was left to it, and removed by it
+    assert not any(backups.glob(".nightly.db.*.partial-journal"))
 
 
 def test_a_store_is_kept_as_it_was_before_a_migration(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
