@@ -432,7 +432,26 @@ class ActionRunner:
             return await asyncio.wait_for(self._run(call), max(0.0, self.timeout if left is None else left))
         except asyncio.TimeoutError:
             within = "" if left is None else " with the actions before it"
-            raise ActionTimeout(f"action {call['next_action']!r} timed out after {self.timeout:g}s{within}") from None
+            held = self._loop_held_at() if self._is_async(call["next_action"]) else ""
+            raise ActionTimeout(f"action {call['next_action']!r} timed out after {self.timeout:g}s{within}{held}"
+                                ) from None
+
+    def _is_async(self, name: str) -> bool:
+        """Whether ``name`` is an in-process action with an ``async def run``, which runs on the actions' loop."""
+        return self.executor is not None and inspect.iscoroutinefunction(self.executor.actions.get(name))
+
+    def _loop_held_at(self) -> str:
+        """Where the shop's code holds the async actions' loop now, if it does, said when an async action times out:
+        a blocking call in one (``time.sleep``, ``requests.get``) holds up every other, and each timed out with
+        nothing to say that the fault was another action's."""
+        thread = self._action_thread
+        frame = sys._current_frames().get(thread.ident) if thread is not None and thread.ident is not None else None
+        own = _innermost_own(traceback.extract_stack(frame), self.actions_dir) if frame is not None and self.actions_dir else None
+        if own is None:
+            return ""
+        return (f"; the async actions' loop is held meanwhile at {own.filename}:{own.lineno} ({own.line}): a blocking "
+                "call in an async def run holds up every async action (await an async client there, or make it a "
+                "plain def run, which runs in a thread of its own)")
 
     async def _run(self, call: dict[str, Any]) -> ActionResult:
         if self.endpoint:
@@ -441,7 +460,7 @@ class ActionRunner:
             raise ActionError(f"no actions/ folder and no action_endpoint for {call['next_action']!r}")
         executor = self.executor
         try:
-            if inspect.iscoroutinefunction(executor.actions.get(call["next_action"])):
+            if self._is_async(call["next_action"]):
                 result = await self._on_action_loop(executor.run(call))
             else:
                 result = await self._in_thread(lambda: asyncio.run(executor.run(call)))
@@ -592,8 +611,12 @@ async def _read_answer(resp: aiohttp.ClientResponse) -> Any:
 
 def _own_frame(exc: BaseException, actions_dir: Path) -> traceback.FrameSummary | None:
     """The last line of ``actions/`` that ``exc``'s traceback went through, if any: where the shop's code failed."""
-    own = [frame for frame in traceback.extract_tb(exc.__traceback__)
-           if Path(frame.filename).resolve().is_relative_to(actions_dir.resolve())]
+    return _innermost_own(traceback.extract_tb(exc.__traceback__), actions_dir)
+
+
+def _innermost_own(frames: traceback.StackSummary, actions_dir: Path) -> traceback.FrameSummary | None:
+    """The innermost of ``frames`` in a file of ``actions/``, if any."""
+    own = [frame for frame in frames if Path(frame.filename).resolve().is_relative_to(actions_dir.resolve())]
     return own[-1] if own else None
 
 

@@ -1010,6 +1010,52 @@ async def test_async_actions_share_one_loop_and_are_cancelled_at_the_time_limit(
 
 
 
+BLOCKING_ASYNC_ACTIONS = """
+import time
+from rasa_sdk import Action
+
+
+class Lookup(Action):
+    def name(self):
+        return "action_lookup"
+
+    async def run(self, dispatcher, tracker, domain):
+        time.sleep(1.5)  # a synchronous client in an async def run
+        return []
+
+
+class Greet(Action):
+    def name(self):
+        return "action_greet"
+
+    async def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="hello")
+        return []
+"""
+
+
+async def test_an_async_action_timed_out_behind_a_blocking_one_names_the_line_that_blocks(tmp_path: Path) -> None:
+    """A blocking call in one async action held up every other, and each timed out under its own name alone: the
+    log blamed actions that had done nothing wrong."""
+    (tmp_path / "actions").mkdir()
+    (tmp_path / "actions" / "shop.py").write_text(BLOCKING_ASYNC_ACTIONS)
+    runner = ActionRunner(tmp_path / "actions", None, 0.5, {})
+
+    async def run(name: str) -> str:
+        with pytest.raises(ActionError, match="timed out") as timed_out:
+            await runner.run(action_call(name, "c1", "hi", "greet", 1.0, [], {}, {}, {}, "web", {}))
+        return str(timed_out.value)
+
+    try:
+        blocking = asyncio.create_task(run("action_lookup"))
+        await asyncio.sleep(0.1)
+        held = f"the async actions' loop is held meanwhile at {tmp_path / 'actions' / 'shop.py'}:11 (time.sleep(1.5)"
+        assert held in await run("action_greet")
+        assert held in await blocking
+    finally:
+        await runner.close()
+
+
 async def test_actions_import_their_helpers_from_the_actions_package_as_in_rasa(tmp_path: Path) -> None:
     """``from actions.helpers import ...``, which rasa-sdk's server loads, stopped the bot from starting
     ("No module named 'actions'"); a second bot's folder loaded in the same process brings its own helpers."""
