@@ -461,7 +461,7 @@ class ActionRunner:
         executor = self.executor
         try:
             if self._is_async(call["next_action"]):
-                result = await self._on_action_loop(executor.run(call))
+                result = await self._on_action_loop(lambda: executor.run(call))
             else:
                 result = await self._in_thread(lambda: asyncio.run(executor.run(call)))
         except ActionError:
@@ -471,8 +471,10 @@ class ActionRunner:
         payload = result.model_dump() if hasattr(result, "model_dump") else result
         return ActionResult.from_response(payload or {}, call["next_action"])
 
-    async def _on_action_loop(self, work: Coroutine[Any, Any, Any]) -> Any:
-        """``work``'s result, run on the async actions' loop; cancelled there when the caller stops waiting."""
+    async def _on_action_loop(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        """``work()``'s result, run on the async actions' loop; cancelled there when the caller stops waiting. Made
+        there: one timed out before the loop came to it (held by a blocking action) was never awaited, which Python
+        warned of on stderr ("coroutine 'ActionExecutor.run' was never awaited"), as if deskbot had lost it."""
         if self._action_loop is None:
             self._action_loop = asyncio.new_event_loop()
             self._action_thread = threading.Thread(target=_run_until_stopped, args=(self._action_loop,),
@@ -481,7 +483,7 @@ class ActionRunner:
 
         async def guarded() -> Any:
             try:
-                return await work
+                return await work()
             except Exception:
                 raise
             except BaseException as exc:  # sys.exit() would stop the actions' loop for good; a CancelledError the
