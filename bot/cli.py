@@ -1124,7 +1124,7 @@ def export(directory: Path, since: datetime | None, fmt: str, output: str) -> No
     try:
         data = exported(project, learned_data(store, unix_time(since) if since else 0.0, project.config.privacy.redact))
         try:  # opened even when there is nothing to write: an old export must not pass for this one
-            with _written(output) as out:
+            with unwound_on_sigterm(), _written(output) as out:  # the temporary file is removed
                 lines = write_jsonl(data, out)
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror or exc}")

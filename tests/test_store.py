@@ -1072,6 +1072,19 @@ def test_a_failed_export_leaves_the_previous_one_as_it_was(tmp_path: Path, monke
     assert failed.exit_code == 1 and "cannot write" in failed.output and "No space left" in failed.output
     assert out.read_bytes() == previous
     assert sorted(p.name for p in exports.iterdir()) == ["export.jsonl", "latest.jsonl"]  # no temporary file left
+    # SIGTERM (a cron job's timeout) midway left the hidden temporary file beside it, for good
+    held = tmp_path / "held"
+    stopped = command_apart(["export", str(root), "-o", str(out)], f"""
+import dialogues.export
+def held(data, stream):
+    stream.write('{{"type": "example", "text": "when do')
+    Path({str(held)!r}).touch()
+    time.sleep(60)
+dialogues.export.write_jsonl = held
+""")
+    terminated_once_held(stopped, held)
+    assert out.read_bytes() == previous
+    assert sorted(p.name for p in exports.iterdir()) == ["export.jsonl", "latest.jsonl"]
 
     store = Store(root / "dialogues.db")
     store.add_labels([user_turn(store, "c2", "hello there")], "greet")
@@ -1526,20 +1539,25 @@ def test_bot_backup_of_a_store_written_while_it_copies_ends_with_the_store_as_it
     serving.close()
 
 
-BACKING_UP = """
+COMMAND_APART = """
 import os, resource, signal, sys, time
 from pathlib import Path
 from bot.cli import cli
 {before}
-cli(["backup", {root!r}, {dest!r}])
+cli({args!r})
 """
+
+
+def command_apart(args: list[str], before: str = "") -> subprocess.Popen[str]:
+    """`bot ARGS` in a process of its own, running ``before`` first."""
+    script = COMMAND_APART.format(before=before, args=args)
+    return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def back_up_apart(root: Path, dest: Path, before: str = "") -> subprocess.Popen[str]:
     """`bot backup ROOT DEST` in a process of its own, running ``before`` first."""
-    script = BACKING_UP.format(before=before, root=str(root), dest=str(dest))
-    return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return command_apart(["backup", str(root), str(dest)], before)
 
 
 def held_between_steps(held: Path) -> str:
