@@ -1172,6 +1172,7 @@ def backup(directory: Path, dest_given: str) -> None:
     import sqlite3
 
     from dialogues.store import Store, StoreError
+    from finetune.durable import fsync_path
 
     project = load_project(directory)
     if not project.db_path.exists():
@@ -1190,6 +1191,7 @@ def backup(directory: Path, dest_given: str) -> None:
                 store.backup(dest)
         finally:
             store.close()
+        fsync_path(dest.parent)  # its name on the disk too, or a power cut soon after could take the copy away
     except (OSError, sqlite3.Error, StoreError) as exc:
         fail(f"cannot back up to {dest}: {getattr(exc, 'strerror', None) or exc}")
     click.echo(f"{dest}: {dest.stat().st_size:,} bytes")

@@ -1539,6 +1539,25 @@ def test_bot_backup_of_a_store_written_while_it_copies_ends_with_the_store_as_it
     serving.close()
 
 
+def test_bot_backup_flushes_the_folder_it_writes_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy's bytes reached the disk, and its name in the folder did not: a power cut soon after a backup, the
+    moment one is needed, could take the night's copy with it."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    Store(root / "dialogues.db").close()
+    flushed: list[int] = []
+    fsync = os.fsync
+
+    def recorded(fd: int) -> None:
+        fsync(fd)
+        flushed.append(os.fstat(fd).st_ino)
+
+    monkeypatch.setattr(os, "fsync", recorded)
+    (tmp_path / "backups").mkdir()
+    assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "backups" / "nightly.db")]).exit_code == 0
+    assert (tmp_path / "backups").stat().st_ino in flushed
+
+
 COMMAND_APART = """
 import os, resource, signal, sys, time
 from pathlib import Path
