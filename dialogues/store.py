@@ -528,9 +528,12 @@ def _remove_abandoned_copies(dest: Path) -> None:
     """Remove the hidden partial copies to ``dest`` that no backup writes any more: a backup killed outright left
     its copy (up to the store's size) and its journal there, and each night's killed backup added another."""
     prefix = f".{dest.name}."
-    for path in dest.parent.iterdir():
-        if path.name.startswith(prefix) and path.name.endswith(".partial") and _abandoned(path):
-            _remove_copy(path)
+    try:
+        for path in dest.parent.iterdir():
+            if path.name.startswith(prefix) and path.name.endswith(".partial") and _abandoned(path):
+                _remove_copy(path)
+    except OSError as exc:  # a folder it may not list, another user's copy in a shared folder: it backs up all the same
+        log.warning("cannot remove the partial copies killed backups left beside %s: %s", dest, exc.strerror or exc)
 
 
 def _abandoned(partial: Path) -> bool:

@@ -1682,6 +1682,30 @@ def test_bot_backup_removes_the_partial_copies_killed_backups_left_and_no_other_
     assert not any(backups.glob(".nightly.db.*.partial-journal"))
 
 
+def test_bot_backup_backs_up_when_it_cannot_remove_a_partial_copy_left_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Another user's partial copy in a shared folder (sticky, as /tmp is), which this user may not delete."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    Store(root / "dialogues.db").close()
+    theirs = tmp_path / ".nightly.db.theirs.partial"
+    theirs.write_bytes(b"SQLite format 3")
+    unlink = Path.unlink
+
+    def not_ours(path: Path, missing_ok: bool = False) -> None:
+        if path == theirs:
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", not_ours)
+    with caplog.at_level("WARNING"):
+        backed = CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "nightly.db")])
+    assert backed.exit_code == 0, backed.output
+    assert sqlite3.connect(tmp_path / "nightly.db").execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert "cannot remove the partial copies killed backups left beside" in caplog.text
+    assert "Operation not permitted" in caplog.text
+
+
 def test_a_store_is_kept_as_it_was_before_a_migration(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An upgrade migrated the store with no copy and no word, and the deskbot before it then refused it."""
     path = tmp_path / "dialogues.db"
