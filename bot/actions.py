@@ -363,6 +363,7 @@ class ActionRunner:
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
         self._action_loop: asyncio.AbstractEventLoop | None = None  # the async actions', at the first one
         self._action_thread: threading.Thread | None = None  # the thread that runs it
+        self._call_threads: dict[int, threading.Thread] = {}  # each plain def run's, by its call's id, while awaited
         self.actions_dir = actions_dir
         self._loaded: tuple[tuple[str, int], ...] = ()  # the Python files imported, as they were then
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
@@ -432,26 +433,35 @@ class ActionRunner:
             return await asyncio.wait_for(self._run(call), max(0.0, self.timeout if left is None else left))
         except asyncio.TimeoutError:
             within = "" if left is None else " with the actions before it"
-            held = self._loop_held_at() if self._is_async(call["next_action"]) else ""
-            raise ActionTimeout(f"action {call['next_action']!r} timed out after {self.timeout:g}s{within}{held}"
-                                ) from None
+            raise ActionTimeout(f"action {call['next_action']!r} timed out after {self.timeout:g}s{within}"
+                                f"{self._stuck_at(call)}") from None
+        finally:
+            self._call_threads.pop(id(call), None)
 
     def _is_async(self, name: str) -> bool:
         """Whether ``name`` is an in-process action with an ``async def run``, which runs on the actions' loop."""
         return self.executor is not None and inspect.iscoroutinefunction(self.executor.actions.get(name))
 
-    def _loop_held_at(self) -> str:
-        """Where the shop's code holds the async actions' loop now, if it does, said when an async action times out:
-        a blocking call in one (``time.sleep``, ``requests.get``) holds up every other, and each timed out with
-        nothing to say that the fault was another action's."""
-        thread = self._action_thread
-        frame = sys._current_frames().get(thread.ident) if thread is not None and thread.ident is not None else None
-        own = _innermost_own(traceback.extract_stack(frame), self.actions_dir) if frame is not None and self.actions_dir else None
-        if own is None:
-            return ""
-        return (f"; the async actions' loop is held meanwhile at {own.filename}:{own.lineno} ({own.line}): a blocking "
+    def _stuck_at(self, call: dict[str, Any]) -> str:
+        """Where the shop's code is when an in-process action times out, said with the timeout: the line a plain
+        ``def run`` still waits at (a request with no timeout of its own), or, for an async one, where a blocking
+        call (``time.sleep``, ``requests.get``) in any async action holds up their loop, and with it every
+        other, each of which timed out with nothing to say that the fault was another action's."""
+        if self._is_async(call["next_action"]):
+            own = self._innermost_own_in(self._action_thread)
+            return "" if own is None else (
+                f"; the async actions' loop is held meanwhile at {own.filename}:{own.lineno} ({own.line}): a blocking "
                 "call in an async def run holds up every async action (await an async client there, or make it a "
                 "plain def run, which runs in a thread of its own)")
+        own = self._innermost_own_in(self._call_threads.get(id(call)))
+        return "" if own is None else f"; it runs on, at {own.filename}:{own.lineno} ({own.line})"
+
+    def _innermost_own_in(self, thread: threading.Thread | None) -> traceback.FrameSummary | None:
+        """The line of ``actions/`` that ``thread`` runs now, if any."""
+        frame = sys._current_frames().get(thread.ident) if thread is not None and thread.ident is not None else None
+        if frame is None or self.actions_dir is None:
+            return None
+        return _innermost_own(traceback.extract_stack(frame), self.actions_dir)
 
     async def _run(self, call: dict[str, Any]) -> ActionResult:
         if self.endpoint:
@@ -463,7 +473,7 @@ class ActionRunner:
             if self._is_async(call["next_action"]):
                 result = await self._on_action_loop(lambda: executor.run(call))
             else:
-                result = await self._in_thread(lambda: asyncio.run(executor.run(call)))
+                result = await self._in_thread(lambda: asyncio.run(executor.run(call)), id(call))
         except ActionError:
             raise
         except Exception as exc:
@@ -494,9 +504,10 @@ class ActionRunner:
 
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(guarded(), self._action_loop))
 
-    async def _in_thread(self, work: Callable[[], Any]) -> Any:
+    async def _in_thread(self, work: Callable[[], Any], call_id: int) -> Any:
         """``work()``'s result, computed in a new daemon thread once one of ``MAX_ACTION_THREADS`` is free;
-        a caller that stops waiting (the time limit) leaves the thread to finish on its own."""
+        a caller that stops waiting (the time limit) leaves the thread to finish on its own. The thread is
+        known by ``call_id`` until :meth:`run` returns, to say where it hangs."""
         if self._threads is None:
             self._threads = asyncio.Semaphore(MAX_ACTION_THREADS)
         threads = self._threads
@@ -527,8 +538,10 @@ class ActionRunner:
             except RuntimeError:  # the server's loop has closed: nobody waits for this answer any more
                 pass
 
+        thread = threading.Thread(target=target, name="deskbot-action", daemon=True)
         try:
-            threading.Thread(target=target, name="deskbot-action", daemon=True).start()
+            thread.start()
+            self._call_threads[call_id] = thread
         except BaseException:  # no thread to be had (a container's process limit): its place is free again
             threads.release()
             raise

@@ -1011,7 +1011,7 @@ async def test_async_actions_share_one_loop_and_are_cancelled_at_the_time_limit(
 
 
 
-BLOCKING_ASYNC_ACTIONS = """
+BLOCKING_ACTIONS = """
 import time
 from rasa_sdk import Action
 
@@ -1032,6 +1032,15 @@ class Greet(Action):
     async def run(self, dispatcher, tracker, domain):
         dispatcher.utter_message(text="hello")
         return []
+
+
+class Track(Action):
+    def name(self):
+        return "action_track"
+
+    def run(self, dispatcher, tracker, domain):
+        time.sleep(1.2)  # an order system that does not answer, asked with no timeout
+        return []
 """
 
 
@@ -1041,7 +1050,7 @@ async def test_an_async_action_timed_out_behind_a_blocking_one_names_the_line_th
     log blamed actions that had done nothing wrong. One the loop never came to was also said on stderr to be
     "never awaited", as if deskbot had lost it."""
     (tmp_path / "actions").mkdir()
-    (tmp_path / "actions" / "shop.py").write_text(BLOCKING_ASYNC_ACTIONS)
+    (tmp_path / "actions" / "shop.py").write_text(BLOCKING_ACTIONS)
     runner = ActionRunner(tmp_path / "actions", None, 0.5, {})
 
     async def run(name: str) -> str:
@@ -1059,6 +1068,22 @@ async def test_an_async_action_timed_out_behind_a_blocking_one_names_the_line_th
         await runner.close()
     gc.collect()  # what the loop dropped, in the cycles of the exceptions it was cancelled with
     assert [str(w.message) for w in recwarn if "never awaited" in str(w.message)] == []
+
+
+async def test_a_plain_action_that_times_out_names_the_line_it_still_waits_at(tmp_path: Path) -> None:
+    """A hung action's timeout named the action alone, and not the call it waited on."""
+    (tmp_path / "actions").mkdir()
+    (tmp_path / "actions" / "shop.py").write_text(BLOCKING_ACTIONS)
+    line = 1 + BLOCKING_ACTIONS.splitlines().index("        time.sleep(1.2)  # an order system that does not "
+                                                         "answer, asked with no timeout")
+    runner = ActionRunner(tmp_path / "actions", None, 0.3, {})
+    try:
+        with pytest.raises(ActionError, match="timed out") as timed_out:
+            await runner.run(action_call("action_track", "c1", "where is it", "track_order", 1.0, [], {}, {}, {}, "web",
+                                         {}))
+        assert f"; it runs on, at {tmp_path / 'actions' / 'shop.py'}:{line} (time.sleep(1.2)" in str(timed_out.value)
+    finally:
+        await runner.close()
 
 
 async def test_actions_import_their_helpers_from_the_actions_package_as_in_rasa(tmp_path: Path) -> None:
