@@ -1177,18 +1177,18 @@ def backup(directory: Path, dest_given: str) -> None:
     project = load_project(directory)
     if not project.db_path.exists():
         fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
-    dest = Path(dest_given)
+    dest, named = Path(dest_given), None
     try:
         if dest.is_dir() or dest_given.endswith(("/", os.sep)):  # a folder, made if need be
             dest.mkdir(parents=True, exist_ok=True)
-            dest = dest / f"dialogues-{datetime.now():%Y%m%d-%H%M%S}.db"
+            dest, named = dest / f"dialogues-{datetime.now():%Y%m%d-%H%M%S}.db", "dialogues-*.db"
         if _is_the_bots_own(project, dest):
             fail(f"{dest}: one of the bot's own files, which the backup would replace; write it elsewhere")
         # As it is, not migrated: a backup taken before an upgrade is what the deskbot before it can serve.
         store = Store(project.db_path, read_only=True)
         try:
             with unwound_on_sigterm():  # the partial copy is removed
-                store.backup(dest)
+                store.backup(dest, named)  # named: a folder's dated copies, whose killed ones it clears too
         finally:
             store.close()
         fsync_path(dest.parent)  # its name on the disk too, or a power cut soon after could take the copy away

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import fnmatch
+import glob
 import itertools
 import json
 import logging
@@ -524,13 +526,14 @@ def _remove_copy(partial: Path) -> None:
         left.unlink(missing_ok=True)
 
 
-def _remove_abandoned_copies(dest: Path) -> None:
-    """Remove the hidden partial copies to ``dest`` that no backup writes any more: a backup killed outright left
-    its copy (up to the store's size) and its journal there, and each night's killed backup added another."""
-    prefix = f".{dest.name}."
+def _remove_abandoned_copies(dest: Path, named: str) -> None:
+    """Remove the hidden partial copies beside ``dest`` to files ``named`` so (a glob) that no backup writes any
+    more: a backup killed outright left its copy (up to the store's size) and its journal there, and each night's
+    killed backup added another."""
+    partials = f".{named}.*.partial"
     try:
         for path in dest.parent.iterdir():
-            if path.name.startswith(prefix) and path.name.endswith(".partial") and _abandoned(path):
+            if fnmatch.fnmatchcase(path.name, partials) and _abandoned(path):
                 _remove_copy(path)
     except OSError as exc:  # a folder it may not list, another user's copy in a shared folder: it backs up all the same
         log.warning("cannot remove the partial copies killed backups left beside %s: %s", dest, exc.strerror or exc)
@@ -698,15 +701,15 @@ class Store:
         finally:
             self.db.execute("ROLLBACK")
 
-    def backup(self, dest: Path) -> None:
+    def backup(self, dest: Path, named: str | None = None) -> None:
         """A consistent copy of the store as it is now, the writes in its -wal file included, while it is in
         use (SQLite's online backup): a copy of dialogues.db alone lacks what the -wal file still holds, and
         is an empty store. Written beside ``dest`` and renamed onto it, so a failed copy replaces nothing and leaves
         nothing behind; the hidden ``.partial`` file of a copy killed outright (SIGKILL, a power cut) is removed by
-        the next copy to ``dest``. Copied
+        the next copy to ``dest``, or to any file ``named`` so (a glob: a folder's dated copies). Copied
         ``BACKUP_STEP_PAGES`` at a time, so that SIGTERM stops a large copy at once, within one snapshot, without
         which each write the server made between two steps started the copy over."""
-        _remove_abandoned_copies(dest)
+        _remove_abandoned_copies(dest, named or glob.escape(dest.name))
         # A new file of a name nobody could plant a link at, as private as the store from its first byte (SQLite
         # gives its journal the same mode), whatever the umask.
         handle, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)

@@ -1682,6 +1682,23 @@ def test_bot_backup_removes_the_partial_copies_killed_backups_left_and_no_other_
     assert not any(backups.glob(".nightly.db.*.partial-journal"))
 
 
+def test_bot_backup_to_a_folder_removes_the_partial_copies_killed_backups_to_it_left(tmp_path: Path) -> None:
+    """Each of a folder's copies has a name of its own (its date), so the partial copy of a night's backup killed
+    outright was never the next night's to remove."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    Store(root / "dialogues.db").close()
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    killed = backups / ".dialogues-20260101-020000.db.x1y2z3.partial"
+    killed.write_bytes(b"SQLite format 3")
+    Path(f"{killed}-journal").write_bytes(b"journal")
+    weekly = backups / ".weekly.db.abc.partial"  # another destination's
+    weekly.write_bytes(b"SQLite format 3")
+    assert CliRunner().invoke(cli, ["backup", str(root), f"{backups}/"]).exit_code == 0
+    assert sorted(p.name for p in backups.iterdir() if p.name.startswith(".")) == [weekly.name]
+
+
 def test_bot_backup_backs_up_when_it_cannot_remove_a_partial_copy_left_there(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Another user's partial copy in a shared folder (sticky, as /tmp is), which this user may not delete."""
