@@ -329,9 +329,12 @@ def action_domain(project: Project) -> dict[str, Any]:
     # session_started_metadata among them.
     slots = {name: {"type": "any", "influence_conversation": False, "mappings": []}
              for name in sorted({*project.entity_patterns, *(project.config.actions.slots or ()), SESSION_METADATA})}
-    # The templates under the names an action gives them (response="utter_<intent>"), as Rasa's domain has its responses
-    responses = {f"utter_{intent}": [variant.model_dump(exclude_defaults=True) for variant in variants]
-                 for intent, variants in project.responses.templates.items()}
+    # The templates under the names an action gives them (response="utter_<intent>"), as Rasa's domain has its responses,
+    # and the responses named after no intent under their own (utter_ask_email)
+    named = {**{f"utter_{intent}": variants for intent, variants in project.responses.templates.items()},
+             **project.responses.named}
+    responses = {name: [variant.model_dump(exclude_defaults=True) for variant in variants]
+                 for name, variants in named.items()}
     return {"intents": project.intents, "entities": sorted(project.entity_patterns), "slots": slots,
             "responses": responses, "actions": sorted(project.config.actions.map.values()), "forms": {}}
 

@@ -476,9 +476,9 @@ class Bot:
                         "as typed text: %s", action, ", ".join(unknown))
 
     def _utter(self, response: str, channel: str, values: dict[str, Any], language: Language) -> Rendered:
-        """``utter_<intent>``: that intent's template for the channel and language; nothing, with a warning,
-        when the bot has no such template or none whose variables are known."""
-        rendered = self.project.responses.render(response.removeprefix("utter_"), channel, values, language)
+        """A response an action names (``utter_ask_email``, ``utter_<intent>``) for the channel and language;
+        nothing, with a warning, when the bot has no such response or none whose variables are known."""
+        rendered = self.project.responses.utter(response, channel, values, language)
         if rendered is None:
             log.warning("an action asked for the response %r, which responses.yml cannot fill", response)
             return Rendered("", [])

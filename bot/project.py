@@ -1030,9 +1030,11 @@ _KEY_WITHOUT_SPACE = re.compile(r"(text|buttons|language|channel)(?::(?=\S)|\s*ï
 
 def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...],
                    fillable: set[str] | None = None, entities: Mapping[str, list[re.Pattern[str]]] | None = None,
-                   unread: Mapping[str, int | None] | None = None) -> Responses:
+                   unread: Mapping[str, int | None] | None = None, sent_by_actions: bool = False) -> Responses:
     """``languages``: those the bot's customers write in. Each intent's template must answer each of them on
-    every channel, or an intent the classifier is sure of gets the fallback, with its own button in it.
+    every channel, or an intent the classifier is sure of gets the fallback, with its own button in it. So must a
+    response named ``utter_<name>`` after no intent (a Rasa domain's ``utter_ask_email``), which a custom action
+    sends by its name; ``sent_by_actions``: whether any custom action runs, without which such a response is an error.
     ``fillable``: the only variables anything can fill (None: unknown, as when custom actions may set any
     slot); a variant with another would never be shown. ``entities``: nlu.yml's entity patterns, which a
     button's payload values must be values of (None: not checked). ``unread``: the entities nlu.yml annotates
@@ -1045,17 +1047,21 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
     if extra:
         raise _fail(path, node, (sorted(extra)[0],), "unknown key")
     templates: dict[str, list[ResponseVariant]] = {}
+    named: dict[str, list[ResponseVariant]] = {}  # an action's own responses, named after no intent
     for intent, variants in data["responses"].items():
         if not isinstance(intent, str):  # yes: and 404: are read as True and 404
             raise _fail(path, node, ("responses", intent),
                         f"an intent name is text, but YAML reads this key as {type(intent).__name__} {intent!r}: put it in quotes")
-        if intent not in intents:
+        own = intent.startswith("utter_") and intent.removeprefix("utter_") not in intents
+        if intent not in intents and not (own and sent_by_actions):
             said = f"unknown intent {intent!r} (not in nlu.yml)"
-            if intent.startswith("utter_"):  # a Rasa domain's response name: deskbot's are its intents'
+            if own:
+                said += (": a response named after no intent is sent only by a custom action "
+                         f"(dispatcher.utter_message(response={intent!r}) or FollowupAction({intent!r})), and "
+                         "bot.yml's actions.map runs none")
+            elif intent.startswith("utter_"):  # a Rasa domain's response name: deskbot's are its intents'
                 said += (f": name it '{intent.removeprefix('utter_')}:', after its intent; an action's "
-                         f"response={intent!r} still shows it" if intent.removeprefix("utter_") in intents else
-                         ": a template answers one of nlu.yml's intents, under its name; an action says what "
-                         "belongs to no intent itself, with dispatcher.utter_message(text=...)")
+                         f"response={intent!r} still shows it")
             raise _fail(path, node, ("responses", intent), said)
         if isinstance(variants, (str, dict)):
             variants = [variants]
@@ -1102,8 +1108,8 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                             f"no variant answers {language} customers on every channel (only on {', '.join(only)}): "
                             "add one without 'channel:'" if only else
                             f"no variant answers {language} customers: add one with 'language: {language}' or none")
-        templates[intent] = parsed
-    return Responses(templates)
+        (named if intent not in intents else templates)[intent] = parsed
+    return Responses(templates, named)
 
 
 def _not_a_value(values: dict[str, str], entities: Mapping[str, list[re.Pattern[str]]]) -> str | None:
@@ -1260,7 +1266,8 @@ def load_project(root: Path | str) -> Project:
         raise config_error(root, ("actions", "slots"), "no custom action runs to set these (actions.map is empty)")
     set_by_actions = (REQUESTED_SLOT, *(actions.slots or ())) if actions.map else ()
     fillable = None if actions.map and actions.slots is None else {*patterns, *kept, *set_by_actions}
-    responses = load_responses(root / "responses.yml", intents, languages, fillable, patterns, unread)
+    responses = load_responses(root / "responses.yml", intents, languages, fillable, patterns, unread,
+                               sent_by_actions=bool(actions.map))
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]

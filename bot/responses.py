@@ -136,8 +136,12 @@ class Rendered:
 
 
 class Responses:
-    def __init__(self, templates: dict[str, list[ResponseVariant]]) -> None:
+    def __init__(self, templates: dict[str, list[ResponseVariant]],
+                 named: dict[str, list[ResponseVariant]] | None = None) -> None:
         self.templates = templates
+        # Responses that answer no intent (a Rasa domain's utter_ask_email), which only a custom action sends:
+        # kept apart, so that no intent, and no answer of the index, is ever one of them.
+        self.named = named or {}
         # What the answer index may send of these templates: one trained before responses.yml changed holds
         # texts the shop has since replaced (an old price), which must not reach a customer.
         self.sent_as_is = {text for variants in templates.values() for v in variants if (text := v.as_is()) is not None}
@@ -148,21 +152,32 @@ class Responses:
     def render(self, intent: str, channel: str, values: dict[str, Any], language: Language | None = None,
                rng: random.Random | None = None) -> Rendered | None:
         """The best variant for this language and channel with every variable filled, or None if there is none."""
-        candidates = [v for v in self.templates.get(intent, [])
-                      if v.channel in (None, channel) and v.language in (None, language)]
-        # The language's own variants first, then the channel's, then the most specific (most variables) that can be filled.
-        candidates.sort(key=lambda v: (v.language is None, v.channel is None, -len(v.variables())))
-        known = {k for k, v in values.items() if v not in (None, "") and v != [] and v != {}}
-        for variant in candidates:
-            if variant.variables() <= known:
-                same = [c for c in candidates if (c.language, c.channel) == (variant.language, variant.channel)
-                        and c.variables() == variant.variables()]
-                chosen = (rng or random).choice(same)
-                known_values = {k: _shown(values[k], language) for k in chosen.variables()}
-                return Rendered(chosen.text.format_map(known_values),
-                                [b.filled(known_values, values) for b in chosen.buttons],
-                                quotes=bool(known_values))
-        return None
+        return _best(self.templates.get(intent, []), channel, values, language, rng)
+
+    def utter(self, response: str, channel: str, values: dict[str, Any], language: Language | None = None) -> Rendered | None:
+        """The response an action names, as :meth:`render` fills it: one of its own (``utter_ask_email``), or else
+        the template of the intent it is named after (``utter_<intent>``)."""
+        variants = self.named.get(response) or self.templates.get(response.removeprefix("utter_"), [])
+        return _best(variants, channel, values, language)
+
+
+def _best(variants: list[ResponseVariant], channel: str, values: dict[str, Any], language: Language | None,
+          rng: random.Random | None = None) -> Rendered | None:
+    """Of ``variants``, the best for this language and channel with every variable filled, or None if there is none."""
+    candidates = [v for v in variants if v.channel in (None, channel) and v.language in (None, language)]
+    # The language's own variants first, then the channel's, then the most specific (most variables) that can be filled.
+    candidates.sort(key=lambda v: (v.language is None, v.channel is None, -len(v.variables())))
+    known = {k for k, v in values.items() if v not in (None, "") and v != [] and v != {}}
+    for variant in candidates:
+        if variant.variables() <= known:
+            same = [c for c in candidates if (c.language, c.channel) == (variant.language, variant.channel)
+                    and c.variables() == variant.variables()]
+            chosen = (rng or random).choice(same)
+            known_values = {k: _shown(values[k], language) for k in chosen.variables()}
+            return Rendered(chosen.text.format_map(known_values),
+                            [b.filled(known_values, values) for b in chosen.buttons],
+                            quotes=bool(known_values))
+    return None
 
 
 def _shown(value: Any, language: Language | None) -> Any:

@@ -263,6 +263,7 @@ class ActionNamedResponses(Action):
 
     def run(self, dispatcher, tracker, domain):
         dispatcher.utter_message(response="utter_cancel_order", order_id="77")
+        dispatcher.utter_message(response="utter_ask_email")
         dispatcher.utter_message(response="utter_nobody_wrote_this")
         return []
 
@@ -428,6 +429,8 @@ def action_bot(small_bot: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     root = Path(shutil.copytree(small_bot, tmp_path_factory.mktemp("actions") / "bot"))
     (root / "actions" / "extra.py").write_text(ACTIONS)
     (root / "actions" / "wording.py").write_text('BYE = "Bye!"\n')
+    with (root / "responses.yml").open("a") as responses:  # a response named after no intent, as a Rasa domain has
+        responses.write("  utter_ask_email:\n  - text: What is your email?\n  - text: 请问您的邮箱是什么？\n    language: zh\n")
     return root
 
 
@@ -628,12 +631,15 @@ async def test_actions_find_the_templates_in_the_domains_responses_on_both_paths
 async def test_responses_named_by_an_action_are_rendered_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """``utter_message(response="utter_<intent>", **values)`` shows that intent's template, filled from the
-    message's values; a response the bot does not have shows nothing and is logged."""
+    message's values, and a response named after no intent (``utter_ask_email``) its own text, as in Rasa (it
+    could not be written, so a Rasa bot's forms' questions had to move into its actions' code); a response the
+    bot does not have shows nothing and is logged."""
     bot = make_bot(action_bot, endpoint, {"track_order": "action_named_responses"}, tmp_path)
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert reply.source == "action"
-        assert reply.text == bot.project.responses.templates["cancel_order"][0].text.format(order_id="77")
+        template = bot.project.responses.templates["cancel_order"][0].text.format(order_id="77")
+        assert reply.text == f"{template}\n\nWhat is your email?"
         assert "utter_nobody_wrote_this" in caplog.text
     finally:
         await bot.close()
@@ -760,7 +766,7 @@ async def test_a_bilingual_bots_actions_speak_the_conversations_language_on_both
         await bot.handle(Turn("c1", "订单 789 退款", "web"))  # typed in Chinese, whatever it is classified as
         assert bot.store.conversation("c1")["slots"]["language"] == "zh"
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
-        assert reply.text == zh_cancel.text.format(order_id="77")
+        assert reply.text == f"{zh_cancel.text.format(order_id='77')}\n\n请问您的邮箱是什么？"
         await bot.handle(Turn("c1", "/cancel_order", "web"))  # AllSlotsReset
         assert bot.store.conversation("c1")["slots"] == {"language": "zh", "chinese_script": "simplified",
                                                          "order_status": "forgotten"}

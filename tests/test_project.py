@@ -724,19 +724,32 @@ def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
                                    "unterminated subpattern at position 6")
 
 
-@pytest.mark.parametrize(("name", "said"), [
-    ("utter_track_refund", ": name it 'track_refund:', after its intent; an action's response='utter_track_refund' "
-                           "still shows it"),
-    ("utter_ask_order_id", ": a template answers one of nlu.yml's intents, under its name; an action says what "
-                           "belongs to no intent itself, with dispatcher.utter_message(text=...)"),
-])
-def test_a_rasa_response_name_in_responses_yml_says_what_to_write(bot_dir: Path, name: str, said: str) -> None:
+def test_a_rasa_response_name_in_responses_yml_says_what_to_write(bot_dir: Path) -> None:
     """A Rasa domain's responses are named utter_<something>; deskbot's are named after their intents, and
     "unknown intent 'utter_track_refund'" did not say so."""
     path = bot_dir / "responses.yml"
-    path.write_text(path.read_text().replace("\n  track_refund:", f"\n  {name}:", 1))
+    path.write_text(path.read_text().replace("\n  track_refund:", "\n  utter_track_refund:", 1))
     error = error_for(bot_dir)
-    assert error.endswith(f"responses.{name}: unknown intent {name!r} (not in nlu.yml){said}"), error
+    assert error.endswith("responses.utter_track_refund: unknown intent 'utter_track_refund' (not in nlu.yml): name it "
+                          "'track_refund:', after its intent; an action's response='utter_track_refund' still shows it"), error
+
+
+def test_a_response_named_after_no_intent_is_kept_for_the_custom_actions(bot_dir: Path) -> None:
+    """A Rasa domain's utter_ask_email, which its actions send by name, answers no intent: it was refused, so a
+    migrating bot's questions had to move into its actions' code. It loads while a custom action runs to send
+    it, apart from the intents' templates (no customer gets it as an answer), and is an error while none does."""
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text() + "  utter_ask_email:\n    - text: What is your email?\n")
+    project = load_project(bot_dir)
+    assert [v.text for v in project.responses.named["utter_ask_email"]] == ["What is your email?"]
+    assert "utter_ask_email" not in project.responses.templates
+    assert project.responses.utter("utter_ask_email", "web", {}, "en").text == "What is your email?"
+    (bot_dir / "bot.yml").write_text("language: multi\n")
+    error = error_for(bot_dir)
+    assert error.endswith("responses.utter_ask_email: unknown intent 'utter_ask_email' (not in nlu.yml): a response "
+                          "named after no intent is sent only by a custom action (dispatcher.utter_message("
+                          "response='utter_ask_email') or FollowupAction('utter_ask_email')), and bot.yml's "
+                          "actions.map runs none"), error
 
 
 def test_action_map_with_unknown_intent_is_refused(bot_dir: Path) -> None:
