@@ -60,6 +60,9 @@ MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two acti
 BY = {"user": "customer", "requested": "customer", "agent": "agent"}
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
+# The channels that pass an action's json_message (its ``custom``) on to the customer's page as it is, as Rasa's REST
+# channel does: the web chat's API, for a shop's own page or app to act on.
+CUSTOM_CHANNELS = {"web"}
 T = TypeVar("T")
 
 
@@ -226,7 +229,7 @@ class Bot:
             decision = self._handoff_allowed(turn, decision, language, script)
         decision = self._in_script(decision, language, script)
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
-                      analysis.prediction.ranking, language=language, script=script)
+                      analysis.prediction.ranking, language=language, script=script, custom=decision.custom)
         if decision.kind == "handoff":
             reply.handed_off = True
         fallbacks = fallbacks + 1 if decision.kind == "fallback" else 0
@@ -341,6 +344,7 @@ class Bot:
         (runaway output), with its slots undone."""
         assert decision.action is not None
         name, texts, buttons, loop, restarted = decision.action, [], [], None, False
+        custom: list[Any] = []  # the json_message payloads passed on to the customer's page (CUSTOM_CHANNELS)
         earlier: list[dict[str, Any]] = []  # the events of this turn's actions so far, which a follow-up's tracker holds
         before = dict(slots)
         past = await self._past_events(turn.conversation_id)
@@ -369,15 +373,18 @@ class Bot:
                 shown = self._action_message(message, turn.channel, slots, language)
                 texts.append(shown.text)
                 buttons += shown.buttons
+                if turn.channel in CUSTOM_CHANNELS and message.get("custom"):
+                    custom.append(message["custom"])
             self._name_unknown_intents(name, [b for m in result.messages for b in m.get("buttons") or []])
             if result.paused:
                 said = "\n\n".join(t for t in texts if t)
                 if len(said) > MAX_REPLY_CHARS:
                     break  # runaway output: refused below, as for any action
                 if not said:
-                    return self._handing_off(turn.channel, language, f"action:{name}", slots, decision)
+                    handoff = self._handing_off(turn.channel, language, f"action:{name}", slots, decision)
+                    return dataclasses.replace(handoff, custom=custom)
                 return Decision("handoff", decision.intent, decision.confidence, said, buttons, reason=f"action:{name}",
-                                quotes=True)
+                                quotes=True, custom=custom)
             follow = result.followup
             if follow and follow.startswith("utter_"):
                 shown = self._utter(follow, turn.channel, slots, language)
@@ -406,7 +413,7 @@ class Bot:
             slots.clear()
             slots.update(before)
             return self._action_failed(decision, fallbacks, turn.channel, language, slots)
-        if not reply and not buttons:  # only a json_message, or nothing at all: the customer would wait for nothing
+        if not reply and not buttons and not custom:  # nothing the customer's channel shows: they would wait for nothing
             # Filled as any template (an earlier turn's order number left out), with what the action itself set
             changed = {k: v for k, v in slots.items() if before.get(k) != v}
             shown = self.project.responses.render(decision.intent or "", turn.channel,
@@ -418,7 +425,7 @@ class Bot:
                 log.warning("%s showed the customer nothing; taken as a failed action", decision.action)
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots)
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
-                        quotes=True)
+                        quotes=True, custom=custom)
 
     async def _past_events(self, conversation_id: str) -> list[dict[str, Any]]:
         """The conversation's latest ``TRACKER_TURNS`` turns as an action's tracker lists them (``past_events``)."""
@@ -448,8 +455,9 @@ class Bot:
         from the slots and the message's own values (which win); the message's own text instead of the
         template's, if it has one, and its buttons after the template's. An ``image``, and an ``attachment``
         given as a link (an invoice's PDF), are shown as their links, which every channel can show, as
-        Rasa's channels show what they cannot attach; the channel-specific parts (``custom``, ``elements``,
-        an attachment given as a platform's payload) are not, and are logged."""
+        Rasa's channels show what they cannot attach; the channel-specific parts (``elements``, an attachment given
+        as a platform's payload, and ``custom`` but on the channels that pass it on: ``CUSTOM_CHANNELS``) are not,
+        and are logged."""
         shown = Rendered("", [])
         if message.get("response"):
             values = {k: v for k, v in message.items() if k not in RASA_MESSAGE_KEYS}
@@ -459,10 +467,10 @@ class Bot:
         linked = isinstance(attachment, str)  # a link, not a platform's payload (a dict)
         links = (str(message.get("image") or ""), attachment if linked else "")
         text = "\n\n".join(part for part in (text, *links) if part)
-        unshown = ("custom", "elements") if linked else ("custom", "attachment", "elements")
+        unshown = {"elements", *(() if linked else ("attachment",)), *(() if channel in CUSTOM_CHANNELS else ("custom",))}
         if dropped := sorted(key for key in unshown if message.get(key)):
-            log.warning("an action's %s was not shown: deskbot's channels show text, buttons and links",
-                        " and ".join(dropped))
+            log.warning("an action's %s was not shown on %s: deskbot's channels show text, buttons and links (and the "
+                        "web chat's API passes json_message on as custom)", " and ".join(dropped), channel)
         return Rendered(text, shown.buttons + list(message.get("buttons") or []))
 
     def _name_unknown_intents(self, action: str, buttons: list[dict[str, Any]]) -> None:

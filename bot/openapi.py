@@ -116,6 +116,9 @@ class ChatResponse(_Body):
     turn_id: int | None
     user_turn_id: int | None = Field(..., description="the customer's message as stored (null when nothing is stored)")
     handed_off: bool
+    custom: list[Any] = Field(..., description="what a custom action sent with dispatcher.utter_message(json_message=...), "
+                              "each as it was sent, as Rasa's REST channel passes it on: for the shop's own page to act "
+                              "on (the widget hands each to the page as a deskbot:custom event); not kept in the history")
 
 
 class HistoryTurn(_Body):

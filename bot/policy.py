@@ -41,6 +41,7 @@ class Decision:
     loop: str | None = None  # the action that asked the customer for a slot, to run again on the answer
     reason: str = ""  # why a handoff: requested, fallbacks or action:NAME (shown in the agents' inbox)
     quotes: bool = False  # the text repeats the conversation's values (an action's, a filled template): stored redacted
+    custom: list[Any] = field(default_factory=list)  # an action's json_message payloads, for the web chat's page
 
 
 def understood(analysis: Analysis, config: BotConfig) -> bool:

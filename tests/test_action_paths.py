@@ -649,8 +649,9 @@ async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A named response with the message's own text and buttons (the text wins, the buttons follow the
     template's), a message of buttons alone, an image as its link; a button without a payload or with a
-    blank title (Slack refuses the whole message) is left out and a custom message is not shown, each with a
-    warning, and the rest of the answer stands."""
+    blank title (Slack refuses the whole message) is left out, with a warning, and the rest of the answer stands;
+    a json_message is passed on as it is (custom) on the web chat, as Rasa's REST channel does, and on Slack is
+    not shown, with a warning."""
     bot = make_bot(action_bot, endpoint, {"track_order": "action_show_all"}, tmp_path)
     template = bot.project.responses.render("cancel_order", "web", {"order_id": "77"}, "en")
     try:
@@ -659,8 +660,12 @@ async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         assert reply.buttons == [*template.buttons, {"title": "Talk to a person", "payload": "/handoff"},
                                  {"title": "Track it", "payload": "/track_order"}]
         assert bot.store.conversation("c1")["slots"]["shown"] == "all"
-        assert "button without a payload or a title" in caplog.text and "custom was not shown" in caplog.text
+        assert reply.custom == [{"blocks": []}] and reply.to_json()["custom"] == [{"blocks": []}]
+        assert "button without a payload or a title" in caplog.text and "custom was not shown" not in caplog.text
         assert "'title': '\\u200b'" in caplog.text  # a zero-width space shows nothing
+        on_slack = await bot.handle(Turn("c2", "/track_order", "slack"))
+        assert on_slack.text == reply.text and on_slack.custom == []
+        assert "an action's custom was not shown on slack" in caplog.text
     finally:
         await bot.close()
 
@@ -1289,22 +1294,25 @@ async def test_an_action_that_fails_as_its_own_followup_keeps_what_its_first_run
 
 async def test_an_action_that_shows_nothing_answers_with_its_template_or_falls_back(
         action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """An action that sent only a json_message (which no channel of deskbot's shows) gave the customer an
+    """An action that sent only a json_message (which Slack and WeCom do not show) gave the customer an
     empty reply, counted as answered."""
     bot = make_bot(action_bot, endpoint, {"cancel_order": "action_json_only", "get_refund": "action_json_only"}, tmp_path)
     del bot.project.responses.templates["get_refund"]  # an intent whose answers come from its action alone
     try:
-        reply = await bot.handle(Turn("c1", "/cancel_order", "web"))
+        reply = await bot.handle(Turn("c1", "/cancel_order", "slack"))
         assert (reply.source, reply.text.split(". ")[0]) == ("action", "I can cancel order 321 for you")  # its slot fills it
         # a message naming a number no pattern reads: an earlier turn's order number would be left out, not the action's
-        named = await bot.handle(Turn("c3", '/cancel_order{"note": "A-1234"}', "web"))
+        named = await bot.handle(Turn("c3", '/cancel_order{"note": "A-1234"}', "slack"))
         assert named.text.split(". ")[0] == "I can cancel order 321 for you"
         assert "action_json_only showed the customer nothing; its intent's template answers instead" in caplog.text
-        missed = await bot.handle(Turn("c2", "/get_refund", "web"))
+        missed = await bot.handle(Turn("c2", "/get_refund", "slack"))
         assert missed.source == "fallback" and missed.text.startswith("Sorry, I couldn't complete that")
         assert bot.store.conversation("c2")["slots"]["order_id"] == "321"  # what the action did stands
+        # the web chat passes the json_message on to the customer's page, which shows it: not a failed action
+        on_web = await bot.handle(Turn("c4", "/get_refund", "web"))
+        assert (on_web.source, on_web.text, on_web.custom) == ("action", "", [{"blocks": [{"type": "section"}]}])
         bot.config.actions.map["get_refund"] = "action_forget_quietly"  # one that starts afresh may say nothing
-        forgot = await bot.handle(Turn("c2", "/get_refund", "web"))
+        forgot = await bot.handle(Turn("c2", "/get_refund", "slack"))
         assert (forgot.source, forgot.text) == ("action", "") and "order_id" not in bot.store.conversation("c2")["slots"]
     finally:
         await bot.close()

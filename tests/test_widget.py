@@ -467,6 +467,15 @@ class ActionOfferChoices(Action):
     def run(self, dispatcher, tracker, domain):
         dispatcher.utter_message(buttons=[{"title": "Track my order", "payload": "/track_order"}])
         return []
+
+
+class ActionShowCarousel(Action):
+    def name(self):
+        return "action_show_carousel"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Our bestsellers:", json_message={"carousel": ["mug", "tee"]})
+        return []
 """
 
 
@@ -485,6 +494,24 @@ def test_an_actions_buttons_without_text_are_offered(open_widget: Any, web_demo_
         expect(widget.page.locator(".quick button")).to_have_text(["Track my order"])
         expect(widget.page.locator(".msg.user .bubble")).to_have_count(1)
         assert widget.bot_replies().count() == 0
+
+
+def test_an_actions_json_message_reaches_the_page_as_an_event(open_widget: Any, web_demo_bot: SimpleNamespace,
+                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    """As Rasa's REST channel passes a json_message on (custom), for the shop's own script to show: it was dropped."""
+    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "carousel",
+                           actions={"map": {"check_refund_policy": "action_show_carousel"}},
+                           channels={"web": {"origins": [web_demo_bot.embed_origin]}})
+    (root / "actions" / "choices.py").write_text(OFFER_CHOICES)
+    with LiveServer(root) as live:
+        widget = open_widget(server=live.url, init_script="window.handed = []; window.addEventListener("
+                                                          "'deskbot:custom', (e) => window.handed.push(e.detail))")
+        widget.send("/check_refund_policy")
+        expect(widget.bot_replies()).to_have_count(1)
+        assert text_of(widget.bot_replies().first.locator(".bubble")) == "Our bestsellers:"
+        wait_until(widget.page, "window.handed.length === 1")
+        assert widget.page.evaluate("window.handed") == [{"payload": {"carousel": ["mug", "tee"]},
+                                                         "conversationId": widget.conversation_id()}]
 
 
 def test_a_customer_over_the_rate_limit_is_told_how_long_to_wait(open_widget: Any, web_demo_bot: SimpleNamespace,

@@ -258,6 +258,7 @@ class Reply:
     language: str | None = None  # the language it is written in (bot/language.py), for what a channel adds
     script: Script | None = None  # and the Chinese script, its customer's
     user_turn_id: int | None = None  # the customer's message as stored (a silent reply has no turn of its own)
+    custom: list[Any] = field(default_factory=list)  # an action's json_message payloads, passed on as they are
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -270,6 +271,7 @@ class Reply:
             "turn_id": self.turn_id,
             "user_turn_id": self.user_turn_id,
             "handed_off": self.handed_off,
+            "custom": self.custom,
         }
 
 

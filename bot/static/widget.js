@@ -885,6 +885,14 @@
     return group;
   }
 
+  // An action's json_message (Rasa's custom payload), which the widget cannot show: handed to the page as it was
+  // sent, for the shop's own script to act on (window.addEventListener("deskbot:custom", (e) => ... e.detail)).
+  function handOn(custom) {
+    for (const payload of custom || []) {
+      window.dispatchEvent(new CustomEvent("deskbot:custom", { detail: { payload, conversationId } }));
+    }
+  }
+
   function showQuickReplies(buttons) {
     quick.replaceChildren();
     for (const button of buttons || []) {
@@ -1151,6 +1159,7 @@
       if (reply.source !== "silent") {
         if (reply.reply) addMessage("bot", reply.reply, reply.turn_id);
         showQuickReplies(reply.buttons); // an action may offer buttons alone
+        handOn(reply.custom);
       }
       // The reply says whether it handed off, unless an agent's takeover or handback was pushed meanwhile.
       if (statusPushes === pushesBefore) setHandedOff(Boolean(reply.handed_off), false);
