@@ -318,6 +318,19 @@ def _answered_by(source: str | None, intent: str | None, actions_map: Mapping[st
     return "action_default_fallback" if source == "fallback" else None
 
 
+def validation_call(call: dict[str, Any], action: str, answered: str, extracted: Mapping[str, Any]) -> dict[str, Any]:
+    """``call`` (:func:`action_call`'s, for a validation action) as Rasa's form makes it when the answer to its question
+    comes: the slots the message filled (``extracted``) follow the user's message as ``slot`` events, where rasa-sdk's
+    ``tracker.slots_to_validate()`` reads them, the action that asked is the active loop, and the domain's forms give
+    it the slot it asked for (``answered``) as the one to validate (a ``FormValidationAction`` may ask for more, with
+    its own ``required_slots``)."""
+    stamp = time.time()
+    tracker = {**call["tracker"], "active_loop": {"name": action},
+               "events": [*call["tracker"]["events"],
+                          *({"event": "slot", "timestamp": stamp, "name": k, "value": v} for k, v in extracted.items())]}
+    return {**call, "tracker": tracker, "domain": {**call["domain"], "forms": {action: {"required_slots": [answered]}}}}
+
+
 def executed(name: str, result: ActionResult) -> list[dict[str, Any]]:
     """What the tracker records of action ``name`` having run: Rasa's ``action`` event, then the events it returned."""
     return [_action(name, time.time()), *result.events]
@@ -392,9 +405,10 @@ class ActionRunner:
         cannot run in-process (a typo would fail every customer who asks for it): at start, and again when
         a reload brings a new map. A Rasa bot's actions that Rasa runs by itself (a custom
         ``action_session_start``) and the map leaves out are named in a warning: they would never run. So are
-        its validation actions (a form's ``validate_<form>``), mapped or not: deskbot has no forms, and hands an
-        action no slot values to validate (no slot events follow the message in its tracker, where they look), so they would check
-        nothing, and a shop's checks would silently not be made."""
+        its validation actions, mapped or not, but the ``validate_<action>`` of an in-process action
+        (:meth:`validator`), which deskbot runs when a customer answers that action's question: deskbot has no
+        forms, and runs no validation after every message, so the others would check nothing, and a shop's
+        checks would silently not be made."""
         unknown = [(intent, action) for intent, action in project.config.actions.map.items()
                    if self.endpoint is None and action not in self.names]
         if unknown:  # the first one's line; every one named, so that one restart finds them all
@@ -409,25 +423,35 @@ class ActionRunner:
                         ", ".join(unreached))
         if validating := self._validation_actions(mapped):
             log.warning("%s %s, rasa-sdk's slot validation (FormValidationAction, ValidationAction), which deskbot "
-                        "does not run as Rasa does: it has no forms, and hands an action no slot values to "
-                        "validate, so validate_<slot> methods never check what a customer gives, even where "
-                        "actions.map names the action; check a value in the action that asks for it "
-                        "(docs/learning.md, Custom actions)",
+                        "does not run as Rasa does: it has no forms, and runs a validation action only as "
+                        "validate_<action>, an in-process FormValidationAction named after an action of actions/ that "
+                        "asks for a slot (requested_slot), when the customer answers it, so these validate_<slot> "
+                        "methods never check what a customer gives, even where actions.map names the action; name it "
+                        "after the action that asks, or check a value in that action (docs/learning.md, Custom actions)",
                         "actions.map names" if self.endpoint else "actions/ defines", ", ".join(validating))
 
     def _validation_actions(self, mapped: set[str]) -> list[str]:
-        """The validation actions among the in-process ones, by their class; those ``mapped`` on an action
-        server, whose classes deskbot cannot see, by the names Rasa runs them by."""
+        """The validation actions deskbot never runs: among the in-process ones, by their class, all but those
+        named after an action that asks for a slot (:meth:`validator`); those ``mapped`` on an action server, whose
+        classes deskbot cannot see, by the names Rasa runs them by."""
         if self.endpoint:
             return sorted(name for name in mapped if name == RASA_VALIDATION or name.startswith("validate_"))
         from rasa_sdk.forms import ValidationAction
 
         return [name for name in self.names
-                if isinstance(getattr(self.executor.actions[name], "__self__", None), ValidationAction)]
+                if isinstance(getattr(self.executor.actions[name], "__self__", None), ValidationAction)
+                and name.removeprefix("validate_") not in self.names]
 
     @property
     def names(self) -> list[str]:
         return sorted(self.executor.actions) if self.executor else []
+
+    def validator(self, action: str) -> str | None:
+        """The validation action of ``action`` (``validate_<action>``, as Rasa names a form's), run when a customer
+        answers what ``action`` asked for; None without one. Only in-process, where the actions are known: an action
+        server's are known only by calling them."""
+        name = f"validate_{action}"
+        return name if name in self.names else None
 
     async def run(self, call: dict[str, Any], left: float | None = None) -> ActionResult:
         """The action's result within ``timeout`` seconds, or within ``left`` of them: the actions of one

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, TRACKER_TURNS, ActionError, ActionRunner, ActionTimeout,
-                         action_call, action_domain, executed, past_events)
+from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, TRACKER_TURNS, ActionError, ActionResult, ActionRunner,
+                         ActionTimeout, action_call, action_domain, executed, past_events, validation_call)
 from bot.batching import MicroBatcher
 from bot.channels.base import (
     UNDELIVERED,
@@ -209,6 +209,7 @@ class Bot:
             entities.setdefault(found["entity"], found["value"])
         slots.update(entities)
         loop = conversation.get("active_loop") if conversation else None
+        answered = None  # the slot the message answers, which the action that asked for it gets
         requested = slots.get(REQUESTED_SLOT)
         requested = requested if isinstance(requested, str) else None  # a name; a log from before the check may differ
         if text == HANDOFF_PAYLOAD:
@@ -216,13 +217,14 @@ class Bot:
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
             decision = Decision("action", intent, 1.0, action=loop)
+            answered = requested
         else:
             decision = decide(analysis, self.config, self.project.responses, self._fillable(slots, entities, text),
                               turn.channel, fallbacks, language, self.project.intents)
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, read, language,
-                                              fallbacks)
+                                              fallbacks, answered)
             if script:  # kept through an action's reset, as the language is
                 slots[SCRIPT] = script
         if decision.kind == "handoff":
@@ -333,7 +335,7 @@ class Bot:
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
                           slots: dict[str, Any], entities: dict[str, str], read: list[dict[str, Any]],
-                          language: Language, fallbacks: int) -> Decision:
+                          language: Language, fallbacks: int, answered: str | None = None) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
         for that intent's template), at most ``MAX_FOLLOWUPS`` deep; their messages show together.
         ``entities``: the message's, which filled the slots; ``read``: every value it gave them, which the
@@ -341,7 +343,11 @@ class Bot:
         An action that sets ``requested_slot`` waits for the customer's answer (``Decision.loop``).
         A failed action is a miss like any other fallback, and hands off once misses reach
         ``fallbacks_before_handoff``; so is one whose messages together run past ``MAX_REPLY_CHARS``
-        (runaway output), with its slots undone."""
+        (runaway output), with its slots undone.
+        ``answered``: the slot the message answers, when the action asked for it; its validation action
+        (``validate_<action>``, a rasa-sdk ``FormValidationAction``) runs first, as Rasa's form runs
+        ``validate_<form>``: the slots it sets (None: the value is rejected) are what the action sees, and what it
+        says comes first."""
         assert decision.action is not None
         name, texts, buttons, loop, restarted = decision.action, [], [], None, False
         custom: list[Any] = []  # the json_message payloads passed on to the customer's page (CUSTOM_CHANNELS)
@@ -350,12 +356,34 @@ class Bot:
         past = await self._past_events(turn.conversation_id)
         clock = asyncio.get_running_loop()
         deadline = clock.time() + self.actions.timeout
-        for run in range(MAX_FOLLOWUPS + 1):
-            call = action_call(name, turn.conversation_id, text, decision.intent or "", decision.confidence,
+
+        def call_for(action: str) -> dict[str, Any]:
+            return action_call(action, turn.conversation_id, text, decision.intent or "", decision.confidence,
                                analysis.prediction.ranking, slots, read, action_domain(self.project), turn.channel,
                                turn.metadata, earlier, past)
+
+        def show(result: ActionResult) -> None:
+            for message in result.messages:
+                shown = self._action_message(message, turn.channel, slots, language)
+                texts.append(shown.text)
+                buttons.extend(shown.buttons)
+                if turn.channel in CUSTOM_CHANNELS and message.get("custom"):
+                    custom.append(message["custom"])
+
+        validator = self.actions.validator(name) if answered else None
+        if validator and answered:
             try:
-                result = await self.actions.run(call, deadline - clock.time() if run else None)
+                checked = await self.actions.run(validation_call(call_for(validator), name, answered, entities))
+            except ActionError as exc:
+                log.warning("%s", exc)
+                return self._action_failed(decision, fallbacks, turn.channel, language, slots,
+                                           isinstance(exc, ActionTimeout))
+            slots.update(checked.slots)
+            show(checked)
+        for run in range(MAX_FOLLOWUPS + 1):
+            call = call_for(name)
+            try:
+                result = await self.actions.run(call, deadline - clock.time() if run or validator else None)
             except ActionError as exc:
                 log.warning("%s", exc)
                 if run:  # a follow-up failed: what the actions before it did and said stands
@@ -369,12 +397,7 @@ class Bot:
             slots.update(result.slots)
             if REQUESTED_SLOT in result.slots:
                 loop = name if result.slots[REQUESTED_SLOT] else None
-            for message in result.messages:
-                shown = self._action_message(message, turn.channel, slots, language)
-                texts.append(shown.text)
-                buttons += shown.buttons
-                if turn.channel in CUSTOM_CHANNELS and message.get("custom"):
-                    custom.append(message["custom"])
+            show(result)
             self._name_unknown_intents(name, [b for m in result.messages for b in m.get("buttons") or []])
             if result.paused:
                 said = "\n\n".join(t for t in texts if t)
