@@ -1028,6 +1028,23 @@ def regex_patterns(pattern: str) -> list[re.Pattern[str]]:
 _KEY_WITHOUT_SPACE = re.compile(r"(text|buttons|language|channel)(?::(?=\S)|\s*：)")
 
 
+# The sections of a Rasa domain.yml besides its responses, which a migrating shop may paste into responses.yml, and
+# where deskbot has what each said.
+_READ_ELSEWHERE = (": a Rasa domain's section, which responses.yml does not hold (it holds the domain's responses "
+                   "alone): deskbot reads ")
+RASA_DOMAIN = {
+    "intents": _READ_ELSEWHERE + "the intents from nlu.yml",
+    "entities": _READ_ELSEWHERE + "the entities from nlu.yml's regex and lookup entries",
+    "slots": _READ_ELSEWHERE + "the slots from nlu.yml's entities and from bot.yml's actions.slots, the ones custom "
+                               "actions set",
+    "actions": _READ_ELSEWHERE + "the custom actions from actions/ (or actions.endpoint), run as bot.yml's actions.map "
+                                 "names them",
+    "forms": _READ_ELSEWHERE + "no forms: an action that sets requested_slot asks for a slot, and its validate_<action> "
+                               "checks the answer (docs/learning.md, Custom actions)",
+    "session_config": _READ_ELSEWHERE + "no sessions: a conversation keeps its slots until an action resets them",
+}
+
+
 def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...],
                    fillable: set[str] | None = None, entities: Mapping[str, list[re.Pattern[str]]] | None = None,
                    unread: Mapping[str, int | None] | None = None, sent_by_actions: bool = False) -> Responses:
@@ -1045,7 +1062,8 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
     payloads = button_payloads(intents)
     extra = set(data) - {"responses", "version"}
     if extra:
-        raise _fail(path, node, (sorted(extra)[0],), "unknown key")
+        key = sorted(extra)[0]
+        raise _fail(path, node, (key,), f"unknown key{RASA_DOMAIN.get(key, '')}")
     templates: dict[str, list[ResponseVariant]] = {}
     named: dict[str, list[ResponseVariant]] = {}  # an action's own responses, named after no intent
     for intent, variants in data["responses"].items():

@@ -734,6 +734,21 @@ def test_a_rasa_response_name_in_responses_yml_says_what_to_write(bot_dir: Path)
                           "'track_refund:', after its intent; an action's response='utter_track_refund' still shows it"), error
 
 
+@pytest.mark.parametrize(("section", "said"), [
+    ("slots", "the slots from nlu.yml's entities and from bot.yml's actions.slots, the ones custom actions set"),
+    ("forms", "no forms: an action that sets requested_slot asks for a slot, and its validate_<action> checks the "
+              "answer (docs/learning.md, Custom actions)"),
+])
+def test_a_rasa_domains_other_sections_in_responses_yml_say_where_deskbot_reads_them(bot_dir: Path, section: str,
+                                                                                    said: str) -> None:
+    """A Rasa domain.yml pasted as responses.yml was refused with "forms: unknown key", which said nothing of
+    where deskbot keeps what it held."""
+    path = bot_dir / "responses.yml"
+    path.write_text(f"{section}:\n  email: {{}}\n" + path.read_text())
+    assert error_for(bot_dir) == (f"{path}:1: {section}: unknown key: a Rasa domain's section, which responses.yml does "
+                                  f"not hold (it holds the domain's responses alone): deskbot reads {said}")
+
+
 def test_a_response_named_after_no_intent_is_kept_for_the_custom_actions(bot_dir: Path) -> None:
     """A Rasa domain's utter_ask_email, which its actions send by name, answers no intent: it was refused, so a
     migrating bot's questions had to move into its actions' code. It loads while a custom action runs to send
