@@ -112,8 +112,18 @@ class ResponseVariant(BaseModel):
     channel: Literal["web", "slack", "wecom"] | None = None  # a name no channel has would be a variant never shown
     language: Language | None = None
     buttons: list[Button] = Field(default_factory=list, max_length=MAX_BUTTONS)
+    image: Visible | None = Field(None, description="a picture's http(s) link, as a Rasa response's image: shown after "
+                                                    "the text as its link, which every channel shows")
 
     _text_variables = field_validator("text")(variables_are_names)
+
+    @field_validator("image")
+    @classmethod
+    def _image_is_a_link(cls, image: str | None) -> str | None:
+        """Checked on load: anything but a web link would be shown to the customer as it is written."""
+        if image is not None and not re.fullmatch(r"https?://\S+", image):
+            raise ValueError("an image is its http:// or https:// link")
+        return image
 
     def variables(self) -> set[str]:
         """The variables of its text and of its buttons: the variant is shown only when all are known."""
@@ -121,8 +131,8 @@ class ResponseVariant(BaseModel):
 
     def as_is(self) -> str | None:
         """Its text as a customer reads it ({{ and }} single braces) if it reads the same on every channel and
-        in every conversation (no variables, no channel of its own, no buttons), as retrieval sends answers."""
-        return None if self.variables() or self.channel or self.buttons else self.text.format_map({})
+        in every conversation (no variables, no channel of its own, no buttons, no image), as retrieval sends answers."""
+        return None if self.variables() or self.channel or self.buttons or self.image else self.text.format_map({})
 
 
 TEMPLATE_ANSWER = "template:"  # the id prefix of a template's text in the answer index
@@ -174,7 +184,8 @@ def _best(variants: list[ResponseVariant], channel: str, values: dict[str, Any],
                     and c.variables() == variant.variables()]
             chosen = (rng or random).choice(same)
             known_values = {k: _shown(values[k], language) for k in chosen.variables()}
-            return Rendered(chosen.text.format_map(known_values),
+            text = chosen.text.format_map(known_values)
+            return Rendered(f"{text}\n\n{chosen.image}" if chosen.image else text,
                             [b.filled(known_values, values) for b in chosen.buttons],
                             quotes=bool(known_values))
     return None

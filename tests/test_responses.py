@@ -113,9 +113,21 @@ def test_only_variants_that_read_the_same_everywhere_are_retrieval_answers(langu
         ResponseVariant(text="Hi! Pick one:", buttons=[{"title": "Hours", "payload": "/opening_hours"}]),
         ResponseVariant(text="你好", language="zh"),
         ResponseVariant(text="Hi, see {{docs}}"),
+        ResponseVariant(text="Hi!", image="https://shop.example/wave.png"),
     ]}))
     texts = [a.text for a in answers_for(project)]
     assert texts == (["Hi, see {docs}"] if language == "en" else ["你好", "Hi, see {docs}"])
+
+
+def test_an_image_is_shown_after_the_text_as_its_link() -> None:
+    """As a Rasa response's image, and as an action's image is shown: a responses.yml variant with one was refused
+    ("image: unknown key"), so a migrating bot's pictures had to be written into its texts."""
+    parcel = Responses({"track_order": [ResponseVariant(text="Order {order_id} is on its way.",
+                                                        image="https://shop.example/parcel.png")]})
+    assert parcel.render("track_order", "web", {"order_id": "7"}).text == ("Order 7 is on its way.\n\n"
+                                                                          "https://shop.example/parcel.png")
+    with pytest.raises(ValidationError, match="an image is its http:// or https:// link"):
+        ResponseVariant(text="Hi", image="parcel.png")
 
 
 def test_a_historical_answer_about_one_customers_order_is_no_retrieval_answer() -> None:
