@@ -376,6 +376,7 @@ class ActionRunner:
         self.actions_dir = actions_dir
         self.executor = None
         self._session: aiohttp.ClientSession | None = None
+        self._listed_names: set[str] | None = None  # the action server's actions, once it has listed them
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
         self._action_loop: asyncio.AbstractEventLoop | None = None  # the async actions', at the first one
         self._action_thread: threading.Thread | None = None  # the thread that runs it
@@ -405,8 +406,7 @@ class ActionRunner:
         cannot run in-process (a typo would fail every customer who asks for it): at start, and again when
         a reload brings a new map. A Rasa bot's actions that Rasa runs by itself (a custom
         ``action_session_start``) and the map leaves out are named in a warning: they would never run. So are
-        its validation actions, mapped or not, but the ``validate_<action>`` of an in-process action
-        (:meth:`validator`), which deskbot runs when a customer answers that action's question: deskbot has no
+        its validation actions, mapped or not, but the ``validate_<action>`` of an action (:meth:`validator`), which deskbot runs when a customer answers that action's question: deskbot has no
         forms, and runs no validation after every message, so the others would check nothing, and a shop's
         checks would silently not be made."""
         unknown = [(intent, action) for intent, action in project.config.actions.map.items()
@@ -424,8 +424,8 @@ class ActionRunner:
         if validating := self._validation_actions(mapped):
             log.warning("%s %s, rasa-sdk's slot validation (FormValidationAction, ValidationAction), which deskbot "
                         "does not run as Rasa does: it has no forms, and runs a validation action only as "
-                        "validate_<action>, an in-process FormValidationAction named after an action of actions/ that "
-                        "asks for a slot (requested_slot), when the customer answers it, so these validate_<slot> "
+                        "validate_<action>, a FormValidationAction named after the action that asks for a slot "
+                        "(requested_slot), when the customer answers it, so these validate_<slot> "
                         "methods never check what a customer gives, even where actions.map names the action; name it "
                         "after the action that asks, or check a value in that action (docs/learning.md, Custom actions)",
                         "actions.map names" if self.endpoint else "actions/ defines", ", ".join(validating))
@@ -446,12 +446,32 @@ class ActionRunner:
     def names(self) -> list[str]:
         return sorted(self.executor.actions) if self.executor else []
 
-    def validator(self, action: str) -> str | None:
+    async def validator(self, action: str) -> str | None:
         """The validation action of ``action`` (``validate_<action>``, as Rasa names a form's), run when a customer
-        answers what ``action`` asked for; None without one. Only in-process, where the actions are known: an action
-        server's are known only by calling them."""
+        answers what ``action`` asked for; None without one."""
         name = f"validate_{action}"
-        return name if name in self.names else None
+        return name if name in (await self._listed() if self.endpoint else self.names) else None
+
+    async def _listed(self) -> set[str]:
+        """The actions the action server lists (rasa-sdk's ``GET /actions``), asked once it has answered; none,
+        with a warning, while it does not (its actions' calls then fail on their own)."""
+        if self._listed_names is None:
+            webhook = self._webhook()
+            url = webhook.with_path(webhook.path.rstrip("/").removesuffix("/webhook") + "/actions").with_query(webhook.query)
+            try:
+                async with self._client().get(url, allow_redirects=False,
+                                              timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+                    if resp.status != 200:
+                        raise ValueError(f"status {resp.status}")
+                    body = await _read_answer(resp)
+                if not isinstance(body, list):
+                    raise ValueError(f"a {type(body).__name__}, not rasa-sdk's list")
+                self._listed_names = {item["name"] for item in body if isinstance(item, dict) and isinstance(item.get("name"), str)}
+            except (aiohttp.ClientError, ValueError, asyncio.TimeoutError) as exc:
+                log.warning("the action server at %s did not list its actions (%s: %s), so no validation action is run "
+                            "until it does", url.with_query(None).with_user(None), type(exc).__name__, exc)
+                return set()
+        return self._listed_names
 
     async def run(self, call: dict[str, Any], left: float | None = None) -> ActionResult:
         """The action's result within ``timeout`` seconds, or within ``left`` of them: the actions of one
@@ -574,10 +594,20 @@ class ActionRunner:
             raise
         return await future
 
-    async def _remote(self, call: dict[str, Any]) -> ActionResult:
+    def _webhook(self) -> URL:
+        """``actions.endpoint`` with rasa-sdk's path, ``/webhook``, where it names none."""
         url = URL(self.endpoint)
         if not url.path.rstrip("/").endswith("/webhook"):  # rasa-sdk's path, kept before any query (?token=)
             url = url.with_path(url.path.rstrip("/") + "/webhook").with_query(url.query)
+        return url
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def _remote(self, call: dict[str, Any]) -> ActionResult:
+        url = self._webhook()
         try:
             return await self._post(url, call)
         except (aiohttp.ClientError, ValueError) as exc:  # down, unreachable, or not answering JSON
@@ -586,11 +616,9 @@ class ActionRunner:
                               f"{call['next_action']!r}: {type(exc).__name__}: {exc}") from exc
 
     async def _post(self, url: URL, call: dict[str, Any]) -> ActionResult:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
         for _ in range(2):
             # A redirect is not followed: it would carry the customer's conversation (the tracker) elsewhere.
-            async with self._session.post(url, json=call, allow_redirects=False) as resp:
+            async with self._client().post(url, json=call, allow_redirects=False) as resp:
                 body = await _read_answer(resp)
                 if resp.status == 200:
                     # {} when empty; a list or a number is refused

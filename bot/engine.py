@@ -370,7 +370,7 @@ class Bot:
                 if turn.channel in CUSTOM_CHANNELS and message.get("custom"):
                     custom.append(message["custom"])
 
-        validator = self.actions.validator(name) if answered else None
+        validator = await self.actions.validator(name) if answered else None
         if validator and answered:
             try:
                 checked = await self.actions.run(validation_call(call_for(validator), name, answered, entities))

@@ -832,13 +832,14 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         await bot.close()
 
 
-async def test_the_answer_to_an_actions_question_is_validated_first_as_a_rasa_form_does(
-        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_answer_to_an_actions_question_is_validated_first_as_a_rasa_form_does_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """As Rasa runs a form's validate_<form> on the answer to its question, deskbot runs validate_<action> (a
     FormValidationAction) before the action that asked: its validate_<slot> rejecting the value ({slot: None})
     leaves the slot empty, so the action asks again after the validation's own words. It was never run (only
-    named in a warning), so an order number the shop's check refuses was taken."""
-    bot = make_bot(action_bot, None, {"get_refund": "action_ask_order"}, tmp_path)
+    named in a warning), so an order number the shop's check refuses was taken. An action server is asked which
+    actions it has (rasa-sdk's GET /actions)."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_ask_order"}, tmp_path)
     bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
     try:
         assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "What is the order's number?"
@@ -1473,6 +1474,39 @@ async def test_the_action_server_protocol_449_and_400(action_bot: Path, aiohttp_
 
         rejected = await bot.handle(Turn("c1", "/cancel_order", "web"))
         assert rejected.source == "fallback" and len(calls) == 3
+    finally:
+        await bot.close()
+
+
+async def test_an_action_server_that_lists_no_actions_runs_the_asking_action_unvalidated(
+        action_bot: Path, aiohttp_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The validation action an answer gets is looked for among the action server's (GET /actions, beside the
+    webhook, with its query); one that does not list them (a gateway passing the webhook alone) is asked again at
+    the next answer, and meanwhile the action that asked gets the answer unchecked, as the log says."""
+    listed: list[str | None] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        order = (await request.json())["tracker"]["slots"]["order_id"]
+        return web.json_response({"responses": [{"text": f"Order {order} noted." if order else "Which order?"}],
+                                  "events": [{"event": "slot", "name": "requested_slot", "value": None if order else "order_id"}]})
+
+    async def actions(request: web.Request) -> web.Response:
+        listed.append(request.query.get("token"))
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    app.router.add_get("/actions", actions)
+    server = await aiohttp_server(app)
+    bot = make_bot(action_bot, f"http://127.0.0.1:{server.port}/webhook?token=t", {"get_refund": "action_ask_order"},
+                   tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "Which order?"
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == "Order 789 noted."
+        assert listed == ["t"]
+        assert (f"the action server at http://127.0.0.1:{server.port}/actions did not list its actions (ValueError: "
+                "status 404), so no validation action is run until it does") in caplog.text
     finally:
         await bot.close()
 
