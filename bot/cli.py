@@ -309,10 +309,16 @@ def say_kept(directory: Path, written: Sequence[str]) -> None:
                    "have.", err=True)
 
 
+# The responses Rasa's own fallback actions send (action_default_fallback, action_default_ask_rephrase), with the
+# setting that says what deskbot's fallback says
+RASA_FALLBACK_RESPONSES = {"utter_default": "fallback.message", "utter_ask_rephrase": "fallback.rephrase"}
+
+
 def say_gaps(project: Project) -> None:
     """Name what a bot set up from its data alone still lacks: intents nothing answers
     (:meth:`~bot.project.Project.unanswered`), templates still ``bot init``'s placeholders, which promise
-    customers a follow-up nobody makes, and an ``oos`` intent, without which an off-topic message goes to
+    customers a follow-up nobody makes, a Rasa bot's fallback responses (``utter_default``), which deskbot's
+    fallback does not say, and an ``oos`` intent, without which an off-topic message goes to
     whichever intent it is closest to."""
     from bot.importer import placeholder_answer
     from bot.language import CJK
@@ -363,6 +369,11 @@ def say_gaps(project: Project) -> None:
                        f"English (\"{intent_phrase(untitled[0]).capitalize()}\"): {', '.join(untitled[:10])}"
                        f"{' …' if len(untitled) > 10 else ''}; set them in bot.yml, e.g. fallback.titles: "
                        f"{{{untitled[0]}: …}}", err=True)
+    for name, instead in RASA_FALLBACK_RESPONSES.items():
+        if name in project.responses.named:  # kept for the actions that name it, and never said by the fallback
+            click.echo(f"note: responses.yml's {name} is what Rasa's fallback says; deskbot's fallback says bot.yml's "
+                       f"{instead} instead (docs/configuration.md), and {name} only where a custom action names it",
+                       err=True)
     if OOS not in project.intents:
         click.echo("note: nlu.yml has no oos intent, so an off-topic message (\"tell me a joke\", an emoji) goes to "
                    "the intent it is closest to when the model is sure enough; add examples the bot should decline as "

@@ -734,6 +734,20 @@ def test_a_rasa_response_name_in_responses_yml_says_what_to_write(bot_dir: Path)
                           "'track_refund:', after its intent; an action's response='utter_track_refund' still shows it"), error
 
 
+def test_a_rasa_bots_fallback_response_is_told_to_be_no_fallback_here(bot_dir: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A migrating bot's utter_default, which Rasa's fallback says, loads as a response for the actions to send, and
+    deskbot's own fallback, which says fallback.message, never does: without a word, the shop took it for the fallback."""
+    from bot.cli import say_gaps
+
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text() + "  utter_default:\n    - text: Sorry, I didn't get that.\n")
+    say_gaps(load_project(bot_dir))
+    assert ("note: responses.yml's utter_default is what Rasa's fallback says; deskbot's fallback says bot.yml's "
+            "fallback.message instead (docs/configuration.md), and utter_default only where a custom action names it"
+            ) in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("section", "said"), [
     ("slots", "the slots from nlu.yml's entities and from bot.yml's actions.slots, the ones custom actions set"),
     ("forms", "no forms: an action that sets requested_slot asks for a slot, and its validate_<action> checks the "
