@@ -428,7 +428,8 @@ class Project:
             if intent in skipped:
                 continue
             for language in languages:
-                spoken = [v.variables() - {SLOT, SCRIPT} for v in variants if v.channel is None and v.language in (None, language)]
+                spoken = [v.variables() - {SLOT, SCRIPT} for v in variants
+                          if v.channel is None and not v.condition and v.language in (None, language)]
                 if spoken and all(spoken):
                     needing[intent] = sorted(min(spoken, key=len))
         return needing
@@ -1120,6 +1121,9 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                     raise _fail(path, node, loc, why)
         for language in languages:
             spoken = [v for v in parsed if v.language in (None, language)]
+            if any(v.channel is None for v in spoken) and all(v.condition for v in spoken if v.channel is None):
+                raise _fail(path, node, ("responses", intent), f"no variant answers {language} customers whatever the "
+                            "slots hold (each has a condition): add one without 'condition:'")
             if not any(v.channel is None for v in spoken):
                 only = sorted({v.channel for v in spoken if v.channel})
                 raise _fail(path, node, ("responses", intent),

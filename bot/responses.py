@@ -106,6 +106,15 @@ class Button(BaseModel):
         return {"title": self.title.format_map(shown), "payload": payload}
 
 
+class SlotCondition(BaseModel):
+    """A condition of a Rasa conditional response variation: the variant is shown only while the slot holds the
+    value (null: while it is unset)."""
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["slot"]
+    name: str
+    value: Any = None
+
+
 class ResponseVariant(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: Visible = Field(..., max_length=MAX_REPLY_CHARS)
@@ -114,6 +123,9 @@ class ResponseVariant(BaseModel):
     buttons: list[Button] = Field(default_factory=list, max_length=MAX_BUTTONS)
     image: Visible | None = Field(None, description="a picture's http(s) link, as a Rasa response's image: shown after "
                                                     "the text as its link, which every channel shows")
+    condition: list[SlotCondition] = Field(default_factory=list, description="as Rasa's conditional response "
+                                           "variations: shown only while every slot named holds its value, before "
+                                           "the variants without a condition")
 
     _text_variables = field_validator("text")(variables_are_names)
 
@@ -131,8 +143,14 @@ class ResponseVariant(BaseModel):
 
     def as_is(self) -> str | None:
         """Its text as a customer reads it ({{ and }} single braces) if it reads the same on every channel and
-        in every conversation (no variables, no channel of its own, no buttons, no image), as retrieval sends answers."""
-        return None if self.variables() or self.channel or self.buttons or self.image else self.text.format_map({})
+        in every conversation (no variables, no channel of its own, no buttons, no image, no condition), as retrieval
+        sends answers."""
+        return None if self.variables() or self.channel or self.buttons or self.image or self.condition \
+            else self.text.format_map({})
+
+    def fits(self, values: dict[str, Any]) -> bool:
+        """Whether the conversation's ``values`` meet its conditions (one without any always does)."""
+        return all(values.get(c.name) == c.value for c in self.condition)
 
 
 TEMPLATE_ANSWER = "template:"  # the id prefix of a template's text in the answer index
@@ -174,14 +192,15 @@ class Responses:
 def _best(variants: list[ResponseVariant], channel: str, values: dict[str, Any], language: Language | None,
           rng: random.Random | None = None) -> Rendered | None:
     """Of ``variants``, the best for this language and channel with every variable filled, or None if there is none."""
-    candidates = [v for v in variants if v.channel in (None, channel) and v.language in (None, language)]
-    # The language's own variants first, then the channel's, then the most specific (most variables) that can be filled.
-    candidates.sort(key=lambda v: (v.language is None, v.channel is None, -len(v.variables())))
+    candidates = [v for v in variants if v.channel in (None, channel) and v.language in (None, language) and v.fits(values)]
+    # The language's own variants first, then the channel's, then those whose conditions hold, as Rasa prefers them,
+    # then the most specific (most variables) that can be filled.
+    candidates.sort(key=lambda v: (v.language is None, v.channel is None, not v.condition, -len(v.variables())))
     known = {k for k, v in values.items() if v not in (None, "") and v != [] and v != {}}
     for variant in candidates:
         if variant.variables() <= known:
-            same = [c for c in candidates if (c.language, c.channel) == (variant.language, variant.channel)
-                    and c.variables() == variant.variables()]
+            same = [c for c in candidates if (c.language, c.channel, bool(c.condition)) ==
+                    (variant.language, variant.channel, bool(variant.condition)) and c.variables() == variant.variables()]
             chosen = (rng or random).choice(same)
             known_values = {k: _shown(values[k], language) for k in chosen.variables()}
             text = chosen.text.format_map(known_values)

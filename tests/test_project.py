@@ -846,6 +846,15 @@ def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -
                                        "'language: zh' or none")
     (bot_dir / "bot.yml").write_text("language: en\n")  # an English bot has no Chinese customers to answer
     assert load_project(bot_dir).responses.templates["change_order"][0].text == "Changed."
+    # a variant with a condition (Rasa's conditional response variations) answers only while its slots hold their values
+    signed_in = [{"type": "slot", "name": "signed_in", "value": True}]
+    responses["responses"]["change_order"] = [{"text": "Changed in your account.", "condition": signed_in}]
+    path.write_text(yaml.safe_dump(responses, allow_unicode=True))
+    assert error_for(bot_dir).endswith("responses.change_order: no variant answers en customers whatever the slots hold "
+                                       "(each has a condition): add one without 'condition:'")
+    responses["responses"]["change_order"].append({"text": "Changed."})
+    path.write_text(yaml.safe_dump(responses, allow_unicode=True))
+    assert load_project(bot_dir).responses.templates["change_order"][0].condition[0].name == "signed_in"
 
 
 def test_an_origin_is_kept_as_browsers_send_it(bot_dir: Path) -> None:

@@ -114,9 +114,21 @@ def test_only_variants_that_read_the_same_everywhere_are_retrieval_answers(langu
         ResponseVariant(text="你好", language="zh"),
         ResponseVariant(text="Hi, see {{docs}}"),
         ResponseVariant(text="Hi!", image="https://shop.example/wave.png"),
+        ResponseVariant(text="Hi again!", condition=[{"type": "slot", "name": "returning", "value": True}]),
     ]}))
     texts = [a.text for a in answers_for(project)]
     assert texts == (["Hi, see {docs}"] if language == "en" else ["你好", "Hi, see {docs}"])
+
+
+def test_a_variant_with_a_condition_answers_first_while_its_slots_hold_their_values() -> None:
+    """As Rasa's conditional response variations: a variant with 'condition:' was refused as an unknown key."""
+    signed_in = [{"type": "slot", "name": "signed_in", "value": True}]
+    greet = Responses({"greet": [ResponseVariant(text="Welcome back, {name}!", condition=signed_in),
+                                 ResponseVariant(text="Welcome back!", condition=signed_in),
+                                 ResponseVariant(text="Hello {name}!"), ResponseVariant(text="Hello!")]})
+    said = [greet.render("greet", "web", values).text for values in (
+        {"signed_in": True, "name": "Ann"}, {"signed_in": True}, {"signed_in": False, "name": "Ann"}, {})]
+    assert said == ["Welcome back, Ann!", "Welcome back!", "Hello Ann!", "Hello!"]
 
 
 def test_an_image_is_shown_after_the_text_as_its_link() -> None:
