@@ -1112,6 +1112,11 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                 else:
                     why = " is filled by no entity of nlu.yml, nor by what the custom actions set (bot.yml's actions.slots)"
                 raise _fail(path, node, ("responses", intent, j), f"{{{name}}}{why}: this variant would never be shown")
+            if fillable is not None and (unset := [k for k, c in enumerate(parsed[-1].condition)
+                                                   if c.name not in fillable and c.value is not None]):
+                raise _fail(path, node, ("responses", intent, j, "condition", unset[0], "name"),
+                            f"{parsed[-1].condition[unset[0]].name!r} is a slot no entity of nlu.yml fills, nor what the "
+                            "custom actions set (bot.yml's actions.slots): this variant would never be shown")
             for k, button in enumerate(parsed[-1].buttons):  # a typo would send the click to the classifier as text
                 chosen, values = read_payload(button.payload)
                 loc = ("responses", intent, j, "buttons", k, "payload")

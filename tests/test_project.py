@@ -847,6 +847,7 @@ def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -
     (bot_dir / "bot.yml").write_text("language: en\n")  # an English bot has no Chinese customers to answer
     assert load_project(bot_dir).responses.templates["change_order"][0].text == "Changed."
     # a variant with a condition (Rasa's conditional response variations) answers only while its slots hold their values
+    (bot_dir / "bot.yml").write_text("language: en\nactions:\n  map: {track_order: action_order_status}\n")  # any slot
     signed_in = [{"type": "slot", "name": "signed_in", "value": True}]
     responses["responses"]["change_order"] = [{"text": "Changed in your account.", "condition": signed_in}]
     path.write_text(yaml.safe_dump(responses, allow_unicode=True))
@@ -855,6 +856,12 @@ def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -
     responses["responses"]["change_order"].append({"text": "Changed."})
     path.write_text(yaml.safe_dump(responses, allow_unicode=True))
     assert load_project(bot_dir).responses.templates["change_order"][0].condition[0].name == "signed_in"
+    with (bot_dir / "bot.yml").open("a") as config:
+        config.write("  slots: [order_status]\n")  # only order_status is set by the actions
+    error = error_for(bot_dir)
+    assert error.endswith("responses.change_order.0.condition.0.name: 'signed_in' is a slot no entity of nlu.yml "
+                          "fills, nor what the custom actions set (bot.yml's actions.slots): this variant would never "
+                          "be shown"), error
 
 
 def test_an_origin_is_kept_as_browsers_send_it(bot_dir: Path) -> None:
