@@ -32,7 +32,7 @@ from yarl import URL
 
 from bot.channels.base import load_json
 from bot.language import blank
-from bot.project import REQUESTED_SLOT, SESSION_METADATA, config_error
+from bot.project import REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, config_error
 from bot.responses import MAX_REPLY_CHARS
 
 if TYPE_CHECKING:
@@ -339,9 +339,10 @@ def executed(name: str, result: ActionResult) -> list[dict[str, Any]]:
 def action_domain(project: Project) -> dict[str, Any]:
     """The domain rasa-sdk hands an action (``domain`` in its call): what the bot knows of itself."""
     # rasa-sdk's validation actions read the slot names from here, as Rasa's own domain lists them, its
-    # session_started_metadata among them.
+    # session_started_metadata among them (and deskbot's verified_user).
     slots = {name: {"type": "any", "influence_conversation": False, "mappings": []}
-             for name in sorted({*project.entity_patterns, *(project.config.actions.slots or ()), SESSION_METADATA})}
+             for name in sorted({*project.entity_patterns, *(project.config.actions.slots or ()), SESSION_METADATA,
+                                 VERIFIED_USER})}
     # The templates under the names an action gives them (response="utter_<intent>"), as Rasa's domain has its responses,
     # and the responses named after no intent under their own (utter_ask_email)
     named = {**{f"utter_{intent}": variants for intent, variants in project.responses.templates.items()},

@@ -49,7 +49,8 @@ from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
-from bot.project import HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, Project, button_payloads
+from bot.project import (HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, VERIFIED_USER, Project,
+                         button_payloads)
 from bot.responses import MAX_REPLY_CHARS, Rendered, read_payload
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
@@ -183,6 +184,7 @@ class Bot:
         slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
         fallbacks = conversation["fallbacks"] if conversation else 0
         self._start_session(slots, turn.metadata)
+        self._vouch(slots, turn)
         language = turn_language(self.config.language, text, slots.get(SLOT), page=turn.language)
         self._keep_language(slots, language)
         script = self._keep_script(slots, text, turn.script)
@@ -227,6 +229,7 @@ class Bot:
                                               fallbacks, answered)
             if script:  # kept through an action's reset, as the language is
                 slots[SCRIPT] = script
+            self._vouch(slots, turn)
         if decision.kind == "handoff":
             decision = self._handoff_allowed(turn, decision, language, script)
         decision = self._in_script(decision, language, script)
@@ -300,6 +303,16 @@ class Bot:
         again after an action cleared the slots."""
         if SESSION_METADATA not in slots and metadata:
             slots[SESSION_METADATA] = copy.deepcopy(metadata)
+
+    @staticmethod
+    def _vouch(slots: dict[str, Any], turn: Turn) -> None:
+        """The slot ``verified_user``: who the shop's server says wrote this message (channels.web.identity_secret),
+        for actions to trust as they cannot trust a page's metadata, and for agents to see; set or cleared on every
+        message, so that one without a proven user (a visitor after a sign-out) is never taken for the last one's."""
+        if turn.verified_user is None:
+            slots.pop(VERIFIED_USER, None)
+        else:
+            slots[VERIFIED_USER] = turn.verified_user
 
     def _keep_language(self, slots: dict[str, Any], language: Language) -> None:
         """A ``multi`` bot keeps the conversation's language in a slot, which its actions can read too."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
@@ -175,10 +175,16 @@ class StatusResponse(_Body):
                                                 "when they had them already (null: no agent named)")
 
 
+# ``user`` is what the channel gave: on the web, what the page said, which proves nothing.
+VerifiedUser = Annotated[str | None, Field(description=(
+    "the web customer's id the shop's server vouched for (channels.web.identity_secret), as of their latest message"))]
+
+
 class InboxConversation(_Body):
     conversation_id: str
     channel: str
     user: str | None
+    verified_user: VerifiedUser
     status: Literal["open", "handed_off"]
     created: float
     updated: float
@@ -230,6 +236,7 @@ class TranscriptResponse(_Body):
     conversation_id: str
     channel: str
     user: str | None
+    verified_user: VerifiedUser
     status: Literal["open", "handed_off"]
     slots: dict[str, Any]
     created: float
@@ -294,7 +301,8 @@ class LabelResponse(_Body):
 
 PATH_PARAMETERS: dict[str, Any] = {"conversation_id": ConversationId, "turn_id": int}
 ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wrong bearer token, or a bad signature",
-              403: "sent by a page on an origin that channels.web.origins does not list",
+              403: "sent by a page on an origin that channels.web.origins does not list; on /api/chat also a user "
+                   "without its right user_hash while channels.web.identity_secret is set",
               404: "not found, or the admin API is disabled (no token configured)",
               408: "the body did not arrive in time",
               409: "refused in the current state; the error says why",

@@ -92,8 +92,10 @@ class ModelConfig(Settings):
 REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do
 # Rasa's slot for the metadata of the message that started the conversation (a user id the shop's page passes)
 SESSION_METADATA = "session_started_metadata"
+# The web customer's id that the shop's server vouched for (channels.web.identity_secret), None for any other
+VERIFIED_USER = "verified_user"
 # Slots the bot keeps itself (SLOT in a multi bot, SCRIPT in one that speaks Chinese), which no entity may be named
-RESERVED_SLOTS = (SLOT, SCRIPT, REQUESTED_SLOT, SESSION_METADATA)
+RESERVED_SLOTS = (SLOT, SCRIPT, REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER)
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -224,6 +226,9 @@ class WebChannel(Settings):
     title: Text | None = None  # None: the widget's own, in its language ("Support", "在线客服")
     origins: list[Annotated[str, AfterValidator(_origin)]] = Field(
         default_factory=list, description="extra origins allowed to embed the widget")
+    identity_secret: str | None = Field(None, description=(
+        "or DESKBOT_WEB_IDENTITY_SECRET: a web user must come with HMAC-SHA256(secret, user) in hex as user_hash, "
+        "so that agents and actions can trust who they are (docs/channels.md)"))
 
 
 class SlackChannel(Settings):
@@ -1283,7 +1288,8 @@ def load_project(root: Path | str) -> Project:
     config = load_config(root / "bot.yml")
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
     kept = {"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language]
-    examples, patterns, unread, synonyms, twins = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT, SESSION_METADATA))
+    examples, patterns, unread, synonyms, twins = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT, SESSION_METADATA,
+                                                                                VERIFIED_USER))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
     # nlu.yml's entities and the slot the bot keeps fill a template, and custom actions the slots they set:

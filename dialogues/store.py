@@ -443,8 +443,12 @@ _AGENT_SINCE = ("FROM turns WHERE conversation_id = c.id AND role = 'agent' AND 
 # they are in no agents' inbox, nobody waits in them, and ``bot stats`` leaves them out.
 TRYOUT_CHANNEL = "cli"
 _AGENTS_REACH = f"c.channel != '{TRYOUT_CHANNEL}'"
+# The customer's id as the shop's server vouched for it, from the slot the web channel keeps (bot.project.VERIFIED_USER):
+# the ``user`` column is what the first message's page said, which proves nothing.
+_VERIFIED_SLOT = "verified_user"
+_VERIFIED = f"json_extract(c.slots, '$.{_VERIFIED_SLOT}') AS verified_user"
 _HANDED_OFF = (
-    "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
+    f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
     "h.created AS handed_off_at, h.reason, "
     # who has the customer: the agent who replied last since the handoff, else the one who took it over, named as
     # they took it over when they are the one who replied ("Ana", replying as "ana" from another window)
@@ -1197,7 +1201,7 @@ class Store:
         else:
             args = [limit]
             query = (
-                "SELECT c.id AS conversation_id, c.channel, c.user, c.status, c.created, c.updated, "
+                f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
                 "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
                 f"{_LATEST_TYPED} AS last_message, NULL AS agent_unread, 0 AS waiting FROM conversations c "
                 f"WHERE c.status = 'open' AND {_AGENTS_REACH} "
@@ -1285,6 +1289,7 @@ class Store:
                                  [conversation_id])
         return {"conversation_id": conversation_id,
                 **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},
+                "verified_user": conversation["slots"].get(_VERIFIED_SLOT),
                 "agent": self.holder(conversation_id),
                 "turns": [{**self._shown(turn), "undelivered": bool(turn["undelivered"]),
                            "buttons": json.loads(turn["buttons"] or "[]")}

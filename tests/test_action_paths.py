@@ -151,6 +151,15 @@ class ActionWhoStarted(Action):
         return []
 
 
+class ActionWhoIsVerified(Action):
+    def name(self):
+        return "action_who_is_verified"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=f"{tracker.slots['verified_user']}")
+        return []
+
+
 class ActionAskIfHelped(Action):
     def name(self):
         return "action_ask_if_helped"
@@ -621,6 +630,25 @@ async def test_actions_read_the_metadata_the_conversation_started_with_on_both_p
         reply = await bot.handle(Turn("c1", "/track_order", "web", metadata={"user_id": "u-20"}))
         assert reply.text == "{'user_id': 'u-20'}"
         assert (await bot.handle(Turn("c2", "/track_order", "web"))).text == "None"  # a message without any
+    finally:
+        await bot.close()
+
+
+async def test_actions_read_the_customer_the_shops_server_vouched_for_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """The slot verified_user is the web customer's id the shop's server vouched for (channels.web.identity_secret),
+    as of each message, which an action may trust where it cannot trust the page's metadata; an action's reset of
+    the slots leaves it."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_who_is_verified", "cancel_order": "action_forget_quietly"},
+                   tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web", "u-17", verified_user="u-17"))
+        assert reply.text == "u-17"
+        assert (await bot.handle(Turn("c1", "/track_order", "web", "u-17"))).text == "None"  # one not vouched for
+        forged = Turn("c2", "/track_order", "web", "u-18", metadata={"verified_user": "u-18"})
+        assert (await bot.handle(forged)).text == "None"
+        await bot.handle(Turn("c3", "/cancel_order", "web", "u-17", verified_user="u-17"))
+        assert bot.store.conversation("c3")["slots"] == {"verified_user": "u-17"}
     finally:
         await bot.close()
 
@@ -1467,8 +1495,9 @@ async def test_the_action_server_protocol_449_and_400(action_bot: Path, aiohttp_
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert (reply.source, reply.text) == ("action", "Looked it up.")
         assert len(calls) == 2 and calls[1]["domain"]["intents"] == bot.project.intents
-        # the entity, bot.yml's actions.slots, and Rasa's own session_started_metadata
-        assert set(calls[1]["domain"]["slots"]) == {"order_id", "order_status", "session_started_metadata"}
+        # the entity, bot.yml's actions.slots, Rasa's own session_started_metadata and deskbot's verified_user
+        assert set(calls[1]["domain"]["slots"]) == {"order_id", "order_status", "session_started_metadata",
+                                                    "verified_user"}
         assert calls[1]["tracker"]["latest_message"]["intent"]["name"] == "track_order"
         assert bot.store.conversation("c1")["slots"]["order_id"] == "789"
 

@@ -804,10 +804,11 @@ def test_a_key_left_empty_means_its_default(bot_dir: Path) -> None:
     assert (config.retrieval.options.flat_max, config.retrieval.options.nprobe) == (20_000, 16)  # a number in quotes too
 
 
-@pytest.mark.parametrize("name", ["language", "requested_slot"])
+@pytest.mark.parametrize("name", ["language", "requested_slot", "verified_user"])
 def test_a_regex_may_not_be_named_as_a_slot_the_bot_keeps(bot_dir: Path, name: str) -> None:
     """An entity named language replaced a multi bot's conversation language: a Chinese customer got English
-    next. A one-language bot keeps no such slot, and may have such an entity."""
+    next. A one-language bot keeps no such slot, and may have such an entity. One named verified_user would let a
+    customer's payload (/greet{"verified_user": "u-1"}) pass for a customer the shop's server vouched for."""
     path = bot_dir / "nlu.yml"
     if name == "language":
         (bot_dir / "bot.yml").write_text("language: en\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -125,6 +127,65 @@ async def test_a_pages_metadata_reaches_the_conversations_session_metadata(clien
     for metadata in ({"note": "x" * 257}, {"user": {"id": 17}}, ["u-17"], {str(k): k for k in range(17)}):
         response = await client.post("/api/chat", json={"conversation_id": cid, "text": "hi", "metadata": metadata})
         assert response.status == 400 and "metadata" in (await response.json())["error"], metadata
+
+
+IDENTITY_SECRET = "shop-identity-secret"
+
+
+def vouched(user: str, secret: str = IDENTITY_SECRET) -> str:
+    """What the shop's server puts in its page for a signed-in customer: HMAC-SHA256 of their id, in hex."""
+    return hmac.new(secret.encode(), user.encode(), hashlib.sha256).hexdigest()
+
+
+async def test_with_an_identity_secret_only_users_the_shops_server_vouched_for_are_served_on_both_paths(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page's ``user`` proves nothing: anyone could post as any customer, and agents and actions took it on trust.
+    With channels.web.identity_secret (the environment's over bot.yml's) a user needs the shop's server's HMAC of
+    it, compared in constant time; a verified one is the slot verified_user, which agents see, and a visitor is
+    served as before."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", channels={"web": {"identity_secret": "in-bot-yml"}},
+                           server={"admin_token": "t", "limits": {"per_ip_per_minute": 0}})
+    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
+    compared: list[tuple[bytes, bytes]] = []
+    compare = web_channel.hmac.compare_digest
+    monkeypatch.setattr(web_channel.hmac, "compare_digest", lambda a, b: compared.append((a, b)) or compare(a, b))
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    cid, refused = new_id(), new_id()
+    signed = {"conversation_id": cid, "text": "/handoff", "user": "u-17", "user_hash": vouched("u-17").upper()}
+    response = await client.post("/api/chat", json=signed)
+    assert response.status == 200, await response.text()
+    assert (vouched("u-17").encode(),) * 2 in compared  # the hash as written in any case, compared in constant time
+    for user_hash, error in ((None, "user_hash: missing"), (vouched("u-18"), "user_hash: not the HMAC"),
+                             (vouched("u-17", "in-bot-yml"), "user_hash: not the HMAC")):
+        body = {"conversation_id": refused, "text": "hi", "user": "u-17", **({"user_hash": user_hash} if user_hash else {})}
+        response = await client.post("/api/chat", json=body)
+        assert response.status == 403 and (await response.json())["error"].startswith(error), user_hash
+        async with client.ws_connect("/api/ws") as ws:
+            await ws.send_json({"type": "message", **body})
+            frame = await ws.receive_json()
+            assert (frame["type"], frame["request"], frame["error"].startswith(error)) == ("error", "message", True)
+            await ws.send_json({"type": "message", **body, "user_hash": vouched("u-17")})
+            assert (await ws.receive_json())["type"] == "reply"
+    auth = {"Authorization": "Bearer t"}
+    inbox = (await (await client.get("/admin/conversations", headers=auth)).json())["conversations"]
+    assert [(c["conversation_id"], c["user"], c["verified_user"]) for c in inbox] == [(cid, "u-17", "u-17")]
+    transcript = await (await client.get(f"/admin/conversations/{refused}", headers=auth)).json()
+    assert [t["role"] for t in transcript["turns"]] == ["user", "bot"] * 3  # the refused messages were not kept
+    assert transcript["verified_user"] == transcript["slots"]["verified_user"] == "u-17"
+    await chat(client, refused, "hello")  # a visitor, as after a sign-out: no longer the customer before
+    transcript = await (await client.get(f"/admin/conversations/{refused}", headers=auth)).json()
+    assert transcript["verified_user"] is None and "verified_user" not in transcript["slots"]
+
+
+async def test_without_an_identity_secret_no_user_is_verified(client: Any, web_demo_bot: SimpleNamespace) -> None:
+    cid = new_id()
+    body = {"conversation_id": cid, "text": "hello", "user": "u-17", "user_hash": vouched("u-17")}
+    assert (await client.post("/api/chat", json=body)).status == 200
+    response = await client.get(f"/admin/conversations/{cid}", headers={"Authorization": f"Bearer {web_demo_bot.admin_token}"})
+    transcript = await response.json()
+    assert (transcript["user"], transcript["verified_user"]) == ("u-17", None)
+    response = await client.post("/api/chat", json={**body, "user_hash": "not hex"})
+    assert response.status == 400 and (await response.json())["error"].startswith("user_hash:")
 
 
 async def test_half_an_emoji_is_read_as_a_replacement_character_on_both_paths(client: Any) -> None:

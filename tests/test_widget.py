@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import re
@@ -602,6 +604,46 @@ def test_a_user_id_the_server_would_refuse_is_left_out_and_said_why_in_the_conso
         told = [line for line in widget.console if line.startswith("error: deskbot: deskbotConfig.user")]
         assert len(told) == 1 and "128 characters" in told[0], widget.console
     assert not [line for line in emoji.console if "deskbotConfig.user" in line]
+
+
+@pytest.fixture
+def identity_secret(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The bot serving with channels.web.identity_secret set, for one test."""
+    assert server.app is not None
+    monkeypatch.setattr(server.app[BOT].channels["web"], "identity_secret", "shop-identity-secret")
+    return "shop-identity-secret"
+
+
+def test_a_customer_the_shops_server_vouched_for_is_verified_to_agents_and_a_forged_one_is_refused(
+        open_widget: Any, chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace,
+        identity_secret: str) -> None:
+    """The page's user proved nothing: with the shop's server's HMAC of it as userHash, the customer is verified
+    (the slot verified_user, which the agents' console shows), on the socket and over HTTP; a hash of another
+    user is refused, the message marked Not sent and the page's developer told why."""
+    def vouched(user: str) -> str:
+        return hmac.new(identity_secret.encode(), user.encode(), hashlib.sha256).hexdigest()
+
+    by_socket = open_widget(user="u-17", userHash=vouched("u-17"))
+    by_http = open_widget(user=4712, userHash=vouched("4712"), transport="http")
+    forged = open_widget(user="u-17", userHash=vouched("u-18"))
+    for widget in (by_socket, by_http):
+        widget.send("/handoff")
+        expect(widget.bot_replies()).to_have_count(1)
+    forged.send("is anyone there")
+    expect(forged.page.locator(".msg.user.failed")).to_contain_text("Not sent")
+    told = [line for line in forged.console if line.startswith("error: deskbot: user_hash: not the HMAC")]
+    assert len(told) == 1 and "deskbotConfig.userHash" in told[0], forged.console
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        slots = {cid: json.loads(kept).get("verified_user") for cid, kept in db.execute(
+            "SELECT id, slots FROM conversations WHERE id IN (?, ?, ?)",
+            [w.conversation_id() for w in (by_socket, by_http, forged)])}
+    assert slots == {by_socket.conversation_id(): "u-17", by_http.conversation_id(): "4712"}
+    context = open_console(chromium, server, web_demo_bot.admin_token, by_socket.conversation_id())
+    item = context.pages[0].locator(f'.list li[data-id="{by_socket.conversation_id()}"]')
+    expect(item.locator(".meta")).to_contain_text("web · verified: u-17 · ")
+    item.click()
+    expect(context.pages[0].locator(".conversation .title")).to_have_text(f"{by_socket.conversation_id()} · web · verified: u-17")
+    context.close()
 
 
 def test_the_pages_metadata_reaches_custom_actions_and_one_the_server_would_refuse_is_left_out(

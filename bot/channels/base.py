@@ -75,6 +75,7 @@ class Turn:
     language: Language | None = None  # the customer's page's, for a conversation whose language is not known yet
     script: Script | None = None  # and its Chinese script (a zh-TW page's: traditional), until the customer's shows
     address: str | None = None  # a web client's, whose handoffs are counted (limits.handoffs_per_ip)
+    verified_user: str | None = None  # ``user`` when the shop's server vouched for it (channels.web.identity_secret)
 
 
 def load_json(data: str | bytes) -> Any:

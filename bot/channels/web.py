@@ -7,11 +7,16 @@ always in its history, which the widget polls when it has no socket.
 
 The widget may be embedded on other sites: the origins listed in ``channels.web.origins`` get CORS
 headers on the API and may open the socket; any other foreign origin is refused.
+
+The page names its customer (``user``); with ``channels.web.identity_secret`` set, the shop's server vouches for
+that name with an HMAC of it (``user_hash``), as hosted chat widgets' identity verification does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -25,7 +30,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic_core import PydanticCustomError
 
 from bot.channels.base import (DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, json_response, load_json, readable,
-                               store_failed)
+                               resolve_settings, store_failed)
 from bot.language import READABLE, Language, Script, say
 from bot.limits import client_address, count_message, count_request, retry_after
 from bot.project import first_error
@@ -42,6 +47,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLOSE_WAIT_S = 2.0  # for a browser to answer a socket's close; one answers at once
 SEND_WAIT_S = 5.0  # for a socket to take a push: a tab that stopped reading is cut, not waited on by everyone
 MAX_JOINED = 16  # conversations one socket hears at once (a widget is in one, and starts a new one now and then)
+IDENTITY_ENV = {"identity_secret": "DESKBOT_WEB_IDENTITY_SECRET"}
 log = logging.getLogger(__name__)
 
 
@@ -66,6 +72,9 @@ class ChatRequest(ConversationRequest):
     # named no customer `bot purge --user` could be asked for.
     user: Annotated[str | None, BeforeValidator(lambda v: None if isinstance(v, str) and not v.strip() else v)] = Field(
         None, max_length=128)
+    user_hash: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description=(
+        "HMAC-SHA256 of user (its UTF-8 bytes) under channels.web.identity_secret, in hex, computed by the shop's "
+        "server: with the secret set, a user without it is refused (403)"))
     language: Language | None = Field(None, description=(
         "the page's language: the reply's while the conversation has none yet, as when its first message "
         "has no letter in it (an order number); a message in the other language still gets its own"))
@@ -170,6 +179,15 @@ class Refused(ValueError):
     is the bot's failure, not the request's, and must not be answered as one."""
 
 
+class Unverified(Refused):
+    """A ``user`` the shop's server did not vouch for (a 403): a forged one, or the page's misconfiguration."""
+
+
+def identity_hash(secret: str, user: str) -> str:
+    """What the shop's server gives its page for ``user``: HMAC-SHA256 under ``secret``, in hex."""
+    return hmac.new(secret.encode(), user.encode(), hashlib.sha256).hexdigest()
+
+
 def read_socket_frame(data: str) -> tuple[str, dict[str, Any]]:
     """A socket frame ``{"type": "message" | "join", ...}``: its type (a frame without one is a message) and
     its other fields, not yet validated, so that an error in them can say which request it refuses."""
@@ -213,6 +231,7 @@ class WebChannel(Channel):
         self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
         self.max_chars: int = settings.get("max_message_chars", 4000)
         self.origins: set[str] = set(settings.get("origins", []))  # as bot.yml's check wrote them: as browsers send them
+        self.identity_secret: str = (resolve_settings(settings, IDENTITY_ENV).get("identity_secret") or "").strip()
 
     def routes(self) -> list[web.AbstractRouteDef]:
         api: list[tuple[str, str, Handler]] = [
@@ -286,6 +305,20 @@ class WebChannel(Channel):
 
     # --- the API ---------------------------------------------------------------------------------
 
+    def verified_user(self, request: ChatRequest) -> str | None:
+        """The request's ``user`` when ``identity_secret`` is set and its ``user_hash`` proves the shop's server
+        vouched for it, compared in constant time so that no timing tells a forger how much of a guess was
+        right; None without a secret or a user. A user the hash does not prove is refused rather than served as
+        a visitor: the page said a customer was signed in, and a wrong secret or a forgery should not pass unseen."""
+        if not self.identity_secret or request.user is None:
+            return None
+        if request.user_hash is None:
+            raise Unverified("user_hash: missing: channels.web.identity_secret is set, so a user needs its hash")
+        expected = identity_hash(self.identity_secret, request.user)
+        if not hmac.compare_digest(expected.encode(), request.user_hash.lower().encode()):
+            raise Unverified("user_hash: not the HMAC-SHA256 of user under channels.web.identity_secret")
+        return request.user
+
     async def chat(self, request: ChatRequest, address: str | None,
                    origin: web.WebSocketResponse | None = None) -> dict[str, Any]:
         """The reply to a message from ``address``. The conversation's other sockets (another tab, or this one
@@ -296,7 +329,8 @@ class WebChannel(Channel):
         if not readable(request.text):
             raise Refused("text: nothing to read (only spaces, control or zero-width characters)")
         turn = Turn(request.conversation_id, request.text, self.name, request.user, request.metadata,
-                    language=request.language, script=request.script, address=address)
+                    language=request.language, script=request.script, address=address,
+                    verified_user=self.verified_user(request))
         reply = (await self.bot.handle(turn)).to_json()
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
                          skip=origin)
@@ -311,6 +345,8 @@ class WebChannel(Channel):
         count_message(request, body.conversation_id)
         try:
             return json_response(await self.chat(body, client_address(request)))
+        except Unverified as exc:
+            raise http_error(web.HTTPForbidden, str(exc)) from None
         except Refused as exc:
             raise bad_request(exc) from None
 

@@ -241,7 +241,10 @@
   const user = (() => {
     const id = typeof config.user === "number" && Number.isFinite(config.user) ? String(config.user) : config.user;
     if (id == null) return {};
-    if (typeof id === "string" && [...id].length <= 128) return { user: id };
+    // userHash: the shop's server's HMAC of the id, which a bot with channels.web.identity_secret checks.
+    if (typeof id === "string" && [...id].length <= 128) {
+      return config.userHash == null ? { user: id } : { user: id, user_hash: config.userHash };
+    }
     console.error("deskbot: deskbotConfig.user is left out of the messages, so bot purge --user will not find this " +
       "customer's chats: it must be a string (or number) of up to 128 characters.");
     return {};
@@ -1166,6 +1169,9 @@
     } catch (error) {
       if (asked !== conversationId) return; // its message went with the log, and from the messages still out
       own.lost = Boolean(error.lost);
+      if (/^user_hash: /.test(error.message)) { // a bot with channels.web.identity_secret refused the page's userHash
+        console.error(`deskbot: ${error.message}; deskbotConfig.userHash must be that of deskbotConfig.user (docs/channels.md)`);
+      }
       if (!own.lost) unsettled.splice(unsettled.indexOf(own), 1); // refused (a 429): the server did not keep it
       if (!(own.lost && (await arrived(own)))) {
         message.classList.remove("out");
