@@ -442,6 +442,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from aiohttp import web
 
+    from bot.channels.web import MIN_IDENTITY_SECRET_CHARS, identity_secret
     from bot.server import (BOT, HUNG_UP, MIN_ADMIN_TOKEN_CHARS, RESPONSE_GRACE_S, admin_token, create_app,
                             drain_on_sigterm, stop_on_sighup)
 
@@ -459,6 +460,11 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         click.echo(f"note: the admin token is {_count(len(token), 'character')} long: anyone who reaches the server "
                    "can try hundreds of guesses a minute at it; use a random one of 32 or more (python3 -c "
                    "'import secrets; print(secrets.token_urlsafe(32))')", err=True)
+    secret = identity_secret(project.config.channels.web.model_dump()) if project.config.channels.web.enabled else ""
+    if secret and len(secret) < MIN_IDENTITY_SECRET_CHARS:
+        click.echo(f"note: the web identity secret is {_count(len(secret), 'character')} long: a signed-in customer "
+                   "sees their id and its hash, and can try guesses at it offline, without limit; use a random one "
+                   "of 32 or more (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')", err=True)
     say_gaps(project)
     # The port before anything else: at start the server answers the Slack and WeCom messages a killed one
     # kept, and one that then failed on a port the running server holds had answered them a second time.

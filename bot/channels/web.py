@@ -48,6 +48,8 @@ CLOSE_WAIT_S = 2.0  # for a browser to answer a socket's close; one answers at o
 SEND_WAIT_S = 5.0  # for a socket to take a push: a tab that stopped reading is cut, not waited on by everyone
 MAX_JOINED = 16  # conversations one socket hears at once (a widget is in one, and starts a new one now and then)
 IDENTITY_ENV = {"identity_secret": "DESKBOT_WEB_IDENTITY_SECRET"}
+# Shorter, `bot serve` says it can be found: a signed-in customer sees their id and its hash, and may try guesses offline.
+MIN_IDENTITY_SECRET_CHARS = 32
 log = logging.getLogger(__name__)
 
 
@@ -183,6 +185,11 @@ class Unverified(Refused):
     """A ``user`` the shop's server did not vouch for (a 403): a forged one, or the page's misconfiguration."""
 
 
+def identity_secret(settings: dict[str, Any]) -> str:
+    """``channels.web.identity_secret``, ``DESKBOT_WEB_IDENTITY_SECRET`` over it; "" when neither is set."""
+    return (resolve_settings(settings, IDENTITY_ENV).get("identity_secret") or "").strip()
+
+
 def identity_hash(secret: str, user: str) -> str:
     """What the shop's server gives its page for ``user``: HMAC-SHA256 under ``secret``, in hex."""
     return hmac.new(secret.encode(), user.encode(), hashlib.sha256).hexdigest()
@@ -231,7 +238,7 @@ class WebChannel(Channel):
         self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
         self.max_chars: int = settings.get("max_message_chars", 4000)
         self.origins: set[str] = set(settings.get("origins", []))  # as bot.yml's check wrote them: as browsers send them
-        self.identity_secret: str = (resolve_settings(settings, IDENTITY_ENV).get("identity_secret") or "").strip()
+        self.identity_secret = identity_secret(settings)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         api: list[tuple[str, str, Handler]] = [
