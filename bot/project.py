@@ -398,6 +398,8 @@ class Project:
     synonyms: dict[str, str] = field(default_factory=dict)
     # Examples under two intents that differ only in punctuation or numbers, each with the first of its key
     twins: list[Twins] = field(default_factory=list)
+    # history.jsonl's lines left out: their question is longer than a customer's message may be
+    long_questions: list[int] = field(default_factory=list)
 
     @property
     def intents(self) -> list[str]:
@@ -1207,26 +1209,29 @@ def too_long(text: str, limit: int, what: str = "text") -> str | None:
            f"({limit:,}: server.max_message_chars)"
 
 
-def load_history(path: Path, intents: set[str], max_chars: int) -> list[HistoryItem]:
-    """Historical question -> agent answer pairs, one JSON object per line; a question is a customer's message,
-    up to ``max_chars`` (server.max_message_chars)."""
+def load_history(path: Path, intents: set[str], max_chars: int) -> tuple[list[HistoryItem], list[int]]:
+    """Historical question -> agent answer pairs, one JSON object per line, and the lines left out: a question
+    is a customer's message, up to ``max_chars`` (server.max_message_chars), so a longer one (a ticket's whole
+    thread) is none a customer can ask. Those are left out, not refused, so that lowering the limit leaves the
+    bot loading; ``bot train`` and ``bot serve`` name them."""
     if not path.exists():
-        return []
-    items = []
+        return [], []
+    items, too_long_lines = [], []
     for n, line in enumerate(_read_text(path).split("\n"), start=1):  # not splitlines: U+2028 may sit in a string
         if not line.strip():
             continue
         try:
             item = history_item(json.loads(line.removeprefix("\ufeff")))  # a file of several joined, each with its mark
-            if problem := too_long(item.question, max_chars, "question"):
-                raise ValueError(f"{problem}; keep the customer's question alone")
         except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
             raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}"
                                f"{jsonl_hint(line, n, HISTORY_LINE)}") from None
         if item.intent is not None and item.intent not in intents:
             raise ProjectError(f"{path}:{n}: unknown intent {item.intent!r} (not in nlu.yml)")
-        items.append(item)
-    return items
+        if len(item.question) > max_chars:
+            too_long_lines.append(n)
+        else:
+            items.append(item)
+    return items, too_long_lines
 
 
 def entity_value(patterns: Iterable[re.Pattern[str]], value: str) -> str | None:
@@ -1304,8 +1309,8 @@ def load_project(root: Path | str) -> Project:
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]
-    history = load_history(root / "history.jsonl", intents, config.server.max_message_chars)
-    project = Project(root, config, examples, patterns, responses, history, unread, synonyms, twins)
+    history, long_questions = load_history(root / "history.jsonl", intents, config.server.max_message_chars)
+    project = Project(root, config, examples, patterns, responses, history, unread, synonyms, twins, long_questions)
     for loc, intent in named:
         if intent is not None and intent not in intents:
             raise config_error(root, loc, f"unknown intent {intent!r} (not in nlu.yml)")
