@@ -1574,6 +1574,21 @@ def command_apart(args: list[str], before: str = "") -> subprocess.Popen[str]:
                             stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+def bot_with_a_large_store(tmp_path: Path) -> tuple[Path, Path]:
+    """A starter bot whose store is past what SQLite caches (it journals and writes a copy in several steps), and
+    an empty folder for its backups."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c1", "where is my order")
+    store.db.execute("CREATE TABLE filler (x BLOB)")
+    store.db.execute("INSERT INTO filler VALUES (randomblob(3000000))")
+    store.close()
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    return root, backups
+
+
 def back_up_apart(root: Path, dest: Path, before: str = "") -> subprocess.Popen[str]:
     """`bot backup ROOT DEST` in a process of its own, running ``before`` first."""
     return command_apart(["backup", str(root), str(dest)], before)
@@ -1610,15 +1625,7 @@ def terminated_once_held(backing_up: subprocess.Popen[str], held: Path) -> None:
 def test_bot_backup_stopped_or_failing_midway_leaves_nothing_behind(tmp_path: Path) -> None:
     """SIGTERM (a cron job's timeout) killed it with its partial copy left beside the destination, and a full
     disk left SQLite's journal of the copy there: hidden files that piled up in the backups' folder."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
-    store = Store(root / "dialogues.db")
-    user_turn(store, "c1", "where is my order")
-    store.db.execute("CREATE TABLE filler (x BLOB)")
-    store.db.execute("INSERT INTO filler VALUES (randomblob(3000000))")  # past what SQLite caches: it journals
-    store.close()
-    backups = tmp_path / "backups"
-    backups.mkdir()
+    root, backups = bot_with_a_large_store(tmp_path)
     # Held just after its partial copy is made, until SIGTERM comes.
     held = backups / "held"
     stopped = back_up_apart(root, backups / "nightly.db", f"""
@@ -1646,15 +1653,7 @@ os.fchmod = held
 def test_bot_backup_removes_the_partial_copies_killed_backups_left_and_no_other_file(tmp_path: Path) -> None:
     """SIGKILL (a timeout's last resort, the OOM killer) left a hidden partial copy of the store and its journal
     beside the destination for good, and each night's killed backup added another."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
-    store = Store(root / "dialogues.db")
-    user_turn(store, "c1", "where is my order")
-    store.db.execute("CREATE TABLE filler (x BLOB)")
-    store.db.execute("INSERT INTO filler VALUES (randomblob(3000000))")  # past what SQLite caches: it writes
-    store.close()
-    backups = tmp_path / "backups"
-    backups.mkdir()
+    root, backups = bot_with_a_large_store(tmp_path)
     killed = back_up_apart(root, backups / "nightly.db", held_between_steps(backups / "killed"))
     wait_until_held(killed, backups / "killed")
     killed.kill()
