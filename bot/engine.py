@@ -52,6 +52,7 @@ from bot.policy import Decision, decide, handing_off, misses_reach_handoff, unde
 from bot.project import (HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, VERIFIED_USER, Project,
                          button_payloads)
 from bot.responses import MAX_REPLY_CHARS, Rendered, read_payload
+from dialogues.holding import acknowledges
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
 
@@ -222,7 +223,7 @@ class Bot:
             answered = requested
         else:
             decision = decide(analysis, self.config, self.project.responses, self._fillable(slots, entities, text),
-                              turn.channel, fallbacks, language, self.project.intents)
+                              turn.channel, fallbacks, language, self.project.intents, acknowledges(text))
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, read, language,

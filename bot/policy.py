@@ -82,10 +82,12 @@ def decide(
     fallbacks_so_far: int,
     language: Language = "en",
     intents: Collection[str] | None = None,
+    acknowledges: bool = False,
 ) -> Decision:
     """``intents`` are nlu.yml's: a model served after `bot rollback`, or from before an edit of nlu.yml, may
     rank an intent nlu.yml no longer has, whose button would lead to no template nor action, and back here.
-    None offers whatever the model ranks."""
+    None offers whatever the model ranks. ``acknowledges``: the message only acknowledges or thanks
+    (:func:`dialogues.holding.acknowledges`)."""
     pred = analysis.prediction
     intent, confidence = pred.intent, pred.confidence
     confident = understood(analysis, config)
@@ -99,6 +101,9 @@ def decide(
         hits = [h for h in hits if mostly_written_in(h.text) == language]
     else:
         hits = [h for h in hits if not foreign(h.text, language)]
+    if acknowledges and (not confident or intent == OOS):
+        # "ok", "thanks 👍" that no intent of the shop's answers: no miss, nor "this is not something I can help with".
+        return Decision("template", None, confidence, say(config.fallback.acknowledged, language))
     if confident and intent == OOS:
         # Taught that such messages are not the bot's to answer: only an agent's answer to one of them, which
         # a reviewer filed under oos (a question the shop answers without an intent for it), beats declining.

@@ -167,6 +167,9 @@ class FallbackConfig(Settings):
     action_slow: Text = {"en": "Sorry, that is taking longer than it should, and it may still go through. Please check "
                                "in a moment before trying again, or ask for a person.",
                          "zh": "抱歉，处理时间比预期长，操作可能仍在进行。请稍后确认再重试，或者转人工客服。"}
+    # said to a message that only acknowledges or thanks ("ok", "thanks 👍", "好的[抱拳]"), which no intent answered:
+    # a polite customer is no miss, and was handed to a person for saying thanks twice
+    acknowledged: Text = {"en": "All right. If there's anything else, just ask.", "zh": "好的，如果还有其他问题，随时问我。"}
     human_button: ButtonTitle = {"en": "Talk to a person", "zh": "转人工客服"}
     titles: dict[str, ButtonTitle] = Field(default_factory=dict, description="intent -> button title (default: its name)")
     exclude: list[str] = Field(default_factory=list, description="intents never offered as buttons (oos never is)")

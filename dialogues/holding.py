@@ -59,12 +59,13 @@ _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here)
          r"(?:real |live )?(?:human|person|agent|someone|somebody)(?: please)?"
          r"|(?:a |an )?(?:real |live )?(?:human|person|agent|representative)(?: please)?"
          r"|(?:我要|我想|我需要)?(?:找|揾|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?个?(?:人工|真人)(?:客服|服务)?|(?:我要|我想)?[找揾]?客服"
-         r"|ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
-         r"|好[的嘅][呢哦呀哈]?|好嘞?|好[滴哒]|(?:那)?好吧|嗯++[呐哪]?|[哦噢]++|收到|[没冇]问题|明白(?:了|晒)?|了解了?"
-         r"|(?:知道|晓得|懂)[了啦咗]|ok[的了啦]|谢谢(?:您|你们?|啦|了|亲)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
-         r"|多谢晒|唔该(?:晒|你|哂)?"  # Hong Kong's Cantonese: thanks, thanks a lot
-         r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?|多谢|谢谢客服|谢谢您了"
+         r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?"
          r"|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
+# Of those, the acknowledgements and thanks: what a customer says to an answer, asking nothing more.
+_OKS = (r"ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
+        r"|好[的嘅][呢哦呀哈]?|好嘞?|好[滴哒]|(?:那)?好吧|嗯++[呐哪]?|[哦噢]++|收到|[没冇]问题|明白(?:了|晒)?|了解了?"
+        r"|(?:知道|晓得|懂)[了啦咗]|ok[的了啦]|谢谢(?:您|你们?|啦|了|亲|客服|您了)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
+        r"|多谢晒|唔该(?:晒|你|哂)?|多谢")  # and Hong Kong's Cantonese: thanks, thanks a lot
 # What a customer sent that the bot cannot read (a picture, a voice message), as a platform channel records it in
 # the transcript for the agent who has the conversation (bot/channels/wecom.py): per message type, per language.
 SENT: dict[str, dict[str, str]] = {
@@ -95,7 +96,9 @@ def _only(words: str) -> str:
 
 # What only a customer says with nothing asked, where an agent's "可以", "是的" or "没有了" answers a question.
 _CONFIRMS = r"可以的?|行吧?|对的?|是的|没事了?|(?:没有|没|不用)了|没有(?:其他|其它|别的)(?:问题|事)了?|得[啦嘞喇]?|系[啊呀嘅]?"
-_ACKNOWLEDGES = re.compile(_only(_ACKS + "|" + _CONFIRMS))
+_ACKNOWLEDGES = re.compile(_only(_ACKS + "|" + _OKS + "|" + _CONFIRMS))
+_ACKNOWLEDGEMENT = re.compile(_only(_OKS))
+_SIGNS_ALONE = re.compile(_SIGNS)  # a clause with no word in it
 # An agent's apology for what happened to the customer, which the next customer with the same trouble is owed too
 # (not one for a wait: "抱歉让您久等了" is chatter).
 _SORRY = (r"(?:i(?:['’]m| am) )?(?:so |very |really |truly )?sorry(?: (?:to hear (?:that|this)|about (?:that|this)"
@@ -129,7 +132,7 @@ _CHATTER = re.compile(
     r"|(?:这边)?(?:已经)?收到(?:您|你)的?(?:反馈|消息|信息)了?"
     r"|(?:很|非常|实在|真的|十分)?(?:抱歉|[不唔]好意思|对不起)(?:让(?:您|你))?久等了?|(?:要|让)(?:您|你)等(?:咗|了)?(?:咁|这么|好)?(?:耐|久)了?"
     r"|(?:感谢|谢谢)(?:您|你)?的?(?:理解|支持|配合)(?:(?:与|和)(?:理解|支持|配合))?"
-    r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _SORRY + "|" + _only(_ACKS + r"|谢谢.{0,4}?")
+    r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _SORRY + "|" + _only(_ACKS + "|" + _OKS + r"|谢谢.{0,4}?")
 )
 # Clauses end at punctuation, and at a space beside a Chinese character ("让您久等了 已经给您退款了"); not at an
 # enumeration comma, which lists within one ("请提供您的姓名、电话和地址").
@@ -258,6 +261,20 @@ def asks_nothing(text: str) -> bool:
     clauses = _clauses(redact(text))
     gives = any(_CONTACT.search(c) for c in clauses)
     return all(_ACKNOWLEDGES.fullmatch(c) or gives and _names_contact(c) for c in clauses)
+
+
+# Signs that agree or thank where a customer writes no word: 👍, 👌, 🙏, 🤝, ✅, and WeChat's [强], [OK], [抱拳], [握手], [好的],
+# [合十], [胜利]. A message of other signs ("?", "😡", "[发怒]") is no acknowledgement.
+_AGREEING = re.compile(r"[\U0001f44d\U0001f44c\U0001f64f\U0001f91d\u2705]|\[(?:强|ok|抱拳|握手|好的|合十|胜利)\]")
+
+
+def acknowledges(text: str) -> bool:
+    """Whether a customer's message only acknowledges or thanks ("ok", "thanks 👍", "好的[抱拳]", "[强]"): the
+    acknowledgements of :func:`asks_nothing`, without its greetings, nudges and requests for a person, which ask
+    the bot for something. An answer to such a message is "glad to help", never "I didn't understand"."""
+    clauses = _clauses(text)
+    worded = not all(map(_SIGNS_ALONE.fullmatch, clauses))
+    return (worded or bool(_AGREEING.search(text.lower()))) and all(map(_ACKNOWLEDGEMENT.fullmatch, clauses))
 
 
 # Where a sentence ends: at its stop and the space after it ("2.5" goes on) after a word ("e.g." goes on), a Chinese

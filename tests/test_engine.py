@@ -20,7 +20,7 @@ import sqlite_utils
 
 from bot.channels.base import normalise
 from bot.server import BOT, create_app
-from tests.conftest import ask
+from tests.conftest import ask, configured_copy
 
 
 @pytest.fixture
@@ -90,6 +90,21 @@ async def test_back_to_the_bot_is_logged_and_never_counts_as_a_miss(client: Any,
     assert [(t["role"], t["text"]) for t in history["turns"]][2:] == [("user", "/resume"), ("bot", resumed["reply"])] * 2
     with sqlite3.connect(tiny_demo_bot / "dialogues.db") as db:
         assert db.execute("SELECT status, fallbacks FROM conversations WHERE id = 'eng-resume'").fetchone() == ("open", 0)
+
+
+async def test_thanks_after_an_answer_is_acknowledged_not_a_miss(aiohttp_client: Any, tiny_demo_bot: Path,
+                                                                   tmp_path: Path) -> None:
+    """"thanks 👍" and "好的[抱拳]" got "Sorry, I'm not sure I understood" and counted as misses: a customer who
+    said thanks twice was handed to a person."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "polite", thresholds={"intent": 1.0, "retrieval": 1.0,
+                                                                          "fallbacks_before_handoff": 2})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    said = [await ask(client, "polite", text) for text in ("ok", "thanks 👍", "好的[抱拳]", "[强]")]
+    assert [(r["reply"], r["source"], r["intent"], r["handed_off"]) for r in said] == [
+        ("All right. If there's anything else, just ask.", "template", None, False)] * 2 + [
+        ("好的，如果还有其他问题，随时问我。", "template", None, False)] * 2
+    unsure = await ask(client, "polite", "hmm, what about the thing")  # a miss still is one
+    assert (unsure["source"], unsure["handed_off"]) == ("fallback", False)
 
 
 async def test_admin_api_needs_the_token(client: Any) -> None:

@@ -25,7 +25,7 @@ from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
-from dialogues.holding import asks_nothing, gives_details, says_nothing
+from dialogues.holding import acknowledges, asks_nothing, gives_details, says_nothing
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, SentBefore, Store, StoreError
 from tests.conftest import REPO, store_of_the_last_deskbot
@@ -681,14 +681,25 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     assert asks_nothing(text) is only
 
 
+@pytest.mark.parametrize(("text", "only"), [
+    ("ok", True), ("thanks 👍", True), ("👍🏻", True), ("好的", True), ("[强]", True), ("好的[抱拳]", True), ("[OK]", True),
+    ("收到，谢谢", True), ("多謝晒", True), ("好的 (｡･ω･｡)", True),
+    # greetings, nudges and requests for a person ask the bot for something; signs alone may be anything
+    ("hi", False), ("在吗", False), ("talk to a person", False), ("?", False), ("😡", False), ("[发怒]", False),
+    ("", False), ("thanks, do you ship to France?", False), ("好的，运费多少", False),
+])
+def test_what_only_acknowledges(text: str, only: bool) -> None:
+    assert acknowledges(text) is only
+
+
 def test_a_long_run_of_acknowledgements_is_read_at_once() -> None:
     """Each word of "thanks thanks … now" could be read two ways ("thank" and a letter alone), "嗯嗯嗯…吗" in
     as many ways as its characters split: refusing 24 words took a minute, and the event loop of a bilingual
     bot (and the store's thread, when an agent answers) stood still for it. Run apart, so that a regression
     fails in seconds instead of hanging the suite."""
-    code = ("from dialogues.holding import asks_nothing, says_nothing\n"
+    code = ("from dialogues.holding import acknowledges, asks_nothing, says_nothing\n"
             "for text in ['thanks ' * 40 + 'now', '嗯' * 60 + '吗', '(｡･ω･｡) ok ' * 30 + 'refund']:\n"
-            "    assert not asks_nothing(text)\n"
+            "    assert not asks_nothing(text) and not acknowledges(text)\n"
             "    says_nothing(text)\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
 
