@@ -299,7 +299,7 @@ def past_events(turns: Iterable[dict[str, Any]], actions_map: Mapping[str, str],
         for entity in found:
             filled.setdefault(entity["entity"], entity["value"])
         events += [_action("action_listen", stamp),
-                   _user_event(turn["text"], turn["intent"], turn["confidence"] or 0.0, turn["ranking"], found,
+                   _user_event(turn["text"], _understood(turn), turn["confidence"] or 0.0, turn["ranking"], found,
                                turn["channel"], {}, stamp),
                    *({"event": "slot", "timestamp": stamp, "name": k, "value": v} for k, v in filled.items())]
         if answered := _answered_by(turn["source"], turn["intent"], actions_map):
@@ -307,14 +307,20 @@ def past_events(turns: Iterable[dict[str, Any]], actions_map: Mapping[str, str],
     return events
 
 
+def _understood(turn: Mapping[str, Any]) -> str | None:
+    """The intent the classifier read in a customer's stored message, as Rasa's ``user`` event names it: a reply
+    about no intent (an acknowledgement, a historical answer filed under none) is stored without one."""
+    return turn["intent"] or next((name for name, _ in turn["ranking"]), None)
+
+
 def _answered_by(source: str | None, intent: str | None, actions_map: Mapping[str, str]) -> str | None:
     """The action Rasa's tracker would name for a message deskbot answered by ``source``: its custom action (as
     bot.yml maps its intent now), its intent's response (``utter_<intent>``), or Rasa's fallback; None where
-    deskbot answered in its own way (a history answer, a handoff) or not at all."""
+    deskbot answered in its own way (a history answer, an acknowledgement, a handoff) or not at all."""
     if source == "action":
         return actions_map.get(intent or "")
     if source == "template":
-        return f"utter_{intent}"
+        return f"utter_{intent}" if intent else None  # no intent's: deskbot's own acknowledgement
     return "action_default_fallback" if source == "fallback" else None
 
 

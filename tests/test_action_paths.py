@@ -27,7 +27,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import AllSlotsReset, ConversationPaused, ConversationResumed, FollowupAction, Restarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.actions import ActionError, ActionResult, ActionRunner, action_call
+from bot.actions import ActionError, ActionResult, ActionRunner, action_call, past_events
 from bot.channels.base import Turn
 from bot.engine import MAX_FOLLOWUPS, Bot
 from bot.nlu import NLU
@@ -938,6 +938,18 @@ async def test_an_action_reads_the_conversation_before_the_message_on_both_paths
             '{"order_id": "123"} cancel_order web 9']
     finally:
         await bot.close()
+
+
+def test_an_acknowledgement_in_the_tracker_names_no_response_and_keeps_what_the_classifier_read() -> None:
+    """"thanks" answered with fallback.acknowledged is stored with no intent: the tracker named an action
+    utter_None, and the message's intent was None where Rasa's NLU names the one it read."""
+    turns = [{"role": "user", "text": "thanks", "channel": "web", "created": 1.0, "buttons": [], "intent": None,
+              "confidence": 0.3, "ranking": [["greet", 0.3], ["goodbye", 0.2]], "source": "template"},
+             {"role": "bot", "text": "All right.", "channel": "web", "created": 1.0, "buttons": [], "intent": None,
+              "confidence": None, "ranking": [], "source": None}]
+    events = past_events(turns, {}, lambda text: [])
+    assert [(e["event"], e.get("name")) for e in events] == [("action", "action_listen"), ("user", None), ("bot", None)]
+    assert events[1]["parse_data"]["intent"] == {"name": "greet", "confidence": 0.3}
 
 
 NESTED_ACTION = """
