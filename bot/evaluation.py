@@ -9,6 +9,7 @@ not run (one that asks a question still counts as answering its intent).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -52,8 +53,8 @@ def reply_outcome(decision: Decision, truth: str, labels: list[str], handoff_int
 
 
 def unfiled_answer(decision: Decision, analysis: Analysis) -> bool:
-    """Whether the reply is a historical answer filed under no intent, to which the reply policy gives the
-    classifier's intent: that says nothing of what it answers."""
+    """Whether the reply is a historical answer filed under no intent, to which the reply policy gives no intent,
+    or the classifier's if it was sure: that says nothing of what it answers."""
     return decision.kind == "retrieval" and any(h.intent is None and h.text == decision.text for h in analysis.hits)
 
 
@@ -69,7 +70,9 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
         language = turn_language(project.config.language, text)
         decision = decide(analysis, project.config, project.responses, project.entities(text), "web", 0, language,
                           project.intents)
-        outcome = reply_outcome(decision, row["intent"], labels, project.config.handoff.intent,
+        # An unsure historical answer filed under no intent reports none: it counts as the classifier's intent.
+        judged = dataclasses.replace(decision, intent=decision.intent or analysis.prediction.intent)
+        outcome = reply_outcome(judged, row["intent"], labels, project.config.handoff.intent,
                                 unfiled_answer(decision, analysis))
         outcomes[outcome] += 1
         by_source.setdefault(decision.kind, Counter())[outcome] += 1

@@ -123,7 +123,10 @@ def decide(
         # from the history would promise one who never comes); the fallback's "talk to a person" button does.
         hits = []
     if hits and close_enough(hits[0].score, config):
-        return Decision("retrieval", hits[0].intent or intent, confidence, hits[0].text, retrieval_score=hits[0].score)
+        # An answer filed under no intent is about the intent the classifier was sure of, else about none: the
+        # classifier's unsure lean (oos, often) said nothing of what it answered, in the API, the figures and the log.
+        about = hits[0].intent or (intent if confident else None)
+        return Decision("retrieval", about, confidence, hits[0].text, retrieval_score=hits[0].score)
 
     if misses_reach_handoff(fallbacks_so_far, config):
         return handing_off(config, responses, channel, language, "fallbacks", values, intent, confidence)

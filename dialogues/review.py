@@ -99,7 +99,9 @@ def candidates(store: Store, threshold: float, limit: int = WINDOW, labels: Coll
     if limit <= 0:
         return out
     rows = store.db.query(
-        "SELECT t.id, t.text, t.conversation_id, p.intent, p.confidence, p.ranking, p.source, f.value AS feedback "
+        # The classifier's intent, also where the reply was about none (a historical answer filed under no intent)
+        "SELECT t.id, t.text, t.conversation_id, coalesce(p.intent, json_extract(p.ranking, '$[0][0]')) AS intent, "
+        "p.confidence, p.ranking, p.source, f.value AS feedback "
         "FROM turns t JOIN predictions p ON p.turn_id = t.id "
         "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = p.reply_turn_id) "
         "WHERE t.id < ? AND t.role = 'user' AND p.source != 'silent' AND substr(t.text, 1, 1) != '/' "

@@ -78,6 +78,15 @@ def test_the_queue_holds_doubtful_turns_grouped_and_ordered_by_expected_value(st
     assert items[4].reasons == ["handoff"] and items[4].score == pytest.approx(0.15)
 
 
+def test_an_answer_of_no_intent_is_queued_with_the_intent_the_classifier_leaned_to(store: Store) -> None:
+    """An unsure historical answer filed under no intent is stored with none; the reviewer still sees, and may
+    accept, what the classifier read in the message."""
+    store.log_exchange(Exchange("c1", "web", None, "do you ship to France?", None, "Yes, in 5 days.", None, 0.3,
+                                [("oos", 0.3), ("track_order", 0.2)], "retrieval", "v0001"))
+    [item] = review_queue(store, threshold=0.5)
+    assert (item.intent, item.reasons) == ("oos", ["low_confidence"])
+
+
 def test_a_queue_that_stopped_before_the_waiting_messages_ran_out_says_more_wait(store: Store) -> None:
     """A big shop's queue held the latest 5,000 waiting messages of 156,701, and said "478 left"."""
     ids = [turn(store, text, 0.3, "template", conversation=f"c{n}")[0]  # unsure: rescored, the model may be sure
