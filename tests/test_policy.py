@@ -371,6 +371,15 @@ def test_an_answer_of_no_intent_to_a_question_no_intent_covers_is_right(tmp_path
     assert [(miss["intent"], miss["reply"]) for miss in misses] == [("oos", abroad)]
 
 
+def test_the_starter_offers_no_small_talk_as_a_fallback_button() -> None:
+    """"where is my order?" to a new bot offered "Did you mean one of these? Greet, Opening hours, Goodbye"."""
+    project = load_project(REPO / "bot" / "starter")
+    ranking = [("greet", 0.36), ("opening_hours", 0.3), ("goodbye", 0.2), ("oos", 0.14)]
+    unsure = Analysis(Prediction("greet", 0.36, ranking), [], 0.5, "v0001")
+    decision = decide(unsure, project.config, project.responses, {}, "web", 0, "en", project.intents)
+    assert [b["title"] for b in decision.buttons] == ["Opening hours", "Talk to a person"]
+
+
 def test_a_template_text_the_shop_has_since_changed_is_never_sent_from_the_index() -> None:
     """The index keeps the templates' texts of its training: after the fee went from $4.95 to $5.95 in
     responses.yml, an unsure question still got "$4.95" from the index."""
