@@ -52,7 +52,7 @@ from bot.policy import Decision, decide, handing_off, misses_reach_handoff, unde
 from bot.project import (HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, VERIFIED_USER, Project,
                          button_payloads)
 from bot.responses import MAX_REPLY_CHARS, Rendered, read_payload
-from dialogues.holding import acknowledges
+from dialogues.holding import acknowledges, asks_for_a_person
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
 
@@ -215,7 +215,7 @@ class Bot:
         answered = None  # the slot the message answers, which the action that asked for it gets
         requested = slots.get(REQUESTED_SLOT)
         requested = requested if isinstance(requested, str) else None  # a name; a log from before the check may differ
-        if text == HANDOFF_PAYLOAD:
+        if text == HANDOFF_PAYLOAD or asks_for_a_person(text):  # the button, or typed: "talk to a human", "转人工"
             decision = self._handing_off(turn.channel, language, "requested", self._fillable(slots, entities, text))
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)

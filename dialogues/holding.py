@@ -55,13 +55,15 @@ _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here)
          r"|(?:are )?(?:you|u) (?:still )?(?:there|here)|(?:i(?:['’]m| am) )?(?:still )?(?:here|there|waiting)|ping|hm++"
          r"|i(?:['’]ll| will) wait|take your time|bye(?: bye)?|goodbye|喂|在(?:不在)?|我?还在等?|等[了咗]?(?:好久|很久|半天|好耐)了?"
          r"|(?:好的)?我等(?:你|您)|再见|拜拜"
-         r"|(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)? )?(?:talk|speak|chat)(?: to| with) (?:a |an )?"
-         r"(?:real |live )?(?:human|person|agent|someone|somebody)(?: please)?"
-         r"|(?:a |an )?(?:real |live )?(?:human|person|agent|representative)(?: please)?"
-         r"|(?:我要|我想|我需要)?(?:找|揾|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?个?(?:人工|真人)(?:客服|服务)?|(?:我要|我想)?[找揾]?客服"
          r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?"
          r"|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
-# Of those, the acknowledgements and thanks: what a customer says to an answer, asking nothing more.
+# Of those, asking for a person.
+_FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)? )?(?:talk|speak|chat)(?: to| with) (?:a |an )?"
+                 r"(?:real |live )?(?:human|person|agent|someone|somebody)(?: please)?"
+                 r"|(?:a |an )?(?:real |live )?(?:human|person|agent|representative)(?: please)?"
+                 r"|(?:我要|我想|我需要)?(?:找|揾|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?个?(?:人工|真人)(?:客服|服务)?"
+                 r"|(?:我要|我想)?[找揾]?客服")
+# And the acknowledgements and thanks: what a customer says to an answer, asking nothing more.
 _OKS = (r"ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
         r"|好[的嘅][呢哦呀哈]?|好嘞?|好[滴哒]|(?:那)?好吧|嗯++[呐哪]?|[哦噢]++|收到|[没冇]问题|明白(?:了|晒)?|了解了?"
         r"|(?:知道|晓得|懂)[了啦咗]|ok[的了啦]|谢谢(?:您|你们?|啦|了|亲|客服|您了)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
@@ -96,8 +98,9 @@ def _only(words: str) -> str:
 
 # What only a customer says with nothing asked, where an agent's "可以", "是的" or "没有了" answers a question.
 _CONFIRMS = r"可以的?|行吧?|对的?|是的|没事了?|(?:没有|没|不用)了|没有(?:其他|其它|别的)(?:问题|事)了?|得[啦嘞喇]?|系[啊呀嘅]?"
-_ACKNOWLEDGES = re.compile(_only(_ACKS + "|" + _OKS + "|" + _CONFIRMS))
+_ACKNOWLEDGES = re.compile(_only(_ACKS + "|" + _FOR_A_PERSON + "|" + _OKS + "|" + _CONFIRMS))
 _ACKNOWLEDGEMENT = re.compile(_only(_OKS))
+_PERSON = re.compile(_only(_FOR_A_PERSON))
 _SIGNS_ALONE = re.compile(_SIGNS)  # a clause with no word in it
 # An agent's apology for what happened to the customer, which the next customer with the same trouble is owed too
 # (not one for a wait: "抱歉让您久等了" is chatter).
@@ -132,7 +135,7 @@ _CHATTER = re.compile(
     r"|(?:这边)?(?:已经)?收到(?:您|你)的?(?:反馈|消息|信息)了?"
     r"|(?:很|非常|实在|真的|十分)?(?:抱歉|[不唔]好意思|对不起)(?:让(?:您|你))?久等了?|(?:要|让)(?:您|你)等(?:咗|了)?(?:咁|这么|好)?(?:耐|久)了?"
     r"|(?:感谢|谢谢)(?:您|你)?的?(?:理解|支持|配合)(?:(?:与|和)(?:理解|支持|配合))?"
-    r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _SORRY + "|" + _only(_ACKS + "|" + _OKS + r"|谢谢.{0,4}?")
+    r"|亲(?:爱的)?(?:顾客|用户|客户)?|我是(?:客服)?.{1,4}|" + _SORRY + "|" + _only(_ACKS + "|" + _FOR_A_PERSON + "|" + _OKS + r"|谢谢.{0,4}?")
 )
 # Clauses end at punctuation, and at a space beside a Chinese character ("让您久等了 已经给您退款了"); not at an
 # enumeration comma, which lists within one ("请提供您的姓名、电话和地址").
@@ -275,6 +278,15 @@ def acknowledges(text: str) -> bool:
     clauses = _clauses(text)
     worded = not all(map(_SIGNS_ALONE.fullmatch, clauses))
     return (worded or bool(_AGREEING.search(text.lower()))) and all(map(_ACKNOWLEDGEMENT.fullmatch, clauses))
+
+
+def asks_for_a_person(text: str) -> bool:
+    """Whether a customer's message asks for a person and nothing else ("talk to a human", "hi, agent please",
+    "转人工"), in the words :func:`asks_nothing` reads such a request with: the bot hands such a message off as
+    it does the button for a person, also where no intent was taught to ask for one."""
+    clauses = _clauses(text)
+    return (any(_PERSON.fullmatch(c) and not _SIGNS_ALONE.fullmatch(c) for c in clauses)
+            and all(map(_ACKNOWLEDGES.fullmatch, clauses)))
 
 
 # Where a sentence ends: at its stop and the space after it ("2.5" goes on) after a word ("e.g." goes on), a Chinese

@@ -92,19 +92,36 @@ async def test_back_to_the_bot_is_logged_and_never_counts_as_a_miss(client: Any,
         assert db.execute("SELECT status, fallbacks FROM conversations WHERE id = 'eng-resume'").fetchone() == ("open", 0)
 
 
-async def test_thanks_after_an_answer_is_acknowledged_not_a_miss(aiohttp_client: Any, tiny_demo_bot: Path,
-                                                                   tmp_path: Path) -> None:
+@pytest.fixture
+async def unsure(aiohttp_client: Any, tiny_demo_bot: Path, tmp_path: Path) -> Any:
+    """A client of the tiny demo bot sure of no typed message, with no handoff intent: the second miss in a row
+    hands off."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "unsure", handoff={"intent": None},
+                           thresholds={"intent": 1.0, "retrieval": 1.0, "fallbacks_before_handoff": 2})
+    return await aiohttp_client(create_app(root, device="cpu"))
+
+
+async def test_thanks_after_an_answer_is_acknowledged_not_a_miss(unsure: Any) -> None:
     """"thanks 👍" and "好的[抱拳]" got "Sorry, I'm not sure I understood" and counted as misses: a customer who
     said thanks twice was handed to a person."""
-    root = configured_copy(tiny_demo_bot, tmp_path / "polite", thresholds={"intent": 1.0, "retrieval": 1.0,
-                                                                          "fallbacks_before_handoff": 2})
-    client = await aiohttp_client(create_app(root, device="cpu"))
+    client = unsure
     said = [await ask(client, "polite", text) for text in ("ok", "thanks 👍", "好的[抱拳]", "[强]")]
     assert [(r["reply"], r["source"], r["intent"], r["handed_off"]) for r in said] == [
         ("All right. If there's anything else, just ask.", "template", None, False)] * 2 + [
         ("好的，如果还有其他问题，随时问我。", "template", None, False)] * 2
     unsure = await ask(client, "polite", "hmm, what about the thing")  # a miss still is one
     assert (unsure["source"], unsure["handed_off"]) == ("fallback", False)
+
+
+async def test_a_typed_request_for_a_person_hands_off_as_the_button_does(unsure: Any) -> None:
+    """With no handoff intent, "talk to a human" got the fallback, and "转人工" the same in Chinese: only the
+    button reached a person."""
+    for conversation, text, said in [("typed-en", "hi, talk to a human please", "I'm connecting you with a human agent."),
+                                     ("typed-zh", "转人工", "正在为您转接人工客服")]:
+        reply = await ask(unsure, conversation, text)
+        assert (reply["source"], reply["handed_off"]) == ("handoff", True) and reply["reply"].startswith(said)
+    asked = await ask(unsure, "typed-about", "can I talk to someone about my refund")  # a question, for the bot
+    assert (asked["source"], asked["handed_off"]) == ("fallback", False)
 
 
 async def test_admin_api_needs_the_token(client: Any) -> None:

@@ -25,7 +25,7 @@ from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
-from dialogues.holding import acknowledges, asks_nothing, gives_details, says_nothing
+from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, gives_details, says_nothing
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, SentBefore, Store, StoreError
 from tests.conftest import REPO, store_of_the_last_deskbot
@@ -692,14 +692,24 @@ def test_what_only_acknowledges(text: str, only: bool) -> None:
     assert acknowledges(text) is only
 
 
+@pytest.mark.parametrize(("text", "only"), [
+    ("talk to a human", True), ("hi, agent please", True), ("Real person please 🙏", True), ("转人工", True),
+    ("我要人工客服", True), ("ok, 找人工", True),
+    ("can I talk to someone about my refund", False), ("human resources phone number", False), ("我要人工退款", False),
+    ("在吗", False), ("👍", False), ("人工客服几点下班", False),
+])
+def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
+    assert asks_for_a_person(text) is only
+
+
 def test_a_long_run_of_acknowledgements_is_read_at_once() -> None:
     """Each word of "thanks thanks … now" could be read two ways ("thank" and a letter alone), "嗯嗯嗯…吗" in
     as many ways as its characters split: refusing 24 words took a minute, and the event loop of a bilingual
     bot (and the store's thread, when an agent answers) stood still for it. Run apart, so that a regression
     fails in seconds instead of hanging the suite."""
-    code = ("from dialogues.holding import acknowledges, asks_nothing, says_nothing\n"
+    code = ("from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, says_nothing\n"
             "for text in ['thanks ' * 40 + 'now', '嗯' * 60 + '吗', '(｡･ω･｡) ok ' * 30 + 'refund']:\n"
-            "    assert not asks_nothing(text) and not acknowledges(text)\n"
+            "    assert not asks_nothing(text) and not acknowledges(text) and not asks_for_a_person(text)\n"
             "    says_nothing(text)\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
 
