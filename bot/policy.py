@@ -139,8 +139,8 @@ def decide(
                  if name not in hidden and (intents is None or name in intents)][:3]
     buttons = [{"title": _title(config, name, language), "payload": f"/{name}"} for name in likeliest]
     buttons.append({"title": say(fallback.human_button, language), "payload": HANDOFF_PAYLOAD})
-    # "Did you mean one of these?" over the person button alone asks about nothing.
-    text = say(fallback.message if likeliest else fallback.rephrase, language)
+    # "Did you mean one of these?" over the person button alone asks about nothing; said twice in a row, it loops.
+    text = say(fallback.again if fallbacks_so_far else fallback.message if likeliest else fallback.rephrase, language)
     return Decision("fallback", intent, confidence, text, buttons)
 
 

@@ -162,6 +162,9 @@ class FallbackConfig(Settings):
                      "zh": "抱歉，我不太确定您的意思。您是想问下面这些吗？"}
     rephrase: Text = {"en": "Sorry, I'm not sure I understood. Could you put it another way?",  # no intent to offer
                       "zh": "抱歉，我不太确定您的意思。能换个说法吗？"}
+    # said instead after a miss right before: the same "not sure I understood" again read as a bot stuck in a loop
+    again: Text = {"en": "Sorry, I still didn't catch that. Could you put it another way, or talk to a person?",
+                   "zh": "抱歉，我还是没能理解。您可以换个说法，或者转人工客服。"}
     action_failed: Text = {"en": "Sorry, I couldn't complete that just now. Please try again, or ask for a person.",
                            "zh": "抱歉，刚才没能完成这个操作。请再试一次，或者转人工客服。"}
     action_slow: Text = {"en": "Sorry, that is taking longer than it should, and it may still go through. Please check "

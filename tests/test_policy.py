@@ -178,6 +178,18 @@ def test_repeated_fallbacks_hand_off() -> None:
     assert decide(analysis("get_refund", 0.2), CONFIG, RESPONSES, {}, "web", 1).kind == "handoff"
 
 
+def test_a_miss_right_after_a_miss_is_not_answered_with_the_same_words() -> None:
+    """With fallbacks_before_handoff above 2, a customer got "Sorry, I'm not sure I understood. Did you mean one
+    of these?" word for word again, as if the bot were stuck."""
+    patient = CONFIG.model_copy(update={"thresholds": CONFIG.thresholds.model_copy(update={"fallbacks_before_handoff": 3})})
+    first, second = (decide(analysis("get_refund", 0.2), patient, RESPONSES, {}, "web", n) for n in (0, 1))
+    assert first.text == "Sorry, I'm not sure I understood. Did you mean one of these?"
+    assert second.kind == "fallback" and second.buttons == first.buttons
+    assert second.text == "Sorry, I still didn't catch that. Could you put it another way, or talk to a person?"
+    assert decide(analysis("get_refund", 0.2), patient, RESPONSES, {}, "web", 1, "zh").text == \
+        "抱歉，我还是没能理解。您可以换个说法，或者转人工客服。"
+
+
 def test_calibration_cuts_between_mistakes_and_correct_answers() -> None:
     confidences = [0.34, 0.41] + [0.7 + i / 100 for i in range(20)]
     correct = [False, False] + [True] * 20
