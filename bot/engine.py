@@ -216,7 +216,11 @@ class Bot:
         requested = slots.get(REQUESTED_SLOT)
         requested = requested if isinstance(requested, str) else None  # a name; a log from before the check may differ
         if text == HANDOFF_PAYLOAD or asks_for_a_person(text):  # the button, or typed: "talk to a human", "转人工"
-            decision = self._handing_off(turn.channel, language, "requested", self._fillable(slots, entities, text))
+            # typed, it is logged with what the classifier read in it (the handoff intent, where the bot has one)
+            read_as = None if text == HANDOFF_PAYLOAD else Decision("handoff", analysis.prediction.intent,
+                                                                     analysis.prediction.confidence)
+            decision = self._handing_off(turn.channel, language, "requested", self._fillable(slots, entities, text),
+                                         read_as)
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
             decision = Decision("action", intent, 1.0, action=loop)

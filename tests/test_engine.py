@@ -120,6 +120,7 @@ async def test_a_typed_request_for_a_person_hands_off_as_the_button_does(unsure:
                                      ("typed-zh", "转人工", "正在为您转接人工客服")]:
         reply = await ask(unsure, conversation, text)
         assert (reply["source"], reply["handed_off"]) == ("handoff", True) and reply["reply"].startswith(said)
+        assert reply["intent"] == reply["ranking"][0]["intent"]  # what the classifier read in it, as logged
     asked = await ask(unsure, "typed-about", "can I talk to someone about my refund")  # a question, for the bot
     assert (asked["source"], asked["handed_off"]) == ("fallback", False)
 
