@@ -198,11 +198,14 @@ _EMOTICONS = re.compile(
     r"|庆祝|礼物|红包|发|福|烟花|爆竹|猪头|跳跳|发抖|转圈)\]")
 
 
+def _read(text: str) -> str:
+    """``text`` as the rules read it: in Simplified characters, NFKC-normalised, in lower case."""
+    return unicodedata.normalize("NFKC", model_text(text)).lower()
+
+
 def _clauses(text: str) -> list[str]:
-    """``text``'s clauses as the rules read them: in Simplified characters, NFKC-normalised, in lower case, without
-    WeChat's emoticons (:data:`_EMOTICONS`)."""
-    read = _EMOTICONS.sub(" ", unicodedata.normalize("NFKC", model_text(text)).lower())
-    return [c for c in map(str.strip, _CLAUSES.split(read)) if c]
+    """``text``'s clauses as the rules read them (:func:`_read`), without WeChat's emoticons (:data:`_EMOTICONS`)."""
+    return [c for c in map(str.strip, _CLAUSES.split(_EMOTICONS.sub(" ", _read(text)))) if c]
 
 
 def says_nothing(text: str) -> bool:
@@ -241,7 +244,7 @@ def gives_details(text: str) -> bool:
     "it's jane@example.com") or is short ("Jane Doe") and makes no request. One that asks ("also, do you ship to
     Norway?", "还有，你们寄挪威吗？") or says a new request ("另外我要改地址", "also need to change my address") is a
     new question, which the agent's next reply answers."""
-    read = unicodedata.normalize("NFKC", model_text(text)).lower()
+    read = _read(text)
     if _QUESTION.search(read):
         return False
     return bool(re.search(r"\d", read) or _CONTACT.search(redact(text).lower()) or len(re.findall(r"[a-z]+", read)) <= _SHORT_WORDS
@@ -267,7 +270,7 @@ def asks_nothing(text: str) -> bool:
 
 
 # Signs that agree or thank where a customer writes no word: 👍, 👌, 🙏, 🤝, ✅, and WeChat's [强], [OK], [抱拳], [握手], [好的],
-# [合十], [胜利]. A message of other signs ("?", "😡", "[发怒]") is no acknowledgement.
+# [合十], [胜利] (as read: in Simplified characters, WeChat's Traditional [強] too). A message of other signs ("?", "😡", "[发怒]") is no acknowledgement.
 _AGREEING = re.compile(r"[\U0001f44d\U0001f44c\U0001f64f\U0001f91d\u2705]|\[(?:强|ok|抱拳|握手|好的|合十|胜利)\]")
 
 
@@ -277,7 +280,7 @@ def acknowledges(text: str) -> bool:
     the bot for something. An answer to such a message is "glad to help", never "I didn't understand"."""
     clauses = _clauses(text)
     worded = not all(map(_SIGNS_ALONE.fullmatch, clauses))
-    return (worded or bool(_AGREEING.search(text.lower()))) and all(map(_ACKNOWLEDGEMENT.fullmatch, clauses))
+    return (worded or bool(_AGREEING.search(_read(text)))) and all(map(_ACKNOWLEDGEMENT.fullmatch, clauses))
 
 
 def asks_for_a_person(text: str) -> bool:

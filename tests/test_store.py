@@ -683,6 +683,7 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
 
 @pytest.mark.parametrize(("text", "only"), [
     ("ok", True), ("thanks 👍", True), ("👍🏻", True), ("好的", True), ("[强]", True), ("好的[抱拳]", True), ("[OK]", True),
+    ("[強]", True), ("[ＯＫ]", True),  # WeChat's Traditional names, full width
     ("收到，谢谢", True), ("多謝晒", True), ("好的 (｡･ω･｡)", True),
     # greetings, nudges and requests for a person ask the bot for something; signs alone may be anything
     ("hi", False), ("在吗", False), ("talk to a person", False), ("?", False), ("😡", False), ("[发怒]", False),
