@@ -198,14 +198,19 @@ _EMOTICONS = re.compile(
     r"|庆祝|礼物|红包|发|福|烟花|爆竹|猪头|跳跳|发抖|转圈)\]")
 
 
+# Slack's emoji, which reach the bot as their names between colons (":+1:", ":pray::skin-tone-2:"): emoji, no words.
+_SLACK_EMOJI = re.compile(r":(?:[a-z][a-z0-9_+'-]*|\+1):")
+
+
 def _read(text: str) -> str:
     """``text`` as the rules read it: in Simplified characters, NFKC-normalised, in lower case."""
     return unicodedata.normalize("NFKC", model_text(text)).lower()
 
 
 def _clauses(text: str) -> list[str]:
-    """``text``'s clauses as the rules read them (:func:`_read`), without WeChat's emoticons (:data:`_EMOTICONS`)."""
-    return [c for c in map(str.strip, _CLAUSES.split(_EMOTICONS.sub(" ", _read(text)))) if c]
+    """``text``'s clauses as the rules read them (:func:`_read`), without WeChat's emoticons (:data:`_EMOTICONS`) and
+    Slack's emoji (:data:`_SLACK_EMOJI`)."""
+    return [c for c in map(str.strip, _CLAUSES.split(_SLACK_EMOJI.sub(" ", _EMOTICONS.sub(" ", _read(text))))) if c]
 
 
 def says_nothing(text: str) -> bool:
@@ -270,8 +275,9 @@ def asks_nothing(text: str) -> bool:
 
 
 # Signs that agree or thank where a customer writes no word: 👍, 👌, 🙏, 🤝, ✅, and WeChat's [强], [OK], [抱拳], [握手], [好的],
-# [合十], [胜利] (as read: in Simplified characters, WeChat's Traditional [強] too). A message of other signs ("?", "😡", "[发怒]") is no acknowledgement.
-_AGREEING = re.compile(r"[\U0001f44d\U0001f44c\U0001f64f\U0001f91d\u2705]|\[(?:强|ok|抱拳|握手|好的|合十|胜利)\]")
+# [合十], [胜利] (as read: in Simplified characters, WeChat's Traditional [強] too), and Slack's :+1:, :ok_hand:, :pray:. A message of other signs ("?", "😡", "[发怒]") is no acknowledgement.
+_AGREEING = re.compile(r"[\U0001f44d\U0001f44c\U0001f64f\U0001f91d\u2705]|\[(?:强|ok|抱拳|握手|好的|合十|胜利)\]"
+                       r"|:(?:\+1|thumbsup|ok_hand|pray|handshake|white_check_mark|heavy_check_mark):")
 
 
 def acknowledges(text: str) -> bool:

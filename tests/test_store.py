@@ -674,6 +674,7 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     ("搵人工", True), ("冇人收快遞點算", False), ("仲有冇貨", False),  # nudges and asking for a person, in Cantonese
     # WeChat's own emoticons, which WeCom delivers as their names in brackets
     ("[强]", True), ("好的[抱拳]", True), ("謝謝[玫瑰][玫瑰]", True), ("[OK]", True), ("[微笑]我的订单到哪了", False),
+    ("ok :+1:", True), ("thanks :pray:", True), (":smile: where is my order", False),  # and Slack's, by name
     ("are you there on Sundays?", False), ("can I talk to someone about my refund", False), ("waiting for my refund", False),
     ("still waiting for the parcel", False), ("还在路上吗", False), ("我要人工退款", False), ("human resources phone number", False),
 ])
@@ -684,6 +685,7 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
 @pytest.mark.parametrize(("text", "only"), [
     ("ok", True), ("thanks 👍", True), ("👍🏻", True), ("好的", True), ("[强]", True), ("好的[抱拳]", True), ("[OK]", True),
     ("[強]", True), ("[ＯＫ]", True),  # WeChat's Traditional names, full width
+    (":+1:", True), ("thanks :slightly_smiling_face:", True), (":pray::skin-tone-2:", True), (":rage:", False),  # Slack's
     ("收到，谢谢", True), ("多謝晒", True), ("好的 (｡･ω･｡)", True),
     # greetings, nudges and requests for a person ask the bot for something; signs alone may be anything
     ("hi", False), ("在吗", False), ("talk to a person", False), ("?", False), ("😡", False), ("[发怒]", False),
