@@ -51,7 +51,7 @@ from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
 from bot.project import (HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, VERIFIED_USER, Project,
                          button_payloads)
-from bot.responses import MAX_REPLY_CHARS, Rendered, read_payload
+from bot.responses import CUSTOM_CHANNELS, MAX_REPLY_CHARS, Rendered, read_payload, warn_unshown
 from dialogues.holding import acknowledges, asks_for_a_person
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
@@ -62,9 +62,6 @@ MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two acti
 BY = {"user": "customer", "requested": "customer", "agent": "agent"}
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
-# The channels that pass an action's json_message (its ``custom``) on to the customer's page as it is, as Rasa's REST
-# channel does: the web chat's API, for a shop's own page or app to act on.
-CUSTOM_CHANNELS = {"web"}
 T = TypeVar("T")
 
 
@@ -385,8 +382,7 @@ class Bot:
                 shown = self._action_message(message, turn.channel, slots, language)
                 texts.append(shown.text)
                 buttons.extend(shown.buttons)
-                if turn.channel in CUSTOM_CHANNELS and message.get("custom"):
-                    custom.append(message["custom"])
+                custom.extend(shown.custom)
 
         validator = await self.actions.validator(name) if answered else None
         if validator and answered:
@@ -423,7 +419,7 @@ class Bot:
                     break  # runaway output: refused below, as for any action
                 if not said:
                     handoff = self._handing_off(turn.channel, language, f"action:{name}", slots, decision)
-                    return dataclasses.replace(handoff, custom=custom)
+                    return dataclasses.replace(handoff, custom=custom + handoff.custom)
                 return Decision("handoff", decision.intent, decision.confidence, said, buttons, reason=f"action:{name}",
                                 quotes=True, custom=custom)
             follow = result.followup
@@ -431,6 +427,7 @@ class Bot:
                 shown = self._utter(follow, turn.channel, slots, language)
                 texts.append(shown.text)
                 buttons += shown.buttons
+                custom += shown.custom
             if follow in RASA_RESTARTS:  # the conversation starts afresh, as in Rasa
                 restarted = True
                 slots.clear()
@@ -461,7 +458,7 @@ class Bot:
                                                   {**self._fillable(slots, entities, text), **changed}, language)
             if shown is not None:
                 log.warning("%s showed the customer nothing; its intent's template answers instead", decision.action)
-                reply, buttons = shown.text, shown.buttons
+                reply, buttons, custom = shown.text, shown.buttons, shown.custom
             elif not restarted:  # an action that starts the conversation afresh may well say nothing
                 log.warning("%s showed the customer nothing; taken as a failed action", decision.action)
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots)
@@ -510,9 +507,9 @@ class Bot:
         text = "\n\n".join(part for part in (text, *links) if part)
         unshown = {"elements", *(() if linked else ("attachment",)), *(() if channel in CUSTOM_CHANNELS else ("custom",))}
         if dropped := sorted(key for key in unshown if message.get(key)):
-            log.warning("an action's %s was not shown on %s: deskbot's channels show text, buttons and links (and the "
-                        "web chat's API passes json_message on as custom)", " and ".join(dropped), channel)
-        return Rendered(text, shown.buttons + list(message.get("buttons") or []))
+            warn_unshown("an action's", dropped, channel)
+        passed = [message["custom"]] if channel in CUSTOM_CHANNELS and message.get("custom") else []
+        return Rendered(text, shown.buttons + list(message.get("buttons") or []), custom=shown.custom + passed)
 
     def _name_unknown_intents(self, action: str, buttons: list[dict[str, Any]]) -> None:
         """Warn of an action's buttons whose payload selects an intent the model does not know (a Rasa bot's

@@ -41,7 +41,7 @@ class Decision:
     loop: str | None = None  # the action that asked the customer for a slot, to run again on the answer
     reason: str = ""  # why a handoff: requested, fallbacks or action:NAME (shown in the agents' inbox)
     quotes: bool = False  # the text repeats the conversation's values (an action's, a filled template): stored redacted
-    custom: list[Any] = field(default_factory=list)  # an action's json_message payloads, for the web chat's page
+    custom: list[Any] = field(default_factory=list)  # an action's json_message, a response's custom: for the web chat's page
 
 
 def understood(analysis: Analysis, config: BotConfig) -> bool:
@@ -64,7 +64,8 @@ def handing_off(config: BotConfig, responses: Responses, channel: str, language:
     rendered = responses.render(handoff_intent, channel, values, language) if handoff_intent else None
     if rendered is None:
         return Decision("handoff", intent, confidence, say(config.handoff.message, language), reason=reason)
-    return Decision("handoff", intent, confidence, rendered.text, rendered.buttons, reason=reason, quotes=rendered.quotes)
+    return Decision("handoff", intent, confidence, rendered.text, rendered.buttons, reason=reason, quotes=rendered.quotes,
+                    custom=rendered.custom)
 
 
 def close_enough(score: float, config: BotConfig) -> bool:
@@ -114,7 +115,8 @@ def decide(
     if confident:
         rendered = responses.render(intent, channel, values, language)
         if rendered is not None:
-            return Decision("template", intent, confidence, rendered.text, rendered.buttons, quotes=rendered.quotes)
+            return Decision("template", intent, confidence, rendered.text, rendered.buttons, quotes=rendered.quotes,
+                            custom=rendered.custom)
     if confident:  # an intent without a template answers from its own history, or from answers of no intent
         hits = [h for h in hits if h.intent in (intent, None)]
     elif hits and (hits[0].intent not in (None, intent) or intent == config.handoff.intent):

@@ -12,10 +12,11 @@ variant of each for its Chinese customers.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,7 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot.language import Language, Visible
 
 
+log = logging.getLogger("deskbot")
 MAX_REPLY_CHARS = 20_000  # a reply to a customer, a template's, an agent's or an action's: longer is runaway output
+# The channels that pass a custom payload (an action's json_message, a response's custom:) on to the customer's page
+# as it is, as Rasa's REST channel does: the web chat's API, for a shop's own page or app to act on.
+CUSTOM_CHANNELS = {"web"}
+
+
+def warn_unshown(whose: str, parts: list[str], channel: str) -> None:
+    """Say what of a message the customer's channel does not show (an action's ``elements``, a ``custom`` payload
+    off the web chat), so that a shop whose Slack customers miss it finds out why."""
+    log.warning("%s %s was not shown on %s: deskbot's channels show text, buttons and links (and the web chat's API "
+                "passes json_message on as custom)", whose, " and ".join(parts), channel)
 
 
 def variables_are_names(text: str) -> str:
@@ -126,6 +138,9 @@ class ResponseVariant(BaseModel):
     condition: list[SlotCondition] = Field(default_factory=list, description="as Rasa's conditional response "
                                            "variations: shown only while every slot named holds its value, before "
                                            "the variants without a condition")
+    custom: dict[str, Any] | None = Field(None, description="as a Rasa response's custom: passed on as it is written, "
+                                          "with the text, to the web chat's page (custom in /api/chat's reply, the "
+                                          "widget's deskbot:custom event); not shown on Slack or WeCom")
 
     _text_variables = field_validator("text")(variables_are_names)
 
@@ -137,15 +152,25 @@ class ResponseVariant(BaseModel):
             raise ValueError("an image is its http:// or https:// link")
         return image
 
+    @field_validator("custom")
+    @classmethod
+    def _custom_is_json(cls, custom: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Checked on load: a payload JSON cannot carry (a YAML date, say) would fail the web chat's reply."""
+        try:
+            json.dumps(custom, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"custom must be what JSON can carry: {exc}") from None
+        return custom
+
     def variables(self) -> set[str]:
         """The variables of its text and of its buttons: the variant is shown only when all are known."""
         return variable_names(self.text).union(*(b.variables() for b in self.buttons))
 
     def as_is(self) -> str | None:
         """Its text as a customer reads it ({{ and }} single braces) if it reads the same on every channel and
-        in every conversation (no variables, no channel of its own, no buttons, no image, no condition), as retrieval
-        sends answers."""
-        return None if self.variables() or self.channel or self.buttons or self.image or self.condition \
+        in every conversation (no variables, no channel of its own, no buttons, no image, no condition, no custom
+        payload), as retrieval sends answers."""
+        return None if self.variables() or self.channel or self.buttons or self.image or self.condition or self.custom \
             else self.text.format_map({})
 
     def fits(self, values: dict[str, Any]) -> bool:
@@ -161,6 +186,7 @@ class Rendered:
     text: str
     buttons: list[dict[str, str]]
     quotes: bool = False  # filled with the conversation's values, which may be the customer's own words
+    custom: list[Any] = field(default_factory=list)  # the custom payloads passed on to the page (CUSTOM_CHANNELS)
 
 
 class Responses:
@@ -204,9 +230,12 @@ def _best(variants: list[ResponseVariant], channel: str, values: dict[str, Any],
             chosen = (rng or random).choice(same)
             known_values = {k: _shown(values[k], language) for k in chosen.variables()}
             text = chosen.text.format_map(known_values)
+            if chosen.custom and channel not in CUSTOM_CHANNELS:
+                warn_unshown("a response's", ["custom"], channel)
             return Rendered(f"{text}\n\n{chosen.image}" if chosen.image else text,
                             [b.filled(known_values, values) for b in chosen.buttons],
-                            quotes=bool(known_values))
+                            quotes=bool(known_values),
+                            custom=[chosen.custom] if chosen.custom and channel in CUSTOM_CHANNELS else [])
     return None
 
 

@@ -684,14 +684,17 @@ async def test_responses_named_by_an_action_are_rendered_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """``utter_message(response="utter_<intent>", **values)`` shows that intent's template, filled from the
     message's values, and a response named after no intent (``utter_ask_email``) its own text, as in Rasa (it
-    could not be written, so a Rasa bot's forms' questions had to move into its actions' code); a response the
-    bot does not have shows nothing and is logged."""
+    could not be written, so a Rasa bot's forms' questions had to move into its actions' code), its custom payload
+    passed on to the web chat's page; a response the bot does not have shows nothing and is logged."""
     bot = make_bot(action_bot, endpoint, {"track_order": "action_named_responses"}, tmp_path)
+    form = {"type": "email_form"}
+    named = bot.project.responses.named
+    named["utter_ask_email"] = [v.model_copy(update={"custom": form}) for v in named["utter_ask_email"]]
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert reply.source == "action"
         template = bot.project.responses.templates["cancel_order"][0].text.format(order_id="77")
-        assert reply.text == f"{template}\n\nWhat is your email?"
+        assert reply.text == f"{template}\n\nWhat is your email?" and reply.custom == [form]
         assert "utter_nobody_wrote_this" in caplog.text
     finally:
         await bot.close()

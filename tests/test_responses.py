@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import date
 from types import SimpleNamespace
 
 import pytest
@@ -115,6 +116,7 @@ def test_only_variants_that_read_the_same_everywhere_are_retrieval_answers(langu
         ResponseVariant(text="Hi, see {{docs}}"),
         ResponseVariant(text="Hi!", image="https://shop.example/wave.png"),
         ResponseVariant(text="Hi again!", condition=[{"type": "slot", "name": "returning", "value": True}]),
+        ResponseVariant(text="Hi there!", custom={"carousel": ["hours"]}),
     ]}))
     texts = [a.text for a in answers_for(project)]
     assert texts == (["Hi, see {docs}"] if language == "en" else ["你好", "Hi, see {docs}"])
@@ -140,6 +142,23 @@ def test_an_image_is_shown_after_the_text_as_its_link() -> None:
                                                                           "https://shop.example/parcel.png")
     with pytest.raises(ValidationError, match="an image is its http:// or https:// link"):
         ResponseVariant(text="Hi", image="parcel.png")
+
+
+def test_a_custom_payload_is_passed_on_with_the_text_on_the_web_chat_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """As a Rasa response's custom, and as an action's json_message is: a responses.yml variant with one was refused
+    ("custom: unknown key"), so a migrating bot's carousels had to be rewritten as custom actions."""
+    carousel = {"type": "carousel", "items": [{"title": "Parcel", "price": 4.95}]}
+    parcel = Responses({"track_order": [ResponseVariant.model_validate({"text": "Here it is:", "custom": carousel})]})
+    on_web = parcel.render("track_order", "web", {})
+    assert (on_web.text, on_web.custom) == ("Here it is:", [carousel])
+    assert "custom was not shown" not in caplog.text
+    on_slack = parcel.render("track_order", "slack", {})
+    assert (on_slack.text, on_slack.custom) == ("Here it is:", [])
+    assert "a response's custom was not shown on slack" in caplog.text
+    with pytest.raises(ValidationError, match="custom must be what JSON can carry"):
+        ResponseVariant(text="Hi", custom={"since": date(2024, 1, 1)})  # as YAML reads an unquoted 2024-01-01
+    with pytest.raises(ValidationError):  # the text is still what every channel shows
+        ResponseVariant.model_validate({"custom": carousel})
 
 
 def test_a_historical_answer_about_one_customers_order_is_no_retrieval_answer() -> None:

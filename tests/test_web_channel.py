@@ -84,6 +84,26 @@ async def test_button_payload_selects_its_template(client: Any) -> None:
     assert [b["payload"] for b in reply["buttons"]] == ["/get_refund", "/track_refund"]
 
 
+async def test_a_responses_custom_payload_reaches_the_page_with_its_text(aiohttp_client: Any,
+                                                                        web_demo_bot: SimpleNamespace, tmp_path: Any) -> None:
+    """A Rasa bot's response with a custom payload (a carousel its page draws) was refused on load; it reaches the
+    page as an action's json_message does, in /api/chat's and the socket's custom, for the deskbot:custom event."""
+    import yaml
+
+    carousel = {"type": "carousel", "items": [{"title": "Returns", "url": "https://shop.example/returns"}]}
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot")
+    responses = yaml.safe_load((root / "responses.yml").read_text())
+    for variant in responses["responses"]["check_refund_policy"]:
+        variant["custom"] = carousel
+    (root / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    reply = await chat(client, new_id(), "/check_refund_policy")
+    assert (reply["source"], reply["custom"]) == ("template", [carousel]) and reply["reply"].startswith("You can return")
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"conversation_id": new_id(), "text": "/check_refund_policy"})
+        assert (await ws.receive_json())["custom"] == [carousel]
+
+
 async def test_history_and_feedback_are_stored(client: Any, web_demo_bot: SimpleNamespace) -> None:
     cid = new_id()
     reply = await chat(client, cid, "hello there")
