@@ -1116,6 +1116,9 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                     message += ": it is empty"
                 elif err["type"] == "string_type" and isinstance(err["input"], (bool, int, float, date)):  # title: No
                     message += f": YAML reads it as {type(err['input']).__name__} {err['input']!r}; put it in quotes"
+                elif err["type"] == "missing" and err["loc"] == ("text",) and "custom" in variant:  # as a Rasa response may
+                    message += (": a custom payload goes with a text, which every channel shows (Slack and WeCom show "
+                                "no custom payload)")
                 raise _fail(path, node, loc, message) from None
             if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):
                 name = unknown[0]

@@ -89,6 +89,16 @@ def test_unknown_intent_in_responses_names_its_line(bot_dir: Path) -> None:
     assert error_for(bot_dir) == f"{path}:{line}: responses.refnud: unknown intent 'refnud' (not in nlu.yml)"
 
 
+def test_a_custom_payload_without_a_text_says_the_text_is_what_every_channel_shows(bot_dir: Path) -> None:
+    """A Rasa response may be a custom payload alone; deskbot's needs its text, which Slack and WeCom show, and
+    "text: Field required" did not say why the custom beside it was not enough."""
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text().replace("  greet:\n", "  greet:\n    - custom: {type: carousel}\n", 1))
+    line = path.read_text().splitlines().index("    - custom: {type: carousel}") + 1
+    assert error_for(bot_dir) == (f"{path}:{line}: responses.greet.0.text: Field required: a custom payload goes with a "
+                                  "text, which every channel shows (Slack and WeCom show no custom payload)")
+
+
 def test_an_intent_key_yaml_reads_as_a_number_or_a_boolean_asks_for_quotes(bot_dir: Path) -> None:
     path = bot_dir / "responses.yml"
     for key in ("404", "yes"):
