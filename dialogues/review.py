@@ -6,7 +6,9 @@ Labelling is the scarce resource, so the queue is ordered by expected value: how
 was, times how many customers say the same thing (conversations, so that one customer retyping a
 question after a fallback counts once). Near-duplicates ("where is my order 123" and "where is my
 order 456", or phrasings the model embeds at cosine >= ``similarity``) form one item, and one label
-covers every turn in it. A message whose text was labelled before stays out: the label is known.
+covers every turn in it. A message whose text was labelled before stays out: the label is known. So does a
+message that only acknowledges or thanks ("ok", "thanks 👍", "好的[抱拳]"): the bot answers it in its own words,
+and no intent of the shop's is what it means.
 
 Uncertainty is the margin of the top two intents, ``1 - (p1 - p2)``, a standard active-learning
 measure that also catches confident-looking turns torn between two intents; a thumbs-down counts as
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from dialogues.holding import acknowledges
 from dialogues.store import Store
 from retrieval.text import same_text
 
@@ -113,7 +116,7 @@ def candidates(store: Store, threshold: float, limit: int = WINDOW, labels: Coll
         [_NO_TURN if before is None else before, known, known, threshold],
     )
     for row in rows:  # streamed: reading stops at the limit
-        if same_text(row["text"]) in covered:
+        if same_text(row["text"]) in covered or acknowledges(row["text"]):  # known, or thanks: no intent's
             continue
         row["ranking"] = [tuple(pair) for pair in json.loads(row["ranking"] or "[]")]
         reasons = []

@@ -123,16 +123,26 @@ def test_messages_equal_up_to_punctuation_inside_words_and_numbers_are_one_item(
 
 def test_a_pause_between_chinese_words_and_an_emoji_keep_messages_apart(store: Store) -> None:
     """The reviewer's key dropped every comma and emoji, so one label on "不，要退款" (no: I want a refund)
-    covered "不要退款" (I don't want a refund), and one on "thanks 👍" covered "thanks 👎"."""
-    pairs = [("不，要退款", "不要退款"), ("thanks 👍", "thanks 👎")]
+    covered "不要退款" (I don't want a refund), and one on "late 👍" covered "late 👎"."""
+    pairs = [("不，要退款", "不要退款"), ("late 👍", "late 👎")]
     ids = [[turn(store, text, 0.3, "fallback", conversation=f"c{i}{j}")[0] for j, text in enumerate(pair)]
            for i, pair in enumerate(pairs)]
     assert sorted(sorted(item.turn_ids) for item in review_queue(store, threshold=0.5)) == sorted(
         [[turn_id] for pair in ids for turn_id in pair])
     store.add_labels([ids[0][0], ids[1][0]], "oos")
     turn(store, "不, 要退款!", 0.3, "fallback", conversation="later")  # the same messages again
-    turn(store, "Thanks 👍", 0.3, "fallback", conversation="later")
-    assert sorted(text for item in review_queue(store, threshold=0.5) for text in item.texts) == ["thanks 👎", "不要退款"]
+    turn(store, "Late 👍", 0.3, "fallback", conversation="later")
+    assert sorted(text for item in review_queue(store, threshold=0.5) for text in item.texts) == ["late 👎", "不要退款"]
+
+
+def test_a_bare_acknowledgement_stays_out_of_the_queue(store: Store) -> None:
+    """The bot answers "ok", "thanks 👍", "好的[抱拳]" with fallback.acknowledged, stored unsure of any intent: they
+    filled the queue, where a reviewer could only label thanks as one of the shop's intents or oos."""
+    for n, text in enumerate(["ok", "Thanks 👍", "好的[抱拳]", "[强]"]):
+        store.log_exchange(Exchange(f"c{n}", "web", None, text, None, "All right.", None, 0.2,
+                                    [("oos", 0.2), ("track_order", 0.1)], "template", "v0001"))
+    asking = turn(store, "ok where is my parcel", 0.3, "fallback", conversation="c9")[0]
+    assert [item.turn_ids for item in review_queue(store, threshold=0.5)] == [[asking]]
 
 
 def test_a_message_in_traditional_and_in_simplified_characters_is_one_item(store: Store) -> None:
