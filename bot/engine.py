@@ -219,9 +219,9 @@ class Bot:
             decision = self._handing_off(turn.channel, language, "requested", self._fillable(slots, entities, text),
                                          read_as)
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
-            intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
-            decision = Decision("action", intent, 1.0, action=loop)
-            answered = requested
+            decision, answered = self._back_to(loop), requested
+        elif loop and acknowledges(text):  # "ok" to the action's question: it asks again, as for a rejected value
+            decision = self._back_to(loop)
         else:
             decision = decide(analysis, self.config, self.project.responses, self._fillable(slots, entities, text),
                               turn.channel, fallbacks, language, self.project.intents, acknowledges(text))
@@ -270,6 +270,13 @@ class Bot:
         if self._chosen(text):
             return self.project.payload_entities(text)
         return self.project.found_entities(text)
+
+    def _back_to(self, loop: str) -> Decision:
+        """The action waiting for the answer to its question, run again as the intent that ran it: given its
+        answer, or asked again where the message only acknowledges the question ("ok", "好的[抱拳]"), which would
+        otherwise end the wait with the customer left not knowing that the bot still needs the answer."""
+        intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
+        return Decision("action", intent, 1.0, action=loop)
 
     def _answers(self, loop: str, text: str, entity: str, value: str, analysis: Analysis) -> bool:
         """Whether a message carrying the value an action asked for ("what's your order number?") goes

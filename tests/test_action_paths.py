@@ -863,6 +863,25 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         await bot.close()
 
 
+async def test_an_acknowledgement_while_an_action_waits_has_it_ask_again(action_bot: Path, tmp_path: Path) -> None:
+    """"ok" or "好的[抱拳]" to "What is the order's number?" got "All right. If there's anything else, just ask." and
+    ended the wait: the customer was not told the bot still needed the number, and the number then given went
+    to the classifier instead of the action. The action runs again and asks again, as for a rejected value."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_ask_order"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "What is the order's number?"
+        for text in ("ok", "好的[抱拳]"):
+            reply = await bot.handle(Turn("c1", text, "web"))
+            assert (reply.source, reply.intent, reply.text) == ("action", "get_refund", "What is the order's number?")
+            assert bot.store.conversation("c1")["active_loop"] == "action_ask_order"
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == "Order 789 noted."
+        reply = await bot.handle(Turn("c1", "thanks", "web"))  # no longer waiting
+        assert (reply.source, reply.text) == ("template", bot.config.fallback.acknowledged["en"])
+    finally:
+        await bot.close()
+
+
 async def test_the_answer_to_an_actions_question_is_validated_first_as_a_rasa_form_does_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """As Rasa runs a form's validate_<form> on the answer to its question, deskbot runs validate_<action> (a
