@@ -579,9 +579,8 @@ async def review_label(request: web.Request) -> web.Response:
         return json_response({"intent": body.intent, "turn_ids": labelled})
     item = next((i for i in await review_items(request.app) if turn_id in i.turn_ids), None)
     if item is None:
-        if label := await bot._store(bot.store.label_of, turn_id):  # a colleague labelled it since it was read
-            raise http_error(web.HTTPConflict, f'{LabelledMeanwhile.by(label)} (send "correct": true to change it)',
-                             {"labelled": label["intent"]})
+        if label := await bot._store(bot.store.label_of, turn_id):  # labelled since it was read
+            raise labelled_meanwhile(LabelledMeanwhile.by(label, body.reviewer), ' (send "correct": true to change it)')
         raise http_error(web.HTTPNotFound, f"turn {turn_id} is not in the review queue")
     intent = item.intent if body.accept else body.intent
     if intent is None:
@@ -596,8 +595,17 @@ async def review_label(request: web.Request) -> web.Response:
         labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer, True,
                                     bot.project.labels)
     except LabelledMeanwhile as exc:
-        raise http_error(web.HTTPConflict, str(exc), {"labelled": exc.label["intent"]} if exc.label else None) from None
+        raise labelled_meanwhile(exc) from None
     return json_response({"intent": intent, "turn_ids": labelled})
+
+
+def labelled_meanwhile(said: LabelledMeanwhile, advice: str = "") -> web.HTTPException:
+    """The 409 for an item labelled since the queue was read, with the label's intent (``labelled``, which the
+    agents' console offers to correct), who gave it (``reviewer``) and whether that was the reviewer sending, from
+    another window (``yours``): told "a colleague labelled it", they took their own label for someone else's."""
+    label = said.label
+    fields = None if label is None else {"labelled": label["intent"], "reviewer": label["reviewer"], "yours": said.yours}
+    return http_error(web.HTTPConflict, f"{said}{advice}", fields)
 
 
 def query_since(request: web.Request) -> float:

@@ -328,16 +328,21 @@ class WroteToTheBot(Exception):
 
 class LabelledMeanwhile(Exception):
     """Another reviewer labelled the item first (two reviewers working one queue), or its conversation
-    was purged since it was shown. ``label``: the other reviewer's (a ``review_labels`` row), if any."""
+    was purged since it was shown. ``label``: the other reviewer's (a ``review_labels`` row), if any. ``yours``:
+    it was labelled by the ``reviewer`` labelling it again (the same name, as :func:`agent_key` reads names: their
+    second window), who is told so rather than of a colleague, as :class:`RepliedMeanwhile` tells an agent."""
 
     label: dict[str, Any] | None = None
+    yours = False
 
     @classmethod
-    def by(cls, label: dict[str, Any]) -> LabelledMeanwhile:
-        """Said of a turn's ``label``: who labelled it, and as what."""
-        by = f" by {label['reviewer']}" if label["reviewer"] else ""
+    def by(cls, label: dict[str, Any], reviewer: str | None = None) -> LabelledMeanwhile:
+        """Said of a turn's ``label`` to ``reviewer``: who labelled it, and as what."""
+        yours = bool(agent_key(reviewer)) and agent_key(label["reviewer"]) == agent_key(reviewer)
+        by = f" by you ({label['reviewer']}) from another window" if yours else \
+            f" by {label['reviewer']}" if label["reviewer"] else ""
         said = cls(f"turn {label['turn_id']} was labelled meanwhile{by}, as {label['intent']}")
-        said.label = label
+        said.label, said.yours = label, yours
         return said
 
 
@@ -1426,7 +1431,7 @@ class Store:
             if not found:
                 raise LabelledMeanwhile(f"turn {missing[0]} was deleted meanwhile")
             if first and (taken := self.label_of(*turn_ids, known=known)):
-                raise LabelledMeanwhile.by(taken)
+                raise LabelledMeanwhile.by(taken, reviewer)
             created = now()
             labelled = [t for t in turn_ids if t in found]
             self.db["review_labels"].insert_all(

@@ -493,7 +493,7 @@ async def test_of_two_reviewers_labelling_one_item_at_once_the_second_is_told(
     assert first.status == 200 and second.status == 409
     said = await second.json()
     assert said == {"error": f"turn {stale[0].turn_ids[0]} was labelled meanwhile by ann, as track_order",
-                    "labelled": "track_order"}  # for the console's "Correct it"
+                    "labelled": "track_order", "reviewer": "ann", "yours": False}  # for the console's "Correct it"
     assert [(r["intent"], r["reviewer"]) for r in client.app[BOT].store.labels()] == [("track_order", "ann")]
 
 
@@ -510,6 +510,29 @@ async def test_a_second_reviewer_of_an_item_hears_who_labelled_it(review_bot: Pa
     assert (await second.json())["labelled"] == "track_order"  # for the console's "Correct it"
     unknown = await client.post("/admin/review/999999", json={"intent": "oos"}, headers=AUTH)
     assert unknown.status == 404
+
+
+@pytest.mark.parametrize("read_before", [False, True])
+async def test_a_reviewer_labelling_an_item_from_a_second_window_hears_it_was_them(
+        review_bot: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch, read_before: bool) -> None:
+    """The console told a reviewer who had labelled the item in another window that a colleague had: the answer
+    named nobody. It names who labelled it, and says when that is the reviewer sending, by name as people read
+    names (in any letter case and spacing), whether the item had left the queue or was labelled as it was stored."""
+    client = await aiohttp_client(create_app(review_bot, device="cpu"))
+    await client.post("/api/chat", json={"conversation_id": "c1", "text": "hmm, the thing with the order"})
+    [item] = [i for i in await bot.server.review_items(client.app) if "hmm, the thing with the order" in i.texts]
+    if read_before:  # the queue as read before the first label: the label is met as it is stored
+        async def as_read_before(app: Any) -> list[ReviewItem]:
+            return [item]
+
+        monkeypatch.setattr(bot.server, "review_items", as_read_before)
+    url = f"/admin/review/{item.turn_ids[0]}"
+    assert (await client.post(url, json={"intent": "track_order", "reviewer": "Sam"}, headers=AUTH)).status == 200
+    second = await client.post(url, json={"intent": "oos", "reviewer": " sam"}, headers=AUTH)
+    said = await second.json()
+    assert second.status == 409 and (said["labelled"], said["reviewer"], said["yours"]) == ("track_order", "Sam", True)
+    assert said["error"].startswith(f"turn {item.turn_ids[0]} was labelled meanwhile by you (Sam) from another window, "
+                                    "as track_order")
 
 
 def test_bot_review_skips_an_item_labelled_meanwhile(store: Store) -> None:

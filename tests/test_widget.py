@@ -1852,6 +1852,18 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     page.get_by_role("button", name="Out of scope").click()
     expect(page.locator(".labelled .what")).to_have_text("Labelled as oos.")
     assert stored_labels(web_demo_bot.root, third) == [chosen, "oos"]
+
+    # Labelled by the agent's own name in another window (another spelling of it): theirs, not a colleague's.
+    fourth = "console review: my parcel went to the old address"
+    api.chat(f"review-{next(PAGE_NUMBERS)}", fourth)
+    item = queued_item(api, web_demo_bot.root, fourth)
+    page.locator("form.reply .name").evaluate("(name) => { name.value = 'Kim'; }")  # as typed in the inbox
+    page.locator(f'.list li[data-id="{item["id"]}"]').click()
+    expect(page.locator(".review .texts li").first).to_have_text(item["texts"][0])
+    api.admin(f"/admin/review/{item['id']}", {"intent": chosen, "reviewer": "kim "})
+    page.get_by_role("button", name="Out of scope").click()
+    expect(page.locator(".labelled .what")).to_have_text(f"You labelled it as {chosen} from another window.")
+    assert stored_labels(web_demo_bot.root, fourth) == [chosen]
     context.close()
 
 
