@@ -280,13 +280,23 @@ _AGREEING = re.compile(r"[\U0001f44d\U0001f44c\U0001f64f\U0001f91d\u2705]|\[(?:�
                        r"|:(?:\+1|thumbsup|ok_hand|pray|handshake|white_check_mark|heavy_check_mark):")
 
 
+# Signs of a displeased customer, whatever their words say: 👎, 😡, 😠, 🤬, 😤, 😒, 🙄, 😞, 😢, 😭, 💢, WeChat's [弱]
+# (thumbs down), [发怒], [撇嘴], [难过], [流泪], [大哭], [抓狂], [鄙视], [白眼], [委屈], [快哭了], [衰], and Slack's :-1:,
+# :thumbsdown:, :rage:, :angry:, and ":(".
+_DISPLEASED = re.compile(r"[\U0001f44e\U0001f621\U0001f620\U0001f92c\U0001f624\U0001f612\U0001f644\U0001f61e"
+                         r"\U0001f622\U0001f62d\U0001f4a2]|\[(?:弱|发怒|撇嘴|难过|流泪|大哭|抓狂|鄙视|白眼|委屈|快哭了|衰)\]"
+                         r"|:(?:-1|thumbsdown|rage|angry|disappointed|cry|sob|unamused|face_with_rolling_eyes):|:-?\(")
+
+
 def acknowledges(text: str) -> bool:
     """Whether a customer's message only acknowledges or thanks ("ok", "thanks 👍", "好的[抱拳]", "[强]"): the
     acknowledgements of :func:`asks_nothing`, without its greetings, nudges and requests for a person, which ask
-    the bot for something. An answer to such a message is "glad to help", never "I didn't understand"."""
+    the bot for something, and without a sign of displeasure ("ok 😡", "thanks 👎", "好的[发怒]"), which is no
+    acknowledgement. An answer to such a message is "glad to help", never "I didn't understand"."""
     clauses = _clauses(text)
     worded = not all(map(_SIGNS_ALONE.fullmatch, clauses))
-    return (worded or bool(_AGREEING.search(_read(text)))) and all(map(_ACKNOWLEDGEMENT.fullmatch, clauses))
+    return ((worded or bool(_AGREEING.search(_read(text)))) and not _DISPLEASED.search(_read(text))
+            and all(map(_ACKNOWLEDGEMENT.fullmatch, clauses)))
 
 
 def asks_for_a_person(text: str) -> bool:

@@ -690,6 +690,9 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     # greetings, nudges and requests for a person ask the bot for something; signs alone may be anything
     ("hi", False), ("在吗", False), ("talk to a person", False), ("?", False), ("😡", False), ("[发怒]", False),
     ("", False), ("thanks, do you ship to France?", False), ("好的，运费多少", False),
+    # words of thanks with a sign of displeasure: the customer is not content ("ok 😡" was answered "glad to help")
+    ("ok 😡", False), ("thanks 👎", False), ("好的[发怒]", False), ("thanks :-1:", False), ("ok :(", False),
+    ("好的[弱]", False), ("收到[流淚]", False),
 ])
 def test_what_only_acknowledges(text: str, only: bool) -> None:
     assert acknowledges(text) is only
