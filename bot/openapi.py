@@ -91,6 +91,9 @@ class ReviewLabelRequest(_Body):
 class ErrorResponse(_Body):
     error: str = Field(..., description="what was wrong, naming the field at fault")
     labelled: str | None = Field(None, description="409 to a review label: the intent a colleague gave it meanwhile")
+    reviewer: str | None = Field(None, description="409 to a review label: who gave that label, as they named themselves")
+    yours: bool | None = Field(None, description="409 to a review label: whether that reviewer is the one labelling now, "
+                                                 "from another window (the name in any letter case and spacing)")
 
 
 class Button(_Body):
