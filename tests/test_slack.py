@@ -703,7 +703,8 @@ async def test_a_stopping_server_leaves_a_send_it_would_retry_to_the_next_one(sl
     async def run(fn: Any, *args: Any) -> Any:
         return fn(*args)
 
-    bot.store, bot._store = SimpleNamespace(delivered=settled.append, undelivered=marked.append), run
+    bot.store = SimpleNamespace(delivered=settled.append, undelivered=marked.append, conversation=lambda _id: None)
+    bot._store = run
     channel = make_channel(bot, slack_api.url)
     slack_api.down.extend([503] * 3)
     channel.redeliver({"id": 7, "conversation_id": f"slack:T1:C1:{TS}", "reply_turn": 42, "reply": "It left today.",

@@ -444,7 +444,8 @@ async def test_an_answer_owed_to_another_wecom_app_is_settled_not_sent_at_every_
         marked.append(turn_id), settled.append(pending_id)
         return True
 
-    bot.store, bot._store = SimpleNamespace(delivered=settled.append, not_delivered=not_delivered), run
+    bot.store = SimpleNamespace(delivered=settled.append, not_delivered=not_delivered, conversation=lambda _id: None)
+    bot._store = run
     bot.announce = announce  # type: ignore[attr-defined]
     channel = WeComChannel(bot, settings(wecom_api.url))
     channel.redeliver({"id": 7, "conversation_id": "wecom:ww-old:chen", "reply_turn": 42, "reply": "它明天到。",
@@ -462,13 +463,32 @@ async def test_buttons_alone_owed_to_a_chinese_customer_are_offered_in_chinese(w
     async def run(fn: Any, *args: Any) -> Any:
         return fn(*args)
 
-    bot.store, bot._store = SimpleNamespace(delivered=settled.append), run
+    bot.store, bot._store = SimpleNamespace(delivered=settled.append, conversation=lambda _id: None), run
     channel = WeComChannel(bot, settings(wecom_api.url))
     channel.redeliver({"id": 7, "conversation_id": f"wecom:{CORP_ID}:ChenJiaShun", "reply_turn": 42, "reply": "",
                        "text": "我要退货", "buttons": [{"title": "退货", "payload": "/return"}]})
     await channel.close()
     assert settled == [7]
     assert "回复数字即可选择" in wecom_api.sent[0]["text"]["content"]
+
+
+async def test_an_answer_in_hong_kong_forms_owed_to_a_customer_is_resent_in_hong_kong_forms(
+        wecom_api: SimpleNamespace) -> None:
+    """An owed answer's script was read from its words alone: one in Hong Kong's forms (後台) read as Taiwan's, and
+    its choice hint came in Taiwan's (裡面) under it. The conversation keeps its customer's script."""
+    bot, settled = FakeBot(), []
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    conversation = {"slots": {"chinese_script": "hongkong"}}
+    bot.store, bot._store = SimpleNamespace(delivered=settled.append, conversation=lambda _id: conversation), run
+    channel = WeComChannel(bot, settings(wecom_api.url, choice_hint={"zh": "回复里面的数字即可选择。"}))
+    channel.redeliver({"id": 7, "conversation_id": f"wecom:{CORP_ID}:ChenJiaShun", "reply_turn": 42,
+                       "reply": "請在後台查看。", "buttons": [{"title": "退貨", "payload": "/return"}]})
+    await channel.close()
+    assert settled == [7]
+    assert "回覆裏面的數字即可選擇" in wecom_api.sent[0]["text"]["content"]
 
 
 async def test_wecom_busy_is_tried_again_up_to_three_times(wecom_api: SimpleNamespace) -> None:

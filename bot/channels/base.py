@@ -27,7 +27,7 @@ import aiohttp
 import regex
 from aiohttp import web
 
-from bot.language import Language, Script, blank, chinese_script, mostly_written_in
+from bot.language import Language, Script, blank, chinese_script, kept_script, mostly_written_in
 from bot.project import ProjectError, valid_unicode
 from retrieval.text import normalise as normalise  # re-exported: the engine and every channel normalise with it
 
@@ -630,11 +630,17 @@ class PlatformChannel(Channel):
     def redeliver(self, kept: dict[str, Any]) -> None:
         """Send, in the background, the answer a stopped server logged for a kept message and did not send
         (``Store.adopt``'s ``reply`` and ``buttons``, as the store keeps them)."""
+        self._tasks.spawn(self._redeliver(kept))
+
+    async def _redeliver(self, kept: dict[str, Any]) -> None:
+        """Send a kept message's owed answer in its language and its customer's script: the conversation's,
+        which its words alone do not tell between Taiwan's and Hong Kong's forms (請在後台查看 reads as either)."""
         text, buttons = kept["reply"], kept["buttons"]
         said = text or kept["text"]  # buttons alone are in the customer's language
-        self._tasks.spawn(self.deliver(kept["conversation_id"], kept["reply_turn"], self.send(
+        script = chinese_script(said, kept_script(await self.conversation_slots(kept["conversation_id"])))
+        await self.deliver(kept["conversation_id"], kept["reply_turn"], self.send(
             kept["conversation_id"], text, role="bot", buttons=buttons, language=mostly_written_in(said),
-            script=chinese_script(said, None)), kept["id"]))
+            script=script), kept["id"])
 
     @property
     def session(self) -> aiohttp.ClientSession:
