@@ -150,6 +150,8 @@ class WidgetSettings(_Body):
                                                 "language; null: the widget's own, in its language")
     title_traditional: str | None = Field(..., description="its Chinese text in Traditional characters, for a page in "
                                                            "them; null for a bot that speaks English alone, or no title")
+    title_hongkong: str | None = Field(..., description="the same in Hong Kong's Traditional forms (衞生 for 衛生), for "
+                                                        "a page in zh-HK or zh-MO")
     language: str = Field(description="the bot's: a bot of one language has the widget speak it")
     max_message_chars: int = Field(description="the longest message /api/chat takes, in characters (code points)")
     readable: str = Field(description="a pattern a message must match somewhere (ECMA-262, as `text`'s): a message of "

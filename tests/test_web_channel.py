@@ -364,7 +364,8 @@ async def test_cors_for_listed_origins_only(client: Any, web_demo_bot: SimpleNam
     response = await client.get("/api/widget", headers={"Origin": allowed})
     assert response.headers["Access-Control-Allow-Origin"] == allowed
     assert await response.json() == {"title": {"en": "Demo Shop support", "zh": "Demo Shop 在线客服"},
-                                     "title_traditional": "Demo Shop 在線客服", "language": "multi",
+                                     "title_traditional": "Demo Shop 在線客服",
+                                     "title_hongkong": "Demo Shop 在線客服", "language": "multi",
                                      "max_message_chars": 4000, "readable": READABLE}
     assert "Access-Control-Allow-Origin" not in (await client.get("/api/widget", headers={"Origin": other})).headers
     # errors carry the header too, so the widget can read the reason

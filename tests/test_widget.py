@@ -2139,6 +2139,21 @@ def test_a_hong_kong_or_macau_page_is_answered_in_hong_kong_forms(open_widget: A
     assert scripts == {"zh-TW": "traditional", "zh-HK": "hongkong", "zh-Hant-MO": "hongkong"}
 
 
+def test_a_hong_kong_page_shows_the_widget_in_hong_kong_forms(open_widget: Any, web_demo_bot: SimpleNamespace,
+                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A zh-HK page's widget wrote bot.yml's title and its own labels in Taiwan's forms (衛生, 這裡), beside
+    replies in Hong Kong's (衞生, 這裏)."""
+    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "hygiene",
+                           channels={"web": {"title": {"en": "Help", "zh": "卫生用品客服"},
+                                             "origins": [web_demo_bot.embed_origin]}})
+    with LiveServer(root) as live:
+        for tag, title, here in (("zh-TW", "衛生用品客服", "這裡"), ("zh-HK", "衞生用品客服", "這裏")):
+            widget = open_widget(server=live.url, page_lang=tag)
+            expect(widget.page.locator("h2")).to_have_text(title)
+            widget.send("/contact_human_agent")
+            expect(widget.page.locator(".banner")).to_contain_text(f"客服會在{here}回覆您")
+
+
 def test_a_page_of_a_site_the_bot_does_not_list_says_why_in_the_console(open_widget: Any,
                                                                         web_demo_bot: SimpleNamespace) -> None:
     """The greeting showed and every message ended Not sent, with nothing but the browser's CORS errors to go on."""

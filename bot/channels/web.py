@@ -453,10 +453,14 @@ class WebChannel(Channel):
         longest message it may send and what a message must hold, which a customer is told before sending
         instead of after."""
         title = self.settings.get("title")
-        # The Chinese title in Traditional characters, for a page in them (zh-TW, zh-HK): the rest of the widget is.
-        traditional = say(title, "zh", script="traditional") if title and self.bot.config.language != "en" else None
-        return json_response({"title": title, "title_traditional": traditional, "language": self.bot.config.language,
-                              "max_message_chars": self.max_chars, "readable": READABLE})
+        # The Chinese title in Traditional characters, for a page in them, as the rest of the widget is: in
+        # Taiwan's forms (zh-TW), and in Hong Kong's for a zh-HK or zh-MO page (衞生 for 衛生).
+        chinese = title and self.bot.config.language != "en"
+        traditional, hong_kong = (say(title, "zh", script=script) if chinese else None
+                                  for script in ("traditional", "hongkong"))
+        return json_response({"title": title, "title_traditional": traditional, "title_hongkong": hong_kong,
+                              "language": self.bot.config.language, "max_message_chars": self.max_chars,
+                              "readable": READABLE})
 
     # --- the output side -------------------------------------------------------------------------
 

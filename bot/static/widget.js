@@ -186,7 +186,7 @@
       newMessages: "有新消息 ↓",
       poweredBy: "由 deskbot 提供支持",
     },
-    "zh-Hant": {  // Traditional characters (Taiwan's forms), for pages in zh-TW, zh-HK, zh-MO or zh-Hant
+    "zh-Hant": {  // Traditional characters (Taiwan's forms; HONG_KONG below), for pages in zh-TW, zh-HK, zh-MO or zh-Hant
       title: "在線客服",
       subtitle: "通常幾秒內回覆",
       subtitleAgent: "人工客服正在為您服務",
@@ -220,6 +220,8 @@
       poweredBy: "由 deskbot 提供支持",
     },
   };
+  // Where Hong Kong's Traditional forms (OpenCC's s2hk), which a zh-HK or zh-MO page reads, differ from Taiwan's.
+  const HONG_KONG = { handedOff: "已為您轉接人工客服，客服會在這裏回覆您。" };
 
   // The widget speaks the embedding page's chosen language, else a bot's one language (known once
   // /api/widget answers: label() runs again), else the page's or the browser's.
@@ -273,9 +275,12 @@
   let lang = chosenLang || language(pageTag) || "en";
   // A Traditional page's script: Hong Kong's and Macau's read Hong Kong's forms (後台, 裏面), the others Taiwan's.
   const chineseScript = /[-_](hk|mo)(?![a-z])/i.test(String(pageTag || "")) ? "hongkong" : "traditional";
-  let t = STRINGS[lang];
+  // The widget's own texts in a language, in Hong Kong's forms for a Hong Kong page in Traditional characters.
+  const strings = (name) => (name === "zh-Hant" && chineseScript === "hongkong" ? { ...STRINGS[name], ...HONG_KONG }
+    : STRINGS[name]);
+  let t = strings(lang);
   let serverTitle = null; // bot.yml's channels.web.title: one text, or one per language
-  let serverTitleTraditional = null; // its Chinese one in Traditional characters
+  let serverTitleTraditional = null; // its Chinese one in Traditional characters, in the page's forms
   // By default the folder widget.js was loaded from, path and all: behind a proxy that maps
   // https://shop.example/support/ to the bot, its API is under /support too.
   const server = String(config.server || (script && script.src ? new URL(".", script.src).href : location.origin)).replace(/\/+$/, "");
@@ -1381,10 +1386,11 @@
     if (left === null ? config.open : left === "1") open(false);
     const configured = api("GET", "/api/widget").then((settings) => {
       serverTitle = settings.title || null;
-      serverTitleTraditional = settings.title_traditional || null;
+      serverTitleTraditional = (chineseScript === "hongkong" ? settings.title_hongkong : settings.title_traditional)
+        || null;
       if (!chosenLang && known(settings.language) && settings.language !== spoken()) { // a zh-TW page keeps its script
         lang = settings.language;
-        t = STRINGS[lang];
+        t = strings(lang);
       }
       label();
       if (settings.max_message_chars > 0) maxChars = settings.max_message_chars;
