@@ -567,25 +567,27 @@ class Bot:
         if self.store is not None:
             changed = await self._store(self.store.set_status, conversation_id, status, reason, channel, after, agent)
         if changed:
-            await self.announce(conversation_id, handed_off, reason, channel)
+            await self.announce(conversation_id, handed_off, reason, channel, agent)
         return changed
 
-    async def announce(self, conversation_id: str, handed_off: bool, reason: str, channel: str) -> None:
+    async def announce(self, conversation_id: str, handed_off: bool, reason: str, channel: str,
+                       agent: str | None = None) -> None:
         """Show a change of hands the store recorded wherever the conversation is open, tell the agents of
         a customer handed to them by anyone but an agent (not of a `bot chat` tryout, which is in no agent's
         inbox and which no agent's reply can reach), and tell a customer on Slack or WeCom in a message
-        that an agent took their conversation over or handed it back (:meth:`_tell_change`). That message
+        that an agent (``agent``: their name, if given) took their conversation over or handed it back
+        (:meth:`_tell_change`). That message
         goes in the background: the admin API's takeover answers at once, not once the platform has
         taken it (a minute, with retries, when it is slow)."""
         status = "handed_off" if handed_off else "open"
         if reason == "agent" and self.store is not None:  # on its way before any wait: a reply now waits for it
-            self._tell_in_order(conversation_id, handed_off)
+            self._tell_in_order(conversation_id, handed_off, agent)
         for shown in self.channels.values():
             await shown.status_changed(conversation_id, status, BY.get(reason, "bot"))
         if handed_off and reason != "agent" and channel != TRYOUT_CHANNEL:
             self.notifier.handed_off(conversation_id, channel, reason)
 
-    def _tell_in_order(self, conversation_id: str, handed_off: bool) -> None:
+    def _tell_in_order(self, conversation_id: str, handed_off: bool, agent: str | None) -> None:
         """:meth:`_tell_change` in the background, after the conversation's notice before it, if one is still
         on its way (a takeover then a handback reach the customer in that order); the agent's next reply waits
         for it too (:meth:`_after_notices`). A failure is logged: the change of hands stands."""
@@ -595,7 +597,7 @@ class Bot:
             try:
                 if before is not None:
                     await asyncio.wait([before])  # however it ended
-                await self._tell_change(conversation_id, handed_off)
+                await self._tell_change(conversation_id, handed_off, agent)
             except Exception:
                 log.exception("could not tell %s of an agent's change of hands", conversation_id)
             finally:
@@ -611,11 +613,12 @@ class Bot:
         if (telling := self._telling.get(conversation_id)) is not None:
             await asyncio.wait([telling])  # not cancelled with the reply: the notice is the conversation's
 
-    async def _tell_change(self, conversation_id: str, handed_off: bool) -> None:
+    async def _tell_change(self, conversation_id: str, handed_off: bool, agent: str | None) -> None:
         """Tell a customer on a channel that shows no banner (Slack, WeCom) that an agent took their
         conversation over, or gave it back to the bot: they were left writing to a silent bot, or answered
         by it again without a word. The takeover notice carries the way back, a button: Slack takes a
-        typed ``/resume`` for a slash command and never sends it."""
+        typed ``/resume`` for a slash command and never sends it. The takeover notice names the ``agent``
+        where bot.yml says how (handoff.joined_message_named)."""
         assert self.store is not None
         conversation = await self._store(self.store.conversation, conversation_id)
         channel = self.channels.get(conversation["channel"]) if conversation else None
@@ -623,7 +626,7 @@ class Bot:
             return
         handoff = self.config.handoff
         await self._tell(conversation_id, conversation["channel"], conversation["slots"], "",
-                         handoff.joined_message if handed_off else handoff.resumed_message, back=handed_off,
+                         handoff.joined(agent) if handed_off else handoff.resumed_message, back=handed_off,
                          notice="joined" if handed_off else "resumed")
 
     async def tell_overdue(self) -> int:

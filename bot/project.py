@@ -24,7 +24,7 @@ from yarl import URL
 
 from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Text, spellings
 from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, ResponseVariant, Responses, read_payload,
-                           variable_names)
+                           variable_names, variables_are_names)
 from dialogues.export import about_one_case
 from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
@@ -132,6 +132,27 @@ def _button_title(text: str | dict[Language, str]) -> str | dict[Language, str]:
 ButtonTitle = Annotated[Text, AfterValidator(_button_title)]
 
 
+AGENT = "agent"  # the variable handoff.joined_message_named names the agent with
+
+
+def _names_no_agent(text: Text) -> Text:
+    """joined_message is said when no name is known, so an ``{agent}`` in it would reach customers as typed."""
+    if any("{" + AGENT + "}" in each for each in ([text] if isinstance(text, str) else text.values())):
+        raise ValueError("it is said when no agent's name is known: name them in handoff.joined_message_named")
+    return text
+
+
+def _names_the_agent(text: Text) -> Text:
+    """Filled with the agent's name alone: any other variable, or none, would reach customers as typed."""
+    for each in [text] if isinstance(text, str) else text.values():
+        names = variable_names(variables_are_names(each))
+        if unknown := sorted(names - {AGENT}):
+            raise ValueError(f"{{{unknown[0]}}} is not a variable it can use: {{{AGENT}}}, the agent's name, is the only one")
+        if AGENT not in names:
+            raise ValueError(f"it names the agent with {{{AGENT}}}, or is left out")
+    return text
+
+
 class HandoffConfig(Settings):
     """What the bot says on handing a conversation to a person and taking it back: one text, or one
     per language. The defaults have both, so a bot of either language speaks it from the start."""
@@ -141,8 +162,10 @@ class HandoffConfig(Settings):
     resumed_message: Text = {"en": "You're back with the bot. How else can I help?",
                              "zh": "您已回到机器人服务，还有什么可以帮您？"}
     # said on Slack and WeCom when an agent takes a conversation over from the bot (the web chat shows a banner)
-    joined_message: Text = {"en": "A member of our team has joined and will answer you here.",
-                            "zh": "人工客服已接入，将在这里为您解答。"}
+    joined_message: Annotated[Text, AfterValidator(_names_no_agent)] = {
+        "en": "A member of our team has joined and will answer you here.", "zh": "人工客服已接入，将在这里为您解答。"}
+    # said instead when the agent's name is known, filled in for {agent} (None: joined_message is said)
+    joined_message_named: Annotated[Text, AfterValidator(_names_the_agent)] | None = None
     busy_after_seconds: float | None = Field(
         300, gt=0, description="a customer who has waited this long for a person's reply is told, once per wait and "
                                "again when they write this long after being told, that the agents are busy "
@@ -153,6 +176,15 @@ class HandoffConfig(Settings):
     back_button: ButtonTitle = {"en": "Back to the bot", "zh": "返回机器人"}  # with busy_message and joined_message where buttons show
     notify_url: str | None = Field(None, pattern=r"^https?://\S+$",
                                    description="POSTed a JSON notice on every handoff, e.g. a helpdesk's or a chat room's webhook")
+
+    def joined(self, agent: str | None) -> Text:
+        """What a customer is told as ``agent`` (their name, if given) takes them over."""
+        named = self.joined_message_named
+        if named is None or agent is None:
+            return self.joined_message
+        if isinstance(named, str):
+            return named.format(**{AGENT: agent})
+        return {language: text.format(**{AGENT: agent}) for language, text in named.items()}
 
 
 class FallbackConfig(Settings):

@@ -686,6 +686,42 @@ async def test_a_slack_customer_an_agent_took_over_is_still_told_when_the_agents
     assert posted[0] == "A member of our team has joined and will answer you here."
 
 
+async def test_a_slack_customer_is_told_the_name_of_the_agent_who_took_over(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """handoff.joined_message_named names the agent taking over (the console's ?agent=, or the name with an
+    agent's first reply), as hosted chats say "Ana joined"; a takeover that gives no name says joined_message."""
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append((await request.json())["text"])
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump({**config, "language": "multi"}))
+    set_handoff(bot_dir, joined_message_named={"en": "{agent} has joined and will answer you here.",
+                                               "zh": "人工客服{agent}已接入，将在这里为您解答。"})
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    store = client.app[BOT].store
+    named, chinese, replied, unnamed = (f"slack:T1:C{n}:1700000000.000100" for n in range(1, 5))
+    for conversation in (named, chinese, replied, unnamed):
+        store.add_message(conversation, "user", "where is my parcel?", "slack")
+    store.db["conversations"].update(chinese, {"slots": json.dumps({"language": "zh"})})
+    store.add_message("web-1", "user", "where is my parcel?", "web")
+    for conversation, query in ((named, "?agent=Ana"), (chinese, "?agent=小王"), (unnamed, ""), ("web-1", "?agent=Ana")):
+        response = await client.post(f"/admin/conversations/{conversation}/handoff{query}", headers=AUTH)
+        assert response.status == 200, await response.text()
+        await notices_sent(client)
+    response = await client.post(f"/admin/conversations/{replied}/messages", json={"text": ANSWER, "agent": "Bo"},
+                                 headers=AUTH)
+    assert response.status == 200, await response.text()
+    await notices_sent(client)
+    assert posted == ["Ana has joined and will answer you here.", "人工客服小王已接入，将在这里为您解答。",
+                      "A member of our team has joined and will answer you here.",
+                      "Bo has joined and will answer you here.", f"**Bo:** {ANSWER}"]
+    web_chat = await (await client.get("/admin/conversations/web-1", headers=AUTH)).json()
+    assert [t["role"] for t in web_chat["turns"]] == ["user"]  # the widget's banner says it
+
+
 async def test_an_agents_takeover_answers_before_slack_takes_the_notice_and_a_maybe_posted_one_is_not_marked(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """The admin API waited for Slack to take the takeover notice (3 s for a 504 after 3 s, a minute with

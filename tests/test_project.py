@@ -850,6 +850,24 @@ def test_a_regex_may_not_be_named_as_a_slot_the_bot_keeps(bot_dir: Path, name: s
         f": regex {name!r}: the bot keeps its own slot of that name; give the entity another")
 
 
+def test_the_joined_message_naming_the_agent_takes_only_their_name(bot_dir: Path) -> None:
+    """handoff.joined_message_named is filled with the agent's name, {agent}: another variable would be sent as
+    typed, braces and all, to every customer an agent takes over, and {agent} in joined_message, said when no name is
+    known, likewise."""
+    path = bot_dir / "bot.yml"
+    path.write_text("handoff:\n  joined_message_named: {en: '{agent} joined', zh: '{name}已接入'}\n")
+    assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message_named: Value error, {{name}} is not a variable "
+                                  "it can use: {agent}, the agent's name, is the only one")
+    path.write_text("handoff:\n  joined_message_named: Someone joined\n")
+    assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message_named: Value error, it names the agent with "
+                                  "{agent}, or is left out")
+    path.write_text("handoff:\n  joined_message: '{agent} joined'\n")
+    assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message: Value error, it is said when no agent's name is "
+                                  "known: name them in handoff.joined_message_named")
+    path.write_text("handoff:\n  joined_message_named: '{agent} joined {{here}}'\n")
+    assert load_project(bot_dir).config.handoff.joined_message_named == "{agent} joined {{here}}"
+
+
 def test_a_blank_text_in_bot_yml_is_refused(bot_dir: Path) -> None:
     """A blank fallback title was sent as a button with no title: Slack refuses such a message whole."""
     (bot_dir / "bot.yml").write_text("language: multi\nfallback:\n  titles:\n    greet: {en: ' ', zh: 你好}\n")
