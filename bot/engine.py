@@ -241,7 +241,7 @@ class Bot:
             reply.handed_off = True
         fallbacks = fallbacks + 1 if decision.kind == "fallback" else 0
         reply.user_turn_id, reply.turn_id = await self._log(turn, text, analysis, decision, slots, fallbacks)
-        if reply.turn_id is None and self.store is not None and (reply.text or reply.buttons):
+        if reply.turn_id is None and self.store is not None and (reply.text or reply.buttons or reply.custom):
             # An agent took the conversation over while the bot worked on the message: the store kept no reply
             # (Store._insert_exchange), and the agent answers it.
             return Reply("", source="silent", handed_off=True, language=language, script=script,
@@ -549,7 +549,7 @@ class Bot:
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
             decision.loop, turn.pending_id, decision.buttons, decision.quotes,
-            decision.reason if decision.kind == "handoff" else None,
+            decision.reason if decision.kind == "handoff" else None, decision.custom,
         )
         assert self.writer is not None
         ids = await self.writer.submit(exchange)

@@ -256,6 +256,9 @@ _FORGET_SENDER = ("UPDATE pending SET answered = coalesce(answered, ?), conversa
 _UNDELIVERED = "UPDATE turns SET undelivered = 1 WHERE id = ?"
 _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
               "FROM turns)")
+# What a bot turn says whose reply was an action's json_message alone (web chat's custom), which the
+# customer's page showed: agents see that the bot answered, with what the store does not keep.
+CUSTOM_PLACEHOLDER = "[custom payload]"
 _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons, notice) "
              f"VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
@@ -507,6 +510,9 @@ class Exchange:
     # apart, a server killed in between sent "connecting you to a person" and left the conversation open,
     # in no agent's inbox.
     handoff: str | None = None
+    # The json_message payloads the web chat passed on (an action's custom): a reply of those alone is kept
+    # as CUSTOM_PLACEHOLDER, so the transcript shows the bot answered; the payloads themselves are not kept.
+    custom: list[Any] | None = None
     handed_off: bool = field(default=False, init=False)  # set as written: False when a person had it already
 
 
@@ -904,13 +910,15 @@ class Store:
         sent (the bot and the agent both answered, the bot after the customer was told a person had joined)."""
         text, raw_text = self._stored_texts(ex.text, ex.raw_text)
         self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
-        if (ex.reply or ex.buttons) and ex.source != "resume" and self.db.execute(
+        if (ex.reply or ex.buttons or ex.custom) and ex.source != "resume" and self.db.execute(
                 "SELECT status FROM conversations WHERE id = ?", [ex.conversation_id]).fetchone()[0] == "handed_off":
-            ex.reply, ex.buttons, ex.source = None, [], "silent"
+            ex.reply, ex.buttons, ex.custom, ex.source = None, [], [], "silent"
         # Plain SQL here: this runs for every message, and sqlite-utils' insert() costs several times more.
         user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
                                                None, None]).lastrowid
         bot_turn = None
+        if ex.custom and not ex.reply and not ex.buttons:  # the page showed the payload: the transcript says so
+            ex.reply = CUSTOM_PLACEHOLDER
         if ex.reply or ex.buttons:  # an action may offer buttons alone: the transcript shows them too
             reply, shown = (self._private(ex.reply or ""), [{**b, "title": self._private(b["title"])} for b in ex.buttons or []]) \
                 if ex.quotes else (ex.reply or "", ex.buttons)

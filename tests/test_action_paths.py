@@ -1423,6 +1423,21 @@ async def test_an_action_that_shows_nothing_answers_with_its_template_or_falls_b
         # the web chat passes the json_message on to the customer's page, which shows it: not a failed action
         on_web = await bot.handle(Turn("c4", "/get_refund", "web"))
         assert (on_web.source, on_web.text, on_web.custom) == ("action", "", [{"blocks": [{"type": "section"}]}])
+        # the transcript shows that the bot answered, in place of what its page showed: no question left unanswered
+        assert [(t["role"], t["text"]) for t in bot.store.history("c4")] == [
+            ("user", "/get_refund"), ("bot", "[custom payload]")]
+        assert on_web.turn_id == bot.store.history("c4")[-1]["id"]
+        run = bot.actions.run
+
+        async def taken_over_meanwhile(call: dict[str, Any], left: float | None = None) -> Any:  # an agent takes over
+            await bot.set_handoff("c5", True, "agent")
+            return await run(call, left)
+
+        bot.actions.run = taken_over_meanwhile  # type: ignore[method-assign]
+        raced = await bot.handle(Turn("c5", "/get_refund", "web"))
+        assert (raced.source, raced.custom, raced.handed_off) == ("silent", [], True)  # the agent's to answer alone
+        assert [t["role"] for t in bot.store.history("c5")] == ["user"]
+        bot.actions.run = run  # type: ignore[method-assign]
         bot.config.actions.map["get_refund"] = "action_forget_quietly"  # one that starts afresh may say nothing
         forgot = await bot.handle(Turn("c2", "/get_refund", "slack"))
         assert (forgot.source, forgot.text) == ("action", "") and "order_id" not in bot.store.conversation("c2")["slots"]
