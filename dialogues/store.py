@@ -259,6 +259,15 @@ _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_f
 # What a bot turn says whose reply was an action's json_message alone (web chat's custom), which the
 # customer's page showed: agents see that the bot answered, with what the store does not keep.
 CUSTOM_PLACEHOLDER = "[custom payload]"
+
+
+def _as_customer_saw(turn: dict[str, Any]) -> dict[str, Any]:
+    """A turn of the customer's history: a reply of custom payloads alone, which their page showed as it came
+    and the store does not keep, is as it was then (no text, which the widget shows nothing for), not the
+    agents' CUSTOM_PLACEHOLDER."""
+    return {**turn, "text": ""} if turn["role"] == "bot" and turn["text"] == CUSTOM_PLACEHOLDER else turn
+
+
 _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons, notice) "
              f"VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
@@ -1160,7 +1169,7 @@ class Store:
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
             [conversation_id, limit],
         )
-        return [{**self._shown(row), "buttons": json.loads(row["buttons"] or "[]")}
+        return [_as_customer_saw({**self._shown(row), "buttons": json.loads(row["buttons"] or "[]")})
                 for row in reversed(list(rows))]
 
     def recent_turns(self, conversation_id: str, limit: int) -> list[dict[str, Any]]:
