@@ -50,7 +50,7 @@ from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
 from bot.project import (HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, VERIFIED_USER, Project,
-                         button_payloads)
+                         button_payloads, name_agent)
 from bot.responses import CUSTOM_CHANNELS, MAX_REPLY_CHARS, Rendered, read_payload, warn_unshown
 from dialogues.holding import acknowledges, asks_for_a_person
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
@@ -624,10 +624,9 @@ class Bot:
         channel = self.channels.get(conversation["channel"]) if conversation else None
         if conversation is None or channel is None or channel.shows_status:
             return
-        handoff = self.config.handoff
-        await self._tell(conversation_id, conversation["channel"], conversation["slots"], "",
-                         handoff.joined(agent) if handed_off else handoff.resumed_message, back=handed_off,
-                         notice="joined" if handed_off else "resumed")
+        message, name = self.config.handoff.joined(agent) if handed_off else (self.config.handoff.resumed_message, None)
+        await self._tell(conversation_id, conversation["channel"], conversation["slots"], "", message, back=handed_off,
+                         notice="joined" if handed_off else "resumed", agent=name)
 
     async def tell_overdue(self) -> int:
         """Tell each customer who has waited ``handoff.busy_after_seconds`` for a person, once per wait
@@ -645,20 +644,22 @@ class Bot:
         return told
 
     async def _tell(self, conversation_id: str, channel_name: str, slots: dict[str, Any], last_message: str,
-                    message: Text, back: bool, notice: str, overdue: tuple[float, float] | None = None) -> bool:
+                    message: Text, back: bool, notice: str, overdue: tuple[float, float] | None = None,
+                    agent: str | None = None) -> bool:
         """Say ``message`` to a customer outside a turn, on their own channel, in the language and script
         of their conversation (``back``: with the button back to the bot); stored first as the ``notice``
         it is (see :meth:`Store.overdue`), and marked undelivered if the platform does not take it. One the
         platform may have posted (:class:`MaybeDelivered`) is not marked, as an agent's reply is not.
         ``overdue``, the busy notice's ``(before, again_after)``: said only if the customer is still owed it as it
-        is stored (:meth:`Store.add_busy_notice`: another server on the store may have told them). Returns whether
-        it was said."""
+        is stored (:meth:`Store.add_busy_notice`: another server on the store may have told them). ``agent``: the
+        name for the ``{agent}`` of handoff.joined_message_named, filled in after the text is put in the customer's
+        script, as the agent wrote it. Returns whether it was said."""
         assert self.store is not None
         # The language slot follows each message (a number alone keeps it); the latest message as stored is
         # redacted, and "[PHONE]" would read as English.
         kept, script = slots.get(SLOT), kept_script(slots)
         language = turn_language(self.config.language, "" if kept else last_message, kept)
-        text = say(message, language, script=script)
+        text = name_agent(say(message, language, script=script), agent)
         buttons = [{"title": say(self.config.handoff.back_button, language, script=script), "payload": RESUME_PAYLOAD}
                    ] if back else []
         turn_id = await (self._store(self.store.add_message, conversation_id, "bot", text, channel_name, None, buttons,

@@ -177,14 +177,18 @@ class HandoffConfig(Settings):
     notify_url: str | None = Field(None, pattern=r"^https?://\S+$",
                                    description="POSTed a JSON notice on every handoff, e.g. a helpdesk's or a chat room's webhook")
 
-    def joined(self, agent: str | None) -> Text:
-        """What a customer is told as ``agent`` (their name, if given) takes them over."""
-        named = self.joined_message_named
-        if named is None or agent is None:
-            return self.joined_message
-        if isinstance(named, str):
-            return named.format(**{AGENT: agent})
-        return {language: text.format(**{AGENT: agent}) for language, text in named.items()}
+    def joined(self, agent: str | None) -> tuple[Text, str | None]:
+        """What a customer is told as ``agent`` (their name, if given) takes them over, and the name to fill in
+        for its ``{agent}`` (None: joined_message, which has none). Filled in once the text is in its customer's
+        script (:func:`name_agent`): a person's name is shown as they wrote it (张 is not 張)."""
+        if self.joined_message_named is None or agent is None:
+            return self.joined_message, None
+        return self.joined_message_named, agent
+
+
+def name_agent(said: str, agent: str | None) -> str:
+    """``said``, a text of handoff.joined_message_named as said, with ``agent``'s name for its ``{agent}``."""
+    return said if agent is None else said.format(**{AGENT: agent})
 
 
 class FallbackConfig(Settings):

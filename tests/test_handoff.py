@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot import notify
 from bot.channels.base import Turn
+from bot.language import SCRIPT
 from bot.project import load_project
 from bot.retrain import retrain
 from bot.server import BOT, create_app
@@ -689,7 +690,8 @@ async def test_a_slack_customer_an_agent_took_over_is_still_told_when_the_agents
 async def test_a_slack_customer_is_told_the_name_of_the_agent_who_took_over(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """handoff.joined_message_named names the agent taking over (the console's ?agent=, or the name with an
-    agent's first reply), as hosted chats say "Ana joined"; a takeover that gives no name says joined_message."""
+    agent's first reply), as hosted chats say "Ana joined"; a takeover that gives no name says joined_message. A
+    Traditional-Chinese customer reads the name as the agent wrote it (张), not converted with the text around it."""
     posted: list[str] = []
 
     async def post_message(request: web.Request) -> web.Response:
@@ -702,12 +704,14 @@ async def test_a_slack_customer_is_told_the_name_of_the_agent_who_took_over(
                                                "zh": "人工客服{agent}已接入，将在这里为您解答。"})
     client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
     store = client.app[BOT].store
-    named, chinese, replied, unnamed = (f"slack:T1:C{n}:1700000000.000100" for n in range(1, 5))
-    for conversation in (named, chinese, replied, unnamed):
+    named, chinese, traditional, replied, unnamed = (f"slack:T1:C{n}:1700000000.000100" for n in range(1, 6))
+    for conversation in (named, chinese, traditional, replied, unnamed):
         store.add_message(conversation, "user", "where is my parcel?", "slack")
     store.db["conversations"].update(chinese, {"slots": json.dumps({"language": "zh"})})
+    store.db["conversations"].update(traditional, {"slots": json.dumps({"language": "zh", SCRIPT: "traditional"})})
     store.add_message("web-1", "user", "where is my parcel?", "web")
-    for conversation, query in ((named, "?agent=Ana"), (chinese, "?agent=小王"), (unnamed, ""), ("web-1", "?agent=Ana")):
+    for conversation, query in ((named, "?agent=Ana"), (chinese, "?agent=小王"), (traditional, "?agent=张"),
+                                (unnamed, ""), ("web-1", "?agent=Ana")):
         response = await client.post(f"/admin/conversations/{conversation}/handoff{query}", headers=AUTH)
         assert response.status == 200, await response.text()
         await notices_sent(client)
@@ -716,7 +720,7 @@ async def test_a_slack_customer_is_told_the_name_of_the_agent_who_took_over(
     assert response.status == 200, await response.text()
     await notices_sent(client)
     assert posted == ["Ana has joined and will answer you here.", "人工客服小王已接入，将在这里为您解答。",
-                      "A member of our team has joined and will answer you here.",
+                      "人工客服张已接入，將在這裡為您解答。", "A member of our team has joined and will answer you here.",
                       "Bo has joined and will answer you here.", f"**Bo:** {ANSWER}"]
     web_chat = await (await client.get("/admin/conversations/web-1", headers=AUTH)).json()
     assert [t["role"] for t in web_chat["turns"]] == ["user"]  # the widget's banner says it
