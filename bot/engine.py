@@ -583,7 +583,7 @@ class Bot:
         if reason == "agent" and self.store is not None:  # on its way before any wait: a reply now waits for it
             self._tell_in_order(conversation_id, handed_off, agent)
         for shown in self.channels.values():
-            await shown.status_changed(conversation_id, status, BY.get(reason, "bot"))
+            await shown.status_changed(conversation_id, status, BY.get(reason, "bot"), agent if handed_off else None)
         if handed_off and reason != "agent" and channel != TRYOUT_CHANNEL:
             self.notifier.handed_off(conversation_id, channel, reason)
 

@@ -138,6 +138,8 @@ class HistoryTurn(_Body):
 class HistoryResponse(_Body):
     conversation_id: str
     status: Literal["open", "handed_off"]
+    agent: str | None = Field(None, description="the name of the agent who has the customer, left out while the bot "
+                                                "has them or when the agent gave none (handed_off only)")
     turns: list[HistoryTurn]
 
 

@@ -336,6 +336,26 @@ async def test_agent_messages_and_handoffs_are_pushed_to_joined_sockets(client: 
         assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "open", "by": "customer"}
 
 
+async def test_the_widget_is_told_the_name_of_the_agent_who_took_over(client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """An agent who gives their name on taking over (?agent=) is named in the status pushed to the widget, and in
+    the status it reads again on joining and in the history after a reload, so its banner can name them."""
+    cid, token = new_id(), web_demo_bot.admin_token
+    await chat(client, cid, "hello")
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "join", "conversation_id": cid})
+        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "open"}
+        assert (await admin(client, token, f"/admin/conversations/{cid}/handoff?agent=Ana")).status == 200
+        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "agent",
+                                           "agent": "Ana"}
+        await ws.send_json({"type": "join", "conversation_id": cid})
+        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off",
+                                           "agent": "Ana"}
+    history = await (await client.get(f"/api/conversations/{cid}/history")).json()
+    assert (history["status"], history["agent"]) == ("handed_off", "Ana")
+    await chat(client, cid, "/resume")
+    assert "agent" not in await (await client.get(f"/api/conversations/{cid}/history")).json()
+
+
 async def test_a_socket_hears_only_its_latest_conversations(client: Any, web_demo_bot: SimpleNamespace,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """One socket cannot hold any number of conversations: past MAX_JOINED it stops hearing the oldest."""

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 import yaml
@@ -734,6 +734,29 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
     expect(page.locator(".banner")).to_be_hidden()
     expect(page.locator("textarea")).to_be_focused()  # not the page's top
     assert api.history(cid)["status"] == "open"
+
+
+def test_the_banner_names_the_agent_who_took_over_as_text(open_widget: Any, api: SimpleNamespace) -> None:
+    """An agent who gives their name on taking over is named in the banner, over the socket and after a reload,
+    in the widget's language; the name is an agent's text, so markup in it shows as typed."""
+    name = "<b>Ana</b>"
+    widget = open_widget(pollInterval=60_000)  # no polling: the name comes over the socket
+    page = widget.page
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    page.wait_for_function("Deskbot.connected()")
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff?agent={quote(name)}")
+    expect(page.locator(".banner span")).to_have_text(f"You're now chatting with {name}.")
+    expect(page.locator(".banner b")).to_have_count(0)
+    page.reload()
+    expect(page.locator(".banner span")).to_have_text(f"You're now chatting with {name}.")
+    chinese = open_widget(page_lang="zh-CN")
+    chinese.send("你好")
+    expect(chinese.bot_replies()).to_have_count(1)
+    api.admin(f"/admin/conversations/{chinese.conversation_id()}/handoff?agent=Ana")
+    expect(chinese.page.locator(".banner span")).to_have_text("客服 Ana 为您服务")
+    api.admin(f"/admin/conversations/{chinese.conversation_id()}/handback")
+    expect(chinese.page.locator(".banner")).to_be_hidden()
 
 
 def wrapped_websocket(what: str, send: str, url: str = "...args") -> str:

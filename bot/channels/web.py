@@ -60,6 +60,10 @@ MetadataValue = (Annotated[str, Field(max_length=256)] | int | Annotated[float, 
 Metadata = Annotated[dict[Annotated[str, Field(min_length=1, max_length=64)], MetadataValue], Field(max_length=16)]
 
 
+def with_agent(frame: dict[str, str], agent: str | None) -> dict[str, str]:
+    """``frame`` with the name of the agent who has the conversation, if they gave one, for the widget's banner."""
+    return {**frame, "agent": agent} if agent else frame
+
 class ConversationRequest(BaseModel):
     # Strict: no field is guessed from another JSON type (a user of 7 is a client's bug to be told
     # about); integers follow JSON Schema's rule instead (JSONInteger).
@@ -357,10 +361,14 @@ class WebChannel(Channel):
         except Refused as exc:
             raise bad_request(exc) from None
 
-    async def _status(self, conversation_id: str) -> str:
+    async def _status(self, conversation_id: str) -> dict[str, str]:
+        """The conversation's ``status``, and the ``agent`` who has it, if handed off to one who gave their name:
+        the widget's banner names them after a reload as it did when they took over (:meth:`status_changed`)."""
         store = self.bot.store
         conversation = await self.bot._store(store.conversation, conversation_id) if store else None
-        return str(conversation["status"]) if conversation else "open"
+        status = str(conversation["status"]) if conversation else "open"
+        agent = await self.bot._store(store.holder, conversation_id) if status == "handed_off" else None
+        return with_agent({"status": status}, agent)
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         """One socket per widget; it may carry several conversations over its life."""
@@ -396,7 +404,7 @@ class WebChannel(Channel):
                         await turn
                     else:  # a join's status costs a store read: it counts against the address as a request does
                         count_request(request)
-                        await ws.send_json({"type": "status", "conversation_id": cid, "status": await self._status(cid)})
+                        await ws.send_json({"type": "status", "conversation_id": cid, **await self._status(cid)})
                 except Refused as exc:  # counted as a request: a flood of refused frames meets the limit too
                     await ws.send_json(refusal(request, str(exc), request_type))
                 except ConnectionError:  # closed or cut meanwhile (shutdown, a lost network): the history has the reply
@@ -436,7 +444,7 @@ class WebChannel(Channel):
         cid = valid_conversation_id(request, web_client=True)
         store = self.bot.store
         turns = await self.bot._store(store.history, cid) if store else []
-        return json_response({"conversation_id": cid, "status": await self._status(cid), "turns": turns})
+        return json_response({"conversation_id": cid, **await self._status(cid), "turns": turns})
 
     async def feedback(self, request: web.Request) -> web.Response:
         body = await read_json(request, FeedbackRequest)
@@ -484,9 +492,9 @@ class WebChannel(Channel):
                                            "reply": text, "turn_id": kwargs.get("turn_id"), "author": kwargs.get("author"),
                                            "buttons": kwargs.get("buttons") or []})
 
-    async def status_changed(self, conversation_id: str, status: str, by: str) -> None:
-        await self._push(conversation_id, {"type": "status", "conversation_id": conversation_id, "status": status,
-                                           "by": by})
+    async def status_changed(self, conversation_id: str, status: str, by: str, agent: str | None = None) -> None:
+        await self._push(conversation_id, with_agent({"type": "status", "conversation_id": conversation_id,
+                                                      "status": status, "by": by}, agent))
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         if self._turns:

@@ -143,6 +143,7 @@
       notHelpful: "Not helpful",
       thanks: "Thanks for your feedback!",
       handedOff: "You're now chatting with a person. They'll reply here.",
+      handedOffTo: (name) => `You're now chatting with ${name}.`,
       handedBack: "You're back with the bot.",
       backToBot: "Back to the bot",
       error: "Something went wrong. Please try again.",
@@ -176,6 +177,7 @@
       notHelpful: "没有帮助",
       thanks: "感谢您的反馈！",
       handedOff: "已为您转接人工客服，客服会在这里回复您。",
+      handedOffTo: (name) => `客服 ${name} 为您服务`,
       handedBack: "已回到机器人服务。",
       backToBot: "返回机器人",
       error: "出错了，请稍后再试。",
@@ -209,6 +211,7 @@
       notHelpful: "沒有幫助",
       thanks: "感謝您的反饋！",
       handedOff: "已為您轉接人工客服，客服會在這裡回覆您。",
+      handedOffTo: (name) => `客服 ${name} 為您服務`,
       handedBack: "已回到機器人服務。",
       backToBot: "返回機器人",
       error: "出錯了，請稍後再試。",
@@ -716,7 +719,7 @@
     labelButton(sendButton, t.send);
     labelButton(launcher, panel.hidden ? launcherName() : t.close);
     backButton.textContent = t.backToBot;
-    bannerText.textContent = t.handedOff;
+    bannerText.textContent = handoffText();
     log.setAttribute("aria-label", t.messages);
     sayTyping();
     jump.textContent = t.newMessages;
@@ -919,13 +922,21 @@
   }
 
   let handedOff = false;
+  let agentName = ""; // the agent who has the customer, named as they wrote it; shown as text, never markup
+  // What the banner says: the agent's name when the server gave it
+  const handoffText = () => (agentName ? t.handedOffTo(agentName) : t.handedOff);
   let statusPushes = 0; // status changes the socket pushed: newer than any reply still on its way
-  function setHandedOff(value, announce) {
+  // agent: the name the server gave with a status ("": the agent gave none); left out by a reply, which
+  // does not say who has the customer, so the name shown stays
+  function setHandedOff(value, announce, agent) {
+    if (!value) agentName = "";
+    else if (typeof agent === "string") agentName = agent;
+    bannerText.textContent = handoffText();
     if (value === handedOff) return;
     handedOff = value;
     removing(banner, () => { banner.hidden = !value; });
     subtitle.textContent = value ? t.subtitleAgent : t.subtitle;
-    handoffStatus.textContent = value && announce ? t.handedOff : ""; // emptied, it says nothing
+    handoffStatus.textContent = value && announce ? handoffText() : ""; // emptied, it says nothing
     if (announce && value) markUnread(true);
     if (!value && takenOver) {
       takenOver = false;
@@ -1033,7 +1044,7 @@
         statusPushes += 1;
         // An agent's takeover or handback is said; the customer's own request (from this tab or another) and the
         // bot's handoff are answered by the bot, whose reply says so in the log.
-        setHandedOff(data.status === "handed_off", data.by === "agent");
+        setHandedOff(data.status === "handed_off", data.by === "agent", data.agent || "");
       } else if (data.conversation_id === conversationId) {
         pushed(data.type, data.reply, data.turn_id, data.author);
         if (data.type === "bot" && data.buttons) showQuickReplies(data.buttons);
@@ -1120,7 +1131,7 @@
           else addMessage("user", shownAs(turn.text), turn.id);
         }
       }
-      setHandedOff(history.status === "handed_off", !botSaid);
+      setHandedOff(history.status === "handed_off", !botSaid, history.agent || "");
     } catch {
       // the next poll or reconnect tries again
     }
@@ -1234,7 +1245,7 @@
       }
       const last = history.turns[history.turns.length - 1];
       if (last && last.role === "bot") showQuickReplies(last.buttons); // the choices of the question left open
-      setHandedOff(history.status === "handed_off", false);
+      setHandedOff(history.status === "handed_off", false, history.agent || "");
       return history.turns.length > 0;
     } catch {
       return false;
