@@ -34,6 +34,7 @@ from bot.channels.base import load_json
 from bot.language import blank
 from bot.project import REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, config_error
 from bot.responses import MAX_REPLY_CHARS
+from dialogues.store import CUSTOM_PLACEHOLDER
 
 if TYPE_CHECKING:
     from rasa_sdk.executor import ActionExecutor
@@ -290,7 +291,9 @@ def past_events(turns: Iterable[dict[str, Any]], actions_map: Mapping[str, str],
     for turn in turns:
         stamp = turn["created"]
         if turn["role"] != "user":
-            events.append({"event": "bot", "timestamp": stamp, "text": turn["text"],
+            # a reply of custom payloads alone has no text, as Rasa lists it (the store keeps no payload)
+            text = None if turn["role"] == "bot" and turn["text"] == CUSTOM_PLACEHOLDER else turn["text"]
+            events.append({"event": "bot", "timestamp": stamp, "text": text,
                            "data": {"buttons": turn["buttons"]} if turn["buttons"] else {},
                            "metadata": {"agent": True} if turn["role"] == "agent" else {}})
             continue

@@ -33,7 +33,7 @@ from bot.engine import MAX_FOLLOWUPS, Bot
 from bot.nlu import NLU
 from bot.project import load_project
 from bot.server import create_app
-from dialogues.store import Store
+from dialogues.store import CUSTOM_PLACEHOLDER, Store
 from tests.conftest import configured_copy
 
 ACTIONS = '''
@@ -972,6 +972,17 @@ def test_an_acknowledgement_in_the_tracker_names_no_response_and_keeps_what_the_
     events = past_events(turns, {}, lambda text: [])
     assert [(e["event"], e.get("name")) for e in events] == [("action", "action_listen"), ("user", None), ("bot", None)]
     assert events[1]["parse_data"]["intent"] == {"name": "greet", "confidence": 0.3}
+
+
+def test_a_reply_of_custom_payloads_alone_is_a_bot_event_without_text() -> None:
+    """A web reply of an action's json_message alone is stored as "[custom payload]" for the agents: a later
+    action read that as what the bot said, where Rasa lists such a reply with no text."""
+    turns = [{"role": "user", "text": "show me the catalogue", "channel": "web", "created": 1.0, "buttons": [],
+              "intent": "catalogue", "confidence": 0.9, "ranking": [], "source": "action"},
+             {"role": "bot", "text": CUSTOM_PLACEHOLDER, "channel": "web", "created": 1.0, "buttons": [],
+              "intent": None, "confidence": None, "ranking": [], "source": None}]
+    bot_event = past_events(turns, {"catalogue": "action_catalogue"}, lambda text: [])[-1]
+    assert bot_event["event"] == "bot" and bot_event["text"] is None
 
 
 NESTED_ACTION = """
