@@ -736,6 +736,9 @@ class Bot:
                 raise WroteToTheBot(wrote)
             await self.set_handoff(conversation_id, True, "agent", agent=agent)
             await self._after_notices(conversation_id)
+        # who had the customer: a named reply to a conversation handed off before it may name its agent
+        held = bool(agent) and conversation["status"] == "handed_off"
+        holder = await self._store(self.store.holder, conversation_id) if held else None
         try:
             turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"],
                                         agent, key, after)
@@ -745,6 +748,8 @@ class Bot:
             if sent.undelivered:
                 raise DeliveryError(f"sent before with this key, as turn {sent.turn_id}") from None
             return sent.turn_id
+        if held:
+            await self._show_holder(conversation_id, holder)
         try:
             if channel is None:  # a `bot chat` conversation, or one on a channel since turned off
                 raise DeliveryError(f"this server does not serve its channel, {conversation['channel']!r}")
@@ -757,6 +762,15 @@ class Bot:
                 raise
             raise DeliveryError(f"cannot reach {conversation['channel']}: {failure(exc)}") from exc
         return turn_id
+
+    async def _show_holder(self, conversation_id: str, before: str | None) -> None:
+        """Show the agent who has a handed-off conversation again where it is open, if an agent's named reply
+        changed who that is (``before``): one who names themselves only with their first reply after the customer or
+        the bot handed the conversation off left the web chat's banner naming no one, or the colleague before them."""
+        assert self.store is not None
+        if (holder := await self._store(self.store.holder, conversation_id)) != before:
+            for shown in self.channels.values():
+                await shown.status_changed(conversation_id, "handed_off", BY["agent"], holder)
 
     async def close(self) -> None:
         await self._notices.close(0.0)  # those left after finish_turns: the store closes below

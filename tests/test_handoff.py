@@ -82,6 +82,9 @@ async def test_handoff_agent_reply_handback_and_learning_from_the_answer(bot_dir
     assert (await client.post("/admin/conversations/lost/messages", json={"text": ANSWER})).status == 401
     sent = await client.post("/admin/conversations/lost/messages", json={"text": ANSWER, "agent": " Sam "}, headers=AUTH)
     assert sent.status == 200
+    # the banner names the agent, who gave their name with this reply
+    assert await next_push(socket) == {"type": "status", "conversation_id": "lost", "status": "handed_off", "by": "agent",
+                                       "agent": "Sam"}
     pushed = await next_push(socket)
     assert (pushed["type"], pushed["reply"], pushed["turn_id"], pushed["author"]) == (
         "agent", ANSWER, (await sent.json())["turn_id"], "Sam")  # the agent's name, shown beside the reply

@@ -356,6 +356,28 @@ async def test_the_widget_is_told_the_name_of_the_agent_who_took_over(client: An
     assert "agent" not in await (await client.get(f"/api/conversations/{cid}/history")).json()
 
 
+async def test_the_widget_is_told_the_name_of_an_agent_who_gives_it_with_their_first_reply(
+        client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A customer who asked for a person is waiting already: the agent who names themselves only with their reply is
+    named in a status pushed before it, once, so the banner names them without a reload."""
+    cid, token = new_id(), web_demo_bot.admin_token
+    await chat(client, cid, "hello")
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "join", "conversation_id": cid})
+        assert (await ws.receive_json())["status"] == "open"
+        await chat(client, cid, "/handoff")
+        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off",
+                                           "by": "customer"}
+        assert await ws.receive_json() == {"type": "sync", "conversation_id": cid}  # answered over HTTP
+        for text in ("Hi, I'm Ana.", "How can I help?"):
+            assert (await admin(client, token, f"/admin/conversations/{cid}/messages",
+                                {"text": text, "agent": "Ana"})).status == 200
+            if text == "Hi, I'm Ana.":
+                assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off",
+                                                   "by": "agent", "agent": "Ana"}
+            assert (await ws.receive_json())["reply"] == text
+
+
 async def test_a_socket_hears_only_its_latest_conversations(client: Any, web_demo_bot: SimpleNamespace,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """One socket cannot hold any number of conversations: past MAX_JOINED it stops hearing the oldest."""

@@ -295,7 +295,8 @@ class Channel:
 
     async def status_changed(self, conversation_id: str, status: str, by: str, agent: str | None = None) -> None:
         """A conversation was handed off (``handed_off``) or back (``open``) from outside a turn, ``by`` the
-        ``customer``, an ``agent`` or the ``bot`` (``agent``: the name of the agent who took it over, if given).
+        ``customer``, an ``agent`` or the ``bot`` (``agent``: the name of the agent who took it over, if given); or,
+        ``handed_off`` again, an agent's named reply changed who has it (``agent``).
 
         Channels that show the state to the user (the web widget) override this and set ``shows_status``;
         on others the bot tells the customer of an agent's change in a message.
