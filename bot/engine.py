@@ -624,7 +624,9 @@ class Bot:
         channel = self.channels.get(conversation["channel"]) if conversation else None
         if conversation is None or channel is None or channel.shows_status:
             return
-        message, name = self.config.handoff.joined(agent) if handed_off else (self.config.handoff.resumed_message, None)
+        language = self._customer_language(conversation["slots"], "")
+        message, name = (self.config.handoff.joined(agent, language) if handed_off else
+                         (self.config.handoff.resumed_message, None))
         await self._tell(conversation_id, conversation["channel"], conversation["slots"], "", message, back=handed_off,
                          notice="joined" if handed_off else "resumed", agent=name)
 
@@ -643,6 +645,12 @@ class Bot:
                                      notice="busy", overdue=window)
         return told
 
+    def _customer_language(self, slots: dict[str, Any], last_message: str) -> str:
+        """The language a customer is told something in outside a turn. The language slot follows each message
+        (a number alone keeps it); the latest message as stored is redacted, and "[PHONE]" would read as English."""
+        kept = slots.get(SLOT)
+        return turn_language(self.config.language, "" if kept else last_message, kept)
+
     async def _tell(self, conversation_id: str, channel_name: str, slots: dict[str, Any], last_message: str,
                     message: Text, back: bool, notice: str, overdue: tuple[float, float] | None = None,
                     agent: str | None = None) -> bool:
@@ -655,10 +663,8 @@ class Bot:
         name for the ``{agent}`` of handoff.joined_message_named, filled in after the text is put in the customer's
         script, as the agent wrote it. Returns whether it was said."""
         assert self.store is not None
-        # The language slot follows each message (a number alone keeps it); the latest message as stored is
-        # redacted, and "[PHONE]" would read as English.
-        kept, script = slots.get(SLOT), kept_script(slots)
-        language = turn_language(self.config.language, "" if kept else last_message, kept)
+        script = kept_script(slots)
+        language = self._customer_language(slots, last_message)
         text = name_agent(say(message, language, script=script), agent)
         buttons = [{"title": say(self.config.handoff.back_button, language, script=script), "payload": RESUME_PAYLOAD}
                    ] if back else []

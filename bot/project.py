@@ -177,13 +177,21 @@ class HandoffConfig(Settings):
     notify_url: str | None = Field(None, pattern=r"^https?://\S+$",
                                    description="POSTed a JSON notice on every handoff, e.g. a helpdesk's or a chat room's webhook")
 
-    def joined(self, agent: str | None) -> tuple[Text, str | None]:
-        """What a customer is told as ``agent`` (their name, if given) takes them over, and the name to fill in
-        for its ``{agent}`` (None: joined_message, which has none). Filled in once the text is in its customer's
-        script (:func:`name_agent`): a person's name is shown as they wrote it (张 is not 張)."""
-        if self.joined_message_named is None or agent is None:
+    def joined(self, agent: str | None, language: str) -> tuple[Text, str | None]:
+        """What a customer of ``language`` is told as ``agent`` (their name, if given) takes them over, and the name
+        to fill in for its ``{agent}`` (None: joined_message, which has none). Filled in once the text is in its
+        customer's script (:func:`name_agent`): a person's name is shown as they wrote it (张 is not 張). A
+        joined_message_named without the customer's language gives way to a joined_message with it: a Chinese
+        customer was told in English."""
+        named = self.joined_message_named
+        if named is None or agent is None or not speaks(named, language) and speaks(self.joined_message, language):
             return self.joined_message, None
-        return self.joined_message_named, agent
+        return named, agent
+
+
+def speaks(text: Text, language: str) -> bool:
+    """Whether ``text`` is said in ``language`` as written, not in another language for want of it (:func:`say`)."""
+    return isinstance(text, str) or bool(text.get(language))
 
 
 def name_agent(said: str, agent: str | None) -> str:

@@ -729,6 +729,32 @@ async def test_a_slack_customer_is_told_the_name_of_the_agent_who_took_over(
     assert [t["role"] for t in web_chat["turns"]] == ["user"]  # the widget's banner says it
 
 
+async def test_a_named_takeover_notice_without_the_customers_language_says_joined_message_in_it(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """A bilingual bot whose joined_message_named has English alone tells a Chinese customer joined_message in
+    Chinese, not the English one: an English customer is still told the agent's name."""
+    posted: list[str] = []
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append((await request.json())["text"])
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump({**config, "language": "multi"}))
+    set_handoff(bot_dir, joined_message_named={"en": "{agent} has joined and will answer you here."})
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    store = client.app[BOT].store
+    english, chinese = (f"slack:T1:C{n}:1700000000.000100" for n in range(1, 3))
+    for conversation in (english, chinese):
+        store.add_message(conversation, "user", "where is my parcel?", "slack")
+    store.db["conversations"].update(chinese, {"slots": json.dumps({"language": "zh"})})
+    for conversation in (english, chinese):
+        response = await client.post(f"/admin/conversations/{conversation}/handoff?agent=Ana", headers=AUTH)
+        assert response.status == 200, await response.text()
+        await notices_sent(client)
+    assert posted == ["Ana has joined and will answer you here.", "人工客服已接入，将在这里为您解答。"]
+
+
 async def test_an_agents_takeover_answers_before_slack_takes_the_notice_and_a_maybe_posted_one_is_not_marked(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """The admin API waited for Slack to take the takeover notice (3 s for a 504 after 3 s, a minute with
