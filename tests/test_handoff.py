@@ -690,11 +690,10 @@ async def test_a_slack_customer_an_agent_took_over_is_still_told_when_the_agents
     assert posted[0] == "A member of our team has joined and will answer you here."
 
 
-async def test_a_slack_customer_is_told_the_name_of_the_agent_who_took_over(
-        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
-    """handoff.joined_message_named names the agent taking over (the console's ?agent=, or the name with an
-    agent's first reply), as hosted chats say "Ana joined"; a takeover that gives no name says joined_message. A
-    Traditional-Chinese customer reads the name as the agent wrote it (张), not converted with the text around it."""
+async def bilingual_slack_bot(bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any,
+                              joined_message_named: dict[str, str]) -> tuple[Any, list[str]]:
+    """A test client of ``bot_dir`` made a multi bot with that handoff.joined_message_named, on a Slack server
+    that takes every message, and the texts posted to it."""
     posted: list[str] = []
 
     async def post_message(request: web.Request) -> web.Response:
@@ -703,9 +702,17 @@ async def test_a_slack_customer_is_told_the_name_of_the_agent_who_took_over(
 
     config = yaml.safe_load((bot_dir / "bot.yml").read_text())
     (bot_dir / "bot.yml").write_text(yaml.safe_dump({**config, "language": "multi"}))
-    set_handoff(bot_dir, joined_message_named={"en": "{agent} has joined and will answer you here.",
-                                               "zh": "人工客服{agent}已接入，将在这里为您解答。"})
-    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    set_handoff(bot_dir, joined_message_named=joined_message_named)
+    return await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message), posted
+
+
+async def test_a_slack_customer_is_told_the_name_of_the_agent_who_took_over(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """handoff.joined_message_named names the agent taking over (the console's ?agent=, or the name with an
+    agent's first reply), as hosted chats say "Ana joined"; a takeover that gives no name says joined_message. A
+    Traditional-Chinese customer reads the name as the agent wrote it (张), not converted with the text around it."""
+    client, posted = await bilingual_slack_bot(bot_dir, aiohttp_client, aiohttp_server, {
+        "en": "{agent} has joined and will answer you here.", "zh": "人工客服{agent}已接入，将在这里为您解答。"})
     store = client.app[BOT].store
     named, chinese, traditional, replied, unnamed = (f"slack:T1:C{n}:1700000000.000100" for n in range(1, 6))
     for conversation in (named, chinese, traditional, replied, unnamed):
@@ -733,16 +740,8 @@ async def test_a_named_takeover_notice_without_the_customers_language_says_joine
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """A bilingual bot whose joined_message_named has English alone tells a Chinese customer joined_message in
     Chinese, not the English one: an English customer is still told the agent's name."""
-    posted: list[str] = []
-
-    async def post_message(request: web.Request) -> web.Response:
-        posted.append((await request.json())["text"])
-        return web.json_response({"ok": True, "ts": "1.2"})
-
-    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
-    (bot_dir / "bot.yml").write_text(yaml.safe_dump({**config, "language": "multi"}))
-    set_handoff(bot_dir, joined_message_named={"en": "{agent} has joined and will answer you here."})
-    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
+    client, posted = await bilingual_slack_bot(bot_dir, aiohttp_client, aiohttp_server,
+                                               {"en": "{agent} has joined and will answer you here."})
     store = client.app[BOT].store
     english, chinese = (f"slack:T1:C{n}:1700000000.000100" for n in range(1, 3))
     for conversation in (english, chinese):
