@@ -36,6 +36,16 @@ def user_turn(store: Store, conversation: str, text: str) -> int:
                                        [("track_order", 0.2)], "fallback", "v0001"))[0]
 
 
+def left_by(store: Store, version: int, *undo: str) -> Store:
+    """``store`` as the deskbot at schema ``version`` left it, opened by this one: ``undo``'s SQL takes back what
+    the migrations after ``version`` added, and reopening the file migrates it again."""
+    for statement in undo:
+        store.db.execute(statement)
+    store.db.execute(f"PRAGMA user_version={version}")
+    store.close()
+    return Store(store.path)
+
+
 def test_an_old_database_is_migrated_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "dialogues.db"
     conn = sqlite3.connect(path)
@@ -1203,9 +1213,7 @@ def test_a_resume_logged_as_a_handoff_before_migration_7_becomes_a_resume(tmp_pa
     store = Store(path)
     for text, source in (("/handoff", "handoff"), ("/resume", "handoff"), ("I want a person", "handoff")):
         store.log_exchange(Exchange("c1", "web", None, text, None, "...", None, 1.0, [], source, "v0001"))
-    store.db.execute("PRAGMA user_version=6")  # as the previous deskbot left it
-    store.close()
-    migrated = Store(path)
+    migrated = left_by(store, 6)
     rows = migrated.db.execute("SELECT t.text, p.source FROM predictions p JOIN turns t ON t.id = p.turn_id "
                                "ORDER BY t.id").fetchall()
     migrated.close()
@@ -1218,10 +1226,7 @@ def test_a_store_at_schema_8_without_the_undelivered_column_gets_it(tmp_path: Pa
     path = tmp_path / "dialogues.db"
     store = Store(path)
     store.log_exchange(Exchange("c1", "web", None, "where is my parcel", None, "On its way.", None, 0.9, [], "template", "v1"))
-    store.db.execute("ALTER TABLE turns DROP COLUMN undelivered")
-    store.db.execute("PRAGMA user_version=8")
-    store.close()
-    migrated = Store(path)
+    migrated = left_by(store, 8, "ALTER TABLE turns DROP COLUMN undelivered")
     assert "undelivered" in migrated.db["turns"].columns_dict
     assert [t["text"] for t in migrated.transcript("c1")["turns"]] == ["where is my parcel", "On its way."]
     migrated.close()
@@ -1231,11 +1236,7 @@ def test_an_agent_reply_kept_under_its_key_is_not_stored_again_after_the_migrati
     path = tmp_path / "dialogues.db"
     store = Store(path)
     store.add_agent_answer("c1", "Sent before the key was kept.")
-    store.db.execute("DROP INDEX idx_turns_request_key")
-    store.db.execute("ALTER TABLE turns DROP COLUMN request_key")
-    store.db.execute("PRAGMA user_version=13")  # as the previous deskbot left it
-    store.close()
-    store = Store(path)
+    store = left_by(store, 13, "DROP INDEX idx_turns_request_key", "ALTER TABLE turns DROP COLUMN request_key")
     first = store.add_agent_answer("c1", "It left today.", key="k1")
     store.undelivered(second := store.add_agent_answer("c1", "It left today.", key="k2"))
     with pytest.raises(SentBefore) as sent:
@@ -1260,10 +1261,7 @@ def test_a_busy_notice_stored_before_migration_16_still_counts_as_told(tmp_path:
         store.set_status(cid, "handed_off", "requested")
     store.add_message("told", "bot", "Our agents are busy.", "web", None, [{"title": "Back", "payload": "/resume"}])
     store.add_message("not-told", "bot", "Hello.", "web", None, [{"title": "Track", "payload": "/track"}])
-    store.db.execute("ALTER TABLE turns DROP COLUMN notice")
-    store.db.execute("PRAGMA user_version=15")  # as the previous deskbot left it
-    store.close()
-    store = Store(path)
+    store = left_by(store, 15, "ALTER TABLE turns DROP COLUMN notice")
     assert [c["conversation_id"] for c in store.overdue(time.time() + 1, 300)] == ["not-told"]
     store.close()
 
@@ -1275,10 +1273,7 @@ def test_the_agent_who_took_a_conversation_over_is_kept_from_migration_18_on(tmp
     store = Store(path)
     user_turn(store, "before", "where is my order?")
     store.set_status("before", "handed_off", "agent")
-    store.db.execute("ALTER TABLE handoffs DROP COLUMN agent")
-    store.db.execute("PRAGMA user_version=17")  # as the previous deskbot left it
-    store.close()
-    store = Store(path)
+    store = left_by(store, 17, "ALTER TABLE handoffs DROP COLUMN agent")
     user_turn(store, "after", "where is my order?")
     assert store.set_status("after", "handed_off", "agent", agent="Ana") is True
     assert store.set_status("after", "handed_off", "agent", agent="Bob") is False  # Ana has it already
@@ -1298,10 +1293,7 @@ def test_what_each_agent_has_read_is_kept_from_migration_19_on_and_purged_with_i
     store = Store(path)
     user_turn(store, "asked", "where is my order?")
     store.set_status("asked", "handed_off", "requested")
-    store.db.execute("DROP TABLE seen")
-    store.db.execute("PRAGMA user_version=18")  # as the previous deskbot left it
-    store.close()
-    store = Store(path)
+    store = left_by(store, 18, "DROP TABLE seen")
     read = user_turn(store, "asked", "it is order 5521")
     user_turn(store, "asked", "hello??")
     assert [c["unread"] for c in store.inbox("handed_off", 10, "Ana")[0]] == [2]
