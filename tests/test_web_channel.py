@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
@@ -45,6 +46,18 @@ async def chat(client: Any, cid: str, text: str) -> dict[str, Any]:
 
 async def admin(client: Any, token: str, path: str, body: dict[str, Any] | None = None) -> Any:
     return await client.post(path, json=body or {}, headers={"Authorization": f"Bearer {token}"})
+
+
+@asynccontextmanager
+async def joined_socket(client: Any) -> AsyncIterator[tuple[str, Any]]:
+    """A new conversation that said hello, and a socket joined to it that was told it is open: where a test of
+    what the widget is pushed begins."""
+    cid = new_id()
+    await chat(client, cid, "hello")
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "join", "conversation_id": cid})
+        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "open"}
+        yield cid, ws
 
 
 async def test_socket_and_http_answer_the_same(client: Any) -> None:
@@ -316,11 +329,8 @@ async def test_bad_socket_frames_get_errors_and_the_socket_stays_open(client: An
 
 
 async def test_agent_messages_and_handoffs_are_pushed_to_joined_sockets(client: Any, web_demo_bot: SimpleNamespace) -> None:
-    cid, token = new_id(), web_demo_bot.admin_token
-    await chat(client, cid, "hello")
-    async with client.ws_connect("/api/ws") as ws:
-        await ws.send_json({"type": "join", "conversation_id": cid})
-        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "open"}
+    token = web_demo_bot.admin_token
+    async with joined_socket(client) as (cid, ws):
         assert (await admin(client, token, f"/admin/conversations/{cid}/handoff")).status == 200
         assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "agent"}
         response = await admin(client, token, f"/admin/conversations/{cid}/messages", {"text": "Hi, I'm Sam."})
@@ -339,11 +349,8 @@ async def test_agent_messages_and_handoffs_are_pushed_to_joined_sockets(client: 
 async def test_the_widget_is_told_the_name_of_the_agent_who_took_over(client: Any, web_demo_bot: SimpleNamespace) -> None:
     """An agent who gives their name on taking over (?agent=) is named in the status pushed to the widget, and in
     the status it reads again on joining and in the history after a reload, so its banner can name them."""
-    cid, token = new_id(), web_demo_bot.admin_token
-    await chat(client, cid, "hello")
-    async with client.ws_connect("/api/ws") as ws:
-        await ws.send_json({"type": "join", "conversation_id": cid})
-        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "open"}
+    token = web_demo_bot.admin_token
+    async with joined_socket(client) as (cid, ws):
         assert (await admin(client, token, f"/admin/conversations/{cid}/handoff?agent=Ana")).status == 200
         assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "agent",
                                            "agent": "Ana"}
@@ -360,11 +367,8 @@ async def test_the_widget_is_told_the_name_of_an_agent_who_gives_it_with_their_f
         client: Any, web_demo_bot: SimpleNamespace) -> None:
     """A customer who asked for a person is waiting already: the agent who names themselves only with their reply is
     named in a status pushed before it, once, so the banner names them without a reload."""
-    cid, token = new_id(), web_demo_bot.admin_token
-    await chat(client, cid, "hello")
-    async with client.ws_connect("/api/ws") as ws:
-        await ws.send_json({"type": "join", "conversation_id": cid})
-        assert (await ws.receive_json())["status"] == "open"
+    token = web_demo_bot.admin_token
+    async with joined_socket(client) as (cid, ws):
         await chat(client, cid, "/handoff")
         assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off",
                                            "by": "customer"}
