@@ -481,13 +481,18 @@ class ActionShowCarousel(Action):
 """
 
 
-def test_an_actions_buttons_without_text_are_offered(open_widget: Any, web_demo_bot: SimpleNamespace,
-                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
-    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "choices",
-                           actions={"map": {"check_refund_policy": "action_offer_choices"}},
+def running_on_refund_policy(action: str, web_demo_bot: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the web demo bot that runs ``action``, one of OFFER_CHOICES', for ``/check_refund_policy``."""
+    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / action,
+                           actions={"map": {"check_refund_policy": action}},
                            channels={"web": {"origins": [web_demo_bot.embed_origin]}})
     (root / "actions" / "choices.py").write_text(OFFER_CHOICES)
-    with LiveServer(root) as live:
+    return root
+
+
+def test_an_actions_buttons_without_text_are_offered(open_widget: Any, web_demo_bot: SimpleNamespace,
+                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+    with LiveServer(running_on_refund_policy("action_offer_choices", web_demo_bot, tmp_path_factory)) as live:
         widget = open_widget(server=live.url)
         widget.send("/check_refund_policy")
         expect(widget.page.locator(".quick button")).to_have_text(["Track my order"])
@@ -501,11 +506,7 @@ def test_an_actions_buttons_without_text_are_offered(open_widget: Any, web_demo_
 def test_an_actions_json_message_reaches_the_page_as_an_event(open_widget: Any, web_demo_bot: SimpleNamespace,
                                                               tmp_path_factory: pytest.TempPathFactory) -> None:
     """As Rasa's REST channel passes a json_message on (custom), for the shop's own script to show: it was dropped."""
-    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "carousel",
-                           actions={"map": {"check_refund_policy": "action_show_carousel"}},
-                           channels={"web": {"origins": [web_demo_bot.embed_origin]}})
-    (root / "actions" / "choices.py").write_text(OFFER_CHOICES)
-    with LiveServer(root) as live:
+    with LiveServer(running_on_refund_policy("action_show_carousel", web_demo_bot, tmp_path_factory)) as live:
         widget = open_widget(server=live.url, init_script="window.handed = []; window.addEventListener("
                                                           "'deskbot:custom', (e) => window.handed.push(e.detail))")
         widget.send("/check_refund_policy")
