@@ -31,6 +31,15 @@ def error_for(root: Path) -> str:
     return str(info.value)
 
 
+def under_two_intents(path: Path, *examples: tuple[str, str]) -> str:
+    """The error for nlu.yml at ``path`` holding one example under two intents, each ``(example, intent)`` as
+    written: the later line is named, with the other's."""
+    lines = path.read_text().splitlines()
+    first, second = sorted((lines.index(f"    - {text}") + 1, text, intent) for text, intent in examples)
+    return (f"{path}:{second[0]}: {second[1]!r}, an example of '{second[2]}', is one of '{first[2]}' too "
+            f"(line {first[0]}); keep it in one")
+
+
 def test_demo_bot_loads_with_its_27_intents_small_talk_and_oos(bot_dir: Path) -> None:
     project = load_project(bot_dir)
     small_talk = {"acknowledge", "greet", "goodbye", "thank_you", "bot_challenge", "help"}
@@ -227,11 +236,7 @@ def test_an_example_under_two_intents_is_refused_in_either_chinese_script(bot_di
     text = path.read_text()
     assert "    - 取消订单\n" in text
     path.write_text(text.replace("- intent: track_order\n  examples: |\n", "- intent: track_order\n  examples: |\n    - 取消訂單\n", 1))
-    lines = path.read_text().splitlines()
-    added, original = lines.index("    - 取消訂單") + 1, lines.index("    - 取消订单") + 1
-    first, second = sorted([(added, "取消訂單", "track_order"), (original, "取消订单", "cancel_order")])
-    assert error_for(bot_dir) == (f"{path}:{second[0]}: '{second[1]}', an example of '{second[2]}', is one of "
-                                  f"'{first[2]}' too (line {first[0]}); keep it in one")
+    assert error_for(bot_dir) == under_two_intents(path, ("取消訂單", "track_order"), ("取消订单", "cancel_order"))
 
 
 def test_a_control_character_in_yaml_names_the_line(bot_dir: Path) -> None:
@@ -410,11 +415,7 @@ def test_an_example_under_two_intents_is_refused_with_an_invisible_character_in_
     """The server reads "取消订单\u200b" as "取消订单": under two intents, they taught the classifier two answers."""
     path = bot_dir / "nlu.yml"
     path.write_text(path.read_text().replace("    - 我要退款\n", "    - 我要退款\n    - 取消订单\u200b\n", 1))
-    lines = path.read_text().splitlines()
-    added, original = lines.index("    - 取消订单\u200b") + 1, lines.index("    - 取消订单") + 1
-    first, second = sorted([(added, "取消订单\u200b", "get_refund"), (original, "取消订单", "cancel_order")])
-    assert error_for(bot_dir) == (f"{path}:{second[0]}: {second[1]!r}, an example of '{second[2]}', is one of "
-                                  f"'{first[2]}' too (line {first[0]}); keep it in one")
+    assert error_for(bot_dir) == under_two_intents(path, ("取消订单\u200b", "get_refund"), ("取消订单", "cancel_order"))
 
 
 def test_a_key_set_twice_names_both_lines(bot_dir: Path) -> None:
