@@ -576,9 +576,8 @@ class Bot:
         a customer handed to them by anyone but an agent (not of a `bot chat` tryout, which is in no agent's
         inbox and which no agent's reply can reach), and tell a customer on Slack or WeCom in a message
         that an agent (``agent``: their name, if given) took their conversation over or handed it back
-        (:meth:`_tell_change`). That message
-        goes in the background: the admin API's takeover answers at once, not once the platform has
-        taken it (a minute, with retries, when it is slow)."""
+        (:meth:`_tell_change`). That message goes in the background: the admin API's takeover answers at once,
+        not once the platform has taken it (a minute, with retries, when it is slow)."""
         status = "handed_off" if handed_off else "open"
         if reason == "agent" and self.store is not None:  # on its way before any wait: a reply now waits for it
             self._tell_in_order(conversation_id, handed_off, agent)

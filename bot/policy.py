@@ -9,7 +9,8 @@ closest answer belongs to another intent, the two disagree, and the answer is mo
 A bot may have an ``oos`` intent, examples of what it should not answer: confidently predicted, it
 gets its own template if it has one, and the fallback otherwise; it is never offered as a button, nor
 is the handoff intent (the button for a person is always there) or an intent in ``fallback.exclude``
-(small talk: "Did you mean: Greet?" helps nobody).
+(small talk: "Did you mean: Greet?" helps nobody). A message that only acknowledges or thanks ("ok", "thanks 👍"),
+unless an intent other than ``oos`` is confidently predicted, gets fallback.acknowledged, which is no miss.
 Whatever it says is in the turn's language (bot/language.py), and a ``multi`` bot gives a historical
 answer only in that language. It is a pure function of the analysis and the conversation, so it is
 tested without a model.
@@ -31,7 +32,7 @@ from finetune.metrics import OOS
 
 @dataclass
 class Decision:
-    kind: str  # template | action | retrieval | fallback | handoff | resume (back to the bot)
+    kind: str  # template | action | retrieval | fallback | handoff | resume (back to the bot) | silent (a person has it)
     intent: str | None
     confidence: float
     text: str = ""

@@ -99,9 +99,9 @@ class Stopping(DeliveryError):
 class MaybeDelivered(DeliveryError):
     """The platform took the request and never said whether the message went out (a timeout, a 500 or a 504,
     :data:`MAYBE_SENT`, the connection closed before the answer, :data:`UNANSWERED`), or a long message's later
-    piece failed after the first went out (``partly``): the
-    customer may have it, and would read it twice if it were sent again. An agent's reply is not marked
-    undelivered, and its agent is told to check before sending it again."""
+    piece failed after the first went out (``partly``): the customer may have it, and would read it twice if it
+    were sent again. An agent's reply is not marked undelivered, and its agent is told to check before sending it
+    again."""
 
     partly = False  # a later piece refused: the customer has the start of it, and not the rest nor its buttons
 
@@ -251,7 +251,7 @@ class Reply:
     text: str
     intent: str | None = None
     confidence: float = 0.0
-    source: str = "fallback"  # template | retrieval | action | fallback | handoff | silent
+    source: str = "fallback"  # template | retrieval | action | fallback | handoff | resume | silent
     buttons: list[dict[str, str]] = field(default_factory=list)
     ranking: list[tuple[str, float]] = field(default_factory=list)
     turn_id: int | None = None
@@ -290,13 +290,14 @@ class Channel:
         raise NotImplementedError
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
-        """Deliver a message that is not the direct answer to a request (agent replies, late answers)."""
+        """Deliver a message that is not the direct answer to a request (agent replies, notices, late answers)."""
         raise NotImplementedError
 
     async def status_changed(self, conversation_id: str, status: str, by: str, agent: str | None = None) -> None:
-        """A conversation was handed off (``handed_off``) or back (``open``) from outside a turn, ``by`` the
-        ``customer``, an ``agent`` or the ``bot`` (``agent``: the name of the agent who took it over, if given); or,
-        ``handed_off`` again, an agent's named reply changed who has it (``agent``).
+        """A conversation was handed off (``handed_off``) or back (``open``), ``by`` the ``customer``, an ``agent``
+        or the ``bot``, in a turn or outside one (the admin API, an answer the platform did not take) (``agent``: the
+        name of the agent who took it over, if given); or, ``handed_off`` again, an agent's named reply changed who
+        has it (``agent``).
 
         Channels that show the state to the user (the web widget) override this and set ``shows_status``;
         on others the bot tells the customer of an agent's change in a message.

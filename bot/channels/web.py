@@ -64,6 +64,7 @@ def with_agent(frame: dict[str, str], agent: str | None) -> dict[str, str]:
     """``frame`` with the name of the agent who has the conversation, if they gave one, for the widget's banner."""
     return {**frame, "agent": agent} if agent else frame
 
+
 class ConversationRequest(BaseModel):
     # Strict: no field is guessed from another JSON type (a user of 7 is a client's bug to be told
     # about); integers follow JSON Schema's rule instead (JSONInteger).
