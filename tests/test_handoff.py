@@ -600,6 +600,18 @@ async def slack_refusing_all(bot_dir: Path, aiohttp_client: Any, aiohttp_server:
     return await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
 
 
+def posting_to(posted: list[str], taking: float = 0.0) -> Any:
+    """A chat.postMessage that takes every message, appending its text to ``posted``, and answers ``taking``
+    seconds later."""
+
+    async def post_message(request: web.Request) -> web.Response:
+        posted.append((await request.json())["text"])
+        await asyncio.sleep(taking)
+        return web.json_response({"ok": True, "ts": "1.2"})
+
+    return post_message
+
+
 async def with_slack(bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, post_message: Any) -> Any:
     """A client of the bot with a Slack channel whose chat.postMessage is ``post_message``."""
     api = web.Application()
@@ -670,11 +682,7 @@ async def test_a_slack_customer_an_agent_took_over_is_still_told_when_the_agents
     as "told": a Slack customer whose agent took over and never wrote was left in silence (the web chat, which
     gets no takeover message, was told)."""
     posted: list[str] = []
-
-    async def post_message(request: web.Request) -> web.Response:
-        posted.append((await request.json())["text"])
-        return web.json_response({"ok": True, "ts": "1.2"})
-
+    post_message = posting_to(posted)
     set_handoff(bot_dir, busy_after_seconds=0.4)
     client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
     cid = "slack:T1:C1:1700000000.000100"
@@ -695,11 +703,7 @@ async def bilingual_slack_bot(bot_dir: Path, aiohttp_client: Any, aiohttp_server
     """A test client of ``bot_dir`` made a multi bot with that handoff.joined_message_named, on a Slack server
     that takes every message, and the texts posted to it."""
     posted: list[str] = []
-
-    async def post_message(request: web.Request) -> web.Response:
-        posted.append((await request.json())["text"])
-        return web.json_response({"ok": True, "ts": "1.2"})
-
+    post_message = posting_to(posted)
     config = yaml.safe_load((bot_dir / "bot.yml").read_text())
     (bot_dir / "bot.yml").write_text(yaml.safe_dump({**config, "language": "multi"}))
     set_handoff(bot_dir, joined_message_named=joined_message_named)
@@ -811,11 +815,7 @@ async def test_an_agents_reply_to_a_conversation_the_bot_holds_takes_it_over(
     """A reply from the "With the bot" tab, or one sent just after a colleague handed back, reached the customer,
     and the bot then answered the customer's answer to the agent with its fallback."""
     posted: list[str] = []
-
-    async def post_message(request: web.Request) -> web.Response:
-        posted.append((await request.json())["text"])
-        return web.json_response({"ok": True, "ts": "1.2"})
-
+    post_message = posting_to(posted)
     client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
     await chat(client, "web-1", "hello")
     slack = "slack:T1:C1:1700000000.000100"
@@ -836,11 +836,7 @@ async def test_a_reply_sent_again_after_a_colleague_handed_back_takes_nothing_ov
     """The console sends a reply again when the answer to the first try was lost: the retry took the conversation
     over again, undoing a colleague's handback, and Slack's customer was told an agent had joined once more."""
     posted: list[str] = []
-
-    async def post_message(request: web.Request) -> web.Response:
-        posted.append((await request.json())["text"])
-        return web.json_response({"ok": True, "ts": "1.2"})
-
+    post_message = posting_to(posted)
     client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
     cid = "slack:T1:C1:1700000000.000100"
     client.app[BOT].store.add_message(cid, "user", "where is my parcel?", "slack")
@@ -935,12 +931,7 @@ async def test_an_agent_reply_sent_again_with_its_key_reaches_the_customer_once(
     """The console sends a reply again when the answer to the first try was lost (a proxy's timeout, Wi-Fi
     dropping): each try was stored and posted, and the customer read the reply twice."""
     posted: list[str] = []
-
-    async def post_message(request: web.Request) -> web.Response:
-        posted.append((await request.json())["text"])
-        await asyncio.sleep(0.2)  # a second try arrives while the first is still being posted
-        return web.json_response({"ok": True, "ts": "1.2"})
-
+    post_message = posting_to(posted, taking=0.2)  # a second try arrives while the first is still being posted
     client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
     cid, other = "slack:T1:C1:1700000000.000100", "slack:T1:C2:1700000000.000100"
     for conversation in (cid, other):
@@ -969,12 +960,7 @@ async def test_another_reply_sent_with_a_key_used_before_is_refused_and_not_lost
     reply) was answered 200 with the first reply's turn: the second was neither stored nor sent, and nobody
     knew. Refused, as an Idempotency-Key used again with another request is, it can be sent with a new key."""
     posted: list[str] = []
-
-    async def post_message(request: web.Request) -> web.Response:
-        posted.append((await request.json())["text"])
-        await asyncio.sleep(0.2)  # the other reply arrives while the first is still being posted
-        return web.json_response({"ok": True, "ts": "1.2"})
-
+    post_message = posting_to(posted, taking=0.2)  # the other reply arrives while the first is still being posted
     client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, post_message)
     cid = "slack:T1:C1:1700000000.000100"
     client.app[BOT].store.add_message(cid, "user", "where is my refund?", "slack")
