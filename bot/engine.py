@@ -66,6 +66,10 @@ T = TypeVar("T")
 
 
 class Bot:
+    """One bot behind every channel: it answers each customer message (:meth:`handle`), sends agents' replies
+    (:meth:`agent_message`), records changes of hands (:meth:`set_handoff`) and tells customers outside a turn
+    (:meth:`tell_overdue`). Channels reach the store through it, on its one store thread (:meth:`_store`)."""
+
     def __init__(self, project: Project, nlu: NLU, store: Store | None, actions: ActionRunner | None = None) -> None:
         self.project = project
         self.config = project.config

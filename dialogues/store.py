@@ -903,7 +903,8 @@ class Store:
         return stored, (kept if kept != stored else None)
 
     def log_exchange(self, ex: Exchange) -> tuple[int, int | None]:
-        """Write the user's turn, its prediction and the bot's reply atomically. Returns both turn ids."""
+        """Write the user's turn, its prediction and the bot's reply atomically. Returns both turn ids, the
+        reply's None where nothing was said or an agent has the conversation (:meth:`_insert_exchange`)."""
         return self.log_exchanges([ex])[0]
 
     def log_exchanges(self, exchanges: list[Exchange]) -> list[tuple[int, int | None]]:
