@@ -20,6 +20,8 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
@@ -120,6 +122,18 @@ def choice_number(text: str) -> int | None:
     return CHINESE_NUMBERS[number] if number in CHINESE_NUMBERS else int(number)
 
 
+@contextmanager
+def refused_as_http() -> Iterator[None]:
+    """What WeCom's crypto refuses in a callback, as its answer: 401 for a request it cannot prove is WeCom's (a
+    signature, a corp or a key that does not match), 400 for one that is malformed otherwise."""
+    try:
+        yield
+    except (SignatureError, ReceiveIdError, WrongKeyError) as exc:
+        raise http_error(web.HTTPUnauthorized, str(exc)) from exc
+    except WeComError as exc:
+        raise http_error(web.HTTPBadRequest, str(exc)) from exc
+
+
 class WeComChannel(PlatformChannel):
     """The callback input side and the ``message/send`` output side of one WeCom app.
 
@@ -166,12 +180,8 @@ class WeComChannel(PlatformChannel):
         signature, timestamp, nonce, echostr = self._query(request, "msg_signature", "timestamp", "nonce", "echostr")
         # Query parsing turns a literal '+' into a space; base64 has no spaces, so put them back.
         echostr = echostr.replace(" ", "+")
-        try:
+        with refused_as_http():
             plain = self.crypto.verify_url(signature, timestamp, nonce, echostr)
-        except (SignatureError, ReceiveIdError, WrongKeyError) as exc:
-            raise http_error(web.HTTPUnauthorized, str(exc)) from exc
-        except WeComError as exc:
-            raise http_error(web.HTTPBadRequest, str(exc)) from exc
         return web.Response(text=plain)
 
     async def handle_callback(self, request: web.Request) -> web.StreamResponse:
@@ -181,12 +191,8 @@ class WeComChannel(PlatformChannel):
         deadline = loop.time() + self.reply_timeout
         body = await read_body(request, self.max_body_bytes)
         signature, timestamp, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
-        try:
+        with refused_as_http():
             message = parse_xml(self.crypto.decrypt_message(body, signature, timestamp, nonce))
-        except (SignatureError, ReceiveIdError, WrongKeyError) as exc:
-            raise http_error(web.HTTPUnauthorized, str(exc)) from exc
-        except WeComError as exc:
-            raise http_error(web.HTTPBadRequest, str(exc)) from exc
         # WeCom signs the timestamp but does not ask for this check; a replayed message would be answered twice.
         if not is_fresh(timestamp, self.clock()):
             raise http_error(web.HTTPUnauthorized, f"timestamp: more than {MAX_SKEW_S} s from the server's clock")
