@@ -126,6 +126,11 @@ def in_thread(channel: str, thread: str) -> str:
     return "" if channel.startswith("D") else thread
 
 
+def conversation_of(team: str, channel: str, thread: str) -> str:
+    """The id of the conversation a message in ``thread`` of ``channel`` belongs to (:class:`SlackChannel`)."""
+    return f"slack:{team}:{channel}:{in_thread(channel, thread)}"
+
+
 def retry_after(header: str | None) -> float:
     """Seconds to wait from a ``Retry-After`` header (Slack sends whole seconds); 1 if absent or odd."""
     try:
@@ -252,7 +257,7 @@ class SlackChannel(PlatformChannel):
         # In a DM, a message written in a thread (one of the bot's answers, replied to) is answered there.
         answer_in = thread if channel.startswith("D") and _string(event.get("thread_ts")) else ""
         return Turn(
-            conversation_id=f"slack:{team}:{channel}:{in_thread(channel, thread)}",
+            conversation_id=conversation_of(team, channel, thread),
             text=text,
             channel=self.name,
             user=user,
@@ -283,7 +288,7 @@ class SlackChannel(PlatformChannel):
                     and in_thread(channel, named[3]) == in_thread(channel, thread)):
                 team = named[1]
         return Turn(
-            conversation_id=f"slack:{team}:{channel}:{in_thread(channel, thread)}",
+            conversation_id=conversation_of(team, channel, thread),
             text=value,
             channel=self.name,
             user=user,
