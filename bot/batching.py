@@ -8,7 +8,8 @@ default, or ``concurrency`` batches in flight at once, each on its own share of 
 
 The same batcher writes the conversation log: there ``fn`` commits a whole batch of exchanges in
 one transaction, and each request resolves only after that commit, so a reply is never
-acknowledged before its exchange is on disk.
+acknowledged before its exchange is on disk. Another reads the conversations the turns start from, one
+store query a batch.
 """
 
 from __future__ import annotations

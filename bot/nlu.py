@@ -92,7 +92,8 @@ class NLU:
                    inference.pass_tokens, workers, meta)
 
     def analyse(self, texts: list[str]) -> list[Analysis]:
-        """One encoder pass per group of similar-length messages; the embeddings serve both heads."""
+        """One encoder pass for the batch, or on a CPU one per group of similar-length messages (``pass_tokens``);
+        the embeddings serve both heads."""
         if self.pass_tokens is None:
             predictions, embeddings = self.classifier.predict_with_embeddings(texts, batch_size=max(len(texts), 1))
         else:
