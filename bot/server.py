@@ -195,7 +195,8 @@ def admin_token(project: Project) -> str:
 
 
 def require_admin(request: web.Request) -> None:
-    """Admin endpoints are off without a configured token, and compare it in constant time."""
+    """Admin endpoints are off (404) without a configured token, and refuse (401) a request without it
+    (:func:`is_admin`, which compares it in constant time)."""
     if not request.app[ADMIN_TOKEN]:
         raise web.HTTPNotFound()
     if not is_admin(request):
@@ -230,7 +231,8 @@ def console_policy(page: str) -> str:
     """The agents' page's Content-Security-Policy: its own inline script and style (by their sha256), this server's
     scripts (widget.js, whose Markdown the console draws with) and requests to this server, nothing else. The page
     keeps the admin token, so a script that got into it some other way (a customer's text shown as markup by a
-    future change, an extension's injection) must not run, nor send anything elsewhere; and no other site may frame it, so none can trick a signed-in agent into clicking."""
+    future change, an extension's injection) must not run, nor send anything elsewhere; and no other site may
+    frame it, so none can trick a signed-in agent into clicking."""
     def hashes(tag: str) -> str:
         found = re.findall(rf"<{tag}>(.*?)</{tag}>", page, re.DOTALL)
         return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()}'"
@@ -257,9 +259,9 @@ async def widget(request: web.Request) -> web.FileResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Ready: the model serves and the store writes, to the file its path names. Once a write has failed (a full disk), each check tries
-    one (:meth:`~dialogues.store.Store.probe`) until one succeeds: a load balancer stops sending customers
-    whose every message would get a 503, and sends them again once the disk has room."""
+    """Ready: the model serves and the store writes, to the file its path names. Once a write has failed (a full
+    disk), each check tries one (:meth:`~dialogues.store.Store.probe`) until one succeeds: a load balancer stops
+    sending customers whose every message would get a 503, and sends them again once the disk has room."""
     bot = request.app[BOT]
     if request.app[DRAINING].is_set():
         raise http_error(web.HTTPServiceUnavailable, "stopping: send requests elsewhere")
