@@ -66,6 +66,10 @@ class FakeBot:
         await asyncio.sleep(self.delay)
         return Reply(text=self.text, source=self.source, buttons=self.buttons)
 
+    async def _store(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` at once, on the ``store`` a test gives it, where the bot runs it on the store's thread."""
+        return fn(*args)
+
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -700,11 +704,7 @@ async def test_a_stopping_server_leaves_a_send_it_would_retry_to_the_next_one(sl
     """Waiting to try again held the shutdown up; the owed answer stays owed, for the next server to send."""
     bot, settled, marked = FakeBot(), [], []
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
     bot.store = SimpleNamespace(delivered=settled.append, undelivered=marked.append, conversation=lambda _id: None)
-    bot._store = run
     channel = make_channel(bot, slack_api.url)
     slack_api.down.extend([503] * 3)
     channel.redeliver({"id": 7, "conversation_id": f"slack:T1:C1:{TS}", "reply_turn": 42, "reply": "It left today.",
@@ -728,14 +728,11 @@ async def test_an_answer_slack_refused_after_its_first_pieces_is_still_marked_an
     the start of it and not its buttons, and no agent was pointed to them."""
     bot, settled, marked, announced = FakeBot(), [], [], []
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
     async def announce(*args: Any) -> None:
         announced.append(args)
 
     bot.store = SimpleNamespace(delivered=settled.append, not_delivered=lambda *args: marked.append(args) or True)
-    bot._store, bot.announce = run, announce
+    bot.announce = announce
     channel = make_channel(bot, slack_api.url)
     slack_api.gap = 3600  # the second piece is refused with a wait too long to make
     cid = f"slack:T1:C1:{TS}"

@@ -68,6 +68,10 @@ class FakeBot:
         return Reply(text=self.text, source=self.source, buttons=self.buttons, language=self.language,
                      script=self.script)
 
+    async def _store(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` at once, on the ``store`` a test gives it, where the bot runs it on the store's thread."""
+        return fn(*args)
+
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -303,15 +307,12 @@ async def test_a_message_without_a_msgid_is_known_after_a_restart_by_a_key_that_
 
     store = Store(tmp_path / "dialogues.db")
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
     inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>zhangwei</FromUserName><CreateTime>1476422779"
              "</CreateTime><MsgType>text</MsgType><Content>退款多久到账</Content><AgentID>1000002</AgentID></xml>")
     answered = []
     for _ in range(2):  # the second, WeCom's retry, reaches a server started since
         bot = FakeBot()
-        bot.store, bot._store = store, run  # type: ignore[assignment, attr-defined]
+        bot.store = store  # type: ignore[assignment]
         channel = WeComChannel(bot, settings(wecom_api.url))
         client = await client_for(aiohttp_client, channel)
         query, body = signed_post(crypto, inner)
@@ -394,15 +395,11 @@ async def test_an_answer_message_send_fails_for_is_said_in_one_line_and_marked_u
     server = await aiohttp_server(api)
     bot, marked, settled, handed = FakeBot(delay=0.3), [], [], []
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
     def not_delivered(conversation_id: str, turn_id: int, pending_id: int | None) -> bool:
         marked.append(turn_id), settled.append(pending_id)
         return True  # handed off, in the same transaction
 
     bot.store = SimpleNamespace(receive=lambda *args: 1, not_delivered=not_delivered, delivered=settled.append)
-    bot._store = run
 
     async def announce(*args: Any) -> None:
         handed.append(args)
@@ -434,9 +431,6 @@ async def test_an_answer_owed_to_another_wecom_app_is_settled_not_sent_at_every_
     which left it owed: every start took it over and failed again."""
     bot, settled, marked, handed = FakeBot(), [], [], []
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
     async def announce(*args: Any) -> None:
         handed.append(args)
 
@@ -445,7 +439,6 @@ async def test_an_answer_owed_to_another_wecom_app_is_settled_not_sent_at_every_
         return True
 
     bot.store = SimpleNamespace(delivered=settled.append, not_delivered=not_delivered, conversation=lambda _id: None)
-    bot._store = run
     bot.announce = announce  # type: ignore[attr-defined]
     channel = WeComChannel(bot, settings(wecom_api.url))
     channel.redeliver({"id": 7, "conversation_id": "wecom:ww-old:chen", "reply_turn": 42, "reply": "它明天到。",
@@ -460,10 +453,7 @@ async def test_buttons_alone_owed_to_a_chinese_customer_are_offered_in_chinese(w
     customer's message tells it."""
     bot, settled = FakeBot(), []
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
-    bot.store, bot._store = SimpleNamespace(delivered=settled.append, conversation=lambda _id: None), run
+    bot.store = SimpleNamespace(delivered=settled.append, conversation=lambda _id: None)
     channel = WeComChannel(bot, settings(wecom_api.url))
     channel.redeliver({"id": 7, "conversation_id": f"wecom:{CORP_ID}:ChenJiaShun", "reply_turn": 42, "reply": "",
                        "text": "我要退货", "buttons": [{"title": "退货", "payload": "/return"}]})
@@ -478,11 +468,8 @@ async def test_an_answer_in_hong_kong_forms_owed_to_a_customer_is_resent_in_hong
     its choice hint came in Taiwan's (裡面) under it. The conversation keeps its customer's script."""
     bot, settled = FakeBot(), []
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
     conversation = {"slots": {"chinese_script": "hongkong"}}
-    bot.store, bot._store = SimpleNamespace(delivered=settled.append, conversation=lambda _id: conversation), run
+    bot.store = SimpleNamespace(delivered=settled.append, conversation=lambda _id: conversation)
     channel = WeComChannel(bot, settings(wecom_api.url, choice_hint={"zh": "回复里面的数字即可选择。"}))
     channel.redeliver({"id": 7, "conversation_id": f"wecom:{CORP_ID}:ChenJiaShun", "reply_turn": 42,
                        "reply": "請在後台查看。", "buttons": [{"title": "退貨", "payload": "/return"}]})
@@ -510,10 +497,7 @@ async def test_a_passive_answer_wecom_hung_up_on_goes_out_actively_and_is_settle
     killed in between) left WeCom's retry taken for one already answered, and the answer never went out."""
     bot, settled = FakeBot(), []
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
-    bot.store, bot._store = SimpleNamespace(receive=lambda *args: 1, delivered=settled.append), run  # type: ignore[assignment]
+    bot.store = SimpleNamespace(receive=lambda *args: 1, delivered=settled.append)  # type: ignore[assignment]
     channel = WeComChannel(bot, settings(wecom_api.url))
 
     class HungUp(web.Response):
@@ -716,10 +700,6 @@ async def test_a_picture_sent_to_an_agent_reaches_their_transcript_and_is_never_
     bot = FakeBot()
     bot.store = store  # type: ignore[assignment]
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
-    bot._store = run  # type: ignore[attr-defined]
     channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
     client = await client_for(aiohttp_client, channel)
     for payload in ("<MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m1</MediaId><MsgId>8001</MsgId>",
@@ -761,7 +741,7 @@ async def test_a_picture_sent_as_the_agent_hands_the_conversation_back_gets_the_
         return result
 
     bot = FakeBot()
-    bot.store, bot._store = store, run  # type: ignore[assignment, attr-defined]
+    bot.store, bot._store = store, run  # type: ignore[assignment, method-assign]
     channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
     client = await client_for(aiohttp_client, channel)
     inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000"
@@ -989,10 +969,6 @@ async def test_the_choices_offered_before_a_restart_are_read_from_the_store(
     bot = FakeBot()
     bot.store = store  # type: ignore[assignment]
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
-    bot._store = run  # type: ignore[attr-defined]
     channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))  # this one, started since
     client = await client_for(aiohttp_client, channel)
     await passive_content(client, crypto, "2", "1")
@@ -1087,15 +1063,12 @@ async def test_a_picture_sent_to_an_agent_again_after_a_restart_is_recorded_once
     store.log_exchange(Exchange(cid, "wecom", "u1", "转人工", None, None, None, 0.0, [], "handoff", "v0001",
                                 handoff="requested"))
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
     inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000"
              "</CreateTime><MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m1</MediaId>"
              "<MsgId>8001</MsgId><AgentID>1000002</AgentID></xml>")
     for _ in range(2):  # the second, WeCom's retry, reaches a server started since
         bot = FakeBot()
-        bot.store, bot._store = store, run  # type: ignore[assignment, attr-defined]
+        bot.store = store  # type: ignore[assignment]
         channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
         client = await client_for(aiohttp_client, channel)
         query, body = signed_post(crypto, inner)
