@@ -215,7 +215,7 @@ def read_socket_frame(data: str) -> tuple[str, dict[str, Any]]:
     return kind, body
 
 
-def too_many(exc: web.HTTPTooManyRequests, request_type: dict[str, str]) -> dict[str, Any]:
+def too_many_frame(exc: web.HTTPTooManyRequests, request_type: dict[str, str]) -> dict[str, Any]:
     """A socket's error frame for a 429: its reason and when to try again."""
     return {"type": "error", "error": json.loads(exc.text or "{}")["error"], "retry_after": retry_after(exc), **request_type}
 
@@ -227,7 +227,7 @@ def refusal(request: web.Request, error: str, request_type: dict[str, str]) -> d
     try:
         count_request(request)
     except web.HTTPTooManyRequests as exc:
-        return too_many(exc, request_type)
+        return too_many_frame(exc, request_type)
     return {"type": "error", "error": error, **request_type}
 
 
@@ -411,7 +411,7 @@ class WebChannel(Channel):
                 except ConnectionError:  # closed or cut meanwhile (shutdown, a lost network): the history has the reply
                     break
                 except web.HTTPTooManyRequests as exc:
-                    await ws.send_json(too_many(exc, request_type))
+                    await ws.send_json(too_many_frame(exc, request_type))
                 except Exception as exc:  # as the HTTP path's middleware does: log it, answer, keep the socket
                     if cannot_write(exc):  # no retry_after, the rate limit's: the widget says the customer sent too fast
                         self.bot.refusals.refused_one("a web chat turn on the socket", exc)
