@@ -2,8 +2,8 @@
 
 The widget talks over a WebSocket and falls back to plain HTTP when a proxy blocks it. Both paths go
 through :meth:`WebChannel.chat`, so they answer the same. Messages that are not answers (a human
-agent's replies, a handoff made by an agent) are pushed to the conversation's open sockets and are
-always in its history, which the widget polls when it has no socket.
+agent's replies, the bot's busy notice) and changes of hands are pushed to the conversation's open sockets
+and are always in its history, which the widget polls when it has no socket.
 
 The widget may be embedded on other sites: the origins listed in ``channels.web.origins`` get CORS
 headers on the API and may open the socket; any other foreign origin is refused.
