@@ -124,6 +124,8 @@ class Bot:
         self.nlu = nlu
 
     async def _store(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` (a :class:`Store` method) on the store's one thread, off the event loop: its SQLite
+        connection is not to be used from two threads at once."""
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
