@@ -121,6 +121,20 @@ def check_line(row: dict[str, Any]) -> None:
 CSV_COLUMNS = {"question": "text", "text": "text", "intent": "intent", "answer": "answer"}  # a column's name: its key
 
 
+def _named_twice(header: list[str]) -> str | None:
+    """What a header names twice among the columns read (``answer`` and ``answer``, or ``question`` and ``text``),
+    or None: a row's cells are read by name, so the last such column was read and the other dropped unsaid."""
+    first: dict[str, str] = {}  # a column's key: the first name read as it
+    for name in header:
+        if (key := CSV_COLUMNS.get(name)) is None:
+            continue
+        if key in first:
+            return f"two columns are named {name!r}" if first[key] == name else \
+                f"two columns name the question: {first[key]!r} and {name!r}"
+        first[key] = name
+    return None
+
+
 def read_csv(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str],
              check: Callable[[dict[str, Any]], object]) -> list[dict[str, Any]]:
     """A helpdesk's CSV export as ``bot init --from-csv`` reads it: a header row naming the columns ``question``
@@ -142,6 +156,8 @@ def read_csv(path: Path, fail: Callable[[str], None], intent_name: Callable[[str
         hint = "; the columns are separated by commas" if ";" in found or "\t" in found else ""
         fail(f"{path}:1: the first row names the columns: question (or text), intent and, optionally, answer; it "
              f"has {found!r}{hint}")
+    if twice := _named_twice(header):
+        fail(f"{path}:1: {twice}; keep one, or rename the other")
     rows = []
     while True:
         line = reader.line_num + 1  # the row's first line: a quoted answer may run over several

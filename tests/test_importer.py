@@ -480,6 +480,10 @@ def test_a_helpdesks_csv_export_makes_a_bot(tmp_path: Path) -> None:
     ("question;intent\nhi;greet\n", "1: the first row names the columns: question (or text), intent and, optionally, "
                                     "answer; it has 'question;intent'; the columns are separated by commas"),
     ("question,answer\nhi,Hello!\n", "1: the first row names the columns"),
+    # a row's cells are read by name: the second answer column was read and the first dropped unsaid
+    ("Question,Answer,Intent,answer\nhi,Hello!,greet,\n", "1: two columns are named 'answer'; keep one, or rename "
+                                                          "the other"),
+    ("question,intent,text\nhi,greet,hello\n", "1: two columns name the question: 'question' and 'text'"),
     ("question,intent\nhi,greet\n\"bye,bye\n", "3: unexpected end of data (a quote left open"),
     ("question,intent\nhi,greet\nwhere is it, please?,track\n", "3: 3 columns where the first row names 2; quote a "
                                                                 "text that holds a comma"),
