@@ -351,10 +351,10 @@ def say_gaps(project: Project) -> None:
                    f"punctuation or a number: {pairs}{' …' if len(twins) > 5 else ''}; the classifier learns two "
                    "answers to one question, and a review label covers both: keep each in one intent", err=True)
     if long_questions := project.long_questions:
-        lines = ", ".join(map(str, long_questions[:10])) + (" …" if len(long_questions) > 10 else "")
-        click.echo(f"note: history.jsonl has {_count(len(long_questions), 'question')} longer than a customer's message "
+        lines = ", ".join(long_questions[:10]) + (" …" if len(long_questions) > 10 else "")
+        click.echo(f"note: {_count(len(long_questions), 'history question')} longer than a customer's message "
                    f"may be ({project.config.server.max_message_chars:,}: server.max_message_chars), left out: "
-                   f"line{'s' if len(long_questions) > 1 else ''} {lines}; keep the customer's question alone", err=True)
+                   f"{lines}; keep the customer's question alone", err=True)
     if needing := project.needing_values():
         click.echo(f"note: {_count(len(needing), 'intent')} whose every template variant needs a value the customer may "
                    f"not have given: {'; '.join(f'{i} ' + ', '.join(f'{{{v}}}' for v in vs) for i, vs in needing.items())}; "

@@ -11,9 +11,7 @@ bot answers questions close to it: an intent with answers gets no placeholder, w
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
-import io
 import json
 import os
 import re
@@ -26,7 +24,7 @@ import yaml
 
 from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS, readable
 from bot.language import written_in
-from bot.project import example_text, history_item, same_example, too_long
+from bot.project import csv_rows, example_text, history_item, same_example, too_long
 from dialogues.export import shareable
 from dialogues.redact import redact
 from finetune.durable import replaced
@@ -118,62 +116,16 @@ def check_line(row: dict[str, Any]) -> None:
         raise ValueError("a row without an intent needs an answer, which the bot gives to close questions")
 
 
-CSV_COLUMNS = {"question": "text", "text": "text", "intent": "intent", "answer": "answer"}  # a column's name: its key
-
-
-def _named_twice(header: list[str]) -> str | None:
-    """What a header names twice among the columns read (``answer`` and ``answer``, or ``question`` and ``text``),
-    or None: a row's cells are read by name, so the last such column was read and the other dropped unsaid."""
-    first: dict[str, str] = {}  # a column's key: the first name read as it
-    for name in header:
-        if (key := CSV_COLUMNS.get(name)) is None:
-            continue
-        if key in first:
-            return f"two columns are named {name!r}" if first[key] == name else \
-                f"two columns name the question: {first[key]!r} and {name!r}"
-        first[key] = name
-    return None
-
-
 def read_csv(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str],
              check: Callable[[dict[str, Any]], object]) -> list[dict[str, Any]]:
     """A helpdesk's CSV export as ``bot init --from-csv`` reads it: a header row naming the columns ``question``
     (or ``text``), ``intent`` and ``answer``, in any case and order, and a row a question, as a ``--from-jsonl``
-    line with those keys; a row without an intent has None, which ``check`` judges (``bot eval`` refuses it, and
-    ``bot init`` takes it as an answer alone: :func:`check_line`). Other columns are kept, for ``bot init`` to name
-    as not read. ``fail`` stops with the row's line, as ``read_jsonl`` does; so do ``intent_name``'s ValueError and
-    ``check``'s ValueError or TypeError."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" opens with a byte order mark
-    except UnicodeDecodeError as exc:
-        at = exc.object[:exc.start].count(b"\n") + 1
-        fail(f"{path}:{at}: not UTF-8 text; save the file as UTF-8 (Excel: CSV UTF-8)")
-    # A quoted answer's line breaks are its own; strict: a quote left open took the rest of the file as one cell.
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header = [name.strip().casefold() for name in next(reader, [])]
-    if "intent" not in header or not {"question", "text"} & set(header):
-        found = ",".join(header)
-        hint = "; the columns are separated by commas" if ";" in found or "\t" in found else ""
-        fail(f"{path}:1: the first row names the columns: question (or text), intent and, optionally, answer; it "
-             f"has {found!r}{hint}")
-    if twice := _named_twice(header):
-        fail(f"{path}:1: {twice}; keep one, or rename the other")
+    line with those keys (:func:`~bot.project.csv_rows`); a row without an intent has None, which ``check`` judges
+    (``bot eval`` refuses it, and ``bot init`` takes it as an answer alone: :func:`check_line`). Other columns are
+    kept, for ``bot init`` to name as not read. ``fail`` stops with the row's line, as ``read_jsonl`` does; so do
+    ``intent_name``'s ValueError and ``check``'s ValueError or TypeError."""
     rows = []
-    while True:
-        line = reader.line_num + 1  # the row's first line: a quoted answer may run over several
-        try:
-            values = next(reader, None)
-        except csv.Error as exc:
-            fail(f"{path}:{line}: {exc} (a quote left open, or one inside a text not doubled)")
-        if values is None:
-            break
-        if not any(value.strip() for value in values):
-            continue
-        if len(values) > len(header):
-            fail(f"{path}:{line}: {len(values)} columns where the first row names {len(header)}; quote a text that "
-                 'holds a comma ("where is it, please?")')
-        cells = dict(zip(header, values))
-        row = {CSV_COLUMNS.get(name, name): value for name, value in cells.items()}
+    for line, row in csv_rows(path, fail):
         if not readable(row.get("text", "")):
             fail(f"{path}:{line}: the question is empty")
         try:

@@ -7,7 +7,9 @@ with one message that names the file and the line, instead of a stack trace minu
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
+import io
 import json
 import re
 import shlex
@@ -16,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, ValidationError
@@ -448,8 +450,9 @@ class Project:
     synonyms: dict[str, str] = field(default_factory=dict)
     # Examples under two intents that differ only in punctuation or numbers, each with the first of its key
     twins: list[Twins] = field(default_factory=list)
-    # history.jsonl's lines left out: their question is longer than a customer's message may be
-    long_questions: list[int] = field(default_factory=list)
+    # history.jsonl's and history.csv's lines left out ("history.jsonl:3"): their question is longer than a
+    # customer's message may be
+    long_questions: list[str] = field(default_factory=list)
 
     @property
     def intents(self) -> list[str]:
@@ -1249,6 +1252,61 @@ def jsonl_hint(line: str, n: int, example: str, as_csv: str = "") -> str:
     return ""
 
 
+CSV_COLUMNS = {"question": "text", "text": "text", "intent": "intent", "answer": "answer"}  # a column's name: its key
+
+
+def _named_twice(header: list[str]) -> str | None:
+    """What a header names twice among the columns read (``answer`` and ``answer``, or ``question`` and ``text``),
+    or None: a row's cells are read by name, so the last such column was read and the other dropped unsaid."""
+    first: dict[str, str] = {}  # a column's key: the first name read as it
+    for name in header:
+        if (key := CSV_COLUMNS.get(name)) is None:
+            continue
+        if key in first:
+            return f"two columns are named {name!r}" if first[key] == name else \
+                f"two columns name the question: {first[key]!r} and {name!r}"
+        first[key] = name
+    return None
+
+
+def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") -> Iterator[tuple[int, dict[str, str]]]:
+    """A CSV export's rows, each with the line it starts on, as ``{"text", "intent", "answer"}`` and its other
+    columns by name: the header row names the columns ``question`` (or ``text``), ``intent`` and ``answer``, in
+    any case and order, each once, ``needed`` among them (``intent`` for labelled questions, ``answer`` for
+    history.csv). Blank rows are skipped. ``fail`` stops with the line of what cannot be read: a file that is not
+    UTF-8, such a header, a quote left open, a row of more cells than the header names."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" opens with a byte order mark
+    except UnicodeDecodeError as exc:
+        at = exc.object[:exc.start].count(b"\n") + 1
+        fail(f"{path}:{at}: not UTF-8 text; save the file as UTF-8 (Excel: CSV UTF-8)")
+    # A quoted answer's line breaks are its own; strict: a quote left open took the rest of the file as one cell.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header = [name.strip().casefold() for name in next(reader, [])]
+    if needed not in header or not {"question", "text"} & set(header):
+        found = ",".join(header)
+        hint = "; the columns are separated by commas" if ";" in found or "\t" in found else ""
+        optional = "answer" if needed == "intent" else "intent"
+        fail(f"{path}:1: the first row names the columns: question (or text), {needed} and, optionally, {optional}; "
+             f"it has {found!r}{hint}")
+    if twice := _named_twice(header):
+        fail(f"{path}:1: {twice}; keep one, or rename the other")
+    while True:
+        line = reader.line_num + 1  # the row's first line: a quoted answer may run over several
+        try:
+            values = next(reader, None)
+        except csv.Error as exc:
+            fail(f"{path}:{line}: {exc} (a quote left open, or one inside a text not doubled)")
+        if values is None:
+            return
+        if not any(value.strip() for value in values):
+            continue
+        if len(values) > len(header):
+            fail(f"{path}:{line}: {len(values)} columns where the first row names {len(header)}; quote a text that "
+                 'holds a comma ("where is it, please?")')
+        yield line, {CSV_COLUMNS.get(name, name): value for name, value in zip(header, values)}
+
+
 HISTORY_LINE = '{"question": "where is my order?", "answer": "It ships within 2 days."}'  # one line of history.jsonl
 
 
@@ -1262,14 +1320,8 @@ def too_long(text: str, limit: int, what: str = "text") -> str | None:
            f"({limit:,}: server.max_message_chars)"
 
 
-def load_history(path: Path, intents: set[str], max_chars: int) -> tuple[list[HistoryItem], list[int]]:
-    """Historical question -> agent answer pairs, one JSON object per line, and the lines left out: a question
-    is a customer's message, up to ``max_chars`` (server.max_message_chars), so a longer one (a ticket's whole
-    thread) is none a customer can ask. Those are left out, not refused, so that lowering the limit leaves the
-    bot loading; ``bot train`` and ``bot serve`` name them."""
-    if not path.exists():
-        return [], []
-    items, too_long_lines = [], []
+def _jsonl_history(path: Path) -> Iterator[tuple[int, HistoryItem]]:
+    """history.jsonl's answers with their lines: one JSON object per line."""
     for n, line in enumerate(_read_text(path).split("\n"), start=1):  # not splitlines: U+2028 may sit in a string
         if not line.strip():
             continue
@@ -1277,13 +1329,49 @@ def load_history(path: Path, intents: set[str], max_chars: int) -> tuple[list[Hi
             item = history_item(json.loads(line.removeprefix("\ufeff")))  # a file of several joined, each with its mark
         except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
             raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}"
-                               f"{jsonl_hint(line, n, HISTORY_LINE)}") from None
-        if item.intent is not None and item.intent not in intents:
-            raise ProjectError(f"{path}:{n}: unknown intent {item.intent!r} (not in nlu.yml)")
-        if len(item.question) > max_chars:
-            too_long_lines.append(n)
-        else:
-            items.append(item)
+                               f"{jsonl_hint(line, n, HISTORY_LINE, as_csv=', or save the CSV as history.csv')}") from None
+        yield n, item
+
+
+def _csv_history(path: Path) -> Iterator[tuple[int, HistoryItem]]:
+    """history.csv's answers with their lines: a helpdesk's export, read as ``bot init --from-csv`` reads one
+    (:func:`csv_rows`), with ``question`` (or ``text``) and ``answer`` columns and, optionally, ``intent``; other
+    columns (the agent, the date) are not read, and an empty intent is none."""
+    def fail(message: str) -> NoReturn:
+        raise ProjectError(message)
+
+    for n, row in csv_rows(path, fail, needed="answer"):
+        line = {"question": row.get("text", ""), "answer": row.get("answer", "")}
+        if row.get("intent", "").strip():
+            line["intent"] = row["intent"]
+        try:
+            item = history_item(line)
+        except (ValueError, TypeError) as exc:
+            fail(f"{path}:{n}: {exc}")
+        yield n, item
+
+
+HISTORY_FILES = {"history.jsonl": _jsonl_history, "history.csv": _csv_history}  # both are read, where they are
+
+
+def load_history(root: Path, intents: set[str], max_chars: int) -> tuple[list[HistoryItem], list[str]]:
+    """Historical question -> agent answer pairs, from the bot folder's history.jsonl and history.csv, and the
+    ``file:line`` of those left out: a question is a customer's message, up to ``max_chars``
+    (server.max_message_chars), so a longer one (a ticket's whole thread) is none a customer can ask. Those are
+    left out, not refused, so that lowering the limit leaves the bot loading; ``bot train`` and ``bot serve``
+    name them."""
+    items, too_long_lines = [], []
+    for name, read in HISTORY_FILES.items():
+        path = root / name
+        if not path.exists():
+            continue
+        for n, item in read(path):
+            if item.intent is not None and item.intent not in intents:
+                raise ProjectError(f"{path}:{n}: unknown intent {item.intent!r} (not in nlu.yml)")
+            if len(item.question) > max_chars:
+                too_long_lines.append(f"{name}:{n}")
+            else:
+                items.append(item)
     return items, too_long_lines
 
 
@@ -1362,7 +1450,7 @@ def load_project(root: Path | str) -> Project:
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]
-    history, long_questions = load_history(root / "history.jsonl", intents, config.server.max_message_chars)
+    history, long_questions = load_history(root, intents, config.server.max_message_chars)
     project = Project(root, config, examples, patterns, responses, history, unread, synonyms, twins, long_questions)
     for loc, intent in named:
         if intent is not None and intent not in intents:

@@ -235,8 +235,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                     f"now redacted, about one customer's case, or given in `bot chat`) left the index: {refreshed} serves "
                     f"without them, {serving_name}'s classifier unchanged.")
             if history_changed:
-                say(f"history.jsonl changed since {serving_name} was indexed: {refreshed} serves its answers as they "
-                    f"now read, {serving_name}'s classifier unchanged.")
+                say(f"history.jsonl or history.csv changed since {serving_name} was indexed: {refreshed} serves their "
+                    f"answers as they now read, {serving_name}'s classifier unchanged.")
             serving_name, serving_path = refreshed, registry.path(refreshed)
         if not (force or seed_changed or base_changed or intents_differ or new["labels"] or new["answers"]
                 or new["labels_gone"]):

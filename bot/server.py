@@ -91,8 +91,8 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
         log.warning("%s", warning)
     indexed = nlu.meta.get("history")  # as loaded: the file once, not again
     if indexed is not None and indexed != history_fingerprint(project):
-        log.warning("history.jsonl changed since %s was indexed: its answers are given as they were until `bot retrain "
-                    "%s`, which indexes them without training again", nlu.version, project.root)
+        log.warning("history.jsonl or history.csv changed since %s was indexed: their answers are given as they were "
+                    "until `bot retrain %s`, which indexes them without training again", nlu.version, project.root)
     return nlu
 
 

@@ -488,7 +488,7 @@ def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> No
     # a spreadsheet's export got JSON's own words, as a labelled file for bot init no longer does
     ("where is my order?,It ships within 2 days.", 'Expecting value: line 1 column 1 (char 0); the file looks like '
      'CSV: write one JSON object per line, such as {"question": "where is my order?", "answer": "It ships within 2 '
-     'days."}'),
+     'days."}, or save the CSV as history.csv'),
     ('{"question": "x\\ud800 refund", "answer": "Refunds take 5 days."}', "the question or the answer is not valid Unicode"),
     pytest.param('{"question": ' + "[" * 100_000 + "]" * 100_000 + "}", "maximum recursion depth exceeded", id="nested"),
     pytest.param('{"question": "q", "answer": "' + "Z" * 20_001 + '"}', "the answer is 20001 characters long, more than "
@@ -513,10 +513,43 @@ def test_a_history_question_no_customer_could_send_is_left_out_and_named(bot_dir
     path.write_text(path.read_text() + json.dumps({"question": "refund " * 600, "answer": "Refunds take 5 days."}) + "\n")
     n = len(path.read_text().splitlines())
     project = load_project(bot_dir)
-    assert len(project.history) == kept and project.long_questions == [n]
+    assert len(project.history) == kept and project.long_questions == [f"history.jsonl:{n}"]
     say_gaps(project)
-    assert (f"note: history.jsonl has 1 question longer than a customer's message may be (4,000: "
-            f"server.max_message_chars), left out: line {n}") in capsys.readouterr().err
+    assert (f"note: 1 history question longer than a customer's message may be (4,000: "
+            f"server.max_message_chars), left out: history.jsonl:{n}") in capsys.readouterr().err
+
+
+def test_a_helpdesks_csv_export_beside_history_jsonl_is_history_too(bot_dir: Path) -> None:
+    """A helpdesk exports its answered tickets as CSV, which only bot init --from-csv read, once, when the bot
+    was made: history.csv is read as it reads one, beside history.jsonl, its intent optional and other columns
+    not read."""
+    kept = [(h.question, h.answer, h.intent) for h in load_project(bot_dir).history]
+    (bot_dir / "history.csv").write_text("\ufeffQuestion,Agent,Answer,Intent\r\n"
+                                         'do you ship abroad?,ann,"Yes, to 40 countries,\nby DHL.",\r\n'
+                                         "where is my parcel,bob,It ships in 2 days.,track_order \r\n"
+                                         "\r\n"
+                                         + "refund " * 600 + ",ann,Refunds take 5 days.,\r\n",
+                                         encoding="utf-8", newline="")
+    project = load_project(bot_dir)
+    assert [(h.question, h.answer, h.intent) for h in project.history] == [
+        *kept, ("do you ship abroad?", "Yes, to 40 countries,\nby DHL.", None),
+        ("where is my parcel", "It ships in 2 days.", "track_order")]
+    assert project.long_questions == ["history.csv:6"]  # left out, as history.jsonl's
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("question,answer\nwhere is it?,It ships in 2 days.\ndo you ship abroad?, \n", "3: the answer is empty"),
+    ("question,answer,intent\nwhere is it?,It ships in 2 days.,nope\n", "2: unknown intent 'nope' (not in nlu.yml)"),
+    ("question,intent\nwhere is it?,track_order\n", "1: the first row names the columns: question (or text), answer "
+                                                    "and, optionally, intent; it has 'question,intent'"),
+    ("question,answer,Answer\nwhere is it?,It ships in 2 days.,\n", "1: two columns are named 'answer'"),
+    ('question,answer\nwhere is it?,"It ships\n', "2: unexpected end of data"),
+])
+def test_a_history_csv_row_that_is_not_a_question_and_its_answer_is_refused(bot_dir: Path, content: str,
+                                                                            problem: str) -> None:
+    path = bot_dir / "history.csv"
+    path.write_text(content)
+    assert error_for(bot_dir).startswith(f"{path}:{problem}"), error_for(bot_dir)
 
 
 @pytest.mark.parametrize(("entry", "problem"), [

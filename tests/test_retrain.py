@@ -1039,7 +1039,7 @@ def test_an_answer_corrected_in_history_jsonl_is_given_after_a_retrain_without_t
     (bot_dir / "history.jsonl").write_text(json.dumps({"question": "do you deliver abroad?",
                                                         "answer": "No, we deliver in the UK only."}) + "\n")
     load_serving_model(load_project(bot_dir), "cpu")
-    assert "history.jsonl changed since v0002 was indexed" in caplog.text
+    assert "history.jsonl or history.csv changed since v0002 was indexed" in caplog.text
     result = retrain(load_project(bot_dir), device="cpu", progress=False)
     registry = Registry(bot_dir / "models")
     assert result.decision["index_refresh"] == registry.current() == "v0003"
@@ -1048,7 +1048,7 @@ def test_an_answer_corrected_in_history_jsonl_is_given_after_a_retrain_without_t
     assert answers == ["No, we deliver in the UK only."]
     caplog.clear()
     load_serving_model(load_project(bot_dir), "cpu")
-    assert "history.jsonl changed" not in caplog.text
+    assert "changed since" not in caplog.text
 
 
 def test_a_version_recorded_with_its_base_models_folder_has_the_same_base(tmp_path: Path) -> None:
