@@ -14,11 +14,11 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from bot.channels.base import load_json, readable  # noqa: E402
 from bot.project import jsonl_hint  # noqa: E402
-from finetune.metrics import OOS, auroc_by_kind, evaluate  # noqa: E402
+from finetune.metrics import OOS, auroc_by_kind, evaluate, intent_report  # noqa: E402
 
 if TYPE_CHECKING:  # the classifier imports torch, which reading a test file or `bot init --from-jsonl` never needs
     from finetune.classifier import Prediction
@@ -105,11 +105,10 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
     known = set(labels)
     final = [OOS if s < threshold else p for p, s in zip(predicted, scores)]
     gold = [t if t in known else OOS for t in truth]
-    report = classification_report(gold, final, output_dict=True, zero_division=0)
     errors = [{"text": t, "intent": g, "predicted": f, "confidence": round(p.confidence, 4)}
               for t, g, f, p in zip(texts, gold, final, predictions) if g != f]
     (results / "intent_report.json").write_text(
-        json.dumps({"figures": figures, "per_intent": report, "errors": errors}, indent=1, ensure_ascii=False),
+        json.dumps({"figures": figures, **intent_report(gold, final), "errors": errors}, indent=1, ensure_ascii=False),
         encoding="utf-8")
     _confusion(gold, final, results / "intent_confusion_matrix.png")
     _histogram(gold, predicted, scores, results / "intent_histogram.png", threshold)

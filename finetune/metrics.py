@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import f1_score, precision_recall_fscore_support, roc_auc_score
 
 OOS = "oos"
 
@@ -52,6 +52,26 @@ def evaluate(
     else:
         result.update(oos_recall=None, oos_precision=None, auroc=None)
     return result
+
+
+def intent_report(truth: Sequence[str], final: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each intent's precision, recall, F1 and support (``per_intent``: the test's intents and those only
+    predicted, of support 0), and apart from them (``summary``) the accuracy and the macro and weighted averages
+    over those intents. scikit-learn's classification_report keeps both in one mapping, where an intent named
+    ``accuracy``, ``macro avg`` or ``weighted avg`` was overwritten by that average."""
+    labels = sorted(set(truth) | set(final))
+    figures = precision_recall_fscore_support(truth, final, labels=labels, zero_division=0)
+    per_intent = {label: {"precision": float(p), "recall": float(r), "f1-score": float(f), "support": int(n)}
+                  for label, p, r, f, n in zip(labels, *figures)}
+    averaged = list(per_intent.values())
+    total = sum(row["support"] for row in averaged)
+    keys = ("precision", "recall", "f1-score")
+    summary: dict[str, Any] = {
+        "accuracy": float(np.mean(np.asarray(truth, dtype=object) == np.asarray(final, dtype=object))),
+        "macro avg": {**{k: float(np.mean([row[k] for row in averaged])) for k in keys}, "support": total},
+        "weighted avg": {**{k: sum(row[k] * row["support"] for row in averaged) / total for k in keys}, "support": total},
+    }
+    return {"per_intent": per_intent, "summary": summary}
 
 
 def auroc_by_kind(true: Sequence[str], scores: Sequence[float], known: Sequence[str],

@@ -175,6 +175,27 @@ def test_eval_ranks_out_of_scope_by_the_best_real_intent(tmp_path: Path) -> None
     assert report["errors"] == []
 
 
+def test_the_report_keeps_each_intents_figures_apart_from_the_averages(tmp_path: Path) -> None:
+    """scikit-learn's classification_report puts its averages among the intents: an intent named accuracy, macro avg
+    or weighted avg lost its figures to the average of that name."""
+    names = ["accuracy", "accuracy", "macro avg", "weighted avg"]
+    rows = [{"text": f"message {n}", "intent": name} for n, name in enumerate(names)]
+    answered = ["accuracy", "macro avg", "macro avg", "weighted avg"]  # the second line is answered wrong
+    predictions = [Prediction(name, 0.9, [(name, 0.9)]) for name in answered]
+    evaluate_model(sorted(set(names)), "v0001", rows, predictions, 0.5, tmp_path)
+    report = json.loads((tmp_path / "intent_report.json").read_text())
+    assert report["per_intent"] == {
+        "accuracy": {"precision": 1.0, "recall": 0.5, "f1-score": pytest.approx(2 / 3), "support": 2},
+        "macro avg": {"precision": 0.5, "recall": 1.0, "f1-score": pytest.approx(2 / 3), "support": 1},
+        "weighted avg": {"precision": 1.0, "recall": 1.0, "f1-score": 1.0, "support": 1}}
+    summary = report["summary"]
+    assert summary["accuracy"] == report["figures"]["accuracy"] == 0.75
+    assert summary["macro avg"] == {"precision": pytest.approx(5 / 6), "recall": pytest.approx(5 / 6),
+                                    "f1-score": pytest.approx(7 / 9), "support": 4}
+    # weighted by support: (2 * 2/3 + 2/3 + 1) / 4
+    assert summary["weighted avg"]["f1-score"] == pytest.approx(3 / 4) and summary["weighted avg"]["support"] == 4
+
+
 def test_the_plots_draw_chinese_intent_names_or_say_once_why_not(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Matplotlib's DejaVu Sans has no Chinese: every name drew as boxes, under a warning per character."""
