@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from finetune.classifier import IntentClassifier
-from finetune.metrics import auroc_by_kind, choose_threshold, evaluate
+from finetune.metrics import auroc_by_kind, choose_threshold, evaluate, intent_report
 from finetune.train import (
     TrainConfig,
     distillation,
@@ -56,6 +56,20 @@ def test_evaluate_matches_hand_computed_figures() -> None:
     # Out-of-scope lines score 0.2 and 0.6 against in-scope 0.9, 0.8, 0.3: 5 of 6 pairs ordered right.
     assert figures["auroc"] == pytest.approx(5 / 6)
     assert (figures["n"], figures["n_oos"], figures["threshold"]) == (5, 2, 0.5)
+
+
+def test_macro_f1_averages_the_tests_intents_not_a_declined_question_as_a_class_of_its_own() -> None:
+    # No out-of-scope line; the second scores below the threshold and is declined: final answers a oos b b.
+    # F1: a = 2*(1*1/2)/(1+1/2) = 2/3, b = 1; oos, only predicted, is the miss of a's line and no class:
+    # (2/3 + 1) / 2 = 5/6, where scikit-learn's default averaged in an oos F1 of 0, (2/3 + 1 + 0) / 3 = 5/9.
+    true, final = ["a", "a", "b", "b"], ["a", "oos", "b", "b"]
+    figures = evaluate(true=true, predicted=["a", "a", "b", "b"], scores=[0.9, 0.4, 0.9, 0.9], known=["a", "b"],
+                       threshold=0.5)
+    assert figures["macro_f1"] == pytest.approx(5 / 6)
+    report = intent_report(true, final)
+    assert report["per_intent"]["oos"] == {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0}  # listed
+    assert report["summary"]["macro avg"]["f1-score"] == pytest.approx(5 / 6)  # and not averaged
+    assert report["summary"]["macro avg"]["precision"] == 1.0 and report["summary"]["macro avg"]["support"] == 4
 
 
 def test_auroc_by_kind_ranks_in_scope_lines_against_each_kind_alone() -> None:
