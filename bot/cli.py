@@ -267,9 +267,13 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
         if alike := [" and ".join(sorted(names)) for names in cased.values() if len(names) > 1]:
             click.echo(f"Intents that differ only in case, each its own intent: {'; '.join(alike[:5])}"
                        f"{' …' if len(alike) > 5 else ''}; spell each alike in the file if it is one.", err=True)
-        unread = Counter(key for row in rows for key in row if key not in ("text", "intent", "answer"))
+        # An empty cell is nothing lost: a spreadsheet exports the empty, unnamed columns beside its table.
+        unread = Counter(key for row in rows for key, value in row.items()
+                         if key not in ("text", "intent", "answer") and value is not None and str(value).strip())
         if unread:  # an agent's answer under another name ("agent_answer", "response") was lost without a word
-            keys = ", ".join(f"{key!r} ({_count(n, 'row' if from_csv else 'line')})" for key, n in unread.most_common())
+            unit = "row" if from_csv else "line"
+            keys = ", ".join(f"{repr(key) if key else 'a column with no name'} ({_count(n, unit)})"
+                             for key, n in unread.most_common())
             answer = "an agent's answer goes in the column named \"answer\"" if from_csv else \
                 "a line's agent answer goes under \"answer\""
             click.echo(f"Not read: {keys}; {answer}.", err=True)

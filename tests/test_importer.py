@@ -476,6 +476,22 @@ def test_a_helpdesks_csv_export_makes_a_bot(tmp_path: Path) -> None:
     assert refused.exit_code == 2 and "--from-jsonl and --from-csv each give the bot's files: use one" in refused.output
 
 
+def test_empty_columns_a_spreadsheet_exports_are_not_said_to_be_unread(tmp_path: Path) -> None:
+    """Excel exports the empty, unnamed columns beside a table: "Not read: '' (3 rows)" named cells with nothing
+    in them, and a column with no name as ''."""
+    data = tmp_path / "tickets.csv"
+    data.write_text("question,intent,answer,,Notes,\r\n"
+                    "where is my card?,card_arrival,,,,\r\n"
+                    "how do I top up?,top_up,, ,,\r\n"
+                    "add money,top_up,,,,call back\r\n", encoding="utf-8", newline="")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-csv", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "Not read: a column with no name (1 row); an agent's answer" in result.output, result.output
+    data.write_text("question,intent,,Notes\r\nwhere is my card?,card_arrival,,\r\nhow do I top up?,top_up,,\r\n")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-csv", str(data), "--force"])
+    assert result.exit_code == 0 and "Not read" not in result.output, result.output
+
+
 @pytest.mark.parametrize(("content", "problem"), [
     ("question;intent\nhi;greet\n", "1: the first row names the columns: question (or text), intent and, optionally, "
                                     "answer; it has 'question;intent'; the columns are separated by commas"),
