@@ -26,7 +26,7 @@ from bot.language import READABLE
 from bot.project import load_project
 from bot.server import BOT, create_app
 from dialogues.store import Store
-from tests.conftest import configured_copy
+from tests.conftest import REPO, configured_copy
 
 
 @pytest.fixture
@@ -526,3 +526,13 @@ async def test_a_tab_that_stopped_reading_is_cut_and_holds_up_neither_the_others
     assert cid not in channel.sockets
     pushing.cancel()  # (SEND_WAIT_S would have ended it)
     frozen.close()
+
+
+def test_the_readme_lists_every_field_a_chat_reply_has() -> None:
+    """The README's HTTP API table is where a page's developer reads what POST /api/chat answers: it left out
+    ``custom``, the payloads a custom action sends for the page."""
+    from bot.openapi import ChatResponse
+
+    row = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| `POST /api/chat`"))
+    listed = re.search(r'\| `\{("reply"[^}]*)\}`', row)
+    assert listed is not None and set(re.findall(r'"(\w+)"', listed.group(1))) == set(ChatResponse.model_fields)
