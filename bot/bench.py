@@ -62,7 +62,8 @@ def scratch_folder(root: Path, scratch: Path, inference: dict[str, Any]) -> Path
     config = yaml.safe_load((root / "bot.yml").read_text(encoding="utf-8")) or {}
     # A section left empty (`learning:`) is null, which bot.yml means as its defaults.
     server = config["server"] = config.get("server") or {}
-    server["limits"] = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0}
+    server["limits"] = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0,
+                        "conversations_per_ip": 0}
     server["inference"] = {**(server.get("inference") or {}), **inference}
     config["learning"] = {**(config.get("learning") or {}), "watch_seconds": 0}  # the served version stays put
     (scratch / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")

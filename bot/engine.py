@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
+from aiohttp import web
+
 from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, TRACKER_TURNS, ActionError, ActionResult, ActionRunner,
                          ActionTimeout, action_call, action_domain, executed, past_events, validation_call)
 from bot.batching import MicroBatcher
@@ -151,7 +153,8 @@ class Bot:
             async with self._in_turn(turn.conversation_id):
                 reply = await self._handle(turn)
         except BaseException as exc:
-            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+            status = ("cancelled" if isinstance(exc, asyncio.CancelledError)
+                      else "refused" if isinstance(exc, web.HTTPTooManyRequests) else "error")
             self.metrics.reply(turn.channel, "none", status, time.perf_counter() - started)
             raise
         self.metrics.reply(turn.channel, reply.source, "ok", time.perf_counter() - started)
@@ -185,6 +188,8 @@ class Bot:
     async def _handle(self, turn: Turn) -> Reply:
         text = normalise(turn.text)
         conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
+        if conversation is None:
+            self._opening(turn)
         slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
         fallbacks = conversation["fallbacks"] if conversation else 0
         self._start_session(slots, turn.metadata)
@@ -253,6 +258,12 @@ class Bot:
             return Reply("", source="silent", handed_off=True, language=language, script=script,
                          user_turn_id=reply.user_turn_id)
         return reply
+
+    def _opening(self, turn: Turn) -> None:
+        """Count a web conversation's first message against its address: past ``limits.conversations_per_ip``,
+        429 before anything is stored, as each new conversation id a client makes up is new rows in the store."""
+        if turn.address is not None and self.limits is not None and self.store is not None:
+            self.limits.new_conversation(turn.address)
 
     def _handoff_allowed(self, turn: Turn, decision: Decision, language: Language, script: Script | None) -> Decision:
         """The handoff, or, past ``limits.handoffs_per_ip`` from the turn's address, a reply that says to try later:

@@ -12,7 +12,11 @@ else, so every request passes :meth:`Limits.middleware`:
 * web conversations handed to a person from one IP address are counted in a moving window of
   ``handoff_window_minutes`` (:meth:`Limits.handoff_wait`, asked by the engine as it hands one off): past
   ``handoffs_per_ip`` the customer is told to try later, and no agent is called, as each new conversation id
-  with "/handoff" put another customer in the agents' inbox and sent another ``notify_url`` notice.
+  with "/handoff" put another customer in the agents' inbox and sent another ``notify_url`` notice;
+* web conversations opened from one IP address are counted the same way, in ``conversation_window_minutes``
+  (:meth:`Limits.new_conversation`, asked by the engine as a conversation's first message comes): past
+  ``conversations_per_ip`` the message gets 429, as each new conversation id is new rows in the store, and
+  one address could otherwise fill the disk while keeping under the per-request limit.
 
 Messages are also counted per conversation (:func:`count_message`, called by the web channel for
 both HTTP and WebSocket messages), so one conversation cannot flood the model or the store.
@@ -84,17 +88,17 @@ class Limits:
         self.trusted = trusted
         self.callbacks: frozenset[str] = frozenset()  # the configured platforms' callback paths (server.py)
         self._window = MovingWindowRateLimiter(MemoryStorage())
-        self._per_ip = self._per_minute(config.per_ip_per_minute)
-        self._per_conversation = self._per_minute(config.per_conversation_per_minute)
-        self._handoffs = (RateLimitItemPerMinute(config.handoffs_per_ip, config.handoff_window_minutes)
-                          if config.handoffs_per_ip > 0 else None)
+        self._per_ip = self._per_minutes(config.per_ip_per_minute)
+        self._per_conversation = self._per_minutes(config.per_conversation_per_minute)
+        self._handoffs = self._per_minutes(config.handoffs_per_ip, config.handoff_window_minutes)
+        self._conversations = self._per_minutes(config.conversations_per_ip, config.conversation_window_minutes)
         self._sockets: Counter[str] = Counter()
         self._told: dict[str, float] = {}  # conversation -> when the wait it was told of ends (monotonic)
         self._hits = 0
 
     @staticmethod
-    def _per_minute(amount: int) -> RateLimitItem | None:
-        return RateLimitItemPerMinute(amount) if amount > 0 else None
+    def _per_minutes(amount: int, minutes: int = 1) -> RateLimitItem | None:
+        return RateLimitItemPerMinute(amount, minutes) if amount > 0 else None
 
     def _trusted(self, address: str) -> bool:
         ip = _ip(address)
@@ -170,6 +174,19 @@ class Limits:
             log.warning("%s has had more than %d conversations handed to a person in %d minutes: its next ones are "
                         "not, for %ds", ip, self.config.handoffs_per_ip, self.config.handoff_window_minutes, wait)
         return wait
+
+    def new_conversation(self, ip: str) -> None:
+        """Count one web conversation opened from ``ip``; past ``conversations_per_ip`` in the window, 429 (said
+        in the log once a wait: an office behind one address that meets it needs a higher limit)."""
+        wait = self._wait(self._conversations, "new conversation", ip)
+        if not wait:
+            return
+        amount, minutes = self.config.conversations_per_ip, self.config.conversation_window_minutes
+        if self.first_notice(f"new conversations from {ip}", wait):
+            log.warning("%s has opened more than %d conversations in %d minutes: its next ones are refused for %ds",
+                        ip, amount, minutes, wait)
+        raise too_many(f"too many new conversations from this address: more than {amount} in {minutes} minutes; "
+                       f"retry in {wait}s", wait)
 
     def refund(self, conversation_id: str) -> None:
         """Take back the latest count of a conversation's messages. The limits library has no call for it;

@@ -321,6 +321,9 @@ class LimitsConfig(Settings):
     handoffs_per_ip: int = Field(20, ge=0, description="web conversations one IP address may hand to a person in "
                                                        "handoff_window_minutes (an office shares one address)")
     handoff_window_minutes: int = Field(10, ge=1, description="the moving window handoffs_per_ip counts in")
+    conversations_per_ip: int = Field(100, ge=0, description="web conversations one IP address may open in "
+                                                             "conversation_window_minutes (an office shares one address)")
+    conversation_window_minutes: int = Field(10, ge=1, description="the moving window conversations_per_ip counts in")
     trust_forwarded_for: bool = Field(False, description="take the client's IP from X-Forwarded-For (behind a proxy only)")
     trusted_proxies: list[IPvAnyNetwork] = Field(
         default_factory=list, description="the proxies' addresses or networks (10.0.0.0/8): X-Forwarded-For is read only "

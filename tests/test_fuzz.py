@@ -36,7 +36,8 @@ SLACK = {"signing_secret": "8f742231b10e8888abcd99yyyzzz85a5", "bot_token": "xox
 WECOM = {"token": "QDG6eK", "aes_key": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "corp_id": "wx5823bf96d3bd56c7",
          "secret": "fuzz", "agent_id": "1000002", "api_url": "http://127.0.0.1:9/cgi-bin/"}
 FUZZ_CONFIG: dict[str, dict[str, Any]] = {
-    "server": {"admin_token": TOKEN, "limits": {"per_ip_per_minute": 0, "per_conversation_per_minute": 0}},
+    "server": {"admin_token": TOKEN, "limits": {"per_ip_per_minute": 0, "per_conversation_per_minute": 0,
+                                                   "conversations_per_ip": 0}},
     "channels": {"slack": SLACK, "wecom": WECOM},
     "learning": {"watch_seconds": 0},
 }

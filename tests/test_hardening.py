@@ -44,7 +44,7 @@ from finetune.classifier import FILES
 from finetune.registry import Registry
 from tests.conftest import configured_copy
 
-NO_LIMITS = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0}
+NO_LIMITS = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0, "conversations_per_ip": 0}
 SLOW_ACTIONS = '''
 import asyncio, time
 from rasa_sdk import Action
@@ -379,6 +379,29 @@ async def test_handoffs_from_one_address_are_capped_and_the_customer_told_to_try
     assert (await elsewhere.json())["handed_off"] is True
     assert len(store_rows(client, "SELECT * FROM handoffs")) == 3
     assert caplog.text.count("conversations handed to a person in 10 minutes") == 1  # once a wait, not a handoff
+
+
+async def test_new_conversations_from_one_address_are_capped_with_a_429(make_client: Callable[..., Any],
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """Each conversation id a client makes up is new rows in the store: one address could open them without end
+    and fill the disk, each message within the per-request limit. Past the cap its new conversations get 429, over
+    HTTP and over the socket alike, while its open ones go on and other addresses still open theirs."""
+    client = await make_client(server={"limits": {"conversations_per_ip": 2, "trust_forwarded_for": True}})
+    first = cid()
+    for conversation in (first, cid()):
+        assert (await chat(client, conversation, "hello")).status == 200
+    refused = await chat(client, cid(), "hello")
+    assert refused.status == 429 and 1 <= int(refused.headers["Retry-After"]) <= 600
+    assert (await refused.json())["error"].startswith(
+        "too many new conversations from this address: more than 2 in 10 minutes; retry in ")
+    assert (await chat(client, first, "still there?")).status == 200
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"conversation_id": cid(), "text": "hello"})
+        frame = await ws.receive_json()
+        assert frame["type"] == "error" and frame["error"].startswith("too many new conversations") and frame["retry_after"] >= 1
+    assert (await chat(client, cid(), "hello", **{"X-Forwarded-For": "203.0.113.9"})).status == 200
+    assert len(store_rows(client, "SELECT * FROM conversations")) == 3
+    assert caplog.text.count("has opened more than 2 conversations in 10 minutes") == 1  # once a wait
 
 
 def test_the_counters_forget_the_conversations_whose_window_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:
