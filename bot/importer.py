@@ -33,6 +33,9 @@ from retrieval.text import normalise
 
 MIXED = 0.1  # a set with at least this share of messages in each language is bilingual
 BOT_FILES = ("bot.yml", "nlu.yml", "responses.yml", "history.jsonl")  # a bot's own data, which `bot init` writes
+# Made for its owner alone: it comes to hold the admin token and the channels' secrets (Slack's signing secret,
+# WeCom's keys), and a file made with the umask's mode showed them to every account on the machine.
+PRIVATE_FILES = ("bot.yml",)
 
 
 class _Block(str):
@@ -148,7 +151,7 @@ def write_whole(directory: Path, files: dict[str, str]) -> None:
     with contextlib.ExitStack() as written:  # a write that fails puts none of them in place
         for name, text in files.items():
             (directory / name).parent.mkdir(parents=True, exist_ok=True)  # the bot's folder, a packaged bot's actions/
-            written.enter_context(replaced(directory / name)).write(text)
+            written.enter_context(replaced(directory / name, private=name in PRIVATE_FILES)).write(text)
 
 
 def data_language(texts: list[str]) -> str:

@@ -23,9 +23,9 @@ _NO_FOLDER_FSYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 def owner_only(path: str | os.PathLike[str], flags: int) -> int:
     """An ``opener`` for :func:`open` that creates a file readable and writable by its owner alone (0600),
-    whatever the umask: the store, ``bot export -o`` and a version's ``index/answers.jsonl`` hold what customers
-    wrote, and made with a umask of 022 every account on the machine could read them. A file that exists keeps
-    the mode it has."""
+    whatever the umask: the store, ``bot export -o`` and a version's index (``answers.jsonl``, ``index.faiss``) and
+    ``ngrams.json`` hold what customers wrote, and ``bot.yml`` comes to hold secrets; made with a umask of 022 every
+    account on the machine could read them. A file that exists keeps the mode it has."""
     return os.open(path, flags, 0o600)
 
 

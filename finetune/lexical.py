@@ -25,6 +25,8 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
+from finetune.durable import owner_only
+
 NGRAMS = (1, 3)
 C = 10.0  # inverse regularisation: the n-grams of a few thousand short messages, fitted firmly
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # the n-gram model's share of the vote never passes the encoder's
@@ -73,7 +75,10 @@ class CharNgrams:
 
     def save(self, folder: Path) -> None:
         save_file({"idf": self.idf, "coef": self.coef, "intercept": self.intercept}, str(folder / "ngrams.safetensors"))
-        (folder / "ngrams.json").write_text(json.dumps(self.vocabulary, ensure_ascii=False), encoding="utf-8")
+        # The n-grams are pieces of the texts trained on, customers' messages among them: for the bot's owner alone
+        # (safetensors makes its files so already).
+        with open(folder / "ngrams.json", "w", encoding="utf-8", opener=owner_only) as out:
+            out.write(json.dumps(self.vocabulary, ensure_ascii=False))
 
     @classmethod
     def load(cls, folder: Path) -> "CharNgrams":

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
 import threading
 from contextlib import contextmanager
@@ -433,8 +434,10 @@ class AnswerIndex:
         half-written folder fails its checksum instead of loading)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        # The customers' questions as vectors (from which their words can be guessed back) and the agents' answers
+        # beside them: for the bot's owner alone. FAISS writes by name, into the file made for it here.
+        os.close(owner_only(folder / INDEX_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
         faiss.write_index(self.index, str(folder / INDEX_FILE))
-        # The agents' answers beside the customers' questions they answered: for the bot's owner alone.
         with open(folder / ANSWERS_FILE, "w", encoding="utf-8", opener=owner_only) as handle:
             for label, answer in self._answers.items():
                 handle.write(json.dumps({"label": label, **dataclasses.asdict(answer)}, ensure_ascii=False) + "\n")

@@ -247,6 +247,18 @@ def test_init_refuses_to_replace_a_projects_data_and_force_replaces_all_of_it(tm
     assert load_project(root).intents == ["card_arrival", "top_up"]  # which loads: nothing refers to the old intents
 
 
+def test_init_writes_bot_yml_for_its_owner_alone(tmp_path: Path, common_umask: None) -> None:
+    """bot.yml comes to hold the admin token and the channels' secrets, and `bot init` made it with the umask's mode
+    (0644): every account on the machine could read them. The bot's data keeps the umask's."""
+    for args in (["init", str(tmp_path / "starter")], ["init", str(tmp_path / "demo"), "--demo"]):
+        assert CliRunner().invoke(cli, args).exit_code == 0
+    imported, result = import_bot(tmp_path, ENGLISH)
+    assert result.exit_code == 0, result.output
+    for root in (tmp_path / "starter", tmp_path / "demo", imported):
+        modes = {name: (root / name).stat().st_mode & 0o777 for name in ("bot.yml", "nlu.yml", "history.jsonl")}
+        assert modes == {"bot.yml": 0o600, "nlu.yml": 0o644, "history.jsonl": 0o644}, root
+
+
 def test_init_that_cannot_write_a_file_leaves_the_bot_there_as_it_was(tmp_path: Path) -> None:
     """With a folder where history.jsonl should be, --force wrote the new bot.yml, nlu.yml and responses.yml before it
     failed, over the old bot's: a bot of two halves, with no file named."""

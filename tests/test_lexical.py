@@ -43,6 +43,14 @@ def test_one_intent_gets_all_the_probability() -> None:
     assert CharNgrams.fit(["hello", "hi"], [1, 1], 3).probabilities(["hey"]).tolist() == [[0.0, 1.0, 0.0]]
 
 
+def test_the_saved_ngrams_are_readable_by_their_owner_alone(tmp_path: Path, common_umask: None) -> None:
+    """ngrams.json holds pieces of the texts trained on, customers' messages among them after `bot retrain`, and was
+    made with the umask's mode (0644): every account on the machine could read them."""
+    CharNgrams.fit(TEXTS, TARGETS, 4).save(tmp_path)
+    assert {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()} == {
+        "ngrams.json": 0o600, "ngrams.safetensors": 0o600}
+
+
 def test_save_and_load_give_the_same_probabilities(tmp_path: Path) -> None:
     model = CharNgrams.fit(TEXTS, TARGETS, 4)
     model.save(tmp_path)

@@ -565,11 +565,13 @@ def test_gpu_path_matches_cpu() -> None:
         assert on_gpu.search_vectors(queries[:1], k=1)[0][0].id != "v0"
 
 
-def test_a_saved_indexs_answers_are_readable_by_their_owner_alone(tmp_path: Path, common_umask: None) -> None:
-    """answers.jsonl holds agents' answers beside the customers' questions they answered, and was made with the
-    umask's mode (0644): every account on the machine could read them."""
+def test_a_saved_indexs_answers_and_vectors_are_readable_by_their_owner_alone(tmp_path: Path, common_umask: None) -> None:
+    """answers.jsonl holds agents' answers beside the customers' questions they answered, and index.faiss those
+    questions as vectors, from which their words can be guessed back; both were made with the umask's mode (0644):
+    every account on the machine could read them."""
     AnswerIndex.build(HashEncoder(), HISTORY, device="cpu").save(tmp_path / "idx")
-    assert (tmp_path / "idx" / "answers.jsonl").stat().st_mode & 0o777 == 0o600
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "idx").iterdir()}
+    assert modes == {"answers.jsonl": 0o600, "index.faiss": 0o600, "manifest.json": 0o644}
 
 
 def test_describe_saved_reads_the_manifest(tmp_path: Path) -> None:
