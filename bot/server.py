@@ -23,7 +23,7 @@ from pathlib import Path
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_runner import GracefulExit
 
@@ -60,6 +60,11 @@ HUNG_UP = web.AppKey("hung_up", asyncio.Event)  # set on SIGHUP, which stops `bo
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STARTED_WITH = web.AppKey("started_with", BotConfig)  # bot.yml as the server set itself up from it at start
 STATIC = Path(str(resources.files("bot") / "static"))
+SERVER = "deskbot"  # every response's Server header (protective_headers)
+# aiohttp answers a request it cannot parse (a malformed request line or header) with a 400 of its own, made below the
+# application, where no on_response_prepare hook sees it, and its Server header named Python and aiohttp, versions and
+# all. aiohttp has no setting for it (aio-libs/aiohttp#6463): its default is deskbot's.
+web_response.SERVER_SOFTWARE = SERVER
 COUNTED = web.RequestKey("counted", bool)  # the request's response is counted for /metrics already
 STORE_WAIT_S = 2.0  # how long a scrape (or a health check) waits on the store before answering without it
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
@@ -757,7 +762,7 @@ async def protective_headers(request: web.Request, response: web.StreamResponse)
         request[COUNTED] = True
         request.app[BOT].metrics.response(response.status)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers["Server"] = "deskbot"
+    response.headers["Server"] = SERVER
     if request.app[DRAINING].is_set() and not isinstance(response, web.WebSocketResponse):
         # Its client opens its next request elsewhere, not on a connection about to close; said in the headers
         # too, which aiohttp set before this hook.

@@ -753,6 +753,13 @@ async def test_conversations_are_kept_in_no_cache_and_no_type_is_guessed(make_cl
         assert "no-store" not in response.headers.get("Cache-Control", "") and response.headers["X-Content-Type-Options"] == "nosniff"
     for path in ("/healthz", "/no/such/page", "/admin/conversations"):  # no version for anyone to look flaws up by
         assert (await client.get(path)).headers["Server"] == "deskbot", path
+    for broken in (b"BAD\x01 / HTTP/1.1", b"GET / HTTP/9.9", b"GET / HTTP/1.1\r\nBad Header"):  # aiohttp's own 400
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(broken + b"\r\n\r\n")
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.0 400") and b"\r\nServer: deskbot\r\n" in answer, answer
+        assert b"aiohttp" not in answer and b"Python" not in answer, answer
 
 
 async def test_the_pages_and_the_widget_are_checked_with_the_server_on_every_load(make_client: Callable[..., Any]) -> None:
