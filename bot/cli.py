@@ -318,6 +318,20 @@ def say_kept(directory: Path, written: Sequence[str]) -> None:
 RASA_FALLBACK_RESPONSES = {"utter_default": "fallback.message", "utter_ask_rephrase": "fallback.rephrase"}
 
 
+def readable_secrets(project: Project) -> list[str]:
+    """The secrets bot.yml holds (``server.admin_token``, a channel's keys, a webhook whose URL is its secret) while
+    every account on the machine may read it: a bot.yml made before `bot init` made it for its owner alone, or copied
+    with the umask's mode, which nothing else said."""
+    if not (project.root / "bot.yml").stat().st_mode & 0o004:
+        return []
+    config = project.config
+    held = {"server.admin_token": config.server.admin_token, "handoff.notify_url": config.handoff.notify_url,
+            "channels.web.identity_secret": config.channels.web.identity_secret,
+            **{f"channels.slack.{key}": getattr(config.channels.slack, key) for key in ("signing_secret", "bot_token")},
+            **{f"channels.wecom.{key}": getattr(config.channels.wecom, key) for key in ("token", "aes_key", "secret")}}
+    return [name for name, value in held.items() if value]
+
+
 def say_gaps(project: Project) -> None:
     """Name what a bot set up from its data alone still lacks: intents nothing answers
     (:meth:`~bot.project.Project.unanswered`), templates still ``bot init``'s placeholders, which promise
@@ -474,6 +488,9 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         click.echo(f"note: the web identity secret is {_count(len(secret), 'character')} long: a signed-in customer "
                    "sees their id and its hash, and can try guesses at it offline, without limit; use a random one "
                    "of 32 or more (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')", err=True)
+    if secrets := readable_secrets(project):
+        click.echo(f"note: {project.root / 'bot.yml'} holds {', '.join(secrets)}, and every account on this machine "
+                   f"can read it: chmod 600 {shell(project.root / 'bot.yml')} (docs/security.md)", err=True)
     say_gaps(project)
     # The port before anything else: at start the server answers the Slack and WeCom messages a killed one
     # kept, and one that then failed on a port the running server holds had answered them a second time.

@@ -1574,6 +1574,24 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
     assert "identity secret" not in long_token.output
 
 
+def test_serve_says_when_every_account_can_read_the_secrets_in_bot_yml(tiny_demo_bot: Path, tmp_path: Path,
+                                                                        common_umask: None) -> None:
+    """A bot.yml made before `bot init` made it for its owner alone, or copied with the umask's mode, showed the
+    admin token and the channels' keys to every account on the machine, and nothing said so."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "Zq8-rT2w_Lm4Vn7P-long-enough"},
+                           channels={"slack": {"signing_secret": "s" * 32, "bot_token": "xoxb-t", "api_url": "http://127.0.0.1:9/"}})
+    (root / "bot.yml").chmod(0o644)
+    with socket.socket() as taken:  # refused at the port, after the notes
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        readable = CliRunner().invoke(cli, ["serve", str(root), "--port", str(taken.getsockname()[1])]).output
+        (root / "bot.yml").chmod(0o640)  # a group the service runs in may read it
+        private = CliRunner().invoke(cli, ["serve", str(root), "--port", str(taken.getsockname()[1])]).output
+    assert (f"note: {root / 'bot.yml'} holds server.admin_token, channels.slack.signing_secret, channels.slack.bot_token, "
+            f"and every account on this machine can read it: chmod 600 {root / 'bot.yml'}") in readable
+    assert "every account" not in private
+
+
 async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="deskbot")
