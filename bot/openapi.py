@@ -162,7 +162,11 @@ class WidgetSettings(_Body):
 
 class HealthResponse(_Body):
     status: Literal["ok"]
-    model_version: str
+    model_version: str = Field(description="the version answering customers")
+    current: str | None = Field(description="the version models/CURRENT names (null: none, or it cannot be read): "
+                                            "another than model_version while the swap to it is on its way, or when it "
+                                            "could not load and the server serves the last version that did (the log "
+                                            "says why)")
 
 
 class ModelVersionResponse(_Body):

@@ -1,7 +1,8 @@
 """The aiohttp application: one process serving every channel.
 
-Start-up loads and checks the serving model before the port opens, so a corrupt model folder stops
-``bot serve`` with a clear message. ``/admin/reload`` swaps in the registry's current version
+Start-up loads and checks the serving model before the port opens: a corrupt model folder is named
+in the log and the newest version that served before and loads serves instead, or, when none does,
+``bot serve`` stops with a clear message. ``/admin/reload`` swaps in the registry's current version
 without dropping requests: the old model keeps answering until the new one is loaded and checked.
 """
 
@@ -79,19 +80,51 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
     analyses one batch at a time on every core (and may train later in the same process)."""
     registry = Registry(project.models_dir)
     path = registry.current_path()
+    try:
+        return load_version(project, path, device, workers)
+    except ModelLoadError as exc:  # a damaged version: say which one served before it, to serve again
+        if not (sound := registry.sound_alternatives(path.name)):
+            raise
+        raise ModelLoadError(f"{exc}; `bot rollback {project.root} {sound[0]}` serves {sound[0]}, the newest other "
+                             "version that has served") from exc
+
+
+def load_at_start(project: Project, device: str | None = None) -> NLU:
+    """What `bot serve` starts with: the registry's current version, or, when it cannot load (a folder cut short
+    or half deleted), the newest other version that has served and loads, said loudly in the log. The customers
+    keep a bot that answers until someone on call mends or rolls back; CURRENT stays as it was, for them to decide.
+    Only when no such version loads does the server refuse to start."""
+    registry = Registry(project.models_dir)
+    named = registry.current()
+    if named is None:
+        raise RegistryError(registry.nothing_serving())
+    try:
+        return load_version(project, registry.path(named), device)
+    except (ModelLoadError, RegistryError) as exc:
+        broken = f"model {named}, which models/CURRENT names, cannot load: {exc}"
+    for name in registry.sound_alternatives(named):
+        try:
+            nlu = load_version(project, registry.root / name, device)
+        except ModelLoadError as exc:
+            broken += f"; {name} cannot load either: {exc}"
+            continue
+        log.warning("%s. SERVING %s INSTEAD, the newest other version that has served and loads; `bot rollback %s %s` "
+                    "makes it the serving version, or mend %s and POST /admin/reload", broken, name, project.root,
+                    name, named)
+        return nlu
+    raise ModelLoadError(f"{broken}; no other version that has served loads: `bot train {project.root}` trains one")
+
+
+def load_version(project: Project, path: Path, device: str | None = None, workers: int | None = None) -> NLU:
+    """Version folder ``path`` with bot.yml's inference settings, warning of what it serves differently from
+    the bot's files (other intents, an older history.jsonl)."""
     inference = project.config.server.inference
     if workers is not None:
         inference = inference.model_copy(update={"workers": workers})
     # bot.yml's retrieval.options.device, else the model's: `--device cpu` keeps the search off the GPU too.
     options = project.config.retrieval.options
     index_device = options.device if "device" in options.model_fields_set else "cpu" if device == "cpu" else "auto"
-    try:
-        nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference, index_device=index_device)
-    except ModelLoadError as exc:  # a damaged version: say which one served before it, to serve again
-        if (sound := registry.sound_alternative(path.name)) is None:
-            raise
-        raise ModelLoadError(f"{exc}; `bot rollback {project.root} {sound}` serves {sound}, the newest other version "
-                             "that has served") from exc
+    nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference, index_device=index_device)
     if warning := other_intents(nlu.labels, nlu.version, project):
         log.warning("%s", warning)
     indexed = nlu.meta.get("history")  # as loaded: the file once, not again
@@ -277,7 +310,10 @@ async def healthz(request: web.Request) -> web.Response:
             await asyncio.wait_for(bot._store(bot.store.probe), STORE_WAIT_S)
     if (failing := bot.store.failing) is not None:
         raise http_error(web.HTTPServiceUnavailable, f"the conversation store cannot write: {failing}")
-    return json_response({"status": "ok", "model_version": bot.nlu.version})
+    # CURRENT's version beside the one serving: another while a swap to it is on its way, or since it could not load
+    # (the log says why), which a monitor can alert on while the customers are still answered.
+    current = Registry(bot.project.models_dir).readable_current()
+    return json_response({"status": "ok", "model_version": bot.nlu.version, "current": current})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -814,7 +850,7 @@ async def stop_on_sighup(app: web.Application) -> None:
 def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = None) -> web.Application:
     project = load_project(root)
     actions = ActionRunner.for_project(project)  # a mistake in actions/ or its map, before the model loads
-    nlu = nlu or load_serving_model(project, device)  # refuse to start on a bad model
+    nlu = nlu or load_at_start(project, device)  # refuse to start when no version that served loads
     server = project.config.server
     limits = Limits(server.limits, server.max_body_bytes, trusted=is_admin)
     app = web.Application(middlewares=[json_errors, limits.middleware], client_max_size=server.max_body_bytes)

@@ -148,17 +148,17 @@ class Registry:
                 return decision.get("serving")
         return None
 
-    def sound_alternative(self, broken: str) -> str | None:
-        """The newest version but ``broken`` that the decision log says served and whose files look whole
-        (:func:`_model_damage`, by their sizes): what to roll back to when ``broken`` cannot load."""
+    def sound_alternatives(self, broken: str) -> list[str]:
+        """The versions but ``broken`` that the decision log says served and whose files look whole
+        (:func:`_model_damage`, by their sizes), newest first: what to serve instead when ``broken`` cannot load.
+        A candidate the gate refused, or one trained with ``--no-promote``, never served, so is never among them."""
         try:
             log = self.decisions()
         except RegistryError:
-            return None
+            return []
         served = {*served_versions(log), *(str(d.get("version")) for d in log if d.get("event") == "index_refresh"
                                            or d.get("event") == "trained" and d.get("promoted"))}
-        sound = [v.name for v in self.versions() if v.name != broken and v.name in served and not v.damaged]
-        return sound[-1] if sound else None
+        return [v.name for v in reversed(self.versions()) if v.name != broken and v.name in served and not v.damaged]
 
     def versions(self) -> list[Version]:
         """Every version, oldest first; an unreadable CURRENT marks none as serving, so that the list to

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -455,6 +456,42 @@ def test_a_serving_version_that_cannot_load_names_the_sound_one_to_roll_back_to(
     assert refused.exit_code == 1 and "Traceback" not in refused.output
     assert "head.safetensors has 10 bytes" in refused.output
     assert f"`bot rollback {root} v0001` serves v0001, the newest other version that has served" in refused.output
+
+
+async def test_bot_serve_serves_the_newest_version_that_served_and_loads_when_current_cannot(
+        small_bot: Path, tmp_path: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A serving version half deleted stopped bot serve, naming the rollback: the customers had no bot until
+    someone on call ran it. It serves the last version that loads, says so loudly, and /healthz tells both."""
+    from bot.server import create_app
+    from finetune.classifier import ModelLoadError
+
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    models = root / "models"
+    registry = Registry(models)
+    for name in ("v0002", "v0003", "v0004"):
+        shutil.copytree(models / "v0001", models / name)
+        registry.record({"event": "trained", "version": name, "promoted": name != "v0004"})  # v0004: never served
+    head = models / "v0002" / "classifier" / "head.safetensors"
+    head.write_bytes(head.read_bytes()[:-64] + bytes(64))  # sound by its size, refused by its checksum as it loads
+    registry.promote("v0003")
+    shutil.rmtree(models / "v0003" / "classifier")  # half deleted
+    caplog.set_level(logging.WARNING, logger="deskbot")
+
+    client = await aiohttp_client(create_app(root, device="cpu"))
+
+    health = await (await client.get("/healthz")).json()
+    assert health == {"status": "ok", "model_version": "v0001", "current": "v0003"}
+    said = [r for r in caplog.records if "SERVING v0001 INSTEAD" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+    assert "model v0003, which models/CURRENT names, cannot load" in said[0].getMessage()
+    assert "v0002 cannot load either" in said[0].getMessage()
+    assert f"`bot rollback {root} v0001`" in said[0].getMessage()
+    assert (models / "CURRENT").read_text().strip() == "v0003"  # for the one on call to decide
+    await client.close()
+
+    shutil.rmtree(models / "v0001" / "index")
+    with pytest.raises(ModelLoadError, match="no other version that has served loads"):
+        create_app(root, device="cpu")
 
 
 def test_a_rollback_to_a_version_trained_on_other_intents_warns(small_bot: Path, tmp_path: Path) -> None:
