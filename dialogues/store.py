@@ -362,6 +362,8 @@ BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction 
 # The log (dialogues.db-wal) grows while reads overlap without a gap (agents' consoles asking for the day's
 # figures beside a busy server): past this size it is cut back once they leave it a moment, not kept at its peak.
 WAL_SIZE_LIMIT = 64 << 20
+CHECKPOINT_TRY_MS = 20  # how long one try to empty the WAL after a purge waits for readers, holding the write lock
+CHECKPOINT_PAUSE_S = 0.1  # between those tries, for the serving bot's writes
 # Conversations ``Store.purge`` deletes in one transaction, while a serving bot's writes wait (a few ms).
 PURGE_BATCH = 20
 # What the disk or another process does to the store, and may undo: full, read-only, failing, locked.
@@ -1559,7 +1561,21 @@ class Store:
                                     {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
                                      for table, where in tables}
                                     for cid in conversation_ids[at:at + PURGE_BATCH]}
-                busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                cleared = self._wal_emptied()
             finally:
                 self.db.execute("PRAGMA secure_delete=OFF")
-        return Purged(deleted, wal_cleared=not busy)
+        return Purged(deleted, wal_cleared=cleared)
+
+    def _wal_emptied(self) -> bool:
+        """Checkpoint the WAL and empty it, waiting up to the busy timeout for readers still on its frames; whether
+        it is empty. Tried a moment at a time: a checkpoint waiting for readers holds the write lock, and a serving
+        bot's every reply waited with it, for as long as a `bot backup` or the agents' figures read."""
+        wait_ms = self.db.execute("PRAGMA busy_timeout").fetchone()[0]
+        deadline = time.monotonic() + wait_ms / 1000
+        self.db.execute(f"PRAGMA busy_timeout={min(wait_ms, CHECKPOINT_TRY_MS)}")
+        try:
+            while (busy := self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]) and time.monotonic() < deadline:
+                time.sleep(CHECKPOINT_PAUSE_S)
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout={wait_ms}")
+        return not busy

@@ -1343,6 +1343,34 @@ def test_a_purge_says_when_a_reader_kept_the_deleted_text_in_the_wal(tmp_path: P
     store.close()
 
 
+def test_a_purge_waiting_for_a_reader_to_clear_the_wal_lets_a_serving_bots_writes_through(tmp_path: Path) -> None:
+    """The purge's checkpoint, waiting for a long reader (a `bot backup`, the agents' figures) to leave the WAL,
+    held the write lock meanwhile: a serving bot's every reply waited up to 30 s with it, or failed."""
+    import threading
+
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    user_turn(store, "gone", "parcel for Zebediah Quuxworth")
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM turns").fetchone() == (2,)
+    purged: list[Any] = []
+    purging = threading.Thread(target=lambda: purged.append(store.purge("gone")))
+    purging.start()
+    time.sleep(0.5)  # deleted; its checkpoint waits for the reader
+    serving = sqlite3.connect(path, isolation_level=None, timeout=1)
+
+    serving.execute("INSERT INTO conversations (id, channel, status, slots, fallbacks) VALUES ('new', 'web', 'open', '{}', 0)")
+
+    reader.execute("ROLLBACK")
+    purging.join(timeout=30)
+    assert purged and purged[0].wal_cleared  # once the reader left, within the purge's wait
+    assert b"Quuxworth" not in b"".join(p.read_bytes() for p in tmp_path.glob("dialogues.db*"))
+    for connection in (serving, reader):
+        connection.close()
+    store.close()
+
+
 def test_a_purged_conversations_platform_messages_are_not_answered_again_when_redelivered(tmp_path: Path) -> None:
     """A purge deleted the keys of the conversation's Slack and WeCom messages: a redelivery in the minutes after it
     (Slack retries for 5 minutes) was answered again, beginning the conversation anew. Their keys stay, and nothing
