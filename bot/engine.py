@@ -181,9 +181,23 @@ class Bot:
         takeover and handback notices on their way have gone out; those still going then are given up."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        # In the log, so that the one on call knows what a stop is waiting for, and which customers it cut off.
+        if running := self.turns_in_flight():
+            log.info("stopping: finishing %s in flight, for up to %g s (server.shutdown_seconds)", running, timeout)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout)
+        if running := self.turns_in_flight():
+            named = sorted(self._waiting)
+            log.warning("stopping: %s still running after %g s (server.shutdown_seconds) cut off unanswered, in "
+                        "conversations %s%s", running, timeout, ", ".join(map(repr, named[:10])),
+                        f" and {len(named) - 10} more" if len(named) > 10 else "")
         await self._notices.close(max(0.0, deadline - loop.time()))
+
+    def turns_in_flight(self) -> str:
+        """The turns running or waiting for their conversation's turn before it, as a count to log ("2 turns"),
+        "" when none."""
+        count = sum(self._waiting.values())
+        return f"{count} turn{'s' if count > 1 else ''}" if count else ""
 
     async def _handle(self, turn: Turn) -> Reply:
         text = normalise(turn.text)

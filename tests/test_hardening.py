@@ -1149,7 +1149,8 @@ asyncio.run(main())
 
 
 async def test_shutdown_lets_socket_turns_finish_within_shutdown_seconds(
-        tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, aiohttp_client: Any) -> None:
+        tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """And the log says what a stop waits for, and which conversations' turns it cut off: nothing was said."""
     async def serve(name: str, action: str, seconds: float) -> Any:
         root = configured_copy(tiny_demo_bot, tmp_path / name, server={"limits": NO_LIMITS, "shutdown_seconds": seconds},
                                actions={"map": {"track_order": action}, "timeout": 10})
@@ -1164,18 +1165,25 @@ async def test_shutdown_lets_socket_turns_finish_within_shutdown_seconds(
             return [message async for message in ws]
 
         async with client.ws_connect("/api/ws") as ws:
-            await ws.send_json({"conversation_id": cid(), "text": "/track_order"})
+            await ws.send_json({"conversation_id": "waiting-for-it", "text": "/track_order"})
             reading = asyncio.ensure_future(read_all(ws))
             await asyncio.sleep(0.3)
             started = time.monotonic()
             await client.app.shutdown()
             return time.monotonic() - started, await reading
 
+    caplog.set_level(logging.INFO, logger="deskbot")
     took, received = await shut_down_mid_turn(await serve("patient", "action_pausing", 8))
     assert [json.loads(m.data)["reply"] for m in received] == ["Order 123 is on its way."]  # then the socket closed
     assert took < 5
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopping")]
+    assert said == ["stopping: finishing 1 turn in flight, for up to 8 s (server.shutdown_seconds)"]
+    caplog.clear()
     took, received = await shut_down_mid_turn(await serve("hurried", "action_sleeping", 0.3))
     assert received == [] and took < 2  # the 5 s action was not waited for past shutdown_seconds
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopping")]
+    assert said[1] == ("stopping: 1 turn still running after 0.3 s (server.shutdown_seconds) cut off unanswered, in "
+                       "conversations 'waiting-for-it'")
 
 
 def test_a_server_with_async_actions_stops_with_their_event_loop_closed(tiny_demo_bot: Path, tmp_path: Path) -> None:
