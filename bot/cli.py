@@ -1383,13 +1383,22 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     project = load_project(directory)
     if not as_json:
         say_gaps(project)  # an intent added to nlu.yml without a template, before it is promoted and swapped in
-    with unwound_on_sigterm():  # the staging folder is removed
-        result = retrain(project, device=device, progress=not as_json, force=force,
-                         say=lambda line: click.echo(line, err=True))
+    registry = Registry(project.models_dir)
+    before = registry.readable_current()
+    try:
+        with unwound_on_sigterm():  # the staging folder is removed
+            result = retrain(project, device=device, progress=not as_json, force=force,
+                             say=lambda line: click.echo(line, err=True))
+    except SystemExit as exc:  # a cron job's `timeout`, a deploy: its log said nothing of what serves now
+        if exc.code == 143:
+            now = registry.readable_current()
+            click.echo(f"Stopped by SIGTERM: {now or 'no version'} serves{' as before' if now == before else ''}, "
+                       "and the candidate it was training is removed.", err=True)
+        raise
     if as_json:
         click.echo(json.dumps(result.decision))
     elif "figures" in result.decision:  # a candidate was trained and gated
-        _print_decision(result.decision, Registry(project.models_dir).current())
+        _print_decision(result.decision, registry.current())
 
 
 def _print_decision(d: dict[str, Any], current: str | None) -> None:

@@ -819,6 +819,8 @@ def test_a_killed_retrain_leaves_the_serving_model_untouched(bot_dir: Path) -> N
     _wait_for_training(proc, models)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
+    assert proc.stderr is not None and "Stopped by SIGTERM: v0001 serves as before, and the candidate it was " \
+                                       "training is removed." in proc.stderr.read()
     assert (models / "CURRENT").read_bytes() == current and [v.name for v in registry.versions()] == ["v0001"]
     assert not list(models.glob(".staging-*"))
 
