@@ -319,7 +319,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                     registry.record({"event": "promotion_failed", "version": version, "serving": serving_name,
                                      "reason": str(exc)})
                 raise
-            registry.record({"event": "promoted", "version": version, "previous": serving_name})
+            record_served(registry, version, {"event": "promoted", "version": version, "previous": serving_name})
             decision["promoted"] = True
             return RetrainResult(version, True, decision)
         if new["answers"] and not moved:  # a refresh serves a copy of serving_name, which no longer serves
@@ -394,8 +394,18 @@ def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], 
                     history=history_fingerprint(project))
         version = registry.commit(staging, meta, metrics)
     registry.promote(version)
-    registry.record({"event": "index_refresh", "version": version, "previous": serving_name, "answers": len(answers)})
+    record_served(registry, version, {"event": "index_refresh", "version": version, "previous": serving_name,
+                                      "answers": len(answers)})
     return version
+
+
+def record_served(registry: Registry, version: str, event: dict[str, Any]) -> None:
+    """Record ``event``, the promotion of ``version`` just made; a full disk that refuses the line says that
+    ``version`` serves all the same: a bare "cannot record the decision" passed for a failed run."""
+    try:
+        registry.record(event)
+    except RegistryError as exc:
+        raise RegistryError(f"{version} serves now (models/CURRENT names it), but {exc}") from exc
 
 
 def _link(src: str, dst: str) -> None:

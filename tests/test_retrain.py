@@ -767,6 +767,26 @@ def test_a_candidate_whose_promotion_failed_is_not_listed_as_promoted(bot_dir: P
     assert [(r["version"], r["serving"], r["status"]) for r in rows][1] == ("v0002", True, "served by rollback")
 
 
+def test_a_promotion_the_full_disk_kept_out_of_the_decision_log_says_the_candidate_serves(
+        bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CURRENT written, the log's line refused: bot retrain failed with "cannot record the decision", and the one on
+    call took the old version for the one serving, while every server swapped to the new one."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    record = Registry.record
+
+    def disk_full(self: Registry, event: dict[str, Any]) -> None:
+        if event["event"] == "promoted":
+            raise RegistryError(f"cannot record the decision in {self.root / 'decisions.jsonl'}: No space left on device")
+        record(self, event)
+
+    monkeypatch.setattr(Registry, "record", disk_full)
+    result = CliRunner().invoke(cli, ["retrain", str(bot_dir), "--force"])
+
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "v0002 serves now (models/CURRENT names it), but cannot record the decision in" in result.output
+    assert Registry(bot_dir / "models").current() == "v0002"
+
+
 def test_a_killed_run_after_a_deleted_version_has_not_run_for_the_next(bot_dir: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """v0002 served, was rolled back and deleted; a run killed before its promotion wrote its candidate as
