@@ -362,6 +362,8 @@ BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction 
 # The log (dialogues.db-wal) grows while reads overlap without a gap (agents' consoles asking for the day's
 # figures beside a busy server): past this size it is cut back once they leave it a moment, not kept at its peak.
 WAL_SIZE_LIMIT = 64 << 20
+SLOW_LOCK_S = 2.0  # a write that waits this long for another process's lock is said in the log
+LOCK_WAIT_SAID_EVERY_S = 60.0  # and said again only after this long, however many writes wait
 CHECKPOINT_TRY_MS = 20  # how long one try to empty the WAL after a purge waits for readers, holding the write lock
 CHECKPOINT_PAUSE_S = 0.1  # between those tries, for the serving bot's writes
 # Conversations ``Store.purge`` deletes in one transaction, while a serving bot's writes wait (a few ms).
@@ -617,6 +619,7 @@ class Store:
             self.db = sqlite_utils.Database(conn)
             self._lock = threading.RLock()
             self.failing: str | None = None  # why the last write failed (a full disk), until one succeeds
+            self._slow_said = -LOCK_WAIT_SAID_EVERY_S  # when a long wait for the write lock was last said
             if read_only:  # no migration, no WAL switch, no write lock: the writer's Store did those
                 return
             if copied_alone and not self._schema():
@@ -661,6 +664,16 @@ class Store:
             if self.db.conn.in_transaction:
                 self.db.execute("COMMIT")
 
+    def _waited_for_lock(self, seconds: float) -> None:
+        """Say a write that waited ``seconds`` for the write lock another process held (a sqlite3 shell left in a
+        transaction): a server's replies all waited with it, up to the 30 s busy timeout, and nothing said so
+        unless it ran out. Once in ``LOCK_WAIT_SAID_EVERY_S`` at most."""
+        if seconds >= SLOW_LOCK_S and time.monotonic() - self._slow_said >= LOCK_WAIT_SAID_EVERY_S:
+            self._slow_said = time.monotonic()
+            log.warning("%s: a write waited %.1f s for another process holding the store locked (a sqlite3 shell in a "
+                        "transaction?); every write waits meanwhile, up to %d s, then fails", self.path, seconds,
+                        BUSY_TIMEOUT_S)
+
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         """One transaction that takes the file's write lock as it begins (``BEGIN IMMEDIATE``).
@@ -677,7 +690,9 @@ class Store:
                     yield
                 return
             changes = self.db.conn.total_changes
+            asked = time.monotonic()
             self.db.execute("BEGIN IMMEDIATE")
+            self._waited_for_lock(time.monotonic() - asked)
             try:
                 yield
                 self.db.execute("COMMIT")

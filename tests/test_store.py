@@ -183,6 +183,29 @@ def test_a_label_waits_for_another_process_writing_instead_of_failing(tmp_path: 
     holder.close()
 
 
+def test_a_write_that_waited_long_for_another_processs_lock_is_said_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A sqlite3 shell left in a transaction held every reply of the server up, up to the 30 s busy timeout,
+    and the log said nothing unless the wait ran out."""
+    import logging
+    import threading
+
+    monkeypatch.setattr(store_module, "SLOW_LOCK_S", 0.3)
+    store = Store(tmp_path / "dialogues.db")
+    holder = sqlite3.connect(tmp_path / "dialogues.db", isolation_level=None, check_same_thread=False)
+    caplog.set_level(logging.WARNING, logger="dialogues.store")
+    for conversation in ("c1", "c2"):
+        holder.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.5, lambda: holder.execute("COMMIT")).start()
+        user_turn(store, conversation, "where is my parcel")
+
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'dialogues.db'}: a write waited 0.")
+    assert "for another process holding the store locked (a sqlite3 shell in a transaction?)" in said[0]
+    holder.close()
+    store.close()
+
+
 def kept(store: Store) -> list[tuple[int, str, dict[str, str]]]:
     """The kept platform messages not answered yet: id, text and metadata."""
     return [(row["id"], row["text"], json.loads(row["metadata"]))
