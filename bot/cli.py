@@ -1378,7 +1378,9 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
       bot retrain mybot --json
     """
     from bot.retrain import retrain
+    from finetune.classifier import ModelLoadError
     from finetune.registry import Registry
+    from retrieval.index import IndexMismatchError
 
     project = load_project(directory)
     if not as_json:
@@ -1389,6 +1391,10 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
         with unwound_on_sigterm():  # the staging folder is removed
             result = retrain(project, device=device, progress=not as_json, force=force,
                              say=lambda line: click.echo(line, err=True))
+    except (ModelLoadError, IndexMismatchError) as exc:  # the serving version is damaged, which a rollback mends
+        if before is None or not (advice := registry.rollback_advice(before)):
+            raise
+        fail(f"{exc}{advice}")
     except SystemExit as exc:  # a cron job's `timeout`, a deploy: its log said nothing of what serves now
         if exc.code == 143:
             now = registry.readable_current()

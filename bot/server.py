@@ -83,10 +83,9 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
     try:
         return load_version(project, path, device, workers)
     except ModelLoadError as exc:  # a damaged version: say which one served before it, to serve again
-        if not (sound := registry.sound_alternatives(path.name)):
+        if not (advice := registry.rollback_advice(path.name)):
             raise
-        raise ModelLoadError(f"{exc}; `bot rollback {project.root} {sound[0]}` serves {sound[0]}, the newest other "
-                             "version that has served") from exc
+        raise ModelLoadError(f"{exc}{advice}") from exc
 
 
 def load_at_start(project: Project, device: str | None = None) -> NLU:

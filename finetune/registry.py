@@ -160,6 +160,13 @@ class Registry:
                                            or d.get("event") == "trained" and d.get("promoted"))}
         return [v.name for v in reversed(self.versions()) if v.name != broken and v.name in served and not v.damaged]
 
+    def rollback_advice(self, broken: str) -> str:
+        """What to run when version ``broken`` cannot load, to follow its error ("; `bot rollback …`"), or "" when
+        no other version that served looks whole."""
+        if not (sound := self.sound_alternatives(broken)):
+            return ""
+        return f"; `bot rollback {self.root.parent} {sound[0]}` serves {sound[0]}, the newest other version that has served"
+
     def versions(self) -> list[Version]:
         """Every version, oldest first; an unreadable CURRENT marks none as serving, so that the list to
         roll back from stays readable."""

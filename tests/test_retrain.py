@@ -524,7 +524,8 @@ def test_bot_purge_names_the_versions_that_may_still_hold_the_conversation(bot_d
 
 
 def test_a_damaged_serving_index_stops_a_retrain_in_one_line(bot_dir: Path) -> None:
-    """Taking a purged answer out of an index whose file was cut short ended `bot retrain` in a traceback."""
+    """Taking a purged answer out of an index whose file was cut short ended `bot retrain` in a traceback; and the
+    line names the version to roll back to, as `bot serve` does, which serves it meanwhile."""
     store = Store(bot_dir / "dialogues.db")
     log_turns(store, ["my parcel never showed up"], conversation="lost")
     store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
@@ -538,6 +539,7 @@ def test_a_damaged_serving_index_stops_a_retrain_in_one_line(bot_dir: Path) -> N
     result = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "Error: " in result.output and "index.faiss does not match its checksum" in result.output
+    assert f"; `bot rollback {bot_dir} v0001` serves v0001, the newest other version that has served" in result.output
     assert Registry(bot_dir / "models").current() == "v0002"
 
 
