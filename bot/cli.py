@@ -378,6 +378,11 @@ def say_gaps(project: Project) -> None:
                    f"not have given: {'; '.join(f'{i} ' + ', '.join(f'{{{v}}}' for v in vs) for i, vs in needing.items())}; "
                    "a customer who has not given it gets the fallback, as if not understood: add a variant without it",
                    err=True)
+    if custom_only := project.custom_only():
+        click.echo(f"note: {_count(len(custom_only), 'response')} in responses.yml with only a custom payload for some "
+                   f"customers, which only the web chat passes on: {', '.join(custom_only[:10])}"
+                   f"{' …' if len(custom_only) > 10 else ''}; a Slack or WeCom customer gets the fallback instead, "
+                   "unless a variant with a text (channel: slack, channel: wecom, or none) answers them", err=True)
     def chinese(title: object) -> bool:  # one text for both languages, or one per language
         return bool(CJK.search(title)) if isinstance(title, str) else isinstance(title, dict) and "zh" in title
 

@@ -497,6 +497,16 @@ class Project:
                     needing[intent] = sorted(min(spoken, key=len))
         return needing
 
+    def custom_only(self) -> list[str]:
+        """Responses (an intent's template, or one an action names) that say nothing to Slack or WeCom customers of
+        some language the bot speaks: each of their variants there is a custom payload alone, which only the web
+        chat passes on. Those customers get the intent's history answer or the fallback instead."""
+        languages = LANGUAGES if self.config.language == "multi" else (self.config.language,)
+        responses = {**self.responses.templates, **self.responses.named}
+        return [name for name, variants in responses.items()
+                if any(not any(v.shows_on(channel) and v.channel in (None, channel) and v.language in (None, language)
+                               for v in variants) for language in languages for channel in ("slack", "wecom"))]
+
     def entities(self, text: str) -> dict[str, str]:
         """The entities nlu.yml's regexes and lookups find in ``text``: each one's first value
         (:meth:`entity_values`)."""
@@ -1166,9 +1176,6 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                     message += ": it is empty"
                 elif err["type"] == "string_type" and isinstance(err["input"], (bool, int, float, date)):  # title: No
                     message += f": YAML reads it as {type(err['input']).__name__} {err['input']!r}; put it in quotes"
-                elif err["type"] == "missing" and err["loc"] == ("text",) and "custom" in variant:  # as a Rasa response may
-                    message += (": a custom payload goes with a text, which every channel shows (Slack and WeCom show "
-                                "no custom payload)")
                 raise _fail(path, node, loc, message) from None
             if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):
                 name = unknown[0]

@@ -19,7 +19,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot.language import Language, Visible
 
@@ -129,7 +129,8 @@ class SlotCondition(BaseModel):
 
 class ResponseVariant(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: Visible = Field(..., max_length=MAX_REPLY_CHARS)
+    # None: a custom payload alone, as a Rasa response may be, which only the web chat passes on (CUSTOM_CHANNELS)
+    text: Visible | None = Field(None, max_length=MAX_REPLY_CHARS)
     channel: Literal["web", "slack", "wecom"] | None = None  # a name no channel has would be a variant never shown
     language: Language | None = None
     buttons: list[Button] = Field(default_factory=list, max_length=MAX_BUTTONS)
@@ -142,7 +143,17 @@ class ResponseVariant(BaseModel):
                                           "with the text, to the web chat's page (custom in /api/chat's reply, the "
                                           "widget's deskbot:custom event); not shown on Slack or WeCom")
 
-    _text_variables = field_validator("text")(variables_are_names)
+    @field_validator("text")
+    @classmethod
+    def _text_variables(cls, text: str | None) -> str | None:
+        return None if text is None else variables_are_names(text)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> ResponseVariant:
+        """Checked on load: a variant with neither a text nor a custom payload would answer with silence."""
+        if self.text is None and self.custom is None:
+            raise ValueError("a variant needs its text, or a custom payload for the web chat (custom:)")
+        return self
 
     @field_validator("image")
     @classmethod
@@ -164,14 +175,19 @@ class ResponseVariant(BaseModel):
 
     def variables(self) -> set[str]:
         """The variables of its text and of its buttons: the variant is shown only when all are known."""
-        return variable_names(self.text).union(*(b.variables() for b in self.buttons))
+        return variable_names(self.text or "").union(*(b.variables() for b in self.buttons))
 
     def as_is(self) -> str | None:
         """Its text as a customer reads it ({{ and }} single braces) if it reads the same on every channel and
         in every conversation (no variables, no channel of its own, no buttons, no image, no condition, no custom
         payload), as retrieval sends answers."""
         return None if self.variables() or self.channel or self.buttons or self.image or self.condition or self.custom \
-            else self.text.format_map({})
+            else (self.text or "").format_map({})
+
+    def shows_on(self, channel: str) -> bool:
+        """Whether it says anything on ``channel``: a custom payload alone says nothing where it is not passed on
+        (Slack, WeCom), whose customers get another variant, or else the intent's history answer or the fallback."""
+        return self.text is not None or channel in CUSTOM_CHANNELS
 
     def fits(self, values: dict[str, Any]) -> bool:
         """Whether the conversation's ``values`` meet its conditions (one without any always does)."""
@@ -218,7 +234,8 @@ class Responses:
 def _best(variants: list[ResponseVariant], channel: str, values: dict[str, Any], language: Language | None,
           rng: random.Random | None = None) -> Rendered | None:
     """Of ``variants``, the best for this language and channel with every variable filled, or None if there is none."""
-    candidates = [v for v in variants if v.channel in (None, channel) and v.language in (None, language) and v.fits(values)]
+    candidates = [v for v in variants if v.channel in (None, channel) and v.language in (None, language)
+                  and v.fits(values) and v.shows_on(channel)]
     # The language's own variants first, then the channel's, then those whose conditions hold, as Rasa prefers them,
     # then the most specific (most variables) that can be filled.
     candidates.sort(key=lambda v: (v.language is None, v.channel is None, not v.condition, -len(v.variables())))
@@ -229,10 +246,10 @@ def _best(variants: list[ResponseVariant], channel: str, values: dict[str, Any],
                     (variant.language, variant.channel, bool(variant.condition)) and c.variables() == variant.variables()]
             chosen = (rng or random).choice(same)
             known_values = {k: _shown(values[k], language) for k in chosen.variables()}
-            text = chosen.text.format_map(known_values)
+            text = (chosen.text or "").format_map(known_values)
             if chosen.custom and channel not in CUSTOM_CHANNELS:
                 warn_unshown("a response's", ["custom"], channel)
-            return Rendered(f"{text}\n\n{chosen.image}" if chosen.image else text,
+            return Rendered("\n\n".join(part for part in (text, chosen.image) if part),
                             [b.filled(known_values, values) for b in chosen.buttons],
                             quotes=bool(known_values),
                             custom=[chosen.custom] if chosen.custom and channel in CUSTOM_CHANNELS else [])

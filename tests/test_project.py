@@ -98,14 +98,26 @@ def test_unknown_intent_in_responses_names_its_line(bot_dir: Path) -> None:
     assert error_for(bot_dir) == f"{path}:{line}: responses.refnud: unknown intent 'refnud' (not in nlu.yml)"
 
 
-def test_a_custom_payload_without_a_text_says_the_text_is_what_every_channel_shows(bot_dir: Path) -> None:
-    """A Rasa response may be a custom payload alone; deskbot's needs its text, which Slack and WeCom show, and
-    "text: Field required" did not say why the custom beside it was not enough."""
+def test_a_custom_payload_alone_is_a_response_and_named_where_slack_and_wecom_get_nothing_of_it(
+        bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Rasa response may be a custom payload alone (a carousel the shop's page draws); it was refused for its
+    missing text. Slack and WeCom show no custom payload, so a response that is only that for some of their
+    customers is named when the bot loads; a variant with neither a text nor a payload is still refused."""
+    from bot.cli import say_gaps
+
     path = bot_dir / "responses.yml"
-    path.write_text(path.read_text().replace("  greet:\n", "  greet:\n    - custom: {type: carousel}\n", 1))
-    line = path.read_text().splitlines().index("    - custom: {type: carousel}") + 1
-    assert error_for(bot_dir) == (f"{path}:{line}: responses.greet.0.text: Field required: a custom payload goes with a "
-                                  "text, which every channel shows (Slack and WeCom show no custom payload)")
+    said = '    - text: "Thanks for visiting Demo Shop. Goodbye!"\n'
+    path.write_text(path.read_text().replace(said, "    - custom: {type: wave}\n", 1))
+    project = load_project(bot_dir)
+    assert project.responses.render("goodbye", "web", {}, "en").custom == [{"type": "wave"}]
+    assert project.custom_only() == ["goodbye"]  # its English customers on Slack and WeCom: its zh variant has a text
+    say_gaps(project)
+    assert "note: 1 response in responses.yml with only a custom payload for some customers, which only the web chat " \
+        "passes on: goodbye; a Slack or WeCom customer gets the fallback instead" in capsys.readouterr().err
+    path.write_text(path.read_text().replace("    - custom: {type: wave}\n", "    - image: https://shop.example/w.png\n"))
+    line = path.read_text().splitlines().index("    - image: https://shop.example/w.png") + 1
+    assert error_for(bot_dir) == (f"{path}:{line}: responses.goodbye.0: Value error, a variant needs its text, or a "
+                                  "custom payload for the web chat (custom:)")
 
 
 def test_an_intent_key_yaml_reads_as_a_number_or_a_boolean_asks_for_quotes(bot_dir: Path) -> None:

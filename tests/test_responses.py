@@ -157,8 +157,23 @@ def test_a_custom_payload_is_passed_on_with_the_text_on_the_web_chat_alone(caplo
     assert "a response's custom was not shown on slack" in caplog.text
     with pytest.raises(ValidationError, match="custom must be what JSON can carry"):
         ResponseVariant(text="Hi", custom={"since": date(2024, 1, 1)})  # as YAML reads an unquoted 2024-01-01
-    with pytest.raises(ValidationError):  # the text is still what every channel shows
-        ResponseVariant.model_validate({"custom": carousel})
+
+
+def test_a_custom_payload_alone_answers_the_web_chat_and_another_variant_or_none_the_others() -> None:
+    """As a Rasa response may be a custom payload alone: such a variant was refused for its missing text. Slack and
+    WeCom, which show no custom payload, get a variant with a text, or nothing, which the fallback answers."""
+    carousel = {"type": "carousel", "items": ["mug", "tee"]}
+    alone = ResponseVariant.model_validate({"custom": carousel})
+    shop = Responses({"bestsellers": [alone, ResponseVariant(text="Our bestsellers: mug, tee", channel="slack")],
+                      "new_in": [alone]})
+    on_web = shop.render("bestsellers", "web", {})
+    assert (on_web.text, on_web.buttons, on_web.custom) == ("", [], [carousel])
+    assert shop.render("bestsellers", "slack", {}).text == "Our bestsellers: mug, tee"
+    assert shop.render("new_in", "web", {}).custom == [carousel]
+    assert shop.render("new_in", "slack", {}) is None and shop.render("new_in", "wecom", {}) is None
+    assert alone.as_is() is None  # no retrieval answer of its own: it says nothing on Slack
+    with pytest.raises(ValidationError, match="a variant needs its text, or a custom payload"):
+        ResponseVariant.model_validate({"buttons": [{"title": "Mug", "payload": "/buy"}]})
 
 
 def test_a_historical_answer_about_one_customers_order_is_no_retrieval_answer() -> None:
