@@ -291,10 +291,9 @@ def past_events(turns: Iterable[dict[str, Any]], actions_map: Mapping[str, str],
     for turn in turns:
         stamp = turn["created"]
         if turn["role"] != "user":
-            # a reply of custom payloads alone has no text, as Rasa lists it (the store keeps no payload)
+            # a reply of custom payloads alone has no text, as Rasa lists it, and its payload in its data
             text = None if turn["role"] == "bot" and turn["text"] == CUSTOM_PLACEHOLDER else turn["text"]
-            events.append({"event": "bot", "timestamp": stamp, "text": text,
-                           "data": {"buttons": turn["buttons"]} if turn["buttons"] else {},
+            events.append({"event": "bot", "timestamp": stamp, "text": text, "data": _uttered_data(turn),
                            "metadata": {"agent": True} if turn["role"] == "agent" else {}})
             continue
         found = entities_in(turn["text"])
@@ -308,6 +307,14 @@ def past_events(turns: Iterable[dict[str, Any]], actions_map: Mapping[str, str],
         if answered := _answered_by(turn["source"], turn["intent"], actions_map):
             events.append(_action(answered, stamp))
     return events
+
+
+def _uttered_data(turn: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored reply's ``data`` as Rasa's ``bot`` event carries it: its buttons, and its custom payload (Rasa's
+    ``custom``, one a message; a reply that passed on several lists them)."""
+    custom = turn.get("custom") or []
+    return {**({"buttons": turn["buttons"]} if turn["buttons"] else {}),
+            **({"custom": custom[0] if len(custom) == 1 else custom} if custom else {})}
 
 
 def _understood(turn: Mapping[str, Any]) -> str | None:

@@ -120,8 +120,9 @@ class ChatResponse(_Body):
     user_turn_id: int | None = Field(..., description="the customer's message as stored (null when nothing is stored)")
     handed_off: bool
     custom: list[Any] = Field(..., description="what a custom action sent with dispatcher.utter_message(json_message=...), "
-                              "each as it was sent, as Rasa's REST channel passes it on: for the shop's own page to act "
-                              "on (the widget hands each to the page as a deskbot:custom event); not kept in the history")
+                              "and a responses.yml variant's custom:, each as it was sent, as Rasa's REST channel passes "
+                              "it on: for the shop's own page to act on (the widget hands each to the page as a "
+                              "deskbot:custom event); kept, and given again in the history")
 
 
 class HistoryTurn(_Body):
@@ -133,6 +134,8 @@ class HistoryTurn(_Body):
     author: str | None = Field(..., description="an agent's name, when the agent gave one")
     buttons: list[Button] = Field(..., description="a bot reply's buttons, to offer again after a reload (an action's "
                                   "reply may be buttons alone, with an empty text)")
+    custom: list[Any] = Field(..., description="a bot reply's custom payloads, as /api/chat's reply gave them, to hand "
+                              "to the page again after a reload (a reply may be payloads alone, with an empty text)")
 
 
 class HistoryResponse(_Body):
@@ -234,6 +237,8 @@ class TranscriptTurn(_Body):
                               "platform refused or could not be reached for")
     buttons: list[Button] = Field(..., description="the buttons a bot reply offered (an action's reply may be buttons "
                                   "alone, with an empty text)")
+    custom: list[Any] = Field(..., description="the custom payloads a bot reply passed on to the web chat's page (a "
+                              "reply of those alone reads \"[custom payload]\")")
 
 
 class HandoffEvent(_Body):

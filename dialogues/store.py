@@ -239,8 +239,16 @@ def _v19(db: sqlite_utils.Database) -> None:
                "agent TEXT NOT NULL, turn_id INTEGER NOT NULL, PRIMARY KEY (conversation_id, agent))")
 
 
+def _v20(db: sqlite_utils.Database) -> None:
+    """A bot reply's custom payloads (JSON: an action's json_message, a response's custom:), which the web chat passed
+    on to its page: a reloaded chat hands them on again, and the agents' transcript shows them. Null before, and for
+    a reply without any; a reply of payloads alone kept before reads CUSTOM_PLACEHOLDER with none."""
+    if "custom" not in db["turns"].columns_dict:
+        db["turns"].add_column("custom", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                              _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19]
+                                                              _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -256,20 +264,24 @@ _FORGET_SENDER = ("UPDATE pending SET answered = coalesce(answered, ?), conversa
 _UNDELIVERED = "UPDATE turns SET undelivered = 1 WHERE id = ?"
 _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
               "FROM turns)")
-# What a bot turn says whose reply was an action's json_message alone (web chat's custom), which the
-# customer's page showed: agents see that the bot answered, with what the store does not keep.
+# What a bot turn says whose reply was custom payloads alone (web chat's custom), which the customer's page
+# showed: agents see that the bot answered, beside the payloads (the turn's ``custom``).
 CUSTOM_PLACEHOLDER = "[custom payload]"
 
 
 def _as_customer_saw(turn: dict[str, Any]) -> dict[str, Any]:
-    """A turn of the customer's history: a reply of custom payloads alone, which their page showed as it came
-    and the store does not keep, is as it was then (no text, which the widget shows nothing for), not the
-    agents' CUSTOM_PLACEHOLDER."""
+    """A turn of the customer's history: a reply of custom payloads alone, which their page showed as it came, is as
+    it was then (no text, which the widget shows nothing for, and its payloads), not the agents' CUSTOM_PLACEHOLDER."""
     return {**turn, "text": ""} if turn["role"] == "bot" and turn["text"] == CUSTOM_PLACEHOLDER else turn
 
 
-_ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons, notice) "
-             f"VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+def _with_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A turn ``row`` with its JSON columns read: its ``buttons`` and its ``custom`` payloads (lists, empty for none)."""
+    return {**row, "buttons": json.loads(row["buttons"] or "[]"), "custom": json.loads(row["custom"] or "[]")}
+
+
+_ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons, notice, "
+             f"custom) VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def agent_key(agent: str | None) -> str:
@@ -523,8 +535,8 @@ class Exchange:
     # apart, a server killed in between sent "connecting you to a person" and left the conversation open,
     # in no agent's inbox.
     handoff: str | None = None
-    # The json_message payloads the web chat passed on (an action's custom): a reply of those alone is kept
-    # as CUSTOM_PLACEHOLDER, so the transcript shows the bot answered; the payloads themselves are not kept.
+    # The custom payloads the web chat passed on (an action's json_message, a response's custom:), kept with the reply;
+    # a reply of those alone is kept as CUSTOM_PLACEHOLDER, so the transcript shows the bot answered.
     custom: list[Any] | None = None
     handed_off: bool = field(default=False, init=False)  # set as written: False when a person had it already
 
@@ -902,6 +914,17 @@ class Store:
     def _private(self, text: str) -> str:
         return redact(text) if self.redact else text
 
+    def _private_payload(self, payload: Any) -> Any:
+        """A custom payload as privacy allows it to be kept: each of its texts as a reply's text is (an action's
+        payload may repeat the customer's card number as its reply may), its keys, numbers and structure as sent."""
+        if isinstance(payload, str):
+            return self._private(payload)
+        if isinstance(payload, list):
+            return [self._private_payload(item) for item in payload]
+        if isinstance(payload, dict):
+            return {key: self._private_payload(value) for key, value in payload.items()}
+        return payload
+
     def _shown(self, row: dict[str, Any]) -> dict[str, Any]:
         """A turn ``row`` as people read it: its text as typed (``raw_text``) where that was kept, in place
         of the text as normalised for the model. With ``keep_raw`` that copy is unredacted, for the shop's
@@ -942,16 +965,17 @@ class Store:
             ex.reply, ex.buttons, ex.custom, ex.source = None, [], [], "silent"
         # Plain SQL here: this runs for every message, and sqlite-utils' insert() costs several times more.
         user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
-                                               None, None]).lastrowid
+                                               None, None, None]).lastrowid
         bot_turn = None
         if ex.custom and not ex.reply and not ex.buttons:  # the page showed the payload: the transcript says so
             ex.reply = CUSTOM_PLACEHOLDER
         if ex.reply or ex.buttons:  # an action may offer buttons alone: the transcript shows them too
-            reply, shown = (self._private(ex.reply or ""), [{**b, "title": self._private(b["title"])} for b in ex.buttons or []]) \
-                if ex.quotes else (ex.reply or "", ex.buttons)
+            reply, shown, custom = (self._private(ex.reply or ""), [{**b, "title": self._private(b["title"])} for b in ex.buttons or []],
+                                    self._private_payload(ex.custom or [])) if ex.quotes else (ex.reply or "", ex.buttons, ex.custom)
             buttons = json.dumps(shown, ensure_ascii=False) if shown else None
             bot_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "bot", reply, None, ex.channel, None, now(),
-                                                  buttons, None]).lastrowid
+                                                  buttons, None, json.dumps(custom, ensure_ascii=False) if custom else None]
+                                       ).lastrowid
         self.db.execute(
             "INSERT INTO predictions (turn_id, reply_turn_id, intent, confidence, ranking, source, model_version, "
             "retrieval_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1159,7 +1183,7 @@ class Store:
             self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [stamp, conversation_id])
             return int(self.db.execute(_ADD_TURN, [conversation_id, role, text, None, channel, author, stamp,
                                                    json.dumps(buttons, ensure_ascii=False) if buttons else None,
-                                                   notice]).lastrowid)
+                                                   notice, None]).lastrowid)
 
     def undelivered(self, turn_id: int) -> None:
         """Mark a reply (an agent's, or the bot's on a platform) the customer did not get (see ``_v8``)."""
@@ -1178,29 +1202,29 @@ class Store:
             return self._set_status(conversation_id, "handed_off", "undelivered")
 
     def history(self, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
-        """A conversation's latest ``limit`` turns as its customer sees them, each bot reply with its buttons:
+        """A conversation's latest ``limit`` turns as its customer sees them, each bot reply with its buttons and the
+        custom payloads its page was handed:
         their messages as they typed them and saw them sent (raw_text, redacted as the text is), not as
         normalised for the model (１２３ and ，turned into 123 and ,)."""
         rows = self.db.query(
-            f"SELECT t.id, t.role, t.text, t.raw_text, t.created, f.value AS feedback, {_AUTHOR}, t.buttons FROM turns t "
+            f"SELECT t.id, t.role, t.text, t.raw_text, t.created, f.value AS feedback, {_AUTHOR}, t.buttons, t.custom "
+            "FROM turns t "
             "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = t.id) "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
             [conversation_id, limit],
         )
-        return [_as_customer_saw({**self._shown(row), "buttons": json.loads(row["buttons"] or "[]")})
-                for row in reversed(list(rows))]
+        return [_as_customer_saw(_with_json(self._shown(row))) for row in reversed(list(rows))]
 
     def recent_turns(self, conversation_id: str, limit: int) -> list[dict[str, Any]]:
         """A conversation's latest ``limit`` turns, oldest first, for a custom action's tracker (bot/actions.py,
         ``past_events``): each one's ``role``, ``text`` as stored (a customer's as the model read it; redacted
-        as ``privacy:`` says), ``channel``, ``created`` and ``buttons``, and for a customer's what the bot made
-        of it: ``intent``, ``confidence``, ``ranking`` and ``source`` (how it was answered)."""
+        as ``privacy:`` says), ``channel``, ``created``, ``buttons`` and ``custom``, and for a customer's what the bot
+        made of it: ``intent``, ``confidence``, ``ranking`` and ``source`` (how it was answered)."""
         rows = self.db.query(
-            "SELECT t.role, t.text, t.channel, t.created, t.buttons, p.intent, p.confidence, p.ranking, p.source "
+            "SELECT t.role, t.text, t.channel, t.created, t.buttons, t.custom, p.intent, p.confidence, p.ranking, p.source "
             "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id WHERE t.conversation_id = ? "
             "ORDER BY t.id DESC LIMIT ?", [conversation_id, limit])
-        return [{**row, "buttons": json.loads(row["buttons"] or "[]"), "ranking": json.loads(row["ranking"] or "[]")}
-                for row in reversed(list(rows))]
+        return [{**_with_json(row), "ranking": json.loads(row["ranking"] or "[]")} for row in reversed(list(rows))]
 
     def add_feedback(self, conversation_id: str, turn_id: int, value: int, comment: str | None = None) -> int:
         """A vote on a bot reply; KeyError unless ``turn_id`` is a bot turn of ``conversation_id``, so that
@@ -1311,14 +1335,14 @@ class Store:
     def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the
         bot made of each customer message (intent, confidence, how it answered), the buttons each reply
-        offered, and its handoffs; the messages as typed, as in :meth:`history`. ``earlier``: whether it holds
+        offered and the custom payloads it passed on, and its handoffs; the messages as typed, as in :meth:`history`. ``earlier``: whether it holds
         turns before those, which the agent would otherwise never know they were not shown."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             return None
         turns = list(self.db.query(
             f"SELECT t.id, t.role, t.text, t.raw_text, t.created, p.intent, p.confidence, p.source, {_AUTHOR}, "
-            "t.undelivered IS NOT NULL AS undelivered, t.buttons, "
+            "t.undelivered IS NOT NULL AS undelivered, t.buttons, t.custom, "
             "(SELECT value FROM feedback WHERE turn_id = t.id ORDER BY id DESC LIMIT 1) AS feedback "
             "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
@@ -1331,8 +1355,7 @@ class Store:
                 **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},
                 "verified_user": conversation["slots"].get(_VERIFIED_SLOT),
                 "agent": self.holder(conversation_id),
-                "turns": [{**self._shown(turn), "undelivered": bool(turn["undelivered"]),
-                           "buttons": json.loads(turn["buttons"] or "[]")}
+                "turns": [{**_with_json(self._shown(turn)), "undelivered": bool(turn["undelivered"])}
                           for turn in reversed(turns[:limit])],
                 "earlier": earlier, "handoffs": list(handoffs)}
 

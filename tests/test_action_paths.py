@@ -974,15 +974,16 @@ def test_an_acknowledgement_in_the_tracker_names_no_response_and_keeps_what_the_
     assert events[1]["parse_data"]["intent"] == {"name": "greet", "confidence": 0.3}
 
 
-def test_a_reply_of_custom_payloads_alone_is_a_bot_event_without_text() -> None:
+def test_a_reply_of_custom_payloads_alone_is_a_bot_event_without_text_and_with_its_payload() -> None:
     """A web reply of an action's json_message alone is stored as "[custom payload]" for the agents: a later
-    action read that as what the bot said, where Rasa lists such a reply with no text."""
+    action read that as what the bot said, where Rasa lists such a reply with no text, and the payload in its data
+    (which a later action found nowhere)."""
     turns = [{"role": "user", "text": "show me the catalogue", "channel": "web", "created": 1.0, "buttons": [],
               "intent": "catalogue", "confidence": 0.9, "ranking": [], "source": "action"},
              {"role": "bot", "text": CUSTOM_PLACEHOLDER, "channel": "web", "created": 1.0, "buttons": [],
-              "intent": None, "confidence": None, "ranking": [], "source": None}]
+              "custom": [{"carousel": ["mug"]}], "intent": None, "confidence": None, "ranking": [], "source": None}]
     bot_event = past_events(turns, {"catalogue": "action_catalogue"}, lambda text: [])[-1]
-    assert bot_event["event"] == "bot" and bot_event["text"] is None
+    assert (bot_event["event"], bot_event["text"], bot_event["data"]) == ("bot", None, {"custom": {"carousel": ["mug"]}})
 
 
 NESTED_ACTION = """

@@ -1004,6 +1004,28 @@ def test_a_reply_repeating_personal_data_is_stored_redacted_too(tmp_path: Path) 
     store.close()
 
 
+def test_a_replys_custom_payloads_are_kept_for_the_history_and_the_transcript(tmp_path: Path) -> None:
+    """The web chat passes a reply's custom payloads (a carousel) on to its page; they were not kept, so a reloaded
+    chat could not hand them on again, and agents saw "[custom payload]" with nothing of what it was. Kept as the
+    reply's text is: an action's, which may repeat the customer's card number, redacted."""
+    store = Store(tmp_path / "dialogues.db")
+    carousel = {"type": "carousel", "items": [{"title": "Mug", "price": 9.5}]}
+    store.log_exchange(Exchange("c1", "web", None, "/bestsellers", None, "", "bestsellers", 1.0, [], "template", "v1",
+                                custom=[carousel]))
+    store.log_exchange(Exchange("c1", "web", None, "refund card 4111111111111111", None, "Noted.", "get_refund", 0.9, [],
+                                "action", "v1", quotes=True, custom=[{"card": "4111111111111111", "step": 2}]))
+    history = store.history("c1")
+    assert [(t["role"], t["text"], t["custom"]) for t in history] == [
+        ("user", "/bestsellers", []), ("bot", "", [carousel]), ("user", "refund card [CARD]", []),
+        ("bot", "Noted.", [{"card": "[CARD]", "step": 2}])]
+    transcript = store.transcript("c1")["turns"]
+    assert [(t["text"], t["custom"]) for t in transcript if t["role"] == "bot"] == [
+        ("[custom payload]", [carousel]), ("Noted.", [{"card": "[CARD]", "step": 2}])]
+    assert [t["custom"] for t in store.recent_turns("c1", 4) if t["role"] == "bot"] == [
+        [carousel], [{"card": "[CARD]", "step": 2}]]
+    store.close()
+
+
 def test_redaction_takes_time_in_proportion_to_the_text() -> None:
     """No pattern is tried over and over inside one long run: 100,000 characters with no "@" took the
     email pattern 30 s, under the store's lock, while every other customer waited."""
@@ -1324,6 +1346,23 @@ def test_what_each_agent_has_read_is_kept_from_migration_19_on_and_purged_with_i
     assert [c["unread"] for c in store.inbox("handed_off", 10, "ana")[0]] == [1]
     assert store.purge("asked").deleted["asked"]["seen"] == 1
     assert store.db.execute("SELECT count(*) FROM seen").fetchone() == (0,)
+    store.close()
+
+
+def test_a_replys_custom_payloads_are_kept_from_migration_20_on(tmp_path: Path) -> None:
+    """A reply of payloads alone kept before reads "[custom payload]" with none, as it did; one kept after has them."""
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    store.log_exchange(Exchange("c1", "web", None, "/bestsellers", None, "", "bestsellers", 1.0, [], "template", "v1",
+                                custom=[{"carousel": 1}]))
+    store.db.execute("ALTER TABLE turns DROP COLUMN custom")
+    store.db.execute("PRAGMA user_version=19")  # as the previous deskbot left it
+    store.close()
+    store = Store(path)
+    store.log_exchange(Exchange("c1", "web", None, "/bestsellers", None, "", "bestsellers", 1.0, [], "template", "v1",
+                                custom=[{"carousel": 2}]))
+    assert [(t["text"], t["custom"]) for t in store.transcript("c1")["turns"] if t["role"] == "bot"] == [
+        ("[custom payload]", []), ("[custom payload]", [{"carousel": 2}])]
     store.close()
 
 

@@ -503,9 +503,11 @@ def test_an_actions_buttons_without_text_are_offered(open_widget: Any, web_demo_
         assert widget.bot_replies().count() == 0
 
 
-def test_an_actions_json_message_reaches_the_page_as_an_event(open_widget: Any, web_demo_bot: SimpleNamespace,
-                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
-    """As Rasa's REST channel passes a json_message on (custom), for the shop's own script to show: it was dropped."""
+def test_an_actions_json_message_reaches_the_page_as_an_event_and_again_after_a_reload(
+        open_widget: Any, chromium: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """As Rasa's REST channel passes a json_message on (custom), for the shop's own script to show: it was dropped,
+    and then not kept, so a reloaded chat lost the carousel the page had drawn, and agents saw nothing of it."""
     with LiveServer(running_on_refund_policy("action_show_carousel", web_demo_bot, tmp_path_factory)) as live:
         widget = open_widget(server=live.url, init_script="window.handed = []; window.addEventListener("
                                                           "'deskbot:custom', (e) => window.handed.push(e.detail))")
@@ -513,8 +515,22 @@ def test_an_actions_json_message_reaches_the_page_as_an_event(open_widget: Any, 
         expect(widget.bot_replies()).to_have_count(1)
         assert text_of(widget.bot_replies().first.locator(".bubble")) == "Our bestsellers:"
         wait_until(widget.page, "window.handed.length === 1")
-        assert widget.page.evaluate("window.handed") == [{"payload": {"carousel": ["mug", "tee"]},
-                                                         "conversationId": widget.conversation_id()}]
+        turn_id = int(widget.bot_replies().first.get_attribute("data-turn-id"))
+        handed = {"payload": {"carousel": ["mug", "tee"]}, "conversationId": widget.conversation_id(), "turnId": turn_id}
+        assert widget.page.evaluate("window.handed") == [{**handed, "restored": False}]
+        widget.page.reload()  # kept with the reply: handed on again, as restored, for the page to draw it where it was
+        expect(widget.bot_replies()).to_have_count(1)
+        wait_until(widget.page, "window.handed.length === 1")
+        assert widget.page.evaluate("window.handed") == [{**handed, "restored": True}]
+        widget.send("/handoff")  # the agent who takes the customer over sees what the page was handed
+        expect(widget.bot_replies()).to_have_count(2)
+        console = chromium.browser.new_page()
+        console.goto(f"{live.url}/agent?lang=en")
+        console.locator("#token").fill(web_demo_bot.admin_token)
+        console.get_by_role("button", name="Sign in").click()
+        console.locator(f'.list li[data-id="{widget.conversation_id()}"]').click()
+        expect(console.locator(".turn.bot .custom")).to_have_text(['{"carousel":["mug","tee"]}'])
+        console.close()
 
 
 def test_a_customer_over_the_rate_limit_is_told_how_long_to_wait(open_widget: Any, web_demo_bot: SimpleNamespace,

@@ -896,11 +896,20 @@
     return group;
   }
 
-  // An action's json_message (Rasa's custom payload), which the widget cannot show: handed to the page as it was
-  // sent, for the shop's own script to act on (window.addEventListener("deskbot:custom", (e) => ... e.detail)).
-  function handOn(custom) {
+  // An action's json_message, a response's custom: (Rasa's custom payload), which the widget cannot show: handed to
+  // the page as it was sent, for the shop's own script to act on (window.addEventListener("deskbot:custom", (e) =>
+  // ... e.detail)), once per reply; again, ``restored``, when the history is shown again after a reload, so that the
+  // page draws what it drew before (a carousel) where it was.
+  const handedOn = new Set(); // the replies whose payloads the page has had
+  function handOn(custom, turnId, restored) {
+    if (turnId != null) {
+      if (handedOn.has(turnId)) return;
+      handedOn.add(turnId);
+    }
     for (const payload of custom || []) {
-      window.dispatchEvent(new CustomEvent("deskbot:custom", { detail: { payload, conversationId } }));
+      window.dispatchEvent(new CustomEvent("deskbot:custom", {
+        detail: { payload, conversationId, turnId: turnId == null ? null : turnId, restored },
+      }));
     }
   }
 
@@ -1121,6 +1130,7 @@
       for (const turn of history.turns) {
         if (turn.role === "agent" || turn.role === "bot") { // seen ones are skipped
           if (pushed(turn.role, turn.text, turn.id, turn.author) && turn.role === "bot") botSaid = true;
+          if (turn.role === "bot") handOn(turn.custom, turn.id, false); // one this tab did not get as it came
         } else if (turn.role === "user" && !seenTurns.has(turn.id)) {
           // one of this tab's own messages, still out or marked not sent though the server had it (one lost
           // with the socket may come back redacted); else what the customer wrote in another tab
@@ -1178,7 +1188,7 @@
       if (reply.source !== "silent") {
         if (reply.reply) addMessage("bot", reply.reply, reply.turn_id);
         showQuickReplies(reply.buttons); // an action may offer buttons alone
-        handOn(reply.custom);
+        handOn(reply.custom, reply.turn_id, false);
       }
       // The reply says whether it handed off, unless an agent's takeover or handback was pushed meanwhile.
       if (statusPushes === pushesBefore) setHandedOff(Boolean(reply.handed_off), false);
@@ -1241,6 +1251,7 @@
         if (turn.role === "user") addMessage("user", shownAs(turn.text), turn.id);
         else if (turn.role === "bot" || turn.role === "agent") {
           if (turn.text) addMessage(turn.role, turn.text, turn.id, turn.feedback, turn.author); // buttons alone: below
+          handOn(turn.custom, turn.id, true);
         } else addNotice(turn.text);
       }
       const last = history.turns[history.turns.length - 1];
@@ -1378,6 +1389,7 @@
     input.setCustomValidity("");
     resize();
     seenTurns.clear();
+    handedOn.clear();
     unsettled.length = 0;
     log.replaceChildren();
     removing(quick, () => quick.replaceChildren());
