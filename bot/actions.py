@@ -68,6 +68,7 @@ RASA_ACTIONS = RASA_RESTARTS | {
     "action_unlikely_intent", "action_back", "action_extract_slots"}
 # Rasa's validation action, run after each message (a ValidationAction's name), as its forms run validate_<form>
 RASA_VALIDATION = "action_validate_slot_mappings"
+LIST_AGAIN_AFTER_S = 60.0  # how long an action server that did not list its actions is left before it is asked again
 
 
 class ActionError(Exception):
@@ -334,17 +335,24 @@ def _answered_by(source: str | None, intent: str | None, actions_map: Mapping[st
     return "action_default_fallback" if source == "fallback" else None
 
 
+def extraction_call(call: dict[str, Any], extracted: Mapping[str, Any]) -> dict[str, Any]:
+    """``call`` (:func:`action_call`'s, for a validation action) as Rasa makes it once the message's slots are
+    extracted: the slots it filled (``extracted``) follow the user's message as ``slot`` events, where rasa-sdk's
+    ``tracker.slots_to_validate()`` reads them. So Rasa calls ``action_validate_slot_mappings`` after each message."""
+    stamp = time.time()
+    events = [*call["tracker"]["events"],
+              *({"event": "slot", "timestamp": stamp, "name": k, "value": v} for k, v in extracted.items())]
+    return {**call, "tracker": {**call["tracker"], "events": events}}
+
+
 def validation_call(call: dict[str, Any], action: str, answered: str, extracted: Mapping[str, Any]) -> dict[str, Any]:
     """``call`` (:func:`action_call`'s, for a validation action) as Rasa's form makes it when the answer to its question
-    comes: the slots the message filled (``extracted``) follow the user's message as ``slot`` events, where rasa-sdk's
-    ``tracker.slots_to_validate()`` reads them, the action that asked is the active loop, and the domain's forms give
+    comes: as :func:`extraction_call` makes it, the action that asked the active loop, and the domain's forms giving
     it the slot it asked for (``answered``) as the one to validate (a ``FormValidationAction`` may ask for more, with
     its own ``required_slots``)."""
-    stamp = time.time()
-    tracker = {**call["tracker"], "active_loop": {"name": action},
-               "events": [*call["tracker"]["events"],
-                          *({"event": "slot", "timestamp": stamp, "name": k, "value": v} for k, v in extracted.items())]}
-    return {**call, "tracker": tracker, "domain": {**call["domain"], "forms": {action: {"required_slots": [answered]}}}}
+    extracted_call = extraction_call(call, extracted)
+    return {**extracted_call, "tracker": {**extracted_call["tracker"], "active_loop": {"name": action}},
+            "domain": {**call["domain"], "forms": {action: {"required_slots": [answered]}}}}
 
 
 def executed(name: str, result: ActionResult) -> list[dict[str, Any]]:
@@ -394,6 +402,7 @@ class ActionRunner:
         self.executor = None
         self._session: aiohttp.ClientSession | None = None
         self._listed_names: set[str] | None = None  # the action server's actions, once it has listed them
+        self._list_again_at = 0.0  # when to ask an action server that did not list them again (time.monotonic)
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
         self._action_loop: asyncio.AbstractEventLoop | None = None  # the async actions', at the first one
         self._action_thread: threading.Thread | None = None  # the thread that runs it
@@ -423,9 +432,10 @@ class ActionRunner:
         cannot run in-process (a typo would fail every customer who asks for it): at start, and again when
         a reload brings a new map. A Rasa bot's actions that Rasa runs by itself (a custom
         ``action_session_start``) and the map leaves out are named in a warning: they would never run. So are
-        its validation actions, mapped or not, but the ``validate_<action>`` of an action (:meth:`validator`), which deskbot runs when a customer answers that action's question: deskbot has no
-        forms, and runs no validation after every message, so the others would check nothing, and a shop's
-        checks would silently not be made."""
+        its forms' validation actions, mapped or not, but the ``validate_<action>`` of an action (:meth:`validator`), which
+        deskbot runs when a customer answers that action's question, and ``action_validate_slot_mappings``, which it runs
+        after every message: deskbot has no forms, so the others would check nothing, and a shop's checks would silently
+        not be made."""
         unknown = [(intent, action) for intent, action in project.config.actions.map.items()
                    if self.endpoint is None and action not in self.names]
         if unknown:  # the first one's line; every one named, so that one restart finds them all
@@ -439,7 +449,7 @@ class ActionRunner:
                         "deskbot never does: an action of actions/ runs when bot.yml's actions.map names it",
                         ", ".join(unreached))
         if validating := self._validation_actions(mapped):
-            log.warning("%s %s, rasa-sdk's slot validation (FormValidationAction, ValidationAction), which deskbot "
+            log.warning("%s %s, rasa-sdk's slot validation of a form (FormValidationAction), which deskbot "
                         "does not run as Rasa does: it has no forms, and runs a validation action only as "
                         "validate_<action>, a FormValidationAction named after the action that asks for a slot "
                         "(requested_slot), when the customer answers it, so these validate_<slot> "
@@ -449,15 +459,15 @@ class ActionRunner:
 
     def _validation_actions(self, mapped: set[str]) -> list[str]:
         """The validation actions deskbot never runs: among the in-process ones, by their class, all but those
-        named after an action that asks for a slot (:meth:`validator`); those ``mapped`` on an action server, whose
-        classes deskbot cannot see, by the names Rasa runs them by."""
+        named after an action that asks for a slot (:meth:`validator`) and ``action_validate_slot_mappings``; those
+        ``mapped`` on an action server, whose classes deskbot cannot see, by the names Rasa runs them by."""
         if self.endpoint:
-            return sorted(name for name in mapped if name == RASA_VALIDATION or name.startswith("validate_"))
+            return sorted(name for name in mapped if name.startswith("validate_"))
         from rasa_sdk.forms import ValidationAction
 
         return [name for name in self.names
                 if isinstance(getattr(self.executor.actions[name], "__self__", None), ValidationAction)
-                and name.removeprefix("validate_") not in self.names]
+                and name != RASA_VALIDATION and name.removeprefix("validate_") not in self.names]
 
     @property
     def names(self) -> list[str]:
@@ -469,10 +479,16 @@ class ActionRunner:
         name = f"validate_{action}"
         return name if name in (await self._listed() if self.endpoint else self.names) else None
 
+    async def validates_slots(self) -> bool:
+        """Whether the actions define Rasa's ``action_validate_slot_mappings`` (a rasa-sdk ``ValidationAction``), which
+        Rasa runs after each message to extract and validate its slots."""
+        return RASA_VALIDATION in (await self._listed() if self.endpoint else self.names)
+
     async def _listed(self) -> set[str]:
         """The actions the action server lists (rasa-sdk's ``GET /actions``), asked once it has answered; none,
-        with a warning, while it does not (its actions' calls then fail on their own)."""
-        if self._listed_names is None:
+        with a warning, while it does not (its actions' calls then fail on their own), asked again a minute later:
+        every customer's message would otherwise wait for the server's silence first."""
+        if self._listed_names is None and time.monotonic() >= self._list_again_at:
             webhook = self._webhook()
             url = webhook.with_path(webhook.path.rstrip("/").removesuffix("/webhook") + "/actions").with_query(webhook.query)
             try:
@@ -487,8 +503,8 @@ class ActionRunner:
             except (aiohttp.ClientError, ValueError, asyncio.TimeoutError) as exc:
                 log.warning("the action server at %s did not list its actions (%s: %s), so no validation action is run "
                             "until it does", url.with_query(None).with_user(None), type(exc).__name__, exc)
-                return set()
-        return self._listed_names
+                self._list_again_at = time.monotonic() + LIST_AGAIN_AFTER_S
+        return self._listed_names or set()
 
     async def run(self, call: dict[str, Any], left: float | None = None) -> ActionResult:
         """The action's result within ``timeout`` seconds, or within ``left`` of them: the actions of one

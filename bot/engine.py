@@ -20,8 +20,9 @@ from typing import Any, Callable, TypeVar
 
 from aiohttp import web
 
-from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, TRACKER_TURNS, ActionError, ActionResult, ActionRunner,
-                         ActionTimeout, action_call, action_domain, executed, past_events, validation_call)
+from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, RASA_VALIDATION, TRACKER_TURNS, ActionError, ActionResult,
+                         ActionRunner, ActionTimeout, action_call, action_domain, executed, extraction_call, past_events,
+                         validation_call)
 from bot.batching import MicroBatcher
 from bot.channels.base import (
     UNDELIVERED,
@@ -233,6 +234,8 @@ class Bot:
         for found in read:
             entities.setdefault(found["entity"], found["value"])
         slots.update(entities)
+        given = set(entities)
+        checked = await self._validate_slots(turn, text, analysis, slots, entities, read, language)
         loop = conversation.get("active_loop") if conversation else None
         answered = None  # the slot the message answers, which the action that asked for it gets
         requested = slots.get(REQUESTED_SLOT)
@@ -245,7 +248,8 @@ class Bot:
                                          read_as)
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             decision, answered = self._back_to(loop), requested
-        elif loop and acknowledges(text):  # "ok" to the action's question: it asks again, as for a rejected value
+        elif loop and (acknowledges(text) or requested in given - set(entities)):
+            # "ok" to the action's question, or an answer the slots' validation rejected: the action asks again
             decision = self._back_to(loop)
         else:
             decision = decide(analysis, self.config, self.project.responses, self._fillable(slots, entities, text),
@@ -259,7 +263,7 @@ class Bot:
             self._vouch(slots, turn)
         if decision.kind == "handoff":
             decision = self._handoff_allowed(turn, decision, language, script)
-        decision = self._in_script(decision, language, script)
+        decision = self._in_script(_said_first(checked, decision), language, script)
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
                       analysis.prediction.ranking, language=language, script=script, custom=decision.custom)
         if decision.kind == "handoff":
@@ -502,6 +506,35 @@ class Bot:
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots)
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
                         quotes=True, custom=custom)
+
+    async def _validate_slots(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
+                              entities: dict[str, str], read: list[dict[str, Any]], language: Language) -> Rendered:
+        """Run Rasa's ``action_validate_slot_mappings`` (a rasa-sdk ``ValidationAction``) where the actions define it,
+        after each message, as Rasa runs it: its ``extract_<slot>`` methods fill slots from the message, and its
+        ``validate_<slot>`` methods check the slots the message filled (``entities``, updated in place with ``slots``:
+        a slot it sets to None is rejected, and is no longer the message's value, nor an answer to an action's
+        question). Returns what it said, which comes before the reply. One that fails is logged, and the message's
+        slots stand unchecked, as in Rasa."""
+        if not await self.actions.validates_slots():
+            return Rendered("", [])
+        prediction = analysis.prediction
+        call = action_call(RASA_VALIDATION, turn.conversation_id, text, prediction.intent or "", prediction.confidence,
+                           prediction.ranking, slots, read, action_domain(self.project), turn.channel, turn.metadata,
+                           [], await self._past_events(turn.conversation_id))
+        try:
+            result = await self.actions.run(extraction_call(call, entities))
+        except ActionError as exc:
+            log.warning("%s; the message's slots stand unchecked", exc)
+            return Rendered("", [])
+        slots.update(result.slots)
+        for name, value in result.slots.items():
+            if value is None:
+                entities.pop(name, None)
+            elif isinstance(value, str):
+                entities[name] = value
+        said = [self._action_message(message, turn.channel, slots, language) for message in result.messages]
+        return Rendered("\n\n".join(s.text for s in said if s.text), [b for s in said for b in s.buttons],
+                        quotes=True, custom=[c for s in said for c in s.custom])
 
     async def _past_events(self, conversation_id: str) -> list[dict[str, Any]]:
         """The conversation's latest ``TRACKER_TURNS`` turns as an action's tracker lists them (``past_events``)."""
@@ -822,3 +855,12 @@ class Bot:
         self._db.shutdown(wait=True)
         if self.store is not None:
             self.store.close()
+
+
+def _said_first(said: Rendered, decision: Decision) -> Decision:
+    """``decision`` after what a validation of the message's slots ``said`` ("That's not an order number of ours."),
+    as Rasa sends that before the next action's messages."""
+    if not (said.text or said.buttons or said.custom):
+        return decision
+    return dataclasses.replace(decision, text="\n\n".join(t for t in (said.text, decision.text) if t),
+                               buttons=said.buttons + decision.buttons, custom=said.custom + decision.custom, quotes=True)
