@@ -1176,6 +1176,8 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                     message += ": it is empty"
                 elif err["type"] == "string_type" and isinstance(err["input"], (bool, int, float, date)):  # title: No
                     message += f": YAML reads it as {type(err['input']).__name__} {err['input']!r}; put it in quotes"
+                elif err["type"] == "literal_error" and err["loc"] == ("channel",):  # a Rasa domain's channel names
+                    message += _rasa_channel(err["input"])
                 raise _fail(path, node, loc, message) from None
             if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):
                 name = unknown[0]
@@ -1210,6 +1212,17 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                             f"no variant answers {language} customers: add one with 'language: {language}' or none")
         (named if intent not in intents else templates)[intent] = parsed
     return Responses(templates, named)
+
+
+# Rasa's channels whose customers deskbot's web chat serves: its REST and Socket.IO ones, which web widgets use
+RASA_WEB_CHANNELS = {"rest", "socketio"}
+
+
+def _rasa_channel(channel: Any) -> str:
+    """What to write instead of a Rasa domain's ``channel:`` that deskbot has no channel of."""
+    if channel in RASA_WEB_CHANNELS:
+        return f": Rasa's {channel} channel is deskbot's web chat here: write 'channel: web'"
+    return f": deskbot has no {channel} channel, so this variant would never be shown: leave it out"
 
 
 def _not_a_value(values: dict[str, str], entities: Mapping[str, list[re.Pattern[str]]]) -> str | None:
