@@ -1230,7 +1230,9 @@ def _not_a_value(values: dict[str, str], entities: Mapping[str, list[re.Pattern[
     entity's patterns take), or None."""
     for name, value in values.items():
         if name not in entities:
-            return f"{name!r} is no entity of nlu.yml (it has {', '.join(sorted(entities)) or 'none'}): the click would not set it"
+            return (f"{name!r} is no entity of nlu.yml (it has {', '.join(sorted(entities)) or 'none'}): the click would "
+                    f"not set it; a Rasa slot that buttons alone set becomes an entity with '- lookup: {name}' listing "
+                    "its values, which a click (or a customer typing one) sets")
         if not variable_names(value) and entity_value(entities[name], value) is None:
             return f"{value!r} is no {name} that nlu.yml's patterns take: the click would not set it"
     return None

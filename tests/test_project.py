@@ -167,7 +167,9 @@ def test_a_button_for_an_unknown_intent_names_its_line(bot_dir: Path) -> None:
 
 @pytest.mark.parametrize(("payload", "said"), [
     ("/track_refund{order_id: 123}", "the values after the intent must be a JSON object of texts or numbers"),
-    ('/track_refund{"orderid": "123"}', "'orderid' is no entity of nlu.yml (it has order_id): the click would not set it"),
+    ('/track_refund{"orderid": "123"}', "'orderid' is no entity of nlu.yml (it has order_id): the click would not set "
+                                        "it; a Rasa slot that buttons alone set becomes an entity with '- lookup: "
+                                        "orderid' listing its values, which a click (or a customer typing one) sets"),
     ('/track_refund{"order_id": "ORD-55"}', "'ORD-55' is no order_id that nlu.yml's patterns take: the click would not set it"),
     ('/track_refund{"order_id": "{order}"}', "{order} is filled by no entity of nlu.yml"),
 ])
