@@ -52,9 +52,10 @@ RASA_SDK_VERSION = version("rasa-sdk")
 # five events each), so that an action call in a long conversation costs what one in a short conversation does
 TRACKER_TURNS = 20
 # The rasa-sdk events deskbot applies (SlotSet, ConversationPaused and Resumed, FollowupAction, AllSlotsReset,
-# Restarted, SessionEnded, BotUttered); any other (ActiveLoop, UserUtteranceReverted) is logged as ignored, and a
-# ReminderScheduled each on its own (:func:`_unkept_reminders`).
-APPLIED_EVENTS = {"slot", "pause", "resume", "followup", "reset_slots", "restart", "session_ended", "bot"}
+# Restarted, SessionEnded, BotUttered, ActionReverted, UserUtteranceReverted); any other (ActiveLoop) is logged as
+# ignored, and a ReminderScheduled each on its own (:func:`_unkept_reminders`).
+APPLIED_EVENTS = {"slot", "pause", "resume", "followup", "reset_slots", "restart", "session_ended", "bot", "undo",
+                  "rewind"}
 # ReminderScheduled and ReminderCancelled: deskbot keeps no reminders, so a cancel has nothing to cancel, as in Rasa
 # once a reminder has run
 REMINDER_EVENTS = {"reminder", "cancel_reminder"}
@@ -88,6 +89,9 @@ class ActionResult:
     followup: str | None = None
     # AllSlotsReset, Restarted or SessionEnded cleared the conversation's slots before ``slots`` were set
     reset: bool = False
+    # UserUtteranceReverted: the customer's message is forgotten, the slots it filled and the action waiting for an
+    # answer as they were before it, and ``slots`` set after that
+    rewound: bool = False
     # every event it returned, as rasa-sdk's dicts: a follow-up's tracker holds them, as Rasa's does
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -127,6 +131,10 @@ class ActionResult:
                 result.paused = False
             elif event.event == "followup":
                 result.followup = event.name
+            elif event.event in ("undo", "rewind"):  # ActionReverted undoes what the action did before it, as in Rasa
+                result.slots.clear()
+                result.paused, result.followup, result.reset = False, None, False
+                result.rewound = result.rewound or event.event == "rewind"
             elif event.event in ("reset_slots", "restart", "session_ended"):
                 result.slots.clear()
                 result.reset = True

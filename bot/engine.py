@@ -233,6 +233,7 @@ class Bot:
         entities: dict[str, str] = {}
         for found in read:
             entities.setdefault(found["entity"], found["value"])
+        unheard = (dict(slots), conversation.get("active_loop") if conversation else None)
         slots.update(entities)
         given = set(entities)
         checked = await self._validate_slots(turn, text, analysis, slots, entities, read, language)
@@ -257,7 +258,7 @@ class Bot:
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, read, language,
-                                              fallbacks, answered)
+                                              fallbacks, unheard, answered)
             if script:  # kept through an action's reset, as the language is
                 slots[SCRIPT] = script
             self._vouch(slots, turn)
@@ -392,7 +393,8 @@ class Bot:
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
                           slots: dict[str, Any], entities: dict[str, str], read: list[dict[str, Any]],
-                          language: Language, fallbacks: int, answered: str | None = None) -> Decision:
+                          language: Language, fallbacks: int, unheard: tuple[dict[str, Any], str | None],
+                          answered: str | None = None) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
         for that intent's template), at most ``MAX_FOLLOWUPS`` deep; their messages show together.
         ``entities``: the message's, which filled the slots; ``read``: every value it gave them, which the
@@ -404,7 +406,9 @@ class Bot:
         ``answered``: the slot the message answers, when the action asked for it; its validation action
         (``validate_<action>``, a rasa-sdk ``FormValidationAction``) runs first, as Rasa's form runs
         ``validate_<form>``: the slots it sets (None: the value is rejected) are what the action sees, and what it
-        says comes first."""
+        says comes first.
+        ``unheard``: the slots and the action waiting for an answer as they were before the message, which an
+        action's ``UserUtteranceReverted`` puts back, as Rasa forgets the message."""
         assert decision.action is not None
         name, texts, buttons, loop, restarted = decision.action, [], [], None, False
         custom: list[Any] = []  # the json_message payloads passed on to the customer's page (CUSTOM_CHANNELS)
@@ -446,6 +450,10 @@ class Bot:
                     break
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots,
                                            isinstance(exc, ActionTimeout))
+            if result.rewound:  # before a reset the action returned after it
+                slots.clear()
+                slots.update(unheard[0])
+                loop = unheard[1] if unheard[0].get(REQUESTED_SLOT) else None
             if result.reset:
                 restarted = True
                 slots.clear()

@@ -40,7 +40,8 @@ ACTIONS = '''
 import asyncio
 
 from rasa_sdk import Action
-from rasa_sdk.events import AllSlotsReset, ConversationPaused, FollowupAction, SessionEnded, SlotSet
+from rasa_sdk.events import (ActionReverted, AllSlotsReset, ConversationPaused, FollowupAction, SessionEnded, SlotSet,
+                             UserUtteranceReverted)
 from rasa_sdk.forms import FormValidationAction
 
 from .wording import BYE  # a module of the shop's own beside its actions, imported as in Rasa's actions package
@@ -215,6 +216,16 @@ class ActionAskOrder(Action):
             return [SlotSet("requested_slot", "order_id")]
         dispatcher.utter_message(text=f"Order {tracker.get_slot('order_id')} noted.")
         return [SlotSet("requested_slot", None)]
+
+
+class ActionSetAside(Action):
+    def name(self):
+        return "action_set_aside"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Let's leave that aside.")
+        return [SlotSet("order_status", "undone"), ActionReverted(), SlotSet("order_status", "forgotten"),
+                UserUtteranceReverted(), SlotSet("order_status", "kept")]
 
 
 class ValidateActionAskOrder(FormValidationAction):
@@ -542,6 +553,26 @@ async def test_a_followup_sees_the_action_that_asked_for_it_as_the_latest_on_bot
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert reply.text == ("after action_listen\n\nafter action_hand_on "
                               "(action action_hand_on, slot order_id, followup action_see_who_asked)")
+    finally:
+        await bot.close()
+
+
+async def test_an_action_that_reverts_the_message_leaves_the_slots_and_the_question_as_they_were_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """As in Rasa, ActionReverted undoes what the action did before it, and UserUtteranceReverted forgets the
+    customer's message: the slots it filled are as before it, and the action that asked a question still waits for
+    its answer. Both were ignored with a warning, so a message an action set aside changed the order and ended the
+    wait for the order's number."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_ask_order", "cancel_order": "action_set_aside"}, tmp_path)
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "What is the order's number?"
+        reply = await bot.handle(Turn("c1", '/cancel_order{"order_id": "555"}', "web"))
+        assert (reply.source, reply.text) == ("action", "Let's leave that aside.")
+        conversation = bot.store.conversation("c1")
+        assert (conversation["slots"].get("order_id"), conversation["slots"]["order_status"]) == (None, "kept")
+        assert conversation["active_loop"] == "action_ask_order"
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == "Order 789 noted."
+        assert "does not apply" not in caplog.text
     finally:
         await bot.close()
 
