@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from bot.language import Language, Visible
 
@@ -143,10 +144,16 @@ class ResponseVariant(BaseModel):
                                           "with the text, to the web chat's page (custom in /api/chat's reply, the "
                                           "widget's deskbot:custom event); not shown on Slack or WeCom")
 
-    @field_validator("text")
+    @field_validator("text", mode="before")
     @classmethod
-    def _text_variables(cls, text: str | None) -> str | None:
-        return None if text is None else variables_are_names(text)
+    def _text_written(cls, text: Any) -> Any:
+        """Checked on load: an empty ``text:`` is a slip, refused as any empty text is; a custom payload alone leaves
+        the key out."""
+        if text is None:
+            raise PydanticCustomError("string_type", "Input should be a valid string")
+        return text
+
+    _text_variables = field_validator("text")(variables_are_names)
 
     @model_validator(mode="after")
     def _says_something(self) -> ResponseVariant:
