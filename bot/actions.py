@@ -52,8 +52,8 @@ RASA_SDK_VERSION = version("rasa-sdk")
 # five events each), so that an action call in a long conversation costs what one in a short conversation does
 TRACKER_TURNS = 20
 # The rasa-sdk events deskbot applies (SlotSet, ConversationPaused and Resumed, FollowupAction, AllSlotsReset,
-# Restarted, SessionEnded, BotUttered, ActionReverted, UserUtteranceReverted); any other (ActiveLoop) is logged as
-# ignored, and a ReminderScheduled each on its own (:func:`_unkept_reminders`).
+# Restarted, SessionEnded, BotUttered, ActionReverted, UserUtteranceReverted, and an ActiveLoop(None)); any other (an
+# ActiveLoop naming a form) is logged as ignored, and a ReminderScheduled each on its own (:func:`_unkept_reminders`).
 APPLIED_EVENTS = {"slot", "pause", "resume", "followup", "reset_slots", "restart", "session_ended", "bot", "undo",
                   "rewind"}
 # ReminderScheduled and ReminderCancelled: deskbot keeps no reminders, so a cancel has nothing to cancel, as in Rasa
@@ -92,6 +92,8 @@ class ActionResult:
     # UserUtteranceReverted: the customer's message is forgotten, the slots it filled and the action waiting for an
     # answer as they were before it, and ``slots`` set after that
     rewound: bool = False
+    # ActiveLoop(None) after the last requested_slot it set: the action waits for no answer, as Rasa's form deactivates
+    loop_ended: bool = False
     # every event it returned, as rasa-sdk's dicts: a follow-up's tracker holds them, as Rasa's does
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -118,13 +120,16 @@ class ActionResult:
                               ) from None
         result = cls(messages=[m.model_dump(exclude_none=True) for m in said],
                      events=[e.model_dump(exclude_unset=True) for e in answer.events])
-        if ignored := sorted({e.event for e in answer.events} - APPLIED_EVENTS - REMINDER_EVENTS):
+        if ignored := sorted({e.event for e in answer.events if not _ends_loop(e)} - APPLIED_EVENTS - REMINDER_EVENTS):
             log.warning("%s returned %s events, which deskbot does not apply (it applies %s)", who, ", ".join(ignored),
                         ", ".join(sorted(APPLIED_EVENTS)))
         _unkept_reminders(who, answer.events)
         for event in answer.events:
             if event.event == "slot":
                 result.slots[event.name] = event.value
+                result.loop_ended = result.loop_ended and event.name != REQUESTED_SLOT
+            elif _ends_loop(event):
+                result.loop_ended = True
             elif event.event == "pause":
                 result.paused = True
             elif event.event == "resume":
@@ -133,7 +138,7 @@ class ActionResult:
                 result.followup = event.name
             elif event.event in ("undo", "rewind"):  # ActionReverted undoes what the action did before it, as in Rasa
                 result.slots.clear()
-                result.paused, result.followup, result.reset = False, None, False
+                result.paused, result.followup, result.reset, result.loop_ended = False, None, False, False
                 result.rewound = result.rewound or event.event == "rewind"
             elif event.event in ("reset_slots", "restart", "session_ended"):
                 result.slots.clear()
@@ -141,6 +146,11 @@ class ActionResult:
                 if event.event == "restart":  # Rasa's Restarted forgets the pause and follow-up too
                     result.paused, result.followup = False, None
         return result
+
+
+def _ends_loop(event: _Event) -> bool:
+    """Whether ``event`` is Rasa's ``ActiveLoop(None)``, which ends the wait for an answer to the action's question."""
+    return event.event == "active_loop" and event.name is None
 
 
 def _unkept_reminders(who: str, events: list[_Event]) -> None:

@@ -461,6 +461,8 @@ class Bot:
             slots.update(result.slots)
             if REQUESTED_SLOT in result.slots:
                 loop = name if result.slots[REQUESTED_SLOT] else None
+            if result.loop_ended:
+                loop = None
             show(result)
             self._name_unknown_intents(name, [b for m in result.messages for b in m.get("buttons") or []])
             if result.paused:

@@ -40,8 +40,8 @@ ACTIONS = '''
 import asyncio
 
 from rasa_sdk import Action
-from rasa_sdk.events import (ActionReverted, AllSlotsReset, ConversationPaused, FollowupAction, SessionEnded, SlotSet,
-                             UserUtteranceReverted)
+from rasa_sdk.events import (ActionReverted, ActiveLoop, AllSlotsReset, ConversationPaused, FollowupAction,
+                             SessionEnded, SlotSet, UserUtteranceReverted)
 from rasa_sdk.forms import FormValidationAction
 
 from .wording import BYE  # a module of the shop's own beside its actions, imported as in Rasa's actions package
@@ -216,6 +216,15 @@ class ActionAskOrder(Action):
             return [SlotSet("requested_slot", "order_id")]
         dispatcher.utter_message(text=f"Order {tracker.get_slot('order_id')} noted.")
         return [SlotSet("requested_slot", None)]
+
+
+class ActionAskThenStop(Action):
+    def name(self):
+        return "action_ask_then_stop"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Give me an order number some other time.")
+        return [SlotSet("requested_slot", "order_id"), ActiveLoop(None)]
 
 
 class ActionSetAside(Action):
@@ -579,7 +588,7 @@ async def test_an_action_that_reverts_the_message_leaves_the_slots_and_the_quest
 
 def test_events_deskbot_does_not_apply_are_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """They were dropped without a word, so an action returning ActiveLoop or ReminderScheduled seemed to work."""
-    answer = {"events": [{"event": "slot", "name": "x", "value": 1}, {"event": "active_loop", "name": None},
+    answer = {"events": [{"event": "slot", "name": "x", "value": 1}, {"event": "active_loop", "name": "order_form"},
                          {"event": "reminder", "name": "r", "intent": "EXTERNAL_remind", "date_time": "2030-01-01T09:00:00"},
                          {"event": "cancel_reminder", "name": "r0"}, {"event": "slot", "name": "y", "value": 2}]}
     assert ActionResult.from_response(answer).slots == {"x": 1, "y": 2}
@@ -589,6 +598,25 @@ def test_events_deskbot_does_not_apply_are_named_in_a_warning(caplog: pytest.Log
     caplog.clear()
     ActionResult.from_response({"events": [{"event": "slot", "name": "x", "value": 1}]})
     assert "not apply" not in caplog.text
+
+
+async def test_an_active_loop_of_none_ends_the_wait_for_an_answer_as_a_rasa_form_deactivates(
+        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """ActiveLoop(None) was ignored with a warning: an action that asked a question and then stopped its form (as
+    Rasa's custom form actions do) left the bot waiting for the answer."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_ask_then_stop"}, tmp_path)
+    try:
+        await bot.handle(Turn("c1", "/get_refund", "web"))
+        assert bot.store.conversation("c1")["active_loop"] is None and "not apply" not in caplog.text
+    finally:
+        await bot.close()
+    asked_then_stopped = {"events": [{"event": "slot", "name": "requested_slot", "value": "order_id"},
+                                     {"event": "active_loop", "name": None}]}
+    assert ActionResult.from_response(asked_then_stopped).loop_ended is True
+    asked_again = {"events": [*asked_then_stopped["events"], {"event": "slot", "name": "requested_slot", "value": "email"}]}
+    assert ActionResult.from_response(asked_again).loop_ended is False
+    undone = {"events": [*asked_then_stopped["events"], {"event": "undo"}]}
+    assert ActionResult.from_response(undone).loop_ended is False
 
 
 async def test_what_an_actions_answer_has_wrong_names_the_action_on_both_paths(
