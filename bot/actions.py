@@ -239,7 +239,8 @@ class _Answer(BaseModel):
 def action_call(name: str, sender_id: str, text: str, intent: str, confidence: float,
                 ranking: list[tuple[str, float]], slots: dict[str, Any], entities: Iterable[dict[str, Any]],
                 domain: dict[str, Any] | None, channel: str, metadata: dict[str, Any],
-                earlier: Sequence[dict[str, Any]] = (), past: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+                earlier: Sequence[dict[str, Any]] = (), past: Sequence[dict[str, Any]] = (),
+                waiting: str | None = None) -> dict[str, Any]:
     """The request body rasa-sdk expects (``POST /webhook``).
 
     The tracker's events are the conversation's as Rasa lists them: Rasa's session start, the ``past`` events
@@ -254,7 +255,8 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     out of time; as in Rasa, slots change only by the events an action returns. ``earlier``: for an action
     a ``FollowupAction`` runs, the events of the actions of this turn before it (``executed``), which, as in
     Rasa, follow the user's in the tracker, the last of those actions its ``latest_action_name``; an action
-    the message itself runs follows Rasa's ``action_listen``.
+    the message itself runs follows Rasa's ``action_listen``. ``waiting``: the action that waited for the answer to
+    its question when the message came, the tracker's ``active_loop``, as Rasa names the form that asked.
     """
     slots = {**dict.fromkeys((domain or {}).get("slots", ())), **copy.deepcopy(slots)}
     stamp = time.time()
@@ -276,7 +278,7 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
             "latest_input_channel": channel,
             "paused": False,
             "followup_action": None,
-            "active_loop": {},
+            "active_loop": {"name": waiting} if waiting else {},
             "latest_action_name": previous or "action_listen",
         },
         "domain": domain if domain is not None else {},

@@ -421,7 +421,7 @@ class Bot:
         def call_for(action: str) -> dict[str, Any]:
             return action_call(action, turn.conversation_id, text, decision.intent or "", decision.confidence,
                                analysis.prediction.ranking, slots, read, action_domain(self.project), turn.channel,
-                               turn.metadata, earlier, past)
+                               turn.metadata, earlier, past, unheard[1])
 
         def show(result: ActionResult) -> None:
             for message in result.messages:

@@ -218,6 +218,15 @@ class ActionAskOrder(Action):
         return [SlotSet("requested_slot", None)]
 
 
+class ActionNameTheLoop(Action):
+    def name(self):
+        return "action_name_the_loop"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=f"Asked by {tracker.active_loop_name}.")
+        return [SlotSet("requested_slot", None if tracker.get_slot("order_id") else "order_id")]
+
+
 class ActionAskThenStop(Action):
     def name(self):
         return "action_ask_then_stop"
@@ -598,6 +607,19 @@ def test_events_deskbot_does_not_apply_are_named_in_a_warning(caplog: pytest.Log
     caplog.clear()
     ActionResult.from_response({"events": [{"event": "slot", "name": "x", "value": 1}]})
     assert "not apply" not in caplog.text
+
+
+async def test_an_action_answered_reads_itself_as_the_active_loop_as_a_rasa_form_does_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """As Rasa's tracker names the active form: tracker.active_loop_name was None even for the action run with the
+    answer to its own question, so an action written for a Rasa form could not tell the answer from a fresh ask."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_name_the_loop"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "Asked by None."
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == "Asked by action_name_the_loop."
+    finally:
+        await bot.close()
 
 
 async def test_an_active_loop_of_none_ends_the_wait_for_an_answer_as_a_rasa_form_deactivates(
