@@ -236,6 +236,7 @@ class Bot:
         unheard = (dict(slots), conversation.get("active_loop") if conversation else None)
         slots.update(entities)
         given = set(entities)
+        deadline = asyncio.get_running_loop().time() + self.actions.timeout  # the turn's actions share it
         checked = await self._validate_slots(turn, text, analysis, slots, entities, read, language)
         loop = conversation.get("active_loop") if conversation else None
         answered = None  # the slot the message answers, which the action that asked for it gets
@@ -258,13 +259,13 @@ class Bot:
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, read, language,
-                                              fallbacks, unheard, answered)
+                                              fallbacks, unheard, deadline if checked is not None else None, answered)
             if script:  # kept through an action's reset, as the language is
                 slots[SCRIPT] = script
             self._vouch(slots, turn)
         if decision.kind == "handoff":
             decision = self._handoff_allowed(turn, decision, language, script)
-        decision = self._in_script(_said_first(checked, decision), language, script)
+        decision = self._in_script(_said_first(checked, decision) if checked is not None else decision, language, script)
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
                       analysis.prediction.ranking, language=language, script=script, custom=decision.custom)
         if decision.kind == "handoff":
@@ -394,7 +395,7 @@ class Bot:
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
                           slots: dict[str, Any], entities: dict[str, str], read: list[dict[str, Any]],
                           language: Language, fallbacks: int, unheard: tuple[dict[str, Any], str | None],
-                          answered: str | None = None) -> Decision:
+                          shared: float | None = None, answered: str | None = None) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
         for that intent's template), at most ``MAX_FOLLOWUPS`` deep; their messages show together.
         ``entities``: the message's, which filled the slots; ``read``: every value it gave them, which the
@@ -408,7 +409,8 @@ class Bot:
         ``validate_<form>``: the slots it sets (None: the value is rejected) are what the action sees, and what it
         says comes first.
         ``unheard``: the slots and the action waiting for an answer as they were before the message, which an
-        action's ``UserUtteranceReverted`` puts back, as Rasa forgets the message."""
+        action's ``UserUtteranceReverted`` puts back, as Rasa forgets the message. ``shared``: the time by which the
+        turn's actions must be done, where the message's slot validation took some of ``actions.timeout`` already."""
         assert decision.action is not None
         name, texts, buttons, loop, restarted = decision.action, [], [], None, False
         custom: list[Any] = []  # the json_message payloads passed on to the customer's page (CUSTOM_CHANNELS)
@@ -416,7 +418,7 @@ class Bot:
         before = dict(slots)
         past = await self._past_events(turn.conversation_id)
         clock = asyncio.get_running_loop()
-        deadline = clock.time() + self.actions.timeout
+        deadline = shared or clock.time() + self.actions.timeout
 
         def call_for(action: str) -> dict[str, Any]:
             return action_call(action, turn.conversation_id, text, decision.intent or "", decision.confidence,
@@ -433,7 +435,8 @@ class Bot:
         validator = await self.actions.validator(name) if answered else None
         if validator and answered:
             try:
-                checked = await self.actions.run(validation_call(call_for(validator), name, answered, entities))
+                checked = await self.actions.run(validation_call(call_for(validator), name, answered, entities),
+                                                 deadline - clock.time() if shared else None)
             except ActionError as exc:
                 log.warning("%s", exc)
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots,
@@ -443,7 +446,7 @@ class Bot:
         for run in range(MAX_FOLLOWUPS + 1):
             call = call_for(name)
             try:
-                result = await self.actions.run(call, deadline - clock.time() if run or validator else None)
+                result = await self.actions.run(call, deadline - clock.time() if run or validator or shared else None)
             except ActionError as exc:
                 log.warning("%s", exc)
                 if run:  # a follow-up failed: what the actions before it did and said stands
@@ -518,15 +521,15 @@ class Bot:
                         quotes=True, custom=custom)
 
     async def _validate_slots(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
-                              entities: dict[str, str], read: list[dict[str, Any]], language: Language) -> Rendered:
+                              entities: dict[str, str], read: list[dict[str, Any]], language: Language) -> Rendered | None:
         """Run Rasa's ``action_validate_slot_mappings`` (a rasa-sdk ``ValidationAction``) where the actions define it,
         after each message, as Rasa runs it: its ``extract_<slot>`` methods fill slots from the message, and its
         ``validate_<slot>`` methods check the slots the message filled (``entities``, updated in place with ``slots``:
         a slot it sets to None is rejected, and is no longer the message's value, nor an answer to an action's
-        question). Returns what it said, which comes before the reply. One that fails is logged, and the message's
-        slots stand unchecked, as in Rasa."""
+        question). Returns what it said, which comes before the reply (None where the actions have no such validation).
+        One that fails is logged, and the message's slots stand unchecked, as in Rasa."""
         if not await self.actions.validates_slots():
-            return Rendered("", [])
+            return None
         prediction = analysis.prediction
         call = action_call(RASA_VALIDATION, turn.conversation_id, text, prediction.intent or "", prediction.confidence,
                            prediction.ranking, slots, read, action_domain(self.project), turn.channel, turn.metadata,

@@ -1033,6 +1033,46 @@ async def test_a_validation_action_checks_and_extracts_the_slots_of_every_messag
         await bot.close()
 
 
+SLOW_VALIDATION = """
+import asyncio
+
+from rasa_sdk import Action
+from rasa_sdk.forms import ValidationAction
+
+
+class ValidatePredefinedSlots(ValidationAction):
+    async def validate_order_id(self, slot_value, dispatcher, tracker, domain):
+        await asyncio.sleep(1.2)
+        return {"order_id": slot_value}
+
+
+class ActionLookUpSlowly(Action):
+    def name(self):
+        return "action_look_up_slowly"
+
+    async def run(self, dispatcher, tracker, domain):
+        await asyncio.sleep(1.0)
+        dispatcher.utter_message(text="Found it.")
+        return []
+"""
+
+
+async def test_a_messages_slot_validation_and_its_action_share_the_actions_timeout(
+        action_bot: Path, tmp_path: Path) -> None:
+    """What the customer waits is actions.timeout: the validation of the message's slots and the action after it each
+    had all of it, so a customer could wait twice as long before being told the action was slow."""
+    root = Path(shutil.copytree(action_bot, tmp_path / "bot"))
+    (root / "actions" / "validation.py").write_text(SLOW_VALIDATION)
+    bot = make_bot(root, None, {"track_order": "action_look_up_slowly"}, tmp_path)
+    bot.actions.timeout = 2.0
+    try:
+        reply = await bot.handle(Turn("c1", '/track_order{"order_id": "789"}', "web"))
+        assert reply.text == bot.config.fallback.action_slow["en"]
+        assert (await bot.handle(Turn("c1", "/track_order", "web"))).text == "Found it."  # no value to validate
+    finally:
+        await bot.close()
+
+
 async def test_an_action_servers_validation_action_is_run_after_every_message(
         action_bot: Path, aiohttp_server: Any, tmp_path: Path) -> None:
     """On an action server, deskbot runs action_validate_slot_mappings where the server lists it (GET /actions),
