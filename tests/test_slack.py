@@ -551,6 +551,24 @@ async def test_a_click_on_an_org_wide_install_is_answered_in_its_own_conversatio
     assert [t.conversation_id for t in slack.bot.turns[3:]] == ["slack:T1:D1:"] * 2
 
 
+async def test_a_slack_connect_thread_is_one_conversation_whoever_writes_or_clicks(slack: SimpleNamespace) -> None:
+    """In a Slack Connect channel an event's team_id is the workspace that shared the channel (the customer's,
+    T2 here), not the one deskbot is installed in, while a click names the installed one: the customer's click
+    on "Talk to a person" went to a conversation of its own, an empty one handed off while the bot went on
+    answering the thread."""
+    slack.bot.buttons = [{"title": "Talk to a person", "payload": "/contact_human_agent"}]
+    shared = {**event(), "team_id": "T2", "is_ext_shared_channel": True}
+    shared["event"] = {**shared["event"], "team": "T2"}
+    await post(slack.client, shared)
+    await slack.channel.close()
+    [actions] = [b for b in slack.posts[0]["blocks"] if b["type"] == "actions"]
+    pressed = [{"type": "button", "action_id": "deskbot_button_0", "block_id": actions["block_id"],
+                "value": "/contact_human_agent", "action_ts": "1700000002.000300"}]
+    await post_click(slack.client, click(actions=pressed))
+    await slack.channel.close()
+    assert [t.conversation_id for t in slack.bot.turns] == [f"slack:T1:C1:{TS}"] * 2
+
+
 async def test_foreign_or_empty_clicks_are_ignored(slack: SimpleNamespace) -> None:
     foreign = click(trigger="t2", actions=[{"type": "button", "action_id": "approve", "value": "yes"}])
     empty = click(trigger="t3", actions=[])

@@ -150,6 +150,16 @@ def _string(value: Any) -> str:
     return value if isinstance(value, str) and valid_unicode(value) else ""
 
 
+def installed_team(payload: dict[str, Any]) -> str:
+    """The workspace deskbot is installed in, which an event is delivered for: its authorization's team. The
+    top-level ``team_id`` is the same in a workspace's own channels, but in a Slack Connect channel it is the
+    workspace that shared the channel, a customer's, which a click on the bot's buttons does not name.
+    Empty on an org-wide (Enterprise Grid) install, whose authorization names no team: then ``team_id``."""
+    authorizations = payload.get("authorizations")
+    first = _object(authorizations[0]) if isinstance(authorizations, list) and authorizations else {}
+    return _string(first.get("team_id")) or _string(payload.get("team_id"))
+
+
 class SlackAPIError(DeliveryError):
     """Slack's Web API answered with ``ok: false``, a non-2xx status, or kept rate-limiting."""
 
@@ -252,7 +262,7 @@ class SlackChannel(PlatformChannel):
         text = self._strip_mentions(_string(event.get("text")))[: self.max_message_chars]
         if not readable(text):
             return None
-        team = _string(payload.get("team_id")) or _string(event.get("team"))
+        team = installed_team(payload) or _string(event.get("team"))
         thread = _string(event.get("thread_ts")) or ts
         # In a DM, a message written in a thread (one of the bot's answers, replied to) is answered there.
         answer_in = thread if channel.startswith("D") and _string(event.get("thread_ts")) else ""
@@ -281,12 +291,14 @@ class SlackChannel(PlatformChannel):
         trigger = _string(payload.get("trigger_id"))
         if not (channel and thread and user and trigger):
             return None
-        team = _string(_object(payload.get("team")).get("id"))
-        if not team:  # an org-wide install's click comes with "team": null; its block names the conversation
-            named = _string(action.get("block_id")).split(":", 3)
-            if (len(named) == 4 and named[0] == self.name and named[2] == channel  # a DM's block from before: its ts
-                    and in_thread(channel, named[3]) == in_thread(channel, thread)):
-                team = named[1]
+        # The block names the conversation its buttons were posted into (message_blocks): an org-wide install's
+        # click comes with "team": null, and in a Slack Connect channel the team may not be the one events named.
+        named = _string(action.get("block_id")).split(":", 3)
+        if (len(named) == 4 and named[0] == self.name and named[2] == channel  # a DM's block from before: its ts
+                and in_thread(channel, named[3]) == in_thread(channel, thread)):
+            team = named[1]
+        else:
+            team = _string(_object(payload.get("team")).get("id"))
         return Turn(
             conversation_id=conversation_of(team, channel, thread),
             text=value,
