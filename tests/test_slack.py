@@ -569,6 +569,19 @@ async def test_a_slack_connect_thread_is_one_conversation_whoever_writes_or_clic
     assert [t.conversation_id for t in slack.bot.turns] == [f"slack:T1:C1:{TS}"] * 2
 
 
+async def test_in_a_slack_connect_channel_the_support_teams_own_messages_are_not_answered(slack: SimpleNamespace) -> None:
+    """A channel shared with a customer's workspace holds the support team too: the bot answered a colleague's
+    note in the customer's thread as if the customer had written it, and kept it as the customer's words."""
+    def shared(event_id: str, text: str, user: str, team: str) -> dict[str, Any]:
+        return {**event(event_id, text, user=user, team=team, user_team=team, ts=f"1700000000.00010{event_id[-1]}",
+                        thread_ts=TS), "is_ext_shared_channel": True}
+
+    await post(slack.client, shared("Ev1", "where is my refund?", "U2", "T2"))  # the customer
+    await post(slack.client, shared("Ev2", "I'm checking this one", "U7", "T1"))  # a colleague at the company
+    await slack.channel.close()
+    assert [(t.user, t.text) for t in slack.bot.turns] == [("U2", "where is my refund?")] and len(slack.posts) == 1
+
+
 async def test_foreign_or_empty_clicks_are_ignored(slack: SimpleNamespace) -> None:
     foreign = click(trigger="t2", actions=[{"type": "button", "action_id": "approve", "value": "yes"}])
     empty = click(trigger="t3", actions=[])

@@ -150,14 +150,28 @@ def _string(value: Any) -> str:
     return value if isinstance(value, str) and valid_unicode(value) else ""
 
 
-def installed_team(payload: dict[str, Any]) -> str:
-    """The workspace deskbot is installed in, which an event is delivered for: its authorization's team. The
-    top-level ``team_id`` is the same in a workspace's own channels, but in a Slack Connect channel it is the
-    workspace that shared the channel, a customer's, which a click on the bot's buttons does not name.
-    Empty on an org-wide (Enterprise Grid) install, whose authorization names no team: then ``team_id``."""
+def authorized_team(payload: dict[str, Any]) -> str:
+    """The workspace deskbot is installed in, which an event is delivered for: its authorization's team.
+    Empty on an org-wide (Enterprise Grid) install, whose authorization names no team."""
     authorizations = payload.get("authorizations")
     first = _object(authorizations[0]) if isinstance(authorizations, list) and authorizations else {}
-    return _string(first.get("team_id")) or _string(payload.get("team_id"))
+    return _string(first.get("team_id"))
+
+
+def installed_team(payload: dict[str, Any]) -> str:
+    """The team a conversation is known by: :func:`authorized_team`, else the top-level ``team_id``. The two are
+    the same in a workspace's own channels, but in a Slack Connect channel ``team_id`` is the workspace that
+    shared the channel, a customer's, which a click on the bot's buttons does not name."""
+    return authorized_team(payload) or _string(payload.get("team_id"))
+
+
+def from_support_team(payload: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Whether a message in a Slack Connect channel (one shared with another organisation: a customer's) was
+    written by a member of the workspace deskbot is installed in, the support team, whose notes in a
+    customer's thread are no customer's question to answer or to keep as theirs."""
+    own = authorized_team(payload)
+    author = _string(event.get("user_team")) or _string(event.get("team"))
+    return payload.get("is_ext_shared_channel") is True and bool(own) and author == own
 
 
 class SlackAPIError(DeliveryError):
@@ -251,6 +265,8 @@ class SlackChannel(PlatformChannel):
         if event.get("subtype") not in CUSTOMER_SUBTYPES or event.get("bot_id") or user in self.own_user_ids:
             return None
         if event.get("edited"):  # an edited message that mentions the bot comes again as an app_mention, plain
+            return None
+        if from_support_team(payload, event):
             return None
         if not (user and channel and ts):
             return None
