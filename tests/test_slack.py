@@ -372,6 +372,32 @@ async def test_a_thread_reply_sent_to_the_channel_and_a_message_with_a_file_are_
     assert len(slack.posts) == 2
 
 
+async def test_a_picture_sent_alone_is_answered_with_the_hint_or_shown_to_the_agent(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A screenshot with no words was dropped: the customer heard nothing back, and an agent who had the thread
+    never learnt it came. As on WeCom, the bot asks for words; a person who has the thread sees "[picture]"."""
+    bot = FakeBot()
+    bot.store = Store(tmp_path / "dialogues.db")
+    channel = make_channel(bot, slack_api.url)
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    held, cid = "1699999999.000001", f"slack:T1:C1:{TS}"
+    bot.store.add_message(f"slack:T1:C1:{held}", "user", "where is my parcel?", "slack")
+    bot.store.set_status(f"slack:T1:C1:{held}", "handed_off", "requested", "slack")
+    files = [{"id": "F1", "name": "error.png", "mimetype": "image/png", "permalink": "https://shop.slack.com/files/F1"}]
+    for n, thread in enumerate((TS, held)):
+        await post(client, event(f"Ev{n}", text="", subtype="file_share", files=files, ts=f"170000000{n}.000200",
+                                 thread_ts=thread))
+    await post(client, event("Ev0", text="", subtype="file_share", files=files, ts="1700000000.000200", thread_ts=TS))
+    await channel.close()
+    assert bot.turns == [] and [(p["thread_ts"], p["text"]) for p in slack_api.posts] == [
+        (TS, "Sorry, I can only read text messages. Please type your question.")]
+    assert [m["text"] for m in bot.store.history(f"slack:T1:C1:{held}")] == ["where is my parcel?", "[picture]"]
+    assert bot.store.conversation(cid) is None
+    bot.store.close()
+
+
 async def test_oversize_body_is_413(slack: SimpleNamespace) -> None:
     assert (await post(slack.client, event(text="x" * MIN_EVENT_BYTES))).status == 413
 

@@ -27,7 +27,7 @@ import aiohttp
 import regex
 from aiohttp import web
 
-from bot.language import Language, Script, blank, chinese_script, kept_script, mostly_written_in
+from bot.language import Language, Script, Text, blank, chinese_script, kept_script, mostly_written_in
 from bot.project import ProjectError, valid_unicode
 from retrieval.text import normalise as normalise  # re-exported: the engine and every channel normalise with it
 
@@ -41,6 +41,9 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_CHARS = 4000
 DEFAULT_GRACE_S = 5.0  # how long close() lets turns in flight finish; the server passes server.shutdown_seconds
 MAX_SKEW_S = 300  # how far a platform's signed timestamp may be from our clock before the request is refused
+# What a customer who sends what the bot cannot read (a voice message, a picture) is told, where they got no answer.
+UNREAD_HINT: Text = {"en": "Sorry, I can only read text messages. Please type your question.",
+                     "zh": "抱歉，我只能读懂文字消息，请用文字描述您的问题。"}
 
 
 def same_secret(given: str, expected: str) -> bool:

@@ -21,17 +21,20 @@ import logging
 import re
 import time
 import weakref
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel, Stopping,
-                               TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh, load_json,
-                               message_pieces, read_body, readable, same_secret, send_pieces, signed)
+from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNREAD_HINT, DeliveryError, MaybeDelivered, PlatformChannel,
+                               Stopping, TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh,
+                               load_json, message_pieces, read_body, readable, same_secret, send_pieces, signed)
+from bot.language import LANGUAGES, SLOT, kept_script, say
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
 from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS
+from dialogues.holding import SENT
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -174,6 +177,16 @@ def from_support_team(payload: dict[str, Any], event: dict[str, Any]) -> bool:
     return payload.get("is_ext_shared_channel") is True and bool(own) and author == own
 
 
+def sent_kind(event: dict[str, Any]) -> str:
+    """What a message's files are, in :data:`~dialogues.holding.SENT`'s words: ``image`` when all are pictures,
+    else ``file``; empty when it has none."""
+    given = event.get("files")
+    files = [_object(file) for file in given] if isinstance(given, list) else []
+    if not files:
+        return ""
+    return "image" if all(_string(f.get("mimetype")).startswith("image/") for f in files) else "file"
+
+
 class SlackAPIError(DeliveryError):
     """Slack's Web API answered with ``ok: false``, a non-2xx status, or kept rate-limiting."""
 
@@ -231,8 +244,10 @@ class SlackChannel(PlatformChannel):
             return web.json_response({"challenge": payload.get("challenge", "")})
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
             turn = self._turn(payload)
-            if turn is not None:
+            if turn is not None and turn.text:
                 await self._start(request, turn, f"slack:ts:{turn.metadata['channel']}:{turn.metadata['ts']}")
+            elif turn is not None:
+                await self._unread(request, turn, sent_kind(payload["event"]))
         return web.Response(status=200)
 
     async def handle_interactions(self, request: web.Request) -> web.StreamResponse:
@@ -277,7 +292,9 @@ class SlackChannel(PlatformChannel):
         # Slack has already been told 200, so an over-long message is cut rather than refused.
         text = self._strip_mentions(_string(event.get("text")))[: self.max_message_chars]
         if not readable(text):
-            return None
+            if not (event.get("subtype") == "file_share" and sent_kind(event)):
+                return None
+            text = ""  # files alone, which the bot cannot read (:meth:`_unread`)
         team = installed_team(payload) or _string(event.get("team"))
         thread = _string(event.get("thread_ts")) or ts
         # In a DM, a message written in a thread (one of the bot's answers, replied to) is answered there.
@@ -330,6 +347,28 @@ class SlackChannel(PlatformChannel):
         for user_id in self.own_user_ids:
             text = re.sub(rf"<@{re.escape(user_id)}(\|[^>]*)?>", " ", text)
         return " ".join(plain_text(text).split())
+
+    async def _unread(self, request: web.Request, turn: Turn, kind: str) -> None:
+        """Answer files sent without a word (a screenshot) with ``UNREAD_HINT``, once and within the conversation's
+        limit, in its language and script: the customer heard nothing back. In a conversation handed to a person it
+        is recorded instead, as a customer's turn saying what came ("[picture]", :data:`~dialogues.holding.SENT`):
+        the agent learns of it, and no hint talks over them. WeCom's pictures are answered the same way."""
+        conversation_id, key = turn.conversation_id, f"slack:ts:{turn.metadata['channel']}:{turn.metadata['ts']}"
+        async with self._seen.claim(turn.seen) as first:
+            if not first:
+                return
+            slots = partial(self.conversation_slots, conversation_id)
+            notice = await hold_back(request, conversation_id, "", self.language, slots)
+            if notice is None:
+                store, kept = self.bot.store, await slots()
+                language = self.language if self.language in LANGUAGES else kept.get(SLOT) or "en"
+                if store is not None and await self.bot._store(store.receive_unanswered, key, conversation_id,
+                                                                self.name, turn.user, SENT[kind][language]):
+                    return
+                notice = say(UNREAD_HINT, language, script=kept_script(kept))
+            if notice:
+                self._tasks.spawn(self.deliver(conversation_id, None, self.send(
+                    conversation_id, notice, thread=turn.metadata.get("answer_in"))))
 
     async def _start(self, request: web.Request, turn: Turn, key: str) -> None:
         """Keep the turn, unless it is a redelivery, and answer it in the background; past its

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bot.channels.base import (MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel,
-                               TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh, read_body,
-                               message_pieces, readable, send_pieces, signed)
+                               UNREAD_HINT, TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh,
+                               read_body, message_pieces, readable, send_pieces, signed)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import LANGUAGES, SLOT, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
@@ -46,9 +46,6 @@ DEFAULT_API_URL = "https://qyapi.weixin.qq.com/cgi-bin/"
 DEFAULT_REPLY_TIMEOUT_S = 4.0
 MAX_OFFERS = 10_000  # conversations whose numbered choices are remembered, oldest forgotten first
 CHOICE_HINT: Text = {"en": "Reply with a number to choose.", "zh": "回复数字即可选择。"}
-# What a customer who sends what the bot cannot read (a voice message, a picture) is told, where they got no answer.
-UNREAD_HINT: Text = {"en": "Sorry, I can only read text messages. Please type your question.",
-                     "zh": "抱歉，我只能读懂文字消息，请用文字描述您的问题。"}
 UNREAD_TYPES = {"image", "voice", "video", "file", "location", "link"}  # the message types a customer sends besides text
 MAX_CONTENT_BYTES = 2048  # WeCom's limit for a text message's content
 TOKEN_EXPIRED = {40014, 42001}  # invalid access_token, expired access_token
