@@ -880,3 +880,19 @@ async def test_a_flooding_thread_is_limited_and_told_once_to_wait(aiohttp_client
                                r"message again\.", notice["text"])[1])  # type: ignore[index]
     assert 1 <= seconds <= 60
     assert len(slack_api.posts) == 4  # three answers and the notice
+
+
+async def test_a_flooding_customer_writing_in_a_dm_thread_is_told_to_wait_in_that_thread(
+        aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
+    """Their answers go to the thread they write in; the notice went to the top level, out of their sight."""
+    bot = FakeBot()
+    channel = make_channel(bot, slack_api.url)
+    app = web.Application()
+    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    for n in range(2):
+        await post(client, event(f"Ev{n}", text=f"hello {n}", ts=f"1700000000.00010{n}", thread_ts=TS, channel="D1",
+                                 channel_type="im"))
+    await channel.close()
+    assert [p.get("thread_ts") for p in slack_api.posts] == [TS, TS]

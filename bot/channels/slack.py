@@ -384,7 +384,8 @@ class SlackChannel(PlatformChannel):
                 if kept:
                     self.resume(turn)
             elif notice:
-                self._tasks.spawn(self.deliver(turn.conversation_id, None, self.send(turn.conversation_id, notice)))
+                self._tasks.spawn(self.deliver(turn.conversation_id, None, self.send(
+                    turn.conversation_id, notice, thread=turn.metadata.get("answer_in"))))
 
     def resume(self, turn: Turn) -> None:
         self._tasks.spawn(self._answer(turn))
