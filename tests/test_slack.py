@@ -297,10 +297,13 @@ async def test_a_direct_message_is_one_conversation_answered_where_the_customer_
     await post(slack.client, event("Ev9", "and in a thread", ts="1700000009.000100", thread_ts="1700000000.000100", **dm))
     await post_click(slack.client, click(container={"type": "message", "message_ts": "1700000003.000200",
                                                      "channel_id": "D1"}, channel={"id": "D1"}))
+    in_a_thread = {"type": "message", "message_ts": "1700000004.000200", "channel_id": "D1",
+                   "thread_ts": "1700000000.000100"}
+    await post_click(slack.client, click(trigger="t2", container=in_a_thread, channel={"id": "D1"}))
     await slack.channel.close()
-    assert {t.conversation_id for t in slack.bot.turns} == {"slack:T1:D1:"} and len(slack.bot.turns) == 4
-    # at the top level, where the customer writes; in the thread for the message written in one
-    assert sorted(p.get("thread_ts") or "" for p in slack.posts) == ["", "", "", "1700000000.000100"]
+    assert {t.conversation_id for t in slack.bot.turns} == {"slack:T1:D1:"} and len(slack.bot.turns) == 5
+    # at the top level, where the customer writes; in the thread for the message written, or button clicked, in one
+    assert sorted(p.get("thread_ts") or "" for p in slack.posts) == ["", "", "", "1700000000.000100", "1700000000.000100"]
 
 
 async def test_close_waits_for_answers_in_flight_up_to_its_grace(slack: SimpleNamespace) -> None:

@@ -129,6 +129,12 @@ def in_thread(channel: str, thread: str) -> str:
     return "" if channel.startswith("D") else thread
 
 
+def dm_thread(channel: str, thread_ts: str) -> str:
+    """Where to answer in a DM besides its top level: the thread a message was written or a button clicked in
+    (one of the bot's answers, replied to), as the customer reads on there; empty elsewhere."""
+    return thread_ts if channel.startswith("D") else ""
+
+
 def conversation_of(team: str, channel: str, thread: str) -> str:
     """The id of the conversation a message in ``thread`` of ``channel`` belongs to (:class:`SlackChannel`)."""
     return f"slack:{team}:{channel}:{in_thread(channel, thread)}"
@@ -297,8 +303,7 @@ class SlackChannel(PlatformChannel):
             text = ""  # files alone, which the bot cannot read (:meth:`_unread`)
         team = installed_team(payload) or _string(event.get("team"))
         thread = _string(event.get("thread_ts")) or ts
-        # In a DM, a message written in a thread (one of the bot's answers, replied to) is answered there.
-        answer_in = thread if channel.startswith("D") and _string(event.get("thread_ts")) else ""
+        answer_in = dm_thread(channel, _string(event.get("thread_ts")))
         return Turn(
             conversation_id=conversation_of(team, channel, thread),
             text=text,
@@ -332,12 +337,14 @@ class SlackChannel(PlatformChannel):
             team = named[1]
         else:
             team = _string(_object(payload.get("team")).get("id"))
+        answer_in = dm_thread(channel, _string(container.get("thread_ts")))
         return Turn(
             conversation_id=conversation_of(team, channel, thread),
             text=value,
             channel=self.name,
             user=user,
-            metadata={"team": team, "channel": channel, "thread_ts": thread, "button": action.get("action_id")},
+            metadata={"team": team, "channel": channel, "thread_ts": thread, "button": action.get("action_id"),
+                      **({"answer_in": answer_in} if answer_in else {})},
             seen=(f"click:{trigger}",),
         )
 
