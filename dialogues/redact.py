@@ -60,15 +60,16 @@ SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?:
                        + _SSN_DIGITS.replace("{0}", " ?") + ")")
 # A passport number after its name: one or two letters or none, then six to nine digits (E12345678, EA1234567,
 # 123456789); and a QQ number after its name: five to twelve digits. Written alone, either is an order number.
-PASSPORT = re.compile(r"(?i)(?<![a-z])(?:passport|护照|護照)(?: ?(?:number|no\.?|#|号码|號碼|号|號))?(?: ?(?:is|was|是|为|為))?"
+PASSPORT = re.compile(r"(?i)(?<![a-z])(?:passport|护照|護照)(?: ?(?:number|no\.?|#|号码|號碼|号|號))?(?: ?(?:is|was|是|为|為|係))?"
                       r"\W{0,3}([a-z]{0,2}\d{6,9})(?![a-z0-9])")
-QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|number|no\.?|账号|帳號))?(?: ?(?:is|是|为|為))?"
+QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|number|no\.?|账号|帳號))?(?: ?(?:is|是|为|為|係))?"
                 r"\W{0,3}(?<!\d)([1-9]\d{4,11})(?!\d)")
 # A WeChat ID (six to twenty letters, digits, "_" and "-", from a letter) or a QQ number after its name: a
 # handle alone must hold a digit, "_" or "-" ("WeChat official account" is none), one after "ID", 号, 是, a
-# colon, or 加微信 ("add me on WeChat": 加我微信 zhangsan) need not (see :func:`account_id`).
+# colon, or 加微信 ("add me on WeChat": 加我微信 zhangsan) need not (see :func:`account_id`). Hong Kong's customers
+# write Cantonese 係 for 是 (我嘅微信號係 zhangwei88).
 ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|qq)"
-                     r"( ?(?:号码|號碼|号|號|账号|帳號|id)(?: ?(?:是|为|為|is\b))?| ?[:：]|是|为|為)?"
+                     r"( ?(?:号码|號碼|号|號|账号|帳號|id)(?: ?(?:是|为|為|係|is\b))?| ?[:：]|是|为|為|係| is\b)?"
                      r" *[:：]? *([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
 # What asks to be added on WeChat right before its name (加我微信, 加一下vx, 请加个人微信): a handle after it is an ID.
 _ADD_ME = re.compile(r"加(?:我的?|一下|下|[个個])?(?:[个個]人)?$")
@@ -405,11 +406,13 @@ def account_id(match: re.Match[str]) -> list[Span]:
     """The WeChat ID or QQ number :data:`ACCOUNT` found, if it is one: a handle of letters alone only after a word
     that says it is one (微信号 Zhangwei, 我的微信是 zhangwei) or after 加微信 (加我微信 zhangwei), since after the
     name alone it is as likely an English word ("WeChat support", 微信 account 被封了). After a colon alone a
-    capitalised word is a menu's ("In WeChat: Settings"), not an ID."""
+    capitalised word is a menu's ("In WeChat: Settings"), and after "is" alone a word is what the customer says
+    of WeChat ("my wechat is broken"), not an ID."""
     marker, handle = match.groups()
     if re.search(r"[-_0-9]", handle) or _ADD_ME.search(match.string, max(0, match.start() - 6), match.start()):
         return [match.span(2)]
-    return [match.span(2)] if marker and not (marker.strip() in ":：" and handle.istitle()) else []
+    said = (marker or "").strip().lower()
+    return [match.span(2)] if said and said != "is" and not (said in ":：" and handle.istitle()) else []
 
 
 def _when(valid: Callable[[str], bool]) -> Find:

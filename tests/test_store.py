@@ -842,6 +842,10 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("請加我個人微信 zhangwei，加個微信 lilyzhang", "請加我個人微信 [ID]，加個微信 [ID]"),  # in Traditional characters
     ("我的微信号是zhangsan88，微信號為 Zhang_San, wechat id is lily2024", "我的微信号是[ID]，微信號為 [ID], wechat id is [ID]"),
     ("微信 account 被封了, 我用微信 payment 失败, wechat support", "微信 account 被封了, 我用微信 payment 失败, wechat support"),
+    # Hong Kong's Cantonese 係 for 是, and "is" in English, before an ID; after "is" alone a word is no ID
+    ("我嘅微信號係 zhangwei88，微信帳號係 zhangwei，我QQ係 123456789，護照號碼係 E12345678",
+     "我嘅微信號係 [ID]，微信帳號係 [ID]，我QQ係 [QQ]，護照號碼係 [ID]"),
+    ("my wechat is abc_123456, my wechat is broken, 微信係咪用唔到", "my wechat is [ID], my wechat is broken, 微信係咪用唔到"),
     # the 15-digit identity numbers issued before 1999, after a word for one: no checksum, and order numbers look the same
     ("身份证 130503670401001，身份證號碼：110105 491231 002", "身份证 [ID]，身份證號碼：[ID]"),
     ("订单 130503670401001, 身份证 110105491331002", "订单 130503670401001, 身份证 110105491331002"),  # no 13th month
