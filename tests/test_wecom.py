@@ -874,7 +874,12 @@ def test_plain_text_shows_markdown_as_wecom_text_can() -> None:
     assert plain_text("Go to **Orders** → *Cancel order*, `code`") == "Go to Orders → Cancel order, code"
     assert plain_text("see [the FAQ](https://shop.example/faq), [退货政策](https://shop.example/退货) or "
                       "[help@shop.example](mailto:help@shop.example)") == (
-        "see the FAQ (https://shop.example/faq), 退货政策 (https://shop.example/退货) or help@shop.example")
+        "see the FAQ (https://shop.example/faq), 退货政策 (https://shop.example/%E9%80%80%E8%B4%A7) or help@shop.example")
+    # an address past ASCII in ASCII, since WeCom links one only up to its first Chinese character; full-width
+    # punctuation around it stays as written
+    assert plain_text("详情见（[退货政策](https://shop.example/退货?类型=全部)）。请访问：[https://商店.cn/帮助](https://商店.cn/帮助)，谢谢") == (
+        "详情见（退货政策 (https://shop.example/%E9%80%80%E8%B4%A7?%E7%B1%BB%E5%9E%8B=%E5%85%A8%E9%83%A8)）。"
+        "请访问：https://xn--czrs0t.cn/%E5%B8%AE%E5%8A%A9，谢谢")
     assert plain_text("- one\n- **two**\n\n1. three") == "- one\n- two\n\n1. three"  # lines stay as written
     assert plain_text("[x](javascript:alert(1)) <b>as typed</b> 2 * 3") == "[x](javascript:alert(1)) <b>as typed</b> 2 * 3"
 

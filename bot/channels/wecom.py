@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from functools import partial
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -74,6 +74,7 @@ class WeComMaybeSent(WeComAPIError, MaybeDelivered):
 # **bold**, *italic*, `code`. Lines, lists and bare addresses read the same as plain text.
 INLINE = re.compile(r"\[([^\]\n]+)\]\(([^()\s]+)\)|\*\*(?=\S)([^*\n]*?\S)\*\*|\*(?=\S)([^*\n]*?\S)\*|`([^`\n]+)`")
 LINKS = ("", "http", "https", "mailto", "tel")  # the addresses the web chat links; any other stays as typed
+_URL_SIGNS = "".join(chr(c) for c in range(0x21, 0x7f))  # what an address keeps as written: ASCII's printable
 # What XML 1.0 cannot carry at all, even escaped: a reply holding one (a form feed pasted into an agent's
 # answer, "\x0b" in an action's text) would make the whole passive reply unreadable to WeCom.
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -86,16 +87,34 @@ CHOICE = re.compile(r"(?:选择?|選擇?|揀)?\s*(?:第\s*(\d+|[一二三四五�
 _AS_DIGITS = {ord(circled): str(n) for n, circled in enumerate("①②③④⑤⑥⑦⑧⑨⑩", start=1)} | dict.fromkeys(map(ord, "\ufe0f\u20e3"))
 
 
+def linkable(address: str) -> str:
+    """A web ``address`` written in ASCII alone: its host in Punycode, the rest with every other character
+    percent-encoded, as a browser sends it. A chat app links a typed address up to the first character past
+    ASCII, since Chinese text runs on after one without a space (the web chat's own rule, INLINE in
+    bot/static/widget.js): "https://shop.example/退货" would open https://shop.example/."""
+    parts = urlsplit(address)
+    if address.isascii() or parts.scheme.lower() not in ("http", "https"):
+        return address
+    try:
+        host = parts.netloc.encode("idna").decode("ascii")
+    except UnicodeError:  # a user or a port beside a host past ASCII: left as written
+        host = parts.netloc
+    return urlunsplit((parts.scheme, host, *(quote(part, safe=_URL_SIGNS) for part in parts[2:])))
+
+
 def plain_text(markdown: str) -> str:
     """A reply as WeCom's text messages can show it, since they draw no Markdown: what the web chat draws
-    as bold, italic or code without its marks, and a link as its label and its address."""
+    as bold, italic or code without its marks, and a link as its label and its address (in ASCII,
+    :func:`linkable`, so that WeCom links all of it)."""
 
     def plain(match: re.Match[str]) -> str:
         label, address, bold, italic, code = match.groups()
         if label is not None:
             if urlsplit(address).scheme.lower() not in LINKS:  # [x](javascript:…) is not a link there either
                 return match.group(0)
-            return label if label == address.removeprefix("mailto:") else f"{label} ({address})"
+            if label == address.removeprefix("mailto:"):
+                return linkable(label)
+            return f"{label} ({linkable(address)})"
         return code if code is not None else plain_text(bold if bold is not None else italic)
 
     return INLINE.sub(plain, markdown)
