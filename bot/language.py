@@ -88,8 +88,12 @@ def written_in(text: str) -> Language:
     return "zh" if CJK.search(text) else "en"
 
 
-# What is read in no language: a link (also a Markdown link's target) or an e-mail address.
-_ADDRESSES = re.compile(r"\]\([^)]*\)|https?://\S+|\S+@\S+")
+# What is read in no language: a link (also a Markdown link's target) or an e-mail address. Chinese text runs on
+# after one without a space ("详见 https://shop.example/returns。退货需…", "发邮件至help@shop.cn，我们…"), so an
+# address ends at Chinese or other punctuation, and an e-mail address's name is ASCII unless it stands alone
+# (售后@shop.cn): read to the next space, the rest of the answer stayed in the shop's script.
+_ADDRESS_CHARS = r"[^\s\u2000-\u206f\u3000-\u303f\uff00-\uffef]+"
+_ADDRESSES = re.compile(rf"\]\([^)]*\)|https?://{_ADDRESS_CHARS}|(?:(?<![!-~])[!-~]+|(?<!\S)[^\s!-~]+)@{_ADDRESS_CHARS}")
 _ADDRESS_PIECES = re.compile(rf"({_ADDRESSES.pattern})")
 
 

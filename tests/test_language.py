@@ -110,6 +110,9 @@ def test_in_script_converts_chinese_only() -> None:
                      "或写信给 售后@shop.cn", "traditional") == (
         "退貨政策見 https://shop.example.com/help/退货 或 [這裡](https://shop.example.com/zh/发票)，或寫信給 售后@shop.cn")
     assert in_script("詳見 https://shop.example.tw/退貨 謝謝", "simplified") == "详见 https://shop.example.tw/退貨 谢谢"
+    # Chinese runs on after an address without a space: it ends at punctuation, and a name of ASCII before the @
+    assert in_script("详见 https://shop.example/returns。请保管好包装，或发邮件至help@shop.cn，我们会尽快处理", "hongkong") == (
+        "詳見 https://shop.example/returns。請保管好包裝，或發郵件至help@shop.cn，我們會盡快處理")
 
 
 def test_a_reply_is_written_as_taiwan_and_hong_kong_write_it() -> None:
