@@ -221,13 +221,19 @@ def kept_script(slots: Mapping[str, Any]) -> Script | None:
     return script if script in get_args(Script) else None
 
 
+# What OpenCC's phrases write wrong in a shop's answers, as Taiwan and Hong Kong write it: a support bot's 回复 is
+# a reply (回覆), where OpenCC reads 请回复 as 回復 ("to restore") and 请回复数字 as 回複 (of 复数, "plural"); and its
+# phrase 留发 ("to grow one's hair", 留髮) took 保留发票 ("keep the invoice") for 保留髮票, 预留发票 and 保留发货单 too.
+_MISREAD = {"回复": "回覆", "留发": "留發"}
+_MISREAD_WORDS = re.compile("|".join(_MISREAD))
+
+
 def _written_traditional(text: str, forms: opencc.OpenCC = _WRITTEN_TRADITIONAL) -> str:
-    """``text`` in Taiwan's standard Traditional forms, or Hong Kong's (``forms``), 回复 (to reply) always as 回覆:
-    OpenCC reads 请回复 as 回復 ("to restore") and 请回复数字 as 回複 (of 复数, "plural"), where Taiwan and Hong
-    Kong write 回覆, and a support bot's 回复 is a reply. OpenCC's Taiwan phrases (s2twp) keep both, and swap
+    """``text`` in Taiwan's standard Traditional forms, or Hong Kong's (``forms``), the words OpenCC misreads
+    (:data:`_MISREAD`) as they are written there. OpenCC's Taiwan phrases (s2twp) keep 回復 and 回複, and swap
     Hong Kong's words for Taiwan's (软件 as 軟體, 查看 as 檢視), so they are not used: one set of words
     answers both."""
-    return forms.convert(text.replace("回复", "回覆"))
+    return forms.convert(_MISREAD_WORDS.sub(lambda match: _MISREAD[match.group()], text))
 
 
 def in_script(text: str, script: Script | None) -> str:

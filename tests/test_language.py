@@ -120,6 +120,9 @@ def test_a_reply_is_written_as_taiwan_and_hong_kong_write_it() -> None:
     assert in_script("请回复数字", "traditional") == "請回覆數字"
     assert in_script("请回复您的订单号，客服会尽快回复您。", "traditional") == "請回覆您的訂單號，客服會盡快回覆您。"
     assert in_script("恢复出厂设置", "traditional") == "恢復出廠設置"  # to restore is still 復
+    # nor to keep (保留) their invoice as to grow their hair (留髮)
+    assert in_script("请保留发票和包装，预留发票信息", "hongkong") == "請保留發票和包裝，預留發票信息"
+    assert in_script("请保留发货单", "traditional") == "請保留發貨單"
 
 
 def test_hong_kong_customers_read_hong_kong_forms() -> None:
