@@ -39,9 +39,18 @@ def warn_unshown(whose: str, parts: list[str], channel: str) -> None:
                 "passes json_message on as custom)", whose, " and ".join(parts), channel)
 
 
+# A variable in the full-width braces a Chinese input method types (｛order_id｝): text to the formatter, shown as
+# written to every customer, and the variant chosen as though it needed no value.
+_FULL_WIDTH_VARIABLE = re.compile(r"｛\s*([^\W\d]\w*)\s*｝")
+
+
 def variables_are_names(text: str) -> str:
-    """Checked on load: a stray brace would otherwise fail the first customer who triggers the intent."""
+    """Checked on load: a stray brace would otherwise fail the first customer who triggers the intent, and a
+    variable in full-width braces would be shown to them as written."""
     literal = "write {{ and }} for a literal brace"
+    if typed := _FULL_WIDTH_VARIABLE.search(text):
+        raise ValueError(f"{typed.group()} is written in full-width braces, which the customer would see as they are; "
+                         f"write {{{typed.group(1)}}}")
     try:
         fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
                   if name is not None]

@@ -92,6 +92,9 @@ def test_a_language_variant_comes_first_in_its_language_and_never_in_another() -
     ("see {user.name}", "{user.name} is not a variable"),
     ("order {} started", "{} is not a variable"),
     ("total {total:.2f}", "{total} takes no format"),
+    # as a Chinese input method types the braces: shown to the customer as written
+    ("已为订单 ｛order_id｝ 登记退款", "｛order_id｝ is written in full-width braces, which the customer would see as they are; "
+                              "write {order_id}"),
 ])
 def test_a_malformed_variable_is_refused_on_load_not_at_the_first_customer(text: str, problem: str) -> None:
     with pytest.raises(ValidationError) as info:
