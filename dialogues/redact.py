@@ -51,7 +51,7 @@ CN_ID = re.compile(r"(?<![0-9A-Za-z])(?:(?:\d{6}[ -]?\d{8}[ -]?\d{3}|\d{6}([ -])
 # The 15-digit resident ID issued before 1999 (six for the place, the birth date as YYMMDD, three more), after a
 # word for an identity card only: it has no checksum, and 15-digit order numbers are common.
 CN_OLD_ID = re.compile(r"(?i)(?:身份证|身份證|身分證|证件|證件|(?<![a-z])(?:id|identity) card)(?: ?(?:号码|號碼|字号|字號|号|號|number|no\.?|#))?"
-                       r"(?: ?(?:是|为|為|is))?\W{0,3}(?<![0-9A-Za-z])(\d{6}[ -]?\d{6}[ -]?\d{3})(?![0-9A-Za-z])")
+                       r"(?: ?(?:是|为|為|係|is))?\W{0,3}(?<![0-9A-Za-z])(\d{6}[ -]?\d{6}[ -]?\d{3})(?![0-9A-Za-z])")
 # A US social security number: no area 000, 666 or 9xx, no group 00, no serial 0000 (the SSA's rules);
 # written with spaces, or with none, only after its name, since "120 40 2000" is as likely a size or an amount.
 _SSN_DIGITS = r"(?!000|666|9)\d{3}{0}(?!00)\d{2}{0}(?!0000)\d{4}(?!\d)"
@@ -82,7 +82,7 @@ CARD = re.compile(r"(?<![\d+])(?<!\d-)(?<![^A-Za-z][A-Z]{2})(?<!^[A-Z]{2})"
 # After a word for a bank card, a number of a card's length that passes Luhn, whatever its prefix: Chinese banks'
 # own debit cards (ICBC's 9558…, 19 digits) belong to no international scheme's range.
 CARD_NAMED = re.compile(r"(?i)(?:银行卡|銀行卡|储蓄卡|儲蓄卡|借记卡|借記卡|信用卡|卡号|卡號|(?<![a-z])(?:bank |debit |credit )?card)"
-                        r"(?: ?(?:号码|號碼|号|號|number|no\.?|#))?(?: ?(?:是|为|為|is))?\W{0,3}"
+                        r"(?: ?(?:号码|號碼|号|號|number|no\.?|#))?(?: ?(?:是|为|為|係|is))?\W{0,3}"
                         r"(?<![\d+])(\d(?:[ -]?\d){12,18})(?![\d-]|[ .]\d)")
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
 # Taiwan's mobiles (09xx-xxx-xxx) and identity numbers (a letter, 1 or 2 for the holder's sex, or 8 or 9 for a
