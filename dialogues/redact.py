@@ -91,6 +91,11 @@ IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}
 TW_MOBILE = re.compile(r"(?<![\d+])09\d{2}(?:[ .-]?\d{3}){2}(?!\d)")
 TW_ID = re.compile(r"(?<![A-Za-z0-9])[A-Z][1289]\d{8}(?![A-Za-z0-9])")
 HK_ID = re.compile(r"(?<![A-Za-z0-9])[A-Z]{1,2}\d{6} ?\([0-9A]\)")
+# And written without the brackets (A1234563), as forms and Hong Kong customers often do, after a word for an
+# identity card only, if its check digit is right: an order number looks the same.
+HK_ID_NAMED = re.compile(r"(?i)(?:身份证|身份證|身分證|(?<![a-z])(?:hkid|hk id|id card|identity card))"
+                         r"(?: ?(?:号码|號碼|号|號|number|no\.?|#))?(?: ?(?:是|为|為|係|is))?\W{0,3}"
+                         r"(?<![A-Za-z0-9])([A-Z]{1,2}\d{6}[0-9A])(?![A-Za-z0-9])")
 # With China's country code as customers write it: +86, 0086, (+86), or 86 without its "+" (8613812345678); in the
 # usual groups, 3 4 4, or joined by dashes in the others customers write, 4 3 4, 3 3 5, 4 4 3 (in spaces, these are as
 # likely amounts: 1500 300 2000).
@@ -178,6 +183,14 @@ def tw_id_valid(number: str) -> bool:
     value = _TW_LETTERS[number[0]]
     total = value // 10 + value % 10 * 9 + sum(int(d) * w for d, w in zip(number[1:], (8, 7, 6, 5, 4, 3, 2, 1, 1)))
     return total % 10 == 0
+
+
+def hk_id_valid(number: str) -> bool:
+    """A Hong Kong identity card number's check digit (its last; A for 10): eight characters, one letter
+    padded with a space, weighted 9 to 2, and the check digit make a multiple of 11."""
+    body, check = number[:-1].upper().rjust(8), number[-1].upper()
+    total = sum((36 if c == " " else int(c, 36)) * w for c, w in zip(body, range(9, 1, -1)))
+    return (total + int(check, 11)) % 11 == 0
 
 
 def _cn_holder_valid(number: str) -> bool:
@@ -430,6 +443,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (CN_OLD_ID, "[ID]", _named_when(cn_old_id_valid)),  # before cards: 34… and 37… have Amex's length
     (TW_ID, "[ID]", _when(tw_id_valid)),
     (HK_ID, "[ID]", _whole),
+    (HK_ID_NAMED, "[ID]", _named_when(hk_id_valid)),
     (SSN, "[ID]", _whole),
     (SSN_NAMED, "[ID]", _named),
     (PASSPORT, "[ID]", _named),

@@ -781,6 +781,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("我的手機是0912-345-678，身分證字號A123456789，包裹破了", "我的手機是[PHONE]，身分證字號[ID]，包裹破了"),
     ("身份證 A123456（3），電話 0912345678", "身份證 [ID]，電話 [PHONE]"),
     ("訂單 A123456788 同 1234567890", "訂單 A123456788 同 1234567890"),  # not a valid ID; no 09 mobile
+    # Hong Kong's without the brackets, after a word for the card, with a right check digit: order numbers look the same
+    ("我身份證號碼係A1234563，HKID: g123456a", "我身份證號碼係[ID]，HKID: [ID]"),
+    ("身份證 A1234567，訂單 A1234563", "身份證 A1234567，訂單 A1234563"),
     ("我的手机号是138.1234.5678，注册不了", "我的手机号是[PHONE]，注册不了"),  # dotted, as NANP numbers may be
     ("my number is +44 20 7946 0958", "my number is [PHONE]"),
     ("ring (555) 010-0199", "ring [PHONE]"),
