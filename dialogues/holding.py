@@ -61,7 +61,7 @@ _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here)
 _FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)? )?(?:talk|speak|chat)(?: to| with) (?:a |an )?"
                  r"(?:real |live )?(?:human|person|agent|someone|somebody)(?: please)?"
                  r"|(?:a |an )?(?:real |live )?(?:human|person|agent|representative)(?: please)?"
-                 r"|(?:我要|我想|我需要)?(?:找|揾|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?个?(?:人工|真人)(?:客服|服务)?"
+                 r"|(?:我要|我想|我需要)?(?:找|揾|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?(?:一下|下)?个?(?:人工|真人)(?:客服|服务)?"
                  r"|(?:我要|我想)?[找揾]?客服")
 # And the acknowledgements and thanks: what a customer says to an answer, asking nothing more.
 _OKS = (r"ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
@@ -101,6 +101,11 @@ _CONFIRMS = r"可以的?|行吧?|对的?|是的|没事了?|(?:没有|没|不用)
 _ACKNOWLEDGES = re.compile(_only(_ACKS + "|" + _FOR_A_PERSON + "|" + _OKS + "|" + _CONFIRMS))
 _ACKNOWLEDGEMENT = re.compile(_only(_OKS))
 _PERSON = re.compile(_only(_FOR_A_PERSON))
+# One request for a person with the greeting, "please" or thanks Chinese customers write on without a stop (你好转人工,
+# 麻烦转下人工, 转人工谢谢, 轉人工唔該). Not among the words of _ACKNOWLEDGES, where 你好 and 谢谢 are words of their own:
+# a long clause would have two readings a word, and one that is not a request would take time in two to the power
+# of its words to refuse.
+_POLITE_PERSON = re.compile(rf"(?:你好|您好|(?:麻烦|劳烦)(?:您|你)?)?(?:{_FOR_A_PERSON}) ?(?:谢谢(?:您|你们?)?|唔该晒?)?{_SIGNS}")
 _SIGNS_ALONE = re.compile(_SIGNS)  # a clause with no word in it
 # An agent's apology for what happened to the customer, which the next customer with the same trouble is owed too
 # (not one for a wait: "抱歉让您久等了" is chatter).
@@ -304,8 +309,8 @@ def asks_for_a_person(text: str) -> bool:
     "转人工"), in the words :func:`asks_nothing` reads such a request with: the bot hands such a message off as
     it does the button for a person, also where no intent was taught to ask for one."""
     clauses = _clauses(text)
-    return (any(_PERSON.fullmatch(c) and not _SIGNS_ALONE.fullmatch(c) for c in clauses)
-            and all(map(_ACKNOWLEDGES.fullmatch, clauses)))
+    return (any((_PERSON.fullmatch(c) or _POLITE_PERSON.fullmatch(c)) and not _SIGNS_ALONE.fullmatch(c) for c in clauses)
+            and all(_ACKNOWLEDGES.fullmatch(c) or _POLITE_PERSON.fullmatch(c) for c in clauses))
 
 
 # Where a sentence ends: at its stop and the space after it ("2.5" goes on) after a word ("e.g." goes on), a Chinese

@@ -734,6 +734,8 @@ def test_what_only_acknowledges(text: str, only: bool) -> None:
 @pytest.mark.parametrize(("text", "only"), [
     ("talk to a human", True), ("hi, agent please", True), ("Real person please 🙏", True), ("转人工", True),
     ("我要人工客服", True), ("ok, 找人工", True),
+    # with the greeting, "please" or thanks written on without a stop
+    ("你好转人工", True), ("麻烦转下人工", True), ("转人工谢谢", True), ("轉人工唔該", True), ("谢谢客服", False),
     ("can I talk to someone about my refund", False), ("human resources phone number", False), ("我要人工退款", False),
     ("在吗", False), ("👍", False), ("人工客服几点下班", False),
 ])
