@@ -178,7 +178,7 @@ def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answe
 
 @pytest.mark.parametrize(("asked", "answer"), [
     ("", "Hi John, your parcel left today."), ("", "Thanks Maria!"), ("", "Sent to London NW1 6XE today"),
-    ("", "加我微信：zhangwei"), ("我是张伟，订单没到", "张伟您好，已为您催件"),
+    ("", "加我微信：zhangwei"), ("我是张伟，订单没到", "张伟您好，已为您催件"), ("我係陳大文，想退款", "好，陳大文，已經幫你處理"),
     # names in the alphabets customers write them in: each was given to other customers
     ("", "Hi Ólafur, you can change the delivery address under My Orders."), ("", "Thanks Chloé!"),
     ("", "Hola José, your refund is on its way."), ("", "Dear Mrs Šimková, it ships today."),

@@ -1056,6 +1056,7 @@ def test_redaction_takes_time_in_proportion_to_the_text() -> None:
     ("my name is Hans Müller, how do I change the address?", "my name is [NAME], how do I change the address?"),
     ("My name is José Núñez", "My name is [NAME]"), ("My name is Ólafur Arnalds and", "My name is [NAME] and"),
     ("my name is Siobhán O'Brien", "my name is [NAME]"),
+    ("我嘅名係陳大文，我個名叫李小龍係嚟退貨", "我嘅名係[NAME]，我個名叫[NAME]係嚟退貨"),  # in Hong Kong's Cantonese
 ])
 def test_a_name_in_any_alphabet_is_redacted_whole(text: str, redacted: str) -> None:
     """A name was words of ASCII letters: "Hans Müller" was learned as "[NAME]üller", "Ólafur" not at all."""
