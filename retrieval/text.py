@@ -108,12 +108,13 @@ def comparable(text: str, number_digits: int | None = None) -> str:
 
 
 # A price: a currency sign before a whole amount (or one ending .00 or .99) or a currency after it ("$1499",
-# "1499元", "20 EUR"). An amount with other cents ("charged $234.56 twice") is the customer's own. One with its
-# currency after it is read from the start of its run of digits and commas only: read from each digit of a
-# long run, each going to its end, 20,000 digits took 18 s.
+# "1499元", "20 EUR"; in Hong Kong and Taiwan "1499塊", "1499港元" and Cantonese "1499蚊"). An amount with other
+# cents ("charged $234.56 twice") is the customer's own. One with its currency after it is read from the start of
+# its run of digits and commas only: read from each digit of a long run, each going to its end, 20,000 digits
+# took 18 s.
 _AMOUNT = r"[0-9][0-9,]*(?:\.(?:00|99))?(?![0-9.,])"
-PRICE = re.compile(rf"[$€£¥]\s?{_AMOUNT}|(?<![0-9,]),*{_AMOUNT}\s?(?:元|块|円|(?:dollars?|euros?|usd|eur|gbp|rmb|cny|hkd)"
-                   r"(?![a-z]))", re.IGNORECASE)
+PRICE = re.compile(rf"[$€£¥]\s?{_AMOUNT}|(?<![0-9,]),*{_AMOUNT}\s?(?:元|块|塊|蚊|円|港元|港[币幣]|美元|人民[币幣]"
+                   r"|(?:dollars?|euros?|usd|eur|gbp|rmb|cny|hkd)(?![a-z]))", re.IGNORECASE)
 
 HEAD_SHARE = 0.25  # of a long message's tokens, from its start; the rest from its end
 _OWN_TOKENIZERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()

@@ -259,6 +259,10 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
                "answer": text} for n, text in enumerate(["Yes, the $1499 model is refundable.", "Yes, 1499 元 back.",
                                                          "1499 USD within 30 days."])]
     assert len(agent_answers(LearnedData([], priced))) == 3
+    hk = {**later, "question": "1499蚊嗰部機可唔可以退？", "asked": "1499蚊嗰部機可唔可以退？"}  # as Hong Kong writes prices
+    priced = [{**hk, "id": 35 + n, "answer": text} for n, text in enumerate(["可以，1499蚊全數退返。", "1499港元原路退回",
+                                                                            "退返 1499 塊"])]
+    assert len(agent_answers(LearnedData([], priced))) == 3
     charged = {**later, "question": "I was charged $234.56 twice", "asked": "I was charged $234.56 twice"}
     assert agent_answers(LearnedData([], [{**charged, "id": 40, "answer": "We refunded the $234.56 charge."}])) == []
 
