@@ -130,10 +130,11 @@ _LINK = re.compile(r"https?://[!-~]+")
 # repeat: "the courier has 7946 0958", "尾号5678的手机". An email address has no digits to repeat.
 _REDACTED_NUMBERS = PLACEHOLDERS - {"[EMAIL]"}
 _RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)*")
-# The end of a phone or card number, named as such: 尾号5678, 后四位 1111, "ending in 0958", "last four digits: 1111".
-_ENDING = re.compile(r"(?i)(?:尾号|尾號|末四位|后四位|後四位|(?<![a-z])(?:ending|ends) (?:in|with)"
+# The end of a phone or card number, named as such: 尾号5678, 后四位 1111, "ending in 0958", "last four digits: 1111";
+# and as Hong Kong writes it, 尾數 1234, 最後四位係1234.
+_ENDING = re.compile(r"(?i)(?:尾号|尾號|尾数|尾數|末尾|末四位|(?:最)?[后後]四位|(?<![a-z])(?:ending|ends) (?:in|with)"
                      r"|(?<![a-z])last (?:four|4|three|3)(?: digits)?(?: (?:are|is|of))?)"
-                     r"\W{0,3}(?:是|为|為)?\W{0,3}[0-9]{3,4}(?![0-9])")
+                     r"\W{0,3}(?:是|为|為|係)?\W{0,3}[0-9]{3,4}(?![0-9])")
 
 
 def _numbers(text: str) -> tuple[set[str], list[list[str]], set[str]]:

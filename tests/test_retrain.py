@@ -274,6 +274,8 @@ def test_an_agent_answer_repeating_part_of_a_redacted_number_is_not_shown_to_oth
     cases = [("my delivery failed, please call me on +44 20 7946 0958", "OK, the courier has 7946 0958 and will ring first."),
              ("送货失败了，我的手机是13812345678", "好的，快递员明天会打您号码1234-5678的手机。"),
              ("送货失败了，我的手机是13812345678", "好的，快递员明天会打您尾号5678的手机。"),
+             ("退款退去我張信用卡 4111 1111 1111 1111", "已經退返去你尾數 1111 嘅信用卡。"),  # as Hong Kong writes it
+             ("退款退去我張信用卡 4111 1111 1111 1111", "已退回最後四位係1111嘅卡。"),
              ("refund to my card 4111 1111 1111 1111", "Refunded to the card ending in 1111."),
              ("my ID is 11010519491231002X", "Your ID 1101 0519 4912 is verified."),
              ("call me on +44 20 7946 0958", "We call from 9:00 to 18:00 on 2024-05-01; the fee is $1,299.00."),  # anyone's
@@ -285,7 +287,7 @@ def test_an_agent_answer_repeating_part_of_a_redacted_number_is_not_shown_to_oth
     learned = learned_data(store)
     store.close()
     assert "[PHONE]" in learned.answers[0]["asked"]  # what the check reads
-    assert [a.text for a in agent_answers(learned)] == [answer for _, answer in cases[5:]]
+    assert [a.text for a in agent_answers(learned)] == [answer for _, answer in cases[7:]]
 
 
 def test_an_agent_answer_naming_its_customer_or_where_they_live_is_not_shown_to_others() -> None:
