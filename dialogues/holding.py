@@ -173,9 +173,10 @@ _ASKS_FOR = re.compile(
     r"| (?:that )?you (?:used|ordered|bought|paid|registered|signed up)(?: \w+){0,3})?"
     r"(?: (?:so|and|to)(?: that)?(?: i| we)?(?: can| could| will)? (?:check|look|help|find|see|track)"
     r"(?: (?:it|that|this|up|into it|for you))*)?(?: please)?"
-    rf"|(?:请问?|麻烦|方便|劳烦)?(?:您|你)?(?:能|可以|能否|可否)?再?(?:提供|发|告诉|报|给|说)(?:一下|下|给?我们?)*(?:您|你)?的?"
-    rf"{_DETAILS_ZH}(?:好吗|可以吗|吗|呢|么|嘛|哦|呀)?"
-    rf"|(?:请问)?(?:您|你)?[的嘅]?{_DETAILS_ZH}[是系](?:多少|什么|哪个|咩)?(?:呢|呀|啊)?"
+    # and in Hong Kong's Cantonese: 可唔可以話我知你嘅訂單號碼, 你嘅電話係幾多
+    rf"|(?:请问?|麻烦|方便|劳烦)?(?:您|你)?(?:能|可以|能否|可否|可唔可以)?再?(?:提供|发|告诉|报|给|说|话(?:我|我哋|我们)知)"
+    rf"(?:一下|下|给?我们?)*(?:您|你)?[的嘅]?{_DETAILS_ZH}(?:好吗|可以吗|吗|呢|么|嘛|哦|呀)?"
+    rf"|(?:请问)?(?:您|你)?[的嘅]?{_DETAILS_ZH}[是系](?:多少|几多|什么|哪个|咩)?(?:呢|呀|啊)?"
     rf"|(?:唔该|麻烦)?(?:您|你)?畀(?:个|一个)?(?:您|你)?[的嘅]?{_DETAILS_ZH}(?:我|我哋|我们)(?:吖|呀|啊)?"  # Cantonese: 唔該你畀個訂單號我
     rf"|(?:请|麻烦)?(?:您|你)?把?(?:您|你)?的?{_DETAILS_ZH}(?:发|告诉|复制)给?(?:我们?|一下|下|过来)+"
     r"|(?:请问)?(?:您|你)?(?:说的)?是?哪(?:个|一个|笔|件)(?:订单|商品|快递|包裹)(?:呢|呀|啊)?"
@@ -237,6 +238,7 @@ _QUESTION = re.compile(
     r"[^\W\d_][^?？]*[?？]|(?:^|[,.!;:，。！；：\n]\s*)(?:(?:and|also|but|oh|btw|plus|so) )*(?:do|does|did|can|could|will"
     r"|would|is|are|was|were|should|may|where|what|when|why|how|which|who)\b|[吗么嘛呢](?:[,.!;:，。！；：\s]|$)"
     r"|什么|怎么|为什么|哪|多少|是否|能不能|可不可以|有没有|是不是|会不会"
+    r"|有冇|系咪|点样|点解|几时|边度|边个|几多|可唔可以|得唔得"  # and Hong Kong's Cantonese ones
 )
 _SHORT_WORDS, _SHORT_CHARACTERS = 4, 10  # how long a name or the like may be: "jane doe", "张三"
 # A customer's new request, said as one and not asked: a new topic begun ("also", "另外", "还有"), or what they want

@@ -579,6 +579,7 @@ def test_a_new_question_after_the_details_an_agent_asked_for_is_answered_on_its_
     # a new request, said as one: not asked, and as short as a name
     ("另外我要改地址", False), ("我还想退货", False), ("also need to change my address", False), ("also cancel it", False),
     ("我要查的订单是20261205", True), ("王小明", True),
+    ("12345 幾時寄出", False), ("12345 有冇得快啲", False), ("訂單號係 12345", True),  # Hong Kong's Cantonese
 ])
 def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) -> None:
     assert gives_details(text) is details
@@ -668,6 +669,7 @@ def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) 
     ("收货地址和电话已经改好了", False),
     ("请问您是哪个订单呢？", True), ("您下单的手机号是多少", True), ("麻烦提供下订单截图", True), ("订单号发我一下", True),
     ("您把订单号复制给我一下", True), ("哪个订单都可以退", False), ("照片发给我们后三天内处理", False),
+    ("請問你嘅訂單號係幾多？", True), ("可唔可以話我知你嘅訂單號碼？", True),  # in Hong Kong's Cantonese
     ("Please send the item back to us.", False), ("Your order number is on the receipt.", False),
     ("Could you send the parcel back?", False), ("请在订单页面提供收货地址", False),
 ])
