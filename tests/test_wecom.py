@@ -929,6 +929,7 @@ async def test_buttons_are_numbered_and_a_number_sends_the_payload(aiohttp_clien
     ("1 件", None), ("第一次买", None), ("第1个问题", None), ("12345678", 12345678), ("1.5", None), ("选", None),
     ("一", None), ("hello", None),
     ("①", 1), ("②。", 2), ("1️⃣", 1), ("揀2", 2), ("揀第二個", 2), ("⑩", 10), ("①件", None),  # as input methods type them
+    ("选项2", 2), ("選項二", 2), ("选二", 2), ("揀三個", 3),  # a numeral alone after the word for choosing
 ])
 def test_a_choice_is_picked_the_ways_customers_type_it(typed: str, number: int | None) -> None:
     """WeCom shows buttons as a numbered list, and customers answer "1." or "第一个" as often as "1"."""

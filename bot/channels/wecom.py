@@ -79,10 +79,12 @@ _URL_SIGNS = "".join(chr(c) for c in range(0x21, 0x7f))  # what an address keeps
 # answer, "\x0b" in an action's text) would make the whole passive reply unreadable to WeCom.
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # How a customer picks numbered choice N: "1" or "１", "1." "1。" "1、" "1)" (the list's own "1." copied),
-# "第1个" "第一个" "第二個", "选1" "選第二个" "揀2" (Cantonese); nothing more after it, so "1 件" and "第一次买" stay what
-# they say.
+# "第1个" "第一个" "第二個", "选1" "選第二个" "揀2" (Cantonese), "选项2" "选二" "選項二" (a numeral alone only after the word
+# for choosing); nothing more after it, so "1 件" and "第一次买" stay what they say.
 CHINESE_NUMBERS = {numeral: n for n, numeral in enumerate("一二三四五六七八九十", start=1)}
-CHOICE = re.compile(r"(?:选择?|選擇?|揀)?\s*(?:第\s*(\d+|[一二三四五六七八九十])\s*[个個项項]?|(\d+))\s*[.．。、)）]?")
+_PICK = r"(?:选项|選項|选择?|選擇?|揀)"
+CHOICE = re.compile(rf"(?:{_PICK}?\s*(?:第\s*(\d+|[一二三四五六七八九十])\s*[个個项項]?|(\d+))"
+                    rf"|{_PICK}\s*([一二三四五六七八九十])\s*[个個项項]?)\s*[.．。、)）]?")
 # The other ways an input method types a number: circled (①, which Chinese ones offer) and keycap emoji (1️⃣).
 _AS_DIGITS = {ord(circled): str(n) for n, circled in enumerate("①②③④⑤⑥⑦⑧⑨⑩", start=1)} | dict.fromkeys(map(ord, "\ufe0f\u20e3"))
 
@@ -134,7 +136,7 @@ def choice_number(text: str) -> int | None:
     match = CHOICE.fullmatch(text.strip().translate(_AS_DIGITS))
     if match is None:
         return None
-    number = match.group(1) or match.group(2)
+    number = match.group(1) or match.group(2) or match.group(3)
     return CHINESE_NUMBERS[number] if number in CHINESE_NUMBERS else int(number)
 
 
