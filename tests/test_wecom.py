@@ -881,6 +881,8 @@ def test_plain_text_shows_markdown_as_wecom_text_can() -> None:
         "详情见（退货政策 (https://shop.example/%E9%80%80%E8%B4%A7?%E7%B1%BB%E5%9E%8B=%E5%85%A8%E9%83%A8)）。"
         "请访问：https://xn--czrs0t.cn/%E5%B8%AE%E5%8A%A9，谢谢")
     assert plain_text("- one\n- **two**\n\n1. three") == "- one\n- two\n\n1. three"  # lines stay as written
+    # an asterisk from or to a digit is a size's or a rating's
+    assert plain_text("*包邮*\n尺寸 20*30*40cm，评分 5*，物流 4*") == "包邮\n尺寸 20*30*40cm，评分 5*，物流 4*"
     assert plain_text("[x](javascript:alert(1)) <b>as typed</b> 2 * 3") == "[x](javascript:alert(1)) <b>as typed</b> 2 * 3"
 
 

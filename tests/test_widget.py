@@ -77,6 +77,7 @@ XSS_PAYLOADS: list[tuple[str, str, int]] = [
     ("[<img src=x onerror=alert(13)>](https://shop.example.com/help)", "<img src=x onerror=alert(13)>", 1),
     ("[quote](https://shop.example.com/\"onmouseover=\"document.title='quote')", "quote", 1),
     ("退货说明见 https://shop.example.com/returns。请查看", "退货说明见 https://shop.example.com/returns。请查看", 1),
+    ("尺寸 20*30*40cm，评分 5*，物流 4*", "尺寸 20*30*40cm，评分 5*，物流 4*", 0),  # sizes and ratings, not italics
 ]
 XSS_TEXT = "\n".join(["**Refund sent**", *(f"- {payload}" for payload, _, _ in XSS_PAYLOADS)])
 XSS_TITLE = "<img src=x onerror=alert(20)>Hostile Shop"

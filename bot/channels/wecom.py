@@ -71,8 +71,10 @@ class WeComMaybeSent(WeComAPIError, MaybeDelivered):
 
 
 # The web chat's Markdown subset (INLINE in bot/static/widget.js, whose rules these are): [text](url),
-# **bold**, *italic*, `code`. Lines, lists and bare addresses read the same as plain text.
-INLINE = re.compile(r"\[([^\]\n]+)\]\(([^()\s]+)\)|\*\*(?=\S)([^*\n]*?\S)\*\*|\*(?=\S)([^*\n]*?\S)\*|`([^`\n]+)`")
+# **bold**, *italic* (not starting or ending with a digit: 20*30*40cm is a size, 评分 5*，物流 4* two ratings),
+# `code`. Lines, lists and bare addresses read the same as plain text.
+INLINE = re.compile(r"\[([^\]\n]+)\]\(([^()\s]+)\)|\*\*(?=\S)([^*\n]*?\S)\*\*"
+                    r"|\*(?=[^\s0-9０-９])([^*\n]*?[^\s0-9０-９])\*|`([^`\n]+)`")
 LINKS = ("", "http", "https", "mailto", "tel")  # the addresses the web chat links; any other stays as typed
 _URL_SIGNS = "".join(chr(c) for c in range(0x21, 0x7f))  # what an address keeps as written: ASCII's printable
 # What XML 1.0 cannot carry at all, even escaped: a reply holding one (a form feed pasted into an agent's

@@ -20,7 +20,7 @@
     [
       String.raw`\[([^\]\n]+)\]\(([^()\s]+)\)`, // [text](url)
       String.raw`\*\*(?=\S)([^*\n]*?\S)\*\*`, // **bold**
-      String.raw`\*(?=\S)([^*\n]*?\S)\*`, // *italic*
+      String.raw`\*(?=[^\s0-9０-９])([^*\n]*?[^\s0-9０-９])\*`, // *italic*, not from or to a digit: 20*30*40cm is a size
       String.raw`\x60([^\x60\n]+)\x60`, // `code`
       // a bare URL, ASCII only: Chinese text runs on after one without a space (…/returns。请查看)
       String.raw`(https?:\/\/[^\s<>"'\u0080-\uffff]*[^\s<>"'.,;:!?)\]\u0080-\uffff])`,
