@@ -670,6 +670,8 @@ def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) 
     ("请问您是哪个订单呢？", True), ("您下单的手机号是多少", True), ("麻烦提供下订单截图", True), ("订单号发我一下", True),
     ("您把订单号复制给我一下", True), ("哪个订单都可以退", False), ("照片发给我们后三天内处理", False),
     ("請問你嘅訂單號係幾多？", True), ("可唔可以話我知你嘅訂單號碼？", True),  # in Hong Kong's Cantonese
+    ("你好，我係客服阿明", True), ("仲有冇其他可以幫到你？", True), ("还有其他可以帮您的吗？", True),
+    ("我系统升级了", False), ("还有其他颜色吗", False),
     ("Please send the item back to us.", False), ("Your order number is on the receipt.", False),
     ("Could you send the parcel back?", False), ("请在订单页面提供收货地址", False),
 ])
