@@ -39,12 +39,13 @@ _HOLDING = re.compile(
     r"|\bhow (?:can|may) i (?:help|assist)\b|\bwhat can i do for you\b"
     r"|\b(?:happy|glad) to help\b|\bhave a (?:great|good|nice) day\b|\byou(?:['’]re| are) welcome\b"
     r"|(?:请您?|麻烦(?:您|你)?)?(?:稍等|稍候)(?:片刻|一下下?|下|一会儿?|几分钟)?(?![再才后然])[哦哈呢呀]?"  # not "请稍等一下再付款"
-    rf"|等一下|等一等|{_NOT_THE_CUSTOMERS}(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)?(?:查询|查看|查)一下"
+    rf"|等一下|等一等|等等|{_NOT_THE_CUSTOMERS}(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)?(?:查询|查看|查)一下"
     r"|(?:我这边|我这里|这边)?(?:帮您|帮你|为您|给您)(?:登记|反馈|确认|核实|处理|记录)(?:一下|下)|确认下"
     rf"|{_NOT_THE_CUSTOMERS}(?<!查)看一下|{_NOT_THE_CUSTOMERS}(?:看看|核实一下|确认一下)|帮您查|帮你查|为您查|给您查|正在查|正在为您|马上为您"
+    r"|正在(?:处理|跟进|核实|核查|确认)|(?:处理|跟进|核实|查)紧"  # and Hong Kong's 處理緊, 跟進緊: being handled
     rf"|{_NOT_THE_CUSTOMERS}睇(?:下|睇|一下)|等我(?:查|睇|看)(?:一查|一睇|下|一下)|跟进(?:一下|下)"  # Cantonese: 我幫你睇下, 等我查一查
     rf"|久等|(?:感谢|谢谢|多谢)(?:您|你)?[的嘅]?耐心(?:等待|等候)?|(?:请(?:您|你)?)?耐心等(?:待|候)|耐心|请问|{_OFFERS_HELP}|其他问题|其它问题|可以帮您|可以帮你|能帮您|帮到(?:您|你)"
-    r"|为您服务|不客气|祝您有(?:美好|愉快)的一天|祝您(?:生活|购物|工作|周末|节日|假期)?(?:愉快|顺利|开心)?|很高兴为您|感谢您的咨询"
+    r"|为您服务|不客气|祝(?:您|你)有(?:美好|愉快)的一天|祝(?:您|你)(?:生活|购物|工作|周末|节日|假期)?(?:愉快|顺利|开心)?|很高兴为您|感谢您的咨询"
 )
 # What a customer says while waiting for an answer: greetings, acknowledgements, nudges, goodbyes, and asking for a
 # person again (the agent's answer is to what they asked, not to "are you there?" nor to "转人工").
