@@ -38,11 +38,12 @@ import regex
 # and domains may be written in any script (李四@163.com, José@correo.es, zhang@例子.中国); a
 # top-level domain in Chinese must be one of the registry's, or "163.com的订单" would end at 单. An ASCII
 # name may also start straight after a Chinese or Japanese character, where a first address ended
-# (zhang@163.com或li@qq.com): its run ends at the next such character, so the time stays linear.
+# (zhang@163.com或li@qq.com): its run ends at the next such character, so the time stays linear. A Chinese
+# input method types the domain's dots as 。 (zhang@163。com), which NFKC leaves as it is.
 _IDN_TLDS = "中国|中國|香港|台湾|台灣|新加坡|公司|网络|網絡|网址|网店|商城|商店|在线|集团|手机|移动|中文网|信息|企业|购物|游戏|娱乐|商标|公益|政务"
 _UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 EMAIL = re.compile(rf"(?:(?<![\w.%+'-])[\w.%+'-]+|(?<=[{_UNSPACED}])[A-Za-z0-9_.%+'-]+)"
-                   rf"@[\w-]+(?:\.[\w-]+)*\.(?:xn--[A-Za-z0-9-]+|[A-Za-z]{{2,}}|{_IDN_TLDS})")
+                   rf"@[\w-]+(?:[.。][\w-]+)*[.。](?:xn--[A-Za-z0-9-]+|[A-Za-z]{{2,}}|{_IDN_TLDS})")
 # Written whole, as 6 8 4, 6 4 4 4 or 4 4 4 4 2 (next to other numbers too: 张三 13812345678
 # 110101199003077715), or in other groups but then not as part of a longer run of them.
 CN_ID = re.compile(r"(?<![0-9A-Za-z])(?:(?:\d{6}[ -]?\d{8}[ -]?\d{3}|\d{6}([ -])\d{4}\1\d{4}\1\d{3}"

@@ -954,6 +954,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("size 120 40 2000, I paid 123 45 6789", "size 120 40 2000, I paid 123 45 6789"),
     # addresses written in other scripts, and the Chinese words around them
     ("邮箱：李四@163.com，谢谢", "邮箱：[EMAIL]，谢谢"), ("José@correo.es hola", "[EMAIL] hola"),
+    ("邮箱：zhangsan@163。com，郵箱 chan@yahoo。com。hk", "邮箱：[EMAIL]，郵箱 [EMAIL]"),  # the dots an input method types
+    ("发到 a@b。谢谢，zhang@163.com。谢谢", "发到 a@b。谢谢，[EMAIL]。谢谢"),
     ("我的邮箱是zhang@163.com的", "我的邮箱是[EMAIL]的"), ("发到zhang@例子.中国的信箱", "发到[EMAIL]的信箱"),
     ("メールはtaro@example.jpです", "メールは[EMAIL]です"), ("jane@xn--fiqs8s.xn--fiqs8s ok", "[EMAIL] ok"),
 ])
