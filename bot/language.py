@@ -78,8 +78,9 @@ _HONG_KONG = opencc.OpenCC("s2hk.json")  # which keeps 台 and 着 as written, a
 CJK = re.compile(r"[\u3100-\u312f\u31a0-\u31bf\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
 
-# Characters only written Cantonese has (嘅, 咗, 冇, 佢…): a customer who writes them reads Hong Kong's forms.
-CANTONESE = re.compile(r"[嘅咗冇哋嘢啲喺佢嚟睇嗰搵揾畀攞噉嘥冚]")
+# Characters only written Cantonese has (嘅, 咗, 冇, 佢, 唔…), and its 係 ("is", not 關係's): a customer who writes
+# them reads Hong Kong's forms.
+CANTONESE = re.compile(r"[嘅咗冇哋嘢啲喺佢嚟睇嗰搵揾畀攞噉嘥冚唔]|(?<![關关])係")
 # Japanese kana: a Japanese customer writes kanji too, which read as Chinese (注文 as Simplified, for 註).
 KANA = re.compile(r"[\u3041-\u3096\u30a1-\u30fa]")
 

@@ -94,6 +94,7 @@ def test_say_picks_the_language_then_the_default_then_the_first() -> None:
     # Hong Kong's Traditional forms for a customer who writes Cantonese, or whose conversation has them already
     ("佢哋幾時寄嘢嚟？", None, "hongkong"), ("有冇貨", "traditional", "hongkong"),
     ("我的訂單在哪裡", "hongkong", "hongkong"), ("你好", "hongkong", "hongkong"),
+    ("我想查訂單，唔該", None, "hongkong"), ("我係陳大文", None, "hongkong"), ("沒有關係", None, "traditional"),
     ("我的订单在哪里", "hongkong", "simplified"), ("你哋有冇货", None, "simplified"),  # Cantonese in Simplified
 ])
 def test_chinese_script(text: str, previous: str | None, expected: str | None) -> None:
