@@ -161,7 +161,8 @@ _DETAIL = (r"(?:(?:order|tracking|account|reference|booking|invoice|confirmation
            r"|phone|mobile|cell|contact|serial) ?(?:number|no|id|#)|order|e-?mail(?: address)?|(?:full )?name"
            r"|(?:(?:shipping|delivery|billing|home|e-?mail) )?address|post ?code|zip(?: code)?|user ?name|(?:phone )?number"
            r"|(?:contact |order |account )?details)")
-_DETAIL_ZH = (r"(?:(?:订单|快递|运单|物流|手机|电话|会员|身份证)?(?:号码?|编号|单号)|联系(?:方式|电话)|手机|电话|邮箱(?:地址)?|账号"
+_DETAIL_ZH = (r"(?:(?:订单|快递|运单|物流|手机|手提电话|手提|电话|会员|身份证)?(?:号码?|编号|单号)|联系(?:方式|电话)|手机|手提电话|电话"
+              r"|(?:电子)?邮箱(?:地址)?|电子?邮件?(?:地址)?|账号"  # and Hong Kong's 電郵, 手提電話
               r"|用户名|(?:收货)?地址|姓名|(?:订单|商品|付款|支付|物流)?(?:截图|照片|图片))")
 # Agents ask for two or three details at once: "your name and phone number", "您的收货地址和联系电话", "姓名、电话和地址".
 _DETAILS = rf"{_DETAIL}(?: (?:and|or) (?:your |the )?{_DETAIL})*"

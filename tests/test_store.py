@@ -673,6 +673,7 @@ def test_what_reads_as_the_details_an_agent_asked_for(text: str, details: bool) 
     ("你好，我係客服阿明", True), ("仲有冇其他可以幫到你？", True), ("还有其他可以帮您的吗？", True),
     ("我系统升级了", False), ("还有其他颜色吗", False),
     ("唔該等等", True), ("收到，我哋跟進緊", True), ("请稍等，正在处理", True), ("再見，祝你生活愉快", True),
+    ("請提供你嘅電郵地址", True), ("你嘅手提電話號碼係幾多", True), ("请提供您的电子邮件地址", True), ("电邮已经发出了", False),
     ("正在处理中的订单不能修改", False), ("衣服、裤子等等都可以退", False),
     ("Please send the item back to us.", False), ("Your order number is on the receipt.", False),
     ("Could you send the parcel back?", False), ("请在订单页面提供收货地址", False),
