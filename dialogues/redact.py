@@ -115,10 +115,10 @@ CN_NUMERAL_MOBILE = re.compile(rf"(?<![{_NUMERALS}])[1一幺][3-9三四五六七
 _CN_AREA = r"0(?:10|2\d|[3-9]\d{2})"
 CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA} )"
                          r"(?:[2-9]\d{6,7}|[2-9]\d{3}[ -]\d{4})(?=-\d{1,5}(?![\d-])|[^\d-]|$)")
-# The words for a phone and what customers write between them and the number: 电话号码是…, 電話係… (Hong Kong's
-# Cantonese), 电话改成…, 联系方式：…, 拨打…, call me at, ring you on, text me, phone to, my number is, contact
+# The words for a phone and what customers write between them and the number: 电话号码是…, 手提係… (Hong Kong's
+# Cantonese: 手提 for a mobile, 係 for 是), 电话改成…, 联系方式：…, 拨打…, call me at, ring you on, text me, phone to, my number is, contact
 # number: (not "number" alone, which order numbers have).
-_PHONE_WORD = (r"(?<![A-Za-z])(?:电话|電話|座机|座機|固话|固話|手机|手機|联系方式|聯繫方式|聯絡方式|拨打|撥打|致电|致電"
+_PHONE_WORD = (r"(?<![A-Za-z])(?:电话|電話|座机|座機|固话|固話|手机|手機|手提|联系方式|聯繫方式|聯絡方式|拨打|撥打|致电|致電"
                r"|tel|telephone|phone|mobile|mob|cell|whatsapp|call|ring|text(?= (?:me|us)\b)"
                r"|(?:my|contact|new|home|work) number)"
                r"(?: ?(?:号码|號碼|号|號|number|no\.?))?"

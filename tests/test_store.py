@@ -836,6 +836,7 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # Hong Kong's and Macau's eight digits, after a word for a phone only: an order number looks the same
     ("我的電話是9123 4567，訂單 91234567", "我的電話是[PHONE]，訂單 91234567"), ("whatsapp 6123-4567", "whatsapp [PHONE]"),
     ("我電話係 9123 4567，手機係61234567，電話係咪打唔通", "我電話係 [PHONE]，手機係[PHONE]，電話係咪打唔通"),  # in Cantonese
+    ("我手提 9123 4567，手提：61234567，手提袋 1234 5678", "我手提 [PHONE]，手提：[PHONE]，手提袋 1234 5678"),  # 手提: a mobile
     ("卡號係 9558 8000 0000 0000 000，身份證號碼係 110105491231002", "卡號係 [CARD]，身份證號碼係 [ID]"),
     ("手機：61234567", "手機：[PHONE]"), ("tel 1234 5678", "tel 1234 5678"), ("call me at 9123 4567", "call me at [PHONE]"),
     ("hotel 2345 6789, room 12", "hotel 2345 6789, room 12"),  # "tel" inside a word names no phone
