@@ -857,6 +857,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("請加我個人微信 zhangwei，加個微信 lilyzhang", "請加我個人微信 [ID]，加個微信 [ID]"),  # in Traditional characters
     ("我的微信号是zhangsan88，微信號為 Zhang_San, wechat id is lily2024", "我的微信号是[ID]，微信號為 [ID], wechat id is [ID]"),
     ("微信 account 被封了, 我用微信 payment 失败, wechat support", "微信 account 被封了, 我用微信 payment 失败, wechat support"),
+    # a bare ID straight after 微信, without 加, 号 or 是; the words customers write after 微信 stay
+    ("我微信abc_123456，微信 wxid_abcd1234，微信上联系，微信支付", "我微信[ID]，微信 [ID]，微信上联系，微信支付"),
     # Hong Kong's Cantonese 係 for 是, and "is" in English, before an ID; after "is" alone a word is no ID
     ("我嘅微信號係 zhangwei88，微信帳號係 zhangwei，我QQ係 123456789，護照號碼係 E12345678",
      "我嘅微信號係 [ID]，微信帳號係 [ID]，我QQ係 [QQ]，護照號碼係 [ID]"),
