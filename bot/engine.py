@@ -51,7 +51,7 @@ from bot.limits import Limits, handoffs_full
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
-from bot.policy import Decision, decide, handing_off, misses_reach_handoff, understood
+from bot.policy import Decision, decide, handing_off, misses_in_a_row, misses_reach_handoff, understood
 from bot.project import (HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, VERIFIED_USER, Project,
                          button_payloads, name_agent)
 from bot.responses import CUSTOM_CHANNELS, MAX_REPLY_CHARS, Rendered, read_payload, warn_unshown
@@ -270,7 +270,7 @@ class Bot:
                       analysis.prediction.ranking, language=language, script=script, custom=decision.custom)
         if decision.kind == "handoff":
             reply.handed_off = True
-        fallbacks = fallbacks + 1 if decision.kind == "fallback" else 0
+        fallbacks = misses_in_a_row(fallbacks, decision, acknowledges(text))
         reply.user_turn_id, reply.turn_id = await self._log(turn, text, analysis, decision, slots, fallbacks)
         if reply.turn_id is None and self.store is not None and (reply.text or reply.buttons or reply.custom):
             # An agent took the conversation over while the bot worked on the message: the store kept no reply

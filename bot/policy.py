@@ -56,6 +56,16 @@ def misses_reach_handoff(fallbacks_so_far: int, config: BotConfig) -> bool:
     return fallbacks_so_far + 1 >= config.thresholds.fallbacks_before_handoff
 
 
+def misses_in_a_row(fallbacks_so_far: int, decision: Decision, acknowledged: bool) -> int:
+    """The conversation's count of misses in a row after a turn: one more for a miss, none after an answer.
+    A message that only acknowledges ("ok", "thanks") leaves the count as it was: it says nothing of whether
+    the bot understood the customer, who otherwise, saying "ok" between misses, never got ``fallback.again``
+    nor the handoff after ``fallbacks_before_handoff`` misses."""
+    if decision.kind == "fallback":
+        return fallbacks_so_far + 1
+    return fallbacks_so_far if acknowledged else 0
+
+
 def handing_off(config: BotConfig, responses: Responses, channel: str, language: Language, reason: str,
                 values: dict[str, Any], intent: str | None = None, confidence: float = 1.0) -> Decision:
     """A handoff, saying the handoff intent's template (its channel and language variants, its buttons, the

@@ -113,6 +113,16 @@ async def test_thanks_after_an_answer_is_acknowledged_not_a_miss(unsure: Any) ->
     assert (unsure["source"], unsure["handed_off"]) == ("fallback", False)
 
 
+async def test_an_acknowledgement_between_two_misses_leaves_the_count_of_misses(unsure: Any) -> None:
+    """"ok" between two misses set the count of misses in a row back to none: the customer the bot did not
+    understand twice was never handed to a person, however often they said "ok" in between."""
+    first = await ask(unsure, "ok-between", "hmm, what about the thing")
+    assert (first["source"], first["handed_off"]) == ("fallback", False)
+    assert (await ask(unsure, "ok-between", "ok"))["source"] == "template"
+    second = await ask(unsure, "ok-between", "and the other one?")
+    assert (second["source"], second["handed_off"]) == ("handoff", True)
+
+
 async def test_a_typed_request_for_a_person_hands_off_as_the_button_does(unsure: Any) -> None:
     """With no handoff intent, "talk to a human" got the fallback, and "转人工" the same in Chinese: only the
     button reached a person."""
