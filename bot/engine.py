@@ -52,8 +52,8 @@ from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_in_a_row, misses_reach_handoff, understood
-from bot.project import (HANDOFF_PAYLOAD, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA, VERIFIED_USER, Project,
-                         button_payloads, name_agent)
+from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA,
+                         VERIFIED_USER, Project, button_payloads, name_agent)
 from bot.responses import CUSTOM_CHANNELS, MAX_REPLY_CHARS, Rendered, read_payload, warn_unshown
 from dialogues.holding import acknowledges, asks_for_a_person
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
@@ -254,8 +254,9 @@ class Bot:
             # "ok" to the action's question, or an answer the slots' validation rejected: the action asks again
             decision = self._back_to(loop)
         else:
-            decision = decide(analysis, self.config, self.project.responses, self._fillable(slots, entities, text),
-                              turn.channel, fallbacks, language, self.project.intents, acknowledges(text))
+            values = {**self._fillable(slots, entities, text), MID_CONVERSATION: conversation is not None}
+            decision = decide(analysis, self.config, self.project.responses, values, turn.channel, fallbacks, language,
+                              self.project.intents, acknowledges(text))
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, read, language,

@@ -96,8 +96,11 @@ REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for
 SESSION_METADATA = "session_started_metadata"
 # The web customer's id that the shop's server vouched for (channels.web.identity_secret), None for any other
 VERIFIED_USER = "verified_user"
+# Whether the conversation had a message before this one: for a template's condition, so that a customer who says
+# "hi" again after a few turns is not introduced to the bot a second time. Given to templates, never stored.
+MID_CONVERSATION = "mid_conversation"
 # Slots the bot keeps itself (SLOT in a multi bot, SCRIPT in one that speaks Chinese), which no entity may be named
-RESERVED_SLOTS = (SLOT, SCRIPT, REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER)
+RESERVED_SLOTS = (SLOT, SCRIPT, REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, MID_CONVERSATION)
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -1458,7 +1461,7 @@ def load_project(root: Path | str) -> Project:
         raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {shlex.quote(str(root))}`")
     config = load_config(root / "bot.yml")
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
-    kept = {"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language]
+    kept = (*{"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language], MID_CONVERSATION)
     examples, patterns, unread, synonyms, twins = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT, SESSION_METADATA,
                                                                                 VERIFIED_USER))
     intents = {e.intent for e in examples}

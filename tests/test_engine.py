@@ -63,6 +63,18 @@ async def test_custom_action_answers_from_its_own_data(client: Any) -> None:
     assert reply["reply"] == "Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday."
 
 
+async def test_a_greeting_mid_conversation_gets_the_short_greeting(client: Any) -> None:
+    """A customer who said "hi" again after a few turns was introduced to the bot again, buttons and all: the
+    demo's greeting for a conversation with earlier messages (a condition on mid_conversation) is short."""
+    first = await ask(client, "greet-again", "/greet")
+    assert first["reply"].startswith("Hi! I'm Demo Shop's assistant.") and first["buttons"]
+    await ask(client, "greet-again", "/get_refund")
+    again = await ask(client, "greet-again", "/greet")
+    assert (again["reply"], again["buttons"]) == ("Hi again! What else can I help you with?", [])
+    await ask(client, "greet-again-zh", "我的订单 123")
+    assert (await ask(client, "greet-again-zh", "/greet"))["reply"] == "您好！请问还有什么可以帮您？"
+
+
 async def test_handoff_silences_the_bot_until_handed_back(client: Any, tiny_demo_bot: Path) -> None:
     reply = await ask(client, "eng-3", "/handoff")
     assert reply["source"] == "handoff" and reply["handed_off"] is True
