@@ -33,7 +33,9 @@ OWN = Path(__file__).resolve().parent / "demo_shop"
 # An answer with a particular customer's data (an order number, or a slot for one, a fee, a date)
 # would tell every later customer someone else's details, so it is left out of the history, and so
 # is one that repeats a person's name from its question ("the invoices from Mr. Smith"): it answers
-# that customer alone.
+# that customer alone. So is one that names an amount of money ("you are expecting a rebate of $299", to a
+# customer who named none) or a time ago ("your invoices from 6 weeks ago"), and one left with a placeholder
+# in brackets, which no {{slot}} marks ("Our refund process usually takes [processing time]").
 FILLS = {
     "website": "website", "website name": "website", "website url": "shop.example.com",
     "customer support phone number": "+1 555 0100", "customer service phone number": "+1 555 0100",
@@ -47,6 +49,8 @@ FILLS = {
 PERSONAL = re.compile(r"anonymi[sz]ed|\d|number|date|amount|fee|charge|penalt|days|time|percentage|name field", re.I)
 PERSON = re.compile(r"(?:Mr|Mrs|Ms|Miss|Dr)\. [A-Z][a-z]+|[A-Z][a-z]+ [A-Z][a-z]+")
 CHINESE = re.compile(r"[\u3400-\u9fff]")
+ONE_CASE = re.compile(r"[$€£] ?\d|\d ?(?:dollars|euros|pounds)\b|\b(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten) \w+ "
+                      r"ago\b|\[[a-z][a-z ]*\]", re.I)
 LABEL = re.compile(r"[A-Z][\w'&-]*(?:[ /][A-Za-z][\w'&-]*){0,3}")
 
 
@@ -56,7 +60,7 @@ def key(text: str) -> str:
 
 def fill(question: str, answer: str) -> str | None:
     """The answer with every slot filled, or None if it is about one customer's data."""
-    if re.search(r"\d{5,}", answer) or any(name in answer for name in PERSON.findall(question)):
+    if re.search(r"\d{5,}", answer) or ONE_CASE.search(answer) or any(name in answer for name in PERSON.findall(question)):
         return None
     slot = re.compile(r"\{\{([^}]+)\}\}")
     names = [name.strip() for name in slot.findall(answer)]

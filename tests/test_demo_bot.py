@@ -7,6 +7,7 @@ real SQLite store, and checks the answers a customer would see.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from bot.cli import cli
 from bot.nlu import NLU
 from bot.project import load_project
 from bot.server import create_app, load_serving_model
-from tests.conftest import DEMO, ask
+from tests.conftest import DEMO, REPO, ask
 
 pytestmark = pytest.mark.slow
 
@@ -157,3 +158,17 @@ def test_customers_writing_traditional_chinese_get_what_those_writing_simplified
     assert traditional["n"] == figures["simplified.jsonl"]["n"] == 196
     assert traditional["replies"] == figures["simplified.jsonl"]["replies"]
     assert traditional["replies"]["right"] >= 0.8 * traditional["n"]
+
+
+def test_the_demos_historical_answers_are_about_no_one_customers_case() -> None:
+    """A customer who wrote "this is ridiculous, I've been waiting for 2 weeks!!!" was told "I understand that you are
+    expecting a rebate of $299. Our refund process usually takes [processing time]", and others were told to call
+    "[Customer Support Phone Number]": scripts/make_demo_bot.py keeps out answers that name an amount of money or a
+    time ago of their own question, or that still hold a placeholder in brackets."""
+    spec = importlib.util.spec_from_file_location("make_demo_bot", REPO / "scripts" / "make_demo_bot.py")
+    assert spec is not None and spec.loader is not None
+    make_demo_bot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_demo_bot)
+    history = [json.loads(line) for line in (DEMO / "history.jsonl").open()]
+    assert history and [row["answer"] for row in history] == [
+        make_demo_bot.fill(row["question"], row["answer"]) for row in history]
