@@ -41,6 +41,17 @@ async def test_intent_payload_uses_the_template_with_slots_from_earlier_turns(cl
     assert "order 123" in reply["reply"]
 
 
+async def test_the_demos_offer_to_have_an_agent_cancel_an_order_is_a_button_that_hands_off(client: Any) -> None:
+    """The demo said "reply here and an agent will do it" to "cancel order 123"; the customer's "yes please do it"
+    got "Sorry, I'm not sure I understood", and no agent ever came. Its button brings one."""
+    for conversation, said in [("cancel-en", "cancel order 123"), ("cancel-zh", "取消订单 123")]:
+        await ask(client, conversation, said)
+        reply = await ask(client, conversation, "/cancel_order")
+        assert "123" in reply["reply"] and "reply here" not in reply["reply"] and "直接在这里回复" not in reply["reply"]
+        assert [b["payload"] for b in reply["buttons"]] == ["/handoff"]
+        assert (await ask(client, conversation, "/handoff"))["handed_off"] is True
+
+
 async def test_a_number_the_patterns_did_not_read_keeps_an_earlier_order_out_of_the_template(client: Any) -> None:
     """After order 789, "I want my money back for order A1234" was told a refund of order 789 was noted."""
     bot = client.app[BOT]
