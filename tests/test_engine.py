@@ -52,6 +52,17 @@ async def test_the_demos_offer_to_have_an_agent_cancel_an_order_is_a_button_that
         assert (await ask(client, conversation, "/handoff"))["handed_off"] is True
 
 
+@pytest.mark.parametrize(("conversation", "language_of"), [("complaint-en", "hello"), ("complaint-zh", "你好")])
+async def test_the_demos_answer_to_a_complaint_sends_the_story_to_an_agent(client: Any, conversation: str,
+                                                                           language_of: str) -> None:
+    """The demo asked "Please tell me what happened" (请告诉我发生了什么), and answered the customer's story with "Sorry,
+    I'm not sure I understood": the bot cannot take a complaint, an agent can."""
+    await ask(client, conversation, language_of)
+    reply = await ask(client, conversation, "/complaint")
+    assert "tell me" not in reply["reply"] and "告诉我" not in reply["reply"]
+    assert [b["payload"] for b in reply["buttons"]] == ["/handoff"]
+
+
 async def test_a_number_the_patterns_did_not_read_keeps_an_earlier_order_out_of_the_template(client: Any) -> None:
     """After order 789, "I want my money back for order A1234" was told a refund of order 789 was noted."""
     bot = client.app[BOT]
