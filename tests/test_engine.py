@@ -63,6 +63,18 @@ async def test_the_demos_answer_to_a_complaint_sends_the_story_to_an_agent(clien
     assert [b["payload"] for b in reply["buttons"]] == ["/handoff"]
 
 
+@pytest.mark.parametrize(("conversation", "said", "how", "untrue"), [
+    ("refund-en", "it is about order 123", "*Request a refund*", "noted"),
+    ("refund-zh", "订单 123", "*申请退款*", "已记下")])
+async def test_the_demos_refund_answer_tells_how_to_request_it(client: Any, conversation: str, said: str, how: str,
+                                                               untrue: str) -> None:
+    """The demo told a customer "I've noted a refund request for order 123", which nothing had noted: they waited
+    for money that no one was to send."""
+    await ask(client, conversation, said)
+    reply = await ask(client, conversation, "/get_refund")
+    assert "123" in reply["reply"] and how in reply["reply"] and untrue not in reply["reply"]
+
+
 async def test_a_number_the_patterns_did_not_read_keeps_an_earlier_order_out_of_the_template(client: Any) -> None:
     """After order 789, "I want my money back for order A1234" was told a refund of order 789 was noted."""
     bot = client.app[BOT]
