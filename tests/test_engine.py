@@ -53,12 +53,14 @@ async def test_the_demos_offer_to_have_an_agent_cancel_an_order_is_a_button_that
 
 
 @pytest.mark.parametrize(("conversation", "language_of"), [("complaint-en", "hello"), ("complaint-zh", "你好")])
-async def test_the_demos_answer_to_a_complaint_sends_the_story_to_an_agent(client: Any, conversation: str,
-                                                                           language_of: str) -> None:
-    """The demo asked "Please tell me what happened" (请告诉我发生了什么), and answered the customer's story with "Sorry,
-    I'm not sure I understood": the bot cannot take a complaint, an agent can."""
-    await ask(client, conversation, language_of)
-    reply = await ask(client, conversation, "/complaint")
+@pytest.mark.parametrize("intent", ["complaint", "review"])
+async def test_the_demos_answer_to_a_complaint_or_an_opinion_sends_it_to_an_agent(client: Any, conversation: str,
+                                                                                  language_of: str, intent: str) -> None:
+    """The demo asked "Please tell me what happened" (请告诉我发生了什么) of a complaint, and said "tell me here" (直接在
+    这里告诉我) to an opinion, and answered what the customer then told it with "Sorry, I'm not sure I understood":
+    the bot cannot take either, an agent can."""
+    await ask(client, f"{conversation}-{intent}", language_of)
+    reply = await ask(client, f"{conversation}-{intent}", f"/{intent}")
     assert "tell me" not in reply["reply"] and "告诉我" not in reply["reply"]
     assert [b["payload"] for b in reply["buttons"]] == ["/handoff"]
 
