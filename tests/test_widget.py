@@ -718,7 +718,8 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
     other_tab.wait_for_function("Deskbot.connected()")
     page.locator(".quick button", has_text="Talk to a person").click()
     expect(page.locator(".banner")).to_be_visible()
-    expect(page.locator(".banner")).to_contain_text("You're now chatting with a person")
+    # "You're now chatting with a person" was untrue until a person took the conversation
+    expect(page.locator(".banner")).to_contain_text("You've been passed to a person. They'll reply here.")
     expect(other_tab.locator(".banner")).to_be_visible()  # told at once, not at its next message
     other_tab.close()
     cid = widget.conversation_id()
@@ -2706,7 +2707,7 @@ def test_a_screen_reader_is_told_once_that_an_agent_took_over(open_widget: Any, 
     """The handoff banner was a status region hidden and shown with its text already in it, which a screen reader
     does not announce: an agent's takeover went unsaid. It is said once, over the socket and without one, and not
     when the customer asked for a person, whose answer from the bot (in the log, itself live) says so."""
-    taken_over = "You're now chatting with a person. They'll reply here."
+    taken_over = "You've been passed to a person. They'll reply here."
     for init_script in (LIVE_REGION_TEXT, BLOCKED_WEBSOCKET + LIVE_REGION_TEXT):
         widget = open_widget(pollInterval=300, init_script=init_script)
         page = widget.page

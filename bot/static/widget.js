@@ -142,7 +142,8 @@
       helpful: "Helpful",
       notHelpful: "Not helpful",
       thanks: "Thanks for your feedback!",
-      handedOff: "You're now chatting with a person. They'll reply here.",
+      // True while the customer waits for a person as well as once one has joined (the Chinese says the same).
+      handedOff: "You've been passed to a person. They'll reply here.",
       handedOffTo: (name) => `You're now chatting with ${name}.`,
       handedBack: "You're back with the bot.",
       backToBot: "Back to the bot",
