@@ -59,9 +59,11 @@ _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here)
          r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?"
          r"|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
 # Of those, asking for a person.
+_PLEASE = r"(?: (?:please|pls|plz|now))*"  # "real person pls", "human NOW"
 _FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)? )?(?:talk|speak|chat)(?: to| with) (?:a |an )?"
-                 r"(?:real |live )?(?:human|person|agent|someone|somebody)(?: please)?"
-                 r"|(?:a |an )?(?:real |live )?(?:human|person|agent|representative)(?: please)?"
+                 rf"(?:real |live )?(?:human|person|agent|someone|somebody|manager|operator){_PLEASE}"
+                 r"|(?:(?:i )?(?:want|need|would like) |(?:get|give) me |connect me (?:to|with) )?(?:a |an )?(?:real |live )?"
+                 rf"(?:human|person|agent|representative|operator){_PLEASE}"
                  r"|(?:我要|我想|我需要)?(?:找|揾|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?(?:一下|下)?个?(?:人工|真人)(?:客服|服务)?"
                  r"|(?:我要|我想)?[找揾]?客服")
 # And the acknowledgements and thanks: what a customer says to an answer, asking nothing more.

@@ -743,6 +743,10 @@ def test_what_only_acknowledges(text: str, only: bool) -> None:
     ("我要人工客服", True), ("ok, 找人工", True),
     # with the greeting, "please" or thanks written on without a stop
     ("你好转人工", True), ("麻烦转下人工", True), ("转人工谢谢", True), ("轉人工唔該", True), ("谢谢客服", False),
+    # as customers write it when in a hurry: with "pls" or "now", or what they want first
+    ("real person pls", True), ("agent plz", True), ("a human NOW", True), ("get me a human", True),
+    ("I want a real person", True), ("connect me to an agent please", True), ("speak to a manager", True),
+    ("I want a real person to call me back tomorrow", False), ("get me a refund", False),
     ("can I talk to someone about my refund", False), ("human resources phone number", False), ("我要人工退款", False),
     ("在吗", False), ("👍", False), ("人工客服几点下班", False),
 ])
