@@ -257,6 +257,8 @@ class Bot:
             values = {**self._fillable(slots, entities, text), MID_CONVERSATION: conversation is not None}
             decision = decide(analysis, self.config, self.project.responses, values, turn.channel, fallbacks, language,
                               self.project.intents, acknowledges(text))
+            if entities and (decision.kind == "fallback" or decision.reason == "fallbacks"):
+                decision = await self._asked_again(turn.conversation_id, analysis) or decision
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, read, language,
@@ -315,6 +317,20 @@ class Bot:
         otherwise end the wait with the customer left not knowing that the bot still needs the answer."""
         intent = next((i for i, a in self.config.actions.map.items() if a == loop), None)
         return Decision("action", intent, 1.0, action=loop)
+
+    async def _asked_again(self, conversation_id: str, analysis: Analysis) -> Decision | None:
+        """The custom action that answered the customer's previous message, run again for a message the classifier
+        is unsure of that gives a new value ("456", "and the other one? order 456" after order 123 was looked up), as
+        a person would look up the other order: it got "Sorry, I'm not sure I understood". None if no action
+        answered the previous message, or if the message leans at all to a person ("a human about order 555"),
+        which the fallback's "talk to a person" button serves, as while an action waits (:meth:`_answers`)."""
+        if self.store is None or analysis.prediction.intent == self.config.handoff.intent:
+            return None
+        turns = await self._store(self.store.recent_turns, conversation_id, 2)
+        asked = next((t for t in turns if t["role"] == "user"), None)
+        if asked is None or asked["source"] != "action" or asked["intent"] not in self.config.actions.map:
+            return None
+        return self._back_to(self.config.actions.map[asked["intent"]])
 
     def _answers(self, loop: str, text: str, entity: str, value: str, analysis: Analysis) -> bool:
         """Whether a message carrying the value an action asked for ("what's your order number?") goes

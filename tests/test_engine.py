@@ -171,6 +171,24 @@ async def test_an_acknowledgement_between_two_misses_leaves_the_count_of_misses(
     assert (second["source"], second["handed_off"]) == ("handoff", True)
 
 
+@pytest.mark.parametrize(("conversation", "other"), [("other-en", "and the other one? order 456"), ("other-bare", "456"),
+                                                     ("other-zh", "那另一个订单456呢？")])
+async def test_another_value_after_an_action_answered_runs_it_again(unsure: Any, conversation: str, other: str) -> None:
+    """After order 123 was looked up, "and the other one? order 456" got "Sorry, I'm not sure I understood", though
+    a person would just have looked order 456 up too."""
+    await ask(unsure, conversation, "my order is 123")
+    assert (await ask(unsure, conversation, "/track_order"))["reply"].startswith("Order 123 is")
+    again = await ask(unsure, conversation, other)
+    assert (again["source"], again["intent"]) == ("action", "track_order") and "456" in again["reply"]
+    after = await ask(unsure, conversation, "hmm, what about the thing")  # no value: the classifier's, as before
+    assert after["source"] == "fallback"
+
+
+async def test_a_value_after_an_answer_not_an_actions_is_no_lookup(unsure: Any) -> None:
+    await ask(unsure, "other-template", "/get_refund")
+    assert (await ask(unsure, "other-template", "456"))["source"] == "fallback"
+
+
 async def test_a_typed_request_for_a_person_hands_off_as_the_button_does(unsure: Any) -> None:
     """With no handoff intent, "talk to a human" got the fallback, and "转人工" the same in Chinese: only the
     button reached a person."""
