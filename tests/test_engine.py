@@ -52,6 +52,16 @@ async def test_the_demos_offer_to_have_an_agent_cancel_an_order_is_a_button_that
         assert (await ask(client, conversation, "/handoff"))["handed_off"] is True
 
 
+@pytest.mark.parametrize(("conversation", "language_of"), [("redirect-en", "hello"), ("redirect-zh", "你好")])
+async def test_the_demos_offer_to_have_an_agent_redirect_a_shipped_order_is_a_button(client: Any, conversation: str,
+                                                                                     language_of: str) -> None:
+    """"For a shipped order, an agent can try to redirect it" gave no way to an agent: "yes please" got the
+    fallback."""
+    await ask(client, conversation, language_of)
+    reply = await ask(client, conversation, "/change_shipping_address")
+    assert [b["payload"] for b in reply["buttons"]] == ["/handoff"]
+
+
 @pytest.mark.parametrize(("conversation", "language_of"), [("complaint-en", "hello"), ("complaint-zh", "你好")])
 @pytest.mark.parametrize("intent", ["complaint", "review"])
 async def test_the_demos_answer_to_a_complaint_or_an_opinion_sends_it_to_an_agent(client: Any, conversation: str,
