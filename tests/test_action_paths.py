@@ -947,6 +947,25 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         await bot.close()
 
 
+async def test_the_demos_order_lookup_asked_again_says_where_the_number_is_and_offers_a_person(
+        action_bot: Path, tmp_path: Path) -> None:
+    """"不知道订单号" (I don't know the order number) to "what's your order number?" got the same question again, and
+    again: asked a second time, the demo's lookup says where the number is and offers a person."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        for conversation, said in [("c1", "hello"), ("c2", "你好")]:
+            await bot.handle(Turn(conversation, said, "web"))
+            first = await bot.handle(Turn(conversation, "/get_refund", "web"))
+            again = await bot.handle(Turn(conversation, "/get_refund", "web"))  # as the classifier reads "不知道订单号"
+            assert again.text != first.text and ("**Orders**" in again.text or "**订单**" in again.text)
+            assert [b["payload"] for b in again.buttons] == ["/handoff"]
+            assert bot.store.conversation(conversation)["active_loop"] == "action_order_status"  # a number still goes there
+            assert (await bot.handle(Turn(conversation, "789", "web"))).text.startswith(("Order 789", "订单 789"))
+    finally:
+        await bot.close()
+
+
 async def test_an_acknowledgement_while_an_action_waits_has_it_ask_again(action_bot: Path, tmp_path: Path) -> None:
     """"ok" or "好的[抱拳]" to "What is the order's number?" got "All right. If there's anything else, just ask." and
     ended the wait: the customer was not told the bot still needed the number, and the number then given went

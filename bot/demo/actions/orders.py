@@ -34,10 +34,15 @@ def orders_db() -> sqlite3.Connection:
 # What the action says, in the conversation's language (deskbot keeps a bilingual bot's in the slot "language").
 MESSAGES = {
     "en": {"ask_number": "Sure — what's your order number?",
+           "ask_again": "I need the order number to look the order up: it's in your order confirmation email and under "
+                        "**Orders** in your account. Or a person can help.",
+           "person": "Talk to a person",
            "not_found": "I couldn't find order {order_id}. Could you check the number?",
            "status": "Order {order_id} is **{status}**.", "tracking": " Tracking: {tracking}.",
            "eta": " Expected delivery: {eta}.", "words": {}},
     "zh": {"ask_number": "好的，请问您的订单号是多少？",
+           "ask_again": "查询订单需要订单号：您可以在订单确认邮件里，或者账户的 **订单** 中找到它。也可以转人工客服。",
+           "person": "转人工客服",
            "not_found": "没有找到订单 {order_id}，麻烦核对一下订单号？",
            "status": "订单 {order_id} 的状态：**{status}**。", "tracking": "物流单号：{tracking}。",
            "eta": "预计送达：{eta}。",
@@ -55,6 +60,11 @@ class ActionOrderStatus(Action):
         said, read = tracker.latest_message.get("text") or "", tracker.latest_message.get("entities") or []
         if order_id and not read and order_id not in said and re.search(r"\d{3,}", said):
             order_id = None  # a number the order pattern did not read: never answer with an earlier order's status
+        if not order_id and tracker.get_slot("requested_slot") == "order_id":
+            # Asked already: the same question again would loop ("I don't know it" got it once more), so where the
+            # number is, and a person.
+            dispatcher.utter_message(text=say["ask_again"], buttons=[{"title": say["person"], "payload": "/handoff"}])
+            return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         if not order_id:  # asks, and requested_slot sends the customer's answer back here
             dispatcher.utter_message(text=say["ask_number"])
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
