@@ -68,6 +68,7 @@ _FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)
                  r"|(?:我要|我想)?[找揾]?客服")
 # And the acknowledgements and thanks: what a customer says to an answer, asking nothing more.
 _OKS = (r"ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
+        r"|never ?mind|nvm|no worries|forget it|算了吧?"  # dropping what they asked: no miss, nor a question
         r"|好[的嘅][呢哦呀哈]?|好嘞?|好[滴哒]|(?:那)?好吧|嗯++[呐哪]?|[哦噢]++|收到|[没冇]问题|明白(?:了|晒)?|了解了?"
         r"|(?:知道|晓得|懂)[了啦咗]|ok[的了啦]|谢谢(?:您|你们?|啦|了|亲|客服|您了)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
         r"|多谢晒|唔该(?:晒|你|哂)?|多谢")  # and Hong Kong's Cantonese: thanks, thanks a lot
