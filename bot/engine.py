@@ -55,7 +55,7 @@ from bot.policy import Decision, decide, handing_off, misses_in_a_row, misses_re
 from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA,
                          VERIFIED_USER, Project, button_payloads, name_agent)
 from bot.responses import CUSTOM_CHANNELS, MAX_REPLY_CHARS, Rendered, read_payload, warn_unshown
-from dialogues.holding import acknowledges, asks_for_a_person
+from dialogues.holding import acknowledges, asks_for_a_person, drops_it
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
 
@@ -250,8 +250,9 @@ class Bot:
                                          read_as)
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             decision, answered = self._back_to(loop), requested
-        elif loop and (acknowledges(text) or requested in given - set(entities)):
+        elif loop and ((acknowledges(text) and not drops_it(text)) or requested in given - set(entities)):
             # "ok" to the action's question, or an answer the slots' validation rejected: the action asks again
+            # ("never mind" ends the wait)
             decision = self._back_to(loop)
         else:
             values = {**self._fillable(slots, entities, text), MID_CONVERSATION: conversation is not None}

@@ -67,8 +67,10 @@ _FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)
                  r"|(?:我要|我想|我需要)?(?:找|揾|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?(?:一下|下)?个?(?:人工|真人)(?:客服|服务)?"
                  r"|(?:我要|我想)?[找揾]?客服")
 # And the acknowledgements and thanks: what a customer says to an answer, asking nothing more.
+# Dropping what they asked: no miss, nor a question; while an action waits for an answer, no answer either.
+_DROPS = r"never ?mind|nvm|no worries|forget it|算了吧?"
 _OKS = (r"ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
-        r"|never ?mind|nvm|no worries|forget it|算了吧?"  # dropping what they asked: no miss, nor a question
+        rf"|{_DROPS}"
         r"|好[的嘅][呢哦呀哈]?|好嘞?|好[滴哒]|(?:那)?好吧|嗯++[呐哪]?|[哦噢]++|收到|[没冇]问题|明白(?:了|晒)?|了解了?"
         r"|(?:知道|晓得|懂)[了啦咗]|ok[的了啦]|谢谢(?:您|你们?|啦|了|亲|客服|您了)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
         r"|多谢晒|唔该(?:晒|你|哂)?|多谢")  # and Hong Kong's Cantonese: thanks, thanks a lot
@@ -104,6 +106,7 @@ def _only(words: str) -> str:
 _CONFIRMS = r"可以的?|行吧?|对的?|是的|没事了?|(?:没有|没|不用)了|没有(?:其他|其它|别的)(?:问题|事)了?|得[啦嘞喇]?|系[啊呀嘅]?"
 _ACKNOWLEDGES = re.compile(_only(_ACKS + "|" + _FOR_A_PERSON + "|" + _OKS + "|" + _CONFIRMS))
 _ACKNOWLEDGEMENT = re.compile(_only(_OKS))
+_DROPPING = re.compile(rf"(?:^|\W)(?:{_DROPS})(?:\W|$)", re.I)
 _PERSON = re.compile(_only(_FOR_A_PERSON))
 # One request for a person with the greeting, "please" or thanks Chinese customers write on without a stop (你好转人工,
 # 麻烦转下人工, 转人工谢谢, 轉人工唔該). Not among the words of _ACKNOWLEDGES, where 你好 and 谢谢 are words of their own:
@@ -301,6 +304,12 @@ _AGREEING = re.compile(r"[\U0001f44d\U0001f44c\U0001f64f\U0001f91d\u2705]|\[(?:�
 _DISPLEASED = re.compile(r"[\U0001f44e\U0001f621\U0001f620\U0001f92c\U0001f624\U0001f612\U0001f644\U0001f61e"
                          r"\U0001f622\U0001f62d\U0001f4a2]|\[(?:弱|发怒|撇嘴|难过|流泪|大哭|抓狂|鄙视|白眼|委屈|快哭了|衰)\]"
                          r"|:(?:-1|thumbsdown|rage|angry|disappointed|cry|sob|unamused|face_with_rolling_eyes):|:-?\(")
+
+
+def drops_it(text: str) -> bool:
+    """Whether a customer's acknowledgement (:func:`acknowledges`) drops what they asked ("never mind", "ok forget
+    it", "算了吧"): an action waiting for an answer to its question stops waiting, where "ok" has it ask again."""
+    return acknowledges(text) and bool(_DROPPING.search(_read(text)))
 
 
 def acknowledges(text: str) -> bool:

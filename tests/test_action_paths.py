@@ -985,6 +985,21 @@ async def test_an_acknowledgement_while_an_action_waits_has_it_ask_again(action_
         await bot.close()
 
 
+async def test_never_mind_while_an_action_waits_ends_the_wait(action_bot: Path, tmp_path: Path) -> None:
+    """"never mind" to "What is the order's number?" had the action ask again, as "ok" does: the customer who
+    dropped the question was pressed for its answer."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_ask_order"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        for conversation, text in [("c1", "never mind"), ("c2", "ok forget it")]:
+            await bot.handle(Turn(conversation, "/get_refund", "web"))
+            reply = await bot.handle(Turn(conversation, text, "web"))
+            assert (reply.source, reply.text) == ("template", bot.config.fallback.acknowledged["en"])
+            assert bot.store.conversation(conversation)["active_loop"] is None
+    finally:
+        await bot.close()
+
+
 async def test_the_answer_to_an_actions_question_is_validated_first_as_a_rasa_form_does_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """As Rasa runs a form's validate_<form> on the answer to its question, deskbot runs validate_<action> (a
