@@ -653,14 +653,15 @@ class Bot:
         return ids
 
     async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web",
-                          after: int | None = None, agent: str | None = None) -> bool:
-        """Record the change, if it is one (see :meth:`Store.set_status`, and its ``after`` and ``agent``), and show
+                          after: int | None = None, agent: str | None = None, force: bool = False) -> bool:
+        """Record the change, if it is one (see :meth:`Store.set_status`, its ``after``, ``agent`` and ``force``), and show
         it at once wherever the conversation is open (every tab of the web chat); a customer handed off by anyone
         but an agent is announced to the agents."""
         status = "handed_off" if handed_off else "open"
         changed = True
         if self.store is not None:
-            changed = await self._store(self.store.set_status, conversation_id, status, reason, channel, after, agent)
+            changed = await self._store(self.store.set_status, conversation_id, status, reason, channel, after, agent,
+                                        force)
         if changed:
             await self.announce(conversation_id, handed_off, reason, channel, agent)
         return changed
@@ -780,7 +781,7 @@ class Bot:
         return True
 
     async def agent_message(self, conversation_id: str, text: str, agent: str | None = None,
-                            key: str | None = None, after: int | None = None) -> int:
+                            key: str | None = None, after: int | None = None, force: bool = False) -> int:
         """A human agent's reply (``agent``: their name, if they give it): stored, then delivered on the
         conversation's own channel; :class:`DeliveryError` when the platform refuses it or cannot be reached
         (the transcript keeps it, so the agent sees what the customer did not get); :class:`MaybeDelivered`,
@@ -790,9 +791,10 @@ class Bot:
         when the answer to the first try was lost): its turn id, or the same DeliveryError if its customer
         did not get it. A try while the first is still being sent waits for it and answers as it does. Another
         text under a key used before raises :class:`KeyReused`; a colleague's reply since the turn ``after``,
-        :class:`RepliedMeanwhile`; a message since it from a customer the bot has, :class:`WroteToTheBot`."""
+        :class:`RepliedMeanwhile`; a message since it from a customer the bot has, :class:`WroteToTheBot`; a reply to
+        a customer a colleague has, unless ``force``, :class:`HeldByColleague`."""
         if key is None:
-            return await self._agent_message(conversation_id, text, agent, key, after)
+            return await self._agent_message(conversation_id, text, agent, key, after, force)
         slot = (conversation_id, key)
         if slot in self._keyed:  # stored, not sent yet: "sent" now would be a guess
             first_text, first = self._keyed[slot]
@@ -803,7 +805,7 @@ class Bot:
         outcome.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved, if no retry came
         self._keyed[slot] = text, outcome
         try:
-            turn_id = await self._agent_message(conversation_id, text, agent, key, after)
+            turn_id = await self._agent_message(conversation_id, text, agent, key, after, force)
         except asyncio.CancelledError:
             outcome.set_exception(MaybeDelivered("the first try with this key was cut short"))
             raise
@@ -817,7 +819,7 @@ class Bot:
             del self._keyed[slot]
 
     async def _agent_message(self, conversation_id: str, text: str, agent: str | None, key: str | None,
-                             after: int | None) -> int:
+                             after: int | None, force: bool) -> int:
         assert self.store is not None
         await self._after_notices(conversation_id)
         conversation = await self._store(self.store.conversation, conversation_id)
@@ -841,7 +843,7 @@ class Bot:
         holder = await self._store(self.store.holder, conversation_id) if held else None
         try:
             turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"],
-                                        agent, key, after)
+                                        agent, key, after, force)
         except SentBefore as sent:
             if sent.text != text:
                 raise KeyReused() from None

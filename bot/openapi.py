@@ -49,6 +49,8 @@ class AgentMessageRequest(_Body):
     after: TurnIdOrZero | None = Field(
         None, description="the id of the latest turn the agent has read: if a colleague has replied since, this reply "
                           "is refused with 409, to be sent again once the colleague's is read")
+    force: bool = Field(False, description="true: reply even though another agent has the customer (a lead's "
+                                           "override; without it such a reply is refused with 409, naming them)")
 
     @field_validator("text")
     @classmethod
@@ -94,6 +96,8 @@ class ErrorResponse(_Body):
     reviewer: str | None = Field(None, description="409 to a review label: who gave that label, as they named themselves")
     yours: bool | None = Field(None, description="409 to a review label: whether that reviewer is the one labelling now, "
                                                  "from another window (the name in any letter case and spacing)")
+    agent: str | None = Field(None, description="409 to a handback or a reply: the agent who has the customer, whom "
+                                                "only force overrides")
 
 
 class Button(_Body):
@@ -420,7 +424,10 @@ OPERATIONS: list[Operation] = [
            query={"agent": AGENT_QUERY, "after": ({**TURN_ID,
                              "description": "the id of the latest turn the agent has read: if the customer has "
                                             "written since, the conversation stays with a person (409), as the bot "
-                                            "does not answer what was written to one"}, False)}),
+                                            "does not answer what was written to one"}, False),
+                  "force": ({"type": "boolean", "default": False,
+                             "description": "hand back a customer another agent has (a lead's override): without "
+                                            "it that handback is refused with 409, naming them"}, False)}),
     Operation("POST", "/slack/events", "Slack Events API callback (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,
               raw_body=("application/json", {"type": "object"}), rate_limited=False),
     Operation("POST", "/slack/interactions", "Slack button clicks (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,

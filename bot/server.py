@@ -46,7 +46,7 @@ from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import conversation_stats
-from dialogues.store import (KeyReused, LabelledMeanwhile, RepliedMeanwhile, Store, StoreError, WroteMeanwhile,
+from dialogues.store import (HeldByColleague, KeyReused, LabelledMeanwhile, RepliedMeanwhile, Store, StoreError, WroteMeanwhile,
                              WroteToTheBot, cannot_write, read_moment, unix_time)
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
@@ -721,13 +721,16 @@ async def agent_message(request: web.Request) -> web.Response:
     conversation_id = valid_conversation_id(request)
     try:
         turn_id = await request.app[BOT].agent_message(conversation_id, body.text.strip(),
-                                                       body.agent.strip() if body.agent else None, body.key, body.after)
+                                                       body.agent.strip() if body.agent else None, body.key, body.after,
+                                                       body.force)
     except KeyError:
         raise unknown_conversation(conversation_id) from None
     except KeyReused as exc:
         raise http_error(web.HTTPUnprocessableEntity, f"key: {exc}") from None
     except (RepliedMeanwhile, WroteToTheBot) as exc:
         raise http_error(web.HTTPConflict, str(exc)) from None
+    except HeldByColleague as exc:
+        raise held_by_colleague(exc) from None
     except MaybeDelivered as exc:  # sent again, it would reach the customer twice
         log.warning("an agent's reply may not have reached the customer: %s", exc)
         raise http_error(web.HTTPGatewayTimeout, f"kept in the transcript; it may have reached the customer, whose "
@@ -745,6 +748,20 @@ def query_agent(request: web.Request) -> str | None:
     if agent is not None and len(agent) > MAX_AGENT_CHARS:
         raise http_error(web.HTTPBadRequest, f"agent: at most {MAX_AGENT_CHARS} characters")
     return agent
+
+
+def held_by_colleague(held: HeldByColleague) -> web.HTTPException:
+    """The 409 of a handback or a reply by another agent than the one who has the customer, naming them (``agent``):
+    the agents' console asks its agent whether to override."""
+    return http_error(web.HTTPConflict, str(held), {"agent": held.holder})
+
+
+def query_force(request: web.Request) -> bool:
+    """``?force=true``: a lead hands back a customer a colleague has (:class:`HeldByColleague`)."""
+    force = request.query.get("force", "false")
+    if force not in ("true", "false"):
+        raise http_error(web.HTTPBadRequest, "force: must be true or false")
+    return force == "true"
 
 
 async def mark_seen(request: web.Request) -> web.Response:
@@ -773,13 +790,18 @@ async def set_handoff(request: web.Request) -> web.Response:
     if after is not None and (handed_off or not re.fullmatch(r"[0-9]{1,18}", after)):
         raise http_error(web.HTTPBadRequest, "after: must be a turn id, and is read by a handback only")
     agent = query_agent(request)
+    force = query_force(request)
+    if force and handed_off:
+        raise http_error(web.HTTPBadRequest, "force: is read by a handback only")
     if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
         raise unknown_conversation(conversation_id)
     try:  # the widget shows the change at once
         await bot.set_handoff(conversation_id, handed_off, "agent", after=None if after is None else int(after),
-                              agent=agent)
+                              agent=agent, force=force)
     except WroteMeanwhile as exc:
         raise http_error(web.HTTPConflict, str(exc)) from None
+    except HeldByColleague as exc:
+        raise held_by_colleague(exc) from None
     if not handed_off:
         return json_response({"status": status})
     # who has the customer now: a colleague who had them already keeps them (Store.set_status)

@@ -350,6 +350,17 @@ class WroteToTheBot(Exception):
         self.turn_id = turn_id
 
 
+class HeldByColleague(Exception):
+    """Another agent has the customer (:meth:`Store.holder`) than the one handing them back or replying (their name
+    as :func:`agent_key` reads it; an agent giving none is not the one who has them): one agent handed a colleague's
+    customer back to the bot, or answered them beside the colleague, unasked. ``force``, a lead's explicit
+    override, lets it through."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"{holder} has this customer: ask them, or send it again with force to override")
+        self.holder = holder
+
+
 class LabelledMeanwhile(Exception):
     """Another reviewer labelled the item first (two reviewers working one queue), or its conversation
     was purged since it was shown. ``label``: the other reviewer's (a ``review_labels`` row), if any. ``yours``:
@@ -859,19 +870,22 @@ class Store:
         )
 
     def set_status(self, conversation_id: str, status: str, reason: str, channel: str = "web",
-                   after: int | None = None, agent: str | None = None) -> bool:
+                   after: int | None = None, agent: str | None = None, force: bool = False) -> bool:
         """Hand a conversation off to a human (``handed_off``) or back to the bot (``open``); False, and
         nothing recorded, when it already is: a second agent's takeover of a waiting customer must not
         restart their wait or change why they wait. ``after``, the latest turn an agent handing it back has
         read: a customer's message since raises :class:`WroteMeanwhile`, and it stays with a person.
         ``agent``: the name of the agent making the change, shown to the others (see ``_v18``); the takeover of
         a handed-off conversation no agent has yet (:meth:`holder`) is kept as theirs, its wait and reason as
-        they were: the agent's claim was answered as a takeover and kept nowhere, and a colleague answered too."""
+        they were: the agent's claim was answered as a takeover and kept nowhere, and a colleague answered too.
+        An agent's handback of a customer a colleague has raises :class:`HeldByColleague`, unless ``force``."""
         with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
             if after is not None and status == "open" and self._status(conversation_id) != "open" and (
                     wrote := self.wrote_since(conversation_id, after)) is not None:
                 raise WroteMeanwhile(wrote)
+            if status == "open" and reason == "agent" and not force:
+                self._check_holder(conversation_id, agent)
             if agent is not None and status == "handed_off":
                 self._claim(conversation_id, agent)
             return self._set_status(conversation_id, status, reason, agent)
@@ -894,6 +908,12 @@ class Store:
                             "conversation_id = ? AND event = 'handed_off') AND agent IS NULL AND "
                             "(SELECT status FROM conversations WHERE id = ?) = 'handed_off'",
                             [agent, conversation_id, conversation_id])
+
+    def _check_holder(self, conversation_id: str, agent: str | None) -> None:
+        """Raise :class:`HeldByColleague` when another agent than ``agent`` has the conversation."""
+        holder = self.holder(conversation_id)
+        if holder is not None and agent_key(holder) != agent_key(agent):
+            raise HeldByColleague(holder)
 
     def holder(self, conversation_id: str) -> str | None:
         """The agent who has a handed-off conversation, as the inbox says (``_HANDED_OFF``'s ``agent``), or None."""
@@ -1362,7 +1382,7 @@ class Store:
     # --- learning -------------------------------------------------------------------------------
 
     def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None,
-                         key: str | None = None, after: int | None = None) -> int:
+                         key: str | None = None, after: int | None = None, force: bool = False) -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
         A later retrain indexes the pair for retrieval (:meth:`_question_for`). A reply that goes on from
         the agent's last (:meth:`_open_answer`) joins its answer: the answer is what the run of replies
@@ -1373,12 +1393,15 @@ class Store:
         transaction, so two tries at once store one.
 
         ``after``, the latest turn the agent had read: an agent's reply since raises :class:`RepliedMeanwhile`
-        and nothing is stored (a try sent again under its key is the same reply, and is answered as above)."""
+        and nothing is stored (a try sent again under its key is the same reply, and is answered as above).
+        A reply to a customer a colleague has raises :class:`HeldByColleague`, unless ``force``."""
         with self._writing():
             if key is not None and (sent := self.sent_before(conversation_id, key)) is not None:
                 raise sent
             if after is not None and (colleague := self.replied_meanwhile(conversation_id, after, agent)) is not None:
                 raise colleague
+            if not force:
+                self._check_holder(conversation_id, agent)
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             if key is not None:
                 self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])

@@ -364,6 +364,40 @@ async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aioht
     assert [c["agent"] for c in open_ones["conversations"]] == [None]
 
 
+async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unless_forced(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """Any agent handed a colleague's customer back to the bot, or answered beside the colleague, unasked: refused,
+    naming who has them, unless a lead overrides it with force."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "taken", "I need help with my bill")
+    assert (await client.post("/admin/conversations/taken/handoff?agent=Ana", headers=AUTH)).status == 200
+    held = {"error": "Ana has this customer: ask them, or send it again with force to override", "agent": "Ana"}
+
+    async def hand_back(query: str) -> tuple[int, Any]:
+        response = await client.post(f"/admin/conversations/taken/handback{query}", headers=AUTH)
+        return response.status, await response.json()
+
+    async def reply(body: dict[str, Any]) -> tuple[int, Any]:
+        response = await client.post("/admin/conversations/taken/messages", json={"text": ANSWER, **body},
+                                     headers=AUTH)
+        return response.status, await response.json()
+
+    for query in ("?agent=Sam", "", "?agent=Sam&force=false"):  # a colleague, or someone giving no name
+        assert await hand_back(query) == (409, held)
+    assert await reply({"agent": "Sam"}) == await reply({}) == (409, held)
+    assert (await hand_back("?agent=Sam&force=yes"))[0] == 400
+    assert (await client.post("/admin/conversations/taken/handoff?agent=Sam&force=true", headers=AUTH)).status == 400
+    transcript = await (await client.get("/admin/conversations/taken", headers=AUTH)).json()
+    assert transcript["status"] == "handed_off" and [t["role"] for t in transcript["turns"]] == ["user", "bot"]
+    assert (await reply({"agent": " ana "}))[0] == 200  # Ana herself, from a window where she typed her name otherwise
+    # a lead's override: the reply makes the customer Sam's, and then only Sam hands them back
+    assert (await reply({"agent": "Sam", "force": True}))[0] == 200
+    assert await hand_back("?agent=Ana") == (409, {**held, "error": held["error"].replace("Ana", "Sam"), "agent": "Sam"})
+    assert await hand_back("?agent=Ana&force=true") == (200, {"status": "open"})
+    # with the bot again, the customer is nobody's: any agent's reply takes them over
+    assert (await reply({"agent": "Bob"}))[0] == 200
+
+
 async def test_an_agent_who_takes_over_a_waiting_customer_nobody_has_is_said_to_have_them(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """A takeover of a customer already handed off answered as one and kept nothing: its agent believed the customer
@@ -1005,14 +1039,16 @@ async def test_a_reply_written_before_a_colleagues_reply_was_read_is_refused_unt
     # her name typed in other letters, as a name is read by people: still hers
     assert (await send("Hi, ann here: fixing your bill.", agent=" ann ", after=read))[1]["error"].startswith(
         "you (Ann) replied meanwhile from another window")
-    # read: it goes, with ``after`` as any JSON client may write the integer (12.0 is one in JSON Schema)
-    assert (await send("Sam here, looking at your bill.", agent="Sam", after=float(ann[1]["turn_id"]), key="k-1"))[0] == 200
+    # read: it goes (Ann has the customer: Sam overrides that), with ``after`` as any JSON client may write the
+    # integer (12.0 is one in JSON Schema)
+    assert (await send("Sam here, looking at your bill.", agent="Sam", after=float(ann[1]["turn_id"]), key="k-1",
+                       force=True))[0] == 200
     assert (await send("Without after, as before.", agent="Sam"))[0] == 200
     transcript = await (await client.get("/admin/conversations/both", headers=AUTH)).json()
     assert [t["text"] for t in transcript["turns"] if t["role"] == "agent"] == [
         "Hi, Ann here: your bill is fixed.", "Sam here, looking at your bill.", "Without after, as before."]
     # A colleague who handed back since: the refused reply takes nothing over from the bot either.
-    assert (await client.post("/admin/conversations/both/handback", headers=AUTH)).status == 200
+    assert (await client.post("/admin/conversations/both/handback?agent=Sam", headers=AUTH)).status == 200
     assert (await send("Late.", after=read))[0] == 409
     assert (await (await client.get("/admin/conversations/both", headers=AUTH)).json())["status"] == "open"
 

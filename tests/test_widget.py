@@ -743,7 +743,7 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
     page.get_by_role("button", name="Close chat").first.click()
     api.admin(f"/admin/conversations/{cid}/messages", {"text": "One more thing.", "agent": "Sam"})
     expect(page.get_by_role("button", name="Open chat (1 new message)")).to_be_visible()
-    api.admin(f"/admin/conversations/{cid}/messages", {"text": "And another."})
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "And another.", "agent": "Sam"})
     launcher = page.get_by_role("button", name="Open chat (2 new messages)")
     expect(page.locator(".root > .sr")).to_have_text("Open chat (2 new messages)")  # a live region, outside the panel
     launcher.click()
@@ -774,7 +774,7 @@ def test_the_banner_names_the_agent_who_took_over_as_text(open_widget: Any, api:
     expect(chinese.bot_replies()).to_have_count(1)
     api.admin(f"/admin/conversations/{chinese.conversation_id()}/handoff?agent=Ana")
     expect(chinese.page.locator(".banner span")).to_have_text("客服 Ana 为您服务")
-    api.admin(f"/admin/conversations/{chinese.conversation_id()}/handback")
+    api.admin(f"/admin/conversations/{chinese.conversation_id()}/handback?agent=Ana")
     expect(chinese.page.locator(".banner")).to_be_hidden()
 
 
@@ -1594,11 +1594,43 @@ def test_the_agents_console_holds_a_reply_back_until_a_colleagues_reply_is_read(
     expect(page.locator(".status")).to_contain_text(said)
     expect(page.locator(".turn.agent .text")).to_have_text(["Ann here: it is in Oslo."])  # shown to be read
     expect(page.locator("form.reply textarea")).to_have_value("Sam here: let me look.")  # kept to send, or not
+    page.once("dialog", lambda dialog: dialog.accept())  # Ann has the customer: Sam sends it over that, once asked
     page.locator("form.reply textarea").press("Enter")  # read: it goes
     expect(page.locator(".turn.agent .text")).to_have_text(["Ann here: it is in Oslo.", "Sam here: let me look."])
     expect(page.locator("form.reply textarea")).to_have_value("")
     assert [t["text"] for t in api.history(cid)["turns"] if t["role"] == "agent"] == [
         "Ann here: it is in Oslo.", "Sam here: let me look."]
+    context.close()
+
+
+def test_the_agents_console_asks_before_handing_back_or_answering_a_colleagues_customer(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Any agent handed a colleague's customer back to the bot, or answered them beside the colleague, with a click:
+    the console names who has them and goes ahead only when the agent confirms it, as a lead standing in for them."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    api.admin(f"/admin/conversations/{cid}/handoff?agent=Ann")
+    page.get_by_label("Your name").fill("Sam")
+    def dismiss(dialog: Any) -> None:
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    with page.expect_event("dialog") as asked:
+        page.get_by_role("button", name="Hand back to the bot").click()
+    assert asked.value.message == "Ann has this customer. Hand them back to the bot anyway?"
+    expect(page.locator(".status")).to_have_text("Ann has this customer.")
+    assert api.history(cid)["status"] == "handed_off"
+    page.locator("form.reply textarea").fill("Sam here: let me look.")
+    with page.expect_event("dialog") as asked:
+        page.locator("form.reply textarea").press("Enter")
+    assert asked.value.message == "Ann has this customer. Send your reply anyway? They become yours."
+    expect(page.locator(".status")).to_have_text("Ann has this customer.")
+    expect(page.locator("form.reply textarea")).to_have_value("Sam here: let me look.")
+    assert agent_turns(api, cid) == []
+    page.remove_listener("dialog", dismiss)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Hand back to the bot").click()
+    expect(page.get_by_role("button", name="Take over")).to_be_visible()
+    assert api.history(cid)["status"] == "open"
     context.close()
 
 
