@@ -1649,6 +1649,19 @@ def test_the_agents_console_hands_back_only_once_the_customers_latest_message_is
     context.close()
 
 
+def test_enter_in_the_agents_name_sends_no_reply(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
+                                                 web_demo_bot: SimpleNamespace) -> None:
+    """An agent typing their name and pressing Enter sent the half-written reply in the box to the customer."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.locator("form.reply textarea").fill("Your parcel is in")
+    page.get_by_label("Your name").fill("Ann")
+    page.get_by_label("Your name").press("Enter")
+    expect(page.locator("form.reply textarea")).to_be_focused()
+    expect(page.locator("form.reply textarea")).to_have_value("Your parcel is in")
+    assert agent_turns(api, cid) == []
+    context.close()
+
+
 def test_the_agents_console_sends_a_reply_once(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
                                               web_demo_bot: SimpleNamespace) -> None:
     """A second Enter or a double click while the reply was out sent it again; so did sending it again after
