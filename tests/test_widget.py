@@ -1649,6 +1649,23 @@ def test_the_agents_console_hands_back_only_once_the_customers_latest_message_is
     context.close()
 
 
+def test_the_agents_console_keeps_the_agents_name_through_a_reload_before_any_reply(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The name was kept with the agent's first reply only: reloaded after a takeover, the console had no name, and
+    its agent's own customer was a colleague's to hand back."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Ann")
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_contain_text("taken by Ann")
+    page.reload()
+    expect(page.get_by_label("Your name")).to_have_value("Ann")
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    page.get_by_role("button", name="Hand back to the bot").click()  # hers: no question asked
+    expect(page.get_by_role("button", name="Take over")).to_be_visible()
+    assert api.history(cid)["status"] == "open"
+    context.close()
+
+
 def test_enter_in_the_agents_name_sends_no_reply(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
                                                  web_demo_bot: SimpleNamespace) -> None:
     """An agent typing their name and pressing Enter sent the half-written reply in the box to the customer."""
