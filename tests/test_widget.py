@@ -1365,6 +1365,7 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     assert page.locator(".turns > *").last.get_attribute("class") == "change"  # the latest, after the agent's reply
     assert page.locator("img").count() == 0 and noticed == []
 
+    page.get_by_role("button", name="Waiting").click()  # the tab a reload shows again
     page.goto(f"{server.url}/agent?lang=zh")  # the tab keeps its token: signed in at once, in Chinese
     expect(page.get_by_role("button", name="等待中")).to_have_attribute("aria-pressed", "true")
     expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_contain_text("已等待")
@@ -1659,7 +1660,6 @@ def test_the_agents_console_keeps_the_agents_name_through_a_reload_before_any_re
     expect(page.locator(".conversation .title")).to_contain_text("taken by Ann")
     page.reload()
     expect(page.get_by_label("Your name")).to_have_value("Ann")
-    page.locator(f'.list li[data-id="{cid}"]').click()
     page.get_by_role("button", name="Hand back to the bot").click()  # hers: no question asked
     expect(page.get_by_role("button", name="Take over")).to_be_visible()
     assert api.history(cid)["status"] == "open"
@@ -1832,6 +1832,27 @@ def test_the_replies_an_agent_is_writing_outlast_a_reload_of_the_console(
     expect(box).to_have_value("")
     page.locator(f'.list li[data-id="{alice}"]').click()
     expect(box).to_have_value("Alice, your refund left today.")
+    context.close()
+
+
+def test_a_reload_of_the_console_shows_the_conversation_it_showed(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A reload mid-conversation showed the inbox alone: the agent had to find their customer, and the tab they were
+    on, again."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "where is my parcel?")
+    context = open_console(chromium, server, web_demo_bot.admin_token)
+    page = context.pages[0]
+    page.get_by_role("button", name="With the bot").click()
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    page.locator("form.reply textarea").fill("Your parcel is in Oslo.")
+    page.reload()
+    expect(page.get_by_role("button", name="With the bot")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".turn.user .text")).to_have_text(["where is my parcel?"])
+    expect(page.locator(f'.list li[data-id="{cid}"]')).to_have_attribute("aria-selected", "true")
+    expect(page.locator("form.reply textarea")).to_have_value("Your parcel is in Oslo.")
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".turn.agent .text")).to_have_text(["Your parcel is in Oslo."])
     context.close()
 
 
