@@ -1835,6 +1835,34 @@ def test_the_replies_an_agent_is_writing_outlast_a_reload_of_the_console(
     context.close()
 
 
+def test_a_reply_out_as_the_console_reloads_reaches_the_customer_once(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Reloaded while a reply was out, the console offered its draft again, and sent again it reached the customer
+    twice: the reply's key went with the page."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    lost: list[Route] = []
+
+    def answer_lost(route: Route) -> None:  # the bot gets the reply; its answer never comes back
+        route.fetch()
+        lost.append(route)
+
+    page.route("**/messages", answer_lost)
+    page.locator("form.reply textarea").fill("It left our warehouse today.")
+    page.locator("form.reply textarea").press("Enter")
+    for _ in range(50):
+        if lost:
+            break
+        page.wait_for_timeout(100)
+    assert agent_turns(api, cid) == ["It left our warehouse today."]
+    page.reload()
+    page.unroute("**/messages")
+    expect(page.locator("form.reply textarea")).to_have_value("It left our warehouse today.")
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator("form.reply textarea")).to_have_value("")
+    assert agent_turns(api, cid) == ["It left our warehouse today."]
+    context.close()
+
+
 def test_a_reload_of_the_console_shows_the_conversation_it_showed(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A reload mid-conversation showed the inbox alone: the agent had to find their customer, and the tab they were
