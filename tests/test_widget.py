@@ -1635,6 +1635,20 @@ def test_the_agents_console_asks_before_handing_back_or_answering_a_colleagues_c
     context.close()
 
 
+def test_the_agents_console_says_a_colleague_took_the_customer_over_first(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Two agents taking one waiting customer over at once: the second's console went on as if the customer were
+    theirs, until their reply was refused."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    api.admin(f"/admin/conversations/{cid}/handoff?agent=Ann")  # before this console's next refresh
+    page.get_by_label("Your name").fill("Sam")
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".status")).to_have_text("Ann has this customer.")
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Ann")
+    expect(page.locator("form.reply textarea")).not_to_be_focused()
+    context.close()
+
+
 def test_the_agents_console_hands_back_only_once_the_customers_latest_message_is_read(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A message the customer sent as the agent handed back went unanswered by both the agent and the bot."""
