@@ -94,10 +94,14 @@ class ErrorResponse(_Body):
     error: str = Field(..., description="what was wrong, naming the field at fault")
     labelled: str | None = Field(None, description="409 to a review label: the intent a colleague gave it meanwhile")
     reviewer: str | None = Field(None, description="409 to a review label: who gave that label, as they named themselves")
-    yours: bool | None = Field(None, description="409 to a review label: whether that reviewer is the one labelling now, "
-                                                 "from another window (the name in any letter case and spacing)")
-    agent: str | None = Field(None, description="409 to a handback or a reply: the agent who has the customer, whom "
-                                                "only force overrides")
+    yours: bool | None = Field(None, description="409 to a review label or a reply: whether that reviewer, or the agent "
+                                                 "who replied meanwhile, is the one sending now, from another window (the "
+                                                 "name in any letter case and spacing)")
+    code: Literal["replied_meanwhile", "wrote_meanwhile", "wrote_to_the_bot", "held"] | None = Field(
+        None, description="409 to a reply or a handback: what came first (a colleague's reply, a message the customer "
+                          "wrote, a colleague who has the customer), for a client to say in its agent's language")
+    author: str | None = Field(None, description="409 replied_meanwhile: the name of the agent who replied, if given")
+    agent: str | None = Field(None, description="409 held: the agent who has the customer, whom only force overrides")
 
 
 class Button(_Body):

@@ -46,8 +46,7 @@ from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import conversation_stats
-from dialogues.store import (HeldByColleague, KeyReused, LabelledMeanwhile, RepliedMeanwhile, Store, StoreError, WroteMeanwhile,
-                             WroteToTheBot, cannot_write, read_moment, unix_time)
+from dialogues.store import KeyReused, LabelledMeanwhile, Overtaken, Store, StoreError, cannot_write, read_moment, unix_time
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -727,10 +726,8 @@ async def agent_message(request: web.Request) -> web.Response:
         raise unknown_conversation(conversation_id) from None
     except KeyReused as exc:
         raise http_error(web.HTTPUnprocessableEntity, f"key: {exc}") from None
-    except (RepliedMeanwhile, WroteToTheBot) as exc:
-        raise http_error(web.HTTPConflict, str(exc)) from None
-    except HeldByColleague as exc:
-        raise held_by_colleague(exc) from None
+    except Overtaken as exc:
+        raise overtaken(exc) from None
     except MaybeDelivered as exc:  # sent again, it would reach the customer twice
         log.warning("an agent's reply may not have reached the customer: %s", exc)
         raise http_error(web.HTTPGatewayTimeout, f"kept in the transcript; it may have reached the customer, whose "
@@ -750,10 +747,11 @@ def query_agent(request: web.Request) -> str | None:
     return agent
 
 
-def held_by_colleague(held: HeldByColleague) -> web.HTTPException:
-    """The 409 of a handback or a reply by another agent than the one who has the customer, naming them (``agent``):
-    the agents' console asks its agent whether to override."""
-    return http_error(web.HTTPConflict, str(held), {"agent": held.holder})
+def overtaken(exc: Overtaken) -> web.HTTPException:
+    """The 409 of a reply or a handback refused for what a colleague or the customer did first, with its ``code`` and
+    fields (``agent``, who has the customer: the agents' console asks its agent whether to override), which the
+    console says in its agent's language."""
+    return http_error(web.HTTPConflict, str(exc), {"code": exc.code, **exc.fields})
 
 
 def query_force(request: web.Request) -> bool:
@@ -798,10 +796,8 @@ async def set_handoff(request: web.Request) -> web.Response:
     try:  # the widget shows the change at once
         await bot.set_handoff(conversation_id, handed_off, "agent", after=None if after is None else int(after),
                               agent=agent, force=force)
-    except WroteMeanwhile as exc:
-        raise http_error(web.HTTPConflict, str(exc)) from None
-    except HeldByColleague as exc:
-        raise held_by_colleague(exc) from None
+    except Overtaken as exc:
+        raise overtaken(exc) from None
     if not handed_off:
         return json_response({"status": status})
     # who has the customer now: a colleague who had them already keeps them (Store.set_status)

@@ -312,14 +312,26 @@ class KeyReused(Exception):
         super().__init__("a reply with another text was sent with this key: send this reply with a new key")
 
 
-class RepliedMeanwhile(Exception):
+class Overtaken(Exception):
+    """An agent's reply or handback refused for what a colleague or the customer did first. ``code`` names which, and
+    ``fields`` what a client needs beside it to say so in its agent's language (the agents' console in Chinese)."""
+
+    code = ""
+    fields: dict[str, Any] = {}
+
+
+class RepliedMeanwhile(Overtaken):
     """A colleague replied to the customer after the latest turn the agent had read (``Store.add_agent_answer``'s
     ``after``): two agents answering one customer at once sent two answers, which could disagree. A reply by
     the agent sending (``agent``, the same name, as people read names: in any letter case and spacing; their
     second window) is said to be theirs, not a colleague's."""
 
+    code = "replied_meanwhile"
+
     def __init__(self, turn_id: int, author: str | None, agent: str | None = None) -> None:
-        if author and agent and agent_key(author) == agent_key(agent):
+        yours = bool(author and agent and agent_key(author) == agent_key(agent))
+        self.fields = {"author": author, "yours": yours}
+        if yours:
             said = f"you ({author}) replied meanwhile from another window, as turn {turn_id}: read it, then send " \
                    "this one again if it is still needed"
         else:
@@ -329,20 +341,24 @@ class RepliedMeanwhile(Exception):
         self.turn_id = turn_id
 
 
-class WroteMeanwhile(Exception):
+class WroteMeanwhile(Overtaken):
     """The customer wrote after the latest turn the agent handing the conversation back had read
     (``Store.set_status``'s ``after``): the bot does not answer what was written while a person had it, and the
     message would go unanswered by anyone."""
+
+    code = "wrote_meanwhile"
 
     def __init__(self, turn_id: int) -> None:
         super().__init__(f"the customer wrote meanwhile, as turn {turn_id}: read it, answer it or hand back again")
         self.turn_id = turn_id
 
 
-class WroteToTheBot(Exception):
+class WroteToTheBot(Overtaken):
     """The customer wrote after the latest turn read by the agent whose reply would take the conversation over from
     the bot (``Store.wrote_since``): they went back to the bot meanwhile ("Back to the bot"), or went on with it, and
     the reply, written to what came before, pulled them back to a person without a word of what they wrote."""
+
+    code = "wrote_to_the_bot"
 
     def __init__(self, turn_id: int) -> None:
         super().__init__(f"the customer wrote to the bot meanwhile, as turn {turn_id}: read it, then send yours again "
@@ -350,15 +366,17 @@ class WroteToTheBot(Exception):
         self.turn_id = turn_id
 
 
-class HeldByColleague(Exception):
+class HeldByColleague(Overtaken):
     """Another agent has the customer (:meth:`Store.holder`) than the one handing them back or replying (their name
     as :func:`agent_key` reads it; an agent giving none is not the one who has them): one agent handed a colleague's
     customer back to the bot, or answered them beside the colleague, unasked. ``force``, a lead's explicit
     override, lets it through."""
 
+    code = "held"
+
     def __init__(self, holder: str) -> None:
         super().__init__(f"{holder} has this customer: ask them, or send it again with force to override")
-        self.holder = holder
+        self.fields = {"agent": holder}
 
 
 class LabelledMeanwhile(Exception):

@@ -371,7 +371,8 @@ async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unle
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     await chat(client, "taken", "I need help with my bill")
     assert (await client.post("/admin/conversations/taken/handoff?agent=Ana", headers=AUTH)).status == 200
-    held = {"error": "Ana has this customer: ask them, or send it again with force to override", "agent": "Ana"}
+    held = {"error": "Ana has this customer: ask them, or send it again with force to override", "code": "held",
+            "agent": "Ana"}
 
     async def hand_back(query: str) -> tuple[int, Any]:
         response = await client.post(f"/admin/conversations/taken/handback{query}", headers=AUTH)
@@ -1031,11 +1032,12 @@ async def test_a_reply_written_before_a_colleagues_reply_was_read_is_refused_unt
     ann = await send("Hi, Ann here: your bill is fixed.", agent="Ann", after=read)
     assert ann[0] == 200
     assert await send("Sam here, looking at your bill.", agent="Sam", after=read, key="k-1") == (409, {
-        "error": f"a colleague (Ann) replied meanwhile, as turn {ann[1]['turn_id']}: read it, then send yours again"})
+        "error": f"a colleague (Ann) replied meanwhile, as turn {ann[1]['turn_id']}: read it, then send yours again",
+        "code": "replied_meanwhile", "author": "Ann", "yours": False})
     # Ann's second window: her own reply, said to be hers, and still refused so that she does not answer twice.
     assert await send("Hi, Ann here: fixing your bill.", agent="Ann", after=read) == (409, {
         "error": f"you (Ann) replied meanwhile from another window, as turn {ann[1]['turn_id']}: read it, then send "
-                 "this one again if it is still needed"})
+                 "this one again if it is still needed", "code": "replied_meanwhile", "author": "Ann", "yours": True})
     # her name typed in other letters, as a name is read by people: still hers
     assert (await send("Hi, ann here: fixing your bill.", agent=" ann ", after=read))[1]["error"].startswith(
         "you (Ann) replied meanwhile from another window")
@@ -1069,7 +1071,8 @@ async def test_a_handback_before_the_customers_latest_message_was_read_is_refuse
         return response.status, await response.json()
 
     assert await hand_back(f"?after={read}") == (409, {"error": f"the customer wrote meanwhile, as turn "
-                                                                f"{late['user_turn_id']}: read it, answer it or hand back again"})
+                                                                f"{late['user_turn_id']}: read it, answer it or hand back again",
+                                                       "code": "wrote_meanwhile"})
     assert (await (await client.get("/admin/conversations/typing", headers=AUTH)).json())["status"] == "handed_off"
     assert await hand_back(f"?after={late['user_turn_id']}") == (200, {"status": "open"})
     assert await hand_back(f"?after={read}") == (200, {"status": "open"})  # back already: nothing to refuse
@@ -1095,7 +1098,7 @@ async def test_a_reply_written_before_the_customer_went_back_to_the_bot_is_refus
 
     assert await send(read) == (409, {"error": f"the customer wrote to the bot meanwhile, as turn {back['user_turn_id']}: "
                                                "read it, then send yours again if it is still needed (it takes the "
-                                               "conversation over)"})
+                                               "conversation over)", "code": "wrote_to_the_bot"})
     transcript = await (await client.get("/admin/conversations/left", headers=AUTH)).json()
     assert transcript["status"] == "open" and [t for t in transcript["turns"] if t["role"] == "agent"] == []
     assert (await send(transcript["turns"][-1]["id"]))[0] == 200  # read: it takes the customer over and goes

@@ -1649,6 +1649,24 @@ def test_the_agents_console_says_a_colleague_took_the_customer_over_first(
     context.close()
 
 
+def test_the_agents_console_in_chinese_says_in_chinese_what_came_first(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A Chinese agent whose reply or handback the bot refused, for a colleague's reply or the customer's message
+    they had not read, was told why in English."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.goto(f"{server.url}/agent?lang=zh")  # the conversation shown again
+    expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Ann here: it is in Oslo.", "agent": "Ann"})
+    page.get_by_label("您的名字").fill("小王")
+    page.locator("form.reply textarea").fill("我来查一下。")
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".status")).to_have_text("同事（Ann）刚刚已回复：请先阅读，再重新发送您的回复。")
+    api.chat(cid, "还在吗？")
+    page.get_by_role("button", name="交还机器人").click()
+    expect(page.locator(".status")).to_have_text("客户刚刚发来新消息：请先阅读并回复，或再次交还机器人。")
+    context.close()
+
+
 def test_the_agents_console_hands_back_only_once_the_customers_latest_message_is_read(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A message the customer sent as the agent handed back went unanswered by both the agent and the bot."""
