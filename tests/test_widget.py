@@ -1447,13 +1447,15 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
     page.unroute("**/admin/**")
     expect(page.locator(f'.list li[data-id="{second}"]')).to_be_visible()  # and the inbox is back with the bot
 
-    # Down, then back with another token: the sign-in says the token is wrong, and nothing says the bot is down.
+    # Down, then back with another token (the agents' token revoked): the sign-in says the token was changed, not
+    # that the agent typed a wrong one, and nothing says the bot is down.
     page.route("**/admin/**", lambda route: route.abort("connectionrefused"))
     expect(page.locator(".status")).to_have_text("Cannot reach the bot.")
     page.unroute("**/admin/**")
     page.route("**/admin/**", lambda route: route.fulfill(status=401, content_type="application/json",
                                                          body='{"error": "missing or wrong bearer token"}'))
-    expect(page.get_by_role("alert")).to_have_text("Wrong token.")
+    expect(page.get_by_role("alert")).to_have_text(
+        "The bot no longer takes this token (it was changed): sign in with the current one.")
     expect(page.locator(".status")).to_have_text("")
     expect(page.locator("header .figures")).to_have_text("")
     page.unroute("**/admin/**")
