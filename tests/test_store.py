@@ -1353,7 +1353,8 @@ def test_the_agent_who_took_a_conversation_over_is_kept_from_migration_18_on(tmp
     assert store.set_status("after", "handed_off", "agent", agent="Ana") is True
     assert store.set_status("after", "handed_off", "agent", agent="Bob") is False  # Ana has it already
     assert {c["conversation_id"]: c["agent"] for c in store.inbox("handed_off", 10)[0]} == {"before": None, "after": "Ana"}
-    store.add_agent_answer("after", "It left today.", agent="Bob")  # who replied last has the customer now
+    # Bob stands in for Ana (force): who replied last has the customer now
+    store.add_agent_answer("after", "It left today.", agent="Bob", force=True)
     assert [c["agent"] for c in store.inbox("handed_off", 10)[0] if c["conversation_id"] == "after"] == ["Bob"]
     store.set_status("after", "open", "agent", agent="Bob")
     assert [(h["event"], h["agent"]) for h in store.transcript("after")["handoffs"]] == [
