@@ -240,8 +240,9 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             serving_name, serving_path = refreshed, registry.path(refreshed)
         if not (force or seed_changed or base_changed or intents_differ or new["labels"] or new["answers"]
                 or new["labels_gone"]):
-            if gone or history_changed:
-                say(f"Nothing new to learn since {last.name}.")
+            if gone or history_changed:  # the index alone changed: said above, and no training follows
+                say(f"No candidate trained: no new labels or agent answers since {last.name}, and nlu.yml and "
+                    "model.base are unchanged.")
                 return RetrainResult(serving_name, False, {"promoted": False, "serving": serving_name,
                                                            "reasons": ["nothing new"], "index_refresh": serving_name,
                                                            "answers_removed": len(gone)})

@@ -1071,9 +1071,14 @@ def test_an_answer_corrected_in_history_jsonl_is_given_after_a_retrain_without_t
                                                         "answer": "No, we deliver in the UK only."}) + "\n")
     load_serving_model(load_project(bot_dir), "cpu")
     assert "history.jsonl or history.csv changed since v0002 was indexed" in caplog.text
-    result = retrain(load_project(bot_dir), device="cpu", progress=False)
+    said: list[str] = []
+    result = retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append)
     registry = Registry(bot_dir / "models")
     assert result.decision["index_refresh"] == registry.current() == "v0003"
+    # One story: the answers are re-indexed, and nothing was there for the classifier to learn
+    assert said[0].startswith("history.jsonl or history.csv changed since v0002 was indexed: v0003 serves")
+    assert said[1] == ("No candidate trained: no new labels or agent answers since v0002, and nlu.yml and "
+                       "model.base are unchanged.")
     assert json.loads((registry.path("v0003") / "meta.json").read_text())["mode"] == "index_refresh"  # not trained
     answers = [a.text for a in saved_answers(registry.path("v0003") / "index") if a.source == "history"]
     assert answers == ["No, we deliver in the UK only."]
