@@ -313,6 +313,18 @@ def say_kept(directory: Path, written: Sequence[str]) -> None:
                    "have.", err=True)
 
 
+def say_one_case_history(project: Project) -> None:
+    """Name the history answers the index leaves out as one customer's case, and the file(s) they are in:
+    left out unsaid, an answer the shop wrote for every customer was never given and nothing said why."""
+    from dialogues.export import about_one_case
+
+    if cases := [item for item in project.history if about_one_case(item.question, item.answer)]:
+        click.echo(f"note: {len(cases)} of the {len(project.history)} answers in {project.history_files()} are about "
+                   "one customer's case (they repeat a number of the question, or hold a tracking number or the end of "
+                   f"a phone or card number), so no other customer gets them: not indexed. The first: "
+                   f"{cases[0].answer[:80]!r}", err=True)
+
+
 # The responses Rasa's own fallback actions send (action_default_fallback, action_default_ask_rephrase), with the
 # setting that says what deskbot's fallback says
 RASA_FALLBACK_RESPONSES = {"utter_default": "fallback.message", "utter_ask_rephrase": "fallback.rephrase"}
@@ -345,7 +357,7 @@ def say_gaps(project: Project) -> None:
 
     if unanswered := project.unanswered():
         click.echo(f"note: {_count(len(unanswered), 'intent')} with no template in "
-                   f"responses.yml, no custom action and no answer in history.jsonl: {', '.join(unanswered)}; a "
+                   f"responses.yml, no custom action and no answer in {project.history_files()}: {', '.join(unanswered)}; a "
                    "customer the model puts there gets the fallback, unless an answer filed under no intent (or an "
                    "agent's, once learned) is close", err=True)
     unwritten = [intent for intent, variants in project.responses.templates.items()
@@ -424,14 +436,10 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
       bot train mybot --device cuda --no-promote
     """
     from bot.training import MIN_CALIBRATION, MIN_HOLDING_OUT, train_project
-    from dialogues.export import about_one_case
 
     project = load_project(directory)
     say_gaps(project)
-    if cases := [item for item in project.history if about_one_case(item.question, item.answer)]:
-        click.echo(f"note: {len(cases)} of history.jsonl's {len(project.history)} answers are about one customer's case "
-                   f"(they repeat a number of the question, or hold a tracking number or the end of a phone or card number), so no other customer gets "
-                   f"them: not indexed. The first: {cases[0].answer[:80]!r}", err=True)
+    say_one_case_history(project)
     result = train_project(project, device=device, promote=not no_promote)
     click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1,
                           ensure_ascii=False))

@@ -470,9 +470,15 @@ class Project:
         intent since taken out of nlu.yml teaches nothing."""
         return {*self.intents, OOS}
 
+    def history_files(self) -> str:
+        """The history files this bot reads its answers from, by name ("history.jsonl and history.csv"), for
+        the notes about those answers to point at the file to open; both names where it has neither."""
+        return " and ".join(name for name in HISTORY_FILES if (self.root / name).exists()) or \
+            "history.jsonl or history.csv"
+
     def unanswered(self) -> list[str]:
         """Intents nothing of the bot's own answers: no template in responses.yml, no custom action, no
-        answer filed under them in history.jsonl that the index keeps (the handoff intent and ``oos`` need
+        answer filed under them in history.jsonl or history.csv that the index keeps (the handoff intent and ``oos`` need
         none). Such an intent is answered only by a close history answer filed under no intent, or by an
         agent's answer learned later; otherwise a customer the classifier understood is told it did not
         understand. A template left out by mistake is a new shop's commonest slip, so ``bot train`` and

@@ -551,6 +551,27 @@ def test_a_helpdesks_csv_export_beside_history_jsonl_is_history_too(bot_dir: Pat
     assert project.long_questions == ["history.csv:6"]  # left out, as history.jsonl's
 
 
+def test_notes_about_history_answers_name_the_files_they_come_from(
+        bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bot whose answers are history.csv's was told of "history.jsonl's" answers, a file it did not have."""
+    from bot.cli import say_gaps, say_one_case_history
+
+    kept = (bot_dir / "history.jsonl").read_text()
+    (bot_dir / "history.jsonl").unlink()
+    (bot_dir / "history.csv").write_text("question,answer\nwhere is order 55667,Order 55667 left today.\n")
+    responses = yaml.safe_load((bot_dir / "responses.yml").read_text())
+    del responses["responses"]["greet"]
+    (bot_dir / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))
+    say_gaps(load_project(bot_dir))
+    say_one_case_history(load_project(bot_dir))
+    told = capsys.readouterr().err
+    assert "no custom action and no answer in history.csv: greet;" in told
+    assert "note: 1 of the 1 answers in history.csv are about one customer's case" in told
+    (bot_dir / "history.jsonl").write_text(kept)
+    say_one_case_history(load_project(bot_dir))
+    assert " answers in history.jsonl and history.csv are about" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("content", "problem"), [
     ("question,answer\nwhere is it?,It ships in 2 days.\ndo you ship abroad?, \n", "3: the answer is empty"),
     ("question,answer,intent\nwhere is it?,It ships in 2 days.,nope\n", "2: unknown intent 'nope' (not in nlu.yml)"),

@@ -610,7 +610,7 @@ def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: 
     assert figures["holdout_examples"] < 10
     assert (f"note: thresholds.intent stays at 0.5, not calibrated: that takes 10 held-out examples (a tenth of each "
             f"intent's, rounded: one from 5 examples), and this bot held out {figures['holdout_examples']}") in result.stderr
-    assert re.search(r"note: 1 of history.jsonl's \d+ answers are about one customer's case .* not indexed. The first: "
+    assert re.search(r"note: 1 of the \d+ answers in history.jsonl are about one customer's case .* not indexed. The first: "
                      r"'Order 55667 left today.'", result.stderr)
 
 
