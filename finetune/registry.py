@@ -122,7 +122,7 @@ class Registry:
         """Why nothing serves, and what to run: a first training, or the rollback that names a version."""
         versions = [p.name for _, p in self._taken() if p.is_dir()]
         if not versions:
-            return f"no trained model in {self.root}; run `bot train` first"
+            return f"no trained model in {self.root}; run `bot train {self.root.parent}` first"
         last = self.last_served()
         suggested, why = (last, " (the last to serve)") if last in versions else (versions[-1], "")
         missing = "CURRENT is empty" if (self.root / "CURRENT").is_file() else "no CURRENT"

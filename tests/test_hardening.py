@@ -1327,7 +1327,7 @@ def test_commands_that_need_a_model_say_to_train_one_first(tmp_path: Path, comma
     assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     result = CliRunner().invoke(cli, [command[0], str(root), *command[1:]], input="hello\n")
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "run `bot train` first" in result.output, result.output
+    assert f"run `bot train {root}` first" in result.output, result.output  # the command, with its folder
     assert not (root / "dialogues.db").exists()  # nothing was opened or written for it
 
 

@@ -233,7 +233,7 @@ def test_rollback_checks_the_version_before_serving_it(tmp_path: Path) -> None:
 def test_with_no_current_the_hint_names_the_version_that_served_last(tmp_path: Path) -> None:
     """It named the newest, a candidate the gate had refused, which no one chose to serve."""
     registry = Registry(tmp_path / "models")
-    assert registry.nothing_serving().endswith("run `bot train` first")
+    assert registry.nothing_serving().endswith(f"run `bot train {tmp_path}` first")  # the command to copy
     for accuracy in (0.5, 0.6, 0.4):
         version(registry, accuracy)
     registry.record({"event": "trained", "version": "v0001", "promoted": True, "previous": None})
