@@ -670,9 +670,10 @@ def _count(n: int, noun: str) -> str:
 
 @cli.command("eval")
 @click.argument("directory", type=BOT_DIR)
-@click.option("--test", "test_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--test", "test_file", type=click.Path(dir_okay=False, path_type=Path),
               help="JSONL file of {\"text\", \"intent\"} lines, or a .csv file with question (or text) and intent "
-                   "columns, as bot init --from-csv reads one; intent oos marks out-of-scope lines.")
+                   "columns, as bot init --from-csv reads one; intent oos marks out-of-scope lines. Required: "
+                   "questions of your own, not nlu.yml's examples.")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Folder for the report and plots (default DIRECTORY/results).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, metavar="T",
@@ -680,7 +681,7 @@ def _count(n: int, noun: str) -> str:
                    "cut would answer, right, wrong or with the fallback.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @device_option
-def eval_(directory: Path, test_file: Path, results: Path | None, threshold: float | None, as_json: bool,
+def eval_(directory: Path, test_file: Path | None, results: Path | None, threshold: float | None, as_json: bool,
           device: str | None) -> None:
     """Score the serving model on a test file of your own.
 
@@ -701,6 +702,8 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     from finetune.metrics import OOS
     from retrieval.text import same_text
 
+    if test_file is None or not test_file.exists():
+        fail(no_test_file(directory, test_file))
     project = load_project(directory)
     # An intent the bot has not, "handoff" too, is out of scope; a text the server would refuse is no test of it.
     check = sendable(project.config.server.max_message_chars)
@@ -744,6 +747,18 @@ def eval_(directory: Path, test_file: Path, results: Path | None, threshold: flo
     else:
         for key, value in figures.items():
             click.echo(f"{key:>22}: {json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value}")
+
+
+def no_test_file(directory: Path, test_file: Path | None) -> str:
+    """What `bot eval` says without its test file: no bot comes with one (`bot init` writes none), and a bare
+    "Missing option '--test'" or "Path 'test.jsonl' does not exist", to the README's own command, left a new shop
+    not knowing what the file is or where to get one."""
+    missing = f"{test_file} does not exist" if test_file else "bot eval needs --test FILE"
+    name = shell(test_file or Path("test.jsonl"))
+    return (f"{missing}: questions of your own with the intent each should get; write some customers "
+            'might ask, one {"text": "where is my parcel?", "intent": "track_order"} a line ("intent": "oos" for one '
+            f"it should decline), to {name}, then run `bot eval {shell(directory)} --test {name}`. `bot train` "
+            "already scored the model on its frozen evaluation set: `bot models` shows that accuracy")
 
 
 def sendable(max_chars: int) -> Callable[[dict[str, Any]], None]:

@@ -351,6 +351,21 @@ def test_eval_refuses_a_text_longer_than_the_server_takes(tiny_demo_bot: Path, t
     assert not (root / "results" / "reply_report.json").exists()  # refused before the model ran
 
 
+@pytest.mark.parametrize("test", [[], ["--test", "test.jsonl"]])
+def test_eval_without_its_test_file_says_how_to_write_one(tmp_path: Path, test: list[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bot init` writes no test file, and the README's `bot eval mybot --test test.jsonl` was answered "Path
+    'test.jsonl' does not exist" (or, without --test, "Missing option"), nothing saying what the file holds."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "mybot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["eval", str(root), *test])
+    assert result.exit_code == 1, result.output
+    assert ('one {"text": "where is my parcel?", "intent": "track_order"} a line ("intent": "oos" for one it should '
+            f"decline), to test.jsonl, then run `bot eval {root} --test test.jsonl`") in result.output
+    assert ("test.jsonl does not exist: " if test else "bot eval needs --test FILE: ") in result.output
+
+
 def test_eval_reads_a_csv_test_file_as_bot_init_reads_one(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A helpdesk's questions, exported as CSV, were refused as "not JSON": they score as their JSON Lines do."""
     rows = [json.loads(line) for line in (tiny_demo_bot / "test.jsonl").read_text().splitlines()][:20]
