@@ -246,10 +246,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 return RetrainResult(serving_name, False, {"promoted": False, "serving": serving_name,
                                                            "reasons": ["nothing new"], "index_refresh": serving_name,
                                                            "answers_removed": len(gone)})
-            refused = "" if last.passed is not False else (
-                f" The gate refused {last.name} ({'; '.join(map(str, last.decision.get('reasons') or []))}): label more "
-                f"messages of the intents it names, or serve it as it is with `bot rollback {project.root} {last.name}`.")
-            say(f"Nothing new since {last.name}: no new labels or agent answers, and nlu.yml and model.base are unchanged.{refused}")
+            say(f"Nothing new since {last.name}: no new labels or agent answers, and nlu.yml and model.base are "
+                f"unchanged.{_ways_on(project, last, serving_name)}")
             return RetrainResult(None, False, {"promoted": False, "serving": serving_name, "reasons": ["nothing new"]})
 
         seed, held = frozen_split(project)
@@ -361,6 +359,19 @@ def without_gone_answers(project: Project, registry: Registry, name: str) -> str
         return None
     # What the next retrain counts as new stays what it would be without the refresh: newer labels are not learnt.
     return refresh_index(registry, name, answers, project, last_finished(registry, name).meta.get("learned_through", {}))
+
+
+def _ways_on(project: Project, last: Version, serving_name: str) -> str:
+    """What a retrain with nothing new adds when the last version trained does not serve: refused by the gate,
+    or served no more since a rollback, which left the admin told "nothing new" and not how to go on."""
+    if last.passed is False:
+        return (f" The gate refused {last.name} ({'; '.join(map(str, last.decision.get('reasons') or []))}): label "
+                f"more messages of the intents it names, or serve it as it is with `bot rollback {project.root} "
+                f"{last.name}`.")
+    if last.name != serving_name:
+        return (f" {serving_name} serves since a rollback: `bot rollback {project.root} {last.name}` serves "
+                f"{last.name} again, and `bot retrain {project.root} --force` trains a candidate against {serving_name}.")
+    return ""
 
 
 def last_finished(registry: Registry, serving_name: str) -> Version:

@@ -579,6 +579,21 @@ def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Pat
 
 
 
+def test_nothing_new_after_a_rollback_says_how_to_go_on(bot_dir: Path) -> None:
+    """Rolled back from a promoted candidate, a retrain said only "Nothing new since v0002", while v0001 served:
+    nothing said how to serve v0002 again, or to train a candidate against v0001."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["my parcel never showed up"]), "track_order", "ann")
+    store.close()
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).version == "v0002"
+    assert CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"]).exit_code == 0
+    said: list[str] = []
+    assert retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append).version is None
+    assert said[-1].endswith(f"are unchanged. v0001 serves since a rollback: `bot rollback {bot_dir} v0002` serves "
+                             f"v0002 again, and `bot retrain {bot_dir} --force` trains a candidate against v0001.")
+
+
 def test_retrain_trains_from_the_base_model_when_model_base_changes(bot_dir: Path, tmp_path: Path) -> None:
     """model.base changed in bot.yml, a retrain warm-started from the serving model's encoder, the old
     base, and recorded the new one in meta.json: `bot info` named a model the classifier was not."""
