@@ -1499,10 +1499,11 @@ def models(directory: Path, as_json: bool) -> None:
         log = []
     served = served_versions(log)
     failures = {str(d.get("version")): d for d in log if d.get("event") == "promotion_failed"}
+    trained_only = {str(d.get("version")) for d in log if d.get("event") == "trained" and not d.get("promoted")}
     for v in versions:
         # Read leniently: one version's hand-edited or half-restored files must not hide the others.
-        if v.passed is None:
-            status = ""
+        if v.passed is None:  # `bot train`'s, which no gate judged: promoted, or served since by a rollback, or not
+            status = served.get(v.name, "not promoted" if v.name in trained_only else "")
         elif not v.passed:
             status = "refused: " + "; ".join(map(str, v.decision.get("reasons") or []))
         elif not log:  # nothing says what came of the verdict

@@ -156,8 +156,7 @@ class Registry:
             log = self.decisions()
         except RegistryError:
             return []
-        served = {*served_versions(log), *(str(d.get("version")) for d in log if d.get("event") == "index_refresh"
-                                           or d.get("event") == "trained" and d.get("promoted"))}
+        served = {*served_versions(log), *(str(d.get("version")) for d in log if d.get("event") == "index_refresh")}
         return [v.name for v in reversed(self.versions()) if v.name != broken and v.name in served and not v.damaged]
 
     def rollback_advice(self, broken: str) -> str:
@@ -346,14 +345,15 @@ def version_number(name: str) -> int | None:
 
 
 def served_versions(log: list[dict[str, Any]]) -> dict[str, str]:
-    """The versions the decision log (:meth:`Registry.decisions`) says served, each with how: ``promoted``, or ``served by rollback`` (a
+    """The versions the decision log (:meth:`Registry.decisions`) says served, each with how: ``promoted`` (by the
+    gate, or by `bot train` without --no-promote), or ``served by rollback`` (a
     candidate whose promotion failed, served later by `bot rollback`). A rollback is recorded before it is
     tried, so it served unless the record after it says that it failed (``rollback_failed``) or that a
     version derived from it, without the purged answers, served instead (an ``index_refresh`` from it)."""
     served: dict[str, str] = {}
     for d, after in zip(log, [*log[1:], {}]):
         name = str(d.get("version"))
-        if d.get("event") == "promoted":
+        if d.get("event") == "promoted" or d.get("event") == "trained" and d.get("promoted"):  # gated, or `bot train`'s
             served[name] = "promoted"
         elif d.get("event") == "rollback" and not (
                 after.get("event") == "rollback_failed" and str(after.get("version")) == name

@@ -430,7 +430,7 @@ def test_bot_models_notes_a_version_whose_model_files_are_missing_or_cut_short(
 
     assert listing.exit_code == 0
     notes = [line.split("  ")[-1] for line in listing.output.splitlines()[1:]]
-    assert notes[0] == "" and notes[1].startswith("classifier/head.safetensors has 100 bytes, not the ")
+    assert notes[0] == "promoted" and notes[1].startswith("classifier/head.safetensors has 100 bytes, not the ")
     assert notes[2:] == ["classifier/encoder/model.safetensors is missing", "index/ missing",
                          "classifier/files.json unreadable", f"index/index.faiss cut short or changed (10 bytes, not {size:,})",
                          "index/answers.jsonl missing"]
@@ -594,6 +594,23 @@ def test_a_full_disk_at_the_save_is_one_line_and_leaves_nothing(small_bot: Path,
     registry = Registry(root / "models")
     assert [v.name for v in registry.versions()] == ["v0001"] and registry.current() == "v0001"
     assert not list((root / "models").glob(".staging-*"))
+
+
+def test_bot_models_says_which_of_bot_trains_versions_served(tmp_path: Path) -> None:
+    """`bot models` left the decision of every `bot train` version blank: the one it promoted, the ones
+    trained with --no-promote that never served, and one served since by a rollback all read alike."""
+    root = tmp_path / "mybot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    registry = Registry(root / "models")
+    for accuracy, promoted in ((0.5, True), (0.6, False), (0.7, False)):
+        name = version(registry, accuracy)
+        registry.record({"event": "trained", "version": name, "promoted": promoted, "previous": None})
+    registry.promote("v0001")
+    registry.rollback("v0003")
+    result = CliRunner().invoke(cli, ["models", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == [
+        "promoted", "not promoted", "served by rollback"]
 
 
 def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: Path, tmp_path: Path) -> None:
