@@ -594,6 +594,14 @@ def test_nothing_new_after_a_rollback_says_how_to_go_on(bot_dir: Path) -> None:
                              f"v0002 again, and `bot retrain {bot_dir} --force` trains a candidate against v0001.")
 
 
+def test_a_rollback_to_the_serving_version_says_nothing_changed(bot_dir: Path) -> None:
+    """It said "Now serving v0001 (was v0001)" and that a running server would swap to it."""
+    result = CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"])
+    assert result.exit_code == 0, result.output
+    assert "v0001 serves already; nothing changed." in result.output and "Now serving" not in result.output
+    assert Registry(bot_dir / "models").current() == "v0001"
+
+
 def test_retrain_trains_from_the_base_model_when_model_base_changes(bot_dir: Path, tmp_path: Path) -> None:
     """model.base changed in bot.yml, a retrain warm-started from the serving model's encoder, the old
     base, and recorded the new one in meta.json: `bot info` named a model the classifier was not."""
