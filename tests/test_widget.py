@@ -2437,6 +2437,27 @@ def test_a_reset_starts_a_new_conversation_for_the_next_customer(open_widget: An
     expect(widget.page.locator(".msg.agent .bubble")).to_have_text(["Hello from Sam"])
 
 
+def test_a_reset_in_one_tab_starts_the_chat_over_in_the_others(open_widget: Any, api: SimpleNamespace) -> None:
+    """A customer who logged out in one tab of a shared device left their conversation on show in the shop's other
+    tabs, where the next customer's messages went on into it."""
+    widget = open_widget(pollInterval=60_000)
+    page = widget.page
+    other_tab = widget.context.new_page()  # the same conversation on another page of the shop
+    other_tab.goto(page.url)
+    other_tab.wait_for_function("Deskbot.connected()")
+    widget.send("my card is 4111")
+    expect(other_tab.locator(".msg.user .bubble")).to_have_text(["my card is 4111"])
+    page.evaluate("Deskbot.reset()")
+    expect(other_tab.locator(".msg")).to_have_count(1)  # the greeting alone
+    assert other_tab.evaluate("Deskbot.conversationId()") == widget.conversation_id()
+    other_tab.wait_for_function("Deskbot.connected()")
+    other_tab.locator("textarea").fill("hello")
+    other_tab.locator("textarea").press("Enter")
+    expect(widget.bot_replies()).to_have_count(1)  # the tab that reset sees it: one conversation again
+    assert [t["text"] for t in api.history(widget.conversation_id())["turns"] if t["role"] == "user"] == ["hello"]
+    other_tab.close()
+
+
 def channels(color: str) -> tuple[float, float, float]:
     """A computed colour, ``rgb(…)`` or ``color(srgb …)`` (what color-mix() gives), as 0-255 channels."""
     if color.startswith("color(srgb"):

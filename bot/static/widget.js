@@ -1386,6 +1386,11 @@
     conversationId = newConversationId();
     store.set("conversation", conversationId);
     store.set("titles", "{}"); // the last customer's choices ("Refund order 12345")
+    startOver();
+  }
+
+  // The chat as a new conversation shows it: only the greeting, nothing of the last customer's.
+  function startOver() {
     input.value = ""; // and what they were typing
     input.setCustomValidity("");
     resize();
@@ -1402,6 +1407,14 @@
     greet();
     if (socket) socket.abandon(); // it reconnects, and joins as the new conversation
   }
+
+  // A reset in another tab of the site (the customer logged out there) starts this tab's chat over too: it kept
+  // showing the last customer's conversation, and the next customer's messages went on into it.
+  window.addEventListener("storage", (event) => {
+    if (event.key !== `${storageKey}:conversation` || !event.newValue || event.newValue === conversationId) return;
+    conversationId = event.newValue;
+    startOver();
+  });
 
   async function start() {
     label();
