@@ -1067,6 +1067,22 @@ def test_the_list_stays_where_the_customer_reads_and_keeps_the_latest_in_sight(o
     assert scroller.evaluate(at_end)
 
 
+def test_an_answer_taller_than_the_list_is_shown_from_its_start(open_widget: Any, api: SimpleNamespace) -> None:
+    """A long answer came scrolled to its end: the customer read its last lines first and scrolled back for the rest."""
+    widget = open_widget(pollInterval=60_000)
+    page = widget.page
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    long_answer = "First, the steps.\n\n" + "word " * 600
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": long_answer, "agent": "Ana"})
+    answer = page.locator(".msg.agent .bubble")
+    expect(answer).to_have_count(1)
+    page.wait_for_timeout(300)  # the suggested replies and the typing line have settled
+    top_in_list = "(node) => node.getBoundingClientRect().top - node.getRootNode().querySelector('.scroll').getBoundingClientRect().top"
+    assert 0 <= answer.evaluate(top_in_list) < 40  # its first line at the top of the list
+    expect(page.get_by_role("button", name="New messages ↓")).to_be_hidden()
+
+
 def test_messages_shown_again_after_a_reload_are_not_counted_as_new(open_widget: Any, server: LiveServer,
                                                                    web_demo_bot: SimpleNamespace) -> None:
     """Reloaded with the chat closed, the launcher said "3 new messages" for answers already read, and a page

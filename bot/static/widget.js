@@ -757,9 +757,15 @@
     atEnd = true;
     jump.hidden = true;
   }
-  // ``news``: a message came, which a customer reading back is told of by the button to the end.
-  function follow(news) {
-    if (atEnd) scrollToEnd();
+  // ``news``: a message came, which a customer reading back is told of by the button to the end. One taller than the
+  // list (a long answer) is shown from its start, where its reader begins: scrolled to the end, they found its last
+  // lines and had to scroll back up for the rest.
+  function follow(news, message) {
+    if (atEnd && news && !restoring && message && message.offsetHeight > scroller.clientHeight) {
+      const above = message.getBoundingClientRect().top - scroller.getBoundingClientRect().top;
+      scroller.scrollTo({ top: scroller.scrollTop + above - 8, behavior: "instant" });
+      atEnd = false;
+    } else if (atEnd) scrollToEnd();
     else if (news && !restoring) jump.hidden = false;
   }
   // Left by scrolling up, reached by scrolling to the end: a list the panel made shorter (a rotated phone) moved
@@ -855,7 +861,7 @@
       node.dataset.turnId ? Number(node.dataset.turnId) > turnId : node.classList.contains("out"));
     log.insertBefore(message, later || null);
     if (role !== "user") markUnread();
-    follow(role !== "user");
+    follow(role !== "user", message);
     return message;
   }
 
