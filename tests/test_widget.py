@@ -755,6 +755,19 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
     assert api.history(cid)["status"] == "open"
 
 
+def test_an_agents_takeover_takes_the_bots_suggested_replies_away(open_widget: Any, api: SimpleNamespace) -> None:
+    """The bot's choices stayed under an agent's takeover, and one pressed reached the agent as its payload
+    (/get_refund), which the bot, silent, did not answer."""
+    widget = open_widget(pollInterval=60_000)
+    page = widget.page
+    widget.send("I need help")
+    expect(page.locator(".quick button")).not_to_have_count(0)  # the fallback's choices
+    page.wait_for_function("Deskbot.connected()")
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
+    expect(page.locator(".banner")).to_be_visible()
+    expect(page.locator(".quick button")).to_have_count(0)
+
+
 def test_the_banner_names_the_agent_who_took_over_as_text(open_widget: Any, api: SimpleNamespace) -> None:
     """An agent who gives their name on taking over is named in the banner, over the socket and after a reload,
     in the widget's language; the name is an agent's text, so markup in it shows as typed."""

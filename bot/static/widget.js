@@ -953,7 +953,11 @@
     removing(banner, () => { banner.hidden = !value; });
     subtitle.textContent = value ? t.subtitleAgent : t.subtitle;
     handoffStatus.textContent = value && announce ? handoffText() : ""; // emptied, it says nothing
-    if (announce && value) markUnread(true);
+    if (announce && value) {
+      markUnread(true);
+      // The bot's suggested replies are no longer the bot's to answer: one pressed reached the agent as its payload.
+      removing(quick, () => quick.replaceChildren());
+    }
     if (!value && takenOver) {
       takenOver = false;
       showNews();
