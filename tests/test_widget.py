@@ -2403,6 +2403,13 @@ def test_the_pages_own_css_neither_restyles_the_chat_nor_covers_it(open_widget: 
     expect(page.locator(".panel")).to_be_hidden()
 
 
+@pytest.mark.parametrize(("z_index", "stacked"), [(0, "0"), (50, "50"), (None, "2147483000")])
+def test_the_chat_stacks_at_the_z_index_the_page_asks(open_widget: Any, z_index: int | None, stacked: str) -> None:
+    """A page that asked for zIndex: 0, to keep its own overlays above the chat, got the chat above everything."""
+    widget = open_widget(zIndex=z_index)
+    assert widget.page.locator(".root").evaluate("(root) => getComputedStyle(root).zIndex") == stacked
+
+
 def test_the_chat_stays_as_the_customer_left_it_on_the_next_page(open_widget: Any, server: LiveServer,
                                                                  web_demo_bot: SimpleNamespace) -> None:
     """Closed, it opened again on every page of a site whose config opens it; opened, it was closed on the next."""

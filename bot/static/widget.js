@@ -393,7 +393,9 @@
     userBubble: "--db-user-bubble",
   };
 
-  const zIndex = Number(config.zIndex) || 2147483000;
+  // 0 is a stacking order a site may ask for (under its own overlays, a cookie banner), not an unset option.
+  const zIndex = config.zIndex != null && config.zIndex !== "" && Number.isFinite(Number(config.zIndex))
+    ? Math.round(Number(config.zIndex)) : 2147483000;
   // The page's rules reach the host div, which no :host rule outweighs: "all: initial" at the root keeps what
   // it inherits (* { letter-spacing: 3px; text-transform: uppercase }) out of the chat.
   const CSS = `
