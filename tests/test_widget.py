@@ -2410,6 +2410,16 @@ def test_the_chat_stacks_at_the_z_index_the_page_asks(open_widget: Any, z_index:
     assert widget.page.locator(".root").evaluate("(root) => getComputedStyle(root).zIndex") == stacked
 
 
+@pytest.mark.parametrize("rule", ["div:empty { display: none }", "body > * { filter: blur(0); overflow: hidden }"])
+def test_a_page_rule_on_the_chats_host_neither_hides_nor_moves_it(open_widget: Any, rule: str) -> None:
+    """The page's rules reach the element the chat lives in: a theme's div:empty { display: none } hid the chat, and
+    a filter on the body's children took it off the screen."""
+    widget = open_widget(page={"head": f"<style>{rule}</style>"})
+    box = widget.page.locator(".panel").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["y"] >= 0
+    expect(widget.page.locator(".launcher")).to_be_in_viewport()
+
+
 def test_the_chat_stays_as_the_customer_left_it_on_the_next_page(open_widget: Any, server: LiveServer,
                                                                  web_demo_bot: SimpleNamespace) -> None:
     """Closed, it opened again on every page of a site whose config opens it; opened, it was closed on the next."""

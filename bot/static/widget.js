@@ -632,7 +632,9 @@
   const host = document.createElement("div");
   host.id = "deskbot-widget";
   // Its own position and z-index, over any page rule: with body > * { position: relative; z-index: 1 } the widget
-  // was stacked at 1, under the page's fixed header. Set by script, which a page's CSP allows.
+  // was stacked at 1, under the page's fixed header. Set by script, which a page's CSP allows. Every other property
+  // is reset first: div:empty { display: none } hid the chat, and body > * { filter: … } moved it off the screen.
+  host.style.setProperty("all", "initial", "important");
   host.style.setProperty("position", "relative", "important");
   host.style.setProperty("z-index", String(zIndex), "important");
   const shadow = host.attachShadow({ mode: "open" });
