@@ -118,6 +118,14 @@ def make_channel(bot: FakeBot, api_url: str, **settings: Any) -> SlackChannel:
     return SlackChannel(bot, {"signing_secret": SECRET, "bot_token": TOKEN, "api_url": api_url, **settings})
 
 
+async def limited_client(aiohttp_client: Any, channel: SlackChannel, per_minute: int) -> Any:
+    """A client of ``channel`` behind the server's limits, at ``per_minute`` messages a conversation."""
+    app = web.Application()
+    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=per_minute), 65536)
+    app.add_routes(channel.routes())
+    return await aiohttp_client(app)
+
+
 @pytest.fixture
 async def slack(aiohttp_client: Any, slack_api: SimpleNamespace) -> AsyncIterator[SimpleNamespace]:
     bot = FakeBot()
@@ -224,10 +232,7 @@ async def test_a_message_the_store_could_not_keep_is_answered_when_slack_retries
     bot = FakeBot()
     store_failing_once(bot, tmp_path / "dialogues.db")
     channel = make_channel(bot, slack_api.url)
-    app = web.Application()
-    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await limited_client(aiohttp_client, channel, 1)
     assert (await post(client, event())).status == 500
     assert (await post(client, event(), **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"})).status == 200
     assert (await post(client, event(), **{"X-Slack-Retry-Num": "2", "X-Slack-Retry-Reason": "http_error"})).status == 200
@@ -826,10 +831,7 @@ async def test_a_thread_in_chinese_is_told_to_wait_in_chinese(aiohttp_client: An
     bot.store.log_exchange(Exchange(f"slack:T1:C1:{TS}", "slack", "U1", "我要退款", None, "好的", "get_refund", 0.9, [],
                                     "template", "v0001", slots={"language": "zh", "chinese_script": script}))
     channel = make_channel(bot, slack_api.url, language="multi")
-    app = web.Application()
-    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await limited_client(aiohttp_client, channel, 1)
     for n in range(2):
         await post(client, event(f"Ev{n}", text="1234", ts=f"1700000000.00010{n}", thread_ts=TS))
     await channel.close()
@@ -849,10 +851,7 @@ async def test_the_notice_to_wait_is_sent_when_the_store_cannot_say_the_language
         raise sqlite3.OperationalError("database is locked")
 
     channel.conversation_slots = locked  # type: ignore[method-assign]
-    app = web.Application()
-    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await limited_client(aiohttp_client, channel, 1)
     statuses = [(await post(client, event(f"Ev{n}", text="1234", ts=f"1700000000.00010{n}", thread_ts=TS))).status
                 for n in range(2)]
     await channel.close()
@@ -864,10 +863,7 @@ async def test_the_notice_to_wait_is_sent_when_the_store_cannot_say_the_language
 async def test_a_flooding_thread_is_limited_and_told_once_to_wait(aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
     bot = FakeBot()
     channel = make_channel(bot, slack_api.url)
-    app = web.Application()
-    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=2), 65536)
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await limited_client(aiohttp_client, channel, 2)
     flood = [event(f"Ev{n}", text=f"<@UBOT> hello {n}", ts=f"1700000000.00010{n}", thread_ts=TS) for n in range(5)]
     started = time.monotonic()
     statuses = [(await post(client, payload)).status for payload in flood[:4]]
@@ -890,10 +886,7 @@ async def test_a_flooding_customer_writing_in_a_dm_thread_is_told_to_wait_in_tha
     """Their answers go to the thread they write in; the notice went to the top level, out of their sight."""
     bot = FakeBot()
     channel = make_channel(bot, slack_api.url)
-    app = web.Application()
-    app[LIMITS] = Limits(LimitsConfig(per_conversation_per_minute=1), 65536)
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await limited_client(aiohttp_client, channel, 1)
     for n in range(2):
         await post(client, event(f"Ev{n}", text=f"hello {n}", ts=f"1700000000.00010{n}", thread_ts=TS, channel="D1",
                                  channel_type="im"))

@@ -1611,6 +1611,18 @@ def console_on_a_waiting_customer(chromium: SimpleNamespace, server: LiveServer,
     return cid, context, page
 
 
+def console_on_a_customer_with_the_bot(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
+                                       admin_token: str, message: str) -> tuple[str, Any, Any]:
+    """A customer who wrote ``message`` to the bot, and the console showing them from its "With the bot" tab."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, message)
+    context = open_console(chromium, server, admin_token)
+    page = context.pages[0]
+    page.get_by_role("button", name="With the bot").click()
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    return cid, context, page
+
+
 @pytest.mark.parametrize(("name", "said"), [("Sam", "a colleague (Ann) replied meanwhile"),
                                             ("Ann", "you (Ann) replied meanwhile from another window")])
 def test_the_agents_console_holds_a_reply_back_until_a_colleagues_reply_is_read(
@@ -1931,12 +1943,8 @@ def test_a_reload_of_the_console_shows_the_conversation_it_showed(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A reload mid-conversation showed the inbox alone: the agent had to find their customer, and the tab they were
     on, again."""
-    cid = f"console-{next(PAGE_NUMBERS)}"
-    api.chat(cid, "where is my parcel?")
-    context = open_console(chromium, server, web_demo_bot.admin_token)
-    page = context.pages[0]
-    page.get_by_role("button", name="With the bot").click()
-    page.locator(f'.list li[data-id="{cid}"]').click()
+    cid, context, page = console_on_a_customer_with_the_bot(chromium, server, api, web_demo_bot.admin_token,
+                                                            "where is my parcel?")
     page.locator("form.reply textarea").fill("Your parcel is in Oslo.")
     page.reload()
     expect(page.get_by_role("button", name="With the bot")).to_have_attribute("aria-pressed", "true")
@@ -3250,12 +3258,8 @@ def test_the_agents_console_asks_for_the_agents_name_before_taking_a_customer_fr
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """An agent who took a customer over from the bot with no name left them nobody's to the colleagues, whose consoles
     offered to take them over: one did, and both believed the customer theirs."""
-    cid = f"console-{next(PAGE_NUMBERS)}"
-    api.chat(cid, "/check_refund_policy")
-    context = open_console(chromium, server, web_demo_bot.admin_token)
-    page = context.pages[0]
-    page.get_by_role("button", name="With the bot").click()
-    page.locator(f'.list li[data-id="{cid}"]').click()
+    cid, context, page = console_on_a_customer_with_the_bot(chromium, server, api, web_demo_bot.admin_token,
+                                                            "/check_refund_policy")
     page.get_by_role("button", name="Take over").click()
     expect(page.locator(".status")).to_have_text("Give your name first, so that your colleagues see the customer is yours.")
     expect(page.get_by_label("Your name")).to_be_focused()
