@@ -337,7 +337,8 @@ def readable_secrets(project: Project) -> list[str]:
     if not (project.root / "bot.yml").stat().st_mode & 0o004:
         return []
     config = project.config
-    held = {"server.admin_token": config.server.admin_token, "handoff.notify_url": config.handoff.notify_url,
+    held = {"server.admin_token": config.server.admin_token, "server.metrics_token": config.server.metrics_token,
+            "handoff.notify_url": config.handoff.notify_url,
             "channels.web.identity_secret": config.channels.web.identity_secret,
             **{f"channels.slack.{key}": getattr(config.channels.slack, key) for key in ("signing_secret", "bot_token")},
             **{f"channels.wecom.{key}": getattr(config.channels.wecom, key) for key in ("token", "aes_key", "secret")}}

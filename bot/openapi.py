@@ -396,7 +396,8 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/healthz", "Readiness (the model serves, the store writes) and the serving model version",
               HealthResponse, errors=(503,), rate_limited=False),
     Operation("GET", "/openapi.json", "This document", media="application/json"),
-    Operation("GET", "/metrics", "Prometheus metrics", media="text/plain"),
+    Operation("GET", "/metrics", "Prometheus metrics; with server.metrics_token set, only for a request carrying it "
+              "(Authorization: Bearer TOKEN)", errors=(401,), media="text/plain"),
     Operation("GET", "/", "The demo chat page", media="text/html"),
     Operation("GET", "/widget.js", "The embeddable widget", media="application/javascript"),
     Operation("GET", "/agent", "The agents' console (the admin API in a page)", media="text/html"),

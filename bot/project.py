@@ -358,6 +358,8 @@ class ServerConfig(Settings):
     max_message_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     admin_token: str | None = None
+    metrics_token: str | None = Field(None, description="what a scraper of /metrics must send as a bearer token "
+                                                        "(unset: /metrics answers anyone)")
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     shutdown_seconds: float = Field(10.0, gt=0, description="how long SIGTERM waits for turns in flight")

@@ -54,6 +54,7 @@ log = logging.getLogger("deskbot")
 BOT = web.AppKey("bot", Bot)
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
 ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the admin API is off
+METRICS_TOKEN = web.AppKey("metrics_token", str)  # "" when none is configured: /metrics answers anyone
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM while server.drain_seconds run
 HUNG_UP = web.AppKey("hung_up", asyncio.Event)  # set on SIGHUP, which stops `bot serve` as SIGTERM does
@@ -224,10 +225,26 @@ def cors_headers(request: web.Request) -> dict[str, str]:
 MIN_ADMIN_TOKEN_CHARS = 16  # shorter, `bot serve` says it can be guessed
 
 
+def configured_token(variable: str, configured: str | None) -> str:
+    """The environment's ``variable``, else bot.yml's value, without the white space around it: a token read
+    from a file (a mounted secret) ends in a newline, which no one types, and every request got 401."""
+    return (os.environ.get(variable) or configured or "").strip()
+
+
 def admin_token(project: Project) -> str:
-    """Without the white space around it: a token read from a file (a mounted secret) ends in a newline,
-    which no agent types, and every request got 401."""
-    return (os.environ.get("DESKBOT_ADMIN_TOKEN") or project.config.server.admin_token or "").strip()
+    return configured_token("DESKBOT_ADMIN_TOKEN", project.config.server.admin_token)
+
+
+def metrics_token(project: Project) -> str:
+    """What a scraper of /metrics must send; "" leaves the figures open to anyone who reaches the server."""
+    return configured_token("DESKBOT_METRICS_TOKEN", project.config.server.metrics_token)
+
+
+def bearer(request: web.Request, token: str) -> bool:
+    """Whether the request carries ``token`` as ``Authorization: Bearer TOKEN`` (the token alone, without its
+    scheme, is not accepted), compared in constant time; never when ``token`` is ""."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and same_secret(given.strip(), token) and scheme.lower() == "bearer"
 
 
 def require_admin(request: web.Request) -> None:
@@ -243,12 +260,10 @@ ADMIN = web.RequestKey("admin", bool)
 
 
 def is_admin(request: web.Request) -> bool:
-    """Whether the request carries the admin token (``Authorization: Bearer TOKEN``; the token alone, without
-    its scheme, is not accepted); compared once per request, for the address limit and the endpoint."""
+    """Whether the request carries the admin token (:func:`bearer`); compared once per request, for the
+    address limit and the endpoint."""
     if ADMIN not in request:
-        token = request.app.get(ADMIN_TOKEN)
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        request[ADMIN] = bool(token) and same_secret(given.strip(), token) and scheme.lower() == "bearer"
+        request[ADMIN] = bearer(request, request.app.get(ADMIN_TOKEN, ""))
     return request[ADMIN]
 
 
@@ -316,7 +331,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format: traffic, latency, batch sizes, queue depths, the serving model, memory,
-    and the customers waiting for a person."""
+    and the customers waiting for a person. With a metrics token configured, only for a request that carries it:
+    the shop's traffic and queue are no stranger's business."""
+    if (token := request.app[METRICS_TOKEN]) and not bearer(request, token):
+        raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
     bot = request.app[BOT]
     # Read beside the store's writer, and not waited for long: a scrape held up behind a stuck store (29 s)
     # lost the figures exactly when they mattered; the last ones stand meanwhile. So they do when the store
@@ -880,6 +898,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[DRAINING] = asyncio.Event()
     app[HUNG_UP] = asyncio.Event()
     app[ADMIN_TOKEN] = admin_token(project)
+    app[METRICS_TOKEN] = metrics_token(project)
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}
     app[DEVICE] = device or ""

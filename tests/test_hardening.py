@@ -729,6 +729,26 @@ async def test_admin_endpoints_need_the_token_and_are_off_without_one(
     assert (await mounted.get("/admin/review", headers={"Authorization": "Bearer from-a-file"})).status == 200
 
 
+async def test_metrics_need_the_metrics_token_once_one_is_set(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """/metrics told anyone the shop's traffic, its customers waiting and its model version; a Prometheus scrape
+    config's ``authorization`` sends the token as a bearer token. Unset, /metrics stays open."""
+    monkeypatch.delenv("DESKBOT_METRICS_TOKEN", raising=False)
+    assert (await (await make_client(server={"limits": NO_LIMITS})).get("/metrics")).status == 200
+    client = await make_client(server={"admin_token": "t0ken", "metrics_token": "scrape-token", "limits": NO_LIMITS})
+    for headers in ({}, {"Authorization": "Bearer scrape-tokem"}, {"Authorization": "scrape-token"},
+                    {"Authorization": "Bearer t0ken"}):  # the agents' token is not the scraper's
+        response = await client.get("/metrics", headers=headers)
+        assert response.status == 401 and response.headers["WWW-Authenticate"] == "Bearer", headers
+        assert "deskbot_" not in await response.text()
+    response = await client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
+    assert response.status == 200 and "deskbot_model_info" in await response.text()
+    monkeypatch.setenv("DESKBOT_METRICS_TOKEN", "from-a-file\n")
+    env = await make_client(server={"metrics_token": "scrape-token", "limits": NO_LIMITS})
+    assert (await env.get("/metrics", headers={"Authorization": "Bearer scrape-token"})).status == 401
+    assert (await env.get("/metrics", headers={"Authorization": "Bearer from-a-file"})).status == 200
+
+
 async def test_without_the_web_channel_no_chat_page_is_served(make_client: Callable[..., Any]) -> None:
     """channels.web.enabled: false served the chat page and its widget, whose every message then failed."""
     client = await make_client(channels={"web": {"enabled": False}}, server={"admin_token": "t0ken", "limits": NO_LIMITS})
