@@ -62,6 +62,7 @@ def scratch_folder(root: Path, scratch: Path, inference: dict[str, Any]) -> Path
     config = yaml.safe_load((root / "bot.yml").read_text(encoding="utf-8")) or {}
     # A section left empty (`learning:`) is null, which bot.yml means as its defaults.
     server = config["server"] = config.get("server") or {}
+    server.pop("metrics_token", None)  # the benchmark reads its own server's figures, on loopback
     server["limits"] = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0,
                         "conversations_per_ip": 0}
     server["inference"] = {**(server.get("inference") or {}), **inference}
@@ -87,7 +88,8 @@ def running_server(folder: Path, device: str | None) -> Iterator[tuple[str, str]
         command += ["--device", device]
     log_path = folder / SERVER_LOG
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   env={k: v for k, v in os.environ.items() if k != "DESKBOT_METRICS_TOKEN"})
     url = f"http://127.0.0.1:{port}"
     try:
         version = asyncio.run(_wait_ready(url, process))
