@@ -480,8 +480,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     from aiohttp import web
 
     from bot.channels.web import MIN_IDENTITY_SECRET_CHARS, identity_secret
-    from bot.server import (BOT, HUNG_UP, MIN_ADMIN_TOKEN_CHARS, RESPONSE_GRACE_S, admin_token, create_app,
-                            drain_on_sigterm, stop_on_sighup)
+    from bot.server import (BOT, HUNG_UP, MIN_TOKEN_CHARS, RESPONSE_GRACE_S, admin_token, create_app, drain_on_sigterm,
+                            metrics_token, stop_on_sighup)
 
     project = load_project(directory)
     host = host or project.config.server.host
@@ -493,10 +493,11 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     if not token:
         click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
                    "admin API are off, so nobody can answer a customer handed to a person", err=True)
-    elif len(token) < MIN_ADMIN_TOKEN_CHARS:  # every address may try server.limits.per_ip_per_minute guesses a minute
-        click.echo(f"note: the admin token is {_count(len(token), 'character')} long: anyone who reaches the server "
-                   "can try hundreds of guesses a minute at it; use a random one of 32 or more (python3 -c "
-                   "'import secrets; print(secrets.token_urlsafe(32))')", err=True)
+    for name, value in (("admin token", token), ("metrics token", metrics_token(project))):
+        if 0 < len(value) < MIN_TOKEN_CHARS:  # every address may try server.limits.per_ip_per_minute guesses a minute
+            click.echo(f"note: the {name} is {_count(len(value), 'character')} long: anyone who reaches the server "
+                       "can try hundreds of guesses a minute at it; use a random one of 32 or more (python3 -c "
+                       "'import secrets; print(secrets.token_urlsafe(32))')", err=True)
     secret = identity_secret(project.config.channels.web.model_dump()) if project.config.channels.web.enabled else ""
     if secret and len(secret) < MIN_IDENTITY_SECRET_CHARS:
         click.echo(f"note: the web identity secret is {_count(len(secret), 'character')} long: a signed-in customer "

@@ -222,7 +222,7 @@ def cors_headers(request: web.Request) -> dict[str, str]:
     return channel.cors_headers(request) if isinstance(channel, WebChannel) and request.path.startswith("/api/") else {}
 
 
-MIN_ADMIN_TOKEN_CHARS = 16  # shorter, `bot serve` says it can be guessed
+MIN_TOKEN_CHARS = 16  # an admin or metrics token shorter, `bot serve` says it can be guessed
 
 
 def configured_token(variable: str, configured: str | None) -> str:

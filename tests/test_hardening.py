@@ -1582,7 +1582,7 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
         assert db.execute("SELECT text FROM pending WHERE answered IS NULL").fetchall() == [("where is my refund?",)]
     # Served without an admin token, nobody could answer a handed-off customer: it says so at start.
     assert "note: no admin token" in result.output
-    with_token = configured_copy(tiny_demo_bot, tmp_path / "third", server={"admin_token": "t"},
+    with_token = configured_copy(tiny_demo_bot, tmp_path / "third", server={"admin_token": "t", "metrics_token": "m"},
                                  channels={"web": {"identity_secret": "shop-secret"}})
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -1590,13 +1590,15 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
         result = CliRunner().invoke(cli, ["serve", str(with_token), "--port", str(taken.getsockname()[1])])
         guessable = result.output
         long_token = CliRunner().invoke(cli, ["serve", str(with_token), "--port", str(taken.getsockname()[1])],
-                                        env={"DESKBOT_ADMIN_TOKEN": "Zq8-rT2w_Lm4Vn7P",
+                                        env={"DESKBOT_ADMIN_TOKEN": "Zq8-rT2w_Lm4Vn7P", "DESKBOT_METRICS_TOKEN": "x7" * 8,
                                              "DESKBOT_WEB_IDENTITY_SECRET": "x3" * 16})
     assert result.exit_code == 1 and "no admin token" not in result.output
     assert "deskbot serving" not in result.output  # announced only once the port is bound
     # A token that short is found by trying: each address may guess per_ip_per_minute times a minute.
     assert "note: the admin token is 1 character long: anyone who reaches the server can try" in guessable
+    assert "note: the metrics token is 1 character long: anyone who reaches the server can try" in guessable
     assert long_token.exit_code == 1 and "note: the admin token" not in long_token.output
+    assert "note: the metrics token" not in long_token.output
     # A customer holds their id and its hash, and may try secrets against them offline, with no limit to count them.
     assert "note: the web identity secret is 11 characters long: a signed-in customer" in guessable
     assert "identity secret" not in long_token.output
