@@ -68,10 +68,11 @@ QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|numbe
 # A WeChat ID (six to twenty letters, digits, "_" and "-", from a letter) or a QQ number after its name: a
 # handle alone must hold a digit, "_" or "-" ("WeChat official account" is none), one after "ID", 号, 是, a
 # colon, or 加微信 ("add me on WeChat": 加我微信 zhangsan) need not (see :func:`account_id`). Hong Kong's customers
-# write Cantonese 係 for 是 (我嘅微信號係 zhangwei88).
+# write Cantonese 係 for 是 (我嘅微信號係 zhangwei88). A comma may stand before it (加我微信，abc_123456), as a
+# colon may; what a comma alone puts after the name is one only in a handle's shape ("微信, thanks" is none).
 ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|qq)"
                      r"( ?(?:号码|號碼|号|號|账号|帳號|id)(?: ?(?:是|为|為|係|is\b))?| ?[:：]|是|为|為|係| is\b)?"
-                     r" *[:：]? *([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
+                     r" *[:：,，]? *([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
 # What asks to be added on WeChat right before its name (加我微信, 加一下vx, 请加个人微信): a handle after it is an ID.
 _ADD_ME = re.compile(r"加(?:我的?|一下|下|[个個])?(?:[个個]人)?$")
 # A whole run of digit groups (4111 1111…, 4111.1111…), however long, in which _cards finds the cards: a

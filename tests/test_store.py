@@ -865,6 +865,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("微信 account 被封了, 我用微信 payment 失败, wechat support", "微信 account 被封了, 我用微信 payment 失败, wechat support"),
     # a bare ID straight after 微信, without 加, 号 or 是; the words customers write after 微信 stay
     ("我微信abc_123456，微信 wxid_abcd1234，微信上联系，微信支付", "我微信[ID]，微信 [ID]，微信上联系，微信支付"),
+    # after a comma, as after a colon: a handle's shape, or any after 加微信; the words after a comma stay
+    ("加我微信，abc_123456，微信号, zhang_san88，加微信，zhangwei", "加我微信，[ID]，微信号, [ID]，加微信，[ID]"),
+    ("微信，我打不开，wechat, thanks", "微信，我打不开，wechat, thanks"),
     # Hong Kong's Cantonese 係 for 是, and "is" in English, before an ID; after "is" alone a word is no ID
     ("我嘅微信號係 zhangwei88，微信帳號係 zhangwei，我QQ係 123456789，護照號碼係 E12345678",
      "我嘅微信號係 [ID]，微信帳號係 [ID]，我QQ係 [QQ]，護照號碼係 [ID]"),
