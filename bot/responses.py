@@ -64,6 +64,21 @@ def variables_are_names(text: str) -> str:
     return text
 
 
+# A Markdown link with a full-width bracket or parenthesis, as a Chinese input method types them ([退货政策]（https://…）,
+# ［退货政策］(https://…)): no channel reads it as a link, so every customer would see it as written. Lenticular
+# brackets before a link (【退货政策】(https://…)) are a heading's, and stay.
+_FULL_WIDTH_LINK = re.compile(r"[\[［]([^\]］\n]+)[\]］]\s*[(（]\s*(https?://[^\s()（）]+)\s*[)）]")
+
+
+def links_are_markdown(text: str) -> str:
+    """Checked on load: a link written with a full-width bracket would reach customers as typed, brackets and all."""
+    for link in _FULL_WIDTH_LINK.finditer(text):
+        if any(sign in link.group() for sign in "［］（）"):
+            raise ValueError(f"{link.group()} is written with full-width brackets, which the customer would see as "
+                             f"they are; write [{link.group(1)}]({link.group(2)})")
+    return text
+
+
 def variable_names(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
@@ -163,6 +178,7 @@ class ResponseVariant(BaseModel):
         return text
 
     _text_variables = field_validator("text")(variables_are_names)
+    _text_links = field_validator("text")(links_are_markdown)
 
     @model_validator(mode="after")
     def _says_something(self) -> ResponseVariant:

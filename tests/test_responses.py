@@ -95,11 +95,22 @@ def test_a_language_variant_comes_first_in_its_language_and_never_in_another() -
     # as a Chinese input method types the braces: shown to the customer as written
     ("已为订单 ｛order_id｝ 登记退款", "｛order_id｝ is written in full-width braces, which the customer would see as they are; "
                               "write {order_id}"),
+    # a link with the brackets a Chinese input method types: no channel reads it as one
+    ("详见[退货政策]（https://shop.example/r）", "[退货政策]（https://shop.example/r） is written with full-width brackets, "
+                                            "which the customer would see as they are; write [退货政策](https://shop.example/r)"),
+    ("详见［退货政策］(https://shop.example/r)", "write [退货政策](https://shop.example/r)"),
 ])
 def test_a_malformed_variable_is_refused_on_load_not_at_the_first_customer(text: str, problem: str) -> None:
     with pytest.raises(ValidationError) as info:
         ResponseVariant(text=text)
     assert problem in str(info.value)
+
+
+def test_a_link_and_full_width_brackets_around_other_words_load() -> None:
+    """Only a link written with full-width brackets is refused: a heading in 【】 before a link, and a remark in
+    full-width parentheses, are the shop's own words."""
+    text = "详见[退货政策](https://shop.example/r)，【退货政策】（https://shop.example/r），[注意]（请保留小票）"
+    assert ResponseVariant(text=text).text == text
 
 
 def test_doubled_braces_are_literal() -> None:
