@@ -1094,7 +1094,8 @@ def test_a_regex_group_named_value_is_the_entity(bot_dir: Path) -> None:
         "what is the status of order 789?", "我要退款，订单号１２３", "order #456 please", "it's 789", "555",
         "I paid 199 dollars", "my phone is 13812345678, refund please", "订单编号是123", "789 please",
         "123 is my order number", "456号", "就是456啊", "訂單號碼係789", "係789", "789，唔該", "123係我的訂單",
-        "那另一个订单呢 789", "那个订单呢？456", "订单啊，123", "这个订单买了 100 个，一共 299 元"]}
+        "那另一个订单呢 789", "那个订单呢？456", "订单啊，123", "这个订单买了 100 个，一共 299 元",
+        "那个订单的号码是 789", "另一个订单，号码是456"]}
     assert said == {"what is the status of order 789?": "789", "我要退款，订单号１２３": "123", "order #456 please": "456",
                     "it's 789": "789", "555": "555", "I paid 199 dollars": None,
                     "my phone is 13812345678, refund please": None, "订单编号是123": "123", "789 please": "789",
@@ -1103,9 +1104,11 @@ def test_a_regex_group_named_value_is_the_entity(bot_dir: Path) -> None:
                     "訂單號碼係789": "789", "係789": "789", "789，唔該": "789", "123係我的訂單": "123",
                     # a particle after 订单 (呢, 啊): the number after it is still the order's, a quantity or a price not
                     "那另一个订单呢 789": "789", "那个订单呢？456": "456", "订单啊，123": "123",
-                    "这个订单买了 100 个，一共 299 元": None}
+                    "这个订单买了 100 个，一共 299 元": None,
+                    # its 号码 after 的 or a comma
+                    "那个订单的号码是 789": "789", "另一个订单，号码是456": "456"}
     started = time.perf_counter()  # each start reads on once: no run of particles or signs is tried two ways
-    for text in ("订单呢" * 30_000, "订单呢?" + " " * 100_000 + "x", "order" + "-" * 100_000):
+    for text in ("订单呢" * 30_000, "订单呢?" + " " * 100_000 + "x", "order" + "-" * 100_000, "订单," + " " * 100_000 + "x"):
         assert project.entities(text) == {}
     assert time.perf_counter() - started < 1
     project.entity_patterns["order_id"] = [re.compile(r"order \d+")]  # no group: the whole match, as in Rasa
