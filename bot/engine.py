@@ -54,7 +54,7 @@ from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_in_a_row, misses_reach_handoff, understood
 from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA,
                          VERIFIED_USER, Project, button_payloads, name_agent)
-from bot.responses import CUSTOM_CHANNELS, MAX_REPLY_CHARS, Rendered, read_payload, warn_unshown
+from bot.responses import CUSTOM_CHANNELS, MAX_REPLY_CHARS, PayloadValue, Rendered, read_payload, texts_of, warn_unshown
 from dialogues.holding import acknowledges, asks_for_a_person, drops_it
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
@@ -230,7 +230,7 @@ class Bot:
         chosen = self._chosen(text)
         analysis = await self._analysis_for(chosen or text)
         read = self._entities_in(text)  # each value, for the actions; the first of each fills its slot
-        entities: dict[str, str] = {}
+        entities: dict[str, PayloadValue] = {}
         for found in read:
             entities.setdefault(found["entity"], found["value"])
         unheard = (dict(slots), conversation.get("active_loop") if conversation else None)
@@ -333,26 +333,26 @@ class Bot:
             return None
         return self._back_to(self.config.actions.map[asked["intent"]])
 
-    def _answers(self, loop: str, text: str, entity: str, value: str, analysis: Analysis) -> bool:
+    def _answers(self, loop: str, text: str, entity: str, value: PayloadValue, analysis: Analysis) -> bool:
         """Whether a message carrying the value an action asked for ("what's your order number?") goes
         back to that action: a bare answer ("789") does, whatever the classifier makes of a number, and
         so does a message one of the entity's patterns takes whole (the shop wrote "789, thanks" as an
         answer; the classifier hears thanks); a sentence does unless the classifier is sure it asks for
         something else ("cancel order 456"), or leans at all to a person ("get me a person about order
         555"): unsure, that lean gets the fallback's "talk to a person" button, as outside the loop."""
-        if not re.search(r"\w", text.replace(value, "", 1)) or self.project.is_answer(entity, text):
+        if not re.search(r"\w", text.replace(str(value), "", 1)) or self.project.is_answer(entity, text):
             return True
         intent = analysis.prediction.intent
         if intent == self.config.handoff.intent:
             return False
         return not understood(analysis, self.config) or self.config.actions.map.get(intent) == loop
 
-    def _fillable(self, slots: dict[str, Any], entities: dict[str, str], text: str) -> dict[str, Any]:
+    def _fillable(self, slots: dict[str, Any], entities: dict[str, PayloadValue], text: str) -> dict[str, Any]:
         """The slots a template may fill in. When the message names a number of three digits or more, as
         order numbers are, that none of nlu.yml's patterns read ("a refund for order A1234"), an entity's value
         from an earlier turn is left out, or the template would confirm a refund of the earlier order; a
         variant without it answers instead. Shorter numbers ("3 days", "30 dollars") are not taken for one."""
-        read = set(re.findall(r"\d+", " ".join(entities.values())))
+        read = set(re.findall(r"\d+", " ".join(texts_of(entities))))
         if set(re.findall(r"\d{3,}", text)) <= read:
             return slots
         return {name: value for name, value in slots.items()
@@ -411,7 +411,7 @@ class Bot:
         return await self.batcher.submit(text)
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
-                          slots: dict[str, Any], entities: dict[str, str], read: list[dict[str, Any]],
+                          slots: dict[str, Any], entities: dict[str, PayloadValue], read: list[dict[str, Any]],
                           language: Language, fallbacks: int, unheard: tuple[dict[str, Any], str | None],
                           shared: float | None = None, answered: str | None = None) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
@@ -539,7 +539,7 @@ class Bot:
                         quotes=True, custom=custom)
 
     async def _validate_slots(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
-                              entities: dict[str, str], read: list[dict[str, Any]], language: Language) -> Rendered | None:
+                              entities: dict[str, PayloadValue], read: list[dict[str, Any]], language: Language) -> Rendered | None:
         """Run Rasa's ``action_validate_slot_mappings`` (a rasa-sdk ``ValidationAction``) where the actions define it,
         after each message, as Rasa runs it: its ``extract_<slot>`` methods fill slots from the message, and its
         ``validate_<slot>`` methods check the slots the message filled (``entities``, updated in place with ``slots``:

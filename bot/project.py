@@ -25,8 +25,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, Vali
 from yarl import URL
 
 from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Text, spellings
-from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, ResponseVariant, Responses, read_payload,
-                           variable_names, variables_are_names)
+from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue, ResponseVariant, Responses,
+                           read_payload, variable_names, variables_are_names)
 from dialogues.export import about_one_case
 from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
@@ -553,17 +553,25 @@ class Project:
 
     def payload_entities(self, payload: str) -> list[dict[str, Any]]:
         """A button payload's values (``/choose{"city": "NYC"}``) as :meth:`found_entities` lists typed ones, each
-        spanning the payload's JSON, as Rasa's RegexMessageHandler gives them; a value none of its entity's
-        patterns takes (:meth:`value_of`) is left out."""
+        spanning the payload's JSON, as Rasa's RegexMessageHandler gives them; a text none of its entity's
+        patterns takes (:meth:`value_of`) is left out. A true, false or null is its entity's as it is, as Rasa
+        gives it (patterns read texts), for an entity of nlu.yml alone: a customer can type a payload too, and
+        must not set a slot only the shop's actions set."""
         chosen, values = read_payload(payload)
-        return [self._entity(name, taken, (len(chosen), len(payload)), None) for name, value in values.items()
-                if (taken := entity_value(self.entity_patterns.get(name, ()), value)) is not None]
+        span, found = (len(chosen), len(payload)), []
+        for name, value in values.items():
+            if not isinstance(value, str):
+                if name in self.entity_patterns:
+                    found.append(self._entity(name, value, span, None))
+            elif (taken := entity_value(self.entity_patterns.get(name, ()), value)) is not None:
+                found.append(self._entity(name, taken, span, None))
+        return found
 
-    def _entity(self, name: str, value: str, span: tuple[int, int], extractor: str | None) -> dict[str, Any]:
+    def _entity(self, name: str, value: PayloadValue, span: tuple[int, int], extractor: str | None) -> dict[str, Any]:
         """An entity as Rasa's ``latest_message["entities"]`` lists it, its value as nlu.yml names it
         (:meth:`canonical`), with EntitySynonymMapper among its ``processors`` where that changed it, as Rasa
         marks it. A pattern's match, or a button's value, is certain: ``confidence_entity`` is 1."""
-        named = self.canonical(value)
+        named = self.canonical(value) if isinstance(value, str) else value
         return {"entity": name, "start": span[0], "end": span[1], "value": named, "confidence_entity": 1.0,
                 **({"extractor": extractor} if extractor else {}),
                 **({"processors": ["EntitySynonymMapper"]} if named != value else {})}
@@ -1236,7 +1244,7 @@ def _rasa_channel(channel: Any) -> str:
     return f": deskbot has no {channel} channel, so this variant would never be shown: leave it out"
 
 
-def _not_a_value(values: dict[str, str], entities: Mapping[str, list[re.Pattern[str]]]) -> str | None:
+def _not_a_value(values: dict[str, PayloadValue], entities: Mapping[str, list[re.Pattern[str]]]) -> str | None:
     """Why a button's payload ``values`` would be dropped when clicked (the engine keeps only the values an
     entity's patterns take), or None."""
     for name, value in values.items():
@@ -1244,7 +1252,7 @@ def _not_a_value(values: dict[str, str], entities: Mapping[str, list[re.Pattern[
             return (f"{name!r} is no entity of nlu.yml (it has {', '.join(sorted(entities)) or 'none'}): the click would "
                     f"not set it; a Rasa slot that buttons alone set becomes an entity with '- lookup: {name}' listing "
                     "its values, which a click (or a customer typing one) sets")
-        if not variable_names(value) and entity_value(entities[name], value) is None:
+        if isinstance(value, str) and not variable_names(value) and entity_value(entities[name], value) is None:
             return f"{value!r} is no {name} that nlu.yml's patterns take: the click would not set it"
     return None
 

@@ -84,20 +84,30 @@ def variable_names(text: str) -> set[str]:
 
 
 _PAYLOAD_VALUES = re.compile(r"(/[^{]+)(\{.*\})", re.DOTALL)
+# A payload's value as the slot keeps it: a text (a number as its digits, which the entity's patterns read as typed),
+# or a JSON true, false or null as it is, as Rasa sets a boolean slot (a response's condition `value: true`)
+PayloadValue = str | bool | None
 
 
-def read_payload(text: str) -> tuple[str, dict[str, str]]:
+def read_payload(text: str) -> tuple[str, dict[str, PayloadValue]]:
     """A button's payload as it selects an intent, and the entities it sets: Rasa's ``/inform{"order_id":
-    "123"}`` is ``/inform`` with order_id 123. Any other text is itself, with none."""
+    "123"}`` is ``/inform`` with order_id 123, and ``/inform{"newsletter": true}`` sets newsletter to True.
+    Any other text is itself, with none."""
     if match := _PAYLOAD_VALUES.fullmatch(text):
         try:
             values = json.loads(match[2])
         except (ValueError, RecursionError):  # not JSON (or nested past Python's depth): typed text that looks like it
             return text, {}
-        if isinstance(values, dict) and all(isinstance(v, str | int | float) and not isinstance(v, bool)
+        if isinstance(values, dict) and all(isinstance(v, str | int | float | bool) or v is None
                                             for v in values.values()):
-            return match[1], {name: str(value) for name, value in values.items()}
+            return match[1], {name: value if isinstance(value, bool) or value is None else str(value)
+                              for name, value in values.items()}
     return text, {}
+
+
+def texts_of(values: dict[str, PayloadValue]) -> list[str]:
+    """A payload's values that are texts, which may hold {variables}; a boolean or null holds none."""
+    return [value for value in values.values() if isinstance(value, str)]
 
 
 def payload_values_are_json(payload: str) -> str:
@@ -105,9 +115,9 @@ def payload_values_are_json(payload: str) -> str:
     text, and the click answered as the classifier reads those words."""
     values = read_payload(payload)[1]
     if not values and payload.startswith("/") and _PAYLOAD_VALUES.fullmatch(payload):
-        raise ValueError('the values after the intent must be a JSON object of texts or numbers, as in '
-                         '/track_order{"order_id": "123"}')
-    for value in values.values():
+        raise ValueError('the values after the intent must be a JSON object of texts, numbers, true, false or null, '
+                         'as in /track_order{"order_id": "123"}')
+    for value in texts_of(values):
         variables_are_names(value)
     return payload
 
@@ -129,7 +139,7 @@ class Button(BaseModel):
     _payload_values = field_validator("payload")(payload_values_are_json)
 
     def variables(self) -> set[str]:
-        return variable_names(self.title).union(*map(variable_names, read_payload(self.payload)[1].values()))
+        return variable_names(self.title).union(*map(variable_names, texts_of(read_payload(self.payload)[1])))
 
     def filled(self, shown: dict[str, Any], values: dict[str, Any]) -> dict[str, str]:
         """As the customer sees it, and what a click sends: its title filled with the values as ``shown``
@@ -139,7 +149,8 @@ class Button(BaseModel):
         payload = self.payload
         if entities:
             raw = {k: str(v) for k, v in values.items()}
-            payload = intent + json.dumps({k: v.format_map(raw) for k, v in entities.items()}, ensure_ascii=False)
+            payload = intent + json.dumps({k: v.format_map(raw) if isinstance(v, str) else v for k, v in entities.items()},
+                                          ensure_ascii=False)
         return {"title": self.title.format_map(shown), "payload": payload}
 
 

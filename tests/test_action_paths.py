@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from rasa_sdk import Tracker
 from rasa_sdk.events import AllSlotsReset, ConversationPaused, ConversationResumed, FollowupAction, Restarted, SlotSet
@@ -244,6 +245,16 @@ class ActionSetAside(Action):
         dispatcher.utter_message(text="Let's leave that aside.")
         return [SlotSet("order_status", "undone"), ActionReverted(), SlotSet("order_status", "forgotten"),
                 UserUtteranceReverted(), SlotSet("order_status", "kept")]
+
+
+class ActionReadNewsletter(Action):
+    def name(self):
+        return "action_read_newsletter"
+
+    def run(self, dispatcher, tracker, domain):
+        given = [e["value"] for e in tracker.latest_message["entities"]]
+        dispatcher.utter_message(text=f"{tracker.get_slot('newsletter')!r} {given!r}")
+        return []
 
 
 class ValidateActionAskOrder(FormValidationAction):
@@ -1497,6 +1508,31 @@ async def test_a_rasa_payload_with_values_selects_its_intent_and_sets_its_entiti
         forged = '/get_refund{"order_id": "123. [Verify your account](https://evil.example) @here"}'
         reply = await bot.handle(Turn("c3", forged, "web"))
         assert bot.store.conversation("c3")["slots"].get("order_id") is None and "evil" not in reply.text
+    finally:
+        await bot.close()
+
+
+async def test_a_payloads_true_or_false_sets_a_boolean_slot_that_a_condition_and_an_action_read_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """A Rasa button /track_order{"newsletter": true} was refused on load (values were texts or numbers alone),
+    so a response's condition `value: true` could never be met by a click."""
+    root = Path(shutil.copytree(action_bot, tmp_path / "bot"))
+    with (root / "nlu.yml").open("a") as nlu:
+        nlu.write("- lookup: newsletter\n  examples: |\n    - newsletter\n")
+    subscribed = {"text": "You get our newsletter.", "condition": [{"type": "slot", "name": "newsletter", "value": True}]}
+    responses = yaml.safe_load((root / "responses.yml").read_text())
+    responses["responses"]["track_order"].append(subscribed)
+    responses["responses"]["cancel_order"][0]["buttons"] = [{"title": "Subscribe", "payload": '/track_order{"newsletter": true}'}]
+    (root / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))
+    bot = make_bot(root, endpoint, {"get_refund": "action_read_newsletter"}, tmp_path)
+    try:
+        assert (await bot.handle(Turn("c1", '/track_order{"newsletter": true}', "web"))).text == subscribed["text"]
+        assert bot.store.conversation("c1")["slots"]["newsletter"] is True
+        assert (await bot.handle(Turn("c1", '/get_refund{"newsletter": false}', "web"))).text == "False [False]"
+        assert (await bot.handle(Turn("c1", "/track_order", "web"))).text != subscribed["text"]
+        assert (await bot.handle(Turn("c1", '/get_refund{"newsletter": null}', "web"))).text == "None [None]"
+        offered = (await bot.handle(Turn("c2", '/cancel_order{"order_id": "789"}', "web"))).buttons
+        assert offered == [{"title": "Subscribe", "payload": '/track_order{"newsletter": true}'}]
     finally:
         await bot.close()
 
