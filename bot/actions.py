@@ -306,11 +306,17 @@ def past_events(turns: Iterable[dict[str, Any]], actions_map: Mapping[str, str],
     in its stored text), a ``slot`` event for each slot those filled, and the ``action`` that answered it, where
     Rasa would name one (:func:`_answered_by`); each reply as a ``bot`` event with its buttons in its ``data``,
     an agent's marked ``{"agent": true}`` in its ``metadata``. The texts are as stored: redacted as
-    ``privacy:`` says. What the store does not keep is not listed: the message's metadata, a follow-up action,
-    and the slots an action set or cleared (``tracker.slots`` holds where they stand)."""
+    ``privacy:`` says. A message an action took back (``UserUtteranceReverted``) is followed, after its reply, by
+    Rasa's ``rewind``, as Rasa lists it: rasa-sdk's ``applied_events()`` and ``get_last_event_for`` leave it out.
+    What the store does not keep is not listed: the message's metadata, a follow-up action, and the slots an
+    action set or cleared (``tracker.slots`` holds where they stand)."""
     events: list[dict[str, Any]] = []
+    rewind: float | None = None  # when the message taken back was answered, till its reply is listed
     for turn in turns:
         stamp = turn["created"]
+        if rewind is not None and turn["role"] == "user":
+            events.append(_rewind(rewind))
+            rewind = None
         if turn["role"] != "user":
             # a reply of custom payloads alone has no text, as Rasa lists it, and its payload in its data
             text = None if turn["role"] == "bot" and turn["text"] == CUSTOM_PLACEHOLDER else turn["text"]
@@ -327,7 +333,14 @@ def past_events(turns: Iterable[dict[str, Any]], actions_map: Mapping[str, str],
                    *({"event": "slot", "timestamp": stamp, "name": k, "value": v} for k, v in filled.items())]
         if answered := _answered_by(turn["source"], turn["intent"], actions_map):
             events.append(_action(answered, stamp))
-    return events
+        if turn.get("reverted"):
+            rewind = stamp
+    return events + ([_rewind(rewind)] if rewind is not None else [])
+
+
+def _rewind(stamp: float) -> dict[str, Any]:
+    """Rasa's ``UserUtteranceReverted``, as an action returns it and Rasa's tracker keeps it."""
+    return {"event": "rewind", "timestamp": stamp}
 
 
 def _uttered_data(turn: Mapping[str, Any]) -> dict[str, Any]:

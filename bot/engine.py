@@ -430,7 +430,7 @@ class Bot:
         action's ``UserUtteranceReverted`` puts back, as Rasa forgets the message. ``shared``: the time by which the
         turn's actions must be done, where the message's slot validation took some of ``actions.timeout`` already."""
         assert decision.action is not None
-        name, texts, buttons, loop, restarted = decision.action, [], [], None, False
+        name, texts, buttons, loop, restarted, reverted = decision.action, [], [], None, False, False
         custom: list[Any] = []  # the json_message payloads passed on to the customer's page (CUSTOM_CHANNELS)
         earlier: list[dict[str, Any]] = []  # the events of this turn's actions so far, which a follow-up's tracker holds
         before = dict(slots)
@@ -472,6 +472,7 @@ class Bot:
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots,
                                            isinstance(exc, ActionTimeout))
             if result.rewound:  # before a reset the action returned after it
+                reverted = True
                 slots.clear()
                 slots.update(unheard[0])
                 loop = unheard[1] if unheard[0].get(REQUESTED_SLOT) else None
@@ -536,7 +537,7 @@ class Bot:
                 log.warning("%s showed the customer nothing; taken as a failed action", decision.action)
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots)
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
-                        quotes=True, custom=custom)
+                        quotes=True, custom=custom, reverted=reverted)
 
     async def _validate_slots(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
                               entities: dict[str, PayloadValue], read: list[dict[str, Any]], language: Language) -> Rendered | None:
@@ -644,7 +645,7 @@ class Bot:
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
             decision.loop, turn.pending_id, decision.buttons, decision.quotes,
-            decision.reason if decision.kind == "handoff" else None, decision.custom,
+            decision.reason if decision.kind == "handoff" else None, decision.custom, decision.reverted,
         )
         assert self.writer is not None
         ids = await self.writer.submit(exchange)

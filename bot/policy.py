@@ -43,6 +43,7 @@ class Decision:
     reason: str = ""  # why a handoff: requested, fallbacks or action:NAME (shown in the agents' inbox)
     quotes: bool = False  # the text repeats the conversation's values (an action's, a filled template): stored redacted
     custom: list[Any] = field(default_factory=list)  # an action's json_message, a response's custom: for the web chat's page
+    reverted: bool = False  # an action took the customer's message back (UserUtteranceReverted): stored with the mark
 
 
 def understood(analysis: Analysis, config: BotConfig) -> bool:

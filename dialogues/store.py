@@ -247,8 +247,15 @@ def _v20(db: sqlite_utils.Database) -> None:
         db["turns"].add_column("custom", str)
 
 
+def _v21(db: sqlite_utils.Database) -> None:
+    """Whether an action took the customer's message back (Exchange.reverted): 1 if so, null before and otherwise."""
+    if "reverted" not in db["predictions"].columns_dict:
+        db["predictions"].add_column("reverted", int)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                              _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20]
+                                                              _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
+                                                              _v21]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -567,6 +574,9 @@ class Exchange:
     # The custom payloads the web chat passed on (an action's json_message, a response's custom:), kept with the reply;
     # a reply of those alone is kept as CUSTOM_PLACEHOLDER, so the transcript shows the bot answered.
     custom: list[Any] | None = None
+    # An action took the message back (Rasa's UserUtteranceReverted): kept for the agents, and listed in later
+    # actions' trackers followed by a rewind, as Rasa lists it, which rasa-sdk's applied_events() leaves out.
+    reverted: bool = False
     handed_off: bool = field(default=False, init=False)  # set as written: False when a person had it already
 
 
@@ -1016,9 +1026,9 @@ class Store:
                                        ).lastrowid
         self.db.execute(
             "INSERT INTO predictions (turn_id, reply_turn_id, intent, confidence, ranking, source, model_version, "
-            "retrieval_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "retrieval_score, reverted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [user_turn, bot_turn, ex.intent, ex.confidence, json.dumps(ex.ranking), ex.source, ex.model_version,
-             ex.retrieval_score],
+             ex.retrieval_score, 1 if ex.reverted else None],
         )
         self.db.execute(
             "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots), active_loop = ? WHERE id = ?",
@@ -1257,12 +1267,14 @@ class Store:
         """A conversation's latest ``limit`` turns, oldest first, for a custom action's tracker (bot/actions.py,
         ``past_events``): each one's ``role``, ``text`` as stored (a customer's as the model read it; redacted
         as ``privacy:`` says), ``channel``, ``created``, ``buttons`` and ``custom``, and for a customer's what the bot
-        made of it: ``intent``, ``confidence``, ``ranking`` and ``source`` (how it was answered)."""
+        made of it: ``intent``, ``confidence``, ``ranking``, ``source`` (how it was answered) and ``reverted``."""
         rows = self.db.query(
-            "SELECT t.role, t.text, t.channel, t.created, t.buttons, t.custom, p.intent, p.confidence, p.ranking, p.source "
+            "SELECT t.role, t.text, t.channel, t.created, t.buttons, t.custom, p.intent, p.confidence, p.ranking, p.source, "
+            "p.reverted "
             "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id WHERE t.conversation_id = ? "
             "ORDER BY t.id DESC LIMIT ?", [conversation_id, limit])
-        return [{**_with_json(row), "ranking": json.loads(row["ranking"] or "[]")} for row in reversed(list(rows))]
+        return [{**_with_json(row), "ranking": json.loads(row["ranking"] or "[]"), "reverted": bool(row["reverted"])}
+                for row in reversed(list(rows))]
 
     def add_feedback(self, conversation_id: str, turn_id: int, value: int, comment: str | None = None) -> int:
         """A vote on a bot reply; KeyError unless ``turn_id`` is a bot turn of ``conversation_id``, so that

@@ -606,6 +606,25 @@ async def test_an_action_that_reverts_the_message_leaves_the_slots_and_the_quest
         await bot.close()
 
 
+async def test_a_message_an_action_reverted_is_rewound_in_later_trackers_as_rasa_lists_it_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """Rasa lists a message taken back with UserUtteranceReverted followed by a rewind, which rasa-sdk's
+    applied_events() and get_last_event_for leave out: a later action's tracker listed it as the customer's latest
+    request, and the set-aside reply as the bot's last word. The store keeps it for the agents."""
+    bot = make_bot(action_bot, endpoint, {"cancel_order": "action_set_aside", "get_refund": "action_look_back"},
+                   tmp_path)
+    try:
+        first = await bot.handle(Turn("c1", '/track_order{"order_id": "123"}', "web"))
+        assert (await bot.handle(Turn("c1", '/cancel_order{"order_id": "555"}', "web"))).text == "Let's leave that aside."
+        said, events, asked = (await bot.handle(Turn("c1", "/get_refund", "web"))).text.split("\n")
+        assert (said, asked.split()[:3]) == (first.text, ['{"order_id":', '"123"}', "track_order"])
+        assert ('user /cancel_order{"order_id": "555"} | slot order_id | action action_set_aside | bot Let\'s leave '
+                "that aside. | rewind | action action_listen | user /get_refund") in events
+        assert '/cancel_order{"order_id": "555"}' in [t["text"] for t in bot.store.recent_turns("c1", 10)]
+    finally:
+        await bot.close()
+
+
 def test_events_deskbot_does_not_apply_are_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """They were dropped without a word, so an action returning ActiveLoop or ReminderScheduled seemed to work."""
     answer = {"events": [{"event": "slot", "name": "x", "value": 1}, {"event": "active_loop", "name": "order_form"},
