@@ -837,7 +837,7 @@ class Bot:
             # message to the bot ("Back to the bot", or a question it answered) waits until the agent has read it.
             if after is not None and (wrote := await self._store(self.store.wrote_since, conversation_id, after)) is not None:
                 raise WroteToTheBot(wrote)
-            await self.set_handoff(conversation_id, True, "agent", agent=agent)
+            await self.set_handoff(conversation_id, True, "agent", agent=agent, force=force)
             await self._after_notices(conversation_id)
         # who had the customer: a named reply to a conversation handed off before it may name its agent
         held = bool(agent) and conversation["status"] == "handed_off"

@@ -98,8 +98,9 @@ class ErrorResponse(_Body):
                                                  "who replied meanwhile, is the one sending now, from another window (the "
                                                  "name in any letter case and spacing)")
     code: Literal["replied_meanwhile", "wrote_meanwhile", "wrote_to_the_bot", "held"] | None = Field(
-        None, description="409 to a reply or a handback: what came first (a colleague's reply, a message the customer "
-                          "wrote, a colleague who has the customer), for a client to say in its agent's language")
+        None, description="409 to a reply, a takeover or a handback: what came first (a colleague's reply, a message "
+                          "the customer wrote, a colleague who has the customer), for a client to say in its agent's "
+                          "language")
     author: str | None = Field(None, description="409 replied_meanwhile: the name of the agent who replied, if given")
     agent: str | None = Field(None, description="409 held: the agent who has the customer, whom only force overrides")
 
@@ -193,8 +194,8 @@ class TurnIdResponse(_Body):
 
 class StatusResponse(_Body):
     status: Literal["open", "handed_off"]
-    agent: str | None = Field(None, description="a takeover's: the agent who has the customer now, who is a colleague "
-                                                "when they had them already (null: no agent named)")
+    agent: str | None = Field(None, description="a takeover's: the agent who has the customer now, as they first named "
+                                                "themselves to them (null: no agent named)")
 
 
 # ``user`` is what the channel gave: on the web, what the page said, which proves nothing.
@@ -214,8 +215,9 @@ class InboxConversation(_Body):
     reason: str | None = Field(..., description="why: requested (by the customer), fallbacks (repeated misses), "
                                                 "action:NAME (a custom action paused it), undelivered (Slack or WeCom did "
                                                 "not take the bot's answer) or agent (taken over)")
-    agent: str | None = Field(..., description="the agent who has the customer: who replied last since the handoff, "
-                                               "else who took it over (handed_off only; null: none has, or gave no name)")
+    agent: str | None = Field(..., description="the agent who has the customer: who replied last since the handoff "
+                                               "(or since a lead's forced takeover), else who took it over (handed_off "
+                                               "only; null: none has, or gave no name)")
     waiting_since: float | None = Field(
         ..., description="since when the customer has waited for a person; null once an agent has the last word")
     last_message: str | None = Field(..., description="the customer's latest message")
@@ -423,7 +425,12 @@ OPERATIONS: list[Operation] = [
            query={"agent": AGENT_QUERY, "after": ({**TURN_ID, "description": "the id of the latest turn the agent has "
                                                                              "read"}, True)}),
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
-           StatusResponse, errors=(400,), route=HANDOFF_ROUTE, query={"agent": AGENT_QUERY}),
+           StatusResponse, errors=(400, 409), route=HANDOFF_ROUTE,
+           query={"agent": AGENT_QUERY,
+                  "force": ({"type": "boolean", "default": False,
+                             "description": "take over a customer another agent has, making them yours (a lead's "
+                                            "override): without it that takeover is refused with 409, naming them"},
+                            False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",
            StatusResponse, errors=(400, 409), route=HANDOFF_ROUTE,
            query={"agent": AGENT_QUERY, "after": ({**TURN_ID,

@@ -773,7 +773,7 @@ def overtaken(exc: Overtaken) -> web.HTTPException:
 
 
 def query_force(request: web.Request) -> bool:
-    """``?force=true``: a lead hands back a customer a colleague has (:class:`HeldByColleague`)."""
+    """``?force=true``: a lead takes over or hands back a customer a colleague has (:class:`HeldByColleague`)."""
     force = request.query.get("force", "false")
     if force not in ("true", "false"):
         raise http_error(web.HTTPBadRequest, "force: must be true or false")
@@ -807,8 +807,6 @@ async def set_handoff(request: web.Request) -> web.Response:
         raise http_error(web.HTTPBadRequest, "after: must be a turn id, and is read by a handback only")
     agent = query_agent(request)
     force = query_force(request)
-    if force and handed_off:
-        raise http_error(web.HTTPBadRequest, "force: is read by a handback only")
     if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
         raise unknown_conversation(conversation_id)
     try:  # the widget shows the change at once
@@ -818,7 +816,7 @@ async def set_handoff(request: web.Request) -> web.Response:
         raise overtaken(exc) from None
     if not handed_off:
         return json_response({"status": status})
-    # who has the customer now: a colleague who had them already keeps them (Store.set_status)
+    # who has the customer now: the agent, as they first named themselves to them (none: a takeover without a name)
     return json_response({"status": status, "agent": await bot._store(bot.store.holder, conversation_id)})
 
 

@@ -253,9 +253,17 @@ def _v21(db: sqlite_utils.Database) -> None:
         db["predictions"].add_column("reverted", int)
 
 
+def _v22(db: sqlite_utils.Database) -> None:
+    """When the agent a handoff names took the customer over after it (``Store._claim``): the agent who has a customer
+    is who replied last since then, so that a lead's forced takeover makes a colleague's customer the lead's, not the
+    colleague's who had replied. Null before, and for a handoff whose agent took it over as it was handed off."""
+    if "taken" not in db["handoffs"].columns_dict:
+        db["handoffs"].add_column("taken", float)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
-                                                              _v21]
+                                                              _v21, _v22]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -519,11 +527,12 @@ _VERIFIED = f"json_extract(c.slots, '$.{_VERIFIED_SLOT}') AS verified_user"
 _HANDED_OFF = (
     f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
     "h.created AS handed_off_at, h.reason, "
-    # who has the customer: the agent who replied last since the handoff, else the one who took it over, named as
-    # they took it over when they are the one who replied ("Ana", replying as "ana" from another window)
+    # who has the customer: the agent who replied last since the handoff (or since a lead took it over from them),
+    # else the one who took it over, named as they took it over when they are the one who replied ("Ana", replying as
+    # "ana" from another window)
     "coalesce((SELECT CASE WHEN agent_key(user) = agent_key(h.agent) THEN h.agent ELSE user END FROM turns "
     "WHERE conversation_id = c.id AND role = 'agent' AND user IS NOT NULL "
-    "AND created >= h.created ORDER BY id DESC LIMIT 1), h.agent) AS agent, "
+    "AND created >= coalesce(h.taken, h.created) ORDER BY id DESC LIMIT 1), h.agent) AS agent, "
     f"CASE WHEN NOT EXISTS (SELECT 1 {_AGENT_SINCE}) THEN h.created "
     "ELSE (SELECT min(created) FROM turns WHERE conversation_id = c.id AND role = 'user' "
     f"AND id > (SELECT max(id) {_AGENT_SINCE})) END AS waiting_since, {_LATEST_TYPED} AS last_message, "
@@ -906,15 +915,16 @@ class Store:
         ``agent``: the name of the agent making the change, shown to the others (see ``_v18``); the takeover of
         a handed-off conversation no agent has yet (:meth:`holder`) is kept as theirs, its wait and reason as
         they were: the agent's claim was answered as a takeover and kept nowhere, and a colleague answered too.
-        An agent's handback of a customer a colleague has raises :class:`HeldByColleague`, unless ``force``."""
+        An agent's takeover or handback of a customer a colleague has raises :class:`HeldByColleague`, unless
+        ``force``: a forced takeover makes the customer theirs."""
         with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
             if after is not None and status == "open" and self._status(conversation_id) != "open" and (
                     wrote := self.wrote_since(conversation_id, after)) is not None:
                 raise WroteMeanwhile(wrote)
-            if status == "open" and reason == "agent" and not force:
+            if reason == "agent" and not force:
                 self._check_holder(conversation_id, agent)
-            if agent is not None and status == "handed_off":
+            if reason == "agent" and status == "handed_off":
                 self._claim(conversation_id, agent)
             return self._set_status(conversation_id, status, reason, agent)
 
@@ -928,14 +938,18 @@ class Store:
         return self.db.execute("SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'user' AND id > ?",
                                [conversation_id, after]).fetchone()[0]
 
-    def _claim(self, conversation_id: str, agent: str) -> None:
-        """Make a handed-off conversation that no agent has (:meth:`holder`) ``agent``'s, in the caller's
-        transaction: its latest handoff names them, when and why it was handed off as they were."""
-        if self.holder(conversation_id) is None:  # None too for an open conversation, which is not in the inbox
-            self.db.execute("UPDATE handoffs SET agent = ? WHERE id = (SELECT max(id) FROM handoffs WHERE "
-                            "conversation_id = ? AND event = 'handed_off') AND agent IS NULL AND "
+    def _claim(self, conversation_id: str, agent: str | None) -> None:
+        """Make a handed-off conversation ``agent``'s, in the caller's transaction, when no agent has it
+        (:meth:`holder`), or a colleague does (a lead's forced takeover: :meth:`set_status` refuses it unforced): its
+        latest handoff names them from now (``taken``), when and why it was handed off as they were, and the
+        colleague's replies before no longer make the customer theirs."""
+        holder = self.holder(conversation_id)  # None too for an open conversation, which is not in the inbox
+        colleagues = holder is not None and agent_key(holder) != agent_key(agent)
+        if (holder is None and agent is not None) or colleagues:
+            self.db.execute("UPDATE handoffs SET agent = ?, taken = ? WHERE id = (SELECT max(id) FROM handoffs WHERE "
+                            "conversation_id = ? AND event = 'handed_off') AND (agent IS NULL OR ?) AND "
                             "(SELECT status FROM conversations WHERE id = ?) = 'handed_off'",
-                            [agent, conversation_id, conversation_id])
+                            [agent, now(), conversation_id, colleagues, conversation_id])
 
     def _check_holder(self, conversation_id: str, agent: str | None) -> None:
         """Raise :class:`HeldByColleague` when another agent than ``agent`` has the conversation."""

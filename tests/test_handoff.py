@@ -387,7 +387,6 @@ async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unle
         assert await hand_back(query) == (409, held)
     assert await reply({"agent": "Sam"}) == await reply({}) == (409, held)
     assert (await hand_back("?agent=Sam&force=yes"))[0] == 400
-    assert (await client.post("/admin/conversations/taken/handoff?agent=Sam&force=true", headers=AUTH)).status == 400
     transcript = await (await client.get("/admin/conversations/taken", headers=AUTH)).json()
     assert transcript["status"] == "handed_off" and [t["role"] for t in transcript["turns"]] == ["user", "bot"]
     assert (await reply({"agent": " ana "}))[0] == 200  # Ana herself, from a window where she typed her name otherwise
@@ -399,6 +398,38 @@ async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unle
     assert (await reply({"agent": "Bob"}))[0] == 200
 
 
+async def test_a_takeover_of_a_colleagues_customer_is_refused_unless_forced_and_then_makes_them_the_agents(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """Bob's takeover of a customer Ana had answered was answered 200 and left them with Ana: Bob believed the
+    customer his, and his reply was refused. Refused as a reply is, naming Ana; forced, the customer is Bob's."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "taken", "I need help with my bill")
+    assert (await client.post("/admin/conversations/taken/handoff?agent=Ana", headers=AUTH)).status == 200
+    sent = await client.post("/admin/conversations/taken/messages", json={"text": ANSWER, "agent": "Ana"}, headers=AUTH)
+    assert sent.status == 200
+    await chat(client, "taken", "still there?")
+    [before] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
+
+    async def take_over(query: str) -> tuple[int, Any]:
+        response = await client.post(f"/admin/conversations/taken/handoff{query}", headers=AUTH)
+        return response.status, await response.json()
+
+    for query in ("?agent=Bob", "", "?agent=Bob&force=false"):  # a colleague, or someone giving no name
+        assert await take_over(query) == (409, {"error": "Ana has this customer: ask them, or send it again with "
+                                                         "force to override", "code": "held", "agent": "Ana"})
+    assert (await take_over("?agent=Bob&force=yes"))[0] == 400
+    assert await take_over("?agent=%20ana&force=true") == (200, {"status": "handed_off", "agent": "Ana"})  # hers
+    assert await take_over("?agent=Bob&force=true") == (200, {"status": "handed_off", "agent": "Bob"})
+    [after] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
+    assert after == {**before, "agent": "Bob"}  # the wait and why they wait as they were
+    refused = await client.post("/admin/conversations/taken/messages", json={"text": ANSWER, "agent": "Ana"},
+                                headers=AUTH)
+    assert refused.status == 409 and (await refused.json())["agent"] == "Bob"
+    sent = await client.post("/admin/conversations/taken/messages", json={"text": ANSWER, "agent": "Bob"}, headers=AUTH)
+    assert sent.status == 200
+    assert (await client.post("/admin/conversations/taken/handback?agent=Bob", headers=AUTH)).status == 200
+
+
 async def test_an_agent_who_takes_over_a_waiting_customer_nobody_has_is_said_to_have_them(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """A takeover of a customer already handed off answered as one and kept nothing: its agent believed the customer
@@ -407,9 +438,10 @@ async def test_an_agent_who_takes_over_a_waiting_customer_nobody_has_is_said_to_
     await chat(client, "asked", "I need help with my bill")
     await chat(client, "asked", "/handoff")
     [before] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
-    for agent in ("Bob", "Ana"):  # Bob first: Ana's takeover after his changes nothing, and says whose they are
-        taken = await client.post(f"/admin/conversations/asked/handoff?agent={agent}", headers=AUTH)
-        assert taken.status == 200 and await taken.json() == {"status": "handed_off", "agent": "Bob"}
+    taken = await client.post("/admin/conversations/asked/handoff?agent=Bob", headers=AUTH)
+    assert taken.status == 200 and await taken.json() == {"status": "handed_off", "agent": "Bob"}
+    taken = await client.post("/admin/conversations/asked/handoff?agent=Ana", headers=AUTH)  # his now
+    assert taken.status == 409 and (await taken.json())["agent"] == "Bob"
     [after] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
     assert after == {**before, "agent": "Bob"}  # the wait and why they wait as they were
     transcript = await (await client.get("/admin/conversations/asked", headers=AUTH)).json()

@@ -27,7 +27,8 @@ from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
 from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, gives_details, says_nothing
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
-from dialogues.store import MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, SentBefore, Store, StoreError
+from dialogues.store import (MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, HeldByColleague, SentBefore,
+                             Store, StoreError)
 from tests.conftest import REPO, store_of_the_last_deskbot
 
 
@@ -1354,7 +1355,8 @@ def test_the_agent_who_took_a_conversation_over_is_kept_from_migration_18_on(tmp
     store = left_by(store, 17, "ALTER TABLE handoffs DROP COLUMN agent")
     user_turn(store, "after", "where is my order?")
     assert store.set_status("after", "handed_off", "agent", agent="Ana") is True
-    assert store.set_status("after", "handed_off", "agent", agent="Bob") is False  # Ana has it already
+    with pytest.raises(HeldByColleague):  # Ana has it already
+        store.set_status("after", "handed_off", "agent", agent="Bob")
     assert {c["conversation_id"]: c["agent"] for c in store.inbox("handed_off", 10)[0]} == {"before": None, "after": "Ana"}
     # Bob stands in for Ana (force): who replied last has the customer now
     store.add_agent_answer("after", "It left today.", agent="Bob", force=True)
@@ -1389,14 +1391,26 @@ def test_a_replys_custom_payloads_are_kept_from_migration_20_on(tmp_path: Path) 
     store = Store(path)
     store.log_exchange(Exchange("c1", "web", None, "/bestsellers", None, "", "bestsellers", 1.0, [], "template", "v1",
                                 custom=[{"carousel": 1}]))
-    store.db.execute("ALTER TABLE turns DROP COLUMN custom")
-    store.db.execute("PRAGMA user_version=19")  # as the previous deskbot left it
-    store.close()
-    store = Store(path)
+    store = left_by(store, 19, "ALTER TABLE turns DROP COLUMN custom")
     store.log_exchange(Exchange("c1", "web", None, "/bestsellers", None, "", "bestsellers", 1.0, [], "template", "v1",
                                 custom=[{"carousel": 2}]))
     assert [(t["text"], t["custom"]) for t in store.transcript("c1")["turns"] if t["role"] == "bot"] == [
         ("[custom payload]", []), ("[custom payload]", [{"carousel": 2}])]
+    store.close()
+
+
+def test_a_forced_takeover_makes_the_customer_the_new_agents_from_migration_22_on(tmp_path: Path) -> None:
+    """A store of the deskbot before keeps its handoffs; from then on a lead's forced takeover of a colleague's
+    customer makes them the lead's, though the colleague replied after taking them over."""
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "held", "where is my order?")
+    store.set_status("held", "handed_off", "agent", agent="Ana")
+    store.add_agent_answer("held", "Let me look.", agent="Ana")
+    store = left_by(store, 21, "ALTER TABLE handoffs DROP COLUMN taken")
+    with pytest.raises(HeldByColleague):
+        store.set_status("held", "handed_off", "agent", agent="Bob")
+    store.set_status("held", "handed_off", "agent", agent="Bob", force=True)
+    assert [c["agent"] for c in store.inbox("handed_off", 10)[0]] == ["Bob"]
     store.close()
 
 

@@ -1678,17 +1678,32 @@ def test_the_agents_console_asks_before_handing_back_or_answering_a_colleagues_c
     context.close()
 
 
-def test_the_agents_console_says_a_colleague_took_the_customer_over_first(
-        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+@pytest.mark.parametrize(("lang", "name", "take_over", "asked", "held"), [
+    ("en", "Your name", "Take over", "Ann has this customer. Take them over anyway? They become yours.",
+     "Ann has this customer."),
+    ("zh", "您的名字", "接管", "Ann 正在接待这位客户。仍要接管吗？客户将转由您接待。", None)])
+def test_the_agents_console_asks_before_taking_over_a_customer_a_colleague_took_first(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        lang: str, name: str, take_over: str, asked: str, held: str | None) -> None:
     """Two agents taking one waiting customer over at once: the second's console went on as if the customer were
-    theirs, until their reply was refused."""
+    theirs, until their reply was refused. It names the colleague, and takes the customer over only once the agent
+    confirms it (``held``: what it says when they do not)."""
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.goto(f"{server.url}/agent?lang={lang}")  # the conversation shown again
+    expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
     api.admin(f"/admin/conversations/{cid}/handoff?agent=Ann")  # before this console's next refresh
-    page.get_by_label("Your name").fill("Sam")
-    page.get_by_role("button", name="Take over").click()
-    expect(page.locator(".status")).to_have_text("Ann has this customer.")
-    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Ann")
-    expect(page.locator("form.reply textarea")).not_to_be_focused()
+    page.get_by_label(name).fill("Sam")
+    page.once("dialog", lambda dialog: dialog.dismiss() if held else dialog.accept())
+    with page.expect_event("dialog") as question:
+        page.get_by_role("button", name=take_over).click()
+    assert question.value.message == asked
+    if held:
+        expect(page.locator(".status")).to_have_text(held)
+        expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Ann")
+        expect(page.locator("form.reply textarea")).not_to_be_focused()
+    else:
+        expect(page.locator("form.reply textarea")).to_be_focused()
+    assert api.get(f"/admin/conversations/{cid}")["agent"] == ("Ann" if held else "Sam")
     context.close()
 
 
