@@ -616,6 +616,26 @@ async def test_in_a_slack_connect_channel_the_support_teams_own_messages_are_not
     assert [(t.user, t.text) for t in slack.bot.turns] == [("U2", "where is my refund?")] and len(slack.posts) == 1
 
 
+async def test_in_a_slack_connect_channel_the_support_teams_clicks_are_not_the_customers(slack: SimpleNamespace) -> None:
+    """A colleague at the company clicking one of the bot's buttons in a customer's shared thread ("Talk to a person",
+    "Back to the bot") was taken as the customer's click: it handed the customer off, or back, and was answered."""
+    slack.bot.buttons = [{"title": "Talk to a person", "payload": "/contact_human_agent"}]
+    shared = {**event(), "team_id": "T2", "is_ext_shared_channel": True}
+    shared["event"] = {**shared["event"], "user": "U2", "team": "T2", "user_team": "T2"}
+    await post(slack.client, shared)
+    await slack.channel.close()
+    [actions] = [b for b in slack.posts[0]["blocks"] if b["type"] == "actions"]
+    pressed = [{"type": "button", "action_id": "deskbot_button_0", "block_id": actions["block_id"],
+                "value": "/contact_human_agent", "action_ts": "1700000002.000300"}]
+    await post_click(slack.client, click(trigger="t1", actions=pressed, user={"id": "U7", "team_id": "T1"}))
+    await post_click(slack.client, click(trigger="t2", actions=pressed, user={"id": "U2", "team_id": "T2"}))
+    # In the company's own channels its members are the customers: their clicks are answered.
+    await post_click(slack.client, click(trigger="t3", user={"id": "U1", "team_id": "T1"}))
+    await slack.channel.close()
+    assert [(t.user, t.text) for t in slack.bot.turns] == [
+        ("U2", "how do I reset my password?"), ("U2", "/contact_human_agent"), ("U1", "/track_refund")]
+
+
 async def test_foreign_or_empty_clicks_are_ignored(slack: SimpleNamespace) -> None:
     foreign = click(trigger="t2", actions=[{"type": "button", "action_id": "approve", "value": "yes"}])
     empty = click(trigger="t3", actions=[])

@@ -50,6 +50,7 @@ MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown bl
 MIN_EVENT_BYTES = 1024 * 1024
 BUTTON_VALUE_LIMIT, BLOCK_ID_LIMIT = 2000, 255
 BUTTON_ACTION = "deskbot_button"
+SHARED_BLOCK = "connect"  # a buttons' block_id ends so when they were posted in a Slack Connect channel
 CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share")  # message subtypes that are a person writing
 ENV = {
     "signing_secret": "DESKBOT_SLACK_SIGNING_SECRET",
@@ -97,14 +98,16 @@ def verify_slack_request(secret: str, timestamp: str, signature: str, body: byte
     return same_secret(signature, slack_signature(secret, timestamp, body))
 
 
-def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: str = "") -> list[dict[str, Any]]:
+def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: str = "",
+                   shared: bool = False) -> list[dict[str, Any]]:
     """Block Kit for a reply: its Markdown text, then one button per template button.
 
     A button's ``value`` is its payload, sent back by Slack when it is clicked; Slack's length
     limits are applied here so that one long title cannot make the whole message fail. ``text`` is
     at most ``MARKDOWN_LIMIT`` characters long (:func:`~bot.channels.base.message_pieces`). The buttons' block is named
     after the conversation, which a click on an org-wide (Enterprise Grid) install, sent without its
-    team, is known by.
+    team, is known by, and says whether it is in a Slack Connect channel (``shared``), which a click does not
+    (:func:`named_block`).
     """
     blocks: list[dict[str, Any]] = [{"type": "markdown", "text": text}] if text else []
     elements = [
@@ -116,10 +119,18 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
         }
         for i, button in enumerate(buttons[:MAX_BUTTONS])
     ]
+    block_id = f"{conversation_id}:{SHARED_BLOCK}" if shared and conversation_id else conversation_id
     if elements:
         blocks.append({"type": "actions", "elements": elements,
-                       **({"block_id": conversation_id} if 0 < len(conversation_id) <= BLOCK_ID_LIMIT else {})})
+                       **({"block_id": block_id} if 0 < len(block_id) <= BLOCK_ID_LIMIT else {})})
     return blocks
+
+
+def named_block(block_id: str) -> tuple[list[str], bool]:
+    """The parts of the conversation id a block of the bot's buttons is named after (:func:`message_blocks`), and
+    whether it was posted in a Slack Connect channel."""
+    named = block_id.split(":")
+    return named[:4], named[4:] == [SHARED_BLOCK]
 
 
 def in_thread(channel: str, thread: str) -> str:
@@ -222,6 +233,8 @@ class SlackChannel(PlatformChannel):
         # The bot's own user id is learnt from each event's ``authorizations``; bot_user_id can pin it.
         self.own_user_ids: set[str] = {self.settings["bot_user_id"]} if self.settings.get("bot_user_id") else set()
         self._posting: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()  # per channel
+        # The Slack Connect channels, as events say: a click says nothing of it, so the buttons posted there say it.
+        self.shared_channels: set[str] = set()
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.post("/slack/events", self.handle_events), web.post("/slack/interactions", self.handle_interactions)]
@@ -274,6 +287,7 @@ class SlackChannel(PlatformChannel):
     def _turn(self, payload: dict[str, Any]) -> Turn | None:
         """The :class:`Turn` for a new user message, or None for anything to ignore."""
         event: dict[str, Any] = payload["event"]
+        self._note_shared(payload, _string(event.get("channel")))
         authorizations = payload.get("authorizations")
         for auth in authorizations if isinstance(authorizations, list) else []:
             if _object(auth).get("is_bot") and _string(auth.get("user_id")):
@@ -314,8 +328,19 @@ class SlackChannel(PlatformChannel):
             seen=seen,
         )
 
+    def _note_shared(self, payload: dict[str, Any], channel: str) -> None:
+        """Remember whether ``channel`` is a Slack Connect channel, as an event's ``is_ext_shared_channel`` says, in
+        which the support team is known (:func:`from_support_team`): a click there names its conversation's team,
+        which is the support team's only where the event named the workspace deskbot is installed in."""
+        shared = payload.get("is_ext_shared_channel")
+        if shared is True and authorized_team(payload):
+            self.shared_channels.add(channel)
+        elif shared is not None:
+            self.shared_channels.discard(channel)
+
     def _click(self, payload: dict[str, Any]) -> Turn | None:
-        """The :class:`Turn` for a click on one of the bot's buttons: its payload, in its thread."""
+        """The :class:`Turn` for a click on one of the bot's buttons: its payload, in its thread; None for a click
+        of the support team's in a Slack Connect channel (:func:`from_support_team`)."""
         actions = payload.get("actions")
         action = _object(actions[0]) if isinstance(actions, list) and actions else {}
         value = _string(action.get("value"))[: self.max_message_chars]
@@ -325,16 +350,19 @@ class SlackChannel(PlatformChannel):
         channel = _string(container.get("channel_id")) or _string(_object(payload.get("channel")).get("id"))
         thread = _string(container.get("thread_ts") or message.get("thread_ts") or container.get("message_ts")
                          or message.get("ts"))
-        user = _string(_object(payload.get("user")).get("id"))
+        clicker = _object(payload.get("user"))
+        user = _string(clicker.get("id"))
         trigger = _string(payload.get("trigger_id"))
         if not (channel and thread and user and trigger):
             return None
         # The block names the conversation its buttons were posted into (message_blocks): an org-wide install's
         # click comes with "team": null, and in a Slack Connect channel the team may not be the one events named.
-        named = _string(action.get("block_id")).split(":", 3)
+        named, shared = named_block(_string(action.get("block_id")))
         if (len(named) == 4 and named[0] == self.name and named[2] == channel  # a DM's block from before: its ts
                 and in_thread(channel, named[3]) == in_thread(channel, thread)):
             team = named[1]
+            if shared and team and _string(clicker.get("team_id")) == team:  # a colleague of the support team
+                return None
         else:
             team = _string(_object(payload.get("team")).get("id"))
         answer_in = dm_thread(channel, _string(container.get("thread_ts")))
@@ -423,7 +451,8 @@ class SlackChannel(PlatformChannel):
             message: dict[str, Any] = {"channel": channel, "text": escaped}
             if thread_ts:  # none in a DM: at the top level, where its customer writes
                 message["thread_ts"] = thread_ts
-            blocks = message_blocks(piece, buttons if i == len(pieces) else [], conversation_id)
+            blocks = message_blocks(piece, buttons if i == len(pieces) else [], conversation_id,
+                                    channel in self.shared_channels)
             if blocks:  # ``text`` stays as the notification and screen-reader fallback
                 message["blocks"] = blocks
             await self._call("chat.postMessage", message)
