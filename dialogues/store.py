@@ -1091,17 +1091,37 @@ class Store:
         is kept as :meth:`receive` keeps an answered message's, so that a redelivery reaching a server started
         since is not added twice (True: the person has it already)."""
         with self._writing():
-            self.forget_old_keys()
-            if self.db.execute("SELECT 1 FROM pending WHERE key = ?", [key]).fetchone():
+            if self._kept_key(key):
                 return True
             status = self.db.execute("SELECT status FROM conversations WHERE id = ?", [conversation_id]).fetchone()
             if status is None or status[0] != "handed_off":
                 return False
-            stamp = now()
-            self.db.execute("INSERT INTO pending (key, conversation_id, channel, user, text, metadata, received, answered) "
-                            "VALUES (?, ?, ?, ?, '', '{}', ?, ?)", [key, conversation_id, channel, user, stamp, stamp])
+            self._keep_key(key, conversation_id, channel, user)
             self.add_message(conversation_id, "user", text, channel, user)
             return True
+
+    def receive_note(self, key: str, conversation_id: str, channel: str, author: str, text: str) -> bool:
+        """Add what a member of the support team wrote on the platform in a customer's conversation (a colleague's
+        reply in a Slack Connect thread) as an agent's message by ``author``, which the bot does not answer; say
+        whether it was added. Only to a conversation the store holds: a colleague's message elsewhere in the channel
+        begins none. Its key is kept as :meth:`receive_unanswered` keeps one, so that a redelivery is not added twice."""
+        with self._writing():
+            if self._kept_key(key) or self.conversation(conversation_id) is None:
+                return False
+            self._keep_key(key, conversation_id, channel, author)
+            self.add_message(conversation_id, "agent", text, channel, author)
+            return True
+
+    def _kept_key(self, key: str) -> bool:
+        """Whether a platform message with ``key`` is kept (or was, within ``REDELIVERY_WINDOW_S``)."""
+        self.forget_old_keys()
+        return self.db.execute("SELECT 1 FROM pending WHERE key = ?", [key]).fetchone() is not None
+
+    def _keep_key(self, key: str, conversation_id: str, channel: str, user: str | None) -> None:
+        """Keep the key alone of a platform message stored as a turn at once, settled: a redelivery is known by it."""
+        stamp = now()
+        self.db.execute("INSERT INTO pending (key, conversation_id, channel, user, text, metadata, received, answered) "
+                        "VALUES (?, ?, ?, ?, '', '{}', ?, ?)", [key, conversation_id, channel, user, stamp, stamp])
 
     def forget_old_keys(self) -> None:
         """Delete the keys of the platform messages answered (or purged) more than ``REDELIVERY_WINDOW_S`` ago, after

@@ -616,6 +616,34 @@ async def test_in_a_slack_connect_channel_the_support_teams_own_messages_are_not
     assert [(t.user, t.text) for t in slack.bot.turns] == [("U2", "where is my refund?")] and len(slack.posts) == 1
 
 
+async def test_the_support_teams_words_in_a_customers_shared_thread_go_into_its_transcript(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A colleague answering a customer in their Slack Connect thread was left out of the conversation: the agents'
+    console and the transcript showed the customer's question unanswered, and a second agent answered it again."""
+    bot = FakeBot()
+    bot.store = Store(tmp_path / "dialogues.db")
+    channel = make_channel(bot, slack_api.url)
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    cid = f"slack:T1:C1:{TS}"
+    bot.store.add_message(cid, "user", "where is my refund?", "slack")
+
+    def colleague(event_id: str, ts: str, thread: str) -> dict[str, Any]:
+        return {**event(event_id, "It went out <@U2>, 3 &lt; 5 days", user="U7", team="T1", user_team="T1", ts=ts,
+                        thread_ts=thread), "is_ext_shared_channel": True}
+
+    for _ in range(2):  # a redelivery is kept once
+        await post(client, colleague("Ev1", "1700000000.000200", TS))
+    await post(client, colleague("Ev2", "1700000009.000100", "1700000009.000100"))  # no customer's thread
+    await channel.close()
+    assert bot.turns == [] and slack_api.posts == []
+    assert [(m["role"], m["author"], m["text"]) for m in bot.store.history(cid)] == [
+        ("user", None, "where is my refund?"), ("agent", "U7", "It went out @U2, 3 < 5 days")]
+    assert bot.store.conversation("slack:T1:C1:1700000009.000100") is None
+    bot.store.close()
+
+
 async def test_in_a_slack_connect_channel_the_support_teams_clicks_are_not_the_customers(slack: SimpleNamespace) -> None:
     """A colleague at the company clicking one of the bot's buttons in a customer's shared thread ("Talk to a person",
     "Back to the bot") was taken as the customer's click: it handed the customer off, or back, and was answered."""

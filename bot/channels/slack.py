@@ -263,7 +263,9 @@ class SlackChannel(PlatformChannel):
             return web.json_response({"challenge": payload.get("challenge", "")})
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
             turn = self._turn(payload)
-            if turn is not None and turn.text:
+            if turn is not None and turn.metadata.get("support_team"):
+                await self._note(turn)
+            elif turn is not None and turn.text:
                 await self._start(request, turn, f"slack:ts:{turn.metadata['channel']}:{turn.metadata['ts']}")
             elif turn is not None:
                 await self._unread(request, turn, sent_kind(payload["event"]))
@@ -285,7 +287,8 @@ class SlackChannel(PlatformChannel):
         return web.Response(status=200)
 
     def _turn(self, payload: dict[str, Any]) -> Turn | None:
-        """The :class:`Turn` for a new user message, or None for anything to ignore."""
+        """The :class:`Turn` for a new user message, or None for anything to ignore; a message of the support team's
+        in a Slack Connect channel (:func:`from_support_team`) is marked ``support_team`` in its metadata."""
         event: dict[str, Any] = payload["event"]
         self._note_shared(payload, _string(event.get("channel")))
         authorizations = payload.get("authorizations")
@@ -300,8 +303,6 @@ class SlackChannel(PlatformChannel):
         if event.get("subtype") not in CUSTOMER_SUBTYPES or event.get("bot_id") or user in self.own_user_ids:
             return None
         if event.get("edited"):  # an edited message that mentions the bot comes again as an app_mention, plain
-            return None
-        if from_support_team(payload, event):
             return None
         if not (user and channel and ts):
             return None
@@ -324,7 +325,8 @@ class SlackChannel(PlatformChannel):
             channel=self.name,
             user=user,
             metadata={"team": team, "channel": channel, "ts": ts, "thread_ts": thread, "event_id": event_id,
-                      **({"answer_in": answer_in} if answer_in else {})},
+                      **({"answer_in": answer_in} if answer_in else {}),
+                      **({"support_team": True} if from_support_team(payload, event) else {})},
             seen=seen,
         )
 
@@ -382,6 +384,15 @@ class SlackChannel(PlatformChannel):
         for user_id in self.own_user_ids:
             text = re.sub(rf"<@{re.escape(user_id)}(\|[^>]*)?>", " ", text)
         return " ".join(plain_text(text).split())
+
+    async def _note(self, turn: Turn) -> None:
+        """A support team member's words in a customer's thread: not the customer's to answer, but an agent's
+        message in the conversation (``Store.receive_note``), which the agents' console and the transcript show."""
+        store = self.bot.store
+        async with self._seen.claim(turn.seen) as first:
+            if first and store is not None and turn.text and turn.user:
+                key = f"slack:ts:{turn.metadata['channel']}:{turn.metadata['ts']}"
+                await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, turn.user, turn.text)
 
     async def _unread(self, request: web.Request, turn: Turn, kind: str) -> None:
         """Answer files sent without a word (a screenshot) with ``UNREAD_HINT``, once and within the conversation's
