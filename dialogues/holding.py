@@ -81,7 +81,9 @@ SENT: dict[str, dict[str, str]] = {
     "video": {"en": "[video]", "zh": "[视频]"}, "file": {"en": "[file]", "zh": "[文件]"},
     "location": {"en": "[location]", "zh": "[位置]"}, "link": {"en": "[link]", "zh": "[链接]"},
 }
-SENT_TEXTS = frozenset(text for texts in SENT.values() for text in texts.values())
+# What the store keeps of a customer's message they deleted on the platform (Store.replace_message).
+DELETED = "[deleted]"
+SENT_TEXTS = frozenset(text for texts in SENT.values() for text in texts.values()) | {DELETED}
 _CONTACT = re.compile(r"\[(?:phone|email|id)\]")  # what redaction leaves of contact details
 _CONTACT_WORDS = re.compile(  # what a customer says around them: "my number is", "我的手机号是"
     r"(?:(?:my|the|is|at|me|call|reach|contact|phone|mobile|cell|tel|number|no|email|e-mail|mail|id|whatsapp|wechat"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dialogues.holding import acknowledges
+from dialogues.holding import DELETED, acknowledges
 from dialogues.store import Store
 from retrieval.text import same_text
 
@@ -116,7 +116,8 @@ def candidates(store: Store, threshold: float, limit: int = WINDOW, labels: Coll
         [_NO_TURN if before is None else before, known, known, threshold],
     )
     for row in rows:  # streamed: reading stops at the limit
-        if same_text(row["text"]) in covered or acknowledges(row["text"]):  # known, or thanks: no intent's
+        # known, thanks (no intent's), or deleted by the customer
+        if same_text(row["text"]) in covered or acknowledges(row["text"]) or row["text"] == DELETED:
             continue
         row["ranking"] = [tuple(pair) for pair in json.loads(row["ranking"] or "[]")]
         reasons = []

@@ -32,7 +32,7 @@ from typing import Any
 import sqlite_utils
 from filelock import FileLock, Timeout
 
-from dialogues.holding import asks_for_details, asks_nothing, gives_details, run_answer
+from dialogues.holding import DELETED, asks_for_details, asks_nothing, gives_details, run_answer
 from dialogues.redact import redact
 from finetune.durable import owner_only
 
@@ -181,7 +181,9 @@ def _v13(db: sqlite_utils.Database) -> None:
 def _v14(db: sqlite_utils.Database) -> None:
     """The key an agent's reply was sent with (``Store.add_agent_answer``): the agents' console sends a reply
     again with the same key when the answer to the first try was lost, and it is then not stored or
-    delivered a second time. Unique within a conversation; null for a reply sent without one."""
+    delivered a second time. Unique within a conversation; null for a reply sent without one. A customer's
+    message from a platform holds its platform key (``Store.receive``), which an edit or a deletion there finds
+    it by (``Store.replace_message``)."""
     if "request_key" not in db["turns"].columns_dict:
         db["turns"].add_column("request_key", str)
     db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_turns_request_key ON turns (conversation_id, request_key) "
@@ -1028,6 +1030,9 @@ class Store:
         # Plain SQL here: this runs for every message, and sqlite-utils' insert() costs several times more.
         user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
                                                None, None, None]).lastrowid
+        if ex.pending_id is not None:  # the platform's key of the message, which an edit or a deletion names
+            self.db.execute("UPDATE turns SET request_key = (SELECT key FROM pending WHERE id = ?) WHERE id = ?",
+                            [ex.pending_id, user_turn])
         bot_turn = None
         if ex.custom and not ex.reply and not ex.buttons:  # the page showed the payload: the transcript says so
             ex.reply = CUSTOM_PLACEHOLDER
@@ -1097,7 +1102,8 @@ class Store:
             if status is None or status[0] != "handed_off":
                 return False
             self._keep_key(key, conversation_id, channel, user)
-            self.add_message(conversation_id, "user", text, channel, user)
+            turn_id = self.add_message(conversation_id, "user", text, channel, user)
+            self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])
             return True
 
     def receive_note(self, key: str, conversation_id: str, channel: str, author: str, text: str) -> bool:
@@ -1111,6 +1117,27 @@ class Store:
             self._keep_key(key, conversation_id, channel, author)
             self.add_message(conversation_id, "agent", text, channel, author)
             return True
+
+    def replace_message(self, conversation_id: str, key: str, text: str | None, raw_text: str | None = None) -> int:
+        """A customer's message in ``conversation_id``, known by its platform ``key`` (:meth:`receive`), as they edited it there (``text``
+        as the model reads it, ``raw_text`` as typed, kept as privacy allows) or, ``text`` None, deleted: its text is
+        then :data:`~dialogues.holding.DELETED`, its review labels and the agent's answer learnt for it go, so that
+        nothing is learnt from it. The bot's answer stays: it answered the message as first written. Returns the
+        number of turns changed (none for a message the store holds no turn of)."""
+        with self._writing():
+            turn_ids = [row[0] for row in self.db.execute(
+                "SELECT id FROM turns WHERE conversation_id = ? AND request_key = ? AND role = 'user'", [conversation_id, key])]
+            for turn_id in turn_ids:
+                if text is None:
+                    self.db.execute("UPDATE turns SET text = ?, raw_text = NULL WHERE id = ?", [DELETED, turn_id])
+                    self.db.execute("DELETE FROM review_labels WHERE turn_id = ?", [turn_id])
+                    self.db.execute("DELETE FROM answer_candidates WHERE question_turn_id = ?", [turn_id])
+                else:
+                    stored, raw = self._stored_texts(text, raw_text)
+                    self.db.execute("UPDATE turns SET text = ?, raw_text = ? WHERE id = ?", [stored, raw, turn_id])
+                    self.db.execute("UPDATE answer_candidates SET question = ? WHERE question_turn_id = ?",
+                                    [stored, turn_id])
+            return len(turn_ids)
 
     def _kept_key(self, key: str) -> bool:
         """Whether a platform message with ``key`` is kept (or was, within ``REDELIVERY_WINDOW_S``)."""

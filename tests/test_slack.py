@@ -406,6 +406,46 @@ async def test_a_picture_sent_alone_is_answered_with_the_hint_or_shown_to_the_ag
     bot.store.close()
 
 
+async def test_a_message_the_customer_deletes_or_edits_is_removed_or_replaced_in_the_store(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A customer who deleted a message in Slack (one with their address, say) still had it kept in full, shown to
+    agents and learnt from; one who corrected a message had the first wording kept. Neither is answered again."""
+    bot = FakeBot()
+    bot.store = Store(tmp_path / "dialogues.db")
+
+    async def logged(turn: Turn) -> Reply:  # the engine logs each exchange with the message it answers
+        bot.turns.append(turn)
+        bot.store.log_exchange(Exchange(turn.conversation_id, "slack", turn.user, turn.text, None, bot.text, None, 0.1,
+                                        [], "fallback", "v0001", pending_id=turn.pending_id))
+        return Reply(text=bot.text)
+
+    bot.handle = logged  # type: ignore[method-assign]
+    channel = make_channel(bot, slack_api.url)
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    cid, reply = f"slack:T1:C1:{TS}", "1700000001.000100"
+    await post(client, event("Ev1", "send it to 12 Harbour Road, Leeds"))
+    await post(client, event("Ev2", "where is my refnd?", ts=reply, thread_ts=TS))
+    await channel.close()
+    await post(client, event("Ev3", "", subtype="message_changed", ts="1700000002.000100", message={
+        "type": "message", "user": "U1", "text": "where is my refund? <@UBOT>", "ts": reply, "thread_ts": TS,
+        "edited": {"user": "U1", "ts": "1700000002.000100"}}))
+    bot.store.add_labels([bot.store.history(cid)[0]["id"]], "oos")  # a reviewer labelled it: learnt from at retrain
+    unfurled = {"type": "message", "user": "U1", "text": "changed without an edit", "ts": reply, "thread_ts": TS}
+    await post(client, event("Ev4", "", subtype="message_changed", ts="1700000003.000100", message=unfurled))
+    await post(client, event("Ev5", "", subtype="message_deleted", ts="1700000004.000100", deleted_ts=TS,
+                             hidden=True, previous_message={"type": "message", "user": "U1", "text": "send it", "ts": TS}))
+    await channel.close()
+    assert len(bot.turns) == len(slack_api.posts) == 2
+    assert [(m["role"], m["text"]) for m in bot.store.history(cid)] == [
+        ("user", "[deleted]"), ("bot", bot.text), ("user", "where is my refund?"), ("bot", bot.text)]
+    assert not bot.store.db.execute("SELECT 1 FROM turns WHERE text LIKE '%Harbour%' OR raw_text LIKE '%Harbour%' "
+                                    "OR text LIKE '%refnd%'").fetchall()
+    assert bot.store.labels() == []
+    bot.store.close()
+
+
 async def test_oversize_body_is_413(slack: SimpleNamespace) -> None:
     assert (await post(slack.client, event(text="x" * MIN_EVENT_BYTES))).status == 413
 

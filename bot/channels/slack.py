@@ -29,7 +29,8 @@ from aiohttp import web
 
 from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNREAD_HINT, DeliveryError, MaybeDelivered, PlatformChannel,
                                Stopping, TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh,
-                               load_json, message_pieces, read_body, readable, same_secret, send_pieces, signed)
+                               load_json, message_pieces, normalise, read_body, readable, same_secret, send_pieces,
+                               signed)
 from bot.language import LANGUAGES, SLOT, kept_script, say
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
@@ -52,6 +53,7 @@ BUTTON_VALUE_LIMIT, BLOCK_ID_LIMIT = 2000, 255
 BUTTON_ACTION = "deskbot_button"
 SHARED_BLOCK = "connect"  # a buttons' block_id ends so when they were posted in a Slack Connect channel
 CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share")  # message subtypes that are a person writing
+CHANGES = ("message_changed", "message_deleted")  # a message edited or deleted (SlackChannel._changed)
 ENV = {
     "signing_secret": "DESKBOT_SLACK_SIGNING_SECRET",
     "bot_token": "DESKBOT_SLACK_BOT_TOKEN",
@@ -149,6 +151,11 @@ def dm_thread(channel: str, thread_ts: str) -> str:
 def conversation_of(team: str, channel: str, thread: str) -> str:
     """The id of the conversation a message in ``thread`` of ``channel`` belongs to (:class:`SlackChannel`)."""
     return f"slack:{team}:{channel}:{in_thread(channel, thread)}"
+
+
+def message_key(channel: str, ts: str) -> str:
+    """The key the store knows a Slack message by (``Store.receive``): its channel and its ``ts``."""
+    return f"slack:ts:{channel}:{ts}"
 
 
 def retry_after(header: str | None) -> float:
@@ -263,10 +270,12 @@ class SlackChannel(PlatformChannel):
             return web.json_response({"challenge": payload.get("challenge", "")})
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
             turn = self._turn(payload)
-            if turn is not None and turn.metadata.get("support_team"):
+            if turn is None and payload["event"].get("subtype") in CHANGES:
+                await self._changed(payload)
+            elif turn is not None and turn.metadata.get("support_team"):
                 await self._note(turn)
             elif turn is not None and turn.text:
-                await self._start(request, turn, f"slack:ts:{turn.metadata['channel']}:{turn.metadata['ts']}")
+                await self._start(request, turn, message_key(turn.metadata["channel"], turn.metadata["ts"]))
             elif turn is not None:
                 await self._unread(request, turn, sent_kind(payload["event"]))
         return web.Response(status=200)
@@ -385,13 +394,34 @@ class SlackChannel(PlatformChannel):
             text = re.sub(rf"<@{re.escape(user_id)}(\|[^>]*)?>", " ", text)
         return " ".join(plain_text(text).split())
 
+    async def _changed(self, payload: dict[str, Any]) -> None:
+        """A message edited (``message_changed``) or deleted (``message_deleted``): a customer's message the store
+        holds takes its new text, or has its text removed (``Store.replace_message``), so that what the store keeps
+        of them is what they left in Slack. Neither is answered: the bot answered the message as first written."""
+        event, store = payload["event"], self.bot.store
+        # A deleted message that has replies stays as a "tombstone": it comes as changed into one.
+        changed = _object(event.get("message"))
+        deleted = event.get("subtype") == "message_deleted" or changed.get("subtype") == "tombstone"
+        message = _object(event.get("previous_message")) if event.get("subtype") == "message_deleted" else changed
+        channel, ts = _string(event.get("channel")), _string(event.get("deleted_ts") or message.get("ts"))
+        # An unfurled link or a new reply in its thread changes a message too, without an edit.
+        if store is None or not (channel and ts) or not (deleted or message.get("edited")):
+            return
+        text = None if deleted else self._strip_mentions(_string(message.get("text")))[: self.max_message_chars]
+        if text is not None and not readable(text):
+            return
+        team = installed_team(payload) or _string(message.get("team"))
+        conversation_id = conversation_of(team, channel, _string(message.get("thread_ts")) or ts)
+        await self.bot._store(store.replace_message, conversation_id, message_key(channel, ts),
+                              None if text is None else normalise(text), text)
+
     async def _note(self, turn: Turn) -> None:
         """A support team member's words in a customer's thread: not the customer's to answer, but an agent's
         message in the conversation (``Store.receive_note``), which the agents' console and the transcript show."""
         store = self.bot.store
         async with self._seen.claim(turn.seen) as first:
             if first and store is not None and turn.text and turn.user:
-                key = f"slack:ts:{turn.metadata['channel']}:{turn.metadata['ts']}"
+                key = message_key(turn.metadata["channel"], turn.metadata["ts"])
                 await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, turn.user, turn.text)
 
     async def _unread(self, request: web.Request, turn: Turn, kind: str) -> None:
@@ -399,7 +429,7 @@ class SlackChannel(PlatformChannel):
         limit, in its language and script: the customer heard nothing back. In a conversation handed to a person it
         is recorded instead, as a customer's turn saying what came ("[picture]", :data:`~dialogues.holding.SENT`):
         the agent learns of it, and no hint talks over them. WeCom's pictures are answered the same way."""
-        conversation_id, key = turn.conversation_id, f"slack:ts:{turn.metadata['channel']}:{turn.metadata['ts']}"
+        conversation_id, key = turn.conversation_id, message_key(turn.metadata["channel"], turn.metadata["ts"])
         async with self._seen.claim(turn.seen) as first:
             if not first:
                 return
