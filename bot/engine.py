@@ -640,8 +640,9 @@ class Bot:
         if self.store is None:
             return None, None
         pred = analysis.prediction if analysis else None
+        shown = f"{turn.text}\n{turn.attached}" if turn.attached else turn.text
         exchange = Exchange(
-            turn.conversation_id, turn.channel, turn.user, text, turn.text if turn.text != text else None,
+            turn.conversation_id, turn.channel, turn.user, text, shown if shown != text else None,
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
             decision.loop, turn.pending_id, decision.buttons, decision.quotes,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from bot.channels.base import normalise
+from bot.channels.base import Turn, normalise
 from bot.server import BOT, create_app
 from tests.conftest import ask, configured_copy
 
@@ -226,6 +226,16 @@ async def test_every_exchange_is_in_the_store_before_the_reply(client: Any, tiny
     prediction = next(db.query("select intent, source, model_version from predictions where reply_turn_id = ?",
                                [reply["turn_id"]]))
     assert prediction == {"intent": reply["intent"], "source": reply["source"], "model_version": "v0001"}
+
+
+async def test_a_file_that_came_with_the_words_is_shown_to_agents_and_not_read(client: Any, tiny_demo_bot: Path) -> None:
+    """A platform message's file (a Slack screenshot with a caption) is noted in the transcript beside the words, which
+    alone the model reads and the reviewers label."""
+    bot = client.server.app[BOT]
+    await bot.handle(Turn("slack:T1:C1:1.1", "ＷＨＥＲＥ is my refund?", "slack", "U1", attached="[picture]"))
+    db = sqlite_utils.Database(tiny_demo_bot / "dialogues.db")  # the transcript shows raw_text, as typed
+    assert list(db.query("select text, raw_text from turns where conversation_id = 'slack:T1:C1:1.1' and role = 'user'")
+                ) == [{"text": "WHERE is my refund?", "raw_text": "ＷＨＥＲＥ is my refund?\n[picture]"}]
 
 
 def test_bot_chat_answers_in_the_terminal_and_logs_the_turn(tiny_demo_bot: Path, tmp_path: Path) -> None:

@@ -380,6 +380,17 @@ async def test_a_thread_reply_sent_to_the_channel_and_a_message_with_a_file_are_
     assert len(slack.posts) == 2
 
 
+async def test_a_file_sent_with_words_is_answered_by_its_words_and_noted_for_the_agent(slack: SimpleNamespace) -> None:
+    """A screenshot sent with a caption was answered by its caption, and the agent reading the conversation never
+    learnt a file came with it; the words are the message, and the file is noted beside them, in their language."""
+    picture = [{"id": "F1", "name": "error.png", "mimetype": "image/png"}]
+    pdf = [{"id": "F2", "name": "receipt.pdf", "mimetype": "application/pdf"}, *picture]
+    await post(slack.client, event("Ev1", "where is my refund?", subtype="file_share", files=picture))
+    await post(slack.client, event("Ev2", "我的退款呢", subtype="file_share", files=pdf, ts="1700000001.000200"))
+    await slack.channel.close()
+    assert [(t.text, t.attached) for t in slack.bot.turns] == [("where is my refund?", "[picture]"), ("我的退款呢", "[文件]")]
+
+
 async def test_a_picture_sent_alone_is_answered_with_the_hint_or_shown_to_the_agent(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """A screenshot with no words was dropped: the customer heard nothing back, and an agent who had the thread

@@ -79,6 +79,9 @@ class Turn:
     script: Script | None = None  # and its Chinese script (a zh-TW page's: traditional), until the customer's shows
     address: str | None = None  # a web client's, whose handoffs are counted (limits.handoffs_per_ip)
     verified_user: str | None = None  # ``user`` when the shop's server vouched for it (channels.web.identity_secret)
+    # What came with the words that the bot does not read (a file's "[picture]", dialogues.holding.SENT): kept beside
+    # them in the transcript, for the agents, and left out of what the model reads and reviewers label.
+    attached: str = ""
 
 
 def load_json(data: str | bytes) -> Any:

@@ -31,7 +31,7 @@ from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNREAD_HINT, DeliveryErr
                                Stopping, TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh,
                                load_json, message_pieces, normalise, read_body, readable, same_secret, send_pieces,
                                signed)
-from bot.language import LANGUAGES, SLOT, kept_script, say
+from bot.language import LANGUAGES, SLOT, kept_script, mostly_written_in, say
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
 from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS
@@ -328,11 +328,13 @@ class SlackChannel(PlatformChannel):
         team = installed_team(payload) or _string(event.get("team"))
         thread = _string(event.get("thread_ts")) or ts
         answer_in = dm_thread(channel, _string(event.get("thread_ts")))
+        kind = sent_kind(event)
         return Turn(
             conversation_id=conversation_of(team, channel, thread),
             text=text,
             channel=self.name,
             user=user,
+            attached=SENT[kind][mostly_written_in(text)] if kind and text else "",
             metadata={"team": team, "channel": channel, "ts": ts, "thread_ts": thread, "event_id": event_id,
                       **({"answer_in": answer_in} if answer_in else {}),
                       **({"support_team": True} if from_support_team(payload, event) else {})},
