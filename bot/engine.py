@@ -34,6 +34,7 @@ from bot.channels.base import (
     Turn,
     failure,
     normalise,
+    with_attached,
 )
 from bot.language import (
     SCRIPT,
@@ -640,7 +641,7 @@ class Bot:
         if self.store is None:
             return None, None
         pred = analysis.prediction if analysis else None
-        shown = f"{turn.text}\n{turn.attached}" if turn.attached else turn.text
+        shown = with_attached(turn.text, turn.attached)
         exchange = Exchange(
             turn.conversation_id, turn.channel, turn.user, text, shown if shown != text else None,
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],

@@ -441,7 +441,7 @@ async def test_a_message_the_customer_deletes_or_edits_is_removed_or_replaced_in
     await channel.close()
     await post(client, event("Ev3", "", subtype="message_changed", ts="1700000002.000100", message={
         "type": "message", "user": "U1", "text": "where is my refund? <@UBOT>", "ts": reply, "thread_ts": TS,
-        "edited": {"user": "U1", "ts": "1700000002.000100"}}))
+        "edited": {"user": "U1", "ts": "1700000002.000100"}, "files": [{"id": "F1", "mimetype": "image/png"}]}))
     bot.store.add_labels([bot.store.history(cid)[0]["id"]], "oos")  # a reviewer labelled it: learnt from at retrain
     unfurled = {"type": "message", "user": "U1", "text": "changed without an edit", "ts": reply, "thread_ts": TS}
     await post(client, event("Ev4", "", subtype="message_changed", ts="1700000003.000100", message=unfurled))
@@ -450,7 +450,7 @@ async def test_a_message_the_customer_deletes_or_edits_is_removed_or_replaced_in
     await channel.close()
     assert len(bot.turns) == len(slack_api.posts) == 2
     assert [(m["role"], m["text"]) for m in bot.store.history(cid)] == [
-        ("user", "[deleted]"), ("bot", bot.text), ("user", "where is my refund?"), ("bot", bot.text)]
+        ("user", "[deleted]"), ("bot", bot.text), ("user", "where is my refund?\n[picture]"), ("bot", bot.text)]
     assert not bot.store.db.execute("SELECT 1 FROM turns WHERE text LIKE '%Harbour%' OR raw_text LIKE '%Harbour%' "
                                     "OR text LIKE '%refnd%'").fetchall()
     assert bot.store.labels() == []

@@ -84,6 +84,11 @@ class Turn:
     attached: str = ""
 
 
+def with_attached(text: str, attached: str) -> str:
+    """A message as the agents read it: its words, and under them what came with them (``Turn.attached``)."""
+    return f"{text}\n{attached}" if attached else text
+
+
 def load_json(data: str | bytes) -> Any:
     """``json.loads``, where nesting too deep for Python's parser is malformed JSON (ValueError) like any other."""
     try:

@@ -30,7 +30,7 @@ from aiohttp import web
 from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNREAD_HINT, DeliveryError, MaybeDelivered, PlatformChannel,
                                Stopping, TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh,
                                load_json, message_pieces, normalise, read_body, readable, same_secret, send_pieces,
-                               signed)
+                               signed, with_attached)
 from bot.language import LANGUAGES, SLOT, kept_script, mostly_written_in, say
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
@@ -211,6 +211,13 @@ def sent_kind(event: dict[str, Any]) -> str:
     return "image" if all(_string(f.get("mimetype")).startswith("image/") for f in files) else "file"
 
 
+def file_note(event: dict[str, Any], text: str) -> str:
+    """What the agents read beside a message's words of the files that came with them (``Turn.attached``): "[picture]"
+    or "[file]" in the words' language; empty for a message without files or without words."""
+    kind = sent_kind(event)
+    return SENT[kind][mostly_written_in(text)] if kind and text else ""
+
+
 class SlackAPIError(DeliveryError):
     """Slack's Web API answered with ``ok: false``, a non-2xx status, or kept rate-limiting."""
 
@@ -328,13 +335,12 @@ class SlackChannel(PlatformChannel):
         team = installed_team(payload) or _string(event.get("team"))
         thread = _string(event.get("thread_ts")) or ts
         answer_in = dm_thread(channel, _string(event.get("thread_ts")))
-        kind = sent_kind(event)
         return Turn(
             conversation_id=conversation_of(team, channel, thread),
             text=text,
             channel=self.name,
             user=user,
-            attached=SENT[kind][mostly_written_in(text)] if kind and text else "",
+            attached=file_note(event, text),
             metadata={"team": team, "channel": channel, "ts": ts, "thread_ts": thread, "event_id": event_id,
                       **({"answer_in": answer_in} if answer_in else {}),
                       **({"support_team": True} if from_support_team(payload, event) else {})},
@@ -414,8 +420,12 @@ class SlackChannel(PlatformChannel):
             return
         team = installed_team(payload) or _string(message.get("team"))
         conversation_id = conversation_of(team, channel, _string(message.get("thread_ts")) or ts)
-        await self.bot._store(store.replace_message, conversation_id, message_key(channel, ts),
-                              None if text is None else normalise(text), text)
+        key = message_key(channel, ts)
+        if text is None:
+            await self.bot._store(store.replace_message, conversation_id, key, None)
+        else:
+            await self.bot._store(store.replace_message, conversation_id, key, normalise(text),
+                                  with_attached(text, file_note(message, text)))
 
     async def _note(self, turn: Turn) -> None:
         """A support team member's words in a customer's thread: not the customer's to answer, but an agent's
