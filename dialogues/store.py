@@ -1101,9 +1101,7 @@ class Store:
             status = self.db.execute("SELECT status FROM conversations WHERE id = ?", [conversation_id]).fetchone()
             if status is None or status[0] != "handed_off":
                 return False
-            self._keep_key(key, conversation_id, channel, user)
-            turn_id = self.add_message(conversation_id, "user", text, channel, user)
-            self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])
+            self._add_received(key, conversation_id, "user", text, channel, user)
             return True
 
     def receive_note(self, key: str, conversation_id: str, channel: str, author: str, text: str) -> bool:
@@ -1114,41 +1112,47 @@ class Store:
         with self._writing():
             if self._kept_key(key) or self.conversation(conversation_id) is None:
                 return False
-            self._keep_key(key, conversation_id, channel, author)
-            self.add_message(conversation_id, "agent", text, channel, author)
+            self._add_received(key, conversation_id, "agent", text, channel, author)
             return True
 
     def replace_message(self, conversation_id: str, key: str, text: str | None, raw_text: str | None = None) -> int:
-        """A customer's message in ``conversation_id``, known by its platform ``key`` (:meth:`receive`), as they edited it there (``text``
-        as the model reads it, ``raw_text`` as typed, kept as privacy allows) or, ``text`` None, deleted: its text is
-        then :data:`~dialogues.holding.DELETED`, its review labels and the agent's answer learnt for it go, so that
-        nothing is learnt from it. The bot's answer stays: it answered the message as first written. Returns the
-        number of turns changed (none for a message the store holds no turn of)."""
+        """A customer's message in ``conversation_id``, known by its platform ``key`` (:meth:`receive`), as they edited
+        it there (``text`` as the model reads it, ``raw_text`` as typed, kept as privacy allows) or, ``text`` None,
+        deleted: its text is then :data:`~dialogues.holding.DELETED`, its review labels and the agent's answer learnt
+        for it go, so that nothing is learnt from it. The bot's answer stays: it answered the message as first
+        written. A support team member's note (:meth:`receive_note`) is edited as written, or deleted, the same way.
+        Returns the number of turns changed (none for a message the store holds no turn of)."""
         with self._writing():
-            turn_ids = [row[0] for row in self.db.execute(
-                "SELECT id FROM turns WHERE conversation_id = ? AND request_key = ? AND role = 'user'", [conversation_id, key])]
-            for turn_id in turn_ids:
+            turns = self.db.execute("SELECT id, role FROM turns WHERE conversation_id = ? AND request_key = ? "
+                                    "AND role IN ('user', 'agent')", [conversation_id, key]).fetchall()
+            for turn_id, role in turns:
                 if text is None:
                     self.db.execute("UPDATE turns SET text = ?, raw_text = NULL WHERE id = ?", [DELETED, turn_id])
                     self.db.execute("DELETE FROM review_labels WHERE turn_id = ?", [turn_id])
                     self.db.execute("DELETE FROM answer_candidates WHERE question_turn_id = ?", [turn_id])
+                elif role == "agent":  # an agent's words are kept as written (add_message)
+                    self.db.execute("UPDATE turns SET text = ? WHERE id = ?", [raw_text or text, turn_id])
                 else:
                     stored, raw = self._stored_texts(text, raw_text)
                     self.db.execute("UPDATE turns SET text = ?, raw_text = ? WHERE id = ?", [stored, raw, turn_id])
                     self.db.execute("UPDATE answer_candidates SET question = ? WHERE question_turn_id = ?",
                                     [stored, turn_id])
-            return len(turn_ids)
+            return len(turns)
+
+    def _add_received(self, key: str, conversation_id: str, role: str, text: str, channel: str, user: str | None) -> None:
+        """Add a platform message as a turn at once, unanswered, known by its ``key``: a redelivery (:meth:`_kept_key`),
+        an edit or a deletion (:meth:`replace_message`)."""
+        stamp = now()  # its key alone is kept, settled: the message is a turn already
+        self.db.execute("INSERT INTO pending (key, conversation_id, channel, user, text, metadata, received, answered) "
+                        "VALUES (?, ?, ?, ?, '', '{}', ?, ?)", [key, conversation_id, channel, user, stamp, stamp])
+        turn_id = self.add_message(conversation_id, role, text, channel, user)
+        self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])
 
     def _kept_key(self, key: str) -> bool:
         """Whether a platform message with ``key`` is kept (or was, within ``REDELIVERY_WINDOW_S``)."""
         self.forget_old_keys()
         return self.db.execute("SELECT 1 FROM pending WHERE key = ?", [key]).fetchone() is not None
 
-    def _keep_key(self, key: str, conversation_id: str, channel: str, user: str | None) -> None:
-        """Keep the key alone of a platform message stored as a turn at once, settled: a redelivery is known by it."""
-        stamp = now()
-        self.db.execute("INSERT INTO pending (key, conversation_id, channel, user, text, metadata, received, answered) "
-                        "VALUES (?, ?, ?, ?, '', '{}', ?, ?)", [key, conversation_id, channel, user, stamp, stamp])
 
     def forget_old_keys(self) -> None:
         """Delete the keys of the platform messages answered (or purged) more than ``REDELIVERY_WINDOW_S`` ago, after

@@ -691,6 +691,10 @@ async def test_the_support_teams_words_in_a_customers_shared_thread_go_into_its_
     assert bot.turns == [] and slack_api.posts == []
     assert [(m["role"], m["author"], m["text"]) for m in bot.store.history(cid)] == [
         ("user", None, "where is my refund?"), ("agent", "U7", "It went out @U2, 3 < 5 days")]
+    edited = {"type": "message", "user": "U7", "text": "It went out today", "ts": "1700000000.000200", "thread_ts": TS,
+              "edited": {"user": "U7", "ts": "1700000010.000100"}}  # as Slack shows it now, so does the transcript
+    await post(client, {**event("Ev3", "", subtype="message_changed", message=edited), "is_ext_shared_channel": True})
+    assert bot.store.history(cid)[-1]["text"] == "It went out today"
     assert bot.store.conversation("slack:T1:C1:1700000009.000100") is None
     bot.store.close()
 
