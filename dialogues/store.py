@@ -1108,10 +1108,13 @@ class Store:
         """Add what a member of the support team wrote on the platform in a customer's conversation (a colleague's
         reply in a Slack Connect thread) as an agent's message by ``author``, which the bot does not answer; say
         whether it was added. Only to a conversation the store holds: a colleague's message elsewhere in the channel
-        begins none. Its key is kept as :meth:`receive_unanswered` keeps one, so that a redelivery is not added twice."""
+        begins none. Its key is kept as :meth:`receive_unanswered` keeps one, so that a redelivery is not added twice.
+        A conversation the bot has is handed to ``author`` (reason ``agent``), as a takeover hands it: the customer
+        answers the colleague now, and the bot answered them."""
         with self._writing():
             if self._kept_key(key) or self.conversation(conversation_id) is None:
                 return False
+            self._set_status(conversation_id, "handed_off", "agent", author)  # a person's already: left as it is
             self._add_received(key, conversation_id, "agent", text, channel, author)
             return True
 

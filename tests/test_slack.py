@@ -696,6 +696,9 @@ async def test_the_support_teams_words_in_a_customers_shared_thread_go_into_its_
     await post(client, {**event("Ev3", "", subtype="message_changed", message=edited), "is_ext_shared_channel": True})
     assert bot.store.history(cid)[-1]["text"] == "It went out today"
     assert bot.store.conversation("slack:T1:C1:1700000009.000100") is None
+    # The colleague has the customer now: the bot no longer answers the thread, where it answered the customer's
+    # replies to them, and the agents' inbox shows who took it over.
+    assert bot.store.conversation(cid)["status"] == "handed_off" and bot.store.holder(cid) == "U7"
     bot.store.close()
 
 
