@@ -19,7 +19,10 @@ else, so every request passes :meth:`Limits.middleware`:
   one address could otherwise fill the disk while keeping under the per-request limit.
 
 Messages are also counted per conversation (:func:`count_message`, called by the web channel for
-both HTTP and WebSocket messages), so one conversation cannot flood the model or the store.
+both HTTP and WebSocket messages), so one conversation cannot flood the model or the store, and a web chat
+message is counted against its address too, whatever its conversation (``messages_per_ip_per_minute``): each
+is a model call and a store write, and one address spreading its messages over the conversations it has open
+could otherwise send its whole request share as messages, many times one conversation's.
 
 Slack and WeCom callbacks are exempt from the per-IP count: they come from a platform's few
 addresses on behalf of all its users, and their signatures already prove who sent them. So only
@@ -90,6 +93,7 @@ class Limits:
         self._window = MovingWindowRateLimiter(MemoryStorage())
         self._per_ip = self._per_minutes(config.per_ip_per_minute)
         self._per_conversation = self._per_minutes(config.per_conversation_per_minute)
+        self._messages_per_ip = self._per_minutes(config.messages_per_ip_per_minute)
         self._handoffs = self._per_minutes(config.handoffs_per_ip, config.handoff_window_minutes)
         self._conversations = self._per_minutes(config.conversations_per_ip, config.conversation_window_minutes)
         self._sockets: Counter[str] = Counter()
@@ -161,6 +165,10 @@ class Limits:
 
     def message(self, conversation_id: str) -> None:
         self._hit(self._per_conversation, "conversation", conversation_id, "messages in this conversation")
+
+    def address_message(self, ip: str) -> None:
+        """Count one web chat message from ``ip``, whichever conversation it is in."""
+        self._hit(self._messages_per_ip, "message from", ip, "messages from this address")
 
     def message_wait(self, conversation_id: str) -> int:
         """:meth:`message` for callers that cannot answer 429: 0 when counted, else the seconds to wait."""
@@ -305,13 +313,15 @@ def handoffs_full(language: Language, script: Script | None, seconds: int) -> st
 
 
 def count_message(request: web.Request, conversation_id: str, over_socket: bool = False) -> None:
-    """Count one chat message against its conversation's limit, and one sent over a WebSocket against its
-    address too (:func:`count_request`); raises 429 past either."""
+    """Count one web chat message against its address's messages and its conversation's, and one sent over a
+    WebSocket against its address's requests too (:func:`count_request`); raises 429 past any."""
     limits = request.app.get(LIMITS)
     if limits is None:
         return
+    ip = limits.client_ip(request)
     if over_socket:
-        count_request(request)
+        limits.request(ip)
+    limits.address_message(ip)
     limits.message(conversation_id)
 
 

@@ -320,6 +320,8 @@ class LimitsConfig(Settings):
 
     per_ip_per_minute: int = Field(240, ge=0, description="requests from one IP address (widget API, documents, admin calls without the token)")
     per_conversation_per_minute: int = Field(30, ge=0, description="messages to one conversation")
+    messages_per_ip_per_minute: int = Field(120, ge=0, description="web chat messages from one IP address, whatever "
+                                                                   "their conversations (an office shares one address)")
     websockets_per_ip: int = Field(20, ge=0, description="WebSocket connections open at once from one IP address")
     handoffs_per_ip: int = Field(20, ge=0, description="web conversations one IP address may hand to a person in "
                                                        "handoff_window_minutes (an office shares one address)")

@@ -209,6 +209,25 @@ async def test_messages_per_conversation_get_429_with_retry_after(make_client: C
         assert (await ws.receive_json())["type"] == "reply"  # and the socket stays open
 
 
+async def test_messages_from_one_address_are_capped_whatever_their_conversation(make_client: Callable[..., Any]) -> None:
+    """Each message is a model call and a store write: one address spreading its messages over its open
+    conversations, each under its own limit, could send its whole request share as messages. Past the cap its
+    messages get 429, over HTTP and over the socket alike, while its other requests and other addresses go on."""
+    client = await make_client(server={"limits": {"messages_per_ip_per_minute": 3, "trust_forwarded_for": True}})
+    conversations = [cid() for _ in range(3)]
+    assert [(await chat(client, conversation, "hello")).status for conversation in conversations] == [200] * 3
+    refused = await chat(client, conversations[0], "hello again")
+    assert refused.status == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert (await refused.json())["error"].startswith("too many messages from this address: more than 3 a minute")
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"conversation_id": conversations[1], "text": "over the socket"})
+        frame = await ws.receive_json()
+        assert frame["type"] == "error" and "messages from this address" in frame["error"] and frame["retry_after"] >= 1
+    assert (await client.get(f"/api/conversations/{conversations[0]}/history")).status == 200
+    assert (await chat(client, conversations[0], "hello", **{"X-Forwarded-For": "203.0.113.9"})).status == 200
+    assert len(store_rows(client, "SELECT * FROM turns WHERE role = 'user'")) == 4
+
+
 async def test_requests_per_ip_get_429_and_platform_callbacks_and_health_are_exempt(make_client: Callable[..., Any]) -> None:
     client = await make_client(server={"limits": {"per_ip_per_minute": 4}})
     statuses = [(await client.get("/api/widget")).status for _ in range(6)]

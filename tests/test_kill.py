@@ -35,7 +35,7 @@ CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["bot.cli", "bot.server"])
 CHAOS_CONFIG: dict[str, dict[str, Any]] = {
     "server": {"limits": {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0,
-                          "conversations_per_ip": 0}},
+                          "conversations_per_ip": 0, "messages_per_ip_per_minute": 0}},
     "thresholds": {"fallbacks_before_handoff": 1_000_000},  # every message gets a stored bot reply
     "learning": {"watch_seconds": 0},
 }

@@ -889,7 +889,8 @@ def test_a_killed_retrain_leaves_the_serving_model_untouched(bot_dir: Path) -> N
 async def test_hot_swap_under_concurrent_requests_fails_none(bot_dir: Path, aiohttp_client: Any,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     configure(bot_dir, server={"limits": {"per_ip_per_minute": 0, "per_conversation_per_minute": 0,
-                                          "conversations_per_ip": 0}})  # load from one IP
+                                          "conversations_per_ip": 0,
+                                          "messages_per_ip_per_minute": 0}})  # load from one IP
     train_project(load_project(bot_dir), device="cpu", progress=False, promote=False)  # v0002, not serving yet
     registry = Registry(bot_dir / "models")
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
