@@ -68,6 +68,7 @@ SERVER = "deskbot"  # every response's Server header (protective_headers)
 web_response.SERVER_SOFTWARE = SERVER
 COUNTED = web.RequestKey("counted", bool)  # the request's response is counted for /metrics already
 STORE_WAIT_S = 2.0  # how long a scrape (or a health check) waits on the store before answering without it
+HEALTH_PROBE_S = 3.0  # while the store cannot write, /healthz tries a write at most this often (StoreProbe)
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
 STORE_WATCH_S = 5.0  # how often the server looks whether a store that refused requests writes again
@@ -309,18 +310,42 @@ async def widget(request: web.Request) -> web.FileResponse:
                                                            "Content-Type": "application/javascript; charset=utf-8"})
 
 
+class StoreProbe:
+    """/healthz's write to a store that cannot write (:meth:`~dialogues.store.Store.probe`): one at a time, and one
+    every ``HEALTH_PROBE_S`` at most, the checks between answered as the last one found. /healthz answers anyone,
+    uncounted (a load balancer's probes), and a write tried for each call queued ahead of the customers' own on the
+    store's one thread, each held up to 30 s by a locked store: anyone could keep a failing store busy."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._next = 0.0  # the event loop's time before which no other write is tried
+
+    async def __call__(self, bot: Bot) -> None:
+        if self._lock.locked():
+            return
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            if loop.time() < self._next:
+                return
+            self._next = loop.time() + HEALTH_PROBE_S
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(bot._store(bot.store.probe), STORE_WAIT_S)
+
+
+STORE_PROBE = web.AppKey("store_probe", StoreProbe)
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Ready: the model serves and the store writes, to the file its path names. Once a write has failed (a full
-    disk), each check tries one (:meth:`~dialogues.store.Store.probe`) until one succeeds: a load balancer stops
-    sending customers whose every message would get a 503, and sends them again once the disk has room."""
+    disk), a check tries one, every few seconds at most (:class:`StoreProbe`), until one succeeds: a load balancer
+    stops sending customers whose every message would get a 503, and sends them again once the disk has room."""
     bot = request.app[BOT]
     if request.app[DRAINING].is_set():
         raise http_error(web.HTTPServiceUnavailable, "stopping: send requests elsewhere")
     if (moved := bot.store.moved()) is not None:
         raise http_error(web.HTTPServiceUnavailable, moved)
     if bot.store.failing is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(bot._store(bot.store.probe), STORE_WAIT_S)
+        await request.app[STORE_PROBE](bot)
     if (failing := bot.store.failing) is not None:
         raise http_error(web.HTTPServiceUnavailable, f"the conversation store cannot write: {failing}")
     # CURRENT's version beside the one serving: another while a swap to it is on its way, or since it could not load
@@ -899,6 +924,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[METRICS_TOKEN] = metrics_token(project)
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}
+    app[STORE_PROBE] = StoreProbe()
     app[DEVICE] = device or ""
     app[STARTED_WITH] = project.config
     app.cleanup_ctx.append(watch_models)

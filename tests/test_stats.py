@@ -339,14 +339,24 @@ async def test_metrics_answer_when_the_store_cannot_be_read(tiny_demo_bot: Path,
 
 async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again_once_it_can(
         tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: Any) -> None:
-    """A full disk gave every customer a 503 while /healthz said "ok", so a load balancer kept sending them."""
+    """A full disk gave every customer a 503 while /healthz said "ok", so a load balancer kept sending them. Each
+    check tries a write then, but not each call: /healthz answers anyone, uncounted, and every call queued a write
+    ahead of the customers' on the store's one thread (with the store locked, 30 s each)."""
     import sqlite3
 
+    monkeypatch.setattr("bot.server.HEALTH_PROBE_S", 0.5)
     root = configured_copy(tiny_demo_bot, tmp_path / "bot")
     client = await aiohttp_client(create_app(root, device="cpu"))
     store = client.app[BOT].store
     real = store.db.execute
     full = {"on": True}
+    probe, probes = store.probe, []
+
+    def counted_probe() -> None:
+        probes.append(1)
+        probe()
+
+    monkeypatch.setattr(store, "probe", counted_probe)
 
     def execute(sql: str, *args: Any) -> Any:
         if full["on"] and sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
@@ -361,8 +371,11 @@ async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again
     health = await client.get("/healthz")
     assert health.status == 503
     assert (await health.json())["error"] == "the conversation store cannot write: database or disk is full"
-    full["on"] = False  # room on the disk again: the check's own write succeeds
-    assert (await client.get("/healthz")).status == 200
+    floods = await asyncio.gather(*(client.get("/healthz") for _ in range(20)), client.get("/healthz"))
+    assert [r.status for r in floods] == [503] * 21 and len(probes) == 1  # the check's one write, remembered
+    full["on"] = False  # room on the disk again: the next check's own write succeeds
+    await asyncio.sleep(0.6)
+    assert (await client.get("/healthz")).status == 200 and len(probes) == 2
     assert (await client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order"})).status == 200
 
 
