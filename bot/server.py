@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import GracefulExit
 
 from bot.actions import ActionRunner
@@ -66,6 +67,20 @@ SERVER = "deskbot"  # every response's Server header (protective_headers)
 # application, where no on_response_prepare hook sees it, and its Server header named Python and aiohttp, versions and
 # all. aiohttp has no setting for it (aio-libs/aiohttp#6463): its default is deskbot's.
 web_response.SERVER_SOFTWARE = SERVER
+_aiohttp_error = RequestHandler.handle_error
+
+
+def _error_not_sniffed(handler: RequestHandler, request: web.BaseRequest, status: int = 500,
+                       exc: BaseException | None = None, message: str | None = None) -> web.StreamResponse:
+    """aiohttp's own error response (that 400) with ``X-Content-Type-Options: nosniff``, as deskbot's have it
+    (:func:`protective_headers`): its plain-text body quotes what the client sent, which a browser guessing the
+    type could take for a page and run."""
+    response = _aiohttp_error(handler, request, status, exc, message)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+RequestHandler.handle_error = _error_not_sniffed  # type: ignore[method-assign]
 COUNTED = web.RequestKey("counted", bool)  # the request's response is counted for /metrics already
 STORE_WAIT_S = 2.0  # how long a scrape (or a health check) waits on the store before answering without it
 HEALTH_PROBE_S = 3.0  # while the store cannot write, /healthz tries a write at most this often (StoreProbe)

@@ -798,6 +798,8 @@ async def test_conversations_are_kept_in_no_cache_and_no_type_is_guessed(make_cl
         answer = await reader.read()
         writer.close()
         assert answer.startswith(b"HTTP/1.0 400") and b"\r\nServer: deskbot\r\n" in answer, answer
+        # its plain-text body quotes what the client sent: no browser may take it for a page and run it
+        assert b"\r\nX-Content-Type-Options: nosniff\r\n" in answer, answer
         assert b"aiohttp" not in answer and b"Python" not in answer, answer
 
 
