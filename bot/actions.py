@@ -30,7 +30,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
-from bot.channels.base import load_json
+from bot.channels.base import client_session, load_json
 from bot.language import blank
 from bot.project import REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, config_error
 from bot.responses import MAX_REPLY_CHARS
@@ -669,7 +669,7 @@ class ActionRunner:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = client_session()
         return self._session
 
     async def _remote(self, call: dict[str, Any]) -> ActionResult:

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from bot.channels.base import BackgroundTasks
+from bot.channels.base import BackgroundTasks, client_session
 
 log = logging.getLogger("deskbot")
 
@@ -52,7 +52,7 @@ class HandoffNotifier:
         """Post ``body``, again after a failure the receiver may get over (see the module's docstring); one
         log line if it never took it, or was given up at shutdown."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._session = client_session(timeout=self.timeout)
         try:
             await self._tries(url, body)
         except asyncio.CancelledError:

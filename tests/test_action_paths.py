@@ -18,6 +18,7 @@ import time
 import urllib.request
 import warnings
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -1895,11 +1896,13 @@ async def test_an_action_server_that_lists_no_actions_runs_the_asking_action_unv
 async def test_an_action_servers_password_stays_out_of_the_log(action_bot: Path, aiohttp_server: Any, tmp_path: Path,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     """An endpoint with a user and password (basic auth, which aiohttp sends) wrote the password into the log
-    each time the server could not be reached."""
+    each time the server could not be reached. Nor is it told which Python and aiohttp call it: deskbot does."""
     seen: list[str | None] = []
+    agents: list[str | None] = []
 
     async def webhook(request: web.Request) -> web.Response:
         seen.append(request.headers.get("Authorization"))
+        agents.append(request.headers.get("User-Agent"))
         return web.json_response({"responses": [{"text": "Looked it up."}]})
 
     app = web.Application()
@@ -1910,6 +1913,7 @@ async def test_an_action_servers_password_stays_out_of_the_log(action_bot: Path,
     try:
         assert (await bot.handle(Turn("c1", "/track_order", "web"))).text == "Looked it up."
         assert seen == ["Basic Ym90OnMzY3JldA=="]  # bot:s3cret
+        assert agents == [f"deskbot/{version('deskbot')}"]
         await server.close()
         assert (await bot.handle(Turn("c1", "/track_order", "web"))).source == "fallback"
         assert f"the action server at http://127.0.0.1:{port}/webhook failed" in caplog.text

@@ -13,6 +13,7 @@ import json
 import shutil
 import sqlite3
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -193,9 +194,11 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
 async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_webhook(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     notices: list[dict[str, Any]] = []
+    agents: set[str | None] = set()
 
     async def hook(request: web.Request) -> web.Response:
         notices.append(await request.json())
+        agents.add(request.headers.get("User-Agent"))
         return web.Response(status=204)
 
     receiver = web.Application()
@@ -218,6 +221,7 @@ async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_we
         "transcript": f"/admin/conversations/{cid}",
         "text": f"A customer on web is waiting for a person (requested): conversation `{cid}`"}
         for cid in ("asked", "login.example-shop.co")]
+    assert agents == {f"deskbot/{version('deskbot')}"}  # not which Python and aiohttp versions, flaws and all
 
 
 async def test_a_reload_brings_the_handoff_settings_it_reads(

@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from urllib.parse import urlencode
 from pathlib import Path
 from types import SimpleNamespace
@@ -91,9 +92,11 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     down: list[int] = []
     calls: list[float] = []
     last_post: dict[str, float] = {}
+    agents: list[str | None] = []  # each call's User-Agent
 
     async def post_message(request: web.Request) -> web.Response:
         calls.append(now := time.monotonic())
+        agents.append(request.headers.get("User-Agent"))
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if down:
@@ -110,7 +113,8 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     app = web.Application()
     app.router.add_post("/api/chat.postMessage", post_message)
     server = await aiohttp_server(app)
-    api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0)
+    api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0,
+                          agents=agents)
     return api
 
 
@@ -495,6 +499,13 @@ async def test_send_parses_its_own_conversation_id(slack: SimpleNamespace) -> No
     assert slack.posts[0]["text"] == "An agent will be with you shortly."
     with pytest.raises(ValueError):
         await slack.channel.send("wecom:ww1:someone:x", "hi")
+
+
+async def test_the_platform_is_told_deskbot_calls_not_which_aiohttp(slack: SimpleNamespace) -> None:
+    """Every call named the Python and aiohttp versions it came from (``Python/3.11 aiohttp/3.14.5``), and so which
+    of their published flaws a receiver, or anyone on the way, could try against deskbot."""
+    await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
+    assert slack.api.agents == [f"deskbot/{version('deskbot')}"]
 
 
 async def test_an_api_url_without_its_final_slash_still_reaches_the_method(slack_api: SimpleNamespace) -> None:

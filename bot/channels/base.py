@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
@@ -44,6 +45,16 @@ MAX_SKEW_S = 300  # how far a platform's signed timestamp may be from our clock 
 # What a customer who sends what the bot cannot read (a voice message, a picture) is told, where they got no answer.
 UNREAD_HINT: Text = {"en": "Sorry, I can only read text messages. Please type your question.",
                      "zh": "抱歉，我只能读懂文字消息，请用文字描述您的问题。"}
+
+
+USER_AGENT = f"deskbot/{version('deskbot')}"
+
+
+def client_session(**settings: Any) -> aiohttp.ClientSession:
+    """A client session for deskbot's own requests (to Slack, WeCom, the action server, ``handoff.notify_url``),
+    which name deskbot in their ``User-Agent``: aiohttp's named the Python and aiohttp versions that sent them, and
+    so which of their published flaws a receiver, or anyone on the way, could try."""
+    return aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}, **settings)
 
 
 def same_secret(given: str, expected: str) -> bool:
@@ -663,7 +674,7 @@ class PlatformChannel(Channel):
         if self._closed:
             raise Stopping(f"{self.name}: the server is stopping")
         if self._session is None:
-            self._session = aiohttp.ClientSession(
+            self._session = client_session(
                 timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S))
         return self._session
 
