@@ -5,11 +5,15 @@ requests (``bot/channels/web.py`` and the admin bodies below) and from the respo
 so what it promises is what the server checks. schemathesis fuzzes the live server against it
 and checks every answer against these response models (``tests/test_fuzz.py``), which keeps them
 honest. Only the routes the running app mounts are listed: Slack and WeCom appear once configured.
+
+Anyone is given what a web chat client needs (:data:`PUBLIC_PATHS`), without deskbot's version; a request with
+the admin token, the whole document: the admin API, with the bot's intents as a review label's values, the
+platforms' callbacks (which tell which are configured), /metrics, and the version.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Annotated, Any, Literal
@@ -453,6 +457,16 @@ OPERATIONS: list[Operation] = [
 ]
 
 
+# What a web chat client, and whoever embeds the widget, is shown of the API without the admin token: the web API
+# (``/api/``) and these.
+PUBLIC_PATHS = frozenset({"/", "/widget.js", "/healthz", "/openapi.json"})
+PUBLIC_VERSION = "public"  # info.version of the document anyone is given: deskbot's own tells which flaws to try
+
+
+def public(op: Operation) -> bool:
+    return op.path.startswith("/api/") or op.path in PUBLIC_PATHS
+
+
 def mounted(app: web.Application) -> set[tuple[str, str]]:
     """``(method, canonical path)`` of every route the app serves."""
     return {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource is not None}
@@ -475,12 +489,13 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     return params
 
 
-def openapi_document(app: web.Application, title: str, labels: Sequence[str], max_message_chars: int) -> dict[str, Any]:
+def openapi_document(app: web.Application, title: str, labels: Sequence[str], max_message_chars: int,
+                     full: bool = True) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the operations ``app`` mounts; ``labels``: what a review label may be
     (the bot's intents and oos) and ``max_message_chars`` how long a message may be, which only the
-    running bot knows."""
+    running bot knows. ``full=False``: the public operations alone (:func:`public`), without deskbot's version."""
     present = mounted(app)
-    ops = [op for op in OPERATIONS if (op.method, op.route or op.path) in present]
+    ops = [op for op in OPERATIONS if (op.method, op.route or op.path) in present and (full or public(op))]
     models = {(m, "validation") for op in ops if (m := op.body)} | {(m, "serialization") for op in ops if (m := op.response)}
     models.add((ErrorResponse, "serialization"))
     refs, defs = models_json_schema(sorted(models, key=lambda m: (m[0].__name__, m[1])),
@@ -514,25 +529,29 @@ def openapi_document(app: web.Application, title: str, labels: Sequence[str], ma
         paths.setdefault(op.path, {})[op.method.lower()] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": f"{title} (deskbot)", "version": version("deskbot")},
+        "info": {"title": f"{title} (deskbot)", "version": version("deskbot") if full else PUBLIC_VERSION},
         "paths": paths,
         "components": {"schemas": defs.get("$defs", {}),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
 
 
-OPENAPI = web.AppKey("openapi", dict)
+OPENAPI = web.AppKey("openapi", dict)  # the whole document
+PUBLIC_OPENAPI = web.AppKey("public_openapi", dict)
 
 
-async def serve_openapi(request: web.Request) -> web.Response:
-    return json_response(request.app[OPENAPI])
-
-
-def publish_openapi(app: web.Application, title: str, labels: Sequence[str], max_message_chars: int) -> None:
-    """Serve the document at ``/openapi.json``, built at start-up when every route is in place."""
+def publish_openapi(app: web.Application, title: str, labels: Sequence[str], max_message_chars: int,
+                    admin: Callable[[web.Request], bool]) -> None:
+    """Serve the documents at ``/openapi.json``, built at start-up when every route is in place: the whole one to a
+    request ``admin`` says carries the admin token, the public one to any other."""
 
     async def build(app: web.Application) -> None:
         app[OPENAPI] = openapi_document(app, title, labels, max_message_chars)
+        app[PUBLIC_OPENAPI] = openapi_document(app, title, labels, max_message_chars, full=False)
 
-    app.router.add_get("/openapi.json", serve_openapi)
+    async def serve(request: web.Request) -> web.Response:
+        document = request.app[OPENAPI] if admin(request) else request.app[PUBLIC_OPENAPI]
+        return json_response(document, headers={"Vary": "Authorization"})
+
+    app.router.add_get("/openapi.json", serve)
     app.on_startup.append(build)

@@ -972,7 +972,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
     ])
 
-    publish_openapi(app, project.config.name, sorted(project.labels), server.max_message_chars)
+    publish_openapi(app, project.config.name, sorted(project.labels), server.max_message_chars, admin=is_admin)
 
     async def shutdown(app: web.Application) -> None:
         """SIGTERM: the port is closed already; let the turns in flight finish and their answers reach their

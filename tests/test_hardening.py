@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from importlib.metadata import version
 from pathlib import Path
 from collections.abc import AsyncIterator
 from typing import Any, Callable
@@ -623,7 +624,7 @@ async def test_a_client_that_hangs_up_mid_body_is_not_an_error(
 
 async def test_openapi_documents_every_route_and_the_answers_match_it(make_client: Callable[..., Any]) -> None:
     client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
-    doc = await (await client.get("/openapi.json")).json()
+    doc = await (await client.get("/openapi.json", headers={"Authorization": "Bearer t0ken"})).json()
     documented = {(method.upper(), path) for path, item in doc["paths"].items() for method in item}
     routes = {(m, p) for m, p in mounted(client.app) if m not in ("HEAD", "OPTIONS") and p != "/api/ws"}
     handoff = "/admin/conversations/{conversation_id}/{action}"
@@ -647,6 +648,24 @@ async def test_openapi_documents_every_route_and_the_answers_match_it(make_clien
     foreign = await chat(client, conversation, "hi", Origin="https://elsewhere.example")
     assert foreign.status == 403 and {"403", "408"} <= doc["paths"]["/api/chat"]["post"]["responses"].keys()
     assert {"403", "408"} <= doc["paths"]["/api/feedback"]["post"]["responses"].keys()
+
+
+async def test_openapi_shows_anyone_the_web_api_alone_and_the_admin_token_the_whole(make_client: Callable[..., Any]) -> None:
+    """Anyone was shown deskbot's version (which of its flaws to try), the bot's intents (a review label's values),
+    the admin API and which platforms' callbacks are configured: a web chat client needs none of them."""
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS},
+                               channels={"slack": {"signing_secret": "s", "bot_token": "xoxb-t"}})
+    full = await (await client.get("/openapi.json", headers={"Authorization": "Bearer t0ken"})).json()
+    for headers in ({}, {"Authorization": "Bearer guess"}):
+        response = await client.get("/openapi.json", headers=headers)
+        assert response.status == 200 and response.headers["Vary"] == "Authorization"
+        shown = await response.json()
+        assert set(shown["paths"]) == {"/api/chat", "/api/conversations/{conversation_id}/history", "/api/feedback",
+                                       "/api/widget", "/healthz", "/openapi.json", "/", "/widget.js"}
+        assert shown["paths"]["/api/chat"] == full["paths"]["/api/chat"]  # what a client needs is all there
+        assert shown["info"]["version"] == "public" and "ReviewLabelRequest" not in shown["components"]["schemas"]
+        assert not any(f'"{intent}"' in json.dumps(shown) for intent in client.app[BOT].project.labels)
+    assert full["info"]["version"] == version("deskbot") and {"/admin/reload", "/slack/events", "/metrics"} <= set(full["paths"])
 
 
 async def test_wrong_bodies_and_ids_get_400_naming_the_field(make_client: Callable[..., Any]) -> None:

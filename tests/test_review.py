@@ -430,7 +430,7 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     assert (await client.post(url, json=["track_order"], headers=AUTH)).status == 400
     for body in ({}, {"accept": False}, {"intent": " track_order"}):  # neither a label nor an acceptance; a near miss
         assert (await client.post(url, json=body, headers=AUTH)).status == 400
-    schema = (await (await client.get("/openapi.json")).json())["components"]["schemas"]["ReviewLabelRequest"]
+    schema = (await (await client.get("/openapi.json", headers=AUTH)).json())["components"]["schemas"]["ReviewLabelRequest"]
     assert schema["properties"]["intent"]["anyOf"][0]["enum"] == sorted({*load_project(review_bot).intents, "oos"})
     resp = await client.post(url, json={"intent": "track_order", "reviewer": "ann"}, headers=AUTH)
     assert resp.status == 200 and sorted((await resp.json())["turn_ids"]) == sorted(orders["turn_ids"])
