@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import logging
+import math
 import os
 import re
 import signal
@@ -213,18 +214,46 @@ def redacted(error: str) -> str:
     return _QUOTED.sub(_quoted, _CREDENTIAL.sub(r"\1 [redacted]", _SECRET_HEADER.sub(r"\1: [redacted]", error)))
 
 
+CLIENT_ERROR_LINES = 30  # requests their clients broke said in the log in CLIENT_ERROR_WINDOW_S; the rest counted
+CLIENT_ERROR_WINDOW_S = 60.0
+
+
 class ClientErrorsInOneLine(logging.Filter):
     """A request its client broke (a malformed header, a gzip body that is not gzip) is logged by aiohttp
     with a traceback at ERROR level, and a broken body twice: once more as aiohttp drains what is left of
     it after json_errors has answered 400. Nothing on the server needs mending, so one INFO line says it,
-    with no secret a broken header line quoted (:func:`redacted`)."""
+    with no secret a broken header line quoted (:func:`redacted`). A request too broken to parse is answered
+    below deskbot's limits, uncounted, so past ``lines`` such lines in ``window_s`` the rest are only counted,
+    and the next line said says how many: one client could otherwise fill the disk the log is on."""
+
+    def __init__(self, lines: int = CLIENT_ERROR_LINES, window_s: float = CLIENT_ERROR_WINDOW_S) -> None:
+        super().__init__()
+        self.lines, self.window_s = lines, window_s
+        self._since = -math.inf  # when the window of the lines said began (monotonic)
+        self._said = self._unsaid = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, web.RequestPayloadError) or (isinstance(error, HttpProcessingError) and 400 <= error.code < 500):
+            if not self._within_budget():
+                return False
             record.msg, record.args = "%s: %s", (record.getMessage(), redacted(" ".join(str(error).split())))
+            if self._unsaid:
+                record.msg += f" (and {self._unsaid} more such requests before it, not logged)"
+                self._unsaid = 0
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+    def _within_budget(self) -> bool:
+        """Count one line; False past ``lines`` in the window, when it is to be left out."""
+        now = time.monotonic()
+        if now - self._since >= self.window_s:
+            self._since, self._said = now, 0
+        if self._said >= self.lines:
+            self._unsaid += 1
+            return False
+        self._said += 1
         return True
 
 

@@ -589,6 +589,30 @@ async def test_a_broken_header_line_is_logged_without_the_secret_it_holds(
     assert said[-1].endswith(": b'[redacted]'")  # a line without a header's name may be a token pasted alone
 
 
+async def test_requests_too_broken_to_count_cannot_flood_the_log(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request aiohttp cannot parse is answered below deskbot's limits, and each was a line in the log: one client
+    sending them without end filled the disk the log is on, or used up journald's share for the service."""
+    monkeypatch.setattr(serving, "CLIENT_ERRORS", serving.ClientErrorsInOneLine(lines=3, window_s=0.5))
+    monkeypatch.setattr(logging.getLogger("aiohttp.server"), "filters", [])  # the app adds that one
+    client = await make_client()
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
+
+    async def broken() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.0 400")  # each is still answered
+        writer.close()
+
+    for _ in range(8):
+        await broken()
+    assert len([r for r in caplog.records if r.name == "aiohttp.server"]) == 3
+    await asyncio.sleep(0.6)
+    await broken()
+    said = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(said) == 4 and said[-1].endswith("(and 5 more such requests before it, not logged)")
+
+
 def test_a_secret_quoted_without_its_header_name_is_redacted() -> None:
     """A header line over 8 KiB is quoted from its value on, and the pure-Python parser
     (AIOHTTP_NO_EXTENSIONS=1) quotes the value alone: the session cookie and the token were in the log."""
