@@ -99,6 +99,7 @@ class Limits:
         self._sockets: Counter[str] = Counter()
         self._told: dict[str, float] = {}  # conversation -> when the wait it was told of ends (monotonic)
         self._hits = 0
+        self._proxy_said = False  # whether an untrusted proxy in front has been said (_unheeded_proxy)
 
     @staticmethod
     def _per_minutes(amount: int, minutes: int = 1) -> RateLimitItem | None:
@@ -124,12 +125,27 @@ class Limits:
                 address = forwarded.pop()
         elif self.config.trust_forwarded_for:
             address = forwarded[-1] if forwarded else address
+        elif forwarded:
+            self._unheeded_proxy(address)
         ip = _ip(address)
         if ip is None:
             return address
         if isinstance(ip, ipaddress.IPv6Address):
             return str(ipaddress.ip_network(f"{ip}/64", strict=False))
         return str(ip)
+
+    def _unheeded_proxy(self, peer: str) -> None:
+        """Say once that a peer on this machine or a private network (a reverse proxy, surely: no client on the
+        internet has such an address) passes on its clients' addresses that no setting lets the limits read: each
+        limit then holds one share for all of them, which one client could use up for everyone."""
+        ip = _ip(peer)
+        if self._proxy_said or ip is None or not ip.is_private:
+            return
+        self._proxy_said = True
+        log.warning("requests from %s carry X-Forwarded-For, as a reverse proxy adds it, but neither "
+                    "server.limits.trusted_proxies nor trust_forwarded_for is set: every client behind it counts as "
+                    "%s, one share of each limit for all; set server.limits.trusted_proxies: [%s] (docs/security.md)",
+                    peer, peer, peer)
 
     def _prune(self) -> None:
         """Forget the addresses and conversations whose window has emptied. The limits library drops a

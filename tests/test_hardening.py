@@ -350,6 +350,24 @@ async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client: Cal
             for n in range(3)] == [200, 200, 429]  # a client cannot pick its own address
 
 
+async def test_a_proxy_in_front_that_is_not_trusted_is_said_once(make_client: Callable[..., Any],
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Behind a reverse proxy set up without limits.trusted_proxies, every customer counted as the proxy: one share of
+    every limit for all of them, which one client could use up for everyone, and nothing said so."""
+    client = await make_client()
+    for n in range(3):  # the test client is a proxy on this machine, passing on its clients' addresses
+        assert (await client.get("/api/widget", headers={"X-Forwarded-For": f"203.0.113.{n}"})).status == 200
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "X-Forwarded-For" in r.getMessage()]
+    assert said == ["requests from 127.0.0.1 carry X-Forwarded-For, as a reverse proxy adds it, but neither "
+                    "server.limits.trusted_proxies nor trust_forwarded_for is set: every client behind it counts as "
+                    "127.0.0.1, one share of each limit for all; set server.limits.trusted_proxies: [127.0.0.1] "
+                    "(docs/security.md)"]
+    caplog.clear()
+    trusting = await make_client(server={"limits": {"trusted_proxies": ["127.0.0.1"]}})
+    assert (await trusting.get("/api/widget", headers={"X-Forwarded-For": "203.0.113.9"})).status == 200
+    assert "X-Forwarded-For" not in caplog.text
+
+
 async def test_forwarded_for_is_read_through_the_trusted_proxies_named(make_client: Callable[..., Any]) -> None:
     """trust_forwarded_for read one hop from any peer: behind a load balancer and nginx every customer was the
     load balancer, and a client reaching the server directly picked its own address."""
