@@ -361,19 +361,17 @@ class StoreProbe:
     store's one thread, each held up to 30 s by a locked store: anyone could keep a failing store busy."""
 
     def __init__(self) -> None:
-        self._lock = asyncio.Lock()
+        self._probe: asyncio.Task[None] | None = None  # the latest write, which may outlast the check that tried it
         self._next = 0.0  # the event loop's time before which no other write is tried
 
     async def __call__(self, bot: Bot) -> None:
-        if self._lock.locked():
+        loop = asyncio.get_running_loop()
+        if (self._probe is not None and not self._probe.done()) or loop.time() < self._next:
             return
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            if loop.time() < self._next:
-                return
-            self._next = loop.time() + HEALTH_PROBE_S
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(bot._store(bot.store.probe), STORE_WAIT_S)
+        self._next = loop.time() + HEALTH_PROBE_S
+        self._probe = asyncio.ensure_future(bot._store(bot.store.probe))
+        with contextlib.suppress(Exception):  # a check waits STORE_WAIT_S at most; the write goes on without it
+            await asyncio.wait_for(asyncio.shield(self._probe), STORE_WAIT_S)
 
 
 STORE_PROBE = web.AppKey("store_probe", StoreProbe)

@@ -8,6 +8,7 @@ import json
 from datetime import datetime, timedelta, timezone
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -344,16 +345,19 @@ async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again
     ahead of the customers' on the store's one thread (with the store locked, 30 s each)."""
     import sqlite3
 
-    monkeypatch.setattr("bot.server.HEALTH_PROBE_S", 0.5)
+    monkeypatch.setattr("bot.server.HEALTH_PROBE_S", 2.0)
     root = configured_copy(tiny_demo_bot, tmp_path / "bot")
     client = await aiohttp_client(create_app(root, device="cpu"))
     store = client.app[BOT].store
     real = store.db.execute
     full = {"on": True}
     probe, probes = store.probe, []
+    held = threading.Event()  # set: the store's lock is let go
 
     def counted_probe() -> None:
         probes.append(1)
+        if len(probes) == 2:  # another process holds the store locked: this write waits
+            held.wait(10)
         probe()
 
     monkeypatch.setattr(store, "probe", counted_probe)
@@ -373,8 +377,13 @@ async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again
     assert (await health.json())["error"] == "the conversation store cannot write: database or disk is full"
     floods = await asyncio.gather(*(client.get("/healthz") for _ in range(20)), client.get("/healthz"))
     assert [r.status for r in floods] == [503] * 21 and len(probes) == 1  # the check's one write, remembered
-    full["on"] = False  # room on the disk again: the next check's own write succeeds
-    await asyncio.sleep(0.6)
+    monkeypatch.setattr("bot.server.STORE_WAIT_S", 0.1)
+    for _ in range(2):  # a write that has not returned is not tried again beside it, however long it waits
+        await asyncio.sleep(2.1)
+        assert (await client.get("/healthz")).status == 503 and len(probes) == 2
+    full["on"] = False  # room on the disk again: the waiting write succeeds
+    held.set()
+    await asyncio.sleep(0.2)
     assert (await client.get("/healthz")).status == 200 and len(probes) == 2
     assert (await client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order"})).status == 200
 
