@@ -7,6 +7,7 @@ import contextlib
 import errno
 import fnmatch
 import io
+import ipaddress
 import json
 import os
 import re
@@ -498,6 +499,11 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
             click.echo(f"note: the {name} is {_count(len(value), 'character')} long: anyone who reaches the server "
                        "can try hundreds of guesses a minute at it; use a random one of 32 or more (python3 -c "
                        "'import secrets; print(secrets.token_urlsafe(32))')", err=True)
+    if not metrics_token(project) and not loopback(host):
+        click.echo(f"note: no metrics token (DESKBOT_METRICS_TOKEN or server.metrics_token), and {host} is no loopback "
+                   "address: /metrics tells anyone who reaches it the traffic, the customers waiting and the process's "
+                   "memory and open files; set one, or have the proxy in front answer /metrics to the scraper alone",
+                   err=True)
     secret = identity_secret(project.config.channels.web.model_dump()) if project.config.channels.web.enabled else ""
     if secret and len(secret) < MIN_IDENTITY_SECRET_CHARS:
         click.echo(f"note: the web identity secret is {_count(len(secret), 'character')} long: a signed-in customer "
@@ -546,6 +552,16 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(129 if app[HUNG_UP].is_set() else 0)  # 128 + SIGHUP: a service manager restarts it, as after a fault
+
+
+def loopback(host: str) -> bool:
+    """Whether every address ``host`` names is this machine's loopback (127.0.0.1, ::1, localhost): a server there is
+    reached only through a proxy on this machine. A name that does not resolve is not, as far as can be told."""
+    try:
+        return all(ipaddress.ip_address(info[4][0].partition("%")[0]).is_loopback
+                   for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+    except (OSError, ValueError):
+        return False
 
 
 def listening(host: str, port: int) -> list[socket.socket]:

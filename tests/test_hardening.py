@@ -1686,6 +1686,23 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
     assert "identity secret" not in long_token.output
 
 
+def test_serve_says_when_metrics_answer_anyone_on_a_public_address(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """Served on every address without a metrics token, /metrics told anyone the traffic, the customers waiting and the
+    process's memory and open files (how far a flood has got), and nothing said so at start."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    guarded = configured_copy(tiny_demo_bot, tmp_path / "guarded", server={"metrics_token": "Zq8-rT2w_Lm4Vn7P-long-enough"})
+    with socket.socket() as taken:  # refused at the port, after the notes
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        public = CliRunner().invoke(cli, ["serve", str(root), "--host", "0.0.0.0", "--port", port]).output
+        local = CliRunner().invoke(cli, ["serve", str(root), "--port", port]).output  # bot.yml's 127.0.0.1
+        scraped_with_a_token = CliRunner().invoke(cli, ["serve", str(guarded), "--host", "0.0.0.0", "--port", port]).output
+    assert ("note: no metrics token (DESKBOT_METRICS_TOKEN or server.metrics_token), and 0.0.0.0 is no loopback "
+            "address: /metrics tells anyone who reaches it") in public
+    assert "no metrics token" not in local and "no metrics token" not in scraped_with_a_token
+
+
 def test_serve_says_when_every_account_can_read_the_secrets_in_bot_yml(tiny_demo_bot: Path, tmp_path: Path,
                                                                         common_umask: None) -> None:
     """A bot.yml made before `bot init` made it for its owner alone, or copied with the umask's mode, showed the
