@@ -963,6 +963,31 @@ def test_a_slow_answer_to_a_message_out_when_the_socket_was_lost_is_shown_once(
     assert [t["role"] for t in api.history(widget.conversation_id())["turns"]] == ["user", "bot"] * 2
 
 
+@pytest.mark.parametrize("transport", ["websocket", "http"])
+def test_a_reload_while_the_answer_is_on_its_way_shows_the_message_and_its_answer(
+        open_widget: Any, api: SimpleNamespace, slow_turns: None, transport: str) -> None:
+    """Reloaded before the answer came, the chat showed neither the customer's message nor the typing dots, as the
+    history has the turn only once it is answered; over HTTP the answer waited for the next poll, 16 s later."""
+    widget = open_widget(transport=transport)
+    page = widget.page
+    widget.send("slow 3 where is my parcel")
+    expect(page.locator(".msg.user.out")).to_have_count(1)
+    page.wait_for_timeout(300)  # on its way to the server
+    page.reload()
+    expect(page.locator(".msg.user.out")).to_have_text(re.compile("slow 3 where is my parcel"))
+    expect(page.locator(".typing")).to_be_visible()
+    expect(widget.bot_replies()).to_have_count(1, timeout=6_000)
+    expect(page.locator(".typing")).to_be_hidden()
+    history = api.history(widget.conversation_id())["turns"]
+    shown = page.locator(".msg[data-turn-id]")
+    expect(shown).to_have_count(2)
+    assert [int(i) for i in shown.evaluate_all("(nodes) => nodes.map((n) => n.dataset.turnId)")] == [t["id"] for t in history]
+    page.reload()  # answered: shown once, from the history
+    expect(page.locator(".msg.user")).to_have_count(1)
+    expect(page.locator(".msg.user.out")).to_have_count(0)
+    expect(page.locator(".typing")).to_be_hidden()
+
+
 def test_a_message_the_socket_lost_shows_above_the_answers_to_the_next(open_widget: Any, api: SimpleNamespace,
                                                                        slow_turns: None) -> None:
     """The answer to the next message, come while the widget still looked for the lost one in the history,

@@ -300,15 +300,20 @@
   // --- storage: the conversation id survives reloads; nothing breaks where storage is blocked ----
 
   const storageKey = `deskbot:${server}`;
-  const memory = {};
-  const store = {
-    get(key) {
-      try { return localStorage.getItem(`${storageKey}:${key}`); } catch { return memory[key] ?? null; }
-    },
-    set(key, value) {
-      try { localStorage.setItem(`${storageKey}:${key}`, value); } catch { memory[key] = value; }
-    },
-  };
+  // The browser's storage (read as ``storage()``, which throws where it is blocked), else this page's memory.
+  function storeIn(storage) {
+    const memory = {};
+    return {
+      get(key) {
+        try { return storage().getItem(`${storageKey}:${key}`); } catch { return memory[key] ?? null; }
+      },
+      set(key, value) {
+        try { storage().setItem(`${storageKey}:${key}`, value); } catch { memory[key] = value; }
+      },
+    };
+  }
+  const store = storeIn(() => localStorage); // the site's tabs share it
+  const tabStore = storeIn(() => sessionStorage); // this tab's alone, kept through a reload
 
   function newConversationId() {
     if (crypto.randomUUID) return `web-${crypto.randomUUID()}`;
@@ -1171,10 +1176,52 @@
     unsettled.splice(at, 1);
     own.message.classList.remove("out", "failed");
     for (const line of own.message.querySelectorAll(".status-line")) line.remove();
+    if (own.settled) own.settled(); // arrived() stops waiting
+    saveOut();
     if (turnId == null) return;
     seenTurns.add(turnId); // so that a later sync() or arrived() looks past it
     own.message.dataset.turnId = turnId;
     for (const earlier of unsettled.slice(0, at)) earlier.until = Math.min(earlier.until, turnId);
+  }
+
+  // This tab's messages still awaiting their answer, kept through a reload: reloaded meanwhile, the chat showed
+  // neither the message nor its answer, which the history has only once it is given (an HTTP chat waited for its
+  // next poll, up to 16 s).
+  function saveOut() {
+    const out = unsettled.filter((m) => !m.message.classList.contains("failed"))
+      .map(({ text, shown, before, at }) => ({ text, shown, before, at }));
+    tabStore.set("out", JSON.stringify({ conversation: conversationId, out }));
+  }
+
+  const RESUME_MS = 60000; // as long as a message's request waits for its answer
+  // The messages this tab had out when it was reloaded, shown out again below the history and waited for as a
+  // message the socket lost is (arrived()), unless the history already has them.
+  function resumeOut(turns) {
+    const saved = JSON.parse(tabStore.get("out") || "{}");
+    if (saved.conversation !== conversationId) return;
+    for (const { text, shown, before, at } of saved.out || []) {
+      const left = at + RESUME_MS - Date.now();
+      const answered = turns.some((turn) => turn.role === "user" && turn.id > before &&
+        (turn.text === text || REDACTED.test(turn.text)));
+      if (left <= 0 || answered) continue;
+      const message = addMessage("user", shown);
+      message.classList.add("out");
+      const own = { message, text, shown, before, until: Infinity, at, lost: true };
+      unsettled.push(own);
+      awaitResumed(own, left);
+    }
+    saveOut();
+  }
+
+  async function awaitResumed(own, left) {
+    setPending(1);
+    const waits = [500, 1000, 2000];
+    while (waits.reduce((sum, wait) => sum + wait, 0) < left) waits.push(4000);
+    if (!(await arrived(own, waits))) {
+      own.message.classList.remove("out");
+      failed(own, own.shown, 0);
+    }
+    setPending(-1);
   }
 
   // Settled once the history (or the greeting) is shown. A message sent before, over a slow network, waits for it:
@@ -1191,8 +1238,10 @@
     removing(quick, () => quick.replaceChildren());
     setPending(1);
     await started;
-    const own = { message, text, before: Math.max(0, ...seenTurns), until: Infinity };
+    const own = { message, text, shown: shown || text, before: Math.max(0, ...seenTurns), until: Infinity,
+      at: Date.now() };
     unsettled.push(own);
+    saveOut();
     const pushesBefore = statusPushes;
     const asked = conversationId;
     try {
@@ -1213,7 +1262,10 @@
       if (/^user_hash: /.test(error.message)) { // a bot with channels.web.identity_secret refused the page's userHash
         console.error(`deskbot: ${error.message}; deskbotConfig.userHash must be that of deskbotConfig.user (docs/channels.md)`);
       }
-      if (!own.lost) unsettled.splice(unsettled.indexOf(own), 1); // refused (a 429): the server did not keep it
+      if (!own.lost) { // refused (a 429): the server did not keep it
+        unsettled.splice(unsettled.indexOf(own), 1);
+        saveOut();
+      }
       if (!(own.lost && (await arrived(own)))) {
         message.classList.remove("out");
         failed(own, shown, error.retryAfter || 0);
@@ -1227,9 +1279,13 @@
   // the history gains its customer turn (stored with its answer, which a slow action may take seconds
   // to give, so it is looked for over about 12 s); sync() then shows the answer, and settles it even
   // after it was marked not sent. Offering Retry at once would send it twice.
-  async function arrived(own) {
-    for (const wait of [500, 1000, 2000, 4000, 4000]) {
-      await new Promise((resolve) => setTimeout(resolve, wait));
+  async function arrived(own, waits = [500, 1000, 2000, 4000, 4000]) {
+    for (const wait of waits) {
+      await new Promise((resolve) => {
+        own.settled = resolve; // the socket's push of the turn (sync()) ends the wait
+        setTimeout(resolve, wait);
+      });
+      if (!unsettled.includes(own)) return true;
       await sync();
       if (!unsettled.includes(own)) return true;
     }
@@ -1255,9 +1311,11 @@
     }
     line.append(el("span", "", retryAfter > 0 ? t.tooFast.replace("{seconds}", retryAfter) : t.notSent), retry);
     message.append(line);
+    saveOut();
     follow();
   }
 
+  // The turns shown: none where the history could not be read.
   async function loadHistory() {
     restoring = true;
     try {
@@ -1272,9 +1330,9 @@
       const last = history.turns[history.turns.length - 1];
       if (last && last.role === "bot") showQuickReplies(last.buttons); // the choices of the question left open
       setHandedOff(history.status === "handed_off", false, history.agent || "");
-      return history.turns.length > 0;
+      return history.turns;
     } catch {
-      return false;
+      return [];
     } finally {
       restoring = false;
     }
@@ -1411,6 +1469,7 @@
     seenTurns.clear();
     handedOn.clear();
     unsettled.length = 0;
+    saveOut();
     log.replaceChildren();
     removing(quick, () => quick.replaceChildren());
     setHandedOff(false, false);
@@ -1452,8 +1511,9 @@
         `(${location.origin}) may need to be listed in channels.web.origins in the bot's bot.yml.`);
     });
     await configured; // the history's labels ("You", "Helpful") in the language the settings may change
-    const hadHistory = await loadHistory();
-    if (!hadHistory) greet();
+    const turns = await loadHistory();
+    if (!turns.length) greet();
+    resumeOut(turns); // before the socket's first sync(), which would take them for another tab's
     loaded();
     // The log speaks up once the history and the greeting are in it, and the browser has drawn them: a chat left open
     // had a screen reader read the whole conversation out again on each of the site's pages.
