@@ -1158,6 +1158,31 @@ def test_on_a_phone_held_sideways_the_latest_message_and_send_stay_in_sight(open
     assert heights and min(heights) >= 36, heights
 
 
+ON_SCREEN_KEYBOARD = """
+// A phone's visual viewport, which its on-screen keyboard shrinks (__keyboard(px)) while the layout viewport stays
+const view = new EventTarget();
+Object.assign(view, { offsetTop: 0, offsetLeft: 0, scale: 1, width: innerWidth, height: innerHeight });
+Object.defineProperty(window, "visualViewport", { value: view });
+window.__keyboard = (px) => { view.height = innerHeight - px; view.dispatchEvent(new Event("resize")); };
+"""
+
+
+def test_on_a_phone_the_message_box_stays_above_the_on_screen_keyboard(open_widget: Any) -> None:
+    """The chat was as tall as 100vh and fixed to the layout viewport's bottom: the keyboard (and the toolbar of a
+    phone's browser) covered the message box and Send, where the customer types."""
+    widget = open_widget(device={"viewport": {"width": 390, "height": 700}, "is_mobile": True, "has_touch": True},
+                         init_script=ON_SCREEN_KEYBOARD)
+    page = widget.page
+    widget.send("hello there")
+    expect(widget.bot_replies()).to_have_count(1)
+    for keyboard in (300, 0):  # shown, then put away
+        page.evaluate(f"__keyboard({keyboard})")
+        page.wait_for_timeout(100)
+        for part in (".panel", "textarea", ".send", ".msg.bot >> nth=-1"):
+            box = page.locator(part).bounding_box()
+            assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 700 - keyboard, (part, box)
+
+
 HELD_WEBSOCKET = """
 window.WebSocket = class HeldWebSocket {  // a proxy that never answers the upgrade
   constructor(url) { this.url = url; this.readyState = 0; }

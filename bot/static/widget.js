@@ -416,9 +416,14 @@
       --db-border: rgba(20, 24, 40, 0.08); --db-radius: 18px;
       font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "PingFang SC", "Hiragino Sans GB",
         "Microsoft YaHei", "Noto Sans CJK SC", sans-serif;
-      color: var(--db-text); position: fixed; bottom: 20px; right: 20px; z-index: ${zIndex};
+      color: var(--db-text); position: fixed; right: 20px; z-index: ${zIndex};
       display: flex; flex-direction: column; align-items: flex-end; gap: 14px;
+      /* The height the customer sees, and what covers the page's bottom (fitView() sets both from the visual viewport
+         where there is one): on a phone 100vh is the height without the browser's toolbar, and the on-screen keyboard
+         covers the layout viewport's bottom, so the message box was under the one or the other. */
+      --db-view: 100vh; --db-covered: 0px; bottom: calc(20px + var(--db-covered));
     }
+    @supports (height: 100dvh) { .root { --db-view: 100dvh; } }
     .root.left { right: auto; left: 20px; align-items: flex-start; }
     * { box-sizing: border-box; }
     button { font: inherit; cursor: pointer; }
@@ -439,7 +444,7 @@
       background: #ef4444; border: 2px solid var(--db-bg); }
 
     .panel {
-      width: min(380px, calc(100vw - 40px)); height: min(620px, calc(100vh - 110px));
+      width: min(380px, calc(100vw - 40px)); height: min(620px, calc(var(--db-view) - 110px));
       background: var(--db-bg); border-radius: 20px; overflow: hidden; display: flex; flex-direction: column;
       box-shadow: 0 24px 60px rgba(20, 24, 40, 0.22), 0 2px 8px rgba(20, 24, 40, 0.08);
       border: 1px solid var(--db-border); animation: rise .22s ease-out;
@@ -550,14 +555,14 @@
     footer { text-align: center; font-size: 11px; color: var(--db-muted); padding: 0 0 8px; }
 
     @media (max-width: 480px) {
-      .root { bottom: 12px; right: 12px; } .root.left { left: 12px; }
-      .panel { width: calc(100vw - 24px); height: calc(100vh - 100px); }
+      .root { bottom: calc(12px + var(--db-covered)); right: 12px; } .root.left { left: 12px; }
+      .panel { width: calc(100vw - 24px); height: calc(var(--db-view) - 100px); }
     }
     /* A phone held sideways: the open chat takes the height (the header's close button closes it), and the
        header, the box and the choices give up room, so that the latest message and Send stay in sight. */
     @media (max-height: 500px) {
-      .root { bottom: 8px; } .root.open .launcher { display: none; }
-      .panel { height: calc(100vh - 16px); }
+      .root { bottom: calc(8px + var(--db-covered)); } .root.open .launcher { display: none; }
+      .panel { height: calc(var(--db-view) - 16px); }
       header { padding: 6px 12px; } .avatar, .subtitle, footer { display: none; }
       textarea { max-height: 64px; } .quick { max-height: 22%; }
       /* The suggested replies in one row that scrolls sideways, and the placeholder on one line: at 200% zoom (180 ×
@@ -791,6 +796,24 @@
     scrollToEnd();
     input.focus(); // the button is gone: the keyboard goes on to the message box
   });
+  // The chat within what the customer sees (--db-view, --db-covered): the visual viewport, which a phone's on-screen
+  // keyboard and toolbar shrink while the layout viewport the chat is fixed to stays as tall. Pinch-zoomed, the page
+  // keeps the CSS's heights: the chat, fixed to the layout viewport, is then seen in part anyway.
+  function fitView() {
+    const view = window.visualViewport;
+    if (Math.abs(view.scale - 1) > 0.01) {
+      root.style.removeProperty("--db-view");
+      root.style.removeProperty("--db-covered");
+      return;
+    }
+    const layout = document.compatMode === "CSS1Compat" ? document.documentElement.clientHeight : window.innerHeight;
+    root.style.setProperty("--db-view", `${view.height}px`);
+    root.style.setProperty("--db-covered", `${Math.max(0, layout - view.offsetTop - view.height)}px`);
+  }
+  if (window.visualViewport) {
+    for (const type of ["resize", "scroll"]) window.visualViewport.addEventListener(type, fitView);
+    fitView();
+  }
   const resized = new ResizeObserver(() => follow());
   resized.observe(scroller);
   resized.observe(log); // text wrapped anew (a narrower panel) grows the list: the latest stays in sight
