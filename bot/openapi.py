@@ -136,6 +136,11 @@ class ChatResponse(_Body):
                               "and a responses.yml variant's custom:, each as it was sent, as Rasa's REST channel passes "
                               "it on: for the shop's own page to act on (the widget hands each to the page as a "
                               "deskbot:custom event); kept, and given again in the history")
+    language: Literal["en", "zh"] | None = Field(..., description=(
+        "the language the reply is written in, the customer's: the widget speaks it from then on, unless its page "
+        "fixed the widget's (null where the bot did not tell it)"))
+    script: Literal["traditional", "hongkong", "simplified"] | None = Field(..., description=(
+        "the Chinese script the customer reads (null where there is none yet)"))
 
 
 class HistoryTurn(_Body):

@@ -1325,6 +1325,38 @@ def test_a_chinese_customer_gets_the_fallback_and_its_buttons_in_chinese(open_wi
     assert re.search(r"[\u4e00-\u9fff]", widget.bot_replies().last.locator(".bubble").inner_text())
 
 
+def test_the_widgets_own_texts_follow_the_language_the_customer_writes_in(open_widget: Any) -> None:
+    """A customer writing Chinese on an English page read the bilingual bot's Chinese answers under an English
+    placeholder, Send and banners. The widget speaks the customer's language once they have written, on the site's
+    next pages too, until a new conversation; a language the page fixed stays."""
+    widget = open_widget()  # an English page
+    page = widget.page
+    widget.send("我的包裹一直没到")
+    expect(widget.bot_replies()).to_have_count(1)
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
+    expect(widget.bot_replies().first.get_by_role("button", name="有帮助", exact=True)).to_be_visible()
+    assert widget.bot_replies().first.locator(".bubble").get_attribute("lang") is None  # no longer the other language
+    page.reload()
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
+    expect(page.get_by_role("button", name="关闭聊天").first).to_be_visible()
+    widget.send("我的訂單在哪裡")  # in Traditional characters
+    expect(widget.bot_replies()).to_have_count(2)
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "請輸入您的問題…")
+    widget.send("where is my parcel?")
+    expect(widget.bot_replies()).to_have_count(3)
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
+    widget.send("我的包裹一直没到")
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
+    page.evaluate("Deskbot.reset()")  # the next customer on a shared device: the page's language again
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
+    expect(page.locator(".msg.bot .bubble")).to_have_text(["Hi! How can I help you today?"])
+
+    fixed = open_widget(lang="en")
+    fixed.send("我的包裹一直没到")
+    expect(fixed.bot_replies()).to_have_count(1)
+    expect(fixed.page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
+
+
 def test_demo_page_and_screenshot(chromium: SimpleNamespace, server: LiveServer) -> None:
     context = chromium.browser.new_context(viewport={"width": 1100, "height": 760})
     page = context.new_page()

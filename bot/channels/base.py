@@ -295,6 +295,8 @@ class Reply:
             "user_turn_id": self.user_turn_id,
             "handed_off": self.handed_off,
             "custom": self.custom,
+            "language": self.language,
+            "script": self.script,
         }
 
 

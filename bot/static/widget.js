@@ -278,13 +278,14 @@
   const pageTag = chosenLang ? config.lang : document.documentElement.lang || navigator.language;
   let lang = chosenLang || language(pageTag) || "en";
   // A Traditional page's script: Hong Kong's and Macau's read Hong Kong's forms (後台, 裏面), the others Taiwan's.
-  const chineseScript = /[-_](hk|mo)(?![a-z])/i.test(String(pageTag || "")) ? "hongkong" : "traditional";
+  let chineseScript = /[-_](hk|mo)(?![a-z])/i.test(String(pageTag || "")) ? "hongkong" : "traditional";
   // The widget's own texts in a language, in Hong Kong's forms for a Hong Kong page in Traditional characters.
   const strings = (name) => (name === "zh-Hant" && chineseScript === "hongkong" ? { ...STRINGS[name], ...HONG_KONG }
     : STRINGS[name]);
   let t = strings(lang);
   let serverTitle = null; // bot.yml's channels.web.title: one text, or one per language
-  let serverTitleTraditional = null; // its Chinese one in Traditional characters, in the page's forms
+  let serverTitleTraditional = {}; // its Chinese one in Traditional characters, by script: Taiwan's, Hong Kong's forms
+  let botLanguage = null; // bot.yml's language (en, zh or multi), once /api/widget answers
   // By default the folder widget.js was loaded from, path and all: behind a proxy that maps
   // https://shop.example/support/ to the bot, its API is under /support too.
   const server = String(config.server || (script && script.src ? new URL(".", script.src).href : location.origin)).replace(/\/+$/, "");
@@ -727,7 +728,7 @@
 
   function label() {
     root.lang = lang;
-    title.textContent = config.title || (lang === "zh-Hant" && serverTitleTraditional)
+    title.textContent = config.title || (lang === "zh-Hant" && serverTitleTraditional[chineseScript])
       || (serverTitle && typeof serverTitle === "object" ? serverTitle[spoken()] : serverTitle) || t.title;
     subtitle.textContent = handedOff ? t.subtitleAgent : t.subtitle;
     labelButton(closeButton, t.close);
@@ -742,6 +743,31 @@
     inputLabel.textContent = t.inputLabel;
     input.placeholder = t.placeholder;
     footer.textContent = t.poweredBy;
+  }
+
+  // The customer's language once they have written, as the bot's answer gives it (a bot of both languages answers in
+  // the one the customer writes): a customer writing Chinese on an English page read the bot's Chinese under an
+  // English placeholder, Send and banners. Not where the page fixed the widget's (deskbotConfig.lang), nor for a bot
+  // of one language; kept with the conversation, for the site's next pages.
+  let pageSpeech = null; // the widget's language and script before the customer's took over, for a new conversation
+  function speakAs(answered) {
+    if (chosenLang || known(botLanguage) || !answered || !known(answered.language)) return;
+    store.set("language", JSON.stringify({ language: answered.language, script: answered.script,
+      conversation: conversationId }));
+    if (!pageSpeech) pageSpeech = { lang, chineseScript };
+    const traditional = answered.language === "zh" && ["traditional", "hongkong"].includes(answered.script);
+    if (traditional) chineseScript = answered.script;
+    speak(traditional ? "zh-Hant" : answered.language);
+  }
+  function speak(name) {
+    lang = name;
+    t = strings(lang);
+    label();
+  }
+  // The language the customer wrote in, if this conversation has one
+  function customerLanguage() {
+    const kept = JSON.parse(store.get("language") || "{}");
+    return kept.conversation === conversationId ? kept : null;
   }
 
   const announcer = el("div", "sr");  // outside the panel, which is hidden while the chat is closed
@@ -1272,6 +1298,7 @@
       const reply = await chat(text);
       if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the answer is the last customer's
       if (unsettled.includes(own)) settle(own, reply.user_turn_id);
+      speakAs(reply);
       if (reply.source !== "silent") {
         if (reply.reply) addMessage("bot", reply.reply, reply.turn_id);
         showQuickReplies(reply.buttons); // an action may offer buttons alone
@@ -1498,6 +1525,11 @@
     setHandedOff(false, false);
     unread = 0;
     takenOver = false;
+    if (pageSpeech) { // the next customer's chat speaks the page's language again
+      chineseScript = pageSpeech.chineseScript;
+      speak(pageSpeech.lang);
+      pageSpeech = null;
+    }
     setLauncher(!panel.hidden); // no unread badge
     scrollToEnd();
     greet();
@@ -1519,13 +1551,14 @@
     if (left === null ? config.open : left === "1") open(false);
     const configured = api("GET", "/api/widget").then((settings) => {
       serverTitle = settings.title || null;
-      serverTitleTraditional = (chineseScript === "hongkong" ? settings.title_hongkong : settings.title_traditional)
-        || null;
+      serverTitleTraditional = { traditional: settings.title_traditional, hongkong: settings.title_hongkong };
+      botLanguage = settings.language;
       if (!chosenLang && known(settings.language) && settings.language !== spoken()) { // a zh-TW page keeps its script
         lang = settings.language;
         t = strings(lang);
       }
       label();
+      speakAs(customerLanguage());
       if (settings.max_message_chars > 0) maxChars = settings.max_message_chars;
       if (settings.readable) readable = new RegExp(settings.readable);
     }).catch((error) => {
