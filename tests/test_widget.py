@@ -1075,6 +1075,25 @@ def test_a_message_written_offline_is_not_sent_at_once(open_widget: Any) -> None
     expect(widget.bot_replies()).to_have_count(1)
 
 
+@pytest.mark.parametrize("transport", ["websocket", "http"])
+def test_back_online_the_chat_hears_an_agent_at_once(open_widget: Any, api: SimpleNamespace, server: LiveServer,
+                                                    transport: str) -> None:
+    """After 10 s offline (a phone in a tunnel) the socket's next try was 5 s away, and the poll without one 16 s
+    away: an agent's reply meanwhile waited as long, and longer the longer the phone had been offline."""
+    widget = open_widget(pollInterval=60_000, transport=transport)
+    page = widget.page
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    cid = widget.conversation_id()
+    widget.context.set_offline(True)
+    server.drop_sockets()  # the network's loss ends the socket
+    page.wait_for_timeout(10_000)
+    api.admin(f"/admin/conversations/{cid}/handoff")
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, this is Sam."})
+    widget.context.set_offline(False)
+    expect(page.locator(".msg.agent .bubble")).to_have_text(["Hi, this is Sam."], timeout=2_500)
+
+
 def test_the_list_stays_where_the_customer_reads_and_keeps_the_latest_in_sight(open_widget: Any,
                                                                                api: SimpleNamespace) -> None:
     """A message pulled a customer reading an earlier answer down to the end; a rotated phone hid the latest."""
@@ -3385,3 +3404,4 @@ def test_the_agents_console_asks_for_the_waiting_count_alone_where_it_lists_none
         assert asked and all("limit=0&" in url for url in asked), asked
         expect(page).to_have_title(re.compile(r"^\(\d+\) deskbot · agents$"))
     context.close()
+

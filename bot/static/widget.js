@@ -1087,6 +1087,18 @@
     connect();
   }
 
+  // Back online (a phone out of a tunnel): the socket is tried again now, not at the end of its pause between tries,
+  // which grew while the network was down (5 s after 10 s offline, 30 s after a minute), and an agent's reply
+  // meanwhile waited as long; without a socket, the history is read now.
+  window.addEventListener("online", () => {
+    if (!reconnectTimer) {
+      sync();
+      return;
+    }
+    reconnectDelay = 1000;
+    connect(); // which reads the history once open
+  });
+
   function connect() {
     if (!useSocket) return;
     clearTimeout(reconnectTimer);
