@@ -1355,6 +1355,7 @@ def test_the_widgets_own_texts_follow_the_language_the_customer_writes_in(open_w
     expect(page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
     expect(widget.bot_replies().first.get_by_role("button", name="有帮助", exact=True)).to_be_visible()
     assert widget.bot_replies().first.locator(".bubble").get_attribute("lang") is None  # no longer the other language
+    expect(page.locator(".msg.bot .bubble").first).to_have_attribute("lang", "en")  # the greeting, read in English
     page.reload()
     expect(page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
     expect(page.get_by_role("button", name="关闭聊天").first).to_be_visible()

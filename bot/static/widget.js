@@ -763,6 +763,9 @@
     lang = name;
     t = strings(lang);
     label();
+    // What was said before in the widget's former language is marked as that language's now
+    for (const node of log.querySelectorAll(".bubble")) markLanguage(node, node.textContent);
+    for (const node of quick.children) markLanguage(node, node.textContent);
   }
   // The language the customer wrote in, if this conversation has one
   function customerLanguage() {
@@ -888,6 +891,7 @@
     const chinese = stretches.filter((script) => script === "zh").length;
     const written = chinese * 2 > stretches.length ? "zh" : chinese * 2 < stretches.length ? "en" : spoken();
     if (written !== spoken()) node.lang = written;
+    else node.removeAttribute("lang"); // the widget's own, since it took the customer's
   }
 
   function addMessage(role, text, turnId, feedback, author) {
