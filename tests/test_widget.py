@@ -1377,6 +1377,27 @@ def test_the_widgets_own_texts_follow_the_language_the_customer_writes_in(open_w
     expect(fixed.page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
 
 
+def test_a_page_that_changes_its_language_without_a_reload_has_the_widget_follow(open_widget: Any) -> None:
+    """A single-page app's language menu sets <html lang> without loading the page anew: the widget kept the
+    language of the page it had loaded on. Once the customer has written, theirs stays; a fixed one stays too."""
+    widget = open_widget()  # an English page
+    page = widget.page
+    page.evaluate("document.documentElement.lang = 'zh-TW'")
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "請輸入您的問題…")
+    page.evaluate("document.documentElement.lang = 'zh-CN'")
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
+    widget.send("where is my parcel?")
+    expect(widget.bot_replies()).to_have_count(1)
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")  # the customer's English
+    page.evaluate("document.documentElement.lang = 'zh-CN'")
+    page.wait_for_timeout(200)
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
+    fixed = open_widget(lang="en").page
+    fixed.evaluate("document.documentElement.lang = 'zh-CN'")
+    fixed.wait_for_timeout(200)
+    expect(fixed.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
+
+
 def test_demo_page_and_screenshot(chromium: SimpleNamespace, server: LiveServer) -> None:
     context = chromium.browser.new_context(viewport={"width": 1100, "height": 760})
     page = context.new_page()

@@ -278,7 +278,8 @@
   const pageTag = chosenLang ? config.lang : document.documentElement.lang || navigator.language;
   let lang = chosenLang || language(pageTag) || "en";
   // A Traditional page's script: Hong Kong's and Macau's read Hong Kong's forms (後台, 裏面), the others Taiwan's.
-  let chineseScript = /[-_](hk|mo)(?![a-z])/i.test(String(pageTag || "")) ? "hongkong" : "traditional";
+  const scriptOf = (tag) => (/[-_](hk|mo)(?![a-z])/i.test(String(tag || "")) ? "hongkong" : "traditional");
+  let chineseScript = scriptOf(pageTag);
   // The widget's own texts in a language, in Hong Kong's forms for a Hong Kong page in Traditional characters.
   const strings = (name) => (name === "zh-Hant" && chineseScript === "hongkong" ? { ...STRINGS[name], ...HONG_KONG }
     : STRINGS[name]);
@@ -749,12 +750,12 @@
   // the one the customer writes): a customer writing Chinese on an English page read the bot's Chinese under an
   // English placeholder, Send and banners. Not where the page fixed the widget's (deskbotConfig.lang), nor for a bot
   // of one language; kept with the conversation, for the site's next pages.
-  let pageSpeech = null; // the widget's language and script before the customer's took over, for a new conversation
+  let customerSpoke = false; // the widget speaks the customer's language, not the page's
   function speakAs(answered) {
     if (chosenLang || known(botLanguage) || !answered || !known(answered.language)) return;
     store.set("language", JSON.stringify({ language: answered.language, script: answered.script,
       conversation: conversationId }));
-    if (!pageSpeech) pageSpeech = { lang, chineseScript };
+    customerSpoke = true;
     const traditional = answered.language === "zh" && ["traditional", "hongkong"].includes(answered.script);
     if (traditional) chineseScript = answered.script;
     speak(traditional ? "zh-Hant" : answered.language);
@@ -767,6 +768,16 @@
     for (const node of log.querySelectorAll(".bubble")) markLanguage(node, node.textContent);
     for (const node of quick.children) markLanguage(node, node.textContent);
   }
+  // The page's own language, the widget's until the customer writes: a single-page app's language menu changes it
+  // without loading the page anew, and the widget kept the language of the page it had loaded on.
+  function speakPages() {
+    const tag = document.documentElement.lang || navigator.language;
+    chineseScript = scriptOf(tag);
+    speak(language(tag) || "en");
+  }
+  new MutationObserver(() => {
+    if (!chosenLang && !known(botLanguage) && !customerLanguage()) speakPages();
+  }).observe(document.documentElement, { attributes: true, attributeFilter: ["lang"] });
   // The language the customer wrote in, if this conversation has one
   function customerLanguage() {
     const kept = JSON.parse(store.get("language") || "{}");
@@ -1541,10 +1552,9 @@
     setHandedOff(false, false);
     unread = 0;
     takenOver = false;
-    if (pageSpeech) { // the next customer's chat speaks the page's language again
-      chineseScript = pageSpeech.chineseScript;
-      speak(pageSpeech.lang);
-      pageSpeech = null;
+    if (customerSpoke) { // the next customer's chat speaks the page's language again
+      customerSpoke = false;
+      speakPages();
     }
     setLauncher(!panel.hidden); // no unread badge
     scrollToEnd();
