@@ -1094,6 +1094,38 @@ def test_back_online_the_chat_hears_an_agent_at_once(open_widget: Any, api: Simp
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Hi, this is Sam."], timeout=2_500)
 
 
+SLEEPING_WEBSOCKET = """
+(() => {  // frames pushed while window.__asleep are lost, the socket still open: a phone's screen off
+  const Real = window.WebSocket;
+  window.WebSocket = function (...args) {
+    const ws = new Real(...args);
+    let handler = null;
+    ws.addEventListener("message", (event) => { if (!window.__asleep && handler) handler(event); });
+    Object.defineProperty(ws, "onmessage", { get: () => handler, set: (h) => { handler = h; } });
+    return ws;
+  };
+  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+})();
+"""
+
+
+def test_back_on_the_page_after_the_phone_slept_the_chat_shows_what_came_meanwhile(
+        open_widget: Any, api: SimpleNamespace) -> None:
+    """An agent's takeover and reply pushed while the phone slept were lost with its socket, which still seemed
+    open: the chat, which polls only without one, never showed them."""
+    widget = open_widget(init_script=SLEEPING_WEBSOCKET, pollInterval=60_000)
+    page = widget.page
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    cid = widget.conversation_id()
+    page.evaluate("window.__asleep = true")
+    api.admin(f"/admin/conversations/{cid}/handoff")
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, this is Sam."})
+    page.evaluate("window.__asleep = false; document.dispatchEvent(new Event('visibilitychange'))")
+    expect(page.locator(".msg.agent .bubble")).to_have_text(["Hi, this is Sam."], timeout=2_500)
+    expect(page.locator(".banner")).to_be_visible()
+
+
 def test_the_list_stays_where_the_customer_reads_and_keeps_the_latest_in_sight(open_widget: Any,
                                                                                api: SimpleNamespace) -> None:
     """A message pulled a customer reading an earlier answer down to the end; a rotated phone hid the latest."""

@@ -1104,14 +1104,21 @@
 
   // Back online (a phone out of a tunnel): the socket is tried again now, not at the end of its pause between tries,
   // which grew while the network was down (5 s after 10 s offline, 30 s after a minute), and an agent's reply
-  // meanwhile waited as long; without a socket, the history is read now.
-  window.addEventListener("online", () => {
+  // meanwhile waited as long; without a socket, the history is read now. So too when the customer comes back to
+  // the page: a phone that slept (its screen off, the tab in the background) may have lost what the socket pushed
+  // meanwhile, the socket seeming open all the same, and the chat never polls while it is.
+  async function wakeUp() {
+    await started;
     if (!reconnectTimer) {
       sync();
       return;
     }
     reconnectDelay = 1000;
     connect(); // which reads the history once open
+  }
+  window.addEventListener("online", wakeUp);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") wakeUp();
   });
 
   function connect() {
