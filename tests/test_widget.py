@@ -1218,20 +1218,24 @@ window.__keyboard = (px) => { view.height = innerHeight - px; view.dispatchEvent
 """
 
 
-def test_on_a_phone_the_message_box_stays_above_the_on_screen_keyboard(open_widget: Any) -> None:
+def test_on_a_phone_the_message_box_stays_above_the_on_screen_keyboard(open_widget: Any, api: SimpleNamespace) -> None:
     """The chat was as tall as 100vh and fixed to the layout viewport's bottom: the keyboard (and the toolbar of a
-    phone's browser) covered the message box and Send, where the customer types."""
+    phone's browser) covered the message box and Send, where the customer types. Over a large keyboard, under the
+    handoff banner, the message list was then 26 px tall."""
     widget = open_widget(device={"viewport": {"width": 390, "height": 700}, "is_mobile": True, "has_touch": True},
                          init_script=ON_SCREEN_KEYBOARD)
     page = widget.page
     widget.send("hello there")
     expect(widget.bot_replies()).to_have_count(1)
-    for keyboard in (300, 0):  # shown, then put away
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff", {"agent": "Sam"})
+    expect(page.locator(".banner")).to_be_visible()
+    for keyboard in (300, 380, 0):  # shown, a larger one, then put away
         page.evaluate(f"__keyboard({keyboard})")
         page.wait_for_timeout(100)
         for part in (".panel", "textarea", ".send", ".msg.bot >> nth=-1"):
             box = page.locator(part).bounding_box()
             assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 700 - keyboard, (part, box)
+        assert page.locator(".scroll").evaluate("node => node.clientHeight") >= 64, keyboard
 
 
 HELD_WEBSOCKET = """
@@ -3458,4 +3462,5 @@ def test_the_agents_console_asks_for_the_waiting_count_alone_where_it_lists_none
         assert asked and all("limit=0&" in url for url in asked), asked
         expect(page).to_have_title(re.compile(r"^\(\d+\) deskbot · agents$"))
     context.close()
+
 

@@ -562,27 +562,28 @@
     }
     /* A phone held sideways: the open chat takes the height (the header's close button closes it), and the
        header, the box and the choices give up room, so that the latest message and Send stay in sight. */
-    @media (max-height: 500px) {
-      .root { bottom: calc(8px + var(--db-covered)); } .root.open .launcher { display: none; }
-      .panel { height: calc(var(--db-view) - 16px); }
-      header { padding: 6px 12px; } .avatar, .subtitle, footer { display: none; }
-      textarea { max-height: 64px; } .quick { max-height: 22%; }
-      /* The suggested replies in one row that scrolls sideways, and the placeholder on one line: at 200% zoom (180 ×
-         320 px) replies wrapped to two lines each, and a placeholder to three, left the message list a third of it. */
-      .quick { flex-wrap: nowrap; overflow-x: auto; justify-content: flex-start; }
-      .quick button { flex: none; white-space: nowrap; } .quick button:first-child { margin-left: auto; } /* at the right, as a row that fits */
-      textarea::placeholder { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-      /* The handoff banner too, in smaller type, and it scrolls rather than take the list's last lines: at 200% zoom
-         (180 × 320 px) it left the list 26 px, and pushed the message box out of the chat. */
-      .banner { padding: 4px 12px; gap: 2px 8px; font-size: 12px; line-height: 1.35; overflow-y: auto;
-        min-height: calc(1.35em + 8px); } /* its first line */
-      .banner button { padding: 2px 10px; font-size: 12px; }
-      .scroll { padding: 8px 12px 4px; min-height: 64px; }
-    }
+    /* .short: 500 px tall or less as the customer sees it (fitView()), held sideways, zoomed, or over the on-screen
+       keyboard, which left a phone's message list 26 px under a handoff banner. */
+    .root.short { bottom: calc(8px + var(--db-covered)); } .root.short.open .launcher { display: none; }
+    .short .panel { height: calc(var(--db-view) - 16px); }
+    .short header { padding: 6px 12px; } .short .avatar, .short .subtitle, .short footer { display: none; }
+    .short textarea { max-height: 64px; } .short .quick { max-height: 22%; }
+    /* The suggested replies in one row that scrolls sideways, and the placeholder on one line: at 200% zoom (180 ×
+       320 px) replies wrapped to two lines each, and a placeholder to three, left the message list a third of it. */
+    .short .quick { flex-wrap: nowrap; overflow-x: auto; justify-content: flex-start; }
+    .short .quick button { flex: none; white-space: nowrap; }
+    .short .quick button:first-child { margin-left: auto; } /* at the right, as a row that fits */
+    .short textarea::placeholder { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+    /* The handoff banner too, in smaller type, and it scrolls rather than take the list's last lines: at 200% zoom
+       (180 × 320 px) it left the list 26 px, and pushed the message box out of the chat. */
+    .short .banner { padding: 4px 12px; gap: 2px 8px; font-size: 12px; line-height: 1.35; overflow-y: auto;
+      min-height: calc(1.35em + 8px); } /* its first line */
+    .short .banner button { padding: 2px 10px; font-size: 12px; }
+    .short .scroll { padding: 8px 12px 4px; min-height: 64px; }
     /* A phone zoomed to 200% (180 px wide): the header's room goes to the title, which keeps to two lines
-       (after the sideways rules: that phone is held upright, and 320 px tall). */
+       (after the .short rules: that phone is held upright, and 320 px tall). */
     @media (max-width: 260px) {
-      header { gap: 4px; padding-left: 8px; padding-right: 4px; } h2 { font-size: 14px; line-height: 1.3; }
+      .root header { gap: 4px; padding-left: 8px; padding-right: 4px; } h2 { font-size: 14px; line-height: 1.3; }
     }
     /* Fingers: controls at least 40 px tall, and Retry no longer a word-sized target. */
     @media (pointer: coarse) {
@@ -840,20 +841,23 @@
   // keyboard and toolbar shrink while the layout viewport the chat is fixed to stays as tall. Pinch-zoomed, the page
   // keeps the CSS's heights: the chat, fixed to the layout viewport, is then seen in part anyway.
   function fitView() {
-    const view = window.visualViewport;
-    if (Math.abs(view.scale - 1) > 0.01) {
+    const layout = document.compatMode === "CSS1Compat" ? document.documentElement.clientHeight : window.innerHeight;
+    const view = window.visualViewport && Math.abs(window.visualViewport.scale - 1) <= 0.01 ? window.visualViewport
+      : null; // none, or pinch-zoomed
+    root.classList.toggle("short", (view ? view.height : layout) <= 500);
+    if (!view) {
       root.style.removeProperty("--db-view");
       root.style.removeProperty("--db-covered");
       return;
     }
-    const layout = document.compatMode === "CSS1Compat" ? document.documentElement.clientHeight : window.innerHeight;
     root.style.setProperty("--db-view", `${view.height}px`);
     root.style.setProperty("--db-covered", `${Math.max(0, layout - view.offsetTop - view.height)}px`);
   }
+  window.addEventListener("resize", fitView);
   if (window.visualViewport) {
     for (const type of ["resize", "scroll"]) window.visualViewport.addEventListener(type, fitView);
-    fitView();
   }
+  fitView();
   const resized = new ResizeObserver(() => follow());
   resized.observe(scroller);
   resized.observe(log); // text wrapped anew (a narrower panel) grows the list: the latest stays in sight
