@@ -2474,6 +2474,22 @@ def test_the_widget_works_under_the_strict_csp_its_docs_give(open_widget: Any, s
     assert not [line for line in widget.console if "Content Security Policy" in line or "TrustedHTML" in line]
 
 
+def test_the_widget_takes_its_config_from_a_file_of_the_site_under_a_csp_with_no_inline_script(
+        open_widget: Any, server: LiveServer) -> None:
+    """The docs' way for a site that allows no inline script at all: the config object in a file of its own."""
+    config = f"/deskbot-config-{next(PAGE_NUMBERS)}.js"
+    server.pages[config] = 'window.deskbotConfig = { open: true, title: "File Shop" };'
+    socket_url = server.url.replace("http", "ws", 1)
+    csp = (f"default-src 'none'; script-src 'self' {server.url}; connect-src {server.url} {socket_url}; "
+           "style-src 'self'")
+    widget = open_widget(page={"head": f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+                                       f'<script src="{config}"></script>'})
+    page = widget.page
+    expect(page.locator("h2")).to_have_text("File Shop")
+    widget.send("where is my order?")
+    expect(widget.bot_replies()).to_have_count(1)
+
+
 def test_a_site_that_replaces_its_body_gets_the_widget_back(open_widget: Any, server: LiveServer) -> None:
     """Turbo and single-page sites replace the body, the widget with it: running widget.js again, as Turbo does
     with the new body's scripts, or Deskbot.open() did nothing."""
