@@ -2404,6 +2404,27 @@ def test_a_message_sent_while_the_chat_still_loads_comes_after_the_greeting(slow
                 if turn["role"] == "user"] == ["where is my parcel"]
 
 
+def test_the_chat_asks_for_its_settings_and_its_history_at_once(open_widget: Any, server: LiveServer) -> None:
+    """The history was asked for only once the settings had come: over a slow network the chat showed nothing, not
+    even its greeting, for a round trip more."""
+    widget = open_widget()
+    page = widget.page
+    widget.send("where is my parcel")
+    expect(widget.bot_replies()).to_have_count(1)
+    held: list[Route] = []
+    page.route(f"{server.url}/api/widget", lambda route: held.append(route))  # the settings, held on their way
+    asked = len(widget.requests)
+    page.reload()
+    deadline = time.monotonic() + 10
+    while not any("/history" in url for url in widget.requests[asked:]):
+        assert time.monotonic() < deadline, "the history waited for the settings"
+        page.wait_for_timeout(50)
+    assert held
+    held[0].continue_()
+    expect(widget.bot_replies()).to_have_count(1)
+    expect(page.locator(".msg.user .bubble")).to_have_text(["where is my parcel"])
+
+
 def test_behind_a_proxys_path_prefix_the_widget_demo_and_console_stay_under_it(
         chromium: SimpleNamespace, proxy: str, web_demo_bot: SimpleNamespace) -> None:
     """Loaded from /support/widget.js, the widget asked for /api/widget, /api/chat and /api/ws at the site's

@@ -1403,11 +1403,11 @@
     follow();
   }
 
-  // The turns shown: none where the history could not be read.
-  async function loadHistory() {
+  // The turns shown from the history ``read`` (null: it could not be read): none where it could not be.
+  async function loadHistory(read) {
     restoring = true;
     try {
-      const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
+      const history = await read;
       for (const turn of history.turns) {
         if (turn.role === "user") addMessage("user", shownAs(turn.text), turn.id);
         else if (turn.role === "bot" || turn.role === "agent") {
@@ -1603,8 +1603,11 @@
       console.error(`deskbot: ${server}/api/widget failed (${error.message}). If the bot is up, this page's origin ` +
         `(${location.origin}) may need to be listed in channels.web.origins in the bot's bot.yml.`);
     });
-    await configured; // the history's labels ("You", "Helpful") in the language the settings may change
-    const turns = await loadHistory();
+    // Read as the settings are, shown once they are in: the history's labels ("You", "Helpful") in the language the
+    // settings may change. One after the other, they cost a slow network's round trip more before the chat showed.
+    const read = api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`).catch(() => null);
+    await configured;
+    const turns = await loadHistory(read);
     if (!turns.length) greet();
     resumeOut(turns); // before the socket's first sync(), which would take them for another tab's
     loaded();
