@@ -1459,13 +1459,7 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
     serving = d["serving"] if d.get("index_refresh") else current
     verdict = "PROMOTED, now serving" if d["promoted"] else f"REFUSED, {serving} keeps serving"
     click.secho(f"Candidate {d['version']} ({d['mode']} from {d['serving']}): {verdict}", bold=True)
-    click.echo(f"  {'':<18}{'serving':>9}{'candidate':>11}{'change':>9}")
-    for name, fig in d["figures"].items():
-        before, after = fig["serving"]["accuracy"], fig["candidate"]["accuracy"]
-        if before is None:
-            continue
-        click.echo(f"  {name + ' top-1':<18}{before:>9.4f}{after:>11.4f}{after - before:>+9.4f}  (n={fig['serving']['n']})")
-    click.echo(f"  worst intent drop {d['worst_intent_drop']:.4f} (margin {d['margins']['max_intent_drop']:g})")
+    _print_figures(d)
     data = d["data"]
     gone = f", {data['labels_gone']} gone" if data.get("labels_gone") else ""  # purged, or relabelled
     # oos labels a bot without an oos intent cannot train on; with one, they are among the labelled
@@ -1480,32 +1474,83 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
         click.echo(f"  refused because {reason}")
     for label in d.get("contradicting", [])[:5]:  # left out: nlu.yml's example stands
         click.echo(f"    labelled {label['label']}, nlu.yml says {label['nlu_intent']}: {label['text'].strip()}")
-    if lost := d.get("forgotten"):  # a seed label the new labels contradict, or forgetting when many
+    _print_forgotten(d)
+    if d.get("index_refresh"):
+        click.echo(f"  {d['index_refresh']} now serves the new agent answers with the unchanged classifier")
+
+
+def _print_figures(d: dict[str, Any]) -> None:
+    """The gate's table: each set's top-1 accuracy, serving model against candidate, and the worst intent drop."""
+    click.echo(f"  {'':<18}{'serving':>9}{'candidate':>11}{'change':>9}")
+    for name, fig in d["figures"].items():
+        before, after = fig["serving"]["accuracy"], fig["candidate"]["accuracy"]
+        if before is None:
+            continue
+        click.echo(f"  {name + ' top-1':<18}{before:>9.4f}{after:>11.4f}{after - before:>+9.4f}  (n={fig['serving']['n']})")
+    click.echo(f"  worst intent drop {d['worst_intent_drop']:.4f} (margin {d['margins']['max_intent_drop']:g})")
+
+
+def _print_forgotten(d: dict[str, Any]) -> None:
+    """The seed examples the candidate lost: a seed label the new labels contradict, or forgetting when many."""
+    if lost := d.get("forgotten"):
         within = f", within learning.max_forgotten ({d['margins']['max_forgotten']})" if d["passed"] else ""
         click.echo(f"  {len(lost)} seed example{'s' if len(lost) > 1 else ''} now answered otherwise{within}; "
                    "check the label:")
         for example in lost[:5]:
             click.echo(f"    {example['intent']}: {example['text']}")
-    if d.get("index_refresh"):
-        click.echo(f"  {d['index_refresh']} now serves the new agent answers with the unchanged classifier")
+
+
+def _print_regate(d: dict[str, Any]) -> None:
+    """`bot models --explain`: the gate's figures measured again, each intent that fell, and whether all is as
+    decision.json has it."""
+    verdict = "passes" if d["passed"] else "refused"
+    click.secho(f"Candidate {d['version']} measured again against {d['serving']}: {verdict}", bold=True)
+    _print_figures(d)
+    for name, drops in d["intent_drops"].items():
+        for intent, drop in sorted(drops.items(), key=lambda item: -item[1]):
+            if drop > 0:
+                click.echo(f"  {name}: {intent} fell by {drop:.4f}")
+    for reason in d["reasons"]:
+        click.echo(f"  refused because {reason}")
+    _print_forgotten(d)
+    if d["same_as_stored"]:
+        click.echo(f"The same figures as {d['version']}'s decision.json, which `bot retrain` wrote.")
+    else:
+        why = "nlu.yml changed since" if d["seed_changed"] else "models/evaluation.jsonl or a version's files changed since"
+        click.echo(f"These differ from {d['version']}'s decision.json ({why}): `bot models --json` shows the stored ones.")
 
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per version.")
-def models(directory: Path, as_json: bool) -> None:
+@click.option("--explain", metavar="VERSION", default=None,
+              help="Measure candidate VERSION and the version its promotion gate compared it with again, as `bot "
+                   "retrain` did, and show each intent that fell and why it was refused or passed.")
+@device_option
+def models(directory: Path, as_json: bool, explain: str | None, device: str | None) -> None:
     """List the model versions and their figures.
 
     * marks the one serving.
 
-    Example:
+    Examples:
 
     \b
       bot models mybot
+      bot models mybot --explain v0003
     """
     from finetune.registry import Registry, RegistryError, served_versions
 
-    registry = Registry(load_project(directory).models_dir)
+    project = load_project(directory)
+    if explain is not None:
+        from bot.retrain import regate
+
+        figures = regate(project, explain, device)
+        if as_json:
+            click.echo(json.dumps(figures, ensure_ascii=False))
+        else:
+            _print_regate(figures)
+        return
+    registry = Registry(project.models_dir)
     versions = registry.versions()
     if not versions:
         fail(f"no model versions in {directory}; run `bot train {directory}`")

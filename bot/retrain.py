@@ -118,6 +118,33 @@ def gate(serving: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]
     return reasons, drops
 
 
+Measures = dict[str, dict[str, Any]]  # :func:`measure`'s figures on each of the gate's sets, "frozen" and "seed"
+
+
+def measured(classifier: IntentClassifier, seed: list[Example], held: list[Example]) -> Measures:
+    """A model's figures on the gate's two sets: the frozen evaluation set and nlu.yml's seed examples."""
+    return {"frozen": measure(classifier, held), "seed": measure(classifier, seed)}
+
+
+def margins(project: Project) -> dict[str, Any]:
+    """bot.yml's gate settings, as a decision records them."""
+    return project.config.learning.model_dump(include={"max_accuracy_drop", "max_intent_drop", "min_intent_examples",
+                                                      "max_forgotten"})
+
+
+def verdict(before: Measures, after: Measures, seed: list[Example], margin: Mapping[str, Any]) -> dict[str, Any]:
+    """The gate's verdict on a candidate measured ``after`` against the serving model's ``before``, with the
+    figures decision.json keeps of it: one function for `bot retrain` and `bot models --explain`, so that the
+    engineer who measures a refused candidate again gets what the gate got."""
+    lost = forgotten(seed, before["seed"], after["seed"])
+    reasons, drops = gate(before, after, margin["max_accuracy_drop"], margin["max_intent_drop"],
+                          margin["min_intent_examples"], margin["max_forgotten"], [e["intent"] for e in lost])
+    return {"passed": not reasons, "reasons": reasons,
+            "figures": {name: {"serving": _summary(before[name]), "candidate": _summary(after[name])} for name in before},
+            "intent_drops": drops, "worst_intent_drop": max([0.0, *(d for per in drops.values() for d in per.values())]),
+            "forgotten": lost}
+
+
 def forgotten(seed: list[Example], before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, str]]:
     """The seed examples the serving model answers right and the candidate wrong: labels to check, since
     the new data most often contradicts them."""
@@ -256,7 +283,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         check_taught(project, seed + learned)
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
         say(f"Measuring the serving model {serving_name} on {len(held)} frozen and {len(seed)} seed examples")
-        before = {"frozen": measure(serving, held), "seed": measure(serving, seed)}
+        before = measured(serving, seed, held)
         train = seed + learned
         # A label the serving model learnt and the store no longer has (purged, or corrected) must be unlearnt:
         # a warm start would begin from it, keep its answers and half its weights. A warm start goes on from
@@ -277,11 +304,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         with registry.stage() as staging:
             candidate = fit(project, train, held, device, progress, init_from=serving if warm else None, transfer=transfer)
             meta, metrics = write_model(staging, project, candidate, indexed, held, len(train))
-            after = {"frozen": measure(candidate, held), "seed": measure(candidate, seed)}
-            cfg = project.config.learning
-            lost = forgotten(seed, before["seed"], after["seed"])
-            reasons, drops = gate(before, after, cfg.max_accuracy_drop, cfg.max_intent_drop, cfg.min_intent_examples,
-                                  cfg.max_forgotten, [e["intent"] for e in lost])
+            judged = verdict(before, measured(candidate, seed, held), seed, margins(project))
+            reasons = judged["reasons"]
             # Read last, just before the commit and promotion: `bot rollback` cannot run while this run holds
             # the lock, but a CURRENT written by hand or by a tool that takes no lock must not be overridden by
             # a candidate gated against what served before it.
@@ -292,19 +316,14 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                                f"candidate was gated against {serving_name}, so {now_serving} keeps serving "
                                f"(`bot retrain --force` gates a new candidate against it)")
             decision = {
-                "passed": not reasons, "serving": serving_name, "mode": "warm" if warm else "full", "reasons": reasons,
-                "figures": {name: {"serving": _summary(before[name]), "candidate": _summary(after[name])} for name in before},
-                "intent_drops": drops,
-                "worst_intent_drop": max([0.0, *(d for per in drops.values() for d in per.values())]),
-                "forgotten": lost,
+                **judged, "passed": not reasons, "serving": serving_name, "mode": "warm" if warm else "full",
                 "contradicting": against,
                 "data": {"seed_examples": len(seed), **label_counts, "new_labels": new["labels"],
                          "labels_gone": new["labels_gone"],
                          "transfer_messages": len(transfer),
                          "agent_answers": len(answers), "new_answers": new["answers"], "answers_removed": len(gone),
                          "seed_changed": seed_changed},
-                "margins": cfg.model_dump(include={"max_accuracy_drop", "max_intent_drop", "min_intent_examples",
-                                                   "max_forgotten"}),
+                "margins": margins(project),
             }
             meta.update(mode=decision["mode"], parent=serving_name, learned_through=_through(usable))
             (staging / "decision.json").write_text(json.dumps(decision, indent=1, ensure_ascii=False), encoding="utf-8")
@@ -327,6 +346,27 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         registry.record({"event": "refused", "version": version, "serving": serving_name, "reasons": reasons,
                          **({"index_refresh": decision["index_refresh"]} if "index_refresh" in decision else {})})
         return RetrainResult(version, False, decision)
+
+
+def regate(project: Project, name: str, device: str | None = None) -> dict[str, Any]:
+    """Candidate ``name`` and the version its gate compared it with, measured again on the frozen evaluation set and
+    nlu.yml's seed examples as they are now, and judged by the margins it was judged by: what `bot retrain` printed
+    and kept in decision.json (``stored``), unless those sets changed since (``seed_changed``: nlu.yml did), so that
+    a refusal can be checked by hand. Nothing is written."""
+    registry = Registry(project.models_dir)
+    stored = registry.version(name).decision
+    if not stored.get("serving"):
+        raise RegistryError(f"no promotion gate judged {name} (`bot train` wrote it, or it is an index refresh): "
+                            f"`bot models {project.root}` lists its figures")
+    seed, held = frozen_split(project, write=False)
+    before, after = (measured(IntentClassifier.load(registry.path(v) / "classifier", device=device), seed, held)
+                     for v in (stored["serving"], name))
+    margin = {**margins(project), **stored.get("margins", {})}
+    now = verdict(before, after, seed, margin)
+    same = all(now[key] == stored.get(key) for key in ("figures", "intent_drops", "forgotten"))
+    seed_changed = read_meta(registry.path(name)).get("seed") != seed_fingerprint(project)
+    return {"version": name, "serving": stored["serving"], **now, "margins": margin, "same_as_stored": same,
+            "seed_changed": seed_changed, "stored": stored}
 
 
 def same_base(recorded: str | None, project: Project) -> bool:

@@ -67,14 +67,15 @@ def split_holdout(examples: list[Example], fraction: float = 0.1, seed: int = 42
     return train, held
 
 
-def frozen_split(project: Project) -> tuple[list[Example], list[Example]]:
+def frozen_split(project: Project, write: bool = True) -> tuple[list[Example], list[Example]]:
     """The training examples and the frozen evaluation set, which is chosen once and kept.
 
     The first training holds out a stratified tenth and writes it to ``models/evaluation.jsonl``;
     every later ``bot train`` and ``bot retrain`` is judged on those same examples, so two versions'
     figures compare like with like. An intent added later gets its own held-out tenth, appended. An
     example moved to another intent in nlu.yml takes its new label here too: the move is a correction,
-    and the old label would count the corrected answer as a mistake.
+    and the old label would count the corrected answer as a mistake. Without ``write`` the file is left as it
+    is: measuring versions again (``bot models --explain``) changes nothing.
     """
     path = project.models_dir / EVALUATION_FILE
     rows = _read_rows(path)
@@ -83,7 +84,7 @@ def frozen_split(project: Project) -> tuple[list[Example], list[Example]]:
     covered = {e.intent for e in frozen}
     _, extra = split_holdout([e for e in project.examples if e.intent not in covered], seed=project.config.model.seed)
     relabelled = any(e.intent != r["intent"] for e, r in zip(frozen, rows))
-    if extra or relabelled or not path.exists():
+    if write and (extra or relabelled or not path.exists()):
         _write_rows(path, [{"text": e.text, "intent": e.intent} for e in frozen + extra])
     intents = set(project.intents)
     held = [e for e in frozen + extra if e.intent in intents]

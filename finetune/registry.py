@@ -170,16 +170,11 @@ class Registry:
         """Every version, oldest first; an unreadable CURRENT marks none as serving, so that the list to
         roll back from stays readable."""
         current = self.readable_current()
-        out = []
-        for _, path in self._taken():
-            if not path.is_dir():
-                continue
-            damaged: list[str] = []
-            meta, metrics = _read_json(path / "meta.json", damaged), _read_json(path / "metrics.json", damaged)
-            decision = _read_json(path / "decision.json", damaged, required=False)
-            damaged += _model_damage(path)
-            out.append(Version(path.name, path, meta, metrics, path.name == current, decision, damaged))
-        return out
+        return [_read_version(path, current) for _, path in self._taken() if path.is_dir()]
+
+    def version(self, name: str) -> Version:
+        """Version ``name`` as :meth:`versions` lists it."""
+        return _read_version(self.path(name), self.readable_current())
 
     @contextmanager
     def stage(self) -> Iterator[Path]:
@@ -360,6 +355,15 @@ def served_versions(log: list[dict[str, Any]]) -> dict[str, str]:
                 or after.get("event") == "index_refresh" and str(after.get("previous")) == name):
             served.setdefault(name, "served by rollback")
     return served
+
+
+def _read_version(path: Path, current: str | None) -> Version:
+    """The version in folder ``path``, its records read leniently (:func:`_read_json`) and its damage listed."""
+    damaged: list[str] = []
+    meta, metrics = _read_json(path / "meta.json", damaged), _read_json(path / "metrics.json", damaged)
+    decision = _read_json(path / "decision.json", damaged, required=False)
+    damaged += _model_damage(path)
+    return Version(path.name, path, meta, metrics, path.name == current, decision, damaged)
 
 
 def _model_damage(path: Path) -> list[str]:

@@ -650,6 +650,21 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     # the wrong labels bought nothing elsewhere on the seed data either
     assert decision["figures"]["seed"]["candidate"]["accuracy"] <= decision["figures"]["seed"]["serving"]["accuracy"]
 
+    # The refusal can be checked by hand: both models measured again give the figures the gate got, and say why.
+    explained = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", "v0002", "--json"])
+    assert explained.exit_code == 0, explained.output
+    again = json.loads(explained.stdout)
+    assert again["serving"] == "v0001" and again["same_as_stored"] is True
+    assert {key: again[key] for key in ("passed", "reasons", "figures", "intent_drops", "forgotten")} == \
+        {key: decision[key] for key in ("passed", "reasons", "figures", "intent_drops", "forgotten")}
+    shown = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", "v0002"])
+    assert shown.exit_code == 0, shown.output
+    assert "Candidate v0002 measured again against v0001: refused" in shown.output
+    assert "  seed: track_order fell by" in shown.output and "refused because seed: track_order fell by" in shown.output
+    assert "The same figures as v0002's decision.json, which `bot retrain` wrote." in shown.output
+    unjudged = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", "v0001"])
+    assert unjudged.exit_code == 1 and "no promotion gate judged v0001" in unjudged.output
+
     # The refused classifier never serves, but the new agent answer does, beside the old classifier.
     registry = Registry(bot_dir / "models")
     assert "v0003 now serves the new agent answers with the unchanged classifier" in result.output
