@@ -44,6 +44,7 @@ from bot.project import Example, Project, model_folder, same_example
 from bot.training import (
     HISTORY_ANSWER,
     answers_for,
+    changed_settings,
     check_taught,
     fit,
     frozen_split,
@@ -245,6 +246,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         new = _new_since(usable, last.meta)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         base_changed = not same_base(last.meta.get("base_model"), project)  # bot.yml's model.base edited
+        settings = changed_settings(last.meta.get("training"), project)  # model.seed edited: the same data trains anew
         # A rollback may serve a version of other intents than nlu.yml's, which the last attempt trained on.
         serving_meta = read_meta(serving_path)  # an index refresh below copies it, the base model with it
         intents_differ = set(serving_meta.get("labels", project.intents)) != set(project.intents)
@@ -265,17 +267,19 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 say(f"history.jsonl or history.csv changed since {serving_name} was indexed: {refreshed} serves their "
                     f"answers as they now read, {serving_name}'s classifier unchanged.")
             serving_name, serving_path = refreshed, registry.path(refreshed)
-        if not (force or seed_changed or base_changed or intents_differ or new["labels"] or new["answers"]
+        if not (force or seed_changed or base_changed or intents_differ or settings or new["labels"] or new["answers"]
                 or new["labels_gone"]):
+            unchanged = "nlu.yml, model.base and the training settings are unchanged"
             if gone or history_changed:  # the index alone changed: said above, and no training follows
-                say(f"No candidate trained: no new labels or agent answers since {last.name}, and nlu.yml and "
-                    "model.base are unchanged.")
+                say(f"No candidate trained: no new labels or agent answers since {last.name}, and {unchanged}.")
                 return RetrainResult(serving_name, False, {"promoted": False, "serving": serving_name,
                                                            "reasons": ["nothing new"], "index_refresh": serving_name,
                                                            "answers_removed": len(gone)})
-            say(f"Nothing new since {last.name}: no new labels or agent answers, and nlu.yml and model.base are "
-                f"unchanged.{_ways_on(project, last, serving_name)}")
+            say(f"Nothing new since {last.name}: no new labels or agent answers, and {unchanged}."
+                f"{_ways_on(project, last, serving_name)}")
             return RetrainResult(None, False, {"promoted": False, "serving": serving_name, "reasons": ["nothing new"]})
+        if settings:
+            say(f"bot.yml's training settings changed since {last.name}: {', '.join(settings)}")
 
         seed, held = frozen_split(project)
         held_texts = {same_text(e.text) for e in held}  # the gate's examples: taught neither labels nor old answers
@@ -322,7 +326,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                          "labels_gone": new["labels_gone"],
                          "transfer_messages": len(transfer),
                          "agent_answers": len(answers), "new_answers": new["answers"], "answers_removed": len(gone),
-                         "seed_changed": seed_changed},
+                         "seed_changed": seed_changed, "settings_changed": settings},
                 "margins": margins(project),
             }
             meta.update(mode=decision["mode"], parent=serving_name, learned_through=_through(usable))

@@ -256,6 +256,24 @@ def train_config(project: Project) -> TrainConfig:
                        interpolate=project.config.learning.interpolate)
 
 
+def training_settings(project: Project) -> dict[str, Any]:
+    """bot.yml's settings that change what training makes of the same data (model.base aside, which a retrain
+    checks on its own), by their bot.yml names: each version records them, so that a retrain knows an edited one
+    for a change as it knows new data."""
+    model, learning = project.config.model, project.config.learning
+    return {**{f"model.{key}": value for key, value in model.model_dump(exclude={"base"}).items()},
+            **{f"learning.{key}": getattr(learning, key) for key in ("distill", "distill_messages", "interpolate")}}
+
+
+def changed_settings(recorded: dict[str, Any] | None, project: Project) -> list[str]:
+    """The training settings changed since a version recorded ``recorded`` (:func:`training_settings`), each as
+    "model.seed 42 → 7"; none for a version from before they were recorded, whose settings are not known."""
+    if not isinstance(recorded, dict):
+        return []
+    return [f"{key} {recorded.get(key)} → {value}" for key, value in training_settings(project).items()
+            if key in recorded and recorded[key] != value]
+
+
 def readable_by_base(project: Project, examples: list[Example]) -> None:
     """Refuse, before the minutes of training, examples mostly in Chinese for one of the English base models:
     ``language: en`` on a Chinese bot trained and promoted a model that understood none of them."""
@@ -307,7 +325,8 @@ def write_model(staging: Path, project: Project, classifier: IntentClassifier, a
                    train_passes=classifier.train_passes, ngram_share=classifier.ngram_share)
     meta = {"id": model_id, "base_model": project.config.base_model, "labels": classifier.labels,
             "device": str(classifier.device), "intent_threshold": metrics["intent_threshold"],
-            "seed": seed_fingerprint(project), "history": history_fingerprint(project)}
+            "seed": seed_fingerprint(project), "history": history_fingerprint(project),
+            "training": training_settings(project)}
     return meta, metrics
 
 

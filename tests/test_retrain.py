@@ -620,6 +620,24 @@ def test_retrain_trains_from_the_base_model_when_model_base_changes(bot_dir: Pat
     assert IntentClassifier.load(bot_dir / "models" / "v0002" / "classifier", device="cpu").head.shape[1] == 48
 
 
+def test_a_changed_training_setting_trains_a_candidate_and_says_which(bot_dir: Path) -> None:
+    """model.seed edited in bot.yml, a retrain said "Nothing new" and trained nothing: the same data trained with
+    another seed, to see how much the figures owe to it, needed a --force that did not say what had changed."""
+    configure(bot_dir, model={"seed": 7, "batch_size": 16}, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    said: list[str] = []
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append)
+
+    assert result.version == "v0002"
+    assert "bot.yml's training settings changed since v0001: model.batch_size 32 → 16, model.seed 42 → 7" in said
+    assert result.decision["data"]["settings_changed"] == ["model.batch_size 32 → 16", "model.seed 42 → 7"]
+    settings = json.loads((bot_dir / "models" / "v0002" / "meta.json").read_text())["training"]
+    assert settings["model.seed"] == 7 and settings["model.batch_size"] == 16
+    assert retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append).version is None
+    assert said[-1] == ("Nothing new since v0002: no new labels or agent answers, and nlu.yml, model.base and the "
+                        "training settings are unchanged.")
+
+
 def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     """A careless reviewer labels every way of asking for an order's status as a cancellation (nlu.yml's
     own examples reworded, each four ways: a label on one of them as written would be left out as
@@ -1116,8 +1134,8 @@ def test_an_answer_corrected_in_history_jsonl_is_given_after_a_retrain_without_t
     assert result.decision["index_refresh"] == registry.current() == "v0003"
     # One story: the answers are re-indexed, and nothing was there for the classifier to learn
     assert said[0].startswith("history.jsonl or history.csv changed since v0002 was indexed: v0003 serves")
-    assert said[1] == ("No candidate trained: no new labels or agent answers since v0002, and nlu.yml and "
-                       "model.base are unchanged.")
+    assert said[1] == ("No candidate trained: no new labels or agent answers since v0002, and nlu.yml, "
+                       "model.base and the training settings are unchanged.")
     assert json.loads((registry.path("v0003") / "meta.json").read_text())["mode"] == "index_refresh"  # not trained
     answers = [a.text for a in saved_answers(registry.path("v0003") / "index") if a.source == "history"]
     assert answers == ["No, we deliver in the UK only."]
