@@ -307,6 +307,12 @@ def agent_key(agent: str | None) -> str:
     return (agent or "").strip().casefold()
 
 
+def refuse_colleague(holder: str | None, agent: str | None) -> None:
+    """Raise :class:`HeldByColleague` when ``holder``, the agent who has the conversation, is not ``agent``."""
+    if holder is not None and agent_key(holder) != agent_key(agent):
+        raise HeldByColleague(holder)
+
+
 class StoreError(Exception):
     """The file is not a deskbot conversation store, or one written by a newer deskbot."""
 
@@ -924,10 +930,12 @@ class Store:
             if after is not None and status == "open" and self._status(conversation_id) != "open" and (
                     wrote := self.wrote_since(conversation_id, after)) is not None:
                 raise WroteMeanwhile(wrote)
-            if reason == "agent" and not force:
-                self._check_holder(conversation_id, agent)
-            if reason == "agent" and status == "handed_off":
-                self._claim(conversation_id, agent)
+            if reason == "agent":
+                holder = self.holder(conversation_id)  # read once, in this transaction: the check and the claim agree
+                if not force:
+                    refuse_colleague(holder, agent)
+                if status == "handed_off":
+                    self._claim(conversation_id, agent, holder)
             return self._set_status(conversation_id, status, reason, agent)
 
     def _status(self, conversation_id: str) -> str:
@@ -940,24 +948,18 @@ class Store:
         return self.db.execute("SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'user' AND id > ?",
                                [conversation_id, after]).fetchone()[0]
 
-    def _claim(self, conversation_id: str, agent: str | None) -> None:
+    def _claim(self, conversation_id: str, agent: str | None, holder: str | None) -> None:
         """Make a handed-off conversation ``agent``'s, in the caller's transaction, when no agent has it
-        (:meth:`holder`), or a colleague does (a lead's forced takeover: :meth:`set_status` refuses it unforced): its
-        latest handoff names them from now (``taken``), when and why it was handed off as they were, and the
-        colleague's replies before no longer make the customer theirs."""
-        holder = self.holder(conversation_id)  # None too for an open conversation, which is not in the inbox
+        (``holder``, as the caller read :meth:`holder` in that transaction: None too for an open conversation,
+        which is not in the inbox), or a colleague does (a lead's forced takeover: :meth:`set_status` refuses it
+        unforced): its latest handoff names them from now (``taken``), when and why it was handed off as they were,
+        and the colleague's replies before no longer make the customer theirs."""
         colleagues = holder is not None and agent_key(holder) != agent_key(agent)
         if (holder is None and agent is not None) or colleagues:
             self.db.execute("UPDATE handoffs SET agent = ?, taken = ? WHERE id = (SELECT max(id) FROM handoffs WHERE "
                             "conversation_id = ? AND event = 'handed_off') AND (agent IS NULL OR ?) AND "
                             "(SELECT status FROM conversations WHERE id = ?) = 'handed_off'",
                             [agent, now(), conversation_id, colleagues, conversation_id])
-
-    def _check_holder(self, conversation_id: str, agent: str | None) -> None:
-        """Raise :class:`HeldByColleague` when another agent than ``agent`` has the conversation."""
-        holder = self.holder(conversation_id)
-        if holder is not None and agent_key(holder) != agent_key(agent):
-            raise HeldByColleague(holder)
 
     def holder(self, conversation_id: str) -> str | None:
         """The agent who has a handed-off conversation, as the inbox says (``_HANDED_OFF``'s ``agent``), or None."""
@@ -1499,7 +1501,7 @@ class Store:
             if after is not None and (colleague := self.replied_meanwhile(conversation_id, after, agent)) is not None:
                 raise colleague
             if not force:
-                self._check_holder(conversation_id, agent)
+                refuse_colleague(self.holder(conversation_id), agent)
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             if key is not None:
                 self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])

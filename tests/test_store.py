@@ -1367,6 +1367,25 @@ def test_the_agent_who_took_a_conversation_over_is_kept_from_migration_18_on(tmp
     store.close()
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_a_takeover_reads_who_has_the_customer_once(tmp_path: Path, force: bool) -> None:
+    """A takeover read the inbox's holder twice in its transaction, once to refuse a colleague's customer and once
+    to claim it: the same answer, from one of the store's heaviest queries."""
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "asked", "where is my order?")
+    store.set_status("asked", "handed_off", "requested")
+    holder, reads = store.holder, []
+
+    def counted(conversation_id: str) -> str | None:
+        reads.append(conversation_id)
+        return holder(conversation_id)
+
+    store.holder = counted  # type: ignore[method-assign]
+    assert store.set_status("asked", "handed_off", "agent", agent="Ana", force=force) is False  # handed off already
+    assert reads == ["asked"] and holder("asked") == "Ana"
+    store.close()
+
+
 def test_what_each_agent_has_read_is_kept_from_migration_19_on_and_purged_with_its_conversation(tmp_path: Path) -> None:
     """An agent who opened a conversation without replying saw the customer's messages counted as new all the same.
     A store of the deskbot before counts them as before until an agent reads them; a purge leaves no trace of it."""
