@@ -54,6 +54,7 @@ from finetune.registry import Registry, RegistryError
 
 log = logging.getLogger("deskbot")
 BOT = web.AppKey("bot", Bot)
+REGISTRY = web.AppKey("registry", Registry)  # the bot's models: /healthz and the model watcher ask it for CURRENT
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
 ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the admin API is off
 METRICS_TOKEN = web.AppKey("metrics_token", str)  # "" when none is configured: /metrics answers anyone
@@ -392,7 +393,7 @@ async def healthz(request: web.Request) -> web.Response:
         raise http_error(web.HTTPServiceUnavailable, f"the conversation store cannot write: {failing}")
     # CURRENT's version beside the one serving: another while a swap to it is on its way, or since it could not load
     # (the log says why), which a monitor can alert on while the customers are still answered.
-    current = Registry(bot.project.models_dir).readable_current()
+    current = request.app[REGISTRY].readable_current()
     return json_response({"status": "ok", "model_version": bot.nlu.version, "current": current})
 
 
@@ -510,8 +511,7 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
     ``learning.watch_seconds`` is read each round, as a reload may change it: 0 stops the checks, and a
     reload that sets it again starts them, within ``WATCH_OFF_S``.
     """
-    bot = app[BOT]
-    registry = Registry(bot.project.models_dir)
+    bot, registry = app[BOT], app[REGISTRY]
 
     async def watch() -> None:
         refused = unreadable = None
@@ -959,6 +959,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     privacy = project.config.privacy
     bot = Bot(project, nlu, Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw), actions)
     app[BOT] = bot
+    app[REGISTRY] = Registry(project.models_dir)  # one, which reads models/CURRENT again only when it changed
     app[LIMITS] = bot.limits = limits
     app[DRAINING] = asyncio.Event()
     app[HUNG_UP] = asyncio.Event()

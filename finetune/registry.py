@@ -34,6 +34,9 @@ from finetune.cache import FILES, changed_file
 from finetune.durable import fsync_path, replaced
 
 
+SETTLED_NS = 1_000_000_000  # how long ago CURRENT must have been written for its name to be kept, not read again
+
+
 class RegistryError(Exception):
     pass
 
@@ -60,6 +63,7 @@ class Version:
 class Registry:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._known: tuple[tuple[int, ...], str | None] | None = None  # CURRENT's stat, and the name it held
 
     def _taken(self) -> list[tuple[int, Path]]:
         """Every entry named like a version, folder or not, with its number, in order: a stray file named
@@ -70,7 +74,25 @@ class Registry:
         return sorted((number, p) for number, p in entries if number is not None)
 
     def current(self) -> str | None:
+        """The version CURRENT names, read again only when the file is another (a promotion replaces it) or was
+        written since: `bot serve`'s /healthz and model watcher ask every few seconds."""
         path = self.root / "CURRENT"
+        try:
+            st = path.stat()  # before the read: a CURRENT replaced in between is read again next time
+        except FileNotFoundError:
+            return None
+        except OSError:  # the read below says what is wrong
+            st = None
+        stamp = () if st is None else (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if stamp and self._known is not None and self._known[0] == stamp:
+            return self._known[1]
+        name = self._read_current(path)
+        # Kept only once the file was written a while ago: a write within the same clock tick (a few ms) as the one
+        # read may leave its time and size as they were, and the name it wrote would go unread.
+        self._known = (stamp, name) if st is not None and time.time_ns() - st.st_mtime_ns > SETTLED_NS else None
+        return name
+
+    def _read_current(self, path: Path) -> str | None:
         try:
             name = path.read_text(encoding="utf-8-sig").strip()  # an editor's byte-order mark is no part of the name
         except FileNotFoundError:

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -492,6 +493,37 @@ async def test_bot_serve_serves_the_newest_version_that_served_and_loads_when_cu
     shutil.rmtree(models / "v0001" / "index")
     with pytest.raises(ModelLoadError, match="no other version that has served loads"):
         create_app(root, device="cpu")
+
+
+async def test_healthz_reads_models_current_again_only_once_it_changed(
+        small_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every health check, and every round of the model watcher, read models/CURRENT from the disk: a load balancer's
+    checks each second cost a file read each for a name that changes once a retrain."""
+    from bot.server import create_app
+
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    models = root / "models"
+    shutil.copytree(models / "v0001", models / "v0002")
+    os.utime(models / "CURRENT", (time.time() - 60,) * 2)  # promoted a minute ago
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    read_text, reads = Path.read_text, []
+
+    def counted(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self.name == "CURRENT":
+            reads.append(self)
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counted)
+    for _ in range(3):
+        assert (await (await client.get("/healthz")).json())["current"] == "v0001"
+    assert len(reads) <= 1
+    Registry(models).promote("v0002")  # a retrain's promotion, in another process
+    assert (await (await client.get("/healthz")).json())["current"] == "v0002"
+    await client.close()
+    registry = Registry(models)
+    for name in ("v0001", "v0002", "v0001"):  # edited by hand, in place, within a clock tick: each edit is read
+        (models / "CURRENT").write_text(name + "\n")
+        assert registry.current() == name
 
 
 def test_a_rollback_to_a_version_trained_on_other_intents_warns(small_bot: Path, tmp_path: Path) -> None:
