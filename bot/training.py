@@ -262,16 +262,22 @@ def training_settings(project: Project) -> dict[str, Any]:
     for a change as it knows new data."""
     model, learning = project.config.model, project.config.learning
     return {**{f"model.{key}": value for key, value in model.model_dump(exclude={"base"}).items()},
-            **{f"learning.{key}": getattr(learning, key) for key in ("distill", "distill_messages", "interpolate")}}
+            **{f"learning.{key}": getattr(learning, key) for key in ("distill", "distill_messages", "interpolate")},
+            CALIBRATED: project.config.thresholds.intent}
+
+
+CALIBRATED = "thresholds.intent"  # auto is calibrated by training; a number serves as it is, with no training
 
 
 def changed_settings(recorded: dict[str, Any] | None, project: Project) -> list[str]:
     """The training settings changed since a version recorded ``recorded`` (:func:`training_settings`), each as
-    "model.seed 42 → 7"; none for a version from before they were recorded, whose settings are not known."""
+    "model.seed 42 → 7"; none for a version from before they were recorded, whose settings are not known.
+    thresholds.intent counts only when it became auto: the version's threshold is then the number it was trained
+    with, which would serve as if calibrated."""
     if not isinstance(recorded, dict):
         return []
     return [f"{key} {recorded.get(key)} → {value}" for key, value in training_settings(project).items()
-            if key in recorded and recorded[key] != value]
+            if key in recorded and recorded[key] != value and (key != CALIBRATED or value == "auto")]
 
 
 def readable_by_base(project: Project, examples: list[Example]) -> None:

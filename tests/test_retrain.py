@@ -638,6 +638,24 @@ def test_a_changed_training_setting_trains_a_candidate_and_says_which(bot_dir: P
                         "training settings are unchanged.")
 
 
+def test_thresholds_intent_turned_to_auto_trains_a_candidate_to_calibrate_it(bot_dir: Path) -> None:
+    """A version trained with thresholds.intent: 0.3, then bot.yml set to auto: a retrain said nothing new, and the
+    version's 0.3 served as its calibrated threshold. Another number needs no training: it serves as it is."""
+    configure(bot_dir, thresholds={"intent": 0.3}, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).version is None
+    assert retrain(load_project(bot_dir), device="cpu", progress=False, force=True).version == "v0002"
+    configure(bot_dir, thresholds={"intent": "auto"})
+    said: list[str] = []
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append)
+
+    assert result.version == "v0003" and result.promoted
+    assert "bot.yml's training settings changed since v0002: thresholds.intent 0.3 → auto" in said
+    thresholds = [json.loads((bot_dir / "models" / v / "meta.json").read_text())["intent_threshold"]
+                  for v in ("v0002", "v0003")]
+    assert thresholds == [0.3, 0.5]  # the default: too few held-out examples to calibrate on
+
+
 def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     """A careless reviewer labels every way of asking for an order's status as a cancellation (nlu.yml's
     own examples reworded, each four ways: a label on one of them as written would be left out as
