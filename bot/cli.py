@@ -698,9 +698,11 @@ def _count(n: int, noun: str) -> str:
               help="Intent threshold to score with instead of bot.yml's (or the calibrated one): what another "
                    "cut would answer, right, wrong or with the fallback.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@click.option("--version", metavar="VERSION", default=None,
+              help="Score this model version instead of the serving one: a candidate the gate refused, an older one.")
 @device_option
 def eval_(directory: Path, test_file: Path | None, results: Path | None, threshold: float | None, as_json: bool,
-          device: str | None) -> None:
+          version: str | None, device: str | None) -> None:
     """Score the serving model on a test file of your own.
 
     As `bot serve` runs it: the intent figures, and what the bot answers (right, wrong, or the fallback)
@@ -711,10 +713,12 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
     \b
       bot eval mybot --test test.jsonl
       bot eval mybot --test test.jsonl --threshold 0.3 --json
+      bot eval mybot --test test.jsonl --version v0003
     """
     from bot.evaluation import evaluate_replies, model_questions
     from bot.importer import read_csv
-    from bot.server import load_serving_model
+    from bot.server import load_serving_model, load_version
+    from finetune.registry import Registry
     from bot.training import EVALUATION_FILE, held_out_texts
     from finetune.evaluation import evaluate_model, read_jsonl
     from finetune.metrics import OOS
@@ -732,7 +736,8 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
         results.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"cannot write the results to {results}: {exc.strerror or exc}")
-    nlu = load_serving_model(project, device, workers=1)
+    nlu = load_serving_model(project, device, workers=1) if version is None else \
+        load_version(project, Registry(project.models_dir).path(version), device, workers=1)
     if threshold is not None:
         project.config.thresholds.intent = threshold  # the reply policy answers at this cut too
     threshold = project.config.thresholds.intent

@@ -282,6 +282,26 @@ def test_eval_writes_the_report_and_both_plots(tiny_demo_bot: Path, tmp_path: Pa
         assert (tmp_path / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_eval_scores_another_version_than_the_serving_one(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A candidate the gate refused could be measured on the shop's own test file only by serving it."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", thresholds={"intent": "auto"})
+    models = root / "models"
+    shutil.copytree(models / "v0001", models / "v0002")
+    meta = json.loads((models / "v0002" / "meta.json").read_text())
+    (models / "v0002" / "meta.json").write_text(json.dumps({**meta, "intent_threshold": 0.0123}))
+    test = write_jsonl(tmp_path / "t.jsonl", [{"text": "where is my parcel?", "intent": "track_order"}])
+
+    result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(test), "--version", "v0002", "--results",
+                                      str(tmp_path / "r"), "--json", "--device", "cpu"])
+
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["model_version"] == "v0002" and figures["threshold"] == 0.0123  # its own calibrated threshold
+    assert (models / "CURRENT").read_text().strip() == "v0001"
+    missing = CliRunner().invoke(cli, ["eval", str(root), "--test", str(test), "--version", "v0009"])
+    assert missing.exit_code == 1 and "no model version 'v0009'" in missing.output
+
+
 def test_eval_scores_the_model_as_bot_serve_runs_it(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """int8 and traced on a CPU, as bot.yml's server.inference says: the figures are the served model's."""
     from bot.channels.base import normalise
