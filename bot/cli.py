@@ -354,6 +354,7 @@ def say_gaps(project: Project) -> None:
     whichever intent it is closest to."""
     from bot.importer import placeholder_answer
     from bot.language import CJK
+    from bot.training import MIN_HOLDING_OUT, unmeasured_intents
     from finetune.classifier import intent_phrase
     from finetune.metrics import OOS
 
@@ -416,6 +417,11 @@ def say_gaps(project: Project) -> None:
             click.echo(f"note: responses.yml's {name} is what Rasa's fallback says; deskbot's fallback says bot.yml's "
                        f"{instead} instead (docs/configuration.md), and {name} only where a custom action names it",
                        err=True)
+    if unmeasured := unmeasured_intents(project):
+        click.echo(f"note: {_count(len(unmeasured), 'intent')} with fewer than {MIN_HOLDING_OUT} examples in nlu.yml, "
+                   f"none held out for the frozen evaluation set, so neither the accuracy `bot models` lists nor the "
+                   f"gate of `bot retrain` measures {'them' if len(unmeasured) > 1 else 'it'} on its own: "
+                   f"{', '.join(unmeasured[:10])}{' …' if len(unmeasured) > 10 else ''}; add examples", err=True)
     if OOS not in project.intents:
         click.echo("note: nlu.yml has no oos intent, so an off-topic message (\"tell me a joke\", an emoji) goes to "
                    "the intent it is closest to when the model is sure enough; add examples the bot should decline as "

@@ -534,6 +534,20 @@ def test_a_history_question_no_customer_could_send_is_left_out_and_named(bot_dir
             f"server.max_message_chars), left out: history.jsonl:{n}") in capsys.readouterr().err
 
 
+def test_an_intent_too_small_for_the_frozen_evaluation_set_is_named(bot_dir: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """An intent of one example trained and served without a word that no figure measures it: none of its examples
+    is held out, and a retrain's candidate could lose it within learning.max_forgotten."""
+    from bot.cli import say_gaps
+
+    path = bot_dir / "nlu.yml"
+    path.write_text(path.read_text() + "- intent: gift_wrap\n  examples: |\n    - can you gift wrap it\n")
+    say_gaps(load_project(bot_dir))
+    assert ("note: 1 intent with fewer than 5 examples in nlu.yml, none held out for the frozen evaluation set, so "
+            "neither the accuracy `bot models` lists nor the gate of `bot retrain` measures it on its own: gift_wrap; "
+            "add examples") in capsys.readouterr().err
+
+
 def test_a_helpdesks_csv_export_beside_history_jsonl_is_history_too(bot_dir: Path) -> None:
     """A helpdesk exports its answered tickets as CSV, which only bot init --from-csv read, once, when the bot
     was made: history.csv is read as it reads one, beside history.jsonl, its intent optional and other columns
