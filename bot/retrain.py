@@ -44,6 +44,7 @@ from bot.project import Example, Project, model_folder, same_example
 from bot.training import (
     HISTORY_ANSWER,
     answers_for,
+    build_index,
     changed_settings,
     check_taught,
     fit,
@@ -62,7 +63,8 @@ from dialogues.store import Store
 from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.metrics import per_intent_accuracy
 from finetune.registry import Registry, RegistryError, Version
-from retrieval.index import Answer, AnswerIndex, saved_answers
+from retrieval.index import Answer, AnswerIndex, read_manifest, saved_answers
+from retrieval.options import IndexOptions
 from retrieval.text import same_text
 
 Say = Callable[[str], None]
@@ -254,11 +256,13 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         gone = gone_answers(serving_path, answers)
         history = history_fingerprint(project)
         history_changed = serving_meta.get("history", history) != history  # edited since it was indexed
-        if gone or history_changed:
+        reindex = index_changes(serving_path, project)
+        if gone or history_changed or reindex:
             # Not for one more minute of training: the customers' answers must not be shown while the candidate
             # trains, nor for good if the run then fails, and an answer corrected in history.jsonl is given as it
             # now reads. The classifier stays as it is, and so does what it learnt.
-            refreshed = refresh_index(registry, serving_name, answers, project, last.meta.get("learned_through", {}))
+            refreshed = refresh_index(registry, serving_name, answers, project, last.meta.get("learned_through", {}),
+                                      rebuild=bool(reindex))
             if gone:
                 say(f"{len(gone)} agent answer{'s' if len(gone) > 1 else ''} no longer in the store as indexed (purged, "
                     f"now redacted, about one customer's case, or given in `bot chat`) left the index: {refreshed} serves "
@@ -266,11 +270,14 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             if history_changed:
                 say(f"history.jsonl or history.csv changed since {serving_name} was indexed: {refreshed} serves their "
                     f"answers as they now read, {serving_name}'s classifier unchanged.")
+            if reindex:
+                say(f"bot.yml's retrieval settings changed since {serving_name} was indexed ({', '.join(reindex)}): "
+                    f"{refreshed} serves an index built with them, {serving_name}'s classifier unchanged.")
             serving_name, serving_path = refreshed, registry.path(refreshed)
         if not (force or seed_changed or base_changed or intents_differ or settings or new["labels"] or new["answers"]
                 or new["labels_gone"]):
             unchanged = "nlu.yml, model.base and the training settings are unchanged"
-            if gone or history_changed:  # the index alone changed: said above, and no training follows
+            if gone or history_changed or reindex:  # the index alone changed: said above, and no training follows
                 say(f"No candidate trained: no new labels or agent answers since {last.name}, and {unchanged}.")
                 return RetrainResult(serving_name, False, {"promoted": False, "serving": serving_name,
                                                            "reasons": ["nothing new"], "index_refresh": serving_name,
@@ -428,11 +435,12 @@ def last_finished(registry: Registry, serving_name: str) -> Version:
 
 
 def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], project: Project,
-                  learned_through: dict[str, float]) -> str:
+                  learned_through: dict[str, float], rebuild: bool = False) -> str:
     """A version with the serving classifier unchanged and its index holding ``answers``, the agent answers
     the store has now (new ones added, and those of conversations purged since taken out), and history.jsonl's
     answers as the file now reads. ``learned_through`` is how far the data of the last attempt went
-    (:func:`_through`), which the next retrain counts on."""
+    (:func:`_through`), which the next retrain counts on. With ``rebuild`` the index is built anew, as training
+    builds one, with bot.yml's retrieval settings (:func:`index_changes`), instead of changed in place."""
     source = registry.path(serving_name)
     meta = read_meta(source)
     try:
@@ -442,9 +450,12 @@ def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], 
     with registry.stage() as staging:
         shutil.copytree(source / "classifier", staging / "classifier", copy_function=_link)
         classifier = IntentClassifier.load(staging / "classifier", device="cpu")
-        index = AnswerIndex.load(source / "index", answer_encoder(classifier, meta["id"]))
-        index.replace("agent:", answers)
-        index.replace(HISTORY_ANSWER, history_answers(project))
+        if rebuild:
+            index = build_index(classifier, meta["id"], answers_for(project) + answers, project)
+        else:
+            index = AnswerIndex.load(source / "index", answer_encoder(classifier, meta["id"]))
+            index.replace("agent:", answers)
+            index.replace(HISTORY_ANSWER, history_answers(project))
         index.save(staging / "index")
         meta.update(parent=serving_name, mode="index_refresh", learned_through=learned_through,
                     history=history_fingerprint(project))
@@ -453,6 +464,16 @@ def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], 
     record_served(registry, version, {"event": "index_refresh", "version": version, "previous": serving_name,
                                       "answers": len(answers)})
     return version
+
+
+def index_changes(version: Path, project: Project) -> list[str]:
+    """bot.yml's retrieval settings that version folder ``version``'s index was built otherwise
+    ("retrieval.options.nprobe 8 → 16"): a saved index keeps those it was built with, so an edit applied only
+    once a retrain trained a candidate. The device is not among them: the serving machine chooses it at load."""
+    built = read_manifest(version / "index")["options"]  # an IndexMismatchError names a damaged one
+    wanted = IndexOptions(**index_options(project)).model_dump(exclude={"device"})
+    return [f"retrieval.{'' if key == 'index_type' else 'options.'}{key} {built[key]} → {value}"
+            for key, value in wanted.items() if key in built and built[key] != value]
 
 
 def record_served(registry: Registry, version: str, event: dict[str, Any]) -> None:

@@ -638,6 +638,27 @@ def test_a_changed_training_setting_trains_a_candidate_and_says_which(bot_dir: P
                         "training settings are unchanged.")
 
 
+def test_retrieval_settings_changed_since_the_index_was_built_rebuild_it_without_training(bot_dir: Path) -> None:
+    """retrieval.options edited in bot.yml: a retrain said nothing new, and the serving index kept the settings it was
+    built with until a retrain had labels to train a candidate on."""
+    from retrieval.index import saved_answers
+
+    configure(bot_dir, retrieval={"options": {"flat_max": 10_000}})
+    said: list[str] = []
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append)
+
+    assert result.version == "v0002" and result.decision["index_refresh"] == "v0002"
+    assert said[0] == ("bot.yml's retrieval settings changed since v0001 was indexed (retrieval.options.flat_max "
+                       "20000 → 10000): v0002 serves an index built with them, v0001's classifier unchanged.")
+    models = bot_dir / "models"
+    assert json.loads((models / "v0002" / "index" / "manifest.json").read_text())["options"]["flat_max"] == 10_000
+    assert (models / "v0002" / "classifier" / "head.safetensors").read_bytes() == \
+        (models / "v0001" / "classifier" / "head.safetensors").read_bytes()
+    assert saved_answers(models / "v0002" / "index") == saved_answers(models / "v0001" / "index")
+    assert retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append).version is None
+
+
 def test_thresholds_intent_turned_to_auto_trains_a_candidate_to_calibrate_it(bot_dir: Path) -> None:
     """A version trained with thresholds.intent: 0.3, then bot.yml set to auto: a retrain said nothing new, and the
     version's 0.3 served as its calibrated threshold. Another number needs no training: it serves as it is."""
