@@ -369,6 +369,9 @@ def regate(project: Project, name: str, device: str | None = None) -> dict[str, 
     if not stored.get("serving"):
         raise RegistryError(f"no promotion gate judged {name} (`bot train` wrote it, or it is an index refresh): "
                             f"`bot models {project.root}` lists its figures")
+    if not (registry.root / stored["serving"]).is_dir():  # deleted since, to free its disk
+        raise RegistryError(f"{name} was gated against {stored['serving']}, which is no longer in {registry.root}: "
+                            "its figures are in decision.json (`bot models --json`)")
     seed, held = frozen_split(project, write=False)
     before, after = (measured(IntentClassifier.load(registry.path(v) / "classifier", device=device), seed, held)
                      for v in (stored["serving"], name))

@@ -721,6 +721,10 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     assert "The same figures as v0002's decision.json, which `bot retrain` wrote." in shown.output
     unjudged = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", "v0001"])
     assert unjudged.exit_code == 1 and "no promotion gate judged v0001" in unjudged.output
+    shutil.move(bot_dir / "models" / "v0001", bot_dir / "v0001")  # deleted to free its disk
+    gone = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", "v0002"])
+    assert gone.exit_code == 1 and "v0002 was gated against v0001, which is no longer in" in gone.output
+    shutil.move(bot_dir / "v0001", bot_dir / "models" / "v0001")
 
     # The refused classifier never serves, but the new agent answer does, beside the old classifier.
     registry = Registry(bot_dir / "models")
