@@ -1574,9 +1574,13 @@ def models(directory: Path, as_json: bool, explain: str | None, device: str | No
     served = served_versions(log)
     failures = {str(d.get("version")): d for d in log if d.get("event") == "promotion_failed"}
     trained_only = {str(d.get("version")) for d in log if d.get("event") == "trained" and not d.get("promoted")}
+    # an index refresh serves as it is made: the serving classifier with an index of the answers as they now are
+    refreshed = {str(d.get("version")): d.get("previous") for d in log if d.get("event") == "index_refresh"}
     for v in versions:
         # Read leniently: one version's hand-edited or half-restored files must not hide the others.
-        if v.passed is None:  # `bot train`'s, which no gate judged: promoted, or served since by a rollback, or not
+        if v.name in refreshed:
+            status = f"promoted (index refresh of {refreshed[v.name]})"
+        elif v.passed is None:  # `bot train`'s, which no gate judged: promoted, or served since by a rollback, or not
             status = served.get(v.name, "not promoted" if v.name in trained_only else "")
         elif not v.passed:
             status = "refused: " + "; ".join(map(str, v.decision.get("reasons") or []))

@@ -749,6 +749,7 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     lines = listing.output.splitlines()
     assert lines[2].startswith("  v0002") and "refused: " in lines[2] and "seed: track_order fell by" in lines[2]
     assert lines[3].startswith("* v0003") and "index_refresh" in lines[3]
+    assert lines[3].endswith("  promoted (index refresh of v0001)")  # it serves: its status was left blank
 
     # Purged, the conversation's agent answer leaves the index at the next retrain, with nothing to train.
     assert CliRunner().invoke(cli, ["purge", str(bot_dir), "--conversation", "damaged"]).exit_code == 0
