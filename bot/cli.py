@@ -1612,9 +1612,12 @@ def models(directory: Path, as_json: bool, explain: str | None, device: str | No
 @click.argument("directory", type=BOT_DIR)
 @click.option("--since", type=SINCE, default=None, metavar="DATE",
               help=f"Only what happened from this moment on: {SINCE_HELP}.")
+@click.option("--until", type=SINCE, default=None, metavar="DATE",
+              help="Only what happened before this moment (a date: before its start), in the forms --since takes: "
+                   "--since 2026-11-23 --until 2026-11-30 is that week alone, to set beside the next.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-def stats(directory: Path, since: datetime | None, as_json: bool) -> None:
-    """How the bot is doing, all along or since a date.
+def stats(directory: Path, since: datetime | None, until: datetime | None, as_json: bool) -> None:
+    """How the bot is doing, all along, since a date or between two.
 
     Conversations kept without a person, how messages were answered, feedback, why conversations went to
     a person and how long those customers waited.
@@ -1624,14 +1627,18 @@ def stats(directory: Path, since: datetime | None, as_json: bool) -> None:
     \b
       bot stats mybot
       bot stats mybot --since 2026-11-01 --json
+      bot stats mybot --since 2026-11-23 --until 2026-11-30
     """
     from dialogues.stats import ANSWERED, conversation_stats
     from dialogues.store import unix_time
 
+    start, end = unix_time(since) if since else 0.0, unix_time(until) if until else None
+    if end is not None and end <= start:
+        raise click.BadParameter("must come after --since: nothing happened between them", param_hint="'--until'")
     project = load_project(directory)
     store = _open_store(project, reading=True)
     try:
-        figures = conversation_stats(store, unix_time(since) if since else 0.0)
+        figures = conversation_stats(store, start, until=end)
     finally:
         store.close()
     if as_json:
@@ -1649,7 +1656,7 @@ def stats(directory: Path, since: datetime | None, as_json: bool) -> None:
     messages, waits = figures["messages"], figures["first_agent_reply_seconds"]
     reasons = ", ".join(f"{reason} {n:,}" for reason, n in figures["handoff_reasons"].items())
     lines = [
-        f"{project.config.name}, {'since ' + since.isoformat(sep=' ').removesuffix(' 00:00:00') if since else 'all time'}",
+        f"{project.config.name}, {_window(since, until)}",
         row("  conversations", count(conversations)),
         row("    kept by the bot", count(conversations - handed_off, conversations)),
         row("    to a person", count(handed_off, conversations) + (f"   {reasons}" if reasons else "")),
@@ -1665,6 +1672,13 @@ def stats(directory: Path, since: datetime | None, as_json: bool) -> None:
     ]
     click.echo("\n".join(lines))
     _say_if_future(since)
+
+
+def _window(since: datetime | None, until: datetime | None) -> str:
+    """The period the figures cover, its moments as given: "since 2026-11-23 until 2026-11-30"."""
+    bounds = [f"{word} {moment.isoformat(sep=' ').removesuffix(' 00:00:00')}"
+              for word, moment in (("since", since), ("until", until)) if moment]
+    return " ".join(bounds) or "all time"
 
 
 def _duration(seconds: float) -> str:

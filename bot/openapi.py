@@ -420,7 +420,7 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines", errors=(400, 401, 404),
               admin=True, media="application/x-ndjson", query=SINCE),
     _admin("GET", "/admin/stats", "How the bot is doing: what `bot stats --json` prints", StatsResponse, errors=(400,),
-           query=SINCE),
+           query={**SINCE, "until": (SINCE["since"][0], False)}),
     _admin("GET", "/admin/conversations",
            "The agents' inbox: handed-off conversations, longest-waiting first, or open ones", InboxResponse,
            errors=(400,), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),

@@ -734,17 +734,18 @@ def labelled_meanwhile(said: LabelledMeanwhile, advice: str = "") -> web.HTTPExc
     return http_error(web.HTTPConflict, f"{said}{advice}", fields)
 
 
-def query_since(request: web.Request) -> float:
+def query_since(request: web.Request, name: str = "since") -> float | None:
     """``?since=YYYY-MM-DD``: the start of that day (the server's local time); or a moment with its offset
     (``2026-12-04T16:00:00Z``), as the agents' console sends the start of its own day (an agent in Shanghai
-    and a server on UTC: "today" began at 08:00); 0 when not given."""
-    since = request.query.get("since")
-    if since is None:
-        return 0.0
+    and a server on UTC: "today" began at 08:00); None when not given. ``name``: the parameter read
+    (``until`` is read as ``since`` is)."""
+    moment = request.query.get(name)
+    if moment is None:
+        return None
     try:
-        return unix_time(read_moment(since, local_time=False))  # a date alone: the server's day
+        return unix_time(read_moment(moment, local_time=False))  # a date alone: the server's day
     except ValueError:
-        raise http_error(web.HTTPBadRequest, f"since: {since!r} is not a date (YYYY-MM-DD), nor a time with its "
+        raise http_error(web.HTTPBadRequest, f"{name}: {moment!r} is not a date (YYYY-MM-DD), nor a time with its "
                                              "offset (2026-12-04T16:00:00Z, 2026-12-04 16:00+08:00)") from None
 
 
@@ -753,7 +754,7 @@ async def export_data(request: web.Request) -> web.Response:
     ``?since=YYYY-MM-DD`` keeps what was labelled or answered from that day on."""
     require_admin(request)
     bot = request.app[BOT]
-    start = query_since(request)
+    start = query_since(request) or 0.0
     labels, answers = await bot._read(lambda store: (store.labels(start), store.answer_candidates(start)))
     data = await asyncio.to_thread(
         lambda: exported(bot.project, learned_from(labels, answers, bot.config.privacy.redact)))
@@ -763,10 +764,14 @@ async def export_data(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """What `bot stats --json` prints, for dashboards and the agents' console: ``?since=YYYY-MM-DD``."""
+    """What `bot stats --json` prints, for dashboards and the agents' console: ``?since=YYYY-MM-DD``, and
+    ``&until=`` for a closed period (last week's, to set beside this week's)."""
     require_admin(request)
     bot = request.app[BOT]
-    return json_response(await bot._read(conversation_stats, query_since(request)))
+    since, until = query_since(request) or 0.0, query_since(request, "until")
+    if until is not None and until <= since:
+        raise http_error(web.HTTPBadRequest, "until: must come after since: nothing happened between them")
+    return json_response(await bot._read(lambda store: conversation_stats(store, since, until=until)))
 
 
 async def inbox(request: web.Request) -> web.Response:

@@ -17,12 +17,14 @@ import numpy as np
 from dialogues.store import TRYOUT_CHANNEL, Store
 
 ANSWERED = ("template", "retrieval", "action")
+NO_END = 9e99  # a time after every stored one
 
 
-def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[str, Any]:
-    """The figures for everything recorded from ``since`` (a Unix time) on, as one JSON-ready dict."""
+def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: float | None = None) -> dict[str, Any]:
+    """The figures for everything recorded from ``since`` (a Unix time) on, and before ``until`` where given (last
+    week's alone, to set beside this week's), as one JSON-ready dict."""
     db = store.db
-    window = {"since": since, "top": top}
+    window = {"since": since, "top": top, "until": NO_END if until is None else until}
 
     def rows(sql: str) -> list[Any]:
         return db.execute(sql, window).fetchall()
@@ -32,24 +34,24 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
     # thread that reads and logs customers' turns, where the ``created`` indexes read the window alone.
     customers = f"NOT IN (SELECT id FROM conversations WHERE channel = '{TRYOUT_CHANNEL}')"
     # With the bot: a message sent while a person had the conversation is not (nor is its conversation, if all are).
-    talked = (f"SELECT conversation_id FROM turns t WHERE role = 'user' AND created >= :since AND conversation_id {customers} "
+    talked = (f"SELECT conversation_id FROM turns t WHERE role = 'user' AND created >= :since AND created < :until AND conversation_id {customers} "
               "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.turn_id = t.id AND p.source = 'silent')")
     conversations = rows(f"SELECT count(DISTINCT conversation_id) FROM ({talked})")[0][0]
     # Of those conversations: a takeover of an older one, with nothing said since, is not counted.
     handed_off = rows("SELECT count(DISTINCT conversation_id) FROM handoffs WHERE event = 'handed_off' "
-                      f"AND created >= :since AND conversation_id IN ({talked})")[0][0]
+                      f"AND created >= :since AND created < :until AND conversation_id IN ({talked})")[0][0]
     sources = dict(rows("SELECT p.source, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id "
-                        f"WHERE t.created >= :since AND t.conversation_id {customers} GROUP BY p.source"))
+                        f"WHERE t.created >= :since AND t.created < :until AND t.conversation_id {customers} GROUP BY p.source"))
     # Not those sent while a person had the conversation, nor the customer's clicks back to the bot.
     to_the_bot = sum(n for source, n in sources.items() if source not in ("silent", "resume"))
     # Why each of those went to a person, once per conversation: the reason of its latest handoff.
     reasons = dict(rows("SELECT reason, count(*) FROM handoffs WHERE id IN (SELECT max(id) FROM handoffs "
-                        "WHERE event = 'handed_off' AND created >= :since "
+                        "WHERE event = 'handed_off' AND created >= :since AND created < :until "
                         f"AND conversation_id IN ({talked}) GROUP BY conversation_id) "
                         "GROUP BY reason ORDER BY count(*) DESC, reason"))
     # Each reply's latest vote, as the history shows it: a changed mind or a withdrawn vote (0) counts once.
     votes = dict(rows("SELECT f.value, count(*) FROM feedback f JOIN turns t ON t.id = f.turn_id "
-                      f"WHERE f.created >= :since AND t.conversation_id {customers} "
+                      f"WHERE f.created >= :since AND f.created < :until AND t.conversation_id {customers} "
                       "AND NOT EXISTS (SELECT 1 FROM feedback g WHERE g.turn_id = f.turn_id AND g.id > f.id) "
                       "GROUP BY f.value"))
     # Each handoff's wait: until the first agent message after it, if one came before the conversation
@@ -59,12 +61,12 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10) -> dict[
         "AND t.undelivered IS NULL "
         "AND t.created >= h.created AND t.created < coalesce((SELECT min(n.created) FROM handoffs n "
         "WHERE n.conversation_id = h.conversation_id AND n.id > h.id), 9e99)) - h.created "
-        "FROM handoffs h WHERE h.event = 'handed_off' AND h.reason != 'agent' AND h.created >= :since "
+        "FROM handoffs h WHERE h.event = 'handed_off' AND h.reason != 'agent' AND h.created >= :since AND h.created < :until "
         f"AND h.conversation_id {customers}")
     answered_waits = sorted(w for (w,) in waits if w is not None)
     answered_sources = ", ".join(f"'{source}'" for source in ANSWERED)
     intents = rows(
-        "SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since "
+        "SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since AND t.created < :until "
         f"AND t.conversation_id {customers} AND p.source IN ({answered_sources}) AND p.intent IS NOT NULL GROUP BY p.intent "
         "ORDER BY count(*) DESC, p.intent LIMIT :top")
     return {

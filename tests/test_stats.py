@@ -139,6 +139,58 @@ def test_since_reads_a_time_as_bot_export_writes_it_and_bot_stats_prints_it(tiny
             assert "is not a date (2026-12-05) nor a time on one" in refused.output
 
 
+def two_weeks(store: Store) -> None:
+    """Week of 2026-11-23 (Shanghai): one conversation kept, one handed off; the next week: one kept."""
+    shanghai = timezone(timedelta(hours=8))
+    for conversation, day in (("kept", 23), ("asked", 29), ("this week", 30)):
+        exchange(store, conversation, "where is my order", "template")
+        store.db.execute("UPDATE turns SET created = ? WHERE conversation_id = ?",
+                         [datetime(2026, 11, day, 9, tzinfo=shanghai).timestamp(), conversation])
+    store.set_status("asked", "handed_off", "requested")
+    store.db.execute("UPDATE handoffs SET created = ?", [datetime(2026, 11, 29, 9, 1, tzinfo=shanghai).timestamp()])
+
+
+def test_last_week_is_read_alone_beside_this_week(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A week's figures could only be read with every week after it (--since alone): last week's containment
+    could not be set beside this week's. ``--until`` closes the period."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store = Store(root / "dialogues.db")
+    two_weeks(store)
+    store.close()
+
+    def figures(*window: str) -> dict[str, Any]:
+        shown = CliRunner().invoke(cli, ["stats", str(root), "--json", *window])
+        assert shown.exit_code == 0, shown.output
+        return json.loads(shown.stdout)
+
+    last = figures("--since", "2026-11-23T00:00+08:00", "--until", "2026-11-30T00:00+08:00")
+    assert (last["conversations"], last["handed_off"], last["containment"]) == (2, 1, 0.5)
+    this = figures("--since", "2026-11-30T00:00+08:00", "--until", "2026-12-07 00:00+08:00")
+    assert (this["conversations"], this["handed_off"], this["containment"]) == (1, 0, 1.0)
+    printed = CliRunner().invoke(cli, ["stats", str(root), "--since", "2026-11-23", "--until", "2026-11-30"])
+    assert printed.output.splitlines()[0] == "Demo Shop, since 2026-11-23 until 2026-11-30"
+    backwards = CliRunner().invoke(cli, ["stats", str(root), "--since", "2026-11-30", "--until", "2026-11-23"])
+    assert backwards.exit_code == 2 and "must come after --since" in backwards.output
+
+
+async def test_the_admin_api_reads_last_week_alone(tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any) -> None:
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    store = Store(root / "dialogues.db")
+    two_weeks(store)
+    expected = conversation_stats(store, datetime.fromisoformat("2026-11-23T00:00+08:00").timestamp(),
+                                  until=datetime.fromisoformat("2026-11-30T00:00+08:00").timestamp())
+    store.close()
+    assert expected["conversations"] == 2
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    admin = {"Authorization": "Bearer t"}
+    served = await client.get("/admin/stats", params={"since": "2026-11-23T00:00+08:00", "until": "2026-11-30T00:00+08:00"},
+                              headers=admin)
+    assert served.status == 200 and await served.json() == expected
+    for until in ("2026-11-20T00:00+08:00", "next week"):
+        wrong = await client.get("/admin/stats", params={"since": "2026-11-23T00:00+08:00", "until": until}, headers=admin)
+        assert wrong.status == 400 and (await wrong.json())["error"].startswith("until: "), until
+
+
 def test_a_wait_the_customer_gave_up_on_is_unanswered_not_answered_by_a_later_reply(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     store.set_status("c1", "handed_off", "requested")  # at 1000, nobody answers
@@ -236,10 +288,10 @@ async def test_a_customer_is_answered_while_the_figures_are_read(tiny_demo_bot: 
     store.close()
     reading, release = threading.Event(), threading.Event()
 
-    def slow_stats(store: Store, since: float = 0.0) -> dict[str, Any]:
+    def slow_stats(store: Store, since: float = 0.0, until: float | None = None) -> dict[str, Any]:
         reading.set()
         release.wait(60)  # as a long read does: the customer below must not wait for it
-        return conversation_stats(store, since)
+        return conversation_stats(store, since, until=until)
 
     monkeypatch.setattr(bot.server, "conversation_stats", slow_stats)
     client = await aiohttp_client(create_app(root, device="cpu"))
