@@ -1615,8 +1615,10 @@ def models(directory: Path, as_json: bool, explain: str | None, device: str | No
 @click.option("--until", type=SINCE, default=None, metavar="DATE",
               help="Only what happened before this moment (a date: before its start), in the forms --since takes: "
                    "--since 2026-11-23 --until 2026-11-30 is that week alone, to set beside the next.")
+@click.option("--channel", default=None, metavar="NAME",
+              help="Only the conversations of this channel: web, slack or wecom (all of them by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-def stats(directory: Path, since: datetime | None, until: datetime | None, as_json: bool) -> None:
+def stats(directory: Path, since: datetime | None, until: datetime | None, channel: str | None, as_json: bool) -> None:
     """How the bot is doing, all along, since a date or between two.
 
     Conversations kept without a person, how messages were answered, feedback, why conversations went to
@@ -1628,17 +1630,20 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, as_js
       bot stats mybot
       bot stats mybot --since 2026-11-01 --json
       bot stats mybot --since 2026-11-23 --until 2026-11-30
+      bot stats mybot --since 2026-11-23 --channel wecom
     """
-    from dialogues.stats import ANSWERED, conversation_stats
+    from dialogues.stats import ANSWERED, CHANNELS, conversation_stats
     from dialogues.store import unix_time
 
+    if channel is not None and channel not in CHANNELS:  # a typo's zeros would pass for a quiet week
+        raise click.BadParameter(f"{channel!r} is none of {', '.join(CHANNELS)}", param_hint="'--channel'")
     start, end = unix_time(since) if since else 0.0, unix_time(until) if until else None
     if end is not None and end <= start:
         raise click.BadParameter("must come after --since: nothing happened between them", param_hint="'--until'")
     project = load_project(directory)
     store = _open_store(project, reading=True)
     try:
-        figures = conversation_stats(store, start, until=end)
+        figures = conversation_stats(store, start, until=end, channel=channel)
     finally:
         store.close()
     if as_json:
@@ -1656,7 +1661,7 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, as_js
     messages, waits = figures["messages"], figures["first_agent_reply_seconds"]
     reasons = ", ".join(f"{reason} {n:,}" for reason, n in figures["handoff_reasons"].items())
     lines = [
-        f"{project.config.name}, {_window(since, until)}",
+        f"{project.config.name}{f' ({channel})' if channel else ''}, {_window(since, until)}",
         row("  conversations", count(conversations)),
         row("    kept by the bot", count(conversations - handed_off, conversations)),
         row("    to a person", count(handed_off, conversations) + (f"   {reasons}" if reasons else "")),

@@ -17,14 +17,17 @@ import numpy as np
 from dialogues.store import TRYOUT_CHANNEL, Store
 
 ANSWERED = ("template", "retrieval", "action")
+CHANNELS = ("web", "slack", "wecom")  # those customers come through: ``bot chat``'s tries are the shop's own
 NO_END = 9e99  # a time after every stored one
 
 
-def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: float | None = None) -> dict[str, Any]:
+def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: float | None = None,
+                       channel: str | None = None) -> dict[str, Any]:
     """The figures for everything recorded from ``since`` (a Unix time) on, and before ``until`` where given (last
-    week's alone, to set beside this week's), as one JSON-ready dict."""
+    week's alone, to set beside this week's), as one JSON-ready dict; of one of :data:`CHANNELS` alone where
+    ``channel`` names it (the web chat's containment beside Slack's and WeCom's)."""
     db = store.db
-    window = {"since": since, "top": top, "until": NO_END if until is None else until}
+    window = {"since": since, "top": top, "until": NO_END if until is None else until, "channel": channel}
 
     def rows(sql: str) -> list[Any]:
         return db.execute(sql, window).fetchall()
@@ -32,7 +35,8 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
     # The few tryout conversations left out, rather than every customer's listed: a list of all conversations
     # read the whole store at each call (the agents' console asks every few seconds) and held up the store
     # thread that reads and logs customers' turns, where the ``created`` indexes read the window alone.
-    customers = f"NOT IN (SELECT id FROM conversations WHERE channel = '{TRYOUT_CHANNEL}')"
+    customers = (f"NOT IN (SELECT id FROM conversations WHERE channel = '{TRYOUT_CHANNEL}')" if channel is None
+                 else "IN (SELECT id FROM conversations WHERE channel = :channel)")
     # With the bot: a message sent while a person had the conversation is not (nor is its conversation, if all are).
     talked = (f"SELECT conversation_id FROM turns t WHERE role = 'user' AND created >= :since AND created < :until AND conversation_id {customers} "
               "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.turn_id = t.id AND p.source = 'silent')")

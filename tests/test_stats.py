@@ -23,8 +23,8 @@ from tests.conftest import configured_copy, store_of_the_last_deskbot
 
 
 def exchange(store: Store, conversation: str, text: str, source: str, intent: str | None = "track_order",
-             reply: str | None = "...") -> tuple[int, int | None]:
-    return store.log_exchange(Exchange(conversation, "web", None, text, None, reply if source != "silent" else None,
+             reply: str | None = "...", channel: str = "web") -> tuple[int, int | None]:
+    return store.log_exchange(Exchange(conversation, channel, None, text, None, reply if source != "silent" else None,
                                        intent, 0.9, [(intent or "track_order", 0.9)], source, "v0001"))
 
 
@@ -191,6 +191,57 @@ async def test_the_admin_api_reads_last_week_alone(tiny_demo_bot: Path, tmp_path
         assert wrong.status == 400 and (await wrong.json())["error"].startswith("until: "), until
 
 
+def three_channels(store: Store) -> None:
+    """The worked example's four conversations on the web chat; on Slack one kept and one handed off; on WeCom
+    one kept."""
+    worked_example(store)
+    exchange(store, "slack kept", "where is my order", "template", channel="slack")
+    exchange(store, "slack lost", "???", "fallback", None, channel="slack")
+    store.set_status("slack lost", "handed_off", "fallbacks", channel="slack")
+    exchange(store, "wecom kept", "我的订单在哪", "template", channel="wecom")
+
+
+def test_each_channels_figures_are_read_alone(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """The figures mixed the web chat, Slack and WeCom: a channel whose customers all went to a person hid
+    behind the others' containment."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store = Store(root / "dialogues.db")
+    three_channels(store)
+    store.close()
+
+    def figures(*options: str) -> dict[str, Any]:
+        shown = CliRunner().invoke(cli, ["stats", str(root), "--json", *options])
+        assert shown.exit_code == 0, shown.output
+        return json.loads(shown.stdout)
+
+    assert figures()["conversations"] == 7
+    web, slack, wecom = (figures("--channel", channel) for channel in ("web", "slack", "wecom"))
+    assert (web["conversations"], web["containment"], web["messages"], web["feedback"]) == (4, 0.25, 7, {"up": 1, "down": 1})
+    assert (slack["conversations"], slack["containment"], slack["handoff_reasons"]) == (2, 0.5, {"fallbacks": 1})
+    assert slack["sources"] == {"template": 1, "retrieval": 0, "action": 0, "fallback": 1, "handoff": 0}
+    assert (wecom["conversations"], wecom["containment"], wecom["first_agent_reply_seconds"]["unanswered"]) == (1, 1.0, 0)
+    printed = CliRunner().invoke(cli, ["stats", str(root), "--channel", "slack"])
+    assert printed.output.splitlines()[0] == "Demo Shop (slack), all time"
+    for wrong in ("wechat", "cli"):  # a typo, or the shop's own tries: no quiet week of zeros
+        refused = CliRunner().invoke(cli, ["stats", str(root), "--channel", wrong])
+        assert refused.exit_code == 2 and "is none of web, slack, wecom" in refused.output, wrong
+
+
+async def test_the_admin_api_serves_one_channels_figures(tiny_demo_bot: Path, tmp_path: Path,
+                                                         aiohttp_client: Any) -> None:
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    store = Store(root / "dialogues.db")
+    three_channels(store)
+    expected = conversation_stats(store, channel="slack")
+    store.close()
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    admin = {"Authorization": "Bearer t"}
+    served = await client.get("/admin/stats", params={"channel": "slack"}, headers=admin)
+    assert served.status == 200 and await served.json() == expected and expected["conversations"] == 2
+    wrong = await client.get("/admin/stats", params={"channel": "wechat"}, headers=admin)
+    assert wrong.status == 400 and (await wrong.json())["error"].startswith("channel: "), await wrong.text()
+
+
 def test_a_wait_the_customer_gave_up_on_is_unanswered_not_answered_by_a_later_reply(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     store.set_status("c1", "handed_off", "requested")  # at 1000, nobody answers
@@ -333,8 +384,9 @@ def test_the_figures_since_a_moment_read_that_window_not_the_whole_store(tmp_pat
     queries: list[str] = []
     store.db.conn.set_trace_callback(queries.append)
     conversation_stats(store, since=2000)
+    conversation_stats(store, since=2000, until=3000, channel="slack")
     store.db.conn.set_trace_callback(None)
-    assert len(queries) >= 7
+    assert len(queries) >= 14
     for sql in queries:
         plan = [row[3] for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()]
         assert not [step for step in plan if step.startswith("SCAN")], (sql, plan)
