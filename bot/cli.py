@@ -1617,8 +1617,11 @@ def models(directory: Path, as_json: bool, explain: str | None, device: str | No
                    "--since 2026-11-23 --until 2026-11-30 is that week alone, to set beside the next.")
 @click.option("--channel", default=None, metavar="NAME",
               help="Only the conversations of this channel: web, slack or wecom (all of them by default).")
+@click.option("--language", default=None, metavar="LANG",
+              help="Only the conversations held in this language: en or zh (a multi bot's, as it last answered each).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-def stats(directory: Path, since: datetime | None, until: datetime | None, channel: str | None, as_json: bool) -> None:
+def stats(directory: Path, since: datetime | None, until: datetime | None, channel: str | None, language: str | None,
+          as_json: bool) -> None:
     """How the bot is doing, all along, since a date or between two.
 
     Conversations kept without a person, how messages were answered, feedback, why conversations went to
@@ -1630,9 +1633,9 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
       bot stats mybot
       bot stats mybot --since 2026-11-01 --json
       bot stats mybot --since 2026-11-23 --until 2026-11-30
-      bot stats mybot --since 2026-11-23 --channel wecom
+      bot stats mybot --since 2026-11-23 --channel wecom --language zh
     """
-    from dialogues.stats import ANSWERED, CHANNELS, conversation_stats
+    from dialogues.stats import ANSWERED, CHANNELS, conversation_stats, language_kept
     from dialogues.store import unix_time
 
     if channel is not None and channel not in CHANNELS:  # a typo's zeros would pass for a quiet week
@@ -1641,9 +1644,13 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
     if end is not None and end <= start:
         raise click.BadParameter("must come after --since: nothing happened between them", param_hint="'--until'")
     project = load_project(directory)
+    try:
+        kept = language_kept(language, project.config.language)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--language'") from None
     store = _open_store(project, reading=True)
     try:
-        figures = conversation_stats(store, start, until=end, channel=channel)
+        figures = conversation_stats(store, start, until=end, channel=channel, language=kept)
     finally:
         store.close()
     if as_json:
@@ -1661,7 +1668,7 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
     messages, waits = figures["messages"], figures["first_agent_reply_seconds"]
     reasons = ", ".join(f"{reason} {n:,}" for reason, n in figures["handoff_reasons"].items())
     lines = [
-        f"{project.config.name}{f' ({channel})' if channel else ''}, {_window(since, until)}",
+        f"{project.config.name}{''.join(f' ({part})' for part in (channel, language) if part)}, {_window(since, until)}",
         row("  conversations", count(conversations)),
         row("    kept by the bot", count(conversations - handed_off, conversations)),
         row("    to a person", count(handed_off, conversations) + (f"   {reasons}" if reasons else "")),

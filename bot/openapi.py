@@ -27,7 +27,7 @@ from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest, TurnI
 from bot.language import READABLE
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.review import WINDOW
-from dialogues.stats import CHANNELS
+from dialogues.stats import CHANNELS, LANGUAGES
 
 
 class _Body(BaseModel):
@@ -422,7 +422,9 @@ OPERATIONS: list[Operation] = [
               admin=True, media="application/x-ndjson", query=SINCE),
     _admin("GET", "/admin/stats", "How the bot is doing: what `bot stats --json` prints", StatsResponse, errors=(400,),
            query={**SINCE, "until": (SINCE["since"][0], False),
-                  "channel": ({"enum": list(CHANNELS), "description": "one channel's conversations alone"}, False)}),
+                  "channel": ({"enum": list(CHANNELS), "description": "one channel's conversations alone"}, False),
+                  "language": ({"enum": list(LANGUAGES), "description": "the conversations held in one language "
+                                "(a bot of the other one refuses it)"}, False)}),
     _admin("GET", "/admin/conversations",
            "The agents' inbox: handed-off conversations, longest-waiting first, or open ones", InboxResponse,
            errors=(400,), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),

@@ -47,7 +47,7 @@ from bot.training import history_fingerprint
 from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
-from dialogues.stats import CHANNELS, conversation_stats
+from dialogues.stats import CHANNELS, conversation_stats, language_kept
 from dialogues.store import KeyReused, LabelledMeanwhile, Overtaken, Store, StoreError, cannot_write, read_moment, unix_time
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
@@ -765,7 +765,8 @@ async def export_data(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """What `bot stats --json` prints, for dashboards and the agents' console: ``?since=YYYY-MM-DD``, and
-    ``&until=`` for a closed period (last week's, to set beside this week's), ``&channel=`` for one channel's."""
+    ``&until=`` for a closed period (last week's, to set beside this week's), ``&channel=`` for one channel's,
+    ``&language=`` for one language's."""
     require_admin(request)
     bot = request.app[BOT]
     since, until = query_since(request) or 0.0, query_since(request, "until")
@@ -774,7 +775,12 @@ async def stats(request: web.Request) -> web.Response:
     channel = request.query.get("channel")
     if channel is not None and channel not in CHANNELS:  # a typo's zeros would pass for a quiet week
         raise http_error(web.HTTPBadRequest, f"channel: {channel!r} is none of {', '.join(CHANNELS)}")
-    return json_response(await bot._read(lambda store: conversation_stats(store, since, until=until, channel=channel)))
+    try:
+        language = language_kept(request.query.get("language"), bot.config.language)
+    except ValueError as exc:
+        raise http_error(web.HTTPBadRequest, f"language: {exc}") from None
+    return json_response(await bot._read(
+        lambda store: conversation_stats(store, since, until=until, channel=channel, language=language)))
 
 
 async def inbox(request: web.Request) -> web.Response:

@@ -18,25 +18,25 @@ from dialogues.store import TRYOUT_CHANNEL, Store
 
 ANSWERED = ("template", "retrieval", "action")
 CHANNELS = ("web", "slack", "wecom")  # those customers come through: ``bot chat``'s tries are the shop's own
+LANGUAGES = ("en", "zh")  # bot.language.Language
+LANGUAGE_SLOT = "language"  # bot.language.SLOT: where a multi bot keeps a conversation's language
 NO_END = 9e99  # a time after every stored one
 
 
 def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: float | None = None,
-                       channel: str | None = None) -> dict[str, Any]:
+                       channel: str | None = None, language: str | None = None) -> dict[str, Any]:
     """The figures for everything recorded from ``since`` (a Unix time) on, and before ``until`` where given (last
     week's alone, to set beside this week's), as one JSON-ready dict; of one of :data:`CHANNELS` alone where
-    ``channel`` names it (the web chat's containment beside Slack's and WeCom's)."""
+    ``channel`` names it (the web chat's containment beside Slack's and WeCom's), and of the conversations a
+    ``multi`` bot held in one ``language`` (:func:`language_kept`)."""
     db = store.db
-    window = {"since": since, "top": top, "until": NO_END if until is None else until, "channel": channel}
+    window = {"since": since, "top": top, "until": NO_END if until is None else until, "channel": channel,
+              "language": language}
 
     def rows(sql: str) -> list[Any]:
         return db.execute(sql, window).fetchall()
 
-    # The few tryout conversations left out, rather than every customer's listed: a list of all conversations
-    # read the whole store at each call (the agents' console asks every few seconds) and held up the store
-    # thread that reads and logs customers' turns, where the ``created`` indexes read the window alone.
-    customers = (f"NOT IN (SELECT id FROM conversations WHERE channel = '{TRYOUT_CHANNEL}')" if channel is None
-                 else "IN (SELECT id FROM conversations WHERE channel = :channel)")
+    customers = _customers(channel, language)
     # With the bot: a message sent while a person had the conversation is not (nor is its conversation, if all are).
     talked = (f"SELECT conversation_id FROM turns t WHERE role = 'user' AND created >= :since AND created < :until AND conversation_id {customers} "
               "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.turn_id = t.id AND p.source = 'silent')")
@@ -91,6 +91,34 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         },
         "top_intents": dict(intents),
     }
+
+
+def language_kept(asked: str | None, spoken: str) -> str | None:
+    """The conversation language to keep the figures to, for a bot that speaks ``spoken`` (``en``, ``zh`` or
+    ``multi``): a ``multi`` bot keeps each conversation's in its ``language`` slot; a bot of one language holds
+    every conversation in it, and none in the other. ValueError for a language it does not speak, whose zeros
+    would pass for a quiet week."""
+    if asked is None or spoken == asked:
+        return None
+    if asked not in LANGUAGES:
+        raise ValueError(f"{asked!r} is neither of {', '.join(LANGUAGES)}")
+    if spoken != "multi":
+        raise ValueError(f"the bot speaks {spoken} alone (language: {spoken} in bot.yml)")
+    return asked
+
+
+def _customers(channel: str | None, language: str | None) -> str:
+    """Which conversations count, as SQL after ``conversation_id``: customers', of ``channel`` and in ``language``
+    where given. Where nothing else is asked, the few tryout conversations are left out rather than every
+    customer's listed: a list of all conversations read the whole store at each call (the agents' console asks
+    every few seconds), where the ``created`` indexes read the window alone. A language is read from each
+    conversation's slots: all the conversations are read once, a few milliseconds for tens of thousands."""
+    if channel is None and language is None:
+        return f"NOT IN (SELECT id FROM conversations WHERE channel = '{TRYOUT_CHANNEL}')"
+    kept = ["channel = :channel" if channel else f"channel != '{TRYOUT_CHANNEL}'"]
+    if language:
+        kept.append(f"json_extract(slots, '$.{LANGUAGE_SLOT}') = :language")
+    return f"IN (SELECT id FROM conversations WHERE {' AND '.join(kept)})"
 
 
 def _share(part: int, whole: int) -> float | None:

@@ -12,14 +12,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.cli import cli
 from bot.server import BOT, create_app
-from dialogues.stats import conversation_stats
+from dialogues.stats import conversation_stats, language_kept
 from dialogues.store import Exchange, Store
-from tests.conftest import configured_copy, store_of_the_last_deskbot
+from tests.conftest import ask, configured_copy, store_of_the_last_deskbot
 
 
 def exchange(store: Store, conversation: str, text: str, source: str, intent: str | None = "track_order",
@@ -242,6 +243,31 @@ async def test_the_admin_api_serves_one_channels_figures(tiny_demo_bot: Path, tm
     assert wrong.status == 400 and (await wrong.json())["error"].startswith("channel: "), await wrong.text()
 
 
+async def test_each_languages_figures_are_read_alone(tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any) -> None:
+    """English and Chinese customers' conversations were counted together: the Chinese ones' containment could
+    not be told from the English ones'."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    for conversation, text in (("en-kept", "where is my order"), ("en-asked", "/handoff"), ("zh-kept", "我的订单在哪里"),
+                               ("zh-asked", "我的订单在哪里"), ("zh-asked", "/handoff")):
+        await ask(client, conversation, text)
+    admin = {"Authorization": "Bearer t"}
+    for language, conversations in (("en", 2), ("zh", 2)):
+        served = await (await client.get("/admin/stats", params={"language": language}, headers=admin)).json()
+        assert (served["conversations"], served["handed_off"], served["containment"]) == (conversations, 1, 0.5)
+        assert served["messages"] == conversations + (language == "zh")
+    printed = CliRunner().invoke(cli, ["stats", str(root), "--language", "zh", "--channel", "web"])
+    assert printed.output.splitlines()[:2] == ["Demo Shop (web) (zh), all time", "  conversations           2"]
+    refused = CliRunner().invoke(cli, ["stats", str(root), "--language", "fr"])
+    assert refused.exit_code == 2 and "'fr' is neither of en, zh" in refused.output
+    wrong = await client.get("/admin/stats", params={"language": "fr"}, headers=admin)
+    assert wrong.status == 400 and (await wrong.json())["error"].startswith("language: ")
+    # A bot of one language holds every conversation in it, and none in the other.
+    assert (language_kept("en", "en"), language_kept(None, "multi"), language_kept("zh", "multi")) == (None, None, "zh")
+    with pytest.raises(ValueError, match="speaks en alone"):
+        language_kept("zh", "en")
+
+
 def test_a_wait_the_customer_gave_up_on_is_unanswered_not_answered_by_a_later_reply(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     store.set_status("c1", "handed_off", "requested")  # at 1000, nobody answers
@@ -339,10 +365,10 @@ async def test_a_customer_is_answered_while_the_figures_are_read(tiny_demo_bot: 
     store.close()
     reading, release = threading.Event(), threading.Event()
 
-    def slow_stats(store: Store, since: float = 0.0, until: float | None = None) -> dict[str, Any]:
+    def slow_stats(store: Store, since: float = 0.0, **window: Any) -> dict[str, Any]:
         reading.set()
         release.wait(60)  # as a long read does: the customer below must not wait for it
-        return conversation_stats(store, since, until=until)
+        return conversation_stats(store, since, **window)
 
     monkeypatch.setattr(bot.server, "conversation_stats", slow_stats)
     client = await aiohttp_client(create_app(root, device="cpu"))
