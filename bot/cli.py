@@ -1666,6 +1666,7 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
 
     conversations, handed_off, sources = figures["conversations"], figures["handed_off"], figures["sources"]
     messages, waits = figures["messages"], figures["first_agent_reply_seconds"]
+    answered = sum(sources[s] for s in ANSWERED)
     reasons = ", ".join(f"{reason} {n:,}" for reason, n in figures["handoff_reasons"].items())
     lines = [
         f"{project.config.name}{''.join(f' ({part})' for part in (channel, language) if part)}, {_window(since, until)}",
@@ -1673,8 +1674,9 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
         row("    kept by the bot", count(conversations - handed_off, conversations)),
         row("    to a person", count(handed_off, conversations) + (f"   {reasons}" if reasons else "")),
         row("  customer messages", count(messages) + f"   and {figures['while_with_a_person']:,} while with a person"),
-        row("    answered", count(sum(sources[s] for s in ANSWERED), messages)
+        row("    answered", count(answered, messages)
             + f"   template {sources['template']:,}, retrieval {sources['retrieval']:,}, action {sources['action']:,}"),
+        row("      labelled wrong", count(figures["wrong_answers"], answered) + "   in review: another intent, or oos"),
         row("    fallback", count(sources["fallback"], messages)),
         row("    handoff", count(sources["handoff"], messages)),
         row("  feedback", f"{figures['feedback']['up']:,} helpful, {figures['feedback']['down']:,} not helpful"),

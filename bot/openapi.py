@@ -302,6 +302,8 @@ class StatsResponse(_Body):
     messages: int = Field(..., description="customer messages to the bot (not those sent while a person had it)")
     sources: dict[str, int] = Field(..., description="how they were answered")
     answered: float | None = Field(..., description="the share answered by a template, a historical answer or an action")
+    wrong_answers: int = Field(..., description="of those answered, the messages a reviewer labelled with another "
+                                                "intent (or oos): answers to another question than the customer's")
     while_with_a_person: int
     feedback: Feedback
     first_agent_reply_seconds: Waits

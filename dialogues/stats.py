@@ -69,6 +69,13 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         f"AND h.conversation_id {customers}")
     answered_waits = sorted(w for (w,) in waits if w is not None)
     answered_sources = ", ".join(f"'{source}'" for source in ANSWERED)
+    # Answers a reviewer labelled with another intent, or out of scope (the latest label): the bot answered, and
+    # answered another question than the customer's.
+    wrong = rows(
+        "SELECT count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id JOIN review_labels r ON r.turn_id = t.id "
+        f"WHERE t.created >= :since AND t.created < :until AND t.conversation_id {customers} "
+        f"AND p.source IN ({answered_sources}) AND r.id = (SELECT max(id) FROM review_labels WHERE turn_id = t.id) "
+        "AND r.intent IS NOT p.intent")[0][0]
     intents = rows(
         "SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since AND t.created < :until "
         f"AND t.conversation_id {customers} AND p.source IN ({answered_sources}) AND p.intent IS NOT NULL GROUP BY p.intent "
@@ -81,6 +88,7 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         "messages": to_the_bot,
         "sources": {source: sources.get(source, 0) for source in (*ANSWERED, "fallback", "handoff")},
         "answered": _share(sum(sources.get(s, 0) for s in ANSWERED), to_the_bot),
+        "wrong_answers": wrong,
         "while_with_a_person": sources.get("silent", 0),
         "feedback": {"up": votes.get(1, 0), "down": votes.get(-1, 0)},
         "first_agent_reply_seconds": {

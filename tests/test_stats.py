@@ -32,20 +32,24 @@ def exchange(store: Store, conversation: str, text: str, source: str, intent: st
 def worked_example(store: Store) -> None:
     """Four conversations: one kept by the bot, three handed to a person for three reasons."""
     _, answer = exchange(store, "kept", "where is my order", "template")
-    _, second = exchange(store, "kept", "and my refund?", "retrieval", "get_refund")
+    refund, second = exchange(store, "kept", "and my refund?", "retrieval", "get_refund")
+    store.add_labels([refund], "get_refund")  # answered right
     for value in (-1, 1):  # a changed mind counts once, as its last vote
         store.add_feedback("kept", answer, value)
     for value in (1, 0):  # and a withdrawn vote not at all
         store.add_feedback("kept", second, value)
 
-    _, missed = exchange(store, "asked", "???", "fallback", None)
+    question, missed = exchange(store, "asked", "???", "fallback", None)
+    store.add_labels([question], "oos")  # no answer, labelled: not a wrong one
     store.add_feedback("asked", missed, -1)
     exchange(store, "asked", "/handoff", "handoff", None)
     store.set_status("asked", "handed_off", "requested")
     exchange(store, "asked", "hello?", "silent", None)
     store.add_message("asked", "agent", "Hi, Sam here.")
 
-    exchange(store, "taken", "cancel it", "action", "cancel_order")
+    cancel, _ = exchange(store, "taken", "cancel it", "action", "cancel_order")
+    for intent in ("cancel_order", "oos"):  # answered wrong, as the latest label says
+        store.add_labels([cancel], intent)
     store.set_status("taken", "handed_off", "agent")
     store.add_message("taken", "agent", "I've cancelled it for you.")
 
@@ -65,6 +69,7 @@ def test_the_figures_of_a_worked_example(tmp_path: Path) -> None:
     assert stats["handoff_reasons"] == {"agent": 1, "fallbacks": 1, "requested": 1}
     assert stats["sources"] == {"template": 1, "retrieval": 1, "action": 1, "fallback": 2, "handoff": 2}
     assert (stats["messages"], stats["answered"], stats["while_with_a_person"]) == (7, round(3 / 7, 4), 1)
+    assert stats["wrong_answers"] == 1
     assert stats["feedback"] == {"up": 1, "down": 1}
     assert stats["first_agent_reply_seconds"] == {"median": 90.0, "p90": 90.0, "unanswered": 1}  # the agent's own not counted
     assert stats["top_intents"] == {"cancel_order": 1, "get_refund": 1, "track_order": 1}
@@ -92,6 +97,7 @@ def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) 
         "    to a person           3  (75.0 %)   agent 1, fallbacks 1, requested 1",
         "  customer messages       7   and 1 while with a person",
         "    answered              3  (42.9 %)   template 1, retrieval 1, action 1",
+        "      labelled wrong      1  (33.3 %)   in review: another intent, or oos",
         "    fallback              2  (28.6 %)",
         "    handoff               2  (28.6 %)",
         "  feedback           1 helpful, 1 not helpful",
