@@ -1684,6 +1684,8 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
                                     if waits["median"] is not None else "") + f"{waits['unanswered']:,} not answered (yet)"),
         row("  top intents", ", ".join(f"{intent} {n:,}" for intent, n in figures["top_intents"].items())),
     ]
+    for at, (text, n) in enumerate(figures["top_unanswered"].items()):  # one a line, most asked first
+        lines.append(row("" if at else "  top unanswered", f"{n:>6,}   {_shortened(text)}"))
     click.echo("\n".join(lines))
     _say_if_future(since)
 
@@ -1693,6 +1695,12 @@ def _window(since: datetime | None, until: datetime | None) -> str:
     bounds = [f"{word} {moment.isoformat(sep=' ').removesuffix(' 00:00:00')}"
               for word, moment in (("since", since), ("until", until)) if moment]
     return " ".join(bounds) or "all time"
+
+
+def _shortened(text: str, width: int = 60) -> str:
+    """A customer's message on one line of the table: a long one cut, a line break shown as a space."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[:width - 1] + "…"
 
 
 def _duration(seconds: float) -> str:

@@ -308,6 +308,8 @@ class StatsResponse(_Body):
     feedback: Feedback
     first_agent_reply_seconds: Waits
     top_intents: dict[str, int]
+    top_unanswered: dict[str, int] = Field(..., description="the messages the bot fell back on most, as the model read "
+                                                            "them, with how often")
 
 
 class ReviewItem(_Body):

@@ -80,6 +80,12 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         "SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since AND t.created < :until "
         f"AND t.conversation_id {customers} AND p.source IN ({answered_sources}) AND p.intent IS NOT NULL GROUP BY p.intent "
         "ORDER BY count(*) DESC, p.intent LIMIT :top")
+    # What the bot could not answer, most asked first: the customers' own words (not a button's payload), those
+    # that differ in letter case or spacing alone counted together.
+    unanswered = rows(
+        "SELECT min(t.text), count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since "
+        f"AND t.created < :until AND t.conversation_id {customers} AND p.source = 'fallback' "
+        "AND substr(t.text, 1, 1) != '/' GROUP BY lower(trim(t.text)) ORDER BY count(*) DESC, min(t.text) LIMIT :top")
     return {
         "conversations": conversations,
         "handed_off": handed_off,
@@ -98,6 +104,7 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
             "unanswered": len(waits) - len(answered_waits),
         },
         "top_intents": dict(intents),
+        "top_unanswered": dict(unanswered),
     }
 
 

@@ -73,6 +73,7 @@ def test_the_figures_of_a_worked_example(tmp_path: Path) -> None:
     assert stats["feedback"] == {"up": 1, "down": 1}
     assert stats["first_agent_reply_seconds"] == {"median": 90.0, "p90": 90.0, "unanswered": 1}  # the agent's own not counted
     assert stats["top_intents"] == {"cancel_order": 1, "get_refund": 1, "track_order": 1}
+    assert stats["top_unanswered"] == {"???": 1, "hmm": 1}
     assert conversation_stats(store, since=4e9)["conversations"] == 0  # nothing after 2096
     # The shop trying its bot in `bot chat`: none of its turns, votes or handoffs are customers'
     store.log_exchange(Exchange("cli:1", "cli", None, "human please", None, "...", None, 0.9, [], "handoff", "v0001"))
@@ -103,6 +104,8 @@ def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) 
         "  feedback           1 helpful, 1 not helpful",
         "  first agent reply  median 1 min 30 s, 90th percentile 1 min 30 s, 1 not answered (yet)",
         "  top intents        cancel_order 1, get_refund 1, track_order 1",
+        "  top unanswered          1   ???",
+        "                          1   hmm",
     ]
     as_json = CliRunner().invoke(cli, ["stats", str(root), "--json"])
     assert json.loads(as_json.output)["containment"] == 0.25
@@ -272,6 +275,20 @@ async def test_each_languages_figures_are_read_alone(tiny_demo_bot: Path, tmp_pa
     assert (language_kept("en", "en"), language_kept(None, "multi"), language_kept("zh", "multi")) == (None, None, "zh")
     with pytest.raises(ValueError, match="speaks en alone"):
         language_kept("zh", "en")
+
+
+def test_the_questions_the_bot_could_not_answer_most_asked_first(tmp_path: Path) -> None:
+    """The figures said how many messages fell back, not which: the questions to teach the bot next were not
+    among them."""
+    store = Store(tmp_path / "dialogues.db")
+    for conversation, text in (("c1", "Do you ship to Canada?"), ("c2", "do you ship to canada? "), ("c3", "发票怎么开"),
+                               ("c3", "/inform{\"size\": 9}"), ("c4", "Do you ship to Canada?")):
+        exchange(store, conversation, text, "fallback", None)
+    exchange(store, "c5", "where is my order", "template")  # answered
+    store.log_exchange(Exchange("cli:1", "cli", None, "发票怎么开", None, "...", None, 0.9, [], "fallback", "v0001"))
+    assert conversation_stats(store)["top_unanswered"] == {"Do you ship to Canada?": 3, "发票怎么开": 1}
+    assert conversation_stats(store, top=1)["top_unanswered"] == {"Do you ship to Canada?": 3}
+    store.close()
 
 
 def test_a_wait_the_customer_gave_up_on_is_unanswered_not_answered_by_a_later_reply(tmp_path: Path) -> None:
