@@ -1691,10 +1691,22 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
 
 
 def _window(since: datetime | None, until: datetime | None) -> str:
-    """The period the figures cover, its moments as given: "since 2026-11-23 until 2026-11-30"."""
+    """The period the figures cover, its moments as given, and the machine's offset where one was read in its
+    local time: "since 2026-11-23 (UTC+08:00)". A director in Shanghai reading "since 2026-11-23" of a server on
+    UTC took the figures for their own week, which began eight hours earlier."""
     bounds = [f"{word} {moment.isoformat(sep=' ').removesuffix(' 00:00:00')}"
               for word, moment in (("since", since), ("until", until)) if moment]
-    return " ".join(bounds) or "all time"
+    local = [moment for moment in (until, since) if moment and moment.tzinfo is None]
+    return " ".join(bounds) + (f" (UTC{_offset(local[0])})" if local else "") if bounds else "all time"
+
+
+def _offset(moment: datetime) -> str:
+    """The machine's offset from UTC at a moment of its local time, ``+08:00``; today's for one before the
+    calendar's range (``0001-01-01``)."""
+    try:
+        return moment.astimezone().isoformat()[-6:]
+    except (ValueError, OverflowError):
+        return datetime.now().astimezone().isoformat()[-6:]
 
 
 def _shortened(text: str, width: int = 60) -> str:

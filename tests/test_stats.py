@@ -9,6 +9,8 @@ from datetime import datetime, timedelta, timezone
 import shutil
 import sqlite3
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +114,10 @@ def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) 
     future = CliRunner().invoke(cli, ["stats", str(root), "--since", "2099-01-01", "--json"])
     assert json.loads(future.stdout)["conversations"] == 0
     assert future.stderr == "--since 2099-01-01 00:00:00 is in the future: nothing is that new\n"  # not a quiet week
-    for since, header in (("2099-01-01", "since 2099-01-01"), ("2099-01-01T18:30:00", "since 2099-01-01 18:30:00")):
+    offset = datetime(2099, 1, 1).astimezone().isoformat()[-6:]  # the machine's, whose local time was read
+    for since, header in (("2099-01-01", f"since 2099-01-01 (UTC{offset})"),
+                          ("2099-01-01T18:30:00", f"since 2099-01-01 18:30:00 (UTC{offset})"),
+                          ("2099-01-01T18:30:00+08:00", "since 2099-01-01 18:30:00+08:00")):
         shown = CliRunner().invoke(cli, ["stats", str(root), "--since", since])  # the window said as given
         assert shown.output.splitlines()[0] == f"Demo Shop, {header}"
 
@@ -160,9 +165,20 @@ def two_weeks(store: Store) -> None:
     store.db.execute("UPDATE handoffs SET created = ?", [datetime(2026, 11, 29, 9, 1, tzinfo=shanghai).timestamp()])
 
 
-def test_last_week_is_read_alone_beside_this_week(tiny_demo_bot: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def in_shanghai(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's local time is Shanghai's (UTC+08:00) until the test ends."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_last_week_is_read_alone_beside_this_week(tiny_demo_bot: Path, tmp_path: Path, in_shanghai: None) -> None:
     """A week's figures could only be read with every week after it (--since alone): last week's containment
-    could not be set beside this week's. ``--until`` closes the period."""
+    could not be set beside this week's. ``--until`` closes the period. The dates are the machine's, whose
+    offset the window says: "since 2026-11-23" of a server on UTC began at 08:00 in Shanghai."""
     root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
     store = Store(root / "dialogues.db")
     two_weeks(store)
@@ -174,11 +190,12 @@ def test_last_week_is_read_alone_beside_this_week(tiny_demo_bot: Path, tmp_path:
         return json.loads(shown.stdout)
 
     last = figures("--since", "2026-11-23T00:00+08:00", "--until", "2026-11-30T00:00+08:00")
+    assert figures("--since", "2026-11-23", "--until", "2026-11-30") == last  # a director's machine in Shanghai
     assert (last["conversations"], last["handed_off"], last["containment"]) == (2, 1, 0.5)
     this = figures("--since", "2026-11-30T00:00+08:00", "--until", "2026-12-07 00:00+08:00")
     assert (this["conversations"], this["handed_off"], this["containment"]) == (1, 0, 1.0)
     printed = CliRunner().invoke(cli, ["stats", str(root), "--since", "2026-11-23", "--until", "2026-11-30"])
-    assert printed.output.splitlines()[0] == "Demo Shop, since 2026-11-23 until 2026-11-30"
+    assert printed.output.splitlines()[0] == "Demo Shop, since 2026-11-23 until 2026-11-30 (UTC+08:00)"
     backwards = CliRunner().invoke(cli, ["stats", str(root), "--since", "2026-11-30", "--until", "2026-11-23"])
     assert backwards.exit_code == 2 and "must come after --since" in backwards.output
 
