@@ -294,7 +294,13 @@ class Waits(_Body):
     unanswered: int = Field(..., description="handoffs no agent has answered")
 
 
+class Period(_Body):
+    since: str | None = Field(..., description="the period's start, in UTC (null: all along)")
+    until: str | None = Field(..., description="its end, not included, in UTC (null: now)")
+
+
 class StatsResponse(_Body):
+    period: Period
     conversations: int = Field(..., description="conversations in which the customer wrote in the period")
     handed_off: int
     containment: float | None = Field(..., description="the share of them the bot kept without a person")

@@ -10,6 +10,7 @@ in ``bot chat``.
 from __future__ import annotations
 
 import statistics
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,7 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         f"AND t.created < :until AND t.conversation_id {customers} AND p.source = 'fallback' "
         "AND substr(t.text, 1, 1) != '/' GROUP BY lower(trim(t.text)) ORDER BY count(*) DESC, min(t.text) LIMIT :top")
     return {
+        "period": {"since": _moment(since), "until": _moment(until)},
         "conversations": conversations,
         "handed_off": handed_off,
         "containment": _share(conversations - handed_off, conversations),
@@ -134,6 +136,12 @@ def _customers(channel: str | None, language: str | None) -> str:
     if language:
         kept.append(f"json_extract(slots, '$.{LANGUAGE_SLOT}') = :language")
     return f"IN (SELECT id FROM conversations WHERE {' AND '.join(kept)})"
+
+
+def _moment(unix: float | None) -> str | None:
+    """A bound of the period, in UTC (``2026-11-22T16:00:00+00:00``): figures kept week by week say which week,
+    wherever they are read; None where the period has none."""
+    return datetime.fromtimestamp(unix, timezone.utc).isoformat() if unix else None
 
 
 def _share(part: int, whole: int) -> float | None:

@@ -76,6 +76,7 @@ def test_the_figures_of_a_worked_example(tmp_path: Path) -> None:
     assert stats["first_agent_reply_seconds"] == {"median": 90.0, "p90": 90.0, "unanswered": 1}  # the agent's own not counted
     assert stats["top_intents"] == {"cancel_order": 1, "get_refund": 1, "track_order": 1}
     assert stats["top_unanswered"] == {"???": 1, "hmm": 1}
+    assert stats["period"] == {"since": None, "until": None}  # all along
     assert conversation_stats(store, since=4e9)["conversations"] == 0  # nothing after 2096
     # The shop trying its bot in `bot chat`: none of its turns, votes or handoffs are customers'
     store.log_exchange(Exchange("cli:1", "cli", None, "human please", None, "...", None, 0.9, [], "handoff", "v0001"))
@@ -190,6 +191,7 @@ def test_last_week_is_read_alone_beside_this_week(tiny_demo_bot: Path, tmp_path:
         return json.loads(shown.stdout)
 
     last = figures("--since", "2026-11-23T00:00+08:00", "--until", "2026-11-30T00:00+08:00")
+    assert last["period"] == {"since": "2026-11-22T16:00:00+00:00", "until": "2026-11-29T16:00:00+00:00"}
     assert figures("--since", "2026-11-23", "--until", "2026-11-30") == last  # a director's machine in Shanghai
     assert (last["conversations"], last["handed_off"], last["containment"]) == (2, 1, 0.5)
     this = figures("--since", "2026-11-30T00:00+08:00", "--until", "2026-12-07 00:00+08:00")
