@@ -395,7 +395,8 @@ def say_gaps(project: Project) -> None:
                    err=True)
     if custom_only := project.custom_only():
         click.echo(f"note: {_count(len(custom_only), 'response')} in responses.yml with only a custom payload for some "
-                   f"customers, which only the web chat passes on: {', '.join(custom_only[:10])}"
+                   "customers, which only the web chat passes on (and Slack one of Block Kit blocks): "
+                   f"{', '.join(custom_only[:10])}"
                    f"{' …' if len(custom_only) > 10 else ''}; a Slack or WeCom customer gets the fallback instead, "
                    "unless a variant with a text (channel: slack, channel: wecom, or none) answers them", err=True)
     def chinese(title: object) -> bool:  # one text for both languages, or one per language

@@ -55,7 +55,8 @@ from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_in_a_row, misses_reach_handoff, understood
 from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA,
                          VERIFIED_USER, Project, button_payloads, name_agent)
-from bot.responses import CUSTOM_CHANNELS, MAX_REPLY_CHARS, PayloadValue, Rendered, read_payload, texts_of, warn_unshown
+from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, texts_of,
+                           warn_unshown)
 from dialogues.holding import acknowledges, asks_for_a_person, drops_it
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
@@ -432,7 +433,7 @@ class Bot:
         turn's actions must be done, where the message's slot validation took some of ``actions.timeout`` already."""
         assert decision.action is not None
         name, texts, buttons, loop, restarted, reverted = decision.action, [], [], None, False, False
-        custom: list[Any] = []  # the json_message payloads passed on to the customer's page (CUSTOM_CHANNELS)
+        custom: list[Any] = []  # the json_message payloads the customer's channel passes on (passed_on)
         earlier: list[dict[str, Any]] = []  # the events of this turn's actions so far, which a follow-up's tracker holds
         before = dict(slots)
         past = await self._past_events(turn.conversation_id)
@@ -598,7 +599,7 @@ class Bot:
         template's, if it has one, and its buttons after the template's. An ``image``, and an ``attachment``
         given as a link (an invoice's PDF), are shown as their links, which every channel can show, as
         Rasa's channels show what they cannot attach; the channel-specific parts (``elements``, an attachment given
-        as a platform's payload, and ``custom`` but on the channels that pass it on: ``CUSTOM_CHANNELS``) are not,
+        as a platform's payload, and ``custom`` but where the channel passes it on: :func:`passed_on`) are not,
         and are logged."""
         shown = Rendered("", [])
         if message.get("response"):
@@ -609,10 +610,10 @@ class Bot:
         linked = isinstance(attachment, str)  # a link, not a platform's payload (a dict)
         links = (str(message.get("image") or ""), attachment if linked else "")
         text = "\n\n".join(part for part in (text, *links) if part)
-        unshown = {"elements", *(() if linked else ("attachment",)), *(() if channel in CUSTOM_CHANNELS else ("custom",))}
+        passed = [message["custom"]] if message.get("custom") and passed_on(channel, message["custom"]) else []
+        unshown = {"elements", *(() if linked else ("attachment",)), *(() if passed else ("custom",))}
         if dropped := sorted(key for key in unshown if message.get(key)):
             warn_unshown("an action's", dropped, channel)
-        passed = [message["custom"]] if channel in CUSTOM_CHANNELS and message.get("custom") else []
         return Rendered(text, shown.buttons + list(message.get("buttons") or []), custom=shown.custom + passed)
 
     def _name_unknown_intents(self, action: str, buttons: list[dict[str, Any]]) -> None:

@@ -513,7 +513,8 @@ class Project:
     def custom_only(self) -> list[str]:
         """Responses (an intent's template, or one an action names) that say nothing to Slack or WeCom customers of
         some language the bot speaks: each of their variants there is a custom payload alone, which only the web
-        chat passes on. Those customers get the intent's history answer or the fallback instead."""
+        chat passes on (and Slack one of Block Kit blocks). Those customers get the intent's history answer or the
+        fallback instead."""
         languages = LANGUAGES if self.config.language == "multi" else (self.config.language,)
         responses = {**self.responses.templates, **self.responses.named}
         return [name for name, variants in responses.items()

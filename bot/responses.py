@@ -27,16 +27,28 @@ from bot.language import Language, Visible
 
 log = logging.getLogger("deskbot")
 MAX_REPLY_CHARS = 20_000  # a reply to a customer, a template's, an agent's or an action's: longer is runaway output
-# The channels that pass a custom payload (an action's json_message, a response's custom:) on to the customer's page
-# as it is, as Rasa's REST channel does: the web chat's API, for a shop's own page or app to act on.
-CUSTOM_CHANNELS = {"web"}
+
+
+def slack_blocks(custom: Any) -> list[Any]:
+    """The Slack Block Kit ``blocks`` a custom payload (an action's json_message, a response's custom:) holds, as a
+    Rasa bot's Slack responses write them; none for any other payload."""
+    blocks = custom.get("blocks") if isinstance(custom, dict) else None
+    return blocks if isinstance(blocks, list) else []
+
+
+def passed_on(channel: str, custom: Any) -> bool:
+    """Whether ``channel`` passes the custom payload ``custom`` on: the web chat's API passes any on to the customer's
+    page as it is, as Rasa's REST channel does, for a shop's own page or app to act on; Slack posts one holding Block
+    Kit ``blocks`` (:func:`slack_blocks`), as Rasa's Slack channel posts a custom payload."""
+    return channel == "web" or (channel == "slack" and bool(slack_blocks(custom)))
 
 
 def warn_unshown(whose: str, parts: list[str], channel: str) -> None:
     """Say what of a message the customer's channel does not show (an action's ``elements``, a ``custom`` payload
     off the web chat), so that a shop whose Slack customers miss it finds out why."""
     log.warning("%s %s was not shown on %s: deskbot's channels show text, buttons and links (and the web chat's API "
-                "passes json_message on as custom)", whose, " and ".join(parts), channel)
+                "passes json_message on as custom, and Slack posts one holding Block Kit blocks)", whose,
+                " and ".join(parts), channel)
 
 
 # A variable in the full-width braces a Chinese input method types (｛order_id｝): text to the formatter, shown as
@@ -165,7 +177,7 @@ class SlotCondition(BaseModel):
 
 class ResponseVariant(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    # None: a custom payload alone, as a Rasa response may be, which only the web chat passes on (CUSTOM_CHANNELS)
+    # None: a custom payload alone, as a Rasa response may be, which only the web chat, and Slack one of blocks, pass on
     text: Visible | None = Field(None, max_length=MAX_REPLY_CHARS)
     channel: Literal["web", "slack", "wecom"] | None = None  # a name no channel has would be a variant never shown
     language: Language | None = None
@@ -177,7 +189,8 @@ class ResponseVariant(BaseModel):
                                            "the variants without a condition")
     custom: dict[str, Any] | None = Field(None, description="as a Rasa response's custom: passed on as it is written, "
                                           "with the text, to the web chat's page (custom in /api/chat's reply, the "
-                                          "widget's deskbot:custom event); not shown on Slack or WeCom")
+                                          "widget's deskbot:custom event); on Slack, one holding Block Kit "
+                                          "blocks is posted, the text its fallback; not shown on WeCom")
 
     @field_validator("text", mode="before")
     @classmethod
@@ -229,8 +242,8 @@ class ResponseVariant(BaseModel):
 
     def shows_on(self, channel: str) -> bool:
         """Whether it says anything on ``channel``: a custom payload alone says nothing where it is not passed on
-        (Slack, WeCom), whose customers get another variant, or else the intent's history answer or the fallback."""
-        return self.text is not None or channel in CUSTOM_CHANNELS
+        (:func:`passed_on`), whose customers get another variant, or else the intent's history answer or the fallback."""
+        return self.text is not None or passed_on(channel, self.custom)
 
     def fits(self, values: dict[str, Any]) -> bool:
         """Whether the conversation's ``values`` meet its conditions (one without any always does)."""
@@ -245,7 +258,7 @@ class Rendered:
     text: str
     buttons: list[dict[str, str]]
     quotes: bool = False  # filled with the conversation's values, which may be the customer's own words
-    custom: list[Any] = field(default_factory=list)  # the custom payloads passed on to the page (CUSTOM_CHANNELS)
+    custom: list[Any] = field(default_factory=list)  # the custom payloads the channel passes on (passed_on)
 
 
 class Responses:
@@ -290,12 +303,12 @@ def _best(variants: list[ResponseVariant], channel: str, values: dict[str, Any],
             chosen = (rng or random).choice(same)
             known_values = {k: _shown(values[k], language) for k in chosen.variables()}
             text = (chosen.text or "").format_map(known_values)
-            if chosen.custom and channel not in CUSTOM_CHANNELS:
+            passed = bool(chosen.custom) and passed_on(channel, chosen.custom)
+            if chosen.custom and not passed:
                 warn_unshown("a response's", ["custom"], channel)
             return Rendered("\n\n".join(part for part in (text, chosen.image) if part),
                             [b.filled(known_values, values) for b in chosen.buttons],
-                            quotes=bool(known_values),
-                            custom=[chosen.custom] if chosen.custom and channel in CUSTOM_CHANNELS else [])
+                            quotes=bool(known_values), custom=[chosen.custom] if passed else [])
     return None
 
 

@@ -818,7 +818,7 @@ async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
     template's), a message of buttons alone, an image as its link; a button without a payload or with a
     blank title (Slack refuses the whole message) is left out, with a warning, and the rest of the answer stands;
     a json_message is passed on as it is (custom) on the web chat, as Rasa's REST channel does, and on Slack is
-    not shown, with a warning."""
+    not shown, with a warning, unless it holds Block Kit blocks, which Slack posts."""
     bot = make_bot(action_bot, endpoint, {"track_order": "action_show_all"}, tmp_path)
     template = bot.project.responses.render("cancel_order", "web", {"order_id": "77"}, "en")
     try:
@@ -833,6 +833,8 @@ async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         on_slack = await bot.handle(Turn("c2", "/track_order", "slack"))
         assert on_slack.text == reply.text and on_slack.custom == []
         assert "an action's custom was not shown on slack" in caplog.text
+        bot.config.actions.map["track_order"] = "action_json_only"
+        assert (await bot.handle(Turn("c3", "/track_order", "slack"))).custom == [{"blocks": [{"type": "section"}]}]
     finally:
         await bot.close()
 
@@ -1708,18 +1710,18 @@ async def test_an_action_that_fails_as_its_own_followup_keeps_what_its_first_run
 
 async def test_an_action_that_shows_nothing_answers_with_its_template_or_falls_back(
         action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """An action that sent only a json_message (which Slack and WeCom do not show) gave the customer an
+    """An action that sent only a json_message (which WeCom does not show) gave the customer an
     empty reply, counted as answered."""
     bot = make_bot(action_bot, endpoint, {"cancel_order": "action_json_only", "get_refund": "action_json_only"}, tmp_path)
     del bot.project.responses.templates["get_refund"]  # an intent whose answers come from its action alone
     try:
-        reply = await bot.handle(Turn("c1", "/cancel_order", "slack"))
+        reply = await bot.handle(Turn("c1", "/cancel_order", "wecom"))
         assert (reply.source, reply.text.split(". ")[0]) == ("action", "I can cancel order 321 for you")  # its slot fills it
         # a message naming a number no pattern reads: an earlier turn's order number would be left out, not the action's
-        named = await bot.handle(Turn("c3", '/cancel_order{"note": "A-1234"}', "slack"))
+        named = await bot.handle(Turn("c3", '/cancel_order{"note": "A-1234"}', "wecom"))
         assert named.text.split(". ")[0] == "I can cancel order 321 for you"
         assert "action_json_only showed the customer nothing; its intent's template answers instead" in caplog.text
-        missed = await bot.handle(Turn("c2", "/get_refund", "slack"))
+        missed = await bot.handle(Turn("c2", "/get_refund", "wecom"))
         assert missed.source == "fallback" and missed.text.startswith("Sorry, I couldn't complete that")
         assert bot.store.conversation("c2")["slots"]["order_id"] == "321"  # what the action did stands
         # the web chat passes the json_message on to the customer's page, which shows it: not a failed action
@@ -1742,7 +1744,7 @@ async def test_an_action_that_shows_nothing_answers_with_its_template_or_falls_b
         assert [t["role"] for t in bot.store.history("c5")] == ["user"]
         bot.actions.run = run  # type: ignore[method-assign]
         bot.config.actions.map["get_refund"] = "action_forget_quietly"  # one that starts afresh may say nothing
-        forgot = await bot.handle(Turn("c2", "/get_refund", "slack"))
+        forgot = await bot.handle(Turn("c2", "/get_refund", "wecom"))
         assert (forgot.source, forgot.text) == ("action", "") and "order_id" not in bot.store.conversation("c2")["slots"]
     finally:
         await bot.close()

@@ -113,7 +113,8 @@ def test_a_custom_payload_alone_is_a_response_and_named_where_slack_and_wecom_ge
     assert project.custom_only() == ["goodbye"]  # its English customers on Slack and WeCom: its zh variant has a text
     say_gaps(project)
     assert "note: 1 response in responses.yml with only a custom payload for some customers, which only the web chat " \
-        "passes on: goodbye; a Slack or WeCom customer gets the fallback instead" in capsys.readouterr().err
+        "passes on (and Slack one of Block Kit blocks): goodbye; a Slack or WeCom customer gets the fallback instead" \
+        in capsys.readouterr().err
     path.write_text(path.read_text().replace("    - custom: {type: wave}\n", "    - image: https://shop.example/w.png\n"))
     line = path.read_text().splitlines().index("    - image: https://shop.example/w.png") + 1
     assert error_for(bot_dir) == (f"{path}:{line}: responses.goodbye.0: Value error, a variant needs its text, or a "

@@ -190,6 +190,19 @@ def test_a_custom_payload_alone_answers_the_web_chat_and_another_variant_or_none
         ResponseVariant.model_validate({"buttons": [{"title": "Mug", "payload": "/buy"}]})
 
 
+def test_a_custom_payload_of_block_kit_blocks_is_passed_on_to_slack_too(caplog: pytest.LogCaptureFixture) -> None:
+    """A Rasa bot's Slack responses are custom payloads of Block Kit blocks, with a text or alone: Slack got the text
+    without them, and for one alone another variant, or the fallback. WeCom still gets neither."""
+    blocks = {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*Mug* 9.95"}}]}
+    shop = Responses({"bestsellers": [ResponseVariant.model_validate({"text": "Our bestseller: the mug", "custom": blocks})],
+                      "new_in": [ResponseVariant.model_validate({"custom": blocks})]})
+    on_slack = shop.render("bestsellers", "slack", {})
+    assert (on_slack.text, on_slack.custom) == ("Our bestseller: the mug", [blocks])
+    assert shop.render("new_in", "slack", {}).custom == [blocks]
+    assert "custom was not shown" not in caplog.text
+    assert shop.render("bestsellers", "wecom", {}).custom == [] and shop.render("new_in", "wecom", {}) is None
+
+
 def test_a_historical_answer_about_one_customers_order_is_no_retrieval_answer() -> None:
     """history.jsonl, exported from a helpdesk, holds answers such as "Order 12345678 has shipped", which the
     next customer asking about their order was given."""

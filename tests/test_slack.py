@@ -60,12 +60,13 @@ class FakeBot:
     def __init__(self, text: str = "Use the reset link.", source: str = "template", delay: float = 0.0) -> None:
         self.text, self.source, self.delay = text, source, delay
         self.buttons: list[dict[str, str]] = []
+        self.custom: list[Any] = []
         self.turns: list[Turn] = []
 
     async def handle(self, turn: Turn) -> Reply:
         self.turns.append(turn)
         await asyncio.sleep(self.delay)
-        return Reply(text=self.text, source=self.source, buttons=self.buttons)
+        return Reply(text=self.text, source=self.source, buttons=self.buttons, custom=self.custom)
 
     async def _store(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` at once, on the ``store`` a test gives it, where the bot runs it on the store's thread."""
@@ -582,6 +583,48 @@ async def test_buttons_without_text_are_posted(slack: SimpleNamespace) -> None:
     [posted] = slack.posts
     [actions] = posted["blocks"]
     assert [b["value"] for b in actions["elements"]] == ["/track_order"]
+
+
+async def test_a_custom_payload_of_block_kit_blocks_is_posted_with_the_text_as_its_fallback(
+        slack: SimpleNamespace) -> None:
+    """A Rasa bot's Slack responses are custom payloads of Block Kit blocks (a response's custom:, an action's
+    json_message): Slack got the text alone, or nothing for a payload alone. Another payload is still left out."""
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "*Mug* 9.95"},
+               "accessory": {"type": "image", "image_url": "https://shop.example/mug.png", "alt_text": "mug"}}
+    await slack.channel.send(f"slack:T1:C1:{TS}", "", custom=[{"blocks": [section]}])  # a payload alone
+    await slack.channel.send(f"slack:T1:C1:{TS}", "Hi", custom=[{"carousel": ["mug"]}, {"blocks": []}])
+    assert slack.posts == [{"channel": "C1", "text": "", "thread_ts": TS, "blocks": [section]},
+                           {"channel": "C1", "text": "Hi", "thread_ts": TS, "blocks": [{"type": "markdown", "text": "Hi"}]}]
+    slack.posts.clear()
+    slack.bot.text, slack.bot.buttons = "Our bestseller: the mug <3", [{"title": "Buy it", "payload": "/buy"}]
+    slack.bot.custom = [{"blocks": [section]}, {"carousel": ["mug"]}, {"blocks": [{"type": "divider"}]}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    assert slack.posts == [{"channel": "C1", "text": "Our bestseller: the mug &lt;3", "thread_ts": TS, "blocks": [
+        section, {"type": "divider"},
+        {"type": "actions", "block_id": f"slack:T1:C1:{TS}", "elements": [
+            {"type": "button", "action_id": "deskbot_button_0", "text": {"type": "plain_text", "text": "Buy it",
+                                                                         "emoji": True}, "value": "/buy"}]}]}]
+
+
+async def test_a_reply_of_block_kit_blocks_alone_is_posted_by_the_next_server_as_logged(
+        slack: SimpleNamespace, tmp_path: Path) -> None:
+    """A reply of an action's blocks alone, which a stopped server logged and did not send, is posted as it was
+    answered, not as the agents' "[custom payload]"."""
+    gone = Store(tmp_path / "dialogues.db")
+    gone.serve()
+    blocks = {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*Mug* 9.95"}}]}
+    kept = gone.receive("slack:ts:C1:1.1", f"slack:T1:C1:{TS}", "slack", "U1", "bestsellers?", {})
+    gone.log_exchange(Exchange(f"slack:T1:C1:{TS}", "slack", "U1", "bestsellers?", None, None, "bestsellers", 0.9, [],
+                               "action", "v0001", pending_id=kept, custom=[blocks]))
+    gone.close()  # stopped before Slack took the answer
+    slack.bot.store = store = Store(tmp_path / "dialogues.db")
+    store.serve()
+    [owed] = store.adopt(["slack"])
+    slack.channel.redeliver(owed)
+    await slack.channel.close()
+    assert slack.posts == [{"channel": "C1", "text": "", "thread_ts": TS, **blocks}]
+    store.close()
 
 
 def test_block_kit_limits() -> None:

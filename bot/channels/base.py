@@ -655,7 +655,7 @@ class PlatformChannel(Channel):
 
     def redeliver(self, kept: dict[str, Any]) -> None:
         """Send, in the background, the answer a stopped server logged for a kept message and did not send
-        (``Store.adopt``'s ``reply`` and ``buttons``, as the store keeps them)."""
+        (``Store.adopt``'s ``reply``, ``buttons`` and ``custom``, as the store keeps them)."""
         self._tasks.spawn(self._redeliver(kept))
 
     async def _redeliver(self, kept: dict[str, Any]) -> None:
@@ -665,8 +665,8 @@ class PlatformChannel(Channel):
         said = text or kept["text"]  # buttons alone are in the customer's language
         script = chinese_script(said, kept_script(await self.conversation_slots(kept["conversation_id"])))
         await self.deliver(kept["conversation_id"], kept["reply_turn"], self.send(
-            kept["conversation_id"], text, role="bot", buttons=buttons, language=mostly_written_in(said),
-            script=script), kept["id"])
+            kept["conversation_id"], text, role="bot", buttons=buttons, custom=kept.get("custom", []),
+            language=mostly_written_in(said), script=script), kept["id"])
 
     @property
     def session(self) -> aiohttp.ClientSession:

@@ -7,9 +7,11 @@ replies. Redeliveries are recognised by ``event_id``.
 
 Replies are Block Kit messages: the text in a ``markdown`` block (templates are written in standard
 Markdown, which Slack's older ``mrkdwn`` would garble) and a template's buttons in an ``actions``
-block. A click arrives at ``POST /slack/interactions`` and is answered like a typed message whose
-text is the button's payload. ``chat.postMessage`` honours Slack's rate limiting: a 429 is retried
-after its ``Retry-After``, a bounded number of times.
+block; a reply's custom payloads that hold Block Kit ``blocks`` (a Rasa bot's Slack responses) are posted
+as written in place of the text, which stays the message's fallback. A click arrives at
+``POST /slack/interactions`` and is answered like a typed message whose text is the button's payload.
+``chat.postMessage`` honours Slack's rate limiting: a 429 is retried after its ``Retry-After``, a bounded
+number of times.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 import time
 import weakref
 from functools import partial
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -34,7 +37,7 @@ from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNREAD_HINT, DeliveryErr
 from bot.language import LANGUAGES, SLOT, kept_script, mostly_written_in, say
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
-from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS
+from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS, slack_blocks
 from dialogues.holding import SENT
 
 if TYPE_CHECKING:
@@ -101,8 +104,10 @@ def verify_slack_request(secret: str, timestamp: str, signature: str, body: byte
 
 
 def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: str = "",
-                   shared: bool = False) -> list[dict[str, Any]]:
-    """Block Kit for a reply: its Markdown text, then one button per template button.
+                   shared: bool = False, custom: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Block Kit for a reply: its Markdown text, then one button per template button. The ``blocks`` of its
+    ``custom`` payloads (:func:`~bot.responses.slack_blocks`), where it has any, stand in for the text, as the shop
+    wrote them for Slack: a Rasa bot's Slack responses are such payloads, whose text is only the fallback.
 
     A button's ``value`` is its payload, sent back by Slack when it is clicked; Slack's length
     limits are applied here so that one long title cannot make the whole message fail. ``text`` is
@@ -111,7 +116,8 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
     team, is known by, and says whether it is in a Slack Connect channel (``shared``), which a click does not
     (:func:`named_block`).
     """
-    blocks: list[dict[str, Any]] = [{"type": "markdown", "text": text}] if text else []
+    blocks: list[dict[str, Any]] = [block for payload in custom for block in slack_blocks(payload)] or (
+        [{"type": "markdown", "text": text}] if text else [])
     elements = [
         {
             "type": "button",
@@ -480,21 +486,25 @@ class SlackChannel(PlatformChannel):
 
     async def _answer(self, turn: Turn) -> None:
         reply = await self.answer(turn)
-        if (reply.text or reply.buttons) and reply.source != "silent":  # an action may offer buttons alone
+        # an action may offer buttons alone, or a custom payload of blocks alone
+        if (reply.text or reply.buttons or reply.custom) and reply.source != "silent":
             await self.deliver(turn.conversation_id, reply.turn_id, self.send(
-                turn.conversation_id, reply.text, buttons=reply.buttons, thread=turn.metadata.get("answer_in")),
-                turn.pending_id)
+                turn.conversation_id, reply.text, buttons=reply.buttons, custom=reply.custom,
+                thread=turn.metadata.get("answer_in")), turn.pending_id)
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``, or into
-        ``thread`` (a DM's answer to a message written in one); an agent's reply led by its ``author``'s name."""
+        ``thread`` (a DM's answer to a message written in one); an agent's reply led by its ``author``'s name. A
+        reply with ``custom`` payloads of Block Kit blocks is one message of those blocks (:func:`message_blocks`),
+        the text its fallback."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
         thread_ts = kwargs.get("thread") or thread_ts
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
-        buttons = kwargs.get("buttons") or []
-        # a long answer in several messages, its buttons under the last
-        pieces = message_pieces(signed(text, kwargs.get("author")), MARKDOWN_LIMIT)
+        buttons, custom = kwargs.get("buttons") or [], kwargs.get("custom") or []
+        said = signed(text, kwargs.get("author"))
+        # a long answer in several messages, its buttons under the last; the fallback of the shop's own blocks in one
+        pieces = [said] if any(map(slack_blocks, custom)) else message_pieces(said, MARKDOWN_LIMIT)
 
         async def post(numbered: tuple[int, str]) -> None:
             i, piece = numbered
@@ -505,7 +515,7 @@ class SlackChannel(PlatformChannel):
             if thread_ts:  # none in a DM: at the top level, where its customer writes
                 message["thread_ts"] = thread_ts
             blocks = message_blocks(piece, buttons if i == len(pieces) else [], conversation_id,
-                                    channel in self.shared_channels)
+                                    channel in self.shared_channels, custom)
             if blocks:  # ``text`` stays as the notification and screen-reader fallback
                 message["blocks"] = blocks
             await self._call("chat.postMessage", message)
