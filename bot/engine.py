@@ -495,9 +495,9 @@ class Bot:
                     break  # runaway output: refused below, as for any action
                 if not said:
                     handoff = self._handing_off(turn.channel, language, f"action:{name}", slots, decision)
-                    return dataclasses.replace(handoff, custom=custom + handoff.custom)
+                    return dataclasses.replace(handoff, custom=custom + handoff.custom, reverted=reverted)
                 return Decision("handoff", decision.intent, decision.confidence, said, buttons, reason=f"action:{name}",
-                                quotes=True, custom=custom)
+                                quotes=True, custom=custom, reverted=reverted)
             follow = result.followup
             if follow and follow.startswith("utter_"):
                 shown = self._utter(follow, turn.channel, slots, language)
@@ -537,7 +537,9 @@ class Bot:
                 reply, buttons, custom = shown.text, shown.buttons, shown.custom
             elif not restarted:  # an action that starts the conversation afresh may well say nothing
                 log.warning("%s showed the customer nothing; taken as a failed action", decision.action)
-                return self._action_failed(decision, fallbacks, turn.channel, language, slots)
+                # what it did stands, a message it took back included: later trackers leave that out, as its slots
+                return dataclasses.replace(self._action_failed(decision, fallbacks, turn.channel, language, slots),
+                                           reverted=reverted)
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
                         quotes=True, custom=custom, reverted=reverted)
 

@@ -248,6 +248,24 @@ class ActionSetAside(Action):
                 UserUtteranceReverted(), SlotSet("order_status", "kept")]
 
 
+class ActionSetAsideForAPerson(Action):
+    def name(self):
+        return "action_set_aside_for_a_person"
+
+    def run(self, dispatcher, tracker, domain):
+        if tracker.get_intent_of_latest_message() == "track_order":
+            dispatcher.utter_message(text="A colleague will look at it.")
+        return [UserUtteranceReverted(), ConversationPaused()]
+
+
+class ActionSetAsideQuietly(Action):
+    def name(self):
+        return "action_set_aside_quietly"
+
+    def run(self, dispatcher, tracker, domain):
+        return [UserUtteranceReverted()]
+
+
 class ActionReadNewsletter(Action):
     def name(self):
         return "action_read_newsletter"
@@ -622,6 +640,25 @@ async def test_a_message_an_action_reverted_is_rewound_in_later_trackers_as_rasa
         assert ('user /cancel_order{"order_id": "555"} | slot order_id | action action_set_aside | bot Let\'s leave '
                 "that aside. | rewind | action action_listen | user /get_refund") in events
         assert '/cancel_order{"order_id": "555"}' in [t["text"] for t in bot.store.recent_turns("c1", 10)]
+    finally:
+        await bot.close()
+
+
+async def test_a_message_an_action_reverted_stays_marked_when_the_action_hands_off_or_shows_nothing(
+        action_bot: Path, tmp_path: Path) -> None:
+    """UserUtteranceReverted with ConversationPaused, or from an action that then showed nothing and was taken as
+    failed, left the message as an ordinary one, though its slots were undone: later actions' trackers listed it as
+    the customer's latest request."""
+    bot = make_bot(action_bot, None, {"track_order": "action_set_aside_for_a_person", "cancel_order":
+                                      "action_set_aside_for_a_person", "get_refund": "action_set_aside_quietly"}, tmp_path)
+    del bot.project.responses.templates["get_refund"]  # no template to answer for an action that shows nothing
+    try:
+        replies = [await bot.handle(Turn(f"c{i}", text, "web"))
+                   for i, text in enumerate(["/track_order", "/cancel_order", "/get_refund"])]
+        assert [r.source for r in replies] == ["handoff", "handoff", "fallback"]
+        assert replies[0].text == "A colleague will look at it."
+        assert [[t["reverted"] for t in bot.store.recent_turns(f"c{i}", 10) if t["role"] == "user"]
+                for i in range(3)] == [[True]] * 3
     finally:
         await bot.close()
 
