@@ -232,9 +232,7 @@ class Bot:
         chosen = self._chosen(text)
         analysis = await self._analysis_for(chosen or text)
         read = self._entities_in(text)  # each value, for the actions; the first of each fills its slot
-        entities: dict[str, PayloadValue] = {}
-        for found in read:
-            entities.setdefault(found["entity"], found["value"])
+        entities = self._filling(read, slots)
         unheard = (dict(slots), conversation.get("active_loop") if conversation else None)
         slots.update(entities)
         given = set(entities)
@@ -313,6 +311,17 @@ class Bot:
         if self._chosen(text):
             return self.project.payload_entities(text)
         return self.project.found_entities(text)
+
+    @staticmethod
+    def _filling(read: list[dict[str, Any]], slots: dict[str, Any]) -> dict[str, PayloadValue]:
+        """The slots the message's entities ``read`` fill, each with its first value. A payload's null fills none that
+        holds none, as Rasa's slot extraction sets nothing for it: no answer to the question an action waits on, and
+        nothing for a validation to check (rasa-sdk's validate_<slot> methods, written for Rasa, failed on the None);
+        for a slot that holds a value, it clears it, as in Rasa."""
+        entities: dict[str, PayloadValue] = {}
+        for found in read:
+            entities.setdefault(found["entity"], found["value"])
+        return {name: value for name, value in entities.items() if value is not None or slots.get(name) is not None}
 
     def _back_to(self, loop: str) -> Decision:
         """The action waiting for the answer to its question, run again as the intent that ran it: given its

@@ -1140,6 +1140,29 @@ async def test_a_validation_action_checks_and_extracts_the_slots_of_every_messag
         await bot.close()
 
 
+async def test_a_null_for_an_empty_slot_is_no_answer_and_is_not_validated_as_rasa_sets_no_slot_for_it(
+        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Rasa's slot extraction sets nothing for a payload's null (/get_refund{"order_id": null}) where the slot holds
+    none, so a Rasa form does not take it for an answer and no validate_<slot> sees it: deskbot handed it to
+    validate_<action> and action_validate_slot_mappings as the answer, and their checks, written for Rasa's values,
+    failed on it, so the customer was told the bot could not complete that instead of being asked again. A null for
+    a slot that holds a value still clears it, as in Rasa."""
+    root = Path(shutil.copytree(action_bot, tmp_path / "bot"))
+    (root / "actions" / "validation.py").write_text(SLOT_MAPPINGS_VALIDATION)
+    bot = make_bot(root, None, {"get_refund": "action_ask_order"}, tmp_path)
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "What is the order's number?"
+        reply = await bot.handle(Turn("c1", '/get_refund{"order_id": null}', "web"))
+        assert (reply.source, reply.text) == ("action", "What is the order's number?")
+        assert bot.store.conversation("c1")["active_loop"] == "action_ask_order"
+        assert "failed" not in caplog.text
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == "Order 789 noted."
+        await bot.handle(Turn("c1", '/track_order{"order_id": null}', "web"))
+        assert bot.store.conversation("c1")["slots"]["order_id"] is None
+    finally:
+        await bot.close()
+
+
 SLOW_VALIDATION = """
 import asyncio
 
