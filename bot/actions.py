@@ -52,10 +52,13 @@ RASA_SDK_VERSION = version("rasa-sdk")
 # five events each), so that an action call in a long conversation costs what one in a short conversation does
 TRACKER_TURNS = 20
 # The rasa-sdk events deskbot applies (SlotSet, ConversationPaused and Resumed, FollowupAction, AllSlotsReset,
-# Restarted, SessionEnded, BotUttered, ActionReverted, UserUtteranceReverted, and an ActiveLoop(None)); any other (an
-# ActiveLoop naming a form) is logged as ignored, and a ReminderScheduled each on its own (:func:`_unkept_reminders`).
-APPLIED_EVENTS = {"slot", "pause", "resume", "followup", "reset_slots", "restart", "session_ended", "bot", "undo",
-                  "rewind"}
+# Restarted, SessionStarted, SessionEnded, BotUttered, ActionReverted, UserUtteranceReverted, and an ActiveLoop(None)),
+# and ActionExecuted, which only a follow-up's tracker lists, as Rasa's does; any other (an ActiveLoop naming a form) is
+# logged as ignored, and a ReminderScheduled each on its own (:func:`_unkept_reminders`).
+APPLIED_EVENTS = {"slot", "pause", "resume", "followup", "reset_slots", "restart", "session_started", "session_ended",
+                  "bot", "undo", "rewind", "action"}
+# The events after which Rasa's tracker starts afresh: its slots, a pause and a follow-up before them forgotten
+FRESH_STARTS = {"restart", "session_started"}
 # ReminderScheduled and ReminderCancelled: deskbot keeps no reminders, so a cancel has nothing to cancel, as in Rasa
 # once a reminder has run
 REMINDER_EVENTS = {"reminder", "cancel_reminder"}
@@ -87,7 +90,8 @@ class ActionResult:
     slots: dict[str, Any] = field(default_factory=dict)
     paused: bool = False  # the last of ConversationPaused and ConversationResumed was a pause
     followup: str | None = None
-    # AllSlotsReset, Restarted or SessionEnded cleared the conversation's slots before ``slots`` were set
+    # AllSlotsReset, Restarted, SessionStarted or SessionEnded cleared the conversation's slots before ``slots``
+    # were set
     reset: bool = False
     # UserUtteranceReverted: the customer's message is forgotten, the slots it filled and the action waiting for an
     # answer as they were before it, and ``slots`` set after that
@@ -140,10 +144,10 @@ class ActionResult:
                 result.slots.clear()
                 result.paused, result.followup, result.reset, result.loop_ended = False, None, False, False
                 result.rewound = result.rewound or event.event == "rewind"
-            elif event.event in ("reset_slots", "restart", "session_ended"):
+            elif event.event in ("reset_slots", "session_ended", *FRESH_STARTS):
                 result.slots.clear()
                 result.reset = True
-                if event.event == "restart":  # Rasa's Restarted forgets the pause and follow-up too
+                if event.event in FRESH_STARTS:  # they forget the pause and follow-up too, as in Rasa
                     result.paused, result.followup = False, None
         return result
 

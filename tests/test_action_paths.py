@@ -26,7 +26,8 @@ import pytest
 import yaml
 from aiohttp import web
 from rasa_sdk import Tracker
-from rasa_sdk.events import AllSlotsReset, ConversationPaused, ConversationResumed, FollowupAction, Restarted, SlotSet
+from rasa_sdk.events import (ActionExecuted, AllSlotsReset, ConversationPaused, ConversationResumed, FollowupAction,
+                             Restarted, SessionStarted, SlotSet)
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.actions import ActionError, ActionResult, ActionRunner, action_call, past_events
@@ -751,6 +752,17 @@ def test_pause_and_resume_events_apply_in_order() -> None:
     restarted = result(ConversationPaused(), FollowupAction("action_x"), Restarted())  # Rasa forgets both too
     assert (restarted.paused, restarted.followup) == (False, None)
     assert not result(SlotSet("a", 1)).reset
+
+
+def test_a_session_started_starts_the_conversation_afresh_as_rasa_applies_it(caplog: pytest.LogCaptureFixture) -> None:
+    """Rasa resets the tracker on a SessionStarted an action returns, as on a Restarted (a Rasa bot's own
+    action_session_start returns one, then ActionExecuted("action_listen")): it was ignored with a warning, and the
+    slots set before it stayed."""
+    answer = {"events": [dict(e) for e in (SlotSet("a", 1), ConversationPaused(), FollowupAction("action_x"),
+                                           SessionStarted(), ActionExecuted("action_listen"), SlotSet("b", 2))]}
+    started = ActionResult.from_response(answer)
+    assert (started.reset, started.slots, started.paused, started.followup) == (True, {"b": 2}, False, None)
+    assert "not apply" not in caplog.text
 
 
 async def test_actions_see_the_channel_and_its_metadata_on_both_paths(action_bot: Path, endpoint: str | None,
