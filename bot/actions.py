@@ -98,6 +98,8 @@ class ActionResult:
     rewound: bool = False
     # ActiveLoop(None) after the last requested_slot it set: the action waits for no answer, as Rasa's form deactivates
     loop_ended: bool = False
+    # Restarted or SessionStarted (FRESH_STARTS): later trackers start after it, as Rasa's do
+    started_afresh: bool = False
     # every event it returned, as rasa-sdk's dicts: a follow-up's tracker holds them, as Rasa's does
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -143,12 +145,13 @@ class ActionResult:
             elif event.event in ("undo", "rewind"):  # ActionReverted undoes what the action did before it, as in Rasa
                 result.slots.clear()
                 result.paused, result.followup, result.reset, result.loop_ended = False, None, False, False
+                result.started_afresh = False
                 result.rewound = result.rewound or event.event == "rewind"
             elif event.event in ("reset_slots", "session_ended", *FRESH_STARTS):
                 result.slots.clear()
                 result.reset = True
                 if event.event in FRESH_STARTS:  # they forget the pause and follow-up too, as in Rasa
-                    result.paused, result.followup = False, None
+                    result.paused, result.followup, result.started_afresh = False, None, True
         return result
 
 
@@ -311,16 +314,18 @@ def past_events(turns: Iterable[dict[str, Any]], actions_map: Mapping[str, str],
     Rasa would name one (:func:`_answered_by`); each reply as a ``bot`` event with its buttons in its ``data``,
     an agent's marked ``{"agent": true}`` in its ``metadata``. The texts are as stored: redacted as
     ``privacy:`` says. A message an action took back (``UserUtteranceReverted``) is followed, after its reply, by
-    Rasa's ``rewind``, as Rasa lists it: rasa-sdk's ``applied_events()`` and ``get_last_event_for`` leave it out.
+    Rasa's ``rewind``, as Rasa lists it: rasa-sdk's ``applied_events()`` and ``get_last_event_for`` leave it out; one
+    whose action started the conversation afresh (``Restarted``, ``action_restart``), by Rasa's ``restart``, which
+    they and ``events_after_latest_restart()`` start after.
     What the store does not keep is not listed: the message's metadata, a follow-up action, and the slots an
     action set or cleared (``tracker.slots`` holds where they stand)."""
     events: list[dict[str, Any]] = []
-    rewind: float | None = None  # when the message taken back was answered, till its reply is listed
+    owed: list[dict[str, Any]] = []  # the rewind and restart of the message last listed, listed after its reply
     for turn in turns:
         stamp = turn["created"]
-        if rewind is not None and turn["role"] == "user":
-            events.append(_rewind(rewind))
-            rewind = None
+        if turn["role"] == "user":
+            events += owed
+            owed = []
         if turn["role"] != "user":
             # a reply of custom payloads alone has no text, as Rasa lists it, and its payload in its data
             text = None if turn["role"] == "bot" and turn["text"] == CUSTOM_PLACEHOLDER else turn["text"]
@@ -337,14 +342,9 @@ def past_events(turns: Iterable[dict[str, Any]], actions_map: Mapping[str, str],
                    *({"event": "slot", "timestamp": stamp, "name": k, "value": v} for k, v in filled.items())]
         if answered := _answered_by(turn["source"], turn["intent"], actions_map):
             events.append(_action(answered, stamp))
-        if turn.get("reverted"):
-            rewind = stamp
-    return events + ([_rewind(rewind)] if rewind is not None else [])
-
-
-def _rewind(stamp: float) -> dict[str, Any]:
-    """Rasa's ``UserUtteranceReverted``, as an action returns it and Rasa's tracker keeps it."""
-    return {"event": "rewind", "timestamp": stamp}
+        owed = [{"event": event, "timestamp": stamp} for event, marked in
+                (("rewind", turn.get("reverted")), ("restart", turn.get("restarted"))) if marked]
+    return events + owed
 
 
 def _uttered_data(turn: Mapping[str, Any]) -> dict[str, Any]:

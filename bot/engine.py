@@ -442,6 +442,7 @@ class Bot:
         turn's actions must be done, where the message's slot validation took some of ``actions.timeout`` already."""
         assert decision.action is not None
         name, texts, buttons, loop, restarted, reverted = decision.action, [], [], None, False, False
+        afresh = False  # a Restarted or a restart follow-up: later trackers start after it
         custom: list[Any] = []  # the json_message payloads the customer's channel passes on (passed_on)
         earlier: list[dict[str, Any]] = []  # the events of this turn's actions so far, which a follow-up's tracker holds
         before = dict(slots)
@@ -487,6 +488,7 @@ class Bot:
                 slots.clear()
                 slots.update(unheard[0])
                 loop = unheard[1] if unheard[0].get(REQUESTED_SLOT) else None
+            afresh = afresh or result.started_afresh
             if result.reset:
                 restarted = True
                 slots.clear()
@@ -504,9 +506,10 @@ class Bot:
                     break  # runaway output: refused below, as for any action
                 if not said:
                     handoff = self._handing_off(turn.channel, language, f"action:{name}", slots, decision)
-                    return dataclasses.replace(handoff, custom=custom + handoff.custom, reverted=reverted)
+                    return dataclasses.replace(handoff, custom=custom + handoff.custom, reverted=reverted,
+                                               restarted=afresh)
                 return Decision("handoff", decision.intent, decision.confidence, said, buttons, reason=f"action:{name}",
-                                quotes=True, custom=custom, reverted=reverted)
+                                quotes=True, custom=custom, reverted=reverted, restarted=afresh)
             follow = result.followup
             if follow and follow.startswith("utter_"):
                 shown = self._utter(follow, turn.channel, slots, language)
@@ -514,7 +517,7 @@ class Bot:
                 buttons += shown.buttons
                 custom += shown.custom
             if follow in RASA_RESTARTS:  # the conversation starts afresh, as in Rasa
-                restarted = True
+                restarted = afresh = True
                 slots.clear()
                 self._keep_language(slots, language)
                 loop = None
@@ -550,7 +553,7 @@ class Bot:
                 return dataclasses.replace(self._action_failed(decision, fallbacks, turn.channel, language, slots),
                                            reverted=reverted)
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
-                        quotes=True, custom=custom, reverted=reverted)
+                        quotes=True, custom=custom, reverted=reverted, restarted=afresh)
 
     async def _validate_slots(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
                               entities: dict[str, PayloadValue], read: list[dict[str, Any]], language: Language) -> Rendered | None:
@@ -660,6 +663,7 @@ class Bot:
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
             decision.loop, turn.pending_id, decision.buttons, decision.quotes,
             decision.reason if decision.kind == "handoff" else None, decision.custom, decision.reverted,
+            decision.restarted,
         )
         assert self.writer is not None
         ids = await self.writer.submit(exchange)

@@ -44,6 +44,7 @@ class Decision:
     quotes: bool = False  # the text repeats the conversation's values (an action's, a filled template): stored redacted
     custom: list[Any] = field(default_factory=list)  # an action's json_message, a response's custom: for the web chat's page
     reverted: bool = False  # an action took the customer's message back (UserUtteranceReverted): stored with the mark
+    restarted: bool = False  # an action started the conversation afresh (Restarted, action_restart): stored so
 
 
 def understood(analysis: Analysis, config: BotConfig) -> bool:

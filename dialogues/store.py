@@ -263,9 +263,16 @@ def _v22(db: sqlite_utils.Database) -> None:
         db["handoffs"].add_column("taken", float)
 
 
+def _v23(db: sqlite_utils.Database) -> None:
+    """Whether an action started the conversation afresh on the customer's message (Exchange.restarted): 1 if so, null
+    before and otherwise."""
+    if "restarted" not in db["predictions"].columns_dict:
+        db["predictions"].add_column("restarted", int)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
-                                                              _v21, _v22]
+                                                              _v21, _v22, _v23]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -594,6 +601,9 @@ class Exchange:
     # An action took the message back (Rasa's UserUtteranceReverted): kept for the agents, and listed in later
     # actions' trackers followed by a rewind, as Rasa lists it, which rasa-sdk's applied_events() leaves out.
     reverted: bool = False
+    # An action started the conversation afresh (Rasa's Restarted, or a FollowupAction("action_restart")): listed in
+    # later actions' trackers after its reply as Rasa's restart, which rasa-sdk's tracker starts after.
+    restarted: bool = False
     handed_off: bool = field(default=False, init=False)  # set as written: False when a person had it already
 
 
@@ -1047,9 +1057,9 @@ class Store:
                                        ).lastrowid
         self.db.execute(
             "INSERT INTO predictions (turn_id, reply_turn_id, intent, confidence, ranking, source, model_version, "
-            "retrieval_score, reverted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "retrieval_score, reverted, restarted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [user_turn, bot_turn, ex.intent, ex.confidence, json.dumps(ex.ranking), ex.source, ex.model_version,
-             ex.retrieval_score, 1 if ex.reverted else None],
+             ex.retrieval_score, 1 if ex.reverted else None, 1 if ex.restarted else None],
         )
         self.db.execute(
             "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots), active_loop = ? WHERE id = ?",
@@ -1339,14 +1349,15 @@ class Store:
         """A conversation's latest ``limit`` turns, oldest first, for a custom action's tracker (bot/actions.py,
         ``past_events``): each one's ``role``, ``text`` as stored (a customer's as the model read it; redacted
         as ``privacy:`` says), ``channel``, ``created``, ``buttons`` and ``custom``, and for a customer's what the bot
-        made of it: ``intent``, ``confidence``, ``ranking``, ``source`` (how it was answered) and ``reverted``."""
+        made of it: ``intent``, ``confidence``, ``ranking``, ``source`` (how it was answered), ``reverted`` and
+        ``restarted``."""
         rows = self.db.query(
             "SELECT t.role, t.text, t.channel, t.created, t.buttons, t.custom, p.intent, p.confidence, p.ranking, p.source, "
-            "p.reverted "
+            "p.reverted, p.restarted "
             "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id WHERE t.conversation_id = ? "
             "ORDER BY t.id DESC LIMIT ?", [conversation_id, limit])
-        return [{**_with_json(row), "ranking": json.loads(row["ranking"] or "[]"), "reverted": bool(row["reverted"])}
-                for row in reversed(list(rows))]
+        return [{**_with_json(row), "ranking": json.loads(row["ranking"] or "[]"), "reverted": bool(row["reverted"]),
+                 "restarted": bool(row["restarted"])} for row in reversed(list(rows))]
 
     def add_feedback(self, conversation_id: str, turn_id: int, value: int, comment: str | None = None) -> int:
         """A vote on a bot reply; KeyError unless ``turn_id`` is a bot turn of ``conversation_id``, so that

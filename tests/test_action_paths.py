@@ -44,7 +44,7 @@ import asyncio
 
 from rasa_sdk import Action
 from rasa_sdk.events import (ActionReverted, ActiveLoop, AllSlotsReset, ConversationPaused, FollowupAction,
-                             SessionEnded, SlotSet, UserUtteranceReverted)
+                             Restarted, SessionEnded, SlotSet, UserUtteranceReverted)
 from rasa_sdk.forms import FormValidationAction
 
 from .wording import BYE  # a module of the shop's own beside its actions, imported as in Rasa's actions package
@@ -328,6 +328,26 @@ class ActionLookBack(Action):
         dispatcher.utter_message(text=f"{said['text']}\\n{events}\\n{asked['text'][entity['start']:entity['end']]} "
                                       f"{asked['parse_data']['intent']['name']} {tracker.get_latest_input_channel()} "
                                       f"{len(tracker.applied_events())}")
+        return []
+
+
+class ActionStartOver(Action):
+    def name(self):
+        return "action_start_over"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Let's start over.")
+        return [Restarted()]
+
+
+class ActionSinceTheRestart(Action):
+    def name(self):
+        return "action_since_the_restart"
+
+    def run(self, dispatcher, tracker, domain):
+        before = tracker.get_last_event_for("user", skip=1)
+        dispatcher.utter_message(text=f"{[e['event'] for e in tracker.events_after_latest_restart()]} "
+                                      f"{before and before['text']} {len(tracker.applied_events())}")
         return []
 
 
@@ -641,6 +661,26 @@ async def test_a_message_an_action_reverted_is_rewound_in_later_trackers_as_rasa
         assert ('user /cancel_order{"order_id": "555"} | slot order_id | action action_set_aside | bot Let\'s leave '
                 "that aside. | rewind | action action_listen | user /get_refund") in events
         assert '/cancel_order{"order_id": "555"}' in [t["text"] for t in bot.store.recent_turns("c1", 10)]
+    finally:
+        await bot.close()
+
+
+async def test_later_trackers_list_a_restart_after_the_reply_of_an_action_that_restarted_as_rasa_lists_it(
+        action_bot: Path, tmp_path: Path) -> None:
+    """Rasa lists a restart (an action's Restarted, or its FollowupAction("action_restart")) in the tracker, which
+    rasa-sdk's events_after_latest_restart(), applied_events() and get_last_event_for start after: a later action's
+    tracker listed the conversation before it as current, so an action read the customer's requests from before the
+    restart as their latest. The store keeps the turns for the agents."""
+    bot = make_bot(action_bot, None, {"cancel_order": "action_start_over", "track_order": "action_book_refund",
+                                      "get_refund": "action_since_the_restart"}, tmp_path)
+    try:
+        for conversation in ("c1", "c2"):
+            first = await bot.handle(Turn(conversation, '/get_refund{"order_id": "123"}', "web"))
+            assert first.text == "['action', 'session_started', 'action', 'user'] None 4"
+            restart = "/cancel_order" if conversation == "c1" else "/track_order"
+            assert (await bot.handle(Turn(conversation, restart, "web"))).source == "action"
+            assert (await bot.handle(Turn(conversation, "/get_refund", "web"))).text == "['action', 'user'] None 2"
+        assert [t["text"] for t in bot.store.recent_turns("c1", 10)][0] == '/get_refund{"order_id": "123"}'
     finally:
         await bot.close()
 
