@@ -607,6 +607,25 @@ async def test_a_custom_payload_of_block_kit_blocks_is_posted_with_the_text_as_i
                                                                          "emoji": True}, "value": "/buy"}]}]}]
 
 
+async def test_a_button_of_the_shops_blocks_is_answered_as_its_value_typed_unless_it_names_its_own_action(
+        slack: SimpleNamespace) -> None:
+    """As Rasa's Slack channel answers a click on a button of a custom payload's blocks with the button's value: the
+    button, which names no action_id (Slack then names it), was posted and its clicks ignored as another app's."""
+    buy = {"type": "button", "text": {"type": "plain_text", "text": "Buy"}, "value": "/buy"}
+    approve = {**buy, "action_id": "approve"}  # the shop's own handler's
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Mug*"}, "accessory": buy},
+              {"type": "actions", "elements": [buy, approve]}, {"type": "divider"}]
+    await slack.channel.send(f"slack:T1:C1:{TS}", "Our mug", custom=[{"blocks": blocks}])
+    assert slack.posts[0]["blocks"] == [
+        {**blocks[0], "accessory": {**buy, "action_id": "deskbot_button_custom_0"}},
+        {"type": "actions", "elements": [{**buy, "action_id": "deskbot_button_custom_1"}, approve]}, {"type": "divider"}]
+    clicked = click("/buy", actions=[{"type": "button", "action_id": "deskbot_button_custom_1", "block_id": "x1",
+                                      "value": "/buy", "action_ts": "1700000002.000300"}])
+    assert (await post_click(slack.client, clicked)).status == 200
+    await slack.channel.close()
+    assert [(turn.text, turn.conversation_id) for turn in slack.bot.turns] == [("/buy", f"slack:T1:C1:{TS}")]
+
+
 async def test_a_reply_of_block_kit_blocks_alone_is_posted_by_the_next_server_as_logged(
         slack: SimpleNamespace, tmp_path: Path) -> None:
     """A reply of an action's blocks alone, which a stopped server logged and did not send, is posted as it was

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import logging
 import re
 import time
@@ -116,8 +117,8 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
     team, is known by, and says whether it is in a Slack Connect channel (``shared``), which a click does not
     (:func:`named_block`).
     """
-    blocks: list[dict[str, Any]] = [block for payload in custom for block in slack_blocks(payload)] or (
-        [{"type": "markdown", "text": text}] if text else [])
+    shops = (block for payload in custom for block in slack_blocks(payload))
+    blocks: list[dict[str, Any]] = answerable(list(shops)) or ([{"type": "markdown", "text": text}] if text else [])
     elements = [
         {
             "type": "button",
@@ -139,6 +140,29 @@ def named_block(block_id: str) -> tuple[list[str], bool]:
     whether it was posted in a Slack Connect channel."""
     named = block_id.split(":")
     return named[:4], named[4:] == [SHARED_BLOCK]
+
+
+def answerable(blocks: list[Any]) -> list[Any]:
+    """The shop's own ``blocks`` with each button that names no ``action_id`` (its ``value`` a payload, in an
+    ``actions`` block or as a section's ``accessory``) named as deskbot's, so that its click is answered as its value
+    typed, as Rasa's Slack channel answers it: Slack named such a button itself, and its click was ignored as another
+    app's. A button with an ``action_id`` of the shop's own is left to the shop."""
+    count = itertools.count()
+
+    def named(element: Any) -> Any:
+        if not (isinstance(element, dict) and element.get("type") == "button" and "action_id" not in element
+                and isinstance(element.get("value"), str)):
+            return element
+        return {**element, "action_id": f"{BUTTON_ACTION}_custom_{next(count)}"}
+
+    def in_block(block: Any) -> Any:
+        if not isinstance(block, dict):
+            return block
+        if block.get("type") == "actions" and isinstance(block.get("elements"), list):
+            return {**block, "elements": [named(element) for element in block["elements"]]}
+        return {**block, "accessory": named(block["accessory"])} if "accessory" in block else block
+
+    return [in_block(block) for block in blocks]
 
 
 def in_thread(channel: str, thread: str) -> str:
