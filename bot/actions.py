@@ -187,28 +187,53 @@ class _Button(BaseModel):
         return self
 
 
+def _answerable_buttons(buttons: Any) -> Any:
+    """A button the customer cannot click (a ``web_url`` button has a url and no payload) or cannot read
+    (a blank title, which Slack refuses with the whole message) is left out, with a warning, rather than
+    throwing away what the action did and said."""
+    if not isinstance(buttons, list):
+        return buttons
+    kept = [b for b in buttons if isinstance(b, dict) and isinstance(b.get("payload"), str)
+            and isinstance(b.get("title"), str) and not blank(b["title"])]
+    if len(kept) < len(buttons):
+        log.warning("an action's button without a payload or a title was left out: %r",
+                    [b for b in buttons if b not in kept])
+    return kept
+
+
+class _Element(BaseModel):
+    """One of a message's ``elements`` (a carousel's card), which Rasa's channels that draw no carousel show as its
+    title and subtitle, with its buttons."""
+
+    model_config = ConfigDict(extra="allow")  # its image_url, its default_action: for a channel that draws it
+    title: str | None = None
+    subtitle: str | None = None
+    buttons: list[_Button] = Field(default_factory=list)
+
+    _answerable = field_validator("buttons", mode="before")(_answerable_buttons)
+
+
 class _Message(BaseModel):
     """One of the messages an action sends (``dispatcher.utter_message``)."""
 
     model_config = ConfigDict(extra="allow")  # a named response's values (order_id=...) ride along
     text: str | None = Field(None, max_length=MAX_REPLY_CHARS)  # as long as an agent's reply may be
     buttons: list[_Button] | None = None
+    elements: list[_Element] | None = None
     response: str | None = None
 
-    @field_validator("buttons", mode="before")
+    _answerable = field_validator("buttons", mode="before")(_answerable_buttons)
+
+    @field_validator("elements", mode="before")
     @classmethod
-    def _answerable_buttons(cls, buttons: Any) -> Any:
-        """A button the customer cannot click (a ``web_url`` button has a url and no payload) or cannot read
-        (a blank title, which Slack refuses with the whole message) is left out, with a warning, rather than
-        throwing away what the action did and said."""
-        if not isinstance(buttons, list):
-            return buttons
-        kept = [b for b in buttons if isinstance(b, dict) and isinstance(b.get("payload"), str)
-                and isinstance(b.get("title"), str) and not blank(b["title"])]
-        if len(kept) < len(buttons):
-            log.warning("an action's button without a payload or a title was left out: %r",
-                        [b for b in buttons if b not in kept])
-        return kept
+    def _cards(cls, elements: Any) -> Any:
+        """An element that is no card (a platform's own format) is left out, with a warning, as an unanswerable
+        button is, rather than throwing away what the action did and said."""
+        if not isinstance(elements, list):
+            return elements
+        if dropped := [e for e in elements if not isinstance(e, dict)]:
+            log.warning("an action's elements that are no card were left out: %r", dropped)
+        return [e for e in elements if isinstance(e, dict)]
 
 
 class _Event(BaseModel):

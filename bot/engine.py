@@ -612,7 +612,8 @@ class Bot:
         from the slots and the message's own values (which win); the message's own text instead of the
         template's, if it has one, and its buttons after the template's. An ``image``, and an ``attachment``
         given as a link (an invoice's PDF), are shown as their links, which every channel can show, as
-        Rasa's channels show what they cannot attach; the channel-specific parts (``elements``, an attachment given
+        Rasa's channels show what they cannot attach, and ``elements`` as their titles and subtitles, with their
+        buttons, as Rasa's channels show a carousel they do not draw; the channel-specific parts (an attachment given
         as a platform's payload, and ``custom`` but where the channel passes it on: :func:`passed_on`) are not,
         and are logged."""
         shown = Rendered("", [])
@@ -623,12 +624,15 @@ class Bot:
         attachment = message.get("attachment")
         linked = isinstance(attachment, str)  # a link, not a platform's payload (a dict)
         links = (str(message.get("image") or ""), attachment if linked else "")
-        text = "\n\n".join(part for part in (text, *links) if part)
+        elements = message.get("elements") or []
+        cards = (" : ".join(part for part in (card.get("title"), card.get("subtitle")) if part) for card in elements)
+        text = "\n\n".join(part for part in (text, *links, *cards) if part)
         passed = [message["custom"]] if message.get("custom") and passed_on(channel, message["custom"]) else []
-        unshown = {"elements", *(() if linked else ("attachment",)), *(() if passed else ("custom",))}
+        unshown = {*(() if linked else ("attachment",)), *(() if passed else ("custom",))}
         if dropped := sorted(key for key in unshown if message.get(key)):
             warn_unshown("an action's", dropped, channel)
-        return Rendered(text, shown.buttons + list(message.get("buttons") or []), custom=shown.custom + passed)
+        buttons = [*shown.buttons, *(message.get("buttons") or ()), *(b for card in elements for b in card["buttons"])]
+        return Rendered(text, buttons, custom=shown.custom + passed)
 
     def _name_unknown_intents(self, action: str, buttons: list[dict[str, Any]]) -> None:
         """Warn of an action's buttons whose payload selects an intent the model does not know (a Rasa bot's

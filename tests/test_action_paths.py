@@ -331,6 +331,19 @@ class ActionLookBack(Action):
         return []
 
 
+class ActionShowProducts(Action):
+    def name(self):
+        return "action_show_products"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Our bestsellers:", elements=[
+            {"title": "Mug", "subtitle": "9.95", "image_url": "https://shop.example/mug.png",
+             "buttons": [{"title": "Track it", "payload": "/track_order"}]},
+            {"title": "Tee", "subtitle": None,
+             "buttons": [{"title": "Our site", "url": "https://shop.example", "type": "web_url"}]}, "promo-carousel"])
+        return []
+
+
 class ActionStartOver(Action):
     def name(self):
         return "action_start_over"
@@ -924,6 +937,23 @@ async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         assert "an action's custom was not shown on slack" in caplog.text
         bot.config.actions.map["track_order"] = "action_json_only"
         assert (await bot.handle(Turn("c3", "/track_order", "slack"))).custom == [{"blocks": [{"type": "section"}]}]
+    finally:
+        await bot.close()
+
+
+async def test_an_actions_elements_are_shown_as_their_titles_with_their_buttons_as_rasas_channels_show_them(
+        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Rasa's channels show each of utter_message(elements=[...]) as its "title : subtitle" with its buttons, where
+    they draw no carousel (its REST and Slack channels): deskbot dropped them with a warning, and the customer got
+    "Our bestsellers:" and nothing."""
+    bot = make_bot(action_bot, None, {"track_order": "action_show_products"}, tmp_path)
+    try:
+        for channel in ("web", "slack"):
+            reply = await bot.handle(Turn(f"c-{channel}", "/track_order", channel))
+            assert (reply.source, reply.text) == ("action", "Our bestsellers:\n\nMug : 9.95\n\nTee")
+            assert reply.buttons == [{"title": "Track it", "payload": "/track_order"}]
+        assert "elements was not shown" not in caplog.text and "button without a payload" in caplog.text
+        assert "an action's elements that are no card were left out: ['promo-carousel']" in caplog.text
     finally:
         await bot.close()
 
