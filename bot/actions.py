@@ -219,10 +219,11 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="allow")  # a named response's values (order_id=...) ride along
     text: str | None = Field(None, max_length=MAX_REPLY_CHARS)  # as long as an agent's reply may be
     buttons: list[_Button] | None = None
+    quick_replies: list[_Button] | None = None  # buttons, as Rasa's channels show them where they have none of their own
     elements: list[_Element] | None = None
     response: str | None = None
 
-    _answerable = field_validator("buttons", mode="before")(_answerable_buttons)
+    _answerable = field_validator("buttons", "quick_replies", mode="before")(_answerable_buttons)
 
     @field_validator("elements", mode="before")
     @classmethod

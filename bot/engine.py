@@ -66,7 +66,8 @@ MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two acti
 # Who changed a conversation's status, by the store's reason for it ("fallbacks" and "action:…" are the bot's).
 BY = {"user": "customer", "requested": "customer", "agent": "agent"}
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
-RASA_MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
+RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "template", "response", "image",
+                     "attachment"}
 T = TypeVar("T")
 
 
@@ -612,8 +613,8 @@ class Bot:
         from the slots and the message's own values (which win); the message's own text instead of the
         template's, if it has one, and its buttons after the template's. An ``image``, and an ``attachment``
         given as a link (an invoice's PDF), are shown as their links, which every channel can show, as
-        Rasa's channels show what they cannot attach, and ``elements`` as their titles and subtitles, with their
-        buttons, as Rasa's channels show a carousel they do not draw; the channel-specific parts (an attachment given
+        Rasa's channels show what they cannot attach, ``quick_replies`` as buttons, and ``elements`` as their titles
+        and subtitles, with their buttons, as Rasa's channels show quick replies and a carousel they do not draw; the channel-specific parts (an attachment given
         as a platform's payload, and ``custom`` but where the channel passes it on: :func:`passed_on`) are not,
         and are logged."""
         shown = Rendered("", [])
@@ -631,7 +632,8 @@ class Bot:
         unshown = {*(() if linked else ("attachment",)), *(() if passed else ("custom",))}
         if dropped := sorted(key for key in unshown if message.get(key)):
             warn_unshown("an action's", dropped, channel)
-        buttons = [*shown.buttons, *(message.get("buttons") or ()), *(b for card in elements for b in card["buttons"])]
+        buttons = [*shown.buttons, *(message.get("buttons") or ()), *(message.get("quick_replies") or ()),
+                   *(b for card in elements for b in card["buttons"])]
         return Rendered(text, buttons, custom=shown.custom + passed)
 
     def _name_unknown_intents(self, action: str, buttons: list[dict[str, Any]]) -> None:

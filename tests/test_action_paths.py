@@ -341,6 +341,8 @@ class ActionShowProducts(Action):
              "buttons": [{"title": "Track it", "payload": "/track_order"}]},
             {"title": "Tee", "subtitle": None,
              "buttons": [{"title": "Our site", "url": "https://shop.example", "type": "web_url"}]}, "promo-carousel"])
+        dispatcher.utter_message(text="Anything else?", quick_replies=[
+            {"content_type": "text", "title": "Cancel it", "payload": "/cancel_order"}])
         return []
 
 
@@ -941,17 +943,18 @@ async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         await bot.close()
 
 
-async def test_an_actions_elements_are_shown_as_their_titles_with_their_buttons_as_rasas_channels_show_them(
+async def test_an_actions_elements_and_quick_replies_are_shown_as_rasas_channels_show_them(
         action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Rasa's channels show each of utter_message(elements=[...]) as its "title : subtitle" with its buttons, where
     they draw no carousel (its REST and Slack channels): deskbot dropped them with a warning, and the customer got
-    "Our bestsellers:" and nothing."""
+    "Our bestsellers:" and nothing. Quick replies are buttons there: they were taken for a response's values."""
     bot = make_bot(action_bot, None, {"track_order": "action_show_products"}, tmp_path)
     try:
         for channel in ("web", "slack"):
             reply = await bot.handle(Turn(f"c-{channel}", "/track_order", channel))
-            assert (reply.source, reply.text) == ("action", "Our bestsellers:\n\nMug : 9.95\n\nTee")
-            assert reply.buttons == [{"title": "Track it", "payload": "/track_order"}]
+            assert (reply.source, reply.text) == ("action", "Our bestsellers:\n\nMug : 9.95\n\nTee\n\nAnything else?")
+            assert reply.buttons == [{"title": "Track it", "payload": "/track_order"},
+                                     {"content_type": "text", "title": "Cancel it", "payload": "/cancel_order"}]
         assert "elements was not shown" not in caplog.text and "button without a payload" in caplog.text
         assert "an action's elements that are no card were left out: ['promo-carousel']" in caplog.text
     finally:
