@@ -241,6 +241,7 @@ class Bot:
         checked = await self._validate_slots(turn, text, analysis, slots, entities, read, language)
         loop = conversation.get("active_loop") if conversation else None
         answered = None  # the slot the message answers, which the action that asked for it gets
+        validated: ActionResult | None = None  # the answer as the asking action's validation extracted it
         requested = slots.get(REQUESTED_SLOT)
         requested = requested if isinstance(requested, str) else None  # a name; a log from before the check may differ
         if text == HANDOFF_PAYLOAD or asks_for_a_person(text):  # the button, or typed: "talk to a human", "转人工"
@@ -250,6 +251,9 @@ class Bot:
             decision = self._handing_off(turn.channel, language, "requested", self._fillable(slots, entities, text),
                                          read_as)
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
+            decision, answered = self._back_to(loop), requested
+        elif loop and requested and (validated := await self._extracted(turn, text, analysis, slots, read, loop,
+                                                                        requested)):
             decision, answered = self._back_to(loop), requested
         elif loop and ((acknowledges(text) and not drops_it(text)) or requested in given - set(entities)):
             # "ok" to the action's question, or an answer the slots' validation rejected: the action asks again
@@ -264,7 +268,9 @@ class Bot:
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, read, language,
-                                              fallbacks, unheard, deadline if checked is not None else None, answered)
+                                              fallbacks, unheard,
+                                              deadline if checked is not None or validated else None, answered,
+                                              validated)
             if script:  # kept through an action's reset, as the language is
                 slots[SCRIPT] = script
             self._vouch(slots, turn)
@@ -323,6 +329,27 @@ class Bot:
         for found in read:
             entities.setdefault(found["entity"], found["value"])
         return {name: value for name, value in entities.items() if value is not None or slots.get(name) is not None}
+
+    async def _extracted(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
+                         read: list[dict[str, Any]], loop: str, requested: str) -> ActionResult | None:
+        """The answer to the question ``loop`` waits on, as its validation action (``validate_<loop>``) reads it in a
+        message that gives no entity's value for it: a typed email its ``FormValidationAction``'s ``extract_<slot>``
+        takes, as Rasa's form runs ``validate_<form>`` on every message while it is active. Such an answer got the
+        fallback, and ended the wait. None where there is no validation action, or it sets nothing for the slot (no
+        answer), or fails; a value it rejects (None) is an answer the action asks again for, as in Rasa."""
+        validator = await self.actions.validator(loop)
+        if validator is None:
+            return None
+        prediction = analysis.prediction
+        call = action_call(validator, turn.conversation_id, text, prediction.intent or "", prediction.confidence,
+                           prediction.ranking, slots, read, action_domain(self.project), turn.channel, turn.metadata,
+                           [], await self._past_events(turn.conversation_id), loop)
+        try:
+            result = await self.actions.run(validation_call(call, loop, requested, {}))
+        except ActionError as exc:
+            log.warning("%s; the message is taken as no answer", exc)
+            return None
+        return result if requested in result.slots else None
 
     def _back_to(self, loop: str) -> Decision:
         """The action waiting for the answer to its question, run again as the intent that ran it: given its
@@ -425,7 +452,8 @@ class Bot:
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
                           slots: dict[str, Any], entities: dict[str, PayloadValue], read: list[dict[str, Any]],
                           language: Language, fallbacks: int, unheard: tuple[dict[str, Any], str | None],
-                          shared: float | None = None, answered: str | None = None) -> Decision:
+                          shared: float | None = None, answered: str | None = None,
+                          validated: ActionResult | None = None) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
         for that intent's template), at most ``MAX_FOLLOWUPS`` deep; their messages show together.
         ``entities``: the message's, which filled the slots; ``read``: every value it gave them, which the
@@ -437,7 +465,7 @@ class Bot:
         ``answered``: the slot the message answers, when the action asked for it; its validation action
         (``validate_<action>``, a rasa-sdk ``FormValidationAction``) runs first, as Rasa's form runs
         ``validate_<form>``: the slots it sets (None: the value is rejected) are what the action sees, and what it
-        says comes first.
+        says comes first; ``validated``: its result, where it has run already (it extracted the answer).
         ``unheard``: the slots and the action waiting for an answer as they were before the message, which an
         action's ``UserUtteranceReverted`` puts back, as Rasa forgets the message. ``shared``: the time by which the
         turn's actions must be done, where the message's slot validation took some of ``actions.timeout`` already."""
@@ -463,17 +491,18 @@ class Bot:
                 buttons.extend(shown.buttons)
                 custom.extend(shown.custom)
 
-        validator = await self.actions.validator(name) if answered else None
+        validator = await self.actions.validator(name) if answered and validated is None else None
         if validator and answered:
             try:
-                checked = await self.actions.run(validation_call(call_for(validator), name, answered, entities),
-                                                 deadline - clock.time() if shared else None)
+                validated = await self.actions.run(validation_call(call_for(validator), name, answered, entities),
+                                                   deadline - clock.time() if shared else None)
             except ActionError as exc:
                 log.warning("%s", exc)
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots,
                                            isinstance(exc, ActionTimeout))
-            slots.update(checked.slots)
-            show(checked)
+        if validated is not None:
+            slots.update(validated.slots)
+            show(validated)
         for run in range(MAX_FOLLOWUPS + 1):
             call = call_for(name)
             try:

@@ -267,6 +267,33 @@ class ActionSetAsideQuietly(Action):
         return [UserUtteranceReverted()]
 
 
+class ActionAskEmail(Action):
+    def name(self):
+        return "action_ask_email"
+
+    def run(self, dispatcher, tracker, domain):
+        if not tracker.get_slot("email"):
+            dispatcher.utter_message(response="utter_ask_email")
+            return [SlotSet("requested_slot", "email")]
+        dispatcher.utter_message(text=f"Thanks, {tracker.get_slot('email')}.")
+        return [SlotSet("requested_slot", None)]
+
+
+class ValidateActionAskEmail(FormValidationAction):
+    def name(self):
+        return "validate_action_ask_email"
+
+    def extract_email(self, dispatcher, tracker, domain):
+        text = tracker.latest_message["text"]
+        return {"email": text} if "@" in text else {}
+
+    def validate_email(self, slot_value, dispatcher, tracker, domain):
+        if slot_value.endswith("@example.invalid"):
+            dispatcher.utter_message(text="That address cannot be reached.")
+            return {"email": None}
+        return {"email": slot_value}
+
+
 class ActionReadNewsletter(Action):
     def name(self):
         return "action_read_newsletter"
@@ -1177,6 +1204,28 @@ async def test_the_answer_to_an_actions_question_is_validated_first_as_a_rasa_fo
         assert "validate_action_ask_order" not in caplog.text  # it runs: not named as one that never does
         # a message that is no answer to the question runs the action as usual, without its validation
         assert (await bot.handle(Turn("c2", '/get_refund{"order_id": "0456"}', "web"))).text == "Order 0456 noted."
+    finally:
+        await bot.close()
+
+
+async def test_an_answer_the_asking_actions_validation_extracts_goes_back_to_it_as_a_rasa_forms_does(
+        action_bot: Path, tmp_path: Path) -> None:
+    """Rasa runs a form's validate_<form> on every message while the form is active, so its extract_<slot> fills a
+    slot no entity gives (a typed email): deskbot ran validate_<action> only on an entity's value, so a typed email
+    got the fallback and ended the wait. A message it extracts nothing from is still no answer."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_ask_email"}, tmp_path)
+    bot.project.config.actions.slots = None  # every slot an action sets is known
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "What is your email?"
+        reply = await bot.handle(Turn("c1", "ada@example.invalid", "web"))
+        assert (reply.source, reply.text) == ("action", "That address cannot be reached.\n\nWhat is your email?")
+        reply = await bot.handle(Turn("c1", "ada@example.com", "web"))
+        assert (reply.source, reply.text) == ("action", "Thanks, ada@example.com.")
+        assert bot.store.conversation("c1")["active_loop"] is None
+        await bot.handle(Turn("c2", "/get_refund", "web"))
+        assert (await bot.handle(Turn("c2", "ok", "web"))).text == "What is your email?"  # asked again, as before
+        assert (await bot.handle(Turn("c2", "no idea", "web"))).source == "fallback"
     finally:
         await bot.close()
 
