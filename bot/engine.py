@@ -710,14 +710,20 @@ class Bot:
                           after: int | None = None, agent: str | None = None, force: bool = False) -> bool:
         """Record the change, if it is one (see :meth:`Store.set_status`, its ``after``, ``agent`` and ``force``), and show
         it at once wherever the conversation is open (every tab of the web chat); a customer handed off by anyone
-        but an agent is announced to the agents."""
+        but an agent is announced to the agents. An agent's takeover of a customer handed off already changes no
+        status, but may change who has them (one nobody had, or a colleague's, forced): the web chat's banner went on
+        naming nobody, or the colleague."""
         status = "handed_off" if handed_off else "open"
         changed = True
+        taking = self.store is not None and handed_off and reason == "agent"
+        before = await self._store(self.store.holder, conversation_id) if taking else None
         if self.store is not None:
             changed = await self._store(self.store.set_status, conversation_id, status, reason, channel, after, agent,
                                         force)
         if changed:
             await self.announce(conversation_id, handed_off, reason, channel, agent)
+        elif taking:
+            await self._show_holder(conversation_id, before)
         return changed
 
     async def announce(self, conversation_id: str, handed_off: bool, reason: str, channel: str,

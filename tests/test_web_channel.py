@@ -382,6 +382,32 @@ async def test_the_widget_is_told_the_name_of_an_agent_who_gives_it_with_their_f
             assert (await ws.receive_json())["reply"] == text
 
 
+async def test_the_widget_is_told_the_name_of_the_agent_who_takes_the_customer_over_from_a_colleague(
+        client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A lead's forced takeover, and an agent's takeover of a customer who asked for a person, change who has the
+    customer but not the status: the banner went on naming the colleague, or nobody, until the chat was reloaded."""
+    token = web_demo_bot.admin_token
+    async with joined_socket(client) as (cid, ws):
+        await chat(client, cid, "/handoff")
+
+        async def pushed_until(kind: str) -> list[dict[str, Any]]:
+            """The frames pushed up to the first of type ``kind``, that one included."""
+            frames = [await ws.receive_json(timeout=5)]
+            while frames[-1]["type"] != kind:
+                frames.append(await ws.receive_json(timeout=5))
+            return frames
+
+        assert (await pushed_until("status"))[-1]["by"] == "customer"
+        for query, agent in (("?agent=Ana", "Ana"), ("?agent=Bob&force=true", "Bob")):
+            assert (await admin(client, token, f"/admin/conversations/{cid}/handoff{query}")).status == 200
+            assert (await pushed_until("status"))[-1] == {"type": "status", "conversation_id": cid,
+                                                          "status": "handed_off", "by": "agent", "agent": agent}
+        # Bob's own takeover again changes nothing, and says nothing
+        assert (await admin(client, token, f"/admin/conversations/{cid}/handoff?agent=bob")).status == 200
+        assert (await admin(client, token, f"/admin/conversations/{cid}/messages", {"text": "Hi", "agent": "Bob"})).status == 200
+        assert [frame["type"] for frame in await pushed_until("agent") if frame["type"] == "status"] == []
+
+
 async def test_a_socket_hears_only_its_latest_conversations(client: Any, web_demo_bot: SimpleNamespace,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """One socket cannot hold any number of conversations: past MAX_JOINED it stops hearing the oldest."""
