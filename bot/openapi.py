@@ -265,6 +265,8 @@ class HandoffEvent(_Body):
     event: Literal["open", "handed_off"]
     reason: str
     agent: str | None = Field(..., description="the name of the agent who made the change, when they gave one")
+    from_: str | None = Field(..., alias="from", description="a lead's forced takeover of a colleague's customer: who "
+                                                             "had them (the colleague); null for any other change")
     created: float
 
 

@@ -270,9 +270,20 @@ def _v23(db: sqlite_utils.Database) -> None:
         db["predictions"].add_column("restarted", int)
 
 
+def _v24(db: sqlite_utils.Database) -> None:
+    """A lead's forced takeover of a colleague's customer (``Store._claim``), kept beside the handoff it continues: it
+    wrote the lead's name over the handoff's agent, and nobody could tell who had had the customer before. ``previous``:
+    who had them (``Store.holder``); ``agent``: who has them from then (null: a takeover without a name)."""
+    db.execute("CREATE TABLE IF NOT EXISTS takeovers (id INTEGER PRIMARY KEY, "
+               "handoff_id INTEGER NOT NULL REFERENCES handoffs(id), conversation_id TEXT NOT NULL REFERENCES "
+               "conversations(id), agent TEXT, previous TEXT NOT NULL, created FLOAT NOT NULL)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_takeovers_handoff_id ON takeovers (handoff_id, id)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_takeovers_conversation_id ON takeovers (conversation_id, id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
-                                                              _v21, _v22, _v23]
+                                                              _v21, _v22, _v23, _v24]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -539,15 +550,17 @@ _AGENTS_REACH = f"c.channel != '{TRYOUT_CHANNEL}'"
 # the ``user`` column is what the first message's page said, which proves nothing.
 _VERIFIED_SLOT = "verified_user"
 _VERIFIED = f"json_extract(c.slots, '$.{_VERIFIED_SLOT}') AS verified_user"
+# The agent who took a handed-off customer over: the latest lead's forced takeover's (``_v24``), else the handoff's.
+_TAKER = "CASE WHEN k.id IS NULL THEN h.agent ELSE k.agent END"
 _HANDED_OFF = (
     f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
     "h.created AS handed_off_at, h.reason, "
-    # who has the customer: the agent who replied last since the handoff (or since a lead took it over from them),
-    # else the one who took it over, named as they took it over when they are the one who replied ("Ana", replying as
-    # "ana" from another window)
-    "coalesce((SELECT CASE WHEN agent_key(user) = agent_key(h.agent) THEN h.agent ELSE user END FROM turns "
+    # who has the customer: the agent who replied last since the handoff (or since a lead took it over from them: its
+    # latest takeover, k), else the one who took it over, named as they took it over when they are the one who replied
+    # ("Ana", replying as "ana" from another window)
+    f"coalesce((SELECT CASE WHEN agent_key(user) = agent_key({_TAKER}) THEN {_TAKER} ELSE user END FROM turns "
     "WHERE conversation_id = c.id AND role = 'agent' AND user IS NOT NULL "
-    "AND created >= coalesce(h.taken, h.created) ORDER BY id DESC LIMIT 1), h.agent) AS agent, "
+    f"AND created >= coalesce(k.created, h.taken, h.created) ORDER BY id DESC LIMIT 1), {_TAKER}) AS agent, "
     f"CASE WHEN NOT EXISTS (SELECT 1 {_AGENT_SINCE}) THEN h.created "
     "ELSE (SELECT min(created) FROM turns WHERE conversation_id = c.id AND role = 'user' "
     f"AND id > (SELECT max(id) {_AGENT_SINCE})) END AS waiting_since, {_LATEST_TYPED} AS last_message, "
@@ -556,6 +569,7 @@ _HANDED_OFF = (
     f"AND id > coalesce((SELECT max(id) {_AGENT_SINCE}), 0)) AS unread "
     "FROM conversations c JOIN handoffs h ON h.id = "
     "(SELECT max(id) FROM handoffs WHERE conversation_id = c.id AND event = 'handed_off') "
+    "LEFT JOIN takeovers k ON k.id = (SELECT max(id) FROM takeovers WHERE handoff_id = h.id) "
     f"WHERE c.status = 'handed_off' AND {_AGENTS_REACH}"
 )
 
@@ -961,15 +975,19 @@ class Store:
     def _claim(self, conversation_id: str, agent: str | None, holder: str | None) -> None:
         """Make a handed-off conversation ``agent``'s, in the caller's transaction, when no agent has it
         (``holder``, as the caller read :meth:`holder` in that transaction: None too for an open conversation,
-        which is not in the inbox), or a colleague does (a lead's forced takeover: :meth:`set_status` refuses it
-        unforced): its latest handoff names them from now (``taken``), when and why it was handed off as they were,
-        and the colleague's replies before no longer make the customer theirs."""
-        colleagues = holder is not None and agent_key(holder) != agent_key(agent)
-        if (holder is None and agent is not None) or colleagues:
-            self.db.execute("UPDATE handoffs SET agent = ?, taken = ? WHERE id = (SELECT max(id) FROM handoffs WHERE "
-                            "conversation_id = ? AND event = 'handed_off') AND (agent IS NULL OR ?) AND "
-                            "(SELECT status FROM conversations WHERE id = ?) = 'handed_off'",
-                            [agent, now(), conversation_id, colleagues, conversation_id])
+        which is not in the inbox): its latest handoff names them from now (``taken``), when and why it was handed off
+        as they were. When a colleague has it (a lead's forced takeover: :meth:`set_status` refuses it unforced), a
+        takeover from the colleague is kept beside that handoff (``_v24``), which still names who took it over first:
+        the colleague's replies before no longer make the customer theirs, and the transcript shows who had them."""
+        latest = ("(SELECT max(id) FROM handoffs WHERE conversation_id = ? AND event = 'handed_off' AND "
+                  "(SELECT status FROM conversations WHERE id = ?) = 'handed_off')")
+        if holder is None and agent is not None:
+            self.db.execute(f"UPDATE handoffs SET agent = ?, taken = ? WHERE agent IS NULL AND id = {latest}",
+                            [agent, now(), conversation_id, conversation_id])
+        elif holder is not None and agent_key(holder) != agent_key(agent):
+            self.db.execute(f"INSERT INTO takeovers (handoff_id, conversation_id, agent, previous, created) "
+                            f"SELECT {latest}, ?, ?, ?, ?", [conversation_id, conversation_id, conversation_id, agent,
+                                                             holder, now()])
 
     def holder(self, conversation_id: str) -> str | None:
         """The agent who has a handed-off conversation, as the inbox says (``_HANDED_OFF``'s ``agent``), or None."""
@@ -1482,8 +1500,10 @@ class Store:
             [conversation_id, limit + 1],  # one more, to tell whether there are earlier turns
         ))
         earlier = len(turns) > limit
-        handoffs = self.db.query("SELECT event, reason, agent, created FROM handoffs WHERE conversation_id = ? ORDER BY id",
-                                 [conversation_id])
+        handoffs = self.db.query('SELECT event, reason, agent, NULL AS "from", created FROM handoffs '
+                                 "WHERE conversation_id = ? UNION ALL SELECT 'handed_off', 'agent', agent, previous, "
+                                 "created FROM takeovers WHERE conversation_id = ? ORDER BY created",
+                                 [conversation_id, conversation_id])
         return {"conversation_id": conversation_id,
                 **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},
                 "verified_user": conversation["slots"].get(_VERIFIED_SLOT),
@@ -1717,7 +1737,8 @@ class Store:
         """
         in_turns = "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"
         tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
-                  ("answer_candidates", "conversation_id = ?"), ("handoffs", "conversation_id = ?"),
+                  ("answer_candidates", "conversation_id = ?"), ("takeovers", "conversation_id = ?"),
+                  ("handoffs", "conversation_id = ?"),
                   ("seen", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         deleted: dict[str, dict[str, int]] = {}

@@ -1433,6 +1433,30 @@ def test_a_forced_takeover_makes_the_customer_the_new_agents_from_migration_22_o
     store.close()
 
 
+def test_each_agent_who_had_a_customer_stays_in_the_handoffs_from_migration_24_on(tmp_path: Path) -> None:
+    """A lead's forced takeover wrote the lead's name over the colleague's in the handoffs: nobody could tell who had
+    had the customer before. A store of the deskbot before keeps its handoffs; each takeover since is kept beside them,
+    naming who had the customer (a colleague who replied without taking them over too), and purged with them."""
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "held", "where is my order?")
+    store.set_status("held", "handed_off", "agent", agent="Ana")
+    store = left_by(store, 23, "DROP TABLE takeovers")
+    store.add_agent_answer("held", "Let me look.", agent="Sam", force=True)  # Sam stands in by a reply
+    store.set_status("held", "handed_off", "agent", agent="Bob", force=True)
+    store.set_status("held", "handed_off", "agent", agent="bob", force=True)  # his already: no takeover
+    store.set_status("held", "handed_off", "agent", agent="Lin", force=True)
+    assert [c["agent"] for c in store.inbox("handed_off", 10)[0]] == ["Lin"] and store.holder("held") == "Lin"
+    with pytest.raises(HeldByColleague):
+        store.add_agent_answer("held", "Found it.", agent="Bob")
+    assert [(h["event"], h["reason"], h["agent"], h["from"]) for h in store.transcript("held")["handoffs"]] == [
+        ("handed_off", "agent", "Ana", None), ("handed_off", "agent", "Bob", "Sam"), ("handed_off", "agent", "Lin", "Bob")]
+    store.set_status("held", "open", "agent", agent="Lin")
+    store.set_status("held", "handed_off", "agent", agent="Ana")  # a new handoff: Ana's again, by her takeover
+    assert store.holder("held") == "Ana" and store.transcript("held")["handoffs"][-1]["agent"] == "Ana"
+    assert store.purge("held").deleted["held"]["takeovers"] == 2
+    store.close()
+
+
 def test_of_two_servers_on_one_store_one_tells_a_waiting_customer_that_the_agents_are_busy(tmp_path: Path) -> None:
     """Each server read the customer as owed the busy notice before either stored it, and both told them."""
     path = tmp_path / "dialogues.db"

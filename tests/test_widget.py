@@ -1862,6 +1862,9 @@ def test_the_agents_console_asks_before_taking_over_a_customer_a_colleague_took_
         expect(page.locator("form.reply textarea")).not_to_be_focused()
     else:
         expect(page.locator("form.reply textarea")).to_be_focused()
+        # who had the customer stays in the transcript: Ann's takeover, then Sam's from her
+        expect(page.locator(".turns .change")).to_have_text([re.compile(r"^已转人工 · 客户要求 · Ann 已接手 · "),
+                                                             re.compile(r"^Sam 从 Ann 接手 · ")])
     assert api.get(f"/admin/conversations/{cid}")["agent"] == ("Ann" if held else "Sam")
     context.close()
 
