@@ -387,6 +387,7 @@ def _admin(method: str, path: str, summary: str, response: type[BaseModel], body
 
 
 MAX_LIMIT = 10_000  # items a list endpoint returns at most
+MAX_SEARCH_CHARS = 200  # the inbox's ``?q=``
 
 
 def limit_schema(default: int) -> dict[str, Any]:
@@ -440,7 +441,14 @@ OPERATIONS: list[Operation] = [
     _admin("GET", "/admin/conversations",
            "The agents' inbox: handed-off conversations, longest-waiting first, or open ones", InboxResponse,
            errors=(400,), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),
-                                 "limit": (limit_schema(50), False), "agent": AGENT_QUERY}),
+                                 "limit": (limit_schema(50), False), "agent": AGENT_QUERY,
+                                 "q": ({"type": "string", "maxLength": MAX_SEARCH_CHARS,
+                                        "description": "only the conversations whose id, customer, verified customer "
+                                                       "or any message the customer wrote holds this, in any letter "
+                                                       "case"}, False),
+                                 "offset": ({"type": "integer", "minimum": 0, "maximum": 999_999_999, "default": 0,
+                                             "description": "how many conversations to pass over: the next page"},
+                                            False)}),
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,

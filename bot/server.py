@@ -39,7 +39,8 @@ from bot.engine import Bot
 from bot.importer import BOT_FILES
 from bot.limits import LIMITS, Limits
 from bot.nlu import NLU
-from bot.openapi import MAX_AGENT_CHARS, MAX_LIMIT, AgentMessageRequest, ReviewLabelRequest, publish_openapi
+from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, ReviewLabelRequest,
+                         publish_openapi)
 from bot.project import BotConfig, Project, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
@@ -678,6 +679,14 @@ def query_limit(request: web.Request, default: int) -> int:
     return limit
 
 
+def query_offset(request: web.Request) -> int:
+    """``?offset=N``: how many items of a list endpoint to pass over, to read the page after them."""
+    given = request.query.get("offset", "0")
+    if not re.fullmatch(r"[0-9]{1,9}", given):
+        raise http_error(web.HTTPBadRequest, "offset: must be a number")
+    return int(given)
+
+
 async def review_queue(request: web.Request) -> web.Response:
     require_admin(request)
     limit = query_limit(request, 20)
@@ -784,15 +793,20 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def inbox(request: web.Request) -> web.Response:
-    """The agents' inbox: ``?status=handed_off`` (the default), longest-waiting first, or ``open``."""
+    """The agents' inbox: ``?status=handed_off`` (the default), longest-waiting first, or ``open``; ``?q=`` the
+    conversations that hold a text alone, ``?offset=`` the page after the first ones (see :meth:`Store.inbox`)."""
     require_admin(request)
     status = request.query.get("status", "handed_off")
     if status not in ("handed_off", "open"):
         raise http_error(web.HTTPBadRequest, f"status: {status!r} is not handed_off or open")
     limit = query_limit(request, 50)
+    offset = query_offset(request)
+    search = request.query.get("q", "").strip()
+    if len(search) > MAX_SEARCH_CHARS:
+        raise http_error(web.HTTPBadRequest, f"q: at most {MAX_SEARCH_CHARS} characters")
     bot = request.app[BOT]
     # every agent's console asks every 3 s
-    conversations, total, waiting = await bot._read(Store.inbox, status, limit, query_agent(request))
+    conversations, total, waiting = await bot._read(Store.inbox, status, limit, query_agent(request), search, offset)
     return json_response({"conversations": conversations, "total": total, "waiting": waiting})
 
 

@@ -22,6 +22,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -552,6 +553,33 @@ _VERIFIED_SLOT = "verified_user"
 _VERIFIED = f"json_extract(c.slots, '$.{_VERIFIED_SLOT}') AS verified_user"
 # The agent who took a handed-off customer over: the latest lead's forced takeover's (``_v24``), else the handoff's.
 _TAKER = "CASE WHEN k.id IS NULL THEN h.agent ELSE k.agent END"
+_VERIFIED_OF_C = f"json_extract(c.slots, '$.{_VERIFIED_SLOT}')"
+
+
+@dataclass(frozen=True)
+class Search:
+    """What an agent looks for among the conversations (``Store.inbox``): ``text`` in a conversation's id, its customer,
+    its verified customer, or a message the customer wrote (its ``typed`` columns: as the model read it, and as typed),
+    in any letter case and width (ＡＢ12 for ab12; SQLite's lower() folds A to Z alone, so the text is NFKC-folded
+    here, as the model's copy of a message is). Empty matches every conversation."""
+
+    text: str
+    typed: tuple[str, ...]
+
+    def sql(self, conversation_id: str, user: str, verified: str) -> str:
+        """True for a conversation that holds the text, given the SQL of its id, customer and verified customer."""
+        if not self.text:
+            return "1"
+        wrote = " OR ".join(f"instr(lower(coalesce({column}, '')), ?)" for column in self.typed)
+        return (f"(instr(lower({conversation_id}), ?) OR instr(lower(coalesce({user}, '')), ?) OR "
+                f"instr(lower(coalesce({verified}, '')), ?) OR EXISTS (SELECT 1 FROM turns WHERE conversation_id = "
+                f"{conversation_id} AND role = 'user' AND ({wrote})))")
+
+    def args(self) -> list[str]:
+        """The parameters of :meth:`sql`."""
+        return [self.text] * (3 + len(self.typed)) if self.text else []
+
+
 _HANDED_OFF = (
     f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
     "h.created AS handed_off_at, h.reason, "
@@ -1393,10 +1421,15 @@ class Store:
 
     # --- the agents' inbox ----------------------------------------------------------------------
 
-    def inbox(self, status: str, limit: int, agent: str | None = None) -> tuple[list[dict[str, Any]], int, int]:
-        """The first ``limit`` conversations in ``status`` (``handed_off`` or ``open``) for the agents,
-        how many there are, and how many of them wait for a person's reply (none of the open ones): a
+    def inbox(self, status: str, limit: int, agent: str | None = None, search: str = "",
+              offset: int = 0) -> tuple[list[dict[str, Any]], int, int]:
+        """The first ``limit`` conversations in ``status`` (``handed_off`` or ``open``) for the agents, past the first
+        ``offset``, how many there are, and how many of them wait for a person's reply (none of the open ones): a
         full page of waiting customers may hide more, whom the console counts and announces too.
+
+        ``search``: only the conversations whose id, customer, verified customer or any message the customer wrote
+        holds it, in any letter case (``total`` counts those; ``waiting`` still counts every waiting customer): a
+        customer past the latest page (the console's 200) could not be found at all.
 
         Handed-off conversations come longest-waiting first (``_HANDED_OFF`` says when a wait begins),
         since that is the order agents should take them in; one whose latest word is the agent's comes
@@ -1406,34 +1439,43 @@ class Store:
         ``unread``, for ``agent``: what the customer wrote since an agent's latest reply (``_HANDED_OFF``), and
         since the latest turn ``agent`` read there (:meth:`mark_seen`), whichever came later.
         """
+        found = self._found(search)
         if status == "handed_off":
-            args = [agent_key(agent), limit]
+            args = [agent_key(agent), *found.args(), limit, offset]
             query = (f"SELECT w.*, count(waiting_since) OVER () AS waiting, min(w.unread, (SELECT count(*) FROM turns "
                      f"WHERE conversation_id = w.conversation_id AND {_TYPED} AND created >= w.handed_off_at "
                      "AND id > coalesce(s.turn_id, 0))) AS agent_unread "
                      f"FROM ({_HANDED_OFF}) w LEFT JOIN seen s ON s.conversation_id = w.conversation_id AND s.agent = ? "
-                     "ORDER BY waiting_since IS NULL, waiting_since, handed_off_at LIMIT ?")
+                     f"WHERE {found.sql('w.conversation_id', 'w.user', 'w.verified_user')} "
+                     "ORDER BY waiting_since IS NULL, waiting_since, handed_off_at LIMIT ? OFFSET ?")
         else:
-            args = [limit]
+            args = [*found.args(), limit, offset]
             query = (
                 f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
                 "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
                 f"{_LATEST_TYPED} AS last_message, NULL AS agent_unread, 0 AS waiting FROM conversations c "
-                f"WHERE c.status = 'open' AND {_AGENTS_REACH} "
-                "ORDER BY c.updated DESC LIMIT ?"
+                f"WHERE c.status = 'open' AND {_AGENTS_REACH} AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)} "
+                "ORDER BY c.updated DESC LIMIT ? OFFSET ?"
             )
-        total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH}",
-                                [status]).fetchone()[0]
+        total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH} "
+                                f"AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)}",
+                                [status, *found.args()]).fetchone()[0]
         rows = list(self.db.query(query, args))
         # Every row holds the count: one pass over the conversations. A page of none (``?limit=0``, for the count alone)
-        # has no row to hold it: a dashboard read 0 customers waiting, whatever the total.
-        waiting = rows[0]["waiting"] if rows else self.waiting()[0] if status == "handed_off" else 0
+        # has no row to hold it: a dashboard read 0 customers waiting, whatever the total. Nor does a search's page
+        # count every waiting customer.
+        waiting = rows[0]["waiting"] if rows and not search else self.waiting()[0] if status == "handed_off" else 0
         for row in rows:
             del row["waiting"]
             row["unread"] = row.pop("agent_unread")
             if self.keep_raw:  # the latest message as typed is then the unredacted copy, not for display (``_shown``)
                 row["last_message"] = row["last_message"] and self._private(row["last_message"])
         return rows, total, waiting
+
+    def _found(self, search: str) -> Search:
+        """The SQL of :meth:`inbox`'s ``search``: what the customer wrote is searched as agents may read it (with
+        ``keep_raw`` the copy as typed is unredacted, not for display, and is not searched either)."""
+        return Search(unicodedata.normalize("NFKC", search).lower(), ("text",) if self.keep_raw else ("text", "raw_text"))
 
     def mark_seen(self, conversation_id: str, agent: str | None, turn_id: int) -> None:
         """Keep that ``agent`` has read the conversation up to turn ``turn_id`` (at most its latest turn: a turn yet

@@ -368,6 +368,26 @@ async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aioht
     assert [c["agent"] for c in open_ones["conversations"]] == [None]
 
 
+async def test_the_inbox_finds_conversations_by_what_they_hold_and_pages_past_the_first(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """An agent could list the first conversations alone, up to the limit: ``?q=`` finds one by what it holds, and
+    ``?offset=`` reads the pages after the first."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    for cid, text in (("first", "my invoice 2041 is wrong"), ("second", "hello"), ("third", "hello again")):
+        await chat(client, cid, text)
+
+    async def listed(query: str) -> tuple[int, Any]:
+        response = await client.get(f"/admin/conversations?status=open&{query}", headers=AUTH)
+        return response.status, await response.json()
+
+    status, found = await listed("q=%20INVOICE%202041%20")
+    assert status == 200 and [c["conversation_id"] for c in found["conversations"]] == ["first"] and found["total"] == 1
+    status, page = await listed("limit=2&offset=1")
+    assert [c["conversation_id"] for c in page["conversations"]] == ["second", "first"] and page["total"] == 3
+    for query, said in (("offset=-1", "offset: must be a number"), (f"q={'x' * 201}", "q: at most 200 characters")):
+        assert await listed(query) == (400, {"error": said})
+
+
 async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unless_forced(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """Any agent handed a colleague's customer back to the bot, or answered beside the colleague, unasked: refused,

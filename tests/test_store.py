@@ -1594,6 +1594,38 @@ def test_the_inbox_shows_the_latest_message_as_the_customer_wrote_it(tmp_path: P
     kept.close()
 
 
+def test_the_inbox_finds_a_conversation_past_its_first_page_by_what_it_holds(tmp_path: Path) -> None:
+    """The agents saw the first page of conversations alone (the console's 200): an older customer could not be found.
+    A search finds them by conversation id, customer, verified customer or what they wrote (as agents read it: not the
+    unredacted copy), in any letter case, and the pages after the first are read with an offset."""
+    store = Store(tmp_path / "dialogues.db")
+    for n in range(5):
+        user_turn(store, f"web-{n}", f"question {n}")
+    store.log_exchange(Exchange("zh", "web", "Customer-77", "我的订单AB12还没到", "我的订单ＡＢ12还没到", "好的", None,
+                                0.1, [], "fallback", "v1"))
+    store.set_status("web-1", "handed_off", "requested")
+    store.set_status("web-2", "handed_off", "requested")
+
+    def found(status: str, search: str, limit: int = 10, offset: int = 0) -> tuple[list[str], int, int]:
+        listed, total, waiting = store.inbox(status, limit, search=search, offset=offset)
+        return [c["conversation_id"] for c in listed], total, waiting
+
+    assert found("open", "CUSTOMER-7") == found("open", "订单ａｂ") == found("open", "ab12") == (["zh"], 1, 0)
+    assert found("open", "QUESTION 4") == (["web-4"], 1, 0)
+    assert found("open", "") == (["zh", "web-4", "web-3", "web-0"], 4, 0)
+    assert found("open", "", limit=2, offset=2) == (["web-3", "web-0"], 4, 0)
+    assert found("open", "", limit=2, offset=4) == ([], 4, 0)
+    # of the waiting customers, those found; the waiting count still counts them all
+    assert found("handed_off", "WEB-2") == (["web-2"], 1, 2)
+    assert found("handed_off", "", limit=1, offset=1) == (["web-2"], 2, 2)
+    assert found("handed_off", "nobody") == ([], 0, 2)
+    store.close()
+    kept = Store(tmp_path / "raw.db", keep_raw=True)
+    kept.log_exchange(Exchange("c1", "web", None, "call me on 13812345678", None, "ok", None, 0.2, [], "fallback", "v1"))
+    assert kept.inbox("open", 10, search="13812345678")[0] == [] and kept.inbox("open", 10, search="[phone]")[1] == 1
+    kept.close()
+
+
 def test_an_agents_reply_makes_its_conversation_the_latest_active(tmp_path: Path) -> None:
     """The open conversations are listed most recently active first; an agent's reply did not count."""
     store = Store(tmp_path / "dialogues.db")

@@ -2195,6 +2195,28 @@ def test_the_agents_console_says_how_many_more_wait_than_it_lists(
     context.close()
 
 
+def test_the_agents_console_finds_a_customer_by_what_they_wrote(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The console listed a tab's first 200 conversations alone: a customer past them could not be found. Its search
+    asks the bot for the conversations that hold what the agent types (in Chinese too, once the word is chosen), and
+    keeps it through a reload."""
+    api.chat(f"console-{next(PAGE_NUMBERS)}", "hello")
+    cid, context, page = console_on_a_customer_with_the_bot(chromium, server, api, web_demo_bot.admin_token,
+                                                            "我的订单 ZX-4411 还没到")
+    expect(page.locator(".list li[data-id]").nth(1)).to_be_visible()  # other customers too
+    page.get_by_label("Search conversations").fill("zx-4411")
+    expect(page.locator(".list li[data-id]")).to_have_count(1)
+    expect(page.locator(".list li[data-id]")).to_have_attribute("data-id", cid)
+    page.get_by_label("Search conversations").fill("订单 zx")
+    expect(page.locator(".list li[data-id]")).to_have_attribute("data-id", cid)
+    page.reload()
+    expect(page.get_by_label("Search conversations")).to_have_value("订单 zx")
+    expect(page.locator(".list li[data-id]")).to_have_count(1)
+    page.get_by_label("Search conversations").fill("nothing like it")
+    expect(page.locator(".list li")).to_have_text(["No conversation holds this."])
+    context.close()
+
+
 def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
                                                     web_demo_bot: SimpleNamespace) -> None:
     intents = load_project(web_demo_bot.root).intents
