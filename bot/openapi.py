@@ -66,6 +66,21 @@ class AgentMessageRequest(_Body):
         return text
 
 
+class NoteRequest(_Body):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str = Field(..., min_length=1, max_length=MAX_REPLY_CHARS, json_schema_extra={"pattern": READABLE},
+                      description="the agent's internal note, for the agents alone: never sent to the customer")
+    agent: str | None = Field(None, min_length=1, max_length=MAX_AGENT_CHARS, pattern=r"\S",
+                              description="the agent's name, shown to the other agents beside the note")
+
+    @field_validator("text")
+    @classmethod
+    def _readable(cls, text: str) -> str:
+        """A note of zero-width spaces would show the colleagues nothing."""
+        return AgentMessageRequest._readable(text)
+
+
 class ReviewLabelRequest(_Body):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": [
         {"required": ["intent"], "properties": {"intent": {"type": "string"}, "accept": {"const": False},
@@ -270,6 +285,17 @@ class HandoffEvent(_Body):
     created: float
 
 
+class Note(_Body):
+    id: int
+    agent: str | None = Field(..., description="the agent who wrote it, when they gave their name")
+    text: str
+    created: float
+
+
+class NoteIdResponse(_Body):
+    note_id: int
+
+
 class TranscriptResponse(_Body):
     conversation_id: str
     channel: str
@@ -283,6 +309,7 @@ class TranscriptResponse(_Body):
     turns: list[TranscriptTurn]
     earlier: bool = Field(..., description="the conversation holds turns before those listed: ask with a higher limit")
     handoffs: list[HandoffEvent]
+    notes: list[Note] = Field(..., description="the agents' internal notes, oldest first: never shown to the customer")
 
 
 class Feedback(_Body):
@@ -453,6 +480,8 @@ OPERATIONS: list[Operation] = [
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
            AgentMessageRequest, (400, 408, 409, 413, 422, 502, 504)),
+    _admin("POST", "/admin/conversations/{conversation_id}/notes", "An agent's internal note, for the agents alone",
+           NoteIdResponse, NoteRequest, (400, 408, 413)),
     _admin("POST", "/admin/conversations/{conversation_id}/seen", "Keep what an agent has read of the conversation",
            OkResponse, errors=(400,),
            query={"agent": AGENT_QUERY, "after": ({**TURN_ID, "description": "the id of the latest turn the agent has "

@@ -39,8 +39,8 @@ from bot.engine import Bot
 from bot.importer import BOT_FILES
 from bot.limits import LIMITS, Limits
 from bot.nlu import NLU
-from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, ReviewLabelRequest,
-                         publish_openapi)
+from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
+                         ReviewLabelRequest, publish_openapi)
 from bot.project import BotConfig, Project, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
@@ -851,6 +851,20 @@ async def agent_message(request: web.Request) -> web.Response:
     return json_response({"turn_id": turn_id})
 
 
+async def add_note(request: web.Request) -> web.Response:
+    """An agent's internal note on the conversation: kept for the agents (the transcript's ``notes``), sent nowhere."""
+    require_admin(request)
+    body = await read_json(request, NoteRequest)
+    conversation_id = valid_conversation_id(request)
+    bot = request.app[BOT]
+    try:
+        note_id = await bot._store(bot.store.add_note, conversation_id, body.text.strip(),
+                                   body.agent.strip() if body.agent else None)
+    except KeyError:
+        raise unknown_conversation(conversation_id) from None
+    return json_response({"note_id": note_id})
+
+
 def query_agent(request: web.Request) -> str | None:
     """``?agent=``, the name of the agent taking the conversation over or handing it back, shown to the other
     agents; None when not given or blank."""
@@ -1025,6 +1039,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.get("/admin/conversations/{conversation_id}", transcript),
         web.post("/admin/conversations/{conversation_id}/messages", agent_message),
         web.post("/admin/conversations/{conversation_id}/seen", mark_seen),
+        web.post("/admin/conversations/{conversation_id}/notes", add_note),
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
     ])
 

@@ -282,6 +282,14 @@ def _v24(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_takeovers_conversation_id ON takeovers (conversation_id, id)")
 
 
+def _v24(db: sqlite_utils.Database) -> None:
+    """Agents' internal notes on a conversation (``Store.add_note``), for the agents alone: never sent to the customer,
+    nor shown in their history. ``agent``: who wrote it, when they gave their name."""
+    db.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, conversation_id TEXT NOT NULL "
+               "REFERENCES conversations(id), agent TEXT, text TEXT NOT NULL, created FLOAT NOT NULL)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_notes_conversation_id ON notes (conversation_id, id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24]
@@ -1529,7 +1537,8 @@ class Store:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the
         bot made of each customer message (intent, confidence, how it answered), the buttons each reply
         offered and the custom payloads it passed on, and its handoffs; the messages as typed, as in :meth:`history`. ``earlier``: whether it holds
-        turns before those, which the agent would otherwise never know they were not shown."""
+        turns before those, which the agent would otherwise never know they were not shown. ``notes``: the agents'
+        internal notes on it (:meth:`add_note`), every one, oldest first."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             return None
@@ -1552,7 +1561,19 @@ class Store:
                 "agent": self.holder(conversation_id),
                 "turns": [{**_with_json(self._shown(turn)), "undelivered": bool(turn["undelivered"])}
                           for turn in reversed(turns[:limit])],
-                "earlier": earlier, "handoffs": list(handoffs)}
+                "earlier": earlier, "handoffs": list(handoffs),
+                "notes": list(self.db.query("SELECT id, agent, text, created FROM notes WHERE conversation_id = ? "
+                                            "ORDER BY id", [conversation_id]))}
+
+    def add_note(self, conversation_id: str, text: str, agent: str | None = None) -> int:
+        """An agent's internal note on a conversation the store holds (KeyError for another), for the agents alone
+        (:meth:`transcript`'s ``notes``): what a colleague taking the customer over next should know, which a reply
+        would have told the customer. ``agent``: who wrote it. Written as agents' replies are, as typed."""
+        with self._writing():
+            if self.conversation(conversation_id) is None:
+                raise KeyError(conversation_id)
+            return int(self.db["notes"].insert({"conversation_id": conversation_id, "agent": agent, "text": text,
+                                                "created": now()}).last_pk)
 
     # --- learning -------------------------------------------------------------------------------
 
@@ -1780,6 +1801,7 @@ class Store:
         in_turns = "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"
         tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
                   ("answer_candidates", "conversation_id = ?"), ("takeovers", "conversation_id = ?"),
+                  ("notes", "conversation_id = ?"),
                   ("handoffs", "conversation_id = ?"),
                   ("seen", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]

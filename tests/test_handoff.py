@@ -388,6 +388,33 @@ async def test_the_inbox_finds_conversations_by_what_they_hold_and_pages_past_th
         assert await listed(query) == (400, {"error": said})
 
 
+async def test_an_agents_note_is_for_the_agents_alone(bot_dir: Path, aiohttp_client: Any) -> None:
+    """Agents had nowhere to tell a colleague what they knew of a customer but a reply, which the customer read: a
+    note is kept for the agents' transcript, and neither sent to the customer nor in their history."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    socket = await client.ws_connect("/api/ws")
+    await socket.send_json({"type": "join", "conversation_id": "noted"})
+    await chat(client, "noted", "I need help with my bill")
+
+    async def note(cid: str, body: dict[str, Any]) -> tuple[int, Any]:
+        response = await client.post(f"/admin/conversations/{cid}/notes", json=body, headers=AUTH)
+        return response.status, await response.json()
+
+    status, added = await note("noted", {"text": " Refund promised by phone. ", "agent": " Ana "})
+    assert status == 200 and set(added) == {"note_id"}
+    transcript = await (await client.get("/admin/conversations/noted", headers=AUTH)).json()
+    assert [(n["id"], n["agent"], n["text"]) for n in transcript["notes"]] == [
+        (added["note_id"], "Ana", "Refund promised by phone.")]
+    history = await (await client.get("/api/conversations/noted/history")).json()
+    assert "Refund" not in json.dumps(history)
+    assert (await note("nobody", {"text": "hello"}))[0] == 404
+    assert (await note("noted", {"text": "\u200b"}))[0] == 400
+    await chat(client, "noted", "hello?")  # the socket's next push is the answer's, not the note
+    while (frame := await socket.receive_json(timeout=5))["type"] != "sync":
+        assert "Refund" not in json.dumps(frame)
+    await socket.close()
+
+
 async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unless_forced(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """Any agent handed a colleague's customer back to the bot, or answered beside the colleague, unasked: refused,

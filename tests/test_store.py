@@ -1457,6 +1457,24 @@ def test_each_agent_who_had_a_customer_stays_in_the_handoffs_from_migration_24_o
     store.close()
 
 
+def test_an_agents_note_is_kept_from_migration_24_on_for_the_agents_alone(tmp_path: Path) -> None:
+    """Agents had nowhere to note what a colleague should know of a customer but a reply, which the customer read. A
+    store of the deskbot before takes notes once opened; the transcript shows them, the customer's history never, and
+    a purge leaves none."""
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "held", "where is my order?")
+    store = left_by(store, 23, "DROP TABLE notes")
+    first = store.add_note("held", "Refund promised by phone: check with finance.", "Ana")
+    store.add_note("held", "客户很着急", None)
+    with pytest.raises(KeyError):
+        store.add_note("nobody", "a note on no conversation")
+    assert [(n["id"], n["agent"], n["text"]) for n in store.transcript("held")["notes"]] == [
+        (first, "Ana", "Refund promised by phone: check with finance."), (first + 1, None, "客户很着急")]
+    assert [t["text"] for t in store.history("held")] == ["where is my order?", "Sorry?"]
+    assert store.purge("held").deleted["held"]["notes"] == 2
+    store.close()
+
+
 def test_of_two_servers_on_one_store_one_tells_a_waiting_customer_that_the_agents_are_busy(tmp_path: Path) -> None:
     """Each server read the customer as owed the busy notice before either stored it, and both told them."""
     path = tmp_path / "dialogues.db"

@@ -2217,6 +2217,24 @@ def test_the_agents_console_finds_a_customer_by_what_they_wrote(
     context.close()
 
 
+@pytest.mark.parametrize(("lang", "name", "add", "said"), [("en", "Your name", "Add note", "Internal note, for agents only"),
+                                                          ("zh", "您的名字", "添加备注", "内部备注，仅客服可见")])
+def test_the_agents_console_keeps_a_note_for_the_agents_alone(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        lang: str, name: str, add: str, said: str) -> None:
+    """An agent had only replies, which the customer reads, to tell a colleague what they knew of the customer."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.goto(f"{server.url}/agent?lang={lang}")  # the conversation shown again
+    page.get_by_label(name).fill("小王")
+    page.locator("form.reply textarea").fill("客户已电话确认退款")
+    page.get_by_role("button", name=add).click()
+    expect(page.locator(".turn.note .text")).to_have_text(["客户已电话确认退款"])
+    expect(page.locator(".turn.note .meta")).to_have_text([re.compile(f"^{said} · 小王 · ")])
+    expect(page.locator("form.reply textarea")).to_have_value("")
+    assert "客户已电话确认退款" not in [t["text"] for t in api.history(cid)["turns"]]  # nothing sent
+    context.close()
+
+
 def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
                                                     web_demo_bot: SimpleNamespace) -> None:
     intents = load_project(web_demo_bot.root).intents
