@@ -2217,6 +2217,25 @@ def test_the_agents_console_finds_a_customer_by_what_they_wrote(
     context.close()
 
 
+def test_the_agents_console_searches_the_conversations_with_the_bot_every_half_minute(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A search of the conversations with the bot reads each of their messages, seconds on a large store, on the one
+    thread that reads every console's inbox: asked again at each 3-second refresh, a few agents searching held up
+    every console."""
+    cid, context, page = console_on_a_customer_with_the_bot(chromium, server, api, web_demo_bot.admin_token,
+                                                            "my order QK-7 is late")
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.get_by_label("Search conversations").fill("qk-7")
+    expect(page.locator(".list li[data-id]")).to_have_count(1)
+    expect(page.locator(".list li[data-id]")).to_have_attribute("data-id", cid)
+    page.wait_for_timeout(7_000)  # two refreshes or more
+    searches = [url for url in asked if "q=qk-7" in url]
+    assert len(searches) == 1 and "status=open" in searches[0]
+    assert sum("/admin/conversations?" in url for url in asked) >= 3  # the waiting count, at each refresh
+    context.close()
+
+
 @pytest.mark.parametrize(("lang", "name", "add", "said"), [("en", "Your name", "Add note", "Internal note, for agents only"),
                                                           ("zh", "您的名字", "添加备注", "内部备注，仅客服可见")])
 def test_the_agents_console_keeps_a_note_for_the_agents_alone(
