@@ -2236,21 +2236,27 @@ def test_the_agents_console_searches_the_conversations_with_the_bot_every_half_m
     context.close()
 
 
-@pytest.mark.parametrize(("lang", "name", "add", "said"), [("en", "Your name", "Add note", "Internal note, for agents only"),
-                                                          ("zh", "您的名字", "添加备注", "内部备注，仅客服可见")])
+@pytest.mark.parametrize(("lang", "name", "mode", "add", "said"), [
+    ("en", "Your name", "Note", "Add note", "Internal note, for agents only"),
+    ("zh", "您的名字", "备注", "添加备注", "内部备注，仅客服可见")])
 def test_the_agents_console_keeps_a_note_for_the_agents_alone(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
-        lang: str, name: str, add: str, said: str) -> None:
-    """An agent had only replies, which the customer reads, to tell a colleague what they knew of the customer."""
+        lang: str, name: str, mode: str, add: str, said: str) -> None:
+    """An agent had only replies, which the customer reads, to tell a colleague what they knew of the customer. In note
+    mode the Enter that sends a reply keeps the note instead (its box says so), and sends nothing."""
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     page.goto(f"{server.url}/agent?lang={lang}")  # the conversation shown again
     page.get_by_label(name).fill("小王")
-    page.locator("form.reply textarea").fill("客户已电话确认退款")
-    page.get_by_role("button", name=add).click()
+    page.get_by_role("button", name=mode, exact=True).click()
+    expect(page.locator("form.reply [type=submit]")).to_have_text(add)
+    page.get_by_label(said).fill("客户已电话确认退款")
+    page.get_by_label(said).press("Enter")
     expect(page.locator(".turn.note .text")).to_have_text(["客户已电话确认退款"])
     expect(page.locator(".turn.note .meta")).to_have_text([re.compile(f"^{said} · 小王 · ")])
     expect(page.locator("form.reply textarea")).to_have_value("")
     assert "客户已电话确认退款" not in [t["text"] for t in api.history(cid)["turns"]]  # nothing sent
+    page.get_by_role("button", name=mode, exact=True).click()  # replies again
+    expect(page.locator("form.reply [type=submit]")).not_to_have_text(add)
     context.close()
 
 
