@@ -1832,7 +1832,7 @@ def test_the_agents_console_asks_before_handing_back_or_answering_a_colleagues_c
     page.remove_listener("dialog", dismiss)
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Hand back to the bot").click()
-    expect(page.get_by_role("button", name="Take over")).to_be_visible()
+    expect(page.get_by_role("button", name="Hand back to the bot")).to_be_hidden()  # with the bot again
     assert api.history(cid)["status"] == "open"
     context.close()
 
@@ -1869,6 +1869,27 @@ def test_the_agents_console_asks_before_taking_over_a_customer_a_colleague_took_
     context.close()
 
 
+def test_a_lead_takes_over_a_colleagues_customer_from_the_agents_console(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The console offered no Take over for a customer a colleague had: a lead standing in for an absent colleague
+    could take them over only by replying. It is offered to anyone but the colleague (in any letter case), and asks
+    first."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    api.admin(f"/admin/conversations/{cid}/handoff?agent=Ann")
+    page.get_by_label("Your name").fill(" ann")
+    page.clock.run_for(3_100)  # the next refresh
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Ann")
+    expect(page.get_by_role("button", name="Take over")).to_be_hidden()  # hers
+    page.get_by_label("Your name").fill("Lin")
+    page.clock.run_for(3_100)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lin")
+    expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Lin took over from Ann · "))
+    expect(page.get_by_role("button", name="Take over")).to_be_hidden()
+    context.close()
+
+
 def test_the_agents_console_in_chinese_says_in_chinese_what_came_first(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A Chinese agent whose reply or handback the bot refused, for a colleague's reply or the customer's message
@@ -1897,7 +1918,7 @@ def test_the_agents_console_hands_back_only_once_the_customers_latest_message_is
     expect(page.locator(".turn.user .text").last).to_have_text("and can I change the address?")  # shown to be read
     assert api.history(cid)["status"] == "handed_off"
     page.get_by_role("button", name="Hand back to the bot").click()  # read: back it goes
-    expect(page.get_by_role("button", name="Take over")).to_be_visible()
+    expect(page.get_by_role("button", name="Hand back to the bot")).to_be_hidden()  # with the bot again
     assert api.history(cid)["status"] == "open"
     context.close()
 
@@ -1913,7 +1934,7 @@ def test_the_agents_console_keeps_the_agents_name_through_a_reload_before_any_re
     page.reload()
     expect(page.get_by_label("Your name")).to_have_value("Ann")
     page.get_by_role("button", name="Hand back to the bot").click()  # hers: no question asked
-    expect(page.get_by_role("button", name="Take over")).to_be_visible()
+    expect(page.get_by_role("button", name="Hand back to the bot")).to_be_hidden()  # with the bot again
     assert api.history(cid)["status"] == "open"
     context.close()
 
