@@ -282,7 +282,7 @@ def _v24(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_takeovers_conversation_id ON takeovers (conversation_id, id)")
 
 
-def _v24(db: sqlite_utils.Database) -> None:
+def _v25(db: sqlite_utils.Database) -> None:
     """Agents' internal notes on a conversation (``Store.add_note``), for the agents alone: never sent to the customer,
     nor shown in their history. ``agent``: who wrote it, when they gave their name."""
     db.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, conversation_id TEXT NOT NULL "
@@ -292,7 +292,7 @@ def _v24(db: sqlite_utils.Database) -> None:
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
-                                                              _v21, _v22, _v23, _v24]
+                                                              _v21, _v22, _v23, _v24, _v25]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -1590,14 +1590,18 @@ class Store:
 
         ``after``, the latest turn the agent had read: an agent's reply since raises :class:`RepliedMeanwhile`
         and nothing is stored (a try sent again under its key is the same reply, and is answered as above).
-        A reply to a customer a colleague has raises :class:`HeldByColleague`, unless ``force``."""
+        A reply to a customer a colleague has raises :class:`HeldByColleague`, unless ``force``: it is then kept as the
+        sender's takeover from the colleague, as a forced :meth:`set_status` is, and the handoffs say who had them."""
         with self._writing():
             if key is not None and (sent := self.sent_before(conversation_id, key)) is not None:
                 raise sent
             if after is not None and (colleague := self.replied_meanwhile(conversation_id, after, agent)) is not None:
                 raise colleague
-            if not force:
-                refuse_colleague(self.holder(conversation_id), agent)
+            holder = self.holder(conversation_id)
+            if force:  # a lead's reply to a colleague's customer: their takeover, as a forced one is (_claim)
+                self._claim(conversation_id, agent, holder)
+            else:
+                refuse_colleague(holder, agent)
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             if key is not None:
                 self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])

@@ -1363,7 +1363,7 @@ def test_the_agent_who_took_a_conversation_over_is_kept_from_migration_18_on(tmp
     assert [c["agent"] for c in store.inbox("handed_off", 10)[0] if c["conversation_id"] == "after"] == ["Bob"]
     store.set_status("after", "open", "agent", agent="Bob")
     assert [(h["event"], h["agent"]) for h in store.transcript("after")["handoffs"]] == [
-        ("handed_off", "Ana"), ("open", "Bob")]
+        ("handed_off", "Ana"), ("handed_off", "Bob"), ("open", "Bob")]  # Bob's reply took the customer over from Ana
     store.close()
 
 
@@ -1449,21 +1449,23 @@ def test_each_agent_who_had_a_customer_stays_in_the_handoffs_from_migration_24_o
     with pytest.raises(HeldByColleague):
         store.add_agent_answer("held", "Found it.", agent="Bob")
     assert [(h["event"], h["reason"], h["agent"], h["from"]) for h in store.transcript("held")["handoffs"]] == [
-        ("handed_off", "agent", "Ana", None), ("handed_off", "agent", "Bob", "Sam"), ("handed_off", "agent", "Lin", "Bob")]
+        ("handed_off", "agent", "Ana", None), ("handed_off", "agent", "Sam", "Ana"), ("handed_off", "agent", "Bob", "Sam"),
+        ("handed_off", "agent", "Lin", "Bob")]
+    store.add_agent_answer("held", "Lin here.", agent="LIN", force=True)  # hers already: no takeover
     store.set_status("held", "open", "agent", agent="Lin")
     store.set_status("held", "handed_off", "agent", agent="Ana")  # a new handoff: Ana's again, by her takeover
     assert store.holder("held") == "Ana" and store.transcript("held")["handoffs"][-1]["agent"] == "Ana"
-    assert store.purge("held").deleted["held"]["takeovers"] == 2
+    assert store.purge("held").deleted["held"]["takeovers"] == 3
     store.close()
 
 
-def test_an_agents_note_is_kept_from_migration_24_on_for_the_agents_alone(tmp_path: Path) -> None:
+def test_an_agents_note_is_kept_from_migration_25_on_for_the_agents_alone(tmp_path: Path) -> None:
     """Agents had nowhere to note what a colleague should know of a customer but a reply, which the customer read. A
     store of the deskbot before takes notes once opened; the transcript shows them, the customer's history never, and
     a purge leaves none."""
     store = Store(tmp_path / "dialogues.db")
     user_turn(store, "held", "where is my order?")
-    store = left_by(store, 23, "DROP TABLE notes")
+    store = left_by(store, 24, "DROP TABLE notes")
     first = store.add_note("held", "Refund promised by phone: check with finance.", "Ana")
     store.add_note("held", "客户很着急", None)
     with pytest.raises(KeyError):
