@@ -712,7 +712,7 @@ class Bot:
         it at once wherever the conversation is open (every tab of the web chat); a customer handed off by anyone
         but an agent is announced to the agents. An agent's takeover of a customer handed off already changes no
         status, but may change who has them (one nobody had, or a colleague's, forced): the web chat's banner went on
-        naming nobody, or the colleague."""
+        naming nobody, or the colleague, and a customer on Slack or WeCom heard nothing of the agent now with them."""
         status = "handed_off" if handed_off else "open"
         changed = True
         taking = self.store is not None and handed_off and reason == "agent"
@@ -722,8 +722,8 @@ class Bot:
                                         force)
         if changed:
             await self.announce(conversation_id, handed_off, reason, channel, agent)
-        elif taking:
-            await self._show_holder(conversation_id, before)
+        elif taking and await self._show_holder(conversation_id, before):
+            self._tell_in_order(conversation_id, True, agent)  # on Slack and WeCom, which show no banner
         return changed
 
     async def announce(self, conversation_id: str, handed_off: bool, reason: str, channel: str,
@@ -925,14 +925,17 @@ class Bot:
             raise DeliveryError(f"cannot reach {conversation['channel']}: {failure(exc)}") from exc
         return turn_id
 
-    async def _show_holder(self, conversation_id: str, before: str | None) -> None:
+    async def _show_holder(self, conversation_id: str, before: str | None) -> bool:
         """Show the agent who has a handed-off conversation again where it is open, if an agent's named reply
         changed who that is (``before``): one who names themselves only with their first reply after the customer or
-        the bot handed the conversation off left the web chat's banner naming no one, or the colleague before them."""
+        the bot handed the conversation off left the web chat's banner naming no one, or the colleague before them.
+        Returns whether it changed."""
         assert self.store is not None
-        if (holder := await self._store(self.store.holder, conversation_id)) != before:
-            for shown in self.channels.values():
-                await shown.status_changed(conversation_id, "handed_off", BY["agent"], holder)
+        if (holder := await self._store(self.store.holder, conversation_id)) == before:
+            return False
+        for shown in self.channels.values():
+            await shown.status_changed(conversation_id, "handed_off", BY["agent"], holder)
+        return True
 
     async def close(self) -> None:
         await self._notices.close(0.0)  # those left after finish_turns: the store closes below

@@ -785,6 +785,23 @@ async def test_a_slack_customer_is_told_when_an_agent_takes_over_and_hands_back(
     assert [t["role"] for t in web_chat["turns"]] == ["user"]  # the widget's banner says it
 
 
+async def test_a_slack_customer_is_told_when_an_agent_takes_them_over_from_a_colleague(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """A Slack customer who asked for a person, and one a lead took over from a colleague, heard nothing of the agent
+    now with them: only a takeover from the bot was told. Each agent who comes to have them is; the same agent again,
+    in another letter case, is not."""
+    posted: list[str] = []
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, posting_to(posted))
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "where is my parcel?", "slack")
+    client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")
+    for query in ("?agent=Ana", "?agent=Bob&force=true", "?agent=bob"):
+        response = await client.post(f"/admin/conversations/{cid}/handoff{query}", headers=AUTH)
+        assert response.status == 200, await response.text()
+        await notices_sent(client)
+    assert posted == ["A member of our team has joined and will answer you here."] * 2
+
+
 async def notices_sent(client: Any) -> None:
     """Until the bot has no takeover or handback notice on its way (they go after the admin API answers)."""
     for _ in range(500):
