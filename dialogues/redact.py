@@ -73,6 +73,9 @@ QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|numbe
 ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|qq)"
                      r"( ?(?:号码|號碼|号|號|账号|帳號|id)(?: ?(?:是|为|為|係|is\b))?| ?[:：]|是|为|為|係| is\b)?"
                      r" *[:：,，]? *([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
+# The ID WeChat gives an account itself (wxid_ and up to twenty letters and digits), which customers copy from their
+# profile and paste alone, without 微信 before it: read as the name "wx" and a handle, it was left as "wx[ID]".
+WXID = re.compile(r"(?i)(?<![-_a-z0-9])wxid_[a-z0-9]{4,20}(?![-_a-z0-9])")
 # What asks to be added on WeChat right before its name (加我微信, 加一下vx, 请加个人微信): a handle after it is an ID.
 _ADD_ME = re.compile(r"加(?:我的?|一下|下|[个個])?(?:[个個]人)?$")
 # A whole run of digit groups (4111 1111…, 4111.1111…), however long, in which _cards finds the cards: a
@@ -463,6 +466,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (UK_PHONE, "[PHONE]", _uk),
     (NANP_PHONE, "[PHONE]", _whole),
     (LINK_PHONE, "[PHONE]", _whole),
+    (WXID, "[ID]", _whole),
     (ACCOUNT, "[ID]", account_id),  # after the phone numbers: "微信同号 13812345678" is one
 ]
 PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
