@@ -178,9 +178,10 @@ def about_one_case(asked: str, answer: str) -> bool:
 
 # Where a customer lives, as an agent confirms it: a house number and a street ("221B Baker Street", "1600
 # Amphitheatre Parkway"), a UK postcode ("NW1 6XE"), a US state and ZIP code ("CA 94043"), a Chinese street and
-# number ("中关村大街27号", "文三路 478 号", "中关村大街甲27号", Hong Kong's "彌敦道100號", a section's "信義路五段7號")
-# or a courtyard, building, entrance or room ("27号院", "3号楼", "2单元", "1101室"), or a Hong Kong estate's block, floor
-# and flat ("3座15樓", "15樓B室").
+# number ("中关村大街27号", "文三路 478 号", "中关村大街甲27号", Hong Kong's "彌敦道100號", a section's "信義路五段7號",
+# or Hong Kong's, named for where it runs: "德輔道中88號", "皇后大道東 183 號") or a courtyard, building, entrance or room
+# ("27号院", "3号楼", "2单元", "1101室"), or a Hong Kong estate's block, floor and flat ("3座15樓", "15樓B室"), or a flat
+# and floor as Hong Kong writes them in English ("Flat A, 4/F", "Shop 3, G/F").
 _STREETS = ("Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct|Parkway|Pkwy|Place|Pl|Close"
             "|Crescent|Terrace|Square|Sq|Highway|Hwy|Gardens|Grove|Mews")
 _US_STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC"
@@ -191,9 +192,11 @@ _ADDRESS = re.compile(
     r"|(?i:(?<![0-9])[0-9]+[a-z]?,? (?:[a-z][a-z'-]* ){1,3}(?:street|road|avenue|boulevard|parkway|lane)\b)"
     r"|\b[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9](?![KMGTP]B\b)[A-Z]{2}\b"  # a size is no postcode: "M2 8GB", "PS5 1TB"
     rf"|\b(?:{_US_STATES}),? [0-9]{{5}}(?:-[0-9]{{4}})?\b"
-    rf"|(?:路|街|(?<![知通频頻渠味轨軌难難报報一])道|巷|弄|胡同|[一二三四五六七八九十]段) ?[甲乙丙丁]? ?[{_CHINESE_DIGITS}]+ ?[号號]"
+    rf"|(?:(?:路|街|(?<![知通频頻渠味轨軌难難报報一])道)(?: ?[东東西南北中](?![路街道]))?|巷|弄|胡同|[一二三四五六七八九十]段)"
+    rf" ?[甲乙丙丁]? ?[{_CHINESE_DIGITS}]+ ?[号號]"
     rf"|(?<![{_CHINESE_DIGITS}])[{_CHINESE_DIGITS}]+(?:[号號][院楼樓]|[栋棟幢]|[单單]元|室)"
-    r"|(?<![0-9])[0-9]+ ?座 ?[0-9]+ ?[楼樓]|(?<![0-9])[0-9]+ ?[楼樓] ?[A-Za-z0-9]{1,5} ?室")
+    r"|(?<![0-9])[0-9]+ ?座 ?[0-9]+ ?[楼樓]|(?<![0-9])[0-9]+ ?[楼樓] ?[A-Za-z0-9]{1,5} ?室"
+    r"|\b(?:Flat|Room|Rm|Unit|Shop) [A-Z0-9]{1,5}, ?(?:[0-9]{1,3}|G|LG|UG)/F\b")
 # Whom an agent writes to or sends to, by name: "Hi John", "Dear Ms Brown", "Thanks Maria", "Mr. Peter Brown",
 # "recipient: Jane", 张先生, 王女士, 收件人张伟; but not "Hi there", "Dear customer", 尊敬的先生/女士, 收件人信息.
 _NOT_GREETED = ("there|team|all|everyone|everybody|customers?|sir|madam|friends?|folks|guys|again|valued|so|very|for|and"

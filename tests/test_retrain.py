@@ -189,6 +189,9 @@ def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answe
     # a Chinese street and number as agents write one back: spaced, a section's, Hong Kong's 道, with 甲
     ("", "已改到杭州市西湖区文三路 478 号"), ("", "已改到台北市信義區信義路五段7號"), ("", "已改为香港九龍彌敦道100號"),
     ("", "已改到中关村大街甲27号"),
+    # Hong Kong's roads named for where they run, and a flat and floor as Hong Kong writes them in English
+    ("", "已改到中環德輔道中88號"), ("", "寄到皇后大道東 183 號"), ("", "Sent to Flat A, 4/F, Block 2, Taikoo Shing"),
+    ("", "Shop 3, G/F, Wing On Plaza"),
     ("", "您好张伟，退款已到账"), ("", "亲爱的李娜！已发货"), ("", "王芳您好，已改好"),  # a greeting by a Chinese name
 ])
 def test_an_agent_answer_naming_its_customer_is_theirs(asked: str, answer: str) -> None:
