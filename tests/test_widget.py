@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 import yaml
@@ -76,6 +76,8 @@ XSS_PAYLOADS: list[tuple[str, str, int]] = [
     ("![pixel](https://shop.example.com/pixel.png)", "!pixel", 1),
     ("[<img src=x onerror=alert(13)>](https://shop.example.com/help)", "<img src=x onerror=alert(13)>", 1),
     ("[quote](https://shop.example.com/\"onmouseover=\"document.title='quote')", "quote", 1),
+    ("见 https://shop.example.com/帮助/退货?类型=全部，或 https://shop.example.com/faq请查看",
+     "见 https://shop.example.com/帮助/退货?类型=全部，或 https://shop.example.com/faq请查看", 2),
     ("退货说明见 https://shop.example.com/returns。请查看", "退货说明见 https://shop.example.com/returns。请查看", 1),
     ("尺寸 20*30*40cm，评分 5*，物流 4*", "尺寸 20*30*40cm，评分 5*，物流 4*", 0),  # sizes and ratings, not italics
 ]
@@ -422,7 +424,9 @@ def assert_shown_as_text(bubble: Any) -> None:
         assert urlsplit(link.get_attribute("href") or "").scheme in ("http", "https")
         assert (link.get_attribute("rel"), link.get_attribute("target")) == ("noopener noreferrer nofollow", "_blank")
     assert bubble.locator("a").nth(2).get_attribute("href") == "https://shop.example.com/pixel.png"
-    assert bubble.locator("a").last.get_attribute("href") == "https://shop.example.com/returns"  # not its Chinese
+    # a path and query in Chinese are the link's; the Chinese text after an ASCII one or after punctuation is not
+    hrefs = [unquote(link.get_attribute("href") or "") for link in bubble.locator("a").all()[-3:]]
+    assert hrefs == ["https://shop.example.com/帮助/退货?类型=全部", "https://shop.example.com/faq", "https://shop.example.com/returns"]
 
 
 def test_xss_payloads_stay_inert_on_every_path(open_widget: Any, chromium: SimpleNamespace, hostile: LiveServer,

@@ -22,8 +22,10 @@
       String.raw`\*\*(?=\S)([^*\n]*?\S)\*\*`, // **bold**
       String.raw`\*(?=[^\s0-9０-９])([^*\n]*?[^\s0-9０-９])\*`, // *italic*, not from or to a digit: 20*30*40cm is a size
       String.raw`\x60([^\x60\n]+)\x60`, // `code`
-      // a bare URL, ASCII only: Chinese text runs on after one without a space (…/returns。请查看)
-      String.raw`(https?:\/\/[^\s<>"'\u0080-\uffff]*[^\s<>"'.,;:!?)\]\u0080-\uffff])`,
+      // a bare URL. Chinese text runs on after one without a space (…/returns。请查看, …/returns请查看), so Chinese
+      // is read as the URL's only where a path's part or a query's name or value starts with it (/帮助/退货?类型=全部),
+      // up to punctuation or a space; nor is the punctuation that ends the sentence (…/returns.) read as the URL's
+      String.raw`(https?:\/\/(?:[^\s<>"'\u0080-\uffff]|(?<=[\/=?&#\u0080-\uffff])[^\s<>"'\x00-\x7f\u2000-\u206f\u3000-\u303f\uff00-\uffef])+(?<![.,;:!?)\]]))`,
     ].join("|"),
     "g",
   );
