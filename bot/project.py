@@ -24,7 +24,7 @@ import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 from yarl import URL
 
-from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Text, spellings
+from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Script, Text, spellings
 from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue, ResponseVariant, Responses,
                            read_payload, variable_names, variables_are_names)
 from dialogues.export import about_one_case
@@ -307,6 +307,10 @@ class WeComChannel(Settings):
     reply_timeout: float | None = Field(None, gt=0, lt=5, description="seconds; WeCom gives up after 5")
     choice_hint: Text | None = None
     unread_hint: Text | None = None
+    script: Script | None = Field(None, description=(
+        "the Chinese script of the app's customers (hongkong for a Hong Kong company's, in Hong Kong's forms; "
+        "traditional for Taiwan's): the Chinese replies' until a customer writes a character of either, as a web "
+        "page's script is"))
 
 
 class ChannelsConfig(Settings):

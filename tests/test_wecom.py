@@ -23,6 +23,7 @@ from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypt
 from bot.language import Script, turn_language
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig, ProjectError
+from bot.project import WeComChannel as WeComSettings
 from tests.conftest import store_failing_once
 
 # From Tencent's WXBizMsgCrypt sample (callback_python3/Sample.py).
@@ -680,6 +681,27 @@ async def test_a_voice_message_or_a_picture_is_answered_with_a_request_to_type(
     assert await post("<MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m2</MediaId><MsgId>7002</MsgId>")
     await channel.close()
     assert bot.turns == [] and wecom_api.sent == []
+
+
+async def test_a_hong_kong_apps_customers_are_answered_in_hong_kong_forms_from_their_first_message(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto) -> None:
+    """WeCom says nothing of where its customers are, and a Hong Kong company could not say it either: its customers'
+    "你好", an order number or a picture was answered in Simplified characters. channels.wecom.script says it, as a
+    web page's script does, until a customer writes a script of their own."""
+    assert WeComSettings.model_validate({"script": "hongkong"}).script == "hongkong"  # bot.yml's channels.wecom.script
+    bot = FakeBot()
+    channel = WeComChannel(bot, settings(wecom_api.url, language="zh", script="hongkong"))
+    client = await client_for(aiohttp_client, channel)
+    await passive_content(client, crypto, "你好", "1")
+    assert bot.turns[0].script == "hongkong"  # the engine's until the customer's own shows
+    inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000</CreateTime>"
+             "<MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m2</MediaId><MsgId>7002</MsgId>"
+             "<AgentID>1000002</AgentID></xml>")
+    query, body = signed_post(crypto, inner)
+    response = await client.post("/wecom/callback", params=query, data=body)
+    hint = parse_xml(crypto.decrypt(parse_xml(await response.read()).findtext("Encrypt") or "")).findtext("Content")
+    assert hint == "抱歉，我只能讀懂文字消息，請用文字描述您的問題。"
+    await channel.close()
 
 
 async def test_a_picture_sent_to_an_agent_reaches_their_transcript_and_is_never_learnt(

@@ -33,7 +33,7 @@ from bot.channels.base import (MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, DeliveryErro
                                UNREAD_HINT, TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh,
                                read_body, message_pieces, readable, send_pieces, signed)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
-from bot.language import LANGUAGES, SLOT, Text, kept_script, say
+from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
 from dialogues.holding import SENT
 
@@ -177,6 +177,9 @@ class WeComChannel(PlatformChannel):
         self.reply_timeout = float(self.settings.get("reply_timeout", DEFAULT_REPLY_TIMEOUT_S))
         self.choice_hint: Text = self.settings.get("choice_hint") or CHOICE_HINT  # one text, or one per language
         self.unread_hint: Text = self.settings.get("unread_hint") or UNREAD_HINT
+        # The script of the app's customers (a Hong Kong company's: hongkong), until a customer's own shows: WeCom
+        # says nothing of where they are, and one writing 你好 or an order number was answered in Simplified.
+        self.script: Script | None = self.settings.get("script")
         self.crypto = WeComCrypto(self.settings["token"], self.settings["aes_key"], self.corp_id)
         # The payloads of the numbered choices last offered in each conversation ([]: none, or withdrawn).
         self._offers: OrderedDict[str, list[str]] = OrderedDict()
@@ -241,6 +244,7 @@ class WeComChannel(PlatformChannel):
                 user=user,
                 metadata={"msg_id": message.findtext("MsgId"), "agent_id": message.findtext("AgentID")},
                 language="zh",  # WeCom is a Chinese app: a first "？" in a multi bot was answered in English
+                script=self.script,
             )
             with refunded_on_error(request, conversation_id):
                 kept = await self.keep(turn, key)
@@ -312,8 +316,14 @@ class WeComChannel(PlatformChannel):
                 if conversation is not None and await self.bot._store(store.receive_unanswered, key, conversation_id,
                                                                       self.name, user, SENT[kind][language]):
                     return web.Response(text="")
-                notice = say(self.unread_hint, language, script=kept_script(kept))
+                notice = say(self.unread_hint, language, script=kept_script(kept) or self.script)
         return self._passive_reply(user, notice, nonce) if notice else web.Response(text="")
+
+    async def conversation_slots(self, conversation_id: str) -> dict[str, Any]:
+        """The conversation's slots, its customer's script the app's (``script``) until their own shows: what the
+        channel says for the bot (a "please wait", an owed answer's choices) is in it too."""
+        slots = await super().conversation_slots(conversation_id)
+        return {**slots, SCRIPT: self.script} if self.script and not kept_script(slots) else slots
 
     async def _chosen(self, conversation_id: str, text: str) -> str:
         """The payload of the numbered choice ``text`` picks, or ``text`` itself if it picks none. The choices
