@@ -133,9 +133,10 @@ PHONE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}(?<![+\d])(?!\d{{4}
                          r"(\d(?:[ .-]?\d){8,14}|[2-9]\d{3}[ -]?\d{4})(?![\d-]|[ .]\d)")
 # A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
 # glued on or not: +44 (0)20 7946 0958, +49 152 / 3472252. One way only to read each text, so that no
-# run of digits makes it try every way of splitting them.
+# run of digits makes it try every way of splitting them. The country code may be in brackets, as Hong Kong's
+# customers and forms write it: (+852) 9123 4567, +(852) 9123-4567.
 _INTL_GROUPS = r"(?:(?:[ .-]| ?/ ?)?\(\d{1,4}\)(?: ?\d+)?|(?:[ .-]| ?/ ?)\d+){0,10}"
-INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])\+\d+" + _INTL_GROUPS)
+INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])(?:\+\d+|\(\+\d{1,4}\) ?\d+|\+\(\d{1,4}\) ?\d+)" + _INTL_GROUPS)
 # The same dialled from abroad with 00 for the "+" (0044 20 7946 0958, 00 49 30 901820), read as INTL_PHONE's
 # are but kept only as a number its country gives out: order numbers start with zeros too (00123842). The match
 # is its first group, the groups after it looked ahead at (group 1), so that each group of 00 starts a reading:

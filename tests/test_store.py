@@ -946,6 +946,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("电话：0755-8667-8699 9点到18点, 订单 4332755 010 46450640", "电话：[PHONE] 9点到18点, 订单 4332755 [PHONE]"),
     ("10:30 021 6234 5678, 电话 0755 8667 8699 2 pcs, size 38 020 28460811 10/04", "10:30 [PHONE], 电话 [PHONE] 2 pcs, size 38 [PHONE] 10/04"),
     ("3519868982572495-ICBC", "[CARD]-ICBC"),
+    # a country code in brackets, as Hong Kong's customers and forms write it
+    ("我的电话号码是：(+852) 9123-4567，+(852) 6123 4567, (+44) 20 7946 0958", "我的电话号码是：[PHONE]，[PHONE], [PHONE]"),
     # China's country code written without its "+", or in brackets
     ("8613812345678, 86 138 1234 5678 或 (+86)13812345678", "[PHONE], [PHONE] 或 [PHONE]"),
     # a mobile's 11 digits in other groups, joined by dashes; in spaces they are as likely amounts
