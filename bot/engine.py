@@ -57,7 +57,7 @@ from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESU
                          VERIFIED_USER, Project, button_payloads, name_agent)
 from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, texts_of,
                            warn_unshown)
-from dialogues.holding import acknowledges, asks_for_a_person, drops_it
+from dialogues.holding import acknowledges, asks_for_a_person, drops_it, says_wrong
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
 
@@ -262,7 +262,7 @@ class Bot:
         else:
             values = {**self._fillable(slots, entities, text), MID_CONVERSATION: conversation is not None}
             decision = decide(analysis, self.config, self.project.responses, values, turn.channel, fallbacks, language,
-                              self.project.intents, acknowledges(text))
+                              self.project.intents, acknowledges(text), says_wrong(text))
             if entities and (decision.kind == "fallback" or decision.reason == "fallbacks"):
                 decision = await self._asked_again(turn.conversation_id, analysis) or decision
 

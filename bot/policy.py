@@ -10,7 +10,8 @@ A bot may have an ``oos`` intent, examples of what it should not answer: confide
 gets its own template if it has one, and the fallback otherwise; it is never offered as a button, nor
 is the handoff intent (the button for a person is always there) or an intent in ``fallback.exclude``
 (small talk: "Did you mean: Greet?" helps nobody). A message that only acknowledges or thanks ("ok", "thanks 👍"),
-unless an intent other than ``oos`` is confidently predicted, gets fallback.acknowledged, which is no miss.
+unless an intent other than ``oos`` is confidently predicted, gets fallback.acknowledged, which is no miss; one that
+only says the answer missed ("不对", "that's wrong") is a miss, whatever is predicted.
 Whatever it says is in the turn's language (bot/language.py), and a ``multi`` bot gives a historical
 answer only in that language. It is a pure function of the analysis and the conversation, so it is
 tested without a model.
@@ -97,13 +98,19 @@ def decide(
     language: Language = "en",
     intents: Collection[str] | None = None,
     acknowledges: bool = False,
+    corrects: bool = False,
 ) -> Decision:
     """``intents`` are nlu.yml's: a model served after `bot rollback`, or from before an edit of nlu.yml, may
     rank an intent nlu.yml no longer has, whose button would lead to no template nor action, and back here.
     None offers whatever the model ranks. ``acknowledges``: the message only acknowledges or thanks
-    (:func:`dialogues.holding.acknowledges`)."""
+    (:func:`dialogues.holding.acknowledges`); ``corrects``: it only says the answer before missed
+    (:func:`dialogues.holding.says_wrong`)."""
     pred = analysis.prediction
     intent, confidence = pred.intent, pred.confidence
+    if corrects:
+        # "不对", "that's wrong": a miss, whatever the classifier reads in two words (the demo's read "不对" as "ok"
+        # and said "glad to help"); no intent of theirs to offer, so it asks to put it another way, or hands off
+        return missed(config, responses, channel, language, values, fallbacks_so_far, None, confidence, [])
     confident = understood(analysis, config)
 
     if confident and intent == config.handoff.intent:
@@ -143,15 +150,22 @@ def decide(
         about = hits[0].intent or (intent if confident else None)
         return Decision("retrieval", about, confidence, hits[0].text, retrieval_score=hits[0].score)
 
-    if misses_reach_handoff(fallbacks_so_far, config):
-        return handing_off(config, responses, channel, language, "fallbacks", values, intent, confidence)
-    fallback = config.fallback
     # The handoff intent is the "talk to a person" button already, added last. An intent the classifier was
     # sure of and still got here (its template needs a value the conversation lacks, and no answer of its
     # own is close) would only lead back here from its button.
-    hidden = {OOS, config.handoff.intent, *fallback.exclude, *([intent] if confident else [])}
+    hidden = {OOS, config.handoff.intent, *config.fallback.exclude, *([intent] if confident else [])}
     likeliest = [name for name, _ in pred.ranking
                  if name not in hidden and (intents is None or name in intents)][:3]
+    return missed(config, responses, channel, language, values, fallbacks_so_far, intent, confidence, likeliest)
+
+
+def missed(config: BotConfig, responses: Responses, channel: str, language: Language, values: dict[str, Any],
+           fallbacks_so_far: int, intent: str | None, confidence: float, likeliest: list[str]) -> Decision:
+    """A miss: the fallback, offering the ``likeliest`` intents and a person, or the handoff once the misses in a
+    row reach ``thresholds.fallbacks_before_handoff``."""
+    if misses_reach_handoff(fallbacks_so_far, config):
+        return handing_off(config, responses, channel, language, "fallbacks", values, intent, confidence)
+    fallback = config.fallback
     buttons = [{"title": _title(config, name, language), "payload": f"/{name}"} for name in likeliest]
     buttons.append({"title": say(fallback.human_button, language), "payload": HANDOFF_PAYLOAD})
     # "Did you mean one of these?" over the person button alone asks about nothing; said twice in a row, it loops.

@@ -335,6 +335,24 @@ def asks_for_a_person(text: str) -> bool:
             and all(_ACKNOWLEDGES.fullmatch(c) or _POLITE_PERSON.fullmatch(c) for c in clauses))
 
 
+# What a customer says of an answer that missed: "不对", "不是这个", "答非所问", Hong Kong's 唔係, 唔啱, "that's wrong",
+# "not what I asked" (read in Simplified characters), after "no" or not. No intent's words: the demo's classifier
+# read "不对" and "不是" as "ok", as it reads "no" (to "anything else?"), and said "glad to help".
+_WRONG = (r"不[对是](?:的|啊|呀|吧|哦)?(?:这个|这样|那个|我要的|我问的|我想要的|我想问的)?|(?:你|答案)?(?:答|说|回答|搞|弄)?错了"
+          r"|答非所问|文不对题|牛头不对马嘴|唔系(?:呢个|咁)?|唔啱|错咗"
+          r"|(?:that|this|it)(?:['’]?s| is) (?:wrong|not right|incorrect|not it|not what i (?:asked|meant|wanted))"
+          r"|wrong(?: answer)?|not right|incorrect|not what i (?:asked(?: for)?|meant|wanted)")
+_WRONG_WORDS = re.compile(_WRONG)
+_SAYS_WRONG = re.compile(_only(f"{_WRONG}|no|nope|nah"))
+
+
+def says_wrong(text: str) -> bool:
+    """Whether a customer's message only says the bot's answer missed ("不对", "不是这个", "no, that's wrong"): a miss
+    to the bot, to be put another way, where "no" alone is an answer to "anything else?"."""
+    clauses = _clauses(text)
+    return any(map(_WRONG_WORDS.search, clauses)) and all(map(_SAYS_WRONG.fullmatch, clauses))
+
+
 # Where a sentence ends: at its stop and the space after it ("2.5" goes on) after a word ("e.g." goes on), a Chinese
 # stop, a line break.
 _SENTENCE_ENDS = re.compile(r"(?<=\w\w)[.!?]+[\"')”’」』）]*\s+|[。！？]+[”’」』）]*\s*|\n+")

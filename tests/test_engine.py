@@ -181,6 +181,18 @@ async def test_an_acknowledgement_between_two_misses_leaves_the_count_of_misses(
     assert (second["source"], second["handed_off"]) == ("handoff", True)
 
 
+async def test_saying_the_answer_missed_asks_to_put_it_another_way_then_hands_off(
+        aiohttp_client: Any, tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """"不对" after an answer was answered as what the classifier read in it ("ok", in the demo: "好的，如果还有其他问题，
+    随时问我。"), however sure it was: the customer the bot had misunderstood was never asked again nor handed over."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "sure", thresholds={"intent": 0.0, "fallbacks_before_handoff": 3})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    said = [await ask(client, "wrong", text) for text in ("不对", "不是这个", "that's wrong")]
+    assert [(r["source"], r["reply"]) for r in said[:2]] == [
+        ("fallback", "抱歉，我不太确定您的意思。能换个说法吗？"), ("fallback", "抱歉，我还是没能理解。您可以换个说法，或者转人工客服。")]
+    assert (said[2]["source"], said[2]["handed_off"]) == ("handoff", True)
+
+
 @pytest.mark.parametrize(("conversation", "other"), [("other-en", "and the other one? order 456"), ("other-bare", "456"),
                                                      ("other-zh", "那另一个订单456呢？")])
 async def test_another_value_after_an_action_answered_runs_it_again(unsure: Any, conversation: str, other: str) -> None:

@@ -190,6 +190,16 @@ def test_a_miss_right_after_a_miss_is_not_answered_with_the_same_words() -> None
         "抱歉，我还是没能理解。您可以换个说法，或者转人工客服。"
 
 
+def test_saying_the_answer_missed_is_a_miss_whatever_the_classifier_read() -> None:
+    """The demo's classifier read "不对" and "不是" as "ok", as it reads "no": the customer told the bot it was wrong
+    got "好的，如果还有其他问题，随时问我。", and never a person however often they said it."""
+    ok = analysis("acknowledge", 0.9)
+    first = decide(ok, CONFIG, RESPONSES, {}, "web", 0, "zh", corrects=True)
+    assert (first.kind, first.intent, first.text) == ("fallback", None, "抱歉，我不太确定您的意思。能换个说法吗？")
+    assert first.buttons == [{"title": "转人工客服", "payload": HANDOFF_PAYLOAD}]
+    assert decide(ok, CONFIG, RESPONSES, {}, "web", 1, "zh", corrects=True).kind == "handoff"  # the misses in a row
+
+
 def test_calibration_cuts_between_mistakes_and_correct_answers() -> None:
     confidences = [0.34, 0.41] + [0.7 + i / 100 for i in range(20)]
     correct = [False, False] + [True] * 20

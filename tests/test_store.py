@@ -25,7 +25,7 @@ from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
-from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, gives_details, says_nothing
+from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, gives_details, says_nothing, says_wrong
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, HeldByColleague, SentBefore,
                              Store, StoreError)
@@ -745,6 +745,17 @@ def test_what_only_acknowledges(text: str, only: bool) -> None:
 
 
 @pytest.mark.parametrize(("text", "only"), [
+    ("不对", True), ("不是", True), ("不是，不是这个", True), ("答非所问", True), ("你答错了！", True), ("不是我要的😡", True),
+    ("唔係", True), ("唔啱", True), ("錯咗", True),  # Hong Kong's Cantonese
+    ("that's wrong", True), ("no, not what I asked", True), ("nope, wrong answer", True),
+    # "no" alone answers "anything else?"; a correction that says what was meant is a question of its own
+    ("no", False), ("nope", False), ("不用了", False), ("不是，我要退款", False), ("这个颜色不对", False), ("wrong item", False),
+])
+def test_what_only_says_the_answer_missed(text: str, only: bool) -> None:
+    assert says_wrong(text) is only
+
+
+@pytest.mark.parametrize(("text", "only"), [
     ("talk to a human", True), ("hi, agent please", True), ("Real person please 🙏", True), ("转人工", True),
     ("我要人工客服", True), ("ok, 找人工", True),
     # with the greeting, "please" or thanks written on without a stop
@@ -765,9 +776,10 @@ def test_a_long_run_of_acknowledgements_is_read_at_once() -> None:
     as many ways as its characters split: refusing 24 words took a minute, and the event loop of a bilingual
     bot (and the store's thread, when an agent answers) stood still for it. Run apart, so that a regression
     fails in seconds instead of hanging the suite."""
-    code = ("from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, says_nothing\n"
-            "for text in ['thanks ' * 40 + 'now', '嗯' * 60 + '吗', '(｡･ω･｡) ok ' * 30 + 'refund']:\n"
+    code = ("from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, says_nothing, says_wrong\n"
+            "for text in ['thanks ' * 40 + 'now', '嗯' * 60 + '吗', '(｡･ω･｡) ok ' * 30 + 'refund', '不对' * 60 + '吗']:\n"
             "    assert not asks_nothing(text) and not acknowledges(text) and not asks_for_a_person(text)\n"
+            "    assert not says_wrong(text)\n"
             "    says_nothing(text)\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
 
