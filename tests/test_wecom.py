@@ -902,6 +902,10 @@ def test_plain_text_shows_markdown_as_wecom_text_can() -> None:
     assert plain_text("详情见（[退货政策](https://shop.example/退货?类型=全部)）。请访问：[https://商店.cn/帮助](https://商店.cn/帮助)，谢谢") == (
         "详情见（退货政策 (https://shop.example/%E9%80%80%E8%B4%A7?%E7%B1%BB%E5%9E%8B=%E5%85%A8%E9%83%A8)）。"
         "请访问：https://xn--czrs0t.cn/%E5%B8%AE%E5%8A%A9，谢谢")
+    # and a bare one, as the web chat links it: its Chinese path or query, not the Chinese after an ASCII part
+    assert plain_text("见 https://shop.example/帮助/退货?类型=全部，或 https://shop.example/faq请查看。") == (
+        "见 https://shop.example/%E5%B8%AE%E5%8A%A9/%E9%80%80%E8%B4%A7?%E7%B1%BB%E5%9E%8B=%E5%85%A8%E9%83%A8，"
+        "或 https://shop.example/faq请查看。")
     assert plain_text("- one\n- **two**\n\n1. three") == "- one\n- two\n\n1. three"  # lines stay as written
     # an asterisk from or to a digit is a size's or a rating's
     assert plain_text("*包邮*\n尺寸 20*30*40cm，评分 5*，物流 4*") == "包邮\n尺寸 20*30*40cm，评分 5*，物流 4*"

@@ -72,10 +72,15 @@ class WeComMaybeSent(WeComAPIError, MaybeDelivered):
 
 # The web chat's Markdown subset (INLINE in bot/static/widget.js, whose rules these are): [text](url),
 # **bold**, *italic* (not starting or ending with a digit: 20*30*40cm is a size, 评分 5*，物流 4* two ratings),
-# `code`. Lines, lists and bare addresses read the same as plain text.
+# `code`. Lines and lists read the same as plain text.
 INLINE = re.compile(r"\[([^\]\n]+)\]\(([^()\s]+)\)|\*\*(?=\S)([^*\n]*?\S)\*\*"
                     r"|\*(?=[^\s0-9０-９])([^*\n]*?[^\s0-9０-９])\*|`([^`\n]+)`")
 LINKS = ("", "http", "https", "mailto", "tel")  # the addresses the web chat links; any other stays as typed
+# A bare address, as the web chat links it (INLINE in widget.js): with a path's part or a query's name or value that
+# starts in Chinese (https://shop.example/帮助/退货?类型=全部), not with Chinese text written straight after an ASCII part,
+# after punctuation or after a space, nor with the punctuation that ends the sentence.
+BARE_ADDRESS = re.compile(r"https?://(?:[^\s<>\"'\u0080-\uffff]|(?<=[/=?&#\u0080-\uffff])"
+                          r"[^\s<>\"'\x00-\x7f\u2000-\u206f\u3000-\u303f\uff00-\uffef])+(?<![.,;:!?)\]])")
 _URL_SIGNS = "".join(chr(c) for c in range(0x21, 0x7f))  # what an address keeps as written: ASCII's printable
 # What XML 1.0 cannot carry at all, even escaped: a reply holding one (a form feed pasted into an agent's
 # answer, "\x0b" in an action's text) would make the whole passive reply unreadable to WeCom.
@@ -94,8 +99,8 @@ _AS_DIGITS = {ord(circled): str(n) for n, circled in enumerate("①②③④⑤�
 def linkable(address: str) -> str:
     """A web ``address`` written in ASCII alone: its host in Punycode, the rest with every other character
     percent-encoded, as a browser sends it. A chat app links a typed address up to the first character past
-    ASCII, since Chinese text runs on after one without a space (the web chat's own rule, INLINE in
-    bot/static/widget.js): "https://shop.example/退货" would open https://shop.example/."""
+    ASCII, since Chinese text runs on after one without a space: "https://shop.example/退货" would open
+    https://shop.example/."""
     parts = urlsplit(address)
     if address.isascii() or parts.scheme.lower() not in ("http", "https"):
         return address
@@ -108,8 +113,8 @@ def linkable(address: str) -> str:
 
 def plain_text(markdown: str) -> str:
     """A reply as WeCom's text messages can show it, since they draw no Markdown: what the web chat draws
-    as bold, italic or code without its marks, and a link as its label and its address (in ASCII,
-    :func:`linkable`, so that WeCom links all of it)."""
+    as bold, italic or code without its marks, and a link as its label and its address, which, as a bare one
+    (:data:`BARE_ADDRESS`), is in ASCII (:func:`linkable`), so that WeCom links all of it."""
 
     def plain(match: re.Match[str]) -> str:
         label, address, bold, italic, code = match.groups()
@@ -121,7 +126,7 @@ def plain_text(markdown: str) -> str:
             return f"{label} ({linkable(address)})"
         return code if code is not None else plain_text(bold if bold is not None else italic)
 
-    return INLINE.sub(plain, markdown)
+    return BARE_ADDRESS.sub(lambda match: linkable(match.group()), INLINE.sub(plain, markdown))
 
 
 def numbered_choices(text: str, buttons: list[dict[str, str]], hint: str) -> str:
