@@ -126,6 +126,10 @@ def foreign(text: str, language: Language) -> bool:
     return mostly_written_in(text) == "zh"
 
 
+# The punctuation a Chinese input method types: CJK's own (、。「」【】) and the full-width forms of ASCII's (？！，：).
+_CHINESE_PUNCTUATION = re.compile(r"[\u3001-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")
+
+
 def turn_language(bot_language: str, text: str, previous: str | None = None, page: str | None = None) -> Language:
     """The language to answer ``text`` in. A button's payload (``/`` and a name, whatever the name is written
     in, an action's own too), or a message with no letter in it (an order number, an emoji), keeps
@@ -136,11 +140,14 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     to switch. A first "hello" on a Chinese page
     is English's: nothing Chinese was said yet. Another script (Korean, Japanese, Cyrillic) is English's, not the
     conversation's, as a first message's is. Full-width letters, which a Chinese input method types ("ＯＫ"), are
-    read as the letters they are: a Chinese customer's "ＯＫ" was answered in English."""
+    read as the letters they are: a Chinese customer's "ＯＫ" was answered in English. A first message with no
+    letter and nothing to keep is Chinese's when it has the punctuation a Chinese input method types ("？？？",
+    "。。。"), which was answered in English."""
     if bot_language in LANGUAGES:
         return cast(Language, bot_language)
+    typed_in_chinese = _CHINESE_PUNCTUATION.search(text) is not None
     text = unicodedata.normalize("NFKC", text)
-    kept = previous or page
+    kept = previous or page or ("zh" if typed_in_chinese else None)
     if text.startswith("/") and kept in LANGUAGES:
         return cast(Language, kept)
     if KANA.search(text):  # Japanese, kanji and all: another script, English's

@@ -42,6 +42,9 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "12345678", "zh", "zh"),        # so does a message with no letter in it
     ("multi", "👍 ！？", "zh", "zh"),
     ("multi", "👍", None, "en"),
+    # a first one typed with a Chinese input method's punctuation is Chinese; a conversation's language is kept
+    ("multi", "？？？", None, "zh"), ("multi", "。。。", None, "zh"), ("multi", "👍！", None, "zh"), ("multi", "???", None, "en"),
+    ("multi", "？", "en", "en"),
     ("multi", "/track_order", None, "en"),
     ("multi", "/退款", "en", "en"),           # whatever script the intent's name is written in
     ("multi", "/退款", None, "zh"),           # a first message has no language to keep
