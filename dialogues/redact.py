@@ -131,6 +131,10 @@ _PHONE_WORD = (r"(?<![A-Za-z])(?:电话|電話|座机|座機|固话|固話|手�
 # 0412 345 678), but not a date, a "+" number (INTL_PHONE's) or the start of a longer run of groups.
 PHONE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}(?<![+\d])(?!\d{{4}}[-./]\d{{1,2}}[-./]\d{{1,2}}(?!\d))"
                          r"(\d(?:[ .-]?\d){8,14}|[2-9]\d{3}[ -]?\d{4})(?![\d-]|[ .]\d)")
+# And written in Chinese numerals, or numerals and digits, after that word: Hong Kong's eight digits (手提：九一二三四五六七)
+# as a mainland mobile is (CN_NUMERAL_MOBILE) anywhere.
+PHONE_NAMED_NUMERALS = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}(?<![{_NUMERALS}])"
+                                  rf"([{_NUMERALS}](?:[ -]?[{_NUMERALS}]){{7,14}})(?![{_NUMERALS}])")
 # A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
 # glued on or not: +44 (0)20 7946 0958, +49 152 / 3472252. One way only to read each text, so that no
 # run of digits makes it try every way of splitting them. The country code may be in brackets, as Hong Kong's
@@ -462,6 +466,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (TW_MOBILE, "[PHONE]", _whole),
     (CN_LANDLINE, "[PHONE]", _landline),
     (PHONE_NAMED, "[PHONE]", _named),
+    (PHONE_NAMED_NUMERALS, "[PHONE]", _named_when(lambda number: bool(re.search(f"[{_CHINESE_NUMERALS}]", number)))),
     (INTL_PHONE, "[PHONE]", _phone),
     (DIALLED_PHONE, "[PHONE]", _dialled),
     (UK_PHONE, "[PHONE]", _uk),

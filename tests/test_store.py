@@ -971,6 +971,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # a mobile in Chinese numerals, or numerals and digits; other runs of numerals are no phone number
     ("手机一三八一二三四五六七八，电话：幺三八 1234 5678谢谢", "手机[PHONE]，电话：[PHONE]谢谢"),
     ("共一百二十块, 一三五七九, 一三八一二三四五六七八九", "共一百二十块, 一三五七九, 一三八一二三四五六七八九"),
+    # Hong Kong's eight digits in numerals, after a word for a phone only; a time after one is none
+    ("手提：九一二三四五六七，我電話係九一二三 四五六七，电话十二点打给我", "手提：[PHONE]，我電話係[PHONE]，电话十二点打给我"),
     # a Chinese bank's own debit card, in no international scheme's range, after a word for a card
     ("银行卡9558800000000000000，工行卡号是 9558-8000-0000-0000-000", "银行卡[CARD]，工行卡号是 [CARD]"),
     ("card number 9558 8000 0000 0000 000", "card number [CARD]"),
