@@ -110,7 +110,7 @@ def decide(
     if corrects:
         # "不对", "that's wrong": a miss, whatever the classifier reads in two words (the demo's read "不对" as "ok"
         # and said "glad to help"); no intent of theirs to offer, so it asks to put it another way, or hands off
-        return missed(config, responses, channel, language, values, fallbacks_so_far, None, confidence, [])
+        return _missed(config, responses, channel, language, values, fallbacks_so_far, None, confidence, [])
     confident = understood(analysis, config)
 
     if confident and intent == config.handoff.intent:
@@ -156,10 +156,10 @@ def decide(
     hidden = {OOS, config.handoff.intent, *config.fallback.exclude, *([intent] if confident else [])}
     likeliest = [name for name, _ in pred.ranking
                  if name not in hidden and (intents is None or name in intents)][:3]
-    return missed(config, responses, channel, language, values, fallbacks_so_far, intent, confidence, likeliest)
+    return _missed(config, responses, channel, language, values, fallbacks_so_far, intent, confidence, likeliest)
 
 
-def missed(config: BotConfig, responses: Responses, channel: str, language: Language, values: dict[str, Any],
+def _missed(config: BotConfig, responses: Responses, channel: str, language: Language, values: dict[str, Any],
            fallbacks_so_far: int, intent: str | None, confidence: float, likeliest: list[str]) -> Decision:
     """A miss: the fallback, offering the ``likeliest`` intents and a person, or the handoff once the misses in a
     row reach ``thresholds.fallbacks_before_handoff``."""
