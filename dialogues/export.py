@@ -23,7 +23,7 @@ from dialogues.redact import (ACCOUNT, DATE_OR_TIME, PLACEHOLDERS, SURNAMES, acc
                               redact_names, was_redacted)
 from dialogues.holding import SENT_TEXTS
 from dialogues.store import Store
-from retrieval.text import PRICE, same_example, same_text
+from retrieval.text import PRICE, WEB_ADDRESS, same_example, same_text
 
 
 @dataclass
@@ -121,11 +121,10 @@ def shareable(asked: str, answer: str) -> bool:
 
 
 # A number of five or more digits (55667, 55667A), or of three or four that is no quantity with a unit
-# (256GB, 100%); and a run of digit groups ("556 677", "556-677", "2026-12-03"); links (ASCII, which a
-# Chinese sentence goes on from without a space) aside, any white space one space.
+# (256GB, 100%); and a run of digit groups ("556 677", "556-677", "2026-12-03"); links (read as the web chat links
+# them: a help page's path in Chinese is the link's) aside, any white space one space.
 _NUMBER = re.compile(r"(?<![0-9])(?:[0-9]{5,}(?![0-9])|[0-9]{3,4}(?![0-9A-Za-z%]))")
 _GROUPS = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)+")
-_LINK = re.compile(r"https?://[!-~]+")
 # What redaction leaves of a number the customer wrote ([PHONE], [CARD], [ID], [IBAN], [QQ]), which an answer may still
 # repeat: "the courier has 7946 0958", "尾号5678的手机". An email address has no digits to repeat.
 _REDACTED_NUMBERS = PLACEHOLDERS - {"[EMAIL]"}
@@ -141,8 +140,8 @@ def _numbers(text: str) -> tuple[set[str], list[list[str]], set[str]]:
     """The numbers of ``text`` outside its links, its runs of digit groups, and the numbers of three or
     more digits in its links (a tracking page's ``?order=55667``)."""
     shown = nfkc_view(text)[0]  # digits as redaction reads them
-    linked = {number for link in _LINK.findall(shown) for number in re.findall(r"[0-9]{3,}", link)}
-    shown = re.sub(r"\s+", " ", PRICE.sub(" ", _LINK.sub(" ", shown)))
+    linked = {number for link in WEB_ADDRESS.findall(shown) for number in re.findall(r"[0-9]{3,}", link)}
+    shown = re.sub(r"\s+", " ", PRICE.sub(" ", WEB_ADDRESS.sub(" ", shown)))
     return set(_NUMBER.findall(shown)), [re.split(r"[ .-]", m.group(0)) for m in _GROUPS.finditer(shown)], linked
 
 

@@ -116,6 +116,12 @@ _AMOUNT = r"[0-9][0-9,]*(?:\.(?:00|99))?(?![0-9.,])"
 PRICE = re.compile(rf"[$€£¥]\s?{_AMOUNT}|(?<![0-9,]),*{_AMOUNT}\s?(?:元|块|塊|蚊|円|港元|港[币幣]|美元|人民[币幣]"
                    r"|(?:dollars?|euros?|usd|eur|gbp|rmb|cny|hkd)(?![a-z]))", re.IGNORECASE)
 
+# A web address as the web chat links it (INLINE in bot/static/widget.js): with a path's part or a query's name or
+# value that starts in Chinese (https://shop.example/帮助/退货?类型=全部), not with Chinese text written straight after an
+# ASCII part (…/faq请查看), after punctuation or after a space, nor with the punctuation that ends the sentence.
+WEB_ADDRESS = re.compile(r"https?://(?:[^\s<>\"'\u0080-\uffff]|(?<=[/=?&#\u0080-\uffff])"
+                         r"[^\s<>\"'\x00-\x7f\u2000-\u206f\u3000-\u303f\uff00-\uffef])+(?<![.,;:!?)\]])")
+
 HEAD_SHARE = 0.25  # of a long message's tokens, from its start; the rest from its end
 _OWN_TOKENIZERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 

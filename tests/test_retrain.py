@@ -251,8 +251,10 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
     linked = [{**later, "id": 16, "answer": "Track it here: https://shop.example.com/track?order=55667"},
               {**asked, "question": "see https://shop.example.com/orders/55667", "asked": "", "id": 17,
                "answer": "Order 55667 has shipped."},  # the customer's number in the link they sent
-              {**later, "id": 18, "answer": "See https://help.example.com/articles/360012345"}]  # a help page's
-    assert [a.id for a in agent_answers(LearnedData([], linked))] == ["agent:18"]
+              {**later, "id": 18, "answer": "See https://help.example.com/articles/360012345"},  # a help page's
+              {**later, "id": 40, "answer": "退货流程见 https://shop.example.com/帮助/文章/360012345。"},  # in Chinese too
+              {**later, "id": 41, "answer": "请看 https://shop.example.com/订单?编号=55667"}]
+    assert [a.id for a in agent_answers(LearnedData([], linked))] == ["agent:18", "agent:40"]
     anyones = ["It ships on 2026-12-03.", "A 1920x1080 screen and 2000mAh.", "Between 100-200 units a batch.",
                "It costs 1.299.000 VND.", "Sizes 100 120 140 are in stock."]  # were taken for one number each
     general = [{**later, "id": 20 + n, "answer": text} for n, text in enumerate(anyones)]

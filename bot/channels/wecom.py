@@ -36,6 +36,7 @@ from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypt
 from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
 from dialogues.holding import SENT
+from retrieval.text import WEB_ADDRESS
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -76,11 +77,6 @@ class WeComMaybeSent(WeComAPIError, MaybeDelivered):
 INLINE = re.compile(r"\[([^\]\n]+)\]\(([^()\s]+)\)|\*\*(?=\S)([^*\n]*?\S)\*\*"
                     r"|\*(?=[^\s0-9０-９])([^*\n]*?[^\s0-9０-９])\*|`([^`\n]+)`")
 LINKS = ("", "http", "https", "mailto", "tel")  # the addresses the web chat links; any other stays as typed
-# A bare address, as the web chat links it (INLINE in widget.js): with a path's part or a query's name or value that
-# starts in Chinese (https://shop.example/帮助/退货?类型=全部), not with Chinese text written straight after an ASCII part,
-# after punctuation or after a space, nor with the punctuation that ends the sentence.
-BARE_ADDRESS = re.compile(r"https?://(?:[^\s<>\"'\u0080-\uffff]|(?<=[/=?&#\u0080-\uffff])"
-                          r"[^\s<>\"'\x00-\x7f\u2000-\u206f\u3000-\u303f\uff00-\uffef])+(?<![.,;:!?)\]])")
 _URL_SIGNS = "".join(chr(c) for c in range(0x21, 0x7f))  # what an address keeps as written: ASCII's printable
 # What XML 1.0 cannot carry at all, even escaped: a reply holding one (a form feed pasted into an agent's
 # answer, "\x0b" in an action's text) would make the whole passive reply unreadable to WeCom.
@@ -114,7 +110,7 @@ def linkable(address: str) -> str:
 def plain_text(markdown: str) -> str:
     """A reply as WeCom's text messages can show it, since they draw no Markdown: what the web chat draws
     as bold, italic or code without its marks, and a link as its label and its address, which, as a bare one
-    (:data:`BARE_ADDRESS`), is in ASCII (:func:`linkable`), so that WeCom links all of it."""
+    (:data:`~retrieval.text.WEB_ADDRESS`), is in ASCII (:func:`linkable`), so that WeCom links all of it."""
 
     def plain(match: re.Match[str]) -> str:
         label, address, bold, italic, code = match.groups()
@@ -126,7 +122,7 @@ def plain_text(markdown: str) -> str:
             return f"{label} ({linkable(address)})"
         return code if code is not None else plain_text(bold if bold is not None else italic)
 
-    return BARE_ADDRESS.sub(lambda match: linkable(match.group()), INLINE.sub(plain, markdown))
+    return WEB_ADDRESS.sub(lambda match: linkable(match.group()), INLINE.sub(plain, markdown))
 
 
 def numbered_choices(text: str, buttons: list[dict[str, str]], hint: str) -> str:
