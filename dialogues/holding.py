@@ -73,7 +73,7 @@ _OKS = (r"ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?
         rf"|{_DROPS}"
         # and with the particle that softens them (好啦, 收到了, 没问题啦; Hong Kong's 好喇, 好啰, ok喇)
         r"|好[的嘅][呢哦呀哈]?|好[嘞啦喇咯啰呀啊吖]?|好[滴哒]|(?:那)?好吧|嗯++[呐哪]?|[哦噢]++|收到[了啦喇]?|[没冇]问题[啦喇]?"
-        r"|明白(?:了|晒|啦|喇)?|了解了?|(?:知道|晓得|懂)[了啦咗]|ok[的了啦喇]|谢谢(?:您|你们?|啦|了|亲|客服|您了)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
+        r"|明白(?:了|晒|啦|喇)?|了解了?|(?:知道|晓得|懂)[了啦咗喇]|ok[的了啦喇]|谢谢(?:您|你们?|啦|了|亲|客服|您了)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
         r"|多谢晒|唔该(?:晒|你|哂)?|多谢")  # and Hong Kong's Cantonese: thanks, thanks a lot
 # What a customer sent that the bot cannot read (a picture, a voice message), as a platform channel records it in
 # the transcript for the agent who has the conversation (bot/channels/wecom.py): per message type, per language.
@@ -106,7 +106,9 @@ def _only(words: str) -> str:
 
 
 # What only a customer says with nothing asked, where an agent's "可以", "是的" or "没有了" answers a question.
-_CONFIRMS = r"可以的?|行吧?|对的?|是的|没事了?|(?:没有|没|不用)了|没有(?:其他|其它|别的)(?:问题|事)了?|得[啦嘞喇]?|系[啊呀嘅]?"
+_CONFIRMS = (r"可以的?|行吧?|对的?|是的|没事了?|(?:没有|没|不用)了|没有(?:其他|其它|别的)(?:问题|事)了?|得[啦嘞喇]?|系[啊呀嘅]?"
+             # and Hong Kong's Cantonese: nothing else (冇嘢 with its particle: 冇嘢收到 is "nothing came"), that's all
+             r"|冇事[喇啦了]?|冇嘢[喇啦了]|系咁先")
 _ACKNOWLEDGES = re.compile(_only(_ACKS + "|" + _FOR_A_PERSON + "|" + _OKS + "|" + _CONFIRMS))
 _ACKNOWLEDGEMENT = re.compile(_only(_OKS))
 _DROPPING = re.compile(rf"(?:^|\W)(?:{_DROPS})(?:\W|$)", re.I)

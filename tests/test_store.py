@@ -713,6 +713,7 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     ("了解", True), ("ok啦", True), ("得唔得", False), ("係咪有貨", False), ("唔該幫我查下訂單", False), ("了解一下运费", False),
     ("有冇人呀", True), ("喺唔喺度", True), ("仲喺度嗎", True), ("等咗好耐", True), ("點解冇人理我", True), ("仲未有人覆", True),
     ("搵人工", True), ("冇人收快遞點算", False), ("仲有冇貨", False),  # nudges and asking for a person, in Cantonese
+    ("冇嘢喇，唔該", True), ("冇事喇", True), ("係咁先", True), ("知道喇", True), ("冇嘢收到", False),  # and closing
     # WeChat's own emoticons, which WeCom delivers as their names in brackets
     ("[强]", True), ("好的[抱拳]", True), ("謝謝[玫瑰][玫瑰]", True), ("[OK]", True), ("[微笑]我的订单到哪了", False),
     ("ok :+1:", True), ("thanks :pray:", True), (":smile: where is my order", False),  # and Slack's, by name
