@@ -68,9 +68,10 @@ QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|numbe
 # A WeChat ID (six to twenty letters, digits, "_" and "-", from a letter) or a QQ number after its name: a
 # handle alone must hold a digit, "_" or "-" ("WeChat official account" is none), one after "ID", 号, 是, a
 # colon, or 加微信 ("add me on WeChat": 加我微信 zhangsan) need not (see :func:`account_id`). Hong Kong's customers
-# write Cantonese 係 for 是 (我嘅微信號係 zhangwei88). A comma may stand before it (加我微信，abc_123456), as a
+# write Cantonese 係 for 是 (我嘅微信號係 zhangwei88). Its names written to pass a platform's filter count too: 薇信, 威信,
+# and a "v" after 加 or "+" (加v：zhangsan, +V zhang_san88). A comma may stand before it (加我微信，abc_123456), as a
 # colon may; what a comma alone puts after the name is one only in a handle's shape ("微信, thanks" is none).
-ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|qq)"
+ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|薇信|威信|(?<=[加+])v(?![a-z])|qq)"
                      r"( ?(?:号码|號碼|号|號|账号|帳號|id)(?: ?(?:是|为|為|係|is\b))?| ?[:：]|是|为|為|係| is\b)?"
                      r" *[:：,，]? *([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
 # The ID WeChat gives an account itself (wxid_ and up to twenty letters and digits), which customers copy from their

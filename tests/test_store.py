@@ -882,6 +882,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("微信 account 被封了, 我用微信 payment 失败, wechat support", "微信 account 被封了, 我用微信 payment 失败, wechat support"),
     # a bare ID straight after 微信, without 加, 号 or 是; the words customers write after 微信 stay
     ("我微信abc_123456，微信 wxid_abcd1234，微信上联系，微信支付", "我微信[ID]，微信 [ID]，微信上联系，微信支付"),
+    # WeChat's names written to pass a platform's filter; "v" only after 加 or "+"
+    ("加我薇信 zhang_san88，威信号 abc12345，加v：zhangsan，+V zhang_san88，加vip会员", "加我薇信 [ID]，威信号 [ID]，加v：[ID]，+V [ID]，加vip会员"),
     # the ID WeChat itself gives, pasted without 微信 before it
     ("加我 wxid_k8s9d7f6g5h4j3，wxid_abc123def 就是我, WXID_ABC123DEF", "加我 [ID]，[ID] 就是我, [ID]"),
     # after a comma, as after a colon: a handle's shape, or any after 加微信; the words after a comma stay
