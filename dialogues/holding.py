@@ -70,6 +70,7 @@ _FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)
 # Dropping what they asked: no miss, nor a question; while an action waits for an answer, no answer either.
 _DROPS = r"never ?mind|nvm|no worries|forget it|算了吧?"
 _OKS = (r"ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
+        r"|(?:ok(?:ay)?|thanks?|thx) ?(?:la|lah|lor|啦|喇)"  # as Hong Kong writes them in English: "ok la", "thx啦"
         rf"|{_DROPS}"
         # and with the particle that softens them (好啦, 收到了, 没问题啦; Hong Kong's 好喇, 好啰, ok喇)
         r"|好[的嘅][呢哦呀哈]?|好[嘞啦喇咯啰呀啊吖]?|好[滴哒]|(?:那)?好吧|嗯++[呐哪]?|[哦噢]++|收到[了啦喇]?|[没冇]问题[啦喇]?"

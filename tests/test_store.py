@@ -731,7 +731,7 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     ("收到，谢谢", True), ("多謝晒", True), ("好的 (｡･ω･｡)", True),
     # with the particle that softens them, and Hong Kong's Cantonese ones
     ("好啦", True), ("收到了", True), ("没问题啦", True), ("明白啦", True), ("好喇", True), ("好囉，唔該", True), ("OK喇", True),
-    ("好啦，那运费多少", False),
+    ("好啦，那运费多少", False), ("ok la", True), ("thx啦", True), ("okay lor 👍", True), ("ok lah, refund?", False),
     # dropping what they asked: "never mind" was a miss, "Sorry, I'm not sure I understood", on the way to a person
     ("never mind", True), ("nvm, thanks", True), ("ok forget it", True), ("算了吧", True), ("never mind the refund", False),
     # greetings, nudges and requests for a person ask the bot for something; signs alone may be anything
