@@ -51,6 +51,15 @@ async def test_common_questions_find_their_intent(client: Any, text: str, intent
     assert (await ask(client, f"demo-{intent}", text))["intent"] == intent
 
 
+@pytest.mark.parametrize(("text", "intent"), [
+    ("我嘅訂單去咗邊？", "track_order"), ("我嘅訂單 123 去咗邊", "track_order"), ("有冇得用八達通俾錢？", "check_payment_methods")])
+async def test_a_hong_kong_customer_writing_cantonese_is_answered(client: Any, text: str, intent: str) -> None:
+    """"Where has my order gone?" and "can I pay with Octopus?" in Cantonese fell back, an order number given or
+    not: the demo had no example written in Cantonese."""
+    reply = await ask(client, f"demo-yue-{len(text)}", text)
+    assert reply["intent"] == intent and reply["source"] != "fallback"
+
+
 async def test_order_status_runs_the_custom_action(client: Any) -> None:
     reply = await ask(client, "demo-2", "what is the status of order 789?")
     assert reply["source"] == "action"
