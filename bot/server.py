@@ -382,7 +382,9 @@ STORE_PROBE = web.AppKey("store_probe", StoreProbe)
 async def healthz(request: web.Request) -> web.Response:
     """Ready: the model serves and the store writes, to the file its path names. Once a write has failed (a full
     disk), a check tries one, every few seconds at most (:class:`StoreProbe`), until one succeeds: a load balancer
-    stops sending customers whose every message would get a 503, and sends them again once the disk has room."""
+    stops sending customers whose every message would get a 503, and sends them again once the disk has room. So
+    while a write has long waited for another process's lock (:meth:`~dialogues.store.Store.lock_wait`): every
+    message waits behind it."""
     bot = request.app[BOT]
     if request.app[DRAINING].is_set():
         raise http_error(web.HTTPServiceUnavailable, "stopping: send requests elsewhere")
@@ -392,6 +394,8 @@ async def healthz(request: web.Request) -> web.Response:
         await request.app[STORE_PROBE](bot)
     if (failing := bot.store.failing) is not None:
         raise http_error(web.HTTPServiceUnavailable, f"the conversation store cannot write: {failing}")
+    if (stalled := bot.store.lock_wait()) is not None:
+        raise http_error(web.HTTPServiceUnavailable, stalled)
     # CURRENT's version beside the one serving: another while a swap to it is on its way, or since it could not load
     # (the log says why), which a monitor can alert on while the customers are still answered.
     current = request.app[REGISTRY].readable_current()

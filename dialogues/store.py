@@ -748,6 +748,7 @@ class Store:
             self._lock = threading.RLock()
             self.failing: str | None = None  # why the last write failed (a full disk), until one succeeds
             self._slow_said = -LOCK_WAIT_SAID_EVERY_S  # when a long wait for the write lock was last said
+            self._asked_lock: float | None = None  # when the write now waiting for the lock asked for it
             if read_only:  # no migration, no WAL switch, no write lock: the writer's Store did those
                 return
             if copied_alone and not self._schema():
@@ -802,6 +803,16 @@ class Store:
                         "transaction?); every write waits meanwhile, up to %d s, then fails", self.path, seconds,
                         BUSY_TIMEOUT_S)
 
+    def lock_wait(self) -> str | None:
+        """Why the store's writes stall, while one has waited ``SLOW_LOCK_S`` or more for the write lock another
+        process holds (None otherwise): read from any thread, for a readiness check, since the store's own
+        thread is the one waiting, and every customer's message waits behind it."""
+        asked = self._asked_lock
+        if asked is None or (waited := time.monotonic() - asked) < SLOW_LOCK_S:
+            return None
+        return (f"the conversation store's writes have waited {waited:.1f} s for another process holding it locked "
+                f"(a sqlite3 shell in a transaction?); they fail after {BUSY_TIMEOUT_S:g} s")
+
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         """One transaction that takes the file's write lock as it begins (``BEGIN IMMEDIATE``).
@@ -818,8 +829,11 @@ class Store:
                     yield
                 return
             changes = self.db.conn.total_changes
-            asked = time.monotonic()
-            self.db.execute("BEGIN IMMEDIATE")
+            self._asked_lock = asked = time.monotonic()
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            finally:
+                self._asked_lock = None
             self._waited_for_lock(time.monotonic() - asked)
             try:
                 yield

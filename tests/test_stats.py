@@ -560,6 +560,30 @@ async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again
     assert (await client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order"})).status == 200
 
 
+async def test_healthz_is_not_ready_while_a_write_waits_long_for_another_processs_lock(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: Any) -> None:
+    """A sqlite3 shell left in a transaction held every customer's message up, up to the 30 s busy timeout, while
+    /healthz said "ok": a load balancer kept sending customers to a server that could not answer them."""
+    from dialogues import store as store_module
+
+    monkeypatch.setattr(store_module, "SLOW_LOCK_S", 0.3)
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    holder = sqlite3.connect(root / "dialogues.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    chat = asyncio.create_task(client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order"}))
+    await asyncio.sleep(0.1)
+    assert (await client.get("/healthz")).status == 200  # a moment's wait is no trouble
+    await asyncio.sleep(0.5)
+    health = await client.get("/healthz")
+    assert health.status == 503 and not chat.done()
+    assert (await health.json())["error"].startswith("the conversation store's writes have waited 0.")
+    holder.execute("COMMIT")
+    assert (await chat).status == 200
+    assert (await client.get("/healthz")).status == 200
+    holder.close()
+
+
 async def test_healthz_is_not_ready_once_the_stores_file_is_deleted_or_replaced_while_serving(
         tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, caplog: Any) -> None:
     """A store deleted under a running server (a folder cleaned, a deploy syncing the bot folder with --delete)
