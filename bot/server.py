@@ -109,26 +109,33 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
 
 def load_at_start(project: Project, device: str | None = None) -> NLU:
     """What `bot serve` starts with: the registry's current version, or, when it cannot load (a folder cut short
-    or half deleted), the newest other version that has served and loads, said loudly in the log. The customers
-    keep a bot that answers until someone on call mends or rolls back; CURRENT stays as it was, for them to decide.
-    Only when no such version loads does the server refuse to start."""
+    or half deleted) or models/CURRENT is gone, the newest other version that has served and loads, said loudly
+    in the log. The customers keep a bot that answers until someone on call mends or rolls back; CURRENT stays as
+    it was, for them to decide. Only when no such version loads does the server refuse to start."""
     registry = Registry(project.models_dir)
-    named = registry.current()
-    if named is None:
-        raise RegistryError(registry.nothing_serving())
     try:
-        return load_version(project, registry.path(named), device)
-    except (ModelLoadError, RegistryError) as exc:
-        broken = f"model {named}, which models/CURRENT names, cannot load: {exc}"
-    for name in registry.sound_alternatives(named):
+        named = registry.current()
+    except RegistryError as exc:  # unreadable, or a folder: as if gone
+        named, broken = None, str(exc)
+    else:
+        broken = registry.nothing_serving()
+    if named is not None:
+        try:
+            return load_version(project, registry.path(named), device)
+        except (ModelLoadError, RegistryError) as exc:
+            broken = f"model {named}, which models/CURRENT names, cannot load: {exc}"
+    alternatives = registry.sound_alternatives(named)
+    if named is None and not alternatives:
+        raise RegistryError(broken)
+    for name in alternatives:
         try:
             nlu = load_version(project, registry.root / name, device)
         except ModelLoadError as exc:
             broken += f"; {name} cannot load either: {exc}"
             continue
+        mend = "" if named is None else f", or mend {named} and POST /admin/reload"
         log.warning("%s. SERVING %s INSTEAD, the newest other version that has served and loads; `bot rollback %s %s` "
-                    "makes it the serving version, or mend %s and POST /admin/reload", broken, name, project.root,
-                    name, named)
+                    "makes it the serving version%s", broken, name, project.root, name, mend)
         return nlu
     raise ModelLoadError(f"{broken}; no other version that has served loads: `bot train {project.root}` trains one")
 

@@ -367,7 +367,9 @@ def train_project(project: Project, device: str | None = None, promote: bool = T
         with registry.stage() as staging:
             classifier = fit(project, train, held, device, progress)
             meta, metrics = write_model(staging, project, classifier, answers, held, len(train))
-            version = registry.commit(staging, meta, metrics)
+            # The version serving as this one is made: a record of it having served that outlives a lost decisions.jsonl
+            serving = registry.readable_current()
+            version = registry.commit(staging, {**meta, **({"parent": serving} if serving else {})}, metrics)
         previous = registry.readable_current() if promote else None
         if promote:
             registry.promote(version)

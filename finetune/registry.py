@@ -170,16 +170,25 @@ class Registry:
                 return decision.get("serving")
         return None
 
-    def sound_alternatives(self, broken: str) -> list[str]:
-        """The versions but ``broken`` that the decision log says served and whose files look whole
-        (:func:`_model_damage`, by their sizes), newest first: what to serve instead when ``broken`` cannot load.
-        A candidate the gate refused, or one trained with ``--no-promote``, never served, so is never among them."""
+    def sound_alternatives(self, broken: str | None) -> list[str]:
+        """The versions but ``broken`` known to have served (:meth:`served`) whose files look whole (:func:`_model_damage`,
+        by their sizes), newest first: what to serve instead when ``broken`` cannot load, or when CURRENT is gone
+        (``broken`` None). A candidate the gate refused, or one trained with ``--no-promote``, never served, so is
+        never among them."""
+        versions = self.versions()
+        served = self.served(versions)
+        return [v.name for v in reversed(versions) if v.name != broken and v.name in served and not v.damaged]
+
+    def served(self, versions: list[Version]) -> set[str]:
+        """The versions the decision log says served, and those ``versions`` record as serving when they were made
+        (meta.json's ``parent``, decision.json's ``serving``): these outlive a lost or unreadable log."""
         try:
             log = self.decisions()
         except RegistryError:
-            return []
-        served = {*served_versions(log), *(str(d.get("version")) for d in log if d.get("event") == "index_refresh")}
-        return [v.name for v in reversed(self.versions()) if v.name != broken and v.name in served and not v.damaged]
+            log = []
+        by_log = {*served_versions(log), *(str(d.get("version")) for d in log if d.get("event") == "index_refresh")}
+        by_versions = {str(name) for v in versions for name in (v.meta.get("parent"), v.decision.get("serving")) if name}
+        return by_log | by_versions
 
     def rollback_advice(self, broken: str) -> str:
         """What to run when version ``broken`` cannot load, to follow its error ("; `bot rollback …`"), or "" when

@@ -526,6 +526,47 @@ async def test_healthz_reads_models_current_again_only_once_it_changed(
         assert registry.current() == name
 
 
+async def test_bot_serve_serves_the_newest_version_that_served_when_current_or_the_decision_log_is_lost(
+        small_bot: Path, tmp_path: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """models/CURRENT deleted (a cleanup, a restore that missed it) stopped bot serve, and so did a lost
+    decisions.jsonl beside a serving version that cannot load: the customers had no bot until someone on call
+    ran `bot rollback`. It serves the newest version known to have served, by the log or by the versions' own
+    records of what served before them, and says so loudly; `bot models` lists them all the same."""
+    from bot.server import create_app
+
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    models = root / "models"
+    registry = Registry(models)
+    for name in ("v0002", "v0003"):
+        shutil.copytree(models / "v0001", models / name)
+        registry.record({"event": "trained", "version": name, "promoted": name == "v0002"})  # v0003: never served
+    (models / "CURRENT").unlink()
+    caplog.set_level(logging.WARNING, logger="deskbot")
+
+    client = await aiohttp_client(create_app(root, device="cpu"))
+
+    assert await (await client.get("/healthz")).json() == {"status": "ok", "model_version": "v0002", "current": None}
+    said = [r.getMessage() for r in caplog.records if "SERVING v0002 INSTEAD" in r.getMessage()]
+    assert len(said) == 1 and "no CURRENT" in said[0] and f"`bot rollback {root} v0002`" in said[0]
+    await client.close()
+    listed = CliRunner().invoke(cli, ["models", str(root)])
+    assert listed.exit_code == 0 and [line.split()[0] for line in listed.stdout.splitlines()[1:]] == [
+        "v0001", "v0002", "v0003"]
+    assert f"with `bot rollback {root} v0002` (the last to serve)" in listed.stderr
+
+    (models / "decisions.jsonl").unlink()  # and the log lost too: v0003's own record says v0001 served before it
+    meta = json.loads((models / "v0003" / "meta.json").read_text())
+    (models / "v0003" / "meta.json").write_text(json.dumps({**meta, "parent": "v0001"}))
+    registry.promote("v0002")
+    shutil.rmtree(models / "v0002" / "classifier")
+    caplog.clear()
+
+    client = await aiohttp_client(create_app(root, device="cpu"))
+
+    assert (await (await client.get("/healthz")).json())["model_version"] == "v0001"
+    assert any("SERVING v0001 INSTEAD" in r.getMessage() for r in caplog.records)
+
+
 def test_a_rollback_to_a_version_trained_on_other_intents_warns(small_bot: Path, tmp_path: Path) -> None:
     """It served the old intents without a word, where `bot serve` warns of the same version at start."""
     root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
@@ -706,6 +747,8 @@ def test_a_filesystem_that_cannot_flush_a_folder_still_trains_promotes_and_expor
     result = CliRunner().invoke(cli, ["train", str(root)])
     assert result.exit_code == 0, result.output
     assert Registry(root / "models").current() == "v0002"
+    # what served before it, a record of v0001 having served that outlives a lost decisions.jsonl
+    assert json.loads((root / "models" / "v0002" / "meta.json").read_text())["parent"] == "v0001"
 
 
 def test_a_failed_write_of_the_evaluation_set_leaves_the_previous_one_and_no_temporary_file(
