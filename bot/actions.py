@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
 ACTIONS_LOOP_CLOSE_S = 2.0  # at shutdown, how long the async actions' loop has to cancel what runs on it and close
+HELD_LOOP_S = 0.5  # an async actions' loop that has not come round for this long is held by a blocking call
 MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not fill the store or a chat
 # The version an action call gives as Rasa's: the rasa-sdk deskbot runs its own actions with. rasa-sdk's server warns
 # when its major and minor differ ("might not be compatible"), which a fixed "3.10.0" made it do with every other one.
@@ -452,9 +453,10 @@ class ActionRunner:
     beyond them waits for one to return, within its time limit. An ``async def run`` runs on one
     event loop of the actions' own, in one thread, as rasa-sdk's server runs them all on one loop:
     a client or a pool an action keeps between calls (an ``aiohttp.ClientSession``) belongs to a loop
-    that must outlive the call. Timed out, it is cancelled. As on rasa-sdk's server, a blocking call
-    inside one (``requests.get``, ``time.sleep``) holds up the other async actions until it returns,
-    though never the server: they time out and their turns fall back.
+    that must outlive the call. Timed out, it is cancelled. A blocking call inside one (``requests.get``,
+    ``time.sleep``) holds up that loop, never the server: the async actions called once it has been held
+    ``HELD_LOOP_S`` run on a new loop (:class:`_ActionLoop`), where on rasa-sdk's server every other customer's
+    waited, and the held one stops once what it runs is done.
     """
 
     def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any]) -> None:
@@ -467,9 +469,9 @@ class ActionRunner:
         self._listed_names: set[str] | None = None  # the action server's actions, once it has listed them
         self._list_again_at = 0.0  # when to ask an action server that did not list them again (time.monotonic)
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
-        self._action_loop: asyncio.AbstractEventLoop | None = None  # the async actions', at the first one
-        self._action_thread: threading.Thread | None = None  # the thread that runs it
-        self._call_threads: dict[int, threading.Thread] = {}  # each plain def run's, by its call's id, while awaited
+        self._action_loop: _ActionLoop | None = None  # the async actions', at the first one
+        self._held_loops: list[_ActionLoop] = []  # those a blocking call held, running until what they run is done
+        self._call_threads: dict[int, threading.Thread] = {}  # each action's thread, by its call's id, while awaited
         self.actions_dir = actions_dir
         self._loaded: tuple[tuple[str, int], ...] = ()  # the Python files imported, as they were then
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
@@ -591,7 +593,7 @@ class ActionRunner:
         call (``time.sleep``, ``requests.get``) in any async action holds up their loop, and with it every
         other, each of which timed out with nothing to say that the fault was another action's."""
         if self._is_async(call["next_action"]):
-            own = self._innermost_own_in(self._action_thread)
+            own = self._innermost_own_in(self._call_threads.get(id(call)))
             return "" if own is None else (
                 f"; the async actions' loop is held meanwhile at {own.filename}:{own.lineno} ({own.line}): a blocking "
                 "call in an async def run holds up every async action (await an async client there, or make it a "
@@ -614,7 +616,7 @@ class ActionRunner:
         executor = self.executor
         try:
             if self._is_async(call["next_action"]):
-                result = await self._on_action_loop(lambda: executor.run(call))
+                result = await self._on_action_loop(lambda: executor.run(call), id(call))
             else:
                 result = await self._in_thread(lambda: asyncio.run(executor.run(call)), id(call))
         except ActionError:
@@ -624,15 +626,13 @@ class ActionRunner:
         payload = result.model_dump() if hasattr(result, "model_dump") else result
         return ActionResult.from_response(payload or {}, call["next_action"])
 
-    async def _on_action_loop(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        """``work()``'s result, run on the async actions' loop; cancelled there when the caller stops waiting. Made
-        there: one timed out before the loop came to it (held by a blocking action) was never awaited, which Python
-        warned of on stderr ("coroutine 'ActionExecutor.run' was never awaited"), as if deskbot had lost it."""
-        if self._action_loop is None:
-            self._action_loop = asyncio.new_event_loop()
-            self._action_thread = threading.Thread(target=_run_until_stopped, args=(self._action_loop,),
-                                                   name="deskbot-actions", daemon=True)
-            self._action_thread.start()
+    async def _on_action_loop(self, work: Callable[[], Coroutine[Any, Any, Any]], call_id: int) -> Any:
+        """``work()``'s result, run on the async actions' loop (:meth:`_free_loop`); cancelled there when the caller
+        stops waiting. Made there: one timed out before the loop came to it (held by a blocking action) was never
+        awaited, which Python warned of on stderr ("coroutine 'ActionExecutor.run' was never awaited"), as if
+        deskbot had lost it."""
+        action_loop = self._free_loop()
+        self._call_threads[call_id] = action_loop.thread
 
         async def guarded() -> Any:
             try:
@@ -645,7 +645,26 @@ class ActionRunner:
                     raise
                 raise RuntimeError(f"it raised {type(exc).__name__}" + (f" ({exc})" if str(exc) else "")) from None
 
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(guarded(), self._action_loop))
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(guarded(), action_loop.loop))
+
+    def _free_loop(self) -> _ActionLoop:
+        """The async actions' loop, made at the first call; a new one once a blocking call has held it for
+        ``HELD_LOOP_S``, said in the log with the line that blocks. The held one is left to finish what it runs,
+        then stops. At most ``MAX_ACTION_THREADS`` loops are held at once: past them, calls wait on the last."""
+        self._held_loops = [held for held in self._held_loops if held.thread.is_alive()]
+        current = self._action_loop
+        if current is not None and (not current.held() or len(self._held_loops) >= MAX_ACTION_THREADS):
+            return current
+        if current is not None:
+            own = self._innermost_own_in(current.thread)
+            log.warning("an async action holds the async actions' loop%s: a blocking call in an async def run (await "
+                        "an async client there, or make it a plain def run, which runs in a thread of its own); the "
+                        "async actions called meanwhile run on a new loop",
+                        "" if own is None else f" at {own.filename}:{own.lineno} ({own.line})")
+            current.retire()
+            self._held_loops.append(current)
+        self._action_loop = _ActionLoop()
+        return self._action_loop
 
     async def _in_thread(self, work: Callable[[], Any], call_id: int) -> Any:
         """``work()``'s result, computed in a new daemon thread once one of ``MAX_ACTION_THREADS`` is free;
@@ -731,13 +750,47 @@ class ActionRunner:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-        if self._action_loop is not None and self._action_thread is not None:
-            self._action_loop.call_soon_threadsafe(self._action_loop.stop)
-            # Not waited for past ACTIONS_LOOP_CLOSE_S: an async action blocking its loop (time.sleep) holds it.
-            await asyncio.to_thread(self._action_thread.join, ACTIONS_LOOP_CLOSE_S)
-            if self._action_thread.is_alive():
-                log.warning("an async action still holds its event loop at shutdown (a blocking call in it?): "
-                            "left to the process's exit")
+        loops = [*self._held_loops, *([self._action_loop] if self._action_loop is not None else [])]
+        for action_loop in loops:
+            action_loop.loop.call_soon_threadsafe(action_loop.loop.stop)
+        # Not waited for past ACTIONS_LOOP_CLOSE_S: an async action blocking its loop (time.sleep) holds it.
+        deadline = time.monotonic() + ACTIONS_LOOP_CLOSE_S
+        for action_loop in loops:
+            await asyncio.to_thread(action_loop.thread.join, max(0.0, deadline - time.monotonic()))
+        if any(action_loop.thread.is_alive() for action_loop in loops):
+            log.warning("an async action still holds its event loop at shutdown (a blocking call in it?): "
+                        "left to the process's exit")
+
+
+class _ActionLoop:
+    """An event loop for async actions, run in a daemon thread of its own, whose heartbeat tells when a blocking
+    call in an action holds it (:meth:`held`)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.beat = time.monotonic()  # when the loop last came round
+        self.thread = threading.Thread(target=_run_until_stopped, args=(self.loop,), name="deskbot-actions", daemon=True)
+        self.thread.start()
+        self._beating = asyncio.run_coroutine_threadsafe(self._beat(), self.loop)
+
+    async def _beat(self) -> None:
+        while True:
+            self.beat = time.monotonic()
+            await asyncio.sleep(HELD_LOOP_S / 5)
+
+    def held(self) -> bool:
+        return time.monotonic() - self.beat > HELD_LOOP_S
+
+    def retire(self) -> None:
+        """Stop the loop once the calls it runs now, and the tasks they left, are done; a call already handed to
+        it still runs there, in its time limit."""
+        async def when_done() -> None:
+            self._beating.cancel()
+            while len(asyncio.all_tasks()) > 1:  # this one
+                await asyncio.sleep(HELD_LOOP_S)
+            asyncio.get_running_loop().stop()
+
+        asyncio.run_coroutine_threadsafe(when_done(), self.loop)
 
 
 def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:

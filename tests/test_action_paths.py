@@ -1666,6 +1666,33 @@ async def test_an_async_action_timed_out_behind_a_blocking_one_names_the_line_th
     assert [str(w.message) for w in recwarn if "never awaited" in str(w.message)] == []
 
 
+async def test_async_actions_called_while_a_blocking_one_holds_their_loop_run_on_a_new_one(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A blocking call in an async def run (a synchronous client, time.sleep) stalled every other customer's async
+    action until it returned, or until each timed out and its customer got the fallback. Those called once the loop
+    has been held a while run on a new loop; the one that blocks still runs to its end, within its time limit."""
+    (tmp_path / "actions").mkdir()
+    (tmp_path / "actions" / "shop.py").write_text(BLOCKING_ACTIONS)
+    runner = ActionRunner(tmp_path / "actions", None, 2.5, {})
+
+    def call(name: str) -> dict[str, Any]:
+        return action_call(name, "c1", "hi", "greet", 1.0, [], {}, {}, {}, "web", {})
+
+    try:
+        blocking = asyncio.create_task(runner.run(call("action_lookup")))
+        await asyncio.sleep(0.8)
+        started = time.monotonic()
+        greeted = await runner.run(call("action_greet"))
+        assert time.monotonic() - started < 0.4 and not blocking.done()
+        assert [m["text"] for m in greeted.messages] == ["hello"]
+        await blocking  # not given up on: it answers within its time limit
+        said = [r.getMessage() for r in caplog.records if "holds the async actions' loop" in r.getMessage()]
+        assert len(said) == 1 and f"{tmp_path / 'actions' / 'shop.py'}:11 (time.sleep(1.5)" in said[0]
+        assert (await runner.run(call("action_greet"))).messages  # and the new loop serves on
+    finally:
+        await runner.close()
+
+
 async def test_a_plain_action_that_times_out_names_the_line_it_still_waits_at(tmp_path: Path) -> None:
     """A hung action's timeout named the action alone, and not the call it waited on."""
     (tmp_path / "actions").mkdir()
