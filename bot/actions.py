@@ -480,8 +480,21 @@ class ActionRunner:
 
     def code_changed(self) -> bool:
         """Whether the Python files in actions/ that this runner imported have changed since (edited, added,
-        removed): imported once, they run as they were until a restart, which also finds a mistake in them."""
+        removed): imported once, they run as they were until :meth:`reloaded` imports them again."""
         return self.executor is not None and self.actions_dir is not None and code_stamp(self.actions_dir) != self._loaded
+
+    def reloaded(self, project: Project) -> ActionRunner:
+        """The runner for ``project``'s actions as they are now, for a reload: this one, with the domain the
+        action server is sent brought up to date, while neither actions/'s Python files nor bot.yml's
+        ``actions.endpoint`` and ``actions.timeout`` changed; else a new one, actions/ imported again. Raises
+        :class:`ActionError` when the new code fails to import. Its map is for the caller to :meth:`check`."""
+        settings, domain = project.config.actions, action_domain(project)
+        folder = project.actions_dir if settings.endpoint is None and project.actions_dir.is_dir() else None
+        same_code = folder is None if self.executor is None else not self.code_changed() and folder == self.actions_dir
+        if same_code and (settings.endpoint, settings.timeout) == (self.endpoint, self.timeout):
+            self.domain = domain
+            return self
+        return ActionRunner(project.actions_dir, settings.endpoint, settings.timeout, domain)
 
     @classmethod
     def for_project(cls, project: Project) -> ActionRunner:

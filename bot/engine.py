@@ -113,21 +113,34 @@ class Bot:
         # The takeover and handback notices, sent after the admin API has answered (see ``_tell_change``); and
         # per conversation the latest of them still on its way, which the next notice and agent reply wait for.
         self._notices = BackgroundTasks()
+        # Action runners a reload replaced, each closed once the calls it ran may have ended (``actions.timeout``)
+        self._retiring = BackgroundTasks()
+        self._retired: list[ActionRunner] = []
         self._telling: dict[str, asyncio.Task[None]] = {}
 
     def _analyse(self, texts: list[str]) -> list[Analysis]:
         return self.nlu.analyse(texts)  # reads self.nlu per batch, so a swap takes effect between batches
 
-    def swap(self, nlu: NLU, project: Project | None = None) -> None:
+    def swap(self, nlu: NLU, project: Project | None = None, actions: ActionRunner | None = None) -> None:
         """Serve ``nlu`` from the next batch on, and ``project``'s intents, responses, history and reply
         settings from the next turn on (a retrain that changed the intents brings templates and buttons
-        for them); requests in flight finish on the old ones. What the server set up at start from
-        bot.yml (``server:``, channels, ``privacy:``, the action server) stays until a restart, so the caller
-        checks a new action map against the running actions first (``self.actions.check``)."""
+        for them), and ``actions`` (their map checked against ``project`` by the caller) from the next action
+        call on; requests in flight finish on the old ones. What the server set up at start from
+        bot.yml (``server:``, channels, ``privacy:``) stays until a restart."""
         if project is not None:
             self.project, self.config = project, project.config
             self.notifier.url = project.config.handoff.notify_url
+        if actions is not None and actions is not self.actions:
+            self._retired.append(self.actions)
+            self._retiring.spawn(self._retire(self.actions))
+            self.actions = actions
         self.nlu = nlu
+
+    async def _retire(self, actions: ActionRunner) -> None:
+        """Close a replaced action runner once the calls it was running have had their time."""
+        await asyncio.sleep(actions.timeout)
+        self._retired.remove(actions)
+        await actions.close()
 
     async def _store(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` (a :class:`Store` method) on the store's one thread, off the event loop: its SQLite
@@ -940,7 +953,9 @@ class Bot:
     async def close(self) -> None:
         await self._notices.close(0.0)  # those left after finish_turns: the store closes below
         await self.batcher.close()
-        await self.actions.close()
+        await self._retiring.close(0.0)
+        for actions in [*self._retired, self.actions]:
+            await actions.close()
         await self.notifier.close()
         for batcher in (self.writer, self.reader):
             if batcher is not None:

@@ -209,8 +209,9 @@ class HealthResponse(_Body):
 class ModelVersionResponse(_Body):
     model_version: str
     restart_needed: list[str] = Field(default_factory=list, description="the sections of bot.yml (server, channels, "
-                                      "privacy, actions.endpoint, actions.timeout) changed since the server started, "
-                                      "and actions/ if its Python files did: they take effect at its next restart")
+                                      "privacy) changed since the server started: they take effect at its next restart")
+    actions_not_reloaded: str | None = Field(None, description="where and why actions/'s changed Python files failed "
+                                             "to import: the actions loaded before run on")
 
 
 class TurnIdResponse(_Body):

@@ -30,7 +30,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import GracefulExit
 
-from bot.actions import ActionRunner
+from bot.actions import ActionError, ActionRunner
 from bot.channels import build_channels
 from bot.channels.base import (STORE_RETRY_S, DeliveryError, MaybeDelivered, PlatformChannel, Turn, dumps, http_error,
                                json_response, same_secret, store_failed)
@@ -435,52 +435,58 @@ def bot_files_stamp(root: Path) -> tuple[int, ...]:
     return tuple(path.stat().st_mtime_ns if path.exists() else 0 for path in (root / name for name in BOT_FILES))
 
 
-async def swap_to_current(app: web.Application, unless_served: str | None = None) -> NLU:
-    """Load the bot's files and the registry's current version off the event loop, then serve them. One
-    load at a time; the old model and files answer until the new ones are loaded and checked, and keep
-    answering if either fails. ``unless_served``: the version the caller saw in CURRENT, not loaded again if
-    a reload that held the lock meanwhile has swapped to it."""
+async def swap_to_current(app: web.Application, unless_served: str | None = None) -> tuple[NLU, str | None]:
+    """Load the bot's files, its custom actions where they changed, and the registry's current version off the
+    event loop, then serve them. One load at a time; the old model, files and actions answer until the new ones
+    are loaded and checked, and keep answering if either fails; actions/ that fails to import alone leaves the
+    actions loaded before running, and the rest swaps: why comes back beside the model (else None), and goes to the
+    log. ``unless_served``: the version the caller saw in CURRENT, not loaded again if a reload that held the lock
+    meanwhile has swapped to it."""
     bot = app[BOT]
 
-    def load() -> tuple[Project, NLU]:
+    def load() -> tuple[Project, ActionRunner, NLU, str | None]:
         project = load_project(bot.project.root)
-        bot.actions.check(project)  # before the model's load, as at start
-        return project, load_serving_model(project, app[DEVICE] or None)
+        actions, refused = bot.actions, None
+        try:
+            actions = bot.actions.reloaded(project)
+        except ActionError as exc:
+            refused = str(exc)
+            log.error("actions/ not reloaded: %s; the actions loaded before run on until it is mended and reloaded",
+                      refused)
+        actions.check(project)  # before the model's load, as at start
+        return project, actions, load_serving_model(project, app[DEVICE] or None), refused
 
     async with app[RELOAD_LOCK]:
         if unless_served is not None and bot.nlu.version == unless_served:
-            return bot.nlu
-        project, nlu = await asyncio.to_thread(load)
-        bot.swap(nlu, project)
+            return bot.nlu, None
+        project, actions, nlu, refused = await asyncio.to_thread(load)
+        bot.swap(nlu, project, actions)
         app[REVIEW_MODEL].clear()  # the old version's, which would hold it in memory until the queue is read
         if waiting := restart_needed(app):
-            log.warning("changed since the start, and applied only by a restart: %s (bot.yml's sections, the "
-                        "actions/ folder)", ", ".join(waiting))
-        return nlu
+            log.warning("changed since the start, and applied only by a restart: %s (bot.yml's sections)",
+                        ", ".join(waiting))
+        return nlu, refused
 
 
 def restart_needed(app: web.Application) -> list[str]:
     """The sections of bot.yml the server set itself up from at start, which a swap leaves as they were
-    (see :meth:`Bot.swap`), that the file now served changes, and actions/ if its Python files changed: a
-    reload answered as if it had applied them."""
+    (see :meth:`Bot.swap`), that the file now served changes: a reload answered as if it had applied them."""
     started, now = app[STARTED_WITH], app[BOT].config
-    changed = [name for name in ("server", "channels", "privacy") if getattr(started, name) != getattr(now, name)]
-    return changed + [f"actions.{name}" for name in ("endpoint", "timeout")
-                      if getattr(started.actions, name) != getattr(now.actions, name)] + (
-        ["actions/"] if app[BOT].actions.code_changed() else [])
+    return [name for name in ("server", "channels", "privacy") if getattr(started, name) != getattr(now, name)]
 
 
 async def reload_model(request: web.Request) -> web.Response:
     require_admin(request)
     bot = request.app[BOT]
     try:
-        nlu = await swap_to_current(request.app)
+        nlu, refused = await swap_to_current(request.app)
     except (ModelLoadError, Exception) as exc:  # the old model keeps serving
         # In the log too, as the watcher's swaps are: the one who reloaded may not be the one on call.
         log.error("reload refused, still serving %s: %s", bot.nlu.version, exc)
         return json_response({"error": f"reload refused: {exc}", "model_version": bot.nlu.version}, status=409)
     log.info("reloaded: now serving model %s with the bot's files as they are now", nlu.version)
-    return json_response({"model_version": nlu.version, "restart_needed": restart_needed(request.app)})
+    return json_response({"model_version": nlu.version, "restart_needed": restart_needed(request.app),
+                          **({"actions_not_reloaded": refused} if refused else {})})
 
 
 class RoundFailures:
@@ -547,7 +553,7 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
             if current in (None, bot.nlu.version) or attempt == refused:
                 continue
             try:  # the version's name only: a reference held here would keep the model past the next swap
-                log.info("now serving model %s", (await swap_to_current(app, unless_served=current)).version)
+                log.info("now serving model %s", (await swap_to_current(app, unless_served=current))[0].version)
             except Exception as exc:  # the watcher outlives any one bad version or unreadable file
                 refused = attempt
                 log.error("model %s refused, still serving %s: %s", current, bot.nlu.version, exc)

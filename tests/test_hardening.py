@@ -1748,9 +1748,9 @@ async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(
 
 async def test_a_reload_names_what_takes_a_restart(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
-    """A reload after bot.yml's server: or privacy: changed, or the custom actions' code, answered 200 as if it
-    had applied them; the admin token, redaction and the actions stayed as at start, with nothing to say so
-    (an action file broken meanwhile stopped only the next start)."""
+    """A reload after bot.yml's server: or privacy: changed answered 200 as if it had applied them; the admin token
+    and redaction stayed as at start, with nothing to say so. An action file broken meanwhile is named, and the
+    actions loaded before run on."""
     import yaml
 
     client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
@@ -1767,10 +1767,57 @@ async def test_a_reload_names_what_takes_a_restart(
         action.write("\ndef broken(:\n")
     response = await client.post("/admin/reload", headers=admin)
     assert response.status == 200
-    assert (await response.json())["restart_needed"] == ["server", "privacy", "actions/"]
-    assert "changed since the start, and applied only by a restart: server, privacy, actions/ (bot.yml" in caplog.text
+    assert (await response.json())["restart_needed"] == ["server", "privacy"]
+    assert "changed since the start, and applied only by a restart: server, privacy (bot.yml" in caplog.text
+    assert "orders.py" in (await response.json())["actions_not_reloaded"]
     assert client.app[BOT].config.thresholds.intent == 0.99
     assert (await client.post("/admin/reload", headers={"Authorization": "Bearer new-token"})).status == 401
+
+
+HELLO_ACTION = """
+from rasa_sdk import Action
+
+
+class Hello(Action):
+    def name(self):
+        return "action_hello"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text={text!r})
+        return []
+"""
+
+
+async def test_a_reload_brings_the_actions_as_they_are_now_and_keeps_the_last_good_ones_when_they_break(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A new or edited action in actions/ took a restart: a reload whose action map named it was refused, and an
+    edited one ran as it was. Code that fails to import leaves the actions loaded before running, with the file and
+    line at fault in the log and in the reload's answer: a restart would not start at all."""
+    import yaml
+
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
+    admin = {"Authorization": "Bearer t0ken"}
+    root = client.app[BOT].project.root
+    hello = root / "actions" / "hello.py"
+    hello.write_text(HELLO_ACTION.format(text="Hello from the new action."))
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["actions"]["map"]["check_refund_policy"] = "action_hello"
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+
+    response = await client.post("/admin/reload", headers=admin)
+    assert response.status == 200 and "actions_not_reloaded" not in await response.json()
+    reply = await (await chat(client, cid(), "/check_refund_policy")).json()
+    assert (reply["source"], reply["reply"]) == ("action", "Hello from the new action.")
+
+    hello.write_text(HELLO_ACTION.format(text="Hello again.") + "\ndef broken(:\n")
+    response = await client.post("/admin/reload", headers=admin)
+    assert response.status == 200 and f"{hello}:13" in (await response.json())["actions_not_reloaded"]
+    assert f"actions/ not reloaded: {hello}:13: cannot load the custom actions" in caplog.text
+    assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello from the new action."
+
+    hello.write_text(HELLO_ACTION.format(text="Hello, mended."))
+    assert "actions_not_reloaded" not in await (await client.post("/admin/reload", headers=admin)).json()
+    assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello, mended."
 
 
 async def test_the_watcher_tries_a_refused_version_again_once_current_is_written_again(
