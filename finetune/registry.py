@@ -282,15 +282,24 @@ class Registry:
         removed on entry.
 
         It never waits: a training run holds it from start to promotion, minutes or hours, so a second
-        caller fails at once with ``busy`` (``{root}`` filled in) rather than hanging without a word.
-        The kernel drops a ``flock`` when its process dies, so a killed run never leaves it held.
+        caller fails at once with ``busy`` (``{root}`` filled in, with the process holding the lock and since
+        when, which the holder writes in the file: a run hung for a day is to be found and stopped) rather than
+        hanging without a word. The kernel drops a ``flock`` when its process dies, so a killed run never leaves
+        it held.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as fh:
+        # Not "w", which would wipe the holder's line; unbuffered, so that a full disk fails the write, not the close
+        with open(self.root / ".lock", "a+b", buffering=0) as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RegistryError(busy.format(root=self.root)) from None
+                fh.seek(0)
+                pid, _, since = fh.read().decode(errors="replace").strip().partition(" ")
+                held = f" (process {pid}, holding it since {since})" if pid.isdigit() else ""
+                raise RegistryError(busy.format(root=f"{self.root}{held}")) from None
+            fh.truncate(0)
+            with suppress(OSError):  # a full disk: the lock holds without the line
+                fh.write(f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
             self.clean_staging()
             try:
                 yield

@@ -614,11 +614,14 @@ def test_a_rollback_does_not_hold_the_checked_model_while_it_derives_the_index(
 
 
 def test_bot_train_retrain_and_rollback_refuse_to_run_beside_another_training(small_bot: Path, tmp_path: Path) -> None:
+    """And name the process holding the lock, and since when: a run hung for a day (a stuck disk, a GPU that never
+    answers) refused every cron retrain after it, and whom to stop was not said."""
     root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
     with Registry(root / "models").lock():
         for command in (["train", str(root)], ["retrain", str(root), "--force"]):
             result = CliRunner().invoke(cli, command)
             assert result.exit_code == 1 and "another training run is using" in result.output
+            assert f"(process {os.getpid()}, holding it since 20" in result.output
         result = CliRunner().invoke(cli, ["rollback", str(root), "v0001"])
         assert result.exit_code == 1 and "try again when it finishes" in result.output
     assert [d["event"] for d in Registry(root / "models").decisions()] == ["trained"]  # small_bot's own training
