@@ -500,6 +500,22 @@ def _free_bytes(path: Path) -> int:
         return LOW_SPACE_BYTES
 
 
+def _openers(path: Path) -> list[str]:
+    """The other processes that have the file ``path`` open, each as "PID (its command line)", read from /proc
+    (Linux; none elsewhere, or where /proc hides them): the one holding the store locked is among them."""
+    target, found = str(path.resolve()), []
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(process.name) == os.getpid() or not any(
+                    os.readlink(fd) == target for fd in (process / "fd").iterdir()):
+                continue
+            command = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or another user's
+            continue
+        found.append(f"{process.name} ({command[:120]})")
+    return found
+
+
 def _use_wal(db: sqlite_utils.Database, timeout: float = BUSY_TIMEOUT_S) -> None:
     """Switch the file to WAL. The switch takes the file whole, and SQLite answers "locked" at once, without
     waiting as its busy timeout says, when another process opens or switches a new file at the same moment
@@ -799,9 +815,10 @@ class Store:
         unless it ran out. Once in ``LOCK_WAIT_SAID_EVERY_S`` at most."""
         if seconds >= SLOW_LOCK_S and time.monotonic() - self._slow_said >= LOCK_WAIT_SAID_EVERY_S:
             self._slow_said = time.monotonic()
+            openers = _openers(self.path)
             log.warning("%s: a write waited %.1f s for another process holding the store locked (a sqlite3 shell in a "
-                        "transaction?); every write waits meanwhile, up to %d s, then fails", self.path, seconds,
-                        BUSY_TIMEOUT_S)
+                        "transaction?); every write waits meanwhile, up to %d s, then fails%s", self.path, seconds,
+                        BUSY_TIMEOUT_S, f"; processes that have it open: {', '.join(openers)}" if openers else "")
 
     def lock_wait(self) -> str | None:
         """Why the store's writes stall, while one has waited ``SLOW_LOCK_S`` or more for the write lock another

@@ -207,6 +207,31 @@ def test_a_write_that_waited_long_for_another_processs_lock_is_said_once(
     store.close()
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names the processes from /proc, on Linux")
+def test_a_long_wait_for_another_processs_lock_names_the_processes_that_have_the_store_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The warning guessed at "a sqlite3 shell in a transaction?", and the one on call had to hunt for the process
+    holding every customer's message up: it names those that have the file open, with their command lines."""
+    import logging
+
+    monkeypatch.setattr(store_module, "SLOW_LOCK_S", 0.3)
+    store = Store(tmp_path / "dialogues.db")
+    # a shell that commits after a while, and stays open
+    holding = ("import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
+               "db.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(1); db.execute('COMMIT'); "
+               "sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", holding, str(tmp_path / "dialogues.db")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    caplog.set_level(logging.WARNING, logger="dialogues.store")
+    user_turn(store, "c1", "where is my parcel")
+    holder.communicate(timeout=30)
+
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and f"processes that have it open: {holder.pid} ({sys.executable} -c import sqlite3" in said[0]
+    store.close()
+
+
 def kept(store: Store) -> list[tuple[int, str, dict[str, str]]]:
     """The kept platform messages not answered yet: id, text and metadata."""
     return [(row["id"], row["text"], json.loads(row["metadata"]))
