@@ -1573,6 +1573,7 @@ def models(directory: Path, as_json: bool, explain: str | None, device: str | No
     except RegistryError:  # a log that cannot be read: the versions are listed all the same
         log = []
     served = served_versions(log)
+    known = registry.served(versions)  # by the log, and by the versions' records of what served before them
     failures = {str(d.get("version")): d for d in log if d.get("event") == "promotion_failed"}
     trained_only = {str(d.get("version")) for d in log if d.get("event") == "trained" and not d.get("promoted")}
     # an index refresh serves as it is made: the serving classifier with an index of the answers as they now are
@@ -1589,6 +1590,8 @@ def models(directory: Path, as_json: bool, explain: str | None, device: str | No
             status = "passed"
         elif v.name in served:
             status = served[v.name]
+        elif v.current or v.name in known:  # it serves or served, and its run was killed before the log said so
+            status = "promoted (its run ended before decisions.jsonl recorded it)"
         else:  # its promotion failed (a full disk), or its run was killed before it
             status = f"passed, not promoted: {failures.get(v.name, {}).get('reason', 'its run ended first')}"
         if as_json:

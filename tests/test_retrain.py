@@ -821,6 +821,27 @@ def killed_before_promotion(bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> N
             retrain(load_project(bot_dir), device="cpu", progress=False)
 
 
+def test_a_run_killed_after_its_promotion_is_listed_as_serving(bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed between making its candidate serve and recording it, a run left `bot models` marking the serving
+    version with * and "passed, not promoted: its run ended first" beside it, and the one on call wondering which
+    to believe."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["the parcel is late"]), "track_order", "ann")
+    store.close()
+
+    def killed(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bot.retrain, "record_served", killed)
+    with pytest.raises(KeyboardInterrupt):
+        retrain(load_project(bot_dir), device="cpu", progress=False)
+    assert Registry(bot_dir / "models").current() == "v0002"
+    listing = CliRunner().invoke(cli, ["models", str(bot_dir)]).output.splitlines()
+    assert listing[2].startswith("* v0002") and listing[2].endswith(
+        "  promoted (its run ended before decisions.jsonl recorded it)")
+
+
 def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed between writing its candidate and making it serve, a run has taught the serving model
