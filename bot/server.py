@@ -30,7 +30,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import GracefulExit
 
-from bot.actions import ActionError, ActionRunner
+from bot.actions import ActionError, ActionRunner, code_stamp
 from bot.channels import build_channels
 from bot.channels.base import (STORE_RETRY_S, DeliveryError, MaybeDelivered, PlatformChannel, Turn, dumps, http_error,
                                json_response, same_secret, store_failed)
@@ -430,9 +430,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-def bot_files_stamp(root: Path) -> tuple[int, ...]:
-    """When the bot's files last changed (0 for one that is missing)."""
-    return tuple(path.stat().st_mtime_ns if path.exists() else 0 for path in (root / name for name in BOT_FILES))
+def bot_files_stamp(root: Path) -> tuple[Any, ...]:
+    """When the bot's files last changed (0 for one that is missing), and actions/'s Python files: a swap refused
+    for an action that failed to import is tried again once that is mended."""
+    files = tuple(path.stat().st_mtime_ns if path.exists() else 0 for path in (root / name for name in BOT_FILES))
+    return files + (code_stamp(root / "actions") if (root / "actions").is_dir() else ())
 
 
 async def swap_to_current(app: web.Application, unless_served: str | None = None) -> tuple[NLU, str | None]:

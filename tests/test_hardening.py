@@ -1850,6 +1850,36 @@ async def test_the_watcher_tries_a_refused_version_again_once_current_is_written
 
 
 
+async def test_the_watcher_tries_a_refused_version_again_once_the_actions_are_mended(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A retrain whose bot.yml maps an intent to a new action, while that action's file does not import, is refused:
+    mending the file alone left the new version unserved until CURRENT or a bot file changed again."""
+    import yaml
+
+    client = await make_client(server={"limits": NO_LIMITS}, learning={"watch_seconds": 0.1})
+    bot = client.app[BOT]
+    models, root = bot.project.models_dir, bot.project.root
+    hello = root / "actions" / "hello.py"
+    hello.write_text(HELLO_ACTION.format(text="Hello.") + "\ndef broken(:\n")
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["actions"]["map"]["check_refund_policy"] = "action_hello"
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    shutil.copytree(models / "v0001", models / "v0002")
+    (models / "CURRENT").write_text("v0002\n")
+    for _ in range(600):
+        if "model v0002 refused" in caplog.text:
+            break
+        await asyncio.sleep(0.05)
+    assert "model v0002 refused" in caplog.text and bot.nlu.version == "v0001"
+    hello.write_text(HELLO_ACTION.format(text="Hello, mended."))
+    for _ in range(200):
+        if bot.nlu.version == "v0002":
+            break
+        await asyncio.sleep(0.05)
+    assert bot.nlu.version == "v0002"
+    assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello, mended."
+
+
 async def test_the_watcher_follows_watch_seconds_as_a_reload_changes_it(make_client: Callable[..., Any],
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """learning.watch_seconds was read once, at start: 0 there, a reload that set it never started the
