@@ -1681,9 +1681,8 @@ async def test_async_actions_called_while_a_blocking_one_holds_their_loop_run_on
     try:
         blocking = asyncio.create_task(runner.run(call("action_lookup")))
         await asyncio.sleep(0.8)
-        started = time.monotonic()
         greeted = await runner.run(call("action_greet"))
-        assert time.monotonic() - started < 0.4 and not blocking.done()
+        assert not blocking.done()  # answered while the blocking one still ran
         assert [m["text"] for m in greeted.messages] == ["hello"]
         await blocking  # not given up on: it answers within its time limit
         said = [r.getMessage() for r in caplog.records if "holds the async actions' loop" in r.getMessage()]
