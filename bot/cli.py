@@ -482,8 +482,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     # SIGTERM stops the start-up too (the imports, the model's load), before the server's own handler takes
     # over: as a container's first process, which the system gives no default action, a `docker stop` then
     # went unheard and waited out its 10 s, the server starting to serve meanwhile, before its SIGKILL.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))  # and so does SIGHUP, as it does once serving
+    signal.signal(signal.SIGTERM, stop_while_starting)
+    signal.signal(signal.SIGHUP, stop_while_starting)  # and so does SIGHUP, as it does once serving
 
     from aiohttp import web
 
@@ -569,6 +569,18 @@ def loopback(host: str) -> bool:
                    for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
     except (OSError, ValueError):
         return False
+
+
+def stop_while_starting(signum: int, _frame: Any) -> NoReturn:
+    """`bot serve`'s SIGTERM and SIGHUP until the server's own handlers take over (the imports, the model's load):
+    stop with 128 + the signal's number, and say so. It stopped without a word, and a server killed again and again
+    as it started (a health check or `docker stop` that waited less than its start) left an empty log."""
+    import signal
+
+    said = (f"deskbot stopped by {signal.Signals(signum).name} while starting, before it served (a health check or a "
+            "stop that waited less than its start, which loads the model?)\n")
+    os.write(2, said.encode())  # not through sys.stderr, which the interrupted code may be writing to
+    sys.exit(128 + signum)
 
 
 def listening(host: str, port: int) -> list[socket.socket]:

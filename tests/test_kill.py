@@ -186,6 +186,17 @@ def test_sigkill_under_load_loses_no_answered_message(tiny_demo_bot: Path, tmp_p
     assert check_store(root / "dialogues.db", [never_sent]) == ["lost: 'never sent'"]  # the check can fail
 
 
+@pytest.mark.parametrize(("stop", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_stop_while_starting_says_so(stop: signal.Signals, exit_code: int, capfd: pytest.CaptureFixture[str]) -> None:
+    """A server stopped as it started (the model's load outlasting a health check's wait) left no line at all."""
+    from bot.cli import stop_while_starting
+
+    with pytest.raises(SystemExit) as stopped:
+        stop_while_starting(stop, None)
+    assert stopped.value.code == exit_code
+    assert capfd.readouterr().err.startswith(f"deskbot stopped by {stop.name} while starting, before it served")
+
+
 @pytest.mark.parametrize(("stop", "exit_code"), [(signal.SIGTERM, 0), (signal.SIGHUP, 129)])
 async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_demo_bot: Path, tmp_path: Path,
                                                                           stop: signal.Signals, exit_code: int) -> None:
