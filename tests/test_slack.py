@@ -86,7 +86,9 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     ``limits`` holds the ``Retry-After`` values of the 429s to answer before accepting posts, as
     Slack does when an app posts faster than its rate limit; ``down``, the statuses to answer before
     them, as Slack or a gateway does when unavailable. ``gap``, when set, is the rate limit itself: a
-    post within that many seconds of the channel's last one gets a 429 saying to wait them.
+    post within that many seconds of the channel's last one gets a 429 saying to wait them. ``members`` are the
+    workspace's users ``users.info`` knows (form-encoded, as Slack reads it), each looked-up id in ``looked_up``;
+    ``scopes`` the token's, without ``users:read`` answered ``missing_scope`` as Slack does.
     """
     posts: list[dict[str, Any]] = []
     limits: list[str] = []
@@ -111,11 +113,21 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
         posts.append(message)
         return web.json_response({"ok": True, "ts": "1700000001.000200"})
 
+    async def users_info(request: web.Request) -> web.Response:
+        user = (await request.post()).get("user")
+        api.looked_up.append(user)
+        if "users:read" not in api.scopes:
+            return web.json_response({"ok": False, "error": "missing_scope", "needed": "users:read"})
+        if user not in api.members:
+            return web.json_response({"ok": False, "error": "user_not_found"})
+        return web.json_response({"ok": True, "user": {"id": user, **api.members[user]}})
+
     app = web.Application()
     app.router.add_post("/api/chat.postMessage", post_message)
+    app.router.add_post("/api/users.info", users_info)
     server = await aiohttp_server(app)
     api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0,
-                          agents=agents)
+                          agents=agents, members={}, looked_up=[], scopes={"chat:write", "users:read"})
     return api
 
 
@@ -772,6 +784,33 @@ async def test_the_support_teams_words_in_a_customers_shared_thread_go_into_its_
     # The colleague has the customer now: the bot no longer answers the thread, where it answered the customer's
     # replies to them, and the agents' inbox shows who took it over.
     assert bot.store.conversation(cid)["status"] == "handed_off" and bot.store.holder(cid) == "U7"
+    bot.store.close()
+
+
+@pytest.mark.parametrize("scopes, shown", [({"users:read"}, "Ada Lovelace"), (set(), "U7")])
+async def test_the_support_team_member_who_takes_a_thread_over_is_known_by_their_name(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, scopes: set[str], shown: str) -> None:
+    """A colleague who wrote in a customer's thread held it as "U7": the console, the transcript and an agent told
+    who has the conversation read their Slack user id. Their name is looked up once; without users:read the id
+    stays, and the message is kept all the same."""
+    slack_api.members["U7"] = {"name": "ada", "real_name": "Ada L.",
+                               "profile": {"display_name": "", "real_name": "Ada Lovelace"}}
+    slack_api.scopes = scopes
+    bot = FakeBot()
+    bot.store = Store(tmp_path / "dialogues.db")
+    channel = make_channel(bot, slack_api.url)
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    cid = f"slack:T1:C1:{TS}"
+    bot.store.add_message(cid, "user", "where is my refund?", "slack")
+    for n in (1, 2):
+        await post(client, {**event(f"Ev{n}", f"note {n}", user="U7", team="T1", user_team="T1",
+                                    ts=f"1700000000.00020{n}", thread_ts=TS), "is_ext_shared_channel": True})
+    await channel.close()
+    assert [(m["role"], m["author"]) for m in bot.store.history(cid)][1:] == [("agent", shown)] * 2
+    assert bot.store.holder(cid) == shown
+    assert slack_api.looked_up == (["U7"] if scopes else ["U7", "U7"])  # a name is asked for once
     bot.store.close()
 
 

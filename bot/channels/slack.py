@@ -31,7 +31,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNREAD_HINT, DeliveryError, MaybeDelivered, PlatformChannel,
+from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT, DeliveryError, MaybeDelivered, PlatformChannel,
                                Stopping, TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh,
                                load_json, message_pieces, normalise, read_body, readable, same_secret, send_pieces,
                                signed, with_attached)
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the answer would be stale
+NAME_LOOKUP_S = 1.5  # users.info runs before the event's 200, which Slack wants within 3 seconds
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
 # An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
 # and escaped in JSON (six bytes a Chinese character): server.max_body_bytes refused long messages Slack
@@ -279,6 +280,7 @@ class SlackChannel(PlatformChannel):
         self._posting: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()  # per channel
         # The Slack Connect channels, as events say: a click says nothing of it, so the buttons posted there say it.
         self.shared_channels: set[str] = set()
+        self._member_names: dict[str, str] = {}  # the support team's names by Slack user id (users.info)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.post("/slack/events", self.handle_events), web.post("/slack/interactions", self.handle_interactions)]
@@ -464,7 +466,27 @@ class SlackChannel(PlatformChannel):
         async with self._seen.claim(turn.seen) as first:
             if first and store is not None and turn.text and turn.user:
                 key = message_key(turn.metadata["channel"], turn.metadata["ts"])
-                await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, turn.user, turn.text)
+                author = await self.member_name(turn.user)
+                await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author, turn.text)
+
+    async def member_name(self, user: str) -> str:
+        """The name Slack shows for the support team member ``user`` (``users.info``, which needs ``users:read``),
+        remembered once known: the console, the transcript and an agent told who holds the conversation read it,
+        where "U7" told them nothing. Their user id when Slack does not say (no scope, a failure, too slow)."""
+        if user not in self._member_names:
+            try:
+                result = await asyncio.wait_for(self._call("users.info", {"user": user}, form=True), NAME_LOOKUP_S)
+            except UNDELIVERED as exc:
+                log.warning("Slack did not say the name of %s, shown by their user id (is users:read granted?): %s",
+                            user, exc)
+                return user
+            member = _object(result.get("user"))
+            profile = _object(member.get("profile"))
+            name = next((_string(n).strip() for n in (profile.get("display_name"), profile.get("real_name"),
+                                                      member.get("real_name"), member.get("name")) if _string(n).strip()),
+                        user)
+            self._member_names[user] = name
+        return self._member_names[user]
 
     async def _unread(self, request: web.Request, turn: Turn, kind: str) -> None:
         """Answer files sent without a word (a screenshot) with ``UNREAD_HINT``, once and within the conversation's
@@ -555,12 +577,15 @@ class SlackChannel(PlatformChannel):
                 raise Stopping(f"{self.name}: the server is stopping")
             await send_pieces(list(enumerate(pieces, start=1)), post, SlackMaybePosted)
 
-    async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _call(self, method: str, payload: dict[str, Any], form: bool = False) -> dict[str, Any]:
         """Call a Web API method, up to ``SEND_ATTEMPTS`` tries: a 429 waits out its ``Retry-After``, and
-        Slack unavailable (:data:`~bot.channels.base.UNAVAILABLE`) a second more at each try."""
+        Slack unavailable (:data:`~bot.channels.base.UNAVAILABLE`) a second more at each try. ``form`` sends the
+        arguments form-encoded, as Slack's reading methods (``users.info``) want them, where JSON is not read."""
+        body = {"data": payload} if form else {"json": payload}
+
         async def attempt() -> dict[str, Any] | TryAgain:
             async with self.session.post(
-                self.api_url + method, json=payload, headers={"Authorization": f"Bearer {self.bot_token}"}
+                self.api_url + method, **body, headers={"Authorization": f"Bearer {self.bot_token}"}
             ) as response:
                 if response.status == 429:
                     delay = retry_after(response.headers.get("Retry-After"))
