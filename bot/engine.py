@@ -657,8 +657,8 @@ class Bot:
         given as a link (an invoice's PDF), are shown as their links, which every channel can show, as
         Rasa's channels show what they cannot attach, ``quick_replies`` as buttons, and ``elements`` as their titles
         and subtitles, with their buttons, as Rasa's channels show quick replies and a carousel they do not draw; the channel-specific parts (an attachment given
-        as a platform's payload, and ``custom`` but where the channel passes it on: :func:`passed_on`) are not,
-        and are logged."""
+        as a platform's payload but on Slack, which posts it as Rasa's Slack channel does, and ``custom`` but where the
+        channel passes it on: :func:`passed_on`) are not, and are logged."""
         shown = Rendered("", [])
         if message.get("response"):
             values = {k: v for k, v in message.items() if k not in RASA_MESSAGE_KEYS}
@@ -670,8 +670,11 @@ class Bot:
         elements = message.get("elements") or []
         cards = (" : ".join(part for part in (card.get("title"), card.get("subtitle")) if part) for card in elements)
         text = "\n\n".join(part for part in (text, *links, *cards) if part)
-        passed = [message["custom"]] if message.get("custom") and passed_on(channel, message["custom"]) else []
-        unshown = {*(() if linked else ("attachment",)), *(() if passed else ("custom",))}
+        custom = [message["custom"]] if message.get("custom") and passed_on(channel, message["custom"]) else []
+        # a Slack attachment (a dict), which Rasa's Slack channel posts as the message's attachments
+        attached = [{"attachments": [attachment]}] if isinstance(attachment, dict) and channel == "slack" else []
+        passed = custom + attached
+        unshown = {*(() if linked or attached else ("attachment",)), *(() if custom else ("custom",))}
         if dropped := sorted(key for key in unshown if message.get(key)):
             warn_unshown("an action's", dropped, channel)
         buttons = [*shown.buttons, *(message.get("buttons") or ()), *(message.get("quick_replies") or ()),

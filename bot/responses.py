@@ -36,18 +36,26 @@ def slack_blocks(custom: Any) -> list[Any]:
     return blocks if isinstance(blocks, list) else []
 
 
+def slack_attachments(custom: Any) -> list[Any]:
+    """The Slack message ``attachments`` a custom payload holds: an action's ``utter_message(attachment={...})``, which
+    Rasa's Slack channel posts as a message's attachments, is passed on as ``{"attachments": [attachment]}``."""
+    attachments = custom.get("attachments") if isinstance(custom, dict) else None
+    return attachments if isinstance(attachments, list) else []
+
+
 def passed_on(channel: str, custom: Any) -> bool:
     """Whether ``channel`` passes the custom payload ``custom`` on: the web chat's API passes any on to the customer's
     page as it is, as Rasa's REST channel does, for a shop's own page or app to act on; Slack posts one holding Block
-    Kit ``blocks`` (:func:`slack_blocks`), as Rasa's Slack channel posts a custom payload."""
-    return channel == "web" or (channel == "slack" and bool(slack_blocks(custom)))
+    Kit ``blocks`` (:func:`slack_blocks`) or ``attachments`` (:func:`slack_attachments`), as Rasa's Slack channel
+    posts a custom payload."""
+    return channel == "web" or (channel == "slack" and bool(slack_blocks(custom) or slack_attachments(custom)))
 
 
 def warn_unshown(whose: str, parts: list[str], channel: str) -> None:
     """Say what of a message the customer's channel does not show (an action's ``elements``, a ``custom`` payload
     off the web chat), so that a shop whose Slack customers miss it finds out why."""
     log.warning("%s %s was not shown on %s: deskbot's channels show text, buttons and links (and the web chat's API "
-                "passes json_message on as custom, and Slack posts one holding Block Kit blocks)", whose,
+                "passes json_message on as custom, and Slack posts one holding Block Kit blocks or attachments)", whose,
                 " and ".join(parts), channel)
 
 

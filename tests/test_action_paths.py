@@ -1029,6 +1029,21 @@ async def test_an_attachment_given_as_a_link_is_shown_as_its_link_on_both_paths(
         await bot.close()
 
 
+async def test_an_attachment_given_as_slacks_payload_is_passed_on_to_slack_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Rasa's Slack channel posts utter_message(attachment={...}) as the message's attachments: a Rasa bot's actions
+    moved over lost it on Slack with a warning. The web chat still shows the link alone."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_send_invoice"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "slack"))
+        assert reply.text == "Your invoice:\n\nhttps://shop.example/invoice/77.pdf"
+        assert reply.custom == [{"attachments": [{"type": "template", "payload": {"template_type": "generic"}}]}]
+        assert "attachment was not shown" not in caplog.text
+        assert (await bot.handle(Turn("c2", "/track_order", "web"))).custom == []
+    finally:
+        await bot.close()
+
+
 async def test_slot_resets_and_session_end_clear_the_slots_on_both_paths(action_bot: Path, endpoint: str | None,
                                                                          tmp_path: Path) -> None:
     bot = make_bot(action_bot, endpoint, {**MAP, "cancel_order": "action_forget", "get_refund": "action_end_session"},

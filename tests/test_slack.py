@@ -619,6 +619,18 @@ async def test_a_custom_payload_of_block_kit_blocks_is_posted_with_the_text_as_i
                                                                          "emoji": True}, "value": "/buy"}]}]}]
 
 
+async def test_an_actions_slack_attachment_is_posted_as_the_messages_attachments(slack: SimpleNamespace) -> None:
+    """An action's utter_message(attachment={...}), which Rasa's Slack channel posts as the message's attachments,
+    reaches the channel as a custom payload of ``attachments``: it was not posted, and the customer missed it."""
+    order = {"color": "#36a64f", "title": "Order 77", "text": "Shipped today"}
+    slack.bot.text, slack.bot.custom = "Your order:", [{"attachments": [order]}]
+    await post(slack.client, event())
+    await slack.channel.send(f"slack:T1:C1:{TS}", "", custom=[{"attachments": [order]}])  # an attachment alone
+    await slack.channel.close()
+    assert [posted.get("attachments") for posted in slack.posts] == [[order], [order]]
+    assert slack.posts[0]["blocks"] == [{"type": "markdown", "text": "Your order:"}] and "blocks" not in slack.posts[1]
+
+
 async def test_a_button_of_the_shops_blocks_is_answered_as_its_value_typed_unless_it_names_its_own_action(
         slack: SimpleNamespace) -> None:
     """As Rasa's Slack channel answers a click on a button of a custom payload's blocks with the button's value: the

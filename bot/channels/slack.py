@@ -38,7 +38,7 @@ from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT
 from bot.language import LANGUAGES, SLOT, kept_script, mostly_written_in, say
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
-from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS, slack_blocks
+from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS, slack_attachments, slack_blocks
 from dialogues.holding import SENT
 
 if TYPE_CHECKING:
@@ -542,12 +542,14 @@ class SlackChannel(PlatformChannel):
         """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``, or into
         ``thread`` (a DM's answer to a message written in one); an agent's reply led by its ``author``'s name. A
         reply with ``custom`` payloads of Block Kit blocks is one message of those blocks (:func:`message_blocks`),
-        the text its fallback."""
+        the text its fallback; their ``attachments`` (:func:`~bot.responses.slack_attachments`) go under its last
+        message."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
         thread_ts = kwargs.get("thread") or thread_ts
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
         buttons, custom = kwargs.get("buttons") or [], kwargs.get("custom") or []
+        attachments = [attachment for payload in custom for attachment in slack_attachments(payload)]
         said = signed(text, kwargs.get("author"))
         # a long answer in several messages, its buttons under the last; the fallback of the shop's own blocks in one
         pieces = [said] if any(map(slack_blocks, custom)) else message_pieces(said, MARKDOWN_LIMIT)
@@ -560,10 +562,13 @@ class SlackChannel(PlatformChannel):
             message: dict[str, Any] = {"channel": channel, "text": escaped}
             if thread_ts:  # none in a DM: at the top level, where its customer writes
                 message["thread_ts"] = thread_ts
-            blocks = message_blocks(piece, buttons if i == len(pieces) else [], conversation_id,
+            last = i == len(pieces)
+            blocks = message_blocks(piece, buttons if last else [], conversation_id,
                                     channel in self.shared_channels, custom)
             if blocks:  # ``text`` stays as the notification and screen-reader fallback
                 message["blocks"] = blocks
+            if last and attachments:
+                message["attachments"] = attachments
             await self._call("chat.postMessage", message)
 
         # One post at a time in a Slack channel: chat.postMessage allows about one a second there, and a burst of
