@@ -597,10 +597,11 @@ async def test_buttons_without_text_are_posted(slack: SimpleNamespace) -> None:
     assert [b["value"] for b in actions["elements"]] == ["/track_order"]
 
 
-async def test_a_custom_payload_of_block_kit_blocks_is_posted_with_the_text_as_its_fallback(
-        slack: SimpleNamespace) -> None:
+async def test_a_custom_payload_of_block_kit_blocks_is_posted_after_the_text(slack: SimpleNamespace) -> None:
     """A Rasa bot's Slack responses are custom payloads of Block Kit blocks (a response's custom:, an action's
-    json_message): Slack got the text alone, or nothing for a payload alone. Another payload is still left out."""
+    json_message): Slack got the text alone, or nothing for a payload alone. Another payload is still left out.
+    The text is shown too, as Rasa's Slack channel posts it: Slack shows a message's blocks alone, and an action's
+    "Our bestseller:" before its blocks was only their notification."""
     section = {"type": "section", "text": {"type": "mrkdwn", "text": "*Mug* 9.95"},
                "accessory": {"type": "image", "image_url": "https://shop.example/mug.png", "alt_text": "mug"}}
     await slack.channel.send(f"slack:T1:C1:{TS}", "", custom=[{"blocks": [section]}])  # a payload alone
@@ -613,7 +614,7 @@ async def test_a_custom_payload_of_block_kit_blocks_is_posted_with_the_text_as_i
     await post(slack.client, event())
     await slack.channel.close()
     assert slack.posts == [{"channel": "C1", "text": "Our bestseller: the mug &lt;3", "thread_ts": TS, "blocks": [
-        section, {"type": "divider"},
+        {"type": "markdown", "text": "Our bestseller: the mug <3"}, section, {"type": "divider"},
         {"type": "actions", "block_id": f"slack:T1:C1:{TS}", "elements": [
             {"type": "button", "action_id": "deskbot_button_0", "text": {"type": "plain_text", "text": "Buy it",
                                                                          "emoji": True}, "value": "/buy"}]}]}]
@@ -639,7 +640,7 @@ async def test_a_button_of_the_shops_blocks_is_answered_as_its_value_typed_unles
     approve = {**buy, "action_id": "approve"}  # the shop's own handler's
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Mug*"}, "accessory": buy},
               {"type": "actions", "elements": [buy, approve]}, {"type": "divider"}]
-    await slack.channel.send(f"slack:T1:C1:{TS}", "Our mug", custom=[{"blocks": blocks}])
+    await slack.channel.send(f"slack:T1:C1:{TS}", "", custom=[{"blocks": blocks}])
     assert slack.posts[0]["blocks"] == [
         {**blocks[0], "accessory": {**buy, "action_id": "deskbot_button_custom_0"}},
         {"type": "actions", "elements": [{**buy, "action_id": "deskbot_button_custom_1"}, approve]}, {"type": "divider"}]
@@ -678,18 +679,19 @@ def test_block_kit_limits() -> None:
 
 async def test_a_long_answer_is_posted_in_pieces_with_its_buttons_under_the_last(slack: SimpleNamespace) -> None:
     """Over a markdown block's 12,000 characters, the answer went out as raw mrkdwn with no buttons, so the
-    customer could not reach the person a button offered."""
+    customer could not reach the person a button offered. The shop's own blocks go under the last piece too."""
     paragraph = " ".join(["Switching accounts is **easy**."] * 100)
     slack.bot.text = "\n\n".join([paragraph] * 5)  # 16,003 characters
     slack.bot.buttons = [{"title": "Talk to a person", "payload": "/handoff"}]
+    slack.bot.custom = [{"blocks": [{"type": "divider"}]}]
     await post(slack.client, event())
     await slack.channel.close()
     first, last = slack.posts
     assert [b["type"] for b in first["blocks"]] == ["markdown"] and [b["type"] for b in last["blocks"]] == [
-        "markdown", "actions"]
+        "markdown", "divider", "actions"]
     texts = [posted["blocks"][0]["text"] for posted in slack.posts]
     assert all(len(t) <= MARKDOWN_LIMIT for t in texts) and "\n\n".join(texts) == slack.bot.text  # cut between paragraphs
-    assert last["blocks"][1]["elements"][0]["value"] == "/handoff" and first["thread_ts"] == last["thread_ts"]
+    assert last["blocks"][2]["elements"][0]["value"] == "/handoff" and first["thread_ts"] == last["thread_ts"]
     assert message_pieces("a" * 25, 10) == ["a" * 10, "a" * 10, "a" * 5]  # no break to cut at
     assert message_pieces("one two three", 8) == ["one two", "three"]
     assert message_pieces("a" * 10 + "\n\n", 10) == ["a" * 10]  # no empty message, which Slack refuses

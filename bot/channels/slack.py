@@ -8,7 +8,7 @@ replies. Redeliveries are recognised by ``event_id``.
 Replies are Block Kit messages: the text in a ``markdown`` block (templates are written in standard
 Markdown, which Slack's older ``mrkdwn`` would garble) and a template's buttons in an ``actions``
 block; a reply's custom payloads that hold Block Kit ``blocks`` (a Rasa bot's Slack responses) are posted
-as written in place of the text, which stays the message's fallback. A click arrives at
+as written, after the text. A click arrives at
 ``POST /slack/interactions`` and is answered like a typed message whose text is the button's payload.
 ``chat.postMessage`` honours Slack's rate limiting: a 429 is retried after its ``Retry-After``, a bounded
 number of times.
@@ -107,9 +107,11 @@ def verify_slack_request(secret: str, timestamp: str, signature: str, body: byte
 
 def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: str = "",
                    shared: bool = False, custom: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    """Block Kit for a reply: its Markdown text, then one button per template button. The ``blocks`` of its
-    ``custom`` payloads (:func:`~bot.responses.slack_blocks`), where it has any, stand in for the text, as the shop
-    wrote them for Slack: a Rasa bot's Slack responses are such payloads, whose text is only the fallback.
+    """Block Kit for a reply: its Markdown text, then the ``blocks`` of its ``custom`` payloads
+    (:func:`~bot.responses.slack_blocks`) as the shop wrote them for Slack (a Rasa bot's Slack responses are such
+    payloads), then one button per template button. The text is a block of its own, as Rasa's Slack channel posts a
+    response's text apart from its custom payload: Slack shows a message's blocks alone, and an action's "Our
+    mugs:" before its blocks was only their notification.
 
     A button's ``value`` is its payload, sent back by Slack when it is clicked; Slack's length
     limits are applied here so that one long title cannot make the whole message fail. ``text`` is
@@ -118,8 +120,8 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
     team, is known by, and says whether it is in a Slack Connect channel (``shared``), which a click does not
     (:func:`named_block`).
     """
-    shops = (block for payload in custom for block in slack_blocks(payload))
-    blocks: list[dict[str, Any]] = answerable(list(shops)) or ([{"type": "markdown", "text": text}] if text else [])
+    shops = answerable([block for payload in custom for block in slack_blocks(payload)])
+    blocks: list[dict[str, Any]] = ([{"type": "markdown", "text": text}] if text else []) + shops
     elements = [
         {
             "type": "button",
@@ -541,8 +543,8 @@ class SlackChannel(PlatformChannel):
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``, or into
         ``thread`` (a DM's answer to a message written in one); an agent's reply led by its ``author``'s name. A
-        reply with ``custom`` payloads of Block Kit blocks is one message of those blocks (:func:`message_blocks`),
-        the text its fallback; their ``attachments`` (:func:`~bot.responses.slack_attachments`) go under its last
+        reply's ``custom`` payloads of Block Kit blocks follow its text in its last message (:func:`message_blocks`);
+        their ``attachments`` (:func:`~bot.responses.slack_attachments`) go under its last
         message."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
         thread_ts = kwargs.get("thread") or thread_ts
@@ -551,8 +553,8 @@ class SlackChannel(PlatformChannel):
         buttons, custom = kwargs.get("buttons") or [], kwargs.get("custom") or []
         attachments = [attachment for payload in custom for attachment in slack_attachments(payload)]
         said = signed(text, kwargs.get("author"))
-        # a long answer in several messages, its buttons under the last; the fallback of the shop's own blocks in one
-        pieces = [said] if any(map(slack_blocks, custom)) else message_pieces(said, MARKDOWN_LIMIT)
+        # a long answer in several messages, the shop's own blocks and the buttons under the last
+        pieces = message_pieces(said, MARKDOWN_LIMIT)
 
         async def post(numbered: tuple[int, str]) -> None:
             i, piece = numbered
@@ -564,7 +566,7 @@ class SlackChannel(PlatformChannel):
                 message["thread_ts"] = thread_ts
             last = i == len(pieces)
             blocks = message_blocks(piece, buttons if last else [], conversation_id,
-                                    channel in self.shared_channels, custom)
+                                    channel in self.shared_channels, custom if last else [])
             if blocks:  # ``text`` stays as the notification and screen-reader fallback
                 message["blocks"] = blocks
             if last and attachments:
