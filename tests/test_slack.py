@@ -107,6 +107,8 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
         if limits:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": limits.pop(0)})
         message = await request.json()
+        if len(message.get("blocks", [])) > 50:  # as Slack refuses it: "no more than 50 items allowed"
+            return web.json_response({"ok": False, "error": "invalid_blocks"})
         if api.gap and now - last_post.get(message["channel"], -api.gap) < api.gap:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(api.gap)})
         last_post[message["channel"]] = now
@@ -630,6 +632,22 @@ async def test_an_actions_slack_attachment_is_posted_as_the_messages_attachments
     await slack.channel.close()
     assert [posted.get("attachments") for posted in slack.posts] == [[order], [order]]
     assert slack.posts[0]["blocks"] == [{"type": "markdown", "text": "Your order:"}] and "blocks" not in slack.posts[1]
+
+
+async def test_a_reply_over_slacks_50_blocks_is_posted_in_several_messages(
+        slack: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """The shop's 50 blocks with deskbot's text and buttons made 52, and Slack refused the whole reply: the customer
+    got nothing. They are posted in messages of at most 50 blocks, the buttons under the last, with a warning."""
+    products = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*Mug {n}*"}} for n in range(50)]
+    slack.bot.text, slack.bot.custom = "Our mugs:", [{"blocks": products}]
+    slack.bot.buttons = [{"title": "Talk to a person", "payload": "/handoff"}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    first, last = slack.posts
+    assert [len(first["blocks"]), len(last["blocks"])] == [50, 2] and first["text"] == "Our mugs:"
+    assert first["blocks"][:2] == [{"type": "markdown", "text": "Our mugs:"}, products[0]]
+    assert [b["type"] for b in last["blocks"]] == ["section", "actions"] and last["thread_ts"] == TS
+    assert "a reply of 52 Slack blocks, over the 50 Slack takes in a message, is posted in 2 messages" in caplog.text
 
 
 async def test_a_button_of_the_shops_blocks_is_answered_as_its_value_typed_unless_it_names_its_own_action(

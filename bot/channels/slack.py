@@ -55,6 +55,7 @@ MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown bl
 # takes, and Slack gave up on them after three tries. Read whole and signed, they are cut to max_message_chars.
 MIN_EVENT_BYTES = 1024 * 1024
 BUTTON_VALUE_LIMIT, BLOCK_ID_LIMIT = 2000, 255
+MAX_BLOCKS = 50  # Slack refuses a message of more blocks
 BUTTON_ACTION = "deskbot_button"
 SHARED_BLOCK = "connect"  # a buttons' block_id ends so when they were posted in a Slack Connect channel
 CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share")  # message subtypes that are a person writing
@@ -136,6 +137,28 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
         blocks.append({"type": "actions", "elements": elements,
                        **({"block_id": block_id} if 0 < len(block_id) <= BLOCK_ID_LIMIT else {})})
     return blocks
+
+
+def posts(channel: str, thread_ts: str, piece: str, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``chat.postMessage`` arguments for one piece of a reply and its ``blocks``: one message, or several of at
+    most ``MAX_BLOCKS`` blocks each, with a warning, where the shop's blocks and deskbot's text and buttons pass
+    Slack's limit, which refused the whole reply. The first carries ``piece`` as its ``text``."""
+    # ``text`` is mrkdwn, where <…> is a mention or a link and & starts an entity: a reply's own "<3 days"
+    # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
+    escaped = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    chunks = [blocks[n:n + MAX_BLOCKS] for n in range(0, len(blocks), MAX_BLOCKS)] or [[]]
+    if len(chunks) > 1:
+        log.warning("a reply of %d Slack blocks, over the %d Slack takes in a message, is posted in %d messages",
+                    len(blocks), MAX_BLOCKS, len(chunks))
+    messages = []
+    for n, chunk in enumerate(chunks):
+        message: dict[str, Any] = {"channel": channel, "text": "" if n else escaped}
+        if thread_ts:  # none in a DM: at the top level, where its customer writes
+            message["thread_ts"] = thread_ts
+        if chunk:  # ``text`` stays as the notification and screen-reader fallback
+            message["blocks"] = chunk
+        messages.append(message)
+    return messages
 
 
 def named_block(block_id: str) -> tuple[list[str], bool]:
@@ -543,9 +566,9 @@ class SlackChannel(PlatformChannel):
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``, or into
         ``thread`` (a DM's answer to a message written in one); an agent's reply led by its ``author``'s name. A
-        reply's ``custom`` payloads of Block Kit blocks follow its text in its last message (:func:`message_blocks`);
-        their ``attachments`` (:func:`~bot.responses.slack_attachments`) go under its last
-        message."""
+        reply's ``custom`` payloads of Block Kit blocks follow its text in its last message (:func:`message_blocks`),
+        in several where they pass Slack's limit (:func:`posts`); their ``attachments``
+        (:func:`~bot.responses.slack_attachments`) go under the last."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
         thread_ts = kwargs.get("thread") or thread_ts
         if prefix != self.name:
@@ -555,22 +578,16 @@ class SlackChannel(PlatformChannel):
         said = signed(text, kwargs.get("author"))
         # a long answer in several messages, the shop's own blocks and the buttons under the last
         pieces = message_pieces(said, MARKDOWN_LIMIT)
-
-        async def post(numbered: tuple[int, str]) -> None:
-            i, piece = numbered
-            # ``text`` is mrkdwn, where <…> is a mention or a link and & starts an entity: a reply's own "<3 days"
-            # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
-            escaped = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            message: dict[str, Any] = {"channel": channel, "text": escaped}
-            if thread_ts:  # none in a DM: at the top level, where its customer writes
-                message["thread_ts"] = thread_ts
+        messages: list[dict[str, Any]] = []
+        for i, piece in enumerate(pieces, start=1):
             last = i == len(pieces)
             blocks = message_blocks(piece, buttons if last else [], conversation_id,
                                     channel in self.shared_channels, custom if last else [])
-            if blocks:  # ``text`` stays as the notification and screen-reader fallback
-                message["blocks"] = blocks
-            if last and attachments:
-                message["attachments"] = attachments
+            messages += posts(channel, thread_ts, piece, blocks)
+        if attachments:
+            messages[-1]["attachments"] = attachments
+
+        async def post(message: dict[str, Any]) -> None:
             await self._call("chat.postMessage", message)
 
         # One post at a time in a Slack channel: chat.postMessage allows about one a second there, and a burst of
@@ -582,7 +599,7 @@ class SlackChannel(PlatformChannel):
             # as the sessions close. It is cut short, as a retry is, and the agent is told.
             if queued and self._stopping.is_set() and kwargs.get("role") == "agent":
                 raise Stopping(f"{self.name}: the server is stopping")
-            await send_pieces(list(enumerate(pieces, start=1)), post, SlackMaybePosted)
+            await send_pieces(messages, post, SlackMaybePosted)
 
     async def _call(self, method: str, payload: dict[str, Any], form: bool = False) -> dict[str, Any]:
         """Call a Web API method, up to ``SEND_ATTEMPTS`` tries: a 429 waits out its ``Retry-After``, and
