@@ -669,6 +669,23 @@ async def test_a_button_of_the_shops_blocks_is_answered_as_its_value_typed_unles
     assert [(turn.text, turn.conversation_id) for turn in slack.bot.turns] == [("/buy", f"slack:T1:C1:{TS}")]
 
 
+async def test_an_option_chosen_in_a_menu_of_the_shops_blocks_is_answered_as_its_value_typed(
+        slack: SimpleNamespace) -> None:
+    """Rasa's Slack channel answers a choice in a custom payload's menu (a static_select, an overflow) as the chosen
+    option's value: deskbot ignored it as another app's, and the customer who picked a size heard nothing."""
+    option = {"text": {"type": "plain_text", "text": "Large"}, "value": "/size_large"}
+    size = {"type": "static_select", "placeholder": {"type": "plain_text", "text": "Size"}, "options": [option]}
+    await slack.channel.send(f"slack:T1:C1:{TS}", "", custom=[{"blocks": [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*Tee*"}, "accessory": size}]}])
+    [posted] = slack.posts[0]["blocks"]
+    assert posted["accessory"] == {**size, "action_id": "deskbot_button_custom_0"}
+    chosen = click("", actions=[{"type": "static_select", "action_id": "deskbot_button_custom_0", "block_id": "x1",
+                                 "selected_option": option, "action_ts": "1700000002.000300"}])
+    assert (await post_click(slack.client, chosen)).status == 200
+    await slack.channel.close()
+    assert [(turn.text, turn.conversation_id) for turn in slack.bot.turns] == [("/size_large", f"slack:T1:C1:{TS}")]
+
+
 async def test_a_reply_of_block_kit_blocks_alone_is_posted_by_the_next_server_as_logged(
         slack: SimpleNamespace, tmp_path: Path) -> None:
     """A reply of an action's blocks alone, which a stopped server logged and did not send, is posted as it was
