@@ -107,8 +107,9 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
         if limits:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": limits.pop(0)})
         message = await request.json()
-        if len(message.get("blocks", [])) > 50:  # as Slack refuses it: "no more than 50 items allowed"
-            return web.json_response({"ok": False, "error": "invalid_blocks"})
+        named = [block["block_id"] for block in message.get("blocks", []) if "block_id" in block]
+        if len(message.get("blocks", [])) > 50 or len(set(named)) < len(named):  # "no more than 50 items allowed",
+            return web.json_response({"ok": False, "error": "invalid_blocks"})  # "duplicate block_id"
         if api.gap and now - last_post.get(message["channel"], -api.gap) < api.gap:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(api.gap)})
         last_post[message["channel"]] = now
@@ -647,7 +648,18 @@ async def test_a_reply_over_slacks_50_blocks_is_posted_in_several_messages(
     assert [len(first["blocks"]), len(last["blocks"])] == [50, 2] and first["text"] == "Our mugs:"
     assert first["blocks"][:2] == [{"type": "markdown", "text": "Our mugs:"}, products[0]]
     assert [b["type"] for b in last["blocks"]] == ["section", "actions"] and last["thread_ts"] == TS
-    assert "a reply of 52 Slack blocks, over the 50 Slack takes in a message, is posted in 2 messages" in caplog.text
+    assert "a reply of 52 Slack blocks is posted in 2 messages" in caplog.text
+
+
+async def test_an_actions_payloads_built_alike_are_posted_though_their_block_ids_repeat(
+        slack: SimpleNamespace) -> None:
+    """Two product cards an action built alike (the same block_id), which Rasa's Slack channel posts each on its own,
+    made one message with the id twice, and Slack refused the whole reply. The second card starts a message."""
+    card = {"type": "section", "block_id": "product", "text": {"type": "mrkdwn", "text": "*Mug*"}}
+    slack.bot.text, slack.bot.custom = "Our mugs:", [{"blocks": [card]}, {"blocks": [card]}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    assert [posted["blocks"] for posted in slack.posts] == [[{"type": "markdown", "text": "Our mugs:"}, card], [card]]
 
 
 async def test_a_button_of_the_shops_blocks_is_answered_as_its_value_typed_unless_it_names_its_own_action(

@@ -141,16 +141,16 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
 
 
 def posts(channel: str, thread_ts: str, piece: str, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ``chat.postMessage`` arguments for one piece of a reply and its ``blocks``: one message, or several of at
-    most ``MAX_BLOCKS`` blocks each, with a warning, where the shop's blocks and deskbot's text and buttons pass
-    Slack's limit, which refused the whole reply. The first carries ``piece`` as its ``text``."""
+    """The ``chat.postMessage`` arguments for one piece of a reply and its ``blocks``: one message, or several
+    (:func:`block_messages`), with a warning, where the blocks would pass what Slack takes in one, which refused the
+    whole reply. The first carries ``piece`` as its ``text``."""
     # ``text`` is mrkdwn, where <…> is a mention or a link and & starts an entity: a reply's own "<3 days"
     # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
     escaped = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    chunks = [blocks[n:n + MAX_BLOCKS] for n in range(0, len(blocks), MAX_BLOCKS)] or [[]]
+    chunks = block_messages(blocks)
     if len(chunks) > 1:
-        log.warning("a reply of %d Slack blocks, over the %d Slack takes in a message, is posted in %d messages",
-                    len(blocks), MAX_BLOCKS, len(chunks))
+        log.warning("a reply of %d Slack blocks is posted in %d messages: Slack takes at most %d blocks in a message, "
+                    "and each block_id once", len(blocks), len(chunks), MAX_BLOCKS)
     messages = []
     for n, chunk in enumerate(chunks):
         message: dict[str, Any] = {"channel": channel, "text": "" if n else escaped}
@@ -160,6 +160,22 @@ def posts(channel: str, thread_ts: str, piece: str, blocks: list[dict[str, Any]]
             message["blocks"] = chunk
         messages.append(message)
     return messages
+
+
+def block_messages(blocks: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``blocks`` in the messages Slack takes, in order: at most ``MAX_BLOCKS`` each, and a ``block_id`` once in each
+    (an action uttering two payloads built alike, each posted on its own by Rasa, gave one message twice the id)."""
+    chunks: list[list[dict[str, Any]]] = [[]]
+    named: set[str] = set()
+    for block in blocks:
+        block_id = block.get("block_id") if isinstance(block, dict) else None
+        if len(chunks[-1]) == MAX_BLOCKS or block_id in named:
+            chunks.append([])
+            named.clear()
+        if isinstance(block_id, str):
+            named.add(block_id)
+        chunks[-1].append(block)
+    return chunks
 
 
 def named_block(block_id: str) -> tuple[list[str], bool]:
