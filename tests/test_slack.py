@@ -609,8 +609,11 @@ async def test_a_custom_payload_of_block_kit_blocks_is_posted_after_the_text(sla
                "accessory": {"type": "image", "image_url": "https://shop.example/mug.png", "alt_text": "mug"}}
     await slack.channel.send(f"slack:T1:C1:{TS}", "", custom=[{"blocks": [section]}])  # a payload alone
     await slack.channel.send(f"slack:T1:C1:{TS}", "Hi", custom=[{"carousel": ["mug"]}, {"blocks": []}])
+    # a payload's own text is its notification, as Rasa's Slack channel posts it
+    await slack.channel.send(f"slack:T1:C1:{TS}", "", custom=[{"text": "Mug <9.95>", "blocks": [section]}])
     assert slack.posts == [{"channel": "C1", "text": "", "thread_ts": TS, "blocks": [section]},
-                           {"channel": "C1", "text": "Hi", "thread_ts": TS, "blocks": [{"type": "markdown", "text": "Hi"}]}]
+                           {"channel": "C1", "text": "Hi", "thread_ts": TS, "blocks": [{"type": "markdown", "text": "Hi"}]},
+                           {"channel": "C1", "text": "Mug &lt;9.95&gt;", "thread_ts": TS, "blocks": [section]}]
     slack.posts.clear()
     slack.bot.text, slack.bot.buttons = "Our bestseller: the mug <3", [{"title": "Buy it", "payload": "/buy"}]
     slack.bot.custom = [{"blocks": [section]}, {"carousel": ["mug"]}, {"blocks": [{"type": "divider"}]}]

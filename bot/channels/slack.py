@@ -162,6 +162,14 @@ def posts(channel: str, thread_ts: str, piece: str, blocks: list[dict[str, Any]]
     return messages
 
 
+def payload_text(custom: Sequence[Any]) -> str:
+    """The ``text`` of the first custom payload of blocks that has one (``json_message={"text": …, "blocks": […]}``),
+    which Rasa's Slack channel posts as the message's notification and screen-reader fallback: a reply of such a
+    payload alone has no text of its own, and Slack's notification of it said nothing."""
+    return next((payload["text"] for payload in custom if slack_blocks(payload) and isinstance(payload.get("text"), str)),
+                "")
+
+
 def block_messages(blocks: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """``blocks`` in the messages Slack takes, in order: at most ``MAX_BLOCKS`` each, and a ``block_id`` once in each
     (an action uttering two payloads built alike, each posted on its own by Rasa, gave one message twice the id)."""
@@ -604,7 +612,7 @@ class SlackChannel(PlatformChannel):
             last = i == len(pieces)
             blocks = message_blocks(piece, buttons if last else [], conversation_id,
                                     channel in self.shared_channels, custom if last else [])
-            messages += posts(channel, thread_ts, piece, blocks)
+            messages += posts(channel, thread_ts, piece or payload_text(custom), blocks)
         if attachments:
             messages[-1]["attachments"] = attachments
 
