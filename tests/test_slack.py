@@ -701,6 +701,19 @@ async def test_an_option_chosen_in_a_menu_of_the_shops_blocks_is_answered_as_its
     assert [(turn.text, turn.conversation_id) for turn in slack.bot.turns] == [("/size_large", f"slack:T1:C1:{TS}")]
 
 
+async def test_a_date_picked_in_the_shops_blocks_is_answered_as_the_date_typed(slack: SimpleNamespace) -> None:
+    """Rasa's Slack channel answers a date picked in a custom payload's datepicker ("When should we deliver?") as the
+    date typed: deskbot ignored it as another app's."""
+    picker = {"type": "datepicker", "placeholder": {"type": "plain_text", "text": "Delivery day"}}
+    await slack.channel.send(f"slack:T1:C1:{TS}", "", custom=[{"blocks": [{"type": "actions", "elements": [picker]}]}])
+    assert slack.posts[0]["blocks"][0]["elements"] == [{**picker, "action_id": "deskbot_button_custom_0"}]
+    picked = click("", actions=[{"type": "datepicker", "action_id": "deskbot_button_custom_0", "block_id": "x1",
+                                 "selected_date": "2026-12-24", "action_ts": "1700000002.000300"}])
+    assert (await post_click(slack.client, picked)).status == 200
+    await slack.channel.close()
+    assert [turn.text for turn in slack.bot.turns] == ["2026-12-24"]
+
+
 async def test_a_reply_of_block_kit_blocks_alone_is_posted_by_the_next_server_as_logged(
         slack: SimpleNamespace, tmp_path: Path) -> None:
     """A reply of an action's blocks alone, which a stopped server logged and did not send, is posted as it was

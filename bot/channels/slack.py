@@ -57,7 +57,8 @@ MIN_EVENT_BYTES = 1024 * 1024
 BUTTON_VALUE_LIMIT, BLOCK_ID_LIMIT = 2000, 255
 MAX_BLOCKS = 50  # Slack refuses a message of more blocks
 BUTTON_ACTION = "deskbot_button"
-CHOICES = ("static_select", "overflow", "radio_buttons")  # the shop's menus whose chosen option's value is answered
+# the shop's menus whose chosen option's value is answered, and its date pickers, whose date is
+CHOICES = ("static_select", "overflow", "radio_buttons", "datepicker")
 SHARED_BLOCK = "connect"  # a buttons' block_id ends so when they were posted in a Slack Connect channel
 CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share")  # message subtypes that are a person writing
 CHANGES = ("message_changed", "message_deleted")  # a message edited or deleted (SlackChannel._changed)
@@ -197,8 +198,8 @@ def answerable(blocks: list[Any]) -> list[Any]:
     """The shop's own ``blocks`` with each button that names no ``action_id`` (its ``value`` a payload, in an
     ``actions`` block or as a section's ``accessory``) named as deskbot's, so that its click is answered as its value
     typed, as Rasa's Slack channel answers it: Slack named such a button itself, and its click was ignored as another
-    app's. A menu of options (:data:`CHOICES`) is named so too, its choice answered as the option's value typed, as
-    Rasa answers it. An element with an ``action_id`` of the shop's own is left to the shop."""
+    app's. A menu of options and a date picker (:data:`CHOICES`) are named so too, a choice answered as the option's
+    value typed, or the date picked as ``2026-12-24``, as Rasa answers them. An element with an ``action_id`` of the shop's own is left to the shop."""
     count = itertools.count()
 
     def named(element: Any) -> Any:
@@ -446,8 +447,9 @@ class SlackChannel(PlatformChannel):
         of the support team's in a Slack Connect channel (:func:`from_support_team`)."""
         actions = payload.get("actions")
         action = _object(actions[0]) if isinstance(actions, list) and actions else {}
-        # a button's value, or the value of the option chosen in a menu of the shop's blocks (answerable)
-        value = _string(action.get("value") or _object(action.get("selected_option")).get("value"))
+        # a button's value, or the value of the option chosen in a menu of the shop's blocks (answerable), or the date
+        value = _string(action.get("value") or _object(action.get("selected_option")).get("value")
+                        or action.get("selected_date"))
         value = value[: self.max_message_chars]
         if not _string(action.get("action_id")).startswith(BUTTON_ACTION) or not readable(value):
             return None
