@@ -107,7 +107,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
         if limits:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": limits.pop(0)})
         message = await request.json()
-        named = [block["block_id"] for block in message.get("blocks", []) if "block_id" in block]
+        named = [str(block["block_id"]) for block in message.get("blocks", []) if "block_id" in block]
         if len(message.get("blocks", [])) > 50 or len(set(named)) < len(named):  # "no more than 50 items allowed",
             return web.json_response({"ok": False, "error": "invalid_blocks"})  # "duplicate block_id"
         if api.gap and now - last_post.get(message["channel"], -api.gap) < api.gap:
@@ -659,10 +659,12 @@ async def test_an_actions_payloads_built_alike_are_posted_though_their_block_ids
     """Two product cards an action built alike (the same block_id), which Rasa's Slack channel posts each on its own,
     made one message with the id twice, and Slack refused the whole reply. The second card starts a message."""
     card = {"type": "section", "block_id": "product", "text": {"type": "mrkdwn", "text": "*Mug*"}}
-    slack.bot.text, slack.bot.custom = "Our mugs:", [{"blocks": [card]}, {"blocks": [card]}]
+    odd = {"type": "divider", "block_id": {"not": "a string"}}  # Slack's to refuse, not deskbot's to fail on
+    slack.bot.text, slack.bot.custom = "Our mugs:", [{"blocks": [card, odd]}, {"blocks": [card]}]
     await post(slack.client, event())
     await slack.channel.close()
-    assert [posted["blocks"] for posted in slack.posts] == [[{"type": "markdown", "text": "Our mugs:"}, card], [card]]
+    assert [posted["blocks"] for posted in slack.posts] == [[{"type": "markdown", "text": "Our mugs:"}, card, odd],
+                                                            [card]]
 
 
 async def test_a_button_of_the_shops_blocks_is_answered_as_its_value_typed_unless_it_names_its_own_action(

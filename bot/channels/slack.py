@@ -31,8 +31,8 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT, DeliveryError, MaybeDelivered, PlatformChannel,
-                               Stopping, TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh,
+from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT, DeliveryError, MaybeDelivered,
+                               PlatformChannel, Stopping, TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh,
                                load_json, message_pieces, normalise, read_body, readable, same_secret, send_pieces,
                                signed, with_attached)
 from bot.language import LANGUAGES, SLOT, kept_script, mostly_written_in, say
@@ -178,7 +178,7 @@ def block_messages(blocks: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     named: set[str] = set()
     for block in blocks:
         block_id = block.get("block_id") if isinstance(block, dict) else None
-        if len(chunks[-1]) == MAX_BLOCKS or block_id in named:
+        if len(chunks[-1]) == MAX_BLOCKS or isinstance(block_id, str) and block_id in named:
             chunks.append([])
             named.clear()
         if isinstance(block_id, str):
@@ -199,7 +199,8 @@ def answerable(blocks: list[Any]) -> list[Any]:
     ``actions`` block or as a section's ``accessory``) named as deskbot's, so that its click is answered as its value
     typed, as Rasa's Slack channel answers it: Slack named such a button itself, and its click was ignored as another
     app's. A menu of options and a date picker (:data:`CHOICES`) are named so too, a choice answered as the option's
-    value typed, or the date picked as ``2026-12-24``, as Rasa answers them. An element with an ``action_id`` of the shop's own is left to the shop."""
+    value typed, or the date picked as ``2026-12-24``, as Rasa answers them. An element with an ``action_id`` of the
+    shop's own is left to the shop."""
     count = itertools.count()
 
     def named(element: Any) -> Any:
