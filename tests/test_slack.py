@@ -737,9 +737,31 @@ async def test_a_reply_of_block_kit_blocks_alone_is_posted_by_the_next_server_as
 
 
 def test_block_kit_limits() -> None:
-    [_, actions] = message_blocks("hi", [{"title": "t" * 100, "payload": "/x"}] * 30)
+    [_, actions, more] = message_blocks("hi", [{"title": "t" * 100, "payload": "/x"}] * 30, "slack:T1:C1:1.2")
     assert len(actions["elements"]) == 25 and len(actions["elements"][0]["text"]["text"]) == 75
+    assert (actions["block_id"], more["block_id"], len(more["elements"])) == ("slack:T1:C1:1.2", "slack:T1:C1:1.2:1", 5)
     assert message_blocks("", []) == []
+
+
+async def test_buttons_past_slacks_25_a_block_are_posted_and_answered_in_a_block_of_their_own(
+        slack: SimpleNamespace) -> None:
+    """Slack takes 25 buttons in an actions block, and the rest were dropped without a word: after a template's 25,
+    the handoff's "Talk to a person" was the one lost. In a Slack Connect channel a colleague's click on it is still
+    not the customer's."""
+    slack.bot.buttons = [{"title": f"Size {n}", "payload": f"/size_{n}"} for n in range(25)] + [
+        {"title": "Talk to a person", "payload": "/contact_human_agent"}]
+    shared = {**event(), "team_id": "T2", "is_ext_shared_channel": True}
+    shared["event"] = {**shared["event"], "user": "U2", "team": "T2", "user_team": "T2"}
+    await post(slack.client, shared)
+    await slack.channel.close()
+    first, more = [b for b in slack.posts[0]["blocks"] if b["type"] == "actions"]
+    assert len(first["elements"]) == 25 and [e["value"] for e in more["elements"]] == ["/contact_human_agent"]
+    pressed = [{**more["elements"][0], "block_id": more["block_id"], "action_ts": "1700000002.000300"}]
+    await post_click(slack.client, click(trigger="t1", actions=pressed, user={"id": "U7", "team_id": "T1"}))
+    await post_click(slack.client, click(trigger="t2", actions=pressed, user={"id": "U2", "team_id": "T2"}))
+    await slack.channel.close()
+    assert [(t.user, t.text, t.conversation_id) for t in slack.bot.turns][1:] == [
+        ("U2", "/contact_human_agent", f"slack:T1:C1:{TS}")]
 
 
 async def test_a_long_answer_is_posted_in_pieces_with_its_buttons_under_the_last(slack: SimpleNamespace) -> None:

@@ -132,11 +132,14 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
             "text": {"type": "plain_text", "text": button["title"][:MAX_BUTTON_TITLE_CHARS], "emoji": True},
             "value": button["payload"][:BUTTON_VALUE_LIMIT],
         }
-        for i, button in enumerate(buttons[:MAX_BUTTONS])
+        for i, button in enumerate(buttons)
     ]
-    block_id = f"{conversation_id}:{SHARED_BLOCK}" if shared and conversation_id else conversation_id
-    if elements:
-        blocks.append({"type": "actions", "elements": elements,
+    named = f"{conversation_id}:{SHARED_BLOCK}" if shared and conversation_id else conversation_id
+    # Slack takes 25 buttons in a block: more (an action's, or the handoff's button after a template's 25) go on in
+    # blocks of their own, each block_id once in the message (the n-th after the first ends ":n")
+    for n in range(0, len(elements), MAX_BUTTONS):
+        block_id = f"{named}:{n // MAX_BUTTONS}" if n and named else named
+        blocks.append({"type": "actions", "elements": elements[n:n + MAX_BUTTONS],
                        **({"block_id": block_id} if 0 < len(block_id) <= BLOCK_ID_LIMIT else {})})
     return blocks
 
@@ -191,7 +194,7 @@ def named_block(block_id: str) -> tuple[list[str], bool]:
     """The parts of the conversation id a block of the bot's buttons is named after (:func:`message_blocks`), and
     whether it was posted in a Slack Connect channel."""
     named = block_id.split(":")
-    return named[:4], named[4:] == [SHARED_BLOCK]
+    return named[:4], SHARED_BLOCK in named[4:]
 
 
 def answerable(blocks: list[Any]) -> list[Any]:
