@@ -1436,7 +1436,16 @@ def entity_value(patterns: Iterable[re.Pattern[str]], value: str) -> str | None:
     return _ascii_digits(value) if value and any(group.fullmatch(value) for group in groups) else None
 
 
+# Chinese digits as a number read out one by one is written in them (七八九, 幺二三: 幺 is 1 there, 两 2, 〇 0).
+_CHINESE_DIGITS = str.maketrans("〇零一二三四五六七八九幺两兩", "00123456789122")
+
+
 def _ascii_digits(value: str) -> str:
+    """``value`` with its digits as ASCII digits, as an action looks a number up. A value wholly of digits, Chinese
+    ones among them (订单号是七八九), is a number: 789, or the order was not found; a word with one in it (三亚, 一下)
+    is left as it is."""
+    if all(c.isdecimal() or ord(c) in _CHINESE_DIGITS for c in value):
+        value = value.translate(_CHINESE_DIGITS)
     return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in value)
 
 

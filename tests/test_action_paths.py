@@ -1140,6 +1140,9 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         await bot.handle(Turn("c2", "/get_refund", "web"))
         assert (await bot.handle(Turn("c2", "/cancel_order", "web"))).source == "template"
         assert (await bot.handle(Turn("c2", "789", "web"))).source == "fallback"
+
+        await bot.handle(Turn("c3", "/get_refund", "web"))  # the number read out in Chinese digits: 七八九 is 789
+        assert (await bot.handle(Turn("c3", "七八九", "web"))).text.startswith("Order 789 is **delivered**")
     finally:
         await bot.close()
 
@@ -1802,9 +1805,9 @@ def test_the_demo_action_asks_rather_than_answer_about_an_earlier_order(action_b
     orders = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(orders)
 
-    def run(text: str, entities: list[dict[str, str]]) -> tuple[str, list[dict[str, Any]]]:
+    def run(text: str, entities: list[dict[str, str]], order: str = "789") -> tuple[str, list[dict[str, Any]]]:
         dispatcher = CollectingDispatcher()
-        tracker = Tracker("c1", {"order_id": "789"}, {"text": text, "entities": entities}, [], False, None, {}, None)
+        tracker = Tracker("c1", {"order_id": order}, {"text": text, "entities": entities}, [], False, None, {}, None)
         events = orders.ActionOrderStatus().run(dispatcher, tracker, {})
         return dispatcher.messages[0]["text"], events
 
@@ -1813,6 +1816,10 @@ def test_the_demo_action_asks_rather_than_answer_about_an_earlier_order(action_b
     assert run("is 789 there yet", [])[0].startswith("Order 789 is **delivered**")  # the slot's own number
     assert run("where is it now?", [])[0].startswith("Order 789 is **delivered**")  # no number: the slot's
     assert run("order 789", [{"entity": "order_id", "value": "789"}])[0].startswith("Order 789")
+    # a number in Chinese digits the pattern did not read is another order's too; as Rasa gives one, it is looked up
+    assert run("查一下四五六那个", [])[0] == "Sure — what's your order number?"
+    read = [{"entity": "order_id", "value": "七八九"}]
+    assert run("订单七八九", read, "七八九")[0].startswith("Order 789 is **delivered**")
 
 
 async def test_a_sentence_the_classifier_is_sure_of_goes_to_its_own_intent_while_an_action_waits(

@@ -1138,6 +1138,19 @@ def test_a_regex_group_named_value_is_the_entity(bot_dir: Path) -> None:
     assert project.entities("order ١٢٣٤٥") == project.entities("order ۱۲۳۴۵") == {"order_id": "12345"}
 
 
+def test_an_order_number_read_out_in_chinese_digits_is_the_orders(bot_dir: Path) -> None:
+    """订单号是七八九 ("the order number is 789"), 查一下订单幺二三 (幺 is 1 read out) and 單號係一二三四 got "what's your order
+    number?" again: the demo's pattern read ASCII digits alone. Words with a digit in them are no number."""
+    project = load_project(bot_dir)
+    said = {text: project.entities(text).get("order_id") for text in [
+        "订单号是七八九", "查一下订单幺二三", "單號係一二三四", "七八九", "是四五六号", "订单两〇两", "一二三这个订单",
+        "查一下订单", "订单两三天到了吗", "我有三四五个订单", "订单一万二千块", "这一单三四五", "三亚的订单"]}
+    assert said == {"订单号是七八九": "789", "查一下订单幺二三": "123", "單號係一二三四": "1234", "七八九": "789",
+                    "是四五六号": "456", "订单两〇两": "202", "一二三这个订单": "123", "这一单三四五": "345",
+                    "查一下订单": None, "订单两三天到了吗": None, "我有三四五个订单": None, "订单一万二千块": None,
+                    "三亚的订单": None}
+
+
 def test_a_chinese_bot_reads_its_default_base_model_as_the_model_cache_does() -> None:
     for spelled in ("default", "Default", " default "):
         config = BotConfig.model_validate({"name": "shop", "language": "zh", "model": {"base": spelled}})

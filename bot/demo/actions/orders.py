@@ -21,6 +21,10 @@ ORDERS = [
     ("789", "delivered", "DHL 3345678901", None),
 ]
 
+# Chinese digits, as customers read an order number out one by one (七八九, 幺二三), with the ASCII digit of each.
+CHINESE_DIGITS = "〇零一二三四五六七八九幺两兩"
+AS_DIGITS = str.maketrans(CHINESE_DIGITS, "00123456789122")
+
 
 def orders_db() -> sqlite3.Connection:
     """The demo's order table, created next to this file on first use."""
@@ -57,8 +61,10 @@ class ActionOrderStatus(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         say = MESSAGES.get(tracker.get_slot("language"), MESSAGES["en"])
         order_id = tracker.get_slot("order_id")
+        if isinstance(order_id, str):  # deskbot gives 七八九 as 789; Rasa's regex extractor gives it as written
+            order_id = order_id.translate(AS_DIGITS)
         said, read = tracker.latest_message.get("text") or "", tracker.latest_message.get("entities") or []
-        if order_id and not read and order_id not in said and re.search(r"\d{3,}", said):
+        if order_id and not read and order_id not in said and re.search(rf"[\d{CHINESE_DIGITS}]{{3,}}", said):
             order_id = None  # a number the order pattern did not read: never answer with an earlier order's status
         if not order_id and tracker.get_slot("requested_slot") == "order_id":
             # Asked already: the same question again would loop ("I don't know it" got it once more), so where the
