@@ -255,6 +255,7 @@ class Bot:
         loop = conversation.get("active_loop") if conversation else None
         answered = None  # the slot the message answers, which the action that asked for it gets
         validated: ActionResult | None = None  # the answer as the asking action's validation extracted it
+        corrects = False  # the message only says the bot's last answer missed ("不对", "that's wrong")
         requested = slots.get(REQUESTED_SLOT)
         requested = requested if isinstance(requested, str) else None  # a name; a log from before the check may differ
         if text == HANDOFF_PAYLOAD or asks_for_a_person(text):  # the button, or typed: "talk to a human", "转人工"
@@ -274,8 +275,9 @@ class Bot:
             decision = self._back_to(loop)
         else:
             values = {**self._fillable(slots, entities, text), MID_CONVERSATION: conversation is not None}
+            corrects = says_wrong(text)
             decision = decide(analysis, self.config, self.project.responses, values, turn.channel, fallbacks, language,
-                              self.project.intents, acknowledges(text), says_wrong(text))
+                              self.project.intents, acknowledges(text), corrects)
             if entities and (decision.kind == "fallback" or decision.reason == "fallbacks"):
                 decision = await self._asked_again(turn.conversation_id, analysis) or decision
 
@@ -296,6 +298,8 @@ class Bot:
             reply.handed_off = True
         fallbacks = misses_in_a_row(fallbacks, decision, acknowledges(text))
         reply.user_turn_id, reply.turn_id = await self._log(turn, text, analysis, decision, slots, fallbacks)
+        if corrects and reply.user_turn_id is not None and self.store is not None:  # reviewed as a thumbs-down is
+            await self._store(self.store.vote_down_answer_before, turn.conversation_id, reply.user_turn_id, text)
         if reply.turn_id is None and self.store is not None and (reply.text or reply.buttons or reply.custom):
             # An agent took the conversation over while the bot worked on the message: the store kept no reply
             # (Store._insert_exchange), and the agent answers it.

@@ -1455,6 +1455,17 @@ class Store:
             comment = self._private(comment) if comment is not None else None
             return int(self.db["feedback"].insert({"turn_id": turn_id, "value": value, "comment": comment, "created": now()}).last_pk)
 
+    def vote_down_answer_before(self, conversation_id: str, turn_id: int, comment: str) -> int | None:
+        """A thumbs-down on the bot's reply just before the customer's turn ``turn_id``, which said that reply missed
+        ("不对", "that's wrong", the ``comment``): the customer who says so rarely clicks the thumb as well, and the
+        answer was left out of the review queue and the figures. None where the turn before is no bot reply (an
+        agent's, or none)."""
+        before = self.db.execute("SELECT id, role FROM turns WHERE conversation_id = ? AND id < ? ORDER BY id DESC "
+                                 "LIMIT 1", [conversation_id, turn_id]).fetchone()
+        if before is None or before[1] != "bot":
+            return None
+        return self.add_feedback(conversation_id, before[0], -1, comment)
+
     def count(self, table: str) -> int:
         return self.db[table].count
 

@@ -193,6 +193,28 @@ async def test_saying_the_answer_missed_asks_to_put_it_another_way_then_hands_of
     assert (said[2]["source"], said[2]["handed_off"]) == ("handoff", True)
 
 
+async def test_saying_the_answer_missed_is_a_thumbs_down_on_it(aiohttp_client: Any, tiny_demo_bot: Path,
+                                                                tmp_path: Path) -> None:
+    """"不对" after an answer was a miss, but the answer it said was wrong was neither in `bot review`'s queue nor
+    among `bot stats`' thumbs down, as it is when the customer clicks the thumb: the customer's words are the vote."""
+    from dialogues.review import candidates
+    from dialogues.stats import conversation_stats
+    from dialogues.store import Store
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "sure", thresholds={"intent": 0.0, "fallbacks_before_handoff": 3})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    answered = await ask(client, "wrong", "how long does delivery take?")
+    assert answered["source"] == "template"
+    await ask(client, "wrong", "不对")
+    await ask(client, "right", "how long does delivery take?")
+    await ask(client, "right", "不对吗？")  # asks something: no vote
+    store = Store(root / "dialogues.db")
+    assert [(row["text"], row["reasons"]) for row in candidates(store, threshold=0.0)
+            if row["text"] != "不对吗？"] == [("不对", ["fallback"]), ("how long does delivery take?", ["negative_feedback"])]
+    assert conversation_stats(store)["feedback"] == {"up": 0, "down": 1}
+    assert [row["comment"] for row in store.db["feedback"].rows] == ["不对"]
+
+
 @pytest.mark.parametrize(("conversation", "other"), [("other-en", "and the other one? order 456"), ("other-bare", "456"),
                                                      ("other-zh", "那另一个订单456呢？")])
 async def test_another_value_after_an_action_answered_runs_it_again(unsure: Any, conversation: str, other: str) -> None:
