@@ -147,6 +147,9 @@ INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])(?:\+\d+|\(\+\d{1,4}\) ?\d+|\+\(\d{1
 # is its first group, the groups after it looked ahead at (group 1), so that each group of 00 starts a reading:
 # a number written after an order number (0012 0044 20 7946 0958), or after another one, is read on its own.
 DIALLED_PHONE = re.compile(r"(?<![\d+.-])00 ?[1-9]\d*(?=(" + _INTL_GROUPS + "))")
+# And after its country code in brackets without the "+", as Hong Kong's customers write it: (852) 9123 4567, read
+# so and kept only as a number that country gives out: (2) 1234 5678 and (123) 4567 8901 are no country's.
+BRACKETED_CODE_PHONE = re.compile(r"(?<![A-Za-z0-9_(+.-])\([1-9]\d{0,2}\)(?=( ?\d+" + _INTL_GROUPS + "))")
 # (555) 010-0199, 555-010-0199, 555.010.0199 and, from a real area code and exchange (2 to 9), 415/555-2671.
 NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ]|[2-9]\d{2} ?/ ?(?=[2-9]))\d{3}[-. ]\d{4}(?!\d)")
 # A UK number as written at home, with its trunk 0, in groups (07911 123456, 0161 496 0000, 020-7946-0958):
@@ -335,14 +338,20 @@ def _phone_at(string: str, at: int, text: str) -> list[Span]:
 def _possible(number: str, valid: bool = False) -> bool:
     """Whether a + number is of a length its country's numbers have or, asked for ``valid``, also of a range
     its country gives out. Where a shorter reading drops digits only on that evidence, a number is left
-    whole rather than partly shown. A number dialled with 00 is read as the + number it is."""
+    whole rather than partly shown. A number dialled with 00, or after its country code in brackets, is read as
+    the + number it is."""
+    code = re.match(r"\((\d+)\)", number)  # (852) 9123 4567: the country code in brackets, without its "+"
     if number.startswith("00"):
         number = "+" + number[2:].lstrip()
+    elif code:
+        number = f"+{code[1]} {number[code.end():]}"
     if not 6 <= sum(ch.isdigit() for ch in number) <= 21:  # no country's numbers are so short or long (with a "(0)")
         return False
     try:
         parsed = phonenumbers.parse(number)
     except phonenumbers.NumberParseException:  # no such country code, or too long
+        return False
+    if code and parsed.country_code != int(code[1]):  # (123) 4567 8901 read as +1 234 567 8901
         return False
     if valid:
         return phonenumbers.is_valid_number(parsed)
@@ -410,8 +419,8 @@ def _landline(match: re.Match[str]) -> list[Span]:
 
 
 def _dialled(match: re.Match[str]) -> list[Span]:
-    """The number dialled with 00 that ``match`` starts, read with the groups after it as :func:`_phone` reads
-    a + number's, if it is one its country gives out."""
+    """The number dialled with 00, or after its country code in brackets without the "+", that ``match`` starts,
+    read with the groups after it as :func:`_phone` reads a + number's, if it is one its country gives out."""
     spans = _phone_at(match.string, match.start(), match.group(0) + match.group(1))
     return [(start, end) for start, end in spans if _possible(match.string[start:end], valid=True)]
 
@@ -470,6 +479,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (PHONE_NAMED_NUMERALS, "[PHONE]", _named_when(lambda number: bool(re.search(f"[{_CHINESE_NUMERALS}]", number)))),
     (INTL_PHONE, "[PHONE]", _phone),
     (DIALLED_PHONE, "[PHONE]", _dialled),
+    (BRACKETED_CODE_PHONE, "[PHONE]", _dialled),
     (UK_PHONE, "[PHONE]", _uk),
     (NANP_PHONE, "[PHONE]", _whole),
     (LINK_PHONE, "[PHONE]", _whole),

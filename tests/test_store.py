@@ -991,6 +991,11 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("3519868982572495-ICBC", "[CARD]-ICBC"),
     # a country code in brackets, as Hong Kong's customers and forms write it
     ("我的电话号码是：(+852) 9123-4567，+(852) 6123 4567, (+44) 20 7946 0958", "我的电话号码是：[PHONE]，[PHONE], [PHONE]"),
+    # and without its "+", when the rest is a number of that country; other numbers in brackets stay
+    ("call me on (852) 9123 4567, 我電話（852）6123-4567, (853)66123456, (44) 7911 123456 ok",
+     "call me on [PHONE], 我電話[PHONE], [PHONE], [PHONE] ok"),
+    ("I bought (2) 1234 5678, order (123) 4567 8901, note (12) 345 678, (852) 1234 5678",
+     "I bought (2) 1234 5678, order (123) 4567 8901, note (12) 345 678, (852) 1234 5678"),
     # China's country code written without its "+", or in brackets
     ("8613812345678, 86 138 1234 5678 或 (+86)13812345678", "[PHONE], [PHONE] 或 [PHONE]"),
     # a mobile's 11 digits in other groups, joined by dashes; in spaces they are as likely amounts
@@ -1112,7 +1117,7 @@ def test_redaction_takes_time_in_proportion_to_the_text() -> None:
     """No pattern is tried over and over inside one long run: 100,000 characters with no "@" took the
     email pattern 30 s, under the store's lock, while every other customer waited."""
     for text in ("y" * 100_000, "1-" * 50_000, "１" * 100_000, "李" * 100_000, "a@b." * 25_000, "0044 " * 20_000,
-                 "—1" * 50_000, "07911 " * 16_000):
+                 "—1" * 50_000, "07911 " * 16_000, "(1) 2" * 20_000):
         started = time.perf_counter()
         assert redact(text) == text
         assert time.perf_counter() - started < 5  # about 0.05 s; quadratic, a minute
