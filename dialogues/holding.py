@@ -338,11 +338,13 @@ def asks_for_a_person(text: str) -> bool:
             and all(_ACKNOWLEDGES.fullmatch(c) or _POLITE_PERSON.fullmatch(c) for c in clauses))
 
 
-# What a customer says of an answer that missed: "不对", "不是这个", "答非所问", Hong Kong's 唔係, 唔啱, "that's wrong",
+# What a customer says of an answer that missed: "不对", "还是不对", "不是这个", "不是我要的答案", "你搞错了吧", "答非所问",
+# Hong Kong's 唔係, 唔啱 (都話唔啱啦: "I said it's wrong"), "that's wrong",
 # "not what I asked" (read in Simplified characters), after "no" or not. No intent's words: the demo's classifier
 # read "不对" and "不是" as "ok", as it reads "no" (to "anything else?"), and said "glad to help".
-_WRONG = (r"不[对是](?:的|啊|呀|吧|哦)?(?:这个|这样|那个|我要的|我问的|我想要的|我想问的)?|(?:你|答案)?(?:答|说|回答|搞|弄)?错了"
-          r"|答非所问|文不对题|牛头不对马嘴|唔系(?:呢个|咁)?|唔啱|错咗"
+_WRONG = (r"(?:完全|根本|还是|都|全)?不[对是](?:的|啊|呀|吧|哦)?(?:这个|这样|那个|(?:我要|我问|我想要|我想问)的(?:答案|回答)?)?"
+          r"|(?:你|答案)?(?:答|说|回答|搞|弄)?错了(?:吧|啊|呀|哦)?"
+          r"|答非所问|文不对题|牛头不对马嘴|唔系(?:呢个|咁)?|(?:都话|都讲咗)?唔啱(?:啦|喇|呀|㗎)?|错咗"
           r"|(?:that|this|it)(?:['’]?s| is) (?:wrong|not right|incorrect|not it|not what i (?:asked|meant|wanted))"
           r"|wrong(?: answer)?|not right|incorrect|not what i (?:asked(?: for)?|meant|wanted)")
 _WRONG_WORDS = re.compile(_WRONG)

@@ -773,6 +773,9 @@ def test_what_only_acknowledges(text: str, only: bool) -> None:
 @pytest.mark.parametrize(("text", "only"), [
     ("不对", True), ("不是", True), ("不是，不是这个", True), ("答非所问", True), ("你答错了！", True), ("不是我要的😡", True),
     ("唔係", True), ("唔啱", True), ("錯咗", True),  # Hong Kong's Cantonese
+    # said once more, or more strongly, after a try that missed again
+    ("还是不对", True), ("完全不对！", True), ("你搞錯了吧", True), ("不是我要的答案", True), ("都話唔啱啦", True),
+    ("还是不对，我要退款", False), ("都不对吗？", False),
     ("that's wrong", True), ("no, not what I asked", True), ("nope, wrong answer", True),
     # "no" alone answers "anything else?"; a correction that says what was meant is a question of its own
     ("no", False), ("nope", False), ("不用了", False), ("不是，我要退款", False), ("这个颜色不对", False), ("wrong item", False),
