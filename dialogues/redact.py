@@ -139,9 +139,9 @@ PHONE_NAMED_NUMERALS = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}(?<![{_NUM
 # A "+", then digit groups joined by one separator each ("/" with spaces or not), a group in brackets
 # glued on or not: +44 (0)20 7946 0958, +49 152 / 3472252. One way only to read each text, so that no
 # run of digits makes it try every way of splitting them. The country code may be in brackets, as Hong Kong's
-# customers and forms write it: (+852) 9123 4567, +(852) 9123-4567.
+# customers and forms write it: (+852) 9123 4567, +(852) 9123-4567, (+852)-9123-4567.
 _INTL_GROUPS = r"(?:(?:[ .-]| ?/ ?)?\(\d{1,4}\)(?: ?\d+)?|(?:[ .-]| ?/ ?)\d+){0,10}"
-INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])(?:\+\d+|\(\+\d{1,4}\) ?\d+|\+\(\d{1,4}\) ?\d+)" + _INTL_GROUPS)
+INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])(?:\+\d+|\(\+\d{1,4}\)[ -]?\d+|\+\(\d{1,4}\)[ -]?\d+)" + _INTL_GROUPS)
 # The same dialled from abroad with 00 for the "+" (0044 20 7946 0958, 00 49 30 901820), read as INTL_PHONE's
 # are but kept only as a number its country gives out: order numbers start with zeros too (00123842). The match
 # is its first group, the groups after it looked ahead at (group 1), so that each group of 00 starts a reading:
@@ -149,7 +149,7 @@ INTL_PHONE = re.compile(r"(?<![A-Za-z0-9_+])(?:\+\d+|\(\+\d{1,4}\) ?\d+|\+\(\d{1
 DIALLED_PHONE = re.compile(r"(?<![\d+.-])00 ?[1-9]\d*(?=(" + _INTL_GROUPS + "))")
 # And after its country code in brackets without the "+", as Hong Kong's customers write it: (852) 9123 4567, read
 # so and kept only as a number that country gives out: (2) 1234 5678 and (123) 4567 8901 are no country's.
-BRACKETED_CODE_PHONE = re.compile(r"(?<![A-Za-z0-9_(+.-])\([1-9]\d{0,2}\)(?=( ?\d+" + _INTL_GROUPS + "))")
+BRACKETED_CODE_PHONE = re.compile(r"(?<![A-Za-z0-9_(+.-])\([1-9]\d{0,2}\)(?=([ -]?\d+" + _INTL_GROUPS + "))")
 # (555) 010-0199, 555-010-0199, 555.010.0199 and, from a real area code and exchange (2 to 9), 415/555-2671.
 NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ]|[2-9]\d{2} ?/ ?(?=[2-9]))\d{3}[-. ]\d{4}(?!\d)")
 # A UK number as written at home, with its trunk 0, in groups (07911 123456, 0161 496 0000, 020-7946-0958):

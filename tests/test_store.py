@@ -997,6 +997,7 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # and without its "+", when the rest is a number of that country; other numbers in brackets stay
     ("call me on (852) 9123 4567, 我電話（852）6123-4567, (853)66123456, (44) 7911 123456 ok",
      "call me on [PHONE], 我電話[PHONE], [PHONE], [PHONE] ok"),
+    ("(852)-9123-4567, (+852)-6123-4567 或 +(852)-9123-4567", "[PHONE], [PHONE] 或 [PHONE]"),  # a dash after the code
     ("I bought (2) 1234 5678, order (123) 4567 8901, note (12) 345 678, (852) 1234 5678",
      "I bought (2) 1234 5678, order (123) 4567 8901, note (12) 345 678, (852) 1234 5678"),
     # China's country code written without its "+", or in brackets
