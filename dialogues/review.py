@@ -8,7 +8,8 @@ question after a fallback counts once). Near-duplicates ("where is my order 123"
 order 456", or phrasings the model embeds at cosine >= ``similarity``) form one item, and one label
 covers every turn in it. A message whose text was labelled before stays out: the label is known. So does a
 message that only acknowledges or thanks ("ok", "thanks 👍", "好的[抱拳]"): the bot answers it in its own words,
-and no intent of the shop's is what it means.
+and no intent of the shop's is what it means; nor does one that only says the answer before missed ("不对", "that's
+wrong"): that answer's message is in the queue for it, as for a thumbs-down.
 
 Uncertainty is the margin of the top two intents, ``1 - (p1 - p2)``, a standard active-learning
 measure that also catches confident-looking turns torn between two intents; a thumbs-down counts as
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dialogues.holding import DELETED, acknowledges
+from dialogues.holding import DELETED, acknowledges, says_wrong
 from dialogues.store import Store
 from retrieval.text import same_text
 
@@ -117,7 +118,8 @@ def candidates(store: Store, threshold: float, limit: int = WINDOW, labels: Coll
     )
     for row in rows:  # streamed: reading stops at the limit
         # known, thanks (no intent's), or deleted by the customer
-        if same_text(row["text"]) in covered or acknowledges(row["text"]) or row["text"] == DELETED:
+        if (same_text(row["text"]) in covered or acknowledges(row["text"]) or says_wrong(row["text"])
+                or row["text"] == DELETED):
             continue
         row["ranking"] = [tuple(pair) for pair in json.loads(row["ranking"] or "[]")]
         reasons = []

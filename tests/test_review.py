@@ -141,6 +141,9 @@ def test_a_bare_acknowledgement_stays_out_of_the_queue(store: Store) -> None:
     for n, text in enumerate(["ok", "Thanks 👍", "好的[抱拳]", "[强]"]):
         store.log_exchange(Exchange(f"c{n}", "web", None, text, None, "All right.", None, 0.2,
                                     [("oos", 0.2), ("track_order", 0.1)], "template", "v0001"))
+    # nor does "不对": the answer it says missed is voted down, and its own message means no intent either
+    for n, text in enumerate(["不对", "还是不对", "that's wrong"]):
+        turn(store, text, 0.2, "fallback", conversation=f"w{n}")
     asking = turn(store, "ok where is my parcel", 0.3, "fallback", conversation="c9")[0]
     assert [item.turn_ids for item in review_queue(store, threshold=0.5)] == [[asking]]
 
