@@ -1417,6 +1417,26 @@ def test_the_widgets_own_texts_follow_the_language_the_customer_writes_in(open_w
     expect(fixed.page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
 
 
+def test_what_a_screen_reader_says_of_earlier_messages_follows_the_customers_language(open_widget: Any) -> None:
+    """Once the widget took the customer's Chinese, the earlier messages' hidden "You:" and "Bot:" and the earlier
+    answers' thumbs were still read out in English; the greeting stays as it was sent, marked as English."""
+    widget = open_widget()  # an English page
+    page = widget.page
+    widget.send("where is my parcel?")
+    expect(widget.bot_replies()).to_have_count(1)
+    widget.send("我的包裹一直没到")
+    expect(widget.bot_replies()).to_have_count(2)
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
+    expect(page.locator(".msg.user > .sr")).to_have_text(["我: ", "我: "])
+    bot_prefixes = page.locator(".msg.bot > .sr").all_text_contents()
+    assert len(set(bot_prefixes)) == 1 and bot_prefixes[0] == f"{text_of(page.locator('h2'))}: ", bot_prefixes
+    for reply in widget.bot_replies().all():
+        expect(reply.get_by_role("group", name="这个回答有帮助吗？")).to_be_visible()
+        expect(reply.get_by_role("button", name="有帮助", exact=True)).to_be_visible()
+        expect(reply.get_by_role("button", name="没有帮助", exact=True)).to_be_visible()
+    expect(page.locator(".msg.bot .bubble").first).to_have_attribute("lang", "en")  # the greeting, as it was sent
+
+
 def test_a_page_that_changes_its_language_without_a_reload_has_the_widget_follow(open_widget: Any) -> None:
     """A single-page app's language menu sets <html lang> without loading the page anew: the widget kept the
     language of the page it had loaded on. Once the customer has written, theirs stays; a fixed one stays too."""

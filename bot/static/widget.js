@@ -769,6 +769,8 @@
     label();
     // What was said before in the widget's former language is marked as that language's now
     for (const node of log.querySelectorAll(".bubble")) markLanguage(node, node.textContent);
+    for (const message of log.querySelectorAll(".msg")) labelMessage(message);
+    for (const retry of log.querySelectorAll(".status-line button")) retry.textContent = t.retry;
     for (const node of quick.children) markLanguage(node, node.textContent);
   }
   // The page's own language, the widget's until the customer writes: a single-page app's language menu changes it
@@ -921,9 +923,9 @@
     // The customer's own words stay in the log, to be read there, but the live log does not say them back to them
     // as they send them. Its "Not sent" line is an alert of its own, and still said.
     if (role === "user") message.setAttribute("aria-live", "off");
-    const sender = { user: t.you, bot: config.title || title.textContent, agent: t.agent }[role];
-    if (role === "agent") message.append(el("span", "sender", author ? `${author} · ${t.agent}` : t.agent));
-    else message.append(el("span", "sr", `${sender}: `));
+    message.dataset.role = role;
+    if (author) message.dataset.author = author;
+    message.append(el("span", role === "agent" ? "sender" : "sr"));
     const bubble = el("div", "bubble");
     bubble.dir = "auto"; // Hebrew or Arabic reads right to left, its punctuation where its reader looks
     markLanguage(bubble, text);
@@ -931,6 +933,7 @@
     else bubble.append(renderMarkdown(text));
     message.append(bubble);
     if (role === "bot" && turnId != null) message.append(feedbackButtons(turnId, feedback || 0));
+    labelMessage(message);
     // In the conversation's order: after every earlier turn shown, then before any later one and before this
     // tab's messages still out (another tab's turn, read meanwhile, is older than they are). A message the
     // socket lost stays out until the history has it, but the answer to the next one goes after that one.
@@ -944,6 +947,21 @@
     return message;
   }
 
+  // Who says a message (hidden "You:" and "Bot:" for a screen reader, an agent's name shown) and its thumbs' names,
+  // in the widget's language: written again when it takes the customer's, as the earlier messages' were still read
+  // out in the old one.
+  function labelMessage(message) {
+    const { role, author } = message.dataset;
+    const sender = { user: t.you, bot: config.title || title.textContent, agent: t.agent }[role];
+    message.querySelector(":scope > .sender, :scope > .sr").textContent = role === "agent"
+      ? (author ? `${author} · ${t.agent}` : t.agent) : `${sender}: `;
+    const feedback = message.querySelector(":scope > .feedback");
+    if (!feedback) return;
+    feedback.setAttribute("aria-label", t.feedback);
+    labelButton(feedback.querySelector(".up"), t.helpful);
+    labelButton(feedback.querySelector(".down"), t.notHelpful);
+  }
+
   function addNotice(text, isError) {
     const notice = el("div", `notice${isError ? " error" : ""}`, text);
     if (isError) notice.setAttribute("role", "alert");
@@ -952,11 +970,10 @@
   }
 
   function feedbackButtons(turnId, current) {
-    const group = el("div", "feedback");
+    const group = el("div", "feedback"); // named by labelMessage()
     group.setAttribute("role", "group");
-    group.setAttribute("aria-label", t.feedback);
-    const up = iconButton("up", "up", t.helpful);
-    const down = iconButton("down", "down", t.notHelpful);
+    const up = iconButton("up", "up");
+    const down = iconButton("down", "down");
     const thanks = el("span", "thanks");
     thanks.setAttribute("aria-live", "polite");
     const show = (value) => {
