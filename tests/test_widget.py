@@ -2642,6 +2642,24 @@ def test_a_site_that_replaces_its_body_gets_the_widget_back(open_widget: Any, se
     expect(widget.bot_replies()).to_have_count(1)
 
 
+def test_a_second_bots_widget_on_the_page_is_said_in_the_console(open_widget: Any, server: LiveServer) -> None:
+    """A page that embeds a second bot's widget.js (another server's) got one chat, and no word of why the other never
+    showed. Run again from the first one's server (a site that replaces its body), nothing is said."""
+    widget = open_widget()
+    page = widget.page
+    add_script = "(src) => new Promise((loaded) => document.body.append(Object.assign(document.createElement('script'), " \
+                 "{src, onload: loaded})))"
+    page.evaluate(add_script, f"{server.url}/widget.js?again")
+    assert not [line for line in widget.console if "deskbot" in line], widget.console
+    other = server.url.replace("127.0.0.1", "localhost")  # another bot's address, as far as the page can tell
+    page.evaluate(add_script, f"{other}/widget.js")
+    warnings = [line for line in widget.console if line.startswith("warning: deskbot: ")]
+    assert len(warnings) == 1 and f"{other}/widget.js" in warnings[0] and f"{server.url}/widget.js" in warnings[0], \
+        widget.console
+    assert page.evaluate("Object.keys(Deskbot)") == ["open", "close", "attach", "reset", "conversationId", "connected"]
+    expect(page.locator("#deskbot-widget")).to_have_count(1)
+
+
 def test_a_chat_open_from_the_start_leaves_the_pages_own_focus_alone(open_widget: Any) -> None:
     """open: true took the focus from the page's autofocus search box as the page loaded."""
     page = open_widget(page={"body": '<input id="search" autofocus>'}).page  # open: true, as every Widget

@@ -114,8 +114,22 @@
   // Included twice, or run again by a site (Turbo, a single-page app) that replaced the body the widget was in:
   // the first one stays, and is put back on the page.
   if (window.Deskbot) {
+    warnOfAnotherBot(document.currentScript);
     if (window.Deskbot.attach) window.Deskbot.attach();
     return;
+  }
+
+  // A second bot's widget.js (another server's) is not started: a page has one chat, whose window.Deskbot and place
+  // on the page are its own. Said in the console, naming both, as the other chat's absence went unexplained.
+  function warnOfAnotherBot(current) {
+    if (!current || !current.src) return;
+    const folder = (src) => new URL(".", src).href; // a server's, as the widget reads it: a query is the same one's
+    const first = [...document.scripts].map((tag) => tag.src)
+      .find((src) => /\/widget\.js(?:[?#]|$)/.test(src) && folder(src) !== folder(current.src));
+    if (first) {
+      console.warn(`deskbot: ${current.src} is not started, as this page already has the chat of ${first}: ` +
+        "a page shows one bot's chat (docs/channels.md).");
+    }
   }
 
   const script = document.currentScript;
