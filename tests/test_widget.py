@@ -992,6 +992,30 @@ def test_a_reload_while_the_answer_is_on_its_way_shows_the_message_and_its_answe
     expect(page.locator(".typing")).to_be_hidden()
 
 
+def test_a_tab_opened_while_the_answer_is_on_its_way_shows_the_message_too(
+        open_widget: Any, api: SimpleNamespace, slow_turns: None) -> None:
+    """A tab of the site opened meanwhile showed the customer's message only once its answer came, seconds later."""
+    widget = open_widget()
+    widget.send("slow 4 where is my parcel")
+    expect(widget.page.locator(".msg.user.out")).to_have_count(1)
+    other_tab = widget.context.new_page()
+    other_tab.goto(widget.page.url)
+    expect(other_tab.locator(".msg.user.out")).to_have_text(re.compile("slow 4 where is my parcel"))
+    expect(other_tab.locator(".typing")).to_be_visible()
+    expect(other_tab.locator(".msg.bot[data-turn-id]")).to_have_count(1, timeout=8_000)
+    expect(other_tab.locator(".msg.user")).to_have_count(1)
+    expect(other_tab.locator(".msg.user.out")).to_have_count(0)
+    expect(other_tab.locator(".typing")).to_be_hidden()
+    other_tab.close()
+    expect(widget.bot_replies()).to_have_count(1)
+    later_tab = widget.context.new_page()  # answered: shown once, from the history
+    later_tab.goto(widget.page.url)
+    expect(later_tab.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    expect(later_tab.locator(".msg.user")).to_have_count(1)
+    expect(later_tab.locator(".msg.user.out")).to_have_count(0)
+    later_tab.close()
+
+
 def test_a_message_the_socket_lost_shows_above_the_answers_to_the_next(open_widget: Any, api: SimpleNamespace,
                                                                        slow_turns: None) -> None:
     """The answer to the next message, come while the widget still looked for the lost one in the history,

@@ -1306,20 +1306,31 @@
 
   // This tab's messages still awaiting their answer, kept through a reload: reloaded meanwhile, the chat showed
   // neither the message nor its answer, which the history has only once it is given (an HTTP chat waited for its
-  // next poll, up to 16 s).
+  // next poll, up to 16 s). Shared with the site's other tabs too, for one opened meanwhile to show them as well: the
+  // others' stay, and this tab's own, once answered or given up, go.
+  const outKey = (m) => `${m.at} ${m.text}`;
+  const handled = new Set(); // the messages out this tab has had: the shared ones it keeps or drops
   function saveOut() {
     const out = unsettled.filter((m) => !m.message.classList.contains("failed"))
       .map(({ text, shown, before, at }) => ({ text, shown, before, at }));
     tabStore.set("out", JSON.stringify({ conversation: conversationId, out }));
+    for (const m of out) handled.add(outKey(m));
+    const others = savedOut(store).filter((m) => !handled.has(outKey(m)));
+    store.set("out", JSON.stringify({ conversation: conversationId, out: [...others, ...out] }));
   }
 
   const RESUME_MS = 60000; // as long as a message's request waits for its answer
-  // The messages this tab had out when it was reloaded, shown out again below the history and waited for as a
-  // message the socket lost is (arrived()), unless the history already has them.
+  // The messages of this conversation out, as kept in ``storage``, that may still be answered
+  function savedOut(storage) {
+    const saved = JSON.parse(storage.get("out") || "{}");
+    return saved.conversation === conversationId ? (saved.out || []).filter((m) => m.at + RESUME_MS > Date.now()) : [];
+  }
+
+  // The messages this tab had out when it was reloaded, or another tab has out as this one opens, shown out below
+  // the history and waited for as a message the socket lost is (arrived()), unless the history already has them.
   function resumeOut(turns) {
-    const saved = JSON.parse(tabStore.get("out") || "{}");
-    if (saved.conversation !== conversationId) return;
-    for (const { text, shown, before, at } of saved.out || []) {
+    const out = new Map([...savedOut(tabStore), ...savedOut(store)].map((m) => [outKey(m), m]));
+    for (const { text, shown, before, at } of out.values()) {
       const left = at + RESUME_MS - Date.now();
       const answered = turns.some((turn) => turn.role === "user" && turn.id > before &&
         (turn.text === text || REDACTED.test(turn.text)));
