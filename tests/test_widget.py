@@ -2758,6 +2758,25 @@ def test_a_page_of_a_site_the_bot_does_not_list_says_why_in_the_console(open_wid
     assert any(line.startswith("error: deskbot: ") and expected in line for line in widget.console), widget.console
 
 
+@pytest.mark.parametrize("why", ["internetdisconnected", "connectionrefused"])
+def test_a_chat_that_cannot_reach_the_bot_does_not_blame_the_pages_origin(open_widget: Any, server: LiveServer,
+                                                                          why: str) -> None:
+    """Offline, or with the bot down, the console still said the page's origin may need listing in
+    channels.web.origins, sending the page's developer to edit a bot.yml that was right."""
+    widget = open_widget()
+    page = widget.page
+    page.route(f"{server.url}/api/widget", lambda route: route.abort(why))
+    widget.console.clear()
+    page.reload()
+    for _ in range(50):
+        if any("/api/widget failed" in line for line in widget.console):
+            break
+        page.wait_for_timeout(100)
+    said = [line for line in widget.console if line.startswith("error: deskbot: ")]
+    assert len(said) == 1 and "/api/widget failed" in said[0], widget.console
+    assert "channels.web.origins" not in said[0]
+
+
 def test_the_pages_own_css_neither_restyles_the_chat_nor_covers_it(open_widget: Any) -> None:
     """What the page's rules set on the host div reached the bubbles through it (inherited), and with every
     child of the body stacked at 1, the page's fixed bar at 1000 covered the launcher."""

@@ -1625,6 +1625,17 @@
     startOver();
   });
 
+  // Why /api/widget failed, for the page's developer: a CORS refusal (every message then ends Not sent) reads to the
+  // page as a device offline or a bot down does. A request that needs no CORS, its answer unread, reaches a bot that
+  // is up: only then was the page's origin refused, and only then is channels.web.origins named.
+  async function explainFailure(error) {
+    const failed = `deskbot: ${server}/api/widget failed (${error.message})`;
+    const refused = error.lost && error.name === "TypeError" && navigator.onLine !== false &&
+      (await fetch(`${server}/api/widget`, { mode: "no-cors", signal: timeoutSignal(15000) }).then(() => true, () => false));
+    console.error(refused ? `${failed}: this page's origin (${location.origin}) may need to be listed in ` +
+      "channels.web.origins in the bot's bot.yml." : `${failed}${error.lost ? ": the bot could not be reached" : ""}.`);
+  }
+
   async function start() {
     label();
     attach();
@@ -1642,11 +1653,7 @@
       speakAs(customerLanguage());
       if (settings.max_message_chars > 0) maxChars = settings.max_message_chars;
       if (settings.readable) readable = new RegExp(settings.readable);
-    }).catch((error) => {
-      // The browser tells the page no more than a CORS error, and every message ends Not sent: say the likely why.
-      console.error(`deskbot: ${server}/api/widget failed (${error.message}). If the bot is up, this page's origin ` +
-        `(${location.origin}) may need to be listed in channels.web.origins in the bot's bot.yml.`);
-    });
+    }).catch(explainFailure); // not waited for: the chat starts meanwhile
     // Read as the settings are, shown once they are in: the history's labels ("You", "Helpful") in the language the
     // settings may change. One after the other, they cost a slow network's round trip more before the chat showed.
     const read = api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`).catch(() => null);
