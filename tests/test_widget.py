@@ -3003,6 +3003,17 @@ def test_a_customer_who_asks_for_less_motion_gets_none(open_widget: Any) -> None
     assert motion == []
 
 
+def test_a_printed_page_leaves_the_chat_out(open_widget: Any) -> None:
+    """Printed (an order confirmation, an invoice), the page had the open chat or its launcher over its text, on every
+    sheet: fixed, it is drawn on each."""
+    widget = open_widget()
+    page = widget.page
+    widget.page.emulate_media(media="print")
+    expect(page.locator(".root")).to_be_hidden()
+    widget.page.emulate_media(media="screen")
+    expect(page.locator(".panel")).to_be_visible()
+
+
 def test_closing_the_chat_gives_the_keyboard_back_to_the_control_that_opened_it(open_widget: Any) -> None:
     """Opened by the page's own "Chat with us" button, Escape put the focus on the launcher, in the page's corner
     after its last control, and a page's Deskbot.close() took the focus from the page's own search box."""

@@ -608,6 +608,8 @@
       .feedback button { width: 40px; height: 36px; }
       .status-line button { min-height: 32px; padding: 0 8px; }
     }
+    /* Printed, the page is the shop's (an order confirmation): the chat, fixed, was drawn over its text on each sheet */
+    @media print { .root { display: none; } }
     @media (prefers-reduced-motion: reduce) {
       * { animation: none !important; transition: none !important; scroll-behavior: auto !important; }
     }
