@@ -1460,6 +1460,14 @@ def test_what_a_screen_reader_says_of_earlier_messages_follows_the_customers_lan
         expect(reply.get_by_role("button", name="没有帮助", exact=True)).to_be_visible()
     expect(page.locator(".msg.bot .bubble").first).to_have_attribute("lang", "en")  # the greeting, as it was sent
 
+    widget.context.set_offline(True)  # a message not sent, then the customer's English again
+    widget.send("anyone?")
+    expect(page.locator(".status-line")).to_have_text("未发送。重试")
+    widget.context.set_offline(False)
+    widget.send("where is my parcel?")
+    expect(page.locator("textarea")).to_have_attribute("placeholder", "Type your message…")
+    expect(page.locator(".status-line")).to_have_text("Not sent.Retry")
+
 
 def test_a_page_that_changes_its_language_without_a_reload_has_the_widget_follow(open_widget: Any) -> None:
     """A single-page app's language menu sets <html lang> without loading the page anew: the widget kept the

@@ -786,7 +786,6 @@
     // What was said before in the widget's former language is marked as that language's now
     for (const node of log.querySelectorAll(".bubble")) markLanguage(node, node.textContent);
     for (const message of log.querySelectorAll(".msg")) labelMessage(message);
-    for (const retry of log.querySelectorAll(".status-line button")) retry.textContent = t.retry;
     for (const node of quick.children) markLanguage(node, node.textContent);
   }
   // The page's own language, the widget's until the customer writes: a single-page app's language menu changes it
@@ -972,10 +971,16 @@
     message.querySelector(":scope > .sender, :scope > .sr").textContent = role === "agent"
       ? (author ? `${author} · ${t.agent}` : t.agent) : `${sender}: `;
     const feedback = message.querySelector(":scope > .feedback");
-    if (!feedback) return;
-    feedback.setAttribute("aria-label", t.feedback);
-    labelButton(feedback.querySelector(".up"), t.helpful);
-    labelButton(feedback.querySelector(".down"), t.notHelpful);
+    if (feedback) {
+      feedback.setAttribute("aria-label", t.feedback);
+      labelButton(feedback.querySelector(".up"), t.helpful);
+      labelButton(feedback.querySelector(".down"), t.notHelpful);
+    }
+    const line = message.querySelector(":scope > .status-line"); // Not sent, and how long to wait
+    if (!line) return;
+    const retryAfter = Number(line.dataset.retryAfter);
+    line.querySelector("span").textContent = retryAfter > 0 ? t.tooFast.replace("{seconds}", retryAfter) : t.notSent;
+    line.querySelector("button").textContent = t.retry;
   }
 
   function addNotice(text, isError) {
@@ -1432,7 +1437,8 @@
     message.classList.add("failed");
     const line = el("div", "status-line");
     line.setAttribute("role", "alert");
-    const retry = el("button", "", t.retry);
+    line.dataset.retryAfter = retryAfter;
+    const retry = el("button");
     retry.type = "button";
     retry.addEventListener("click", () => {
       if (unsettled.includes(own)) unsettled.splice(unsettled.indexOf(own), 1);
@@ -1443,8 +1449,9 @@
       retry.disabled = true;
       setTimeout(() => { retry.disabled = false; }, retryAfter * 1000);
     }
-    line.append(el("span", "", retryAfter > 0 ? t.tooFast.replace("{seconds}", retryAfter) : t.notSent), retry);
+    line.append(el("span"), retry);
     message.append(line);
+    labelMessage(message);
     saveOut();
     follow();
   }
