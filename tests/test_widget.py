@@ -3163,6 +3163,9 @@ def test_a_dark_theme_leaves_every_message_readable(open_widget: Any, api: Simpl
     text, panel = line.evaluate("(node) => [getComputedStyle(node).color, "
                                 "getComputedStyle(node.getRootNode().querySelector('.panel')).backgroundColor]")
     assert contrast(text, panel) >= 4.5, (text, panel)
+    # the browser's own parts (the list's scrollbar, the message box's caret and spelling marks) in dark colours too
+    assert widget.page.locator(".scroll").evaluate("(node) => getComputedStyle(node).colorScheme") == "dark"
+    assert open_widget().page.locator(".scroll").evaluate("(node) => getComputedStyle(node).colorScheme") == "light"
 
 
 def test_a_screen_reader_says_each_buttons_name_once(open_widget: Any) -> None:

@@ -402,6 +402,9 @@
   derived["--db-shade"] = onBrand === WHITE ? "#000" : "#fff";
   const background = rgbOf(colors.background) || WHITE;
   const away = luminance(background) > 0.18 ? [0, 0, 0] : WHITE;
+  // The browser's own parts (a scrollbar, the caret, spelling marks) in the colours of the chat's background: a dark
+  // theme's chat had a light scrollbar
+  derived["--db-scheme"] = away === WHITE ? "dark" : "light";
   let accent = brand;
   for (let share = 0.9; contrast(accent, background) < 4.5 && share >= 0; share -= 0.1) {
     accent = brand.map((c, at) => c * share + away[at] * (1 - share));
@@ -431,7 +434,7 @@
          muted text reads at 4.5:1 and over on the notices' grey and the bot's bubbles, as on the background */
       --db-muted: color-mix(in srgb, var(--db-text) 68%, var(--db-bg));
       --db-bot-bubble: color-mix(in srgb, var(--db-text) 6%, var(--db-bg)); --db-user-bubble: var(--db-primary);
-      --db-border: rgba(20, 24, 40, 0.08); --db-radius: 18px;
+      --db-border: rgba(20, 24, 40, 0.08); --db-radius: 18px; color-scheme: var(--db-scheme);
       font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "PingFang SC", "Hiragino Sans GB",
         "Microsoft YaHei", "Noto Sans CJK SC", sans-serif;
       color: var(--db-text); position: fixed; right: 20px; z-index: ${zIndex};
