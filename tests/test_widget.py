@@ -3068,6 +3068,11 @@ def test_a_message_in_the_other_language_is_marked_for_screen_readers(open_widge
     assert greeting == ["您好！请问有什么可以帮您？", "zh"]
     assert english[0] == ["Where is my parcel? It has not arrived", "en"]
     assert len(english) >= 3 and all(lang == "en" for _, lang in english), english  # the answer and its choices
+    traditional = open_widget(page_lang="zh-TW")  # the greeting in Traditional characters keeps their tag
+    traditional.send("Where is my parcel? It has not arrived")
+    expect(traditional.bot_replies()).to_have_count(1)
+    greeting, *_ = traditional.page.locator(".root").evaluate(LANGUAGES_SHOWN)
+    assert greeting == ["您好！請問有什麼可以幫您？", "zh-Hant"]
 
 
 def test_the_chats_grey_text_reads_at_wcags_contrast(open_widget: Any, api: SimpleNamespace) -> None:

@@ -923,6 +923,12 @@
   // server tells a text's language (bot/language.py), links and addresses aside, the script with more stretches of
   // text wins ("用 Apple Pay 或 Google Pay 付款。" is Chinese); at a draw it is left the widget's.
   function markLanguage(node, text) {
+    const own = node.dataset.lang; // the widget's own greeting, in the language (and script) it was shown in
+    if (own) {
+      if (own !== lang) node.lang = own;
+      else node.removeAttribute("lang");
+      return;
+    }
     const letters = String(text).replace(/\S*(:\/\/|@)\S*/g, " ").match(/\p{Script=Han}|[A-Za-z]/gu) || [];
     const stretches = letters.map((c) => (/[A-Za-z]/.test(c) ? "en" : "zh")).filter((s, at, all) => s !== all[at - 1]);
     const chinese = stretches.filter((script) => script === "zh").length;
@@ -1591,8 +1597,13 @@
   function greet() {
     if (config.greeting === false) return;
     restoring = true;
-    log.prepend(addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting));
+    const greeting = addMessage("bot", typeof config.greeting === "string" ? config.greeting : t.greeting);
+    log.prepend(greeting);
     restoring = false;
+    if (typeof config.greeting === "string") return; // the site's, in a language the widget tells as any message's
+    const bubble = greeting.querySelector(".bubble");
+    bubble.dataset.lang = lang;
+    markLanguage(bubble);
   }
 
   // A new conversation, for a device customers share (a shop's customer logs out): the log, the choices and the
