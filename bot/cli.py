@@ -1657,8 +1657,8 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
     if channel is not None and channel not in CHANNELS:  # a typo's zeros would pass for a quiet week
         raise click.BadParameter(f"{channel!r} is none of {', '.join(CHANNELS)}", param_hint="'--channel'")
     start, end = unix_time(since) if since else 0.0, unix_time(until) if until else None
-    if end is not None and end <= start:
-        raise click.BadParameter("must come after --since: nothing happened between them", param_hint="'--until'")
+    if end is not None and end < start:
+        raise click.BadParameter("comes before --since: a period cannot end before it begins", param_hint="'--until'")
     project = load_project(directory)
     try:
         kept = language_kept(language, project.config.language)

@@ -798,8 +798,8 @@ async def stats(request: web.Request) -> web.Response:
     require_admin(request)
     bot = request.app[BOT]
     since, until = query_since(request) or 0.0, query_since(request, "until")
-    if until is not None and until <= since:
-        raise http_error(web.HTTPBadRequest, "until: must come after since: nothing happened between them")
+    if until is not None and until < since:  # the same moment is an empty period, whose figures are all zero
+        raise http_error(web.HTTPBadRequest, "until: comes before since: a period cannot end before it begins")
     channel = request.query.get("channel")
     if channel is not None and channel not in CHANNELS:  # a typo's zeros would pass for a quiet week
         raise http_error(web.HTTPBadRequest, f"channel: {channel!r} is none of {', '.join(CHANNELS)}")
