@@ -43,6 +43,12 @@ FUZZ_CONFIG: dict[str, dict[str, Any]] = {
 }
 ATHERIS_RUNS = {"slack": 1000, "wecom": 1000, "decrypt": 20000}  # a few seconds each on one core
 SCHEMATHESIS_EXAMPLES = 8
+# The one refusal of schema-valid data that a schema cannot state: a period whose `until` comes before its `since`.
+SCHEMATHESIS_CONFIG = """
+[[operations]]
+include-path = "/admin/stats"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
+"""
 
 
 def schemathesis_command(url: str, examples: int, report_dir: Path) -> list[str]:
@@ -65,6 +71,7 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
     root = configured_copy(tiny_demo_bot, tmp_path / "fuzz-bot", **FUZZ_CONFIG)
     server = await aiohttp_server(create_app(root, device="cpu"))
     command = schemathesis_command(str(server.make_url("/openapi.json")), SCHEMATHESIS_EXAMPLES, tmp_path)
+    (tmp_path / "schemathesis.toml").write_text(SCHEMATHESIS_CONFIG)
     process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                    cwd=tmp_path)  # its cache folder goes there
     output, _ = await process.communicate()
