@@ -290,9 +290,34 @@ def _v25(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_notes_conversation_id ON notes (conversation_id, id)")
 
 
+# The full-text index of what customers wrote (``_v26``), kept with their turns as they are written, rewritten
+# (``Store.replace_message``, a redaction) and deleted (``Store.purge``).
+_CUSTOMER_TEXT_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS turns_fts_insert AFTER INSERT ON turns WHEN new.role = 'user' BEGIN "
+    "INSERT INTO turns_fts (rowid, text, raw_text) VALUES (new.id, new.text, new.raw_text); END",
+    "CREATE TRIGGER IF NOT EXISTS turns_fts_delete AFTER DELETE ON turns WHEN old.role = 'user' BEGIN "
+    "INSERT INTO turns_fts (turns_fts, rowid, text, raw_text) VALUES ('delete', old.id, old.text, old.raw_text); END",
+    "CREATE TRIGGER IF NOT EXISTS turns_fts_update AFTER UPDATE OF text, raw_text ON turns WHEN old.role = 'user' BEGIN "
+    "INSERT INTO turns_fts (turns_fts, rowid, text, raw_text) VALUES ('delete', old.id, old.text, old.raw_text); "
+    "INSERT INTO turns_fts (rowid, text, raw_text) VALUES (new.id, new.text, new.raw_text); END",
+)
+
+
+def _v26(db: sqlite_utils.Database) -> None:
+    """A full-text index of the customers' messages (``Search``): an agent's search read every message a customer had
+    written, a second and more at 50,000 conversations. The trigram tokenizer finds any run of 3 characters or more
+    in any letter case, with no word segmentation (退款申请 in 我的退款申请呢, as ab12 in AB12-XY); it holds no copy of the
+    text (``content='turns'``), and the messages kept before are indexed here."""
+    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5(text, raw_text, content='turns', "
+               "content_rowid='id', tokenize='trigram')")
+    for trigger in _CUSTOMER_TEXT_TRIGGERS:
+        db.execute(trigger)
+    db.execute("INSERT INTO turns_fts (rowid, text, raw_text) SELECT id, text, raw_text FROM turns WHERE role = 'user'")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
-                                                              _v21, _v22, _v23, _v24, _v25]
+                                                              _v21, _v22, _v23, _v24, _v25, _v26]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -590,18 +615,33 @@ class Search:
     text: str
     typed: tuple[str, ...]
 
+    @property
+    def indexed(self) -> bool:
+        """Whether the customers' messages are looked up in their full-text index (``_v26``): its trigrams find a text
+        of 3 characters or more; a shorter one (退款, a reference's 2 digits) is looked for in every message."""
+        return len(self.text) >= 3
+
     def sql(self, conversation_id: str, user: str, verified: str) -> str:
         """True for a conversation that holds the text, given the SQL of its id, customer and verified customer."""
         if not self.text:
             return "1"
-        wrote = " OR ".join(f"instr(lower(coalesce({column}, '')), ?)" for column in self.typed)
+        if self.indexed:
+            wrote = (f"{conversation_id} IN (SELECT t.conversation_id FROM turns_fts f JOIN turns t ON t.id = f.rowid "
+                     "WHERE turns_fts MATCH ?)")
+        else:
+            typed = " OR ".join(f"instr(lower(coalesce({column}, '')), ?)" for column in self.typed)
+            wrote = f"EXISTS (SELECT 1 FROM turns WHERE conversation_id = {conversation_id} AND role = 'user' AND ({typed}))"
         return (f"(instr(lower({conversation_id}), ?) OR instr(lower(coalesce({user}, '')), ?) OR "
-                f"instr(lower(coalesce({verified}, '')), ?) OR EXISTS (SELECT 1 FROM turns WHERE conversation_id = "
-                f"{conversation_id} AND role = 'user' AND ({wrote})))")
+                f"instr(lower(coalesce({verified}, '')), ?) OR {wrote})")
 
     def args(self) -> list[str]:
-        """The parameters of :meth:`sql`."""
-        return [self.text] * (3 + len(self.typed)) if self.text else []
+        """The parameters of :meth:`sql`: the text itself, and for the index a phrase of it in the ``typed`` columns."""
+        if not self.text:
+            return []
+        if self.indexed:
+            phrase = '"' + self.text.replace('"', '""') + '"'
+            return [self.text] * 3 + [f"{{{' '.join(self.typed)}}} : {phrase}"]
+        return [self.text] * (3 + len(self.typed))
 
 
 _HANDED_OFF = (
@@ -1839,7 +1879,8 @@ class Store:
         """Delete conversations and everything recorded about them; of their Slack and WeCom messages the keys
         alone stay, taken as answered, so that a redelivery in the platform's retry window is not answered again.
 
-        ``secure_delete`` overwrites the freed pages with zeros and the WAL is checkpointed and
+        ``secure_delete`` overwrites the freed pages with zeros, the full-text index of customers' messages is
+        merged anew (it kept a deleted message's trigrams until then) and the WAL is checkpointed and
         truncated, so no copy of the text stays in ``dialogues.db`` or ``dialogues.db-wal``; unless
         another process reads the file throughout the busy timeout (a long ``bot export``), which keeps
         the WAL's frames alive: ``Purged.wal_cleared`` says so, and purging again later clears them.
@@ -1866,6 +1907,8 @@ class Store:
                                     {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
                                      for table, where in tables}
                                     for cid in conversation_ids[at:at + PURGE_BATCH]}
+                with self._writing():  # the index keeps a deleted message's trigrams until it is merged anew
+                    self.db.execute("INSERT INTO turns_fts (turns_fts) VALUES ('optimize')")
                 cleared = self._wal_emptied()
             finally:
                 self.db.execute("PRAGMA secure_delete=OFF")

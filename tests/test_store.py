@@ -1535,6 +1535,34 @@ def test_an_agents_note_is_kept_from_migration_25_on_for_the_agents_alone(tmp_pa
     store.close()
 
 
+def test_the_customers_messages_are_searched_in_a_full_text_index_from_migration_26_on(tmp_path: Path) -> None:
+    """A search read every message a customer had written: seconds on a large store. A store of the deskbot before has
+    its messages indexed once opened, those written since are indexed as written and rewritten, Chinese is found with
+    no word segmentation, a text under the index's 3 characters is still found, and a purge leaves none of it."""
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "old", "我想申请退款，订单AB12")
+    store = left_by(store, 25, "DROP TABLE turns_fts", "DROP TRIGGER turns_fts_insert", "DROP TRIGGER turns_fts_delete",
+                    "DROP TRIGGER turns_fts_update")
+    user_turn(store, "new", "Where is parcel ZQXJW-9?")
+    store.log_exchange(Exchange("gone", "web", None, "护照号码在这里 Quuxworth", None, "好的", None, 0.1, [], "fallback", "v1"))
+    pending = store.receive("k1", "edited", "slack", "U1", "I typed a typo", {})
+    store.log_exchange(Exchange("edited", "slack", "U1", "I typed a typo", None, "Sorry?", None, 0.1, [], "fallback", "v1",
+                                pending_id=pending))
+    store.replace_message("edited", "k1", "my order ZZ-77 is late")
+
+    def found(search: str) -> list[str]:
+        return sorted(c["conversation_id"] for c in store.inbox("open", 10, search=search)[0])
+
+    assert store.db.execute("SELECT count(*) FROM turns_fts WHERE turns_fts MATCH '申请退款'").fetchone() == (1,)
+    assert found("申请退款") == found("ab12") == found("退款") == ["old"]  # 退款: under 3 characters, every message read
+    assert found("zqxjw-9") == found("parcel zqxjw") == ["new"] and found('"zqxjw') == found("a typo") == []
+    assert found("zz-77") == ["edited"]
+    assert found("护照号码") == ["gone"] and found("sorry") == []  # the bot's words are not the customer's
+    assert store.purge("gone").wal_cleared and found("护照号码") == []
+    store.close()
+    assert "护照".encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("dialogues.db*"))
+
+
 def test_of_two_servers_on_one_store_one_tells_a_waiting_customer_that_the_agents_are_busy(tmp_path: Path) -> None:
     """Each server read the customer as owed the busy notice before either stored it, and both told them."""
     path = tmp_path / "dialogues.db"
