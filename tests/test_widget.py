@@ -2245,8 +2245,10 @@ def test_the_agents_console_asks_for_todays_figures_every_half_minute(
     context.close()
 
 
-def test_the_agents_console_says_how_many_more_wait_than_it_lists(
+def test_the_agents_console_pages_through_more_customers_than_it_lists(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A tab listed its first 200 conversations and "and 4,800 more", with no way to them but a search: it pages through
+    them, and keeps the page shown through a reload."""
     cid = f"console-{next(PAGE_NUMBERS)}"
     api.chat(cid, "where is my parcel?")
     assert api.chat(cid, "/handoff")["handed_off"] is True
@@ -2267,8 +2269,19 @@ def test_the_agents_console_says_how_many_more_wait_than_it_lists(
     page.locator("#token").fill(web_demo_bot.admin_token)
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
-    expect(page.locator(".list li").last).to_have_text("and 3 more")
     expect(page).to_have_title(f"({waiting[-1]}) deskbot · agents")  # those past the page counted too
+    pager = page.locator(".list li.pager")
+    expect(pager).to_have_text(re.compile(rf"^Previous1–{waiting[-1] - 3} of {waiting[-1]}Next$"))
+    expect(pager.get_by_role("button", name="Previous")).to_be_disabled()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    pager.get_by_role("button", name="Next").click()  # the page after the first 200 (the API's ?offset=)
+    expect(page.locator(".list li.pager").get_by_role("button", name="Previous")).to_be_enabled()
+    assert any("status=handed_off" in url and "offset=200" in url for url in asked)
+    page.reload()  # the page shown stays
+    expect(page.locator(".list li.pager").get_by_role("button", name="Previous")).to_be_enabled()
+    page.get_by_role("button", name="With the bot").click()  # another tab starts at its first page
+    expect(page.locator(".list li.pager")).to_have_count(0)
     context.close()
 
 
