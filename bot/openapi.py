@@ -492,7 +492,7 @@ OPERATIONS: list[Operation] = [
            query={"agent": AGENT_QUERY,
                   "force": ({"type": "boolean", "default": False,
                              "description": "take over a customer another agent has, making them yours (a lead's "
-                                            "override): without it that takeover is refused with 409, naming them"},
+                                            "override; it needs ?agent=, else 400): without it that takeover is refused with 409, naming them"},
                             False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",
            StatusResponse, errors=(400, 409), route=HANDOFF_ROUTE,

@@ -935,6 +935,9 @@ async def set_handoff(request: web.Request) -> web.Response:
         raise http_error(web.HTTPBadRequest, "after: must be a turn id, and is read by a handback only")
     agent = query_agent(request)
     force = query_force(request)
+    if handed_off and force and agent is None:  # taken from a colleague by nobody, the customer waited on nobody
+        raise http_error(web.HTTPBadRequest, "agent: a forced takeover names the agent who takes the customer over "
+                                             "(?agent=)")
     if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
         raise unknown_conversation(conversation_id)
     try:  # the widget shows the change at once

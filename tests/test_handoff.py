@@ -452,7 +452,8 @@ async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unle
 async def test_a_takeover_of_a_colleagues_customer_is_refused_unless_forced_and_then_makes_them_the_agents(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """Bob's takeover of a customer Ana had answered was answered 200 and left them with Ana: Bob believed the
-    customer his, and his reply was refused. Refused as a reply is, naming Ana; forced, the customer is Bob's."""
+    customer his, and his reply was refused. Refused as a reply is, naming Ana; forced, the customer is Bob's. Forced with
+    no name, it was answered 200 and the customer was nobody's: refused."""
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     await chat(client, "taken", "I need help with my bill")
     assert (await client.post("/admin/conversations/taken/handoff?agent=Ana", headers=AUTH)).status == 200
@@ -469,6 +470,9 @@ async def test_a_takeover_of_a_colleagues_customer_is_refused_unless_forced_and_
         assert await take_over(query) == (409, {"error": "Ana has this customer: ask them, or send it again with "
                                                          "force to override", "code": "held", "agent": "Ana"})
     assert (await take_over("?agent=Bob&force=yes"))[0] == 400
+    for nameless in ("?force=true", "?agent=%20&force=true"):  # taken from Ana by nobody: the customer is nobody's
+        assert await take_over(nameless) == (400, {"error": "agent: a forced takeover names the agent who takes the "
+                                                            "customer over (?agent=)"})
     assert await take_over("?agent=%20ana&force=true") == (200, {"status": "handed_off", "agent": "Ana"})  # hers
     assert await take_over("?agent=Bob&force=true") == (200, {"status": "handed_off", "agent": "Bob"})
     [after] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
