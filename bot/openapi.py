@@ -375,10 +375,11 @@ class LabelResponse(_Body):
 
 # --- the operations ------------------------------------------------------------------------------
 
-PATH_PARAMETERS: dict[str, Any] = {"conversation_id": ConversationId, "turn_id": int}
+PATH_PARAMETERS: dict[str, Any] = {"conversation_id": ConversationId, "turn_id": int, "note_id": int}
 ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wrong bearer token, or a bad signature",
               403: "sent by a page on an origin that channels.web.origins does not list; on /api/chat also a user "
-                   "without its right user_hash while channels.web.identity_secret is set",
+                   "without its right user_hash while channels.web.identity_secret is set; on a note, another "
+                   "agent's (its author alone deletes it)",
               404: "not found, or the admin API is disabled (no token configured)",
               408: "the body did not arrive in time",
               409: "refused in the current state; the error says why",
@@ -483,6 +484,9 @@ OPERATIONS: list[Operation] = [
            AgentMessageRequest, (400, 408, 409, 413, 422, 502, 504)),
     _admin("POST", "/admin/conversations/{conversation_id}/notes", "An agent's internal note, for the agents alone",
            NoteIdResponse, NoteRequest, (400, 408, 413)),
+    _admin("DELETE", "/admin/conversations/{conversation_id}/notes/{note_id}", "Take back an internal note: its "
+           "author alone may (403 for another's, naming them); one written with no name, anyone", OkResponse,
+           errors=(400, 403), query={"agent": AGENT_QUERY}),
     _admin("POST", "/admin/conversations/{conversation_id}/seen", "Keep what an agent has read of the conversation",
            OkResponse, errors=(400,),
            query={"agent": AGENT_QUERY, "after": ({**TURN_ID, "description": "the id of the latest turn the agent has "

@@ -49,7 +49,8 @@ from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import CHANNELS, conversation_stats, language_kept
-from dialogues.store import KeyReused, LabelledMeanwhile, Overtaken, Store, StoreError, cannot_write, read_moment, unix_time
+from dialogues.store import (KeyReused, LabelledMeanwhile, NotTheAuthor, Overtaken, Store, StoreError, cannot_write,
+                             read_moment, unix_time)
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -884,6 +885,22 @@ async def add_note(request: web.Request) -> web.Response:
     return json_response({"note_id": note_id})
 
 
+async def delete_note(request: web.Request) -> web.Response:
+    """Take back an internal note (``?agent=``: its author, who alone may; one written with no name is anyone's)."""
+    require_admin(request)
+    conversation_id = valid_conversation_id(request)
+    note_id = int(request.match_info["note_id"])
+    agent = query_agent(request)
+    bot = request.app[BOT]
+    try:
+        await bot._store(bot.store.delete_note, conversation_id, note_id, agent)
+    except KeyError:
+        raise http_error(web.HTTPNotFound, f"no note {note_id} in conversation {conversation_id!r}") from None
+    except NotTheAuthor as exc:
+        raise http_error(web.HTTPForbidden, str(exc), {"agent": exc.author}) from None
+    return json_response({"ok": True})
+
+
 def query_agent(request: web.Request) -> str | None:
     """``?agent=``, the name of the agent taking the conversation over or handing it back, shown to the other
     agents; None when not given or blank."""
@@ -1062,6 +1079,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.post("/admin/conversations/{conversation_id}/messages", agent_message),
         web.post("/admin/conversations/{conversation_id}/seen", mark_seen),
         web.post("/admin/conversations/{conversation_id}/notes", add_note),
+        web.delete("/admin/conversations/{conversation_id}/notes/{note_id:\\d{1,18}}", delete_note),
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
     ])
 

@@ -454,6 +454,15 @@ class HeldByColleague(Overtaken):
         self.fields = {"agent": holder}
 
 
+class NotTheAuthor(Exception):
+    """An agent deleting a note another agent wrote (``Store.delete_note``): a note is its author's to take back.
+    ``author``: who wrote it."""
+
+    def __init__(self, author: str) -> None:
+        super().__init__(f"{author} wrote this note: only they can delete it")
+        self.author = author
+
+
 class LabelledMeanwhile(Exception):
     """Another reviewer labelled the item first (two reviewers working one queue), or its conversation
     was purged since it was shown. ``label``: the other reviewer's (a ``review_labels`` row), if any. ``yours``:
@@ -1656,6 +1665,19 @@ class Store:
                 raise KeyError(conversation_id)
             return int(self.db["notes"].insert({"conversation_id": conversation_id, "agent": agent, "text": text,
                                                 "created": now()}).last_pk)
+
+    def delete_note(self, conversation_id: str, note_id: int, agent: str | None = None) -> None:
+        """Take back note ``note_id`` of the conversation (KeyError for a note it does not hold): a slip, or what no
+        longer holds, which every colleague read as current. Its author's alone, by their name in any letter case
+        (:class:`NotTheAuthor` for another's); a note written with no name, anyone's."""
+        with self._writing():
+            row = self.db.execute("SELECT agent FROM notes WHERE id = ? AND conversation_id = ?",
+                                  [note_id, conversation_id]).fetchone()
+            if row is None:
+                raise KeyError(note_id)
+            if row[0] is not None and agent_key(row[0]) != agent_key(agent):
+                raise NotTheAuthor(row[0])
+            self.db.execute("DELETE FROM notes WHERE id = ?", [note_id])
 
     # --- learning -------------------------------------------------------------------------------
 

@@ -415,6 +415,34 @@ async def test_an_agents_note_is_for_the_agents_alone(bot_dir: Path, aiohttp_cli
     await socket.close()
 
 
+async def test_an_agents_note_is_taken_back_by_its_author_alone(bot_dir: Path, aiohttp_client: Any) -> None:
+    """A note could not be taken back: a slip, or what no longer held, stayed for every colleague to read as current.
+    Its author deletes it (by their name in any letter case), a colleague is refused naming them, and a note written
+    with no name is anyone's to delete."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "noted", "I need help with my bill")
+
+    async def added(body: dict[str, Any]) -> int:
+        response = await client.post("/admin/conversations/noted/notes", json=body, headers=AUTH)
+        return (await response.json())["note_id"]
+
+    async def delete(path: str) -> tuple[int, Any]:
+        response = await client.delete(f"/admin/conversations/{path}", headers=AUTH)
+        return response.status, await response.json()
+
+    anas, nameless = await added({"text": "Refund promised.", "agent": "Ana"}), await added({"text": "客户很着急"})
+    assert await delete(f"noted/notes/{anas}?agent=Bob") == (403, {"error": "Ana wrote this note: only they can "
+                                                                            "delete it", "agent": "Ana"})
+    assert (await delete(f"noted/notes/{anas}"))[0] == 403
+    assert (await delete(f"other/notes/{anas}?agent=Ana"))[0] == 404  # a note of another conversation
+    assert await delete(f"noted/notes/{anas}?agent=%20ana") == (200, {"ok": True})
+    assert (await delete(f"noted/notes/{anas}?agent=Ana"))[0] == 404
+    assert (await client.delete("/admin/conversations/noted/notes/1")).status == 401
+    assert await delete(f"noted/notes/{nameless}?agent=Bob") == (200, {"ok": True})
+    transcript = await (await client.get("/admin/conversations/noted", headers=AUTH)).json()
+    assert transcript["notes"] == []
+
+
 async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unless_forced(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """Any agent handed a colleague's customer back to the bot, or answered beside the colleague, unasked: refused,

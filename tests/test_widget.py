@@ -2326,14 +2326,16 @@ def test_the_agents_console_searches_the_conversations_with_the_bot_every_half_m
     context.close()
 
 
-@pytest.mark.parametrize(("lang", "name", "mode", "add", "said"), [
-    ("en", "Your name", "Note", "Add note", "Internal note, for agents only"),
-    ("zh", "您的名字", "备注", "添加备注", "内部备注，仅客服可见")])
+@pytest.mark.parametrize(("lang", "name", "mode", "add", "said", "delete"), [
+    ("en", "Your name", "Note", "Add note", "Internal note, for agents only", "Delete note"),
+    ("zh", "您的名字", "备注", "添加备注", "内部备注，仅客服可见", "删除备注")])
 def test_the_agents_console_keeps_a_note_for_the_agents_alone(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
-        lang: str, name: str, mode: str, add: str, said: str) -> None:
+        lang: str, name: str, mode: str, add: str, said: str, delete: str) -> None:
     """An agent had only replies, which the customer reads, to tell a colleague what they knew of the customer. In note
-    mode the Enter that sends a reply keeps the note instead (its box says so), and sends nothing."""
+    mode the Enter that sends a reply keeps the note instead (its box says so), and sends nothing. Note mode stays
+    through a reload (it fell back to replies, and the next note went to the customer), and its author alone is
+    offered to delete a note."""
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     page.goto(f"{server.url}/agent?lang={lang}")  # the conversation shown again
     page.get_by_label(name).fill("小王")
@@ -2345,6 +2347,15 @@ def test_the_agents_console_keeps_a_note_for_the_agents_alone(
     expect(page.locator(".turn.note .meta")).to_have_text([re.compile(f"^{said} · 小王 · ")])
     expect(page.locator("form.reply textarea")).to_have_value("")
     assert "客户已电话确认退款" not in [t["text"] for t in api.history(cid)["turns"]]  # nothing sent
+    page.reload()
+    expect(page.locator("form.reply [type=submit]")).to_have_text(add)
+    expect(page.get_by_role("button", name=mode, exact=True)).to_have_attribute("aria-pressed", "true")
+    page.get_by_label(name).fill("小李")  # a colleague
+    expect(page.get_by_role("button", name=delete)).to_have_count(0)
+    page.get_by_label(name).fill("小王")
+    page.get_by_role("button", name=delete).click()
+    expect(page.locator(".turn.note")).to_have_count(0)
+    assert api.get(f"/admin/conversations/{cid}")["notes"] == []
     page.get_by_role("button", name=mode, exact=True).click()  # replies again
     expect(page.locator("form.reply [type=submit]")).not_to_have_text(add)
     context.close()
