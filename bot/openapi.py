@@ -55,7 +55,8 @@ class AgentMessageRequest(_Body):
         None, description="the id of the latest turn the agent has read: if a colleague has replied since, this reply "
                           "is refused with 409, to be sent again once the colleague's is read")
     force: bool = Field(False, description="true: reply even though another agent has the customer (a lead's "
-                                           "override; without it such a reply is refused with 409, naming them)")
+                                           "override, which needs agent, else 400; without it such a reply is refused with "
+                                           "409, naming them)")
 
     @field_validator("text")
     @classmethod

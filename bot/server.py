@@ -847,10 +847,18 @@ async def transcript(request: web.Request) -> web.Response:
     return json_response(found)
 
 
+def named_when_forced(force: bool, agent: str | None, what: str) -> None:
+    """Refuse a lead's forced takeover or reply (``what``) that names no agent: it took the customer from the colleague
+    who had them, and left them with nobody, in no agent's hands and offered to every one."""
+    if force and agent is None:
+        raise http_error(web.HTTPBadRequest, f"agent: a forced {what} names the agent who takes the customer over")
+
+
 async def agent_message(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request, AgentMessageRequest)
     conversation_id = valid_conversation_id(request)
+    named_when_forced(body.force, body.agent, "reply")
     try:
         turn_id = await request.app[BOT].agent_message(conversation_id, body.text.strip(),
                                                        body.agent.strip() if body.agent else None, body.key, body.after,
@@ -952,9 +960,8 @@ async def set_handoff(request: web.Request) -> web.Response:
         raise http_error(web.HTTPBadRequest, "after: must be a turn id, and is read by a handback only")
     agent = query_agent(request)
     force = query_force(request)
-    if handed_off and force and agent is None:  # taken from a colleague by nobody, the customer waited on nobody
-        raise http_error(web.HTTPBadRequest, "agent: a forced takeover names the agent who takes the customer over "
-                                             "(?agent=)")
+    if handed_off:
+        named_when_forced(force, agent, "takeover")
     if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
         raise unknown_conversation(conversation_id)
     try:  # the widget shows the change at once

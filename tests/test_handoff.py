@@ -469,6 +469,9 @@ async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unle
     transcript = await (await client.get("/admin/conversations/taken", headers=AUTH)).json()
     assert transcript["status"] == "handed_off" and [t["role"] for t in transcript["turns"]] == ["user", "bot"]
     assert (await reply({"agent": " ana "}))[0] == 200  # Ana herself, from a window where she typed her name otherwise
+    # forced with no name, the reply took the customer from Ana and left them with nobody
+    assert await reply({"force": True}) == (400, {"error": "agent: a forced reply names the agent who takes the "
+                                                           "customer over"})
     # a lead's override: the reply makes the customer Sam's, and then only Sam hands them back
     assert (await reply({"agent": "Sam", "force": True}))[0] == 200
     assert await hand_back("?agent=Ana") == (409, {**held, "error": held["error"].replace("Ana", "Sam"), "agent": "Sam"})
@@ -500,7 +503,7 @@ async def test_a_takeover_of_a_colleagues_customer_is_refused_unless_forced_and_
     assert (await take_over("?agent=Bob&force=yes"))[0] == 400
     for nameless in ("?force=true", "?agent=%20&force=true"):  # taken from Ana by nobody: the customer is nobody's
         assert await take_over(nameless) == (400, {"error": "agent: a forced takeover names the agent who takes the "
-                                                            "customer over (?agent=)"})
+                                                            "customer over"})
     assert await take_over("?agent=%20ana&force=true") == (200, {"status": "handed_off", "agent": "Ana"})  # hers
     assert await take_over("?agent=Bob&force=true") == (200, {"status": "handed_off", "agent": "Bob"})
     [after] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
