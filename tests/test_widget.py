@@ -1878,7 +1878,12 @@ def test_the_agents_console_asks_before_handing_back_or_answering_a_colleagues_c
     assert asked.value.message == "Ann has this customer. Hand them back to the bot anyway?"
     expect(page.locator(".status")).to_have_text("Ann has this customer.")
     assert api.history(cid)["status"] == "handed_off"
+    page.get_by_label("Your name").fill("")  # a reply by nobody would leave the customer nobody's: the name first
     page.locator("form.reply textarea").fill("Sam here: let me look.")
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".status")).to_have_text("Give your name first, so that your colleagues see the customer is yours.")
+    expect(page.get_by_label("Your name")).to_be_focused()
+    page.get_by_label("Your name").fill("Sam")
     with page.expect_event("dialog") as asked:
         page.locator("form.reply textarea").press("Enter")
     assert asked.value.message == "Ann has this customer. Send your reply anyway? They become yours."
