@@ -1929,8 +1929,9 @@ class Store:
                                     {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
                                      for table, where in tables}
                                     for cid in conversation_ids[at:at + PURGE_BATCH]}
-                with self._writing():  # the index keeps a deleted message's trigrams until it is merged anew
-                    self.db.execute("INSERT INTO turns_fts (turns_fts) VALUES ('optimize')")
+                if any(rows["turns"] for rows in deleted.values()):  # merged anew: seconds on a large store
+                    with self._writing():  # the index keeps a deleted message's trigrams until then
+                        self.db.execute("INSERT INTO turns_fts (turns_fts) VALUES ('optimize')")
                 cleared = self._wal_emptied()
             finally:
                 self.db.execute("PRAGMA secure_delete=OFF")
