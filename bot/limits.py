@@ -112,9 +112,10 @@ class Limits:
     def client_ip(self, request: web.Request) -> str:
         """The address a client is counted by: the peer's or, when the proxy in front is trusted, the
         last ``X-Forwarded-For`` entry, the one that proxy appended (the entries before it are the
-        client's to write). An IPv6 address counts by its /64, which one subscriber holds whole; an IPv4
+        client's to write). An IPv6 address counts by its prefix of ``ipv6_prefix_length`` bits (a /64, which one
+        subscriber holds whole, unless set shorter for networks that hand out /56s or /48s); an IPv4
         one written as IPv6 (``::ffff:a.b.c.d``, as a dual-stack proxy writes it) counts as itself, not as
-        part of the one /64 that holds the whole IPv4 internet."""
+        part of the one prefix that holds the whole IPv4 internet."""
         address = request.remote or "unknown"
         # Over every X-Forwarded-For line: a proxy may append its own line after the client's.
         forwarded = [a.strip() for a in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if a.strip()]
@@ -131,7 +132,7 @@ class Limits:
         if ip is None:
             return address
         if isinstance(ip, ipaddress.IPv6Address):
-            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+            return str(ipaddress.ip_network(f"{ip}/{self.config.ipv6_prefix_length}", strict=False))
         return str(ip)
 
     def _unheeded_proxy(self, peer: str) -> None:

@@ -333,6 +333,8 @@ class LimitsConfig(Settings):
     conversations_per_ip: int = Field(100, ge=0, description="web conversations one IP address may open in "
                                                              "conversation_window_minutes (an office shares one address)")
     conversation_window_minutes: int = Field(10, ge=1, description="the moving window conversations_per_ip counts in")
+    ipv6_prefix_length: int = Field(64, ge=1, le=128, description="the IPv6 prefix counted as one address: a subscriber "
+                                                                  "holds a /64 at least, many a /56 or /48 (set 56 or 48)")
     trust_forwarded_for: bool = Field(False, description="take the client's IP from X-Forwarded-For (behind a proxy only)")
     trusted_proxies: list[IPvAnyNetwork] = Field(
         default_factory=list, description="the proxies' addresses or networks (10.0.0.0/8): X-Forwarded-For is read only "

@@ -349,6 +349,18 @@ async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client: Cal
     assert [(await direct.get("/api/widget", headers={"X-Forwarded-For": f"203.0.113.{n}"})).status
             for n in range(3)] == [200, 200, 429]  # a client cannot pick its own address
 
+async def test_an_ipv6_client_counts_by_the_prefix_set(make_client: Callable[..., Any]) -> None:
+    """A client holding a /56 or /48 (as many ISPs and every cloud delegate) counted as 256 to 65,536 clients by
+    its /64s: limits.ipv6_prefix_length counts it as one."""
+    headers = [{"X-Forwarded-For": f"2001:db8:0:{n}00::1"} for n in range(1, 4)]  # three /64s of one /56
+    by_64 = await make_client(server={"limits": {"per_ip_per_minute": 2, "trust_forwarded_for": True}})
+    assert [(await by_64.get("/api/widget", headers=h)).status for h in headers] == [200, 200, 200]
+    by_48 = await make_client(server={"limits": {"per_ip_per_minute": 2, "trust_forwarded_for": True,
+                                                 "ipv6_prefix_length": 48}})
+    assert [(await by_48.get("/api/widget", headers=h)).status for h in headers] == [200, 200, 429]
+    with pytest.raises(ValidationError):
+        LimitsConfig(ipv6_prefix_length=129)
+
 
 async def test_a_proxy_in_front_that_is_not_trusted_is_said_once(make_client: Callable[..., Any],
                                                                   caplog: pytest.LogCaptureFixture) -> None:
