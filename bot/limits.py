@@ -8,7 +8,9 @@ else, so every request passes :meth:`Limits.middleware`:
   platform's callback, which its channel reads to its own limit (a Slack event is larger);
 * requests from one IP address are counted in a moving one-minute window (the ``limits``
   library's), and the one over ``server.limits.per_ip_per_minute`` gets 429 with ``Retry-After``;
-* WebSocket connections open at once from one IP address are capped the same way;
+* WebSocket connections open at once from one IP address are capped the same way, and those open from all
+  addresses together (``websockets``, half the open-file limit unless set): each holds a file descriptor, and
+  many addresses together could otherwise take every one the process may open, its store and models' included;
 * web conversations handed to a person from one IP address are counted in a moving window of
   ``handoff_window_minutes`` (:meth:`Limits.handoff_wait`, asked by the engine as it hands one off): past
   ``handoffs_per_ip`` the customer is told to try later, and no agent is called, as each new conversation id
@@ -40,6 +42,7 @@ import contextlib
 import ipaddress
 import logging
 import math
+import resource
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -56,6 +59,7 @@ from bot.project import LimitsConfig
 
 HEALTH = "/healthz"  # a load balancer's probes, never counted
 SOCKET_RETRY_SECONDS = 10  # a socket slot frees when a page closes; there is no window to wait out
+UNLIMITED_FILES = 65_536  # the open-file limit taken as the process's where the system sets none
 PRUNE_EVERY = 10_000  # counted hits between two sweeps of the windows that have emptied
 SLOW_DOWN = {
     "en": "You are sending messages too fast. Please wait {seconds} seconds, then send your message again.",
@@ -97,6 +101,8 @@ class Limits:
         self._handoffs = self._per_minutes(config.handoffs_per_ip, config.handoff_window_minutes)
         self._conversations = self._per_minutes(config.conversations_per_ip, config.conversation_window_minutes)
         self._sockets: Counter[str] = Counter()
+        self.max_sockets = default_max_sockets() if config.websockets is None else config.websockets
+        self.open_sockets = 0
         self._told: dict[str, float] = {}  # conversation -> when the wait it was told of ends (monotonic)
         self._hits = 0
         self._proxy_said = False  # whether an untrusted proxy in front has been said (_unheeded_proxy)
@@ -239,17 +245,32 @@ class Limits:
 
     @contextlib.contextmanager
     def socket(self, ip: str) -> Iterator[None]:
-        """Hold one of ``ip``'s WebSocket slots for as long as the socket is open."""
+        """Hold one of ``ip``'s WebSocket slots, and one of the server's, for as long as the socket is open."""
         cap = self.config.websockets_per_ip
         if cap and self._sockets[ip] >= cap:
             raise too_many(f"too many open connections from this address: at most {cap}", SOCKET_RETRY_SECONDS)
+        self._server_slot()
         self._sockets[ip] += 1
+        self.open_sockets += 1
         try:
             yield
         finally:
+            self.open_sockets -= 1
             self._sockets[ip] -= 1
             if self._sockets[ip] <= 0:
                 del self._sockets[ip]
+
+    def _server_slot(self) -> None:
+        """503 when ``max_sockets`` are open (said in the log once a minute at most): the widget then goes on over
+        HTTP, polling for agents' replies, as behind a proxy that blocks sockets."""
+        if not self.max_sockets or self.open_sockets < self.max_sockets:
+            return
+        if self.first_notice("the server's sockets", 60):
+            log.warning("%d WebSockets are open, server.limits.websockets: new ones are refused until one closes "
+                        "(the widget polls over HTTP meanwhile)", self.open_sockets)
+        raise http_error(web.HTTPServiceUnavailable, f"the server has {self.max_sockets} connections open, its most: "
+                         f"use HTTP, or retry in {SOCKET_RETRY_SECONDS}s",
+                         headers={"Retry-After": str(SOCKET_RETRY_SECONDS)})
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -285,6 +306,13 @@ class Limits:
         except (web.HTTPClientError, web.RequestPayloadError):
             self._wait(self._per_ip, "ip", ip)
             raise
+
+
+def default_max_sockets() -> int:
+    """Half the files the process may open (its soft limit): the other half for the HTTP requests, the store, the
+    models and the logs a server full of sockets still needs."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return (UNLIMITED_FILES if soft == resource.RLIM_INFINITY else soft) // 2
 
 
 def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

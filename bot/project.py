@@ -327,6 +327,8 @@ class LimitsConfig(Settings):
     messages_per_ip_per_minute: int = Field(120, ge=0, description="web chat messages from one IP address, whatever "
                                                                    "their conversations (an office shares one address)")
     websockets_per_ip: int = Field(20, ge=0, description="WebSocket connections open at once from one IP address")
+    websockets: int | None = Field(None, ge=0, description="WebSocket connections open at once in all, from every "
+                                                          "address (null: half the process's open-file limit)")
     handoffs_per_ip: int = Field(20, ge=0, description="web conversations one IP address may hand to a person in "
                                                        "handoff_window_minutes (an office shares one address)")
     handoff_window_minutes: int = Field(10, ge=1, description="the moving window handoffs_per_ip counts in")

@@ -409,6 +409,36 @@ async def test_websockets_per_ip_are_capped(make_client: Callable[..., Any]) -> 
     await third.close()
 
 
+async def test_websockets_from_all_addresses_are_capped(make_client: Callable[..., Any],
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Each socket holds a file descriptor, and many addresses each within websockets_per_ip could together take
+    every one the process may open: past limits.websockets the server refuses new ones (503), whoever asks."""
+    client = await make_client(server={"limits": {"websockets": 2, "trust_forwarded_for": True}})
+    sockets = [await client.ws_connect("/api/ws", headers={"X-Forwarded-For": f"203.0.113.{n}"}) for n in range(2)]
+    for n in range(2, 4):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect("/api/ws", headers={"X-Forwarded-For": f"203.0.113.{n}"})
+        assert refused.value.status == 503 and refused.value.headers["Retry-After"] == "10"
+    assert len([r for r in caplog.records if "WebSockets are open" in r.getMessage()]) == 1
+    reply = await chat(client, cid(), "hello", **{"X-Forwarded-For": "203.0.113.2"})  # HTTP goes on
+    assert reply.status == 200
+    await sockets[0].close()
+    await asyncio.sleep(0.1)  # the server sees the close
+    third = await client.ws_connect("/api/ws", headers={"X-Forwarded-For": "203.0.113.3"})
+    await third.send_json({"conversation_id": cid(), "text": "hello"})
+    assert (await third.receive_json())["type"] == "reply"
+    for ws in (sockets[1], third):
+        await ws.close()
+
+
+def test_the_websocket_cap_defaults_to_half_the_open_file_limit() -> None:
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert Limits(LimitsConfig(), 1024).max_sockets == soft // 2
+    assert Limits(LimitsConfig(websockets=0), 1024).max_sockets == 0  # off
+
+
 async def test_handoffs_from_one_address_are_capped_and_the_customer_told_to_try_later(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
     """Each new conversation id with "/handoff" put another customer in the agents' inbox and sent another

@@ -35,6 +35,7 @@ from click.testing import CliRunner
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from bot.cli import cli
+from bot.limits import LIMITS
 from bot.project import load_project
 from bot.server import BOT, create_app
 from tests.conftest import configured_copy
@@ -857,6 +858,32 @@ def test_http_fallback_when_the_websocket_is_blocked(open_widget: Any, api: Simp
     api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Ann here, I took over."})
     expect(page.locator(".banner")).to_be_visible()
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Sam here, over HTTP.", "Ann here, I took over."])
+
+
+def test_http_fallback_when_the_server_has_its_most_websockets_open(open_widget: Any, api: SimpleNamespace,
+                                                                    server: LiveServer,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server at limits.websockets refuses a new socket (503): its widget chats over HTTP and polls for the agents'
+    replies, as behind a proxy that blocks sockets."""
+    limits = server.app[LIMITS]
+    open_widget()  # whose socket takes the last slot
+    for _ in range(200):
+        if limits.open_sockets:
+            break
+        time.sleep(0.05)
+    assert limits.open_sockets
+    monkeypatch.setattr(limits, "max_sockets", limits.open_sockets)
+    widget = open_widget(pollInterval=300)
+    page = widget.page
+    posted: list[str] = []
+    page.on("request", lambda request: posted.append(request.url) if request.method == "POST" else None)
+    widget.send("hello?")
+    expect(widget.bot_replies()).to_have_count(1)
+    assert f"{server.url}/api/chat" in posted
+    page.locator(".quick button", has_text="Talk to a person").click()
+    expect(page.locator(".banner")).to_be_visible()
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here, over HTTP."})
+    expect(page.locator(".msg.agent .bubble")).to_have_text(["Sam here, over HTTP."])  # found by polling the history
 
 
 DROPPING_WEBSOCKET = wrapped_websocket("closes itself right after the next message frame goes out", """
