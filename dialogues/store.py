@@ -1496,12 +1496,17 @@ class Store:
     def add_feedback(self, conversation_id: str, turn_id: int, value: int, comment: str | None = None) -> int:
         """A vote on a bot reply; KeyError unless ``turn_id`` is a bot turn of ``conversation_id``, so that
         knowing (or guessing) a turn id is not enough to rate another customer's conversation. The comment
-        is the customer's own text, redacted like their messages."""
+        is the customer's own text, redacted like their messages.
+
+        It replaces the reply's earlier vote, keeping the latest comment given when it has none: only the latest
+        vote is read, and a row a vote, with up to 2,000 characters of comment, let one client clicking on one
+        reply grow the store without end."""
         with self._writing():
             if not self.db.execute("SELECT 1 FROM turns WHERE id = ? AND role = 'bot' AND conversation_id = ?",
                                    [turn_id, conversation_id]).fetchone():
                 raise KeyError(turn_id)
-            comment = self._private(comment) if comment is not None else None
+            comment = self._private(comment) if comment is not None else self._latest_comment(turn_id)
+            self.db.execute("DELETE FROM feedback WHERE turn_id = ?", [turn_id])
             return int(self.db["feedback"].insert({"turn_id": turn_id, "value": value, "comment": comment, "created": now()}).last_pk)
 
     def vote_down_answer_before(self, conversation_id: str, turn_id: int, comment: str) -> int | None:
@@ -1514,6 +1519,11 @@ class Store:
         if before is None or before[1] != "bot":
             return None
         return self.add_feedback(conversation_id, before[0], -1, comment)
+
+    def _latest_comment(self, turn_id: int) -> str | None:
+        row = self.db.execute("SELECT comment FROM feedback WHERE turn_id = ? AND comment IS NOT NULL "
+                              "ORDER BY id DESC LIMIT 1", [turn_id]).fetchone()
+        return row[0] if row else None
 
     def count(self, table: str) -> int:
         return self.db[table].count

@@ -132,6 +132,23 @@ async def test_history_and_feedback_are_stored(client: Any, web_demo_bot: Simple
         assert db.execute("SELECT value, comment FROM feedback WHERE turn_id = ?", [reply["turn_id"]]).fetchall() == [(-1, "not it")]
 
 
+async def test_votes_on_a_reply_keep_one_row(client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """Each vote added a row of up to 2,000 characters of comment, though only a reply's latest vote is read: one
+    client clicking on one reply could grow the store without end. The latest vote replaces the earlier one, and
+    keeps the latest comment given."""
+    cid = new_id()
+    reply = await chat(client, cid, "hello there")
+    for value, comment in ((-1, "not it"), (1, None), (-1, "x" * 2000), (-1, "still not it"), (0, None)):
+        vote = {"conversation_id": cid, "turn_id": reply["turn_id"], "value": value}
+        response = await client.post("/api/feedback", json={**vote, **({"comment": comment} if comment else {})})
+        assert response.status == 200
+    history = await (await client.get(f"/api/conversations/{cid}/history")).json()
+    assert history["turns"][1]["feedback"] == 0
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        assert db.execute("SELECT value, comment FROM feedback WHERE turn_id = ?",
+                          [reply["turn_id"]]).fetchall() == [(0, "still not it")]
+
+
 async def test_bad_requests_are_400_with_a_reason(client: Any) -> None:
     cases = [
         (b"{not json", "malformed JSON"),
