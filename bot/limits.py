@@ -121,7 +121,8 @@ class Limits:
         client's to write). An IPv6 address counts by its prefix of ``ipv6_prefix_length`` bits (a /64, which one
         subscriber holds whole, unless set shorter for networks that hand out /56s or /48s); an IPv4
         one written as IPv6 (``::ffff:a.b.c.d``, as a dual-stack proxy writes it) counts as itself, not as
-        part of the one prefix that holds the whole IPv4 internet."""
+        part of the one prefix that holds the whole IPv4 internet, and so does the IPv4 address a 6to4 or Teredo
+        one is made from (6to4's /48 is 65,536 /64s)."""
         address = request.remote or "unknown"
         # Over every X-Forwarded-For line: a proxy may append its own line after the client's.
         forwarded = [a.strip() for a in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if a.strip()]
@@ -138,7 +139,8 @@ class Limits:
         if ip is None:
             return address
         if isinstance(ip, ipaddress.IPv6Address):
-            return str(ipaddress.ip_network(f"{ip}/{self.config.ipv6_prefix_length}", strict=False))
+            ipv4 = _tunnelled_ipv4(ip)
+            return str(ipv4 or ipaddress.ip_network(f"{ip}/{self.config.ipv6_prefix_length}", strict=False))
         return str(ip)
 
     def _unheeded_proxy(self, peer: str) -> None:
@@ -323,6 +325,12 @@ def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     except ValueError:
         return None
     return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
+
+
+def _tunnelled_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The client's IPv4 address a 6to4 (2002::/16) or Teredo (2001::/32) address is made from, which its holder
+    could otherwise vary by /64s (6to4 gives each IPv4 address a /48) or by Teredo servers; None for another."""
+    return ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
 
 
 def _without_port(address: str) -> str:

@@ -362,6 +362,18 @@ async def test_an_ipv6_client_counts_by_the_prefix_set(make_client: Callable[...
         LimitsConfig(ipv6_prefix_length=129)
 
 
+async def test_an_ipv6_address_holding_an_ipv4_one_counts_as_it(make_client: Callable[..., Any]) -> None:
+    """A 6to4 address (2002:a.b.c.d::/48) and a Teredo one (2001:0::/32) are made from their client's IPv4 address,
+    the /48 of 6to4 65,536 /64s each of which got every limit again: each counts as that IPv4 address."""
+    client = await make_client(server={"limits": {"per_ip_per_minute": 2, "trust_forwarded_for": True}})
+    six_to_four = [f"2002:cb00:7101:{n}::1" for n in range(1, 4)]  # 203.0.113.1's
+    teredo = [f"2001:0:4136:e37{n}:8000:63bf:3fff:fdd2" for n in range(3)]  # 192.0.2.45's, through three servers
+    for addresses in (six_to_four, teredo):
+        assert [(await client.get("/api/widget", headers={"X-Forwarded-For": a})).status
+                for a in addresses] == [200, 200, 429]
+    assert (await client.get("/api/widget", headers={"X-Forwarded-For": "203.0.113.1"})).status == 429
+
+
 async def test_a_proxy_in_front_that_is_not_trusted_is_said_once(make_client: Callable[..., Any],
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     """Behind a reverse proxy set up without limits.trusted_proxies, every customer counted as the proxy: one share of
