@@ -488,6 +488,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     from aiohttp import web
 
     from bot.channels.web import MIN_IDENTITY_SECRET_CHARS, identity_secret
+    from bot.limits import open_file_limit
     from bot.server import (BOT, HUNG_UP, MIN_TOKEN_CHARS, RESPONSE_GRACE_S, admin_token, create_app, drain_on_sigterm,
                             metrics_token, stop_on_sighup)
 
@@ -516,6 +517,12 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         click.echo(f"note: the web identity secret is {_count(len(secret), 'character')} long: a signed-in customer "
                    "sees their id and its hash, and can try guesses at it offline, without limit; use a random one "
                    "of 32 or more (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')", err=True)
+    sockets, files = project.config.server.limits.websockets, open_file_limit()
+    if sockets and sockets >= files:
+        click.echo(f"note: server.limits.websockets is {sockets:,}, and this process may open {files:,} files "
+                   "(ulimit -n): sockets could take them all, and the server then accept no connection nor open its "
+                   "store; raise the limit (systemd's LimitNOFILE=, docker run --ulimit nofile=) or lower the cap",
+                   err=True)
     if secrets := readable_secrets(project):
         click.echo(f"note: {project.root / 'bot.yml'} holds {', '.join(secrets)}, and every account on this machine "
                    f"can read it: chmod 600 {shell(project.root / 'bot.yml')} (docs/security.md)", err=True)

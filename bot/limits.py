@@ -310,11 +310,16 @@ class Limits:
             raise
 
 
-def default_max_sockets() -> int:
-    """Half the files the process may open (its soft limit): the other half for the HTTP requests, the store, the
-    models and the logs a server full of sockets still needs."""
+def open_file_limit() -> int:
+    """How many files the process may open (its soft limit, ``ulimit -n``)."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return (UNLIMITED_FILES if soft == resource.RLIM_INFINITY else soft) // 2
+    return UNLIMITED_FILES if soft == resource.RLIM_INFINITY else soft
+
+
+def default_max_sockets() -> int:
+    """Half the files the process may open: the other half for the HTTP requests, the store, the models and the
+    logs a server full of sockets still needs."""
+    return open_file_limit() // 2
 
 
 def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

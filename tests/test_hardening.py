@@ -1717,8 +1717,9 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
     with sqlite3.connect(root / "dialogues.db") as db:  # still kept, for the running server to answer
         assert db.execute("SELECT text FROM pending WHERE answered IS NULL").fetchall() == [("where is my refund?",)]
     # Served without an admin token, nobody could answer a handed-off customer: it says so at start.
-    assert "note: no admin token" in result.output
-    with_token = configured_copy(tiny_demo_bot, tmp_path / "third", server={"admin_token": "t", "metrics_token": "m"},
+    assert "note: no admin token" in result.output and "server.limits.websockets" not in result.output
+    with_token = configured_copy(tiny_demo_bot, tmp_path / "third", server={"admin_token": "t", "metrics_token": "m",
+                                                                            "limits": {"websockets": 10**9}},
                                  channels={"web": {"identity_secret": "shop-secret"}})
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -1738,6 +1739,8 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
     # A customer holds their id and its hash, and may try secrets against them offline, with no limit to count them.
     assert "note: the web identity secret is 11 characters long: a signed-in customer" in guessable
     assert "identity secret" not in long_token.output
+    # More sockets allowed than files the process may open: they could take every one, the store's too.
+    assert "note: server.limits.websockets is 1,000,000,000, and this process may open" in guessable
 
 
 def test_serve_says_when_metrics_answer_anyone_on_a_public_address(tiny_demo_bot: Path, tmp_path: Path) -> None:
