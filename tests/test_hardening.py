@@ -451,6 +451,22 @@ def test_the_websocket_cap_defaults_to_half_the_open_file_limit() -> None:
     assert Limits(LimitsConfig(websockets=0), 1024).max_sockets == 0  # off
 
 
+async def test_an_upgrade_header_that_is_not_utf8_is_a_400(make_client: Callable[..., Any],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A socket upgrade whose Upgrade or Sec-WebSocket-Version header held a byte that is not UTF-8 failed inside
+    aiohttp as it wrote its refusal, which quotes the header: a 500 and a traceback in the log for each such request."""
+    client = await make_client()
+    for upgrade, ws_version in ((b"\x85websocket", b"13"), (b"websocket", b"\x8513")):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+        writer.write(b"GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: " + upgrade + b"\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: " + ws_version + b"\r\n\r\n")
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        assert status.split()[1] == b"400", upgrade
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def test_handoffs_from_one_address_are_capped_and_the_customer_told_to_try_later(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
     """Each new conversation id with "/handoff" put another customer in the agents' inbox and sent another

@@ -376,7 +376,10 @@ class WebChannel(Channel):
         self._refuse_unlisted(request)
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=self.settings.get("max_body_bytes", 65536),
                                    timeout=CLOSE_WAIT_S)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except UnicodeEncodeError:  # aiohttp quotes a handshake header it refuses, and fails on one not UTF-8
+            raise http_error(web.HTTPBadRequest, "not a WebSocket handshake: a header is not UTF-8") from None
         joined: OrderedDict[str, None] = OrderedDict()  # the conversations this socket hears, the latest last
         self._open[ws] = request.transport
         try:
