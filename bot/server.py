@@ -270,6 +270,12 @@ class ClientErrorsInOneLine(logging.Filter):
 CLIENT_ERRORS = ClientErrorsInOneLine()
 
 
+def unasked_subprotocols(record: logging.LogRecord) -> bool:
+    """Leave out aiohttp's warning of a socket asking for subprotocols deskbot does not speak (the widget asks for
+    none), which quotes up to 8 KB of the client's words: one could write it hundreds of times a minute."""
+    return not str(record.msg).startswith("%s: Client protocols")
+
+
 def cors_headers(request: web.Request) -> dict[str, str]:
     """The web chat's CORS headers for its API (``/api/``), so that a widget on an allowed site can read
     every refusal it gets, and how long to wait."""
@@ -1044,6 +1050,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app = web.Application(middlewares=[json_errors, limits.middleware], client_max_size=server.max_body_bytes)
     app.on_response_prepare.append(protective_headers)
     logging.getLogger("aiohttp.server").addFilter(CLIENT_ERRORS)  # the same filter once, however many apps
+    logging.getLogger("aiohttp.websocket").addFilter(unasked_subprotocols)
     privacy = project.config.privacy
     bot = Bot(project, nlu, Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw), actions)
     app[BOT] = bot

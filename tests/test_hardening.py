@@ -467,6 +467,17 @@ async def test_an_upgrade_header_that_is_not_utf8_is_a_400(make_client: Callable
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+async def test_a_socket_asking_for_a_subprotocol_writes_nothing_in_the_log(make_client: Callable[..., Any],
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp warned of each socket asking for subprotocols, quoting up to 8 KB of them: a client could write
+    that to the log hundreds of times a minute. The socket opens without one, as before."""
+    client = await make_client()
+    async with client.ws_connect("/api/ws", protocols=("x" * 4000,)) as ws:
+        await ws.send_json({"conversation_id": cid(), "text": "hello"})
+        assert (await ws.receive_json())["type"] == "reply"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "x" * 100 in r.getMessage()]
+
+
 async def test_handoffs_from_one_address_are_capped_and_the_customer_told_to_try_later(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
     """Each new conversation id with "/handoff" put another customer in the agents' inbox and sent another
