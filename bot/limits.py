@@ -60,6 +60,7 @@ from bot.project import LimitsConfig
 HEALTH = "/healthz"  # a load balancer's probes, never counted
 SOCKET_RETRY_SECONDS = 10  # a socket slot frees when a page closes; there is no window to wait out
 UNLIMITED_FILES = 65_536  # the open-file limit taken as the process's where the system sets none
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix, an IPv4 address in its last 32 bits
 PRUNE_EVERY = 10_000  # counted hits between two sweeps of the windows that have emptied
 SLOW_DOWN = {
     "en": "You are sending messages too fast. Please wait {seconds} seconds, then send your message again.",
@@ -121,8 +122,8 @@ class Limits:
         client's to write). An IPv6 address counts by its prefix of ``ipv6_prefix_length`` bits (a /64, which one
         subscriber holds whole, unless set shorter for networks that hand out /56s or /48s); an IPv4
         one written as IPv6 (``::ffff:a.b.c.d``, as a dual-stack proxy writes it) counts as itself, not as
-        part of the one prefix that holds the whole IPv4 internet, and so does the IPv4 address a 6to4 or Teredo
-        one is made from (6to4's /48 is 65,536 /64s)."""
+        part of the one prefix that holds the whole IPv4 internet, and so does one NAT64 wrote (``64:ff9b::a.b.c.d``)
+        and the IPv4 address a 6to4 or Teredo one is made from (6to4's /48 is 65,536 /64s)."""
         address = request.remote or "unknown"
         # Over every X-Forwarded-For line: a proxy may append its own line after the client's.
         forwarded = [a.strip() for a in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if a.strip()]
@@ -334,7 +335,10 @@ def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def _tunnelled_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The client's IPv4 address a 6to4 (2002::/16) or Teredo (2001::/32) address is made from, which its holder
-    could otherwise vary by /64s (6to4 gives each IPv4 address a /48) or by Teredo servers; None for another."""
+    could otherwise vary by /64s (6to4 gives each IPv4 address a /48) or by Teredo servers, or that NAT64 wrote in
+    64:ff9b::/96, one /64 for every IPv4 client; None for another."""
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
 
 

@@ -372,6 +372,11 @@ async def test_an_ipv6_address_holding_an_ipv4_one_counts_as_it(make_client: Cal
         assert [(await client.get("/api/widget", headers={"X-Forwarded-For": a})).status
                 for a in addresses] == [200, 200, 429]
     assert (await client.get("/api/widget", headers={"X-Forwarded-For": "203.0.113.1"})).status == 429
+    # Translated by NAT64 (64:ff9b::/96), as in front of a server on an IPv6-only network, every IPv4 client is in one
+    # /64: each counts as itself, not one share of each limit for all of them.
+    for address in ("64:ff9b::c633:6407", "64:ff9b::c633:6408"):  # 198.51.100.7, .8
+        assert [(await client.get("/api/widget", headers={"X-Forwarded-For": address})).status
+                for _ in range(3)] == [200, 200, 429]
 
 
 async def test_a_proxy_in_front_that_is_not_trusted_is_said_once(make_client: Callable[..., Any],
