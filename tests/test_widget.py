@@ -1181,6 +1181,34 @@ def test_back_on_the_page_after_the_phone_slept_the_chat_shows_what_came_meanwhi
     expect(page.locator(".banner")).to_be_visible()
 
 
+@pytest.mark.parametrize("event", ["document.dispatchEvent(new Event('visibilitychange'))",
+                                   "window.dispatchEvent(new Event('online'))"])
+def test_a_history_read_answered_after_an_agent_took_the_chat_over_does_not_undo_the_takeover(
+        open_widget: Any, api: SimpleNamespace, server: LiveServer, event: str) -> None:
+    """The history read as the customer came back to the page (or back online, or as the socket reconnected), read
+    before an agent took the chat over and answered after the takeover was pushed, hid the banner and said the
+    customer was back with the bot, though nobody had handed the conversation back."""
+    widget = open_widget(pollInterval=60_000)
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    held: list[tuple[Route, Any]] = []  # the history as read before the takeover, its answer held on its way
+    page.route(f"{server.url}/api/conversations/*/history", lambda route: held.append((route, route.fetch())))
+    page.evaluate(event)
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "the history was not read"
+        page.wait_for_timeout(50)
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
+    expect(page.locator(".banner")).to_be_visible()
+    route, response = held[0]
+    route.fulfill(response=response)
+    page.wait_for_timeout(500)  # time for the stale answer to be applied, were it
+    expect(page.locator(".banner")).to_be_visible()
+    expect(page.locator(".notice")).to_have_count(0)
+
+
 def test_the_list_stays_where_the_customer_reads_and_keeps_the_latest_in_sight(open_widget: Any,
                                                                                api: SimpleNamespace) -> None:
     """A message pulled a customer reading an earlier answer down to the end; a rotated phone hid the latest."""

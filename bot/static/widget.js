@@ -1067,7 +1067,7 @@
   let agentName = ""; // the agent who has the customer, named as they wrote it; shown as text, never markup
   // What the banner says: the agent's name when the server gave it
   const handoffText = () => (agentName ? t.handedOffTo(agentName) : t.handedOff);
-  let statusPushes = 0; // status changes the socket pushed: newer than any reply still on its way
+  let statusPushes = 0; // status changes the socket pushed: newer than any reply or history read still on its way
   // agent: the name the server gave with a status ("": the agent gave none); left out by a reply, which
   // does not say who has the customer, so the name shown stays
   function setHandedOff(value, announce, agent) {
@@ -1280,6 +1280,7 @@
   async function sync() {
     try {
       const asked = conversationId;
+      const pushesBefore = statusPushes;
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
       if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the last customer's
       let botSaid = false; // a new answer of the bot's: one that handed off or back, from another tab, says so itself
@@ -1297,7 +1298,8 @@
           else addMessage("user", shownAs(turn.text), turn.id);
         }
       }
-      setHandedOff(history.status === "handed_off", !botSaid, history.agent || "");
+      // A takeover or handback pushed while it was read is newer: the history's status would undo it.
+      if (statusPushes === pushesBefore) setHandedOff(history.status === "handed_off", !botSaid, history.agent || "");
     } catch {
       // the next poll or reconnect tries again
     }
