@@ -1209,6 +1209,39 @@ def test_a_history_read_answered_after_an_agent_took_the_chat_over_does_not_undo
     expect(page.locator(".notice")).to_have_count(0)
 
 
+def test_without_a_socket_an_older_history_read_answered_last_does_not_undo_a_takeover(
+        open_widget: Any, api: SimpleNamespace, server: LiveServer) -> None:
+    """Without a socket, a history read answered after a later one that had found an agent's takeover (a poll
+    slowed down, then the customer back on the page) hid the banner and said the customer was back with the bot."""
+    widget = open_widget(pollInterval=60_000, transport="http")
+    page = widget.page
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    held: list[tuple[Route, Any]] = []  # the first read, from before the takeover, held on its way
+
+    def hold_the_first(route: Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append((route, route.fetch()))
+
+    page.route(f"{server.url}/api/conversations/*/history", hold_the_first)
+    come_back = "document.dispatchEvent(new Event('visibilitychange'))"
+    page.evaluate(come_back)
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "the history was not read"
+        page.wait_for_timeout(50)
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
+    page.evaluate(come_back)
+    expect(page.locator(".banner")).to_be_visible()
+    route, response = held[0]
+    route.fulfill(response=response)
+    page.wait_for_timeout(500)  # time for the older answer to be applied, were it
+    expect(page.locator(".banner")).to_be_visible()
+    expect(page.locator(".notice")).to_have_count(0)
+
+
 def test_the_list_stays_where_the_customer_reads_and_keeps_the_latest_in_sight(open_widget: Any,
                                                                                api: SimpleNamespace) -> None:
     """A message pulled a customer reading an earlier answer down to the end; a rotated phone hid the latest."""

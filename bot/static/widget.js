@@ -1277,10 +1277,13 @@
     if (!live) pollTimer = setTimeout(() => sync().finally(schedulePoll), handedOff ? pollInterval : 4 * pollInterval);
   }
 
+  let reads = 0; // history reads started
+  let readShown = 0; // the latest of them whose status is shown: an older one answered later is staler
   async function sync() {
     try {
       const asked = conversationId;
       const pushesBefore = statusPushes;
+      const read = ++reads;
       const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
       if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the last customer's
       let botSaid = false; // a new answer of the bot's: one that handed off or back, from another tab, says so itself
@@ -1298,8 +1301,10 @@
           else addMessage("user", shownAs(turn.text), turn.id);
         }
       }
-      // A takeover or handback pushed while it was read is newer: the history's status would undo it.
-      if (statusPushes === pushesBefore) setHandedOff(history.status === "handed_off", !botSaid, history.agent || "");
+      // A takeover or handback pushed while it was read is newer, as is a later read's: this status would undo it.
+      if (statusPushes !== pushesBefore || read < readShown) return;
+      readShown = read;
+      setHandedOff(history.status === "handed_off", !botSaid, history.agent || "");
     } catch {
       // the next poll or reconnect tries again
     }
