@@ -1209,10 +1209,12 @@ def test_a_history_read_answered_after_an_agent_took_the_chat_over_does_not_undo
     expect(page.locator(".notice")).to_have_count(0)
 
 
+@pytest.mark.parametrize("handoff", ["agent", "customer"])
 def test_without_a_socket_an_older_history_read_answered_last_does_not_undo_a_takeover(
-        open_widget: Any, api: SimpleNamespace, server: LiveServer) -> None:
+        open_widget: Any, api: SimpleNamespace, server: LiveServer, handoff: str) -> None:
     """Without a socket, a history read answered after a later one that had found an agent's takeover (a poll
-    slowed down, then the customer back on the page) hid the banner and said the customer was back with the bot."""
+    slowed down, then the customer back on the page), or after the bot's answer that handed the chat off, hid the
+    banner and said the customer was back with the bot."""
     widget = open_widget(pollInterval=60_000, transport="http")
     page = widget.page
     widget.send("hello")
@@ -1232,8 +1234,11 @@ def test_without_a_socket_an_older_history_read_answered_last_does_not_undo_a_ta
     while not held:
         assert time.monotonic() < deadline, "the history was not read"
         page.wait_for_timeout(50)
-    api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
-    page.evaluate(come_back)
+    if handoff == "agent":
+        api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
+        page.evaluate(come_back)
+    else:  # the customer asks for a person, and the bot's answer hands the chat off
+        page.locator(".quick button", has_text="Talk to a person").click()
     expect(page.locator(".banner")).to_be_visible()
     route, response = held[0]
     route.fulfill(response=response)

@@ -1278,7 +1278,7 @@
   }
 
   let reads = 0; // history reads started
-  let readShown = 0; // the latest of them whose status is shown: an older one answered later is staler
+  let readShown = 0; // the latest of them whose status is shown, or that a reply answered since made older
   async function sync() {
     try {
       const asked = conversationId;
@@ -1302,7 +1302,7 @@
         }
       }
       // A takeover or handback pushed while it was read is newer, as is a later read's: this status would undo it.
-      if (statusPushes !== pushesBefore || read < readShown) return;
+      if (statusPushes !== pushesBefore || read <= readShown) return;
       readShown = read;
       setHandedOff(history.status === "handed_off", !botSaid, history.agent || "");
     } catch {
@@ -1409,8 +1409,12 @@
         showQuickReplies(reply.buttons); // an action may offer buttons alone
         handOn(reply.custom, reply.turn_id, false);
       }
-      // The reply says whether it handed off, unless an agent's takeover or handback was pushed meanwhile.
-      if (statusPushes === pushesBefore) setHandedOff(Boolean(reply.handed_off), false);
+      // The reply says whether it handed off, unless an agent's takeover or handback was pushed meanwhile. A history
+      // read still on its way is older.
+      if (statusPushes === pushesBefore) {
+        readShown = reads;
+        setHandedOff(Boolean(reply.handed_off), false);
+      }
     } catch (error) {
       if (asked !== conversationId) return; // its message went with the log, and from the messages still out
       own.lost = Boolean(error.lost);
