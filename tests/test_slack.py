@@ -138,6 +138,17 @@ def make_channel(bot: FakeBot, api_url: str, **settings: Any) -> SlackChannel:
     return SlackChannel(bot, {"signing_secret": SECRET, "bot_token": TOKEN, "api_url": api_url, **settings})
 
 
+async def on_a_store(aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> tuple[FakeBot, SlackChannel, Any]:
+    """A channel whose bot keeps a real conversation store, and a client of it: what the channel writes there (the
+    transcript, who has the customer) is read back from SQLite."""
+    bot = FakeBot()
+    bot.store = Store(tmp_path / "dialogues.db")
+    channel = make_channel(bot, slack_api.url)
+    app = web.Application()
+    app.add_routes(channel.routes())
+    return bot, channel, await aiohttp_client(app)
+
+
 async def limited_client(aiohttp_client: Any, channel: SlackChannel, per_minute: int) -> Any:
     """A client of ``channel`` behind the server's limits, at ``per_minute`` messages a conversation."""
     app = web.Application()
@@ -415,12 +426,7 @@ async def test_a_picture_sent_alone_is_answered_with_the_hint_or_shown_to_the_ag
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """A screenshot with no words was dropped: the customer heard nothing back, and an agent who had the thread
     never learnt it came. As on WeCom, the bot asks for words; a person who has the thread sees "[picture]"."""
-    bot = FakeBot()
-    bot.store = Store(tmp_path / "dialogues.db")
-    channel = make_channel(bot, slack_api.url)
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path)
     held, cid = "1699999999.000001", f"slack:T1:C1:{TS}"
     bot.store.add_message(f"slack:T1:C1:{held}", "user", "where is my parcel?", "slack")
     bot.store.set_status(f"slack:T1:C1:{held}", "handed_off", "requested", "slack")
@@ -857,12 +863,7 @@ async def test_the_support_teams_words_in_a_customers_shared_thread_go_into_its_
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """A colleague answering a customer in their Slack Connect thread was left out of the conversation: the agents'
     console and the transcript showed the customer's question unanswered, and a second agent answered it again."""
-    bot = FakeBot()
-    bot.store = Store(tmp_path / "dialogues.db")
-    channel = make_channel(bot, slack_api.url)
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path)
     cid = f"slack:T1:C1:{TS}"
     bot.store.add_message(cid, "user", "where is my refund?", "slack")
 
@@ -897,12 +898,7 @@ async def test_the_support_team_member_who_takes_a_thread_over_is_known_by_their
     slack_api.members["U7"] = {"name": "ada", "real_name": "Ada L.",
                                "profile": {"display_name": "", "real_name": "Ada Lovelace"}}
     slack_api.scopes = scopes
-    bot = FakeBot()
-    bot.store = Store(tmp_path / "dialogues.db")
-    channel = make_channel(bot, slack_api.url)
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path)
     cid = f"slack:T1:C1:{TS}"
     bot.store.add_message(cid, "user", "where is my refund?", "slack")
     for n in (1, 2):
