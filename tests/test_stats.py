@@ -155,6 +155,13 @@ def test_since_reads_a_time_as_bot_export_writes_it_and_bot_stats_prints_it(tiny
             assert "is not a date (2026-12-05) nor a time on one" in refused.output
 
 
+def stats_json(root: Path, *options: str) -> dict[str, Any]:
+    """What `bot stats ROOT --json OPTIONS` prints, the command having succeeded."""
+    shown = CliRunner().invoke(cli, ["stats", str(root), "--json", *options])
+    assert shown.exit_code == 0, shown.output
+    return json.loads(shown.stdout)
+
+
 def two_weeks(store: Store) -> None:
     """Week of 2026-11-23 (Shanghai): one conversation kept, one handed off; the next week: one kept."""
     shanghai = timezone(timedelta(hours=8))
@@ -185,16 +192,11 @@ def test_last_week_is_read_alone_beside_this_week(tiny_demo_bot: Path, tmp_path:
     two_weeks(store)
     store.close()
 
-    def figures(*window: str) -> dict[str, Any]:
-        shown = CliRunner().invoke(cli, ["stats", str(root), "--json", *window])
-        assert shown.exit_code == 0, shown.output
-        return json.loads(shown.stdout)
-
-    last = figures("--since", "2026-11-23T00:00+08:00", "--until", "2026-11-30T00:00+08:00")
+    last = stats_json(root, "--since", "2026-11-23T00:00+08:00", "--until", "2026-11-30T00:00+08:00")
     assert last["period"] == {"since": "2026-11-22T16:00:00+00:00", "until": "2026-11-29T16:00:00+00:00"}
-    assert figures("--since", "2026-11-23", "--until", "2026-11-30") == last  # a director's machine in Shanghai
+    assert stats_json(root, "--since", "2026-11-23", "--until", "2026-11-30") == last  # a director's machine in Shanghai
     assert (last["conversations"], last["handed_off"], last["containment"]) == (2, 1, 0.5)
-    this = figures("--since", "2026-11-30T00:00+08:00", "--until", "2026-12-07 00:00+08:00")
+    this = stats_json(root, "--since", "2026-11-30T00:00+08:00", "--until", "2026-12-07 00:00+08:00")
     assert (this["conversations"], this["handed_off"], this["containment"]) == (1, 0, 1.0)
     printed = CliRunner().invoke(cli, ["stats", str(root), "--since", "2026-11-23", "--until", "2026-11-30"])
     assert printed.output.splitlines()[0] == "Demo Shop, since 2026-11-23 until 2026-11-30 (UTC+08:00)"
@@ -240,13 +242,8 @@ def test_each_channels_figures_are_read_alone(tiny_demo_bot: Path, tmp_path: Pat
     three_channels(store)
     store.close()
 
-    def figures(*options: str) -> dict[str, Any]:
-        shown = CliRunner().invoke(cli, ["stats", str(root), "--json", *options])
-        assert shown.exit_code == 0, shown.output
-        return json.loads(shown.stdout)
-
-    assert figures()["conversations"] == 7
-    web, slack, wecom = (figures("--channel", channel) for channel in ("web", "slack", "wecom"))
+    assert stats_json(root)["conversations"] == 7
+    web, slack, wecom = (stats_json(root, "--channel", channel) for channel in ("web", "slack", "wecom"))
     assert (web["conversations"], web["containment"], web["messages"], web["feedback"]) == (4, 0.25, 7, {"up": 1, "down": 1})
     assert (slack["conversations"], slack["containment"], slack["handoff_reasons"]) == (2, 0.5, {"fallbacks": 1})
     assert slack["sources"] == {"template": 1, "retrieval": 0, "action": 0, "fallback": 1, "handoff": 0}
