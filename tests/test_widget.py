@@ -1181,6 +1181,23 @@ def test_back_on_the_page_after_the_phone_slept_the_chat_shows_what_came_meanwhi
     expect(page.locator(".banner")).to_be_visible()
 
 
+def wait_for_the_held_read(page: Any, held: list[tuple[Route, Any]]) -> None:
+    """Wait, 10 s at most, for the history read whose answer ``held`` keeps on its way."""
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "the history was not read"
+        page.wait_for_timeout(50)
+
+
+def the_held_read_leaves_the_handoff(page: Any, held: list[tuple[Route, Any]]) -> None:
+    """The held history answer, let through last, leaves the banner, and says nothing of a return to the bot."""
+    route, response = held[0]
+    route.fulfill(response=response)
+    page.wait_for_timeout(500)  # time for the older answer to be applied, were it
+    expect(page.locator(".banner")).to_be_visible()
+    expect(page.locator(".notice")).to_have_count(0)
+
+
 @pytest.mark.parametrize("event", ["document.dispatchEvent(new Event('visibilitychange'))",
                                    "window.dispatchEvent(new Event('online'))"])
 def test_a_history_read_answered_after_an_agent_took_the_chat_over_does_not_undo_the_takeover(
@@ -1196,17 +1213,10 @@ def test_a_history_read_answered_after_an_agent_took_the_chat_over_does_not_undo
     held: list[tuple[Route, Any]] = []  # the history as read before the takeover, its answer held on its way
     page.route(f"{server.url}/api/conversations/*/history", lambda route: held.append((route, route.fetch())))
     page.evaluate(event)
-    deadline = time.monotonic() + 10
-    while not held:
-        assert time.monotonic() < deadline, "the history was not read"
-        page.wait_for_timeout(50)
+    wait_for_the_held_read(page, held)
     api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
     expect(page.locator(".banner")).to_be_visible()
-    route, response = held[0]
-    route.fulfill(response=response)
-    page.wait_for_timeout(500)  # time for the stale answer to be applied, were it
-    expect(page.locator(".banner")).to_be_visible()
-    expect(page.locator(".notice")).to_have_count(0)
+    the_held_read_leaves_the_handoff(page, held)
 
 
 @pytest.mark.parametrize("handoff", ["agent", "customer"])
@@ -1230,21 +1240,14 @@ def test_without_a_socket_an_older_history_read_answered_last_does_not_undo_a_ta
     page.route(f"{server.url}/api/conversations/*/history", hold_the_first)
     come_back = "document.dispatchEvent(new Event('visibilitychange'))"
     page.evaluate(come_back)
-    deadline = time.monotonic() + 10
-    while not held:
-        assert time.monotonic() < deadline, "the history was not read"
-        page.wait_for_timeout(50)
+    wait_for_the_held_read(page, held)
     if handoff == "agent":
         api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
         page.evaluate(come_back)
     else:  # the customer asks for a person, and the bot's answer hands the chat off
         page.locator(".quick button", has_text="Talk to a person").click()
     expect(page.locator(".banner")).to_be_visible()
-    route, response = held[0]
-    route.fulfill(response=response)
-    page.wait_for_timeout(500)  # time for the older answer to be applied, were it
-    expect(page.locator(".banner")).to_be_visible()
-    expect(page.locator(".notice")).to_have_count(0)
+    the_held_read_leaves_the_handoff(page, held)
 
 
 def test_the_list_stays_where_the_customer_reads_and_keeps_the_latest_in_sight(open_widget: Any,
