@@ -43,12 +43,14 @@ FUZZ_CONFIG: dict[str, dict[str, Any]] = {
 }
 ATHERIS_RUNS = {"slack": 1000, "wecom": 1000, "decrypt": 20000}  # a few seconds each on one core
 SCHEMATHESIS_EXAMPLES = 8
-# The one refusal of schema-valid data that a schema cannot state: a period whose `until` comes before its `since`.
-SCHEMATHESIS_CONFIG = """
+# The refusals of schema-valid data that the schema does not state, each a rule between two fields: a period whose
+# `until` comes before its `since`, and a forced takeover or reply (`force`) that names no `agent`.
+SCHEMATHESIS_CONFIG = "".join(f"""
 [[operations]]
-include-path = "/admin/stats"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
-"""
+include-path = "{path}"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
+""" for path in ("/admin/stats", "/admin/conversations/{conversation_id}/handoff",
+                 "/admin/conversations/{conversation_id}/messages"))
 
 
 def schemathesis_command(url: str, examples: int, report_dir: Path) -> list[str]:
