@@ -39,6 +39,13 @@ class _Body(BaseModel):
 MAX_AGENT_CHARS = 64  # an agent's name: a reply's ``agent``, a takeover's and a handback's ``?agent=``
 
 
+def _readable_text(text: str) -> str:
+    """The customer's rule, for an agent's reply and note: one of zero-width spaces would show its reader nothing."""
+    if not readable(text):
+        raise ValueError("nothing to read (only spaces, control or zero-width characters)")
+    return text
+
+
 class AgentMessageRequest(_Body):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -58,13 +65,7 @@ class AgentMessageRequest(_Body):
                                            "override, which needs agent, else 400; without it such a reply is refused with "
                                            "409, naming them)")
 
-    @field_validator("text")
-    @classmethod
-    def _readable(cls, text: str) -> str:
-        """The customer's rule: a reply of zero-width spaces would show the customer nothing."""
-        if not readable(text):
-            raise ValueError("nothing to read (only spaces, control or zero-width characters)")
-        return text
+    _readable = field_validator("text")(_readable_text)
 
 
 class NoteRequest(_Body):
@@ -75,11 +76,7 @@ class NoteRequest(_Body):
     agent: str | None = Field(None, min_length=1, max_length=MAX_AGENT_CHARS, pattern=r"\S",
                               description="the agent's name, shown to the other agents beside the note")
 
-    @field_validator("text")
-    @classmethod
-    def _readable(cls, text: str) -> str:
-        """A note of zero-width spaces would show the colleagues nothing."""
-        return AgentMessageRequest._readable(text)
+    _readable = field_validator("text")(_readable_text)
 
 
 class ReviewLabelRequest(_Body):
