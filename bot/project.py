@@ -89,6 +89,10 @@ class ModelConfig(Settings):
     batch_size: int = Field(32, ge=1)
     max_length: int = Field(64, ge=8, le=512)
     seed: int = 42
+    class_weights: Literal["none", "sqrt", "balanced"] = Field(
+        "none", description="weight each intent's training loss by its rarity, for intents of very unequal sizes: "
+                            "balanced (examples / (intents x its examples)), sqrt (that weight's square root, "
+                            "gentler), none")
 
 
 REQUESTED_SLOT = "requested_slot"  # what an action sets to ask the customer for a slot, as Rasa's forms do

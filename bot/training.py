@@ -262,8 +262,8 @@ def holdout_metrics(classifier: IntentClassifier, held: list[Example], threshold
 def train_config(project: Project) -> TrainConfig:
     cfg = project.config.model
     return TrainConfig(epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
-                       max_length=cfg.max_length, seed=cfg.seed, distill=project.config.learning.distill,
-                       interpolate=project.config.learning.interpolate)
+                       max_length=cfg.max_length, seed=cfg.seed, class_weights=cfg.class_weights,
+                       distill=project.config.learning.distill, interpolate=project.config.learning.interpolate)
 
 
 def training_settings(project: Project) -> dict[str, Any]:

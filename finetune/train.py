@@ -64,6 +64,7 @@ class TrainConfig:
     interpolate: float = 1.0  # warm starts only: share of the trained weights in the average with the starting ones
     centroid_share: float = 0.25  # few-shot training: share of each intent's mean embedding in its final head
     intent_names: bool = True  # few-shot training: each intent's name in words is one more example of it
+    class_weights: str = "none"  # "sqrt" or "balanced": each intent's loss weighted by its rarity (class_weights)
 
     def few_shot(self, intents: list[str]) -> bool:
         return self.contrastive > 0 and statistics.median(Counter(intents).values()) < self.few_shot_below
@@ -177,7 +178,9 @@ def train_classifier(
         weight_decay=0.01,
     )
     schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total), total)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    power = CLASS_WEIGHT_POWERS.get(config.class_weights)
+    weights = None if power is None else class_weights(targets, len(labels), power).to(device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
     use_amp = device.startswith("cuda")
     rng = random.Random(config.seed)
     lengths = [len(t) for t in texts]
@@ -234,6 +237,20 @@ def train_classifier(
     model.train_seconds = time.perf_counter() - started
     model.train_steps, model.train_passes = total, round(seen / len(texts), 2)
     return model.eval()
+
+
+CLASS_WEIGHT_POWERS = {"sqrt": 0.5, "balanced": 1.0}  # TrainConfig.class_weights: class_weights' power
+
+
+def class_weights(targets: list[int], classes: int, power: float = 1.0) -> torch.Tensor:
+    """Each intent's weight in the cross-entropy: examples / (intents × its examples), scikit-learn's
+    "balanced", to the ``power`` (0.5: its square root). An intent with 8 examples beside one with 500
+    otherwise adds so little to the loss that the model learns to answer the big one for both; the full
+    weights make a mistake on the small one as costly as on the big one, which also makes the model answer
+    the small one where it is unsure, and the square root goes half the way. The loss is averaged by the batch's
+    weights, so its scale stays as without them, and on equal intents every weight is 1."""
+    counts = torch.bincount(torch.tensor(targets), minlength=classes).float()
+    return (len(targets) / (classes * counts.clamp(min=1))) ** power
 
 
 def length_batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:

@@ -13,6 +13,7 @@ from finetune.classifier import IntentClassifier
 from finetune.metrics import auroc_by_kind, choose_threshold, evaluate, intent_report
 from finetune.train import (
     TrainConfig,
+    class_weights,
     distillation,
     imprint_head,
     intent_batches,
@@ -249,6 +250,33 @@ def test_training_reports_its_steps_and_the_passes_over_the_data_they_make(tiny_
     model = train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=2, contrastive=contrastive),
                              device="cpu", progress=False)
     assert (model.train_steps, model.train_passes) == (2, passes)
+
+
+def test_class_weights_are_the_inverse_share_of_each_intent_and_one_on_equal_intents() -> None:
+    assert class_weights([0, 0, 0, 1], 2).tolist() == pytest.approx([4 / 6, 2.0])
+    assert class_weights([0, 0, 0, 1], 2, power=0.5).tolist() == pytest.approx([(4 / 6) ** 0.5, 2 ** 0.5])
+    assert class_weights([0, 1, 2, 0, 1, 2], 3).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_class_weights_teach_an_intent_of_three_examples_beside_two_of_sixty(tiny_model: Path,
+                                                                              one_torch_thread: None) -> None:
+    """Unweighted, the rare intent adds so little to the loss that the model answers a big one even for its
+    own training examples; weighted, it is learnt, and its unseen examples get more of its probability."""
+    rare = TEXTS["card_arrival"]
+    texts = (TEXTS["exchange_rate"] + TEXTS["lost_card"]) * 10 + rare[:3]
+    intents = (["exchange_rate"] * 6 + ["lost_card"] * 6) * 10 + ["card_arrival"] * 3
+    learnt, probability = {}, {}
+    for weights in ("none", "sqrt", "balanced"):
+        model = train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=15, seed=3, class_weights=weights),
+                                 device="cpu", progress=False)
+        learnt[weights] = [p.intent for p in model.predict(rare)].count("card_arrival")
+        probability[weights] = model.probabilities(rare[3:], ngrams=False)[:, model.labels.index("card_arrival")].mean()
+        if weights == "sqrt":  # the gentler weights keep every example of the big intents
+            big = TEXTS["exchange_rate"] + TEXTS["lost_card"]
+            assert [p.intent for p in model.predict(big)] == intents[:12]
+    assert learnt["none"] < learnt["sqrt"] <= learnt["balanced"]
+    assert learnt["sqrt"] >= 3  # its training examples at least
+    assert probability["none"] < probability["sqrt"] < probability["balanced"]
 
 
 def test_intent_names_become_one_phrase_each() -> None:

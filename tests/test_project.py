@@ -1229,6 +1229,16 @@ def test_a_model_folder_in_bot_yml_is_read_from_the_bots_folder(tmp_path: Path, 
         assert load_project(tmp_path / base.replace("/", "_")).base_model == read
 
 
+def test_class_weights_in_bot_yml_reach_training(bot_dir: Path) -> None:
+    from bot.training import train_config
+
+    assert train_config(load_project(bot_dir)).class_weights == "none"
+    (bot_dir / "bot.yml").write_text("model:\n  class_weights: sqrt\n")
+    assert train_config(load_project(bot_dir)).class_weights == "sqrt"
+    (bot_dir / "bot.yml").write_text("model:\n  class_weights: yes please\n")
+    assert "model.class_weights: Input should be 'none', 'sqrt' or 'balanced'" in error_for(bot_dir)
+
+
 def test_a_tab_in_yaml_says_to_indent_with_spaces(tmp_path: Path) -> None:
     root = copy_bot(DEMO, tmp_path / "bot")
     (root / "bot.yml").write_text((root / "bot.yml").read_text() + "server:\n\tport: 9000\n")
