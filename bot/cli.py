@@ -933,7 +933,7 @@ def bench() -> None:
               help="Where FAISS searches: cpu, or cuda (gpu is the same) with FAISS's GPU build.")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The benchmark data folder (default ../shared/data).")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf"]), default="auto", show_default=True)
+@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "ivf-sq8"]), default="auto", show_default=True)
 @click.option("--nlist", type=click.IntRange(min=1), default=None, help="IVF lists (default: chosen from N).")
 @click.option("--nprobe", type=click.IntRange(min=1), default=None, help="IVF lists scanned per query (default: from nlist).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,

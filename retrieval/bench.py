@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from retrieval import gpu
 from retrieval.index import Answer, AnswerIndex
+from retrieval.options import IVF_TYPES
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 DATA_FILES = (
@@ -168,9 +169,11 @@ def _rss_mb() -> float:
 
 
 def _index_mb(index: AnswerIndex) -> float:
-    """Bytes held by the FAISS index: vectors and int64 ids, plus the IVF centroids."""
+    """Bytes held by the FAISS index: vectors (a byte a dimension in ``ivf-sq8``) and int64 ids, plus the IVF
+    centroids."""
     dim, total = index.encoder.dim, index.index.ntotal
-    size = total * (4 * dim + 8) + (index.index.nlist * dim * 4 if index.index_type == "ivf" else 0)
+    vector = dim if index.index_type == "ivf-sq8" else 4 * dim
+    size = total * (vector + 8) + (index.index.nlist * dim * 4 if index.index_type in IVF_TYPES else 0)
     return round(size / 2**20, 1)
 
 

@@ -7,7 +7,9 @@ indexes use inner product.
 
 The index type follows the size: an exact `IndexFlatIP` (wrapped in `IndexIDMap2` for ids)
 for up to `flat_max` answers, where a full scan still answers in a few milliseconds, and an
-`IndexIVFFlat` with trained centroids above that (bench/RETRIEVAL.md has the figures). IVF
+`IndexIVFFlat` with trained centroids above that (bench/RETRIEVAL.md has the figures). For a history
+too large for memory, ``ivf-sq8`` (`IndexIVFScalarQuantizer`) keeps each vector as one byte a dimension, a
+quarter of the memory and of the file, and orders close answers a little less exactly. IVF
 rather than HNSW because FAISS removes ids from an IVF index in place (an HNSW graph cannot
 drop nodes, so `remove` would mean a rebuild) and has a GPU version of it (none of HNSW). On a
 GPU the CPU index stays the master copy (it is what is saved and updated) and a clone on the
@@ -37,7 +39,7 @@ import numpy as np
 from finetune.cache import file_sha256
 from finetune.durable import owner_only
 from retrieval import gpu
-from retrieval.options import IndexOptions
+from retrieval.options import IVF_TYPES, IndexOptions
 from retrieval.text import PRICE, comparable
 
 log = logging.getLogger(__name__)
@@ -220,7 +222,7 @@ class AnswerIndex:
         the fine-tuned encoder finds at build, may leave fewer; the build then trains fewer lists."""
         opts = IndexOptions(**options)
         _device(opts)
-        if opts.index_type == "ivf":
+        if opts.index_type in IVF_TYPES:
             _nlist(count, opts)
 
     @classmethod
@@ -249,7 +251,7 @@ class AnswerIndex:
         index_type = opts.index_type
         if index_type == "auto":  # IVF cannot train on fewer answers than one list needs, whatever flat_max says
             index_type = "flat" if n <= max(opts.flat_max, MIN_POINTS_PER_LIST) else "ivf"
-        nlist = _nlist(n, opts, given) if index_type == "ivf" else 0
+        nlist = _nlist(n, opts, given) if index_type in IVF_TYPES else 0
         if not nlist:
             index_type = "flat"
         device = _device(opts)
@@ -259,22 +261,28 @@ class AnswerIndex:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(encoder.dim))
             index.add_with_ids(vectors, labels)
         else:
-            index, replica = cls._build_ivf(encoder.dim, vectors, labels, nlist, opts, device)
+            index, replica = cls._build_ivf(encoder.dim, vectors, labels, nlist, opts, device, index_type)
         built = cls(encoder, index, index_type, opts, dict(zip(labels.tolist(), answers)), n)
         built._gpu_index = replica
         return built
 
     @staticmethod
     def _build_ivf(
-        dim: int, vectors: np.ndarray, labels: np.ndarray, nlist: int, opts: IndexOptions, device: str
+        dim: int, vectors: np.ndarray, labels: np.ndarray, nlist: int, opts: IndexOptions, device: str,
+        index_type: str = "ivf",
     ) -> tuple[faiss.Index, faiss.Index | None]:
-        """Train the IVF centroids on a sample and add everything, on the GPU when there is one.
+        """Train the IVF centroids (and for ``ivf-sq8`` each dimension's byte range) on a sample and add
+        everything, on the GPU when there is one.
 
         Returns the CPU master and, when built on the GPU, the GPU index (reused for search).
         """
         n = len(vectors)
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if index_type == "ivf-sq8":
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                  faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.niter = opts.kmeans_iters
         index.cp.seed = opts.seed
         index.cp.max_points_per_centroid = opts.train_points_per_list
@@ -425,7 +433,7 @@ class AnswerIndex:
 
     def params(self) -> dict[str, Any]:
         """The index's own parameters, as recorded in the manifest."""
-        if self.index_type == "ivf":
+        if self.index_type in IVF_TYPES:
             return {"nlist": int(self.index.nlist), "nprobe": int(self.index.nprobe), "metric": "inner_product"}
         return {"metric": "inner_product"}
 
@@ -493,7 +501,7 @@ class AnswerIndex:
         if index.d != manifest["dim"] or index.ntotal != manifest["count"]:
             raise IndexMismatchError(f"{folder}: {INDEX_FILE} holds {index.ntotal}×{index.d}, manifest says {manifest['count']}×{manifest['dim']}")
         options = IndexOptions(**{**manifest["options"], "device": device})
-        if manifest["index_type"] == "ivf":
+        if manifest["index_type"] in IVF_TYPES:
             index.nprobe = manifest["params"]["nprobe"]
         return cls(encoder, index, manifest["index_type"], options, _read_answers(folder), manifest["next_label"])
 

@@ -11,7 +11,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-IndexType = Literal["auto", "flat", "ivf"]
+IndexType = Literal["auto", "flat", "ivf", "ivf-sq8"]
+IVF_TYPES = ("ivf", "ivf-sq8")  # inverted lists, of float vectors or of one byte a dimension (4 times smaller)
 
 
 class Settings(BaseModel):

@@ -163,7 +163,7 @@ def test_add_remove_and_upsert_in_place(tmp_path: Path) -> None:
     assert loaded.count == 6 and loaded.index.ntotal == 6
 
 
-@pytest.mark.parametrize("index_type", ["flat", "ivf"])
+@pytest.mark.parametrize("index_type", ["flat", "ivf", "ivf-sq8"])
 def test_intent_restriction_returns_k_hits_of_that_intent(index_type: str) -> None:
     encoder = HashEncoder(dim=32)
     vectors = clustered(3000, 32, clusters=30, seed=1)
@@ -393,6 +393,33 @@ def test_large_sets_get_an_ivf_index_with_good_recall(tmp_path: Path) -> None:
         AnswerIndex.build_from_vectors(encoder, answers, vectors, nprobe=0)
 
 
+def test_an_ivf_sq8_index_answers_as_the_exact_one_in_a_quarter_of_the_disk_and_round_trips(tmp_path: Path) -> None:
+    encoder = HashEncoder(dim=32)
+    vectors = clustered(4000, 32, clusters=40, seed=2)
+    answers = [Answer(f"v{i}", f"answer {i}") for i in range(len(vectors))]
+    queries = vectors[::40] + 0.01
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact, ivf, compressed = (AnswerIndex.build_from_vectors(encoder, answers, vectors, index_type=kind, dedup=False,
+                                                             device="cpu") for kind in ("flat", "ivf", "ivf-sq8"))
+    assert isinstance(compressed.index, faiss.IndexIVFScalarQuantizer) and compressed.params() == ivf.params()
+    top = [[h.id for h in hits] for hits in exact.search_vectors(queries, k=3)]
+    got = [[h.id for h in hits] for hits in compressed.search_vectors(queries, k=3)]
+    assert np.mean([g[0] == t[0] for g, t in zip(got, top)]) >= 0.95
+    assert np.mean([len(set(g) & set(t)) / 3 for g, t in zip(got, top)]) >= 0.9
+    for index in (ivf, compressed):
+        index.save(tmp_path / index.index_type)
+    assert (tmp_path / "ivf-sq8" / "index.faiss").stat().st_size < (tmp_path / "ivf" / "index.faiss").stat().st_size / 3
+
+    compressed.remove(["v0"])
+    compressed.add_vectors([Answer("new", "x")], vectors[:1])
+    compressed.save(tmp_path / "changed")
+    assert json.loads((tmp_path / "changed" / "manifest.json").read_text())["index_type"] == "ivf-sq8"
+    loaded = AnswerIndex.load(tmp_path / "changed", encoder, device="cpu")
+    assert loaded.index_type == "ivf-sq8" and loaded.params() == compressed.params()
+    assert loaded.search_vectors(queries, k=3) == compressed.search_vectors(queries, k=3)
+    assert loaded.search_vectors(vectors[:1], k=1)[0][0].id == "new"
+
+
 def test_small_batches_search_on_one_thread() -> None:
     encoder = HashEncoder(dim=32)
     vectors = clustered(500, 32, clusters=10, seed=5)
@@ -588,10 +615,12 @@ def test_bot_yml_retrieval_options_are_checked_on_load(tmp_path: Path) -> None:
     retrieval = load_config(config).retrieval
     assert retrieval.index_type == "ivf" and retrieval.options.nlist == 256 and retrieval.options.dedup is False
     assert dict(retrieval.options)["nprobe"] is None  # what bot train hands to AnswerIndex.build
+    config.write_text("name: shop\nretrieval:\n  index_type: ivf-sq8\n")
+    assert load_config(config).retrieval.index_type == "ivf-sq8"
     for bad, message in [
         ("  options:\n    n_list: 256\n", r"bot.yml:4: retrieval.options.n_list: unknown key"),
         ("  options:\n    nprobe: 0\n", r"bot.yml:4: retrieval.options.nprobe: Input should be greater than or equal to 1"),
-        ("  index_type: hnsw\n", r"bot.yml:3: retrieval.index_type: Input should be 'auto', 'flat' or 'ivf'"),
+        ("  index_type: hnsw\n", r"bot.yml:3: retrieval.index_type: Input should be 'auto', 'flat', 'ivf' or 'ivf-sq8'"),
     ]:
         config.write_text("name: shop\nretrieval:\n" + bad)
         with pytest.raises(ProjectError, match=message):
