@@ -1557,8 +1557,11 @@ def _print_regate(d: dict[str, Any]) -> None:
 @click.option("--explain", metavar="VERSION", default=None,
               help="Measure candidate VERSION and the version its promotion gate compared it with again, as `bot "
                    "retrain` did, and show each intent that fell and why it was refused or passed.")
+@click.option("--prune", metavar="KEEP", type=click.IntRange(0), default=None,
+              help="Delete the versions but the serving one, the newest and the KEEP newest others that served, to "
+                   "free their disk; then list those left.")
 @device_option
-def models(directory: Path, as_json: bool, explain: str | None, device: str | None) -> None:
+def models(directory: Path, as_json: bool, explain: str | None, prune: int | None, device: str | None) -> None:
     """List the model versions and their figures.
 
     * marks the one serving.
@@ -1568,10 +1571,17 @@ def models(directory: Path, as_json: bool, explain: str | None, device: str | No
     \b
       bot models mybot
       bot models mybot --explain v0003
+      bot models mybot --prune 3
     """
     from finetune.registry import Registry, RegistryError, served_versions
 
     project = load_project(directory)
+    if prune is not None:
+        try:
+            deleted = Registry(project.models_dir).prune(prune)
+        except RegistryError as exc:
+            fail(str(exc))
+        click.echo(f"Deleted {', '.join(deleted) if deleted else 'no version'}", err=True)
     if explain is not None:
         from bot.retrain import regate
 

@@ -370,6 +370,25 @@ class Registry:
         return previous
 
 
+    def prune(self, keep: int) -> list[str]:
+        """Delete the versions to free their disk (each is a whole model): all but the serving one, the newest
+        (the last attempt, from which the next retrain counts what is new) and the ``keep`` newest others that
+        served (what `bot rollback` and `bot serve`'s fallback turn to): refused candidates, versions trained with
+        ``--no-promote`` and older ones go. Under the training lock, and recorded; returns the names deleted."""
+        with self.lock(busy="a training run holds the registry lock on {root}; try again when it finishes"):
+            serving = self.current_path().name  # nothing serving (or a CURRENT that names nothing): refused
+            versions = self.versions()
+            served = self.served(versions)
+            rollbacks = [v.name for v in reversed(versions) if v.name in served and v.name != serving][:keep]
+            kept = {serving, versions[-1].name, *rollbacks}
+            deleted = [v.name for v in versions if v.name not in kept]
+            if deleted:
+                self.record({"event": "pruned", "versions": deleted, "serving": serving})
+            for name in deleted:
+                shutil.rmtree(self.root / name)
+            return deleted
+
+
 def version_number(name: str) -> int | None:
     """The number of a version name exactly as :meth:`Registry.commit` writes it (``v0042``: 42), else None."""
     digits = name[1:]

@@ -689,6 +689,25 @@ def test_bot_models_says_which_of_bot_trains_versions_served(tmp_path: Path) -> 
         "promoted", "not promoted", "served by rollback"]
 
 
+def test_bot_models_prune_keeps_the_serving_the_newest_and_the_newest_that_served(tmp_path: Path) -> None:
+    """Each retrain adds a whole model to models/, and nothing took the old ones away but deleting folders by hand."""
+    root = tmp_path / "mybot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    registry = Registry(root / "models")
+    assert "no trained model" in CliRunner().invoke(cli, ["models", str(root), "--prune", "1"]).output
+    for event in ("trained", "refused", "promoted", "refused", "promoted", "trained"):
+        name = version(registry, 0.5)
+        registry.record({"event": event, "version": name, "promoted": name == "v0001"})
+    registry.promote("v0005")
+    result = CliRunner().invoke(cli, ["models", str(root), "--prune", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "Deleted v0001, v0002, v0004" in result.stderr
+    assert [json.loads(line)["version"] for line in result.stdout.splitlines()] == ["v0003", "v0005", "v0006"]
+    assert registry.decisions()[-1]["versions"] == ["v0001", "v0002", "v0004"]
+    assert "Deleted no version" in CliRunner().invoke(cli, ["models", str(root), "--prune", "1"]).stderr
+    assert registry.prune(0) == ["v0003"] and version(registry, 0.5) == "v0007"
+
+
 def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: Path, tmp_path: Path) -> None:
     """`thresholds.intent: auto` needs ten held-out examples; a small bot kept 0.5 and printed it like a calibrated one.
     History answers left out of the index as one customer's case are counted too (they were left out unsaid)."""
