@@ -13,6 +13,7 @@ averaged more intents at one threshold than at another, or for one model than fo
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,12 +65,12 @@ def macro_f1(truth: Sequence[str], final: Sequence[str]) -> float:
     return float(f1_score(truth, final, labels=sorted(set(truth)), average="macro", zero_division=0))
 
 
-def intent_report(truth: Sequence[str], final: Sequence[str]) -> dict[str, dict[str, Any]]:
+def intent_report(truth: Sequence[str], final: Sequence[str]) -> dict[str, Any]:
     """Each intent's precision, recall, F1 and support (``per_intent``: the test's intents and those only
     predicted, of support 0), and apart from them (``summary``) the accuracy and the macro and weighted averages
     over the test's intents, as :func:`macro_f1` takes them. scikit-learn's classification_report keeps both in
     one mapping, where an intent named ``accuracy``, ``macro avg`` or ``weighted avg`` was overwritten by that
-    average."""
+    average. Then the :func:`confusions`."""
     labels = sorted(set(truth) | set(final))
     figures = precision_recall_fscore_support(truth, final, labels=labels, zero_division=0)
     per_intent = {label: {"precision": float(p), "recall": float(r), "f1-score": float(f), "support": int(n)}
@@ -82,7 +83,16 @@ def intent_report(truth: Sequence[str], final: Sequence[str]) -> dict[str, dict[
         "macro avg": {**{k: float(np.mean([row[k] for row in averaged])) for k in keys}, "support": total},
         "weighted avg": {**{k: sum(row[k] * row["support"] for row in averaged) / total for k in keys}, "support": total},
     }
-    return {"per_intent": per_intent, "summary": summary}
+    return {"per_intent": per_intent, "summary": summary, "confusions": confusions(truth, final)}
+
+
+def confusions(truth: Sequence[str], final: Sequence[str]) -> list[dict[str, Any]]:
+    """Each pair of a true intent and another answered in its place, with how many lines, most first: what to
+    mend first (the examples of the two to tell apart, or two intents to merge). The confusion matrix shows no
+    counts past 30 intents, and a pair's count in the list of errors was the reader's to tally."""
+    pairs = Counter((t, f) for t, f in zip(truth, final) if t != f)
+    return [{"intent": t, "answered": f, "count": n}
+            for (t, f), n in sorted(pairs.items(), key=lambda item: (-item[1], item[0]))]
 
 
 def auroc_by_kind(true: Sequence[str], scores: Sequence[float], known: Sequence[str],

@@ -73,6 +73,13 @@ def test_macro_f1_averages_the_tests_intents_not_a_declined_question_as_a_class_
     assert report["summary"]["macro avg"]["precision"] == 1.0 and report["summary"]["macro avg"]["support"] == 4
 
 
+def test_the_report_lists_the_confused_pairs_most_first() -> None:
+    true, final = ["a", "a", "a", "b", "b", "c"], ["b", "b", "a", "a", "oos", "c"]
+    assert intent_report(true, final)["confusions"] == [{"intent": "a", "answered": "b", "count": 2},
+                                                        {"intent": "b", "answered": "a", "count": 1},
+                                                        {"intent": "b", "answered": "oos", "count": 1}]
+
+
 def test_auroc_by_kind_ranks_in_scope_lines_against_each_kind_alone() -> None:
     # In scope: 0.9 and 0.4. "id" (the unknown intent c counts as out of scope): 0.5 and 0.3, so 3 of
     # the 4 pairs are ordered right; "ood": 0.1 and 0.2, all 4. The kindless oos line is left out.
