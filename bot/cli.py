@@ -354,7 +354,7 @@ def say_gaps(project: Project) -> None:
     whichever intent it is closest to."""
     from bot.importer import placeholder_answer
     from bot.language import CJK
-    from bot.training import MIN_HOLDING_OUT, unmeasured_intents
+    from bot.training import MIN_HOLDING_OUT, unequal_intents, unmeasured_intents
     from finetune.classifier import intent_phrase
     from finetune.metrics import OOS
 
@@ -423,6 +423,11 @@ def say_gaps(project: Project) -> None:
                    f"none held out for the frozen evaluation set, so neither the accuracy `bot models` lists nor the "
                    f"gate of `bot retrain` measures {'them' if len(unmeasured) > 1 else 'it'} on its own: "
                    f"{', '.join(unmeasured[:10])}{' …' if len(unmeasured) > 10 else ''}; add examples", err=True)
+    if unequal := unequal_intents(project):
+        (big, many), (small, few) = unequal
+        click.echo(f"note: nlu.yml's intents are of very unequal sizes ({big}: {many} examples, {small}: {few}), and the "
+                   f"model tends to answer the big ones for the small ones' messages; model.class_weights: sqrt (or "
+                   "balanced) in bot.yml weighs them (docs/configuration.md)", err=True)
     if OOS not in project.intents:
         click.echo("note: nlu.yml has no oos intent, so an off-topic message (\"tell me a joke\", an emoji) goes to "
                    "the intent it is closest to when the model is sure enough; add examples the bot should decline as "

@@ -102,6 +102,19 @@ def unmeasured_intents(project: Project) -> list[str]:
     return sorted(i for i in project.intents if i not in frozen and counts[i] < MIN_HOLDING_OUT)
 
 
+UNEQUAL = 10  # times the examples of the smallest intent the largest has, from which training is told to weigh them
+
+
+def unequal_intents(project: Project) -> tuple[tuple[str, int], tuple[str, int]] | None:
+    """nlu.yml's largest and smallest intents with their example counts, when the largest has ``UNEQUAL`` times the
+    smallest's and ``model.class_weights`` is ``none``: the model then tends to answer the largest for the smallest's
+    messages, and the setting that weighs them is to be named."""
+    counts = Counter(e.intent for e in project.examples).most_common()
+    if project.config.model.class_weights != "none" or not counts or counts[0][1] < UNEQUAL * counts[-1][1]:
+        return None
+    return counts[0], counts[-1]
+
+
 def check_taught(project: Project, train: list[Example]) -> None:
     """Refuse training that would leave an intent of nlu.yml out of the model, without a word: every example
     of it in nlu.yml is in the frozen evaluation set, which no training sees (examples removed since it was

@@ -549,6 +549,24 @@ def test_an_intent_too_small_for_the_frozen_evaluation_set_is_named(bot_dir: Pat
             "add examples") in capsys.readouterr().err
 
 
+def test_intents_of_very_unequal_sizes_name_the_setting_that_weighs_them(bot_dir: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import say_gaps
+
+    path = bot_dir / "nlu.yml"
+    path.write_text(path.read_text() + "- intent: gift_wrap\n  examples: |\n"
+                    + "".join(f"    - can you gift wrap item {n}\n" for n in range(9)))
+    say_gaps(load_project(bot_dir))
+    assert ("note: nlu.yml's intents are of very unequal sizes (track_order: 94 examples, gift_wrap: 9), and the model "
+            "tends to answer the big ones for the small ones' messages; model.class_weights: sqrt (or balanced)"
+            ) in capsys.readouterr().err
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    config["model"]["class_weights"] = "sqrt"
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    say_gaps(load_project(bot_dir))
+    assert "unequal sizes" not in capsys.readouterr().err
+
+
 def test_a_helpdesks_csv_export_beside_history_jsonl_is_history_too(bot_dir: Path) -> None:
     """A helpdesk exports its answered tickets as CSV, which only bot init --from-csv read, once, when the bot
     was made: history.csv is read as it reads one, beside history.jsonl, its intent optional and other columns
