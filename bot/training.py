@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.language import written_in
 from bot.nlu import answer_encoder, finite_weights
-from bot.project import Example, Project, ProjectError, same_example
+from bot.project import BotConfig, Example, Project, ProjectError, same_example
 from bot.responses import TEMPLATE_ANSWER
 from dialogues.export import about_one_case
 from finetune.classifier import IntentClassifier, ModelLoadError
@@ -283,10 +283,15 @@ def training_settings(project: Project) -> dict[str, Any]:
     """bot.yml's settings that change what training makes of the same data (model.base aside, which a retrain
     checks on its own), by their bot.yml names: each version records them, so that a retrain knows an edited one
     for a change as it knows new data."""
-    model, learning = project.config.model, project.config.learning
+    return _settings(project.config)
+
+
+def _settings(config: BotConfig) -> dict[str, Any]:
+    """:func:`training_settings` of bot.yml's ``config``."""
+    model, learning = config.model, config.learning
     return {**{f"model.{key}": value for key, value in model.model_dump(exclude={"base"}).items()},
             **{f"learning.{key}": getattr(learning, key) for key in ("distill", "distill_messages", "interpolate")},
-            CALIBRATED: project.config.thresholds.intent}
+            CALIBRATED: config.thresholds.intent}
 
 
 CALIBRATED = "thresholds.intent"  # auto is calibrated by training; a number serves as it is, with no training
@@ -294,13 +299,15 @@ CALIBRATED = "thresholds.intent"  # auto is calibrated by training; a number ser
 
 def changed_settings(recorded: dict[str, Any] | None, project: Project) -> list[str]:
     """The training settings changed since a version recorded ``recorded`` (:func:`training_settings`), each as
-    "model.seed 42 → 7"; none for a version from before they were recorded, whose settings are not known.
-    thresholds.intent counts only when it became auto: the version's threshold is then the number it was trained
-    with, which would serve as if calibrated."""
+    "model.seed 42 → 7"; none for a version from before they were recorded, whose settings are not known. A setting
+    deskbot added since the version was trained (model.class_weights) is taken at its default, how that version
+    trained: setting it was no change. thresholds.intent counts only when it became auto: the version's threshold is
+    then the number it was trained with, which would serve as if calibrated."""
     if not isinstance(recorded, dict):
         return []
-    return [f"{key} {recorded.get(key)} → {value}" for key, value in training_settings(project).items()
-            if key in recorded and recorded[key] != value and (key != CALIBRATED or value == "auto")]
+    before = {**_settings(BotConfig()), **recorded}
+    return [f"{key} {before[key]} → {value}" for key, value in training_settings(project).items()
+            if before[key] != value and (key != CALIBRATED or value == "auto")]
 
 
 def readable_by_base(project: Project, examples: list[Example]) -> None:

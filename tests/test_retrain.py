@@ -33,7 +33,7 @@ from bot.retrain import (
     retrain,
 )
 from bot.server import create_app
-from bot.training import EVALUATION_FILE, held_out_texts, seed_labels, train_project
+from bot.training import EVALUATION_FILE, changed_settings, held_out_texts, seed_labels, train_project
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
 from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
 from finetune.registry import Registry, RegistryError
@@ -641,6 +641,16 @@ def test_a_changed_training_setting_trains_a_candidate_and_says_which(bot_dir: P
     assert retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append).version is None
     assert said[-1] == ("Nothing new since v0002: no new labels or agent answers, and nlu.yml, model.base and the "
                         "training settings are unchanged.")
+
+
+def test_a_setting_added_since_a_version_was_trained_counts_as_its_default_there(bot_dir: Path) -> None:
+    """A version trained before model.class_weights was recorded trained without them: setting them in bot.yml is
+    a change a retrain trains a candidate for, not "nothing new"."""
+    meta = json.loads((bot_dir / "models" / "v0001" / "meta.json").read_text())
+    del meta["training"]["model.class_weights"]
+    assert changed_settings(meta["training"], load_project(bot_dir)) == []
+    configure(bot_dir, model={"class_weights": "sqrt"})
+    assert changed_settings(meta["training"], load_project(bot_dir)) == ["model.class_weights none → sqrt"]
 
 
 def test_retrieval_settings_changed_since_the_index_was_built_rebuild_it_without_training(bot_dir: Path) -> None:
