@@ -369,6 +369,12 @@ def client_address(request: web.Request) -> str | None:
     return limits.client_ip(request) if limits is not None else None
 
 
+def trusted(request: web.Request) -> bool:
+    """Whether ``request`` is the company's own (it carries the admin token: :attr:`Limits.trusted`)."""
+    limits = request.app.get(LIMITS)
+    return limits is not None and limits.trusted(request)
+
+
 def handoffs_full(language: Language, script: Script | None, seconds: int) -> str:
     """What a customer whose address has handed off too many conversations hears instead of a person."""
     return say(HANDOFFS_FULL, language, script=script).format(minutes=math.ceil(seconds / 60))

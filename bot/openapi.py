@@ -136,13 +136,17 @@ class RankedIntent(_Body):
 Source = Literal["template", "retrieval", "action", "fallback", "handoff", "resume", "silent"]
 
 
+# What the model made of the message: left out for a client without the admin token under channels.web.predictions: false.
+_LEFT_OUT = "left out with channels.web.predictions: false, but for a request with the admin token"
+
+
 class ChatResponse(_Body):
     reply: str
-    intent: str | None
-    confidence: float
+    intent: str | None = Field(None, description=_LEFT_OUT)
+    confidence: float = Field(0.0, description=_LEFT_OUT)
     source: Source
     buttons: list[Button]
-    ranking: list[RankedIntent]
+    ranking: list[RankedIntent] = Field(default_factory=list, description=_LEFT_OUT)
     turn_id: int | None
     user_turn_id: int | None = Field(..., description="the customer's message as stored (null when nothing is stored)")
     handed_off: bool

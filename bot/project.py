@@ -288,6 +288,9 @@ class WebChannel(Settings):
     identity_secret: str | None = Field(None, description=(
         "or DESKBOT_WEB_IDENTITY_SECRET: a web user must come with HMAC-SHA256(secret, user) in hex as user_hash, "
         "so that agents and actions can trust who they are (docs/channels.md)"))
+    predictions: bool = Field(True, description=(
+        "whether every client gets the model's intent, confidence and top 5 ranking with each reply; false: only a "
+        "request with the admin token, as the admin API does: the rest are told the reply alone"))
 
 
 class SlackChannel(Settings):

@@ -72,6 +72,29 @@ async def test_socket_and_http_answer_the_same(client: Any) -> None:
     assert over_http["source"] == "fallback" and over_http["buttons"][-1] == {"title": "Talk to a person", "payload": "/handoff"}
 
 
+async def test_with_predictions_off_only_the_admin_token_is_told_what_the_model_made_of_a_message(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any) -> None:
+    """The intent, confidence and ranking of each reply named the bot's intents and how sure it was to any visitor.
+    With channels.web.predictions: false a reply over HTTP or the socket leaves them out, but for the admin token,
+    and the transcript keeps them for the agents."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", channels={"web": {"predictions": False}})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    predictions = {"intent", "confidence", "ranking"}
+    cid = new_id()
+    public = await chat(client, cid, "/check_refund_policy")
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"conversation_id": new_id(), "text": "/check_refund_policy"})
+        over_socket = await ws.receive_json()
+    assert predictions.isdisjoint(public) and predictions.isdisjoint(over_socket)
+    assert (public["source"], over_socket["source"]) == ("template", "template") and public["reply"]
+    auth = {"Authorization": f"Bearer {web_demo_bot.admin_token}"}
+    response = await client.post("/api/chat", json={"conversation_id": new_id(), "text": "/check_refund_policy"},
+                                 headers=auth)
+    assert (await response.json())["intent"] == "check_refund_policy"
+    transcript = await (await client.get(f"/admin/conversations/{cid}", headers=auth)).json()
+    assert transcript["turns"][0]["intent"] == "check_refund_policy"
+
+
 async def test_the_widget_is_told_the_bots_title_and_language(aiohttp_client: Any, web_demo_bot: SimpleNamespace,
                                                               tmp_path: Any) -> None:
     """With no title in bot.yml the widget shows its own in its language: "Support" was shown to Chinese

@@ -266,6 +266,9 @@ def readable(text: str) -> bool:
     return valid_unicode(text) and not blank(text)
 
 
+PREDICTIONS = ("intent", "confidence", "ranking")  # what the model made of a message, in a reply's JSON
+
+
 @dataclass
 class Reply:
     """What the bot answers to a :class:`Turn`."""

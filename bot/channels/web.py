@@ -29,10 +29,10 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from bot.channels.base import (DEFAULT_GRACE_S, Channel, Turn, http_error, in_time, json_response, load_json, readable,
-                               resolve_settings, store_failed)
+from bot.channels.base import (DEFAULT_GRACE_S, PREDICTIONS, Channel, Turn, http_error, in_time, json_response,
+                               load_json, readable, resolve_settings, store_failed)
 from bot.language import READABLE, Language, Script, say
-from bot.limits import client_address, count_message, count_request, retry_after
+from bot.limits import client_address, count_message, count_request, retry_after, trusted
 from bot.project import first_error
 from dialogues.store import cannot_write
 
@@ -244,6 +244,7 @@ class WebChannel(Channel):
         self.max_chars: int = settings.get("max_message_chars", 4000)
         self.origins: set[str] = set(settings.get("origins", []))  # as bot.yml's check wrote them: as browsers send them
         self.identity_secret = identity_secret(settings)
+        self.predictions: bool = settings.get("predictions", True)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         api: list[tuple[str, str, Handler]] = [
@@ -348,15 +349,24 @@ class WebChannel(Channel):
                          skip=origin)
         return reply
 
-    async def _answer(self, ws: web.WebSocketResponse, request: ChatRequest, address: str | None) -> None:
+    def _shown(self, reply: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        """The reply as ``request``'s client may see it: without what the model made of the message (its intent,
+        confidence and ranking) unless ``predictions`` is on or the client has the admin token. They name the bot's
+        intents and how sure it was of each, which lets anyone map what it knows and probe for what gets past it."""
+        if self.predictions or trusted(request):
+            return reply
+        return {key: value for key, value in reply.items() if key not in PREDICTIONS}
+
+    async def _answer(self, ws: web.WebSocketResponse, body: ChatRequest, request: web.Request) -> None:
         """A socket's turn, as one task that :meth:`close` can let finish: the answer and its sending."""
-        await ws.send_json({"type": "reply", **await self.chat(request, address, origin=ws)})
+        reply = await self.chat(body, client_address(request), origin=ws)
+        await ws.send_json({"type": "reply", **self._shown(reply, request)})
 
     async def http_chat(self, request: web.Request) -> web.Response:
         body = await read_json(request, ChatRequest)
         count_message(request, body.conversation_id)
         try:
-            return json_response(await self.chat(body, client_address(request)))
+            return json_response(self._shown(await self.chat(body, client_address(request)), request))
         except Unverified as exc:
             raise http_error(web.HTTPForbidden, str(exc)) from None
         except Refused as exc:
@@ -402,7 +412,7 @@ class WebChannel(Channel):
                     self._join(ws, joined, cid)  # first: a refused frame must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
                         count_message(request, cid, over_socket=True)
-                        turn = asyncio.create_task(self._answer(ws, body, client_address(request)))
+                        turn = asyncio.create_task(self._answer(ws, body, request))
                         self._turns.add(turn)
                         turn.add_done_callback(self._turns.discard)
                         await turn
