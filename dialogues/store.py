@@ -315,9 +315,19 @@ def _v26(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO turns_fts (rowid, text, raw_text) SELECT id, text, raw_text FROM turns WHERE role = 'user'")
 
 
+def _v27(db: sqlite_utils.Database) -> None:
+    """A reply's latest vote alone, with the latest comment given when it has none, as ``Store.add_feedback`` keeps
+    it: a deskbot before kept a row a vote, each with up to 2,000 characters of a customer's comment, though only the
+    latest is read, until the reply was voted on again."""
+    latest = "(SELECT max(id) FROM feedback AS f WHERE f.turn_id = feedback.turn_id)"
+    db.execute(f"UPDATE feedback SET comment = (SELECT f.comment FROM feedback AS f WHERE f.turn_id = feedback.turn_id "
+               f"AND f.comment IS NOT NULL ORDER BY f.id DESC LIMIT 1) WHERE comment IS NULL AND id = {latest}")
+    db.execute(f"DELETE FROM feedback WHERE id < {latest}")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
-                                                              _v21, _v22, _v23, _v24, _v25, _v26]
+                                                              _v21, _v22, _v23, _v24, _v25, _v26, _v27]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0

@@ -2150,3 +2150,19 @@ def test_an_agents_reply_and_a_purge_find_a_conversations_answers_by_an_index(tm
         plan = " ".join(row[3] for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall())
         assert "SCAN a" not in plan and "SCAN answer_candidates" not in plan, plan
     store.close()
+
+
+def test_a_replys_earlier_votes_are_dropped_from_migration_27_on(tmp_path: Path) -> None:
+    """A vote replaces the reply's earlier one (``Store.add_feedback``), but a deskbot before kept a row a vote, each
+    with up to 2,000 characters of a customer's comment, until the reply was voted on again. A store it left keeps,
+    once opened, the latest vote of each reply alone, with the latest comment given when that vote has none."""
+    store = Store(tmp_path / "dialogues.db")
+    first, second = (user_turn(store, "voted", text) + 1 for text in ("where is my order?", "and my refund?"))
+    for turn, value, comment in ((first, -1, "wrong, call me on [PHONE]"), (first, -1, "still wrong"),
+                                 (first, 1, None), (second, 1, "thanks")):  # as the deskbot before wrote them
+        store.db["feedback"].insert({"turn_id": turn, "value": value, "comment": comment, "created": 1.0})
+    store = left_by(store, 26)
+    assert store.db.execute("SELECT turn_id, value, comment FROM feedback ORDER BY turn_id").fetchall() == [
+        (first, 1, "still wrong"), (second, 1, "thanks")]
+    assert [t["feedback"] for t in store.history("voted") if t["role"] == "bot"] == [1, 1]
+    store.close()
