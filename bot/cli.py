@@ -560,6 +560,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         # SIGTERM closes the port and lets the turns in flight finish (up to shutdown_seconds, create_app's
         # shutdown hook), their responses be written, then closes the store.
         web.run_app(app, sock=socks, shutdown_timeout=RESPONSE_GRACE_S, access_log=None,
+                    # each open connection holds a file: one idle, or sending its headers a byte at a time, goes then
+                    keepalive_timeout=project.config.server.keepalive_seconds,
                     # said once the port listens, with the address bound (with --port 0, the port the system chose),
                     # the model version and the channels on (a platform's without its secrets is off: its events 404)
                     print=lambda said: log.info("deskbot serving %s (model %s; channels: %s) on %s", project.config.name,

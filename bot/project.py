@@ -382,6 +382,9 @@ class ServerConfig(Settings):
     shutdown_seconds: float = Field(10.0, gt=0, description="how long SIGTERM waits for turns in flight")
     drain_seconds: float = Field(0.0, ge=0, le=300, description="how long SIGTERM goes on serving first, /healthz "
                                                                 "answering 503, for a load balancer to move away")
+    keepalive_seconds: float = Field(75.0, gt=0, le=3600, description=(
+        "how long a connection may stay idle, or take to send a request's headers, before it is closed: above the "
+        "idle timeout of the load balancer or proxy in front (60 s on most), lower where clients reach it directly"))
 
 
 class PrivacyConfig(Settings):

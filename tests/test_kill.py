@@ -261,6 +261,44 @@ async def test_with_drain_seconds_sigterm_goes_on_serving_first_and_says_it_is_s
     assert 3 <= took < 8, took
 
 
+def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> float | None:
+    """When the server closed ``sock``, in seconds from now, writing ``trickle`` to it every 0.2 s meanwhile (a
+    slowloris client's next header line); None if it was still open after ``seconds``."""
+    sock.settimeout(0.2)
+    started = time.monotonic()
+    while (took := time.monotonic() - started) < seconds:
+        try:
+            sock.sendall(trickle)
+            if sock.recv(1024) == b"":
+                return took
+        except TimeoutError:
+            continue
+        except OSError:  # reset
+            return took
+    return None
+
+
+async def test_an_idle_connection_or_one_sending_its_headers_slowly_is_closed_after_keepalive_seconds(
+        tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """Each open connection holds one of the files the process may open: one that sent nothing, or its headers a
+    line at a time, was held open for the whole of aiohttp's default, whatever the server's settings."""
+    from tests.conftest import configured_copy
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "keepalive", **{**CHAOS_CONFIG, "server": {
+        **CHAOS_CONFIG["server"], "keepalive_seconds": 1.5}})
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        server = await start(root, session)
+        address = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+        try:
+            with socket.create_connection(address) as idle, socket.create_connection(address) as slow:
+                slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+                took = await asyncio.gather(asyncio.to_thread(closed_within, idle, 10),
+                                            asyncio.to_thread(closed_within, slow, 10, b"X-Slow: 1\r\n"))
+        finally:
+            server.process.kill()
+    assert all(seconds is not None and 1 <= seconds < 4 for seconds in took), took
+
+
 async def test_a_turn_that_outlasts_shutdown_seconds_holds_up_sigterm_that_long_only(tiny_demo_bot: Path,
                                                                                      tmp_path: Path) -> None:
     """aiohttp waited shutdown_seconds for the request, then as long again after cancelling it: twice the
