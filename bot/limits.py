@@ -157,22 +157,27 @@ class Limits:
                     "%s, one share of each limit for all; set server.limits.trusted_proxies: [%s] (docs/security.md)",
                     peer, peer, peer)
 
-    def _prune(self) -> None:
-        """Forget the addresses and conversations whose window has emptied. The limits library drops a
-        window's expired hits but keeps its key, so every address and conversation id ever seen (ids a
-        client chooses) would stay in memory for the life of the process."""
-        storage = self._window.storage
-        for key in [key for key, hits in list(storage.events.items()) if not hits]:
+    def forget_idle(self) -> None:
+        """Forget the addresses and conversations whose every counted hit has expired, and the waits told that have
+        passed. The limits library drops a window's expired hits only as another hit comes, and keeps its key: every
+        address and conversation id ever seen (ids a client chooses) would stay in memory for the life of the
+        process, and a customer's IP address, which is personal data, as long as the server had no other request.
+        ``bot serve`` calls it every minute (``server.FORGET_KEYS_EVERY_S``), and a busy server every
+        ``PRUNE_EVERY`` hits too."""
+        storage, now = self._window.storage, time.time()
+        for key in [key for key, hits in list(storage.events.items()) if not hits or hits[0].expiry <= now]:
             with storage.locks[key]:
-                if not storage.events.get(key):
+                if not (hits := storage.events.get(key)) or hits[0].expiry <= now:  # newest first
                     storage.events.pop(key, None)
             storage.locks.pop(key, None)
+        moment = time.monotonic()
+        self._told = {key: until for key, until in self._told.items() if until > moment}
 
     def _wait(self, item: RateLimitItem | None, scope: str, key: str) -> int:
         """Count one hit and return 0, or, past the limit, the whole seconds until one is free again."""
         self._hits += 1
         if self._hits % PRUNE_EVERY == 0:
-            self._prune()
+            self.forget_idle()
         if item is None or self._window.hit(item, scope, key):
             return 0
         return self._until_free(item, scope, key)

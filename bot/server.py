@@ -632,6 +632,18 @@ async def forget_old_keys(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def forget_idle_clients(app: web.Application) -> AsyncIterator[None]:
+    """Let the limits forget, every ``FORGET_KEYS_EVERY_S``, the addresses and conversations none of whose requests
+    still counts (:meth:`~bot.limits.Limits.forget_idle`), whether or not another request comes."""
+    limits = app[LIMITS]
+
+    async def forget() -> None:
+        limits.forget_idle()
+
+    async with running(rounds("forgetting idle clients", lambda: FORGET_KEYS_EVERY_S, forget)):
+        yield
+
+
 async def answer_kept_messages(app: web.Application) -> AsyncIterator[None]:
     """Answer the Slack and WeCom messages that a server now gone had acknowledged and not answered: those
     platforms never send an acknowledged message again, so late is the only alternative to never. Looked
@@ -1069,6 +1081,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app.cleanup_ctx.append(watch_waiting)
     app.cleanup_ctx.append(answer_kept_messages)
     app.cleanup_ctx.append(forget_old_keys)
+    app.cleanup_ctx.append(forget_idle_clients)
     app.cleanup_ctx.append(watch_store)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
                 "language": project.config.language}

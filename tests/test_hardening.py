@@ -35,7 +35,7 @@ from bot.channels.slack import slack_signature
 from bot.channels.web import ChatRequest
 from bot.cli import cli
 from bot.language import READABLE
-from bot.limits import Limits, slow_down
+from bot.limits import LIMITS, Limits, slow_down
 from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, mounted
 from bot.project import LimitsConfig, load_project
@@ -545,6 +545,29 @@ def test_the_counters_forget_the_conversations_whose_window_has_passed(monkeypat
     limits.message("late-2")  # the 51st: the emptied windows go
     kept = list(limits._window.storage.events)
     assert len(kept) == 2 and all("late" in key for key in kept)
+
+
+async def test_a_quiet_server_forgets_the_addresses_of_its_clients_once_their_windows_have_passed(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client's IP address, personal data, stayed in the limits' memory until thousands more requests had come:
+    for days, on a quiet bot. They forget it every minute once none of its requests counts any longer."""
+    monkeypatch.setattr(serving, "FORGET_KEYS_EVERY_S", 0.05)
+    client = await make_client()
+    assert (await chat(client, cid(), "/handoff")).status == 200
+    limits = client.app[LIMITS]
+
+    def addresses() -> list[str]:
+        return [key for key in [*limits._window.storage.events, *limits._told] if "127.0.0.1" in key]
+
+    await asyncio.sleep(0.2)
+    assert addresses()  # its requests still count
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)  # an hour later, with no request since
+    for _ in range(50):
+        if not addresses():
+            break
+        await asyncio.sleep(0.05)
+    assert addresses() == [] and limits._window.storage.events == {}
 
 
 def test_platform_messages_over_the_limit_are_told_to_wait_once_per_wait() -> None:
