@@ -579,8 +579,8 @@ class ActionRunner:
                     raise ValueError(f"a {type(body).__name__}, not rasa-sdk's list")
                 self._listed_names = {item["name"] for item in body if isinstance(item, dict) and isinstance(item.get("name"), str)}
             except (aiohttp.ClientError, ValueError, asyncio.TimeoutError) as exc:
-                log.warning("the action server at %s did not list its actions (%s: %s), so no validation action is run "
-                            "until it does", url.with_query(None).with_user(None), type(exc).__name__, exc)
+                log.warning("the action server at %s did not list its actions (%s), so no validation action is run "
+                            "until it does", url.with_query(None).with_user(None), _failure(exc))
                 self._list_again_at = time.monotonic() + LIST_AGAIN_AFTER_S
         return self._listed_names or set()
 
@@ -741,7 +741,7 @@ class ActionRunner:
         except (aiohttp.ClientError, ValueError) as exc:  # down, unreachable, or not answering JSON
             # named without what may be secret: a token in the query, a user and password (basic auth) before the host
             raise ActionError(f"the action server at {url.with_query(None).with_user(None)} failed for "
-                              f"{call['next_action']!r}: {type(exc).__name__}: {exc}") from exc
+                              f"{call['next_action']!r}: {_failure(exc)}") from exc
 
     async def _post(self, url: URL, call: dict[str, Any]) -> ActionResult:
         for _ in range(2):
@@ -823,6 +823,13 @@ def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
             loop.run_until_complete(loop.shutdown_default_executor())
         finally:
             loop.close()
+
+
+def _failure(exc: BaseException) -> str:
+    """``exc``, a call to the action server's failure, said without its URL: aiohttp names a malformed answer's
+    (``ClientResponseError``) with its query, which may hold the server's token."""
+    said = f"{exc.status}, {exc.message}" if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
+    return f"{type(exc).__name__}: {said}"
 
 
 async def _read_answer(resp: aiohttp.ClientResponse) -> Any:
