@@ -30,7 +30,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
-from bot.channels.base import client_session, load_json
+from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
 from bot.project import REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, config_error
 from bot.responses import MAX_REPLY_CHARS
@@ -826,10 +826,8 @@ def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _failure(exc: BaseException) -> str:
-    """``exc``, a call to the action server's failure, said without its URL: aiohttp names a malformed answer's
-    (``ClientResponseError``) with its query, which may hold the server's token."""
-    said = f"{exc.status}, {exc.message}" if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
-    return f"{type(exc).__name__}: {said}"
+    """``exc``, a call to the action server's failure, said without its URL (:func:`error_text`)."""
+    return f"{type(exc).__name__}: {error_text(exc)}"
 
 
 async def _read_answer(resp: aiohttp.ClientResponse) -> Any:

@@ -159,13 +159,19 @@ class TryAgain:
 UNANSWERED = (asyncio.TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)
 
 
+def error_text(exc: BaseException) -> str:
+    """``str(exc)``, but without the URL aiohttp names a malformed or refused answer's (``ClientResponseError``)
+    by: its query may hold a secret (WeCom's corpsecret and access_token, an action server's token)."""
+    return f"{exc.status}, {exc.message}" if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
+
+
 def failure(exc: BaseException) -> str:
     """Why a message did not go out, in words: a timeout's own message is empty, a disconnection's says little."""
     if isinstance(exc, asyncio.TimeoutError):
         return "no answer in time"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the connection closed before an answer came"
-    return str(exc) or type(exc).__name__
+    return error_text(exc) or type(exc).__name__
 
 
 async def handed_over(request: Awaitable[T], what: str, error: type[MaybeDelivered]) -> T:
