@@ -55,7 +55,7 @@ from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_in_a_row, misses_reach_handoff, understood
 from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA,
                          VERIFIED_USER, Project, button_payloads, name_agent)
-from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, texts_of,
+from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
                            warn_unshown)
 from dialogues.holding import acknowledges, asks_for_a_person, drops_it, says_wrong
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
@@ -657,7 +657,8 @@ class Bot:
         """What one of an action's messages shows, put together as Rasa does: for
         ``dispatcher.utter_message(response="utter_<intent>", **values)`` that intent's template, filled
         from the slots and the message's own values (which win); the message's own text instead of the
-        template's, if it has one, and its buttons after the template's. An ``image``, and an ``attachment``
+        template's, if it has one, and its buttons after the template's. An ``image`` is posted to Slack as an image
+        block, as Rasa's Slack channel posts it; elsewhere it, and an ``attachment``
         given as a link (an invoice's PDF), are shown as their links, which every channel can show, as
         Rasa's channels show what they cannot attach, ``quick_replies`` as buttons, and ``elements`` as their titles
         and subtitles, with their buttons, as Rasa's channels show quick replies and a carousel they do not draw; the channel-specific parts (an attachment given
@@ -670,14 +671,16 @@ class Bot:
         text = message.get("text") or shown.text
         attachment = message.get("attachment")
         linked = isinstance(attachment, str)  # a link, not a platform's payload (a dict)
-        links = (str(message.get("image") or ""), attachment if linked else "")
+        image = str(message.get("image") or "")
+        drawn = [slack_image(image)] if image and channel == "slack" else []  # an image block, as Rasa's Slack posts it
+        links = ("" if drawn else image, attachment if linked else "")
         elements = message.get("elements") or []
         cards = (" : ".join(part for part in (card.get("title"), card.get("subtitle")) if part) for card in elements)
         text = "\n\n".join(part for part in (text, *links, *cards) if part)
         custom = [message["custom"]] if message.get("custom") and passed_on(channel, message["custom"]) else []
         # a Slack attachment (a dict), which Rasa's Slack channel posts as the message's attachments
         attached = [{"attachments": [attachment]}] if isinstance(attachment, dict) and channel == "slack" else []
-        passed = custom + attached
+        passed = custom + drawn + attached  # in the order Rasa's channels send them
         unshown = {*(() if linked or attached else ("attachment",)), *(() if custom else ("custom",))}
         if dropped := sorted(key for key in unshown if message.get(key)):
             warn_unshown("an action's", dropped, channel)

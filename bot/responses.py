@@ -43,6 +43,12 @@ def slack_attachments(custom: Any) -> list[Any]:
     return attachments if isinstance(attachments, list) else []
 
 
+def slack_image(url: str) -> dict[str, Any]:
+    """An action's image as Rasa's Slack channel posts it: a custom payload of one Block Kit ``image`` block, its link
+    the alt text and the notification's text, so that Slack draws the picture rather than a bare link."""
+    return {"text": url, "blocks": [{"type": "image", "image_url": url, "alt_text": url}]}
+
+
 def passed_on(channel: str, custom: Any) -> bool:
     """Whether ``channel`` passes the custom payload ``custom`` on: the web chat's API passes any on to the customer's
     page as it is, as Rasa's REST channel does, for a shop's own page or app to act on; Slack posts one holding Block

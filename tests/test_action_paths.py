@@ -946,7 +946,8 @@ async def test_responses_named_by_an_action_are_rendered_on_both_paths(
 async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A named response with the message's own text and buttons (the text wins, the buttons follow the
-    template's), a message of buttons alone, an image as its link; a button without a payload or with a
+    template's), a message of buttons alone, an image as its link (on Slack as an image block, as Rasa's Slack
+    channel posts it, where it was a bare link); a button without a payload or with a
     blank title (Slack refuses the whole message) is left out, with a warning, and the rest of the answer stands;
     a json_message is passed on as it is (custom) on the web chat, as Rasa's REST channel does, and on Slack is
     not shown, with a warning, unless it holds Block Kit blocks, which Slack posts."""
@@ -961,8 +962,10 @@ async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         assert reply.custom == [{"blocks": []}] and reply.to_json()["custom"] == [{"blocks": []}]
         assert "button without a payload or a title" in caplog.text and "custom was not shown" not in caplog.text
         assert "'title': '\\u200b'" in caplog.text  # a zero-width space shows nothing
-        on_slack = await bot.handle(Turn("c2", "/track_order", "slack"))
-        assert on_slack.text == reply.text and on_slack.custom == []
+        on_slack = await bot.handle(Turn("c2", "/track_order", "slack"))  # the image as Rasa's Slack channel posts it
+        image = "https://shop.example/parcel.png"
+        assert on_slack.text == "Cancelled." and on_slack.custom == [
+            {"text": image, "blocks": [{"type": "image", "image_url": image, "alt_text": image}]}]
         assert "an action's custom was not shown on slack" in caplog.text
         bot.config.actions.map["track_order"] = "action_json_only"
         assert (await bot.handle(Turn("c3", "/track_order", "slack"))).custom == [{"blocks": [{"type": "section"}]}]
