@@ -293,7 +293,8 @@ class Bot:
             decision = self._handoff_allowed(turn, decision, language, script)
         decision = self._in_script(_said_first(checked, decision) if checked is not None else decision, language, script)
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
-                      analysis.prediction.ranking, language=language, script=script, custom=decision.custom)
+                      analysis.prediction.ranking, language=language, script=script, custom=decision.custom,
+                      parts=[{"text": p.text, "custom": p.custom} for p in decision.parts])
         if decision.kind == "handoff":
             reply.handed_off = True
         fallbacks = misses_in_a_row(fallbacks, decision, acknowledges(text))
@@ -455,7 +456,8 @@ class Bot:
         if language != "zh" or script is None:
             return decision
         return dataclasses.replace(decision, text=in_script(decision.text, script),
-                                   buttons=[{**b, "title": in_script(b["title"], script)} for b in decision.buttons])
+                                   buttons=[{**b, "title": in_script(b["title"], script)} for b in decision.buttons],
+                                   parts=[dataclasses.replace(p, text=in_script(p.text, script)) for p in decision.parts])
 
     async def _analysis_for(self, text: str) -> Analysis:
         """A button payload such as ``/track_order`` selects that intent outright, as in Rasa."""
@@ -488,6 +490,7 @@ class Bot:
         turn's actions must be done, where the message's slot validation took some of ``actions.timeout`` already."""
         assert decision.action is not None
         name, texts, buttons, loop, restarted, reverted = decision.action, [], [], None, False, False
+        parts: list[Rendered] = []  # each message as it was sent, for a channel to send them in that order
         afresh = False  # a Restarted or a restart follow-up: later trackers start after it
         custom: list[Any] = []  # the json_message payloads the customer's channel passes on (passed_on)
         earlier: list[dict[str, Any]] = []  # the events of this turn's actions so far, which a follow-up's tracker holds
@@ -504,6 +507,7 @@ class Bot:
         def show(result: ActionResult) -> None:
             for message in result.messages:
                 shown = self._action_message(message, turn.channel, slots, language)
+                parts.append(shown)
                 texts.append(shown.text)
                 buttons.extend(shown.buttons)
                 custom.extend(shown.custom)
@@ -556,10 +560,11 @@ class Bot:
                     return dataclasses.replace(handoff, custom=custom + handoff.custom, reverted=reverted,
                                                restarted=afresh)
                 return Decision("handoff", decision.intent, decision.confidence, said, buttons, reason=f"action:{name}",
-                                quotes=True, custom=custom, reverted=reverted, restarted=afresh)
+                                quotes=True, custom=custom, reverted=reverted, restarted=afresh, parts=in_order(parts))
             follow = result.followup
             if follow and follow.startswith("utter_"):
                 shown = self._utter(follow, turn.channel, slots, language)
+                parts.append(shown)
                 texts.append(shown.text)
                 buttons += shown.buttons
                 custom += shown.custom
@@ -600,7 +605,7 @@ class Bot:
                 return dataclasses.replace(self._action_failed(decision, fallbacks, turn.channel, language, slots),
                                            reverted=reverted)
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
-                        quotes=True, custom=custom, reverted=reverted, restarted=afresh)
+                        quotes=True, custom=custom, reverted=reverted, restarted=afresh, parts=in_order(parts))
 
     async def _validate_slots(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
                               entities: dict[str, PayloadValue], read: list[dict[str, Any]], language: Language) -> Rendered | None:
@@ -984,4 +989,14 @@ def _said_first(said: Rendered, decision: Decision) -> Decision:
     if not (said.text or said.buttons or said.custom):
         return decision
     return dataclasses.replace(decision, text="\n\n".join(t for t in (said.text, decision.text) if t),
-                               buttons=said.buttons + decision.buttons, custom=said.custom + decision.custom, quotes=True)
+                               buttons=said.buttons + decision.buttons, custom=said.custom + decision.custom, quotes=True,
+                               parts=in_order([said, *(decision.parts or [Rendered(decision.text, [], custom=decision.custom)])]))
+
+
+def in_order(parts: list[Rendered]) -> list[Rendered]:
+    """An action's messages (``parts``), where one joined reply would change their order: a text after a custom payload
+    (an action's text, its Slack blocks, then text again) was shown before it, as the reply's text comes before its
+    payloads. Rasa sends each message on its own; none where the joined reply keeps their order."""
+    shown = [part for part in parts if part.text or part.custom]
+    payload_then_text = any(a.custom and any(b.text for b in shown[i + 1:]) for i, a in enumerate(shown))
+    return shown if payload_then_text else []

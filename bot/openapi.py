@@ -154,6 +154,10 @@ class ChatResponse(_Body):
                               "and a responses.yml variant's custom:, each as it was sent, as Rasa's REST channel passes "
                               "it on: for the shop's own page to act on (the widget hands each to the page as a "
                               "deskbot:custom event); kept, and given again in the history")
+    messages: list[dict[str, Any]] = Field(..., description=(
+        "where a custom action sent a text after a json_message (its text, its payload, then text again), its messages "
+        "in that order, as Rasa's REST channel lists them: each {\"text\": ...} or {\"custom\": ...}; the reply and "
+        "custom above join them, the text first. Empty where they keep the action's order. Not kept in the history"))
     language: Literal["en", "zh"] | None = Field(..., description=(
         "the language the reply is written in, the customer's: the widget speaks it from then on, unless its page "
         "fixed the widget's (null where the bot did not tell it)"))

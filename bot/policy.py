@@ -26,7 +26,7 @@ from typing import Any
 from bot.language import Language, foreign, mostly_written_in, say
 from bot.nlu import Analysis
 from bot.project import HANDOFF_PAYLOAD, BotConfig
-from bot.responses import TEMPLATE_ANSWER, Responses
+from bot.responses import TEMPLATE_ANSWER, Rendered, Responses
 from finetune.classifier import intent_phrase
 from finetune.metrics import OOS
 
@@ -46,6 +46,8 @@ class Decision:
     custom: list[Any] = field(default_factory=list)  # an action's json_message, a response's custom: for the web chat's page
     reverted: bool = False  # an action took the customer's message back (UserUtteranceReverted): stored with the mark
     restarted: bool = False  # an action started the conversation afresh (Restarted, action_restart): stored so
+    # an action's messages one by one, where a text follows a custom payload (in_order): sent in that order
+    parts: list[Rendered] = field(default_factory=list)
 
 
 def understood(analysis: Analysis, config: BotConfig) -> bool:

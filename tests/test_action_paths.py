@@ -472,6 +472,17 @@ class ActionShowAll(Action):
         return [SlotSet("shown", "all")]
 
 
+class ActionTextBlocksText(Action):
+    def name(self):
+        return "action_text_blocks_text"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Our mugs:")
+        dispatcher.utter_message(json_message={"blocks": [{"type": "divider"}]})
+        dispatcher.utter_message(text="Anything else?", buttons=[{"title": "Track it", "payload": "/track_order"}])
+        return []
+
+
 class ActionStampTime(Action):
     def name(self):
         return "action_stamp_time"
@@ -969,6 +980,27 @@ async def test_an_actions_messages_are_put_together_as_rasa_does_on_both_paths(
         assert "an action's custom was not shown on slack" in caplog.text
         bot.config.actions.map["track_order"] = "action_json_only"
         assert (await bot.handle(Turn("c3", "/track_order", "slack"))).custom == [{"blocks": [{"type": "section"}]}]
+    finally:
+        await bot.close()
+
+
+async def test_an_actions_text_after_its_payload_keeps_its_place_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """An action's text, its Slack blocks, then text again: the two texts were joined into one reply before the
+    blocks. The reply lists the messages in the action's order, as Rasa's REST channel does, for Slack to post each
+    on its own and the web chat's page to read; an action whose payloads come last needs no such list."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_text_blocks_text", "get_refund": "action_json_only"},
+                   tmp_path)
+    blocks = {"blocks": [{"type": "divider"}]}
+    try:
+        for channel in ("web", "slack"):
+            reply = await bot.handle(Turn(f"c-{channel}", "/track_order", channel))
+            assert (reply.text, reply.custom) == ("Our mugs:\n\nAnything else?", [blocks])
+            assert reply.parts == [{"text": "Our mugs:", "custom": []}, {"text": "", "custom": [blocks]},
+                                   {"text": "Anything else?", "custom": []}]
+            assert reply.to_json()["messages"] == [{"text": "Our mugs:"}, {"custom": blocks}, {"text": "Anything else?"}]
+            assert reply.buttons == [{"title": "Track it", "payload": "/track_order"}]
+        assert (await bot.handle(Turn("c-last", "/get_refund", "web"))).to_json()["messages"] == []
     finally:
         await bot.close()
 

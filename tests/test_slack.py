@@ -61,12 +61,13 @@ class FakeBot:
         self.text, self.source, self.delay = text, source, delay
         self.buttons: list[dict[str, str]] = []
         self.custom: list[Any] = []
+        self.parts: list[dict[str, Any]] = []
         self.turns: list[Turn] = []
 
     async def handle(self, turn: Turn) -> Reply:
         self.turns.append(turn)
         await asyncio.sleep(self.delay)
-        return Reply(text=self.text, source=self.source, buttons=self.buttons, custom=self.custom)
+        return Reply(text=self.text, source=self.source, buttons=self.buttons, custom=self.custom, parts=self.parts)
 
     async def _store(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` at once, on the ``store`` a test gives it, where the bot runs it on the store's thread."""
@@ -630,6 +631,21 @@ async def test_a_custom_payload_of_block_kit_blocks_is_posted_after_the_text(sla
         {"type": "actions", "block_id": f"slack:T1:C1:{TS}", "elements": [
             {"type": "button", "action_id": "deskbot_button_0", "text": {"type": "plain_text", "text": "Buy it",
                                                                          "emoji": True}, "value": "/buy"}]}]}]
+
+
+async def test_an_actions_text_after_its_blocks_is_posted_after_them(slack: SimpleNamespace) -> None:
+    """An action's text, its Block Kit blocks, then text again: both texts were posted before the blocks, in one
+    message. Each of the action's messages is posted on its own, in its order, as Rasa's Slack channel posts them,
+    the buttons under the last."""
+    divider = {"blocks": [{"type": "divider"}]}
+    slack.bot.text, slack.bot.custom = "Our mugs:\n\nAnything else?", [divider]
+    slack.bot.buttons = [{"title": "Buy it", "payload": "/buy"}]
+    slack.bot.parts = [{"text": "Our mugs:", "custom": []}, {"text": "", "custom": [divider]},
+                       {"text": "Anything else?", "custom": []}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    assert [(posted["text"], [block["type"] for block in posted["blocks"]]) for posted in slack.posts] == [
+        ("Our mugs:", ["markdown"]), ("", ["divider"]), ("Anything else?", ["markdown", "actions"])]
 
 
 async def test_an_actions_slack_attachment_is_posted_as_the_messages_attachments(slack: SimpleNamespace) -> None:

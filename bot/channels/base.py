@@ -291,6 +291,14 @@ class Reply:
     script: Script | None = None  # and the Chinese script, its customer's
     user_turn_id: int | None = None  # the customer's message as stored (a silent reply has no turn of its own)
     custom: list[Any] = field(default_factory=list)  # an action's json_message payloads, passed on as they are
+    # an action's messages in the order it sent them ({"text", "custom"} each), where the joined text and custom
+    # would change it (a text after a payload); empty otherwise
+    parts: list[dict[str, Any]] = field(default_factory=list)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """:attr:`parts` one by one, as Rasa's REST channel lists an action's messages: a text, then each payload."""
+        return [item for part in self.parts
+                for item in ([{"text": part["text"]}] if part["text"] else []) + [{"custom": c} for c in part["custom"]]]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -304,6 +312,7 @@ class Reply:
             "user_turn_id": self.user_turn_id,
             "handed_off": self.handed_off,
             "custom": self.custom,
+            "messages": self.messages(),
             "language": self.language,
             "script": self.script,
         }

@@ -596,31 +596,26 @@ class SlackChannel(PlatformChannel):
         if (reply.text or reply.buttons or reply.custom) and reply.source != "silent":
             await self.deliver(turn.conversation_id, reply.turn_id, self.send(
                 turn.conversation_id, reply.text, buttons=reply.buttons, custom=reply.custom,
-                thread=turn.metadata.get("answer_in")), turn.pending_id)
+                thread=turn.metadata.get("answer_in"), parts=reply.parts), turn.pending_id)
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``, or into
         ``thread`` (a DM's answer to a message written in one); an agent's reply led by its ``author``'s name. A
         reply's ``custom`` payloads of Block Kit blocks follow its text in its last message (:func:`message_blocks`),
         in several where they pass Slack's limit (:func:`posts`); their ``attachments``
-        (:func:`~bot.responses.slack_attachments`) go under the last."""
+        (:func:`~bot.responses.slack_attachments`) go under the last. An action's ``parts`` (its messages, where a
+        text follows a payload: :attr:`~bot.channels.base.Reply.parts`) are posted each on its own, in order, as
+        Rasa's Slack channel posts them, the buttons under the last."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
         thread_ts = kwargs.get("thread") or thread_ts
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
-        buttons, custom = kwargs.get("buttons") or [], kwargs.get("custom") or []
-        attachments = [attachment for payload in custom for attachment in slack_attachments(payload)]
-        said = signed(text, kwargs.get("author"))
-        # a long answer in several messages, the shop's own blocks and the buttons under the last
-        pieces = message_pieces(said, MARKDOWN_LIMIT)
+        buttons = kwargs.get("buttons") or []
+        parts = kwargs.get("parts") or [{"text": signed(text, kwargs.get("author")), "custom": kwargs.get("custom") or []}]
         messages: list[dict[str, Any]] = []
-        for i, piece in enumerate(pieces, start=1):
-            last = i == len(pieces)
-            blocks = message_blocks(piece, buttons if last else [], conversation_id,
-                                    channel in self.shared_channels, custom if last else [])
-            messages += posts(channel, thread_ts, piece or payload_text(custom), blocks)
-        if attachments:
-            messages[-1]["attachments"] = attachments
+        for n, part in enumerate(parts, start=1):
+            messages += self._messages(conversation_id, thread_ts, part["text"], buttons if n == len(parts) else [],
+                                       part["custom"])
 
         async def post(message: dict[str, Any]) -> None:
             await self._call("chat.postMessage", message)
@@ -635,6 +630,23 @@ class SlackChannel(PlatformChannel):
             if queued and self._stopping.is_set() and kwargs.get("role") == "agent":
                 raise Stopping(f"{self.name}: the server is stopping")
             await send_pieces(messages, post, SlackMaybePosted)
+
+    def _messages(self, conversation_id: str, thread_ts: str, text: str, buttons: list[dict[str, str]],
+                  custom: Sequence[Any]) -> list[dict[str, Any]]:
+        """The ``chat.postMessage`` arguments for ``text`` with its ``buttons`` and ``custom`` payloads, in
+        ``thread_ts``: a long text in several messages, the shop's own blocks and the buttons under the last, and the
+        payloads' attachments too."""
+        channel = conversation_id.split(":", 3)[2]
+        pieces = message_pieces(text, MARKDOWN_LIMIT)
+        messages: list[dict[str, Any]] = []
+        for i, piece in enumerate(pieces, start=1):
+            last = i == len(pieces)
+            blocks = message_blocks(piece, buttons if last else [], conversation_id,
+                                    channel in self.shared_channels, custom if last else [])
+            messages += posts(channel, thread_ts, piece or payload_text(custom), blocks)
+        if attachments := [attachment for payload in custom for attachment in slack_attachments(payload)]:
+            messages[-1]["attachments"] = attachments
+        return messages
 
     async def _call(self, method: str, payload: dict[str, Any], form: bool = False) -> dict[str, Any]:
         """Call a Web API method, up to ``SEND_ATTEMPTS`` tries: a 429 waits out its ``Retry-After``, and
