@@ -364,8 +364,7 @@ def past_events(turns: Iterable[dict[str, Any]], actions_map: Mapping[str, str],
         for entity in found:
             filled.setdefault(entity["entity"], entity["value"])
         events += [_action("action_listen", stamp),
-                   _user_event(turn["text"], _understood(turn), turn["confidence"] or 0.0, turn["ranking"], found,
-                               turn["channel"], {}, stamp),
+                   _user_event(turn["text"], *_understood(turn), turn["ranking"], found, turn["channel"], {}, stamp),
                    *({"event": "slot", "timestamp": stamp, "name": k, "value": v} for k, v in filled.items())]
         if answered := _answered_by(turn["source"], turn["intent"], actions_map):
             events.append(_action(answered, stamp))
@@ -382,10 +381,14 @@ def _uttered_data(turn: Mapping[str, Any]) -> dict[str, Any]:
             **({"custom": custom[0] if len(custom) == 1 else custom} if custom else {})}
 
 
-def _understood(turn: Mapping[str, Any]) -> str | None:
-    """The intent the classifier read in a customer's stored message, as Rasa's ``user`` event names it: a reply
-    about no intent (an acknowledgement, a historical answer filed under none) is stored without one."""
-    return turn["intent"] or next((name for name, _ in turn["ranking"]), None)
+def _understood(turn: Mapping[str, Any]) -> tuple[str | None, float]:
+    """The intent the classifier read in a customer's stored message, and its confidence, as Rasa's ``user`` event
+    names it: the top of its ranking. The turn's own intent is what answered it, which for an answer to an action's
+    question is the asking action's, and for a reply about no intent (an acknowledgement) none."""
+    if turn["ranking"]:
+        name, confidence = turn["ranking"][0]
+        return name, confidence
+    return turn["intent"], turn["confidence"] or 0.0
 
 
 def _answered_by(source: str | None, intent: str | None, actions_map: Mapping[str, str]) -> str | None:

@@ -500,8 +500,11 @@ class Bot:
         deadline = shared or clock.time() + self.actions.timeout
 
         def call_for(action: str) -> dict[str, Any]:
-            return action_call(action, turn.conversation_id, text, decision.intent or "", decision.confidence,
-                               analysis.prediction.ranking, slots, read, action_domain(self.project), turn.channel,
+            # the message as the classifier read it, as Rasa's latest_message gives it: an answer to an action's
+            # question is run by the asking action's intent, which is not what the customer's message said
+            read_as = analysis.prediction
+            return action_call(action, turn.conversation_id, text, read_as.intent or "", read_as.confidence,
+                               read_as.ranking, slots, read, action_domain(self.project), turn.channel,
                                turn.metadata, earlier, past, unheard[1])
 
         def show(result: ActionResult) -> None:

@@ -230,6 +230,18 @@ class ActionNameTheLoop(Action):
         return [SlotSet("requested_slot", None if tracker.get_slot("order_id") else "order_id")]
 
 
+class ActionReadTheAnswer(Action):
+    def name(self):
+        return "action_read_the_answer"
+
+    def run(self, dispatcher, tracker, domain):
+        read = [e["parse_data"] for e in tracker.events if e["event"] == "user"][-2:]
+        dispatcher.utter_message(text=" ".join(f"{p['intent']['name']}:{p['intent']['confidence']}="
+                                               f"{p['intent_ranking'][0]['name']}:{p['intent_ranking'][0]['confidence']}"
+                                               for p in [*read[:-1], tracker.latest_message]))
+        return [SlotSet("requested_slot", "order_id")]
+
+
 class ActionAskThenStop(Action):
     def name(self):
         return "action_ask_then_stop"
@@ -780,6 +792,22 @@ async def test_an_action_answered_reads_itself_as_the_active_loop_as_a_rasa_form
     try:
         assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "Asked by None."
         assert (await bot.handle(Turn("c1", "789", "web"))).text == "Asked by action_name_the_loop."
+    finally:
+        await bot.close()
+
+
+async def test_the_answer_to_an_actions_question_is_read_as_the_classifier_read_it_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """As Rasa's tracker gives the message's own parse: the answer to an action's question ("789") reached the action
+    with the asking intent, at confidence 1, as its latest_message.intent, beside the classifier's intent_ranking, in
+    its own call and in later trackers alike."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_read_the_answer"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        await bot.handle(Turn("c1", "/get_refund", "web"))
+        for text in ("789", "790"):
+            read = [pair.split("=") for pair in (await bot.handle(Turn("c1", text, "web"))).text.split()]
+            assert all(intent == ranked for intent, ranked in read) and read[-1][0] != "get_refund:1.0"
     finally:
         await bot.close()
 
