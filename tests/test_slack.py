@@ -204,6 +204,19 @@ def click(value: str = "/track_refund", trigger: str = "13345224609.738474920.80
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
+def attachment_click(action: dict[str, Any], trigger: str = "13345224609.738474920.8088930838d88f008e1") -> bytes:
+    """An interactive_message interaction as Slack posts it for a legacy attachment's button or menu (an action's
+    ``utter_message(attachment={..., "actions": [...]})``): no blocks, the message as ``original_message``."""
+    payload = {
+        "type": "interactive_message", "callback_id": "order_actions", "attachment_id": "1",
+        "team": {"id": "T1", "domain": "shop"}, "channel": {"id": "C1", "name": "support"},
+        "user": {"id": "U1", "name": "ada"}, "action_ts": "1700000002.000300", "message_ts": "1700000001.000200",
+        "trigger_id": trigger, "actions": [action],
+        "original_message": {"type": "message", "ts": "1700000001.000200", "thread_ts": TS, "text": "Your order:"},
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
 async def post_click(client: Any, body: bytes, **kwargs: Any) -> Any:
     return await post(client, body, path="/slack/interactions", content_type="application/x-www-form-urlencoded", **kwargs)
 
@@ -818,6 +831,22 @@ async def test_button_click_is_answered_in_its_thread_once(slack: SimpleNamespac
     [turn] = slack.bot.turns
     assert (turn.text, turn.conversation_id, turn.user) == ("/track_refund", f"slack:T1:C1:{TS}", "U1")
     assert len(slack.posts) == 1 and slack.posts[0]["thread_ts"] == TS
+
+
+async def test_a_click_on_a_legacy_attachments_button_or_menu_is_answered_as_its_value(slack: SimpleNamespace) -> None:
+    """An action's Slack attachment with ``actions`` (buttons, a menu) is posted as Rasa's Slack channel posts it, and
+    Slack answers a click on it with an interactive_message, which was left unanswered: it is answered as the
+    button's value, or the chosen option's, typed, as Rasa answers it and as a Block Kit button's click is."""
+    button = {"name": "order", "type": "button", "value": "/track_refund"}
+    menu = {"name": "order", "type": "select", "selected_options": [{"value": "/cancel_order"}]}
+    for body in (attachment_click(button), attachment_click(button),  # a redelivered click is answered once
+                 attachment_click(menu, trigger="13345224609.738474920.8088930838d88f008e2"),
+                 attachment_click({"name": "order", "type": "button"}, trigger="13345224609.7.1")):  # no value
+        assert (await post_click(slack.client, body)).status == 200
+    await slack.channel.close()
+    assert [(turn.text, turn.conversation_id, turn.user) for turn in slack.bot.turns] == [
+        ("/track_refund", f"slack:T1:C1:{TS}", "U1"), ("/cancel_order", f"slack:T1:C1:{TS}", "U1")]
+    assert [posted["thread_ts"] for posted in slack.posts] == [TS, TS]
 
 
 async def test_a_click_on_an_org_wide_install_is_answered_in_its_own_conversation(slack: SimpleNamespace) -> None:

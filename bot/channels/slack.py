@@ -385,8 +385,9 @@ class SlackChannel(PlatformChannel):
             raise http_error(web.HTTPBadRequest, "expected a form field 'payload' holding JSON") from exc
         if not isinstance(payload, dict):
             raise http_error(web.HTTPBadRequest, "payload must be a JSON object")
-        if payload.get("type") == "block_actions":
-            turn = self._click(payload)
+        clicked = {"block_actions": self._click, "interactive_message": self._attachment_click}.get(payload.get("type"))
+        if clicked is not None:
+            turn = clicked(payload)
             if turn is not None:
                 await self._start(request, turn, f"slack:click:{payload['trigger_id']}")
         return web.Response(status=200)
@@ -462,9 +463,7 @@ class SlackChannel(PlatformChannel):
         thread = _string(container.get("thread_ts") or message.get("thread_ts") or container.get("message_ts")
                          or message.get("ts"))
         clicker = _object(payload.get("user"))
-        user = _string(clicker.get("id"))
-        trigger = _string(payload.get("trigger_id"))
-        if not (channel and thread and user and trigger):
+        if not (channel and thread):
             return None
         # The block names the conversation its buttons were posted into (message_blocks): an org-wide install's
         # click comes with "team": null, and in a Slack Connect channel the team may not be the one events named.
@@ -476,13 +475,43 @@ class SlackChannel(PlatformChannel):
                 return None
         else:
             team = _string(_object(payload.get("team")).get("id"))
-        answer_in = dm_thread(channel, _string(container.get("thread_ts")))
+        return self._clicked(payload, value, team, channel, thread, _string(container.get("thread_ts")),
+                             action.get("action_id"))
+
+    def _attachment_click(self, payload: dict[str, Any]) -> Turn | None:
+        """The :class:`Turn` for a click on a button or menu of a legacy Slack attachment (an action's
+        ``utter_message(attachment={..., "actions": [...]})``), which Slack sends as an ``interactive_message``: the
+        button's value, or the chosen option's, typed, as Rasa's Slack channel answers it, in the message's thread."""
+        actions = payload.get("actions")
+        action = _object(actions[0]) if isinstance(actions, list) and actions else {}
+        options = action.get("selected_options")
+        chosen = _object(options[0]) if isinstance(options, list) and options else {}
+        value = _string(action.get("value") or chosen.get("value"))[: self.max_message_chars]
+        original = _object(payload.get("original_message"))
+        channel = _string(_object(payload.get("channel")).get("id"))
+        thread = _string(original.get("thread_ts") or payload.get("message_ts") or original.get("ts"))
+        if not (readable(value) and channel and thread):
+            return None
+        team = _string(_object(payload.get("team")).get("id"))
+        return self._clicked(payload, value, team, channel, thread, _string(original.get("thread_ts")),
+                             _string(payload.get("callback_id")))
+
+    def _clicked(self, payload: dict[str, Any], value: str, team: str, channel: str, thread: str, in_dm_thread: str,
+                 button: Any) -> Turn | None:
+        """The :class:`Turn` a click on ``button`` sends: ``value`` typed by the user who clicked, in the conversation
+        of ``thread``, answered in the DM's thread ``in_dm_thread`` (:func:`dm_thread`); seen once per
+        ``trigger_id``, which a redelivered click repeats. None without a user or a trigger."""
+        user = _string(_object(payload.get("user")).get("id"))
+        trigger = _string(payload.get("trigger_id"))
+        if not (user and trigger):
+            return None
+        answer_in = dm_thread(channel, in_dm_thread)
         return Turn(
             conversation_id=conversation_of(team, channel, thread),
             text=value,
             channel=self.name,
             user=user,
-            metadata={"team": team, "channel": channel, "thread_ts": thread, "button": action.get("action_id"),
+            metadata={"team": team, "channel": channel, "thread_ts": thread, "button": button,
                       **({"answer_in": answer_in} if answer_in else {})},
             seen=(f"click:{trigger}",),
         )
