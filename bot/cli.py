@@ -377,6 +377,14 @@ def say_gaps(project: Project) -> None:
                    f"{', '.join(f'{name} (line {line})' for name, line in unread.items())}; deskbot reads an entity "
                    "only with a regex or a lookup: add a '- regex: NAME' or '- lookup: NAME' entry for each one an "
                    "action or a template needs", err=True)
+    if roled := project.roled_entities:  # Rasa's DIET learns roles and groups; regexes and lookups read none
+        click.echo(f"note: nlu.yml gives {'entities' if len(roled) > 1 else 'an entity'} a role or a group, which "
+                   f"deskbot does not read: {', '.join(f'{name} (line {line})' for name, line in roled.items())}; "
+                   "its regexes and lookups read each value without one, so an action's "
+                   "tracker.get_latest_entity_values(entity, entity_role=...) finds none, and the slot of the entity's "
+                   "name takes its first value whatever its role: tell the values apart in the action (by where "
+                   "they stand in the text: each entity's start and end), or with entities of their own names and "
+                   "regexes", err=True)
     if twins := project.twins:
         pairs = "; ".join(f"{t.first.text!r} ({t.first.intent}, line {t.first_line}) and {t.second.text!r} "
                           f"({t.second.intent}, line {t.second_line})" for t in twins[:5])

@@ -481,6 +481,9 @@ class Project:
     # history.jsonl's and history.csv's lines left out ("history.jsonl:3"): their question is longer than a
     # customer's message may be
     long_questions: list[str] = field(default_factory=list)
+    # Entities nlu.yml annotates with a role or a group ({"entity": "city", "role": "departure"}), with the line of
+    # the first such annotation: Rasa's DIET learns them, deskbot's regexes and lookups read the entity without
+    roled_entities: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def intents(self) -> list[str]:
@@ -846,11 +849,12 @@ def example_text(line: str) -> str:
     return "".join(parts) + line[at:]
 
 
-def annotations(line: str) -> list[tuple[str, str, str]]:
-    """An example's Rasa annotations, each as (entity, text, value): ``[123](order_id)``, ``[NYC](city:New York
+def annotations(line: str) -> list[tuple[str, str, str, bool]]:
+    """An example's Rasa annotations, each as (entity, text, value, roled): ``[123](order_id)``, ``[NYC](city:New York
     City)`` or ``[NYC]{"entity": "city", "value": "New York City"}`` (whose value is a synonym of the text, as
     Rasa's EntitySynonymMapper learns it), the value being the text where the annotation gives none; Rasa 3's
-    ``[NYC][{"entity": "city"}, {"entity": "place"}]`` gives one for each entity it names."""
+    ``[NYC][{"entity": "city"}, {"entity": "place"}]`` gives one for each entity it names. ``roled``: the annotation
+    gives the entity a ``role`` or a ``group`` (``{"entity": "city", "role": "departure"}``)."""
     found = []
     for _, _, text, label in _annotated(line):
         if label.startswith(("{", "[")):
@@ -859,14 +863,14 @@ def annotations(line: str) -> list[tuple[str, str, str]]:
             except ValueError:  # not JSON: no entity named
                 fields = None
             # Rasa 3's list form names several entities of one text: [NYC][{"entity": "city"}, {"entity": "place"}]
-            named = [(f.get("entity"), f.get("value", text)) for f in (fields if isinstance(fields, list) else [fields])
-                     if isinstance(f, dict)]
+            named = [(f.get("entity"), f.get("value", text), "role" in f or "group" in f)
+                     for f in (fields if isinstance(fields, list) else [fields]) if isinstance(f, dict)]
         else:
             name, colon, value = label[1:-1].partition(":")
-            named = [(name, value if colon else text)]
-        for name, value in named:
+            named = [(name, value if colon else text, False)]
+        for name, value, roled in named:
             if isinstance(name, str) and name.strip():
-                found.append((name.strip(), text, value if isinstance(value, str) and value.strip() else text))
+                found.append((name.strip(), text, value if isinstance(value, str) and value.strip() else text, roled))
     return found
 
 
@@ -1015,7 +1019,8 @@ def _example_line(node: yaml.Node | None, i: int, where: int) -> int | None:
 
 
 def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[
-        list[Example], dict[str, list[re.Pattern[str]]], dict[str, int | None], dict[str, str], list[Twins]]:
+        list[Example], dict[str, list[re.Pattern[str]]], dict[str, int | None], dict[str, str], list[Twins],
+        dict[str, int | None]]:
     """Read intents and examples in Rasa's ``nlu.yml`` format; ``slots`` are the bot's own, which no regex or
     lookup may name. Besides the examples: the entities' patterns (their regexes, and their lookup tables as
     :func:`lookup_pattern` reads them); the entities the examples annotate (``[123](order_id)``) that no
@@ -1024,7 +1029,8 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[
     ``[NYC](city:New York City)``), each example in lower case and Simplified characters with the value it stands
     for (and each Chinese lookup element, for itself as written); and the examples under two intents that differ
     only in punctuation or numbers (:class:`Twins`), which load, as their labels may mean them apart, but are
-    told of."""
+    told of; and the entities an annotation gives a role or a group, with the line of the first, which deskbot
+    reads without them."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
         raise _fail(path, node, (), "expected a top-level 'nlu:' list")
@@ -1038,6 +1044,7 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[
     alike: dict[str, tuple[Example, int | None]] = {}  # same_text(text) -> its first example and line
     twins: list[Twins] = []
     annotated: dict[str, int | None] = {}  # entity -> the line of its first annotation
+    roled: dict[str, int | None] = {}  # entity -> the line of its first annotation giving it a role or a group
     synonyms: dict[str, str] = {}
     for i, item in enumerate(data["nlu"]):
         if not isinstance(item, dict):
@@ -1064,8 +1071,10 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[
                                                    "never match its button)")
             for where, text in texts:
                 line = _example_line(node, i, where)
-                for entity, said, value in annotations(text):
+                for entity, said, value, has_role in annotations(text):
                     annotated.setdefault(entity, line)
+                    if has_role:
+                        roled.setdefault(entity, line)
                     if value != said:  # a synonym, as Rasa learns one from the annotation
                         synonyms[model_text(said.lower())] = value
                 text = example_text(text)
@@ -1103,7 +1112,7 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[
     if len({e.intent for e in examples}) < 2:
         raise _fail(path, node, ("nlu",), "at least two intents are needed")
     unread = {entity: line for entity, line in annotated.items() if entity not in patterns}
-    return examples, patterns, unread, synonyms, twins
+    return examples, patterns, unread, synonyms, twins, roled
 
 
 # A letter or digit of a script written with spaces between words: Chinese is written without them.
@@ -1508,7 +1517,7 @@ def load_project(root: Path | str) -> Project:
     config = load_config(root / "bot.yml")
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
     kept = (*{"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language], MID_CONVERSATION)
-    examples, patterns, unread, synonyms, twins = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT, SESSION_METADATA,
+    examples, patterns, unread, synonyms, twins, roled = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT, SESSION_METADATA,
                                                                                 VERIFIED_USER))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
@@ -1525,7 +1534,8 @@ def load_project(root: Path | str) -> Project:
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]
     history, long_questions = load_history(root, intents, config.server.max_message_chars)
-    project = Project(root, config, examples, patterns, responses, history, unread, synonyms, twins, long_questions)
+    project = Project(root, config, examples, patterns, responses, history, unread, synonyms, twins, long_questions,
+                      roled)
     for loc, intent in named:
         if intent is not None and intent not in intents:
             raise config_error(root, loc, f"unknown intent {intent!r} (not in nlu.yml)")
