@@ -196,8 +196,9 @@ class ResponseVariant(BaseModel):
     channel: Literal["web", "slack", "wecom"] | None = None  # a name no channel has would be a variant never shown
     language: Language | None = None
     buttons: list[Button] = Field(default_factory=list, max_length=MAX_BUTTONS)
-    image: Visible | None = Field(None, description="a picture's http(s) link, as a Rasa response's image: shown after "
-                                                    "the text as its link, which every channel shows")
+    image: Visible | None = Field(None, description="a picture's http(s) link, as a Rasa response's image: on Slack an "
+                                                    "image block, as Rasa's Slack channel posts it; elsewhere shown "
+                                                    "after the text as its link")
     condition: list[SlotCondition] = Field(default_factory=list, description="as Rasa's conditional response "
                                            "variations: shown only while every slot named holds its value, before "
                                            "the variants without a condition")
@@ -320,9 +321,10 @@ def _best(variants: list[ResponseVariant], channel: str, values: dict[str, Any],
             passed = bool(chosen.custom) and passed_on(channel, chosen.custom)
             if chosen.custom and not passed:
                 warn_unshown("a response's", ["custom"], channel)
-            return Rendered("\n\n".join(part for part in (text, chosen.image) if part),
+            drawn = [slack_image(chosen.image)] if chosen.image and channel == "slack" else []
+            return Rendered("\n\n".join(part for part in (text, "" if drawn else chosen.image) if part),
                             [b.filled(known_values, values) for b in chosen.buttons],
-                            quotes=bool(known_values), custom=[chosen.custom] if passed else [])
+                            quotes=bool(known_values), custom=([chosen.custom] if passed else []) + drawn)
     return None
 
 

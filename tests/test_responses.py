@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from bot.responses import Responses, ResponseVariant, read_payload
+from bot.responses import Responses, ResponseVariant, read_payload, slack_image
 from bot.training import answers_for
 
 
@@ -154,6 +154,10 @@ def test_an_image_is_shown_after_the_text_as_its_link() -> None:
                                                         image="https://shop.example/parcel.png")]})
     assert parcel.render("track_order", "web", {"order_id": "7"}).text == ("Order 7 is on its way.\n\n"
                                                                           "https://shop.example/parcel.png")
+    # Slack draws it, as Rasa's Slack channel posts a response's image: it got the bare link
+    on_slack = parcel.render("track_order", "slack", {"order_id": "7"})
+    assert on_slack is not None and on_slack.text == "Order 7 is on its way." and on_slack.custom == [
+        slack_image("https://shop.example/parcel.png")]
     with pytest.raises(ValidationError, match="an image is its http:// or https:// link"):
         ResponseVariant(text="Hi", image="parcel.png")
 
