@@ -127,10 +127,12 @@ class ActionResult:
                               ) from None
         result = cls(messages=[m.model_dump(exclude_none=True) for m in said],
                      events=[e.model_dump(exclude_unset=True) for e in answer.events])
-        if ignored := sorted({e.event for e in answer.events if not _ends_loop(e)} - APPLIED_EVENTS - REMINDER_EVENTS):
+        if ignored := sorted({e.event for e in answer.events if e.event != "active_loop"} - APPLIED_EVENTS
+                             - REMINDER_EVENTS):
             log.warning("%s returned %s events, which deskbot does not apply (it applies %s)", who, ", ".join(ignored),
                         ", ".join(sorted(APPLIED_EVENTS)))
         _unkept_reminders(who, answer.events)
+        _unrun_forms(who, answer.events)
         for event in answer.events:
             if event.event == "slot":
                 result.slots[event.name] = event.value
@@ -159,6 +161,17 @@ class ActionResult:
 def _ends_loop(event: _Event) -> bool:
     """Whether ``event`` is Rasa's ``ActiveLoop(None)``, which ends the wait for an answer to the action's question."""
     return event.event == "active_loop" and event.name is None
+
+
+def _unrun_forms(who: str, events: list[_Event]) -> None:
+    """Warn of each ``ActiveLoop`` naming a form among ``events``, with what deskbot does instead: Rasa runs the form
+    from the domain; deskbot has no forms, and "active_loop events were not applied" left a shop moving a Rasa bot's
+    form to guess what to write."""
+    for form in sorted({event.name for event in events if event.event == "active_loop" and event.name}):
+        log.warning("%s activated the form %r, which deskbot does not run (it has no forms): an action that sets "
+                    "requested_slot asks for that slot, and runs again with the answer (its tracker's active_loop "
+                    "names the action), validated first by validate_<the action's name> where the actions define it "
+                    "(docs/learning.md, Custom actions)", who, form)
 
 
 def _unkept_reminders(who: str, events: list[_Event]) -> None:
