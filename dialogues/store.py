@@ -340,6 +340,9 @@ _SETTLE = "UPDATE pending SET answered = ?, text = '', metadata = '{}' WHERE id 
 # redelivery in the minutes after the purge was answered again, beginning the conversation anew.
 _FORGET_SENDER = ("UPDATE pending SET answered = coalesce(answered, ?), conversation_id = NULL, user = NULL, text = '', "
                   "metadata = '{}', reply_turn = NULL WHERE conversation_id = ?")
+# The key prefix of an edit or a deletion of a platform message that was no turn yet (``Store.replace_message``), kept
+# as a settled row, as an answered message's key is, until the message's turn is written or the window passes.
+_CHANGE = "changed:"
 _UNDELIVERED = "UPDATE turns SET undelivered = 1 WHERE id = ?"
 _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
               "FROM turns)")
@@ -1187,8 +1190,9 @@ class Store:
         user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
                                                None, None, None]).lastrowid
         if ex.pending_id is not None:  # the platform's key of the message, which an edit or a deletion names
-            self.db.execute("UPDATE turns SET request_key = (SELECT key FROM pending WHERE id = ?) WHERE id = ?",
-                            [ex.pending_id, user_turn])
+            key = self.db.execute("SELECT key FROM pending WHERE id = ?", [ex.pending_id]).fetchone()
+            self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key and key[0], user_turn])
+            self._changed_before(key and key[0], user_turn, "user")
         bot_turn = None
         if ex.custom and not ex.reply and not ex.buttons:  # the page showed the payload: the transcript says so
             ex.reply = CUSTOM_PLACEHOLDER
@@ -1274,29 +1278,53 @@ class Store:
             self._add_received(key, conversation_id, "agent", text, channel, author)
             return True
 
-    def replace_message(self, conversation_id: str, key: str, text: str | None, raw_text: str | None = None) -> int:
+    def replace_message(self, conversation_id: str, key: str, text: str | None, raw_text: str | None = None,
+                        recent: bool = False) -> int:
         """A customer's message in ``conversation_id``, known by its platform ``key`` (:meth:`receive`), as they edited
         it there (``text`` as the model reads it, ``raw_text`` as typed, kept as privacy allows) or, ``text`` None,
         deleted: its text is then :data:`~dialogues.holding.DELETED`, its review labels and the agent's answer learnt
         for it go, so that nothing is learnt from it. The bot's answer stays: it answered the message as first
         written. A support team member's note (:meth:`receive_note`) is edited as written, or deleted, the same way.
-        Returns the number of turns changed (none for a message the store holds no turn of)."""
+        Returns the number of turns changed (none for a message the store holds no turn of).
+
+        A message that is no turn yet has the change kept under its key (:data:`_CHANGE`), and made as its turn is
+        written, where it is kept and being answered (the bot still working on it), or, deleted, is ``recent`` (sent a
+        moment ago: Slack sends a message and its deletion apart, in any order): deleted a second after it was sent, a
+        message kept its text. Another's edit is none of the store's (a colleague's message elsewhere in the channel):
+        its words are not kept."""
         with self._writing():
             turns = self.db.execute("SELECT id, role FROM turns WHERE conversation_id = ? AND request_key = ? "
                                     "AND role IN ('user', 'agent')", [conversation_id, key]).fetchall()
-            for turn_id, role in turns:
-                if text is None:
-                    self.db.execute("UPDATE turns SET text = ?, raw_text = NULL WHERE id = ?", [DELETED, turn_id])
-                    self.db.execute("DELETE FROM review_labels WHERE turn_id = ?", [turn_id])
-                    self.db.execute("DELETE FROM answer_candidates WHERE question_turn_id = ?", [turn_id])
-                elif role == "agent":  # an agent's words are kept as written (add_message)
-                    self.db.execute("UPDATE turns SET text = ? WHERE id = ?", [raw_text or text, turn_id])
-                else:
-                    stored, raw = self._stored_texts(text, raw_text)
-                    self.db.execute("UPDATE turns SET text = ?, raw_text = ? WHERE id = ?", [stored, raw, turn_id])
-                    self.db.execute("UPDATE answer_candidates SET question = ? WHERE question_turn_id = ?",
-                                    [stored, turn_id])
+            if not turns and (text is None and recent or self.db.execute(
+                    "SELECT 1 FROM pending WHERE key = ? AND answered IS NULL", [key]).fetchone()):
+                texts = None if text is None else self._stored_texts(text, raw_text)
+                self.db.execute("INSERT OR REPLACE INTO pending (key, conversation_id, channel, text, metadata, received, "
+                                "answered) VALUES (?, ?, '', '', ?, ?, ?)",
+                                [_CHANGE + key, conversation_id, json.dumps({"texts": texts}), now(), now()])
+            for turn_id, role in turns:  # an agent's words are kept as written (add_message)
+                self._change_turn(turn_id, role, None if text is None else (raw_text or text, None) if role == "agent"
+                                  else self._stored_texts(text, raw_text))
             return len(turns)
+
+    def _change_turn(self, turn_id: int, role: str, texts: tuple[str, str | None] | None) -> None:
+        """Give a customer's or an agent's turn the ``texts`` its message was edited to (as :meth:`_stored_texts` gives
+        them; an agent's turn takes the second, as written, where there is one), or, ``None``, mark it deleted."""
+        if texts is None:
+            self.db.execute("UPDATE turns SET text = ?, raw_text = NULL WHERE id = ?", [DELETED, turn_id])
+            self.db.execute("DELETE FROM review_labels WHERE turn_id = ?", [turn_id])
+            self.db.execute("DELETE FROM answer_candidates WHERE question_turn_id = ?", [turn_id])
+        elif role == "agent":
+            self.db.execute("UPDATE turns SET text = ? WHERE id = ?", [texts[1] or texts[0], turn_id])
+        else:
+            self.db.execute("UPDATE turns SET text = ?, raw_text = ? WHERE id = ?", [*texts, turn_id])
+            self.db.execute("UPDATE answer_candidates SET question = ? WHERE question_turn_id = ?", [texts[0], turn_id])
+
+    def _changed_before(self, key: str | None, turn_id: int, role: str) -> None:
+        """Make the change kept for the message with ``key`` (:meth:`replace_message`) to its turn, just written."""
+        change = key and self.db.execute("DELETE FROM pending WHERE key = ? RETURNING metadata", [_CHANGE + key]).fetchone()
+        if change:  # a purged conversation's change is blank: its message is taken as deleted
+            texts = json.loads(change[0]).get("texts")
+            self._change_turn(turn_id, role, tuple(texts) if texts else None)
 
     def _add_received(self, key: str, conversation_id: str, role: str, text: str, channel: str, user: str | None) -> None:
         """Add a platform message as a turn at once, unanswered, known by its ``key``: a redelivery (:meth:`_kept_key`),
@@ -1306,6 +1334,7 @@ class Store:
                         "VALUES (?, ?, ?, ?, '', '{}', ?, ?)", [key, conversation_id, channel, user, stamp, stamp])
         turn_id = self.add_message(conversation_id, role, text, channel, user)
         self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])
+        self._changed_before(key, turn_id, role)
 
     def _kept_key(self, key: str) -> bool:
         """Whether a platform message with ``key`` is kept (or was, within ``REDELIVERY_WINDOW_S``)."""

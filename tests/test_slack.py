@@ -457,20 +457,29 @@ async def test_a_picture_sent_alone_is_answered_with_the_hint_or_shown_to_the_ag
     bot.store.close()
 
 
-async def test_a_message_the_customer_deletes_or_edits_is_removed_or_replaced_in_the_store(
-        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
-    """A customer who deleted a message in Slack (one with their address, say) still had it kept in full, shown to
-    agents and learnt from; one who corrected a message had the first wording kept. Neither is answered again."""
+def logging_bot(tmp_path: Path, held: asyncio.Event | None = None) -> FakeBot:
+    """A bot on a real store that logs each exchange with the message it answers, as the engine does; once ``held``
+    is set, where one is given (the engine still working on the message meanwhile)."""
     bot = FakeBot()
     bot.store = Store(tmp_path / "dialogues.db")
 
-    async def logged(turn: Turn) -> Reply:  # the engine logs each exchange with the message it answers
+    async def logged(turn: Turn) -> Reply:
         bot.turns.append(turn)
+        if held is not None:
+            await held.wait()
         bot.store.log_exchange(Exchange(turn.conversation_id, "slack", turn.user, turn.text, None, bot.text, None, 0.1,
                                         [], "fallback", "v0001", pending_id=turn.pending_id))
         return Reply(text=bot.text)
 
     bot.handle = logged  # type: ignore[method-assign]
+    return bot
+
+
+async def test_a_message_the_customer_deletes_or_edits_is_removed_or_replaced_in_the_store(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A customer who deleted a message in Slack (one with their address, say) still had it kept in full, shown to
+    agents and learnt from; one who corrected a message had the first wording kept. Neither is answered again."""
+    bot = logging_bot(tmp_path)
     channel = make_channel(bot, slack_api.url)
     app = web.Application()
     app.add_routes(channel.routes())
@@ -494,6 +503,41 @@ async def test_a_message_the_customer_deletes_or_edits_is_removed_or_replaced_in
     assert not bot.store.db.execute("SELECT 1 FROM turns WHERE text LIKE '%Harbour%' OR raw_text LIKE '%Harbour%' "
                                     "OR text LIKE '%refnd%'").fetchall()
     assert bot.store.labels() == []
+    bot.store.close()
+
+
+@pytest.mark.parametrize("deleted_first", [False, True])
+async def test_a_message_deleted_as_it_is_answered_is_deleted_in_the_store(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, deleted_first: bool) -> None:
+    """A message deleted within a second of being sent kept its text: its deletion came while the bot still worked on
+    it, before the message was a turn of the conversation, or came before the message itself, and changed nothing.
+    One edited meanwhile kept its first words. Someone else's edit elsewhere in the channel is not kept."""
+    held = asyncio.Event()
+    bot = logging_bot(tmp_path, held)
+    channel = make_channel(bot, slack_api.url)
+    app = web.Application()
+    app.add_routes(channel.routes())
+    client = await aiohttp_client(app)
+    sent, later, elsewhere = (f"{time.time() + n:.6f}" for n in range(3))
+
+    def edit(event_id: str, user: str, text: str, ts: str, **fields: Any) -> dict[str, Any]:
+        return event(event_id, "", subtype="message_changed", message={
+            "type": "message", "user": user, "text": text, "ts": ts, "edited": {"user": user, "ts": later}, **fields})
+
+    deletion = event("Ev2", "", subtype="message_deleted", ts=later, deleted_ts=sent, hidden=True,
+                     previous_message={"type": "message", "user": "U1", "text": "call me on 07700 900123", "ts": sent})
+    for payload in [edit("Ev3", "U2", "see you at 5", elsewhere),  # no customer's: none of the store's
+                    *[deletion, event("Ev1", "call me on 07700 900123", ts=sent)][:: -1 if not deleted_first else 1],
+                    event("Ev4", "my refnd?", ts=later, thread_ts=sent),
+                    edit("Ev5", "U1", "my refund?", later, thread_ts=sent)]:
+        assert (await post(client, payload)).status == 200
+    held.set()
+    await channel.close()
+    assert [(m["role"], m["text"]) for m in bot.store.history(f"slack:T1:C1:{sent}")] == [
+        ("user", "[deleted]"), ("bot", bot.text), ("user", "my refund?"), ("bot", bot.text)]
+    assert sorted(bot.store.db.execute("SELECT key FROM pending").fetchall()) == [  # the changes made and gone
+        (f"slack:ts:C1:{sent}",), (f"slack:ts:C1:{later}",)]
+    assert not bot.store.db.execute("SELECT 1 FROM turns WHERE text LIKE '%07700%' OR raw_text LIKE '%07700%'").fetchall()
     bot.store.close()
 
 

@@ -542,11 +542,12 @@ class SlackChannel(PlatformChannel):
         team = installed_team(payload) or _string(message.get("team"))
         conversation_id = conversation_of(team, channel, _string(message.get("thread_ts")) or ts)
         key = message_key(channel, ts)
+        recent = is_fresh(ts.partition(".")[0], time.time())  # the bot may still be working on it, or not have it yet
         if text is None:
-            await self.bot._store(store.replace_message, conversation_id, key, None)
+            await self.bot._store(store.replace_message, conversation_id, key, None, None, recent)
         else:
             await self.bot._store(store.replace_message, conversation_id, key, normalise(text),
-                                  with_attached(text, file_note(message, text)))
+                                  with_attached(text, file_note(message, text)), recent)
 
     async def _note(self, turn: Turn) -> None:
         """A support team member's words in a customer's thread: not the customer's to answer, but an agent's
