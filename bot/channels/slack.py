@@ -32,9 +32,9 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT, DeliveryError, MaybeDelivered,
-                               PlatformChannel, Stopping, TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh,
-                               load_json, message_pieces, normalise, read_body, readable, same_secret, send_pieces,
-                               signed, with_attached)
+                               PlatformChannel, Stopping, TryAgain, Turn, api_base, api_result, failure, handed_over,
+                               http_error, is_fresh, load_json, message_pieces, normalise, read_body, readable,
+                               same_secret, send_pieces, signed, with_attached)
 from bot.language import LANGUAGES, SLOT, kept_script, mostly_written_in, say
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api/"
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the answer would be stale
 NAME_LOOKUP_S = 1.5  # users.info runs before the event's 200, which Slack wants within 3 seconds
+NAME_RETRY_S = 600.0  # after users.info failed, names are not asked for again for this long
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
 # An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
 # and escaped in JSON (six bytes a Chinese character): server.max_body_bytes refused long messages Slack
@@ -338,6 +339,7 @@ class SlackChannel(PlatformChannel):
         # The Slack Connect channels, as events say: a click says nothing of it, so the buttons posted there say it.
         self.shared_channels: set[str] = set()
         self._member_names: dict[str, str] = {}  # the support team's names by Slack user id (users.info)
+        self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (NAME_RETRY_S)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.post("/slack/events", self.handle_events), web.post("/slack/interactions", self.handle_interactions)]
@@ -562,21 +564,29 @@ class SlackChannel(PlatformChannel):
     async def member_name(self, user: str) -> str:
         """The name Slack shows for the support team member ``user`` (``users.info``, which needs ``users:read``),
         remembered once known: the console, the transcript and an agent told who holds the conversation read it,
-        where "U7" told them nothing. Their user id when Slack does not say (no scope, a failure, too slow)."""
-        if user not in self._member_names:
-            try:
-                result = await asyncio.wait_for(self._call("users.info", {"user": user}, form=True), NAME_LOOKUP_S)
-            except UNDELIVERED as exc:
-                log.warning("Slack did not say the name of %s, shown by their user id (is users:read granted?): %s",
-                            user, exc)
-                return user
-            member = _object(result.get("user"))
-            profile = _object(member.get("profile"))
-            name = next((_string(n).strip() for n in (profile.get("display_name"), profile.get("real_name"),
-                                                      member.get("real_name"), member.get("name")) if _string(n).strip()),
-                        user)
-            self._member_names[user] = name
-        return self._member_names[user]
+        where "U7" told them nothing. Their user id when Slack does not say (no scope, a failure, too slow); after a
+        failure Slack is not asked again for ``NAME_RETRY_S``: without ``users:read``, each of the team's messages
+        waited on a lookup bound to fail, and logged it once more."""
+        if user in self._member_names:
+            return self._member_names[user]
+        if time.monotonic() < self._names_refused_until:
+            return user
+        try:
+            result = await asyncio.wait_for(self._call("users.info", {"user": user}, form=True), NAME_LOOKUP_S)
+        except UNDELIVERED as exc:
+            self._names_refused_until = time.monotonic() + NAME_RETRY_S
+            fix = ("add the users:read scope to the Slack app and reinstall it" if "missing_scope" in str(exc)
+                   else "Slack did not answer")
+            log.warning("the support team is shown by Slack user ids for the next %g minutes (%s): %s",
+                        NAME_RETRY_S / 60, fix, failure(exc))
+            return user
+        member = _object(result.get("user"))
+        profile = _object(member.get("profile"))
+        name = next((_string(n).strip() for n in (profile.get("display_name"), profile.get("real_name"),
+                                                  member.get("real_name"), member.get("name")) if _string(n).strip()),
+                    user)
+        self._member_names[user] = name
+        return name
 
     async def _unread(self, request: web.Request, turn: Turn, kind: str) -> None:
         """Answer files sent without a word (a screenshot) with ``UNREAD_HINT``, once and within the conversation's
