@@ -237,6 +237,16 @@ async def test_url_verification(slack: SimpleNamespace) -> None:
     assert await response.json() == {"challenge": "3eZbrw1aBm2rZ"}
 
 
+async def test_slack_holding_back_the_apps_events_is_said_in_the_log(
+        slack: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """Slack stops sending a workspace's events to an app past 30,000 an hour, and says so once with app_rate_limited:
+    deskbot acknowledged it and said nothing, and the customers' messages of the next minutes went unanswered."""
+    response = await post(slack.client, {"type": "app_rate_limited", "token": "x", "team_id": "T1",
+                                         "minute_rate_limited": 1518467820, "api_app_id": "A1"})
+    assert response.status == 200
+    assert "Slack holds back the events of workspace T1 since 2018-02-12 20:37 UTC" in caplog.text
+
+
 async def test_acks_at_once_then_replies_in_thread(slack: SimpleNamespace) -> None:
     slack.bot.delay = 0.3
     started = time.monotonic()

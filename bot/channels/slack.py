@@ -307,6 +307,19 @@ def file_note(event: dict[str, Any], text: str) -> str:
     return SENT[kind][mostly_written_in(text)] if kind and text else ""
 
 
+def rate_limited(payload: dict[str, Any]) -> None:
+    """Say in the log that Slack holds back the events of a workspace (``app_rate_limited``, sent once as it begins):
+    past 30,000 events an hour from it, or 5% of deliveries not answered 200, Slack sends the app none for a while, and
+    its customers' messages meanwhile never reach the bot. Acknowledged in silence, nothing told anyone why."""
+    minute = payload.get("minute_rate_limited")
+    since = (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(minute))
+             if isinstance(minute, int) and 0 <= minute < 2 ** 40 else "now")
+    log.error("Slack holds back the events of workspace %s since %s: more than 30,000 in an hour (or too many not "
+              "answered 200); customers' messages meanwhile do not reach the bot. Subscribe to fewer events "
+              "(message.channels brings every message of every channel the app is in)", _string(payload.get("team_id"))
+              or "?", since)
+
+
 class SlackAPIError(DeliveryError):
     """Slack's Web API answered with ``ok: false``, a non-2xx status, or kept rate-limiting."""
 
@@ -366,6 +379,8 @@ class SlackChannel(PlatformChannel):
             raise http_error(web.HTTPBadRequest, "JSON body must be an object")
         if payload.get("type") == "url_verification":
             return web.json_response({"challenge": payload.get("challenge", "")})
+        if payload.get("type") == "app_rate_limited":
+            rate_limited(payload)
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
             turn = self._turn(payload)
             if turn is None and payload["event"].get("subtype") in CHANGES:
