@@ -69,6 +69,8 @@ ENV = {
     "api_url": "DESKBOT_SLACK_API_URL",
 }
 REQUIRED = ("signing_secret", "bot_token")
+# Slack's errors for a bot token it no longer takes (the app uninstalled, the token revoked or mistyped)
+TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 # Slack's markup in a message's text: <https://…|label>, <mailto:…>, <@U…>, <#C…|name>, <!here>, <!subteam^…|@team>.
 MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))  # the three characters Slack escapes; &amp; last
@@ -264,6 +266,19 @@ def _string(value: Any) -> str:
     """``value`` if it is a JSON string in valid Unicode, else an empty one: a JSON escape can carry half a
     surrogate pair, which the store cannot keep (an id so spelled failed every delivery of its event)."""
     return value if isinstance(value, str) and valid_unicode(value) else ""
+
+
+def api_error(result: dict[str, Any]) -> str:
+    """Slack's error code in a Web API answer, with what to do where the fix is the app's settings: a scope the app
+    lacks (which Slack names in ``needed``), a token revoked or wrong. The code alone ("invalid_auth"), logged for
+    each answer that failed, left the operator to look it up."""
+    error = _string(result.get("error")) or "unknown error"
+    if error == "missing_scope" and _string(result.get("needed")):
+        return f"{error} (add the {result['needed']} scope to the Slack app and reinstall it)"
+    if error in TOKEN_ERRORS:
+        return (f"{error} (the bot token is not valid: reinstall the app to the workspace and set channels.slack.bot_token, "
+                f"or {ENV['bot_token']}, to its Bot User OAuth Token)")
+    return error
 
 
 def authorized_team(payload: dict[str, Any]) -> str:
@@ -590,10 +605,8 @@ class SlackChannel(PlatformChannel):
             result = await asyncio.wait_for(self._call("users.info", {"user": user}, form=True), NAME_LOOKUP_S)
         except UNDELIVERED as exc:
             self._names_refused_until = time.monotonic() + NAME_RETRY_S
-            fix = ("add the users:read scope to the Slack app and reinstall it" if "missing_scope" in str(exc)
-                   else "Slack did not answer")
-            log.warning("the support team is shown by Slack user ids for the next %g minutes (%s): %s",
-                        NAME_RETRY_S / 60, fix, failure(exc))
+            log.warning("the support team is shown by Slack user ids for the next %g minutes: %s",
+                        NAME_RETRY_S / 60, failure(exc))
             return user
         member = _object(result.get("user"))
         profile = _object(member.get("profile"))
@@ -724,7 +737,7 @@ class SlackChannel(PlatformChannel):
                     raise SlackAPIError(f"{method}: HTTP {response.status}")
                 result = await api_result(response, SlackAPIError, method)
                 if not result.get("ok"):
-                    raise SlackAPIError(f"{method}: {result.get('error', 'unknown error')}")
+                    raise SlackAPIError(f"{method}: {api_error(result)}")
                 return result
 
         return await handed_over(self.with_retries(method, SlackAPIError, attempt, max_delay=MAX_RETRY_AFTER_S),
