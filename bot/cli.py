@@ -1667,9 +1667,12 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
               help="Only the conversations of this channel: web, slack or wecom (all of them by default).")
 @click.option("--language", default=None, metavar="LANG",
               help="Only the conversations held in this language: en or zh (a multi bot's, as it last answered each).")
+@click.option("--compare", is_flag=True,
+              help="Set each figure beside the previous period of the same length (needs --since): --since 2026-11-30 "
+                   "--until 2026-12-07 --compare is that week beside the week before.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def stats(directory: Path, since: datetime | None, until: datetime | None, channel: str | None, language: str | None,
-          as_json: bool) -> None:
+          compare: bool, as_json: bool) -> None:
     """How the bot is doing, all along, since a date or between two.
 
     Conversations kept without a person, how messages were answered, feedback, why conversations went to
@@ -1682,8 +1685,9 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
       bot stats mybot --since 2026-11-01 --json
       bot stats mybot --since 2026-11-23 --until 2026-11-30
       bot stats mybot --since 2026-11-23 --channel wecom --language zh
+      bot stats mybot --since 2026-11-30 --until 2026-12-07 --compare
     """
-    from dialogues.stats import ANSWERED, CHANNELS, conversation_stats, language_kept
+    from dialogues.stats import ANSWERED, CHANNELS, compared_with_previous, conversation_stats, language_kept
     from dialogues.store import unix_time
 
     if channel is not None and channel not in CHANNELS:  # a typo's zeros would pass for a quiet week
@@ -1691,6 +1695,8 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
     start, end = unix_time(since) if since else 0.0, unix_time(until) if until else None
     if end is not None and end < start:
         raise click.BadParameter("comes before --since: a period cannot end before it begins", param_hint="'--until'")
+    if compare and since is None:
+        raise click.BadParameter("needs --since: all time has no period before it", param_hint="'--compare'")
     project = load_project(directory)
     try:
         kept = language_kept(language, project.config.language)
@@ -1698,7 +1704,8 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
         raise click.BadParameter(str(exc), param_hint="'--language'") from None
     store = _open_store(project, reading=True)
     try:
-        figures = conversation_stats(store, start, until=end, channel=channel, language=kept)
+        read = compared_with_previous if compare else conversation_stats
+        figures = read(store, start, until=end, channel=channel, language=kept)
     finally:
         store.close()
     if as_json:
@@ -1734,8 +1741,75 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
     ]
     for at, (text, n) in enumerate(figures["top_unanswered"].items()):  # one a line, most asked first
         lines.append(row("" if at else "  top unanswered", f"{n:>6,}   {_shortened(text)}"))
+    if compare:
+        lines += _beside_previous(figures, since)
     click.echo("\n".join(lines))
     _say_if_future(since)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _thousands(n: float) -> str:
+    return f"{n:,}"
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f} %"
+
+
+def _points(change: float) -> str:
+    """A share's change, in percentage points: 50 % to 75 % is 25 points, not 25 %."""
+    return f"{100 * change:.1f} pts"
+
+
+# ``bot stats --compare``'s rows: a label, where the figure is in the JSON, and how it is written.
+COMPARED_ROWS: list[tuple[str, tuple[str, ...], Callable[[float], str]]] = [
+    ("conversations", ("conversations",), _thousands),
+    ("kept by the bot", ("containment",), _percent),
+    ("to a person", ("handed_off",), _thousands),
+    ("customer messages", ("messages",), _thousands),
+    ("answered", ("answered",), _percent),
+    ("labelled wrong", ("wrong_answers",), _thousands),
+    ("fallback", ("sources", "fallback"), _thousands),
+    ("handoff", ("sources", "handoff"), _thousands),
+    ("while with a person", ("while_with_a_person",), _thousands),
+    ("helpful", ("feedback", "up"), _thousands),
+    ("not helpful", ("feedback", "down"), _thousands),
+    ("agent reply, median", ("first_agent_reply_seconds", "median"), _duration),
+    ("agent reply, 90th pct", ("first_agent_reply_seconds", "p90"), _duration),
+    ("not answered (yet)", ("first_agent_reply_seconds", "unanswered"), _thousands),
+]
+
+
+def _beside_previous(figures: dict[str, Any], since: datetime | None) -> list[str]:
+    """``bot stats --compare``'s table: each figure, the previous period's and the change, under that period's
+    bounds, said as the window's are (in the offset ``--since`` was given in, else the machine's local time)."""
+    previous = figures["previous"]
+    bounds = [datetime.fromtimestamp(datetime.fromisoformat(moment).timestamp(), since.tzinfo if since else None)
+              for moment in (previous["period"]["since"], previous["period"]["until"])]
+
+    def shown(value: float | None, form: Callable[[float], str], sign: bool = False) -> str:
+        if value is None:  # a share of nothing, a median of no waits
+            return "–"
+        if sign and not value:
+            return "0"
+        return ("-" if value < 0 else "+" if sign else "") + form(abs(value))
+
+    lines = ["", f"beside the previous period, {_window(*bounds)}", f"{'':<23}{'now':>12}{'before':>12}{'change':>12}"]
+    for label, path, form in COMPARED_ROWS:
+        now, before, change = (_figure(read, path) for read in (figures, previous, figures["change"]))
+        lines.append(f"  {label:<21}{shown(now, form):>12}{shown(before, form):>12}{shown(change, _points if form is _percent else form, True):>12}")
+    return lines
+
+
+def _figure(figures: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The figure at ``path`` in ``bot stats --json``'s object: ``("sources", "fallback")``."""
+    for key in path:
+        figures = figures[key]
+    return figures
 
 
 def _window(since: datetime | None, until: datetime | None) -> str:
@@ -1761,11 +1835,6 @@ def _shortened(text: str, width: int = 60) -> str:
     """A customer's message on one line of the table: a long one cut, a line break shown as a space."""
     line = " ".join(text.split())
     return line if len(line) <= width else line[:width - 1] + "…"
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 @cli.command()

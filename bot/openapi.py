@@ -352,6 +352,11 @@ class StatsResponse(_Body):
     top_intents: dict[str, int]
     top_unanswered: dict[str, int] = Field(..., description="the messages the bot fell back on most, as the model read "
                                                             "them, with how often")
+    previous: StatsResponse | None = Field(None, description="with compare=previous: the same figures for the period "
+                                                             "of equal length just before this one")
+    change: dict[str, Any] | None = Field(None, description="with compare=previous: each figure less the previous "
+                                                            "period's, as the figures nest (top lists and period aside); "
+                                                            "null where either has none")
 
 
 class ReviewItem(_Body):
@@ -472,7 +477,9 @@ OPERATIONS: list[Operation] = [
            query={**SINCE, "until": (SINCE["since"][0], False),
                   "channel": ({"enum": list(CHANNELS), "description": "one channel's conversations alone"}, False),
                   "language": ({"enum": list(LANGUAGES), "description": "the conversations held in one language "
-                                "(a bot of the other one refuses it)"}, False)}),
+                                "(a bot of the other one refuses it)"}, False),
+                  "compare": ({"enum": ["previous"], "description": "the period of equal length before this one too, "
+                               "and each figure's change (needs since)"}, False)}),
     _admin("GET", "/admin/conversations",
            "The agents' inbox: handed-off conversations, longest-waiting first, or open ones", InboxResponse,
            errors=(400,), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),

@@ -48,7 +48,7 @@ from bot.training import history_fingerprint
 from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
-from dialogues.stats import CHANNELS, conversation_stats, language_kept
+from dialogues.stats import CHANNELS, compared_with_previous, conversation_stats, language_kept
 from dialogues.store import (KeyReused, LabelledMeanwhile, NotTheAuthor, Overtaken, Store, StoreError, cannot_write,
                              read_moment, unix_time)
 from finetune.classifier import ModelLoadError
@@ -813,7 +813,8 @@ async def export_data(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     """What `bot stats --json` prints, for dashboards and the agents' console: ``?since=YYYY-MM-DD``, and
     ``&until=`` for a closed period (last week's, to set beside this week's), ``&channel=`` for one channel's,
-    ``&language=`` for one language's."""
+    ``&language=`` for one language's, ``&compare=previous`` for the period of equal length before it too, with each
+    figure's change (:func:`compared_with_previous`)."""
     require_admin(request)
     bot = request.app[BOT]
     since, until = query_since(request) or 0.0, query_since(request, "until")
@@ -826,8 +827,13 @@ async def stats(request: web.Request) -> web.Response:
         language = language_kept(request.query.get("language"), bot.config.language)
     except ValueError as exc:
         raise http_error(web.HTTPBadRequest, f"language: {exc}") from None
-    return json_response(await bot._read(
-        lambda store: conversation_stats(store, since, until=until, channel=channel, language=language)))
+    compare = request.query.get("compare")
+    if compare not in (None, "previous"):
+        raise http_error(web.HTTPBadRequest, f"compare: {compare!r} is not previous")
+    if compare and not since:
+        raise http_error(web.HTTPBadRequest, "compare: needs since: all time has no period before it")
+    read = compared_with_previous if compare else conversation_stats
+    return json_response(await bot._read(lambda store: read(store, since, until=until, channel=channel, language=language)))
 
 
 async def inbox(request: web.Request) -> web.Response:

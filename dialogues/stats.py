@@ -10,6 +10,7 @@ in ``bot chat``.
 from __future__ import annotations
 
 import statistics
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,6 +23,9 @@ CHANNELS = ("web", "slack", "wecom")  # those customers come through: ``bot chat
 LANGUAGES = ("en", "zh")  # bot.language.Language
 LANGUAGE_SLOT = "language"  # bot.language.SLOT: where a multi bot keeps a conversation's language
 NO_END = 9e99  # a time after every stored one
+# Not set beside the previous period's, figure by figure: its bounds, and lists of the most frequent, which name
+# other intents and questions from one period to the next (one absent from a top list was not asked 0 times).
+NOT_COMPARED = ("period", "top_intents", "top_unanswered")
 
 
 def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: float | None = None,
@@ -108,6 +112,29 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         "top_intents": dict(intents),
         "top_unanswered": dict(unanswered),
     }
+
+
+def compared_with_previous(store: Store, since: float, until: float | None = None, **window: Any) -> dict[str, Any]:
+    """The figures from ``since`` to ``until`` (now where None), with those of the period of equal length just before
+    it (``previous``) and each figure's ``change``: week over week in one read, where two reads, set side by side by
+    hand, were needed. ``window`` is :func:`conversation_stats`'s (``channel``, ``language``, ``top``)."""
+    length = max((time.time() if until is None else until) - since, 0.0)
+    figures = conversation_stats(store, since, until=until, **window)
+    previous = conversation_stats(store, since - length, until=since, **window)
+    return {**figures, "previous": previous,
+            "change": {key: _change(value, previous[key]) for key, value in figures.items() if key not in NOT_COMPARED}}
+
+
+def _change(now: Any, before: Any) -> Any:
+    """This period's figure less the previous one's (a share's in the share's own terms: 0.5 to 0.75 is 0.25), key by
+    key in a breakdown, where a reason or source one period lacks counts 0 in it; None where either has no figure
+    (a median of no waits)."""
+    if isinstance(now, dict) or isinstance(before, dict):
+        now, before = now or {}, before or {}
+        return {key: _change(now.get(key, 0), before.get(key, 0)) for key in {**now, **before}}
+    if isinstance(now, (int, float)) and isinstance(before, (int, float)):
+        return round(now - before, 4)
+    return None
 
 
 def language_kept(asked: str | None, spoken: str) -> str | None:

@@ -204,6 +204,34 @@ def test_last_week_is_read_alone_beside_this_week(tiny_demo_bot: Path, tmp_path:
     assert backwards.exit_code == 2 and "comes before --since" in backwards.output
 
 
+def test_this_week_is_set_beside_the_last_in_one_read(tiny_demo_bot: Path, tmp_path: Path, in_shanghai: None) -> None:
+    """Week over week took two reads, set side by side by hand. ``--compare`` adds the period of equal length just
+    before, and each figure's change, to the figures as they were."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store = Store(root / "dialogues.db")
+    two_weeks(store)
+    store.close()
+
+    this_week = ("--since", "2026-11-30", "--until", "2026-12-07")
+    both = stats_json(root, *this_week, "--compare")
+    assert {key: value for key, value in both.items() if key not in ("previous", "change")} == stats_json(root, *this_week)
+    assert both["previous"] == stats_json(root, "--since", "2026-11-23", "--until", "2026-11-30")
+    change = both["change"]
+    assert (change["conversations"], change["handed_off"], change["containment"]) == (-1, -1, 0.5)
+    assert change["handoff_reasons"] == {"requested": -1}  # a reason the week did not give counts 0 in it
+    assert change["first_agent_reply_seconds"] == {"median": None, "p90": None, "unanswered": -1}
+    assert "top_intents" not in change and "period" not in change
+    printed = CliRunner().invoke(cli, ["stats", str(root), *this_week, "--compare"]).output.splitlines()
+    table = printed[printed.index("") + 1:]
+    assert table[:4] == ["beside the previous period, since 2026-11-23 until 2026-11-30 (UTC+08:00)",
+                         "                                now      before      change",
+                         "  conversations                   1           2          -1",
+                         "  kept by the bot           100.0 %      50.0 %   +50.0 pts"]
+    assert "  agent reply, median             –           –           –" in table
+    refused = CliRunner().invoke(cli, ["stats", str(root), "--compare"])
+    assert refused.exit_code == 2 and "needs --since: all time has no period before it" in refused.output
+
+
 async def test_the_admin_api_reads_last_week_alone(tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
     store = Store(root / "dialogues.db")
@@ -222,6 +250,13 @@ async def test_the_admin_api_reads_last_week_alone(tiny_demo_bot: Path, tmp_path
         assert wrong.status == 400 and (await wrong.json())["error"].startswith("until: "), until
     empty = await client.get("/admin/stats", params={"since": "2026-11-23", "until": "2026-11-23"}, headers=admin)
     assert empty.status == 200 and (await empty.json())["conversations"] == 0  # a period of no time: all zero
+    this_week = {"since": "2026-11-30T00:00+08:00", "until": "2026-12-07T00:00+08:00"}
+    both = await client.get("/admin/stats", params={**this_week, "compare": "previous"}, headers=admin)
+    both_json = await both.json()
+    assert both.status == 200 and both_json["previous"] == expected and both_json["change"]["conversations"] == -1
+    for wrong in ({**this_week, "compare": "last"}, {"compare": "previous"}):  # all time has no period before it
+        refused = await client.get("/admin/stats", params=wrong, headers=admin)
+        assert refused.status == 400 and (await refused.json())["error"].startswith("compare: "), wrong
 
 
 def three_channels(store: Store) -> None:
