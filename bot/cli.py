@@ -1720,7 +1720,7 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
         return f"{part:>6,}" + (f"  ({100 * part / whole:.1f} %)" if whole else "")
 
     conversations, handed_off, sources = figures["conversations"], figures["handed_off"], figures["sources"]
-    messages, waits = figures["messages"], figures["first_agent_reply_seconds"]
+    messages, waits, rated = figures["messages"], figures["first_agent_reply_seconds"], figures["rated_conversations"]
     answered = sum(sources[s] for s in ANSWERED)
     reasons = ", ".join(f"{reason} {n:,}" for reason, n in figures["handoff_reasons"].items())
     lines = [
@@ -1735,6 +1735,8 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
         row("    fallback", count(sources["fallback"], messages)),
         row("    handoff", count(sources["handoff"], messages)),
         row("  feedback", f"{figures['feedback']['up']:,} helpful, {figures['feedback']['down']:,} not helpful"),
+        row("    by conversation", f"{count(rated['rated'])} rated, {rated['all_helpful']:,} with every vote helpful"
+            + (f" ({100 * rated['share']:.1f} %)" if rated["rated"] else "")),
         row("  first agent reply", (f"median {_duration(waits['median'])}, 90th percentile {_duration(waits['p90'])}, "
                                     if waits["median"] is not None else "") + f"{waits['unanswered']:,} not answered (yet)"),
         row("  top intents", ", ".join(f"{intent} {n:,}" for intent, n in figures["top_intents"].items())),
@@ -1778,6 +1780,7 @@ COMPARED_ROWS: list[tuple[str, tuple[str, ...], Callable[[float], str]]] = [
     ("while with a person", ("while_with_a_person",), _thousands),
     ("helpful", ("feedback", "up"), _thousands),
     ("not helpful", ("feedback", "down"), _thousands),
+    ("rated all helpful", ("rated_conversations", "share"), _percent),
     ("agent reply, median", ("first_agent_reply_seconds", "median"), _duration),
     ("agent reply, 90th pct", ("first_agent_reply_seconds", "p90"), _duration),
     ("not answered (yet)", ("first_agent_reply_seconds", "unanswered"), _thousands),

@@ -324,6 +324,12 @@ class Feedback(_Body):
     down: int
 
 
+class RatedConversations(_Body):
+    rated: int = Field(..., description="conversations in which the customer voted on a reply")
+    all_helpful: int = Field(..., description="those whose every vote said helpful")
+    share: float | None = Field(..., description="all_helpful of rated: from the thumbs, not a satisfaction survey")
+
+
 class Waits(_Body):
     median: float | None
     p90: float | None = Field(..., description="90th percentile (nearest rank)")
@@ -348,6 +354,7 @@ class StatsResponse(_Body):
                                                 "intent (or oos): answers to another question than the customer's")
     while_with_a_person: int
     feedback: Feedback
+    rated_conversations: RatedConversations
     first_agent_reply_seconds: Waits
     top_intents: dict[str, int]
     top_unanswered: dict[str, int] = Field(..., description="the messages the bot fell back on most, as the model read "

@@ -2,9 +2,10 @@
 
 The figures a support lead asks for first: how many conversations the bot kept without a person
 (containment), how its answers split between templates, historical answers, actions and the
-fallback, what customers thought of them, why conversations went to a person and how long those
-customers waited for the first human reply. Customers' conversations only: not the shop's own tries
-in ``bot chat``.
+fallback, what customers thought of them (each reply's thumbs, and the share of the conversations they
+rated whose every vote said helpful: deskbot asks no satisfaction survey), why conversations went to a
+person and how long those customers waited for the first human reply. Customers' conversations only: not
+the shop's own tries in ``bot chat``.
 """
 
 from __future__ import annotations
@@ -59,10 +60,15 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
                         f"AND conversation_id IN ({talked}) GROUP BY conversation_id) "
                         "GROUP BY reason ORDER BY count(*) DESC, reason"))
     # Each reply's latest vote, as the history shows it: a changed mind or a withdrawn vote (0) counts once.
-    votes = dict(rows("SELECT f.value, count(*) FROM feedback f JOIN turns t ON t.id = f.turn_id "
-                      f"WHERE f.created >= :since AND f.created < :until AND t.conversation_id {customers} "
-                      "AND NOT EXISTS (SELECT 1 FROM feedback g WHERE g.turn_id = f.turn_id AND g.id > f.id) "
-                      "GROUP BY f.value"))
+    latest_votes = ("FROM feedback f JOIN turns t ON t.id = f.turn_id "
+                    f"WHERE f.created >= :since AND f.created < :until AND t.conversation_id {customers} "
+                    "AND NOT EXISTS (SELECT 1 FROM feedback g WHERE g.turn_id = f.turn_id AND g.id > f.id)")
+    votes = dict(rows(f"SELECT f.value, count(*) {latest_votes} GROUP BY f.value"))
+    # The conversations whose customer voted, and those whose every vote said helpful: customers rate replies,
+    # not conversations, and the share is the nearest figure to a satisfaction score the store holds.
+    rated, with_a_down = rows("SELECT count(DISTINCT t.conversation_id), "
+                              f"count(DISTINCT CASE WHEN f.value < 0 THEN t.conversation_id END) {latest_votes} "
+                              "AND f.value != 0")[0]
     # Each handoff's wait: until the first agent message after it, if one came before the conversation
     # changed hands again (a customer who went back to the bot unanswered waited in vain).
     waits = rows(
@@ -103,6 +109,8 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         "wrong_answers": wrong,
         "while_with_a_person": sources.get("silent", 0),
         "feedback": {"up": votes.get(1, 0), "down": votes.get(-1, 0)},
+        "rated_conversations": {"rated": rated, "all_helpful": rated - with_a_down,
+                                "share": _share(rated - with_a_down, rated)},
         "first_agent_reply_seconds": {
             "median": statistics.median(answered_waits) if answered_waits else None,
             # nearest rank: a wait some customer actually had

@@ -73,6 +73,7 @@ def test_the_figures_of_a_worked_example(tmp_path: Path) -> None:
     assert (stats["messages"], stats["answered"], stats["while_with_a_person"]) == (7, round(3 / 7, 4), 1)
     assert stats["wrong_answers"] == 1
     assert stats["feedback"] == {"up": 1, "down": 1}
+    assert stats["rated_conversations"] == {"rated": 2, "all_helpful": 1, "share": 0.5}  # "kept" and "asked"
     assert stats["first_agent_reply_seconds"] == {"median": 90.0, "p90": 90.0, "unanswered": 1}  # the agent's own not counted
     assert stats["top_intents"] == {"cancel_order": 1, "get_refund": 1, "track_order": 1}
     assert stats["top_unanswered"] == {"???": 1, "hmm": 1}
@@ -105,6 +106,7 @@ def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) 
         "    fallback              2  (28.6 %)",
         "    handoff               2  (28.6 %)",
         "  feedback           1 helpful, 1 not helpful",
+        "    by conversation       2 rated, 1 with every vote helpful (50.0 %)",
         "  first agent reply  median 1 min 30 s, 90th percentile 1 min 30 s, 1 not answered (yet)",
         "  top intents        cancel_order 1, get_refund 1, track_order 1",
         "  top unanswered          1   ???",
@@ -341,6 +343,19 @@ def test_the_questions_the_bot_could_not_answer_most_asked_first(tmp_path: Path)
     store.log_exchange(Exchange("cli:1", "cli", None, "发票怎么开", None, "...", None, 0.9, [], "fallback", "v0001"))
     assert conversation_stats(store)["top_unanswered"] == {"Do you ship to Canada?": 3, "发票怎么开": 1}
     assert conversation_stats(store, top=1)["top_unanswered"] == {"Do you ship to Canada?": 3}
+    store.close()
+
+
+def test_the_conversations_rated_and_those_whose_every_vote_said_helpful(tmp_path: Path) -> None:
+    """The thumbs were counted reply by reply alone: how many customers were pleased with their conversation, the
+    figure nearest a satisfaction score, could not be read. A conversation with a vote either way is not one."""
+    store = Store(tmp_path / "dialogues.db")
+    for conversation, votes in (("pleased", (1, 1)), ("mixed", (1, -1)), ("cross", (-1,)), ("withdrawn", (0,)),
+                                ("silent", ())):
+        for value in votes:
+            store.add_feedback(conversation, exchange(store, conversation, "where is my order", "template")[1], value)
+    assert conversation_stats(store)["rated_conversations"] == {"rated": 3, "all_helpful": 1, "share": 0.3333}
+    assert conversation_stats(store, since=4e9)["rated_conversations"] == {"rated": 0, "all_helpful": 0, "share": None}
     store.close()
 
 
