@@ -126,7 +126,7 @@ def compared_with_previous(store: Store, since: float, until: float | None = Non
     """The figures from ``since`` to ``until`` (now where None), with those of the period of equal length just before
     it (``previous``) and each figure's ``change``: week over week in one read, where two reads, set side by side by
     hand, were needed. ``window`` is :func:`conversation_stats`'s (``channel``, ``language``, ``top``)."""
-    length = max((time.time() if until is None else until) - since, 0.0)
+    length = max(round((time.time() if until is None else until) - since), 0)  # whole seconds: bounds read plainly
     figures = conversation_stats(store, since, until=until, **window)
     previous = conversation_stats(store, since - length, until=since, **window)
     return {**figures, "previous": previous,

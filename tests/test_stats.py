@@ -230,6 +230,8 @@ def test_this_week_is_set_beside_the_last_in_one_read(tiny_demo_bot: Path, tmp_p
                          "  conversations                   1           2          -1",
                          "  kept by the bot           100.0 %      50.0 %   +50.0 pts"]
     assert "  agent reply, median             –           –           –" in table
+    to_now = stats_json(root, "--since", "2026-11-30", "--compare")["previous"]["period"]
+    assert to_now["until"] == "2026-11-29T16:00:00+00:00" and "." not in to_now["since"]  # as long, in whole seconds
     refused = CliRunner().invoke(cli, ["stats", str(root), "--compare"])
     assert refused.exit_code == 2 and "needs --since: all time has no period before it" in refused.output
 
