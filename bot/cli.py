@@ -1671,8 +1671,11 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
               help="Set each figure beside the previous period of the same length (needs --since): --since 2026-11-30 "
                    "--until 2026-12-07 --compare is that week beside the week before.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print the figures as CSV, one a row (figure,value; with --compare, previous and change too), "
+                   "for a spreadsheet.")
 def stats(directory: Path, since: datetime | None, until: datetime | None, channel: str | None, language: str | None,
-          compare: bool, as_json: bool) -> None:
+          compare: bool, as_json: bool, as_csv: bool) -> None:
     """How the bot is doing, all along, since a date or between two.
 
     Conversations kept without a person, how messages were answered, feedback, why conversations went to
@@ -1686,6 +1689,7 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
       bot stats mybot --since 2026-11-23 --until 2026-11-30
       bot stats mybot --since 2026-11-23 --channel wecom --language zh
       bot stats mybot --since 2026-11-30 --until 2026-12-07 --compare
+      bot stats mybot --since 2026-11-30 --compare --csv > week.csv
     """
     from dialogues.stats import ANSWERED, CHANNELS, compared_with_previous, conversation_stats, language_kept
     from dialogues.store import unix_time
@@ -1695,6 +1699,8 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
     start, end = unix_time(since) if since else 0.0, unix_time(until) if until else None
     if end is not None and end < start:
         raise click.BadParameter("comes before --since: a period cannot end before it begins", param_hint="'--until'")
+    if as_json and as_csv:
+        raise click.BadParameter("--json or --csv: one of them", param_hint="'--csv'")
     if compare and since is None:
         raise click.BadParameter("needs --since: all time has no period before it", param_hint="'--compare'")
     project = load_project(directory)
@@ -1708,8 +1714,8 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
         figures = read(store, start, until=end, channel=channel, language=kept)
     finally:
         store.close()
-    if as_json:
-        click.echo(json.dumps(figures, ensure_ascii=False))
+    if as_json or as_csv:
+        click.echo(json.dumps(figures, ensure_ascii=False) if as_json else _as_csv(figures), nl=as_json)
         _say_if_future(since)
         return
 
@@ -1813,6 +1819,35 @@ def _figure(figures: dict[str, Any], path: tuple[str, ...]) -> Any:
     for key in path:
         figures = figures[key]
     return figures
+
+
+def _as_csv(figures: dict[str, Any]) -> str:
+    """``bot stats --csv``: a row a figure, named by its path in the JSON (``sources.fallback``, ``top_intents.
+    track_order``); with ``--compare``, the previous period's value and the change beside it (empty where there is
+    none: a top list's, a share of nothing; a handoff reason one period did not give, 0)."""
+    import csv
+
+    now = _flattened({key: value for key, value in figures.items() if key not in ("previous", "change")})
+    before, change = _flattened(figures.get("previous", {})), _flattened(figures.get("change", {}))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["figure", "value", "previous", "change"] if "previous" in figures else ["figure", "value"])
+    for key in {**now, **before}:
+        counted = 0 if key in change else None  # a breakdown's: a reason one period did not give
+        compared = [before.get(key, counted), change.get(key)] if "previous" in figures else []
+        writer.writerow([key, now.get(key, counted), *compared])
+    return out.getvalue()
+
+
+def _flattened(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The figures one level deep, each under its path: ``{"sources": {"fallback": 2}}`` as ``sources.fallback``."""
+    flat: dict[str, Any] = {}
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            flat.update(_flattened(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _window(since: datetime | None, until: datetime | None) -> str:

@@ -236,6 +236,32 @@ def test_this_week_is_set_beside_the_last_in_one_read(tiny_demo_bot: Path, tmp_p
     assert refused.exit_code == 2 and "needs --since: all time has no period before it" in refused.output
 
 
+def test_the_figures_as_csv_for_a_spreadsheet(tiny_demo_bot: Path, tmp_path: Path, in_shanghai: None) -> None:
+    """The figures came as a table to read or as JSON: a director keeping them week by week in a spreadsheet
+    copied them by hand. ``--csv`` writes a row a figure, with ``--compare`` the previous value and the change."""
+    import csv
+
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store = Store(root / "dialogues.db")
+    two_weeks(store)
+    store.close()
+
+    this_week = ("--since", "2026-11-30", "--until", "2026-12-07")
+    shown = CliRunner().invoke(cli, ["stats", str(root), *this_week, "--csv"])
+    rows = list(csv.reader(shown.stdout.splitlines()))
+    assert rows[0] == ["figure", "value"] and ["conversations", "1"] in rows and ["sources.template", "1"] in rows
+    assert ["first_agent_reply_seconds.median", ""] in rows and ["top_intents.track_order", "1"] in rows
+    compared = CliRunner().invoke(cli, ["stats", str(root), *this_week, "--compare", "--csv"])
+    rows = list(csv.reader(compared.stdout.splitlines()))
+    assert rows[:2] == [["figure", "value", "previous", "change"],
+                        ["period.since", "2026-11-29T16:00:00+00:00", "2026-11-22T16:00:00+00:00", ""]]
+    assert ["containment", "1.0", "0.5", "0.5"] in rows
+    assert ["handoff_reasons.requested", "0", "1", "-1"] in rows  # a reason this week did not give
+    assert ["top_intents.track_order", "1", "2", ""] in rows  # a top list's: no change
+    refused = CliRunner().invoke(cli, ["stats", str(root), "--csv", "--json"])
+    assert refused.exit_code == 2 and "--json or --csv" in refused.output
+
+
 async def test_the_admin_api_reads_last_week_alone(tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
     store = Store(root / "dialogues.db")
