@@ -1734,6 +1734,7 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
         row("  conversations", count(conversations)),
         row("    kept by the bot", count(conversations - handed_off, conversations)),
         row("    to a person", count(handed_off, conversations) + (f"   {reasons}" if reasons else "")),
+        *([row("      by channel", _handed_off_by_channel(figures["channels"]))] if channel is None and conversations else []),
         row("  customer messages", count(messages) + f"   and {figures['while_with_a_person']:,} while with a person"),
         row("    answered", count(answered, messages)
             + f"   template {sources['template']:,}, retrieval {sources['retrieval']:,}, action {sources['action']:,}"),
@@ -1819,6 +1820,13 @@ def _figure(figures: dict[str, Any], path: tuple[str, ...]) -> Any:
     for key in path:
         figures = figures[key]
     return figures
+
+
+def _handed_off_by_channel(channels: dict[str, dict[str, Any]]) -> str:
+    """How many conversations of each channel went to a person, of how many: "web 3 of 4 (75.0 %), slack 1 of 2
+    (50.0 %)"; a channel without any is left out."""
+    return ", ".join(f"{name} {c['handed_off']:,} of {c['conversations']:,} ({_percent(1 - c['containment'])})"
+                     for name, c in channels.items() if c["conversations"])
 
 
 def _as_csv(figures: dict[str, Any]) -> str:

@@ -324,6 +324,12 @@ class Feedback(_Body):
     down: int
 
 
+class ChannelFigures(_Body):
+    conversations: int
+    handed_off: int
+    containment: float | None
+
+
 class RatedConversations(_Body):
     rated: int = Field(..., description="conversations in which the customer voted on a reply")
     all_helpful: int = Field(..., description="those whose every vote said helpful")
@@ -347,6 +353,8 @@ class StatsResponse(_Body):
     handed_off: int
     containment: float | None = Field(..., description="the share of them the bot kept without a person")
     handoff_reasons: dict[str, int]
+    channels: dict[str, ChannelFigures] = Field(..., description="each channel's conversations, those handed to a "
+                                                                 "person and its containment (with channel=, its own)")
     messages: int = Field(..., description="customer messages to the bot (not those sent while a person had it)")
     sources: dict[str, int] = Field(..., description="how they were answered")
     answered: float | None = Field(..., description="the share answered by a template, a historical answer or an action")

@@ -39,17 +39,26 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
     window = {"since": since, "top": top, "until": NO_END if until is None else until, "channel": channel,
               "language": language}
 
-    def rows(sql: str) -> list[Any]:
-        return db.execute(sql, window).fetchall()
+    def rows(sql: str, of_channel: str | None = channel) -> list[Any]:
+        return db.execute(sql, {**window, "channel": of_channel}).fetchall()
 
     customers = _customers(channel, language)
-    # With the bot: a message sent while a person had the conversation is not (nor is its conversation, if all are).
-    talked = (f"SELECT conversation_id FROM turns t WHERE role = 'user' AND created >= :since AND created < :until AND conversation_id {customers} "
-              "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.turn_id = t.id AND p.source = 'silent')")
-    conversations = rows(f"SELECT count(DISTINCT conversation_id) FROM ({talked})")[0][0]
-    # Of those conversations: a takeover of an older one, with nothing said since, is not counted.
-    handed_off = rows("SELECT count(DISTINCT conversation_id) FROM handoffs WHERE event = 'handed_off' "
-                      f"AND created >= :since AND created < :until AND conversation_id IN ({talked})")[0][0]
+    talked = _talked(customers)
+
+    def kept(of_channel: str | None = channel) -> dict[str, Any]:
+        """The conversations with the bot, of ``of_channel`` where given, and those handed to a person."""
+        of = _talked(_customers(of_channel, language)) if of_channel != channel else talked
+        conversations = rows(f"SELECT count(DISTINCT conversation_id) FROM ({of})", of_channel)[0][0]
+        # Of those conversations: a takeover of an older one, with nothing said since, is not counted.
+        handed_off = rows("SELECT count(DISTINCT conversation_id) FROM handoffs WHERE event = 'handed_off' "
+                          f"AND created >= :since AND created < :until AND conversation_id IN ({of})", of_channel)[0][0]
+        return {"conversations": conversations, "handed_off": handed_off,
+                "containment": _share(conversations - handed_off, conversations)}
+
+    overall = kept()
+    conversations, handed_off = overall["conversations"], overall["handed_off"]
+    # Each channel's beside the others': a channel whose customers all went to a person hid behind their containment.
+    channels = {channel: overall} if channel else {name: kept(name) for name in CHANNELS}
     sources = dict(rows("SELECT p.source, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id "
                         f"WHERE t.created >= :since AND t.created < :until AND t.conversation_id {customers} GROUP BY p.source"))
     # Not those sent while a person had the conversation, nor the customer's clicks back to the bot.
@@ -101,8 +110,9 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         "period": {"since": _moment(since), "until": _moment(until)},
         "conversations": conversations,
         "handed_off": handed_off,
-        "containment": _share(conversations - handed_off, conversations),
+        "containment": overall["containment"],
         "handoff_reasons": reasons,
+        "channels": channels,
         "messages": to_the_bot,
         "sources": {source: sources.get(source, 0) for source in (*ANSWERED, "fallback", "handoff")},
         "answered": _share(sum(sources.get(s, 0) for s in ANSWERED), to_the_bot),
@@ -157,6 +167,14 @@ def language_kept(asked: str | None, spoken: str) -> str | None:
     if spoken != "multi":
         raise ValueError(f"the bot speaks {spoken} alone (language: {spoken} in bot.yml)")
     return asked
+
+
+def _talked(customers: str) -> str:
+    """The customers' messages to the bot in the window, as SQL selecting their conversations: a message sent while
+    a person had the conversation is not one (nor is its conversation, if all are). ``customers``: :func:`_customers`."""
+    return (f"SELECT conversation_id FROM turns t WHERE role = 'user' AND created >= :since AND created < :until "
+            f"AND conversation_id {customers} "
+            "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.turn_id = t.id AND p.source = 'silent')")
 
 
 def _customers(channel: str | None, language: str | None) -> str:

@@ -100,6 +100,7 @@ def test_bot_stats_prints_them_and_as_json(tiny_demo_bot: Path, tmp_path: Path) 
         "  conversations           4",
         "    kept by the bot       1  (25.0 %)",
         "    to a person           3  (75.0 %)   agent 1, fallbacks 1, requested 1",
+        "      by channel     web 3 of 4 (75.0 %)",
         "  customer messages       7   and 1 while with a person",
         "    answered              3  (42.9 %)   template 1, retrieval 1, action 1",
         "      labelled wrong      1  (33.3 %)   in review: another intent, or oos",
@@ -307,10 +308,17 @@ def test_each_channels_figures_are_read_alone(tiny_demo_bot: Path, tmp_path: Pat
     three_channels(store)
     store.close()
 
-    assert stats_json(root)["conversations"] == 7
+    every = stats_json(root)
+    assert every["conversations"] == 7
+    assert every["channels"] == {"web": {"conversations": 4, "handed_off": 3, "containment": 0.25},  # in one read
+                                 "slack": {"conversations": 2, "handed_off": 1, "containment": 0.5},
+                                 "wecom": {"conversations": 1, "handed_off": 0, "containment": 1.0}}
+    printed = CliRunner().invoke(cli, ["stats", str(root)]).output.splitlines()
+    assert printed[4] == "      by channel     web 3 of 4 (75.0 %), slack 1 of 2 (50.0 %), wecom 0 of 1 (0.0 %)"
     web, slack, wecom = (stats_json(root, "--channel", channel) for channel in ("web", "slack", "wecom"))
     assert (web["conversations"], web["containment"], web["messages"], web["feedback"]) == (4, 0.25, 7, {"up": 1, "down": 1})
     assert (slack["conversations"], slack["containment"], slack["handoff_reasons"]) == (2, 0.5, {"fallbacks": 1})
+    assert slack["channels"] == {"slack": every["channels"]["slack"]}
     assert slack["sources"] == {"template": 1, "retrieval": 0, "action": 0, "fallback": 1, "handoff": 0}
     assert (wecom["conversations"], wecom["containment"], wecom["first_agent_reply_seconds"]["unanswered"]) == (1, 1.0, 0)
     printed = CliRunner().invoke(cli, ["stats", str(root), "--channel", "slack"])
