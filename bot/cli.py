@@ -1809,9 +1809,14 @@ def _beside_previous(figures: dict[str, Any], since: datetime | None) -> list[st
         return ("-" if value < 0 else "+" if sign else "") + form(abs(value))
 
     lines = ["", f"beside the previous period, {_window(*bounds)}", f"{'':<23}{'now':>12}{'before':>12}{'change':>12}"]
-    for label, path, form in COMPARED_ROWS:
-        now, before, change = (_figure(read, path) for read in (figures, previous, figures["change"]))
-        lines.append(f"  {label:<21}{shown(now, form):>12}{shown(before, form):>12}{shown(change, _points if form is _percent else form, True):>12}")
+    rows = [(label, *(_figure(read, path) for read in (figures, previous, figures["change"])), form)
+            for label, path, form in COMPARED_ROWS]
+    counts = figures["top_intents"]  # each beside its count then, in the top list then or not
+    rows += [(f"intent {intent}", counts[intent], counts[intent] - change, change, _thousands)
+             for intent, change in figures["change"]["top_intents"].items()]
+    for label, now, before, change, form in rows:
+        lines.append(f"  {label:<21}{shown(now, form):>12}{shown(before, form):>12}"
+                     f"{shown(change, _points if form is _percent else form, True):>12}")
     return lines
 
 
@@ -1832,7 +1837,8 @@ def _handed_off_by_channel(channels: dict[str, dict[str, Any]]) -> str:
 def _as_csv(figures: dict[str, Any]) -> str:
     """``bot stats --csv``: a row a figure, named by its path in the JSON (``sources.fallback``, ``top_intents.
     track_order``); with ``--compare``, the previous period's value and the change beside it (empty where there is
-    none: a top list's, a share of nothing; a handoff reason one period did not give, 0)."""
+    none: a share of nothing, a question of the top unanswered; a handoff reason one period did not give, 0; a top
+    intent's count before, in the previous top list or not)."""
     import csv
 
     now = _flattened({key: value for key, value in figures.items() if key not in ("previous", "change")})
@@ -1841,9 +1847,10 @@ def _as_csv(figures: dict[str, Any]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["figure", "value", "previous", "change"] if "previous" in figures else ["figure", "value"])
     for key in {**now, **before}:
-        counted = 0 if key in change else None  # a breakdown's: a reason one period did not give
-        compared = [before.get(key, counted), change.get(key)] if "previous" in figures else []
-        writer.writerow([key, now.get(key, counted), *compared])
+        delta = change.get(key)  # where a period lacks the key, its value is the other's less (or plus) the change
+        was = before.get(key, None if delta is None else now.get(key, 0) - delta)
+        compared = [was, delta] if "previous" in figures else []
+        writer.writerow([key, now.get(key, None if delta is None else was + delta), *compared])
     return out.getvalue()
 
 

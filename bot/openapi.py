@@ -370,7 +370,8 @@ class StatsResponse(_Body):
     previous: StatsResponse | None = Field(None, description="with compare=previous: the same figures for the period "
                                                              "of equal length just before this one")
     change: dict[str, Any] | None = Field(None, description="with compare=previous: each figure less the previous "
-                                                            "period's, as the figures nest (top lists and period aside); "
+                                                            "period's, as the figures nest (each top intent's too; the "
+                                                            "top unanswered and the period aside); "
                                                             "null where either has none")
 
 

@@ -25,7 +25,8 @@ LANGUAGES = ("en", "zh")  # bot.language.Language
 LANGUAGE_SLOT = "language"  # bot.language.SLOT: where a multi bot keeps a conversation's language
 NO_END = 9e99  # a time after every stored one
 # Not set beside the previous period's, figure by figure: its bounds, and lists of the most frequent, which name
-# other intents and questions from one period to the next (one absent from a top list was not asked 0 times).
+# other intents and questions from one period to the next (one absent from a top list was not asked 0 times; the
+# top intents' change is read apart, :func:`compared_with_previous`).
 NOT_COMPARED = ("period", "top_intents", "top_unanswered")
 
 
@@ -132,15 +133,19 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
     }
 
 
-def compared_with_previous(store: Store, since: float, until: float | None = None, **window: Any) -> dict[str, Any]:
+def compared_with_previous(store: Store, since: float, until: float | None = None, top: int = 10,
+                           **window: Any) -> dict[str, Any]:
     """The figures from ``since`` to ``until`` (now where None), with those of the period of equal length just before
     it (``previous``) and each figure's ``change``: week over week in one read, where two reads, set side by side by
-    hand, were needed. ``window`` is :func:`conversation_stats`'s (``channel``, ``language``, ``top``)."""
+    hand, were needed. Each of this period's top intents is set beside its count then, in the top list or not (an
+    intent rising into it is no new one). ``window`` is :func:`conversation_stats`'s (``channel``, ``language``)."""
     length = max(round((time.time() if until is None else until) - since), 0)  # whole seconds: bounds read plainly
-    figures = conversation_stats(store, since, until=until, **window)
-    previous = conversation_stats(store, since - length, until=since, **window)
-    return {**figures, "previous": previous,
-            "change": {key: _change(value, previous[key]) for key, value in figures.items() if key not in NOT_COMPARED}}
+    figures = conversation_stats(store, since, until=until, top=top, **window)
+    every = conversation_stats(store, since - length, until=since, top=-1, **window)  # SQLite's LIMIT -1: no limit
+    previous = {**every, **{name: dict(list(every[name].items())[:top]) for name in ("top_intents", "top_unanswered")}}
+    change = {key: _change(value, previous[key]) for key, value in figures.items() if key not in NOT_COMPARED}
+    change["top_intents"] = {intent: n - every["top_intents"].get(intent, 0) for intent, n in figures["top_intents"].items()}
+    return {**figures, "previous": previous, "change": change}
 
 
 def _change(now: Any, before: Any) -> Any:

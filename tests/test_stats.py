@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.cli import cli
 from bot.server import BOT, create_app
-from dialogues.stats import conversation_stats, language_kept
+from dialogues.stats import compared_with_previous, conversation_stats, language_kept
 from dialogues.store import Exchange, Store
 from tests.conftest import ask, configured_copy, store_of_the_last_deskbot
 
@@ -223,7 +223,8 @@ def test_this_week_is_set_beside_the_last_in_one_read(tiny_demo_bot: Path, tmp_p
     assert (change["conversations"], change["handed_off"], change["containment"]) == (-1, -1, 0.5)
     assert change["handoff_reasons"] == {"requested": -1}  # a reason the week did not give counts 0 in it
     assert change["first_agent_reply_seconds"] == {"median": None, "p90": None, "unanswered": -1}
-    assert "top_intents" not in change and "period" not in change
+    assert "top_unanswered" not in change and "period" not in change
+    assert change["top_intents"] == {"track_order": -1}
     printed = CliRunner().invoke(cli, ["stats", str(root), *this_week, "--compare"]).output.splitlines()
     table = printed[printed.index("") + 1:]
     assert table[:4] == ["beside the previous period, since 2026-11-23 until 2026-11-30 (UTC+08:00)",
@@ -231,10 +232,24 @@ def test_this_week_is_set_beside_the_last_in_one_read(tiny_demo_bot: Path, tmp_p
                          "  conversations                   1           2          -1",
                          "  kept by the bot           100.0 %      50.0 %   +50.0 pts"]
     assert "  agent reply, median             –           –           –" in table
+    assert table[-1] == "  intent track_order              1           2          -1"
     to_now = stats_json(root, "--since", "2026-11-30", "--compare")["previous"]["period"]
     assert to_now["until"] == "2026-11-29T16:00:00+00:00" and "." not in to_now["since"]  # as long, in whole seconds
     refused = CliRunner().invoke(cli, ["stats", str(root), "--compare"])
     assert refused.exit_code == 2 and "needs --since: all time has no period before it" in refused.output
+
+
+def test_a_top_intent_is_set_beside_its_count_before_in_the_top_list_or_not(tmp_path: Path) -> None:
+    """Which intents customers asked more of than the week before: one that rose into the top list was no new one."""
+    store = Store(tmp_path / "dialogues.db")
+    for conversation, intent, at in (("a", "track_order", 1000), ("b", "track_order", 1000), ("c", "get_refund", 1000),
+                                     ("d", "get_refund", 2000), ("e", "get_refund", 2000)):
+        exchange(store, conversation, "...", "template", intent)
+        store.db.execute("UPDATE turns SET created = ? WHERE conversation_id = ?", [at, conversation])
+    both = compared_with_previous(store, 1500, until=2500, top=1)
+    assert (both["top_intents"], both["previous"]["top_intents"]) == ({"get_refund": 2}, {"track_order": 2})
+    assert both["change"]["top_intents"] == {"get_refund": 1}  # one before, if not in that top
+    store.close()
 
 
 def test_the_figures_as_csv_for_a_spreadsheet(tiny_demo_bot: Path, tmp_path: Path, in_shanghai: None) -> None:
@@ -258,7 +273,7 @@ def test_the_figures_as_csv_for_a_spreadsheet(tiny_demo_bot: Path, tmp_path: Pat
                         ["period.since", "2026-11-29T16:00:00+00:00", "2026-11-22T16:00:00+00:00", ""]]
     assert ["containment", "1.0", "0.5", "0.5"] in rows
     assert ["handoff_reasons.requested", "0", "1", "-1"] in rows  # a reason this week did not give
-    assert ["top_intents.track_order", "1", "2", ""] in rows  # a top list's: no change
+    assert ["top_intents.track_order", "1", "2", "-1"] in rows
     refused = CliRunner().invoke(cli, ["stats", str(root), "--csv", "--json"])
     assert refused.exit_code == 2 and "--json or --csv" in refused.output
 
