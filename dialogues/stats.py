@@ -24,6 +24,7 @@ CHANNELS = ("web", "slack", "wecom")  # those customers come through: ``bot chat
 LANGUAGES = ("en", "zh")  # bot.language.Language
 LANGUAGE_SLOT = "language"  # bot.language.SLOT: where a multi bot keeps a conversation's language
 NO_END = 9e99  # a time after every stored one
+FIRST_MOMENT = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp()  # the earliest a period's bound can be written
 # Not set beside the previous period's, figure by figure: its bounds, and lists of the most frequent, which name
 # other intents and questions from one period to the next (one absent from a top list was not asked 0 times; the
 # top intents' change is read apart, :func:`compared_with_previous`).
@@ -141,7 +142,8 @@ def compared_with_previous(store: Store, since: float, until: float | None = Non
     intent rising into it is no new one). ``window`` is :func:`conversation_stats`'s (``channel``, ``language``)."""
     length = max(round((time.time() if until is None else until) - since), 0)  # whole seconds: bounds read plainly
     figures = conversation_stats(store, since, until=until, top=top, **window)
-    every = conversation_stats(store, since - length, until=since, top=-1, **window)  # SQLite's LIMIT -1: no limit
+    start = max(since - length, FIRST_MOMENT)  # the period before one from year 1 on has no length
+    every = conversation_stats(store, start, until=since, top=-1, **window)  # SQLite's LIMIT -1: no limit
     previous = {**every, **{name: dict(list(every[name].items())[:top]) for name in ("top_intents", "top_unanswered")}}
     change = {key: _change(value, previous[key]) for key, value in figures.items() if key not in NOT_COMPARED}
     change["top_intents"] = {intent: n - every["top_intents"].get(intent, 0) for intent, n in figures["top_intents"].items()}

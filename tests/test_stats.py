@@ -235,6 +235,7 @@ def test_this_week_is_set_beside_the_last_in_one_read(tiny_demo_bot: Path, tmp_p
     assert table[-1] == "  intent track_order              1           2          -1"
     to_now = stats_json(root, "--since", "2026-11-30", "--compare")["previous"]["period"]
     assert to_now["until"] == "2026-11-29T16:00:00+00:00" and "." not in to_now["since"]  # as long, in whole seconds
+    assert stats_json(root, "--since", "0001-01-01T00:00Z", "--compare")["previous"]["conversations"] == 0  # year 1
     refused = CliRunner().invoke(cli, ["stats", str(root), "--compare"])
     assert refused.exit_code == 2 and "needs --since: all time has no period before it" in refused.output
 
@@ -300,6 +301,8 @@ async def test_the_admin_api_reads_last_week_alone(tiny_demo_bot: Path, tmp_path
     both = await client.get("/admin/stats", params={**this_week, "compare": "previous"}, headers=admin)
     both_json = await both.json()
     assert both.status == 200 and both_json["previous"] == expected and both_json["change"]["conversations"] == -1
+    first = await client.get("/admin/stats", params={"since": "0001-01-01T00:00Z", "compare": "previous"}, headers=admin)
+    assert first.status == 200 and (await first.json())["previous"]["period"]["since"].startswith("0001-01-01")
     for wrong in ({**this_week, "compare": "last"}, {"compare": "previous"}):  # all time has no period before it
         refused = await client.get("/admin/stats", params=wrong, headers=admin)
         assert refused.status == 400 and (await refused.json())["error"].startswith("compare: "), wrong
