@@ -44,7 +44,8 @@ FUZZ_CONFIG: dict[str, dict[str, Any]] = {
 ATHERIS_RUNS = {"slack": 1000, "wecom": 1000, "decrypt": 20000}  # a few seconds each on one core
 SCHEMATHESIS_EXAMPLES = 8
 # The refusals of schema-valid data that the schema does not state, each a rule between two fields: a period whose
-# `until` comes before its `since`, and a forced takeover or reply (`force`) that names no `agent`.
+# `until` comes before its `since`, or compared with the one before it (`compare`) without a `since`, and a forced
+# takeover or reply (`force`) that names no `agent`.
 SCHEMATHESIS_CONFIG = "".join(f"""
 [[operations]]
 include-path = "{path}"
