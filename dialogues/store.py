@@ -527,9 +527,11 @@ def _no_space(path: Path, exc: BaseException) -> bool:
         "disk I/O" in str(exc) and _free_bytes(path) < LOW_SPACE_BYTES)
 
 
-def cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
+def cannot_open(path: Path, exc: sqlite3.Error, reading: bool = False) -> StoreError:
     if _no_space(path, exc):
-        return StoreError(f"{path}: cannot write it ({exc}): free some space on its disk")
+        return StoreError(f"{path}: cannot read it ({exc}): SQLite must create {path.name}-shm beside it to read the "
+                          "log a server left; free some space on its disk" if reading else
+                          f"{path}: cannot write it ({exc}): free some space on its disk")
     if "disk I/O" in str(exc):
         return StoreError(f"{path}: cannot open it ({exc}): its disk failed to read or write it; check the disk")
     if "locked" in str(exc):  # another process's transaction outlasted the busy timeout
@@ -563,6 +565,26 @@ def _openers(path: Path) -> list[str]:
     return found
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that reads ``path`` and writes nothing. SQLite reads a WAL file through its -shm file, which
+    it creates if need be: on a full or read-only disk it cannot, and `bot backup` and `bot stats` of a stopped
+    server failed. With no -wal file beside it, or an empty one (which that failed read leaves), nothing waits in
+    a log, so the file is read as it is (``immutable``), without a -shm file."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    options: dict[str, Any] = {"uri": True, "check_same_thread": False, "isolation_level": None,
+                               "timeout": BUSY_TIMEOUT_S}
+    conn = sqlite3.connect(uri, **options)
+    try:
+        conn.execute("PRAGMA user_version").fetchone()  # the first read creates the -shm file
+    except sqlite3.OperationalError:
+        wal = Path(f"{path}-wal")
+        if (wal.exists() and wal.stat().st_size) or not path.is_file():
+            return conn  # its read fails again, said as such
+        conn.close()
+        return sqlite3.connect(f"{uri}&immutable=1", **options)
+    return conn
+
+
 def _use_wal(db: sqlite_utils.Database, timeout: float = BUSY_TIMEOUT_S) -> None:
     """Switch the file to WAL. The switch takes the file whole, and SQLite answers "locked" at once, without
     waiting as its busy timeout says, when another process opens or switches a new file at the same moment
@@ -587,14 +609,14 @@ def _create_private(path: Path) -> None:
         os.close(owner_only(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
 
 
-def _check_is_ours(conn: sqlite3.Connection, path: Path) -> None:
+def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False) -> None:
     """Refuse, before a byte is written, a file deskbot did not make or cannot read: a migration or the
     switch to WAL would change another program's database."""
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.OperationalError as exc:  # a folder, or a store in a folder this user cannot write
-        raise cannot_open(path, exc) from None
+        raise cannot_open(path, exc, reading) from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: not a conversation store: {exc}") from None
     if version > len(MIGRATIONS):
@@ -814,13 +836,12 @@ class Store:
         if not read_only:
             _create_private(self.path)
         try:
-            ro: dict[str, Any] = {"uri": True} if read_only else {}
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro" if read_only else str(self.path), **ro,
-                                   check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+            conn = _connect_read_only(self.path) if read_only else sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
         except sqlite3.OperationalError as exc:
-            raise cannot_open(self.path, exc) from None
+            raise cannot_open(self.path, exc, reading=read_only) from None
         try:
-            _check_is_ours(conn, self.path)  # before anything is written to a file that is not ours
+            _check_is_ours(conn, self.path, read_only)  # before anything is written to a file that is not ours
             conn.create_function("agent_key", 1, agent_key, deterministic=True)  # for _HANDED_OFF
             self.db = sqlite_utils.Database(conn)
             self._lock = threading.RLock()

@@ -1964,6 +1964,38 @@ def terminated_once_held(backing_up: subprocess.Popen[str], held: Path) -> None:
     held.unlink()
 
 
+class _NoShmRoom(sqlite3.Connection):
+    """A connection that fails its reads as SQLite does when it cannot create the file's -shm (a full disk)."""
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_a_stopped_servers_store_is_backed_up_and_counted_on_a_full_disk(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite reads a WAL store through its -shm file, which it must create, and on a full disk `bot backup` and
+    `bot stats` of a stopped server failed, though nothing they read waited in a log; a log a killed server left
+    is still read through it, and said as what the disk lacks."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c1", "where is my parcel")
+    store.close()
+    connect = sqlite3.connect
+    monkeypatch.setattr("dialogues.store.sqlite3.connect", lambda name, **kwargs: connect(
+        name, **kwargs, **({"factory": _NoShmRoom} if "mode=ro" in str(name) and "immutable" not in str(name) else {})))
+    monkeypatch.setattr("dialogues.store.shutil.disk_usage", lambda path: SimpleNamespace(free=0))
+    assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "copy.db")]).exit_code == 0
+    assert connect(tmp_path / "copy.db").execute("SELECT count(*) FROM turns").fetchone() == (2,)
+    counted = CliRunner().invoke(cli, ["stats", str(root), "--json"])
+    assert counted.exit_code == 0 and json.loads(counted.stdout)["conversations"] == 1
+    Path(f"{root / 'dialogues.db'}-wal").write_bytes(b"left by a killed server")
+    for command in (["backup", str(root), str(tmp_path / "again.db")], ["stats", str(root)]):
+        refused = CliRunner().invoke(cli, command)
+        assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit), refused.output
+        assert "cannot read it (disk I/O error): SQLite must create dialogues.db-shm beside it" in refused.output
+
+
 def test_bot_backup_stopped_or_failing_midway_leaves_nothing_behind(tmp_path: Path) -> None:
     """SIGTERM (a cron job's timeout) killed it with its partial copy left beside the destination, and a full
     disk left SQLite's journal of the copy there: hidden files that piled up in the backups' folder."""
