@@ -1911,6 +1911,9 @@ def rollback(directory: Path, version: str) -> None:
 
     project = load_project(directory)
     registry = Registry(project.models_dir)
+    if registry.readable_current() == version:  # nothing to write: it needs no lock, no load, no room on the disk
+        click.echo(f"{version} serves already; nothing changed.")
+        return
     trained_on: list[tuple[list[str], str]] = []  # the version's labels and name, as the check loaded it
 
     def check(path: Path) -> None:  # the model itself is let go at once, not held while a new index is derived
@@ -1924,9 +1927,6 @@ def rollback(directory: Path, version: str) -> None:
                    f"one customer's case, or given in `bot chat`): {serving} serves {version}'s classifier without them, {version} never.")
     if warning := other_intents(*trained_on[0], project):  # served all the same: rolling back is for emergencies
         click.echo(f"warning: {warning}", err=True)
-    if serving == previous:  # "Now serving v0002 (was v0002)" told of a swap that is none
-        click.echo(f"{serving} serves already; nothing changed.")
-        return
     watch = project.config.learning.watch_seconds
     click.echo(f"Now serving {serving} (was {previous}). A running `bot serve` swaps to it "
                + (f"within {watch:g}s, or " if watch else "") + "at once on POST /admin/reload.")

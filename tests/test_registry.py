@@ -622,6 +622,7 @@ def test_bot_train_retrain_and_rollback_refuse_to_run_beside_another_training(sm
             result = CliRunner().invoke(cli, command)
             assert result.exit_code == 1 and "another training run is using" in result.output
             assert f"(process {os.getpid()}, holding it since 20" in result.output
+        (root / "models" / "CURRENT").unlink()  # a rollback to the serving version changes nothing, lock or not
         result = CliRunner().invoke(cli, ["rollback", str(root), "v0001"])
         assert result.exit_code == 1 and "try again when it finishes" in result.output
     assert [d["event"] for d in Registry(root / "models").decisions()] == ["trained"]  # small_bot's own training

@@ -599,8 +599,14 @@ def test_nothing_new_after_a_rollback_says_how_to_go_on(bot_dir: Path) -> None:
                              f"v0002 again, and `bot retrain {bot_dir} --force` trains a candidate against v0001.")
 
 
-def test_a_rollback_to_the_serving_version_says_nothing_changed(bot_dir: Path) -> None:
-    """It said "Now serving v0001 (was v0001)" and that a running server would swap to it."""
+def test_a_rollback_to_the_serving_version_says_nothing_changed(bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said "Now serving v0001 (was v0001)" and that a running server would swap to it; on a full disk it failed,
+    writing the decision log and CURRENT again to change nothing."""
+    def disk_full(*args: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    monkeypatch.setattr(os, "fsync", disk_full)
     result = CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"])
     assert result.exit_code == 0, result.output
     assert "v0001 serves already; nothing changed." in result.output and "Now serving" not in result.output
