@@ -197,6 +197,36 @@ def test_a_stop_while_starting_says_so(stop: signal.Signals, exit_code: int, cap
     assert capfd.readouterr().err.startswith(f"deskbot stopped by {stop.name} while starting, before it served")
 
 
+STOPPED_AS_IT_IMPORTS = """
+import os, signal, sys
+
+
+class Stop:  # SIGTERM the moment bot.cli imports what it needs, which takes seconds
+    def find_spec(self, name, path=None, target=None):
+        if name == "bot.project":
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+sys.meta_path.insert(0, Stop())
+sys.argv = ["bot", "serve", "mybot"]
+import bot.cli
+"""
+
+
+def test_a_stop_as_bot_serve_imports_deskbot_says_so(tmp_path: Path) -> None:
+    """SIGTERM in the seconds `bot serve` spends importing deskbot, before its handler was set, ended it with 143
+    and not a word."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    stopped = subprocess.run([sys.executable, "-c", STOPPED_AS_IT_IMPORTS], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert stopped.returncode == 143, stopped.stderr
+    assert stopped.stderr.startswith("deskbot stopped by SIGTERM while starting, before it served")
+
+
 @pytest.mark.parametrize(("stop", "exit_code"), [(signal.SIGTERM, 0), (signal.SIGHUP, 129)])
 async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_demo_bot: Path, tmp_path: Path,
                                                                           stop: signal.Signals, exit_code: int) -> None:
