@@ -101,6 +101,8 @@ class Bot:
         self.refusals = StoreRefusals()  # requests the store could not write for, said in the log once a bout
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
                            lambda: self.nlu.version)
+        if store is not None:
+            self.metrics.watch_store(store)
         self.channels: dict[str, Any] = {}  # name -> Channel, filled by the server
         self.limits: Limits | None = None  # the server's, which caps the handoffs from one address
         self._turns: dict[str, asyncio.Lock] = {}  # conversation id -> the lock its turns take in order

@@ -8,6 +8,7 @@ process (tests, a benchmark) never share or clash over counters. Values that alr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -16,9 +17,14 @@ from prometheus_client.registry import Collector
 
 from bot.batching import MicroBatcher
 
+if TYPE_CHECKING:
+    from dialogues.store import Store
+
 # Replies are expected in milliseconds; the top buckets catch a stalled model or disk.
 LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# A write waits for another process's lock (a sqlite3 shell, a purge) up to the 30 s busy timeout, then fails.
+LOCK_WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class _ModelVersion(Collector):
@@ -53,6 +59,12 @@ class Metrics:
                                  "429, 503) included.", ["status"], registry=self.registry)
         self.customers_waiting = Gauge("deskbot_customers_waiting", "Handed-off customers waiting for a person's reply.",
                                        registry=self.registry)
+        self.store_lock_wait = Histogram("deskbot_store_lock_wait_seconds", "How long each write of the conversation "
+                                         "store waited for its lock, which another process may hold (a sqlite3 shell, "
+                                         "a purge); /healthz turns 503 at 2 s.", buckets=LOCK_WAIT_BUCKETS,
+                                         registry=self.registry)
+        self.store_lock_waiting = Gauge("deskbot_store_lock_waiting_seconds", "How long the store's write now "
+                                        "asking for its lock has waited (0 when none waits).", registry=self.registry)
         self.longest_wait = Gauge("deskbot_longest_wait_seconds", "How long the longest-waiting of them has waited "
                                   "(0 when nobody waits): the figure to alert on.", registry=self.registry)
 
@@ -62,6 +74,12 @@ class Metrics:
             batcher.on_batch = self._batch_observer(stage)
             self.queue_depth.labels(stage).set_function(lambda b=batcher: b.queue_depth)
         self.registry.register(_ModelVersion(model_version))
+
+    def watch_store(self, store: Store) -> None:
+        """Time the store's waits for its write lock: those under the 2 s that turn /healthz 503 went unseen,
+        and contention from another process built up without a sign."""
+        store.on_lock_wait = self.store_lock_wait.observe
+        self.store_lock_waiting.set_function(store.waiting_for_lock)
 
     def _batch_observer(self, stage: str) -> Callable[[int, float], None]:
         size, seconds = self.batch_size.labels(stage), self.batch_seconds.labels(stage)

@@ -848,6 +848,7 @@ class Store:
             self.failing: str | None = None  # why the last write failed (a full disk), until one succeeds
             self._slow_said = -LOCK_WAIT_SAID_EVERY_S  # when a long wait for the write lock was last said
             self._asked_lock: float | None = None  # when the write now waiting for the lock asked for it
+            self.on_lock_wait: Callable[[float], None] | None = None  # told each write's wait for the lock (/metrics)
             if read_only:  # no migration, no WAL switch, no write lock: the writer's Store did those
                 return
             if copied_alone and not self._schema():
@@ -903,12 +904,16 @@ class Store:
                         "transaction?); every write waits meanwhile, up to %d s, then fails%s", self.path, seconds,
                         BUSY_TIMEOUT_S, f"; processes that have it open: {', '.join(openers)}" if openers else "")
 
+    def waiting_for_lock(self) -> float:
+        """How long the write now asking for the write lock has waited for it (0 when none waits): read from any
+        thread, since the store's own thread is the one waiting, and every customer's message waits behind it."""
+        asked = self._asked_lock
+        return 0.0 if asked is None else time.monotonic() - asked
+
     def lock_wait(self) -> str | None:
         """Why the store's writes stall, while one has waited ``SLOW_LOCK_S`` or more for the write lock another
-        process holds (None otherwise): read from any thread, for a readiness check, since the store's own
-        thread is the one waiting, and every customer's message waits behind it."""
-        asked = self._asked_lock
-        if asked is None or (waited := time.monotonic() - asked) < SLOW_LOCK_S:
+        process holds (None otherwise), for a readiness check."""
+        if (waited := self.waiting_for_lock()) < SLOW_LOCK_S:
             return None
         return (f"the conversation store's writes have waited {waited:.1f} s for another process holding it locked "
                 f"(a sqlite3 shell in a transaction?); they fail after {BUSY_TIMEOUT_S:g} s")
@@ -934,7 +939,10 @@ class Store:
                 self.db.execute("BEGIN IMMEDIATE")
             finally:
                 self._asked_lock = None
-            self._waited_for_lock(time.monotonic() - asked)
+                waited = time.monotonic() - asked
+                if self.on_lock_wait is not None:  # a wait that ran out too
+                    self.on_lock_wait(waited)
+            self._waited_for_lock(waited)
             try:
                 yield
                 self.db.execute("COMMIT")

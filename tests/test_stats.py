@@ -666,7 +666,8 @@ async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again
 async def test_healthz_is_not_ready_while_a_write_waits_long_for_another_processs_lock(
         tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: Any) -> None:
     """A sqlite3 shell left in a transaction held every customer's message up, up to the 30 s busy timeout, while
-    /healthz said "ok": a load balancer kept sending customers to a server that could not answer them."""
+    /healthz said "ok": a load balancer kept sending customers to a server that could not answer them. /metrics
+    shows the waits, those too short for /healthz to turn 503 included."""
     from dialogues import store as store_module
 
     monkeypatch.setattr(store_module, "SLOW_LOCK_S", 0.3)
@@ -681,10 +682,21 @@ async def test_healthz_is_not_ready_while_a_write_waits_long_for_another_process
     health = await client.get("/healthz")
     assert health.status == 503 and not chat.done()
     assert (await health.json())["error"].startswith("the conversation store's writes have waited 0.")
+    assert lock_waits(await (await client.get("/metrics")).text())["deskbot_store_lock_waiting_seconds"] >= 0.3
     holder.execute("COMMIT")
     assert (await chat).status == 200
     assert (await client.get("/healthz")).status == 200
     holder.close()
+    waits = lock_waits(await (await client.get("/metrics")).text())
+    assert waits["deskbot_store_lock_waiting_seconds"] == 0 and waits["deskbot_store_lock_wait_seconds_sum"] >= 0.3
+    assert waits["deskbot_store_lock_wait_seconds_count"] - waits['deskbot_store_lock_wait_seconds_bucket{le="0.25"}'] == 1
+
+
+def lock_waits(metrics: str) -> dict[str, float]:
+    """/metrics's figures of the store's waits for its lock, by sample (a bucket's with its bound)."""
+    return {sample.name + "".join(f'{{le="{le}"}}' for le in [sample.labels.get("le")] if le): sample.value
+            for family in text_string_to_metric_families(metrics) if family.name.startswith("deskbot_store_lock_wait")
+            for sample in family.samples}
 
 
 async def test_healthz_is_not_ready_once_the_stores_file_is_deleted_or_replaced_while_serving(
