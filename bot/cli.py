@@ -190,6 +190,19 @@ def cli() -> None:
         # a dash): shown as "?" rather than ending `bot chat` or `bot review` with a UnicodeEncodeError.
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="replace")
+    say_if_no_temporary_folder()
+
+
+def say_if_no_temporary_folder() -> None:
+    """Refuse to start where no folder takes temporary files: torch needs one as it loads, and on a read-only
+    root without a writable /tmp (docker run --read-only) each command ended in a traceback from its import."""
+    import tempfile
+
+    try:
+        tempfile.gettempdir()
+    except OSError as exc:
+        fail(f"{exc.strerror}: set TMPDIR to a folder this user can write, or give it a writable /tmp "
+             "(docker run --read-only --tmpfs /tmp, systemd's PrivateTmp=yes)")
 
 
 NOT_COPIED = ("__pycache__", "models", "*.db*")  # what a packaged bot's folder may hold that is not the bot's

@@ -2153,3 +2153,16 @@ def test_what_a_user_can_mistype_on_the_command_line_gets_one_line_errors(tiny_d
     (odd / "history.jsonl").unlink()
     (odd / "history.jsonl").mkdir()
     assert f"Error: {odd / 'history.jsonl'}: Is a directory" in run("models", str(odd))
+
+
+def test_a_command_with_no_folder_for_temporary_files_says_what_it_needs(
+        tiny_demo_bot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a read-only root without a writable /tmp (docker run --read-only), `bot serve`, `bot export` and the
+    other commands that load torch ended in a traceback from its import, which needs a temporary folder."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # not found yet, as in a new process
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [])  # none writable
+    refused = CliRunner().invoke(cli, ["info", str(tiny_demo_bot)])
+    assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit), refused.output
+    assert refused.output.startswith("Error: No usable temporary directory found in []: set TMPDIR to a folder")
