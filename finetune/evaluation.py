@@ -9,18 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
-
-from bot.channels.base import load_json, readable  # noqa: E402
-from bot.project import jsonl_hint  # noqa: E402
-from finetune.metrics import OOS, auroc_by_kind, evaluate, intent_report  # noqa: E402
+from bot.channels.base import load_json, readable
+from bot.project import jsonl_hint
+from finetune.metrics import OOS, auroc_by_kind, evaluate, intent_report
 
 if TYPE_CHECKING:  # the classifier imports torch, which reading a test file or `bot init --from-jsonl` never needs
+    from types import ModuleType
+
     from finetune.classifier import Prediction
 
 log = logging.getLogger("deskbot")
@@ -116,6 +113,18 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
     return figures
 
 
+def _pyplot() -> ModuleType:
+    """matplotlib's pyplot, drawing without a display, imported for the plots alone: `bot serve` imported it at
+    every start through :func:`read_jsonl`, and where the home folder is read-only (systemd's ProtectHome)
+    matplotlib wrote two warnings about its cache folder in the server's log each time."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def fonts_for(texts: list[str]) -> list[str]:
     """The font families that draw the characters of ``texts``: matplotlib's default, then, if it lacks
     some (its DejaVu Sans has no Chinese, and Chinese intent names drew as boxes), installed fonts that
@@ -125,7 +134,7 @@ def fonts_for(texts: list[str]) -> list[str]:
     from matplotlib import font_manager
 
     default = font_manager.get_font(font_manager.findfont(font_manager.FontProperties(
-        family=plt.rcParams["font.family"])))
+        family=_pyplot().rcParams["font.family"])))
     families = [default.family_name]
     missing = {ord(ch) for text in texts for ch in text if not ch.isspace()} - set(default.get_charmap())
     if not missing:
@@ -154,6 +163,9 @@ def fonts_for(texts: list[str]) -> list[str]:
 
 
 def _confusion(gold: list[str], final: list[str], path: Path) -> None:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _pyplot()
     labels = sorted(set(gold) | set(final))
     size = min(max(6, 0.3 * len(labels)), 40)  # at most 4000 pixels a side: 300 intents drew 9000 and took 3 GB
     # An intent's name is text, not mathtext ("pay_$5_or_$10" failed to draw), and a long one is cut short for
@@ -179,6 +191,7 @@ def _confusion(gold: list[str], final: list[str], path: Path) -> None:
 def _histogram(gold: list[str], predicted: list[str], scores: list[float], path: Path, threshold: float) -> None:
     scores_arr = np.asarray(scores)
     right = np.array([g == p for g, p in zip(gold, predicted)])
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(0, 1, 21)
     ax.hist(scores_arr[right], bins=bins, alpha=0.7, label="correct")

@@ -2166,3 +2166,12 @@ def test_a_command_with_no_folder_for_temporary_files_says_what_it_needs(
     refused = CliRunner().invoke(cli, ["info", str(tiny_demo_bot)])
     assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit), refused.output
     assert refused.output.startswith("Error: No usable temporary directory found in []: set TMPDIR to a folder")
+
+
+def test_the_server_leaves_the_plotting_library_unloaded() -> None:
+    """`bot serve` imported matplotlib at every start (for `bot eval`'s plots, which it never draws): seconds, and
+    on a read-only home folder (systemd's ProtectHome) two warnings about its cache folder in the server's log."""
+    code = "import sys, bot.cli, bot.server; print('matplotlib' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "False", done.stderr
