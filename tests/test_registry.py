@@ -594,6 +594,8 @@ def test_a_rollback_does_not_hold_the_checked_model_while_it_derives_the_index(
     from bot.nlu import NLU
 
     root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    shutil.copytree(root / "models" / "v0001", root / "models" / "v0002")
+    Registry(root / "models").promote("v0002")  # a rollback to the serving version loads and derives nothing
     loaded: list[weakref.ref[NLU]] = []
     load, derive = NLU.load.__func__, bot.retrain.without_gone_answers  # type: ignore[attr-defined]
 
@@ -602,15 +604,18 @@ def test_a_rollback_does_not_hold_the_checked_model_while_it_derives_the_index(
         loaded.append(weakref.ref(nlu))
         return nlu
 
+    derived: list[str] = []
+
     def checked_derive(*args: Any) -> Any:
         gc.collect()
         assert loaded and all(ref() is None for ref in loaded), "the checked model is still held"
+        derived.append(args[-1])
         return derive(*args)
 
     monkeypatch.setattr(NLU, "load", classmethod(recorded_load))
     monkeypatch.setattr(bot.retrain, "without_gone_answers", checked_derive)
     result = CliRunner().invoke(cli, ["rollback", str(root), "v0001"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0 and derived == ["v0001"], result.output
 
 
 def test_bot_train_retrain_and_rollback_refuse_to_run_beside_another_training(small_bot: Path, tmp_path: Path) -> None:
