@@ -516,6 +516,29 @@ async def test_a_message_answered_elsewhere_tells_the_conversations_other_socket
         assert [await ws.receive_json(timeout=10) for ws in (other, sender)] == [{"type": "sync", "conversation_id": cid}] * 2
 
 
+async def test_a_message_sent_again_with_its_message_id_is_answered_once(client: Any) -> None:
+    """The widget's Retry, from the tab that sent it or another, while the first is still answered or after: each
+    got an answer of its own, and the conversation had the customer's message twice."""
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+
+    async def over_http() -> dict[str, Any]:
+        response = await client.post("/api/chat", json=message)
+        assert response.status == 200, await response.text()
+        return dict(await response.json())
+
+    first, at_once = await asyncio.gather(over_http(), over_http())
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "message", **message})
+        over_socket = await ws.receive_json(timeout=10)
+    assert over_socket.pop("type") == "reply"
+    assert first == at_once == over_socket == await over_http()
+    other = await chat(client, cid, "my parcel never arrived")  # without an id, or with another, a message of its own
+    assert other["user_turn_id"] > first["turn_id"]
+    history = await (await client.get(f"/api/conversations/{cid}/history")).json()
+    assert [t["role"] for t in history["turns"]] == ["user", "bot"] * 2
+
+
 @pytest.mark.parametrize("module", ["bot.limits", "bot.channels.base", "bot.channels.web", "bot.channels.slack"])
 def test_the_servers_parts_import_on_their_own(module: str) -> None:
     """A tool importing the rate limits first (a gateway reusing them) met a circular import."""

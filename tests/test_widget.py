@@ -994,6 +994,37 @@ def test_a_slow_answer_to_a_message_out_when_the_socket_was_lost_is_shown_once(
     assert [t["role"] for t in api.history(widget.conversation_id())["turns"]] == ["user", "bot"] * 2
 
 
+def test_retry_of_a_message_still_being_answered_sends_it_once_in_every_tab(
+        open_widget: Any, api: SimpleNamespace, server: LiveServer, slow_turns: None) -> None:
+    """Marked "Not sent" while its turn still ran, its Retry had the bot answer it twice, and the site's other tab
+    showed the customer's message twice."""
+    widget = open_widget(init_script=LOSING_WEBSOCKET)
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    page.evaluate("window.__loseNext = true")
+    text = "slow 14 where is my refund"
+    widget.send(text)
+    other_tab = widget.context.new_page()  # opened while it is out: shows it out too
+    other_tab.goto(page.url)
+    expect(other_tab.locator(".msg.user.out")).to_have_text(re.compile(text))
+    expect(page.locator(".msg.user.failed")).to_have_count(1, timeout=20_000)  # the widget gave up looking
+    page.get_by_role("button", name="Retry").click()
+    for tab in (page, other_tab):
+        expect(tab.locator(".msg.bot[data-turn-id]")).to_have_count(1, timeout=20_000)
+    assert server.app is not None
+    deadline = time.monotonic() + 30
+    while server.app[BOT].turns_in_flight():  # a second answer, had it been sent twice, is given by now
+        assert time.monotonic() < deadline
+        page.wait_for_timeout(200)
+    page.wait_for_timeout(1000)  # its push reaches the tabs
+    assert [t["text"] for t in api.history(widget.conversation_id())["turns"] if t["role"] == "user"] == [text]
+    for tab in (page, other_tab):
+        expect(tab.locator(".msg.user")).to_have_count(1)
+        expect(tab.locator(".status-line")).to_have_count(0)
+        expect(tab.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    other_tab.close()
+
+
 @pytest.mark.parametrize("transport", ["websocket", "http"])
 def test_a_reload_while_the_answer_is_on_its_way_shows_the_message_and_its_answer(
         open_widget: Any, api: SimpleNamespace, slow_turns: None, transport: str) -> None:

@@ -15,11 +15,13 @@ that name with an HMAC of it (``user_hash``), as hosted chat widgets' identity v
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import re
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -92,6 +94,43 @@ class ChatRequest(ConversationRequest):
         "what the page knows of its customer (a user id), as Rasa's REST channel takes it: custom actions read "
         "it in tracker.latest_message, and the first message's as the slot session_started_metadata; a "
         "customer can change what their page sends, so it proves nothing"))
+    message_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$", description=(
+        "the client's own id for this message: sent again with it (the widget's Retry, from any tab) within "
+        "ten minutes, while the first is still being answered or after, it gets the first one's reply rather "
+        "than being answered twice"))
+
+
+class RecentAnswers:
+    """The replies to the messages sent with a ``message_id``, by conversation and id, for ``ttl`` seconds and at
+    most ``maxlen`` of them: a message whose answer a client lost (a dropped socket) and sends again, from the same
+    tab or another, gets its first reply, awaited if still on its way. One that failed is forgotten, to be tried
+    anew."""
+
+    def __init__(self, ttl: float = 600.0, maxlen: int = 10_000) -> None:
+        self.ttl = ttl
+        self.maxlen = maxlen
+        self._answers: OrderedDict[tuple[str, str], tuple[float, asyncio.Future[dict[str, Any]]]] = OrderedDict()
+
+    async def answer(self, key: tuple[str, str], reply: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """The reply for ``key``: the one given or being given, else ``reply()``'s."""
+        now = time.monotonic()
+        # Keys are never re-inserted, so insertion order is time order: the oldest sit at the front.
+        while self._answers and (len(self._answers) >= self.maxlen or next(iter(self._answers.values()))[0] < now - self.ttl):
+            self._answers.popitem(last=False)
+        if key in self._answers:
+            return await asyncio.shield(self._answers[key][1])
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())  # awaited by none: no warning
+        self._answers[key] = (now, future)
+        try:
+            answered = await reply()
+        except BaseException as exc:
+            self._answers.pop(key, None)
+            # a cancelled first (its server stopping) leaves the others an error of their own to answer
+            future.set_exception(exc if isinstance(exc, Exception) else ConnectionError("cut off"))
+            raise
+        future.set_result(answered)
+        return answered
 
 
 class JoinRequest(ConversationRequest):
@@ -245,6 +284,7 @@ class WebChannel(Channel):
         self.origins: set[str] = set(settings.get("origins", []))  # as bot.yml's check wrote them: as browsers send them
         self.identity_secret = identity_secret(settings)
         self.predictions: bool = settings.get("predictions", True)
+        self._answers = RecentAnswers()  # by message_id: a message sent again is answered once
 
     def routes(self) -> list[web.AbstractRouteDef]:
         api: list[tuple[str, str, Handler]] = [
@@ -344,10 +384,16 @@ class WebChannel(Channel):
         turn = Turn(request.conversation_id, request.text, self.name, request.user, request.metadata,
                     language=request.language, script=request.script, address=address,
                     verified_user=self.verified_user(request))
-        reply = (await self.bot.handle(turn)).to_json()
+        answer = functools.partial(self._reply, turn)
+        reply = (await self._answers.answer((turn.conversation_id, request.message_id), answer)
+                 if request.message_id else await answer())
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
                          skip=origin)
         return reply
+
+    async def _reply(self, turn: Turn) -> dict[str, Any]:
+        """The bot's reply to ``turn``, as the API gives it."""
+        return (await self.bot.handle(turn)).to_json()
 
     def _shown(self, reply: dict[str, Any], request: web.Request) -> dict[str, Any]:
         """The reply as ``request``'s client may see it: without what the model made of the message (its intent,

@@ -333,11 +333,12 @@
   const store = storeIn(() => localStorage); // the site's tabs share it
   const tabStore = storeIn(() => sessionStorage); // this tab's alone, kept through a reload
 
-  function newConversationId() {
-    if (crypto.randomUUID) return `web-${crypto.randomUUID()}`;
+  function randomId() {
+    if (crypto.randomUUID) return crypto.randomUUID();
     const bytes = crypto.getRandomValues(new Uint8Array(16)); // randomUUID needs a secure context
-    return `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
+  const newConversationId = () => `web-${randomId()}`;
 
   let conversationId = store.get("conversation");
   if (!conversationId) {
@@ -1246,17 +1247,19 @@
     return opened;
   }
 
-  async function chat(text) {
+  // ``id``: the message's own, which its Retry (in this tab or another) sends again: the server answers it once.
+  async function chat(text, id) {
+    const message = { conversation_id: conversationId, text, message_id: id, ...told() };
     if (await socketReady()) {
       const ws = socket;
       return new Promise((resolve, reject) => {
         const answer = { resolve, reject };
         waiting.push(answer);
-        ws.send(JSON.stringify({ type: "message", conversation_id: conversationId, text, ...told() }));
+        ws.send(JSON.stringify({ type: "message", ...message }));
         setTimeout(() => { if (waiting.includes(answer) && ws.abandon) ws.abandon(); }, REPLY_WAIT_MS);
       });
     }
-    return api("POST", "/api/chat", { conversation_id: conversationId, text, ...told() });
+    return api("POST", "/api/chat", message);
   }
 
   // The message shown, if it is new
@@ -1335,7 +1338,7 @@
   const handled = new Set(); // the messages out this tab has had: the shared ones it keeps or drops
   function saveOut() {
     const out = unsettled.filter((m) => !m.message.classList.contains("failed"))
-      .map(({ text, shown, before, at }) => ({ text, shown, before, at }));
+      .map(({ text, shown, before, at, id }) => ({ text, shown, before, at, id }));
     tabStore.set("out", JSON.stringify({ conversation: conversationId, out }));
     for (const m of out) handled.add(outKey(m));
     const others = savedOut(store).filter((m) => !handled.has(outKey(m)));
@@ -1353,14 +1356,14 @@
   // the history and waited for as a message the socket lost is (arrived()), unless the history already has them.
   function resumeOut(turns) {
     const out = new Map([...savedOut(tabStore), ...savedOut(store)].map((m) => [outKey(m), m]));
-    for (const { text, shown, before, at } of out.values()) {
+    for (const { text, shown, before, at, id } of out.values()) {
       const left = at + RESUME_MS - Date.now();
       const answered = turns.some((turn) => turn.role === "user" && turn.id > before &&
         (turn.text === text || REDACTED.test(turn.text)));
       if (left <= 0 || answered) continue;
       const message = addMessage("user", shown);
       message.classList.add("out");
-      const own = { message, text, shown, before, until: Infinity, at, lost: true };
+      const own = { message, text, shown, before, until: Infinity, at, lost: true, id: id || randomId() };
       unsettled.push(own);
       awaitResumed(own, left);
     }
@@ -1383,7 +1386,8 @@
   let loaded;
   const started = new Promise((resolve) => (loaded = resolve));
 
-  async function send(text, shown) {
+  // ``id``: a message sent again (Retry) keeps its first one's
+  async function send(text, shown, id = randomId()) {
     text = text.trim();
     if (!text) return;
     const message = addMessage("user", shown || text);
@@ -1393,14 +1397,14 @@
     setPending(1);
     await started;
     const own = { message, text, shown: shown || text, before: Math.max(0, ...seenTurns), until: Infinity,
-      at: Date.now() };
+      at: Date.now(), id };
     unsettled.push(own);
     saveOut();
     const pushesBefore = statusPushes;
     const asked = conversationId;
     try {
       if (navigator.onLine === false) throw new Error("offline"); // it cannot leave the device: Not sent at once
-      const reply = await chat(text);
+      const reply = await chat(text, id);
       if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the answer is the last customer's
       if (unsettled.includes(own)) settle(own, reply.user_turn_id);
       speakAs(reply);
@@ -1453,7 +1457,7 @@
 
   // Past the server's rate limit (429) the customer is told how long to wait, and Retry waits as long.
   function failed(own, shown, retryAfter) {
-    const { message, text } = own;
+    const { message, text, id } = own;
     message.classList.add("failed");
     const line = el("div", "status-line");
     line.setAttribute("role", "alert");
@@ -1463,7 +1467,7 @@
     retry.addEventListener("click", () => {
       if (unsettled.includes(own)) unsettled.splice(unsettled.indexOf(own), 1);
       removing(message, () => message.remove());
-      send(text, shown);
+      send(text, shown, id);
     });
     if (retryAfter > 0) {
       retry.disabled = true;
