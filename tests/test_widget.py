@@ -1569,15 +1569,19 @@ def test_the_widgets_own_texts_follow_the_language_the_customer_writes_in(open_w
 
 
 def test_what_a_screen_reader_says_of_earlier_messages_follows_the_customers_language(open_widget: Any) -> None:
-    """Once the widget took the customer's Chinese, the earlier messages' hidden "You:" and "Bot:" and the earlier
-    answers' thumbs were still read out in English; the greeting stays as it was sent, marked as English."""
+    """Once the widget took the customer's Chinese, the earlier messages' hidden "You:" and "Bot:", the earlier
+    answers' thumbs and the thanks for a vote on one were still read out in English; the greeting stays as it was
+    sent, marked as English."""
     widget = open_widget()  # an English page
     page = widget.page
     widget.send("where is my parcel?")
     expect(widget.bot_replies()).to_have_count(1)
+    widget.bot_replies().first.get_by_role("button", name="Helpful", exact=True).click()
+    expect(widget.bot_replies().first.locator(".thanks")).to_have_text("Thanks for your feedback!")
     widget.send("我的包裹一直没到")
     expect(widget.bot_replies()).to_have_count(2)
     expect(page.locator("textarea")).to_have_attribute("placeholder", "请输入您的问题…")
+    expect(widget.bot_replies().first.locator(".thanks")).to_have_text("感谢您的反馈！")  # its thanks too
     expect(page.locator(".msg.user > .sr")).to_have_text(["我: ", "我: "])
     bot_prefixes = page.locator(".msg.bot > .sr").all_text_contents()
     assert len(set(bot_prefixes)) == 1 and bot_prefixes[0] == f"{text_of(page.locator('h2'))}: ", bot_prefixes

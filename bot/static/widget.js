@@ -985,6 +985,8 @@
       feedback.setAttribute("aria-label", t.feedback);
       labelButton(feedback.querySelector(".up"), t.helpful);
       labelButton(feedback.querySelector(".down"), t.notHelpful);
+      const thanks = feedback.querySelector(".thanks"); // what the last vote's answer said: thanks, or an error
+      thanks.textContent = thanks.dataset.said ? t[thanks.dataset.said] : "";
     }
     const line = message.querySelector(":scope > .status-line"); // Not sent, and how long to wait
     if (!line) return;
@@ -1011,6 +1013,11 @@
       up.setAttribute("aria-pressed", String(value === 1));
       down.setAttribute("aria-pressed", String(value === -1));
     };
+    // Said by its name in STRINGS, so that it is said again in the customer's language when the widget takes it
+    const say = (said) => {
+      thanks.dataset.said = said;
+      thanks.textContent = said ? t[said] : "";
+    };
     show(current);
     const vote = async (value) => {
       const previous = up.getAttribute("aria-pressed") === "true" ? 1 : down.getAttribute("aria-pressed") === "true" ? -1 : 0;
@@ -1018,10 +1025,10 @@
       show(next);
       try {
         await api("POST", "/api/feedback", { conversation_id: conversationId, turn_id: turnId, value: next });
-        thanks.textContent = next ? t.thanks : "";
+        say(next ? "thanks" : "");
       } catch {
         show(previous);
-        thanks.textContent = t.error;
+        say("error");
       }
     };
     up.addEventListener("click", () => vote(1));
