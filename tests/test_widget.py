@@ -3297,10 +3297,17 @@ def test_the_thumb_pressed_is_seen_without_its_colour(open_widget: Any, forced_c
     assert other == "none" and pressed not in ("none", "transparent", "rgba(0, 0, 0, 0)"), fills
 
 
-def test_a_dark_theme_leaves_every_message_readable(open_widget: Any, api: SimpleNamespace) -> None:
+DARK_DEVICE = {"viewport": {"width": 1100, "height": 800}, "color_scheme": "dark"}
+
+
+@pytest.mark.parametrize("dark", [{"colors": {"background": "#111827", "text": "#f3f4f6"}}, {"device": DARK_DEVICE},
+                                  {"theme": "dark"}], ids=["site's colours", "device's dark mode", "theme setting"])
+def test_a_dark_theme_leaves_every_message_readable(open_widget: Any, api: SimpleNamespace, dark: dict[str, Any]) -> None:
     """A site's dark theme (colors.background and colors.text, as documented) kept the bot's bubbles, the message box
-    and an agent's bubble light: light text on them read 1.02:1; the grey text and the choices read under 3.3:1."""
-    widget = open_widget(colors={"background": "#111827", "text": "#f3f4f6"})
+    and an agent's bubble light: light text on them read 1.02:1; the grey text and the choices read under 3.3:1. The
+    device's dark mode, or theme: "dark", gives the chat a dark palette too: it stayed white."""
+    widget = open_widget(**dark)
+    assert widget.page.locator(".panel").evaluate("(node) => getComputedStyle(node).backgroundColor") == "rgb(17, 24, 39)"
     widget.send("hello")
     choice = widget.page.locator(".quick button").first
     expect(choice).to_be_visible()  # read before the takeover, which takes the bot's choices away
@@ -3331,6 +3338,22 @@ def test_a_dark_theme_leaves_every_message_readable(open_widget: Any, api: Simpl
     # the browser's own parts (the list's scrollbar, the message box's caret and spelling marks) in dark colours too
     assert widget.page.locator(".scroll").evaluate("(node) => getComputedStyle(node).colorScheme") == "dark"
     assert open_widget().page.locator(".scroll").evaluate("(node) => getComputedStyle(node).colorScheme") == "light"
+
+
+def test_the_chat_follows_the_devices_colour_scheme_unless_the_site_chose_its_own(open_widget: Any) -> None:
+    """Dark on a device in dark mode, light again as it turns light (as at dawn), dark or light as theme says, and in
+    the site's own background and text whatever the device's mode; the browser's scrollbar and caret with it."""
+    def looks(widget: Widget) -> list[str]:
+        return widget.page.locator(".panel").evaluate(
+            "(node) => [getComputedStyle(node).backgroundColor, getComputedStyle(node).colorScheme]")
+
+    widget = open_widget(device=DARK_DEVICE)
+    assert looks(widget) == ["rgb(17, 24, 39)", "dark"]
+    widget.page.emulate_media(color_scheme="light")
+    assert looks(widget) == ["rgb(255, 255, 255)", "light"]
+    assert looks(open_widget(device=DARK_DEVICE, theme="light")) == ["rgb(255, 255, 255)", "light"]
+    assert looks(open_widget(device=DARK_DEVICE, colors={"background": "#fff7ed", "text": "#1f2937"})) == [
+        "rgb(255, 247, 237)", "light"]
 
 
 def test_a_screen_reader_says_each_buttons_name_once(open_widget: Any) -> None:

@@ -391,26 +391,38 @@
   const css = (rgb) => `rgb(${rgb.map(Math.round).join(" ")})`;
   const WHITE = [255, 255, 255];
   const DARK = [28, 31, 43]; // --db-text's default
-  const brand = rgbOf(colors.primary) || [79, 70, 229]; // --db-primary's default
-  const derived = {}; // CSS variables, over the defaults
   const readableOn = (color) => (contrast(color, WHITE) >= contrast(color, DARK) ? WHITE : DARK);
-  const onBrand = readableOn(brand);
-  if (typeof colors.onPrimary !== "string") derived["--db-on-primary"] = css(onBrand);
-  // The customer's bubbles in a colour of their own (userBubble, often a light tint) take the text that reads on it.
-  const userBubble = rgbOf(colors.userBubble);
-  if (userBubble) derived["--db-on-user-bubble"] = css(readableOn(userBubble));
-  // The header's gradient goes away from its text: darker under white text, lighter under dark.
-  derived["--db-shade"] = onBrand === WHITE ? "#000" : "#fff";
-  const background = rgbOf(colors.background) || WHITE;
-  const away = luminance(background) > 0.18 ? [0, 0, 0] : WHITE;
-  // The browser's own parts (a scrollbar, the caret, spelling marks) in the colours of the chat's background: a dark
-  // theme's chat had a light scrollbar
-  derived["--db-scheme"] = away === WHITE ? "dark" : "light";
-  let accent = brand;
-  for (let share = 0.9; contrast(accent, background) < 4.5 && share >= 0; share -= 0.1) {
-    accent = brand.map((c, at) => c * share + away[at] * (1 - share));
+  // The CSS variables derived from ``given`` (the colours in use), over the defaults
+  function derive(given) {
+    const derived = {};
+    const brand = rgbOf(given.primary) || [79, 70, 229]; // --db-primary's default
+    const onBrand = readableOn(brand);
+    if (typeof given.onPrimary !== "string") derived["--db-on-primary"] = css(onBrand);
+    // The customer's bubbles in a colour of their own (userBubble, often a light tint) take the text that reads on it.
+    const userBubble = rgbOf(given.userBubble);
+    if (userBubble) derived["--db-on-user-bubble"] = css(readableOn(userBubble));
+    // The header's gradient goes away from its text: darker under white text, lighter under dark.
+    derived["--db-shade"] = onBrand === WHITE ? "#000" : "#fff";
+    const background = rgbOf(given.background) || WHITE;
+    const away = luminance(background) > 0.18 ? [0, 0, 0] : WHITE;
+    // The browser's own parts (a scrollbar, the caret, spelling marks) in the colours of the chat's background: a
+    // dark theme's chat had a light scrollbar
+    derived["--db-scheme"] = away === WHITE ? "dark" : "light";
+    let accent = brand;
+    for (let share = 0.9; contrast(accent, background) < 4.5 && share >= 0; share -= 0.1) {
+      accent = brand.map((c, at) => c * share + away[at] * (1 - share));
+    }
+    derived["--db-accent"] = css(accent);
+    return derived;
   }
-  derived["--db-accent"] = css(accent);
+  // The dark palette, for a customer whose device asks for dark colours (prefers-color-scheme) or a site that sets
+  // theme: "dark": the chat was white on a dark page and a dark system. A site that gives its own background or
+  // text has chosen its palette, and "light" keeps the light one.
+  const DARK_COLORS = { background: "#111827", text: "#f3f4f6" };
+  const darkScheme = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+  const followsScheme = !["light", "dark"].includes(config.theme) && colors.background == null && colors.text == null;
+  const palette = () => (config.theme === "dark" || (followsScheme && darkScheme && darkScheme.matches)
+    ? { ...DARK_COLORS, ...colors } : colors);
   const COLOR_VARS = {
     primary: "--db-primary",
     onPrimary: "--db-on-primary",
@@ -674,10 +686,17 @@
   host.style.setProperty("z-index", String(zIndex), "important");
   const shadow = host.attachShadow({ mode: "open" });
   const root = el("div", `root${config.position === "left" ? " left" : ""}`);
-  for (const [name, value] of Object.entries(colors)) {
-    if (COLOR_VARS[name] && typeof value === "string") root.style.setProperty(COLOR_VARS[name], value);
+  // The chat in its colours, again when the device turns dark or light (its colour scheme follows the time of day)
+  function paint() {
+    const given = palette();
+    for (const [name, variable] of Object.entries(COLOR_VARS)) {
+      if (typeof given[name] === "string") root.style.setProperty(variable, given[name]);
+      else root.style.removeProperty(variable);
+    }
+    for (const [name, value] of Object.entries(derive(given))) root.style.setProperty(name, value);
   }
-  for (const [name, value] of Object.entries(derived)) root.style.setProperty(name, value);
+  paint();
+  if (followsScheme && darkScheme) darkScheme.addEventListener("change", paint);
 
   const panel = el("section", "panel");
   panel.id = "deskbot-panel";
