@@ -1488,6 +1488,27 @@ def test_the_widget_reads_on_any_page_in_any_script_and_input_method(
     console.close()
 
 
+def test_an_enter_that_picks_an_input_methods_candidate_sends_nothing(open_widget: Any) -> None:
+    """As Chromium's input method delivers it (pinyin typed, then Enter to take the candidate): the Enter's keydown
+    comes while composing, and only the customer's next Enter sends the message."""
+    widget = open_widget()
+    page = widget.page
+    page.locator("textarea").focus()
+    cdp = page.context.new_cdp_session(page)
+    for composed in ("wo de", "我的"):
+        cdp.send("Input.imeSetComposition", {"text": composed, "selectionStart": len(composed),
+                                              "selectionEnd": len(composed)})
+    cdp.send("Input.dispatchKeyEvent", {"type": "keyDown", "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 229})
+    cdp.send("Input.insertText", {"text": "我的"})  # the candidate taken
+    cdp.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13})
+    page.wait_for_timeout(300)
+    expect(page.locator(".msg.user")).to_have_count(0)
+    expect(page.locator("textarea")).to_have_value("我的")
+    page.keyboard.type("订单")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.user .bubble")).to_have_text(["我的订单"])
+
+
 def test_a_bot_of_one_language_has_the_widget_speak_it(open_widget: Any, server: LiveServer) -> None:
     """A Chinese shop's bot (language: zh) on an English page showed its customers "Support" and "Type your
     message…"; a page's own choice still wins."""
