@@ -2986,6 +2986,21 @@ def test_the_pages_own_css_neither_restyles_the_chat_nor_covers_it(open_widget: 
     expect(page.locator(".panel")).to_be_hidden()
 
 
+def test_on_a_right_to_left_page_the_chat_keeps_its_own_direction(open_widget: Any) -> None:
+    """An Arabic or Hebrew page's direction reached the chat, which speaks English or Chinese: the customer's
+    messages stood on the left and the bot's on the right, Send left of the box and Close left of the title."""
+    widget = open_widget(page={"head": "<style>html { direction: rtl }</style>"})
+    page = widget.page
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    right = "(node) => node.getBoundingClientRect().right"
+    left = "(node) => node.getBoundingClientRect().left"
+    assert page.locator(".msg.user .bubble").evaluate(right) > widget.bot_replies().first.locator(".bubble").evaluate(right)
+    assert page.locator(".send").evaluate(left) > page.locator("textarea").evaluate(left)
+    assert page.locator(".close").evaluate(left) > page.locator("h2").evaluate(left)
+    assert page.locator(".root").evaluate("(root) => getComputedStyle(root).direction") == "ltr"
+
+
 @pytest.mark.parametrize(("z_index", "stacked"), [(0, "0"), (50, "50"), (None, "2147483000")])
 def test_the_chat_stacks_at_the_z_index_the_page_asks(open_widget: Any, z_index: int | None, stacked: str) -> None:
     """A page that asked for zIndex: 0, to keep its own overlays above the chat, got the chat above everything."""

@@ -440,7 +440,10 @@
   const CSS = `
     :host { all: initial; }
     .root {
-      all: initial;
+      /* "all" leaves the direction, which a right-to-left page's (Arabic, Hebrew) reached the chat: its languages read
+         left to right, and the customer's messages stood on the left, Send left of the box. A message or the box in
+         such a script still reads right to left (dir="auto"). */
+      all: initial; direction: ltr;
       --db-primary: #4f46e5; --db-on-primary: #ffffff; --db-bg: #ffffff; --db-text: #1c1f2b;
       --db-accent: var(--db-primary); --db-shade: #000; /* the brand colour as text, and what its gradient goes to */
       /* Greys of the text on the background, which a site's dark theme (background and text) turns with them: the
