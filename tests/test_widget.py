@@ -609,6 +609,27 @@ def test_the_shops_id_for_a_signed_in_customer_is_stored_with_their_messages(ope
     assert listed.output == f"{by_socket.conversation_id()}\tweb\tcustomer-4711\n"
 
 
+def test_in_a_single_page_app_the_customer_named_changes_without_a_reload(open_widget: Any,
+                                                                           web_demo_bot: SimpleNamespace) -> None:
+    """A single-page shop logs its customers in and out without loading a page: after Deskbot.reset() the next
+    customer's messages were still stored as the last one's (bot purge --user found them), and one who signed in
+    could not be named. reset() drops the page's user unless given the next customer's; identify() names the
+    customer of the conversation under way."""
+    widget = open_widget(user="customer-4711")
+    page = widget.page
+    said = ["hello from Ann", "hello from a visitor", "Bea signed in now", "hello from Cy"]
+    for text, then in zip(said, ["Deskbot.reset()", "Deskbot.identify({ user: 'customer-4713' })",
+                                 "Deskbot.reset({ user: 'customer-4714' })", ""]):
+        widget.send(text)
+        expect(page.locator(".msg.user[data-turn-id]", has_text=text)).to_have_count(1)
+        if then:
+            page.evaluate(then)
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        stored = db.execute(f"SELECT text, user FROM turns WHERE role = 'user' AND text IN ({', '.join('?' * 4)}) "
+                            "ORDER BY id", said).fetchall()
+    assert stored == [(said[0], "customer-4711"), (said[1], None), (said[2], "customer-4713"), (said[3], "customer-4714")]
+
+
 def test_a_user_id_the_server_would_refuse_is_left_out_and_said_why_in_the_console(
         open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
     """A page's id over 128 characters, or not a string, had the server refuse every message of that customer
@@ -2869,7 +2890,8 @@ def test_a_second_bots_widget_on_the_page_is_said_in_the_console(open_widget: An
     warnings = [line for line in widget.console if line.startswith("warning: deskbot: ")]
     assert len(warnings) == 1 and f"{other}/widget.js" in warnings[0] and f"{server.url}/widget.js" in warnings[0], \
         widget.console
-    assert page.evaluate("Object.keys(Deskbot)") == ["open", "close", "attach", "reset", "conversationId", "connected"]
+    assert page.evaluate("Object.keys(Deskbot)") == ["open", "close", "attach", "reset", "identify", "conversationId",
+                                                    "connected"]
     expect(page.locator("#deskbot-widget")).to_have_count(1)
 
 
@@ -3081,10 +3103,11 @@ def test_a_reset_starts_a_new_conversation_for_the_next_customer(open_widget: An
     expect(widget.page.locator(".msg.agent .bubble")).to_have_text(["Hello from Sam"])
 
 
-def test_a_reset_in_one_tab_starts_the_chat_over_in_the_others(open_widget: Any, api: SimpleNamespace) -> None:
+def test_a_reset_in_one_tab_starts_the_chat_over_in_the_others(open_widget: Any, api: SimpleNamespace,
+                                                               web_demo_bot: SimpleNamespace) -> None:
     """A customer who logged out in one tab of a shared device left their conversation on show in the shop's other
-    tabs, where the next customer's messages went on into it."""
-    widget = open_widget(pollInterval=60_000)
+    tabs, where the next customer's messages went on into it, stored as the last customer's."""
+    widget = open_widget(pollInterval=60_000, user="customer-4715")
     page = widget.page
     other_tab = widget.context.new_page()  # the same conversation on another page of the shop
     other_tab.goto(page.url)
@@ -3099,6 +3122,9 @@ def test_a_reset_in_one_tab_starts_the_chat_over_in_the_others(open_widget: Any,
     other_tab.locator("textarea").press("Enter")
     expect(widget.bot_replies()).to_have_count(1)  # the tab that reset sees it: one conversation again
     assert [t["text"] for t in api.history(widget.conversation_id())["turns"] if t["role"] == "user"] == ["hello"]
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        assert db.execute("SELECT user FROM turns WHERE role = 'user' AND conversation_id = ?",
+                          [widget.conversation_id()]).fetchall() == [(None,)]
     other_tab.close()
 
 

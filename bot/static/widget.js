@@ -260,22 +260,23 @@
   // The shop's own id for a signed-in customer, stored with each message, so that `bot purge --user` finds them.
   // One the server refuses (ChatRequest.user: a string of up to 128 characters, counted as code points) had every
   // message of that customer refused, and the chat dead: it is left out, and the page's developer told once.
-  const user = (() => {
-    const id = typeof config.user === "number" && Number.isFinite(config.user) ? String(config.user) : config.user;
+  // ``customer``: deskbotConfig, or what Deskbot.identify() or Deskbot.reset() was given.
+  function userOf(customer) {
+    const id = typeof customer.user === "number" && Number.isFinite(customer.user) ? String(customer.user) : customer.user;
     if (id == null) return {};
     // userHash: the shop's server's HMAC of the id, which a bot with channels.web.identity_secret checks.
     if (typeof id === "string" && [...id].length <= 128) {
-      return config.userHash == null ? { user: id } : { user: id, user_hash: config.userHash };
+      return customer.userHash == null ? { user: id } : { user: id, user_hash: customer.userHash };
     }
     console.error("deskbot: deskbotConfig.user is left out of the messages, so bot purge --user will not find this " +
       "customer's chats: it must be a string (or number) of up to 128 characters.");
     return {};
-  })();
+  }
   // What the page knows of its customer (a user id, a plan), sent with each message as Rasa's REST channel takes it,
   // for custom actions to read (the first message's as the slot session_started_metadata). One the server refuses
   // (ChatRequest.metadata) would have every message refused too: it is left out, and the page's developer told once.
-  const metadata = (() => {
-    const given = config.metadata;
+  function metadataOf(customer) {
+    const given = customer.metadata;
     if (given == null) return {};
     const length = (text) => [...text].length; // in code points, as the server counts
     const fits = (v) => v === null || typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v)) ||
@@ -288,7 +289,16 @@
       "it must be an object of up to 16 keys of up to 64 characters, each a string of up to 256 characters, a " +
       "number, a boolean or null.");
     return {};
-  })();
+  }
+  let user = {};
+  let metadata = {};
+  // Who the customer is, for a single-page shop that signs its customers in and out without loading a page
+  function identify(customer) {
+    const given = customer && typeof customer === "object" ? customer : {};
+    user = userOf(given);
+    metadata = metadataOf(given);
+  }
+  identify(config);
   const told = () => ({ ...user, ...metadata, ...(lang === "zh-Hant" ? { language: "zh", script: chineseScript } : { language: spoken() }) });
   const chosenLang = language(config.lang);
   const pageTag = chosenLang ? config.lang : document.documentElement.lang || navigator.language;
@@ -1653,7 +1663,9 @@
   // A new conversation, for a device customers share (a shop's customer logs out): the log, the choices and the
   // handoff go, the greeting comes again, and the socket joins anew. Answers still on their way are the last
   // customer's, and dropped (send() and sync() check the conversation they asked for).
-  function reset() {
+  // ``customer``: the next one's user, userHash and metadata, as deskbotConfig gives them; none, a visitor's.
+  function reset(customer) {
+    identify(customer); // the last customer's id with the next one's messages had bot purge --user find them
     conversationId = newConversationId();
     store.set("conversation", conversationId);
     store.set("titles", "{}"); // the last customer's choices ("Refund order 12345")
@@ -1688,6 +1700,7 @@
   // showing the last customer's conversation, and the next customer's messages went on into it.
   window.addEventListener("storage", (event) => {
     if (event.key !== `${storageKey}:conversation` || !event.newValue || event.newValue === conversationId) return;
+    identify(); // nor as that customer's: this page may still name them
     conversationId = event.newValue;
     startOver();
   });
@@ -1741,6 +1754,7 @@
     close,
     attach,
     reset,
+    identify,
     conversationId: () => conversationId,
     connected: () => Boolean(socket && socket.readyState === OPEN),
   };
