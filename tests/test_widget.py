@@ -3246,7 +3246,8 @@ def test_a_printed_page_leaves_the_chat_out(open_widget: Any) -> None:
 
 def test_closing_the_chat_gives_the_keyboard_back_to_the_control_that_opened_it(open_widget: Any) -> None:
     """Opened by the page's own "Chat with us" button, Escape put the focus on the launcher, in the page's corner
-    after its last control, and a page's Deskbot.close() took the focus from the page's own search box."""
+    after its last control, and a page's Deskbot.close() took the focus from the page's own search box. Escape on
+    the launcher of the open chat left it open."""
     body = '<input id="search"><button id="chat-us" onclick="Deskbot.open()">Chat with us</button><a href="#">Shoes</a>'
     page = open_widget(page={"body": body}).page
     page.locator("#search").focus()
@@ -3267,6 +3268,11 @@ def test_closing_the_chat_gives_the_keyboard_back_to_the_control_that_opened_it(
     expect(page.locator("textarea")).to_be_focused()
     page.keyboard.press("Escape")  # opened by the launcher: back to it
     expect(launcher).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")  # from the box on to the launcher, Send being off with the box empty
+    expect(page.get_by_role("button", name="Close chat").last).to_be_focused()
+    page.keyboard.press("Escape")  # Escape on it closes the chat as anywhere in it
+    expect(page.locator(".panel")).to_be_hidden()
 
 
 LANGUAGES_SHOWN = """(root) => [...root.querySelectorAll(".bubble, .quick button")].map((node) => [

@@ -1597,9 +1597,12 @@
   // A key that ends an input method's composition (pinyin being typed) is the input method's. Safari ends
   // the composition before its keydown, which then says isComposing false and keyCode 229.
   const composing = (event) => event.isComposing || event.keyCode === 229;
-  panel.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && !composing(event)) close(); // Escape in an input method cancels the composition
-  });
+  // On the launcher of the open chat too, which is its Close button then: it left the chat open.
+  for (const target of [panel, launcher]) {
+    target.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !composing(event)) close(); // Escape in an input method cancels the composition
+    });
+  }
   // Keys typed in the chat are the chat's alone: out of the shadow root they seem the host div's, and a page's
   // shortcut ("/" focuses its search unless an input has focus) took characters out of the customer's message.
   for (const type of ["keydown", "keyup", "keypress"]) panel.addEventListener(type, (event) => event.stopPropagation());
