@@ -10,7 +10,8 @@ personal: a card number must have a card scheme's prefix and length, be written 
 scheme's groups (or follow a word for a card, 卡号), and pass the Luhn check; a Chinese resident ID
 must hold a province, a real birth date and its checksum; an IBAN must pass its mod-97 check; and a
 phone number must be written like one (a ``+`` country code and a length that country's numbers have,
-``00`` for the ``+`` and a valid number, a Chinese mobile ``1[3-9]xxxxxxxxx`` or landline
+``00`` for the ``+`` and a valid number, Hong Kong's or Macau's
+code without it and a valid number in groups ``852 9123 4567``, a Chinese mobile ``1[3-9]xxxxxxxxx`` or landline
 ``010-62345678``, a UK number in groups that phonenumbers finds valid ``07911 123456``, a separated
 North American ``(555) 010-0199``), or follow a word for a phone ("my number is", 电话).
 Lookarounds on digits are used instead of ``\\b`` because ``\\b`` sees no boundary between Chinese
@@ -150,6 +151,10 @@ DIALLED_PHONE = re.compile(r"(?<![\d+.-])00 ?[1-9]\d*(?=(" + _INTL_GROUPS + "))"
 # And after its country code in brackets without the "+", as Hong Kong's customers write it: (852) 9123 4567, read
 # so and kept only as a number that country gives out: (2) 1234 5678 and (123) 4567 8901 are no country's.
 BRACKETED_CODE_PHONE = re.compile(r"(?<![A-Za-z0-9_(+.-])\([1-9]\d{0,2}\)(?=([ -]?\d+" + _INTL_GROUPS + "))")
+# And after Hong Kong's or Macau's country code without its "+" or brackets, in groups as their customers write it
+# (852-9123-4567, 852 9123 4567, 853 6612-3456), kept only as a number that country gives out: 852 1234 5678 is none.
+# Written whole (85291234567) it reads as an order number.
+BARE_CODE_PHONE = re.compile(r"(?<![\d+.-])85[23][ -]\d{4}[ -]?\d{4}(?!\d|[ .-]\d)")
 # (555) 010-0199, 555-010-0199, 555.010.0199 and, from a real area code and exchange (2 to 9), 415/555-2671.
 NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ]|[2-9]\d{2} ?/ ?(?=[2-9]))\d{3}[-. ]\d{4}(?!\d)")
 # A UK number as written at home, with its trunk 0, in groups (07911 123456, 0161 496 0000, 020-7946-0958):
@@ -483,6 +488,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (UK_PHONE, "[PHONE]", _uk),
     (NANP_PHONE, "[PHONE]", _whole),
     (LINK_PHONE, "[PHONE]", _whole),
+    (BARE_CODE_PHONE, "[PHONE]", _when(lambda number: _possible(f"+{number}", valid=True))),
     (WXID, "[ID]", _whole),
     (ACCOUNT, "[ID]", account_id),  # after the phone numbers: "微信同号 13812345678" is one
 ]

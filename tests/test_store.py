@@ -1000,6 +1000,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("(852)-9123-4567, (+852)-6123-4567 或 +(852)-9123-4567", "[PHONE], [PHONE] 或 [PHONE]"),  # a dash after the code
     ("I bought (2) 1234 5678, order (123) 4567 8901, note (12) 345 678, (852) 1234 5678",
      "I bought (2) 1234 5678, order (123) 4567 8901, note (12) 345 678, (852) 1234 5678"),
+    # or in neither, in groups; a number Hong Kong gives out none of, or written whole, is an order number
+    ("852-9123-4567, 852 6123 4567, 852 21234567 或 853 6612-3456", "[PHONE], [PHONE], [PHONE] 或 [PHONE]"),
+    ("訂單 852-1234-5678, order 852 4123 4567, 85291234567", "訂單 852-1234-5678, order 852 4123 4567, 85291234567"),
     # China's country code written without its "+", or in brackets
     ("8613812345678, 86 138 1234 5678 或 (+86)13812345678", "[PHONE], [PHONE] 或 [PHONE]"),
     # a mobile's 11 digits in other groups, joined by dashes; in spaces they are as likely amounts
