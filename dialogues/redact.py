@@ -164,6 +164,12 @@ UK_PHONE = re.compile(r"(?<![\d+.-])0\d{2,4}(?:[ .-]\d{3,6}){1,2}(?!\d|[ .-]\d)"
 # A WhatsApp link's number, written without its "+": wa.me/447911123456.
 LINK_PHONE = re.compile(r"(?i)(?<=wa\.me/)\d{7,15}(?!\d)")
 
+# More numbers written straight after one already redacted, each joined by "/", 、, 或 or "or", as customers list a
+# mobile and a landline (電話 9123 4567/9876 5432, +852 9123 4567 或 6123 4567): of the shapes PHONE_NAMED takes.
+_NEXT_NUMBER = (r" ?(?:/|、|或|or) ?(?<![+\d])(\d(?:[ .-]?\d){8,14}|[2-9]\d{3}[ -]?\d{4})(?![\d-]|[ .]\d)")
+NEXT_PHONE = re.compile(rf"(?<=\[PHONE\])(?:{_NEXT_NUMBER})+")
+_NEXT_ONE = re.compile(_NEXT_NUMBER)
+
 _CN_ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 _CN_ID_CHECK = "10X98765432"
 _CN_PROVINCES = {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 54,
@@ -440,6 +446,11 @@ def _uk(match: re.Match[str]) -> list[Span]:
     return [match.span()] if phonenumbers.is_valid_number(phonenumbers.parse(digits, "GB")) else []
 
 
+def _listed(match: re.Match[str]) -> list[Span]:
+    """Each number of the list :data:`NEXT_PHONE` found, without what joins them."""
+    return [one.span(1) for one in _NEXT_ONE.finditer(match.string, match.start(), match.end())]
+
+
 def account_id(match: re.Match[str]) -> list[Span]:
     """The WeChat ID or QQ number :data:`ACCOUNT` found, if it is one: a handle of letters alone only after a word
     that says it is one (微信号 Zhangwei, 我的微信是 zhangwei) or after 加微信 (加我微信 zhangwei), since after the
@@ -489,6 +500,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (NANP_PHONE, "[PHONE]", _whole),
     (LINK_PHONE, "[PHONE]", _whole),
     (BARE_CODE_PHONE, "[PHONE]", _when(lambda number: _possible(f"+{number}", valid=True))),
+    (NEXT_PHONE, "[PHONE]", _listed),  # after every other phone number
     (WXID, "[ID]", _whole),
     (ACCOUNT, "[ID]", account_id),  # after the phone numbers: "微信同号 13812345678" is one
 ]

@@ -1003,6 +1003,11 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # or in neither, in groups; a number Hong Kong gives out none of, or written whole, is an order number
     ("852-9123-4567, 852 6123 4567, 852 21234567 或 853 6612-3456", "[PHONE], [PHONE], [PHONE] 或 [PHONE]"),
     ("訂單 852-1234-5678, order 852 4123 4567, 85291234567", "訂單 852-1234-5678, order 852 4123 4567, 85291234567"),
+    # a second number listed after one, and a third
+    ("電話 9123 4567/9876 5432，+852 9123 4567 / 6123 4567、2123 4567 或 31234567",
+     "電話 [PHONE]/[PHONE]，[PHONE] / [PHONE]、[PHONE] 或 [PHONE]"),
+    ("電話 9123 4567/2件, tel 61234567 或 1234 5678, 电话 13812345678/订单 12345678",
+     "電話 [PHONE]/2件, tel [PHONE] 或 1234 5678, 电话 [PHONE]/订单 12345678"),
     # China's country code written without its "+", or in brackets
     ("8613812345678, 86 138 1234 5678 或 (+86)13812345678", "[PHONE], [PHONE] 或 [PHONE]"),
     # a mobile's 11 digits in other groups, joined by dashes; in spaces they are as likely amounts
