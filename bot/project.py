@@ -571,7 +571,7 @@ class Project:
             for match in (m for pattern in patterns for m in pattern.finditer(text)):
                 group = "value" if "value" in match.re.groupindex else 0
                 if value := match.group(group):
-                    entity = self._entity(name, _ascii_digits(value), match.span(group), "RegexEntityExtractor")
+                    entity = self._entity(name, value, match.span(group), "RegexEntityExtractor")
                     found.setdefault((name, entity["value"]), entity)
         return list(found.values())
 
@@ -596,15 +596,21 @@ class Project:
         (:meth:`canonical`), with EntitySynonymMapper among its ``processors`` where that changed it, as Rasa
         marks it. A pattern's match, or a button's value, is certain: ``confidence_entity`` is 1."""
         named = self.canonical(value) if isinstance(value, str) else value
+        renamed = isinstance(value, str) and named != value and self._listed(value)
         return {"entity": name, "start": span[0], "end": span[1], "value": named, "confidence_entity": 1.0,
                 **({"extractor": extractor} if extractor else {}),
-                **({"processors": ["EntitySynonymMapper"]} if named != value else {})}
+                **({"processors": ["EntitySynonymMapper"]} if renamed else {})}
 
     def canonical(self, value: str) -> str:
         """An entity's ``value`` as nlu.yml names it: the value of a synonym that lists it ("NYC" -> "New York
         City"), in any case and either Chinese script, or a lookup's Chinese element as the lookup writes it (廣州
-        -> 广州); else as given."""
-        return self.synonyms.get(model_text(value.lower()), value)
+        -> 广州); else with its digits as ASCII digits (:func:`_ascii_digits`), as an action looks a number up. A
+        lookup's element written in Chinese digits (三三) is a name, kept as written."""
+        return self.synonyms.get(model_text(value.lower())) or _ascii_digits(value)
+
+    def _listed(self, value: str) -> bool:
+        """Whether nlu.yml names ``value``: a synonym's example or a lookup's Chinese element."""
+        return model_text(value.lower()) in self.synonyms
 
     def value_of(self, entity: str, value: str) -> str | None:
         """``value`` as ``entity``'s slot keeps it, if one of its patterns takes it whole, or its ``value`` group
@@ -1450,13 +1456,14 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> tuple[list[Hi
 
 
 def entity_value(patterns: Iterable[re.Pattern[str]], value: str) -> str | None:
-    """``value`` as the slot of an entity with these ``patterns`` keeps it (:meth:`Project.value_of`)."""
+    """The part of ``value`` an entity with these ``patterns`` takes, before :meth:`Project.canonical` names it
+    (:meth:`Project.value_of`)."""
     patterns = list(patterns)
     for match in (m for pattern in patterns if (m := pattern.fullmatch(value))):
         if taken := match.group("value") if "value" in match.re.groupindex else match.group(0):
-            return _ascii_digits(taken)
+            return taken
     groups = filter(None, map(_value_group, patterns))
-    return _ascii_digits(value) if value and any(group.fullmatch(value) for group in groups) else None
+    return value if value and any(group.fullmatch(value) for group in groups) else None
 
 
 # Chinese digits as a number read out one by one is written in them (七八九, 幺二三: 幺 is 1 there, 两 2, 〇 0).

@@ -796,6 +796,18 @@ def test_lookups_and_synonyms_read_either_chinese_script(tmp_path: Path) -> None
         "广州", "臺北", "北京")
 
 
+def test_a_lookups_element_in_chinese_digits_is_kept_as_written(tmp_path: Path) -> None:
+    """A number written in Chinese digits is read as ASCII digits (订单七八九: 789), and so was a lookup's element
+    written in them: a branch named 三三 came to an action and a template as "33", a name nlu.yml never wrote."""
+    project = chinese_bot(tmp_path, "- intent: pickup\n  examples: |\n    - 去[三三](branch)取货\n"
+                                    "- lookup: branch\n  examples: |\n    - 三三\n    - 九龍灣\n"
+                                    "- regex: order_id\n  examples: |\n    - 订单(?P<value>[0-9七八九]{3,})\n")
+    assert project.entities("订单七八九去三三取货") == {"order_id": "789", "branch": "三三"}
+    assert project.found_entities("去三三")[0] == {"entity": "branch", "start": 1, "end": 3, "value": "三三",
+                                                 "confidence_entity": 1.0, "extractor": "RegexEntityExtractor"}
+    assert (project.value_of("branch", "三三"), project.value_of("order_id", "订单七八九")) == ("三三", "789")
+
+
 def test_regexes_read_either_chinese_script_and_keep_the_customers(tmp_path: Path) -> None:
     """A regex written in Simplified characters read no order in a Traditional message (订单 in 訂單 123), nor one
     written in Traditional characters a Simplified message: a customer in Hong Kong or Taiwan, or in the
