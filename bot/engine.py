@@ -57,9 +57,10 @@ from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESU
                          VERIFIED_USER, Project, button_payloads, name_agent)
 from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
                            warn_unshown)
-from dialogues.holding import acknowledges, asks_for_a_person, drops_it, says_wrong
+from dialogues.holding import acknowledges, asks_for_a_person, drops_it, follow_up, says_wrong
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
+from finetune.metrics import OOS
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
@@ -278,7 +279,8 @@ class Bot:
         else:
             values = {**self._fillable(slots, entities, text), MID_CONVERSATION: conversation is not None}
             corrects = says_wrong(text)
-            decision = decide(analysis, self.config, self.project.responses, values, turn.channel, fallbacks, language,
+            carried = await self._carried(turn.conversation_id, text, read, analysis) if entities else None
+            decision = decide(carried or analysis, self.config, self.project.responses, values, turn.channel, fallbacks, language,
                               self.project.intents, acknowledges(text), corrects)
             if entities and (decision.kind == "fallback" or decision.reason == "fallbacks"):
                 decision = await self._asked_again(turn.conversation_id, analysis) or decision
@@ -334,10 +336,15 @@ class Bot:
         """The entities of a customer's message as an action's tracker lists them: a button payload's values
         (:meth:`Project.payload_entities`: those the entity's own patterns take, as from typed text, since a
         customer can type a payload, and one with "[verify here](https://…)" for an order number was filled
-        into a template, link and all), else what nlu.yml's patterns find in it."""
+        into a template, link and all), else what nlu.yml's patterns find in it, or in what a short follow-up asks
+        about ("789" of "那789呢", :func:`follow_up`) as in a whole message: a pattern the shop wrote for the bare
+        answer to "what's your order number?" takes it."""
         if self._chosen(text):
             return self.project.payload_entities(text)
-        return self.project.found_entities(text)
+        if (found := self.project.found_entities(text)) or (span := follow_up(text)) is None:
+            return found
+        return [{**entity, "start": entity["start"] + span[0], "end": entity["end"] + span[0]}
+                for entity in self.project.found_entities(text[span[0]:span[1]])]
 
     @staticmethod
     def _filling(read: list[dict[str, Any]], slots: dict[str, Any]) -> dict[str, PayloadValue]:
@@ -391,6 +398,24 @@ class Bot:
         if asked is None or asked["source"] != "action" or asked["intent"] not in self.config.actions.map:
             return None
         return self._back_to(self.config.actions.map[asked["intent"]])
+
+    async def _carried(self, conversation_id: str, text: str, read: list[dict[str, Any]],
+                       analysis: Analysis) -> Analysis | None:
+        """The intent of the customer's previous message, for a short follow-up that only names another value of an
+        entity ("那789呢", "咁789呢", "what about order 456?" after "where is order 123?"): it asks the same again, of
+        that value, whatever the classifier makes of a number and a particle. None for any other message, or when
+        the previous message was not answered by its intent's template or action, or was small talk, off topic or
+        a request for a person."""
+        span = follow_up(text)
+        if self.store is None or span is None or not any(self.project.is_answer(e["entity"], text[span[0]:span[1]])
+                                                         for e in read):
+            return None
+        turns = await self._store(self.store.recent_turns, conversation_id, 2)
+        asked = next((t for t in turns if t["role"] == "user"), None)
+        intent = asked["intent"] if asked and asked["source"] in ("action", "template") else None
+        if intent is None or intent in {OOS, self.config.handoff.intent, *self.config.fallback.exclude}:
+            return None
+        return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [], analysis.intent_threshold, analysis.model_version)
 
     def _answers(self, loop: str, text: str, entity: str, value: PayloadValue, analysis: Analysis) -> bool:
         """Whether a message carrying the value an action asked for ("what's your order number?") goes

@@ -312,6 +312,23 @@ _DISPLEASED = re.compile(r"[\U0001f44e\U0001f621\U0001f620\U0001f92c\U0001f624\U
                          r"|:(?:-1|thumbsdown|rage|angry|disappointed|cry|sob|unamused|face_with_rolling_eyes):|:-?\(")
 
 
+# A short follow-up that asks again what was asked, of another thing: a connective before it ("那789呢", Hong Kong's
+# "咁789呢？" and "仲有 456", "and 456?", "what about order 456?"), or 呢 after it ("789呢"), and nothing else. Longer, a
+# message says more than that.
+_FOLLOW_UP = re.compile(
+    r"(?i)\W*(?:(?P<connective>(?:and |so )?(?:what|how) about|and(?: for)?|then|那(?:么|麼)?|咁(?:样|樣)?|还有|還有|仲有"
+    r"|另外)(?![a-z])[\s,，]*)?(?P<asked>\w.*?)\s*(?P<particle>呢)?[\W_]*")
+_FOLLOW_UP_CHARS = 40
+
+
+def follow_up(text: str) -> tuple[int, int] | None:
+    """Where in ``text``, a customer's short follow-up (:data:`_FOLLOW_UP`), is what it asks about: "789" of "那789呢",
+    so that it is read as the answer to "what's your order number?" is (the whole message); None for any other
+    message."""
+    match = _FOLLOW_UP.fullmatch(text) if len(text) <= _FOLLOW_UP_CHARS else None
+    return match.span("asked") if match and (match["connective"] or match["particle"]) else None
+
+
 def drops_it(text: str) -> bool:
     """Whether a customer's acknowledgement (:func:`acknowledges`) drops what they asked ("never mind", "ok forget
     it", "算了吧"): an action waiting for an answer to its question stops waiting, where "ok" has it ask again."""

@@ -1213,6 +1213,27 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         await bot.close()
 
 
+async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action_bot: Path, tmp_path: Path) -> None:
+    """"那789呢" ("and 789?"), Hong Kong's "咁789呢" or "what about order 456?" after an order's status or a cancellation
+    was answered asks the same of that order: no pattern read a number between a connective and 呢, and the classifier,
+    unsure of a number and a particle, had the fallback answer."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        await bot.handle(Turn("c1", '/track_order{"order_id": "456"}', "web"))
+        reply = await bot.handle(Turn("c1", "那789呢", "web"))
+        assert (reply.source, reply.intent, reply.text) == ("action", "track_order",
+                                                            "Order 789 is **delivered**. Tracking: DHL 3345678901.")
+        assert (await bot.handle(Turn("c1", "咁 456 呢？", "web"))).text.startswith("Order 456 is **processing**")
+        await bot.handle(Turn("c2", '/cancel_order{"order_id": "123"}', "web"))  # answered by its template
+        reply = await bot.handle(Turn("c2", "what about order 456?", "web"))
+        assert (reply.source, reply.intent) == ("template", "cancel_order") and "cancel order 456" in reply.text
+        # a sentence about the number is no follow-up: the classifier's
+        assert (await bot.handle(Turn("c2", "那789退款呢", "web"))).source == "fallback"
+    finally:
+        await bot.close()
+
+
 async def test_the_demos_order_lookup_asked_again_says_where_the_number_is_and_offers_a_person(
         action_bot: Path, tmp_path: Path) -> None:
     """"不知道订单号" (I don't know the order number) to "what's your order number?" got the same question again, and
