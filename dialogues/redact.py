@@ -164,9 +164,10 @@ UK_PHONE = re.compile(r"(?<![\d+.-])0\d{2,4}(?:[ .-]\d{3,6}){1,2}(?!\d|[ .-]\d)"
 # A WhatsApp link's number, written without its "+": wa.me/447911123456.
 LINK_PHONE = re.compile(r"(?i)(?<=wa\.me/)\d{7,15}(?!\d)")
 
-# More numbers written straight after one already redacted, each joined by "/", 、, 或 or "or", as customers list a
-# mobile and a landline (電話 9123 4567/9876 5432, +852 9123 4567 或 6123 4567): of the shapes PHONE_NAMED takes.
-_NEXT_NUMBER = (r" ?(?:/|、|或|or) ?(?<![+\d])(\d(?:[ .-]?\d){8,14}|[2-9]\d{3}[ -]?\d{4})(?![\d-]|[ .]\d)")
+# More numbers written straight after one already redacted, each joined by "/", 、, 或(者), 和, 及, Hong Kong's 同埋, "or"
+# or "and", as customers list a mobile and a landline (電話 9123 4567/9876 5432, +852 9123 4567 同埋 6123 4567): of the
+# shapes PHONE_NAMED takes.
+_NEXT_NUMBER = (r" ?(?:/|、|或者?|同埋|和|及|or|and) ?(?<![+\d])(\d(?:[ .-]?\d){8,14}|[2-9]\d{3}[ -]?\d{4})(?![\d-]|[ .]\d)")
 NEXT_PHONE = re.compile(rf"(?<=\[PHONE\])(?:{_NEXT_NUMBER})+")
 _NEXT_ONE = re.compile(_NEXT_NUMBER)
 

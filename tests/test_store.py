@@ -1008,6 +1008,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
      "電話 [PHONE]/[PHONE]，[PHONE] / [PHONE]、[PHONE] 或 [PHONE]"),
     ("電話 9123 4567/2件, tel 61234567 或 1234 5678, 电话 13812345678/订单 12345678",
      "電話 [PHONE]/2件, tel [PHONE] 或 1234 5678, 电话 [PHONE]/订单 12345678"),
+    ("我手機號係+852 91234567 同埋 6123 4567, call 61234567 and 21234567, 电话13812345678或者13912345678",
+     "我手機號係[PHONE] 同埋 [PHONE], call [PHONE] and [PHONE], 电话[PHONE]或者[PHONE]"),
     # China's country code written without its "+", or in brackets
     ("8613812345678, 86 138 1234 5678 或 (+86)13812345678", "[PHONE], [PHONE] 或 [PHONE]"),
     # a mobile's 11 digits in other groups, joined by dashes; in spaces they are as likely amounts
