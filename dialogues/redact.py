@@ -123,12 +123,13 @@ CN_LANDLINE = re.compile(rf"(?<![\d+-])(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}-|{_CN_AREA
                          r"(?:[2-9]\d{6,7}|[2-9]\d{3}[ -]\d{4})(?=-\d{1,5}(?![\d-])|[^\d-]|$)")
 # The words for a phone and what customers write between them and the number: 电话号码是…, 手提係… (Hong Kong's
 # Cantonese: 手提 for a mobile, 係 for 是), 电话改成…, 联系方式：…, 拨打…, call me at, ring you on, text me, phone to, my number is, contact
-# number: (not "number" alone, which order numbers have).
+# number: (not "number" alone, which order numbers have), a phone's emoji (📱 9123 4567, ☎️: 2123 4567), and the English
+# verb before 我 as Hong Kong's customers mix them (WhatsApp我 9123 4567, call我 6123 4567).
 _PHONE_WORD = (r"(?<![A-Za-z])(?:电话|電話|座机|座機|固话|固話|手机|手機|手提|联系方式|聯繫方式|聯絡方式|拨打|撥打|致电|致電"
-               r"|tel|telephone|phone|mobile|mob|cell|whatsapp|call|ring|text(?= (?:me|us)\b)"
+               r"|tel|telephone|phone|mobile|mob|cell|whatsapp|call|ring|text(?= (?:me|us)\b)|📱|📞|☎"
                r"|(?:my|contact|new|home|work) number)"
                r"(?: ?(?:号码|號碼|号|號|number|no\.?))?"
-               r"(?: ?(?:是|為|为|係|改成|改为|改為|换成|換成|变更为|變更為|is|was|to|at|on|(?:me|you|us|him|her)(?: at| on)?))?")
+               r"(?: ?(?:是|為|为|係|改成|改为|改為|换成|換成|变更为|變更為|is|was|to|at|on|(?:me|you|us|him|her|我)(?: at| on)?))?")
 # After that word, any national number too: 9 to 15 digits, whole or in groups (4155552671, 07911 123456,
 # 0412 345 678), but not a date, a "+" number (INTL_PHONE's) or the start of a longer run of groups.
 PHONE_NAMED = re.compile(rf"(?i)(?<!\[){_PHONE_WORD}\W{{0,3}}(?<![+\d])(?!\d{{4}}[-./]\d{{1,2}}[-./]\d{{1,2}}(?!\d))"

@@ -890,6 +890,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("我手提 9123 4567，手提：61234567，手提袋 1234 5678", "我手提 [PHONE]，手提：[PHONE]，手提袋 1234 5678"),  # 手提: a mobile
     ("卡號係 9558 8000 0000 0000 000，身份證號碼係 110105491231002", "卡號係 [CARD]，身份證號碼係 [ID]"),
     ("手機：61234567", "手機：[PHONE]"), ("tel 1234 5678", "tel 1234 5678"), ("call me at 9123 4567", "call me at [PHONE]"),
+    ("📱9123 4567, ☎️: 2123-4567, 📞 13812345678", "📱[PHONE], ☎️: [PHONE], 📞 [PHONE]"),  # a phone's emoji for the word
+    ("WhatsApp我 9123 4567，或者call我61234567", "WhatsApp我 [PHONE]，或者call我[PHONE]"),  # and 我 for "me"
     ("hotel 2345 6789, room 12", "hotel 2345 6789, room 12"),  # "tel" inside a word names no phone
     # any country's national number, after a word for a phone
     ("my phone is 4155552671, cell: 415.555.2671", "my phone is [PHONE], cell: [PHONE]"),
