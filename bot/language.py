@@ -81,6 +81,10 @@ CJK = re.compile(r"[\u3100-\u312f\u31a0-\u31bf\u3400-\u9fff\uf900-\ufaff\U000200
 # Characters only written Cantonese has (嘅, 咗, 冇, 佢, 唔…), and its 係 ("is", not 關係's): a customer who writes
 # them reads Hong Kong's forms.
 CANTONESE = re.compile(r"[嘅咗冇哋嘢啲喺佢嚟睇嗰搵揾畀攞噉嘥冚唔]|(?<![關关])係")
+# Cantonese words Hong Kong writes with characters OpenCC's Traditional forms change, as if they were Simplified ones: 晒
+# ("all": 唔該晒, 多謝晒; 曬 is "to dry in the sun"), 郁 ("to move": 唔好郁). They say nothing of the script: "唔該晒" was
+# answered in Simplified characters.
+_CANTONESE_AS_WRITTEN = frozenset("晒郁")
 # Japanese kana: a Japanese customer writes kanji too, which read as Chinese (注文 as Simplified, for 註).
 KANA = re.compile(r"[\u3041-\u3096\u30a1-\u30fa]")
 
@@ -193,14 +197,15 @@ def chinese_script(text: str, previous: Script | None) -> Script | None:
     """The script a customer writes Chinese in: traditional when ``text`` has characters only Traditional
     Chinese writes (訂單), simplified when it has some only Simplified writes (订单). A text with neither
     (你好, an order number) or both keeps ``previous``. A character Hong Kong and Taiwan write as it is,
-    though OpenCC's own forms change it (台北, 一台電腦: 臺), is no Simplified one: their customers were
-    answered in Simplified. Traditional is Hong Kong's (``hongkong``) for a customer who writes Cantonese
+    though OpenCC's own forms change it (台北, 一台電腦: 臺; Cantonese 晒 in 唔該晒), is no Simplified one: their
+    customers were answered in Simplified. Traditional is Hong Kong's (``hongkong``) for a customer who writes Cantonese
     (佢, 冇, 嘅) without Simplified characters, or whose conversation is Hong Kong's already (a zh-HK page's)."""
     if not CJK.search(text) or KANA.search(text):  # Japanese kanji are in neither Chinese script
         return previous
     try:
         traditional = model_text(text) != text
-        simplified = any(_TRADITIONAL.convert(c) != c and _HONG_KONG.convert(c) != c for c in set(CJK.findall(text)))
+        simplified = any(_TRADITIONAL.convert(c) != c and _HONG_KONG.convert(c) != c
+                         for c in set(CJK.findall(text)) - _CANTONESE_AS_WRITTEN)
     except UnicodeEncodeError:  # half a surrogate pair, which the converter refuses
         return previous
     if CANTONESE.search(text) and not simplified:

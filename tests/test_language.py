@@ -99,6 +99,9 @@ def test_say_picks_the_language_then_the_default_then_the_first() -> None:
     ("我的訂單在哪裡", "hongkong", "hongkong"), ("你好", "hongkong", "hongkong"),
     ("我想查訂單，唔該", None, "hongkong"), ("我係陳大文", None, "hongkong"), ("沒有關係", None, "traditional"),
     ("我的订单在哪里", "hongkong", "simplified"), ("你哋有冇货", None, "simplified"),  # Cantonese in Simplified
+    # Cantonese 晒 ("all") and 郁 ("move") as Hong Kong writes them, which OpenCC's forms make 曬 and 鬱
+    ("唔該晒", None, "hongkong"), ("多謝晒，我想退款", None, "traditional"), ("件貨唔郁得", None, "hongkong"),
+    ("晒衫", "traditional", "traditional"), ("晒图", None, "simplified"),
 ])
 def test_chinese_script(text: str, previous: str | None, expected: str | None) -> None:
     assert chinese_script(text, previous) == expected  # type: ignore[arg-type]
