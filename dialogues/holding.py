@@ -65,7 +65,10 @@ _FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)
                  r"|(?:(?:i )?(?:want|need|would like) |(?:get|give) me |connect me (?:to|with) )?(?:a |an )?(?:real |live )?"
                  rf"(?:human|person|agent|representative|operator){_PLEASE}"
                  r"|(?:我要|我想|我需要)?(?:找|揾|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?(?:一下|下)?个?(?:人工|真人)(?:客服|服务)?"
-                 r"|(?:我要|我想)?[找揾]?客服")
+                 r"|(?:我要|我想)?[找揾]?客服"
+                 # talking with one (我想同真人讲, Hong Kong's 同 for 跟), or asking whether there is one (有冇真人, 有真人吗)
+                 r"|(?:我要|我想|我需要)?(?:同|跟|和)(?:人工|真人)(?:客服)?(?:讲|说|聊|倾)(?:下|一下)?(?:嘢|偈)?"
+                 r"|有(?:冇|没有)(?:人工|真人)(?:客服)?[呀啊吖]?|有(?:人工|真人)(?:客服)?[吗么嘛]")
 # And the acknowledgements and thanks: what a customer says to an answer, asking nothing more.
 # Dropping what they asked: no miss, nor a question; while an action waits for an answer, no answer either.
 _DROPS = r"never ?mind|nvm|no worries|forget it|算了吧?"
@@ -115,10 +118,10 @@ _ACKNOWLEDGEMENT = re.compile(_only(_OKS))
 _DROPPING = re.compile(rf"(?:^|\W)(?:{_DROPS})(?:\W|$)", re.I)
 _PERSON = re.compile(_only(_FOR_A_PERSON))
 # One request for a person with the greeting, "please" or thanks Chinese customers write on without a stop (你好转人工,
-# 麻烦转下人工, 转人工谢谢, 轉人工唔該). Not among the words of _ACKNOWLEDGES, where 你好 and 谢谢 are words of their own:
+# 麻烦转下人工, 转人工谢谢, 轉人工唔該, 唔該轉真人). Not among the words of _ACKNOWLEDGES, where 你好 and 谢谢 are words of their own:
 # a long clause would have two readings a word, and one that is not a request would take time in two to the power
 # of its words to refuse.
-_POLITE_PERSON = re.compile(rf"(?:你好|您好|(?:麻烦|劳烦)(?:您|你)?)?(?:{_FOR_A_PERSON}) ?(?:谢谢(?:您|你们?)?|唔该晒?)?{_SIGNS}")
+_POLITE_PERSON = re.compile(rf"(?:你好|您好|唔该|(?:麻烦|劳烦)(?:您|你)?)?(?:{_FOR_A_PERSON}) ?(?:谢谢(?:您|你们?)?|唔该晒?)?{_SIGNS}")
 _SIGNS_ALONE = re.compile(_SIGNS)  # a clause with no word in it
 # An agent's apology for what happened to the customer, which the next customer with the same trouble is owed too
 # (not one for a wait: "抱歉让您久等了" is chatter).

@@ -795,6 +795,9 @@ def test_what_only_says_the_answer_missed(text: str, only: bool) -> None:
     ("I want a real person to call me back tomorrow", False), ("get me a refund", False),
     ("can I talk to someone about my refund", False), ("human resources phone number", False), ("我要人工退款", False),
     ("在吗", False), ("👍", False), ("人工客服几点下班", False),
+    # in Hong Kong's Cantonese: talking with a real person (同 for 跟), whether there is one, "please" (唔該) first
+    ("我想同真人講", True), ("同人工客服傾下", True), ("有冇真人？", True), ("有真人吗", True), ("唔該轉真人", True),
+    ("我想跟真人聊一下", True), ("有冇真人睇過件貨", False), ("同真人講咗都冇用", False),
 ])
 def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
     assert asks_for_a_person(text) is only
