@@ -60,6 +60,15 @@ async def test_a_hong_kong_customer_writing_cantonese_is_answered(client: Any, t
     assert reply["intent"] == intent and reply["source"] != "fallback"
 
 
+@pytest.mark.parametrize("follow_up", ["那789呢？", "咁789呢", "what about order 789?"])
+async def test_a_follow_up_naming_another_order_looks_it_up(client: Any, follow_up: str) -> None:
+    """"And 789?" in Mandarin, Cantonese or English after an order was looked up is the same question of order 789."""
+    conversation = f"demo-follow-{follow_up.encode().hex()}"
+    assert (await ask(client, conversation, "我嘅訂單 123 去咗邊"))["source"] == "action"
+    reply = await ask(client, conversation, follow_up)
+    assert (reply["source"], reply["intent"]) == ("action", "track_order") and "789" in reply["reply"]
+
+
 async def test_order_status_runs_the_custom_action(client: Any) -> None:
     reply = await ask(client, "demo-2", "what is the status of order 789?")
     assert reply["source"] == "action"
