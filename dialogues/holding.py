@@ -71,7 +71,7 @@ _FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)
                  r"|有(?:冇|没有)(?:人工|真人)(?:客服)?[呀啊吖]?|有(?:人工|真人)(?:客服)?[吗么嘛]")
 # And the acknowledgements and thanks: what a customer says to an answer, asking nothing more.
 # Dropping what they asked: no miss, nor a question; while an action waits for an answer, no answer either.
-_DROPS = r"never ?mind|nvm|no worries|forget it|算了吧?"
+_DROPS = r"never ?mind|nvm|no worries|forget it|算了吧?|算(?:数)?[啦喇]|唔(?:使|洗)[喇啦]?"  # and Hong Kong's 算啦, 唔使喇
 _OKS = (r"ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
         r"|(?:ok(?:ay)?|thanks?|thx) ?(?:la|lah|lor|啦|喇)"  # as Hong Kong writes them in English: "ok la", "thx啦"
         rf"|{_DROPS}"

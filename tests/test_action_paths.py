@@ -1278,7 +1278,7 @@ async def test_never_mind_while_an_action_waits_ends_the_wait(action_bot: Path, 
     bot = make_bot(action_bot, None, {"get_refund": "action_ask_order"}, tmp_path)
     bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
     try:
-        for conversation, text in [("c1", "never mind"), ("c2", "ok forget it")]:
+        for conversation, text in [("c1", "never mind"), ("c2", "ok forget it"), ("c3", "算啦")]:
             await bot.handle(Turn(conversation, "/get_refund", "web"))
             reply = await bot.handle(Turn(conversation, text, "web"))
             assert (reply.source, reply.text) == ("template", bot.config.fallback.acknowledged["en"])

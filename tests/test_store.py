@@ -759,6 +759,7 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     ("好啦，那运费多少", False), ("ok la", True), ("thx啦", True), ("okay lor 👍", True), ("ok lah, refund?", False),
     # dropping what they asked: "never mind" was a miss, "Sorry, I'm not sure I understood", on the way to a person
     ("never mind", True), ("nvm, thanks", True), ("ok forget it", True), ("算了吧", True), ("never mind the refund", False),
+    ("算啦", True), ("唔使喇，唔該", True), ("算數啦", True), ("唔使等", False),  # in Hong Kong's Cantonese
     # greetings, nudges and requests for a person ask the bot for something; signs alone may be anything
     ("hi", False), ("在吗", False), ("talk to a person", False), ("?", False), ("😡", False), ("[发怒]", False),
     ("", False), ("thanks, do you ship to France?", False), ("好的，运费多少", False),
