@@ -753,7 +753,7 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     ("ok", True), ("thanks 👍", True), ("👍🏻", True), ("好的", True), ("[强]", True), ("好的[抱拳]", True), ("[OK]", True),
     ("[強]", True), ("[ＯＫ]", True),  # WeChat's Traditional names, full width
     (":+1:", True), ("thanks :slightly_smiling_face:", True), (":pray::skin-tone-2:", True), (":rage:", False),  # Slack's
-    ("收到，谢谢", True), ("多謝晒", True), ("好的 (｡･ω･｡)", True),
+    ("收到，谢谢", True), ("多謝晒", True), ("多謝哂", True), ("唔該哂", True), ("好的 (｡･ω･｡)", True),
     # with the particle that softens them, and Hong Kong's Cantonese ones
     ("好啦", True), ("收到了", True), ("没问题啦", True), ("明白啦", True), ("好喇", True), ("好囉，唔該", True), ("OK喇", True),
     ("好啦，那运费多少", False), ("ok la", True), ("thx啦", True), ("okay lor 👍", True), ("ok lah, refund?", False),
