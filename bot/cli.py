@@ -378,6 +378,7 @@ def readable_secrets(project: Project) -> list[str]:
         return []
     config = project.config
     held = {"server.admin_token": config.server.admin_token, "server.metrics_token": config.server.metrics_token,
+            **{f"server.agents.{name}.token": agent.token for name, agent in config.server.agents.items()},
             "handoff.notify_url": config.handoff.notify_url,
             "channels.web.identity_secret": config.channels.web.identity_secret,
             **{f"channels.slack.{key}": getattr(config.channels.slack, key) for key in ("signing_secret", "bot_token")},
@@ -536,8 +537,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from bot.channels.web import MIN_IDENTITY_SECRET_CHARS, identity_secret
     from bot.limits import open_file_limit
-    from bot.server import (BOT, HUNG_UP, MIN_TOKEN_CHARS, RESPONSE_GRACE_S, admin_token, create_app, drain_on_sigterm,
-                            metrics_token, stop_on_sighup)
+    from bot.server import (BOT, HUNG_UP, MIN_TOKEN_CHARS, RESPONSE_GRACE_S, admin_token, agent_tokens, create_app,
+                            drain_on_sigterm, metrics_token, stop_on_sighup)
 
     project = load_project(directory)
     host = host or project.config.server.host
@@ -545,11 +546,14 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     level = os.environ.get("DESKBOT_LOG_LEVEL", "").strip().upper() or "INFO"  # set but empty, as compose files do
     if level not in LOG_LEVELS:
         fail(f"DESKBOT_LOG_LEVEL={os.environ['DESKBOT_LOG_LEVEL']!r}: expected one of {', '.join(LOG_LEVELS)}")
-    token = admin_token(project)
-    if not token:
+    token, agents = admin_token(project), agent_tokens(project)
+    if not token and not agents:
         click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
                    "admin API are off, so nobody can answer a customer handed to a person", err=True)
-    for name, value in (("admin token", token), ("metrics token", metrics_token(project))):
+    for name in project.config.server.agents.keys() - agents.keys():
+        click.echo(f"note: agent {name} has no token (server.agents.{name}): they cannot sign in", err=True)
+    for name, value in (("admin token", token), ("metrics token", metrics_token(project)),
+                        *((f"token of agent {agent}", value) for agent, value in agents.items())):
         if 0 < len(value) < MIN_TOKEN_CHARS:  # every address may try server.limits.per_ip_per_minute guesses a minute
             click.echo(f"note: the {name} is {_count(len(value), 'character')} long: anyone who reaches the server "
                        "can try hundreds of guesses a minute at it; use a random one of 32 or more (python3 -c "

@@ -263,6 +263,8 @@ class InboxResponse(_Body):
     total: int
     waiting: int = Field(..., description="how many of them wait for a person's reply (waiting_since set), on this "
                                           "page or past it; 0 for the open ones")
+    token_agent: str | None = Field(..., description="the agent whose own token (server.agents) the request carries, "
+                                                     "who every call made with it acts as; null for the admin token")
 
 
 class TranscriptTurn(_Body):
@@ -458,7 +460,8 @@ SINCE = {"since": ({"anyOf": [{"type": "string", "format": "date"}, {"type": "st
                    False)}  # ``bot.server.query_since`` (``dialogues.store.read_moment``)
 HANDOFF_ROUTE = "/admin/conversations/{conversation_id}/{action}"
 AGENT_QUERY = ({"type": "string", "maxLength": MAX_AGENT_CHARS,
-                "description": "the agent's name, shown to the other agents (``bot.server.query_agent``)"}, False)
+                "description": "the agent's name, shown to the other agents (``bot.server.query_agent``); with an "
+                               "agent's own token, theirs alone (403 for another's), and theirs when not given"}, False)
 TURN_ID = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}  # ``?after=``, as ``bot.server`` checks it
 SLACK_HEADERS = ("X-Slack-Request-Timestamp", "X-Slack-Signature")
 TOKEN = {"type": "string", "minLength": 1}
@@ -486,7 +489,7 @@ OPERATIONS: list[Operation] = [
     _admin("GET", "/admin/review", "The review queue, most useful first", ReviewQueueResponse, errors=(400,),
            query={"limit": (limit_schema(20), False)}),
     _admin("POST", "/admin/review/{turn_id}", "Label the queue item holding a turn", LabelResponse, ReviewLabelRequest,
-           (400, 404, 408, 409, 413)),
+           (400, 403, 404, 408, 409, 413)),
     Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines", errors=(400, 401, 404),
               admin=True, media="application/x-ndjson", query=SINCE),
     _admin("GET", "/admin/stats", "How the bot is doing: what `bot stats --json` prints", StatsResponse, errors=(400,),
@@ -498,7 +501,7 @@ OPERATIONS: list[Operation] = [
                                "and each figure's change (needs since)"}, False)}),
     _admin("GET", "/admin/conversations",
            "The agents' inbox: handed-off conversations, longest-waiting first, or open ones", InboxResponse,
-           errors=(400,), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),
+           errors=(400, 403), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),
                                  "limit": (limit_schema(50), False), "agent": AGENT_QUERY,
                                  "q": ({"type": "string", "maxLength": MAX_SEARCH_CHARS,
                                         "description": "only the conversations whose id, customer, verified customer "
@@ -510,25 +513,25 @@ OPERATIONS: list[Operation] = [
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
-           AgentMessageRequest, (400, 408, 409, 413, 422, 502, 504)),
+           AgentMessageRequest, (400, 403, 408, 409, 413, 422, 502, 504)),
     _admin("POST", "/admin/conversations/{conversation_id}/notes", "An agent's internal note, for the agents alone",
-           NoteIdResponse, NoteRequest, (400, 408, 413)),
+           NoteIdResponse, NoteRequest, (400, 403, 408, 413)),
     _admin("DELETE", "/admin/conversations/{conversation_id}/notes/{note_id}", "Take back an internal note: its "
            "author alone may (403 for another's, naming them); one written with no name, anyone", OkResponse,
            errors=(400, 403), query={"agent": AGENT_QUERY}),
     _admin("POST", "/admin/conversations/{conversation_id}/seen", "Keep what an agent has read of the conversation",
-           OkResponse, errors=(400,),
+           OkResponse, errors=(400, 403),
            query={"agent": AGENT_QUERY, "after": ({**TURN_ID, "description": "the id of the latest turn the agent has "
                                                                              "read"}, True)}),
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
-           StatusResponse, errors=(400, 409), route=HANDOFF_ROUTE,
+           StatusResponse, errors=(400, 403, 409), route=HANDOFF_ROUTE,
            query={"agent": AGENT_QUERY,
                   "force": ({"type": "boolean", "default": False,
                              "description": "take over a customer another agent has, making them yours (a lead's "
                                             "override; it needs ?agent=, else 400): without it that takeover is refused with 409, naming them"},
                             False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",
-           StatusResponse, errors=(400, 409), route=HANDOFF_ROUTE,
+           StatusResponse, errors=(400, 403, 409), route=HANDOFF_ROUTE,
            query={"agent": AGENT_QUERY, "after": ({**TURN_ID,
                              "description": "the id of the latest turn the agent has read: if the customer has "
                                             "written since, the conversation stays with a person (409), as the bot "

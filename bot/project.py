@@ -369,12 +369,26 @@ class InferenceConfig(Settings):
                                                          "among the workers)")
 
 
+class AgentConfig(Settings):
+    """One agent's own admin token (``server.agents``): what they do with it is done in their name alone."""
+
+    token: str | None = Field(None, description="the agent's token (bot.yml is then a secret: keep it to its owner)")
+    token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                  description="the environment variable holding the token, read before token")
+
+
+AgentName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
+
+
 class ServerConfig(Settings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     max_message_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     admin_token: str | None = None
+    agents: dict[AgentName, AgentConfig] = Field(
+        default_factory=dict, description="agents with a token of their own: a call made with it acts as that agent, "
+                                          "whatever name it gives (docs/security.md)")
     metrics_token: str | None = Field(None, description="what a scraper of /metrics must send as a bearer token "
                                                         "(unset: /metrics answers anyone)")
     inference: InferenceConfig = Field(default_factory=InferenceConfig)

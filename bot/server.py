@@ -41,7 +41,7 @@ from bot.limits import LIMITS, Limits
 from bot.nlu import NLU
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
                          ReviewLabelRequest, publish_openapi)
-from bot.project import BotConfig, Project, load_project
+from bot.project import BotConfig, Project, ProjectError, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
@@ -49,8 +49,8 @@ from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import CHANNELS, compared_with_previous, conversation_stats, language_kept
-from dialogues.store import (KeyReused, LabelledMeanwhile, NotTheAuthor, Overtaken, Store, StoreError, cannot_write,
-                             read_moment, unix_time)
+from dialogues.store import (KeyReused, LabelledMeanwhile, NotTheAuthor, Overtaken, Store, StoreError, agent_key,
+                             cannot_write, read_moment, unix_time)
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -58,7 +58,8 @@ log = logging.getLogger("deskbot")
 BOT = web.AppKey("bot", Bot)
 REGISTRY = web.AppKey("registry", Registry)  # the bot's models: /healthz and the model watcher ask it for CURRENT
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
-ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the admin API is off
+ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the admin API is off, unless AGENT_TOKENS
+AGENT_TOKENS = web.AppKey("agent_tokens", dict)  # an agent's name -> their own admin token (server.agents)
 METRICS_TOKEN = web.AppKey("metrics_token", str)  # "" when none is configured: /metrics answers anyone
 REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM while server.drain_seconds run
@@ -286,14 +287,28 @@ def cors_headers(request: web.Request) -> dict[str, str]:
 MIN_TOKEN_CHARS = 16  # an admin or metrics token shorter, `bot serve` says it can be guessed
 
 
-def configured_token(variable: str, configured: str | None) -> str:
+def configured_token(variable: str | None, configured: str | None) -> str:
     """The environment's ``variable``, else bot.yml's value, without the white space around it: a token read
     from a file (a mounted secret) ends in a newline, which no one types, and every request got 401."""
-    return (os.environ.get(variable) or configured or "").strip()
+    return ((os.environ.get(variable) if variable else None) or configured or "").strip()
 
 
 def admin_token(project: Project) -> str:
     return configured_token("DESKBOT_ADMIN_TOKEN", project.config.server.admin_token)
+
+
+def agent_tokens(project: Project) -> dict[str, str]:
+    """Each agent's own token (``server.agents``), by their name; an agent whose token is not set is left out (``bot
+    serve`` says so). ProjectError for a token two agents share, or one agent shares with the admin token: a call
+    made with it could not say whose it is."""
+    tokens = {name: configured_token(agent.token_env, agent.token)
+              for name, agent in project.config.server.agents.items()}
+    tokens = {name: token for name, token in tokens.items() if token}
+    holders: dict[str, str] = {admin_token(project): "the admin token"} if admin_token(project) else {}
+    for name, token in tokens.items():
+        if (other := holders.setdefault(token, f"agent {name}")) != f"agent {name}":
+            raise ProjectError(f"bot.yml: server.agents: agent {name}'s token is {other}'s too: give each their own")
+    return tokens
 
 
 def metrics_token(project: Project) -> str:
@@ -309,23 +324,39 @@ def bearer(request: web.Request, token: str) -> bool:
 
 
 def require_admin(request: web.Request) -> None:
-    """Admin endpoints are off (404) without a configured token, and refuse (401) a request without it
-    (:func:`is_admin`, which compares it in constant time)."""
-    if not request.app[ADMIN_TOKEN]:
+    """Admin endpoints are off (404) without a configured token (the admin token or an agent's), and refuse (401) a
+    request without one (:func:`is_admin`, which compares them in constant time)."""
+    if not request.app[ADMIN_TOKEN] and not request.app[AGENT_TOKENS]:
         raise web.HTTPNotFound()
     if not is_admin(request):
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
 
 
 ADMIN = web.RequestKey("admin", bool)
+AGENT = web.RequestKey("agent", str)  # the agent whose own token the request carries; "" for any other request
 
 
 def is_admin(request: web.Request) -> bool:
-    """Whether the request carries the admin token (:func:`bearer`); compared once per request, for the
-    address limit and the endpoint."""
+    """Whether the request carries the admin token or an agent's own (:func:`bearer`), and whose that is (``AGENT``);
+    compared once per request, for the address limit and the endpoint, and every token each time: how long it takes
+    says nothing of which one came close."""
     if ADMIN not in request:
-        request[ADMIN] = bearer(request, request.app.get(ADMIN_TOKEN, ""))
+        agents = [name for name, token in request.app.get(AGENT_TOKENS, {}).items() if bearer(request, token)]
+        request[AGENT] = agents[0] if agents else ""
+        request[ADMIN] = bool(agents) or bearer(request, request.app.get(ADMIN_TOKEN, ""))
     return request[ADMIN]
+
+
+def acting_agent(request: web.Request, named: str | None) -> str | None:
+    """Who an admin call acts as (replies, takes over, writes notes, labels): the agent whose own token it carries, who
+    may give their own name alone (403 for another's: any agent could act in a colleague's name); with the admin
+    token, the agent it names, if any."""
+    own = request.get(AGENT) or None
+    if own is None:
+        return named
+    if named is not None and agent_key(named) != agent_key(own):
+        raise http_error(web.HTTPForbidden, f"agent: this token is {own}'s, who cannot act as {named}", {"agent": own})
+    return own
 
 
 # The chat page, the agents' page and the widget may be cached, but are checked with the server on every
@@ -738,13 +769,14 @@ async def review_label(request: web.Request) -> web.Response:
     require_admin(request)
     bot = request.app[BOT]
     body = await read_json(request, ReviewLabelRequest)
+    reviewer = acting_agent(request, body.reviewer)
     turn_id = int(request.match_info["turn_id"])
     if body.correct and body.accept:
         raise http_error(web.HTTPBadRequest, "correct takes an intent, not accept")
     if body.correct and body.intent is not None:
         try:
             check_label(body.intent, bot.project.intents)
-            labelled = await bot._store(bot.store.correct_label, [turn_id], body.intent, body.reviewer)
+            labelled = await bot._store(bot.store.correct_label, [turn_id], body.intent, reviewer)
         except ValueError as exc:
             raise http_error(web.HTTPBadRequest, str(exc)) from None
         except KeyError as exc:
@@ -753,7 +785,7 @@ async def review_label(request: web.Request) -> web.Response:
     item = next((i for i in await review_items(request.app) if turn_id in i.turn_ids), None)
     if item is None:
         if label := await bot._store(bot.store.label_of, turn_id):  # labelled since it was read
-            raise labelled_meanwhile(LabelledMeanwhile.by(label, body.reviewer), ' (send "correct": true to change it)')
+            raise labelled_meanwhile(LabelledMeanwhile.by(label, reviewer), ' (send "correct": true to change it)')
         raise http_error(web.HTTPNotFound, f"turn {turn_id} is not in the review queue")
     intent = item.intent if body.accept else body.intent
     if intent is None:
@@ -765,7 +797,7 @@ async def review_label(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise http_error(web.HTTPBadRequest, str(exc)) from None
     try:  # checked again as it is stored: another reviewer may have labelled the item since the queue was read
-        labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, body.reviewer, True,
+        labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, reviewer, True,
                                     bot.project.labels)
     except LabelledMeanwhile as exc:
         raise labelled_meanwhile(exc) from None
@@ -851,7 +883,8 @@ async def inbox(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     # every agent's console asks every 3 s
     conversations, total, waiting = await bot._read(Store.inbox, status, limit, query_agent(request), search, offset)
-    return json_response({"conversations": conversations, "total": total, "waiting": waiting})
+    return json_response({"conversations": conversations, "total": total, "waiting": waiting,
+                          "token_agent": request[AGENT] or None})
 
 
 def unknown_conversation(conversation_id: str) -> web.HTTPException:
@@ -882,10 +915,10 @@ async def agent_message(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request, AgentMessageRequest)
     conversation_id = valid_conversation_id(request)
-    named_when_forced(body.force, body.agent, "reply")
+    agent = acting_agent(request, body.agent.strip() if body.agent else None)
+    named_when_forced(body.force, agent, "reply")
     try:
-        turn_id = await request.app[BOT].agent_message(conversation_id, body.text.strip(),
-                                                       body.agent.strip() if body.agent else None, body.key, body.after,
+        turn_id = await request.app[BOT].agent_message(conversation_id, body.text.strip(), agent, body.key, body.after,
                                                        body.force)
     except KeyError:
         raise unknown_conversation(conversation_id) from None
@@ -911,7 +944,7 @@ async def add_note(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     try:
         note_id = await bot._store(bot.store.add_note, conversation_id, body.text.strip(),
-                                   body.agent.strip() if body.agent else None)
+                                   acting_agent(request, body.agent.strip() if body.agent else None))
     except KeyError:
         raise unknown_conversation(conversation_id) from None
     return json_response({"note_id": note_id})
@@ -939,7 +972,7 @@ def query_agent(request: web.Request) -> str | None:
     agent = request.query.get("agent", "").strip() or None
     if agent is not None and len(agent) > MAX_AGENT_CHARS:
         raise http_error(web.HTTPBadRequest, f"agent: at most {MAX_AGENT_CHARS} characters")
-    return agent
+    return acting_agent(request, agent)
 
 
 def overtaken(exc: Overtaken) -> web.HTTPException:
@@ -1077,6 +1110,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[DRAINING] = asyncio.Event()
     app[HUNG_UP] = asyncio.Event()
     app[ADMIN_TOKEN] = admin_token(project)
+    app[AGENT_TOKENS] = agent_tokens(project)
     app[METRICS_TOKEN] = metrics_token(project)
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}

@@ -118,7 +118,7 @@ def real_demo_bot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def web_demo_bot(tmp_path_factory: pytest.TempPathFactory, tiny_demo_bot: Path) -> Iterator[SimpleNamespace]:
     """The tiny demo bot set up for the web channel and widget tests, in its own folder and store.
 
-    It has an admin token, and thresholds no prediction of the tiny model reaches: every typed
+    It has an admin token, an agent (Kim) with a token of their own, and thresholds no prediction of the tiny model reaches: every typed
     message gets the fallback (with buttons), while a button payload such as
     ``/check_refund_policy`` still selects its intent's template. One extra origin may embed the
     widget: a loopback port bound here, so that a test can serve a customer's page from it.
@@ -134,6 +134,7 @@ def web_demo_bot(tmp_path_factory: pytest.TempPathFactory, tiny_demo_bot: Path) 
     config = yaml.safe_load((root / "bot.yml").read_text())
     config["thresholds"] = {"intent": 1.0, "retrieval": 1.0, "fallbacks_before_handoff": 100}
     config.setdefault("server", {})["admin_token"] = "web-admin-token"
+    config["server"]["agents"] = {"Kim": {"token": "kim-own-token"}}  # an agent with a token of their own
     # Every page of the widget tests comes from one loopback address: a module's hundreds of page loads, messages and
     # votes a minute are no customer's flood, and past the per-address limit the last tests failed for a 429.
     # Its messages, conversations opened and handed to a person too: hundreds and dozens, from that one address.
@@ -141,7 +142,7 @@ def web_demo_bot(tmp_path_factory: pytest.TempPathFactory, tiny_demo_bot: Path) 
                                   "messages_per_ip_per_minute": 0}
     config.setdefault("channels", {}).setdefault("web", {})["origins"] = [embed_origin]
     (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
-    yield SimpleNamespace(root=root, admin_token="web-admin-token", embed_origin=embed_origin, shop_socket=shop_socket)
+    yield SimpleNamespace(root=root, admin_token="web-admin-token", agent_token="kim-own-token", embed_origin=embed_origin, shop_socket=shop_socket)
     shop_socket.close()
 
 

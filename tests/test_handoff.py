@@ -516,6 +516,46 @@ async def test_a_takeover_of_a_colleagues_customer_is_refused_unless_forced_and_
     assert (await client.post("/admin/conversations/taken/handback?agent=Bob", headers=AUTH)).status == 200
 
 
+async def test_an_agents_own_token_acts_in_their_name_alone(bot_dir: Path, aiohttp_client: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every agent shared the admin token and typed their name: any of them could reply, take over, write and delete
+    notes in a colleague's name. With tokens of their own (server.agents), a call acts as its token's agent, a
+    colleague's name is refused, and the admin token still acts as the name it gives."""
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    config["server"]["agents"] = {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token_env": "BOBS_TOKEN"}}
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("BOBS_TOKEN", "bob-own-token-4567\n")
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    ana, bob = {"Authorization": "Bearer ana-own-token-0123"}, {"Authorization": "Bearer bob-own-token-4567"}
+    await chat(client, "taken", "I need help with my bill")
+
+    async def call(method: str, path: str, auth: dict[str, str], body: Any = None) -> tuple[int, Any]:
+        response = await client.request(method, f"/admin/conversations{path}", json=body, headers=auth)
+        return response.status, await response.json()
+
+    refused = (403, {"error": "agent: this token is Bob's, who cannot act as Ana", "agent": "Bob"})
+    assert await call("POST", "/taken/handoff?agent=Ana", bob) == refused
+    assert await call("POST", "/taken/messages", bob, {"text": ANSWER, "agent": "Ana", "force": True}) == refused
+    assert await call("POST", "/taken/notes", bob, {"text": "Ana promised a refund", "agent": "Ana"}) == refused
+    assert await call("POST", "/taken/handoff", ana) == (200, {"status": "handed_off", "agent": "Ana"})
+    assert (await call("POST", "/taken/messages", bob, {"text": ANSWER}))[1]["agent"] == "Ana"  # hers: 409
+    assert (await call("POST", "/taken/messages", ana, {"text": ANSWER, "agent": " ana "}))[0] == 200
+    status, note = await call("POST", "/taken/notes", ana, {"text": "Refund promised."})
+    assert status == 200
+    assert (await call("DELETE", f"/taken/notes/{note['note_id']}?agent=Ana", bob)) == refused
+    assert (await call("DELETE", f"/taken/notes/{note['note_id']}", bob))[0] == 403  # Ana's note
+    status, inbox = await call("GET", "", bob)
+    assert status == 200 and inbox["token_agent"] == "Bob" and inbox["conversations"][0]["agent"] == "Ana"
+    status, inbox = await call("GET", "", AUTH)  # the admin token, as before: a lead's, acting as named
+    assert inbox["token_agent"] is None
+    assert await call("POST", "/taken/handoff?agent=Sam&force=true", AUTH) == (200, {"status": "handed_off",
+                                                                                     "agent": "Sam"})
+    transcript = (await call("GET", "/taken", AUTH))[1]
+    assert [t["author"] for t in transcript["turns"] if t["role"] == "agent"] == ["Ana"]
+    assert [n["agent"] for n in transcript["notes"]] == ["Ana"]
+    assert (await call("GET", "", {"Authorization": "Bearer ana-own-token"}))[0] == 401
+
+
 async def test_an_agent_who_takes_over_a_waiting_customer_nobody_has_is_said_to_have_them(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """A takeover of a customer already handed off answered as one and kept nothing: its agent believed the customer

@@ -2539,6 +2539,19 @@ def test_the_agents_console_keeps_a_note_for_the_agents_alone(
     context.close()
 
 
+def test_the_agents_console_signed_in_with_an_agents_own_token_acts_in_their_name(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """With an agent's own token the bot refuses every other name: the console shows theirs, which cannot be changed,
+    and takes customers over in it."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.agent_token)
+    expect(page.get_by_label("Your name")).to_have_value("Kim")
+    expect(page.get_by_label("Your name")).not_to_be_editable()
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_contain_text("taken by Kim")
+    assert api.get(f"/admin/conversations/{cid}")["agent"] == "Kim"
+    context.close()
+
+
 def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
                                                     web_demo_bot: SimpleNamespace) -> None:
     intents = load_project(web_demo_bot.root).intents
