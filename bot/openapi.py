@@ -299,6 +299,7 @@ class Note(_Body):
     agent: str | None = Field(..., description="the agent who wrote it, when they gave their name")
     text: str
     created: float
+    edited: float | None = Field(..., description="when its author last corrected it; null for a note never edited")
 
 
 class NoteIdResponse(_Body):
@@ -519,6 +520,9 @@ OPERATIONS: list[Operation] = [
     _admin("DELETE", "/admin/conversations/{conversation_id}/notes/{note_id}", "Take back an internal note: its "
            "author alone may (403 for another's, naming them); one written with no name, anyone", OkResponse,
            errors=(400, 403), query={"agent": AGENT_QUERY}),
+    _admin("PATCH", "/admin/conversations/{conversation_id}/notes/{note_id}", "Correct an internal note: its author "
+           "alone may (403 for another's, naming them); one written with no name, anyone. Marked edited", OkResponse,
+           NoteRequest, (400, 403, 408, 413)),
     _admin("POST", "/admin/conversations/{conversation_id}/seen", "Keep what an agent has read of the conversation",
            OkResponse, errors=(400, 403),
            query={"agent": AGENT_QUERY, "after": ({**TURN_ID, "description": "the id of the latest turn the agent has "

@@ -953,12 +953,25 @@ async def add_note(request: web.Request) -> web.Response:
 async def delete_note(request: web.Request) -> web.Response:
     """Take back an internal note (``?agent=``: its author, who alone may; one written with no name is anyone's)."""
     require_admin(request)
+    return await change_note(request, Store.delete_note, query_agent(request))
+
+
+async def edit_note(request: web.Request) -> web.Response:
+    """Correct an internal note (``agent``: its author, who alone may, as for a deletion): shown as edited."""
+    require_admin(request)
+    body = await read_json(request, NoteRequest)
+    return await change_note(request, Store.edit_note, body.text.strip(),
+                             acting_agent(request, body.agent.strip() if body.agent else None))
+
+
+async def change_note(request: web.Request, change: Callable[..., None], *args: Any) -> web.Response:
+    """``change(store, conversation_id, note_id, *args)`` on the note the path names: 404 for a note the conversation
+    does not hold, 403 naming its author for another agent's."""
     conversation_id = valid_conversation_id(request)
     note_id = int(request.match_info["note_id"])
-    agent = query_agent(request)
     bot = request.app[BOT]
     try:
-        await bot._store(bot.store.delete_note, conversation_id, note_id, agent)
+        await bot._store(change, bot.store, conversation_id, note_id, *args)
     except KeyError:
         raise http_error(web.HTTPNotFound, f"no note {note_id} in conversation {conversation_id!r}") from None
     except NotTheAuthor as exc:
@@ -1147,6 +1160,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.post("/admin/conversations/{conversation_id}/seen", mark_seen),
         web.post("/admin/conversations/{conversation_id}/notes", add_note),
         web.delete("/admin/conversations/{conversation_id}/notes/{note_id:\\d{1,18}}", delete_note),
+        web.patch("/admin/conversations/{conversation_id}/notes/{note_id:\\d{1,18}}", edit_note),
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
     ])
 

@@ -325,9 +325,16 @@ def _v27(db: sqlite_utils.Database) -> None:
     db.execute(f"DELETE FROM feedback WHERE id < {latest}")
 
 
+def _v28(db: sqlite_utils.Database) -> None:
+    """When an internal note was last edited by its author (``Store.edit_note``): the colleagues who read it before
+    see it changed. Null before, and for a note never edited."""
+    if "edited" not in db["notes"].columns_dict:
+        db["notes"].add_column("edited", float)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
-                                                              _v21, _v22, _v23, _v24, _v25, _v26, _v27]
+                                                              _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -468,11 +475,11 @@ class HeldByColleague(Overtaken):
 
 
 class NotTheAuthor(Exception):
-    """An agent deleting a note another agent wrote (``Store.delete_note``): a note is its author's to take back.
-    ``author``: who wrote it."""
+    """An agent deleting or editing (``what``) a note another agent wrote (``Store.delete_note``, ``Store.edit_note``):
+    a note is its author's to take back or correct. ``author``: who wrote it."""
 
-    def __init__(self, author: str) -> None:
-        super().__init__(f"{author} wrote this note: only they can delete it")
+    def __init__(self, author: str, what: str = "delete") -> None:
+        super().__init__(f"{author} wrote this note: only they can {what} it")
         self.author = author
 
 
@@ -1707,7 +1714,8 @@ class Store:
         bot made of each customer message (intent, confidence, how it answered), the buttons each reply
         offered and the custom payloads it passed on, and its handoffs; the messages as typed, as in :meth:`history`. ``earlier``: whether it holds
         turns before those, which the agent would otherwise never know they were not shown. ``notes``: the agents'
-        internal notes on it (:meth:`add_note`), every one, oldest first."""
+        internal notes on it (:meth:`add_note`), every one, oldest first, with when each was last edited (``edited``,
+        null for none)."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             return None
@@ -1731,7 +1739,7 @@ class Store:
                 "turns": [{**_with_json(self._shown(turn)), "undelivered": bool(turn["undelivered"])}
                           for turn in reversed(turns[:limit])],
                 "earlier": earlier, "handoffs": list(handoffs),
-                "notes": list(self.db.query("SELECT id, agent, text, created FROM notes WHERE conversation_id = ? "
+                "notes": list(self.db.query("SELECT id, agent, text, created, edited FROM notes WHERE conversation_id = ? "
                                             "ORDER BY id", [conversation_id]))}
 
     def add_note(self, conversation_id: str, text: str, agent: str | None = None) -> int:
@@ -1749,13 +1757,25 @@ class Store:
         longer holds, which every colleague read as current. Its author's alone, by their name in any letter case
         (:class:`NotTheAuthor` for another's); a note written with no name, anyone's."""
         with self._writing():
-            row = self.db.execute("SELECT agent FROM notes WHERE id = ? AND conversation_id = ?",
-                                  [note_id, conversation_id]).fetchone()
-            if row is None:
-                raise KeyError(note_id)
-            if row[0] is not None and agent_key(row[0]) != agent_key(agent):
-                raise NotTheAuthor(row[0])
+            self._authors_note(conversation_id, note_id, agent, "delete")
             self.db.execute("DELETE FROM notes WHERE id = ?", [note_id])
+
+    def edit_note(self, conversation_id: str, note_id: int, text: str, agent: str | None = None) -> None:
+        """Correct note ``note_id`` of the conversation to ``text``, as :meth:`delete_note` takes it back (its author's
+        alone): a deleted and rewritten note lost its place among the turns. Marked ``edited``, with when."""
+        with self._writing():
+            self._authors_note(conversation_id, note_id, agent, "edit")
+            self.db.execute("UPDATE notes SET text = ?, edited = ? WHERE id = ?", [text, now(), note_id])
+
+    def _authors_note(self, conversation_id: str, note_id: int, agent: str | None, what: str) -> None:
+        """Check that ``agent`` may ``what`` (delete, edit) note ``note_id`` of the conversation: KeyError for a note
+        it does not hold, :class:`NotTheAuthor` for one another agent wrote."""
+        row = self.db.execute("SELECT agent FROM notes WHERE id = ? AND conversation_id = ?",
+                              [note_id, conversation_id]).fetchone()
+        if row is None:
+            raise KeyError(note_id)
+        if row[0] is not None and agent_key(row[0]) != agent_key(agent):
+            raise NotTheAuthor(row[0], what)
 
     # --- learning -------------------------------------------------------------------------------
 

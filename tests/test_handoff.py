@@ -443,6 +443,32 @@ async def test_an_agents_note_is_taken_back_by_its_author_alone(bot_dir: Path, a
     assert transcript["notes"] == []
 
 
+async def test_an_agents_note_is_edited_by_its_author_alone(bot_dir: Path, aiohttp_client: Any) -> None:
+    """A note could only be deleted and written again, out of its place among the turns: its author corrects it, a
+    colleague is refused naming them, and every agent sees it edited, and when."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "noted", "I need help with my bill")
+    added = await client.post("/admin/conversations/noted/notes", json={"text": "Refund promised.", "agent": "Ana"},
+                              headers=AUTH)
+    note_id = (await added.json())["note_id"]
+
+    async def edit(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        response = await client.patch(f"/admin/conversations/{path}", json=body, headers=AUTH)
+        return response.status, await response.json()
+
+    assert await edit(f"noted/notes/{note_id}", {"text": "No refund.", "agent": "Bob"}) == (
+        403, {"error": "Ana wrote this note: only they can edit it", "agent": "Ana"})
+    assert (await edit(f"other/notes/{note_id}", {"text": "No refund.", "agent": "Ana"}))[0] == 404
+    assert (await edit(f"noted/notes/{note_id}", {"text": "\u200b", "agent": "Ana"}))[0] == 400
+    [before] = (await (await client.get("/admin/conversations/noted", headers=AUTH)).json())["notes"]
+    assert before["edited"] is None
+    assert await edit(f"noted/notes/{note_id}", {"text": " Refund of 20 EUR promised. ", "agent": " ana"}) == (
+        200, {"ok": True})
+    [after] = (await (await client.get("/admin/conversations/noted", headers=AUTH)).json())["notes"]
+    assert after == {**before, "text": "Refund of 20 EUR promised.", "edited": after["edited"]}
+    assert after["edited"] >= before["created"]
+
+
 async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unless_forced(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """Any agent handed a colleague's customer back to the bot, or answered beside the colleague, unasked: refused,

@@ -2539,6 +2539,32 @@ def test_the_agents_console_keeps_a_note_for_the_agents_alone(
     context.close()
 
 
+def test_the_agents_console_corrects_its_agents_note_in_place(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A slip in a note could only be deleted and written again, below the turns since. Its author edits it in the
+    note box, the reply being written comes back after, and the note says it was edited."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Ana")
+    page.get_by_label("Reply").fill("Hello, I am looking into it")
+    api.admin(f"/admin/conversations/{cid}/notes", {"text": "Refund promised.", "agent": "Ana"})
+    page.reload()  # the console shows the note, and keeps the reply being written
+    page.get_by_role("button", name="Edit note").click()
+    box = page.get_by_label("Internal note, for agents only")
+    expect(box).to_have_value("Refund promised.")
+    expect(page.locator("form.reply [type=submit]")).to_have_text("Save note")
+    box.fill("Refund of 20 EUR promised.")
+    box.press("Enter")
+    expect(page.locator(".turn.note .text")).to_have_text(["Refund of 20 EUR promised."])
+    expect(page.locator(".turn.note .meta")).to_contain_text([" · edited "])
+    expect(page.get_by_label("Internal note, for agents only")).to_have_value("Hello, I am looking into it")
+    expect(page.locator("form.reply [type=submit]")).to_have_text("Add note")
+    [note] = api.get(f"/admin/conversations/{cid}")["notes"]
+    assert note["text"] == "Refund of 20 EUR promised." and note["edited"] is not None
+    page.get_by_label("Your name").fill("Bob")  # a colleague
+    expect(page.get_by_role("button", name="Edit note")).to_have_count(0)
+    context.close()
+
+
 def test_the_agents_console_signed_in_with_an_agents_own_token_acts_in_their_name(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """With an agent's own token the bot refuses every other name: the console shows theirs, which cannot be changed,
