@@ -459,6 +459,8 @@ SINCE = {"since": ({"anyOf": [{"type": "string", "format": "date"}, {"type": "st
                                    "offset, T or a space, seconds optional: 2026-12-04T16:00:00Z, 2026-12-05 00:00+08:00; "
                                    "a time without an offset is refused (the server's local time is no one's)"},
                    False)}  # ``bot.server.query_since`` (``dialogues.store.read_moment``)
+OFFSET = ({"type": "integer", "minimum": 0, "maximum": 999_999_999, "default": 0,
+           "description": "how many items to pass over: the next page"}, False)  # ``bot.server.query_offset``
 HANDOFF_ROUTE = "/admin/conversations/{conversation_id}/{action}"
 AGENT_QUERY = ({"type": "string", "maxLength": MAX_AGENT_CHARS,
                 "description": "the agent's name, shown to the other agents (``bot.server.query_agent``); with an "
@@ -488,7 +490,7 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/agent", "The agents' console (the admin API in a page)", media="text/html"),
     _admin("POST", "/admin/reload", "Serve the registry's current model version", ModelVersionResponse, errors=(409,)),
     _admin("GET", "/admin/review", "The review queue, most useful first", ReviewQueueResponse, errors=(400,),
-           query={"limit": (limit_schema(20), False)}),
+           query={"limit": (limit_schema(20), False), "offset": OFFSET}),
     _admin("POST", "/admin/review/{turn_id}", "Label the queue item holding a turn", LabelResponse, ReviewLabelRequest,
            (400, 403, 404, 408, 409, 413)),
     Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines", errors=(400, 401, 404),
@@ -508,9 +510,7 @@ OPERATIONS: list[Operation] = [
                                         "description": "only the conversations whose id, customer, verified customer "
                                                        "or any message the customer wrote holds this, in any letter "
                                                        "case"}, False),
-                                 "offset": ({"type": "integer", "minimum": 0, "maximum": 999_999_999, "default": 0,
-                                             "description": "how many conversations to pass over: the next page"},
-                                            False)}),
+                                 "offset": OFFSET}),
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,

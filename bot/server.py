@@ -757,10 +757,13 @@ def query_offset(request: web.Request) -> int:
 
 
 async def review_queue(request: web.Request) -> web.Response:
+    """The review queue's first ``?limit=`` items, past the first ``?offset=``: a queue longer than a page was read
+    its first page alone."""
     require_admin(request)
     limit = query_limit(request, 20)
+    offset = query_offset(request)
     items = await review_items(request.app)
-    return json_response({"items": [i.to_json() for i in items[:limit]], "total": len(items),
+    return json_response({"items": [i.to_json() for i in items[offset:offset + limit]], "total": len(items),
                           "more_waiting": items.more_waiting, "intents": request.app[BOT].project.intents})
 
 

@@ -426,6 +426,11 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     assert resp.status == 200 and body["total"] == 2 and len(body["items"]) == 1 and body["more_waiting"] is False
     orders = body["items"][0]
     assert orders["count"] == 3 and "negative_feedback" in orders["reasons"] and "track_order" in body["intents"]
+    # the page after the first (a queue longer than a page was read its first page alone)
+    second = await (await client.get("/admin/review?limit=1&offset=1", headers=AUTH)).json()
+    assert second["total"] == 2 and [i["count"] for i in second["items"]] == [1] and second["items"][0] != orders
+    assert (await (await client.get("/admin/review?offset=2", headers=AUTH)).json())["items"] == []
+    assert (await client.get("/admin/review?offset=-1", headers=AUTH)).status == 400
 
     url = f"/admin/review/{orders['id']}"
     resp = await client.post(url, json={"intent": "weather"}, headers=AUTH)

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 import yaml
@@ -2649,6 +2649,33 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     page.get_by_role("button", name="Out of scope").click()
     expect(page.locator(".labelled .what")).to_have_text(f"You labelled it as {chosen} from another window.")
     assert stored_labels(web_demo_bot.root, fourth) == [chosen]
+    context.close()
+
+
+def test_the_agents_console_pages_through_a_long_review_queue(chromium: SimpleNamespace, server: LiveServer,
+                                                              web_demo_bot: SimpleNamespace) -> None:
+    """The console read the review queue's first 100 items alone: its reviewers never saw the others. It pages through
+    the queue as through the conversations."""
+    asked = []
+
+    def queue(route: Route) -> None:
+        offset = int(parse_qs(urlsplit(route.request.url).query)["offset"][0])
+        asked.append(offset)
+        items = [{"id": n, "turn_ids": [n], "texts": [f"question {n}"], "count": 1, "predicted": None, "ranking": [],
+                  "reasons": ["fallback"], "uncertainty": 1.0, "score": 1.0} for n in range(offset, min(offset + 200, 250))]
+        route.fulfill(json={"items": items, "total": 250, "more_waiting": False, "intents": ["greet"]})
+
+    context = open_console(chromium, server, web_demo_bot.admin_token, clock=True)
+    page = context.pages[0]
+    page.route(lambda url: "/admin/review?" in url, queue)
+    page.get_by_role("button", name="To review").click()
+    expect(page.locator(".list .pager")).to_contain_text("1–200 of 250")
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator(".list li .who").first).to_have_text("question 200")
+    expect(page.locator(".list .pager")).to_contain_text("201–250 of 250")
+    assert asked[-1] == 200
+    page.get_by_role("button", name="Previous").click()
+    expect(page.locator(".list li .who").first).to_have_text("question 0")
     context.close()
 
 
