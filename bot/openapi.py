@@ -306,6 +306,13 @@ class NoteIdResponse(_Body):
     note_id: int
 
 
+class OtherConversation(_Body):
+    conversation_id: str
+    status: Literal["open", "handed_off"]
+    created: float
+    updated: float
+
+
 class TranscriptResponse(_Body):
     conversation_id: str
     channel: str
@@ -320,6 +327,8 @@ class TranscriptResponse(_Body):
     earlier: bool = Field(..., description="the conversation holds turns before those listed: ask with a higher limit")
     handoffs: list[HandoffEvent]
     notes: list[Note] = Field(..., description="the agents' internal notes, oldest first: never shown to the customer")
+    others: list[OtherConversation] = Field(..., description="the customer's other conversations (by their user id on "
+                                                             "the channel), the latest 20, latest first")
 
 
 class Feedback(_Body):

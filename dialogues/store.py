@@ -332,9 +332,16 @@ def _v28(db: sqlite_utils.Database) -> None:
         db["notes"].add_column("edited", float)
 
 
+def _v29(db: sqlite_utils.Database) -> None:
+    """A customer's conversations on a channel, latest first (``Store.transcript``'s ``others``), read at each look at a
+    transcript: without it, every conversation the store holds."""
+    db.execute("CREATE INDEX IF NOT EXISTS idx_conversations_user ON conversations (channel, user, updated)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
-                                                              _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28]
+                                                              _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
+                                                              _v29]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -647,6 +654,7 @@ _AGENT_SINCE = ("FROM turns WHERE conversation_id = c.id AND role = 'agent' AND 
 # they are in no agents' inbox, nobody waits in them, and ``bot stats`` leaves them out.
 TRYOUT_CHANNEL = "cli"
 _AGENTS_REACH = f"c.channel != '{TRYOUT_CHANNEL}'"
+OTHERS_SHOWN = 20  # a customer's other conversations a transcript names (Store.others), the latest
 # The customer's id as the shop's server vouched for it, from the slot the web channel keeps (bot.project.VERIFIED_USER):
 # the ``user`` column is what the first message's page said, which proves nothing.
 _VERIFIED_SLOT = "verified_user"
@@ -1715,7 +1723,7 @@ class Store:
         offered and the custom payloads it passed on, and its handoffs; the messages as typed, as in :meth:`history`. ``earlier``: whether it holds
         turns before those, which the agent would otherwise never know they were not shown. ``notes``: the agents'
         internal notes on it (:meth:`add_note`), every one, oldest first, with when each was last edited (``edited``,
-        null for none)."""
+        null for none). ``others``: the customer's other conversations (:meth:`others`)."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             return None
@@ -1740,7 +1748,24 @@ class Store:
                           for turn in reversed(turns[:limit])],
                 "earlier": earlier, "handoffs": list(handoffs),
                 "notes": list(self.db.query("SELECT id, agent, text, created, edited FROM notes WHERE conversation_id = ? "
-                                            "ORDER BY id", [conversation_id]))}
+                                            "ORDER BY id", [conversation_id])),
+                "others": self.others(conversation)}
+
+    def others(self, conversation: dict[str, Any], limit: int = OTHERS_SHOWN) -> list[dict[str, Any]]:
+        """The latest ``limit`` other conversations of ``conversation``'s customer (its user id on its channel), latest
+        first; none for a customer with no id. An agent taking a customer over saw nothing of what they had asked
+        before, in another conversation, unless they thought of searching for their id in each tab. On the web, whose
+        page names its customer as it likes, a customer the shop's server vouched for alone (``verified_user``), and
+        their conversations where it vouched for them: anyone could name a customer and be shown theirs."""
+        web = conversation["channel"] == "web"
+        user = conversation["slots"].get(_VERIFIED_SLOT) if web else conversation["user"]
+        if user is None:
+            return []
+        verified = f"AND {_VERIFIED_OF_C} = c.user " if web else ""
+        return list(self.db.query(
+            "SELECT c.id AS conversation_id, c.status, c.created, c.updated FROM conversations c "
+            f"WHERE c.channel = ? AND c.user = ? {verified}AND c.id != ? AND {_AGENTS_REACH} "
+            "ORDER BY c.updated DESC LIMIT ?", [conversation["channel"], user, conversation["id"], limit]))
 
     def add_note(self, conversation_id: str, text: str, agent: str | None = None) -> int:
         """An agent's internal note on a conversation the store holds (KeyError for another), for the agents alone

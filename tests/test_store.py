@@ -1070,6 +1070,30 @@ def test_the_history_and_transcript_show_messages_as_typed(tmp_path: Path) -> No
     kept.close()
 
 
+def test_a_transcript_names_the_customers_other_conversations(tmp_path: Path) -> None:
+    """An agent taking a customer over saw nothing of their earlier conversations unless they searched for their id in
+    each tab. The transcript names them, latest first: a platform's user alone, and on the web a customer the shop's
+    server vouched for alone, as a page may name anyone."""
+    store = Store(tmp_path / "dialogues.db")
+
+    def said(cid: str, channel: str, user: str | None, verified: bool = False) -> None:
+        slots = {"verified_user": user} if verified else None
+        store.log_exchange(Exchange(cid, channel, user, "hello", None, "Hi!", None, 0.2, [], "fallback", "v1",
+                                    slots=slots))
+
+    for cid, channel, user in (("s1", "slack", "U1"), ("s2", "slack", "U1"), ("s3", "slack", "U2"),
+                               ("w0", "slack", "u-7"), ("w1", "web", "u-7"), ("w2", "web", "u-7")):
+        said(cid, channel, user)
+    said("s1", "slack", "U1")  # the latest
+    assert [o["conversation_id"] for o in store.transcript("s2")["others"]] == ["s1"]
+    assert set(store.transcript("s2")["others"][0]) == {"conversation_id", "status", "created", "updated"}
+    assert store.transcript("w2")["others"] == []  # named by a page alone
+    said("v1", "web", "u-7", verified=True)
+    said("v2", "web", "u-7", verified=True)
+    assert [o["conversation_id"] for o in store.transcript("v2")["others"]] == ["v1"]
+    store.close()
+
+
 def test_a_custom_actions_tracker_reads_the_latest_turns_as_stored(tmp_path: Path) -> None:
     """The turns a custom action's tracker lists: the latest ones alone, however long the conversation, oldest
     first, with what the bot made of each message, and redacted as the store keeps them, even with keep_raw."""

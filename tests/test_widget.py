@@ -690,6 +690,30 @@ def test_a_customer_the_shops_server_vouched_for_is_verified_to_agents_and_a_for
     context.close()
 
 
+def test_the_agents_console_opens_a_verified_customers_other_conversations(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace, identity_secret: str) -> None:
+    """An agent taking a customer over saw nothing of what they had asked before in another conversation: the
+    transcript names the customer's others, each opened with a click."""
+    user = f"u-{next(PAGE_NUMBERS)}"
+    user_hash = hmac.new(identity_secret.encode(), user.encode(), hashlib.sha256).hexdigest()
+    earlier, latest = f"console-{next(PAGE_NUMBERS)}", f"console-{next(PAGE_NUMBERS)}"
+    customer = chromium.request.new_context(base_url=server.url)
+    for cid, text in ((earlier, "where is my parcel?"), (latest, "/handoff")):
+        body = {"conversation_id": cid, "text": text, "user": user, "user_hash": user_hash}
+        assert customer.post("/api/chat", data=body).ok
+    customer.dispose()
+    context = open_console(chromium, server, web_demo_bot.admin_token, latest, clock=True)
+    page = context.pages[0]
+    page.locator(f'.list li[data-id="{latest}"]').click()
+    others = page.locator(".conversation .others")
+    expect(others).to_contain_text("This customer's other conversations:")
+    others.get_by_role("button", name=re.compile(f"^{earlier} · With the bot · ")).click()
+    expect(page.locator(".conversation .title")).to_contain_text(earlier)
+    expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
+    expect(others.get_by_role("button")).to_have_text([re.compile(f"^{latest} · Waiting · ")])
+    context.close()
+
+
 def test_the_pages_metadata_reaches_custom_actions_and_one_the_server_would_refuse_is_left_out(
         open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
     """A page had no way to pass what it knows of its customer (a user id) to the bot's custom actions, which read
