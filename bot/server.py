@@ -300,7 +300,13 @@ def admin_token(project: Project) -> str:
 def agent_tokens(project: Project) -> dict[str, str]:
     """Each agent's own token (``server.agents``), by their name; an agent whose token is not set is left out (``bot
     serve`` says so). ProjectError for a token two agents share, or one agent shares with the admin token: a call
-    made with it could not say whose it is."""
+    made with it could not say whose it is; and for two names of one agent as the bot reads names ("Ana", "ANA":
+    :func:`~dialogues.store.agent_key`), each of which could act as the other."""
+    names: dict[str, str] = {}
+    for name in project.config.server.agents:
+        if (other := names.setdefault(agent_key(name), name)) != name:
+            raise ProjectError(f"bot.yml: server.agents: {other} and {name} name one agent (names are read in any "
+                               "letter case): give each agent one name")
     tokens = {name: configured_token(agent.token_env, agent.token)
               for name, agent in project.config.server.agents.items()}
     tokens = {name: token for name, token in tokens.items() if token}
@@ -1110,6 +1116,7 @@ async def stop_on_sighup(app: web.Application) -> None:
 
 def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = None) -> web.Application:
     project = load_project(root)
+    agents = agent_tokens(project)  # a token or a name two agents share, before the model loads
     actions = ActionRunner.for_project(project)  # a mistake in actions/ or its map, before the model loads
     nlu = nlu or load_at_start(project, device)  # refuse to start when no version that served loads
     server = project.config.server
@@ -1126,7 +1133,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[DRAINING] = asyncio.Event()
     app[HUNG_UP] = asyncio.Event()
     app[ADMIN_TOKEN] = admin_token(project)
-    app[AGENT_TOKENS] = agent_tokens(project)
+    app[AGENT_TOKENS] = agents
     app[METRICS_TOKEN] = metrics_token(project)
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot import notify
 from bot.channels.base import Turn
 from bot.language import SCRIPT
-from bot.project import load_project
+from bot.project import ProjectError, load_project
 from bot.retrain import retrain
 from bot.server import BOT, create_app
 from dialogues.store import TRYOUT_CHANNEL, Store
@@ -580,6 +580,20 @@ async def test_an_agents_own_token_acts_in_their_name_alone(bot_dir: Path, aioht
     assert [t["author"] for t in transcript["turns"] if t["role"] == "agent"] == ["Ana"]
     assert [n["agent"] for n in transcript["notes"]] == ["Ana"]
     assert (await call("GET", "", {"Authorization": "Bearer ana-own-token"}))[0] == 401
+
+
+@pytest.mark.parametrize(("agents", "said"), [
+    ({"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "ana-own-token-0123"}}, "agent Bob's token is agent Ana's"),
+    ({"Ana": {"token": "small-admin-token"}}, "agent Ana's token is the admin token's"),
+    ({"Ana": {"token": "ana-own-token-0123"}, "ANA": {"token": "another-token-4567"}}, "and Ana name one agent")])
+def test_agents_tokens_and_names_are_each_their_own(bot_dir: Path, agents: dict[str, Any], said: str) -> None:
+    """A token two agents shared could not say whose a call was; nor could two names of one agent ("Ana", "ana", read
+    as one as the bot reads names), each acting as the other: the server refuses to start."""
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    config["server"]["agents"] = agents
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ProjectError, match=said):
+        create_app(bot_dir, device="cpu")
 
 
 async def test_an_agent_who_takes_over_a_waiting_customer_nobody_has_is_said_to_have_them(
