@@ -519,7 +519,11 @@ OPERATIONS: list[Operation] = [
                                         "description": "only the conversations whose id, customer, verified customer "
                                                        "or any message the customer wrote holds this, in any letter "
                                                        "case"}, False),
-                                 "offset": OFFSET}),
+                                 "offset": OFFSET,
+                                 "holder": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
+                                             "description": "the handed_off conversations this agent has alone, in "
+                                                            "any letter case: a leaving agent's customers (none of the "
+                                                            "open ones, which are nobody's)"}, False)}),
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,

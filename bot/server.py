@@ -879,7 +879,8 @@ async def stats(request: web.Request) -> web.Response:
 
 async def inbox(request: web.Request) -> web.Response:
     """The agents' inbox: ``?status=handed_off`` (the default), longest-waiting first, or ``open``; ``?q=`` the
-    conversations that hold a text alone, ``?offset=`` the page after the first ones (see :meth:`Store.inbox`)."""
+    conversations that hold a text alone, ``?offset=`` the page after the first ones, ``?holder=`` one agent's
+    customers alone (see :meth:`Store.inbox`)."""
     require_admin(request)
     status = request.query.get("status", "handed_off")
     if status not in ("handed_off", "open"):
@@ -889,9 +890,13 @@ async def inbox(request: web.Request) -> web.Response:
     search = request.query.get("q", "").strip()
     if len(search) > MAX_SEARCH_CHARS:
         raise http_error(web.HTTPBadRequest, f"q: at most {MAX_SEARCH_CHARS} characters")
+    holder = request.query.get("holder", "").strip() or None
+    if holder is not None and len(holder) > MAX_AGENT_CHARS:
+        raise http_error(web.HTTPBadRequest, f"holder: at most {MAX_AGENT_CHARS} characters")
     bot = request.app[BOT]
     # every agent's console asks every 3 s
-    conversations, total, waiting = await bot._read(Store.inbox, status, limit, query_agent(request), search, offset)
+    conversations, total, waiting = await bot._read(Store.inbox, status, limit, query_agent(request), search, offset,
+                                                    holder)
     return json_response({"conversations": conversations, "total": total, "waiting": waiting,
                           "token_agent": request[AGENT] or None})
 

@@ -1614,7 +1614,7 @@ class Store:
     # --- the agents' inbox ----------------------------------------------------------------------
 
     def inbox(self, status: str, limit: int, agent: str | None = None, search: str = "",
-              offset: int = 0) -> tuple[list[dict[str, Any]], int, int]:
+              offset: int = 0, holder: str | None = None) -> tuple[list[dict[str, Any]], int, int]:
         """The first ``limit`` conversations in ``status`` (``handed_off`` or ``open``) for the agents, past the first
         ``offset``, how many there are, and how many of them wait for a person's reply (none of the open ones): a
         full page of waiting customers may hide more, whom the console counts and announces too.
@@ -1630,15 +1630,26 @@ class Store:
 
         ``unread``, for ``agent``: what the customer wrote since an agent's latest reply (``_HANDED_OFF``), and
         since the latest turn ``agent`` read there (:meth:`mark_seen`), whichever came later.
+
+        ``holder``: only the handed-off conversations that agent has, in any letter case (``total`` counts those): at a
+        change of shift, the customers an agent leaves, for a colleague to take over, were found among everyone's. None
+        of the open ones, which are nobody's.
         """
+        if holder is not None and status != "handed_off":
+            return [], 0, 0
         found = self._found(search)
+        held = "" if holder is None else "AND agent_key(w.agent) = ? "
+        if holder is not None:
+            total = self.db.execute(f"SELECT count(*) FROM ({_HANDED_OFF}) w WHERE agent_key(w.agent) = ? AND "
+                                    f"{found.sql('w.conversation_id', 'w.user', 'w.verified_user')}",
+                                    [agent_key(holder), *found.args()]).fetchone()[0]
         if status == "handed_off":
-            args = [agent_key(agent), *found.args(), limit, offset]
+            args = [agent_key(agent), *([] if holder is None else [agent_key(holder)]), *found.args(), limit, offset]
             query = (f"SELECT w.*, count(waiting_since) OVER () AS waiting, min(w.unread, (SELECT count(*) FROM turns "
                      f"WHERE conversation_id = w.conversation_id AND {_TYPED} AND created >= w.handed_off_at "
                      "AND id > coalesce(s.turn_id, 0))) AS agent_unread "
                      f"FROM ({_HANDED_OFF}) w LEFT JOIN seen s ON s.conversation_id = w.conversation_id AND s.agent = ? "
-                     f"WHERE {found.sql('w.conversation_id', 'w.user', 'w.verified_user')} "
+                     f"WHERE 1 {held}AND {found.sql('w.conversation_id', 'w.user', 'w.verified_user')} "
                      "ORDER BY waiting_since IS NULL, waiting_since, handed_off_at LIMIT ? OFFSET ?")
         else:
             args = [*found.args(), limit, offset]
@@ -1649,14 +1660,15 @@ class Store:
                 f"WHERE c.status = 'open' AND {_AGENTS_REACH} AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)} "
                 "ORDER BY c.updated DESC LIMIT ? OFFSET ?"
             )
-        total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH} "
-                                f"AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)}",
-                                [status, *found.args()]).fetchone()[0]
+        if holder is None:
+            total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH} "
+                                    f"AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)}",
+                                    [status, *found.args()]).fetchone()[0]
         rows = list(self.db.query(query, args))
         # Every row holds the count: one pass over the conversations. A page of none (``?limit=0``, for the count alone)
-        # has no row to hold it: a dashboard read 0 customers waiting, whatever the total. Nor does a search's page
-        # count every waiting customer.
-        waiting = rows[0]["waiting"] if rows and not search else self.waiting()[0] if status == "handed_off" else 0
+        # has no row to hold it: a dashboard read 0 customers waiting, whatever the total. Nor does a search's page,
+        # nor one agent's, count every waiting customer.
+        waiting = rows[0]["waiting"] if rows and not search and holder is None else self.waiting()[0] if status == "handed_off" else 0
         for row in rows:
             del row["waiting"]
             row["unread"] = row.pop("agent_unread")

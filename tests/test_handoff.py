@@ -357,6 +357,13 @@ async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aioht
     assert sent.status == 200
     listed = await (await client.get("/admin/conversations", headers=AUTH)).json()
     assert {c["conversation_id"]: c["agent"] for c in listed["conversations"]} == {"taken": "Ana", "asked": "Sam"}
+    # at a change of shift, the customers one agent leaves, found among everyone's
+    anas = await (await client.get("/admin/conversations?holder=%20ana", headers=AUTH)).json()
+    assert [c["conversation_id"] for c in anas["conversations"]] == ["taken"] and anas["total"] == 1
+    assert anas["waiting"] == listed["waiting"]  # every waiting customer still counted, for the tab's title
+    nobodys = await (await client.get("/admin/conversations?status=open&holder=Ana", headers=AUTH)).json()
+    assert (nobodys["conversations"], nobodys["total"]) == ([], 0)  # the open ones are nobody's
+    assert (await client.get(f"/admin/conversations?holder={'a' * 65}", headers=AUTH)).status == 400
     too_long = await client.post(f"/admin/conversations/taken/handback?agent={'a' * 65}", headers=AUTH)
     assert too_long.status == 400 and "agent" in (await too_long.json())["error"]
     back = await client.post("/admin/conversations/taken/handback?agent=Ana&after=1000000", headers=AUTH)

@@ -2589,6 +2589,28 @@ def test_the_agents_console_corrects_its_agents_note_in_place(
     context.close()
 
 
+def test_the_agents_console_lists_its_agents_own_customers_alone_when_asked(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """At a change of shift an agent looked for the customers they were leaving among everyone's: "Mine only" lists
+    theirs alone, by their name, which it asks for first."""
+    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
+    page = context.pages[0]
+    name = f"Lee {next(PAGE_NUMBERS)}"
+    api.admin(f"/admin/conversations/{alice}/handoff?agent={quote(name)}")
+    page.locator(f'.list li[data-id="{bob}"]').click()  # the name box is the reply's
+    page.get_by_label("Your name").fill("")
+    page.get_by_label("Mine only").click()
+    expect(page.get_by_label("Mine only")).not_to_be_checked()  # whose, without a name?
+    expect(page.locator(".status")).to_have_text("Give your name first, so that your colleagues see the customer is yours.")
+    page.get_by_label("Your name").fill(name.lower())
+    page.get_by_label("Mine only").check()
+    expect(page.locator(".list li[data-id]")).to_have_count(1)
+    expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_visible()
+    page.get_by_label("Mine only").uncheck()
+    expect(page.locator(f'.list li[data-id="{bob}"]')).to_be_visible()
+    context.close()
+
+
 def test_the_agents_console_signed_in_with_an_agents_own_token_acts_in_their_name(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """With an agent's own token the bot refuses every other name: the console shows theirs, which cannot be changed,
