@@ -1791,6 +1791,16 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
     assert "note: the metrics token is 1 character long: anyone who reaches the server can try" in guessable
     assert long_token.exit_code == 1 and "note: the admin token" not in long_token.output
     assert "note: the metrics token" not in long_token.output
+    # Agents' own tokens open the console without the admin token, each checked as it is.
+    agents = configured_copy(tiny_demo_bot, tmp_path / "agents", server={"agents": {
+        "Ana": {"token": "ana-t"}, "Bob": {"token_env": "DESKBOT_TOKEN_BOB"}}})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        said = CliRunner().invoke(cli, ["serve", str(agents), "--port", str(taken.getsockname()[1])],
+                                  env={"DESKBOT_TOKEN_BOB": ""}).output
+    assert "no admin token" not in said and "note: agent Bob has no token (server.agents.Bob): they cannot sign in" in said
+    assert "note: the token of agent Ana is 5 characters long: anyone who reaches the server can try" in said
     # A customer holds their id and its hash, and may try secrets against them offline, with no limit to count them.
     assert "note: the web identity secret is 11 characters long: a signed-in customer" in guessable
     assert "identity secret" not in long_token.output
