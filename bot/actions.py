@@ -101,6 +101,9 @@ class ActionResult:
     loop_ended: bool = False
     # Restarted or SessionStarted (FRESH_STARTS): later trackers start after it, as Rasa's do
     started_afresh: bool = False
+    # the form its last ActiveLoop named (ActiveLoop("order_form")), unless a later one ended it: active while an
+    # action waits for an answer, as the trackers' active loop
+    form: str | None = None
     # every event it returned, as rasa-sdk's dicts: a follow-up's tracker holds them, as Rasa's does
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -138,7 +141,9 @@ class ActionResult:
                 result.slots[event.name] = event.value
                 result.loop_ended = result.loop_ended and event.name != REQUESTED_SLOT
             elif _ends_loop(event):
-                result.loop_ended = True
+                result.loop_ended, result.form = True, None
+            elif event.event == "active_loop":
+                result.loop_ended, result.form = False, event.name
             elif event.event == "pause":
                 result.paused = True
             elif event.event == "resume":
@@ -148,13 +153,13 @@ class ActionResult:
             elif event.event in ("undo", "rewind"):  # ActionReverted undoes what the action did before it, as in Rasa
                 result.slots.clear()
                 result.paused, result.followup, result.reset, result.loop_ended = False, None, False, False
-                result.started_afresh = False
+                result.started_afresh, result.form = False, None
                 result.rewound = result.rewound or event.event == "rewind"
             elif event.event in ("reset_slots", "session_ended", *FRESH_STARTS):
                 result.slots.clear()
                 result.reset = True
-                if event.event in FRESH_STARTS:  # they forget the pause and follow-up too, as in Rasa
-                    result.paused, result.followup, result.started_afresh = False, None, True
+                if event.event in FRESH_STARTS:  # they forget the pause, the follow-up and the form too, as in Rasa
+                    result.paused, result.followup, result.started_afresh, result.form = False, None, True, None
         return result
 
 
@@ -287,7 +292,7 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
                 ranking: list[tuple[str, float]], slots: dict[str, Any], entities: Iterable[dict[str, Any]],
                 domain: dict[str, Any] | None, channel: str, metadata: dict[str, Any],
                 earlier: Sequence[dict[str, Any]] = (), past: Sequence[dict[str, Any]] = (),
-                waiting: str | None = None) -> dict[str, Any]:
+                waiting: str | None = None, form: str | None = None) -> dict[str, Any]:
     """The request body rasa-sdk expects (``POST /webhook``).
 
     The tracker's events are the conversation's as Rasa lists them: Rasa's session start, the ``past`` events
@@ -303,7 +308,9 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
     a ``FollowupAction`` runs, the events of the actions of this turn before it (``executed``), which, as in
     Rasa, follow the user's in the tracker, the last of those actions its ``latest_action_name``; an action
     the message itself runs follows Rasa's ``action_listen``. ``waiting``: the action that waited for the answer to
-    its question when the message came, the tracker's ``active_loop``, as Rasa names the form that asked.
+    its question when the message came, the tracker's ``active_loop``, as Rasa names the form that asked; ``form``: the
+    Rasa form active then (an action's ``ActiveLoop("order_form")``), named instead, and listed in the events before the
+    message, as Rasa lists the form's activation, so that ``tracker.active_loop_name == "order_form"`` holds.
     """
     slots = {**dict.fromkeys((domain or {}).get("slots", ())), **copy.deepcopy(slots)}
     stamp = time.time()
@@ -311,6 +318,8 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
                              copy.deepcopy(metadata), stamp)
     previous = next((e["name"] for e in reversed(earlier) if e["event"] == "action"), None)
     started = past[0]["timestamp"] if past else stamp
+    activated = [{"event": "active_loop", "timestamp": stamp, "name": form}] if form else []
+    waiting = form or waiting
     return {
         "next_action": name,
         "sender_id": sender_id,
@@ -320,7 +329,7 @@ def action_call(name: str, sender_id: str, text: str, intent: str, confidence: f
             "slots": slots,
             "latest_message": user_event["parse_data"],
             "events": [{"event": "action", "timestamp": started, "name": "action_session_start"},
-                       {"event": "session_started", "timestamp": started}, *copy.deepcopy(past),
+                       {"event": "session_started", "timestamp": started}, *copy.deepcopy(past), *activated,
                        _action("action_listen", stamp), user_event, *copy.deepcopy(earlier)],
             "latest_input_channel": channel,
             "paused": False,

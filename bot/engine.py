@@ -250,7 +250,8 @@ class Bot:
         analysis = await self._analysis_for(chosen or text)
         read = self._entities_in(text)  # each value, for the actions; the first of each fills its slot
         entities = self._filling(read, slots)
-        unheard = (dict(slots), conversation.get("active_loop") if conversation else None)
+        unheard = ((dict(slots), conversation.get("active_loop"), conversation.get("active_form")) if conversation
+                   else (dict(slots), None, None))
         slots.update(entities)
         given = set(entities)
         deadline = asyncio.get_running_loop().time() + self.actions.timeout  # the turn's actions share it
@@ -269,8 +270,8 @@ class Bot:
                                          read_as)
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             decision, answered = self._back_to(loop), requested
-        elif loop and requested and (validated := await self._extracted(turn, text, analysis, slots, read, loop,
-                                                                        requested)):
+        elif loop and requested and (validated := await self._extracted(turn, text, analysis, slots, read,
+                                                                        (loop, unheard[2]), requested)):
             decision, answered = self._back_to(loop), requested
         elif loop and ((acknowledges(text) and not drops_it(text)) or requested in given - set(entities)):
             # "ok" to the action's question, or an answer the slots' validation rejected: the action asks again
@@ -358,19 +359,21 @@ class Bot:
         return {name: value for name, value in entities.items() if value is not None or slots.get(name) is not None}
 
     async def _extracted(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
-                         read: list[dict[str, Any]], loop: str, requested: str) -> ActionResult | None:
+                         read: list[dict[str, Any]], waiting: tuple[str, str | None], requested: str) -> ActionResult | None:
         """The answer to the question ``loop`` waits on, as its validation action (``validate_<loop>``) reads it in a
         message that gives no entity's value for it: a typed email its ``FormValidationAction``'s ``extract_<slot>``
         takes, as Rasa's form runs ``validate_<form>`` on every message while it is active. Such an answer got the
         fallback, and ended the wait. None where there is no validation action, or it sets nothing for the slot (no
-        answer), or fails; a value it rejects (None) is an answer the action asks again for, as in Rasa."""
+        answer), or fails; a value it rejects (None) is an answer the action asks again for, as in Rasa. ``waiting``: the
+        action waiting (``loop``) and the form active with it."""
+        loop = waiting[0]
         validator = await self.actions.validator(loop)
         if validator is None:
             return None
         prediction = analysis.prediction
         call = action_call(validator, turn.conversation_id, text, prediction.intent or "", prediction.confidence,
                            prediction.ranking, slots, read, action_domain(self.project), turn.channel, turn.metadata,
-                           [], await self._past_events(turn.conversation_id), loop)
+                           [], await self._past_events(turn.conversation_id), *waiting)
         try:
             result = await self.actions.run(validation_call(call, loop, requested, {}))
         except ActionError as exc:
@@ -497,7 +500,7 @@ class Bot:
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
                           slots: dict[str, Any], entities: dict[str, PayloadValue], read: list[dict[str, Any]],
-                          language: Language, fallbacks: int, unheard: tuple[dict[str, Any], str | None],
+                          language: Language, fallbacks: int, unheard: tuple[dict[str, Any], str | None, str | None],
                           shared: float | None = None, answered: str | None = None,
                           validated: ActionResult | None = None) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
@@ -512,11 +515,14 @@ class Bot:
         (``validate_<action>``, a rasa-sdk ``FormValidationAction``) runs first, as Rasa's form runs
         ``validate_<form>``: the slots it sets (None: the value is rejected) are what the action sees, and what it
         says comes first; ``validated``: its result, where it has run already (it extracted the answer).
-        ``unheard``: the slots and the action waiting for an answer as they were before the message, which an
-        action's ``UserUtteranceReverted`` puts back, as Rasa forgets the message. ``shared``: the time by which the
+        ``unheard``: the slots, the action waiting for an answer and the form active with it as they were before the
+        message, which an action's ``UserUtteranceReverted`` puts back, as Rasa forgets the message. A form an action
+        activates (``ActiveLoop("order_form")``) stays active while an action waits, as the tracker's active loop
+        (``Decision.form``). ``shared``: the time by which the
         turn's actions must be done, where the message's slot validation took some of ``actions.timeout`` already."""
         assert decision.action is not None
         name, texts, buttons, loop, restarted, reverted = decision.action, [], [], None, False, False
+        form = unheard[2]  # the Rasa form active, which the trackers name
         parts: list[Rendered] = []  # each message as it was sent, for a channel to send them in that order
         afresh = False  # a Restarted or a restart follow-up: later trackers start after it
         custom: list[Any] = []  # the json_message payloads the customer's channel passes on (passed_on)
@@ -532,7 +538,7 @@ class Bot:
             read_as = analysis.prediction
             return action_call(action, turn.conversation_id, text, read_as.intent or "", read_as.confidence,
                                read_as.ranking, slots, read, action_domain(self.project), turn.channel,
-                               turn.metadata, earlier, past, unheard[1])
+                               turn.metadata, earlier, past, unheard[1], unheard[2])
 
         def show(result: ActionResult) -> None:
             for message in result.messages:
@@ -569,7 +575,9 @@ class Bot:
                 slots.clear()
                 slots.update(unheard[0])
                 loop = unheard[1] if unheard[0].get(REQUESTED_SLOT) else None
+                form = unheard[2]
             afresh = afresh or result.started_afresh
+            form = None if result.started_afresh else result.form or form
             if result.reset:
                 restarted = True
                 slots.clear()
@@ -635,7 +643,7 @@ class Bot:
                 return dataclasses.replace(self._action_failed(decision, fallbacks, turn.channel, language, slots),
                                            reverted=reverted)
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
-                        quotes=True, custom=custom, reverted=reverted, restarted=afresh, parts=in_order(parts))
+                        form=form if loop else None, quotes=True, custom=custom, reverted=reverted, restarted=afresh, parts=in_order(parts))
 
     async def _validate_slots(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
                               entities: dict[str, PayloadValue], read: list[dict[str, Any]], language: Language) -> Rendered | None:
@@ -756,7 +764,7 @@ class Bot:
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
             decision.loop, turn.pending_id, decision.buttons, decision.quotes,
             decision.reason if decision.kind == "handoff" else None, decision.custom, decision.reverted,
-            decision.restarted,
+            decision.restarted, decision.form,
         )
         assert self.writer is not None
         ids = await self.writer.submit(exchange)

@@ -41,6 +41,7 @@ class Decision:
     action: str | None = None
     retrieval_score: float | None = None
     loop: str | None = None  # the action that asked the customer for a slot, to run again on the answer
+    form: str | None = None  # the Rasa form active while ``loop`` waits (an action's ActiveLoop("order_form"))
     reason: str = ""  # why a handoff: requested, fallbacks or action:NAME (shown in the agents' inbox)
     quotes: bool = False  # the text repeats the conversation's values (an action's, a filled template): stored redacted
     custom: list[Any] = field(default_factory=list)  # an action's json_message, a response's custom: for the web chat's page

@@ -338,10 +338,17 @@ def _v29(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_conversations_user ON conversations (channel, user, updated)")
 
 
+def _v30(db: sqlite_utils.Database) -> None:
+    """The Rasa form an action activated (``ActiveLoop("order_form")``) while it waits for an answer (see
+    ``Exchange.active_form``): the action's tracker names it as its active loop, as Rasa's does."""
+    if "active_form" not in db["conversations"].columns_dict:
+        db["conversations"].add_column("active_form", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
-                                                              _v29]
+                                                              _v29, _v30]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -769,6 +776,9 @@ class Exchange:
     # An action started the conversation afresh (Rasa's Restarted, or a FollowupAction("action_restart")): listed in
     # later actions' trackers after its reply as Rasa's restart, which rasa-sdk's tracker starts after.
     restarted: bool = False
+    # The Rasa form an action activated (ActiveLoop("order_form")), kept while ``active_loop`` awaits the answer: the
+    # actions' trackers name it as their active loop, as Rasa's do
+    active_form: str | None = None
     handed_off: bool = field(default=False, init=False)  # set as written: False when a person had it already
 
 
@@ -1254,9 +1264,10 @@ class Store:
              ex.retrieval_score, 1 if ex.reverted else None, 1 if ex.restarted else None],
         )
         self.db.execute(
-            "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots), active_loop = ? WHERE id = ?",
+            "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots), active_loop = ?, "
+            "active_form = ? WHERE id = ?",
             [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None,
-             ex.active_loop, ex.conversation_id],
+             ex.active_loop, ex.active_form if ex.active_loop else None, ex.conversation_id],
         )
         if ex.pending_id is not None and bot_turn is None:  # no answer to send: a silent turn
             self.db.execute(_SETTLE, [now(), ex.pending_id])

@@ -230,6 +230,19 @@ class ActionNameTheLoop(Action):
         return [SlotSet("requested_slot", None if tracker.get_slot("order_id") else "order_id")]
 
 
+class ActionStartOrderForm(Action):
+    def name(self):
+        return "action_start_order_form"
+
+    def run(self, dispatcher, tracker, domain):
+        if tracker.active_loop_name == "order_form" and tracker.get_slot("order_id"):
+            activated = [e["name"] for e in tracker.events if e["event"] == "active_loop"]
+            dispatcher.utter_message(text=f"Order {tracker.get_slot('order_id')} in {activated}.")
+            return [ActiveLoop(None), SlotSet("requested_slot", None)]
+        dispatcher.utter_message(text="Which order?")
+        return [ActiveLoop("order_form"), SlotSet("requested_slot", "order_id")]
+
+
 class ActionReadTheAnswer(Action):
     def name(self):
         return "action_read_the_answer"
@@ -797,6 +810,31 @@ async def test_an_action_answered_reads_itself_as_the_active_loop_as_a_rasa_form
         assert (await bot.handle(Turn("c1", "789", "web"))).text == "Asked by action_name_the_loop."
     finally:
         await bot.close()
+
+
+async def test_a_form_an_action_activates_is_the_active_loop_until_it_ends_as_in_rasa(action_bot: Path,
+                                                                                       tmp_path: Path) -> None:
+    """An action that asks as a Rasa form's does (ActiveLoop("order_form") and requested_slot) checks
+    tracker.active_loop_name == "order_form" on the answer: the form was dropped, and the tracker named the action, so
+    code written for Rasa took the answer for a fresh ask. Deactivated, a restart or a handoff ends it."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_start_order_form"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "Which order?"
+        conversation = bot.store.conversation("c1")
+        assert (conversation["active_loop"], conversation["active_form"]) == ("action_start_order_form", "order_form")
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == "Order 789 in ['order_form']."
+        conversation = bot.store.conversation("c1")
+        assert (conversation["active_loop"], conversation["active_form"]) == (None, None)
+        await bot.handle(Turn("c2", "/get_refund", "web"))
+        await bot.handle(Turn("c2", "/handoff", "web"))
+        assert bot.store.conversation("c2")["active_form"] is None
+    finally:
+        await bot.close()
+    activated = {"event": "active_loop", "name": "order_form"}
+    assert ActionResult.from_response({"events": [activated]}).form == "order_form"
+    for ended in ({"event": "active_loop", "name": None}, {"event": "restart"}, {"event": "undo"}):
+        assert ActionResult.from_response({"events": [activated, ended]}).form is None
 
 
 async def test_the_answer_to_an_actions_question_is_read_as_the_classifier_read_it_on_both_paths(
