@@ -436,12 +436,13 @@ def extraction_call(call: dict[str, Any], extracted: Mapping[str, Any]) -> dict[
 
 def validation_call(call: dict[str, Any], action: str, answered: str, extracted: Mapping[str, Any]) -> dict[str, Any]:
     """``call`` (:func:`action_call`'s, for a validation action) as Rasa's form makes it when the answer to its question
-    comes: as :func:`extraction_call` makes it, the action that asked the active loop, and the domain's forms giving
-    it the slot it asked for (``answered``) as the one to validate (a ``FormValidationAction`` may ask for more, with
-    its own ``required_slots``)."""
+    comes: as :func:`extraction_call` makes it, the action that asked (or the form of bot.yml's ``actions.forms``) the
+    active loop, and the domain's forms giving an action the slot it asked for (``answered``) as the one to validate,
+    a form its ``required_slots`` (a ``FormValidationAction`` may ask for more, with its own ``required_slots``)."""
     extracted_call = extraction_call(call, extracted)
+    forms = call["domain"].get("forms") or {}
     return {**extracted_call, "tracker": {**extracted_call["tracker"], "active_loop": {"name": action}},
-            "domain": {**call["domain"], "forms": {action: {"required_slots": [answered]}}}}
+            "domain": {**call["domain"], "forms": {**forms, action: forms.get(action, {"required_slots": [answered]})}}}
 
 
 def executed(name: str, result: ActionResult) -> list[dict[str, Any]]:
@@ -453,9 +454,10 @@ def action_domain(project: Project) -> dict[str, Any]:
     """The domain rasa-sdk hands an action (``domain`` in its call): what the bot knows of itself."""
     # rasa-sdk's validation actions read the slot names from here, as Rasa's own domain lists them, its
     # session_started_metadata among them (and deskbot's verified_user).
+    forms = {name: {"required_slots": list(form.required_slots)} for name, form in project.config.actions.forms.items()}
     slots = {name: {"type": "any", "influence_conversation": False, "mappings": []}
              for name in sorted({*project.entity_patterns, *(project.config.actions.slots or ()), SESSION_METADATA,
-                                 VERIFIED_USER})}
+                                 VERIFIED_USER, *(slot for form in forms.values() for slot in form["required_slots"])})}
     # The templates under the names an action gives them (response="utter_<intent>"), as Rasa's domain has its responses,
     # and the responses named after no intent under their own (utter_ask_email)
     named = {**{f"utter_{intent}": variants for intent, variants in project.responses.templates.items()},
@@ -463,7 +465,7 @@ def action_domain(project: Project) -> dict[str, Any]:
     responses = {name: [variant.model_dump(exclude_defaults=True) for variant in variants]
                  for name, variants in named.items()}
     return {"intents": project.intents, "entities": sorted(project.entity_patterns), "slots": slots,
-            "responses": responses, "actions": sorted(project.config.actions.map.values()), "forms": {}}
+            "responses": responses, "actions": sorted(project.config.actions.map.values()), "forms": forms}
 
 
 class ActionRunner:
@@ -539,13 +541,15 @@ class ActionRunner:
         deskbot runs when a customer answers that action's question, and ``action_validate_slot_mappings``, which it runs
         after every message: deskbot has no forms, so the others would check nothing, and a shop's checks would silently
         not be made."""
+        forms = project.config.actions.forms
         unknown = [(intent, action) for intent, action in project.config.actions.map.items()
-                   if self.endpoint is None and action not in self.names]
+                   if self.endpoint is None and action not in self.names and action not in forms]
         if unknown:  # the first one's line; every one named, so that one restart finds them all
             defined = (f"no class in actions/ is named so (it defines {', '.join(self.names) or 'none'})"
                        if self.executor else "the bot has no actions/ folder and no actions.endpoint")
             named = ", ".join(repr(action) for _, action in unknown)
             raise ActionError(str(config_error(project.root, ("actions", "map", unknown[0][0]), f"{named}: {defined}")))
+        self._check_forms(project)
         mapped = set(project.config.actions.map.values())
         if unreached := [name for name in self.names if name not in mapped and name in RASA_ACTIONS]:
             log.warning("actions/ defines %s, which Rasa runs by itself (at a session's start, on a fallback) and "
@@ -559,6 +563,20 @@ class ActionRunner:
                         "methods never check what a customer gives, even where actions.map names the action; name it "
                         "after the action that asks, or check a value in that action (docs/learning.md, Custom actions)",
                         "actions.map names" if self.endpoint else "actions/ defines", ", ".join(validating))
+
+    def _check_forms(self, project: Project) -> None:
+        """Raise :class:`ActionError`, naming bot.yml's line, for a form of ``actions.forms`` that could not ask for one
+        of its slots (responses.yml has no ``utter_ask_<slot>``) or whose ``submit`` action this runner cannot run
+        in-process: every customer who reached it would get a failed turn."""
+        for name, form in project.config.actions.forms.items():
+            if missing := [f"utter_ask_{slot}" for slot in form.required_slots
+                           if f"utter_ask_{slot}" not in project.responses.named]:
+                raise ActionError(str(config_error(project.root, ("actions", "forms", name, "required_slots"),
+                                                   f"responses.yml has no {', '.join(missing)} to ask for them with")))
+            if (self.endpoint is None and form.submit and not form.submit.startswith("utter_")
+                    and form.submit not in self.names):
+                raise ActionError(str(config_error(project.root, ("actions", "forms", name, "submit"),
+                                                   f"{form.submit!r}: no class in actions/ is named so")))
 
     def _validation_actions(self, mapped: set[str]) -> list[str]:
         """The validation actions deskbot never runs: among the in-process ones, by their class, all but those

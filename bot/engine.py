@@ -523,6 +523,8 @@ class Bot:
         assert decision.action is not None
         name, texts, buttons, loop, restarted, reverted = decision.action, [], [], None, False, False
         form = unheard[2]  # the Rasa form active, which the trackers name
+        forms = self.config.actions.forms
+        waiting = unheard[1:]  # the action waiting and the form active, as the trackers name them
         parts: list[Rendered] = []  # each message as it was sent, for a channel to send them in that order
         afresh = False  # a Restarted or a restart follow-up: later trackers start after it
         custom: list[Any] = []  # the json_message payloads the customer's channel passes on (passed_on)
@@ -538,7 +540,7 @@ class Bot:
             read_as = analysis.prediction
             return action_call(action, turn.conversation_id, text, read_as.intent or "", read_as.confidence,
                                read_as.ranking, slots, read, action_domain(self.project), turn.channel,
-                               turn.metadata, earlier, past, unheard[1], unheard[2])
+                               turn.metadata, earlier, past, *waiting)
 
         def show(result: ActionResult) -> None:
             for message in result.messages:
@@ -563,7 +565,8 @@ class Bot:
         for run in range(MAX_FOLLOWUPS + 1):
             call = call_for(name)
             try:
-                result = await self.actions.run(call, deadline - clock.time() if run or validator or shared else None)
+                result = (self._form_turn(name, slots, None if run else validated) if name in forms else
+                          await self.actions.run(call, deadline - clock.time() if run or validator or shared else None))
             except ActionError as exc:
                 log.warning("%s", exc)
                 if run:  # a follow-up failed: what the actions before it did and said stands
@@ -583,10 +586,11 @@ class Bot:
                 slots.clear()
                 self._keep_language(slots, language)
             slots.update(result.slots)
-            if REQUESTED_SLOT in result.slots:
-                loop = name if result.slots[REQUESTED_SLOT] else None
+            if REQUESTED_SLOT in result.slots:  # a form of bot.yml's asks, whichever action set it
+                loop = (form if form in forms else name) if result.slots[REQUESTED_SLOT] else None
             if result.loop_ended:
                 loop = None
+                waiting = (None, None)  # a follow-up (the form's submit action) runs with no form active, as in Rasa
             show(result)
             self._name_unknown_intents(name, [b for m in result.messages for b in m.get("buttons") or []])
             if result.paused:
@@ -600,6 +604,8 @@ class Bot:
                 return Decision("handoff", decision.intent, decision.confidence, said, buttons, reason=f"action:{name}",
                                 quotes=True, custom=custom, reverted=reverted, restarted=afresh, parts=in_order(parts))
             follow = result.followup
+            if follow is None and result.form in forms and REQUESTED_SLOT not in result.slots:
+                follow = result.form  # activated, a form asks for its first slot, as Rasa runs the active loop next
             if follow and follow.startswith("utter_"):
                 shown = self._utter(follow, turn.channel, slots, language)
                 parts.append(shown)
@@ -644,6 +650,24 @@ class Bot:
                                            reverted=reverted)
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
                         form=form if loop else None, quotes=True, custom=custom, reverted=reverted, restarted=afresh, parts=in_order(parts))
+
+    def _form_turn(self, form: str, slots: dict[str, Any], validated: ActionResult | None) -> ActionResult:
+        """What Rasa's form ``form`` (bot.yml's ``actions.forms``) does on its turn: ask for the slot its validation
+        named (a ``requested_slot`` its ``FormValidationAction``'s own ``required_slots`` chose), else for the first of
+        its required slots that is empty, with its ``utter_ask_<slot>`` response; once all are filled, deactivate and
+        run its ``submit`` action next, as a Rasa rule runs one after the form."""
+        settings = self.config.actions.forms[form]
+        if validated is not None and REQUESTED_SLOT in validated.slots:
+            asked = validated.slots[REQUESTED_SLOT]
+        else:
+            asked = next((slot for slot in settings.required_slots if slots.get(slot) is None), None)
+        if asked:
+            return ActionResult.from_response({"events": [{"event": "active_loop", "name": form},
+                                                          {"event": "slot", "name": REQUESTED_SLOT, "value": asked}],
+                                               "responses": [{"response": f"utter_ask_{asked}"}]}, form)
+        submit = [{"event": "followup", "name": settings.submit}] if settings.submit else []
+        return ActionResult.from_response({"events": [{"event": "slot", "name": REQUESTED_SLOT, "value": None},
+                                                      {"event": "active_loop", "name": None}, *submit]}, form)
 
     async def _validate_slots(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
                               entities: dict[str, PayloadValue], read: list[dict[str, Any]], language: Language) -> Rendered | None:

@@ -245,6 +245,15 @@ def _slot_name(name: str) -> str:
     return name
 
 
+class FormConfig(Settings):
+    """A Rasa form (a domain's ``forms:`` entry): the slots it asks for in turn, each with its ``utter_ask_<slot>``
+    response, and the action run once all are filled, as a Rasa rule runs one after the form deactivates."""
+
+    required_slots: list[Annotated[str, AfterValidator(_slot_name)]] = Field(min_length=1)
+    submit: str | None = Field(None, pattern=r"^\S+$", description="the custom action (or utter_ response) run once "
+                                                                    "every required slot is filled")
+
+
 class ActionsConfig(Settings):
     map: dict[str, Annotated[str, Field(pattern=r"^\S+$")]] = Field(default_factory=dict,
                                                                     description="intent -> custom action name")
@@ -255,6 +264,9 @@ class ActionsConfig(Settings):
         None, description="the slots the custom actions set, and the values they pass with a response "
                           "(utter_message(response=..., eta=...)); listed, a template variable that neither they nor "
                           "an entity fill is refused at load (None: an action may fill any, so none is checked)")
+    forms: dict[Annotated[str, Field(pattern=r"^\S+$")], FormConfig] = Field(
+        default_factory=dict, description="Rasa forms by name, as a domain's forms: an action's ActiveLoop, or "
+                                          "actions.map, starts one")
 
 
 def _origin(value: str) -> str:
@@ -1547,7 +1559,8 @@ def load_project(root: Path | str) -> Project:
     actions = config.actions
     if actions.slots is not None and not actions.map:
         raise config_error(root, ("actions", "slots"), "no custom action runs to set these (actions.map is empty)")
-    set_by_actions = (REQUESTED_SLOT, *(actions.slots or ())) if actions.map else ()
+    set_by_actions = ((REQUESTED_SLOT, *(actions.slots or ()),
+                       *(slot for form in actions.forms.values() for slot in form.required_slots)) if actions.map else ())
     fillable = None if actions.map and actions.slots is None else {*patterns, *kept, *set_by_actions}
     responses = load_responses(root / "responses.yml", intents, languages, fillable, patterns, unread,
                                sent_by_actions=bool(actions.map))

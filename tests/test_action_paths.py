@@ -34,7 +34,7 @@ from bot.actions import ActionError, ActionResult, ActionRunner, action_call, pa
 from bot.channels.base import Turn
 from bot.engine import MAX_FOLLOWUPS, Bot
 from bot.nlu import NLU
-from bot.project import load_project
+from bot.project import FormConfig, load_project
 from bot.server import create_app
 from dialogues.store import CUSTOM_PLACEHOLDER, Store
 from tests.conftest import configured_copy
@@ -241,6 +241,39 @@ class ActionStartOrderForm(Action):
             return [ActiveLoop(None), SlotSet("requested_slot", None)]
         dispatcher.utter_message(text="Which order?")
         return [ActiveLoop("order_form"), SlotSet("requested_slot", "order_id")]
+
+
+class ActionOpenOrderForm(Action):
+    def name(self):
+        return "action_open_order_form"
+
+    def run(self, dispatcher, tracker, domain):
+        return [ActiveLoop("order_form")]
+
+
+class ValidateOrderForm(FormValidationAction):
+    def name(self):
+        return "validate_order_form"
+
+    def extract_email(self, dispatcher, tracker, domain):
+        text = tracker.latest_message["text"]
+        return {"email": text} if "@" in text else {}
+
+    def validate_order_id(self, slot_value, dispatcher, tracker, domain):
+        if slot_value.startswith("0"):
+            dispatcher.utter_message(text=f"{slot_value} is none of ours ({tracker.active_loop_name}).")
+            return {"order_id": None}
+        return {"order_id": slot_value}
+
+
+class ActionSubmitOrder(Action):
+    def name(self):
+        return "action_submit_order"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=f"Order {tracker.get_slot('order_id')} for {tracker.get_slot('email')} placed "
+                                      f"({tracker.active_loop_name}).")
+        return []
 
 
 class ActionReadTheAnswer(Action):
@@ -622,6 +655,7 @@ def action_bot(small_bot: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     (root / "actions" / "wording.py").write_text('BYE = "Bye!"\n')
     with (root / "responses.yml").open("a") as responses:  # a response named after no intent, as a Rasa domain has
         responses.write("  utter_ask_email:\n  - text: What is your email?\n  - text: 请问您的邮箱是什么？\n    language: zh\n")
+        responses.write("  utter_ask_order_id:\n  - text: Which order is it?\n")
     return root
 
 
@@ -835,6 +869,54 @@ async def test_a_form_an_action_activates_is_the_active_loop_until_it_ends_as_in
     assert ActionResult.from_response({"events": [activated]}).form == "order_form"
     for ended in ({"event": "active_loop", "name": None}, {"event": "restart"}, {"event": "undo"}):
         assert ActionResult.from_response({"events": [activated, ended]}).form is None
+
+
+async def test_a_form_of_bot_yml_asks_for_its_slots_validates_each_answer_and_submits_as_rasas_does_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """A Rasa bot's form (ActiveLoop("order_form") with validate_order_form) was not run: the form's validation never
+    checked an answer, nothing asked for its slots, and its submit action never ran. Its required slots are read from
+    bot.yml's actions.forms, each asked with its utter_ask_<slot> response."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_open_order_form"}, tmp_path)
+    bot.project.config.actions.slots = None  # every slot an action sets is known
+    bot.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id", "email"],
+                                                         submit="action_submit_order")}
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "Which order is it?"
+        conversation = bot.store.conversation("c1")
+        assert (conversation["active_loop"], conversation["active_form"]) == ("order_form", "order_form")
+        reply = await bot.handle(Turn("c1", "0123", "web"))
+        assert reply.text == "0123 is none of ours (order_form).\n\nWhich order is it?"
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == "What is your email?"
+        reply = await bot.handle(Turn("c1", "ada@example.com", "web"))
+        assert (reply.source, reply.text) == ("action", "Order 789 for ada@example.com placed (None).")
+        conversation = bot.store.conversation("c1")
+        assert (conversation["active_loop"], conversation["active_form"]) == (None, None)
+        assert conversation["slots"]["requested_slot"] is None
+    finally:
+        await bot.close()
+
+
+async def test_actions_map_may_start_a_form_and_a_form_that_cannot_ask_or_submit_is_refused_at_load(
+        action_bot: Path, tmp_path: Path) -> None:
+    """As a Rasa rule starts a form on an intent, actions.map may name one of actions.forms. A form without an
+    utter_ask_<slot> for one of its slots, or with a submit action of no class, would fail every customer who
+    reached it: it stops the bot at start, with bot.yml's line."""
+    project = load_project(action_bot)
+    project.config.actions.map = {"get_refund": "order_form"}
+    project.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id"], submit="action_submit_order")}
+    bot = Bot(project, NLU.load(action_bot / "models" / "v0001", device="cpu"), Store(tmp_path / "dialogues.db"))
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "Which order is it?"
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == "Order 789 for None placed (None)."
+    finally:
+        await bot.close()
+    project.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id", "phone"])}
+    with pytest.raises(ActionError, match="responses.yml has no utter_ask_phone to ask"):
+        ActionRunner.for_project(project)
+    project.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id"], submit="action_submt_order")}
+    with pytest.raises(ActionError, match="'action_submt_order': no class in actions/ is named so"):
+        ActionRunner.for_project(project)
 
 
 async def test_the_answer_to_an_actions_question_is_read_as_the_classifier_read_it_on_both_paths(
