@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -108,9 +108,11 @@ class ActionResult:
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def from_response(cls, payload: Any, action: str | None = None) -> "ActionResult":
+    def from_response(cls, payload: Any, action: str | None = None,
+                      forms: Collection[str] = ()) -> "ActionResult":
         """What an action's answer ``payload`` asks for. ``action``: its name, which the errors and warnings
-        give, as a bot may have many."""
+        give, as a bot may have many; ``forms``: those deskbot runs (bot.yml's ``actions.forms``), which an
+        ``ActiveLoop`` may start without a warning."""
         who = f"action {action!r}" if action else "an action"
         try:  # a JSON escape or a Python string may hold half of a surrogate pair, which no store or socket writes
             json.dumps(payload, ensure_ascii=False, default=repr).encode("utf-8")
@@ -135,7 +137,7 @@ class ActionResult:
             log.warning("%s returned %s events, which deskbot does not apply (it applies %s)", who, ", ".join(ignored),
                         ", ".join(sorted(APPLIED_EVENTS)))
         _unkept_reminders(who, answer.events)
-        _unrun_forms(who, answer.events)
+        _unrun_forms(who, answer.events, forms)
         for event in answer.events:
             if event.event == "slot":
                 result.slots[event.name] = event.value
@@ -168,15 +170,15 @@ def _ends_loop(event: _Event) -> bool:
     return event.event == "active_loop" and event.name is None
 
 
-def _unrun_forms(who: str, events: list[_Event]) -> None:
-    """Warn of each ``ActiveLoop`` naming a form among ``events``, with what deskbot does instead: Rasa runs the form
-    from the domain; deskbot has no forms, and "active_loop events were not applied" left a shop moving a Rasa bot's
-    form to guess what to write."""
-    for form in sorted({event.name for event in events if event.event == "active_loop" and event.name}):
-        log.warning("%s activated the form %r, which deskbot does not run (it has no forms): an action that sets "
-                    "requested_slot asks for that slot, and runs again with the answer (its tracker's active_loop "
-                    "names the action), validated first by validate_<the action's name> where the actions define it "
-                    "(docs/learning.md, Custom actions)", who, form)
+def _unrun_forms(who: str, events: list[_Event], forms: Collection[str]) -> None:
+    """Warn of each ``ActiveLoop`` among ``events`` naming a form that bot.yml's ``actions.forms`` lacks, with what
+    deskbot does with it: Rasa runs the form from its domain, which deskbot does not read, so a shop moving a Rasa bot
+    would otherwise not know why nothing asked for the form's slots."""
+    for form in sorted({event.name for event in events if event.event == "active_loop" and event.name} - set(forms)):
+        log.warning("%s activated the form %r, which deskbot does not run: bot.yml's actions.forms does not name it "
+                    "with its required_slots. It stays the trackers' active_loop while the action waits for the slot "
+                    "it requested (requested_slot), which runs it again with the answer, validated first by "
+                    "validate_<the action's name> (docs/learning.md, Custom actions)", who, form)
 
 
 def _unkept_reminders(who: str, events: list[_Event]) -> None:
@@ -555,13 +557,14 @@ class ActionRunner:
             log.warning("actions/ defines %s, which Rasa runs by itself (at a session's start, on a fallback) and "
                         "deskbot never does: an action of actions/ runs when bot.yml's actions.map names it",
                         ", ".join(unreached))
-        if validating := self._validation_actions(mapped):
+        if validating := self._validation_actions(mapped, set(project.config.actions.forms)):
             log.warning("%s %s, rasa-sdk's slot validation of a form (FormValidationAction), which deskbot "
-                        "does not run as Rasa does: it has no forms, and runs a validation action only as "
-                        "validate_<action>, a FormValidationAction named after the action that asks for a slot "
-                        "(requested_slot), when the customer answers it, so these validate_<slot> "
-                        "methods never check what a customer gives, even where actions.map names the action; name it "
-                        "after the action that asks, or check a value in that action (docs/learning.md, Custom actions)",
+                        "does not run as Rasa does: bot.yml's actions.forms does not name its form, and deskbot runs a "
+                        "validation action only as validate_<form> of a form named there, or as validate_<action>, "
+                        "named after an action that asks for a slot (requested_slot), when the customer answers it, "
+                        "so these validate_<slot> methods never check what a customer gives, even where actions.map "
+                        "names the action; name the form in actions.forms with its required_slots, or check a value "
+                        "in the action that asks (docs/learning.md, Custom actions)",
                         "actions.map names" if self.endpoint else "actions/ defines", ", ".join(validating))
 
     def _check_forms(self, project: Project) -> None:
@@ -578,17 +581,19 @@ class ActionRunner:
                 raise ActionError(str(config_error(project.root, ("actions", "forms", name, "submit"),
                                                    f"{form.submit!r}: no class in actions/ is named so")))
 
-    def _validation_actions(self, mapped: set[str]) -> list[str]:
+    def _validation_actions(self, mapped: set[str], forms: set[str]) -> list[str]:
         """The validation actions deskbot never runs: among the in-process ones, by their class, all but those
-        named after an action that asks for a slot (:meth:`validator`) and ``action_validate_slot_mappings``; those
-        ``mapped`` on an action server, whose classes deskbot cannot see, by the names Rasa runs them by."""
+        named after an action that asks for a slot (:meth:`validator`) or one of ``forms``, and
+        ``action_validate_slot_mappings``; those ``mapped`` on an action server, whose classes deskbot cannot see, by
+        the names Rasa runs them by."""
         if self.endpoint:
-            return sorted(name for name in mapped if name.startswith("validate_"))
+            return sorted(name for name in mapped if name.startswith("validate_")
+                          and name.removeprefix("validate_") not in forms)
         from rasa_sdk.forms import ValidationAction
 
         return [name for name in self.names
                 if isinstance(getattr(self.executor.actions[name], "__self__", None), ValidationAction)
-                and name != RASA_VALIDATION and name.removeprefix("validate_") not in self.names]
+                and name != RASA_VALIDATION and name.removeprefix("validate_") not in {*self.names, *forms}]
 
     @property
     def names(self) -> list[str]:
@@ -680,7 +685,7 @@ class ActionRunner:
         except Exception as exc:
             raise ActionError(f"action {call['next_action']!r} failed: {_raised(exc, self.actions_dir)}") from exc
         payload = result.model_dump() if hasattr(result, "model_dump") else result
-        return ActionResult.from_response(payload or {}, call["next_action"])
+        return ActionResult.from_response(payload or {}, call["next_action"], call["domain"].get("forms") or {})
 
     async def _on_action_loop(self, work: Callable[[], Coroutine[Any, Any, Any]], call_id: int) -> Any:
         """``work()``'s result, run on the async actions' loop (:meth:`_free_loop`); cancelled there when the caller
@@ -793,7 +798,7 @@ class ActionRunner:
                 body = await _read_answer(resp)
                 if resp.status == 200:
                     # {} when empty; a list or a number is refused
-                    return ActionResult.from_response(body, call["next_action"])
+                    return ActionResult.from_response(body, call["next_action"], call["domain"].get("forms") or {})
                 if resp.status == 449:  # the server wants the domain: send it again with it
                     call = {**call, "domain": self.domain}
                     continue

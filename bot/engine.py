@@ -664,7 +664,8 @@ class Bot:
         if asked:
             return ActionResult.from_response({"events": [{"event": "active_loop", "name": form},
                                                           {"event": "slot", "name": REQUESTED_SLOT, "value": asked}],
-                                               "responses": [{"response": f"utter_ask_{asked}"}]}, form)
+                                               "responses": [{"response": f"utter_ask_{asked}"}]}, form,
+                                              self.config.actions.forms)
         submit = [{"event": "followup", "name": settings.submit}] if settings.submit else []
         return ActionResult.from_response({"events": [{"event": "slot", "name": REQUESTED_SLOT, "value": None},
                                                       {"event": "active_loop", "name": None}, *submit]}, form)

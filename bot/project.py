@@ -1194,8 +1194,8 @@ RASA_DOMAIN = {
                                "actions set",
     "actions": _READ_ELSEWHERE + "the custom actions from actions/ (or actions.endpoint), run as bot.yml's actions.map "
                                  "names them",
-    "forms": _READ_ELSEWHERE + "no forms: an action that sets requested_slot asks for a slot, and its validate_<action> "
-                               "checks the answer (docs/learning.md, Custom actions)",
+    "forms": _READ_ELSEWHERE + "the forms, with their required_slots, from bot.yml's actions.forms (docs/learning.md, "
+                               "Custom actions)",
     "session_config": _READ_ELSEWHERE + "no sessions: a conversation keeps its slots until an action resets them",
 }
 

@@ -824,10 +824,13 @@ def test_events_deskbot_does_not_apply_are_named_in_a_warning(caplog: pytest.Log
     assert ActionResult.from_response(answer).slots == {"x": 1, "y": 2}
     assert "which deskbot does not apply" not in caplog.text  # each is named on its own below
     # the form is named, with what deskbot does instead: "active_loop events" left a shop moving a form to guess
-    assert ("an action activated the form 'order_form', which deskbot does not run (it has no forms): an action that "
-            "sets requested_slot asks for that slot") in caplog.text
+    assert ("an action activated the form 'order_form', which deskbot does not run: bot.yml's actions.forms does not "
+            "name it with its required_slots") in caplog.text
     assert ("an action scheduled a reminder 'r' of intent 'EXTERNAL_remind' for 2030-01-01T09:00:00, which will not "
             "run: deskbot keeps no reminders") in caplog.text
+    caplog.clear()
+    ActionResult.from_response(answer, forms={"order_form"})  # one bot.yml names runs, as in Rasa
+    assert "activated the form" not in caplog.text
     caplog.clear()
     ActionResult.from_response({"events": [{"event": "slot", "name": "x", "value": 1}]})
     assert "not apply" not in caplog.text
@@ -1757,7 +1760,7 @@ def test_actions_rasa_runs_by_itself_are_named_at_start(action_bot: Path, tmp_pa
     (root / "actions" / "rasa_runs.py").write_text(RASA_RUNS_THESE)
     project = load_project(root)
     validation = ("defines validate_order_form, rasa-sdk's slot validation of a form (FormValidationAction), "
-                  "which deskbot does not run as Rasa does: it has no forms")
+                  "which deskbot does not run as Rasa does: bot.yml's actions.forms does not name its form")
     project.config.actions.map = {"track_order": "action_track", "greet": "action_session_start"}
     ActionRunner.for_project(project)
     assert "Rasa runs by itself" not in caplog.text and f"actions/ {validation}" in caplog.text
@@ -1770,6 +1773,12 @@ def test_actions_rasa_runs_by_itself_are_named_at_start(action_bot: Path, tmp_pa
     project.config.actions.endpoint = "http://127.0.0.1:5055/webhook"  # its classes unseen: by the name Rasa runs
     ActionRunner.for_project(project)
     assert "actions.map names validate_order_form, rasa-sdk's slot validation" in caplog.text
+    caplog.clear()
+    project.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id"])}  # run as Rasa runs it
+    for endpoint in ("http://127.0.0.1:5055/webhook", None):
+        project.config.actions.endpoint = endpoint
+        ActionRunner.for_project(project)
+    assert "validate_order_form" not in caplog.text
 
 
 KEPT_CLIENT_ACTIONS = """

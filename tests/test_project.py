@@ -896,8 +896,7 @@ def test_a_rasa_bots_fallback_response_is_told_to_be_no_fallback_here(bot_dir: P
 
 @pytest.mark.parametrize(("section", "said"), [
     ("slots", "the slots from nlu.yml's entities and from bot.yml's actions.slots, the ones custom actions set"),
-    ("forms", "no forms: an action that sets requested_slot asks for a slot, and its validate_<action> checks the "
-              "answer (docs/learning.md, Custom actions)"),
+    ("forms", "the forms, with their required_slots, from bot.yml's actions.forms (docs/learning.md, Custom actions)"),
 ])
 def test_a_rasa_domains_other_sections_in_responses_yml_say_where_deskbot_reads_them(bot_dir: Path, section: str,
                                                                                     said: str) -> None:
