@@ -256,7 +256,7 @@ class Bot:
         given = set(entities)
         deadline = asyncio.get_running_loop().time() + self.actions.timeout  # the turn's actions share it
         checked = await self._validate_slots(turn, text, analysis, slots, entities, read, language)
-        loop = conversation.get("active_loop") if conversation else None
+        loop = self._waiting_on(conversation)
         answered = None  # the slot the message answers, which the action that asked for it gets
         validated: ActionResult | None = None  # the answer as the asking action's validation extracted it
         corrects = False  # the message only says the bot's last answer missed ("不对", "that's wrong")
@@ -380,6 +380,18 @@ class Bot:
             log.warning("%s; the message is taken as no answer", exc)
             return None
         return result if requested in result.slots else None
+
+    def _waiting_on(self, conversation: dict[str, Any] | None) -> str | None:
+        """The action or form waiting for the answer to its question, if any: none for a form that bot.yml's
+        ``actions.forms`` no longer names (a reload took it out), which, run as an action of its name, failed the
+        customer's answer."""
+        loop = conversation.get("active_loop") if conversation else None
+        if conversation and loop is not None and loop == conversation["active_form"] \
+                and loop not in self.config.actions.forms:
+            log.warning("conversation %s waited on the form %r, which bot.yml's actions.forms no longer names: its "
+                        "message is handled as any other", conversation["id"], loop)
+            return None
+        return loop
 
     def _back_to(self, loop: str) -> Decision:
         """The action waiting for the answer to its question, run again as the intent that ran it: given its

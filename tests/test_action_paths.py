@@ -922,6 +922,24 @@ async def test_actions_map_may_start_a_form_and_a_form_that_cannot_ask_or_submit
         ActionRunner.for_project(project)
 
 
+async def test_a_form_the_bot_no_longer_names_is_no_longer_waited_on(action_bot: Path, tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A form taken out of actions.forms (a reload) while a customer was answering it was run as an action of that
+    name, which failed their turn ("Sorry, something went wrong") and counted as a miss: the message is handled as
+    any other instead."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_open_order_form"}, tmp_path)
+    bot.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id"])}
+    try:
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "Which order is it?"
+        bot.config.actions.forms = {}
+        bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+        await bot.handle(Turn("c1", "789", "web"))
+        assert "'order_form' failed" not in caplog.text and "actions.forms no longer names" in caplog.text
+        assert bot.store.conversation("c1")["active_loop"] is None
+    finally:
+        await bot.close()
+
+
 async def test_the_answer_to_an_actions_question_is_read_as_the_classifier_read_it_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     """As Rasa's tracker gives the message's own parse: the answer to an action's question ("789") reached the action
