@@ -534,7 +534,8 @@ class Bot:
         turn's actions must be done, where the message's slot validation took some of ``actions.timeout`` already."""
         assert decision.action is not None
         name, texts, buttons, loop, restarted, reverted = decision.action, [], [], None, False, False
-        form = unheard[2]  # the Rasa form active, which the trackers name
+        # the Rasa form active, which the trackers name: ended by a message that is no answer, as the wait is
+        form = unheard[2] if decision.action == unheard[1] else None
         forms = self.config.actions.forms
         waiting = unheard[1:]  # the action waiting and the form active, as the trackers name them
         parts: list[Rendered] = []  # each message as it was sent, for a channel to send them in that order

@@ -879,7 +879,8 @@ async def test_a_form_of_bot_yml_asks_for_its_slots_validates_each_answer_and_su
     """A Rasa bot's form (ActiveLoop("order_form") with validate_order_form) was not run: the form's validation never
     checked an answer, nothing asked for its slots, and its submit action never ran. Its required slots are read from
     bot.yml's actions.forms, each asked with its utter_ask_<slot> response."""
-    bot = make_bot(action_bot, endpoint, {"get_refund": "action_open_order_form"}, tmp_path)
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_open_order_form", "cancel_order": "action_ask_email"},
+                   tmp_path)
     bot.project.config.actions.slots = None  # every slot an action sets is known
     bot.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id", "email"],
                                                          submit="action_submit_order")}
@@ -896,6 +897,11 @@ async def test_a_form_of_bot_yml_asks_for_its_slots_validates_each_answer_and_su
         conversation = bot.store.conversation("c1")
         assert (conversation["active_loop"], conversation["active_form"]) == (None, None)
         assert conversation["slots"]["requested_slot"] is None
+        # a message that is no answer ends the form: an action that then asks a question of its own waits for it
+        await bot.handle(Turn("c2", "/get_refund", "web"))
+        assert (await bot.handle(Turn("c2", "/cancel_order", "web"))).text == "What is your email?"
+        conversation = bot.store.conversation("c2")
+        assert (conversation["active_loop"], conversation["active_form"]) == ("action_ask_email", None)
     finally:
         await bot.close()
 
