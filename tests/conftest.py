@@ -10,7 +10,7 @@ import asyncio
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -255,6 +255,22 @@ async def ask(client: Any, conversation: str, text: str) -> dict[str, Any]:
     response = await client.post("/api/chat", json={"conversation_id": conversation, "text": text})
     assert response.status == 200, await response.text()
     return await response.json()
+
+
+@pytest.fixture
+async def not_http_port() -> AsyncIterator[int]:
+    """The port of a server on 127.0.0.1 that answers any request with a status line that is not HTTP, as a
+    proxy or a portal in front of an API may: aiohttp's error for it names the URL asked, its query with it."""
+    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"HTTP/1.1 abc nonsense\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbled, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
 
 
 def store_failing_once(bot: Any, path: Path, held: asyncio.Event | None = None) -> asyncio.Event:

@@ -2407,26 +2407,17 @@ async def test_an_action_servers_password_stays_out_of_the_log(action_bot: Path,
 
 
 async def test_an_action_servers_token_stays_out_of_the_log_when_its_answer_is_not_http(
-        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, not_http_port: int) -> None:
     """aiohttp names a malformed answer's URL, its query with it: a token in the endpoint's query was written into
     the log each time the server (or a proxy before it) answered something that is not HTTP."""
-    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1024)
-        writer.write(b"HTTP/1.1 abc nonsense\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(garbled, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    bot = make_bot(action_bot, f"http://127.0.0.1:{port}/webhook?token=s3cret", {"track_order": "action_lookup"},
-                   tmp_path)
+    bot = make_bot(action_bot, f"http://127.0.0.1:{not_http_port}/webhook?token=s3cret",
+                   {"track_order": "action_lookup"}, tmp_path)
     try:
         assert (await bot.handle(Turn("c1", "/track_order", "web"))).source == "fallback"
-        assert f"the action server at http://127.0.0.1:{port}/webhook failed" in caplog.text
+        assert f"the action server at http://127.0.0.1:{not_http_port}/webhook failed" in caplog.text
         assert "Bad status line" in caplog.text and "s3cret" not in caplog.text
     finally:
         await bot.close()
-        server.close()
 
 
 @pytest.mark.parametrize("answer", [

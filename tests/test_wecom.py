@@ -789,21 +789,13 @@ async def test_an_answer_that_is_not_a_json_object_is_a_delivery_error(aiohttp_s
     await channel.close()
 
 
-async def test_an_answer_that_is_not_http_is_said_without_the_apps_secret() -> None:
+async def test_an_answer_that_is_not_http_is_said_without_the_apps_secret(not_http_port: int) -> None:
     """aiohttp names a malformed answer's URL, its query with it: gettoken's holds the app's secret, message/send's the
     access token, and the log line that said the answer did not reach the employee wrote them out."""
-    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1024)
-        writer.write(b"HTTP/1.1 abc nonsense\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(garbled, "127.0.0.1", 0)
-    channel = WeComChannel(FakeBot(), settings(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/cgi-bin/"))
+    channel = WeComChannel(FakeBot(), settings(f"http://127.0.0.1:{not_http_port}/cgi-bin/"))
     with pytest.raises(aiohttp.ClientResponseError) as raised:
         await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "hi")
     await channel.close()
-    server.close()
     said = failure(raised.value)
     assert "Bad status line" in said and "app-secret" not in said and "gettoken" not in said
 
