@@ -365,6 +365,12 @@ def acting_agent(request: web.Request, named: str | None) -> str | None:
     return own
 
 
+def body_agent(request: web.Request, named: str | None) -> str | None:
+    """Who a call whose body names ``named`` as its ``agent`` acts as (:func:`acting_agent`), the name without the
+    spaces around it."""
+    return acting_agent(request, named.strip() if named else None)
+
+
 # The chat page, the agents' page and the widget may be cached, but are checked with the server on every
 # load (a 304 when unchanged): a browser that kept another version's widget, guessing its freshness from its
 # age, would send fields this server does not read, or miss ones it needs, for days after an upgrade or a
@@ -929,7 +935,7 @@ async def agent_message(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request, AgentMessageRequest)
     conversation_id = valid_conversation_id(request)
-    agent = acting_agent(request, body.agent.strip() if body.agent else None)
+    agent = body_agent(request, body.agent)
     named_when_forced(body.force, agent, "reply")
     try:
         turn_id = await request.app[BOT].agent_message(conversation_id, body.text.strip(), agent, body.key, body.after,
@@ -958,7 +964,7 @@ async def add_note(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     try:
         note_id = await bot._store(bot.store.add_note, conversation_id, body.text.strip(),
-                                   acting_agent(request, body.agent.strip() if body.agent else None))
+                                   body_agent(request, body.agent))
     except KeyError:
         raise unknown_conversation(conversation_id) from None
     return json_response({"note_id": note_id})
@@ -975,7 +981,7 @@ async def edit_note(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request, NoteRequest)
     return await change_note(request, Store.edit_note, body.text.strip(),
-                             acting_agent(request, body.agent.strip() if body.agent else None))
+                             body_agent(request, body.agent))
 
 
 async def change_note(request: web.Request, change: Callable[..., None], *args: Any) -> web.Response:
