@@ -47,11 +47,12 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, get_args
 
 import click
 
 from bot.project import Project, intent_label, intent_name, load_project, too_long
+from retrieval.options import IndexType
 
 if TYPE_CHECKING:
     from dialogues.store import Store
@@ -974,7 +975,7 @@ def bench() -> None:
               help="Where FAISS searches: cpu, or cuda (gpu is the same) with FAISS's GPU build.")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The benchmark data folder (default ../shared/data).")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "ivf-sq8"]), default="auto", show_default=True)
+@click.option("--index-type", type=click.Choice(get_args(IndexType)), default="auto", show_default=True)
 @click.option("--nlist", type=click.IntRange(min=1), default=None, help="IVF lists (default: chosen from N).")
 @click.option("--nprobe", type=click.IntRange(min=1), default=None, help="IVF lists scanned per query (default: from nlist).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
