@@ -237,16 +237,22 @@ def small_bot(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Pat
     return root
 
 
-def configured_copy(source: Path, dest: Path, **config: dict[str, object]) -> Path:
-    """A copy of a trained bot folder (its models, not its store) with ``config`` merged into bot.yml,
-    one level deep: ``server={"admin_token": "t"}`` sets that key and keeps the section's others."""
+def configure(root: Path, **sections: dict[str, Any]) -> None:
+    """Merge ``sections`` into the bot.yml of the bot folder ``root``, one level deep: ``server={"admin_token": "t"}``
+    sets that key and keeps the section's others."""
     import yaml
 
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+
+
+def configured_copy(source: Path, dest: Path, **config: dict[str, Any]) -> Path:
+    """A copy of a trained bot folder (its models, not its store) with ``config`` merged into bot.yml
+    (:func:`configure`)."""
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
-    bot_config = yaml.safe_load((dest / "bot.yml").read_text())
-    for section, values in config.items():
-        bot_config.setdefault(section, {}).update(values)
-    (dest / "bot.yml").write_text(yaml.safe_dump(bot_config, allow_unicode=True))
+    configure(dest, **config)
     return dest
 
 

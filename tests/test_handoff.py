@@ -31,6 +31,7 @@ from bot.retrain import retrain
 from bot.server import BOT, create_app
 from dialogues.store import TRYOUT_CHANNEL, Store
 from finetune.registry import Registry
+from tests.conftest import configure
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 AUTH = {"Authorization": "Bearer small-admin-token"}
@@ -554,9 +555,7 @@ async def test_an_agents_own_token_acts_in_their_name_alone(bot_dir: Path, aioht
     """Every agent shared the admin token and typed their name: any of them could reply, take over, write and delete
     notes in a colleague's name. With tokens of their own (server.agents), a call acts as its token's agent, a
     colleague's name is refused, and the admin token still acts as the name it gives."""
-    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
-    config["server"]["agents"] = {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token_env": "BOBS_TOKEN"}}
-    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token_env": "BOBS_TOKEN"}}})
     monkeypatch.setenv("BOBS_TOKEN", "bob-own-token-4567\n")
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     ana, bob = {"Authorization": "Bearer ana-own-token-0123"}, {"Authorization": "Bearer bob-own-token-4567"}
@@ -596,9 +595,7 @@ async def test_an_agents_own_token_acts_in_their_name_alone(bot_dir: Path, aioht
 def test_agents_tokens_and_names_are_each_their_own(bot_dir: Path, agents: dict[str, Any], said: str) -> None:
     """A token two agents shared could not say whose a call was; nor could two names of one agent ("Ana", "ana", read
     as one as the bot reads names), each acting as the other: the server refuses to start."""
-    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
-    config["server"]["agents"] = agents
-    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
+    configure(bot_dir, server={"agents": agents})
     with pytest.raises(ProjectError, match=said):
         create_app(bot_dir, device="cpu")
 
@@ -688,9 +685,7 @@ async def waiting_metrics(client: Any) -> tuple[float, bool]:
 
 def set_handoff(root: Path, **values: Any) -> None:
     """Set keys of bot.yml's ``handoff:`` section."""
-    config = yaml.safe_load((root / "bot.yml").read_text())
-    config.setdefault("handoff", {}).update(values)
-    (root / "bot.yml").write_text(yaml.safe_dump(config))
+    configure(root, handoff=values)
 
 
 async def test_the_busy_message_is_said_in_the_conversations_language_and_script(

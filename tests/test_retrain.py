@@ -38,6 +38,7 @@ from dialogues.export import LearnedData, about_one_case, about_one_person, lear
 from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
 from finetune.registry import Registry, RegistryError
 from retrieval.text import same_text
+from tests.conftest import configure
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parent.parent
@@ -46,13 +47,6 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def bot_dir(small_bot: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(small_bot, tmp_path / "bot"))
-
-
-def configure(root: Path, **sections: dict[str, Any]) -> None:
-    config = yaml.safe_load((root / "bot.yml").read_text())
-    for name, values in sections.items():
-        config.setdefault(name, {}).update(values)
-    (root / "bot.yml").write_text(yaml.safe_dump(config))
 
 
 def log_turns(store: Store, texts: list[str], conversation: str = "c1", intent: str = "cancel_order") -> list[int]:
