@@ -539,6 +539,40 @@ async def test_a_message_sent_again_with_its_message_id_is_answered_once(client:
     assert [t["role"] for t in history["turns"]] == ["user", "bot"] * 2
 
 
+async def test_a_failed_first_answer_leaves_a_later_answer_to_the_same_message_id_in_place() -> None:
+    """With as many answers kept as ``maxlen``, a message sent again pushed out its own answer to make room; and a
+    first answer pushed out while still on its way, then failing, took with it the answer the message sent again had
+    begun meanwhile: either way, a third send of it was answered once more."""
+    answers = web_channel.RecentAnswers(maxlen=1)
+    fail, finish, started = asyncio.Event(), asyncio.Event(), []
+
+    async def failing() -> dict[str, Any]:
+        await fail.wait()
+        raise RuntimeError("the store failed")
+
+    async def slow() -> dict[str, Any]:
+        started.append(1)
+        await finish.wait()
+        return {"reply": "answered"}
+
+    async def quick() -> dict[str, Any]:
+        return {"reply": "another"}
+
+    first = asyncio.create_task(answers.answer(("c", "m-1"), failing))
+    await asyncio.sleep(0)
+    await answers.answer(("c", "m-2"), quick)  # pushes m-1's out
+    again = asyncio.create_task(answers.answer(("c", "m-1"), slow))
+    await asyncio.sleep(0)
+    fail.set()
+    with pytest.raises(RuntimeError):
+        await first
+    third = asyncio.create_task(answers.answer(("c", "m-1"), slow))
+    await asyncio.sleep(0)
+    finish.set()
+    assert await again == await third == {"reply": "answered"}
+    assert len(started) == 1
+
+
 @pytest.mark.parametrize("module", ["bot.limits", "bot.channels.base", "bot.channels.web", "bot.channels.slack"])
 def test_the_servers_parts_import_on_their_own(module: str) -> None:
     """A tool importing the rate limits first (a gateway reusing them) met a circular import."""

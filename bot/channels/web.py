@@ -114,18 +114,21 @@ class RecentAnswers:
     async def answer(self, key: tuple[str, str], reply: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         """The reply for ``key``: the one given or being given, else ``reply()``'s."""
         now = time.monotonic()
-        # Keys are never re-inserted, so insertion order is time order: the oldest sit at the front.
-        while self._answers and (len(self._answers) >= self.maxlen or next(iter(self._answers.values()))[0] < now - self.ttl):
+        # Keys are added at the end, so insertion order is time order: the oldest sit at the front.
+        while self._answers and next(iter(self._answers.values()))[0] < now - self.ttl:
             self._answers.popitem(last=False)
         if key in self._answers:
             return await asyncio.shield(self._answers[key][1])
+        while len(self._answers) >= self.maxlen:  # room for this one, not at the cost of the one asked for
+            self._answers.popitem(last=False)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda done: done.cancelled() or done.exception())  # awaited by none: no warning
         self._answers[key] = (now, future)
         try:
             answered = await reply()
         except BaseException as exc:
-            self._answers.pop(key, None)
+            if self._answers.get(key, (0.0, None))[1] is future:  # not a later send's, begun once this was pushed out
+                del self._answers[key]
             # a cancelled first (its server stopping) leaves the others an error of their own to answer
             future.set_exception(exc if isinstance(exc, Exception) else ConnectionError("cut off"))
             raise
