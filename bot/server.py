@@ -348,8 +348,9 @@ def is_admin(request: web.Request) -> bool:
     says nothing of which one came close."""
     if ADMIN not in request:
         agents = [name for name, token in request.app.get(AGENT_TOKENS, {}).items() if bearer(request, token)]
+        admin = bearer(request, request.app.get(ADMIN_TOKEN, ""))  # compared whether or not an agent's matched
         request[AGENT] = agents[0] if agents else ""
-        request[ADMIN] = bool(agents) or bearer(request, request.app.get(ADMIN_TOKEN, ""))
+        request[ADMIN] = bool(agents) or admin
     return request[ADMIN]
 
 
