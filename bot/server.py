@@ -897,13 +897,10 @@ async def inbox(request: web.Request) -> web.Response:
     search = request.query.get("q", "").strip()
     if len(search) > MAX_SEARCH_CHARS:
         raise http_error(web.HTTPBadRequest, f"q: at most {MAX_SEARCH_CHARS} characters")
-    holder = request.query.get("holder", "").strip() or None
-    if holder is not None and len(holder) > MAX_AGENT_CHARS:
-        raise http_error(web.HTTPBadRequest, f"holder: at most {MAX_AGENT_CHARS} characters")
     bot = request.app[BOT]
     # every agent's console asks every 3 s
     conversations, total, waiting = await bot._read(Store.inbox, status, limit, query_agent(request), search, offset,
-                                                    holder)
+                                                    query_name(request, "holder"))
     return json_response({"conversations": conversations, "total": total, "waiting": waiting,
                           "token_agent": request[AGENT] or None})
 
@@ -1001,12 +998,18 @@ async def change_note(request: web.Request, change: Callable[..., None], *args: 
 
 
 def query_agent(request: web.Request) -> str | None:
-    """``?agent=``, the name of the agent taking the conversation over or handing it back, shown to the other
-    agents; None when not given or blank."""
-    agent = request.query.get("agent", "").strip() or None
-    if agent is not None and len(agent) > MAX_AGENT_CHARS:
-        raise http_error(web.HTTPBadRequest, f"agent: at most {MAX_AGENT_CHARS} characters")
-    return acting_agent(request, agent)
+    """Who a call acts as (:func:`acting_agent`) by its ``?agent=``: the agent taking the conversation over or handing
+    it back, reading the inbox, deleting a note."""
+    return acting_agent(request, query_name(request, "agent"))
+
+
+def query_name(request: web.Request, key: str) -> str | None:
+    """An agent's name in the query's ``key``, without the spaces around it; None when not given or blank, 400 past
+    ``MAX_AGENT_CHARS``."""
+    name = request.query.get(key, "").strip() or None
+    if name is not None and len(name) > MAX_AGENT_CHARS:
+        raise http_error(web.HTTPBadRequest, f"{key}: at most {MAX_AGENT_CHARS} characters")
+    return name
 
 
 def overtaken(exc: Overtaken) -> web.HTTPException:
