@@ -25,6 +25,7 @@ from pydantic.json_schema import models_json_schema
 from bot.channels.base import json_response, readable
 from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest, TurnIdOrZero, WebConversationId
 from bot.language import READABLE
+from bot.project import MAX_AGENT_CHARS
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.review import WINDOW
 from dialogues.stats import CHANNELS, LANGUAGES
@@ -35,8 +36,6 @@ class _Body(BaseModel):
 
 
 # --- admin request bodies ------------------------------------------------------------------------
-
-MAX_AGENT_CHARS = 64  # an agent's name: a reply's ``agent``, a takeover's and a handback's ``?agent=``
 
 
 def _readable_text(text: str) -> str:

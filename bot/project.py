@@ -389,7 +389,8 @@ class AgentConfig(Settings):
                                   description="the environment variable holding the token, read before token")
 
 
-AgentName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
+MAX_AGENT_CHARS = 64  # an agent's name, in server.agents as in the admin API's agent, ?agent= and ?holder=
+AgentName = Annotated[str, Field(min_length=1, max_length=MAX_AGENT_CHARS, pattern=r"^\S(.*\S)?$")]
 
 
 class ServerConfig(Settings):
