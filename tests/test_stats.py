@@ -177,6 +177,16 @@ def two_weeks(store: Store) -> None:
 
 
 @pytest.fixture
+def two_weeks_bot(tiny_demo_bot: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny demo bot whose store holds :func:`two_weeks`."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store = Store(root / "dialogues.db")
+    two_weeks(store)
+    store.close()
+    return root
+
+
+@pytest.fixture
 def in_shanghai(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The machine's local time is Shanghai's (UTC+08:00) until the test ends."""
     monkeypatch.setenv("TZ", "Asia/Shanghai")
@@ -186,14 +196,11 @@ def in_shanghai(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-def test_last_week_is_read_alone_beside_this_week(tiny_demo_bot: Path, tmp_path: Path, in_shanghai: None) -> None:
+def test_last_week_is_read_alone_beside_this_week(two_weeks_bot: Path, in_shanghai: None) -> None:
     """A week's figures could only be read with every week after it (--since alone): last week's containment
     could not be set beside this week's. ``--until`` closes the period. The dates are the machine's, whose
     offset the window says: "since 2026-11-23" of a server on UTC began at 08:00 in Shanghai."""
-    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
-    store = Store(root / "dialogues.db")
-    two_weeks(store)
-    store.close()
+    root = two_weeks_bot
 
     last = stats_json(root, "--since", "2026-11-23T00:00+08:00", "--until", "2026-11-30T00:00+08:00")
     assert last["period"] == {"since": "2026-11-22T16:00:00+00:00", "until": "2026-11-29T16:00:00+00:00"}
@@ -207,13 +214,10 @@ def test_last_week_is_read_alone_beside_this_week(tiny_demo_bot: Path, tmp_path:
     assert backwards.exit_code == 2 and "comes before --since" in backwards.output
 
 
-def test_this_week_is_set_beside_the_last_in_one_read(tiny_demo_bot: Path, tmp_path: Path, in_shanghai: None) -> None:
+def test_this_week_is_set_beside_the_last_in_one_read(two_weeks_bot: Path, in_shanghai: None) -> None:
     """Week over week took two reads, set side by side by hand. ``--compare`` adds the period of equal length just
     before, and each figure's change, to the figures as they were."""
-    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
-    store = Store(root / "dialogues.db")
-    two_weeks(store)
-    store.close()
+    root = two_weeks_bot
 
     this_week = ("--since", "2026-11-30", "--until", "2026-12-07")
     both = stats_json(root, *this_week, "--compare")
@@ -253,15 +257,12 @@ def test_a_top_intent_is_set_beside_its_count_before_in_the_top_list_or_not(tmp_
     store.close()
 
 
-def test_the_figures_as_csv_for_a_spreadsheet(tiny_demo_bot: Path, tmp_path: Path, in_shanghai: None) -> None:
+def test_the_figures_as_csv_for_a_spreadsheet(two_weeks_bot: Path, in_shanghai: None) -> None:
     """The figures came as a table to read or as JSON: a director keeping them week by week in a spreadsheet
     copied them by hand. ``--csv`` writes a row a figure, with ``--compare`` the previous value and the change."""
     import csv
 
-    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
-    store = Store(root / "dialogues.db")
-    two_weeks(store)
-    store.close()
+    root = two_weeks_bot
 
     this_week = ("--since", "2026-11-30", "--until", "2026-12-07")
     shown = CliRunner().invoke(cli, ["stats", str(root), *this_week, "--csv"])
