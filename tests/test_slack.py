@@ -139,15 +139,20 @@ def make_channel(bot: FakeBot, api_url: str, **settings: Any) -> SlackChannel:
     return SlackChannel(bot, {"signing_secret": SECRET, "bot_token": TOKEN, "api_url": api_url, **settings})
 
 
+async def client_of(aiohttp_client: Any, channel: SlackChannel) -> Any:
+    """A test client of a server that has ``channel``'s routes alone."""
+    app = web.Application()
+    app.add_routes(channel.routes())
+    return await aiohttp_client(app)
+
+
 async def on_a_store(aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> tuple[FakeBot, SlackChannel, Any]:
     """A channel whose bot keeps a real conversation store, and a client of it: what the channel writes there (the
     transcript, who has the customer) is read back from SQLite."""
     bot = FakeBot()
     bot.store = Store(tmp_path / "dialogues.db")
     channel = make_channel(bot, slack_api.url)
-    app = web.Application()
-    app.add_routes(channel.routes())
-    return bot, channel, await aiohttp_client(app)
+    return bot, channel, await client_of(aiohttp_client, channel)
 
 
 async def limited_client(aiohttp_client: Any, channel: SlackChannel, per_minute: int) -> Any:
@@ -162,9 +167,7 @@ async def limited_client(aiohttp_client: Any, channel: SlackChannel, per_minute:
 async def slack(aiohttp_client: Any, slack_api: SimpleNamespace) -> AsyncIterator[SimpleNamespace]:
     bot = FakeBot()
     channel = make_channel(bot, slack_api.url, max_body_bytes=4096)
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await client_of(aiohttp_client, channel)
     yield SimpleNamespace(bot=bot, channel=channel, client=client, posts=slack_api.posts, api=slack_api)
     await channel.close()
 
@@ -303,9 +306,7 @@ async def test_a_retry_while_the_first_delivery_waits_on_the_store_is_answered_i
     bot, held = FakeBot(), asyncio.Event()
     waiting = store_failing_once(bot, tmp_path / "dialogues.db", held)
     channel = make_channel(bot, slack_api.url)
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await client_of(aiohttp_client, channel)
     first = asyncio.create_task(post(client, event()))
     await waiting.wait()
     retry = asyncio.create_task(post(client, event(), **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}))
@@ -381,9 +382,7 @@ async def test_close_waits_for_answers_in_flight_up_to_its_grace(slack: SimpleNa
 async def test_overlong_message_is_cut(aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
     bot = FakeBot()
     channel = make_channel(bot, slack_api.url, max_message_chars=10)
-    app = web.Application()
-    app.add_routes(channel.routes())
-    await post(await aiohttp_client(app), event(text="<@UBOT> " + "y" * 50))
+    await post(await client_of(aiohttp_client, channel), event(text="<@UBOT> " + "y" * 50))
     await channel.close()
     assert bot.turns[0].text == "y" * 10
 
@@ -491,9 +490,7 @@ async def test_a_message_the_customer_deletes_or_edits_is_removed_or_replaced_in
     agents and learnt from; one who corrected a message had the first wording kept. Neither is answered again."""
     bot = logging_bot(tmp_path)
     channel = make_channel(bot, slack_api.url)
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await client_of(aiohttp_client, channel)
     cid, reply = f"slack:T1:C1:{TS}", "1700000001.000100"
     await post(client, event("Ev1", "send it to 12 Harbour Road, Leeds"))
     await post(client, event("Ev2", "where is my refnd?", ts=reply, thread_ts=TS))
@@ -525,9 +522,7 @@ async def test_a_message_deleted_as_it_is_answered_is_deleted_in_the_store(
     held = asyncio.Event()
     bot = logging_bot(tmp_path, held)
     channel = make_channel(bot, slack_api.url)
-    app = web.Application()
-    app.add_routes(channel.routes())
-    client = await aiohttp_client(app)
+    client = await client_of(aiohttp_client, channel)
     sent, later, elsewhere = (f"{time.time() + n:.6f}" for n in range(3))
 
     def edit(event_id: str, user: str, text: str, ts: str, **fields: Any) -> dict[str, Any]:
