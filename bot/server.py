@@ -92,7 +92,9 @@ HEALTH_PROBE_S = 3.0  # while the store cannot write, /healthz tries a write at 
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
 STORE_WATCH_S = 5.0  # how often the server looks whether a store that refused requests writes again
-FORGET_KEYS_EVERY_S = 60.0  # how often the keys of platform messages past their retry window are deleted
+# how often the keys of platform messages past their retry window are deleted, and the limits forget the clients
+# none of whose requests still counts
+FORGET_KEYS_EVERY_S = 60.0
 WATCH_OFF_S = 5.0  # while learning.watch_seconds is 0, how often watch_models looks whether a reload set it
 
 
