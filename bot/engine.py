@@ -239,10 +239,10 @@ class Bot:
             # A resume, not a handoff: the figures count the customer's way back apart from the requests.
             decision = Decision("resume", None, 1.0, say(self.config.handoff.resumed_message, language, script=script))
             reply = Reply(decision.text, source="resume", language=language, script=script)
-            reply.user_turn_id, reply.turn_id = await self._log(turn, text, None, decision, slots, 0)
+            reply.user_turn_id, reply.turn_id, _ = await self._log(turn, text, None, decision, slots, 0)
             return reply
         if handed_off:
-            user_turn_id, _ = await self._log(turn, text, None, Decision("silent", None, 0.0), slots, 0)
+            user_turn_id, _, _ = await self._log(turn, text, None, Decision("silent", None, 0.0), slots, 0)
             return Reply("", source="silent", handed_off=True, language=language, script=script,
                          user_turn_id=user_turn_id)
 
@@ -303,13 +303,13 @@ class Bot:
         if decision.kind == "handoff":
             reply.handed_off = True
         fallbacks = misses_in_a_row(fallbacks, decision, acknowledges(text))
-        reply.user_turn_id, reply.turn_id = await self._log(turn, text, analysis, decision, slots, fallbacks)
+        reply.user_turn_id, reply.turn_id, deleted = await self._log(turn, text, analysis, decision, slots, fallbacks)
         if corrects and reply.user_turn_id is not None and self.store is not None:  # reviewed as a thumbs-down is
             await self._store(self.store.vote_down_answer_before, turn.conversation_id, reply.user_turn_id, text)
         if reply.turn_id is None and self.store is not None and (reply.text or reply.buttons or reply.custom):
-            # An agent took the conversation over while the bot worked on the message: the store kept no reply
-            # (Store._insert_exchange), and the agent answers it.
-            return Reply("", source="silent", handed_off=True, language=language, script=script,
+            # The store kept no reply (Store._insert_exchange): the customer deleted the message while the bot worked
+            # on it, and nothing answers it; or an agent took the conversation over meanwhile, and the agent answers it.
+            return Reply("", source="silent", handed_off=not deleted, language=language, script=script,
                          user_turn_id=reply.user_turn_id)
         return reply
 
@@ -789,11 +789,11 @@ class Bot:
         return rendered
 
     async def _log(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
-                   slots: dict[str, Any], fallbacks: int) -> tuple[int | None, int | None]:
+                   slots: dict[str, Any], fallbacks: int) -> tuple[int | None, int | None, bool]:
         """The exchange written to the store, a handoff with it (and then announced); the ids of the customer's
-        turn and of the reply's."""
+        turn and of the reply's, and whether the customer deleted the message meanwhile (``Exchange.deleted``)."""
         if self.store is None:
-            return None, None
+            return None, None, False
         pred = analysis.prediction if analysis else None
         shown = with_attached(turn.text, turn.attached)
         exchange = Exchange(
@@ -805,10 +805,10 @@ class Bot:
             decision.restarted, decision.form,
         )
         assert self.writer is not None
-        ids = await self.writer.submit(exchange)
+        user_turn_id, turn_id = await self.writer.submit(exchange)
         if exchange.handed_off:
             await self.announce(turn.conversation_id, True, decision.reason, turn.channel)
-        return ids
+        return user_turn_id, turn_id, exchange.deleted
 
     async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web",
                           after: int | None = None, agent: str | None = None, force: bool = False) -> bool:

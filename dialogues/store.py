@@ -780,6 +780,9 @@ class Exchange:
     # actions' trackers name it as their active loop, as Rasa's do
     active_form: str | None = None
     handed_off: bool = field(default=False, init=False)  # set as written: False when a person had it already
+    # Set as written: the customer deleted the message while the bot worked on it (Store.replace_message), and its
+    # reply, not kept, is not to be sent: it would answer nothing in a thread the customer emptied.
+    deleted: bool = field(default=False, init=False)
 
 
 @dataclass
@@ -1234,7 +1237,8 @@ class Store:
         """The rows of one exchange, inside the caller's transaction. A reply to a conversation an agent took
         over while the bot worked on the message is not the bot's to give any more: the message is stored as
         one the bot was silent on, for the agent to answer, and the exchange's reply emptied, so that it is not
-        sent (the bot and the agent both answered, the bot after the customer was told a person had joined)."""
+        sent (the bot and the agent both answered, the bot after the customer was told a person had joined). A
+        message its customer deleted meanwhile is not answered either, nor handed off (``Exchange.deleted``)."""
         text, raw_text = self._stored_texts(ex.text, ex.raw_text)
         self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
         if (ex.reply or ex.buttons or ex.custom) and ex.source != "resume" and self.db.execute(
@@ -1246,7 +1250,9 @@ class Store:
         if ex.pending_id is not None:  # the platform's key of the message, which an edit or a deletion names
             key = self.db.execute("SELECT key FROM pending WHERE id = ?", [ex.pending_id]).fetchone()
             self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key and key[0], user_turn])
-            self._changed_before(key and key[0], user_turn, "user")
+            ex.deleted = self._changed_before(key and key[0], user_turn, "user")
+        if ex.deleted:
+            ex.reply, ex.buttons, ex.custom, ex.source, ex.handoff = None, [], [], "silent", None
         bot_turn = None
         if ex.custom and not ex.reply and not ex.buttons:  # the page showed the payload: the transcript says so
             ex.reply = CUSTOM_PLACEHOLDER
@@ -1374,12 +1380,15 @@ class Store:
             self.db.execute("UPDATE turns SET text = ?, raw_text = ? WHERE id = ?", [*texts, turn_id])
             self.db.execute("UPDATE answer_candidates SET question = ? WHERE question_turn_id = ?", [texts[0], turn_id])
 
-    def _changed_before(self, key: str | None, turn_id: int, role: str) -> None:
-        """Make the change kept for the message with ``key`` (:meth:`replace_message`) to its turn, just written."""
+    def _changed_before(self, key: str | None, turn_id: int, role: str) -> bool:
+        """Make the change kept for the message with ``key`` (:meth:`replace_message`) to its turn, just written;
+        whether the message was deleted."""
         change = key and self.db.execute("DELETE FROM pending WHERE key = ? RETURNING metadata", [_CHANGE + key]).fetchone()
-        if change:  # a purged conversation's change is blank: its message is taken as deleted
-            texts = json.loads(change[0]).get("texts")
-            self._change_turn(turn_id, role, tuple(texts) if texts else None)
+        if not change:
+            return False
+        texts = json.loads(change[0]).get("texts")  # a purged conversation's change is blank: taken as deleted
+        self._change_turn(turn_id, role, tuple(texts) if texts else None)
+        return not texts
 
     def _add_received(self, key: str, conversation_id: str, role: str, text: str, channel: str, user: str | None) -> None:
         """Add a platform message as a turn at once, unanswered, known by its ``key``: a redelivery (:meth:`_kept_key`),

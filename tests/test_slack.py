@@ -32,8 +32,9 @@ from bot.channels.slack import (
 )
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig, ProjectError
+from bot.server import BOT, create_app
 from dialogues.store import Exchange, Store
-from tests.conftest import store_failing_once
+from tests.conftest import configured_copy, store_failing_once
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
@@ -539,11 +540,37 @@ async def test_a_message_deleted_as_it_is_answered_is_deleted_in_the_store(
     held.set()
     await channel.close()
     assert [(m["role"], m["text"]) for m in bot.store.history(f"slack:T1:C1:{sent}")] == [
-        ("user", "[deleted]"), ("bot", bot.text), ("user", "my refund?"), ("bot", bot.text)]
+        ("user", "[deleted]"), ("user", "my refund?"), ("bot", bot.text)]  # the deleted one's answer is not sent
     assert sorted(bot.store.db.execute("SELECT key FROM pending").fetchall()) == [  # the changes made and gone
         (f"slack:ts:C1:{sent}",), (f"slack:ts:C1:{later}",)]
     assert not bot.store.db.execute("SELECT 1 FROM turns WHERE text LIKE '%07700%' OR raw_text LIKE '%07700%'").fetchall()
     bot.store.close()
+
+
+async def test_a_message_deleted_before_its_answer_goes_out_is_not_answered(
+        aiohttp_client: Any, slack_api: SimpleNamespace, small_bot: Path, tmp_path: Path) -> None:
+    """The bot posted its answer into the thread of a message the customer had deleted while it worked on it (their
+    address sent by mistake, say): the customer saw a reply to nothing. Nor is the conversation an agent's: the
+    engine took the answer the store did not keep for a takeover."""
+    root = configured_copy(small_bot, tmp_path / "bot", channels={"slack": {
+        "signing_secret": SECRET, "bot_token": TOKEN, "api_url": slack_api.url}})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    bot = client.app[BOT]
+    classify, sent = bot.batcher.submit, f"{time.time():.6f}"
+
+    async def deleted_meanwhile(text: str) -> Any:
+        assert (await post(client, event("Ev2", "", subtype="message_deleted", ts=f"{time.time():.6f}", deleted_ts=sent,
+                                         hidden=True))).status == 200
+        return await classify(text)
+
+    bot.batcher.submit = deleted_meanwhile
+    assert (await post(client, event("Ev1", "where is my parcel? I live at 12 Harbour Road", ts=sent))).status == 200
+    await bot.channels["slack"].close()
+    cid = f"slack:T1:C1:{sent}"
+    assert slack_api.posts == []
+    assert [(t["role"], t["text"]) for t in bot.store.history(cid)] == [("user", "[deleted]")]
+    assert bot.store.conversation(cid)["status"] == "open"
+    assert not bot.store.db.execute("SELECT 1 FROM pending WHERE answered IS NULL").fetchall()  # not owed at a restart
 
 
 async def test_oversize_body_is_413(slack: SimpleNamespace) -> None:
