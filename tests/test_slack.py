@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+import bot.channels.slack as slack_module
 from bot.channels.base import DeliveryError, MaybeDelivered, Reply, Turn, message_pieces
 from bot.channels.slack import (
     MARKDOWN_LIMIT,
@@ -1038,6 +1039,32 @@ async def test_the_support_team_member_who_takes_a_thread_over_is_known_by_their
     assert caplog.text.count("users:read") == (0 if scopes else 1)
     if not scopes:
         assert "add the users:read scope" in caplog.text
+    bot.store.close()
+
+
+async def test_a_support_team_members_new_name_in_slack_is_shown_after_a_while(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A colleague's name was looked up once and kept until a restart: one who changed their display name in Slack
+    went on being shown by the old one, for weeks on a server left running. It is looked up again after
+    NAME_KEPT_S (an hour); within it, not again."""
+    monkeypatch.setattr(slack_module, "NAME_KEPT_S", 0.5, raising=False)
+    slack_api.members["U7"] = {"name": "ada", "profile": {"display_name": "Ada"}}
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path)
+    cid = f"slack:T1:C1:{TS}"
+    bot.store.add_message(cid, "user", "where is my refund?", "slack")
+
+    async def note(n: int) -> None:
+        await post(client, {**event(f"Ev{n}", f"note {n}", user="U7", team="T1", user_team="T1",
+                                    ts=f"1700000000.00020{n}", thread_ts=TS), "is_ext_shared_channel": True})
+
+    await note(1)
+    slack_api.members["U7"] = {"name": "ada", "profile": {"display_name": "Ada Lovelace (support lead)"}}
+    await note(2)
+    await asyncio.sleep(0.6)
+    await note(3)
+    assert [m["author"] for m in bot.store.history(cid)][1:] == ["Ada", "Ada", "Ada Lovelace (support lead)"]
+    assert slack_api.looked_up == ["U7", "U7"]
+    await channel.close()
     bot.store.close()
 
 

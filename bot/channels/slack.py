@@ -50,6 +50,7 @@ DEFAULT_API_URL = "https://slack.com/api/"
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the answer would be stale
 NAME_LOOKUP_S = 1.5  # users.info runs before the event's 200, which Slack wants within 3 seconds
 NAME_RETRY_S = 600.0  # after users.info failed, names are not asked for again for this long
+NAME_KEPT_S = 3600.0  # a support team member's name is looked up again after this long: they may have changed it
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
 # An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
 # and escaped in JSON (six bytes a Chinese character): server.max_body_bytes refused long messages Slack
@@ -366,7 +367,8 @@ class SlackChannel(PlatformChannel):
         self._posting: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()  # per channel
         # The Slack Connect channels, as events say: a click says nothing of it, so the buttons posted there say it.
         self.shared_channels: set[str] = set()
-        self._member_names: dict[str, str] = {}  # the support team's names by Slack user id (users.info)
+        # the support team's names by Slack user id (users.info), each with the time.monotonic() it was learnt at
+        self._member_names: dict[str, tuple[str, float]] = {}
         self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (NAME_RETRY_S)
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -593,27 +595,27 @@ class SlackChannel(PlatformChannel):
 
     async def member_name(self, user: str) -> str:
         """The name Slack shows for the support team member ``user`` (``users.info``, which needs ``users:read``),
-        remembered once known: the console, the transcript and an agent told who holds the conversation read it,
-        where "U7" told them nothing. Their user id when Slack does not say (no scope, a failure, too slow); after a
-        failure Slack is not asked again for ``NAME_RETRY_S``: without ``users:read``, each of the team's messages
-        waited on a lookup bound to fail, and logged it once more."""
-        if user in self._member_names:
-            return self._member_names[user]
-        if time.monotonic() < self._names_refused_until:
-            return user
+        remembered for ``NAME_KEPT_S`` once known: the console, the transcript and an agent told who holds the
+        conversation read it, where "U7" told them nothing; remembered until a restart, a name they changed in Slack
+        stayed the old one. The name known before, else their user id, when Slack does not say (no scope, a failure,
+        too slow); after a failure Slack is not asked again for ``NAME_RETRY_S``: without ``users:read``, each of the
+        team's messages waited on a lookup bound to fail, and logged it once more."""
+        name, learnt = self._member_names.get(user, (user, float("-inf")))
+        if time.monotonic() - learnt < NAME_KEPT_S or time.monotonic() < self._names_refused_until:
+            return name
         try:
             result = await asyncio.wait_for(self._call("users.info", {"user": user}, form=True), NAME_LOOKUP_S)
         except UNDELIVERED as exc:
             self._names_refused_until = time.monotonic() + NAME_RETRY_S
             log.warning("the support team is shown by Slack user ids for the next %g minutes: %s",
                         NAME_RETRY_S / 60, failure(exc))
-            return user
+            return name
         member = _object(result.get("user"))
         profile = _object(member.get("profile"))
         name = next((_string(n).strip() for n in (profile.get("display_name"), profile.get("real_name"),
                                                   member.get("real_name"), member.get("name")) if _string(n).strip()),
                     user)
-        self._member_names[user] = name
+        self._member_names[user] = (name, time.monotonic())
         return name
 
     async def _unread(self, request: web.Request, turn: Turn, kind: str) -> None:
