@@ -303,7 +303,8 @@ class Bot:
         if decision.kind == "handoff":
             reply.handed_off = True
         fallbacks = misses_in_a_row(fallbacks, decision, acknowledges(text))
-        reply.user_turn_id, reply.turn_id, deleted = await self._log(turn, text, analysis, decision, slots, fallbacks)
+        reply.user_turn_id, reply.turn_id, deleted = await self._log(turn, text, analysis, decision, slots, fallbacks,
+                                                                     reply.messages())
         if corrects and reply.user_turn_id is not None and self.store is not None:  # reviewed as a thumbs-down is
             await self._store(self.store.vote_down_answer_before, turn.conversation_id, reply.user_turn_id, text)
         if reply.turn_id is None and self.store is not None and (reply.text or reply.buttons or reply.custom):
@@ -789,9 +790,11 @@ class Bot:
         return rendered
 
     async def _log(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
-                   slots: dict[str, Any], fallbacks: int) -> tuple[int | None, int | None, bool]:
-        """The exchange written to the store, a handoff with it (and then announced); the ids of the customer's
-        turn and of the reply's, and whether the customer deleted the message meanwhile (``Exchange.deleted``)."""
+                   slots: dict[str, Any], fallbacks: int,
+                   messages: list[dict[str, Any]] | None = None) -> tuple[int | None, int | None, bool]:
+        """The exchange written to the store, a handoff with it (and then announced), with the reply's ``messages`` in
+        an action's order (``Reply.messages``); the ids of the customer's turn and of the reply's, and whether the
+        customer deleted the message meanwhile (``Exchange.deleted``)."""
         if self.store is None:
             return None, None, False
         pred = analysis.prediction if analysis else None
@@ -802,7 +805,7 @@ class Bot:
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
             decision.loop, turn.pending_id, decision.buttons, decision.quotes,
             decision.reason if decision.kind == "handoff" else None, decision.custom, decision.reverted,
-            decision.restarted, decision.form,
+            decision.restarted, decision.form, messages,
         )
         assert self.writer is not None
         user_turn_id, turn_id = await self.writer.submit(exchange)

@@ -156,7 +156,8 @@ class ChatResponse(_Body):
     messages: list[dict[str, Any]] = Field(..., description=(
         "where a custom action sent a text after a json_message (its text, its payload, then text again), its messages "
         "in that order, as Rasa's REST channel lists them: each {\"text\": ...} or {\"custom\": ...}; the reply and "
-        "custom above join them, the text first. Empty where they keep the action's order. Not kept in the history"))
+        "custom above join them, the text first. Empty where they keep the action's order. Kept, and given again in "
+        "the history"))
     language: Literal["en", "zh"] | None = Field(..., description=(
         "the language the reply is written in, the customer's: the widget speaks it from then on, unless its page "
         "fixed the widget's (null where the bot did not tell it)"))
@@ -175,6 +176,8 @@ class HistoryTurn(_Body):
                                   "reply may be buttons alone, with an empty text)")
     custom: list[Any] = Field(..., description="a bot reply's custom payloads, as /api/chat's reply gave them, to hand "
                               "to the page again after a reload (a reply may be payloads alone, with an empty text)")
+    messages: list[dict[str, Any]] = Field(..., description="a bot reply's messages in a custom action's order, as "
+                                           "/api/chat's reply listed them (empty where its text and custom keep it)")
 
 
 class HistoryResponse(_Body):

@@ -345,10 +345,18 @@ def _v30(db: sqlite_utils.Database) -> None:
         db["conversations"].add_column("active_form", str)
 
 
+def _v31(db: sqlite_utils.Database) -> None:
+    """A bot reply's messages in the order an action sent them (JSON, ``Exchange.messages``), where its text and custom
+    would change it (a text after a payload): a reloaded web chat showed the action's two texts joined in one bubble.
+    Null before, and for any other reply."""
+    if "messages" not in db["turns"].columns_dict:
+        db["turns"].add_column("messages", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
-                                                              _v29, _v30]
+                                                              _v29, _v30, _v31]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -379,8 +387,12 @@ def _as_customer_saw(turn: dict[str, Any]) -> dict[str, Any]:
 
 
 def _with_json(row: dict[str, Any]) -> dict[str, Any]:
-    """A turn ``row`` with its JSON columns read: its ``buttons`` and its ``custom`` payloads (lists, empty for none)."""
-    return {**row, "buttons": json.loads(row["buttons"] or "[]"), "custom": json.loads(row["custom"] or "[]")}
+    """A turn ``row`` with its JSON columns read: its ``buttons``, its ``custom`` payloads and, where selected, its
+    ``messages`` (lists, empty for none)."""
+    read = {**row, "buttons": json.loads(row["buttons"] or "[]"), "custom": json.loads(row["custom"] or "[]")}
+    if "messages" in row:
+        read["messages"] = json.loads(row["messages"] or "[]")
+    return read
 
 
 _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons, notice, "
@@ -779,6 +791,9 @@ class Exchange:
     # The Rasa form an action activated (ActiveLoop("order_form")), kept while ``active_loop`` awaits the answer: the
     # actions' trackers name it as their active loop, as Rasa's do
     active_form: str | None = None
+    # The reply's messages in the order an action sent them ({"text": ...} or {"custom": ...} each), where its reply
+    # and custom would change it (a text after a payload), as /api/chat lists them; kept for the history to show.
+    messages: list[dict[str, Any]] | None = None
     handed_off: bool = field(default=False, init=False)  # set as written: False when a person had it already
     # Set as written: the customer deleted the message while the bot worked on it (Store.replace_message), and its
     # reply, not kept, is not to be sent: it would answer nothing in a thread the customer emptied.
@@ -1243,7 +1258,7 @@ class Store:
         self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
         if (ex.reply or ex.buttons or ex.custom) and ex.source != "resume" and self.db.execute(
                 "SELECT status FROM conversations WHERE id = ?", [ex.conversation_id]).fetchone()[0] == "handed_off":
-            ex.reply, ex.buttons, ex.custom, ex.source = None, [], [], "silent"
+            ex.reply, ex.buttons, ex.custom, ex.messages, ex.source = None, [], [], None, "silent"
         # Plain SQL here: this runs for every message, and sqlite-utils' insert() costs several times more.
         user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
                                                None, None, None]).lastrowid
@@ -1252,7 +1267,7 @@ class Store:
             self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key and key[0], user_turn])
             ex.deleted = self._changed_before(key and key[0], user_turn, "user")
         if ex.deleted:
-            ex.reply, ex.buttons, ex.custom, ex.source, ex.handoff = None, [], [], "silent", None
+            ex.reply, ex.buttons, ex.custom, ex.messages, ex.source, ex.handoff = None, [], [], None, "silent", None
         bot_turn = None
         if ex.custom and not ex.reply and not ex.buttons:  # the page showed the payload: the transcript says so
             ex.reply = CUSTOM_PLACEHOLDER
@@ -1263,6 +1278,10 @@ class Store:
             bot_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "bot", reply, None, ex.channel, None, now(),
                                                   buttons, None, json.dumps(custom, ensure_ascii=False) if custom else None]
                                        ).lastrowid
+            if ex.messages:
+                messages = self._private_payload(ex.messages) if ex.quotes else ex.messages
+                self.db.execute("UPDATE turns SET messages = ? WHERE id = ?",
+                                [json.dumps(messages, ensure_ascii=False), bot_turn])
         self.db.execute(
             "INSERT INTO predictions (turn_id, reply_turn_id, intent, confidence, ranking, source, model_version, "
             "retrieval_score, reverted, restarted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1569,13 +1588,13 @@ class Store:
             return self._set_status(conversation_id, "handed_off", "undelivered")
 
     def history(self, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
-        """A conversation's latest ``limit`` turns as its customer sees them, each bot reply with its buttons and the
-        custom payloads its page was handed:
+        """A conversation's latest ``limit`` turns as its customer sees them, each bot reply with its buttons, the
+        custom payloads its page was handed and its messages in the action's order (``Exchange.messages``):
         their messages as they typed them and saw them sent (raw_text, redacted as the text is), not as
         normalised for the model (１２３ and ，turned into 123 and ,)."""
         rows = self.db.query(
-            f"SELECT t.id, t.role, t.text, t.raw_text, t.created, f.value AS feedback, {_AUTHOR}, t.buttons, t.custom "
-            "FROM turns t "
+            f"SELECT t.id, t.role, t.text, t.raw_text, t.created, f.value AS feedback, {_AUTHOR}, t.buttons, t.custom, "
+            "t.messages FROM turns t "
             "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = t.id) "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
             [conversation_id, limit],

@@ -1157,6 +1157,22 @@ def test_a_replys_custom_payloads_are_kept_for_the_history_and_the_transcript(tm
     store.close()
 
 
+def test_an_actions_messages_in_their_order_are_kept_for_the_history(tmp_path: Path) -> None:
+    """An action's text, a payload, then text again: the history had only the two texts joined, and a reloaded web
+    chat showed them as one message. Its messages are kept in their order, redacted as its text is; a reply whose
+    text and payloads keep the order, or an agent's, has none."""
+    store = Store(tmp_path / "dialogues.db")
+    said = [{"text": "Card 4111111111111111 noted."}, {"custom": {"card": "4111111111111111"}}, {"text": "Anything else?"}]
+    store.log_exchange(Exchange("c1", "web", None, "refund card 4111111111111111", None,
+                                "Card 4111111111111111 noted.\n\nAnything else?", "get_refund", 0.9, [], "action", "v1",
+                                quotes=True, custom=[{"card": "4111111111111111"}], messages=said))
+    store.log_exchange(Exchange("c1", "web", None, "thanks", None, "You're welcome.", "thanks", 0.9, [], "template", "v1"))
+    store.add_message("c1", "agent", "Hello", "web")
+    assert [t["messages"] for t in store.history("c1")] == [
+        [], [{"text": "Card [CARD] noted."}, {"custom": {"card": "[CARD]"}}, {"text": "Anything else?"}], [], [], []]
+    store.close()
+
+
 def test_redaction_takes_time_in_proportion_to_the_text() -> None:
     """No pattern is tried over and over inside one long run: 100,000 characters with no "@" took the
     email pattern 30 s, under the store's lock, while every other customer waited."""

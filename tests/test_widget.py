@@ -484,6 +484,17 @@ class ActionShowCarousel(Action):
     def run(self, dispatcher, tracker, domain):
         dispatcher.utter_message(text="Our bestsellers:", json_message={"carousel": ["mug", "tee"]})
         return []
+
+
+class ActionTextCarouselText(Action):
+    def name(self):
+        return "action_text_carousel_text"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Our bestsellers:")
+        dispatcher.utter_message(json_message={"carousel": ["mug", "tee"]})
+        dispatcher.utter_message(text="Anything else?")
+        return []
 """
 
 
@@ -537,6 +548,26 @@ def test_an_actions_json_message_reaches_the_page_as_an_event_and_again_after_a_
         console.locator(f'.list li[data-id="{widget.conversation_id()}"]').click()
         expect(console.locator(".turn.bot .custom")).to_have_text(['{"carousel":["mug","tee"]}'])
         console.close()
+
+
+def test_an_actions_texts_around_its_json_message_are_bubbles_of_their_own_live_and_after_a_reload(
+        open_widget: Any, chromium: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """An action's text, its json_message (a carousel the page draws), then text again: the widget showed both texts
+    joined in one bubble, and so did the history, which kept only the joined text. Each text is a bubble of its own,
+    in the action's order, in one reply with one pair of thumbs, also from the history."""
+    with LiveServer(running_on_refund_policy("action_text_carousel_text", web_demo_bot, tmp_path_factory)) as live:
+        widget = open_widget(server=live.url)
+        widget.send("/check_refund_policy")
+        for reloaded in (False, True):  # as it came, then from the history
+            if reloaded:
+                widget.page.reload()
+            expect(widget.bot_replies()).to_have_count(1)
+            expect(widget.bot_replies().first.locator(".bubble")).to_have_text(["Our bestsellers:", "Anything else?"])
+            expect(widget.bot_replies().first.locator(".feedback button")).to_have_count(2)
+        with api_client(chromium, live.url, web_demo_bot.admin_token) as api:
+            assert api.history(widget.conversation_id())["turns"][-1]["messages"] == [
+                {"text": "Our bestsellers:"}, {"custom": {"carousel": ["mug", "tee"]}}, {"text": "Anything else?"}]
 
 
 def test_a_customer_over_the_rate_limit_is_told_how_long_to_wait(open_widget: Any, web_demo_bot: SimpleNamespace,

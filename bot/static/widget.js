@@ -535,6 +535,7 @@
     .sender { font-size: 11.5px; color: var(--db-muted); margin: 0 0 3px 10px; font-weight: 600;
       overflow-wrap: anywhere; } /* an agent named with one long word wraps: the list scrolled sideways on a phone */
     .bubble { padding: 10px 14px; border-radius: var(--db-radius); overflow-wrap: anywhere; }
+    .bubble + .bubble { margin-top: 6px; }
     .bubble p { margin: 0; }
     .bubble p + p, .bubble p + ul, .bubble p + ol, .bubble ul + p, .bubble ol + p { margin-top: 8px; }
     .bubble ul, .bubble ol { margin: 4px 0; padding-left: 20px; }
@@ -970,6 +971,25 @@
     else node.removeAttribute("lang"); // the widget's own, since it took the customer's
   }
 
+  // One bubble of a message
+  function bubbleOf(role, text) {
+    const bubble = el("div", "bubble");
+    bubble.dir = "auto"; // Hebrew or Arabic reads right to left, its punctuation where its reader looks
+    markLanguage(bubble, text);
+    if (role === "user") bubble.textContent = text; // what the user typed, exactly
+    else bubble.append(renderMarkdown(text));
+    return bubble;
+  }
+
+  // What a bot reply says, bubble by bubble: a custom action's texts apart, in its order, where it sent a payload
+  // between them (``messages``, as /api/chat's reply and the history list them), as Rasa's channels show each of its
+  // messages; else its one text. Joined, its two texts read as one message in one bubble.
+  function saidIn(text, messages) {
+    const texts = (messages || []).filter((m) => m && typeof m.text === "string" && m.text).map((m) => m.text);
+    return texts.length ? texts : text;
+  }
+
+  // ``text``: a list for a bot reply of several bubbles (saidIn)
   function addMessage(role, text, turnId, feedback, author) {
     if (turnId != null) {
       if (seenTurns.has(turnId)) return null;
@@ -983,12 +1003,7 @@
     message.dataset.role = role;
     if (author) message.dataset.author = author;
     message.append(el("span", role === "agent" ? "sender" : "sr"));
-    const bubble = el("div", "bubble");
-    bubble.dir = "auto"; // Hebrew or Arabic reads right to left, its punctuation where its reader looks
-    markLanguage(bubble, text);
-    if (role === "user") bubble.textContent = text; // what the user typed, exactly
-    else bubble.append(renderMarkdown(text));
-    message.append(bubble);
+    for (const said of [].concat(text)) message.append(bubbleOf(role, said));
     if (role === "bot" && turnId != null) message.append(feedbackButtons(turnId, feedback || 0));
     labelMessage(message);
     // In the conversation's order: after every earlier turn shown, then before any later one and before this
@@ -1331,7 +1346,8 @@
       let botSaid = false; // a new answer of the bot's: one that handed off or back, from another tab, says so itself
       for (const turn of history.turns) {
         if (turn.role === "agent" || turn.role === "bot") { // seen ones are skipped
-          if (pushed(turn.role, turn.text, turn.id, turn.author) && turn.role === "bot") botSaid = true;
+          const said = turn.role === "bot" ? saidIn(turn.text, turn.messages) : turn.text;
+          if (pushed(turn.role, said, turn.id, turn.author) && turn.role === "bot") botSaid = true;
           if (turn.role === "bot") handOn(turn.custom, turn.id, false); // one this tab did not get as it came
         } else if (turn.role === "user" && !seenTurns.has(turn.id)) {
           // one of this tab's own messages, still out or marked not sent though the server had it (one lost
@@ -1448,7 +1464,7 @@
       if (unsettled.includes(own)) settle(own, reply.user_turn_id);
       speakAs(reply);
       if (reply.source !== "silent") {
-        if (reply.reply) addMessage("bot", reply.reply, reply.turn_id);
+        if (reply.reply) addMessage("bot", saidIn(reply.reply, reply.messages), reply.turn_id);
         showQuickReplies(reply.buttons); // an action may offer buttons alone
         handOn(reply.custom, reply.turn_id, false);
       }
@@ -1527,7 +1543,8 @@
       for (const turn of history.turns) {
         if (turn.role === "user") addMessage("user", shownAs(turn.text), turn.id);
         else if (turn.role === "bot" || turn.role === "agent") {
-          if (turn.text) addMessage(turn.role, turn.text, turn.id, turn.feedback, turn.author); // buttons alone: below
+          const said = turn.role === "bot" ? saidIn(turn.text, turn.messages) : turn.text;
+          if (turn.text) addMessage(turn.role, said, turn.id, turn.feedback, turn.author); // buttons alone: below
           handOn(turn.custom, turn.id, true);
         } else addNotice(turn.text);
       }
