@@ -1496,7 +1496,7 @@ class Store:
     def adopt(self, channels: Collection[str]) -> list[dict[str, Any]]:
         """The kept messages of ``channels`` (those this server answers on) that no live server answers, now
         this serving store's to answer, oldest first; one already answered and not sent has its ``reply``,
-        ``buttons`` and ``custom`` payloads, to send (``reply`` None: to answer).
+        ``buttons``, ``custom`` payloads and ``messages`` (``Exchange.messages``), to send (``reply`` None: to answer).
 
         A message is answered by the server that kept it while that one lives, and by exactly one other
         once it is gone: a new server starting while the old one finishes its turns, a blue/green pair on
@@ -1537,14 +1537,16 @@ class Store:
                     lock.release()
         for row in rows:
             row["metadata"] = json.loads(row["metadata"] or "{}")
-            row["reply"], row["buttons"], row["custom"] = None, [], []
+            row["reply"], row["buttons"], row["custom"], row["messages"] = None, [], [], []
             if row["reply_turn"] is not None:  # answered, not sent: the answer as the store keeps it (a purge
                 with self._lock:                # takes the conversation's kept messages with its turns)
                     reply = _with_json(self.db.execute_returning_dicts(
-                        "SELECT role, text, buttons, custom FROM turns WHERE id = ?", [row["reply_turn"]])[0])
+                        "SELECT role, text, buttons, custom, messages FROM turns WHERE id = ?", [row["reply_turn"]])[0])
                 # a reply of Slack blocks alone is sent as it was answered, not as the agents' CUSTOM_PLACEHOLDER
                 shown = _as_customer_saw(reply)
-                row["reply"], row["buttons"], row["custom"] = shown["text"], shown["buttons"], shown["custom"]
+                for column in ("buttons", "custom", "messages"):
+                    row[column] = shown[column]
+                row["reply"] = shown["text"]
         return sorted(rows, key=lambda row: row["id"])
 
     def waiting_elsewhere(self, channels: Collection[str]) -> dict[str, int]:

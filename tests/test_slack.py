@@ -850,6 +850,28 @@ async def test_a_reply_of_block_kit_blocks_alone_is_posted_by_the_next_server_as
     store.close()
 
 
+async def test_an_actions_text_after_its_blocks_is_posted_after_them_by_the_next_server(
+        slack: SimpleNamespace, tmp_path: Path) -> None:
+    """An action's text, its blocks, then text again, which a stopped server logged and did not send: the next server
+    posted both texts before the blocks, in one message. It posts each in the action's order, as the first would."""
+    gone = Store(tmp_path / "dialogues.db")
+    gone.serve()
+    divider = {"blocks": [{"type": "divider"}]}
+    kept = gone.receive("slack:ts:C1:1.1", f"slack:T1:C1:{TS}", "slack", "U1", "mugs?", {})
+    gone.log_exchange(Exchange(f"slack:T1:C1:{TS}", "slack", "U1", "mugs?", None, "Our mugs:\n\nAnything else?",
+                               "bestsellers", 0.9, [], "action", "v0001", pending_id=kept, custom=[divider],
+                               messages=[{"text": "Our mugs:"}, {"custom": divider}, {"text": "Anything else?"}]))
+    gone.close()  # stopped before Slack took the answer
+    slack.bot.store = store = Store(tmp_path / "dialogues.db")
+    store.serve()
+    [owed] = store.adopt(["slack"])
+    slack.channel.redeliver(owed)
+    await slack.channel.close()
+    assert [(posted["text"], [block["type"] for block in posted["blocks"]]) for posted in slack.posts] == [
+        ("Our mugs:", ["markdown"]), ("", ["divider"]), ("Anything else?", ["markdown"])]
+    store.close()
+
+
 def test_block_kit_limits() -> None:
     [_, actions, more] = message_blocks("hi", [{"title": "t" * 100, "payload": "/x"}] * 30, "slack:T1:C1:1.2")
     assert len(actions["elements"]) == 25 and len(actions["elements"][0]["text"]["text"]) == 75

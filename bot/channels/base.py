@@ -318,6 +318,11 @@ class Reply:
         }
 
 
+def parts_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The :attr:`Reply.parts` that a reply's :meth:`Reply.messages`, as the store keeps them, stand for: one each."""
+    return [{"text": m.get("text", ""), "custom": [m["custom"]] if "custom" in m else []} for m in messages]
+
+
 class Channel:
     """Base class: subclasses set ``name`` and implement :meth:`routes` and :meth:`send`."""
 
@@ -684,7 +689,7 @@ class PlatformChannel(Channel):
         script = chinese_script(said, kept_script(await self.conversation_slots(kept["conversation_id"])))
         await self.deliver(kept["conversation_id"], kept["reply_turn"], self.send(
             kept["conversation_id"], text, role="bot", buttons=buttons, custom=kept.get("custom", []),
-            language=mostly_written_in(said), script=script), kept["id"])
+            parts=parts_of(kept.get("messages", [])), language=mostly_written_in(said), script=script), kept["id"])
 
     @property
     def session(self) -> aiohttp.ClientSession:
