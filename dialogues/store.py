@@ -1253,7 +1253,8 @@ class Store:
         over while the bot worked on the message is not the bot's to give any more: the message is stored as
         one the bot was silent on, for the agent to answer, and the exchange's reply emptied, so that it is not
         sent (the bot and the agent both answered, the bot after the customer was told a person had joined). A
-        message its customer deleted meanwhile is not answered either, nor handed off (``Exchange.deleted``)."""
+        message its customer deleted meanwhile is not answered either, nor handed off, and leaves the conversation's
+        slots, fallbacks and waiting action as they were (``Exchange.deleted``)."""
         text, raw_text = self._stored_texts(ex.text, ex.raw_text)
         self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
         if (ex.reply or ex.buttons or ex.custom) and ex.source != "resume" and self.db.execute(
@@ -1288,12 +1289,15 @@ class Store:
             [user_turn, bot_turn, ex.intent, ex.confidence, json.dumps(ex.ranking), ex.source, ex.model_version,
              ex.retrieval_score, 1 if ex.reverted else None, 1 if ex.restarted else None],
         )
-        self.db.execute(
-            "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots), active_loop = ?, "
-            "active_form = ? WHERE id = ?",
-            [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None,
-             ex.active_loop, ex.active_form if ex.active_loop else None, ex.conversation_id],
-        )
+        if ex.deleted:  # unanswered, it changes nothing: no question the customer never got awaits its answer
+            self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [now(), ex.conversation_id])
+        else:
+            self.db.execute(
+                "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots), active_loop = ?, "
+                "active_form = ? WHERE id = ?",
+                [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None,
+                 ex.active_loop, ex.active_form if ex.active_loop else None, ex.conversation_id],
+            )
         if ex.pending_id is not None and bot_turn is None:  # no answer to send: a silent turn
             self.db.execute(_SETTLE, [now(), ex.pending_id])
         elif ex.pending_id is not None:  # owed until the platform takes the answer (delivered()); the message

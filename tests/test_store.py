@@ -1173,6 +1173,25 @@ def test_an_actions_messages_in_their_order_are_kept_for_the_history(tmp_path: P
     store.close()
 
 
+def test_a_message_deleted_before_it_is_answered_leaves_the_conversation_as_it_was(tmp_path: Path) -> None:
+    """A message its customer deleted while the bot worked on it is not answered; but what the bot made of it stayed:
+    an action's question the customer never got left the bot waiting for its answer, and taking their next message
+    for it, and a fallback counted towards a handoff. The conversation is as it was before the message."""
+    store = Store(tmp_path / "dialogues.db")
+    store.log_exchange(Exchange("c1", "slack", "U1", "hi", None, "Hello!", None, 0.2, [], "fallback", "v1",
+                                slots={"language": "en"}, fallbacks=1))
+    kept = store.receive("k1", "c1", "slack", "U1", "cancel my order", {})
+    store.replace_message("c1", "k1", None, recent=True)  # deleted as the action asked which order
+    assert store.log_exchange(Exchange(
+        "c1", "slack", "U1", "cancel my order", None, "Which order?", "cancel_order", 0.9, [], "action", "v1",
+        slots={"language": "en", "requested_slot": "order_id"}, fallbacks=0, active_loop="action_cancel_order",
+        pending_id=kept, handoff="action:action_cancel_order"))[1] is None
+    conversation = store.conversation("c1")
+    assert (conversation["slots"], conversation["fallbacks"], conversation["active_loop"], conversation["status"]) == (
+        {"language": "en"}, 1, None, "open")
+    store.close()
+
+
 def test_redaction_takes_time_in_proportion_to_the_text() -> None:
     """No pattern is tried over and over inside one long run: 100,000 characters with no "@" took the
     email pattern 30 s, under the store's lock, while every other customer waited."""
