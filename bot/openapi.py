@@ -369,7 +369,8 @@ class StatsResponse(_Body):
     handoff_reasons: dict[str, int]
     channels: dict[str, ChannelFigures] = Field(..., description="each channel's conversations, those handed to a "
                                                                  "person and its containment (with channel=, its own)")
-    messages: int = Field(..., description="customer messages to the bot (not those sent while a person had it)")
+    messages: int = Field(..., description="customer messages to the bot (not those sent while a person had it, "
+                          "nor those deleted on Slack before they were answered)")
     sources: dict[str, int] = Field(..., description="how they were answered")
     answered: float | None = Field(..., description="the share answered by a template, a historical answer or an action")
     wrong_answers: int = Field(..., description="of those answered, the messages a reviewer labelled with another "

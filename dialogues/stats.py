@@ -63,8 +63,9 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
     channels = {channel: overall} if channel else {name: kept(name) for name in CHANNELS}
     sources = dict(rows("SELECT p.source, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id "
                         f"WHERE t.created >= :since AND t.created < :until AND t.conversation_id {customers} GROUP BY p.source"))
-    # Not those sent while a person had the conversation, nor the customer's clicks back to the bot.
-    to_the_bot = sum(n for source, n in sources.items() if source not in ("silent", "resume"))
+    # Not those sent while a person had the conversation, nor the customer's clicks back to the bot, nor those the
+    # customer deleted before they were answered.
+    to_the_bot = sum(n for source, n in sources.items() if source not in ("silent", "resume", "deleted"))
     # Why each of those went to a person, once per conversation: the reason of its latest handoff.
     reasons = dict(rows("SELECT reason, count(*) FROM handoffs WHERE id IN (SELECT max(id) FROM handoffs "
                         "WHERE event = 'handed_off' AND created >= :since AND created < :until "
@@ -178,10 +179,12 @@ def language_kept(asked: str | None, spoken: str) -> str | None:
 
 def _talked(customers: str) -> str:
     """The customers' messages to the bot in the window, as SQL selecting their conversations: a message sent while
-    a person had the conversation is not one (nor is its conversation, if all are). ``customers``: :func:`_customers`."""
+    a person had the conversation is not one, nor one its customer deleted before it was answered (nor is its
+    conversation, if all are). ``customers``: :func:`_customers`."""
     return (f"SELECT conversation_id FROM turns t WHERE role = 'user' AND created >= :since AND created < :until "
             f"AND conversation_id {customers} "
-            "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.turn_id = t.id AND p.source = 'silent')")
+            "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.turn_id = t.id "
+            "AND p.source IN ('silent', 'deleted'))")
 
 
 def _customers(channel: str | None, language: str | None) -> str:

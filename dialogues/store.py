@@ -1268,7 +1268,7 @@ class Store:
             self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key and key[0], user_turn])
             ex.deleted = self._changed_before(key and key[0], user_turn, "user")
         if ex.deleted:
-            ex.reply, ex.buttons, ex.custom, ex.messages, ex.source, ex.handoff = None, [], [], None, "silent", None
+            ex.reply, ex.buttons, ex.custom, ex.messages, ex.source, ex.handoff = None, [], [], None, "deleted", None
         bot_turn = None
         if ex.custom and not ex.reply and not ex.buttons:  # the page showed the payload: the transcript says so
             ex.reply = CUSTOM_PLACEHOLDER

@@ -453,6 +453,20 @@ def test_a_conversation_spent_with_a_person_since_is_not_one_the_bot_kept(tmp_pa
     store.close()
 
 
+def test_a_message_deleted_before_it_was_answered_is_neither_the_bots_nor_a_persons(tmp_path: Path) -> None:
+    """A Slack message its customer deleted while the bot worked on it, not answered, counted as one sent while a
+    person had the conversation, where nobody had it; and its conversation as one the bot kept."""
+    store = Store(tmp_path / "dialogues.db")
+    kept = store.receive("k1", "gone", "slack", "U1", "where is my order", {})
+    store.replace_message("gone", "k1", None, recent=True)
+    store.log_exchange(Exchange("gone", "slack", "U1", "where is my order", None, "It left today.", "track_order", 0.9,
+                                [], "template", "v1", pending_id=kept))
+    exchange(store, "bot's", "where is my order", "template")
+    stats = conversation_stats(store)
+    assert (stats["conversations"], stats["messages"], stats["while_with_a_person"]) == (1, 1, 0)
+    store.close()
+
+
 def test_the_reasons_count_each_conversation_handed_off_once(tmp_path: Path) -> None:
     """Asking for a person, going back to the bot and asking again made two "requested" of one conversation
     that went to a person: the reasons added up to more than the conversations."""
