@@ -315,12 +315,13 @@ _DISPLEASED = re.compile(r"[\U0001f44e\U0001f621\U0001f620\U0001f92c\U0001f624\U
                          r"|:(?:-1|thumbsdown|rage|angry|disappointed|cry|sob|unamused|face_with_rolling_eyes):|:-?\(")
 
 
-# A short follow-up that asks again what was asked, of another thing: a connective before it ("那789呢", Hong Kong's
-# "咁789呢？" and "仲有 456", "and 456?", "what about order 456?"), or 呢 after it ("789呢"), and nothing else. Longer, a
-# message says more than that.
+# A short follow-up that asks again what was asked, of another thing: a connective before it ("那789呢", "那个789呢",
+# Hong Kong's "咁789呢？" and "仲有 456", "and 456?", "what about order #456?"), or 呢 after it ("789呢"), and nothing
+# else but 的 (Hong Kong's 嘅) after the thing: "那789的呢", "789号的呢", "咁789號嘅呢" ask of 789's. Longer, a message
+# says more than that.
 _FOLLOW_UP = re.compile(
-    r"(?i)\W*(?:(?P<connective>(?:and |so )?(?:what|how) about|and(?: for)?|then|那(?:么|麼)?|咁(?:样|樣)?|还有|還有|仲有"
-    r"|另外)(?![a-z])[\s,，]*)?(?P<asked>\w.*?)\s*(?P<particle>呢)?[\W_]*")
+    r"(?i)\W*(?:(?P<connective>(?:and |so )?(?:what|how) about|and(?: for)?|then|那(?:么|麼|个|個)?|咁(?:样|樣)?|还有|還有"
+    r"|仲有|另外)(?![a-z])[\s,，]*)?(?P<asked>[#\w].*?)\s*(?:[的嘅]\s*)?(?P<particle>呢)?[\W_]*")
 _FOLLOW_UP_CHARS = 40
 
 

@@ -1372,11 +1372,15 @@ async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action
         assert (reply.source, reply.intent, reply.text) == ("action", "track_order",
                                                             "Order 789 is **delivered**. Tracking: DHL 3345678901.")
         assert (await bot.handle(Turn("c1", "咁 456 呢？", "web"))).text.startswith("Order 456 is **processing**")
+        for said in ("那789的呢", "789号的呢？", "咁789號嘅呢", "那个789呢"):  # with 的 (Hong Kong's 嘅) after the number
+            assert (await bot.handle(Turn("c1", said, "web"))).text.startswith("Order 789 is **delivered**"), said
         await bot.handle(Turn("c2", '/cancel_order{"order_id": "123"}', "web"))  # answered by its template
         reply = await bot.handle(Turn("c2", "what about order 456?", "web"))
         assert (reply.source, reply.intent) == ("template", "cancel_order") and "cancel order 456" in reply.text
         # a sentence about the number is no follow-up: the classifier's
         assert (await bot.handle(Turn("c2", "那789退款呢", "web"))).source == "fallback"
+        await bot.handle(Turn("c3", '/cancel_order{"order_id": "123"}', "web"))
+        assert (await bot.handle(Turn("c3", "那789的退款呢", "web"))).source == "fallback"
     finally:
         await bot.close()
 

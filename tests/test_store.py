@@ -25,7 +25,8 @@ from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
-from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, gives_details, says_nothing, says_wrong
+from dialogues.holding import (acknowledges, asks_for_a_person, asks_nothing, follow_up, gives_details, says_nothing,
+                               says_wrong)
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, HeldByColleague, SentBefore,
                              Store, StoreError)
@@ -802,6 +803,20 @@ def test_what_only_says_the_answer_missed(text: str, only: bool) -> None:
 ])
 def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
     assert asks_for_a_person(text) is only
+
+
+@pytest.mark.parametrize(("text", "asked"), [
+    ("那789呢", "789"), ("咁789呢", "789"), ("what about order 456?", "order 456"), ("789呢?", "789"), ("还有789", "789"),
+    # with 的 (Hong Kong's 嘅) after the number, 那个 before it, or # in it: the particles were read as the number's
+    ("那789的呢", "789"), ("那789号的呢", "789号"), ("咁789號嘅呢", "789號"), ("还有789的", "789"), ("那个789呢", "789"),
+    ("那#789呢", "#789"), ("how about #789?", "#789"),
+    # a sentence is asked whole, which no entity's pattern takes: no follow-up to the engine
+    ("那789的退款呢", "789的退款"), ("那你的呢", "你"), ("还有其他颜色吗", "其他颜色吗"),
+    ("where is order 789?", None), ("789", None), ("ok", None), ("我的订单789", None),
+])
+def test_what_a_short_follow_up_asks_about(text: str, asked: str | None) -> None:
+    span = follow_up(text)
+    assert (text[span[0]:span[1]] if span else None) == asked
 
 
 def test_a_long_run_of_acknowledgements_is_read_at_once() -> None:
