@@ -72,7 +72,11 @@ _FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)
 # And the acknowledgements and thanks: what a customer says to an answer, asking nothing more.
 # Dropping what they asked: no miss, nor a question; while an action waits for an answer, no answer either.
 _DROPS = r"never ?mind|nvm|no worries|forget it|算了吧?|算(?:数)?[啦喇]|唔(?:使|洗)[喇啦]?"  # and Hong Kong's 算啦, 唔使喇
-_OKS = (r"ok(?:ay)?|alright|sure|great|cool|no problem|got it|thanks?(?: you)?(?: so much| very much| a lot)?|thx|ty"
+_OKS = (r"ok(?:ay|ie|i|k)?|alright|sure|great|cool|perfect|cheers|no problem|np|got it|gotcha|understood|sounds good"
+        r"|all good|(?:thanks?(?: you| u)?|thx|tks|tq)(?: so much| very much| a lot)?|ty|(?:many|much) thanks"
+        r"|(?:thanks?(?: you)?|thx|tks) for (?:your|the) (?:help|reply|quick reply)|appreciated?(?: it)?"
+        # as Hong Kong's and Singapore's offices write it: "noted", "noted with thanks", "well received"
+        r"|noted(?: with (?:thanks|thx|tks))?|(?:well )?received"
         r"|(?:ok(?:ay)?|thanks?|thx) ?(?:la|lah|lor|啦|喇)"  # as Hong Kong writes them in English: "ok la", "thx啦"
         rf"|{_DROPS}"
         # and with the particle that softens them (好啦, 收到了, 没问题啦; Hong Kong's 好喇, 好啰, ok喇)
@@ -123,6 +127,7 @@ _PERSON = re.compile(_only(_FOR_A_PERSON))
 # of its words to refuse.
 _POLITE_PERSON = re.compile(rf"(?:你好|您好|唔该|(?:麻烦|劳烦)(?:您|你)?)?(?:{_FOR_A_PERSON}) ?(?:谢谢(?:您|你们?)?|唔该晒?)?{_SIGNS}")
 _SIGNS_ALONE = re.compile(_SIGNS)  # a clause with no word in it
+_ASKED = re.compile(r"\?")  # as read (NFKC), "？" too
 # An agent's apology for what happened to the customer, which the next customer with the same trouble is owed too
 # (not one for a wait: "抱歉让您久等了" is chatter).
 _SORRY = (r"(?:i(?:['’]m| am) )?(?:so |very |really |truly )?sorry(?: (?:to hear (?:that|this)|about (?:that|this)"
@@ -343,11 +348,12 @@ def acknowledges(text: str) -> bool:
     """Whether a customer's message only acknowledges or thanks ("ok", "thanks 👍", "好的[抱拳]", "[强]"): the
     acknowledgements of :func:`asks_nothing`, without its greetings, nudges and requests for a person, which ask
     the bot for something, and without a sign of displeasure ("ok 😡", "thanks 👎", "好的[发怒]"), which is no
-    acknowledgement. An answer to such a message is "glad to help", never "I didn't understand"."""
+    acknowledgement, nor with a question mark ("received?", "all good?", "ok?"), which asks whether it is. An answer
+    to such a message is "glad to help", never "I didn't understand"."""
     clauses = _clauses(text)
     worded = not all(map(_SIGNS_ALONE.fullmatch, clauses))
     return ((worded or bool(_AGREEING.search(_read(text)))) and not _DISPLEASED.search(_read(text))
-            and all(map(_ACKNOWLEDGEMENT.fullmatch, clauses)))
+            and not _ASKED.search(_read(text)) and all(map(_ACKNOWLEDGEMENT.fullmatch, clauses)))
 
 
 def asks_for_a_person(text: str) -> bool:

@@ -164,9 +164,11 @@ async def test_thanks_after_an_answer_is_acknowledged_not_a_miss(unsure: Any) ->
     said thanks twice was handed to a person."""
     client = unsure
     said = [await ask(client, "polite", text) for text in ("ok", "thanks 👍", "好的[抱拳]", "[强]")]
+    said.append(await ask(client, "noted", "Noted 🙏"))  # as Hong Kong's offices write it in English
     assert [(r["reply"], r["source"], r["intent"], r["handed_off"]) for r in said] == [
         ("All right. If there's anything else, just ask.", "template", None, False)] * 2 + [
-        ("好的，如果还有其他问题，随时问我。", "template", None, False)] * 2
+        ("好的，如果还有其他问题，随时问我。", "template", None, False)] * 2 + [
+        ("All right. If there's anything else, just ask.", "template", None, False)]
     unsure = await ask(client, "polite", "hmm, what about the thing")  # a miss still is one
     assert (unsure["source"], unsure["handed_off"]) == ("fallback", False)
 

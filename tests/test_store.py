@@ -767,6 +767,13 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     # words of thanks with a sign of displeasure: the customer is not content ("ok 😡" was answered "glad to help")
     ("ok 😡", False), ("thanks 👎", False), ("好的[发怒]", False), ("thanks :-1:", False), ("ok :(", False),
     ("好的[弱]", False), ("收到[流淚]", False),
+    # as Hong Kong's and Singapore's offices write in English: "Noted 🙏" was a miss, "Sorry, I'm not sure I understood"
+    ("Noted 🙏", True), ("noted with thanks", True), ("ok noted", True), ("Well received, thanks", True), ("tks", True),
+    ("understood, thanks", True), ("many thanks!", True), ("thanks for your help", True), ("okie", True), ("gotcha", True),
+    ("got it 👍", True), ("🙏", True), ("perfect", True), ("sounds good", True), ("appreciate it", True),
+    ("noted, but where is my order?", False), ("noted but where is my order", False), ("received the wrong item", False),
+    # a question mark asks whether it is
+    ("received?", False), ("all good?", False), ("ok?", False), ("好的？", False),
 ])
 def test_what_only_acknowledges(text: str, only: bool) -> None:
     assert acknowledges(text) is only
