@@ -419,17 +419,21 @@ class Bot:
                        analysis: Analysis) -> Analysis | None:
         """The intent of the customer's previous message, for a short follow-up that only names another value of an
         entity ("那789呢", "咁789呢", "what about order 456?" after "where is order 123?"): it asks the same again, of
-        that value, whatever the classifier makes of a number and a particle. None for any other message, or when
-        the previous message was not answered by its intent's template or action, or was small talk, off topic or
-        a request for a person."""
+        that value, whatever the classifier makes of a number and a particle. A previous message answered from agents'
+        past answers counts by the intent they were filed under, which its template or action answers: the past
+        answer was another customer's case, and said again it would claim that case for the new value. None for any
+        other message, or when the previous message was not answered by its intent (a fallback, a past answer of no
+        intent or of one with neither template nor action), or was small talk, off topic or a request for a person."""
         span = follow_up(text)
         if self.store is None or span is None or not any(self.project.is_answer(e["entity"], text[span[0]:span[1]])
                                                          for e in read):
             return None
         turns = await self._store(self.store.recent_turns, conversation_id, 2)
         asked = next((t for t in turns if t["role"] == "user"), None)
-        intent = asked["intent"] if asked and asked["source"] in ("action", "template") else None
+        intent = asked["intent"] if asked and asked["source"] in ("action", "template", "retrieval") else None
         if intent is None or intent in {OOS, self.config.handoff.intent, *self.config.fallback.exclude}:
+            return None
+        if intent not in self.config.actions.map and intent not in self.project.responses:
             return None
         return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [], analysis.intent_threshold, analysis.model_version)
 

@@ -36,7 +36,7 @@ from bot.engine import MAX_FOLLOWUPS, Bot
 from bot.nlu import NLU
 from bot.project import FormConfig, load_project
 from bot.server import create_app
-from dialogues.store import CUSTOM_PLACEHOLDER, Store
+from dialogues.store import CUSTOM_PLACEHOLDER, Exchange, Store
 from tests.conftest import configured_copy
 
 ACTIONS = '''
@@ -1381,6 +1381,33 @@ async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action
         assert (await bot.handle(Turn("c2", "那789退款呢", "web"))).source == "fallback"
         await bot.handle(Turn("c3", '/cancel_order{"order_id": "123"}', "web"))
         assert (await bot.handle(Turn("c3", "那789的退款呢", "web"))).source == "fallback"
+    finally:
+        await bot.close()
+
+
+async def test_a_follow_up_after_an_agents_past_answer_asks_its_intent_of_the_other_order(action_bot: Path,
+                                                                                           tmp_path: Path) -> None:
+    """"那789呢" after a message answered from agents' past answers got the fallback, where after a template or an
+    action it asks the same of 789. The past answer is another customer's case, not 789's, and is not said again; its
+    intent, which the classifier and the agents' filing agreed on, answers with its action or template. An answer
+    filed under no intent, or under one with neither, says nothing of what to do for 789: the classifier's reading
+    of the message stands, and its fallback offers the likeliest intents."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    del bot.project.responses.templates["get_refund"]  # an intent answered from agents' answers alone
+    for conversation, intent in [("c1", "track_order"), ("c2", "cancel_order"), ("c3", None), ("c4", "get_refund")]:
+        bot.store.log_exchange(Exchange(conversation, "web", None, "我的订单123怎么还没到", None,
+                                        "仓库这两天爆单，预计48小时内发出。", intent, 0.4, [], "retrieval", "v0001"))
+    try:
+        reply = await bot.handle(Turn("c1", "那789的呢", "web"))
+        assert (reply.source, reply.intent, reply.text) == ("action", "track_order",
+                                                            "Order 789 is **delivered**. Tracking: DHL 3345678901.")
+        reply = await bot.handle(Turn("c2", "那789呢", "web"))
+        assert (reply.source, reply.intent) == ("template", "cancel_order") and "789" in reply.text
+        for conversation in ("c3", "c4"):
+            reply = await bot.handle(Turn(conversation, "那789呢", "web"))
+            assert reply.source == "fallback" and "爆单" not in reply.text
+            assert len(reply.buttons) > 1, reply.buttons  # the likeliest intents, and a person
     finally:
         await bot.close()
 
