@@ -81,8 +81,10 @@ _OKS = (r"ok(?:ay|ie|i|k)?|alright|sure|great|cool|perfect|cheers|no problem|np|
         rf"|{_DROPS}"
         # and with the particle that softens them (好啦, 收到了, 没问题啦; Hong Kong's 好喇, 好啰, ok喇)
         r"|好[的嘅][呢哦呀哈]?|好[嘞啦喇咯啰呀啊吖]?|好[滴哒]|(?:那)?好吧|嗯++[呐哪]?|[哦噢]++|收到[了啦喇]?|[没冇]问题[啦喇]?"
-        r"|明白(?:了|晒|啦|喇)?|了解了?|(?:知道|晓得|懂)[了啦咗喇]|ok[的了啦喇]|谢谢(?:您|你们?|啦|了|亲|客服|您了)?|谢啦|感谢(?:您|你)?|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
-        r"|多谢[晒哂]|唔该(?:晒|你|哂)?|多谢")  # and Hong Kong's Cantonese: thanks, thanks a lot (晒, often typed 哂)
+        r"|明白(?:了|晒|啦|喇)?|了解了?|(?:知道|晓得|懂)[了啦咗喇]|ok[的了啦喇]|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
+        # thanks, and very much so (非常感谢, 太感谢了), as Hong Kong says it too (多谢你, 唔该晒你: 晒, often typed 哂)
+        r"|(?:非常|十分|万分|太|真的|真是)?(?:谢谢(?:您|你们?|啦|了|亲|客服|您了)?|感谢(?:您|你)?了?)|谢啦"
+        r"|多谢[晒哂]?(?:您|你)?|唔该(?:[晒哂]|你|[晒哂]你)?")
 # What a customer sent that the bot cannot read (a picture, a voice message), as a platform channel records it in
 # the transcript for the agent who has the conversation (bot/channels/wecom.py): per message type, per language.
 SENT: dict[str, dict[str, str]] = {

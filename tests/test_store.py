@@ -774,6 +774,9 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     ("noted, but where is my order?", False), ("noted but where is my order", False), ("received the wrong item", False),
     # a question mark asks whether it is
     ("received?", False), ("all good?", False), ("ok?", False), ("好的？", False),
+    # thanks, very much so: "非常感谢" and Hong Kong's "多謝你" were misses
+    ("非常感谢", True), ("太感谢了！", True), ("真的谢谢你们", True), ("多謝你", True), ("唔該晒你", True),
+    ("非常感谢，我的订单呢", False), ("太贵了", False),
 ])
 def test_what_only_acknowledges(text: str, only: bool) -> None:
     assert acknowledges(text) is only
