@@ -372,8 +372,11 @@ def asks_for_a_person(text: str) -> bool:
 # "not what I asked" (read in Simplified characters), after "no" or not. No intent's words: the demo's classifier
 # read "不对" and "不是" as "ok", as it reads "no" (to "anything else?"), and said "glad to help".
 _WRONG = (r"(?:完全|根本|还是|都|全)?不[对是](?:的|啊|呀|吧|哦)?(?:这个|这样|那个|(?:我要|我问|我想要|我想问)的(?:答案|回答)?)?"
+          r"(?:意思)?(?:的|啊|呀|吧|哦)?"  # "不是这个意思", "不是这样的"
           r"|(?:你|答案)?(?:答|说|回答|搞|弄)?错了(?:吧|啊|呀|哦)?"
-          r"|答非所问|文不对题|牛头不对马嘴|唔系(?:呢个|咁)?|(?:都话|都讲咗)?唔啱(?:啦|喇|呀|㗎)?|错咗"
+          r"|(?:答非所问|文不对题|牛头不对马嘴)[啊呀吧]?"
+          # and Hong Kong's: 唔係呀, 唔係我想問嘅 (not what I asked), 你講錯咗, 錯晒 (all wrong)
+          r"|唔系(?:呢个|咁|我想问[的嘅]?|我要[的嘅]?)?[呀啊喎]?|(?:都话|都讲咗)?唔啱(?:啦|喇|呀|㗎)?|(?:你)?(?:讲|答|搞)?错[咗晒]"
           r"|(?:that|this|it)(?:['’]?s| is) (?:wrong|not right|incorrect|not it|not what i (?:asked|meant|wanted))"
           r"|wrong(?: answer)?|not right|incorrect|not what i (?:asked(?: for)?|meant|wanted)")
 _WRONG_WORDS = re.compile(_WRONG)

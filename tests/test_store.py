@@ -788,6 +788,9 @@ def test_what_only_acknowledges(text: str, only: bool) -> None:
     # said once more, or more strongly, after a try that missed again
     ("还是不对", True), ("完全不对！", True), ("你搞錯了吧", True), ("不是我要的答案", True), ("都話唔啱啦", True),
     ("还是不对，我要退款", False), ("都不对吗？", False),
+    # with a particle, or saying what it is not: "唔係呀" and "不是这个意思" were answered as what the classifier read
+    ("唔係呀", True), ("唔係我想問嘅", True), ("你講錯咗", True), ("錯晒", True), ("答非所問啊", True), ("不是这个意思", True),
+    ("不是这样的", True), ("唔係呀，我要退款", False),
     ("that's wrong", True), ("no, not what I asked", True), ("nope, wrong answer", True),
     # "no" alone answers "anything else?"; a correction that says what was meant is a question of its own
     ("no", False), ("nope", False), ("不用了", False), ("不是，我要退款", False), ("这个颜色不对", False), ("wrong item", False),
