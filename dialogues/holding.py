@@ -65,9 +65,9 @@ _FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)
                  r"|(?:(?:i )?(?:want|need|would like) |(?:get|give) me |connect me (?:to|with) )?(?:a |an )?(?:real |live )?"
                  rf"(?:human|person|agent|representative|operator){_PLEASE}"
                  r"|(?:我要|我想|我需要)?(?:找|揾|叫|要|请|快)?(?:帮我|给我)?(?:转接?|接)?(?:一下|下)?个?(?:人工|真人)(?:客服|服务)?"
-                 r"|(?:我要|我想)?[找揾]?客服"
-                 # talking with one (我想同真人讲, Hong Kong's 同 for 跟), or asking whether there is one (有冇真人, 有真人吗)
-                 r"|(?:我要|我想|我需要)?(?:同|跟|和)(?:人工|真人)(?:客服)?(?:讲|说|聊|倾)(?:下|一下)?(?:嘢|偈)?"
+                 r"|(?:我要|我想)?(?:[找揾]|(?:请|麻烦)?(?:帮我)?转接?)?客服"  # and being put through to one: 转客服, 请帮我转接客服
+                 # talking with one (我想同真人讲, 我想同客服讲: Hong Kong's 同 for 跟), or asking whether there is one (有冇真人, 有真人吗)
+                 r"|(?:我要|我想|我需要)?(?:同|跟|和)(?:人工|真人|客服)(?:客服)?(?:讲|说|聊|倾)(?:下|一下)?(?:嘢|偈)?"
                  r"|有(?:冇|没有)(?:人工|真人)(?:客服)?[呀啊吖]?|有(?:人工|真人)(?:客服)?[吗么嘛]")
 # And the acknowledgements and thanks: what a customer says to an answer, asking nothing more.
 # Dropping what they asked: no miss, nor a question; while an action waits for an answer, no answer either.

@@ -813,6 +813,9 @@ def test_what_only_says_the_answer_missed(text: str, only: bool) -> None:
     # in Hong Kong's Cantonese: talking with a real person (同 for 跟), whether there is one, "please" (唔該) first
     ("我想同真人講", True), ("同人工客服傾下", True), ("有冇真人？", True), ("有真人吗", True), ("唔該轉真人", True),
     ("我想跟真人聊一下", True), ("有冇真人睇過件貨", False), ("同真人講咗都冇用", False),
+    # being put through to customer service, or talking with it, as mainland and Hong Kong customers ask for a person
+    ("转客服", True), ("請幫我轉接客服", True), ("麻烦转客服", True), ("我想同客服講", True), ("转客服退款", False),
+    ("跟客服讲过了", False), ("客服电话是多少", False),
 ])
 def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
     assert asks_for_a_person(text) is only
