@@ -73,7 +73,7 @@ _FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)
 # Dropping what they asked: no miss, nor a question; while an action waits for an answer, no answer either.
 _DROPS = r"never ?mind|nvm|no worries|forget it|算了吧?|算(?:数)?[啦喇]|唔(?:使|洗)[喇啦]?"  # and Hong Kong's 算啦, 唔使喇
 _OKS = (r"ok(?:ay|ie|i|k)?|alright|sure|great|cool|perfect|cheers|no problem|np|got it|gotcha|understood|sounds good"
-        r"|all good|(?:thanks?(?: you| u)?|thx|tks|tq)(?: so much| very much| a lot)?|ty|(?:many|much) thanks"
+        r"|all good|(?:thanks?(?: you)?|thx|tks|tq)(?: so much| very much| a lot)?|ty|(?:many|much) thanks"
         r"|(?:thanks?(?: you)?|thx|tks) for (?:your|the) (?:help|reply|quick reply)|appreciated?(?: it)?"
         # as Hong Kong's and Singapore's offices write it: "noted", "noted with thanks", "well received"
         r"|noted(?: with (?:thanks|thx|tks))?|(?:well )?received"
@@ -371,8 +371,10 @@ def asks_for_a_person(text: str) -> bool:
 # Hong Kong's 唔係, 唔啱 (都話唔啱啦: "I said it's wrong"), "that's wrong",
 # "not what I asked" (read in Simplified characters), after "no" or not. No intent's words: the demo's classifier
 # read "不对" and "不是" as "ok", as it reads "no" (to "anything else?"), and said "glad to help".
-_WRONG = (r"(?:完全|根本|还是|都|全)?不[对是](?:的|啊|呀|吧|哦)?(?:这个|这样|那个|(?:我要|我问|我想要|我想问)的(?:答案|回答)?)?"
-          r"(?:意思)?(?:的|啊|呀|吧|哦)?"  # "不是这个意思", "不是这样的"
+# Each its one reading (a particle after 不是 goes before what it is not, or ends it: "不是这个意思", "不是这样的"), or a
+# long run of them would take time in two to the power of its words to refuse.
+_WRONG = (r"(?:完全|根本|还是|都|全)?不[对是]"
+          r"(?:(?:的|啊|呀|吧|哦)?(?:这个|这样|那个|(?:我要|我问|我想要|我想问)的(?:答案|回答)?)(?:意思)?)?(?:的|啊|呀|吧|哦)?"
           r"|(?:你|答案)?(?:答|说|回答|搞|弄)?错了(?:吧|啊|呀|哦)?"
           r"|(?:答非所问|文不对题|牛头不对马嘴)[啊呀吧]?"
           # and Hong Kong's: 唔係呀, 唔係我想問嘅 (not what I asked), 你講錯咗, 錯晒 (all wrong)

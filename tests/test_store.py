@@ -841,7 +841,8 @@ def test_a_long_run_of_acknowledgements_is_read_at_once() -> None:
     bot (and the store's thread, when an agent answers) stood still for it. Run apart, so that a regression
     fails in seconds instead of hanging the suite."""
     code = ("from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, says_nothing, says_wrong\n"
-            "for text in ['thanks ' * 40 + 'now', '嗯' * 60 + '吗', '(｡･ω･｡) ok ' * 30 + 'refund', '不对' * 60 + '吗']:\n"
+            "for text in ['thanks ' * 40 + 'now', '嗯' * 60 + '吗', '(｡･ω･｡) ok ' * 30 + 'refund', '不对' * 60 + '吗',\n"
+            "             '不是的' * 40 + '吗', 'thank u ' * 40 + 'now']:\n"
             "    assert not asks_nothing(text) and not acknowledges(text) and not asks_for_a_person(text)\n"
             "    assert not says_wrong(text)\n"
             "    says_nothing(text)\n")
