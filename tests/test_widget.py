@@ -3567,6 +3567,39 @@ def test_the_chat_follows_the_devices_colour_scheme_unless_the_site_chose_its_ow
         "rgb(255, 247, 237)", "light"]
 
 
+LOOKS = """(root) => {
+    const style = (selector) => getComputedStyle(root.querySelector(selector));
+    return [style(".panel").backgroundColor, style(".launcher").backgroundColor, style(".launcher").color,
+            style(".scroll").colorScheme];
+}"""
+
+
+@pytest.mark.parametrize(("rule", "device", "background"), [
+    ("#deskbot-widget { --db-bg: #000000; --db-text: #e5e7eb; --db-primary: #fde047 }", None, "rgb(0, 0, 0)"),
+    (":root { --db-primary: #fde047 }", DARK_DEVICE, "rgb(17, 24, 39)"),
+    (":root { --db-bg: #0b1120; --db-text: #e5e7eb }", {"viewport": {"width": 1100, "height": 800}}, "rgb(11, 17, 32)"),
+], ids=["on the widget", "on the page's root, dark palette", "on the page's root, light palette"])
+def test_the_pages_own_css_custom_properties_colour_the_chat(open_widget: Any, rule: str, device: dict[str, Any] | None,
+                                                             background: str) -> None:
+    """A design system's values for the documented properties (#deskbot-widget { --db-bg: #000 }, or on its :root) did
+    nothing: the widget set its own inside its shadow root, on either palette. The text on a brand colour given so
+    is chosen to read on it, as on one given in deskbotConfig, and a dark background turns the scrollbar dark."""
+    widget = open_widget(device=device, page={"head": f"<style>{rule}</style>"})
+    panel, brand, icon, scheme = widget.page.locator(".root").evaluate(LOOKS)
+    assert panel == background
+    assert scheme == "dark"
+    assert "--db-primary" not in rule or brand == "rgb(253, 224, 71)"
+    assert contrast(icon, brand) >= 4.5, (icon, brand)
+    widget.send("hello")
+    choice = widget.page.locator(".quick button").first
+    expect(choice).to_be_visible()
+    assert contrast(*choice.evaluate("(node) => [getComputedStyle(node).color, getComputedStyle(node).backgroundColor]")) \
+        >= 4.5
+    if rule.startswith(":root"):  # taken again as the page's own style changes, as a dark-mode toggle changes it
+        widget.page.evaluate("document.documentElement.style.setProperty('--db-primary', '#15803d')")
+        expect(widget.page.locator(".launcher")).to_have_css("background-color", "rgb(21, 128, 61)")
+
+
 def test_a_screen_reader_says_each_buttons_name_once(open_widget: Any) -> None:
     """Icon buttons had their name both as aria-label and as title, which the browser then gave them as their
     description too: "Close chat, button, Close chat", "Helpful, button, Helpful"."""

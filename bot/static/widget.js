@@ -428,11 +428,14 @@
   // The dark palette, for a customer whose device asks for dark colours (prefers-color-scheme) or a site that sets
   // theme: "dark": the chat was white on a dark page and a dark system. A site that gives its own background or
   // text has chosen its palette, and "light" keeps the light one.
+  // ``styled``: the colours the page's stylesheet gives (pageColors()), which count as the config's do, and win.
   const DARK_COLORS = { background: "#111827", text: "#f3f4f6" };
   const darkScheme = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
-  const followsScheme = !["light", "dark"].includes(config.theme) && colors.background == null && colors.text == null;
-  const palette = () => (config.theme === "dark" || (followsScheme && darkScheme && darkScheme.matches)
-    ? { ...DARK_COLORS, ...colors } : colors);
+  function palette(styled) {
+    const own = { ...colors, ...styled };
+    const followsScheme = !["light", "dark"].includes(config.theme) && own.background == null && own.text == null;
+    return config.theme === "dark" || (followsScheme && darkScheme && darkScheme.matches) ? { ...DARK_COLORS, ...own } : own;
+  }
   const COLOR_VARS = {
     primary: "--db-primary",
     onPrimary: "--db-on-primary",
@@ -700,17 +703,34 @@
   host.style.setProperty("z-index", String(zIndex), "important");
   const shadow = host.attachShadow({ mode: "open" });
   const root = el("div", `root${config.position === "left" ? " left" : ""}`);
-  // The chat in its colours, again when the device turns dark or light (its colour scheme follows the time of day)
+  // The colours a site's stylesheet gives the chat in the documented custom properties, on the host or above it
+  // (#deskbot-widget { --db-bg: #000 }, :root { --db-primary: … }): the widget's own values, set inside its shadow
+  // root, hid them. Read by script, so that the text on them (derive()) is chosen to read as on the config's.
+  function pageColors() {
+    const style = getComputedStyle(host);
+    const given = {};
+    for (const [name, variable] of Object.entries(COLOR_VARS)) {
+      const value = style.getPropertyValue(variable).trim();
+      if (value) given[name] = value;
+    }
+    return given;
+  }
+  // The chat in its colours, again when the device turns dark or light (its colour scheme follows the time of day),
+  // or the page's stylesheet gives others (repaintOnRestyle())
   function paint() {
-    const given = palette();
+    const given = palette(pageColors());
     for (const [name, variable] of Object.entries(COLOR_VARS)) {
       if (typeof given[name] === "string") root.style.setProperty(variable, given[name]);
       else root.style.removeProperty(variable);
     }
     for (const [name, value] of Object.entries(derive(given))) root.style.setProperty(name, value);
   }
-  paint();
-  if (followsScheme && darkScheme) darkScheme.addEventListener("change", paint);
+  if (darkScheme) darkScheme.addEventListener("change", paint);
+  // A site's dark-mode toggle changes a class or an attribute of <html> or <body> (html.dark { --db-bg: … })
+  function repaintOnRestyle() {
+    const restyled = new MutationObserver(paint);
+    for (const node of [document.documentElement, document.body]) restyled.observe(node, { attributes: true });
+  }
 
   const panel = el("section", "panel");
   panel.id = "deskbot-panel";
@@ -1574,7 +1594,9 @@
   }
 
   function attach() {
-    if (!host.isConnected && document.body) document.body.append(host);
+    if (host.isConnected || !document.body) return;
+    document.body.append(host);
+    paint(); // in the colours the page's stylesheet gives it there
   }
 
   // The page's own control that opened the chat (its "Chat with us" button): closing it gives the keyboard back
@@ -1739,6 +1761,7 @@
   async function start() {
     label();
     attach();
+    repaintOnRestyle();
     const left = store.get("open"); // as the customer left it on the site's last page, else as the config says
     if (left === null ? config.open : left === "1") open(false);
     const configured = api("GET", "/api/widget").then((settings) => {
