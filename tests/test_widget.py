@@ -3033,8 +3033,8 @@ def test_a_second_bots_widget_on_the_page_is_said_in_the_console(open_widget: An
     warnings = [line for line in widget.console if line.startswith("warning: deskbot: ")]
     assert len(warnings) == 1 and f"{other}/widget.js" in warnings[0] and f"{server.url}/widget.js" in warnings[0], \
         widget.console
-    assert page.evaluate("Object.keys(Deskbot)") == ["open", "close", "attach", "reset", "identify", "conversationId",
-                                                    "connected"]
+    assert page.evaluate("Object.keys(Deskbot)") == ["open", "close", "attach", "reset", "identify", "setTheme",
+                                                    "conversationId", "connected"]
     expect(page.locator("#deskbot-widget")).to_have_count(1)
 
 
@@ -3598,6 +3598,30 @@ def test_the_pages_own_css_custom_properties_colour_the_chat(open_widget: Any, r
     if rule.startswith(":root"):  # taken again as the page's own style changes, as a dark-mode toggle changes it
         widget.page.evaluate("document.documentElement.style.setProperty('--db-primary', '#15803d')")
         expect(widget.page.locator(".launcher")).to_have_css("background-color", "rgb(21, 128, 61)")
+
+
+def test_a_sites_own_dark_mode_toggle_switches_the_chat(open_widget: Any) -> None:
+    """A site with its own dark-mode toggle (a class on <html>) could not switch the chat, which followed the device
+    alone, nor the custom properties its stylesheet gives the chat in dark mode."""
+    widget = open_widget(page={"head": "<style>html.dark { --db-primary: #a5b4fc }</style>"})
+    page = widget.page
+
+    def looks() -> list[str]:
+        return page.locator(".root").evaluate(LOOKS)
+
+    light = ["rgb(255, 255, 255)", "rgb(79, 70, 229)", "rgb(255, 255, 255)", "light"]
+    assert looks() == light
+    page.evaluate("document.documentElement.classList.add('dark'); Deskbot.setTheme('dark')")
+    assert looks() == ["rgb(17, 24, 39)", "rgb(165, 180, 252)", "rgb(28, 31, 43)", "dark"]
+    page.evaluate("document.documentElement.classList.remove('dark'); Deskbot.setTheme('light')")
+    assert looks() == light
+    page.emulate_media(color_scheme="dark")
+    assert looks() == light  # the site's choice, whatever the device's
+    page.evaluate("Deskbot.setTheme('auto')")
+    assert looks()[0] == "rgb(17, 24, 39)"  # the device's again
+    page.evaluate("Deskbot.setTheme('night')")
+    assert looks()[0] == "rgb(17, 24, 39)"
+    assert [line for line in widget.console if line.startswith("error: deskbot: ") and "night" in line], widget.console
 
 
 def test_a_screen_reader_says_each_buttons_name_once(open_widget: Any) -> None:

@@ -431,10 +431,21 @@
   // ``styled``: the colours the page's stylesheet gives (pageColors()), which count as the config's do, and win.
   const DARK_COLORS = { background: "#111827", text: "#f3f4f6" };
   const darkScheme = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+  const THEMES = ["auto", "light", "dark"];
+  let theme = THEMES.includes(config.theme) ? config.theme : "auto"; // Deskbot.setTheme() changes it
   function palette(styled) {
     const own = { ...colors, ...styled };
-    const followsScheme = !["light", "dark"].includes(config.theme) && own.background == null && own.text == null;
-    return config.theme === "dark" || (followsScheme && darkScheme && darkScheme.matches) ? { ...DARK_COLORS, ...own } : own;
+    const followsScheme = theme === "auto" && own.background == null && own.text == null;
+    return theme === "dark" || (followsScheme && darkScheme && darkScheme.matches) ? { ...DARK_COLORS, ...own } : own;
+  }
+  // A site with its own dark-mode toggle switches the chat with it: the chat followed the device alone.
+  function setTheme(name) {
+    if (!THEMES.includes(name)) {
+      console.error(`deskbot: Deskbot.setTheme(${JSON.stringify(name)}) is ignored: it takes "auto", "light" or "dark".`);
+      return;
+    }
+    theme = name;
+    paint();
   }
   const COLOR_VARS = {
     primary: "--db-primary",
@@ -1798,6 +1809,7 @@
     attach,
     reset,
     identify,
+    setTheme,
     conversationId: () => conversationId,
     connected: () => Boolean(socket && socket.readyState === OPEN),
   };
