@@ -475,6 +475,8 @@
       --db-muted: color-mix(in srgb, var(--db-text) 68%, var(--db-bg));
       --db-bot-bubble: color-mix(in srgb, var(--db-text) 6%, var(--db-bg)); --db-user-bubble: var(--db-primary);
       --db-border: rgba(20, 24, 40, 0.08); --db-radius: 18px; color-scheme: var(--db-scheme);
+      /* A control's edge (the message box's), at WCAG's 3:1 on either palette: the faint --db-border read 1.2:1 */
+      --db-edge: color-mix(in srgb, var(--db-text) 55%, var(--db-bg));
       font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "PingFang SC", "Hiragino Sans GB",
         "Microsoft YaHei", "Noto Sans CJK SC", sans-serif;
       color: var(--db-text); position: fixed; right: 20px; z-index: ${zIndex};
@@ -604,7 +606,7 @@
 
     form { display: flex; align-items: flex-end; gap: 8px; padding: 10px 12px 12px; border-top: 1px solid var(--db-border);
       flex-shrink: 0; }
-    textarea { flex: 1; resize: none; border: 1px solid var(--db-border); color: var(--db-text);
+    textarea { flex: 1; resize: none; border: 1px solid var(--db-edge); color: var(--db-text);
       background: color-mix(in srgb, var(--db-text) 3%, var(--db-bg));
       border-radius: 14px; padding: 10px 14px; font: inherit; max-height: 120px; min-height: 42px;
       font-size: 16px; } /* under 16 px, iOS zooms the page into the box */
