@@ -1201,6 +1201,24 @@ def test_a_message_lost_before_the_server_had_it_stays_not_sent(open_widget: Any
     expect(page.locator(".msg.user.failed")).to_have_text(re.compile("where is my parcel"))
 
 
+def test_a_message_not_sent_in_its_tab_is_not_sent_in_the_sites_other_tabs_either(open_widget: Any) -> None:
+    """A tab opened while the message was out showed it going out, with the typing dots, for up to a minute, while the
+    tab that sent it already said "Not sent"."""
+    widget = open_widget(init_script=LOSING_WEBSOCKET)
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    page.evaluate("window.__swallowNext = true")
+    widget.send("where is my parcel")
+    other_tab = widget.context.new_page()
+    other_tab.goto(page.url)
+    expect(other_tab.locator(".msg.user.out")).to_have_count(1)
+    expect(page.locator(".msg.user.failed")).to_have_count(1, timeout=20_000)
+    expect(other_tab.locator(".msg.user.failed")).to_have_count(1, timeout=5_000)
+    expect(other_tab.locator(".typing")).to_be_hidden()
+    expect(other_tab.get_by_role("button", name="Retry")).to_be_visible()
+    other_tab.close()
+
+
 DEAF_WEBSOCKET = wrapped_websocket("open at both ends, and the next message goes nowhere: a dead network", """
       if (window.__deafNext && JSON.parse(data).type === "message") window.__deafNext = false;
       else post(data);""")

@@ -1539,9 +1539,24 @@
       if (!unsettled.includes(own)) return true;
       await sync();
       if (!unsettled.includes(own)) return true;
+      if (own.givenUp) return false;
     }
     return false;
   }
+
+  // A message this tab shows out, which the site's tab that sent it has settled or given up on (Not sent there):
+  // gone from the messages out that the tabs share (saveOut()). Looked for in the history once more, and else not
+  // sent here too: this tab showed it going out, with the typing dots, for up to a minute more.
+  window.addEventListener("storage", (event) => {
+    if (event.key !== `${storageKey}:out`) return;
+    const out = new Set(savedOut(store).map(outKey));
+    for (const own of unsettled) {
+      if (own.settled && !own.message.classList.contains("failed") && !out.has(outKey(own))) {
+        own.givenUp = true;
+        own.settled(); // arrived() looks in the history now
+      }
+    }
+  });
 
   // Past the server's rate limit (429) the customer is told how long to wait, and Retry waits as long.
   function failed(own, shown, retryAfter) {
