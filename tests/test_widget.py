@@ -3130,6 +3130,26 @@ def test_a_page_of_a_site_the_bot_does_not_list_says_why_in_the_console(open_wid
     assert any(line.startswith("error: deskbot: ") and expected in line for line in widget.console), widget.console
 
 
+def test_a_chat_in_a_frame_sandboxed_without_allow_same_origin_says_so_in_the_console(
+        open_widget: Any, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """A frame sandboxed without allow-same-origin asks as the origin "null", which the bot refuses: the console asked
+    for the page's address to be listed in channels.web.origins, where it already was."""
+    widget = open_widget()
+    server.pages["/sandboxed.html"] = embed_page(server.url, {})
+    server.pages["/framing.html"] = "<!doctype html><iframe src='/sandboxed.html' sandbox='allow-scripts'></iframe>"
+    widget.page.goto(f"{web_demo_bot.embed_origin}/framing.html")
+
+    def said() -> list[str]:
+        return [line for line in widget.console if line.startswith("error: deskbot: ")]
+
+    for _ in range(50):
+        if said():
+            break
+        widget.page.wait_for_timeout(100)
+    assert len(said()) == 1 and "allow-same-origin" in said()[0] and "channels.web.origins" not in said()[0], \
+        widget.console
+
+
 @pytest.mark.parametrize("why", ["internetdisconnected", "connectionrefused"])
 def test_a_chat_that_cannot_reach_the_bot_does_not_blame_the_pages_origin(open_widget: Any, server: LiveServer,
                                                                           why: str) -> None:

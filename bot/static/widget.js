@@ -1778,12 +1778,16 @@
   // Why /api/widget failed, for the page's developer: a CORS refusal (every message then ends Not sent) reads to the
   // page as a device offline or a bot down does. A request that needs no CORS, its answer unread, reaches a bot that
   // is up: only then was the page's origin refused, and only then is channels.web.origins named.
+  // A frame sandboxed without allow-same-origin asks as the origin "null" (window.origin), whatever its address
+  // (location.origin) says: listing that address would change nothing, and the bot refuses "null" as any page could.
   async function explainFailure(error) {
     const failed = `deskbot: ${server}/api/widget failed (${error.message})`;
     const refused = error.lost && error.name === "TypeError" && navigator.onLine !== false &&
       (await fetch(`${server}/api/widget`, { mode: "no-cors", signal: timeoutSignal(15000) }).then(() => true, () => false));
-    console.error(refused ? `${failed}: this page's origin (${location.origin}) may need to be listed in ` +
-      "channels.web.origins in the bot's bot.yml." : `${failed}${error.lost ? ": the bot could not be reached" : ""}.`);
+    const why = window.origin === "null" ? ": this page is in a frame sandboxed without allow-same-origin, whose " +
+      "requests the bot refuses (their origin is \"null\"); add allow-same-origin to the frame's sandbox."
+      : `: this page's origin (${location.origin}) may need to be listed in channels.web.origins in the bot's bot.yml.`;
+    console.error(refused ? `${failed}${why}` : `${failed}${error.lost ? ": the bot could not be reached" : ""}.`);
   }
 
   async function start() {
