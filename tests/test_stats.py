@@ -646,8 +646,8 @@ async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again
 
     def counted_probe() -> None:
         probes.append(1)
-        if len(probes) == 2:  # another process holds the store locked: this write waits
-            held.wait(10)
+        if len(probes) == 2:  # another process holds the store locked: this write waits till let go
+            assert held.wait(60)
         probe()
 
     monkeypatch.setattr(store, "probe", counted_probe)

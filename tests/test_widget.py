@@ -1130,13 +1130,13 @@ def test_a_tab_opened_while_the_answer_is_on_its_way_shows_the_message_too(
         open_widget: Any, api: SimpleNamespace, slow_turns: None) -> None:
     """A tab of the site opened meanwhile showed the customer's message only once its answer came, seconds later."""
     widget = open_widget()
-    widget.send("slow 4 where is my parcel")
+    widget.send("slow 8 where is my parcel")
     expect(widget.page.locator(".msg.user.out")).to_have_count(1)
     other_tab = widget.context.new_page()
     other_tab.goto(widget.page.url)
-    expect(other_tab.locator(".msg.user.out")).to_have_text(re.compile("slow 4 where is my parcel"))
+    expect(other_tab.locator(".msg.user.out")).to_have_text(re.compile("slow 8 where is my parcel"))
     expect(other_tab.locator(".typing")).to_be_visible()
-    expect(other_tab.locator(".msg.bot[data-turn-id]")).to_have_count(1, timeout=8_000)
+    expect(other_tab.locator(".msg.bot[data-turn-id]")).to_have_count(1, timeout=15_000)
     expect(other_tab.locator(".msg.user")).to_have_count(1)
     expect(other_tab.locator(".msg.user.out")).to_have_count(0)
     expect(other_tab.locator(".typing")).to_be_hidden()
