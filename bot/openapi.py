@@ -278,6 +278,8 @@ class TranscriptTurn(_Body):
     confidence: float | None
     source: Source | None = Field(..., description="how the bot answered a customer message")
     feedback: int | None
+    feedback_comment: str | None = Field(..., description="what the customer said was wrong with a bot reply, with "
+                                         "their vote on it (redacted as their messages are)")
     author: str | None = Field(..., description="an agent's name, when the agent gave one")
     undelivered: bool = Field(..., description="a reply (an agent's, or the bot's on Slack or WeCom) the customer's "
                               "platform refused or could not be reached for")

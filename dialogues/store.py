@@ -1780,15 +1780,16 @@ class Store:
         offered and the custom payloads it passed on, and its handoffs; the messages as typed, as in :meth:`history`. ``earlier``: whether it holds
         turns before those, which the agent would otherwise never know they were not shown. ``notes``: the agents'
         internal notes on it (:meth:`add_note`), every one, oldest first, with when each was last edited (``edited``,
-        null for none). ``others``: the customer's other conversations (:meth:`others`)."""
+        null for none). ``others``: the customer's other conversations (:meth:`others`). A bot reply's ``feedback``
+        comes with the customer's comment on it (``feedback_comment``): what they said the answer missed."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             return None
         turns = list(self.db.query(
             f"SELECT t.id, t.role, t.text, t.raw_text, t.created, p.intent, p.confidence, p.source, {_AUTHOR}, "
-            "t.undelivered IS NOT NULL AS undelivered, t.buttons, t.custom, "
-            "(SELECT value FROM feedback WHERE turn_id = t.id ORDER BY id DESC LIMIT 1) AS feedback "
-            "FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
+            "t.undelivered IS NOT NULL AS undelivered, t.buttons, t.custom, f.value AS feedback, "
+            "f.comment AS feedback_comment FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
+            "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = t.id) "
             "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
             [conversation_id, limit + 1],  # one more, to tell whether there are earlier turns
         ))

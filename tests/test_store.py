@@ -1102,6 +1102,20 @@ def test_the_history_and_transcript_show_messages_as_typed(tmp_path: Path) -> No
     kept.close()
 
 
+def test_a_transcript_shows_what_the_customer_said_was_wrong_with_a_reply(tmp_path: Path) -> None:
+    """The customer's comment on a thumbs-down was stored, but nowhere an agent reads: the transcript gives it with
+    the vote, redacted as their messages are, and keeps it through a later vote that has none."""
+    store = Store(tmp_path / "dialogues.db")
+    store.log_exchange(Exchange("c1", "web", None, "refund?", None, "Refunds take 5 days.", None, 0.9, [], "intent", "v1"))
+    reply = next(t for t in store.transcript("c1")["turns"] if t["role"] == "bot")
+    assert (reply["feedback"], reply["feedback_comment"]) == (None, None)
+    store.add_feedback("c1", reply["id"], -1, "it took 3 weeks, call me on +1 555 010 0199")
+    store.add_feedback("c1", reply["id"], -1)
+    reply = next(t for t in store.transcript("c1")["turns"] if t["role"] == "bot")
+    assert (reply["feedback"], reply["feedback_comment"]) == (-1, "it took 3 weeks, call me on [PHONE]")
+    store.close()
+
+
 def test_a_transcript_names_the_customers_other_conversations(tmp_path: Path) -> None:
     """An agent taking a customer over saw nothing of their earlier conversations unless they searched for their id in
     each tab. The transcript names them, latest first: a platform's user alone, and on the web a customer the shop's

@@ -789,6 +789,34 @@ def test_feedback_reaches_the_store(open_widget: Any, web_demo_bot: SimpleNamesp
     expect(widget.bot_replies().first.get_by_role("button", name="Not helpful")).to_have_attribute("aria-pressed", "true")
 
 
+def test_a_thumbs_down_offers_a_box_for_what_was_wrong_and_sends_it_with_the_vote(
+        open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A thumbs-down told no one what the answer missed, though POST /api/feedback takes a comment: the customer
+    who bothered to say so had to write it to the bot. The box is optional, named in the customer's language, and
+    next after the thumb for the keyboard."""
+    widget = open_widget()
+    widget.send("我的包裹一直没到")  # the widget takes the customer's Chinese
+    reply = widget.bot_replies().first
+    expect(reply).to_be_visible()
+    turn_id = int(reply.get_attribute("data-turn-id") or 0)
+    down = reply.get_by_role("button", name="没有帮助")
+    down.click()
+    box = reply.get_by_role("textbox", name="哪里有问题？（选填）")
+    expect(box).to_be_visible()
+    widget.page.keyboard.press("Tab")
+    expect(box).to_be_focused()
+    box.fill("没有说退款要多久")
+    reply.get_by_role("button", name="发送").click()
+    expect(box).to_have_count(0)
+    expect(down).to_be_focused()
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        assert db.execute("SELECT value, comment FROM feedback WHERE turn_id = ?", [turn_id]).fetchall() == [
+            (-1, "没有说退款要多久")]
+    down.click()  # the vote taken back: no box
+    expect(down).to_have_attribute("aria-pressed", "false")
+    expect(reply.locator(".comment")).to_have_count(0)
+
+
 def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: SimpleNamespace, server: LiveServer) -> None:
     widget = open_widget(pollInterval=60_000)  # no polling: everything comes over the socket
     page = widget.page
@@ -2082,6 +2110,20 @@ def console_on_a_customer_with_the_bot(chromium: SimpleNamespace, server: LiveSe
     page.get_by_role("button", name="With the bot").click()
     page.locator(f'.list li[data-id="{cid}"]').click()
     return cid, context, page
+
+
+def test_the_agents_console_shows_what_the_customer_said_was_wrong_with_a_reply(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    reply = api.chat(cid, "how long does a refund take?")
+    api.admin("/api/feedback", {"conversation_id": cid, "turn_id": reply["turn_id"], "value": -1,
+                                "comment": "it never said how long"})
+    context = open_console(chromium, server, web_demo_bot.admin_token)
+    page = context.pages[0]
+    page.get_by_role("button", name="With the bot").click()
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    expect(page.locator(".turn.bot .comment")).to_have_text("Customer's comment: it never said how long")
+    context.close()
 
 
 @pytest.mark.parametrize(("name", "said"), [("Sam", "a colleague (Ann) replied meanwhile"),

@@ -158,6 +158,8 @@
       helpful: "Helpful",
       notHelpful: "Not helpful",
       thanks: "Thanks for your feedback!",
+      whatWrong: "What was wrong? (optional)",
+      sendComment: "Send",
       // True while the customer waits for a person as well as once one has joined (the Chinese says the same).
       handedOff: "You've been passed to a person. They'll reply here.",
       handedOffTo: (name) => `You're now chatting with ${name}.`,
@@ -193,6 +195,8 @@
       helpful: "有帮助",
       notHelpful: "没有帮助",
       thanks: "感谢您的反馈！",
+      whatWrong: "哪里有问题？（选填）",
+      sendComment: "发送",
       handedOff: "已为您转接人工客服，客服会在这里回复您。",
       handedOffTo: (name) => `客服 ${name} 为您服务`,
       handedBack: "已回到机器人服务。",
@@ -227,6 +231,8 @@
       helpful: "有幫助",
       notHelpful: "沒有幫助",
       thanks: "感謝您的反饋！",
+      whatWrong: "哪裡有問題？（選填）",
+      sendComment: "發送",
       handedOff: "已為您轉接人工客服，客服會在這裡回覆您。",
       handedOffTo: (name) => `客服 ${name} 為您服務`,
       handedBack: "已回到機器人服務。",
@@ -583,6 +589,12 @@
     /* The thumb pressed is filled, not told by its colour alone, which a contrast theme or colour blindness takes */
     .feedback button[aria-pressed="true"] svg { fill: currentColor; }
     .feedback .thanks { font-size: 11.5px; color: var(--db-muted); margin-left: 6px; }
+    form.comment { flex-wrap: wrap; align-items: center; gap: 6px; padding: 4px 0 0 4px; border-top: 0; }
+    .comment label { flex-basis: 100%; font-size: 11.5px; color: var(--db-muted); }
+    .comment input { flex: 1; min-width: 0; border: 1px solid var(--db-border); border-radius: 10px; padding: 6px 10px;
+      font: inherit; font-size: 16px; color: var(--db-text); background: var(--db-bg); } /* under 16 px, iOS zooms */
+    .comment button { border: 0; border-radius: 10px; padding: 8px 12px; font: inherit; font-size: 13px;
+      background: var(--db-primary); color: var(--db-on-primary); }
 
     .jump { position: sticky; bottom: 4px; display: block; margin: 8px auto 0; border: 0; border-radius: 999px;
       padding: 6px 14px; font-size: 13px; background: var(--db-primary); color: var(--db-on-primary);
@@ -1068,6 +1080,11 @@
       const thanks = feedback.querySelector(".thanks"); // what the last vote's answer said: thanks, or an error
       thanks.textContent = thanks.dataset.said ? t[thanks.dataset.said] : "";
     }
+    const comment = message.querySelector(":scope > .comment"); // what was wrong, after a thumbs-down
+    if (comment) {
+      comment.querySelector("label").textContent = t.whatWrong;
+      comment.querySelector("button").textContent = t.sendComment;
+    }
     const line = message.querySelector(":scope > .status-line"); // Not sent, and how long to wait
     if (!line) return;
     const retryAfter = Number(line.dataset.retryAfter);
@@ -1099,13 +1116,20 @@
       thanks.textContent = said ? t[said] : "";
     };
     show(current);
+    const post = (value, comment) => api("POST", "/api/feedback",
+      { conversation_id: conversationId, turn_id: turnId, value, ...(comment ? { comment } : {}) });
     const vote = async (value) => {
       const previous = up.getAttribute("aria-pressed") === "true" ? 1 : down.getAttribute("aria-pressed") === "true" ? -1 : 0;
       const next = previous === value ? 0 : value; // pressing the pressed thumb takes the vote back
       show(next);
+      group.parentElement?.querySelector(":scope > .comment")?.remove();
       try {
-        await api("POST", "/api/feedback", { conversation_id: conversationId, turn_id: turnId, value: next });
+        await post(next);
         say(next ? "thanks" : "");
+        if (next === -1) group.after(commentForm(turnId, async (comment) => {
+          await post(-1, comment);
+          down.focus(); // the box is gone with the focus in it
+        }));
       } catch {
         show(previous);
         say("error");
@@ -1115,6 +1139,42 @@
     down.addEventListener("click", () => vote(-1));
     group.append(up, down, thanks);
     return group;
+  }
+
+  // The optional "What was wrong?" box a thumbs-down opens, next in the tab order after the thumb (the focus stays
+  // there: a phone's keyboard would cover the chat for a box most skip). Without it a customer told what the answer
+  // missed only by writing it to the bot, as a message. ``send``: the comment's vote, after which the box goes.
+  function commentForm(turnId, send) {
+    const box = el("form", "comment"); // its texts written by labelMessage()
+    const label = el("label", "", t.whatWrong);
+    const field = el("input");
+    field.type = "text";
+    field.id = `deskbot-comment-${turnId}`;
+    field.maxLength = 2000; // the server's limit (UTF-16 units: never more code points than it counts)
+    field.dir = "auto";
+    label.htmlFor = field.id;
+    const submit = el("button", "", t.sendComment);
+    submit.type = "submit";
+    field.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && composing(event)) event.preventDefault(); // an input method's candidate, picked
+    });
+    box.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const comment = field.value.trim();
+      if (!comment || submit.disabled) return;
+      submit.disabled = true;
+      try {
+        await send(comment);
+        box.remove();
+      } catch {
+        submit.disabled = false;
+        field.setCustomValidity(t.error);
+        field.reportValidity();
+      }
+    });
+    field.addEventListener("input", () => field.setCustomValidity(""));
+    box.append(label, field, submit);
+    return box;
   }
 
   // An action's json_message, a response's custom: (Rasa's custom payload), which the widget cannot show: handed to
