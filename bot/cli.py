@@ -1718,7 +1718,8 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
       bot stats mybot --since 2026-11-30 --until 2026-12-07 --compare
       bot stats mybot --since 2026-11-30 --compare --csv > week.csv
     """
-    from dialogues.stats import ANSWERED, CHANNELS, compared_with_previous, conversation_stats, language_kept
+    from dialogues.stats import (ANSWERED, CHANNELS, compared_with_previous, conversation_stats, figures_as_csv,
+                                  language_kept)
     from dialogues.store import unix_time
 
     if channel is not None and channel not in CHANNELS:  # a typo's zeros would pass for a quiet week
@@ -1742,7 +1743,7 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
     finally:
         store.close()
     if as_json or as_csv:
-        click.echo(json.dumps(figures, ensure_ascii=False) if as_json else _as_csv(figures), nl=as_json)
+        click.echo(json.dumps(figures, ensure_ascii=False) if as_json else figures_as_csv(figures), nl=as_json)
         _say_if_future(since)
         return
 
@@ -1859,37 +1860,6 @@ def _handed_off_by_channel(channels: dict[str, dict[str, Any]]) -> str:
     (50.0 %)"; a channel without any is left out."""
     return ", ".join(f"{name} {c['handed_off']:,} of {c['conversations']:,} ({_percent(1 - c['containment'])})"
                      for name, c in channels.items() if c["conversations"])
-
-
-def _as_csv(figures: dict[str, Any]) -> str:
-    """``bot stats --csv``: a row a figure, named by its path in the JSON (``sources.fallback``, ``top_intents.
-    track_order``); with ``--compare``, the previous period's value and the change beside it (empty where there is
-    none: a share of nothing, a question of the top unanswered; a handoff reason one period did not give, 0; a top
-    intent's count before, in the previous top list or not)."""
-    import csv
-
-    now = _flattened({key: value for key, value in figures.items() if key not in ("previous", "change")})
-    before, change = _flattened(figures.get("previous", {})), _flattened(figures.get("change", {}))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["figure", "value", "previous", "change"] if "previous" in figures else ["figure", "value"])
-    for key in {**now, **before}:
-        delta = change.get(key)  # where a period lacks the key, its value is the other's less (or plus) the change
-        was = before.get(key, None if delta is None else now.get(key, 0) - delta)
-        compared = [was, delta] if "previous" in figures else []
-        writer.writerow([key, now.get(key, None if delta is None else was + delta), *compared])
-    return out.getvalue()
-
-
-def _flattened(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The figures one level deep, each under its path: ``{"sources": {"fallback": 2}}`` as ``sources.fallback``."""
-    flat: dict[str, Any] = {}
-    for key, value in figures.items():
-        if isinstance(value, dict):
-            flat.update(_flattened(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _window(since: datetime | None, until: datetime | None) -> str:

@@ -446,7 +446,7 @@ class Operation:
     body: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()
     admin: bool = False
-    media: str | None = None  # the 200 body's media type when it is not a JSON model
+    media: str | None = None  # the 200 body's media type when it is not a JSON model (or, beside one, the other)
     query: dict[str, Any] = field(default_factory=dict)  # name -> (JSON schema, required)
     headers: tuple[str, ...] = ()
     raw_body: tuple[str, dict[str, Any]] | None = None  # (media type, schema) of a body no model describes
@@ -515,7 +515,11 @@ OPERATIONS: list[Operation] = [
                   "language": ({"enum": list(LANGUAGES), "description": "the conversations held in one language "
                                 "(a bot of the other one refuses it)"}, False),
                   "compare": ({"enum": ["previous"], "description": "the period of equal length before this one too, "
-                               "and each figure's change (needs since)"}, False)}),
+                               "and each figure's change (needs since)"}, False),
+                  "format": ({"enum": ["json", "csv"], "default": "json", "description": "csv: text/csv, a row a "
+                              "figure (figure,value; with compare, previous and change too), as `bot stats --csv` "
+                              "prints it"}, False)},
+           media="text/csv"),
     _admin("GET", "/admin/conversations",
            "The agents' inbox: handed-off conversations, longest-waiting first, or open ones", InboxResponse,
            errors=(400, 403), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),
@@ -625,10 +629,11 @@ def openapi_document(app: web.Application, title: str, labels: Sequence[str], ma
     paths: dict[str, dict[str, Any]] = {}
     for op in ops:
         ok: dict[str, Any] = {"description": "OK"}
-        if op.response is not None:
-            ok["content"] = _json(refs[(op.response, "serialization")])
-        elif op.media is not None:
-            ok["content"] = {op.media: {"schema": {"type": "object"} if op.media == "application/json" else {"type": "string"}}}
+        content = _json(refs[(op.response, "serialization")]) if op.response is not None else {}
+        if op.media is not None:
+            content[op.media] = {"schema": {"type": "object"} if op.media == "application/json" else {"type": "string"}}
+        if content:
+            ok["content"] = content
         responses = {"200": ok}
         for status in sorted({*op.errors, *((429,) if op.rate_limited else ())}):
             responses[str(status)] = {"description": ERROR_TEXT[status], "content": error}

@@ -48,7 +48,7 @@ from bot.training import history_fingerprint
 from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
-from dialogues.stats import CHANNELS, compared_with_previous, conversation_stats, language_kept
+from dialogues.stats import CHANNELS, compared_with_previous, conversation_stats, figures_as_csv, language_kept
 from dialogues.store import (KeyReused, LabelledMeanwhile, NotTheAuthor, Overtaken, Store, StoreError, agent_key,
                              cannot_write, read_moment, unix_time)
 from finetune.classifier import ModelLoadError
@@ -864,7 +864,8 @@ async def stats(request: web.Request) -> web.Response:
     """What `bot stats --json` prints, for dashboards and the agents' console: ``?since=YYYY-MM-DD``, and
     ``&until=`` for a closed period (last week's, to set beside this week's), ``&channel=`` for one channel's,
     ``&language=`` for one language's, ``&compare=previous`` for the period of equal length before it too, with each
-    figure's change (:func:`compared_with_previous`)."""
+    figure's change (:func:`compared_with_previous`); ``&format=csv`` as `bot stats --csv` prints them, for a
+    spreadsheet kept week by week from a scheduled download."""
     require_admin(request)
     bot = request.app[BOT]
     since, until = query_since(request) or 0.0, query_since(request, "until")
@@ -882,8 +883,12 @@ async def stats(request: web.Request) -> web.Response:
         raise http_error(web.HTTPBadRequest, f"compare: {compare!r} is not previous")
     if compare and not since:
         raise http_error(web.HTTPBadRequest, "compare: needs since: all time has no period before it")
+    form = request.query.get("format", "json")
+    if form not in ("json", "csv"):
+        raise http_error(web.HTTPBadRequest, f"format: {form!r} is not json or csv")
     read = compared_with_previous if compare else conversation_stats
-    return json_response(await bot._read(lambda store: read(store, since, until=until, channel=channel, language=language)))
+    figures = await bot._read(lambda store: read(store, since, until=until, channel=channel, language=language))
+    return web.Response(text=figures_as_csv(figures), content_type="text/csv") if form == "csv" else json_response(figures)
 
 
 async def inbox(request: web.Request) -> web.Response:

@@ -10,6 +10,8 @@ the shop's own tries in ``bot chat``.
 
 from __future__ import annotations
 
+import csv
+import io
 import statistics
 import time
 from datetime import datetime, timezone
@@ -210,3 +212,31 @@ def _moment(unix: float | None) -> str | None:
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
+
+def figures_as_csv(figures: dict[str, Any]) -> str:
+    """``bot stats --csv`` and ``GET /admin/stats?format=csv``: a row a figure, named by its path in the JSON
+    (``sources.fallback``, ``top_intents.track_order``); with ``--compare``, the previous period's value and the
+    change beside it (empty where there is none: a share of nothing, a question of the top unanswered; a handoff reason one period did not give, 0; a top
+    intent's count before, in the previous top list or not)."""
+    now = flattened({key: value for key, value in figures.items() if key not in ("previous", "change")})
+    before, change = flattened(figures.get("previous", {})), flattened(figures.get("change", {}))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["figure", "value", "previous", "change"] if "previous" in figures else ["figure", "value"])
+    for key in {**now, **before}:
+        delta = change.get(key)  # where a period lacks the key, its value is the other's less (or plus) the change
+        was = before.get(key, None if delta is None else now.get(key, 0) - delta)
+        compared = [was, delta] if "previous" in figures else []
+        writer.writerow([key, now.get(key, None if delta is None else was + delta), *compared])
+    return out.getvalue()
+
+
+def flattened(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The figures one level deep, each under its path: ``{"sources": {"fallback": 2}}`` as ``sources.fallback``."""
+    flat: dict[str, Any] = {}
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            flat.update(flattened(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

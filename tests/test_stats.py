@@ -309,6 +309,27 @@ async def test_the_admin_api_reads_last_week_alone(tiny_demo_bot: Path, tmp_path
         assert refused.status == 400 and (await refused.json())["error"].startswith("compare: "), wrong
 
 
+async def test_the_admin_api_gives_the_figures_as_csv(tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any) -> None:
+    """`bot stats --csv` needs the bot's disk: a spreadsheet fed from the server's API had the JSON alone."""
+    import csv
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    store = Store(root / "dialogues.db")
+    two_weeks(store)
+    store.close()
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    admin = {"Authorization": "Bearer t"}
+    this_week = {"since": "2026-11-30T00:00+08:00", "until": "2026-12-07T00:00+08:00"}
+    served = await client.get("/admin/stats", params={**this_week, "compare": "previous", "format": "csv"}, headers=admin)
+    assert served.status == 200 and served.content_type == "text/csv"
+    rows = list(csv.reader((await served.text()).splitlines()))
+    assert rows[0] == ["figure", "value", "previous", "change"] and ["containment", "1.0", "0.5", "0.5"] in rows
+    as_json = await client.get("/admin/stats", params={**this_week, "format": "json"}, headers=admin)
+    assert as_json.status == 200 and (await as_json.json())["conversations"] == 1
+    refused = await client.get("/admin/stats", params={"format": "xlsx"}, headers=admin)
+    assert refused.status == 400 and (await refused.json())["error"].startswith("format: ")
+
+
 def three_channels(store: Store) -> None:
     """The worked example's four conversations on the web chat; on Slack one kept and one handed off; on WeCom
     one kept."""
