@@ -1779,7 +1779,7 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
     for at, (text, n) in enumerate(figures["top_unanswered"].items()):  # one a line, most asked first
         lines.append(row("" if at else "  top unanswered", f"{n:>6,}   {_shortened(text)}"))
     if compare:
-        lines += _beside_previous(figures, since)
+        lines += _beside_previous(figures, since, by_channel=channel is None)
     click.echo("\n".join(lines))
     _say_if_future(since)
 
@@ -1822,9 +1822,19 @@ COMPARED_ROWS: list[tuple[str, tuple[str, ...], Callable[[float], str]]] = [
 ]
 
 
-def _beside_previous(figures: dict[str, Any], since: datetime | None) -> list[str]:
+# Each channel's rows in ``bot stats --compare``'s table, under the channel's name: "slack kept by the bot".
+CHANNEL_ROWS: list[tuple[str, str, Callable[[float], str]]] = [
+    ("conversations", "conversations", _thousands),
+    ("kept by the bot", "containment", _percent),
+]
+
+
+def _beside_previous(figures: dict[str, Any], since: datetime | None, by_channel: bool) -> list[str]:
     """``bot stats --compare``'s table: each figure, the previous period's and the change, under that period's
-    bounds, said as the window's are (in the offset ``--since`` was given in, else the machine's local time)."""
+    bounds, said as the window's are (in the offset ``--since`` was given in, else the machine's local time).
+    ``by_channel``: each channel's conversations and containment too, of a channel with conversations in either
+    period (the figures of every channel): a channel whose customers went to a person more often than the week
+    before hid behind the others' containment."""
     previous = figures["previous"]
     bounds = [datetime.fromtimestamp(datetime.fromisoformat(moment).timestamp(), since.tzinfo if since else None)
               for moment in (previous["period"]["since"], previous["period"]["until"])]
@@ -1837,8 +1847,12 @@ def _beside_previous(figures: dict[str, Any], since: datetime | None) -> list[st
         return ("-" if value < 0 else "+" if sign else "") + form(abs(value))
 
     lines = ["", f"beside the previous period, {_window(*bounds)}", f"{'':<23}{'now':>12}{'before':>12}{'change':>12}"]
+    channels = [name for name in figures["channels"] if by_channel and
+                (figures["channels"][name]["conversations"] or previous["channels"][name]["conversations"])]
+    per_channel = [(f"{name} {label}", ("channels", name, key), form) for name in channels
+                   for label, key, form in CHANNEL_ROWS]
     rows = [(label, *(_figure(read, path) for read in (figures, previous, figures["change"])), form)
-            for label, path, form in COMPARED_ROWS]
+            for label, path, form in COMPARED_ROWS + per_channel]
     counts = figures["top_intents"]  # each beside its count then, in the top list then or not
     rows += [(f"intent {intent}", counts[intent], counts[intent] - change, change, _thousands)
              for intent, change in figures["change"]["top_intents"].items()]

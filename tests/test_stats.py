@@ -363,6 +363,13 @@ def test_each_channels_figures_are_read_alone(tiny_demo_bot: Path, tmp_path: Pat
     assert (wecom["conversations"], wecom["containment"], wecom["first_agent_reply_seconds"]["unanswered"]) == (1, 1.0, 0)
     printed = CliRunner().invoke(cli, ["stats", str(root), "--channel", "slack"])
     assert printed.output.splitlines()[0] == "Demo Shop (slack), all time"
+    # Week over week, each channel's rows too: its containment's change was in the JSON and CSV alone
+    compared = CliRunner().invoke(cli, ["stats", str(root), "--since", "2020-01-01", "--compare"]).output.splitlines()
+    assert "  slack conversations             2           0          +2" in compared
+    assert "  slack kept by the bot      50.0 %           –           –" in compared
+    assert "  wecom kept by the bot     100.0 %           –           –" in compared
+    one = CliRunner().invoke(cli, ["stats", str(root), "--since", "2020-01-01", "--compare", "--channel", "slack"])
+    assert "slack kept by the bot" not in one.output  # the figures above are that channel's
     for wrong in ("wechat", "cli"):  # a typo, or the shop's own tries: no quiet week of zeros
         refused = CliRunner().invoke(cli, ["stats", str(root), "--channel", wrong])
         assert refused.exit_code == 2 and "is none of web, slack, wecom" in refused.output, wrong
