@@ -43,7 +43,7 @@ from bot.server import BOT, create_app, load_serving_model
 from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, cannot_write
 from finetune.classifier import FILES
 from finetune.registry import Registry
-from tests.conftest import configured_copy
+from tests.conftest import REPO, configured_copy
 
 NO_LIMITS = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0, "conversations_per_ip": 0}
 SLOW_ACTIONS = '''
@@ -1806,6 +1806,16 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
     assert "identity secret" not in long_token.output
     # More sockets allowed than files the process may open: they could take every one, the store's too.
     assert "note: server.limits.websockets is 1,000,000,000, and this process may open" in guessable
+
+
+def test_the_readmes_token_for_the_agents_side_is_one_bot_serve_takes_without_a_note() -> None:
+    """The README served the demo with DESKBOT_ADMIN_TOKEN=choose-one, which `bot serve` said could be guessed."""
+    readme = (REPO / "README.md").read_text()
+    assert all(len(token) >= serving.MIN_TOKEN_CHARS for token in re.findall(r"DESKBOT_ADMIN_TOKEN=([^\s$`]+)", readme))
+    made = re.search(r"DESKBOT_ADMIN_TOKEN=\$\((.+?)\);", readme)
+    assert made is not None, "the README shows how to make one"
+    token = subprocess.run(["bash", "-c", made.group(1)], capture_output=True, text=True, check=True).stdout.strip()
+    assert len(token) >= serving.MIN_TOKEN_CHARS
 
 
 def test_serve_says_when_metrics_answer_anyone_on_a_public_address(tiny_demo_bot: Path, tmp_path: Path) -> None:
