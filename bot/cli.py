@@ -1776,8 +1776,9 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
                                     if waits["median"] is not None else "") + f"{waits['unanswered']:,} not answered (yet)"),
         row("  top intents", ", ".join(f"{intent} {n:,}" for intent, n in figures["top_intents"].items())),
     ]
-    for at, (text, n) in enumerate(figures["top_unanswered"].items()):  # one a line, most asked first
-        lines.append(row("" if at else "  top unanswered", f"{n:>6,}   {_shortened(text)}"))
+    for name, label in (("top_unanswered", "  top unanswered"), ("top_complaints", "  what was wrong")):
+        for at, (text, n) in enumerate(figures[name].items()):  # one a line, most said first
+            lines.append(row("" if at else label, f"{n:>6,}   {_shortened(text)}"))
     if compare:
         lines += _beside_previous(figures, since, by_channel=channel is None)
     click.echo("\n".join(lines))

@@ -384,11 +384,13 @@ class StatsResponse(_Body):
     top_intents: dict[str, int]
     top_unanswered: dict[str, int] = Field(..., description="the messages the bot fell back on most, as the model read "
                                                             "them, with how often")
+    top_complaints: dict[str, int] = Field(..., description="what customers said was wrong with the answers they voted "
+                                                            "down (their comments), most said first, with how often")
     previous: StatsResponse | None = Field(None, description="with compare=previous: the same figures for the period "
                                                              "of equal length just before this one")
     change: dict[str, Any] | None = Field(None, description="with compare=previous: each figure less the previous "
                                                             "period's, as the figures nest (each top intent's too; the "
-                                                            "top unanswered and the period aside); "
+                                                            "top unanswered, the top complaints and the period aside); "
                                                             "null where either has none")
 
 

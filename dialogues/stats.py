@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from dialogues.holding import says_wrong
 from dialogues.store import TRYOUT_CHANNEL, Store
 
 ANSWERED = ("template", "retrieval", "action")
@@ -30,7 +31,8 @@ FIRST_MOMENT = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp()  # the earlies
 # Not set beside the previous period's, figure by figure: its bounds, and lists of the most frequent, which name
 # other intents and questions from one period to the next (one absent from a top list was not asked 0 times; the
 # top intents' change is read apart, :func:`compared_with_previous`).
-NOT_COMPARED = ("period", "top_intents", "top_unanswered")
+NOT_COMPARED = ("period", "top_intents", "top_unanswered", "top_complaints")
+TOP_LISTS = ("top_intents", "top_unanswered", "top_complaints")
 
 
 def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: float | None = None,
@@ -111,6 +113,12 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         "SELECT min(t.text), count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since "
         f"AND t.created < :until AND t.conversation_id {customers} AND p.source = 'fallback' "
         "AND substr(t.text, 1, 1) != '/' GROUP BY lower(trim(t.text)) ORDER BY count(*) DESC, min(t.text) LIMIT :top")
+    # What customers said was wrong with the answers they voted down (the widget's box after a thumbs-down), most said
+    # first, then latest: the counts told a director that customers were unhappy, never why. A message that only
+    # said the answer missed ("不对", "that's wrong", kept as its vote's comment) tells no more than the vote.
+    comments = rows(f"SELECT min(f.comment), count(*) {latest_votes} AND f.value < 0 AND f.comment IS NOT NULL "
+                    "GROUP BY lower(trim(f.comment)) ORDER BY count(*) DESC, max(f.created) DESC")
+    complaints = [(text, n) for text, n in comments if not says_wrong(text)][:top if top >= 0 else None]
     return {
         "period": {"since": _moment(since), "until": _moment(until)},
         "conversations": conversations,
@@ -134,6 +142,7 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         },
         "top_intents": dict(intents),
         "top_unanswered": dict(unanswered),
+        "top_complaints": dict(complaints),
     }
 
 
@@ -147,7 +156,7 @@ def compared_with_previous(store: Store, since: float, until: float | None = Non
     figures = conversation_stats(store, since, until=until, top=top, **window)
     start = max(since - length, FIRST_MOMENT)  # the period before one from year 1 on has no length
     every = conversation_stats(store, start, until=since, top=-1, **window)  # SQLite's LIMIT -1: no limit
-    previous = {**every, **{name: dict(list(every[name].items())[:top]) for name in ("top_intents", "top_unanswered")}}
+    previous = {**every, **{name: dict(list(every[name].items())[:top]) for name in TOP_LISTS}}
     change = {key: _change(value, previous[key]) for key, value in figures.items() if key not in NOT_COMPARED}
     change["top_intents"] = {intent: n - every["top_intents"].get(intent, 0) for intent, n in figures["top_intents"].items()}
     return {**figures, "previous": previous, "change": change}

@@ -429,6 +429,23 @@ def test_the_questions_the_bot_could_not_answer_most_asked_first(tmp_path: Path)
     store.close()
 
 
+def test_what_customers_said_was_wrong_most_said_first(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """The figures counted the thumbs-down, never why: a director had to open conversation after conversation for
+    the customers' comments. Those saying only that the answer missed ("不对") are no reason, nor a vote taken back."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store = Store(root / "dialogues.db")
+    for conversation, value, comment in (("c1", -1, "It never said how long a refund takes"), ("c2", -1, "不对"),
+                                         ("c3", -1, "it never said how long a refund takes "), ("c4", -1, "链接打不开"),
+                                         ("c5", 1, "great"), ("c6", 0, "Wrong shop")):
+        store.add_feedback(conversation, exchange(store, conversation, "refund?", "template")[1], value, comment)
+    assert conversation_stats(store)["top_complaints"] == {"It never said how long a refund takes": 2, "链接打不开": 1}
+    assert conversation_stats(store, top=1)["top_complaints"] == {"It never said how long a refund takes": 2}
+    store.close()
+    printed = CliRunner().invoke(cli, ["stats", str(root)]).output.splitlines()
+    at = printed.index("  what was wrong          2   It never said how long a refund takes")
+    assert printed[at + 1] == "                          1   链接打不开"
+
+
 def test_the_conversations_rated_and_those_whose_every_vote_said_helpful(tmp_path: Path) -> None:
     """The thumbs were counted reply by reply alone: how many customers were pleased with their conversation, the
     figure nearest a satisfaction score, could not be read. A conversation with a vote either way is not one."""
