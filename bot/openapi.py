@@ -404,6 +404,8 @@ class ReviewItem(_Body):
     reasons: list[str]
     uncertainty: float
     score: float
+    comments: list[str] = Field(..., description="what the customers said was wrong with the replies they voted down "
+                                                 "(their feedback comments), latest first, up to 10")
 
 
 class ReviewQueueResponse(_Body):

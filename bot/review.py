@@ -143,6 +143,8 @@ def show(item: ReviewItem, position: int, total: int) -> None:
         click.echo(f"  “{text}”")
     if len(item.texts) > 5:
         click.echo(f"  (+{len(item.texts) - 5} more phrasings)")
+    for comment in item.comments[:3]:  # the customer's own word on what the reply missed
+        click.echo(f"  said wrong: “{comment}”")
     ranked = "  ".join(f"{n}. {intent} {conf:.2f}" for n, (intent, conf) in enumerate(item.ranking, start=1))
     click.echo(f"  model: {ranked or 'no prediction'}")
 

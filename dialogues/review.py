@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -50,6 +50,8 @@ class ReviewItem:
     reasons: list[str]  # low_confidence, negative_feedback, fallback, handoff
     uncertainty: float  # mean over the group
     score: float  # uncertainty × the conversations it came from
+    # What the customers said was wrong with the replies they voted down, latest first: what they asked, in their words
+    comments: list[str] = field(default_factory=list)
 
     @property
     def id(self) -> int:
@@ -58,7 +60,8 @@ class ReviewItem:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "turn_ids": self.turn_ids, "texts": self.texts[:10], "count": len(self.turn_ids),
                 "predicted": self.intent, "ranking": [{"intent": i, "confidence": round(c, 4)} for i, c in self.ranking],
-                "reasons": self.reasons, "uncertainty": round(self.uncertainty, 4), "score": round(self.score, 4)}
+                "reasons": self.reasons, "uncertainty": round(self.uncertainty, 4), "score": round(self.score, 4),
+                "comments": self.comments[:10]}
 
 
 def uncertainty(ranking: Sequence[tuple[str, float]], negative_feedback: bool) -> float:
@@ -105,7 +108,7 @@ def candidates(store: Store, threshold: float, limit: int = WINDOW, labels: Coll
     rows = store.db.query(
         # The classifier's intent, also where the reply was about none (a historical answer filed under no intent)
         "SELECT t.id, t.text, t.conversation_id, coalesce(p.intent, json_extract(p.ranking, '$[0][0]')) AS intent, "
-        "p.confidence, p.ranking, p.source, f.value AS feedback "
+        "p.confidence, p.ranking, p.source, f.value AS feedback, f.comment "
         "FROM turns t JOIN predictions p ON p.turn_id = t.id "
         "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = p.reply_turn_id) "
         "WHERE t.id < ? AND t.role = 'user' AND p.source != 'silent' AND substr(t.text, 1, 1) != '/' "
@@ -198,8 +201,9 @@ def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similari
         reasons = sorted({reason for r in group for reason in r["reasons"]})
         texts = [t for t, _ in Counter(r["text"] for r in group).most_common()]
         conversations = len({r["conversation_id"] for r in group})
+        comments = list(dict.fromkeys(r["comment"] for r in group if r.get("comment") and r["feedback"] < 0))
         items.append(ReviewItem([r["id"] for r in group], texts, intent, shown["ranking"], reasons,
-                                float(np.mean(scores)), float(np.mean(scores)) * conversations))
+                                float(np.mean(scores)), float(np.mean(scores)) * conversations, comments))
     items.sort(key=lambda item: (-item.score, -item.id))
     return items
 

@@ -20,7 +20,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from bot.cli import cli
 from bot.project import load_project
 import bot.server
-from bot.review import CachedModel, parse_answer, review_in_terminal, serving_queue
+from bot.review import CachedModel, parse_answer, review_in_terminal, serving_queue, show
 from bot.server import BOT, create_app
 from dialogues.review import ReviewItem, review_queue, uncertainty
 from dialogues.store import Exchange, LabelledMeanwhile, Store
@@ -382,6 +382,13 @@ def test_a_closed_stdin_ends_the_terminal_commands_as_the_end_of_input_does(revi
         assert "1 item to review" in done.stdout and "Labelled 0 items (0 messages), skipped 0. 1 left." in done.stdout
 
 
+def test_bot_review_shows_what_the_customers_said_was_wrong(capsys: pytest.CaptureFixture[str]) -> None:
+    item = ReviewItem([7], ["where is it"], "track_order", [("track_order", 0.4)], ["negative_feedback"], 1.0, 1.0,
+                      ["it showed another order"])
+    show(item, 1, 1)
+    assert "  said wrong: “it showed another order”" in capsys.readouterr().out
+
+
 def test_a_reviewer_cannot_store_an_intent_nlu_yml_no_longer_has() -> None:
     """The serving model still knows an intent renamed since: accepting it, or picking it, must be refused."""
     item = ReviewItem([7], ["I want to buy"], "place_order", [("place_order", 0.4), ("buy_item", 0.3)], ["fallback"], 0.6, 0.6)
@@ -417,7 +424,7 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
         resp = await client.post("/api/chat", json={"conversation_id": f"c{n}", "text": text})
         replies.append(await resp.json())
         await client.post("/api/feedback", json={"conversation_id": f"c{n}", "turn_id": replies[-1]["turn_id"],
-                                                 "value": -1})
+                                                 "value": -1, **({"comment": "it showed another order"} if n else {})})
 
     assert (await client.get("/admin/review")).status == 401
     assert (await client.get("/admin/review", headers={"Authorization": "Bearer wrong"})).status == 401
@@ -426,6 +433,7 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     assert resp.status == 200 and body["total"] == 2 and len(body["items"]) == 1 and body["more_waiting"] is False
     orders = body["items"][0]
     assert orders["count"] == 3 and "negative_feedback" in orders["reasons"] and "track_order" in body["intents"]
+    assert orders["comments"] == ["it showed another order"]  # the customers' word on the replies, once
     # the page after the first (a queue longer than a page was read its first page alone)
     second = await (await client.get("/admin/review?limit=1&offset=1", headers=AUTH)).json()
     assert second["total"] == 2 and [i["count"] for i in second["items"]] == [1] and second["items"][0] != orders

@@ -2720,7 +2720,10 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     intents = load_project(web_demo_bot.root).intents
     chosen = intents[-1]
     first, second = "console review: my voucher code is refused", "console review: <b>can I pay later</b>"
-    api.chat(f"review-{next(PAGE_NUMBERS)}", first)  # a fallback (every typed message is one here): queued
+    cid = f"review-{next(PAGE_NUMBERS)}"
+    reply = api.chat(cid, first)  # a fallback (every typed message is one here): queued
+    api.admin("/api/feedback", {"conversation_id": cid, "turn_id": reply["turn_id"], "value": -1,
+                                "comment": "it never looked at my code"})
     context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
     page = context.new_page()
     page.goto(f"{server.url}/agent?lang=en")
@@ -2731,6 +2734,7 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     item = queued_item(api, web_demo_bot.root, first)
     page.locator(f'.list li[data-id="{item["id"]}"]').click()
     expect(page.locator(".review .texts li").first).to_have_text(item["texts"][0])
+    expect(page.locator(".review .meta")).to_contain_text("Customer's comment: it never looked at my code")
     expect(page.get_by_role("group", name="The model's ranking").get_by_role("button")).not_to_have_count(0)
     page.screenshot(path=str(RESULTS / "review.png"))
     page.get_by_label("Intent").select_option(chosen)
