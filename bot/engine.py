@@ -837,6 +837,17 @@ class Bot:
             self._tell_in_order(conversation_id, True, agent)  # on Slack and WeCom, which show no banner
         return changed
 
+    async def pass_on(self, conversation_id: str, agent: str | None, to: str | None, force: bool = False) -> bool:
+        """Release a handed-off customer, or give them to the colleague ``to`` (:meth:`Store.pass_on`), and show who has
+        them now where the conversation is open; a customer on Slack or WeCom is told of the colleague now with them,
+        and of nothing at a release: they still wait for a person."""
+        assert self.store is not None
+        before = await self._store(self.store.holder, conversation_id)
+        changed = await self._store(self.store.pass_on, conversation_id, agent, to, force)
+        if changed and await self._show_holder(conversation_id, before) and to is not None:
+            self._tell_in_order(conversation_id, True, to)
+        return changed
+
     async def announce(self, conversation_id: str, handed_off: bool, reason: str, channel: str,
                        agent: str | None = None) -> None:
         """Show a change of hands the store recorded wherever the conversation is open, tell the agents of

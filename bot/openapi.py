@@ -569,6 +569,14 @@ OPERATIONS: list[Operation] = [
                   "force": ({"type": "boolean", "default": False,
                              "description": "hand back a customer another agent has (a lead's override): without "
                                             "it that handback is refused with 409, naming them"}, False)}),
+    _admin("POST", "/admin/conversations/{conversation_id}/release", "Leave a handed-off customer waiting for a "
+           "person, held by nobody, for any agent to take over (409 with code open: the bot has them)",
+           StatusResponse, errors=(400, 403, 409),
+           query={"agent": AGENT_QUERY,
+                  "force": ({"type": "boolean", "default": False,
+                             "description": "release a customer another agent has (a lead's override; it needs "
+                                            "?agent=, else 400): without it that release is refused with 409, "
+                                            "naming them"}, False)}),
     Operation("POST", "/slack/events", "Slack Events API callback (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,
               raw_body=("application/json", {"type": "object"}), rate_limited=False),
     Operation("POST", "/slack/interactions", "Slack button clicks (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,

@@ -1076,6 +1076,34 @@ async def set_handoff(request: web.Request) -> web.Response:
     return json_response({"status": status, "agent": await bot._store(bot.store.holder, conversation_id)})
 
 
+async def release(request: web.Request) -> web.Response:
+    """Leave a handed-off customer waiting for a person, held by nobody (``Store.pass_on``): an agent ending a shift
+    could only hand them back to the bot, or leave them marked as theirs. ``?agent=`` and ``?force=`` as for a
+    handback; the transcript keeps who released them."""
+    return await pass_on(request, None)
+
+
+async def pass_on(request: web.Request, to: str | None) -> web.Response:
+    """Give the conversation's customer to the agent ``to`` (None: to nobody), answering who has them now."""
+    require_admin(request)
+    conversation_id = valid_conversation_id(request)
+    agent = query_agent(request)
+    force = query_force(request)
+    if force and agent is None:  # the transcript would say nobody released them
+        raise http_error(web.HTTPBadRequest, "agent: a forced change of hands names the agent who makes it")
+    bot = request.app[BOT]
+    conversation = await bot._store(bot.store.conversation, conversation_id)
+    if conversation is None:
+        raise unknown_conversation(conversation_id)
+    if conversation["status"] != "handed_off":
+        raise http_error(web.HTTPConflict, "the bot has this customer: no agent has them to pass on", {"code": "open"})
+    try:
+        await bot.pass_on(conversation_id, agent, to, force)
+    except Overtaken as exc:
+        raise overtaken(exc) from None
+    return json_response({"status": "handed_off", "agent": await bot._store(bot.store.holder, conversation_id)})
+
+
 async def protective_headers(request: web.Request, response: web.StreamResponse) -> None:
     """No browser guesses another type than the one sent (nosniff), and no browser or proxy keeps a copy
     of a conversation: transcripts, histories and exports hold what customers wrote. And each response is
@@ -1194,6 +1222,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.delete("/admin/conversations/{conversation_id}/notes/{note_id:\\d{1,18}}", delete_note),
         web.patch("/admin/conversations/{conversation_id}/notes/{note_id:\\d{1,18}}", edit_note),
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
+        web.post("/admin/conversations/{conversation_id}/release", release),
     ])
 
     publish_openapi(app, project.config.name, sorted(project.labels), server.max_message_chars, admin=is_admin)

@@ -353,10 +353,26 @@ def _v31(db: sqlite_utils.Database) -> None:
         db["turns"].add_column("messages", str)
 
 
+def _v32(db: sqlite_utils.Database) -> None:
+    """A change of hands an agent makes without taking the customer themselves (``Store.pass_on``): a release back to
+    the waiting customers (``agent`` null: nobody has them) or a transfer to a colleague. ``by_agent``: who made it
+    (null before: the takeover's own ``agent``); ``previous`` is null for a takeover of a released customer, whom
+    nobody had. SQLite keeps ``NOT NULL`` for good, so the table is copied without it."""
+    db.execute("CREATE TABLE takeovers_v32 (id INTEGER PRIMARY KEY, "
+               "handoff_id INTEGER NOT NULL REFERENCES handoffs(id), conversation_id TEXT NOT NULL REFERENCES "
+               "conversations(id), agent TEXT, previous TEXT, by_agent TEXT, created FLOAT NOT NULL)")
+    db.execute("INSERT INTO takeovers_v32 (id, handoff_id, conversation_id, agent, previous, created) "
+               "SELECT id, handoff_id, conversation_id, agent, previous, created FROM takeovers")
+    db.execute("DROP TABLE takeovers")
+    db.execute("ALTER TABLE takeovers_v32 RENAME TO takeovers")
+    db.execute("CREATE INDEX idx_takeovers_handoff_id ON takeovers (handoff_id, id)")
+    db.execute("CREATE INDEX idx_takeovers_conversation_id ON takeovers (conversation_id, id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
-                                                              _v29, _v30, _v31]
+                                                              _v29, _v30, _v31, _v32]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -1183,12 +1199,36 @@ class Store:
         latest = ("(SELECT max(id) FROM handoffs WHERE conversation_id = ? AND event = 'handed_off' AND "
                   "(SELECT status FROM conversations WHERE id = ?) = 'handed_off')")
         if holder is None and agent is not None:
-            self.db.execute(f"UPDATE handoffs SET agent = ?, taken = ? WHERE agent IS NULL AND id = {latest}",
-                            [agent, now(), conversation_id, conversation_id])
+            named = self.db.execute(f"UPDATE handoffs SET agent = ?, taken = ? WHERE agent IS NULL AND id = {latest} "
+                                    "AND NOT EXISTS (SELECT 1 FROM takeovers WHERE handoff_id = handoffs.id)",
+                                    [agent, now(), conversation_id, conversation_id]).rowcount
+            if not named and self._status(conversation_id) == "handed_off":  # released: no longer the handoff's
+                self._hand_over(conversation_id, agent, None, agent)
         elif holder is not None and agent_key(holder) != agent_key(agent):
-            self.db.execute(f"INSERT INTO takeovers (handoff_id, conversation_id, agent, previous, created) "
-                            f"SELECT {latest}, ?, ?, ?, ?", [conversation_id, conversation_id, conversation_id, agent,
-                                                             holder, now()])
+            self._hand_over(conversation_id, agent, holder, agent)
+
+    def _hand_over(self, conversation_id: str, agent: str | None, previous: str | None, by: str | None) -> None:
+        """Keep, in the caller's transaction, that ``by`` gave a handed-off conversation from ``previous`` (None: nobody
+        had it) to ``agent`` (None: to nobody, a release), beside its latest handoff (``_v24``, ``_v30``): who has the
+        customer is who replied last since then (:meth:`holder`), else ``agent``."""
+        self.db.execute("INSERT INTO takeovers (handoff_id, conversation_id, agent, previous, by_agent, created) "
+                        "SELECT max(id), ?, ?, ?, ?, ? FROM handoffs WHERE conversation_id = ? AND event = 'handed_off'",
+                        [conversation_id, agent, previous, by, now(), conversation_id])
+
+    def pass_on(self, conversation_id: str, agent: str | None, to: str | None = None, force: bool = False) -> bool:
+        """Release a handed-off customer (``to`` None) or give them to the colleague ``to``, as ``agent``: a release
+        leaves them waiting for a person, held by nobody, whom any agent may take over (an agent at the end of a shift
+        could only hand them back to the bot, or leave them marked as theirs). Only the agent who has them may, unless
+        ``force`` (:class:`HeldByColleague`); anyone may give a customer nobody has to a colleague. False, and nothing
+        kept, when it changes nothing: the bot has the conversation, or it is ``to``'s already."""
+        with self._writing():
+            holder = self.holder(conversation_id)
+            if not force:
+                refuse_colleague(holder, agent)
+            if self._status(conversation_id) != "handed_off" or agent_key(holder) == agent_key(to):
+                return False
+            self._hand_over(conversation_id, to, holder, agent)
+            return True
 
     def holder(self, conversation_id: str) -> str | None:
         """The agent who has a handed-off conversation, as the inbox says (``_HANDED_OFF``'s ``agent``), or None."""
@@ -1794,9 +1834,10 @@ class Store:
             [conversation_id, limit + 1],  # one more, to tell whether there are earlier turns
         ))
         earlier = len(turns) > limit
-        handoffs = self.db.query('SELECT event, reason, agent, NULL AS "from", created FROM handoffs '
+        handoffs = self.db.query('SELECT event, reason, agent, NULL AS "from", NULL AS "by", created FROM handoffs '
                                  "WHERE conversation_id = ? UNION ALL SELECT 'handed_off', 'agent', agent, previous, "
-                                 "created FROM takeovers WHERE conversation_id = ? ORDER BY created",
+                                 "coalesce(by_agent, agent), created FROM takeovers WHERE conversation_id = ? "
+                                 "ORDER BY created",
                                  [conversation_id, conversation_id])
         return {"conversation_id": conversation_id,
                 **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},

@@ -550,6 +550,35 @@ async def test_a_takeover_of_a_colleagues_customer_is_refused_unless_forced_and_
     assert (await client.post("/admin/conversations/taken/handback?agent=Bob", headers=AUTH)).status == 200
 
 
+async def test_an_agent_releases_their_customer_to_wait_for_anyone(bot_dir: Path, aiohttp_client: Any) -> None:
+    """An agent ending a shift could only hand a customer back to the bot, or leave them marked as theirs: released,
+    they still wait for a person, nobody's, and the transcript says who released them. Only the agent who has them
+    releases them, unless a lead forces it; the next agent to take them over or reply has them."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "taken", "I need help with my bill")
+
+    async def call(action: str, query: str = "") -> tuple[int, Any]:
+        response = await client.post(f"/admin/conversations/taken/{action}{query}", headers=AUTH)
+        return response.status, await response.json()
+
+    assert (await call("release", "?agent=Ana"))[1]["code"] == "open"  # with the bot: nobody's to release
+    assert (await call("handoff", "?agent=Ana"))[0] == 200
+    assert (await call("release", "?agent=Bob"))[1]["code"] == "held"
+    assert (await call("release", "?force=true"))[0] == 400  # a lead releasing them gives their name
+    assert await call("release", "?agent=%20ana") == (200, {"status": "handed_off", "agent": None})
+    [waiting] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
+    assert waiting["agent"] is None and waiting["status"] == "handed_off"
+    assert await call("handoff", "?agent=Bob") == (200, {"status": "handed_off", "agent": "Bob"})
+    assert (await call("release", "?agent=Ana"))[1]["agent"] == "Bob"  # his now: refused
+    assert await call("release", "?agent=Sam&force=true") == (200, {"status": "handed_off", "agent": None})
+    sent = await client.post("/admin/conversations/taken/messages", json={"text": ANSWER, "agent": "Cy"}, headers=AUTH)
+    assert sent.status == 200
+    transcript = await (await client.get("/admin/conversations/taken", headers=AUTH)).json()
+    assert transcript["agent"] == "Cy"
+    assert [(h["agent"], h["from"], h["by"]) for h in transcript["handoffs"]] == [
+        ("Ana", None, None), (None, "Ana", "ana"), ("Bob", None, "Bob"), (None, "Bob", "Sam")]
+
+
 async def test_an_agents_own_token_acts_in_their_name_alone(bot_dir: Path, aiohttp_client: Any,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Every agent shared the admin token and typed their name: any of them could reply, take over, write and delete

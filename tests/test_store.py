@@ -1638,6 +1638,25 @@ def test_each_agent_who_had_a_customer_stays_in_the_handoffs_from_migration_24_o
     store.close()
 
 
+def test_a_customer_released_to_wait_for_anyone_is_kept_from_migration_30_on(tmp_path: Path) -> None:
+    """A takeover kept by the deskbot before says it was the agent's own; a release since leaves the customer waiting
+    for a person, nobody's, and the next agent to take them over has them, however the handoff first named Ana."""
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "held", "where is my order?")
+    store.set_status("held", "handed_off", "agent", agent="Ana")
+    store.set_status("held", "handed_off", "agent", agent="Bob", force=True)
+    store = left_by(store, 29, "ALTER TABLE takeovers DROP COLUMN by_agent")
+    with pytest.raises(HeldByColleague):
+        store.pass_on("held", "Ana")
+    assert store.pass_on("held", "BOB") and not store.pass_on("held", "Bob")  # nobody's already: no change
+    assert store.holder("held") is None and store.inbox("handed_off", 10)[0][0]["agent"] is None
+    store.set_status("held", "handed_off", "agent", agent="Ana")
+    assert store.holder("held") == "Ana"
+    assert [(h["agent"], h["from"], h["by"]) for h in store.transcript("held")["handoffs"]] == [
+        ("Ana", None, None), ("Bob", "Ana", "Bob"), (None, "Bob", "BOB"), ("Ana", None, "Ana")]
+    store.close()
+
+
 def test_an_agents_note_is_kept_from_migration_25_on_for_the_agents_alone(tmp_path: Path) -> None:
     """Agents had nowhere to note what a colleague should know of a customer but a reply, which the customer read. A
     store of the deskbot before takes notes once opened; the transcript shows them, the customer's history never, and

@@ -2619,6 +2619,31 @@ def test_the_agents_console_searches_the_conversations_with_the_bot_every_half_m
     context.close()
 
 
+def test_an_agent_releases_their_customer_to_the_waiting_from_the_agents_console(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent ending a shift could only hand a customer back to the bot or leave them marked as theirs: released,
+    the customer waits for anyone, and the transcript says who released them; a colleague's, only once asked."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Ana")
+    expect(page.get_by_role("button", name="Release to the waiting")).to_be_hidden()  # nobody's yet
+    page.get_by_role("button", name="Take over").click()
+    page.get_by_role("button", name="Release to the waiting").click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web")
+    expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Ana released the customer · "))
+    expect(page.get_by_role("button", name="Release to the waiting")).to_be_hidden()
+    transcript = api.get(f"/admin/conversations/{cid}")
+    assert transcript["status"] == "handed_off" and transcript["agent"] is None
+    api.admin(f"/admin/conversations/{cid}/handoff?agent=Bob")
+    page.clock.run_for(3_100)  # the next refresh
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_event("dialog") as asked:
+        page.get_by_role("button", name="Release to the waiting").click()
+    assert asked.value.message == "Bob has this customer. Release them to the waiting anyway?"
+    expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Ana released the customer · "))
+    assert api.get(f"/admin/conversations/{cid}")["agent"] is None
+    context.close()
+
+
 @pytest.mark.parametrize(("lang", "name", "mode", "add", "said", "delete"), [
     ("en", "Your name", "Note", "Add note", "Internal note, for agents only", "Delete note"),
     ("zh", "您的名字", "备注", "添加备注", "内部备注，仅客服可见", "删除备注")])
