@@ -577,6 +577,15 @@ OPERATIONS: list[Operation] = [
                              "description": "release a customer another agent has (a lead's override; it needs "
                                             "?agent=, else 400): without it that release is refused with 409, "
                                             "naming them"}, False)}),
+    _admin("POST", "/admin/conversations/{conversation_id}/transfer", "Give a handed-off customer to a colleague, who "
+           "has them from now (409 with code open: the bot has them)", StatusResponse, errors=(400, 403, 409),
+           query={"agent": AGENT_QUERY,
+                  "to": ({"type": "string", "minLength": 1, "maxLength": MAX_AGENT_CHARS,
+                          "description": "the colleague's name: one of server.agents, when set (else 400)"}, True),
+                  "force": ({"type": "boolean", "default": False,
+                             "description": "give away a customer another agent has (a lead's override; it needs "
+                                            "?agent=, else 400): without it that transfer is refused with 409, "
+                                            "naming them"}, False)}),
     Operation("POST", "/slack/events", "Slack Events API callback (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,
               raw_body=("application/json", {"type": "object"}), rate_limited=False),
     Operation("POST", "/slack/interactions", "Slack button clicks (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,

@@ -1083,6 +1083,21 @@ async def release(request: web.Request) -> web.Response:
     return await pass_on(request, None)
 
 
+async def transfer(request: web.Request) -> web.Response:
+    """Give a handed-off customer to the colleague ``?to=`` (``Store.pass_on``): with agents' own tokens, an agent could
+    not make a customer a colleague's, whose name their token cannot act in. One of ``server.agents``, when set (400 for
+    another name: the customer would be nobody's to the agents), as the bot spells them."""
+    to = request.query.get("to", "").strip()
+    if not to or len(to) > MAX_AGENT_CHARS:
+        raise http_error(web.HTTPBadRequest, f"to: the colleague's name, 1 to {MAX_AGENT_CHARS} characters")
+    if agents := request.app.get(AGENT_TOKENS):
+        named = [name for name in agents if agent_key(name) == agent_key(to)]
+        if not named:
+            raise http_error(web.HTTPBadRequest, f"to: {to} is none of server.agents")
+        to = named[0]
+    return await pass_on(request, to)
+
+
 async def pass_on(request: web.Request, to: str | None) -> web.Response:
     """Give the conversation's customer to the agent ``to`` (None: to nobody), answering who has them now."""
     require_admin(request)
@@ -1223,6 +1238,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.patch("/admin/conversations/{conversation_id}/notes/{note_id:\\d{1,18}}", edit_note),
         web.post(r"/admin/conversations/{conversation_id}/{action:handoff|handback}", set_handoff),
         web.post("/admin/conversations/{conversation_id}/release", release),
+        web.post("/admin/conversations/{conversation_id}/transfer", transfer),
     ])
 
     publish_openapi(app, project.config.name, sorted(project.labels), server.max_message_chars, admin=is_admin)

@@ -617,6 +617,33 @@ async def test_an_agents_own_token_acts_in_their_name_alone(bot_dir: Path, aioht
     assert (await call("GET", "", {"Authorization": "Bearer ana-own-token"}))[0] == 401
 
 
+async def test_an_agent_with_their_own_token_passes_their_customer_to_a_named_colleague(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """With tokens of their own, Ana could not make her customer Bob's: her token cannot take them over as Bob. She
+    passes them to him by name (one of server.agents), the transcript says so, and the customer is his."""
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    config["server"]["agents"] = {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    ana, bob = {"Authorization": "Bearer ana-own-token-0123"}, {"Authorization": "Bearer bob-own-token-4567"}
+    await chat(client, "taken", "I need help with my bill")
+
+    async def transfer(query: str, auth: dict[str, str]) -> tuple[int, Any]:
+        response = await client.post(f"/admin/conversations/taken/transfer{query}", headers=auth)
+        return response.status, await response.json()
+
+    assert (await transfer("?to=Bob", ana))[1]["code"] == "open"  # with the bot: nobody's to pass on
+    assert (await client.post("/admin/conversations/taken/handoff", headers=ana)).status == 200
+    for query in ("", "?to=%20", "?to=Sam"):  # nobody named, or nobody the bot knows
+        assert (await transfer(query, ana))[0] == 400
+    assert (await transfer("?to=Bob", bob))[1]["code"] == "held"  # Ana's: not Bob's to take so
+    assert await transfer("?to=bob", ana) == (200, {"status": "handed_off", "agent": "Bob"})
+    assert (await client.post("/admin/conversations/taken/messages", json={"text": ANSWER}, headers=bob)).status == 200
+    transcript = await (await client.get("/admin/conversations/taken", headers=AUTH)).json()
+    assert transcript["agent"] == "Bob"
+    assert [(h["agent"], h["from"], h["by"]) for h in transcript["handoffs"]] == [("Ana", None, None), ("Bob", "Ana", "Ana")]
+
+
 @pytest.mark.parametrize(("agents", "said"), [
     ({"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "ana-own-token-0123"}}, "agent Bob's token is agent Ana's"),
     ({"Ana": {"token": "small-admin-token"}}, "agent Ana's token is the admin token's"),

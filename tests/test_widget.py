@@ -2644,6 +2644,21 @@ def test_an_agent_releases_their_customer_to_the_waiting_from_the_agents_console
     context.close()
 
 
+def test_an_agent_passes_their_customer_to_a_named_colleague_from_the_agents_console(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Signed in with an agent's own token, the console could not make a customer a colleague's: it takes over in its
+    agent's name alone. Passed on by the colleague's name, the customer is theirs, and the transcript says who did it."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.agent_token)
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_contain_text("taken by Kim")
+    page.once("dialog", lambda dialog: dialog.accept("Lee"))
+    page.get_by_role("button", name="Pass to a colleague").click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
+    expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Kim passed the customer to Lee · "))
+    assert api.get(f"/admin/conversations/{cid}")["agent"] == "Lee"
+    context.close()
+
+
 @pytest.mark.parametrize(("lang", "name", "mode", "add", "said", "delete"), [
     ("en", "Your name", "Note", "Add note", "Internal note, for agents only", "Delete note"),
     ("zh", "您的名字", "备注", "添加备注", "内部备注，仅客服可见", "删除备注")])
