@@ -2742,6 +2742,31 @@ def test_the_agents_console_lists_its_agents_own_customers_alone_when_asked(
     context.close()
 
 
+def test_mine_only_with_no_conversation_open_asks_for_the_agents_name_itself(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The name box is the reply's, hidden with no conversation open: "Mine only" asked for a name and put the keyboard
+    in a box nobody saw, so an agent who had not replied yet could not list their customers. It asks in a dialog, and
+    keeps the name as the box would."""
+    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
+    page = context.pages[0]
+    name = f"Lee {next(PAGE_NUMBERS)}"
+    api.admin(f"/admin/conversations/{alice}/handoff?agent={quote(name)}")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_label("Mine only").click()
+    expect(page.get_by_label("Mine only")).not_to_be_checked()
+    expect(page.locator(".status")).to_have_text("Give your name first, so that your colleagues see the customer is yours.")
+    page.once("dialog", lambda dialog: dialog.accept(f" {name} "))
+    with page.expect_event("dialog") as asked:
+        page.get_by_label("Mine only").click()
+    assert asked.value.message == "Your name"
+    expect(page.get_by_label("Mine only")).to_be_checked()
+    expect(page.locator(".list li[data-id]")).to_have_count(1)
+    expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_visible()
+    page.locator(f'.list li[data-id="{alice}"]').click()
+    expect(page.get_by_label("Your name")).to_have_value(name)
+    context.close()
+
+
 def test_the_agents_console_signed_in_with_an_agents_own_token_acts_in_their_name(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """With an agent's own token the bot refuses every other name: the console shows theirs, which cannot be changed,
