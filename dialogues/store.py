@@ -680,11 +680,12 @@ _AUTHOR = "CASE WHEN t.role = 'agent' THEN t.user END AS author"
 _TYPED = "role = 'user' AND substr(text, 1, 1) != '/'"  # what a customer typed, not a button's payload
 # As the customer wrote it (``raw_text``), as the transcript shows it, not as the model read it.
 _LATEST_TYPED = f"(SELECT coalesce(raw_text, text) FROM turns WHERE conversation_id = c.id AND {_TYPED} ORDER BY id DESC LIMIT 1)"
-# Handed-off conversations as the agents' inbox shows them. A customer waits from the handoff until an
-# agent's first reply, and again from their first message after an agent's latest reply;
-# ``waiting_since`` is null while the latest word is the agent's.
+# Handed-off conversations as the agents' inbox shows them. A customer waits from the handoff (or from an agent's
+# latest release of them, ``Store.pass_on``, a wait for a person anew) until an agent's first reply, and again from
+# their first message after an agent's latest reply; ``waiting_since`` is null while the latest word is the agent's.
+_WAIT_BEGAN = "coalesce((SELECT max(created) FROM takeovers WHERE handoff_id = h.id AND agent IS NULL), h.created)"
 _AGENT_SINCE = ("FROM turns WHERE conversation_id = c.id AND role = 'agent' AND undelivered IS NULL "
-                "AND created >= h.created")
+                f"AND created >= {_WAIT_BEGAN}")
 # ``bot chat``'s conversations are the shop trying its bot in a terminal, where no agent's reply can reach:
 # they are in no agents' inbox, nobody waits in them, and ``bot stats`` leaves them out.
 TRYOUT_CHANNEL = "cli"
@@ -747,11 +748,11 @@ _HANDED_OFF = (
     f"coalesce((SELECT CASE WHEN agent_key(user) = agent_key({_TAKER}) THEN {_TAKER} ELSE user END FROM turns "
     "WHERE conversation_id = c.id AND role = 'agent' AND user IS NOT NULL "
     f"AND created >= coalesce(k.created, h.taken, h.created) ORDER BY id DESC LIMIT 1), {_TAKER}) AS agent, "
-    f"CASE WHEN NOT EXISTS (SELECT 1 {_AGENT_SINCE}) THEN h.created "
+    f"CASE WHEN NOT EXISTS (SELECT 1 {_AGENT_SINCE}) THEN {_WAIT_BEGAN} "
     "ELSE (SELECT min(created) FROM turns WHERE conversation_id = c.id AND role = 'user' "
     f"AND id > (SELECT max(id) {_AGENT_SINCE})) END AS waiting_since, {_LATEST_TYPED} AS last_message, "
     # what the customer wrote that no agent has answered: since an agent's latest reply, else since the handoff
-    f"(SELECT count(*) FROM turns WHERE conversation_id = c.id AND {_TYPED} AND created >= h.created "
+    f"(SELECT count(*) FROM turns WHERE conversation_id = c.id AND {_TYPED} AND created >= {_WAIT_BEGAN} "
     f"AND id > coalesce((SELECT max(id) {_AGENT_SINCE}), 0)) AS unread "
     "FROM conversations c JOIN handoffs h ON h.id = "
     "(SELECT max(id) FROM handoffs WHERE conversation_id = c.id AND event = 'handed_off') "

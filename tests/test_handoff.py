@@ -565,9 +565,16 @@ async def test_an_agent_releases_their_customer_to_wait_for_anyone(bot_dir: Path
     assert (await call("handoff", "?agent=Ana"))[0] == 200
     assert (await call("release", "?agent=Bob"))[1]["code"] == "held"
     assert (await call("release", "?force=true"))[0] == 400  # a lead releasing them gives their name
+    sent = await client.post("/admin/conversations/taken/messages", json={"text": "A colleague will go on with you.",
+                                                                         "agent": "Ana"}, headers=AUTH)
+    assert sent.status == 200
+    [answered] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
+    assert answered["waiting_since"] is None  # the latest word is Ana's
     assert await call("release", "?agent=%20ana") == (200, {"status": "handed_off", "agent": None})
     [waiting] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
-    assert waiting["agent"] is None and waiting["status"] == "handed_off"
+    # nobody's, and waiting for a person anew: listed among the waiting, not as answered by Ana
+    assert waiting["agent"] is None and waiting["status"] == "handed_off" and waiting["unread"] == 0
+    assert waiting["waiting_since"] > answered["handed_off_at"]
     assert await call("handoff", "?agent=Bob") == (200, {"status": "handed_off", "agent": "Bob"})
     assert (await call("release", "?agent=Ana"))[1]["agent"] == "Bob"  # his now: refused
     assert await call("release", "?agent=Sam&force=true") == (200, {"status": "handed_off", "agent": None})
