@@ -2789,6 +2789,23 @@ def test_mine_only_with_no_conversation_open_asks_for_the_agents_name_itself(
     context.close()
 
 
+def test_mine_only_stays_as_it_was_through_a_reload_of_the_console(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Reloaded with "Mine only" ticked, the console showed it ticked and listed everyone's customers."""
+    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
+    page = context.pages[0]
+    name = f"Lee {next(PAGE_NUMBERS)}"
+    api.admin(f"/admin/conversations/{alice}/handoff?agent={quote(name)}")
+    page.once("dialog", lambda dialog: dialog.accept(name))
+    page.get_by_label("Mine only").check()
+    expect(page.locator(".list li[data-id]")).to_have_count(1)
+    page.reload()
+    expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_visible()
+    expect(page.get_by_label("Mine only")).to_be_checked()
+    expect(page.locator(".list li[data-id]")).to_have_count(1)
+    context.close()
+
+
 def test_the_agents_console_signed_in_with_an_agents_own_token_acts_in_their_name(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """With an agent's own token the bot refuses every other name: the console shows theirs, which cannot be changed,
