@@ -982,6 +982,22 @@ async def test_a_slack_customer_is_told_when_an_agent_takes_them_over_from_a_col
     assert posted == ["A member of our team has joined and will answer you here."] * 2
 
 
+async def test_a_slack_customer_is_told_of_the_colleague_they_are_passed_to_and_nothing_of_a_release(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """Released, a Slack customer still waits for a person: nothing to tell them. Passed to a colleague, they are with
+    someone new, as after a takeover."""
+    posted: list[str] = []
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, posting_to(posted))
+    cid = "slack:T1:C1:1700000000.000100"
+    client.app[BOT].store.add_message(cid, "user", "where is my parcel?", "slack")
+    client.app[BOT].store.set_status(cid, "handed_off", "agent", "slack", agent="Ana")
+    for action in ("release?agent=Ana", "transfer?agent=Ana&to=Lin"):  # nobody's, then given to Lin
+        response = await client.post(f"/admin/conversations/{cid}/{action}", headers=AUTH)
+        assert response.status == 200, await response.text()
+        await notices_sent(client)
+    assert posted == ["A member of our team has joined and will answer you here."]
+
+
 async def notices_sent(client: Any) -> None:
     """Until the bot has no takeover or handback notice on its way (they go after the admin API answers)."""
     for _ in range(500):
