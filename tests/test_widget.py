@@ -2625,20 +2625,20 @@ def test_an_agent_releases_their_customer_to_the_waiting_from_the_agents_console
     the customer waits for anyone, and the transcript says who released them; a colleague's, only once asked."""
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     page.get_by_label("Your name").fill("Ana")
-    expect(page.get_by_role("button", name="Release to the waiting")).to_be_hidden()  # nobody's yet
+    expect(page.get_by_role("button", name="Release to the queue")).to_be_hidden()  # nobody's yet
     page.get_by_role("button", name="Take over").click()
-    page.get_by_role("button", name="Release to the waiting").click()
+    page.get_by_role("button", name="Release to the queue").click()
     expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web")
     expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Ana released the customer · "))
-    expect(page.get_by_role("button", name="Release to the waiting")).to_be_hidden()
+    expect(page.get_by_role("button", name="Release to the queue")).to_be_hidden()
     transcript = api.get(f"/admin/conversations/{cid}")
     assert transcript["status"] == "handed_off" and transcript["agent"] is None
     api.admin(f"/admin/conversations/{cid}/handoff?agent=Bob")
     page.clock.run_for(3_100)  # the next refresh
     page.once("dialog", lambda dialog: dialog.accept())
     with page.expect_event("dialog") as asked:
-        page.get_by_role("button", name="Release to the waiting").click()
-    assert asked.value.message == "Bob has this customer. Release them to the waiting anyway?"
+        page.get_by_role("button", name="Release to the queue").click()
+    assert asked.value.message == "Bob has this customer. Release them to the queue anyway?"
     expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Ana released the customer · "))
     assert api.get(f"/admin/conversations/{cid}")["agent"] is None
     context.close()
