@@ -1638,14 +1638,14 @@ def test_each_agent_who_had_a_customer_stays_in_the_handoffs_from_migration_24_o
     store.close()
 
 
-def test_a_customer_released_to_wait_for_anyone_is_kept_from_migration_30_on(tmp_path: Path) -> None:
+def test_a_customer_released_to_wait_for_anyone_is_kept_from_migration_32_on(tmp_path: Path) -> None:
     """A takeover kept by the deskbot before says it was the agent's own; a release since leaves the customer waiting
     for a person, nobody's, and the next agent to take them over has them, however the handoff first named Ana."""
     store = Store(tmp_path / "dialogues.db")
     user_turn(store, "held", "where is my order?")
     store.set_status("held", "handed_off", "agent", agent="Ana")
     store.set_status("held", "handed_off", "agent", agent="Bob", force=True)
-    store = left_by(store, 29, "ALTER TABLE takeovers DROP COLUMN by_agent")
+    store = left_by(store, 31, "ALTER TABLE takeovers DROP COLUMN by_agent")
     with pytest.raises(HeldByColleague):
         store.pass_on("held", "Ana")
     assert store.pass_on("held", "BOB") and not store.pass_on("held", "Bob")  # nobody's already: no change
