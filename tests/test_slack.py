@@ -830,46 +830,42 @@ async def test_a_date_picked_in_the_shops_blocks_is_answered_as_the_date_typed(s
     assert [turn.text for turn in slack.bot.turns] == ["2026-12-24"]
 
 
-async def test_a_reply_of_block_kit_blocks_alone_is_posted_by_the_next_server_as_logged(
-        slack: SimpleNamespace, tmp_path: Path) -> None:
-    """A reply of an action's blocks alone, which a stopped server logged and did not send, is posted as it was
-    answered, not as the agents' "[custom payload]"."""
+async def sent_by_the_next_server(slack: SimpleNamespace, tmp_path: Path, question: str, reply: str | None,
+                                  **answer: Any) -> None:
+    """A customer's ``question``, which a stopped server answered (an action's ``reply`` and ``answer``'s other
+    fields) and logged but did not send, delivered by the next server to start on the same store."""
     gone = Store(tmp_path / "dialogues.db")
     gone.serve()
-    blocks = {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*Mug* 9.95"}}]}
-    kept = gone.receive("slack:ts:C1:1.1", f"slack:T1:C1:{TS}", "slack", "U1", "bestsellers?", {})
-    gone.log_exchange(Exchange(f"slack:T1:C1:{TS}", "slack", "U1", "bestsellers?", None, None, "bestsellers", 0.9, [],
-                               "action", "v0001", pending_id=kept, custom=[blocks]))
+    kept = gone.receive("slack:ts:C1:1.1", f"slack:T1:C1:{TS}", "slack", "U1", question, {})
+    gone.log_exchange(Exchange(f"slack:T1:C1:{TS}", "slack", "U1", question, None, reply, "bestsellers", 0.9, [],
+                               "action", "v0001", pending_id=kept, **answer))
     gone.close()  # stopped before Slack took the answer
     slack.bot.store = store = Store(tmp_path / "dialogues.db")
     store.serve()
     [owed] = store.adopt(["slack"])
     slack.channel.redeliver(owed)
     await slack.channel.close()
-    assert slack.posts == [{"channel": "C1", "text": "", "thread_ts": TS, **blocks}]
     store.close()
+
+
+async def test_a_reply_of_block_kit_blocks_alone_is_posted_by_the_next_server_as_logged(
+        slack: SimpleNamespace, tmp_path: Path) -> None:
+    """A reply of an action's blocks alone, which a stopped server logged and did not send, is posted as it was
+    answered, not as the agents' "[custom payload]"."""
+    blocks = {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*Mug* 9.95"}}]}
+    await sent_by_the_next_server(slack, tmp_path, "bestsellers?", None, custom=[blocks])
+    assert slack.posts == [{"channel": "C1", "text": "", "thread_ts": TS, **blocks}]
 
 
 async def test_an_actions_text_after_its_blocks_is_posted_after_them_by_the_next_server(
         slack: SimpleNamespace, tmp_path: Path) -> None:
     """An action's text, its blocks, then text again, which a stopped server logged and did not send: the next server
     posted both texts before the blocks, in one message. It posts each in the action's order, as the first would."""
-    gone = Store(tmp_path / "dialogues.db")
-    gone.serve()
     divider = {"blocks": [{"type": "divider"}]}
-    kept = gone.receive("slack:ts:C1:1.1", f"slack:T1:C1:{TS}", "slack", "U1", "mugs?", {})
-    gone.log_exchange(Exchange(f"slack:T1:C1:{TS}", "slack", "U1", "mugs?", None, "Our mugs:\n\nAnything else?",
-                               "bestsellers", 0.9, [], "action", "v0001", pending_id=kept, custom=[divider],
-                               messages=[{"text": "Our mugs:"}, {"custom": divider}, {"text": "Anything else?"}]))
-    gone.close()  # stopped before Slack took the answer
-    slack.bot.store = store = Store(tmp_path / "dialogues.db")
-    store.serve()
-    [owed] = store.adopt(["slack"])
-    slack.channel.redeliver(owed)
-    await slack.channel.close()
+    await sent_by_the_next_server(slack, tmp_path, "mugs?", "Our mugs:\n\nAnything else?", custom=[divider],
+                                  messages=[{"text": "Our mugs:"}, {"custom": divider}, {"text": "Anything else?"}])
     assert [(posted["text"], [block["type"] for block in posted["blocks"]]) for posted in slack.posts] == [
         ("Our mugs:", ["markdown"]), ("", ["divider"]), ("Anything else?", ["markdown"])]
-    store.close()
 
 
 def test_block_kit_limits() -> None:
