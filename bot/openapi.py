@@ -114,10 +114,10 @@ class ErrorResponse(_Body):
     yours: bool | None = Field(None, description="409 to a review label or a reply: whether that reviewer, or the agent "
                                                  "who replied meanwhile, is the one sending now, from another window (the "
                                                  "name in any letter case and spacing)")
-    code: Literal["replied_meanwhile", "wrote_meanwhile", "wrote_to_the_bot", "held"] | None = Field(
-        None, description="409 to a reply, a takeover or a handback: what came first (a colleague's reply, a message "
-                          "the customer wrote, a colleague who has the customer), for a client to say in its agent's "
-                          "language")
+    code: Literal["replied_meanwhile", "wrote_meanwhile", "wrote_to_the_bot", "held", "open"] | None = Field(
+        None, description="409 to a reply, a takeover, a handback, a release or a transfer: what came first (a "
+                          "colleague's reply, a message the customer wrote, a colleague who has the customer, the "
+                          "bot having them: open), for a client to say in its agent's language")
     author: str | None = Field(None, description="409 replied_meanwhile: the name of the agent who replied, if given")
     agent: str | None = Field(None, description="409 held: the agent who has the customer, whom only force overrides")
 
@@ -295,6 +295,9 @@ class HandoffEvent(_Body):
     agent: str | None = Field(..., description="the name of the agent who made the change, when they gave one")
     from_: str | None = Field(..., alias="from", description="a lead's forced takeover of a colleague's customer: who "
                                                              "had them (the colleague); null for any other change")
+    by: str | None = Field(..., description="a change of hands: who made it (the agent who took the customer over, "
+                                            "or who released them, agent null, or passed them to agent); null for "
+                                            "a handoff or a handback")
     created: float
 
 

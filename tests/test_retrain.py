@@ -498,6 +498,7 @@ def test_a_rollback_that_drops_purged_answers_leaves_newer_labels_to_learn(bot_d
     store.purge("lost")
     store.close()
 
+    assert CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"]).exit_code == 0  # v0002 serves no more
     result = CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0002"])
     assert result.exit_code == 0, result.output
     assert Registry(bot_dir / "models").current() == "v0003"  # v0002's classifier, without the purged answer
