@@ -2720,28 +2720,6 @@ def test_the_agents_console_corrects_its_agents_note_in_place(
     context.close()
 
 
-def test_a_note_being_corrected_is_still_corrected_after_a_reload_of_the_console(
-        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
-    """Reloaded while correcting a note, the console kept the corrected text in note mode but forgot it was a
-    correction: "Add note" kept it as a second note beside the first, and the reply being written was lost."""
-    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
-    page.get_by_label("Your name").fill("Ana")
-    page.get_by_label("Reply").fill("Hello, I am looking into it")
-    api.admin(f"/admin/conversations/{cid}/notes", {"text": "Refund promised.", "agent": "Ana"})
-    page.reload()
-    page.get_by_role("button", name="Edit note").click()
-    page.get_by_label("Internal note, for agents only").fill("Refund of 20 EUR promised.")
-    page.reload()
-    box = page.get_by_label("Internal note, for agents only")
-    expect(box).to_have_value("Refund of 20 EUR promised.")
-    expect(page.locator("form.reply [type=submit]")).to_have_text("Save note")
-    box.press("Enter")
-    expect(page.locator(".turn.note .text")).to_have_text(["Refund of 20 EUR promised."])
-    expect(box).to_have_value("Hello, I am looking into it")
-    assert [n["text"] for n in api.get(f"/admin/conversations/{cid}")["notes"]] == ["Refund of 20 EUR promised."]
-    context.close()
-
-
 def test_the_agents_console_lists_its_agents_own_customers_alone_when_asked(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """At a change of shift an agent looked for the customers they were leaving among everyone's: "Mine only" lists
