@@ -1087,9 +1087,8 @@ async def transfer(request: web.Request) -> web.Response:
     """Give a handed-off customer to the colleague ``?to=`` (``Store.pass_on``): with agents' own tokens, an agent could
     not make a customer a colleague's, whose name their token cannot act in. One of ``server.agents``, when set (400 for
     another name: the customer would be nobody's to the agents), as the bot spells them."""
-    to = request.query.get("to", "").strip()
-    if not to or len(to) > MAX_AGENT_CHARS:
-        raise http_error(web.HTTPBadRequest, f"to: the colleague's name, 1 to {MAX_AGENT_CHARS} characters")
+    if (to := query_name(request, "to")) is None:
+        raise http_error(web.HTTPBadRequest, "to: the colleague's name is required")
     if agents := request.app.get(AGENT_TOKENS):
         named = [name for name in agents if agent_key(name) == agent_key(to)]
         if not named:

@@ -628,9 +628,7 @@ async def test_an_agent_with_their_own_token_passes_their_customer_to_a_named_co
         bot_dir: Path, aiohttp_client: Any) -> None:
     """With tokens of their own, Ana could not make her customer Bob's: her token cannot take them over as Bob. She
     passes them to him by name (one of server.agents), the transcript says so, and the customer is his."""
-    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
-    config["server"]["agents"] = {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}
-    (bot_dir / "bot.yml").write_text(yaml.safe_dump(config))
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}})
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     ana, bob = {"Authorization": "Bearer ana-own-token-0123"}, {"Authorization": "Bearer bob-own-token-4567"}
     await chat(client, "taken", "I need help with my bill")
