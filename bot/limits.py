@@ -38,6 +38,7 @@ usual, the message never reaches the model, and the user is told once to wait.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -49,6 +50,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -61,6 +63,7 @@ HEALTH = "/healthz"  # a load balancer's probes, never counted
 SOCKET_RETRY_SECONDS = 10  # a socket slot frees when a page closes; there is no window to wait out
 UNLIMITED_FILES = 65_536  # the open-file limit taken as the process's where the system sets none
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix, an IPv4 address in its last 32 bits
+SEND_SECONDS = 15.0  # for a client to take some of what the server has written it (a slow phone's too)
 PRUNE_EVERY = 10_000  # counted hits between two sweeps of the windows that have emptied
 SLOW_DOWN = {
     "en": "You are sending messages too fast. Please wait {seconds} seconds, then send your message again.",
@@ -443,3 +446,44 @@ async def hold_back(request: web.Request, conversation_id: str, text: str, langu
         log.exception("cannot read %s's language for its notice", conversation_id)
         kept = {}
     return slow_down(language, wait, text, kept)
+
+
+# A connection's writes wait while the system holds more of its answers than the client has read (aiohttp pauses
+# them past 64 KiB): a client that sends requests and never reads the answers held its connection, a handler and
+# the answers written so far for as long as it liked, keepalive_seconds counting only a connection with nothing to
+# do. One whose writes stay paused for SEND_SECONDS is cut (:func:`_cut_when_stalled`).
+_aiohttp_pause_writing = RequestHandler.pause_writing
+_aiohttp_resume_writing = RequestHandler.resume_writing
+_aiohttp_connection_lost = RequestHandler.connection_lost
+_stalled: dict[RequestHandler, asyncio.TimerHandle] = {}  # each paused connection's cut, until its writes resume
+
+
+def _cut_when_stalled(handler: RequestHandler) -> None:
+    """Pause ``handler``'s writes, as aiohttp does, and cut its connection unless they resume within ``SEND_SECONDS``:
+    cut, not closed, since closing waits for the answers the client is not reading to go out."""
+    _aiohttp_pause_writing(handler)
+    _stalled[handler] = asyncio.get_running_loop().call_later(SEND_SECONDS, _cut, handler)
+
+
+def _cut(handler: RequestHandler) -> None:
+    _stalled.pop(handler, None)
+    if handler.transport is not None:
+        log.debug("cut a connection whose client has read nothing for %gs", SEND_SECONDS)
+        handler.transport.abort()
+
+
+def _resumed(handler: RequestHandler) -> None:
+    if (cut := _stalled.pop(handler, None)) is not None:
+        cut.cancel()
+    _aiohttp_resume_writing(handler)
+
+
+def _lost(handler: RequestHandler, exc: BaseException | None) -> None:
+    if (cut := _stalled.pop(handler, None)) is not None:
+        cut.cancel()
+    _aiohttp_connection_lost(handler, exc)
+
+
+RequestHandler.pause_writing = _cut_when_stalled  # type: ignore[method-assign]
+RequestHandler.resume_writing = _resumed  # type: ignore[method-assign]
+RequestHandler.connection_lost = _lost  # type: ignore[method-assign]

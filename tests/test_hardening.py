@@ -697,6 +697,42 @@ async def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(
         assert b"did not arrive within 0.3s" in body
 
 
+async def open_deaf_connection(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection whose client takes little at a time (a small receive buffer), and reads nothing unless asked."""
+    deaf = socket.socket()
+    deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    deaf.connect(("127.0.0.1", port))
+    return await asyncio.open_connection(sock=deaf)
+
+
+async def connections_within(client: Any, seconds: float, count: int = 0) -> int:
+    """How many connections the test server holds, polled until ``count`` or ``seconds`` have passed."""
+    server = client.server.runner.server
+    for _ in range(int(seconds / 0.05)):
+        if len(server.connections) == count:
+            break
+        await asyncio.sleep(0.05)
+    return len(server.connections)
+
+
+async def test_a_client_that_never_reads_its_answers_is_cut(make_client: Callable[..., Any],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests sent one after another on a connection, their answers never read: the connection, its handler and the
+    answers written were held for as long as the client liked, since keepalive_seconds counts only idle connections."""
+    monkeypatch.setattr("bot.limits.SEND_SECONDS", 0.5)
+    client = await make_client(server={"limits": NO_LIMITS})
+    reader, writer = await open_deaf_connection(client.port)
+    writer.write(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 400)  # 8 MB of answers
+    server = client.server.runner.server
+    for _ in range(100):  # the answers fill what the system holds for the client, and the server's writes wait
+        if any(handler.writing_paused for handler in server.connections):
+            break
+        await asyncio.sleep(0.05)
+    assert any(handler.writing_paused for handler in server.connections)
+    assert await connections_within(client, 5) == 0
+    writer.close()
+
+
 async def test_a_broken_header_line_is_logged_without_the_secret_it_holds(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
     """aiohttp quotes the header line it could not read: a token pasted with a carriage return at its end
