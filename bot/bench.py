@@ -64,7 +64,8 @@ def scratch_folder(root: Path, scratch: Path, inference: dict[str, Any]) -> Path
     server = config["server"] = config.get("server") or {}
     server.pop("metrics_token", None)  # the benchmark reads its own server's figures, on loopback
     server["limits"] = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0,
-                        "websockets": 0, "conversations_per_ip": 0, "messages_per_ip_per_minute": 0}
+                        "websockets": 0, "conversations_per_ip": 0, "messages_per_ip_per_minute": 0,
+                        "connections_per_ip": 0}
     server["inference"] = {**(server.get("inference") or {}), **inference}
     config["learning"] = {**(config.get("learning") or {}), "watch_seconds": 0}  # the served version stays put
     (scratch / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")

@@ -8,6 +8,9 @@ else, so every request passes :meth:`Limits.middleware`:
   platform's callback, which its channel reads to its own limit (a Slack event is larger);
 * requests from one IP address are counted in a moving one-minute window (the ``limits``
   library's), and the one over ``server.limits.per_ip_per_minute`` gets 429 with ``Retry-After``;
+* connections open at once from one IP address are capped as they open (``connections_per_ip``), but a trusted
+  proxy's, which carry many clients': each holds a file descriptor, held ``keepalive_seconds`` without a byte sent;
+  and a connection whose client reads nothing of its answers for ``SEND_SECONDS`` is cut;
 * WebSocket connections open at once from one IP address are capped the same way, and those open from all
   addresses together (``websockets``, half the open-file limit unless set): each holds a file descriptor, and
   many addresses together could otherwise take every one the process may open, its store and models' included;
@@ -47,7 +50,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -55,7 +58,7 @@ from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from bot.channels.base import http_error
+from bot.channels.base import dumps, http_error
 from bot.language import SLOT, Language, Script, chinese_script, kept_script, say, turn_language
 from bot.project import LimitsConfig
 
@@ -86,6 +89,18 @@ def retry_after(exc: web.HTTPException) -> int:
     return int(exc.headers.get("Retry-After", SOCKET_RETRY_SECONDS))
 
 
+class TooManyConnections(Exception):
+    """A connection over ``connections_per_ip``, refused as it opens (:func:`_counted_when_made`)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(cap)
+        body = dumps({"error": f"too many open connections from this address: at most {cap}; "
+                               f"retry in {SOCKET_RETRY_SECONDS}s"}).encode()
+        self.answer = (f"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json; charset=utf-8\r\n"
+                       f"Content-Length: {len(body)}\r\nRetry-After: {SOCKET_RETRY_SECONDS}\r\n"
+                       "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n").encode() + body
+
+
 class Limits:
     """The counters of one server process. A limit set to 0 is off."""
 
@@ -105,6 +120,7 @@ class Limits:
         self._handoffs = self._per_minutes(config.handoffs_per_ip, config.handoff_window_minutes)
         self._conversations = self._per_minutes(config.conversations_per_ip, config.conversation_window_minutes)
         self._sockets: Counter[str] = Counter()
+        self._connections: Counter[str] = Counter()  # by address (connection_opened)
         self.max_sockets = default_max_sockets() if config.websockets is None else config.websockets
         self.open_sockets = 0
         self._told: dict[str, float] = {}  # conversation -> when the wait it was told of ends (monotonic)
@@ -139,6 +155,10 @@ class Limits:
             address = forwarded[-1] if forwarded else address
         elif forwarded:
             self._unheeded_proxy(address)
+        return self._counted_as(address)
+
+    def _counted_as(self, address: str) -> str:
+        """The key ``address`` counts by: its IPv6 prefix, or the IPv4 address it holds (:meth:`client_ip`)."""
         ip = _ip(address)
         if ip is None:
             return address
@@ -146,6 +166,28 @@ class Limits:
             ipv4 = _tunnelled_ipv4(ip)
             return str(ipv4 or ipaddress.ip_network(f"{ip}/{self.config.ipv6_prefix_length}", strict=False))
         return str(ip)
+
+    def connection_opened(self, peer: str) -> str | None:
+        """Count a connection from ``peer`` against its address's ``connections_per_ip`` and return the address it
+        counts against (for :meth:`connection_closed`), None where none does: a proxy X-Forwarded-For is read from
+        carries many clients' connections, and its clients are counted by the requests it passes on.
+        :class:`TooManyConnections` past the cap (said in the log once a wait)."""
+        cap = self.config.connections_per_ip
+        if not cap or self.config.trust_forwarded_for or self._trusted(peer):
+            return None
+        address = self._counted_as(peer)
+        if self._connections[address] >= cap:
+            if self.first_notice(f"connections from {address}", SOCKET_RETRY_SECONDS):
+                log.warning("%s has %d connections open, server.limits.connections_per_ip: its next ones are refused "
+                            "until some close", address, self._connections[address])
+            raise TooManyConnections(cap)
+        self._connections[address] += 1
+        return address
+
+    def connection_closed(self, address: str) -> None:
+        self._connections[address] -= 1
+        if self._connections[address] <= 0:
+            del self._connections[address]
 
     def _unheeded_proxy(self, peer: str) -> None:
         """Say once that a peer on this machine or a private network (a reverse proxy, surely: no client on the
@@ -448,14 +490,43 @@ async def hold_back(request: web.Request, conversation_id: str, text: str, langu
     return slow_down(language, wait, text, kept)
 
 
-# A connection's writes wait while the system holds more of its answers than the client has read (aiohttp pauses
-# them past 64 KiB): a client that sends requests and never reads the answers held its connection, a handler and
-# the answers written so far for as long as it liked, keepalive_seconds counting only a connection with nothing to
-# do. One whose writes stay paused for SEND_SECONDS is cut (:func:`_cut_when_stalled`).
+# What one client's connections may hold, below the requests the middleware sees: how many it opens from one address
+# (:func:`_counted_when_made`), and how long its answers may wait for it to read them. A connection's writes wait while
+# the system holds more of its answers than the client has read (aiohttp pauses them past 64 KiB): a client that sends
+# requests and never reads the answers held its connection, a handler and the answers written so far for as long as
+# it liked, keepalive_seconds counting only a connection with nothing to do. One whose writes stay paused for
+# SEND_SECONDS is cut (:func:`_cut_when_stalled`).
 _aiohttp_pause_writing = RequestHandler.pause_writing
 _aiohttp_resume_writing = RequestHandler.resume_writing
+_aiohttp_connection_made = RequestHandler.connection_made
 _aiohttp_connection_lost = RequestHandler.connection_lost
 _stalled: dict[RequestHandler, asyncio.TimerHandle] = {}  # each paused connection's cut, until its writes resume
+_counted: dict[RequestHandler, tuple[Limits, str]] = {}  # each connection counted per address, and where
+
+
+def _counted_when_made(handler: RequestHandler, transport: asyncio.BaseTransport) -> None:
+    """Count a new connection against its address (:meth:`Limits.connection_opened`): each holds one of the files
+    the process may open, and one address could open them all, each held keepalive_seconds by sending nothing,
+    again and again, until the server could accept no other client nor open its store. One over the cap is answered
+    429 and closed before anything of it is read."""
+    _aiohttp_connection_made(handler, transport)
+    limits, peer = _limits_of(handler), transport.get_extra_info("peername")
+    if limits is None or not isinstance(peer, tuple):  # a Unix socket's peer has no address
+        return
+    try:
+        address = limits.connection_opened(peer[0])
+    except TooManyConnections as exc:
+        cast(asyncio.Transport, transport).write(exc.answer)
+        handler.force_close()
+        return
+    if address is not None:
+        _counted[handler] = (limits, address)
+
+
+def _limits_of(handler: RequestHandler) -> Limits | None:
+    """The limits of the application ``handler``'s connection is to (its server's handler is the app's)."""
+    app = getattr(handler._manager.request_handler, "__self__", None) if handler._manager is not None else None
+    return app.get(LIMITS) if isinstance(app, web.Application) else None
 
 
 def _cut_when_stalled(handler: RequestHandler) -> None:
@@ -481,9 +552,13 @@ def _resumed(handler: RequestHandler) -> None:
 def _lost(handler: RequestHandler, exc: BaseException | None) -> None:
     if (cut := _stalled.pop(handler, None)) is not None:
         cut.cancel()
+    if (counted := _counted.pop(handler, None)) is not None:
+        limits, address = counted
+        limits.connection_closed(address)
     _aiohttp_connection_lost(handler, exc)
 
 
 RequestHandler.pause_writing = _cut_when_stalled  # type: ignore[method-assign]
 RequestHandler.resume_writing = _resumed  # type: ignore[method-assign]
+RequestHandler.connection_made = _counted_when_made  # type: ignore[method-assign]
 RequestHandler.connection_lost = _lost  # type: ignore[method-assign]

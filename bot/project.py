@@ -345,6 +345,9 @@ class LimitsConfig(Settings):
     per_conversation_per_minute: int = Field(30, ge=0, description="messages to one conversation")
     messages_per_ip_per_minute: int = Field(120, ge=0, description="web chat messages from one IP address, whatever "
                                                                    "their conversations (an office shares one address)")
+    connections_per_ip: int = Field(100, ge=0, description="connections open at once from one IP address, its WebSockets "
+                                                           "among them (not counted from the proxies X-Forwarded-For is "
+                                                           "read from, whose connections carry many clients')")
     websockets_per_ip: int = Field(20, ge=0, description="WebSocket connections open at once from one IP address")
     websockets: int | None = Field(None, ge=0, description="WebSocket connections open at once in all, from every "
                                                           "address (null: half the process's open-file limit)")

@@ -426,6 +426,30 @@ async def test_websockets_per_ip_are_capped(make_client: Callable[..., Any]) -> 
     await third.close()
 
 
+async def test_connections_per_ip_are_capped_but_a_trusted_proxys_are_not(make_client: Callable[..., Any],
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Each connection holds one of the files the process may open, and one address held as many as it opened, each
+    for keepalive_seconds without sending a byte: enough of them and the server accepted nobody else."""
+    client = await make_client(server={"limits": {"connections_per_ip": 3}})
+    held = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(3)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    refused = await asyncio.wait_for(reader.read(), 5)  # answered and closed before it sends anything
+    assert refused.startswith(b"HTTP/1.1 429") and b"Retry-After: 10" in refused
+    assert b"too many open connections from this address: at most 3" in refused
+    assert "127.0.0.1 has 3 connections open" in caplog.text
+    writer.close()
+    held.pop()[1].close()
+    assert await connections_within(client, 5, count=2) == 2
+    assert (await client.get("/healthz")).status == 200  # its slot is free again
+    for _, other in held:
+        other.close()
+    proxied = await make_client(server={"limits": {"connections_per_ip": 1, "trusted_proxies": ["127.0.0.1/32"]}})
+    behind = [await asyncio.open_connection("127.0.0.1", proxied.port) for _ in range(3)]
+    assert await connections_within(proxied, 5, count=3) == 3  # a proxy's connections are many clients'
+    for _, other in behind:
+        other.close()
+
+
 async def test_websockets_from_all_addresses_are_capped(make_client: Callable[..., Any],
                                                         caplog: pytest.LogCaptureFixture) -> None:
     """Each socket holds a file descriptor, and many addresses each within websockets_per_ip could together take
