@@ -382,7 +382,14 @@ REVALIDATE = {"Cache-Control": "no-cache"}
 
 
 async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html", headers=REVALIDATE)
+    """The chat page, framed by no site but the bot's own and those its widget may be on (channels.web.origins): in
+    another site's frame it sends to the bot as the bot's own page, and that site could lay its own page over it and
+    trick a visitor into clicking its buttons ("Talk to a person") or sending what it has typed."""
+    channel = request.app[BOT].channels["web"]
+    assert isinstance(channel, WebChannel)
+    framing = {} if "*" in channel.origins else {
+        "Content-Security-Policy": " ".join(["frame-ancestors 'self'", *sorted(channel.origins)])}
+    return web.FileResponse(STATIC / "index.html", headers={**REVALIDATE, **framing})
 
 
 def console_policy(page: str) -> str:

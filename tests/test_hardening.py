@@ -1044,6 +1044,16 @@ async def test_the_pages_and_the_widget_are_checked_with_the_server_on_every_loa
         assert unchanged.status == 304, path  # the check costs no body
 
 
+async def test_the_chat_page_is_framed_by_the_bots_own_sites_alone(make_client: Callable[..., Any]) -> None:
+    """Framed by another site, the chat page sends to the bot as its own page does, and that site could lay its page
+    over it and trick a visitor into clicking "Talk to a person", or sending what they typed."""
+    shop = "https://shop.example.com"
+    client = await make_client(channels={"web": {"origins": [shop]}})
+    assert (await client.get("/")).headers["Content-Security-Policy"] == f"frame-ancestors 'self' {shop}"
+    client = await make_client(channels={"web": {"origins": ["*"]}})  # any site may embed the chat
+    assert "Content-Security-Policy" not in (await client.get("/")).headers
+
+
 async def test_cors_only_for_the_configured_widget_origins(make_client: Callable[..., Any]) -> None:
     shop, other = "https://shop.example.com", "https://evil.example"
     client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS},
