@@ -138,9 +138,10 @@ def web_demo_bot(tmp_path_factory: pytest.TempPathFactory, tiny_demo_bot: Path) 
     config["server"]["agents"] = {"Kim": {"token": "kim-own-token"}, "Lee": {"token": "lee-own-token"}}
     # Every page of the widget tests comes from one loopback address: a module's hundreds of page loads, messages and
     # votes a minute are no customer's flood, and past the per-address limit the last tests failed for a 429.
-    # Its messages, conversations opened and handed to a person too: hundreds and dozens, from that one address.
+    # Its messages, conversations opened and handed to a person too: hundreds and dozens, from that one address, and
+    # the connections of every browser context the module has open, each kept alive as long as its context.
     config["server"]["limits"] = {"per_ip_per_minute": 0, "handoffs_per_ip": 0, "conversations_per_ip": 0,
-                                  "messages_per_ip_per_minute": 0}
+                                  "messages_per_ip_per_minute": 0, "connections_per_ip": 0}
     config.setdefault("channels", {}).setdefault("web", {})["origins"] = [embed_origin]
     (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
     yield SimpleNamespace(root=root, admin_token="web-admin-token", agent_token="kim-own-token", embed_origin=embed_origin, shop_socket=shop_socket)
