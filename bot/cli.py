@@ -1318,7 +1318,10 @@ def _say_if_future(since: datetime | None) -> None:
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
 @click.argument("dest_given", metavar="DEST")
-def backup(directory: Path, dest_given: str) -> None:
+@click.option("--keep", metavar="KEEP", type=click.IntRange(1), default=None,
+              help="With a folder DEST: once the copy is made, delete the folder's older dated copies but the KEEP "
+                   "newest, this one among them, so that a nightly backup does not fill the disk.")
+def backup(directory: Path, dest_given: str, keep: int | None) -> None:
     """Copy the conversation store, whole, while the bot serves.
 
     DEST is a file, or a folder to put a dated copy in (one that does not exist yet is written with a
@@ -1329,6 +1332,7 @@ def backup(directory: Path, dest_given: str) -> None:
 
     \b
       bot backup mybot /backups/
+      bot backup mybot /backups/ --keep 14
       bot backup mybot mybot-before-upgrade.db
     """
     import sqlite3
@@ -1344,6 +1348,8 @@ def backup(directory: Path, dest_given: str) -> None:
         if dest.is_dir() or dest_given.endswith(("/", os.sep)):  # a folder, made if need be
             dest.mkdir(parents=True, exist_ok=True)
             dest, named = dest / f"dialogues-{datetime.now():%Y%m%d-%H%M%S}.db", "dialogues-*.db"
+        elif keep is not None:
+            fail(f"--keep deletes a folder's older dated copies: give a folder ({dest_given}/), not a file")
         if _is_the_bots_own(project, dest):
             fail(f"{dest}: one of the bot's own files, which the backup would replace; write it elsewhere")
         # As it is, not migrated: a backup taken before an upgrade is what the deskbot before it can serve.
@@ -1357,6 +1363,26 @@ def backup(directory: Path, dest_given: str) -> None:
     except (OSError, sqlite3.Error, StoreError) as exc:
         fail(f"cannot back up to {dest}: {getattr(exc, 'strerror', None) or exc}")
     click.echo(f"{dest}: {dest.stat().st_size:,} bytes")
+    if keep is not None:
+        deleted = _prune_backups(dest, keep)
+        click.echo(f"Deleted {', '.join(p.name for p in deleted) if deleted else 'no older copy'}", err=True)
+
+
+DATED_BACKUP = re.compile(r"dialogues-\d{8}-\d{6}\.db")
+
+
+def _prune_backups(made: Path, keep: int) -> list[Path]:
+    """Delete the dated copies in the folder of ``made`` (the copy just made, always kept) but the ``keep`` newest,
+    and return them: run only once a copy is made, so that a night whose backup fails deletes none of the
+    earlier ones. Files not named as `bot backup` names its dated copies are left alone."""
+    dated = sorted((p for p in made.parent.iterdir() if DATED_BACKUP.fullmatch(p.name) and p != made), reverse=True)
+    deleted = dated[keep - 1:]  # by name, which is by date
+    for path in deleted:
+        try:
+            path.unlink()
+        except OSError as exc:
+            fail(f"{made}: made, but cannot delete the older copy {path}: {exc.strerror or exc}")
+    return deleted
 
 
 def _customer_id(value: str | None) -> str | None:

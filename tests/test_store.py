@@ -2213,6 +2213,36 @@ def test_bot_backup_to_a_folder_removes_the_partial_copies_killed_backups_to_it_
     assert sorted(p.name for p in backups.iterdir() if p.name.startswith(".")) == [weekly.name]
 
 
+def test_bot_backup_keep_deletes_a_folders_older_dated_copies_once_one_is_made(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A nightly `bot backup DIR /backups/` kept every night's copy until the disk was full."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    Store(root / "dialogues.db").close()
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    nights = [backups / f"dialogues-2026120{day}-020000.db" for day in range(1, 5)]
+    for night in nights:
+        night.write_bytes(b"SQLite format 3")
+    (backups / "weekly.db").write_bytes(b"SQLite format 3")  # not one of bot backup's dated copies: left alone
+
+    def unwritable(*args: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as failing:  # a night whose copy fails deletes none of the earlier ones
+        failing.setattr(Store, "backup", unwritable)
+        assert CliRunner().invoke(cli, ["backup", str(root), f"{backups}/", "--keep", "2"]).exit_code == 1
+    assert all(night.exists() for night in nights)
+
+    result = CliRunner().invoke(cli, ["backup", str(root), f"{backups}/", "--keep", "2"])
+    assert result.exit_code == 0, result.output
+    made = [p for p in backups.iterdir() if p.name.startswith("dialogues-") and p not in nights]
+    assert sorted(p.name for p in backups.iterdir()) == sorted([nights[-1].name, made[0].name, "weekly.db"])
+    assert f"Deleted {nights[2].name}, {nights[1].name}, {nights[0].name}" in result.output
+    refused = CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "copy.db"), "--keep", "2"])
+    assert refused.exit_code == 1 and "give a folder" in refused.output and not (tmp_path / "copy.db").exists()
+
+
 def test_bot_backup_backs_up_when_it_cannot_remove_a_partial_copy_left_there(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Another user's partial copy in a shared folder (sticky, as /tmp is), which this user may not delete."""
