@@ -618,7 +618,8 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A connection that reads ``path`` and writes nothing. SQLite reads a WAL file through its -shm file, which
     it creates if need be: on a full or read-only disk it cannot, and `bot backup` and `bot stats` of a stopped
     server failed. With no -wal file beside it, or an empty one (which that failed read leaves), nothing waits in
-    a log, so the file is read as it is (``immutable``), without a -shm file."""
+    a log, so the file is read as it is (``immutable``), without a -shm file; with the log a killed server left,
+    through :func:`_read_log_alone`."""
     uri = f"{path.resolve().as_uri()}?mode=ro"
     options: dict[str, Any] = {"uri": True, "check_same_thread": False, "isolation_level": None,
                                "timeout": BUSY_TIMEOUT_S}
@@ -627,10 +628,29 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA user_version").fetchone()  # the first read creates the -shm file
     except sqlite3.OperationalError:
         wal = Path(f"{path}-wal")
-        if (wal.exists() and wal.stat().st_size) or not path.is_file():
+        if not path.is_file():
             return conn  # its read fails again, said as such
         conn.close()
+        if wal.exists() and wal.stat().st_size:  # a killed server's log, read without a -shm file if it can be
+            return _read_log_alone(path, options) or sqlite3.connect(uri, **options)  # (else said as it fails)
         return sqlite3.connect(f"{uri}&immutable=1", **options)
+    return conn
+
+
+def _read_log_alone(path: Path, options: dict[str, Any]) -> sqlite3.Connection | None:
+    """A connection that reads ``path`` and the -wal file a killed server left without a -shm file, which a full disk
+    has no room for: `bot backup` of such a store failed until space was freed, the night a backup was wanted most.
+    SQLite keeps the log's index in the connection's memory in exclusive locking mode, which a read-only connection
+    cannot take, so this one may write and is told not to (``query_only``). None where another process has the file
+    open (the lock is refused at once, never taken from a server) or the disk refuses even this (read-only)."""
+    conn = sqlite3.connect(path.resolve().as_uri(), **{**options, "timeout": 0})
+    try:
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        conn.execute("PRAGMA query_only=1")
+        conn.execute("PRAGMA user_version").fetchone()
+    except sqlite3.Error:
+        conn.close()
+        return None
     return conn
 
 

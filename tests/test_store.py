@@ -2115,12 +2115,15 @@ class _NoShmRoom(sqlite3.Connection):
 def test_a_stopped_servers_store_is_backed_up_and_counted_on_a_full_disk(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite reads a WAL store through its -shm file, which it must create, and on a full disk `bot backup` and
-    `bot stats` of a stopped server failed, though nothing they read waited in a log; a log a killed server left
-    is still read through it, and said as what the disk lacks."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    `bot stats` of a stopped server failed, though nothing they read waited in a log; the log a killed server left
+    is read without one, and only a store another process has open is refused, said as what the disk lacks."""
+    root, killed = tmp_path / "bot", tmp_path / "killed"
+    for folder in (root, killed):
+        assert CliRunner().invoke(cli, ["init", str(folder)]).exit_code == 0
     store = Store(root / "dialogues.db")
     user_turn(store, "c1", "where is my parcel")
+    for name in ("dialogues.db", "dialogues.db-wal"):  # what a server killed now leaves, its -shm file aside
+        (killed / name).write_bytes((root / name).read_bytes())
     store.close()
     connect = sqlite3.connect
     monkeypatch.setattr("dialogues.store.sqlite3.connect", lambda name, **kwargs: connect(
@@ -2130,11 +2133,17 @@ def test_a_stopped_servers_store_is_backed_up_and_counted_on_a_full_disk(tmp_pat
     assert connect(tmp_path / "copy.db").execute("SELECT count(*) FROM turns").fetchone() == (2,)
     counted = CliRunner().invoke(cli, ["stats", str(root), "--json"])
     assert counted.exit_code == 0 and json.loads(counted.stdout)["conversations"] == 1
-    Path(f"{root / 'dialogues.db'}-wal").write_bytes(b"left by a killed server")
-    for command in (["backup", str(root), str(tmp_path / "again.db")], ["stats", str(root)]):
+    assert CliRunner().invoke(cli, ["backup", str(killed), str(tmp_path / "killed.db")]).exit_code == 0
+    assert connect(tmp_path / "killed.db").execute("SELECT count(*) FROM turns").fetchone() == (2,)
+    assert not (killed / "dialogues.db-shm").exists()
+    serving = Store(killed / "dialogues.db")  # a server has it open again, whose lock is not taken from it
+    user_turn(serving, "c2", "and my refund?")
+    for command in (["backup", str(killed), str(tmp_path / "again.db")], ["stats", str(killed)]):
         refused = CliRunner().invoke(cli, command)
         assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit), refused.output
         assert "cannot read it (disk I/O error): SQLite must create dialogues.db-shm beside it" in refused.output
+    serving.close()
+    assert connect(killed / "dialogues.db").execute("SELECT count(*) FROM turns").fetchone() == (4,)  # nothing lost
 
 
 def test_bot_backup_stopped_or_failing_midway_leaves_nothing_behind(tmp_path: Path) -> None:
