@@ -1935,7 +1935,8 @@ def rollback(directory: Path, version: str) -> None:
     """Serve an earlier model version again.
 
     VERSION is checked to load first, and serves without the agent answers the store has lost since (a
-    purged conversation's).
+    purged conversation's), with history.jsonl's answers as they now read and bot.yml's retrieval settings, as
+    `bot retrain` refreshes an index: VERSION's classifier in a new version. So does the version serving.
 
     Example:
 
@@ -1943,14 +1944,15 @@ def rollback(directory: Path, version: str) -> None:
       bot rollback mybot v0002
     """
     from bot.nlu import NLU
-    from bot.retrain import without_gone_answers
+    from bot.retrain import index_behind, store_answers, with_index_refreshed
     from bot.server import other_intents
     from finetune.registry import Registry
 
     project = load_project(directory)
     registry = Registry(project.models_dir)
-    if registry.readable_current() == version:  # nothing to write: it needs no lock, no load, no room on the disk
-        click.echo(f"{version} serves already; nothing changed.")
+    if registry.readable_current() == version and not any(index_behind(project, registry.path(version),
+                                                                       store_answers(project))):
+        click.echo(f"{version} serves already; nothing changed.")  # nothing written: no lock, no load, no room needed
         return
     trained_on: list[tuple[list[str], str]] = []  # the version's labels and name, as the check loaded it
 
@@ -1958,11 +1960,13 @@ def rollback(directory: Path, version: str) -> None:
         nlu = NLU.load(path, device="cpu")
         trained_on.append((list(nlu.labels), nlu.version))
 
-    previous = registry.rollback(version, check=check, derive=lambda name: without_gone_answers(project, registry, name))
+    previous = registry.rollback(version, check=check, derive=lambda name: with_index_refreshed(project, registry, name))
     serving = registry.current()
     if serving != version:
-        click.echo(f"{version}'s index holds agent answers the store no longer has (purged, now redacted, about "
-                   f"one customer's case, or given in `bot chat`): {serving} serves {version}'s classifier without them, {version} never.")
+        click.echo(f"{version}'s index is refreshed as `bot retrain` refreshes one (agent answers the store no longer "
+                   "has, purged, now redacted, about one customer's case or given in `bot chat`, left out; "
+                   f"history.jsonl's answers and bot.yml's retrieval settings as they now read): {serving} serves "
+                   f"{version}'s classifier with it" + ("." if previous == version else f", {version} never."))
     if warning := other_intents(*trained_on[0], project):  # served all the same: rolling back is for emergencies
         click.echo(f"warning: {warning}", err=True)
     watch = project.config.learning.watch_seconds

@@ -253,10 +253,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         serving_meta = read_meta(serving_path)  # an index refresh below copies it, the base model with it
         intents_differ = set(serving_meta.get("labels", project.intents)) != set(project.intents)
         answers = agent_answers(data, project)
-        gone = gone_answers(serving_path, answers)
-        history = history_fingerprint(project)
-        history_changed = serving_meta.get("history", history) != history  # edited since it was indexed
-        reindex = index_changes(serving_path, project)
+        gone, history_changed, reindex = index_behind(project, serving_path, answers)
         if gone or history_changed or reindex:
             # Not for one more minute of training: the customers' answers must not be shown while the candidate
             # trains, nor for good if the run then fails, and an answer corrected in history.jsonl is given as it
@@ -402,17 +399,35 @@ def gone_answers(serving_path: Path, answers: list[Answer]) -> list[str]:
     return [a.id for a in indexed if a.source == "agent" and (a.id, a.text) not in kept]
 
 
-def without_gone_answers(project: Project, registry: Registry, name: str) -> str | None:
-    """For ``bot rollback``, under the registry lock: version ``name`` may index agent answers the store has
-    lost since (a purged conversation's, or one redaction or :func:`~dialogues.export.about_one_case` now
-    leaves out), which serving it would show again. Then a version with its classifier and the store's
-    answers is made and promoted, and its name returned; else None, and ``name`` serves as it is."""
+def index_behind(project: Project, version: Path, answers: list[Answer]) -> tuple[list[str], bool, list[str]]:
+    """What version folder ``version``'s index serves that an index refresh mends, as `bot retrain` and `bot
+    rollback` both ask: the agent answers it holds that the store no longer has (:func:`gone_answers`), whether
+    history.jsonl or history.csv changed since it was indexed, and bot.yml's retrieval settings it was built
+    otherwise (:func:`index_changes`)."""
+    history = history_fingerprint(project)
+    return (gone_answers(version, answers), read_meta(version).get("history", history) != history,
+            index_changes(version, project))
+
+
+def store_answers(project: Project) -> list[Answer]:
+    """The agent answers the store has now, as an index holds them."""
     data, _ = read_store(project, traffic=False)  # a rollback trains nothing
-    answers = agent_answers(data, project)
-    if not gone_answers(registry.path(name), answers):
+    return agent_answers(data, project)
+
+
+def with_index_refreshed(project: Project, registry: Registry, name: str) -> str | None:
+    """For ``bot rollback``, under the registry lock: version ``name``'s index may hold agent answers the store
+    has lost since (a purged conversation's, or one redaction or :func:`~dialogues.export.about_one_case` now
+    leaves out), which serving it would show again, or history answers and retrieval settings since edited
+    (:func:`index_behind`). Then a version with its classifier and an index refreshed as `bot retrain` refreshes
+    one is made and promoted, and its name returned; else None, and ``name`` serves as it is."""
+    answers = store_answers(project)
+    _, _, reindex = behind = index_behind(project, registry.path(name), answers)
+    if not any(behind):
         return None
     # What the next retrain counts as new stays what it would be without the refresh: newer labels are not learnt.
-    return refresh_index(registry, name, answers, project, last_finished(registry, name).meta.get("learned_through", {}))
+    return refresh_index(registry, name, answers, project, last_finished(registry, name).meta.get("learned_through", {}),
+                         rebuild=bool(reindex))
 
 
 def _ways_on(project: Project, last: Version, serving_name: str) -> str:

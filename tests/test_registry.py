@@ -597,7 +597,7 @@ def test_a_rollback_does_not_hold_the_checked_model_while_it_derives_the_index(
     shutil.copytree(root / "models" / "v0001", root / "models" / "v0002")
     Registry(root / "models").promote("v0002")  # a rollback to the serving version loads and derives nothing
     loaded: list[weakref.ref[NLU]] = []
-    load, derive = NLU.load.__func__, bot.retrain.without_gone_answers  # type: ignore[attr-defined]
+    load, derive = NLU.load.__func__, bot.retrain.with_index_refreshed  # type: ignore[attr-defined]
 
     def recorded_load(cls: type[NLU], *args: Any, **kwargs: Any) -> NLU:
         nlu = load(cls, *args, **kwargs)
@@ -613,7 +613,7 @@ def test_a_rollback_does_not_hold_the_checked_model_while_it_derives_the_index(
         return derive(*args)
 
     monkeypatch.setattr(NLU, "load", classmethod(recorded_load))
-    monkeypatch.setattr(bot.retrain, "without_gone_answers", checked_derive)
+    monkeypatch.setattr(bot.retrain, "with_index_refreshed", checked_derive)
     result = CliRunner().invoke(cli, ["rollback", str(root), "v0001"])
     assert result.exit_code == 0 and derived == ["v0001"], result.output
 

@@ -608,6 +608,32 @@ def test_a_rollback_to_the_serving_version_says_nothing_changed(bot_dir: Path, m
     assert Registry(bot_dir / "models").current() == "v0001"
 
 
+def test_a_rollback_to_the_serving_version_leaves_out_the_answers_purged_since(bot_dir: Path) -> None:
+    """It said "nothing changed" and went on serving a purged conversation's agent answer, which a rollback to any
+    other version leaves out, as `bot retrain` does; and one after history.jsonl changed served its old answers."""
+    from bot.nlu import NLU
+
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    log_turns(store, ["my parcel never showed up"], conversation="lost")
+    store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
+    store.close()
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).version == "v0002"
+    store = Store(bot_dir / "dialogues.db")
+    store.purge("lost")
+    store.close()
+
+    result = CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0002"])
+    assert result.exit_code == 0, result.output
+    assert "v0003 serves v0002's classifier with it." in result.output and "Now serving v0003 (was v0002)" in result.output
+    assert not [i for i in NLU.load(bot_dir / "models" / "v0003").index.ids if i.startswith("agent:")]
+    assert "v0003 serves already; nothing changed." in CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0003"]).output
+    with (bot_dir / "history.jsonl").open("a") as history:
+        history.write(json.dumps({"question": "do you ship to Iceland?", "answer": "Yes, in 5 days.",
+                                  "intent": "track_order"}) + "\n")
+    assert "Now serving v0004 (was v0003)" in CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0003"]).output
+
+
 def test_retrain_trains_from_the_base_model_when_model_base_changes(bot_dir: Path, tmp_path: Path) -> None:
     """model.base changed in bot.yml, a retrain warm-started from the serving model's encoder, the old
     base, and recorded the new one in meta.json: `bot info` named a model the classifier was not."""
@@ -1171,7 +1197,8 @@ def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Pat
     assert result.exit_code == 0, result.output
     third = registry.current()
     assert promoted == [third] and third not in (first, second)
-    assert f"{first}'s index holds agent answers the store no longer has" in result.output
+    assert f"{first}'s index is refreshed as `bot retrain` refreshes one" in result.output
+    assert f"{third} serves {first}'s classifier with it, {first} never." in result.output
     assert f"Now serving {third} (was {second})" in result.output
     assert not [i for i in NLU.load(registry.path(third)).index.ids if i.startswith("agent:")]
 
