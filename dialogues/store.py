@@ -1145,7 +1145,10 @@ class Store:
             self.db.conn.close()
             if self._serving is not None:  # after the last write: what this server kept is another's to answer now
                 self._serving.release()
-                Path(self._serving.lock_file).unlink(missing_ok=True)
+                # A disk turned read-only keeps the file, which the next server removes (_forget_gone_servers): the
+                # error ended `bot serve`'s stop with status 1, a failure to its service manager, after a clean stop.
+                with contextlib.suppress(OSError):
+                    Path(self._serving.lock_file).unlink(missing_ok=True)
                 self._serving = None
 
     # --- conversations ------------------------------------------------------------------------

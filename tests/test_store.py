@@ -271,6 +271,31 @@ def test_a_kept_platform_message_waits_until_its_answer_is_delivered(tmp_path: P
     store.close()
 
 
+def test_a_server_stops_cleanly_on_a_disk_turned_read_only_and_the_next_removes_its_lock_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock file a server could not delete as it stopped ended `bot serve` with status 1 and "Error: …lock:
+    Read-only file system", a failed stop to its service manager."""
+    path = tmp_path / "dialogues.db"
+    stopping = Store(path)
+    stopping.serve()
+    lock = Path(stopping._serving.lock_file)  # type: ignore[union-attr]
+    unlink = Path.unlink
+
+    def read_only(self: Path, missing_ok: bool = False) -> None:
+        if self == lock:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        unlink(self, missing_ok)
+
+    with monkeypatch.context() as disk:
+        disk.setattr(Path, "unlink", read_only)
+        stopping.close()
+    assert lock.exists()
+    following = Store(path)
+    following.serve()
+    assert not lock.exists()
+    following.close()
+
+
 def test_an_answer_logged_and_not_sent_is_sent_by_the_next_server_as_logged(tmp_path: Path) -> None:
     """A server stopped while the platform had not taken an answer yet lost it: the row was settled at the log."""
     path = tmp_path / "dialogues.db"
