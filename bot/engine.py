@@ -99,7 +99,7 @@ class Bot:
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-reads")
         self._read_store: Store | None = None
         self.metrics = Metrics()
-        self.refusals = StoreRefusals()  # requests the store could not write for, said in the log once a bout
+        self.refusals = StoreRefusals(store.path if store is not None else None)  # requests the store could not write for, said in the log once a bout
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
                            lambda: self.nlu.version)
         if store is not None:

@@ -576,6 +576,20 @@ def _no_space(path: Path, exc: BaseException) -> bool:
         "disk I/O" in str(exc) and _free_bytes(path) < LOW_SPACE_BYTES)
 
 
+def unwritable_advice(path: Path, exc: BaseException) -> str:
+    """What to do about the store at ``path`` that cannot write (:func:`cannot_write`), for the log: SQLite says the
+    same "disk I/O error" for a full disk, one the kernel turned read-only after an error and a failing one, and the
+    log of a server refusing every customer said no more. Empty for a lock held, which the log says apart."""
+    if _no_space(path, exc):
+        return f"free some space on the disk of {path}"
+    if "readonly" in str(exc):
+        return f"make {path}, its -wal and -shm files and its folder this user's to write again"
+    if "disk I/O" in str(exc):
+        return (f"check the disk of {path}: `dmesg` says whether the kernel made it read-only after an error "
+                "(`mount` then shows ro or emergency_ro), to repair with the server stopped")
+    return ""
+
+
 def cannot_open(path: Path, exc: sqlite3.Error, reading: bool = False) -> StoreError:
     if _no_space(path, exc):
         return StoreError(f"{path}: cannot read it ({exc}): SQLite must create {path.name}-shm beside it to read the "

@@ -20,6 +20,7 @@ import time
 import uuid
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from collections.abc import AsyncIterator
 from typing import Any, Callable
 
@@ -30,7 +31,7 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 import bot.server as serving
-from bot.channels.base import BackgroundTasks, normalise, readable
+from bot.channels.base import BackgroundTasks, StoreRefusals, normalise, readable
 from bot.channels.slack import slack_signature
 from bot.channels.web import ChatRequest
 from bot.cli import cli
@@ -646,10 +647,29 @@ async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Ca
     said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
     assert said[0] == ("ERROR", "POST /api/chat: the conversation store cannot write: attempt to write a readonly "
                                 "database (every request that writes is refused until it can; said once, and again "
-                                "when it does)")
+                                f"when it does): make {bot.store.path}, its -wal and -shm files and its folder this "
+                                "user's to write again")
     assert said[1][0] == "WARNING" and said[1][1].startswith("the conversation store writes again: 4 requests refused "
                                                              "since ")
     assert len(said) == 2
+
+
+@pytest.mark.parametrize(("error", "free", "advice"), [
+    ("disk I/O error", 10**9, "check the disk of {path}: `dmesg` says whether the kernel made it read-only after an "
+                              "error (`mount` then shows ro or emergency_ro), to repair with the server stopped"),
+    ("disk I/O error", 0, "free some space on the disk of {path}"),
+    ("database or disk is full", 10**9, "free some space on the disk of {path}"),
+])
+def test_the_log_says_what_to_do_about_a_store_that_cannot_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, error: str, free: int,
+        advice: str) -> None:
+    """A disk the kernel turned read-only after an error, a full one and a failing one are each SQLite's "disk I/O
+    error", and the line of a server refusing every customer said no more, nor what to do."""
+    monkeypatch.setattr("dialogues.store.shutil.disk_usage", lambda path: SimpleNamespace(free=free))
+    path = tmp_path / "dialogues.db"
+    StoreRefusals(path).refused_one("POST /api/chat", sqlite3.OperationalError(error))
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert line.endswith(f"said once, and again when it does): {advice.format(path=path)}"), line
 
 
 def _invalid_model() -> ValidationError:

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from importlib.metadata import version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
@@ -30,6 +31,7 @@ from aiohttp import web
 
 from bot.language import Language, Script, Text, blank, chinese_script, kept_script, mostly_written_in
 from bot.project import ProjectError, valid_unicode
+from dialogues.store import unwritable_advice
 from retrieval.text import normalise as normalise  # re-exported: the engine and every channel normalise with it
 
 if TYPE_CHECKING:
@@ -408,7 +410,8 @@ class StoreRefusals:
     once it writes again, with how many were refused. A line each, thousands a minute on a busy bot, filled a log
     kept on the full disk itself, where most were lost, and nothing said when it had ended."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path  # the store's, to say what to do (:func:`~dialogues.store.unwritable_advice`)
         self.reason: str | None = None  # why the store could not write, while requests are refused
         self.since = 0.0
         self.refused = 0
@@ -416,8 +419,9 @@ class StoreRefusals:
     def refused_one(self, where: str, exc: Exception) -> None:
         """A request refused at ``where`` (``POST /api/chat``) because the store raised ``exc``."""
         if str(exc) != self.reason:
+            advice = unwritable_advice(self.path, exc) if self.path is not None else ""
             log.error("%s: the conversation store cannot write: %s (every request that writes is refused until it "
-                      "can; said once, and again when it does)", where, exc)
+                      "can; said once, and again when it does)%s", where, exc, f": {advice}" if advice else "")
             if self.reason is None:
                 self.since = time.time()
             self.reason = str(exc)
