@@ -582,12 +582,27 @@ def unwritable_advice(path: Path, exc: BaseException) -> str:
     log of a server refusing every customer said no more. Empty for a lock held, which the log says apart."""
     if _no_space(path, exc):
         return f"free some space on the disk of {path}"
+    if ("readonly" in str(exc) or "disk I/O" in str(exc)) and _read_only_disk(path):
+        return f"the disk of {path} is read-only: {READ_ONLY_DISK_ADVICE}"
     if "readonly" in str(exc):
         return f"make {path}, its -wal and -shm files and its folder this user's to write again"
     if "disk I/O" in str(exc):
-        return (f"check the disk of {path}: `dmesg` says whether the kernel made it read-only after an error "
-                "(`mount` then shows ro or emergency_ro), to repair with the server stopped")
+        return f"check the disk of {path} (`dmesg`)"
     return ""
+
+
+READ_ONLY_DISK_ADVICE = ("`dmesg` says whether the kernel made it so after an error (`mount` then shows ro or "
+                         "emergency_ro), to repair with the server stopped")
+
+
+def _read_only_disk(path: Path) -> bool:
+    """Whether the disk of ``path``'s folder refuses every write: mounted read-only, or made so by the kernel after an
+    error (ext4's emergency_ro, which `mount` lists as rw and the file's permissions hide: only a write tells)."""
+    try:
+        with tempfile.TemporaryFile(dir=path.resolve().parent):
+            return False
+    except OSError as exc:
+        return exc.errno == errno.EROFS
 
 
 def cannot_open(path: Path, exc: sqlite3.Error, reading: bool = False) -> StoreError:
@@ -595,6 +610,8 @@ def cannot_open(path: Path, exc: sqlite3.Error, reading: bool = False) -> StoreE
         return StoreError(f"{path}: cannot read it ({exc}): SQLite must create {path.name}-shm beside it to read the "
                           "log a server left; free some space on its disk" if reading else
                           f"{path}: cannot write it ({exc}): free some space on its disk")
+    if _read_only_disk(path):
+        return StoreError(f"{path}: cannot open it ({exc}): its disk is read-only; {READ_ONLY_DISK_ADVICE}")
     if "disk I/O" in str(exc):
         return StoreError(f"{path}: cannot open it ({exc}): its disk failed to read or write it; check the disk")
     if "locked" in str(exc):  # another process's transaction outlasted the busy timeout

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import shutil
 import socket
@@ -41,7 +43,7 @@ from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, mounted
 from bot.project import LimitsConfig, load_project
 from bot.server import BOT, create_app, load_serving_model
-from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, cannot_write
+from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, cannot_write
 from finetune.classifier import FILES
 from finetune.registry import Registry
 from tests.conftest import REPO, configured_copy
@@ -655,8 +657,7 @@ async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Ca
 
 
 @pytest.mark.parametrize(("error", "free", "advice"), [
-    ("disk I/O error", 10**9, "check the disk of {path}: `dmesg` says whether the kernel made it read-only after an "
-                              "error (`mount` then shows ro or emergency_ro), to repair with the server stopped"),
+    ("disk I/O error", 10**9, "check the disk of {path} (`dmesg`)"),
     ("disk I/O error", 0, "free some space on the disk of {path}"),
     ("database or disk is full", 10**9, "free some space on the disk of {path}"),
 ])
@@ -670,6 +671,32 @@ def test_the_log_says_what_to_do_about_a_store_that_cannot_write(
     StoreRefusals(path).refused_one("POST /api/chat", sqlite3.OperationalError(error))
     [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert line.endswith(f"said once, and again when it does): {advice.format(path=path)}"), line
+
+
+@pytest.mark.parametrize("error", ["disk I/O error", "attempt to write a readonly database"])
+def test_a_disk_the_kernel_made_read_only_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture, error: str) -> None:
+    """ext4 turns a disk read-only after an error (emergency_ro) while `mount` lists it as rw and the files keep their
+    permissions: `bot serve` then said the store "must be a file this user can read and write", and the log of a
+    serving one nothing, where chmod mends nothing."""
+    def read_only_disk(*args: Any, **kwargs: Any) -> Any:  # only a write tells
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    path = tmp_path / "dialogues.db"
+    Store(path).close()
+    monkeypatch.setattr("dialogues.store.tempfile.TemporaryFile", read_only_disk)
+    advice = ("`dmesg` says whether the kernel made it so after an error (`mount` then shows ro or emergency_ro), to "
+              "repair with the server stopped")
+    StoreRefusals(path).refused_one("POST /api/chat", sqlite3.OperationalError(error))
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert line.endswith(f"when it does): the disk of {path} is read-only: {advice}"), line
+
+    def refused(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        raise sqlite3.OperationalError(error)
+
+    monkeypatch.setattr("dialogues.store.sqlite3.connect", refused)
+    with pytest.raises(StoreError, match=re.escape(f"cannot open it ({error}): its disk is read-only; {advice}")):
+        Store(path)
 
 
 def _invalid_model() -> ValidationError:
