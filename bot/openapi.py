@@ -282,7 +282,8 @@ class TranscriptTurn(_Body):
                                          "their vote on it (redacted as their messages are)")
     author: str | None = Field(..., description="an agent's name, when the agent gave one")
     undelivered: bool = Field(..., description="a reply (an agent's, or the bot's on Slack or WeCom) the customer's "
-                              "platform refused or could not be reached for")
+                              "platform refused or could not be reached for, or a bot's answer not sent as its customer "
+                              "deleted the message it answered first")
     buttons: list[Button] = Field(..., description="the buttons a bot reply offered (an action's reply may be buttons "
                                   "alone, with an empty text)")
     custom: list[Any] = Field(..., description="the custom payloads a bot reply passed on to the web chat's page (a "

@@ -1483,7 +1483,19 @@ class Store:
             for turn_id, role in turns:  # an agent's words are kept as written (add_message)
                 self._change_turn(turn_id, role, None if text is None else (raw_text or text, None) if role == "agent"
                                   else self._stored_texts(text, raw_text))
+            if text is None and any(role == "user" for _, role in turns):
+                self._withdraw_answer(key)
             return len(turns)
+
+    def _withdraw_answer(self, key: str) -> None:
+        """Settle the kept message with ``key``, deleted by its customer, whose answer is logged and not yet sent (it
+        waits its turn behind the platform's pacing, or for the next server, :meth:`adopt`), and mark that answer
+        undelivered: it is not sent (:meth:`owed`), as a reply under a message that is gone answers nothing."""
+        owed = self.db.execute("SELECT id, reply_turn FROM pending WHERE key = ? AND answered IS NULL "
+                               "AND reply_turn IS NOT NULL", [key]).fetchone()
+        if owed is not None:
+            self.db.execute(_SETTLE, [now(), owed[0]])
+            self.db.execute(_UNDELIVERED, [owed[1]])
 
     def _change_turn(self, turn_id: int, role: str, texts: tuple[str, str | None] | None) -> None:
         """Give a customer's or an agent's turn the ``texts`` its message was edited to (as :meth:`_stored_texts` gives
@@ -1535,6 +1547,13 @@ class Store:
         """Settle a kept message whose answer the platform took, or refused for good (marked undelivered)."""
         with self._lock:
             self.db.execute(_SETTLE, [now(), pending_id])
+
+    def owed(self, pending_id: int) -> bool:
+        """Whether the answer to the kept message ``pending_id`` is still to be sent: not once the platform took it, nor
+        once its customer deleted the message (:meth:`replace_message`) or the conversation was purged."""
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM pending WHERE id = ? AND answered IS NULL",
+                                   [pending_id]).fetchone() is not None
 
     def answered(self, pending_id: int) -> None:
         """Forget a kept message whose turn failed: answered again by the next server, it would fail again.

@@ -574,6 +574,35 @@ async def test_a_message_deleted_before_its_answer_goes_out_is_not_answered(
     assert not bot.store.db.execute("SELECT 1 FROM pending WHERE answered IS NULL").fetchall()  # not owed at a restart
 
 
+async def test_an_answer_queued_behind_slacks_pacing_is_not_posted_once_its_message_is_deleted(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """Slack takes about one post a second in a channel, so an answer waits behind the one before it: a customer who
+    deleted their message meanwhile (their card number sent by mistake, say) still got a reply to nothing. Its
+    transcript says the answer was not delivered, and nothing is owed to them at a restart."""
+    bot = logging_bot(tmp_path)
+    channel = make_channel(bot, slack_api.url)
+    client = await client_of(aiohttp_client, channel)
+    first, second = f"{time.time():.6f}", f"{time.time() + 1:.6f}"
+    slack_api.limits.append("1")  # the first answer waits a second for its turn, the second behind it
+    await post(client, event("Ev1", "where is my parcel?", ts=first))
+    await post(client, event("Ev2", "my card is 4929 1234 5678 9012", ts=second))
+    cid = f"slack:T1:C1:{second}"
+    while len(bot.store.history(cid)) < 2:  # answered, and waiting its turn to be posted
+        await asyncio.sleep(0.01)
+    assert slack_api.posts == []
+    await post(client, event("Ev3", "", subtype="message_deleted", ts=f"{time.time():.6f}", deleted_ts=second,
+                             hidden=True))
+    while not slack_api.posts:  # the first answer, posted once its second passed
+        await asyncio.sleep(0.01)
+    await channel.close()
+    assert [p["thread_ts"] for p in slack_api.posts] == [first]
+    assert [(t["role"], t["text"], t["undelivered"]) for t in bot.store.transcript(cid)["turns"]] == [
+        ("user", "[deleted]", False), ("bot", bot.text, True)]
+    assert bot.store.conversation(cid)["status"] == "open"
+    assert not bot.store.db.execute("SELECT 1 FROM pending WHERE answered IS NULL").fetchall()
+    bot.store.close()
+
+
 async def test_oversize_body_is_413(slack: SimpleNamespace) -> None:
     assert (await post(slack.client, event(text="x" * MIN_EVENT_BYTES))).status == 413
 
@@ -866,6 +895,41 @@ async def test_an_actions_text_after_its_blocks_is_posted_after_them_by_the_next
                                   messages=[{"text": "Our mugs:"}, {"custom": divider}, {"text": "Anything else?"}])
     assert [(posted["text"], [block["type"] for block in posted["blocks"]]) for posted in slack.posts] == [
         ("Our mugs:", ["markdown"]), ("", ["divider"]), ("Anything else?", ["markdown"])]
+
+
+@pytest.mark.parametrize("before_the_restart", [True, False])
+async def test_an_answer_owed_at_a_restart_is_not_posted_once_its_message_is_deleted(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, before_the_restart: bool) -> None:
+    """An answer a stopped server logged and did not send was posted by the next server after its customer had deleted
+    the message: their deletion reached the stopping server, or the next one while the answer waited its turn there."""
+    sent = f"{time.time():.6f}"
+    cid, key = f"slack:T1:C1:{sent}", f"slack:ts:C1:{sent}"
+    gone = Store(tmp_path / "dialogues.db")
+    gone.serve()
+    kept = gone.receive(key, cid, "slack", "U1", "my card is 4929 1234 5678 9012", {})
+    gone.log_exchange(Exchange(cid, "slack", "U1", "my card is 4929 1234 5678 9012", None, "Thanks, noted.", None, 0.9,
+                               [], "fallback", "v0001", pending_id=kept))
+    if before_the_restart:
+        gone.replace_message(cid, key, None, None, True)
+    gone.close()  # stopped before Slack took the answer
+    bot = FakeBot()
+    bot.store = store = Store(tmp_path / "dialogues.db")
+    store.serve()
+    channel = make_channel(bot, slack_api.url)
+    client = await client_of(aiohttp_client, channel)
+    slack_api.limits.append("1")  # another thread's answer holds the channel for a second
+    other = asyncio.create_task(channel.send(f"slack:T1:C1:{TS}", "Your parcel left today."))
+    for owed in store.adopt(["slack"]):
+        channel.redeliver(owed)
+    await post(client, event("Ev2", "", subtype="message_deleted", ts=f"{time.time():.6f}", deleted_ts=sent,
+                             hidden=True))
+    await other
+    await channel.close()
+    assert [p["text"] for p in slack_api.posts] == ["Your parcel left today."]
+    assert [(t["text"], t["undelivered"]) for t in store.transcript(cid)["turns"]] == [
+        ("[deleted]", False), ("Thanks, noted.", True)]
+    assert store.conversation(cid)["status"] == "open" and store.adopt(["slack"]) == []
+    store.close()
 
 
 def test_block_kit_limits() -> None:
@@ -1259,7 +1323,8 @@ async def test_a_stopping_server_leaves_a_send_it_would_retry_to_the_next_one(sl
     """Waiting to try again held the shutdown up; the owed answer stays owed, for the next server to send."""
     bot, settled, marked = FakeBot(), [], []
 
-    bot.store = SimpleNamespace(delivered=settled.append, undelivered=marked.append, conversation=lambda _id: None)
+    bot.store = SimpleNamespace(delivered=settled.append, undelivered=marked.append, conversation=lambda _id: None,
+                                owed=lambda _id: True)
     channel = make_channel(bot, slack_api.url)
     slack_api.down.extend([503] * 3)
     channel.redeliver({"id": 7, "conversation_id": f"slack:T1:C1:{TS}", "reply_turn": 42, "reply": "It left today.",

@@ -120,6 +120,11 @@ class Stopping(DeliveryError):
     undelivered, as any other failure."""
 
 
+class Withdrawn(DeliveryError):
+    """The customer deleted the message an answer was for before it went out (it waited its turn behind the
+    platform's pacing, or for the next server): nothing went out, and nothing is owed (``Store.replace_message``)."""
+
+
 class MaybeDelivered(DeliveryError):
     """The platform took the request and never said whether the message went out (a timeout, a 500 or a 504,
     :data:`MAYBE_SENT`, the connection closed before the answer, :data:`UNANSWERED`), or a long message's later
@@ -661,7 +666,7 @@ class PlatformChannel(Channel):
         failed: Exception | None = None
         try:
             await sending
-        except Stopping:  # owed still: the next server sends it
+        except (Stopping, Withdrawn):  # owed still, the next server to send it; or owed no more
             return
         except Exception as exc:  # not a cancellation
             failed = exc
@@ -693,7 +698,14 @@ class PlatformChannel(Channel):
         script = chinese_script(said, kept_script(await self.conversation_slots(kept["conversation_id"])))
         await self.deliver(kept["conversation_id"], kept["reply_turn"], self.send(
             kept["conversation_id"], text, role="bot", buttons=buttons, custom=kept.get("custom", []),
-            parts=parts_of(kept.get("messages", [])), language=mostly_written_in(said), script=script), kept["id"])
+            parts=parts_of(kept.get("messages", [])), language=mostly_written_in(said), script=script,
+            answering=kept["id"]), kept["id"])
+
+    async def still_owed(self, pending_id: int | None) -> bool:
+        """Whether the answer to the kept message ``pending_id`` (None: no kept message) is still to go out, checked
+        as it is about to: its customer may have deleted the message while it waited (``Store.owed``)."""
+        store = self.bot.store
+        return pending_id is None or store is None or await self.bot._store(store.owed, pending_id)
 
     @property
     def session(self) -> aiohttp.ClientSession:

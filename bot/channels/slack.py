@@ -32,9 +32,9 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT, DeliveryError, MaybeDelivered,
-                               PlatformChannel, Stopping, TryAgain, Turn, api_base, api_result, failure, handed_over,
-                               http_error, is_fresh, load_json, message_pieces, normalise, read_body, readable,
-                               same_secret, send_pieces, signed, with_attached)
+                               PlatformChannel, Stopping, TryAgain, Turn, Withdrawn, api_base, api_result, failure,
+                               handed_over, http_error, is_fresh, load_json, message_pieces, normalise, read_body,
+                               readable, same_secret, send_pieces, signed, with_attached)
 from bot.language import LANGUAGES, SLOT, kept_script, mostly_written_in, say
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
@@ -666,7 +666,7 @@ class SlackChannel(PlatformChannel):
         if (reply.text or reply.buttons or reply.custom) and reply.source != "silent":
             await self.deliver(turn.conversation_id, reply.turn_id, self.send(
                 turn.conversation_id, reply.text, buttons=reply.buttons, custom=reply.custom,
-                thread=turn.metadata.get("answer_in"), parts=reply.parts), turn.pending_id)
+                thread=turn.metadata.get("answer_in"), parts=reply.parts, answering=turn.pending_id), turn.pending_id)
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``, or into
@@ -675,7 +675,8 @@ class SlackChannel(PlatformChannel):
         in several where they pass Slack's limit (:func:`posts`); their ``attachments``
         (:func:`~bot.responses.slack_attachments`) go under the last. An action's ``parts`` (its messages, where a
         text follows a payload: :attr:`~bot.channels.base.Reply.parts`) are posted each on its own, in order, as
-        Rasa's Slack channel posts them, the buttons under the last."""
+        Rasa's Slack channel posts them, the buttons under the last. An answer to the kept message ``answering`` is
+        not posted once its customer deleted that message (:class:`~bot.channels.base.Withdrawn`)."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
         thread_ts = kwargs.get("thread") or thread_ts
         if prefix != self.name:
@@ -699,6 +700,8 @@ class SlackChannel(PlatformChannel):
             # as the sessions close. It is cut short, as a retry is, and the agent is told.
             if queued and self._stopping.is_set() and kwargs.get("role") == "agent":
                 raise Stopping(f"{self.name}: the server is stopping")
+            if not await self.still_owed(kwargs.get("answering")):  # deleted while the answer waited its turn
+                raise Withdrawn(f"{self.name}: the message it answers was deleted")
             await send_pieces(messages, post, SlackMaybePosted)
 
     def _messages(self, conversation_id: str, thread_ts: str, text: str, buttons: list[dict[str, str]],
