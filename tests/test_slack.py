@@ -389,6 +389,30 @@ async def test_overlong_message_is_cut(aiohttp_client: Any, slack_api: SimpleNam
     assert bot.turns[0].text == "y" * 10
 
 
+async def test_slacks_requests_refused_for_another_secret_or_a_clock_off_are_said_in_the_log(
+        aiohttp_client: Any, slack: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """Slack's check of the Request URL, then every event, got a 401 when signing_secret held another of the app's
+    secrets, or when the server's clock was minutes off: the log said nothing, and the admin had Slack's "Your URL
+    didn't respond" alone. One warning a minute says which; a request without Slack's signature says nothing."""
+    verification = {"type": "url_verification", "token": "x", "challenge": "3eZbrw1aBm2rZ"}
+    for _ in range(3):
+        assert (await post(slack.client, verification, secret="the-client-secret")).status == 401
+    assert (await slack.client.post("/slack/events", json=verification)).status == 401
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "Slack's request to /slack/events was refused (401): its signature is not made with channels.slack.signing_secret "
+        "(or DESKBOT_SLACK_SIGNING_SECRET): if every request of Slack's is refused so, set it to the app's Signing Secret "
+        "(Basic Information, App Credentials), not its Client Secret or Verification Token"]
+    caplog.clear()
+    behind = make_channel(FakeBot(), slack.api.url)  # another server, whose clock is 7 minutes behind Slack's
+    client = await client_of(aiohttp_client, behind)
+    assert (await post(client, verification, timestamp=str(int(time.time()) + 420))).status == 401
+    await behind.close()
+    [clock] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert re.fullmatch(r"Slack's request to /slack/events was refused \(401\): it was signed 4[12]\d s after the time "
+                        r"of this server's clock, more than the 300 s allowed: if every request of Slack's is refused "
+                        r"so, set this server's clock right \(NTP\)", clock), clock
+
+
 async def test_silent_reply_sends_nothing(slack: SimpleNamespace) -> None:
     slack.bot.text, slack.bot.source = "", "silent"
     await post(slack.client, event())

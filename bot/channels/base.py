@@ -66,15 +66,21 @@ def same_secret(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
+def skew(timestamp: str, now: float) -> float | None:
+    """How many seconds ``now`` is past a platform's signed ``timestamp`` (Unix seconds); None when it is none."""
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:  # int() also reads " 1_7", "١٧"
+        return None  # and "9" * 400, whose difference from a float overflows
+    return now - int(timestamp)
+
+
 def is_fresh(timestamp: str, now: float) -> bool:
     """True when a platform's signed ``timestamp`` (Unix seconds) is within ``MAX_SKEW_S`` of ``now``.
 
     A signature proves who sent a request, not when: without this window a captured request could
     be replayed once the duplicate filter has forgotten it (after a restart, say).
     """
-    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:  # int() also reads " 1_7", "١٧"
-        return False  # and "9" * 400, whose difference from a float overflows
-    return abs(now - int(timestamp)) <= MAX_SKEW_S
+    off = skew(timestamp, now)
+    return off is not None and abs(off) <= MAX_SKEW_S
 
 
 @dataclass
