@@ -492,6 +492,24 @@ async def test_a_picture_sent_alone_is_answered_with_the_hint_or_shown_to_the_ag
     bot.store.close()
 
 
+async def test_a_message_shared_without_words_is_answered_with_the_hint(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A customer who shared a Slack message with the bot (an error a colleague posted, say) without a word of their
+    own heard nothing back: its text is empty, the shared message an attachment. As for a file, the bot asks for
+    words, and the transcript notes the "[link]" beside a shared message's words."""
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path)
+    shared = [{"is_share": True, "is_msg_unfurl": True, "channel_id": "C9", "ts": "1699999999.000001",
+               "author_id": "U7", "text": "Payment failed: card declined", "fallback": "[Payment failed]"}]
+    await post(client, event("Ev1", "", attachments=shared, channel="D1", channel_type="im"))
+    await post(client, event("Ev2", "why did this fail?", attachments=shared, channel="D1", channel_type="im",
+                             ts="1700000001.000200"))
+    await channel.close()
+    assert [(t.text, t.attached) for t in bot.turns] == [("why did this fail?", "[link]")]
+    assert [p["text"] for p in slack_api.posts] == ["Sorry, I can only read text messages. Please type your question.",
+                                                    bot.text]
+    bot.store.close()
+
+
 def logging_bot(tmp_path: Path, held: asyncio.Event | None = None) -> FakeBot:
     """A bot on a real store that logs each exchange with the message it answers, as the engine does; once ``held``
     is set, where one is given (the engine still working on the message meanwhile)."""

@@ -325,13 +325,15 @@ def from_support_team(payload: dict[str, Any], event: dict[str, Any]) -> bool:
 
 
 def sent_kind(event: dict[str, Any]) -> str:
-    """What a message's files are, in :data:`~dialogues.holding.SENT`'s words: ``image`` when all are pictures,
-    else ``file``; empty when it has none."""
-    given = event.get("files")
+    """What came with a message that the bot cannot read, in :data:`~dialogues.holding.SENT`'s words: its files,
+    ``image`` when all are pictures, else ``file``; else ``link`` for a Slack message it shares (an attachment marked
+    ``is_share`` or ``is_msg_unfurl``, whose words are someone else's); empty when nothing came."""
+    given, attached = event.get("files"), event.get("attachments")
     files = [_object(file) for file in given] if isinstance(given, list) else []
-    if not files:
-        return ""
-    return "image" if all(_string(f.get("mimetype")).startswith("image/") for f in files) else "file"
+    if files:
+        return "image" if all(_string(f.get("mimetype")).startswith("image/") for f in files) else "file"
+    attachments = [_object(a) for a in attached] if isinstance(attached, list) else []
+    return "link" if any(a.get("is_share") or a.get("is_msg_unfurl") for a in attachments) else ""
 
 
 def file_note(event: dict[str, Any], text: str) -> str:
@@ -479,9 +481,9 @@ class SlackChannel(PlatformChannel):
         # Slack has already been told 200, so an over-long message is cut rather than refused.
         text = self._strip_mentions(_string(event.get("text")))[: self.max_message_chars]
         if not readable(text):
-            if not (event.get("subtype") == "file_share" and sent_kind(event)):
+            if not sent_kind(event):
                 return None
-            text = ""  # files alone, which the bot cannot read (:meth:`_unread`)
+            text = ""  # files alone, or a shared message, which the bot cannot read (:meth:`_unread`)
         team = installed_team(payload) or _string(event.get("team"))
         thread = _string(event.get("thread_ts")) or ts
         answer_in = dm_thread(channel, _string(event.get("thread_ts")))
@@ -645,10 +647,11 @@ class SlackChannel(PlatformChannel):
         return name
 
     async def _unread(self, request: web.Request, turn: Turn, kind: str) -> None:
-        """Answer files sent without a word (a screenshot) with ``UNREAD_HINT``, once and within the conversation's
-        limit, in its language and script: the customer heard nothing back. In a conversation handed to a person it
-        is recorded instead, as a customer's turn saying what came ("[picture]", :data:`~dialogues.holding.SENT`):
-        the agent learns of it, and no hint talks over them. WeCom's pictures are answered the same way."""
+        """Answer files sent without a word (a screenshot), or a Slack message shared so, with ``UNREAD_HINT``, once
+        and within the conversation's limit, in its language and script: the customer heard nothing back. In a
+        conversation handed to a person it is recorded instead, as a customer's turn saying what came ("[picture]",
+        :data:`~dialogues.holding.SENT`): the agent learns of it, and no hint talks over them. WeCom's pictures are
+        answered the same way."""
         conversation_id, key = turn.conversation_id, message_key(turn.metadata["channel"], turn.metadata["ts"])
         async with self._seen.claim(turn.seen) as first:
             if not first:
