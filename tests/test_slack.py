@@ -284,6 +284,19 @@ async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None
     assert len(slack.posts) == 1 and len(slack.bot.turns) == 1
 
 
+async def test_slacks_retries_are_said_in_the_log(slack: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """Slack sends an event again where deskbot did not answer it 200 within 3 seconds (down, restarting, failing):
+    deskbot answered it once and said nothing, and an admin asking why an answer came a minute late, or why Slack
+    turned the app's events off, found nothing in the log."""
+    await post(slack.client, event(), **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    await post(slack.client, event())  # a first delivery, coming later: not one Slack sent again
+    await slack.channel.close()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "Slack sent event Ev1 again (its retry 1, http_timeout): deskbot did not answer an earlier delivery with 200 "
+        "within 3 seconds (the server down or restarting, or an error); its message is answered once"]
+    assert len(slack.posts) == 1
+
+
 async def test_a_message_the_store_could_not_keep_is_answered_when_slack_retries(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """Its 500 makes Slack send it again, which was then taken for a duplicate: never stored, never answered.

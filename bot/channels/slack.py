@@ -356,6 +356,18 @@ def rate_limited(payload: dict[str, Any]) -> None:
               or "?", since)
 
 
+def said_retried(request: web.Request, payload: dict[str, Any]) -> None:
+    """Say in the log that Slack sent an event again (``X-Slack-Retry-Num``), and why (``X-Slack-Retry-Reason``):
+    deskbot did not answer an earlier delivery 200 in time, which made its answer late, and which Slack, past a
+    share of its deliveries, answers by holding the app's events back or turning them off."""
+    retry = request.headers.get("X-Slack-Retry-Num")
+    if retry:
+        log.warning("Slack sent event %s again (its retry %.8s, %.40s): deskbot did not answer an earlier delivery "
+                    "with 200 within 3 seconds (the server down or restarting, or an error); its message is answered "
+                    "once", _string(payload.get("event_id")) or "?", retry,
+                    request.headers.get("X-Slack-Retry-Reason", "no reason given"))
+
+
 class SlackAPIError(DeliveryError):
     """Slack's Web API answered with ``ok: false``, a non-2xx status, or kept rate-limiting."""
 
@@ -427,6 +439,7 @@ class SlackChannel(PlatformChannel):
         if payload.get("type") == "app_rate_limited":
             rate_limited(payload)
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
+            said_retried(request, payload)
             turn = self._turn(payload)
             if turn is None and payload["event"].get("subtype") in CHANGES:
                 await self._changed(payload)
