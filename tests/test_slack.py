@@ -342,6 +342,21 @@ async def test_mention_delivered_as_message_and_app_mention_answers_once(slack: 
     assert len(slack.posts) == 1
 
 
+async def test_a_mention_added_by_an_edit_is_answered_once(slack: SimpleNamespace) -> None:
+    """In a channel where the app hears mentions alone (``app_mention``, for a busy channel), a customer who forgot
+    the @mention and added it by an edit, as people do, heard nothing: the mention comes marked edited, and was taken
+    for a message answered already. A message answered already is not answered again for its edit."""
+    sent, answered = f"{time.time():.6f}", f"{time.time() - 1:.6f}"
+    edited = {"type": "app_mention", "edited": {"user": "U1", "ts": f"{time.time():.6f}"}}
+    await post(slack.client, event("Ev1", "<@UBOT> where is my refund?", ts=sent, **edited))
+    await post(slack.client, event("Ev2", "<@UBOT> where is my refund now?", ts=sent, **edited))  # edited again
+    await post(slack.client, event("Ev3", "how do I reset my password?", ts=answered))  # message.channels: answered
+    await post(slack.client, event("Ev4", "<@UBOT> how do I reset my password?", ts=answered, **edited))
+    await slack.channel.close()
+    assert [t.text for t in slack.bot.turns] == ["where is my refund?", "how do I reset my password?"]
+    assert [p["thread_ts"] for p in slack.posts] == [sent, answered]
+
+
 async def test_reply_in_an_existing_thread(slack: SimpleNamespace) -> None:
     await post(slack.client, event(text="and for the admin?", thread_ts="1699999999.000001"))
     await slack.channel.close()

@@ -268,6 +268,12 @@ def message_key(channel: str, ts: str) -> str:
     return f"slack:ts:{channel}:{ts}"
 
 
+def written_lately(ts: str) -> bool:
+    """Whether the message of Slack's ``ts`` was written within ``MAX_SKEW_S`` of now, which a platform message's
+    keys outlast (``RecentKeys``, ``Store.receive``): a redelivery, an edit or a deletion of it may still come."""
+    return is_fresh(ts.partition(".")[0], time.time())
+
+
 def retry_after(header: str | None) -> float:
     """Seconds to wait from a ``Retry-After`` header (Slack sends whole seconds); 1 if absent or odd."""
     try:
@@ -483,7 +489,10 @@ class SlackChannel(PlatformChannel):
         # as a thread reply also sent to the channel, or with a file attached.
         if event.get("subtype") not in CUSTOMER_SUBTYPES or event.get("bot_id") or user in self.own_user_ids:
             return None
-        if event.get("edited"):  # an edited message that mentions the bot comes again as an app_mention, plain
+        # An edited message that mentions the bot comes again as an app_mention, plain. Written minutes ago, it is
+        # answered unless its first delivery was (the keys below remember it): a mention added by an edit, where the
+        # app hears mentions alone. Older, those keys may have forgotten it, and it is not answered again.
+        if event.get("edited") and not written_lately(ts):
             return None
         if not (user and channel and ts):
             return None
@@ -617,7 +626,7 @@ class SlackChannel(PlatformChannel):
         team = installed_team(payload) or _string(message.get("team"))
         conversation_id = conversation_of(team, channel, _string(message.get("thread_ts")) or ts)
         key = message_key(channel, ts)
-        recent = is_fresh(ts.partition(".")[0], time.time())  # the bot may still be working on it, or not have it yet
+        recent = written_lately(ts)  # the bot may still be working on it, or not have it yet
         if text is None:
             await self.bot._store(store.replace_message, conversation_id, key, None, None, recent)
         else:
