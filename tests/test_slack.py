@@ -763,6 +763,21 @@ def test_from_settings_needs_secrets_and_env_overrides(monkeypatch: pytest.Monke
     assert [route.path for route in channel.routes()] == ["/slack/events", "/slack/interactions"]  # type: ignore[attr-defined]
 
 
+async def test_secrets_set_with_a_line_break_after_them_are_read_without_it(
+        aiohttp_client: Any, slack_api: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret put in the environment from a file (a Kubernetes secret made with --from-file, an env file saved on
+    Windows) ends in a line break: every request of Slack's got a 401, and every answer failed to be sent."""
+    monkeypatch.setenv("DESKBOT_SLACK_SIGNING_SECRET", SECRET + "\n")
+    monkeypatch.setenv("DESKBOT_SLACK_BOT_TOKEN", TOKEN + "\r\n")
+    bot = FakeBot()
+    channel = SlackChannel.from_settings(bot, {"api_url": slack_api.url})
+    assert channel is not None
+    client = await client_of(aiohttp_client, channel)
+    assert (await post(client, event())).status == 200
+    await channel.close()
+    assert [p["text"] for p in slack_api.posts] == [bot.text]
+
+
 # --- buttons: Block Kit out, interactions in ------------------------------------------------
 
 

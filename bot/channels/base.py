@@ -369,11 +369,13 @@ class Channel:
 
 
 def resolve_settings(settings: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """``bot.yml`` values with the non-empty environment variables in ``env`` laid over them."""
+    """``bot.yml`` values with the non-empty environment variables in ``env`` laid over them, without the spaces and
+    line breaks around them: a secret put in the environment from a file (a Kubernetes secret made with
+    ``--from-file``, an env file saved on Windows) ends in a line break, and every signature failed to match."""
     merged = dict(settings)
     for key, var in env.items():
-        if os.environ.get(var):
-            merged[key] = os.environ[var]
+        if value := os.environ.get(var, "").strip():
+            merged[key] = value
     return merged
 
 
