@@ -809,7 +809,7 @@ class Bot:
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
             decision.loop, turn.pending_id, decision.buttons, decision.quotes,
             decision.reason if decision.kind == "handoff" else None, decision.custom, decision.reverted,
-            decision.restarted, decision.form, messages,
+            decision.restarted, decision.form, messages, turn.message_id,
         )
         assert self.writer is not None
         user_turn_id, turn_id = await self.writer.submit(exchange)

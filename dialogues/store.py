@@ -369,10 +369,20 @@ def _v32(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_takeovers_conversation_id ON takeovers (conversation_id, id)")
 
 
+def _v33(db: sqlite_utils.Database) -> None:
+    """The web client's own id of a customer's message (``Exchange.message_id``), which its Retry sends again: a
+    server started since (a deploy) answers it with the reply kept (``Store.answer_to``), where it answered it anew
+    and kept the message twice. Not unique: a client may use an id again in a later message, and that is answered."""
+    if "message_id" not in db["turns"].columns_dict:
+        db["turns"].add_column("message_id", str)
+    db.execute("CREATE INDEX IF NOT EXISTS idx_turns_message_id ON turns (conversation_id, message_id) "
+               "WHERE message_id IS NOT NULL")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
-                                                              _v29, _v30, _v31, _v32]
+                                                              _v29, _v30, _v31, _v32, _v33]
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -862,6 +872,7 @@ class Exchange:
     # The reply's messages in the order an action sent them ({"text": ...} or {"custom": ...} each), where its reply
     # and custom would change it (a text after a payload), as /api/chat lists them; kept for the history to show.
     messages: list[dict[str, Any]] | None = None
+    message_id: str | None = None  # the web client's own id of the message, which its Retry sends again (_v33)
     handed_off: bool = field(default=False, init=False)  # set as written: False when a person had it already
     # Set as written: the customer deleted the message while the bot worked on it (Store.replace_message), and its
     # reply, not kept, is not to be sent: it would answer nothing in a thread the customer emptied.
@@ -1358,6 +1369,8 @@ class Store:
         # Plain SQL here: this runs for every message, and sqlite-utils' insert() costs several times more.
         user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
                                                None, None, None]).lastrowid
+        if ex.message_id is not None:
+            self.db.execute("UPDATE turns SET message_id = ? WHERE id = ?", [ex.message_id, user_turn])
         if ex.pending_id is not None:  # the platform's key of the message, which an edit or a deletion names
             key = self.db.execute("SELECT key FROM pending WHERE id = ?", [ex.pending_id]).fetchone()
             self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key and key[0], user_turn])
@@ -1401,6 +1414,24 @@ class Store:
         if ex.handoff is not None:
             ex.handed_off = self._set_status(ex.conversation_id, "handed_off", ex.handoff)
         return int(user_turn), (int(bot_turn) if bot_turn is not None else None)
+
+    def answer_to(self, conversation_id: str, message_id: str, since: float) -> dict[str, Any] | None:
+        """The exchange of the customer's latest message sent with the web client's ``message_id`` since ``since``
+        (``_v33``), None if none: its turn's id (``user_turn_id``), its reply's (``turn_id``, None where the bot was
+        silent) with the reply's ``text``, ``buttons``, ``custom`` and ``messages`` as the customer saw them, what the
+        model made of it (``intent``, ``confidence``, ``ranking``, ``source``) and the conversation's ``slots``. A
+        message sent again (the widget's Retry) reaching a server started since is answered with it, not anew."""
+        rows = list(self.db.query(
+            "SELECT u.id AS user_turn_id, p.reply_turn_id AS turn_id, p.intent, p.confidence, p.ranking, p.source, "
+            "r.role, coalesce(r.text, '') AS text, r.buttons, r.custom, r.messages, c.slots "
+            "FROM turns u JOIN predictions p ON p.turn_id = u.id LEFT JOIN turns r ON r.id = p.reply_turn_id "
+            "JOIN conversations c ON c.id = u.conversation_id "
+            "WHERE u.conversation_id = ? AND u.message_id = ? AND u.created >= ? ORDER BY u.id DESC LIMIT 1",
+            [conversation_id, message_id, since]))
+        if not rows:
+            return None
+        row = _as_customer_saw(_with_json(_with_slots(rows[0])))
+        return {**row, "ranking": [tuple(ranked) for ranked in json.loads(row["ranking"] or "[]")]}
 
     # --- platform messages between acknowledgement and answer ------------------------------------
 

@@ -1682,6 +1682,26 @@ def test_a_customer_released_to_wait_for_anyone_is_kept_from_migration_32_on(tmp
     store.close()
 
 
+def test_a_web_messages_own_id_finds_its_answer_from_migration_33_on(tmp_path: Path) -> None:
+    """The widget's Retry reaching a server started since is answered with the reply kept for its message's id: within
+    the window asked for, in that conversation alone, and a message the bot was silent on with no reply."""
+    store = left_by(Store(tmp_path / "dialogues.db"), 32, "DROP INDEX idx_turns_message_id",
+                    "ALTER TABLE turns DROP COLUMN message_id")
+    user_turn(store, "c1", "where is my order?")  # sent without an id
+    asked = time.time()
+    user_id, reply_id = store.log_exchange(Exchange("c1", "web", None, "where is my order?", None, "Sorry?",
+                                                    "track_order", 0.2, [("track_order", 0.2)], "fallback", "v1",
+                                                    message_id="m-1"))
+    kept = store.answer_to("c1", "m-1", asked)
+    assert kept is not None and (kept["user_turn_id"], kept["turn_id"], kept["text"], kept["ranking"]) == (
+        user_id, reply_id, "Sorry?", [("track_order", 0.2)])
+    assert store.answer_to("c1", "m-1", time.time() + 1) is None and store.answer_to("c2", "m-1", asked) is None
+    store.log_exchange(Exchange("c1", "web", None, "hello?", None, None, None, 0.0, [], "silent", "v1", message_id="m-2"))
+    silent = store.answer_to("c1", "m-2", asked)
+    assert silent is not None and (silent["turn_id"], silent["text"], silent["source"]) == (None, "", "silent")
+    store.close()
+
+
 def test_an_agents_note_is_kept_from_migration_25_on_for_the_agents_alone(tmp_path: Path) -> None:
     """Agents had nowhere to note what a colleague should know of a customer but a reply, which the customer read. A
     store of the deskbot before takes notes once opened; the transcript shows them, the customer's history never, and

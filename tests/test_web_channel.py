@@ -539,6 +539,22 @@ async def test_a_message_sent_again_with_its_message_id_is_answered_once(client:
     assert [t["role"] for t in history["turns"]] == ["user", "bot"] * 2
 
 
+async def test_a_message_sent_again_after_a_restart_gets_its_first_answer(aiohttp_client: Any,
+                                                                          web_demo_bot: SimpleNamespace) -> None:
+    """The answers sent were kept in the server's memory alone: a Retry reaching the server started since (a deploy)
+    was answered again, and the conversation had the customer's message twice."""
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+    before = await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+    first = await (await before.post("/api/chat", json=message)).json()
+    await before.close()
+    after = await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+    response = await after.post("/api/chat", json=message)
+    assert response.status == 200 and await response.json() == first
+    history = await (await after.get(f"/api/conversations/{cid}/history")).json()
+    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+
+
 async def test_a_failed_first_answer_leaves_a_later_answer_to_the_same_message_id_in_place() -> None:
     """With as many answers kept as ``maxlen``, a message sent again pushed out its own answer to make room; and a
     first answer pushed out while still on its way, then failing, took with it the answer the message sent again had

@@ -101,6 +101,7 @@ class Turn:
     # What came with the words that the bot does not read (a file's "[picture]", dialogues.holding.SENT): kept beside
     # them in the transcript, for the agents, and left out of what the model reads and reviewers label.
     attached: str = ""
+    message_id: str | None = None  # a web client's own id of the message, which its Retry sends again
 
 
 def with_attached(text: str, attached: str) -> str:

@@ -31,9 +31,9 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from bot.channels.base import (DEFAULT_GRACE_S, PREDICTIONS, Channel, Turn, http_error, in_time, json_response,
-                               load_json, readable, resolve_settings, store_failed)
-from bot.language import READABLE, Language, Script, say
+from bot.channels.base import (DEFAULT_GRACE_S, PREDICTIONS, Channel, Reply, Turn, http_error, in_time, json_response,
+                               load_json, parts_of, readable, resolve_settings, store_failed)
+from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_script, mostly_written_in, say
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
 from bot.project import first_error
 from dialogues.store import cannot_write
@@ -96,8 +96,8 @@ class ChatRequest(ConversationRequest):
         "customer can change what their page sends, so it proves nothing"))
     message_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$", description=(
         "the client's own id for this message: sent again with it (the widget's Retry, from any tab) within "
-        "ten minutes, while the first is still being answered or after, it gets the first one's reply rather "
-        "than being answered twice"))
+        "ten minutes, while the first is still being answered or after, also by a server restarted since, it gets "
+        "the first one's reply rather than being answered twice"))
 
 
 class RecentAnswers:
@@ -386,7 +386,7 @@ class WebChannel(Channel):
             raise Refused("text: nothing to read (only spaces, control or zero-width characters)")
         turn = Turn(request.conversation_id, request.text, self.name, request.user, request.metadata,
                     language=request.language, script=request.script, address=address,
-                    verified_user=self.verified_user(request))
+                    verified_user=self.verified_user(request), message_id=request.message_id)
         answer = functools.partial(self._reply, turn)
         reply = (await self._answers.answer((turn.conversation_id, request.message_id), answer)
                  if request.message_id else await answer())
@@ -395,8 +395,27 @@ class WebChannel(Channel):
         return reply
 
     async def _reply(self, turn: Turn) -> dict[str, Any]:
-        """The bot's reply to ``turn``, as the API gives it."""
-        return (await self.bot.handle(turn)).to_json()
+        """The bot's reply to ``turn``, as the API gives it: for a message sent again with its ``message_id`` that a
+        server before this one answered (the widget's Retry after a deploy), the reply the store kept."""
+        return await self._kept_reply(turn) or (await self.bot.handle(turn)).to_json()
+
+    async def _kept_reply(self, turn: Turn) -> dict[str, Any] | None:
+        """The reply the store kept to ``turn``'s ``message_id`` within the ten minutes a client may send it again
+        (``RecentAnswers.ttl``), in the conversation's language (a bilingual bot's slot), else the one it is written
+        in, and the customer's script; None if none."""
+        store = self.bot.store
+        if turn.message_id is None or store is None:
+            return None
+        kept = await self.bot._store(store.answer_to, turn.conversation_id, turn.message_id,
+                                     time.time() - self._answers.ttl)
+        if kept is None:
+            return None
+        slot = kept["slots"].get(SLOT)  # an action may have set it to anything
+        return Reply(kept["text"], kept["intent"], kept["confidence"], kept["source"], kept["buttons"], kept["ranking"],
+                     kept["turn_id"], handed_off=kept["source"] in ("handoff", "silent"),
+                     language=slot if slot in LANGUAGES else mostly_written_in(kept["text"]),
+                     script=kept_script(kept["slots"]), user_turn_id=kept["user_turn_id"], custom=kept["custom"],
+                     parts=parts_of(kept["messages"])).to_json()
 
     def _shown(self, reply: dict[str, Any], request: web.Request) -> dict[str, Any]:
         """The reply as ``request``'s client may see it: without what the model made of the message (its intent,
