@@ -3805,6 +3805,28 @@ def test_a_sites_own_dark_mode_toggle_switches_the_chat(open_widget: Any) -> Non
     assert [line for line in widget.console if line.startswith("error: deskbot: ") and "night" in line], widget.console
 
 
+# A stylesheet a page adds once the chat has started: a <style>, a <link>, or a <link> loaded as print and switched
+# to all once in (loadCSS, and the pages that defer their CSS so)
+LATE_STYLESHEETS = {
+    "style": "document.head.append(Object.assign(document.createElement('style'), {textContent: css}))",
+    "link": "document.head.append(Object.assign(document.createElement('link'), {rel: 'stylesheet', "
+            "href: `data:text/css,${encodeURIComponent(css)}`}))",
+    "deferred link": "document.head.append(Object.assign(document.createElement('link'), {rel: 'stylesheet', "
+                     "media: 'print', onload() { this.media = 'all'; }, href: `data:text/css,${encodeURIComponent(css)}`}))",
+}
+
+
+@pytest.mark.parametrize("added", LATE_STYLESHEETS)
+def test_a_stylesheet_the_page_adds_after_the_chat_started_colours_it(open_widget: Any, added: str) -> None:
+    """A site's stylesheet loaded lazily (a route's own, or one deferred) that gives the chat's custom properties
+    left the chat in its default colours until a class of <html> or <body> changed."""
+    widget = open_widget()
+    launcher = widget.page.locator(".launcher")
+    expect(launcher).to_have_css("background-color", "rgb(79, 70, 229)")
+    widget.page.evaluate(f"(css) => {{ {LATE_STYLESHEETS[added]}; }}", ":root { --db-primary: #15803d }")
+    expect(launcher).to_have_css("background-color", "rgb(21, 128, 61)")
+
+
 def test_a_screen_reader_says_each_buttons_name_once(open_widget: Any) -> None:
     """Icon buttons had their name both as aria-label and as title, which the browser then gave them as their
     description too: "Close chat, button, Close chat", "Helpful, button, Helpful"."""

@@ -751,10 +751,16 @@
     for (const [name, value] of Object.entries(derive(given))) root.style.setProperty(name, value);
   }
   if (darkScheme) darkScheme.addEventListener("change", paint);
-  // A site's dark-mode toggle changes a class or an attribute of <html> or <body> (html.dark { --db-bg: … })
+  // A site's dark-mode toggle changes a class or an attribute of <html> or <body> (html.dark { --db-bg: … }); a
+  // stylesheet the page adds to its <head> once the chat has started (a route's own, loaded lazily) gives its colours
+  // once it applies: a <style> at once, a <link> once loaded, a deferred one (media="print", then "all") once switched.
   function repaintOnRestyle() {
     const restyled = new MutationObserver(paint);
     for (const node of [document.documentElement, document.body]) restyled.observe(node, { attributes: true });
+    if (document.head) restyled.observe(document.head, { attributes: true, childList: true, characterData: true, subtree: true });
+    document.addEventListener("load", (event) => {
+      if (event.target instanceof HTMLLinkElement) paint();
+    }, true); // load does not bubble
   }
 
   const panel = el("section", "panel");
