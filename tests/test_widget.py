@@ -3756,20 +3756,26 @@ LOOKS = """(root) => {
 
 
 @pytest.mark.parametrize(("rule", "device", "background"), [
-    ("#deskbot-widget { --db-bg: #000000; --db-text: #e5e7eb; --db-primary: #fde047 }", None, "rgb(0, 0, 0)"),
-    (":root { --db-primary: #fde047 }", DARK_DEVICE, "rgb(17, 24, 39)"),
-    (":root { --db-bg: #0b1120; --db-text: #e5e7eb }", {"viewport": {"width": 1100, "height": 800}}, "rgb(11, 17, 32)"),
-], ids=["on the widget", "on the page's root, dark palette", "on the page's root, light palette"])
+    ("#deskbot-widget { --deskbot-bg: #000000; --deskbot-text: #e5e7eb; --deskbot-primary: #fde047 }", None,
+     "rgb(0, 0, 0)"),
+    (":root { --deskbot-primary: #fde047 }", DARK_DEVICE, "rgb(17, 24, 39)"),
+    (":root { --deskbot-bg: #0b1120; --deskbot-text: #e5e7eb }", {"viewport": {"width": 1100, "height": 800}},
+     "rgb(11, 17, 32)"),
+    (":root { --db-bg: #0b1120; --db-text: #e5e7eb; --db-primary: #fde047 }", None, "rgb(11, 17, 32)"),
+], ids=["on the widget", "on the page's root, dark palette", "on the page's root, light palette", "by their former names"])
 def test_the_pages_own_css_custom_properties_colour_the_chat(open_widget: Any, rule: str, device: dict[str, Any] | None,
                                                              background: str) -> None:
-    """A design system's values for the documented properties (#deskbot-widget { --db-bg: #000 }, or on its :root) did
-    nothing: the widget set its own inside its shadow root, on either palette. The text on a brand colour given so
-    is chosen to read on it, as on one given in deskbotConfig, and a dark background turns the scrollbar dark."""
+    """A design system's values for the documented properties (#deskbot-widget { --deskbot-bg: #000 }, or on its :root)
+    did nothing: the widget set its own inside its shadow root, on either palette. The text on a brand colour given so
+    is chosen to read on it, as on one given in deskbotConfig, and a dark background turns the scrollbar dark. The
+    former names (--db-bg), which a site's own variables may share, still count, and the console names the new ones."""
     widget = open_widget(device=device, page={"head": f"<style>{rule}</style>"})
     panel, brand, icon, scheme = widget.page.locator(".root").evaluate(LOOKS)
     assert panel == background
     assert scheme == "dark"
-    assert "--db-primary" not in rule or brand == "rgb(253, 224, 71)"
+    assert "-primary" not in rule or brand == "rgb(253, 224, 71)"
+    renamed = [line for line in widget.console if "--db-" in line]
+    assert "--db-" not in rule or len(renamed) == 3 and "name it --deskbot-primary" in " ".join(renamed), renamed
     assert contrast(icon, brand) >= 4.5, (icon, brand)
     widget.send("hello")
     choice = widget.page.locator(".quick button").first
@@ -3777,14 +3783,14 @@ def test_the_pages_own_css_custom_properties_colour_the_chat(open_widget: Any, r
     assert contrast(*choice.evaluate("(node) => [getComputedStyle(node).color, getComputedStyle(node).backgroundColor]")) \
         >= 4.5
     if rule.startswith(":root"):  # taken again as the page's own style changes, as a dark-mode toggle changes it
-        widget.page.evaluate("document.documentElement.style.setProperty('--db-primary', '#15803d')")
+        widget.page.evaluate("document.documentElement.style.setProperty('--deskbot-primary', '#15803d')")
         expect(widget.page.locator(".launcher")).to_have_css("background-color", "rgb(21, 128, 61)")
 
 
 def test_a_sites_own_dark_mode_toggle_switches_the_chat(open_widget: Any) -> None:
     """A site with its own dark-mode toggle (a class on <html>) could not switch the chat, which followed the device
     alone, nor the custom properties its stylesheet gives the chat in dark mode."""
-    widget = open_widget(page={"head": "<style>html.dark { --db-primary: #a5b4fc }</style>"})
+    widget = open_widget(page={"head": "<style>html.dark { --deskbot-primary: #a5b4fc }</style>"})
     page = widget.page
 
     def looks() -> list[str]:
@@ -3823,7 +3829,7 @@ def test_a_stylesheet_the_page_adds_after_the_chat_started_colours_it(open_widge
     widget = open_widget()
     launcher = widget.page.locator(".launcher")
     expect(launcher).to_have_css("background-color", "rgb(79, 70, 229)")
-    widget.page.evaluate(f"(css) => {{ {LATE_STYLESHEETS[added]}; }}", ":root { --db-primary: #15803d }")
+    widget.page.evaluate(f"(css) => {{ {LATE_STYLESHEETS[added]}; }}", ":root { --deskbot-primary: #15803d }")
     expect(launcher).to_have_css("background-color", "rgb(21, 128, 61)")
 
 

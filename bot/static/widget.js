@@ -406,29 +406,29 @@
   };
   const css = (rgb) => `rgb(${rgb.map(Math.round).join(" ")})`;
   const WHITE = [255, 255, 255];
-  const DARK = [28, 31, 43]; // --db-text's default
+  const DARK = [28, 31, 43]; // --deskbot-text's default
   const readableOn = (color) => (contrast(color, WHITE) >= contrast(color, DARK) ? WHITE : DARK);
   // The CSS variables derived from ``given`` (the colours in use), over the defaults
   function derive(given) {
     const derived = {};
-    const brand = rgbOf(given.primary) || [79, 70, 229]; // --db-primary's default
+    const brand = rgbOf(given.primary) || [79, 70, 229]; // --deskbot-primary's default
     const onBrand = readableOn(brand);
-    if (typeof given.onPrimary !== "string") derived["--db-on-primary"] = css(onBrand);
+    if (typeof given.onPrimary !== "string") derived["--deskbot-on-primary"] = css(onBrand);
     // The customer's bubbles in a colour of their own (userBubble, often a light tint) take the text that reads on it.
     const userBubble = rgbOf(given.userBubble);
-    if (userBubble) derived["--db-on-user-bubble"] = css(readableOn(userBubble));
+    if (userBubble) derived["--deskbot-on-user-bubble"] = css(readableOn(userBubble));
     // The header's gradient goes away from its text: darker under white text, lighter under dark.
-    derived["--db-shade"] = onBrand === WHITE ? "#000" : "#fff";
+    derived["--deskbot-shade"] = onBrand === WHITE ? "#000" : "#fff";
     const background = rgbOf(given.background) || WHITE;
     const away = luminance(background) > 0.18 ? [0, 0, 0] : WHITE;
     // The browser's own parts (a scrollbar, the caret, spelling marks) in the colours of the chat's background: a
     // dark theme's chat had a light scrollbar
-    derived["--db-scheme"] = away === WHITE ? "dark" : "light";
+    derived["--deskbot-scheme"] = away === WHITE ? "dark" : "light";
     let accent = brand;
     for (let share = 0.9; contrast(accent, background) < 4.5 && share >= 0; share -= 0.1) {
       accent = brand.map((c, at) => c * share + away[at] * (1 - share));
     }
-    derived["--db-accent"] = css(accent);
+    derived["--deskbot-accent"] = css(accent);
     return derived;
   }
   // The dark palette, for a customer whose device asks for dark colours (prefers-color-scheme) or a site that sets
@@ -454,12 +454,12 @@
     paint();
   }
   const COLOR_VARS = {
-    primary: "--db-primary",
-    onPrimary: "--db-on-primary",
-    background: "--db-bg",
-    text: "--db-text",
-    botBubble: "--db-bot-bubble",
-    userBubble: "--db-user-bubble",
+    primary: "--deskbot-primary",
+    onPrimary: "--deskbot-on-primary",
+    background: "--deskbot-bg",
+    text: "--deskbot-text",
+    botBubble: "--deskbot-bot-bubble",
+    userBubble: "--deskbot-user-bubble",
   };
 
   // 0 is a stacking order a site may ask for (under its own overlays, a cookie banner), not an unset option.
@@ -474,60 +474,60 @@
          left to right, and the customer's messages stood on the left, Send left of the box. A message or the box in
          such a script still reads right to left (dir="auto"). */
       all: initial; direction: ltr;
-      --db-primary: #4f46e5; --db-on-primary: #ffffff; --db-bg: #ffffff; --db-text: #1c1f2b;
-      --db-accent: var(--db-primary); --db-shade: #000; /* the brand colour as text, and what its gradient goes to */
+      --deskbot-primary: #4f46e5; --deskbot-on-primary: #ffffff; --deskbot-bg: #ffffff; --deskbot-text: #1c1f2b;
+      --deskbot-accent: var(--deskbot-primary); --deskbot-shade: #000; /* the brand colour as text, and what its gradient goes to */
       /* Greys of the text on the background, which a site's dark theme (background and text) turns with them: the
          muted text reads at 4.5:1 and over on the notices' grey and the bot's bubbles, as on the background */
-      --db-muted: color-mix(in srgb, var(--db-text) 68%, var(--db-bg));
-      --db-bot-bubble: color-mix(in srgb, var(--db-text) 6%, var(--db-bg)); --db-user-bubble: var(--db-primary);
-      --db-border: rgba(20, 24, 40, 0.08); --db-radius: 18px; color-scheme: var(--db-scheme);
-      /* A control's edge (the message box's), at WCAG's 3:1 on either palette: the faint --db-border read 1.2:1 */
-      --db-edge: color-mix(in srgb, var(--db-text) 55%, var(--db-bg));
+      --deskbot-muted: color-mix(in srgb, var(--deskbot-text) 68%, var(--deskbot-bg));
+      --deskbot-bot-bubble: color-mix(in srgb, var(--deskbot-text) 6%, var(--deskbot-bg)); --deskbot-user-bubble: var(--deskbot-primary);
+      --deskbot-border: rgba(20, 24, 40, 0.08); --deskbot-radius: 18px; color-scheme: var(--deskbot-scheme);
+      /* A control's edge (the message box's), at WCAG's 3:1 on either palette: the faint --deskbot-border read 1.2:1 */
+      --deskbot-edge: color-mix(in srgb, var(--deskbot-text) 55%, var(--deskbot-bg));
       font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "PingFang SC", "Hiragino Sans GB",
         "Microsoft YaHei", "Noto Sans CJK SC", sans-serif;
-      color: var(--db-text); position: fixed; right: 20px; z-index: ${zIndex};
+      color: var(--deskbot-text); position: fixed; right: 20px; z-index: ${zIndex};
       display: flex; flex-direction: column; align-items: flex-end; gap: 14px;
       /* The height the customer sees, and what covers the page's bottom (fitView() sets both from the visual viewport
          where there is one): on a phone 100vh is the height without the browser's toolbar, and the on-screen keyboard
          covers the layout viewport's bottom, so the message box was under the one or the other. */
-      --db-view: 100vh; --db-covered: 0px; bottom: calc(20px + var(--db-covered));
+      --deskbot-view: 100vh; --deskbot-covered: 0px; bottom: calc(20px + var(--deskbot-covered));
     }
-    @supports (height: 100dvh) { .root { --db-view: 100dvh; } }
+    @supports (height: 100dvh) { .root { --deskbot-view: 100dvh; } }
     .root.left { right: auto; left: 20px; align-items: flex-start; }
     * { box-sizing: border-box; }
     button { font: inherit; cursor: pointer; }
     .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
     /* The keyboard's place in the brand colour, solid: at 45% it read 2:1 on white and vanished on the header, which
        is the brand colour itself (WCAG asks 3:1 of a focus ring). */
-    :focus-visible { outline: 2px solid var(--db-accent); outline-offset: 2px; }
-    header :focus-visible { outline-color: var(--db-on-primary); }
+    :focus-visible { outline: 2px solid var(--deskbot-accent); outline-offset: 2px; }
+    header :focus-visible { outline-color: var(--deskbot-on-primary); }
 
     .launcher {
-      width: 60px; height: 60px; border-radius: 50%; border: 0; background: var(--db-primary);
-      color: var(--db-on-primary); display: grid; place-items: center; position: relative;
+      width: 60px; height: 60px; border-radius: 50%; border: 0; background: var(--deskbot-primary);
+      color: var(--deskbot-on-primary); display: grid; place-items: center; position: relative;
       box-shadow: 0 10px 30px rgba(20, 24, 40, 0.25); transition: transform .18s ease;
     }
     .launcher:hover { transform: scale(1.06); }
     .launcher svg { width: 28px; height: 28px; }
     .launcher .badge { position: absolute; top: 6px; right: 6px; width: 12px; height: 12px; border-radius: 50%;
-      background: #ef4444; border: 2px solid var(--db-bg); }
+      background: #ef4444; border: 2px solid var(--deskbot-bg); }
 
     .panel {
-      width: min(380px, calc(100vw - 40px)); height: min(620px, calc(var(--db-view) - 110px));
-      background: var(--db-bg); border-radius: 20px; overflow: hidden; display: flex; flex-direction: column;
+      width: min(380px, calc(100vw - 40px)); height: min(620px, calc(var(--deskbot-view) - 110px));
+      background: var(--deskbot-bg); border-radius: 20px; overflow: hidden; display: flex; flex-direction: column;
       box-shadow: 0 24px 60px rgba(20, 24, 40, 0.22), 0 2px 8px rgba(20, 24, 40, 0.08);
-      border: 1px solid var(--db-border); animation: rise .22s ease-out;
+      border: 1px solid var(--deskbot-border); animation: rise .22s ease-out;
     }
     .panel[hidden] { display: none; }
     @keyframes rise { from { opacity: 0; transform: translateY(12px) scale(.98); } }
 
     header {
       display: flex; align-items: center; gap: 12px; padding: 16px 16px 16px 18px;
-      background: linear-gradient(135deg, var(--db-primary), color-mix(in srgb, var(--db-primary) 70%, var(--db-shade)));
-      color: var(--db-on-primary);
+      background: linear-gradient(135deg, var(--deskbot-primary), color-mix(in srgb, var(--deskbot-primary) 70%, var(--deskbot-shade)));
+      color: var(--deskbot-on-primary);
     }
     .avatar { width: 40px; height: 40px; border-radius: 50%; display: grid; place-items: center; flex: none;
-      background: color-mix(in srgb, var(--db-on-primary) 20%, transparent); }
+      background: color-mix(in srgb, var(--deskbot-on-primary) 20%, transparent); }
     .avatar svg { width: 22px; height: 22px; }
     .heading { flex: 1; min-width: 0; }
     /* The title wraps, a long word too, rather than end in "…" (WCAG's reflow): at 200% zoom a phone has 180 px. */
@@ -536,7 +536,7 @@
     .subtitle::before { content: ""; width: 7px; height: 7px; border-radius: 50%; background: #4ade80; }
     .close { border: 0; background: transparent; color: inherit; width: 36px; height: 36px; border-radius: 50%;
       display: grid; place-items: center; opacity: .85; }
-    .close:hover { background: color-mix(in srgb, var(--db-on-primary) 18%, transparent); opacity: 1; }
+    .close:hover { background: color-mix(in srgb, var(--deskbot-on-primary) 18%, transparent); opacity: 1; }
     .close svg { width: 20px; height: 20px; }
 
     /* Where its text and its button do not fit side by side (a phone zoomed to 200%), the button goes below the text:
@@ -554,9 +554,9 @@
     @keyframes pop { from { opacity: 0; transform: translateY(4px); } }
     .msg.user { align-self: flex-end; align-items: flex-end; }
     .msg.bot, .msg.agent { align-self: flex-start; }
-    .sender { font-size: 11.5px; color: var(--db-muted); margin: 0 0 3px 10px; font-weight: 600;
+    .sender { font-size: 11.5px; color: var(--deskbot-muted); margin: 0 0 3px 10px; font-weight: 600;
       overflow-wrap: anywhere; } /* an agent named with one long word wraps: the list scrolled sideways on a phone */
-    .bubble { padding: 10px 14px; border-radius: var(--db-radius); overflow-wrap: anywhere; }
+    .bubble { padding: 10px 14px; border-radius: var(--deskbot-radius); overflow-wrap: anywhere; }
     .bubble + .bubble { margin-top: 6px; }
     .bubble p { margin: 0; }
     .bubble p + p, .bubble p + ul, .bubble p + ol, .bubble ul + p, .bubble ol + p { margin-top: 8px; }
@@ -564,82 +564,82 @@
     .bubble a { color: inherit; text-decoration: underline; text-underline-offset: 2px; }
     .bubble code { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; padding: 1px 4px; border-radius: 4px;
       background: rgba(20, 24, 40, 0.07); }
-    .user .bubble { background: var(--db-user-bubble); color: var(--db-on-user-bubble, var(--db-on-primary));
+    .user .bubble { background: var(--deskbot-user-bubble); color: var(--deskbot-on-user-bubble, var(--deskbot-on-primary));
       border-bottom-right-radius: 6px; white-space: pre-wrap; }
-    .bot .bubble { background: var(--db-bot-bubble); border-bottom-left-radius: 6px; }
-    .agent .bubble { background: color-mix(in srgb, #22c55e 12%, var(--db-bg)); border-bottom-left-radius: 6px;
-      border: 1px solid color-mix(in srgb, #22c55e 30%, var(--db-bg)); }
-    .agent .sender { color: color-mix(in srgb, #1d7a46 60%, var(--db-text)); }
+    .bot .bubble { background: var(--deskbot-bot-bubble); border-bottom-left-radius: 6px; }
+    .agent .bubble { background: color-mix(in srgb, #22c55e 12%, var(--deskbot-bg)); border-bottom-left-radius: 6px;
+      border: 1px solid color-mix(in srgb, #22c55e 30%, var(--deskbot-bg)); }
+    .agent .sender { color: color-mix(in srgb, #1d7a46 60%, var(--deskbot-text)); }
     .failed .bubble { opacity: .6; }
-    .status-line { font-size: 12px; color: color-mix(in srgb, #b42318 60%, var(--db-text)); margin-top: 4px;
+    .status-line { font-size: 12px; color: color-mix(in srgb, #b42318 60%, var(--deskbot-text)); margin-top: 4px;
       display: flex; gap: 6px; align-items: center; }
-    .status-line button { border: 0; background: none; color: var(--db-accent); font-weight: 600; padding: 0;
+    .status-line button { border: 0; background: none; color: var(--deskbot-accent); font-weight: 600; padding: 0;
       font-size: 12px; text-decoration: underline; }
-    .notice { align-self: center; font-size: 12.5px; color: var(--db-muted); background: rgba(20, 24, 40, 0.05);
+    .notice { align-self: center; font-size: 12.5px; color: var(--deskbot-muted); background: rgba(20, 24, 40, 0.05);
       padding: 5px 12px; border-radius: 999px; text-align: center; max-width: 90%; }
     .notice.error { color: #b42318; background: #fdecea; }
 
     .feedback { display: flex; align-items: center; gap: 2px; margin: 4px 0 0 4px; min-height: 26px; }
-    .feedback button { border: 0; background: transparent; color: var(--db-muted); width: 28px; height: 26px;
+    .feedback button { border: 0; background: transparent; color: var(--deskbot-muted); width: 28px; height: 26px;
       border-radius: 8px; display: grid; place-items: center; transition: all .15s; }
     .feedback button:hover { background: rgba(20, 24, 40, 0.06); }
-    .feedback button[aria-pressed="true"] { color: var(--db-accent);
-      background: color-mix(in srgb, var(--db-primary) 12%, transparent); }
+    .feedback button[aria-pressed="true"] { color: var(--deskbot-accent);
+      background: color-mix(in srgb, var(--deskbot-primary) 12%, transparent); }
     .feedback svg { width: 15px; height: 15px; }
     /* The thumb pressed is filled, not told by its colour alone, which a contrast theme or colour blindness takes */
     .feedback button[aria-pressed="true"] svg { fill: currentColor; }
-    .feedback .thanks { font-size: 11.5px; color: var(--db-muted); margin-left: 6px; }
+    .feedback .thanks { font-size: 11.5px; color: var(--deskbot-muted); margin-left: 6px; }
     form.comment { flex-wrap: wrap; align-items: center; gap: 6px; padding: 4px 0 0 4px; border-top: 0; }
-    .comment label { flex-basis: 100%; font-size: 11.5px; color: var(--db-muted); }
-    .comment input { flex: 1; min-width: 0; border: 1px solid var(--db-border); border-radius: 10px; padding: 6px 10px;
-      font: inherit; font-size: 16px; color: var(--db-text); background: var(--db-bg); } /* under 16 px, iOS zooms */
+    .comment label { flex-basis: 100%; font-size: 11.5px; color: var(--deskbot-muted); }
+    .comment input { flex: 1; min-width: 0; border: 1px solid var(--deskbot-border); border-radius: 10px; padding: 6px 10px;
+      font: inherit; font-size: 16px; color: var(--deskbot-text); background: var(--deskbot-bg); } /* under 16 px, iOS zooms */
     .comment button { border: 0; border-radius: 10px; padding: 8px 12px; font: inherit; font-size: 13px;
-      background: var(--db-primary); color: var(--db-on-primary); }
+      background: var(--deskbot-primary); color: var(--deskbot-on-primary); }
 
     .jump { position: sticky; bottom: 4px; display: block; margin: 8px auto 0; border: 0; border-radius: 999px;
-      padding: 6px 14px; font-size: 13px; background: var(--db-primary); color: var(--db-on-primary);
+      padding: 6px 14px; font-size: 13px; background: var(--deskbot-primary); color: var(--deskbot-on-primary);
       box-shadow: 0 4px 14px rgba(20, 24, 40, 0.2); }
     .jump[hidden] { display: none; }
     .typing { display: flex; align-items: center; gap: 8px; margin-top: 10px; }
     .typing[hidden] { display: none; }
-    .dots { display: inline-flex; gap: 4px; padding: 12px 14px; background: var(--db-bot-bubble);
-      border-radius: var(--db-radius); border-bottom-left-radius: 6px; }
-    .dots i { width: 7px; height: 7px; border-radius: 50%; background: var(--db-muted); animation: blink 1.2s infinite; }
+    .dots { display: inline-flex; gap: 4px; padding: 12px 14px; background: var(--deskbot-bot-bubble);
+      border-radius: var(--deskbot-radius); border-bottom-left-radius: 6px; }
+    .dots i { width: 7px; height: 7px; border-radius: 50%; background: var(--deskbot-muted); animation: blink 1.2s infinite; }
     .dots i:nth-child(2) { animation-delay: .2s; } .dots i:nth-child(3) { animation-delay: .4s; }
     @keyframes blink { 0%, 60%, 100% { opacity: .25; transform: translateY(0); } 30% { opacity: 1; transform: translateY(-3px); } }
 
     .quick { display: flex; flex-wrap: wrap; gap: 8px; padding: 4px 16px 10px; justify-content: flex-end;
       max-height: 30%; overflow-y: auto; flex-shrink: 0; } /* choices scroll rather than push the input out */
     .quick:empty { display: none; }
-    .quick button { border: 1.5px solid var(--db-accent); color: var(--db-accent); background: var(--db-bg);
+    .quick button { border: 1.5px solid var(--deskbot-accent); color: var(--deskbot-accent); background: var(--deskbot-bg);
       border-radius: 999px; padding: 6px 14px; font-size: 13.5px; transition: all .15s;
       overflow-wrap: anywhere; } /* a long address wraps: it ran past the chat's left edge, out of reach */
-    .quick button:hover { background: var(--db-primary); color: var(--db-on-primary); }
+    .quick button:hover { background: var(--deskbot-primary); color: var(--deskbot-on-primary); }
 
-    form { display: flex; align-items: flex-end; gap: 8px; padding: 10px 12px 12px; border-top: 1px solid var(--db-border);
+    form { display: flex; align-items: flex-end; gap: 8px; padding: 10px 12px 12px; border-top: 1px solid var(--deskbot-border);
       flex-shrink: 0; }
-    textarea { flex: 1; resize: none; border: 1px solid var(--db-edge); color: var(--db-text);
-      background: color-mix(in srgb, var(--db-text) 3%, var(--db-bg));
+    textarea { flex: 1; resize: none; border: 1px solid var(--deskbot-edge); color: var(--deskbot-text);
+      background: color-mix(in srgb, var(--deskbot-text) 3%, var(--deskbot-bg));
       border-radius: 14px; padding: 10px 14px; font: inherit; max-height: 120px; min-height: 42px;
       font-size: 16px; } /* under 16 px, iOS zooms the page into the box */
-    textarea::placeholder { color: var(--db-muted); opacity: 1; } /* the browser's grey read 4.3:1, under WCAG's 4.5 */
-    textarea:focus { border-color: color-mix(in srgb, var(--db-primary) 60%, transparent); background: var(--db-bg); }
-    .send { width: 42px; height: 42px; border-radius: 50%; border: 0; background: var(--db-primary);
-      color: var(--db-on-primary); display: grid; place-items: center; flex: none; transition: opacity .15s; }
+    textarea::placeholder { color: var(--deskbot-muted); opacity: 1; } /* the browser's grey read 4.3:1, under WCAG's 4.5 */
+    textarea:focus { border-color: color-mix(in srgb, var(--deskbot-primary) 60%, transparent); background: var(--deskbot-bg); }
+    .send { width: 42px; height: 42px; border-radius: 50%; border: 0; background: var(--deskbot-primary);
+      color: var(--deskbot-on-primary); display: grid; place-items: center; flex: none; transition: opacity .15s; }
     .send:disabled { opacity: .4; cursor: default; }
     .send svg { width: 18px; height: 18px; }
-    footer { text-align: center; font-size: 11px; color: var(--db-muted); padding: 0 0 8px; }
+    footer { text-align: center; font-size: 11px; color: var(--deskbot-muted); padding: 0 0 8px; }
 
     @media (max-width: 480px) {
-      .root { bottom: calc(12px + var(--db-covered)); right: 12px; } .root.left { left: 12px; }
-      .panel { width: calc(100vw - 24px); height: calc(var(--db-view) - 100px); }
+      .root { bottom: calc(12px + var(--deskbot-covered)); right: 12px; } .root.left { left: 12px; }
+      .panel { width: calc(100vw - 24px); height: calc(var(--deskbot-view) - 100px); }
     }
     /* A phone held sideways: the open chat takes the height (the header's close button closes it), and the
        header, the box and the choices give up room, so that the latest message and Send stay in sight. */
     /* .short: 500 px tall or less as the customer sees it (fitView()), held sideways, zoomed, or over the on-screen
        keyboard, which left a phone's message list 26 px under a handoff banner. */
-    .root.short { bottom: calc(8px + var(--db-covered)); } .root.short.open .launcher { display: none; }
-    .short .panel { height: calc(var(--db-view) - 16px); }
+    .root.short { bottom: calc(8px + var(--deskbot-covered)); } .root.short.open .launcher { display: none; }
+    .short .panel { height: calc(var(--deskbot-view) - 16px); }
     .short header { padding: 6px 12px; } .short .avatar, .short .subtitle, .short footer { display: none; }
     .short textarea { max-height: 64px; } .short .quick { max-height: 22%; }
     /* The suggested replies in one row that scrolls sideways, and the placeholder on one line: at 200% zoom (180 ×
@@ -729,14 +729,25 @@
   const shadow = host.attachShadow({ mode: "open" });
   const root = el("div", `root${config.position === "left" ? " left" : ""}`);
   // The colours a site's stylesheet gives the chat in the documented custom properties, on the host or above it
-  // (#deskbot-widget { --db-bg: #000 }, :root { --db-primary: … }): the widget's own values, set inside its shadow
+  // (#deskbot-widget { --deskbot-bg: #000 }, :root { --deskbot-primary: … }): the widget's own values, set inside its shadow
   // root, hid them. Read by script, so that the text on them (derive()) is chosen to read as on the config's.
+  // Each also by its former name (--db-bg), which sites used; a site's own variable of that short name coloured the
+  // chat unasked, so the page's developer is told, once a name, which one the chat took and what it is named now.
+  const formerNamesSaid = new Set();
   function pageColors() {
     const style = getComputedStyle(host);
     const given = {};
     for (const [name, variable] of Object.entries(COLOR_VARS)) {
-      const value = style.getPropertyValue(variable).trim();
-      if (value) given[name] = value;
+      const former = variable.replace("--deskbot-", "--db-");
+      const current = style.getPropertyValue(variable).trim();
+      const value = current || style.getPropertyValue(former).trim();
+      if (!value) continue;
+      given[name] = value;
+      if (!current && !formerNamesSaid.has(former)) {
+        formerNamesSaid.add(former);
+        console.warn(`deskbot: the page's CSS custom property ${former} colours the chat: name it ${variable}, the ` +
+          `name the chat reads first (${former}, which a site's own variables may share, is read too for now).`);
+      }
     }
     return given;
   }
@@ -751,7 +762,7 @@
     for (const [name, value] of Object.entries(derive(given))) root.style.setProperty(name, value);
   }
   if (darkScheme) darkScheme.addEventListener("change", paint);
-  // A site's dark-mode toggle changes a class or an attribute of <html> or <body> (html.dark { --db-bg: … }); a
+  // A site's dark-mode toggle changes a class or an attribute of <html> or <body> (html.dark { --deskbot-bg: … }); a
   // stylesheet the page adds to its <head> once the chat has started (a route's own, loaded lazily) gives its colours
   // once it applies: a <style> at once, a <link> once loaded, a deferred one (media="print", then "all") once switched.
   function repaintOnRestyle() {
@@ -944,7 +955,7 @@
     scrollToEnd();
     input.focus(); // the button is gone: the keyboard goes on to the message box
   });
-  // The chat within what the customer sees (--db-view, --db-covered): the visual viewport, which a phone's on-screen
+  // The chat within what the customer sees (--deskbot-view, --deskbot-covered): the visual viewport, which a phone's on-screen
   // keyboard and toolbar shrink while the layout viewport the chat is fixed to stays as tall. Pinch-zoomed, the page
   // keeps the CSS's heights: the chat, fixed to the layout viewport, is then seen in part anyway.
   function fitView() {
@@ -953,12 +964,12 @@
       : null; // none, or pinch-zoomed
     root.classList.toggle("short", (view ? view.height : layout) <= 500);
     if (!view) {
-      root.style.removeProperty("--db-view");
-      root.style.removeProperty("--db-covered");
+      root.style.removeProperty("--deskbot-view");
+      root.style.removeProperty("--deskbot-covered");
       return;
     }
-    root.style.setProperty("--db-view", `${view.height}px`);
-    root.style.setProperty("--db-covered", `${Math.max(0, layout - view.offsetTop - view.height)}px`);
+    root.style.setProperty("--deskbot-view", `${view.height}px`);
+    root.style.setProperty("--deskbot-covered", `${Math.max(0, layout - view.offsetTop - view.height)}px`);
   }
   window.addEventListener("resize", fitView);
   if (window.visualViewport) {
