@@ -1515,6 +1515,27 @@ def test_on_a_phone_the_message_box_stays_above_the_on_screen_keyboard(open_widg
         assert page.locator(".scroll").evaluate("node => node.clientHeight") >= 64, keyboard
 
 
+def test_scrolling_the_messages_past_their_end_leaves_the_page_behind_where_it_was(open_widget: Any) -> None:
+    """Scrolled on past the latest message, the page under the chat scrolled instead (2000 px on a long one), and the
+    customer lost their place on the shop's page."""
+    widget = open_widget(device={"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touch": True},
+                         page={"body": '<div style="height: 3000px"></div>'})
+    page = widget.page
+    for sent in range(1, 4):
+        widget.send(f"where is my order number {sent}?")
+        expect(widget.bot_replies()).to_have_count(sent)
+    messages = page.locator(".scroll")
+    assert messages.evaluate("(node) => node.scrollHeight > node.clientHeight")
+    box = messages.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(5):
+        page.mouse.wheel(0, 400)
+        page.wait_for_timeout(100)
+    assert messages.evaluate("(node) => node.scrollTop + node.clientHeight >= node.scrollHeight - 1")
+    assert page.evaluate("scrollY") == 0
+
+
 HELD_WEBSOCKET = """
 window.WebSocket = class HeldWebSocket {  // a proxy that never answers the upgrade
   constructor(url) { this.url = url; this.readyState = 0; }

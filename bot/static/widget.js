@@ -548,6 +548,9 @@
     .banner button { border: 1px solid #e2c27d; background: #fff; color: #7a4b00; border-radius: 999px;
       padding: 4px 10px; font-size: 12.5px; white-space: nowrap; }
 
+    /* Scrolled on past their end, the messages (and the choices, the banner) leave the page behind where it was: it
+       scrolled instead, and the customer lost their place on the shop's page. */
+    .scroll, .quick, .banner { overscroll-behavior: contain; }
     .scroll { flex: 1; overflow-y: auto; padding: 18px 16px 8px; scroll-behavior: smooth; }
     .log { display: flex; flex-direction: column; gap: 10px; }
     .msg { display: flex; flex-direction: column; max-width: 85%; animation: pop .18s ease-out; }
