@@ -3152,6 +3152,33 @@ def test_the_widget_works_under_the_strict_csp_its_docs_give(open_widget: Any, s
     assert not [line for line in widget.console if "Content Security Policy" in line or "TrustedHTML" in line]
 
 
+def test_under_a_csp_that_refuses_its_socket_the_console_says_what_to_add(open_widget: Any,
+                                                                                          server: LiveServer) -> None:
+    """A connect-src without the bot's wss:// origin: the browser refused the socket, and nothing told the page's
+    developer why agents' replies came late (only as often as the chat polls), nor what to add."""
+    csp = f"default-src 'none'; script-src 'nonce-shop' {server.url}; connect-src {server.url}"
+    widget = open_widget(page={"head": f'<meta http-equiv="Content-Security-Policy" content="{csp}">', "nonce": "shop"})
+    widget.send("where is my order?")
+    expect(widget.bot_replies()).to_have_count(1)
+    socket = server.url.replace("http", "ws", 1)
+    told = [line for line in widget.console if line.startswith("warning: deskbot: ")]
+    assert len(told) == 1 and f"add {socket} to its connect-src" in told[0], widget.console
+
+
+def test_under_a_csp_that_refuses_the_bot_the_console_says_what_to_add(open_widget: Any, server: LiveServer) -> None:
+    """A connect-src without the bot at all: the console said the bot could not be reached, as if it were down."""
+    csp = f"default-src 'self'; script-src 'nonce-shop' {server.url}"
+    widget = open_widget(page={"head": f'<meta http-equiv="Content-Security-Policy" content="{csp}">', "nonce": "shop"})
+    socket = server.url.replace("http", "ws", 1)
+    expect(widget.page.locator(".msg.bot")).to_have_count(1)  # the greeting
+    deadline = time.monotonic() + 10
+    while not [line for line in widget.console if "deskbot: " in line and "/api/widget failed" in line]:
+        assert time.monotonic() < deadline, widget.console
+        widget.page.wait_for_timeout(100)
+    failed = [line for line in widget.console if "/api/widget failed" in line]
+    assert f"add {server.url} and {socket} to its connect-src" in failed[0], failed
+
+
 def test_the_widget_takes_its_config_from_a_file_of_the_site_under_a_csp_with_no_inline_script(
         open_widget: Any, server: LiveServer) -> None:
     """The docs' way for a site that allows no inline script at all: the config object in a file of its own."""

@@ -1342,13 +1342,33 @@
     if (document.visibilityState === "visible") wakeUp();
   });
 
+  // A page whose Content-Security-Policy leaves the bot out of its connect-src: the browser refuses the request and
+  // says so, but nothing said what the chat then lacked (without its socket, agents' replies come only as often as it
+  // polls) nor what to add. ``refusedByPolicy``: settled once the policy refuses any request to the bot (the browser
+  // tells it just after the request failed), which explainFailure() names.
+  let socketRefusalSaid = false;
+  let policyRefusal;
+  const refusedByPolicy = new Promise((resolve) => (policyRefusal = resolve));
+  const socketBase = server.replace(/^http/, "ws");
+  const socketUrl = `${socketBase}/api/ws`;
+  document.addEventListener("securitypolicyviolation", (event) => {
+    const blocked = event.blockedURI;
+    if (!blocked.startsWith(server) && !blocked.startsWith(socketBase)) return;
+    policyRefusal(true);
+    if (!blocked.startsWith(socketBase) || socketRefusalSaid) return;
+    socketRefusalSaid = true;
+    console.warn(`deskbot: this page's Content-Security-Policy refuses the chat's WebSocket (${socketUrl}), so it asks ` +
+      `over HTTP and hears agents' replies only as often as it polls: add ${new URL(socketUrl).origin} to its ` +
+      "connect-src (docs/channels.md).");
+  });
+
   function connect() {
     if (!useSocket) return;
     clearTimeout(reconnectTimer);
     reconnectTimer = null;
     let settle;
     socketOpened = new Promise((resolve) => (settle = resolve));
-    const ws = new WebSocket(`${server.replace(/^http/, "ws")}/api/ws`);
+    const ws = new WebSocket(socketUrl);
     socket = ws;
     let opened = false;
     ws.onopen = () => {
@@ -1862,6 +1882,12 @@
   // (location.origin) says: listing that address would change nothing, and the bot refuses "null" as any page could.
   async function explainFailure(error) {
     const failed = `deskbot: ${server}/api/widget failed (${error.message})`;
+    const waitForPolicy = new Promise((resolve) => setTimeout(resolve, 1000, false));
+    if (error.lost && (await Promise.race([refusedByPolicy, waitForPolicy]))) {
+      console.error(`${failed}: this page's Content-Security-Policy refuses it; add ${new URL(server).origin} and ` +
+        `${new URL(socketUrl).origin} to its connect-src (docs/channels.md).`);
+      return;
+    }
     const refused = error.lost && error.name === "TypeError" && navigator.onLine !== false &&
       (await fetch(`${server}/api/widget`, { mode: "no-cors", signal: timeoutSignal(15000) }).then(() => true, () => false));
     const why = window.origin === "null" ? ": this page is in a frame sandboxed without allow-same-origin, whose " +
