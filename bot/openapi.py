@@ -585,7 +585,8 @@ OPERATIONS: list[Operation] = [
            "has them from now (409 with code open: the bot has them)", StatusResponse, errors=(400, 403, 409),
            query={"agent": AGENT_QUERY,
                   "to": ({"type": "string", "minLength": 1, "maxLength": MAX_AGENT_CHARS,
-                          "description": "the colleague's name: one of server.agents, when set (else 400)"}, True),
+                          "description": "the colleague's name: one of server.agents, when set (else 400); "
+                                         "without server.agents, any name"}, True),
                   "force": ({"type": "boolean", "default": False,
                              "description": "give away a customer another agent has (a lead's override; it needs "
                                             "?agent=, else 400): without it that transfer is refused with 409, "

@@ -1092,14 +1092,17 @@ async def release(request: web.Request) -> web.Response:
 
 async def transfer(request: web.Request) -> web.Response:
     """Give a handed-off customer to the colleague ``?to=`` (``Store.pass_on``): with agents' own tokens, an agent could
-    not make a customer a colleague's, whose name their token cannot act in. One of ``server.agents``, when set (400 for
-    another name: the customer would be nobody's to the agents), as the bot spells them."""
+    not make a customer a colleague's, whose name their token cannot act in. One of ``server.agents`` (as a reload left
+    them), when set, as the bot spells them: 400 for another name, which would make the customer nobody's to the agents.
+    Without server.agents the bot knows no names, and takes the one given. The token is checked first: the 400 would
+    tell anyone without one which names are agents'."""
+    require_admin(request)
     if (to := query_name(request, "to")) is None:
         raise http_error(web.HTTPBadRequest, "to: the colleague's name is required")
-    if agents := request.app.get(AGENT_TOKENS):
+    if agents := list(request.app[BOT].config.server.agents):
         named = [name for name in agents if agent_key(name) == agent_key(to)]
         if not named:
-            raise http_error(web.HTTPBadRequest, f"to: {to} is none of server.agents")
+            raise http_error(web.HTTPBadRequest, f"to: {to} is none of server.agents ({', '.join(agents)})")
         to = named[0]
     return await pass_on(request, to)
 

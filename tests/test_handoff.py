@@ -649,6 +649,24 @@ async def test_an_agent_with_their_own_token_passes_their_customer_to_a_named_co
     assert [(h["agent"], h["from"], h["by"]) for h in transcript["handoffs"]] == [("Ana", None, None), ("Bob", "Ana", "Ana")]
 
 
+async def test_a_transfer_names_a_colleague_of_server_agents_and_asks_for_a_token_first(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A transfer without a token said whether its ?to= was one of server.agents (400) or not (401): anyone could list
+    the agents' names. The colleague is any of server.agents, one whose token is not set yet too; without
+    server.agents, the bot knows no agent's name, and any name given is taken."""
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Cy": {"token_env": "UNSET_TOKEN"}}})
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    ana = {"Authorization": "Bearer ana-own-token-0123"}
+    await chat(client, "taken", "I need help with my bill")
+    assert (await client.post("/admin/conversations/taken/handoff", headers=ana)).status == 200
+    for to in ("Ana", "Sam"):
+        assert (await client.post(f"/admin/conversations/taken/transfer?to={to}")).status == 401
+    passed = await client.post("/admin/conversations/taken/transfer?to=cy", headers=ana)
+    assert passed.status == 200 and (await passed.json())["agent"] == "Cy"
+    refused = await client.post("/admin/conversations/taken/transfer?to=Sam&agent=Cy", headers=AUTH)
+    assert refused.status == 400 and (await refused.json())["error"] == "to: Sam is none of server.agents (Ana, Cy)"
+
+
 @pytest.mark.parametrize(("agents", "said"), [
     ({"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "ana-own-token-0123"}}, "agent Bob's token is agent Ana's"),
     ({"Ana": {"token": "small-admin-token"}}, "agent Ana's token is the admin token's"),
