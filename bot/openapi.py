@@ -217,7 +217,8 @@ class HealthResponse(_Body):
 class ModelVersionResponse(_Body):
     model_version: str
     restart_needed: list[str] = Field(default_factory=list, description="the sections of bot.yml (server, channels, "
-                                      "privacy) changed since the server started: they take effect at its next restart")
+                                      "privacy) changed since the server started: they take effect at its next restart "
+                                      "(server.agents, read again, at once)")
     actions_not_reloaded: str | None = Field(None, description="where and why actions/'s changed Python files failed "
                                              "to import: the actions loaded before run on")
 

@@ -506,8 +506,9 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
     meanwhile has swapped to it."""
     bot = app[BOT]
 
-    def load() -> tuple[Project, ActionRunner, NLU, str | None]:
+    def load() -> tuple[Project, dict[str, str], ActionRunner, NLU, str | None]:
         project = load_project(bot.project.root)
+        agents = agent_tokens(project)  # a token two agents would share refuses the swap, as at start
         actions, refused = bot.actions, None
         try:
             actions = bot.actions.reloaded(project)
@@ -516,13 +517,16 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
             log.error("actions/ not reloaded: %s; the actions loaded before run on until it is mended and reloaded",
                       refused)
         actions.check(project)  # before the model's load, as at start
-        return project, actions, load_serving_model(project, app[DEVICE] or None), refused
+        return project, agents, actions, load_serving_model(project, app[DEVICE] or None), refused
 
     async with app[RELOAD_LOCK]:
         if unless_served is not None and bot.nlu.version == unless_served:
             return bot.nlu, None
-        project, actions, nlu, refused = await asyncio.to_thread(load)
+        project, agents, actions, nlu, refused = await asyncio.to_thread(load)
         bot.swap(nlu, project, actions)
+        # in place: the application's state is set once, at start
+        app[AGENT_TOKENS].clear()
+        app[AGENT_TOKENS].update(agents)
         app[REVIEW_MODEL].clear()  # the old version's, which would hold it in memory until the queue is read
         if waiting := restart_needed(app):
             log.warning("changed since the start, and applied only by a restart: %s (bot.yml's sections)",
@@ -532,9 +536,12 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
 
 def restart_needed(app: web.Application) -> list[str]:
     """The sections of bot.yml the server set itself up from at start, which a swap leaves as they were
-    (see :meth:`Bot.swap`), that the file now served changes: a reload answered as if it had applied them."""
+    (see :meth:`Bot.swap`), that the file now served changes: a reload answered as if it had applied them.
+    ``server.agents`` is not among them: a swap reads the agents' tokens again (:func:`swap_to_current`)."""
     started, now = app[STARTED_WITH], app[BOT].config
-    return [name for name in ("server", "channels", "privacy") if getattr(started, name) != getattr(now, name)]
+    server = now.server.model_copy(update={"agents": started.server.agents})
+    return [name for name, changed in (("server", server != started.server), ("channels", started.channels != now.channels),
+                                       ("privacy", started.privacy != now.privacy)) if changed]
 
 
 async def reload_model(request: web.Request) -> web.Response:

@@ -667,6 +667,27 @@ async def test_a_transfer_names_a_colleague_of_server_agents_and_asks_for_a_toke
     assert refused.status == 400 and (await refused.json())["error"] == "to: Sam is none of server.agents (Ana, Cy)"
 
 
+async def test_a_reload_reads_the_agents_and_their_tokens_again(bot_dir: Path, aiohttp_client: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agents' tokens were read at start alone: an agent who left kept signing in, and a new one could not, until a
+    restart, which the reload did not even name. A reload now reads server.agents again; one that two agents would
+    share is refused, and the tokens stay as they were."""
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}}})
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    ana, bob = {"Authorization": "Bearer ana-own-token-0123"}, {"Authorization": "Bearer bob-own-token-4567"}
+    assert (await client.get("/admin/conversations", headers=bob)).status == 401
+    monkeypatch.setenv("BOBS_TOKEN", "bob-own-token-4567")
+    configure(bot_dir, server={"agents": {"Bob": {"token_env": "BOBS_TOKEN"}, "Cy": {"token": "bob-own-token-4567"}}})
+    refused = await client.post("/admin/reload", headers=AUTH)
+    assert refused.status == 409 and "agent Cy's token is agent Bob's" in (await refused.json())["error"]
+    assert (await client.get("/admin/conversations", headers=ana)).status == 200
+    configure(bot_dir, server={"agents": {"Bob": {"token_env": "BOBS_TOKEN"}}})
+    reloaded = await client.post("/admin/reload", headers=AUTH)
+    assert reloaded.status == 200 and (await reloaded.json())["restart_needed"] == []
+    assert (await client.get("/admin/conversations", headers=ana)).status == 401  # Ana's token no longer signs in
+    assert (await (await client.get("/admin/conversations", headers=bob)).json())["token_agent"] == "Bob"
+
+
 @pytest.mark.parametrize(("agents", "said"), [
     ({"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "ana-own-token-0123"}}, "agent Bob's token is agent Ana's"),
     ({"Ana": {"token": "small-admin-token"}}, "agent Ana's token is the admin token's"),
