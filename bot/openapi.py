@@ -541,7 +541,11 @@ OPERATIONS: list[Operation] = [
                                  "holder": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
                                              "description": "the handed_off conversations this agent has alone, in "
                                                             "any letter case: a leaving agent's customers (none of the "
-                                                            "open ones, which are nobody's)"}, False)}),
+                                                            "open ones, which are nobody's)"}, False),
+                                 "unheld": ({"type": "boolean", "default": False,
+                                             "description": "true: the handed_off conversations nobody has alone "
+                                                            "(never taken over, or released), with no holder (else "
+                                                            "400)"}, False)}),
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,

@@ -908,7 +908,7 @@ async def stats(request: web.Request) -> web.Response:
 async def inbox(request: web.Request) -> web.Response:
     """The agents' inbox: ``?status=handed_off`` (the default), longest-waiting first, or ``open``; ``?q=`` the
     conversations that hold a text alone, ``?offset=`` the page after the first ones, ``?holder=`` one agent's
-    customers alone (see :meth:`Store.inbox`)."""
+    customers alone, ``?unheld=true`` those nobody has (see :meth:`Store.inbox`)."""
     require_admin(request)
     status = request.query.get("status", "handed_off")
     if status not in ("handed_off", "open"):
@@ -921,7 +921,7 @@ async def inbox(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     # every agent's console asks every 3 s
     conversations, total, waiting = await bot._read(Store.inbox, status, limit, query_agent(request), search, offset,
-                                                    query_name(request, "holder"))
+                                                    query_holder(request))
     return json_response({"conversations": conversations, "total": total, "waiting": waiting,
                           "token_agent": request[AGENT] or None})
 
@@ -1040,12 +1040,28 @@ def overtaken(exc: Overtaken) -> web.HTTPException:
     return http_error(web.HTTPConflict, str(exc), {"code": exc.code, **exc.fields})
 
 
+def query_flag(request: web.Request, key: str) -> bool:
+    """``?key=true``, else false (400 for anything but true or false)."""
+    flag = request.query.get(key, "false")
+    if flag not in ("true", "false"):
+        raise http_error(web.HTTPBadRequest, f"{key}: must be true or false")
+    return flag == "true"
+
+
 def query_force(request: web.Request) -> bool:
     """``?force=true``: a lead takes over or hands back a customer a colleague has (:class:`HeldByColleague`)."""
-    force = request.query.get("force", "false")
-    if force not in ("true", "false"):
-        raise http_error(web.HTTPBadRequest, "force: must be true or false")
-    return force == "true"
+    return query_flag(request, "force")
+
+
+def query_holder(request: web.Request) -> str | None:
+    """Whose customers the inbox lists: ``?holder=`` one agent's, ``?unheld=true`` nobody's (``""``, as
+    :meth:`Store.inbox` reads it: every name is an agent's, so nobody is no value of ``?holder=``), else everyone's."""
+    holder = query_name(request, "holder")
+    if not query_flag(request, "unheld"):
+        return holder
+    if holder is not None:
+        raise http_error(web.HTTPBadRequest, "unheld: the customers nobody has are no one agent's (holder)")
+    return ""
 
 
 async def mark_seen(request: web.Request) -> web.Response:

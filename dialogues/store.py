@@ -1822,8 +1822,8 @@ class Store:
         since the latest turn ``agent`` read there (:meth:`mark_seen`), whichever came later.
 
         ``holder``: only the handed-off conversations that agent has, in any letter case (``total`` counts those): at a
-        change of shift, the customers an agent leaves, for a colleague to take over, were found among everyone's. None
-        of the open ones, which are nobody's.
+        change of shift, the customers an agent leaves, for a colleague to take over, were found among everyone's;
+        ``""``, those nobody has (never taken over, or released), for the next free agent. None of the open ones.
         """
         if holder is not None and status != "handed_off":
             return [], 0, 0

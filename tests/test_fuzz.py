@@ -45,12 +45,13 @@ ATHERIS_RUNS = {"slack": 1000, "wecom": 1000, "decrypt": 20000}  # a few seconds
 SCHEMATHESIS_EXAMPLES = 8
 # The refusals of schema-valid data that the schema does not state, each a rule between two fields: a period whose
 # `until` comes before its `since`, or compared with the one before it (`compare`) without a `since`, and a forced
-# takeover, reply, release or transfer (`force`) that names no `agent`.
+# takeover, reply, release or transfer (`force`) that names no `agent`, and an inbox of one agent's customers and of
+# nobody's at once (`holder`, `unheld`).
 SCHEMATHESIS_CONFIG = "".join(f"""
 [[operations]]
 include-path = "{path}"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
-""" for path in ("/admin/stats", "/admin/conversations/{conversation_id}/handoff",
+""" for path in ("/admin/stats", "/admin/conversations", "/admin/conversations/{conversation_id}/handoff",
                  "/admin/conversations/{conversation_id}/messages", "/admin/conversations/{conversation_id}/release",
                  "/admin/conversations/{conversation_id}/transfer"))
 

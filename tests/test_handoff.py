@@ -376,6 +376,27 @@ async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aioht
     assert [c["agent"] for c in open_ones["conversations"]] == [None]
 
 
+async def test_the_inbox_lists_the_customers_nobody_has_alone(bot_dir: Path, aiohttp_client: Any) -> None:
+    """"Mine only" listed one agent's customers; the waiting customers nobody had taken yet, or whom an agent released,
+    could be found only among everyone's. ``?unheld=true`` lists those alone."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    for cid in ("taken", "asked", "released"):
+        await chat(client, cid, "I need help with my bill")
+        await chat(client, cid, "/handoff")
+    for path in ("taken/handoff?agent=Ana", "released/handoff?agent=Bob", "released/release?agent=Bob"):
+        assert (await client.post(f"/admin/conversations/{path}", headers=AUTH)).status == 200
+    nobodys = await (await client.get("/admin/conversations?unheld=true", headers=AUTH)).json()
+    assert [c["conversation_id"] for c in nobodys["conversations"]] == ["asked", "released"]
+    assert (nobodys["total"], nobodys["waiting"]) == (2, 3)  # every waiting customer still counted, for the title
+    everyones = await (await client.get("/admin/conversations?unheld=false", headers=AUTH)).json()
+    assert everyones["total"] == 3
+    with_the_bot = await (await client.get("/admin/conversations?status=open&unheld=true", headers=AUTH)).json()
+    assert with_the_bot["total"] == 0
+    for query in ("unheld=yes", "unheld=true&holder=Ana"):
+        refused = await client.get(f"/admin/conversations?{query}", headers=AUTH)
+        assert refused.status == 400 and "unheld" in (await refused.json())["error"]
+
+
 async def test_the_inbox_finds_conversations_by_what_they_hold_and_pages_past_the_first(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """An agent could list the first conversations alone, up to the limit: ``?q=`` finds one by what it holds, and

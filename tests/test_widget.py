@@ -2805,6 +2805,30 @@ def test_mine_only_stays_as_it_was_through_a_reload_of_the_console(
     context.close()
 
 
+def test_the_agents_console_lists_the_customers_nobody_has_alone_when_asked(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent free to take the next customer looked for one nobody had among everyone's, colleagues' included:
+    "Nobody's only" lists those alone, unticks "Mine only" (one list at a time), and stays ticked through a reload."""
+    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
+    page = context.pages[0]
+    name = f"Lee {next(PAGE_NUMBERS)}"
+    api.admin(f"/admin/conversations/{alice}/handoff?agent={quote(name)}")
+    page.once("dialog", lambda dialog: dialog.accept(name))
+    page.get_by_label("Mine only").check()
+    expect(page.locator(".list li[data-id]")).to_have_count(1)
+    page.get_by_label("Nobody's only").check()
+    expect(page.get_by_label("Mine only")).not_to_be_checked()
+    expect(page.locator(f'.list li[data-id="{bob}"]')).to_be_visible()
+    expect(page.locator(f'.list li[data-id="{alice}"]')).to_have_count(0)
+    page.reload()
+    expect(page.get_by_label("Nobody's only")).to_be_checked()
+    expect(page.locator(f'.list li[data-id="{bob}"]')).to_be_visible()
+    expect(page.locator(f'.list li[data-id="{alice}"]')).to_have_count(0)
+    page.get_by_label("Nobody's only").uncheck()
+    expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_visible()
+    context.close()
+
+
 def test_the_agents_console_signed_in_with_an_agents_own_token_acts_in_their_name(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """With an agent's own token the bot refuses every other name: the console shows theirs, which cannot be changed,
