@@ -261,11 +261,20 @@ class InboxConversation(_Body):
                                                 "(…/seen), whichever came later (handed_off only)")
 
 
+class Passed(_Body):
+    conversation_id: str
+    by: str = Field(..., description="the colleague who passed the customer on (…/transfer)")
+    at: float = Field(..., description="when")
+
+
 class InboxResponse(_Body):
     conversations: list[InboxConversation]
     total: int
     waiting: int = Field(..., description="how many of them wait for a person's reply (waiting_since set), on this "
                                           "page or past it; 0 for the open ones")
+    passed: list[Passed] = Field(..., description="the handed-off customers a colleague passed to ?agent= who are "
+                                                  "theirs still, latest first (the latest 100), whatever the status, "
+                                                  "page or search asked for; none without ?agent=")
     token_agent: str | None = Field(..., description="the agent whose own token (server.agents) the request carries, "
                                                      "who every call made with it acts as; null for the admin token")
 

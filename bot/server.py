@@ -908,7 +908,8 @@ async def stats(request: web.Request) -> web.Response:
 async def inbox(request: web.Request) -> web.Response:
     """The agents' inbox: ``?status=handed_off`` (the default), longest-waiting first, or ``open``; ``?q=`` the
     conversations that hold a text alone, ``?offset=`` the page after the first ones, ``?holder=`` one agent's
-    customers alone, ``?unheld=true`` those nobody has (see :meth:`Store.inbox`)."""
+    customers alone, ``?unheld=true`` those nobody has (see :meth:`Store.inbox`); ``passed``: the customers colleagues passed to the
+    agent (``?agent=``) who are theirs still, for their console to tell them, on any tab or page."""
     require_admin(request)
     status = request.query.get("status", "handed_off")
     if status not in ("handed_off", "open"):
@@ -920,10 +921,11 @@ async def inbox(request: web.Request) -> web.Response:
         raise http_error(web.HTTPBadRequest, f"q: at most {MAX_SEARCH_CHARS} characters")
     bot = request.app[BOT]
     # every agent's console asks every 3 s
-    conversations, total, waiting = await bot._read(Store.inbox, status, limit, query_agent(request), search, offset,
+    agent = query_agent(request)
+    conversations, total, waiting = await bot._read(Store.inbox, status, limit, agent, search, offset,
                                                     query_holder(request))
     return json_response({"conversations": conversations, "total": total, "waiting": waiting,
-                          "token_agent": request[AGENT] or None})
+                          "passed": await bot._read(Store.passed_to, agent), "token_agent": request[AGENT] or None})
 
 
 def unknown_conversation(conversation_id: str) -> web.HTTPException:

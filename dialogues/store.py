@@ -751,6 +751,7 @@ _AGENT_SINCE = ("FROM turns WHERE conversation_id = c.id AND role = 'agent' AND 
 # they are in no agents' inbox, nobody waits in them, and ``bot stats`` leaves them out.
 TRYOUT_CHANNEL = "cli"
 _AGENTS_REACH = f"c.channel != '{TRYOUT_CHANNEL}'"
+PASSED_LISTED = 100  # the customers passed to an agent that their inbox names (Store.passed_to), the latest
 OTHERS_SHOWN = 20  # a customer's other conversations a transcript names (Store.others), the latest
 # The customer's id as the shop's server vouched for it, from the slot the web channel keeps (bot.project.VERIFIED_USER):
 # the ``user`` column is what the first message's page said, which proves nothing.
@@ -1865,6 +1866,19 @@ class Store:
             if self.keep_raw:  # the latest message as typed is then the unredacted copy, not for display (``_shown``)
                 row["last_message"] = row["last_message"] and self._private(row["last_message"])
         return rows, total, waiting
+
+    def passed_to(self, agent: str | None) -> list[dict[str, Any]]:
+        """The handed-off customers a colleague passed to ``agent`` (``pass_on``) and who are theirs still, latest first:
+        ``conversation_id``, who passed them on (``by``) and when (``at``). Their console tells them, where a customer
+        given to them appeared among the rest, unnoticed, until the customer complained. None for no agent."""
+        if not agent_key(agent):
+            return []
+        return list(self.db.query(
+            f"SELECT w.conversation_id, t.by_agent AS by, t.created AS at FROM ({_HANDED_OFF}) w "
+            "JOIN takeovers t ON t.id = (SELECT max(id) FROM takeovers WHERE conversation_id = w.conversation_id) "
+            "WHERE t.created >= w.handed_off_at AND agent_key(w.agent) = :agent AND agent_key(t.agent) = :agent "
+            "AND t.by_agent IS NOT NULL AND agent_key(t.by_agent) != :agent ORDER BY t.created DESC LIMIT :most",
+            {"agent": agent_key(agent), "most": PASSED_LISTED}))
 
     def _found(self, search: str) -> Search:
         """The SQL of :meth:`inbox`'s ``search``: what the customer wrote is searched as agents may read it (with

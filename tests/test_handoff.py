@@ -709,6 +709,25 @@ async def test_a_reload_reads_the_agents_and_their_tokens_again(bot_dir: Path, a
     assert (await (await client.get("/admin/conversations", headers=bob)).json())["token_agent"] == "Bob"
 
 
+async def test_the_inbox_names_the_customers_passed_to_its_agent(bot_dir: Path, aiohttp_client: Any) -> None:
+    """A customer passed to Bob appeared among the rest, on whatever page, unnoticed: his inbox names those a colleague
+    passed to him who are his still, whatever the tab asked for, and nobody else's does."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    for cid in ("passed", "taken"):
+        await chat(client, cid, "I need help with my bill")
+    for path in ("passed/handoff?agent=Ana", "passed/transfer?agent=Ana&to=Bob", "taken/handoff?agent=Bob"):
+        assert (await client.post(f"/admin/conversations/{path}", headers=AUTH)).status == 200
+
+    async def passed(query: str) -> list[tuple[str, str]]:
+        inbox = await (await client.get(f"/admin/conversations?{query}", headers=AUTH)).json()
+        return [(p["conversation_id"], p["by"]) for p in inbox["passed"]]
+
+    assert await passed("agent=%20bob&status=open&limit=0") == [("passed", "Ana")]
+    assert await passed("agent=Ana") == await passed("") == []
+    assert (await client.post("/admin/conversations/passed/handoff?agent=Sam&force=true", headers=AUTH)).status == 200
+    assert await passed("agent=Bob") == []  # Sam's now
+
+
 @pytest.mark.parametrize(("agents", "said"), [
     ({"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "ana-own-token-0123"}}, "agent Bob's token is agent Ana's"),
     ({"Ana": {"token": "small-admin-token"}}, "agent Ana's token is the admin token's"),

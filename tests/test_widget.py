@@ -2680,6 +2680,42 @@ def test_an_agent_passes_their_customer_to_a_named_colleague_from_the_agents_con
     context.close()
 
 
+def test_the_agents_console_tells_its_agent_of_a_customer_a_colleague_passed_them(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A customer Kim passed to Lee appeared in Lee's inbox among the others, on whatever tab or page his console had
+    open, and waited unnoticed. His console says so in its title and header, and marks them in the list, until he
+    opens them; not again after a reload."""
+    cid, kims, kim = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.agent_token)
+    before = len(api.get("/admin/conversations?agent=Lee&limit=0")["passed"])  # this module's earlier tests' passes
+    titled = lambda passed: re.compile(rf"^\[{passed} passed to you\] \(\d+\) deskbot" if passed else r"^\(\d+\) deskbot")
+    lees = open_console(chromium, server, "lee-own-token", cid)
+    lee = lees.pages[0]
+    expect(lee).to_have_title(titled(before))
+    lee.get_by_role("button", name="With the bot").click()
+    lee.locator(".arrivals").evaluate("said => { said.textContent = ''; }")  # earlier passes, said already
+    kim.get_by_role("button", name="Take over").click()
+    kim.once("dialog", lambda dialog: dialog.accept("Lee"))
+    kim.get_by_role("button", name="Pass to a colleague").click()
+    expect(kim.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
+    expect(kim.locator("header .passed")).to_be_hidden()  # Kim's console tells Kim nothing
+    expect(lee).to_have_title(titled(before + 1))
+    expect(lee.locator(".arrivals")).to_have_text("Kim passed you a customer")
+    lee.get_by_role("button", name="Waiting").click()
+    expect(lee.locator(f'.list li[data-id="{cid}"].passed .meta')).to_contain_text("Kim passed you a customer · web")
+    lee.get_by_role("button", name="With the bot").click()
+    lee.get_by_role("button", name=re.compile(r"^Kim passed you a customer( \(\+\d+\))?: open$")).click()
+    expect(lee.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
+    expect(lee.get_by_role("button", name="Waiting")).to_have_attribute("aria-pressed", "true")
+    expect(lee).to_have_title(titled(before))
+    expect(lee.locator(f'.list li[data-id="{cid}"]')).not_to_have_class(re.compile("passed"))
+    lee.reload()
+    expect(lee.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
+    expect(lee.locator(f'.list li[data-id="{cid}"]')).not_to_have_class(re.compile("passed"))
+    expect(lee).to_have_title(titled(before))
+    kims.close()
+    lees.close()
+
+
 @pytest.mark.parametrize(("lang", "name", "mode", "add", "said", "delete"), [
     ("en", "Your name", "Note", "Add note", "Internal note, for agents only", "Delete note"),
     ("zh", "您的名字", "备注", "添加备注", "内部备注，仅客服可见", "删除备注")])
