@@ -840,12 +840,17 @@ class Bot:
     async def pass_on(self, conversation_id: str, agent: str | None, to: str | None, force: bool = False) -> bool:
         """Release a handed-off customer, or give them to the colleague ``to`` (:meth:`Store.pass_on`), and show who has
         them now where the conversation is open; a customer on Slack or WeCom is told of the colleague now with them,
-        and of nothing at a release: they still wait for a person."""
+        and of nothing at a release: they still wait for a person. A release is announced to the agents' webhook as a
+        handoff is (reason ``released``): nobody's, the customer waited until someone looked at the inbox."""
         assert self.store is not None
         before = await self._store(self.store.holder, conversation_id)
         changed = await self._store(self.store.pass_on, conversation_id, agent, to, force)
         if changed and await self._show_holder(conversation_id, before) and to is not None:
             self._tell_in_order(conversation_id, True, to)
+        if changed and to is None:
+            channel = (await self._store(self.store.conversation, conversation_id))["channel"]
+            if channel != TRYOUT_CHANNEL:
+                self.notifier.handed_off(conversation_id, channel, "released")
         return changed
 
     async def announce(self, conversation_id: str, handed_off: bool, reason: str, channel: str,

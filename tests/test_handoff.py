@@ -225,6 +225,30 @@ async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_we
     assert agents == {f"deskbot/{version('deskbot')}"}  # not which Python and aiohttp versions, flaws and all
 
 
+async def test_a_customer_released_to_the_queue_is_announced_to_the_agents_webhook(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """A team that hears of waiting customers in a chat room heard nothing of one an agent released at the end of a
+    shift: nobody's, they waited until someone looked at the console. A release is announced as a handoff is; a
+    transfer, to a colleague who has the customer, is not."""
+    notices: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        notices.append(await request.json())
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    set_handoff(bot_dir, notify_url=str((await aiohttp_server(receiver)).make_url("/hook")))
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "taken", "hello")
+    for action in ("handoff?agent=Ana", "transfer?agent=Ana&to=Bob", "release?agent=Bob"):
+        assert (await client.post(f"/admin/conversations/taken/{action}", headers=AUTH)).status == 200
+    await client.app[BOT].notifier.close()  # the notices on their way arrive
+    assert notices == [{"event": "handed_off", "conversation_id": "taken", "channel": "web", "reason": "released",
+                        "transcript": "/admin/conversations/taken",
+                        "text": "A customer on web is waiting for a person (released): conversation `taken`"}]
+
+
 async def test_a_reload_brings_the_handoff_settings_it_reads(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """The notices kept going to the webhook the server started with (or to none), and a busy message set
