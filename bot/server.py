@@ -527,11 +527,20 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
         # in place: the application's state is set once, at start
         app[AGENT_TOKENS].clear()
         app[AGENT_TOKENS].update(agents)
+        if tokenless := tokenless_agents(app):
+            log.warning("server.agents without a token, who cannot sign in: %s (a token_env is read from the "
+                        "server's environment, which only a restart changes)", ", ".join(tokenless))
         app[REVIEW_MODEL].clear()  # the old version's, which would hold it in memory until the queue is read
         if waiting := restart_needed(app):
             log.warning("changed since the start, and applied only by a restart: %s (bot.yml's sections)",
                         ", ".join(waiting))
         return nlu, refused
+
+
+def tokenless_agents(app: web.Application) -> list[str]:
+    """The agents of server.agents whose token is not set: one added with a ``token_env`` the running server's
+    environment lacks could not sign in, and the reload that added them said nothing."""
+    return sorted(app[BOT].config.server.agents.keys() - app[AGENT_TOKENS].keys())
 
 
 def restart_needed(app: web.Application) -> list[str]:
@@ -555,7 +564,8 @@ async def reload_model(request: web.Request) -> web.Response:
         return json_response({"error": f"reload refused: {exc}", "model_version": bot.nlu.version}, status=409)
     log.info("reloaded: now serving model %s with the bot's files as they are now", nlu.version)
     return json_response({"model_version": nlu.version, "restart_needed": restart_needed(request.app),
-                          **({"actions_not_reloaded": refused} if refused else {})})
+                          **({"actions_not_reloaded": refused} if refused else {}),
+                          **({"agents_without_token": tokenless} if (tokenless := tokenless_agents(request.app)) else {})})
 
 
 class RoundFailures:
