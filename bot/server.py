@@ -299,11 +299,12 @@ def admin_token(project: Project) -> str:
     return configured_token("DESKBOT_ADMIN_TOKEN", project.config.server.admin_token)
 
 
-def agent_tokens(project: Project) -> dict[str, str]:
+def agent_tokens(project: Project, admin: str | None = None) -> dict[str, str]:
     """Each agent's own token (``server.agents``), by their name; an agent whose token is not set is left out (``bot
-    serve`` says so). ProjectError for a token two agents share, or one agent shares with the admin token: a call
-    made with it could not say whose it is; and for two names of one agent as the bot reads names ("Ana", "ANA":
-    :func:`~dialogues.store.agent_key`), each of which could act as the other."""
+    serve`` says so). ProjectError for a token two agents share, or one agent shares with the admin token (``admin``,
+    the one served, which a reload leaves as at start; else bot.yml's): a call made with it could not say whose it
+    is; and for two names of one agent as the bot reads names ("Ana", "ANA": :func:`~dialogues.store.agent_key`),
+    each of which could act as the other."""
     names: dict[str, str] = {}
     for name in project.config.server.agents:
         if (other := names.setdefault(agent_key(name), name)) != name:
@@ -312,7 +313,8 @@ def agent_tokens(project: Project) -> dict[str, str]:
     tokens = {name: configured_token(agent.token_env, agent.token)
               for name, agent in project.config.server.agents.items()}
     tokens = {name: token for name, token in tokens.items() if token}
-    holders: dict[str, str] = {admin_token(project): "the admin token"} if admin_token(project) else {}
+    admin = admin_token(project) if admin is None else admin
+    holders: dict[str, str] = {admin: "the admin token"} if admin else {}
     for name, token in tokens.items():
         if (other := holders.setdefault(token, f"agent {name}")) != f"agent {name}":
             raise ProjectError(f"bot.yml: server.agents: agent {name}'s token is {other}'s too: give each their own")
@@ -508,7 +510,7 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
 
     def load() -> tuple[Project, dict[str, str], ActionRunner, NLU, str | None]:
         project = load_project(bot.project.root)
-        agents = agent_tokens(project)  # a token two agents would share refuses the swap, as at start
+        agents = agent_tokens(project, app[ADMIN_TOKEN])  # a token two agents would share refuses the swap, as at start
         actions, refused = bot.actions, None
         try:
             actions = bot.actions.reloaded(project)

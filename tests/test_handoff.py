@@ -732,6 +732,10 @@ async def test_a_reload_reads_the_agents_and_their_tokens_again(bot_dir: Path, a
     # Dan's variable is not in the server's environment, which a reload cannot change: said, not left to find out
     assert (await reloaded.json()) == {"model_version": "v0001", "restart_needed": [], "agents_without_token": ["Dan"]}
     assert (await client.get("/admin/conversations", headers=ana)).status == 401  # Ana's token no longer signs in
+    # bot.yml's new admin token takes a restart: the one served is still the admin's, and no agent's
+    configure(bot_dir, server={"admin_token": "new-admin-token-0123", "agents": {"Bob": {"token": "small-admin-token"}}})
+    refused = await client.post("/admin/reload", headers=AUTH)
+    assert refused.status == 409 and "agent Bob's token is the admin token's" in (await refused.json())["error"]
     assert (await (await client.get("/admin/conversations", headers=bob)).json())["token_agent"] == "Bob"
 
 
