@@ -1508,6 +1508,45 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
                f"{max(0, len(items) - done['items'])} left{more}.{learn}")
 
 
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
+@click.argument("old")
+@click.argument("new")
+@click.option("--reviewer", default=lambda: os.environ.get("USER"), metavar="NAME", help="Stored with each label (default $USER).")
+def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
+    """Move the labels of a renamed or merged intent to its new name.
+
+    Every message whose review label is OLD gets the label NEW, which nlu.yml must have (or oos); the next
+    `bot retrain` learns them. A split intent has no one new name: its messages wait in the review queue.
+
+    Examples:
+
+    \b
+      bot relabel mybot cancel_order cancel_purchase
+      bot relabel mybot refund_status get_refund
+    """
+    from dialogues.review import check_label
+
+    project = load_project(directory)
+    try:
+        check_label(new, project.intents)
+    except ValueError as exc:
+        fail(str(exc))
+    if old == new:
+        fail(f"{old} is {new} already")
+    store = _open_store(project)
+    try:
+        turns = store.relabel(old, new, reviewer)
+        named = {row["intent"] for row in store.labels()}
+    finally:
+        store.close()
+    if not turns:
+        names = ", ".join(sorted(named - {*project.intents, "oos"})) or "none"
+        fail(f"no message is labelled {old}; labels naming intents nlu.yml lacks: {names}")
+    click.echo(f"Relabelled {_count(len(turns), 'message')} from {old} to {new}. "
+               f"Run `bot retrain {shell(directory)}` to learn them.")
+
+
 @cli.command("retrain")
 @click.argument("directory", type=BOT_DIR)
 @device_option
@@ -1565,6 +1604,8 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
     left_out = f", {data['oos']} out of scope left out (nlu.yml has no oos intent)" if data["oos"] else ""
     if data.get("repeated"):  # turns of a message labelled on another turn too: one example a message
         left_out += f", {data['repeated']} repeat{'s' if data['repeated'] > 1 else ''} left out (one example a message)"
+    if orphaned := sum(data.get("orphaned", {}).values()):  # an intent renamed or taken out of nlu.yml since
+        left_out += f", {orphaned} of intents no longer in nlu.yml left out"
     if data.get("contradicting"):  # a label giving an nlu.yml example another intent: nlu.yml's stands
         left_out += f", {data['contradicting']} contradicting nlu.yml left out (its example's intent stands)"
     click.echo(f"  data: {data['seed_examples']} seed examples, {data['labelled']} labelled{left_out} "

@@ -170,6 +170,23 @@ def learned_examples(data: LearnedData, intents: set[str], held_texts: set[str],
                     "unusable": len(messages) - len(usable) - oos - len(against)}, against
 
 
+def orphaned_labels(data: LearnedData, intents: Iterable[str]) -> dict[str, int]:
+    """The labelled messages (one per message, as learnt) whose intent the bot no longer has, by that intent: an
+    intent renamed or taken out of nlu.yml since. A retrain cannot learn them, and a reviewer's months of labels
+    must not be left out unsaid: :func:`orphaned_advice` says how to keep them."""
+    known = set(intents)
+    return dict(Counter(r["intent"] for r in one_per_message(data.examples) if r["intent"] not in known | {OOS}))
+
+
+def orphaned_advice(orphans: Mapping[str, int], root: Path) -> str:
+    """What a retrain says of :func:`orphaned_labels`: which, and how to give them an intent nlu.yml has."""
+    named = ", ".join(f"{intent} ({n})" for intent, n in sorted(orphans.items(), key=lambda item: -item[1]))
+    old = max(orphans, key=orphans.__getitem__)
+    return (f"{sum(orphans.values())} labelled message(s) name intents nlu.yml no longer has, and are not learnt: "
+            f"{named}. For an intent renamed or merged into another, `bot relabel {root} {old} NEW_INTENT` gives "
+            "them its name; otherwise their messages wait in the review queue (`bot review`) for a label again.")
+
+
 def agent_answers(data: LearnedData, project: Project | None = None) -> list[Answer]:
     """The agent answers retrieval may show other customers (:func:`learnable`); with ``project``, each filed
     under the intent the bot gives its question (:func:`filed`)."""
@@ -289,6 +306,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         held_texts = {same_text(e.text) for e in held}  # the gate's examples: taught neither labels nor old answers
         learned, label_counts, against = learned_examples(data, set(project.intents), held_texts, seed_labels(project))
         check_taught(project, seed + learned)
+        if orphans := orphaned_labels(data, project.intents):
+            say(orphaned_advice(orphans, project.root))
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
         say(f"Measuring the serving model {serving_name} on {len(held)} frozen and {len(seed)} seed examples")
         before = measured(serving, seed, held)
@@ -326,7 +345,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             decision = {
                 **judged, "passed": not reasons, "serving": serving_name, "mode": "warm" if warm else "full",
                 "contradicting": against,
-                "data": {"seed_examples": len(seed), **label_counts, "new_labels": new["labels"],
+                "data": {"seed_examples": len(seed), **label_counts, "orphaned": orphans, "new_labels": new["labels"],
                          "labels_gone": new["labels_gone"],
                          "transfer_messages": len(transfer),
                          "agent_answers": len(answers), "new_answers": new["answers"], "answers_removed": len(gone),

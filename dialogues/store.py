@@ -2179,6 +2179,17 @@ class Store:
                 [label["created"], label["reviewer"]])]
             return self.add_labels(batch, intent, reviewer)
 
+    def relabel(self, old: str, new: str, reviewer: str | None = None) -> list[int]:
+        """Label ``new`` every turn whose latest label is ``old``; returns the turns relabelled. An intent renamed
+        or merged into another in nlu.yml left its labels naming one the bot no longer has, which a retrain cannot
+        learn: months of a reviewer's work, otherwise labelled again one item at a time. The old labels stay in the
+        store, under the new, as a correction's do."""
+        with self._writing():
+            turns = [r["turn_id"] for r in self.db.query(
+                "SELECT turn_id FROM review_labels r WHERE intent = ? "
+                "AND id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) ORDER BY turn_id", [old])]
+            return self.add_labels(turns, new, reviewer)
+
     def label_of(self, *turn_ids: int, known: Collection[str] | None = None) -> dict[str, Any] | None:
         """The latest label (``turn_id``, ``intent``, ``reviewer``, ``created``) of these turns, or None; with
         ``known``, the latest of the turns' own latest labels that is one of those."""

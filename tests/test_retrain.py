@@ -579,6 +579,47 @@ def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Pat
 
 
 
+def rename_intent(root: Path, old: str, new: str) -> None:
+    """Rename an intent in every file of the bot that names it, as a shop does in its editor."""
+    for name in ("nlu.yml", "responses.yml", "bot.yml", "history.jsonl"):
+        path = root / name
+        path.write_text(path.read_text().replace(old, new))
+
+
+def test_labels_of_a_renamed_intent_are_named_and_relabelled_not_dropped_unsaid(bot_dir: Path) -> None:
+    """cancel_order renamed cancel_purchase in nlu.yml: the retrain left its reviewed labels out without a word
+    (the data line counted only those it learnt), and nothing moved them to the new name but labelling each
+    message again. It names them, with the `bot relabel` that keeps them, and they are learnt after it."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["please cancel the blue sofa", "stop my order right now"]), "cancel_order", "ann")
+    store.add_labels(log_turns(store, ["has my parcel left yet"], conversation="c2"), "track_order", "ann")
+    store.close()
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+
+    first = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+
+    assert first.exit_code == 0, first.output
+    assert (f"2 labelled message(s) name intents nlu.yml no longer has, and are not learnt: cancel_order (2). For an "
+            f"intent renamed or merged into another, `bot relabel {bot_dir} cancel_order NEW_INTENT` gives them its "
+            "name") in first.output
+    assert "1 labelled, 2 of intents no longer in nlu.yml left out" in first.output
+    decision = json.loads((bot_dir / "models" / Registry(bot_dir / "models").current() / "decision.json").read_text())
+    assert decision["data"]["orphaned"] == {"cancel_order": 2} and decision["data"]["labelled"] == 1
+
+    refused = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_ordr"])
+    assert refused.exit_code == 1 and "unknown intent 'cancel_ordr'" in refused.output
+    moved = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"])
+    assert moved.exit_code == 0, moved.output
+    assert f"Relabelled 2 messages from cancel_order to cancel_purchase. Run `bot retrain {bot_dir}`" in moved.output
+    again = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"])
+    assert again.exit_code == 1 and "no message is labelled cancel_order" in again.output
+
+    second = retrain(load_project(bot_dir), device="cpu", progress=False)
+    assert second.decision["data"]["labelled"] == 3 and second.decision["data"]["orphaned"] == {}
+    assert second.decision["data"]["new_labels"] == 2
+
+
 def test_nothing_new_after_a_rollback_says_how_to_go_on(bot_dir: Path) -> None:
     """Rolled back from a promoted candidate, a retrain said only "Nothing new since v0002", while v0001 served:
     nothing said how to serve v0002 again, or to train a candidate against v0001."""
