@@ -1628,6 +1628,11 @@ def _print_figures(d: dict[str, Any]) -> None:
             continue
         click.echo(f"  {name + ' top-1':<18}{before:>9.4f}{after:>11.4f}{after - before:>+9.4f}  (n={fig['serving']['n']})")
     click.echo(f"  worst intent drop {d['worst_intent_drop']:.4f} (margin {d['margins']['max_intent_drop']:g})")
+    if apart := d.get("not_compared"):  # intents renamed, merged, split or added since the serving model
+        alone = ", ".join(f"{name} {fig['accuracy']:.4f} (n={fig['n']})" for name, fig in apart["candidate"].items()
+                          if fig["accuracy"] is not None)
+        click.echo(f"  not compared, {d['serving']} does not know them: {', '.join(apart['intents'])}; "
+                   f"the candidate's top-1 there: {alone}")
 
 
 def _print_forgotten(d: dict[str, Any]) -> None:

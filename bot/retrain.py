@@ -129,6 +129,40 @@ def measured(classifier: IntentClassifier, seed: list[Example], held: list[Examp
     return {"frozen": measure(classifier, held), "seed": measure(classifier, seed)}
 
 
+@dataclass
+class GateSets:
+    """The gate's examples, cut by the intents the serving model knows: a model cannot answer an intent it never
+    learnt, so one renamed, merged, split or added in nlu.yml since counted every example of it as the serving
+    model's mistake, and any candidate gained there what it might lose on the others. The gate compares the two
+    models on ``seed`` and ``held`` alone; ``new`` (those intents) is measured on the candidate, for the record."""
+
+    seed: list[Example]
+    held: list[Example]
+    new: list[str]  # nlu.yml's intents the serving model does not know
+    new_seed: list[Example]
+    new_held: list[Example]
+
+
+def gate_sets(known: Iterable[str], seed: list[Example], held: list[Example]) -> GateSets:
+    """:class:`GateSets` of nlu.yml's ``seed`` examples and the frozen evaluation set ``held``, for a serving model of
+    the intents ``known``."""
+    labels = set(known)
+
+    def cut(examples: list[Example]) -> tuple[list[Example], list[Example]]:
+        return [e for e in examples if e.intent in labels], [e for e in examples if e.intent not in labels]
+
+    (seed_in, seed_new), (held_in, held_new) = cut(seed), cut(held)
+    return GateSets(seed_in, held_in, sorted({e.intent for e in seed_new + held_new}), seed_new, held_new)
+
+
+def not_compared(sets: GateSets, candidate: IntentClassifier) -> dict[str, Any]:
+    """The intents the gate could not compare and the candidate's figures on their examples (empty: none)."""
+    if not sets.new:
+        return {}
+    return {"intents": sets.new, "candidate": {name: _summary(measure(candidate, examples))
+                                               for name, examples in (("frozen", sets.new_held), ("seed", sets.new_seed))}}
+
+
 def margins(project: Project) -> dict[str, Any]:
     """bot.yml's gate settings, as a decision records them."""
     return project.config.learning.model_dump(include={"max_accuracy_drop", "max_intent_drop", "min_intent_examples",
@@ -309,8 +343,11 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         if orphans := orphaned_labels(data, project.intents):
             say(orphaned_advice(orphans, project.root))
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
-        say(f"Measuring the serving model {serving_name} on {len(held)} frozen and {len(seed)} seed examples")
-        before = measured(serving, seed, held)
+        sets = gate_sets(serving.labels, seed, held)
+        say(f"Measuring the serving model {serving_name} on {len(sets.held)} frozen and {len(sets.seed)} seed examples"
+            + (f" of the intents it knows; not compared, as it does not know them: {', '.join(sets.new)}"
+               if sets.new else ""))
+        before = measured(serving, sets.seed, sets.held)
         train = seed + learned
         # A label the serving model learnt and the store no longer has (purged, or corrected) must be unlearnt:
         # a warm start would begin from it, keep its answers and half its weights. A warm start goes on from
@@ -331,7 +368,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         with registry.stage() as staging:
             candidate = fit(project, train, held, device, progress, init_from=serving if warm else None, transfer=transfer)
             meta, metrics = write_model(staging, project, candidate, indexed, held, len(train))
-            judged = verdict(before, measured(candidate, seed, held), seed, margins(project))
+            judged = verdict(before, measured(candidate, sets.seed, sets.held), sets.seed, margins(project))
+            judged.update(not_compared=not_compared(sets, candidate))
             reasons = judged["reasons"]
             # Read last, just before the commit and promotion: `bot rollback` cannot run while this run holds
             # the lock, but a CURRENT written by hand or by a tool that takes no lock must not be overridden by
@@ -389,11 +427,14 @@ def regate(project: Project, name: str, device: str | None = None) -> dict[str, 
         raise RegistryError(f"{name} was gated against {stored['serving']}, which is no longer in {registry.root}: "
                             "its figures are in decision.json (`bot models --json`)")
     seed, held = frozen_split(project, write=False)
-    before, after = (measured(IntentClassifier.load(registry.path(v) / "classifier", device=device), seed, held)
-                     for v in (stored["serving"], name))
+    serving, candidate = (IntentClassifier.load(registry.path(v) / "classifier", device=device)
+                          for v in (stored["serving"], name))
+    sets = gate_sets(serving.labels, seed, held)
     margin = {**margins(project), **stored.get("margins", {})}
-    now = verdict(before, after, seed, margin)
-    same = all(now[key] == stored.get(key) for key in ("figures", "intent_drops", "forgotten"))
+    now = verdict(measured(serving, sets.seed, sets.held), measured(candidate, sets.seed, sets.held), sets.seed, margin)
+    now.update(not_compared=not_compared(sets, candidate))
+    same = (all(now[key] == stored.get(key) for key in ("figures", "intent_drops", "forgotten"))
+            and now["not_compared"] == stored.get("not_compared", {}))
     seed_changed = read_meta(registry.path(name)).get("seed") != seed_fingerprint(project)
     return {"version": name, "serving": stored["serving"], **now, "margins": margin, "same_as_stored": same,
             "seed_changed": seed_changed, "stored": stored}

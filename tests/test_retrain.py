@@ -620,6 +620,34 @@ def test_labels_of_a_renamed_intent_are_named_and_relabelled_not_dropped_unsaid(
     assert second.decision["data"]["new_labels"] == 2
 
 
+def test_the_gate_compares_a_renamed_intent_on_neither_model_and_says_so(bot_dir: Path) -> None:
+    """The serving model never learnt cancel_purchase, cancel_order's new name: the gate counted each of its examples
+    as the serving model's mistake (seed top-1 0.75 against the candidate's 1.0), so any candidate passed on the
+    points it gained there whatever it lost elsewhere, and nothing said the two figures measured different things.
+    The gate compares the intents both know, and names the others with the candidate's figures on them."""
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+    project = load_project(bot_dir)
+    renamed = sum(e.intent == "cancel_purchase" for e in project.examples)
+
+    result = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+
+    assert result.exit_code == 0, result.output
+    version = Registry(bot_dir / "models").versions()[-1].name
+    decision = json.loads((bot_dir / "models" / version / "decision.json").read_text())
+    seed, frozen = decision["figures"]["seed"], decision["figures"]["frozen"]
+    apart = decision["not_compared"]["candidate"]
+    assert apart["seed"]["n"] + apart["frozen"]["n"] == renamed and seed["serving"]["accuracy"] == 1.0
+    assert (seed["serving"]["n"] + apart["seed"]["n"], frozen["serving"]["n"] + apart["frozen"]["n"]) == (52, 8)
+    assert decision["not_compared"]["intents"] == ["cancel_purchase"]
+    assert "of the intents it knows; not compared, as it does not know them: cancel_purchase" in result.output
+    assert f"  not compared, {decision['serving']} does not know them: cancel_purchase; the candidate's top-1 there: " \
+           "frozen " in result.output
+
+    explained = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", version])
+    assert explained.exit_code == 0, explained.output
+    assert "not compared" in explained.output and "The same figures as" in explained.output
+
+
 def test_nothing_new_after_a_rollback_says_how_to_go_on(bot_dir: Path) -> None:
     """Rolled back from a promoted candidate, a retrain said only "Nothing new since v0002", while v0001 served:
     nothing said how to serve v0002 again, or to train a candidate against v0001."""
