@@ -18,6 +18,7 @@ full uncertainty, because the customer told us the answer was wrong.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
@@ -233,7 +234,13 @@ def review_queue(store: Store, threshold: float, embed: Embed | None = None, sim
 
 
 def check_label(intent: str, intents: Sequence[str]) -> str:
-    """A label must be a known intent or ``oos``, as spelled there; anything else is refused, never stored."""
+    """A label must be a known intent or ``oos``, as spelled there; anything else is refused, never stored, with the
+    names it may have meant and how a new intent is made: a reviewer who meets a question no intent covers was told
+    only that the name was unknown."""
     if intent != OOS and intent not in intents:
-        raise ValueError(f"unknown intent {intent!r}; use one of the bot's intents or {OOS!r}")
+        close = difflib.get_close_matches(intent, intents, n=3)
+        meant = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"unknown intent {intent!r}{meant}; use one of the bot's intents or {OOS!r}. A new intent is "
+                         "added to nlu.yml first, with a few examples and its answer in responses.yml; then its "
+                         "messages can be labelled with it, and the next `bot retrain` learns it")
     return intent

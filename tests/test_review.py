@@ -399,6 +399,22 @@ def test_a_reviewer_cannot_store_an_intent_nlu_yml_no_longer_has() -> None:
     assert parse_answer("2", item, intents).intent == "buy_item"
 
 
+def test_an_unknown_intent_is_refused_with_the_names_meant_and_how_a_new_intent_is_made() -> None:
+    """A reviewer meeting a question no intent covers typed a new name and was told only that it was unknown: not
+    that a new intent starts in nlu.yml, nor, for a slip, which name was meant."""
+    item = ReviewItem([7], ["do you gift wrap"], "track_order", [("track_order", 0.4)], ["fallback"], 0.6, 0.6)
+    intents = ["cancel_order", "track_order"]
+    with pytest.raises(ValueError, match=r"unknown intent 'track_ordr' \(did you mean track_order\?\); use one of"):
+        parse_answer("track_ordr", item, intents)
+    with pytest.raises(ValueError) as refused:
+        parse_answer("gift_wrap", item, intents)
+    assert "did you mean" not in str(refused.value)
+    assert str(refused.value).endswith("A new intent is added to nlu.yml first, with a few examples and its answer in "
+                                       "responses.yml; then its messages can be labelled with it, and the next "
+                                       "`bot retrain` learns it")
+    assert parse_answer("gift_wrap", item, [*intents, "gift_wrap"]).intent == "gift_wrap"  # once nlu.yml has it
+
+
 def test_a_reviewer_may_type_oos_in_any_case_and_a_digit_int_cannot_read_is_explained() -> None:
     item = ReviewItem([7], ["I want to buy"], "buy_item", [("buy_item", 0.4), ("greet", 0.3)], ["fallback"], 0.6, 0.6)
     intents = ["buy_item", "greet"]
