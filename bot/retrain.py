@@ -42,6 +42,7 @@ from typing import Any
 from bot.nlu import answer_encoder, read_meta
 from bot.project import Example, Project, model_folder, same_example
 from bot.training import (
+    DEFAULT_INTENT_THRESHOLD,
     HISTORY_ANSWER,
     answers_for,
     build_index,
@@ -52,6 +53,7 @@ from bot.training import (
     held_out_texts,
     history_answers,
     history_fingerprint,
+    holdout_metrics,
     index_options,
     seed_fingerprint,
     seed_labels,
@@ -161,6 +163,20 @@ def not_compared(sets: GateSets, candidate: IntentClassifier) -> dict[str, Any]:
         return {}
     return {"intents": sets.new, "candidate": {name: _summary(measure(candidate, examples))
                                                for name, examples in (("frozen", sets.new_held), ("seed", sets.new_seed))}}
+
+
+def served_threshold(project: Project, meta: Mapping[str, Any]) -> float:
+    """The intent threshold a version answers at: bot.yml's number, or the one calibrated for it (``auto``)."""
+    threshold = project.config.thresholds.intent
+    return float(meta.get("intent_threshold", DEFAULT_INTENT_THRESHOLD) if threshold == "auto" else threshold)
+
+
+def at_threshold(classifier: IntentClassifier, held: list[Example], threshold: float) -> dict[str, Any]:
+    """Accuracy on the frozen evaluation set at ``threshold``, a message answered below it counted wrong: the figure
+    `bot models` lists and `bot eval` gives, beside the gate's top-1, since a candidate whose calibrated threshold
+    moved answers right as often and falls back more."""
+    accuracy = holdout_metrics(classifier, held, threshold).get("accuracy")
+    return {"accuracy": None if accuracy is None else round(accuracy, 4), "threshold": threshold}
 
 
 def margins(project: Project) -> dict[str, Any]:
@@ -348,6 +364,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             + (f" of the intents it knows; not compared, as it does not know them: {', '.join(sets.new)}"
                if sets.new else ""))
         before = measured(serving, sets.seed, sets.held)
+        before_cut = at_threshold(serving, sets.held, served_threshold(project, serving_meta))
         train = seed + learned
         # A label the serving model learnt and the store no longer has (purged, or corrected) must be unlearnt:
         # a warm start would begin from it, keep its answers and half its weights. A warm start goes on from
@@ -369,7 +386,9 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             candidate = fit(project, train, held, device, progress, init_from=serving if warm else None, transfer=transfer)
             meta, metrics = write_model(staging, project, candidate, indexed, held, len(train))
             judged = verdict(before, measured(candidate, sets.seed, sets.held), sets.seed, margins(project))
-            judged.update(not_compared=not_compared(sets, candidate))
+            judged.update(not_compared=not_compared(sets, candidate),
+                          at_threshold={"serving": before_cut, "n": len(sets.held),
+                                        "candidate": at_threshold(candidate, sets.held, served_threshold(project, meta))})
             reasons = judged["reasons"]
             # Read last, just before the commit and promotion: `bot rollback` cannot run while this run holds
             # the lock, but a CURRENT written by hand or by a tool that takes no lock must not be overridden by

@@ -648,6 +648,35 @@ def test_the_gate_compares_a_renamed_intent_on_neither_model_and_says_so(bot_dir
     assert "not compared" in explained.output and "The same figures as" in explained.output
 
 
+def test_retrain_gives_each_models_frozen_accuracy_at_its_threshold_as_bot_models_and_bot_eval_do(bot_dir: Path) -> None:
+    """The retrain printed top-1 alone, which no other command gives: `bot models` and `bot eval` count a message
+    answered below the threshold as wrong, and a candidate whose calibrated threshold moved could fall back far more
+    with the same top-1. Beside the gate's figures it gives both models' accuracy at their thresholds, the same as
+    the other two commands say."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["my parcel never showed up"]), "track_order", "ann")
+    store.close()
+
+    result = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+
+    assert result.exit_code == 0 and "PROMOTED" in result.output, result.output
+    cut = json.loads((bot_dir / "models" / "v0002" / "decision.json").read_text())["at_threshold"]
+    listed = {v["version"]: v["metrics"] for v in map(json.loads, CliRunner().invoke(
+        cli, ["models", str(bot_dir), "--json"]).stdout.splitlines())}
+    for name, version in (("serving", "v0001"), ("candidate", "v0002")):
+        assert cut[name] == {"accuracy": round(listed[version]["accuracy"], 4),
+                             "threshold": listed[version]["intent_threshold"]}
+    assert cut["n"] == listed["v0002"]["n"] == 8
+    scored = CliRunner().invoke(cli, ["eval", str(bot_dir), "--test", str(bot_dir / "models" / EVALUATION_FILE), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert round(json.loads(scored.stdout)["accuracy"], 4) == cut["candidate"]["accuracy"]
+    change = cut["candidate"]["accuracy"] - cut["serving"]["accuracy"]
+    assert (f"  frozen answered   {cut['serving']['accuracy']:>9.4f}{cut['candidate']['accuracy']:>11.4f}{change:>+9.4f}  "
+            f"(n=8, at thresholds {cut['serving']['threshold']:.4f} and {cut['candidate']['threshold']:.4f}: not gated)"
+            ) in result.output
+
+
 def test_nothing_new_after_a_rollback_says_how_to_go_on(bot_dir: Path) -> None:
     """Rolled back from a promoted candidate, a retrain said only "Nothing new since v0002", while v0001 served:
     nothing said how to serve v0002 again, or to train a candidate against v0001."""
