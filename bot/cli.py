@@ -1517,7 +1517,7 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     """Move the labels of a renamed or merged intent to its new name.
 
     Every message whose review label is OLD gets the label NEW, which nlu.yml must have (or oos); the next
-    `bot retrain` learns them. A split intent has no one new name: its messages wait in the review queue.
+    `bot retrain` learns them. A split intent has no one new name: `bot review` offers its messages again.
 
     Examples:
 
