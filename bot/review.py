@@ -8,6 +8,7 @@ group of near-duplicates, so stopping halfway loses nothing.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import unicodedata
 from collections import OrderedDict
@@ -145,8 +146,17 @@ def show(item: ReviewItem, position: int, total: int) -> None:
         click.echo(f"  (+{len(item.texts) - 5} more phrasings)")
     for comment in item.comments[:3]:  # the customer's own word on what the reply missed
         click.echo(f"  said wrong: “{comment}”")
-    ranked = "  ".join(f"{n}. {intent} {conf:.2f}" for n, (intent, conf) in enumerate(item.ranking, start=1))
-    click.echo(f"  model: {ranked or 'no prediction'}")
+    entries = [f"{n}. {intent} {conf:.2f}" for n, (intent, conf) in enumerate(item.ranking, start=1)]
+    line = f"  model: {'  '.join(entries) or 'no prediction'}"
+    if columns(line) <= shutil.get_terminal_size().columns:
+        click.echo(line)
+    else:  # wrapped by the terminal, "4" ended one line and ". cancel_order" began the next: read as 0.124
+        click.echo("\n".join(["  model:", *(f"    {entry}" for entry in entries)]))
+
+
+def columns(text: str) -> int:
+    """The terminal columns ``text`` takes: two for each wide character (Chinese, full-width), one for the others."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[str], reviewer: str | None,
@@ -159,8 +169,10 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
     still correct it before the sitting ends."""
     ranked = max((len(item.ranking) for item in items), default=0)
     numbers = f"1-{ranked} from the model's ranking, " if ranked > 1 else "1 for the model's guess, " if ranked else ""
-    click.echo(f"{len(items)} item{'' if len(items) == 1 else 's'} to review. Answer with an intent (or a unique prefix), "
-               f"{numbers}a = accept the model's guess, o = out of scope, u = correct the last label, s = skip, q = quit.")
+    click.echo(click.wrap_text(  # word by word in a narrow terminal, which cut "model\n's ranking"
+        f"{len(items)} item{'' if len(items) == 1 else 's'} to review. Answer with an intent (or a unique prefix), "
+        f"{numbers}a = accept the model's guess, o = out of scope, u = correct the last label, s = skip, q = quit.",
+        shutil.get_terminal_size().columns))
     done = {"items": 0, "turns": 0, "skipped": 0}
     last: tuple[ReviewItem, int, list[int]] | None = None  # the item labelled last, its position and its turns
 

@@ -389,6 +389,27 @@ def test_bot_review_shows_what_the_customers_said_was_wrong(capsys: pytest.Captu
     assert "  said wrong: “it showed another order”" in capsys.readouterr().out
 
 
+def test_bot_review_in_a_narrow_terminal_breaks_lines_between_words_and_ranked_intents(
+        store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """In a terminal 40 columns wide the ranking wrapped where the line ended: "… track_order 0.12  4" over
+    ". cancel_order 0.10", where the 4 reads as the end of 0.124, and the instructions broke inside words ("model" /
+    "'s ranking"). Chinese intent names take two columns a character."""
+    monkeypatch.setenv("COLUMNS", "40")
+    item = ReviewItem([7], ["我的订单什么时候能到？已经等了一个星期了"], "track_order",
+                      [("track_order", 0.3), ("取消订单", 0.25), ("get_refund", 0.1)], ["fallback"], 0.9, 0.9)
+    show(item, 1, 1)
+    assert capsys.readouterr().out.splitlines()[-4:] == [
+        "  model:", "    1. track_order 0.30", "    2. 取消订单 0.25", "    3. get_refund 0.10"]
+    monkeypatch.setenv("COLUMNS", "80")
+    show(item, 1, 1)
+    assert capsys.readouterr().out.splitlines()[-1] == "  model: 1. track_order 0.30  2. 取消订单 0.25  3. get_refund 0.10"
+
+    monkeypatch.setenv("COLUMNS", "40")
+    _, _, shown = review_two_items(store, "q\n")
+    intro = shown.split("\n\n")[0].splitlines()
+    assert max(map(len, intro)) <= 40 and "1-2 from the model's ranking, a = accept" in " ".join(intro)
+
+
 def test_a_reviewer_cannot_store_an_intent_nlu_yml_no_longer_has() -> None:
     """The serving model still knows an intent renamed since: accepting it, or picking it, must be refused."""
     item = ReviewItem([7], ["I want to buy"], "place_order", [("place_order", 0.4), ("buy_item", 0.3)], ["fallback"], 0.6, 0.6)
@@ -616,7 +637,7 @@ def test_bot_review_asks_again_after_bytes_that_are_not_utf8_and_reads_full_widt
     assert done == {"items": 2, "turns": 2, "skipped": 0}
     assert {r["turn_id"]: r["intent"] for r in store.labels()} == {items[0].turn_ids[0]: "oos",
                                                                     items[1].turn_ids[0]: "track_order"}
-    assert "1-2 from the model's ranking" in shown and "end of this sitting" in shown  # not of the queue
+    assert "1-2 from the model's ranking" in shown.replace("\n", " ") and "end of this sitting" in shown  # not of the queue
 
 
 def test_bot_review_of_an_empty_queue_says_so_and_suggests_no_retrain(review_bot: Path) -> None:
