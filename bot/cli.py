@@ -1275,7 +1275,7 @@ def export(directory: Path, since: datetime | None, fmt: str, output: str) -> No
       bot export mybot -o learned.jsonl
       bot export mybot --since 2026-01-01
     """
-    from bot.retrain import exported
+    from bot.retrain import exported, orphaned_advice, orphaned_labels
     from dialogues.export import learned_data, write_jsonl
     from dialogues.store import unix_time
 
@@ -1284,7 +1284,8 @@ def export(directory: Path, since: datetime | None, fmt: str, output: str) -> No
         fail(f"{output}: one of the bot's own files, which the export would replace; write it elsewhere")
     store = _open_store(project, reading=True)
     try:
-        data = exported(project, learned_data(store, unix_time(since) if since else 0.0, project.config.privacy.redact))
+        stored = learned_data(store, unix_time(since) if since else 0.0, project.config.privacy.redact)
+        data = exported(project, stored)
         try:  # opened even when there is nothing to write: an old export must not pass for this one
             with unwound_on_sigterm(), _written(output) as out:  # the temporary file is removed
                 lines = write_jsonl(data, out)
@@ -1293,6 +1294,8 @@ def export(directory: Path, since: datetime | None, fmt: str, output: str) -> No
     finally:
         store.close()
     click.echo(f"{_count(lines, 'line')} ({fmt})", err=True)
+    if orphans := orphaned_labels(stored, project.intents):  # an intent renamed since: its labels are not written
+        click.echo(f"left out: {orphaned_advice(orphans, directory)}", err=True)
     _say_if_future(since)
 
 

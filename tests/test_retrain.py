@@ -596,6 +596,9 @@ def test_labels_of_a_renamed_intent_are_named_and_relabelled_not_dropped_unsaid(
     store.add_labels(log_turns(store, ["has my parcel left yet"], conversation="c2"), "track_order", "ann")
     store.close()
     rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+    exported_before = CliRunner().invoke(cli, ["export", str(bot_dir)])  # what the retrain learns: not those either
+    assert exported_before.exit_code == 0 and len(exported_before.stdout.splitlines()) == 1
+    assert "left out: 2 labelled message(s) name intents nlu.yml no longer has" in exported_before.stderr
 
     first = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
 
