@@ -1634,7 +1634,9 @@ def _print_figures(d: dict[str, Any]) -> None:
     if cut and None not in (before := cut["serving"]["accuracy"], after := cut["candidate"]["accuracy"]):
         click.echo(f"  {'frozen answered':<18}{before:>9.4f}{after:>11.4f}{after - before:>+9.4f}  (n={cut['n']}, at "
                    f"thresholds {cut['serving']['threshold']:.4f} and {cut['candidate']['threshold']:.4f}: not gated)")
-    click.echo(f"  worst intent drop {d['worst_intent_drop']:.4f} (margin {d['margins']['max_intent_drop']:g})")
+    drops = [(drop, f"{name}: {intent}; ") for name, per in d.get("intent_drops", {}).items() for intent, drop in per.items()]
+    worst = max(drops)[1] if d["worst_intent_drop"] > 0 and drops else ""  # which intent, to label more of it
+    click.echo(f"  worst intent drop {d['worst_intent_drop']:.4f} ({worst}margin {d['margins']['max_intent_drop']:g})")
     if apart := d.get("not_compared"):  # intents renamed, merged, split or added since the serving model
         alone = ", ".join(f"{name} {fig['accuracy']:.4f} (n={fig['n']})" for name, fig in apart["candidate"].items()
                           if fig["accuracy"] is not None)

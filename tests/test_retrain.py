@@ -126,13 +126,16 @@ def test_a_promoted_candidate_names_the_seed_example_it_lost_as_let_pass(capsys:
     """A promotion printed beside "worst intent drop 0.1111 (margin 0.02)" read as a gate that failed to act."""
     lost = [{"text": "Why did my top-up not go through?", "intent": "top_up_reverted"}]
     decision = {"serving": "v0001", "version": "v0002", "mode": "warm", "figures": {}, "worst_intent_drop": 0.1111,
+                "intent_drops": {"frozen": {"top_up": 0.0, "card_arrival": -0.2}, "seed": {"top_up_reverted": 0.1111}},
                 "margins": {"max_intent_drop": 0.02, "max_forgotten": 1}, "reasons": [], "forgotten": lost,
                 "data": {"seed_examples": 693, "labelled": 9, "oos": 0, "new_labels": 9, "agent_answers": 0,
                          "new_answers": 0}}
     _print_decision({**decision, "passed": True, "promoted": True}, "v0002")
-    assert capsys.readouterr().out.splitlines()[-2:] == [
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[-2:] == [
         "  1 seed example now answered otherwise, within learning.max_forgotten (1); check the label:",
         "    top_up_reverted: Why did my top-up not go through?"]
+    assert "  worst intent drop 0.1111 (seed: top_up_reverted; margin 0.02)" in shown  # which intent, not a bare figure
     _print_decision({**decision, "passed": False, "promoted": False, "reasons": ["seed: accuracy fell"]}, "v0001")
     assert "  1 seed example now answered otherwise; check the label:" in capsys.readouterr().out.splitlines()
 
