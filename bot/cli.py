@@ -1591,10 +1591,10 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     if as_json:
         click.echo(json.dumps(result.decision))
     elif "figures" in result.decision:  # a candidate was trained and gated
-        _print_decision(result.decision, registry.current())
+        _print_decision(result.decision, registry.current(), directory)
 
 
-def _print_decision(d: dict[str, Any], current: str | None) -> None:
+def _print_decision(d: dict[str, Any], current: str | None, directory: Path) -> None:
     # Refused, the gated-against version keeps serving (its copy, when agent answers refreshed its index),
     # unless CURRENT was changed during the run.
     serving = d["serving"] if d.get("index_refresh") else current
@@ -1620,6 +1620,9 @@ def _print_decision(d: dict[str, Any], current: str | None) -> None:
     _print_forgotten(d)
     if d.get("index_refresh"):
         click.echo(f"  {d['index_refresh']} now serves the new agent answers with the unchanged classifier")
+    if (apart := d.get("not_compared")) and not d["promoted"]:  # every later retrain is gated the same way
+        click.echo(f"  {d['serving']} answers none of {', '.join(apart['intents'])}, which nlu.yml has: if what the "
+                   f"candidate lost above is worth them, `bot rollback {shell(directory)} {d['version']}` serves it")
 
 
 def _print_figures(d: dict[str, Any]) -> None:

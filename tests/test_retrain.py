@@ -130,13 +130,14 @@ def test_a_promoted_candidate_names_the_seed_example_it_lost_as_let_pass(capsys:
                 "margins": {"max_intent_drop": 0.02, "max_forgotten": 1}, "reasons": [], "forgotten": lost,
                 "data": {"seed_examples": 693, "labelled": 9, "oos": 0, "new_labels": 9, "agent_answers": 0,
                          "new_answers": 0}}
-    _print_decision({**decision, "passed": True, "promoted": True}, "v0002")
+    _print_decision({**decision, "passed": True, "promoted": True}, "v0002", Path("mybot"))
     shown = capsys.readouterr().out.splitlines()
     assert shown[-2:] == [
         "  1 seed example now answered otherwise, within learning.max_forgotten (1); check the label:",
         "    top_up_reverted: Why did my top-up not go through?"]
     assert "  worst intent drop 0.1111 (seed: top_up_reverted; margin 0.02)" in shown  # which intent, not a bare figure
-    _print_decision({**decision, "passed": False, "promoted": False, "reasons": ["seed: accuracy fell"]}, "v0001")
+    _print_decision({**decision, "passed": False, "promoted": False, "reasons": ["seed: accuracy fell"]}, "v0001",
+                    Path("mybot"))
     assert "  1 seed example now answered otherwise; check the label:" in capsys.readouterr().out.splitlines()
 
 
@@ -404,7 +405,7 @@ def test_a_label_contradicting_nlu_yml_is_left_out_and_counted(bot_dir: Path, ca
                      "worst_intent_drop": 0.0, "margins": {"max_intent_drop": 0.02}, "reasons": [],
                      "contradicting": listed,
                      "data": {"seed_examples": 50, **counts, "new_labels": 2, "agent_answers": 0, "new_answers": 0}},
-                    "v0002")
+                    "v0002", bot_dir)
     out = capsys.readouterr().out.splitlines()
     assert "  data: 50 seed examples, 2 labelled, 1 contradicting nlu.yml left out (its example's intent stands) " \
            "(2 labels new), 0 agent answers (0 new)" in out
@@ -681,6 +682,26 @@ def test_retrain_gives_each_models_frozen_accuracy_at_its_threshold_as_bot_model
     assert (f"  frozen answered   {cut['serving']['accuracy']:>9.4f}{cut['candidate']['accuracy']:>11.4f}{change:>+9.4f}  "
             f"(n=8, at thresholds {cut['serving']['threshold']:.4f} and {cut['candidate']['threshold']:.4f}: not gated)"
             ) in result.output
+
+
+def test_a_candidate_refused_over_the_intents_both_know_says_how_to_serve_the_new_ones(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """cancel_order and get_refund merged into cancel_or_refund: the serving model answers neither name nlu.yml now
+    has, and a candidate trained from the base model that lost a few seed examples elsewhere was refused, as every
+    later one would be, with nothing said of how to get the new intents served."""
+    decision = {"serving": "v0002", "version": "v0003", "mode": "full", "figures": {}, "worst_intent_drop": 0.1538,
+                "intent_drops": {"seed": {"contact_human_agent": 0.1538}}, "margins": {"max_intent_drop": 0.02},
+                "reasons": ["seed: accuracy fell from 1.0000 to 0.8846"], "passed": False, "promoted": False,
+                "not_compared": {"intents": ["cancel_or_refund"], "candidate": {"frozen": {"accuracy": 1.0, "n": 4},
+                                                                               "seed": {"accuracy": 1.0, "n": 26}}},
+                "data": {"seed_examples": 52, "labelled": 0, "oos": 0, "new_labels": 0, "agent_answers": 0,
+                         "new_answers": 0}}
+    _print_decision(decision, "v0002", Path("my bot"))
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  v0002 answers none of cancel_or_refund, which nlu.yml has: if what the candidate lost above is worth them, "
+        "`bot rollback 'my bot' v0003` serves it")
+    _print_decision({**decision, "passed": True, "promoted": True, "reasons": []}, "v0003", Path("my bot"))
+    assert "bot rollback" not in capsys.readouterr().out
 
 
 def test_nothing_new_after_a_rollback_says_how_to_go_on(bot_dir: Path) -> None:
