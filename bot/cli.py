@@ -810,10 +810,14 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
         project.config.thresholds.intent = threshold  # the reply policy answers at this cut too
     threshold = project.config.thresholds.intent
     threshold = nlu.intent_threshold if threshold == "auto" else threshold
-    unknown = sorted({r["intent"] for r in rows} - {*nlu.labels, OOS})
-    if unknown:  # a typo would silently score its lines as questions the bot should decline
+    lines = Counter(r["intent"] for r in rows)
+    unknown = sorted(set(lines) - {*nlu.labels, OOS})
+    if unknown:  # a typo, or a name nlu.yml changed since the file was written, would silently score as off-topic
+        renamed = ("; correct a typo, or an intent renamed in nlu.yml since, in the test file: its lines count as "
+                   "right only where the bot declines them" if set(unknown) - set(project.intents) else "")
+        named = ", ".join(f"{name} ({_count(lines[name], 'line')})" for name in unknown[:10])
         click.echo(f"{len(unknown)} test intent{'s' * (len(unknown) > 1)} the model does not know, scored as out of "
-                   f"scope: {', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}", err=True)
+                   f"scope: {named}{' …' if len(unknown) > 10 else ''}{renamed}", err=True)
     rows, texts, clicks = model_questions(rows, nlu.labels)
     if clicks:  # the engine answers them without the model
         click.echo(f"{len(clicks)} test line{'s are' if len(clicks) > 1 else ' is'} a button's payload ({clicks[0]}), "
