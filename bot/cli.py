@@ -1532,7 +1532,7 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
       bot relabel mybot cancel_order cancel_purchase
       bot relabel mybot refund_status get_refund
     """
-    from dialogues.review import check_label
+    from dialogues.review import OOS, check_label
 
     project = load_project(directory)
     try:
@@ -1548,7 +1548,7 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     finally:
         store.close()
     if not turns:
-        names = ", ".join(sorted(named - {*project.intents, "oos"})) or "none"
+        names = ", ".join(sorted(named - {*project.intents, OOS})) or "none"
         fail(f"no message is labelled {old}; labels naming intents nlu.yml lacks: {names}")
     click.echo(f"Relabelled {_count(len(turns), 'message')} from {old} to {new}. "
                f"Run `bot retrain {shell(directory)}` to learn them.")

@@ -234,8 +234,8 @@ def orphaned_advice(orphans: Mapping[str, int], root: Path) -> str:
     old = max(orphans, key=orphans.__getitem__)
     return (f"{sum(orphans.values())} labelled message(s) name intents nlu.yml no longer has, and are not learnt: "
             f"{named}. For an intent renamed or merged into another, `bot relabel {root} {old} NEW_INTENT` gives "
-            "them its name; otherwise `bot review` offers those of them the serving model is unsure of again (those that fell "
-            "back, went to a person or were voted down too).")
+            "them its name; otherwise `bot review` offers those of them the serving model is unsure of again "
+            "(those that fell back, went to a person or were voted down too).")
 
 
 def agent_answers(data: LearnedData, project: Project | None = None) -> list[Answer]:
