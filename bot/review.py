@@ -138,8 +138,8 @@ def parse_answer(raw: str, item: ReviewItem, intents: Sequence[str]) -> Answer:
 def show(item: ReviewItem, position: int, total: int) -> None:
     count = len(item.turn_ids)
     click.echo()
-    click.secho(f"[{position}/{total}] {count} message{'s' if count > 1 else ''} "
-                f"({', '.join(item.reasons)}) · score {item.score:.2f}", bold=True)
+    click.secho(click.wrap_text(f"[{position}/{total}] {count} message{'s' if count > 1 else ''} "
+                                f"({', '.join(item.reasons)}) · score {item.score:.2f}", width()), bold=True)
     for text in item.texts[:5]:
         click.echo(f"  “{text}”")
     if len(item.texts) > 5:
@@ -148,10 +148,15 @@ def show(item: ReviewItem, position: int, total: int) -> None:
         click.echo(f"  said wrong: “{comment}”")
     entries = [f"{n}. {intent} {conf:.2f}" for n, (intent, conf) in enumerate(item.ranking, start=1)]
     line = f"  model: {'  '.join(entries) or 'no prediction'}"
-    if columns(line) <= shutil.get_terminal_size().columns:
+    if columns(line) <= width():
         click.echo(line)
     else:  # wrapped by the terminal, "4" ended one line and ". cancel_order" began the next: read as 0.124
         click.echo("\n".join(["  model:", *(f"    {entry}" for entry in entries)]))
+
+
+def width() -> int:
+    """The terminal's width in columns (``COLUMNS``, else the terminal's own; 80 when output goes to no terminal)."""
+    return shutil.get_terminal_size().columns
 
 
 def columns(text: str) -> int:
@@ -172,7 +177,7 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
     click.echo(click.wrap_text(  # word by word in a narrow terminal, which cut "model\n's ranking"
         f"{len(items)} item{'' if len(items) == 1 else 's'} to review. Answer with an intent (or a unique prefix), "
         f"{numbers}a = accept the model's guess, o = out of scope, u = correct the last label, s = skip, q = quit.",
-        shutil.get_terminal_size().columns))
+        width()))
     done = {"items": 0, "turns": 0, "skipped": 0}
     last: tuple[ReviewItem, int, list[int]] | None = None  # the item labelled last, its position and its turns
 

@@ -396,10 +396,12 @@ def test_bot_review_in_a_narrow_terminal_breaks_lines_between_words_and_ranked_i
     "'s ranking"). Chinese intent names take two columns a character."""
     monkeypatch.setenv("COLUMNS", "40")
     item = ReviewItem([7], ["我的订单什么时候能到？已经等了一个星期了"], "track_order",
-                      [("track_order", 0.3), ("取消订单", 0.25), ("get_refund", 0.1)], ["fallback"], 0.9, 0.9)
+                      [("track_order", 0.3), ("取消订单", 0.25), ("get_refund", 0.1)], ["fallback", "low_confidence"],
+                      0.9, 0.9)
     show(item, 1, 1)
-    assert capsys.readouterr().out.splitlines()[-4:] == [
-        "  model:", "    1. track_order 0.30", "    2. 取消订单 0.25", "    3. get_refund 0.10"]
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[-4:] == ["  model:", "    1. track_order 0.30", "    2. 取消订单 0.25", "    3. get_refund 0.10"]
+    assert shown[1:3] == ["[1/1] 1 message (fallback,", "low_confidence) · score 0.90"]  # not "low_confiden" / "ce"
     monkeypatch.setenv("COLUMNS", "80")
     show(item, 1, 1)
     assert capsys.readouterr().out.splitlines()[-1] == "  model: 1. track_order 0.30  2. 取消订单 0.25  3. get_refund 0.10"
