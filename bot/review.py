@@ -135,7 +135,9 @@ def parse_answer(raw: str, item: ReviewItem, intents: Sequence[str]) -> Answer:
     return Answer(check_label(text, intents))  # raises with the list of choices
 
 
-def show(item: ReviewItem, position: int, total: int) -> None:
+def show(item: ReviewItem, position: int, total: int, intents: Sequence[str]) -> None:
+    """An item as the reviewer reads it; a ranked intent nlu.yml no longer has (the serving model was trained before
+    it was renamed or taken out) is marked, since it cannot be picked."""
     count = len(item.turn_ids)
     click.echo()
     click.secho(click.wrap_text(f"[{position}/{total}] {count} message{'s' if count > 1 else ''} "
@@ -146,7 +148,8 @@ def show(item: ReviewItem, position: int, total: int) -> None:
         click.echo(f"  (+{len(item.texts) - 5} more phrasings)")
     for comment in item.comments[:3]:  # the customer's own word on what the reply missed
         click.echo(f"  said wrong: “{comment}”")
-    entries = [f"{n}. {intent} {conf:.2f}" for n, (intent, conf) in enumerate(item.ranking, start=1)]
+    entries = [f"{n}. {intent} {conf:.2f}{'' if intent in intents else ' (not in nlu.yml)'}"
+               for n, (intent, conf) in enumerate(item.ranking, start=1)]
     line = f"  model: {'  '.join(entries) or 'no prediction'}"
     if columns(line) <= width():
         click.echo(line)
@@ -195,7 +198,7 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
 
     def correct_last(last: tuple[ReviewItem, int, list[int]]) -> bool:
         """Show the item labelled last and take a new label for it; True when the reviewer stopped there."""
-        show(last[0], last[1], len(items))
+        show(last[0], last[1], len(items), intents)
         correction = ask(last[0], "correct to")
         if correction.intent is None:
             click.echo("  not corrected")
@@ -207,7 +210,7 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
         return correction.stop
 
     for position, item in enumerate(items, start=1):
-        show(item, position, len(items))
+        show(item, position, len(items), intents)
         answer = ask(item, "label")
         while answer.undo:
             if last is None:
@@ -215,7 +218,7 @@ def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[
             elif correct_last(last):
                 return done
             else:
-                show(item, position, len(items))
+                show(item, position, len(items), intents)
             answer = ask(item, "label")
         if answer.stop:
             return done
