@@ -583,8 +583,16 @@ class Bot:
         for run in range(MAX_FOLLOWUPS + 1):
             call = call_for(name)
             try:
-                result = (self._form_turn(name, slots, None if run else validated) if name in forms else
-                          await self.actions.run(call, deadline - clock.time() if run or validator or shared else None))
+                if name in forms:
+                    checked = None if run else validated
+                    if checked is None and name not in waiting:  # the form starts, with what fills its slots already
+                        checked = await self._validate_prefilled(name, slots, call_for, deadline - clock.time())
+                        if checked is not None:
+                            slots.update(checked.slots)
+                            show(checked)
+                    result = self._form_turn(name, slots, checked)
+                else:
+                    result = await self.actions.run(call, deadline - clock.time() if run or validator or shared else None)
             except ActionError as exc:
                 log.warning("%s", exc)
                 if run:  # a follow-up failed: what the actions before it did and said stands
@@ -668,6 +676,19 @@ class Bot:
                                            reverted=reverted)
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
                         form=form if loop else None, quotes=True, custom=custom, reverted=reverted, restarted=afresh, parts=in_order(parts))
+
+    async def _validate_prefilled(self, form: str, slots: dict[str, Any], call_for: Callable[[str], dict[str, Any]],
+                                  left: float) -> ActionResult | None:
+        """The validation (``validate_<form>``) of the required slots of ``form`` filled as it starts, by the message
+        that starts it or before, as Rasa's form validates them when it activates: a value it rejects is asked for, and
+        was taken unchecked. None where none is filled or the form has no validation action. ``call_for``: the call
+        of an action of this turn, by its name."""
+        filled = {slot: slots[slot] for slot in self.config.actions.forms[form].required_slots
+                  if slots.get(slot) is not None}
+        validator = await self.actions.validator(form) if filled else None
+        if validator is None:
+            return None
+        return await self.actions.run(validation_call(call_for(validator), form, next(iter(filled)), filled), left)
 
     def _form_turn(self, form: str, slots: dict[str, Any], validated: ActionResult | None) -> ActionResult:
         """What Rasa's form ``form`` (bot.yml's ``actions.forms``) does on its turn: ask for the slot its validation

@@ -906,6 +906,27 @@ async def test_a_form_of_bot_yml_asks_for_its_slots_validates_each_answer_and_su
         await bot.close()
 
 
+async def test_the_slots_a_form_starts_with_are_validated_as_rasas_activation_validates_them_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """Rasa's form runs validate_<form> on the required slots already filled when it starts: an order number in the
+    message that started the form ("/get_refund{"order_id": "0123"}") was taken unchecked, and the form went on to
+    ask for the email, whether actions.map started the form or an action's ActiveLoop did."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_open_order_form"}, tmp_path)
+    bot.project.config.actions.slots = None  # every slot an action sets is known
+    bot.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id", "email"],
+                                                         submit="action_submit_order")}
+    bot.config.actions.map["track_order"] = "order_form"
+    try:
+        for conversation, intent in (("c1", "get_refund"), ("c2", "track_order")):
+            reply = await bot.handle(Turn(conversation, f'/{intent}{{"order_id": "0123"}}', "web"))
+            assert reply.text == "0123 is none of ours (order_form).\n\nWhich order is it?"
+            assert bot.store.conversation(conversation)["slots"]["order_id"] is None
+        reply = await bot.handle(Turn("c3", '/get_refund{"order_id": "789"}', "web"))
+        assert reply.text == "What is your email?"
+    finally:
+        await bot.close()
+
+
 async def test_actions_map_may_start_a_form_and_a_form_that_cannot_ask_or_submit_is_refused_at_load(
         action_bot: Path, tmp_path: Path) -> None:
     """As a Rasa rule starts a form on an intent, actions.map may name one of actions.forms. A form without an
