@@ -57,7 +57,7 @@ from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESU
                          VERIFIED_USER, Project, button_payloads, name_agent)
 from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
                            warn_unshown)
-from dialogues.holding import acknowledges, asks_for_a_person, drops_it, follow_up, says_wrong
+from dialogues.holding import acknowledges, asks_for_a_person, drops_it, follow_up, says_wrong, stops_asking
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
 from finetune.metrics import OOS
@@ -257,6 +257,8 @@ class Bot:
         deadline = asyncio.get_running_loop().time() + self.actions.timeout  # the turn's actions share it
         checked = await self._validate_slots(turn, text, analysis, slots, entities, read, language)
         loop = self._waiting_on(conversation)
+        form_waiting = loop in self.config.actions.forms  # a form of bot.yml's asks: an interruption does not end it
+        interrupted = False  # the message is no answer to the form's question, nor stops it
         answered = None  # the slot the message answers, which the action that asked for it gets
         validated: ActionResult | None = None  # the answer as the asking action's validation extracted it
         corrects = False  # the message only says the bot's last answer missed ("不对", "that's wrong")
@@ -268,6 +270,8 @@ class Bot:
                                                                      analysis.prediction.confidence)
             decision = self._handing_off(turn.channel, language, "requested", self._fillable(slots, entities, text),
                                          read_as)
+        elif form_waiting and stops_asking(text):  # "stop", "cancel", "never mind": the form ends
+            decision = Decision("template", None, 1.0, say(self.config.fallback.acknowledged, language))
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             decision, answered = self._back_to(loop), requested
         elif loop and requested and (validated := await self._extracted(turn, text, analysis, slots, read,
@@ -278,6 +282,7 @@ class Bot:
             # ("never mind" ends the wait)
             decision = self._back_to(loop)
         else:
+            interrupted = form_waiting
             values = {**self._fillable(slots, entities, text), MID_CONVERSATION: conversation is not None}
             corrects = says_wrong(text)
             carried = await self._carried(turn.conversation_id, text, read, analysis) if entities else None
@@ -294,6 +299,9 @@ class Bot:
             if script:  # kept through an action's reset, as the language is
                 slots[SCRIPT] = script
             self._vouch(slots, turn)
+        if interrupted:
+            decision = await self._ask_again(turn, text, analysis, decision, slots, entities, read, language, fallbacks,
+                                             unheard, deadline)
         if decision.kind == "handoff":
             decision = self._handoff_allowed(turn, decision, language, script)
         decision = self._in_script(_said_first(checked, decision) if checked is not None else decision, language, script)
@@ -381,6 +389,30 @@ class Bot:
             log.warning("%s; the message is taken as no answer", exc)
             return None
         return result if requested in result.slots else None
+
+    async def _ask_again(self, turn: Turn, text: str, analysis: Analysis, decision: Decision, slots: dict[str, Any],
+                         entities: dict[str, PayloadValue], read: list[dict[str, Any]], language: Language,
+                         fallbacks: int, unheard: tuple[dict[str, Any], str | None, str | None],
+                         deadline: float) -> Decision:
+        """``decision``, the answer to a message that interrupted the form waiting for an answer (``unheard[1]``: another
+        intent's question, one the bot did not understand), followed by the form's turn: its question asked again, the
+        form waiting on, as Rasa's form carries on once an interruption is answered; the message had ended the form
+        without a word. Not after an answer that ends the wait in its own way: a handoff, an action's own question, a
+        restart; nor where the form's turn fails, which ends it."""
+        if decision.kind == "handoff" or decision.loop or decision.restarted:
+            return decision
+        asked = await self._run_action(turn, text, analysis, self._back_to(unheard[1]), slots, entities, read, language,
+                                       fallbacks, unheard, deadline)
+        said = Rendered(decision.text, decision.buttons, custom=decision.custom)
+        if asked.kind == "handoff":  # its submit action handed the conversation off
+            return _said_first(said, asked)
+        if asked.kind != "action":
+            return decision
+        then = asked.parts or [Rendered(asked.text, asked.buttons, custom=asked.custom)]
+        return dataclasses.replace(decision, text="\n\n".join(t for t in (decision.text, asked.text) if t),
+                                   buttons=decision.buttons + asked.buttons, custom=decision.custom + asked.custom,
+                                   quotes=True, loop=asked.loop, form=asked.form,
+                                   parts=in_order([*(decision.parts or [said]), *then]))
 
     def _waiting_on(self, conversation: dict[str, Any] | None) -> str | None:
         """The action or form waiting for the answer to its question, if any: none for a form that bot.yml's

@@ -122,6 +122,9 @@ _CONFIRMS = (r"可以的?|行吧?|对的?|是的|没事了?|(?:没有|没|不用
 _ACKNOWLEDGES = re.compile(_only(_ACKS + "|" + _FOR_A_PERSON + "|" + _OKS + "|" + _CONFIRMS))
 _ACKNOWLEDGEMENT = re.compile(_only(_OKS))
 _DROPPING = re.compile(rf"(?:^|\W)(?:{_DROPS})(?:\W|$)", re.I)
+# Stopping what the bot is asking for, in a message of its own: "stop", "cancel it please", "取消", "不用了"
+_STOPS = re.compile(_only(r"(?:please )?(?:stop|cancel|quit|exit)(?: (?:it|that|this))?(?: please)?"
+                          r"|(?:请|帮我)?取消(?:吧|了|掉)?|不要了|不用了|停止?|唔要喇?"))
 _PERSON = re.compile(_only(_FOR_A_PERSON))
 # One request for a person with the greeting, "please" or thanks Chinese customers write on without a stop (你好转人工,
 # 麻烦转下人工, 转人工谢谢, 轉人工唔該, 唔該轉真人). Not among the words of _ACKNOWLEDGES, where 你好 and 谢谢 are words of their own:
@@ -344,6 +347,15 @@ def drops_it(text: str) -> bool:
     """Whether a customer's acknowledgement (:func:`acknowledges`) drops what they asked ("never mind", "ok forget
     it", "算了吧"): an action waiting for an answer to its question stops waiting, where "ok" has it ask again."""
     return acknowledges(text) and bool(_DROPPING.search(_read(text)))
+
+
+def stops_asking(text: str) -> bool:
+    """Whether a customer's message only stops what the bot asks them for ("stop", "cancel", "取消"), or drops it
+    (:func:`drops_it`): a form asking for its slots ends, where any other message that is no answer has it ask
+    again once that message is answered."""
+    clauses = _clauses(text)
+    worded = not all(map(_SIGNS_ALONE.fullmatch, clauses))
+    return drops_it(text) or (worded and all(map(_STOPS.fullmatch, clauses)))
 
 
 def acknowledges(text: str) -> bool:

@@ -897,7 +897,7 @@ async def test_a_form_of_bot_yml_asks_for_its_slots_validates_each_answer_and_su
         conversation = bot.store.conversation("c1")
         assert (conversation["active_loop"], conversation["active_form"]) == (None, None)
         assert conversation["slots"]["requested_slot"] is None
-        # a message that is no answer ends the form: an action that then asks a question of its own waits for it
+        # a message that is no answer, whose action asks a question of its own: that action waits instead of the form
         await bot.handle(Turn("c2", "/get_refund", "web"))
         assert (await bot.handle(Turn("c2", "/cancel_order", "web"))).text == "What is your email?"
         conversation = bot.store.conversation("c2")
@@ -923,6 +923,39 @@ async def test_the_slots_a_form_starts_with_are_validated_as_rasas_activation_va
             assert bot.store.conversation(conversation)["slots"]["order_id"] is None
         reply = await bot.handle(Turn("c3", '/get_refund{"order_id": "789"}', "web"))
         assert reply.text == "What is your email?"
+    finally:
+        await bot.close()
+
+
+async def test_a_form_answers_an_interruption_then_asks_again_until_the_customer_stops_it_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """A message that is no answer to the form's question (another intent's question, one the bot did not understand)
+    ended the form without a word, and the answer that came next was taken for a new request. As Rasa's form does
+    after an interruption, the bot answers it, asks the form's question again and waits on; "stop", "cancel" or
+    "never mind", and a request for a person, end the form."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_open_order_form"}, tmp_path)
+    bot.project.config.actions.slots = None  # every slot an action sets is known
+    bot.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id", "email"],
+                                                         submit="action_submit_order")}
+    try:
+        await bot.handle(Turn("c1", "/get_refund", "web"))
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (reply.source, reply.intent) == ("template", "track_order")
+        assert reply.text == ("You can follow your order under **Orders**, or tell me the order number and I'll look it "
+                              "up.\n\nWhich order is it?")
+        conversation = bot.store.conversation("c1")
+        assert (conversation["active_loop"], conversation["active_form"]) == ("order_form", "order_form")
+        bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+        reply = await bot.handle(Turn("c1", "hmm, and the weather?", "web"))
+        assert reply.source == "fallback" and reply.text.endswith("\n\nWhich order is it?")
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == "What is your email?"
+        for conversation, stop in (("c1", "stop"), ("c2", "cancel"), ("c3", "never mind"), ("c4", "/handoff")):
+            if conversation != "c1":
+                await bot.handle(Turn(conversation, "/get_refund", "web"))
+            reply = await bot.handle(Turn(conversation, stop, "web"))
+            assert "Which order is it?" not in reply.text and "email" not in reply.text
+            assert bot.store.conversation(conversation)["active_loop"] is None
+        assert reply.source == "handoff"
     finally:
         await bot.close()
 

@@ -26,7 +26,7 @@ from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
 from dialogues.holding import (acknowledges, asks_for_a_person, asks_nothing, follow_up, gives_details, says_nothing,
-                               says_wrong)
+                               says_wrong, stops_asking)
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, HeldByColleague, SentBefore,
                              Store, StoreError)
@@ -822,6 +822,16 @@ def test_what_only_acknowledges(text: str, only: bool) -> None:
 ])
 def test_what_only_says_the_answer_missed(text: str, only: bool) -> None:
     assert says_wrong(text) is only
+
+
+@pytest.mark.parametrize(("text", "only"), [
+    ("stop", True), ("Cancel!", True), ("cancel it please", True), ("quit 🙏", True), ("取消", True), ("不用了", True),
+    ("never mind", True), ("算了吧", True),  # dropping it, as an action's question is dropped
+    # a request of its own, which the form answers before asking again; signs alone may be anything
+    ("cancel order 123", False), ("stop sending me emails", False), ("取消订单", False), ("ok", False), ("👍", False),
+])
+def test_what_only_stops_what_the_bot_asks_for(text: str, only: bool) -> None:
+    assert stops_asking(text) is only
 
 
 @pytest.mark.parametrize(("text", "only"), [
