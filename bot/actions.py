@@ -21,6 +21,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -470,6 +471,12 @@ def action_domain(project: Project) -> dict[str, Any]:
             "responses": responses, "actions": sorted(project.config.actions.map.values()), "forms": forms}
 
 
+def ask_names(form: str, slot: str) -> list[str]:
+    """What may ask for ``slot`` of ``form``, in the order Rasa's form looks for it: a custom action, then a response,
+    of that form's own (``action_ask_order_form_email``), then of any form's (``action_ask_email``)."""
+    return [f"action_ask_{form}_{slot}", f"utter_ask_{form}_{slot}", f"action_ask_{slot}", f"utter_ask_{slot}"]
+
+
 class ActionRunner:
     """Runs custom actions with a time limit, in-process or against ``endpoint``.
 
@@ -569,17 +576,43 @@ class ActionRunner:
 
     def _check_forms(self, project: Project) -> None:
         """Raise :class:`ActionError`, naming bot.yml's line, for a form of ``actions.forms`` that could not ask for one
-        of its slots (responses.yml has no ``utter_ask_<slot>``) or whose ``submit`` action this runner cannot run
+        of its slots (no action or response of :func:`ask_names`) or whose ``submit`` action this runner cannot run
         in-process: every customer who reached it would get a failed turn."""
+        known = self._known_at_load() if project.config.actions.forms else set()
         for name, form in project.config.actions.forms.items():
-            if missing := [f"utter_ask_{slot}" for slot in form.required_slots
-                           if f"utter_ask_{slot}" not in project.responses.named]:
-                raise ActionError(str(config_error(project.root, ("actions", "forms", name, "required_slots"),
-                                                   f"responses.yml has no {', '.join(missing)} to ask for them with")))
+            askable = {*project.responses.named, *(known or ())}
+            if known is not None and (missing := [slot for slot in form.required_slots
+                                                  if not askable.intersection(ask_names(name, slot))]):
+                where = "the action server lists" if self.endpoint else "actions/ defines"
+                raise ActionError(str(config_error(
+                    project.root, ("actions", "forms", name, "required_slots"),
+                    f"responses.yml has no {', '.join(f'utter_ask_{slot}' for slot in missing)}, nor {where} an "
+                    f"action_ask_<slot>, to ask for {', '.join(missing)} with")))
             if (self.endpoint is None and form.submit and not form.submit.startswith("utter_")
                     and form.submit not in self.names):
                 raise ActionError(str(config_error(project.root, ("actions", "forms", name, "submit"),
                                                    f"{form.submit!r}: no class in actions/ is named so")))
+
+    def _known_at_load(self) -> set[str] | None:
+        """The actions this runner runs, for the checks at load: actions/'s, or those the action server lists (rasa-sdk's
+        ``GET /actions``), asked here, off the event loop; None where it does not answer (it may start after deskbot),
+        with a warning: what only it could run is not checked."""
+        if not self.endpoint:
+            return set(self.names)
+
+        async def listing() -> set[str]:
+            async with client_session() as session:
+                return await self._list(session)
+
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool:  # asyncio.run, also where the caller runs on a loop
+                self._listed_names = pool.submit(asyncio.run, listing()).result()
+        except (aiohttp.ClientError, ValueError, asyncio.TimeoutError) as exc:
+            log.warning("the action server at %s did not list its actions (%s), so the forms' actions it would run "
+                        "(action_ask_<slot>, submit) are not checked", self._redacted(self._actions_url()),
+                        _failure(exc))
+            return None
+        return self._listed_names
 
     def _validation_actions(self, mapped: set[str], forms: set[str]) -> list[str]:
         """The validation actions deskbot never runs: among the in-process ones, by their class, all but those
@@ -603,34 +636,50 @@ class ActionRunner:
         """The validation action of ``action`` (``validate_<action>``, as Rasa names a form's), run when a customer
         answers what ``action`` asked for; None without one."""
         name = f"validate_{action}"
-        return name if name in (await self._listed() if self.endpoint else self.names) else None
+        return name if name in await self.known() else None
 
     async def validates_slots(self) -> bool:
         """Whether the actions define Rasa's ``action_validate_slot_mappings`` (a rasa-sdk ``ValidationAction``), which
         Rasa runs after each message to extract and validate its slots."""
-        return RASA_VALIDATION in (await self._listed() if self.endpoint else self.names)
+        return RASA_VALIDATION in await self.known()
+
+    async def known(self) -> set[str]:
+        """The actions this runner can run: actions/'s, or those the action server lists (:meth:`_listed`)."""
+        return await self._listed() if self.endpoint else set(self.names)
 
     async def _listed(self) -> set[str]:
         """The actions the action server lists (rasa-sdk's ``GET /actions``), asked once it has answered; none,
         with a warning, while it does not (its actions' calls then fail on their own), asked again a minute later:
         every customer's message would otherwise wait for the server's silence first."""
         if self._listed_names is None and time.monotonic() >= self._list_again_at:
-            webhook = self._webhook()
-            url = webhook.with_path(webhook.path.rstrip("/").removesuffix("/webhook") + "/actions").with_query(webhook.query)
             try:
-                async with self._client().get(url, allow_redirects=False,
-                                              timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
-                    if resp.status != 200:
-                        raise ValueError(f"status {resp.status}")
-                    body = await _read_answer(resp)
-                if not isinstance(body, list):
-                    raise ValueError(f"a {type(body).__name__}, not rasa-sdk's list")
-                self._listed_names = {item["name"] for item in body if isinstance(item, dict) and isinstance(item.get("name"), str)}
+                self._listed_names = await self._list(self._client())
             except (aiohttp.ClientError, ValueError, asyncio.TimeoutError) as exc:
                 log.warning("the action server at %s did not list its actions (%s), so no validation action is run "
-                            "until it does", url.with_query(None).with_user(None), _failure(exc))
+                            "until it does", self._redacted(self._actions_url()), _failure(exc))
                 self._list_again_at = time.monotonic() + LIST_AGAIN_AFTER_S
         return self._listed_names or set()
+
+    async def _list(self, session: aiohttp.ClientSession) -> set[str]:
+        """The names of the actions the action server lists, asked with ``session``; raises when it lists none."""
+        async with session.get(self._actions_url(), allow_redirects=False,
+                               timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+            if resp.status != 200:
+                raise ValueError(f"status {resp.status}")
+            body = await _read_answer(resp)
+        if not isinstance(body, list):
+            raise ValueError(f"a {type(body).__name__}, not rasa-sdk's list")
+        return {item["name"] for item in body if isinstance(item, dict) and isinstance(item.get("name"), str)}
+
+    def _actions_url(self) -> URL:
+        """rasa-sdk's ``GET /actions`` beside ``actions.endpoint``'s webhook, with its query (a ``?token=``)."""
+        webhook = self._webhook()
+        return webhook.with_path(webhook.path.rstrip("/").removesuffix("/webhook") + "/actions").with_query(webhook.query)
+
+    @staticmethod
+    def _redacted(url: URL) -> URL:
+        """``url`` without what may be secret: a token in its query, a user and password (basic auth)."""
+        return url.with_query(None).with_user(None)
 
     async def run(self, call: dict[str, Any], left: float | None = None) -> ActionResult:
         """The action's result within ``timeout`` seconds, or within ``left`` of them: the actions of one
@@ -788,7 +837,7 @@ class ActionRunner:
             return await self._post(url, call)
         except (aiohttp.ClientError, ValueError) as exc:  # down, unreachable, or not answering JSON
             # named without what may be secret: a token in the query, a user and password (basic auth) before the host
-            raise ActionError(f"the action server at {url.with_query(None).with_user(None)} failed for "
+            raise ActionError(f"the action server at {self._redacted(url)} failed for "
                               f"{call['next_action']!r}: {_failure(exc)}") from exc
 
     async def _post(self, url: URL, call: dict[str, Any]) -> ActionResult:

@@ -21,8 +21,8 @@ from typing import Any, Callable, TypeVar
 from aiohttp import web
 
 from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, RASA_VALIDATION, TRACKER_TURNS, ActionError, ActionResult,
-                         ActionRunner, ActionTimeout, action_call, action_domain, executed, extraction_call, past_events,
-                         validation_call)
+                         ActionRunner, ActionTimeout, action_call, action_domain, ask_names, executed, extraction_call,
+                         past_events, validation_call)
 from bot.batching import MicroBatcher
 from bot.channels.base import (
     UNDELIVERED,
@@ -622,7 +622,7 @@ class Bot:
                         if checked is not None:
                             slots.update(checked.slots)
                             show(checked)
-                    result = self._form_turn(name, slots, checked)
+                    result = await self._form_turn(name, slots, checked)
                 else:
                     result = await self.actions.run(call, deadline - clock.time() if run or validator or shared else None)
             except ActionError as exc:
@@ -649,6 +649,8 @@ class Bot:
             if result.loop_ended:
                 loop = None
                 waiting = (None, None)  # a follow-up (the form's submit action) runs with no form active, as in Rasa
+            elif name in forms and loop == name:
+                waiting = (name, name)  # its action_ask_<slot>, run next, has it as the active loop, as in Rasa
             show(result)
             self._name_unknown_intents(name, [b for m in result.messages for b in m.get("buttons") or []])
             if result.paused:
@@ -709,6 +711,15 @@ class Bot:
         return Decision("action", decision.intent, decision.confidence, reply, buttons, decision.action, loop=loop,
                         form=form if loop else None, quotes=True, custom=custom, reverted=reverted, restarted=afresh, parts=in_order(parts))
 
+    async def _asker(self, form: str, slot: str) -> str:
+        """What asks for ``slot`` of ``form``: the first of Rasa's ``action_ask_<form>_<slot>``, ``utter_ask_<form>_<slot>``,
+        ``action_ask_<slot>`` and ``utter_ask_<slot>`` that the actions or responses.yml have, as Rasa's form looks
+        for it (the custom action lets a question use what only code knows); ``utter_ask_<slot>`` without one."""
+        known = await self.actions.known()
+        return next((name for name in ask_names(form, slot)
+                     if name in (known if name.startswith("action_") else self.project.responses.named)),
+                    f"utter_ask_{slot}")
+
     async def _validate_prefilled(self, form: str, slots: dict[str, Any], call_for: Callable[[str], dict[str, Any]],
                                   left: float) -> ActionResult | None:
         """The validation (``validate_<form>``) of the required slots of ``form`` filled as it starts, by the message
@@ -722,10 +733,10 @@ class Bot:
             return None
         return await self.actions.run(validation_call(call_for(validator), form, next(iter(filled)), filled), left)
 
-    def _form_turn(self, form: str, slots: dict[str, Any], validated: ActionResult | None) -> ActionResult:
+    async def _form_turn(self, form: str, slots: dict[str, Any], validated: ActionResult | None) -> ActionResult:
         """What Rasa's form ``form`` (bot.yml's ``actions.forms``) does on its turn: ask for the slot its validation
         named (a ``requested_slot`` its ``FormValidationAction``'s own ``required_slots`` chose), else for the first of
-        its required slots that is empty, with its ``utter_ask_<slot>`` response; once all are filled, deactivate and
+        its required slots that is empty, with what asks for it (:meth:`_asker`); once all are filled, deactivate and
         run its ``submit`` action next, as a Rasa rule runs one after the form."""
         settings = self.config.actions.forms[form]
         if validated is not None and REQUESTED_SLOT in validated.slots:
@@ -733,10 +744,14 @@ class Bot:
         else:
             asked = next((slot for slot in settings.required_slots if slots.get(slot) is None), None)
         if asked:
-            return ActionResult.from_response({"events": [{"event": "active_loop", "name": form},
-                                                          {"event": "slot", "name": REQUESTED_SLOT, "value": asked}],
-                                               "responses": [{"response": f"utter_ask_{asked}"}]}, form,
-                                              self.config.actions.forms)
+            asker = await self._asker(form, asked)
+            by_action = asker.startswith("action_")
+            result = ActionResult.from_response({"events": [{"event": "active_loop", "name": form},
+                                                            {"event": "slot", "name": REQUESTED_SLOT, "value": asked}],
+                                                 "responses": [] if by_action else [{"response": asker}]}, form,
+                                                self.config.actions.forms)
+            result.followup = asker if by_action else None  # run next, as Rasa's form runs it once requested_slot is set
+            return result
         submit = [{"event": "followup", "name": settings.submit}] if settings.submit else []
         return ActionResult.from_response({"events": [{"event": "slot", "name": REQUESTED_SLOT, "value": None},
                                                       {"event": "active_loop", "name": None}, *submit]}, form)

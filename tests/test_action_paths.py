@@ -266,6 +266,25 @@ class ValidateOrderForm(FormValidationAction):
         return {"order_id": slot_value}
 
 
+class ActionAskReturnFormOrderId(Action):
+    def name(self):
+        return "action_ask_return_form_order_id"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Which order would you like to return?")
+        return []
+
+
+class ActionAskReason(Action):
+    def name(self):
+        return "action_ask_reason"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=f"Why return order {tracker.get_slot('order_id')}? ({tracker.active_loop_name} "
+                                      f"asks for the {tracker.get_slot('requested_slot')})")
+        return [SlotSet("order_status", "returning")]
+
+
 class ActionSubmitOrder(Action):
     def name(self):
         return "action_submit_order"
@@ -960,6 +979,34 @@ async def test_a_form_answers_an_interruption_then_asks_again_until_the_customer
         await bot.close()
 
 
+async def test_a_form_asks_with_an_action_ask_action_where_the_actions_have_one_as_rasas_does_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """Rasa's form asks for a slot with the custom action action_ask_<form>_<slot> or action_ask_<slot> where there is
+    one, before its utter_ask_<slot> response, the form its tracker's active loop and the slot its requested_slot: a
+    form whose question needed the conversation's values (or a database) could not ask it, and one with no
+    utter_ask_<slot> response for such a slot was refused at load."""
+    project = load_project(action_bot)
+    project.config.actions.endpoint = endpoint
+    project.config.actions.forms = {"return_form": FormConfig(required_slots=["order_id", "reason"])}
+    ActionRunner.for_project(project)  # action_ask_reason asks for the reason: no utter_ask_reason needed
+    project.config.actions.forms = {"return_form": FormConfig(required_slots=["order_id", "phone"])}
+    with pytest.raises(ActionError, match="responses.yml has no utter_ask_phone"):
+        ActionRunner.for_project(project)
+    bot = make_bot(action_bot, endpoint, {}, tmp_path)
+    bot.project.config.actions.slots = None  # every slot an action sets is known
+    bot.config.actions.forms = {"return_form": FormConfig(required_slots=["order_id", "reason"])}
+    bot.config.actions.map["get_refund"] = "return_form"
+    try:
+        # action_ask_return_form_order_id, of this form, asks before utter_ask_order_id, as in Rasa
+        assert (await bot.handle(Turn("c1", "/get_refund", "web"))).text == "Which order would you like to return?"
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == "Why return order 789? (return_form asks for the reason)"
+        conversation = bot.store.conversation("c1")
+        assert (conversation["active_loop"], conversation["active_form"]) == ("return_form", "return_form")
+        assert conversation["slots"]["requested_slot"] == "reason" and conversation["slots"]["order_status"] == "returning"
+    finally:
+        await bot.close()
+
+
 async def test_actions_map_may_start_a_form_and_a_form_that_cannot_ask_or_submit_is_refused_at_load(
         action_bot: Path, tmp_path: Path) -> None:
     """As a Rasa rule starts a form on an intent, actions.map may name one of actions.forms. A form without an
@@ -975,7 +1022,7 @@ async def test_actions_map_may_start_a_form_and_a_form_that_cannot_ask_or_submit
     finally:
         await bot.close()
     project.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id", "phone"])}
-    with pytest.raises(ActionError, match="responses.yml has no utter_ask_phone to ask"):
+    with pytest.raises(ActionError, match="responses.yml has no utter_ask_phone, nor actions/ defines an action_ask_<slot>"):
         ActionRunner.for_project(project)
     project.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id"], submit="action_submt_order")}
     with pytest.raises(ActionError, match="'action_submt_order': no class in actions/ is named so"):
