@@ -577,7 +577,8 @@ class ActionRunner:
     def _check_forms(self, project: Project) -> None:
         """Raise :class:`ActionError`, naming bot.yml's line, for a form of ``actions.forms`` that could not ask for one
         of its slots (no action or response of :func:`ask_names`) or whose ``submit`` action this runner cannot run
-        in-process: every customer who reached it would get a failed turn."""
+        (in-process, or on an action server that lists its actions): every customer who reached it would get a failed
+        turn."""
         known = self._known_at_load() if project.config.actions.forms else set()
         for name, form in project.config.actions.forms.items():
             askable = {*project.responses.named, *(known or ())}
@@ -588,10 +589,10 @@ class ActionRunner:
                     project.root, ("actions", "forms", name, "required_slots"),
                     f"responses.yml has no {', '.join(f'utter_ask_{slot}' for slot in missing)}, nor {where} an "
                     f"action_ask_<slot>, to ask for {', '.join(missing)} with")))
-            if (self.endpoint is None and form.submit and not form.submit.startswith("utter_")
-                    and form.submit not in self.names):
+            if form.submit and not form.submit.startswith("utter_") and known is not None and form.submit not in known:
+                why = "the action server does not list it" if self.endpoint else "no class in actions/ is named so"
                 raise ActionError(str(config_error(project.root, ("actions", "forms", name, "submit"),
-                                                   f"{form.submit!r}: no class in actions/ is named so")))
+                                                   f"{form.submit!r}: {why}")))
 
     def _known_at_load(self) -> set[str] | None:
         """The actions this runner runs, for the checks at load: actions/'s, or those the action server lists (rasa-sdk's

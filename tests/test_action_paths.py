@@ -1029,6 +1029,25 @@ async def test_actions_map_may_start_a_form_and_a_form_that_cannot_ask_or_submit
         ActionRunner.for_project(project)
 
 
+def test_a_forms_submit_the_action_server_does_not_list_is_refused_at_load(action_bot: Path, action_server: str,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """On an action server, a misspelt submit action was found only when a customer had filled the whole form, whose
+    turn then failed: the server's list of its actions (GET /actions) is checked at load, as actions/ is; a server
+    that does not answer yet (it may start after deskbot) leaves it unchecked, with a warning."""
+    project = load_project(action_bot)
+    project.config.actions.endpoint = action_server
+    project.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id"], submit="action_submit_order")}
+    ActionRunner.for_project(project)
+    project.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id"], submit="action_submt_order")}
+    with pytest.raises(ActionError, match="'action_submt_order': the action server does not list it"):
+        ActionRunner.for_project(project)
+    with socket.socket() as probe:  # a port nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        project.config.actions.endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}/webhook"
+    ActionRunner.for_project(project)
+    assert "did not list its actions" in caplog.text and "(action_ask_<slot>, submit) are not checked" in caplog.text
+
+
 async def test_a_form_the_bot_no_longer_names_is_no_longer_waited_on(action_bot: Path, tmp_path: Path,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
     """A form taken out of actions.forms (a reload) while a customer was answering it was run as an action of that
