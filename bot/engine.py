@@ -252,11 +252,15 @@ class Bot:
         entities = self._filling(read, slots)
         unheard = ((dict(slots), conversation.get("active_loop"), conversation.get("active_form")) if conversation
                    else (dict(slots), None, None))
+        loop = self._waiting_on(conversation)
+        ignoring = self._ignores(loop, analysis)
+        if ignoring:  # a message of an intent the form ignores fills none of its slots, as in Rasa
+            entities = {name: value for name, value in entities.items()
+                        if name not in self.config.actions.forms[loop].required_slots}
         slots.update(entities)
         given = set(entities)
         deadline = asyncio.get_running_loop().time() + self.actions.timeout  # the turn's actions share it
         checked = await self._validate_slots(turn, text, analysis, slots, entities, read, language)
-        loop = self._waiting_on(conversation)
         form_waiting = loop in self.config.actions.forms  # a form of bot.yml's asks: an interruption does not end it
         interrupted = False  # the message is no answer to the form's question, nor stops it
         answered = None  # the slot the message answers, which the action that asked for it gets
@@ -274,8 +278,8 @@ class Bot:
             decision = Decision("template", None, 1.0, say(self.config.fallback.acknowledged, language))
         elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
             decision, answered = self._back_to(loop), requested
-        elif loop and requested and (validated := await self._extracted(turn, text, analysis, slots, read,
-                                                                        (loop, unheard[2]), requested)):
+        elif loop and requested and not ignoring and (
+                validated := await self._extracted(turn, text, analysis, slots, read, (loop, unheard[2]), requested)):
             decision, answered = self._back_to(loop), requested
         elif loop and ((acknowledges(text) and not drops_it(text)) or requested in given - set(entities)):
             # "ok" to the action's question, or an answer the slots' validation rejected: the action asks again
@@ -413,6 +417,13 @@ class Bot:
                                    buttons=decision.buttons + asked.buttons, custom=decision.custom + asked.custom,
                                    quotes=True, loop=asked.loop, form=asked.form,
                                    parts=in_order([*(decision.parts or [said]), *then]))
+
+    def _ignores(self, loop: str | None, analysis: Analysis) -> bool:
+        """Whether the form waiting for an answer (``loop``) ignores the message: the classifier is sure of its intent,
+        one of the form's ``ignored_intents``, as Rasa's form takes no slot from such a message."""
+        form = self.config.actions.forms.get(loop or "")
+        return (form is not None and analysis.prediction.intent in form.ignored_intents
+                and understood(analysis, self.config))
 
     def _waiting_on(self, conversation: dict[str, Any] | None) -> str | None:
         """The action or form waiting for the answer to its question, if any: none for a form that bot.yml's

@@ -252,6 +252,8 @@ class FormConfig(Settings):
     required_slots: list[Annotated[str, AfterValidator(_slot_name)]] = Field(min_length=1)
     submit: str | None = Field(None, pattern=r"^\S+$", description="the custom action (or utter_ response) run once "
                                                                     "every required slot is filled")
+    ignored_intents: list[str] = Field(default_factory=list, description="intents whose messages fill none of the "
+                                                                         "form's slots: answered, then asked again")
 
 
 class ActionsConfig(Settings):
@@ -1570,7 +1572,9 @@ def load_project(root: Path | str) -> Project:
                                sent_by_actions=bool(actions.map))
     named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
-             *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude))]
+             *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude)),
+             *((("actions", "forms", name, "ignored_intents", k), i) for name, form in config.actions.forms.items()
+               for k, i in enumerate(form.ignored_intents))]
     history, long_questions = load_history(root, intents, config.server.max_message_chars)
     project = Project(root, config, examples, patterns, responses, history, unread, synonyms, twins, long_questions,
                       roled)

@@ -34,7 +34,7 @@ from bot.actions import ActionError, ActionResult, ActionRunner, action_call, pa
 from bot.channels.base import Turn
 from bot.engine import MAX_FOLLOWUPS, Bot
 from bot.nlu import NLU
-from bot.project import FormConfig, load_project
+from bot.project import FormConfig, ProjectError, load_project
 from bot.server import create_app
 from dialogues.store import CUSTOM_PLACEHOLDER, Exchange, Store
 from tests.conftest import configured_copy
@@ -1005,6 +1005,30 @@ async def test_a_form_asks_with_an_action_ask_action_where_the_actions_have_one_
         assert conversation["slots"]["requested_slot"] == "reason" and conversation["slots"]["order_status"] == "returning"
     finally:
         await bot.close()
+
+
+async def test_a_message_of_an_intent_a_form_ignores_fills_none_of_its_slots_as_rasas_ignored_intents(
+        action_bot: Path, tmp_path: Path) -> None:
+    """Rasa's form fills none of its slots from a message of one of its ignored_intents: a request to cancel order 456
+    while the form asked which order to refund was read as its answer, and the form went on to ask for the email.
+    The message is answered as any interruption, and the form asks its question again; an intent nlu.yml does not
+    have is refused at load."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_open_order_form"}, tmp_path)
+    bot.project.config.actions.slots = None  # every slot an action sets is known
+    bot.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id", "email"],
+                                                         ignored_intents=["cancel_order"])}
+    try:
+        await bot.handle(Turn("c1", "/get_refund", "web"))
+        reply = await bot.handle(Turn("c1", '/cancel_order{"order_id": "456"}', "web"))
+        assert (reply.intent, reply.text.rpartition("\n\n")[2]) == ("cancel_order", "Which order is it?")
+        assert bot.store.conversation("c1")["slots"].get("order_id") is None
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == "What is your email?"
+    finally:
+        await bot.close()
+    typo = configured_copy(action_bot, tmp_path / "typo", actions={"forms": {"order_form": {
+        "required_slots": ["order_id"], "ignored_intents": ["chitchat"]}}})
+    with pytest.raises(ProjectError, match="actions.forms.order_form.ignored_intents.0: unknown intent 'chitchat'"):
+        load_project(typo)
 
 
 async def test_actions_map_may_start_a_form_and_a_form_that_cannot_ask_or_submit_is_refused_at_load(
