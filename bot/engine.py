@@ -402,11 +402,16 @@ class Bot:
         intent's question, one the bot did not understand), followed by the form's turn: its question asked again, the
         form waiting on, as Rasa's form carries on once an interruption is answered; the message had ended the form
         without a word. Not after an answer that ends the wait in its own way: a handoff, an action's own question, a
-        restart; nor where the form's turn fails, which ends it."""
+        restart; nor where the form's turn fails, which ends it. A slot of the form's that the message filled
+        nonetheless ("cancel order 0456") is validated first (``validate_<form>``), as Rasa's form validates each of its
+        slots a message fills."""
         if decision.kind == "handoff" or decision.loop or decision.restarted:
             return decision
-        asked = await self._run_action(turn, text, analysis, self._back_to(unheard[1]), slots, entities, read, language,
-                                       fallbacks, unheard, deadline)
+        form = unheard[1]
+        assert form is not None
+        filled = next((slot for slot in self.config.actions.forms[form].required_slots if slot in entities), None)
+        asked = await self._run_action(turn, text, analysis, self._back_to(form), slots, entities, read, language,
+                                       fallbacks, unheard, deadline, filled)
         said = Rendered(decision.text, decision.buttons, custom=decision.custom)
         if asked.kind == "handoff":  # its submit action handed the conversation off
             return _said_first(said, asked)

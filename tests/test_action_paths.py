@@ -1007,6 +1007,24 @@ async def test_a_form_asks_with_an_action_ask_action_where_the_actions_have_one_
         await bot.close()
 
 
+async def test_a_forms_slot_filled_by_a_message_that_interrupts_it_is_validated_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """A message the form answers as an interruption may still give one of its slots ("cancel order 0456" while it asks
+    which order to refund): that value was kept unchecked, and the form asked for the next slot. Rasa's form validates
+    every slot of its own a message fills; a value validate_<form> rejects is asked for again."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_open_order_form"}, tmp_path)
+    bot.project.config.actions.slots = None  # every slot an action sets is known
+    bot.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id", "email"])}
+    try:
+        await bot.handle(Turn("c1", "/get_refund", "web"))
+        reply = await bot.handle(Turn("c1", '/cancel_order{"order_id": "0456"}', "web"))
+        assert reply.intent == "cancel_order"
+        assert reply.text.endswith("\n\n0456 is none of ours (order_form).\n\nWhich order is it?")
+        assert bot.store.conversation("c1")["slots"]["order_id"] is None
+    finally:
+        await bot.close()
+
+
 async def test_a_message_of_an_intent_a_form_ignores_fills_none_of_its_slots_as_rasas_ignored_intents(
         action_bot: Path, tmp_path: Path) -> None:
     """Rasa's form fills none of its slots from a message of one of its ignored_intents: a request to cancel order 456
