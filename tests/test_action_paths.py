@@ -11,6 +11,7 @@ import gc
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -684,9 +685,10 @@ def action_server(action_bot: Path) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    # in a process group of its own: sanic's worker processes are stopped with it (stop_action_server)
     proc = subprocess.Popen([sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)],
                             cwd=action_bot, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(action_bot)})
+                            env={**os.environ, "PYTHONPATH": str(action_bot)}, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -696,12 +698,22 @@ def action_server(action_bot: Path) -> Iterator[str]:
                     break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
+                stop_action_server(proc)
                 pytest.fail("the rasa-sdk action server did not start")
             time.sleep(0.2)
     yield f"{url}/webhook"
-    proc.terminate()
-    proc.wait(timeout=10)
+    stop_action_server(proc)
+
+
+def stop_action_server(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the rasa-sdk action server and its sanic workers, killed after 10 s: stopped by SIGTERM right after it
+    started (a test run alone), its main process waited on its workers for good, and left them running."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def make_bot(root: Path, endpoint: str | None, actions: dict[str, str], tmp_path: Path) -> Bot:
