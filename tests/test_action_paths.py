@@ -1537,7 +1537,8 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
 async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action_bot: Path, tmp_path: Path) -> None:
     """"那789呢" ("and 789?"), Hong Kong's "咁789呢" or "what about order 456?" after an order's status or a cancellation
     was answered asks the same of that order: no pattern read a number between a connective and 呢, and the classifier,
-    unsure of a number and a particle, had the fallback answer."""
+    unsure of a number and a particle, had the fallback answer. So does "还有一单456呢" (one more order, 456?), which was
+    read as asking about "一单456", a number no pattern takes whole."""
     bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
     bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
     try:
@@ -1548,6 +1549,9 @@ async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action
         assert (await bot.handle(Turn("c1", "咁 456 呢？", "web"))).text.startswith("Order 456 is **processing**")
         for said in ("那789的呢", "789号的呢？", "咁789號嘅呢", "那个789呢"):  # with 的 (Hong Kong's 嘅) after the number
             assert (await bot.handle(Turn("c1", said, "web"))).text.startswith("Order 789 is **delivered**"), said
+        # another order named before the number ("one more order, 456?"), in Hong Kong's words too, and in English
+        for said in ("还有一单456呢", "另外一单456呢？", "仲有一張單 456 呢", "还有一个订单456呢", "and 456?", "also 456?"):
+            assert (await bot.handle(Turn("c1", said, "web"))).text.startswith("Order 456 is **processing**"), said
         await bot.handle(Turn("c2", '/cancel_order{"order_id": "123"}', "web"))  # answered by its template
         reply = await bot.handle(Turn("c2", "what about order 456?", "web"))
         assert (reply.source, reply.intent) == ("template", "cancel_order") and "cancel order 456" in reply.text

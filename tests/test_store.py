@@ -861,6 +861,9 @@ def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
     # with 的 (Hong Kong's 嘅) after the number, 那个 before it, or # in it: the particles were read as the number's
     ("那789的呢", "789"), ("那789号的呢", "789号"), ("咁789號嘅呢", "789號"), ("还有789的", "789"), ("那个789呢", "789"),
     ("那#789呢", "#789"), ("how about #789?", "#789"),
+    # another order named before the number ("one more order 789?"), in Hong Kong's words too; "also"
+    ("还有一单789呢", "789"), ("另外一单456呢？", "456"), ("還有一單 789 呢", "789"), ("仲有張單456呢", "456"),
+    ("仲有一張單456呢", "456"), ("还有一个订单789呢", "789"), ("also 456?", "456"), ("and also #456?", "#456"),
     # a sentence is asked whole, which no entity's pattern takes: no follow-up to the engine
     ("那789的退款呢", "789的退款"), ("那你的呢", "你"), ("还有其他颜色吗", "其他颜色吗"),
     ("where is order 789?", None), ("789", None), ("ok", None), ("我的订单789", None),
