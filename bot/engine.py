@@ -471,17 +471,19 @@ class Bot:
         past answers counts by the intent they were filed under, which its template or action answers: the past
         answer was another customer's case, and said again it would claim that case for the new value. None for any
         other message, or when the previous message was not answered by its intent (a fallback, a past answer of no
-        intent or of one with neither template nor action), or was small talk, off topic or a request for a person."""
+        intent), or was small talk, off topic or a request for a person, or when its intent's answer does not use the
+        value: only an action, or a template that fills the value in, answers for 789; the shop's opening hours said
+        again would not."""
         span = follow_up(text)
-        if self.store is None or span is None or not any(self.project.is_answer(e["entity"], text[span[0]:span[1]])
-                                                         for e in read):
+        named = {e["entity"] for e in read if span and self.project.is_answer(e["entity"], text[span[0]:span[1]])}
+        if self.store is None or not named:
             return None
         turns = await self._store(self.store.recent_turns, conversation_id, 2)
         asked = next((t for t in turns if t["role"] == "user"), None)
         intent = asked["intent"] if asked and asked["source"] in ("action", "template", "retrieval") else None
         if intent is None or intent in {OOS, self.config.handoff.intent, *self.config.fallback.exclude}:
             return None
-        if intent not in self.config.actions.map and intent not in self.project.responses:
+        if intent not in self.config.actions.map and not self.project.responses.fills_in(intent, named):
             return None
         return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [], analysis.intent_threshold, analysis.model_version)
 

@@ -290,6 +290,11 @@ class Responses:
     def __contains__(self, intent: str) -> bool:
         return intent in self.templates
 
+    def fills_in(self, intent: str, names: set[str]) -> bool:
+        """Whether a variant of ``intent``'s template fills in one of the values ``names``: only such an answer says
+        something of the value a customer's follow-up names ("那789呢"); any other is the same for every value."""
+        return any(variant.variables() & names for variant in self.templates.get(intent, []))
+
     def render(self, intent: str, channel: str, values: dict[str, Any], language: Language | None = None,
                rng: random.Random | None = None) -> Rendered | None:
         """The best variant for this language and channel with every variable filled, or None if there is none."""

@@ -1563,6 +1563,26 @@ async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action
         await bot.close()
 
 
+async def test_a_follow_up_repeats_only_an_answer_that_uses_the_order_number(action_bot: Path, tmp_path: Path) -> None:
+    """"那789呢" after a question whose answer names no order (the shop's opening hours, a refund policy) got that
+    answer again, as though it were 789's. A follow-up asks the same again only of an intent answered by an action, or
+    by a template that fills the value in; after any other, the classifier's reading of it stands."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    templates = bot.project.responses.templates
+    templates["get_refund"] = [v for v in templates["get_refund"] if not v.variables()]  # an answer for any order
+    try:
+        for said in ("那789呢", "还有一单789呢", "what about order 789?"):
+            assert (await bot.handle(Turn(said, "/get_refund", "web"))).source == "template"
+            reply = await bot.handle(Turn(said, said, "web"))
+            assert reply.source == "fallback", (said, reply.intent)
+        await bot.handle(Turn("c2", "/cancel_order", "web"))  # its template fills the order number in
+        reply = await bot.handle(Turn("c2", "那789呢", "web"))
+        assert (reply.source, reply.intent) == ("template", "cancel_order") and "789" in reply.text
+    finally:
+        await bot.close()
+
+
 async def test_a_follow_up_after_an_agents_past_answer_asks_its_intent_of_the_other_order(action_bot: Path,
                                                                                            tmp_path: Path) -> None:
     """"那789呢" after a message answered from agents' past answers got the fallback, where after a template or an
