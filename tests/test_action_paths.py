@@ -1504,6 +1504,22 @@ async def test_a_bilingual_bots_actions_speak_the_conversations_language_on_both
         await bot.close()
 
 
+async def test_the_demos_lookup_reads_an_order_number_written_in_groups_whole(action_bot: Path, tmp_path: Path) -> None:
+    """"order 123-456" was looked up as order 123, and the customer was told that another customer's order had shipped:
+    a number written in groups, in full-width digits and dashes too, is looked up as one."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        for said, number in [("order 123-456", "123456"), ("１２３－４５６", "123456"), ("订单 1234 5678", "12345678")]:
+            assert (await bot.handle(Turn(said, "/track_order", "web"))).text == "Sure — what's your order number?"
+            reply = await bot.handle(Turn(said, said, "web"))
+            assert reply.text == f"I couldn't find order {number}. Could you check the number?", said
+        await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (await bot.handle(Turn("c1", "#４５６ 🙏", "web"))).text.startswith("Order 456 is **processing**")
+    finally:
+        await bot.close()
+
+
 async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     """The demo's action asks for the order number and sets ``requested_slot``; the next message that

@@ -26,6 +26,12 @@ CHINESE_DIGITS = "〇零一二三四五六七八九幺两兩"
 AS_DIGITS = str.maketrans(CHINESE_DIGITS, "00123456789122")
 
 
+def as_looked_up(order_id: str) -> str:
+    """An order number as the order table writes it: in ASCII digits, and without the dashes or spaces between the
+    groups a customer writes it in (123-456, 1234 5678), so that it is one number, not its first group."""
+    return re.sub(r"[\s-]", "", order_id.translate(AS_DIGITS))
+
+
 def orders_db() -> sqlite3.Connection:
     """The demo's order table, created next to this file on first use."""
     conn = sqlite3.connect(Path(__file__).with_name("orders.sqlite"))
@@ -62,7 +68,7 @@ class ActionOrderStatus(Action):
         say = MESSAGES.get(tracker.get_slot("language"), MESSAGES["en"])
         order_id = tracker.get_slot("order_id")
         if isinstance(order_id, str):  # deskbot gives 七八九 as 789; Rasa's regex extractor gives it as written
-            order_id = order_id.translate(AS_DIGITS)
+            order_id = as_looked_up(order_id)
         said, read = tracker.latest_message.get("text") or "", tracker.latest_message.get("entities") or []
         if order_id and not read and order_id not in said and re.search(rf"[\d{CHINESE_DIGITS}]{{3,}}", said):
             order_id = None  # a number the order pattern did not read: never answer with an earlier order's status
