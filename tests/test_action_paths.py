@@ -1563,7 +1563,8 @@ async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action
         assert (reply.source, reply.intent, reply.text) == ("action", "track_order",
                                                             "Order 789 is **delivered**. Tracking: DHL 3345678901.")
         assert (await bot.handle(Turn("c1", "咁 456 呢？", "web"))).text.startswith("Order 456 is **processing**")
-        for said in ("那789的呢", "789号的呢？", "咁789號嘅呢", "那个789呢"):  # with 的 (Hong Kong's 嘅) after the number
+        for said in ("那789的呢", "789号的呢？", "咁789號嘅呢", "那个789呢",  # with 的 (Hong Kong's 嘅) after the number
+                     "那「789」呢", "那789呢[捂脸]", "咁７８９呢唔該🙏", "and 789 pls?"):  # signs, emoticons, thanks
             assert (await bot.handle(Turn("c1", said, "web"))).text.startswith("Order 789 is **delivered**"), said
         # another order named before the number ("one more order, 456?"), in Hong Kong's words too, and in English
         for said in ("还有一单456呢", "另外一单456呢？", "仲有一張單 456 呢", "还有一个订单456呢", "and 456?", "also 456?"):

@@ -864,6 +864,9 @@ def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
     # another order named before the number ("one more order 789?"), in Hong Kong's words too; "also"
     ("还有一单789呢", "789"), ("另外一单456呢？", "456"), ("還有一單 789 呢", "789"), ("仲有張單456呢", "456"),
     ("仲有一張單456呢", "456"), ("还有一个订单789呢", "789"), ("also 456?", "456"), ("and also #456?", "#456"),
+    # signs around the number, emoji, WeChat's emoticons, Slack's emoji and thanks after it, full-width digits
+    ("那「789」呢", "789"), ("那，７８９呢？", "７８９"), ("那789呢[捂脸]", "789"), ("咁789呢唔該🙏", "789"), ("and 789 pls?", "789"),
+    ("and 789? :pray:", "789"), ("what about 789? thx", "789"),
     # a sentence is asked whole, which no entity's pattern takes: no follow-up to the engine
     ("那789的退款呢", "789的退款"), ("那你的呢", "你"), ("还有其他颜色吗", "其他颜色吗"),
     ("where is order 789?", None), ("789", None), ("ok", None), ("我的订单789", None),
