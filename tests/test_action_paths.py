@@ -1510,7 +1510,8 @@ async def test_the_demos_lookup_reads_an_order_number_written_in_groups_whole(ac
     bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
     bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
     try:
-        for said, number in [("order 123-456", "123456"), ("１２３－４５６", "123456"), ("订单 1234 5678", "12345678")]:
+        for said, number in [("order 123-456", "123456"), ("１２３－４５６", "123456"), ("订单 1234 5678", "12345678"),
+                             ("order 123–456", "123456")]:
             assert (await bot.handle(Turn(said, "/track_order", "web"))).text == "Sure — what's your order number?"
             reply = await bot.handle(Turn(said, said, "web"))
             assert reply.text == f"I couldn't find order {number}. Could you check the number?", said

@@ -28,8 +28,8 @@ AS_DIGITS = str.maketrans(CHINESE_DIGITS, "00123456789122")
 
 def as_looked_up(order_id: str) -> str:
     """An order number as the order table writes it: in ASCII digits, and without the dashes or spaces between the
-    groups a customer writes it in (123-456, 1234 5678), so that it is one number, not its first group."""
-    return re.sub(r"[\s-]", "", order_id.translate(AS_DIGITS))
+    groups a customer writes it in (123-456, 123–456, 1234 5678), so that it is one number, not its first group."""
+    return re.sub(r"\D", "", order_id.translate(AS_DIGITS))
 
 
 def orders_db() -> sqlite3.Connection:
