@@ -63,13 +63,29 @@ async def test_a_hong_kong_customer_writing_cantonese_is_answered(client: Any, t
     assert reply["intent"] == intent and reply["source"] != "fallback"
 
 
-@pytest.mark.parametrize("follow_up", ["那789呢？", "咁789呢", "what about order 789?"])
+@pytest.mark.parametrize("follow_up", ["那789呢？", "咁789呢", "what about order 789?", "还有一单789呢", "仲有張單789呢？",
+                                       "and 789?", "那「７８９」呢🙏"])
 async def test_a_follow_up_naming_another_order_looks_it_up(client: Any, follow_up: str) -> None:
     """"And 789?" in Mandarin, Cantonese or English after an order was looked up is the same question of order 789."""
     conversation = f"demo-follow-{follow_up.encode().hex()}"
     assert (await ask(client, conversation, "我嘅訂單 123 去咗邊"))["source"] == "action"
     reply = await ask(client, conversation, follow_up)
     assert (reply["source"], reply["intent"]) == ("action", "track_order") and "789" in reply["reply"]
+
+
+async def test_a_follow_up_after_an_answer_for_any_order_is_not_that_answer_again(client: Any) -> None:
+    """"那789呢" after "do you take Octopus?" got the payment methods again, as though they were order 789's."""
+    assert (await ask(client, "demo-follow-pay", "你哋收唔收八達通？"))["intent"] == "check_payment_methods"
+    assert (await ask(client, "demo-follow-pay", "那789呢"))["intent"] != "check_payment_methods"
+
+
+@pytest.mark.parametrize(("text", "number"), [("我的order 123到咗未", "123"), ("我嘅order １２３－４５６到咗未？", "123456")])
+async def test_an_order_asked_about_in_chinese_and_english_at_once_is_looked_up(client: Any, text: str,
+                                                                                 number: str) -> None:
+    """Hong Kong and Shenzhen customers mix English into Chinese, in full-width digits too; a number in groups is
+    looked up whole (not as order 123)."""
+    reply = await ask(client, f"demo-mixed-{len(text)}", text)
+    assert reply["source"] == "action" and number in reply["reply"], reply
 
 
 async def test_order_status_runs_the_custom_action(client: Any) -> None:
