@@ -1146,7 +1146,8 @@ def test_a_regex_group_named_value_is_the_entity(bot_dir: Path) -> None:
         "123 is my order number", "456号", "就是456啊", "訂單號碼係789", "係789", "789，唔該", "123係我的訂單",
         "那另一个订单呢 789", "那个订单呢？456", "订单啊，123", "这个订单买了 100 个，一共 299 元",
         "那个订单的号码是 789", "另一个订单，号码是456", "另外一单 789", "这单是 456", "還有一單，123", "这一单买了 100 个",
-        "我張單 789 去咗邊", "嗰張單係 456", "我嘅單 123", "这个单 456", "买单 300", "埋單 300 蚊", "789 號單去咗邊"]}
+        "我張單 789 去咗邊", "嗰張單係 456", "我嘅單 123", "这个单 456", "买单 300", "埋單 300 蚊", "789 號單去咗邊",
+        "再查一单 789", "帮我查多一單456", "查下张单 123", "下一单 300 元"]}
     assert said == {"what is the status of order 789?": "789", "我要退款，订单号１２３": "123", "order #456 please": "456",
                     "it's 789": "789", "555": "555", "I paid 199 dollars": None,
                     "my phone is 13812345678, refund please": None, "订单编号是123": "123", "789 please": "789",
@@ -1163,7 +1164,9 @@ def test_a_regex_group_named_value_is_the_entity(bot_dir: Path) -> None:
                     # Hong Kong's 張單 (that order), 我嘅單 (my order); paying the bill (买单, 埋單) is none
                     "我張單 789 去咗邊": "789", "嗰張單係 456": "456", "我嘅單 123": "123", "这个单 456": "456",
                     "买单 300": None, "埋單 300 蚊": None,
-                    "789 號單去咗邊": "789"}  # Hong Kong's 號單 after the number: "order no. 789"
+                    "789 號單去咗邊": "789",  # Hong Kong's 號單 after the number: "order no. 789"
+                    # checking one more order (Hong Kong's 查多一單, 查下張單); placing one for 300 yuan is none
+                    "再查一单 789": "789", "帮我查多一單456": "456", "查下张单 123": "123", "下一单 300 元": None}
     started = time.perf_counter()  # each start reads on once: no run of particles or signs is tried two ways
     for text in ("订单呢" * 30_000, "订单呢?" + " " * 100_000 + "x", "order" + "-" * 100_000, "订单," + " " * 100_000 + "x"):
         assert project.entities(text) == {}
