@@ -633,6 +633,39 @@ async def test_a_message_encrypted_with_another_key_is_401(wecom: SimpleNamespac
     assert wecom.bot.turns == []
 
 
+async def test_wecoms_requests_refused_for_a_wrong_setting_or_a_clock_off_are_said_in_the_log(
+        aiohttp_client: Any, wecom: SimpleNamespace, wecom_api: SimpleNamespace, crypto: WeComCrypto,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """WeCom's check of the callback URL, then every message, got a silent 401 when the token, the EncodingAESKey or
+    the corp id was not the app's, or when the server's clock was minutes off: the admin had WeCom's "请求URL失败"
+    alone. One warning a minute says which setting to fix, and never the secrets themselves."""
+    def warnings() -> list[str]:
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        caplog.clear()
+        return said
+
+    for _ in range(2):  # said once a minute
+        assert (await wecom.client.get("/wecom/callback", params={**VERIFY, "nonce": "1"})).status == 401
+    [token] = warnings()
+    assert token.startswith("WeCom's request to /wecom/callback was refused (401): its msg_signature is not made with "
+                            "channels.wecom.token (or DESKBOT_WECOM_TOKEN)"), token
+    inner = "<xml><FromUserName>u1</FromUserName><MsgType>text</MsgType><Content>hello</Content><MsgId>8</MsgId></xml>"
+    for case, channel_settings in (("aes_key", {"aes_key": base64.b64encode(bytes(range(32))).decode().rstrip("=")}),
+                                   ("corp_id", {"corp_id": "wwSOMEOTHERCORP"}), ("clock", {})):
+        channel = WeComChannel(FakeBot(), settings(wecom_api.url, **channel_settings))
+        client = await client_for(aiohttp_client, channel)
+        monkeypatch.setattr(WeComChannel, "clock", staticmethod(lambda: SAMPLE_NOW + (420 if case == "clock" else 0)))
+        query, body = signed_post(crypto, inner)
+        assert (await client.post("/wecom/callback", params=query, data=body)).status == 401
+        await channel.close()
+        [said] = warnings()
+        assert said.startswith("WeCom's request to /wecom/callback was refused (401): "), said
+        assert (f"channels.wecom.{case} (or DESKBOT_WECOM_{case.upper()})" in said if case != "clock"
+                else re.search(r"it was signed 480 s before the time of this server's clock, more than the 300 s "
+                               r"allowed: if every request of WeCom's is refused so, set this server's clock right", said))
+        assert not {TOKEN, AES_KEY, "app-secret"} & set(re.findall(r"[\w-]+", said)), said
+
+
 async def test_bad_bodies_are_400_or_413(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:
     for body in ("<xml><Encrypt>", "<xml><ToUserName>x</ToUserName></xml>", '<!DOCTYPE x [<!ENTITY a "b">]><xml/>'):
         response = await wecom.client.post("/wecom/callback", params=MESSAGE, data=body)

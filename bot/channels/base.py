@@ -44,6 +44,7 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_CHARS = 4000
 DEFAULT_GRACE_S = 5.0  # how long close() lets turns in flight finish; the server passes server.shutdown_seconds
 MAX_SKEW_S = 300  # how far a platform's signed timestamp may be from our clock before the request is refused
+REFUSAL_SAID_S = 60.0  # a refused request of a platform's is said in the log once in this long at most
 # What a customer who sends what the bot cannot read (a voice message, a picture) is told, where they got no answer.
 UNREAD_HINT: Text = {"en": "Sorry, I can only read text messages. Please type your question.",
                      "zh": "抱歉，我只能读懂文字消息，请用文字描述您的问题。"}
@@ -81,6 +82,14 @@ def is_fresh(timestamp: str, now: float) -> bool:
     """
     off = skew(timestamp, now)
     return off is not None and abs(off) <= MAX_SKEW_S
+
+
+def clock_off(off: float, platform: str) -> str:
+    """Why a request signed ``off`` seconds before now (:func:`skew`) was refused, in the words of its fix: the
+    server's clock is off, where every request of the ``platform``'s is refused so (else it is a replay)."""
+    return (f"it was signed {abs(off):.0f} s {'before' if off > 0 else 'after'} the time of this server's clock, "
+            f"more than the {MAX_SKEW_S} s allowed: if every request of {platform}'s is refused so, set this server's "
+            "clock right (NTP)")
 
 
 @dataclass
@@ -591,6 +600,7 @@ class PlatformChannel(Channel):
 
     env: dict[str, str] = {}
     required: tuple[str, ...] = ()
+    platform = ""  # the platform's name, as its admins know it ("Slack")
 
     def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
         resolved = resolve_settings(settings, self.env)
@@ -606,6 +616,7 @@ class PlatformChannel(Channel):
         self._session: aiohttp.ClientSession | None = None
         self._stopping = asyncio.Event()
         self._closed = False  # after close(): no session, no send
+        self._refusal_said_until = 0.0  # the time.monotonic() until which no refused request is said (REFUSAL_SAID_S)
 
     @classmethod
     def from_settings(cls, bot: "Bot", settings: dict[str, Any]) -> "PlatformChannel | None":
@@ -626,6 +637,16 @@ class PlatformChannel(Channel):
             return cls(bot, settings)
         except ValueError as exc:  # a key that cannot be one (WeCom's aes_key): at start, one line, not a traceback
             raise ProjectError(f"channels.{cls.name} (bot.yml, or {', '.join(cls.env.values())}): {exc}") from None
+
+    def say_refused(self, path: str, why: str | None) -> None:
+        """Say in the log why a request signed as the platform signs them was refused (401), once in
+        ``REFUSAL_SAID_S`` at most (a flood of forged ones says no more): with a wrong secret or a clock minutes off,
+        the platform's check of the callback URL and every message after it got a 401, and the log said nothing of
+        why. ``why`` names the setting to fix, never its value; None says nothing."""
+        if why is None or time.monotonic() < self._refusal_said_until:
+            return
+        self._refusal_said_until = time.monotonic() + REFUSAL_SAID_S
+        log.warning("%s's request to %s was refused (401): %s", self.platform, path, why)
 
     async def conversation_slots(self, conversation_id: str) -> dict[str, Any]:
         """The conversation's slots, which hold the language it was last answered in and its customer's

@@ -31,10 +31,10 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import (MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT, DeliveryError,
-                               MaybeDelivered, PlatformChannel, Stopping, TryAgain, Turn, Withdrawn, api_base,
-                               api_result, failure, handed_over, http_error, is_fresh, load_json, message_pieces,
-                               normalise, read_body, readable, same_secret, send_pieces, signed, skew, with_attached)
+from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT, DeliveryError, MaybeDelivered,
+                               PlatformChannel, Stopping, TryAgain, Turn, Withdrawn, api_base, api_result, clock_off,
+                               failure, handed_over, http_error, is_fresh, load_json, message_pieces, normalise,
+                               read_body, readable, same_secret, send_pieces, signed, skew, with_attached)
 from bot.language import LANGUAGES, SLOT, kept_script, mostly_written_in, say
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
@@ -50,7 +50,6 @@ DEFAULT_API_URL = "https://slack.com/api/"
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the answer would be stale
 NAME_LOOKUP_S = 1.5  # users.info runs before the event's 200, which Slack wants within 3 seconds
 NAME_RETRY_S = 600.0  # after users.info failed, names are not asked for again for this long
-REFUSAL_SAID_S = 60.0  # a refused request of Slack's is said in the log once in this long at most
 NAME_KEPT_S = 3600.0  # a support team member's name is looked up again after this long: they may have changed it
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
 # An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
@@ -122,9 +121,7 @@ def refusal(secret: str, timestamp: str, signature: str, body: bytes, now: float
     if off is None or not signature.startswith("v0="):
         return None
     if same_secret(signature, slack_signature(secret, timestamp, body)):
-        return (f"it was signed {abs(off):.0f} s {'before' if off > 0 else 'after'} the time of this server's clock, "
-                f"more than the {MAX_SKEW_S} s allowed: if every request of Slack's is refused so, set this server's "
-                "clock right (NTP)")
+        return clock_off(off, "Slack")
     return (f"its signature is not made with channels.slack.signing_secret (or {ENV['signing_secret']}): if every "
             "request of Slack's is refused so, set it to the app's Signing Secret (Basic Information, App "
             "Credentials), not its Client Secret or Verification Token")
@@ -391,6 +388,7 @@ class SlackChannel(PlatformChannel):
     """
 
     name = "slack"
+    platform = "Slack"
     env = ENV
     required = REQUIRED
 
@@ -408,7 +406,6 @@ class SlackChannel(PlatformChannel):
         # the support team's names by Slack user id (users.info), each with the time.monotonic() it was learnt at
         self._member_names: dict[str, tuple[str, float]] = {}
         self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (NAME_RETRY_S)
-        self._refusal_said_until = 0.0  # the time.monotonic() until which no refused request is said (REFUSAL_SAID_S)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.post("/slack/events", self.handle_events), web.post("/slack/interactions", self.handle_interactions)]
@@ -419,18 +416,9 @@ class SlackChannel(PlatformChannel):
         signature = request.headers.get("X-Slack-Signature", "")
         now = time.time()
         if not verify_slack_request(self.signing_secret, signed_at, signature, body, now):
-            self._say_refused(request.path, refusal(self.signing_secret, signed_at, signature, body, now))
+            self.say_refused(request.path, refusal(self.signing_secret, signed_at, signature, body, now))
             raise http_error(web.HTTPUnauthorized, "bad or stale Slack signature")
         return body
-
-    def _say_refused(self, path: str, why: str | None) -> None:
-        """Say in the log why a request signed as Slack signs them was refused, once in ``REFUSAL_SAID_S`` at most (a
-        flood of forged ones says no more): with a wrong signing secret or a clock minutes off, Slack's check of the
-        Request URL and every event after it got a 401, and the log said nothing of why."""
-        if why is None or time.monotonic() < self._refusal_said_until:
-            return
-        self._refusal_said_until = time.monotonic() + REFUSAL_SAID_S
-        log.warning("Slack's request to %s was refused (401): %s", path, why)
 
     async def handle_events(self, request: web.Request) -> web.StreamResponse:
         body = await self._verified_body(request)

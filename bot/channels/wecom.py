@@ -30,8 +30,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from aiohttp import web
 
 from bot.channels.base import (MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel,
-                               UNREAD_HINT, TryAgain, Turn, api_base, api_result, handed_over, http_error, is_fresh,
-                               read_body, message_pieces, readable, send_pieces, signed)
+                               UNREAD_HINT, TryAgain, Turn, api_base, api_result, clock_off, handed_over, http_error,
+                               is_fresh, read_body, message_pieces, readable, send_pieces, signed, skew)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
@@ -143,16 +143,18 @@ def choice_number(text: str) -> int | None:
     return CHINESE_NUMBERS[number] if number in CHINESE_NUMBERS else int(number)
 
 
-@contextmanager
-def refused_as_http() -> Iterator[None]:
-    """What WeCom's crypto refuses in a callback, as its answer: 401 for a request it cannot prove is WeCom's (a
-    signature, a corp or a key that does not match), 400 for one that is malformed otherwise."""
-    try:
-        yield
-    except (SignatureError, ReceiveIdError, WrongKeyError) as exc:
-        raise http_error(web.HTTPUnauthorized, str(exc)) from exc
-    except WeComError as exc:
-        raise http_error(web.HTTPBadRequest, str(exc)) from exc
+# Why WeCom's crypto refused a callback, in the words of its fix, were every request of WeCom's refused so (the
+# settings named, never their values): the Token signs, the EncodingAESKey encrypts, the CorpID ends the plaintext.
+REFUSALS: dict[type[WeComError], str] = {
+    SignatureError: (f"its msg_signature is not made with channels.wecom.token (or {ENV['token']}): if every request "
+                     "of WeCom's is refused so, set it to the Token of the app's API receiving settings (接收消息 > "
+                     "设置API接收), as saved there"),
+    WrongKeyError: (f"it does not decrypt with channels.wecom.aes_key (or {ENV['aes_key']}): if every request of "
+                    "WeCom's is refused so, set it to the EncodingAESKey of the app's API receiving settings (接收消息 > "
+                    "设置API接收), the new one if it was generated again there"),
+    ReceiveIdError: (f"it was encrypted for another company than channels.wecom.corp_id (or {ENV['corp_id']}): if every "
+                     "request of WeCom's is refused so, set it to the company's CorpID (我的企业 > 企业信息 > 企业ID)"),
+}
 
 
 class WeComChannel(PlatformChannel):
@@ -162,6 +164,7 @@ class WeComChannel(PlatformChannel):
     """
 
     name = "wecom"
+    platform = "WeCom"
     env = ENV
     required = REQUIRED
     clock = staticmethod(time.time)  # "now" for the callbacks' signed timestamps (tests replay Tencent's 2016 samples)
@@ -191,6 +194,19 @@ class WeComChannel(PlatformChannel):
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.get("/wecom/callback", self.handle_verify), web.post("/wecom/callback", self.handle_callback)]
 
+    @contextmanager
+    def refused_as_http(self, path: str) -> Iterator[None]:
+        """What WeCom's crypto refuses in a callback to ``path``, as its answer: 401 for a request it cannot prove is
+        WeCom's (a signature, a corp or a key that does not match), said in the log with the setting to fix
+        (:data:`REFUSALS`), 400 for one that is malformed otherwise."""
+        try:
+            yield
+        except (SignatureError, ReceiveIdError, WrongKeyError) as exc:
+            self.say_refused(path, REFUSALS[type(exc)])
+            raise http_error(web.HTTPUnauthorized, str(exc)) from exc
+        except WeComError as exc:
+            raise http_error(web.HTTPBadRequest, str(exc)) from exc
+
     @staticmethod
     def _query(request: web.Request, *names: str) -> list[str]:
         values = [request.query.get(name, "") for name in names]
@@ -204,7 +220,7 @@ class WeComChannel(PlatformChannel):
         signature, timestamp, nonce, echostr = self._query(request, "msg_signature", "timestamp", "nonce", "echostr")
         # Query parsing turns a literal '+' into a space; base64 has no spaces, so put them back.
         echostr = echostr.replace(" ", "+")
-        with refused_as_http():
+        with self.refused_as_http(request.path):
             plain = self.crypto.verify_url(signature, timestamp, nonce, echostr)
         return web.Response(text=plain)
 
@@ -215,10 +231,12 @@ class WeComChannel(PlatformChannel):
         deadline = loop.time() + self.reply_timeout
         body = await read_body(request, self.max_body_bytes)
         signature, timestamp, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
-        with refused_as_http():
+        with self.refused_as_http(request.path):
             message = parse_xml(self.crypto.decrypt_message(body, signature, timestamp, nonce))
         # WeCom signs the timestamp but does not ask for this check; a replayed message would be answered twice.
-        if not is_fresh(timestamp, self.clock()):
+        if not is_fresh(timestamp, now := self.clock()):
+            off = skew(timestamp, now)
+            self.say_refused(request.path, None if off is None else clock_off(off, self.platform))
             raise http_error(web.HTTPUnauthorized, f"timestamp: more than {MAX_SKEW_S} s from the server's clock")
 
         empty = web.Response(text="")
