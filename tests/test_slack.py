@@ -148,12 +148,13 @@ async def client_of(aiohttp_client: Any, channel: SlackChannel) -> Any:
     return await aiohttp_client(app)
 
 
-async def on_a_store(aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> tuple[FakeBot, SlackChannel, Any]:
-    """A channel whose bot keeps a real conversation store, and a client of it: what the channel writes there (the
-    transcript, who has the customer) is read back from SQLite."""
+async def on_a_store(aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path,
+                     **settings: Any) -> tuple[FakeBot, SlackChannel, Any]:
+    """A channel with ``settings`` whose bot keeps a real conversation store, and a client of it: what the channel
+    writes there (the transcript, who has the customer) is read back from SQLite."""
     bot = FakeBot()
     bot.store = Store(tmp_path / "dialogues.db")
-    channel = make_channel(bot, slack_api.url)
+    channel = make_channel(bot, slack_api.url, **settings)
     return bot, channel, await client_of(aiohttp_client, channel)
 
 
@@ -1232,6 +1233,26 @@ async def test_a_support_team_members_new_name_in_slack_is_shown_after_a_while(
     assert [m["author"] for m in bot.store.history(cid)][1:] == ["Ada", "Ada", "Ada Lovelace (support lead)"]
     assert slack_api.looked_up == ["U7", "U7"]
     await channel.close()
+    bot.store.close()
+
+
+async def test_in_an_ordinary_channel_the_team_users_words_are_an_agents_not_answered(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """In a channel of the company's own workspace, customers and the support team are members alike: a colleague
+    replying in a customer's thread was answered by the bot as if a customer, and kept as the customer's words.
+    The members named in ``team_users`` are the support team there too, their clicks included."""
+    slack_api.members["U7"] = {"name": "ada"}
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7"])
+    cid = f"slack:T1:C1:{TS}"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    await post(client, event("Ev1", "where is my refund?", thread_ts=TS))  # the customer, U1
+    await post(client, event("Ev2", "It went out today", user="U7", ts="1700000000.000200", thread_ts=TS))
+    await post_click(client, click(user={"id": "U7", "username": "ada"}))
+    await channel.close()
+    assert [(t.user, t.text) for t in bot.turns] == [("U1", "where is my refund?")] and len(slack_api.posts) == 1
+    assert [(m["role"], m["author"], m["text"]) for m in bot.store.history(cid)][-1] == (
+        "agent", "ada", "It went out today")
+    assert bot.store.holder(cid) == "ada"
     bot.store.close()
 
 

@@ -400,6 +400,9 @@ class SlackChannel(PlatformChannel):
         self.api_url = api_base(self.settings.get("api_url") or DEFAULT_API_URL)
         # The bot's own user id is learnt from each event's ``authorizations``; bot_user_id can pin it.
         self.own_user_ids: set[str] = {self.settings["bot_user_id"]} if self.settings.get("bot_user_id") else set()
+        # The support team's members, where a channel does not tell them from customers (one of the workspace's own,
+        # not Slack Connect): their words are an agent's (:meth:`_note`), their clicks not the customer's.
+        self.team_users: frozenset[str] = frozenset(self.settings.get("team_users") or ())
         self._posting: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()  # per channel
         # The Slack Connect channels, as events say: a click says nothing of it, so the buttons posted there say it.
         self.shared_channels: set[str] = set()
@@ -463,7 +466,8 @@ class SlackChannel(PlatformChannel):
 
     def _turn(self, payload: dict[str, Any]) -> Turn | None:
         """The :class:`Turn` for a new user message, or None for anything to ignore; a message of the support team's
-        in a Slack Connect channel (:func:`from_support_team`) is marked ``support_team`` in its metadata."""
+        (in a Slack Connect channel, :func:`from_support_team`; anywhere, one of ``team_users``) is marked
+        ``support_team`` in its metadata."""
         event: dict[str, Any] = payload["event"]
         self._note_shared(payload, _string(event.get("channel")))
         authorizations = payload.get("authorizations")
@@ -505,7 +509,8 @@ class SlackChannel(PlatformChannel):
             attached=file_note(event, text),
             metadata={"team": team, "channel": channel, "ts": ts, "thread_ts": thread, "event_id": event_id,
                       **({"answer_in": answer_in} if answer_in else {}),
-                      **({"support_team": True} if from_support_team(payload, event) else {})},
+                      **({"support_team": True} if from_support_team(payload, event) or user in self.team_users
+                         else {})},
             seen=seen,
         )
 
@@ -572,10 +577,11 @@ class SlackChannel(PlatformChannel):
                  button: Any) -> Turn | None:
         """The :class:`Turn` a click on ``button`` sends: ``value`` typed by the user who clicked, in the conversation
         of ``thread``, answered in the DM's thread ``in_dm_thread`` (:func:`dm_thread`); seen once per
-        ``trigger_id``, which a redelivered click repeats. None without a user or a trigger."""
+        ``trigger_id``, which a redelivered click repeats. None without a user or a trigger, or for a click of one of
+        ``team_users``, a colleague's "Talk to a person" no customer's."""
         user = _string(_object(payload.get("user")).get("id"))
         trigger = _string(payload.get("trigger_id"))
-        if not (user and trigger):
+        if not (user and trigger) or user in self.team_users:
             return None
         answer_in = dm_thread(channel, in_dm_thread)
         return Turn(
