@@ -91,6 +91,7 @@ SENT: dict[str, dict[str, str]] = {
     "image": {"en": "[picture]", "zh": "[图片]"}, "voice": {"en": "[voice message]", "zh": "[语音]"},
     "video": {"en": "[video]", "zh": "[视频]"}, "file": {"en": "[file]", "zh": "[文件]"},
     "location": {"en": "[location]", "zh": "[位置]"}, "link": {"en": "[link]", "zh": "[链接]"},
+    "mention": {"en": "[mentioned the bot]", "zh": "[提到了机器人]"},  # on Slack, the bot's name alone
 }
 # What the store keeps of a customer's message they deleted on the platform (Store.replace_message).
 DELETED = "[deleted]"

@@ -358,6 +358,31 @@ async def test_a_mention_added_by_an_edit_is_answered_once(slack: SimpleNamespac
     assert [p["thread_ts"] for p in slack.posts] == [sent, answered]
 
 
+async def test_a_bare_mention_is_asked_for_a_question_and_its_edit_answered(
+        aiohttp_client: Any, slack: SimpleNamespace, tmp_path: Path) -> None:
+    """A customer who only mentioned the bot (``@deskbot``, to start) heard nothing back: the mention removed, no
+    words were left, and the message was dropped. They are asked for their question, once for both of Slack's
+    deliveries; an edit that adds the question is answered, as a mention added by an edit is. In a thread a person
+    has, the agent sees it instead."""
+    sent = f"{time.time():.6f}"
+    await post(slack.client, event("Ev1", "<@UBOT>", ts=sent))
+    await post(slack.client, event("Ev2", "<@UBOT|deskbot> ", ts=sent, type="app_mention"))
+    edited = {"type": "app_mention", "edited": {"user": "U1", "ts": f"{time.time():.6f}"}}
+    await post(slack.client, event("Ev3", "<@UBOT> where is my refund?", ts=sent, **edited))
+    await slack.channel.close()
+    assert [t.text for t in slack.bot.turns] == ["where is my refund?"]
+    assert [(p["thread_ts"], p["text"]) for p in slack.posts] == [
+        (sent, "Hi! What can I help you with? Please type your question."), (sent, slack.bot.text)]
+    bot, channel, client = await on_a_store(aiohttp_client, slack.api, tmp_path)
+    bot.store.add_message(f"slack:T1:C1:{TS}", "user", "where is my parcel?", "slack")
+    bot.store.set_status(f"slack:T1:C1:{TS}", "handed_off", "requested", "slack")
+    await post(client, event("Ev4", "<@UBOT>", ts="1700000001.000200", thread_ts=TS))
+    await channel.close()
+    assert len(slack.posts) == 2 and [m["text"] for m in bot.store.history(f"slack:T1:C1:{TS}")] == [
+        "where is my parcel?", "[mentioned the bot]"]
+    bot.store.close()
+
+
 async def test_reply_in_an_existing_thread(slack: SimpleNamespace) -> None:
     await post(slack.client, event(text="and for the admin?", thread_ts="1699999999.000001"))
     await slack.channel.close()
@@ -369,7 +394,7 @@ async def test_reply_in_an_existing_thread(slack: SimpleNamespace) -> None:
     "fields",
     [{"bot_id": "B1"}, {"subtype": "bot_message"}, {"user": "UBOT"}, {"subtype": "message_changed"},
      {"type": "app_mention", "edited": {"user": "U1", "ts": "1700000900.000100"}},
-     {"text": "<@UBOT> \u200b"}, {"text": "<@UBOT> refund \ud800"}, {"user": ["U1"]}, {"channel": {"id": "C1"}},
+     {"text": "\u200b"}, {"text": "<@UBOT> refund \ud800"}, {"user": ["U1"]}, {"channel": {"id": "C1"}},
      {"channel": "C\ud800"}, {"text": {"a": 1}}],
     ids=["bot_id", "bot_message", "own_user", "edit", "edited_mention", "nothing_to_read", "half_a_surrogate_pair", "user_not_a_string",
          "channel_not_a_string", "half_a_surrogate_pair_in_an_id", "text_not_a_string"],

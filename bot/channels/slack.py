@@ -35,7 +35,7 @@ from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT
                                PlatformChannel, Stopping, TryAgain, Turn, Withdrawn, api_base, api_result, clock_off,
                                failure, handed_over, http_error, is_fresh, load_json, message_pieces, normalise,
                                read_body, readable, same_secret, send_pieces, signed, skew, with_attached)
-from bot.language import LANGUAGES, SLOT, kept_script, mostly_written_in, say
+from bot.language import LANGUAGES, SLOT, Text, kept_script, mostly_written_in, say
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
 from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS, slack_attachments, slack_blocks
@@ -63,6 +63,10 @@ BUTTON_ACTION = "deskbot_button"
 CHOICES = ("static_select", "overflow", "radio_buttons", "datepicker")
 SHARED_BLOCK = "connect"  # a buttons' block_id ends so when they were posted in a Slack Connect channel
 CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share")  # message subtypes that are a person writing
+MENTION = "mention"  # the bot mentioned alone, without a question (SlackChannel._unread)
+# What a customer who mentioned the bot alone, to start, is asked, where they got no answer.
+MENTION_HINT: Text = {"en": "Hi! What can I help you with? Please type your question.",
+                      "zh": "您好！请问有什么可以帮您？请直接输入您的问题。"}
 CHANGES = ("message_changed", "message_deleted")  # a message edited or deleted (SlackChannel._changed)
 ENV = {
     "signing_secret": "DESKBOT_SLACK_SIGNING_SECRET",
@@ -445,7 +449,7 @@ class SlackChannel(PlatformChannel):
             elif turn is not None and turn.text:
                 await self._start(request, turn, message_key(turn.metadata["channel"], turn.metadata["ts"]))
             elif turn is not None:
-                await self._unread(request, turn, sent_kind(payload["event"]))
+                await self._unread(request, turn, sent_kind(payload["event"]) or MENTION)
         return web.Response(status=200)
 
     async def handle_interactions(self, request: web.Request) -> web.StreamResponse:
@@ -493,10 +497,15 @@ class SlackChannel(PlatformChannel):
         event_id = _string(payload.get("event_id"))
         seen = ((f"event:{event_id}",) if event_id else ()) + (f"ts:{channel}:{ts}",)
         # Slack has already been told 200, so an over-long message is cut rather than refused.
-        text = self._strip_mentions(_string(event.get("text")))[: self.max_message_chars]
+        written = _string(event.get("text"))
+        text = self._strip_mentions(written)[: self.max_message_chars]
         if not readable(text):
             if not sent_kind(event):
-                return None
+                if not self._mentions_me(written):
+                    return None
+                # The bot mentioned alone, to start (:meth:`_unread` asks for the question): its edit that adds the
+                # question keeps the message's own key, so that it is answered.
+                seen = seen[:-1] + (f"mention:{channel}:{ts}",)
             text = ""  # files alone, or a shared message, which the bot cannot read (:meth:`_unread`)
         team = installed_team(payload) or _string(event.get("team"))
         thread = _string(event.get("thread_ts")) or ts
@@ -594,11 +603,19 @@ class SlackChannel(PlatformChannel):
             seen=(f"click:{trigger}",),
         )
 
+    def _own_mentions(self) -> list[re.Pattern[str]]:
+        """The bot's own mentions in Slack's markup: ``<@BOT>`` and ``<@BOT|name>``."""
+        return [re.compile(rf"<@{re.escape(user_id)}(\|[^>]*)?>") for user_id in self.own_user_ids]
+
+    def _mentions_me(self, text: str) -> bool:
+        """Whether Slack's ``text`` mentions the bot."""
+        return any(mention.search(text) for mention in self._own_mentions())
+
     def _strip_mentions(self, text: str) -> str:
         """The message as the customer wrote it, so the NLU and the store see only the question: the
         bot's own ``<@BOT>`` (and ``<@BOT|name>``) removed, the rest of Slack's markup as it reads."""
-        for user_id in self.own_user_ids:
-            text = re.sub(rf"<@{re.escape(user_id)}(\|[^>]*)?>", " ", text)
+        for mention in self._own_mentions():
+            text = mention.sub(" ", text)
         return " ".join(plain_text(text).split())
 
     async def _changed(self, payload: dict[str, Any]) -> None:
@@ -663,8 +680,9 @@ class SlackChannel(PlatformChannel):
         return name
 
     async def _unread(self, request: web.Request, turn: Turn, kind: str) -> None:
-        """Answer files sent without a word (a screenshot), or a Slack message shared so, with ``UNREAD_HINT``, once
-        and within the conversation's limit, in its language and script: the customer heard nothing back. In a
+        """Answer files sent without a word (a screenshot), or a Slack message shared so, with ``UNREAD_HINT``, and
+        the bot mentioned alone (``kind`` :data:`MENTION`) with ``MENTION_HINT``, once and within the conversation's
+        limit, in its language and script: the customer heard nothing back. In a
         conversation handed to a person it is recorded instead, as a customer's turn saying what came ("[picture]",
         :data:`~dialogues.holding.SENT`): the agent learns of it, and no hint talks over them. WeCom's pictures are
         answered the same way."""
@@ -680,7 +698,7 @@ class SlackChannel(PlatformChannel):
                 if store is not None and await self.bot._store(store.receive_unanswered, key, conversation_id,
                                                                 self.name, turn.user, SENT[kind][language]):
                     return
-                notice = say(UNREAD_HINT, language, script=kept_script(kept))
+                notice = say(MENTION_HINT if kind == MENTION else UNREAD_HINT, language, script=kept_script(kept))
             if notice:
                 self._tasks.spawn(self.deliver(conversation_id, None, self.send(
                     conversation_id, notice, thread=turn.metadata.get("answer_in"))))
