@@ -888,7 +888,7 @@ class Bot:
         if self.store is None:
             return None, None, False
         pred = analysis.prediction if analysis else None
-        shown = with_attached(turn.text, turn.attached)
+        shown = with_attached(turn.written or turn.text, turn.attached)
         exchange = Exchange(
             turn.conversation_id, turn.channel, turn.user, text, shown if shown != text else None,
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],

@@ -274,6 +274,15 @@ async def test_a_file_that_came_with_the_words_is_shown_to_agents_and_not_read(c
                 ) == [{"text": "WHERE is my refund?", "raw_text": "ＷＨＥＲＥ is my refund?\n[picture]"}]
 
 
+async def test_a_mention_is_shown_to_agents_by_name_and_read_as_a_word(client: Any, tiny_demo_bot: Path) -> None:
+    """A Slack mention of a colleague the model reads as "@someone" is shown in the transcript by their name."""
+    bot = client.server.app[BOT]
+    await bot.handle(Turn("slack:T1:C1:1.2", "did @someone refund me?", "slack", "U1", written="did @Ada refund me?"))
+    db = sqlite_utils.Database(tiny_demo_bot / "dialogues.db")
+    assert list(db.query("select text, raw_text from turns where conversation_id = 'slack:T1:C1:1.2' and role = 'user'")
+                ) == [{"text": "did @someone refund me?", "raw_text": "did @Ada refund me?"}]
+
+
 def test_bot_chat_answers_in_the_terminal_and_logs_the_turn(tiny_demo_bot: Path, tmp_path: Path) -> None:
     root = shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*"))
     responses = root / "responses.yml"  # a reply over two lines, as agents write them

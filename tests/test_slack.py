@@ -277,6 +277,19 @@ async def test_the_model_reads_the_message_as_typed_not_slacks_markup(slack: Sim
                                        "https://shop.example/faq")
 
 
+async def test_other_peoples_mentions_reach_the_model_as_a_word_and_the_transcript_by_name(
+        slack: SimpleNamespace) -> None:
+    """A customer's mention of someone else reached the model and the transcript as Slack's raw id ("@U07ABC"): an
+    id the model never saw, and one the agents could not read. The model reads a neutral word; the transcript the
+    name deskbot knows (a support team member's), else the name Slack wrote, else the id."""
+    slack.channel._member_names["U07ABC"] = ("Ada", time.monotonic())
+    await post(slack.client, event(text="<@UBOT> <@U07ABC> said <@U09XYZ> and <@U08|grace> would refund me"))
+    await slack.channel.close()
+    [turn] = slack.bot.turns
+    assert turn.text == "@someone said @someone and @someone would refund me"
+    assert turn.written == "@Ada said @U09XYZ and @grace would refund me"
+
+
 async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None:
     for retry in ("", "1", "2"):
         headers = {"X-Slack-Retry-Num": retry, "X-Slack-Retry-Reason": "http_timeout"} if retry else {}

@@ -110,6 +110,9 @@ class Turn:
     # What came with the words that the bot does not read (a file's "[picture]", dialogues.holding.SENT): kept beside
     # them in the transcript, for the agents, and left out of what the model reads and reviewers label.
     attached: str = ""
+    # The words as the agents read them, where the model reads them otherwise (a Slack mention by the person's name,
+    # where the model reads a neutral word): the transcript's. Empty when they are ``text``.
+    written: str = ""
     message_id: str | None = None  # a web client's own id of the message, which its Retry sends again
 
 

@@ -25,7 +25,7 @@ import re
 import time
 import weakref
 from functools import partial
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -78,6 +78,7 @@ REQUIRED = ("signing_secret", "bot_token")
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 # Slack's markup in a message's text: <https://…|label>, <mailto:…>, <@U…>, <#C…|name>, <!here>, <!subteam^…|@team>.
 MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+SOMEONE = "@someone"  # what the model reads for a mention of a person other than the bot
 ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))  # the three characters Slack escapes; &amp; last
 
 
@@ -87,12 +88,15 @@ def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
-def plain_text(text: str) -> str:
+def plain_text(text: str, person: Callable[[str, str | None], str] | None = None) -> str:
     """Slack's markup undone: a link or a mention as it reads (its label, else its target: ``@here``,
-    ``#general``, the URL), and ``&lt;``, ``&gt;`` and ``&amp;`` back to what the person typed."""
+    ``#general``, the URL), and ``&lt;``, ``&gt;`` and ``&amp;`` back to what the person typed. A mention of a
+    person (``<@U07…>``, ``<@U07…|name>``) is what ``person`` makes of their id and label, where one is given."""
 
     def as_read(match: re.Match[str]) -> str:
         target, label = match.group(1), match.group(2)
+        if target.startswith("@") and person is not None:
+            return person(target[1:], label)
         if target.startswith("#"):
             return f"#{label}" if label else target
         if target.startswith("!"):  # <!here>, <!channel>; a user group or a date carries its label
@@ -497,16 +501,15 @@ class SlackChannel(PlatformChannel):
         event_id = _string(payload.get("event_id"))
         seen = ((f"event:{event_id}",) if event_id else ()) + (f"ts:{channel}:{ts}",)
         # Slack has already been told 200, so an over-long message is cut rather than refused.
-        written = _string(event.get("text"))
-        text = self._strip_mentions(written)[: self.max_message_chars]
+        text, written = self._read(_string(event.get("text")))
         if not readable(text):
             if not sent_kind(event):
-                if not self._mentions_me(written):
+                if not self._mentions_me(_string(event.get("text"))):
                     return None
                 # The bot mentioned alone, to start (:meth:`_unread` asks for the question): its edit that adds the
                 # question keeps the message's own key, so that it is answered.
                 seen = seen[:-1] + (f"mention:{channel}:{ts}",)
-            text = ""  # files alone, or a shared message, which the bot cannot read (:meth:`_unread`)
+            text = written = ""  # files alone, or a shared message, which the bot cannot read (:meth:`_unread`)
         team = installed_team(payload) or _string(event.get("team"))
         thread = _string(event.get("thread_ts")) or ts
         answer_in = dm_thread(channel, _string(event.get("thread_ts")))
@@ -515,6 +518,7 @@ class SlackChannel(PlatformChannel):
             text=text,
             channel=self.name,
             user=user,
+            written=written if written != text else "",
             attached=file_note(event, text),
             metadata={"team": team, "channel": channel, "ts": ts, "thread_ts": thread, "event_id": event_id,
                       **({"answer_in": answer_in} if answer_in else {}),
@@ -611,12 +615,20 @@ class SlackChannel(PlatformChannel):
         """Whether Slack's ``text`` mentions the bot."""
         return any(mention.search(text) for mention in self._own_mentions())
 
-    def _strip_mentions(self, text: str) -> str:
-        """The message as the customer wrote it, so the NLU and the store see only the question: the
-        bot's own ``<@BOT>`` (and ``<@BOT|name>``) removed, the rest of Slack's markup as it reads."""
+    def _read(self, text: str) -> tuple[str, str]:
+        """Slack's ``text`` as the model reads it and as the agents do, so that both see only the question: the
+        bot's own ``<@BOT>`` (and ``<@BOT|name>``) removed, the rest of Slack's markup as it reads. Another person's
+        mention is :data:`SOMEONE` for the model, which a Slack user id would only puzzle, and for the agents the name
+        deskbot knows (a support team member's, :meth:`member_name`), else the one Slack wrote, else the id: Slack
+        is not asked here, before the event's 200."""
         for mention in self._own_mentions():
             text = mention.sub(" ", text)
-        return " ".join(plain_text(text).split())
+
+        def named(user: str, label: str | None) -> str:
+            return "@" + (self._member_names[user][0] if user in self._member_names else label or user)
+
+        read, written = plain_text(text, lambda _user, _label: SOMEONE), plain_text(text, named)
+        return " ".join(read.split())[: self.max_message_chars], " ".join(written.split())[: self.max_message_chars]
 
     async def _changed(self, payload: dict[str, Any]) -> None:
         """A message edited (``message_changed``) or deleted (``message_deleted``): a customer's message the store
@@ -631,7 +643,7 @@ class SlackChannel(PlatformChannel):
         # An unfurled link or a new reply in its thread changes a message too, without an edit.
         if store is None or not (channel and ts) or not (deleted or message.get("edited")):
             return
-        text = None if deleted else self._strip_mentions(_string(message.get("text")))[: self.max_message_chars]
+        text, written = (None, "") if deleted else self._read(_string(message.get("text")))
         if text is not None and not readable(text):
             return
         team = installed_team(payload) or _string(message.get("team"))
@@ -642,7 +654,7 @@ class SlackChannel(PlatformChannel):
             await self.bot._store(store.replace_message, conversation_id, key, None, None, recent)
         else:
             await self.bot._store(store.replace_message, conversation_id, key, normalise(text),
-                                  with_attached(text, file_note(message, text)), recent)
+                                  with_attached(written, file_note(message, text)), recent)
 
     async def _note(self, turn: Turn) -> None:
         """A support team member's words in a customer's thread: not the customer's to answer, but an agent's
@@ -652,7 +664,8 @@ class SlackChannel(PlatformChannel):
             if first and store is not None and turn.text and turn.user:
                 key = message_key(turn.metadata["channel"], turn.metadata["ts"])
                 author = await self.member_name(turn.user)
-                await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author, turn.text)
+                await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author,
+                                      turn.written or turn.text)
 
     async def member_name(self, user: str) -> str:
         """The name Slack shows for the support team member ``user`` (``users.info``, which needs ``users:read``),
