@@ -276,8 +276,9 @@ class Bot:
                                          read_as)
         elif form_waiting and stops_asking(text):  # "stop", "cancel", "never mind": the form ends
             decision = Decision("template", None, 1.0, say(self.config.fallback.acknowledged, language))
-        elif loop and requested in entities and self._answers(loop, text, requested, entities[requested], analysis):
-            decision, answered = self._back_to(loop), requested
+        elif loop and (filled := self._answer_to(loop, requested, entities, ignoring)) \
+                and self._answers(loop, text, filled, entities[filled], analysis):
+            decision, answered = self._back_to(loop), filled
         elif loop and requested and not ignoring and (
                 validated := await self._extracted(turn, text, analysis, slots, read, (loop, unheard[2]), requested)):
             decision, answered = self._back_to(loop), requested
@@ -392,7 +393,21 @@ class Bot:
         except ActionError as exc:
             log.warning("%s; the message is taken as no answer", exc)
             return None
-        return result if requested in result.slots else None
+        form = self.config.actions.forms.get(loop)
+        answers = {requested, *(form.required_slots if form else ())}
+        return result if answers & set(result.slots) else None
+
+    def _answer_to(self, loop: str, requested: str | None, entities: dict[str, PayloadValue], ignoring: bool) -> str | None:
+        """The slot the message's entities answer for the action waiting (``loop``): the one it asked for, else, for a
+        form of bot.yml's, another of its required slots (the email, while it asks which order), as Rasa's form fills
+        any of its slots a message gives and asks for the one still missing; answered as an interruption, the message
+        had the form say it did not understand it. None where they answer neither, or the form ignores the message."""
+        if requested in entities:
+            return requested
+        form = self.config.actions.forms.get(loop)
+        if form is None or ignoring:
+            return None
+        return next((slot for slot in form.required_slots if slot in entities), None)
 
     async def _ask_again(self, turn: Turn, text: str, analysis: Analysis, decision: Decision, slots: dict[str, Any],
                          entities: dict[str, PayloadValue], read: list[dict[str, Any]], language: Language,

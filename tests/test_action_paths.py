@@ -10,6 +10,7 @@ import asyncio
 import gc
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -1033,6 +1034,31 @@ async def test_a_forms_slot_filled_by_a_message_that_interrupts_it_is_validated_
         assert reply.intent == "cancel_order"
         assert reply.text.endswith("\n\n0456 is none of ours (order_form).\n\nWhich order is it?")
         assert bot.store.conversation("c1")["slots"]["order_id"] is None
+    finally:
+        await bot.close()
+
+
+async def test_a_message_that_fills_another_of_the_forms_slots_is_an_answer_as_in_rasa_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """A message giving a slot of the form's other than the one it asks for (the email, while it asks which order) was
+    answered as an interruption ("I didn't understand"), then the question was asked again. Rasa's form takes it as an
+    answer: the slot is filled, validated, and the form asks for the slot still missing, whether nlu.yml's patterns
+    read the value or validate_<form>'s extract_<slot> did."""
+    bot = make_bot(action_bot, endpoint, {"get_refund": "action_open_order_form"}, tmp_path)
+    bot.project.config.actions.slots = None  # every slot an action sets is known
+    bot.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id", "email"],
+                                                         submit="action_submit_order")}
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        for conversation in ("extracted", "read by a pattern"):
+            if conversation != "extracted":
+                bot.project.entity_patterns["email"] = [re.compile(r"\S+@\S+")]
+            await bot.handle(Turn(conversation, "/get_refund", "web"))
+            reply = await bot.handle(Turn(conversation, "ada@example.com", "web"))
+            assert (reply.source, reply.text) == ("action", "Which order is it?")
+            assert bot.store.conversation(conversation)["slots"]["email"] == "ada@example.com"
+            reply = await bot.handle(Turn(conversation, "789", "web"))
+            assert reply.text == "Order 789 for ada@example.com placed (None)."
     finally:
         await bot.close()
 
