@@ -274,7 +274,7 @@ class Bot:
                                                                      analysis.prediction.confidence)
             decision = self._handing_off(turn.channel, language, "requested", self._fillable(slots, entities, text),
                                          read_as)
-        elif form_waiting and stops_asking(text):  # "stop", "cancel", "never mind": the form ends
+        elif self._stops(loop, text, analysis):  # "stop", "cancel", "never mind", "算了不退了": the form ends
             decision = Decision("template", None, 1.0, say(self.config.fallback.acknowledged, language))
         elif loop and (filled := self._answer_to(loop, requested, entities, ignoring)) \
                 and self._answers(loop, text, filled, entities[filled], analysis):
@@ -442,8 +442,19 @@ class Bot:
         """Whether the form waiting for an answer (``loop``) ignores the message: the classifier is sure of its intent,
         one of the form's ``ignored_intents``, as Rasa's form takes no slot from such a message."""
         form = self.config.actions.forms.get(loop or "")
-        return (form is not None and analysis.prediction.intent in form.ignored_intents
-                and understood(analysis, self.config))
+        return form is not None and self._sure_of(form.ignored_intents, analysis)
+
+    def _stops(self, loop: str | None, text: str, analysis: Analysis) -> bool:
+        """Whether the message ends the form waiting for an answer (``loop``): stop words alone (:func:`stops_asking`),
+        or a message the classifier is sure is one of the form's ``stop_intents`` ("I don't want a refund any more"),
+        where a Rasa bot's rule deactivates the form; any other message is answered and the form asks again."""
+        form = self.config.actions.forms.get(loop or "")
+        return form is not None and (stops_asking(text) or self._sure_of(form.stop_intents, analysis))
+
+    def _sure_of(self, intents: list[str], analysis: Analysis) -> bool:
+        """Whether the classifier is sure the message is one of ``intents``: a form's ignored or stop intents act on
+        such a message only, so that a message it is unsure of (an answer it cannot read) is not lost."""
+        return analysis.prediction.intent in intents and understood(analysis, self.config)
 
     def _waiting_on(self, conversation: dict[str, Any] | None) -> str | None:
         """The action or form waiting for the answer to its question, if any: none for a form that bot.yml's

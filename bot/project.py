@@ -254,6 +254,8 @@ class FormConfig(Settings):
                                                                     "every required slot is filled")
     ignored_intents: list[str] = Field(default_factory=list, description="intents whose messages fill none of the "
                                                                          "form's slots: answered, then asked again")
+    stop_intents: list[str] = Field(default_factory=list, description="intents whose messages end the form, as its "
+                                                                      "stop words do (\"I want to stop this\")")
 
 
 class ActionsConfig(Settings):
@@ -1576,7 +1578,9 @@ def load_project(root: Path | str) -> Project:
              *((("fallback", "titles", i), i) for i in config.fallback.titles),
              *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude)),
              *((("actions", "forms", name, "ignored_intents", k), i) for name, form in config.actions.forms.items()
-               for k, i in enumerate(form.ignored_intents))]
+               for k, i in enumerate(form.ignored_intents)),
+             *((("actions", "forms", name, "stop_intents", k), i) for name, form in config.actions.forms.items()
+               for k, i in enumerate(form.stop_intents))]
     history, long_questions = load_history(root, intents, config.server.max_message_chars)
     project = Project(root, config, examples, patterns, responses, history, unread, synonyms, twins, long_questions,
                       roled)

@@ -123,9 +123,13 @@ _CONFIRMS = (r"可以的?|行吧?|对的?|是的|没事了?|(?:没有|没|不用
 _ACKNOWLEDGES = re.compile(_only(_ACKS + "|" + _FOR_A_PERSON + "|" + _OKS + "|" + _CONFIRMS))
 _ACKNOWLEDGEMENT = re.compile(_only(_OKS))
 _DROPPING = re.compile(rf"(?:^|\W)(?:{_DROPS})(?:\W|$)", re.I)
-# Stopping what the bot is asking for, in a message of its own: "stop", "cancel it please", "取消", "不用了"
-_STOPS = re.compile(_only(r"(?:please )?(?:stop|cancel|quit|exit)(?: (?:it|that|this))?(?: please)?"
-                          r"|(?:请|帮我)?取消(?:吧|了|掉)?|不要了|不用了|停止?|唔要喇?"))
+# Stopping what the bot is asking for, in a message of its own: "stop", "cancel it please", "I want to stop this",
+# "取消", "不用了", "算了不退了" (never mind, no refund then), Hong Kong's "唔要喇", "唔使喇", "唔退喇"; a refusal names
+# what is given up (不退了, not 不是), so an answer ("订单123", "不是123是456") is never taken for one.
+_STOPS = re.compile(_only(r"(?:please |i (?:want|wanna|would like) to |i'd like to |let'?s )?(?:stop|cancel|quit|exit)"
+                          r"(?: (?:it|that|this))?(?: please)?"
+                          r"|(?:请|帮我)?取消(?:吧|了|掉)?|不(?:要|用|需要|退|换)了|停止?|唔(?:要|使|洗|退|换)(?:喇|啦|了|咗)?"
+                          rf"|{_DROPS}"))
 _PERSON = re.compile(_only(_FOR_A_PERSON))
 # One request for a person with the greeting, "please" or thanks Chinese customers write on without a stop (你好转人工,
 # 麻烦转下人工, 转人工谢谢, 轉人工唔該, 唔該轉真人). Not among the words of _ACKNOWLEDGES, where 你好 and 谢谢 are words of their own:

@@ -1087,6 +1087,30 @@ async def test_a_message_of_an_intent_a_form_ignores_fills_none_of_its_slots_as_
         load_project(typo)
 
 
+async def test_a_message_of_one_of_a_forms_stop_intents_ends_it(action_bot: Path, tmp_path: Path) -> None:
+    """No intent could end a form, only the stop words: "I don't want a refund any more" was answered and the form
+    asked its question again, as a Rasa bot's rule deactivating the form on that intent would not. A message the
+    classifier is sure is one of the form's stop_intents ends it; an intent nlu.yml does not have is refused at load."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_open_order_form"}, tmp_path)
+    bot.project.config.actions.slots = None  # every slot an action sets is known
+    bot.config.actions.forms = {"order_form": FormConfig(required_slots=["order_id", "email"],
+                                                         stop_intents=["cancel_order"])}
+    try:
+        for conversation in ("c1", "c2"):
+            await bot.handle(Turn(conversation, "/get_refund", "web"))
+        reply = await bot.handle(Turn("c1", "/cancel_order", "web"))
+        assert (reply.source, reply.text) == ("template", "All right. If there's anything else, just ask.")
+        assert bot.store.conversation("c1")["active_loop"] is None
+        reply = await bot.handle(Turn("c2", "/track_order", "web"))  # another intent's question: the form asks again
+        assert reply.text.endswith("\n\nWhich order is it?")
+    finally:
+        await bot.close()
+    typo = configured_copy(action_bot, tmp_path / "typo", actions={"forms": {"order_form": {
+        "required_slots": ["order_id"], "stop_intents": ["no_refund"]}}})
+    with pytest.raises(ProjectError, match="actions.forms.order_form.stop_intents.0: unknown intent 'no_refund'"):
+        load_project(typo)
+
+
 async def test_actions_map_may_start_a_form_and_a_form_that_cannot_ask_or_submit_is_refused_at_load(
         action_bot: Path, tmp_path: Path) -> None:
     """As a Rasa rule starts a form on an intent, actions.map may name one of actions.forms. A form without an

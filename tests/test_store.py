@@ -827,6 +827,11 @@ def test_what_only_says_the_answer_missed(text: str, only: bool) -> None:
 @pytest.mark.parametrize(("text", "only"), [
     ("stop", True), ("Cancel!", True), ("cancel it please", True), ("quit 🙏", True), ("取消", True), ("不用了", True),
     ("never mind", True), ("算了吧", True),  # dropping it, as an action's question is dropped
+    # giving up what the form is for, in Mandarin and Hong Kong's Cantonese
+    ("I want to stop this", True), ("算了不退了", True), ("算了，不要了", True), ("不需要了", True), ("唔要了", True),
+    ("唔使了", True), ("唔退喇", True), ("算了", True), ("唔使喇", True), ("唔要喇", True),
+    # an answer, or a question, is none
+    ("不是123", False), ("不退了吗？", False), ("不是", False), ("唔係", False), ("谢谢", False),
     # a request of its own, which the form answers before asking again; signs alone may be anything
     ("cancel order 123", False), ("stop sending me emails", False), ("取消订单", False), ("ok", False), ("👍", False),
 ])
