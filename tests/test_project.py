@@ -1215,6 +1215,21 @@ def test_an_order_number_written_in_groups_is_read_whole(bot_dir: Path) -> None:
     assert time.perf_counter() - started < 5  # 0.2 s here; a reading from each group took minutes
 
 
+def test_short_numbers_after_order_are_several_orders_and_a_sum_after_one_is_none_of_it(bot_dir: Path) -> None:
+    """"订单 789 100块" (order 789, 100 yuan) was read as order 789100, and "订单 123 456" (two orders) as order 123456:
+    another customer's order was looked up. Short numbers after "order" with a space between them are several, a sum
+    or a count after one is none of it, and "那张789呢" ("and that one, 789?") names order 789; numbers in groups of
+    four or more stay one number."""
+    project = load_project(bot_dir)
+    said = {text: [e["value"] for e in project.found_entities(normalise(text))] for text in [
+        "订单 789 100块", "订单 1234 5000块", "订单 123 456", "订单123和456", "order 123 and 456", "订单 123, 456", "那张789呢",
+        "仲有呢張單456呢", "这张卡 1234", "订单 1234 5678", "order 123-456", "order 123 2 items"]}
+    assert said == {"订单 789 100块": ["789"], "订单 1234 5000块": ["1234"], "订单 123 456": ["123", "456"],
+                    "订单123和456": ["123", "456"], "order 123 and 456": ["123", "456"], "订单 123, 456": ["123", "456"],
+                    "那张789呢": ["789"], "仲有呢張單456呢": ["456"], "这张卡 1234": [], "订单 1234 5678": ["1234 5678"],
+                    "order 123-456": ["123-456"], "order 123 2 items": ["123"]}
+
+
 def test_an_order_number_in_brackets_or_quotes_is_the_orders(bot_dir: Path) -> None:
     """订单号【123】, 订单号「123」, order (123) or order "123" gave no order number, and the demo's lookup asked for the
     number the customer had just given: Chinese customers set a number off in brackets and quotes, full-width too."""
