@@ -1087,6 +1087,30 @@ async def test_a_message_of_an_intent_a_form_ignores_fills_none_of_its_slots_as_
         load_project(typo)
 
 
+async def test_an_action_that_asks_without_a_form_stops_waiting_on_another_request_and_a_form_asks_again(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """An action that asks a question itself (action_ask_email sets requested_slot) is no form: another request while
+    it waits is answered as such and the wait ends, since asking again would run the action's code again (an order
+    placed twice), as Rasa runs no loop for it. A one-slot form in bot.yml, with the action as its submit, asks again
+    after the interruption and hands the answer to the action, as docs/learning.md says."""
+    bot = make_bot(action_bot, endpoint, {"cancel_order": "action_ask_email"}, tmp_path)
+    bot.project.config.actions.slots = None  # every slot an action sets is known
+    bot.project.entity_patterns["email"] = [re.compile(r"\S+@\S+")]
+    try:
+        assert (await bot.handle(Turn("c1", "/cancel_order", "web"))).text == "What is your email?"
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (reply.source, reply.intent) == ("template", "track_order") and "email" not in reply.text
+        assert bot.store.conversation("c1")["active_loop"] is None
+        bot.config.actions.forms = {"email_form": FormConfig(required_slots=["email"], submit="action_ask_email")}
+        bot.config.actions.map["cancel_order"] = "email_form"
+        assert (await bot.handle(Turn("c2", "/cancel_order", "web"))).text == "What is your email?"
+        reply = await bot.handle(Turn("c2", "/track_order", "web"))
+        assert (reply.intent, reply.text.rpartition("\n\n")[2]) == ("track_order", "What is your email?")
+        assert (await bot.handle(Turn("c2", "ada@example.com", "web"))).text == "Thanks, ada@example.com."
+    finally:
+        await bot.close()
+
+
 async def test_a_message_of_one_of_a_forms_stop_intents_ends_it(action_bot: Path, tmp_path: Path) -> None:
     """No intent could end a form, only the stop words: "I don't want a refund any more" was answered and the form
     asked its question again, as a Rasa bot's rule deactivating the form on that intent would not. A message the
