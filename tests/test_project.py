@@ -1222,10 +1222,11 @@ def test_short_numbers_after_order_are_several_orders_and_a_sum_after_one_is_non
     four or more stay one number."""
     project = load_project(bot_dir)
     said = {text: [e["value"] for e in project.found_entities(normalise(text))] for text in [
-        "订单 789 100块", "订单 1234 5000块", "订单 123 456", "订单123和456", "order 123 and 456", "订单 123, 456", "那张789呢",
+        "订单 789 100块", "订单 1234 5000块", "订单 123 456", "订单123和456", "order 123 and 456", "订单 123, 456", "orders 123 and 456", "my orders 789 and 790?", "那张789呢",
         "仲有呢張單456呢", "这张卡 1234", "订单 1234 5678", "order 123-456", "order 123 2 items"]}
     assert said == {"订单 789 100块": ["789"], "订单 1234 5000块": ["1234"], "订单 123 456": ["123", "456"],
                     "订单123和456": ["123", "456"], "order 123 and 456": ["123", "456"], "订单 123, 456": ["123", "456"],
+                    "orders 123 and 456": ["123", "456"], "my orders 789 and 790?": ["789", "790"],
                     "那张789呢": ["789"], "仲有呢張單456呢": ["456"], "这张卡 1234": [], "订单 1234 5678": ["1234 5678"],
                     "order 123-456": ["123-456"], "order 123 2 items": ["123"]}
 
