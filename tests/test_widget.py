@@ -4372,6 +4372,44 @@ def test_a_screen_reader_hears_in_the_agents_console_that_a_customer_started_to_
     context.close()
 
 
+def waiting_titled(waiting: int) -> re.Pattern[str]:
+    """The console's tab title counting ``waiting`` customers (none shown for 0), after any customers passed on."""
+    counted = rf"\({waiting}\) " if waiting else ""
+    return re.compile(rf"^(\[[^]]*\] )?{counted}deskbot")
+
+
+def waiting_in_title(page: Any) -> int:
+    """The count of waiting customers in the console's tab title, 0 when it shows none."""
+    counted = re.search(r"\((\d+)\) deskbot", page.title())
+    return int(counted[1]) if counted else 0
+
+
+def test_an_agents_console_counts_and_announces_the_customers_waiting_on_them_or_nobody(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """In a team, each console counted and announced every customer waiting, a colleague's too: every message a
+    colleague's customer wrote was said aloud at every agent's desk. A console given no name (a lead's) counts all."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    kims = open_console(chromium, server, web_demo_bot.agent_token)
+    leads = open_console(chromium, server, web_demo_bot.admin_token)
+    pages = {"kim": kims.pages[0], "lead": leads.pages[0]}
+    assert api.chat(cid, "/handoff")["handed_off"] is True  # waiting on nobody: Kim's to hear of
+    for page in pages.values():
+        expect(page.locator(".arrivals")).to_have_text(re.compile(r"^\d+ customers waiting$"))
+    counted = {who: waiting_in_title(page) - 1 for who, page in pages.items()}  # once Lee answers them
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, Lee here.", "agent": "Lee"})
+    for who, page in pages.items():
+        expect(page).to_have_title(waiting_titled(counted[who]))
+        page.locator(".arrivals").evaluate("said => { said.textContent = ''; }")
+    api.chat(cid, "are you there?")  # waiting on Lee
+    expect(pages["lead"]).to_have_title(waiting_titled(counted["lead"] + 1))
+    expect(pages["lead"].locator(".arrivals")).to_have_text(f"{counted['lead'] + 1} customers waiting")
+    pages["kim"].wait_for_timeout(3500)  # a refresh since
+    expect(pages["kim"]).to_have_title(waiting_titled(counted["kim"]))
+    expect(pages["kim"].locator(".arrivals")).to_have_text("")
+    kims.close()
+    leads.close()
+
+
 def test_a_screen_reader_hears_of_a_customer_who_starts_to_wait_behind_a_full_page_of_waiting_ones(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """The console counted the waiting customers on the one page of them it reads (200): with more, its count
