@@ -2983,6 +2983,26 @@ def test_the_agents_console_pages_through_a_long_review_queue(chromium: SimpleNa
     context.close()
 
 
+def test_the_agents_console_marks_and_does_not_offer_a_ranked_intent_nlu_yml_no_longer_has(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """After an intent's rename, before the next retrain, the serving model still ranks its old name: the console
+    offered it as any other, and a click was refused with a 400. It is marked as bot review marks it."""
+    item = {"id": 1, "turn_ids": [1], "texts": ["where's my parcel"], "count": 1, "predicted": "track_parcel",
+            "ranking": [{"intent": "track_parcel", "confidence": 0.6}, {"intent": "greet", "confidence": 0.3}],
+            "reasons": ["low_confidence"], "uncertainty": 0.4, "score": 0.4, "comments": []}
+    context = open_console(chromium, server, web_demo_bot.admin_token, clock=True)
+    page = context.pages[0]
+    page.route(lambda url: "/admin/review?" in url, lambda route: route.fulfill(
+        json={"items": [item], "total": 1, "more_waiting": False, "intents": ["greet", "oos"]}))
+    page.get_by_role("button", name="To review").click()
+    page.locator('.list li[data-id="1"]').click()
+    ranked = page.get_by_role("group", name="The model's ranking").get_by_role("button")
+    expect(ranked).to_have_text(["track_parcel 0.60 (not in nlu.yml)", "greet 0.30"])
+    expect(ranked.first).to_be_disabled()
+    expect(ranked.last).to_be_enabled()
+    context.close()
+
+
 def test_the_agents_console_waits_for_a_slow_review_queue_before_asking_again(
         chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
     """The console asked for the queue every 3 seconds, answered or not: a busy bot's queue, slower to build
