@@ -930,8 +930,9 @@ class Bot:
         return user_turn_id, turn_id, exchange.deleted
 
     async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web",
-                          after: int | None = None, agent: str | None = None, force: bool = False) -> bool:
-        """Record the change, if it is one (see :meth:`Store.set_status`, its ``after``, ``agent`` and ``force``), and show
+                          after: int | None = None, agent: str | None = None, force: bool = False,
+                          by: str | None = None) -> bool:
+        """Record the change, if it is one (see :meth:`Store.set_status`, its ``after``, ``agent``, ``force`` and ``by``), and show
         it at once wherever the conversation is open (every tab of the web chat); a customer handed off by anyone
         but an agent is announced to the agents. An agent's takeover of a customer handed off already changes no
         status, but may change who has them (one nobody had, or a colleague's, forced): the web chat's banner went on
@@ -942,7 +943,7 @@ class Bot:
         before = await self._store(self.store.holder, conversation_id) if taking else None
         if self.store is not None:
             changed = await self._store(self.store.set_status, conversation_id, status, reason, channel, after, agent,
-                                        force)
+                                        force, by)
         if changed:
             await self.announce(conversation_id, handed_off, reason, channel, agent)
         elif taking and await self._show_holder(conversation_id, before):

@@ -1107,6 +1107,7 @@ async def set_handoff(request: web.Request) -> web.Response:
     if after is not None and (handed_off or not re.fullmatch(r"[0-9]{1,18}", after)):
         raise http_error(web.HTTPBadRequest, "after: must be a turn id, and is read by a handback only")
     agent = query_agent(request)
+    by = acting_agent(request, query_name(request, "by"))  # a lead taking a customer over in a colleague's name
     force = query_force(request)
     if handed_off:
         named_when_forced(force, agent, "takeover")
@@ -1114,7 +1115,7 @@ async def set_handoff(request: web.Request) -> web.Response:
         raise unknown_conversation(conversation_id)
     try:  # the widget shows the change at once
         await bot.set_handoff(conversation_id, handed_off, "agent", after=None if after is None else int(after),
-                              agent=agent, force=force)
+                              agent=agent, force=force, by=by if handed_off else None)
     except Overtaken as exc:
         raise overtaken(exc) from None
     if not handed_off:

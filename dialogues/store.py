@@ -1223,7 +1223,8 @@ class Store:
         )
 
     def set_status(self, conversation_id: str, status: str, reason: str, channel: str = "web",
-                   after: int | None = None, agent: str | None = None, force: bool = False) -> bool:
+                   after: int | None = None, agent: str | None = None, force: bool = False,
+                   by: str | None = None) -> bool:
         """Hand a conversation off to a human (``handed_off``) or back to the bot (``open``); False, and
         nothing recorded, when it already is: a second agent's takeover of a waiting customer must not
         restart their wait or change why they wait. ``after``, the latest turn an agent handing it back has
@@ -1232,7 +1233,8 @@ class Store:
         a handed-off conversation no agent has yet (:meth:`holder`) is kept as theirs, its wait and reason as
         they were: the agent's claim was answered as a takeover and kept nowhere, and a colleague answered too.
         An agent's takeover or handback of a customer a colleague has raises :class:`HeldByColleague`, unless
-        ``force``: a forced takeover makes the customer theirs."""
+        ``force``: a forced takeover makes the customer theirs. ``by``: who makes a takeover in ``agent``'s name, when
+        not ``agent`` themself (a lead giving a colleague's customer to Bob), kept as a transfer is (:meth:`_give`)."""
         with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
             if after is not None and status == "open" and self._status(conversation_id) != "open" and (
@@ -1242,9 +1244,20 @@ class Store:
                 holder = self.holder(conversation_id)  # read once, in this transaction: the check and the claim agree
                 if not force:
                     refuse_colleague(holder, agent)
+                if status == "handed_off" and agent is not None and by is not None and agent_key(by) != agent_key(agent):
+                    return self._give(conversation_id, agent, holder, by)
                 if status == "handed_off":
                     self._claim(conversation_id, agent, holder)
             return self._set_status(conversation_id, status, reason, agent)
+
+    def _give(self, conversation_id: str, agent: str, holder: str | None, by: str) -> bool:
+        """Take a conversation over in ``agent``'s name for ``by``, in the caller's transaction, kept as ``by`` giving
+        the customer to them (``_hand_over``), as a transfer is: kept as the agent's own takeover, it was not among
+        the customers passed to them (:meth:`passed_to`), and nobody told them. Whether the status changed."""
+        changed = self._set_status(conversation_id, "handed_off", "agent", agent)
+        if agent_key(holder) != agent_key(agent):
+            self._hand_over(conversation_id, agent, holder, by)
+        return changed
 
     def _status(self, conversation_id: str) -> str:
         """The status of a conversation the store holds: ``open`` or ``handed_off``."""

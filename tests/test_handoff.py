@@ -758,6 +758,32 @@ async def test_the_inbox_names_the_customers_passed_to_its_agent(bot_dir: Path, 
     assert await passed("agent=Bob") == []  # Sam's now
 
 
+async def test_a_lead_taking_a_customer_over_in_a_colleagues_name_passes_them_the_customer(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A lead's forced takeover in Bob's name was kept as Bob taking the customer himself: unlike a transfer, Bob's
+    console did not tell him of a customer he never chose. Made ``?by=`` the lead, it is kept as the lead passing Bob
+    the customer, from Ana who had them, from nobody or from the bot."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    for cid in ("held", "waiting", "with-bot"):
+        await chat(client, cid, "I need help with my bill")
+    for path in ("held/handoff?agent=Ana", "waiting/handoff?agent=Ana", "waiting/release?agent=Ana",
+                 "held/handoff?agent=Bob&by=Lea&force=true", "waiting/handoff?agent=Bob&by=Lea",
+                 "with-bot/handoff?agent=Bob&by=Lea"):
+        assert (await client.post(f"/admin/conversations/{path}", headers=AUTH)).status == 200
+    inbox = await (await client.get("/admin/conversations?agent=Bob", headers=AUTH)).json()
+    assert sorted((p["conversation_id"], p["by"]) for p in inbox["passed"]) == [
+        ("held", "Lea"), ("waiting", "Lea"), ("with-bot", "Lea")]
+    assert {c["conversation_id"]: c["agent"] for c in inbox["conversations"]} == {
+        "held": "Bob", "waiting": "Bob", "with-bot": "Bob"}
+    async def handoffs() -> list[dict[str, Any]]:
+        return (await (await client.get("/admin/conversations/held", headers=AUTH)).json())["handoffs"]
+
+    kept = await handoffs()
+    assert {"agent": "Bob", "from": "Ana", "by": "Lea"}.items() <= kept[-1].items()
+    assert (await client.post("/admin/conversations/held/handoff?agent=Bob&by=Lea", headers=AUTH)).status == 200
+    assert await handoffs() == kept  # Bob's already: nothing more kept
+
+
 @pytest.mark.parametrize(("agents", "said"), [
     ({"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "ana-own-token-0123"}}, "agent Bob's token is agent Ana's"),
     ({"Ana": {"token": "small-admin-token"}}, "agent Ana's token is the admin token's"),
