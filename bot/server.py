@@ -922,8 +922,8 @@ async def inbox(request: web.Request) -> web.Response:
     conversations that hold a text alone, ``?offset=`` the page after the first ones, ``?holder=`` one agent's
     customers alone, ``?unheld=true`` those nobody has (see :meth:`Store.inbox`); ``passed``: the customers colleagues passed to the
     agent (``?agent=``) who are theirs still, for their console to tell them, on any tab or page; ``waiting_yours``:
-    the customers waiting on that agent or on nobody, whom their console counts and announces (every waiting one
-    without ``?agent=``)."""
+    the customers waiting on that agent or on nobody (nor on anyone server.agents no longer names), whom their console
+    counts and announces (every waiting one without ``?agent=``)."""
     require_admin(request)
     status = request.query.get("status", "handed_off")
     if status not in ("handed_off", "open"):
@@ -938,7 +938,7 @@ async def inbox(request: web.Request) -> web.Response:
     agent = query_agent(request)
     conversations, total, waiting = await bot._read(Store.inbox, status, limit, agent, search, offset,
                                                     query_holder(request))
-    yours = waiting if agent is None else (await bot._read(Store.waiting, agent))[0]
+    yours = waiting if agent is None else (await bot._read(Store.waiting, agent, list(bot.config.server.agents)))[0]
     return json_response({"conversations": conversations, "total": total, "waiting": waiting, "waiting_yours": yours,
                           "passed": await bot._read(Store.passed_to, agent), "token_agent": request[AGENT] or None})
 

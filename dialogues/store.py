@@ -1908,14 +1908,20 @@ class Store:
                             "DO UPDATE SET turn_id = max(turn_id, excluded.turn_id)",
                             [conversation_id, agent_key(agent), turn_id, conversation_id])
 
-    def waiting(self, agent: str | None = None) -> tuple[int, float | None]:
+    def waiting(self, agent: str | None = None, team: Collection[str] = ()) -> tuple[int, float | None]:
         """How many handed-off customers wait for a person's reply, and since when the first of them has. With
         ``agent``, those waiting on them or on nobody alone: in a team, each console counted and announced every
-        message a colleague's customer wrote to the colleague."""
-        mine = "" if agent is None else "AND (agent IS NULL OR agent_key(agent) = ?)"
+        message a colleague's customer wrote to the colleague. ``team``, the agents' names where the bot knows them
+        (``server.agents``): a customer of someone not among them (taken out by a reload) is nobody's, whom no
+        console counted."""
+        if agent is None:
+            mine, args = "", []
+        else:
+            gone = f"OR agent_key(agent) NOT IN ({', '.join('?' * len(team))})" if team else ""
+            mine, args = f"AND (agent IS NULL OR agent_key(agent) = ? {gone})", [agent_key(agent), *map(agent_key, team)]
         count, since = self.db.execute(
             f"SELECT count(*), min(waiting_since) FROM ({_HANDED_OFF}) WHERE waiting_since IS NOT NULL {mine}",
-            [] if agent is None else [agent_key(agent)]).fetchone()
+            args).fetchone()
         return count, since
 
     def overdue(self, before: float, again_after: float) -> list[dict[str, Any]]:

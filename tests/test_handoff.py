@@ -712,6 +712,25 @@ async def test_a_transfer_names_a_colleague_of_server_agents_and_asks_for_a_toke
     assert refused.status == 400 and (await refused.json())["error"] == "to: Sam is none of server.agents (Ana, Cy)"
 
 
+async def test_an_agents_inbox_counts_the_waiting_customers_of_a_colleague_a_reload_took_out_as_nobodys(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """Each agent's console counts the customers waiting on them or on nobody: those of a colleague a reload took out of
+    server.agents, who signs in no more, were counted by no console, and waited unannounced."""
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}})
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "bobs", "I need help with my bill")
+    assert (await client.post("/admin/conversations/bobs/handoff?agent=Bob", headers=AUTH)).status == 200
+
+    async def counted(query: str) -> tuple[int, int]:
+        inbox = await (await client.get(f"/admin/conversations?limit=0&{query}", headers=AUTH)).json()
+        return inbox["waiting"], inbox["waiting_yours"]
+
+    assert await counted("agent=Ana") == (1, 0) and await counted("agent=bob") == await counted("") == (1, 1)
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}}})
+    assert (await client.post("/admin/reload", headers=AUTH)).status == 200
+    assert await counted("agent=Ana") == (1, 1)
+
+
 async def test_a_reload_reads_the_agents_and_their_tokens_again(bot_dir: Path, aiohttp_client: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Agents' tokens were read at start alone: an agent who left kept signing in, and a new one could not, until a
