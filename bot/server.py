@@ -920,7 +920,8 @@ async def stats(request: web.Request) -> web.Response:
 async def inbox(request: web.Request) -> web.Response:
     """The agents' inbox: ``?status=handed_off`` (the default), longest-waiting first, or ``open``; ``?q=`` the
     conversations that hold a text alone, ``?offset=`` the page after the first ones, ``?holder=`` one agent's
-    customers alone, ``?unheld=true`` those nobody has (see :meth:`Store.inbox`); ``passed``: the customers colleagues passed to the
+    customers alone, ``?unheld=true`` those nobody has (a colleague's a reload took out of server.agents included: see
+    :meth:`Store.inbox`); ``passed``: the customers colleagues passed to the
     agent (``?agent=``) who are theirs still, for their console to tell them, on any tab or page; ``waiting_yours``:
     the customers waiting on that agent or on nobody (nor on anyone server.agents no longer names), whom their console
     counts and announces (every waiting one without ``?agent=``)."""
@@ -936,9 +937,10 @@ async def inbox(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     # every agent's console asks every 3 s
     agent = query_agent(request)
+    team = list(bot.config.server.agents)  # as a reload left them: a colleague taken out has customers nobody has
     conversations, total, waiting = await bot._read(Store.inbox, status, limit, agent, search, offset,
-                                                    query_holder(request))
-    yours = waiting if agent is None else (await bot._read(Store.waiting, agent, list(bot.config.server.agents)))[0]
+                                                    query_holder(request), team)
+    yours = waiting if agent is None else (await bot._read(Store.waiting, agent, team))[0]
     return json_response({"conversations": conversations, "total": total, "waiting": waiting, "waiting_yours": yours,
                           "passed": await bot._read(Store.passed_to, agent), "token_agent": request[AGENT] or None})
 

@@ -431,6 +431,23 @@ def agent_key(agent: str | None) -> str:
     return (agent or "").strip().casefold()
 
 
+def _nobodys(column: str, team: Collection[str]) -> tuple[str, list[str]]:
+    """The SQL condition, and its arguments, of a handed-off customer nobody has by its holder's ``column``: nobody's,
+    or, where the bot knows its agents' names (``team``, server.agents), someone's a reload took out of them, who
+    signs in no more and whose customers waited unlisted and uncounted."""
+    gone = f" OR agent_key({column}) NOT IN ({', '.join('?' * len(team))})" if team else ""
+    return f"(agent_key({column}) = ''{gone})", [agent_key(name) for name in team]
+
+
+def _holding(holder: str | None, team: Collection[str]) -> tuple[str, list[str]]:
+    """The SQL condition, and its arguments, of :meth:`Store.inbox`'s ``holder`` on its handed-off row ``w``."""
+    if holder is None:
+        return "1", []
+    if holder == "":
+        return _nobodys("w.agent", team)
+    return "agent_key(w.agent) = ?", [agent_key(holder)]
+
+
 def refuse_colleague(holder: str | None, agent: str | None) -> None:
     """Raise :class:`HeldByColleague` when ``holder``, the agent who has the conversation, is not ``agent``."""
     if holder is not None and agent_key(holder) != agent_key(agent):
@@ -1818,7 +1835,7 @@ class Store:
     # --- the agents' inbox ----------------------------------------------------------------------
 
     def inbox(self, status: str, limit: int, agent: str | None = None, search: str = "",
-              offset: int = 0, holder: str | None = None) -> tuple[list[dict[str, Any]], int, int]:
+              offset: int = 0, holder: str | None = None, team: Collection[str] = ()) -> tuple[list[dict[str, Any]], int, int]:
         """The first ``limit`` conversations in ``status`` (``handed_off`` or ``open``) for the agents, past the first
         ``offset``, how many there are, and how many of them wait for a person's reply (none of the open ones): a
         full page of waiting customers may hide more, whom the console counts and announces too.
@@ -1837,23 +1854,24 @@ class Store:
 
         ``holder``: only the handed-off conversations that agent has, in any letter case (``total`` counts those): at a
         change of shift, the customers an agent leaves, for a colleague to take over, were found among everyone's;
-        ``""``, those nobody has (never taken over, or released), for the next free agent. None of the open ones.
+        ``""``, those nobody has (never taken over, or released, or someone's not among ``team``: :func:`_nobodys`), for
+        the next free agent. None of the open ones.
         """
         if holder is not None and status != "handed_off":
             return [], 0, 0
         found = self._found(search)
-        held = "" if holder is None else "AND agent_key(w.agent) = ? "
+        whose, whose_args = _holding(holder, team)
         if holder is not None:
-            total = self.db.execute(f"SELECT count(*) FROM ({_HANDED_OFF}) w WHERE agent_key(w.agent) = ? AND "
+            total = self.db.execute(f"SELECT count(*) FROM ({_HANDED_OFF}) w WHERE {whose} AND "
                                     f"{found.sql('w.conversation_id', 'w.user', 'w.verified_user')}",
-                                    [agent_key(holder), *found.args()]).fetchone()[0]
+                                    [*whose_args, *found.args()]).fetchone()[0]
         if status == "handed_off":
-            args = [agent_key(agent), *([] if holder is None else [agent_key(holder)]), *found.args(), limit, offset]
+            args = [agent_key(agent), *whose_args, *found.args(), limit, offset]
             query = (f"SELECT w.*, count(waiting_since) OVER () AS waiting, min(w.unread, (SELECT count(*) FROM turns "
                      f"WHERE conversation_id = w.conversation_id AND {_TYPED} AND created >= w.handed_off_at "
                      "AND id > coalesce(s.turn_id, 0))) AS agent_unread "
                      f"FROM ({_HANDED_OFF}) w LEFT JOIN seen s ON s.conversation_id = w.conversation_id AND s.agent = ? "
-                     f"WHERE 1 {held}AND {found.sql('w.conversation_id', 'w.user', 'w.verified_user')} "
+                     f"WHERE {whose} AND {found.sql('w.conversation_id', 'w.user', 'w.verified_user')} "
                      "ORDER BY waiting_since IS NULL, waiting_since, handed_off_at LIMIT ? OFFSET ?")
         else:
             args = [*found.args(), limit, offset]
@@ -1917,8 +1935,8 @@ class Store:
         if agent is None:
             mine, args = "", []
         else:
-            gone = f"OR agent_key(agent) NOT IN ({', '.join('?' * len(team))})" if team else ""
-            mine, args = f"AND (agent IS NULL OR agent_key(agent) = ? {gone})", [agent_key(agent), *map(agent_key, team)]
+            nobodys, gone = _nobodys("agent", team)
+            mine, args = f"AND (agent_key(agent) = ? OR {nobodys})", [agent_key(agent), *gone]
         count, since = self.db.execute(
             f"SELECT count(*), min(waiting_since) FROM ({_HANDED_OFF}) WHERE waiting_since IS NOT NULL {mine}",
             args).fetchone()

@@ -712,10 +712,11 @@ async def test_a_transfer_names_a_colleague_of_server_agents_and_asks_for_a_toke
     assert refused.status == 400 and (await refused.json())["error"] == "to: Sam is none of server.agents (Ana, Cy)"
 
 
-async def test_an_agents_inbox_counts_the_waiting_customers_of_a_colleague_a_reload_took_out_as_nobodys(
+async def test_an_agents_inbox_counts_and_lists_the_customers_of_a_colleague_a_reload_took_out_as_nobodys(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """Each agent's console counts the customers waiting on them or on nobody: those of a colleague a reload took out of
-    server.agents, who signs in no more, were counted by no console, and waited unannounced."""
+    server.agents, who signs in no more, were counted by no console, and waited unannounced; nor were they among the
+    customers nobody has (?unheld=true), where the agents of the next shift look."""
     configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}})
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     await chat(client, "bobs", "I need help with my bill")
@@ -729,6 +730,8 @@ async def test_an_agents_inbox_counts_the_waiting_customers_of_a_colleague_a_rel
     configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}}})
     assert (await client.post("/admin/reload", headers=AUTH)).status == 200
     assert await counted("agent=Ana") == (1, 1)
+    nobodys = await (await client.get("/admin/conversations?unheld=true", headers=AUTH)).json()
+    assert [c["conversation_id"] for c in nobodys["conversations"]] == ["bobs"] and nobodys["total"] == 1
 
 
 async def test_a_reload_reads_the_agents_and_their_tokens_again(bot_dir: Path, aiohttp_client: Any,
