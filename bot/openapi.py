@@ -266,7 +266,7 @@ class InboxConversation(_Body):
 
 class Passed(_Body):
     conversation_id: str
-    by: str = Field(..., description="the colleague who passed the customer on (…/transfer)")
+    by: str = Field(..., description="the colleague who passed the customer on (…/transfer, or a takeover's ?by=)")
     at: float = Field(..., description="when")
 
 
@@ -275,6 +275,9 @@ class InboxResponse(_Body):
     total: int
     waiting: int = Field(..., description="how many of them wait for a person's reply (waiting_since set), on this "
                                           "page or past it; 0 for the open ones")
+    waiting_yours: int = Field(..., description="how many handed-off customers wait on ?agent= or on nobody (a "
+                                                "colleague's no longer among server.agents included), which their "
+                                                "console counts and announces; as waiting without ?agent=")
     passed: list[Passed] = Field(..., description="the handed-off customers a colleague passed to ?agent= who are "
                                                   "theirs still, latest first (the latest 100), whatever the status, "
                                                   "page or search asked for; none without ?agent=")
@@ -556,7 +559,8 @@ OPERATIONS: list[Operation] = [
                                                             "open ones, which are nobody's)"}, False),
                                  "unheld": ({"type": "boolean", "default": False,
                                              "description": "true: the handed_off conversations nobody has alone "
-                                                            "(never taken over, or released), with no holder (else "
+                                                            "(never taken over, or released, or held by someone "
+                                                            "server.agents no longer names), with no holder (else "
                                                             "400)"}, False)}),
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
@@ -580,7 +584,11 @@ OPERATIONS: list[Operation] = [
                   "force": ({"type": "boolean", "default": False,
                              "description": "take over a customer another agent has, making them yours (a lead's "
                                             "override; it needs ?agent=, else 400): without it that takeover is refused with 409, naming them"},
-                            False)}),
+                            False),
+                  "by": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
+                          "description": "who takes the customer over in ?agent='s name, when not that agent (a "
+                                         "lead): kept as a transfer, and ?agent='s inbox names them in passed"},
+                         False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",
            StatusResponse, errors=(400, 403, 409), route=HANDOFF_ROUTE,
            query={"agent": AGENT_QUERY, "after": ({**TURN_ID,

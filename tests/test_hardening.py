@@ -40,7 +40,7 @@ from bot.cli import cli
 from bot.language import READABLE
 from bot.limits import LIMITS, Limits, slow_down
 from bot.nlu import NLU
-from bot.openapi import ChatResponse, HistoryResponse, mounted
+from bot.openapi import ChatResponse, HistoryResponse, InboxResponse, mounted
 from bot.project import LimitsConfig, load_project
 from bot.server import BOT, create_app, load_serving_model
 from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, cannot_write
@@ -898,6 +898,8 @@ async def test_openapi_documents_every_route_and_the_answers_match_it(make_clien
     reply = await (await chat(client, conversation, "where is my parcel?")).json()
     ChatResponse.model_validate(reply)  # the real answers are what the document promises
     HistoryResponse.model_validate(await (await client.get(f"/api/conversations/{conversation}/history")).json())
+    inbox = await client.get("/admin/conversations?agent=Ana", headers={"Authorization": "Bearer t0ken"})
+    InboxResponse.model_validate(await inbox.json())  # each field an agent's console reads (waiting_yours) is in it
     # Each refusal a browser page elsewhere, or a body that stalls, can meet is listed (403 and 408 were not).
     foreign = await chat(client, conversation, "hi", Origin="https://elsewhere.example")
     assert foreign.status == 403 and {"403", "408"} <= doc["paths"]["/api/chat"]["post"]["responses"].keys()
