@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 from pydantic.json_schema import models_json_schema
 
 from bot.channels.base import json_response, readable
-from bot.channels.web import ChatRequest, ConversationId, FeedbackRequest, TurnIdOrZero, WebConversationId
+from bot.channels.web import (USER_HASH, ChatRequest, ConversationId, Customer, FeedbackRequest, TurnIdOrZero,
+                              WebConversationId)
 from bot.language import READABLE
 from bot.project import MAX_AGENT_CHARS
 from bot.responses import MAX_REPLY_CHARS
@@ -445,8 +446,9 @@ class LabelResponse(_Body):
 
 PATH_PARAMETERS: dict[str, Any] = {"conversation_id": ConversationId, "turn_id": int, "note_id": int}
 ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wrong bearer token, or a bad signature",
-              403: "sent by a page on an origin that channels.web.origins does not list; on /api/chat also a user "
-                   "without its right user_hash while channels.web.identity_secret is set; on a note, another "
+              403: "sent by a page on an origin that channels.web.origins does not list; on /api/chat and a history also a "
+                   "user without its right user_hash while channels.web.identity_secret is set, or a conversation a "
+                   "signed-in customer had without theirs; on a note, another "
                    "agent's (its author alone deletes it)",
               404: "not found, or the admin API is disabled (no token configured)",
               408: "the body did not arrive in time",
@@ -510,11 +512,16 @@ WECOM_QUERY = {name: (TOKEN, True) for name in ("msg_signature", "timestamp", "n
 WECOM_BODY = {"type": "object", "xml": {"name": "xml"}, "required": ["Encrypt"],
               "properties": {"ToUserName": {"type": "string"}, "AgentID": {"type": "string"}, "Encrypt": TOKEN}}
 
+# The history of a conversation a signed-in customer had is theirs alone: ``user`` and ``user_hash`` as a message sends them.
+CUSTOMER_QUERY = {"user": ({"type": "string", "maxLength": 128, "description": "the signed-in customer's id"}, False),
+                  "user_hash": ({"type": "string", "pattern": USER_HASH,
+                                 "description": Customer.model_fields["user_hash"].description}, False)}
+
 OPERATIONS: list[Operation] = [
     Operation("POST", "/api/chat", "Send a customer message; the bot's reply", ChatResponse, ChatRequest,
               (400, 403, 408, 413, 503)),
     Operation("GET", "/api/conversations/{conversation_id}/history", "A conversation's messages and status",
-              HistoryResponse, errors=(400,)),
+              HistoryResponse, errors=(400, 403), query=CUSTOMER_QUERY),
     Operation("POST", "/api/feedback", "Thumbs up or down on a bot reply of the conversation", OkResponse,
               FeedbackRequest, (400, 403, 404, 408, 413, 503)),
     Operation("GET", "/api/widget", "The widget's title and language, and the longest message", WidgetSettings),

@@ -245,9 +245,36 @@ async def test_with_an_identity_secret_only_users_the_shops_server_vouched_for_a
     transcript = await (await client.get(f"/admin/conversations/{refused}", headers=auth)).json()
     assert [t["role"] for t in transcript["turns"]] == ["user", "bot"] * 3  # the refused messages were not kept
     assert transcript["verified_user"] == transcript["slots"]["verified_user"] == "u-17"
-    await chat(client, refused, "hello")  # a visitor, as after a sign-out: no longer the customer before
-    transcript = await (await client.get(f"/admin/conversations/{refused}", headers=auth)).json()
-    assert transcript["verified_user"] is None and "verified_user" not in transcript["slots"]
+
+
+async def test_a_signed_in_customers_conversation_is_theirs_alone_to_read_hear_and_continue(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conversation's id was the key to it, so a signed-in customer's chat (their orders, their address) could be
+    read, heard and written in by anyone with its id, which a custom client may make guessable. One whose last message
+    came from a verified customer asks for that customer's proof; a visitor's is open with its id, as before."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
+    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    cid, visitor = new_id(), new_id()
+    proof = {"user": "u-17", "user_hash": vouched("u-17")}
+    assert (await client.post("/api/chat", json={"conversation_id": cid, "text": "hello", **proof})).status == 200
+    await chat(client, visitor, "hello")
+    history = f"/api/conversations/{cid}/history"
+    for query in ({}, {"user": "u-18", "user_hash": vouched("u-18")}):
+        response = await client.get(history, params=query)
+        assert response.status == 403 and (await response.json())["error"].startswith("conversation_id:"), query
+        response = await client.post("/api/chat", json={"conversation_id": cid, "text": "hi", **query})
+        assert response.status == 403, query
+        async with client.ws_connect("/api/ws") as ws:
+            await ws.send_json({"type": "join", "conversation_id": cid, **query})
+            assert (await ws.receive_json())["error"].startswith("conversation_id:")
+    response = await client.get(history, params=proof)
+    assert response.status == 200 and len((await response.json())["turns"]) == 2
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "join", "conversation_id": cid, **proof})
+        assert (await ws.receive_json())["type"] == "status"
+    assert (await client.get(f"/api/conversations/{visitor}/history")).status == 200
+    assert (await client.get(history, params={"user_hash": "not hex"})).status == 400
 
 
 async def test_without_an_identity_secret_no_user_is_verified(client: Any, web_demo_bot: SimpleNamespace) -> None:

@@ -721,6 +721,26 @@ def test_a_customer_the_shops_server_vouched_for_is_verified_to_agents_and_a_for
     context.close()
 
 
+def test_a_signed_in_customers_chat_is_shown_again_to_them_and_a_visitor_on_their_device_starts_anew(
+        open_widget: Any, identity_secret: str) -> None:
+    """A signed-in customer's conversation is read with their proof: the widget sends it with the history and the
+    socket's join, so their chat comes back after a reload. A visitor whose browser kept that conversation (the
+    shop's page did not call Deskbot.reset() at sign-out) is refused it, and the widget starts a new one."""
+    customer = open_widget(user="u-17", userHash=hmac.new(identity_secret.encode(), b"u-17", hashlib.sha256).hexdigest())
+    customer.send("my parcel never arrived")
+    expect(customer.bot_replies()).to_have_count(1)
+    customer.page.reload()
+    expect(customer.page.locator(".msg.user .bubble")).to_have_text(["my parcel never arrived"])
+    visitor = open_widget()
+    visitor.page.evaluate(f"""localStorage.setItem(Object.keys(localStorage).find((k) => k.endsWith(":conversation")),
+                                                   "{customer.conversation_id()}")""")
+    visitor.page.reload()
+    expect(visitor.page.locator(".msg.bot")).to_have_count(1)  # the greeting alone
+    assert visitor.conversation_id() != customer.conversation_id()
+    visitor.send("hello")
+    expect(visitor.bot_replies()).to_have_count(1)
+
+
 def test_the_agents_console_opens_a_verified_customers_other_conversations(
         chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace, identity_secret: str) -> None:
     """An agent taking a customer over saw nothing of what they had asked before in another conversation: the

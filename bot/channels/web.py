@@ -35,7 +35,7 @@ from bot.channels.base import (DEFAULT_GRACE_S, PREDICTIONS, Channel, Reply, Tur
                                load_json, parts_of, readable, resolve_settings, store_failed)
 from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_script, mostly_written_in, say
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
-from bot.project import first_error
+from bot.project import VERIFIED_USER, first_error
 from dialogues.store import cannot_write
 
 # Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:
@@ -52,6 +52,7 @@ MAX_JOINED = 16  # conversations one socket hears at once (a widget is in one, a
 IDENTITY_ENV = {"identity_secret": "DESKBOT_WEB_IDENTITY_SECRET"}
 # Shorter, `bot serve` says it can be found: a signed-in customer sees their id and its hash, and may try guesses offline.
 MIN_IDENTITY_SECRET_CHARS = 32
+USER_HASH = r"^[0-9a-fA-F]{64}$"
 log = logging.getLogger(__name__)
 
 
@@ -74,16 +75,24 @@ class ConversationRequest(BaseModel):
     conversation_id: WebConversationId
 
 
-class ChatRequest(ConversationRequest):
-    # The pattern is published for clients; WebChannel.chat checks it, with an error that says what is wrong.
-    text: str = Field(..., min_length=1, json_schema_extra={"pattern": READABLE})
+class Customer(BaseModel):
+    """Who the page says its customer is, and the shop's server's proof of it: sent with each message, with a join,
+    and with a history read, since a signed-in customer's conversation is theirs alone (:meth:`WebChannel.proven`)."""
+
+    model_config = ConfigDict(strict=True)
     # An empty one ("" or spaces: a page's `user: currentUser || ""` for a visitor) is none: stored as given, it
     # named no customer `bot purge --user` could be asked for.
     user: Annotated[str | None, BeforeValidator(lambda v: None if isinstance(v, str) and not v.strip() else v)] = Field(
         None, max_length=128)
-    user_hash: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description=(
+    user_hash: str | None = Field(None, pattern=USER_HASH, description=(
         "HMAC-SHA256 of user (its UTF-8 bytes) under channels.web.identity_secret, in hex, computed by the shop's "
-        "server: with the secret set, a user without it is refused (403)"))
+        "server: with the secret set, a user without it is refused (403), and so is a conversation a signed-in "
+        "customer had without theirs"))
+
+
+class ChatRequest(ConversationRequest, Customer):
+    # The pattern is published for clients; WebChannel.chat checks it, with an error that says what is wrong.
+    text: str = Field(..., min_length=1, json_schema_extra={"pattern": READABLE})
     language: Language | None = Field(None, description=(
         "the page's language: the reply's while the conversation has none yet, as when its first message "
         "has no letter in it (an order number); a message in the other language still gets its own"))
@@ -136,7 +145,7 @@ class RecentAnswers:
         return answered
 
 
-class JoinRequest(ConversationRequest):
+class JoinRequest(ConversationRequest, Customer):
     """Sent over the socket to receive a conversation's pushes (agent replies) before saying anything."""
 
 
@@ -361,7 +370,7 @@ class WebChannel(Channel):
 
     # --- the API ---------------------------------------------------------------------------------
 
-    def verified_user(self, request: ChatRequest) -> str | None:
+    def verified_user(self, request: Customer) -> str | None:
         """The request's ``user`` when ``identity_secret`` is set and its ``user_hash`` proves the shop's server
         vouched for it, compared in constant time so that no timing tells a forger how much of a guess was
         right; None without a secret or a user. A user the hash does not prove is refused rather than served as
@@ -375,11 +384,23 @@ class WebChannel(Channel):
             raise Unverified("user_hash: not the HMAC-SHA256 of user under channels.web.identity_secret")
         return request.user
 
+    async def proven(self, request: Customer, conversation_id: str) -> str | None:
+        """:meth:`verified_user`, refused (Unverified) unless it is the customer a conversation that had a verified
+        one last had: a signed-in customer's chat holds their orders and address, and its id alone, which a
+        custom client may make guessable, must not let anyone read it, hear it or write in it as them."""
+        proven = self.verified_user(request)
+        store = self.bot.store
+        conversation = await self.bot._store(store.conversation, conversation_id) if store else None
+        owner = conversation["slots"].get(VERIFIED_USER) if conversation else None
+        if owner is not None and owner != proven:
+            raise Unverified("conversation_id: a signed-in customer's conversation: send their user and user_hash")
+        return proven
+
     async def chat(self, request: ChatRequest, address: str | None,
                    origin: web.WebSocketResponse | None = None) -> dict[str, Any]:
-        """The reply to a message from ``address``. The conversation's other sockets (another tab, or this one
-        reloaded while the answer was on its way, whose history could not show the turn yet) are told to fetch
-        the turn."""
+        """The reply to a message from ``address``, its customer proven (:meth:`proven`) already. The
+        conversation's other sockets (another tab, or this one reloaded while the answer was on its way, whose
+        history could not show the turn yet) are told to fetch the turn."""
         if len(request.text) > self.max_chars:
             raise Refused(f"text: longer than {self.max_chars} characters")
         if not readable(request.text):
@@ -434,6 +455,7 @@ class WebChannel(Channel):
         body = await read_json(request, ChatRequest)
         count_message(request, body.conversation_id)
         try:
+            await self.proven(body, body.conversation_id)
             return json_response(self._shown(await self.chat(body, client_address(request)), request))
         except Unverified as exc:
             raise http_error(web.HTTPForbidden, str(exc)) from None
@@ -477,7 +499,8 @@ class WebChannel(Channel):
                     except ValidationError as exc:  # the frame's own fault; one raised within the turn is the bot's
                         raise Refused(error_message(exc)) from None
                     cid = body.conversation_id
-                    self._join(ws, joined, cid)  # first: a refused frame must not leave the widget deaf to its agent
+                    await self.proven(body, cid)  # before the join: a signed-in customer's pushes are theirs alone
+                    self._join(ws, joined, cid)  # else first: a refused message must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
                         count_message(request, cid, over_socket=True)
                         turn = asyncio.create_task(self._answer(ws, body, request))
@@ -523,7 +546,15 @@ class WebChannel(Channel):
             del self.sockets[conversation_id]
 
     async def history(self, request: web.Request) -> web.Response:
+        """The conversation's turns and status; one a signed-in customer had, for their ``?user=`` and
+        ``?user_hash=`` alone (403)."""
         cid = valid_conversation_id(request, web_client=True)
+        try:
+            await self.proven(Customer.model_validate(dict(request.query)), cid)
+        except ValidationError as exc:
+            raise bad_request(exc) from None
+        except Unverified as exc:
+            raise http_error(web.HTTPForbidden, str(exc)) from None
         store = self.bot.store
         turns = await self.bot._store(store.history, cid) if store else []
         return json_response({"conversation_id": cid, **await self._status(cid), "turns": turns})

@@ -305,6 +305,12 @@
     metadata = metadataOf(given);
   }
   identify(config);
+  // A signed-in customer's conversation is read with their proof, as their messages carry it: without it the
+  // server refuses it (docs/security.md). A visitor's is read with its id alone.
+  function historyPath() {
+    const path = `/api/conversations/${encodeURIComponent(conversationId)}/history`;
+    return user.user_hash ? `${path}?${new URLSearchParams(user)}` : path;
+  }
   const told = () => ({ ...user, ...metadata, ...(lang === "zh-Hant" ? { language: "zh", script: chineseScript } : { language: spoken() }) });
   const chosenLang = language(config.lang);
   const pageTag = chosenLang ? config.lang : document.documentElement.lang || navigator.language;
@@ -1376,7 +1382,7 @@
       socketWorked = true;
       reconnectDelay = 1000;
       settle(true);
-      ws.send(JSON.stringify({ type: "join", conversation_id: conversationId }));
+      ws.send(JSON.stringify({ type: "join", conversation_id: conversationId, ...user }));
       sync(); // agent replies sent while the socket was down
       schedulePoll();
     };
@@ -1474,7 +1480,7 @@
       const asked = conversationId;
       const pushesBefore = statusPushes;
       const read = ++reads;
-      const history = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`);
+      const history = await api("GET", historyPath());
       if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the last customer's
       let botSaid = false; // a new answer of the bot's: one that handed off or back, from another tab, says so itself
       for (const turn of history.turns) {
@@ -1836,10 +1842,14 @@
   // ``customer``: the next one's user, userHash and metadata, as deskbotConfig gives them; none, a visitor's.
   function reset(customer) {
     identify(customer); // the last customer's id with the next one's messages had bot purge --user find them
+    newConversation();
+    startOver();
+  }
+
+  function newConversation() {
     conversationId = newConversationId();
     store.set("conversation", conversationId);
     store.set("titles", "{}"); // the last customer's choices ("Refund order 12345")
-    startOver();
   }
 
   // The chat as a new conversation shows it: only the greeting, nothing of the last customer's.
@@ -1917,7 +1927,12 @@
     }).catch(explainFailure); // not waited for: the chat starts meanwhile
     // Read as the settings are, shown once they are in: the history's labels ("You", "Helpful") in the language the
     // settings may change. One after the other, they cost a slow network's round trip more before the chat showed.
-    const read = api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`).catch(() => null);
+    // The conversation this browser kept may be a signed-in customer's whose page did not call Deskbot.reset() at
+    // sign-out: refused to anyone else, it gives way to a new one rather than leave every message refused.
+    const read = api("GET", historyPath()).catch((error) => {
+      if (/^conversation_id: a signed-in/.test(error.message)) newConversation();
+      return null;
+    });
     await configured;
     const turns = await loadHistory(read);
     if (!turns.length) greet();
