@@ -19,14 +19,14 @@ from importlib.metadata import version
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic.json_schema import models_json_schema
 
 from bot.channels.base import json_response, readable
 from bot.channels.web import (USER_HASH, ChatRequest, ConversationId, Customer, FeedbackRequest, TurnIdOrZero,
                               WebConversationId)
 from bot.language import READABLE
-from bot.project import MAX_AGENT_CHARS
+from bot.project import AGENT_NAME_PATTERN, MAX_AGENT_CHARS, VISIBLE_AGENT_NAME, agent_name
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.review import WINDOW
 from dialogues.stats import CHANNELS, LANGUAGES
@@ -46,13 +46,17 @@ def _readable_text(text: str) -> str:
     return text
 
 
+# An agent's name in a body: a character to see (the published pattern says which), said clearly when refused (400).
+BodyAgentName = Annotated[str, Field(min_length=1, max_length=MAX_AGENT_CHARS, pattern=r"\S",
+                                     json_schema_extra={"pattern": VISIBLE_AGENT_NAME}), AfterValidator(agent_name)]
+
+
 class AgentMessageRequest(_Body):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str = Field(..., min_length=1, max_length=MAX_REPLY_CHARS, json_schema_extra={"pattern": READABLE},
                       description="the agent's reply to the customer")
-    agent: str | None = Field(None, min_length=1, max_length=MAX_AGENT_CHARS, pattern=r"\S",
-                              description="the agent's name, shown to the customer beside the reply")
+    agent: BodyAgentName | None = Field(None, description="the agent's name, shown to the customer beside the reply")
     key: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
                             description="made by the client for this reply, and sent again with it when the answer "
                                         "to a try was lost: a reply the conversation holds under the key already "
@@ -73,8 +77,7 @@ class NoteRequest(_Body):
 
     text: str = Field(..., min_length=1, max_length=MAX_REPLY_CHARS, json_schema_extra={"pattern": READABLE},
                       description="the agent's internal note, for the agents alone: never sent to the customer")
-    agent: str | None = Field(None, min_length=1, max_length=MAX_AGENT_CHARS, pattern=r"\S",
-                              description="the agent's name, shown to the other agents beside the note")
+    agent: BodyAgentName | None = Field(None, description="the agent's name, shown to the other agents beside the note")
 
     _readable = field_validator("text")(_readable_text)
 
@@ -502,7 +505,7 @@ SINCE = {"since": ({"anyOf": [{"type": "string", "format": "date"}, {"type": "st
 OFFSET = ({"type": "integer", "minimum": 0, "maximum": 999_999_999, "default": 0,
            "description": "how many items to pass over: the next page"}, False)  # ``bot.server.query_offset``
 HANDOFF_ROUTE = "/admin/conversations/{conversation_id}/{action}"
-AGENT_QUERY = ({"type": "string", "maxLength": MAX_AGENT_CHARS,
+AGENT_QUERY = ({"type": "string", "maxLength": MAX_AGENT_CHARS, "pattern": AGENT_NAME_PATTERN,
                 "description": "the agent's name, shown to the other agents (``bot.server.query_agent``); with an "
                                "agent's own token, theirs alone (403 for another's), and theirs when not given"}, False)
 TURN_ID = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}  # ``?after=``, as ``bot.server`` checks it
@@ -560,7 +563,7 @@ OPERATIONS: list[Operation] = [
                                                        "or any message the customer wrote holds this, in any letter "
                                                        "case"}, False),
                                  "offset": OFFSET,
-                                 "holder": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
+                                 "holder": ({"type": "string", "maxLength": MAX_AGENT_CHARS, "pattern": AGENT_NAME_PATTERN,
                                              "description": "the handed_off conversations this agent has alone, in "
                                                             "any letter case: a leaving agent's customers (none of the "
                                                             "open ones, which are nobody's)"}, False),
@@ -616,7 +619,7 @@ OPERATIONS: list[Operation] = [
     _admin("POST", "/admin/conversations/{conversation_id}/transfer", "Give a handed-off customer to a colleague, who "
            "has them from now (409 with code open: the bot has them)", StatusResponse, errors=(400, 403, 409),
            query={"agent": AGENT_QUERY,
-                  "to": ({"type": "string", "minLength": 1, "maxLength": MAX_AGENT_CHARS,
+                  "to": ({"type": "string", "minLength": 1, "maxLength": MAX_AGENT_CHARS, "pattern": AGENT_NAME_PATTERN,
                           "description": "the colleague's name: one of server.agents, when set (else 400); "
                                          "without server.agents, any name"}, True),
                   "force": ({"type": "boolean", "default": False,

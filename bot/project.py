@@ -30,7 +30,7 @@ from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue
 from dialogues.export import about_one_case
 from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
-from retrieval.text import model_text, normalise, same_example, same_text
+from retrieval.text import INVISIBLE, model_text, normalise, same_example, same_text
 
 # The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
 HANDOFF_PAYLOAD = "/handoff"
@@ -399,7 +399,37 @@ class AgentConfig(Settings):
 
 
 MAX_AGENT_CHARS = 64  # an agent's name, in server.agents as in the admin API's agent, ?agent= and ?holder=
-AgentName = Annotated[str, Field(min_length=1, max_length=MAX_AGENT_CHARS, pattern=r"^\S(.*\S)?$")]
+# What an agent's name may not hold: INVISIBLE's characters but the plain space (controls such as \r and ESC, zero-width
+# ones, direction overrides, the other spaces). Two names that look alike would be two agents, a zero-width one could
+# pass in the console for a colleague's, and an override shows the name backwards. Published as the names' pattern.
+UNSEEN_IN_NAMES = INVISIBLE.replace(r"\x00-\x20", r"\x00-\x1f", 1)
+AGENT_NAME_PATTERN = f"^[^{UNSEEN_IN_NAMES}]*$"  # a query's name, which may be blank (none)
+VISIBLE_AGENT_NAME = f"^[^{UNSEEN_IN_NAMES}]*[^{INVISIBLE}][^{UNSEEN_IN_NAMES}]*$"  # a body's, with a character to see
+_UNSEEN_IN_NAMES = re.compile(f"[{UNSEEN_IN_NAMES}]")
+
+
+def agent_name(name: str) -> str:
+    """An agent's name in Unicode's composed form (NFC), so that "José" typed with a combining accent is the José
+    bot.yml names; ValueError for a character that shows nothing or moves the text (``UNSEEN_IN_NAMES``)."""
+    if unseen := _UNSEEN_IN_NAMES.search(name):
+        raise ValueError(f"holds U+{ord(unseen.group()):04X}, an invisible or control character: write the name "
+                         "with visible characters and plain spaces")
+    return unicodedata.normalize("NFC", name)
+
+
+def one_spelling_each(agents: Any) -> Any:
+    """``server.agents`` as written, refused when two names are one in NFC ("José" with its accent typed apart):
+    read as one, the first one's token would be lost without a word."""
+    if isinstance(agents, dict):
+        seen: dict[Any, Any] = {}
+        for name in agents:
+            if isinstance(name, str) and (other := seen.setdefault(unicodedata.normalize("NFC", name), name)) != name:
+                raise ValueError(f"{other!r} and {name!r} are one name written two ways: give each agent one name")
+    return agents
+
+
+AgentName = Annotated[str, Field(min_length=1, max_length=MAX_AGENT_CHARS, pattern=r"^\S(.*\S)?$"),
+                      AfterValidator(agent_name)]
 
 
 class ServerConfig(Settings):
@@ -408,7 +438,7 @@ class ServerConfig(Settings):
     max_message_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     admin_token: str | None = None
-    agents: dict[AgentName, AgentConfig] = Field(
+    agents: Annotated[dict[AgentName, AgentConfig], BeforeValidator(one_spelling_each)] = Field(
         default_factory=dict, description="agents with a token of their own: a call made with it acts as that agent, "
                                           "whatever name it gives (docs/security.md)")
     metrics_token: str | None = Field(None, description="what a scraper of /metrics must send as a bearer token "

@@ -41,7 +41,7 @@ from bot.limits import LIMITS, Limits
 from bot.nlu import NLU
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
                          ReviewLabelRequest, publish_openapi)
-from bot.project import BotConfig, Project, ProjectError, load_project
+from bot.project import BotConfig, Project, ProjectError, agent_name, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
@@ -1044,12 +1044,15 @@ def query_agent(request: web.Request) -> str | None:
 
 
 def query_name(request: web.Request, key: str) -> str | None:
-    """An agent's name in the query's ``key``, without the spaces around it; None when not given or blank, 400 past
-    ``MAX_AGENT_CHARS``."""
+    """An agent's name in the query's ``key``, without the spaces around it, in NFC (:func:`agent_name`); None when
+    not given or blank, 400 past ``MAX_AGENT_CHARS`` or for an invisible or control character."""
     name = request.query.get(key, "").strip() or None
     if name is not None and len(name) > MAX_AGENT_CHARS:
         raise http_error(web.HTTPBadRequest, f"{key}: at most {MAX_AGENT_CHARS} characters")
-    return name
+    try:
+        return None if name is None else agent_name(name)
+    except ValueError as exc:
+        raise http_error(web.HTTPBadRequest, f"{key}: {exc}") from None
 
 
 def overtaken(exc: Overtaken) -> web.HTTPException:

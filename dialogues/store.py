@@ -426,9 +426,10 @@ _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, chan
 
 
 def agent_key(agent: str | None) -> str:
-    """An agent's name as people read names, in any letter case and spacing ("Ann", " ann"): agents type it in
-    each window of the console, and one agent's two spellings are one agent. Empty for an agent with no name."""
-    return (agent or "").strip().casefold()
+    """An agent's name as people read names, in any letter case and spacing ("Ann", " ann") and either Unicode form
+    of an accent (NFC): agents type it in each window of the console, and one agent's two spellings are one agent.
+    Empty for an agent with no name."""
+    return unicodedata.normalize("NFC", (agent or "").strip().casefold())
 
 
 def _nobodys(column: str, team: Collection[str]) -> tuple[str, list[str]]:

@@ -669,6 +669,30 @@ async def test_an_agents_own_token_acts_in_their_name_alone(bot_dir: Path, aioht
     assert (await call("GET", "", {"Authorization": "Bearer ana-own-token"}))[0] == 401
 
 
+async def test_an_agents_name_holds_no_invisible_character_and_is_one_name_in_either_unicode_form(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A name with a zero-width space, a right-to-left override, a carriage return or an escape was another agent who
+    looked like a colleague (or showed their name backwards) in the console: it is refused. "José" typed with its
+    accent apart (as some keyboards send it) was not the José of server.agents, whose own token was refused it."""
+    configure(bot_dir, server={"agents": {"José": {"token": "jose-own-token-0123"}}})
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    jose = {"Authorization": "Bearer jose-own-token-0123"}
+    await chat(client, "taken", "I need help with my bill")
+    for name in ("Ana\u200b", "Ana\u202eLee", "Ana\rLee", "\x1b[31mAna"):
+        taken = await client.post("/admin/conversations/taken/handoff", params={"agent": name}, headers=AUTH)
+        assert taken.status == 400 and "invisible or control character" in (await taken.json())["error"], name
+        sent = await client.post("/admin/conversations/taken/messages", json={"text": ANSWER, "agent": name}, headers=AUTH)
+        error = (await sent.json())["error"]
+        assert sent.status == 400 and error.startswith("agent:") and "invisible or control character" in error, name
+    taken = await client.post("/admin/conversations/taken/handoff", params={"agent": "Jose\u0301"}, headers=jose)
+    assert taken.status == 200 and (await taken.json())["agent"] == "José"
+    sent = await client.post("/admin/conversations/taken/messages", json={"text": ANSWER, "agent": "Jose\u0301"},
+                             headers=AUTH)  # his customer: the admin token naming him in either form is him
+    assert sent.status == 200
+    transcript = await (await client.get("/admin/conversations/taken", headers=AUTH)).json()
+    assert [t["author"] for t in transcript["turns"] if t["role"] == "agent"] == ["José"]
+
+
 async def test_an_agent_with_their_own_token_passes_their_customer_to_a_named_colleague(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """With tokens of their own, Ana could not make her customer Bob's: her token cannot take them over as Bob. She
@@ -809,7 +833,10 @@ async def test_a_lead_taking_a_customer_over_in_a_colleagues_name_passes_them_th
 @pytest.mark.parametrize(("agents", "said"), [
     ({"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "ana-own-token-0123"}}, "agent Bob's token is agent Ana's"),
     ({"Ana": {"token": "small-admin-token"}}, "agent Ana's token is the admin token's"),
-    ({"Ana": {"token": "ana-own-token-0123"}, "ANA": {"token": "another-token-4567"}}, "and Ana name one agent")])
+    ({"Ana": {"token": "ana-own-token-0123"}, "ANA": {"token": "another-token-4567"}}, "and Ana name one agent"),
+    ({"José": {"token": "ana-own-token-0123"}, "Jose\u0301": {"token": "another-token-4567"}}, "one name written two ways"),
+    ({"Ana\u200b": {"token": "ana-own-token-0123"}}, "U\\+200B, an invisible or control character"),
+    ({"Ana\u202eLee": {"token": "ana-own-token-0123"}}, "U\\+202E, an invisible or control character")])
 def test_agents_tokens_and_names_are_each_their_own(bot_dir: Path, agents: dict[str, Any], said: str) -> None:
     """A token two agents shared could not say whose a call was; nor could two names of one agent ("Ana", "ana", read
     as one as the bot reads names), each acting as the other: the server refuses to start."""
