@@ -307,6 +307,10 @@ class WebChannel(Settings):
     predictions: bool = Field(True, description=(
         "whether every client gets the model's intent, confidence and top 5 ranking with each reply; false: only a "
         "request with the admin token, as the admin API does: the rest are told the reply alone"))
+    min_conversation_id_chars: int = Field(0, ge=0, le=128, description=(
+        "a shorter conversation id from a web client is refused (400): the id is the key to a visitor's conversation, "
+        "and one a client makes short (an order number) is guessed; 0 takes any, and the log says when one under "
+        "16 characters comes (docs/security.md)"))
 
 
 class SlackChannel(Settings):

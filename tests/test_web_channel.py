@@ -277,6 +277,31 @@ async def test_a_signed_in_customers_conversation_is_theirs_alone_to_read_hear_a
     assert (await client.get(history, params={"user_hash": "not hex"})).status == 400
 
 
+async def test_a_short_conversation_id_is_said_in_the_log_and_refused_below_the_configured_minimum(
+        client: Any, aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The server took any id, so a custom client sending "1" or an order number had its customers' chats read by
+    whoever guessed them. Such ids are served as before but said in the log, once an hour at most; with
+    channels.web.min_conversation_id_chars a shorter id is refused on every path, and the widget's still served."""
+    with caplog.at_level("WARNING", logger=web_channel.__name__):
+        for cid in ("1", "order-12345"):
+            await chat(client, cid, "hello")
+    said = [r.getMessage() for r in caplog.records if "conversation id of" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("a web client sent a conversation id of 1 characters"), said
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", channels={"web": {"min_conversation_id_chars": 16}})
+    strict = await aiohttp_client(create_app(root, device="cpu"))
+    error = "conversation_id: at least 16 characters"
+    short = {"conversation_id": "order-12345"}
+    for response in (await strict.post("/api/chat", json={**short, "text": "hello"}),
+                     await strict.get("/api/conversations/order-12345/history"),
+                     await strict.post("/api/feedback", json={**short, "turn_id": 1, "value": 1})):
+        assert response.status == 400 and (await response.json())["error"].startswith(error)
+    async with strict.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "join", **short})
+        assert (await ws.receive_json())["error"].startswith(error)
+    await chat(strict, new_id(), "hello")
+
+
 async def test_without_an_identity_secret_no_user_is_verified(client: Any, web_demo_bot: SimpleNamespace) -> None:
     cid = new_id()
     body = {"conversation_id": cid, "text": "hello", "user": "u-17", "user_hash": vouched("u-17")}

@@ -53,6 +53,10 @@ IDENTITY_ENV = {"identity_secret": "DESKBOT_WEB_IDENTITY_SECRET"}
 # Shorter, `bot serve` says it can be found: a signed-in customer sees their id and its hash, and may try guesses offline.
 MIN_IDENTITY_SECRET_CHARS = 32
 USER_HASH = r"^[0-9a-fA-F]{64}$"
+# A web conversation id shorter is said in the log, once an hour at most: whoever has a visitor's id reads their chat,
+# and a custom client's short one ("1", an order number) is guessed. The widget's have 40 characters.
+SHORT_ID_CHARS = 16
+SHORT_ID_WARNING_S = 3600.0
 log = logging.getLogger(__name__)
 
 
@@ -297,6 +301,8 @@ class WebChannel(Channel):
         self.identity_secret = identity_secret(settings)
         self.predictions: bool = settings.get("predictions", True)
         self._answers = RecentAnswers()  # by message_id: a message sent again is answered once
+        self.min_id_chars: int = settings.get("min_conversation_id_chars", 0)
+        self._short_id_said = -SHORT_ID_WARNING_S  # when the log last said a short conversation id came
 
     def routes(self) -> list[web.AbstractRouteDef]:
         api: list[tuple[str, str, Handler]] = [
@@ -384,6 +390,19 @@ class WebChannel(Channel):
             raise Unverified("user_hash: not the HMAC-SHA256 of user under channels.web.identity_secret")
         return request.user
 
+    def check_id(self, conversation_id: str) -> None:
+        """Refused for a conversation id shorter than ``channels.web.min_conversation_id_chars``; one shorter than
+        ``SHORT_ID_CHARS`` meanwhile is said in the log (once an hour at most), so that a shop learns its client makes
+        ids anyone can guess before it sets the minimum, which would refuse that client's every message."""
+        if len(conversation_id) < self.min_id_chars:
+            raise Refused(f"conversation_id: at least {self.min_id_chars} characters (channels.web."
+                          "min_conversation_id_chars): make it random, as the widget's are")
+        if len(conversation_id) < SHORT_ID_CHARS and time.monotonic() >= self._short_id_said + SHORT_ID_WARNING_S:
+            self._short_id_said = time.monotonic()
+            log.warning("a web client sent a conversation id of %d characters: anyone who guesses it reads that "
+                        "conversation; make the client's ids random and set channels.web.min_conversation_id_chars "
+                        "(docs/security.md)", len(conversation_id))
+
     async def proven(self, request: Customer, conversation_id: str) -> str | None:
         """:meth:`verified_user`, refused (Unverified) unless it is the customer a conversation that had a verified
         one last had: a signed-in customer's chat holds their orders and address, and its id alone, which a
@@ -455,6 +474,7 @@ class WebChannel(Channel):
         body = await read_json(request, ChatRequest)
         count_message(request, body.conversation_id)
         try:
+            self.check_id(body.conversation_id)
             await self.proven(body, body.conversation_id)
             return json_response(self._shown(await self.chat(body, client_address(request)), request))
         except Unverified as exc:
@@ -499,6 +519,7 @@ class WebChannel(Channel):
                     except ValidationError as exc:  # the frame's own fault; one raised within the turn is the bot's
                         raise Refused(error_message(exc)) from None
                     cid = body.conversation_id
+                    self.check_id(cid)
                     await self.proven(body, cid)  # before the join: a signed-in customer's pushes are theirs alone
                     self._join(ws, joined, cid)  # else first: a refused message must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
@@ -550,17 +571,24 @@ class WebChannel(Channel):
         ``?user_hash=`` alone (403)."""
         cid = valid_conversation_id(request, web_client=True)
         try:
+            self.check_id(cid)
             await self.proven(Customer.model_validate(dict(request.query)), cid)
         except ValidationError as exc:
             raise bad_request(exc) from None
         except Unverified as exc:
             raise http_error(web.HTTPForbidden, str(exc)) from None
+        except Refused as exc:
+            raise bad_request(exc) from None
         store = self.bot.store
         turns = await self.bot._store(store.history, cid) if store else []
         return json_response({"conversation_id": cid, **await self._status(cid), "turns": turns})
 
     async def feedback(self, request: web.Request) -> web.Response:
         body = await read_json(request, FeedbackRequest)
+        try:
+            self.check_id(body.conversation_id)
+        except Refused as exc:
+            raise bad_request(exc) from None
         try:
             await self.bot._store(self.bot.store.add_feedback, body.conversation_id, body.turn_id, body.value,
                                   body.comment)
