@@ -449,7 +449,7 @@ class LabelResponse(_Body):
 
 PATH_PARAMETERS: dict[str, Any] = {"conversation_id": ConversationId, "turn_id": int, "note_id": int}
 ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wrong bearer token, or a bad signature",
-              403: "sent by a page on an origin that channels.web.origins does not list; on /api/chat and a history also a "
+              403: "sent by a page on an origin that channels.web.origins does not list; on /api/chat, a history and a vote also a "
                    "user without its right user_hash while channels.web.identity_secret is set, or a conversation a "
                    "signed-in customer had without theirs; on a note, another "
                    "agent's (its author alone deletes it)",

@@ -250,14 +250,16 @@ async def test_with_an_identity_secret_only_users_the_shops_server_vouched_for_a
 async def test_a_signed_in_customers_conversation_is_theirs_alone_to_read_hear_and_continue(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A conversation's id was the key to it, so a signed-in customer's chat (their orders, their address) could be
-    read, heard and written in by anyone with its id, which a custom client may make guessable. One whose last message
-    came from a verified customer asks for that customer's proof; a visitor's is open with its id, as before."""
+    read, heard, written and voted in by anyone with its id, which a custom client may make guessable. One whose
+    last message came from a verified customer asks for that customer's proof; a visitor's is open with its id."""
     root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
     monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
     client = await aiohttp_client(create_app(root, device="cpu"))
     cid, visitor = new_id(), new_id()
     proof = {"user": "u-17", "user_hash": vouched("u-17")}
-    assert (await client.post("/api/chat", json={"conversation_id": cid, "text": "hello", **proof})).status == 200
+    first = await client.post("/api/chat", json={"conversation_id": cid, "text": "hello", **proof})
+    assert first.status == 200
+    turn_id = (await first.json())["turn_id"]
     await chat(client, visitor, "hello")
     history = f"/api/conversations/{cid}/history"
     for query in ({}, {"user": "u-18", "user_hash": vouched("u-18")}):
@@ -268,8 +270,12 @@ async def test_a_signed_in_customers_conversation_is_theirs_alone_to_read_hear_a
         async with client.ws_connect("/api/ws") as ws:
             await ws.send_json({"type": "join", "conversation_id": cid, **query})
             assert (await ws.receive_json())["error"].startswith("conversation_id:")
+        vote = {"conversation_id": cid, "turn_id": turn_id, "value": -1, **query}
+        assert (await client.post("/api/feedback", json=vote)).status == 403, query
     response = await client.get(history, params=proof)
     assert response.status == 200 and len((await response.json())["turns"]) == 2
+    vote = {"conversation_id": cid, "turn_id": turn_id, "value": 1, **proof}
+    assert (await client.post("/api/feedback", json=vote)).status == 200
     async with client.ws_connect("/api/ws") as ws:
         await ws.send_json({"type": "join", "conversation_id": cid, **proof})
         assert (await ws.receive_json())["type"] == "status"

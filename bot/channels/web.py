@@ -167,8 +167,9 @@ JSONInteger = Annotated[int, Field(strict=False), BeforeValidator(_json_integer)
 TurnIdOrZero = Annotated[int, Field(strict=False, ge=0, le=2**63 - 1), BeforeValidator(_json_integer)]
 
 
-class FeedbackRequest(ConversationRequest):
-    """A vote names its conversation too: a client may rate only the replies of a conversation it holds."""
+class FeedbackRequest(ConversationRequest, Customer):
+    """A vote names its conversation too: a client may rate only the replies of a conversation it holds (a
+    signed-in customer's with their proof)."""
 
     turn_id: JSONInteger = Field(..., ge=1, le=2**63 - 1, description="a bot reply's turn_id (SQLite's integer range)")
     value: JSONInteger = Field(..., ge=-1, le=1, description="1 thumbs up, -1 thumbs down")
@@ -587,6 +588,9 @@ class WebChannel(Channel):
         body = await read_json(request, FeedbackRequest)
         try:
             self.check_id(body.conversation_id)
+            await self.proven(body, body.conversation_id)
+        except Unverified as exc:
+            raise http_error(web.HTTPForbidden, str(exc)) from None
         except Refused as exc:
             raise bad_request(exc) from None
         try:

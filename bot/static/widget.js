@@ -1143,7 +1143,7 @@
     };
     show(current);
     const post = (value, comment) => api("POST", "/api/feedback",
-      { conversation_id: conversationId, turn_id: turnId, value, ...(comment ? { comment } : {}) });
+      { conversation_id: conversationId, turn_id: turnId, value, ...user, ...(comment ? { comment } : {}) });
     const vote = async (value) => {
       const previous = up.getAttribute("aria-pressed") === "true" ? 1 : down.getAttribute("aria-pressed") === "true" ? -1 : 0;
       const next = previous === value ? 0 : value; // pressing the pressed thumb takes the vote back
