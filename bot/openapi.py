@@ -96,7 +96,8 @@ class ReviewLabelRequest(_Body):
                                                     "swapped in since may have changed (409)")
     correct: bool = Field(False, description="with intent: change the label of a message labelled already, and of "
                                              "the messages labelled with it")
-    reviewer: str | None = Field(None, max_length=128)
+    reviewer: Annotated[str, Field(max_length=128, json_schema_extra={"pattern": AGENT_NAME_PATTERN}),
+                        AfterValidator(agent_name)] | None = None  # an agent's name, held to their rule
 
     @model_validator(mode="after")
     def _intent_or_accept(self) -> ReviewLabelRequest:
