@@ -407,7 +407,9 @@ class WebChannel(Channel):
     async def proven(self, request: Customer, conversation_id: str) -> str | None:
         """:meth:`verified_user`, refused (Unverified) unless it is the customer a conversation that had a verified
         one last had: a signed-in customer's chat holds their orders and address, and its id alone, which a
-        custom client may make guessable, must not let anyone read it, hear it or write in it as them."""
+        custom client may make guessable, must not let anyone read it, hear it or write in it as them. Every web
+        request naming a conversation asks this first, so its id is checked here too (:meth:`check_id`)."""
+        self.check_id(conversation_id)
         proven = self.verified_user(request)
         store = self.bot.store
         conversation = await self.bot._store(store.conversation, conversation_id) if store else None
@@ -475,7 +477,6 @@ class WebChannel(Channel):
         body = await read_json(request, ChatRequest)
         count_message(request, body.conversation_id)
         try:
-            self.check_id(body.conversation_id)
             await self.proven(body, body.conversation_id)
             return json_response(self._shown(await self.chat(body, client_address(request)), request))
         except Unverified as exc:
@@ -520,7 +521,6 @@ class WebChannel(Channel):
                     except ValidationError as exc:  # the frame's own fault; one raised within the turn is the bot's
                         raise Refused(error_message(exc)) from None
                     cid = body.conversation_id
-                    self.check_id(cid)
                     await self.proven(body, cid)  # before the join: a signed-in customer's pushes are theirs alone
                     self._join(ws, joined, cid)  # else first: a refused message must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
@@ -572,7 +572,6 @@ class WebChannel(Channel):
         ``?user_hash=`` alone (403)."""
         cid = valid_conversation_id(request, web_client=True)
         try:
-            self.check_id(cid)
             await self.proven(Customer.model_validate(dict(request.query)), cid)
         except ValidationError as exc:
             raise bad_request(exc) from None
@@ -587,7 +586,6 @@ class WebChannel(Channel):
     async def feedback(self, request: web.Request) -> web.Response:
         body = await read_json(request, FeedbackRequest)
         try:
-            self.check_id(body.conversation_id)
             await self.proven(body, body.conversation_id)
         except Unverified as exc:
             raise http_error(web.HTTPForbidden, str(exc)) from None
