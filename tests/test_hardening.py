@@ -2256,6 +2256,25 @@ def test_the_help_gives_each_command_in_one_line_and_shows_how_it_is_run() -> No
                 assert not re.search(r"--\S+ (TEXT|INTEGER|FLOAT)", text), text
 
 
+def test_every_command_and_option_is_in_the_docs() -> None:
+    """`bot relabel`, `bot serve --port` and the commands' --device were in their --help alone: a user reading the
+    README and docs/ never learnt of them. A benchmark's options are in bench/*.md, with the figures they give."""
+    import click
+
+    docs = "".join(path.read_text() for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")])
+    missing = []
+    for name, command in cli.commands.items():
+        if name == "bench":
+            continue
+        commands = command.commands.items() if isinstance(command, click.Group) else [("", command)]
+        for sub, leaf in commands:
+            words = f"bot {name} {sub}".strip()
+            options = [opt for param in leaf.params for opt in param.opts if opt.startswith("--")]
+            missing += [f"{words} {opt}" for opt in options if opt not in docs]
+            missing += [] if words in docs else [words]
+    assert missing == []
+
+
 def test_what_a_user_can_mistype_on_the_command_line_gets_one_line_errors(tiny_demo_bot: Path, tmp_path: Path) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "bot")
 
