@@ -725,6 +725,22 @@ async def test_a_tab_that_stopped_reading_is_cut_and_holds_up_neither_the_others
     frozen.close()
 
 
+def test_the_docs_name_every_route_and_query_parameter() -> None:
+    """The API tables of README.md and docs/learning.md are where a client's developer reads what the server takes:
+    a route or a ?parameter in /openapi.json alone (release, transfer, ?unheld=, ?by=) is one they never learn of."""
+    from bot.openapi import OPERATIONS
+
+    docs = "".join(path.read_text() for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")])
+    missing = []
+    for op in OPERATIONS:
+        path = re.sub(r"\{(conversation_id|turn_id)\}", "{id}", op.path)
+        if not re.search(rf"{op.method}\S* [^|\n]*?{re.escape(path)}(?![\w/])", docs):
+            missing.append(f"{op.method} {op.path}")
+        if op.path.startswith(("/api/", "/admin/")):
+            missing += [f"{op.method} {op.path}?{name}=" for name in op.query if not re.search(rf"[?&]{name}=", docs)]
+    assert missing == []
+
+
 def test_the_readme_lists_every_field_a_chat_reply_has() -> None:
     """The README's HTTP API table is where a page's developer reads what POST /api/chat answers: it left out
     ``custom``, the payloads a custom action sends for the page."""
