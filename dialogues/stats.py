@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from dialogues.holding import says_wrong
-from dialogues.store import TRYOUT_CHANNEL, Store
+from dialogues.store import RENAMED, TRYOUT_CHANNEL, Store
 
 ANSWERED = ("template", "retrieval", "action")
 CHANNELS = ("web", "slack", "wecom")  # those customers come through: ``bot chat``'s tries are the shop's own
@@ -97,12 +97,14 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
     answered_waits = sorted(w for (w,) in waits if w is not None)
     answered_sources = ", ".join(f"'{source}'" for source in ANSWERED)
     # Answers a reviewer labelled with another intent, or out of scope (the latest label): the bot answered, and
-    # answered another question than the customer's.
+    # answered another question than the customer's. Not one given under a name `bot relabel` gave its labels since.
     wrong = rows(
-        "SELECT count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id JOIN review_labels r ON r.turn_id = t.id "
+        f"{RENAMED}SELECT count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id "
+        "JOIN review_labels r ON r.turn_id = t.id "
         f"WHERE t.created >= :since AND t.created < :until AND t.conversation_id {customers} "
         f"AND p.source IN ({answered_sources}) AND r.id = (SELECT max(id) FROM review_labels WHERE turn_id = t.id) "
-        "AND r.intent IS NOT p.intent")[0][0]
+        "AND r.intent IS NOT p.intent "
+        "AND NOT EXISTS (SELECT 1 FROM renamed WHERE renamed.old = p.intent AND renamed.new = r.intent)")[0][0]
     intents = rows(
         "SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since AND t.created < :until "
         f"AND t.conversation_id {customers} AND p.source IN ({answered_sources}) AND p.intent IS NOT NULL GROUP BY p.intent "

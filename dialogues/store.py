@@ -379,10 +379,22 @@ def _v33(db: sqlite_utils.Database) -> None:
                "WHERE message_id IS NOT NULL")
 
 
+def _v34(db: sqlite_utils.Database) -> None:
+    """Each intent renamed or merged into another with ``bot relabel`` (``Store.relabel``): ``bot stats`` counted the
+    answers the bot gave under the old name as labelled with another intent once their labels had the new one.
+    None before: the renames made until then are not known."""
+    db.execute("CREATE TABLE IF NOT EXISTS intent_renames (id INTEGER PRIMARY KEY, old TEXT NOT NULL, "
+               "new TEXT NOT NULL, reviewer TEXT, created FLOAT NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
-                                                              _v29, _v30, _v31, _v32, _v33]
+                                                              _v29, _v30, _v31, _v32, _v33, _v34]
+# Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
+# twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
+RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
+           "SELECT renamed.old, n.new FROM renamed JOIN intent_renames n ON n.old = renamed.new) ")
 # How long an answered platform message's key is kept: Slack retries at once, after 1 and after 5 minutes,
 # WeCom within seconds.
 REDELIVERY_WINDOW_S = 900.0
@@ -2225,11 +2237,14 @@ class Store:
         """Label ``new`` every turn whose latest label is ``old``; returns the turns relabelled. An intent renamed
         or merged into another in nlu.yml left its labels naming one the bot no longer has, which a retrain cannot
         learn: months of a reviewer's work, otherwise labelled again one item at a time. The old labels stay in the
-        store, under the new, as a correction's do."""
+        store, under the new, as a correction's do; the rename is kept (:data:`RENAMED`), so that an answer the bot
+        gave under ``old`` counts as one of ``new``."""
         with self._writing():
             turns = [r["turn_id"] for r in self.db.query(
                 "SELECT turn_id FROM review_labels r WHERE intent = ? "
                 "AND id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) ORDER BY turn_id", [old])]
+            if turns:
+                self.db["intent_renames"].insert({"old": old, "new": new, "reviewer": reviewer, "created": now()})
             return self.add_labels(turns, new, reviewer)
 
     def label_of(self, *turn_ids: int, known: Collection[str] | None = None) -> dict[str, Any] | None:

@@ -855,3 +855,21 @@ async def test_the_agents_inbox_is_read_beside_the_store_writer(tiny_demo_bot: P
     finally:
         release.set()
         await writer
+
+
+def test_an_answer_under_an_intents_old_name_is_right_once_its_labels_have_the_new(tmp_path: Path) -> None:
+    """cancel_order renamed cancel_purchase, then cancel_request (`bot relabel` each time): the answers the bot gave
+    under the old names, labelled right, counted as labelled with another intent once their labels had the new name,
+    as did those the serving model gave under the old name before the next retrain, labelled with the new."""
+    store = Store(tmp_path / "dialogues.db")
+    right, _ = exchange(store, "c1", "cancel it", "action", "cancel_order")
+    wrong, _ = exchange(store, "c2", "cancel my refund", "action", "cancel_order")
+    store.add_labels([right], "cancel_order")
+    store.add_labels([wrong], "get_refund")
+    assert store.relabel("cancel_order", "cancel_purchase") == [right]
+    later, _ = exchange(store, "c3", "stop the order", "action", "cancel_order")  # before the retrain
+    store.add_labels([later], "cancel_purchase")
+    assert store.relabel("cancel_purchase", "cancel_request") == [right, later]
+
+    assert conversation_stats(store)["wrong_answers"] == 1  # the refund question alone
+    store.close()

@@ -1723,6 +1723,19 @@ def test_a_web_messages_own_id_finds_its_answer_from_migration_33_on(tmp_path: P
     store.close()
 
 
+def test_an_intent_renamed_by_bot_relabel_is_kept_from_migration_34_on(tmp_path: Path) -> None:
+    """A store of the deskbot before keeps each rename once opened, who made it and when, so that ``bot stats`` reads
+    an answer under the old name as one of the new; a relabel that moved no label renames nothing."""
+    store = left_by(Store(tmp_path / "dialogues.db"), 33, "DROP TABLE intent_renames")
+    turn = user_turn(store, "c1", "cancel my order")
+    store.add_labels([turn], "cancel_order", "ann")
+    assert store.relabel("cancel_order", "cancel_purchase", "ann") == [turn]
+    assert store.relabel("cancel_order", "cancel_purchase", "ann") == []
+    assert [(r["old"], r["new"], r["reviewer"]) for r in store.db["intent_renames"].rows] == [
+        ("cancel_order", "cancel_purchase", "ann")]
+    store.close()
+
+
 def test_an_agents_note_is_kept_from_migration_25_on_for_the_agents_alone(tmp_path: Path) -> None:
     """Agents had nowhere to note what a colleague should know of a customer but a reply, which the customer read. A
     store of the deskbot before takes notes once opened; the transcript shows them, the customer's history never, and
