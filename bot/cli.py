@@ -1524,7 +1524,8 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     """Move the labels of a renamed or merged intent to its new name.
 
     Every message whose review label is OLD gets the label NEW, which nlu.yml must have (or oos); the next
-    `bot retrain` learns them. A split intent has no one new name: `bot review` offers its messages again.
+    `bot retrain` learns them. A split intent has no one new name: `bot review` offers its messages again; nor
+    has oos, whose messages are each a question no intent takes.
 
     Examples:
 
@@ -1541,6 +1542,9 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
         fail(str(exc))
     if old == new:
         fail(f"{old} is {new} already")
+    if old == OOS:
+        fail(f"{OOS} labels every message no intent of the bot took, whatever it asked: they have no one new name, and "
+             f"{new} would learn them all. A new intent learns from the examples nlu.yml gives it")
     store = _open_store(project)
     try:
         turns = store.relabel(old, new, reviewer)

@@ -627,6 +627,22 @@ def test_labels_of_a_renamed_intent_are_named_and_relabelled_not_dropped_unsaid(
     assert second.decision["data"]["new_labels"] == 2
 
 
+def test_the_out_of_scope_labels_are_not_relabelled_with_one_intent(bot_dir: Path) -> None:
+    """`bot relabel mybot oos track_order` gave every message a reviewer had found no intent for, "asdf" and the
+    weather alike, the label track_order, which the next retrain learnt. oos names no intent to rename."""
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["asdf qwer", "will it rain tomorrow"]), "oos", "ann")
+    store.add_labels(log_turns(store, ["has my parcel left yet"], conversation="c2"), "track_order", "ann")
+    store.close()
+
+    refused = CliRunner().invoke(cli, ["relabel", str(bot_dir), "oos", "track_order"])
+
+    assert refused.exit_code == 1 and "oos labels every message no intent of the bot took" in refused.output
+    store = Store(bot_dir / "dialogues.db")
+    assert sorted(r["intent"] for r in store.labels()) == ["oos", "oos", "track_order"]
+    store.close()
+
+
 def test_the_gate_compares_a_renamed_intent_on_neither_model_and_says_so(bot_dir: Path) -> None:
     """The serving model never learnt cancel_purchase, cancel_order's new name: the gate counted each of its examples
     as the serving model's mistake (seed top-1 0.75 against the candidate's 1.0), so any candidate passed on the
