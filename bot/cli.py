@@ -1523,7 +1523,8 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
 def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     """Move the labels of a renamed or merged intent to its new name.
 
-    Every message whose review label is OLD gets the label NEW, which nlu.yml must have (or oos); the next
+    Every message whose review label is OLD, an intent nlu.yml no longer has, gets the label NEW, which nlu.yml
+    must have (or oos); the next
     `bot retrain` learns them. A split intent has no one new name: `bot review` offers its messages again; nor
     has oos, whose messages are each a question no intent takes.
 
@@ -1545,6 +1546,9 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     if old == OOS:
         fail(f"{OOS} labels every message no intent of the bot took, whatever it asked: they have no one new name, and "
              f"{new} would learn them all. A new intent learns from the examples nlu.yml gives it")
+    if old in project.intents:
+        fail(f"{old} is still an intent of nlu.yml: rename it there first (or, to merge it into {new}, move its "
+             "examples there), else its examples go on teaching it and the bot answers with it")
     store = _open_store(project)
     try:
         turns = store.relabel(old, new, reviewer)

@@ -643,6 +643,21 @@ def test_the_out_of_scope_labels_are_not_relabelled_with_one_intent(bot_dir: Pat
     store.close()
 
 
+def test_the_labels_of_an_intent_nlu_yml_still_has_are_not_relabelled(bot_dir: Path) -> None:
+    """`bot relabel mybot cancel_order get_refund` before cancel_order was taken out of nlu.yml gave its labels the
+    other intent while its examples went on teaching it, and `bot stats` took its answers as get_refund's."""
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["please cancel the blue sofa"]), "cancel_order", "ann")
+    store.close()
+
+    refused = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "get_refund"])
+
+    assert refused.exit_code == 1 and "cancel_order is still an intent of nlu.yml: rename it there first" in refused.output
+    store = Store(bot_dir / "dialogues.db")
+    assert [r["intent"] for r in store.labels()] == ["cancel_order"] and not list(store.db["intent_renames"].rows)
+    store.close()
+
+
 def test_the_gate_compares_a_renamed_intent_on_neither_model_and_says_so(bot_dir: Path) -> None:
     """The serving model never learnt cancel_purchase, cancel_order's new name: the gate counted each of its examples
     as the serving model's mistake (seed top-1 0.75 against the candidate's 1.0), so any candidate passed on the
