@@ -1553,11 +1553,15 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     try:
         turns = store.relabel(old, new, reviewer)
         named = {row["intent"] for row in store.labels()}
+        answered = store.predicted(old)
     finally:
         store.close()
+    if not turns and answered:
+        click.echo(f"No message is labelled {old}; `bot stats` counts the bot's answers under it as {new}'s.")
+        return
     if not turns:
         names = ", ".join(sorted(named - {*project.intents, OOS})) or "none"
-        fail(f"no message is labelled {old}; labels naming intents nlu.yml lacks: {names}")
+        fail(f"no message is labelled {old} nor answered under it; labels naming intents nlu.yml lacks: {names}")
     click.echo(f"Relabelled {_count(len(turns), 'message')} from {old} to {new}. "
                f"Run `bot retrain {shell(directory)}` to learn them.")
 

@@ -2234,7 +2234,8 @@ class Store:
             return self.add_labels(batch, intent, reviewer)
 
     def relabel(self, old: str, new: str, reviewer: str | None = None) -> list[int]:
-        """Label ``new`` every turn whose latest label is ``old``; returns the turns relabelled. An intent renamed
+        """Label ``new`` every turn whose latest label is ``old``, and keep the rename where the bot labelled or
+        predicted ``old``; returns the turns relabelled. An intent renamed
         or merged into another in nlu.yml left its labels naming one the bot no longer has, which a retrain cannot
         learn: months of a reviewer's work, otherwise labelled again one item at a time. The old labels stay in the
         store, under the new, as a correction's do; the rename is kept (:data:`RENAMED`), so that an answer the bot
@@ -2243,9 +2244,15 @@ class Store:
             turns = [r["turn_id"] for r in self.db.query(
                 "SELECT turn_id FROM review_labels r WHERE intent = ? "
                 "AND id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) ORDER BY turn_id", [old])]
-            if turns:
+            kept = self.db.execute("SELECT 1 FROM intent_renames WHERE old = ? AND new = ?", [old, new]).fetchone()
+            if not kept and (turns or self.predicted(old)):
                 self.db["intent_renames"].insert({"old": old, "new": new, "reviewer": reviewer, "created": now()})
             return self.add_labels(turns, new, reviewer)
+
+    def predicted(self, intent: str) -> bool:
+        """Whether the bot ever gave a message ``intent``: a name renamed before any of its messages was labelled
+        is still the one the serving model answers with until the next retrain."""
+        return self.db.execute("SELECT 1 FROM predictions WHERE intent = ? LIMIT 1", [intent]).fetchone() is not None
 
     def label_of(self, *turn_ids: int, known: Collection[str] | None = None) -> dict[str, Any] | None:
         """The latest label (``turn_id``, ``intent``, ``reviewer``, ``created``) of these turns, or None; with

@@ -35,6 +35,7 @@ from bot.retrain import (
 from bot.server import create_app
 from bot.training import EVALUATION_FILE, changed_settings, held_out_texts, seed_labels, train_project
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
+from dialogues.stats import conversation_stats
 from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
 from finetune.registry import Registry, RegistryError
 from retrieval.text import same_text
@@ -619,12 +620,32 @@ def test_labels_of_a_renamed_intent_are_named_and_relabelled_not_dropped_unsaid(
     moved = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"])
     assert moved.exit_code == 0, moved.output
     assert f"Relabelled 2 messages from cancel_order to cancel_purchase. Run `bot retrain {bot_dir}`" in moved.output
-    again = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"])
-    assert again.exit_code == 1 and "no message is labelled cancel_order" in again.output
+    typo = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_ordr", "cancel_purchase"])
+    assert typo.exit_code == 1 and "no message is labelled cancel_ordr nor answered under it" in typo.output
 
     second = retrain(load_project(bot_dir), device="cpu", progress=False)
     assert second.decision["data"]["labelled"] == 3 and second.decision["data"]["orphaned"] == {}
     assert second.decision["data"]["new_labels"] == 2
+
+
+def test_an_intent_renamed_before_any_of_its_messages_was_labelled_keeps_its_answers_right(bot_dir: Path) -> None:
+    """cancel_order renamed cancel_purchase with none of its messages labelled yet: `bot relabel` refused, having no
+    label to move, and the answers the serving model gave under cancel_order until the next retrain, labelled
+    cancel_purchase in review, counted in `bot stats` as labelled with another intent."""
+    store = Store(bot_dir / "dialogues.db")
+    turn, _ = store.log_exchange(Exchange("c1", "web", None, "cancel the sofa", None, "Cancelled.", "cancel_order", 0.9,
+                                          [("cancel_order", 0.9)], "action", "v0001"))
+    store.close()
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+
+    renamed = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"])
+
+    assert renamed.exit_code == 0, renamed.output
+    assert "No message is labelled cancel_order; `bot stats` counts the bot's answers under it" in renamed.output
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels([turn], "cancel_purchase", "ann")
+    assert conversation_stats(store)["wrong_answers"] == 0
+    store.close()
 
 
 def test_the_out_of_scope_labels_are_not_relabelled_with_one_intent(bot_dir: Path) -> None:

@@ -1725,12 +1725,14 @@ def test_a_web_messages_own_id_finds_its_answer_from_migration_33_on(tmp_path: P
 
 def test_an_intent_renamed_by_bot_relabel_is_kept_from_migration_34_on(tmp_path: Path) -> None:
     """A store of the deskbot before keeps each rename once opened, who made it and when, so that ``bot stats`` reads
-    an answer under the old name as one of the new; a relabel that moved no label renames nothing."""
+    an answer under the old name as one of the new; a rename made again is kept once, and one of a name the bot
+    neither labelled nor predicted (a typo) not at all."""
     store = left_by(Store(tmp_path / "dialogues.db"), 33, "DROP TABLE intent_renames")
     turn = user_turn(store, "c1", "cancel my order")
     store.add_labels([turn], "cancel_order", "ann")
     assert store.relabel("cancel_order", "cancel_purchase", "ann") == [turn]
     assert store.relabel("cancel_order", "cancel_purchase", "ann") == []
+    assert store.relabel("cancel_ordr", "cancel_purchase", "ann") == []
     assert [(r["old"], r["new"], r["reviewer"]) for r in store.db["intent_renames"].rows] == [
         ("cancel_order", "cancel_purchase", "ann")]
     store.close()
