@@ -52,6 +52,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, cast
 
+import aiohttp
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from limits import RateLimitItem, RateLimitItemPerMinute
@@ -496,6 +497,22 @@ async def hold_back(request: web.Request, conversation_id: str, text: str, langu
 # requests and never reads the answers held its connection, a handler and the answers written so far for as long as
 # it liked, keepalive_seconds counting only a connection with nothing to do. One whose writes stay paused for
 # SEND_SECONDS is cut (:func:`_cut_when_stalled`).
+# Both lean on aiohttp's private parts, which a release may rename: :func:`check_aiohttp` says so as the server starts,
+# where every connection would otherwise fail as it opens.
+HOOKED = ("pause_writing", "resume_writing", "connection_made", "connection_lost", "force_close")  # its methods used
+PRIVATE = ("_manager", "transport")  # a RequestHandler's attributes read
+
+
+def check_aiohttp(handler_class: type = RequestHandler) -> None:
+    """Raise RuntimeError, naming what is missing, where aiohttp's ``handler_class`` lacks a method this module wraps
+    or an attribute it reads (:data:`HOOKED`, :data:`PRIVATE`)."""
+    missing = [name for name in (*HOOKED, *PRIVATE) if not hasattr(handler_class, name)]
+    if missing:
+        raise RuntimeError(f"aiohttp {aiohttp.__version__} has no {handler_class.__name__}.{', .'.join(missing)}, "
+                           "which deskbot's connection limits use: install an aiohttp 3.14 release")
+
+
+check_aiohttp()
 _aiohttp_pause_writing = RequestHandler.pause_writing
 _aiohttp_resume_writing = RequestHandler.resume_writing
 _aiohttp_connection_made = RequestHandler.connection_made
@@ -525,7 +542,7 @@ def _counted_when_made(handler: RequestHandler, transport: asyncio.BaseTransport
 
 def _limits_of(handler: RequestHandler) -> Limits | None:
     """The limits of the application ``handler``'s connection is to (its server's handler is the app's)."""
-    app = getattr(handler._manager.request_handler, "__self__", None) if handler._manager is not None else None
+    app = getattr(getattr(handler._manager, "request_handler", None), "__self__", None)
     return app.get(LIMITS) if isinstance(app, web.Application) else None
 
 

@@ -38,7 +38,7 @@ from bot.channels.slack import slack_signature
 from bot.channels.web import ChatRequest
 from bot.cli import cli
 from bot.language import READABLE
-from bot.limits import LIMITS, Limits, slow_down
+from bot.limits import LIMITS, Limits, check_aiohttp, slow_down
 from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, InboxResponse, mounted
 from bot.project import LimitsConfig, load_project
@@ -451,6 +451,17 @@ async def test_connections_per_ip_are_capped_but_a_trusted_proxys_are_not(make_c
     assert await connections_within(proxied, 5, count=3) == 3  # a proxy's connections are many clients'
     for _, other in behind:
         other.close()
+
+
+def test_an_aiohttp_without_what_the_connection_limits_use_is_refused_at_start() -> None:
+    """The connection limits wrap private parts of aiohttp's RequestHandler: a release without them is said as the
+    server starts, where each connection failed as it opened."""
+    class Renamed:
+        pause_writing = resume_writing = connection_made = connection_lost = force_close = transport = None
+
+    check_aiohttp()  # the installed one has them
+    with pytest.raises(RuntimeError, match=r"has no Renamed\._manager, which deskbot's connection limits use"):
+        check_aiohttp(Renamed)
 
 
 async def test_websockets_from_all_addresses_are_capped(make_client: Callable[..., Any],
