@@ -2844,16 +2844,25 @@ def test_mine_only_with_no_conversation_open_asks_for_the_agents_name_itself(
     context.close()
 
 
-def test_mine_only_stays_as_it_was_through_a_reload_of_the_console(
-        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
-    """Reloaded with "Mine only" ticked, the console showed it ticked and listed everyone's customers."""
-    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
+def console_mine_only(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
+                      admin_token: str) -> tuple[str, str, Any]:
+    """Alice, taken over by an agent, and Bob, nobody's (:func:`console_on_two_waiting_customers`), the console of that
+    agent listing their customers alone ("Mine only")."""
+    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, admin_token)
     page = context.pages[0]
     name = f"Lee {next(PAGE_NUMBERS)}"
     api.admin(f"/admin/conversations/{alice}/handoff?agent={quote(name)}")
     page.once("dialog", lambda dialog: dialog.accept(name))
     page.get_by_label("Mine only").check()
     expect(page.locator(".list li[data-id]")).to_have_count(1)
+    return alice, bob, context
+
+
+def test_mine_only_stays_as_it_was_through_a_reload_of_the_console(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Reloaded with "Mine only" ticked, the console showed it ticked and listed everyone's customers."""
+    alice, bob, context = console_mine_only(chromium, server, api, web_demo_bot.admin_token)
+    page = context.pages[0]
     page.reload()
     expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_visible()
     expect(page.get_by_label("Mine only")).to_be_checked()
@@ -2865,13 +2874,8 @@ def test_the_agents_console_lists_the_customers_nobody_has_alone_when_asked(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """An agent free to take the next customer looked for one nobody had among everyone's, colleagues' included:
     "Nobody's only" lists those alone, unticks "Mine only" (one list at a time), and stays ticked through a reload."""
-    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
+    alice, bob, context = console_mine_only(chromium, server, api, web_demo_bot.admin_token)
     page = context.pages[0]
-    name = f"Lee {next(PAGE_NUMBERS)}"
-    api.admin(f"/admin/conversations/{alice}/handoff?agent={quote(name)}")
-    page.once("dialog", lambda dialog: dialog.accept(name))
-    page.get_by_label("Mine only").check()
-    expect(page.locator(".list li[data-id]")).to_have_count(1)
     page.get_by_label("Nobody's only").check()
     expect(page.get_by_label("Mine only")).not_to_be_checked()
     expect(page.locator(f'.list li[data-id="{bob}"]')).to_be_visible()
