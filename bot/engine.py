@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
@@ -305,8 +305,9 @@ class Bot:
                 slots[SCRIPT] = script
             self._vouch(slots, turn)
         if interrupted:
-            decision = await self._ask_again(turn, text, analysis, decision, slots, entities, read, language, fallbacks,
-                                             unheard, deadline)
+            decision = await self._ask_again(decision, unheard[1], entities, lambda form, filled: self._run_action(
+                turn, text, analysis, self._back_to(form), slots, entities, read, language, fallbacks, unheard, deadline,
+                filled))
         if decision.kind == "handoff":
             decision = self._handoff_allowed(turn, decision, language, script)
         decision = self._in_script(_said_first(checked, decision) if checked is not None else decision, language, script)
@@ -409,24 +410,21 @@ class Bot:
             return None
         return next((slot for slot in form.required_slots if slot in entities), None)
 
-    async def _ask_again(self, turn: Turn, text: str, analysis: Analysis, decision: Decision, slots: dict[str, Any],
-                         entities: dict[str, PayloadValue], read: list[dict[str, Any]], language: Language,
-                         fallbacks: int, unheard: tuple[dict[str, Any], str | None, str | None],
-                         deadline: float) -> Decision:
-        """``decision``, the answer to a message that interrupted the form waiting for an answer (``unheard[1]``: another
-        intent's question, one the bot did not understand), followed by the form's turn: its question asked again, the
-        form waiting on, as Rasa's form carries on once an interruption is answered; the message had ended the form
-        without a word. Not after an answer that ends the wait in its own way: a handoff, an action's own question, a
-        restart; nor where the form's turn fails, which ends it. A slot of the form's that the message filled
-        nonetheless ("cancel order 0456") is validated first (``validate_<form>``), as Rasa's form validates each of its
-        slots a message fills."""
+    async def _ask_again(self, decision: Decision, form: str | None, entities: dict[str, PayloadValue],
+                         form_turn: Callable[[str, str | None], Awaitable[Decision]]) -> Decision:
+        """``decision``, the answer to a message that interrupted ``form`` (another intent's question, or one the bot
+        did not understand), followed by the form asking its question again, as Rasa's form carries on once an
+        interruption is answered: the message had ended the form without a word. ``form_turn(form, filled)`` runs the
+        form's turn; ``filled``, a slot of the form's that the message gave nonetheless ("cancel order 0456"), is
+        validated first (``validate_<form>``), as Rasa's form validates each slot a message fills.
+
+        ``decision`` stands alone after an answer that ends the wait its own way (a handoff, an action's own question,
+        a restart), and where the form's turn fails, which ends the form."""
         if decision.kind == "handoff" or decision.loop or decision.restarted:
             return decision
-        form = unheard[1]
         assert form is not None
         filled = next((slot for slot in self.config.actions.forms[form].required_slots if slot in entities), None)
-        asked = await self._run_action(turn, text, analysis, self._back_to(form), slots, entities, read, language,
-                                       fallbacks, unheard, deadline, filled)
+        asked = await form_turn(form, filled)
         said = Rendered(decision.text, decision.buttons, custom=decision.custom)
         if asked.kind == "handoff":  # its submit action handed the conversation off
             return _said_first(said, asked)
