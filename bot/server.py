@@ -195,7 +195,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     except Exception as exc:
         if cannot_write(exc):  # a full disk, a file made read-only, a lock held: one line a bout, and a wait
-            request.app[BOT].refusals.refused_one(f"{request.method} {request.path}", exc)
+            await request.app[BOT].refusals.refused_one(f"{request.method} {request.path}", exc)
             return json_response({"error": store_failed(exc)}, status=503,
                                  headers={"Retry-After": str(STORE_RETRY_S), **cors_headers(request)})
         if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):

@@ -679,9 +679,21 @@ def test_the_log_says_what_to_do_about_a_store_that_cannot_write(
     error", and the line of a server refusing every customer said no more, nor what to do."""
     monkeypatch.setattr("dialogues.store.shutil.disk_usage", lambda path: SimpleNamespace(free=free))
     path = tmp_path / "dialogues.db"
-    StoreRefusals(path).refused_one("POST /api/chat", sqlite3.OperationalError(error))
+    asyncio.run(StoreRefusals(path).refused_one("POST /api/chat", sqlite3.OperationalError(error)))
     [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert line.endswith(f"said once, and again when it does): {advice.format(path=path)}"), line
+
+
+def test_what_to_do_about_a_store_that_cannot_write_is_found_off_the_event_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding it writes to the store's disk, which, failing, may hang for seconds: on the event loop, every customer's
+    request waited with it."""
+    threads = []
+    monkeypatch.setattr("bot.channels.base.unwritable_advice",
+                        lambda path, exc: threads.append(threading.current_thread()) or "")
+    asyncio.run(StoreRefusals(tmp_path / "dialogues.db").refused_one("POST /api/chat",
+                                                                      sqlite3.OperationalError("disk I/O error")))
+    assert threads and threads[0] is not threading.main_thread()
 
 
 @pytest.mark.parametrize("error", ["disk I/O error", "attempt to write a readonly database"])
@@ -698,7 +710,7 @@ def test_a_disk_the_kernel_made_read_only_is_named_as_such(tmp_path: Path, monke
     monkeypatch.setattr("dialogues.store.tempfile.TemporaryFile", read_only_disk)
     advice = ("`dmesg` says whether the kernel made it so after an error (`mount` then shows ro or emergency_ro), to "
               "repair with the server stopped")
-    StoreRefusals(path).refused_one("POST /api/chat", sqlite3.OperationalError(error))
+    asyncio.run(StoreRefusals(path).refused_one("POST /api/chat", sqlite3.OperationalError(error)))
     [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert line.endswith(f"when it does): the disk of {path} is read-only: {advice}"), line
 

@@ -442,16 +442,19 @@ class StoreRefusals:
         self.since = 0.0
         self.refused = 0
 
-    def refused_one(self, where: str, exc: Exception) -> None:
-        """A request refused at ``where`` (``POST /api/chat``) because the store raised ``exc``."""
-        if str(exc) != self.reason:
-            advice = unwritable_advice(self.path, exc) if self.path is not None else ""
-            log.error("%s: the conversation store cannot write: %s (every request that writes is refused until it "
-                      "can; said once, and again when it does)%s", where, exc, f": {advice}" if advice else "")
-            if self.reason is None:
-                self.since = time.time()
-            self.reason = str(exc)
+    async def refused_one(self, where: str, exc: Exception) -> None:
+        """A request refused at ``where`` (``POST /api/chat``) because the store raised ``exc``. What to do about it is
+        found off the event loop: finding it writes to the store's disk, which, failing, may hang the writer for
+        seconds, and every customer's request with it."""
         self.refused += 1
+        if str(exc) == self.reason:
+            return
+        if self.reason is None:
+            self.since = time.time()
+        self.reason = str(exc)  # first: the requests refused while the advice is found are not said again
+        advice = await asyncio.to_thread(unwritable_advice, self.path, exc) if self.path is not None else ""
+        log.error("%s: the conversation store cannot write: %s (every request that writes is refused until it "
+                  "can; said once, and again when it does)%s", where, exc, f": {advice}" if advice else "")
 
     def mended(self) -> None:
         """Say that the store writes again."""

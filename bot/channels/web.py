@@ -540,7 +540,7 @@ class WebChannel(Channel):
                     await ws.send_json(too_many_frame(exc, request_type))
                 except Exception as exc:  # as the HTTP path's middleware does: log it, answer, keep the socket
                     if cannot_write(exc):  # no retry_after, the rate limit's: the widget says the customer sent too fast
-                        self.bot.refusals.refused_one("a web chat turn on the socket", exc)
+                        await self.bot.refusals.refused_one("a web chat turn on the socket", exc)
                         await ws.send_json({"type": "error", "error": store_failed(exc), **request_type})
                     else:
                         log.exception("web chat turn failed on the socket")
