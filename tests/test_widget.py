@@ -2873,9 +2873,14 @@ def test_mine_only_stays_as_it_was_through_a_reload_of_the_console(
 def test_the_agents_console_lists_the_customers_nobody_has_alone_when_asked(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """An agent free to take the next customer looked for one nobody had among everyone's, colleagues' included:
-    "Nobody's only" lists those alone, unticks "Mine only" (one list at a time), and stays ticked through a reload."""
-    alice, bob, context = console_mine_only(chromium, server, api, web_demo_bot.admin_token)
+    "Nobody's only" lists those alone, unticks "Mine only" (one list at a time), and stays ticked through a reload.
+    Alice is Kim's, one of server.agents: the customers of a name it lacks are nobody's too."""
+    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
     page = context.pages[0]
+    api.admin(f"/admin/conversations/{alice}/handoff?agent=Kim")
+    page.once("dialog", lambda dialog: dialog.accept("Kim"))
+    page.get_by_label("Mine only").check()
+    expect(page.locator(f'.list li[data-id="{bob}"]')).to_have_count(0)
     page.get_by_label("Nobody's only").check()
     expect(page.get_by_label("Mine only")).not_to_be_checked()
     expect(page.locator(f'.list li[data-id="{bob}"]')).to_be_visible()
