@@ -480,6 +480,17 @@ async def test_slacks_requests_refused_for_another_secret_or_a_clock_off_are_sai
                         r"so, set this server's clock right \(NTP\)", clock), clock
 
 
+async def test_why_a_forged_request_was_refused_is_worked_out_only_when_the_log_says_it(
+        slack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Working it out signs the body again: a flood of forged requests had it done for each, said or not."""
+    worked_out = []
+    monkeypatch.setattr("bot.channels.slack.refusal", lambda *args: worked_out.append(args) or "a wrong secret")
+    verification = {"type": "url_verification", "token": "x", "challenge": "3eZbrw1aBm2rZ"}
+    for _ in range(3):
+        assert (await post(slack.client, verification, secret="the-client-secret")).status == 401
+    assert len(worked_out) == 1
+
+
 async def test_silent_reply_sends_nothing(slack: SimpleNamespace) -> None:
     slack.bot.text, slack.bot.source = "", "silent"
     await post(slack.client, event())

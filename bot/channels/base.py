@@ -644,15 +644,16 @@ class PlatformChannel(Channel):
         except ValueError as exc:  # a key that cannot be one (WeCom's aes_key): at start, one line, not a traceback
             raise ProjectError(f"channels.{cls.name} (bot.yml, or {', '.join(cls.env.values())}): {exc}") from None
 
-    def say_refused(self, path: str, why: str | None) -> None:
+    def say_refused(self, path: str, why: Callable[[], str | None]) -> None:
         """Say in the log why a request signed as the platform signs them was refused (401), once in
         ``REFUSAL_SAID_S`` at most (a flood of forged ones says no more): with a wrong secret or a clock minutes off,
         the platform's check of the callback URL and every message after it got a 401, and the log said nothing of
-        why. ``why`` names the setting to fix, never its value; None says nothing."""
-        if why is None or time.monotonic() < self._refusal_said_until:
+        why. ``why()`` names the setting to fix, never its value; None says nothing. It is asked only when a line is
+        due: Slack's signs the body again, which a flood of forged requests would have had done for each."""
+        if time.monotonic() < self._refusal_said_until or (reason := why()) is None:
             return
         self._refusal_said_until = time.monotonic() + REFUSAL_SAID_S
-        log.warning("%s's request to %s was refused (401): %s", self.platform, path, why)
+        log.warning("%s's request to %s was refused (401): %s", self.platform, path, reason)
 
     async def conversation_slots(self, conversation_id: str) -> dict[str, Any]:
         """The conversation's slots, which hold the language it was last answered in and its customer's

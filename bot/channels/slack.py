@@ -427,7 +427,7 @@ class SlackChannel(PlatformChannel):
         signature = request.headers.get("X-Slack-Signature", "")
         now = time.time()
         if not verify_slack_request(self.signing_secret, signed_at, signature, body, now):
-            self.say_refused(request.path, refusal(self.signing_secret, signed_at, signature, body, now))
+            self.say_refused(request.path, lambda: refusal(self.signing_secret, signed_at, signature, body, now))
             raise http_error(web.HTTPUnauthorized, "bad or stale Slack signature")
         return body
 

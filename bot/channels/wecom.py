@@ -202,7 +202,8 @@ class WeComChannel(PlatformChannel):
         try:
             yield
         except (SignatureError, ReceiveIdError, WrongKeyError) as exc:
-            self.say_refused(path, REFUSALS[type(exc)])
+            why = REFUSALS[type(exc)]
+            self.say_refused(path, lambda: why)
             raise http_error(web.HTTPUnauthorized, str(exc)) from exc
         except WeComError as exc:
             raise http_error(web.HTTPBadRequest, str(exc)) from exc
@@ -236,7 +237,7 @@ class WeComChannel(PlatformChannel):
         # WeCom signs the timestamp but does not ask for this check; a replayed message would be answered twice.
         if not is_fresh(timestamp, now := self.clock()):
             off = skew(timestamp, now)
-            self.say_refused(request.path, None if off is None else clock_off(off, self.platform))
+            self.say_refused(request.path, lambda: None if off is None else clock_off(off, self.platform))
             raise http_error(web.HTTPUnauthorized, f"timestamp: more than {MAX_SKEW_S} s from the server's clock")
 
         empty = web.Response(text="")
