@@ -186,6 +186,7 @@ class Limits:
         return address
 
     def connection_closed(self, address: str) -> None:
+        """Free the slot a connection counted against ``address`` (:meth:`connection_opened`'s answer)."""
         self._connections[address] -= 1
         if self._connections[address] <= 0:
             del self._connections[address]
@@ -554,6 +555,7 @@ def _cut_when_stalled(handler: RequestHandler) -> None:
 
 
 def _cut(handler: RequestHandler) -> None:
+    """Abort ``handler``'s connection, whose client read nothing for ``SEND_SECONDS``."""
     _stalled.pop(handler, None)
     if handler.transport is not None:
         log.debug("cut a connection whose client has read nothing for %gs", SEND_SECONDS)
@@ -561,12 +563,14 @@ def _cut(handler: RequestHandler) -> None:
 
 
 def _resumed(handler: RequestHandler) -> None:
+    """The client reads again: its connection is not cut (:func:`_cut_when_stalled`), and aiohttp writes on."""
     if (cut := _stalled.pop(handler, None)) is not None:
         cut.cancel()
     _aiohttp_resume_writing(handler)
 
 
 def _lost(handler: RequestHandler, exc: BaseException | None) -> None:
+    """A connection closed: forget its pending cut, free its slot of its address's (:func:`_counted_when_made`)."""
     if (cut := _stalled.pop(handler, None)) is not None:
         cut.cancel()
     if (counted := _counted.pop(handler, None)) is not None:
