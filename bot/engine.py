@@ -959,9 +959,9 @@ class Bot:
         if changed and await self._show_holder(conversation_id, before) and to is not None:
             self._tell_in_order(conversation_id, True, to)
         if changed and to is None:
-            channel = (await self._store(self.store.conversation, conversation_id))["channel"]
-            if channel != TRYOUT_CHANNEL:
-                self.notifier.handed_off(conversation_id, channel, "released")
+            released = await self._store(self.store.conversation, conversation_id)  # None if purged meanwhile
+            if released is not None and released["channel"] != TRYOUT_CHANNEL:
+                self.notifier.handed_off(conversation_id, released["channel"], "released")
         return changed
 
     async def announce(self, conversation_id: str, handed_off: bool, reason: str, channel: str,
