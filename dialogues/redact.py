@@ -30,6 +30,7 @@ import re
 import string
 import unicodedata
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import phonenumbers
 import regex
@@ -652,10 +653,38 @@ _SPACING = re.compile(r"\s\s|[^\S \n]")  # white space that is not one plain spa
 def redact(text: str) -> str:
     """``text`` with emails, phone numbers, card, identity, passport and QQ numbers and WeChat IDs replaced by
     placeholders."""
+    return _redaction(text)[0]
+
+
+def _redaction(text: str) -> tuple[str, dict[str, set[str]]]:
+    """``text`` redacted, and what each placeholder replaced in it."""
+    found: dict[str, set[str]] = {}
     view, origin = nfkc_view(text)
     for pattern, placeholder, find in RULES:
         spans = _apart([span for match in pattern.finditer(view) for span in find(match)])
+        found.setdefault(placeholder, set()).update(text[origin[start]:origin[end - 1] + 1] for start, end in spans)
         text = _replaced(text, origin, spans, placeholder)
         if spans:  # the next rule reads the text as replaced
             view, origin = nfkc_view(text)
-    return text
+    return text, found
+
+
+def filled_in(payload: Any, message: str) -> Any:
+    """``payload`` (a reply's text, or its buttons, custom payloads or messages) redacted as stored, with each
+    placeholder the customer's ``message`` replaced one value of, and that value alone, put back: a reply that
+    quoted the customer's own words is shown to them as it was first, from what they send again, not from the
+    store. A placeholder the message does not settle (none, or two addresses) stays."""
+    values = {placeholder: next(iter(found)) for placeholder, found in _redaction(message)[1].items() if len(found) == 1}
+    return _filled(payload, values)
+
+
+def _filled(payload: Any, values: dict[str, str]) -> Any:
+    if isinstance(payload, str):
+        for placeholder, value in values.items():
+            payload = payload.replace(placeholder, value)
+        return payload
+    if isinstance(payload, list):
+        return [_filled(item, values) for item in payload]
+    if isinstance(payload, dict):
+        return {key: _filled(value, values) for key, value in payload.items()}
+    return payload

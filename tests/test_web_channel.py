@@ -613,6 +613,28 @@ async def test_a_message_sent_again_after_a_restart_gets_its_first_answer(aiohtt
     assert [t["role"] for t in history["turns"]] == ["user", "bot"]
 
 
+async def test_a_message_sent_again_after_a_restart_shows_the_customer_what_they_wrote_in_it(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """The store keeps a reply quoting the customer redacted: a Retry reaching the server started since showed them
+    "[PHONE]" where the first answer had the number they had just written. It is filled in from the message sent
+    again, nothing from the store; what that message does not hold stays redacted."""
+    cid = new_id()
+    message = {"conversation_id": cid, "text": '/cancel_order{"order_id": "13812345678"}', "message_id": "m-1"}
+    before = await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+    first = await (await before.post("/api/chat", json=message)).json()
+    await before.close()
+    assert "13812345678" in first["reply"]
+    after = await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+    assert await (await after.post("/api/chat", json=message)).json() == first
+    history = await (await after.get(f"/api/conversations/{cid}/history")).json()
+    assert "[PHONE]" in history["turns"][1]["text"]  # the store keeps it redacted still
+    other = {**message, "conversation_id": new_id(), "text": '/cancel_order{"order_id": "13912345678"}'}
+    await (await after.post("/api/chat", json=other)).json()
+    restarted = await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+    again = await (await restarted.post("/api/chat", json={**other, "text": "/cancel_order"})).json()
+    assert "[PHONE]" in again["reply"]  # the message sent again does not say which number the reply quoted
+
+
 async def test_a_failed_first_answer_leaves_a_later_answer_to_the_same_message_id_in_place() -> None:
     """With as many answers kept as ``maxlen``, a message sent again pushed out its own answer to make room; and a
     first answer pushed out while still on its way, then failing, took with it the answer the message sent again had

@@ -36,6 +36,7 @@ from bot.channels.base import (DEFAULT_GRACE_S, PREDICTIONS, Channel, Reply, Tur
 from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_script, mostly_written_in, say
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
 from bot.project import VERIFIED_USER, first_error
+from dialogues.redact import filled_in
 from dialogues.store import cannot_write
 
 # Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:
@@ -445,7 +446,8 @@ class WebChannel(Channel):
     async def _kept_reply(self, turn: Turn) -> dict[str, Any] | None:
         """The reply the store kept to ``turn``'s ``message_id`` within the ten minutes a client may send it again
         (``RecentAnswers.ttl``), in the conversation's language (a bilingual bot's slot), else the one it is written
-        in, and the customer's script; None if none."""
+        in, and the customer's script; None if none. What the store redacted in it is put back from the message sent
+        again where that settles it (:func:`filled_in`): the customer sees what they wrote, as the first reply showed it."""
         store = self.bot.store
         if turn.message_id is None or store is None:
             return None
@@ -453,6 +455,7 @@ class WebChannel(Channel):
                                      time.time() - self._answers.ttl)
         if kept is None:
             return None
+        kept |= filled_in({key: kept[key] for key in ("text", "buttons", "custom", "messages")}, turn.text)
         slot = kept["slots"].get(SLOT)  # an action may have set it to anything
         return Reply(kept["text"], kept["intent"], kept["confidence"], kept["source"], kept["buttons"], kept["ranking"],
                      kept["turn_id"], handed_off=kept["source"] in ("handoff", "silent"),
