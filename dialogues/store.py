@@ -387,10 +387,18 @@ def _v34(db: sqlite_utils.Database) -> None:
                "new TEXT NOT NULL, reviewer TEXT, created FLOAT NOT NULL)")
 
 
+def _v35(db: sqlite_utils.Database) -> None:
+    """The web messages being answered, by conversation and ``message_id`` (``Store.claim``): a Retry reaching
+    another server on the same store while the first was still answering (nothing of it kept yet) was answered
+    again, and kept twice."""
+    db.execute("CREATE TABLE IF NOT EXISTS answering (conversation_id TEXT NOT NULL, message_id TEXT NOT NULL, "
+               "claimed FLOAT NOT NULL, PRIMARY KEY (conversation_id, message_id))")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
-                                                              _v29, _v30, _v31, _v32, _v33, _v34]
+                                                              _v29, _v30, _v31, _v32, _v33, _v34, _v35]
 # Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
 # twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
 RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
@@ -1476,6 +1484,21 @@ class Store:
             return None
         row = _as_customer_saw(_with_json(_with_slots(rows[0])))
         return {**row, "ranking": [tuple(ranked) for ranked in json.loads(row["ranking"] or "[]")]}
+
+    def claim(self, conversation_id: str, message_id: str, stale_before: float) -> bool:
+        """Whether this server may answer the web message sent with ``message_id`` (``_v35``): False while another
+        answers it, since ``stale_before`` (a server killed mid-answer leaves its claim to go stale). The claim
+        stays once the answer is kept, where :meth:`answer_to` finds it; :meth:`unclaim` gives up one that failed."""
+        with self._writing():
+            self.db.execute("DELETE FROM answering WHERE claimed < ?", [stale_before])
+            return bool(self.db.execute("INSERT OR IGNORE INTO answering (conversation_id, message_id, claimed) "
+                                        "VALUES (?, ?, ?)", [conversation_id, message_id, now()]).rowcount)
+
+    def unclaim(self, conversation_id: str, message_id: str) -> None:
+        """Give up a claim whose answer failed: the message sent again is answered, by whichever server it reaches."""
+        with self._writing():
+            self.db.execute("DELETE FROM answering WHERE conversation_id = ? AND message_id = ?",
+                            [conversation_id, message_id])
 
     # --- platform messages between acknowledgement and answer ------------------------------------
 

@@ -635,6 +635,35 @@ async def test_a_message_sent_again_after_a_restart_shows_the_customer_what_they
     assert "[PHONE]" in again["reply"]  # the message sent again does not say which number the reply quoted
 
 
+async def test_a_message_sent_again_to_another_server_while_the_first_answers_it_is_answered_once(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """Two servers on one store (a deploy's old and new, or a load balancer's two): a Retry reaching the second while
+    the first was still answering (nothing of it stored yet) was answered again, and kept twice. The second waits
+    for the first's answer and gives it."""
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+    first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
+    first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
+    answering, go_on = asyncio.Event(), asyncio.Event()
+    handle = first_app[BOT].handle
+
+    async def slow_handle(turn: Any) -> Any:
+        answering.set()
+        await go_on.wait()
+        return await handle(turn)
+
+    first_app[BOT].handle = slow_handle
+    answered_first = asyncio.create_task(first.post("/api/chat", json=message))
+    await answering.wait()
+    answered_again = asyncio.create_task(second.post("/api/chat", json=message))
+    await asyncio.sleep(0.5)
+    go_on.set()
+    replies = [await (await task).json() for task in (answered_first, answered_again)]
+    assert replies[0] == replies[1]
+    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
+    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+
+
 async def test_a_failed_first_answer_leaves_a_later_answer_to_the_same_message_id_in_place() -> None:
     """With as many answers kept as ``maxlen``, a message sent again pushed out its own answer to make room; and a
     first answer pushed out while still on its way, then failing, took with it the answer the message sent again had

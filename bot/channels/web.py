@@ -114,6 +114,12 @@ class ChatRequest(ConversationRequest, Customer):
         "the first one's reply rather than being answered twice"))
 
 
+# How often a message another server on the store is answering looks for that answer, and how long that server may
+# take before it counts as killed and the message is answered here.
+CLAIM_POLL_S = 0.2
+CLAIM_STALE_S = 120.0
+
+
 class RecentAnswers:
     """The replies to the messages sent with a ``message_id``, by conversation and id, for ``ttl`` seconds and at
     most ``maxlen`` of them: a message whose answer a client lost (a dropped socket) and sends again, from the same
@@ -440,8 +446,30 @@ class WebChannel(Channel):
 
     async def _reply(self, turn: Turn) -> dict[str, Any]:
         """The bot's reply to ``turn``, as the API gives it: for a message sent again with its ``message_id`` that a
-        server before this one answered (the widget's Retry after a deploy), the reply the store kept."""
-        return await self._kept_reply(turn) or (await self.bot.handle(turn)).to_json()
+        server before this one answered (the widget's Retry after a deploy), the reply the store kept; for one that
+        another server on the store is answering, that server's reply, once kept."""
+        while (kept := await self._kept_reply(turn)) is None:
+            if await self._claimed(turn):
+                try:
+                    return (await self.bot.handle(turn)).to_json()
+                except BaseException:
+                    await self._unclaim(turn)
+                    raise
+            await asyncio.sleep(CLAIM_POLL_S)
+        return kept
+
+    async def _claimed(self, turn: Turn) -> bool:
+        """Whether this server may answer ``turn``: no other on the store is answering its ``message_id``, or the one
+        that was has not kept its answer in ``CLAIM_STALE_S`` (killed)."""
+        store = self.bot.store
+        if turn.message_id is None or store is None:
+            return True
+        return await self.bot._store(store.claim, turn.conversation_id, turn.message_id, time.time() - CLAIM_STALE_S)
+
+    async def _unclaim(self, turn: Turn) -> None:
+        """Let the message be answered when sent again, here or by another server, after its answer failed."""
+        if turn.message_id is not None and self.bot.store is not None:
+            await self.bot._store(self.bot.store.unclaim, turn.conversation_id, turn.message_id)
 
     async def _kept_reply(self, turn: Turn) -> dict[str, Any] | None:
         """The reply the store kept to ``turn``'s ``message_id`` within the ten minutes a client may send it again
