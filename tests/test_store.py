@@ -1727,7 +1727,7 @@ def test_an_intent_renamed_by_bot_relabel_is_kept_from_migration_34_on(tmp_path:
     """A store of the deskbot before keeps each rename once opened, who made it and when, so that ``bot stats`` reads
     an answer under the old name as one of the new; a rename made again is kept once, and one of a name the bot
     neither labelled nor predicted (a typo) not at all."""
-    store = left_by(Store(tmp_path / "dialogues.db"), 33, "DROP TABLE intent_renames")
+    store = left_by(Store(tmp_path / "dialogues.db"), 33, "DROP TABLE answering", "DROP TABLE intent_renames")
     turn = user_turn(store, "c1", "cancel my order")
     store.add_labels([turn], "cancel_order", "ann")
     assert store.relabel("cancel_order", "cancel_purchase", "ann") == [turn]
@@ -1735,6 +1735,19 @@ def test_an_intent_renamed_by_bot_relabel_is_kept_from_migration_34_on(tmp_path:
     assert store.relabel("cancel_ordr", "cancel_purchase", "ann") == []
     assert [(r["old"], r["new"], r["reviewer"]) for r in store.db["intent_renames"].rows] == [
         ("cancel_order", "cancel_purchase", "ann")]
+    store.close()
+
+
+def test_a_web_message_being_answered_is_claimed_from_migration_35_on(tmp_path: Path) -> None:
+    """A store of the deskbot before takes claims once opened: one server answers a message_id while another's claim
+    stands, the next may once it is let go or has gone stale (a server killed mid-answer)."""
+    store = left_by(Store(tmp_path / "dialogues.db"), 34, "DROP TABLE answering")
+    assert store.claim("c1", "m1", stale_before=0.0)
+    assert not store.claim("c1", "m1", stale_before=0.0)
+    assert store.claim("c1", "m2", stale_before=0.0)
+    store.unclaim("c1", "m1")
+    assert store.claim("c1", "m1", stale_before=0.0)
+    assert store.claim("c1", "m2", stale_before=time.time() + 1)
     store.close()
 
 
