@@ -605,10 +605,14 @@ async def test_a_customers_way_back_to_the_bot_is_not_a_handoff(tiny_demo_bot: P
     assert 'deskbot_messages_total{channel="web",source="resume",status="ok"} 2.0' in metrics
 
 
+RENAMES_READ = {"SCAN intent_renames", "SCAN renamed"}  # the renames of intents and their chains (dialogues.store)
+
+
 def test_the_figures_since_a_moment_read_that_window_not_the_whole_store(tmp_path: Path) -> None:
     """Every conversation was listed at each call: on a store of 200,000 the figures for today took 4 s, and
     the store thread that reads and logs customers' turns waited for them (the agents' console asks every few
-    seconds). Each query goes by the ``created`` indexes and reads no table whole."""
+    seconds). Each query goes by the ``created`` indexes and reads no table whole, but the intents ``bot relabel``
+    renamed, a handful of rows, which the query joins by name."""
     store = Store(tmp_path / "dialogues.db")
     worked_example(store)
     store.log_exchange(Exchange("cli:1", "cli", None, "hello", None, "...", None, 0.9, [], "fallback", "v0001"))
@@ -620,7 +624,7 @@ def test_the_figures_since_a_moment_read_that_window_not_the_whole_store(tmp_pat
     assert len(queries) >= 14
     for sql in queries:
         plan = [row[3] for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()]
-        assert not [step for step in plan if step.startswith("SCAN")], (sql, plan)
+        assert not [step for step in plan if step.startswith("SCAN") and step not in RENAMES_READ], (sql, plan)
     store.close()
 
 
