@@ -2596,7 +2596,8 @@ def test_the_agents_console_pages_through_more_customers_than_it_lists(
         inbox = route.fetch().json()
         shown = [c for c in inbox["conversations"] if c["waiting_since"] is not None]
         waiting.append(len(shown) + 3)
-        route.fulfill(json={"conversations": shown, "total": len(shown) + 3, "waiting": len(shown) + 3})
+        route.fulfill(json={"conversations": shown, "total": len(shown) + 3, "waiting": len(shown) + 3,
+                            "waiting_yours": len(shown) + 3})
 
     page.route(re.compile(r"/admin/conversations\?.*status=handed_off"), only_the_waiting_and_more)
     page.goto(f"{server.url}/agent?lang=en")
@@ -3899,6 +3900,8 @@ def test_the_chat_follows_the_devices_colour_scheme_unless_the_site_chose_its_ow
     widget = open_widget(device=DARK_DEVICE)
     assert looks(widget) == ["rgb(17, 24, 39)", "dark"]
     widget.page.emulate_media(color_scheme="light")
+    wait_until(widget.page, "getComputedStyle(document.querySelector('#deskbot-widget').shadowRoot"
+                            ".querySelector('.panel')).colorScheme === 'light'")  # the device's change event
     assert looks(widget) == ["rgb(255, 255, 255)", "light"]
     assert looks(open_widget(device=DARK_DEVICE, theme="light")) == ["rgb(255, 255, 255)", "light"]
     assert looks(open_widget(device=DARK_DEVICE, colors={"background": "#fff7ed", "text": "#1f2937"})) == [
@@ -4441,6 +4444,8 @@ def test_an_agents_console_counts_and_announces_the_customers_waiting_on_them_or
     kims = open_console(chromium, server, web_demo_bot.agent_token)
     leads = open_console(chromium, server, web_demo_bot.admin_token)
     pages = {"kim": kims.pages[0], "lead": leads.pages[0]}
+    for page in pages.values():  # each console's first count made, which the newcomer's arrival adds to
+        expect(page.locator(".figures")).not_to_have_text("")
     assert api.chat(cid, "/handoff")["handed_off"] is True  # waiting on nobody: Kim's to hear of
     for page in pages.values():
         expect(page.locator(".arrivals")).to_have_text(re.compile(r"^\d+ customers waiting$"))
