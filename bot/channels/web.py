@@ -425,9 +425,9 @@ class WebChannel(Channel):
             raise Unverified("conversation_id: a signed-in customer's conversation: send their user and user_hash")
         return proven
 
-    async def chat(self, request: ChatRequest, address: str | None,
+    async def chat(self, request: ChatRequest, address: str | None, verified_user: str | None,
                    origin: web.WebSocketResponse | None = None) -> dict[str, Any]:
-        """The reply to a message from ``address``, its customer proven (:meth:`proven`) already. The
+        """The reply to a message from ``address``, its customer ``verified_user`` as :meth:`proven` found. The
         conversation's other sockets (another tab, or this one reloaded while the answer was on its way, whose
         history could not show the turn yet) are told to fetch the turn."""
         if len(request.text) > self.max_chars:
@@ -436,7 +436,7 @@ class WebChannel(Channel):
             raise Refused("text: nothing to read (only spaces, control or zero-width characters)")
         turn = Turn(request.conversation_id, request.text, self.name, request.user, request.metadata,
                     language=request.language, script=request.script, address=address,
-                    verified_user=self.verified_user(request), message_id=request.message_id)
+                    verified_user=verified_user, message_id=request.message_id)
         answer = functools.partial(self._reply, turn)
         reply = (await self._answers.answer((turn.conversation_id, request.message_id), answer)
                  if request.message_id else await answer())
@@ -499,17 +499,18 @@ class WebChannel(Channel):
             return reply
         return {key: value for key, value in reply.items() if key not in PREDICTIONS}
 
-    async def _answer(self, ws: web.WebSocketResponse, body: ChatRequest, request: web.Request) -> None:
+    async def _answer(self, ws: web.WebSocketResponse, body: ChatRequest, request: web.Request,
+                      verified_user: str | None) -> None:
         """A socket's turn, as one task that :meth:`close` can let finish: the answer and its sending."""
-        reply = await self.chat(body, client_address(request), origin=ws)
+        reply = await self.chat(body, client_address(request), verified_user, origin=ws)
         await ws.send_json({"type": "reply", **self._shown(reply, request)})
 
     async def http_chat(self, request: web.Request) -> web.Response:
         body = await read_json(request, ChatRequest)
         count_message(request, body.conversation_id)
         try:
-            await self.proven(body, body.conversation_id)
-            return json_response(self._shown(await self.chat(body, client_address(request)), request))
+            verified_user = await self.proven(body, body.conversation_id)
+            return json_response(self._shown(await self.chat(body, client_address(request), verified_user), request))
         except Unverified as exc:
             raise http_error(web.HTTPForbidden, str(exc)) from None
         except Refused as exc:
@@ -552,11 +553,12 @@ class WebChannel(Channel):
                     except ValidationError as exc:  # the frame's own fault; one raised within the turn is the bot's
                         raise Refused(error_message(exc)) from None
                     cid = body.conversation_id
-                    await self.proven(body, cid)  # before the join: a signed-in customer's pushes are theirs alone
+                    # before the join: a signed-in customer's pushes are theirs alone
+                    verified_user = await self.proven(body, cid)
                     self._join(ws, joined, cid)  # else first: a refused message must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
                         count_message(request, cid, over_socket=True)
-                        turn = asyncio.create_task(self._answer(ws, body, request))
+                        turn = asyncio.create_task(self._answer(ws, body, request, verified_user))
                         self._turns.add(turn)
                         turn.add_done_callback(self._turns.discard)
                         await turn
