@@ -37,7 +37,7 @@ from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_scrip
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
 from bot.project import VERIFIED_USER, first_error
 from dialogues.redact import filled_in
-from dialogues.store import cannot_write
+from dialogues.store import Store, cannot_write
 
 # Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:
 # ``slack:{team}:{channel}:{thread}``, and ``wecom:{corp}:{userid}``, where a WeCom userid may hold ``@``.
@@ -476,11 +476,12 @@ class WebChannel(Channel):
         (``RecentAnswers.ttl``), in the conversation's language (a bilingual bot's slot), else the one it is written
         in, and the customer's script; None if none. What the store redacted in it is put back from the message sent
         again where that settles it (:func:`filled_in`): the customer sees what they wrote, as the first reply showed it."""
-        store = self.bot.store
-        if turn.message_id is None or store is None:
+        if turn.message_id is None or self.bot.store is None:
             return None
-        kept = await self.bot._store(store.answer_to, turn.conversation_id, turn.message_id,
-                                     time.time() - self._answers.ttl)
+        # on the reads' connection: asked before every widget message is answered, it would wait behind the turns
+        # the store's one thread writes, and hold them up
+        kept = await self.bot._read(Store.answer_to, turn.conversation_id, turn.message_id,
+                                    time.time() - self._answers.ttl)
         if kept is None:
             return None
         kept |= filled_in({key: kept[key] for key in ("text", "buttons", "custom", "messages")}, turn.text)
