@@ -938,11 +938,17 @@ async def inbox(request: web.Request) -> web.Response:
     # every agent's console asks every 3 s
     agent = query_agent(request)
     team = list(bot.config.server.agents)  # as a reload left them: a colleague taken out has customers nobody has
-    conversations, total, waiting = await bot._read(Store.inbox, status, limit, agent, search, offset,
-                                                    query_holder(request), team)
-    yours = waiting if agent is None else (await bot._read(Store.waiting, agent, team))[0]
+    holder = query_holder(request)
+
+    def read(store: Store) -> tuple[list[dict[str, Any]], int, int, int, list[dict[str, Any]]]:
+        """The page, its counts and the customers passed to the agent in one snapshot, so that they agree."""
+        conversations, total, waiting = store.inbox(status, limit, agent, search, offset, holder, team)
+        yours = waiting if agent is None else store.waiting(agent, team)[0]
+        return conversations, total, waiting, yours, store.passed_to(agent)
+
+    conversations, total, waiting, yours, passed = await bot._read(read)
     return json_response({"conversations": conversations, "total": total, "waiting": waiting, "waiting_yours": yours,
-                          "passed": await bot._read(Store.passed_to, agent), "token_agent": request[AGENT] or None})
+                          "passed": passed, "token_agent": request[AGENT] or None})
 
 
 def unknown_conversation(conversation_id: str) -> web.HTTPException:
