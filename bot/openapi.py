@@ -598,7 +598,9 @@ OPERATIONS: list[Operation] = [
                             False),
                   "by": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
                           "description": "who takes the customer over in ?agent='s name, when not that agent (a "
-                                         "lead): kept as a transfer, and ?agent='s inbox names them in passed"},
+                                         "lead): kept as a transfer, and ?agent='s inbox names them in passed; "
+                                         "with the admin token, one naming an agent with a token of their own is "
+                                         "the admin's (by admin) without it"},
                          False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",
            StatusResponse, errors=(400, 403, 409), route=HANDOFF_ROUTE,

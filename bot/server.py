@@ -370,6 +370,21 @@ def acting_agent(request: web.Request, named: str | None) -> str | None:
     return own
 
 
+ADMIN_NAME = "admin"  # who a change of hands made with the admin token in an agent's name is kept as made by
+
+
+def giver(request: web.Request, agent: str | None) -> str | None:
+    """Who makes a takeover in ``agent``'s name, when not ``agent`` themself: ``?by=`` (:func:`acting_agent`), else,
+    for the admin token naming an agent with a token of their own, the admin (``ADMIN_NAME``). That agent takes
+    customers with their own token: kept as their own takeover, a lead's forced one read as theirs, their console did
+    not tell them of the customer, and the colleague who had them did not see that a lead moved them."""
+    by = acting_agent(request, query_name(request, "by"))
+    if by is not None or request.get(AGENT) or agent is None:
+        return by
+    own = any(agent_key(name) == agent_key(agent) for name in request.app.get(AGENT_TOKENS, {}))
+    return ADMIN_NAME if own else None
+
+
 def body_agent(request: web.Request, named: str | None) -> str | None:
     """Who a call whose body names ``named`` as its ``agent`` acts as (:func:`acting_agent`), the name without the
     spaces around it."""
@@ -1118,7 +1133,7 @@ async def set_handoff(request: web.Request) -> web.Response:
     if after is not None and (handed_off or not re.fullmatch(r"[0-9]{1,18}", after)):
         raise http_error(web.HTTPBadRequest, "after: must be a turn id, and is read by a handback only")
     agent = query_agent(request)
-    by = acting_agent(request, query_name(request, "by"))  # a lead taking a customer over in a colleague's name
+    by = giver(request, agent)  # a lead taking a customer over in a colleague's name
     force = query_force(request)
     if handed_off:
         named_when_forced(force, agent, "takeover")

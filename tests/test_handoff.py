@@ -830,6 +830,27 @@ async def test_a_lead_taking_a_customer_over_in_a_colleagues_name_passes_them_th
     assert await handoffs() == kept  # Bob's already: nothing more kept
 
 
+async def test_a_takeover_with_the_admin_token_in_an_agents_name_is_kept_as_the_admins(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A lead's forced takeover with the admin token in Bob's name, with no ``?by=``, was kept as Bob taking Ana's
+    customer himself: Bob, who takes customers with his own token, was not told of it, and the transcript showed Ana
+    no lead moving her customer. It is kept as the admin passing Bob the customer; a name with no token of its own
+    (Sam), who may sign in with the admin token, takes the customer as before."""
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}})
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "held", "I need help with my bill")
+    taken = await client.post("/admin/conversations/held/handoff", headers={"Authorization": "Bearer ana-own-token-0123"})
+    assert taken.status == 200
+    moved = await client.post("/admin/conversations/held/handoff?agent=bob&force=true", headers=AUTH)
+    assert moved.status == 200 and (await moved.json())["agent"] == "bob"
+    inbox = await (await client.get("/admin/conversations?agent=Bob", headers=AUTH)).json()
+    assert [(p["conversation_id"], p["by"]) for p in inbox["passed"]] == [("held", "admin")]
+    assert (await client.post("/admin/conversations/held/handoff?agent=Sam&force=true", headers=AUTH)).status == 200
+    handoffs = (await (await client.get("/admin/conversations/held", headers=AUTH)).json())["handoffs"]
+    assert [(h["agent"], h["from"], h["by"]) for h in handoffs] == [("Ana", None, None), ("bob", "Ana", "admin"),
+                                                                    ("Sam", "bob", "Sam")]
+
+
 @pytest.mark.parametrize(("agents", "said"), [
     ({"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "ana-own-token-0123"}}, "agent Bob's token is agent Ana's"),
     ({"Ana": {"token": "small-admin-token"}}, "agent Ana's token is the admin token's"),
