@@ -121,6 +121,12 @@ class Bot:
         self._retired: list[ActionRunner] = []
         self._telling: dict[str, asyncio.Task[None]] = {}
 
+    @property
+    def team(self) -> list[str]:
+        """The agents' names (server.agents, as a reload left them), where the bot knows them: a customer of someone
+        not among them is nobody's, and no colleague's to override (:func:`~dialogues.store.refuse_colleague`)."""
+        return list(self.config.server.agents)
+
     def _analyse(self, texts: list[str]) -> list[Analysis]:
         return self.nlu.analyse(texts)  # reads self.nlu per batch, so a swap takes effect between batches
 
@@ -941,7 +947,7 @@ class Bot:
         before = await self._store(self.store.holder, conversation_id) if taking else None
         if self.store is not None:
             changed = await self._store(self.store.set_status, conversation_id, status, reason, channel, after, agent,
-                                        force, by)
+                                        force, by, self.team)
         if changed:
             await self.announce(conversation_id, handed_off, reason, channel, agent)
         elif taking and await self._show_holder(conversation_id, before):
@@ -955,7 +961,7 @@ class Bot:
         handoff is (reason ``released``): nobody's, the customer waited until someone looked at the inbox."""
         assert self.store is not None
         before = await self._store(self.store.holder, conversation_id)
-        changed = await self._store(self.store.pass_on, conversation_id, agent, to, force)
+        changed = await self._store(self.store.pass_on, conversation_id, agent, to, force, self.team)
         if changed and await self._show_holder(conversation_id, before) and to is not None:
             self._tell_in_order(conversation_id, True, to)
         if changed and to is None:
@@ -1141,7 +1147,7 @@ class Bot:
         holder = await self._store(self.store.holder, conversation_id) if held else None
         try:
             turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"],
-                                        agent, key, after, force)
+                                        agent, key, after, force, self.team)
         except SentBefore as sent:
             if sent.text != text:
                 raise KeyReused() from None

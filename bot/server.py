@@ -952,7 +952,7 @@ async def inbox(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     # every agent's console asks every 3 s
     agent = query_agent(request)
-    team = list(bot.config.server.agents)  # as a reload left them: a colleague taken out has customers nobody has
+    team = bot.team  # as a reload left them: a colleague taken out has customers nobody has
     holder = query_holder(request)
 
     def read(store: Store) -> tuple[list[dict[str, Any]], int, int, int, list[dict[str, Any]]]:

@@ -469,9 +469,12 @@ def _holding(holder: str | None, team: Collection[str]) -> tuple[str, list[str]]
     return "agent_key(w.agent) = ?", [agent_key(holder)]
 
 
-def refuse_colleague(holder: str | None, agent: str | None) -> None:
-    """Raise :class:`HeldByColleague` when ``holder``, the agent who has the conversation, is not ``agent``."""
-    if holder is not None and agent_key(holder) != agent_key(agent):
+def refuse_colleague(holder: str | None, agent: str | None, team: Collection[str] = ()) -> None:
+    """Raise :class:`HeldByColleague` when ``holder``, the agent who has the conversation, is not ``agent``, nor
+    someone ``team`` (server.agents, where the bot knows its agents' names) no longer names: their customers are
+    nobody's (:func:`_nobodys`), and taking one over asked to override a colleague who signs in no more."""
+    gone = bool(team) and agent_key(holder) not in {agent_key(name) for name in team}
+    if holder is not None and agent_key(holder) != agent_key(agent) and not gone:
         raise HeldByColleague(holder)
 
 
@@ -1262,7 +1265,7 @@ class Store:
 
     def set_status(self, conversation_id: str, status: str, reason: str, channel: str = "web",
                    after: int | None = None, agent: str | None = None, force: bool = False,
-                   by: str | None = None) -> bool:
+                   by: str | None = None, team: Collection[str] = ()) -> bool:
         """Hand a conversation off to a human (``handed_off``) or back to the bot (``open``); False, and
         nothing recorded, when it already is: a second agent's takeover of a waiting customer must not
         restart their wait or change why they wait. ``after``, the latest turn an agent handing it back has
@@ -1272,7 +1275,9 @@ class Store:
         they were: the agent's claim was answered as a takeover and kept nowhere, and a colleague answered too.
         An agent's takeover or handback of a customer a colleague has raises :class:`HeldByColleague`, unless
         ``force``: a forced takeover makes the customer theirs. ``by``: who makes a takeover in ``agent``'s name, when
-        not ``agent`` themself (a lead giving a colleague's customer to Bob), kept as a transfer is (:meth:`_give`)."""
+        not ``agent`` themself (a lead giving a colleague's customer to Bob), kept as a transfer is (:meth:`_give`).
+        ``team``: the agents' names where the bot knows them, whose colleague taken out of them holds nobody back
+        (:func:`refuse_colleague`)."""
         with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
             if after is not None and status == "open" and self._status(conversation_id) != "open" and (
@@ -1281,7 +1286,7 @@ class Store:
             if reason == "agent":
                 holder = self.holder(conversation_id)  # read once, in this transaction: the check and the claim agree
                 if not force:
-                    refuse_colleague(holder, agent)
+                    refuse_colleague(holder, agent, team)
                 if status == "handed_off" and agent is not None and by is not None and agent_key(by) != agent_key(agent):
                     return self._give(conversation_id, agent, holder, by)
                 if status == "handed_off":
@@ -1333,16 +1338,18 @@ class Store:
                         "SELECT max(id), ?, ?, ?, ?, ? FROM handoffs WHERE conversation_id = ? AND event = 'handed_off'",
                         [conversation_id, agent, previous, by, now(), conversation_id])
 
-    def pass_on(self, conversation_id: str, agent: str | None, to: str | None = None, force: bool = False) -> bool:
+    def pass_on(self, conversation_id: str, agent: str | None, to: str | None = None, force: bool = False,
+                team: Collection[str] = ()) -> bool:
         """Release a handed-off customer (``to`` None) or give them to the colleague ``to``, as ``agent``: a release
         leaves them waiting for a person, held by nobody, whom any agent may take over (an agent at the end of a shift
         could only hand them back to the bot, or leave them marked as theirs). Only the agent who has them may, unless
-        ``force`` (:class:`HeldByColleague`); anyone may give a customer nobody has to a colleague. False, and nothing
+        ``force`` (:class:`HeldByColleague`, ``team`` as for :meth:`set_status`); anyone may give a customer nobody has
+        to a colleague. False, and nothing
         kept, when it changes nothing: the bot has the conversation, or it is ``to``'s already."""
         with self._writing():
             holder = self.holder(conversation_id)
             if not force:
-                refuse_colleague(holder, agent)
+                refuse_colleague(holder, agent, team)
             if self._status(conversation_id) != "handed_off" or agent_key(holder) == agent_key(to):
                 return False
             self._hand_over(conversation_id, to, holder, agent)
@@ -2100,7 +2107,8 @@ class Store:
     # --- learning -------------------------------------------------------------------------------
 
     def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None,
-                         key: str | None = None, after: int | None = None, force: bool = False) -> int:
+                         key: str | None = None, after: int | None = None, force: bool = False,
+                         team: Collection[str] = ()) -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
         A later retrain indexes the pair for retrieval (:meth:`_question_for`). A reply that goes on from
         the agent's last (:meth:`_open_answer`) joins its answer: the answer is what the run of replies
@@ -2112,8 +2120,9 @@ class Store:
 
         ``after``, the latest turn the agent had read: an agent's reply since raises :class:`RepliedMeanwhile`
         and nothing is stored (a try sent again under its key is the same reply, and is answered as above).
-        A reply to a customer a colleague has raises :class:`HeldByColleague`, unless ``force``: it is then kept as the
-        sender's takeover from the colleague, as a forced :meth:`set_status` is, and the handoffs say who had them."""
+        A reply to a customer a colleague has raises :class:`HeldByColleague` (``team`` as for :meth:`set_status`),
+        unless ``force``: it is then kept as the sender's takeover from the colleague, as a forced :meth:`set_status`
+        is, and the handoffs say who had them."""
         with self._writing():
             if key is not None and (sent := self.sent_before(conversation_id, key)) is not None:
                 raise sent
@@ -2123,7 +2132,7 @@ class Store:
             if force:  # a lead's reply to a colleague's customer: their takeover, as a forced one is (_claim)
                 self._claim(conversation_id, agent, holder)
             else:
-                refuse_colleague(holder, agent)
+                refuse_colleague(holder, agent, team)
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
             if key is not None:
                 self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])

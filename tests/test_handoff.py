@@ -758,6 +758,34 @@ async def test_an_agents_inbox_counts_and_lists_the_customers_of_a_colleague_a_r
     assert [c["conversation_id"] for c in nobodys["conversations"]] == ["bobs"] and nobodys["total"] == 1
 
 
+async def test_a_customer_of_a_colleague_a_reload_took_out_is_taken_over_released_or_answered_unforced(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """The customers of a colleague taken out of server.agents are nobody's to the inbox, yet a takeover, a release or
+    a reply was refused as if that colleague had them (409), and the console asked "Bob has this customer. Take them
+    over anyway?" of someone who signs in no more."""
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}})
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    bob = {"Authorization": "Bearer bob-own-token-4567"}
+    for cid in ("taken", "released", "answered"):
+        await chat(client, cid, "I need help with my bill")
+        assert (await client.post(f"/admin/conversations/{cid}/handoff", headers=bob)).status == 200
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}}})
+    assert (await client.post("/admin/conversations/taken/handoff?agent=Sam", headers=AUTH)).status == 409  # not yet
+    assert (await client.post("/admin/reload", headers=AUTH)).status == 200
+    ana = {"Authorization": "Bearer ana-own-token-0123"}
+    taken = await client.post("/admin/conversations/taken/handoff", headers=ana)
+    assert taken.status == 200 and (await taken.json())["agent"] == "Ana"
+    released = await client.post("/admin/conversations/released/release", headers=ana)
+    assert released.status == 200 and (await released.json())["agent"] is None
+    sent = await client.post("/admin/conversations/answered/messages", json={"text": ANSWER}, headers=ana)
+    assert sent.status == 200
+    inbox = await (await client.get("/admin/conversations", headers=AUTH)).json()
+    assert {c["conversation_id"]: c["agent"] for c in inbox["conversations"]} == {
+        "taken": "Ana", "released": None, "answered": "Ana"}
+    handoffs = (await (await client.get("/admin/conversations/taken", headers=AUTH)).json())["handoffs"]
+    assert [(h["agent"], h["from"]) for h in handoffs] == [("Bob", None), ("Ana", "Bob")]
+
+
 async def test_a_reload_reads_the_agents_and_their_tokens_again(bot_dir: Path, aiohttp_client: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Agents' tokens were read at start alone: an agent who left kept signing in, and a new one could not, until a

@@ -234,8 +234,9 @@ def api_client(chromium: SimpleNamespace, url: str, admin_token: str) -> Iterato
     context = chromium.request.new_context(base_url=url)
     auth = {"Authorization": f"Bearer {admin_token}"}
 
-    def admin(path: str, body: dict[str, Any] | None = None) -> Any:
-        response = context.post(path, data=body or {}, headers=auth)
+    def admin(path: str, body: dict[str, Any] | None = None, token: str = admin_token) -> Any:
+        """An admin call, with the admin token or an agent's own (``token``), acting as that agent."""
+        response = context.post(path, data=body or {}, headers={"Authorization": f"Bearer {token}"})
         assert response.ok, response.text()
         return response.json()
 
@@ -2196,7 +2197,7 @@ def test_the_agents_console_asks_before_handing_back_or_answering_a_colleagues_c
     """Any agent handed a colleague's customer back to the bot, or answered them beside the colleague, with a click:
     the console names who has them and goes ahead only when the agent confirms it, as a lead standing in for them."""
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
-    api.admin(f"/admin/conversations/{cid}/handoff?agent=Ann")
+    api.admin(f"/admin/conversations/{cid}/handoff", token="lee-own-token")
     page.get_by_label("Your name").fill("Sam")
     def dismiss(dialog: Any) -> None:
         dialog.dismiss()
@@ -2204,8 +2205,8 @@ def test_the_agents_console_asks_before_handing_back_or_answering_a_colleagues_c
     page.on("dialog", dismiss)
     with page.expect_event("dialog") as asked:
         page.get_by_role("button", name="Hand back to the bot").click()
-    assert asked.value.message == "Ann has this customer. Hand them back to the bot anyway?"
-    expect(page.locator(".status")).to_have_text("Ann has this customer.")
+    assert asked.value.message == "Lee has this customer. Hand them back to the bot anyway?"
+    expect(page.locator(".status")).to_have_text("Lee has this customer.")
     assert api.history(cid)["status"] == "handed_off"
     page.get_by_label("Your name").fill("")  # a reply by nobody would leave the customer nobody's: the name first
     page.locator("form.reply textarea").fill("Sam here: let me look.")
@@ -2215,8 +2216,8 @@ def test_the_agents_console_asks_before_handing_back_or_answering_a_colleagues_c
     page.get_by_label("Your name").fill("Sam")
     with page.expect_event("dialog") as asked:
         page.locator("form.reply textarea").press("Enter")
-    assert asked.value.message == "Ann has this customer. Send your reply anyway? They become yours."
-    expect(page.locator(".status")).to_have_text("Ann has this customer.")
+    assert asked.value.message == "Lee has this customer. Send your reply anyway? They become yours."
+    expect(page.locator(".status")).to_have_text("Lee has this customer.")
     expect(page.locator("form.reply textarea")).to_have_value("Sam here: let me look.")
     assert agent_turns(api, cid) == []
     page.remove_listener("dialog", dismiss)
@@ -2228,9 +2229,9 @@ def test_the_agents_console_asks_before_handing_back_or_answering_a_colleagues_c
 
 
 @pytest.mark.parametrize(("lang", "name", "take_over", "asked", "held"), [
-    ("en", "Your name", "Take over", "Ann has this customer. Take them over anyway? They become yours.",
-     "Ann has this customer."),
-    ("zh", "您的名字", "接管", "Ann 正在接待这位客户。仍要接管吗？客户将转由您接待。", None)])
+    ("en", "Your name", "Take over", "Lee has this customer. Take them over anyway? They become yours.",
+     "Lee has this customer."),
+    ("zh", "您的名字", "接管", "Lee 正在接待这位客户。仍要接管吗？客户将转由您接待。", None)])
 def test_the_agents_console_asks_before_taking_over_a_customer_a_colleague_took_first(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
         lang: str, name: str, take_over: str, asked: str, held: str | None) -> None:
@@ -2240,7 +2241,7 @@ def test_the_agents_console_asks_before_taking_over_a_customer_a_colleague_took_
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     page.goto(f"{server.url}/agent?lang={lang}")  # the conversation shown again
     expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
-    api.admin(f"/admin/conversations/{cid}/handoff?agent=Ann")  # before this console's next refresh
+    api.admin(f"/admin/conversations/{cid}/handoff", token="lee-own-token")  # before this console's next refresh
     page.get_by_label(name).fill("Sam")
     page.once("dialog", lambda dialog: dialog.dismiss() if held else dialog.accept())
     with page.expect_event("dialog") as question:
@@ -2248,14 +2249,14 @@ def test_the_agents_console_asks_before_taking_over_a_customer_a_colleague_took_
     assert question.value.message == asked
     if held:
         expect(page.locator(".status")).to_have_text(held)
-        expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Ann")
+        expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
         expect(page.locator("form.reply textarea")).not_to_be_focused()
     else:
         expect(page.locator("form.reply textarea")).to_be_focused()
-        # who had the customer stays in the transcript: Ann's takeover, then Sam's from her
-        expect(page.locator(".turns .change")).to_have_text([re.compile(r"^已转人工 · 客户要求 · Ann 已接手 · "),
-                                                             re.compile(r"^Sam 从 Ann 接手 · ")])
-    assert api.get(f"/admin/conversations/{cid}")["agent"] == ("Ann" if held else "Sam")
+        # who had the customer stays in the transcript: Lee's takeover, then Sam's from him
+        expect(page.locator(".turns .change")).to_have_text([re.compile(r"^已转人工 · 客户要求 · Lee 已接手 · "),
+                                                             re.compile(r"^Sam 从 Lee 接手 · ")])
+    assert api.get(f"/admin/conversations/{cid}")["agent"] == ("Lee" if held else "Sam")
     context.close()
 
 
@@ -2675,12 +2676,12 @@ def test_an_agent_releases_their_customer_to_the_waiting_from_the_agents_console
     expect(page.get_by_role("button", name="Release to the queue")).to_be_hidden()
     transcript = api.get(f"/admin/conversations/{cid}")
     assert transcript["status"] == "handed_off" and transcript["agent"] is None
-    api.admin(f"/admin/conversations/{cid}/handoff?agent=Bob")
+    api.admin(f"/admin/conversations/{cid}/handoff", token="lee-own-token")
     page.clock.run_for(3_100)  # the next refresh
     page.once("dialog", lambda dialog: dialog.accept())
     with page.expect_event("dialog") as asked:
         page.get_by_role("button", name="Release to the queue").click()
-    assert asked.value.message == "Bob has this customer. Release them to the queue anyway?"
+    assert asked.value.message == "Lee has this customer. Release them to the queue anyway?"
     expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Ana released the customer · "))
     assert api.get(f"/admin/conversations/{cid}")["agent"] is None
     context.close()
