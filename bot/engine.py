@@ -58,7 +58,7 @@ from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESU
 from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
                            warn_unshown)
 from dialogues.holding import acknowledges, asks_for_a_person, drops_it, follow_up, says_wrong, stops_asking
-from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, SentBefore, Store, WroteToTheBot
+from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, Overtaken, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
 from finetune.metrics import OOS
 
@@ -969,6 +969,18 @@ class Bot:
             if released is not None and released["channel"] != TRYOUT_CHANNEL:
                 self.notifier.handed_off(conversation_id, released["channel"], "released")
         return changed
+
+    async def release_all(self, agent: str) -> list[str]:
+        """Release every customer ``agent`` has, each as :meth:`pass_on` releases one (announced to the agents' webhook):
+        an agent leaving for the day released them one by one. Returns the conversations released; one a colleague
+        took over, or the bot got back, meanwhile is left as it is now."""
+        assert self.store is not None
+        released = []
+        for conversation_id in await self._store(self.store.held_by, agent):
+            with contextlib.suppress(Overtaken):
+                if await self.pass_on(conversation_id, agent, None):
+                    released.append(conversation_id)
+        return released
 
     async def announce(self, conversation_id: str, handed_off: bool, reason: str, channel: str,
                        agent: str | None = None) -> None:

@@ -241,6 +241,11 @@ class StatusResponse(_Body):
                                                 "themselves to them (null: no agent named)")
 
 
+class ReleasedResponse(_Body):
+    released: list[str] = Field(..., description="the conversations released, oldest handoff first: those another agent "
+                                                 "took over meanwhile are left out, theirs")
+
+
 # ``user`` is what the channel gave: on the web, what the page said, which proves nothing.
 VerifiedUser = Annotated[str | None, Field(description=(
     "the web customer's id the shop's server vouched for (channels.web.identity_secret), as of their latest message"))]
@@ -619,6 +624,12 @@ OPERATIONS: list[Operation] = [
                              "description": "release a customer another agent has (a lead's override; it needs "
                                             "?agent=, else 400): without it that release is refused with 409, "
                                             "naming them"}, False)}),
+    _admin("POST", "/admin/conversations/release", "Leave every handed-off customer an agent has waiting for a person, "
+           "held by nobody, as a release of each does", ReleasedResponse, errors=(400, 403),
+           query={"agent": ({**AGENT_QUERY[0], "minLength": 1,
+                             "description": "the agent whose customers are released, who releases them; with an "
+                                            "agent's own token, theirs alone (403 for another's), and theirs when not "
+                                            "given; required with the admin token (else 400)"}, False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/transfer", "Give a handed-off customer to a colleague, who "
            "has them from now (409 with code open: the bot has them)", StatusResponse, errors=(400, 403, 409),
            query={"agent": AGENT_QUERY,

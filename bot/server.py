@@ -1157,6 +1157,16 @@ async def release(request: web.Request) -> web.Response:
     return await pass_on(request, None)
 
 
+async def release_all(request: web.Request) -> web.Response:
+    """Release every customer ``?agent=`` has (:meth:`~bot.engine.Bot.release_all`), each as :func:`release` releases
+    one: an agent leaving for the day released them one by one. With an agent's own token, their own (their name
+    alone, as for a release); ``?agent=`` is required with the admin token, which has no customers of its own."""
+    require_admin(request)
+    if (agent := query_agent(request)) is None:
+        raise http_error(web.HTTPBadRequest, "agent: the agent whose customers to release is required")
+    return json_response({"released": await request.app[BOT].release_all(agent)})
+
+
 async def transfer(request: web.Request) -> web.Response:
     """Give a handed-off customer to the colleague ``?to=`` (``Store.pass_on``): with agents' own tokens, an agent could
     not make a customer a colleague's, whose name their token cannot act in. One of ``server.agents`` (as a reload left
@@ -1306,6 +1316,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.get("/admin/export", export_data),
         web.get("/admin/stats", stats),
         web.get("/admin/conversations", inbox),
+        web.post("/admin/conversations/release", release_all),
         web.get("/admin/conversations/{conversation_id}", transcript),
         web.post("/admin/conversations/{conversation_id}/messages", agent_message),
         web.post("/admin/conversations/{conversation_id}/seen", mark_seen),

@@ -1355,6 +1355,12 @@ class Store:
             self._hand_over(conversation_id, to, holder, agent)
             return True
 
+    def held_by(self, agent: str) -> list[str]:
+        """The handed-off conversations ``agent`` has (in any spelling of their name, as :meth:`holder` says), oldest
+        first: those an agent leaving for the day releases at once (``Bot.release_all``)."""
+        return [row[0] for row in self.db.execute(f"SELECT conversation_id FROM ({_HANDED_OFF}) WHERE agent_key(agent) = ? "
+                                                  "ORDER BY handed_off_at", [agent_key(agent)])]
+
     def holder(self, conversation_id: str) -> str | None:
         """The agent who has a handed-off conversation, as the inbox says (``_HANDED_OFF``'s ``agent``), or None."""
         row = self.db.execute(f"SELECT agent FROM ({_HANDED_OFF}) WHERE conversation_id = ?", [conversation_id]).fetchone()

@@ -249,6 +249,45 @@ async def test_a_customer_released_to_the_queue_is_announced_to_the_agents_webho
                         "text": "A customer on web is waiting for a person (released): conversation `taken`"}]
 
 
+async def test_an_agent_leaving_for_the_day_releases_all_their_customers_at_once(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """An agent leaving for the day released their customers one by one. One call releases all they have, each as a
+    release does (announced to the agents' webhook), and no colleague's: their own with their own token, any agent's
+    named with the admin token, which must name one."""
+    notices: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        notices.append((await request.json())["conversation_id"])
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    set_handoff(bot_dir, notify_url=str((await aiohttp_server(receiver)).make_url("/hook")))
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}})
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    ana, bob = {"Authorization": "Bearer ana-own-token-0123"}, {"Authorization": "Bearer bob-own-token-4567"}
+    for cid, auth in (("first", ana), ("bobs", bob), ("second", ana)):
+        await chat(client, cid, "I need help with my bill")
+        assert (await client.post(f"/admin/conversations/{cid}/handoff", headers=auth)).status == 200
+    await chat(client, "with-bot", "hello")
+
+    async def release(query: str, auth: dict[str, str]) -> tuple[int, Any]:
+        response = await client.post(f"/admin/conversations/release{query}", headers=auth)
+        return response.status, await response.json()
+
+    assert (await release("?agent=Ana", bob))[0] == 403
+    assert (await release("", AUTH))[0] == 400  # the admin token has no customers of its own
+    assert await release("", ana) == (200, {"released": ["first", "second"]})
+    assert await release("?agent=ana", AUTH) == (200, {"released": []})  # released already
+    inbox = await (await client.get("/admin/conversations", headers=AUTH)).json()
+    assert {c["conversation_id"]: c["agent"] for c in inbox["conversations"]} == {
+        "first": None, "bobs": "Bob", "second": None}
+    handoffs = (await (await client.get("/admin/conversations/first", headers=AUTH)).json())["handoffs"]
+    assert [(h["agent"], h["from"], h["by"]) for h in handoffs] == [("Ana", None, None), (None, "Ana", "Ana")]
+    await client.app[BOT].notifier.close()  # the notices on their way arrive
+    assert sorted(notices) == ["first", "second"]
+
+
 async def test_a_reload_brings_the_handoff_settings_it_reads(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """The notices kept going to the webhook the server started with (or to none), and a busy message set
