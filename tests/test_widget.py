@@ -2872,6 +2872,26 @@ def test_mine_only_stays_as_it_was_through_a_reload_of_the_console(
     context.close()
 
 
+def test_an_agent_leaving_for_the_day_releases_all_their_customers_from_the_agents_console(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent leaving for the day opened and released their customers one by one: listing their own ("Mine only"),
+    one button releases them all, once asked, and no colleague's."""
+    alice, bob, context = console_mine_only(chromium, server, api, web_demo_bot.admin_token)
+    page = context.pages[0]
+    api.admin(f"/admin/conversations/{bob}/handoff?agent=Sam")
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_event("dialog") as asked:
+        page.get_by_role("button", name="Release all").click()
+    assert asked.value.message == "Release all your customers to the queue, for your colleagues?"
+    expect(page.locator(".status")).to_have_text("1 customer released to the queue.")
+    expect(page.locator(".list li[data-id]")).to_have_count(0)
+    assert api.get(f"/admin/conversations/{alice}")["agent"] is None
+    assert api.get(f"/admin/conversations/{bob}")["agent"] == "Sam"
+    page.get_by_label("Mine only").uncheck()
+    expect(page.get_by_role("button", name="Release all")).to_be_hidden()
+    context.close()
+
+
 def test_the_agents_console_lists_the_customers_nobody_has_alone_when_asked(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """An agent free to take the next customer looked for one nobody had among everyone's, colleagues' included:
