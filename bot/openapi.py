@@ -614,8 +614,9 @@ OPERATIONS: list[Operation] = [
                                             "written since, the conversation stays with a person (409), as the bot "
                                             "does not answer what was written to one"}, False),
                   "force": ({"type": "boolean", "default": False,
-                             "description": "hand back a customer another agent has (a lead's override): without "
-                                            "it that handback is refused with 409, naming them"}, False)}),
+                             "description": "hand back a customer another agent has (a lead's override; it needs "
+                                            "?agent=, else 400): without it that handback is refused with 409, "
+                                            "naming them"}, False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/release", "Leave a handed-off customer waiting for a "
            "person, held by nobody, for any agent to take over (409 with code open: the bot has them)",
            StatusResponse, errors=(400, 403, 409),

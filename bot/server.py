@@ -990,6 +990,13 @@ def named_when_forced(force: bool, agent: str | None, what: str) -> None:
         raise http_error(web.HTTPBadRequest, f"agent: a forced {what} names the agent who takes the customer over")
 
 
+def named_when_forced_away(force: bool, agent: str | None) -> None:
+    """Refuse a lead's forced handback, release or transfer that names no agent: it took the customer from the
+    colleague who had them, and the transcript would say nobody did."""
+    if force and agent is None:
+        raise http_error(web.HTTPBadRequest, "agent: a forced change of hands names the agent who makes it")
+
+
 async def agent_message(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request, AgentMessageRequest)
@@ -1137,6 +1144,8 @@ async def set_handoff(request: web.Request) -> web.Response:
     force = query_force(request)
     if handed_off:
         named_when_forced(force, agent, "takeover")
+    else:
+        named_when_forced_away(force, agent)
     if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
         raise unknown_conversation(conversation_id)
     try:  # the widget shows the change at once
@@ -1190,8 +1199,7 @@ async def pass_on(request: web.Request, to: str | None) -> web.Response:
     conversation_id = valid_conversation_id(request)
     agent = query_agent(request)
     force = query_force(request)
-    if force and agent is None:  # the transcript would say nobody released them
-        raise http_error(web.HTTPBadRequest, "agent: a forced change of hands names the agent who makes it")
+    named_when_forced_away(force, agent)
     bot = request.app[BOT]
     conversation = await bot._store(bot.store.conversation, conversation_id)
     if conversation is None:

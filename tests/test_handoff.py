@@ -593,6 +593,9 @@ async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unle
     # a lead's override: the reply makes the customer Sam's, and then only Sam hands them back
     assert (await reply({"agent": "Sam", "force": True}))[0] == 200
     assert await hand_back("?agent=Ana") == (409, {**held, "error": held["error"].replace("Ana", "Sam"), "agent": "Sam"})
+    # forced with no name, the handback took the customer from Sam, and the transcript said nobody did
+    assert await hand_back("?force=true") == (400, {"error": "agent: a forced change of hands names the agent who "
+                                                             "makes it"})
     assert await hand_back("?agent=Ana&force=true") == (200, {"status": "open"})
     # with the bot again, the customer is nobody's: any agent's reply takes them over
     assert (await reply({"agent": "Bob"}))[0] == 200

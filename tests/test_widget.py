@@ -2198,11 +2198,15 @@ def test_the_agents_console_asks_before_handing_back_or_answering_a_colleagues_c
     the console names who has them and goes ahead only when the agent confirms it, as a lead standing in for them."""
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     api.admin(f"/admin/conversations/{cid}/handoff", token="lee-own-token")
-    page.get_by_label("Your name").fill("Sam")
     def dismiss(dialog: Any) -> None:
         dialog.dismiss()
 
     page.on("dialog", dismiss)
+    page.get_by_label("Your name").fill("")  # handed back by nobody, the transcript would say nobody did: the name first
+    page.get_by_role("button", name="Hand back to the bot").click()
+    expect(page.locator(".status")).to_have_text("Give your name first, so that your colleagues see the customer is yours.")
+    expect(page.get_by_label("Your name")).to_be_focused()
+    page.get_by_label("Your name").fill("Sam")
     with page.expect_event("dialog") as asked:
         page.get_by_role("button", name="Hand back to the bot").click()
     assert asked.value.message == "Lee has this customer. Hand them back to the bot anyway?"
