@@ -954,14 +954,15 @@ class Bot:
             self._tell_in_order(conversation_id, True, agent)  # on Slack and WeCom, which show no banner
         return changed
 
-    async def pass_on(self, conversation_id: str, agent: str | None, to: str | None, force: bool = False) -> bool:
-        """Release a handed-off customer, or give them to the colleague ``to`` (:meth:`Store.pass_on`), and show who has
+    async def pass_on(self, conversation_id: str, agent: str | None, to: str | None, force: bool = False,
+                      by: str | None = None) -> bool:
+        """Release a handed-off customer, or give them to the colleague ``to`` (:meth:`Store.pass_on`, its ``by``), and show who has
         them now where the conversation is open; a customer on Slack or WeCom is told of the colleague now with them,
         and of nothing at a release: they still wait for a person. A release is announced to the agents' webhook as a
         handoff is (reason ``released``): nobody's, the customer waited until someone looked at the inbox."""
         assert self.store is not None
         before = await self._store(self.store.holder, conversation_id)
-        changed = await self._store(self.store.pass_on, conversation_id, agent, to, force, self.team)
+        changed = await self._store(self.store.pass_on, conversation_id, agent, to, force, self.team, by)
         if changed and await self._show_holder(conversation_id, before) and to is not None:
             self._tell_in_order(conversation_id, True, to)
         if changed and to is None:
@@ -970,15 +971,15 @@ class Bot:
                 self.notifier.handed_off(conversation_id, released["channel"], "released")
         return changed
 
-    async def release_all(self, agent: str) -> list[str]:
+    async def release_all(self, agent: str, by: str | None = None) -> list[str]:
         """Release every customer ``agent`` has, each as :meth:`pass_on` releases one (announced to the agents' webhook):
         an agent leaving for the day released them one by one. Returns the conversations released; one a colleague
-        took over, or the bot got back, meanwhile is left as it is now."""
+        took over, or the bot got back, meanwhile is left as it is now. ``by``: as for :meth:`pass_on`."""
         assert self.store is not None
         released = []
         for conversation_id in await self._store(self.store.held_by, agent):
             with contextlib.suppress(Overtaken):
-                if await self.pass_on(conversation_id, agent, None):
+                if await self.pass_on(conversation_id, agent, None, by=by):
                     released.append(conversation_id)
         return released
 

@@ -374,13 +374,19 @@ ADMIN_NAME = "admin"  # who a change of hands made with the admin token in an ag
 
 
 def giver(request: web.Request, agent: str | None) -> str | None:
-    """Who makes a takeover in ``agent``'s name, when not ``agent`` themself: ``?by=`` (:func:`acting_agent`), else,
-    for the admin token naming an agent with a token of their own, the admin (``ADMIN_NAME``). That agent takes
-    customers with their own token: kept as their own takeover, a lead's forced one read as theirs, their console did
-    not tell them of the customer, and the colleague who had them did not see that a lead moved them."""
+    """Who makes a takeover in ``agent``'s name, when not ``agent`` themself: ``?by=`` (:func:`acting_agent`), else
+    :func:`by_admin`."""
     by = acting_agent(request, query_name(request, "by"))
-    if by is not None or request.get(AGENT) or agent is None:
-        return by
+    return by if by is not None else by_admin(request, agent)
+
+
+def by_admin(request: web.Request, agent: str | None) -> str | None:
+    """The admin (``ADMIN_NAME``), for a change of hands made with the admin token in the name of an agent with a token
+    of their own, who changes hands with it; else None (made by ``agent``). Kept as theirs, a lead's forced takeover,
+    or the release of an absent agent's customers, read as that agent's own: their console did not tell them of a
+    customer given to them, and the transcript showed no lead moving anyone."""
+    if request.get(AGENT) or agent is None:
+        return None
     own = any(agent_key(name) == agent_key(agent) for name in request.app.get(AGENT_TOKENS, {}))
     return ADMIN_NAME if own else None
 
@@ -1173,7 +1179,7 @@ async def release_all(request: web.Request) -> web.Response:
     require_admin(request)
     if (agent := query_agent(request)) is None:
         raise http_error(web.HTTPBadRequest, "agent: the agent whose customers to release is required")
-    return json_response({"released": await request.app[BOT].release_all(agent)})
+    return json_response({"released": await request.app[BOT].release_all(agent, by_admin(request, agent))})
 
 
 async def transfer(request: web.Request) -> web.Response:
@@ -1207,7 +1213,7 @@ async def pass_on(request: web.Request, to: str | None) -> web.Response:
     if conversation["status"] != "handed_off":
         raise http_error(web.HTTPConflict, "the bot has this customer: no agent has them to pass on", {"code": "open"})
     try:
-        await bot.pass_on(conversation_id, agent, to, force)
+        await bot.pass_on(conversation_id, agent, to, force, by_admin(request, agent))
     except Overtaken as exc:
         raise overtaken(exc) from None
     return json_response({"status": "handed_off", "agent": await bot._store(bot.store.holder, conversation_id)})

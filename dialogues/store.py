@@ -1339,20 +1339,21 @@ class Store:
                         [conversation_id, agent, previous, by, now(), conversation_id])
 
     def pass_on(self, conversation_id: str, agent: str | None, to: str | None = None, force: bool = False,
-                team: Collection[str] = ()) -> bool:
+                team: Collection[str] = (), by: str | None = None) -> bool:
         """Release a handed-off customer (``to`` None) or give them to the colleague ``to``, as ``agent``: a release
         leaves them waiting for a person, held by nobody, whom any agent may take over (an agent at the end of a shift
         could only hand them back to the bot, or leave them marked as theirs). Only the agent who has them may, unless
         ``force`` (:class:`HeldByColleague`, ``team`` as for :meth:`set_status`); anyone may give a customer nobody has
         to a colleague. False, and nothing
-        kept, when it changes nothing: the bot has the conversation, or it is ``to``'s already."""
+        kept, when it changes nothing: the bot has the conversation, or it is ``to``'s already. ``by``: who makes the
+        change in ``agent``'s name, when not ``agent`` themself (the admin releasing an absent agent's customers)."""
         with self._writing():
             holder = self.holder(conversation_id)
             if not force:
                 refuse_colleague(holder, agent, team)
             if self._status(conversation_id) != "handed_off" or agent_key(holder) == agent_key(to):
                 return False
-            self._hand_over(conversation_id, to, holder, agent)
+            self._hand_over(conversation_id, to, holder, by or agent)
             return True
 
     def held_by(self, agent: str) -> list[str]:

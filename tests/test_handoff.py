@@ -253,7 +253,7 @@ async def test_an_agent_leaving_for_the_day_releases_all_their_customers_at_once
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """An agent leaving for the day released their customers one by one. One call releases all they have, each as a
     release does (announced to the agents' webhook), and no colleague's: their own with their own token, any agent's
-    named with the admin token, which must name one."""
+    named with the admin token, which must name one, kept as the admin's release: Bob did not release his."""
     notices: list[str] = []
 
     async def hook(request: web.Request) -> web.Response:
@@ -282,10 +282,16 @@ async def test_an_agent_leaving_for_the_day_releases_all_their_customers_at_once
     inbox = await (await client.get("/admin/conversations", headers=AUTH)).json()
     assert {c["conversation_id"]: c["agent"] for c in inbox["conversations"]} == {
         "first": None, "bobs": "Bob", "second": None}
-    handoffs = (await (await client.get("/admin/conversations/first", headers=AUTH)).json())["handoffs"]
-    assert [(h["agent"], h["from"], h["by"]) for h in handoffs] == [("Ana", None, None), (None, "Ana", "Ana")]
+    assert await release("?agent=Bob", AUTH) == (200, {"released": ["bobs"]})
+
+    async def handoffs(cid: str) -> list[tuple[str | None, str | None, str | None]]:
+        kept = (await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json())["handoffs"]
+        return [(h["agent"], h["from"], h["by"]) for h in kept]
+
+    assert await handoffs("first") == [("Ana", None, None), (None, "Ana", "Ana")]
+    assert await handoffs("bobs") == [("Bob", None, None), (None, "Bob", "admin")]
     await client.app[BOT].notifier.close()  # the notices on their way arrive
-    assert sorted(notices) == ["first", "second"]
+    assert sorted(notices) == ["bobs", "first", "second"]
 
 
 async def test_a_reload_brings_the_handoff_settings_it_reads(
