@@ -1557,7 +1557,8 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     finally:
         store.close()
     if not turns and answered:
-        click.echo(f"No message is labelled {old}; `bot stats` counts the bot's answers under it as {new}'s.")
+        click.echo(f"No message is labelled {old}; `bot stats` counts the bot's answers under it as {new}'s, and "
+                   f"`bot review` offers them as {new}.")
         return
     if not turns:
         names = ", ".join(sorted(named - {*project.intents, OOS})) or "none"

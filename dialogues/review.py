@@ -158,6 +158,32 @@ def rescore(rows: list[dict[str, Any]], rank: Rank, threshold: float) -> list[di
     return out
 
 
+def current_name(intent: str, renames: dict[str, str], labels: Collection[str] | None) -> str:
+    """``intent`` by the name ``bot relabel`` gave it last (:meth:`Store.renames`), followed through a name renamed
+    again (A to B, then B to C) to one of ``labels``; a name ``labels`` has is its own (renamed back since)."""
+    seen = set()
+    while intent in renames and intent not in seen and (labels is None or intent not in labels):
+        seen.add(intent)
+        intent = renames[intent]
+    return intent
+
+
+def renamed(rows: list[dict[str, Any]], renames: dict[str, str], labels: Collection[str] | None) -> list[dict[str, Any]]:
+    """The rows with their intents by the names ``bot relabel`` gave them: until the next retrain the serving model
+    predicts an intent by the name nlu.yml no longer has, and accepting the prediction was refused as unknown. An
+    intent merged into another ranked twice keeps its first place, with that place's confidence."""
+    if not renames:
+        return rows
+    out = []
+    for row in rows:
+        ranking: dict[str, float] = {}
+        for intent, confidence in row["ranking"]:
+            ranking.setdefault(current_name(intent, renames, labels), confidence)
+        intent = row["intent"] and current_name(row["intent"], renames, labels)
+        out.append({**row, "intent": intent, "ranking": list(ranking.items())})
+    return out
+
+
 def _merge_similar(groups: list[list[dict[str, Any]]], embed: Embed, similarity: float,
                    block: int = 1024) -> list[list[dict[str, Any]]]:
     """Greedy clustering of the text groups, largest first: a group joins the cluster whose representative
@@ -215,15 +241,17 @@ def review_queue(store: Store, threshold: float, embed: Embed | None = None, sim
     """The queue of the most recent ``limit`` turns waiting, best first; ``labels`` as for :func:`candidates`.
 
     With ``rank`` (the serving model) the turns are rescored by it first, and the limit counts the turns it
-    keeps: turns it is sure of now must not take the place of older ones still waiting. ``read`` runs each
+    keeps: turns it is sure of now must not take the place of older ones still waiting. Intents are offered by the
+    names ``bot relabel`` gave them (:func:`renamed`). ``read`` runs each
     read of the store (a server reads its store on the store's own thread, and ranks elsewhere)."""
     covered = read(partial(covered_texts, store, labels))
+    renames = read(store.renames)
     rows: list[dict[str, Any]] = []
     before, read_so_far, ran_out = None, 0, False
     while len(rows) < limit and read_so_far < RESCORED_PER_LIMIT * limit:  # the model ranks every turn read
         wanted = limit - len(rows)
         page = read(partial(candidates, store, threshold, wanted, labels, before, covered))
-        rows += rescore(page, rank, threshold) if rank is not None else page
+        rows += renamed(rescore(page, rank, threshold) if rank is not None else page, renames, labels)
         read_so_far += len(page)
         if ran_out := len(page) < wanted:  # no more waiting
             break

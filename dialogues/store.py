@@ -2288,6 +2288,11 @@ class Store:
                 self.db["intent_renames"].insert({"old": old, "new": new, "reviewer": reviewer, "created": now()})
             return self.add_labels(turns, new, reviewer)
 
+    def renames(self) -> dict[str, str]:
+        """Each intent name ``bot relabel`` renamed, with the latest name it gave it: the serving model answers with
+        the old one until the next retrain, and the review queue offers it by the new (``dialogues.review.renamed``)."""
+        return {row["old"]: row["new"] for row in self.db.query("SELECT old, new FROM intent_renames ORDER BY id")}
+
     def predicted(self, intent: str) -> bool:
         """Whether the bot ever gave a message ``intent``: a name renamed before any of its messages was labelled
         is still the one the serving model answers with until the next retrain."""

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from bot.cli import cli
-from bot.project import load_project
+from bot.project import Example, load_project
 import bot.server
 from bot.review import CachedModel, parse_answer, review_in_terminal, serving_queue, show
 from bot.server import BOT, create_app
@@ -272,6 +272,33 @@ def test_the_serving_model_rescores_waiting_turns(store: Store) -> None:
     assert items[0].ranking == now["hmm refund"] and items[0].score == pytest.approx(0.99)
     assert items[1].reasons == ["fallback"] and items[1].intent == "cancel_order"
     assert unsure not in {t for item in items for t in item.turn_ids}
+
+
+def test_the_queue_offers_a_renamed_intent_by_the_name_bot_relabel_gave_it(store: Store) -> None:
+    """Until the next retrain the serving model predicts an intent by the name nlu.yml had: after `bot relabel` the
+    queue still offered it, and accepting the prediction was refused as an unknown intent."""
+    cancel = turn(store, "stop the sofa", 0.3, "fallback", 0.25, intent="cancel_order")[0]
+    store.add_labels([turn(store, "cancel it", 0.3, "fallback", conversation="c2", intent="cancel_order")[0]],
+                     "cancel_order")
+    status = turn(store, "refund status?", 0.3, "fallback", 0.25, intent="refund_status", conversation="c3")[0]
+    store.relabel("cancel_order", "cancel_sale")  # renamed twice since: its answers are cancel_purchase's
+    store.relabel("cancel_sale", "cancel_purchase")
+    store.relabel("refund_status", "get_refund")  # merged into get_refund, which the model ranks as well
+    now = {"stop the sofa": [("cancel_order", 0.4), ("get_refund", 0.3)],
+           "refund status?": [("refund_status", 0.4), ("get_refund", 0.3), ("cancel_order", 0.2)]}
+    intents = ["cancel_purchase", "get_refund", "track_order"]
+
+    queue = review_queue(store, 0.5, rank=lambda texts: [now[t] for t in texts], labels={*intents, "oos"})
+
+    by_turn = {item.id: item for item in queue}
+    assert sorted(by_turn) == [cancel, status]
+    assert by_turn[cancel].intent == "cancel_purchase"
+    assert by_turn[cancel].ranking == [("cancel_purchase", 0.4), ("get_refund", 0.3)]
+    assert by_turn[status].ranking == [("get_refund", 0.4), ("cancel_purchase", 0.2)]
+    assert parse_answer("a", by_turn[cancel], intents).intent == "cancel_purchase"
+    logged = {item.id: (item.intent, item.ranking) for item in review_queue(store, 0.5, labels={*intents, "oos"})}
+    assert logged == {cancel: ("cancel_purchase", [("cancel_purchase", 0.3), ("get_refund", 0.25)]),
+                      status: ("get_refund", [("get_refund", 0.3)])}
 
 
 def test_a_question_asked_again_and_again_since_its_label_leaves_the_waiting_turns_in_the_queue(store: Store) -> None:
@@ -537,6 +564,26 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     store = Store(review_bot / "dialogues.db")
     assert {r["intent"] for r in store.labels()} == {"cancel_order", "oos"} and len(store.labels()) == 4
     store.close()
+
+
+async def test_the_admin_api_offers_and_accepts_a_renamed_intent_by_its_new_name(review_bot: Path, aiohttp_client: Any) -> None:
+    """Renamed in nlu.yml and by `bot relabel` before the next retrain, a prediction was still offered by its old
+    name, and accepting it was refused as an unknown intent."""
+    client = await aiohttp_client(create_app(review_bot, device="cpu"))
+    reply = await (await client.post("/api/chat", json={"conversation_id": "c1", "text": "I hate this"})).json()
+    await client.post("/api/feedback", json={"conversation_id": "c1", "turn_id": reply["turn_id"], "value": -1})
+    [item] = (await (await client.get("/admin/review", headers=AUTH)).json())["items"]
+    old = item["predicted"]
+    bot = client.app[BOT]
+    bot.store.relabel(old, "renamed_intent")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bot.project, "examples", [Example(e.text, "renamed_intent" if e.intent == old else e.intent)
+                                                for e in bot.project.examples])
+        [item] = (await (await client.get("/admin/review", headers=AUTH)).json())["items"]
+        assert item["predicted"] == "renamed_intent" and old not in {r["intent"] for r in item["ranking"]}
+        resp = await client.post(f"/admin/review/{item['id']}", json={"accept": True, "predicted": "renamed_intent"},
+                                 headers=AUTH)
+    assert resp.status == 200 and (await resp.json())["intent"] == "renamed_intent"
 
 
 async def test_of_two_reviewers_labelling_one_item_at_once_the_second_is_told(
