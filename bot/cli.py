@@ -1526,7 +1526,9 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     Every message whose review label is OLD, an intent nlu.yml no longer has, gets the label NEW, which nlu.yml
     must have (or oos); the next
     `bot retrain` learns them. A split intent has no one new name: `bot review` offers its messages again; nor
-    has oos, whose messages are each a question no intent takes.
+    has oos, whose messages are each a question no intent takes. The rename is kept, so that `bot stats` and
+    `bot review` take the bot's answers under OLD as NEW's; run again, it moves nothing twice, and keeps a rename
+    made before the store kept them (migration 34).
 
     Examples:
 

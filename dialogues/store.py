@@ -382,7 +382,8 @@ def _v33(db: sqlite_utils.Database) -> None:
 def _v34(db: sqlite_utils.Database) -> None:
     """Each intent renamed or merged into another with ``bot relabel`` (``Store.relabel``): ``bot stats`` counted the
     answers the bot gave under the old name as labelled with another intent once their labels had the new one.
-    None before: the renames made until then are not known."""
+    None before: the renames made until then are not known until the same ``bot relabel`` is run again, which keeps
+    them without moving a label twice. Not guessed from the labels: a correction moves them alike."""
     db.execute("CREATE TABLE IF NOT EXISTS intent_renames (id INTEGER PRIMARY KEY, old TEXT NOT NULL, "
                "new TEXT NOT NULL, reviewer TEXT, created FLOAT NOT NULL)")
 

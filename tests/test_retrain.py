@@ -648,6 +648,31 @@ def test_an_intent_renamed_before_any_of_its_messages_was_labelled_keeps_its_ans
     store.close()
 
 
+def test_bot_relabel_run_again_keeps_a_rename_made_before_deskbot_kept_renames(bot_dir: Path) -> None:
+    """A store from before migration 34 has the labels moved but not the rename: `bot stats` counts the answers
+    given under the old name as wrong. Running the same `bot relabel` again keeps it, once however often it is run."""
+    store = Store(bot_dir / "dialogues.db")
+    turn, _ = store.log_exchange(Exchange("c1", "web", None, "cancel the sofa", None, "Cancelled.", "cancel_order", 0.9,
+                                          [("cancel_order", 0.9)], "action", "v0001"))
+    store.add_labels([turn], "cancel_order", "ann")
+    store.relabel("cancel_order", "cancel_purchase", "ann")
+    store.db.execute("DELETE FROM intent_renames")  # as the deskbot before migration 34 left it
+    store.db.conn.commit()
+    assert conversation_stats(store)["wrong_answers"] == 1
+    store.close()
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+
+    for _ in range(2):
+        again = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"])
+        assert again.exit_code == 0, again.output
+        assert "No message is labelled cancel_order; `bot stats` counts the bot's answers under it" in again.output
+
+    store = Store(bot_dir / "dialogues.db")
+    assert conversation_stats(store)["wrong_answers"] == 0 and store.renames() == {"cancel_order": "cancel_purchase"}
+    assert store.db["intent_renames"].count == 1
+    store.close()
+
+
 def test_the_out_of_scope_labels_are_not_relabelled_with_one_intent(bot_dir: Path) -> None:
     """`bot relabel mybot oos track_order` gave every message a reviewer had found no intent for, "asdf" and the
     weather alike, the label track_order, which the next retrain learnt. oos names no intent to rename."""
