@@ -167,13 +167,14 @@ def other_intents(labels: Collection[str], version: str, project: Project) -> st
     """How the intents model ``version`` was trained on (``labels``) differ from nlu.yml's, or None: nlu.yml
     replaced (bot init --force) or edited since its training, or a rollback to a version older than the edit.
     The model serves all the same, and what it answers follows its own intents. It takes the labels, not the
-    model, so that `bot rollback` need not keep a whole model in memory to ask."""
+    model, so that `bot rollback` need not keep a whole model in memory to ask. The way on is `bot retrain`, which
+    learns the labels and agent answers too and is gated: `bot train` learns nlu.yml alone, and serves ungated."""
     if set(labels) == set(project.intents):
         return None
     return (f"model {version} was trained on other intents than nlu.yml holds (only in the model: "
             f"{', '.join(sorted(set(labels) - set(project.intents))) or 'none'}; only in nlu.yml: "
             f"{', '.join(sorted(set(project.intents) - set(labels))) or 'none'}): its answers follow the old "
-            f"ones until `bot train {project.root}`")
+            f"ones until `bot retrain {project.root}`")
 
 
 @web.middleware

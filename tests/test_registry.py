@@ -581,7 +581,7 @@ def test_a_rollback_to_a_version_trained_on_other_intents_warns(small_bot: Path,
 
     assert result.exit_code == 0 and (models / "CURRENT").read_text().strip() == "v0001"  # a warning, not a refusal
     assert ("warning: model v0001 was trained on other intents than nlu.yml holds (only in the model: none; only in "
-            f"nlu.yml: check_invoice): its answers follow the old ones until `bot train {root}`") in result.stderr
+            f"nlu.yml: check_invoice): its answers follow the old ones until `bot retrain {root}`") in result.stderr
 
 def test_a_rollback_does_not_hold_the_checked_model_while_it_derives_the_index(
         small_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
