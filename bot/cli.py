@@ -1674,6 +1674,8 @@ def _print_forgotten(d: dict[str, Any]) -> None:
                    "check the label:")
         for example in lost[:5]:
             click.echo(f"    {example['intent']}: {example['text']}")
+        if len(lost) > 5:  # "6 seed examples" above five lines read as one line lost from the output
+            click.echo(f"    (+{len(lost) - 5} more: --json lists them all)")
 
 
 def _print_regate(d: dict[str, Any]) -> None:

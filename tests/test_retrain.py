@@ -141,6 +141,9 @@ def test_a_promoted_candidate_names_the_seed_example_it_lost_as_let_pass(capsys:
     _print_decision({**decision, "passed": False, "promoted": False, "reasons": ["seed: accuracy fell"]}, "v0001",
                     Path("mybot"))
     assert "  1 seed example now answered otherwise; check the label:" in capsys.readouterr().out.splitlines()
+    _print_decision({**decision, "passed": True, "promoted": True, "forgotten": lost * 7}, "v0002", Path("mybot"))
+    assert capsys.readouterr().out.splitlines()[-2:] == ["    top_up_reverted: Why did my top-up not go through?",
+                                                          "    (+2 more: --json lists them all)"]
 
 
 def test_forgotten_lists_the_seed_examples_only_the_serving_model_answers_right() -> None:
