@@ -723,6 +723,36 @@ async def test_an_answer_queued_behind_slacks_pacing_is_not_posted_once_its_mess
     bot.store.close()
 
 
+async def test_no_hint_or_notice_is_posted_for_a_message_its_customer_deleted(
+        aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
+    """A deleted message's answer was withheld, but the channel's own words for it still went out: the hint to a
+    bare mention whose deletion Slack delivered first, and a hint or a notice to wait queued behind Slack's pacing
+    as the customer deleted the message. Their thread got a reply to nothing."""
+    bot = FakeBot()
+    channel = make_channel(bot, slack_api.url)
+    client = await limited_client(aiohttp_client, channel, 1)
+    first, mention, flood, gone = (f"{time.time() + n:.6f}" for n in range(4))
+
+    def deletion(event_id: str, ts: str) -> dict[str, Any]:
+        return event(event_id, "", subtype="message_deleted", ts=f"{time.time():.6f}", deleted_ts=ts, hidden=True)
+
+    slack_api.limits.append("1")  # the first answer waits a second for its turn, the rest behind it
+    await post(client, event("Ev1", "where is my parcel?", ts=first))
+    while not slack_api.calls:  # refused once, and waiting
+        await asyncio.sleep(0.01)
+    await post(client, event("Ev2", "<@UBOT>", ts=mention))
+    await post(client, event("Ev3", "where is it?", ts=flood, thread_ts=first))  # over the limit: told to wait
+    for n, ts in enumerate((mention, flood)):
+        await post(client, deletion(f"Ev{4 + n}", ts))
+    await post(client, deletion("Ev6", gone))  # Slack sends a message and its deletion in any order
+    await post(client, event("Ev7", "<@UBOT>", ts=gone))
+    while not slack_api.posts:
+        await asyncio.sleep(0.01)
+    await channel.close()
+    assert [p["text"] for p in slack_api.posts] == [bot.text]
+    assert [t.text for t in bot.turns] == ["where is my parcel?"]
+
+
 async def test_oversize_body_is_413(slack: SimpleNamespace) -> None:
     assert (await post(slack.client, event(text="x" * MIN_EVENT_BYTES))).status == 413
 

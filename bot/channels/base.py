@@ -523,6 +523,10 @@ class RecentKeys:
         self._seen[key] = now
         return True
 
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` was recorded within ``ttl`` seconds."""
+        return isinstance(key, str) and self._seen.get(key, float("-inf")) >= time.monotonic() - self.ttl
+
     def forget(self, keys: tuple[str, ...]) -> None:
         for key in keys:
             self._seen.pop(key, None)

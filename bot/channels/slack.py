@@ -32,7 +32,7 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT, DeliveryError, MaybeDelivered,
-                               PlatformChannel, Stopping, TryAgain, Turn, Withdrawn, api_base, api_result, clock_off,
+                               PlatformChannel, RecentKeys, Stopping, TryAgain, Turn, Withdrawn, api_base, api_result, clock_off,
                                failure, handed_over, http_error, is_fresh, load_json, message_pieces, normalise,
                                read_body, readable, same_secret, send_pieces, signed, skew, with_attached)
 from bot.language import LANGUAGES, SLOT, Text, kept_script, mostly_written_in, say
@@ -417,6 +417,9 @@ class SlackChannel(PlatformChannel):
         # the support team's names by Slack user id (users.info), each with the time.monotonic() it was learnt at
         self._member_names: dict[str, tuple[str, float]] = {}
         self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (NAME_RETRY_S)
+        # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
+        # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
+        self._deleted = RecentKeys()
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.post("/slack/events", self.handle_events), web.post("/slack/interactions", self.handle_interactions)]
@@ -640,6 +643,9 @@ class SlackChannel(PlatformChannel):
         deleted = event.get("subtype") == "message_deleted" or changed.get("subtype") == "tombstone"
         message = _object(event.get("previous_message")) if event.get("subtype") == "message_deleted" else changed
         channel, ts = _string(event.get("channel")), _string(event.get("deleted_ts") or message.get("ts"))
+        key = message_key(channel, ts)
+        if deleted and channel and ts:
+            self._deleted.add(key)
         # An unfurled link or a new reply in its thread changes a message too, without an edit.
         if store is None or not (channel and ts) or not (deleted or message.get("edited")):
             return
@@ -648,7 +654,6 @@ class SlackChannel(PlatformChannel):
             return
         team = installed_team(payload) or _string(message.get("team"))
         conversation_id = conversation_of(team, channel, _string(message.get("thread_ts")) or ts)
-        key = message_key(channel, ts)
         recent = written_lately(ts)  # the bot may still be working on it, or not have it yet
         if text is None:
             await self.bot._store(store.replace_message, conversation_id, key, None, None, recent)
@@ -713,8 +718,7 @@ class SlackChannel(PlatformChannel):
                     return
                 notice = say(MENTION_HINT if kind == MENTION else UNREAD_HINT, language, script=kept_script(kept))
             if notice:
-                self._tasks.spawn(self.deliver(conversation_id, None, self.send(
-                    conversation_id, notice, thread=turn.metadata.get("answer_in"))))
+                self._tell(turn, notice, key)
 
     async def _start(self, request: web.Request, turn: Turn, key: str) -> None:
         """Keep the turn, unless it is a redelivery, and answer it in the background; past its
@@ -730,8 +734,13 @@ class SlackChannel(PlatformChannel):
                 if kept:
                     self.resume(turn)
             elif notice:
-                self._tasks.spawn(self.deliver(turn.conversation_id, None, self.send(
-                    turn.conversation_id, notice, thread=turn.metadata.get("answer_in"))))
+                self._tell(turn, notice, key)
+
+    def _tell(self, turn: Turn, notice: str, key: str) -> None:
+        """Post the channel's own ``notice`` for the message ``key`` of ``turn`` (a hint, a notice to wait) in the
+        background, where its answer would go; not once its customer deleted the message (:meth:`send`)."""
+        self._tasks.spawn(self.deliver(turn.conversation_id, None, self.send(
+            turn.conversation_id, notice, thread=turn.metadata.get("answer_in"), about=key)))
 
     def resume(self, turn: Turn) -> None:
         self._tasks.spawn(self._answer(turn))
@@ -742,7 +751,8 @@ class SlackChannel(PlatformChannel):
         if (reply.text or reply.buttons or reply.custom) and reply.source != "silent":
             await self.deliver(turn.conversation_id, reply.turn_id, self.send(
                 turn.conversation_id, reply.text, buttons=reply.buttons, custom=reply.custom,
-                thread=turn.metadata.get("answer_in"), parts=reply.parts, answering=turn.pending_id), turn.pending_id)
+                thread=turn.metadata.get("answer_in"), parts=reply.parts, answering=turn.pending_id,
+                about=message_key(turn.metadata.get("channel", ""), turn.metadata.get("ts", ""))), turn.pending_id)
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``, or into
@@ -751,8 +761,9 @@ class SlackChannel(PlatformChannel):
         in several where they pass Slack's limit (:func:`posts`); their ``attachments``
         (:func:`~bot.responses.slack_attachments`) go under the last. An action's ``parts`` (its messages, where a
         text follows a payload: :attr:`~bot.channels.base.Reply.parts`) are posted each on its own, in order, as
-        Rasa's Slack channel posts them, the buttons under the last. An answer to the kept message ``answering`` is
-        not posted once its customer deleted that message (:class:`~bot.channels.base.Withdrawn`)."""
+        Rasa's Slack channel posts them, the buttons under the last. An answer to the kept message ``answering``, or
+        anything said for the message ``about`` (:func:`message_key`), is not posted once its customer deleted that
+        message (:class:`~bot.channels.base.Withdrawn`)."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
         thread_ts = kwargs.get("thread") or thread_ts
         if prefix != self.name:
@@ -776,7 +787,8 @@ class SlackChannel(PlatformChannel):
             # as the sessions close. It is cut short, as a retry is, and the agent is told.
             if queued and self._stopping.is_set() and kwargs.get("role") == "agent":
                 raise Stopping(f"{self.name}: the server is stopping")
-            if not await self.still_owed(kwargs.get("answering")):  # deleted while the answer waited its turn
+            # deleted while the answer waited its turn, or before the message itself came (Slack sends them in any order)
+            if not await self.still_owed(kwargs.get("answering")) or kwargs.get("about") in self._deleted:
                 raise Withdrawn(f"{self.name}: the message it answers was deleted")
             await send_pieces(messages, post, SlackMaybePosted)
 
