@@ -321,7 +321,8 @@ class SlackChannel(Settings):
     api_url: str | None = None
     bot_user_id: str | None = None
     team_users: list[str] = Field(default_factory=list, description=(
-        "the support team's Slack user ids (U…): their messages in a customer's thread are an agent's, not answered"))
+        "the support team's Slack user ids (U…) or user groups (S…): their messages in a customer's thread are an "
+        "agent's, not answered"))
 
 
 class WeComChannel(Settings):

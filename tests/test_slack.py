@@ -91,7 +91,9 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     them, as Slack or a gateway does when unavailable. ``gap``, when set, is the rate limit itself: a
     post within that many seconds of the channel's last one gets a 429 saying to wait them. ``members`` are the
     workspace's users ``users.info`` knows (form-encoded, as Slack reads it), each looked-up id in ``looked_up``;
-    ``scopes`` the token's, without ``users:read`` answered ``missing_scope`` as Slack does.
+    ``groups`` its user groups' members by group id, which ``usergroups.users.list`` lists, each listed group in
+    ``listed``; ``scopes`` the token's, without ``users:read`` (``usergroups:read``) answered ``missing_scope`` as Slack
+    does.
     """
     posts: list[dict[str, Any]] = []
     limits: list[str] = []
@@ -128,12 +130,26 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
             return web.json_response({"ok": False, "error": "user_not_found"})
         return web.json_response({"ok": True, "user": {"id": user, **api.members[user]}})
 
+    async def usergroup_members(request: web.Request) -> web.Response:
+        group = (await request.post()).get("usergroup")
+        api.listed.append(group)
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        if "usergroups:read" not in api.scopes:
+            return web.json_response({"ok": False, "error": "missing_scope", "needed": "usergroups:read",
+                                      "provided": ",".join(sorted(api.scopes))})
+        if group not in api.groups:
+            return web.json_response({"ok": False, "error": "no_such_subteam"})
+        return web.json_response({"ok": True, "users": api.groups[group]})
+
     app = web.Application()
     app.router.add_post("/api/chat.postMessage", post_message)
     app.router.add_post("/api/users.info", users_info)
+    app.router.add_post("/api/usergroups.users.list", usergroup_members)
     server = await aiohttp_server(app)
     api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0,
-                          agents=agents, members={}, looked_up=[], scopes={"chat:write", "users:read"})
+                          agents=agents, members={}, looked_up=[], groups={}, listed=[],
+                          scopes={"chat:write", "users:read", "usergroups:read"})
     return api
 
 
@@ -1333,6 +1349,48 @@ async def test_in_an_ordinary_channel_the_team_users_words_are_an_agents_not_ans
         "agent", "ada", "It went out today")
     assert bot.store.holder(cid) == "ada"
     bot.store.close()
+
+
+async def test_a_user_group_in_team_users_is_the_support_team_as_slack_lists_it_now(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admins name their support team by its Slack user group (``S…``), whose members change; team_users took user ids
+    alone, and a group's id matched nobody, so colleagues were answered as customers. The group's members are asked of
+    Slack (usergroups.users.list) once for many messages, and again after GROUP_KEPT_S, a colleague who joined it
+    since then taken as the support team too."""
+    monkeypatch.setattr(slack_module, "GROUP_KEPT_S", 0.5)
+    slack_api.members["U7"] = {"name": "ada"}
+    slack_api.groups["S1"] = ["U7"]
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["S1", "U9"])
+    cid = f"slack:T1:C1:{TS}"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    await post(client, event("Ev1", "where is my refund?", thread_ts=TS))  # the customer, U1
+    await post(client, event("Ev2", "It went out today", user="U7", ts="1700000000.000200", thread_ts=TS))
+    await post_click(client, click(user={"id": "U7", "username": "ada"}))
+    await post(client, event("Ev3", "Thanks", user="U8", ts="1700000000.000300", thread_ts=TS))  # not in it yet
+    slack_api.groups["S1"] = ["U7", "U8"]
+    await asyncio.sleep(0.6)
+    await post(client, event("Ev4", "I checked: it is on its way", user="U8", ts="1700000000.000400", thread_ts=TS))
+    await channel.close()
+    assert [(t.user, t.text) for t in bot.turns] == [("U1", "where is my refund?"), ("U8", "Thanks")]
+    assert [(m["role"], m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [
+        ("agent", "ada", "It went out today"), ("agent", "U8", "I checked: it is on its way")]
+    assert slack_api.listed == ["S1", "S1"]
+    bot.store.close()
+
+
+async def test_a_user_group_slack_does_not_list_is_said_once_and_the_channel_answers_on(
+        aiohttp_client: Any, slack_api: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """Without the usergroups:read scope (or with a group id Slack does not know), the group's members cannot be
+    known: the log says why and what to do, once, customers are answered all the same, and Slack is not asked again
+    for each message."""
+    slack_api.scopes = {"chat:write", "users:read"}
+    channel = make_channel(FakeBot(), slack_api.url, team_users=["S1"])
+    client = await client_of(aiohttp_client, channel)
+    for n in range(3):
+        await post(client, event(f"Ev{n}", f"question {n}", ts=f"1700000000.00010{n}"))
+    await channel.close()
+    assert len(slack_api.posts) == 3 and slack_api.listed == ["S1"]
+    assert caplog.text.count("add the usergroups:read scope") == 1 and "S1" in caplog.text
 
 
 async def test_in_a_slack_connect_channel_the_support_teams_clicks_are_not_the_customers(slack: SimpleNamespace) -> None:

@@ -51,6 +51,7 @@ MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the answer w
 NAME_LOOKUP_S = 1.5  # users.info runs before the event's 200, which Slack wants within 3 seconds
 NAME_RETRY_S = 600.0  # after users.info failed, names are not asked for again for this long
 NAME_KEPT_S = 3600.0  # a support team member's name is looked up again after this long: they may have changed it
+GROUP_KEPT_S = 300.0  # team_users' user groups are listed again after this long: colleagues join and leave them
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
 # An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
 # and escaped in JSON (six bytes a Chinese character): server.max_body_bytes refused long messages Slack
@@ -250,6 +251,11 @@ def answerable(blocks: list[Any]) -> list[Any]:
     return [in_block(block) for block in blocks]
 
 
+def is_group(member: str) -> bool:
+    """Whether ``member`` of ``team_users`` is a Slack user group's id (``S0614TZR7``), not a user's (``U…``, ``W…``)."""
+    return member.startswith("S")
+
+
 def in_thread(channel: str, thread: str) -> str:
     """The thread a message's conversation is: its own, but none in a direct message (a channel id starting
     with D), which is one conversation with its customer, answered at the top level where they write: they
@@ -305,6 +311,8 @@ def api_error(result: dict[str, Any]) -> str:
     error = _string(result.get("error")) or "unknown error"
     if error == "missing_scope" and _string(result.get("needed")):
         return f"{error} (add the {result['needed']} scope to the Slack app and reinstall it)"
+    if error == "no_such_subteam":
+        return f"{error} (no user group of the workspace has this id: copy it from the group's page, ⋮ → Copy group ID)"
     if error in TOKEN_ERRORS:
         return (f"{error} (the bot token is not valid: reinstall the app to the workspace and set channels.slack.bot_token, "
                 f"or {ENV['bot_token']}, to its Bot User OAuth Token)")
@@ -409,8 +417,14 @@ class SlackChannel(PlatformChannel):
         # The bot's own user id is learnt from each event's ``authorizations``; bot_user_id can pin it.
         self.own_user_ids: set[str] = {self.settings["bot_user_id"]} if self.settings.get("bot_user_id") else set()
         # The support team's members, where a channel does not tell them from customers (one of the workspace's own,
-        # not Slack Connect): their words are an agent's (:meth:`_note`), their clicks not the customer's.
-        self.team_users: frozenset[str] = frozenset(self.settings.get("team_users") or ())
+        # not Slack Connect): their words are an agent's (:meth:`_note`), their clicks not the customer's. Named by
+        # their user ids, or by user groups (S…), whose members Slack lists (:meth:`on_team`).
+        named = [str(member) for member in self.settings.get("team_users") or ()]
+        self.team_users: frozenset[str] = frozenset(member for member in named if not is_group(member))
+        self.team_groups: tuple[str, ...] = tuple(member for member in named if is_group(member))
+        self._group_members: dict[str, frozenset[str]] = {}  # each group's members, as Slack listed them last
+        self._groups_due = 0.0  # the time.monotonic() from which the groups are listed again
+        self._listing: asyncio.Task[None] | None = None  # their listing under way
         self._posting: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()  # per channel
         # The Slack Connect channels, as events say: a click says nothing of it, so the buttons posted there say it.
         self.shared_channels: set[str] = set()
@@ -449,6 +463,8 @@ class SlackChannel(PlatformChannel):
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
             said_retried(request, payload)
             turn = self._turn(payload)
+            if turn is not None and turn.user and await self.on_team(turn.user):
+                turn.metadata["support_team"] = True
             if turn is None and payload["event"].get("subtype") in CHANGES:
                 await self._changed(payload)
             elif turn is not None and turn.metadata.get("support_team"):
@@ -471,14 +487,14 @@ class SlackChannel(PlatformChannel):
         clicked = {"block_actions": self._click, "interactive_message": self._attachment_click}.get(payload.get("type"))
         if clicked is not None:
             turn = clicked(payload)
-            if turn is not None:
+            if turn is not None and not await self.on_team(turn.user or ""):  # a colleague's click is no customer's
                 await self._start(request, turn, f"slack:click:{payload['trigger_id']}")
         return web.Response(status=200)
 
     def _turn(self, payload: dict[str, Any]) -> Turn | None:
         """The :class:`Turn` for a new user message, or None for anything to ignore; a message of the support team's
-        (in a Slack Connect channel, :func:`from_support_team`; anywhere, one of ``team_users``) is marked
-        ``support_team`` in its metadata."""
+        in a Slack Connect channel (:func:`from_support_team`) is marked ``support_team`` in its metadata;
+        :meth:`handle_events` marks those of ``team_users`` so too (:meth:`on_team`)."""
         event: dict[str, Any] = payload["event"]
         self._note_shared(payload, _string(event.get("channel")))
         authorizations = payload.get("authorizations")
@@ -525,8 +541,7 @@ class SlackChannel(PlatformChannel):
             attached=file_note(event, text),
             metadata={"team": team, "channel": channel, "ts": ts, "thread_ts": thread, "event_id": event_id,
                       **({"answer_in": answer_in} if answer_in else {}),
-                      **({"support_team": True} if from_support_team(payload, event) or user in self.team_users
-                         else {})},
+                      **({"support_team": True} if from_support_team(payload, event) else {})},
             seen=seen,
         )
 
@@ -593,11 +608,10 @@ class SlackChannel(PlatformChannel):
                  button: Any) -> Turn | None:
         """The :class:`Turn` a click on ``button`` sends: ``value`` typed by the user who clicked, in the conversation
         of ``thread``, answered in the DM's thread ``in_dm_thread`` (:func:`dm_thread`); seen once per
-        ``trigger_id``, which a redelivered click repeats. None without a user or a trigger, or for a click of one of
-        ``team_users``, a colleague's "Talk to a person" no customer's."""
+        ``trigger_id``, which a redelivered click repeats. None without a user or a trigger."""
         user = _string(_object(payload.get("user")).get("id"))
         trigger = _string(payload.get("trigger_id"))
-        if not (user and trigger) or user in self.team_users:
+        if not (user and trigger):
             return None
         answer_in = dm_thread(channel, in_dm_thread)
         return Turn(
@@ -696,6 +710,38 @@ class SlackChannel(PlatformChannel):
                     user)
         self._member_names[user] = (name, time.monotonic())
         return name
+
+    async def on_team(self, user: str) -> bool:
+        """Whether ``user`` is one of ``team_users``: named by their id, or a member of a user group named there, as
+        Slack listed it last (``usergroups.users.list``, which needs ``usergroups:read``). The groups are listed again
+        after ``GROUP_KEPT_S``; a message waits for a listing under way ``NAME_LOOKUP_S`` at most, as Slack wants its
+        200 within 3 seconds, and is otherwise judged by the listing before."""
+        if user in self.team_users or not self.team_groups:
+            return user in self.team_users
+        if time.monotonic() >= self._groups_due and (self._listing is None or self._listing.done()):
+            self._groups_due = time.monotonic() + GROUP_KEPT_S
+            self._listing = self._tasks.spawn(self._list_groups())
+        if self._listing is not None and not self._listing.done():
+            await asyncio.wait([self._listing], timeout=NAME_LOOKUP_S)
+        return any(user in members for members in self._group_members.values())
+
+    async def _list_groups(self) -> None:
+        """Learn the members of ``team_users``' user groups from Slack. A group Slack does not list (the app lacks
+        ``usergroups:read``, the id is no group of the workspace, Slack down) keeps the members it had, none at
+        first: said in one line, with its fix, for each listing that fails, ``GROUP_KEPT_S`` apart; the channel
+        answers on, a colleague of that group answered as a customer meanwhile."""
+        for group in self.team_groups:
+            try:
+                listed = await self._call("usergroups.users.list", {"usergroup": group}, form=True)
+            except UNDELIVERED as exc:
+                log.error("channels.slack.team_users: Slack did not list the members of user group %s (%s); %s, "
+                          "until it does (asked again in %g minutes)", group, failure(exc),
+                          "the members it listed before stand" if group in self._group_members
+                          else "its members' messages are answered as customers'", GROUP_KEPT_S / 60)
+                continue
+            users = listed.get("users")
+            self._group_members[group] = frozenset(
+                user for user in (users if isinstance(users, list) else []) if _string(user))
 
     async def _unread(self, request: web.Request, turn: Turn, kind: str) -> None:
         """Answer files sent without a word (a screenshot), or a Slack message shared so, with ``UNREAD_HINT``, and
