@@ -34,7 +34,6 @@ from bot.channels.base import (
     Turn,
     failure,
     normalise,
-    with_attached,
 )
 from bot.language import (
     SCRIPT,
@@ -918,7 +917,7 @@ class Bot:
         if self.store is None:
             return None, None, False
         pred = analysis.prediction if analysis else None
-        shown = with_attached(turn.written or turn.text, turn.attached)
+        shown = turn.shown
         exchange = Exchange(
             turn.conversation_id, turn.channel, turn.user, text, shown if shown != text else None,
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],

@@ -32,8 +32,8 @@ from aiohttp.web_runner import GracefulExit
 
 from bot.actions import ActionError, ActionRunner, code_stamp
 from bot.channels import build_channels
-from bot.channels.base import (STORE_RETRY_S, DeliveryError, MaybeDelivered, PlatformChannel, Turn, dumps, http_error,
-                               json_response, same_secret, store_failed)
+from bot.channels.base import (STORE_RETRY_S, DeliveryError, MaybeDelivered, PlatformChannel, dumps, http_error,
+                               json_response, kept_turn, same_secret, store_failed)
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
@@ -773,8 +773,7 @@ async def answer_kept_messages(app: web.Application) -> AsyncIterator[None]:
                     platforms[row["channel"]].redeliver(row)
                     continue
                 log.info("answering a %s message a stopped server acknowledged and did not answer", row["channel"])
-                platforms[row["channel"]].resume(Turn(row["conversation_id"], row["text"], row["channel"], row["user"],
-                                                      row["metadata"], row["id"]))
+                platforms[row["channel"]].resume(kept_turn(row))
             await asyncio.sleep(ADOPT_EVERY_S)
 
     async with running(adopt()):

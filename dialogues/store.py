@@ -396,10 +396,18 @@ def _v35(db: sqlite_utils.Database) -> None:
                "claimed FLOAT NOT NULL, PRIMARY KEY (conversation_id, message_id))")
 
 
+def _v36(db: sqlite_utils.Database) -> None:
+    """A kept platform message as the agents read it (``Store.receive``'s ``shown``), where the model reads it
+    otherwise: the next server to answer it wrote the model's words into the transcript, "@someone" for each person a
+    Slack customer had named, and without the picture that came with them."""
+    if "shown" not in db["pending"].columns_dict:
+        db["pending"].add_column("shown", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
-                                                              _v29, _v30, _v31, _v32, _v33, _v34, _v35]
+                                                              _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36]
 # Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
 # twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
 RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
@@ -411,11 +419,11 @@ REDELIVERY_WINDOW_S = 900.0
 # server answers it: the old server may still be answering it while the new one starts.
 UNOWNED_GRACE_S = 60.0
 # An answered message keeps its key only: its text lives on in the conversation's turns.
-_SETTLE = "UPDATE pending SET answered = ?, text = '', metadata = '{}' WHERE id = ?"
+_SETTLE = "UPDATE pending SET answered = ?, text = '', shown = NULL, metadata = '{}' WHERE id = ?"
 # A purged conversation's messages keep their keys alone (the platform's message ids), taken as answered: deleted, a
 # redelivery in the minutes after the purge was answered again, beginning the conversation anew.
 _FORGET_SENDER = ("UPDATE pending SET answered = coalesce(answered, ?), conversation_id = NULL, user = NULL, text = '', "
-                  "metadata = '{}', reply_turn = NULL WHERE conversation_id = ?")
+                  "shown = NULL, metadata = '{}', reply_turn = NULL WHERE conversation_id = ?")
 # The key prefix of an edit or a deletion of a platform message that was no turn yet (``Store.replace_message``), kept
 # as a settled row, as an answered message's key is, until the message's turn is written or the window passes.
 _CHANGE = "changed:"
@@ -1518,7 +1526,7 @@ class Store:
     # --- platform messages between acknowledgement and answer ------------------------------------
 
     def receive(self, key: str, conversation_id: str, channel: str, user: str | None, text: str,
-                metadata: dict[str, Any]) -> int | None:
+                metadata: dict[str, Any], shown: str | None = None) -> int | None:
         """Keep a Slack or WeCom message before its platform is told it arrived, and return its id; None
         when a message with this ``key`` is already kept (the platform delivered it again).
 
@@ -1527,16 +1535,17 @@ class Store:
         (``Exchange.pending_id``) names its answer in the row, which is settled once the platform took
         that answer (:meth:`delivered`); rows left by a killed server are answered, or their answers
         sent, by the next one (:meth:`adopt`). An answered message's key stays for ``REDELIVERY_WINDOW_S``, which
-        a redelivery to the next server may fall in. The text is kept as the store keeps messages, redacted
-        unless privacy says otherwise.
+        a redelivery to the next server may fall in. The text, and the message as the agents read it (``shown``: a
+        Slack customer's mentions by name, the picture that came with it), are kept as the store keeps a turn's
+        ``text`` and ``raw_text``, redacted unless privacy says otherwise.
         """
         with self._writing():
             self.forget_old_keys()
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, metadata, received, owner) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [key, conversation_id, channel, user, self._private(text), json.dumps(metadata, ensure_ascii=False), now(),
-                 self.server])
+                "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, shown, metadata, received, "
+                "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [key, conversation_id, channel, user, *self._stored_texts(text, shown),
+                 json.dumps(metadata, ensure_ascii=False), now(), self.server])
             return int(cursor.lastrowid) if cursor.rowcount else None
 
     def receive_unanswered(self, key: str, conversation_id: str, channel: str, user: str | None, text: str) -> bool:

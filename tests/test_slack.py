@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 import bot.channels.slack as slack_module
-from bot.channels.base import DeliveryError, MaybeDelivered, Reply, Turn, message_pieces
+from bot.channels.base import DeliveryError, MaybeDelivered, Reply, Turn, kept_turn, message_pieces
 from bot.channels.slack import (
     MARKDOWN_LIMIT,
     MIN_EVENT_BYTES,
@@ -614,7 +614,8 @@ def logging_bot(tmp_path: Path, held: asyncio.Event | None = None) -> FakeBot:
         bot.turns.append(turn)
         if held is not None:
             await held.wait()
-        bot.store.log_exchange(Exchange(turn.conversation_id, "slack", turn.user, turn.text, None, bot.text, None, 0.1,
+        shown = turn.shown if turn.shown != turn.text else None
+        bot.store.log_exchange(Exchange(turn.conversation_id, "slack", turn.user, turn.text, shown, bot.text, None, 0.1,
                                         [], "fallback", "v0001", pending_id=turn.pending_id))
         return Reply(text=bot.text)
 
@@ -1076,6 +1077,33 @@ async def test_an_actions_text_after_its_blocks_is_posted_after_them_by_the_next
                                   messages=[{"text": "Our mugs:"}, {"custom": divider}, {"text": "Anything else?"}])
     assert [(posted["text"], [block["type"] for block in posted["blocks"]]) for posted in slack.posts] == [
         ("Our mugs:", ["markdown"]), ("", ["divider"]), ("Anything else?", ["markdown"])]
+
+
+async def test_a_message_the_next_server_answers_keeps_the_names_it_mentions_and_its_picture(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A message a stopped server had acknowledged and not answered went into the transcript, when the next server
+    answered it, as the model reads it: "@someone" for each person the customer had named, and without the picture
+    that came with it. The agents read it as the first server would have kept it."""
+    bot = logging_bot(tmp_path, asyncio.Event())  # stopped mid-turn
+    bot.store.serve()
+    channel = make_channel(bot, slack_api.url)
+    client = await client_of(aiohttp_client, channel)
+    channel._member_names["U07ABC"] = ("Ada", time.monotonic())
+    await post(client, event("Ev1", "<@UBOT> <@U07ABC> said <@U08|grace> would refund me", subtype="file_share",
+                             files=[{"id": "F1", "name": "chat.png", "mimetype": "image/png"}]))
+    await channel.close(0)
+    bot.store.close()
+    following = logging_bot(tmp_path)
+    following.store.serve()
+    channel = make_channel(following, slack_api.url)
+    for row in following.store.adopt(["slack"]):
+        channel.resume(kept_turn(row))
+    await channel.close()
+    assert [t.text for t in following.turns] == ["@someone said @someone would refund me"]
+    assert [(m["role"], m["text"]) for m in following.store.history(f"slack:T1:C1:{TS}")] == [
+        ("user", "@Ada said @grace would refund me\n[picture]"), ("bot", following.text)]
+    assert following.store.db.execute("SELECT 1 FROM pending WHERE shown IS NOT NULL").fetchall() == []  # answered
+    following.store.close()
 
 
 @pytest.mark.parametrize("before_the_restart", [True, False])

@@ -115,6 +115,18 @@ class Turn:
     written: str = ""
     message_id: str | None = None  # a web client's own id of the message, which its Retry sends again
 
+    @property
+    def shown(self) -> str:
+        """The message as the agents read it: its words as written, and what came with them."""
+        return with_attached(self.written or self.text, self.attached)
+
+
+def kept_turn(row: dict[str, Any]) -> Turn:
+    """The turn of a platform message a stopped server kept and did not answer (a row of ``Store.adopt``), as it
+    came: the words the model reads, and the message as the agents read it (``shown``), where that differs."""
+    return Turn(row["conversation_id"], row["text"], row["channel"], row["user"], row["metadata"], row["id"],
+                written=row.get("shown") or "")
+
 
 def with_attached(text: str, attached: str) -> str:
     """A message as the agents read it: its words, and under them what came with them (``Turn.attached``)."""
@@ -673,7 +685,7 @@ class PlatformChannel(Channel):
         if store is None:
             return True
         turn.pending_id = await self.bot._store(store.receive, key, turn.conversation_id, self.name, turn.user,
-                                                turn.text, turn.metadata)
+                                                turn.text, turn.metadata, turn.shown)
         return turn.pending_id is not None
 
     async def answer(self, turn: Turn) -> Reply:
