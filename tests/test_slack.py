@@ -860,6 +860,23 @@ def test_from_settings_needs_secrets_and_env_overrides(monkeypatch: pytest.Monke
     assert [route.path for route in channel.routes()] == ["/slack/events", "/slack/interactions"]  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("settings, said", [
+    ({"bot_token": "xapp-1-A0123-4567-abcdef"}, "bot_token is an App-Level Token"),
+    ({"bot_token": "xoxp-1234-5678-abcdef"}, "bot_token is a User OAuth Token"),
+    ({"team_users": ["U07ABC", "@ada", "<@U08DEF>", "ada"]}, "team_users holds '@ada', '<@U08DEF>', 'ada', no Slack ids"),
+])
+def test_a_token_of_the_wrong_kind_or_a_team_member_named_otherwise_than_by_id_stops_the_start(
+        settings: dict[str, Any], said: str) -> None:
+    """An admin who pasted the app's App-Level Token got a channel whose every answer Slack refused (each conversation
+    then handed to the agents as undelivered); one who pasted their User OAuth Token had the bot answer as
+    themselves. A colleague named in team_users by name or by mention matched no one, and was answered as a customer.
+    Each is said at start, with its fix."""
+    with pytest.raises(ProjectError, match=re.escape(said)):
+        SlackChannel.from_settings(FakeBot(), {"signing_secret": SECRET, "bot_token": TOKEN, **settings})
+    assert SlackChannel.from_settings(FakeBot(), {"signing_secret": SECRET, "bot_token": "xoxe.xoxb-1-rotating",
+                                                  "team_users": ["U07ABC", "W012A3CDE", "S0614TZR7"]}) is not None
+
+
 async def test_secrets_set_with_a_line_break_after_them_are_read_without_it(
         aiohttp_client: Any, slack_api: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """A secret put in the environment from a file (a Kubernetes secret made with --from-file, an env file saved on

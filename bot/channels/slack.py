@@ -75,6 +75,10 @@ ENV = {
     "api_url": "DESKBOT_SLACK_API_URL",
 }
 REQUIRED = ("signing_secret", "bot_token")
+# The tokens of a Slack app that are not its bot token, which an admin may paste in its place, and what they do there.
+WRONG_TOKENS = {"xapp-": "an App-Level Token, with which Slack refuses every message the bot posts",
+                "xoxp-": "a User OAuth Token, with which the bot posts as the person who installed the app"}
+MEMBER_ID = re.compile(r"[UWS][A-Z0-9]+")  # a Slack user's id (U…, W… on Enterprise Grid), or a user group's (S…)
 # Slack's errors for a bot token it no longer takes (the app uninstalled, the token revoked or mistyped)
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 # Slack's markup in a message's text: <https://…|label>, <mailto:…>, <@U…>, <#C…|name>, <!here>, <!subteam^…|@team>.
@@ -251,6 +255,17 @@ def answerable(blocks: list[Any]) -> list[Any]:
     return [in_block(block) for block in blocks]
 
 
+def check_settings(bot_token: str, team_users: list[str]) -> None:
+    """Refuse, at start, a ``bot_token`` of another kind than the bot's and ``team_users`` that name no one: an
+    App-Level Token had Slack refuse every answer, a User OAuth Token made the bot answer as a person, and a colleague
+    named by name or mention (``@ada``) was answered as a customer."""
+    if kind := next((kind for prefix, kind in WRONG_TOKENS.items() if bot_token.startswith(prefix)), None):
+        raise ValueError(f"bot_token is {kind}: set it to the Bot User OAuth Token (xoxb-…, under OAuth & Permissions)")
+    if odd := [member for member in team_users if not MEMBER_ID.fullmatch(member)]:
+        raise ValueError(f"team_users holds {', '.join(map(repr, odd))}, no Slack ids: a person's id starts with U or W "
+                         "(their profile, ⋮ → Copy member ID), a user group's with S (its page, ⋮ → Copy group ID)")
+
+
 def is_group(member: str) -> bool:
     """Whether ``member`` of ``team_users`` is a Slack user group's id (``S0614TZR7``), not a user's (``U…``, ``W…``)."""
     return member.startswith("S")
@@ -420,6 +435,7 @@ class SlackChannel(PlatformChannel):
         # not Slack Connect): their words are an agent's (:meth:`_note`), their clicks not the customer's. Named by
         # their user ids, or by user groups (S…), whose members Slack lists (:meth:`on_team`).
         named = [str(member) for member in self.settings.get("team_users") or ()]
+        check_settings(self.bot_token, named)
         self.team_users: frozenset[str] = frozenset(member for member in named if not is_group(member))
         self.team_groups: tuple[str, ...] = tuple(member for member in named if is_group(member))
         self._group_members: dict[str, frozenset[str]] = {}  # each group's members, as Slack listed them last
