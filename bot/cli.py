@@ -1224,21 +1224,13 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
 
 
 def _open_store(project: Project, reading: bool = False) -> Store:
-    """The bot's store; ``reading`` (figures, exports) opens it for reading alone, so that a copy on a
-    read-only disk or a backup's snapshot can be read. A file of an older deskbot is brought up to date
-    first, which does write."""
-    from dialogues.store import Store
+    """The bot's store; ``reading`` (figures, exports) opens it for reading alone (:func:`open_to_read`), so that
+    a copy on a read-only disk or a backup's snapshot can be read."""
+    from dialogues.store import Store, open_to_read
 
     if not project.db_path.exists():
         fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
-    if not reading:
-        return Store(project.db_path)
-    store = Store(project.db_path, read_only=True)
-    if store.behind:
-        store.close()
-        Store(project.db_path).close()
-        store = Store(project.db_path, read_only=True)
-    return store
+    return open_to_read(project.db_path) if reading else Store(project.db_path)
 
 
 def _trained_at(meta: dict[str, Any]) -> float:

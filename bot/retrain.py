@@ -62,7 +62,7 @@ from bot.training import (
 )
 from dialogues.export import LearnedData, contradicting, learnable, learned_data, one_per_message, recent_traffic
 from dialogues.review import OOS, current_name, renamed_ranking
-from dialogues.store import Store
+from dialogues.store import open_to_read
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from finetune.metrics import per_intent_accuracy
 from finetune.registry import Registry, RegistryError, Version
@@ -181,7 +181,7 @@ def as_renamed(classifier: IntentClassifier, project: Project) -> IntentClassifi
     """``classifier`` as it answers under the renames the bot's store keeps (itself where there are none)."""
     if not project.db_path.exists():
         return classifier
-    store = Store(project.db_path)
+    store = open_to_read(project.db_path)
     try:
         renames = store.renames()
     finally:
@@ -305,7 +305,7 @@ def read_store(project: Project, traffic: bool = True) -> tuple[LearnedData, lis
     customer messages the distillation holds on (none when ``learning.distill`` is off)."""
     if not project.db_path.exists():
         return LearnedData([], []), []
-    store = Store(project.db_path)
+    store = open_to_read(project.db_path)
     redacted = project.config.privacy.redact
     learning = project.config.learning
     try:

@@ -786,6 +786,20 @@ def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False) 
         raise StoreError(f"{path}: not a conversation store (it holds other tables); move it out of the bot folder")
 
 
+def open_to_read(path: Path) -> Store:
+    """``path`` opened for reading alone, refused if an older deskbot's: a command that reads (``bot stats``, ``bot
+    export``, a retrain) migrated it, under an older ``bot serve`` still running on it, which went on writing to a
+    schema it does not know. ``bot serve`` of this deskbot migrates it, keeping a copy of it as it was."""
+    store = Store(path, read_only=True)
+    if store.behind:
+        schema = store.schema
+        store.close()
+        raise StoreError(f"{path} is at migration {schema}, this deskbot needs {len(MIGRATIONS)}: start `bot serve` "
+                         "of this deskbot on it first, which migrates it (keeping a copy as it was); a command that "
+                         "only reads leaves it as it is, since an older `bot serve` may still be running on it")
+    return store
+
+
 # An agent turn's author (the name the agent gave), kept in ``turns.user``; customers' ids are not shown.
 _AUTHOR = "CASE WHEN t.role = 'agent' THEN t.user END AS author"
 _TYPED = "role = 'user' AND substr(text, 1, 1) != '/'"  # what a customer typed, not a button's payload
@@ -1024,14 +1038,14 @@ class Store:
             self.on_lock_wait: Callable[[float], None] | None = None  # told each write's wait for the lock (/metrics)
             if read_only:  # no migration, no WAL switch, no write lock: the writer's Store did those
                 return
-            if copied_alone and not self._schema():
+            if copied_alone and not self.schema:
                 log.warning("%s holds no conversations, not even their tables: a copy made without its -wal file? "
                             "Starting it as a new store (`bot backup` copies a store whole)", self.path)
             _use_wal(self.db)
             self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process death in WAL mode
             self.db.execute("PRAGMA foreign_keys=ON")
-            if self.behind and self._schema():
+            if self.behind and self.schema:
                 self._keep_before_migrating()
             self._migrate()
             self._check_writable()
@@ -1161,7 +1175,7 @@ class Store:
         such a file without a word, and every turn would then fail to be logged."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute(f"PRAGMA user_version={self._schema()}")  # a write that changes nothing
+            self.db.execute(f"PRAGMA user_version={self.schema}")  # a write that changes nothing
         finally:
             self.db.execute("ROLLBACK")
 
@@ -1220,7 +1234,7 @@ class Store:
         once (a server and a cron job's ``bot export``) wait for each other rather than fail."""
         while self.behind:
             with self._writing():
-                version = self._schema()
+                version = self.schema
                 if version < len(MIGRATIONS):
                     MIGRATIONS[version](self.db)
                     self.db.execute(f"PRAGMA user_version={version + 1}")
@@ -1228,9 +1242,11 @@ class Store:
     @property
     def behind(self) -> bool:
         """Whether the file has migrations still to run (a read-only Store does not run them)."""
-        return self._schema() < len(MIGRATIONS)
+        return self.schema < len(MIGRATIONS)
 
-    def _schema(self) -> int:
+    @property
+    def schema(self) -> int:
+        """The migration the file is at (``PRAGMA user_version``)."""
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from datetime import datetime, timedelta, timezone
 import shutil
 import sqlite3
@@ -19,9 +20,11 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.cli import cli
+from bot.project import load_project
+from bot.retrain import read_store
 from bot.server import BOT, create_app
 from dialogues.stats import compared_with_previous, conversation_stats, language_kept
-from dialogues.store import Exchange, Store
+from dialogues.store import MIGRATIONS, Exchange, Store, StoreError
 from tests.conftest import ask, configured_copy, store_of_the_last_deskbot
 
 
@@ -819,13 +822,9 @@ async def test_a_response_that_fails_after_it_went_out_is_counted_once(aiohttp_c
 def test_figures_and_exports_read_a_store_they_cannot_write(tiny_demo_bot: Path, tmp_path: Path,
                                                             monkeypatch: Any) -> None:
     """`bot stats` and `bot export` opened the store for writing: on a backup restored to a read-only disk
-    both said "cannot open it (attempt to write a readonly database)". They read it now; a store of an
-    older deskbot is still brought up to date first."""
+    both said "cannot open it (attempt to write a readonly database)". They read it now."""
     root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
-    store_of_the_last_deskbot(root / "dialogues.db")
-    assert json.loads(CliRunner().invoke(cli, ["stats", str(root), "--json"]).stdout)["conversations"] == 0
     store = Store(root / "dialogues.db")
-    assert not store.behind
     exchange(store, "c1", "where is my order", "template")
     store.add_labels([exchange(store, "c1", "my parcel is lost", "fallback")[0]], "track_order")
     store.close()
@@ -841,6 +840,25 @@ def test_figures_and_exports_read_a_store_they_cannot_write(tiny_demo_bot: Path,
     assert [json.loads(line)["text"] for line in exported.stdout.splitlines()] == ["my parcel is lost"]
     refused = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])  # a command that writes still says it cannot
     assert refused.exit_code == 1 and "readonly database" in refused.output
+
+
+def test_commands_that_read_refuse_an_older_deskbots_store_rather_than_migrate_it(tiny_demo_bot: Path,
+                                                                                  tmp_path: Path) -> None:
+    """`bot stats`, `bot export`, `bot purge --dry-run` and a retrain's read of a newer deskbot migrated the store
+    under the older `bot serve` still running on it, which then wrote to a schema it did not know."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store_of_the_last_deskbot(root / "dialogues.db")
+    said = (f"is at migration {len(MIGRATIONS) - 1}, this deskbot needs {len(MIGRATIONS)}: start `bot serve` of this "
+            "deskbot on it first")
+    for command in (["stats", str(root)], ["export", str(root)], ["purge", str(root), "--user", "u1", "--dry-run"]):
+        refused = CliRunner().invoke(cli, command)
+        assert refused.exit_code == 1 and said in refused.output, refused.output
+    with pytest.raises(StoreError, match=re.escape(said)):
+        read_store(load_project(root))
+    assert sqlite3.connect(root / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
+    assert not list(root.glob("*.bak"))  # nothing copied either
+    Store(root / "dialogues.db").close()  # as `bot serve` opens it
+    assert json.loads(CliRunner().invoke(cli, ["stats", str(root), "--json"]).stdout)["conversations"] == 0
 
 
 async def test_the_agents_inbox_is_read_beside_the_store_writer(tiny_demo_bot: Path, tmp_path: Path,
