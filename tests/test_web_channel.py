@@ -283,6 +283,28 @@ async def test_a_signed_in_customers_conversation_is_theirs_alone_to_read_hear_a
     assert (await client.get(history, params={"user_hash": "not hex"})).status == 400
 
 
+async def test_whose_conversation_it_is_is_read_beside_the_store_writer(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every web message, history read and vote first reads whose conversation it is: on the thread that logs
+    customers' turns, each waited behind them and held them up."""
+    import threading
+
+    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
+    client = await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+    cid, proof = new_id(), {"user": "u-17", "user_hash": vouched("u-17")}
+    assert (await client.post("/api/chat", json={"conversation_id": cid, "text": "hello", **proof})).status == 200
+    channel = client.app[BOT].channels["web"]
+    release = threading.Event()
+    writer = asyncio.ensure_future(client.app[BOT]._store(release.wait, 20))  # the writer busy
+    try:
+        assert await asyncio.wait_for(channel.proven(web_channel.Customer(**proof), cid), 10) == "u-17"
+        with pytest.raises(web_channel.Unverified):
+            await asyncio.wait_for(channel.proven(web_channel.Customer(), cid), 10)
+    finally:
+        release.set()
+        await writer
+
+
 async def test_a_short_conversation_id_is_said_in_the_log_and_refused_below_the_configured_minimum(
         client: Any, aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any,
         caplog: pytest.LogCaptureFixture) -> None:

@@ -418,8 +418,9 @@ class WebChannel(Channel):
         request naming a conversation asks this first, so its id is checked here too (:meth:`check_id`)."""
         self.check_id(conversation_id)
         proven = self.verified_user(request)
-        store = self.bot.store
-        conversation = await self.bot._store(store.conversation, conversation_id) if store else None
+        # on the reads' connection: asked before every web message, history read and vote is served, it waited
+        # behind the turns the store's one thread writes, and held them up
+        conversation = await self.bot._read(Store.conversation, conversation_id) if self.bot.store else None
         owner = conversation["slots"].get(VERIFIED_USER) if conversation else None
         if owner is not None and owner != proven:
             raise Unverified("conversation_id: a signed-in customer's conversation: send their user and user_hash")
