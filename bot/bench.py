@@ -167,9 +167,11 @@ class Tally:
 class Client:
     """One customer sending a message, waiting for the reply, and sending the next, until ``deadline``."""
 
-    def __init__(self, number: int, transport: str, texts: list[str], tag: str, think: float = 0.0) -> None:
+    def __init__(self, number: int, transport: str, texts: list[str], tag: str, think: float = 0.0,
+                 message_ids: bool = False) -> None:
         self.number = number
         self.think = think  # mean seconds between a reply and the next message (0: at once)
+        self.message_ids = message_ids  # each message sent with its own message_id, as the widget sends them
         self.rng = random.Random(number)
         self.transport = transport
         self.texts = texts
@@ -179,9 +181,12 @@ class Client:
         self.ws: aiohttp.ClientWebSocketResponse | None = None  # WebSocket clients keep one open
 
     def next_message(self) -> dict[str, str]:
+        """The next message; with ``message_ids``, sent with an id of its own, which the server claims in the
+        store before answering (a write per message, as for the widget's), so that the cost of those claims shows."""
         text = self.texts[(self.number * 7919 + self.sent) % len(self.texts)]
         self.sent += 1
-        return {"conversation_id": f"{self.tag}-{self.number}-{self.conversation}", "text": text}
+        message = {"conversation_id": f"{self.tag}-{self.number}-{self.conversation}", "text": text}
+        return {**message, "message_id": f"m{self.sent}"} if self.message_ids else message
 
     def replied(self, body: dict[str, Any]) -> bool:
         """A good reply; a handed-off conversation is left for a fresh one, so every message meets the model."""
@@ -234,8 +239,9 @@ class Client:
 
 
 async def drive(url: str, clients: int, duration: float, warmup: float, transport: str, texts: list[str],
-                think: float = 0.0) -> Tally:
-    """``clients`` concurrent clients for ``warmup + duration`` seconds; only the last ``duration`` counts."""
+                think: float = 0.0, message_ids: bool = False) -> Tally:
+    """``clients`` concurrent clients for ``warmup + duration`` seconds; only the last ``duration`` counts. With
+    ``message_ids`` each message carries one (:meth:`Client.next_message`)."""
     tally = Tally()
     start = time.perf_counter()
     measure_from, deadline = start + warmup, start + warmup + duration
@@ -243,7 +249,7 @@ async def drive(url: str, clients: int, duration: float, warmup: float, transpor
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        runners = [Client(i, kinds[i % len(kinds)], texts, f"bench{clients}", think).run(
+        runners = [Client(i, kinds[i % len(kinds)], texts, f"bench{clients}", think, message_ids).run(
                    session, url, measure_from, deadline, tally) for i in range(clients)]
         await asyncio.gather(*runners)
     return tally
@@ -308,11 +314,12 @@ def encoder_throughput(model: IntentClassifier, texts: list[str], seconds: float
 
 def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: float = 3.0, transport: str = "mixed",
                     inference: dict[str, Any] | None = None, device: str | None = None, seed: int = 0,
-                    think_ms: float = 0.0) -> dict[str, Any]:
+                    think_ms: float = 0.0, message_ids: bool = False) -> dict[str, Any]:
     """Start the server, time the raw encoder, drive each client count in turn; one JSON-able dict.
 
     With ``think_ms`` 0 every client sends its next message as soon as it has the reply (a closed loop at
-    full capacity); a think time makes each client a person who reads before typing again.
+    full capacity); a think time makes each client a person who reads before typing again. ``message_ids``: each
+    message is sent with one, as the widget sends them.
     """
     project = load_project(root)
     texts = [e.text for e in project.examples]
@@ -329,7 +336,8 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
             tallies = []
             for count in clients:
                 before, cpu = asyncio.run(scrape(url)), time.process_time()
-                tally = asyncio.run(drive(url, count, duration, warmup, transport, texts, think_ms / 1000))
+                tally = asyncio.run(drive(url, count, duration, warmup, transport, texts, think_ms / 1000,
+                                          message_ids))
                 client_cpu = (time.process_time() - cpu) * 1000 / max(tally.sent, 1)
                 figures = server_figures(before, asyncio.run(scrape(url)))
                 figures.update(client_cpu_ms_per_message=round(client_cpu, 2), load_average=round(os.getloadavg()[0], 2))
@@ -343,6 +351,7 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
         "device": device or "auto",
         "transport": transport,
         "think_ms": think_ms,
+        "message_ids": message_ids,
         "duration_s": duration,
         "warmup_s": warmup,
         "cpus": os.cpu_count(),

@@ -1083,17 +1083,22 @@ def _positive_ints(value: str) -> list[int]:
 @click.option("--pass-tokens", type=click.IntRange(min=8), default=None, help="Override server.inference.pass_tokens.")
 @click.option("--think-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Mean pause between a reply and a client's next message (0: at once, the server's capacity).")
+@click.option("--message-ids", is_flag=True,
+              help="Send each message with a message_id, as the web widget does: the server claims each in the store "
+                   "before answering it, one more write per message.")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_serve(directory: Path, clients: list[int], duration: float, warmup: float, transport: str,
                 quantize: str | None, trace: bool | None, threads: int | None, max_batch: int | None,
-                pass_tokens: int | None, workers: int | None, think_ms: float, device: str | None, as_json: bool) -> None:
+                pass_tokens: int | None, workers: int | None, think_ms: float, message_ids: bool, device: str | None,
+                as_json: bool) -> None:
     """Throughput and latency of `bot serve`, against the raw encoder.
 
     Example:
 
     \b
       bot bench serve mybot --clients 1,16 --duration 10
+      bot bench serve mybot --clients 16 --message-ids   # as the widget sends them
     """
     import signal
 
@@ -1105,7 +1110,8 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
     Registry(project.models_dir).current_path()
     inference = {"quantize": quantize, "trace": trace, "threads": threads, "max_batch": max_batch,
                  "pass_tokens": pass_tokens, "workers": workers}
-    figures = serve_benchmark(directory, clients, duration, warmup, transport, inference, device, think_ms=think_ms)
+    figures = serve_benchmark(directory, clients, duration, warmup, transport, inference, device, think_ms=think_ms,
+                              message_ids=message_ids)
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
+from tests.conftest import configured_copy
 
 RESULT_KEYS = {"clients", "throughput", "p50_ms", "p95_ms", "p99_ms", "errors", "rss_mb", "throughput_ratio"}
 
@@ -42,6 +43,24 @@ def test_bench_serve_prints_one_json_object_per_the_schema(tiny_demo_bot: Path) 
     if (tiny_demo_bot / "dialogues.db").exists():
         with sqlite3.connect(tiny_demo_bot / "dialogues.db") as db:
             assert db.execute("SELECT count(*) FROM conversations WHERE id LIKE 'bench%'").fetchone()[0] == 0
+
+
+async def test_bench_serves_clients_send_message_ids_when_asked(tiny_demo_bot: Path, tmp_path: Path,
+                                                                 aiohttp_client: Any) -> None:
+    """The store's claim of each message sent with a message_id (the widget's) is a write per message that the
+    benchmark's clients, sending none, never measured: with ``--message-ids`` each message carries its own."""
+    from bot.bench import drive
+    from bot.server import BOT, create_app
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    url, texts = str(client.make_url("")).rstrip("/"), ["where is my order", "hello"]
+    store = client.app[BOT].store
+    for message_ids in (False, True):
+        tally = await drive(url, 2, 0.5, 0.0, "mixed", texts, message_ids=message_ids)
+        assert tally.errors == 0 and tally.by_transport["http"] and tally.by_transport["ws"]
+        claims = store.db.execute("SELECT count(*), count(DISTINCT conversation_id || message_id) FROM answering")
+        assert claims.fetchone() == ((tally.sent,) * 2 if message_ids else (0, 0))
 
 
 def test_bench_serve_refuses_bad_client_counts_and_an_untrained_bot(tiny_demo_bot: Path, tmp_path: Path) -> None:
