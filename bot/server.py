@@ -50,7 +50,7 @@ from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import CHANNELS, compared_with_previous, conversation_stats, figures_as_csv, language_kept
 from dialogues.store import (KeyReused, LabelledMeanwhile, NotTheAuthor, Overtaken, Store, StoreError, agent_key,
-                             cannot_write, read_moment, unix_time)
+                             cannot_write, read_moment, refuse_newer, unix_time)
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -1283,6 +1283,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     project = load_project(root)
     agents = agent_tokens(project)  # a token or a name two agents share, before the model loads
     actions = ActionRunner.for_project(project)  # a mistake in actions/ or its map, before the model loads
+    refuse_newer(project.db_path)  # a newer deskbot's store, before the model loads
     nlu = nlu or load_at_start(project, device)  # refuse to start when no version that served loads
     server = project.config.server
     limits = Limits(server.limits, server.max_body_bytes, trusted=is_admin)

@@ -769,6 +769,27 @@ def _create_private(path: Path) -> None:
         os.close(owner_only(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
 
 
+def _newer(path: Path, version: int) -> str:
+    """Why a store a newer deskbot migrated is refused, and the way back to this deskbot where there is one."""
+    kept = path.with_name(f"{path.name}.schema{len(MIGRATIONS)}.bak")
+    back = (f"; or, to serve this deskbot again, restore {kept.name}, the store as it was before that upgrade (without "
+            "the conversations since)") if kept.exists() else ""
+    return (f"{path} was written by a newer deskbot (schema {version}; this one reads up to {len(MIGRATIONS)}): "
+            f"upgrade deskbot{back}")
+
+
+def refuse_newer(path: Path) -> None:
+    """Refuse a store a newer deskbot migrated, before ``bot serve`` loads its model (minutes for a large one, to
+    refuse after them); anything else wrong with the file is said as the server opens it."""
+    try:
+        with contextlib.closing(_connect_read_only(path)) as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error:
+        return
+    if version > len(MIGRATIONS):
+        raise StoreError(_newer(path, version))
+
+
 def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False) -> None:
     """Refuse, before a byte is written, a file deskbot did not make or cannot read: a migration or the
     switch to WAL would change another program's database."""
@@ -780,8 +801,7 @@ def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False) 
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: not a conversation store: {exc}") from None
     if version > len(MIGRATIONS):
-        raise StoreError(f"{path} was written by a newer deskbot (schema {version}; this one reads up to "
-                         f"{len(MIGRATIONS)}): upgrade deskbot")
+        raise StoreError(_newer(path, version))
     if version == 0 and tables:
         raise StoreError(f"{path}: not a conversation store (it holds other tables); move it out of the bot folder")
 

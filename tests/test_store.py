@@ -2384,6 +2384,25 @@ def test_a_store_is_kept_as_it_was_before_a_migration(tmp_path: Path, caplog: py
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".bak") == [kept.name]
 
 
+def test_a_server_refuses_a_newer_deskbots_store_before_its_model_loads_and_names_the_way_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deskbot rolled back after an upgrade migrated the store loaded its model (minutes for a large one) before
+    refusing it, and said "upgrade deskbot" alone, not which copy it could serve."""
+    from bot.server import create_app
+
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    path = root / "dialogues.db"
+    store = Store(path)
+    store.backup(root / f"dialogues.db.schema{len(MIGRATIONS)}.bak")  # as the newer deskbot kept it before migrating
+    store.db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    store.close()
+    monkeypatch.setattr("bot.server.load_at_start", lambda *_: pytest.fail("the model was loaded"))
+    with pytest.raises(StoreError, match=f"was written by a newer deskbot .*: upgrade deskbot; or, to serve this "
+                                         f"deskbot again, restore dialogues.db.schema{len(MIGRATIONS)}.bak"):
+        create_app(root)
+
+
 def test_a_store_that_cannot_be_copied_before_its_migration_is_not_migrated(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "dialogues.db"
