@@ -49,8 +49,8 @@ from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import CHANNELS, compared_with_previous, conversation_stats, figures_as_csv, language_kept
-from dialogues.store import (KeyReused, LabelledMeanwhile, NotTheAuthor, Overtaken, Store, StoreError, agent_key,
-                             cannot_write, read_moment, refuse_newer, unix_time)
+from dialogues.store import (MIGRATIONS, KeyReused, LabelledMeanwhile, NotTheAuthor, Overtaken, Store, StoreError,
+                             agent_key, cannot_write, read_moment, refuse_newer, unix_time)
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -470,6 +470,20 @@ class StoreProbe:
 STORE_PROBE = web.AppKey("store_probe", StoreProbe)
 
 
+async def migrated_by_newer(bot: Bot) -> str | None:
+    """Why this server must not go on (None while it may): a newer deskbot's server, started on the same store, has
+    migrated it to a schema this one does not know, and writes by it (a Retry it does not claim, a column it does not
+    fill) would no longer be what the newer one reads. Read beside the store's writer, and not waited for long."""
+    try:
+        schema = await asyncio.wait_for(bot._read(lambda store: store.schema), STORE_WAIT_S)
+    except (asyncio.TimeoutError, StoreError, sqlite3.Error):
+        return None
+    if schema <= len(MIGRATIONS):
+        return None
+    return (f"the conversation store was migrated by a newer deskbot while this server ran (schema {schema}; it knows "
+            f"up to {len(MIGRATIONS)}): stop it and serve the newer deskbot")
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Ready: the model serves and the store writes, to the file its path names. Once a write has failed (a full
     disk), a check tries one, every few seconds at most (:class:`StoreProbe`), until one succeeds: a load balancer
@@ -481,6 +495,8 @@ async def healthz(request: web.Request) -> web.Response:
         raise http_error(web.HTTPServiceUnavailable, "stopping: send requests elsewhere")
     if (moved := bot.store.moved()) is not None:
         raise http_error(web.HTTPServiceUnavailable, moved)
+    if (newer := await migrated_by_newer(bot)) is not None:
+        raise http_error(web.HTTPServiceUnavailable, newer)
     if bot.store.failing is not None:
         await request.app[STORE_PROBE](bot)
     if (failing := bot.store.failing) is not None:

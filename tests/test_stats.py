@@ -794,6 +794,22 @@ async def test_healthz_is_not_ready_once_the_stores_file_is_deleted_or_replaced_
     assert health.status == 503 and (await health.json())["error"].startswith("dialogues.db was replaced while the server ran")
 
 
+async def test_healthz_is_not_ready_once_a_newer_deskbot_migrated_the_store_under_the_server(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any) -> None:
+    """A newer deskbot's server started on the same store (a rolling upgrade) migrated it, and the older one went
+    on answering "ok" and writing to a schema it does not know."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    assert (await client.get("/healthz")).status == 200
+    with sqlite3.connect(root / "dialogues.db") as newer:
+        newer.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    health = await client.get("/healthz")
+    assert health.status == 503
+    assert (await health.json())["error"] == (
+        f"the conversation store was migrated by a newer deskbot while this server ran (schema {len(MIGRATIONS) + 1}; "
+        f"it knows up to {len(MIGRATIONS)}): stop it and serve the newer deskbot")
+
+
 async def test_a_response_that_fails_after_it_went_out_is_counted_once(aiohttp_client: Any) -> None:
     """A WebSocket's 101 or a stream, then an error: the error's response was counted as a second one."""
     from types import SimpleNamespace
