@@ -655,6 +655,11 @@ READ_ONLY_DISK_ADVICE = ("`dmesg` says whether the kernel made it so after an er
                          "emergency_ro), to repair with the server stopped")
 
 
+# What to do about a damaged store (SQLite's "database disk image is malformed"): a failing disk, a copy made halfway.
+DAMAGED_ADVICE = ("Stop the bot, keep the file aside and restore the latest good `bot backup` copy (README: Learning "
+                  "from conversations), or recover what it holds: `sqlite3 dialogues.db .recover | sqlite3 recovered.db`")
+
+
 def _read_only_disk(path: Path) -> bool:
     """Whether the disk of ``path``'s folder refuses every write: mounted read-only, or made so by the kernel after an
     error (ext4's emergency_ro, which `mount` lists as rw and the file's permissions hide: only a write tells)."""
@@ -975,6 +980,18 @@ class Purged:
 BACKUP_STEP_PAGES = 1024  # SQLite pages a backup copies between two looks at a signal: 4 MiB of 4 KiB pages
 
 
+def _check_whole(copy: sqlite3.Connection, path: Path) -> None:
+    """Refuse a copy of a damaged store (SQLite's ``quick_check``): the copy is made page by page, damaged pages
+    too, and a nightly backup with ``--keep`` replaced the good copies from before the damage, one a night."""
+    try:
+        found = [row[0] for row in copy.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:  # too damaged to be checked
+        found = [str(exc)]
+    if found != ["ok"]:
+        raise StoreError(f"{path} is damaged ({'; '.join(found)}): the copy is not kept, nor any older one deleted. "
+                         f"{DAMAGED_ADVICE}")
+
+
 def _between_steps(status: int, remaining: int, total: int) -> None:
     """Called between two steps of a backup: a Python call, where a signal's handler (SIGTERM's in ``bot backup``)
     runs, which within SQLite's copy waited for its end."""
@@ -1221,6 +1238,7 @@ class Store:
                     with self.snapshot():
                         self.db.conn.backup(target, pages=BACKUP_STEP_PAGES, progress=_between_steps)
                     target.execute("PRAGMA journal_mode=DELETE")  # one file, readable on its own
+                    _check_whole(target, self.path)
                 os.replace(partial, dest)
             finally:
                 os.close(handle)

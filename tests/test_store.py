@@ -2441,6 +2441,34 @@ def test_bot_backup_copies_an_older_deskbots_store_as_it_is_and_bot_purge_names_
     assert f"{kept.name}, kept at an upgrade since it began, may hold it too" in purged.stderr
 
 
+def damage(path: Path, first_page: int) -> None:
+    """Overwrite the store's pages from ``first_page`` (0: the header) to its end, as a failing disk would."""
+    with path.open("r+b") as file:
+        size = path.stat().st_size
+        file.seek(first_page * 4096)
+        file.write(b"\xde\xad\xbe\xef" * ((size - first_page * 4096) // 4))
+
+
+def test_bot_backup_of_a_damaged_store_keeps_no_copy_and_deletes_none(tmp_path: Path) -> None:
+    """The copy of a damaged store was made page by page, the damaged ones too, and said nothing: a nightly
+    `bot backup --keep` replaced the good copies from before the damage with damaged ones, one a night."""
+    root, backups = tmp_path / "bot", tmp_path / "backups"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db")
+    for n in range(40):
+        user_turn(store, f"c{n}", f"where is my parcel {n}? " * 20)
+    store.close()
+    assert CliRunner().invoke(cli, ["backup", str(root), f"{backups}/"]).exit_code == 0
+    good = sorted(backups.iterdir())
+    damage(root / "dialogues.db", (root / "dialogues.db").stat().st_size // 4096 - 4)  # the latest turns' pages
+    time.sleep(1)  # a dated copy of another second
+    backed = CliRunner().invoke(cli, ["backup", str(root), f"{backups}/", "--keep", "1"])
+    assert backed.exit_code == 1
+    assert "dialogues.db is damaged (database disk image is malformed): the copy is not kept, nor any older one " \
+           "deleted" in backed.output
+    assert sorted(backups.iterdir()) == good  # nothing new, hidden or not, and the good copy kept
+
+
 def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_path: Path) -> None:
     """A killed server's lock file stayed for good: a year of restarts piled them up."""
     path = tmp_path / "dialogues.db"
