@@ -626,6 +626,12 @@ def cannot_write(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) & 0xFF in _UNWRITABLE
 
 
+def damaged(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite finding the store's file damaged ("database disk image is malformed"), which no wait
+    mends: a file that is no database at all is another's, not a damaged store."""
+    return isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_CORRUPT
+
+
 LOW_SPACE_BYTES = 1 << 20  # below this, SQLite's "disk I/O error" is a full disk
 
 
@@ -804,6 +810,8 @@ def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False) 
     except sqlite3.OperationalError as exc:  # a folder, or a store in a folder this user cannot write
         raise cannot_open(path, exc, reading) from None
     except sqlite3.DatabaseError as exc:
+        if damaged(exc):  # a store whose schema's pages a failing disk or a copy made halfway spoilt
+            raise StoreError(f"{path} is damaged ({exc}). {DAMAGED_ADVICE}") from None
         raise StoreError(f"{path}: not a conversation store: {exc}") from None
     if version > len(MIGRATIONS):
         raise StoreError(_newer(path, version))

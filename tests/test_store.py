@@ -2469,6 +2469,18 @@ def test_bot_backup_of_a_damaged_store_keeps_no_copy_and_deletes_none(tmp_path: 
     assert sorted(backups.iterdir()) == good  # nothing new, hidden or not, and the good copy kept
 
 
+def test_a_store_whose_schema_is_damaged_is_said_to_be_damaged_not_another_programs(tmp_path: Path) -> None:
+    """A store with its schema's pages spoilt was refused as "not a conversation store", as if the path named another
+    program's file, and nothing said what to do."""
+    path = tmp_path / "dialogues.db"
+    Store(path).close()
+    damage(path, 1)
+    for read_only in (False, True):
+        with pytest.raises(StoreError, match=re.escape(f"{path} is damaged (database disk image is malformed). Stop "
+                                                       "the bot, keep the file aside and restore")):
+            Store(path, read_only=read_only)
+
+
 def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_path: Path) -> None:
     """A killed server's lock file stayed for good: a year of restarts piled them up."""
     path = tmp_path / "dialogues.db"
