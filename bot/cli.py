@@ -154,9 +154,9 @@ USER_ERRORS = {
 
 
 class Commands(click.Group):
-    """The ``bot`` group: turns deskbot's own refusals (USER_ERRORS), and what the system refuses a file
-    (no permission, a read-only or full disk, a folder where a file should be), into one line and a failing
-    exit code."""
+    """The ``bot`` group: turns deskbot's own refusals (USER_ERRORS), what the system refuses a file (no
+    permission, a read-only or full disk, a folder where a file should be) and a damaged store into one line and a
+    failing exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -166,6 +166,8 @@ class Commands(click.Group):
                              if module in sys.modules for name in names)
             if isinstance(exc, refusals):
                 raise click.ClickException(str(exc)) from None
+            if "dialogues.store" in sys.modules and (store := sys.modules["dialogues.store"]).damaged(exc):
+                raise click.ClickException(f"the conversation store is damaged ({exc}). {store.DAMAGED_ADVICE}") from None
             if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
                 raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
             raise

@@ -319,3 +319,11 @@ def store_of_the_last_deskbot(path: Path) -> None:
         migration(old)
     old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
     old.close()
+
+
+def damage(path: Path, first_page: int) -> None:
+    """Overwrite the store's pages from ``first_page`` (0: the header) to its end, as a failing disk would."""
+    with path.open("r+b") as file:
+        size = path.stat().st_size
+        file.seek(first_page * 4096)
+        file.write(b"\xde\xad\xbe\xef" * ((size - first_page * 4096) // 4))

@@ -25,7 +25,7 @@ from bot.retrain import read_store
 from bot.server import BOT, create_app
 from dialogues.stats import compared_with_previous, conversation_stats, language_kept
 from dialogues.store import MIGRATIONS, Exchange, Store, StoreError
-from tests.conftest import ask, configured_copy, store_of_the_last_deskbot
+from tests.conftest import ask, configured_copy, damage, store_of_the_last_deskbot
 
 
 def exchange(store: Store, conversation: str, text: str, source: str, intent: str | None = "track_order",
@@ -875,6 +875,21 @@ def test_commands_that_read_refuse_an_older_deskbots_store_rather_than_migrate_i
     assert not list(root.glob("*.bak"))  # nothing copied either
     Store(root / "dialogues.db").close()  # as `bot serve` opens it
     assert json.loads(CliRunner().invoke(cli, ["stats", str(root), "--json"]).stdout)["conversations"] == 0
+
+
+def test_figures_of_a_damaged_store_say_it_is_damaged_and_what_to_do(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """`bot stats` and `bot export` of a store with damaged pages ended in a traceback."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store = Store(root / "dialogues.db")
+    for n in range(40):
+        store.add_labels([exchange(store, f"c{n}", f"where is my parcel {n}? " * 20, "fallback")[0]], "track_order")
+    store.close()
+    damage(root / "dialogues.db", (root / "dialogues.db").stat().st_size // 4096 // 2)  # the turns' pages
+    for command in (["stats", str(root)], ["export", str(root)]):
+        refused = CliRunner().invoke(cli, command)
+        assert refused.exit_code == 1, refused.output
+        assert refused.output.startswith("Error: the conversation store is damaged (database disk image is "
+                                         "malformed). Stop the bot, keep the file aside")
 
 
 async def test_the_agents_inbox_is_read_beside_the_store_writer(tiny_demo_bot: Path, tmp_path: Path,

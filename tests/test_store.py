@@ -30,7 +30,7 @@ from dialogues.holding import (acknowledges, asks_for_a_person, asks_nothing, fo
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, HeldByColleague, SentBefore,
                              Store, StoreError)
-from tests.conftest import REPO, store_of_the_last_deskbot
+from tests.conftest import REPO, damage, store_of_the_last_deskbot
 
 
 def user_turn(store: Store, conversation: str, text: str) -> int:
@@ -2439,14 +2439,6 @@ def test_bot_backup_copies_an_older_deskbots_store_as_it_is_and_bot_purge_names_
     purged = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])
     assert purged.exit_code == 0, purged.output
     assert f"{kept.name}, kept at an upgrade since it began, may hold it too" in purged.stderr
-
-
-def damage(path: Path, first_page: int) -> None:
-    """Overwrite the store's pages from ``first_page`` (0: the header) to its end, as a failing disk would."""
-    with path.open("r+b") as file:
-        size = path.stat().st_size
-        file.seek(first_page * 4096)
-        file.write(b"\xde\xad\xbe\xef" * ((size - first_page * 4096) // 4))
 
 
 def test_bot_backup_of_a_damaged_store_keeps_no_copy_and_deletes_none(tmp_path: Path) -> None:
