@@ -68,6 +68,8 @@ SOCKET_RETRY_SECONDS = 10  # a socket slot frees when a page closes; there is no
 UNLIMITED_FILES = 65_536  # the open-file limit taken as the process's where the system sets none
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix, an IPv4 address in its last 32 bits
 SEND_SECONDS = 15.0  # for a client to take some of what the server has written it (a slow phone's too)
+REFUSAL_READ_SECONDS = 2.0  # for a connection over connections_per_ip to send the request it is refused (_refuse)
+REFUSALS_READ = 64  # connections over the cap waited for at once, all addresses together: past it, refused as they open
 PRUNE_EVERY = 10_000  # counted hits between two sweeps of the windows that have emptied
 SLOW_DOWN = {
     "en": "You are sending messages too fast. Please wait {seconds} seconds, then send your message again.",
@@ -90,13 +92,16 @@ def retry_after(exc: web.HTTPException) -> int:
     return int(exc.headers.get("Retry-After", SOCKET_RETRY_SECONDS))
 
 
+def too_many_connections(cap: int) -> str:
+    return f"too many open connections from this address: at most {cap}; retry in {SOCKET_RETRY_SECONDS}s"
+
+
 class TooManyConnections(Exception):
-    """A connection over ``connections_per_ip``, refused as it opens (:func:`_counted_when_made`)."""
+    """A connection over ``connections_per_ip``, refused (:func:`_refuse`)."""
 
     def __init__(self, cap: int) -> None:
         super().__init__(cap)
-        body = dumps({"error": f"too many open connections from this address: at most {cap}; "
-                               f"retry in {SOCKET_RETRY_SECONDS}s"}).encode()
+        body = dumps({"error": too_many_connections(cap)}).encode()
         self.answer = (f"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json; charset=utf-8\r\n"
                        f"Content-Length: {len(body)}\r\nRetry-After: {SOCKET_RETRY_SECONDS}\r\n"
                        "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n").encode() + body
@@ -329,6 +334,8 @@ class Limits:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.protocol in _refusing:
+            return await self._over_cap(request, handler)
         if request.path == HEALTH:
             return await handler(request)
         if request.path in self.callbacks:  # each channel reads its own body limit
@@ -345,6 +352,16 @@ class Limits:
             with self.socket(ip):
                 return await handler(request)
         return await handler(request)
+
+    async def _over_cap(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """The request of a connection over ``connections_per_ip`` (:func:`_refuse`), after which it closes: 429, with
+        the web chat's CORS headers (:func:`server.json_errors`), so that a widget on another site reads it and tells
+        its customer to wait, where a raw refusal was a network error it waited out as a lost message. A CORS
+        preflight is answered as usual: a browser reads none of a refused one, and the request it is for is the 429."""
+        request.protocol.close()
+        if request.method == "OPTIONS":
+            return await handler(request)
+        raise too_many(too_many_connections(self.config.connections_per_ip), SOCKET_RETRY_SECONDS)
 
     async def _callback(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """A platform's callback, not counted unless it is refused as the client's fault (a 4xx): a signature that
@@ -500,7 +517,7 @@ async def hold_back(request: web.Request, conversation_id: str, text: str, langu
 # SEND_SECONDS is cut (:func:`_cut_when_stalled`).
 # Both lean on aiohttp's private parts, which a release may rename: :func:`check_aiohttp` says so as the server starts,
 # where every connection would otherwise fail as it opens.
-HOOKED = ("pause_writing", "resume_writing", "connection_made", "connection_lost", "force_close")  # its methods used
+HOOKED = ("pause_writing", "resume_writing", "connection_made", "connection_lost", "force_close", "close")  # its methods used
 PRIVATE = ("_manager", "transport")  # a RequestHandler's attributes read
 
 
@@ -520,13 +537,14 @@ _aiohttp_connection_made = RequestHandler.connection_made
 _aiohttp_connection_lost = RequestHandler.connection_lost
 _stalled: dict[RequestHandler, asyncio.TimerHandle] = {}  # each paused connection's cut, until its writes resume
 _counted: dict[RequestHandler, tuple[Limits, str]] = {}  # each connection counted per address, and where
+_refusing: dict[RequestHandler, asyncio.TimerHandle] = {}  # each connection over the cap whose request is awaited, its cut
 
 
 def _counted_when_made(handler: RequestHandler, transport: asyncio.BaseTransport) -> None:
     """Count a new connection against its address (:meth:`Limits.connection_opened`): each holds one of the files
     the process may open, and one address could open them all, each held keepalive_seconds by sending nothing,
     again and again, until the server could accept no other client nor open its store. One over the cap is answered
-    429 and closed before anything of it is read."""
+    429 and closed (:func:`_refuse`)."""
     _aiohttp_connection_made(handler, transport)
     limits, peer = _limits_of(handler), transport.get_extra_info("peername")
     if limits is None or not isinstance(peer, tuple):  # a Unix socket's peer has no address
@@ -534,11 +552,22 @@ def _counted_when_made(handler: RequestHandler, transport: asyncio.BaseTransport
     try:
         address = limits.connection_opened(peer[0])
     except TooManyConnections as exc:
-        cast(asyncio.Transport, transport).write(exc.answer)
-        handler.force_close()
+        _refuse(handler, cast(asyncio.Transport, transport), exc)
         return
     if address is not None:
         _counted[handler] = (limits, address)
+
+
+def _refuse(handler: RequestHandler, transport: asyncio.Transport, refusal: TooManyConnections) -> None:
+    """Refuse a connection over the cap: its first request, awaited ``REFUSAL_READ_SECONDS`` at most, is answered 429
+    (:meth:`Limits._over_cap`), with what lets a page of an allowed site read it, which needs the request's Origin.
+    Past ``REFUSALS_READ`` such connections awaited at once (a flood, whose every connection would hold a file that
+    long) it is answered as it opens, before anything of it is read."""
+    if len(_refusing) >= REFUSALS_READ:
+        transport.write(refusal.answer)
+        handler.force_close()
+        return
+    _refusing[handler] = asyncio.get_running_loop().call_later(REFUSAL_READ_SECONDS, _cut, handler)
 
 
 def _limits_of(handler: RequestHandler) -> Limits | None:
@@ -555,10 +584,12 @@ def _cut_when_stalled(handler: RequestHandler) -> None:
 
 
 def _cut(handler: RequestHandler) -> None:
-    """Abort ``handler``'s connection, whose client read nothing for ``SEND_SECONDS``."""
+    """Abort ``handler``'s connection, whose client read nothing for ``SEND_SECONDS``, or sent nothing of the request
+    it is refused for ``REFUSAL_READ_SECONDS`` (:func:`_refuse`)."""
     _stalled.pop(handler, None)
+    _refusing.pop(handler, None)
     if handler.transport is not None:
-        log.debug("cut a connection whose client has read nothing for %gs", SEND_SECONDS)
+        log.debug("cut a connection that stalled")
         handler.transport.abort()
 
 
@@ -570,9 +601,10 @@ def _resumed(handler: RequestHandler) -> None:
 
 
 def _lost(handler: RequestHandler, exc: BaseException | None) -> None:
-    """A connection closed: forget its pending cut, free its slot of its address's (:func:`_counted_when_made`)."""
-    if (cut := _stalled.pop(handler, None)) is not None:
-        cut.cancel()
+    """A connection closed: forget its pending cuts, free its slot of its address's (:func:`_counted_when_made`)."""
+    for cuts in (_stalled, _refusing):
+        if (cut := cuts.pop(handler, None)) is not None:
+            cut.cancel()
     if (counted := _counted.pop(handler, None)) is not None:
         limits, address = counted
         limits.connection_closed(address)

@@ -436,11 +436,14 @@ async def test_connections_per_ip_are_capped_but_a_trusted_proxys_are_not(make_c
     client = await make_client(server={"limits": {"connections_per_ip": 3}})
     held = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(3)]
     reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    refused = await asyncio.wait_for(reader.read(), 5)  # answered and closed before it sends anything
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: bot\r\n\r\n")
+    refused = await asyncio.wait_for(reader.read(), 5)  # answered and closed
     assert refused.startswith(b"HTTP/1.1 429") and b"Retry-After: 10" in refused
     assert b"too many open connections from this address: at most 3" in refused
     assert "127.0.0.1 has 3 connections open" in caplog.text
     writer.close()
+    silent = await asyncio.open_connection("127.0.0.1", client.port)
+    assert await asyncio.wait_for(silent[0].read(), 5) == b""  # one that sends nothing is cut soon
     held.pop()[1].close()
     assert await connections_within(client, 5, count=2) == 2
     assert (await client.get("/healthz")).status == 200  # its slot is free again
@@ -453,11 +456,45 @@ async def test_connections_per_ip_are_capped_but_a_trusted_proxys_are_not(make_c
         other.close()
 
 
+async def refused_over_the_cap(port: int, request: str) -> bytes:
+    """What a connection over connections_per_ip is answered to ``request`` (a request's head), until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request.encode())
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_a_connection_over_the_cap_is_refused_readably_by_an_allowed_site(make_client: Callable[..., Any],
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal, written as the connection opened, had no CORS headers: a widget on the shop's site could not read
+    it, took it for a message lost on the way and said Not sent only after looking for it in the history for 12 s."""
+    shop = "http://shop.example"
+    client = await make_client(server={"limits": {"connections_per_ip": 1}}, channels={"web": {"origins": [shop]}})
+    held = await asyncio.open_connection("127.0.0.1", client.port)
+    ask = f"Host: bot\r\nOrigin: {shop}\r\nSec-Fetch-Site: cross-site\r\n"
+    preflight = await refused_over_the_cap(client.port, f"OPTIONS /api/chat HTTP/1.1\r\n{ask}"
+                                           "Access-Control-Request-Method: POST\r\n\r\n")
+    assert preflight.startswith(b"HTTP/1.1 204") and f"Access-Control-Allow-Origin: {shop}".encode() in preflight
+    body = '{"conversation_id": "over-the-cap-1234", "text": "hello"}'
+    refused = await refused_over_the_cap(client.port, f"POST /api/chat HTTP/1.1\r\n{ask}Content-Type: application/json"
+                                         f"\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+    assert refused.startswith(b"HTTP/1.1 429") and b"Retry-After: 10" in refused
+    assert f"Access-Control-Allow-Origin: {shop}".encode() in refused and b"Access-Control-Expose-Headers: Retry-After" in refused
+    other = await refused_over_the_cap(client.port, "GET /api/widget HTTP/1.1\r\nHost: bot\r\n"
+                                       "Origin: http://other.example\r\nSec-Fetch-Site: cross-site\r\n\r\n")
+    assert other.startswith(b"HTTP/1.1 429") and b"Access-Control-Allow-Origin" not in other
+    monkeypatch.setattr("bot.limits.REFUSALS_READ", 0)  # a flood of them: refused as they open, unread
+    assert (await refused_over_the_cap(client.port, "")).startswith(b"HTTP/1.1 429")
+    held[1].close()
+
+
 def test_an_aiohttp_without_what_the_connection_limits_use_is_refused_at_start() -> None:
     """The connection limits wrap private parts of aiohttp's RequestHandler: a release without them is said as the
     server starts, where each connection failed as it opened."""
     class Renamed:
-        pause_writing = resume_writing = connection_made = connection_lost = force_close = transport = None
+        pause_writing = resume_writing = connection_made = connection_lost = force_close = close = transport = None
 
     check_aiohttp()  # the installed one has them
     with pytest.raises(RuntimeError, match=r"has no Renamed\._manager, which deskbot's connection limits use"):
