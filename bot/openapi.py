@@ -23,8 +23,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from pydantic.json_schema import models_json_schema
 
 from bot.channels.base import json_response, readable
-from bot.channels.web import (USER_HASH, ChatRequest, ConversationId, Customer, FeedbackRequest, TurnIdOrZero,
-                              WebConversationId)
+from bot.channels.web import (USER_HASH, USER_HASH_HEADER, USER_HEADER, ChatRequest, ConversationId, Customer,
+                              FeedbackRequest, TurnIdOrZero, WebConversationId)
 from bot.language import READABLE
 from bot.project import AGENT_NAME_PATTERN, MAX_AGENT_CHARS, VISIBLE_AGENT_NAME, agent_name
 from bot.responses import MAX_REPLY_CHARS
@@ -483,7 +483,7 @@ class Operation:
     admin: bool = False
     media: str | None = None  # the 200 body's media type when it is not a JSON model (or, beside one, the other)
     query: dict[str, Any] = field(default_factory=dict)  # name -> (JSON schema, required)
-    headers: tuple[str, ...] = ()
+    headers: dict[str, Any] = field(default_factory=dict)  # name -> (JSON schema, required)
     raw_body: tuple[str, dict[str, Any]] | None = None  # (media type, schema) of a body no model describes
     route: str | None = None
     rate_limited: bool = True
@@ -515,22 +515,29 @@ AGENT_QUERY = ({"type": "string", "maxLength": MAX_AGENT_CHARS, "pattern": AGENT
                 "description": "the agent's name, shown to the other agents (``bot.server.query_agent``); with an "
                                "agent's own token, theirs alone (403 for another's), and theirs when not given"}, False)
 TURN_ID = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}  # ``?after=``, as ``bot.server`` checks it
-SLACK_HEADERS = ("X-Slack-Request-Timestamp", "X-Slack-Signature")
 TOKEN = {"type": "string", "minLength": 1}
+SLACK_HEADERS = {name: (TOKEN, True) for name in ("X-Slack-Request-Timestamp", "X-Slack-Signature")}
 WECOM_QUERY = {name: (TOKEN, True) for name in ("msg_signature", "timestamp", "nonce")}
 WECOM_BODY = {"type": "object", "xml": {"name": "xml"}, "required": ["Encrypt"],
               "properties": {"ToUserName": {"type": "string"}, "AgentID": {"type": "string"}, "Encrypt": TOKEN}}
 
-# The history of a conversation a signed-in customer had is theirs alone: ``user`` and ``user_hash`` as a message sends them.
-CUSTOMER_QUERY = {"user": ({"type": "string", "maxLength": 128, "description": "the signed-in customer's id"}, False),
-                  "user_hash": ({"type": "string", "pattern": USER_HASH,
-                                 "description": Customer.model_fields["user_hash"].description}, False)}
+# The history of a conversation a signed-in customer had is theirs alone: ``user`` and ``user_hash`` as a message sends
+# them, in headers (``bot.channels.web.customer_of``); in the query string, where access logs keep them, as older pages did.
+CUSTOMER_HEADERS = {USER_HEADER: ({"type": "string", "description": "the signed-in customer's id, percent-encoded "
+                                   "UTF-8 (as encodeURIComponent writes it)"}, False),
+                    USER_HASH_HEADER: ({"type": "string", "pattern": USER_HASH,
+                                        "description": Customer.model_fields["user_hash"].description}, False)}
+CUSTOMER_QUERY = {"user": ({"type": "string", "maxLength": 128, "deprecated": True,
+                            "description": f"the signed-in customer's id: send {USER_HEADER} instead"}, False),
+                  "user_hash": ({"type": "string", "pattern": USER_HASH, "deprecated": True,
+                                 "description": f"as {USER_HASH_HEADER}, which to send instead: proxies and access "
+                                                "logs keep a URL"}, False)}
 
 OPERATIONS: list[Operation] = [
     Operation("POST", "/api/chat", "Send a customer message; the bot's reply", ChatResponse, ChatRequest,
               (400, 403, 408, 413, 503)),
     Operation("GET", "/api/conversations/{conversation_id}/history", "A conversation's messages and status",
-              HistoryResponse, errors=(400, 403), query=CUSTOMER_QUERY),
+              HistoryResponse, errors=(400, 403), query=CUSTOMER_QUERY, headers=CUSTOMER_HEADERS),
     Operation("POST", "/api/feedback", "Thumbs up or down on a bot reply of the conversation", OkResponse,
               FeedbackRequest, (400, 403, 404, 408, 413, 503)),
     Operation("GET", "/api/widget", "The widget's title and language, and the longest message", WidgetSettings),
@@ -682,7 +689,8 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
               for n in names]
     params += [{"name": n, "in": "query", "required": required, "schema": schema}
                for n, (schema, required) in op.query.items()]
-    params += [{"name": h, "in": "header", "required": True, "schema": TOKEN} for h in op.headers]
+    params += [{"name": n, "in": "header", "required": required, "schema": schema}
+               for n, (schema, required) in op.headers.items()]
     return params
 
 

@@ -305,6 +305,32 @@ async def test_whose_conversation_it_is_is_read_beside_the_store_writer(
         await writer
 
 
+async def test_a_signed_in_customers_history_is_read_with_their_proof_in_headers(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proof travelled in the history's URL (?user_hash=), which proxies and access logs keep, and whoever read
+    it there could read the customer's chats: it goes in headers (the user percent-encoded, as any id may be), which
+    another site's page may send, and the query still works for the pages that send it."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
+    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    cid, user = new_id(), "顾客 17"
+    signed = {"conversation_id": cid, "text": "hello", "user": user, "user_hash": vouched(user)}
+    assert (await client.post("/api/chat", json=signed)).status == 200
+    history = f"/api/conversations/{cid}/history"
+    proof = {"X-Deskbot-User": "%E9%A1%BE%E5%AE%A2%2017", "X-Deskbot-User-Hash": vouched(user)}
+    response = await client.get(history, headers=proof)
+    assert response.status == 200 and len((await response.json())["turns"]) == 2
+    assert (await client.get(history, params={"user": user, "user_hash": vouched(user)})).status == 200
+    response = await client.get(history, headers={**proof, "X-Deskbot-User-Hash": vouched("u-18")})
+    assert response.status == 403 and (await response.json())["error"].startswith("user_hash: not the HMAC")
+    response = await client.get(history, headers={**proof, "X-Deskbot-User": "%ff"})
+    assert response.status == 400 and (await response.json())["error"].startswith("X-Deskbot-User: ")
+    ask = {"Origin": web_demo_bot.embed_origin, "Access-Control-Request-Method": "GET",
+           "Access-Control-Request-Headers": "x-deskbot-user,x-deskbot-user-hash"}
+    allowed = (await client.options(history, headers=ask)).headers["Access-Control-Allow-Headers"].lower()
+    assert {"x-deskbot-user", "x-deskbot-user-hash"} <= set(allowed.replace(" ", "").split(","))
+
+
 async def test_a_short_conversation_id_is_said_in_the_log_and_refused_below_the_configured_minimum(
         client: Any, aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -800,7 +826,8 @@ async def test_a_tab_that_stopped_reading_is_cut_and_holds_up_neither_the_others
 
 def test_the_docs_name_every_route_and_query_parameter() -> None:
     """The API tables of README.md and docs/learning.md are where a client's developer reads what the server takes:
-    a route or a ?parameter in /openapi.json alone (release, transfer, ?unheld=, ?by=) is one they never learn of."""
+    a route, a ?parameter or a header in /openapi.json alone (release, transfer, ?unheld=, ?by=) is one they never
+    learn of."""
     from bot.openapi import OPERATIONS
 
     docs = "".join(path.read_text() for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")])
@@ -811,6 +838,7 @@ def test_the_docs_name_every_route_and_query_parameter() -> None:
             missing.append(f"{op.method} {op.path}")
         if op.path.startswith(("/api/", "/admin/")):
             missing += [f"{op.method} {op.path}?{name}=" for name in op.query if not re.search(rf"[?&]{name}=", docs)]
+            missing += [f"{op.method} {op.path} {name}:" for name in op.headers if f"`{name}" not in docs]
     assert missing == []
 
 

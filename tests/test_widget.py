@@ -732,6 +732,8 @@ def test_a_signed_in_customers_chat_is_shown_again_to_them_and_a_visitor_on_thei
     expect(customer.bot_replies()).to_have_count(1)
     customer.page.reload()
     expect(customer.page.locator(".msg.user .bubble")).to_have_text(["my parcel never arrived"])
+    read = [url for url in customer.requests if "/history" in url]
+    assert read and not [url for url in read if "user_hash" in url], read  # the proof in headers, which no log keeps
     visitor = open_widget()
     visitor.page.evaluate(f"""localStorage.setItem(Object.keys(localStorage).find((k) => k.endsWith(":conversation")),
                                                    "{customer.conversation_id()}")""")

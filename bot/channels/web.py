@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
@@ -54,6 +54,8 @@ IDENTITY_ENV = {"identity_secret": "DESKBOT_WEB_IDENTITY_SECRET"}
 # Shorter, `bot serve` says it can be found: a signed-in customer sees their id and its hash, and may try guesses offline.
 MIN_IDENTITY_SECRET_CHARS = 32
 USER_HASH = r"^[0-9a-fA-F]{64}$"
+# A history read's customer, as the widget sends it: in headers, which no proxy or access log keeps, as they keep a URL.
+USER_HEADER, USER_HASH_HEADER = "X-Deskbot-User", "X-Deskbot-User-Hash"
 # A web conversation id shorter is said in the log, once an hour at most: whoever has a visitor's id reads their chat,
 # and a custom client's short one ("1", an order number) is guessed. The widget's have 40 characters.
 SHORT_ID_CHARS = 16
@@ -253,6 +255,21 @@ class Unverified(Refused):
     """A ``user`` the shop's server did not vouch for (a 403): a forged one, or the page's misconfiguration."""
 
 
+def customer_of(request: web.Request) -> dict[str, str]:
+    """The customer a history read names: ``X-Deskbot-User`` (percent-encoded UTF-8, as ``encodeURIComponent`` writes
+    it) and ``X-Deskbot-User-Hash``, over the deprecated ``?user=`` and ``?user_hash=``, which older pages send: a URL
+    is kept in proxies' and servers' access logs, and whoever read the hash there could read the customer's chats."""
+    said = dict(request.query)
+    if (user := request.headers.get(USER_HEADER)) is not None:
+        try:
+            said["user"] = unquote(user, errors="strict")
+        except UnicodeDecodeError:
+            raise Refused(f"{USER_HEADER}: not percent-encoded UTF-8") from None
+    if (user_hash := request.headers.get(USER_HASH_HEADER)) is not None:
+        said["user_hash"] = user_hash
+    return said
+
+
 def identity_secret(settings: dict[str, Any]) -> str:
     """``channels.web.identity_secret``, ``DESKBOT_WEB_IDENTITY_SECRET`` over it; "" when neither is set."""
     return (resolve_settings(settings, IDENTITY_ENV).get("identity_secret") or "").strip()
@@ -377,7 +394,7 @@ class WebChannel(Channel):
         return web.Response(status=204, headers={
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Methods": "GET, POST",
-            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Allow-Headers": f"Content-Type, {USER_HEADER}, {USER_HASH_HEADER}",
             "Access-Control-Max-Age": "600",
             "Vary": "Origin",
         })
@@ -603,11 +620,11 @@ class WebChannel(Channel):
             del self.sockets[conversation_id]
 
     async def history(self, request: web.Request) -> web.Response:
-        """The conversation's turns and status; one a signed-in customer had, for their ``?user=`` and
-        ``?user_hash=`` alone (403)."""
+        """The conversation's turns and status; one a signed-in customer had, for their user and user_hash alone
+        (403), in headers (:func:`customer_of`)."""
         cid = valid_conversation_id(request, web_client=True)
         try:
-            await self.proven(Customer.model_validate(dict(request.query)), cid)
+            await self.proven(Customer.model_validate(customer_of(request)), cid)
         except ValidationError as exc:
             raise bad_request(exc) from None
         except Unverified as exc:

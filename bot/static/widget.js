@@ -306,10 +306,12 @@
   }
   identify(config);
   // A signed-in customer's conversation is read with their proof, as their messages carry it: without it the
-  // server refuses it (docs/security.md). A visitor's is read with its id alone.
-  function historyPath() {
+  // server refuses it (docs/security.md). A visitor's is read with its id alone. In headers, not in the URL, which
+  // proxies and access logs keep: whoever read the hash there could read the customer's chats.
+  function readHistory() {
     const path = `/api/conversations/${encodeURIComponent(conversationId)}/history`;
-    return user.user_hash ? `${path}?${new URLSearchParams(user)}` : path;
+    const proof = user.user_hash ? { "X-Deskbot-User": encodeURIComponent(user.user), "X-Deskbot-User-Hash": user.user_hash } : {};
+    return api("GET", path, undefined, proof);
   }
   const told = () => ({ ...user, ...metadata, ...(lang === "zh-Hant" ? { language: "zh", script: chineseScript } : { language: spoken() }) });
   const chosenLang = language(config.lang);
@@ -1292,12 +1294,12 @@
     return controller.signal;
   }
 
-  async function api(method, path, body) {
+  async function api(method, path, body, headers = {}) {
     let response;
     try {
       response = await fetch(server + path, {
         method,
-        headers: body ? { "Content-Type": "application/json" } : {},
+        headers: { ...(body ? { "Content-Type": "application/json" } : {}), ...headers },
         body: body ? JSON.stringify(body) : undefined,
         signal: timeoutSignal(body ? 60000 : 15000), // a dead network holds a request for good
       });
@@ -1480,7 +1482,7 @@
       const asked = conversationId;
       const pushesBefore = statusPushes;
       const read = ++reads;
-      const history = await api("GET", historyPath());
+      const history = await readHistory();
       if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the last customer's
       let botSaid = false; // a new answer of the bot's: one that handed off or back, from another tab, says so itself
       for (const turn of history.turns) {
@@ -1929,7 +1931,7 @@
     // settings may change. One after the other, they cost a slow network's round trip more before the chat showed.
     // The conversation this browser kept may be a signed-in customer's whose page did not call Deskbot.reset() at
     // sign-out: refused to anyone else, it gives way to a new one rather than leave every message refused.
-    const read = api("GET", historyPath()).catch((error) => {
+    const read = readHistory().catch((error) => {
       if (/^conversation_id: a signed-in/.test(error.message)) newConversation();
       return null;
     });
