@@ -719,14 +719,16 @@ async def test_an_agents_own_token_acts_in_their_name_alone(bot_dir: Path, aioht
 
 async def test_an_agents_name_holds_no_invisible_character_and_is_one_name_in_either_unicode_form(
         bot_dir: Path, aiohttp_client: Any) -> None:
-    """A name with a zero-width space, a right-to-left override, a carriage return or an escape was another agent who
-    looked like a colleague (or showed their name backwards) in the console: it is refused. "José" typed with its
+    """A name with a zero-width space, a right-to-left override, a carriage return, an escape, a tag or a private-use
+    character was another agent who looked like a colleague (or showed their name backwards) in the console: it is
+    refused. "José" typed with its
     accent apart (as some keyboards send it) was not the José of server.agents, whose own token was refused it."""
     configure(bot_dir, server={"agents": {"José": {"token": "jose-own-token-0123"}}})
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     jose = {"Authorization": "Bearer jose-own-token-0123"}
     await chat(client, "taken", "I need help with my bill")
-    for name in ("Ana\u200b", "Ana\u202eLee", "Ana\rLee", "\x1b[31mAna"):
+    for name in ("Ana\u200b", "Ana\u202eLee", "Ana\rLee", "\x1b[31mAna", "Ana\U000e0041\U000e004e",
+                 "Ana\ue000", "Ana\U0010fffd"):  # tag characters, which spell a hidden text; private-use ones
         taken = await client.post("/admin/conversations/taken/handoff", params={"agent": name}, headers=AUTH)
         assert taken.status == 400 and "invisible or control character" in (await taken.json())["error"], name
         sent = await client.post("/admin/conversations/taken/messages", json={"text": ANSWER, "agent": name}, headers=AUTH)

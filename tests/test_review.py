@@ -614,8 +614,9 @@ async def test_a_second_reviewer_of_an_item_hears_who_labelled_it(review_bot: Pa
     await client.post("/api/chat", json={"conversation_id": "c1", "text": "hmm, the thing with the order"})
     [item] = [i for i in await bot.server.review_items(client.app) if "hmm, the thing with the order" in i.texts]
     url = f"/admin/review/{item.turn_ids[0]}"
-    unseen = await client.post(url, json={"intent": "oos", "reviewer": "Sam\u200b"}, headers=AUTH)  # not Sam: refused
-    assert unseen.status == 400 and "reviewer: Value error, holds U+200B" in (await unseen.json())["error"]
+    for unseen, said in (("Sam\u200b", "U+200B"), ("Sam\U000e0053", "U+E0053")):  # not Sam: refused (a tag character)
+        refused = await client.post(url, json={"intent": "oos", "reviewer": unseen}, headers=AUTH)
+        assert refused.status == 400 and f"reviewer: Value error, holds {said}" in (await refused.json())["error"]
     first = await client.post(url, json={"intent": "track_order", "reviewer": "Sam"}, headers=AUTH)
     second = await client.post(url, json={"intent": "oos", "reviewer": "Kim"}, headers=AUTH)
     assert first.status == 200 and second.status == 409
