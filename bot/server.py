@@ -754,6 +754,21 @@ async def forget_idle_clients(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def say_closed_conversations(app: web.Application) -> None:
+    """Say at start how many signed-in customers' web conversations stay closed for want of channels.web.identity_secret:
+    a bot.yml that dropped it left each one no proof can open, and their customers found a new chat, without a word to
+    the shop of why or of how to open them again."""
+    bot = app[BOT]
+    channel = bot.channels.get("web")
+    if not isinstance(channel, WebChannel) or channel.identity_secret or bot.store is None:
+        return
+    if closed := await bot._read(Store.verified_conversations):
+        log.warning("%d web conversation%s of signed-in customers %s closed to the web API, as channels.web.identity_secret "
+                    "(or DESKBOT_WEB_IDENTITY_SECRET) is not set and nothing can prove their customers: each starts a new "
+                    "chat, and agents still see them; set the secret their pages' hashes were made with to open them "
+                    "again (docs/channels.md)", closed, "" if closed == 1 else "s", "is" if closed == 1 else "are")
+
+
 async def answer_kept_messages(app: web.Application) -> AsyncIterator[None]:
     """Answer the Slack and WeCom messages that a server now gone had acknowledged and not answered: those
     platforms never send an acknowledged message again, so late is the only alternative to never. Looked
@@ -1328,6 +1343,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app.cleanup_ctx.append(forget_old_keys)
     app.cleanup_ctx.append(forget_idle_clients)
     app.cleanup_ctx.append(watch_store)
+    app.on_startup.append(say_closed_conversations)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
                 "language": project.config.language}
     for channel in build_channels(bot, project.config.channels, settings):

@@ -2132,6 +2132,12 @@ class Store:
                                             "ORDER BY id", [conversation_id])),
                 "others": self.others(conversation)}
 
+    def verified_conversations(self) -> int:
+        """How many web conversations a customer the shop's server vouched for wrote last in (the slot
+        ``verified_user``): only that customer's proof opens one to the web API (``bot.channels.web``)."""
+        return int(self.db.execute(f"SELECT COUNT(*) FROM conversations c WHERE c.channel = 'web' "
+                                   f"AND {_VERIFIED_OF_C} IS NOT NULL").fetchone()[0])
+
     def others(self, conversation: dict[str, Any], limit: int = OTHERS_SHOWN) -> list[dict[str, Any]]:
         """The latest ``limit`` other conversations of ``conversation``'s customer (its user id on its channel), latest
         first; none for a customer with no id. An agent taking a customer over saw nothing of what they had asked

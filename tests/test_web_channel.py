@@ -331,6 +331,31 @@ async def test_a_signed_in_customers_history_is_read_with_their_proof_in_headers
     assert {"x-deskbot-user", "x-deskbot-user-hash"} <= set(allowed.replace(" ", "").split(","))
 
 
+async def test_a_bot_whose_identity_secret_was_removed_says_at_start_how_many_conversations_it_closed(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Without channels.web.identity_secret nothing can prove a signed-in customer, so their conversations stay closed
+    (opened to anyone with their ids, they would hold their orders and address for the taking): a bot.yml that dropped
+    the secret closed them all without a word. The server says at start how many, and how to open them again."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
+    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
+    signed_in = await aiohttp_client(create_app(root, device="cpu"))
+    closed = [new_id(), new_id()]
+    for cid in closed:
+        signed = {"conversation_id": cid, "text": "hello", "user": "u-17", "user_hash": vouched("u-17")}
+        assert (await signed_in.post("/api/chat", json=signed)).status == 200
+    visitor = new_id()
+    await chat(signed_in, visitor, "hello")
+    await signed_in.close()
+    monkeypatch.delenv("DESKBOT_WEB_IDENTITY_SECRET")
+    with caplog.at_level("WARNING"):
+        client = await aiohttp_client(create_app(root, device="cpu"))
+    said = [r.getMessage() for r in caplog.records if "identity_secret" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("2 web conversations of signed-in customers are closed"), said
+    assert (await client.get(f"/api/conversations/{closed[0]}/history")).status == 403
+    assert (await client.get(f"/api/conversations/{visitor}/history")).status == 200
+
+
 async def test_a_short_conversation_id_is_said_in_the_log_and_refused_below_the_configured_minimum(
         client: Any, aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any,
         caplog: pytest.LogCaptureFixture) -> None:
