@@ -48,6 +48,15 @@ async def admin(client: Any, token: str, path: str, body: dict[str, Any] | None 
     return await client.post(path, json=body or {}, headers={"Authorization": f"Bearer {token}"})
 
 
+async def frames_within(ws: Any, seconds: float) -> AsyncIterator[dict[str, Any]]:
+    """The JSON frames ``ws`` is sent until none comes for ``seconds``."""
+    while True:
+        try:
+            yield await ws.receive_json(timeout=seconds)
+        except asyncio.TimeoutError:
+            return
+
+
 @asynccontextmanager
 async def joined_socket(client: Any) -> AsyncIterator[tuple[str, Any]]:
     """A new conversation that said hello, and a socket joined to it that was told it is open: where a test of
@@ -303,6 +312,28 @@ async def test_whose_conversation_it_is_is_read_beside_the_store_writer(
     finally:
         release.set()
         await writer
+
+
+async def test_a_socket_that_joined_a_visitors_conversation_stops_hearing_it_once_a_customer_signs_in_to_it(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A customer who signs in mid-chat (Deskbot.identify) makes their conversation theirs alone, but a socket that
+    had joined it with its id while it was a visitor's went on hearing its agent's replies (their orders, their
+    address), which its join would now be refused."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
+    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    cid = new_id()
+    await chat(client, cid, "hello")
+    proof = {"user": "u-17", "user_hash": vouched("u-17")}
+    async with client.ws_connect("/api/ws") as stranger, client.ws_connect("/api/ws") as customer:
+        await stranger.send_json({"type": "join", "conversation_id": cid})
+        assert (await stranger.receive_json())["type"] == "status"
+        await customer.send_json({"type": "message", "conversation_id": cid, "text": "where is my parcel?", **proof})
+        assert (await customer.receive_json())["type"] == "reply"  # signed in: the conversation is theirs now
+        for path, body in (("handoff", None), ("messages", {"text": "Your parcel goes to 12 Elm St."})):
+            assert (await admin(client, web_demo_bot.admin_token, f"/admin/conversations/{cid}/{path}", body)).status == 200
+        said = {ws: [f.get("reply") async for f in frames_within(ws, 1) if f["type"] == "agent"] for ws in (stranger, customer)}
+        assert said == {stranger: [], customer: ["Your parcel goes to 12 Elm St."]}
 
 
 async def test_a_signed_in_customers_history_is_read_with_their_proof_in_headers(

@@ -317,7 +317,8 @@ class WebChannel(Channel):
 
     def __init__(self, bot: Any, settings: dict[str, Any]) -> None:
         super().__init__(bot, settings)
-        self.sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)  # who hears each conversation
+        # Who hears each conversation, and the customer each proved (:meth:`_join`), None for a visitor.
+        self.sockets: dict[str, dict[web.WebSocketResponse, str | None]] = defaultdict(dict)
         # Every open socket, joined or not, for close(), with its connection, to cut one that stopped reading.
         self._open: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
         self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
@@ -458,6 +459,8 @@ class WebChannel(Channel):
         answer = functools.partial(self._reply, turn)
         reply = (await self._answers.answer((turn.conversation_id, request.message_id), answer)
                  if request.message_id else await answer())
+        if verified_user is not None:
+            self._keep_to(request.conversation_id, verified_user)
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
                          skip=origin)
         return reply
@@ -574,7 +577,7 @@ class WebChannel(Channel):
                     cid = body.conversation_id
                     # before the join: a signed-in customer's pushes are theirs alone
                     verified_user = await self.proven(body, cid)
-                    self._join(ws, joined, cid)  # else first: a refused message must not leave the widget deaf to its agent
+                    self._join(ws, joined, cid, verified_user)  # else first: a refused message must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
                         count_message(request, cid, over_socket=True)
                         turn = asyncio.create_task(self._answer(ws, body, request, verified_user))
@@ -603,19 +606,27 @@ class WebChannel(Channel):
                 self._leave(ws, cid)
         return ws
 
-    def _join(self, ws: web.WebSocketResponse, joined: OrderedDict[str, None], conversation_id: str) -> None:
-        """Let ``ws`` hear ``conversation_id``; past ``MAX_JOINED``, it stops hearing the one it used longest ago
-        (a widget speaks in one at a time), so that one socket cannot hold any number."""
-        if conversation_id in joined:
-            joined.move_to_end(conversation_id)
-            return
+    def _join(self, ws: web.WebSocketResponse, joined: OrderedDict[str, None], conversation_id: str,
+              customer: str | None) -> None:
+        """Let ``ws``, which proved ``customer`` (None: a visitor), hear ``conversation_id``; past ``MAX_JOINED``, it
+        stops hearing the one it used longest ago (a widget speaks in one at a time), so that one socket cannot hold
+        any number."""
         joined[conversation_id] = None
-        self.sockets[conversation_id].add(ws)
+        joined.move_to_end(conversation_id)
+        self.sockets[conversation_id][ws] = customer
         if len(joined) > MAX_JOINED:
             self._leave(ws, joined.popitem(last=False)[0])
 
+    def _keep_to(self, conversation_id: str, customer: str) -> None:
+        """Stop the sockets that did not prove ``customer`` hearing ``conversation_id``, which a message of theirs has
+        just made theirs alone (:meth:`proven`): one that joined it while it was a visitor's, with its id alone, went
+        on hearing their agent's replies, which its join would now be refused."""
+        hearing = self.sockets.get(conversation_id, {})
+        for ws in [ws for ws, proved in hearing.items() if proved != customer]:
+            self._leave(ws, conversation_id)
+
     def _leave(self, ws: web.WebSocketResponse, conversation_id: str) -> None:
-        self.sockets[conversation_id].discard(ws)
+        self.sockets[conversation_id].pop(ws, None)
         if not self.sockets[conversation_id]:
             del self.sockets[conversation_id]
 
