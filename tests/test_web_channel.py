@@ -356,6 +356,8 @@ async def test_a_signed_in_customers_history_is_read_with_their_proof_in_headers
     assert response.status == 403 and (await response.json())["error"].startswith("user_hash: not the HMAC")
     response = await client.get(history, headers={**proof, "X-Deskbot-User": "%ff"})
     assert response.status == 400 and (await response.json())["error"].startswith("X-Deskbot-User: ")
+    response = await client.get(history, headers=proof, params={"user_hash": ""})  # a malformed query is still one
+    assert response.status == 400 and (await response.json())["error"].startswith("user_hash: ")
     ask = {"Origin": web_demo_bot.embed_origin, "Access-Control-Request-Method": "GET",
            "Access-Control-Request-Headers": "x-deskbot-user,x-deskbot-user-hash"}
     allowed = (await client.options(history, headers=ask)).headers["Access-Control-Allow-Headers"].lower()

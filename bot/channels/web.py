@@ -260,6 +260,7 @@ def customer_of(request: web.Request) -> dict[str, str]:
     it) and ``X-Deskbot-User-Hash``, over the deprecated ``?user=`` and ``?user_hash=``, which older pages send: a URL
     is kept in proxies' and servers' access logs, and whoever read the hash there could read the customer's chats."""
     said = dict(request.query)
+    Customer.model_validate(said)  # held to its rules where the headers stand in for it too
     if (user := request.headers.get(USER_HEADER)) is not None:
         try:
             said["user"] = unquote(user, errors="strict")
