@@ -744,6 +744,26 @@ def test_a_signed_in_customers_chat_is_shown_again_to_them_and_a_visitor_on_thei
     expect(visitor.bot_replies()).to_have_count(1)
 
 
+def test_a_visitor_after_a_signed_in_customer_whose_page_did_not_reset_the_chat_goes_on_in_a_new_conversation(
+        open_widget: Any, identity_secret: str) -> None:
+    """A single-page shop that named its visitor with Deskbot.identify({}) at sign-out, not Deskbot.reset(), left its
+    chat in the signed-in customer's conversation, which the server refuses to anyone else: each message was Not
+    sent, again on every Retry, and nothing said why. The message goes on in a new conversation, as a reload does,
+    and the page's developer is told to call Deskbot.reset()."""
+    customer = open_widget(user="u-17", userHash=hmac.new(identity_secret.encode(), b"u-17", hashlib.sha256).hexdigest())
+    customer.send("my parcel never arrived")
+    expect(customer.bot_replies()).to_have_count(1)
+    theirs = customer.conversation_id()
+    customer.page.evaluate("Deskbot.identify({})")  # signed out
+    customer.send("is anyone there")
+    expect(customer.page.locator(".msg.user .bubble")).to_have_text(["is anyone there"])
+    expect(customer.bot_replies()).to_have_count(1)
+    expect(customer.page.locator(".msg.user.failed")).to_have_count(0)
+    assert customer.conversation_id() != theirs
+    told = [line for line in customer.console if "Deskbot.reset()" in line]
+    assert len(told) == 1 and told[0].startswith("error: deskbot: conversation_id: a signed-in"), customer.console
+
+
 def test_the_agents_console_opens_a_verified_customers_other_conversations(
         chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace, identity_secret: str) -> None:
     """An agent taking a customer over saw nothing of what they had asked before in another conversation: the

@@ -1618,6 +1618,13 @@
     } catch (error) {
       if (asked !== conversationId) return; // its message went with the log, and from the messages still out
       own.lost = Boolean(error.lost);
+      if (signedInElsewhere(error)) { // the last customer's, whose page named its visitor but did not reset()
+        console.error(`deskbot: ${error.message}; call Deskbot.reset() when a customer signs out (docs/channels.md)`);
+        newConversation(); // as a reload would: no message is answered in it
+        startOver();
+        send(text, shown);
+        return;
+      }
       if (/^user_hash: /.test(error.message)) { // a bot with channels.web.identity_secret refused the page's userHash
         console.error(`deskbot: ${error.message}; deskbotConfig.userHash must be that of deskbotConfig.user (docs/channels.md)`);
       }
@@ -1848,6 +1855,9 @@
     startOver();
   }
 
+  // The server's refusal of a conversation a signed-in customer had to anyone else (docs/channels.md).
+  const signedInElsewhere = (error) => /^conversation_id: a signed-in/.test(error.message);
+
   function newConversation() {
     conversationId = newConversationId();
     store.set("conversation", conversationId);
@@ -1932,7 +1942,7 @@
     // The conversation this browser kept may be a signed-in customer's whose page did not call Deskbot.reset() at
     // sign-out: refused to anyone else, it gives way to a new one rather than leave every message refused.
     const read = readHistory().catch((error) => {
-      if (/^conversation_id: a signed-in/.test(error.message)) newConversation();
+      if (signedInElsewhere(error)) newConversation();
       return null;
     });
     await configured;
