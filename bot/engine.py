@@ -639,13 +639,15 @@ class Bot:
                                read_as.ranking, slots, read, action_domain(self.project), turn.channel,
                                turn.metadata, earlier, past, *waiting)
 
+        def add(shown: Rendered) -> None:
+            parts.append(shown)
+            texts.append(shown.text)
+            buttons.extend(shown.buttons)
+            custom.extend(shown.custom)
+
         def show(result: ActionResult) -> None:
             for message in result.messages:
-                shown = self._action_message(message, turn.channel, slots, language)
-                parts.append(shown)
-                texts.append(shown.text)
-                buttons.extend(shown.buttons)
-                custom.extend(shown.custom)
+                add(self._action_message(message, turn.channel, slots, language))
 
         validator = await self.actions.validator(name) if answered and validated is None else None
         if validator and answered:
@@ -714,11 +716,7 @@ class Bot:
             if follow is None and result.form in forms and REQUESTED_SLOT not in result.slots:
                 follow = result.form  # activated, a form asks for its first slot, as Rasa runs the active loop next
             if follow and follow.startswith("utter_"):
-                shown = self._utter(follow, turn.channel, slots, language)
-                parts.append(shown)
-                texts.append(shown.text)
-                buttons += shown.buttons
-                custom += shown.custom
+                add(self._utter(follow, turn.channel, slots, language))
             if follow in RASA_RESTARTS:  # the conversation starts afresh, as in Rasa
                 restarted = afresh = True
                 slots.clear()
