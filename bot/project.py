@@ -652,9 +652,10 @@ class Project:
     def payload_entities(self, payload: str) -> list[dict[str, Any]]:
         """A button payload's values (``/choose{"city": "NYC"}``) as :meth:`found_entities` lists typed ones, each
         spanning the payload's JSON, as Rasa's RegexMessageHandler gives them; a text none of its entity's
-        patterns takes (:meth:`value_of`) is left out. A true, false or null is its entity's as it is, as Rasa
-        gives it (patterns read texts), for an entity of nlu.yml alone: a customer can type a payload too, and
-        must not set a slot only the shop's actions set."""
+        patterns takes (:func:`entity_value`) is left out, and a text one takes is named as a typed value is
+        (:meth:`canonical`: /choose{"city": "廣州"} sets the lookup's 广州). A true, false or null is its entity's as
+        it is, as Rasa gives it (patterns read texts), for an entity of nlu.yml alone: a customer can type a payload
+        too, and must not set a slot only the shop's actions set."""
         chosen, values = read_payload(payload)
         span, found = (len(chosen), len(payload)), []
         for name, value in values.items():
@@ -685,14 +686,6 @@ class Project:
     def _listed(self, value: str) -> bool:
         """Whether nlu.yml names ``value``: a synonym's example or a lookup's Chinese element."""
         return model_text(value.lower()) in self.synonyms
-
-    def value_of(self, entity: str, value: str) -> str | None:
-        """``value`` as ``entity``'s slot keeps it, if one of its patterns takes it whole, or its ``value`` group
-        does (``order (?P<value>\\d+)`` takes "789"); None otherwise. A button's payload sets values so, and
-        anyone can type one: "123. [verify it here](https://…)" is no order number. Named as a typed value is
-        (:meth:`canonical`): the click on /choose{"city": "廣州"} sets the lookup's 广州."""
-        taken = entity_value(self.entity_patterns.get(entity, ()), value)
-        return None if taken is None else self.canonical(taken)
 
     @property
     def base_model(self) -> str:
@@ -1531,7 +1524,9 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> tuple[list[Hi
 
 def entity_value(patterns: Iterable[re.Pattern[str]], value: str) -> str | None:
     """The part of ``value`` an entity with these ``patterns`` takes, before :meth:`Project.canonical` names it
-    (:meth:`Project.value_of`)."""
+    (:meth:`Project.payload_entities`): where one of them takes it whole, the part in its ``value`` group ("789" of
+    "order 789" for ``order (?P<value>\\d+)``), else all of it; where a ``value`` group alone takes it whole ("789"),
+    all of it. None otherwise: anyone can type a payload, and "123. [verify it here](https://…)" is no order number."""
     patterns = list(patterns)
     for match in (m for pattern in patterns if (m := pattern.fullmatch(value))):
         if taken := match.group("value") if "value" in match.re.groupindex else match.group(0):

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from bot.channels.base import normalise
 from bot.cli import cli
 from bot.project import BotConfig, Example, Project, ProjectError, load_project
+from bot.responses import PayloadValue
 from tests.conftest import DEMO, REPO, copy_bot
 
 
@@ -736,7 +737,7 @@ def test_entity_regexes_ignore_case_as_rasas_do(tmp_path: Path) -> None:
     (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hello!\n")
     project = load_project(tmp_path)
     assert project.entities("Where is Order #AB123?") == {"order_id": "AB123"}
-    assert project.value_of("order_id", "AB123") == "AB123" and project.is_answer("order_id", "ORDER ab123")
+    assert payload_value(project, "order_id", "AB123") == "AB123" and project.is_answer("order_id", "ORDER ab123")
 
 
 def test_lookup_tables_and_synonyms_read_entities_as_rasas_do(tmp_path: Path) -> None:
@@ -753,7 +754,7 @@ def test_lookup_tables_and_synonyms_read_entities_as_rasas_do(tmp_path: Path) ->
     assert project.entities("fly me to NYC") == {"city": "New York City"}
     assert project.entities("我要去北京的机票") == {"city": "北京"} and project.entities("去Berlin的机票") == {"city": "Berlin"}
     assert project.unread_entities == {} and project.is_answer("city", "BERLIN")
-    assert project.value_of("city", "nyc") == "New York City"  # a button's payload value, as a typed one
+    assert payload_value(project, "city", "nyc") == "New York City"  # a button's payload value, as a typed one
     # As an action reads them: where each was said, and which of Rasa's components named it
     assert project.found_entities("fly me to NYC or berlin") == [
         {"entity": "city", "start": 10, "end": 13, "value": "New York City", "confidence_entity": 1.0,
@@ -763,6 +764,13 @@ def test_lookup_tables_and_synonyms_read_entities_as_rasas_do(tmp_path: Path) ->
     assert project.payload_entities('/flight{"city": "nyc", "to": "x"}') == [
         {"entity": "city", "start": 7, "end": 33, "value": "New York City", "confidence_entity": 1.0,
          "processors": ["EntitySynonymMapper"]}]
+
+
+def payload_value(project: Project, entity: str, value: str) -> PayloadValue | None:
+    """The value a button's payload giving ``entity`` the ``value`` sets (:meth:`Project.payload_entities`): None
+    where the entity's patterns take none of it."""
+    found = project.payload_entities("/choose" + json.dumps({entity: value}, ensure_ascii=False))
+    return found[0]["value"] if found else None
 
 
 def flight_bot(root: Path, nlu: str, language: str = "en") -> Project:
@@ -794,8 +802,7 @@ def test_lookups_and_synonyms_read_either_chinese_script(tmp_path: Path) -> None
     assert project.entities("去京城") == {"city": "北京"}
     assert project.is_answer("city", "廣州")
     # a button's payload value (/flight{"city": "廣州"}) too, as a typed one: it was kept as the payload spelt it
-    assert (project.value_of("city", "廣州"), project.value_of("city", "台北"), project.value_of("city", "京城")) == (
-        "广州", "臺北", "北京")
+    assert [payload_value(project, "city", city) for city in ("廣州", "台北", "京城")] == ["广州", "臺北", "北京"]
 
 
 def test_a_lookups_element_in_chinese_digits_is_kept_as_written(tmp_path: Path) -> None:
@@ -807,7 +814,7 @@ def test_a_lookups_element_in_chinese_digits_is_kept_as_written(tmp_path: Path) 
     assert project.entities("订单七八九去三三取货") == {"order_id": "789", "branch": "三三"}
     assert project.found_entities("去三三")[0] == {"entity": "branch", "start": 1, "end": 3, "value": "三三",
                                                  "confidence_entity": 1.0, "extractor": "RegexEntityExtractor"}
-    assert (project.value_of("branch", "三三"), project.value_of("order_id", "订单七八九")) == ("三三", "789")
+    assert (payload_value(project, "branch", "三三"), payload_value(project, "order_id", "订单七八九")) == ("三三", "789")
 
 
 def test_regexes_read_either_chinese_script_and_keep_the_customers(tmp_path: Path) -> None:
@@ -819,7 +826,7 @@ def test_regexes_read_either_chinese_script_and_keep_the_customers(tmp_path: Pat
                                     "- regex: pickup\n  examples: |\n    - (?P<value>東區|西區)倉庫\n")
     assert project.entities("訂單 123 在哪") == project.entities("订单 123 在哪") == {"order_id": "123"}
     assert project.entities("东区仓库取货") == {"pickup": "东区"} and project.entities("東區倉庫") == {"pickup": "東區"}
-    assert project.is_answer("order_id", "訂單123") and project.value_of("order_id", "訂單 456") == "456"
+    assert project.is_answer("order_id", "訂單123") and payload_value(project, "order_id", "訂單 456") == "456"
 
 
 def test_annotated_values_are_synonyms_as_in_rasa(tmp_path: Path) -> None:
@@ -1377,11 +1384,11 @@ def test_a_payload_value_is_one_the_entitys_patterns_or_their_value_group_take(t
     value (order (?P<value>\\d+)), and the action asked for the number again."""
     project = load_project(copy_bot(DEMO, tmp_path / "bot"))
     project.entity_patterns["order_id"] = [re.compile(r"(?i)order (?P<value>\d+)")]
-    assert project.value_of("order_id", "789") == "789"
-    assert project.value_of("order_id", "١٢٣٤") == "1234"  # kept as typed elsewhere: ASCII digits
-    assert project.value_of("order_id", "Order 789") == "789"  # the whole pattern takes it too, as from a message
-    assert project.value_of("order_id", "789. [Verify](https://evil.example) @here") is None
-    assert project.value_of("no_such_entity", "789") is None
+    assert payload_value(project, "order_id", "789") == "789"
+    assert payload_value(project, "order_id", "١٢٣٤") == "1234"  # kept as typed elsewhere: ASCII digits
+    assert payload_value(project, "order_id", "Order 789") == "789"  # the whole pattern takes it too, as from a message
+    assert payload_value(project, "order_id", "789. [Verify](https://evil.example) @here") is None
+    assert payload_value(project, "no_such_entity", "789") is None
 
 
 def test_an_intent_of_five_examples_holds_one_out() -> None:
