@@ -410,10 +410,13 @@ class Bot:
         had the form say it did not understand it. None where they answer neither, or the form ignores the message."""
         if requested in entities:
             return requested
-        form = self.config.actions.forms.get(loop)
-        if form is None or ignoring:
+        if loop not in self.config.actions.forms or ignoring:
             return None
-        return next((slot for slot in form.required_slots if slot in entities), None)
+        return self._form_slot_given(loop, entities)
+
+    def _form_slot_given(self, form: str, entities: dict[str, PayloadValue]) -> str | None:
+        """The first of ``form``'s required slots that the message's ``entities`` fill, None if none does."""
+        return next((slot for slot in self.config.actions.forms[form].required_slots if slot in entities), None)
 
     async def _ask_again(self, decision: Decision, form: str | None, entities: dict[str, PayloadValue],
                          form_turn: Callable[[str, str | None], Awaitable[Decision]]) -> Decision:
@@ -428,8 +431,7 @@ class Bot:
         if decision.kind == "handoff" or decision.loop or decision.restarted:
             return decision
         assert form is not None
-        filled = next((slot for slot in self.config.actions.forms[form].required_slots if slot in entities), None)
-        asked = await form_turn(form, filled)
+        asked = await form_turn(form, self._form_slot_given(form, entities))
         said = Rendered(decision.text, decision.buttons, custom=decision.custom)
         if asked.kind == "handoff":  # its submit action handed the conversation off
             return _said_first(said, asked)
