@@ -225,6 +225,10 @@ class Bot:
         return f"{count} turn{'s' if count > 1 else ''}" if count else ""
 
     async def _handle(self, turn: Turn) -> Reply:
+        """The reply to ``turn``, in the order a message takes: the conversation's slots, language and script; a
+        resume, or silence while an agent has it (:meth:`_resumed_or_held`); the model's analysis and the entities;
+        the decision (a request for a person, the end or an answer of the form waiting, else the reply policy's
+        :func:`decide`); the action it runs, if any; then the exchange logged (:meth:`_log`)."""
         text = normalise(turn.text)
         conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
         if conversation is None:
@@ -238,18 +242,8 @@ class Bot:
         script = self._keep_script(slots, text, turn.script)
 
         handed_off = bool(conversation and conversation["status"] == "handed_off")
-        if text == RESUME_PAYLOAD:  # "back to the bot", also when an agent has already handed it back
-            if handed_off:
-                await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
-            # A resume, not a handoff: the figures count the customer's way back apart from the requests.
-            decision = Decision("resume", None, 1.0, say(self.config.handoff.resumed_message, language, script=script))
-            reply = Reply(decision.text, source="resume", language=language, script=script)
-            reply.user_turn_id, reply.turn_id, _ = await self._log(turn, text, None, decision, slots, 0)
-            return reply
-        if handed_off:
-            user_turn_id, _, _ = await self._log(turn, text, None, Decision("silent", None, 0.0), slots, 0)
-            return Reply("", source="silent", handed_off=True, language=language, script=script,
-                         user_turn_id=user_turn_id)
+        if text == RESUME_PAYLOAD or handed_off:
+            return await self._resumed_or_held(turn, text, handed_off, slots, language, script)
 
         chosen = self._chosen(text)
         analysis = await self._analysis_for(chosen or text)
@@ -332,6 +326,22 @@ class Bot:
             return Reply("", source="silent", handed_off=not deleted, language=language, script=script,
                          user_turn_id=reply.user_turn_id)
         return reply
+
+    async def _resumed_or_held(self, turn: Turn, text: str, handed_off: bool, slots: dict[str, Any],
+                               language: Language, script: Script | None) -> Reply:
+        """The reply to a message the model does not read: "back to the bot" (``RESUME_PAYLOAD``, also when an agent
+        has already handed the conversation back), which hands it back and says so; else, while an agent has the
+        conversation, none, the message logged for the agent to answer."""
+        if text == RESUME_PAYLOAD:
+            if handed_off:
+                await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
+            # A resume, not a handoff: the figures count the customer's way back apart from the requests.
+            decision = Decision("resume", None, 1.0, say(self.config.handoff.resumed_message, language, script=script))
+            reply = Reply(decision.text, source="resume", language=language, script=script)
+            reply.user_turn_id, reply.turn_id, _ = await self._log(turn, text, None, decision, slots, 0)
+            return reply
+        user_turn_id, _, _ = await self._log(turn, text, None, Decision("silent", None, 0.0), slots, 0)
+        return Reply("", source="silent", handed_off=True, language=language, script=script, user_turn_id=user_turn_id)
 
     def _opening(self, turn: Turn) -> None:
         """Count a web conversation's first message against its address: past ``limits.conversations_per_ip``,
