@@ -31,7 +31,7 @@ from aiohttp import web
 
 from bot.language import Language, Script, Text, blank, chinese_script, kept_script, mostly_written_in
 from bot.project import ProjectError, valid_unicode
-from dialogues.store import unwritable_advice
+from dialogues.store import Store, unwritable_advice
 from retrieval.text import normalise as normalise  # re-exported: the engine and every channel normalise with it
 
 if TYPE_CHECKING:
@@ -388,6 +388,12 @@ class Channel:
         on others the bot tells the customer of an agent's change in a message.
         """
 
+    async def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        """The conversation as the store holds it (:meth:`~dialogues.store.Store.conversation`); None when unknown, or
+        when the bot keeps no store. Read on the reads' connection: asked before every web message, history read and
+        vote is served, it waited behind the turns the store's one thread writes, and held them up."""
+        return await self.bot._read(Store.conversation, conversation_id) if self.bot.store is not None else None
+
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         """At shutdown: let the turns in flight reach their users for up to ``grace`` seconds, then
         release sockets, client sessions and background tasks."""
@@ -674,9 +680,7 @@ class PlatformChannel(Channel):
     async def conversation_slots(self, conversation_id: str) -> dict[str, Any]:
         """The conversation's slots, which hold the language it was last answered in and its customer's
         Chinese script; empty when unknown."""
-        store = self.bot.store
-        conversation = await self.bot._store(store.conversation, conversation_id) if store is not None else None
-        return (conversation or {}).get("slots", {})
+        return (await self.conversation(conversation_id) or {}).get("slots", {})
 
     async def keep(self, turn: Turn, key: str) -> bool:
         """Keep ``turn`` in the store before its request is acknowledged (see ``Store.receive``); False

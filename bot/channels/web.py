@@ -437,9 +437,7 @@ class WebChannel(Channel):
         request naming a conversation asks this first, so its id is checked here too (:meth:`check_id`)."""
         self.check_id(conversation_id)
         proven = self.verified_user(request)
-        # on the reads' connection: asked before every web message, history read and vote is served, it waited
-        # behind the turns the store's one thread writes, and held them up
-        conversation = await self.bot._read(Store.conversation, conversation_id) if self.bot.store else None
+        conversation = await self.conversation(conversation_id)
         owner = conversation["slots"].get(VERIFIED_USER) if conversation else None
         if owner is not None and owner != proven:
             raise Unverified("conversation_id: a signed-in customer's conversation: send their user and user_hash")
@@ -542,10 +540,10 @@ class WebChannel(Channel):
     async def _status(self, conversation_id: str) -> dict[str, str]:
         """The conversation's ``status``, and the ``agent`` who has it, if handed off to one who gave their name:
         the widget's banner names them after a reload as it did when they took over (:meth:`status_changed`)."""
-        store = self.bot.store
-        conversation = await self.bot._store(store.conversation, conversation_id) if store else None
+        conversation = await self.conversation(conversation_id)
         status = str(conversation["status"]) if conversation else "open"
-        agent = await self.bot._store(store.holder, conversation_id) if status == "handed_off" else None
+        store = self.bot.store
+        agent = await self.bot._store(store.holder, conversation_id) if store and status == "handed_off" else None
         return with_agent({"status": status}, agent)
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:

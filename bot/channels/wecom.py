@@ -329,12 +329,12 @@ class WeComChannel(PlatformChannel):
             slots = partial(self.conversation_slots, conversation_id)
             notice = await hold_back(request, conversation_id, "", self.language, slots)
             if notice is None:
-                store = self.bot.store
-                conversation = await self.bot._store(store.conversation, conversation_id) if store is not None else None
+                conversation = await self.conversation(conversation_id)
                 kept = (conversation or {}).get("slots", {})
                 language = self.language if self.language in LANGUAGES else kept.get(SLOT) or "zh"
-                if conversation is not None and await self.bot._store(store.receive_unanswered, key, conversation_id,
-                                                                      self.name, user, SENT[kind][language]):
+                store = self.bot.store
+                if conversation is not None and store is not None and await self.bot._store(
+                        store.receive_unanswered, key, conversation_id, self.name, user, SENT[kind][language]):
                     return web.Response(text="")
                 notice = say(self.unread_hint, language, script=kept_script(kept) or self.script)
         return self._passive_reply(user, notice, nonce) if notice else web.Response(text="")
