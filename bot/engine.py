@@ -74,7 +74,8 @@ T = TypeVar("T")
 class Bot:
     """One bot behind every channel: it answers each customer message (:meth:`handle`), sends agents' replies
     (:meth:`agent_message`), records changes of hands (:meth:`set_handoff`) and tells customers outside a turn
-    (:meth:`tell_overdue`). Channels reach the store through it, on its one store thread (:meth:`_store`)."""
+    (:meth:`tell_overdue`). Channels reach the store through it, on its one store thread (:meth:`_store`), or, to
+    read without waiting behind the turns being logged, on the reads' thread (:meth:`_read`)."""
 
     def __init__(self, project: Project, nlu: NLU, store: Store | None, actions: ActionRunner | None = None) -> None:
         self.project = project
@@ -93,7 +94,8 @@ class Bot:
         self.reader: MicroBatcher[str, dict[str, Any] | None] | None = (
             MicroBatcher(store.conversations, max_batch=256, executor=self._db)
             if store is not None else None)
-        # The admin API's long reads (figures, review queue, export) on a read-only connection and a thread of
+        # The admin API's reads (figures, review queue, export, the agents' inbox), /metrics' waiting customers and
+        # the widget's look-up of a reply kept for a message sent again, on a read-only connection and a thread of
         # their own (see ``_read``): on the store's thread an all-time figure held up every customer's turn.
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-reads")
         self._read_store: Store | None = None

@@ -987,13 +987,13 @@ async def inbox(request: web.Request) -> web.Response:
     if len(search) > MAX_SEARCH_CHARS:
         raise http_error(web.HTTPBadRequest, f"q: at most {MAX_SEARCH_CHARS} characters")
     bot = request.app[BOT]
-    # every agent's console asks every 3 s
     agent = query_agent(request)
     team = bot.team  # as a reload left them: a colleague taken out has customers nobody has
     holder = query_holder(request)
 
     def read(store: Store) -> tuple[list[dict[str, Any]], int, int, int, list[dict[str, Any]]]:
-        """The page, its counts and the customers passed to the agent in one snapshot, so that they agree."""
+        """The page, its counts and the customers passed to the agent in one snapshot, so that they agree, and on
+        one trip to the reads' thread: every agent's console asks every 3 s."""
         conversations, total, waiting = store.inbox(status, limit, agent, search, offset, holder, team)
         yours = waiting if agent is None else store.waiting(agent, team)[0]
         return conversations, total, waiting, yours, store.passed_to(agent)
