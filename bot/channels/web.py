@@ -112,8 +112,8 @@ class ChatRequest(ConversationRequest, Customer):
         "customer can change what their page sends, so it proves nothing"))
     message_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$", description=(
         "the client's own id for this message: sent again with it (the widget's Retry, from any tab) within "
-        "ten minutes, while the first is still being answered or after, also by a server restarted since, it gets "
-        "the first one's reply rather than being answered twice"))
+        "ten minutes, while the first is still being answered or after, also to a server restarted since or to "
+        "another on the same store, it gets the first one's reply rather than being answered twice"))
 
 
 # How often a message another server on the store is answering looks for that answer, and how long that server may
