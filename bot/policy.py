@@ -103,7 +103,11 @@ def decide(
     acknowledges: bool = False,
     corrects: bool = False,
 ) -> Decision:
-    """``intents`` are nlu.yml's: a model served after `bot rollback`, or from before an edit of nlu.yml, may
+    """What the bot says to a message, from what the classifier and the answer index made of it (``analysis``): for
+    an intent the classifier is sure of, the handoff, its action or its template; else a historical answer close
+    enough; else a miss (the fallback, or the handoff after ``fallbacks_before_handoff`` of them in a row).
+
+    ``intents`` are nlu.yml's: a model served after `bot rollback`, or from before an edit of nlu.yml, may
     rank an intent nlu.yml no longer has, whose button would lead to no template nor action, and back here.
     None offers whatever the model ranks. ``acknowledges``: the message only acknowledges or thanks
     (:func:`dialogues.holding.acknowledges`); ``corrects``: it only says the answer before missed
@@ -140,7 +144,7 @@ def decide(
         if rendered is not None:
             return Decision("template", intent, confidence, rendered.text, rendered.buttons, quotes=rendered.quotes,
                             custom=rendered.custom)
-    if confident:  # an intent without a template answers from its own history, or from answers of no intent
+        # an intent without a template answers from its own history, or from answers of no intent
         hits = [h for h in hits if h.intent in (intent, None)]
     elif hits and (hits[0].intent not in (None, intent) or intent == config.handoff.intent):
         # The closest answer is about another intent than the likeliest one: two guesses, no answer. Nor when
