@@ -30,6 +30,8 @@ from retrieval.text import token_counts
 
 @dataclass
 class Analysis:
+    """What one serving model made of a message: the classifier's intent and the closest historical answers."""
+
     prediction: Prediction
     hits: list[Hit]
     intent_threshold: float  # calibrated for the model version that made the prediction
@@ -52,6 +54,9 @@ def read_meta(folder: Path) -> dict[str, Any]:
 
 
 class NLU:
+    """One model version as ``bot serve`` runs it: its classifier and answer index, which :meth:`analyse` asks
+    together, a batch of messages at a time (the engine's ``MicroBatcher``)."""
+
     def __init__(self, classifier: IntentClassifier, index: AnswerIndex, version: str, k: int = 5,
                  intent_threshold: float = 0.5, pass_tokens: int | None = None, workers: int = 1,
                  meta: dict[str, Any] | None = None) -> None:

@@ -33,6 +33,9 @@ from finetune.metrics import OOS
 
 @dataclass
 class Decision:
+    """What the bot does with a message (:func:`decide`, or the engine around it): what it says, and what the store
+    keeps of the turn."""
+
     kind: str  # template | action | retrieval | fallback | handoff | resume (back to the bot) | silent (a person has it)
     intent: str | None
     confidence: float

@@ -313,6 +313,11 @@ def refusal(request: web.Request, error: str, request_type: dict[str, str]) -> d
 
 
 class WebChannel(Channel):
+    """The web chat's API (``/api/chat``, a conversation's history, ``/api/feedback``, ``/api/widget``) and its socket
+    (``/api/ws``), which the widget and a shop's own clients use: each message's customer proven (:meth:`proven`),
+    then the message answered by the bot (:meth:`chat`), once per ``message_id``; an agent's reply and a change of
+    hands pushed to the sockets that joined the conversation."""
+
     name = "web"
     shows_status = True  # the widget's banner and its "back with the bot" notice
 
@@ -527,6 +532,7 @@ class WebChannel(Channel):
         await ws.send_json({"type": "reply", **self._shown(reply, request)})
 
     async def http_chat(self, request: web.Request) -> web.Response:
+        """``POST /api/chat``: the reply to a customer's message, as the client may see it (:meth:`_shown`)."""
         body = await read_json(request, ChatRequest)
         count_message(request, body.conversation_id)
         try:
