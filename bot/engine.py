@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
@@ -402,10 +402,8 @@ class Bot:
         validator = await self.actions.validator(loop)
         if validator is None:
             return None
-        prediction = analysis.prediction
-        call = action_call(validator, turn.conversation_id, text, prediction.intent or "", prediction.confidence,
-                           prediction.ranking, slots, read, action_domain(self.project), turn.channel, turn.metadata,
-                           [], await self._past_events(turn.conversation_id), *waiting)
+        call = self._message_call(validator, turn, text, analysis, slots, read,
+                                  await self._past_events(turn.conversation_id), waiting=waiting)
         try:
             result = await self.actions.run(validation_call(call, loop, requested, {}))
         except ActionError as exc:
@@ -646,12 +644,7 @@ class Bot:
         deadline = shared or clock.time() + self.actions.timeout
 
         def call_for(action: str) -> dict[str, Any]:
-            # the message as the classifier read it, as Rasa's latest_message gives it: an answer to an action's
-            # question is run by the asking action's intent, which is not what the customer's message said
-            read_as = analysis.prediction
-            return action_call(action, turn.conversation_id, text, read_as.intent or "", read_as.confidence,
-                               read_as.ranking, slots, read, action_domain(self.project), turn.channel,
-                               turn.metadata, earlier, past, *waiting)
+            return self._message_call(action, turn, text, analysis, slots, read, past, earlier, waiting)
 
         def add(shown: Rendered) -> None:
             parts.append(shown)
@@ -825,10 +818,8 @@ class Bot:
         One that fails is logged, and the message's slots stand unchecked, as in Rasa."""
         if not await self.actions.validates_slots():
             return None
-        prediction = analysis.prediction
-        call = action_call(RASA_VALIDATION, turn.conversation_id, text, prediction.intent or "", prediction.confidence,
-                           prediction.ranking, slots, read, action_domain(self.project), turn.channel, turn.metadata,
-                           [], await self._past_events(turn.conversation_id))
+        call = self._message_call(RASA_VALIDATION, turn, text, analysis, slots, read,
+                                  await self._past_events(turn.conversation_id))
         try:
             result = await self.actions.run(extraction_call(call, entities))
         except ActionError as exc:
@@ -843,6 +834,19 @@ class Bot:
         said = [self._action_message(message, turn.channel, slots, language) for message in result.messages]
         return Rendered("\n\n".join(s.text for s in said if s.text), [b for s in said for b in s.buttons],
                         quotes=True, custom=[c for s in said for c in s.custom])
+
+    def _message_call(self, action: str, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
+                      read: list[dict[str, Any]], past: list[dict[str, Any]], earlier: Sequence[dict[str, Any]] = (),
+                      waiting: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
+        """The call of ``action`` on the customer's message (:func:`~bot.actions.action_call`), which its tracker lists
+        as the classifier read it, as Rasa's latest_message gives it: an answer to an action's question is run by the
+        asking action's intent, which is not what the customer's message said. ``read``: the message's entities;
+        ``past``, ``earlier`` and ``waiting`` (the action waiting and the form active) as :func:`action_call` takes
+        them."""
+        prediction = analysis.prediction
+        return action_call(action, turn.conversation_id, text, prediction.intent or "", prediction.confidence,
+                           prediction.ranking, slots, read, action_domain(self.project), turn.channel, turn.metadata,
+                           earlier, past, *waiting)
 
     async def _past_events(self, conversation_id: str) -> list[dict[str, Any]]:
         """The conversation's latest ``TRACKER_TURNS`` turns as an action's tracker lists them (``past_events``)."""
