@@ -535,9 +535,17 @@ class WebChannel(Channel):
         """``POST /api/chat``: the reply to a customer's message, as the client may see it (:meth:`_shown`)."""
         body = await read_json(request, ChatRequest)
         count_message(request, body.conversation_id)
+        verified_user = await self._proven_over_http(body, body.conversation_id)
         try:
-            verified_user = await self.proven(body, body.conversation_id)
             return json_response(self._shown(await self.chat(body, client_address(request), verified_user), request))
+        except Refused as exc:
+            raise bad_request(exc) from None
+
+    async def _proven_over_http(self, customer: Customer, conversation_id: str) -> str | None:
+        """:meth:`proven`, refused as an HTTP request is: 403 for another customer than the conversation's, 400 for a
+        conversation id refused."""
+        try:
+            return await self.proven(customer, conversation_id)
         except Unverified as exc:
             raise http_error(web.HTTPForbidden, str(exc)) from None
         except Refused as exc:
@@ -640,25 +648,17 @@ class WebChannel(Channel):
         (403), in headers (:func:`customer_of`)."""
         cid = valid_conversation_id(request, web_client=True)
         try:
-            await self.proven(Customer.model_validate(customer_of(request)), cid)
+            customer = Customer.model_validate(customer_of(request))
         except ValidationError as exc:
             raise bad_request(exc) from None
-        except Unverified as exc:
-            raise http_error(web.HTTPForbidden, str(exc)) from None
-        except Refused as exc:
-            raise bad_request(exc) from None
+        await self._proven_over_http(customer, cid)
         store = self.bot.store
         turns = await self.bot._store(store.history, cid) if store else []
         return json_response({"conversation_id": cid, **await self._status(cid), "turns": turns})
 
     async def feedback(self, request: web.Request) -> web.Response:
         body = await read_json(request, FeedbackRequest)
-        try:
-            await self.proven(body, body.conversation_id)
-        except Unverified as exc:
-            raise http_error(web.HTTPForbidden, str(exc)) from None
-        except Refused as exc:
-            raise bad_request(exc) from None
+        await self._proven_over_http(body, body.conversation_id)
         try:
             await self.bot._store(self.bot.store.add_feedback, body.conversation_id, body.turn_id, body.value,
                                   body.comment)
