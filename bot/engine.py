@@ -857,11 +857,15 @@ class Bot:
 
     def _handing_off(self, channel: str, language: Language, reason: str, values: dict[str, Any],
                      decision: Decision | None = None) -> Decision:
+        """The handoff for ``reason`` (:func:`~bot.policy.handing_off`), logged with what the classifier read in the
+        message where ``decision`` says it."""
         intent, confidence = (decision.intent, decision.confidence) if decision else (None, 1.0)
         return handing_off(self.config, self.project.responses, channel, language, reason, values, intent, confidence)
 
     def _action_failed(self, decision: Decision, fallbacks: int, channel: str, language: Language,
                        slots: dict[str, Any], timed_out: bool = False) -> Decision:
+        """A failed action's reply, a miss like a fallback: ``fallback.action_failed`` (``action_slow`` when it ran out
+        of time) with the "talk to a person" button, or the handoff once the misses reach ``fallbacks_before_handoff``."""
         if misses_reach_handoff(fallbacks, self.config):
             return self._handing_off(channel, language, "fallbacks", slots, decision)
         fallback = self.config.fallback
@@ -1152,6 +1156,8 @@ class Bot:
 
     async def _agent_message(self, conversation_id: str, text: str, agent: str | None, key: str | None,
                              after: int | None, force: bool) -> int:
+        """One try of :meth:`agent_message`: the reply stored, taking over a conversation the bot holds, and sent on
+        the conversation's channel; its turn id."""
         assert self.store is not None
         await self._after_notices(conversation_id)
         conversation = await self._store(self.store.conversation, conversation_id)
