@@ -649,7 +649,7 @@ class WebChannel(Channel):
         cid = valid_conversation_id(request, web_client=True)
         try:
             customer = Customer.model_validate(customer_of(request))
-        except ValidationError as exc:
+        except (ValidationError, Refused) as exc:
             raise bad_request(exc) from None
         await self._proven_over_http(customer, cid)
         store = self.bot.store
