@@ -1675,11 +1675,27 @@ class Store:
         """Settle the kept message with ``key``, deleted by its customer, whose answer is logged and not yet sent (it
         waits its turn behind the platform's pacing, or for the next server, :meth:`adopt`), and mark that answer
         undelivered: it is not sent (:meth:`owed`), as a reply under a message that is gone answers nothing."""
-        owed = self.db.execute("SELECT id, reply_turn FROM pending WHERE key = ? AND answered IS NULL "
+        owed = self.db.execute("SELECT id, reply_turn, conversation_id FROM pending WHERE key = ? AND answered IS NULL "
                                "AND reply_turn IS NOT NULL", [key]).fetchone()
         if owed is not None:
             self.db.execute(_SETTLE, [now(), owed[0]])
             self.db.execute(_UNDELIVERED, [owed[1]])
+            self._withdraw_handoff(owed[2], owed[1])
+
+    def _withdraw_handoff(self, conversation_id: str, reply_turn: int) -> None:
+        """Take back the handoff that the withdrawn answer ``reply_turn`` made ("Connecting you to a person"), as
+        a message deleted while the bot worked on it makes none, while nothing has happened in the conversation since:
+        no agent has taken it, and no one has written. A customer who deleted their "talk to a person" before they
+        were told waited in the agents' inbox as "[deleted]", and was told later that the agents were busy."""
+        self.db.execute(
+            "DELETE FROM handoffs WHERE id = (SELECT max(id) FROM handoffs WHERE conversation_id = :c) "
+            "AND event = 'handed_off' AND agent IS NULL AND taken IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM takeovers WHERE handoff_id = handoffs.id) "
+            "AND NOT EXISTS (SELECT 1 FROM turns WHERE conversation_id = :c AND id > :reply) "
+            "AND EXISTS (SELECT 1 FROM predictions WHERE reply_turn_id = :reply AND source = 'handoff')",
+            {"c": conversation_id, "reply": reply_turn})
+        if self.db.execute("SELECT changes()").fetchone()[0]:
+            self.db.execute("UPDATE conversations SET status = 'open', updated = ? WHERE id = ?", [now(), conversation_id])
 
     def _change_turn(self, turn_id: int, role: str, texts: tuple[str, str | None] | None) -> None:
         """Give a customer's or an agent's turn the ``texts`` its message was edited to (as :meth:`_stored_texts` gives

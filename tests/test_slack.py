@@ -604,9 +604,10 @@ async def test_a_message_shared_without_words_is_answered_with_the_hint(
     bot.store.close()
 
 
-def logging_bot(tmp_path: Path, held: asyncio.Event | None = None) -> FakeBot:
+def logging_bot(tmp_path: Path, held: asyncio.Event | None = None, handoff: str | None = None) -> FakeBot:
     """A bot on a real store that logs each exchange with the message it answers, as the engine does; once ``held``
-    is set, where one is given (the engine still working on the message meanwhile)."""
+    is set, where one is given (the engine still working on the message meanwhile). With a ``handoff`` reason, each
+    answer hands the conversation to a person."""
     bot = FakeBot()
     bot.store = Store(tmp_path / "dialogues.db")
 
@@ -616,7 +617,8 @@ def logging_bot(tmp_path: Path, held: asyncio.Event | None = None) -> FakeBot:
             await held.wait()
         shown = turn.shown if turn.shown != turn.text else None
         bot.store.log_exchange(Exchange(turn.conversation_id, "slack", turn.user, turn.text, shown, bot.text, None, 0.1,
-                                        [], "fallback", "v0001", pending_id=turn.pending_id))
+                                        [], "handoff" if handoff else "fallback", "v0001", pending_id=turn.pending_id,
+                                        handoff=handoff))
         return Reply(text=bot.text)
 
     bot.handle = logged  # type: ignore[method-assign]
@@ -711,12 +713,15 @@ async def test_a_message_deleted_before_its_answer_goes_out_is_not_answered(
     assert not bot.store.db.execute("SELECT 1 FROM pending WHERE answered IS NULL").fetchall()  # not owed at a restart
 
 
+@pytest.mark.parametrize("handoff", [None, "requested"])
 async def test_an_answer_queued_behind_slacks_pacing_is_not_posted_once_its_message_is_deleted(
-        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, handoff: str | None) -> None:
     """Slack takes about one post a second in a channel, so an answer waits behind the one before it: a customer who
     deleted their message meanwhile (their card number sent by mistake, say) still got a reply to nothing. Its
-    transcript says the answer was not delivered, and nothing is owed to them at a restart."""
-    bot = logging_bot(tmp_path)
+    transcript says the answer was not delivered, and nothing is owed to them at a restart. A handoff it made is
+    taken back: the customer who deleted their "talk to a person" waited in the agents' inbox, and would have been
+    told the agents were busy."""
+    bot = logging_bot(tmp_path, handoff=handoff)
     channel = make_channel(bot, slack_api.url)
     client = await client_of(aiohttp_client, channel)
     first, second = f"{time.time():.6f}", f"{time.time() + 1:.6f}"
@@ -736,6 +741,8 @@ async def test_an_answer_queued_behind_slacks_pacing_is_not_posted_once_its_mess
     assert [(t["role"], t["text"], t["undelivered"]) for t in bot.store.transcript(cid)["turns"]] == [
         ("user", "[deleted]", False), ("bot", bot.text, True)]
     assert bot.store.conversation(cid)["status"] == "open"
+    assert [c["conversation_id"] for c in bot.store.inbox("handed_off", 10)[0]] == (
+        [f"slack:T1:C1:{first}"] if handoff else [])
     assert not bot.store.db.execute("SELECT 1 FROM pending WHERE answered IS NULL").fetchall()
     bot.store.close()
 
