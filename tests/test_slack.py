@@ -1430,6 +1430,28 @@ async def test_a_user_group_in_team_users_is_the_support_team_as_slack_lists_it_
     bot.store.close()
 
 
+async def test_a_colleague_added_to_a_team_users_group_counts_as_soon_as_slack_says_so(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """Where the app hears ``subteam_members_changed``, a colleague added to the support team's user group is the
+    support team from the next message on, not up to five minutes later; another group's change asks Slack nothing."""
+    slack_api.groups["S1"] = ["U7"]
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["S1"])
+    cid = f"slack:T1:C1:{TS}"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    await post(client, event("Ev1", "Thanks", user="U8", ts="1700000000.000300", thread_ts=TS))  # not in it yet
+    slack_api.groups["S1"] = ["U7", "U8"]
+    for n, group in enumerate(("S9", "S1")):
+        await post(client, {**event(f"Ev{2 + n}"), "event": {
+            "type": "subteam_members_changed", "subteam_id": group, "team_id": "T1", "date_previous_update": 1446670362,
+            "date_update": 1492906952, "added_users": ["U8"], "added_users_count": "1", "event_ts": "1492906952.000100"}})
+    await post(client, event("Ev4", "It is on its way", user="U8", ts="1700000000.000400", thread_ts=TS))
+    await channel.close()
+    assert [(t.user, t.text) for t in bot.turns] == [("U8", "Thanks")]
+    assert [(m["role"], m["text"]) for m in bot.store.history(cid)][-1] == ("agent", "It is on its way")
+    assert slack_api.listed == ["S1", "S1"]
+    bot.store.close()
+
+
 async def test_a_user_group_slack_does_not_list_is_said_once_and_the_channel_answers_on(
         aiohttp_client: Any, slack_api: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
     """Without the usergroups:read scope (or with a group id Slack does not know), the group's members cannot be

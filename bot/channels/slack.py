@@ -478,6 +478,7 @@ class SlackChannel(PlatformChannel):
             rate_limited(payload)
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
             said_retried(request, payload)
+            self._groups_changed(payload["event"])
             turn = self._turn(payload)
             if turn is not None and turn.user and await self.on_team(turn.user):
                 turn.metadata["support_team"] = True
@@ -740,6 +741,13 @@ class SlackChannel(PlatformChannel):
         if self._listing is not None and not self._listing.done():
             await asyncio.wait([self._listing], timeout=NAME_LOOKUP_S)
         return any(user in members for members in self._group_members.values())
+
+    def _groups_changed(self, event: dict[str, Any]) -> None:
+        """Have ``team_users``' user groups listed again at the next message where Slack says one of them changed
+        (``subteam_members_changed``, to which an app with ``usergroups:read`` may subscribe): a colleague added to
+        the group counts at once, not up to ``GROUP_KEPT_S`` later."""
+        if event.get("type") == "subteam_members_changed" and _string(event.get("subteam_id")) in self.team_groups:
+            self._groups_due = 0.0
 
     async def _list_groups(self) -> None:
         """Learn the members of ``team_users``' user groups from Slack. A group Slack does not list (the app lacks
