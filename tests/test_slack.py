@@ -1403,6 +1403,26 @@ async def test_in_an_ordinary_channel_the_team_users_words_are_an_agents_not_ans
     bot.store.close()
 
 
+async def test_a_picture_a_colleague_sends_into_a_customers_thread_is_in_its_transcript(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A support team member who sent the customer a picture (a label, a screenshot of the fix) left no trace of it in
+    the transcript: sent alone it was dropped, and sent with words only the words were kept. The agents read
+    "[picture]", as they do a customer's."""
+    slack_api.members["U7"] = {"name": "ada"}
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7"])
+    cid = f"slack:T1:C1:{TS}"
+    bot.store.add_message(cid, "user", "which return label do I use?", "slack")
+    files = [{"id": "F1", "name": "label.png", "mimetype": "image/png"}]
+    for n, text in enumerate(("", "this one")):
+        await post(client, event(f"Ev{n}", text, user="U7", subtype="file_share", files=files,
+                                 ts=f"1700000000.00020{n}", thread_ts=TS))
+    await channel.close()
+    assert bot.turns == [] and slack_api.posts == []
+    assert [(m["role"], m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [
+        ("agent", "ada", "[picture]"), ("agent", "ada", "this one\n[picture]")]
+    bot.store.close()
+
+
 async def test_a_user_group_in_team_users_is_the_support_team_as_slack_lists_it_now(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Admins name their support team by its Slack user group (``S…``), whose members change; team_users took user ids

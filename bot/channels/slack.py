@@ -485,7 +485,7 @@ class SlackChannel(PlatformChannel):
             if turn is None and payload["event"].get("subtype") in CHANGES:
                 await self._changed(payload)
             elif turn is not None and turn.metadata.get("support_team"):
-                await self._note(turn)
+                await self._note(turn, sent_kind(payload["event"]))
             elif turn is not None and turn.text:
                 await self._start(request, turn, message_key(turn.metadata["channel"], turn.metadata["ts"]))
             elif turn is not None:
@@ -692,16 +692,18 @@ class SlackChannel(PlatformChannel):
             await self.bot._store(store.replace_message, conversation_id, key, normalise(text),
                                   with_attached(written, file_note(message, text)), recent)
 
-    async def _note(self, turn: Turn) -> None:
+    async def _note(self, turn: Turn, kind: str) -> None:
         """A support team member's words in a customer's thread: not the customer's to answer, but an agent's
-        message in the conversation (``Store.receive_note``), which the agents' console and the transcript show."""
+        message in the conversation (``Store.receive_note``), which the agents' console and the transcript show, with
+        what came with them, or without a word what they sent (``kind``: "[picture]", :func:`sent_kind`)."""
         store = self.bot.store
+        sent = SENT[kind][self.language if self.language in LANGUAGES else "en"] if kind else ""
+        text = turn.shown if turn.text else sent
         async with self._seen.claim(turn.seen) as first:
-            if first and store is not None and turn.text and turn.user:
+            if first and store is not None and text and turn.user:
                 key = message_key(turn.metadata["channel"], turn.metadata["ts"])
                 author = await self.member_name(turn.user)
-                await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author,
-                                      turn.written or turn.text)
+                await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author, text)
 
     async def member_name(self, user: str) -> str:
         """The name Slack shows for the support team member ``user`` (``users.info``, which needs ``users:read``),
