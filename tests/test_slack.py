@@ -306,6 +306,27 @@ async def test_other_peoples_mentions_reach_the_model_as_a_word_and_the_transcri
     assert turn.written == "@Ada said @U09XYZ and @grace would refund me"
 
 
+async def test_the_people_a_message_mentions_are_named_in_the_transcript_by_a_server_that_never_met_them(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A server knew the names of the support team members who had written since it started, and no other: after a
+    restart, a customer's "<@U07ABC> said…", and its edit, reached the transcript as "@U07ABC". Slack is asked for
+    the names mentioned (users.info, each once); one it does not know keeps the name Slack wrote, else the id."""
+    slack_api.members["U07ABC"] = {"name": "ada", "profile": {"display_name": "Ada"}}
+    bot = logging_bot(tmp_path)
+    channel = make_channel(bot, slack_api.url)
+    client = await client_of(aiohttp_client, channel)
+    sent = f"{time.time():.6f}"
+    await post(client, event("Ev1", "<@UBOT> <@U07ABC> said <@U09XYZ> and <@U08|grace> would refund me", ts=sent))
+    await post(client, event("Ev2", "", subtype="message_changed", ts=f"{time.time():.6f}", message={
+        "type": "message", "user": "U1", "text": "<@U07ABC> said they would refund me", "ts": sent,
+        "edited": {"user": "U1", "ts": f"{time.time():.6f}"}}))
+    await channel.close()
+    assert [t.written for t in bot.turns] == ["@Ada said @U09XYZ and @grace would refund me"]
+    assert bot.store.history(f"slack:T1:C1:{sent}")[0]["text"] == "@Ada said they would refund me"
+    assert sorted(slack_api.looked_up) == ["U07ABC", "U08", "U09XYZ"]  # Ada once, for the message and its edit
+    bot.store.close()
+
+
 async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None:
     for retry in ("", "1", "2"):
         headers = {"X-Slack-Retry-Num": retry, "X-Slack-Retry-Reason": "http_timeout"} if retry else {}

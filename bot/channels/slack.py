@@ -84,6 +84,7 @@ TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_
 # Slack's markup in a message's text: <https://…|label>, <mailto:…>, <@U…>, <#C…|name>, <!here>, <!subteam^…|@team>.
 MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 SOMEONE = "@someone"  # what the model reads for a mention of a person other than the bot
+MENTIONED = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")  # a person's mention in Slack's markup, and their id
 ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))  # the three characters Slack escapes; &amp; last
 
 
@@ -405,6 +406,10 @@ def said_retried(request: web.Request, payload: dict[str, Any]) -> None:
 class SlackAPIError(DeliveryError):
     """Slack's Web API answered with ``ok: false``, a non-2xx status, or kept rate-limiting."""
 
+    def __init__(self, message: str, error: str = "") -> None:
+        super().__init__(message)
+        self.error = error  # Slack's error code, where it gave one ("user_not_found")
+
 
 class SlackMaybePosted(SlackAPIError, MaybeDelivered):
     """chat.postMessage timed out or answered 500 or 504: Slack may have posted the message."""
@@ -479,6 +484,8 @@ class SlackChannel(PlatformChannel):
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
             said_retried(request, payload)
             self._groups_changed(payload["event"])
+            self._learn_own_ids(payload)
+            await self._learn_names(payload["event"])
             turn = self._turn(payload)
             if turn is not None and turn.user and await self.on_team(turn.user):
                 turn.metadata["support_team"] = True
@@ -514,10 +521,6 @@ class SlackChannel(PlatformChannel):
         :meth:`handle_events` marks those of ``team_users`` so too (:meth:`on_team`)."""
         event: dict[str, Any] = payload["event"]
         self._note_shared(payload, _string(event.get("channel")))
-        authorizations = payload.get("authorizations")
-        for auth in authorizations if isinstance(authorizations, list) else []:
-            if _object(auth).get("is_bot") and _string(auth.get("user_id")):
-                self.own_user_ids.add(auth["user_id"])
         if event.get("type") not in ("message", "app_mention"):
             return None
         user, channel, ts = _string(event.get("user")), _string(event.get("channel")), _string(event.get("ts"))
@@ -561,6 +564,13 @@ class SlackChannel(PlatformChannel):
                       **({"support_team": True} if from_support_team(payload, event) else {})},
             seen=seen,
         )
+
+    def _learn_own_ids(self, payload: dict[str, Any]) -> None:
+        """Learn the bot's own user id from an event's ``authorizations`` (``bot_user_id`` can pin it)."""
+        authorizations = payload.get("authorizations")
+        for auth in authorizations if isinstance(authorizations, list) else []:
+            if _object(auth).get("is_bot") and _string(auth.get("user_id")):
+                self.own_user_ids.add(auth["user_id"])
 
     def _note_shared(self, payload: dict[str, Any], channel: str) -> None:
         """Remember whether ``channel`` is a Slack Connect channel, as an event's ``is_ext_shared_channel`` says, in
@@ -653,8 +663,8 @@ class SlackChannel(PlatformChannel):
         """Slack's ``text`` as the model reads it and as the agents do, so that both see only the question: the
         bot's own ``<@BOT>`` (and ``<@BOT|name>``) removed, the rest of Slack's markup as it reads. Another person's
         mention is :data:`SOMEONE` for the model, which a Slack user id would only puzzle, and for the agents the name
-        deskbot knows (a support team member's, :meth:`member_name`), else the one Slack wrote, else the id: Slack
-        is not asked here, before the event's 200."""
+        deskbot knows (:meth:`member_name`, which :meth:`_learn_names` asked Slack for), else the one Slack wrote,
+        else the id."""
         for mention in self._own_mentions():
             text = mention.sub(" ", text)
 
@@ -705,6 +715,17 @@ class SlackChannel(PlatformChannel):
                 author = await self.member_name(turn.user)
                 await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author, text)
 
+    async def _learn_names(self, event: dict[str, Any]) -> None:
+        """Look up the names of the people a message, or its edit, mentions (:meth:`member_name`, all at once, so
+        ``NAME_LOOKUP_S`` at most before the event's 200), which the transcript shows (:meth:`_read`): only the names
+        of the support team members who had written since the server started were known, and after a restart a
+        customer's "<@U07ABC> said…" read "@U07ABC"."""
+        if event.get("type") not in ("message", "app_mention"):
+            return
+        text = _string(event.get("text")) + _string(_object(event.get("message")).get("text"))
+        mentioned = set(MENTIONED.findall(text)) - self.own_user_ids
+        await asyncio.gather(*(self.member_name(user) for user in mentioned))
+
     async def member_name(self, user: str) -> str:
         """The name Slack shows for the support team member ``user`` (``users.info``, which needs ``users:read``),
         remembered for ``NAME_KEPT_S`` once known: the console, the transcript and an agent told who holds the
@@ -718,6 +739,8 @@ class SlackChannel(PlatformChannel):
         try:
             result = await asyncio.wait_for(self._call("users.info", {"user": user}, form=True), NAME_LOOKUP_S)
         except UNDELIVERED as exc:
+            if isinstance(exc, SlackAPIError) and exc.error == "user_not_found":  # one of another organisation's
+                return name
             self._names_refused_until = time.monotonic() + NAME_RETRY_S
             log.warning("the support team is shown by Slack user ids for the next %g minutes: %s",
                         NAME_RETRY_S / 60, failure(exc))
@@ -902,7 +925,7 @@ class SlackChannel(PlatformChannel):
                     raise SlackAPIError(f"{method}: HTTP {response.status}")
                 result = await api_result(response, SlackAPIError, method)
                 if not result.get("ok"):
-                    raise SlackAPIError(f"{method}: {api_error(result)}")
+                    raise SlackAPIError(f"{method}: {api_error(result)}", _string(result.get("error")))
                 return result
 
         return await handed_over(self.with_retries(method, SlackAPIError, attempt, max_delay=MAX_RETRY_AFTER_S),
