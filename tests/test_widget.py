@@ -2691,7 +2691,8 @@ def test_the_agents_console_searches_the_conversations_with_the_bot_every_half_m
 def test_an_agent_releases_their_customer_to_the_waiting_from_the_agents_console(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """An agent ending a shift could only hand a customer back to the bot or leave them marked as theirs: released,
-    the customer waits for anyone, and the transcript says who released them; a colleague's, only once asked."""
+    the customer waits for anyone, and the transcript says who released them; a colleague's, only once asked, and
+    then whose they were: "Ana released the customer" read as Lee's own release."""
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     page.get_by_label("Your name").fill("Ana")
     expect(page.get_by_role("button", name="Release to the queue")).to_be_hidden()  # nobody's yet
@@ -2708,7 +2709,7 @@ def test_an_agent_releases_their_customer_to_the_waiting_from_the_agents_console
     with page.expect_event("dialog") as asked:
         page.get_by_role("button", name="Release to the queue").click()
     assert asked.value.message == "Lee has this customer. Release them to the queue anyway?"
-    expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Ana released the customer · "))
+    expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Ana released Lee's customer · "))
     assert api.get(f"/admin/conversations/{cid}")["agent"] is None
     context.close()
 
