@@ -4475,7 +4475,7 @@ def test_a_screen_reader_hears_in_the_agents_console_that_a_customer_started_to_
 def waiting_titled(waiting: int) -> re.Pattern[str]:
     """The console's tab title counting ``waiting`` customers (none shown for 0), after any customers passed on."""
     counted = rf"\({waiting}\) " if waiting else ""
-    return re.compile(rf"^(\[[^]]*\] )?{counted}deskbot")
+    return re.compile(rf"^(\[[^\]]*\] )?{counted}deskbot")  # [^]] is any character then "]" to the browser's JS
 
 
 def waiting_in_title(page: Any) -> int:
