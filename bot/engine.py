@@ -498,8 +498,7 @@ class Bot:
         which the fallback's "talk to a person" button serves, as while an action waits (:meth:`_answers`)."""
         if self.store is None or analysis.prediction.intent == self.config.handoff.intent:
             return None
-        turns = await self._store(self.store.recent_turns, conversation_id, 2)
-        asked = next((t for t in turns if t["role"] == "user"), None)
+        asked = await self._previous_message(conversation_id)
         if asked is None or asked["source"] != "action" or asked["intent"] not in self.config.actions.map:
             return None
         return self._back_to(self.config.actions.map[asked["intent"]])
@@ -519,14 +518,20 @@ class Bot:
         named = {e["entity"] for e in read if span and self.project.is_answer(e["entity"], text[span[0]:span[1]])}
         if self.store is None or not named:
             return None
-        turns = await self._store(self.store.recent_turns, conversation_id, 2)
-        asked = next((t for t in turns if t["role"] == "user"), None)
+        asked = await self._previous_message(conversation_id)
         intent = asked["intent"] if asked and asked["source"] in ("action", "template", "retrieval") else None
         if intent is None or intent in {OOS, self.config.handoff.intent, *self.config.fallback.exclude}:
             return None
         if intent not in self.config.actions.map and not self.project.responses.fills_in(intent, named):
             return None
         return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [], analysis.intent_threshold, analysis.model_version)
+
+    async def _previous_message(self, conversation_id: str) -> dict[str, Any] | None:
+        """The customer's message before this one, with what the bot made of it (its ``intent``, and its ``source``:
+        how it was answered), if it is one of the conversation's last two turns (it and its reply); None otherwise."""
+        assert self.store is not None
+        turns = await self._store(self.store.recent_turns, conversation_id, 2)
+        return next((t for t in turns if t["role"] == "user"), None)
 
     def _answers(self, loop: str, text: str, entity: str, value: PayloadValue, analysis: Analysis) -> bool:
         """Whether a message carrying the value an action asked for ("what's your order number?") goes
