@@ -33,10 +33,9 @@ import json
 import math
 import shutil
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +60,9 @@ from bot.training import (
     write_model,
 )
 from dialogues.export import LearnedData, contradicting, learnable, learned_data, one_per_message, recent_traffic
-from dialogues.review import OOS, current_name, renamed_ranking
+from dialogues.review import OOS
 from dialogues.store import open_to_read
-from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
+from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.metrics import per_intent_accuracy
 from finetune.registry import Registry, RegistryError, Version
 from retrieval.index import Answer, AnswerIndex, read_manifest, saved_answers
@@ -80,7 +79,7 @@ class RetrainResult:
     decision: dict[str, Any]
 
 
-def measure(classifier: IntentClassifier | Renamed, examples: list[Example]) -> dict[str, Any]:
+def measure(classifier: IntentClassifier, examples: list[Example]) -> dict[str, Any]:
     """Top-1 accuracy, overall and per intent, and which examples were right."""
     if not examples:
         return {"accuracy": None, "n": 0, "per_intent": {}, "counts": {}, "right": []}
@@ -127,7 +126,7 @@ def gate(serving: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]
 Measures = dict[str, dict[str, Any]]  # :func:`measure`'s figures on each of the gate's sets, "frozen" and "seed"
 
 
-def measured(classifier: IntentClassifier | Renamed, seed: list[Example], held: list[Example]) -> Measures:
+def measured(classifier: IntentClassifier, seed: list[Example], held: list[Example]) -> Measures:
     """A model's figures on the gate's two sets: the frozen evaluation set and nlu.yml's seed examples."""
     return {"frozen": measure(classifier, held), "seed": measure(classifier, seed)}
 
@@ -158,37 +157,6 @@ def gate_sets(known: Iterable[str], seed: list[Example], held: list[Example]) ->
     return GateSets(seed_in, held_in, sorted({e.intent for e in seed_new + held_new}), seed_new, held_new)
 
 
-class Renamed:
-    """A model answering under the names ``bot relabel`` gave its intents since it was trained (``Store.renames``):
-    it predicts a renamed or merged intent by its old name, and the gate counted each of those answers, right under
-    the new name, as its mistake (or left a renamed intent uncompared), so that a candidate gained there what it
-    might lose elsewhere. Only what the gate and its figures read: ``labels`` and ``predict``."""
-
-    def __init__(self, classifier: IntentClassifier, renames: dict[str, str], labels: Collection[str]) -> None:
-        self.classifier = classifier
-        self.name = partial(current_name, renames=renames, labels=labels)
-
-    @property
-    def labels(self) -> list[str]:
-        return sorted({self.name(label) for label in self.classifier.labels})
-
-    def predict(self, texts: list[str]) -> list[Prediction]:
-        return [Prediction(self.name(p.intent), p.confidence, renamed_ranking(p.ranking, self.name))
-                for p in self.classifier.predict(texts)]
-
-
-def as_renamed(classifier: IntentClassifier, project: Project) -> IntentClassifier | Renamed:
-    """``classifier`` as it answers under the renames the bot's store keeps (itself where there are none)."""
-    if not project.db_path.exists():
-        return classifier
-    store = open_to_read(project.db_path)
-    try:
-        renames = store.renames()
-    finally:
-        store.close()
-    return Renamed(classifier, renames, project.labels) if renames else classifier
-
-
 def not_compared(sets: GateSets, candidate: IntentClassifier) -> dict[str, Any]:
     """The intents the gate could not compare and the candidate's figures on their examples (empty: none)."""
     if not sets.new:
@@ -203,7 +171,7 @@ def served_threshold(project: Project, meta: Mapping[str, Any]) -> float:
     return float(meta.get("intent_threshold", DEFAULT_INTENT_THRESHOLD) if threshold == "auto" else threshold)
 
 
-def at_threshold(classifier: IntentClassifier | Renamed, held: list[Example], threshold: float) -> dict[str, Any]:
+def at_threshold(classifier: IntentClassifier, held: list[Example], threshold: float) -> dict[str, Any]:
     """Accuracy on the frozen evaluation set at ``threshold``, a message answered below it counted wrong: the figure
     `bot models` lists and `bot eval` gives, beside the gate's top-1, since a candidate whose calibrated threshold
     moved answers right as often and falls back more."""
@@ -392,13 +360,12 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         if orphans := orphaned_labels(data, project.intents):
             say(orphaned_advice(orphans, project.root))
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
-        answering = as_renamed(serving, project)  # its answers under a name renamed since count as the new name's
-        sets = gate_sets(answering.labels, seed, held)
+        sets = gate_sets(serving.labels, seed, held)
         say(f"Measuring the serving model {serving_name} on {len(sets.held)} frozen and {len(sets.seed)} seed examples"
             + (f" of the intents it knows; not compared, as it does not know them: {', '.join(sets.new)}"
                if sets.new else ""))
-        before = measured(answering, sets.seed, sets.held)
-        before_cut = at_threshold(answering, sets.held, served_threshold(project, serving_meta))
+        before = measured(serving, sets.seed, sets.held)
+        before_cut = at_threshold(serving, sets.held, served_threshold(project, serving_meta))
         train = seed + learned
         # A label the serving model learnt and the store no longer has (purged, or corrected) must be unlearnt:
         # a warm start would begin from it, keep its answers and half its weights. A warm start goes on from
@@ -482,10 +449,9 @@ def regate(project: Project, name: str, device: str | None = None) -> dict[str, 
     seed, held = frozen_split(project, write=False)
     serving, candidate = (IntentClassifier.load(registry.path(v) / "classifier", device=device)
                           for v in (stored["serving"], name))
-    answering = as_renamed(serving, project)
-    sets = gate_sets(answering.labels, seed, held)
+    sets = gate_sets(serving.labels, seed, held)
     margin = {**margins(project), **stored.get("margins", {})}
-    now = verdict(measured(answering, sets.seed, sets.held), measured(candidate, sets.seed, sets.held), sets.seed, margin)
+    now = verdict(measured(serving, sets.seed, sets.held), measured(candidate, sets.seed, sets.held), sets.seed, margin)
     now.update(not_compared=not_compared(sets, candidate))
     same = (all(now[key] == stored.get(key) for key in ("figures", "intent_drops", "forgotten"))
             and now["not_compared"] == stored.get("not_compared", {}))

@@ -30,7 +30,6 @@ from bot.retrain import (
     forgotten,
     gate,
     learned_examples,
-    regate,
     retrain,
 )
 from bot.server import create_app
@@ -734,45 +733,6 @@ def test_the_gate_compares_a_renamed_intent_on_neither_model_and_says_so(bot_dir
     explained = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", version])
     assert explained.exit_code == 0, explained.output
     assert "not compared" in explained.output and "The same figures as" in explained.output
-
-
-
-def merge_intent(root: Path, old: str, into: str) -> None:
-    """Merge an intent into another: its examples, answers in history.jsonl and fallback title go to ``into``, or go."""
-    nlu = yaml.safe_load((root / "nlu.yml").read_text())
-    merged = next(i for i in nlu["nlu"] if i.get("intent") == old)
-    next(i for i in nlu["nlu"] if i.get("intent") == into)["examples"] += merged["examples"]
-    nlu["nlu"].remove(merged)
-    (root / "nlu.yml").write_text(yaml.safe_dump(nlu, sort_keys=False))
-    responses = yaml.safe_load((root / "responses.yml").read_text())
-    del responses["responses"][old]
-    (root / "responses.yml").write_text(yaml.safe_dump(responses, sort_keys=False, allow_unicode=True))
-    config = yaml.safe_load((root / "bot.yml").read_text())
-    del config["fallback"]["titles"][old]
-    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
-    history = root / "history.jsonl"
-    history.write_text(history.read_text().replace(f'"intent": "{old}"', f'"intent": "{into}"'))
-
-
-def test_the_gate_takes_the_serving_models_answers_under_a_name_bot_relabel_renamed_as_the_new_names(
-        bot_dir: Path) -> None:
-    """After `bot relabel`, the serving model's answers under an intent's old name are right under the new one: the
-    gate still left a renamed intent uncompared, and counted the examples of one merged into an intent it knew as
-    its mistakes, so that a candidate gained there what it might lose elsewhere."""
-    store = Store(bot_dir / "dialogues.db")
-    log_turns(store, ["cancel the sofa"])  # answered under each old name: the renames are kept
-    log_turns(store, ["money back please"], intent="get_refund")
-    store.close()
-    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
-    merge_intent(bot_dir, "get_refund", "cancel_purchase")
-    for old in ("cancel_order", "get_refund"):
-        assert CliRunner().invoke(cli, ["relabel", str(bot_dir), old, "cancel_purchase"]).exit_code == 0
-
-    result = retrain(load_project(bot_dir), device="cpu", progress=False)
-
-    seed = result.decision["figures"]["seed"]["serving"]
-    assert result.decision["not_compared"] == {} and seed["n"] == 52 and seed["accuracy"] == 1.0
-    assert regate(load_project(bot_dir), result.version, device="cpu")["figures"] == result.decision["figures"]
 
 
 def test_retrain_gives_each_models_frozen_accuracy_at_its_threshold_as_bot_models_and_bot_eval_do(bot_dir: Path) -> None:
