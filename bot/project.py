@@ -1512,14 +1512,32 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> tuple[list[Hi
         path = root / name
         if not path.exists():
             continue
+        unknown: dict[str, list[int]] = {}  # intent -> the lines naming it
         for n, item in read(path):
             if item.intent is not None and item.intent not in intents:
-                raise ProjectError(f"{path}:{n}: unknown intent {item.intent!r} (not in nlu.yml)")
-            if len(item.question) > max_chars:
+                unknown.setdefault(item.intent, []).append(n)
+            elif len(item.question) > max_chars:
                 too_long_lines.append(f"{name}:{n}")
             else:
                 items.append(item)
+        if unknown:
+            raise ProjectError(unknown_history_intents(path, unknown))
     return items, too_long_lines
+
+
+def unknown_history_intents(path: Path, unknown: dict[str, list[int]]) -> str:
+    """The first line naming an intent nlu.yml lacks, with every other such line: an intent renamed or merged in
+    nlu.yml is named on many lines, and they were told one a run."""
+    def on(lines: list[int]) -> str:
+        return f"on line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))}"
+
+    (intent, lines), *others = unknown.items()
+    said = f"{path}:{lines[0]}: unknown intent {intent!r} (not in nlu.yml)"
+    if len(lines) == 1 and not others:
+        return said
+    also = f", also {on(lines[1:])}" if len(lines) > 1 else ""
+    return (f"{said}{also}{''.join(f'; {other!r} {on(at)}' for other, at in others)}. An intent renamed or merged "
+            "into another in nlu.yml takes its new name here too")
 
 
 def entity_value(patterns: Iterable[re.Pattern[str]], value: str) -> str | None:

@@ -474,6 +474,18 @@ def test_unknown_intent_in_history_names_the_line(bot_dir: Path) -> None:
     assert error_for(bot_dir) == f"{path}:{n}: unknown intent 'nope' (not in nlu.yml)"
 
 
+def test_unknown_intents_in_history_are_named_on_every_line_at_once(bot_dir: Path) -> None:
+    """An intent renamed in nlu.yml is named on many lines of history.jsonl: each run named the first left, one a
+    run."""
+    path = bot_dir / "history.jsonl"
+    n = len(path.read_text().splitlines())
+    path.write_text(path.read_text() + "".join(f'{{"question": "q{k}", "answer": "a", "intent": "{intent}"}}\n'
+                                                for k, intent in enumerate(["nope", "gone", "nope"])))
+    assert error_for(bot_dir) == (f"{path}:{n + 1}: unknown intent 'nope' (not in nlu.yml), also on line {n + 3}; "
+                                  f"'gone' on line {n + 2}. An intent renamed or merged into another in nlu.yml takes "
+                                  "its new name here too")
+
+
 def test_an_intent_in_history_is_spelled_as_a_labelled_lines(bot_dir: Path) -> None:
     """"track_order " and full-width "ｔｒａｃｋ_ｏｒｄｅｒ" were unknown intents, where bot init --from-jsonl and
     bot eval read them as track_order."""
