@@ -1630,8 +1630,9 @@ def _print_decision(d: dict[str, Any], current: str | None, directory: Path) -> 
         left_out += f", {orphaned} of intents no longer in nlu.yml left out"
     if data.get("contradicting"):  # a label giving an nlu.yml example another intent: nlu.yml's stands
         left_out += f", {data['contradicting']} contradicting nlu.yml left out (its example's intent stands)"
-    click.echo(f"  data: {data['seed_examples']} seed examples, {data['labelled']} labelled{left_out} "
-               f"({_count(data['new_labels'], 'label')} new{gone}), {data['agent_answers']} agent answers ({data['new_answers']} new)")
+    # Each count with what is new of it beside it: after the left-out clauses, "(2 labels new)" read as one of them
+    click.echo(f"  data: {data['seed_examples']} seed examples, {data['labelled']} labelled ({data['new_labels']} "
+               f"new{gone}){left_out}, {data['agent_answers']} agent answers ({data['new_answers']} new)")
     for reason in d["reasons"]:
         click.echo(f"  refused because {reason}")
     for label in d.get("contradicting", [])[:5]:  # left out: nlu.yml's example stands

@@ -411,8 +411,8 @@ def test_a_label_contradicting_nlu_yml_is_left_out_and_counted(bot_dir: Path, ca
                      "data": {"seed_examples": 50, **counts, "new_labels": 2, "agent_answers": 0, "new_answers": 0}},
                     "v0002", bot_dir)
     out = capsys.readouterr().out.splitlines()
-    assert "  data: 50 seed examples, 2 labelled, 1 contradicting nlu.yml left out (its example's intent stands) " \
-           "(2 labels new), 0 agent answers (0 new)" in out
+    assert "  data: 50 seed examples, 2 labelled (2 new), 1 contradicting nlu.yml left out (its example's intent " \
+           "stands), 0 agent answers (0 new)" in out
     assert f"    labelled cancel_order, nlu.yml says get_refund: {refund.upper()}" in out  # which one to correct
 
 
@@ -614,7 +614,7 @@ def test_labels_of_a_renamed_intent_are_named_and_relabelled_not_dropped_unsaid(
     assert (f"2 labelled message(s) name intents nlu.yml no longer has, and are not learnt: cancel_order (2). For an "
             f"intent renamed or merged into another, `bot relabel {bot_dir} cancel_order NEW_INTENT` gives them its "
             "name") in first.output
-    assert "1 labelled, 2 of intents no longer in nlu.yml left out" in first.output
+    assert "1 labelled (1 new), 2 of intents no longer in nlu.yml left out" in first.output
     decision = json.loads((bot_dir / "models" / Registry(bot_dir / "models").current() / "decision.json").read_text())
     assert decision["data"]["orphaned"] == {"cancel_order": 2} and decision["data"]["labelled"] == 1
 
@@ -943,8 +943,8 @@ def test_gate_refuses_a_candidate_taught_wrong_labels(bot_dir: Path) -> None:
     assert "Candidate v0002 (warm from v0001): REFUSED, v0001 keeps serving" in result.output
     # an oos label this bot cannot train on (no oos intent) is said to be left out, not counted as learned
     # and each text, labelled three times, is one example
-    assert "labelled, 1 out of scope left out (nlu.yml has no oos intent), 120 repeats left out (one example a message) (" \
-        in result.output
+    assert "labelled (60 new), 1 out of scope left out (nlu.yml has no oos intent), 120 repeats left out (one example " \
+        "a message), " in result.output
     assert "refused because seed: track_order fell by" in result.output
     assert "seed examples now answered otherwise; check the label:\n    track_order: " in result.output
     decision = json.loads((bot_dir / "models" / "v0002" / "decision.json").read_text())
