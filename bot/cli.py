@@ -368,6 +368,23 @@ def say_one_case_history(project: Project) -> None:
                    f"{cases[0].answer[:80]!r}", err=True)
 
 
+def say_not_learnt(project: Project) -> None:
+    """Name the reviewed labels and agent answers in the store, which `bot train` leaves out (it learns nlu.yml and
+    the history files alone) and `bot retrain` learns: told to `bot train` after an edit of nlu.yml, a shop served a
+    model without them, ungated, unsaid."""
+    from bot.retrain import exported, read_store
+    from finetune.registry import Registry
+
+    if Registry(project.models_dir).readable_current() is None:  # nothing for `bot retrain` to start from
+        return
+    kept = exported(project, read_store(project, traffic=False)[0])
+    if kept.examples or kept.answers:
+        click.echo(f"note: {_count(len(kept.examples), 'reviewed label')} and {_count(len(kept.answers), 'agent answer')} "
+                   f"in the store are not learnt by `bot train`, which learns nlu.yml and the history files alone: "
+                   f"`bot retrain {shell(project.root)}` learns them too, and serves its model only if it is not worse",
+                   err=True)
+
+
 # The responses Rasa's own fallback actions send (action_default_fallback, action_default_ask_rephrase), with the
 # setting that says what deskbot's fallback says
 RASA_FALLBACK_RESPONSES = {"utter_default": "fallback.message", "utter_ask_rephrase": "fallback.rephrase"}
@@ -505,6 +522,7 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
     project = load_project(directory)
     say_gaps(project)
     say_one_case_history(project)
+    say_not_learnt(project)
     result = train_project(project, device=device, promote=not no_promote)
     click.echo(json.dumps({"version": result.version, "promoted": result.promoted, **result.metrics}, indent=1,
                           ensure_ascii=False))

@@ -22,7 +22,7 @@ import yaml
 from click.testing import CliRunner
 
 import bot.retrain
-from bot.cli import _print_decision, cli
+from bot.cli import _print_decision, cli, say_not_learnt
 from bot.project import Example, load_project
 from bot.retrain import (
     agent_answers,
@@ -674,6 +674,23 @@ def test_bot_relabel_run_again_keeps_a_rename_made_before_deskbot_kept_renames(b
     assert conversation_stats(store)["wrong_answers"] == 0 and store.renames() == {"cancel_order": "cancel_purchase"}
     assert store.db["intent_renames"].count == 1
     store.close()
+
+
+def test_bot_train_names_the_labels_and_answers_it_leaves_to_bot_retrain(bot_dir: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`bot train` learns nlu.yml and the history files alone: a shop that ran it after editing nlu.yml served a
+    model without its reviewers' labels, ungated, and nothing said so."""
+    say_not_learnt(load_project(bot_dir))  # nothing in the store: nothing to say
+    assert capsys.readouterr().err == ""
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["please cancel the blue sofa", "stop my order right now"]), "cancel_order", "ann")
+    store.close()
+
+    result = CliRunner().invoke(cli, ["train", str(bot_dir), "--no-promote"])
+
+    assert result.exit_code == 0, result.output
+    assert ("note: 2 reviewed labels and 0 agent answers in the store are not learnt by `bot train`, which learns "
+            f"nlu.yml and the history files alone: `bot retrain {bot_dir}` learns them too") in result.stderr
 
 
 def test_the_out_of_scope_labels_are_not_relabelled_with_one_intent(bot_dir: Path) -> None:
