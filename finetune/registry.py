@@ -127,7 +127,7 @@ class Registry:
             raise RegistryError(f"{name!r} is not a model version name (v0001, v0002, ...); `bot models` lists them")
         path = self.root / name
         if not path.is_dir():
-            raise RegistryError(f"no model version {name!r} in {self.root}")
+            raise RegistryError(f"no model version {name!r} in {self.root}; `bot models` lists those there are")
         return path
 
     def current_path(self) -> Path:

@@ -342,6 +342,7 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     shutil.rmtree(models / "v0004")
     unknown = runner.invoke(cli, ["rollback", str(root), "v0042"])
     assert unknown.exit_code == 1 and "no model version 'v0042'" in unknown.output
+    assert "; `bot models` lists those there are" in unknown.output  # a typo's, or one --prune deleted
     slash = runner.invoke(cli, ["rollback", str(root), "v0001/"])  # what shell completion of a folder gives
     assert slash.exit_code == 1 and "'v0001/' is not a model version name" in slash.output
     assert (models / "CURRENT").read_text().strip() == "v0002"
