@@ -3643,6 +3643,37 @@ def test_a_reset_in_one_tab_starts_the_chat_over_in_the_others(open_widget: Any,
     other_tab.close()
 
 
+def test_a_stale_visitors_tab_leaves_the_customer_signed_in_in_another_tab_their_conversation(
+        open_widget: Any, web_demo_bot: SimpleNamespace, identity_secret: str) -> None:
+    """A customer signed in in one tab (Deskbot.identify()) made the conversation the tabs shared theirs; a message
+    typed in a tab still showing the visitor's page was refused there for good, and once that tab started a new
+    conversation every other tab followed it, the signed-in one included, which forgot its customer."""
+    visitor = open_widget(pollInterval=60_000)
+    signed_in = visitor.context.new_page()  # another tab of the shop, where the customer signs in
+    signed_in.goto(visitor.page.url)
+    signed_in.wait_for_function("Deskbot.connected()")
+    proof = hmac.new(identity_secret.encode(), b"u-21", hashlib.sha256).hexdigest()
+    signed_in.evaluate(f"Deskbot.identify({{ user: 'u-21', userHash: '{proof}' }})")
+    signed_in.locator("textarea").fill("where is my parcel")
+    signed_in.locator("textarea").press("Enter")
+    expect(signed_in.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    theirs = signed_in.evaluate("Deskbot.conversationId()")
+    visitor.send("hello")
+    expect(visitor.bot_replies()).to_have_count(1)  # in a conversation of its own
+    expect(visitor.page.locator(".msg.user .bubble")).to_have_text(["hello"])
+    assert visitor.conversation_id() != theirs
+    signed_in.wait_for_timeout(500)  # the visitor's new conversation is announced to the other tabs meanwhile
+    assert signed_in.evaluate("Deskbot.conversationId()") == theirs
+    signed_in.locator("textarea").fill("it was due Monday")
+    signed_in.locator("textarea").press("Enter")
+    expect(signed_in.locator(".msg.bot[data-turn-id]")).to_have_count(2)
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        stored = db.execute("SELECT conversation_id, user FROM turns WHERE role = 'user' AND conversation_id IN (?, ?) "
+                            "ORDER BY id", [theirs, visitor.conversation_id()]).fetchall()
+    assert stored == [(theirs, "u-21"), (visitor.conversation_id(), None), (theirs, "u-21")]
+    signed_in.close()
+
+
 def channels(color: str) -> tuple[float, float, float]:
     """A computed colour, ``rgb(…)`` or ``color(srgb …)`` (what color-mix() gives), as 0-255 channels."""
     if color.startswith("color(srgb"):

@@ -313,6 +313,7 @@
     const proof = user.user_hash ? { "X-Deskbot-User": encodeURIComponent(user.user), "X-Deskbot-User-Hash": user.user_hash } : {};
     return api("GET", path, undefined, proof);
   }
+  const customerId = () => user.user ?? null; // who this tab's customer is: null for a visitor
   const told = () => ({ ...user, ...metadata, ...(lang === "zh-Hant" ? { language: "zh", script: chineseScript } : { language: spoken() }) });
   const chosenLang = language(config.lang);
   const pageTag = chosenLang ? config.lang : document.documentElement.lang || navigator.language;
@@ -364,7 +365,18 @@
   }
   const newConversationId = () => `web-${randomId()}`;
 
-  let conversationId = store.get("conversation");
+  // The conversation the site's tabs share, as kept: with the customer whose conversation the tab that started it
+  // left (``left``) and the one it started it for (``user``), null for a visitor; a plain id is a visitor's.
+  function sharedConversation(kept) {
+    try {
+      const { id, left = null, user = null } = JSON.parse(kept);
+      if (typeof id === "string") return { id, left, user };
+    } catch {
+      // an id alone
+    }
+    return { id: kept, left: null, user: null };
+  }
+  let conversationId = store.get("conversation") && sharedConversation(store.get("conversation")).id;
   if (!conversationId) {
     conversationId = newConversationId();
     store.set("conversation", conversationId);
@@ -1602,6 +1614,7 @@
       if (navigator.onLine === false) throw new Error("offline"); // it cannot leave the device: Not sent at once
       const reply = await chat(text, id);
       if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the answer is the last customer's
+      if (user.user_hash) signedInHere = asked;
       if (unsettled.includes(own)) settle(own, reply.user_turn_id);
       speakAs(reply);
       if (reply.source !== "silent") {
@@ -1617,14 +1630,11 @@
       }
     } catch (error) {
       if (asked !== conversationId) return; // its message went with the log, and from the messages still out
-      own.lost = Boolean(error.lost);
-      if (signedInElsewhere(error)) { // the last customer's, whose page named its visitor but did not reset()
-        console.error(`deskbot: ${error.message}; call Deskbot.reset() when a customer signs out (docs/channels.md)`);
-        newConversation(); // as a reload would: no message is answered in it
-        startOver();
-        send(text, shown);
+      if (closedToThisTab(error)) {
+        send(text, shown); // in a conversation of its own
         return;
       }
+      own.lost = Boolean(error.lost);
       if (/^user_hash: /.test(error.message)) { // a bot with channels.web.identity_secret refused the page's userHash
         console.error(`deskbot: ${error.message}; deskbotConfig.userHash must be that of deskbotConfig.user (docs/channels.md)`);
       }
@@ -1639,6 +1649,20 @@
     } finally {
       setPending(-1);
     }
+  }
+
+  // A message refused because the conversation became a signed-in customer's in another of the site's tabs (they
+  // signed in there): it is theirs alone, and this tab, its page still a visitor's, starts one of its own.
+  // When this tab signed the customer in itself, its page named the next customer (or its visitor) without
+  // Deskbot.reset(): its developer is told.
+  function closedToThisTab(error) {
+    if (!signedInElsewhere(error)) return false;
+    if (conversationId === signedInHere) {
+      console.error(`deskbot: ${error.message}; call Deskbot.reset() when a customer signs out (docs/channels.md)`);
+    }
+    newConversation();
+    startOver();
+    return true;
   }
 
   // A socket that drops while a message is out leaves open whether the server had it. It had it when
@@ -1850,17 +1874,20 @@
   // customer's, and dropped (send() and sync() check the conversation they asked for).
   // ``customer``: the next one's user, userHash and metadata, as deskbotConfig gives them; none, a visitor's.
   function reset(customer) {
+    const left = customerId();
     identify(customer); // the last customer's id with the next one's messages had bot purge --user find them
-    newConversation();
+    newConversation(left);
     startOver();
   }
 
   // The server's refusal of a conversation a signed-in customer had to anyone else (docs/channels.md).
   const signedInElsewhere = (error) => /^conversation_id: a signed-in/.test(error.message);
+  let signedInHere = null; // the conversation this tab's own page signed its customer in, with a message answered
 
-  function newConversation() {
+  // ``left``: the customer whose conversation this tab leaves (null for a visitor), whose other tabs follow it.
+  function newConversation(left = customerId()) {
     conversationId = newConversationId();
-    store.set("conversation", conversationId);
+    store.set("conversation", JSON.stringify({ id: conversationId, left, user: customerId() }));
     store.set("titles", "{}"); // the last customer's choices ("Refund order 12345")
   }
 
@@ -1889,11 +1916,16 @@
   }
 
   // A reset in another tab of the site (the customer logged out there) starts this tab's chat over too: it kept
-  // showing the last customer's conversation, and the next customer's messages went on into it.
+  // showing the last customer's conversation, and the next customer's messages went on into it. Only a tab of the
+  // customer whose conversation was left follows, and a visitor's: a customer signed in here keeps their own
+  // conversation when a visitor's tab left open from before they signed in starts one.
   window.addEventListener("storage", (event) => {
-    if (event.key !== `${storageKey}:conversation` || !event.newValue || event.newValue === conversationId) return;
-    identify(); // nor as that customer's: this page may still name them
-    conversationId = event.newValue;
+    if (event.key !== `${storageKey}:conversation` || !event.newValue) return;
+    const { id, left, user: started } = sharedConversation(event.newValue);
+    const mine = customerId();
+    if (id === conversationId || (mine !== null && mine !== left)) return;
+    if (started !== mine) identify(); // nor as the last customer's: this page may still name them
+    conversationId = id;
     startOver();
   });
 
