@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO, get_args
 
 import click
 
-from bot.project import Project, intent_label, intent_name, load_project, too_long
+from bot.project import MAX_REVIEWER_CHARS, Project, agent_name, intent_label, intent_name, load_project, too_long
 from retrieval.options import IndexType
 
 if TYPE_CHECKING:
@@ -133,6 +133,24 @@ def torch_device(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 device_option = click.option("--device", default=None, callback=torch_device, metavar="DEVICE",
                              help="cpu or cuda (default: cuda when available).")
+
+
+def reviewer_name(_ctx: click.Context, _param: click.Parameter, name: str | None) -> str | None:
+    """--reviewer held to the admin API's rule for a reviewer's name (:func:`~bot.project.agent_name`): one with an
+    invisible or control character would pass in `bot stats` and the console for a colleague's, and "José" typed
+    with its accent apart would be another reviewer."""
+    if name is None:
+        return None
+    if len(name) > MAX_REVIEWER_CHARS:
+        raise click.BadParameter(f"at most {MAX_REVIEWER_CHARS} characters")
+    try:
+        return agent_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+reviewer_option = click.option("--reviewer", default=lambda: os.environ.get("USER"), callback=reviewer_name,
+                               metavar="NAME", help="Stored with each label (default $USER).")
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -1503,7 +1521,7 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.option("--reviewer", default=lambda: os.environ.get("USER"), metavar="NAME", help="Stored with each label (default $USER).")
+@reviewer_option
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, metavar="N", help="Items in this sitting.")
 @device_option
 def review(directory: Path, reviewer: str | None, limit: int, device: str | None) -> None:
@@ -1537,7 +1555,7 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
 @click.argument("directory", type=BOT_DIR)
 @click.argument("old")
 @click.argument("new")
-@click.option("--reviewer", default=lambda: os.environ.get("USER"), metavar="NAME", help="Stored with each label (default $USER).")
+@reviewer_option
 def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     """Move the labels of a renamed or merged intent to its new name.
 

@@ -26,7 +26,7 @@ from bot.channels.base import json_response, readable
 from bot.channels.web import (USER_HASH, USER_HASH_HEADER, USER_HEADER, ChatRequest, ConversationId, Customer,
                               FeedbackRequest, TurnIdOrZero, WebConversationId)
 from bot.language import READABLE
-from bot.project import AGENT_NAME_PATTERN, MAX_AGENT_CHARS, VISIBLE_AGENT_NAME, agent_name
+from bot.project import AGENT_NAME_PATTERN, MAX_AGENT_CHARS, MAX_REVIEWER_CHARS, VISIBLE_AGENT_NAME, agent_name
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.review import WINDOW
 from dialogues.stats import CHANNELS, LANGUAGES
@@ -96,7 +96,7 @@ class ReviewLabelRequest(_Body):
                                                     "swapped in since may have changed (409)")
     correct: bool = Field(False, description="with intent: change the label of a message labelled already, and of "
                                              "the messages labelled with it")
-    reviewer: Annotated[str, Field(max_length=128, json_schema_extra={"pattern": AGENT_NAME_PATTERN}),
+    reviewer: Annotated[str, Field(max_length=MAX_REVIEWER_CHARS, json_schema_extra={"pattern": AGENT_NAME_PATTERN}),
                         AfterValidator(agent_name)] | None = None  # an agent's name, held to their rule
 
     @model_validator(mode="after")

@@ -404,6 +404,7 @@ class AgentConfig(Settings):
 
 
 MAX_AGENT_CHARS = 64  # an agent's name, in server.agents as in the admin API's agent, ?agent= and ?holder=
+MAX_REVIEWER_CHARS = 128  # a review label's reviewer, in the admin API and bot review's --reviewer
 # What an agent's name may not hold: INVISIBLE's characters but the plain space (controls such as \r and ESC, zero-width
 # ones, direction overrides, the other spaces), and private-use ones, which each font draws as it likes (an icon, a
 # letter, nothing). Two names that look alike would be two agents, a zero-width one could pass in the console for a

@@ -352,6 +352,25 @@ def review_bot(small_bot: Path, tmp_path: Path) -> Path:
     return root
 
 
+def test_bot_review_and_relabel_hold_the_reviewers_name_to_the_admin_apis_rule(review_bot: Path) -> None:
+    """--reviewer took any name: one with a zero-width space or an escape passed in the labels for a colleague's,
+    and José typed with its accent apart was another reviewer, names the admin API refuses or reads in NFC."""
+    for command in (["review", str(review_bot)], ["relabel", str(review_bot), "gone", "oos"]):
+        for name, said in (("ann\u200b", "U+200B, an invisible or control character"), ("ann\x1b[2J", "U+001B"),
+                           ("a" * 129, "at most 128 characters")):
+            result = CliRunner().invoke(cli, [*command, "--reviewer", name], input="q\n")
+            assert result.exit_code == 2, result.output
+            assert "Invalid value for '--reviewer'" in result.output and said in result.output
+    store = Store(review_bot / "dialogues.db")
+    turn(store, "money back", 0.20, "fallback", 0.10)
+    store.close()
+    result = CliRunner().invoke(cli, ["review", str(review_bot), "--reviewer", "Jose\u0301"], input="oos\n")
+    assert result.exit_code == 0, result.output
+    store = Store(review_bot / "dialogues.db")
+    assert {r["reviewer"] for r in store.labels()} == {"Jos\u00e9"}
+    store.close()
+
+
 def test_bot_review_labels_one_item_at_a_time_in_the_terminal(review_bot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(review_bot / "dialogues.db")
     for n in range(4):
