@@ -3674,6 +3674,33 @@ def test_a_stale_visitors_tab_leaves_the_customer_signed_in_in_another_tab_their
     signed_in.close()
 
 
+def test_a_signed_in_customers_page_opens_on_their_conversation_though_a_visitors_tab_started_one(
+        open_widget: Any, server: LiveServer, web_demo_bot: SimpleNamespace, identity_secret: str) -> None:
+    """Once a visitor's tab of the site started a conversation of its own, the customer's page reloaded, or opened in
+    a new tab, showed the visitor's conversation, and their own was gone from their view."""
+    proof = hmac.new(identity_secret.encode(), b"u-22", hashlib.sha256).hexdigest()
+    customer = open_widget(user="u-22", userHash=proof, pollInterval=60_000)
+    server.pages["/visitors-page.html"] = embed_page(server.url, {"open": True, "pollInterval": 60_000})
+    visitor = customer.context.new_page()  # a page of the shop that names no customer, open from before
+    visitor.goto(f"{web_demo_bot.embed_origin}/visitors-page.html")
+    visitor.wait_for_function("Deskbot.connected()")
+    customer.send("where is my parcel")
+    expect(customer.bot_replies()).to_have_count(1)
+    theirs = customer.conversation_id()
+    visitor.locator("textarea").fill("hello")
+    visitor.locator("textarea").press("Enter")
+    expect(visitor.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    customer.page.reload()
+    expect(customer.page.locator(".msg.user .bubble")).to_have_text(["where is my parcel"])
+    assert customer.conversation_id() == theirs
+    another = customer.context.new_page()
+    another.goto(customer.page.url)
+    expect(another.locator(".msg.user .bubble")).to_have_text(["where is my parcel"])
+    customer.page.evaluate("Deskbot.reset()")  # signed out: their next page is a new customer's
+    another.reload()
+    expect(another.locator(".msg")).to_have_count(1)  # the greeting alone
+
+
 def channels(color: str) -> tuple[float, float, float]:
     """A computed colour, ``rgb(…)`` or ``color(srgb …)`` (what color-mix() gives), as 0-255 channels."""
     if color.startswith("color(srgb"):

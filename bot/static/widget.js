@@ -376,7 +376,14 @@
     }
     return { id: kept, left: null, user: null };
   }
-  let conversationId = store.get("conversation") && sharedConversation(store.get("conversation")).id;
+  // The conversation a page opens on: the site's tabs', but a signed-in customer's own (``signed-in``, kept as it is
+  // answered), which a visitor's tab of the site that started a conversation since would have taken from their view.
+  function keptConversation() {
+    const theirs = JSON.parse(store.get("signed-in") || "null");
+    if (theirs && user.user_hash && theirs.user === customerId()) return theirs.id;
+    return store.get("conversation") && sharedConversation(store.get("conversation")).id;
+  }
+  let conversationId = keptConversation();
   if (!conversationId) {
     conversationId = newConversationId();
     store.set("conversation", conversationId);
@@ -1614,7 +1621,10 @@
       if (navigator.onLine === false) throw new Error("offline"); // it cannot leave the device: Not sent at once
       const reply = await chat(text, id);
       if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the answer is the last customer's
-      if (user.user_hash) signedInHere = asked;
+      if (user.user_hash) {
+        signedInHere = asked;
+        store.set("signed-in", JSON.stringify({ id: asked, user: customerId() }));
+      }
       if (unsettled.includes(own)) settle(own, reply.user_turn_id);
       speakAs(reply);
       if (reply.source !== "silent") {
@@ -1875,6 +1885,7 @@
   // ``customer``: the next one's user, userHash and metadata, as deskbotConfig gives them; none, a visitor's.
   function reset(customer) {
     const left = customerId();
+    store.set("signed-in", "null"); // their next page is the next customer's
     identify(customer); // the last customer's id with the next one's messages had bot purge --user find them
     newConversation(left);
     startOver();
