@@ -3700,6 +3700,19 @@ def test_a_signed_in_customers_page_opens_on_their_conversation_though_a_visitor
     another.reload()
     expect(another.locator(".msg")).to_have_count(1)  # the greeting alone
 
+    # A shop that signs its customer out with a page load (no Deskbot.reset()): the visitor's page that follows starts
+    # a conversation of their own, which their page once they sign in again goes on with.
+    another.locator("textarea").fill("my order 4711")
+    another.locator("textarea").press("Enter")
+    expect(another.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    visitor.goto(f"{web_demo_bot.embed_origin}/visitors-page.html")
+    expect(visitor.locator(".msg")).to_have_count(1)
+    visitor.locator("textarea").fill("can I return shoes")
+    visitor.locator("textarea").press("Enter")
+    expect(visitor.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    another.reload()  # signed in again
+    expect(another.locator(".msg.user .bubble")).to_have_text(["can I return shoes"])
+
 
 def channels(color: str) -> tuple[float, float, float]:
     """A computed colour, ``rgb(…)`` or ``color(srgb …)`` (what color-mix() gives), as 0-255 channels."""

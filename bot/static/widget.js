@@ -1885,7 +1885,7 @@
   // ``customer``: the next one's user, userHash and metadata, as deskbotConfig gives them; none, a visitor's.
   function reset(customer) {
     const left = customerId();
-    store.set("signed-in", "null"); // their next page is the next customer's
+    signedOut();
     identify(customer); // the last customer's id with the next one's messages had bot purge --user find them
     newConversation(left);
     startOver();
@@ -1894,6 +1894,12 @@
   // The server's refusal of a conversation a signed-in customer had to anyone else (docs/channels.md).
   const signedInElsewhere = (error) => /^conversation_id: a signed-in/.test(error.message);
   let signedInHere = null; // the conversation this tab's own page signed its customer in, with a message answered
+
+  // The customer signed out (a reset, or a visitor's page loaded on their conversation): their next page is a new
+  // customer's, which goes on with the visitor's conversation.
+  function signedOut() {
+    store.set("signed-in", "null");
+  }
 
   // ``left``: the customer whose conversation this tab leaves (null for a visitor), whose other tabs follow it.
   function newConversation(left = customerId()) {
@@ -1985,7 +1991,10 @@
     // The conversation this browser kept may be a signed-in customer's whose page did not call Deskbot.reset() at
     // sign-out: refused to anyone else, it gives way to a new one rather than leave every message refused.
     const read = readHistory().catch((error) => {
-      if (signedInElsewhere(error)) newConversation();
+      if (signedInElsewhere(error)) {
+        signedOut();
+        newConversation();
+      }
       return null;
     });
     await configured;
