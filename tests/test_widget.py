@@ -3648,10 +3648,15 @@ def test_a_stale_visitors_tab_leaves_the_customer_signed_in_in_another_tab_their
     """A customer signed in in one tab (Deskbot.identify()) made the conversation the tabs shared theirs; a message
     typed in a tab still showing the visitor's page was refused there for good, and once that tab started a new
     conversation every other tab followed it, the signed-in one included, which forgot its customer."""
-    visitor = open_widget(pollInterval=60_000)
+    slow_hello = """{
+      const fetchNow = window.fetch;
+      window.fetch = (url, init) => init && String(init.body).includes('"text":"hello"')
+        ? new Promise((resolve) => setTimeout(resolve, 1500)).then(() => fetchNow(url, init)) : fetchNow(url, init);
+    }"""  # a slow network, over which the customer types on while their message is out
+    visitor = open_widget(pollInterval=60_000, transport="http", init_script=slow_hello)
     signed_in = visitor.context.new_page()  # another tab of the shop, where the customer signs in
     signed_in.goto(visitor.page.url)
-    signed_in.wait_for_function("Deskbot.connected()")
+    expect(signed_in.locator(".panel")).to_be_visible()
     proof = hmac.new(identity_secret.encode(), b"u-21", hashlib.sha256).hexdigest()
     signed_in.evaluate(f"Deskbot.identify({{ user: 'u-21', userHash: '{proof}' }})")
     signed_in.locator("textarea").fill("where is my parcel")
@@ -3659,8 +3664,10 @@ def test_a_stale_visitors_tab_leaves_the_customer_signed_in_in_another_tab_their
     expect(signed_in.locator(".msg.bot[data-turn-id]")).to_have_count(1)
     theirs = signed_in.evaluate("Deskbot.conversationId()")
     visitor.send("hello")
+    visitor.page.locator("textarea").fill("and one more thing")
     expect(visitor.bot_replies()).to_have_count(1)  # in a conversation of its own
     expect(visitor.page.locator(".msg.user .bubble")).to_have_text(["hello"])
+    expect(visitor.page.locator("textarea")).to_have_value("and one more thing")
     assert visitor.conversation_id() != theirs
     signed_in.wait_for_timeout(500)  # the visitor's new conversation is announced to the other tabs meanwhile
     assert signed_in.evaluate("Deskbot.conversationId()") == theirs

@@ -1662,7 +1662,8 @@
   }
 
   // A message refused because the conversation became a signed-in customer's in another of the site's tabs (they
-  // signed in there): it is theirs alone, and this tab, its page still a visitor's, starts one of its own.
+  // signed in there): it is theirs alone, and this tab, its page still a visitor's, starts one of its own. What the
+  // customer typed on while the message was out (a slow network) stays in the box: it is this customer's.
   // When this tab signed the customer in itself, its page named the next customer (or its visitor) without
   // Deskbot.reset(): its developer is told.
   function closedToThisTab(error) {
@@ -1670,8 +1671,11 @@
     if (conversationId === signedInHere) {
       console.error(`deskbot: ${error.message}; call Deskbot.reset() when a customer signs out (docs/channels.md)`);
     }
+    const draft = input.value;
     newConversation();
     startOver();
+    input.value = draft;
+    resize();
     return true;
   }
 
