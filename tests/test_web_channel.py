@@ -336,6 +336,23 @@ async def test_a_socket_that_joined_a_visitors_conversation_stops_hearing_it_onc
         assert said == {stranger: [], customer: ["Your parcel goes to 12 Elm St."]}
 
 
+async def test_a_socket_that_joined_a_visitors_conversation_hears_nothing_of_the_message_that_signs_a_customer_in(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sockets that joined a visitor's conversation with its id alone stopped hearing it once a signed-in
+    customer's message had been answered: the "handed off" its answer raised reached them first."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
+    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    cid = new_id()
+    await chat(client, cid, "hello")
+    async with client.ws_connect("/api/ws") as stranger:
+        await stranger.send_json({"type": "join", "conversation_id": cid})
+        assert (await stranger.receive_json())["type"] == "status"
+        signed = {"conversation_id": cid, "text": "/handoff", "user": "u-17", "user_hash": vouched("u-17")}
+        assert (await (await client.post("/api/chat", json=signed)).json())["handed_off"]
+        assert [frame async for frame in frames_within(stranger, 1)] == []
+
+
 async def test_a_signed_in_customers_history_is_read_with_their_proof_in_headers(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The proof travelled in the history's URL (?user_hash=), which proxies and access logs keep, and whoever read

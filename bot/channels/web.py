@@ -461,9 +461,11 @@ class WebChannel(Channel):
                     language=request.language, script=request.script, address=address,
                     verified_user=verified_user, message_id=request.message_id)
         answer = functools.partial(self._reply, turn)
+        if verified_user is not None:  # before the answer: the "handed off" it may raise is theirs alone too
+            self._keep_to(request.conversation_id, verified_user)
         reply = (await self._answers.answer((turn.conversation_id, request.message_id), answer)
                  if request.message_id else await answer())
-        if verified_user is not None:
+        if verified_user is not None:  # and a socket that joined while the answer was on its way
             self._keep_to(request.conversation_id, verified_user)
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
                          skip=origin)
@@ -632,7 +634,7 @@ class WebChannel(Channel):
 
     def _keep_to(self, conversation_id: str, customer: str) -> None:
         """Stop the sockets that did not prove ``customer`` hearing ``conversation_id``, which a message of theirs has
-        just made theirs alone (:meth:`proven`): one that joined it while it was a visitor's, with its id alone, went
+        made theirs alone (:meth:`proven`), from the moment it comes in: one that joined it while it was a visitor's, with its id alone, went
         on hearing their agent's replies, which its join would now be refused."""
         hearing = self.sockets.get(conversation_id, {})
         for ws in [ws for ws, proved in hearing.items() if proved != customer]:
