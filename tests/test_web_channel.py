@@ -787,6 +787,43 @@ async def test_a_message_sent_again_to_another_server_while_the_first_answers_it
     assert [t["role"] for t in history["turns"]] == ["user", "bot"]
 
 
+@pytest.mark.parametrize("ending", ["failed", "refused", "held for an agent"])
+async def test_a_message_sent_again_to_another_server_is_answered_at_once_however_the_first_ended_its_turn(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, ending: str) -> None:
+    """A Retry reaching a second server while the first answers waits for that answer, through the first's claim of
+    the message: a turn the first ended without an answer (the bot failed, a limit refused it) let the Retry wait
+    for the claim to go stale (``CLAIM_STALE_S``), and one held silent for an agent must be found as answered."""
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+    first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
+    first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
+    if ending == "held for an agent":
+        await chat(first, cid, "hello")
+        assert (await admin(first, web_demo_bot.admin_token, f"/admin/conversations/{cid}/handoff")).status == 200
+    answering, go_on = asyncio.Event(), asyncio.Event()
+    handle = first_app[BOT].handle
+    failure = {"failed": RuntimeError("the bot failed"), "refused": web_channel.web.HTTPTooManyRequests()}.get(ending)
+
+    async def ended(turn: Any) -> Any:
+        answering.set()
+        await go_on.wait()
+        if failure is not None:
+            raise failure
+        return await handle(turn)
+
+    first_app[BOT].handle = ended
+    answered_first = asyncio.create_task(first.post("/api/chat", json=message))
+    await answering.wait()
+    answered_again = asyncio.create_task(second.post("/api/chat", json=message))
+    await asyncio.sleep(0.5)
+    go_on.set()
+    assert (await answered_first).status == (200 if failure is None else 500 if ending == "failed" else 429)
+    response = await asyncio.wait_for(answered_again, 10)
+    assert response.status == 200 and (await response.json())["handed_off"] == (ending == "held for an agent")
+    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
+    assert [t["role"] for t in history["turns"] if t["text"] == message["text"]] == ["user"]  # answered once
+
+
 async def test_a_failed_first_answer_leaves_a_later_answer_to_the_same_message_id_in_place() -> None:
     """With as many answers kept as ``maxlen``, a message sent again pushed out its own answer to make room; and a
     first answer pushed out while still on its way, then failing, took with it the answer the message sent again had
