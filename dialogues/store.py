@@ -404,10 +404,19 @@ def _v36(db: sqlite_utils.Database) -> None:
         db["pending"].add_column("shown", str)
 
 
+def _v37(db: sqlite_utils.Database) -> None:
+    """The server answering each claimed web message (``Store.claim``): a server killed mid-answer left its claim to
+    stand for ``CLAIM_STALE_S``, and a Retry reaching another server waited that long; a gone server's claim is
+    taken at once now, as its kept platform messages are (:meth:`Store.adopt`)."""
+    if "server" not in db["answering"].columns_dict:
+        db["answering"].add_column("server", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
-                                                              _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36]
+                                                              _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
+                                                              _v37]
 # Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
 # twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
 RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
@@ -1572,12 +1581,32 @@ class Store:
 
     def claim(self, conversation_id: str, message_id: str, stale_before: float) -> bool:
         """Whether this server may answer the web message sent with ``message_id`` (``_v35``): False while another
-        answers it, since ``stale_before`` (a server killed mid-answer leaves its claim to go stale). The claim
+        answers it, since ``stale_before`` (a server hung mid-answer, or one not serving the store, leaves its claim to
+        go stale) and while that server lives (:meth:`serve`: one killed mid-answer leaves it at once). The claim
         stays once the answer is kept, where :meth:`answer_to` finds it; :meth:`unclaim` gives up one that failed."""
+        key = [conversation_id, message_id]
         with self._writing():
             self.db.execute("DELETE FROM answering WHERE claimed < ?", [stale_before])
-            return bool(self.db.execute("INSERT OR IGNORE INTO answering (conversation_id, message_id, claimed) "
-                                        "VALUES (?, ?, ?)", [conversation_id, message_id, now()]).rowcount)
+            claimant = self.db.execute("SELECT server FROM answering WHERE conversation_id = ? AND message_id = ?",
+                                       key).fetchone()
+            if claimant is not None and self._gone(claimant[0]):
+                self.unclaim(conversation_id, message_id)
+            return bool(self.db.execute("INSERT OR IGNORE INTO answering (conversation_id, message_id, claimed, server) "
+                                        "VALUES (?, ?, ?, ?)", [*key, now(), self.server]).rowcount)
+
+    def _gone(self, server: str | None) -> bool:
+        """Whether ``server``, another than this serving store's, has stopped, however it ended: its lock can be
+        taken. False for a server not serving (None), whose claims go stale instead."""
+        if server is None or self.server is None or server == self.server:
+            return False
+        lock = self._server_lock(server)
+        try:
+            lock.acquire(timeout=0)
+        except (Timeout, OSError):  # alive, or not this user's to open
+            return False
+        Path(lock.lock_file).unlink(missing_ok=True)  # as adopt() leaves a gone server's
+        lock.release()
+        return True
 
     def unclaim(self, conversation_id: str, message_id: str) -> None:
         """Give up a claim whose answer failed: the message sent again is answered, by whichever server it reaches."""

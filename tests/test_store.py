@@ -1751,6 +1751,22 @@ def test_a_web_message_being_answered_is_claimed_from_migration_35_on(tmp_path: 
     store.close()
 
 
+def test_a_web_message_claimed_by_a_server_that_died_is_answered_by_the_next_at_once(tmp_path: Path) -> None:
+    """A server killed mid-answer left its claim for two minutes (``CLAIM_STALE_S``), and the widget's Retry reaching
+    another server waited that long, past the minute the widget waits for an answer. A live server's claim stands."""
+    path = tmp_path / "dialogues.db"
+    gone, alive, following = Store(path), Store(path), Store(path)
+    for store in (gone, alive, following):
+        store.serve()
+    assert gone.claim("c1", "m1", stale_before=0.0) and alive.claim("c1", "m2", stale_before=0.0)
+    gone.close()  # killed: the system lets go of its lock
+    assert following.claim("c1", "m1", stale_before=0.0)
+    assert not following.claim("c1", "m2", stale_before=0.0)
+    assert not alive.claim("c1", "m1", stale_before=0.0)  # the next one's now
+    for store in (alive, following):
+        store.close()
+
+
 def test_an_agents_note_is_kept_from_migration_25_on_for_the_agents_alone(tmp_path: Path) -> None:
     """Agents had nowhere to note what a colleague should know of a customer but a reply, which the customer read. A
     store of the deskbot before takes notes once opened; the transcript shows them, the customer's history never, and

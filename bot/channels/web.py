@@ -117,7 +117,7 @@ class ChatRequest(ConversationRequest, Customer):
 
 
 # How often a message another server on the store is answering looks for that answer, and how long that server may
-# take before it counts as killed and the message is answered here.
+# take before it counts as hung and the message is answered here (one killed is seen at once: Store.claim).
 CLAIM_POLL_S = 0.2
 CLAIM_STALE_S = 120.0
 
@@ -487,7 +487,7 @@ class WebChannel(Channel):
 
     async def _claimed(self, turn: Turn) -> bool:
         """Whether this server may answer ``turn``: no other on the store is answering its ``message_id``, or the one
-        that was has not kept its answer in ``CLAIM_STALE_S`` (killed)."""
+        that was has stopped, or has not kept its answer in ``CLAIM_STALE_S`` (hung)."""
         store = self.bot.store
         if turn.message_id is None or store is None:
             return True
