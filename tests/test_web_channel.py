@@ -353,6 +353,30 @@ async def test_a_socket_that_joined_a_visitors_conversation_hears_nothing_of_the
         assert [frame async for frame in frames_within(stranger, 1)] == []
 
 
+async def test_a_socket_on_another_server_stops_hearing_a_visitors_conversation_once_a_customer_signs_in_to_it(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two servers on one store: a socket that joined a visitor's conversation with its id on one went on hearing the
+    agent's replies sent through it after a signed-in customer's message to the other had made the conversation
+    theirs alone, since each server drops only its own sockets."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
+    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
+    first, second = [await aiohttp_client(create_app(root, device="cpu")) for _ in range(2)]
+    cid = new_id()
+    await chat(first, cid, "hello")
+    proof = {"user": "u-17", "user_hash": vouched("u-17")}
+    async with second.ws_connect("/api/ws") as stranger, second.ws_connect("/api/ws") as customer:
+        for ws, said in ((stranger, {}), (customer, proof)):
+            await ws.send_json({"type": "join", "conversation_id": cid, **said})
+            assert (await ws.receive_json())["type"] == "status"
+        signed = {"conversation_id": cid, "text": "where is my parcel?", **proof}
+        assert (await first.post("/api/chat", json=signed)).status == 200
+        body = {"text": "Your parcel goes to 12 Elm St."}
+        for path, sent in (("handoff", None), ("messages", body)):
+            assert (await admin(second, web_demo_bot.admin_token, f"/admin/conversations/{cid}/{path}", sent)).status == 200
+        heard = {ws: [f["type"] async for f in frames_within(ws, 1) if f["type"] != "sync"] for ws in (stranger, customer)}
+        assert heard == {stranger: [], customer: ["status", "agent"]}
+
+
 async def test_a_signed_in_customers_history_is_read_with_their_proof_in_headers(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The proof travelled in the history's URL (?user_hash=), which proxies and access logs keep, and whoever read

@@ -700,12 +700,24 @@ class WebChannel(Channel):
         if (transport := self._open.get(ws)) is not None:
             transport.abort()
 
+    async def _keep_to_owner(self, conversation_id: str) -> None:
+        """Stop the sockets that did not prove the conversation's signed-in customer hearing it, before what is said in
+        it is pushed: the message that made it theirs may have come to another server on the store, whose
+        :meth:`_keep_to` reaches that server's sockets alone. A store read only where a socket here hears it."""
+        if conversation_id not in self.sockets:
+            return
+        conversation = await self.conversation(conversation_id)
+        if conversation is not None and (owner := conversation["slots"].get(VERIFIED_USER)) is not None:
+            self._keep_to(conversation_id, owner)
+
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
+        await self._keep_to_owner(conversation_id)
         await self._push(conversation_id, {"type": kwargs.get("role", "agent"), "conversation_id": conversation_id,
                                            "reply": text, "turn_id": kwargs.get("turn_id"), "author": kwargs.get("author"),
                                            "buttons": kwargs.get("buttons") or []})
 
     async def status_changed(self, conversation_id: str, status: str, by: str, agent: str | None = None) -> None:
+        await self._keep_to_owner(conversation_id)
         await self._push(conversation_id, with_agent({"type": "status", "conversation_id": conversation_id,
                                                       "status": status, "by": by}, agent))
 
