@@ -1587,9 +1587,12 @@ class Store:
         key = [conversation_id, message_id]
         with self._writing():
             self.db.execute("DELETE FROM answering WHERE claimed < ?", [stale_before])
-            claimant = self.db.execute("SELECT server FROM answering WHERE conversation_id = ? AND message_id = ?",
+            claimant = self.db.execute("SELECT server, claimed FROM answering WHERE conversation_id = ? AND message_id = ?",
                                        key).fetchone()
-            if claimant is not None and self._gone(claimant[0]):
+            # one that kept its answer as it died (after the caller looked for it) gave the answer to give
+            if claimant is not None and self._gone(claimant[0]) and not self.db.execute(
+                    "SELECT 1 FROM turns WHERE conversation_id = ? AND message_id = ? AND created >= ?",
+                    [*key, claimant[1]]).fetchone():
                 self.unclaim(conversation_id, message_id)
             return bool(self.db.execute("INSERT OR IGNORE INTO answering (conversation_id, message_id, claimed, server) "
                                         "VALUES (?, ?, ?, ?)", [*key, now(), self.server]).rowcount)

@@ -1759,7 +1759,10 @@ def test_a_web_message_claimed_by_a_server_that_died_is_answered_by_the_next_at_
     for store in (gone, alive, following):
         store.serve()
     assert gone.claim("c1", "m1", stale_before=0.0) and alive.claim("c1", "m2", stale_before=0.0)
+    assert gone.claim("c1", "m3", stale_before=0.0)
+    gone.log_exchange(Exchange("c1", "web", None, "hello", None, "Hi!", None, 1.0, [], "template", "v1", message_id="m3"))
     gone.close()  # killed: the system lets go of its lock
+    assert not following.claim("c1", "m3", stale_before=0.0)  # answered as it died: its answer is the one given
     assert following.claim("c1", "m1", stale_before=0.0)
     assert not following.claim("c1", "m2", stale_before=0.0)
     assert not alive.claim("c1", "m1", stale_before=0.0)  # the next one's now
