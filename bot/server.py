@@ -32,8 +32,8 @@ from aiohttp.web_runner import GracefulExit
 
 from bot.actions import ActionError, ActionRunner, code_stamp
 from bot.channels import build_channels
-from bot.channels.base import (STORE_RETRY_S, DeliveryError, MaybeDelivered, PlatformChannel, dumps, http_error,
-                               json_response, kept_turn, same_secret, store_failed)
+from bot.channels.base import (STORE_DAMAGED, STORE_RETRY_S, DeliveryError, MaybeDelivered, PlatformChannel, dumps,
+                               http_error, json_response, kept_turn, same_secret, store_failed)
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
@@ -199,6 +199,8 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             await request.app[BOT].refusals.refused_one(f"{request.method} {request.path}", exc)
             return json_response({"error": store_failed(exc)}, status=503,
                                  headers={"Retry-After": str(STORE_RETRY_S), **cors_headers(request)})
+        if request.app[BOT].refusals.said_damaged(exc):
+            return json_response({"error": STORE_DAMAGED}, status=503, headers=cors_headers(request))
         if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
             # The client hung up before its body arrived (a phone losing signal): there is nobody to answer.
             log.debug("%s %s: the client hung up", request.method, request.path)
@@ -497,6 +499,9 @@ async def healthz(request: web.Request) -> web.Response:
         raise http_error(web.HTTPServiceUnavailable, moved)
     if (newer := await migrated_by_newer(bot)) is not None:
         raise http_error(web.HTTPServiceUnavailable, newer)
+    if (damage := bot.refusals.damaged) is not None:
+        raise http_error(web.HTTPServiceUnavailable, f"the conversation store is damaged ({damage}): the log says what "
+                                                     "to do")
     if bot.store.failing is not None:
         await request.app[STORE_PROBE](bot)
     if (failing := bot.store.failing) is not None:

@@ -33,7 +33,7 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 import bot.server as serving
-from bot.channels.base import BackgroundTasks, StoreRefusals, normalise, readable
+from bot.channels.base import STORE_DAMAGED, BackgroundTasks, StoreRefusals, normalise, readable
 from bot.channels.slack import slack_signature
 from bot.channels.web import ChatRequest
 from bot.cli import cli
@@ -787,6 +787,35 @@ async def test_a_turn_that_fails_within_is_the_bots_error_not_the_requests(make_
         await ws.send_json({"conversation_id": cid(), "text": ""})  # the request's own fault is still said as such
         said = await ws.receive_json()
         assert said["type"] == "error" and said["error"].startswith("text:")
+
+
+async def test_a_damaged_store_is_said_once_with_what_to_do_and_the_server_is_not_ready(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A store with damaged pages (a failing disk) logged a traceback for each message that met one, which said
+    nothing of the damage nor what to do, customers got "internal error", and /healthz answered ok."""
+    client = await make_client(server={"limits": NO_LIMITS})
+    fault = sqlite3.DatabaseError("database disk image is malformed")
+    fault.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # as SQLite raises it
+
+    async def failing(turn: Any) -> Any:
+        raise fault
+
+    monkeypatch.setattr(client.app[BOT], "handle", failing)
+    assert (await client.get("/healthz")).status == 200
+    for _ in range(2):
+        response = await chat(client, cid(), "hello")
+        assert response.status == 503 and (await response.json())["error"] == STORE_DAMAGED
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"conversation_id": cid(), "text": "hello"})
+        assert await ws.receive_json() == {"type": "error", "error": STORE_DAMAGED, "request": "message"}
+    [said] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert said.getMessage().startswith(f"the conversation store {client.app[BOT].store.path} is damaged (database "
+                                        "disk image is malformed): every request that meets a damaged page fails. "
+                                        "Stop the bot") and said.exc_info is None
+    health = await client.get("/healthz")
+    assert health.status == 503
+    assert (await health.json())["error"] == ("the conversation store is damaged (database disk image is malformed): "
+                                              "the log says what to do")
 
 
 async def test_body_and_message_size_limits(make_client: Callable[..., Any]) -> None:

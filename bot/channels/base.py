@@ -31,7 +31,7 @@ from aiohttp import web
 
 from bot.language import Language, Script, Text, blank, chinese_script, kept_script, mostly_written_in
 from bot.project import ProjectError, valid_unicode
-from dialogues.store import Store, unwritable_advice
+from dialogues.store import DAMAGED_ADVICE, Store, damaged, unwritable_advice
 from retrieval.text import normalise as normalise  # re-exported: the engine and every channel normalise with it
 
 if TYPE_CHECKING:
@@ -448,6 +448,9 @@ def store_failed(exc: Exception) -> str:
     return f"the conversation store cannot write now ({exc}): try again later"
 
 
+STORE_DAMAGED = "the conversation store is damaged: this cannot be answered until it is restored"
+
+
 class StoreRefusals:
     """The customers' requests refused because the conversation store cannot write (a full disk, a file made
     read-only, a lock held long), in the log: one line as it begins, and again when its reason changes, then one
@@ -459,6 +462,19 @@ class StoreRefusals:
         self.reason: str | None = None  # why the store could not write, while requests are refused
         self.since = 0.0
         self.refused = 0
+        self.damaged: str | None = None  # why the store was found damaged, which no wait mends: until a restart
+
+    def said_damaged(self, exc: Exception) -> bool:
+        """Whether ``exc`` is the store found damaged (:func:`~dialogues.store.damaged`), said in the log the first
+        time with what to do: each message that met a damaged page logged a traceback that said nothing of it, and
+        /healthz answered ok."""
+        if not damaged(exc):
+            return False
+        if self.damaged is None:
+            self.damaged = str(exc)
+            log.error("the conversation store %s is damaged (%s): every request that meets a damaged page fails. %s",
+                      self.path, exc, DAMAGED_ADVICE)
+        return True
 
     async def refused_one(self, where: str, exc: Exception) -> None:
         """A request refused at ``where`` (``POST /api/chat``) because the store raised ``exc``. What to do about it is

@@ -31,8 +31,8 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from bot.channels.base import (DEFAULT_GRACE_S, PREDICTIONS, Channel, Reply, Turn, http_error, in_time, json_response,
-                               load_json, parts_of, readable, resolve_settings, store_failed)
+from bot.channels.base import (DEFAULT_GRACE_S, PREDICTIONS, STORE_DAMAGED, Channel, Reply, Turn, http_error, in_time,
+                               json_response, load_json, parts_of, readable, resolve_settings, store_failed)
 from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_script, mostly_written_in, say
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
 from bot.project import VERIFIED_USER, first_error
@@ -612,6 +612,8 @@ class WebChannel(Channel):
                     if cannot_write(exc):  # no retry_after, the rate limit's: the widget says the customer sent too fast
                         await self.bot.refusals.refused_one("a web chat turn on the socket", exc)
                         await ws.send_json({"type": "error", "error": store_failed(exc), **request_type})
+                    elif self.bot.refusals.said_damaged(exc):
+                        await ws.send_json({"type": "error", "error": STORE_DAMAGED, **request_type})
                     else:
                         log.exception("web chat turn failed on the socket")
                         await ws.send_json({"type": "error", "error": "internal error", **request_type})
