@@ -173,8 +173,8 @@ USER_ERRORS = {
 
 class Commands(click.Group):
     """The ``bot`` group: turns deskbot's own refusals (USER_ERRORS), what the system refuses a file (no
-    permission, a read-only or full disk, a folder where a file should be) and a damaged store into one line and a
-    failing exit code."""
+    permission, a read-only or full disk, a folder where a file should be), a damaged store and one that cannot write
+    into one line and a failing exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -186,6 +186,10 @@ class Commands(click.Group):
                 raise click.ClickException(str(exc)) from None
             if "dialogues.store" in sys.modules and (store := sys.modules["dialogues.store"]).damaged(exc):
                 raise click.ClickException(f"the conversation store is damaged ({exc}). {store.DAMAGED_ADVICE}") from None
+            if "dialogues.store" in sys.modules and store.cannot_write(exc):
+                raise click.ClickException(f"the conversation store cannot write ({exc}): what failed was not written; "
+                                           "run the command again once it can (a full disk given room, a read-only "
+                                           "one mended, a lock ended)") from None
             if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
                 raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
             raise

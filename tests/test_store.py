@@ -1837,6 +1837,26 @@ def test_of_two_servers_on_one_store_one_tells_a_waiting_customer_that_the_agent
     second.close()
 
 
+def test_bot_purge_on_a_full_disk_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command whose write failed once the store was open (a disk filled meanwhile) ended in a traceback."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c1", "my address is 1 Main St")
+    store.close()
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL  # as SQLite raises it
+
+    def no_room(self: Store, *conversation_ids: str) -> None:
+        raise full
+
+    monkeypatch.setattr(Store, "purge", no_room)
+    purged = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])
+    assert purged.exit_code == 1
+    assert purged.output.startswith("Error: the conversation store cannot write (database or disk is full): what "
+                                    "failed was not written; run the command again once it can"), purged.output
+
+
 def test_a_purge_says_when_a_reader_kept_the_deleted_text_in_the_wal(tmp_path: Path) -> None:
     """A reader holding a snapshot (a long ``bot export``) keeps the WAL's frames; erasure must not claim success."""
     path = tmp_path / "dialogues.db"
