@@ -1268,7 +1268,7 @@ class Store:
         copy holds: processes opening the file at once may copy it after another migrated it."""
         copy = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.bak")
         try:
-            self.backup(copy)
+            self.backup(copy, named=f".{glob.escape(self.path.name)}.*.bak")  # and those of starts killed copying
             with contextlib.closing(sqlite3.connect(copy)) as copied:
                 version = copied.execute("PRAGMA user_version").fetchone()[0]
             kept = self.path.with_name(f"{self.path.name}.schema{version}.bak")

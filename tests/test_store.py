@@ -2442,12 +2442,24 @@ def test_a_server_refuses_a_newer_deskbots_store_before_its_model_loads_and_name
         create_app(root)
 
 
+def test_the_copy_a_start_killed_while_keeping_the_store_before_its_migration_left_is_removed(tmp_path: Path) -> None:
+    """A server killed while it copied an older store before migrating it (a start timeout, on a large store) left
+    the partial copy, up to the store's size, and each such start added another, under a name of its own."""
+    path = tmp_path / "dialogues.db"
+    store_of_the_last_deskbot(path)
+    killed = tmp_path / f"..dialogues.db.{'a' * 32}.bak.x1y2z3.partial"
+    killed.write_bytes(b"half a copy")
+    Store(path).close()
+    assert not killed.exists()
+    assert (tmp_path / f"dialogues.db.schema{len(MIGRATIONS) - 1}.bak").exists()
+
+
 def test_a_store_that_cannot_be_copied_before_its_migration_is_not_migrated(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "dialogues.db"
     store_of_the_last_deskbot(path)
 
-    def full(self: Store, dest: Path) -> None:
+    def full(self: Store, dest: Path, named: str | None = None) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Store, "backup", full)
