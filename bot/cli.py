@@ -1273,12 +1273,16 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
 
 def _open_store(project: Project, reading: bool = False) -> Store:
     """The bot's store; ``reading`` (figures, exports) opens it for reading alone (:func:`open_to_read`), so that
-    a copy on a read-only disk or a backup's snapshot can be read."""
-    from dialogues.store import Store, open_to_read
+    a copy on a read-only disk or a backup's snapshot can be read. Either way, an older deskbot's store is not
+    migrated under the server running on it."""
+    from dialogues.store import Store, open_to_read, refuse_migrating_under_a_server
 
     if not project.db_path.exists():
         fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
-    return open_to_read(project.db_path) if reading else Store(project.db_path)
+    if reading:
+        return open_to_read(project.db_path)
+    refuse_migrating_under_a_server(project.db_path)
+    return Store(project.db_path)
 
 
 def _trained_at(meta: dict[str, Any]) -> float:

@@ -810,6 +810,45 @@ def refuse_newer(path: Path) -> None:
         raise StoreError(_newer(path, version))
 
 
+def _server_files(servers: Path) -> list[Path]:
+    """The servers' lock files in the folder ``servers`` (:meth:`Store.serve`): a link, a folder or another file left
+    there is none, and must not stop a start."""
+    return [path for path in servers.glob("*.lock") if re.fullmatch(r"[0-9a-f]{32}", path.stem)
+            and not path.is_symlink() and path.is_file()]
+
+
+def _gone(lock_file: Path) -> FileLock | None:
+    """The lock of the server ``lock_file`` names (:meth:`Store.serve`), taken, where that server is gone; None while
+    it is alive (or the file is not this user's to open)."""
+    lock = FileLock(lock_file, thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except (Timeout, OSError):
+        return None
+    return lock
+
+
+def refuse_migrating_under_a_server(path: Path) -> None:
+    """Refuse to migrate an older deskbot's store while a ``bot serve`` runs on it (a command that writes, ``bot
+    purge`` from a cron job): the older server would go on writing to a schema it does not know. The start of this
+    deskbot's ``bot serve`` migrates it, as a rolling upgrade does."""
+    try:
+        with contextlib.closing(_connect_read_only(path)) as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error:
+        return  # said by the Store that opens it
+    if not 0 < version < len(MIGRATIONS):
+        return
+    real = path.resolve()
+    for lock_file in _server_files(real.with_name(f".{real.name}.servers")):
+        if (lock := _gone(lock_file)) is not None:
+            lock.release()
+            continue
+        raise StoreError(f"{path} is at migration {version}, this deskbot needs {len(MIGRATIONS)}, and an older "
+                         "deskbot's `bot serve` is running on it: upgrade that server first (this deskbot's `bot "
+                         "serve` migrates the store as it starts), then run this again")
+
+
 def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False) -> None:
     """Refuse, before a byte is written, a file deskbot did not make or cannot read: a migration or the
     switch to WAL would change another program's database."""
@@ -1811,15 +1850,10 @@ class Store:
         One that left messages keeps its file until a server of their channel takes them (:meth:`adopt`)."""
         with self._lock:
             owing = {row["owner"] for row in self.db.query("SELECT DISTINCT owner FROM pending WHERE answered IS NULL")}
-        for path in self._servers.glob("*.lock"):
-            # A server's own file only: a link, a folder or another user's file left there must not stop a start.
-            if path.stem in owing or path.stem == self.server or not re.fullmatch(r"[0-9a-f]{32}", path.stem) \
-                    or path.is_symlink() or not path.is_file():
+        for path in _server_files(self._servers):
+            if path.stem in owing or path.stem == self.server:
                 continue
-            lock = self._server_lock(path.stem)
-            try:
-                lock.acquire(timeout=0)
-            except (Timeout, OSError):  # alive, or not this user's to open
+            if (lock := _gone(path)) is None:
                 continue
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -2524,6 +2524,32 @@ def test_a_store_whose_schema_is_damaged_is_said_to_be_damaged_not_another_progr
             Store(path, read_only=read_only)
 
 
+def test_a_command_that_writes_does_not_migrate_an_older_deskbots_store_while_its_server_runs(tmp_path: Path) -> None:
+    """`bot purge` of a newer deskbot (a cron job's, after an upgrade of the command line alone) migrated the store
+    under the older `bot serve` still running on it, which went on writing to a schema it did not know."""
+    from filelock import FileLock
+
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store_of_the_last_deskbot(root / "dialogues.db")
+    with sqlite3.connect(root / "dialogues.db") as older_store:
+        older_store.execute("INSERT INTO conversations (id, channel, created, updated) VALUES ('c1', 'web', 0, 0)")
+    servers = root / ".dialogues.db.servers"
+    servers.mkdir()
+    (servers / f"{'a' * 32}.lock").touch()  # a server killed long ago: gone
+    older = FileLock(servers / f"{'b' * 32}.lock", thread_local=False)
+    older.acquire()  # as the older server holds its own while it runs
+    purge = ["purge", str(root), "--conversation", "c1"]
+    refused = CliRunner().invoke(cli, purge)
+    assert refused.exit_code == 1
+    assert (f"is at migration {len(MIGRATIONS) - 1}, this deskbot needs {len(MIGRATIONS)}, and an older deskbot's "
+            "`bot serve` is running on it: upgrade that server first") in refused.output
+    assert sqlite3.connect(root / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
+    older.release()  # stopped
+    assert CliRunner().invoke(cli, purge).exit_code == 0
+    assert sqlite3.connect(root / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+
+
 def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_path: Path) -> None:
     """A killed server's lock file stayed for good: a year of restarts piled them up."""
     path = tmp_path / "dialogues.db"
