@@ -1376,8 +1376,7 @@ def backup(directory: Path, dest_given: str, keep: int | None) -> None:
     """Copy the conversation store, whole, while the bot serves.
 
     DEST is a file, or a folder to put a dated copy in (one that does not exist yet is written with a
-    trailing /). To restore one: stop the bot, delete dialogues.db-wal and dialogues.db-shm, and copy the
-    backup to dialogues.db.
+    trailing /). To restore one: stop the bot, then `bot restore`.
 
     Examples:
 
@@ -1420,6 +1419,30 @@ def backup(directory: Path, dest_given: str, keep: int | None) -> None:
 
 
 DATED_BACKUP = re.compile(r"dialogues-\d{8}-\d{6}\.db")
+
+
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
+@click.argument("copy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore(directory: Path, copy: Path) -> None:
+    """Put a `bot backup` COPY back as the bot's store, the bot stopped.
+
+    The store it replaces is kept beside it, with its -wal file, as dialogues.db.replaced-STAMP. A copy put back by
+    hand beside the -wal file a killed server left was overlaid by that log.
+
+    Example:
+
+    \b
+      bot restore mybot /backups/dialogues-20261205-030000.db
+    """
+    from dialogues.store import restore as put_back
+
+    project = load_project(directory)
+    if _is_the_bots_own(project, copy):
+        fail(f"{copy}: one of the bot's own files, not a copy of its store")
+    aside = put_back(project.db_path, copy)
+    click.echo(f"{project.db_path}: restored from {copy}"
+               + (f"; the store it replaced is kept as {aside.name}" if aside else ""))
 
 
 def _prune_backups(made: Path, keep: int) -> list[Path]:

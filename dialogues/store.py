@@ -35,7 +35,7 @@ from filelock import FileLock, Timeout
 
 from dialogues.holding import DELETED, asks_for_details, asks_nothing, gives_details, run_answer
 from dialogues.redact import redact
-from finetune.durable import owner_only
+from finetune.durable import fsync_path, owner_only
 
 log = logging.getLogger(__name__)
 
@@ -671,8 +671,8 @@ READ_ONLY_DISK_ADVICE = ("`dmesg` says whether the kernel made it so after an er
 
 
 # What to do about a damaged store (SQLite's "database disk image is malformed"): a failing disk, a copy made halfway.
-DAMAGED_ADVICE = ("Stop the bot, keep the file aside and restore the latest good `bot backup` copy (README: Learning "
-                  "from conversations), or recover what it holds: `sqlite3 dialogues.db .recover | sqlite3 recovered.db`")
+DAMAGED_ADVICE = ("Stop the bot and put the latest good `bot backup` copy back with `bot restore`, which keeps this "
+                  "file aside, or recover what it holds: `sqlite3 dialogues.db .recover | sqlite3 recovered.db`")
 
 
 def _read_only_disk(path: Path) -> bool:
@@ -839,14 +839,50 @@ def refuse_migrating_under_a_server(path: Path) -> None:
         return  # said by the Store that opens it
     if not 0 < version < len(MIGRATIONS):
         return
-    real = path.resolve()
-    for lock_file in _server_files(real.with_name(f".{real.name}.servers")):
-        if (lock := _gone(lock_file)) is not None:
-            lock.release()
-            continue
+    if _served(path):
         raise StoreError(f"{path} is at migration {version}, this deskbot needs {len(MIGRATIONS)}, and an older "
                          "deskbot's `bot serve` is running on it: upgrade that server first (this deskbot's `bot "
                          "serve` migrates the store as it starts), then run this again")
+
+
+def _served(path: Path) -> bool:
+    """Whether a ``bot serve`` runs on the store at ``path`` (holds its lock file, :meth:`Store.serve`)."""
+    real = path.resolve()
+    for lock_file in _server_files(real.with_name(f".{real.name}.servers")):
+        if (lock := _gone(lock_file)) is None:
+            return True
+        lock.release()
+    return False
+
+
+def restore(path: Path, copy: Path) -> Path | None:
+    """Put ``copy`` (a ``bot backup``) back as the store at ``path``, with no server on it, and return where the store
+    it replaces was kept (None where there was none): as ``dialogues.db.replaced-STAMP``, with its -wal file, which
+    holds what it logged last. Put back by hand beside the -wal file a killed server left, a copy was overlaid by that
+    log as it opened, and the restore undone or the store damaged."""
+    if _served(path):
+        raise StoreError(f"{path}: a `bot serve` is running on it: stop it, then restore")
+    with contextlib.closing(_connect_read_only(copy)) as source:
+        _check_is_ours(source, copy, reading=True)
+        _check_whole(source, copy)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".restoring", dir=path.parent)
+        os.close(handle)
+        restoring = Path(name)
+        try:
+            with contextlib.closing(sqlite3.connect(restoring)) as target:
+                source.backup(target)
+                target.execute("PRAGMA journal_mode=DELETE")
+            fsync_path(restoring)
+            aside = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+            kept = path.exists()
+            for end in ("-wal", "-shm", ""):  # the log first: a store renamed without it would lose what it holds
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(f"{path}{end}", f"{aside}{end}")
+            os.replace(restoring, path)
+        finally:
+            _remove_copy(restoring)
+    fsync_path(path.parent)
+    return aside if kept else None
 
 
 def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False) -> None:

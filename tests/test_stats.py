@@ -889,7 +889,7 @@ def test_figures_of_a_damaged_store_say_it_is_damaged_and_what_to_do(tiny_demo_b
         refused = CliRunner().invoke(cli, command)
         assert refused.exit_code == 1, refused.output
         assert refused.output.startswith("Error: the conversation store is damaged (database disk image is "
-                                         "malformed). Stop the bot, keep the file aside")
+                                         "malformed). Stop the bot and put the latest good `bot backup` copy back")
 
 
 async def test_the_agents_inbox_is_read_beside_the_store_writer(tiny_demo_bot: Path, tmp_path: Path,

@@ -2520,7 +2520,7 @@ def test_a_store_whose_schema_is_damaged_is_said_to_be_damaged_not_another_progr
     damage(path, 1)
     for read_only in (False, True):
         with pytest.raises(StoreError, match=re.escape(f"{path} is damaged (database disk image is malformed). Stop "
-                                                       "the bot, keep the file aside and restore")):
+                                                       "the bot and put the latest good `bot backup` copy back")):
             Store(path, read_only=read_only)
 
 
@@ -2548,6 +2548,40 @@ def test_a_command_that_writes_does_not_migrate_an_older_deskbots_store_while_it
     older.release()  # stopped
     assert CliRunner().invoke(cli, purge).exit_code == 0
     assert sqlite3.connect(root / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+
+
+def test_bot_restore_puts_a_copy_back_without_the_log_a_killed_server_left_and_keeps_the_store_it_replaces(
+        tmp_path: Path) -> None:
+    """A copy put back by hand as the README said, with the killed server's dialogues.db-wal left beside it, was
+    overlaid by that log as it opened: the restore undone without a word, or the store damaged."""
+    from filelock import FileLock
+
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    db = root / "dialogues.db"
+    store = Store(db)
+    user_turn(store, "c1", "where is my parcel?")
+    store.backup(tmp_path / "copy.db")
+    store.close()
+    killed = (f"import os, sys; sys.path.insert(0, {str(REPO)!r}); from dialogues.store import Exchange, Store\n"
+              f"store = Store({str(db)!r}); store.db.execute('PRAGMA wal_autocheckpoint=0')\n"
+              "store.log_exchange(Exchange('c2', 'web', None, 'and my refund?', None, 'Sorry?', 'track_order', 0.2, "
+              "[('track_order', 0.2)], 'fallback', 'v0001')); os._exit(9)")
+    subprocess.run([sys.executable, "-c", killed], check=False)
+    assert Path(f"{db}-wal").stat().st_size > 0  # the killed server's log
+    servers = root / ".dialogues.db.servers"
+    servers.mkdir()
+    running = FileLock(servers / f"{'b' * 32}.lock", thread_local=False)
+    running.acquire()
+    refused = CliRunner().invoke(cli, ["restore", str(root), str(tmp_path / "copy.db")])
+    assert refused.exit_code == 1 and "a `bot serve` is running on it: stop it, then restore" in refused.output
+    running.release()
+    restored = CliRunner().invoke(cli, ["restore", str(root), str(tmp_path / "copy.db")])
+    assert restored.exit_code == 0, restored.output
+    [aside] = [p for p in root.iterdir() if re.fullmatch(r"dialogues\.db\.replaced-[0-9-]+", p.name)]
+    assert f"the store it replaced is kept as {aside.name}" in restored.output
+    assert Store(db, read_only=True).conversation_ids() == ["c1"]
+    assert sorted(Store(aside, read_only=True).conversation_ids()) == ["c1", "c2"]  # its log kept with it
 
 
 def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_path: Path) -> None:
