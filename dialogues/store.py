@@ -864,7 +864,8 @@ def restore(path: Path, copy: Path) -> Path | None:
         raise StoreError(f"{path}: a `bot serve` is running on it: stop it, then restore")
     with contextlib.closing(_connect_read_only(copy)) as source:
         _check_is_ours(source, copy, reading=True)
-        _check_whole(source, copy)
+        if (damage := _damage(source)) is not None:
+            raise StoreError(f"{copy} is damaged ({damage}): nothing was restored; restore another copy")
         handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".restoring", dir=path.parent)
         os.close(handle)
         restoring = Path(name)
@@ -1072,15 +1073,20 @@ class Purged:
 BACKUP_STEP_PAGES = 1024  # SQLite pages a backup copies between two looks at a signal: 4 MiB of 4 KiB pages
 
 
-def _check_whole(copy: sqlite3.Connection, path: Path) -> None:
-    """Refuse a copy of a damaged store (SQLite's ``quick_check``): the copy is made page by page, damaged pages
-    too, and a nightly backup with ``--keep`` replaced the good copies from before the damage, one a night."""
+def _damage(conn: sqlite3.Connection) -> str | None:
+    """What SQLite's ``quick_check`` finds wrong in the file ``conn`` reads (None: nothing)."""
     try:
-        found = [row[0] for row in copy.execute("PRAGMA quick_check(5)")]
+        found = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
     except sqlite3.DatabaseError as exc:  # too damaged to be checked
         found = [str(exc)]
-    if found != ["ok"]:
-        raise StoreError(f"{path} is damaged ({'; '.join(found)}): the copy is not kept, nor any older one deleted. "
+    return None if found == ["ok"] else "; ".join(found)
+
+
+def _check_whole(copy: sqlite3.Connection, path: Path) -> None:
+    """Refuse a copy of a damaged store: the copy is made page by page, damaged pages too, and a nightly backup with
+    ``--keep`` replaced the good copies from before the damage, one a night."""
+    if (damage := _damage(copy)) is not None:
+        raise StoreError(f"{path} is damaged ({damage}): the copy is not kept, nor any older one deleted. "
                          f"{DAMAGED_ADVICE}")
 
 

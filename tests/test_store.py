@@ -2582,6 +2582,13 @@ def test_bot_restore_puts_a_copy_back_without_the_log_a_killed_server_left_and_k
     assert f"the store it replaced is kept as {aside.name}" in restored.output
     assert Store(db, read_only=True).conversation_ids() == ["c1"]
     assert sorted(Store(aside, read_only=True).conversation_ids()) == ["c1", "c2"]  # its log kept with it
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes((tmp_path / "copy.db").read_bytes())
+    damage(damaged, damaged.stat().st_size // 4096 - 2)
+    refused = CliRunner().invoke(cli, ["restore", str(root), str(damaged)])
+    assert refused.exit_code == 1 and f"{damaged} is damaged" in refused.output
+    assert "nothing was restored; restore another copy" in refused.output
+    assert Store(db, read_only=True).conversation_ids() == ["c1"]
 
 
 def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_path: Path) -> None:
