@@ -742,11 +742,13 @@ def chat(directory: Path, device: str | None) -> None:
     from bot.channels.base import Turn, readable
     from bot.engine import Bot
     from bot.server import load_serving_model
-    from dialogues.store import TRYOUT_CHANNEL, Store
+    from dialogues.store import TRYOUT_CHANNEL, Store, refuse_migrating_under_a_server, refuse_newer
 
     project = load_project(directory)
     privacy = project.config.privacy
     actions = ActionRunner.for_project(project)  # an ActionError: a mistake in actions/ or its map, said at once
+    refuse_newer(project.db_path)  # and a store this deskbot may not open, before the model loads
+    refuse_migrating_under_a_server(project.db_path)
     nlu = load_serving_model(project, device, workers=1)  # one message at a time
     store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
 

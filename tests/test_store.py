@@ -2525,7 +2525,7 @@ def test_a_store_whose_schema_is_damaged_is_said_to_be_damaged_not_another_progr
 
 
 def test_a_command_that_writes_does_not_migrate_an_older_deskbots_store_while_its_server_runs(tmp_path: Path) -> None:
-    """`bot purge` of a newer deskbot (a cron job's, after an upgrade of the command line alone) migrated the store
+    """`bot purge` (or `bot chat`) of a newer deskbot (a cron job's, after an upgrade of the command line alone) migrated the store
     under the older `bot serve` still running on it, which went on writing to a schema it did not know."""
     from filelock import FileLock
 
@@ -2540,10 +2540,11 @@ def test_a_command_that_writes_does_not_migrate_an_older_deskbots_store_while_it
     older = FileLock(servers / f"{'b' * 32}.lock", thread_local=False)
     older.acquire()  # as the older server holds its own while it runs
     purge = ["purge", str(root), "--conversation", "c1"]
-    refused = CliRunner().invoke(cli, purge)
-    assert refused.exit_code == 1
-    assert (f"is at migration {len(MIGRATIONS) - 1}, this deskbot needs {len(MIGRATIONS)}, and an older deskbot's "
-            "`bot serve` is running on it: upgrade that server first") in refused.output
+    for command in (purge, ["chat", str(root)]):  # bot chat before its model loads
+        refused = CliRunner().invoke(cli, command, input="hello\n")
+        assert refused.exit_code == 1
+        assert (f"is at migration {len(MIGRATIONS) - 1}, this deskbot needs {len(MIGRATIONS)}, and an older deskbot's "
+                "`bot serve` is running on it: upgrade that server first") in refused.output, refused.output
     assert sqlite3.connect(root / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
     older.release()  # stopped
     assert CliRunner().invoke(cli, purge).exit_code == 0
