@@ -1442,7 +1442,8 @@ def restore(directory: Path, copy: Path) -> None:
     project = load_project(directory)
     if _is_the_bots_own(project, copy):
         fail(f"{copy}: one of the bot's own files, not a copy of its store")
-    aside = put_back(project.db_path, copy)
+    with unwound_on_sigterm():  # the copy begun is removed, the store left as it was
+        aside = put_back(project.db_path, copy)
     click.echo(f"{project.db_path}: restored from {copy}"
                + (f"; the store it replaced is kept as {aside.name}" if aside else ""))
 

@@ -870,8 +870,8 @@ def restore(path: Path, copy: Path) -> Path | None:
         os.close(handle)
         restoring = Path(name)
         try:
-            with contextlib.closing(sqlite3.connect(restoring)) as target:
-                source.backup(target)
+            with contextlib.closing(sqlite3.connect(restoring)) as target:  # in steps, which SIGTERM may stop
+                source.backup(target, pages=BACKUP_STEP_PAGES, progress=_between_steps)
                 target.execute("PRAGMA journal_mode=DELETE")
             fsync_path(restoring)
             aside = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")

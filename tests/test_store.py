@@ -2238,6 +2238,17 @@ def terminated_once_held(backing_up: subprocess.Popen[str], held: Path) -> None:
     held.unlink()
 
 
+def test_bot_restore_stopped_by_sigterm_leaves_the_store_as_it_was_and_no_copy_begun(tmp_path: Path) -> None:
+    """SIGTERM (a `timeout` around it) killed a restore midway and left its hidden copy, up to the store's size."""
+    root, backups = bot_with_a_large_store(tmp_path)
+    assert CliRunner().invoke(cli, ["backup", str(root), str(backups / "copy.db")]).exit_code == 0
+    before = sorted(p.name for p in root.iterdir())
+    held = backups / "held"
+    stopped = command_apart(["restore", str(root), str(backups / "copy.db")], held_between_steps(held))
+    terminated_once_held(stopped, held)
+    assert sorted(p.name for p in root.iterdir()) == before
+
+
 class _NoShmRoom(sqlite3.Connection):
     """A connection that fails its reads as SQLite does when it cannot create the file's -shm (a full disk)."""
 
