@@ -99,6 +99,10 @@ class Bot:
         # their own (see ``_read``): on the store's thread an all-time figure held up every customer's turn.
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-reads")
         self._read_store: Store | None = None
+        # A customer's message's look-ups (whose conversation it is, the reply kept for its message_id) on a thread
+        # and read-only connection of their own (see ``_look_up``): behind a long figures read, every customer waited.
+        self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-lookups")
+        self._lookup_store: Store | None = None
         self.metrics = Metrics()
         self.refusals = StoreRefusals(store.path if store is not None else None)  # requests the store could not write for, said in the log once a bout
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
@@ -163,11 +167,21 @@ class Bot:
         waits for the turns being read and logged on the store's thread nor holds them up."""
         return await asyncio.get_running_loop().run_in_executor(self._reads, self._reading, fn, *args)
 
+    async def _look_up(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(store, *args)`` as :meth:`_read` does, for the short reads a customer's message waits for, on a thread
+        and connection of their own: neither behind the turns being logged nor behind the admin's long reads."""
+        return await asyncio.get_running_loop().run_in_executor(self._lookups, self._read_on, "_lookup_store", fn, *args)
+
     def _reading(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._read_store is None:
-            self._read_store = self.store.reader()
-        with self._read_store.snapshot():
-            return fn(self._read_store, *args)
+        return self._read_on("_read_store", fn, *args)
+
+    def _read_on(self, reader: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` over the read-only connection kept in the attribute ``reader``, opened at its first read."""
+        if getattr(self, reader) is None:
+            setattr(self, reader, self.store.reader())
+        store = getattr(self, reader)
+        with store.snapshot():
+            return fn(store, *args)
 
     async def handle(self, turn: Turn) -> Reply:
         """Answer one turn, counted and timed for /metrics.
@@ -1230,9 +1244,10 @@ class Bot:
         for batcher in (self.writer, self.reader):
             if batcher is not None:
                 await batcher.close()
-        self._reads.shutdown(wait=True)
-        if self._read_store is not None:
-            self._read_store.close()
+        for executor, reader in ((self._reads, "_read_store"), (self._lookups, "_lookup_store")):
+            executor.shutdown(wait=True)
+            if (store := getattr(self, reader)) is not None:
+                store.close()
         self._db.shutdown(wait=True)
         if self.store is not None:
             self.store.close()

@@ -562,7 +562,8 @@ async def test_the_admin_api_serves_the_same_figures(tiny_demo_bot: Path, tmp_pa
 async def test_a_customer_is_answered_while_the_figures_are_read(tiny_demo_bot: Path, tmp_path: Path,
                                                                  aiohttp_client: Any, monkeypatch: Any) -> None:
     """The all-time figures of a large store take seconds; read on the store's thread, they held up every
-    customer's turn (a conversation read took 4 s, not 1 ms). They are read on a connection of their own."""
+    customer's turn (a conversation read took 4 s, not 1 ms). They are read on a connection of their own, and a
+    widget's message is looked up (whose conversation, the reply kept for its message_id) on another."""
     import threading
 
     import bot.server
@@ -584,8 +585,8 @@ async def test_a_customer_is_answered_while_the_figures_are_read(tiny_demo_bot: 
     figures = asyncio.create_task(client.get("/admin/stats", headers=admin))
     try:
         assert await asyncio.to_thread(reading.wait, 30)
-        reply = await asyncio.wait_for(client.post("/api/chat", json={"conversation_id": "meanwhile",
-                                                                      "text": "where is my order"}), 30)
+        message = {"conversation_id": "meanwhile", "message_id": "m-1", "text": "where is my order"}
+        reply = await asyncio.wait_for(client.post("/api/chat", json=message), 30)
         assert reply.status == 200
     finally:
         release.set()

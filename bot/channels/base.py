@@ -390,9 +390,10 @@ class Channel:
 
     async def conversation(self, conversation_id: str) -> dict[str, Any] | None:
         """The conversation as the store holds it (:meth:`~dialogues.store.Store.conversation`); None when unknown, or
-        when the bot keeps no store. Read on the reads' connection: asked before every web message, history read and
-        vote is served, it waited behind the turns the store's one thread writes, and held them up."""
-        return await self.bot._read(Store.conversation, conversation_id) if self.bot.store is not None else None
+        when the bot keeps no store. Read on the look-ups' connection: asked before every web message, history read and
+        vote is served, it waited behind the turns the store's one thread writes (and, on the admin reads' one, behind
+        a long figures read), and held them up."""
+        return await self.bot._look_up(Store.conversation, conversation_id) if self.bot.store is not None else None
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         """At shutdown: let the turns in flight reach their users for up to ``grace`` seconds, then

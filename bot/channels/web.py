@@ -505,9 +505,9 @@ class WebChannel(Channel):
         again where that settles it (:func:`filled_in`): the customer sees what they wrote, as the first reply showed it."""
         if turn.message_id is None or self.bot.store is None:
             return None
-        # on the reads' connection: asked before every widget message is answered, it would wait behind the turns
+        # on the look-ups' connection: asked before every widget message is answered, it would wait behind the turns
         # the store's one thread writes, and hold them up
-        kept = await self.bot._read(Store.answer_to, turn.conversation_id, turn.message_id,
+        kept = await self.bot._look_up(Store.answer_to, turn.conversation_id, turn.message_id,
                                     time.time() - self._answers.ttl)
         if kept is None:
             return None
