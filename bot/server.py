@@ -475,9 +475,10 @@ STORE_PROBE = web.AppKey("store_probe", StoreProbe)
 async def migrated_by_newer(bot: Bot) -> str | None:
     """Why this server must not go on (None while it may): a newer deskbot's server, started on the same store, has
     migrated it to a schema this one does not know, and writes by it (a Retry it does not claim, a column it does not
-    fill) would no longer be what the newer one reads. Read beside the store's writer, and not waited for long."""
+    fill) would no longer be what the newer one reads. Read on the look-ups' connection, not behind a long figures
+    read, and not waited for long."""
     try:
-        schema = await asyncio.wait_for(bot._read(lambda store: store.schema), STORE_WAIT_S)
+        schema = await asyncio.wait_for(bot._look_up(lambda store: store.schema), STORE_WAIT_S)
     except (asyncio.TimeoutError, StoreError, sqlite3.Error):
         return None
     if schema <= len(MIGRATIONS):
