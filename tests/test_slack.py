@@ -75,6 +75,10 @@ class FakeBot:
         """``fn(*args)`` at once, on the ``store`` a test gives it, where the bot runs it on the store's thread."""
         return fn(*args)
 
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        """``fn(store, *args)`` at once, where the bot runs a read on a thread of its own."""
+        return fn(self.store, *args)
+
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
