@@ -97,7 +97,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     workspace's users ``users.info`` knows (form-encoded, as Slack reads it), each looked-up id in ``looked_up``;
     ``groups`` its user groups' members by group id, which ``usergroups.users.list`` lists, each listed group in
     ``listed``; ``scopes`` the token's, without ``users:read`` (``usergroups:read``) answered ``missing_scope`` as Slack
-    does.
+    does; ``slow`` the seconds both take to answer.
     """
     posts: list[dict[str, Any]] = []
     limits: list[str] = []
@@ -128,6 +128,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     async def users_info(request: web.Request) -> web.Response:
         user = (await request.post()).get("user")
         api.looked_up.append(user)
+        await asyncio.sleep(api.slow)
         if "users:read" not in api.scopes:
             return web.json_response({"ok": False, "error": "missing_scope", "needed": "users:read"})
         if user not in api.members:
@@ -137,6 +138,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     async def usergroup_members(request: web.Request) -> web.Response:
         group = (await request.post()).get("usergroup")
         api.listed.append(group)
+        await asyncio.sleep(api.slow)
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if "usergroups:read" not in api.scopes:
@@ -152,7 +154,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     app.router.add_post("/api/usergroups.users.list", usergroup_members)
     server = await aiohttp_server(app)
     api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0,
-                          agents=agents, members={}, looked_up=[], groups={}, listed=[],
+                          agents=agents, members={}, looked_up=[], groups={}, listed=[], slow=0.0,
                           scopes={"chat:write", "users:read", "usergroups:read"})
     return api
 
@@ -1494,6 +1496,27 @@ async def test_a_colleague_added_to_a_team_users_group_counts_as_soon_as_slack_s
     assert [(t.user, t.text) for t in bot.turns] == [("U8", "Thanks")]
     assert [(m["role"], m["text"]) for m in bot.store.history(cid)][-1] == ("agent", "It is on its way")
     assert slack_api.listed == ["S1", "S1"]
+    bot.store.close()
+
+
+async def test_a_slow_slack_is_asked_for_names_and_the_support_team_at_once_within_its_3_seconds(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """With Slack slow to answer users.info and usergroups.users.list, a colleague's first message that mentions someone
+    waited for the names, then for the group's members, then for the colleague's own name, one after the other: past
+    Slack's 3 seconds, which Slack answers by sending the event again. The three are asked for at once."""
+    slack_api.slow = 1.0
+    slack_api.members.update({"U7": {"name": "ada"}, "U07ABC": {"name": "grace"}})
+    slack_api.groups["S1"] = ["U7"]
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["S1"])
+    cid = f"slack:T1:C1:{TS}"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    started = time.monotonic()
+    response = await post(client, event("Ev1", "<@U07ABC> sent it today", user="U7", ts="1700000000.000200",
+                                        thread_ts=TS))
+    assert response.status == 200 and time.monotonic() - started < 1.8
+    await channel.close()
+    assert bot.turns == [] and [(m["role"], m["author"], m["text"]) for m in bot.store.history(cid)][-1] == (
+        "agent", "ada", "@grace sent it today")
     bot.store.close()
 
 

@@ -485,9 +485,9 @@ class SlackChannel(PlatformChannel):
             said_retried(request, payload)
             self._groups_changed(payload["event"])
             self._learn_own_ids(payload)
-            await self._learn_names(payload["event"])
+            on_team = await self._learn_about(payload)
             turn = self._turn(payload)
-            if turn is not None and turn.user and await self.on_team(turn.user):
+            if turn is not None and on_team:
                 turn.metadata["support_team"] = True
             if turn is None and payload["event"].get("subtype") in CHANGES:
                 await self._changed(payload)
@@ -715,16 +715,31 @@ class SlackChannel(PlatformChannel):
                 author = await self.member_name(turn.user)
                 await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author, text)
 
-    async def _learn_names(self, event: dict[str, Any]) -> None:
+    async def _learn_about(self, payload: dict[str, Any]) -> bool:
+        """Whether the author of the event's message is one of ``team_users`` (:meth:`on_team`), asked of Slack at
+        once with the names :meth:`_learn_names` asks for, so ``NAME_LOOKUP_S`` at most in all before the event's 200:
+        one after the other, a slow Slack made the 200 miss its 3 seconds, and Slack sent the event again."""
+        event = payload["event"]
+        user = _string(event.get("user")) if event.get("type") in ("message", "app_mention") else ""
+        team, _ = await asyncio.gather(self.on_team(user) if user else asyncio.sleep(0, False),
+                                       self._learn_names(payload))
+        return team
+
+    async def _learn_names(self, payload: dict[str, Any]) -> None:
         """Look up the names of the people a message, or its edit, mentions (:meth:`member_name`, all at once, so
         ``NAME_LOOKUP_S`` at most before the event's 200), which the transcript shows (:meth:`_read`): only the names
         of the support team members who had written since the server started were known, and after a restart a
-        customer's "<@U07ABC> said…" read "@U07ABC"."""
+        customer's "<@U07ABC> said…" read "@U07ABC". Its author's too, where they may be of the support team, whose
+        name their note is kept by (:meth:`_note`)."""
+        event = payload["event"]
         if event.get("type") not in ("message", "app_mention"):
             return
         text = _string(event.get("text")) + _string(_object(event.get("message")).get("text"))
-        mentioned = set(MENTIONED.findall(text)) - self.own_user_ids
-        await asyncio.gather(*(self.member_name(user) for user in mentioned))
+        mentioned = set(MENTIONED.findall(text))
+        author = _string(event.get("user"))
+        if author and (author in self.team_users or self.team_groups or from_support_team(payload, event)):
+            mentioned.add(author)
+        await asyncio.gather(*(self.member_name(user) for user in mentioned - self.own_user_ids))
 
     async def member_name(self, user: str) -> str:
         """The name Slack shows for the support team member ``user`` (``users.info``, which needs ``users:read``),
