@@ -333,6 +333,17 @@ async def test_the_people_a_message_mentions_are_named_in_the_transcript_by_a_se
     bot.store.close()
 
 
+async def test_names_slack_does_not_give_are_said_in_the_log_for_whom_they_are_missing(
+        slack: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """Without users:read, a customer's mention of someone was kept by its id, and the log said only that the support
+    team is shown by Slack user ids: the people customers mention are shown so too."""
+    slack.api.scopes = {"chat:write"}
+    await post(slack.client, event(text="<@UBOT> <@U07ABC> said you would refund me"))
+    await slack.channel.close()
+    assert slack.bot.turns[0].written == "@U07ABC said you would refund me"
+    assert "the support team and the people customers mention are shown by their Slack user ids" in caplog.text
+
+
 async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None:
     for retry in ("", "1", "2"):
         headers = {"X-Slack-Retry-Num": retry, "X-Slack-Retry-Reason": "http_timeout"} if retry else {}

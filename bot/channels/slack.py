@@ -742,8 +742,8 @@ class SlackChannel(PlatformChannel):
         await asyncio.gather(*(self.member_name(user) for user in mentioned - self.own_user_ids))
 
     async def member_name(self, user: str) -> str:
-        """The name Slack shows for the support team member ``user`` (``users.info``, which needs ``users:read``),
-        remembered for ``NAME_KEPT_S`` once known: the console, the transcript and an agent told who holds the
+        """The name Slack shows for ``user``, a support team member or someone a message mentions (``users.info``,
+        which needs ``users:read``), remembered for ``NAME_KEPT_S`` once known: the console, the transcript and an agent told who holds the
         conversation read it, where "U7" told them nothing; remembered until a restart, a name they changed in Slack
         stayed the old one. The name known before, else their user id, when Slack does not say (no scope, a failure,
         too slow); after a failure Slack is not asked again for ``NAME_RETRY_S``: without ``users:read``, each of the
@@ -757,7 +757,8 @@ class SlackChannel(PlatformChannel):
             if isinstance(exc, SlackAPIError) and exc.error == "user_not_found":  # one of another organisation's
                 return name
             self._names_refused_until = time.monotonic() + NAME_RETRY_S
-            log.warning("the support team is shown by Slack user ids for the next %g minutes: %s",
+            log.warning("in transcripts and the agents' console, the support team and the people customers mention "
+                        "are shown by their Slack user ids (or a name known before) for the next %g minutes: %s",
                         NAME_RETRY_S / 60, failure(exc))
             return name
         member = _object(result.get("user"))
