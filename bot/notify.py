@@ -39,13 +39,24 @@ class HandoffNotifier:
 
     def handed_off(self, conversation_id: str, channel: str, reason: str) -> None:
         """Post the notice in the background (nothing when no URL is configured)."""
+        self._notice("handed_off", conversation_id, channel, reason, "is waiting for a person")
+
+    def withdrawn(self, conversation_id: str, channel: str) -> None:
+        """Post in the background that the handoff announced for the conversation is taken back (reason ``deleted``:
+        its customer deleted their request for a person before they were answered): the agents told of it went on
+        looking for a customer who no longer waits."""
+        self._notice("withdrawn", conversation_id, channel, "deleted", "no longer waits for a person")
+
+    def _notice(self, event: str, conversation_id: str, channel: str, reason: str, waits: str) -> None:
+        """Post the notice ``event`` of the customer who ``waits`` so, for ``reason``, in the background (nothing
+        when no URL is configured)."""
         if self.url is None:
             return
         self._tasks.spawn(self._post(self.url, {
-            "event": "handed_off", "conversation_id": conversation_id, "channel": channel, "reason": reason,
+            "event": event, "conversation_id": conversation_id, "channel": channel, "reason": reason,
             "transcript": f"/admin/conversations/{quote(conversation_id, safe='')}",
             # The id as code: a web client chooses it, and "login.example-shop.co" a chat room would show as a link.
-            "text": f"A customer on {channel} is waiting for a person ({reason}): conversation `{conversation_id}`",
+            "text": f"A customer on {channel} {waits} ({reason}): conversation `{conversation_id}`",
         }))
 
     async def _post(self, url: str, body: dict[str, str]) -> None:

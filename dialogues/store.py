@@ -1755,13 +1755,14 @@ class Store:
             return True
 
     def replace_message(self, conversation_id: str, key: str, text: str | None, raw_text: str | None = None,
-                        recent: bool = False) -> int:
+                        recent: bool = False) -> bool:
         """A customer's message in ``conversation_id``, known by its platform ``key`` (:meth:`receive`), as they edited
         it there (``text`` as the model reads it, ``raw_text`` as typed, kept as privacy allows) or, ``text`` None,
         deleted: its text is then :data:`~dialogues.holding.DELETED`, its review labels and the agent's answer learnt
         for it go, so that nothing is learnt from it. The bot's answer stays: it answered the message as first
         written. A support team member's note (:meth:`receive_note`) is edited as written, or deleted, the same way.
-        Returns the number of turns changed (none for a message the store holds no turn of).
+        Returns whether the deletion took back the handoff its answer made (:meth:`_withdraw_handoff`), which the
+        agents were told of.
 
         A message that is no turn yet has the change kept under its key (:data:`_CHANGE`), and made as its turn is
         written, where it is kept and being answered (the bot still working on it), or, deleted, is ``recent`` (sent a
@@ -1780,26 +1781,27 @@ class Store:
             for turn_id, role in turns:  # an agent's words are kept as written (add_message)
                 self._change_turn(turn_id, role, None if text is None else (raw_text or text, None) if role == "agent"
                                   else self._stored_texts(text, raw_text))
-            if text is None and any(role == "user" for _, role in turns):
-                self._withdraw_answer(key)
-            return len(turns)
+            return text is None and any(role == "user" for _, role in turns) and self._withdraw_answer(key)
 
-    def _withdraw_answer(self, key: str) -> None:
+    def _withdraw_answer(self, key: str) -> bool:
         """Settle the kept message with ``key``, deleted by its customer, whose answer is logged and not yet sent (it
         waits its turn behind the platform's pacing, or for the next server, :meth:`adopt`), and mark that answer
-        undelivered: it is not sent (:meth:`owed`), as a reply under a message that is gone answers nothing."""
+        undelivered: it is not sent (:meth:`owed`), as a reply under a message that is gone answers nothing. Whether
+        the handoff it made was taken back."""
         owed = self.db.execute("SELECT id, reply_turn, conversation_id FROM pending WHERE key = ? AND answered IS NULL "
                                "AND reply_turn IS NOT NULL", [key]).fetchone()
-        if owed is not None:
-            self.db.execute(_SETTLE, [now(), owed[0]])
-            self.db.execute(_UNDELIVERED, [owed[1]])
-            self._withdraw_handoff(owed[2], owed[1])
+        if owed is None:
+            return False
+        self.db.execute(_SETTLE, [now(), owed[0]])
+        self.db.execute(_UNDELIVERED, [owed[1]])
+        return self._withdraw_handoff(owed[2], owed[1])
 
-    def _withdraw_handoff(self, conversation_id: str, reply_turn: int) -> None:
+    def _withdraw_handoff(self, conversation_id: str, reply_turn: int) -> bool:
         """Take back the handoff that the withdrawn answer ``reply_turn`` made ("Connecting you to a person"), as
         a message deleted while the bot worked on it makes none, while nothing has happened in the conversation since:
         no agent has taken it, and no one has written. A customer who deleted their "talk to a person" before they
-        were told waited in the agents' inbox as "[deleted]", and was told later that the agents were busy."""
+        were told waited in the agents' inbox as "[deleted]", and was told later that the agents were busy. Whether
+        it was taken back."""
         self.db.execute(
             "DELETE FROM handoffs WHERE id = (SELECT max(id) FROM handoffs WHERE conversation_id = :c) "
             "AND event = 'handed_off' AND agent IS NULL AND taken IS NULL "
@@ -1807,8 +1809,10 @@ class Store:
             "AND NOT EXISTS (SELECT 1 FROM turns WHERE conversation_id = :c AND id > :reply) "
             "AND EXISTS (SELECT 1 FROM predictions WHERE reply_turn_id = :reply AND source = 'handoff')",
             {"c": conversation_id, "reply": reply_turn})
-        if self.db.execute("SELECT changes()").fetchone()[0]:
-            self.db.execute("UPDATE conversations SET status = 'open', updated = ? WHERE id = ?", [now(), conversation_id])
+        if not self.db.execute("SELECT changes()").fetchone()[0]:
+            return False
+        self.db.execute("UPDATE conversations SET status = 'open', updated = ? WHERE id = ?", [now(), conversation_id])
+        return True
 
     def _change_turn(self, turn_id: int, role: str, texts: tuple[str, str | None] | None) -> None:
         """Give a customer's or an agent's turn the ``texts`` its message was edited to (as :meth:`_stored_texts` gives

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
@@ -32,6 +32,7 @@ from bot.channels.slack import (
     verify_slack_request,
 )
 from bot.limits import LIMITS, Limits
+from bot.notify import HandoffNotifier
 from bot.project import LimitsConfig, ProjectError
 from bot.server import BOT, create_app
 from dialogues.store import Exchange, Store
@@ -65,6 +66,7 @@ class FakeBot:
         self.custom: list[Any] = []
         self.parts: list[dict[str, Any]] = []
         self.turns: list[Turn] = []
+        self.notifier = HandoffNotifier(None)
 
     async def handle(self, turn: Turn) -> Reply:
         self.turns.append(turn)
@@ -97,7 +99,8 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     workspace's users ``users.info`` knows (form-encoded, as Slack reads it), each looked-up id in ``looked_up``;
     ``groups`` its user groups' members by group id, which ``usergroups.users.list`` lists, each listed group in
     ``listed``; ``scopes`` the token's, without ``users:read`` (``usergroups:read``) answered ``missing_scope`` as Slack
-    does; ``slow`` the seconds both take to answer.
+    does; ``slow`` the seconds both take to answer. ``hook`` is a ``handoff.notify_url`` that keeps its notices in
+    ``notices``.
     """
     posts: list[dict[str, Any]] = []
     limits: list[str] = []
@@ -148,13 +151,19 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
             return web.json_response({"ok": False, "error": "no_such_subteam"})
         return web.json_response({"ok": True, "users": api.groups[group]})
 
+    async def notified(request: web.Request) -> web.Response:
+        api.notices.append(await request.json())
+        return web.Response(status=204)
+
     app = web.Application()
     app.router.add_post("/api/chat.postMessage", post_message)
     app.router.add_post("/api/users.info", users_info)
     app.router.add_post("/api/usergroups.users.list", usergroup_members)
+    app.router.add_post("/hook", notified)
     server = await aiohttp_server(app)
     api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0,
                           agents=agents, members={}, looked_up=[], groups={}, listed=[], slow=0.0,
+                          notices=[], hook=str(server.make_url("/hook")),
                           scopes={"chat:write", "users:read", "usergroups:read"})
     return api
 
@@ -758,8 +767,9 @@ async def test_an_answer_queued_behind_slacks_pacing_is_not_posted_once_its_mess
     deleted their message meanwhile (their card number sent by mistake, say) still got a reply to nothing. Its
     transcript says the answer was not delivered, and nothing is owed to them at a restart. A handoff it made is
     taken back: the customer who deleted their "talk to a person" waited in the agents' inbox, and would have been
-    told the agents were busy."""
+    told the agents were busy. The agents told of the handoff (handoff.notify_url) are told it is withdrawn."""
     bot = logging_bot(tmp_path, handoff=handoff)
+    bot.notifier = HandoffNotifier(slack_api.hook)
     channel = make_channel(bot, slack_api.url)
     client = await client_of(aiohttp_client, channel)
     first, second = f"{time.time():.6f}", f"{time.time() + 1:.6f}"
@@ -782,6 +792,11 @@ async def test_an_answer_queued_behind_slacks_pacing_is_not_posted_once_its_mess
     assert [c["conversation_id"] for c in bot.store.inbox("handed_off", 10)[0]] == (
         [f"slack:T1:C1:{first}"] if handoff else [])
     assert not bot.store.db.execute("SELECT 1 FROM pending WHERE answered IS NULL").fetchall()
+    await bot.notifier.close()  # the notices on their way arrive
+    assert slack_api.notices == ([{
+        "event": "withdrawn", "conversation_id": cid, "channel": "slack", "reason": "deleted",
+        "transcript": f"/admin/conversations/{quote(cid, safe='')}",
+        "text": f"A customer on slack no longer waits for a person (deleted): conversation `{cid}`"}] if handoff else [])
     bot.store.close()
 
 

@@ -677,7 +677,8 @@ class SlackChannel(PlatformChannel):
     async def _changed(self, payload: dict[str, Any]) -> None:
         """A message edited (``message_changed``) or deleted (``message_deleted``): a customer's message the store
         holds takes its new text, or has its text removed (``Store.replace_message``), so that what the store keeps
-        of them is what they left in Slack. Neither is answered: the bot answered the message as first written."""
+        of them is what they left in Slack. Neither is answered: the bot answered the message as first written. A
+        deletion that takes back the handoff its answer made is announced to the agents' webhook."""
         event, store = payload["event"], self.bot.store
         # A deleted message that has replies stays as a "tombstone": it comes as changed into one.
         changed = _object(event.get("message"))
@@ -697,7 +698,8 @@ class SlackChannel(PlatformChannel):
         conversation_id = conversation_of(team, channel, _string(message.get("thread_ts")) or ts)
         recent = written_lately(ts)  # the bot may still be working on it, or not have it yet
         if text is None:
-            await self.bot._store(store.replace_message, conversation_id, key, None, None, recent)
+            if await self.bot._store(store.replace_message, conversation_id, key, None, None, recent):
+                self.bot.notifier.withdrawn(conversation_id, self.name)
         else:
             await self.bot._store(store.replace_message, conversation_id, key, normalise(text),
                                   with_attached(written, file_note(message, text)), recent)
