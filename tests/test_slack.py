@@ -1476,6 +1476,22 @@ async def test_a_picture_a_colleague_sends_into_a_customers_thread_is_in_its_tra
     bot.store.close()
 
 
+async def test_a_colleagues_bare_mention_of_the_bot_in_a_customers_thread_is_in_its_transcript(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A support team member who mentioned the bot alone in a customer's thread left no trace of it: the transcript
+    went on as if they had not written there. It reads "[mentioned the bot]", as a customer's does once handed off."""
+    slack_api.members["U7"] = {"name": "ada"}
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7"])
+    cid = f"slack:T1:C1:{TS}"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    await post(client, event("Ev1", "<@UBOT>", user="U7", ts="1700000000.000200", thread_ts=TS))
+    await channel.close()
+    assert bot.turns == [] and slack_api.posts == []
+    assert [(m["role"], m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [
+        ("agent", "ada", "[mentioned the bot]")]
+    bot.store.close()
+
+
 async def test_a_user_group_in_team_users_is_the_support_team_as_slack_lists_it_now(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Admins name their support team by its Slack user group (``S…``), whose members change; team_users took user ids

@@ -492,7 +492,7 @@ class SlackChannel(PlatformChannel):
             if turn is None and payload["event"].get("subtype") in CHANGES:
                 await self._changed(payload)
             elif turn is not None and turn.metadata.get("support_team"):
-                await self._note(turn, sent_kind(payload["event"]))
+                await self._note(turn, sent_kind(payload["event"]) or MENTION)
             elif turn is not None and turn.text:
                 await self._start(request, turn, message_key(turn.metadata["channel"], turn.metadata["ts"]))
             elif turn is not None:
@@ -707,7 +707,8 @@ class SlackChannel(PlatformChannel):
     async def _note(self, turn: Turn, kind: str) -> None:
         """A support team member's words in a customer's thread: not the customer's to answer, but an agent's
         message in the conversation (``Store.receive_note``), which the agents' console and the transcript show, with
-        what came with them, or without a word what they sent (``kind``: "[picture]", :func:`sent_kind`)."""
+        what came with them, or without a word what they sent (``kind``: "[picture]", :func:`sent_kind`), or that they
+        mentioned the bot alone (:data:`MENTION`), which left no trace of them in the conversation."""
         store = self.bot.store
         sent = SENT[kind][self.language if self.language in LANGUAGES else "en"] if kind else ""
         text = turn.shown if turn.text else sent
