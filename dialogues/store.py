@@ -1740,17 +1740,20 @@ class Store:
             self._add_received(key, conversation_id, "user", text, channel, user)
             return True
 
-    def receive_note(self, key: str, conversation_id: str, channel: str, author: str, text: str) -> bool:
+    def receive_note(self, key: str, conversation_id: str, channel: str, author: str, text: str,
+                     takes_over: bool = True) -> bool:
         """Add what a member of the support team wrote on the platform in a customer's conversation (a colleague's
         reply in a Slack Connect thread) as an agent's message by ``author``, which the bot does not answer; say
         whether it was added. Only to a conversation the store holds: a colleague's message elsewhere in the channel
         begins none. Its key is kept as :meth:`receive_unanswered` keeps one, so that a redelivery is not added twice.
         A conversation the bot has is handed to ``author`` (reason ``agent``), as a takeover hands it: the customer
-        answers the colleague now, and the bot answered them."""
+        answers the colleague now, and the bot answered them; not without ``takes_over`` (the bot mentioned alone,
+        which says nothing to the customer)."""
         with self._writing():
             if self._kept_key(key) or self.conversation(conversation_id) is None:
                 return False
-            self._set_status(conversation_id, "handed_off", "agent", author)  # a person's already: left as it is
+            if takes_over:
+                self._set_status(conversation_id, "handed_off", "agent", author)  # a person's already: left as it is
             self._add_received(key, conversation_id, "agent", text, channel, author)
             return True
 

@@ -1479,7 +1479,8 @@ async def test_a_picture_a_colleague_sends_into_a_customers_thread_is_in_its_tra
 async def test_a_colleagues_bare_mention_of_the_bot_in_a_customers_thread_is_in_its_transcript(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """A support team member who mentioned the bot alone in a customer's thread left no trace of it: the transcript
-    went on as if they had not written there. It reads "[mentioned the bot]", as a customer's does once handed off."""
+    went on as if they had not written there. It reads "[mentioned the bot]", as a customer's does once handed off;
+    saying nothing to the customer, it leaves the bot answering them."""
     slack_api.members["U7"] = {"name": "ada"}
     bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7"])
     cid = f"slack:T1:C1:{TS}"
@@ -1489,6 +1490,7 @@ async def test_a_colleagues_bare_mention_of_the_bot_in_a_customers_thread_is_in_
     assert bot.turns == [] and slack_api.posts == []
     assert [(m["role"], m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [
         ("agent", "ada", "[mentioned the bot]")]
+    assert bot.store.conversation(cid)["status"] == "open" and bot.store.holder(cid) is None
     bot.store.close()
 
 

@@ -708,7 +708,8 @@ class SlackChannel(PlatformChannel):
         """A support team member's words in a customer's thread: not the customer's to answer, but an agent's
         message in the conversation (``Store.receive_note``), which the agents' console and the transcript show, with
         what came with them, or without a word what they sent (``kind``: "[picture]", :func:`sent_kind`), or that they
-        mentioned the bot alone (:data:`MENTION`), which left no trace of them in the conversation."""
+        mentioned the bot alone (:data:`MENTION`), which left no trace of them in the conversation, and which, saying
+        nothing to the customer, does not take the conversation from the bot as their words do."""
         store = self.bot.store
         sent = SENT[kind][self.language if self.language in LANGUAGES else "en"] if kind else ""
         text = turn.shown if turn.text else sent
@@ -716,7 +717,8 @@ class SlackChannel(PlatformChannel):
             if first and store is not None and text and turn.user:
                 key = message_key(turn.metadata["channel"], turn.metadata["ts"])
                 author = await self.member_name(turn.user)
-                await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author, text)
+                await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author, text,
+                                      kind != MENTION or bool(turn.text))
 
     async def _learn_about(self, payload: dict[str, Any]) -> bool:
         """Whether the author of the event's message is one of ``team_users`` (:meth:`on_team`), asked of Slack at
