@@ -499,6 +499,21 @@ async def test_a_direct_message_is_one_conversation_answered_where_the_customer_
     assert sorted(p.get("thread_ts") or "" for p in slack.posts) == ["", "", "", "1700000000.000100", "1700000000.000100"]
 
 
+async def test_a_support_team_member_writing_to_the_bot_in_a_dm_is_answered(
+        aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
+    """A colleague named in team_users who wrote to the bot in a direct message, to try it, heard nothing: their words
+    and clicks were taken as notes in a customer's thread, where a DM has no customer but them."""
+    channel = make_channel(FakeBot(), slack_api.url, team_users=["U7"])
+    client = await client_of(aiohttp_client, channel)
+    dm = {"channel": "D1", "channel_type": "im", "user": "U7"}
+    await post(client, event("Ev1", "where is my order?", **dm))
+    await post_click(client, click(user={"id": "U7", "username": "ada"}, channel={"id": "D1"},
+                                   container={"type": "message", "message_ts": "1700000003.000200", "channel_id": "D1"}))
+    await channel.close()
+    assert [(t.conversation_id, t.user) for t in channel.bot.turns] == [("slack:T1:D1:", "U7")] * 2
+    assert len(slack_api.posts) == 2
+
+
 async def test_close_waits_for_answers_in_flight_up_to_its_grace(slack: SimpleNamespace) -> None:
     slack.bot.delay = 0.5
     await post(slack.client, event("Ev1"))

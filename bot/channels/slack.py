@@ -272,17 +272,23 @@ def is_group(member: str) -> bool:
     return member.startswith("S")
 
 
+def is_dm(channel: str) -> bool:
+    """Whether ``channel`` is a direct message with the bot (its id starts with D): one person writes there, never a
+    colleague in a customer's thread, so a member of ``team_users`` is answered there as anyone is."""
+    return channel.startswith("D")
+
+
 def in_thread(channel: str, thread: str) -> str:
     """The thread a message's conversation is: its own, but none in a direct message (a channel id starting
     with D), which is one conversation with its customer, answered at the top level where they write: they
     answered the bot's question there, and each answer started a new conversation, the question lost."""
-    return "" if channel.startswith("D") else thread
+    return "" if is_dm(channel) else thread
 
 
 def dm_thread(channel: str, thread_ts: str) -> str:
     """Where to answer in a DM besides its top level: the thread a message was written or a button clicked in
     (one of the bot's answers, replied to), as the customer reads on there; empty elsewhere."""
-    return thread_ts if channel.startswith("D") else ""
+    return thread_ts if is_dm(channel) else ""
 
 
 def conversation_of(team: str, channel: str, thread: str) -> str:
@@ -487,7 +493,7 @@ class SlackChannel(PlatformChannel):
             self._learn_own_ids(payload)
             on_team = await self._learn_about(payload)
             turn = self._turn(payload)
-            if turn is not None and on_team:
+            if turn is not None and on_team and not is_dm(turn.metadata["channel"]):
                 turn.metadata["support_team"] = True
             if turn is None and payload["event"].get("subtype") in CHANGES:
                 await self._changed(payload)
@@ -511,7 +517,8 @@ class SlackChannel(PlatformChannel):
         clicked = {"block_actions": self._click, "interactive_message": self._attachment_click}.get(payload.get("type"))
         if clicked is not None:
             turn = clicked(payload)
-            if turn is not None and not await self.on_team(turn.user or ""):  # a colleague's click is no customer's
+            # a colleague's click is no customer's, but in their own DM with the bot
+            if turn is not None and (is_dm(turn.metadata["channel"]) or not await self.on_team(turn.user or "")):
                 await self._start(request, turn, f"slack:click:{payload['trigger_id']}")
         return web.Response(status=200)
 
