@@ -81,6 +81,8 @@ class FakeBot:
         """``fn(store, *args)`` at once, where the bot runs a read on a thread of its own."""
         return fn(self.store, *args)
 
+    _look_up = _read  # a customer's message's short reads, on a thread of their own in the bot
+
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -73,6 +73,10 @@ class FakeBot:
         """``fn(*args)`` at once, on the ``store`` a test gives it, where the bot runs it on the store's thread."""
         return fn(*args)
 
+    async def _look_up(self, fn: Any, *args: Any) -> Any:
+        """``fn(store, *args)`` at once, where the bot runs a customer's message's short reads on a thread of their own."""
+        return fn(self.store, *args)
+
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -789,14 +793,16 @@ async def test_a_picture_sent_as_the_agent_hands_the_conversation_back_gets_the_
     store.log_exchange(Exchange(cid, "wecom", "u1", "转人工", None, None, None, 0.0, [], "handoff", "v0001",
                                 handoff="requested"))
 
-    async def run(fn: Any, *args: Any) -> Any:
-        result = fn(*args)
-        if fn == store.conversation:  # the agent hands it back just after the channel read it
-            store.set_status(cid, "open", "agent", "wecom", agent="小李")
+    handed_back: list[bool] = []
+
+    async def look_up(fn: Any, *args: Any) -> Any:
+        result = fn(store, *args)
+        if not handed_back:  # the agent hands it back just after the channel read the conversation
+            handed_back.append(store.set_status(cid, "open", "agent", "wecom", agent="小李") or True)
         return result
 
     bot = FakeBot()
-    bot.store, bot._store = store, run  # type: ignore[assignment, method-assign]
+    bot.store, bot._look_up = store, look_up  # type: ignore[assignment, method-assign]
     channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
     client = await client_for(aiohttp_client, channel)
     inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000"

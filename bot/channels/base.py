@@ -31,7 +31,7 @@ from aiohttp import web
 
 from bot.language import Language, Script, Text, blank, chinese_script, kept_script, mostly_written_in
 from bot.project import ProjectError, valid_unicode
-from dialogues.store import DAMAGED_ADVICE, Store, damaged, unwritable_advice
+from dialogues.store import DAMAGED_ADVICE, damaged, unwritable_advice
 from retrieval.text import normalise as normalise  # re-exported: the engine and every channel normalise with it
 
 if TYPE_CHECKING:
@@ -393,7 +393,9 @@ class Channel:
         when the bot keeps no store. Read on the look-ups' connection: asked before every web message, history read and
         vote is served, it waited behind the turns the store's one thread writes (and, on the admin reads' one, behind
         a long figures read), and held them up."""
-        return await self.bot._look_up(Store.conversation, conversation_id) if self.bot.store is not None else None
+        if self.bot.store is None:
+            return None
+        return await self.bot._look_up(lambda store: store.conversation(conversation_id))
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         """At shutdown: let the turns in flight reach their users for up to ``grace`` seconds, then
