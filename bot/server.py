@@ -760,6 +760,16 @@ async def forget_idle_clients(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def closed_conversations(path: Path) -> int:
+    """The signed-in customers' web conversations in the store at ``path``, read over a connection of its own that
+    closes after: the reads' one, opened this early, would go on reading a store file moved or deleted since."""
+    store = Store(path, read_only=True)
+    try:
+        return store.verified_conversations()
+    finally:
+        store.close()
+
+
 async def say_closed_conversations(app: web.Application) -> None:
     """Say at start how many signed-in customers' web conversations stay closed for want of channels.web.identity_secret:
     a bot.yml that dropped it left each one no proof can open, and their customers found a new chat, without a word to
@@ -768,7 +778,7 @@ async def say_closed_conversations(app: web.Application) -> None:
     channel = bot.channels.get("web")
     if not isinstance(channel, WebChannel) or channel.identity_secret or bot.store is None:
         return
-    if closed := await bot._read(Store.verified_conversations):
+    if closed := await asyncio.to_thread(closed_conversations, bot.store.path):
         log.warning("%d web conversation%s of signed-in customers %s closed to the web API, as channels.web.identity_secret "
                     "(or DESKBOT_WEB_IDENTITY_SECRET) is not set and nothing can prove their customers: each starts a new "
                     "chat, and agents still see them; set the secret their pages' hashes were made with to open them "
