@@ -2581,7 +2581,7 @@ class Store:
                   ("answer_candidates", "conversation_id = ?"), ("takeovers", "conversation_id = ?"),
                   ("notes", "conversation_id = ?"),
                   ("handoffs", "conversation_id = ?"),
-                  ("seen", "conversation_id = ?"),
+                  ("seen", "conversation_id = ?"), ("answering", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         deleted: dict[str, dict[str, int]] = {}
         with self._lock:

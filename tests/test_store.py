@@ -1837,6 +1837,17 @@ def test_of_two_servers_on_one_store_one_tells_a_waiting_customer_that_the_agent
     second.close()
 
 
+def test_a_purge_takes_the_claims_of_its_conversations_web_messages_with_it(tmp_path: Path) -> None:
+    """The claim of a web message being answered (its conversation and message ids) outlived a purge until a later
+    claim cleared the stale ones, which an idle server might never make."""
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "asked", "where is my order?")
+    assert store.claim("asked", "m-1", time.time() - 120) and store.claim("other", "m-1", time.time() - 120)
+    assert store.purge("asked").deleted["asked"]["answering"] == 1
+    assert store.db.execute("SELECT conversation_id FROM answering").fetchall() == [("other",)]
+    store.close()
+
+
 def test_bot_purge_on_a_full_disk_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A command whose write failed once the store was open (a disk filled meanwhile) ended in a traceback."""
     root = tmp_path / "bot"
