@@ -1597,8 +1597,9 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     must have (or oos); the next
     `bot retrain` learns them. A split intent has no one new name: `bot review` offers its messages again; nor
     has oos, whose messages are each a question no intent takes. The rename is kept, so that `bot stats` and
-    `bot review` take the bot's answers under OLD as NEW's; run again, it moves nothing twice, and keeps a rename
-    made before the store kept them (migration 34).
+    `bot review` take the bot's answers under OLD as NEW's, and the bot answers a model's OLD as NEW until the next
+    retrain (a running `bot serve` from its next POST /admin/reload); run again, it moves nothing twice, and keeps a
+    rename made before the store kept them (migration 34).
 
     Examples:
 
@@ -1628,15 +1629,17 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
         answered = store.predicted(old)
     finally:
         store.close()
+    serving = (f" A model trained before answers {old} as {new}, in a running `bot serve` from its next "
+               "POST /admin/reload.")
     if not turns and answered:
         click.echo(f"No message is labelled {old}; `bot stats` counts the bot's answers under it as {new}'s, and "
-                   f"`bot review` offers them as {new}.")
+                   f"`bot review` offers them as {new}.{serving}")
         return
     if not turns:
         names = ", ".join(sorted(named - {*project.intents, OOS})) or "none"
         fail(f"no message is labelled {old} nor answered under it; labels naming intents nlu.yml lacks: {names}")
     click.echo(f"Relabelled {_count(len(turns), 'message')} from {old} to {new}. "
-               f"Run `bot retrain {shell(directory)}` to learn them.")
+               f"Run `bot retrain {shell(directory)}` to learn them.{serving}")
 
 
 @cli.command("retrain")

@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bot.project import InferenceConfig
+from bot.project import InferenceConfig, Project
+from dialogues.review import current_name, renamed_ranking
+from dialogues.store import StoreError, open_to_read
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from retrieval.encoder import Encoder
 from retrieval.index import AnswerIndex, Hit
 from retrieval.text import token_counts
+
+Name = Callable[[str], str]  # an intent's name as the bot answers under it now
 
 
 @dataclass
@@ -69,10 +75,12 @@ class NLU:
         self.pass_tokens = pass_tokens if classifier.device.type == "cpu" else None
         self.workers = workers  # batches analysed at once, by the server's model workers
         self.meta = meta or {}  # the version's meta.json as it was loaded with it (read_meta)
+        self.name: Name | None = None  # the intents' names since `bot relabel` renamed some (current_names)
 
     @property
     def labels(self) -> list[str]:
-        return self.classifier.labels
+        """The intents the model answers with, by the names it answers under (:attr:`name`)."""
+        return renamed_labels(self.classifier.labels, self.name)
 
     @classmethod
     def load(cls, folder: Path, device: str | None = None, k: int = 5, inference: InferenceConfig | None = None,
@@ -104,6 +112,9 @@ class NLU:
         else:
             predictions, embeddings = self._in_passes(texts, self.pass_tokens)
         hits = self.index.search_vectors(embeddings, self.k) if len(self.index) else [[] for _ in texts]
+        if (name := self.name) is not None:  # the index's answers too: filed under the names history.jsonl had then
+            predictions = [renamed_prediction(p, name) for p in predictions]
+            hits = [[replace(h, intent=h.intent and name(h.intent)) for h in found] for found in hits]
         return [Analysis(p, h, self.intent_threshold, self.version) for p, h in zip(predictions, hits)]
 
     def _in_passes(self, texts: list[str], budget: int) -> tuple[list[Prediction], np.ndarray]:
@@ -115,6 +126,33 @@ class NLU:
         predictions = [p for preds, _ in results for p in preds]
         embeddings = np.concatenate([emb for _, emb in results])
         return [predictions[j] for j in order], embeddings[order]
+
+
+def current_names(project: Project) -> Name | None:
+    """Each intent by the name `bot relabel` gave it last (``Store.renames``, a rename of a rename followed), for the
+    names nlu.yml no longer has; None where none was renamed. A model trained before the rename predicts the old
+    name, which has no template any more: every customer who asked for it got the fallback until the next retrain."""
+    if not project.db_path.exists():
+        return None
+    try:
+        store = open_to_read(project.db_path)
+    except StoreError:  # an older deskbot's store, from before renames were kept
+        return None
+    try:
+        renames = store.renames()
+    finally:
+        store.close()
+    return partial(current_name, renames=renames, labels=project.intents) if renames else None
+
+
+def renamed_labels(labels: Iterable[str], name: Name | None) -> list[str]:
+    """A model's ``labels`` by their current names (``name``, None: as they are), an intent merged into another once."""
+    return list(labels) if name is None else list(dict.fromkeys(map(name, labels)))
+
+
+def renamed_prediction(prediction: Prediction, name: Name) -> Prediction:
+    """``prediction`` under the intents' current names (``name``), as the bot answers it."""
+    return Prediction(name(prediction.intent), prediction.confidence, renamed_ranking(prediction.ranking, name))
 
 
 def token_passes(lengths: list[int], budget: int) -> list[list[int]]:

@@ -38,7 +38,7 @@ from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
 from bot.limits import LIMITS, Limits
-from bot.nlu import NLU
+from bot.nlu import NLU, current_names
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
                          ReviewLabelRequest, publish_openapi)
 from bot.project import BotConfig, Project, ProjectError, agent_name, load_project
@@ -154,6 +154,7 @@ def load_version(project: Project, path: Path, device: str | None = None, worker
     options = project.config.retrieval.options
     index_device = options.device if "device" in options.model_fields_set else "cpu" if device == "cpu" else "auto"
     nlu = NLU.load(path, device=device, k=project.config.retrieval.k, inference=inference, index_device=index_device)
+    nlu.name = current_names(project)  # read again at each load: a `bot relabel` applies from the next reload on
     if warning := other_intents(nlu.labels, nlu.version, project):
         log.warning("%s", warning)
     indexed = nlu.meta.get("history")  # as loaded: the file once, not again

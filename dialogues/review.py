@@ -168,20 +168,23 @@ def current_name(intent: str, renames: dict[str, str], labels: Collection[str] |
     return intent
 
 
+def renamed_ranking(ranking: Sequence[tuple[str, float]], name: Callable[[str], str]) -> list[tuple[str, float]]:
+    """A model's ranking by the intents' current names (``name``): an intent merged into another ranked beside it
+    keeps its first place alone, with that place's confidence, the one the model answered at."""
+    renamed: dict[str, float] = {}
+    for intent, confidence in ranking:
+        renamed.setdefault(name(intent), confidence)
+    return list(renamed.items())
+
+
 def renamed(rows: list[dict[str, Any]], renames: dict[str, str], labels: Collection[str] | None) -> list[dict[str, Any]]:
-    """The rows with their intents by the names ``bot relabel`` gave them: until the next retrain the serving model
-    predicts an intent by the name nlu.yml no longer has, and accepting the prediction was refused as unknown. An
-    intent merged into another ranked twice keeps its first place, with that place's confidence."""
+    """The rows with their intents by the names ``bot relabel`` gave them: a model trained before the rename
+    predicts an intent by the name nlu.yml no longer has, and accepting the prediction was refused as unknown."""
     if not renames:
         return rows
-    out = []
-    for row in rows:
-        ranking: dict[str, float] = {}
-        for intent, confidence in row["ranking"]:
-            ranking.setdefault(current_name(intent, renames, labels), confidence)
-        intent = row["intent"] and current_name(row["intent"], renames, labels)
-        out.append({**row, "intent": intent, "ranking": list(ranking.items())})
-    return out
+    name = partial(current_name, renames=renames, labels=labels)
+    return [{**row, "intent": row["intent"] and name(row["intent"]), "ranking": renamed_ranking(row["ranking"], name)}
+            for row in rows]
 
 
 def _merge_similar(groups: list[list[dict[str, Any]]], embed: Embed, similarity: float,

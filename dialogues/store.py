@@ -2498,8 +2498,9 @@ class Store:
             return self.add_labels(turns, new, reviewer)
 
     def renames(self) -> dict[str, str]:
-        """Each intent name ``bot relabel`` renamed, with the latest name it gave it: the serving model answers with
-        the old one until the next retrain, and the review queue offers it by the new (``dialogues.review.renamed``)."""
+        """Each intent name ``bot relabel`` renamed, with the latest name it gave it: a model trained before predicts
+        the old one, which the bot answers (``bot.nlu.current_names``) and the review queue offers
+        (``dialogues.review.renamed``) under the new."""
         return {row["old"]: row["new"] for row in self.db.query("SELECT old, new FROM intent_renames ORDER BY id")}
 
     def predicted(self, intent: str) -> bool:

@@ -39,7 +39,7 @@ from dialogues.stats import conversation_stats
 from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
 from finetune.registry import Registry, RegistryError
 from retrieval.text import same_text
-from tests.conftest import configure
+from tests.conftest import ask, configure
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parent.parent
@@ -649,6 +649,33 @@ def test_an_intent_renamed_before_any_of_its_messages_was_labelled_keeps_its_ans
     store.add_labels([turn], "cancel_purchase", "ann")
     assert conversation_stats(store)["wrong_answers"] == 0
     store.close()
+
+
+async def test_a_renamed_intent_is_answered_under_its_new_name_from_the_next_reload(bot_dir: Path,
+                                                                                 aiohttp_client: Any) -> None:
+    """cancel_order renamed cancel_purchase in the bot's files and by `bot relabel`: until the next retrain the serving
+    model predicted cancel_order, which has no template any more, and every customer who asked for it got the fallback
+    or an answer of the history. From the next reload the bot answers it under the new name, as it logs it."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    text = "I have a problem with cancelling order 00123842"
+    assert (await ask(client, "c1", text))["intent"] == "cancel_order"
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+    relabelled = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"])
+    assert relabelled.exit_code == 0 and "answers cancel_order as cancel_purchase, in a running `bot serve` from its " \
+        "next POST /admin/reload" in relabelled.output
+
+    assert (await client.post("/admin/reload", headers={"Authorization": "Bearer small-admin-token"})).status == 200
+    reply = await ask(client, "c2", text)
+    clicked = await ask(client, "c3", "/cancel_purchase")  # a button of the renamed intent's, as responses.yml has it
+
+    assert reply["source"] == "template" and reply["intent"] == "cancel_purchase" and "00123842" in reply["reply"]
+    assert reply["ranking"] and "cancel_order" not in {ranked["intent"] for ranked in reply["ranking"]}
+    assert clicked["source"] == "template" and clicked["intent"] == "cancel_purchase"
+    store = Store(bot_dir / "dialogues.db")
+    logged = store.db.execute("SELECT intent, ranking FROM predictions ORDER BY rowid DESC LIMIT 2").fetchall()
+    store.close()
+    assert [intent for intent, _ in logged] == ["cancel_purchase", "cancel_purchase"]
+    assert "cancel_order" not in logged[1][1]
 
 
 def test_bot_relabel_run_again_keeps_a_rename_made_before_deskbot_kept_renames(bot_dir: Path) -> None:
