@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.nlu import answer_encoder, read_meta
+from bot.nlu import Name, answer_encoder, current_names, read_meta, renamed_labels, renamed_prediction
 from bot.project import Example, Project, model_folder, same_example
 from bot.training import (
     DEFAULT_INTENT_THRESHOLD,
@@ -62,7 +62,7 @@ from bot.training import (
 from dialogues.export import LearnedData, contradicting, learnable, learned_data, one_per_message, recent_traffic
 from dialogues.review import OOS
 from dialogues.store import open_to_read
-from finetune.classifier import IntentClassifier, ModelLoadError
+from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from finetune.metrics import per_intent_accuracy
 from finetune.registry import Registry, RegistryError, Version
 from retrieval.index import Answer, AnswerIndex, read_manifest, saved_answers
@@ -79,7 +79,7 @@ class RetrainResult:
     decision: dict[str, Any]
 
 
-def measure(classifier: IntentClassifier, examples: list[Example]) -> dict[str, Any]:
+def measure(classifier: IntentClassifier | Renamed, examples: list[Example]) -> dict[str, Any]:
     """Top-1 accuracy, overall and per intent, and which examples were right."""
     if not examples:
         return {"accuracy": None, "n": 0, "per_intent": {}, "counts": {}, "right": []}
@@ -126,7 +126,7 @@ def gate(serving: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]
 Measures = dict[str, dict[str, Any]]  # :func:`measure`'s figures on each of the gate's sets, "frozen" and "seed"
 
 
-def measured(classifier: IntentClassifier, seed: list[Example], held: list[Example]) -> Measures:
+def measured(classifier: IntentClassifier | Renamed, seed: list[Example], held: list[Example]) -> Measures:
     """A model's figures on the gate's two sets: the frozen evaluation set and nlu.yml's seed examples."""
     return {"frozen": measure(classifier, held), "seed": measure(classifier, seed)}
 
@@ -157,6 +157,25 @@ def gate_sets(known: Iterable[str], seed: list[Example], held: list[Example]) ->
     return GateSets(seed_in, held_in, sorted({e.intent for e in seed_new + held_new}), seed_new, held_new)
 
 
+class Renamed:
+    """The serving model as the bot answers with it: under the names `bot relabel` gave its intents since it was
+    trained (:func:`~bot.nlu.current_names`), as ``bot serve``, ``bot chat`` and ``bot eval`` answer. Counted under
+    the old name, each answer to a renamed intent was the serving model's mistake, or left the intent uncompared,
+    where its customers got the intent's template. Only what the gate reads: ``labels`` and ``predict``."""
+
+    def __init__(self, classifier: IntentClassifier, name: Name | None) -> None:
+        self.classifier = classifier
+        self.name = name
+
+    @property
+    def labels(self) -> list[str]:
+        return renamed_labels(self.classifier.labels, self.name)
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        predictions = self.classifier.predict(texts)
+        return predictions if self.name is None else [renamed_prediction(p, self.name) for p in predictions]
+
+
 def not_compared(sets: GateSets, candidate: IntentClassifier) -> dict[str, Any]:
     """The intents the gate could not compare and the candidate's figures on their examples (empty: none)."""
     if not sets.new:
@@ -171,7 +190,7 @@ def served_threshold(project: Project, meta: Mapping[str, Any]) -> float:
     return float(meta.get("intent_threshold", DEFAULT_INTENT_THRESHOLD) if threshold == "auto" else threshold)
 
 
-def at_threshold(classifier: IntentClassifier, held: list[Example], threshold: float) -> dict[str, Any]:
+def at_threshold(classifier: IntentClassifier | Renamed, held: list[Example], threshold: float) -> dict[str, Any]:
     """Accuracy on the frozen evaluation set at ``threshold``, a message answered below it counted wrong: the figure
     `bot models` lists and `bot eval` gives, beside the gate's top-1, since a candidate whose calibrated threshold
     moved answers right as often and falls back more."""
@@ -360,12 +379,13 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         if orphans := orphaned_labels(data, project.intents):
             say(orphaned_advice(orphans, project.root))
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
-        sets = gate_sets(serving.labels, seed, held)
+        answering = Renamed(serving, current_names(project))
+        sets = gate_sets(answering.labels, seed, held)
         say(f"Measuring the serving model {serving_name} on {len(sets.held)} frozen and {len(sets.seed)} seed examples"
             + (f" of the intents it knows; not compared, as it does not know them: {', '.join(sets.new)}"
                if sets.new else ""))
-        before = measured(serving, sets.seed, sets.held)
-        before_cut = at_threshold(serving, sets.held, served_threshold(project, serving_meta))
+        before = measured(answering, sets.seed, sets.held)
+        before_cut = at_threshold(answering, sets.held, served_threshold(project, serving_meta))
         train = seed + learned
         # A label the serving model learnt and the store no longer has (purged, or corrected) must be unlearnt:
         # a warm start would begin from it, keep its answers and half its weights. A warm start goes on from
@@ -449,9 +469,10 @@ def regate(project: Project, name: str, device: str | None = None) -> dict[str, 
     seed, held = frozen_split(project, write=False)
     serving, candidate = (IntentClassifier.load(registry.path(v) / "classifier", device=device)
                           for v in (stored["serving"], name))
-    sets = gate_sets(serving.labels, seed, held)
+    answering = Renamed(serving, current_names(project))
+    sets = gate_sets(answering.labels, seed, held)
     margin = {**margins(project), **stored.get("margins", {})}
-    now = verdict(measured(serving, sets.seed, sets.held), measured(candidate, sets.seed, sets.held), sets.seed, margin)
+    now = verdict(measured(answering, sets.seed, sets.held), measured(candidate, sets.seed, sets.held), sets.seed, margin)
     now.update(not_compared=not_compared(sets, candidate))
     same = (all(now[key] == stored.get(key) for key in ("figures", "intent_drops", "forgotten"))
             and now["not_compared"] == stored.get("not_compared", {}))

@@ -30,9 +30,10 @@ from bot.retrain import (
     forgotten,
     gate,
     learned_examples,
+    regate,
     retrain,
 )
-from bot.server import create_app
+from bot.server import create_app, load_serving_model
 from bot.training import EVALUATION_FILE, changed_settings, held_out_texts, seed_labels, train_project
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
 from dialogues.stats import conversation_stats
@@ -777,6 +778,49 @@ def test_the_gate_compares_a_renamed_intent_on_neither_model_and_says_so(bot_dir
     explained = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", version])
     assert explained.exit_code == 0, explained.output
     assert "not compared" in explained.output and "The same figures as" in explained.output
+
+
+def merge_intent(root: Path, old: str, into: str) -> None:
+    """Merge an intent into another: its examples, answers in history.jsonl and fallback title go to ``into``, or go."""
+    nlu = yaml.safe_load((root / "nlu.yml").read_text())
+    merged = next(i for i in nlu["nlu"] if i.get("intent") == old)
+    next(i for i in nlu["nlu"] if i.get("intent") == into)["examples"] += merged["examples"]
+    nlu["nlu"].remove(merged)
+    (root / "nlu.yml").write_text(yaml.safe_dump(nlu, sort_keys=False))
+    responses = yaml.safe_load((root / "responses.yml").read_text())
+    del responses["responses"][old]
+    (root / "responses.yml").write_text(yaml.safe_dump(responses, sort_keys=False, allow_unicode=True))
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    del config["fallback"]["titles"][old]
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    history = root / "history.jsonl"
+    history.write_text(history.read_text().replace(f'"intent": "{old}"', f'"intent": "{into}"'))
+
+
+def test_the_gate_counts_the_serving_models_answers_as_the_serving_bot_gives_them_after_bot_relabel(
+        bot_dir: Path) -> None:
+    """After `bot relabel` the serving bot answers a renamed or merged intent under its new name, with its template:
+    the gate still counted those answers under the old name as the serving model's mistakes (or left the renamed
+    intent uncompared), so that a candidate gained there what it might lose elsewhere, on answers customers got
+    right."""
+    store = Store(bot_dir / "dialogues.db")
+    log_turns(store, ["cancel the sofa"])  # answered under each old name: the renames are kept
+    log_turns(store, ["money back please"], intent="get_refund")
+    store.close()
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+    merge_intent(bot_dir, "get_refund", "cancel_purchase")
+    for old in ("cancel_order", "get_refund"):
+        assert CliRunner().invoke(cli, ["relabel", str(bot_dir), old, "cancel_purchase"]).exit_code == 0
+    project = load_project(bot_dir)
+    merged = [e.text for e in project.examples if e.intent == "cancel_purchase"]
+    served = {a.prediction.intent for a in load_serving_model(project, "cpu", workers=1).analyse(merged)}
+
+    result = retrain(project, device="cpu", progress=False)
+
+    seed = result.decision["figures"]["seed"]["serving"]
+    assert "cancel_purchase" in served and served <= set(project.intents) and result.decision["not_compared"] == {}
+    assert seed["n"] == 52 and seed["accuracy"] == 1.0
+    assert regate(load_project(bot_dir), result.version, device="cpu")["figures"] == result.decision["figures"]
 
 
 def test_retrain_gives_each_models_frozen_accuracy_at_its_threshold_as_bot_models_and_bot_eval_do(bot_dir: Path) -> None:
