@@ -1608,6 +1608,8 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
       bot relabel mybot refund_status get_refund
     """
     from dialogues.review import OOS, check_label
+    from dialogues.store import Store
+    from finetune.registry import Registry
 
     project = load_project(directory)
     try:
@@ -1622,11 +1624,12 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     if old in project.intents:
         fail(f"{old} is still an intent of nlu.yml: rename it there first (or, to merge it into {new}, move its "
              "examples there), else its examples go on teaching it and the bot answers with it")
-    store = _open_store(project)
+    learnt = any(old in version.meta.get("labels", ()) for version in Registry(project.models_dir).versions())
+    store = Store(project.db_path) if learnt else _open_store(project)  # a rename to keep, conversations or none
     try:
-        turns = store.relabel(old, new, reviewer)
+        turns = store.relabel(old, new, reviewer, learnt)
         named = {row["intent"] for row in store.labels()}
-        answered = store.predicted(old)
+        answered = learnt or store.predicted(old)
     finally:
         store.close()
     serving = (f" A model trained before answers {old} as {new}, in a running `bot serve` from its next "
@@ -1637,7 +1640,8 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
         return
     if not turns:
         names = ", ".join(sorted(named - {*project.intents, OOS})) or "none"
-        fail(f"no message is labelled {old} nor answered under it; labels naming intents nlu.yml lacks: {names}")
+        fail(f"no message is labelled {old} nor answered under it, nor did a model learn it; labels naming intents "
+             f"nlu.yml lacks: {names}")
     click.echo(f"Relabelled {_count(len(turns), 'message')} from {old} to {new}. "
                f"Run `bot retrain {shell(directory)}` to learn them.{serving}")
 

@@ -2481,9 +2481,10 @@ class Store:
                 [label["created"], label["reviewer"]])]
             return self.add_labels(batch, intent, reviewer)
 
-    def relabel(self, old: str, new: str, reviewer: str | None = None) -> list[int]:
+    def relabel(self, old: str, new: str, reviewer: str | None = None, learnt: bool = False) -> list[int]:
         """Label ``new`` every turn whose latest label is ``old``, and keep the rename where the bot labelled or
-        predicted ``old``; returns the turns relabelled. An intent renamed
+        predicted ``old``, or a model learnt it (``learnt``: it predicts it until the next retrain, before any
+        conversation too); returns the turns relabelled. An intent renamed
         or merged into another in nlu.yml left its labels naming one the bot no longer has, which a retrain cannot
         learn: months of a reviewer's work, otherwise labelled again one item at a time. The old labels stay in the
         store, under the new, as a correction's do; the rename is kept (:data:`RENAMED`), so that an answer the bot
@@ -2493,7 +2494,7 @@ class Store:
                 "SELECT turn_id FROM review_labels r WHERE intent = ? "
                 "AND id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) ORDER BY turn_id", [old])]
             kept = self.db.execute("SELECT 1 FROM intent_renames WHERE old = ? AND new = ?", [old, new]).fetchone()
-            if not kept and (turns or self.predicted(old)):
+            if not kept and (turns or learnt or self.predicted(old)):
                 self.db["intent_renames"].insert({"old": old, "new": new, "reviewer": reviewer, "created": now()})
             return self.add_labels(turns, new, reviewer)
 

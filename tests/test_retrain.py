@@ -679,6 +679,26 @@ async def test_a_renamed_intent_is_answered_under_its_new_name_from_the_next_rel
     assert "cancel_order" not in logged[1][1]
 
 
+def test_an_intent_renamed_before_the_bot_answered_it_is_answered_under_its_new_name(bot_dir: Path) -> None:
+    """cancel_order renamed cancel_purchase before the bot had a conversation: `bot relabel` refused, having no label
+    to move nor answer under the name, and kept no rename, so the serving model, which learnt cancel_order, answered
+    every such question without its template until the next retrain."""
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+
+    renamed = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"])
+    typo = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_ordr", "cancel_purchase"])
+
+    assert renamed.exit_code == 0, renamed.output
+    assert "answers cancel_order as cancel_purchase" in renamed.output
+    assert typo.exit_code == 1 and "no message is labelled cancel_ordr nor answered under it" in typo.output
+    [analysis] = load_serving_model(load_project(bot_dir), "cpu", workers=1).analyse(
+        ["I have a problem with cancelling order 00123842"])
+    assert analysis.prediction.intent == "cancel_purchase"
+    store = Store(bot_dir / "dialogues.db")
+    assert store.renames() == {"cancel_order": "cancel_purchase"}
+    store.close()
+
+
 def test_bot_relabel_run_again_keeps_a_rename_made_before_deskbot_kept_renames(bot_dir: Path) -> None:
     """A store from before migration 34 has the labels moved but not the rename: `bot stats` counts the answers
     given under the old name as wrong. Running the same `bot relabel` again keeps it, once however often it is run."""
