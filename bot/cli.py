@@ -2100,7 +2100,7 @@ def rollback(directory: Path, version: str) -> None:
     \b
       bot rollback mybot v0002
     """
-    from bot.nlu import NLU
+    from bot.nlu import NLU, current_names, renamed_labels
     from bot.retrain import index_behind, store_answers, with_index_refreshed
     from bot.server import other_intents
     from finetune.registry import Registry
@@ -2111,11 +2111,12 @@ def rollback(directory: Path, version: str) -> None:
                                                                        store_answers(project))):
         click.echo(f"{version} serves already; nothing changed.")  # nothing written: no lock, no load, no room needed
         return
-    trained_on: list[tuple[list[str], str]] = []  # the version's labels and name, as the check loaded it
+    trained_on: list[tuple[list[str], str]] = []  # the version's labels as the bot answers them, and its name
+    names = current_names(project)  # `bot relabel`'s renames, as `bot serve` reads them
 
     def check(path: Path) -> None:  # the model itself is let go at once, not held while a new index is derived
         nlu = NLU.load(path, device="cpu")
-        trained_on.append((list(nlu.labels), nlu.version))
+        trained_on.append((renamed_labels(nlu.labels, names), nlu.version))
 
     previous = registry.rollback(version, check=check, derive=lambda name: with_index_refreshed(project, registry, name))
     serving = registry.current()

@@ -250,6 +250,13 @@ def configure(root: Path, **sections: dict[str, Any]) -> None:
     (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
 
 
+def rename_intent(root: Path, old: str, new: str) -> None:
+    """Rename an intent in every file of the bot that names it, as a shop does in its editor."""
+    for name in ("nlu.yml", "responses.yml", "bot.yml", "history.jsonl"):
+        path = root / name
+        path.write_text(path.read_text().replace(old, new))
+
+
 def configured_copy(source: Path, dest: Path, **config: dict[str, Any]) -> Path:
     """A copy of a trained bot folder (its models, not its store) with ``config`` merged into bot.yml
     (:func:`configure`)."""

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from finetune.registry import Registry, RegistryError
+from tests.conftest import rename_intent
 
 
 def version(registry: Registry, accuracy: float) -> str:
@@ -583,6 +584,23 @@ def test_a_rollback_to_a_version_trained_on_other_intents_warns(small_bot: Path,
     assert result.exit_code == 0 and (models / "CURRENT").read_text().strip() == "v0001"  # a warning, not a refusal
     assert ("warning: model v0001 was trained on other intents than nlu.yml holds (only in the model: none; only in "
             f"nlu.yml: check_invoice): its answers follow the old ones until `bot retrain {root}`") in result.stderr
+
+
+def test_a_rollback_to_a_version_of_an_intent_since_renamed_by_bot_relabel_does_not_warn(small_bot: Path,
+                                                                                         tmp_path: Path) -> None:
+    """The bot answers a model's cancel_order as cancel_purchase once `bot relabel` has kept the rename: the rollback
+    warned all the same that the version's answers followed the old intents until the next retrain."""
+    root = Path(shutil.copytree(small_bot, tmp_path / "bot"))
+    models = root / "models"
+    shutil.copytree(models / "v0001", models / "v0002")
+    Registry(models).promote("v0002")
+    rename_intent(root, "cancel_order", "cancel_purchase")
+    assert CliRunner().invoke(cli, ["relabel", str(root), "cancel_order", "cancel_purchase"]).exit_code == 0
+
+    result = CliRunner().invoke(cli, ["rollback", str(root), "v0001"])
+
+    assert result.exit_code == 0, result.output
+    assert "trained on other intents" not in result.stderr
 
 def test_a_rollback_does_not_hold_the_checked_model_while_it_derives_the_index(
         small_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,7 +40,7 @@ from dialogues.stats import conversation_stats
 from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
 from finetune.registry import Registry, RegistryError
 from retrieval.text import same_text
-from tests.conftest import ask, configure
+from tests.conftest import ask, configure, rename_intent
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parent.parent
@@ -586,13 +586,6 @@ def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Pat
     assert "check_invoice" in json.loads((bot_dir / "models" / Registry(bot_dir / "models").current() / "meta.json")
                                          .read_text())["labels"]
 
-
-
-def rename_intent(root: Path, old: str, new: str) -> None:
-    """Rename an intent in every file of the bot that names it, as a shop does in its editor."""
-    for name in ("nlu.yml", "responses.yml", "bot.yml", "history.jsonl"):
-        path = root / name
-        path.write_text(path.read_text().replace(old, new))
 
 
 def test_labels_of_a_renamed_intent_are_named_and_relabelled_not_dropped_unsaid(bot_dir: Path) -> None:
