@@ -12,7 +12,9 @@ accuracy; bench/SERVE.md has the figures.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 import warnings
@@ -25,13 +27,14 @@ import torch
 
 from bot.project import InferenceConfig, Project
 from dialogues.review import current_name, renamed_ranking
-from dialogues.store import StoreError, open_to_read
+from dialogues.store import Store, StoreError
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from retrieval.encoder import Encoder
 from retrieval.index import AnswerIndex, Hit
 from retrieval.text import token_counts
 
 Name = Callable[[str], str]  # an intent's name as the bot answers under it now
+log = logging.getLogger("deskbot")
 
 
 @dataclass
@@ -135,13 +138,15 @@ def current_names(project: Project) -> Name | None:
     if not project.db_path.exists():
         return None
     try:
-        store = open_to_read(project.db_path)
-    except StoreError:  # an older deskbot's store, from before renames were kept
+        store = Store(project.db_path, read_only=True)  # an older deskbot's too, which `bot serve` then migrates
+        try:
+            renames = store.renames() if store.db["intent_renames"].exists() else {}
+        finally:
+            store.close()
+    except (StoreError, sqlite3.Error) as exc:  # a damaged store must not keep a model from serving
+        log.warning("the intents `bot relabel` renamed cannot be read, and the model answers under the names it "
+                    "learnt: %s", exc)
         return None
-    try:
-        renames = store.renames()
-    finally:
-        store.close()
     return partial(current_name, renames=renames, labels=project.intents) if renames else None
 
 

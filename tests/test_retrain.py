@@ -40,7 +40,7 @@ from dialogues.stats import conversation_stats
 from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
 from finetune.registry import Registry, RegistryError
 from retrieval.text import same_text
-from tests.conftest import ask, configure, rename_intent
+from tests.conftest import SMALL_INTENTS, ask, configure, damage, rename_intent
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parent.parent
@@ -670,6 +670,23 @@ async def test_a_renamed_intent_is_answered_under_its_new_name_from_the_next_rel
     store.close()
     assert [intent for intent, _ in logged] == ["cancel_purchase", "cancel_purchase"]
     assert "cancel_order" not in logged[1][1]
+
+
+@pytest.mark.parametrize("page", [0, 1])  # the file's header, its schema
+def test_a_store_that_cannot_be_read_keeps_no_model_from_loading(bot_dir: Path, page: int,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The renames `bot relabel` kept are read as a model loads: a damaged store failed every load with a traceback
+    (`bot eval`, which needs no store, and a reload or swap of a running server to a retrained model too), or left
+    the renames unread without a word."""
+    store = Store(bot_dir / "dialogues.db")
+    log_turns(store, ["cancel the sofa"])
+    store.close()
+    damage(bot_dir / "dialogues.db", page)
+
+    nlu = load_serving_model(load_project(bot_dir), "cpu", workers=1)
+
+    assert nlu.name is None and nlu.labels == sorted(SMALL_INTENTS)
+    assert any("the intents `bot relabel` renamed cannot be read" in r.getMessage() for r in caplog.records)
 
 
 def test_an_intent_renamed_before_the_bot_answered_it_is_answered_under_its_new_name(bot_dir: Path) -> None:
