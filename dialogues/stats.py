@@ -14,12 +14,15 @@ import csv
 import io
 import statistics
 import time
+from collections import Counter
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from dialogues.holding import says_wrong
+from dialogues.review import current_name
 from dialogues.store import RENAMED, TRYOUT_CHANNEL, Store
 
 ANSWERED = ("template", "retrieval", "action")
@@ -105,10 +108,15 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         f"AND p.source IN ({answered_sources}) AND r.id = (SELECT max(id) FROM review_labels WHERE turn_id = t.id) "
         "AND r.intent IS NOT p.intent "
         "AND NOT EXISTS (SELECT 1 FROM renamed WHERE renamed.old = p.intent AND renamed.new = r.intent)")[0][0]
-    intents = rows(
-        "SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since AND t.created < :until "
-        f"AND t.conversation_id {customers} AND p.source IN ({answered_sources}) AND p.intent IS NOT NULL GROUP BY p.intent "
-        "ORDER BY count(*) DESC, p.intent LIMIT :top")
+    # Each intent under the name `bot relabel` gave it last, as the bot answers it since: one intent, not two.
+    name = partial(current_name, renames=store.renames(), labels=None)
+    answered: Counter[str] = Counter()
+    for intent, n in rows(
+            "SELECT p.intent, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since "
+            f"AND t.created < :until AND t.conversation_id {customers} AND p.source IN ({answered_sources}) "
+            "AND p.intent IS NOT NULL GROUP BY p.intent"):
+        answered[name(intent)] += n
+    intents = sorted(answered.items(), key=lambda item: (-item[1], item[0]))[:top if top >= 0 else None]
     # What the bot could not answer, most asked first: the customers' own words (not a button's payload), those
     # that differ in letter case or spacing alone counted together.
     unanswered = rows(

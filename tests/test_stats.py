@@ -927,3 +927,18 @@ def test_an_answer_under_an_intents_old_name_is_right_once_its_labels_have_the_n
 
     assert conversation_stats(store)["wrong_answers"] == 1  # the refund question alone
     store.close()
+
+
+def test_the_top_intents_count_an_intent_under_the_name_bot_relabel_gave_it(tmp_path: Path) -> None:
+    """Since `bot relabel` the bot answers a renamed intent under its new name: the top intents listed the answers
+    before the rename and those since as two intents, each with a share of the count, the old one listed for good."""
+    store = Store(tmp_path / "dialogues.db")
+    for n in range(3):
+        exchange(store, f"c{n}", "cancel it", "template", "cancel_order")
+    exchange(store, "c3", "where is it", "template", "track_order")
+    exchange(store, "c4", "where is it now", "template", "track_order")
+    store.relabel("cancel_order", "cancel_purchase")
+    exchange(store, "c5", "cancel it", "template", "cancel_purchase")
+
+    assert conversation_stats(store, top=1)["top_intents"] == {"cancel_purchase": 4}
+    store.close()
