@@ -1136,7 +1136,8 @@ class Bot:
         return True
 
     async def agent_message(self, conversation_id: str, text: str, agent: str | None = None,
-                            key: str | None = None, after: int | None = None, force: bool = False) -> int:
+                            key: str | None = None, after: int | None = None, force: bool = False,
+                            by: str | None = None) -> int:
         """A human agent's reply (``agent``: their name, if they give it): stored, then delivered on the
         conversation's own channel; :class:`DeliveryError` when the platform refuses it or cannot be reached
         (the transcript keeps it, so the agent sees what the customer did not get); :class:`MaybeDelivered`,
@@ -1147,9 +1148,10 @@ class Bot:
         did not get it. A try while the first is still being sent waits for it and answers as it does. Another
         text under a key used before raises :class:`KeyReused`; a colleague's reply since the turn ``after``,
         :class:`RepliedMeanwhile`; a message since it from a customer the bot has, :class:`WroteToTheBot`; a reply to
-        a customer a colleague has, unless ``force``, :class:`HeldByColleague`."""
+        a customer a colleague has, unless ``force``, :class:`HeldByColleague`. ``by``: who takes the customer over in
+        ``agent``'s name, when not ``agent`` themself (:meth:`set_handoff`)."""
         if key is None:
-            return await self._agent_message(conversation_id, text, agent, key, after, force)
+            return await self._agent_message(conversation_id, text, agent, key, after, force, by)
         slot = (conversation_id, key)
         if slot in self._keyed:  # stored, not sent yet: "sent" now would be a guess
             first_text, first = self._keyed[slot]
@@ -1160,7 +1162,7 @@ class Bot:
         outcome.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved, if no retry came
         self._keyed[slot] = text, outcome
         try:
-            turn_id = await self._agent_message(conversation_id, text, agent, key, after, force)
+            turn_id = await self._agent_message(conversation_id, text, agent, key, after, force, by)
         except asyncio.CancelledError:
             outcome.set_exception(MaybeDelivered("the first try with this key was cut short"))
             raise
@@ -1174,7 +1176,7 @@ class Bot:
             del self._keyed[slot]
 
     async def _agent_message(self, conversation_id: str, text: str, agent: str | None, key: str | None,
-                             after: int | None, force: bool) -> int:
+                             after: int | None, force: bool, by: str | None) -> int:
         """One try of :meth:`agent_message`: the reply stored, taking over a conversation the bot holds, and sent on
         the conversation's channel; its turn id."""
         assert self.store is not None
@@ -1193,14 +1195,14 @@ class Bot:
             # message to the bot ("Back to the bot", or a question it answered) waits until the agent has read it.
             if after is not None and (wrote := await self._store(self.store.wrote_since, conversation_id, after)) is not None:
                 raise WroteToTheBot(wrote)
-            await self.set_handoff(conversation_id, True, "agent", agent=agent, force=force)
+            await self.set_handoff(conversation_id, True, "agent", agent=agent, force=force, by=by)
             await self._after_notices(conversation_id)
         # who had the customer: a named reply to a conversation handed off before it may name its agent
         held = bool(agent) and conversation["status"] == "handed_off"
         holder = await self._store(self.store.holder, conversation_id) if held else None
         try:
             turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"],
-                                        agent, key, after, force, self.team)
+                                        agent, key, after, force, self.team, by)
         except SentBefore as sent:
             if sent.text != text:
                 raise KeyReused() from None

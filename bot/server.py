@@ -385,8 +385,9 @@ def giver(request: web.Request, agent: str | None) -> str | None:
 
 
 def by_admin(request: web.Request, agent: str | None) -> str | None:
-    """The admin (``ADMIN_NAME``), for a change of hands made with the admin token in the name of an agent with a token
-    of their own, who changes hands with it; else None (made by ``agent``). Kept as theirs, a lead's forced takeover,
+    """The admin (``ADMIN_NAME``), for a change of hands (a takeover, a reply taking the customer over, a handback, a
+    release, a transfer) made with the admin token in the name of an agent with a token of their own, who changes
+    hands with it; else None (made by ``agent``). Kept as theirs, a lead's forced takeover,
     or the release of an absent agent's customers, read as that agent's own: their console did not tell them of a
     customer given to them, and the transcript showed no lead moving anyone."""
     if request.get(AGENT) or agent is None:
@@ -1059,7 +1060,7 @@ async def agent_message(request: web.Request) -> web.Response:
     named_when_forced(body.force, agent, "reply")
     try:
         turn_id = await request.app[BOT].agent_message(conversation_id, body.text.strip(), agent, body.key, body.after,
-                                                       body.force)
+                                                       body.force, by_admin(request, agent))
     except KeyError:
         raise unknown_conversation(conversation_id) from None
     except KeyReused as exc:
@@ -1204,7 +1205,7 @@ async def set_handoff(request: web.Request) -> web.Response:
         raise unknown_conversation(conversation_id)
     try:  # the widget shows the change at once
         await bot.set_handoff(conversation_id, handed_off, "agent", after=None if after is None else int(after),
-                              agent=agent, force=force, by=by if handed_off else None)
+                              agent=agent, force=force, by=by if handed_off else by_admin(request, agent))
     except Overtaken as exc:
         raise overtaken(exc) from None
     if not handed_off:

@@ -1436,7 +1436,8 @@ class Store:
         they were: the agent's claim was answered as a takeover and kept nowhere, and a colleague answered too.
         An agent's takeover or handback of a customer a colleague has raises :class:`HeldByColleague`, unless
         ``force``: a forced takeover makes the customer theirs. ``by``: who makes a takeover in ``agent``'s name, when
-        not ``agent`` themself (a lead giving a colleague's customer to Bob), kept as a transfer is (:meth:`_give`).
+        not ``agent`` themself (a lead giving a colleague's customer to Bob), kept as a transfer is (:meth:`_give`);
+        and who makes a handback in ``agent``'s name, kept as theirs (the admin handing back a colleague's customer).
         ``team``: the agents' names where the bot knows them, whose colleague taken out of them holds nobody back
         (:func:`refuse_colleague`)."""
         with self._writing():
@@ -1452,7 +1453,7 @@ class Store:
                     return self._give(conversation_id, agent, holder, by)
                 if status == "handed_off":
                     self._claim(conversation_id, agent, holder)
-            return self._set_status(conversation_id, status, reason, agent)
+            return self._set_status(conversation_id, status, reason, by if status == "open" and by else agent)
 
     def _give(self, conversation_id: str, agent: str, holder: str | None, by: str) -> bool:
         """Take a conversation over in ``agent``'s name for ``by``, in the caller's transaction, kept as ``by`` giving
@@ -1473,13 +1474,14 @@ class Store:
         return self.db.execute("SELECT max(id) FROM turns WHERE conversation_id = ? AND role = 'user' AND id > ?",
                                [conversation_id, after]).fetchone()[0]
 
-    def _claim(self, conversation_id: str, agent: str | None, holder: str | None) -> None:
+    def _claim(self, conversation_id: str, agent: str | None, holder: str | None, by: str | None = None) -> None:
         """Make a handed-off conversation ``agent``'s, in the caller's transaction, when no agent has it
         (``holder``, as the caller read :meth:`holder` in that transaction: None too for an open conversation,
         which is not in the inbox): its latest handoff names them from now (``taken``), when and why it was handed off
         as they were. When a colleague has it (a lead's forced takeover: :meth:`set_status` refuses it unforced), a
         takeover from the colleague is kept beside that handoff (``_v24``), which still names who took it over first:
-        the colleague's replies before no longer make the customer theirs, and the transcript shows who had them."""
+        the colleague's replies before no longer make the customer theirs, and the transcript shows who had them, and
+        who took them (``by``, when not ``agent`` themself: the admin replying in their name)."""
         latest = ("(SELECT max(id) FROM handoffs WHERE conversation_id = ? AND event = 'handed_off' AND "
                   "(SELECT status FROM conversations WHERE id = ?) = 'handed_off')")
         if holder is None and agent is not None:
@@ -1489,7 +1491,7 @@ class Store:
             if not named and self._status(conversation_id) == "handed_off":  # released: no longer the handoff's
                 self._hand_over(conversation_id, agent, None, agent)
         elif holder is not None and agent_key(holder) != agent_key(agent):
-            self._hand_over(conversation_id, agent, holder, agent)
+            self._hand_over(conversation_id, agent, holder, by or agent)
 
     def _hand_over(self, conversation_id: str, agent: str | None, previous: str | None, by: str | None) -> None:
         """Keep, in the caller's transaction, that ``by`` gave a handed-off conversation from ``previous`` (None: nobody
@@ -2324,7 +2326,7 @@ class Store:
 
     def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None,
                          key: str | None = None, after: int | None = None, force: bool = False,
-                         team: Collection[str] = ()) -> int:
+                         team: Collection[str] = (), by: str | None = None) -> int:
         """An agent's reply, kept also as a candidate historical answer to what the customer asked.
         A later retrain indexes the pair for retrieval (:meth:`_question_for`). A reply that goes on from
         the agent's last (:meth:`_open_answer`) joins its answer: the answer is what the run of replies
@@ -2338,7 +2340,7 @@ class Store:
         and nothing is stored (a try sent again under its key is the same reply, and is answered as above).
         A reply to a customer a colleague has raises :class:`HeldByColleague` (``team`` as for :meth:`set_status`),
         unless ``force``: it is then kept as the sender's takeover from the colleague, as a forced :meth:`set_status`
-        is, and the handoffs say who had them."""
+        is, and the handoffs say who had them, and who took them (``by``, as for :meth:`_claim`)."""
         with self._writing():
             if key is not None and (sent := self.sent_before(conversation_id, key)) is not None:
                 raise sent
@@ -2346,7 +2348,7 @@ class Store:
                 raise colleague
             holder = self.holder(conversation_id)
             if force:  # a lead's reply to a colleague's customer: their takeover, as a forced one is (_claim)
-                self._claim(conversation_id, agent, holder)
+                self._claim(conversation_id, agent, holder, by)
             else:
                 refuse_colleague(holder, agent, team)
             turn_id = self.add_message(conversation_id, "agent", text, channel, agent)

@@ -929,6 +929,32 @@ async def test_a_takeover_with_the_admin_token_in_an_agents_name_is_kept_as_the_
                                                                     ("Sam", "bob", "Sam")]
 
 
+async def test_a_forced_reply_or_handback_with_the_admin_token_in_an_agents_name_is_kept_as_the_admins(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A lead's forced reply or handback with the admin token in Bob's name was kept as Bob taking Ana's customer, or
+    handing them back, himself, where a takeover, a release or a transfer made so is kept as the admin's: Bob was not
+    told of a customer given to him, and the transcript showed Ana no lead moving her customer."""
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}})
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    ana = {"Authorization": "Bearer ana-own-token-0123"}
+    for cid in ("replied", "handed-back"):
+        await chat(client, cid, "I need help with my bill")
+        assert (await client.post(f"/admin/conversations/{cid}/handoff", headers=ana)).status == 200
+    sent = await client.post("/admin/conversations/replied/messages", headers=AUTH,
+                             json={"text": "I have it from here", "agent": "Bob", "force": True})
+    assert sent.status == 200, await sent.text()
+    inbox = await (await client.get("/admin/conversations?agent=Bob", headers=AUTH)).json()
+    assert [(p["conversation_id"], p["by"]) for p in inbox["passed"]] == [("replied", "admin")]
+    assert (await client.post("/admin/conversations/handed-back/handback?agent=Bob&force=true", headers=AUTH)).status == 200
+
+    async def handoffs(cid: str) -> list[tuple[str, str | None, str | None, str | None]]:
+        kept = (await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json())["handoffs"]
+        return [(h["event"], h["agent"], h["from"], h["by"]) for h in kept]
+
+    assert (await handoffs("replied"))[-1] == ("handed_off", "Bob", "Ana", "admin")
+    assert (await handoffs("handed-back"))[-1] == ("open", "admin", None, None)
+
+
 @pytest.mark.parametrize(("agents", "said"), [
     ({"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "ana-own-token-0123"}}, "agent Bob's token is agent Ana's"),
     ({"Ana": {"token": "small-admin-token"}}, "agent Ana's token is the admin token's"),
