@@ -396,6 +396,17 @@ def by_admin(request: web.Request, agent: str | None) -> str | None:
     return ADMIN_NAME if own else None
 
 
+def releaser(request: web.Request, agent: str) -> str | None:
+    """Who a release of all ``agent``'s customers with the admin token is kept as made by: :func:`by_admin`, and the
+    admin too for a name server.agents, when set, lacks (a colleague a reload took out): they sign in no more, and the
+    transcript said they released their customers themselves."""
+    if by := by_admin(request, agent):
+        return by
+    team = request.app[BOT].team
+    gone = not request.get(AGENT) and bool(team) and agent_key(agent) not in {agent_key(name) for name in team}
+    return ADMIN_NAME if gone else None
+
+
 def body_agent(request: web.Request, named: str | None) -> str | None:
     """Who a call whose body names ``named`` as its ``agent`` acts as (:func:`acting_agent`), the name without the
     spaces around it."""
@@ -1224,11 +1235,12 @@ async def release(request: web.Request) -> web.Response:
 async def release_all(request: web.Request) -> web.Response:
     """Release every customer ``?agent=`` has (:meth:`~bot.engine.Bot.release_all`), each as :func:`release` releases
     one: an agent leaving for the day released them one by one. With an agent's own token, their own (their name
-    alone, as for a release); ``?agent=`` is required with the admin token, which has no customers of its own."""
+    alone, as for a release); ``?agent=`` is required with the admin token, which has no customers of its own, and
+    the release is kept as the admin's (:func:`releaser`)."""
     require_admin(request)
     if (agent := query_agent(request)) is None:
         raise http_error(web.HTTPBadRequest, "agent: the agent whose customers to release is required")
-    return json_response({"released": await request.app[BOT].release_all(agent, by_admin(request, agent))})
+    return json_response({"released": await request.app[BOT].release_all(agent, releaser(request, agent))})
 
 
 async def transfer(request: web.Request) -> web.Response:

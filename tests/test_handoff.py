@@ -836,6 +836,23 @@ async def test_a_customer_of_a_colleague_a_reload_took_out_is_taken_over_release
     assert [(h["agent"], h["from"]) for h in handoffs] == [("Bob", None), ("Ana", "Bob")]
 
 
+async def test_releasing_the_customers_of_a_colleague_a_reload_took_out_is_kept_as_the_admins(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A lead releasing at once the customers of Bob, whom a reload took out of server.agents, with the admin token
+    was kept as "Bob released": Bob, who signs in no more, released nothing."""
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}})
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "bobs", "I need help with my bill")
+    taken = await client.post("/admin/conversations/bobs/handoff", headers={"Authorization": "Bearer bob-own-token-4567"})
+    assert taken.status == 200
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}}})
+    assert (await client.post("/admin/reload", headers=AUTH)).status == 200
+    released = await client.post("/admin/conversations/release?agent=Bob", headers=AUTH)
+    assert released.status == 200 and (await released.json())["released"] == ["bobs"]
+    handoffs = (await (await client.get("/admin/conversations/bobs", headers=AUTH)).json())["handoffs"]
+    assert [(h["agent"], h["from"], h["by"]) for h in handoffs] == [("Bob", None, None), (None, "Bob", "admin")]
+
+
 async def test_a_reload_reads_the_agents_and_their_tokens_again(bot_dir: Path, aiohttp_client: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Agents' tokens were read at start alone: an agent who left kept signing in, and a new one could not, until a
