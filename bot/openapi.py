@@ -280,6 +280,13 @@ class Passed(_Body):
     at: float = Field(..., description="when")
 
 
+class Taken(_Body):
+    conversation_id: str
+    by: str = Field(..., description="who moved the customer away (…/transfer, a forced takeover or reply)")
+    to: str = Field(..., description="the colleague who has them now")
+    at: float = Field(..., description="when")
+
+
 class InboxResponse(_Body):
     conversations: list[InboxConversation]
     total: int
@@ -291,6 +298,9 @@ class InboxResponse(_Body):
     passed: list[Passed] = Field(..., description="the handed-off customers a colleague passed to ?agent= who are "
                                                   "theirs still, latest first (the latest 100), whatever the status, "
                                                   "page or search asked for; none without ?agent=")
+    taken: list[Taken] = Field(..., description="the handed-off customers someone else moved from ?agent= to a "
+                                                "colleague, who are not theirs again, latest first (the latest 100); "
+                                                "none without ?agent=")
     token_agent: str | None = Field(..., description="the agent whose own token (server.agents) the request carries, "
                                                      "who every call made with it acts as; null for the admin token")
 

@@ -1003,7 +1003,9 @@ async def inbox(request: web.Request) -> web.Response:
     conversations that hold a text alone, ``?offset=`` the page after the first ones, ``?holder=`` one agent's
     customers alone, ``?unheld=true`` those nobody has (a colleague's a reload took out of server.agents included: see
     :meth:`Store.inbox`); ``passed``: the customers colleagues passed to the
-    agent (``?agent=``) who are theirs still, for their console to tell them, on any tab or page; ``waiting_yours``:
+    agent (``?agent=``) who are theirs still, for their console to tell them, on any tab or page; ``taken``: those
+    someone else moved from that agent to a colleague (:meth:`Store.taken_from`), for their console to tell them too;
+    ``waiting_yours``:
     the customers waiting on that agent or on nobody (nor on anyone server.agents no longer names), whom their console
     counts and announces (every waiting one without ``?agent=``)."""
     require_admin(request)
@@ -1020,16 +1022,15 @@ async def inbox(request: web.Request) -> web.Response:
     team = bot.team  # as a reload left them: a colleague taken out has customers nobody has
     holder = query_holder(request)
 
-    def read(store: Store) -> tuple[list[dict[str, Any]], int, int, int, list[dict[str, Any]]]:
-        """The page, its counts and the customers passed to the agent in one snapshot, so that they agree, and on
-        one trip to the reads' thread: every agent's console asks every 3 s."""
+    def read(store: Store) -> dict[str, Any]:
+        """The page, its counts and the customers passed to the agent or taken from them in one snapshot, so that they
+        agree, and on one trip to the reads' thread: every agent's console asks every 3 s."""
         conversations, total, waiting = store.inbox(status, limit, agent, search, offset, holder, team)
         yours = waiting if agent is None else store.waiting(agent, team)[0]
-        return conversations, total, waiting, yours, store.passed_to(agent)
+        return {"conversations": conversations, "total": total, "waiting": waiting, "waiting_yours": yours,
+                "passed": store.passed_to(agent), "taken": store.taken_from(agent)}
 
-    conversations, total, waiting, yours, passed = await bot._read(read)
-    return json_response({"conversations": conversations, "total": total, "waiting": waiting, "waiting_yours": yours,
-                          "passed": passed, "token_agent": request[AGENT] or None})
+    return json_response({**await bot._read(read), "token_agent": request[AGENT] or None})
 
 
 def unknown_conversation(conversation_id: str) -> web.HTTPException:

@@ -2765,6 +2765,27 @@ def test_the_agents_console_tells_its_agent_of_a_customer_a_colleague_passed_the
     lees.close()
 
 
+def test_the_agents_console_tells_its_agent_of_a_customer_a_lead_moved_to_a_colleague(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A lead passing Lee's customer to Kim told Lee nothing: his next reply was refused, and the console asked "Kim has
+    this customer. Send your reply anyway?", which undid the lead's move. His console says who moved the customer, and
+    asks with that said."""
+    cid, context, lee = console_on_a_waiting_customer(chromium, server, api, "lee-own-token")
+    lee.get_by_role("button", name="Take over").click()
+    expect(lee.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
+    api.admin(f"/admin/conversations/{cid}/transfer?agent=Ana&to=Kim&force=true")
+    lee.clock.run_for(3_100)  # the next refresh
+    expect(lee.locator(".arrivals")).to_have_text("Ana passed your customer to Kim")
+    expect(lee.locator(".status")).to_have_text("Ana passed your customer to Kim")
+    lee.locator("form.reply textarea").fill("Lee here: let me look.")
+    with lee.expect_event("dialog") as asked:
+        lee.locator("form.reply textarea").press("Enter")
+    assert asked.value.message == ("Ana passed your customer to Kim. Kim has this customer. Send your reply anyway? "
+                                   "They become yours.")
+    assert api.get(f"/admin/conversations/{cid}")["agent"] == "Kim"
+    context.close()
+
+
 @pytest.mark.parametrize(("lang", "name", "mode", "add", "said", "delete"), [
     ("en", "Your name", "Note", "Add note", "Internal note, for agents only", "Delete note"),
     ("zh", "您的名字", "备注", "添加备注", "内部备注，仅客服可见", "删除备注")])
