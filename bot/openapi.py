@@ -301,6 +301,8 @@ class InboxResponse(_Body):
     taken: list[Taken] = Field(..., description="the handed-off customers someone else moved from ?agent= to a "
                                                 "colleague, who are not theirs again, latest first (the latest 100); "
                                                 "none without ?agent=")
+    team: list[str] = Field(..., description="the agents' names (server.agents, as a reload left them), whose "
+                                             "customers alone ?holder= lists; none where the bot knows no names")
     token_agent: str | None = Field(..., description="the agent whose own token (server.agents) the request carries, "
                                                      "who every call made with it acts as; null for the admin token")
 

@@ -1005,7 +1005,7 @@ async def inbox(request: web.Request) -> web.Response:
     :meth:`Store.inbox`); ``passed``: the customers colleagues passed to the
     agent (``?agent=``) who are theirs still, for their console to tell them, on any tab or page; ``taken``: those
     someone else moved from that agent to a colleague (:meth:`Store.taken_from`), for their console to tell them too;
-    ``waiting_yours``:
+    ``team``: server.agents' names, whose customers alone a lead's console may list (``?holder=``); ``waiting_yours``:
     the customers waiting on that agent or on nobody (nor on anyone server.agents no longer names), whom their console
     counts and announces (every waiting one without ``?agent=``)."""
     require_admin(request)
@@ -1030,7 +1030,7 @@ async def inbox(request: web.Request) -> web.Response:
         return {"conversations": conversations, "total": total, "waiting": waiting, "waiting_yours": yours,
                 "passed": store.passed_to(agent), "taken": store.taken_from(agent)}
 
-    return json_response({**await bot._read(read), "token_agent": request[AGENT] or None})
+    return json_response({**await bot._read(read), "team": team, "token_agent": request[AGENT] or None})
 
 
 def unknown_conversation(conversation_id: str) -> web.HTTPException:

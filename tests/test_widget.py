@@ -2869,6 +2869,32 @@ def test_the_agents_console_lists_its_agents_own_customers_alone_when_asked(
     context.close()
 
 
+@pytest.mark.parametrize(("lang", "label", "mine"), [("en", "Colleague's only:", "Mine only"), ("zh", "只看同事：", "只看我的")])
+def test_the_agents_console_lists_a_colleagues_customers_alone_when_asked(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        lang: str, label: str, mine: str) -> None:
+    """A lead sharing out an absent colleague's customers found them among everyone's: the API lists one agent's
+    (?holder=), the console offered only "Mine only". It offers each of server.agents but its own agent, one list at a
+    time, kept through a reload."""
+    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
+    page = context.pages[0]
+    page.goto(f"{server.url}/agent?lang={lang}")
+    api.admin(f"/admin/conversations/{alice}/handoff", token="lee-own-token")
+    page.locator(f'.list li[data-id="{bob}"]').click()  # the name box is the reply's
+    page.locator("form.reply .name").fill("Kim")
+    colleague = page.get_by_label(label)
+    expect(colleague.locator("option")).to_have_text(["—", "Lee"])  # Kim's own are "Mine only"
+    colleague.select_option("Lee")
+    expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_visible()
+    expect(page.locator(f'.list li[data-id="{bob}"]')).to_be_hidden()
+    page.reload()
+    expect(page.get_by_label(label)).to_have_value("Lee")
+    expect(page.locator(f'.list li[data-id="{bob}"]')).to_be_hidden()
+    page.get_by_label(mine).check()
+    expect(page.get_by_label(label)).to_have_value("")
+    context.close()
+
+
 def test_mine_only_with_no_conversation_open_asks_for_the_agents_name_itself(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """The name box is the reply's, hidden with no conversation open: "Mine only" asked for a name and put the keyboard
