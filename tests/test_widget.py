@@ -2875,7 +2875,7 @@ def test_the_agents_console_lists_a_colleagues_customers_alone_when_asked(
         lang: str, label: str, mine: str) -> None:
     """A lead sharing out an absent colleague's customers found them among everyone's: the API lists one agent's
     (?holder=), the console offered only "Mine only". It offers each of server.agents but its own agent, one list at a
-    time, kept through a reload."""
+    time, kept through a reload, and with the admin token releases all of them at once, once asked."""
     alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
     page = context.pages[0]
     page.goto(f"{server.url}/agent?lang={lang}")
@@ -2890,6 +2890,12 @@ def test_the_agents_console_lists_a_colleagues_customers_alone_when_asked(
     page.reload()
     expect(page.get_by_label(label)).to_have_value("Lee")
     expect(page.locator(f'.list li[data-id="{bob}"]')).to_be_hidden()
+    asked: list[str] = []  # an absent colleague's, all at once, as the agent's own are
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.locator(".release-all").click()
+    expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_hidden()
+    assert len(asked) == 1 and "Lee" in asked[0]
+    assert api.get(f"/admin/conversations/{alice}")["agent"] is None
     page.get_by_label(mine).check()
     expect(page.get_by_label(label)).to_have_value("")
     context.close()
