@@ -283,7 +283,7 @@ class Passed(_Body):
 class Taken(_Body):
     conversation_id: str
     by: str = Field(..., description="who moved the customer away (…/transfer, a forced takeover or reply)")
-    to: str = Field(..., description="the colleague who has them now")
+    to: str | None = Field(..., description="the colleague who has them now; null: released to the queue")
     at: float = Field(..., description="when")
 
 
@@ -299,7 +299,7 @@ class InboxResponse(_Body):
                                                   "theirs still, latest first (the latest 100), whatever the status, "
                                                   "page or search asked for; none without ?agent=")
     taken: list[Taken] = Field(..., description="the handed-off customers someone else moved from ?agent= to a "
-                                                "colleague, who are not theirs again, latest first (the latest 100); "
+                                                "colleague or released, who are not theirs again, latest first (the latest 100); "
                                                 "none without ?agent=")
     team: list[str] = Field(..., description="the agents' names (server.agents, as a reload left them), whose "
                                              "customers alone ?holder= lists; none where the bot knows no names")

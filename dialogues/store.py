@@ -2168,16 +2168,17 @@ class Store:
 
     def taken_from(self, agent: str | None) -> list[dict[str, Any]]:
         """The handed-off customers someone else moved from ``agent`` to another agent (a lead's transfer, forced
-        takeover or forced reply) who are not ``agent``'s again, latest first: ``conversation_id``, who moved them
-        (``by``), to whom (``to``) and when (``at``). Their console tells them: it said nothing, and their next reply
-        asked them to override a colleague, which undid the lead's move. None for no agent."""
+        takeover or forced reply) or released to the queue, who are not ``agent``'s again, latest first:
+        ``conversation_id``, who moved them (``by``), to whom (``to``, None for a release) and when (``at``). Their
+        console tells them: it said nothing, and their next reply asked them to override a colleague, or took the
+        released customer back unasked, which undid the lead's move. None for no agent."""
         if not agent_key(agent):
             return []
         return list(self.db.query(
             f"SELECT w.conversation_id, coalesce(t.by_agent, t.agent) AS by, t.agent AS \"to\", t.created AS at "
             f"FROM ({_HANDED_OFF}) w "
             "JOIN takeovers t ON t.id = (SELECT max(id) FROM takeovers WHERE conversation_id = w.conversation_id) "
-            "WHERE t.created >= w.handed_off_at AND agent_key(t.previous) = :agent AND t.agent IS NOT NULL "
+            "WHERE t.created >= w.handed_off_at AND agent_key(t.previous) = :agent "
             "AND agent_key(w.agent) != :agent AND agent_key(coalesce(t.by_agent, t.agent)) != :agent "
             "ORDER BY t.created DESC LIMIT :most",
             {"agent": agent_key(agent), "most": PASSED_LISTED}))

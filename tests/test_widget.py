@@ -2768,8 +2768,8 @@ def test_the_agents_console_tells_its_agent_of_a_customer_a_colleague_passed_the
 def test_the_agents_console_tells_its_agent_of_a_customer_a_lead_moved_to_a_colleague(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A lead passing Lee's customer to Kim told Lee nothing: his next reply was refused, and the console asked "Kim has
-    this customer. Send your reply anyway?", which undid the lead's move. His console says who moved the customer, and
-    asks with that said."""
+    this customer. Send your reply anyway?", which undid the lead's move, as his reply to a customer a lead released took
+    them back unasked. His console says who moved or released the customer, and asks with that said."""
     cid, context, lee = console_on_a_waiting_customer(chromium, server, api, "lee-own-token")
     lee.get_by_role("button", name="Take over").click()
     expect(lee.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
@@ -2782,7 +2782,12 @@ def test_the_agents_console_tells_its_agent_of_a_customer_a_lead_moved_to_a_coll
         lee.locator("form.reply textarea").press("Enter")
     assert asked.value.message == ("Ana passed your customer to Kim. Kim has this customer. Send your reply anyway? "
                                    "They become yours.")
+    asked.value.dismiss()
     assert api.get(f"/admin/conversations/{cid}")["agent"] == "Kim"
+    api.admin(f"/admin/conversations/{cid}/transfer?agent=Ana&to=Lee&force=true")
+    api.admin(f"/admin/conversations/{cid}/release?agent=Ana&force=true")  # his reply would take them back unasked
+    lee.clock.run_for(3_100)
+    expect(lee.locator(".status")).to_have_text("Ana released your customer to the queue")
     context.close()
 
 
