@@ -52,6 +52,11 @@ class BenchError(Exception):
 # --- the server under test ------------------------------------------------------------------------
 
 
+# server.limits with every rate and connection limit off: the benchmark's clients are one address sending at full speed
+NO_LIMITS = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0, "websockets": 0,
+             "conversations_per_ip": 0, "messages_per_ip_per_minute": 0, "connections_per_ip": 0}
+
+
 def scratch_folder(root: Path, scratch: Path, inference: dict[str, Any]) -> Path:
     """``scratch`` serving ``root``'s bot: its files linked, bot.yml rewritten without rate limits and
     with ``inference`` settings on top, and no conversation log. A file of the bot's named as the server's
@@ -63,9 +68,7 @@ def scratch_folder(root: Path, scratch: Path, inference: dict[str, Any]) -> Path
     # A section left empty (`learning:`) is null, which bot.yml means as its defaults.
     server = config["server"] = config.get("server") or {}
     server.pop("metrics_token", None)  # the benchmark reads its own server's figures, on loopback
-    server["limits"] = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0,
-                        "websockets": 0, "conversations_per_ip": 0, "messages_per_ip_per_minute": 0,
-                        "connections_per_ip": 0}
+    server["limits"] = dict(NO_LIMITS)
     server["inference"] = {**(server.get("inference") or {}), **inference}
     config["learning"] = {**(config.get("learning") or {}), "watch_seconds": 0}  # the served version stays put
     (scratch / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")

@@ -49,10 +49,10 @@ async def test_bench_serves_clients_send_message_ids_when_asked(tiny_demo_bot: P
                                                                  aiohttp_client: Any) -> None:
     """The store's claim of each message sent with a message_id (the widget's) is a write per message that the
     benchmark's clients, sending none, never measured: with ``--message-ids`` each message carries its own."""
-    from bot.bench import drive
+    from bot.bench import NO_LIMITS, drive
     from bot.server import BOT, create_app
 
-    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"limits": NO_LIMITS})  # one address, full speed
     client = await aiohttp_client(create_app(root, device="cpu"))
     url, texts = str(client.make_url("")).rstrip("/"), ["where is my order", "hello"]
     store = client.app[BOT].store
