@@ -644,7 +644,7 @@ OPERATIONS: list[Operation] = [
                              "description": "release a customer another agent has (a lead's override; it needs "
                                             "?agent=, else 400): without it that release is refused with 409, "
                                             "naming them"}, False)}),
-    _admin("POST", "/admin/conversations/release", "Leave every handed-off customer an agent has waiting for a person, "
+    _admin("POST", "/admin/release", "Leave every handed-off customer an agent has waiting for a person, "
            "held by nobody, as a release of each does", ReleasedResponse, errors=(400, 403),
            query={"agent": ({**AGENT_QUERY[0], "minLength": 1,
                              "description": "the agent whose customers are released, who releases them; with an "

@@ -1394,7 +1394,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.get("/admin/export", export_data),
         web.get("/admin/stats", stats),
         web.get("/admin/conversations", inbox),
-        web.post("/admin/conversations/release", release_all),
+        web.post("/admin/release", release_all),
         web.get("/admin/conversations/{conversation_id}", transcript),
         web.post("/admin/conversations/{conversation_id}/messages", agent_message),
         web.post("/admin/conversations/{conversation_id}/seen", mark_seen),

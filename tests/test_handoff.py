@@ -272,7 +272,7 @@ async def test_an_agent_leaving_for_the_day_releases_all_their_customers_at_once
     await chat(client, "with-bot", "hello")
 
     async def release(query: str, auth: dict[str, str]) -> tuple[int, Any]:
-        response = await client.post(f"/admin/conversations/release{query}", headers=auth)
+        response = await client.post(f"/admin/release{query}", headers=auth)
         return response.status, await response.json()
 
     assert (await release("?agent=Ana", bob))[0] == 403
@@ -847,7 +847,7 @@ async def test_releasing_the_customers_of_a_colleague_a_reload_took_out_is_kept_
     assert taken.status == 200
     configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}}})
     assert (await client.post("/admin/reload", headers=AUTH)).status == 200
-    released = await client.post("/admin/conversations/release?agent=Bob", headers=AUTH)
+    released = await client.post("/admin/release?agent=Bob", headers=AUTH)
     assert released.status == 200 and (await released.json())["released"] == ["bobs"]
     handoffs = (await (await client.get("/admin/conversations/bobs", headers=AUTH)).json())["handoffs"]
     assert [(h["agent"], h["from"], h["by"]) for h in handoffs] == [("Bob", None, None), (None, "Bob", "admin")]
