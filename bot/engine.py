@@ -52,8 +52,8 @@ from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_in_a_row, misses_reach_handoff, understood
-from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESUME_PAYLOAD, SESSION_METADATA,
-                         VERIFIED_USER, Project, button_payloads, name_agent)
+from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESERVED_PAYLOADS, RESUME_PAYLOAD,
+                         SESSION_METADATA, VERIFIED_USER, Project, name_agent)
 from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
                            warn_unshown)
 from dialogues.holding import acknowledges, asks_for_a_person, drops_it, follow_up, says_wrong, stops_asking
@@ -377,7 +377,7 @@ class Bot:
         """The intent a button's payload with values selects (``/track_order`` of ``/track_order{"order_id":
         "123"}``), if it is one the bot knows; None for typed text."""
         chosen, values = read_payload(text)
-        return chosen if values and chosen[1:] in self.nlu.labels else None
+        return f"/{intent}" if values and (intent := self.nlu.chosen(chosen[1:])) else None
 
     def _entities_in(self, text: str) -> list[dict[str, Any]]:
         """The entities of a customer's message as an action's tracker lists them: a button payload's values
@@ -617,10 +617,10 @@ class Bot:
                                    parts=[dataclasses.replace(p, text=in_script(p.text, script)) for p in decision.parts])
 
     async def _analysis_for(self, text: str) -> Analysis:
-        """A button payload such as ``/track_order`` selects that intent outright, as in Rasa."""
-        if text.startswith("/") and text[1:] in self.nlu.labels:
-            analysis = await self.batcher.submit(intent_phrase(text[1:]))
-            intent = text[1:]
+        """A button payload such as ``/track_order`` selects that intent outright, as in Rasa, by its current name
+        (:meth:`NLU.chosen`) where `bot relabel` renamed it since the button was sent."""
+        if text.startswith("/") and (intent := self.nlu.chosen(text[1:])):
+            analysis = await self.batcher.submit(intent_phrase(intent))
             return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [h for h in analysis.hits if h.intent == intent],
                             analysis.intent_threshold, analysis.model_version)
         return await self.batcher.submit(text)
@@ -932,9 +932,9 @@ class Bot:
         """Warn of an action's buttons whose payload selects an intent the model does not know (a Rasa bot's
         ``/affirm``): a click reaches the classifier as that typed text, and is answered at random. A template's
         buttons are checked when the bot loads; an action's can only be seen when it runs."""
-        known = button_payloads(self.nlu.labels)
         chosen = (read_payload(button["payload"])[0] for button in buttons)
-        if unknown := sorted({payload for payload in chosen if payload.startswith("/") and payload not in known}):
+        if unknown := sorted({payload for payload in chosen if payload.startswith("/")
+                              and payload not in RESERVED_PAYLOADS and self.nlu.chosen(payload[1:]) is None}):
             log.warning("action %r offered buttons selecting intents the bot does not know, whose clicks are read "
                         "as typed text: %s", action, ", ".join(unknown))
 

@@ -85,6 +85,13 @@ class NLU:
         """The intents the model answers with, by the names it answers under (:attr:`name`)."""
         return renamed_labels(self.classifier.labels, self.name)
 
+    def chosen(self, intent: str) -> str | None:
+        """The intent a button's payload ``/intent`` selects, by its current name (:attr:`name`), if the model
+        answers it; None otherwise. A page or a Slack message sent before `bot relabel` renamed the intent still
+        names the old one: taken as typed text, its click landed on the new intent at a lower confidence, or another."""
+        current = intent if self.name is None else self.name(intent)
+        return current if current in self.labels else None
+
     @classmethod
     def load(cls, folder: Path, device: str | None = None, k: int = 5, inference: InferenceConfig | None = None,
              index_device: str = "auto") -> "NLU":

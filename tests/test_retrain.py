@@ -672,6 +672,25 @@ async def test_a_renamed_intent_is_answered_under_its_new_name_from_the_next_rel
     assert "cancel_order" not in logged[1][1]
 
 
+async def test_a_button_naming_an_intent_since_renamed_selects_it_by_its_new_name(bot_dir: Path,
+                                                                                   aiohttp_client: Any) -> None:
+    """A button sent before `bot relabel` renamed cancel_order cancel_purchase (an old page's, an old Slack message's)
+    still sends /cancel_order: it was read as typed text, and answered as the model reads those words, at a lower
+    confidence or as another intent. It selects cancel_purchase outright, as its button does, values and all."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await ask(client, "c1", "I have a problem with cancelling order 00123842")  # a label for the rename to move
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+    assert CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"]).exit_code == 0
+    assert (await client.post("/admin/reload", headers={"Authorization": "Bearer small-admin-token"})).status == 200
+
+    clicked = await ask(client, "c2", "/cancel_order")
+    valued = await ask(client, "c3", '/cancel_order{"order_id": "00123842"}')
+
+    for reply in (clicked, valued):
+        assert reply["source"] == "template" and reply["intent"] == "cancel_purchase" and reply["confidence"] == 1.0
+    assert "00123842" in valued["reply"]
+
+
 @pytest.mark.parametrize("page", [0, 1])  # the file's header, its schema
 def test_a_store_that_cannot_be_read_keeps_no_model_from_loading(bot_dir: Path, page: int,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
