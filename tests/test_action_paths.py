@@ -20,6 +20,7 @@ import time
 import urllib.request
 import warnings
 from collections.abc import Iterator
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from bot.engine import MAX_FOLLOWUPS, Bot
 from bot.nlu import NLU
 from bot.project import FormConfig, ProjectError, load_project
 from bot.server import create_app
+from dialogues.review import current_name
 from dialogues.store import CUSTOM_PLACEHOLDER, Exchange, Store
 from tests.conftest import configured_copy
 
@@ -1460,6 +1462,19 @@ async def test_an_actions_buttons_to_intents_the_bot_lacks_are_named_in_a_warnin
         assert ("action 'action_ask_if_helped' offered buttons selecting intents the bot does not know, whose "
                 "clicks are read as typed text: /affirm, /deny") in caplog.text
         assert "/track_order" not in caplog.text and "/handoff" not in caplog.text
+    finally:
+        await bot.close()
+
+
+async def test_an_actions_button_to_an_intent_since_renamed_is_no_unknown_intent(
+        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An action written before `bot relabel` merged affirm into track_order still offers /affirm: its click selects
+    track_order (:meth:`NLU.chosen`), so it is not named among the intents the bot does not know."""
+    bot = make_bot(action_bot, None, {"track_order": "action_ask_if_helped"}, tmp_path)
+    bot.nlu.name = partial(current_name, renames={"affirm": "track_order"}, labels=bot.project.intents)
+    try:
+        await bot.handle(Turn("c1", "/track_order", "web"))
+        assert "clicks are read as typed text: /deny\n" in caplog.text + "\n"
     finally:
         await bot.close()
 
