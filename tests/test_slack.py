@@ -355,6 +355,23 @@ async def test_names_slack_does_not_give_are_said_in_the_log_for_whom_they_are_m
     assert "the support team and the people customers mention are shown by their Slack user ids" in caplog.text
 
 
+async def test_a_name_slack_was_too_slow_to_give_is_asked_for_again_soon(
+        slack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One users.info call past its 1.5 seconds turned names off for ten minutes, as a missing scope does: every
+    mention and colleague of the next ten minutes was shown by their id. A slow answer is no refusal: names are
+    asked for again after a short pause."""
+    monkeypatch.setattr(slack_module, "NAME_LOOKUP_S", 0.2)
+    monkeypatch.setattr(slack_module, "NAME_SLOW_RETRY_S", 0.0, raising=False)
+    slack.api.members["U07ABC"] = {"name": "ada", "profile": {"display_name": "Ada"}}
+    slack.api.slow = 0.5
+    await post(slack.client, event("Ev1", "<@UBOT> <@U07ABC> said you would refund me"))
+    slack.api.slow = 0.0
+    await post(slack.client, event("Ev2", "<@UBOT> <@U07ABC> said it again", ts="1700000000.000200"))
+    await slack.channel.close()
+    assert [turn.written for turn in slack.bot.turns] == ["@U07ABC said you would refund me", "@Ada said it again"]
+    assert slack.api.looked_up == ["U07ABC", "U07ABC"]
+
+
 async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None:
     for retry in ("", "1", "2"):
         headers = {"X-Slack-Retry-Num": retry, "X-Slack-Retry-Reason": "http_timeout"} if retry else {}

@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api/"
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not waited for: the answer would be stale
 NAME_LOOKUP_S = 1.5  # users.info runs before the event's 200, which Slack wants within 3 seconds
-NAME_RETRY_S = 600.0  # after users.info failed, names are not asked for again for this long
+NAME_RETRY_S = 600.0  # after Slack refused users.info (no users:read, a revoked token), names are not asked for this long
+NAME_SLOW_RETRY_S = 30.0  # after users.info went unanswered (too slow, Slack down), names are asked for again this soon
 NAME_KEPT_S = 3600.0  # a support team member's name is looked up again after this long: they may have changed it
 GROUP_KEPT_S = 300.0  # team_users' user groups are listed again after this long: colleagues join and leave them
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
@@ -457,7 +458,7 @@ class SlackChannel(PlatformChannel):
         self.shared_channels: set[str] = set()
         # the support team's names by Slack user id (users.info), each with the time.monotonic() it was learnt at
         self._member_names: dict[str, tuple[str, float]] = {}
-        self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (NAME_RETRY_S)
+        self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (_names_paused)
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
         # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
         self._deleted = RecentKeys()
@@ -758,8 +759,8 @@ class SlackChannel(PlatformChannel):
         which needs ``users:read``), remembered for ``NAME_KEPT_S`` once known: the console, the transcript and an agent told who holds the
         conversation read it, where "U7" told them nothing; remembered until a restart, a name they changed in Slack
         stayed the old one. The name known before, else their user id, when Slack does not say (no scope, a failure,
-        too slow); after a failure Slack is not asked again for ``NAME_RETRY_S``: without ``users:read``, each of the
-        team's messages waited on a lookup bound to fail, and logged it once more."""
+        too slow); after a failure Slack is not asked again for a while (:meth:`_names_paused`): without ``users:read``,
+        each of the team's messages waited on a lookup bound to fail, and logged it once more."""
         name, learnt = self._member_names.get(user, (user, float("-inf")))
         if time.monotonic() - learnt < NAME_KEPT_S or time.monotonic() < self._names_refused_until:
             return name
@@ -768,10 +769,7 @@ class SlackChannel(PlatformChannel):
         except UNDELIVERED as exc:
             if isinstance(exc, SlackAPIError) and exc.error == "user_not_found":  # one of another organisation's
                 return name
-            self._names_refused_until = time.monotonic() + NAME_RETRY_S
-            log.warning("in transcripts and the agents' console, the support team and the people customers mention "
-                        "are shown by their Slack user ids (or a name known before) for the next %g minutes: %s",
-                        NAME_RETRY_S / 60, failure(exc))
+            self._names_paused(exc)
             return name
         member = _object(result.get("user"))
         profile = _object(member.get("profile"))
@@ -780,6 +778,17 @@ class SlackChannel(PlatformChannel):
                     user)
         self._member_names[user] = (name, time.monotonic())
         return name
+
+    def _names_paused(self, exc: BaseException) -> None:
+        """Stop asking Slack for names after ``users.info`` failed with ``exc``: for ``NAME_RETRY_S`` where Slack
+        refused it (``missing_scope``, ``invalid_auth``), which only the admin's fix ends, but for ``NAME_SLOW_RETRY_S``
+        where Slack did not answer (one call past ``NAME_LOOKUP_S``, Slack unavailable): a single slow answer turned
+        names off for ten minutes, and the support team and the people customers mention were shown by their ids."""
+        pause = NAME_RETRY_S if isinstance(exc, SlackAPIError) and exc.error else NAME_SLOW_RETRY_S
+        self._names_refused_until = time.monotonic() + pause
+        log.warning("in transcripts and the agents' console, the support team and the people customers mention are "
+                    "shown by their Slack user ids (or a name known before) for the next %g minutes: %s",
+                    pause / 60, failure(exc))
 
     async def on_team(self, user: str) -> bool:
         """Whether ``user`` is one of ``team_users``: named by their id, or a member of a user group named there, as
