@@ -355,6 +355,20 @@ async def test_names_slack_does_not_give_are_said_in_the_log_for_whom_they_are_m
     assert "the support team and the people customers mention are shown by their Slack user ids" in caplog.text
 
 
+async def test_a_person_slack_does_not_know_is_not_looked_up_at_every_mention(
+        slack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slack answers user_not_found for one of another organisation's: deskbot forgot it, and each message that
+    mentioned them asked Slack again and waited on it. It is remembered a while, within MAX_UNKNOWN ids, and the name
+    Slack wrote in the mention still shows."""
+    monkeypatch.setattr(slack_module, "MAX_UNKNOWN", 2, raising=False)
+    for n, mentioned in enumerate(("<@U08|grace>", "<@U08|grace> <@U09XYZ>", "<@U10>", "<@U08|grace>")):
+        await post(slack.client, event(f"Ev{n}", f"<@UBOT> {mentioned} said so", ts=f"1700000000.00010{n}"))
+    await slack.channel.close()
+    assert sorted(turn.written for turn in slack.bot.turns) == [
+        "@U10 said so", "@grace @U09XYZ said so", "@grace said so", "@grace said so"]
+    assert slack.api.looked_up == ["U08", "U09XYZ", "U10", "U08"]  # U08, the oldest, forgotten for U10: two are kept
+
+
 async def test_a_name_slack_was_too_slow_to_give_is_asked_for_again_soon(
         slack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """One users.info call past its 1.5 seconds turned names off for ten minutes, as a missing scope does: every

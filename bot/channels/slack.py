@@ -52,6 +52,8 @@ NAME_LOOKUP_S = 1.5  # users.info runs before the event's 200, which Slack wants
 NAME_RETRY_S = 600.0  # after Slack refused users.info (no users:read, a revoked token), names are not asked for this long
 NAME_SLOW_RETRY_S = 30.0  # after users.info went unanswered (too slow, Slack down), names are asked for again this soon
 NAME_KEPT_S = 3600.0  # a support team member's name is looked up again after this long: they may have changed it
+UNKNOWN_KEPT_S = 600.0  # a user id Slack does not know (user_not_found) is not looked up again for this long
+MAX_UNKNOWN = 1000  # the user ids Slack did not know that are remembered: customers may mention any id at all
 GROUP_KEPT_S = 300.0  # team_users' user groups are listed again after this long: colleagues join and leave them
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
 # An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
@@ -458,6 +460,8 @@ class SlackChannel(PlatformChannel):
         self.shared_channels: set[str] = set()
         # the support team's names by Slack user id (users.info), each with the time.monotonic() it was learnt at
         self._member_names: dict[str, tuple[str, float]] = {}
+        # the user ids Slack answered user_not_found for, each with the time.monotonic() it did, oldest first
+        self._unknown_users: dict[str, float] = {}
         self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (_names_paused)
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
         # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
@@ -762,12 +766,15 @@ class SlackChannel(PlatformChannel):
         too slow); after a failure Slack is not asked again for a while (:meth:`_names_paused`): without ``users:read``,
         each of the team's messages waited on a lookup bound to fail, and logged it once more."""
         name, learnt = self._member_names.get(user, (user, float("-inf")))
-        if time.monotonic() - learnt < NAME_KEPT_S or time.monotonic() < self._names_refused_until:
+        now = time.monotonic()
+        if (now - learnt < NAME_KEPT_S or now < self._names_refused_until
+                or now - self._unknown_users.get(user, float("-inf")) < UNKNOWN_KEPT_S):
             return name
         try:
             result = await asyncio.wait_for(self._call("users.info", {"user": user}, form=True), NAME_LOOKUP_S)
         except UNDELIVERED as exc:
             if isinstance(exc, SlackAPIError) and exc.error == "user_not_found":  # one of another organisation's
+                self._remember_unknown(user)
                 return name
             self._names_paused(exc)
             return name
@@ -778,6 +785,16 @@ class SlackChannel(PlatformChannel):
                     user)
         self._member_names[user] = (name, time.monotonic())
         return name
+
+    def _remember_unknown(self, user: str) -> None:
+        """Remember for ``UNKNOWN_KEPT_S`` that Slack does not know ``user`` (one of another organisation's, a
+        mistyped id): each message that mentioned them asked Slack again, and waited on it. Only the ``MAX_UNKNOWN``
+        latest are kept, as a customer may mention any number of ids. The name Slack wrote in a mention still
+        shows (:meth:`_read`), as this holds no name."""
+        self._unknown_users.pop(user, None)
+        self._unknown_users[user] = time.monotonic()
+        if len(self._unknown_users) > MAX_UNKNOWN:
+            del self._unknown_users[next(iter(self._unknown_users))]
 
     def _names_paused(self, exc: BaseException) -> None:
         """Stop asking Slack for names after ``users.info`` failed with ``exc``: for ``NAME_RETRY_S`` where Slack
