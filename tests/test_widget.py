@@ -4689,6 +4689,24 @@ def test_a_screen_reader_hears_one_customer_waiting_in_the_singular(
     context.close()
 
 
+def test_a_screen_reader_hears_a_release_of_its_agents_customer_and_a_newcomer_in_the_same_refresh(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """A lead's release of the agent's customer, said aloud, was replaced by the newcomer's count in the same refresh:
+    the agent never heard of it."""
+    context = open_console(chromium, server, web_demo_bot.admin_token, clock=True)
+    page = context.pages[0]
+    expect(page.locator(".figures")).not_to_have_text("")  # the first count made
+    news: dict[str, Any] = {"waiting_yours": 0}
+    answered = inbox_saying(context, news)
+    refreshed(page, answered)
+    news.update(waiting_yours=2, taken=[{"conversation_id": f"console-{next(PAGE_NUMBERS)}", "by": "Ana", "to": None,
+                                         "at": time.time()}])
+    refreshed(page, answered)
+    expect(page.locator(".arrivals")).to_have_text("Ana released your customer to the queue · 2 customers waiting")
+    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
+    context.close()
+
+
 def test_a_screen_reader_hears_of_a_customer_who_starts_to_wait_behind_a_full_page_of_waiting_ones(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """The console counted the waiting customers on the one page of them it reads (200): with more, its count
