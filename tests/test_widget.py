@@ -4707,6 +4707,20 @@ def test_a_screen_reader_hears_a_release_of_its_agents_customer_and_a_newcomer_i
     context.close()
 
 
+def test_an_agents_action_keeps_its_result_in_the_status_line_when_a_customer_is_taken_from_them_meanwhile(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace) -> None:
+    """The news of a customer a lead released from the agent, arriving in the refresh after the agent's takeover,
+    replaced what the takeover said (here, why it failed) in the status line."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, "lee-own-token")
+    context.route(re.compile(r"/handoff\?"), lambda route: route.fulfill(status=503, json={"error": "Store is busy"}))
+    inbox_saying(context, {"taken": [{"conversation_id": f"console-{next(PAGE_NUMBERS)}", "by": "Ana", "to": None,
+                                      "at": time.time()}]})
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".status")).to_have_text("Store is busy · Ana released your customer to the queue")
+    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
+    context.close()
+
+
 def test_a_screen_reader_hears_of_a_customer_who_starts_to_wait_behind_a_full_page_of_waiting_ones(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """The console counted the waiting customers on the one page of them it reads (200): with more, its count
