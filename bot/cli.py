@@ -862,7 +862,7 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
         named = ", ".join(f"{name} ({_count(lines[name], 'line')})" for name in unknown[:10])
         click.echo(f"{len(unknown)} test intent{'s' * (len(unknown) > 1)} the model does not know, scored as out of "
                    f"scope: {named}{' …' if len(unknown) > 10 else ''}{renamed}", err=True)
-    rows, texts, clicks = model_questions(rows, nlu.labels)
+    rows, texts, clicks = model_questions(rows, nlu.button_intents)
     if clicks:  # the engine answers them without the model
         click.echo(f"{len(clicks)} test line{'s are' if len(clicks) > 1 else ' is'} a button's payload ({clicks[0]}), "
                    "which selects its intent without the model: left out", err=True)

@@ -92,6 +92,13 @@ class NLU:
         current = intent if self.name is None else self.name(intent)
         return current if current in self.labels else None
 
+    @property
+    def button_intents(self) -> list[str]:
+        """The intents a button's payload ``/intent`` may name: the current ones, and the ones the model learnt under
+        a name `bot relabel` changed since, which :meth:`chosen` takes to their current names."""
+        return [*self.labels, *(label for label in self.classifier.labels if label not in self.labels
+                                and self.chosen(label))]
+
     @classmethod
     def load(cls, folder: Path, device: str | None = None, k: int = 5, inference: InferenceConfig | None = None,
              index_device: str = "auto") -> "NLU":

@@ -672,6 +672,23 @@ async def test_a_renamed_intent_is_answered_under_its_new_name_from_the_next_rel
     assert "cancel_order" not in logged[1][1]
 
 
+def test_bot_eval_leaves_out_a_button_naming_an_intent_since_renamed(bot_dir: Path, tmp_path: Path) -> None:
+    """`bot serve` takes /cancel_order after `bot relabel` renamed it cancel_purchase as that intent's button, but
+    `bot eval` scored such a test line as a question for the model, as typed text."""
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+    assert CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"]).exit_code == 0
+    test = tmp_path / "test.jsonl"
+    test.write_text("".join(json.dumps(line) + "\n" for line in (
+        {"text": "/cancel_order", "intent": "cancel_purchase"}, {"text": "where is my parcel", "intent": "track_order"})))
+
+    scored = CliRunner().invoke(cli, ["eval", str(bot_dir), "--test", str(test), "--json",
+                                      "--results", str(tmp_path / "results")])
+
+    assert scored.exit_code == 0, scored.output
+    assert "1 test line is a button's payload (/cancel_order)" in scored.stderr
+    assert json.loads(scored.stdout)["n"] == 1
+
+
 async def test_a_button_naming_an_intent_since_renamed_selects_it_by_its_new_name(bot_dir: Path,
                                                                                    aiohttp_client: Any) -> None:
     """A button sent before `bot relabel` renamed cancel_order cancel_purchase (an old page's, an old Slack message's)
