@@ -4674,15 +4674,23 @@ def refreshed(page: Any, answered: list[dict[str, Any]]) -> None:
     wait_until(page, "state.refreshing === 0")  # the answer applied
 
 
-def test_a_screen_reader_hears_one_customer_waiting_in_the_singular(
-        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
-    """The console announced "1 customers waiting"."""
-    context = open_console(chromium, server, web_demo_bot.admin_token, clock=True)
+def console_counting_none(chromium: SimpleNamespace, server: LiveServer,
+                          token: str) -> tuple[Any, Any, dict[str, Any], list[dict[str, Any]]]:
+    """A console on a held clock whose inbox answers with ``news`` (``inbox_saying``), refreshed once with nobody
+    waiting for its agent: the context, its page, the news a test changes and the answers made."""
+    context = open_console(chromium, server, token, clock=True)
     page = context.pages[0]
     expect(page.locator(".figures")).not_to_have_text("")  # the first count made
     news: dict[str, Any] = {"waiting_yours": 0}
     answered = inbox_saying(context, news)
     refreshed(page, answered)  # nobody waiting
+    return context, page, news, answered
+
+
+def test_a_screen_reader_hears_one_customer_waiting_in_the_singular(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """The console announced "1 customers waiting"."""
+    context, page, news, answered = console_counting_none(chromium, server, web_demo_bot.admin_token)
     news["waiting_yours"] = 1
     refreshed(page, answered)
     expect(page.locator(".arrivals")).to_have_text("1 customer waiting")
@@ -4694,12 +4702,7 @@ def test_a_screen_reader_hears_a_release_of_its_agents_customer_and_a_newcomer_i
         chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
     """A lead's release of the agent's customer, said aloud, was replaced by the newcomer's count in the same refresh:
     the agent never heard of it."""
-    context = open_console(chromium, server, web_demo_bot.admin_token, clock=True)
-    page = context.pages[0]
-    expect(page.locator(".figures")).not_to_have_text("")  # the first count made
-    news: dict[str, Any] = {"waiting_yours": 0}
-    answered = inbox_saying(context, news)
-    refreshed(page, answered)
+    context, page, news, answered = console_counting_none(chromium, server, web_demo_bot.admin_token)
     news.update(waiting_yours=2, taken=[{"conversation_id": f"console-{next(PAGE_NUMBERS)}", "by": "Ana", "to": None,
                                          "at": time.time()}])
     refreshed(page, answered)
