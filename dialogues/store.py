@@ -1915,8 +1915,9 @@ class Store:
         return FileLock(self._servers / f"{server}.lock", thread_local=False)
 
     def _hold_own_lock(self) -> None:
-        """Lock this server's file again if it was deleted (a cleaner, an rsync --delete): anyone could
-        then take it, and with it the messages this server is answering."""
+        """Lock this server's file again if it was deleted, or its folder with it (a cleaner, an rsync --delete):
+        anyone could then take it, and with it the messages this server is answering, and `bot restore` or a
+        migration no longer saw the server running."""
         assert self._serving is not None and self.server is not None
         if Path(self._serving.lock_file).exists():
             return
@@ -1941,9 +1942,9 @@ class Store:
         ``UNOWNED_GRACE_S`` old, since that server may still be answering it.
         """
         assert self.server is not None, "adopt() is for a serving store (serve())"
+        self._hold_own_lock()  # each round, a web-only server's too: `bot restore` and migrations look for it
         if not channels:
             return []
-        self._hold_own_lock()
         among = f"channel IN ({', '.join('?' * len(channels))})"
         with self._lock:
             owners = [row["owner"] for row in self.db.query(

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -2612,6 +2613,20 @@ def test_bot_restore_puts_a_copy_back_without_the_log_a_killed_server_left_and_k
     assert refused.exit_code == 1 and f"{damaged} is damaged" in refused.output
     assert "nothing was restored; restore another copy" in refused.output
     assert Store(db, read_only=True).conversation_ids() == ["c1"]
+
+
+def test_a_web_only_server_locks_its_file_again_once_its_folder_is_deleted(tmp_path: Path) -> None:
+    """A server with no Slack or WeCom channel never locked its file again once a cleaner deleted the servers'
+    folder: `bot restore` (and a migration) then took the store it went on writing to for a stopped server's."""
+    path = tmp_path / "dialogues.db"
+    server = Store(path)
+    server.serve()
+    server.backup(tmp_path / "copy.db")
+    shutil.rmtree(tmp_path / ".dialogues.db.servers")
+    assert server.adopt([]) == []  # its next round, with no platform channel to look in
+    with pytest.raises(StoreError, match="a `bot serve` is running on it: stop it, then restore"):
+        store_module.restore(path, tmp_path / "copy.db")
+    server.close()
 
 
 def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_path: Path) -> None:
