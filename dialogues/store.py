@@ -712,11 +712,18 @@ def _free_bytes(path: Path) -> int:
 def _openers(path: Path) -> list[str]:
     """The other processes that have the file ``path`` open, each as "PID (its command line)", read from /proc
     (Linux; none elsewhere, or where /proc hides them): the one holding the store locked is among them."""
-    target, found = str(path.resolve()), []
+    target = str(path.resolve())
+    return _holding(lambda opened: opened == target)
+
+
+def _holding(opened: Callable[[str], bool]) -> list[str]:
+    """The other processes that have a file open whose path, as /proc names it (with " (deleted)" after it once
+    deleted), ``opened`` accepts, each as "PID (its command line)"; none where /proc is not (Linux alone)."""
+    found: list[str] = []
     for process in Path("/proc").glob("[0-9]*"):
         try:
             if int(process.name) == os.getpid() or not any(
-                    os.readlink(fd) == target for fd in (process / "fd").iterdir()):
+                    opened(os.readlink(fd)) for fd in (process / "fd").iterdir()):
                 continue
             command = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:  # gone meanwhile, or another user's
@@ -846,13 +853,17 @@ def refuse_migrating_under_a_server(path: Path) -> None:
 
 
 def _served(path: Path) -> bool:
-    """Whether a ``bot serve`` runs on the store at ``path`` (holds its lock file, :meth:`Store.serve`)."""
+    """Whether a ``bot serve`` runs on the store at ``path`` (holds its lock file, :meth:`Store.serve`). One whose
+    file was deleted, or its folder (a cleaner), holds it still until its next round locks a new one
+    (``server.ADOPT_EVERY_S``), and an older deskbot's web-only server never did: found open in /proc, where there is
+    one."""
     real = path.resolve()
-    for lock_file in _server_files(real.with_name(f".{real.name}.servers")):
+    servers = real.with_name(f".{real.name}.servers")
+    for lock_file in _server_files(servers):
         if (lock := _gone(lock_file)) is None:
             return True
         lock.release()
-    return False
+    return bool(_holding(lambda opened: opened.startswith(f"{servers}{os.sep}") and opened.endswith(".lock (deleted)")))
 
 
 def restore(path: Path, copy: Path) -> Path | None:

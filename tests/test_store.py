@@ -2629,6 +2629,34 @@ def test_a_web_only_server_locks_its_file_again_once_its_folder_is_deleted(tmp_p
     server.close()
 
 
+def test_restore_and_a_migration_see_a_server_whose_lock_folder_was_just_deleted(tmp_path: Path) -> None:
+    """Until its next round, and for good for an older deskbot's web-only server, a server whose lock folder a
+    cleaner deleted was taken for stopped: `bot restore` replaced the store it was writing to, and `bot purge`
+    migrated it under the older server."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    Store(tmp_path / "copy.db").close()
+    store_of_the_last_deskbot(root / "dialogues.db")
+    servers = root / ".dialogues.db.servers"
+    older = ("import sys; from filelock import FileLock; "  # an older deskbot's server, holding its lock until it stops
+             f"lock = FileLock({str(servers / ('b' * 32 + '.lock'))!r}, thread_local=False); lock.acquire(); "
+             "print('serving', flush=True); sys.stdin.read()")
+    server = subprocess.Popen([sys.executable, "-c", older], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline() == "serving\n"
+        shutil.rmtree(servers)
+        restore = ["restore", str(root), str(tmp_path / "copy.db")]
+        refused = CliRunner().invoke(cli, restore)
+        assert refused.exit_code == 1 and "a `bot serve` is running on it: stop it, then restore" in refused.output
+        purge = ["purge", str(root), "--conversation", "c1"]
+        refused = CliRunner().invoke(cli, purge)
+        assert refused.exit_code == 1 and "an older deskbot's `bot serve` is running on it" in refused.output
+        assert sqlite3.connect(root / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
+    finally:
+        server.communicate("", timeout=30)  # stopped
+    assert CliRunner().invoke(cli, restore).exit_code == 0
+
+
 def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_path: Path) -> None:
     """A killed server's lock file stayed for good: a year of restarts piled them up."""
     path = tmp_path / "dialogues.db"
