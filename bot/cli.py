@@ -924,6 +924,7 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
     from bot.retrain import exported
     from bot.training import held_out_texts
     from dialogues.export import learned_data
+    from dialogues.store import MIGRATIONS, Store
     from finetune.classifier import ModelLoadError
     from finetune.registry import Registry, RegistryError
     from retrieval.text import same_example, same_text
@@ -939,13 +940,21 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
     through = meta.get("learned_through", {})
     labels: set[str] = set()
     if through.get("label") and project.db_path.exists():
-        store = _open_store(project, reading=True)
+        # As it is: an older deskbot's store (deskbot upgraded, its model tried before `bot serve` restarts) is not
+        # migrated under the server that may run on it, nor refused, as scoring the model needs none of it.
+        store = Store(project.db_path, read_only=True)
         try:
-            learned = learned_data(store, redacted=project.config.privacy.redact)  # as the retrain read them
+            if store.behind:
+                click.echo(f"{project.db_path} is at migration {store.schema}, an older deskbot's (this one needs "
+                           f"{len(MIGRATIONS)}), which this one cannot read the reviewed labels of: test lines the "
+                           f"model learnt from them count as new questions; `bot serve` of this deskbot migrates the "
+                           "store as it starts (keeping a copy as it was), then `bot eval` counts them", err=True)
+            else:
+                learned = learned_data(store, redacted=project.config.privacy.redact)  # as the retrain read them
+                labels = {same_text(r["text"]) for r in exported(project, learned).examples
+                          if r["label_id"] <= through["label"] and r["created"] <= through.get("label_at", math.inf)}
         finally:
             store.close()
-        labels = {same_text(r["text"]) for r in exported(project, learned).examples
-                  if r["label_id"] <= through["label"] and r["created"] <= through.get("label_at", math.inf)}
     learnt = examples | labels
     return lambda text: same_text(text) in learnt
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,12 @@ import finetune.bench as bench
 from bot.cli import cli
 from bot.project import Example, load_project
 from bot.training import held_out_texts
-from dialogues.store import Exchange, Store
+from dialogues.store import MIGRATIONS, Exchange, Store
 from finetune.bench import run_intent_bench, sample_shots
 from finetune.classifier import Prediction
 from finetune.evaluation import evaluate_model
 from retrieval.text import same_text
-from tests.conftest import configured_copy
+from tests.conftest import configured_copy, store_of_the_last_deskbot
 
 INTENTS = {
     "card_arrival": ["where is my new card", "my card has not arrived yet", "card still not delivered",
@@ -456,6 +457,25 @@ def test_eval_says_when_it_is_scored_on_the_examples_the_model_learnt(tiny_demo_
     result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(write_jsonl(tmp_path / "n.jsonl", new)),
                                       "--results", str(tmp_path / "r"), "--json", "--device", "cpu"])
     assert "trained on" not in result.stderr
+
+
+def test_eval_scores_the_model_on_an_older_deskbots_store_and_says_what_it_could_not_read(tiny_demo_bot: Path,
+                                                                                          tmp_path: Path) -> None:
+    """Deskbot upgraded and its model tried before `bot serve` restarted: `bot eval` of a model that learnt reviewed
+    labels refused the store, not yet migrated, and scored nothing."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store_of_the_last_deskbot(root / "dialogues.db")
+    meta_path = root / "models" / "v0001" / "meta.json"  # as a retrain that learnt the first label writes it
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "learned_through": {"label": 1}}))
+    test = write_jsonl(tmp_path / "t.jsonl", [{"text": "is there a shop in Lisbon?", "intent": "oos"}])
+    result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(test), "--results", str(tmp_path / "r"),
+                                      "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["replies"]
+    assert (f"is at migration {len(MIGRATIONS) - 1}, an older deskbot's (this one needs {len(MIGRATIONS)}), which this "
+            "one cannot read the reviewed labels of") in result.stderr
+    assert "`bot serve` of this deskbot migrates the store as it starts" in result.stderr
+    assert sqlite3.connect(root / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
 
 
 def test_eval_says_when_it_is_scored_on_the_examples_its_threshold_was_chosen_on(tiny_demo_bot: Path,
