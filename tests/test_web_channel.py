@@ -314,6 +314,32 @@ async def test_whose_conversation_it_is_is_read_beside_the_store_writer(
         await writer
 
 
+async def test_a_conversations_history_and_status_are_read_beside_the_store_writer(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A widget's history read and a socket's join read who has the conversation, and the history its turns, on the
+    thread that logs customers' turns: each waited behind them, and a reload of every tab during a busy spell
+    held those turns up in turn."""
+    import threading
+
+    client = await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+    cid = new_id()
+    await chat(client, cid, "hello")
+    assert (await admin(client, web_demo_bot.admin_token, f"/admin/conversations/{cid}/handoff?agent=Ana")).status == 200
+    release = threading.Event()
+    writer = asyncio.ensure_future(client.app[BOT]._store(release.wait, 20))  # the writer busy
+    try:
+        read = await asyncio.wait_for(client.get(f"/api/conversations/{cid}/history"), 10)
+        history = await read.json()
+        assert (history["status"], history["agent"], history["turns"][0]["text"]) == ("handed_off", "Ana", "hello")
+        async with client.ws_connect("/api/ws") as ws:
+            await ws.send_json({"type": "join", "conversation_id": cid})
+            assert await ws.receive_json(timeout=10) == {"type": "status", "conversation_id": cid,
+                                                         "status": "handed_off", "agent": "Ana"}
+    finally:
+        release.set()
+        await writer
+
+
 async def test_a_socket_that_joined_a_visitors_conversation_stops_hearing_it_once_a_customer_signs_in_to_it(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A customer who signs in mid-chat (Deskbot.identify) makes their conversation theirs alone, but a socket that

@@ -555,11 +555,13 @@ class WebChannel(Channel):
 
     async def _status(self, conversation_id: str) -> dict[str, str]:
         """The conversation's ``status``, and the ``agent`` who has it, if handed off to one who gave their name:
-        the widget's banner names them after a reload as it did when they took over (:meth:`status_changed`)."""
+        the widget's banner names them after a reload as it did when they took over (:meth:`status_changed`). Read on
+        the look-ups' connection (:meth:`conversation`): on the store's thread, each join and history read waited
+        behind the turns it writes."""
         conversation = await self.conversation(conversation_id)
         status = str(conversation["status"]) if conversation else "open"
-        store = self.bot.store
-        agent = await self.bot._store(store.holder, conversation_id) if store and status == "handed_off" else None
+        agent = await self.bot._look_up(Store.holder, conversation_id) if conversation and status == "handed_off" \
+            else None
         return with_agent({"status": status}, agent)
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
@@ -656,8 +658,7 @@ class WebChannel(Channel):
         except (ValidationError, Refused) as exc:
             raise bad_request(exc) from None
         await self._proven_over_http(customer, cid)
-        store = self.bot.store
-        turns = await self.bot._store(store.history, cid) if store else []
+        turns = await self.bot._look_up(Store.history, cid) if self.bot.store else []  # as _status reads
         return json_response({"conversation_id": cid, **await self._status(cid), "turns": turns})
 
     async def feedback(self, request: web.Request) -> web.Response:
