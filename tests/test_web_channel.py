@@ -17,7 +17,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -808,29 +808,52 @@ async def test_a_message_sent_again_after_a_restart_shows_the_customer_what_they
     assert "[PHONE]" in again["reply"]  # the message sent again does not say which number the reply quoted
 
 
-async def test_a_message_sent_again_to_another_server_while_the_first_answers_it_is_answered_once(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
-    """Two servers on one store (a deploy's old and new, or a load balancer's two): a Retry reaching the second while
-    the first was still answering (nothing of it stored yet) was answered again, and kept twice. The second waits
-    for the first's answer and gives it."""
-    cid = new_id()
-    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+async def sent_to_two_servers(aiohttp_client: Any, web_demo_bot: SimpleNamespace, message: dict[str, Any],
+                              before: Callable[[Any], Awaitable[None]] | None = None,
+                              failure: BaseException | None = None) -> tuple[asyncio.Task[Any], asyncio.Task[Any], Any]:
+    """``message`` sent to the first of two servers on one store (a deploy's old and new, or a load balancer's two),
+    then again to the second while the first answers it: the first's answer is held until the second waits for it.
+    ``before``: what is done on the first server's client before (a handoff); ``failure``: what the first's turn
+    raises once let go, instead of answering. The two requests' tasks, and the second server's client."""
     first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
     first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
-    answering, go_on = asyncio.Event(), asyncio.Event()
+    if before is not None:
+        await before(first)
+    answering, waiting, go_on = asyncio.Event(), asyncio.Event(), asyncio.Event()
     handle = first_app[BOT].handle
 
-    async def slow_handle(turn: Any) -> Any:
+    async def held(turn: Any) -> Any:
         answering.set()
         await go_on.wait()
+        if failure is not None:
+            raise failure
         return await handle(turn)
 
-    first_app[BOT].handle = slow_handle
+    first_app[BOT].handle = held
+    channel = second_app[BOT].channels["web"]
+    claimed = channel._claimed
+
+    async def claimed_or_waits(turn: Any) -> bool:  # the second finds the first answering, and waits for its answer
+        if not (mine := await claimed(turn)):
+            waiting.set()
+        return mine
+
+    channel._claimed = claimed_or_waits
     answered_first = asyncio.create_task(first.post("/api/chat", json=message))
     await answering.wait()
     answered_again = asyncio.create_task(second.post("/api/chat", json=message))
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(waiting.wait(), 10)
     go_on.set()
+    return answered_first, answered_again, second
+
+
+async def test_a_message_sent_again_to_another_server_while_the_first_answers_it_is_answered_once(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """Two servers on one store: a Retry reaching the second while the first was still answering (nothing of it
+    stored yet) was answered again, and kept twice. The second waits for the first's answer and gives it."""
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+    answered_first, answered_again, second = await sent_to_two_servers(aiohttp_client, web_demo_bot, message)
     replies = [await (await task).json() for task in (answered_first, answered_again)]
     assert replies[0] == replies[1]
     history = await (await second.get(f"/api/conversations/{cid}/history")).json()
@@ -845,28 +868,14 @@ async def test_a_message_sent_again_to_another_server_is_answered_at_once_howeve
     for the claim to go stale (``CLAIM_STALE_S``), and one held silent for an agent must be found as answered."""
     cid = new_id()
     message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
-    first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
-    first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
-    if ending == "held for an agent":
+
+    async def handed_off(first: Any) -> None:
         await chat(first, cid, "hello")
         assert (await admin(first, web_demo_bot.admin_token, f"/admin/conversations/{cid}/handoff")).status == 200
-    answering, go_on = asyncio.Event(), asyncio.Event()
-    handle = first_app[BOT].handle
+
     failure = {"failed": RuntimeError("the bot failed"), "refused": web_channel.web.HTTPTooManyRequests()}.get(ending)
-
-    async def ended(turn: Any) -> Any:
-        answering.set()
-        await go_on.wait()
-        if failure is not None:
-            raise failure
-        return await handle(turn)
-
-    first_app[BOT].handle = ended
-    answered_first = asyncio.create_task(first.post("/api/chat", json=message))
-    await answering.wait()
-    answered_again = asyncio.create_task(second.post("/api/chat", json=message))
-    await asyncio.sleep(0.5)
-    go_on.set()
+    answered_first, answered_again, second = await sent_to_two_servers(
+        aiohttp_client, web_demo_bot, message, handed_off if ending == "held for an agent" else None, failure)
     assert (await answered_first).status == (200 if failure is None else 500 if ending == "failed" else 429)
     response = await asyncio.wait_for(answered_again, 10)
     assert response.status == 200 and (await response.json())["handed_off"] == (ending == "held for an agent")
