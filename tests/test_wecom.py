@@ -334,14 +334,33 @@ async def test_a_message_without_a_msgid_is_known_after_a_restart_by_a_key_that_
 
 @pytest.mark.parametrize(("key", "value", "problem"), [
     ("aes_key", "tooshort", "EncodingAESKey must be 43 characters"),
-    ("aes_key", "!" * 43, "EncodingAESKey is not base64"),
+    ("aes_key", "!" * 43, "EncodingAESKey holds '!', which no EncodingAESKey has"),
+    ("aes_key", AES_KEY[:20] + "，" + AES_KEY[21:], "EncodingAESKey holds '，', which no EncodingAESKey has"),
+    ("aes_key", AES_KEY[:20] + " " + AES_KEY[20:], "EncodingAESKey holds ' ', which no EncodingAESKey has"),
+    ("aes_key", AES_KEY + "==", "EncodingAESKey holds '='"),
     ("agent_id", "abc", "agent_id is the app's number (AgentId), not 'abc'"),
 ])
 def test_settings_that_cannot_be_used_stop_the_start_in_one_line(key: str, value: str, problem: str) -> None:
-    """They ended `bot serve` in a traceback, and a bad DESKBOT_WECOM_AGENT_ID named neither key nor variable."""
+    """They ended `bot serve` in a traceback, and a bad DESKBOT_WECOM_AGENT_ID named neither key nor variable; a
+    full-width character pasted into the EncodingAESKey was "string argument should contain only ASCII characters"."""
     with pytest.raises(ProjectError) as info:
         WeComChannel.from_settings(FakeBot(), settings("http://127.0.0.1:9/cgi-bin/", **{key: value}))
     assert str(info.value).startswith("channels.wecom (bot.yml, or DESKBOT_WECOM_TOKEN") and problem in str(info.value)
+
+
+def test_a_token_and_key_swapped_are_said_to_be() -> None:
+    """Both are random letters the console gives on one page: pasted into each other's place, the start only said
+    the key must be 43 characters."""
+    with pytest.raises(ProjectError, match=r"must be 43 characters \(32 bytes once decoded\), not 32 \(the Token and "
+                                           r"the EncodingAESKey swapped\?\)"):
+        WeComChannel.from_settings(FakeBot(), settings("http://127.0.0.1:9/cgi-bin/", token=AES_KEY, aes_key=TOKEN))
+
+
+def test_a_key_written_with_its_closing_equals_sign_is_the_same_key() -> None:
+    """The console shows the key without the "=" that ends its base64, and one added to it refused the start as
+    "not base64"."""
+    echoed = WeComCrypto(TOKEN, AES_KEY + "=", CORP_ID).verify_url(**VERIFY)
+    assert echoed == WeComCrypto(TOKEN, AES_KEY, CORP_ID).verify_url(**VERIFY) and echoed
 
 
 async def test_a_message_the_store_could_not_keep_is_answered_when_wecom_retries(

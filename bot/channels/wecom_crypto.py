@@ -11,7 +11,6 @@ is done here and only the AES itself comes from ``cryptography``.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 import xml.etree.ElementTree as ET
@@ -62,16 +61,32 @@ def parse_xml(data: bytes | str) -> ET.Element:
         raise WeComError(f"malformed XML: {exc}") from exc
 
 
+BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+AES_KEY_CHARS = 43  # as the admin console shows an EncodingAESKey: 32 bytes in base64, without its closing "="
+
+
+def aes_key(encoding_aes_key: str, token: str = "") -> bytes:
+    """The AES key of an ``EncodingAESKey``, or a ValueError saying what is wrong with it as the admin console's
+    page shows it. The base64 "=" that closes it, which the console leaves off, may be added: it is the same key.
+    A character that base64 has no place for (a full-width "，" or a space an input method slipped in) is named:
+    it was refused as "string argument should contain only ASCII characters", naming no key, or as "not base64";
+    and a key of the wrong length beside a Token of a key's length is said to be the two swapped."""
+    text = encoding_aes_key.removesuffix("=")
+    if odd := sorted(set(text) - BASE64, key=text.index):
+        raise ValueError(f"EncodingAESKey holds {', '.join(map(repr, odd))}, which no EncodingAESKey has (letters, "
+                         "digits, + and / alone): copy it again from the app's API receiving settings (接收消息 > 设置API接收)")
+    if len(text) != AES_KEY_CHARS:
+        swapped = " (the Token and the EncodingAESKey swapped?)" if len(token) == AES_KEY_CHARS else ""
+        raise ValueError(f"EncodingAESKey must be {AES_KEY_CHARS} characters (32 bytes once decoded), not "
+                         f"{len(text)}{swapped}")
+    return base64.b64decode(text + "=")
+
+
 class WeComCrypto:
     """Signs, verifies, encrypts and decrypts WeCom callback payloads for one app."""
 
     def __init__(self, token: str, encoding_aes_key: str, receive_id: str) -> None:
-        try:
-            key = base64.b64decode(encoding_aes_key + "=", validate=True)
-        except binascii.Error as exc:
-            raise ValueError("EncodingAESKey is not base64") from exc
-        if len(encoding_aes_key) != 43 or len(key) != 32:
-            raise ValueError("EncodingAESKey must be 43 characters (32 bytes once decoded)")
+        key = aes_key(encoding_aes_key, token)
         self.token = token
         self.receive_id = receive_id
         self._cipher = Cipher(algorithms.AES(key), modes.CBC(key[:16]))
