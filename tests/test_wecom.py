@@ -446,7 +446,8 @@ async def test_an_answer_message_send_fails_for_is_said_in_one_line_and_marked_u
     assert handed == [(f"wecom:{CORP_ID}:ChenJiaShun", True, "undelivered", "wecom")]  # only a person can still answer
     failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert failed == [f"the answer to wecom:{CORP_ID}:ChenJiaShun did not reach the customer: "
-                      "message/send: 81013 user & party & tag all invalid"]
+                      "message/send: 81013 user & party & tag all invalid (the employee is outside the app's "
+                      "visible range: add them, or their department, to its 可见范围)"]
 
 
 async def test_an_answer_owed_to_another_wecom_app_is_settled_not_sent_at_every_start(
@@ -500,6 +501,17 @@ async def test_an_answer_in_hong_kong_forms_owed_to_a_customer_is_resent_in_hong
     await channel.close()
     assert settled == [7]
     assert "回覆裏面的數字即可選擇" in wecom_api.sent[0]["text"]["content"]
+
+
+async def test_a_refusal_whose_fix_is_the_apps_settings_names_the_setting(wecom_api: SimpleNamespace) -> None:
+    """A wrong CorpID or Secret made every late answer fail as "gettoken: 40013 invalid corpid", and the operator
+    looked the code up to learn which of the five values was wrong, and where the right one is."""
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url, secret="the-aes-key-by-mistake"))
+    with pytest.raises(WeComAPIError) as failed:
+        await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "它明天到。")
+    await channel.close()
+    assert str(failed.value) == ("gettoken: 40013 invalid corpid (set channels.wecom.corp_id (or DESKBOT_WECOM_CORP_ID) "
+                                 "to the company's CorpID (我的企业 > 企业信息 > 企业ID))")
 
 
 async def test_wecom_busy_is_tried_again_up_to_three_times(wecom_api: SimpleNamespace) -> None:

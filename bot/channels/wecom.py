@@ -61,10 +61,28 @@ ENV = {
     "api_url": "DESKBOT_WECOM_API_URL",
 }
 REQUIRED = ("token", "aes_key", "corp_id", "secret", "agent_id")
+# What to do about the errors of WeCom's API whose fix is in bot.yml or the admin console: the code and WeCom's
+# words alone ("40013 invalid corpid"), logged for each answer that failed, left the operator to look them up.
+FIXES: dict[int, str] = {
+    40001: (f"set channels.wecom.secret (or {ENV['secret']}) to the Secret of the app whose AgentId is "
+            "channels.wecom.agent_id (应用管理 > the app > Secret)"),
+    40013: f"set channels.wecom.corp_id (or {ENV['corp_id']}) to the company's CorpID (我的企业 > 企业信息 > 企业ID)",
+    40056: f"set channels.wecom.agent_id (or {ENV['agent_id']}) to the app's AgentId (应用管理 > the app > AgentId)",
+    60020: "WeCom takes API calls only from the app's trusted IPs: add this server's public IP under the app's 企业可信IP",
+    81013: "the employee is outside the app's visible range: add them, or their department, to its 可见范围",
+}
 
 
 class WeComAPIError(DeliveryError):
     """WeCom's API answered with a non-zero ``errcode`` or a non-2xx status."""
+
+
+def api_error(path: str, result: dict[str, Any]) -> WeComAPIError:
+    """The error of a call to ``path`` that WeCom answered with ``result``'s non-zero ``errcode``: its code and
+    words, and what to do where the fix is the app's settings (:data:`FIXES`)."""
+    code = result.get("errcode")
+    fix = FIXES.get(code) if isinstance(code, int) else None
+    return WeComAPIError(f"{path}: {code} {result.get('errmsg')}{f' ({fix})' if fix else ''}")
 
 
 class WeComMaybeSent(WeComAPIError, MaybeDelivered):
@@ -432,7 +450,7 @@ class WeComChannel(PlatformChannel):
             token = await self._access_token(stale=token)
             result = await self._request("POST", "message/send", sends=True, params={"access_token": token}, json=payload)
         if result.get("errcode", 0) != 0:
-            raise WeComAPIError(f"message/send: {result.get('errcode')} {result.get('errmsg')}")
+            raise api_error("message/send", result)
 
     async def _access_token(self, stale: str | None = None) -> str:
         """The cached access token, fetched when missing, near expiry, or equal to ``stale``.
@@ -444,7 +462,7 @@ class WeComChannel(PlatformChannel):
             if self._token is None or self._token == stale or time.monotonic() >= self._token_expires:
                 result = await self._request("GET", "gettoken", params={"corpid": self.corp_id, "corpsecret": self.secret})
                 if result.get("errcode", 0) != 0 or not result.get("access_token"):
-                    raise WeComAPIError(f"gettoken: {result.get('errcode')} {result.get('errmsg')}")
+                    raise api_error("gettoken", result)
                 self._token = str(result["access_token"])
                 self._token_expires = time.monotonic() + int(result.get("expires_in", 7200)) - TOKEN_MARGIN_S
             return self._token
