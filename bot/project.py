@@ -879,14 +879,27 @@ def first_error(exc: ValidationError) -> Any:
     return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
 
 
+def error_message(err: Any) -> str:
+    """A validation error in words, with what YAML made of a text it read as something else: an empty value, or a
+    number, a yes or a date where a text goes (WeCom's Token 12345678, which the admin console may give, or a title
+    "No"), which is then put in quotes. "Input should be a valid string" alone did not say that it was one once
+    quoted, and a Token 0123 quoted stays 0123 where YAML reads 83."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "string_type" and err["input"] is None:
+        return f"{err['msg']}: it is empty"
+    if err["type"] == "string_type" and isinstance(err["input"], (bool, int, float, date)):
+        return f"{err['msg']}: YAML reads it as {type(err['input']).__name__} {err['input']!r}; put it in quotes"
+    return str(err["msg"])
+
+
 def load_config(path: Path) -> BotConfig:
     data, node = _load_yaml(path)
     try:
         return BotConfig.model_validate(data or {})
     except ValidationError as exc:
         err = first_error(exc)
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise _fail(path, node, tuple(err["loc"]), message) from None
+        raise _fail(path, node, tuple(err["loc"]), error_message(err)) from None
 
 
 # [text](entity), [text](entity:value), [text]{"entity": …} and Rasa 3's list of those, [text][{…}, {…}]: the
@@ -1294,12 +1307,8 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
             except ValidationError as exc:
                 err = first_error(exc)
                 loc = ("responses", intent, j, *err["loc"])
-                message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-                if err["type"] == "string_type" and err["input"] is None:
-                    message += ": it is empty"
-                elif err["type"] == "string_type" and isinstance(err["input"], (bool, int, float, date)):  # title: No
-                    message += f": YAML reads it as {type(err['input']).__name__} {err['input']!r}; put it in quotes"
-                elif err["type"] == "literal_error" and err["loc"] == ("channel",):  # a Rasa domain's channel names
+                message = error_message(err)
+                if err["type"] == "literal_error" and err["loc"] == ("channel",):  # a Rasa domain's channel names
                     message += _rasa_channel(err["input"])
                 raise _fail(path, node, loc, message) from None
             if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):

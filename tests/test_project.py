@@ -1465,6 +1465,17 @@ def test_a_fallback_title_past_slacks_limit_is_refused_as_a_templates_is() -> No
     assert BotConfig.model_validate({"fallback": {"titles": {"get_refund": "退" * 75}}})
 
 
+@pytest.mark.parametrize(("written", "read"), [("12345678", "int 12345678"), ("0123", "int 83")])
+def test_a_wecom_token_of_digits_says_to_quote_it(bot_dir: Path, written: str, read: str) -> None:
+    """WeCom's console takes a Token of digits alone, which YAML reads as a number (0123 in octal, as 83): bot.yml
+    said only "Input should be a valid string"."""
+    path = bot_dir / "bot.yml"
+    path.write_text(path.read_text().replace("channels:\n", f"channels:\n  wecom:\n    token: {written}\n", 1))
+    line = path.read_text().splitlines().index(f"    token: {written}") + 1
+    assert error_for(bot_dir) == (f"{path}:{line}: channels.wecom.token: Input should be a valid string: YAML reads it "
+                                  f"as {read}; put it in quotes")
+
+
 def test_a_bot_yml_text_yaml_reads_as_a_number_says_to_quote_it() -> None:
     """handoff.message: 110 (the shop's phone line) said only "expected a text"."""
     with pytest.raises(ValidationError, match=r"expected a text, or one text per language: \{en: \.\.\., zh: \.\.\.\} "
