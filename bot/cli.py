@@ -428,6 +428,20 @@ def readable_secrets(project: Project) -> list[str]:
     return [name for name, value in held.items() if value]
 
 
+def english_templates(project: Project) -> list[str]:
+    """The intents whose templates have texts, none of them holding a Chinese character: in a ``language: zh`` bot,
+    the starter's English templates, kept by a shop that set ``language: zh`` and wrote its examples in Chinese,
+    answered its customers in English unsaid."""
+    from bot.language import CJK
+
+    def words(text: str) -> str:  # what a customer reads in a language: not a {variable}
+        return re.sub(r"\{[^{}]*\}", "", text)
+
+    return [intent for intent, variants in project.responses.templates.items()
+            if (texts := [words(v.text) for v in variants if v.text]) and not any(CJK.search(text) for text in texts)
+            and any(re.search("[A-Za-z]{2}", text) for text in texts)]
+
+
 def say_gaps(project: Project) -> None:
     """Name what a bot set up from its data alone still lacks: intents nothing answers
     (:meth:`~bot.project.Project.unanswered`), templates still ``bot init``'s placeholders, which promise
@@ -503,6 +517,12 @@ def say_gaps(project: Project) -> None:
                        f"English (\"{intent_phrase(untitled[0]).capitalize()}\"): {', '.join(untitled[:10])}"
                        f"{' …' if len(untitled) > 10 else ''}; set them in bot.yml, e.g. fallback.titles: "
                        f"{{{untitled[0]}: …}}", err=True)
+    if config.language == "zh" and (unchinese := english_templates(project)):
+        whose = "intents'" if len(unchinese) > 1 else "intent's"
+        click.echo(f"note: language is zh, but {len(unchinese)} {whose} templates hold no Chinese, so Chinese "
+                   f"customers get them as written: {', '.join(unchinese[:10])}{' …' if len(unchinese) > 10 else ''}; "
+                   "write them in Chinese in responses.yml (or set language: multi, for a bot that answers each "
+                   "customer in English or Chinese)", err=True)
     for name, instead in RASA_FALLBACK_RESPONSES.items():
         if name in project.responses.named:  # kept for the actions that name it, and never said by the fallback
             click.echo(f"note: responses.yml's {name} is what Rasa's fallback says; deskbot's fallback says bot.yml's "

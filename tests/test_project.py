@@ -1168,6 +1168,28 @@ def test_the_starter_bot_has_nothing_bot_train_notes(tmp_path: Path, capsys: pyt
     assert "oos" in project.intents and project.responses.templates["oos"]
 
 
+def test_a_chinese_bot_with_english_templates_is_told(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The starter with language: zh and examples in Chinese answered every Chinese customer with its English
+    templates, and neither `bot train` nor `bot serve` said so. A template of a variable or of Chinese is no such."""
+    from bot.cli import say_gaps
+
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    config = root / "bot.yml"
+    config.write_text(config.read_text().replace("language: en ", "language: zh "))
+    say_gaps(load_project(root))
+    assert "note: language is zh, but 4 intents' templates hold no Chinese, so Chinese customers get them as written: " \
+           "greet, opening_hours, goodbye, oos; write them in Chinese in responses.yml" in capsys.readouterr().err
+    (root / "responses.yml").write_text(yaml.safe_dump({"responses": {
+        "greet": [{"text": "Hi!"}, {"text": "您好！"}], "opening_hours": [{"text": "{hours}"}],
+        "goodbye": [{"text": "再见！"}], "oos": [{"text": "Sorry, I can't help with that."}]}}, allow_unicode=True))
+    nlu = root / "nlu.yml"
+    nlu.write_text(nlu.read_text() + "- regex: hours\n  examples: |\n    - \\d+点\n")
+    say_gaps(load_project(root))
+    assert "note: language is zh, but 1 intent's templates hold no Chinese, so Chinese customers get them as written: " \
+           "oos;" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("name", "problem"), [
     ("resume", "intent 'resume': /resume is the bot's own button payload; rename the intent"),
     ("退款（部分）", "intent '退款（部分）': write it as '退款(部分)'"),
