@@ -386,6 +386,26 @@ async def test_a_name_slack_was_too_slow_to_give_is_asked_for_again_soon(
     assert slack.api.looked_up == ["U07ABC", "U07ABC"]
 
 
+async def test_names_a_slow_slack_did_not_give_are_one_warning_for_a_message_of_many_mentions(
+        slack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The lookups of a message's mentions fail together when Slack is slow: each wrote the same warning, four lines
+    in the log for one message. One says it, until Slack gives a name again."""
+    monkeypatch.setattr(slack_module, "NAME_LOOKUP_S", 0.2)
+    monkeypatch.setattr(slack_module, "NAME_SLOW_RETRY_S", 0.0, raising=False)
+    slack.api.members["U07ABC"] = {"name": "ada"}
+    slack.api.slow = 0.5
+    await post(slack.client, event("Ev1", "<@UBOT> <@U07ABC>, <@U08>, <@U09> and <@U10> said you would refund me"))
+    await post(slack.client, event("Ev2", "<@UBOT> <@U08> and <@U09> said it again", ts="1700000000.000200"))
+    slack.api.slow = 0.0
+    await post(slack.client, event("Ev3", "<@UBOT> <@U07ABC> said so", ts="1700000000.000300"))
+    slack.api.slow = 0.5
+    await post(slack.client, event("Ev4", "<@UBOT> <@U08> said so", ts="1700000000.000400"))
+    await slack.channel.close()
+    assert [turn.written for turn in slack.bot.turns][2] == "@ada said so"
+    # once for the first two messages, and once again after Slack gave a name in between
+    assert caplog.text.count("are shown by their Slack user ids") == 2
+
+
 async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None:
     for retry in ("", "1", "2"):
         headers = {"X-Slack-Retry-Num": retry, "X-Slack-Retry-Reason": "http_timeout"} if retry else {}

@@ -463,6 +463,7 @@ class SlackChannel(PlatformChannel):
         # the user ids Slack answered user_not_found for, each with the time.monotonic() it did, oldest first
         self._unknown_users: dict[str, float] = {}
         self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (_names_paused)
+        self._names_said: float | None = None  # the pause the log told of since Slack last gave a name
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
         # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
         self._deleted = RecentKeys()
@@ -784,6 +785,7 @@ class SlackChannel(PlatformChannel):
                                                   member.get("real_name"), member.get("name")) if _string(n).strip()),
                     user)
         self._member_names[user] = (name, time.monotonic())
+        self._names_said = None
         return name
 
     def _remember_unknown(self, user: str) -> None:
@@ -800,12 +802,17 @@ class SlackChannel(PlatformChannel):
         """Stop asking Slack for names after ``users.info`` failed with ``exc``: for ``NAME_RETRY_S`` where Slack
         refused it (``missing_scope``, ``invalid_auth``), which only the admin's fix ends, but for ``NAME_SLOW_RETRY_S``
         where Slack did not answer (one call past ``NAME_LOOKUP_S``, Slack unavailable): a single slow answer turned
-        names off for ten minutes, and the support team and the people customers mention were shown by their ids."""
+        names off for ten minutes, and the support team and the people customers mention were shown by their ids.
+        Said in the log once until Slack gives a name again, or where a refusal lengthens the pause: the lookups of
+        one message, failing together, wrote one warning each."""
         pause = NAME_RETRY_S if isinstance(exc, SlackAPIError) and exc.error else NAME_SLOW_RETRY_S
-        self._names_refused_until = time.monotonic() + pause
+        self._names_refused_until = max(self._names_refused_until, time.monotonic() + pause)
+        if self._names_said is not None and pause <= self._names_said:
+            return
+        self._names_said = pause
         log.warning("in transcripts and the agents' console, the support team and the people customers mention are "
-                    "shown by their Slack user ids (or a name known before) for the next %g minutes: %s",
-                    pause / 60, failure(exc))
+                    "shown by their Slack user ids (or a name known before) until Slack gives names again (asked "
+                    "again in %g minutes): %s", pause / 60, failure(exc))
 
     async def on_team(self, user: str) -> bool:
         """Whether ``user`` is one of ``team_users``: named by their id, or a member of a user group named there, as
