@@ -386,6 +386,18 @@ async def test_a_name_slack_was_too_slow_to_give_is_asked_for_again_soon(
     assert slack.api.looked_up == ["U07ABC", "U07ABC"]
 
 
+async def test_two_messages_naming_the_same_person_at_once_ask_slack_once(slack: SimpleNamespace) -> None:
+    """Two messages mentioning the same person while Slack looked them up each asked users.info, and each waited on
+    its own answer: the second waits on the lookup under way, and both show the name."""
+    slack.api.members["U07ABC"] = {"name": "ada", "profile": {"display_name": "Ada"}}
+    slack.api.slow = 0.3
+    await asyncio.gather(*(post(slack.client, event(f"Ev{n}", f"<@UBOT> <@U07ABC> said refund {n}",
+                                                     ts=f"1700000000.00010{n}")) for n in range(2)))
+    await slack.channel.close()
+    assert sorted(turn.written for turn in slack.bot.turns) == ["@Ada said refund 0", "@Ada said refund 1"]
+    assert slack.api.looked_up == ["U07ABC"]
+
+
 async def test_names_a_slow_slack_did_not_give_are_one_warning_for_a_message_of_many_mentions(
         slack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """The lookups of a message's mentions fail together when Slack is slow: each wrote the same warning, four lines

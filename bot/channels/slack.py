@@ -462,6 +462,7 @@ class SlackChannel(PlatformChannel):
         self._member_names: dict[str, tuple[str, float]] = {}
         # the user ids Slack answered user_not_found for, each with the time.monotonic() it did, oldest first
         self._unknown_users: dict[str, float] = {}
+        self._looking_up: dict[str, asyncio.Task[None]] = {}  # the users.info calls under way, by user id
         self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (_names_paused)
         self._names_said: float | None = None  # the pause the log told of since Slack last gave a name
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
@@ -771,14 +772,25 @@ class SlackChannel(PlatformChannel):
         if (now - learnt < NAME_KEPT_S or now < self._names_refused_until
                 or now - self._unknown_users.get(user, float("-inf")) < UNKNOWN_KEPT_S):
             return name
+        # Two messages mentioning the same person at once asked Slack twice: the second waits on the first's lookup.
+        lookup = self._looking_up.get(user)
+        if lookup is None:
+            lookup = self._looking_up[user] = self._tasks.spawn(self._look_up(user))
+            lookup.add_done_callback(lambda _: self._looking_up.pop(user, None))
+        await asyncio.shield(lookup)
+        return self._member_names.get(user, (name, 0.0))[0]
+
+    async def _look_up(self, user: str) -> None:
+        """Ask Slack for ``user``'s name (:meth:`member_name`), ``NAME_LOOKUP_S`` at most, and remember it; or remember
+        that Slack does not know them, or pause the lookups where it failed."""
         try:
             result = await asyncio.wait_for(self._call("users.info", {"user": user}, form=True), NAME_LOOKUP_S)
         except UNDELIVERED as exc:
             if isinstance(exc, SlackAPIError) and exc.error == "user_not_found":  # one of another organisation's
                 self._remember_unknown(user)
-                return name
-            self._names_paused(exc)
-            return name
+            else:
+                self._names_paused(exc)
+            return
         member = _object(result.get("user"))
         profile = _object(member.get("profile"))
         name = next((_string(n).strip() for n in (profile.get("display_name"), profile.get("real_name"),
@@ -786,7 +798,6 @@ class SlackChannel(PlatformChannel):
                     user)
         self._member_names[user] = (name, time.monotonic())
         self._names_said = None
-        return name
 
     def _remember_unknown(self, user: str) -> None:
         """Remember for ``UNKNOWN_KEPT_S`` that Slack does not know ``user`` (one of another organisation's, a
