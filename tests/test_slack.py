@@ -418,6 +418,29 @@ async def test_names_a_slow_slack_did_not_give_are_one_warning_for_a_message_of_
     assert caplog.text.count("are shown by their Slack user ids") == 2
 
 
+async def test_a_mistyped_api_url_is_said_once_with_its_fix_and_names_come_back_once_mended(
+        aiohttp_client: Any, slack_api: SimpleNamespace, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An api_url that is no Slack Web API answers 404: taken for a Slack that did not answer, names were asked again
+    every 30 seconds, each time with a warning that said "HTTP 404" alone. It pauses them as a refusal does, is said
+    once with its fix, and the names come back once the address answers."""
+    monkeypatch.setattr(slack_module, "NAME_RETRY_S", 0.0)  # each message asks again, to show it is said once
+    slack_api.members["U07ABC"] = {"name": "ada", "profile": {"display_name": "Ada"}}
+    bot = FakeBot()
+    channel = make_channel(bot, slack_api.url.replace("/api/", "/apii/"))
+    client = await client_of(aiohttp_client, channel)
+    for n in range(3):
+        await post(client, event(f"Ev{n}", "<@UBOT> <@U07ABC> said so", ts=f"1700000000.00010{n}"))
+    channel.api_url = slack_api.url  # mended (a proxy's route, say)
+    await post(client, event("Ev9", "<@UBOT> <@U07ABC> said so", ts="1700000000.000900"))
+    await channel.close()
+    assert [turn.written for turn in bot.turns] == ["@U07ABC said so"] * 3 + ["@Ada said so"]
+    [warning] = [r.getMessage() for r in caplog.records if "shown by their Slack user ids" in r.getMessage()]
+    assert "users.info: HTTP 404 (no Slack Web API at http://127.0.0.1" in warning
+    assert "/apii/: set channels.slack.api_url, or DESKBOT_SLACK_API_URL, to Slack's, https://slack.com/api/" in warning
+    assert "asked again in 0 minutes" in warning and "Slack gives names again" in caplog.text
+
+
 async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None:
     for retry in ("", "1", "2"):
         headers = {"X-Slack-Retry-Num": retry, "X-Slack-Retry-Reason": "http_timeout"} if retry else {}

@@ -27,7 +27,7 @@ import weakref
 from functools import partial
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
@@ -415,9 +415,16 @@ def said_retried(request: web.Request, payload: dict[str, Any]) -> None:
 class SlackAPIError(DeliveryError):
     """Slack's Web API answered with ``ok: false``, a non-2xx status, or kept rate-limiting."""
 
-    def __init__(self, message: str, error: str = "") -> None:
+    def __init__(self, message: str, error: str = "", status: int = 0) -> None:
         super().__init__(message)
         self.error = error  # Slack's error code, where it gave one ("user_not_found")
+        self.status = status  # the HTTP status of an answer that was no Web API answer (404), where one came
+
+    @property
+    def refused(self) -> bool:
+        """Whether the same call would be refused again until the admin mends something: Slack's error code (a scope
+        missing, the token revoked), or a 4xx answer that is none of Slack's (a mistyped ``api_url``'s 404)."""
+        return bool(self.error) or 400 <= self.status < 500
 
 
 class SlackMaybePosted(SlackAPIError, MaybeDelivered):
@@ -797,6 +804,8 @@ class SlackChannel(PlatformChannel):
                                                   member.get("real_name"), member.get("name")) if _string(n).strip()),
                     user)
         self._member_names[user] = (name, time.monotonic())
+        if self._names_said is not None:
+            log.info("Slack gives names again: the support team and the people customers mention are shown by name")
         self._names_said = None
 
     def _remember_unknown(self, user: str) -> None:
@@ -811,12 +820,13 @@ class SlackChannel(PlatformChannel):
 
     def _names_paused(self, exc: BaseException) -> None:
         """Stop asking Slack for names after ``users.info`` failed with ``exc``: for ``NAME_RETRY_S`` where Slack
-        refused it (``missing_scope``, ``invalid_auth``), which only the admin's fix ends, but for ``NAME_SLOW_RETRY_S``
-        where Slack did not answer (one call past ``NAME_LOOKUP_S``, Slack unavailable): a single slow answer turned
-        names off for ten minutes, and the support team and the people customers mention were shown by their ids.
-        Said in the log once until Slack gives a name again, or where a refusal lengthens the pause: the lookups of
-        one message, failing together, wrote one warning each."""
-        pause = NAME_RETRY_S if isinstance(exc, SlackAPIError) and exc.error else NAME_SLOW_RETRY_S
+        refused it (``missing_scope``, ``invalid_auth``; a mistyped ``api_url``'s 404, which was asked again every 30
+        seconds), which only the admin's fix ends, but for ``NAME_SLOW_RETRY_S`` where Slack did not answer (one call
+        past ``NAME_LOOKUP_S``, Slack unavailable): a single slow answer turned names off for ten minutes, and the
+        support team and the people customers mention were shown by their ids. Said in the log once until Slack
+        gives a name again, or where a refusal lengthens the pause: the lookups of one message, failing together,
+        wrote one warning each, and a failure that lasts wrote one at each pause."""
+        pause = NAME_RETRY_S if isinstance(exc, SlackAPIError) and exc.refused else NAME_SLOW_RETRY_S
         self._names_refused_until = max(self._names_refused_until, time.monotonic() + pause)
         if self._names_said is not None and pause <= self._names_said:
             return
@@ -976,6 +986,16 @@ class SlackChannel(PlatformChannel):
             messages[-1]["attachments"] = attachments
         return messages
 
+    def _not_api(self, status: int) -> str:
+        """What a 404 from ``api_url`` means, with its fix: no Web API there (a mistyped ``api_url``), which said "HTTP
+        404" alone, for every answer and every name looked up, and left the admin to guess; empty for other statuses."""
+        if status != 404:
+            return ""
+        parts = urlsplit(self.api_url)  # without a user and password, nor a query, which a proxy's address may hold
+        shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        return (f" (no Slack Web API at {shown}: set channels.slack.api_url, or {ENV['api_url']}, to Slack's, "
+                f"{DEFAULT_API_URL}, or leave it unset)")
+
     async def _call(self, method: str, payload: dict[str, Any], form: bool = False) -> dict[str, Any]:
         """Call a Web API method, up to ``SEND_ATTEMPTS`` tries: a 429 waits out its ``Retry-After``, and
         Slack unavailable (:data:`~bot.channels.base.UNAVAILABLE`) a second more at each try. ``form`` sends the
@@ -994,7 +1014,8 @@ class SlackChannel(PlatformChannel):
                 if response.status in MAYBE_SENT:
                     raise SlackMaybePosted(f"{method}: HTTP {response.status}")
                 if response.status >= 300:
-                    raise SlackAPIError(f"{method}: HTTP {response.status}")
+                    raise SlackAPIError(f"{method}: HTTP {response.status}{self._not_api(response.status)}",
+                                        status=response.status)
                 result = await api_result(response, SlackAPIError, method)
                 if not result.get("ok"):
                     raise SlackAPIError(f"{method}: {api_error(result)}", _string(result.get("error")))
