@@ -3,7 +3,8 @@
 Fire and forget: the customer's reply never waits on it, and a receiver that is down or slow costs
 a log line, not a turn. A notice the receiver could not take (no connection, a timeout, a 429 or a 5xx:
 a chat room's webhook restarting or asking to slow down) is tried again in the background, twice, a few
-seconds apart; one it refused (another 4xx) is not. The body names the conversation and why it was handed
+seconds apart; one it refused (another 4xx) is not. A conversation's notices are posted in the order they were
+made, each once the one before it is done (tried again meanwhile, say): a handoff's withdrawal never comes first. The body names the conversation and why it was handed
 off, never what the customer wrote: the transcript, behind the admin token, has that, so no personal data
 goes to a third party's hook. The logs name the receiver by its origin alone: a webhook's path and query
 often hold its secret (Slack's ``https://hooks.slack.com/services/T.../B.../SECRET``).
@@ -36,6 +37,7 @@ class HandoffNotifier:
         self._session: aiohttp.ClientSession | None = None
         self._tasks = BackgroundTasks()
         self._stopping = asyncio.Event()  # set by close(): a notice waiting to be tried again is given up
+        self._latest: dict[str, asyncio.Task[None]] = {}  # each conversation's last notice still on its way
 
     def handed_off(self, conversation_id: str, channel: str, reason: str) -> None:
         """Post the notice in the background (nothing when no URL is configured)."""
@@ -52,19 +54,26 @@ class HandoffNotifier:
         when no URL is configured)."""
         if self.url is None:
             return
-        self._tasks.spawn(self._post(self.url, {
+        before = self._latest.get(conversation_id)
+        notice = self._latest[conversation_id] = self._tasks.spawn(self._post(self.url, {
             "event": event, "conversation_id": conversation_id, "channel": channel, "reason": reason,
             "transcript": f"/admin/conversations/{quote(conversation_id, safe='')}",
             # The id as code: a web client chooses it, and "login.example-shop.co" a chat room would show as a link.
             "text": f"A customer on {channel} {waits} ({reason}): conversation `{conversation_id}`",
-        }))
+        }, before))
+        notice.add_done_callback(lambda done: self._latest.pop(conversation_id, None)
+                                 if self._latest.get(conversation_id) is done else None)
 
-    async def _post(self, url: str, body: dict[str, str]) -> None:
+    async def _post(self, url: str, body: dict[str, str], before: asyncio.Task[None] | None = None) -> None:
         """Post ``body``, again after a failure the receiver may get over (see the module's docstring); one
-        log line if it never took it, or was given up at shutdown."""
+        log line if it never took it, or was given up at shutdown. Only once the conversation's notice ``before`` it
+        is done, taken or given up: a withdrawal posted while the handoff it takes back was tried again reached the
+        agents first, and the handoff after it stood."""
         if self._session is None:
             self._session = client_session(timeout=self.timeout)
         try:
+            if before is not None:
+                await asyncio.wait([before])
             await self._tries(url, body)
         except asyncio.CancelledError:
             self._given_up(url, body)

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 import bot.channels.slack as slack_module
+import bot.notify as notify_module
 from bot.channels.base import DeliveryError, MaybeDelivered, Reply, Turn, kept_turn, message_pieces
 from bot.channels.slack import (
     MARKDOWN_LIMIT,
@@ -102,7 +103,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     ``groups`` its user groups' members by group id, which ``usergroups.users.list`` lists, each listed group in
     ``listed``; ``scopes`` the token's, without ``users:read`` (``usergroups:read``) answered ``missing_scope`` as Slack
     does; ``slow`` the seconds both take to answer. ``hook`` is a ``handoff.notify_url`` that keeps its notices in
-    ``notices``.
+    ``notices``, after answering the statuses in ``hook_down``.
     """
     posts: list[dict[str, Any]] = []
     limits: list[str] = []
@@ -154,6 +155,8 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
         return web.json_response({"ok": True, "users": api.groups[group]})
 
     async def notified(request: web.Request) -> web.Response:
+        if api.hook_down:
+            return web.Response(status=api.hook_down.pop(0))
         api.notices.append(await request.json())
         return web.Response(status=204)
 
@@ -165,7 +168,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     server = await aiohttp_server(app)
     api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0,
                           agents=agents, members={}, looked_up=[], groups={}, listed=[], slow=0.0,
-                          notices=[], hook=str(server.make_url("/hook")),
+                          notices=[], hook=str(server.make_url("/hook")), hook_down=[],
                           scopes={"chat:write", "users:read", "usergroups:read"})
     return api
 
@@ -901,6 +904,25 @@ async def test_an_answer_queued_behind_slacks_pacing_is_not_posted_once_its_mess
         "transcript": f"/admin/conversations/{quote(cid, safe='')}",
         "text": f"A customer on slack no longer waits for a person (deleted): conversation `{cid}`"}] if handoff else [])
     bot.store.close()
+
+
+async def test_a_handoffs_withdrawal_reaches_the_agents_after_the_handoff_it_takes_back(
+        slack_api: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handoff notice that handoff.notify_url could not take at once (a chat room's webhook restarting) was tried
+    again a second later, and the withdrawal made meanwhile reached the agents first: the handoff after it stood,
+    a customer who no longer waits. A conversation's notices arrive in the order they were made; another
+    conversation's do not wait for them."""
+    monkeypatch.setattr(notify_module, "RETRY_DELAY_S", 0.2)
+    slack_api.hook_down.append(503)
+    notifier = HandoffNotifier(slack_api.hook)
+    notifier.handed_off("slack:T1:C1:1", "slack", "requested")
+    notifier.withdrawn("slack:T1:C1:1", "slack")
+    notifier.handed_off("slack:T1:C1:2", "slack", "requested")
+    while len(slack_api.notices) < 3:  # the first tried again, taken, then the withdrawal
+        await asyncio.sleep(0.01)
+    await notifier.close()
+    assert [(n["conversation_id"], n["event"]) for n in slack_api.notices] == [
+        ("slack:T1:C1:2", "handed_off"), ("slack:T1:C1:1", "handed_off"), ("slack:T1:C1:1", "withdrawn")]
 
 
 async def test_no_hint_or_notice_is_posted_for_a_message_its_customer_deleted(
