@@ -332,8 +332,10 @@ class HandoffEvent(_Body):
     event: Literal["open", "handed_off"]
     reason: str
     agent: str | None = Field(..., description="the name of the agent who made the change, when they gave one")
-    from_: str | None = Field(..., alias="from", description="a lead's forced takeover of a colleague's customer: who "
-                                                             "had them (the colleague); null for any other change")
+    from_: str | None = Field(..., alias="from", description="who had the customer: at a change of hands (a lead's "
+                                                             "forced takeover, a release, a transfer) and at an "
+                                                             "agent's handback; null for a handoff, or a customer "
+                                                             "nobody had")
     by: str | None = Field(..., description="a change of hands: who made it (the agent who took the customer over, "
                                             "or who released them, agent null, or passed them to agent); null for "
                                             "a handoff or a handback")

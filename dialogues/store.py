@@ -412,11 +412,19 @@ def _v37(db: sqlite_utils.Database) -> None:
         db["answering"].add_column("server", str)
 
 
+def _v39(db: sqlite_utils.Database) -> None:
+    """The agent who had a customer an agent handed back to the bot (``Store.set_status``'s handback): a lead's handback
+    with the admin token was kept as the admin's alone, and nothing said whose customer it had been, nor told that agent
+    (``Store.taken_from``). Null before, and for a customer nobody had or the customer's own handback."""
+    if "previous" not in db["handoffs"].columns_dict:
+        db["handoffs"].add_column("previous", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
-                                                              _v37]
+                                                              _v37, _v39]
 # Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
 # twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
 RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
@@ -1449,6 +1457,7 @@ class Store:
         ``force``: a forced takeover makes the customer theirs. ``by``: who makes a takeover in ``agent``'s name, when
         not ``agent`` themself (a lead giving a colleague's customer to Bob), kept as a transfer is (:meth:`_give`);
         and who makes a handback in ``agent``'s name, kept as theirs (the admin handing back a colleague's customer).
+        An agent's handback keeps who had the customer (``_v39``), for the transcript and for that agent's console.
         ``team``: the agents' names where the bot knows them, whose colleague taken out of them holds nobody back
         (:func:`refuse_colleague`)."""
         with self._writing():
@@ -1456,6 +1465,7 @@ class Store:
             if after is not None and status == "open" and self._status(conversation_id) != "open" and (
                     wrote := self.wrote_since(conversation_id, after)) is not None:
                 raise WroteMeanwhile(wrote)
+            holder = None
             if reason == "agent":
                 holder = self.holder(conversation_id)  # read once, in this transaction: the check and the claim agree
                 if not force:
@@ -1464,7 +1474,9 @@ class Store:
                     return self._give(conversation_id, agent, holder, by)
                 if status == "handed_off":
                     self._claim(conversation_id, agent, holder)
-            return self._set_status(conversation_id, status, reason, by if status == "open" and by else agent)
+            if status == "open":
+                return self._set_status(conversation_id, status, reason, by or agent, holder)
+            return self._set_status(conversation_id, status, reason, agent)
 
     def _give(self, conversation_id: str, agent: str, holder: str | None, by: str) -> bool:
         """Take a conversation over in ``agent``'s name for ``by``, in the caller's transaction, kept as ``by`` giving
@@ -1541,13 +1553,15 @@ class Store:
         row = self.db.execute(f"SELECT agent FROM ({_HANDED_OFF}) WHERE conversation_id = ?", [conversation_id]).fetchone()
         return None if row is None else row[0]
 
-    def _set_status(self, conversation_id: str, status: str, reason: str, agent: str | None = None) -> bool:
-        """:meth:`set_status` inside the caller's transaction, the conversation's row written already."""
+    def _set_status(self, conversation_id: str, status: str, reason: str, agent: str | None = None,
+                    previous: str | None = None) -> bool:
+        """:meth:`set_status` inside the caller's transaction, the conversation's row written already; ``previous``: the
+        agent who had the customer an agent hands back (``_v39``)."""
         if self._status(conversation_id) == status:
             return False
         self.db["conversations"].update(conversation_id, {"status": status, "fallbacks": 0, "updated": now()})
         self.db["handoffs"].insert({"conversation_id": conversation_id, "event": status, "reason": reason, "created": now(),
-                                    "agent": agent})
+                                    "agent": agent, "previous": previous})
         return True
 
     # --- turns ----------------------------------------------------------------------------------
@@ -2278,7 +2292,7 @@ class Store:
             [conversation_id, limit + 1],  # one more, to tell whether there are earlier turns
         ))
         earlier = len(turns) > limit
-        handoffs = self.db.query('SELECT event, reason, agent, NULL AS "from", NULL AS "by", created FROM handoffs '
+        handoffs = self.db.query('SELECT event, reason, agent, previous AS "from", NULL AS "by", created FROM handoffs '
                                  "WHERE conversation_id = ? UNION ALL SELECT 'handed_off', 'agent', agent, previous, "
                                  "coalesce(by_agent, agent), created FROM takeovers WHERE conversation_id = ? "
                                  "ORDER BY created",

@@ -993,7 +993,7 @@ async def test_a_forced_reply_or_handback_with_the_admin_token_in_an_agents_name
         return [(h["event"], h["agent"], h["from"], h["by"]) for h in kept]
 
     assert (await handoffs("replied"))[-1] == ("handed_off", "Bob", "Ana", "admin")
-    assert (await handoffs("handed-back"))[-1] == ("open", "admin", None, None)
+    assert (await handoffs("handed-back"))[-1] == ("open", "admin", "Ana", None)  # whose customer it was
 
 
 @pytest.mark.parametrize(("agents", "said"), [

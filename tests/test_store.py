@@ -1704,6 +1704,27 @@ def test_a_customer_released_to_wait_for_anyone_is_kept_from_migration_32_on(tmp
     store.close()
 
 
+def test_an_agents_handback_keeps_whose_customer_it_was_from_migration_39_on(tmp_path: Path) -> None:
+    """A lead handing Ana's customer back to the bot in another's name was kept as theirs alone: nothing said the
+    customer had been Ana's. A store of the deskbot before keeps it from then on; its own handbacks say nobody, a
+    customer's own handback too."""
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "back", "where is my order?")
+    store.set_status("back", "handed_off", "agent", agent="Ana")
+    store.set_status("back", "open", "agent", agent="Ana")
+    store = left_by(store, len(MIGRATIONS) - 1, "ALTER TABLE handoffs DROP COLUMN previous")
+    store.set_status("back", "handed_off", "agent", agent="Ana")
+    store.set_status("back", "open", "agent", agent="Bob", force=True, by="admin")
+    store.set_status("back", "handed_off", "agent", agent="Ana")
+    store.set_status("back", "open", "agent", agent="ana")
+    store.set_status("back", "handed_off", "requested")
+    store.set_status("back", "open", "user")
+    assert [(h["event"], h["agent"], h["from"]) for h in store.transcript("back")["handoffs"]] == [
+        ("handed_off", "Ana", None), ("open", "Ana", None), ("handed_off", "Ana", None), ("open", "admin", "Ana"),
+        ("handed_off", "Ana", None), ("open", "ana", "Ana"), ("handed_off", None, None), ("open", None, None)]
+    store.close()
+
+
 def test_a_web_messages_own_id_finds_its_answer_from_migration_33_on(tmp_path: Path) -> None:
     """The widget's Retry reaching a server started since is answered with the reply kept for its message's id: within
     the window asked for, in that conversation alone, and a message the bot was silent on with no reply."""

@@ -2714,6 +2714,23 @@ def test_an_agent_releases_their_customer_to_the_waiting_from_the_agents_console
     context.close()
 
 
+def test_the_agents_console_says_whose_customer_a_lead_handed_back_to_the_bot(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A lead handing Lee's customer back to the bot showed as "Back with the bot · Ana", as if the customer had been
+    Ana's own: the transcript names Lee too."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Ana")
+    api.admin(f"/admin/conversations/{cid}/handoff", token="lee-own-token")
+    page.clock.run_for(3_100)  # the next refresh
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_event("dialog") as asked:
+        page.get_by_role("button", name="Hand back to the bot").click()
+    assert asked.value.message == "Lee has this customer. Hand them back to the bot anyway?"
+    expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Ana handed Lee's customer back to the bot · "))
+    assert api.history(cid)["status"] == "open"
+    context.close()
+
+
 def test_an_agent_passes_their_customer_to_a_named_colleague_from_the_agents_console(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """Signed in with an agent's own token, the console could not make a customer a colleague's: it takes over in its
