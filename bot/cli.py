@@ -1753,7 +1753,8 @@ def _print_decision(d: dict[str, Any], current: str | None, directory: Path) -> 
 
 def _print_figures(d: dict[str, Any]) -> None:
     """The gate's table: each set's top-1 accuracy, serving model against candidate, and the worst intent drop."""
-    click.echo(f"  {'':<18}{'serving':>9}{'candidate':>11}{'change':>9}")
+    int8 = "  (both in int8, as bot serve runs them)" if d.get("measured_as") == "int8" else ""
+    click.echo(f"  {'':<18}{'serving':>9}{'candidate':>11}{'change':>9}{int8}")
     for name, fig in d["figures"].items():
         before, after = fig["serving"]["accuracy"], fig["candidate"]["accuracy"]
         if before is None:
@@ -1801,7 +1802,11 @@ def _print_regate(d: dict[str, Any]) -> None:
     if d["same_as_stored"]:
         click.echo(f"The same figures as {d['version']}'s decision.json, which `bot retrain` wrote.")
     else:
-        why = "nlu.yml changed since" if d["seed_changed"] else "models/evaluation.jsonl or a version's files changed since"
+        why = ("nlu.yml changed since" if d["seed_changed"] else
+               f"measured in {d['stored'].get('measured_as', 'float32')} then, {d['measured_as']} now: "
+               "server.inference.quantize or the device changed since"
+               if d["measured_as"] != d["stored"].get("measured_as", "float32")
+               else "models/evaluation.jsonl or a version's files changed since")
         click.echo(f"These differ from {d['version']}'s decision.json ({why}): `bot models --json` shows the stored ones.")
 
 

@@ -6,7 +6,8 @@
 2. Fine-tune: warm-start from the serving model when the intents and the base model are the same, else
    from the base model.
 3. Measure the serving model and the candidate on the frozen evaluation set (generalisation) and on
-   the seed examples (forgetting), by top-1 accuracy, which does not depend on where a threshold sits.
+   the seed examples (forgetting), by top-1 accuracy, which does not depend on where a threshold sits. Both
+   are measured as ``bot serve`` runs them: in int8 where ``server.inference.quantize`` asks for it on a CPU.
 4. Gate: the candidate is promoted only if neither overall accuracy falls by more than
    ``learning.max_accuracy_drop`` (0: not at all) and no intent falls by more than
    ``learning.max_intent_drop``. Per-intent figures count only for intents with at least
@@ -29,6 +30,7 @@ when the run ends, the candidate is kept but refused, and no index refresh is ma
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.nlu import Name, answer_encoder, current_names, read_meta, renamed_labels, renamed_prediction
+from bot.nlu import Name, answer_encoder, current_names, quantize_int8, read_meta, renamed_labels, renamed_prediction
 from bot.project import Example, Project, model_folder, same_example
 from bot.training import (
     DEFAULT_INTENT_THRESHOLD,
@@ -174,6 +176,29 @@ class Renamed:
     def predict(self, texts: list[str]) -> list[Prediction]:
         predictions = self.classifier.predict(texts)
         return predictions if self.name is None else [renamed_prediction(p, self.name) for p in predictions]
+
+
+def as_served(project: Project, classifier: IntentClassifier) -> IntentClassifier:
+    """``classifier`` as `bot serve` answers with it on the device it runs on: a copy in int8 where bot.yml's
+    ``server.inference.quantize`` asks for it on a CPU (:func:`~bot.nlu.serving_classifier`), else itself. int8
+    moves some answers, so the gate measured a float32 model no customer met, and could promote a candidate whose
+    quantised weights answer worse than the serving model's. The copy leaves ``classifier`` to train on."""
+    if not served_in_int8(project, classifier):
+        return classifier
+    served = copy.deepcopy(classifier)
+    quantize_int8(served)
+    return served
+
+
+def served_in_int8(project: Project, classifier: IntentClassifier) -> bool:
+    """Whether `bot serve` runs ``classifier`` in int8: bot.yml's ``server.inference.quantize`` asks for it, and it
+    runs on a CPU (on a GPU quantisation is a no-op)."""
+    return project.config.server.inference.quantize == "int8" and classifier.device.type == "cpu"
+
+
+def measured_as(project: Project, classifier: IntentClassifier) -> str:
+    """How the gate's models answered (decision.json's ``measured_as``): "int8" or "float32"."""
+    return "int8" if served_in_int8(project, classifier) else "float32"
 
 
 def not_compared(sets: GateSets, candidate: IntentClassifier) -> dict[str, Any]:
@@ -379,7 +404,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         if orphans := orphaned_labels(data, project.intents):
             say(orphaned_advice(orphans, project.root))
         serving = IntentClassifier.load(serving_path / "classifier", device=device)
-        answering = Renamed(serving, current_names(project))
+        answering = Renamed(as_served(project, serving), current_names(project))
         sets = gate_sets(answering.labels, seed, held)
         say(f"Measuring the serving model {serving_name} on {len(sets.held)} frozen and {len(sets.seed)} seed examples"
             + (f" of the intents it knows; not compared, as it does not know them: {', '.join(sets.new)}"
@@ -406,10 +431,11 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         with registry.stage() as staging:
             candidate = fit(project, train, held, device, progress, init_from=serving if warm else None, transfer=transfer)
             meta, metrics = write_model(staging, project, candidate, indexed, held, len(train))
-            judged = verdict(before, measured(candidate, sets.seed, sets.held), sets.seed, margins(project))
-            judged.update(not_compared=not_compared(sets, candidate),
+            served = as_served(project, candidate)
+            judged = verdict(before, measured(served, sets.seed, sets.held), sets.seed, margins(project))
+            judged.update(not_compared=not_compared(sets, served), measured_as=measured_as(project, served),
                           at_threshold={"serving": before_cut, "n": len(sets.held),
-                                        "candidate": at_threshold(candidate, sets.held, served_threshold(project, meta))})
+                                        "candidate": at_threshold(served, sets.held, served_threshold(project, meta))})
             reasons = judged["reasons"]
             # Read last, just before the commit and promotion: `bot rollback` cannot run while this run holds
             # the lock, but a CURRENT written by hand or by a tool that takes no lock must not be overridden by
@@ -467,15 +493,16 @@ def regate(project: Project, name: str, device: str | None = None) -> dict[str, 
         raise RegistryError(f"{name} was gated against {stored['serving']}, which is no longer in {registry.root}: "
                             "its figures are in decision.json (`bot models --json`)")
     seed, held = frozen_split(project, write=False)
-    serving, candidate = (IntentClassifier.load(registry.path(v) / "classifier", device=device)
+    serving, candidate = (as_served(project, IntentClassifier.load(registry.path(v) / "classifier", device=device))
                           for v in (stored["serving"], name))
     answering = Renamed(serving, current_names(project))
     sets = gate_sets(answering.labels, seed, held)
     margin = {**margins(project), **stored.get("margins", {})}
     now = verdict(measured(answering, sets.seed, sets.held), measured(candidate, sets.seed, sets.held), sets.seed, margin)
-    now.update(not_compared=not_compared(sets, candidate))
+    now.update(not_compared=not_compared(sets, candidate), measured_as=measured_as(project, candidate))
     same = (all(now[key] == stored.get(key) for key in ("figures", "intent_drops", "forgotten"))
-            and now["not_compared"] == stored.get("not_compared", {}))
+            and now["not_compared"] == stored.get("not_compared", {})
+            and now["measured_as"] == stored.get("measured_as", "float32"))
     seed_changed = read_meta(registry.path(name)).get("seed") != seed_fingerprint(project)
     return {"version": name, "serving": stored["serving"], **now, "margins": margin, "same_as_stored": same,
             "seed_changed": seed_changed, "stored": stored}

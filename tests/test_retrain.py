@@ -38,6 +38,7 @@ from bot.training import EVALUATION_FILE, changed_settings, held_out_texts, seed
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
 from dialogues.stats import conversation_stats
 from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
+from finetune.classifier import IntentClassifier
 from finetune.registry import Registry, RegistryError
 from retrieval.text import same_text
 from tests.conftest import SMALL_INTENTS, ask, configure, damage, rename_intent
@@ -916,6 +917,37 @@ def test_retrain_gives_each_models_frozen_accuracy_at_its_threshold_as_bot_model
     assert (f"  frozen answered   {cut['serving']['accuracy']:>9.4f}{cut['candidate']['accuracy']:>11.4f}{change:>+9.4f}  "
             f"(n=8, at thresholds {cut['serving']['threshold']:.4f} and {cut['candidate']['threshold']:.4f}: not gated)"
             ) in result.output
+
+
+def test_the_gate_measures_both_models_in_int8_when_the_bot_serves_them_so(bot_dir: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """With server.inference.quantize: int8 the bot answers with the encoder's linear layers in int8, which moves some
+    answers, but the gate measured both models in float32, as no customer meets them: a candidate whose quantised
+    weights answer worse could pass. Both are measured as served; the candidate is saved in float32 all the same."""
+    configure(bot_dir, server={"inference": {"quantize": "int8"}})
+    in_int8: list[bool] = []
+    measure = bot.retrain.measure
+
+    def spied(classifier: Any, examples: list[Example]) -> dict[str, Any]:
+        encoder = getattr(classifier, "classifier", classifier).encoder  # the serving model answers through Renamed
+        in_int8.append(any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in encoder.modules()))
+        return measure(classifier, examples)
+
+    monkeypatch.setattr(bot.retrain, "measure", spied)
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False, force=True)
+
+    assert len(in_int8) == 4 and all(in_int8)  # each model on the frozen and the seed set
+    assert result.decision["measured_as"] == "int8"
+    saved = IntentClassifier.load(bot_dir / "models" / result.version / "classifier", device="cpu")
+    assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in saved.encoder.modules())
+    monkeypatch.undo()
+    explained = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", result.version])
+    assert explained.exit_code == 0, explained.output
+    assert "(both in int8, as bot serve runs them)" in explained.output and "The same figures as" in explained.output
+    configure(bot_dir, server={"inference": {"quantize": "none"}})
+    again = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", result.version])
+    assert "measured in int8 then, float32 now: server.inference.quantize or the device changed since" in again.output
 
 
 def test_a_candidate_refused_over_the_intents_both_know_says_how_to_serve_the_new_ones(
