@@ -3,8 +3,8 @@
 1. Gather: nlu.yml's examples (less the frozen evaluation set), every reviewed label but those giving an
    nlu.yml example another intent, and every agent answer but those in ``bot chat``, redacted unless
    ``privacy.redact`` is off (:mod:`dialogues.export`).
-2. Fine-tune: warm-start from the serving model when the intents and the base model are the same, else
-   from the base model.
+2. Fine-tune: warm-start from the serving model when the intents (by the names `bot relabel` gave them since)
+   and the base model are the same, else from the base model.
 3. Measure the serving model and the candidate on the frozen evaluation set (generalisation) and on
    the seed examples (forgetting), by top-1 accuracy, which does not depend on where a threshold sits. Both
    are measured as ``bot serve`` runs them: in int8 where ``server.inference.quantize`` asks for it on a CPU.
@@ -201,6 +201,19 @@ def measured_as(project: Project, classifier: IntentClassifier) -> str:
     return "int8" if served_in_int8(project, classifier) else "float32"
 
 
+def warm_start(serving: IntentClassifier, name: Name | None, intents: list[str]) -> IntentClassifier | None:
+    """What a warm start to ``intents`` (sorted) begins from: the serving model where it learnt them by these names;
+    where `bot relabel` renamed or merged some since (``name``, :func:`~bot.nlu.current_names`), a model of its
+    encoder with each head row under the current name (:meth:`IntentClassifier.relabelled`), so that a rename keeps
+    what the model knows instead of training from the base model; None where the intents differ otherwise (one
+    added, split or taken out)."""
+    if serving.labels == intents:
+        return serving
+    if name is None or sorted(renamed_labels(serving.labels, name)) != intents:
+        return None
+    return serving.relabelled({intent: [old for old in serving.labels if name(old) == intent] for intent in intents})
+
+
 def not_compared(sets: GateSets, candidate: IntentClassifier) -> dict[str, Any]:
     """The intents the gate could not compare and the candidate's figures on their examples (empty: none)."""
     if not sets.new:
@@ -327,21 +340,34 @@ def read_store(project: Project, traffic: bool = True) -> tuple[LearnedData, lis
         store.close()
 
 
-def _new_since(data: LearnedData, meta: dict[str, Any]) -> dict[str, int]:
+def moved_labels(project: Project) -> dict[int, int]:
+    """:meth:`Store.moved_labels` of the bot's store (none without one)."""
+    if not project.db_path.exists():
+        return {}
+    store = open_to_read(project.db_path)
+    try:
+        return store.moved_labels()
+    finally:
+        store.close()
+
+
+def _new_since(data: LearnedData, meta: dict[str, Any], moved: Mapping[int, int] | None = None) -> dict[str, int]:
     """The labels and agent answers the last attempt did not learn, and how many of the labels it learned
     are gone: purged (``bot purge``: the model must unlearn them too), or replaced by a newer label of the
-    same message. A row is new by its id or by its time: after
-    ``bot purge`` deletes the latest rows, SQLite gives the next ones the same ids."""
+    same message. A label `bot relabel` moved to an intent's new name (``moved``, :meth:`Store.moved_labels`) from
+    one the last attempt learnt is new, but replaces none: it is the same label. A row is new by its id or by its
+    time: after ``bot purge`` deletes the latest rows, SQLite gives the next ones the same ids."""
     through = meta.get("learned_through", {})
 
-    def new(rows: list[dict[str, Any]], id_key: str, kind: str) -> int:
-        return sum(r[id_key] > through.get(kind, 0) or r["created"] > through.get(f"{kind}_at", math.inf)
-                   for r in rows)
+    def is_new(row: dict[str, Any], id_key: str, kind: str) -> bool:
+        return row[id_key] > through.get(kind, 0) or row["created"] > through.get(f"{kind}_at", math.inf)
 
-    labels = new(data.examples, "label_id", "label")
+    labels = sum(is_new(r, "label_id", "label") for r in data.examples)
+    kept = sum(is_new(r, "label_id", "label") and (moved or {}).get(r["label_id"], math.inf) <= through.get("label", 0)
+               for r in data.examples)
     learned = through.get("labels", 0)  # counted since this field was written; 0 (none known gone) before
-    return {"labels": labels, "answers": new(data.answers, "id", "answer"),
-            "labels_gone": max(0, learned - (len(data.examples) - labels))}
+    return {"labels": labels, "answers": sum(is_new(r, "id", "answer") for r in data.answers),
+            "labels_gone": max(0, learned - (len(data.examples) - labels) - kept)}
 
 
 def retrain(project: Project, device: str | None = None, progress: bool = True, force: bool = False,
@@ -357,7 +383,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         last = last_finished(registry, serving_name)
         data, traffic = read_store(project)
         usable = exported(project, data)  # what is new is what a retrain learns: not a label or answer it leaves out
-        new = _new_since(usable, last.meta)
+        new = _new_since(usable, last.meta, moved_labels(project))
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         base_changed = not same_base(last.meta.get("base_model"), project)  # bot.yml's model.base edited
         settings = changed_settings(last.meta.get("training"), project)  # model.seed edited: the same data trains anew
@@ -415,13 +441,17 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         # A label the serving model learnt and the store no longer has (purged, or corrected) must be unlearnt:
         # a warm start would begin from it, keep its answers and half its weights. A warm start goes on from
         # the serving model's encoder, so bot.yml's model.base changed since, it would train the old one.
-        same_intents = serving.labels == sorted({e.intent for e in train})
+        start = warm_start(serving, answering.name, sorted({e.intent for e in train}))
+        same_intents = start is not None
         base = same_base(serving_meta.get("base_model"), project)
         warm = same_intents and base and not new["labels_gone"]
+        renamed = ({old: new_name for old in serving.labels if (new_name := answering.name(old)) != old}
+                   if warm and start is not serving and answering.name is not None else {})
         why_full = ("the intents changed" if not same_intents else "the base model changed" if not base
                     else f"{new['labels_gone']} label(s) it learnt are gone")
         transfer = [text for text in traffic if same_text(text) not in held_texts] if warm else []
-        say(f"Training a candidate ({'warm start from ' + serving_name if warm else 'full: ' + why_full}) "
+        as_named = f", its {', '.join(f'{old} as {now}' for old, now in renamed.items())}" if renamed else ""
+        say(f"Training a candidate ({'warm start from ' + serving_name + as_named if warm else 'full: ' + why_full}) "
             f"on {len(seed)} seed + {len(learned)} labelled examples"
             + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else "")
             + (f", then averaged with {serving_name}'s weights ({share:g} trained)"
@@ -429,7 +459,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         indexed = answers_for(project) + answers
         AnswerIndex.check_options(len(indexed), **index_options(project))  # before the minutes of training
         with registry.stage() as staging:
-            candidate = fit(project, train, held, device, progress, init_from=serving if warm else None, transfer=transfer)
+            candidate = fit(project, train, held, device, progress, init_from=start if warm else None, transfer=transfer)
             meta, metrics = write_model(staging, project, candidate, indexed, held, len(train))
             served = as_served(project, candidate)
             judged = verdict(before, measured(served, sets.seed, sets.held), sets.seed, margins(project))
@@ -448,6 +478,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                                f"(`bot retrain --force` gates a new candidate against it)")
             decision = {
                 **judged, "passed": not reasons, "serving": serving_name, "mode": "warm" if warm else "full",
+                "warm_renamed": renamed,
                 "contradicting": against,
                 "data": {"seed_examples": len(seed), **label_counts, "orphaned": orphans, "new_labels": new["labels"],
                          "labels_gone": new["labels_gone"],

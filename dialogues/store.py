@@ -2549,6 +2549,16 @@ class Store:
         (``dialogues.review.renamed``) under the new."""
         return {row["old"]: row["new"] for row in self.db.query("SELECT old, new FROM intent_renames ORDER BY id")}
 
+    def moved_labels(self) -> dict[int, int]:
+        """The latest labels :meth:`relabel` gave, by id, each with the id of the label it moved from the intent's old
+        name: the same label under the name the intent has now, which a model that learnt the old one knows."""
+        return {r["id"]: r["moved"] for r in self.db.query(
+            "SELECT r.id, p.id AS moved FROM review_labels r "
+            "JOIN review_labels p ON p.turn_id = r.turn_id "
+            "AND p.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id AND id < r.id) "
+            "JOIN intent_renames n ON n.old = p.intent AND n.new = r.intent "
+            "WHERE r.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id)")}
+
     def predicted(self, intent: str) -> bool:
         """Whether the bot ever gave a message ``intent``: a name renamed before any of its messages was labelled
         is still the one the serving model answers with until the next retrain."""

@@ -14,7 +14,7 @@ import logging
 import re
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -267,6 +267,20 @@ class IntentClassifier(torch.nn.Module):
         if share > 0:
             self.ngrams, self.ngram_share = ngrams, share
         return share
+
+    def relabelled(self, sources: Mapping[str, Sequence[str]]) -> "IntentClassifier":
+        """A classifier of the intents ``sources`` names, in that order, sharing this one's encoder, each intent's head
+        row the mean direction of its source labels' rows: an intent renamed keeps its row, one merged from two
+        starts between theirs. A warm start from it keeps what this model learnt of intents renamed or merged since.
+        The n-gram vote is left out: it is fitted afresh after training."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        with torch.no_grad():
+            rows = F.normalize(self.head.detach(), dim=-1)
+            head = torch.stack([F.normalize(rows[[index[old] for old in olds]].mean(dim=0), dim=-1)
+                                for olds in sources.values()])
+        model = IntentClassifier(self.encoder, list(sources), self.scale, self.prefix, self.simplified)
+        model.head = torch.nn.Parameter(head.to(self.device))
+        return model.to(self.device)
 
     # --- persistence -------------------------------------------------------------------------
 

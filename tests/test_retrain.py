@@ -847,6 +847,51 @@ def test_the_gate_compares_a_renamed_intent_on_neither_model_and_says_so(bot_dir
     assert "not compared" in explained.output and "The same figures as" in explained.output
 
 
+def test_a_retrain_after_bot_relabel_warm_starts_with_the_serving_models_rows_under_the_new_names(
+        bot_dir: Path) -> None:
+    """cancel_order renamed cancel_purchase and get_refund merged into it, both by `bot relabel`: the serving model
+    knows every intent under its new name, yet the retrain trained from the base model, "the intents changed",
+    losing all the serving model learnt, and a label it had learnt, moved to the new name, counted as gone. It
+    warm-starts from it, each head row under the intent's current name."""
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["please cancel the blue sofa"]), "cancel_order", "ann")
+    store.close()
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).decision["data"]["new_labels"] == 1
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+    merge_intent(bot_dir, "get_refund", "cancel_purchase")
+    for old in ("cancel_order", "get_refund"):
+        assert CliRunner().invoke(cli, ["relabel", str(bot_dir), old, "cancel_purchase"]).exit_code == 0
+    said: list[str] = []
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append)
+
+    assert result.decision["mode"] == "warm", said
+    assert result.decision["data"]["labels_gone"] == 0 and result.decision["data"]["labelled"] == 1
+    assert result.decision["warm_renamed"] == {"cancel_order": "cancel_purchase", "get_refund": "cancel_purchase"}
+    assert any(line.startswith(f"Training a candidate (warm start from {result.decision['serving']}, its cancel_order "
+                               "as cancel_purchase, get_refund as cancel_purchase)") for line in said), said
+    meta = json.loads((bot_dir / "models" / result.version / "meta.json").read_text())
+    assert meta["labels"] == sorted(load_project(bot_dir).intents) and meta["mode"] == "warm"
+
+
+def test_a_relabelled_classifier_answers_as_the_serving_model_under_the_new_names(small_bot: Path) -> None:
+    """Its rows are the serving model's: renamed, each answer is the same intent under its new name; merged, the
+    intent's row lies between the two it replaces."""
+    serving = IntentClassifier.load(small_bot / "models" / "v0001" / "classifier", device="cpu")
+    serving.ngrams, serving.ngram_share = None, 0.0  # a relabelled model has none until training fits it
+    texts = [e.text for e in load_project(small_bot).examples]
+    name = {"cancel_order": "cancel_purchase"}
+    renamed = serving.relabelled({name.get(label, label): [label] for label in serving.labels})
+    assert [p.intent for p in renamed.predict(texts)] == [name.get(p.intent, p.intent) for p in serving.predict(texts)]
+
+    others = [label for label in serving.labels if label not in ("cancel_order", "get_refund")]
+    merged = serving.relabelled({"cancel_or_refund": ["cancel_order", "get_refund"], **{o: [o] for o in others}})
+    rows = torch.nn.functional.normalize(serving.head.detach(), dim=-1)
+    between = rows[serving.labels.index("cancel_order")] + rows[serving.labels.index("get_refund")]
+    assert torch.allclose(merged.head[0], torch.nn.functional.normalize(between, dim=0), atol=1e-6)
+    assert merged.labels == ["cancel_or_refund", *others] and merged.encoder is serving.encoder
+
+
 def merge_intent(root: Path, old: str, into: str) -> None:
     """Merge an intent into another: its examples, answers in history.jsonl and fallback title go to ``into``, or go."""
     nlu = yaml.safe_load((root / "nlu.yml").read_text())
