@@ -3757,6 +3757,135 @@ def test_a_stale_visitors_tab_leaves_the_customer_signed_in_in_another_tab_their
     signed_in.close()
 
 
+def sign_in_in_another_tab(visitor: Widget, identity_secret: str, user: str) -> tuple[Page, str]:
+    """Another tab of the shop, where the visitor signs in as ``user`` (Deskbot.identify()) and asks something: the
+    conversation the site's tabs shared becomes theirs alone. That tab, and the conversation's id."""
+    signed_in = visitor.context.new_page()
+    signed_in.goto(visitor.page.url)
+    expect(signed_in.locator(".panel")).to_be_visible()
+    proof = hmac.new(identity_secret.encode(), user.encode(), hashlib.sha256).hexdigest()
+    signed_in.evaluate(f"Deskbot.identify({{ user: '{user}', userHash: '{proof}' }})")
+    signed_in.locator("textarea").fill("where is my parcel")
+    signed_in.locator("textarea").press("Enter")
+    expect(signed_in.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    return signed_in, str(signed_in.evaluate("Deskbot.conversationId()"))
+
+
+def user_texts(api: SimpleNamespace, conversation_id: str) -> list[str]:
+    return [t["text"] for t in api.history(conversation_id)["turns"] if t["role"] == "user"]
+
+
+# Messages typed and sent in one go, each out before the server has answered any.
+SEND_TOGETHER = """(texts) => {
+  const shadow = document.getElementById("deskbot-widget").shadowRoot;
+  for (const text of texts) {
+    shadow.querySelector("textarea").value = text;
+    shadow.querySelector("form").requestSubmit();
+  }
+}"""
+
+
+@pytest.mark.parametrize("transport", ["socket", "http"])
+def test_every_message_out_from_a_stale_visitors_tab_goes_on_in_its_new_conversation(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str, transport: str) -> None:
+    """Two messages sent quickly from a tab still showing the visitor's page once the customer signed in in another:
+    the first, refused, went on in a conversation of the tab's own, and the second, refused too (or cut off with the
+    socket the tab left), vanished from the chat, neither answered nor marked Not sent."""
+    visitor = open_widget(pollInterval=60_000, transport=transport)
+    if transport == "socket":
+        visitor.page.wait_for_function("Deskbot.connected()")
+    signed_in, theirs = sign_in_in_another_tab(visitor, identity_secret, "u-23")
+    visitor.page.evaluate(SEND_TOGETHER, ["hello", "and one more thing"])
+    expect(visitor.bot_replies()).to_have_count(2)
+    expect(visitor.page.locator(".msg.user .bubble")).to_have_text(["hello", "and one more thing"])
+    expect(visitor.page.locator(".msg.user.out, .msg.failed")).to_have_count(0)
+    assert visitor.conversation_id() != theirs
+    said = user_texts(api, visitor.conversation_id())
+    assert sorted(said) == ["and one more thing", "hello"]
+    if transport == "socket":  # which carries them in order; over HTTP they race, as any two sent together do
+        assert said == ["hello", "and one more thing"]
+    signed_in.close()
+
+
+def test_a_stale_visitors_tab_following_another_into_a_new_conversation_takes_its_message_out_along(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
+    """A visitor's tab whose message was still on its way when another of the site's visitor tabs, refused, started a
+    conversation of its own followed that tab into it, and its message, refused in the signed-in customer's
+    conversation it was sent to, was dropped without a word."""
+    slow = """{
+      const fetchNow = window.fetch;
+      window.fetch = (url, init) => init && String(init.body).includes('"text":"slow network"')
+        ? new Promise((resolve) => setTimeout(resolve, 2000)).then(() => fetchNow(url, init)) : fetchNow(url, init);
+    }"""
+    first = open_widget(pollInterval=60_000, transport="http", init_script=slow)
+    second = first.context.new_page()
+    second.goto(first.page.url)
+    expect(second.locator(".panel")).to_be_visible()
+    signed_in, theirs = sign_in_in_another_tab(first, identity_secret, "u-24")
+    second.locator("textarea").fill("slow network")
+    second.locator("textarea").press("Enter")
+    first.send("hello")  # refused at once: this tab starts a conversation, which the other follows
+    expect(first.bot_replies()).to_have_count(1)
+    expect(second.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    expect(second.locator(".msg.user .bubble")).to_have_text(["slow network"])  # "hello" comes with its next poll
+    expect(second.locator(".msg.user.out, .msg.failed")).to_have_count(0)
+    assert second.evaluate("Deskbot.conversationId()") == first.conversation_id() != theirs
+    assert user_texts(api, first.conversation_id()) == ["hello", "slow network"]
+    second.close()
+    signed_in.close()
+
+
+# The storage events (another tab's new conversation) a page gets kept back while ``heldStorage`` is a list, and given
+# to it by ``releaseStorage()``: as they come when two tabs start a conversation at the same moment, each after its own.
+HOLD_STORAGE = """
+window.heldStorage = null;
+addEventListener("storage", (event) => {
+  if (!window.heldStorage) return;
+  event.stopImmediatePropagation();
+  window.heldStorage.push(event);
+}, true);
+window.releaseStorage = () => {
+  const held = window.heldStorage;
+  window.heldStorage = null;
+  for (const { key, oldValue, newValue, url, storageArea } of held) {
+    dispatchEvent(new StorageEvent("storage", { key, oldValue, newValue, url, storageArea }));
+  }
+};
+"""
+
+
+def test_two_stale_visitors_tabs_refused_at_once_each_go_on_in_their_own_new_conversation(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
+    """Two tabs still showing the visitor's page, refused at the same moment once the customer signed in in a third,
+    each started a conversation and then followed the other's: they swapped, each showing the other's message, and its
+    own message's answer was dropped."""
+    first = open_widget(pollInterval=60_000, init_script=HOLD_STORAGE)
+    second = first.context.new_page()
+    second.goto(first.page.url)
+    for page in (first.page, second):
+        page.wait_for_function("Deskbot.connected()")
+    signed_in, theirs = sign_in_in_another_tab(first, identity_secret, "u-25")
+    for page in (first.page, second):
+        page.evaluate("window.heldStorage = []")
+    first.send("hello from the first tab")
+    second.locator("textarea").fill("hello from the second tab")
+    second.locator("textarea").press("Enter")
+    expect(first.bot_replies()).to_have_count(1)
+    expect(second.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    started = {page: str(page.evaluate("Deskbot.conversationId()")) for page in (first.page, second)}
+    assert len({*started.values(), theirs}) == 3
+    for page in (first.page, second):
+        page.wait_for_function("window.heldStorage.some((event) => event.key.endsWith(':conversation'))")
+        page.evaluate("releaseStorage()")
+    for page, text in ((first.page, "hello from the first tab"), (second, "hello from the second tab")):
+        assert page.evaluate("Deskbot.conversationId()") == started[page]
+        expect(page.locator(".msg.user .bubble")).to_have_text([text])
+        expect(page.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+        assert user_texts(api, started[page]) == [text]
+    second.close()
+    signed_in.close()
+
+
 def test_a_signed_in_customers_page_opens_on_their_conversation_though_a_visitors_tab_started_one(
         open_widget: Any, server: LiveServer, web_demo_bot: SimpleNamespace, identity_secret: str) -> None:
     """Once a visitor's tab of the site started a conversation of its own, the customer's page reloaded, or opened in

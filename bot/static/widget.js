@@ -366,15 +366,16 @@
   const newConversationId = () => `web-${randomId()}`;
 
   // The conversation the site's tabs share, as kept: with the customer whose conversation the tab that started it
-  // left (``left``) and the one it started it for (``user``), null for a visitor; a plain id is a visitor's.
+  // left (``left``) and the one it started it for (``user``), null for a visitor, and the conversation it left as a
+  // signed-in customer's sign-in in another tab closed it to it (``from``), else null; a plain id is a visitor's.
   function sharedConversation(kept) {
     try {
-      const { id, left = null, user = null } = JSON.parse(kept);
-      if (typeof id === "string") return { id, left, user };
+      const { id, left = null, user = null, from = null } = JSON.parse(kept);
+      if (typeof id === "string") return { id, left, user, from };
     } catch {
       // an id alone
     }
-    return { id: kept, left: null, user: null };
+    return { id: kept, left: null, user: null, from: null };
   }
   // The conversation a page opens on: the site's tabs', but a signed-in customer's own (``signed-in``, kept as it is
   // answered), which a visitor's tab of the site that started a conversation since would have taken from their view.
@@ -1639,7 +1640,12 @@
         setHandedOff(Boolean(reply.handed_off), false);
       }
     } catch (error) {
-      if (asked !== conversationId) return; // its message went with the log, and from the messages still out
+      if (asked !== conversationId) { // its message went with the log, and from the messages still out
+        // but one refused (or cut off with the socket) in a conversation closed to this tab is sent again in the one
+        // it went on in: a second message sent quickly was lost, neither answered nor marked Not sent
+        if (closedHere.has(asked) && (signedInElsewhere(error) || error.lost)) send(text, shown);
+        return;
+      }
       if (closedToThisTab(error)) {
         send(text, shown); // in a conversation of its own
         return;
@@ -1672,8 +1678,9 @@
       console.error(`deskbot: ${error.message}; call Deskbot.reset() when a customer signs out (docs/channels.md)`);
     }
     const draft = input.value;
-    newConversation();
-    startOver();
+    closedHere.add(conversationId);
+    newConversation(customerId(), conversationId);
+    startOver(true);
     input.value = draft;
     resize();
     return true;
@@ -1897,6 +1904,9 @@
 
   // The server's refusal of a conversation a signed-in customer had to anyone else (docs/channels.md).
   const signedInElsewhere = (error) => /^conversation_id: a signed-in/.test(error.message);
+  // The conversations this tab left as they became a signed-in customer's in another tab: its messages still out in
+  // one, refused there, are sent again in the conversation it went on in (send()).
+  const closedHere = new Set();
   let signedInHere = null; // the conversation this tab's own page signed its customer in, with a message answered
 
   // The customer signed out (a reset, or a visitor's page loaded on their conversation): their next page is a new
@@ -1906,14 +1916,18 @@
   }
 
   // ``left``: the customer whose conversation this tab leaves (null for a visitor), whose other tabs follow it.
-  function newConversation(left = customerId()) {
+  // ``from``: that conversation, when it was closed to this tab (closedToThisTab()): only the tabs still in it follow.
+  function newConversation(left = customerId(), from = null) {
     conversationId = newConversationId();
-    store.set("conversation", JSON.stringify({ id: conversationId, left, user: customerId() }));
+    store.set("conversation", JSON.stringify({ id: conversationId, left, user: customerId(), from }));
     store.set("titles", "{}"); // the last customer's choices ("Refund order 12345")
   }
 
   // The chat as a new conversation shows it: only the greeting, nothing of the last customer's.
-  function startOver() {
+  // ``carried``: the conversation left was closed to this tab, whose messages still out there go on in the new one
+  // (send()): the socket stays, to hear their refusals and carry them again in order, and joins the new one. Else it
+  // reconnects, and the answers still on their way, the last customer's, go with it.
+  function startOver(carried = false) {
     input.value = ""; // and what they were typing
     input.setCustomValidity("");
     resize();
@@ -1933,21 +1947,26 @@
     setLauncher(!panel.hidden); // no unread badge
     scrollToEnd();
     greet();
-    if (socket) socket.abandon(); // it reconnects, and joins as the new conversation
+    if (!socket) return;
+    if (!carried) socket.abandon(); // it reconnects, and joins as the new conversation
+    else if (socket.readyState === OPEN) socket.send(JSON.stringify({ type: "join", conversation_id: conversationId, ...user }));
   }
 
   // A reset in another tab of the site (the customer logged out there) starts this tab's chat over too: it kept
   // showing the last customer's conversation, and the next customer's messages went on into it. Only a tab of the
   // customer whose conversation was left follows, and a visitor's: a customer signed in here keeps their own
-  // conversation when a visitor's tab left open from before they signed in starts one.
+  // conversation when a visitor's tab left open from before they signed in starts one. A tab that left a conversation
+  // closed to it is followed only by the tabs still in it, which take their messages out along: two refused at the
+  // same moment, each in a new conversation of its own, followed each other's and swapped.
   window.addEventListener("storage", (event) => {
     if (event.key !== `${storageKey}:conversation` || !event.newValue) return;
-    const { id, left, user: started } = sharedConversation(event.newValue);
+    const { id, left, user: started, from } = sharedConversation(event.newValue);
     const mine = customerId();
-    if (id === conversationId || (mine !== null && mine !== left)) return;
+    if (id === conversationId || (mine !== null && mine !== left) || (from !== null && from !== conversationId)) return;
     if (started !== mine) identify(); // nor as the last customer's: this page may still name them
+    if (from !== null) closedHere.add(from);
     conversationId = id;
-    startOver();
+    startOver(from !== null);
   });
 
   // Why /api/widget failed, for the page's developer: a CORS refusal (every message then ends Not sent) reads to the
