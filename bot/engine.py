@@ -249,7 +249,8 @@ class Bot:
         conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
         if conversation is None:
             self._opening(turn)
-        slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
+        slots_read: dict[str, Any] = conversation["slots"] if conversation else {}  # as they were: Exchange.slots_read
+        slots = dict(slots_read)
         fallbacks = conversation["fallbacks"] if conversation else 0
         self._start_session(slots, turn.metadata)
         self._vouch(slots, turn)
@@ -259,7 +260,7 @@ class Bot:
 
         handed_off = bool(conversation and conversation["status"] == "handed_off")
         if text == RESUME_PAYLOAD or handed_off:
-            return await self._resumed_or_held(turn, text, handed_off, slots, language, script)
+            return await self._resumed_or_held(turn, text, handed_off, (slots_read, slots), language, script)
 
         chosen = self._chosen(text)
         analysis = await self._analysis_for(chosen or text)
@@ -332,8 +333,8 @@ class Bot:
         if decision.kind == "handoff":
             reply.handed_off = True
         fallbacks = misses_in_a_row(fallbacks, decision, acknowledges(text))
-        reply.user_turn_id, reply.turn_id, deleted = await self._log(turn, text, analysis, decision, slots, fallbacks,
-                                                                     reply.messages())
+        reply.user_turn_id, reply.turn_id, deleted = await self._log(turn, text, analysis, decision,
+                                                                     (slots_read, slots), fallbacks, reply.messages())
         if corrects and reply.user_turn_id is not None and self.store is not None:  # reviewed as a thumbs-down is
             await self._store(self.store.vote_down_answer_before, turn.conversation_id, reply.user_turn_id, text)
         if reply.turn_id is None and self.store is not None and (reply.text or reply.buttons or reply.custom):
@@ -343,11 +344,12 @@ class Bot:
                          user_turn_id=reply.user_turn_id)
         return reply
 
-    async def _resumed_or_held(self, turn: Turn, text: str, handed_off: bool, slots: dict[str, Any],
-                               language: Language, script: Script | None) -> Reply:
+    async def _resumed_or_held(self, turn: Turn, text: str, handed_off: bool,
+                               slots: tuple[dict[str, Any], dict[str, Any]], language: Language,
+                               script: Script | None) -> Reply:
         """The reply to a message the model does not read: "back to the bot" (``RESUME_PAYLOAD``, also when an agent
         has already handed the conversation back), which hands it back and says so; else, while an agent has the
-        conversation, none, the message logged for the agent to answer."""
+        conversation, none, the message logged for the agent to answer. ``slots``: as read and as left (:meth:`_log`)."""
         if text == RESUME_PAYLOAD:
             if handed_off:
                 await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
@@ -948,10 +950,11 @@ class Bot:
         return rendered
 
     async def _log(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
-                   slots: dict[str, Any], fallbacks: int,
+                   slots: tuple[dict[str, Any], dict[str, Any]], fallbacks: int,
                    messages: list[dict[str, Any]] | None = None) -> tuple[int | None, int | None, bool]:
         """The exchange written to the store, a handoff with it (and then announced), with the reply's ``messages`` in
-        an action's order (``Reply.messages``); the ids of the customer's turn and of the reply's, and whether the
+        an action's order (``Reply.messages``) and ``slots``, as the turn read them and as it leaves them (only its
+        changes are written: ``Exchange.slots_read``); the ids of the customer's turn and of the reply's, and whether the
         customer deleted the message meanwhile (``Exchange.deleted``)."""
         if self.store is None:
             return None, None, False
@@ -960,10 +963,10 @@ class Bot:
         exchange = Exchange(
             turn.conversation_id, turn.channel, turn.user, text, shown if shown != text else None,
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
-            decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots, fallbacks,
-            decision.loop, turn.pending_id, decision.buttons, decision.quotes,
+            decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots[1],
+            fallbacks, decision.loop, turn.pending_id, decision.buttons, decision.quotes,
             decision.reason if decision.kind == "handoff" else None, decision.custom, decision.reverted,
-            decision.restarted, decision.form, messages, turn.message_id,
+            decision.restarted, decision.form, messages, turn.message_id, slots_read=slots[0],
         )
         assert self.writer is not None
         user_turn_id, turn_id = await self.writer.submit(exchange)

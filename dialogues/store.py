@@ -1075,6 +1075,9 @@ class Exchange:
     # and custom would change it (a text after a payload), as /api/chat lists them; kept for the history to show.
     messages: list[dict[str, Any]] | None = None
     message_id: str | None = None  # the web client's own id of the message, which its Retry sends again (_v33)
+    # The slots as the turn read them: what it changed of them is made to the slots as they are when written (None:
+    # ``slots`` are written whole). Another server on the store may have answered a message of the conversation since.
+    slots_read: dict[str, Any] | None = None
     handed_off: bool = field(default=False, init=False)  # set as written: False when a person had it already
     # Set as written: the customer deleted the message while the bot worked on it (Store.replace_message), and its
     # reply, not kept, is not to be sent: it would answer nothing in a thread the customer emptied.
@@ -1654,10 +1657,11 @@ class Store:
         if ex.deleted:  # unanswered, it changes nothing: no question the customer never got awaits its answer
             self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [now(), ex.conversation_id])
         else:
+            slots = self._slots_after(ex)
             self.db.execute(
                 "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots), active_loop = ?, "
                 "active_form = ? WHERE id = ?",
-                [now(), ex.fallbacks, json.dumps(ex.slots, ensure_ascii=False) if ex.slots is not None else None,
+                [now(), ex.fallbacks, json.dumps(slots, ensure_ascii=False) if slots is not None else None,
                  ex.active_loop, ex.active_form if ex.active_loop else None, ex.conversation_id],
             )
         if ex.pending_id is not None and bot_turn is None:  # no answer to send: a silent turn
@@ -1668,6 +1672,21 @@ class Store:
         if ex.handoff is not None:
             ex.handed_off = self._set_status(ex.conversation_id, "handed_off", ex.handoff)
         return int(user_turn), (int(bot_turn) if bot_turn is not None else None)
+
+    def _slots_after(self, ex: Exchange) -> dict[str, Any] | None:
+        """The conversation's slots as ``ex`` leaves them (None: as they are), in the caller's transaction: the slots
+        its turn set, changed or removed of those it read (``Exchange.slots_read``), made to the slots as they are now.
+        Two servers on one store answering a message of the same conversation at once each read the slots before the
+        other wrote them, and the later write put back every slot the earlier had set."""
+        if ex.slots is None or ex.slots_read is None:
+            return ex.slots
+        read = ex.slots_read
+        stored = self.db.execute("SELECT slots FROM conversations WHERE id = ?", [ex.conversation_id]).fetchone()[0]
+        slots: dict[str, Any] = json.loads(stored or "{}")
+        for name in read.keys() - ex.slots.keys():
+            slots.pop(name, None)
+        slots.update({name: value for name, value in ex.slots.items() if name not in read or read[name] != value})
+        return slots
 
     def answer_to(self, conversation_id: str, message_id: str, since: float) -> dict[str, Any] | None:
         """The exchange of the customer's latest message sent with the web client's ``message_id`` since ``since``

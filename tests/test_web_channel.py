@@ -860,6 +860,34 @@ async def test_a_message_sent_again_to_another_server_while_the_first_answers_it
     assert [t["role"] for t in history["turns"]] == ["user", "bot"]
 
 
+async def test_two_servers_answering_one_conversation_at_once_keep_the_slots_each_set(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """Two servers on one store (two tabs behind a load balancer): each turn read the slots, and wrote them whole, so
+    the slot set by the message the second server answered meanwhile was lost when the first wrote its own."""
+    cid = new_id()
+    first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
+    first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
+    await chat(first, cid, "hello")
+    writing, go_on = asyncio.Event(), asyncio.Event()
+    log = first_app[BOT]._log
+
+    async def held_log(*args: Any, **kwargs: Any) -> Any:  # the slots are read: held before they are written
+        writing.set()
+        await go_on.wait()
+        return await log(*args, **kwargs)
+
+    first_app[BOT]._log = held_log
+    answered_first = asyncio.create_task(chat(first, cid, '/check_refund_policy{"order_id": "12345"}'))
+    await writing.wait()
+    response = await second.post("/api/chat", json={"conversation_id": cid, "text": "hi", "metadata": {"user_id": 17}})
+    assert response.status == 200
+    go_on.set()
+    await answered_first
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        slots = json.loads(db.execute("SELECT slots FROM conversations WHERE id = ?", [cid]).fetchone()[0])
+    assert (slots.get("order_id"), slots.get("session_started_metadata")) == ("12345", {"user_id": 17})
+
+
 @pytest.mark.parametrize("ending", ["failed", "refused", "held for an agent"])
 async def test_a_message_sent_again_to_another_server_is_answered_at_once_however_the_first_ended_its_turn(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, ending: str) -> None:
