@@ -19,6 +19,7 @@ import json
 import os
 import random
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -395,3 +396,26 @@ def store_benchmark(exchanges: int, batch_sizes: list[int], folder: Path) -> lis
                         "commit_p50_ms": round(float(np.percentile(ms, 50)), 3),
                         "commit_p99_ms": round(float(np.percentile(ms, 99)), 3)})
     return results
+
+
+def backup_benchmark(path: Path) -> dict[str, Any]:
+    """What `bot backup` of the store at ``path`` takes, and how much of it the integrity check of the copy
+    (``quick_check``, which refuses a damaged store's copy) is: timed again on the copy, as warm in the page
+    cache as the backup left it."""
+    from dialogues.store import Store, _damage
+
+    store, copy = Store(path, read_only=True), path.with_name(f"{path.stem}-backup.db")
+    try:
+        begun = time.perf_counter()
+        store.backup(copy)
+        backup_s = time.perf_counter() - begun
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(copy)) as copied:
+        begun = time.perf_counter()
+        damage = _damage(copied)
+        check_s = time.perf_counter() - begun
+    if damage is not None:
+        raise RuntimeError(f"{copy} is damaged: {damage}")
+    return {"store_mb": round(copy.stat().st_size / 1e6, 1), "backup_s": round(backup_s, 3),
+            "quick_check_s": round(check_s, 3), "check_share": round(check_s / backup_s, 3)}

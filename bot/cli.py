@@ -1192,23 +1192,28 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
 @click.option("--exchanges", type=click.IntRange(min=1), default=5000, show_default=True, help="Exchanges to write per batch size.")
 @click.option("--batches", default="1,8,32,128", show_default=True, callback=lambda _c, _p, v: _positive_ints(v),
               help="Exchanges per transaction, one run each.")
+@click.option("--backup", is_flag=True,
+              help="Then time `bot backup` of the store the last batch size wrote, and the integrity check of its copy.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_store(exchanges: int, batches: list[int], as_json: bool) -> None:
+def bench_store(exchanges: int, batches: list[int], backup: bool, as_json: bool) -> None:
     """How fast the conversation log commits.
 
     One exchange per transaction or many, in a scratch folder.
 
-    Example:
+    Examples:
 
     \b
       bot bench store --exchanges 1000
+      bot bench store --exchanges 500000 --batches 500 --backup
     """
     import tempfile
 
-    from bot.bench import store_benchmark
+    from bot.bench import backup_benchmark, store_benchmark
 
     with tempfile.TemporaryDirectory(prefix="deskbot-store-") as tmp:
-        figures = {"exchanges": exchanges, "results": store_benchmark(exchanges, batches, Path(tmp))}
+        figures: dict[str, Any] = {"exchanges": exchanges, "results": store_benchmark(exchanges, batches, Path(tmp))}
+        if backup:
+            figures["backup"] = backup_benchmark(Path(tmp) / f"bench-{batches[-1]}.db")
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 

@@ -120,3 +120,11 @@ def test_bench_store_reports_each_batch_size() -> None:
     assert [r["batch"] for r in figures["results"]] == [1, 20]
     for entry in figures["results"]:
         assert entry["exchanges_per_s"] > 0 and 0 < entry["commit_p50_ms"] <= entry["commit_p99_ms"]
+
+
+def test_bench_store_times_a_backup_and_its_integrity_check() -> None:
+    result = CliRunner().invoke(cli, ["bench", "store", "--exchanges", "60", "--batches", "1,20", "--backup", "--json"])
+    assert result.exit_code == 0, result.output
+    backup = json.loads(result.stdout)["backup"]
+    assert set(backup) == {"store_mb", "backup_s", "quick_check_s", "check_share"}
+    assert backup["store_mb"] > 0 and backup["backup_s"] > 0 and backup["quick_check_s"] >= 0
