@@ -881,6 +881,9 @@ def restore(path: Path, copy: Path) -> Path | None:
     log as it opened, and the restore undone or the store damaged."""
     if _served(path):
         raise StoreError(f"{path}: a `bot serve` is running on it: stop it, then restore")
+    if openers := _openers(path):  # a `bot review` or `bot chat` went on writing to the store put aside, and lost it
+        raise StoreError(f"{path} is open in another process ({'; '.join(openers)}): let it end or stop it, then "
+                         "restore")
     with contextlib.closing(_connect_read_only(copy)) as source:
         _check_is_ours(source, copy, reading=True)
         if (damage := _damage(source)) is not None:

@@ -2678,6 +2678,29 @@ def test_restore_and_a_migration_see_a_server_whose_lock_folder_was_just_deleted
     assert CliRunner().invoke(cli, restore).exit_code == 0
 
 
+def test_restore_waits_for_every_other_process_that_has_the_store_open(tmp_path: Path) -> None:
+    """A `bot review` (or `bot chat`) left open while the store was restored went on writing to the store put aside:
+    the labels given after the restore were lost from the store restored, without a word."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    Store(root / "dialogues.db").close()
+    Store(tmp_path / "copy.db").close()
+    reviewing = ("import sqlite3, sys; store = sqlite3.connect(sys.argv[1]); store.execute('SELECT 1 FROM turns')"
+                 ".fetchall(); print('open', flush=True); sys.stdin.read()")
+    review = subprocess.Popen([sys.executable, "-c", reviewing, str(root / "dialogues.db")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    restore = ["restore", str(root), str(tmp_path / "copy.db")]
+    try:
+        assert review.stdout is not None and review.stdout.readline() == "open\n"
+        refused = CliRunner().invoke(cli, restore)
+        assert refused.exit_code == 1 and f"is open in another process ({review.pid} (" in refused.output
+        assert "let it end or stop it, then restore" in refused.output
+        assert not list(root.glob("dialogues.db.replaced-*"))
+    finally:
+        review.communicate("", timeout=30)
+    assert CliRunner().invoke(cli, restore).exit_code == 0
+
+
 def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_path: Path) -> None:
     """A killed server's lock file stayed for good: a year of restarts piled them up."""
     path = tmp_path / "dialogues.db"
