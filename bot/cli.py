@@ -399,6 +399,11 @@ def say_not_learnt(project: Project) -> None:
 
     if Registry(project.models_dir).readable_current() is None:  # nothing for `bot retrain` to start from
         return
+    if (schema := _older_schema(project)) is not None:  # read as it is, and training needs nothing of it
+        click.echo(f"note: {project.db_path} is at migration {schema}, an older deskbot's: the reviewed labels and agent "
+                   "answers in it, which `bot train` does not learn, are not counted; once `bot serve` of this deskbot "
+                   f"has migrated it, `bot retrain {shell(project.root)}` learns them", err=True)
+        return
     kept = exported(project, read_store(project, traffic=False)[0])
     if kept.examples or kept.answers:
         click.echo(f"note: {_count(len(kept.examples), 'reviewed label')} and {_count(len(kept.answers), 'agent answer')} "
@@ -944,7 +949,7 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
     from bot.retrain import exported
     from bot.training import held_out_texts
     from dialogues.export import learned_data
-    from dialogues.store import MIGRATIONS, Store
+    from dialogues.store import MIGRATIONS
     from finetune.classifier import ModelLoadError
     from finetune.registry import Registry, RegistryError
     from retrieval.text import same_example, same_text
@@ -959,22 +964,19 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
             meta = {}
     through = meta.get("learned_through", {})
     labels: set[str] = set()
-    if through.get("label") and project.db_path.exists():
-        # As it is: an older deskbot's store (deskbot upgraded, its model tried before `bot serve` restarts) is not
-        # migrated under the server that may run on it, nor refused, as scoring the model needs none of it.
-        store = Store(project.db_path, read_only=True)
+    if through.get("label") and (schema := _older_schema(project)) is not None:  # scoring the model needs none of it
+        click.echo(f"{project.db_path} is at migration {schema}, an older deskbot's (this one needs {len(MIGRATIONS)}), "
+                   "which this one cannot read the reviewed labels of: test lines the model learnt from them count as "
+                   "new questions; `bot serve` of this deskbot migrates the store as it starts (keeping a copy as it "
+                   "was), then `bot eval` counts them", err=True)
+    elif through.get("label") and project.db_path.exists():
+        store = _open_store(project, reading=True)
         try:
-            if store.behind:
-                click.echo(f"{project.db_path} is at migration {store.schema}, an older deskbot's (this one needs "
-                           f"{len(MIGRATIONS)}), which this one cannot read the reviewed labels of: test lines the "
-                           f"model learnt from them count as new questions; `bot serve` of this deskbot migrates the "
-                           "store as it starts (keeping a copy as it was), then `bot eval` counts them", err=True)
-            else:
-                learned = learned_data(store, redacted=project.config.privacy.redact)  # as the retrain read them
-                labels = {same_text(r["text"]) for r in exported(project, learned).examples
-                          if r["label_id"] <= through["label"] and r["created"] <= through.get("label_at", math.inf)}
+            learned = learned_data(store, redacted=project.config.privacy.redact)  # as the retrain read them
         finally:
             store.close()
+        labels = {same_text(r["text"]) for r in exported(project, learned).examples
+                  if r["label_id"] <= through["label"] and r["created"] <= through.get("label_at", math.inf)}
     learnt = examples | labels
     return lambda text: same_text(text) in learnt
 
@@ -1319,6 +1321,21 @@ def _open_store(project: Project, reading: bool = False) -> Store:
         return open_to_read(project.db_path)
     refuse_migrating_under_a_server(project.db_path)
     return Store(project.db_path)
+
+
+def _older_schema(project: Project) -> int | None:
+    """The schema of the bot's store where an older deskbot left it, not migrated yet (None: no store, or this
+    deskbot's), read as it is: deskbot upgraded, `bot serve` of the deskbot before may still run on it, and a command
+    that needs nothing of the store (`bot train`, `bot eval`) goes on without it rather than refuse."""
+    from dialogues.store import Store
+
+    if not project.db_path.exists():
+        return None
+    store = Store(project.db_path, read_only=True)
+    try:
+        return store.schema if store.behind else None
+    finally:
+        store.close()
 
 
 def _trained_at(meta: dict[str, Any]) -> float:

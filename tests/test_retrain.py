@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -37,11 +38,11 @@ from bot.server import create_app, load_serving_model
 from bot.training import EVALUATION_FILE, changed_settings, held_out_texts, seed_labels, train_project
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
 from dialogues.stats import conversation_stats
-from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
+from dialogues.store import MIGRATIONS, TRYOUT_CHANNEL, Exchange, Store
 from finetune.classifier import IntentClassifier
 from finetune.registry import Registry, RegistryError
 from retrieval.text import same_text
-from tests.conftest import SMALL_INTENTS, ask, configure, damage, rename_intent
+from tests.conftest import SMALL_INTENTS, ask, configure, damage, rename_intent, store_of_the_last_deskbot
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parent.parent
@@ -786,6 +787,21 @@ def test_bot_train_names_the_labels_and_answers_it_leaves_to_bot_retrain(bot_dir
     assert result.exit_code == 0, result.output
     assert ("note: 2 reviewed labels and 0 agent answers in the store are not learnt by `bot train`, which learns "
             f"nlu.yml and the history files alone: `bot retrain {bot_dir}` learns them too") in result.stderr
+
+
+def test_bot_train_trains_beside_an_older_deskbots_store_and_says_it_could_not_count_its_labels(
+        bot_dir: Path) -> None:
+    """Deskbot upgraded, and nlu.yml edited before `bot serve` restarted: `bot train`, which learns nothing of the
+    store, refused to train, as its note of the labels left to `bot retrain` read the store, not yet migrated."""
+    (bot_dir / "dialogues.db").unlink(missing_ok=True)
+    store_of_the_last_deskbot(bot_dir / "dialogues.db")
+    result = CliRunner().invoke(cli, ["train", str(bot_dir), "--no-promote"])
+    assert result.exit_code == 0, result.output
+    said = result.stderr
+    assert (f"note: {bot_dir / 'dialogues.db'} is at migration {len(MIGRATIONS) - 1}, an older deskbot's: the reviewed "
+            "labels and agent answers in it, which `bot train` does not learn, are not counted") in said
+    assert f"once `bot serve` of this deskbot has migrated it, `bot retrain {bot_dir}` learns them" in said
+    assert sqlite3.connect(bot_dir / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
 
 
 def test_the_out_of_scope_labels_are_not_relabelled_with_one_intent(bot_dir: Path) -> None:
