@@ -338,6 +338,8 @@ async def test_a_message_without_a_msgid_is_known_after_a_restart_by_a_key_that_
     ("aes_key", AES_KEY[:20] + "，" + AES_KEY[21:], "EncodingAESKey holds '，', which no EncodingAESKey has"),
     ("aes_key", AES_KEY[:20] + " " + AES_KEY[20:], "EncodingAESKey holds ' ', which no EncodingAESKey has"),
     ("aes_key", AES_KEY + "==", "EncodingAESKey holds '='"),
+    ("token", TOKEN[:10] + "，", "Token holds '，', which no Token has (letters and digits alone)"),
+    ("token", AES_KEY, "Token has 43 characters, more than a Token has (32) (the EncodingAESKey?)"),
     ("agent_id", "abc", "agent_id is the app's number (AgentId), not 'abc'"),
 ])
 def test_settings_that_cannot_be_used_stop_the_start_in_one_line(key: str, value: str, problem: str) -> None:

@@ -82,11 +82,28 @@ def aes_key(encoding_aes_key: str, token: str = "") -> bytes:
     return base64.b64decode(text + "=")
 
 
+TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+MAX_TOKEN_CHARS = 32
+
+
+def check_token(token: str) -> None:
+    """A ValueError unless ``token`` could be a Token the admin console takes (3 to 32 letters and digits): one
+    holding another character (a "，" copied with it) or longer (the EncodingAESKey pasted twice) signed no request
+    the way WeCom does, and the start said nothing; each request was then refused."""
+    if odd := sorted(set(token) - TOKEN_CHARS, key=token.index):
+        raise ValueError(f"Token holds {', '.join(map(repr, odd))}, which no Token has (letters and digits alone): copy "
+                         "it again from the app's API receiving settings (接收消息 > 设置API接收)")
+    if len(token) > MAX_TOKEN_CHARS:
+        key = " (the EncodingAESKey?)" if len(token) == AES_KEY_CHARS else ""
+        raise ValueError(f"Token has {len(token)} characters, more than a Token has ({MAX_TOKEN_CHARS}){key}")
+
+
 class WeComCrypto:
     """Signs, verifies, encrypts and decrypts WeCom callback payloads for one app."""
 
     def __init__(self, token: str, encoding_aes_key: str, receive_id: str) -> None:
         key = aes_key(encoding_aes_key, token)
+        check_token(token)
         self.token = token
         self.receive_id = receive_id
         self._cipher = Cipher(algorithms.AES(key), modes.CBC(key[:16]))
