@@ -256,7 +256,10 @@ def shell(path: Path) -> str:
 @click.option("--from-csv", "from_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The same from a helpdesk's CSV export: a header row naming question (or text), intent and "
                    "answer columns; a row without an intent goes to history.jsonl alone, as an answer of no intent.")
-def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from_csv: Path | None) -> None:
+@click.option("--language", type=click.Choice(["en", "zh"]), default=None,
+              help="The starter's language: en (the default) or zh, a starter in Chinese (language: zh).")
+def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from_csv: Path | None,
+         language: str | None) -> None:
     """Create a bot: a starter, the demo shop, or one from your data.
 
     DIRECTORY is made if need be; one that holds a bot already is refused unless --force.
@@ -265,6 +268,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
 
     \b
       bot init mybot
+      bot init mybot --language zh
       bot init mybot --demo
       bot init mybot --from-jsonl tickets.jsonl
       bot init mybot --from-csv tickets.csv
@@ -274,8 +278,10 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
     given = [name for name, value in (("--demo", demo), ("--from-jsonl", from_jsonl), ("--from-csv", from_csv)) if value]
     if len(given) > 1:  # it built the bot from the file alone, the --demo unsaid
         raise click.UsageError(f"{' and '.join(given)} each give the bot's files: use one")
+    if language and given:  # the demo speaks both; a bot from data speaks the data's language
+        raise click.UsageError(f"--language is the starter's: {given[0]} gives the bot's language")
     data = from_jsonl or from_csv
-    source = resources.files("bot") / ("demo" if demo else "starter")
+    source = resources.files("bot") / ("demo" if demo else "starter_zh" if language == "zh" else "starter")
     with resources.as_file(source) as src:  # every file written here: the demo's README.md, LICENSE, actions/ too
         written = BOT_FILES if data is not None else packaged_files(src)
     taken = [name for name in written if (directory / name).exists()]
@@ -353,7 +359,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
         write_whole(directory, files)
     except OSError as exc:
         cannot_create(directory, exc)
-    click.echo(f"Created {'the demo bot' if demo else 'a starter bot'} in {directory}. Next: bot train {shell(directory)}")
+    made = "the demo bot" if demo else "a starter bot in Chinese" if language == "zh" else "a starter bot"
+    click.echo(f"Created {made} in {directory}. Next: bot train {shell(directory)}")
     if taken:
         say_kept(directory, written)
     if stale:

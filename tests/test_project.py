@@ -1168,6 +1168,25 @@ def test_the_starter_bot_has_nothing_bot_train_notes(tmp_path: Path, capsys: pyt
     assert "oos" in project.intents and project.responses.templates["oos"]
 
 
+def test_the_chinese_starter_speaks_chinese_and_has_nothing_bot_train_notes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Chinese shop had the English starter alone: it set language: zh and rewrote every file."""
+    from bot.cli import say_gaps
+
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--language", "zh"])
+    assert result.exit_code == 0 and "Created a starter bot in Chinese" in result.output
+    project = load_project(tmp_path / "bot")
+    say_gaps(project)
+    assert capsys.readouterr().err == ""
+    assert (project.config.language, project.config.base_model) == ("zh", "multilingual")
+    assert CliRunner().invoke(cli, ["init", str(tmp_path / "en")]).exit_code == 0
+    assert sorted(project.intents) == sorted(load_project(tmp_path / "en").intents)  # the English starter's, in Chinese
+    assert project.responses.templates["greet"][0].text == "您好！请问有什么可以帮您？"
+    assert [item.question for item in project.history] == ["可以寄到国外吗？"]
+    refused = CliRunner().invoke(cli, ["init", str(tmp_path / "demo"), "--demo", "--language", "zh"])
+    assert refused.exit_code == 2 and "--language is the starter's: --demo gives the bot's language" in refused.output
+
+
 def test_a_chinese_bot_with_english_templates_is_told(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The starter with language: zh and examples in Chinese answered every Chinese customer with its English
     templates, and neither `bot train` nor `bot serve` said so. A template of a variable or of Chinese is no such."""
