@@ -1409,7 +1409,9 @@ def jsonl_hint(line: str, n: int, example: str, as_csv: str = "") -> str:
     return ""
 
 
-CSV_COLUMNS = {"question": "text", "text": "text", "intent": "intent", "answer": "answer"}  # a column's name: its key
+# A column's name: its key. A Chinese helpdesk's export names them in Chinese (问题, 意图, 答案), in either script.
+CSV_COLUMNS = {"question": "text", "text": "text", "intent": "intent", "answer": "answer",
+               "问题": "text", "問題": "text", "意图": "intent", "意圖": "intent", "答案": "answer"}
 
 
 def _named_twice(header: list[str]) -> str | None:
@@ -1421,7 +1423,7 @@ def _named_twice(header: list[str]) -> str | None:
             continue
         if key in first:
             return f"two columns are named {name!r}" if first[key] == name else \
-                f"two columns name the question: {first[key]!r} and {name!r}"
+                f"two columns name the {'question' if key == 'text' else key}: {first[key]!r} and {name!r}"
         first[key] = name
     return None
 
@@ -1431,7 +1433,8 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
     columns by name: the header row names the columns ``question`` (or ``text``), ``intent`` and ``answer``, in
     any case and order, each once, ``needed`` among them (``intent`` for labelled questions, ``answer`` for
     history.csv). Blank rows are skipped. ``fail`` stops with the line of what cannot be read: a file that is not
-    UTF-8, such a header, a quote left open, a row of more cells than the header names."""
+    UTF-8, such a header, a quote left open, a row of more cells than the header names. A column may be named in
+    Chinese instead (:data:`CSV_COLUMNS`)."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" opens with a byte order mark
     except UnicodeDecodeError as exc:
@@ -1440,12 +1443,14 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
     # A quoted answer's line breaks are its own; strict: a quote left open took the rest of the file as one cell.
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header = [name.strip().casefold() for name in next(reader, [])]
-    if needed not in header or not {"question", "text"} & set(header):
+    keys = {CSV_COLUMNS.get(name) for name in header}
+    if needed not in keys or "text" not in keys:
         found = ",".join(header)
         hint = "; the columns are separated by commas" if ";" in found or "\t" in found else ""
         optional = "answer" if needed == "intent" else "intent"
-        fail(f"{path}:1: the first row names the columns: question (or text), {needed} and, optionally, {optional}; "
-             f"it has {found!r}{hint}")
+        chinese = {"intent": "意图", "answer": "答案"}
+        fail(f"{path}:1: the first row names the columns: question (or text), {needed} and, optionally, {optional} "
+             f"(or in Chinese: 问题, {chinese[needed]}, {chinese[optional]}); it has {found!r}{hint}")
     if twice := _named_twice(header):
         fail(f"{path}:1: {twice}; keep one, or rename the other")
     while True:

@@ -488,6 +488,22 @@ def test_a_helpdesks_csv_export_makes_a_bot(tmp_path: Path) -> None:
     assert refused.exit_code == 2 and "--from-jsonl and --from-csv each give the bot's files: use one" in refused.output
 
 
+def test_a_csv_export_with_its_columns_named_in_chinese_makes_a_bot(tmp_path: Path) -> None:
+    """A Chinese helpdesk names its export's columns 问题, 意图 and 答案 (問題, 意圖 in Traditional): bot init
+    refused it until they were renamed in English."""
+    data = tmp_path / "tickets.csv"
+    data.write_text("\ufeff問題,答案,意圖,客服\r\n我要退款,请在订单页申请退款。,get_refund,小王\r\n订单到哪了,,track_order,小李\r\n"
+                    "可以开发票吗,可以，下单时填写抬头即可。,,小王\r\n", encoding="utf-8", newline="")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-csv", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "Not read: '客服' (3 rows)" in result.output
+    project = load_project(tmp_path / "bot")
+    assert project.config.language == "zh"
+    assert sorted((e.intent, e.text) for e in project.examples) == [("get_refund", "我要退款"), ("track_order", "订单到哪了")]
+    assert [(h.question, h.answer, h.intent) for h in project.history] == [
+        ("我要退款", "请在订单页申请退款。", "get_refund"), ("可以开发票吗", "可以，下单时填写抬头即可。", None)]
+
+
 def test_empty_columns_a_spreadsheet_exports_are_not_said_to_be_unread(tmp_path: Path) -> None:
     """Excel exports the empty, unnamed columns beside a table: "Not read: '' (3 rows)" named cells with nothing
     in them, and a column with no name as ''."""
@@ -506,12 +522,14 @@ def test_empty_columns_a_spreadsheet_exports_are_not_said_to_be_unread(tmp_path:
 
 @pytest.mark.parametrize(("content", "problem"), [
     ("question;intent\nhi;greet\n", "1: the first row names the columns: question (or text), intent and, optionally, "
-                                    "answer; it has 'question;intent'; the columns are separated by commas"),
+                                    "answer (or in Chinese: 问题, 意图, 答案); it has 'question;intent'; the columns are "
+                                    "separated by commas"),
     ("question,answer\nhi,Hello!\n", "1: the first row names the columns"),
     # a row's cells are read by name: the second answer column was read and the first dropped unsaid
     ("Question,Answer,Intent,answer\nhi,Hello!,greet,\n", "1: two columns are named 'answer'; keep one, or rename "
                                                           "the other"),
     ("question,intent,text\nhi,greet,hello\n", "1: two columns name the question: 'question' and 'text'"),
+    ("问题,intent,意图\nhi,greet,hello\n", "1: two columns name the intent: 'intent' and '意图'"),
     ("question,intent\nhi,greet\n\"bye,bye\n", "3: unexpected end of data (a quote left open"),
     ("question,intent\nhi,greet\nwhere is it, please?,track\n", "3: 3 columns where the first row names 2; quote a "
                                                                 "text that holds a comma"),

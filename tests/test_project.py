@@ -621,11 +621,19 @@ def test_notes_about_history_answers_name_the_files_they_come_from(
     assert " answers in history.jsonl and history.csv are about" in capsys.readouterr().err
 
 
+def test_a_history_csv_with_its_columns_named_in_chinese_is_read(bot_dir: Path) -> None:
+    """A Chinese helpdesk's export of answered tickets, 问题 and 答案, stopped the bot at load."""
+    (bot_dir / "history.csv").write_text("问题,答案\n可以开发票吗,可以，下单时填写抬头即可。\n")
+    assert ("可以开发票吗", "可以，下单时填写抬头即可。", None) in \
+        [(h.question, h.answer, h.intent) for h in load_project(bot_dir).history]
+
+
 @pytest.mark.parametrize(("content", "problem"), [
     ("question,answer\nwhere is it?,It ships in 2 days.\ndo you ship abroad?, \n", "3: the answer is empty"),
     ("question,answer,intent\nwhere is it?,It ships in 2 days.,nope\n", "2: unknown intent 'nope' (not in nlu.yml)"),
     ("question,intent\nwhere is it?,track_order\n", "1: the first row names the columns: question (or text), answer "
-                                                    "and, optionally, intent; it has 'question,intent'"),
+                                                    "and, optionally, intent (or in Chinese: 问题, 答案, 意图); it has "
+                                                    "'question,intent'"),
     ("question,answer,Answer\nwhere is it?,It ships in 2 days.,\n", "1: two columns are named 'answer'"),
     ('question,answer\nwhere is it?,"It ships\n', "2: unexpected end of data"),
 ])
