@@ -33,7 +33,7 @@ from typing import Any
 import sqlite_utils
 from filelock import FileLock, Timeout
 
-from dialogues.holding import DELETED, asks_for_details, asks_nothing, gives_details, run_answer
+from dialogues.holding import DELETED, SENT, asks_for_details, asks_nothing, gives_details, run_answer
 from dialogues.redact import redact
 from finetune.durable import fsync_path, owner_only
 
@@ -444,6 +444,8 @@ _FORGET_SENDER = ("UPDATE pending SET answered = coalesce(answered, ?), conversa
 # The key prefix of an edit or a deletion of a platform message that was no turn yet (``Store.replace_message``), kept
 # as a settled row, as an answered message's key is, until the message's turn is written or the window passes.
 _CHANGE = "changed:"
+# What a colleague's note that mentioned the bot alone reads (``Store.receive_note``), which took no conversation over.
+_MENTIONED = frozenset(SENT["mention"].values())
 _UNDELIVERED = "UPDATE turns SET undelivered = 1 WHERE id = ?"
 _NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
               "FROM turns)")
@@ -1820,20 +1822,26 @@ class Store:
         written, where it is kept and being answered (the bot still working on it), or, deleted, is ``recent`` (sent a
         moment ago: Slack sends a message and its deletion apart, in any order): deleted a second after it was sent, a
         message kept its text. Another's edit is none of the store's (a colleague's message elsewhere in the channel):
-        its words are not kept."""
+        its words are not kept.
+
+        A colleague's mention of the bot alone, which left the conversation with whoever had it (:meth:`receive_note`
+        without ``takes_over``), edited into words to the customer hands it to them, as those words written so would
+        have: the bot went on answering a customer who was talking with the colleague."""
         with self._writing():
-            turns = self.db.execute("SELECT id, role FROM turns WHERE conversation_id = ? AND request_key = ? "
-                                    "AND role IN ('user', 'agent')", [conversation_id, key]).fetchall()
+            turns = self.db.execute("SELECT id, role, text, user FROM turns WHERE conversation_id = ? "
+                                    "AND request_key = ? AND role IN ('user', 'agent')", [conversation_id, key]).fetchall()
             if not turns and (text is None and recent or self.db.execute(
                     "SELECT 1 FROM pending WHERE key = ? AND answered IS NULL", [key]).fetchone()):
                 texts = None if text is None else self._stored_texts(text, raw_text)
                 self.db.execute("INSERT OR REPLACE INTO pending (key, conversation_id, channel, text, metadata, received, "
                                 "answered) VALUES (?, ?, '', '', ?, ?, ?)",
                                 [_CHANGE + key, conversation_id, json.dumps({"texts": texts}), now(), now()])
-            for turn_id, role in turns:  # an agent's words are kept as written (add_message)
+            for turn_id, role, before, author in turns:  # an agent's words are kept as written (add_message)
                 self._change_turn(turn_id, role, None if text is None else (raw_text or text, None) if role == "agent"
                                   else self._stored_texts(text, raw_text))
-            return text is None and any(role == "user" for _, role in turns) and self._withdraw_answer(key)
+                if role == "agent" and before in _MENTIONED and text is not None and text not in _MENTIONED:
+                    self._set_status(conversation_id, "handed_off", "agent", author)  # a person's already: left so
+            return text is None and any(role == "user" for _, role, _, _ in turns) and self._withdraw_answer(key)
 
     def _withdraw_answer(self, key: str) -> bool:
         """Settle the kept message with ``key``, deleted by its customer, whose answer is logged and not yet sent (it

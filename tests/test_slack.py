@@ -1619,6 +1619,57 @@ async def test_a_colleagues_bare_mention_of_the_bot_in_a_customers_thread_is_in_
     bot.store.close()
 
 
+def edited(event_id: str, user: str, text: str, ts: str, thread: str = TS, **fields: Any) -> dict[str, Any]:
+    """Slack's message_changed event for the message ``ts`` of ``user`` in ``thread``, now reading ``text``."""
+    return event(event_id, "", subtype="message_changed", ts=f"{time.time():.6f}", message={
+        "type": "message", "user": user, "text": text, "ts": ts, "thread_ts": thread,
+        "edited": {"user": user, "ts": f"{time.time():.6f}"}, **fields})
+
+
+async def test_a_colleagues_message_edited_to_or_from_the_bots_mention_alone_is_taken_as_sent_so(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A colleague who mentioned the bot alone in a customer's thread, then edited their words in ("@deskbot I'll take
+    it from here"), left the customer with the bot, which went on answering them as they talked with the colleague;
+    one whose words were edited down to the bot's mention alone kept their first words in the transcript. Each is
+    taken as the message sent so: the first hands the conversation to the colleague, the second reads "[mentioned
+    the bot]" (the conversation stays theirs, as a deleted note leaves it)."""
+    slack_api.members["U7"] = {"name": "ada"}
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7"])
+    cid = f"slack:T1:C1:{TS}"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    await post(client, event("Ev1", "<@UBOT>", user="U7", ts="1700000000.000200", thread_ts=TS))
+    await post(client, edited("Ev2", "U7", "<@UBOT> I'll take it from here", "1700000000.000200"))
+    assert bot.store.conversation(cid)["status"] == "handed_off" and bot.store.holder(cid) == "ada"
+    await post(client, event("Ev3", "It went out today", user="U7", ts="1700000000.000300", thread_ts=TS))
+    await post(client, edited("Ev4", "U7", "<@UBOT|deskbot> ", "1700000000.000300"))
+    await post(client, edited("Ev5", "U7", "<@UBOT> I'll take it from here, Grace", "1700000000.000200"))
+    await channel.close()
+    assert bot.turns == [] and slack_api.posts == []
+    assert [(m["role"], m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [
+        ("agent", "ada", "I'll take it from here, Grace"), ("agent", "ada", "[mentioned the bot]")]
+    assert [(h["event"], h["reason"], h["agent"]) for h in bot.store.transcript(cid)["handoffs"]] == [
+        ("handed_off", "agent", "ada")]  # once: its second edit took nothing over again
+    bot.store.close()
+
+
+async def test_a_customers_message_edited_to_the_bots_mention_or_a_picture_alone_reads_so(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A customer's message edited down to the bot's mention alone, or to the picture sent with it, kept its first
+    words in the transcript, where Slack shows them no more: it reads as such a message sent so reads."""
+    bot = logging_bot(tmp_path)
+    channel = make_channel(bot, slack_api.url)
+    client = await client_of(aiohttp_client, channel)
+    sent, later = f"{time.time():.6f}", f"{time.time() + 1:.6f}"
+    await post(client, event("Ev1", "<@UBOT> my card is 4929 1234 5678 9012", ts=sent))
+    await post(client, event("Ev2", "and my address is 12 Harbour Road", ts=later, thread_ts=sent))
+    await channel.close()
+    await post(client, edited("Ev3", "U1", "<@UBOT>", sent, sent))
+    await post(client, edited("Ev4", "U1", "", later, sent, files=[{"id": "F1", "mimetype": "image/png"}]))
+    assert [(m["role"], m["text"]) for m in bot.store.history(f"slack:T1:C1:{sent}")] == [
+        ("user", "[mentioned the bot]"), ("bot", bot.text), ("user", "[picture]"), ("bot", bot.text)]
+    bot.store.close()
+
+
 async def test_a_user_group_in_team_users_is_the_support_team_as_slack_lists_it_now(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Admins name their support team by its Slack user group (``S…``), whose members change; team_users took user ids

@@ -699,7 +699,10 @@ class SlackChannel(PlatformChannel):
         """A message edited (``message_changed``) or deleted (``message_deleted``): a customer's message the store
         holds takes its new text, or has its text removed (``Store.replace_message``), so that what the store keeps
         of them is what they left in Slack. Neither is answered: the bot answered the message as first written. A
-        deletion that takes back the handoff its answer made is announced to the agents' webhook."""
+        deletion that takes back the handoff its answer made is announced to the agents' webhook. One edited to leave
+        nothing the bot reads (the bot's mention alone, a file alone) reads as such a message sent so reads
+        ("[mentioned the bot]"), where it kept its first words; a colleague's mention of the bot alone edited into words
+        to the customer hands the conversation to them, as those words sent so do (``Store.replace_message``)."""
         event, store = payload["event"], self.bot.store
         # A deleted message that has replies stays as a "tombstone": it comes as changed into one.
         changed = _object(event.get("message"))
@@ -712,18 +715,22 @@ class SlackChannel(PlatformChannel):
         # An unfurled link or a new reply in its thread changes a message too, without an edit.
         if store is None or not (channel and ts) or not (deleted or message.get("edited")):
             return
-        text, written = (None, "") if deleted else self._read(_string(message.get("text")))
-        if text is not None and not readable(text):
-            return
+        raw = _string(message.get("text"))
+        text, written = (None, "") if deleted else self._read(raw)
         team = installed_team(payload) or _string(message.get("team"))
         conversation_id = conversation_of(team, channel, _string(message.get("thread_ts")) or ts)
         recent = written_lately(ts)  # the bot may still be working on it, or not have it yet
         if text is None:
             if await self.bot._store(store.replace_message, conversation_id, key, None, None, recent):
                 self.bot.notifier.withdrawn(conversation_id, self.name)
+            return
+        if readable(text):
+            text, shown = normalise(text), with_attached(written, file_note(message, text))
+        elif kind := sent_kind(message) or (MENTION if self._mentions_me(raw) else ""):
+            text = shown = SENT[kind][self._own_language(await self.conversation_slots(conversation_id))]
         else:
-            await self.bot._store(store.replace_message, conversation_id, key, normalise(text),
-                                  with_attached(written, file_note(message, text)), recent)
+            return
+        await self.bot._store(store.replace_message, conversation_id, key, text, shown, recent)
 
     async def _note(self, turn: Turn, kind: str) -> None:
         """A support team member's words in a customer's thread: not the customer's to answer, but an agent's
@@ -889,13 +896,18 @@ class SlackChannel(PlatformChannel):
             notice = await hold_back(request, conversation_id, "", self.language, slots)
             if notice is None:
                 store, kept = self.bot.store, await slots()
-                language = self.language if self.language in LANGUAGES else kept.get(SLOT) or "en"
+                language = self._own_language(kept)
                 if store is not None and await self.bot._store(store.receive_unanswered, key, conversation_id,
                                                                 self.name, turn.user, SENT[kind][language]):
                     return
                 notice = say(MENTION_HINT if kind == MENTION else UNREAD_HINT, language, script=kept_script(kept))
             if notice:
                 self._tell(turn, notice, key)
+
+    def _own_language(self, kept: dict[str, Any]) -> str:
+        """The language of what the channel itself says in a conversation whose slots are ``kept`` (a hint, what a
+        message without words reads as): the bot's, else the one the conversation was last answered in, else English."""
+        return self.language if self.language in LANGUAGES else kept.get(SLOT) or "en"
 
     async def _start(self, request: web.Request, turn: Turn, key: str) -> None:
         """Keep the turn, unless it is a redelivery, and answer it in the background; past its
