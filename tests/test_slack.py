@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import socket
 import sqlite3
@@ -407,6 +408,7 @@ async def test_names_a_slow_slack_did_not_give_are_one_warning_for_a_message_of_
     in the log for one message. One says it, until Slack gives a name again."""
     monkeypatch.setattr(slack_module, "NAME_LOOKUP_S", 0.2)
     monkeypatch.setattr(slack_module, "NAME_SLOW_RETRY_S", 0.0, raising=False)
+    caplog.set_level(logging.INFO, logger="bot.channels.slack")
     slack.api.members["U07ABC"] = {"name": "ada"}
     slack.api.slow = 0.5
     await post(slack.client, event("Ev1", "<@UBOT> <@U07ABC>, <@U08>, <@U09> and <@U10> said you would refund me"))
@@ -415,10 +417,15 @@ async def test_names_a_slow_slack_did_not_give_are_one_warning_for_a_message_of_
     await post(slack.client, event("Ev3", "<@UBOT> <@U07ABC> said so", ts="1700000000.000300"))
     slack.api.slow = 0.5
     await post(slack.client, event("Ev4", "<@UBOT> <@U08> said so", ts="1700000000.000400"))
+    slack.api.slow = 0.0
+    await post(slack.client, event("Ev5", "<@UBOT> <@U11> said so", ts="1700000000.000500"))  # user_not_found
+    slack.api.slow = 0.5
+    await post(slack.client, event("Ev6", "<@UBOT> <@U09> said so", ts="1700000000.000600"))
     await slack.channel.close()
     assert [turn.written for turn in slack.bot.turns][2] == "@ada said so"
-    # once for the first two messages, and once again after Slack gave a name in between
-    assert caplog.text.count("are shown by their Slack user ids") == 2
+    # once for the first two messages, and once again after each answer of Slack's, a name or no such user
+    assert caplog.text.count("are shown by their Slack user ids") == 3
+    assert caplog.text.count("Slack gives names again:") == 2
 
 
 async def test_a_mistyped_api_url_is_said_once_with_its_fix_and_names_come_back_once_mended(
@@ -428,6 +435,7 @@ async def test_a_mistyped_api_url_is_said_once_with_its_fix_and_names_come_back_
     every 30 seconds, each time with a warning that said "HTTP 404" alone. It pauses them as a refusal does, is said
     once with its fix, and the names come back once the address answers."""
     monkeypatch.setattr(slack_module, "NAME_RETRY_S", 0.0)  # each message asks again, to show it is said once
+    caplog.set_level(logging.INFO, logger="bot.channels.slack")
     slack_api.members["U07ABC"] = {"name": "ada", "profile": {"display_name": "Ada"}}
     bot = FakeBot()
     channel = make_channel(bot, slack_api.url.replace("/api/", "/apii/"))
@@ -441,7 +449,7 @@ async def test_a_mistyped_api_url_is_said_once_with_its_fix_and_names_come_back_
     [warning] = [r.getMessage() for r in caplog.records if "shown by their Slack user ids" in r.getMessage()]
     assert "users.info: HTTP 404 (no Slack Web API at http://127.0.0.1" in warning
     assert "/apii/: set channels.slack.api_url, or DESKBOT_SLACK_API_URL, to Slack's, https://slack.com/api/" in warning
-    assert "asked again in 0 minutes" in warning and "Slack gives names again" in caplog.text
+    assert "asked again in 0 minutes" in warning and "Slack gives names again:" in caplog.text
 
 
 async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None:

@@ -796,21 +796,23 @@ class SlackChannel(PlatformChannel):
 
     async def _look_up(self, user: str) -> None:
         """Ask Slack for ``user``'s name (:meth:`member_name`), ``NAME_LOOKUP_S`` at most, and remember it; or remember
-        that Slack does not know them, or pause the lookups where it failed."""
+        that Slack does not know them, or pause the lookups where it failed. Slack's answer, either of the first two,
+        ends the failures the log told of (:meth:`_names_paused`), which it says: a user_not_found left them
+        unended, and Slack's next failure, hours later, went unsaid."""
         try:
             result = await asyncio.wait_for(self._call("users.info", {"user": user}, form=True), NAME_LOOKUP_S)
         except UNDELIVERED as exc:
-            if isinstance(exc, SlackAPIError) and exc.error == "user_not_found":  # one of another organisation's
-                self._remember_unknown(user)
-            else:
+            if not (isinstance(exc, SlackAPIError) and exc.error == "user_not_found"):
                 self._names_paused(exc)
-            return
-        member = _object(result.get("user"))
-        profile = _object(member.get("profile"))
-        name = next((_string(n).strip() for n in (profile.get("display_name"), profile.get("real_name"),
-                                                  member.get("real_name"), member.get("name")) if _string(n).strip()),
-                    user)
-        self._member_names[user] = (name, time.monotonic())
+                return
+            self._remember_unknown(user)  # one of another organisation's
+        else:
+            member = _object(result.get("user"))
+            profile = _object(member.get("profile"))
+            self._member_names[user] = (next(
+                (_string(n).strip() for n in (profile.get("display_name"), profile.get("real_name"),
+                                              member.get("real_name"), member.get("name")) if _string(n).strip()),
+                user), time.monotonic())
         if self._names_said is not None:
             log.info("Slack gives names again: the support team and the people customers mention are shown by name")
         self._names_said = None
