@@ -452,6 +452,14 @@ async def test_a_mistyped_api_url_is_said_once_with_its_fix_and_names_come_back_
     assert "asked again in 0 minutes" in warning and "Slack gives names again:" in caplog.text
 
 
+def test_a_404_at_slacks_own_address_is_not_said_to_be_a_mistyped_api_url() -> None:
+    """A 404 from https://slack.com/api/ (a method Slack does not have) was said to be no Slack Web API there, and to
+    set api_url to that same address."""
+    assert make_channel(FakeBot(), "")._not_api(404) == ""
+    assert "no Slack Web API at https://proxy.example/slack/:" in make_channel(
+        FakeBot(), "https://user:secret@proxy.example/slack/")._not_api(404)  # the proxy's password left out
+
+
 async def test_retries_produce_exactly_one_reply(slack: SimpleNamespace) -> None:
     for retry in ("", "1", "2"):
         headers = {"X-Slack-Retry-Num": retry, "X-Slack-Retry-Reason": "http_timeout"} if retry else {}

@@ -1002,8 +1002,9 @@ class SlackChannel(PlatformChannel):
 
     def _not_api(self, status: int) -> str:
         """What a 404 from ``api_url`` means, with its fix: no Web API there (a mistyped ``api_url``), which said "HTTP
-        404" alone, for every answer and every name looked up, and left the admin to guess; empty for other statuses."""
-        if status != 404:
+        404" alone, for every answer and every name looked up, and left the admin to guess; empty for other statuses,
+        and at Slack's own address, where it is a method Slack does not have."""
+        if status != 404 or self.api_url == DEFAULT_API_URL:
             return ""
         parts = urlsplit(self.api_url)  # without a user and password, nor a query, which a proxy's address may hold
         shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
