@@ -1771,6 +1771,24 @@ async def test_a_user_group_slack_does_not_list_is_said_once_and_the_channel_ans
     assert caplog.text.count("add the usergroups:read scope") == 1 and "S1" in caplog.text
 
 
+@pytest.mark.parametrize("scopes, asked", [({"chat:write"}, ["S1"]), ({"chat:write", "usergroups:read"}, ["S1", "S2"])])
+async def test_user_groups_slack_does_not_list_for_the_same_reason_are_one_line(
+        aiohttp_client: Any, slack_api: SimpleNamespace, caplog: pytest.LogCaptureFixture, scopes: set[str],
+        asked: list[str]) -> None:
+    """Without usergroups:read, each group of team_users was asked of Slack, refused alike, and said in a line of its
+    own, the same fix each time, every 5 minutes. The groups after the first are not asked, and the line names them
+    all; a group Slack does not know (no_such_subteam) is its own, said alone while the others are listed."""
+    slack_api.scopes, slack_api.groups = scopes, {"S2": ["U7"]}
+    channel = make_channel(FakeBot(), slack_api.url, team_users=["S1", "S2"])
+    client = await client_of(aiohttp_client, channel)
+    await post(client, event("Ev1", "It went out today", user="U7", thread_ts=TS))
+    await channel.close()
+    assert slack_api.listed == asked
+    [line] = [r.getMessage() for r in caplog.records if "did not list" in r.getMessage()]
+    assert ("user groups S1, S2 (usergroups.users.list: missing_scope" if len(asked) == 1
+            else "user group S1 (usergroups.users.list: no_such_subteam") in line
+
+
 async def test_in_a_slack_connect_channel_the_support_teams_clicks_are_not_the_customers(slack: SimpleNamespace) -> None:
     """A colleague at the company clicking one of the bot's buttons in a customer's shared thread ("Talk to a person",
     "Back to the bot") was taken as the customer's click: it handed the customer off, or back, and was answered."""

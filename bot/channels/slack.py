@@ -869,16 +869,24 @@ class SlackChannel(PlatformChannel):
         """Learn the members of ``team_users``' user groups from Slack. A group Slack does not list (the app lacks
         ``usergroups:read``, the id is no group of the workspace, Slack down) keeps the members it had, none at
         first: said in one line, with its fix, for each listing that fails, ``GROUP_KEPT_S`` apart; the channel
-        answers on, a colleague of that group answered as a customer meanwhile."""
-        for group in self.team_groups:
+        answers on, a colleague of that group answered as a customer meanwhile. A failure that is not the group's own
+        (any but ``no_such_subteam``: a scope missing, the token, the address, Slack down) is the same for the groups
+        after it, which are not asked this time and are said in that line: each group wrote the same line."""
+        for n, group in enumerate(self.team_groups):
             try:
                 listed = await self._call("usergroups.users.list", {"usergroup": group}, form=True)
             except UNDELIVERED as exc:
-                log.error("channels.slack.team_users: Slack did not list the members of user group %s (%s); %s, "
-                          "until it does (asked again in %g minutes)", group, failure(exc),
-                          "the members it listed before stand" if group in self._group_members
-                          else "its members' messages are answered as customers'", GROUP_KEPT_S / 60)
-                continue
+                own = isinstance(exc, SlackAPIError) and exc.error == "no_such_subteam"
+                unlisted = [group] if own else list(self.team_groups[n:])
+                log.error("channels.slack.team_users: Slack did not list the members of user group%s %s (%s); %s, "
+                          "until it does (asked again in %g minutes)", "s" if len(unlisted) > 1 else "",
+                          ", ".join(unlisted), failure(exc),
+                          "the members it listed before stand" if all(g in self._group_members for g in unlisted)
+                          else "the messages of a group's members it never listed are answered as customers'",
+                          GROUP_KEPT_S / 60)
+                if own:
+                    continue
+                return
             users = listed.get("users")
             self._group_members[group] = frozenset(
                 user for user in (users if isinstance(users, list) else []) if _string(user))
