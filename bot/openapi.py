@@ -282,8 +282,11 @@ class Passed(_Body):
 
 class Taken(_Body):
     conversation_id: str
-    by: str = Field(..., description="who moved the customer away (…/transfer, a forced takeover or reply)")
-    to: str | None = Field(..., description="the colleague who has them now; null: released to the queue")
+    by: str = Field(..., description="who moved the customer away (…/transfer, a forced takeover or reply, a "
+                                     "release, a handback)")
+    to: str | None = Field(..., description="the colleague who has them now; null: released to the queue, or handed "
+                                            "back to the bot")
+    handed_back: bool = Field(..., description="handed back to the bot (…/handback), who has them still")
     at: float = Field(..., description="when")
 
 
@@ -299,8 +302,9 @@ class InboxResponse(_Body):
                                                   "theirs still, latest first (the latest 100), whatever the status, "
                                                   "page or search asked for; none without ?agent=")
     taken: list[Taken] = Field(..., description="the handed-off customers someone else moved from ?agent= to a "
-                                                "colleague or released, who are not theirs again, latest first (the latest 100); "
-                                                "none without ?agent=")
+                                                "colleague or released, who are not theirs again, and those someone "
+                                                "else handed back to the bot, who are with it still, latest first "
+                                                "(the latest 100); none without ?agent=")
     team: list[str] = Field(..., description="the agents' names (server.agents, as a reload left them), whose "
                                              "customers alone ?holder= lists; none where the bot knows no names")
     token_agent: str | None = Field(..., description="the agent whose own token (server.agents) the request carries, "

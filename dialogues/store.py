@@ -412,12 +412,18 @@ def _v37(db: sqlite_utils.Database) -> None:
         db["answering"].add_column("server", str)
 
 
+# An agent's handback of a customer someone else had (``_v39``): a lead's, which ``Store.taken_from`` tells that agent
+# of. Indexed alone: those of the agents' own customers, the most of them, are not read there.
+_HANDED_BACK = "event = 'open' AND previous IS NOT NULL AND agent IS NOT previous"
+
+
 def _v39(db: sqlite_utils.Database) -> None:
     """The agent who had a customer an agent handed back to the bot (``Store.set_status``'s handback): a lead's handback
     with the admin token was kept as the admin's alone, and nothing said whose customer it had been, nor told that agent
     (``Store.taken_from``). Null before, and for a customer nobody had or the customer's own handback."""
     if "previous" not in db["handoffs"].columns_dict:
         db["handoffs"].add_column("previous", str)
+    db.execute(f"CREATE INDEX IF NOT EXISTS idx_handoffs_handed_back ON handoffs (conversation_id) WHERE {_HANDED_BACK}")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
@@ -2224,20 +2230,26 @@ class Store:
 
     def taken_from(self, agent: str | None) -> list[dict[str, Any]]:
         """The handed-off customers someone else moved from ``agent`` to another agent (a lead's transfer, forced
-        takeover or forced reply) or released to the queue, who are not ``agent``'s again, latest first:
-        ``conversation_id``, who moved them (``by``), to whom (``to``, None for a release) and when (``at``). Their
-        console tells them: it said nothing, and their next reply asked them to override a colleague, or took the
-        released customer back unasked, which undid the lead's move. None for no agent."""
+        takeover or forced reply) or released to the queue, who are not ``agent``'s again, and those someone else
+        handed back to the bot (``_v39``) who are with the bot still, latest first: ``conversation_id``, who moved
+        them (``by``), to whom (``to``, None for a release or a handback), whether to the bot (``handed_back``) and when
+        (``at``). Their console tells them: it said nothing, and their next reply asked them to override a colleague,
+        or took the released customer, or the one with the bot, back unasked, which undid the lead's move. None for
+        no agent."""
         if not agent_key(agent):
             return []
-        return list(self.db.query(
-            f"SELECT w.conversation_id, coalesce(t.by_agent, t.agent) AS by, t.agent AS \"to\", t.created AS at "
-            f"FROM ({_HANDED_OFF}) w "
+        return [{**row, "handed_back": bool(row["handed_back"])} for row in self.db.query(
+            f"SELECT w.conversation_id, coalesce(t.by_agent, t.agent) AS by, t.agent AS \"to\", t.created AS at, "
+            f"0 AS handed_back FROM ({_HANDED_OFF}) w "
             "JOIN takeovers t ON t.id = (SELECT max(id) FROM takeovers WHERE conversation_id = w.conversation_id) "
             "WHERE t.created >= w.handed_off_at AND agent_key(t.previous) = :agent "
             "AND agent_key(w.agent) != :agent AND agent_key(coalesce(t.by_agent, t.agent)) != :agent "
-            "ORDER BY t.created DESC LIMIT :most",
-            {"agent": agent_key(agent), "most": PASSED_LISTED}))
+            # with the bot since: the conversation's latest change of status
+            "UNION ALL SELECT conversation_id, agent, NULL, created, 1 FROM handoffs h "
+            f"WHERE {_HANDED_BACK} AND agent IS NOT NULL AND agent_key(previous) = :agent AND agent_key(agent) != :agent "
+            "AND id = (SELECT max(id) FROM handoffs WHERE conversation_id = h.conversation_id) "
+            "ORDER BY at DESC LIMIT :most",
+            {"agent": agent_key(agent), "most": PASSED_LISTED})]
 
     def _found(self, search: str) -> Search:
         """The SQL of :meth:`inbox`'s ``search``: what the customer wrote is searched as agents may read it (with

@@ -901,26 +901,30 @@ async def test_the_inbox_names_the_customers_passed_to_its_agent(bot_dir: Path, 
 
 async def test_the_inbox_names_the_customers_a_lead_moved_away_from_its_agent(bot_dir: Path, aiohttp_client: Any) -> None:
     """Ana's console said nothing when a lead gave her customer to Bob, and her next reply asked her to override Bob,
-    which undid the lead's move: her inbox names the customers someone else moved from her, or released, while they
-    are not hers again, and not those she passed on herself."""
+    which undid the lead's move: her inbox names the customers someone else moved from her, released, or handed back
+    to the bot, while they are not hers again (with the bot still), and not those she passed on or handed back
+    herself."""
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
-    for cid in ("moved", "given", "taken", "released"):
+    for cid in ("moved", "given", "taken", "released", "returned", "back"):
         await chat(client, cid, "I need help with my bill")
         assert (await client.post(f"/admin/conversations/{cid}/handoff?agent=Ana", headers=AUTH)).status == 200
     for path in ("moved/transfer?agent=Lea&to=Bob&force=true", "given/transfer?agent=Ana&to=Bob",
-                 "taken/handoff?agent=Sam&force=true", "released/release?agent=Lea&force=true"):
+                 "taken/handoff?agent=Sam&force=true", "released/release?agent=Lea&force=true",
+                 "returned/handback?agent=ANA", "back/handback?agent=Lea&force=true"):
         assert (await client.post(f"/admin/conversations/{path}", headers=AUTH)).status == 200
 
-    async def taken(agent: str) -> list[tuple[str, str, str | None]]:
+    async def taken(agent: str) -> list[tuple[str, str, str | None, bool]]:
         inbox = await (await client.get(f"/admin/conversations?agent={agent}&limit=0", headers=AUTH)).json()
-        return [(t["conversation_id"], t["by"], t["to"]) for t in inbox["taken"]]
+        return [(t["conversation_id"], t["by"], t["to"], t["handed_back"]) for t in inbox["taken"]]
 
-    assert await taken("ana") == [("released", "Lea", None), ("taken", "Sam", "Sam"), ("moved", "Lea", "Bob")]
-    assert await taken("Bob") == []
+    assert await taken("ana") == [("back", "Lea", None, True), ("released", "Lea", None, False),
+                                  ("taken", "Sam", "Sam", False), ("moved", "Lea", "Bob", False)]
+    assert await taken("Bob") == [] and await taken("Lea") == []
     sent = await client.post("/admin/conversations/moved/messages", headers=AUTH,
                              json={"text": "Back with you", "agent": "Ana", "force": True})
     assert sent.status == 200
-    assert await taken("Ana") == [("released", "Lea", None), ("taken", "Sam", "Sam")]  # hers again
+    assert (await client.post("/admin/conversations/back/handoff?agent=Ana", headers=AUTH)).status == 200
+    assert await taken("Ana") == [("released", "Lea", None, False), ("taken", "Sam", "Sam", False)]  # hers again
 
 
 async def test_a_lead_taking_a_customer_over_in_a_colleagues_name_passes_them_the_customer(
@@ -994,6 +998,9 @@ async def test_a_forced_reply_or_handback_with_the_admin_token_in_an_agents_name
 
     assert (await handoffs("replied"))[-1] == ("handed_off", "Bob", "Ana", "admin")
     assert (await handoffs("handed-back"))[-1] == ("open", "admin", "Ana", None)  # whose customer it was
+    inbox = await (await client.get("/admin/conversations?agent=Ana", headers=ana)).json()  # and Ana is told
+    assert [(t["conversation_id"], t["by"], t["handed_back"]) for t in inbox["taken"]] == [
+        ("handed-back", "admin", True), ("replied", "admin", False)]
 
 
 @pytest.mark.parametrize(("agents", "said"), [

@@ -1578,7 +1578,7 @@ def test_the_agent_who_took_a_conversation_over_is_kept_from_migration_18_on(tmp
     store = Store(path)
     user_turn(store, "before", "where is my order?")
     store.set_status("before", "handed_off", "agent")
-    store = left_by(store, 17, "ALTER TABLE handoffs DROP COLUMN agent")
+    store = left_by(store, 17, "DROP INDEX idx_handoffs_handed_back", "ALTER TABLE handoffs DROP COLUMN agent")
     user_turn(store, "after", "where is my order?")
     assert store.set_status("after", "handed_off", "agent", agent="Ana") is True
     with pytest.raises(HeldByColleague):  # Ana has it already
@@ -1712,7 +1712,8 @@ def test_an_agents_handback_keeps_whose_customer_it_was_from_migration_39_on(tmp
     user_turn(store, "back", "where is my order?")
     store.set_status("back", "handed_off", "agent", agent="Ana")
     store.set_status("back", "open", "agent", agent="Ana")
-    store = left_by(store, len(MIGRATIONS) - 1, "ALTER TABLE handoffs DROP COLUMN previous")
+    store = left_by(store, len(MIGRATIONS) - 1, "DROP INDEX idx_handoffs_handed_back",
+                    "ALTER TABLE handoffs DROP COLUMN previous")
     store.set_status("back", "handed_off", "agent", agent="Ana")
     store.set_status("back", "open", "agent", agent="Bob", force=True, by="admin")
     store.set_status("back", "handed_off", "agent", agent="Ana")
@@ -1722,6 +1723,7 @@ def test_an_agents_handback_keeps_whose_customer_it_was_from_migration_39_on(tmp
     assert [(h["event"], h["agent"], h["from"]) for h in store.transcript("back")["handoffs"]] == [
         ("handed_off", "Ana", None), ("open", "Ana", None), ("handed_off", "Ana", None), ("open", "admin", "Ana"),
         ("handed_off", "Ana", None), ("open", "ana", "Ana"), ("handed_off", None, None), ("open", None, None)]
+    assert store.taken_from("Ana") == []  # the admin's handback is no longer the latest
     store.close()
 
 

@@ -2805,6 +2805,29 @@ def test_the_agents_console_tells_its_agent_of_a_customer_a_lead_moved_to_a_coll
     api.admin(f"/admin/conversations/{cid}/release?agent=Ana&force=true")  # his reply would take them back unasked
     lee.clock.run_for(3_100)
     expect(lee.locator(".status")).to_have_text("Ana released your customer to the queue")
+    api.admin(f"/admin/conversations/{cid}/handoff", token="lee-own-token")
+    api.admin(f"/admin/conversations/{cid}/handback?agent=Ana&force=true")  # as would one with the bot
+    lee.clock.run_for(3_100)
+    expect(lee.locator(".status")).to_have_text("Ana handed your customer back to the bot")
+    context.close()
+
+
+def test_a_handback_the_agents_console_made_with_the_admin_token_is_not_told_back_to_it_as_a_leads(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Made with the admin token in the name of Lee, who has a token of his own, Lee's handback is kept as the admin's,
+    and his inbox names it among the customers taken from him: his own console said "admin handed your customer back
+    to the bot" of what he had just done."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Lee")
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_contain_text("taken by Lee")
+    page.get_by_role("button", name="Hand back to the bot").click()
+    expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^admin handed Lee's customer back to the bot"))
+    page.clock.run_for(3_100)  # the refresh after
+    taken = api.get("/admin/conversations?agent=Lee&limit=0")["taken"]
+    assert [(t["conversation_id"], t["handed_back"]) for t in taken][:1] == [(cid, True)]
+    expect(page.locator(".status")).to_have_text("")
+    expect(page.locator(".arrivals")).not_to_contain_text("admin handed")
     context.close()
 
 
