@@ -305,8 +305,11 @@ class InboxResponse(_Body):
                                                 "colleague or released, who are not theirs again, and those someone "
                                                 "else handed back to the bot, who are with it still, latest first "
                                                 "(the latest 100); none without ?agent=")
-    team: list[str] = Field(..., description="the agents' names (server.agents, as a reload left them), whose "
-                                             "customers alone ?holder= lists; none where the bot knows no names")
+    team: list[str] = Field(..., description="the agents' names (server.agents, as a reload left them); none where "
+                                             "the bot knows no names")
+    colleagues: list[str] = Field(..., description="the agents whose customers alone the console offers to list "
+                                                   "(?holder=): team, else the agents who have handed-off customers "
+                                                   "now, one spelling of each name")
     token_agent: str | None = Field(..., description="the agent whose own token (server.agents) the request carries, "
                                                      "who every call made with it acts as; null for the admin token")
 

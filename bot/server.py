@@ -1005,7 +1005,9 @@ async def inbox(request: web.Request) -> web.Response:
     :meth:`Store.inbox`); ``passed``: the customers colleagues passed to the
     agent (``?agent=``) who are theirs still, for their console to tell them, on any tab or page; ``taken``: those
     someone else moved from that agent to a colleague (:meth:`Store.taken_from`), for their console to tell them too;
-    ``team``: server.agents' names, whose customers alone a lead's console may list (``?holder=``); ``waiting_yours``:
+    ``team``: server.agents' names; ``colleagues``: those whose customers alone a lead's console offers to list
+    (``?holder=``): server.agents, else the agents who have customers now (:meth:`Store.holders`), where the console
+    offered none and a lead had no way to list an absent colleague's customers; ``waiting_yours``:
     the customers waiting on that agent or on nobody (nor on anyone server.agents no longer names), whom their console
     counts and announces (every waiting one without ``?agent=``)."""
     require_admin(request)
@@ -1028,7 +1030,8 @@ async def inbox(request: web.Request) -> web.Response:
         conversations, total, waiting = store.inbox(status, limit, agent, search, offset, holder, team)
         yours = waiting if agent is None else store.waiting(agent, team)[0]
         return {"conversations": conversations, "total": total, "waiting": waiting, "waiting_yours": yours,
-                "passed": store.passed_to(agent), "taken": store.taken_from(agent)}
+                "passed": store.passed_to(agent), "taken": store.taken_from(agent),
+                "colleagues": team or store.holders()}
 
     return json_response({**await bot._read(read), "team": team, "token_agent": request[AGENT] or None})
 

@@ -2251,6 +2251,14 @@ class Store:
             "ORDER BY at DESC LIMIT :most",
             {"agent": agent_key(agent), "most": PASSED_LISTED})]
 
+    def holders(self) -> list[str]:
+        """The agents who have handed-off customers now, one spelling of each name (as the inbox names them, ``agent``),
+        by name: where the bot knows no agents' names (no server.agents), those whose customers alone a lead's console
+        offers to list (``Store.inbox``'s ``holder``)."""
+        return [row[0] for row in self.db.execute(
+            f"SELECT min(agent) FROM ({_HANDED_OFF}) WHERE agent_key(agent) != '' GROUP BY agent_key(agent) "
+            "ORDER BY agent_key(agent)")]
+
     def _found(self, search: str) -> Search:
         """The SQL of :meth:`inbox`'s ``search``: what the customer wrote is searched as agents may read it (with
         ``keep_raw`` the copy as typed is unredacted, not for display, and is not searched either)."""

@@ -411,7 +411,9 @@ async def test_a_notice_the_webhook_could_not_take_is_tried_again(
 
 
 async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aiohttp_client: Any) -> None:
-    """A takeover recorded nobody: a second agent saw the customer in the inbox as anyone's, and answered too."""
+    """A takeover recorded nobody: a second agent saw the customer in the inbox as anyone's, and answered too. Without
+    server.agents, the agents who have customers are the colleagues a lead's console offers to list alone: it offered
+    none, and an absent colleague's customers were found among everyone's."""
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     for cid in ("taken", "asked"):
         await chat(client, cid, "I need help with my bill")
@@ -427,6 +429,7 @@ async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aioht
     assert sent.status == 200
     listed = await (await client.get("/admin/conversations", headers=AUTH)).json()
     assert {c["conversation_id"]: c["agent"] for c in listed["conversations"]} == {"taken": "Ana", "asked": "Sam"}
+    assert (listed["team"], listed["colleagues"]) == ([], ["Ana", "Sam"])  # one spelling of each
     # at a change of shift, the customers one agent leaves, found among everyone's
     anas = await (await client.get("/admin/conversations?holder=%20ana", headers=AUTH)).json()
     assert [c["conversation_id"] for c in anas["conversations"]] == ["taken"] and anas["total"] == 1
@@ -443,6 +446,7 @@ async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aioht
         ("handed_off", "agent", "Ana"), ("open", "agent", "Ana")]
     open_ones = await (await client.get("/admin/conversations?status=open", headers=AUTH)).json()
     assert [c["agent"] for c in open_ones["conversations"]] == [None]
+    assert open_ones["colleagues"] == ["Sam"]  # Ana has none now
 
 
 async def test_the_inbox_lists_the_customers_nobody_has_alone(bot_dir: Path, aiohttp_client: Any) -> None:
@@ -806,6 +810,7 @@ async def test_an_agents_inbox_counts_and_lists_the_customers_of_a_colleague_a_r
     assert await counted("agent=Ana") == (1, 1)
     nobodys = await (await client.get("/admin/conversations?unheld=true", headers=AUTH)).json()
     assert [c["conversation_id"] for c in nobodys["conversations"]] == ["bobs"] and nobodys["total"] == 1
+    assert nobodys["colleagues"] == nobodys["team"] == ["Ana"]  # server.agents', not Bob who has customers still
 
 
 async def test_a_customer_of_a_colleague_a_reload_took_out_is_taken_over_released_or_answered_unforced(

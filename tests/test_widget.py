@@ -2946,6 +2946,30 @@ def test_the_agents_console_lists_a_colleagues_customers_alone_when_asked(
     context.close()
 
 
+def test_without_server_agents_the_agents_console_offers_the_colleagues_who_have_customers(
+        chromium: SimpleNamespace, web_demo_bot: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """"Colleague's only" listed server.agents alone, and was hidden without them: a lead sharing out an absent
+    colleague's customers found them among everyone's. It offers the agents who have customers, its own agent left
+    out."""
+    root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "nameless", server={"agents": {}})
+    with LiveServer(root) as live, api_client(chromium, live.url, web_demo_bot.admin_token) as api:
+        alice, bob, carol = (f"console-{next(PAGE_NUMBERS)}" for _ in range(3))
+        for cid in (alice, bob, carol):
+            api.chat(cid, "/handoff")
+        api.admin(f"/admin/conversations/{alice}/handoff?agent=Lee")
+        api.admin(f"/admin/conversations/{carol}/handoff?agent=Kim")
+        context = open_console(chromium, live, web_demo_bot.admin_token, alice, bob, carol)
+        page = context.pages[0]
+        page.locator(f'.list li[data-id="{bob}"]').click()  # the name box is the reply's
+        page.locator("form.reply .name").fill("Kim")
+        colleague = page.get_by_label("Colleague's only:")
+        expect(colleague.locator("option")).to_have_text(["—", "Lee"])  # Kim's own are "Mine only"
+        colleague.select_option("Lee")
+        expect(page.locator(".list li[data-id]")).to_have_count(1)
+        expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_visible()
+        context.close()
+
+
 def test_mine_only_with_no_conversation_open_asks_for_the_agents_name_itself(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """The name box is the reply's, hidden with no conversation open: "Mine only" asked for a name and put the keyboard
