@@ -1614,20 +1614,40 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
 @reviewer_option
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, metavar="N", help="Items in this sitting.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, metavar="N",
+              help="Items in this sitting (with --labelled: labels listed).")
+@click.option("--labelled", is_flag=True,
+              help="List the labels given in earlier sittings instead, newest first: one line per answer, by the "
+                   "turn (#N) that --correct names.")
+@click.option("--intent", metavar="INTENT", default=None, help="With --labelled: only the labels of this intent.")
+@click.option("--correct", nargs=2, type=(click.IntRange(1), str), default=None, metavar="TURN INTENT",
+              help="Change the label of turn TURN, and of the messages labelled with it, to INTENT (or oos).")
 @device_option
-def review(directory: Path, reviewer: str | None, limit: int, device: str | None) -> None:
+def review(directory: Path, reviewer: str | None, limit: int, labelled: bool, intent: str | None,
+           correct: tuple[int, str] | None, device: str | None) -> None:
     """Label the review queue in the terminal, one item at a time.
+
+    A label given in an earlier sitting is corrected with --correct: --labelled lists them.
 
     Examples:
 
     \b
       bot review mybot
       bot review mybot --limit 20 --reviewer alice
+      bot review mybot --labelled --intent track_order
+      bot review mybot --correct 1234 cancel_order
     """
     from bot.review import review_in_terminal, serving_queue
 
+    if intent is not None and not labelled:
+        raise click.BadParameter("lists the labels of one intent: add --labelled", param_hint="'--intent'")
+    if labelled and correct:
+        raise click.BadParameter("--labelled or --correct: one of them", param_hint="'--correct'")
     project = load_project(directory)
+    if labelled:
+        return _list_labels(project, intent, limit)
+    if correct:
+        return _correct_label(project, *correct, reviewer)
     store = _open_store(project)
     try:
         items = serving_queue(project, store, device)
@@ -1641,6 +1661,48 @@ def review(directory: Path, reviewer: str | None, limit: int, device: str | None
     more = " among the latest waiting messages; older ones come once these are labelled" if items.more_waiting else ""
     click.echo(f"Labelled {_count(done['items'], 'item')} ({_count(done['turns'], 'message')}), skipped {done['skipped']}. "
                f"{max(0, len(items) - done['items'])} left{more}.{learn}")
+
+
+def _list_labels(project: Project, intent: str | None, limit: int) -> None:
+    """`bot review --labelled`: the labels given, newest first, each by the turn `--correct` names."""
+    from bot.review import given_labels, show_given
+
+    store = _open_store(project, reading=True)
+    try:
+        given = given_labels(store, intent)
+    finally:
+        store.close()
+    if not given:
+        click.echo(f"No message is labelled{f' {intent}' if intent else ''}.")
+        return
+    for label in given[:limit]:
+        show_given(label)
+    more = f" ({len(given) - limit} older: --limit {len(given)} lists them)" if len(given) > limit else ""
+    click.echo(f"{_count(len(given), 'label')}{more}. `bot review {shell(project.root)} --correct TURN INTENT` "
+               "changes one (TURN is the number after #).")
+
+
+def _correct_label(project: Project, turn_id: int, intent: str, reviewer: str | None) -> None:
+    """`bot review --correct`: the label of ``turn_id``, and of the turns labelled with it, changed to ``intent``."""
+    from dialogues.review import check_label
+
+    try:
+        check_label(intent, project.intents)
+    except ValueError as exc:
+        fail(str(exc))
+    store = _open_store(project)
+    try:
+        label = store.label_of(turn_id)
+        if label is None:
+            fail(f"turn {turn_id} has no label to correct: `bot review {shell(project.root)} --labelled` lists them")
+        if label["intent"] == intent:
+            click.echo(f"Turn {turn_id} is labelled {intent} already.")
+            return
+        turns = store.correct_label([turn_id], intent, reviewer)
+    finally:
+        store.close()
+    click.echo(f"Corrected {_count(len(turns), 'message')} from {label['intent']} to {intent}. "
+               f"Run `bot retrain {shell(project.root)}` to learn it.")
 
 
 @cli.command()

@@ -14,6 +14,7 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TypeVar
 
 import click
@@ -276,6 +277,40 @@ def prompt(label: str, default: str, parse: Callable[[str], T]) -> T | None:
             return None
         except UnicodeDecodeError:
             click.echo("Error: that was not UTF-8 text; type it again")
+
+
+@dataclass
+class GivenLabel:
+    """One label as it was given: the turns one answer labelled at once (a queue item's near duplicates, or every
+    message one `bot relabel` moved), which ``bot review --correct`` changes together, as the admin API does."""
+
+    turn_id: int  # the first of its turns, by which ``--correct`` names it
+    intent: str
+    reviewer: str | None
+    created: float
+    texts: list[str]  # the distinct messages it labelled
+
+
+def given_labels(store: Store, intent: str | None = None) -> list[GivenLabel]:
+    """The labels that stand now (each turn's latest), newest first, ``intent``'s alone if named: a label given in an
+    earlier sitting could be corrected only through the admin API, so a slip found later was learnt at every
+    retrain."""
+    given: dict[tuple[float, str | None], GivenLabel] = {}
+    for row in store.labels():  # oldest first: a label's first turn is its lowest
+        key = (row["created"], row["reviewer"])
+        label = given.setdefault(key, GivenLabel(row["turn_id"], row["intent"], row["reviewer"], row["created"], []))
+        if row["text"] not in label.texts:
+            label.texts.append(row["text"])
+    return [label for label in reversed(given.values()) if intent is None or label.intent == intent]
+
+
+def show_given(label: GivenLabel) -> None:
+    """A label as ``bot review --labelled`` lists it, on one line: its turn, intent, reviewer, when, and what it
+    labelled."""
+    when = datetime.fromtimestamp(label.created, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    more = f" (+{len(label.texts) - 1} more phrasing{'s' * (len(label.texts) > 2)})" if len(label.texts) > 1 else ""
+    click.echo(f"  #{label.turn_id}  {label.intent}  by {label.reviewer or 'nobody named'}, {when}: "
+               f"“{label.texts[0]}”{more}")
 
 
 def labelled_as(intent: str, turns: list[int]) -> None:

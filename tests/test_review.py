@@ -415,6 +415,51 @@ def test_bot_review_labels_one_item_at_a_time_in_the_terminal(review_bot: Path, 
            "these are labelled." in full.output
 
 
+def test_bot_review_lists_and_corrects_a_label_given_in_an_earlier_sitting(review_bot: Path) -> None:
+    """`u` corrects only the label given last in the sitting: a slip found a day later, or a label the retrain's
+    forgotten examples put in doubt, could be corrected through the admin API alone, and was learnt at every retrain.
+    --labelled lists the labels as given, newest first, and --correct changes one, with the messages labelled with it."""
+    store = Store(review_bot / "dialogues.db")
+    parcel = [turn(store, text, 0.3, "fallback", conversation=f"p{n}")[0]
+              for n, text in enumerate(["where is my parcel", "where is my parcel?", "wheres my parcel"])]
+    store.add_labels(parcel, "get_refund", "ann")  # one queue item's near duplicates, labelled with one answer
+    refund = turn(store, "money back", 0.3, "fallback", conversation="r")[0]
+    store.add_labels([refund], "get_refund", "bob")
+    store.close()
+
+    listed = CliRunner().invoke(cli, ["review", str(review_bot), "--labelled"])
+    one_intent = CliRunner().invoke(cli, ["review", str(review_bot), "--labelled", "--intent", "get_refund", "--limit", "1"])
+
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert lines[0].startswith(f"  #{refund}  get_refund  by bob, ") and lines[0].endswith(": “money back”")
+    assert lines[1].startswith(f"  #{parcel[0]}  get_refund  by ann, ")
+    assert lines[1].endswith(": “where is my parcel” (+2 more phrasings)")
+    assert lines[2] == f"2 labels. `bot review {review_bot} --correct TURN INTENT` changes one (TURN is the number after #)."
+    assert one_intent.output.splitlines()[1].startswith("2 labels (1 older: --limit 2 lists them)")
+
+    corrected = CliRunner().invoke(cli, ["review", str(review_bot), "--correct", str(parcel[1]), "track_order",
+                                         "--reviewer", "cy"])
+
+    assert corrected.exit_code == 0, corrected.output
+    assert f"Corrected 3 messages from get_refund to track_order. Run `bot retrain {review_bot}`" in corrected.output
+    store = Store(review_bot / "dialogues.db")
+    labels = {r["turn_id"]: (r["intent"], r["reviewer"]) for r in store.labels()}
+    store.close()
+    assert labels == {**{t: ("track_order", "cy") for t in parcel}, refund: ("get_refund", "bob")}
+    none = CliRunner().invoke(cli, ["review", str(review_bot), "--labelled", "--intent", "get_refund"])
+    assert [line.split()[0] for line in none.output.splitlines()[:-1]] == [f"#{refund}"]
+
+    typo = CliRunner().invoke(cli, ["review", str(review_bot), "--correct", str(refund), "track_ordr"])
+    assert typo.exit_code == 1 and "unknown intent 'track_ordr' (did you mean track_order?)" in typo.output
+    unlabelled = CliRunner().invoke(cli, ["review", str(review_bot), "--correct", str(refund + 1), "oos"])
+    assert unlabelled.exit_code == 1 and f"turn {refund + 1} has no label to correct" in unlabelled.output
+    same = CliRunner().invoke(cli, ["review", str(review_bot), "--correct", str(refund), "get_refund"])
+    assert same.exit_code == 0 and f"Turn {refund} is labelled get_refund already." in same.output
+    alone = CliRunner().invoke(cli, ["review", str(review_bot), "--intent", "get_refund"])
+    assert alone.exit_code == 2 and "add --labelled" in alone.output
+
+
 @pytest.mark.parametrize("command", ["review", "chat"])
 def test_a_closed_stdin_ends_the_terminal_commands_as_the_end_of_input_does(review_bot: Path, command: str) -> None:
     """Run from a job with stdin closed (`<&-`), both ended in a traceback: Python gives them no stdin at all."""
