@@ -56,6 +56,7 @@ from retrieval.options import IndexType
 
 if TYPE_CHECKING:
     from dialogues.store import Store
+    from finetune.registry import Version
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # deskbot never reaches for a model hub on its own
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -1910,16 +1911,22 @@ def _print_regate(d: dict[str, Any]) -> None:
 @click.option("--prune", metavar="KEEP", type=click.IntRange(0), default=None,
               help="Delete the versions but the serving one, the newest and the KEEP newest others that served, to "
                    "free their disk; then list those left.")
+@click.option("--remeasure", is_flag=True,
+              help="Measure every version again on the frozen evaluation set as it is now, as bot serve runs it, "
+                   "beside the accuracy measured when it was made, which a set changed since no longer compares.")
 @device_option
-def models(directory: Path, as_json: bool, explain: str | None, prune: int | None, device: str | None) -> None:
+def models(directory: Path, as_json: bool, explain: str | None, prune: int | None, remeasure: bool,
+           device: str | None) -> None:
     """List the model versions and their figures.
 
-    * marks the one serving.
+    * marks the one serving. accuracy is on the frozen evaluation set as it was when each version was made;
+    --remeasure measures them all on it as it is now.
 
     Examples:
 
     \b
       bot models mybot
+      bot models mybot --remeasure
       bot models mybot --explain v0003
       bot models mybot --prune 3
     """
@@ -1945,8 +1952,10 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
     versions = registry.versions()
     if not versions:
         fail(f"no model versions in {directory}; run `bot train {directory}`")
+    now = _remeasured(project, versions, device) if remeasure else None
     if not as_json:  # accuracy: on the frozen evaluation set (n examples), at the version's intent threshold
-        click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}{'n':>6}{'threshold':>10}  decision")
+        again = f"{'now':>9}{'n':>6}" if now is not None else ""
+        click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}{'n':>6}{'threshold':>10}{again}  decision")
     try:
         log = registry.decisions()
     except RegistryError:  # a log that cannot be read: the versions are listed all the same
@@ -1975,20 +1984,52 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
             status = f"passed, not promoted: {failures.get(v.name, {}).get('reason', 'its run ended first')}"
         if as_json:
             click.echo(json.dumps({"version": v.name, "serving": v.current, "status": status, "meta": v.meta,
-                                   "metrics": v.metrics, "decision": v.decision, "damaged": v.damaged}))
+                                   "metrics": v.metrics, "decision": v.decision, "damaged": v.damaged,
+                                   **({"remeasured": now[v.name]} if now is not None else {})}))
             continue
         status = "; ".join(filter(None, [status, *v.damaged]))
         accuracy, threshold = (f"{x:.4f}" if isinstance(x, (int, float)) else ""
                                for x in (v.metrics.get("accuracy"), v.meta.get("intent_threshold")))
         # A set of another size (the intents changed) makes another accuracy, which read as a regression.
         n = str(v.metrics.get("holdout_examples", ""))
+        again = "" if now is None else (f"{'':>15}" if (fig := now[v.name]) is None or fig["accuracy"] is None
+                                        else f"{fig['accuracy']:>9.4f}{fig['n']:>6}")
         click.echo(f"{'*' if v.current else ' '} {v.name:<9}{str(v.meta.get('created', '')):<26}"
-                   f"{str(v.meta.get('mode', 'train')):<15}{accuracy:>9}{n:>6}{threshold:>10}  {status}")
+                   f"{str(v.meta.get('mode', 'train')):<15}{accuracy:>9}{n:>6}{threshold:>10}{again}  {status}")
+    if not as_json:
+        _say_if_not_comparable(project, versions, now)
     if not any(v.current for v in versions):  # no * in the list: say why, and what to run
         try:
             registry.current_path()
         except RegistryError as exc:
             click.echo(f"note: none of them serves: {exc}", err=True)
+
+
+def _remeasured(project: Project, versions: list[Version], device: str | None) -> dict[str, dict[str, Any] | None]:
+    """`bot models --remeasure`: each version's accuracy on the frozen evaluation set as it is now."""
+    from bot.retrain import remeasured
+
+    return remeasured(project, [v.name for v in versions], device)
+
+
+def _say_if_not_comparable(project: Project, versions: list[Version], now: dict[str, Any] | None) -> None:
+    """Under `bot models`' table: which versions' accuracy was measured on a frozen evaluation set of another size
+    than it has now (an intent added, taken out or renamed in nlu.yml since), whose figures compare with neither
+    each other's nor the next candidate's, and how to measure them all on today's; with --remeasure, what the new
+    columns are."""
+    from bot.training import frozen_split
+
+    _, held = frozen_split(project, write=False)
+    if now is not None:
+        click.echo(f"note: now and its n: accuracy on the frozen evaluation set as it is today ({len(held)} examples), "
+                   "each version as bot serve runs it, at its threshold", err=True)
+        return
+    other = [v.name for v in versions if v.metrics.get("holdout_examples") not in (None, len(held))]
+    if other:
+        click.echo(f"note: accuracy is as measured when each version was made: {', '.join(other)} on a frozen "
+                   f"evaluation set of another size than today's {len(held)} examples (nlu.yml's intents changed "
+                   f"since), so it compares with no other; `bot models {shell(project.root)} --remeasure` measures "
+                   "every version on today's set", err=True)
 
 
 @cli.command()

@@ -539,6 +539,28 @@ def regate(project: Project, name: str, device: str | None = None) -> dict[str, 
             "seed_changed": seed_changed, "stored": stored}
 
 
+def remeasured(project: Project, names: Iterable[str], device: str | None = None) -> dict[str, dict[str, Any] | None]:
+    """Each version's accuracy on the frozen evaluation set as it is now, at its intent threshold, answering as `bot
+    serve` would serve it (:func:`as_served`, under the names `bot relabel` gave its intents since): the accuracy
+    `bot models` lists was measured when the version was made, on the set as it was then, which an intent added or
+    an example moved in nlu.yml changes since, so two versions' figures need not compare. None for a version that
+    does not load. Nothing is written."""
+    registry = Registry(project.models_dir)
+    _, held = frozen_split(project, write=False)
+    name = current_names(project)
+    figures: dict[str, dict[str, Any] | None] = {}
+    for version in names:
+        path = registry.path(version)
+        try:
+            classifier = as_served(project, IntentClassifier.load(path / "classifier", device=device))
+            threshold = served_threshold(project, read_meta(path))
+        except ModelLoadError:
+            figures[version] = None
+            continue
+        figures[version] = {**at_threshold(Renamed(classifier, name), held, threshold), "n": len(held)}
+    return figures
+
+
 def same_base(recorded: str | None, project: Project) -> bool:
     """Whether a version was trained from bot.yml's base model: recorded as bot.yml wrote it, or, by versions
     from before, as the folder it named (whose retrain trained from scratch once for a changed-looking base)."""

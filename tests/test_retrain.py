@@ -560,13 +560,46 @@ def test_a_damaged_serving_index_stops_a_retrain_in_one_line(bot_dir: Path) -> N
     assert Registry(bot_dir / "models").current() == "v0002"
 
 
-def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Path) -> None:
-    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+def add_invoice_intent(root: Path) -> None:
+    """Add the demo's check_invoice intent, with 15 of its examples, to the bot's nlu.yml."""
     demo = yaml.safe_load((REPO / "bot" / "demo" / "nlu.yml").read_text())
     invoice = next(i for i in demo["nlu"] if i.get("intent") == "check_invoice")
-    nlu = yaml.safe_load((bot_dir / "nlu.yml").read_text())
+    nlu = yaml.safe_load((root / "nlu.yml").read_text())
     nlu["nlu"].append({"intent": "check_invoice", "examples": "\n".join(invoice["examples"].splitlines()[:15]) + "\n"})
-    (bot_dir / "nlu.yml").write_text(yaml.safe_dump(nlu, sort_keys=False))
+    (root / "nlu.yml").write_text(yaml.safe_dump(nlu, sort_keys=False))
+
+
+def test_bot_models_says_whose_accuracy_compares_no_more_and_measures_them_all_again(bot_dir: Path) -> None:
+    """An intent added to nlu.yml since gives the frozen evaluation set more examples: `bot models` listed each
+    version's accuracy as measured when it was made, figures an engineer would set beside the next candidate's
+    though they measure another set, and said nothing. It names the versions measured on a set of another size,
+    and --remeasure measures every version on today's set, as bot serve runs it."""
+    meta = json.loads((bot_dir / "models" / "v0001" / "meta.json").read_text())
+    made = json.loads((bot_dir / "models" / "v0001" / "metrics.json").read_text())
+    unchanged = CliRunner().invoke(cli, ["models", str(bot_dir)])
+    same = json.loads(CliRunner().invoke(cli, ["models", str(bot_dir), "--remeasure", "--json"]).stdout)
+    assert "note:" not in unchanged.output and made["holdout_examples"] == 8
+    assert same["remeasured"] == {"accuracy": round(made["accuracy"], 4), "threshold": meta["intent_threshold"], "n": 8}
+
+    add_invoice_intent(bot_dir)
+    listed = CliRunner().invoke(cli, ["models", str(bot_dir)])
+    again = CliRunner().invoke(cli, ["models", str(bot_dir), "--remeasure"])
+
+    assert listed.exit_code == 0 and again.exit_code == 0, again.output
+    assert (f"note: accuracy is as measured when each version was made: v0001 on a frozen evaluation set of another "
+            f"size than today's 10 examples (nlu.yml's intents changed since), so it compares with no other; `bot models "
+            f"{bot_dir} --remeasure` measures every version on today's set") in listed.stderr
+    header, row = again.stdout.splitlines()
+    assert header.split()[3:8] == ["accuracy", "n", "threshold", "now", "n"]
+    assert row.split()[4:7] == [f"{made['accuracy']:.4f}", "8", f"{meta['intent_threshold']:.4f}"]
+    assert 0 <= float(row.split()[7]) <= 1 and row.split()[8] == "10"
+    assert "note: now and its n: accuracy on the frozen evaluation set as it is today (10 examples)" in again.stderr
+    assert (bot_dir / "models" / EVALUATION_FILE).read_text().count("\n") == 8  # measuring wrote nothing
+
+
+def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Path) -> None:
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    add_invoice_intent(bot_dir)
     frozen_before = (bot_dir / "models" / EVALUATION_FILE).read_text().splitlines()
 
     result = retrain(load_project(bot_dir), device="cpu", progress=False)
