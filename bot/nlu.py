@@ -11,6 +11,7 @@ accuracy; bench/SERVE.md has the figures.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -214,6 +215,24 @@ def finite_weights(classifier: IntentClassifier) -> bool:
     that meets it is NaN, which no JSON carries: the widget showed customers nothing while /healthz said ok."""
     tensors = [classifier.head, *classifier.encoder.state_dict().values()]
     return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+
+def as_served(project: Project, classifier: IntentClassifier) -> IntentClassifier:
+    """``classifier`` as `bot serve` answers with it on the device it runs on: a copy in int8 where bot.yml's
+    ``server.inference.quantize`` asks for it on a CPU (:func:`serving_classifier`), else itself. int8
+    moves some answers and confidences, so a model measured in float32 (by the promotion gate, or to calibrate its
+    threshold) was one no customer met. The copy leaves ``classifier`` to train on and save."""
+    if not served_in_int8(project, classifier):
+        return classifier
+    served = copy.deepcopy(classifier)
+    quantize_int8(served)
+    return served
+
+
+def served_in_int8(project: Project, classifier: IntentClassifier) -> bool:
+    """Whether `bot serve` runs ``classifier`` in int8: bot.yml's ``server.inference.quantize`` asks for it, and it
+    runs on a CPU (on a GPU quantisation is a no-op)."""
+    return project.config.server.inference.quantize == "int8" and classifier.device.type == "cpu"
 
 
 def quantize_int8(classifier: IntentClassifier) -> None:

@@ -30,7 +30,6 @@ when the run ends, the candidate is kept but refused, and no index refresh is ma
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shutil
@@ -41,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.nlu import Name, answer_encoder, current_names, quantize_int8, read_meta, renamed_labels, renamed_prediction
+from bot.nlu import (Name, answer_encoder, as_served, current_names, read_meta, renamed_labels, renamed_prediction,
+                     served_in_int8)
 from bot.project import Example, Project, model_folder, same_example
 from bot.training import (
     DEFAULT_INTENT_THRESHOLD,
@@ -176,24 +176,6 @@ class Renamed:
     def predict(self, texts: list[str]) -> list[Prediction]:
         predictions = self.classifier.predict(texts)
         return predictions if self.name is None else [renamed_prediction(p, self.name) for p in predictions]
-
-
-def as_served(project: Project, classifier: IntentClassifier) -> IntentClassifier:
-    """``classifier`` as `bot serve` answers with it on the device it runs on: a copy in int8 where bot.yml's
-    ``server.inference.quantize`` asks for it on a CPU (:func:`~bot.nlu.serving_classifier`), else itself. int8
-    moves some answers, so the gate measured a float32 model no customer met, and could promote a candidate whose
-    quantised weights answer worse than the serving model's. The copy leaves ``classifier`` to train on."""
-    if not served_in_int8(project, classifier):
-        return classifier
-    served = copy.deepcopy(classifier)
-    quantize_int8(served)
-    return served
-
-
-def served_in_int8(project: Project, classifier: IntentClassifier) -> bool:
-    """Whether `bot serve` runs ``classifier`` in int8: bot.yml's ``server.inference.quantize`` asks for it, and it
-    runs on a CPU (on a GPU quantisation is a no-op)."""
-    return project.config.server.inference.quantize == "int8" and classifier.device.type == "cpu"
 
 
 def measured_as(project: Project, classifier: IntentClassifier) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.language import written_in
-from bot.nlu import answer_encoder, finite_weights
+from bot.nlu import answer_encoder, as_served, finite_weights
 from bot.project import BotConfig, Example, Project, ProjectError, same_example
 from bot.responses import TEMPLATE_ANSWER
 from dialogues.export import about_one_case
@@ -342,7 +342,8 @@ def fit(project: Project, examples: list[Example], held: list[Example], device: 
 
 def write_model(staging: Path, project: Project, classifier: IntentClassifier, answers: list[Answer],
                 held: list[Example], train_examples: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Save the classifier and its answer index into ``staging``; return the version's meta and metrics."""
+    """Save the classifier and its answer index into ``staging``; return the version's meta and metrics, the
+    figures and calibrated threshold of the classifier as `bot serve` runs it (:func:`~bot.nlu.as_served`)."""
     if not finite_weights(classifier):
         raise ModelLoadError("training diverged: the model's weights are not all numbers (NaN), so nothing was saved; "
                              "train again with a lower model.learning_rate in bot.yml")
@@ -355,7 +356,8 @@ def write_model(staging: Path, project: Project, classifier: IntentClassifier, a
             raise
         raise RegistryError(f"no space left on the disk of {staging.parent} to save the trained model: free some, then "
                             "train again (the serving model is untouched)") from None
-    metrics = holdout_metrics(classifier, held, project.config.thresholds.intent)
+    # As served: in int8 the confidences the threshold is calibrated on, and the answers counted, move.
+    metrics = holdout_metrics(as_served(project, classifier), held, project.config.thresholds.intent)
     metrics.update(train_examples=train_examples, holdout_examples=len(held),
                    train_seconds=round(classifier.train_seconds, 1), train_steps=classifier.train_steps,
                    train_passes=classifier.train_passes, ngram_share=classifier.ngram_share)

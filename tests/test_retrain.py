@@ -23,6 +23,7 @@ import yaml
 from click.testing import CliRunner
 
 import bot.retrain
+import bot.training
 from bot.cli import _print_decision, cli, say_not_learnt
 from bot.project import Example, load_project
 from bot.retrain import (
@@ -1042,6 +1043,29 @@ def test_the_gate_measures_both_models_in_int8_when_the_bot_serves_them_so(bot_d
     configure(bot_dir, server={"inference": {"quantize": "none"}})
     again = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", result.version])
     assert "measured in int8 then, float32 now: server.inference.quantize or the device changed since" in again.output
+
+
+def test_a_version_served_in_int8_is_calibrated_and_listed_as_served(bot_dir: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """With server.inference.quantize: int8 the threshold was calibrated, and the accuracy `bot models` lists measured,
+    on the float32 model, whose confidences int8 moves: the bot fell back at a cut chosen for another model, and
+    the gate's accuracy at the threshold for the candidate, measured in int8, was not the one `bot models` lists."""
+    configure(bot_dir, server={"inference": {"quantize": "int8"}}, thresholds={"intent": "auto"})
+    in_int8: list[bool] = []
+    holdout_metrics = bot.training.holdout_metrics
+
+    def spied(classifier: Any, held: list[Example], threshold: Any) -> dict[str, Any]:
+        in_int8.append(any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in classifier.encoder.modules()))
+        return holdout_metrics(classifier, held, threshold)
+
+    monkeypatch.setattr(bot.training, "holdout_metrics", spied)
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False, force=True)
+
+    assert in_int8 == [True]
+    metrics = json.loads((bot_dir / "models" / result.version / "metrics.json").read_text())
+    assert result.decision["at_threshold"]["candidate"] == {"accuracy": round(metrics["accuracy"], 4),
+                                                            "threshold": metrics["intent_threshold"]}
 
 
 def test_a_candidate_refused_over_the_intents_both_know_says_how_to_serve_the_new_ones(
