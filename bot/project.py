@@ -406,15 +406,17 @@ class AgentConfig(Settings):
 MAX_AGENT_CHARS = 64  # an agent's name, in server.agents as in the admin API's agent, ?agent= and ?holder=
 MAX_REVIEWER_CHARS = 128  # a review label's reviewer, in the admin API and bot review's --reviewer
 # What an agent's name may not hold: INVISIBLE's characters but the plain space (controls such as \r and ESC, zero-width
-# ones, direction overrides, the other spaces), and private-use ones, which each font draws as it likes (an icon, a
-# letter, nothing). Two names that look alike would be two agents, a zero-width one could pass in the console for a
-# colleague's, and an override shows the name backwards. Published as the names' pattern.
-UNSEEN_IN_NAMES = INVISIBLE.replace(r"\x00-\x20", r"\x00-\x1f", 1) + r"\ue000-\uf8ff"
+# ones, direction overrides, the other spaces), private-use ones, which each font draws as it likes (an icon, a letter,
+# nothing), and the tag characters (U+E0000 to U+E007F, unseen, which can spell a hidden text). Two names that look
+# alike would be two agents, a zero-width one could pass in the console for a colleague's, and an override shows the
+# name backwards. Published as the names' pattern, which the server holds names to: the characters past U+FFFF (the
+# tags and the two private-use planes) are written as themselves, which JSON Schema reads by code point (JavaScript's
+# RegExp with its u flag), as Python does; JavaScript's RegExp without it reads them as halves, and refuses the pattern.
+UNSEEN_IN_NAMES = (INVISIBLE.replace(r"\x00-\x20", r"\x00-\x1f", 1) + r"\ue000-\uf8ff"
+                   + "\U000e0000-\U000e007f\U000f0000-\U0010ffff")
 AGENT_NAME_PATTERN = f"^[^{UNSEEN_IN_NAMES}]*$"  # a query's name, which may be blank (none)
 VISIBLE_AGENT_NAME = f"^[^{UNSEEN_IN_NAMES}]*[^ {UNSEEN_IN_NAMES}][^{UNSEEN_IN_NAMES}]*$"  # a body's, with a character to see
-# The server refuses the astral ones too, which no pattern JavaScript reads without a flag can name (INVISIBLE): the tag
-# characters (U+E0000 to U+E007F, unseen, which can spell a hidden text) and the two private-use planes.
-_UNSEEN_IN_NAMES = re.compile(f"[{UNSEEN_IN_NAMES}\U000e0000-\U000e007f\U000f0000-\U0010ffff]")
+_UNSEEN_IN_NAMES = re.compile(f"[{UNSEEN_IN_NAMES}]")
 
 
 def agent_name(name: str) -> str:

@@ -47,8 +47,7 @@ SCHEMATHESIS_EXAMPLES = 8
 # `until` comes before its `since`, or compared with the one before it (`compare`) without a `since`, a forced
 # takeover, reply, release, transfer or handback (`force`) that names no `agent`, an inbox of one agent's customers and
 # of nobody's at once (`holder`, `unheld`), and a release of all of one agent's customers with the admin token that
-# names no `agent`. In the stateful phase (which reads no operation's settings) also an agent's name holding a tag or
-# private-use character past U+FFFF, which a pattern JavaScript reads cannot spell (bot/project.py).
+# names no `agent`: in the stateful phase too, which reads no operation's settings.
 EXPECTED = '["2xx", "400", "401", "403", "404", "409"]'
 SCHEMATHESIS_CONFIG = "".join(f"""
 [[operations]]

@@ -23,7 +23,7 @@ import uuid
 from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Callable
 
 import aiohttp
@@ -41,7 +41,7 @@ from bot.language import READABLE
 from bot.limits import LIMITS, Limits, check_aiohttp, slow_down
 from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, InboxResponse, mounted
-from bot.project import LimitsConfig, load_project
+from bot.project import AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME, LimitsConfig, agent_name, load_project
 from bot.server import BOT, create_app, load_serving_model
 from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, cannot_write
 from finetune.classifier import FILES
@@ -1289,6 +1289,40 @@ def test_the_published_pattern_for_a_message_is_exactly_what_normalise_keeps() -
                 and readable(chr(c)) != bool(normalise(chr(c)))]
     assert disagree == [] and readable("\ud800hi") is False and readable("退款") and readable("\u00a0?")
 
+
+
+def patterns_in(node: Any) -> Iterator[str]:
+    """Every ``pattern`` a JSON Schema document holds, however deep."""
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield node["pattern"]
+        node = list(node.values())
+    if isinstance(node, list):
+        for item in node:
+            yield from patterns_in(item)
+
+
+async def test_the_published_patterns_for_an_agents_name_are_exactly_what_the_server_takes(
+        make_client: Callable[..., Any]) -> None:
+    """/openapi.json's patterns for an agent's name (?agent=, a reply's agent, a label's reviewer) let through the tag
+    characters and the private-use ones past U+FFFF, which the server refuses: a client held to them had such a name
+    refused with a 400 it was not told of. Every code point, read as JSON Schema reads a pattern (by code point)."""
+    client = await make_client(server={"admin_token": "t0ken"})
+    doc = await (await client.get("/openapi.json", headers={"Authorization": "Bearer t0ken"})).json()
+    assert {AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME} <= set(patterns_in(doc))
+
+    def taken(name: str) -> bool:
+        try:
+            agent_name(name)
+        except ValueError:
+            return False
+        return True
+
+    for pattern in (re.compile(AGENT_NAME_PATTERN), re.compile(VISIBLE_AGENT_NAME)):
+        disagree = [hex(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF
+                    and bool(pattern.fullmatch(f"Ana{chr(c)}")) != taken(f"Ana{chr(c)}")]
+        assert disagree == [], pattern.pattern
+    assert not re.fullmatch(VISIBLE_AGENT_NAME, "Ana\U000e0041\U000e004e") and re.fullmatch(VISIBLE_AGENT_NAME, "Ana 😀")
 
 PERSONAL = "mail jane.doe@example.com or call +86 138 0013 8000, card 4111 1111 1111 1111"
 REDACTED = "mail [EMAIL] or call [PHONE], card [CARD]"
