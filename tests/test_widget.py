@@ -3933,6 +3933,26 @@ def test_two_stale_visitors_tabs_refused_at_once_each_go_on_in_their_own_new_con
     signed_in.close()
 
 
+def test_every_tab_whose_page_signs_the_customer_in_hears_their_agent(open_widget: Any, api: SimpleNamespace,
+                                                                       identity_secret: str) -> None:
+    """A single-page shop signs its customer in in each of its open tabs (Deskbot.identify()): once they wrote in one,
+    the others, whose sockets had joined the conversation as the visitor's, stopped hearing it, and an agent's reply
+    reached them only with a reload."""
+    first = open_widget(pollInterval=60_000)
+    second = first.context.new_page()
+    second.goto(first.page.url)
+    proof = hmac.new(identity_secret.encode(), b"u-26", hashlib.sha256).hexdigest()
+    for page in (first.page, second):
+        page.wait_for_function("Deskbot.connected()")
+        page.evaluate(f"Deskbot.identify({{ user: 'u-26', userHash: '{proof}' }})")
+    first.send("where is my parcel")
+    expect(first.bot_replies()).to_have_count(1)
+    expect(second.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    api.admin(f"/admin/conversations/{first.conversation_id()}/messages", {"text": "Hello from Sam"})
+    for page in (first.page, second):
+        expect(page.locator(".msg.agent .bubble")).to_have_text(["Hello from Sam"])
+    second.close()
+
 def test_a_signed_in_customers_page_opens_on_their_conversation_though_a_visitors_tab_started_one(
         open_widget: Any, server: LiveServer, web_demo_bot: SimpleNamespace, identity_secret: str) -> None:
     """Once a visitor's tab of the site started a conversation of its own, the customer's page reloaded, or opened in

@@ -1404,7 +1404,7 @@
       socketWorked = true;
       reconnectDelay = 1000;
       settle(true);
-      ws.send(JSON.stringify({ type: "join", conversation_id: conversationId, ...user }));
+      join(ws);
       sync(); // agent replies sent while the socket was down
       schedulePoll();
     };
@@ -1447,6 +1447,11 @@
       ws.close();
       closed();
     };
+  }
+
+  // The socket hears the conversation, as this tab's customer: a signed-in customer's pushes are theirs alone.
+  function join(ws) {
+    ws.send(JSON.stringify({ type: "join", conversation_id: conversationId, ...user }));
   }
 
   // A proxy that holds the upgrade leaves the socket connecting for good: after one message has waited
@@ -1949,7 +1954,7 @@
     greet();
     if (!socket) return;
     if (!carried) socket.abandon(); // it reconnects, and joins as the new conversation
-    else if (socket.readyState === OPEN) socket.send(JSON.stringify({ type: "join", conversation_id: conversationId, ...user }));
+    else if (socket.readyState === OPEN) join(socket);
   }
 
   // A reset in another tab of the site (the customer logged out there) starts this tab's chat over too: it kept
@@ -2037,7 +2042,12 @@
     close,
     attach,
     reset,
-    identify,
+    // The socket joins again as the customer named: joined as the visitor's, it stopped hearing the conversation
+    // (their agent's replies, the turns of their other tabs) once they wrote in it in another tab, making it theirs.
+    identify: (customer) => {
+      identify(customer);
+      if (socket && socket.readyState === OPEN) join(socket);
+    },
     setTheme,
     conversationId: () => conversationId,
     connected: () => Boolean(socket && socket.readyState === OPEN),
