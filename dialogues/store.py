@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 from filelock import FileLock, Timeout
@@ -412,6 +412,16 @@ def _v37(db: sqlite_utils.Database) -> None:
         db["answering"].add_column("server", str)
 
 
+def _v38(db: sqlite_utils.Database) -> None:
+    """The server that wrote each turn, handoff and takeover (``Store.serve``'s id; null for a command's, or a deskbot's
+    from before): another server on the store finds what was said and done in the conversations its web chat sockets
+    hear without pushing it twice (:meth:`Store.said_elsewhere`). An agent's reply sent through one server reached only
+    the sockets open on that one, and a customer whose socket was on another heard it at their next reload."""
+    for table in ("turns", "handoffs", "takeovers"):
+        if "server" not in db[table].columns_dict:
+            db[table].add_column("server", str)
+
+
 # An agent's handback of a customer someone else had (``_v39``): a lead's, which ``Store.taken_from`` tells that agent
 # of. Indexed alone: those of the agents' own customers, the most of them, are not read there.
 _HANDED_BACK = "event = 'open' AND previous IS NOT NULL AND agent IS NOT previous"
@@ -430,7 +440,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
-                                                              _v37, _v39]
+                                                              _v37, _v38, _v39]
 # Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
 # twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
 RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
@@ -476,7 +486,7 @@ def _with_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons, notice, "
-             f"custom) VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+             f"custom, server) VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def agent_key(agent: str | None) -> str:
@@ -1095,6 +1105,14 @@ class Exchange:
     deleted: bool = field(default=False, init=False)
 
 
+class Marks(NamedTuple):
+    """The latest ids of the tables :meth:`Store.said_elsewhere` reads, from which it reads on at its next call."""
+
+    turns: int
+    handoffs: int
+    takeovers: int
+
+
 @dataclass
 class Purged:
     """What ``Store.purge`` deleted: the rows per table of each conversation, and whether the WAL went too."""
@@ -1534,9 +1552,9 @@ class Store:
         """Keep, in the caller's transaction, that ``by`` gave a handed-off conversation from ``previous`` (None: nobody
         had it) to ``agent`` (None: to nobody, a release), beside its latest handoff (``_v24``, ``_v30``): who has the
         customer is who replied last since then (:meth:`holder`), else ``agent``."""
-        self.db.execute("INSERT INTO takeovers (handoff_id, conversation_id, agent, previous, by_agent, created) "
-                        "SELECT max(id), ?, ?, ?, ?, ? FROM handoffs WHERE conversation_id = ? AND event = 'handed_off'",
-                        [conversation_id, agent, previous, by, now(), conversation_id])
+        self.db.execute("INSERT INTO takeovers (handoff_id, conversation_id, agent, previous, by_agent, created, server) "
+                        "SELECT max(id), ?, ?, ?, ?, ?, ? FROM handoffs WHERE conversation_id = ? AND event = 'handed_off'",
+                        [conversation_id, agent, previous, by, now(), self.server, conversation_id])
 
     def pass_on(self, conversation_id: str, agent: str | None, to: str | None = None, force: bool = False,
                 team: Collection[str] = (), by: str | None = None) -> bool:
@@ -1575,7 +1593,7 @@ class Store:
             return False
         self.db["conversations"].update(conversation_id, {"status": status, "fallbacks": 0, "updated": now()})
         self.db["handoffs"].insert({"conversation_id": conversation_id, "event": status, "reason": reason, "created": now(),
-                                    "agent": agent, "previous": previous})
+                                    "agent": agent, "previous": previous, "server": self.server})
         return True
 
     # --- turns ----------------------------------------------------------------------------------
@@ -1636,7 +1654,7 @@ class Store:
             ex.reply, ex.buttons, ex.custom, ex.messages, ex.source = None, [], [], None, "silent"
         # Plain SQL here: this runs for every message, and sqlite-utils' insert() costs several times more.
         user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),
-                                               None, None, None]).lastrowid
+                                               None, None, None, self.server]).lastrowid
         if ex.message_id is not None:
             self.db.execute("UPDATE turns SET message_id = ? WHERE id = ?", [ex.message_id, user_turn])
         if ex.pending_id is not None:  # the platform's key of the message, which an edit or a deletion names
@@ -1653,8 +1671,8 @@ class Store:
                                     self._private_payload(ex.custom or [])) if ex.quotes else (ex.reply or "", ex.buttons, ex.custom)
             buttons = json.dumps(shown, ensure_ascii=False) if shown else None
             bot_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "bot", reply, None, ex.channel, None, now(),
-                                                  buttons, None, json.dumps(custom, ensure_ascii=False) if custom else None]
-                                       ).lastrowid
+                                                  buttons, None, json.dumps(custom, ensure_ascii=False) if custom else None,
+                                                  self.server]).lastrowid
             if ex.messages:
                 messages = self._private_payload(ex.messages) if ex.quotes else ex.messages
                 self.db.execute("UPDATE turns SET messages = ? WHERE id = ?",
@@ -2068,7 +2086,7 @@ class Store:
             self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [stamp, conversation_id])
             return int(self.db.execute(_ADD_TURN, [conversation_id, role, text, None, channel, author, stamp,
                                                    json.dumps(buttons, ensure_ascii=False) if buttons else None,
-                                                   notice, None]).lastrowid)
+                                                   notice, None, self.server]).lastrowid)
 
     def undelivered(self, turn_id: int) -> None:
         """Mark a reply (an agent's, or the bot's on a platform) the customer did not get (see ``_v8``)."""
@@ -2099,6 +2117,27 @@ class Store:
             [conversation_id, limit],
         )
         return [_as_customer_saw(_with_json(self._shown(row))) for row in reversed(list(rows))]
+
+    def said_elsewhere(self, conversation_ids: Collection[str], after: Marks | None, server: str | None
+                       ) -> tuple[list[dict[str, Any]], set[str], Marks]:
+        """What was written by other than ``server`` (another server on the store, or a command) in the conversations
+        ``conversation_ids`` since ``after``, the marks the last call returned (None: the first call, which finds
+        nothing): their turns, oldest first (``id``, ``conversation_id``, ``role``, ``text``, ``author``, ``buttons``,
+        ``custom``, ``notice``), the conversations whose hands changed (a handoff, a handback, a takeover, a
+        release), and the marks to ask after next (``_v38``)."""
+        latest = Marks(*(self.db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+                         for table in Marks._fields))
+        if after is None or not conversation_ids:
+            return [], set(), latest
+        ids = json.dumps(list(conversation_ids))
+        within = "conversation_id IN (SELECT value FROM json_each(?)) AND id > ? AND id <= ? AND coalesce(server, '') != ?"
+        turns = [_with_json(row) for row in self.db.query(
+            f"SELECT id, conversation_id, role, text, CASE WHEN role = 'agent' THEN user END AS author, buttons, custom, "
+            f"notice FROM turns WHERE {within} ORDER BY id", [ids, after.turns, latest.turns, server or ""])]
+        changed = {row[0] for table in ("handoffs", "takeovers") for row in self.db.execute(
+            f"SELECT conversation_id FROM {table} WHERE {within}",
+            [ids, getattr(after, table), getattr(latest, table), server or ""])}
+        return turns, changed, latest
 
     def recent_turns(self, conversation_id: str, limit: int) -> list[dict[str, Any]]:
         """A conversation's latest ``limit`` turns, oldest first, for a custom action's tracker (bot/actions.py,

@@ -860,6 +860,28 @@ async def test_a_message_sent_again_to_another_server_while_the_first_answers_it
     assert [t["role"] for t in history["turns"]] == ["user", "bot"]
 
 
+async def test_what_is_said_through_one_server_reaches_the_customers_socket_on_another(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """Two servers on one store behind a load balancer: each pushed what it said to its own sockets alone, so an
+    agent's reply sent through one reached a customer whose socket was on the other only at their next reload or
+    message. The other server finds it in the store and pushes it, once; the takeover it made and the customer's
+    message answered by the first (another tab) come as a sync, which has the widget read the history."""
+    first, second = [await aiohttp_client(create_app(web_demo_bot.root, device="cpu")) for _ in range(2)]
+    async with joined_socket(second) as (cid, ws):
+        response = await admin(first, web_demo_bot.admin_token, f"/admin/conversations/{cid}/messages",
+                               {"text": "Hi, I'm Ana.", "agent": "Ana"})
+        assert response.status == 200
+        turn_id = (await response.json())["turn_id"]
+        heard = [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)]
+        assert [frame for frame in heard if frame["type"] != "sync"] == [
+            {"type": "agent", "conversation_id": cid, "reply": "Hi, I'm Ana.", "turn_id": turn_id, "author": "Ana",
+             "buttons": []}]
+        assert {"type": "sync", "conversation_id": cid} in heard  # the takeover, for the banner
+        await chat(first, cid, "thanks Ana")
+        assert await ws.receive_json(timeout=10) == {"type": "sync", "conversation_id": cid}
+        assert [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == []
+
+
 async def test_two_servers_answering_one_conversation_at_once_keep_the_slots_each_set(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
     """Two servers on one store (two tabs behind a load balancer): each turn read the slots, and wrote them whole, so

@@ -15,6 +15,7 @@ that name with an HMAC of it (``user_hash``), as hosted chat widgets' identity v
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -37,7 +38,7 @@ from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_scrip
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
 from bot.project import VERIFIED_USER, first_error
 from dialogues.redact import filled_in
-from dialogues.store import Store, cannot_write
+from dialogues.store import Marks, Store, cannot_write
 
 # Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:
 # ``slack:{team}:{channel}:{thread}``, and ``wecom:{corp}:{userid}``, where a WeCom userid may hold ``@``.
@@ -68,6 +69,13 @@ log = logging.getLogger(__name__)
 MetadataValue = (Annotated[str, Field(max_length=256)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool
                  | None)
 Metadata = Annotated[dict[Annotated[str, Field(min_length=1, max_length=64)], MetadataValue], Field(max_length=16)]
+
+
+def said(conversation_id: str, role: str, text: str, turn_id: int | None, author: str | None,
+         buttons: list[dict[str, str]] | None) -> dict[str, Any]:
+    """The frame that pushes a message outside a turn (an agent's reply, a notice of the bot's) to a socket."""
+    return {"type": role, "conversation_id": conversation_id, "reply": text, "turn_id": turn_id, "author": author,
+            "buttons": buttons or []}
 
 
 def with_agent(frame: dict[str, str], agent: str | None) -> dict[str, str]:
@@ -120,6 +128,9 @@ class ChatRequest(ConversationRequest, Customer):
 # take before it counts as hung and the message is answered here (one killed is seen at once: Store.claim).
 CLAIM_POLL_S = 0.2
 CLAIM_STALE_S = 120.0
+# How often a server looks in the store for what another server on it (or a command) said in the conversations its
+# sockets hear: an agent's reply sent through one reaches the customer's socket on the other within this.
+WATCH_S = 0.5
 
 
 class RecentAnswers:
@@ -328,6 +339,7 @@ class WebChannel(Channel):
         # Every open socket, joined or not, for close(), with its connection, to cut one that stopped reading.
         self._open: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
         self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
+        self._watcher: asyncio.Task[None] | None = None  # pushes what other servers on the store said (_watching)
         self.max_chars: int = settings.get("max_message_chars", 4000)
         self.origins: set[str] = set(settings.get("origins", []))  # as bot.yml's check wrote them: as browsers send them
         self.identity_secret = identity_secret(settings)
@@ -575,6 +587,7 @@ class WebChannel(Channel):
             raise http_error(web.HTTPBadRequest, "not a WebSocket handshake: a header is not UTF-8") from None
         joined: OrderedDict[str, None] = OrderedDict()  # the conversations this socket hears, the latest last
         self._open[ws] = request.transport
+        self._watch()
         try:
             async for msg in ws:
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -715,16 +728,62 @@ class WebChannel(Channel):
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         await self._keep_to_owner(conversation_id)
-        await self._push(conversation_id, {"type": kwargs.get("role", "agent"), "conversation_id": conversation_id,
-                                           "reply": text, "turn_id": kwargs.get("turn_id"), "author": kwargs.get("author"),
-                                           "buttons": kwargs.get("buttons") or []})
+        await self._push(conversation_id, said(conversation_id, kwargs.get("role", "agent"), text, kwargs.get("turn_id"),
+                                               kwargs.get("author"), kwargs.get("buttons")))
 
     async def status_changed(self, conversation_id: str, status: str, by: str, agent: str | None = None) -> None:
         await self._keep_to_owner(conversation_id)
         await self._push(conversation_id, with_agent({"type": "status", "conversation_id": conversation_id,
                                                       "status": status, "by": by}, agent))
 
+    def _watch(self) -> None:
+        """Begin :meth:`_watching`, once, where the server serves a store other servers may share."""
+        if self._watcher is None and self.bot.store is not None and self.bot.store.server is not None:
+            self._watcher = asyncio.create_task(self._watching())
+
+    async def _watching(self) -> None:
+        """Push to this server's sockets what another server on the store said in their conversations, every
+        ``WATCH_S``: each server pushes what it says to its own sockets alone, and a customer whose socket a load
+        balancer put on another server than the agent's heard their reply only at their next reload or message. An
+        agent's reply or a notice of the bot's goes as its own frame; a customer's message and its answer (another
+        tab's), a handoff, a handback or a takeover as a ``sync``, which has the widget read the history."""
+        marks: Marks | None = None
+        failing = False
+        while True:
+            try:
+                turns, changed, marks = await self.bot._look_up(Store.said_elsewhere, list(self.sockets), marks,
+                                                                self.bot.store.server)
+            except Exception as exc:  # the store's trouble is said where the customers' requests meet it; once here
+                if not failing:
+                    log.warning("cannot read what other servers on the store said to this one's web chat sockets: %r", exc)
+                failing = True
+            else:
+                failing = False
+                await self._push_said(turns, changed)
+            await asyncio.sleep(WATCH_S)
+
+    async def _push_said(self, turns: list[dict[str, Any]], changed: set[str]) -> None:
+        """Push ``turns`` and a ``sync`` for the conversations ``changed`` (:meth:`_watching`)."""
+        frames: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        synced = set(changed)
+        for turn in turns:
+            cid = turn["conversation_id"]
+            if turn["role"] == "agent" or (turn["role"] == "bot" and turn["notice"]):
+                frames[cid].append(said(cid, turn["role"], turn["text"], turn["id"], turn["author"], turn["buttons"]))
+            else:
+                synced.add(cid)
+        for cid in [*frames, *(synced - frames.keys())]:
+            await self._keep_to_owner(cid)
+            for frame in frames[cid]:
+                await self._push(cid, frame)
+            if cid in synced:
+                await self._push(cid, {"type": "sync", "conversation_id": cid})
+
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         if self._turns:
             await asyncio.wait(set(self._turns), timeout=grace)
         # All at once: each waits up to CLOSE_WAIT_S for the browser's answer, and one that never answers
