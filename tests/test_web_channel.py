@@ -933,6 +933,42 @@ async def test_a_message_sent_again_to_another_server_is_answered_at_once_howeve
     assert [t["role"] for t in history["turns"] if t["text"] == message["text"]] == ["user"]  # answered once
 
 
+async def test_a_message_sent_again_over_a_socket_while_another_server_answers_it_holds_up_none_of_the_sockets_next(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A Retry over a socket reaching a second server while the first still answered (or hung: for two minutes) waited
+    for that answer, and every later message of the socket waited behind it. The socket is told at once that another
+    server has the message, its next message is answered, and the first answer comes as a sync once given."""
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+    first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
+    first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
+    answering, go_on = asyncio.Event(), asyncio.Event()
+    handle = first_app[BOT].handle
+
+    async def hung_handle(turn: Any) -> Any:
+        if turn.message_id == "m-1":
+            answering.set()
+            await go_on.wait()
+        return await handle(turn)
+
+    first_app[BOT].handle = hung_handle
+    answered_first = asyncio.create_task(first.post("/api/chat", json=message))
+    await answering.wait()
+    async with second.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "message", **message})
+        told = await ws.receive_json(timeout=10)
+        assert (told["type"], told["request"], told["answered_elsewhere"]) == ("error", "message", True)
+        await ws.send_json({"type": "message", "conversation_id": cid, "text": "hello?", "message_id": "m-2"})
+        assert (await ws.receive_json(timeout=10))["type"] == "reply"
+        go_on.set()
+        assert (await answered_first).status == 200
+        assert await ws.receive_json(timeout=10) == {"type": "sync", "conversation_id": cid}
+        await ws.send_json({"type": "message", **message})
+        assert await ws.receive_json(timeout=10) == {"type": "reply", **await (await answered_first).json()}
+    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
+    assert [t["text"] for t in history["turns"] if t["role"] == "user"] == ["hello?", "my parcel never arrived"]
+
+
 async def test_a_failed_first_answer_leaves_a_later_answer_to_the_same_message_id_in_place() -> None:
     """With as many answers kept as ``maxlen``, a message sent again pushed out its own answer to make room; and a
     first answer pushed out while still on its way, then failing, took with it the answer the message sent again had

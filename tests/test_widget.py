@@ -1172,6 +1172,41 @@ def test_retry_of_a_message_still_being_answered_sends_it_once_in_every_tab(
     other_tab.close()
 
 
+def test_a_message_another_server_is_answering_shows_its_answer_once_that_server_gives_it(
+        open_widget: Any, server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Retry reaching the second of two servers while the first answers it is told at once that another server has
+    it (its socket's next messages waited behind it): the widget took that for a refusal, marked it "Not sent", and
+    showed the message twice once the first server's answer came."""
+    from bot.channels.web import ChatRequest
+
+    assert server.app is not None
+    channel = server.app[BOT].channels["web"]
+    claimed, held = channel._claimed, []
+    text = "my parcel never arrived"
+
+    async def elsewhere(turn: Any) -> bool:  # another server has the widget's send of it
+        if turn.text == text and not held:
+            held.append(turn)
+            return False
+        return bool(await claimed(turn))
+
+    monkeypatch.setattr(channel, "_claimed", elsewhere)
+    widget = open_widget()
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    widget.send(text)
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline
+        page.wait_for_timeout(50)
+    answered = ChatRequest(conversation_id=widget.conversation_id(), text=text, message_id=held[0].message_id)
+    server._run(channel.chat(answered, None, None))  # as that server does: its answer kept, then said to the sockets
+    expect(widget.bot_replies()).to_have_count(1)
+    expect(page.locator(".msg.user")).to_have_count(1)
+    expect(page.locator(".msg.user")).to_have_attribute("data-turn-id", re.compile(r"\d+"))
+    expect(page.locator(".status-line")).to_have_count(0)
+
+
 @pytest.mark.parametrize("transport", ["websocket", "http"])
 def test_a_reload_while_the_answer_is_on_its_way_shows_the_message_and_its_answer(
         open_widget: Any, api: SimpleNamespace, slow_turns: None, transport: str) -> None:

@@ -262,6 +262,17 @@ class Refused(ValueError):
     is the bot's failure, not the request's, and must not be answered as one."""
 
 
+class AnsweredElsewhere(Exception):
+    """A message sent again over a socket (the widget's Retry) that another server on the store is answering still:
+    waited for, it held every later message of the socket behind it, for as long as that server took (two minutes for
+    one hung). Its answer comes as a ``sync`` once that server keeps it (:meth:`WebChannel._watching`), and the message
+    sent again then gets it."""
+
+    def __init__(self) -> None:
+        super().__init__("message_id: another server on the store is answering this message; its answer comes as a "
+                         "sync once given, and the message sent again gets it")
+
+
 class Unverified(Refused):
     """A ``user`` the shop's server did not vouch for (a 403): a forged one, or the page's misconfiguration."""
 
@@ -472,21 +483,33 @@ class WebChannel(Channel):
         turn = Turn(request.conversation_id, request.text, self.name, request.user, request.metadata,
                     language=request.language, script=request.script, address=address,
                     verified_user=verified_user, message_id=request.message_id)
-        answer = functools.partial(self._reply, turn)
         if verified_user is not None:  # before the answer: the "handed off" it may raise is theirs alone too
             self._keep_to(request.conversation_id, verified_user)
-        reply = (await self._answers.answer((turn.conversation_id, request.message_id), answer)
-                 if request.message_id else await answer())
+        reply = await self._answered(turn, wait=origin is None)
         if verified_user is not None:  # and a socket that joined while the answer was on its way
             self._keep_to(request.conversation_id, verified_user)
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
                          skip=origin)
         return reply
 
-    async def _reply(self, turn: Turn) -> dict[str, Any]:
+    async def _answered(self, turn: Turn, wait: bool) -> dict[str, Any]:
+        """:meth:`_reply` to ``turn``, once per ``message_id`` on this server (``RecentAnswers``). An HTTP request
+        (``wait``) that met a socket's send of the message given up for another server's answer waits for that."""
+        if turn.message_id is None:
+            return await self._reply(turn, wait)
+        while True:
+            try:
+                return await self._answers.answer((turn.conversation_id, turn.message_id),
+                                                  functools.partial(self._reply, turn, wait))
+            except AnsweredElsewhere:
+                if not wait:
+                    raise
+
+    async def _reply(self, turn: Turn, wait: bool) -> dict[str, Any]:
         """The bot's reply to ``turn``, as the API gives it: for a message sent again with its ``message_id`` that a
         server before this one answered (the widget's Retry after a deploy), the reply the store kept; for one that
-        another server on the store is answering, that server's reply, once kept."""
+        another server on the store is answering, that server's reply, once kept, if ``wait``, else AnsweredElsewhere
+        (a socket's, whose later messages would wait behind it)."""
         while (kept := await self._kept_reply(turn)) is None:
             if await self._claimed(turn):
                 try:
@@ -494,6 +517,8 @@ class WebChannel(Channel):
                 except BaseException:
                     await self._unclaim(turn)
                     raise
+            if not wait:
+                raise AnsweredElsewhere()
             await asyncio.sleep(CLAIM_POLL_S)
         return kept
 
@@ -619,6 +644,8 @@ class WebChannel(Channel):
                         await ws.send_json({"type": "status", "conversation_id": cid, **await self._status(cid)})
                 except Refused as exc:  # counted as a request: a flood of refused frames meets the limit too
                     await ws.send_json(refusal(request, str(exc), request_type))
+                except AnsweredElsewhere as exc:  # the server has the message: the client waits for its sync
+                    await ws.send_json({"type": "error", "error": str(exc), "answered_elsewhere": True, **request_type})
                 except ConnectionError:  # closed or cut meanwhile (shutdown, a lost network): the history has the reply
                     break
                 except web.HTTPTooManyRequests as exc:

@@ -1417,7 +1417,10 @@
         const next = waiting.shift();
         if (next) {
           if (data.type === "reply") next.resolve(data);
-          else next.reject(Object.assign(new Error(data.error), { retryAfter: data.retry_after || 0 }));
+          // one another server is answering (a Retry that reached the second of two): the server has it, and its
+          // answer shows once given, as that of a message the socket lost
+          else next.reject(Object.assign(new Error(data.error), { retryAfter: data.retry_after || 0,
+            lost: Boolean(data.answered_elsewhere) }));
         }
       } else if (data.type === "sync" && data.conversation_id === conversationId) {
         sync(); // a turn answered elsewhere: another tab, or this page before it was reloaded
