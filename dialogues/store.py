@@ -739,10 +739,10 @@ def _openers(path: Path) -> list[str]:
     """The other processes that have the file ``path`` open, each as "PID (its command line)", read from /proc
     (Linux; none elsewhere, or where /proc hides them): the one holding the store locked is among them."""
     target = str(path.resolve())
-    return _holding(lambda opened: opened == target)
+    return _opened_by(lambda opened: opened == target)
 
 
-def _holding(opened: Callable[[str], bool]) -> list[str]:
+def _opened_by(opened: Callable[[str], bool]) -> list[str]:
     """The other processes that have a file open whose path, as /proc names it (with " (deleted)" after it once
     deleted), ``opened`` accepts, each as "PID (its command line)"; none where /proc is not (Linux alone)."""
     found: list[str] = []
@@ -889,7 +889,7 @@ def _served(path: Path) -> bool:
         if (lock := _gone(lock_file)) is None:
             return True
         lock.release()
-    return bool(_holding(lambda opened: opened.startswith(f"{servers}{os.sep}") and opened.endswith(".lock (deleted)")))
+    return bool(_opened_by(lambda opened: opened.startswith(f"{servers}{os.sep}") and opened.endswith(".lock (deleted)")))
 
 
 def restore(path: Path, copy: Path) -> Path | None:
