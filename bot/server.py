@@ -31,9 +31,9 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import GracefulExit
 
 from bot.actions import ActionError, ActionRunner, code_stamp
-from bot.channels import build_channels
-from bot.channels.base import (STORE_DAMAGED, STORE_RETRY_S, DeliveryError, MaybeDelivered, PlatformChannel, dumps,
-                               http_error, json_response, kept_turn, same_secret, store_failed)
+from bot.channels import build_channels, off_callbacks
+from bot.channels.base import (REFUSAL_SAID_S, STORE_DAMAGED, STORE_RETRY_S, DeliveryError, MaybeDelivered, PlatformChannel,
+                               dumps, http_error, json_response, kept_turn, same_secret, store_failed)
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
@@ -66,6 +66,10 @@ DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM while server.
 HUNG_UP = web.AppKey("hung_up", asyncio.Event)  # set on SIGHUP, which stops `bot serve` as SIGTERM does
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STARTED_WITH = web.AppKey("started_with", BotConfig)  # bot.yml as the server set itself up from it at start
+# The paths of the platforms whose channel is off (:func:`~bot.channels.off_callbacks`), and until when (monotonic) a
+# 404 to each goes unsaid (:func:`say_channel_off`)
+OFF_CALLBACKS = web.AppKey("off_callbacks", dict)
+OFF_SAID_UNTIL = web.AppKey("off_said_until", dict)
 STATIC = Path(str(resources.files("bot") / "static"))
 SERVER = "deskbot"  # every response's Server header (protective_headers)
 # aiohttp answers a request it cannot parse (a malformed request line or header) with a 400 of its own, made below the
@@ -178,6 +182,22 @@ def other_intents(labels: Collection[str], version: str, project: Project) -> st
             f"ones until `bot retrain {project.root}`")
 
 
+def say_channel_off(request: web.Request) -> None:
+    """Say in the log why a platform's callback got 404, once in ``REFUSAL_SAID_S`` for each path at most: its
+    channel is off, none of its secrets set where `bot serve` reads them. WeCom's check of the callback URL, saved
+    in its admin console before the keys were set (or set in another shell than the server's), got a 404, and the
+    log said nothing."""
+    cls = request.app.get(OFF_CALLBACKS, {}).get(request.path)
+    said_until = request.app.get(OFF_SAID_UNTIL, {})
+    if cls is None or time.monotonic() < said_until.get(request.path, 0.0):
+        return
+    said_until[request.path] = time.monotonic() + REFUSAL_SAID_S
+    log.warning("a request to %s, where %s calls back, was answered 404: the %s channel is off, as none of %s (or "
+                "channels.%s in bot.yml) is set where bot serve reads them; set them all and start it again "
+                "(docs/channels.md)", request.path, cls.platform, cls.platform, ", ".join(cls.env[key] for key in cls.required),
+                cls.name)
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every error leaves as JSON with a reason; nothing leaks a stack trace."""
@@ -185,6 +205,8 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)
     except web.HTTPException as exc:
         exc.headers.update(cors_headers(request))  # the rate limits' 429 and 413 come before any route's handler
+        if exc.status == 404:
+            say_channel_off(request)
         if exc.content_type == "application/json" or exc.status < 400:
             raise
         exc.text = dumps({"error": exc.reason})
@@ -1380,7 +1402,10 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app.on_startup.append(say_closed_conversations)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
                 "language": project.config.language}
-    for channel in build_channels(bot, project.config.channels, settings):
+    channels = build_channels(bot, project.config.channels, settings)
+    app[OFF_CALLBACKS] = off_callbacks(channels)
+    app[OFF_SAID_UNTIL] = {}
+    for channel in channels:
         bot.channels[channel.name] = channel
         routes = app.add_routes(channel.routes())
         if isinstance(channel, PlatformChannel):

@@ -284,6 +284,36 @@ async def test_a_callback_refused_before_its_signature_is_checked_counts_too(mak
     assert (await client.post("/wecom/callback")).status == 429
 
 
+async def test_a_platforms_callback_to_a_channel_that_is_off_says_why_in_the_log(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """WeCom's check of the callback URL, saved in its admin console while bot serve ran without the keys (set in
+    another shell), got a 404 and the log said nothing. Said once a minute a path at most; a channel that is on, or
+    another path, says nothing."""
+    def said() -> list[str]:
+        lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "channel is off" in r.getMessage()]
+        caplog.clear()
+        return lines
+
+    client = await make_client()
+    for _ in range(2):
+        assert (await client.get("/wecom/callback", params={"echostr": "x"})).status == 404
+    assert (await client.post("/slack/events", data=b"{}")).status == 404
+    assert (await client.get("/nowhere")).status == 404
+    assert said() == [
+        "a request to /wecom/callback, where WeCom calls back, was answered 404: the WeCom channel is off, as none of "
+        "DESKBOT_WECOM_TOKEN, DESKBOT_WECOM_AES_KEY, DESKBOT_WECOM_CORP_ID, DESKBOT_WECOM_SECRET, DESKBOT_WECOM_AGENT_ID "
+        "(or channels.wecom in bot.yml) is set where bot serve reads them; set them all and start it again "
+        "(docs/channels.md)",
+        "a request to /slack/events, where Slack calls back, was answered 404: the Slack channel is off, as none of "
+        "DESKBOT_SLACK_SIGNING_SECRET, DESKBOT_SLACK_BOT_TOKEN (or channels.slack in bot.yml) is set where bot serve "
+        "reads them; set them all and start it again (docs/channels.md)"]
+    slack = {"signing_secret": "s", "bot_token": "xoxb-t", "api_url": "http://127.0.0.1:9/"}
+    client = await make_client(channels={"slack": slack})
+    assert (await client.post("/slack/interactions", data=b"{}")).status == 401
+    assert (await client.get("/wecom/callback")).status == 404
+    assert [line.split(",")[0] for line in said()] == ["a request to /wecom/callback"]
+
+
 async def test_requests_with_the_admin_token_are_not_counted_per_address(make_client: Callable[..., Any]) -> None:
     """An office's agents share one address: four consoles' refreshes used up its share in minutes, and then
     the agents' replies to customers got 429. A wrong token counts as any request."""

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.channels.base import Channel, Reply, Turn
+from bot.channels.base import Channel, PlatformChannel, Reply, Turn
 
-__all__ = ["Channel", "Reply", "Turn", "build_channels"]
+__all__ = ["Channel", "Reply", "Turn", "build_channels", "off_callbacks"]
+
+
+def platforms() -> list[type[PlatformChannel]]:
+    """The platforms' channels, imported here for the reason :func:`build_channels` gives."""
+    from bot.channels.slack import SlackChannel
+    from bot.channels.wecom import WeComChannel
+
+    return [SlackChannel, WeComChannel]
 
 
 def build_channels(bot: Any, config: Any, settings: dict[str, Any]) -> list[Channel]:
@@ -14,15 +22,21 @@ def build_channels(bot: Any, config: Any, settings: dict[str, Any]) -> list[Chan
 
     The channels are imported here, not above: they need the server's parts (``bot.limits``), which
     need ``bot.channels.base``, so importing them with the package would make a cycle."""
-    from bot.channels.slack import SlackChannel
-    from bot.channels.wecom import WeComChannel
     from bot.channels.web import WebChannel
 
     channels: list[Channel] = []
     if config.web.enabled:
         channels.append(WebChannel(bot, {**settings, **config.web.model_dump()}))
-    for cls, section in ((SlackChannel, config.slack), (WeComChannel, config.wecom)):
+    for cls in platforms():
+        section = getattr(config, cls.name)
         channel = cls.from_settings(bot, {**settings, **section.model_dump(exclude_none=True)})
         if channel is not None:
             channels.append(channel)
     return channels
+
+
+def off_callbacks(channels: list[Channel]) -> dict[str, type[PlatformChannel]]:
+    """The paths of the platforms whose channel is off (none of its secrets set), each with its channel: a platform
+    calling one gets a 404, which the log says why of (:func:`bot.server.say_channel_off`)."""
+    on = {channel.name for channel in channels}
+    return {path: cls for cls in platforms() if cls.name not in on for path in cls.paths}

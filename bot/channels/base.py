@@ -648,6 +648,7 @@ class PlatformChannel(Channel):
     env: dict[str, str] = {}
     required: tuple[str, ...] = ()
     platform = ""  # the platform's name, as its admins know it ("Slack")
+    paths: tuple[str, ...] = ()  # the paths the platform calls back, which answer 404 while the channel is off
 
     def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
         resolved = resolve_settings(settings, self.env)

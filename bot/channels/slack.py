@@ -443,6 +443,7 @@ class SlackChannel(PlatformChannel):
     platform = "Slack"
     env = ENV
     required = REQUIRED
+    paths = ("/slack/events", "/slack/interactions")
 
     def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
         super().__init__(bot, settings)
@@ -477,7 +478,8 @@ class SlackChannel(PlatformChannel):
         self._deleted = RecentKeys()
 
     def routes(self) -> list[web.AbstractRouteDef]:
-        return [web.post("/slack/events", self.handle_events), web.post("/slack/interactions", self.handle_interactions)]
+        events, interactions = self.paths
+        return [web.post(events, self.handle_events), web.post(interactions, self.handle_interactions)]
 
     async def _verified_body(self, request: web.Request) -> bytes:
         body = await read_body(request, self.max_body_bytes)

@@ -185,6 +185,7 @@ class WeComChannel(PlatformChannel):
     platform = "WeCom"
     env = ENV
     required = REQUIRED
+    paths = ("/wecom/callback",)
     clock = staticmethod(time.time)  # "now" for the callbacks' signed timestamps (tests replay Tencent's 2016 samples)
 
     def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
@@ -210,7 +211,8 @@ class WeComChannel(PlatformChannel):
         self._token_lock = asyncio.Lock()
 
     def routes(self) -> list[web.AbstractRouteDef]:
-        return [web.get("/wecom/callback", self.handle_verify), web.post("/wecom/callback", self.handle_callback)]
+        [path] = self.paths
+        return [web.get(path, self.handle_verify), web.post(path, self.handle_callback)]
 
     @contextmanager
     def refused_as_http(self, path: str) -> Iterator[None]:
