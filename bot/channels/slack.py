@@ -472,7 +472,7 @@ class SlackChannel(PlatformChannel):
         self._unknown_users: dict[str, float] = {}
         self._looking_up: dict[str, asyncio.Task[None]] = {}  # the users.info calls under way, by user id
         self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (_names_paused)
-        self._names_said: float | None = None  # the pause the log told of since Slack last gave a name
+        self._names_said: float | None = None  # the pause the log told of since Slack last answered a lookup
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
         # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
         self._deleted = RecentKeys()
@@ -835,7 +835,7 @@ class SlackChannel(PlatformChannel):
         seconds), which only the admin's fix ends, but for ``NAME_SLOW_RETRY_S`` where Slack did not answer (one call
         past ``NAME_LOOKUP_S``, Slack unavailable): a single slow answer turned names off for ten minutes, and the
         support team and the people customers mention were shown by their ids. Said in the log once until Slack
-        gives a name again, or where a refusal lengthens the pause: the lookups of one message, failing together,
+        answers a lookup again (:meth:`_look_up`), or where a refusal lengthens the pause: the lookups of one message, failing together,
         wrote one warning each, and a failure that lasts wrote one at each pause."""
         pause = NAME_RETRY_S if isinstance(exc, SlackAPIError) and exc.refused else NAME_SLOW_RETRY_S
         self._names_refused_until = max(self._names_refused_until, time.monotonic() + pause)
