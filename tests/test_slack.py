@@ -402,6 +402,18 @@ async def test_two_messages_naming_the_same_person_at_once_ask_slack_once(slack:
     assert slack.api.looked_up == ["U07ABC"]
 
 
+async def test_a_message_of_many_mentions_asks_slack_for_the_first_names_alone(
+        slack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message of thousands of mentions had Slack asked for each name at once, before any limit on the customer's
+    messages: the app's users.info allowance went on one message. The first people it mentions are looked up."""
+    monkeypatch.setattr(slack_module, "MAX_NAMES_A_MESSAGE", 3, raising=False)
+    mentions = " ".join(f"<@U{n:02d}>" for n in range(1, 9))
+    await post(slack.client, event("Ev1", f"<@UBOT> <@U02> {mentions} said so"))
+    await slack.channel.close()
+    assert sorted(slack.api.looked_up) == ["U01", "U02", "U03"]
+    assert slack.bot.turns[0].written.startswith("@U02 @U01 @U02 @U03 @U04")
+
+
 async def test_names_a_slow_slack_did_not_give_are_one_warning_for_a_message_of_many_mentions(
         slack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """The lookups of a message's mentions fail together when Slack is slow: each wrote the same warning, four lines

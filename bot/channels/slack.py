@@ -54,6 +54,7 @@ NAME_SLOW_RETRY_S = 30.0  # after users.info went unanswered (too slow, Slack do
 NAME_KEPT_S = 3600.0  # a support team member's name is looked up again after this long: they may have changed it
 UNKNOWN_KEPT_S = 600.0  # a user id Slack does not know (user_not_found) is not looked up again for this long
 MAX_UNKNOWN = 1000  # the user ids Slack did not know that are remembered: customers may mention any id at all
+MAX_NAMES_A_MESSAGE = 20  # the people a message mentions whose names are asked of Slack (the first, in its order)
 GROUP_KEPT_S = 300.0  # team_users' user groups are listed again after this long: colleagues join and leave them
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
 # An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
@@ -765,16 +766,19 @@ class SlackChannel(PlatformChannel):
         ``NAME_LOOKUP_S`` at most before the event's 200), which the transcript shows (:meth:`_read`): only the names
         of the support team members who had written since the server started were known, and after a restart a
         customer's "<@U07ABC> said…" read "@U07ABC". Its author's too, where they may be of the support team, whose
-        name their note is kept by (:meth:`_note`)."""
+        name their note is kept by (:meth:`_note`). The first ``MAX_NAMES_A_MESSAGE`` people it mentions alone: a
+        message of thousands of mentions (Slack takes 40,000 characters) had Slack asked for each at once, before any
+        limit on the customer's messages, and used up the app's users.info allowance for everyone else's."""
         event = payload["event"]
         if event.get("type") not in ("message", "app_mention"):
             return
         text = _string(event.get("text")) + _string(_object(event.get("message")).get("text"))
-        mentioned = set(MENTIONED.findall(text))
+        people = [user for user in dict.fromkeys(MENTIONED.findall(text)) if user not in self.own_user_ids]
+        looked_up = set(people[:MAX_NAMES_A_MESSAGE])
         author = _string(event.get("user"))
         if author and (author in self.team_users or self.team_groups or from_support_team(payload, event)):
-            mentioned.add(author)
-        await asyncio.gather(*(self.member_name(user) for user in mentioned - self.own_user_ids))
+            looked_up.add(author)
+        await asyncio.gather(*(self.member_name(user) for user in looked_up - self.own_user_ids))
 
     async def member_name(self, user: str) -> str:
         """The name Slack shows for ``user``, a support team member or someone a message mentions (``users.info``,
