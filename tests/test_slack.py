@@ -102,7 +102,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     post within that many seconds of the channel's last one gets a 429 saying to wait them. ``members`` are the
     workspace's users ``users.info`` knows (form-encoded, as Slack reads it), each looked-up id in ``looked_up``;
     ``groups`` its user groups' members by group id, which ``usergroups.users.list`` lists, each listed group in
-    ``listed``; ``scopes`` the token's, without ``users:read`` (``usergroups:read``) answered ``missing_scope`` as Slack
+    ``listed`` (``name_limits``, like ``limits``, users.info's 429s); ``scopes`` the token's, without ``users:read`` (``usergroups:read``) answered ``missing_scope`` as Slack
     does; ``slow`` the seconds both take to answer. ``hook`` is a ``handoff.notify_url`` that keeps its notices in
     ``notices``, after answering the statuses in ``hook_down``.
     """
@@ -136,6 +136,9 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
         user = (await request.post()).get("user")
         api.looked_up.append(user)
         await asyncio.sleep(api.slow)
+        if api.name_limits:
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": api.name_limits.pop(0)})
         if "users:read" not in api.scopes:
             return web.json_response({"ok": False, "error": "missing_scope", "needed": "users:read"})
         if user not in api.members:
@@ -168,7 +171,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     app.router.add_post("/hook", notified)
     server = await aiohttp_server(app)
     api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0,
-                          agents=agents, members={}, looked_up=[], groups={}, listed=[], slow=0.0,
+                          agents=agents, members={}, looked_up=[], groups={}, listed=[], slow=0.0, name_limits=[],
                           notices=[], hook=str(server.make_url("/hook")), hook_down=[],
                           scopes={"chat:write", "users:read", "usergroups:read"})
     return api
@@ -412,6 +415,19 @@ async def test_a_message_of_many_mentions_asks_slack_for_the_first_names_alone(
     await slack.channel.close()
     assert sorted(slack.api.looked_up) == ["U01", "U02", "U03"]
     assert slack.bot.turns[0].written.startswith("@U02 @U01 @U02 @U03 @U04")
+
+
+async def test_a_name_slack_is_rate_limiting_is_said_so_and_not_tried_again(
+        slack: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """users.info answered 429 was tried again after its Retry-After, within the lookup's 1.5 seconds: a warning
+    of the retry for each name, then "no answer in time" where Slack had said it was rate limiting the app."""
+    slack.api.members["U07ABC"] = {"name": "ada"}
+    slack.api.name_limits.extend(["1", "1"])
+    await post(slack.client, event("Ev1", "<@UBOT> <@U07ABC> and <@U08> said you would refund me"))
+    await slack.channel.close()
+    assert sorted(slack.api.looked_up) == ["U07ABC", "U08"] and "trying again" not in caplog.text
+    [warning] = [r.getMessage() for r in caplog.records if "shown by their Slack user ids" in r.getMessage()]
+    assert "users.info: rate limited (Retry-After 1s)" in warning
 
 
 async def test_names_a_slow_slack_did_not_give_are_one_warning_for_a_message_of_many_mentions(

@@ -806,7 +806,10 @@ class SlackChannel(PlatformChannel):
         ends the failures the log told of (:meth:`_names_paused`), which it says: a user_not_found left them
         unended, and Slack's next failure, hours later, went unsaid."""
         try:
-            result = await asyncio.wait_for(self._call("users.info", {"user": user}, form=True), NAME_LOOKUP_S)
+            # Not tried again: a wait for Slack (a 429's Retry-After, a 503) was cut short as no answer in time, the
+            # log saying so where Slack had said why, and each of a message's lookups warned of its retry.
+            result = await asyncio.wait_for(self._call("users.info", {"user": user}, form=True, max_delay=0.0),
+                                            NAME_LOOKUP_S)
         except UNDELIVERED as exc:
             if not (isinstance(exc, SlackAPIError) and exc.error == "user_not_found"):
                 self._names_paused(exc)
@@ -1025,10 +1028,12 @@ class SlackChannel(PlatformChannel):
         return (f" (no Slack Web API at {shown}: set channels.slack.api_url, or {ENV['api_url']}, to Slack's, "
                 f"{DEFAULT_API_URL}, or leave it unset)")
 
-    async def _call(self, method: str, payload: dict[str, Any], form: bool = False) -> dict[str, Any]:
+    async def _call(self, method: str, payload: dict[str, Any], form: bool = False,
+                    max_delay: float = MAX_RETRY_AFTER_S) -> dict[str, Any]:
         """Call a Web API method, up to ``SEND_ATTEMPTS`` tries: a 429 waits out its ``Retry-After``, and
         Slack unavailable (:data:`~bot.channels.base.UNAVAILABLE`) a second more at each try. ``form`` sends the
-        arguments form-encoded, as Slack's reading methods (``users.info``) want them, where JSON is not read."""
+        arguments form-encoded, as Slack's reading methods (``users.info``) want them, where JSON is not read. A wait
+        longer than ``max_delay`` is not made: the call fails at once, saying why."""
         body = {"data": payload} if form else {"json": payload}
 
         async def attempt() -> dict[str, Any] | TryAgain:
@@ -1050,5 +1055,5 @@ class SlackChannel(PlatformChannel):
                     raise SlackAPIError(f"{method}: {api_error(result)}", _string(result.get("error")))
                 return result
 
-        return await handed_over(self.with_retries(method, SlackAPIError, attempt, max_delay=MAX_RETRY_AFTER_S),
+        return await handed_over(self.with_retries(method, SlackAPIError, attempt, max_delay=max_delay),
                                  method, SlackMaybePosted)
