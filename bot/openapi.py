@@ -658,7 +658,12 @@ OPERATIONS: list[Operation] = [
            query={"agent": ({**AGENT_QUERY[0], "minLength": 1,
                              "description": "the agent whose customers are released, who releases them; with an "
                                             "agent's own token, theirs alone (403 for another's), and theirs when not "
-                                            "given; required with the admin token (else 400)"}, False)}),
+                                            "given; required with the admin token (else 400)"}, False),
+                  "by": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
+                          "description": "who releases ?agent='s customers, when not that agent (a lead): kept as "
+                                         "theirs, and ?agent='s inbox names the customers in taken; with an agent's "
+                                         "own token, their name alone (else 403); without it, the admin's with the "
+                                         "admin token for an agent with a token of their own"}, False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/transfer", "Give a handed-off customer to a colleague, who "
            "has them from now (409 with code open: the bot has them)", StatusResponse, errors=(400, 403, 409),
            query={"agent": AGENT_QUERY,

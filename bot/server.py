@@ -399,13 +399,6 @@ def acting_agent(request: web.Request, named: str | None) -> str | None:
 ADMIN_NAME = "admin"  # who a change of hands made with the admin token in an agent's name is kept as made by
 
 
-def giver(request: web.Request, agent: str | None) -> str | None:
-    """Who makes a takeover in ``agent``'s name, when not ``agent`` themself: ``?by=`` (:func:`acting_agent`), else
-    :func:`by_admin`."""
-    by = acting_agent(request, query_name(request, "by"))
-    return by if by is not None else by_admin(request, agent)
-
-
 def by_admin(request: web.Request, agent: str | None) -> str | None:
     """The admin (``ADMIN_NAME``), for a change of hands (a takeover, a reply taking the customer over, a handback, a
     release, a transfer) made with the admin token in the name of an agent with a token of their own, who changes
@@ -427,6 +420,13 @@ def releaser(request: web.Request, agent: str) -> str | None:
     team = request.app[BOT].team
     gone = not request.get(AGENT) and bool(team) and agent_key(agent) not in {agent_key(name) for name in team}
     return ADMIN_NAME if gone else None
+
+
+def giver(request: web.Request, agent: str | None, otherwise: Callable[..., str | None] = by_admin) -> str | None:
+    """Who makes a takeover, or a release of all their customers, in ``agent``'s name, when not ``agent`` themself:
+    ``?by=`` (:func:`acting_agent`), else ``otherwise(request, agent)`` (:func:`by_admin`, :func:`releaser`)."""
+    by = acting_agent(request, query_name(request, "by"))
+    return by if by is not None else otherwise(request, agent)
 
 
 def body_agent(request: web.Request, named: str | None) -> str | None:
@@ -1262,11 +1262,13 @@ async def release_all(request: web.Request) -> web.Response:
     """Release every customer ``?agent=`` has (:meth:`~bot.engine.Bot.release_all`), each as :func:`release` releases
     one: an agent leaving for the day released them one by one. With an agent's own token, their own (their name
     alone, as for a release); ``?agent=`` is required with the admin token, which has no customers of its own, and
-    the release is kept as the admin's (:func:`releaser`)."""
+    the release is kept as made by ``?by=`` (a lead, in the console: one whose colleague has no token of their own, or
+    who works without server.agents, was kept as the colleague releasing their customers themself, whom nobody told),
+    else the admin's (:func:`releaser`)."""
     require_admin(request)
     if (agent := query_agent(request)) is None:
         raise http_error(web.HTTPBadRequest, "agent: the agent whose customers to release is required")
-    return json_response({"released": await request.app[BOT].release_all(agent, releaser(request, agent))})
+    return json_response({"released": await request.app[BOT].release_all(agent, giver(request, agent, releaser))})
 
 
 async def transfer(request: web.Request) -> web.Response:

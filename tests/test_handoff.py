@@ -275,7 +275,7 @@ async def test_an_agent_leaving_for_the_day_releases_all_their_customers_at_once
         response = await client.post(f"/admin/release{query}", headers=auth)
         return response.status, await response.json()
 
-    assert (await release("?agent=Ana", bob))[0] == 403
+    assert (await release("?agent=Ana", bob))[0] == (await release("?by=Bob", ana))[0] == 403
     assert (await release("", AUTH))[0] == 400  # the admin token has no customers of its own
     assert await release("", ana) == (200, {"released": ["first", "second"]})
     assert await release("?agent=ana", AUTH) == (200, {"released": []})  # released already
@@ -292,6 +292,24 @@ async def test_an_agent_leaving_for_the_day_releases_all_their_customers_at_once
     assert await handoffs("bobs") == [("Bob", None, None), (None, "Bob", "admin")]
     await client.app[BOT].notifier.close()  # the notices on their way arrive
     assert sorted(notices) == ["bobs", "first", "second"]
+
+
+async def test_a_leads_release_of_all_a_colleagues_customers_is_kept_as_the_leads(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """Without server.agents, a lead releasing all of Ana's customers with the admin token was kept as Ana releasing
+    them herself: the transcript said so, and her console told her nothing of customers gone from her list. Made
+    ``?by=`` the lead, as the console sends it, it is kept as the lead's, and Ana's inbox names them."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    for cid in ("first", "second"):
+        await chat(client, cid, "I need help with my bill")
+        assert (await client.post(f"/admin/conversations/{cid}/handoff?agent=Ana", headers=AUTH)).status == 200
+    released = await client.post("/admin/release?agent=ana&by=%20Lea", headers=AUTH)
+    assert released.status == 200 and await released.json() == {"released": ["first", "second"]}
+    inbox = await (await client.get("/admin/conversations?agent=Ana&limit=0", headers=AUTH)).json()
+    assert sorted((t["conversation_id"], t["by"], t["to"]) for t in inbox["taken"]) == [
+        ("first", "Lea", None), ("second", "Lea", None)]
+    transcript = await (await client.get("/admin/conversations/first", headers=AUTH)).json()
+    assert [(h["agent"], h["from"], h["by"]) for h in transcript["handoffs"]][-1] == (None, "Ana", "Lea")
 
 
 async def test_a_reload_brings_the_handoff_settings_it_reads(

@@ -2985,7 +2985,7 @@ def test_without_server_agents_the_agents_console_offers_the_colleagues_who_have
         chromium: SimpleNamespace, web_demo_bot: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> None:
     """"Colleague's only" listed server.agents alone, and was hidden without them: a lead sharing out an absent
     colleague's customers found them among everyone's. It offers the agents who have customers, its own agent left
-    out."""
+    out; Release all beside them is kept as made by its agent: it was kept as the colleague's own release."""
     root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "nameless", server={"agents": {}})
     with LiveServer(root) as live, api_client(chromium, live.url, web_demo_bot.admin_token) as api:
         alice, bob, carol = (f"console-{next(PAGE_NUMBERS)}" for _ in range(3))
@@ -3002,6 +3002,11 @@ def test_without_server_agents_the_agents_console_offers_the_colleagues_who_have
         colleague.select_option("Lee")
         expect(page.locator(".list li[data-id]")).to_have_count(1)
         expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_visible()
+        page.once("dialog", lambda dialog: dialog.accept())  # and releases them as Kim's doing, not Lee's own
+        page.locator(".release-all").click()
+        expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_hidden()
+        last = api.get(f"/admin/conversations/{alice}")["handoffs"][-1]
+        assert (last["agent"], last["from"], last["by"]) == (None, "Lee", "Kim")
         context.close()
 
 
