@@ -196,6 +196,18 @@ def warm_start(serving: IntentClassifier, name: Name | None, intents: list[str])
     return serving.relabelled({intent: [old for old in serving.labels if name(old) == intent] for intent in intents})
 
 
+def intents_changed(known: list[str], project: Project, new: list[str]) -> str:
+    """Why a retrain trains from the base model when the intents changed, naming those the serving model knows
+    (``known``, by their current names) that nlu.yml lacks and those nlu.yml has that it does not know (``new``):
+    where there are both, one may be a rename `bot relabel` was not told of, after which the retrain would warm-start
+    and keep what the model learnt. Said before the minutes of training, which Ctrl-C stops."""
+    gone = sorted(set(known) - set(project.intents))
+    if not (gone and new):
+        return "the intents changed"
+    return (f"the intents changed: {', '.join(gone)} gone, {', '.join(new)} new; if one is the other renamed or merged, "
+            f"stop and run `bot relabel {project.root} {gone[0]} {new[0]}` first, and the retrain warm-starts instead")
+
+
 def not_compared(sets: GateSets, candidate: IntentClassifier) -> dict[str, Any]:
     """The intents the gate could not compare and the candidate's figures on their examples (empty: none)."""
     if not sets.new:
@@ -429,8 +441,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         warm = same_intents and base and not new["labels_gone"]
         renamed = ({old: new_name for old in serving.labels if (new_name := answering.name(old)) != old}
                    if warm and start is not serving and answering.name is not None else {})
-        why_full = ("the intents changed" if not same_intents else "the base model changed" if not base
-                    else f"{new['labels_gone']} label(s) it learnt are gone")
+        why_full = (intents_changed(answering.labels, project, sets.new) if not same_intents
+                    else "the base model changed" if not base else f"{new['labels_gone']} label(s) it learnt are gone")
         transfer = [text for text in traffic if same_text(text) not in held_texts] if warm else []
         as_named = f", its {', '.join(f'{old} as {now}' for old, now in renamed.items())}" if renamed else ""
         say(f"Training a candidate ({'warm start from ' + serving_name + as_named if warm else 'full: ' + why_full}) "

@@ -924,6 +924,22 @@ def test_a_retrain_after_bot_relabel_warm_starts_with_the_serving_models_rows_un
     assert meta["labels"] == sorted(load_project(bot_dir).intents) and meta["mode"] == "warm"
 
 
+def test_a_retrain_after_a_rename_bot_relabel_was_not_told_of_says_how_to_warm_start(bot_dir: Path) -> None:
+    """cancel_order renamed cancel_purchase in nlu.yml alone: the retrain said "full: the intents changed" and trained
+    from the base model for minutes, though `bot relabel` would have let it warm-start. It names the intents gone and
+    new, and the `bot relabel` to run first, before it trains; an intent only added leaves nothing to relabel."""
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+    said: list[str] = []
+
+    retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append)
+
+    assert any(line.startswith("Training a candidate (full: the intents changed: cancel_order gone, cancel_purchase "
+                               "new; if one is the other renamed or merged, stop and run `bot relabel "
+                               f"{bot_dir} cancel_order cancel_purchase` first, and the retrain warm-starts instead)")
+               for line in said), said
+    assert bot.retrain.intents_changed(SMALL_INTENTS, load_project(bot_dir), []) == "the intents changed"
+
+
 def test_a_relabelled_classifier_answers_as_the_serving_model_under_the_new_names(small_bot: Path) -> None:
     """Its rows are the serving model's: renamed, each answer is the same intent under its new name; merged, the
     intent's row lies between the two it replaces."""
