@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 import numpy as np
@@ -281,8 +281,8 @@ def prompt(label: str, default: str, parse: Callable[[str], T]) -> T | None:
 
 @dataclass
 class GivenLabel:
-    """One label as it was given: the turns one answer labelled at once (a queue item's near duplicates, or every
-    message one `bot relabel` moved), which ``bot review --correct`` changes together, as the admin API does."""
+    """One label as it was given: the turns one answer labelled at once (a queue item's near duplicates), which
+    ``bot review --correct`` changes together, as the admin API does (:meth:`Store.label_answers`)."""
 
     turn_id: int  # the first of its turns, by which ``--correct`` names it
     intent: str
@@ -295,10 +295,11 @@ def given_labels(store: Store, intent: str | None = None) -> list[GivenLabel]:
     """The labels that stand now (each turn's latest), newest first, ``intent``'s alone if named: a label given in an
     earlier sitting could be corrected only through the admin API, so a slip found later was learnt at every
     retrain."""
-    given: dict[tuple[float, str | None], GivenLabel] = {}
+    answers = store.label_answers()
+    given: dict[tuple[Any, ...], GivenLabel] = {}
     for row in store.labels():  # oldest first: a label's first turn is its lowest
-        key = (row["created"], row["reviewer"])
-        label = given.setdefault(key, GivenLabel(row["turn_id"], row["intent"], row["reviewer"], row["created"], []))
+        label = given.setdefault(answers[row["turn_id"]],
+                                 GivenLabel(row["turn_id"], row["intent"], row["reviewer"], row["created"], []))
         if row["text"] not in label.texts:
             label.texts.append(row["text"])
     return [label for label in reversed(given.values()) if intent is None or label.intent == intent]

@@ -2609,11 +2609,24 @@ class Store:
             label = self.label_of(*turn_ids)
             if label is None:
                 raise KeyError(f"turn {', '.join(map(str, turn_ids))} has no label to correct")
-            batch = [r["turn_id"] for r in self.db.query(
-                "SELECT turn_id FROM review_labels r WHERE created = ? AND reviewer IS ? "
-                "AND id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) ORDER BY turn_id",
-                [label["created"], label["reviewer"]])]
+            answers = self.label_answers()
+            batch = sorted(turn for turn, answer in answers.items() if answer == answers[label["turn_id"]])
             return self.add_labels(batch, intent, reviewer)
+
+    def label_answers(self) -> dict[int, tuple[Any, ...]]:
+        """Each labelled turn with the answer that gave its latest label, equal for the turns one answer labelled (a
+        queue item's near duplicates): the label's time and reviewer, and for a label :meth:`relabel` moved to an
+        intent's new name (:meth:`moved_labels`), those of the label it moved too. One `bot relabel` moves every label
+        of the old name at once, and correcting one of them changed them all, hundreds of answers."""
+        rows = {r["id"]: r for r in self.db.query("SELECT id, turn_id, created, reviewer FROM review_labels ORDER BY id")}
+        latest = {row["turn_id"]: row for row in rows.values()}  # in id order: each turn's last
+        moved = self.moved_labels()
+
+        def answer(row: dict[str, Any]) -> tuple[Any, ...]:
+            given = (row["created"], row["reviewer"])
+            return given + answer(rows[moved[row["id"]]]) if row["id"] in moved else given
+
+        return {turn: answer(row) for turn, row in latest.items()}
 
     def relabel(self, old: str, new: str, reviewer: str | None = None, learnt: bool = False) -> list[int]:
         """Label ``new`` every turn whose latest label is ``old``, and keep the rename where the bot labelled or
@@ -2639,14 +2652,13 @@ class Store:
         return {row["old"]: row["new"] for row in self.db.query("SELECT old, new FROM intent_renames ORDER BY id")}
 
     def moved_labels(self) -> dict[int, int]:
-        """The latest labels :meth:`relabel` gave, by id, each with the id of the label it moved from the intent's old
-        name: the same label under the name the intent has now, which a model that learnt the old one knows."""
+        """The labels :meth:`relabel` gave, by id, each with the id of the label it moved from the intent's old name:
+        the same label under the name the intent has now, which a model that learnt the old one knows."""
         return {r["id"]: r["moved"] for r in self.db.query(
             "SELECT r.id, p.id AS moved FROM review_labels r "
             "JOIN review_labels p ON p.turn_id = r.turn_id "
             "AND p.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id AND id < r.id) "
-            "JOIN intent_renames n ON n.old = p.intent AND n.new = r.intent "
-            "WHERE r.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id)")}
+            "JOIN intent_renames n ON n.old = p.intent AND n.new = r.intent")}
 
     def predicted(self, intent: str) -> bool:
         """Whether the bot ever gave a message ``intent``: a name renamed before any of its messages was labelled

@@ -460,6 +460,31 @@ def test_bot_review_lists_and_corrects_a_label_given_in_an_earlier_sitting(revie
     assert alone.exit_code == 2 and "add --labelled" in alone.output
 
 
+def test_correcting_a_label_bot_relabel_moved_changes_the_messages_of_its_answer_alone(review_bot: Path) -> None:
+    """One `bot relabel` moves every label of the old name at once, and a correction changed every label given at the
+    same moment: correcting one message among those moved relabelled them all, hundreds of reviewers' answers. It
+    changes those its reviewer's answer labelled, as before the move, and `bot review --labelled` lists them so."""
+    store = Store(review_bot / "dialogues.db")
+    pair = [turn(store, text, 0.3, "fallback", conversation=f"p{n}")[0]
+            for n, text in enumerate(["cancel my order", "cancel my order!"])]
+    store.add_labels(pair, "cancel_ordr", "ann")
+    single = turn(store, "where is my sofa", 0.3, "fallback", conversation="s")[0]
+    store.add_labels([single], "cancel_ordr", "bob")
+    assert len(store.relabel("cancel_ordr", "cancel_order", "cy")) == 3
+    store.close()
+
+    listed = CliRunner().invoke(cli, ["review", str(review_bot), "--labelled"])
+    corrected = CliRunner().invoke(cli, ["review", str(review_bot), "--correct", str(single), "track_order"])
+
+    assert [line.split()[0] for line in listed.output.splitlines()[:-1]] == [f"#{single}", f"#{pair[0]}"], listed.output
+    assert "Corrected 1 message from cancel_order to track_order." in corrected.output, corrected.output
+    store = Store(review_bot / "dialogues.db")
+    assert {r["turn_id"]: r["intent"] for r in store.labels()} == {
+        pair[0]: "cancel_order", pair[1]: "cancel_order", single: "track_order"}
+    assert store.correct_label([pair[1]], "get_refund", "cy") == pair
+    store.close()
+
+
 @pytest.mark.parametrize("command", ["review", "chat"])
 def test_a_closed_stdin_ends_the_terminal_commands_as_the_end_of_input_does(review_bot: Path, command: str) -> None:
     """Run from a job with stdin closed (`<&-`), both ended in a traceback: Python gives them no stdin at all."""
