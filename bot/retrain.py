@@ -356,9 +356,17 @@ def _new_since(data: LearnedData, meta: dict[str, Any], moved: Mapping[int, int]
     def is_new(row: dict[str, Any], id_key: str, kind: str) -> bool:
         return row[id_key] > through.get(kind, 0) or row["created"] > through.get(f"{kind}_at", math.inf)
 
+    moved = moved or {}
+
+    def given(label_id: int) -> float:
+        """The label a label moved by `bot relabel`, once or more, was first given as; ``inf`` for one not moved."""
+        first = math.inf
+        while label_id in moved:
+            first = label_id = moved[label_id]
+        return first
+
     labels = sum(is_new(r, "label_id", "label") for r in data.examples)
-    kept = sum(is_new(r, "label_id", "label") and (moved or {}).get(r["label_id"], math.inf) <= through.get("label", 0)
-               for r in data.examples)
+    kept = sum(is_new(r, "label_id", "label") and given(r["label_id"]) <= through.get("label", 0) for r in data.examples)
     learned = through.get("labels", 0)  # counted since this field was written; 0 (none known gone) before
     return {"labels": labels, "answers": sum(is_new(r, "id", "answer") for r in data.answers),
             "labels_gone": max(0, learned - (len(data.examples) - labels) - kept)}

@@ -924,6 +924,23 @@ def test_a_retrain_after_bot_relabel_warm_starts_with_the_serving_models_rows_un
     assert meta["labels"] == sorted(load_project(bot_dir).intents) and meta["mode"] == "warm"
 
 
+def test_a_label_bot_relabel_moved_twice_is_still_the_label_the_serving_model_learnt(bot_dir: Path) -> None:
+    """cancel_order renamed cancel_purchase, then cancel_buy, with `bot relabel` each time and no retrain between: the
+    label the serving model learnt, moved twice, counted as gone, and the retrain trained from the base model."""
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["please cancel the blue sofa"]), "cancel_order", "ann")
+    store.close()
+    retrain(load_project(bot_dir), device="cpu", progress=False)
+    for old, new in (("cancel_order", "cancel_purchase"), ("cancel_purchase", "cancel_buy")):
+        rename_intent(bot_dir, old, new)
+        assert CliRunner().invoke(cli, ["relabel", str(bot_dir), old, new]).exit_code == 0
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False)
+
+    assert (result.decision["mode"], result.decision["data"]["labels_gone"]) == ("warm", 0)
+    assert result.decision["warm_renamed"] == {"cancel_order": "cancel_buy"}
+
+
 def test_a_retrain_after_a_rename_bot_relabel_was_not_told_of_says_how_to_warm_start(bot_dir: Path) -> None:
     """cancel_order renamed cancel_purchase in nlu.yml alone: the retrain said "full: the intents changed" and trained
     from the base model for minutes, though `bot relabel` would have let it warm-start. It names the intents gone and
