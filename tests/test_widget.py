@@ -3922,6 +3922,27 @@ def test_a_stale_visitors_tab_following_another_into_a_new_conversation_takes_it
     signed_in.close()
 
 
+def test_a_message_not_sent_in_a_stale_visitors_tab_stays_when_it_goes_on_in_a_new_conversation(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
+    """A message marked Not sent (written offline) in a tab still showing the visitor's page went from the chat, and its
+    Retry with it, once the customer's next message there, refused as they had signed in in another tab, started a
+    conversation of the tab's own: what they had written was lost."""
+    visitor = open_widget(pollInterval=60_000, transport="http")
+    signed_in, theirs = sign_in_in_another_tab(visitor, identity_secret, "u-27")
+    visitor.context.set_offline(True)
+    visitor.send("my parcel is late")
+    expect(visitor.page.locator(".msg.user.failed")).to_have_count(1, timeout=3_000)
+    visitor.context.set_offline(False)
+    visitor.send("hello")
+    expect(visitor.bot_replies()).to_have_count(1)
+    assert visitor.conversation_id() != theirs
+    expect(visitor.page.locator(".msg.user .bubble")).to_have_text(["my parcel is late", "hello"])
+    visitor.page.get_by_role("button", name="Retry").click()
+    expect(visitor.bot_replies()).to_have_count(2)
+    expect(visitor.page.locator(".msg.failed")).to_have_count(0)
+    assert user_texts(api, visitor.conversation_id()) == ["hello", "my parcel is late"]
+    signed_in.close()
+
 # The storage events (another tab's new conversation) a page gets kept back while ``heldStorage`` is a list, and given
 # to it by ``releaseStorage()``: as they come when two tabs start a conversation at the same moment, each after its own.
 HOLD_STORAGE = """

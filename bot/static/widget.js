@@ -1933,9 +1933,11 @@
 
   // The chat as a new conversation shows it: only the greeting, nothing of the last customer's.
   // ``carried``: the conversation left was closed to this tab, whose messages still out there go on in the new one
-  // (send()): the socket stays, to hear their refusals and carry them again in order, and joins the new one. Else it
-  // reconnects, and the answers still on their way, the last customer's, go with it.
+  // (send()): the socket stays, to hear their refusals and carry them again in order, and joins the new one, and the
+  // messages marked Not sent stay, to be sent there with their Retry. Else it reconnects, and the answers still on
+  // their way, the last customer's, go with it.
   function startOver(carried = false) {
+    const notSent = carried ? [...log.querySelectorAll(":scope > .msg.failed")] : [];
     input.value = ""; // and what they were typing
     input.setCustomValidity("");
     resize();
@@ -1955,6 +1957,7 @@
     setLauncher(!panel.hidden); // no unread badge
     scrollToEnd();
     greet();
+    log.append(...notSent);
     if (!socket) return;
     if (!carried) socket.abandon(); // it reconnects, and joins as the new conversation
     else if (socket.readyState === OPEN) join(socket);
