@@ -362,6 +362,28 @@ async def test_a_socket_that_joined_a_visitors_conversation_stops_hearing_it_onc
         assert said == {stranger: [], customer: ["Your parcel goes to 12 Elm St."]}
 
 
+async def test_a_socket_whose_join_as_someone_else_is_refused_stops_hearing_the_customers_conversation(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shop's page that signs its customer out with Deskbot.identify({}) rather than Deskbot.reset() joins again as
+    a visitor, which is refused: its socket, joined as the customer, went on hearing their agent's replies (their
+    orders, their address) on the device the next customer now uses. Joined again with the proof, it hears them."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
+    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    cid, proof = new_id(), {"user": "u-17", "user_hash": vouched("u-17")}
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "message", "conversation_id": cid, "text": "where is my parcel?", **proof})
+        assert (await ws.receive_json())["type"] == "reply"
+        await ws.send_json({"type": "join", "conversation_id": cid})  # signed out
+        assert (await ws.receive_json())["error"].startswith("conversation_id: a signed-in")
+        assert (await admin(client, web_demo_bot.admin_token, f"/admin/conversations/{cid}/handoff")).status == 200
+        assert [frame async for frame in frames_within(ws, 1)] == []
+        await ws.send_json({"type": "join", "conversation_id": cid, **proof})  # signed in again
+        assert (await ws.receive_json())["type"] == "status"
+        body = {"text": "Your parcel goes to 12 Elm St."}
+        assert (await admin(client, web_demo_bot.admin_token, f"/admin/conversations/{cid}/messages", body)).status == 200
+        assert [f["reply"] async for f in frames_within(ws, 1) if f["type"] == "agent"] == [body["text"]]
+
 async def test_a_socket_that_joined_a_visitors_conversation_hears_nothing_of_the_message_that_signs_a_customer_in(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sockets that joined a visitor's conversation with its id alone stopped hearing it once a signed-in

@@ -631,7 +631,7 @@ class WebChannel(Channel):
                         raise Refused(error_message(exc)) from None
                     cid = body.conversation_id
                     # before the join: a signed-in customer's pushes are theirs alone
-                    verified_user = await self.proven(body, cid)
+                    verified_user = await self._proven_on(ws, joined, body, cid)
                     self._join(ws, joined, cid, verified_user)  # else first: a refused message must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
                         count_message(request, cid, over_socket=True)
@@ -675,6 +675,19 @@ class WebChannel(Channel):
         self.sockets[conversation_id][ws] = customer
         if len(joined) > MAX_JOINED:
             self._leave(ws, joined.popitem(last=False)[0])
+
+    async def _proven_on(self, ws: web.WebSocketResponse, joined: OrderedDict[str, None], customer: Customer,
+                         conversation_id: str) -> str | None:
+        """:meth:`proven` for a frame of ``ws``; refused, ``ws`` stops hearing the conversation: it now names someone
+        else than the customer it joined it as (a page that signed them out with ``Deskbot.identify({})``, not
+        ``Deskbot.reset()``), and went on hearing their agent's replies on the device the next customer uses."""
+        try:
+            return await self.proven(customer, conversation_id)
+        except Unverified:
+            if conversation_id in joined:
+                del joined[conversation_id]
+                self._leave(ws, conversation_id)
+            raise
 
     def _keep_to(self, conversation_id: str, customer: str) -> None:
         """Stop the sockets that did not prove ``customer`` hearing ``conversation_id``, which a message of theirs has
