@@ -3943,6 +3943,28 @@ def test_a_message_not_sent_in_a_stale_visitors_tab_stays_when_it_goes_on_in_a_n
     assert user_texts(api, visitor.conversation_id()) == ["hello", "my parcel is late"]
     signed_in.close()
 
+def test_a_stale_visitors_tab_going_on_in_a_new_conversation_leaves_the_signed_in_customer_their_choices_titles(
+        open_widget: Any, server: LiveServer, web_demo_bot: SimpleNamespace, identity_secret: str) -> None:
+    """A choice the signed-in customer pressed showed as its payload (/check_refund_policy) in their pages opened
+    since, once a tab still showing the visitor's page had started a conversation of its own: it forgot every
+    choice's title as a new customer's conversation does, though theirs goes on."""
+    visitor = open_widget(pollInterval=60_000, transport="http")
+    signed_in, theirs = sign_in_in_another_tab(visitor, identity_secret, "u-28")
+    choice = signed_in.locator(".quick button").first
+    title = choice.inner_text()
+    choice.click()
+    expect(signed_in.locator(".msg.bot[data-turn-id]")).to_have_count(2)
+    visitor.send("hello")
+    expect(visitor.bot_replies()).to_have_count(1)
+    assert visitor.conversation_id() != theirs
+    proof = hmac.new(identity_secret.encode(), b"u-28", hashlib.sha256).hexdigest()
+    path = f"/shop-signed-in-{next(PAGE_NUMBERS)}.html"
+    server.pages[path] = embed_page(server.url, {"open": True, "pollInterval": 60_000, "user": "u-28", "userHash": proof})
+    signed_in.goto(f"{web_demo_bot.embed_origin}{path}")  # their next page
+    expect(signed_in.locator(".msg.user .bubble")).to_have_text(["where is my parcel", title])
+    assert signed_in.evaluate("Deskbot.conversationId()") == theirs
+    signed_in.close()
+
 # The storage events (another tab's new conversation) a page gets kept back while ``heldStorage`` is a list, and given
 # to it by ``releaseStorage()``: as they come when two tabs start a conversation at the same moment, each after its own.
 HOLD_STORAGE = """

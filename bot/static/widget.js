@@ -1924,11 +1924,12 @@
   }
 
   // ``left``: the customer whose conversation this tab leaves (null for a visitor), whose other tabs follow it.
-  // ``from``: that conversation, when it was closed to this tab (closedToThisTab()): only the tabs still in it follow.
+  // ``from``: that conversation, when it was closed to this tab (closedToThisTab()): only the tabs still in it follow,
+  // and the choices' titles stay, as the signed-in customer's conversation goes on, in their tabs.
   function newConversation(left = customerId(), from = null) {
     conversationId = newConversationId();
     store.set("conversation", JSON.stringify({ id: conversationId, left, user: customerId(), from }));
-    store.set("titles", "{}"); // the last customer's choices ("Refund order 12345")
+    if (from === null) store.set("titles", "{}"); // the last customer's choices ("Refund order 12345")
   }
 
   // The chat as a new conversation shows it: only the greeting, nothing of the last customer's.
