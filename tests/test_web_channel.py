@@ -904,6 +904,31 @@ async def test_what_is_said_through_one_server_reaches_the_customers_socket_on_a
         assert [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == []
 
 
+async def test_a_failure_to_pass_on_what_another_server_said_leaves_the_next_to_be_passed_on(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store read that failed while a server passed on another's agent reply ended its watch for good: no later
+    reply sent through the other server reached that server's sockets until a restart."""
+    first, second = [await aiohttp_client(create_app(web_demo_bot.root, device="cpu")) for _ in range(2)]
+    channel = second.app[BOT].channels["web"]
+    async with joined_socket(second) as (cid, ws):
+        conversation, failed = channel.conversation, asyncio.Event()
+
+        async def failing_once(conversation_id: str) -> Any:
+            if not failed.is_set():
+                failed.set()
+                raise sqlite3.OperationalError("disk I/O error")
+            return await conversation(conversation_id)
+
+        monkeypatch.setattr(channel, "conversation", failing_once)
+        for text in ("Hi, I'm Ana.", "Are you still there?"):
+            response = await admin(first, web_demo_bot.admin_token, f"/admin/conversations/{cid}/messages", {"text": text})
+            assert response.status == 200
+            await asyncio.wait_for(failed.wait(), 10)  # the first was not passed on
+        while (frame := await ws.receive_json(timeout=10))["type"] != "agent":
+            pass
+        assert frame["reply"] == "Are you still there?"
+
+
 async def test_two_servers_answering_one_conversation_at_once_keep_the_slots_each_set(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
     """Two servers on one store (two tabs behind a load balancer): each turn read the slots, and wrote them whole, so

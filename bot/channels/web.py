@@ -793,13 +793,14 @@ class WebChannel(Channel):
             try:
                 turns, changed, marks = await self.bot._look_up(Store.said_elsewhere, list(self.sockets), marks,
                                                                 self.bot.store.server)
+                await self._push_said(turns, changed)
             except Exception as exc:  # the store's trouble is said where the customers' requests meet it; once here
                 if not failing:
-                    log.warning("cannot read what other servers on the store said to this one's web chat sockets: %r", exc)
+                    log.warning("cannot pass on what other servers on the store said to this one's web chat sockets: %r",
+                                exc)
                 failing = True
             else:
                 failing = False
-                await self._push_said(turns, changed)
             await asyncio.sleep(WATCH_S)
 
     async def _push_said(self, turns: list[dict[str, Any]], changed: set[str]) -> None:
