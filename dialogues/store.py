@@ -914,7 +914,7 @@ def restore(path: Path, copy: Path) -> Path | None:
                 source.backup(target, pages=BACKUP_STEP_PAGES, progress=_between_steps)
                 target.execute("PRAGMA journal_mode=DELETE")
             fsync_path(restoring)
-            aside = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+            aside = _aside(path)
             kept = path.exists()
             for end in ("-wal", "-shm", ""):  # the log first: a store renamed without it would lose what it holds
                 with contextlib.suppress(FileNotFoundError):
@@ -924,6 +924,15 @@ def restore(path: Path, copy: Path) -> Path | None:
             _remove_copy(restoring)
     fsync_path(path.parent)
     return aside if kept else None
+
+
+def _aside(path: Path) -> Path:
+    """Where :func:`restore` keeps the store it replaces: ``dialogues.db.replaced-STAMP``, or ``-STAMP-2`` and on
+    where an earlier restore took that name (two in one second, a script's): the second's copy replaced the first's,
+    and the store as it was before both was lost."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    names = (path.with_name(f"{path.name}.replaced-{stamp}{'' if n == 1 else f'-{n}'}") for n in itertools.count(1))
+    return next(aside for aside in names if not any(Path(f"{aside}{end}").exists() for end in ("", "-wal", "-shm")))
 
 
 def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False) -> None:

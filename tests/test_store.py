@@ -2703,6 +2703,30 @@ def test_restore_waits_for_every_other_process_that_has_the_store_open(tmp_path:
     assert CliRunner().invoke(cli, restore).exit_code == 0
 
 
+def test_two_restores_in_one_second_keep_both_stores_they_replace(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script's second restore in the same second put the first's copy aside under the name the store as it was
+    had been kept under, which was lost."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db")
+    user_turn(store, "before", "where is my parcel?")
+    store.close()
+    for name in ("first", "second"):
+        copy = Store(tmp_path / f"{name}.db")
+        user_turn(copy, name, "and my refund?")
+        copy.close()
+    monkeypatch.setattr(store_module.time, "strftime", lambda _form: "20261206-120000")  # both in one second
+    for name in ("first", "second"):
+        restored = CliRunner().invoke(cli, ["restore", str(root), str(tmp_path / f"{name}.db")])
+        assert restored.exit_code == 0, restored.output
+    assert "kept as dialogues.db.replaced-20261206-120000-2" in restored.output
+    kept = {path.name: Store(path, read_only=True).conversation_ids() for path in root.glob("dialogues.db.replaced-*")}
+    assert kept == {"dialogues.db.replaced-20261206-120000": ["before"],
+                    "dialogues.db.replaced-20261206-120000-2": ["first"]}
+    assert Store(root / "dialogues.db", read_only=True).conversation_ids() == ["second"]
+
+
 def test_a_server_forgets_the_lock_files_of_gone_servers_that_left_nothing(tmp_path: Path) -> None:
     """A killed server's lock file stayed for good: a year of restarts piled them up."""
     path = tmp_path / "dialogues.db"
