@@ -642,13 +642,17 @@ class Project:
         around a value without taking them (``order (?P<value>\\d+)``). A match that leaves the value empty (an
         optional group, a pattern that matches nothing) finds nothing, so it cannot wipe a slot. Digits come as
         ASCII digits: ``\\d`` matches any script's (Arabic-Indic ١٢٣, Devanagari), and an order number typed
-        in them would be looked up as written, and not found."""
+        in them would be looked up as written, and not found. A pattern reads the text as typed and with its
+        full-width forms as ASCII (:func:`ascii_forms`), the value being the typed text's, so that a pattern's
+        ``[:#]`` takes the "：" a Chinese input method types ("订单号：789"), which the demo's order number missed."""
         found: dict[tuple[str, str], dict[str, Any]] = {}  # ordered, each value once
+        texts = dict.fromkeys((text, ascii_forms(text)))
         for name, patterns in self.entity_patterns.items():
-            for match in (m for pattern in patterns for m in pattern.finditer(text)):
+            for match in (m for pattern in patterns for typed in texts for m in pattern.finditer(typed)):
                 group = "value" if "value" in match.re.groupindex else 0
-                if value := match.group(group):
-                    entity = self._entity(name, value, match.span(group), "RegexEntityExtractor")
+                start, end = match.span(group)
+                if value := text[start:end]:
+                    entity = self._entity(name, value, (start, end), "RegexEntityExtractor")
                     found.setdefault((name, entity["value"]), entity)
         return list(found.values())
 
@@ -698,8 +702,9 @@ class Project:
 
     def is_answer(self, entity: str, text: str) -> bool:
         """Whether one of ``entity``'s patterns takes the whole message: what the shop wrote as an answer
-        when an action asks for that value."""
-        return any(pattern.fullmatch(text.strip()) for pattern in self.entity_patterns.get(entity, ()))
+        when an action asks for that value, as typed or with its full-width forms as ASCII (:func:`ascii_forms`)."""
+        return any(pattern.fullmatch(typed) for pattern in self.entity_patterns.get(entity, ())
+                   for typed in (text.strip(), ascii_forms(text.strip())))
 
     @property
     def models_dir(self) -> Path:
@@ -1568,6 +1573,16 @@ def entity_value(patterns: Iterable[re.Pattern[str]], value: str) -> str | None:
             return taken
     groups = filter(None, map(_value_group, patterns))
     return value if value and any(group.fullmatch(value) for group in groups) else None
+
+
+# The full-width forms of ASCII's characters a Chinese input method types (：，＃, ｏｒｄｅｒ) and its ideographic space,
+# each as the ASCII character it stands for: one character for one, so that a match's span is the typed text's.
+_FULL_WIDTH = {0xFF01 + i: 0x21 + i for i in range(94)} | {0x3000: 0x20}
+
+
+def ascii_forms(text: str) -> str:
+    """``text`` with its full-width forms of ASCII's characters as ASCII (:data:`_FULL_WIDTH`), as long as it."""
+    return text.translate(_FULL_WIDTH)
 
 
 # Chinese digits as a number read out one by one is written in them (七八九, 幺二三: 幺 is 1 there, 两 2, 〇 0).

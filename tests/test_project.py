@@ -849,6 +849,22 @@ def test_regexes_read_either_chinese_script_and_keep_the_customers(tmp_path: Pat
     assert project.is_answer("order_id", "訂單123") and payload_value(project, "order_id", "訂單 456") == "456"
 
 
+def test_regexes_read_the_full_width_punctuation_an_input_method_types(bot_dir: Path, tmp_path: Path) -> None:
+    """A Chinese input method types "订单号：789" with a full-width colon, which the demo's order number, whose
+    pattern takes an ASCII ":" after 订单号, did not read: the action asked for the number the customer had given.
+    The value and its span are the typed text's; a pattern written with the full-width form reads it still."""
+    demo = load_project(bot_dir)
+    assert demo.found_entities("订单号：789到哪了") == [{"entity": "order_id", "start": 4, "end": 7, "value": "789",
+                                                       "confidence_entity": 1.0, "extractor": "RegexEntityExtractor"}]
+    assert [demo.entities(text) for text in ("訂單號碼：１２３４", "订单号，789", "order #：555")] == [
+        {"order_id": "1234"}, {"order_id": "789"}, {"order_id": "555"}]
+    project = chinese_bot(tmp_path, "- intent: order\n  examples: |\n    - 订单在哪\n"
+                                    "- regex: order_id\n  examples: |\n    - 单号：(?P<value>\\d+)\n"
+                                    "- regex: code\n  examples: |\n    - ^#[A-Z]\\d$\n")
+    assert project.entities("单号：42") == {"order_id": "42"}
+    assert project.is_answer("code", "＃Ａ1") and not project.is_answer("code", "A1")
+
+
 def test_annotated_values_are_synonyms_as_in_rasa(tmp_path: Path) -> None:
     """Rasa's EntitySynonymMapper learns a synonym from an example's annotation giving another value, in Rasa 3's
     form and the older one: deskbot read them as their text, and gave "NYC" as the city."""
