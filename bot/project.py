@@ -792,9 +792,31 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         problem = str(getattr(exc, "problem", None) or exc)
         above = _YAML_BREAK.split(text)[:mark.line] if mark else []
         before = next((line for line in reversed(above) if line.strip()), "")
-        raise ProjectError(f"{where}: malformed YAML: {problem}{since}{_yaml_fix(problem, before)}") from None
+        near = range((opened or mark).line - 1, mark.line + 2) if mark else range(0)
+        fix = _yaml_fix(problem, before) or _full_width_fix(_YAML_BREAK.split(text), near)
+        raise ProjectError(f"{where}: malformed YAML: {problem}{since}{fix}") from None
     _refuse_repeated_keys(path, node)
     return data, node
+
+
+# A key written with the full-width colon a Chinese input method types ("- intent：greet", "examples：|"), and a line
+# indented with its full-width space (U+3000), which YAML reads as text, not as indentation.
+_FULL_WIDTH_KEY = re.compile(r"[ \t]*(?:-[ \t]+)?([A-Za-z_][\w-]*)[ \t]*：")
+_FULL_WIDTH_INDENT = re.compile(r"[ \t]*\u3000")
+
+
+def _full_width_fix(lines: list[str], near: range) -> str:
+    """How to mend a full-width colon after a key or a full-width space in an indentation on one of the lines
+    ``near`` a YAML error, which YAML names only as "mapping values are not allowed here" or "could not find
+    expected ':'", on another line."""
+    for n in (n for n in near if 0 <= n < len(lines)):
+        if key := _FULL_WIDTH_KEY.match(lines[n]):
+            return (f"; line {n + 1} writes '{key[1]}：' with a full-width colon, as a Chinese input method types it: "
+                    f"write '{key[1]}: ', a half-width colon and a space")
+        if _FULL_WIDTH_INDENT.match(lines[n]):
+            return (f"; line {n + 1} is indented with a full-width space (U+3000), which YAML does not read as one: "
+                    "indent with half-width spaces")
+    return ""
 
 
 def _yaml_fix(problem: str, before: str) -> str:
@@ -890,13 +912,17 @@ def error_message(err: Any) -> str:
     """A validation error in words, with what YAML made of a text it read as something else: an empty value, or a
     number, a yes or a date where a text goes (WeCom's Token 12345678, which the admin console may give, or a title
     "No"), which is then put in quotes. "Input should be a valid string" alone did not say that it was one once
-    quoted, and a Token 0123 quoted stays 0123 where YAML reads 83."""
+    quoted, and a Token 0123 quoted stays 0123 where YAML reads 83. A section that YAML read as the text of a key
+    typed with a full-width colon ("server:" over "port：9000") says so: "Input should be a valid dictionary" did not."""
     if err["type"] == "extra_forbidden":
         return "unknown key"
     if err["type"] == "string_type" and err["input"] is None:
         return f"{err['msg']}: it is empty"
     if err["type"] == "string_type" and isinstance(err["input"], (bool, int, float, date)):
         return f"{err['msg']}: YAML reads it as {type(err['input']).__name__} {err['input']!r}; put it in quotes"
+    if isinstance(err["input"], str) and (key := _FULL_WIDTH_KEY.match(err["input"])):  # "port：9000" under server:
+        return (f"{err['msg']}: YAML reads {err['input'][:40]!r} as a text, its key written with a full-width colon, as "
+                f"a Chinese input method types it: write '{key[1]}: ', a half-width colon and a space")
     return str(err["msg"])
 
 

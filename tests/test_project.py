@@ -1456,6 +1456,35 @@ def test_a_tab_in_yaml_says_to_indent_with_spaces(tmp_path: Path) -> None:
         load_project(root)
 
 
+@pytest.mark.parametrize(("typed", "written", "fix"), [
+    ("- intent: acknowledge", "- intent：acknowledge", "writes 'intent：' with a full-width colon, as a Chinese input method types it: "
+                                          "write 'intent: ', a half-width colon and a space"),
+    ("  examples: |", "  examples：|", "writes 'examples：' with a full-width colon"),
+    ("    - ok", "\u3000\u3000- ok", "is indented with a full-width space (U+3000), which YAML does not read as one: "
+                                   "indent with half-width spaces"),
+])
+def test_yaml_typed_with_a_chinese_input_methods_colon_or_space_says_so(bot_dir: Path, typed: str, written: str,
+                                                                        fix: str) -> None:
+    """nlu.yml typed with a Chinese input method on stopped with "mapping values are not allowed here" or "could not
+    find expected ':'", often on another line than the one to mend."""
+    path = bot_dir / "nlu.yml"
+    lines = path.read_text().splitlines()
+    line = lines.index(typed) + 1
+    lines[line - 1] = written
+    path.write_text("\n".join(lines) + "\n")
+    assert "malformed YAML: " in error_for(bot_dir) and f"; line {line} {fix}" in error_for(bot_dir)
+
+
+def test_a_bot_yml_section_of_a_key_typed_with_a_full_width_colon_says_so(bot_dir: Path) -> None:
+    """YAML reads "server:" over "port：9000" as a section holding the text 'port：9000': bot.yml said only "Input
+    should be a valid dictionary or instance of ServerConfig"."""
+    path = bot_dir / "bot.yml"
+    path.write_text("name: 小店\nserver:\n  port：9000\n")
+    assert error_for(bot_dir).endswith("server: Input should be a valid dictionary or instance of ServerConfig: YAML reads "
+                                       "'port：9000' as a text, its key written with a full-width colon, as a Chinese "
+                                       "input method types it: write 'port: ', a half-width colon and a space")
+
+
 def test_a_payload_value_is_one_the_entitys_patterns_or_their_value_group_take(tmp_path: Path) -> None:
     """A button's /get_refund{"order_id": "789"} was dropped for a pattern that names the words around the
     value (order (?P<value>\\d+)), and the action asked for the number again."""
