@@ -1043,9 +1043,12 @@ def _example_lines(block: Any) -> list[tuple[int, str]]:
 
 def _unbulleted(line: str) -> str:
     """What is wrong with a line of a block of ``- example`` lines that has no bullet: a comment, which a ``|``
-    block keeps as text, or an example wrapped onto a second line, whose end became an example of its own."""
+    block keeps as text, or an example wrapped onto a second line, whose end became an example of its own; or a
+    bullet typed with a Chinese input method's full-width "－" (or "—"), which is no YAML bullet."""
     if line.startswith("#"):
         return f"{line!r} is text inside the block, not a comment: move it above 'examples: |'"
+    if line[:1] in "－—–":
+        return f"{line!r} starts with {line[0]!r}, not the half-width '-' an example's bullet is: write '- {line[1:].strip()}'"
     return f"{line!r} has no '- ' before it, as the other examples have: an example is one line (join a wrapped " \
            "one to the line above it), or starts with '- '"
 

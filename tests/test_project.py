@@ -349,6 +349,9 @@ def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entr
      "the line above it), or starts with '- '"),
     ("  examples: |\n    - bye\n    # small talk\n", "    # small talk",
      "'# small talk' is text inside the block, not a comment: move it above 'examples: |'"),
+    # typed with a Chinese input method, whose "-" is full-width
+    ("  examples: |\n    - 再见\n    － 拜拜\n", "    － 拜拜",
+     "'－ 拜拜' starts with '－', not the half-width '-' an example's bullet is: write '- 拜拜'"),
     # a bullet one indent too far in: YAML joined two examples into one
     ("  examples:\n  - hi\n    - good morning\n  - bye\n", "  - hi",
      "YAML reads these lines as one example ('hi - good morning'): write each '- example' at the same indent"),
