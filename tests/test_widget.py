@@ -2820,8 +2820,9 @@ def test_the_agents_console_tells_its_agent_of_a_customer_a_colleague_passed_the
 def test_the_agents_console_tells_its_agent_of_a_customer_a_lead_moved_to_a_colleague(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A lead passing Lee's customer to Kim told Lee nothing: his next reply was refused, and the console asked "Kim has
-    this customer. Send your reply anyway?", which undid the lead's move, as his reply to a customer a lead released took
-    them back unasked. His console says who moved or released the customer, and asks with that said."""
+    this customer. Send your reply anyway?", which undid the lead's move, as his reply to a customer a lead released, or
+    handed back to the bot, took them back unasked. His console says who moved, released or handed back the customer,
+    and asks with that said."""
     cid, context, lee = console_on_a_waiting_customer(chromium, server, api, "lee-own-token")
     lee.get_by_role("button", name="Take over").click()
     expect(lee.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
@@ -2840,10 +2841,19 @@ def test_the_agents_console_tells_its_agent_of_a_customer_a_lead_moved_to_a_coll
     api.admin(f"/admin/conversations/{cid}/release?agent=Ana&force=true")  # his reply would take them back unasked
     lee.clock.run_for(3_100)
     expect(lee.locator(".status")).to_have_text("Ana released your customer to the queue")
+    said: list[str] = []  # nobody's: his reply would take them back, undoing Ana's release
+    lee.once("dialog", lambda dialog: (said.append(dialog.message), dialog.dismiss()))
+    lee.locator("form.reply textarea").press("Enter")
+    assert said == ["Ana released your customer to the queue. Send your reply anyway? They become yours again."]
+    assert api.get(f"/admin/conversations/{cid}")["agent"] is None
     api.admin(f"/admin/conversations/{cid}/handoff", token="lee-own-token")
     api.admin(f"/admin/conversations/{cid}/handback?agent=Ana&force=true")  # as would one with the bot
     lee.clock.run_for(3_100)
     expect(lee.locator(".status")).to_have_text("Ana handed your customer back to the bot")
+    lee.once("dialog", lambda dialog: (said.append(dialog.message), dialog.accept()))
+    lee.get_by_role("button", name="Take over").click()
+    expect(lee.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
+    assert said[1:] == ["Ana handed your customer back to the bot. Take them over again?"]
     context.close()
 
 
