@@ -303,7 +303,7 @@ class InboxResponse(_Body):
                                                   "page or search asked for; none without ?agent=")
     taken: list[Taken] = Field(..., description="the handed-off customers someone else moved from ?agent= to a "
                                                 "colleague or released, who are not theirs again, and those someone "
-                                                "else handed back to the bot, who are with it still, latest first "
+                                                "else handed back to the bot, who are with it still, for a day, latest first "
                                                 "(the latest 100); none without ?agent=")
     team: list[str] = Field(..., description="the agents' names (server.agents, as a reload left them); none where "
                                              "the bot knows no names")

@@ -983,6 +983,10 @@ _AGENT_SINCE = ("FROM turns WHERE conversation_id = c.id AND role = 'agent' AND 
 TRYOUT_CHANNEL = "cli"
 _AGENTS_REACH = f"c.channel != '{TRYOUT_CHANNEL}'"
 PASSED_LISTED = 100  # the customers passed to an agent that their inbox names (Store.passed_to), the latest
+# How long a customer someone else handed back to the bot is named to the agent who had them (Store.taken_from): a day,
+# their shift and the night after. They stay with the bot for good, where a customer moved to a colleague or released
+# is soon theirs or a colleague's again, and the console of an agent opened in a new browser told weeks of them.
+HANDED_BACK_TOLD_S = 24 * 3600
 OTHERS_SHOWN = 20  # a customer's other conversations a transcript names (Store.others), the latest
 # The customer's id as the shop's server vouched for it, from the slot the web channel keeps (bot.project.VERIFIED_USER):
 # the ``user`` column is what the first message's page said, which proves nothing.
@@ -2279,9 +2283,9 @@ class Store:
     def taken_from(self, agent: str | None) -> list[dict[str, Any]]:
         """The handed-off customers someone else moved from ``agent`` to another agent (a lead's transfer, forced
         takeover or forced reply) or released to the queue, who are not ``agent``'s again, and those someone else
-        handed back to the bot (``_v39``) who are with the bot still, latest first: ``conversation_id``, who moved
-        them (``by``), to whom (``to``, None for a release or a handback), whether to the bot (``handed_back``) and when
-        (``at``). Their console tells them: it said nothing, and their next reply asked them to override a colleague,
+        handed back to the bot (``_v39``) who are with the bot still, for ``HANDED_BACK_TOLD_S``, latest first:
+        ``conversation_id``, who moved them (``by``), to whom (``to``, None for a release or a handback), whether to
+        the bot (``handed_back``) and when (``at``). Their console tells them: it said nothing, and their next reply asked them to override a colleague,
         or took the released customer, or the one with the bot, back unasked, which undid the lead's move. None for
         no agent."""
         if not agent_key(agent):
@@ -2295,9 +2299,9 @@ class Store:
             # with the bot since: the conversation's latest change of status
             "UNION ALL SELECT conversation_id, agent, NULL, created, 1 FROM handoffs h "
             f"WHERE {_HANDED_BACK} AND agent IS NOT NULL AND agent_key(previous) = :agent AND agent_key(agent) != :agent "
-            "AND id = (SELECT max(id) FROM handoffs WHERE conversation_id = h.conversation_id) "
+            "AND created >= :since AND id = (SELECT max(id) FROM handoffs WHERE conversation_id = h.conversation_id) "
             "ORDER BY at DESC LIMIT :most",
-            {"agent": agent_key(agent), "most": PASSED_LISTED})]
+            {"agent": agent_key(agent), "most": PASSED_LISTED, "since": now() - HANDED_BACK_TOLD_S})]
 
     def holders(self) -> list[str]:
         """The agents who have handed-off customers now, one spelling of each name (as the inbox names them, ``agent``),

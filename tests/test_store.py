@@ -29,8 +29,8 @@ from dialogues.export import learned_data
 from dialogues.holding import (acknowledges, asks_for_a_person, asks_nothing, follow_up, gives_details, says_nothing,
                                says_wrong, stops_asking)
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
-from dialogues.store import (MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange, HeldByColleague, SentBefore,
-                             Store, StoreError)
+from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange,
+                             HeldByColleague, SentBefore, Store, StoreError)
 from tests.conftest import REPO, damage, store_of_the_last_deskbot
 
 
@@ -1724,6 +1724,11 @@ def test_an_agents_handback_keeps_whose_customer_it_was_from_migration_39_on(tmp
         ("handed_off", "Ana", None), ("open", "Ana", None), ("handed_off", "Ana", None), ("open", "admin", "Ana"),
         ("handed_off", "Ana", None), ("open", "ana", "Ana"), ("handed_off", None, None), ("open", None, None)]
     assert store.taken_from("Ana") == []  # the admin's handback is no longer the latest
+    store.set_status("back", "handed_off", "agent", agent="Ana")
+    store.set_status("back", "open", "agent", agent="Lea", force=True)
+    assert [(t["by"], t["handed_back"]) for t in store.taken_from("ana")] == [("Lea", True)]
+    store.db.execute("UPDATE handoffs SET created = created - ? WHERE conversation_id = 'back'", [HANDED_BACK_TOLD_S])
+    assert store.taken_from("Ana") == []  # a day on, with the bot still: told by then, or too late to
     store.close()
 
 
