@@ -5017,6 +5017,24 @@ def test_a_screen_reader_hears_a_release_of_its_agents_customer_and_a_newcomer_i
     context.close()
 
 
+def test_a_screen_reader_hears_how_many_of_its_agents_customers_a_lead_moved_in_one_refresh(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """A lead's Release all of an absent agent's customers was said to the agent as one customer released: the others
+    went unsaid, and the agent looked for them among their own."""
+    context, page, news, answered = console_counting_none(chromium, server, web_demo_bot.admin_token)
+    news.update(taken=[{"conversation_id": f"console-{next(PAGE_NUMBERS)}", "by": "Ana", "to": None,
+                        "handed_back": False, "at": time.time()} for _ in range(3)])
+    refreshed(page, answered)
+    expect(page.locator(".arrivals")).to_have_text("Ana released your customer to the queue (+2)")
+    refreshed(page, answered)  # told once
+    news.update(taken=[*news["taken"], {"conversation_id": f"console-{next(PAGE_NUMBERS)}", "by": "Ana", "to": None,
+                                        "handed_back": True, "at": time.time()}])
+    refreshed(page, answered)
+    expect(page.locator(".status")).to_have_text("Ana handed your customer back to the bot")
+    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
+    context.close()
+
+
 def test_an_agents_action_keeps_its_result_in_the_status_line_when_a_customer_is_taken_from_them_meanwhile(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace) -> None:
     """The news of a customer a lead released from the agent, arriving in the refresh after the agent's takeover,
