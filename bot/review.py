@@ -21,7 +21,7 @@ import click
 import numpy as np
 from click import termui
 
-from bot.nlu import read_meta
+from bot.nlu import as_served, read_meta
 from bot.project import BotConfig, Project
 from dialogues.review import OOS, WINDOW, Queue, ReviewItem, check_label, review_queue
 from dialogues.store import LabelledMeanwhile, Store
@@ -84,10 +84,11 @@ class CachedModel:
 
 
 def serving_queue(project: Project, store: Store, device: str | None = None, limit: int = WINDOW) -> Queue:
-    """The review queue as the serving model sees it: rescored by it, and grouped by its embeddings."""
+    """The review queue as the serving model sees it: rescored by it as `bot serve` runs it (in int8 where bot.yml
+    asks, as the console's queue is), and grouped by its embeddings."""
     path = Registry(project.models_dir).current_path()
     meta = read_meta(path)
-    model = CachedModel(IntentClassifier.load(path / "classifier", device=device), path.name)
+    model = CachedModel(as_served(project, IntentClassifier.load(path / "classifier", device=device)), path.name)
     similarity = project.config.learning.review_similarity
     threshold = review_threshold(project.config, meta.get("intent_threshold", 0.5))
     return review_queue(store, threshold, model.embed if similarity else None, similarity, limit, model.rank,

@@ -13,6 +13,7 @@ from typing import Any
 import click
 import numpy as np
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -25,7 +26,7 @@ from bot.server import BOT, create_app
 from dialogues.review import ReviewItem, review_queue, uncertainty
 from dialogues.store import Exchange, LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier
-from tests.conftest import REPO
+from tests.conftest import REPO, configure
 
 AUTH = {"Authorization": "Bearer small-admin-token"}
 
@@ -272,6 +273,24 @@ def test_the_serving_model_rescores_waiting_turns(store: Store) -> None:
     assert items[0].ranking == now["hmm refund"] and items[0].score == pytest.approx(0.99)
     assert items[1].reasons == ["fallback"] and items[1].intent == "cancel_order"
     assert unsure not in {t for item in items for t in item.turn_ids}
+
+
+def test_bot_reviews_queue_is_rescored_by_the_model_as_served(review_bot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With server.inference.quantize: int8 the console's queue is rescored by the int8 model the bot serves, but `bot
+    review`'s by the float32 one: confidences apart from those the threshold was calibrated on, and another queue."""
+    import bot.review
+
+    configure(review_bot, server={"inference": {"quantize": "int8"}})
+    rescored: list[IntentClassifier] = []
+    monkeypatch.setattr(bot.review, "CachedModel", lambda classifier, version: rescored.append(classifier) or
+                        CachedModel(classifier, version))
+    store = Store(review_bot / "dialogues.db")
+    turn(store, "money back", 0.20, "fallback", 0.10)
+
+    assert len(serving_queue(load_project(review_bot), store, "cpu")) == 1
+    store.close()
+    assert [any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in c.encoder.modules())
+            for c in rescored] == [True]
 
 
 def test_the_queue_offers_a_renamed_intent_by_the_name_bot_relabel_gave_it(store: Store) -> None:
