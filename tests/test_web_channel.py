@@ -904,6 +904,25 @@ async def test_what_is_said_through_one_server_reaches_the_customers_socket_on_a
         assert [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == []
 
 
+async def test_an_agents_named_reply_through_another_server_has_the_widget_read_who_has_the_customer(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A customer who asked for a person, taken by an agent who names themselves only as they take over or reply
+    through another server than the customer's socket's: no handoff is written, and that socket heard the reply alone,
+    its banner naming nobody until a reload. The reply comes with a sync, and the history names the agent."""
+    first, second = [await aiohttp_client(create_app(web_demo_bot.root, device="cpu")) for _ in range(2)]
+    async with joined_socket(second) as (cid, ws):
+        await chat(second, cid, "/handoff")
+        assert [frame["type"] async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == ["status", "sync"]
+        token = web_demo_bot.admin_token
+        assert (await admin(first, token, f"/admin/conversations/{cid}/handoff?agent=Ana")).status == 200
+        response = await admin(first, token, f"/admin/conversations/{cid}/messages", {"text": "Hi", "agent": "Ana"})
+        assert response.status == 200
+        heard = [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)]
+        assert [frame["type"] for frame in heard] == ["agent", "sync"]
+    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
+    assert (history["status"], history["agent"]) == ("handed_off", "Ana")
+
+
 async def test_a_failure_to_pass_on_what_another_server_said_leaves_the_next_to_be_passed_on(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store read that failed while a server passed on another's agent reply ended its watch for good: no later

@@ -804,21 +804,20 @@ class WebChannel(Channel):
             await asyncio.sleep(WATCH_S)
 
     async def _push_said(self, turns: list[dict[str, Any]], changed: set[str]) -> None:
-        """Push ``turns`` and a ``sync`` for the conversations ``changed`` (:meth:`_watching`)."""
-        frames: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
-        synced = set(changed)
+        """Push ``turns`` (an agent's reply or a notice of the bot's as its own frame), then a ``sync`` to every
+        conversation with news, ``changed`` ones included (:meth:`_watching`): the history says who has the customer
+        now, which an agent's named reply may have changed with no handoff written (where the server that sent it
+        pushes a ``status`` to its own sockets)."""
+        news: dict[str, list[dict[str, Any]]] = {cid: [] for cid in changed}  # by conversation, its frames
         for turn in turns:
-            cid = turn["conversation_id"]
+            frames = news.setdefault(cid := turn["conversation_id"], [])
             if turn["role"] == "agent" or (turn["role"] == "bot" and turn["notice"]):
-                frames[cid].append(said(cid, turn["role"], turn["text"], turn["id"], turn["author"], turn["buttons"]))
-            else:
-                synced.add(cid)
-        for cid in [*frames, *(synced - frames.keys())]:
+                frames.append(said(cid, turn["role"], turn["text"], turn["id"], turn["author"], turn["buttons"]))
+        for cid, frames in news.items():
             await self._keep_to_owner(cid)
-            for frame in frames[cid]:
+            for frame in frames:
                 await self._push(cid, frame)
-            if cid in synced:
-                await self._push(cid, {"type": "sync", "conversation_id": cid})
+            await self._push(cid, {"type": "sync", "conversation_id": cid})
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         if self._watcher is not None:
