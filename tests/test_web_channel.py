@@ -1035,6 +1035,53 @@ async def test_a_message_sent_again_over_a_socket_while_another_server_answers_i
     assert [t["text"] for t in history["turns"] if t["role"] == "user"] == ["hello?", "my parcel never arrived"]
 
 
+async def test_a_message_sent_again_over_http_beside_a_socket_told_another_server_has_it_waits_for_that_answer(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A message sent again over HTTP shares the answer its send over a socket to the same server is getting: told
+    that another server has it, the socket's gives up, and the HTTP request, which waits for that server's answer
+    where a socket does not, must wait still rather than fail."""
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+    first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
+    first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
+    answering, go_on, joined, looked = asyncio.Event(), asyncio.Event(), asyncio.Event(), asyncio.Event()
+    handle = first_app[BOT].handle
+
+    async def hung_handle(turn: Any) -> Any:
+        answering.set()
+        await go_on.wait()
+        return await handle(turn)
+
+    first_app[BOT].handle = hung_handle
+    channel = second_app[BOT].channels["web"]
+    kept_reply = channel._kept_reply
+
+    async def held_look(turn: Any) -> Any:  # the socket's first look for a kept answer waits for the HTTP request
+        if not looked.is_set():
+            looked.set()
+            await joined.wait()
+        return await kept_reply(turn)
+
+    class Shared(web_channel.RecentAnswers):
+        async def answer(self, key: Any, reply: Any) -> Any:
+            if key in self._answers:
+                joined.set()
+            return await super().answer(key, reply)
+
+    channel._kept_reply, channel._answers = held_look, Shared()
+    answered_first = asyncio.create_task(first.post("/api/chat", json=message))
+    await answering.wait()
+    async with second.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "message", **message})
+        await looked.wait()
+        answered_again = asyncio.create_task(second.post("/api/chat", json=message))
+        assert (await ws.receive_json(timeout=10))["answered_elsewhere"]
+    go_on.set()
+    first_reply = await (await answered_first).json()
+    response = await asyncio.wait_for(answered_again, 10)
+    assert response.status == 200 and await response.json() == first_reply
+
+
 async def test_a_failed_first_answer_leaves_a_later_answer_to_the_same_message_id_in_place() -> None:
     """With as many answers kept as ``maxlen``, a message sent again pushed out its own answer to make room; and a
     first answer pushed out while still on its way, then failing, took with it the answer the message sent again had
