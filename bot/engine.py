@@ -25,6 +25,7 @@ from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, RASA_VALIDATION, TRACKER_T
                          past_events, validation_call)
 from bot.batching import MicroBatcher
 from bot.channels.base import (
+    BY,
     UNDELIVERED,
     BackgroundTasks,
     DeliveryError,
@@ -63,8 +64,6 @@ from finetune.metrics import OOS
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
-# Who changed a conversation's status, by the store's reason for it ("fallbacks" and "action:…" are the bot's).
-BY = {"user": "customer", "requested": "customer", "agent": "agent"}
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "template", "response", "image",
                      "attachment"}

@@ -2132,24 +2132,31 @@ class Store:
         return [_as_customer_saw(_with_json(self._shown(row))) for row in reversed(list(rows))]
 
     def said_elsewhere(self, conversation_ids: Collection[str], after: Marks | None, server: str | None
-                       ) -> tuple[list[dict[str, Any]], set[str], Marks]:
+                       ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], Marks]:
         """What was written by other than ``server`` (another server on the store, or a command) in the conversations
         ``conversation_ids`` since ``after``, the marks the last call returned (None: the first call, which finds
         nothing): their turns, oldest first (``id``, ``conversation_id``, ``role``, ``text``, ``author``, ``buttons``,
-        ``custom``, ``notice``), the conversations whose hands changed (a handoff, a handback, a takeover, a
-        release), and the marks to ask after next (``_v38``)."""
+        ``custom``, ``notice``); by conversation whose hands changed (a handoff, a handback, a takeover, a release),
+        its ``status`` and the ``agent`` who has it now, and the ``reason`` of the latest change (``agent`` for a
+        takeover or a release); and the marks to ask after next (``_v38``)."""
         latest = Marks(*(self.db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
                          for table in Marks._fields))
         if after is None or not conversation_ids:
-            return [], set(), latest
-        ids = json.dumps(list(conversation_ids))
+            return [], {}, latest
+        ids, others = json.dumps(list(conversation_ids)), server or ""
         within = "conversation_id IN (SELECT value FROM json_each(?)) AND id > ? AND id <= ? AND coalesce(server, '') != ?"
         turns = [_with_json(row) for row in self.db.query(
             f"SELECT id, conversation_id, role, text, CASE WHEN role = 'agent' THEN user END AS author, buttons, custom, "
-            f"notice FROM turns WHERE {within} ORDER BY id", [ids, after.turns, latest.turns, server or ""])]
-        changed = {row[0] for table in ("handoffs", "takeovers") for row in self.db.execute(
-            f"SELECT conversation_id FROM {table} WHERE {within}",
-            [ids, getattr(after, table), getattr(latest, table), server or ""])}
+            f"notice FROM turns WHERE {within} ORDER BY id", [ids, after.turns, latest.turns, others])]
+        reasons = {cid: reason for cid, reason, _ in self.db.execute(  # the latest change's, the later rows last
+            f"SELECT conversation_id, reason, created FROM handoffs WHERE {within} UNION ALL "
+            f"SELECT conversation_id, 'agent', created FROM takeovers WHERE {within} ORDER BY 3",
+            [ids, after.handoffs, latest.handoffs, others, ids, after.takeovers, latest.takeovers, others])}
+        changed = {}
+        for cid, reason in reasons.items():
+            status = self._status(cid)
+            changed[cid] = {"status": status, "reason": reason,
+                            "agent": self.holder(cid) if status == "handed_off" else None}
         return turns, changed, latest
 
     def recent_turns(self, conversation_id: str, limit: int) -> list[dict[str, Any]]:

@@ -886,8 +886,9 @@ async def test_what_is_said_through_one_server_reaches_the_customers_socket_on_a
         aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
     """Two servers on one store behind a load balancer: each pushed what it said to its own sockets alone, so an
     agent's reply sent through one reached a customer whose socket was on the other only at their next reload or
-    message. The other server finds it in the store and pushes it, once; the takeover it made and the customer's
-    message answered by the first (another tab) come as a sync, which has the widget read the history."""
+    message. The other server finds it in the store and pushes it, once, after the takeover it made, as the first
+    pushes them; and a sync, as for the customer's message answered by the first (another tab): the widget reads
+    the history."""
     first, second = [await aiohttp_client(create_app(web_demo_bot.root, device="cpu")) for _ in range(2)]
     async with joined_socket(second) as (cid, ws):
         response = await admin(first, web_demo_bot.admin_token, f"/admin/conversations/{cid}/messages",
@@ -896,9 +897,10 @@ async def test_what_is_said_through_one_server_reaches_the_customers_socket_on_a
         turn_id = (await response.json())["turn_id"]
         heard = [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)]
         assert [frame for frame in heard if frame["type"] != "sync"] == [
+            {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "agent", "agent": "Ana"},
             {"type": "agent", "conversation_id": cid, "reply": "Hi, I'm Ana.", "turn_id": turn_id, "author": "Ana",
              "buttons": []}]
-        assert {"type": "sync", "conversation_id": cid} in heard  # the takeover, for the banner
+        assert heard[-1] == {"type": "sync", "conversation_id": cid}
         await chat(first, cid, "thanks Ana")
         assert await ws.receive_json(timeout=10) == {"type": "sync", "conversation_id": cid}
         assert [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == []
@@ -911,8 +913,10 @@ async def test_an_agents_named_reply_through_another_server_has_the_widget_read_
     its banner naming nobody until a reload. The reply comes with a sync, and the history names the agent."""
     first, second = [await aiohttp_client(create_app(web_demo_bot.root, device="cpu")) for _ in range(2)]
     async with joined_socket(second) as (cid, ws):
-        await chat(second, cid, "/handoff")
-        assert [frame["type"] async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == ["status", "sync"]
+        await chat(first, cid, "/handoff")  # from another tab, whose requests went to the other server
+        assert [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == [
+            {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "customer"},
+            {"type": "sync", "conversation_id": cid}]
         token = web_demo_bot.admin_token
         assert (await admin(first, token, f"/admin/conversations/{cid}/handoff?agent=Ana")).status == 200
         response = await admin(first, token, f"/admin/conversations/{cid}/messages", {"text": "Hi", "agent": "Ana"})

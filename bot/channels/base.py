@@ -43,6 +43,8 @@ T = TypeVar("T")
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_CHARS = 4000
 DEFAULT_GRACE_S = 5.0  # how long close() lets turns in flight finish; the server passes server.shutdown_seconds
+# Who changed a conversation's status, by the store's reason for it ("fallbacks" and "action:…" are the bot's).
+BY = {"user": "customer", "requested": "customer", "agent": "agent"}
 MAX_SKEW_S = 300  # how far a platform's signed timestamp may be from our clock before the request is refused
 REFUSAL_SAID_S = 60.0  # a refused request of a platform's is said in the log once in this long at most
 # What a customer who sends what the bot cannot read (a voice message, a picture) is told, where they got no answer.

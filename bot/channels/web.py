@@ -32,7 +32,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from bot.channels.base import (DEFAULT_GRACE_S, PREDICTIONS, STORE_DAMAGED, Channel, Reply, Turn, http_error, in_time,
+from bot.channels.base import (BY, DEFAULT_GRACE_S, PREDICTIONS, STORE_DAMAGED, Channel, Reply, Turn, http_error, in_time,
                                json_response, load_json, parts_of, readable, resolve_settings, store_failed)
 from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_script, mostly_written_in, say
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
@@ -803,12 +803,15 @@ class WebChannel(Channel):
                 failing = False
             await asyncio.sleep(WATCH_S)
 
-    async def _push_said(self, turns: list[dict[str, Any]], changed: set[str]) -> None:
-        """Push ``turns`` (an agent's reply or a notice of the bot's as its own frame), then a ``sync`` to every
-        conversation with news, ``changed`` ones included (:meth:`_watching`): the history says who has the customer
-        now, which an agent's named reply may have changed with no handoff written (where the server that sent it
-        pushes a ``status`` to its own sockets)."""
-        news: dict[str, list[dict[str, Any]]] = {cid: [] for cid in changed}  # by conversation, its frames
+    async def _push_said(self, turns: list[dict[str, Any]], changed: dict[str, dict[str, Any]]) -> None:
+        """Push the ``status`` of the conversations whose hands ``changed``, as the server that changed them pushed it
+        to its own sockets, and ``turns`` (an agent's reply or a notice of the bot's as its own frame), then a ``sync``
+        to every conversation with news (:meth:`_watching`): the history says who has the customer now, which an
+        agent's named reply may have changed with no handoff written."""
+        news: dict[str, list[dict[str, Any]]] = {  # by conversation, its frames
+            cid: [with_agent({"type": "status", "conversation_id": cid, "status": hands["status"],
+                              "by": BY.get(hands["reason"], "bot")}, hands["agent"])]
+            for cid, hands in changed.items()}
         for turn in turns:
             frames = news.setdefault(cid := turn["conversation_id"], [])
             if turn["role"] == "agent" or (turn["role"] == "bot" and turn["notice"]):
