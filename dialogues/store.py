@@ -1836,9 +1836,17 @@ class Store:
         begins none. Its key is kept as :meth:`receive_unanswered` keeps one, so that a redelivery is not added twice.
         A conversation the bot has is handed to ``author`` (reason ``agent``), as a takeover hands it: the customer
         answers the colleague now, and the bot answered them; not without ``takes_over`` (the bot mentioned alone,
-        which says nothing to the customer)."""
+        which says nothing to the customer).
+
+        A message kept already takes ``text`` as its edit (:meth:`replace_message`): an app that hears mentions alone
+        (``app_mention``, no ``message.channels``) learns of an edit only as the message delivered again, and a
+        colleague's mention of the bot alone edited into words to the customer kept reading "[mentioned the bot]",
+        the bot answering on; a redelivery, as written, changes nothing."""
         with self._writing():
-            if self._kept_key(key) or self.conversation(conversation_id) is None:
+            if self.conversation(conversation_id) is None:
+                return False
+            if self._kept_key(key):
+                self.replace_message(conversation_id, key, text)
                 return False
             if takes_over:
                 self._set_status(conversation_id, "handed_off", "agent", author)  # a person's already: left as it is

@@ -1696,6 +1696,34 @@ async def test_a_colleagues_message_edited_to_or_from_the_bots_mention_alone_is_
     bot.store.close()
 
 
+async def test_a_colleagues_mention_edited_is_taken_as_sent_so_by_an_app_that_hears_mentions_alone(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """An app subscribed to app_mention alone (no message.channels) hears a colleague's edit only as the mention
+    delivered again, edited: their bare mention of the bot edited into words to the customer stayed "[mentioned the
+    bot]", the bot answering on, and a note's words edited kept their first ones."""
+    slack_api.members["U7"] = {"name": "ada"}
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7"])
+    cid = f"slack:T1:C1:{TS}"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    ts = f"{time.time():.6f}"
+
+    def mention(event_id: str, text: str, **fields: Any) -> dict[str, Any]:
+        payload = event(event_id, text, user="U7", ts=ts, thread_ts=TS, **fields)
+        return {**payload, "event": {**payload["event"], "type": "app_mention"}}
+
+    await post(client, mention("Ev1", "<@UBOT>"))
+    assert bot.store.conversation(cid)["status"] == "open"
+    await post(client, mention("Ev2", "<@UBOT> I'll take it from here", edited={"user": "U7", "ts": ts}))
+    assert bot.store.conversation(cid)["status"] == "handed_off" and bot.store.holder(cid) == "ada"
+    await post(client, mention("Ev3", "<@UBOT> I'll take it from here, Grace", edited={"user": "U7", "ts": ts}))
+    await channel.close()
+    assert bot.turns == [] and slack_api.posts == []
+    assert [(m["role"], m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [
+        ("agent", "ada", "I'll take it from here, Grace")]
+    assert [(h["event"], h["agent"]) for h in bot.store.transcript(cid)["handoffs"]] == [("handed_off", "ada")]
+    bot.store.close()
+
+
 async def test_a_customers_message_edited_to_the_bots_mention_or_a_picture_alone_reads_so(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """A customer's message edited down to the bot's mention alone, or to the picture sent with it, kept its first

@@ -515,7 +515,7 @@ class SlackChannel(PlatformChannel):
             if turn is None and payload["event"].get("subtype") in CHANGES:
                 await self._changed(payload)
             elif turn is not None and turn.metadata.get("support_team"):
-                await self._note(turn, sent_kind(payload["event"]) or MENTION)
+                await self._note(turn, sent_kind(payload["event"]) or MENTION, bool(payload["event"].get("edited")))
             elif turn is not None and turn.text:
                 await self._start(request, turn, message_key(turn.metadata["channel"], turn.metadata["ts"]))
             elif turn is not None:
@@ -735,17 +735,19 @@ class SlackChannel(PlatformChannel):
             return
         await self.bot._store(store.replace_message, conversation_id, key, text, shown, recent)
 
-    async def _note(self, turn: Turn, kind: str) -> None:
+    async def _note(self, turn: Turn, kind: str, edit: bool = False) -> None:
         """A support team member's words in a customer's thread: not the customer's to answer, but an agent's
         message in the conversation (``Store.receive_note``), which the agents' console and the transcript show, with
         what came with them, or without a word what they sent (``kind``: "[picture]", :func:`sent_kind`), or that they
         mentioned the bot alone (:data:`MENTION`), which left no trace of them in the conversation, and which, saying
-        nothing to the customer, does not take the conversation from the bot as their words do."""
+        nothing to the customer, does not take the conversation from the bot as their words do. An ``edit`` (a
+        message that mentions the bot, edited, comes again as an ``app_mention``) is kept even where its message was
+        seen: an app that hears mentions alone learns of the edit so and no other way (``Store.receive_note``)."""
         store = self.bot.store
         sent = SENT[kind][self.language if self.language in LANGUAGES else "en"] if kind else ""
         text = turn.shown if turn.text else sent
         async with self._seen.claim(turn.seen) as first:
-            if first and store is not None and text and turn.user:
+            if (first or edit) and store is not None and text and turn.user:
                 key = message_key(turn.metadata["channel"], turn.metadata["ts"])
                 author = await self.member_name(turn.user)
                 await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author, text,
