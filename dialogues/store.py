@@ -1853,6 +1853,19 @@ class Store:
             self._add_received(key, conversation_id, "agent", text, channel, author)
             return True
 
+    def name_member(self, channel: str, member: str, name: str) -> None:
+        """Name ``member``, a support team member kept by their platform id in ``channel``'s conversations (their
+        notes, their takeovers, :meth:`receive_note`) while the platform gave no names, by ``name`` there now that it
+        does: their notes since said their name, but the conversations they took over stayed theirs as "U7" in the
+        agents' inbox, until they wrote there again."""
+        with self._writing():
+            within = "conversation_id IN (SELECT id FROM conversations WHERE channel = :channel)"
+            names = {"channel": channel, "member": member, "name": name}
+            self.db.execute(f"UPDATE turns SET user = :name WHERE role = 'agent' AND user = :member AND {within}", names)
+            for table in ("handoffs", "takeovers"):
+                for column in ("agent", "previous"):
+                    self.db.execute(f"UPDATE {table} SET {column} = :name WHERE {column} = :member AND {within}", names)
+
     def replace_message(self, conversation_id: str, key: str, text: str | None, raw_text: str | None = None,
                         recent: bool = False) -> bool:
         """A customer's message in ``conversation_id``, known by its platform ``key`` (:meth:`receive`), as they edited

@@ -1579,6 +1579,31 @@ async def test_the_support_team_member_who_takes_a_thread_over_is_known_by_their
     bot.store.close()
 
 
+async def test_a_colleague_kept_by_their_id_while_slack_gave_no_names_is_named_once_it_does(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While Slack gave no names, a colleague's notes and the conversation they took over were kept under their user
+    id; once it gave names again, their new notes said "ada" but the customer they took over stayed "U7"'s in the
+    agents' inbox. Their notes and that customer are theirs by name, where they wrote and where they did not again."""
+    monkeypatch.setattr(slack_module, "NAME_RETRY_S", 0.0)
+    slack_api.members["U7"] = {"name": "ada"}
+    slack_api.scopes = set()
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7"])
+    cid, other = f"slack:T1:C1:{TS}", "slack:T1:C1:1700000001.000100"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    bot.store.add_message(other, "user", "my parcel is lost", "slack")
+    await post(client, event("Ev1", "It went out today", user="U7", ts="1700000000.000200", thread_ts=TS))
+    await post(client, event("Ev2", "Sending a new one", user="U7", ts="1700000001.000200",
+                             thread_ts="1700000001.000100"))
+    assert bot.store.holder(cid) == bot.store.holder(other) == "U7"
+    slack_api.scopes = {"users:read"}
+    await post(client, event("Ev3", "Anything else?", user="U7", ts="1700000001.000300", thread_ts="1700000001.000100"))
+    await channel.close()
+    assert bot.store.holder(cid) == bot.store.holder(other) == "ada"
+    assert [(m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [("ada", "It went out today")]
+    assert [h["agent"] for h in bot.store.transcript(cid)["handoffs"]] == ["ada"]
+    bot.store.close()
+
+
 async def test_a_support_team_members_new_name_in_slack_is_shown_after_a_while(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A colleague's name was looked up once and kept until a restart: one who changed their display name in Slack

@@ -474,6 +474,7 @@ class SlackChannel(PlatformChannel):
         self._looking_up: dict[str, asyncio.Task[None]] = {}  # the users.info calls under way, by user id
         self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (_names_paused)
         self._names_said: float | None = None  # the pause the log told of since Slack last answered a lookup
+        self._kept_by_id: set[str] = set()  # the colleagues whose notes were kept by their user id (Store.name_member)
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
         # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
         self._deleted = RecentKeys()
@@ -750,6 +751,8 @@ class SlackChannel(PlatformChannel):
             if (first or edit) and store is not None and text and turn.user:
                 key = message_key(turn.metadata["channel"], turn.metadata["ts"])
                 author = await self.member_name(turn.user)
+                if author == turn.user:
+                    self._kept_by_id.add(author)
                 await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author, text,
                                       kind != MENTION or bool(turn.text))
 
@@ -806,7 +809,8 @@ class SlackChannel(PlatformChannel):
         """Ask Slack for ``user``'s name (:meth:`member_name`), ``NAME_LOOKUP_S`` at most, and remember it; or remember
         that Slack does not know them, or pause the lookups where it failed. Slack's answer, either of the first two,
         ends the failures the log told of (:meth:`_names_paused`), which it says: a user_not_found left them
-        unended, and Slack's next failure, hours later, went unsaid."""
+        unended, and Slack's next failure, hours later, went unsaid. A colleague whose notes were kept by their id
+        meanwhile (:meth:`_note`) is named in the store (``Store.name_member``): the conversations they hold too."""
         try:
             # Not tried again: a wait for Slack (a 429's Retry-After, a 503) was cut short as no answer in time, the
             # log saying so where Slack had said why, and each of a message's lookups warned of its retry.
@@ -820,10 +824,13 @@ class SlackChannel(PlatformChannel):
         else:
             member = _object(result.get("user"))
             profile = _object(member.get("profile"))
-            self._member_names[user] = (next(
-                (_string(n).strip() for n in (profile.get("display_name"), profile.get("real_name"),
-                                              member.get("real_name"), member.get("name")) if _string(n).strip()),
-                user), time.monotonic())
+            name = next((_string(n).strip() for n in (profile.get("display_name"), profile.get("real_name"),
+                                                      member.get("real_name"), member.get("name")) if _string(n).strip()),
+                        user)
+            self._member_names[user] = (name, time.monotonic())
+            if user in self._kept_by_id and name != user and self.bot.store is not None:
+                self._kept_by_id.discard(user)
+                self._tasks.spawn(self.bot._store(self.bot.store.name_member, self.name, user, name))
         if self._names_said is not None:
             log.info("Slack gives names again: the support team and the people customers mention are shown by name")
         self._names_said = None
