@@ -805,6 +805,15 @@ def closed_conversations(path: Path) -> int:
         store.close()
 
 
+async def check_platforms(app: web.Application) -> None:
+    """Have each platform channel check at start, in the background, what only its platform can tell of its settings
+    (``PlatformChannel.start``): a revoked token or a mistyped API address showed only when a customer's answer
+    failed, and that customer was handed to an agent as undelivered."""
+    for channel in app[BOT].channels.values():
+        if isinstance(channel, PlatformChannel):
+            channel.start()
+
+
 async def say_closed_conversations(app: web.Application) -> None:
     """Say at start how many signed-in customers' web conversations stay closed for want of channels.web.identity_secret:
     a bot.yml that dropped it left each one no proof can open, and their customers found a new chat, without a word to
@@ -1402,6 +1411,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app.cleanup_ctx.append(forget_idle_clients)
     app.cleanup_ctx.append(watch_store)
     app.on_startup.append(say_closed_conversations)
+    app.on_startup.append(check_platforms)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
                 "language": project.config.language}
     channels = build_channels(bot, project.config.channels, settings)

@@ -1290,8 +1290,12 @@ def posting_to(posted: list[str], taking: float = 0.0) -> Any:
 
 async def with_slack(bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, post_message: Any) -> Any:
     """A client of the bot with a Slack channel whose chat.postMessage is ``post_message``."""
+    async def auth_test(request: web.Request) -> web.Response:  # the token checked at start, as Slack answers it
+        return web.json_response({"ok": True, "team": "Shop", "user": "deskbot", "team_id": "T1", "user_id": "UBOT"})
+
     api = web.Application()
     api.router.add_post("/api/chat.postMessage", post_message)
+    api.router.add_post("/api/auth.test", auth_test)
     config = yaml.safe_load((bot_dir / "bot.yml").read_text())
     config["channels"] = {"slack": {"signing_secret": "s", "bot_token": "xoxb-t",
                                     "api_url": str((await aiohttp_server(api)).make_url("/api/"))}}

@@ -158,6 +158,16 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
             return web.json_response({"ok": False, "error": "no_such_subteam"})
         return web.json_response({"ok": True, "users": api.groups[group]})
 
+    async def auth_test(request: web.Request) -> web.Response:
+        """Slack's answer as it sends it: compact JSON, its slashes escaped, a bot token's bot_id included."""
+        api.auth_tested += 1
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return web.Response(body=b'{"ok":false,"error":"invalid_auth"}', content_type="application/json",
+                                charset="utf-8")
+        return web.Response(body=b'{"ok":true,"url":"https:\\/\\/shop.slack.com\\/","team":"Shop","user":"deskbot",'
+                                 b'"team_id":"T1","user_id":"UBOT","bot_id":"B01","is_enterprise_install":false}',
+                            content_type="application/json", charset="utf-8")
+
     async def notified(request: web.Request) -> web.Response:
         if api.hook_down:
             return web.Response(status=api.hook_down.pop(0))
@@ -168,11 +178,12 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     app.router.add_post("/api/chat.postMessage", post_message)
     app.router.add_post("/api/users.info", users_info)
     app.router.add_post("/api/usergroups.users.list", usergroup_members)
+    app.router.add_post("/api/auth.test", auth_test)
     app.router.add_post("/hook", notified)
     server = await aiohttp_server(app)
     api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0,
                           agents=agents, members={}, looked_up=[], groups={}, listed=[], slow=0.0, name_limits=[],
-                          notices=[], hook=str(server.make_url("/hook")), hook_down=[],
+                          notices=[], hook=str(server.make_url("/hook")), hook_down=[], auth_tested=0,
                           scopes={"chat:write", "users:read", "usergroups:read"})
     return api
 
@@ -478,6 +489,50 @@ async def test_a_mistyped_api_url_is_said_once_with_its_fix_and_names_come_back_
     assert "users.info: HTTP 404 (no Slack Web API at http://127.0.0.1" in warning
     assert "/apii/: set channels.slack.api_url, or DESKBOT_SLACK_API_URL, to Slack's, https://slack.com/api/" in warning
     assert "asked again in 0 minutes" in warning and "Slack gives names again:" in caplog.text
+
+
+@pytest.mark.parametrize("token, path, said", [
+    (TOKEN, "/api/", "INFO Slack: the bot token is the bot user deskbot (UBOT) of workspace Shop (T1)"),
+    ("xoxb-revoked", "/api/", "ERROR Slack refused the bot token at start (auth.test: invalid_auth (the bot token is "
+     "not valid: reinstall the app to the workspace and set channels.slack.bot_token, or DESKBOT_SLACK_BOT_TOKEN, to its "
+     "Bot User OAuth Token)): no answer reaches Slack's customers, each handed to an agent as undelivered, until it "
+     "is set right"),
+    (TOKEN, "/slack-api/", "ERROR Slack refused the bot token at start (auth.test: HTTP 404 (no Slack Web API at "
+     "{url}slack-api/: set channels.slack.api_url, or DESKBOT_SLACK_API_URL, to Slack's, https://slack.com/api/, or "
+     "leave it unset)): no answer reaches Slack's customers, each handed to an agent as undelivered, until it is set "
+     "right"),
+])
+async def test_the_bot_token_and_api_url_are_checked_with_slack_at_start(
+        slack_api: SimpleNamespace, caplog: pytest.LogCaptureFixture, token: str, path: str, said: str) -> None:
+    """A revoked or mistyped bot token, or an api_url with no Slack there, showed only when the first customer's
+    answer failed, and that customer was handed to an agent as undelivered. Slack is asked at start (auth.test), and
+    the log says who the token is, or what to fix; the bot learns its own user id, before any event names it."""
+    caplog.set_level(logging.INFO, logger="bot.channels.slack")
+    channel = SlackChannel(FakeBot(), {"signing_secret": SECRET, "bot_token": token,
+                                       "api_url": slack_api.url.replace("/api/", path)})
+    channel.start()
+    await channel.close()
+    base = slack_api.url.removesuffix("api/")
+    assert [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.name == "bot.channels.slack"] == [
+        said.format(url=base)]
+    assert slack_api.auth_tested == (path == "/api/")
+    assert channel.own_user_ids == ({"UBOT"} if "INFO" in said else set())
+
+
+async def test_a_slack_out_of_reach_at_start_is_said_with_the_address_to_check(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slack not answering at start (a mistyped host, no way out of the server) is said, naming api_url."""
+    monkeypatch.setattr(SlackChannel, "pause_before_retry", lambda self, seconds: asyncio.sleep(0))
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/api/"
+    channel = make_channel(FakeBot(), url)
+    channel.start()
+    await channel.close()
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "at start" in r.getMessage()]
+    assert line.startswith("Slack could not be reached at start (auth.test: ") and (
+        f"check channels.slack.api_url (or DESKBOT_SLACK_API_URL), now {url}, and that this "
+        "server can reach it" in line)
 
 
 def test_a_404_at_slacks_own_address_is_not_said_to_be_a_mistyped_api_url() -> None:

@@ -688,6 +688,10 @@ class PlatformChannel(Channel):
         except ValueError as exc:  # a key that cannot be one (WeCom's aes_key): at start, one line, not a traceback
             raise ProjectError(f"channels.{cls.name} (bot.yml, or {', '.join(cls.env.values())}): {exc}") from None
 
+    def start(self) -> None:
+        """Check in the background, as ``bot serve`` starts, what only the platform can tell of the settings (its
+        token, its API's address); a channel whose platform offers no such check has nothing to do."""
+
     def say_refused(self, path: str, why: Callable[[], str | None]) -> None:
         """Say in the log why a request signed as the platform signs them was refused (401), once in
         ``REFUSAL_SAID_S`` at most (a flood of forged ones says no more): with a wrong secret or a clock minutes off,

@@ -479,6 +479,34 @@ class SlackChannel(PlatformChannel):
         # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
         self._deleted = RecentKeys()
 
+    def start(self) -> None:
+        self._tasks.spawn(self._check_token())
+
+    async def _check_token(self) -> None:
+        """Ask Slack who the bot token is (``auth.test``, as Slack advises an app to check its token), and say so in
+        the log: its bot user and workspace, whose bot user id the bot learns (its mentions, before any event said
+        it); else, with its fix, that Slack refused it (revoked, mistyped, the app uninstalled, an ``api_url`` with no
+        Web API) or could not be reached. Either showed only when a customer's first answer failed, and that customer
+        was handed to an agent as undelivered. The server starts all the same: its other channels and the agents'
+        console serve on, and a Slack down for a moment is no reason to stop."""
+        try:
+            result = await self._call("auth.test", {}, form=True)
+        except Stopping:
+            return
+        except UNDELIVERED as exc:
+            if isinstance(exc, SlackAPIError) and exc.refused:
+                log.error("Slack refused the bot token at start (%s): no answer reaches Slack's customers, each handed "
+                          "to an agent as undelivered, until it is set right", failure(exc))
+            else:
+                log.warning("Slack could not be reached at start (%s): check channels.slack.api_url (or %s), now %s, "
+                            "and that this server can reach it; answers are tried as messages come", failure(exc),
+                            ENV["api_url"], self._shown_api_url())
+            return
+        if user := _string(result.get("user_id")):
+            self.own_user_ids.add(user)
+        log.info("Slack: the bot token is the bot user %s (%s) of workspace %s (%s)", _string(result.get("user")) or "?",
+                 user or "?", _string(result.get("team")) or "?", _string(result.get("team_id")) or "?")
+
     def routes(self) -> list[web.AbstractRouteDef]:
         events, interactions = self.paths
         return [web.post(events, self.handle_events), web.post(interactions, self.handle_interactions)]
@@ -1032,10 +1060,14 @@ class SlackChannel(PlatformChannel):
         and at Slack's own address, where it is a method Slack does not have."""
         if status != 404 or self.api_url == DEFAULT_API_URL:
             return ""
-        parts = urlsplit(self.api_url)  # without a user and password, nor a query, which a proxy's address may hold
-        shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-        return (f" (no Slack Web API at {shown}: set channels.slack.api_url, or {ENV['api_url']}, to Slack's, "
+        return (f" (no Slack Web API at {self._shown_api_url()}: set channels.slack.api_url, or {ENV['api_url']}, to Slack's, "
                 f"{DEFAULT_API_URL}, or leave it unset)")
+
+    def _shown_api_url(self) -> str:
+        """``api_url`` as the log may show it: without a user and password, nor a query, which a proxy's address may
+        hold."""
+        parts = urlsplit(self.api_url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
     async def _call(self, method: str, payload: dict[str, Any], form: bool = False,
                     max_delay: float = MAX_RETRY_AFTER_S) -> dict[str, Any]:
