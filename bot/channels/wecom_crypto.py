@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import string
 import xml.etree.ElementTree as ET
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -61,7 +62,8 @@ def parse_xml(data: bytes | str) -> ET.Element:
         raise WeComError(f"malformed XML: {exc}") from exc
 
 
-BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+TOKEN_CHARS = frozenset(string.ascii_letters + string.digits)
+BASE64 = TOKEN_CHARS | {"+", "/"}
 AES_KEY_CHARS = 43  # as the admin console shows an EncodingAESKey: 32 bytes in base64, without its closing "="
 
 
@@ -82,14 +84,13 @@ def aes_key(encoding_aes_key: str, token: str = "") -> bytes:
     return base64.b64decode(text + "=")
 
 
-TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 MAX_TOKEN_CHARS = 32
 
 
 def check_token(token: str) -> None:
-    """A ValueError unless ``token`` could be a Token the admin console takes (3 to 32 letters and digits): one
-    holding another character (a "，" copied with it) or longer (the EncodingAESKey pasted twice) signed no request
-    the way WeCom does, and the start said nothing; each request was then refused."""
+    """A ValueError unless ``token`` could be a Token the admin console takes (up to 32 letters and digits): one
+    holding another character (a "，" copied with it) or longer (the EncodingAESKey pasted in its place) signed no
+    request the way WeCom does, and the start said nothing; each request was then refused."""
     if odd := sorted(set(token) - TOKEN_CHARS, key=token.index):
         raise ValueError(f"Token holds {', '.join(map(repr, odd))}, which no Token has (letters and digits alone): copy "
                          "it again from the app's API receiving settings (接收消息 > 设置API接收)")
