@@ -1048,7 +1048,8 @@ def _unbulleted(line: str) -> str:
     if line.startswith("#"):
         return f"{line!r} is text inside the block, not a comment: move it above 'examples: |'"
     if line[:1] in "－—–":
-        return f"{line!r} starts with {line[0]!r}, not the half-width '-' an example's bullet is: write '- {line[1:].strip()}'"
+        return (f"{line!r} starts with {line[0]!r}, not the half-width '-' an example's bullet is: "
+                f"write '- {line[1:].strip()}'")
     return f"{line!r} has no '- ' before it, as the other examples have: an example is one line (join a wrapped " \
            "one to the line above it), or starts with '- '"
 

@@ -32,8 +32,8 @@ from aiohttp.web_runner import GracefulExit
 
 from bot.actions import ActionError, ActionRunner, code_stamp
 from bot.channels import build_channels, off_callbacks
-from bot.channels.base import (REFUSAL_SAID_S, STORE_DAMAGED, STORE_RETRY_S, DeliveryError, MaybeDelivered, PlatformChannel,
-                               dumps, http_error, json_response, kept_turn, same_secret, store_failed)
+from bot.channels.base import (REFUSAL_SAID_S, STORE_DAMAGED, STORE_RETRY_S, DeliveryError, MaybeDelivered,
+                               PlatformChannel, dumps, http_error, json_response, kept_turn, same_secret, store_failed)
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.importer import BOT_FILES
@@ -192,10 +192,10 @@ def say_channel_off(request: web.Request) -> None:
     if cls is None or time.monotonic() < said_until.get(request.path, 0.0):
         return
     said_until[request.path] = time.monotonic() + REFUSAL_SAID_S
+    variables = ", ".join(cls.env[key] for key in cls.required)
     log.warning("a request to %s, where %s calls back, was answered 404: the %s channel is off, as none of %s (or "
                 "channels.%s in bot.yml) is set where bot serve reads them; set them all and start it again "
-                "(docs/channels.md)", request.path, cls.platform, cls.platform, ", ".join(cls.env[key] for key in cls.required),
-                cls.name)
+                "(docs/channels.md)", request.path, cls.platform, cls.platform, variables, cls.name)
 
 
 @web.middleware

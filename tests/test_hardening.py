@@ -290,7 +290,8 @@ async def test_a_platforms_callback_to_a_channel_that_is_off_says_why_in_the_log
     another shell), got a 404 and the log said nothing. Said once a minute a path at most; a channel that is on, or
     another path, says nothing."""
     def said() -> list[str]:
-        lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "channel is off" in r.getMessage()]
+        lines = [r.getMessage() for r in caplog.records
+                 if r.levelname == "WARNING" and "channel is off" in r.getMessage()]
         caplog.clear()
         return lines
 
