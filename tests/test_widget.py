@@ -3953,6 +3953,30 @@ def test_a_message_not_sent_in_a_stale_visitors_tab_stays_when_it_goes_on_in_a_n
     assert user_texts(api, visitor.conversation_id()) == ["hello", "my parcel is late"]
     signed_in.close()
 
+def test_a_message_a_stale_visitors_tab_still_looks_for_is_marked_not_sent_when_it_goes_on_in_a_new_conversation(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
+    """A message whose answer a tab was still looking for in the history (the page reloaded while it was out) went from
+    the chat without a word once the tab, refused as the customer had signed in in another, started a conversation of
+    its own: neither answered nor marked Not sent, and what the customer had written was lost."""
+    lost = """{
+      const fetchNow = window.fetch;
+      window.fetch = (url, init) => init && String(init.body).includes('"text":"lost on the way"')
+        ? new Promise(() => {}) : fetchNow(url, init);
+    }"""  # a network that never delivers it
+    visitor = open_widget(pollInterval=60_000, transport="http", init_script=lost)
+    visitor.send("lost on the way")
+    expect(visitor.page.locator(".msg.user.out")).to_have_count(1)
+    visitor.page.reload()  # while it is out: looked for in the history for a minute
+    expect(visitor.page.locator(".msg.user.out .bubble")).to_have_text(["lost on the way"])
+    signed_in, theirs = sign_in_in_another_tab(visitor, identity_secret, "u-29")
+    visitor.send("hello")
+    expect(visitor.bot_replies()).to_have_count(1)
+    assert visitor.conversation_id() != theirs
+    expect(visitor.page.locator(".msg.user .bubble")).to_have_text(["lost on the way", "hello"])
+    expect(visitor.page.locator(".msg.user.failed .bubble")).to_have_text(["lost on the way"])
+    assert user_texts(api, visitor.conversation_id()) == ["hello"]
+    signed_in.close()
+
 def test_a_stale_visitors_tab_going_on_in_a_new_conversation_leaves_the_signed_in_customer_their_choices_titles(
         open_widget: Any, server: LiveServer, web_demo_bot: SimpleNamespace, identity_secret: str) -> None:
     """A choice the signed-in customer pressed showed as its payload (/check_refund_policy) in their pages opened

@@ -1598,10 +1598,7 @@
     setPending(1);
     const waits = [500, 1000, 2000];
     while (waits.reduce((sum, wait) => sum + wait, 0) < left) waits.push(4000);
-    if (!(await arrived(own, waits))) {
-      own.message.classList.remove("out");
-      failed(own, own.shown, 0);
-    }
+    if (!(await arrived(own, waits))) failed(own);
     setPending(-1);
   }
 
@@ -1666,10 +1663,7 @@
         unsettled.splice(unsettled.indexOf(own), 1);
         saveOut();
       }
-      if (!(own.lost && (await arrived(own)))) {
-        message.classList.remove("out");
-        failed(own, shown, error.retryAfter || 0);
-      }
+      if (!(own.lost && (await arrived(own)))) failed(own, error.retryAfter || 0);
     } finally {
       setPending(-1);
     }
@@ -1726,9 +1720,11 @@
     }
   });
 
-  // Past the server's rate limit (429) the customer is told how long to wait, and Retry waits as long.
-  function failed(own, shown, retryAfter) {
-    const { message, text, id } = own;
+  // A message out marked Not sent, with its Retry. Past the server's rate limit (429) the customer is told how long
+  // to wait, and Retry waits as long.
+  function failed(own, retryAfter = 0) {
+    const { message, text, shown, id } = own;
+    message.classList.remove("out");
     message.classList.add("failed");
     const line = el("div", "status-line");
     line.setAttribute("role", "alert");
@@ -1935,9 +1931,13 @@
   // The chat as a new conversation shows it: only the greeting, nothing of the last customer's.
   // ``carried``: the conversation left was closed to this tab, whose messages still out there go on in the new one
   // (send()): the socket stays, to hear their refusals and carry them again in order, and joins the new one, and the
-  // messages marked Not sent stay, to be sent there with their Retry. Else it reconnects, and the answers still on
-  // their way, the last customer's, go with it.
+  // messages marked Not sent stay, to be sent there with their Retry, as do those whose answer was still looked for
+  // in the history (lost on the way: the conversation left cannot be read), marked Not sent. Else it reconnects, and
+  // the answers still on their way, the last customer's, go with it.
   function startOver(carried = false) {
+    for (const own of carried ? unsettled : []) {
+      if (own.lost && !own.message.classList.contains("failed")) failed(own);
+    }
     const notSent = carried ? [...log.querySelectorAll(":scope > .msg.failed")] : [];
     input.value = ""; // and what they were typing
     input.setCustomValidity("");
