@@ -4,7 +4,8 @@ Fire and forget: the customer's reply never waits on it, and a receiver that is 
 a log line, not a turn. A notice the receiver could not take (no connection, a timeout, a 429 or a 5xx:
 a chat room's webhook restarting or asking to slow down) is tried again in the background, twice, a few
 seconds apart; one it refused (another 4xx) is not. A conversation's notices are posted in the order they were
-made, each once the one before it is done (tried again meanwhile, say): a handoff's withdrawal never comes first. The body names the conversation and why it was handed
+made, each once the one before it is done (tried again meanwhile, say): a handoff's withdrawal never comes first, and
+none comes for a handoff the receiver never took (given up at shutdown, refused, or failed every try). The body names the conversation and why it was handed
 off, never what the customer wrote: the transcript, behind the admin token, has that, so no personal data
 goes to a third party's hook. The logs name the receiver by its origin alone: a webhook's path and query
 often hold its secret (Slack's ``https://hooks.slack.com/services/T.../B.../SECRET``).
@@ -21,7 +22,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from bot.channels.base import BackgroundTasks, client_session
+from bot.channels.base import BackgroundTasks, RecentKeys, client_session
 
 log = logging.getLogger("deskbot")
 
@@ -38,6 +39,9 @@ class HandoffNotifier:
         self._tasks = BackgroundTasks()
         self._stopping = asyncio.Event()  # set by close(): a notice waiting to be tried again is given up
         self._latest: dict[str, asyncio.Task[None]] = {}  # each conversation's last notice still on its way
+        # The conversations whose latest handoff notice the receiver never took, whose withdrawal is not posted: a
+        # deletion comes within minutes of its handoff, which these outlast.
+        self._untaken = RecentKeys()
 
     def handed_off(self, conversation_id: str, channel: str, reason: str) -> None:
         """Post the notice in the background (nothing when no URL is configured)."""
@@ -68,28 +72,41 @@ class HandoffNotifier:
         """Post ``body``, again after a failure the receiver may get over (see the module's docstring); one
         log line if it never took it, or was given up at shutdown. Only once the conversation's notice ``before`` it
         is done, taken or given up: a withdrawal posted while the handoff it takes back was tried again reached the
-        agents first, and the handoff after it stood."""
+        agents first, and the handoff after it stood. A withdrawal of a handoff the receiver never took is not posted:
+        given up at shutdown, the handoff was followed by its withdrawal, of a customer the agents never heard of."""
         if self._session is None:
             self._session = client_session(timeout=self.timeout)
+        conversation_id, handoff = body["conversation_id"], body["event"] == "handed_off"
+        taken = False
         try:
             if before is not None:
                 await asyncio.wait([before])
-            await self._tries(url, body)
+            if not handoff and conversation_id in self._untaken:
+                log.info("handoff notice for %s: its withdrawal is not posted, as %s never took the handoff",
+                         conversation_id, _origin(url))
+                return
+            taken = await self._tries(url, body)
         except asyncio.CancelledError:
             self._given_up(url, body)
             raise
+        finally:
+            if handoff:
+                self._untaken.forget((conversation_id,))
+                if not taken:
+                    self._untaken.add(conversation_id)
 
     def _given_up(self, url: str, body: dict[str, str], why: str = "") -> None:
         log.error("handoff notice for %s: %s %sgiven up at shutdown", body["conversation_id"], _origin(url), why)
 
-    async def _tries(self, url: str, body: dict[str, str]) -> None:
+    async def _tries(self, url: str, body: dict[str, str]) -> bool:
+        """Whether the receiver took the notice, tried as the module's docstring says."""
         assert self._session is not None
         for attempt in range(1, ATTEMPTS + 1):
             delay = RETRY_DELAY_S * 2 ** (attempt - 1)
             try:
                 async with self._session.post(url, json=body) as response:
                     if response.status < 300:
-                        return
+                        return True
                     problem = f"answered {response.status}"
                     if response.status < 500 and response.status != 429:
                         break  # a wrong address or a refused body: the same notice would be refused again
@@ -105,8 +122,9 @@ class HandoffNotifier:
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 if self._stopping.is_set():
                     self._given_up(url, body, f"{_after(problem, attempt)}, ")
-                    return
+                    return False
         log.error("handoff notice for %s: %s %s", body["conversation_id"], _origin(url), _after(problem, attempt))
+        return False
 
     async def close(self) -> None:
         """Let the notices on their way finish (a few seconds at most: those still being tried again are

@@ -1024,6 +1024,24 @@ async def test_a_handoffs_withdrawal_reaches_the_agents_after_the_handoff_it_tak
         ("slack:T1:C1:2", "handed_off"), ("slack:T1:C1:1", "handed_off"), ("slack:T1:C1:1", "withdrawn")]
 
 
+async def test_no_withdrawal_reaches_the_agents_for_a_handoff_given_up_at_shutdown(
+        slack_api: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """A handoff notice handoff.notify_url could not take, given up as the server stopped, was followed by its
+    withdrawal, which the receiver took: the agents were told a customer no longer waits, of whom they never heard."""
+    caplog.set_level(logging.INFO, logger="deskbot")
+    slack_api.hook_down.append(503)
+    notifier = HandoffNotifier(slack_api.hook)
+    notifier.handed_off("slack:T1:C1:1", "slack", "requested")
+    while slack_api.hook_down:  # its first try refused: it waits to be tried again
+        await asyncio.sleep(0.01)
+    notifier.withdrawn("slack:T1:C1:1", "slack")
+    await notifier.close()
+    notifier.withdrawn("slack:T1:C1:1", "slack")  # a deletion processed after it, too
+    await notifier.close()
+    assert slack_api.notices == []
+    assert "handoff notice for slack:T1:C1:1: its withdrawal is not posted, as http://" in caplog.text
+
+
 async def test_no_hint_or_notice_is_posted_for_a_message_its_customer_deleted(
         aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
     """A deleted message's answer was withheld, but the channel's own words for it still went out: the hint to a
