@@ -799,16 +799,18 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
-# A key written with the full-width colon a Chinese input method types ("- intent：greet", "examples：|"), and a line
-# indented with its full-width space (U+3000), which YAML reads as text, not as indentation.
+# A key written with the full-width colon a Chinese input method types ("- intent：greet", "examples：|"), a line
+# indented with its full-width space (U+3000), and a list item bulleted with its full-width "－", which YAML reads as
+# text, not as a key, an indentation or an item.
 _FULL_WIDTH_KEY = re.compile(r"[ \t]*(?:-[ \t]+)?([A-Za-z_][\w-]*)[ \t]*：")
 _FULL_WIDTH_INDENT = re.compile(r"[ \t]*\u3000")
+_FULL_WIDTH_BULLET = re.compile(r"[ \t]*－")
 
 
 def _full_width_fix(lines: list[str], near: range) -> str:
-    """How to mend a full-width colon after a key or a full-width space in an indentation on one of the lines
-    ``near`` a YAML error, which YAML names only as "mapping values are not allowed here" or "could not find
-    expected ':'", on another line."""
+    """How to mend a full-width colon after a key, a full-width space in an indentation or a full-width bullet on
+    one of the lines ``near`` a YAML error, which YAML names only as "mapping values are not allowed here" or "could
+    not find expected ':'", on another line."""
     for n in (n for n in near if 0 <= n < len(lines)):
         if key := _FULL_WIDTH_KEY.match(lines[n]):
             return (f"; line {n + 1} writes '{key[1]}：' with a full-width colon, as a Chinese input method types it: "
@@ -816,6 +818,8 @@ def _full_width_fix(lines: list[str], near: range) -> str:
         if _FULL_WIDTH_INDENT.match(lines[n]):
             return (f"; line {n + 1} is indented with a full-width space (U+3000), which YAML does not read as one: "
                     "indent with half-width spaces")
+        if _FULL_WIDTH_BULLET.match(lines[n]):
+            return f"; line {n + 1} starts with a full-width '－', which is no YAML list item: write '- ' (half-width)"
     return ""
 
 

@@ -1465,6 +1465,8 @@ def test_a_tab_in_yaml_says_to_indent_with_spaces(tmp_path: Path) -> None:
     ("  examples: |", "  examples：|", "writes 'examples：' with a full-width colon"),
     ("    - ok", "\u3000\u3000- ok", "is indented with a full-width space (U+3000), which YAML does not read as one: "
                                    "indent with half-width spaces"),
+    ("- intent: acknowledge", "－ intent: acknowledge", "starts with a full-width '－', which is no YAML list item: "
+                                                       "write '- ' (half-width)"),
 ])
 def test_yaml_typed_with_a_chinese_input_methods_colon_or_space_says_so(bot_dir: Path, typed: str, written: str,
                                                                         fix: str) -> None:
