@@ -644,7 +644,12 @@ OPERATIONS: list[Operation] = [
                   "force": ({"type": "boolean", "default": False,
                              "description": "hand back a customer another agent has (a lead's override; it needs "
                                             "?agent=, else 400): without it that handback is refused with 409, "
-                                            "naming them"}, False)}),
+                                            "naming them"}, False),
+                  "by": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
+                          "description": "who hands the customer back in ?agent='s name, when not that agent (a "
+                                         "lead): kept as theirs, and the agent who had the customer is told (the "
+                                         "inbox's taken); with an agent's own token, their name alone (else 403)"},
+                         False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/release", "Leave a handed-off customer waiting for a "
            "person, held by nobody, for any agent to take over (409 with code open: the bot has them)",
            StatusResponse, errors=(400, 403, 409),

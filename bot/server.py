@@ -423,8 +423,9 @@ def releaser(request: web.Request, agent: str) -> str | None:
 
 
 def giver(request: web.Request, agent: str | None, otherwise: Callable[..., str | None] = by_admin) -> str | None:
-    """Who makes a takeover, or a release of all their customers, in ``agent``'s name, when not ``agent`` themself:
-    ``?by=`` (:func:`acting_agent`), else ``otherwise(request, agent)`` (:func:`by_admin`, :func:`releaser`)."""
+    """Who makes a takeover, a handback or a release of all their customers in ``agent``'s name, when not ``agent``
+    themself: ``?by=`` (:func:`acting_agent`), else ``otherwise(request, agent)`` (:func:`by_admin`,
+    :func:`releaser`)."""
     by = acting_agent(request, query_name(request, "by"))
     return by if by is not None else otherwise(request, agent)
 
@@ -1241,7 +1242,7 @@ async def set_handoff(request: web.Request) -> web.Response:
     if after is not None and (handed_off or not re.fullmatch(r"[0-9]{1,18}", after)):
         raise http_error(web.HTTPBadRequest, "after: must be a turn id, and is read by a handback only")
     agent = query_agent(request)
-    by = giver(request, agent)  # a lead taking a customer over in a colleague's name
+    by = giver(request, agent)  # a lead taking a customer over, or handing them back, in a colleague's name
     force = query_force(request)
     if handed_off:
         named_when_forced(force, agent, "takeover")
@@ -1251,7 +1252,7 @@ async def set_handoff(request: web.Request) -> web.Response:
         raise unknown_conversation(conversation_id)
     try:  # the widget shows the change at once
         await bot.set_handoff(conversation_id, handed_off, "agent", after=None if after is None else int(after),
-                              agent=agent, force=force, by=by if handed_off else by_admin(request, agent))
+                              agent=agent, force=force, by=by)
     except Overtaken as exc:
         raise overtaken(exc) from None
     if not handed_off:

@@ -942,11 +942,19 @@ async def test_the_inbox_names_the_customers_a_lead_moved_away_from_its_agent(bo
 
     assert await taken("ana") == [("back", "Lea", None, True), ("released", "Lea", None, False),
                                   ("taken", "Sam", "Sam", False), ("moved", "Lea", "Bob", False)]
+    # a lead handing Ana's customer back in her name, as a script may: kept as the lead's too
+    await chat(client, "in-her-name", "I need help with my bill")
+    for path in ("handoff?agent=Ana", "handback?agent=Ana&by=Lea"):
+        assert (await client.post(f"/admin/conversations/in-her-name/{path}", headers=AUTH)).status == 200
+    assert await taken("Ana") == [("in-her-name", "Lea", None, True), ("back", "Lea", None, True),
+                                  ("released", "Lea", None, False), ("taken", "Sam", "Sam", False),
+                                  ("moved", "Lea", "Bob", False)]
     assert await taken("Bob") == [] and await taken("Lea") == []
     sent = await client.post("/admin/conversations/moved/messages", headers=AUTH,
                              json={"text": "Back with you", "agent": "Ana", "force": True})
     assert sent.status == 200
-    assert (await client.post("/admin/conversations/back/handoff?agent=Ana", headers=AUTH)).status == 200
+    for cid in ("back", "in-her-name"):
+        assert (await client.post(f"/admin/conversations/{cid}/handoff?agent=Ana", headers=AUTH)).status == 200
     assert await taken("Ana") == [("released", "Lea", None, False), ("taken", "Sam", "Sam", False)]  # hers again
 
 
