@@ -4070,6 +4070,26 @@ def test_every_tab_whose_page_signs_the_customer_in_hears_their_agent(open_widge
         expect(page.locator(".msg.agent .bubble")).to_have_text(["Hello from Sam"])
     second.close()
 
+def test_tabs_that_reset_the_chat_at_the_same_moment_go_on_in_one_conversation(open_widget: Any) -> None:
+    """A shop that signs its customer out in every tab at once (its sign-in library tells each tab) calls
+    Deskbot.reset() in each: each started a conversation and then followed the other's, so that they swapped, and the
+    tabs no longer shared one; the one the site's next page opens on was left to one tab alone."""
+    first = open_widget(pollInterval=60_000, user="customer-4716", init_script=HOLD_STORAGE)
+    second = first.context.new_page()
+    second.goto(first.page.url)
+    expect(second.locator(".panel")).to_be_visible()
+    for page in (first.page, second):
+        page.evaluate("window.heldStorage = []")
+    for page in (first.page, second):
+        page.evaluate("Deskbot.reset()")
+    for page in (first.page, second):
+        page.wait_for_function("window.heldStorage.some((event) => event.key.endsWith(':conversation'))")
+        page.evaluate("releaseStorage()")
+    kept = first.page.evaluate("""JSON.parse(localStorage.getItem(Object.keys(localStorage)
+                                                        .find((k) => k.endsWith(":conversation")))).id""")
+    assert first.conversation_id() == second.evaluate("Deskbot.conversationId()") == kept
+    second.close()
+
 def test_a_signed_in_customers_page_opens_on_their_conversation_though_a_visitors_tab_started_one(
         open_widget: Any, server: LiveServer, web_demo_bot: SimpleNamespace, identity_secret: str) -> None:
     """Once a visitor's tab of the site started a conversation of its own, the customer's page reloaded, or opened in

@@ -1969,9 +1969,13 @@
   // customer whose conversation was left follows, and a visitor's: a customer signed in here keeps their own
   // conversation when a visitor's tab left open from before they signed in starts one. A tab that left a conversation
   // closed to it is followed only by the tabs still in it, which take their messages out along: two refused at the
-  // same moment, each in a new conversation of its own, followed each other's and swapped.
+  // same moment, each in a new conversation of its own, followed each other's and swapped. Nor is one that another
+  // has replaced since followed: two tabs that reset the chat at the same moment (a sign-out in every tab) followed
+  // each other's and swapped, no longer sharing one; each goes on in the later one, whose event comes too.
   window.addEventListener("storage", (event) => {
-    if (event.key !== `${storageKey}:conversation` || !event.newValue) return;
+    if (event.key !== `${storageKey}:conversation` || !event.newValue || event.newValue !== store.get("conversation")) {
+      return;
+    }
     const { id, left, user: started, from } = sharedConversation(event.newValue);
     const mine = customerId();
     if (id === conversationId || (mine !== null && mine !== left) || (from !== null && from !== conversationId)) return;
