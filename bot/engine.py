@@ -1034,10 +1034,12 @@ class Bot:
         status = "handed_off" if handed_off else "open"
         if reason == "agent" and self.store is not None:  # on its way before any wait: a reply now waits for it
             self._tell_in_order(conversation_id, handed_off, agent)
-        for shown in self.channels.values():
-            await shown.status_changed(conversation_id, status, BY.get(reason, "bot"), agent if handed_off else None)
+        # Queued before any wait too: a deletion that took the handoff back while a channel showed it queued its
+        # withdrawal first, and the agents were told of the handoff after, a customer who no longer waits.
         if handed_off and reason != "agent" and channel != TRYOUT_CHANNEL:
             self.notifier.handed_off(conversation_id, channel, reason)
+        for shown in self.channels.values():
+            await shown.status_changed(conversation_id, status, BY.get(reason, "bot"), agent if handed_off else None)
 
     def _tell_in_order(self, conversation_id: str, handed_off: bool, agent: str | None) -> None:
         """:meth:`_tell_change` in the background, after the conversation's notice before it, if one is still

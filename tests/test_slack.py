@@ -36,6 +36,7 @@ from bot.channels.slack import (
 from bot.limits import LIMITS, Limits
 from bot.notify import HandoffNotifier
 from bot.project import LimitsConfig, ProjectError
+from bot.engine import Bot
 from bot.server import BOT, create_app
 from dialogues.store import Exchange, Store
 from tests.conftest import configured_copy, store_failing_once
@@ -1022,6 +1023,27 @@ async def test_a_handoffs_withdrawal_reaches_the_agents_after_the_handoff_it_tak
     await notifier.close()
     assert [(n["conversation_id"], n["event"]) for n in slack_api.notices] == [
         ("slack:T1:C1:2", "handed_off"), ("slack:T1:C1:1", "handed_off"), ("slack:T1:C1:1", "withdrawn")]
+
+
+async def test_a_handoff_is_queued_for_the_agents_before_a_deletion_can_withdraw_it(slack_api: SimpleNamespace) -> None:
+    """The handoff notice was queued once every channel had shown the change (a web page's socket, a read of the
+    store): a deletion that took the handoff back meanwhile queued its withdrawal first, and the agents were told of
+    the handoff after it, a customer who no longer waits."""
+    showing, shown = asyncio.Event(), asyncio.Event()
+
+    class SlowToShow:
+        async def status_changed(self, *args: Any) -> None:
+            showing.set()
+            await shown.wait()
+
+    bot = SimpleNamespace(store=None, channels={"web": SlowToShow()}, notifier=HandoffNotifier(slack_api.hook))
+    announcing = asyncio.create_task(Bot.announce(bot, "slack:T1:C1:1", True, "undelivered", "slack"))
+    await showing.wait()
+    bot.notifier.withdrawn("slack:T1:C1:1", "slack")  # its customer deleted the message meanwhile
+    shown.set()
+    await announcing
+    await bot.notifier.close()
+    assert [n["event"] for n in slack_api.notices] == ["handed_off", "withdrawn"]
 
 
 async def test_no_withdrawal_reaches_the_agents_for_a_handoff_given_up_at_shutdown(
