@@ -1312,6 +1312,16 @@ async def with_slack(bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, po
     return client
 
 
+async def test_bot_serve_checks_the_slack_bot_token_at_start(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A revoked token or a mistyped api_url showed only when a customer's first answer failed: the server asks
+    Slack who the token is as it starts, and says so."""
+    caplog.set_level("INFO", logger="bot.channels.slack")
+    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, posting_to([]))
+    await client.app[BOT].channels["slack"].close()
+    assert "Slack: the bot token is the bot user deskbot (UBOT) of workspace Shop (T1)" in caplog.messages
+
+
 async def test_a_slack_customer_is_told_when_an_agent_takes_over_and_hands_back(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """The web chat shows a banner; a Slack customer saw nothing: left writing to a silent bot after a takeover,
