@@ -1829,7 +1829,7 @@ class Store:
             return True
 
     def receive_note(self, key: str, conversation_id: str, channel: str, author: str, text: str,
-                     takes_over: bool = True) -> bool:
+                     takes_over: bool = True, edit: bool = False) -> bool:
         """Add what a member of the support team wrote on the platform in a customer's conversation (a colleague's
         reply in a Slack Connect thread) as an agent's message by ``author``, which the bot does not answer; say
         whether it was added. Only to a conversation the store holds: a colleague's message elsewhere in the channel
@@ -1838,15 +1838,16 @@ class Store:
         answers the colleague now, and the bot answered them; not without ``takes_over`` (the bot mentioned alone,
         which says nothing to the customer).
 
-        A message kept already takes ``text`` as its edit (:meth:`replace_message`): an app that hears mentions alone
-        (``app_mention``, no ``message.channels``) learns of an edit only as the message delivered again, and a
-        colleague's mention of the bot alone edited into words to the customer kept reading "[mentioned the bot]",
-        the bot answering on; a redelivery, as written, changes nothing."""
+        A message kept already, delivered again as its ``edit``, takes ``text`` (:meth:`replace_message`): an app that
+        hears mentions alone (``app_mention``, no ``message.channels``) learns of an edit only so, and a colleague's
+        mention of the bot alone edited into words to the customer kept reading "[mentioned the bot]", the bot
+        answering on. A redelivery of the message as first written changes nothing: it may come after an edit."""
         with self._writing():
             if self.conversation(conversation_id) is None:
                 return False
             if self._kept_key(key):
-                self.replace_message(conversation_id, key, text)
+                if edit:
+                    self.replace_message(conversation_id, key, text)
                 return False
             if takes_over:
                 self._set_status(conversation_id, "handed_off", "agent", author)  # a person's already: left as it is

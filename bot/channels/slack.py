@@ -782,7 +782,7 @@ class SlackChannel(PlatformChannel):
                 if author == turn.user:
                     self._kept_by_id.add(author)
                 await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author, text,
-                                      kind != MENTION or bool(turn.text))
+                                      kind != MENTION or bool(turn.text), edit)
 
     async def _learn_about(self, payload: dict[str, Any]) -> bool:
         """Whether the author of the event's message is one of ``team_users`` (:meth:`on_team`), asked of Slack at
