@@ -2995,7 +2995,8 @@ def test_without_server_agents_the_agents_console_offers_the_colleagues_who_have
         chromium: SimpleNamespace, web_demo_bot: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> None:
     """"Colleague's only" listed server.agents alone, and was hidden without them: a lead sharing out an absent
     colleague's customers found them among everyone's. It offers the agents who have customers, its own agent left
-    out; Release all beside them is kept as made by its agent: it was kept as the colleague's own release."""
+    out; Release all beside them is kept as made by its agent: it was kept as the colleague's own release. Passing a
+    customer on, it names them, and asks before a name none of them bears: a typo made the customer nobody's."""
     root = configured_copy(web_demo_bot.root, tmp_path_factory.mktemp("bots") / "nameless", server={"agents": {}})
     with LiveServer(root) as live, api_client(chromium, live.url, web_demo_bot.admin_token) as api:
         alice, bob, carol = (f"console-{next(PAGE_NUMBERS)}" for _ in range(3))
@@ -3017,6 +3018,28 @@ def test_without_server_agents_the_agents_console_offers_the_colleagues_who_have
         expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_hidden()
         last = api.get(f"/admin/conversations/{alice}")["handoffs"][-1]
         assert (last["agent"], last["from"], last["by"]) == (None, "Lee", "Kim")
+        # passing a customer on, the console names the colleagues it knows, and asks before a name none of them bears
+        api.admin(f"/admin/conversations/{alice}/handoff?agent=Lee")
+        colleague.select_option("")
+        page.locator(f'.list li[data-id="{carol}"]').click()
+        expect(page.locator(".conversation .title")).to_contain_text("taken by Kim")
+        asked: list[str] = []
+        answers = iter(["Le", False, "lee"])
+
+        def answer(dialog: Any) -> None:
+            asked.append(dialog.message)
+            reply = next(answers)
+            if reply is False:
+                dialog.dismiss()
+            else:
+                dialog.accept(reply)
+        page.on("dialog", answer)
+        page.get_by_role("button", name="Pass to a colleague").click()  # a typo
+        page.get_by_role("button", name="Pass to a colleague").click()
+        expect(page.locator(".conversation .title")).to_contain_text("taken by lee")
+        assert asked == ["Pass the customer to which colleague? (Lee)",
+                         "No colleague named Le has a customer now. Pass the customer to Le anyway?",
+                         "Pass the customer to which colleague? (Lee)"]
         context.close()
 
 
