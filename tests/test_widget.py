@@ -3976,6 +3976,26 @@ def test_a_message_not_sent_in_a_stale_visitors_tab_stays_when_it_goes_on_in_a_n
     assert user_texts(api, visitor.conversation_id()) == ["hello", "my parcel is late"]
     signed_in.close()
 
+def test_a_signed_out_customers_message_not_sent_goes_with_their_conversation_when_the_next_one_writes(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
+    """A page that names its next customer with Deskbot.identify({}) rather than Deskbot.reset() goes on in a new
+    conversation with their first message: a message of the signed-out customer's marked Not sent there must not
+    follow it, for the next customer to read and send as theirs with its Retry."""
+    proof = hmac.new(identity_secret.encode(), b"u-30", hashlib.sha256).hexdigest()
+    customer = open_widget(user="u-30", userHash=proof, pollInterval=60_000, transport="http")
+    customer.send("where is my parcel")
+    expect(customer.bot_replies()).to_have_count(1)
+    customer.context.set_offline(True)
+    customer.send("my address is 1 Main Street")
+    expect(customer.page.locator(".msg.user.failed")).to_have_count(1, timeout=3_000)
+    customer.context.set_offline(False)
+    customer.page.evaluate("Deskbot.identify({})")  # signed out
+    customer.send("hello")
+    expect(customer.page.locator(".msg.user .bubble")).to_have_text(["hello"])
+    expect(customer.page.locator(".msg.user.out, .msg.failed")).to_have_count(0)
+    expect(customer.bot_replies()).to_have_count(1)
+    assert user_texts(api, customer.conversation_id()) == ["hello"]
+
 def test_a_message_a_stale_visitors_tab_still_looks_for_is_marked_not_sent_when_it_goes_on_in_a_new_conversation(
         open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
     """A message whose answer a tab was still looking for in the history (the page reloaded while it was out) went from

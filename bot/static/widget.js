@@ -1586,6 +1586,7 @@
         (turn.text === text || REDACTED.test(turn.text)));
       if (left <= 0 || answered) continue;
       const message = addMessage("user", shown);
+      message.sentBy = customerId();
       message.classList.add("out");
       const own = { message, text, shown, before, until: Infinity, at, lost: true, id: id || randomId() };
       unsettled.push(own);
@@ -1612,6 +1613,7 @@
     text = text.trim();
     if (!text) return;
     const message = addMessage("user", shown || text);
+    message.sentBy = customerId(); // whose it is: only theirs follows them into a new conversation (startOver())
     scrollToEnd(); // the customer's own message takes them to the end
     message.classList.add("out");
     removing(quick, () => quick.replaceChildren());
@@ -1931,14 +1933,16 @@
   // The chat as a new conversation shows it: only the greeting, nothing of the last customer's.
   // ``carried``: the conversation left was closed to this tab, whose messages still out there go on in the new one
   // (send()): the socket stays, to hear their refusals and carry them again in order, and joins the new one, and the
-  // messages marked Not sent stay, to be sent there with their Retry, as do those whose answer was still looked for
-  // in the history (lost on the way: the conversation left cannot be read), marked Not sent. Else it reconnects, and
-  // the answers still on their way, the last customer's, go with it.
+  // customer's messages marked Not sent stay, to be sent there with their Retry, as do those whose answer was still
+  // looked for in the history (lost on the way: the conversation left cannot be read), marked Not sent; not those of
+  // a customer signed out since (a page that named the next one without Deskbot.reset()). Else it reconnects, and the
+  // answers still on their way, the last customer's, go with it.
   function startOver(carried = false) {
-    for (const own of carried ? unsettled : []) {
-      if (own.lost && !own.message.classList.contains("failed")) failed(own);
+    const theirs = (message) => carried && message.sentBy === customerId();
+    for (const own of unsettled) {
+      if (own.lost && !own.message.classList.contains("failed") && theirs(own.message)) failed(own);
     }
-    const notSent = carried ? [...log.querySelectorAll(":scope > .msg.failed")] : [];
+    const notSent = [...log.querySelectorAll(":scope > .msg.failed")].filter(theirs);
     input.value = ""; // and what they were typing
     input.setCustomValidity("");
     resize();
