@@ -984,7 +984,7 @@ class Bot:
         status = "handed_off" if handed_off else "open"
         changed = True
         taking = self.store is not None and handed_off and reason == "agent"
-        before = await self._store(self.store.holder, conversation_id) if taking else None
+        before = await self._look_up(Store.holder, conversation_id) if taking else None
         if self.store is not None:
             changed = await self._store(self.store.set_status, conversation_id, status, reason, channel, after, agent,
                                         force, by, self.team)
@@ -1001,12 +1001,12 @@ class Bot:
         and of nothing at a release: they still wait for a person. A release is announced to the agents' webhook as a
         handoff is (reason ``released``): nobody's, the customer waited until someone looked at the inbox."""
         assert self.store is not None
-        before = await self._store(self.store.holder, conversation_id)
+        before = await self._look_up(Store.holder, conversation_id)
         changed = await self._store(self.store.pass_on, conversation_id, agent, to, force, self.team, by)
         if changed and await self._show_holder(conversation_id, before) and to is not None:
             self._tell_in_order(conversation_id, True, to)
         if changed and to is None:
-            released = await self._store(self.store.conversation, conversation_id)  # None if purged meanwhile
+            released = await self._look_up(Store.conversation, conversation_id)  # None if purged meanwhile
             if released is not None and released["channel"] != TRYOUT_CHANNEL:
                 self.notifier.handed_off(conversation_id, released["channel"], "released")
         return changed
@@ -1234,7 +1234,7 @@ class Bot:
         the bot handed the conversation off left the web chat's banner naming no one, or the colleague before them.
         Returns whether it changed."""
         assert self.store is not None
-        if (holder := await self._store(self.store.holder, conversation_id)) == before:
+        if (holder := await self._look_up(Store.holder, conversation_id)) == before:  # the change is committed
             return False
         for shown in self.channels.values():
             await shown.status_changed(conversation_id, "handed_off", BY["agent"], holder)

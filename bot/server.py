@@ -1079,7 +1079,7 @@ async def transcript(request: web.Request) -> web.Response:
     conversation_id = valid_conversation_id(request)
     limit = query_limit(request, 200)
     bot = request.app[BOT]
-    found = await bot._store(bot.store.transcript, conversation_id, limit)
+    found = await bot._look_up(Store.transcript, conversation_id, limit)  # beside the turns the store's thread writes
     if found is None:
         raise unknown_conversation(conversation_id)
     return json_response(found)
@@ -1248,7 +1248,7 @@ async def set_handoff(request: web.Request) -> web.Response:
         named_when_forced(force, agent, "takeover")
     else:
         named_when_forced_away(force, agent)
-    if await bot._store(bot.store.conversation, conversation_id) is None:  # no customer waits in an unknown one
+    if await bot._look_up(Store.conversation, conversation_id) is None:  # no customer waits in an unknown one
         raise unknown_conversation(conversation_id)
     try:  # the widget shows the change at once
         await bot.set_handoff(conversation_id, handed_off, "agent", after=None if after is None else int(after),
@@ -1258,7 +1258,14 @@ async def set_handoff(request: web.Request) -> web.Response:
     if not handed_off:
         return json_response({"status": status})
     # who has the customer now: the agent, as they first named themselves to them (none: a takeover without a name)
-    return json_response({"status": status, "agent": await bot._store(bot.store.holder, conversation_id)})
+    return json_response({"status": status, "agent": await holder_now(bot, conversation_id)})
+
+
+async def holder_now(bot: Bot, conversation_id: str) -> str | None:
+    """Who has the customer after the change the request made (:meth:`Store.holder`), read on the look-ups' read-only
+    connection: on the store's thread the console's answer waited behind customers' turns. The change was committed
+    before this read began, so the read sees it."""
+    return await bot._look_up(Store.holder, conversation_id)
 
 
 async def release(request: web.Request) -> web.Response:
@@ -1306,7 +1313,7 @@ async def pass_on(request: web.Request, to: str | None) -> web.Response:
     force = query_force(request)
     named_when_forced_away(force, agent)
     bot = request.app[BOT]
-    conversation = await bot._store(bot.store.conversation, conversation_id)
+    conversation = await bot._look_up(Store.conversation, conversation_id)
     if conversation is None:
         raise unknown_conversation(conversation_id)
     if conversation["status"] != "handed_off":
@@ -1315,7 +1322,7 @@ async def pass_on(request: web.Request, to: str | None) -> web.Response:
         await bot.pass_on(conversation_id, agent, to, force, by_admin(request, agent))
     except Overtaken as exc:
         raise overtaken(exc) from None
-    return json_response({"status": "handed_off", "agent": await bot._store(bot.store.holder, conversation_id)})
+    return json_response({"status": "handed_off", "agent": await holder_now(bot, conversation_id)})
 
 
 async def protective_headers(request: web.Request, response: web.StreamResponse) -> None:

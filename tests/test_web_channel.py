@@ -340,6 +340,58 @@ async def test_a_conversations_history_and_status_are_read_beside_the_store_writ
         await writer
 
 
+async def test_the_agents_console_reads_beside_the_store_writer_and_sees_its_own_changes(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's transcript read, and who has the customer in a takeover's and a release's answers, were read on
+    the thread that logs customers' turns: each waited behind them. Read beside it, each still sees the change the
+    request made: the writer is kept busy from the moment the change is written."""
+    import threading
+
+    client = await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+    bot, token, cid = client.app[BOT], web_demo_bot.admin_token, new_id()
+    await chat(client, cid, "hello")
+    busy: list[tuple[threading.Event, Any]] = []
+
+    def busy_after(name: str) -> None:
+        """Keep the store's thread busy once ``name`` has written, until :func:`free`."""
+        original = getattr(bot.store, name)
+
+        def written_then_busy(*args: Any) -> Any:
+            try:
+                return original(*args)
+            finally:
+                busy.append((release := threading.Event(), bot._db.submit(release.wait, 20)))
+        monkeypatch.setattr(bot.store, name, written_then_busy)
+
+    async def free() -> None:
+        while busy:
+            release, job = busy.pop()
+            release.set()
+            await asyncio.wrap_future(job)
+
+    async def answer(path: str) -> dict[str, Any]:
+        response = await asyncio.wait_for(admin(client, token, path), 10)
+        assert response.status == 200, await response.text()
+        return dict(await response.json())
+
+    async def transcript() -> dict[str, Any]:
+        response = await asyncio.wait_for(
+            client.get(f"/admin/conversations/{cid}", headers={"Authorization": f"Bearer {token}"}), 10)
+        return dict(await response.json())
+
+    busy_after("set_status")
+    busy_after("pass_on")
+    try:
+        assert await answer(f"/admin/conversations/{cid}/handoff?agent=Ana") == {"status": "handed_off", "agent": "Ana"}
+        taken = await transcript()
+        assert (taken["status"], taken["agent"], taken["turns"][0]["text"]) == ("handed_off", "Ana", "hello")
+        await free()  # the release's own write waits for the store's thread
+        assert await answer(f"/admin/conversations/{cid}/release?agent=Ana") == {"status": "handed_off", "agent": None}
+        assert (await transcript())["agent"] is None
+    finally:
+        await free()
+
+
 async def test_a_socket_that_joined_a_visitors_conversation_stops_hearing_it_once_a_customer_signs_in_to_it(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A customer who signs in mid-chat (Deskbot.identify) makes their conversation theirs alone, but a socket that
