@@ -1847,6 +1847,41 @@ async def test_a_colleagues_mention_edited_is_taken_as_sent_so_by_an_app_that_he
     bot.store.close()
 
 
+async def test_a_customers_mention_edited_is_kept_as_edited_by_an_app_that_hears_mentions_alone(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """An app subscribed to app_mention alone (no message.channels) hears a customer's edit only as the mention
+    delivered again, edited, which was dropped as a message answered already: the transcript kept the words they took
+    back (their card number), for the agents to read and the reviewers to learn from. It takes the edit, made while
+    the bot answers the message or after, and by the next server too; the message is answered once."""
+    held = asyncio.Event()
+    bot = logging_bot(tmp_path, held)
+    channel = make_channel(bot, slack_api.url)
+    client = await client_of(aiohttp_client, channel)
+    sent = f"{time.time():.6f}"
+    cid = f"slack:T1:C1:{sent}"
+
+    def mention(event_id: str, text: str, **fields: Any) -> dict[str, Any]:
+        return event(event_id, text, ts=sent, type="app_mention", **fields)
+
+    await post(client, mention("Ev1", "<@UBOT> my card 4929 1234 5678 9012 was charged twice"))
+    await post(client, mention("Ev2", "<@UBOT> my card was charged twice", edited={"user": "U1", "ts": sent}))
+    held.set()
+    await channel.close()
+    assert [(m["role"], m["text"]) for m in bot.store.history(cid)] == [
+        ("user", "my card was charged twice"), ("bot", bot.text)]
+    await post(client, mention("Ev3", "<@UBOT> my card was charged twice, <@U2|grace>", edited={"user": "U1", "ts": sent}))
+    assert [m["text"] for m in bot.store.history(cid)][0] == "my card was charged twice, @grace"
+    restarted = make_channel(bot, slack_api.url)
+    await post(await client_of(aiohttp_client, restarted),
+               mention("Ev4", "<@UBOT> my card was charged twice today", edited={"user": "U1", "ts": sent}))
+    await restarted.close()
+    assert len(bot.turns) == len(slack_api.posts) == 1
+    assert [(m["role"], m["text"]) for m in bot.store.history(cid)] == [
+        ("user", "my card was charged twice today"), ("bot", bot.text)]
+    assert not bot.store.db.execute("SELECT 1 FROM turns WHERE text LIKE '%4929%' OR raw_text LIKE '%4929%'").fetchall()
+    bot.store.close()
+
+
 async def test_a_customers_message_edited_to_the_bots_mention_or_a_picture_alone_reads_so(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """A customer's message edited down to the bot's mention alone, or to the picture sent with it, kept its first

@@ -546,7 +546,8 @@ class SlackChannel(PlatformChannel):
             elif turn is not None and turn.metadata.get("support_team"):
                 await self._note(turn, sent_kind(payload["event"]) or MENTION, bool(payload["event"].get("edited")))
             elif turn is not None and turn.text:
-                await self._start(request, turn, message_key(turn.metadata["channel"], turn.metadata["ts"]))
+                await self._start(request, turn, message_key(turn.metadata["channel"], turn.metadata["ts"]),
+                                  bool(payload["event"].get("edited")))
             elif turn is not None:
                 await self._unread(request, turn, sent_kind(payload["event"]) or MENTION)
         return web.Response(status=200)
@@ -965,11 +966,15 @@ class SlackChannel(PlatformChannel):
         message without words reads as): the bot's, else the one the conversation was last answered in, else English."""
         return self.language if self.language in LANGUAGES else kept.get(SLOT) or "en"
 
-    async def _start(self, request: web.Request, turn: Turn, key: str) -> None:
+    async def _start(self, request: web.Request, turn: Turn, key: str, edit: bool = False) -> None:
         """Keep the turn, unless it is a redelivery, and answer it in the background; past its
-        conversation's limit, drop it and say once to wait."""
+        conversation's limit, drop it and say once to wait. An ``edit`` of a message kept already (a mention, edited,
+        comes again as an ``app_mention``) is not answered again, but the store takes its new words
+        (:meth:`_edited`)."""
         async with self._seen.claim(turn.seen) as first:
             if not first:
+                if edit:
+                    await self._edited(turn, key)
                 return
             notice = await hold_back(request, turn.conversation_id, turn.text, self.language,
                                      lambda: self.conversation_slots(turn.conversation_id))
@@ -978,8 +983,19 @@ class SlackChannel(PlatformChannel):
                     kept = await self.keep(turn, key)
                 if kept:
                     self.resume(turn)
+                elif edit:  # kept by a server before this one, which Slack's first delivery reached
+                    await self._edited(turn, key)
             elif notice:
                 self._tell(turn, notice, key)
+
+    async def _edited(self, turn: Turn, key: str) -> None:
+        """Give the customer's message ``key``, which the store holds, the words of its edit ``turn``
+        (``Store.replace_message``), as a ``message_changed`` does (:meth:`_changed`): an app that hears mentions alone
+        (``app_mention``, no ``message.channels``) learns of an edit only so, and the transcript, the agents and the
+        reviewers kept the words the customer had taken back."""
+        store = self.bot.store
+        if store is not None:
+            await self.bot._store(store.replace_message, turn.conversation_id, key, normalise(turn.text), turn.shown)
 
     def _tell(self, turn: Turn, notice: str, key: str) -> None:
         """Post the channel's own ``notice`` for the message ``key`` of ``turn`` (a hint, a notice to wait) in the
