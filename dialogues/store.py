@@ -1854,6 +1854,19 @@ class Store:
             self._add_received(key, conversation_id, "agent", text, channel, author)
             return True
 
+    def member_names(self, channel: str) -> set[str]:
+        """The names support team members are known by in ``channel``'s conversations (their notes, and the handoffs
+        and takeovers they made or ended, :meth:`receive_note`), among which those kept by their platform id while the
+        platform gave no names, which a restarted server has to rename (:meth:`name_member`): it knew them only while
+        it ran, and the customers they took over stayed theirs as "U7" until they wrote again."""
+        within = "conversation_id IN (SELECT id FROM conversations WHERE channel = :channel)"
+        rows = self.db.execute(
+            f"SELECT user FROM turns WHERE role = 'agent' AND {within} "
+            + "".join(f"UNION SELECT {column} FROM {table} WHERE {within} "
+                      for table in ("handoffs", "takeovers") for column in ("agent", "previous")),
+            {"channel": channel})
+        return {name for name, in rows if name}
+
     def name_member(self, channel: str, member: str, name: str) -> None:
         """Name ``member``, a support team member kept by their platform id in ``channel``'s conversations (their
         notes, their takeovers, :meth:`receive_note`) while the platform gave no names, by ``name`` there now that it

@@ -1699,6 +1699,35 @@ async def test_a_colleague_kept_by_their_id_while_slack_gave_no_names_is_named_o
     bot.store.close()
 
 
+async def test_a_colleague_kept_by_their_id_before_a_restart_is_named_once_slack_gives_names(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The colleagues kept by their user id while Slack gave no names were known only to the server that kept them:
+    restarted (to add the users:read scope, say), it left the customers they took over theirs as "U7" in the agents'
+    inbox until they wrote there again. The next server names them in the store once Slack gives their name, here
+    for a customer's mention of them; an agent of the console, and a colleague named already, stay as they are."""
+    monkeypatch.setattr(slack_module, "NAME_RETRY_S", 0.0)
+    slack_api.members.update({"U7": {"name": "ada"}, "U8": {"name": "grace"}})
+    slack_api.scopes = set()
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7", "U8"])
+    cid, other = f"slack:T1:C1:{TS}", "slack:T1:C1:1700000001.000100"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    bot.store.add_message(other, "user", "my parcel is lost", "slack")
+    await post(client, event("Ev1", "It went out today", user="U7", ts="1700000000.000200", thread_ts=TS))
+    bot.store.set_status(other, "handed_off", "agent", "slack", agent="UMBERTO")  # an agent of the console
+    await channel.close()
+    assert bot.store.holder(cid) == "U7"
+    slack_api.scopes = {"users:read"}
+    restarted = make_channel(bot, slack_api.url, team_users=["U7", "U8"])
+    client = await client_of(aiohttp_client, restarted)
+    await post(client, event("Ev2", "<@UBOT> <@U7> said my refund went out, where is it?", ts="1700000002.000100"))
+    await post(client, event("Ev3", "<@UBOT> ask <@UMBERTO>", ts="1700000003.000100"))
+    await restarted.close()
+    assert bot.store.holder(cid) == "ada" and bot.store.holder(other) == "UMBERTO"
+    assert [(m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [("ada", "It went out today")]
+    assert [h["agent"] for h in bot.store.transcript(cid)["handoffs"]] == ["ada"]
+    bot.store.close()
+
+
 async def test_a_support_team_members_new_name_in_slack_is_shown_after_a_while(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A colleague's name was looked up once and kept until a restart: one who changed their display name in Slack

@@ -22,6 +22,7 @@ import hmac
 import itertools
 import logging
 import re
+import sqlite3
 import time
 import weakref
 from functools import partial
@@ -475,6 +476,7 @@ class SlackChannel(PlatformChannel):
         self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (_names_paused)
         self._names_said: float | None = None  # the pause the log told of since Slack last answered a lookup
         self._kept_by_id: set[str] = set()  # the colleagues whose notes were kept by their user id (Store.name_member)
+        self._recalling: asyncio.Task[None] | None = None  # those kept so before this server started (_name_kept)
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
         # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
         self._deleted = RecentKeys()
@@ -857,12 +859,35 @@ class SlackChannel(PlatformChannel):
                                                       member.get("real_name"), member.get("name")) if _string(n).strip()),
                         user)
             self._member_names[user] = (name, time.monotonic())
-            if user in self._kept_by_id and name != user and self.bot.store is not None:
-                self._kept_by_id.discard(user)
-                self._tasks.spawn(self.bot._store(self.bot.store.name_member, self.name, user, name))
+            if name != user and self.bot.store is not None:
+                self._tasks.spawn(self._name_kept(user, name))
         if self._names_said is not None:
             log.info("Slack gives names again: the support team and the people customers mention are shown by name")
         self._names_said = None
+
+    async def _name_kept(self, user: str, name: str) -> None:
+        """Name ``user`` by ``name`` in the store (``Store.name_member``) where their notes were kept by their user id
+        (:meth:`_note`), by this server or, read from the store at the first name Slack gives, by the servers before
+        it: after a restart, those a server had kept so stayed "U7" as holders of the customers they took over, until
+        they wrote again. In the background: the event's 200 waits on no read of the store. Their ids are told from
+        names by their form (``U…``, ``W…``)."""
+        if self._recalling is None:
+            self._recalling = self._tasks.spawn(self._recall_ids_kept())
+        await asyncio.shield(self._recalling)
+        if user in self._kept_by_id and self.bot.store is not None:
+            self._kept_by_id.discard(user)
+            await self.bot._store(self.bot.store.name_member, self.name, user, name)
+
+    async def _recall_ids_kept(self) -> None:
+        """Add the colleagues the store knows by their user id to those :meth:`_name_kept` names; where the store
+        cannot say, none (said in the log): the names are looked up all the same."""
+        try:
+            names = await self.bot._read(lambda store: store.member_names(self.name))
+        except sqlite3.Error as exc:
+            log.warning("the support team members kept by their Slack user id before this server started could not be "
+                        "read (%s): they are named as they write again", exc)
+            return
+        self._kept_by_id |= {name for name in names if MEMBER_ID.fullmatch(name) and not is_group(name)}
 
     def _remember_unknown(self, user: str) -> None:
         """Remember for ``UNKNOWN_KEPT_S`` that Slack does not know ``user`` (one of another organisation's, a
