@@ -58,8 +58,11 @@ GATE = '''while not __import__("pathlib").Path({gate!r}).exists():
             await asyncio.sleep(0.05)'''
 
 
-def serve(root: str, port: int) -> None:
-    """The child process: exactly ``bot serve ROOT --port PORT``."""
+def serve(root: str, port: int, log: str | None = None) -> None:
+    """The child process: exactly ``bot serve ROOT --port PORT``, its log (standard error) added to the file ``log``
+    where one is given."""
+    if log is not None:
+        os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND), 2)
     from bot.cli import cli
 
     cli(["serve", root, "--port", str(port), "--device", "cpu"])
@@ -77,9 +80,9 @@ class Server:
     url: str
 
 
-async def start(root: Path, session: aiohttp.ClientSession, timeout: float = 120) -> Server:
+async def start(root: Path, session: aiohttp.ClientSession, timeout: float = 120, log: Path | None = None) -> Server:
     port = free_port()
-    process = CONTEXT.Process(target=serve, args=(str(root), port), daemon=True)
+    process = CONTEXT.Process(target=serve, args=(str(root), port, None if log is None else str(log)), daemon=True)
     process.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -389,12 +392,28 @@ async def test_sockets_that_never_answer_do_not_hold_up_sigterm(tiny_demo_bot: P
 
 @dataclass
 class SlowSlack:
-    """A bot whose /track_order takes 2 s, on a local stand-in for Slack's chat.postMessage."""
+    """A bot whose /track_order takes 2 s, on a local stand-in for Slack's chat.postMessage and auth.test."""
 
     root: Path
     secret: str
     posts: list[dict[str, Any]]
     hung: list[dict[str, Any]]  # posts the stand-in never answers
+
+    @property
+    def log(self) -> Path:
+        """The file its servers' logs go to (:meth:`start`)."""
+        return self.root.with_name(f"{self.root.name}.log")
+
+    async def start(self, session: aiohttp.ClientSession) -> Server:
+        """A ``bot serve`` of it, its log added to :attr:`log`."""
+        return await start(self.root, session, log=self.log)
+
+    def token_checked(self) -> None:
+        """Assert that its servers' log says Slack took the bot token at start (``auth.test``), and no start check
+        that failed: Slack refusing the token, or out of reach."""
+        said = self.log.read_text()
+        assert "Slack: the bot token is the bot user deskbot (UBOT) of workspace Shop (T1)" in said, said
+        assert "Slack refused the bot token" not in said and "Slack could not be reached" not in said, said
 
     def event(self, number: int) -> tuple[bytes, dict[str, str]]:
         """Direct message ``number`` asking for /track_order, signed now: its body and headers."""
@@ -421,6 +440,7 @@ async def slow_slack(tiny_demo_bot: Path, root: Path, aiohttp_server: Any, actio
     from aiohttp import web
 
     from tests.conftest import configured_copy
+    from tests.test_slack import slack_auth_test
 
     posts: list[dict[str, Any]] = []
     hung: list[dict[str, Any]] = []
@@ -432,9 +452,15 @@ async def slow_slack(tiny_demo_bot: Path, root: Path, aiohttp_server: Any, actio
         posts.append(await request.json())
         return web.json_response({"ok": True, "ts": "1700000009.000100"})
 
+    slack = {"signing_secret": "kill-secret", "bot_token": "xoxb-kill"}
+
+    async def auth_test(request: web.Request) -> web.Response:  # which bot serve asks at start
+        return slack_auth_test(request, slack["bot_token"])
+
     api = web.Application()
     api.router.add_post("/api/chat.postMessage", post_message)
-    slack = {"signing_secret": "kill-secret", "bot_token": "xoxb-kill", "api_url": str((await aiohttp_server(api)).make_url("/api/"))}
+    api.router.add_post("/api/auth.test", auth_test)
+    slack["api_url"] = str((await aiohttp_server(api)).make_url("/api/"))
     configured_copy(tiny_demo_bot, root, **CHAOS_CONFIG, channels={"slack": slack},
                     actions={"map": {"track_order": "action_slow"}, "timeout": 10})
     shutil.rmtree(root / "actions")
@@ -450,14 +476,14 @@ async def test_a_slack_message_acknowledged_before_a_kill_is_answered_by_the_nex
     bot = await slow_slack(tiny_demo_bot, tmp_path / "kept", aiohttp_server)
     body, headers = bot.event(1)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        server = await start(bot.root, session)
+        server = await bot.start(session)
         async with session.post(f"{server.url}/slack/events", data=body, headers=headers) as response:
             assert response.status == 200  # acknowledged: Slack will not send it again
         await asyncio.sleep(0.7)  # the turn is inside the 2 s action
         server.process.kill()
         server.process.join(10)
         assert bot.posts == []
-        server = await start(bot.root, session)
+        server = await bot.start(session)
         await bot.answers(1)
         # Slack's retry of an event whose acknowledgement a killed server never sent reaches the next one
         retry = {**headers, "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
@@ -467,6 +493,7 @@ async def test_a_slack_message_acknowledged_before_a_kill_is_answered_by_the_nex
         server.process.terminate()
         server.process.join(30)
     assert [(p["channel"], p["thread_ts"], p["text"]) for p in bot.posts] == [("C1", "1700000000.000101", "looked it up slowly")]
+    bot.token_checked()
     with sqlite3.connect(bot.root / "dialogues.db") as db:
         assert db.execute("SELECT count(*) FROM pending WHERE answered IS NULL").fetchone() == (0,)
         assert db.execute("SELECT role, text FROM turns WHERE conversation_id = 'slack:T1:C1:1700000000.000101'"
@@ -480,7 +507,7 @@ async def test_an_answer_killed_on_its_way_to_slack_is_sent_by_the_next_server(
     bot = await slow_slack(tiny_demo_bot, tmp_path / "sending", aiohttp_server, hang=1)
     body, headers = bot.event(1)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        server = await start(bot.root, session)
+        server = await bot.start(session)
         async with session.post(f"{server.url}/slack/events", data=body, headers=headers) as response:
             assert response.status == 200
         deadline = time.monotonic() + 20
@@ -489,11 +516,12 @@ async def test_an_answer_killed_on_its_way_to_slack_is_sent_by_the_next_server(
         assert [p["text"] for p in bot.hung] == ["looked it up slowly"]
         server.process.kill()
         server.process.join(10)
-        server = await start(bot.root, session)
+        server = await bot.start(session)
         await bot.answers(1)
         server.process.terminate()
         server.process.join(30)
     assert [(p["thread_ts"], p["text"]) for p in bot.posts] == [("1700000000.000101", "looked it up slowly")]
+    bot.token_checked()
     with sqlite3.connect(bot.root / "dialogues.db") as db:
         assert db.execute("SELECT count(*) FROM pending WHERE answered IS NULL").fetchone() == (0,)
         # sent as logged, not answered a second time
@@ -511,11 +539,11 @@ async def test_two_servers_on_one_store_answer_each_kept_message_once(
     bot = await slow_slack(tiny_demo_bot, tmp_path / "pair", aiohttp_server,
                            SLOW_ACTION.replace("await asyncio.sleep(2)", GATE.format(gate=str(gate))))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        blue = await start(bot.root, session)
+        blue = await bot.start(session)
         body, headers = bot.event(1)
         async with session.post(f"{blue.url}/slack/events", data=body, headers=headers) as response:
             assert response.status == 200
-        green = await start(bot.root, session)  # while blue's turn waits at the gate
+        green = await bot.start(session)  # while blue's turn waits at the gate
         await asyncio.sleep(1)
         gate.touch()
         await bot.answers(1)
@@ -532,6 +560,7 @@ async def test_two_servers_on_one_store_answer_each_kept_message_once(
         green.process.terminate()
         green.process.join(30)
     assert sorted(p["thread_ts"] for p in bot.posts) == ["1700000000.000101", "1700000000.000102"]
+    bot.token_checked()
     with sqlite3.connect(bot.root / "dialogues.db") as db:
         assert db.execute("SELECT count(*) FROM pending WHERE answered IS NULL").fetchone() == (0,)
 

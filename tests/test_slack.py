@@ -58,6 +58,18 @@ DOC_BODY = (
 DOC_SIGNATURE = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
 
 
+def slack_auth_test(request: web.Request, token: str) -> web.Response:
+    """Slack's answer to ``auth.test`` as it sends it, for a workspace "Shop" (T1) whose bot user is deskbot (UBOT)
+    with the bot token ``token``: compact JSON, its slashes escaped, a bot token's bot_id included; ``invalid_auth``
+    for another token. ``bot serve`` asks it at start (``SlackChannel._check_token``)."""
+    if request.headers.get("Authorization") != f"Bearer {token}":
+        return web.Response(body=b'{"ok":false,"error":"invalid_auth"}', content_type="application/json",
+                            charset="utf-8")
+    return web.Response(body=b'{"ok":true,"url":"https:\\/\\/shop.slack.com\\/","team":"Shop","user":"deskbot",'
+                             b'"team_id":"T1","user_id":"UBOT","bot_id":"B01","is_enterprise_install":false}',
+                        content_type="application/json", charset="utf-8")
+
+
 class FakeBot:
     """Stands in for bot.engine.Bot: records turns and answers after ``delay`` seconds."""
 
@@ -160,14 +172,8 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
         return web.json_response({"ok": True, "users": api.groups[group]})
 
     async def auth_test(request: web.Request) -> web.Response:
-        """Slack's answer as it sends it: compact JSON, its slashes escaped, a bot token's bot_id included."""
         api.auth_tested += 1
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return web.Response(body=b'{"ok":false,"error":"invalid_auth"}', content_type="application/json",
-                                charset="utf-8")
-        return web.Response(body=b'{"ok":true,"url":"https:\\/\\/shop.slack.com\\/","team":"Shop","user":"deskbot",'
-                                 b'"team_id":"T1","user_id":"UBOT","bot_id":"B01","is_enterprise_install":false}',
-                            content_type="application/json", charset="utf-8")
+        return slack_auth_test(request, TOKEN)
 
     async def notified(request: web.Request) -> web.Response:
         if api.hook_down:
