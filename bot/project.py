@@ -644,9 +644,12 @@ class Project:
         ASCII digits: ``\\d`` matches any script's (Arabic-Indic ١٢٣, Devanagari), and an order number typed
         in them would be looked up as written, and not found. A pattern reads the text as typed and with its
         full-width forms as ASCII (:func:`ascii_forms`), the value being the typed text's, so that a pattern's
-        ``[:#]`` takes the "：" a Chinese input method types ("订单号：789"), which the demo's order number missed."""
+        ``[:#]`` takes the "：" a Chinese input method types ("订单号：789"), which the demo's order number missed;
+        and with its Traditional characters as Simplified (:func:`model_text`) where that keeps each character in
+        its place, so that a word a customer types in both scripts (订單456, as input methods mix them) is read
+        as a pattern written in either takes it."""
         found: dict[tuple[str, str], dict[str, Any]] = {}  # ordered, each value once
-        texts = dict.fromkeys((text, ascii_forms(text)))
+        texts = read_forms(text)
         for name, patterns in self.entity_patterns.items():
             for match in (m for pattern in patterns for typed in texts for m in pattern.finditer(typed)):
                 group = "value" if "value" in match.re.groupindex else 0
@@ -702,9 +705,9 @@ class Project:
 
     def is_answer(self, entity: str, text: str) -> bool:
         """Whether one of ``entity``'s patterns takes the whole message: what the shop wrote as an answer
-        when an action asks for that value, as typed or with its full-width forms as ASCII (:func:`ascii_forms`)."""
+        when an action asks for that value, in any of the forms :meth:`found_entities` reads (:func:`read_forms`)."""
         return any(pattern.fullmatch(typed) for pattern in self.entity_patterns.get(entity, ())
-                   for typed in (text.strip(), ascii_forms(text.strip())))
+                   for typed in read_forms(text.strip()))
 
     @property
     def models_dir(self) -> Path:
@@ -1617,6 +1620,18 @@ _FULL_WIDTH = {0xFF01 + i: 0x21 + i for i in range(94)} | {0x3000: 0x20}
 def ascii_forms(text: str) -> str:
     """``text`` with its full-width forms of ASCII's characters as ASCII (:data:`_FULL_WIDTH`), as long as it."""
     return text.translate(_FULL_WIDTH)
+
+
+def read_forms(text: str) -> list[str]:
+    """The forms of ``text`` an entity's patterns read, each as long as it, so that a match's span is the typed
+    text's: as typed, with its full-width forms as ASCII (:func:`ascii_forms`), and each with its Traditional
+    characters as Simplified (:func:`model_text`) where that keeps it as long. A pattern compiled in each whole
+    script (:func:`regex_patterns`) took no word typed in both (订單456, as input methods mix them), which the
+    Simplified form reads as the Simplified pattern does."""
+    def simplified(form: str) -> str:
+        converted = model_text(form)
+        return converted if len(converted) == len(form) else form
+    return list(dict.fromkeys(typed for form in (text, ascii_forms(text)) for typed in (form, simplified(form))))
 
 
 # Chinese digits as a number read out one by one is written in them (七八九, 幺二三: 幺 is 1 there, 两 2, 〇 0).

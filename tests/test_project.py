@@ -852,6 +852,20 @@ def test_regexes_read_either_chinese_script_and_keep_the_customers(tmp_path: Pat
     assert project.is_answer("order_id", "訂單123") and payload_value(project, "order_id", "訂單 456") == "456"
 
 
+def test_regexes_read_a_word_typed_in_both_chinese_scripts(tmp_path: Path) -> None:
+    """An input method mixes the scripts inside one word (订單456, 訂单 456): a regex, compiled in each whole
+    script, read neither, and the customer's order number was not found. The value and its span are the typed
+    text's, whichever script the regex is written in."""
+    project = chinese_bot(tmp_path, "- intent: order\n  examples: |\n    - 订单在哪\n"
+                                    "- regex: order_id\n  examples: |\n    - 订单\\s*(?P<value>\\d{3,})\n"
+                                    "- regex: pickup\n  examples: |\n    - (?P<value>東區|西區)倉庫\n")
+    assert project.entities("订單456") == project.entities("我的訂单 456 在哪") == {"order_id": "456"}
+    assert project.found_entities("查订單456")[0] == {"entity": "order_id", "start": 3, "end": 6, "value": "456",
+                                                    "confidence_entity": 1.0, "extractor": "RegexEntityExtractor"}
+    assert project.entities("东區倉库") == {"pickup": "东區"}
+    assert project.is_answer("order_id", "訂单 456")
+
+
 def test_regexes_read_the_full_width_punctuation_an_input_method_types(bot_dir: Path, tmp_path: Path) -> None:
     """A Chinese input method types "订单号：789" with a full-width colon, which the demo's order number, whose
     pattern takes an ASCII ":" after 订单号, did not read: the action asked for the number the customer had given.
