@@ -436,11 +436,20 @@ def _v39(db: sqlite_utils.Database) -> None:
     db.execute(f"CREATE INDEX IF NOT EXISTS idx_handoffs_handed_back ON handoffs (conversation_id) WHERE {_HANDED_BACK}")
 
 
+def _v40(db: sqlite_utils.Database) -> None:
+    """Each agent's claim of a customer handed off to nobody (``Store._claim``), which names them on the handoff itself:
+    another server on the store read no new row, and its web chat sockets went on saying nobody had the customer until
+    the agent's first reply (:meth:`Store.said_elsewhere`). ``server``: as ``_v38``'s."""
+    db.execute("CREATE TABLE IF NOT EXISTS handoff_claims (id INTEGER PRIMARY KEY, conversation_id TEXT NOT NULL "
+               "REFERENCES conversations(id), created FLOAT NOT NULL, server TEXT)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_handoff_claims_conversation_id ON handoff_claims (conversation_id, id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
-                                                              _v37, _v38, _v39]
+                                                              _v37, _v38, _v39, _v40]
 # Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
 # twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
 RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
@@ -1124,6 +1133,7 @@ class Marks(NamedTuple):
     turns: int
     handoffs: int
     takeovers: int
+    handoff_claims: int
 
 
 @dataclass
@@ -1556,7 +1566,10 @@ class Store:
             named = self.db.execute(f"UPDATE handoffs SET agent = ?, taken = ? WHERE agent IS NULL AND id = {latest} "
                                     "AND NOT EXISTS (SELECT 1 FROM takeovers WHERE handoff_id = handoffs.id)",
                                     [agent, now(), conversation_id, conversation_id]).rowcount
-            if not named and self._status(conversation_id) == "handed_off":  # released: no longer the handoff's
+            if named:  # for the other servers on the store, which read no new handoff (_v40)
+                self.db.execute("INSERT INTO handoff_claims (conversation_id, created, server) VALUES (?, ?, ?)",
+                                [conversation_id, now(), self.server])
+            elif self._status(conversation_id) == "handed_off":  # released: no longer the handoff's
                 self._hand_over(conversation_id, agent, None, agent)
         elif holder is not None and agent_key(holder) != agent_key(agent):
             self._hand_over(conversation_id, agent, holder, by or agent)
@@ -2171,7 +2184,8 @@ class Store:
         """What was written by other than ``server`` (another server on the store, or a command) in the conversations
         ``conversation_ids`` since ``after``, the marks the last call returned (None: the first call, which finds
         nothing): their turns, oldest first (``id``, ``conversation_id``, ``role``, ``text``, ``author``, ``buttons``,
-        ``custom``, ``notice``); by conversation whose hands changed (a handoff, a handback, a takeover, a release),
+        ``custom``, ``notice``); by conversation whose hands changed (a handoff, a handback, a takeover, a claim of a
+        customer handed off to nobody (``_v40``), a release),
         its ``status`` and the ``agent`` who has it now, and the ``reason`` of the latest change (``agent`` for a
         takeover or a release); and the marks to ask after next (``_v38``)."""
         latest = Marks(*(self.db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
@@ -2185,8 +2199,10 @@ class Store:
             f"notice FROM turns WHERE {within} ORDER BY id", [ids, after.turns, latest.turns, others])]
         reasons = {cid: reason for cid, reason, _ in self.db.execute(  # the latest change's, the later rows last
             f"SELECT conversation_id, reason, created FROM handoffs WHERE {within} UNION ALL "
-            f"SELECT conversation_id, 'agent', created FROM takeovers WHERE {within} ORDER BY 3",
-            [ids, after.handoffs, latest.handoffs, others, ids, after.takeovers, latest.takeovers, others])}
+            f"SELECT conversation_id, 'agent', created FROM takeovers WHERE {within} UNION ALL "
+            f"SELECT conversation_id, 'agent', created FROM handoff_claims WHERE {within} ORDER BY 3",
+            [ids, after.handoffs, latest.handoffs, others, ids, after.takeovers, latest.takeovers, others,
+             ids, after.handoff_claims, latest.handoff_claims, others])}
         changed = {}
         for cid, reason in reasons.items():
             status = self._status(cid)
@@ -2792,7 +2808,7 @@ class Store:
         in_turns = "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"
         tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
                   ("answer_candidates", "conversation_id = ?"), ("takeovers", "conversation_id = ?"),
-                  ("notes", "conversation_id = ?"),
+                  ("handoff_claims", "conversation_id = ?"), ("notes", "conversation_id = ?"),
                   ("handoffs", "conversation_id = ?"),
                   ("seen", "conversation_id = ?"), ("answering", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]

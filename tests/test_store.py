@@ -1712,7 +1712,7 @@ def test_an_agents_handback_keeps_whose_customer_it_was_from_migration_39_on(tmp
     user_turn(store, "back", "where is my order?")
     store.set_status("back", "handed_off", "agent", agent="Ana")
     store.set_status("back", "open", "agent", agent="Ana")
-    store = left_by(store, len(MIGRATIONS) - 1, "DROP INDEX idx_handoffs_handed_back",
+    store = left_by(store, 38, "DROP INDEX idx_handoffs_handed_back",
                     "ALTER TABLE handoffs DROP COLUMN previous")
     store.set_status("back", "handed_off", "agent", agent="Ana")
     store.set_status("back", "open", "agent", agent="Bob", force=True, by="admin")
@@ -2782,3 +2782,26 @@ def test_a_replys_earlier_votes_are_dropped_from_migration_27_on(tmp_path: Path)
         (first, 1, "still wrong"), (second, 1, "thanks")]
     assert [t["feedback"] for t in store.history("voted") if t["role"] == "bot"] == [1, 1]
     store.close()
+
+
+def test_an_agents_claim_of_a_customer_handed_off_to_nobody_is_said_elsewhere_and_purged(tmp_path: Path) -> None:
+    """An agent taking over a customer who asked for a person names themselves on the customer's handoff, a row
+    another server on the store had read already: it found no change, and its sockets went on saying nobody had the
+    customer. The claim is kept for it (``_v40``), once, and goes with the conversation when it is purged."""
+    first, second = Store(tmp_path / "dialogues.db"), Store(tmp_path / "dialogues.db")
+    first.serve()
+    second.serve()
+    user_turn(first, "asked", "I want a person")
+    _, _, marks = second.said_elsewhere(["asked"], None, second.server)
+    first.set_status("asked", "handed_off", "requested")
+    _, changed, requested = second.said_elsewhere(["asked"], marks, second.server)
+    assert changed == {"asked": {"status": "handed_off", "reason": "requested", "agent": None}}
+    first.set_status("asked", "handed_off", "agent", agent="Ana")
+    first.set_status("asked", "handed_off", "agent", agent="Ana")  # hers already: no change to say
+    _, changed, marks = second.said_elsewhere(["asked"], requested, second.server)
+    assert changed == {"asked": {"status": "handed_off", "reason": "agent", "agent": "Ana"}}
+    assert second.said_elsewhere(["asked"], marks, second.server)[1] == {}
+    assert first.said_elsewhere(["asked"], requested, first.server)[1] == {}  # its own, pushed as it was made
+    assert first.purge("asked").deleted["asked"]["handoff_claims"] == 1
+    first.close()
+    second.close()

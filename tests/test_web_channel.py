@@ -971,12 +971,31 @@ async def test_an_agents_named_reply_through_another_server_has_the_widget_read_
             {"type": "sync", "conversation_id": cid}]
         token = web_demo_bot.admin_token
         assert (await admin(first, token, f"/admin/conversations/{cid}/handoff?agent=Ana")).status == 200
+        assert [frame["type"] async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == ["status", "sync"]
         response = await admin(first, token, f"/admin/conversations/{cid}/messages", {"text": "Hi", "agent": "Ana"})
         assert response.status == 200
         heard = [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)]
         assert [frame["type"] for frame in heard] == ["agent", "sync"]
     history = await (await second.get(f"/api/conversations/{cid}/history")).json()
     assert (history["status"], history["agent"]) == ("handed_off", "Ana")
+
+
+async def test_an_agents_takeover_of_a_customer_waiting_for_a_person_reaches_the_sockets_on_another_server(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """An agent taking over, through one server, a customer who had asked for a person names themselves on the
+    customer's handoff: no new handoff is written, and a socket on the other server on the store heard nothing, its
+    banner naming nobody until the agent's first reply. It hears the status frame the first server pushes to its own,
+    and a sync; a second takeover by the same agent changes nothing and is not pushed again."""
+    first, second = [await aiohttp_client(create_app(web_demo_bot.root, device="cpu")) for _ in range(2)]
+    token = web_demo_bot.admin_token
+    async with joined_socket(second) as (cid, ws):
+        await chat(first, cid, "/handoff")
+        assert [frame["type"] async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == ["status", "sync"]
+        for _ in range(2):
+            assert (await admin(first, token, f"/admin/conversations/{cid}/handoff?agent=Ana")).status == 200
+        assert [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == [
+            {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "agent", "agent": "Ana"},
+            {"type": "sync", "conversation_id": cid}]
 
 
 async def test_a_failure_to_pass_on_what_another_server_said_leaves_the_next_to_be_passed_on(
