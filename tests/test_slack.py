@@ -1917,6 +1917,33 @@ async def test_a_customers_mention_edited_is_kept_as_edited_by_an_app_that_hears
     bot.store.close()
 
 
+async def test_a_customers_mention_edited_down_to_the_mention_or_a_picture_alone_reads_so_where_mentions_alone_come(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """Where the app hears mentions alone, a customer's answered question edited down to the bot's mention alone, or
+    to the picture sent with it, comes as the mention again, without words, and the transcript kept the words they took
+    back. It reads as such a message sent so reads, at each edit, and nothing is posted for it."""
+    bot = logging_bot(tmp_path)
+    channel = make_channel(bot, slack_api.url)
+    client = await client_of(aiohttp_client, channel)
+    sent, later = f"{time.time():.6f}", f"{time.time() + 1:.6f}"
+
+    def mention(event_id: str, text: str, ts: str, **fields: Any) -> dict[str, Any]:
+        return event(event_id, text, ts=ts, type="app_mention", **fields)
+
+    edit = {"edited": {"user": "U1", "ts": later}}
+    await post(client, mention("Ev1", "<@UBOT> my card 4929 1234 5678 9012 was charged twice", sent))
+    await post(client, mention("Ev2", "<@UBOT> and my address is 12 Harbour Road", later, thread_ts=sent))
+    await post(client, mention("Ev3", "<@UBOT>", sent, **edit))
+    await post(client, mention("Ev4", "<@UBOT> ", later, thread_ts=sent, files=[{"id": "F1", "mimetype": "image/png"}],
+                               **edit))
+    await channel.close()
+    history = bot.store.history(f"slack:T1:C1:{sent}")
+    assert [(m["role"], m["text"]) for m in history] == [
+        ("user", "[mentioned the bot]"), ("bot", bot.text), ("user", "[picture]"), ("bot", bot.text)]
+    assert [p["text"] for p in slack_api.posts] == [bot.text] * 2
+    bot.store.close()
+
+
 async def test_a_customers_message_edited_to_the_bots_mention_or_a_picture_alone_reads_so(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """A customer's message edited down to the bot's mention alone, or to the picture sent with it, kept its first

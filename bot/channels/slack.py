@@ -551,7 +551,8 @@ class SlackChannel(PlatformChannel):
                 await self._start(request, turn, message_key(turn.metadata["channel"], turn.metadata["ts"]),
                                   bool(payload["event"].get("edited")))
             elif turn is not None:
-                await self._unread(request, turn, sent_kind(payload["event"]) or MENTION)
+                await self._unread(request, turn, sent_kind(payload["event"]) or MENTION,
+                                   bool(payload["event"].get("edited")))
         return web.Response(status=200)
 
     async def handle_interactions(self, request: web.Request) -> web.StreamResponse:
@@ -963,14 +964,17 @@ class SlackChannel(PlatformChannel):
             self._group_members[group] = frozenset(
                 user for user in (users if isinstance(users, list) else []) if _string(user))
 
-    async def _unread(self, request: web.Request, turn: Turn, kind: str) -> None:
+    async def _unread(self, request: web.Request, turn: Turn, kind: str, edit: bool = False) -> None:
         """Answer files sent without a word (a screenshot), or a Slack message shared so, with ``UNREAD_HINT``, and
         the bot mentioned alone (``kind`` :data:`MENTION`) with ``MENTION_HINT``, once and within the conversation's
         limit, in its language and script: the customer heard nothing back. In a
         conversation handed to a person it is recorded instead, as a customer's turn saying what came ("[picture]",
         :data:`~dialogues.holding.SENT`): the agent learns of it, and no hint talks over them. WeCom's pictures are
-        answered the same way."""
+        answered the same way. An ``edit`` of a message the store holds (its words taken back, the mention or the file
+        left) reads so there (:meth:`_edited`), and asks for nothing."""
         conversation_id, key = turn.conversation_id, message_key(turn.metadata["channel"], turn.metadata["ts"])
+        if edit:
+            await self._edited(turn, key, kind)
         async with self._seen.claim(turn.seen) as first:
             if not first:
                 return
@@ -1013,14 +1017,20 @@ class SlackChannel(PlatformChannel):
             elif notice:
                 self._tell(turn, notice, key)
 
-    async def _edited(self, turn: Turn, key: str) -> None:
-        """Give the customer's message ``key``, which the store holds, the words of its edit ``turn``
-        (``Store.replace_message``), as a ``message_changed`` does (:meth:`_changed`): an app that hears mentions alone
-        (``app_mention``, no ``message.channels``) learns of an edit only so, and the transcript, the agents and the
-        reviewers kept the words the customer had taken back."""
+    async def _edited(self, turn: Turn, key: str, kind: str = "") -> None:
+        """Give the customer's message ``key``, where the store holds it, the words of its edit ``turn``
+        (``Store.replace_message``), or, without words, what came instead (``kind``, as :meth:`_unread` reads it:
+        "[mentioned the bot]", "[picture]"), as a ``message_changed`` does (:meth:`_changed`): an app that hears
+        mentions alone (``app_mention``, no ``message.channels``) learns of an edit only so, and the transcript, the
+        agents and the reviewers kept the words the customer had taken back."""
         store = self.bot.store
-        if store is not None:
-            await self.bot._store(store.replace_message, turn.conversation_id, key, normalise(turn.text), turn.shown)
+        if store is None:
+            return
+        if turn.text:
+            text, shown = normalise(turn.text), turn.shown
+        else:
+            text = shown = SENT[kind][self._own_language(await self.conversation_slots(turn.conversation_id))]
+        await self.bot._store(store.replace_message, turn.conversation_id, key, text, shown)
 
     def _tell(self, turn: Turn, notice: str, key: str) -> None:
         """Post the channel's own ``notice`` for the message ``key`` of ``turn`` (a hint, a notice to wait) in the
