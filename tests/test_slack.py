@@ -1917,6 +1917,33 @@ async def test_a_customers_mention_edited_is_kept_as_edited_by_an_app_that_hears
     bot.store.close()
 
 
+async def test_a_mention_edited_minutes_after_it_was_written_is_kept_as_edited_and_not_answered_again(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """Where the app hears mentions alone, a mention edited more than 5 minutes after it was written (past Slack's
+    retries, and the keys that tell an answered message) was dropped: the transcript kept a customer's words, and a
+    colleague's note, as first written. The store takes such an edit; the message is not answered again."""
+    slack_api.members["U7"] = {"name": "ada"}
+    bot = logging_bot(tmp_path)
+    channel = make_channel(bot, slack_api.url, team_users=["U7"])
+    client = await client_of(aiohttp_client, channel)
+    sent, noted, now = f"{time.time() - 600:.6f}", f"{time.time() - 590:.6f}", f"{time.time():.6f}"
+
+    def mention(event_id: str, text: str, ts: str, user: str = "U1", **fields: Any) -> dict[str, Any]:
+        return event(event_id, text, ts=ts, type="app_mention", user=user, **fields)
+
+    await post(client, mention("Ev1", "<@UBOT> my card 4929 1234 5678 9012 was charged twice", sent))
+    await post(client, mention("Ev2", "<@UBOT> looking into it", noted, "U7", thread_ts=sent))
+    await channel.close()
+    await post(client, mention("Ev3", "<@UBOT> my card was charged twice", sent, edited={"user": "U1", "ts": now}))
+    await post(client, mention("Ev4", "<@UBOT> looking into it, Grace", noted, "U7", thread_ts=sent,
+                               edited={"user": "U7", "ts": now}))
+    await channel.close()
+    assert [(m["role"], m["author"], m["text"]) for m in bot.store.history(f"slack:T1:C1:{sent}")] == [
+        ("user", None, "my card was charged twice"), ("bot", None, bot.text), ("agent", "ada", "looking into it, Grace")]
+    assert len(bot.turns) == len(slack_api.posts) == 1
+    bot.store.close()
+
+
 async def test_a_customers_mention_edited_down_to_the_mention_or_a_picture_alone_reads_so_where_mentions_alone_come(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """Where the app hears mentions alone, a customer's answered question edited down to the bot's mention alone, or

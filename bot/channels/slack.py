@@ -545,6 +545,13 @@ class SlackChannel(PlatformChannel):
                 turn.metadata["support_team"] = True
             if turn is None and payload["event"].get("subtype") in CHANGES:
                 await self._changed(payload)
+            # An edited message that mentions the bot comes again as an app_mention, plain. Written minutes ago, it is
+            # answered unless its first delivery was (the turn's keys remember it): a mention added by an edit, where
+            # the app hears mentions alone. Older, those keys may have forgotten it: it is not answered again, and the
+            # store takes the edit of a message it holds, the customer's or a colleague's.
+            elif turn is not None and payload["event"].get("edited") and not written_lately(turn.metadata["ts"]):
+                await self._edited(turn, message_key(turn.metadata["channel"], turn.metadata["ts"]),
+                                   sent_kind(payload["event"]) or MENTION)
             elif turn is not None and turn.metadata.get("support_team"):
                 await self._note(turn, sent_kind(payload["event"]) or MENTION, bool(payload["event"].get("edited")))
             elif turn is not None and turn.text:
@@ -584,11 +591,6 @@ class SlackChannel(PlatformChannel):
         # Edits, deletions, joins and bot posts all arrive as subtypes; a customer's own words come plain,
         # as a thread reply also sent to the channel, or with a file attached.
         if event.get("subtype") not in CUSTOMER_SUBTYPES or event.get("bot_id") or user in self.own_user_ids:
-            return None
-        # An edited message that mentions the bot comes again as an app_mention, plain. Written minutes ago, it is
-        # answered unless its first delivery was (the keys below remember it): a mention added by an edit, where the
-        # app hears mentions alone. Older, those keys may have forgotten it, and it is not answered again.
-        if event.get("edited") and not written_lately(ts):
             return None
         if not (user and channel and ts):
             return None
@@ -1018,7 +1020,8 @@ class SlackChannel(PlatformChannel):
                 self._tell(turn, notice, key)
 
     async def _edited(self, turn: Turn, key: str, kind: str = "") -> None:
-        """Give the customer's message ``key``, where the store holds it, the words of its edit ``turn``
+        """Give the customer's message ``key`` (or a colleague's note, :meth:`_note`, edited after its keys are
+        forgotten), where the store holds it, the words of its edit ``turn``
         (``Store.replace_message``), or, without words, what came instead (``kind``, as :meth:`_unread` reads it:
         "[mentioned the bot]", "[picture]"), as a ``message_changed`` does (:meth:`_changed`): an app that hears
         mentions alone (``app_mention``, no ``message.channels``) learns of an edit only so, and the transcript, the
