@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import re
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
@@ -192,15 +194,28 @@ def test_a_long_message_is_cut_where_a_reader_expects_a_break_within_wecoms_byte
 
 @pytest.fixture
 async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
-    """gettoken and message/send; the first token issued is reported expired (42001) on use. ``busy``
-    counts the sends to answer with -1, WeCom's "system busy, try again later"."""
-    state = SimpleNamespace(issued=[], sent=[], url="", busy=0)
+    """gettoken, agent/get and message/send, answering as WeCom does; the first token issued is reported expired
+    (42001) on message/send. ``busy`` counts the sends to answer with -1, WeCom's "system busy, try again later";
+    ``trusted`` is whether this server's IP is among the app's trusted ones (企业可信IP), which WeCom checks on the
+    calls with a token, not on gettoken."""
+    state = SimpleNamespace(issued=[], sent=[], url="", busy=0, trusted=True)
 
     async def gettoken(request: web.Request) -> web.Response:
-        if (request.query.get("corpid"), request.query.get("corpsecret")) != (CORP_ID, "app-secret"):
+        if request.query.get("corpid") != CORP_ID:
             return web.json_response({"errcode": 40013, "errmsg": "invalid corpid"})
+        if request.query.get("corpsecret") != "app-secret":
+            return web.json_response({"errcode": 40001, "errmsg": "invalid credential"})
         state.issued.append(f"TOKEN{len(state.issued) + 1}")
         return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": state.issued[-1], "expires_in": 7200})
+
+    async def agent_get(request: web.Request) -> web.Response:
+        if request.query.get("access_token") not in state.issued:
+            return web.json_response({"errcode": 40014, "errmsg": "invalid access_token"})
+        if not state.trusted:
+            return web.json_response({"errcode": 60020, "errmsg": "not allow to access from your ip"})
+        if request.query.get("agentid") != "1000002":
+            return web.json_response({"errcode": 40056, "errmsg": "invalid agentid"})
+        return web.json_response({"errcode": 0, "errmsg": "ok", "agentid": 1000002, "name": "小店客服"})
 
     async def message_send(request: web.Request) -> web.Response:
         token = request.query.get("access_token")
@@ -216,6 +231,7 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
 
     app = web.Application()
     app.router.add_get("/cgi-bin/gettoken", gettoken)
+    app.router.add_get("/cgi-bin/agent/get", agent_get)
     app.router.add_post("/cgi-bin/message/send", message_send)
     server = await aiohttp_server(app)
     state.url = str(server.make_url("/cgi-bin/"))
@@ -508,12 +524,78 @@ async def test_an_answer_in_hong_kong_forms_owed_to_a_customer_is_resent_in_hong
 async def test_a_refusal_whose_fix_is_the_apps_settings_names_the_setting(wecom_api: SimpleNamespace) -> None:
     """A wrong CorpID or Secret made every late answer fail as "gettoken: 40013 invalid corpid", and the operator
     looked the code up to learn which of the five values was wrong, and where the right one is."""
-    channel = WeComChannel(FakeBot(), settings(wecom_api.url, secret="the-aes-key-by-mistake"))
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url, corp_id="ww-mistyped"))
     with pytest.raises(WeComAPIError) as failed:
-        await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "它明天到。")
+        await channel.send("wecom:ww-mistyped:ChenJiaShun", "它明天到。")
     await channel.close()
     assert str(failed.value) == ("gettoken: 40013 invalid corpid (set channels.wecom.corp_id (or DESKBOT_WECOM_CORP_ID) "
                                  "to the company's CorpID (我的企业 > 企业信息 > 企业ID))")
+
+
+SECRET_FIX = ("set channels.wecom.secret (or DESKBOT_WECOM_SECRET) to the Secret of the app whose AgentId is "
+              "channels.wecom.agent_id (应用管理 > the app > Secret)")
+REFUSED_AT_START = ("ERROR WeCom refused the app's settings at start ({}): answers later than a passive reply and agents' "
+                    "replies do not reach WeCom's customers, each handed to an agent as undelivered, until it is set right")
+
+
+@pytest.mark.parametrize("secret, trusted, said", [
+    ("app-secret", True, f"INFO WeCom: the Secret is the app 小店客服 (AgentId 1000002) of CorpID {CORP_ID}"),
+    ("the-aes-key-by-mistake", True, REFUSED_AT_START.format(f"gettoken: 40001 invalid credential ({SECRET_FIX})")),
+    ("app-secret", False, REFUSED_AT_START.format(
+        "agent/get: 60020 not allow to access from your ip (WeCom takes API calls only from the app's trusted IPs: add "
+        "this server's public IP under the app's 企业可信IP)")),
+])
+async def test_the_apps_settings_are_checked_with_wecom_at_start(
+        wecom_api: SimpleNamespace, caplog: pytest.LogCaptureFixture, secret: str, trusted: bool, said: str) -> None:
+    """A wrong Secret, or a server outside the app's trusted IPs, showed only when the first answer too late to be
+    passive, or an agent's reply, failed, and that customer was handed to an agent as undelivered: passive replies
+    never ask for a token. WeCom is asked at start (gettoken, then agent/get with its token, which WeCom checks the
+    trusted IPs on), and the log names the app, or what to fix."""
+    caplog.set_level(logging.INFO, logger="bot.channels.wecom")
+    wecom_api.trusted = trusted
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url, secret=secret))
+    channel.start()
+    await channel._checking
+    await channel.close()
+    assert [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.name == "bot.channels.wecom"] == [said]
+    assert wecom_api.issued == ([] if secret != "app-secret" else ["TOKEN1"])
+
+
+async def test_a_wecom_that_never_answers_the_check_at_start_does_not_hold_up_the_shutdown(
+        aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The check at start waits for WeCom a few seconds at most, and a server stopped meanwhile does not wait for it:
+    a WeCom API address that takes the connection and never answers would have held the shutdown for its grace."""
+    asked, never = asyncio.Event(), asyncio.Event()
+
+    async def gettoken(request: web.Request) -> web.Response:
+        asked.set()
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_get("/cgi-bin/gettoken", gettoken)
+    server = await aiohttp_server(app)
+    channel = WeComChannel(FakeBot(), settings(str(server.make_url("/cgi-bin/"))))
+    channel.start()
+    await asyncio.wait_for(asked.wait(), timeout=5.0)
+    await asyncio.wait_for(channel.close(grace=30.0), timeout=2.0)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_wecom_out_of_reach_at_start_is_said_once_with_the_address_to_check(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """WeCom not answering at start (a mistyped api_url, no way out of the server) is said after one try, naming
+    api_url: a try again would only delay the line."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/cgi-bin/"
+    channel = WeComChannel(FakeBot(), settings(url))
+    channel.start()
+    await asyncio.wait_for(channel._checking, timeout=2.0)  # one try: a second would wait a second first
+    await channel.close()
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert line.startswith("WeCom could not be reached at start (") and (
+        f"check channels.wecom.api_url (or DESKBOT_WECOM_API_URL), now {url}, and that this server can reach it" in line)
 
 
 async def test_wecom_busy_is_tried_again_up_to_three_times(wecom_api: SimpleNamespace) -> None:

@@ -29,9 +29,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from aiohttp import web
 
-from bot.channels.base import (MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, DeliveryError, MaybeDelivered, PlatformChannel,
-                               UNREAD_HINT, TryAgain, Turn, api_base, api_result, clock_off, handed_over, http_error,
-                               is_fresh, read_body, message_pieces, readable, send_pieces, signed, skew)
+from bot.channels.base import (DEFAULT_GRACE_S, MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, UNDELIVERED, DeliveryError,
+                               MaybeDelivered, PlatformChannel, Stopping, UNREAD_HINT, TryAgain, Turn, api_base,
+                               api_result, clock_off, failure, handed_over, http_error, is_fresh, read_body,
+                               message_pieces, readable, send_pieces, signed, skew)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
@@ -52,6 +53,7 @@ MAX_CONTENT_BYTES = 2048  # WeCom's limit for a text message's content
 TOKEN_EXPIRED = {40014, 42001}  # invalid access_token, expired access_token
 SYSTEM_BUSY = -1  # "系统繁忙": WeCom asks to try again later
 TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry
+START_CHECK_TIMEOUT_S = 5.0  # the check of the app's settings at start (WeComChannel.start) waits no longer for WeCom
 ENV = {
     "token": "DESKBOT_WECOM_TOKEN",
     "aes_key": "DESKBOT_WECOM_AES_KEY",
@@ -76,13 +78,17 @@ FIXES: dict[int, str] = {
 class WeComAPIError(DeliveryError):
     """WeCom's API answered with a non-zero ``errcode`` or a non-2xx status."""
 
+    refused = False  # WeCom itself answered with an errcode: the same call fails again until a setting is mended
+
 
 def api_error(path: str, result: dict[str, Any]) -> WeComAPIError:
     """The error of a call to ``path`` that WeCom answered with ``result``'s non-zero ``errcode``: its code and
     words, and what to do where the fix is the app's settings (:data:`FIXES`)."""
     code = result.get("errcode")
     fix = FIXES.get(code) if isinstance(code, int) else None
-    return WeComAPIError(f"{path}: {code} {result.get('errmsg')}{f' ({fix})' if fix else ''}")
+    error = WeComAPIError(f"{path}: {code} {result.get('errmsg')}{f' ({fix})' if fix else ''}")
+    error.refused = True
+    return error
 
 
 class WeComMaybeSent(WeComAPIError, MaybeDelivered):
@@ -209,6 +215,47 @@ class WeComChannel(PlatformChannel):
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
+        self._checking: asyncio.Task[None] | None = None  # the check of the app's settings at start (start())
+
+    def start(self) -> None:
+        self._checking = self._tasks.spawn(self._check_app())
+
+    async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
+        """Close as every platform channel does, the check of the app's settings at start cancelled rather than
+        waited for: a WeCom out of reach would have held the shutdown until the check's timeout."""
+        if self._checking is not None:
+            self._checking.cancel()
+        await super().close(grace)
+
+    async def _check_app(self) -> None:
+        """Ask WeCom at start for the app's access token (``gettoken``, as WeCom documents getting one) and, with it,
+        for the app itself (``agent/get``), one try each within :data:`START_CHECK_TIMEOUT_S`, and say in the log
+        which app the settings are, or what to fix (:data:`FIXES`): a wrong CorpID, Secret or AgentId, or a server
+        outside the app's trusted IPs (企业可信IP, which WeCom checks on calls with the token, not on gettoken).
+        Passive replies need no token, so either showed only when an answer too late to be passive, or an agent's
+        reply, failed, and that customer was handed to an agent as undelivered. The server starts all the same:
+        passive replies and the other channels work on, and a WeCom down for a moment is no reason to stop."""
+        try:
+            async with asyncio.timeout(START_CHECK_TIMEOUT_S):
+                token = await self._fetch_token(once=True)
+                app = await self._request("GET", "agent/get", once=True,
+                                          params={"access_token": token, "agentid": self.agent_id})
+            if app.get("errcode", 0) != 0:
+                raise api_error("agent/get", app)
+        except Stopping:
+            return
+        except UNDELIVERED as exc:
+            if isinstance(exc, WeComAPIError) and exc.refused:
+                log.error("WeCom refused the app's settings at start (%s): answers later than a passive reply and agents' "
+                          "replies do not reach WeCom's customers, each handed to an agent as undelivered, until it is "
+                          "set right", exc)
+            else:
+                log.warning("WeCom could not be reached at start (%s): check channels.wecom.api_url (or %s), now %s, and "
+                            "that this server can reach it; answers are tried as messages come", failure(exc),
+                            ENV["api_url"], self.api_url)
+            return
+        log.info("WeCom: the Secret is the app %s (AgentId %s) of CorpID %s", app.get("name") or "?", self.agent_id,
+                 self.corp_id)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         [path] = self.paths
@@ -462,17 +509,25 @@ class WeComChannel(PlatformChannel):
         """
         async with self._token_lock:
             if self._token is None or self._token == stale or time.monotonic() >= self._token_expires:
-                result = await self._request("GET", "gettoken", params={"corpid": self.corp_id, "corpsecret": self.secret})
-                if result.get("errcode", 0) != 0 or not result.get("access_token"):
-                    raise api_error("gettoken", result)
-                self._token = str(result["access_token"])
-                self._token_expires = time.monotonic() + int(result.get("expires_in", 7200)) - TOKEN_MARGIN_S
+                return await self._fetch_token()
             return self._token
 
-    async def _request(self, method: str, path: str, sends: bool = False, **kwargs: Any) -> dict[str, Any]:
+    async def _fetch_token(self, once: bool = False) -> str:
+        """A new access token from ``gettoken`` (one try if ``once``), kept until near its expiry."""
+        result = await self._request("GET", "gettoken", once=once,
+                                     params={"corpid": self.corp_id, "corpsecret": self.secret})
+        if result.get("errcode", 0) != 0 or not result.get("access_token"):
+            raise api_error("gettoken", result)
+        self._token = str(result["access_token"])
+        self._token_expires = time.monotonic() + int(result.get("expires_in", 7200)) - TOKEN_MARGIN_S
+        return self._token
+
+    async def _request(self, method: str, path: str, sends: bool = False, once: bool = False,
+                       **kwargs: Any) -> dict[str, Any]:
         """Call the API, up to ``SEND_ATTEMPTS`` tries while WeCom is unavailable
-        (:data:`~bot.channels.base.UNAVAILABLE`, or its own ``-1``, "system busy, try again later"). A call
-        that ``sends`` a message and times out or answers 500 or 504 may have sent it (:class:`WeComMaybeSent`)."""
+        (:data:`~bot.channels.base.UNAVAILABLE`, or its own ``-1``, "system busy, try again later"); one alone if
+        ``once``. A call that ``sends`` a message and times out or answers 500 or 504 may have sent it
+        (:class:`WeComMaybeSent`)."""
         async def attempt() -> dict[str, Any] | TryAgain:
             async with self.session.request(method, self.api_url + path, **kwargs) as response:
                 if response.status in UNAVAILABLE:
@@ -486,5 +541,10 @@ class WeComChannel(PlatformChannel):
                     return TryAgain(f"{SYSTEM_BUSY} {result.get('errmsg')}")
                 return result
 
+        if once:
+            outcome = await attempt()
+            if isinstance(outcome, TryAgain):
+                raise WeComAPIError(f"{path}: {outcome.why}")
+            return outcome
         tries = self.with_retries(path, WeComAPIError, attempt)
         return await (handed_over(tries, path, WeComMaybeSent) if sends else tries)
