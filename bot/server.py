@@ -411,6 +411,16 @@ def by_admin(request: web.Request, agent: str | None) -> str | None:
     return ADMIN_NAME if own else None
 
 
+def passer(request: web.Request, agent: str | None) -> str | None:
+    """Who a release or transfer in ``agent``'s name is kept as made by: :func:`by_admin`, and the admin for one with the
+    admin token that names nobody (allowed on a customer of a colleague a reload took out of server.agents, or of
+    nobody): kept with no maker, the colleague's inbox named nobody (``taken``'s ``by`` null), and the transcript
+    said nobody moved the customer."""
+    if agent is None and not request.get(AGENT):
+        return ADMIN_NAME
+    return by_admin(request, agent)
+
+
 def releaser(request: web.Request, agent: str) -> str | None:
     """Who a release of all ``agent``'s customers with the admin token is kept as made by: :func:`by_admin`, and the
     admin too for a name server.agents, when set, lacks (a colleague a reload took out): they sign in no more, and the
@@ -1319,7 +1329,7 @@ async def pass_on(request: web.Request, to: str | None) -> web.Response:
     if conversation["status"] != "handed_off":
         raise http_error(web.HTTPConflict, "the bot has this customer: no agent has them to pass on", {"code": "open"})
     try:
-        await bot.pass_on(conversation_id, agent, to, force, by_admin(request, agent))
+        await bot.pass_on(conversation_id, agent, to, force, passer(request, agent))
     except Overtaken as exc:
         raise overtaken(exc) from None
     return json_response({"status": "handed_off", "agent": await holder_now(bot, conversation_id)})

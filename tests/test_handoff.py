@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot import notify
 from bot.channels.base import Turn
 from bot.language import SCRIPT
+from bot.openapi import InboxResponse
 from bot.project import ProjectError, load_project
 from bot.retrain import retrain
 from bot.server import BOT, create_app
@@ -872,6 +873,26 @@ async def test_releasing_the_customers_of_a_colleague_a_reload_took_out_is_kept_
     assert (await client.post("/admin/reload", headers=AUTH)).status == 200
     released = await client.post("/admin/release?agent=Bob", headers=AUTH)
     assert released.status == 200 and (await released.json())["released"] == ["bobs"]
+    handoffs = (await (await client.get("/admin/conversations/bobs", headers=AUTH)).json())["handoffs"]
+    assert [(h["agent"], h["from"], h["by"]) for h in handoffs] == [("Bob", None, None), (None, "Bob", "admin")]
+
+
+async def test_a_nameless_release_of_a_customer_of_a_colleague_a_reload_took_out_is_kept_as_the_admins(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A release with the admin token that names nobody, allowed on the customer of Bob, whom a reload took out of
+    server.agents, was kept with no maker: Bob's inbox named nobody (``taken``'s ``by`` null, which the schema says is
+    a name), his console read "null released your customer", and the transcript said nobody released them."""
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}})
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "bobs", "I need help with my bill")
+    taken = await client.post("/admin/conversations/bobs/handoff", headers={"Authorization": "Bearer bob-own-token-4567"})
+    assert taken.status == 200
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}}})
+    assert (await client.post("/admin/reload", headers=AUTH)).status == 200
+    released = await client.post("/admin/conversations/bobs/release", headers=AUTH)
+    assert released.status == 200 and (await released.json())["agent"] is None
+    inbox = await (await client.get("/admin/conversations?agent=Bob&limit=0", headers=AUTH)).json()
+    assert [(t.conversation_id, t.by, t.to) for t in InboxResponse.model_validate(inbox).taken] == [("bobs", "admin", None)]
     handoffs = (await (await client.get("/admin/conversations/bobs", headers=AUTH)).json())["handoffs"]
     assert [(h["agent"], h["from"], h["by"]) for h in handoffs] == [("Bob", None, None), (None, "Bob", "admin")]
 
