@@ -2343,7 +2343,7 @@ class Store:
         takeover or forced reply) or released to the queue, who are not ``agent``'s again, and those someone else
         handed back to the bot (``_v39``) who are with the bot still, for ``HANDED_BACK_TOLD_S``, latest first:
         ``conversation_id``, who moved them (``by``), to whom (``to``, None for a release or a handback), whether to
-        the bot (``handed_back``) and when (``at``). Their console tells them: it said nothing, and their next reply asked them to override a colleague,
+        the bot (``handed_back``) and when (``at``); always someone's move, never one kept without a maker. Their console tells them: it said nothing, and their next reply asked them to override a colleague,
         or took the released customer, or the one with the bot, back unasked, which undid the lead's move. None for
         no agent."""
         if not agent_key(agent):
@@ -2354,6 +2354,8 @@ class Store:
             "JOIN takeovers t ON t.id = (SELECT max(id) FROM takeovers WHERE conversation_id = w.conversation_id) "
             "WHERE t.created >= w.handed_off_at AND agent_key(t.previous) = :agent "
             "AND agent_key(w.agent) != :agent AND agent_key(coalesce(t.by_agent, t.agent)) != :agent "
+            # a release no one is kept as making (a nameless one, kept so before the admin was named): nobody to name
+            "AND coalesce(t.by_agent, t.agent) IS NOT NULL "
             # with the bot since: the conversation's latest change of status
             "UNION ALL SELECT conversation_id, agent, NULL, created, 1 FROM handoffs h "
             f"WHERE {_HANDED_BACK} AND agent IS NOT NULL AND agent_key(previous) = :agent AND agent_key(agent) != :agent "

@@ -1732,6 +1732,20 @@ def test_an_agents_handback_keeps_whose_customer_it_was_from_migration_39_on(tmp
     store.close()
 
 
+def test_a_release_kept_without_a_maker_is_not_named_to_the_agent_it_was_taken_from(tmp_path: Path) -> None:
+    """A release that names nobody, of the customer of Bob, whom a reload took out of server.agents, was kept with no
+    maker (the server keeps it as the admin's now; older stores hold such releases): Bob's taken named it by null,
+    which the inbox's schema says is a name, and his console said "null released your customer"."""
+    store = Store(tmp_path / "dialogues.db")
+    for cid in ("nameless", "named"):
+        user_turn(store, cid, "where is my order?")
+        store.set_status(cid, "handed_off", "agent", agent="Bob")
+    assert store.pass_on("nameless", None, team=("Ana",))
+    assert store.pass_on("named", None, team=("Ana",), by="admin")
+    assert [(t["conversation_id"], t["by"]) for t in store.taken_from("Bob")] == [("named", "admin")]
+    store.close()
+
+
 def test_a_web_messages_own_id_finds_its_answer_from_migration_33_on(tmp_path: Path) -> None:
     """The widget's Retry reaching a server started since is answered with the reply kept for its message's id: within
     the window asked for, in that conversation alone, and a message the bot was silent on with no reply."""
