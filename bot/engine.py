@@ -57,7 +57,8 @@ from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESE
                          SESSION_METADATA, VERIFIED_USER, Project, name_agent)
 from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
                            warn_unshown)
-from dialogues.holding import acknowledges, asks_for_a_person, drops_it, follow_up, says_wrong, stops_asking
+from dialogues.holding import (acknowledges, asks_for_a_person, drops_it, follow_up, says_wrong, stops_asking,
+                               wordless)
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, Overtaken, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
 from finetune.metrics import OOS
@@ -307,7 +308,7 @@ class Bot:
             corrects = says_wrong(text)
             carried = await self._carried(turn.conversation_id, text, read, analysis) if entities else None
             decision = decide(carried or analysis, self.config, self.project.responses, values, turn.channel, fallbacks, language,
-                              self.project.intents, acknowledges(text), corrects)
+                              self.project.intents, acknowledges(text), corrects, wordless(text))
             if entities and (decision.kind == "fallback" or decision.reason == "fallbacks"):
                 decision = await self._asked_again(turn.conversation_id, analysis) or decision
 

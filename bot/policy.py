@@ -11,7 +11,9 @@ gets its own template if it has one, and the fallback otherwise; it is never off
 is the handoff intent (the button for a person is always there) or an intent in ``fallback.exclude``
 (small talk: "Did you mean: Greet?" helps nobody). A message that only acknowledges or thanks ("ok", "thanks 👍"),
 unless an intent other than ``oos`` is confidently predicted, gets fallback.acknowledged, which is no miss; one that
-only says the answer missed ("不对", "that's wrong") is a miss, whatever is predicted.
+only says the answer missed ("不对", "that's wrong") is a miss, whatever is predicted. One of emoji or punctuation
+alone ("😭😭", "？？"), unless an intent is confidently predicted, is a miss that asks to put it in words: no
+historical answer, and no intents offered.
 Whatever it says is in the turn's language (bot/language.py), and a ``multi`` bot gives a historical
 answer only in that language. It is a pure function of the analysis and the conversation, so it is
 tested without a model.
@@ -105,6 +107,7 @@ def decide(
     intents: Collection[str] | None = None,
     acknowledges: bool = False,
     corrects: bool = False,
+    wordless: bool = False,
 ) -> Decision:
     """What the bot says to a message, from what the classifier and the answer index made of it (``analysis``): for
     an intent the classifier is sure of, the handoff, its action or its template; else a historical answer close
@@ -114,7 +117,8 @@ def decide(
     rank an intent nlu.yml no longer has, whose button would lead to no template nor action, and back here.
     None offers whatever the model ranks. ``acknowledges``: the message only acknowledges or thanks
     (:func:`dialogues.holding.acknowledges`); ``corrects``: it only says the answer before missed
-    (:func:`dialogues.holding.says_wrong`)."""
+    (:func:`dialogues.holding.says_wrong`); ``wordless``: it holds no word nor number, emoji or punctuation alone
+    (:func:`dialogues.holding.wordless`)."""
     pred = analysis.prediction
     intent, confidence = pred.intent, pred.confidence
     if corrects:
@@ -135,6 +139,11 @@ def decide(
     if acknowledges and (not confident or intent == OOS):
         # "ok", "thanks 👍" that no intent of the shop's answers: no miss, nor "this is not something I can help with".
         return Decision("template", None, confidence, say(config.fallback.acknowledged, language))
+    if wordless and not confident:
+        # "😭😭", "？？": nothing to read, and what the classifier and the index lean to on signs alone is noise. A small
+        # bot gave the closest answer, an unrelated one that looked sure, or "did you mean" unrelated intents; the
+        # customer is asked to say it in words, with the person button, a miss (a person after repeated ones).
+        return _missed(config, responses, channel, language, values, fallbacks_so_far, None, confidence, [])
     if confident and intent == OOS:
         # Taught that such messages are not the bot's to answer: only an agent's answer to one of them, which
         # a reviewer filed under oos (a question the shop answers without an intent for it), beats declining.

@@ -380,6 +380,12 @@ def acknowledges(text: str) -> bool:
             and not _ASKED.search(_read(text)) and all(map(_ACKNOWLEDGEMENT.fullmatch, clauses)))
 
 
+def wordless(text: str) -> bool:
+    """Whether a customer's message holds no word nor number: emoji, WeChat's emoticons, Slack's, kaomoji or
+    punctuation alone ("😭😭", "？？", "[流泪][流泪]", "..."), which a classifier or an answer index reads nothing in."""
+    return all(map(_SIGNS_ALONE.fullmatch, _clauses(text)))
+
+
 def asks_for_a_person(text: str) -> bool:
     """Whether a customer's message asks for a person and nothing else ("talk to a human", "hi, agent please",
     "转人工"), in the words :func:`asks_nothing` reads such a request with: the bot hands such a message off as

@@ -195,6 +195,22 @@ async def test_saying_the_answer_missed_asks_to_put_it_another_way_then_hands_of
     assert (said[2]["source"], said[2]["handed_off"]) == ("handoff", True)
 
 
+async def test_emoji_or_punctuation_alone_asks_for_words_not_a_guess(aiohttp_client: Any, tiny_demo_bot: Path,
+                                                                     tmp_path: Path) -> None:
+    """"😭😭" or "？？" got the closest historical answer, however far, or "did you mean" intents the classifier leant
+    to on signs alone: a confident-looking answer to nothing the customer said. It is a miss that asks for words."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "signs", thresholds={"intent": 1.0, "retrieval": 0.0,
+                                                                          "fallbacks_before_handoff": 3})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    for conversation, greeting, signs, rephrase in [
+            ("signs-zh", "您好", "？？", "抱歉，我还是没能理解。您可以换个说法，或者转人工客服。"),
+            ("signs-en", "hello", "😭😭", "Sorry, I still didn't catch that. Could you put it another way, or talk to a person?")]:
+        await ask(client, conversation, greeting)
+        reply = await ask(client, conversation, signs)
+        assert (reply["source"], reply["intent"], reply["reply"]) == ("fallback", None, rephrase)
+        assert [button["payload"] for button in reply["buttons"]] == ["/handoff"]
+
+
 async def test_saying_the_answer_missed_is_a_thumbs_down_on_it(aiohttp_client: Any, tiny_demo_bot: Path,
                                                                 tmp_path: Path) -> None:
     """"不对" after an answer was a miss, but the answer it said was wrong was neither in `bot review`'s queue nor

@@ -200,6 +200,22 @@ def test_saying_the_answer_missed_is_a_miss_whatever_the_classifier_read() -> No
     assert decide(ok, CONFIG, RESPONSES, {}, "web", 1, "zh", corrects=True).kind == "handoff"  # the misses in a row
 
 
+@pytest.mark.parametrize("language, answer, asked", [
+    ("en", "From history.", "Sorry, I'm not sure I understood. Could you put it another way?"),
+    ("zh", "已为您登记退款。", "抱歉，我不太确定您的意思。能换个说法吗？")])
+def test_emoji_or_punctuation_alone_is_a_miss_that_asks_for_words(language: str, answer: str, asked: str) -> None:
+    """"😭😭" or "？？" in a small bot got the closest historical answer at low confidence, an unrelated one that looked
+    sure, or "did you mean" the intents the classifier leant to on signs alone. An intent it is sure of still answers."""
+    near = analysis("get_refund", 0.3, [hit(0.95, text=answer)])
+    first = decide(near, CONFIG, RESPONSES, {}, "web", 0, language, wordless=True)
+    assert (first.kind, first.intent, first.text, first.retrieval_score) == ("fallback", None, asked, None)
+    assert [button["payload"] for button in first.buttons] == [HANDOFF_PAYLOAD]
+    assert decide(near, CONFIG, RESPONSES, {}, "web", 1, language, wordless=True).kind == "handoff"  # misses in a row
+    assert decide(near, CONFIG, RESPONSES, {}, "web", 0, language).kind == "retrieval"  # in words, the answer is given
+    sure = decide(analysis("get_refund", 0.9), CONFIG, RESPONSES, {}, "web", 0, language, wordless=True)
+    assert (sure.kind, sure.text) == ("template", "Refund.")
+
+
 def test_calibration_cuts_between_mistakes_and_correct_answers() -> None:
     confidences = [0.34, 0.41] + [0.7 + i / 100 for i in range(20)]
     correct = [False, False] + [True] * 20

@@ -27,7 +27,7 @@ from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
 from dialogues.holding import (acknowledges, asks_for_a_person, asks_nothing, follow_up, gives_details, says_nothing,
-                               says_wrong, stops_asking)
+                               says_wrong, stops_asking, wordless)
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange,
                              HeldByColleague, SentBefore, Store, StoreError)
@@ -823,6 +823,15 @@ def test_what_only_acknowledges(text: str, only: bool) -> None:
 ])
 def test_what_only_says_the_answer_missed(text: str, only: bool) -> None:
     assert says_wrong(text) is only
+
+
+@pytest.mark.parametrize(("text", "signs"), [
+    ("😭😭", True), ("？？", True), ("?!", True), ("...", True), ("[流泪][流泪]", True), (":sob:", True), ("(｡･ω･｡)", True),
+    ("？？😭", True), ("T_T", True),
+    ("123", False), ("订单?", False), ("ok", False), ("哦", False), ("？1", False), ("[流泪]退款", False), ("QAQ", False),
+])
+def test_what_holds_no_word(text: str, signs: bool) -> None:
+    assert wordless(text) is signs
 
 
 @pytest.mark.parametrize(("text", "only"), [
