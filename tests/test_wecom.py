@@ -213,8 +213,6 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
             return web.json_response({"errcode": 40014, "errmsg": "invalid access_token"})
         if not state.trusted:
             return web.json_response({"errcode": 60020, "errmsg": "not allow to access from your ip"})
-        if request.query.get("agentid") != "1000002":
-            return web.json_response({"errcode": 40056, "errmsg": "invalid agentid"})
         return web.json_response({"errcode": 0, "errmsg": "ok", "agentid": 1000002, "name": "小店客服"})
 
     async def message_send(request: web.Request) -> web.Response:
