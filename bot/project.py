@@ -1603,13 +1603,15 @@ def entity_value(patterns: Iterable[re.Pattern[str]], value: str) -> str | None:
     """The part of ``value`` an entity with these ``patterns`` takes, before :meth:`Project.canonical` names it
     (:meth:`Project.payload_entities`): where one of them takes it whole, the part in its ``value`` group ("789" of
     "order 789" for ``order (?P<value>\\d+)``), else all of it; where a ``value`` group alone takes it whole ("789"),
-    all of it. None otherwise: anyone can type a payload, and "123. [verify it here](https://…)" is no order number."""
-    patterns = list(patterns)
-    for match in (m for pattern in patterns if (m := pattern.fullmatch(value))):
-        if taken := match.group("value") if "value" in match.re.groupindex else match.group(0):
+    all of it. None otherwise: anyone can type a payload, and "123. [verify it here](https://…)" is no order number.
+    Read in the forms a typed message is (:func:`read_forms`: 订單 456, a word in both Chinese scripts, too), the part
+    taken being ``value``'s own."""
+    patterns, forms = list(patterns), read_forms(value)
+    for match in (m for pattern in patterns for form in forms if (m := pattern.fullmatch(form))):
+        if taken := value[slice(*match.span("value" if "value" in match.re.groupindex else 0))]:
             return taken
     groups = filter(None, map(_value_group, patterns))
-    return value if value and any(group.fullmatch(value) for group in groups) else None
+    return value if value and any(group.fullmatch(form) for group in groups for form in forms) else None
 
 
 # The full-width forms of ASCII's characters a Chinese input method types (：，＃, ｏｒｄｅｒ) and its ideographic space,

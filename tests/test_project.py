@@ -863,7 +863,7 @@ def test_regexes_read_a_word_typed_in_both_chinese_scripts(tmp_path: Path) -> No
     assert project.found_entities("查订單456")[0] == {"entity": "order_id", "start": 3, "end": 6, "value": "456",
                                                     "confidence_entity": 1.0, "extractor": "RegexEntityExtractor"}
     assert project.entities("东區倉库") == {"pickup": "东區"}
-    assert project.is_answer("order_id", "訂单 456")
+    assert project.is_answer("order_id", "訂单 456") and payload_value(project, "order_id", "订單 456") == "456"
 
 
 def test_regexes_read_the_full_width_punctuation_an_input_method_types(bot_dir: Path, tmp_path: Path) -> None:
