@@ -2749,6 +2749,32 @@ def test_an_agent_releases_their_customer_to_the_waiting_from_the_agents_console
     context.close()
 
 
+def test_the_agents_console_never_asks_its_agent_about_their_own_release_made_with_the_admin_token(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Lee, who has a token of his own, releasing his customer from a console signed in with the admin token, is kept
+    as the admin's release, which his inbox names in taken: his console left it unsaid for the refresh after it alone,
+    and his takeover of the customer then asked "admin released your customer to the queue. Take them over again?",
+    as it did after a reload."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Lee")
+    page.get_by_role("button", name="Take over").click()
+    page.get_by_role("button", name="Release to the queue").click()
+    expect(page.get_by_role("button", name="Release to the queue")).to_be_hidden()
+    assert api.get(f"/admin/conversations/{cid}")["agent"] is None
+    said: list[str] = []
+    page.on("dialog", lambda dialog: (said.append(dialog.message), dialog.dismiss()))
+    for _ in range(2):
+        page.clock.run_for(3_100)  # the next refresh
+        wait_until(page, "state.refreshing === 0")
+    page.reload()
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
+    assert said == []
+    expect(page.locator(".status")).not_to_contain_text("released your customer")
+    context.close()
+
+
 def test_the_agents_console_says_whose_customer_a_lead_handed_back_to_the_bot(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A lead handing Lee's customer back to the bot showed as "Back with the bot · Ana", as if the customer had been
