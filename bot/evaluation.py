@@ -21,6 +21,7 @@ from bot.language import turn_language
 from bot.nlu import Analysis
 from bot.policy import Decision, decide
 from bot.project import Project, button_payloads
+from dialogues.holding import wordless
 from finetune.metrics import OOS
 
 REPORT = "reply_report.json"
@@ -69,7 +70,7 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
     for row, text, analysis in zip(rows, texts, analyses):
         language = turn_language(project.config.language, text)
         decision = decide(analysis, project.config, project.responses, project.entities(text), "web", 0, language,
-                          project.intents)
+                          project.intents, wordless=wordless(text))
         # An unsure historical answer filed under no intent reports none: it counts as the classifier's intent.
         judged = dataclasses.replace(decision, intent=decision.intent or analysis.prediction.intent)
         outcome = reply_outcome(judged, row["intent"], labels, project.config.handoff.intent,

@@ -409,6 +409,17 @@ def test_an_answer_of_no_intent_to_a_question_no_intent_covers_is_right(tmp_path
     assert [(miss["intent"], miss["reply"]) for miss in misses] == [("oos", abroad)]
 
 
+def test_bot_eval_answers_emoji_alone_as_bot_serve_does(tmp_path: Path) -> None:
+    """A test line of emoji or punctuation alone ("😭😭") that the classifier is unsure of gets bot serve's request
+    for words, a fallback: bot eval counted the closest historical answer, which bot serve never gives it."""
+    project = load_project(REPO / "bot" / "starter")
+    abroad = next(item.answer for item in project.history if item.intent is None)
+    unsure = analysis("opening_hours", 0.3, [hit(0.95, None, abroad)])
+    rows = [{"text": "😭😭", "intent": "oos"}, {"text": "？？", "intent": "opening_hours"}]
+    figures = evaluate_replies(project, rows, [row["text"] for row in rows], [unsure] * 2, project.intents, tmp_path)
+    assert figures["by_source"] == {"fallback": {"right": 1, "fallback": 1}}
+
+
 def test_the_starter_offers_no_small_talk_as_a_fallback_button() -> None:
     """"where is my order?" to a new bot offered "Did you mean one of these? Greet, Opening hours, Goodbye"."""
     project = load_project(REPO / "bot" / "starter")
