@@ -3953,6 +3953,67 @@ def test_every_message_out_from_a_stale_visitors_tab_goes_on_in_its_new_conversa
     signed_in.close()
 
 
+def slow_answer(text: str, ms: int) -> str:
+    """A network that brings the answer to ``text`` (the first time it is sent) ``ms`` late: the server has it."""
+    return """{
+      const fetchNow = window.fetch;
+      let late = true;
+      window.fetch = (url, init) => {
+        const asked = fetchNow(url, init);
+        if (!late || !init || !String(init.body).includes('"text":%s')) return asked;
+        late = false;
+        return asked.then((answer) => new Promise((resolve) => setTimeout(resolve, %d, answer)));
+      };
+    }""" % (json.dumps(text), ms)
+
+
+def test_two_messages_refused_in_reverse_order_in_a_stale_visitors_tab_go_on_in_the_order_typed(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
+    """Two messages sent together over HTTP from a tab still showing the visitor's page once the customer signed in in
+    another: each was shown and sent again in a new bubble as its own refusal came, the second first when its refusal
+    came first, and the customer read their messages, and the bot answered them, in reverse order."""
+    visitor = open_widget(pollInterval=60_000, transport="http", init_script=slow_answer("hello", 1000))
+    signed_in, theirs = sign_in_in_another_tab(visitor, identity_secret, "u-31")
+    visitor.page.evaluate(SEND_TOGETHER, ["hello", "and one more thing"])
+    visitor.page.evaluate("""() => {
+      const shadow = document.getElementById("deskbot-widget").shadowRoot;
+      for (const message of shadow.querySelectorAll(".msg.user")) message.typedHere = true;
+    }""")  # the bubbles the customer saw as they sent them
+    expect(visitor.bot_replies()).to_have_count(2)
+    expect(visitor.page.locator(".msg.user.out, .msg.failed")).to_have_count(0)
+    assert visitor.conversation_id() != theirs
+    expect(visitor.page.locator(".msg.user .bubble")).to_have_text(["hello", "and one more thing"])
+    assert visitor.page.evaluate("""() => [...document.getElementById("deskbot-widget").shadowRoot
+      .querySelectorAll(".msg.user")].map((message) => message.typedHere === true)""") == [True, True]
+    assert user_texts(api, visitor.conversation_id()) == ["hello", "and one more thing"]
+    signed_in.close()
+
+
+def test_a_message_answered_just_before_a_stale_visitors_tab_went_on_in_a_new_conversation_stays_with_its_answer(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
+    """A message the visitor's conversation took just before the customer signed in in another tab, its answer still on
+    its way when the tab's next message was refused there: the tab went on in a conversation of its own, and the first
+    message vanished from its chat, its answer dropped, as if it had never been sent."""
+    visitor = open_widget(pollInterval=60_000, transport="http", init_script=slow_answer("hello", 3000))
+    visitor.send("hello")
+    left = visitor.conversation_id()
+    deadline = time.monotonic() + 10
+    while user_texts(api, left) != ["hello"]:  # the server has it; its answer is on its way
+        assert time.monotonic() < deadline
+        visitor.page.wait_for_timeout(100)
+    signed_in, theirs = sign_in_in_another_tab(visitor, identity_secret, "u-32")
+    assert theirs == left
+    visitor.send("and one more thing")
+    expect(visitor.page.locator(".msg.user + .msg.bot")).to_have_count(2)  # each with its answer below it
+    expect(visitor.bot_replies()).to_have_count(1)  # the one turn of the new conversation's: its thumbs
+    expect(visitor.page.locator(".msg.user.out, .msg.failed")).to_have_count(0)
+    expect(visitor.page.locator(".msg.user .bubble")).to_have_text(["hello", "and one more thing"])
+    assert visitor.conversation_id() != theirs
+    assert user_texts(api, visitor.conversation_id()) == ["and one more thing"]
+    expect(signed_in.locator(".msg.user .bubble")).to_have_text(["hello", "where is my parcel"])
+    signed_in.close()
+
+
 def test_a_stale_visitors_tab_following_another_into_a_new_conversation_takes_its_message_out_along(
         open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
     """A visitor's tab whose message was still on its way when another of the site's visitor tabs, refused, started a

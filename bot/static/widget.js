@@ -1608,13 +1608,24 @@
   let loaded;
   const started = new Promise((resolve) => (loaded = resolve));
 
-  // ``id``: a message sent again (Retry) keeps its first one's
-  async function send(text, shown, id = randomId()) {
+  let lastSent = Promise.resolve(); // settled once the message sent last is answered, or given up or sent on
+
+  // ``id``: a message sent again (Retry) keeps its first one's. ``moved``: one refused in a conversation closed to
+  // this tab, sent on in the one it went on in with its bubble (``message``) once those typed before it (``prior``)
+  // are answered or sent on too: each sent on as its own refusal came, two sent together were shown and sent again
+  // in reverse order.
+  async function send(text, shown, id = randomId(), moved = null) {
     text = text.trim();
     if (!text) return;
-    const message = addMessage("user", shown || text);
-    message.sentBy = customerId(); // whose it is: only theirs follows them into a new conversation (startOver())
-    scrollToEnd(); // the customer's own message takes them to the end
+    let finish;
+    const finished = new Promise((resolve) => (finish = resolve));
+    const prior = moved ? moved.prior : lastSent;
+    if (!moved) lastSent = finished;
+    const message = moved ? moved.message : addMessage("user", shown || text);
+    if (!moved) {
+      message.sentBy = customerId(); // whose it is: only theirs follows them into a new conversation (startOver())
+      scrollToEnd(); // the customer's own message takes them to the end
+    }
     message.classList.add("out");
     removing(quick, () => quick.replaceChildren());
     setPending(1);
@@ -1628,7 +1639,10 @@
     try {
       if (navigator.onLine === false) throw new Error("offline"); // it cannot leave the device: Not sent at once
       const reply = await chat(text, id);
-      if (asked !== conversationId) return; // Deskbot.reset() meanwhile: the answer is the last customer's
+      if (asked !== conversationId) { // Deskbot.reset() meanwhile: the answer is the last customer's
+        if (closedHere.has(asked) && message.isConnected) answeredBefore(message, reply);
+        return;
+      }
       if (user.user_hash) {
         signedInHere = asked;
         store.set("signed-in", JSON.stringify({ id: asked, user: customerId() }));
@@ -1647,14 +1661,17 @@
         setHandedOff(Boolean(reply.handed_off), false);
       }
     } catch (error) {
-      if (asked !== conversationId) { // its message went with the log, and from the messages still out
-        // but one refused (or cut off with the socket) in a conversation closed to this tab is sent again in the one
-        // it went on in: a second message sent quickly was lost, neither answered nor marked Not sent
-        if (closedHere.has(asked) && (signedInElsewhere(error) || error.lost)) send(text, shown);
+      // One refused (or cut off with the socket) in a conversation closed to this tab is sent again in the one it went
+      // on in (a conversation of its own): a second message sent quickly was lost, neither answered nor marked Not
+      // sent. Unless the customer's chat was reset meanwhile, its bubble gone with the log.
+      const left = asked !== conversationId;
+      if (left ? closedHere.has(asked) && (signedInElsewhere(error) || error.lost) : closedToThisTab(error)) {
+        await prior;
+        if (message.isConnected) await send(text, shown, undefined, { message, prior });
         return;
       }
-      if (closedToThisTab(error)) {
-        send(text, shown); // in a conversation of its own
+      if (left) { // its message went with the log, unless its conversation was closed to this tab
+        if (closedHere.has(asked) && message.isConnected) failed(own, error.retryAfter || 0);
         return;
       }
       own.lost = Boolean(error.lost);
@@ -1668,7 +1685,19 @@
       if (!(own.lost && (await arrived(own)))) failed(own, error.retryAfter || 0);
     } finally {
       setPending(-1);
+      finish();
     }
+  }
+
+  // A message answered in the conversation it was sent in, closed to this tab meanwhile (the customer signed in in
+  // another tab, or this tab followed one that left it): its answer dropped, the message vanished from the chat, as
+  // if never sent. Its answer shows below it, with no thumbs (its turn is the conversation left's), nor the buttons
+  // or handoff meant for that conversation.
+  function answeredBefore(message, reply) {
+    message.classList.remove("out");
+    if (reply.source === "silent" || !reply.reply) return;
+    const answer = addMessage("bot", saidIn(reply.reply, reply.messages));
+    if (answer) message.after(answer);
   }
 
   // A message refused because the conversation became a signed-in customer's in another of the site's tabs (they
@@ -1933,16 +1962,17 @@
   // The chat as a new conversation shows it: only the greeting, nothing of the last customer's.
   // ``carried``: the conversation left was closed to this tab, whose messages still out there go on in the new one
   // (send()): the socket stays, to hear their refusals and carry them again in order, and joins the new one, and the
-  // customer's messages marked Not sent stay, to be sent there with their Retry, as do those whose answer was still
-  // looked for in the history (lost on the way: the conversation left cannot be read), marked Not sent; not those of
-  // a customer signed out since (a page that named the next one without Deskbot.reset()). Else it reconnects, and the
-  // answers still on their way, the last customer's, go with it.
+  // customer's messages still out stay, to be sent on there or shown answered, as do those marked Not sent, to be sent
+  // there with their Retry, and those whose answer was still looked for in the history (lost on the way: the
+  // conversation left cannot be read), marked Not sent; not those of a customer signed out since (a page that named
+  // the next one without Deskbot.reset()). Else it reconnects, and the answers still on their way, the last
+  // customer's, go with it.
   function startOver(carried = false) {
     const theirs = (message) => carried && message.sentBy === customerId();
     for (const own of unsettled) {
       if (own.lost && !own.message.classList.contains("failed") && theirs(own.message)) failed(own);
     }
-    const notSent = [...log.querySelectorAll(":scope > .msg.failed")].filter(theirs);
+    const kept = [...log.querySelectorAll(":scope > .msg.failed, :scope > .msg.user.out")].filter(theirs);
     input.value = ""; // and what they were typing
     input.setCustomValidity("");
     resize();
@@ -1962,7 +1992,7 @@
     setLauncher(!panel.hidden); // no unread badge
     scrollToEnd();
     greet();
-    log.append(...notSent);
+    log.append(...kept);
     if (!socket) return;
     if (!carried) socket.abandon(); // it reconnects, and joins as the new conversation
     else if (socket.readyState === OPEN) join(socket);
