@@ -3967,6 +3967,14 @@ def slow_answer(text: str, ms: int) -> str:
     }""" % (json.dumps(text), ms)
 
 
+def stored(api: SimpleNamespace, conversation_id: str, texts: list[str], page: Page) -> None:
+    """Wait for the server to hold ``texts``, the customer's messages in the conversation, answered or not yet."""
+    deadline = time.monotonic() + 10
+    while user_texts(api, conversation_id) != texts:
+        assert time.monotonic() < deadline, user_texts(api, conversation_id)
+        page.wait_for_timeout(100)
+
+
 def test_two_messages_refused_in_reverse_order_in_a_stale_visitors_tab_go_on_in_the_order_typed(
         open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
     """Two messages sent together over HTTP from a tab still showing the visitor's page once the customer signed in in
@@ -3997,10 +4005,7 @@ def test_a_message_answered_just_before_a_stale_visitors_tab_went_on_in_a_new_co
     visitor = open_widget(pollInterval=60_000, transport="http", init_script=slow_answer("hello", 3000))
     visitor.send("hello")
     left = visitor.conversation_id()
-    deadline = time.monotonic() + 10
-    while user_texts(api, left) != ["hello"]:  # the server has it; its answer is on its way
-        assert time.monotonic() < deadline
-        visitor.page.wait_for_timeout(100)
+    stored(api, left, ["hello"], visitor.page)  # its answer is on its way
     signed_in, theirs = sign_in_in_another_tab(visitor, identity_secret, "u-32")
     assert theirs == left
     visitor.send("and one more thing")
@@ -4011,6 +4016,31 @@ def test_a_message_answered_just_before_a_stale_visitors_tab_went_on_in_a_new_co
     assert visitor.conversation_id() != theirs
     assert user_texts(api, visitor.conversation_id()) == ["and one more thing"]
     expect(signed_in.locator(".msg.user .bubble")).to_have_text(["hello", "where is my parcel"])
+    signed_in.close()
+
+
+def test_a_message_answered_while_its_tab_follows_another_into_a_new_conversation_stays_with_its_answer(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
+    """A visitor's tab whose message the conversation had taken, its answer slow to come, followed another of the
+    site's visitor tabs into a conversation of its own once the customer signed in in a third: the message vanished
+    from its chat, its answer dropped on arrival, as if it had never been sent."""
+    first = open_widget(pollInterval=60_000, transport="http", init_script=slow_answer("slow network", 3000))
+    second = first.context.new_page()
+    second.goto(first.page.url)
+    expect(second.locator(".panel")).to_be_visible()
+    second.locator("textarea").fill("slow network")
+    second.locator("textarea").press("Enter")
+    left = first.conversation_id()
+    stored(api, left, ["slow network"], second)  # its answer is on its way
+    signed_in, theirs = sign_in_in_another_tab(first, identity_secret, "u-33")
+    first.send("hello")  # refused: this tab starts a conversation, which the other follows
+    expect(first.bot_replies()).to_have_count(1)
+    expect(second.locator(".msg.user + .msg.bot")).to_have_count(1)
+    expect(second.locator(".msg.user .bubble")).to_have_text(["slow network"])  # "hello" comes with its next poll
+    expect(second.locator(".msg.user.out, .msg.failed")).to_have_count(0)
+    assert second.evaluate("Deskbot.conversationId()") == first.conversation_id() != theirs
+    assert user_texts(api, first.conversation_id()) == ["hello"]
+    second.close()
     signed_in.close()
 
 
