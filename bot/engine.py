@@ -249,8 +249,7 @@ class Bot:
         conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
         if conversation is None:
             self._opening(turn)
-        slots_read: dict[str, Any] = conversation["slots"] if conversation else {}  # as they were: Exchange.slots_read
-        slots = dict(slots_read)
+        slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
         fallbacks = conversation["fallbacks"] if conversation else 0
         self._start_session(slots, turn.metadata)
         self._vouch(slots, turn)
@@ -260,7 +259,7 @@ class Bot:
 
         handed_off = bool(conversation and conversation["status"] == "handed_off")
         if text == RESUME_PAYLOAD or handed_off:
-            return await self._resumed_or_held(turn, text, handed_off, (slots_read, slots), language, script)
+            return await self._resumed_or_held(turn, text, handed_off, (conversation, slots), language, script)
 
         chosen = self._chosen(text)
         analysis = await self._analysis_for(chosen or text)
@@ -334,7 +333,7 @@ class Bot:
             reply.handed_off = True
         fallbacks = misses_in_a_row(fallbacks, decision, acknowledges(text))
         reply.user_turn_id, reply.turn_id, deleted = await self._log(turn, text, analysis, decision,
-                                                                     (slots_read, slots), fallbacks, reply.messages())
+                                                                     (conversation, slots), fallbacks, reply.messages())
         if corrects and reply.user_turn_id is not None and self.store is not None:  # reviewed as a thumbs-down is
             await self._store(self.store.vote_down_answer_before, turn.conversation_id, reply.user_turn_id, text)
         if reply.turn_id is None and self.store is not None and (reply.text or reply.buttons or reply.custom):
@@ -345,11 +344,12 @@ class Bot:
         return reply
 
     async def _resumed_or_held(self, turn: Turn, text: str, handed_off: bool,
-                               slots: tuple[dict[str, Any], dict[str, Any]], language: Language,
+                               slots: tuple[dict[str, Any] | None, dict[str, Any]], language: Language,
                                script: Script | None) -> Reply:
         """The reply to a message the model does not read: "back to the bot" (``RESUME_PAYLOAD``, also when an agent
         has already handed the conversation back), which hands it back and says so; else, while an agent has the
-        conversation, none, the message logged for the agent to answer. ``slots``: as read and as left (:meth:`_log`)."""
+        conversation, none, the message logged for the agent to answer. ``slots``: the conversation as read, and its
+        slots as left (:meth:`_log`)."""
         if text == RESUME_PAYLOAD:
             if handed_off:
                 await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
@@ -950,23 +950,27 @@ class Bot:
         return rendered
 
     async def _log(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
-                   slots: tuple[dict[str, Any], dict[str, Any]], fallbacks: int,
+                   slots: tuple[dict[str, Any] | None, dict[str, Any]], fallbacks: int,
                    messages: list[dict[str, Any]] | None = None) -> tuple[int | None, int | None, bool]:
         """The exchange written to the store, a handoff with it (and then announced), with the reply's ``messages`` in
-        an action's order (``Reply.messages``) and ``slots``, as the turn read them and as it leaves them (only its
-        changes are written: ``Exchange.slots_read``); the ids of the customer's turn and of the reply's, and whether the
-        customer deleted the message meanwhile (``Exchange.deleted``)."""
+        an action's order (``Reply.messages``); ``slots``: the conversation as the turn read it (None: new) and its slots
+        as the turn leaves them. Only what the turn changed of the slots, the count of fallbacks and the waiting action
+        is written (``Exchange.slots_read``, ``fallbacks_read``, ``loop_read``): another server on the store may have
+        answered a message of the conversation meanwhile. The ids of the customer's turn and of the reply's, and
+        whether the customer deleted the message meanwhile (``Exchange.deleted``)."""
         if self.store is None:
             return None, None, False
         pred = analysis.prediction if analysis else None
         shown = turn.shown
+        read = slots[0] or {"slots": {}, "fallbacks": 0}
         exchange = Exchange(
             turn.conversation_id, turn.channel, turn.user, text, shown if shown != text else None,
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
             decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots[1],
             fallbacks, decision.loop, turn.pending_id, decision.buttons, decision.quotes,
             decision.reason if decision.kind == "handoff" else None, decision.custom, decision.reverted,
-            decision.restarted, decision.form, messages, turn.message_id, slots_read=slots[0],
+            decision.restarted, decision.form, messages, turn.message_id, slots_read=read["slots"],
+            fallbacks_read=read["fallbacks"] or 0, loop_read=(read.get("active_loop"), read.get("active_form")),
         )
         assert self.writer is not None
         user_turn_id, turn_id = await self.writer.submit(exchange)

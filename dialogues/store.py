@@ -496,6 +496,14 @@ def _with_json(row: dict[str, Any]) -> dict[str, Any]:
 
 _ADD_TURN = ("INSERT INTO turns (id, conversation_id, role, text, raw_text, channel, user, created, buttons, notice, "
              f"custom, server) VALUES ({_NEXT_TURN}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# What a turn leaves of its conversation, made to the row as it is when written (``Exchange.fallbacks_read``,
+# ``loop_read`` and ``slots_read``): another server on the store may have answered a message of it meanwhile.
+_UPDATE_AFTER_TURN = (
+    "UPDATE conversations SET updated = :now, slots = coalesce(:slots, slots), "
+    "fallbacks = CASE WHEN :fallbacks_read IS NULL OR :fallbacks < :fallbacks_read THEN :fallbacks "
+    "ELSE coalesce(fallbacks, 0) + :fallbacks - :fallbacks_read END, "
+    "active_loop = CASE WHEN :loop_kept THEN active_loop ELSE :active_loop END, "
+    "active_form = CASE WHEN :loop_kept THEN active_form ELSE :active_form END WHERE id = :id")
 
 
 def agent_key(agent: str | None) -> str:
@@ -1121,6 +1129,12 @@ class Exchange:
     # The slots as the turn read them: what it changed of them is made to the slots as they are when written (None:
     # ``slots`` are written whole). Another server on the store may have answered a message of the conversation since.
     slots_read: dict[str, Any] | None = None
+    # The count of fallbacks in a row as the turn read it: a miss adds to the count as it is when written, an
+    # acknowledgement leaves it, an answer resets it (None: ``fallbacks`` is written as it is).
+    fallbacks_read: int | None = None
+    # The waiting action and form as the turn read them: a turn that left them as read leaves them as they are when
+    # written, which another server's turn of the conversation may have changed meanwhile (None: written as they are).
+    loop_read: tuple[str | None, str | None] | None = None
     handed_off: bool = field(default=False, init=False)  # set as written: False when a person had it already
     # Set as written: the customer deleted the message while the bot worked on it (Store.replace_message), and its
     # reply, not kept, is not to be sent: it would answer nothing in a thread the customer emptied.
@@ -1713,12 +1727,11 @@ class Store:
             self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [now(), ex.conversation_id])
         else:
             slots = self._slots_after(ex)
-            self.db.execute(
-                "UPDATE conversations SET updated = ?, fallbacks = ?, slots = coalesce(?, slots), active_loop = ?, "
-                "active_form = ? WHERE id = ?",
-                [now(), ex.fallbacks, json.dumps(slots, ensure_ascii=False) if slots is not None else None,
-                 ex.active_loop, ex.active_form if ex.active_loop else None, ex.conversation_id],
-            )
+            loop = (ex.active_loop, ex.active_form if ex.active_loop else None)
+            self.db.execute(_UPDATE_AFTER_TURN, {
+                "now": now(), "slots": json.dumps(slots, ensure_ascii=False) if slots is not None else None,
+                "fallbacks": ex.fallbacks, "fallbacks_read": ex.fallbacks_read, "loop_kept": loop == ex.loop_read,
+                "active_loop": loop[0], "active_form": loop[1], "id": ex.conversation_id})
         if ex.pending_id is not None and bot_turn is None:  # no answer to send: a silent turn
             self.db.execute(_SETTLE, [now(), ex.pending_id])
         elif ex.pending_id is not None:  # owed until the platform takes the answer (delivered()); the message

@@ -406,6 +406,42 @@ def test_a_kept_message_is_its_servers_while_it_lives_then_one_other_servers(tmp
         keeper.wait(30)
 
 
+def test_two_stores_on_one_file_keep_what_each_turn_changed_of_the_waiting_action_and_the_misses(tmp_path: Path) -> None:
+    """Two servers on one store answering messages of one conversation at once: each turn wrote the waiting action
+    and the count of fallbacks in a row as it left them, whole, so the later write undid the earlier's: the question
+    an action asked the customer was forgotten, and a miss went uncounted."""
+    path = tmp_path / "dialogues.db"
+    first, second = Store(path), Store(path)
+
+    def turn(store: Store, kind: str, fallbacks: int, loop: str | None, read: dict[str, Any] | None) -> None:
+        """A turn of ``kind`` that read the conversation as ``read`` and leaves ``fallbacks`` and ``loop``."""
+        read = read or {"fallbacks": 0, "active_loop": None, "active_form": None}
+        store.log_exchange(Exchange("c1", "web", None, kind, None, "Sorry?", None, 0.2, [], kind, "v0001",
+                                    fallbacks=fallbacks, active_loop=loop, fallbacks_read=read["fallbacks"],
+                                    loop_read=(read["active_loop"], read["active_form"])))
+
+    def left() -> tuple[int, str | None]:
+        row = first.conversation("c1")
+        assert row is not None
+        return row["fallbacks"], row["active_loop"]
+
+    turn(first, "fallback", 1, None, None)
+    read = first.conversation("c1")  # both servers read the conversation: one miss, nothing awaited
+    turn(second, "action", 0, "action_ask_order", read)  # the action asks for the order number
+    turn(first, "fallback", 2, None, read)  # the other server missed a message meanwhile
+    assert left() == (0 + 1, "action_ask_order")
+    read = first.conversation("c1")
+    turn(second, "fallback", 2, "action_ask_order", read)
+    turn(first, "fallback", 2, "action_ask_order", read)
+    assert left() == (3, "action_ask_order")  # both misses count
+    read = first.conversation("c1")
+    turn(second, "acknowledged", 3, "action_ask_order", read)  # "ok": the count stays
+    turn(first, "template", 0, None, read)  # an answer: the count starts again, the question is answered
+    assert left() == (0, None)
+    first.close()
+    second.close()
+
+
 def test_the_overdue_and_waiting_customers_come_from_the_inbox(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     store.log_exchange(Exchange("zh", "web", None, "12345", None, "?", None, 0.2, [], "fallback", "v0001",

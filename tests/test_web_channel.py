@@ -1023,10 +1023,11 @@ async def test_a_failure_to_pass_on_what_another_server_said_leaves_the_next_to_
         assert frame["reply"] == "Are you still there?"
 
 
-async def test_two_servers_answering_one_conversation_at_once_keep_the_slots_each_set(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
-    """Two servers on one store (two tabs behind a load balancer): each turn read the slots, and wrote them whole, so
-    the slot set by the message the second server answered meanwhile was lost when the first wrote its own."""
+async def answered_at_once_by_two_servers(aiohttp_client: Any, web_demo_bot: SimpleNamespace, held: str,
+                                          meanwhile: dict[str, Any]) -> dict[str, Any]:
+    """A conversation's message ``held`` sent to a first server, whose turn is held once it has read the conversation
+    and before it is logged, while a second server on the store answers ``meanwhile`` of the conversation; then the
+    first's turn ends. The conversation's row as the store keeps it then."""
     cid = new_id()
     first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
     first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
@@ -1034,21 +1035,42 @@ async def test_two_servers_answering_one_conversation_at_once_keep_the_slots_eac
     writing, go_on = asyncio.Event(), asyncio.Event()
     log = first_app[BOT]._log
 
-    async def held_log(*args: Any, **kwargs: Any) -> Any:  # the slots are read: held before they are written
+    async def held_log(*args: Any, **kwargs: Any) -> Any:  # the conversation is read: held before it is written
         writing.set()
         await go_on.wait()
         return await log(*args, **kwargs)
 
     first_app[BOT]._log = held_log
-    answered_first = asyncio.create_task(chat(first, cid, '/check_refund_policy{"order_id": "12345"}'))
+    answered_first = asyncio.create_task(chat(first, cid, held))
     await writing.wait()
-    response = await second.post("/api/chat", json={"conversation_id": cid, "text": "hi", "metadata": {"user_id": 17}})
+    response = await second.post("/api/chat", json={"conversation_id": cid, **meanwhile})
     assert response.status == 200
     go_on.set()
     await answered_first
     with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
-        slots = json.loads(db.execute("SELECT slots FROM conversations WHERE id = ?", [cid]).fetchone()[0])
+        db.row_factory = sqlite3.Row
+        return dict(db.execute("SELECT * FROM conversations WHERE id = ?", [cid]).fetchone())
+
+
+async def test_two_servers_answering_one_conversation_at_once_keep_the_slots_each_set(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """Two servers on one store (two tabs behind a load balancer): each turn read the slots, and wrote them whole, so
+    the slot set by the message the second server answered meanwhile was lost when the first wrote its own."""
+    conversation = await answered_at_once_by_two_servers(aiohttp_client, web_demo_bot,
+                                                         '/check_refund_policy{"order_id": "12345"}',
+                                                         {"text": "hi", "metadata": {"user_id": 17}})
+    slots = json.loads(conversation["slots"])
     assert (slots.get("order_id"), slots.get("session_started_metadata")) == ("12345", {"user_id": 17})
+
+
+async def test_two_servers_missing_messages_of_one_conversation_at_once_count_both_misses(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """Each turn wrote the count of fallbacks in a row it read plus its own miss, whole: two misses answered at once
+    by two servers counted one, and a customer the bot kept missing reached the handoff after
+    ``fallbacks_before_handoff`` late."""
+    conversation = await answered_at_once_by_two_servers(aiohttp_client, web_demo_bot, "where is my parcel",
+                                                         {"text": "my parcel never came"})
+    assert conversation["fallbacks"] == 3  # "hello" first, then both
 
 
 @pytest.mark.parametrize("ending", ["failed", "refused", "held for an agent"])
