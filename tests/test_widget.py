@@ -2775,6 +2775,78 @@ def test_the_agents_console_never_asks_its_agent_about_their_own_release_made_wi
     context.close()
 
 
+def test_the_agents_console_never_asks_its_agent_about_their_own_release_made_as_a_refresh_was_out(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Lee's release with the admin token, kept as the admin's, ended as a timed refresh was out: its inbox, read
+    before the release, named none, and his console forgot the release was his own. From the refresh after, his
+    takeover of the customer asked "admin released your customer to the queue. Take them over again?"."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Lee")
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
+    held: list[tuple[Any, Any]] = []  # the timed refresh's inbox, read before the release, answered after it
+    inboxes: list[int] = []
+
+    def inbox(route: Any) -> None:
+        inboxes.append(1)
+        if len(inboxes) == 1:
+            held.append((route, route.fetch()))
+        else:
+            route.fallback()
+    context.route(re.compile(r"/admin/conversations\?limit=\d+&status=handed_off&"), inbox)
+    deadline = time.monotonic() + 20
+    page.clock.run_for(3_100)  # the timed refresh
+    while not held:
+        assert time.monotonic() < deadline, "the console did not refresh"
+        page.wait_for_timeout(50)
+    page.get_by_role("button", name="Release to the queue").click()
+    expect(page.get_by_role("button", name="Release to the queue")).to_be_hidden()
+    wait_until(page, "state.refreshing === 1")  # the release's own refresh done, the timed one still out
+    assert api.get(f"/admin/conversations/{cid}")["agent"] is None
+    route, response = held[0]
+    route.fulfill(response=response)
+    wait_until(page, "state.refreshing === 0")
+    before = len(inboxes)
+    page.clock.run_for(3_100)  # the refresh after
+    while len(inboxes) == before:
+        assert time.monotonic() < deadline, "the console did not refresh"
+        page.wait_for_timeout(50)
+    wait_until(page, "state.refreshing === 0")
+    said: list[str] = []
+    page.on("dialog", lambda dialog: (said.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
+    assert said == []
+    expect(page.locator(".status")).not_to_contain_text("released your customer")
+    expect(page.locator(".arrivals")).not_to_contain_text("released your customer")
+    context.unroute_all(behavior="ignoreErrors")
+    context.close()
+
+
+def test_the_agents_own_release_is_kept_from_them_when_a_colleague_signs_in_on_the_same_browser(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The releases Lee made with the admin token were kept for the browser alone: Kim, at the same desk, signed in by
+    her name, and her console dropped them, as moves her inbox did not name. Back at his desk, Lee was told "admin
+    released your customer to the queue" of his own release, and asked it again at his takeover."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Lee")
+    page.get_by_role("button", name="Take over").click()
+    page.get_by_role("button", name="Release to the queue").click()
+    expect(page.get_by_role("button", name="Release to the queue")).to_be_hidden()
+    answered = inbox_saying(context, {})
+    for name in ("Kim", "Lee"):
+        page.get_by_label("Your name").fill(name)
+        refreshed(page, answered)
+    said: list[str] = []
+    page.on("dialog", lambda dialog: (said.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
+    assert said == []
+    expect(page.locator(".arrivals")).not_to_contain_text("released your customer")
+    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
+    context.close()
+
+
 def test_the_agents_console_says_whose_customer_a_lead_handed_back_to_the_bot(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A lead handing Lee's customer back to the bot showed as "Back with the bot · Ana", as if the customer had been
