@@ -218,21 +218,23 @@ def finite_weights(classifier: IntentClassifier) -> bool:
 
 
 def as_served(project: Project, classifier: IntentClassifier) -> IntentClassifier:
-    """``classifier`` as `bot serve` answers with it on the device it runs on: a copy in int8 where bot.yml's
-    ``server.inference.quantize`` asks for it on a CPU (:func:`serving_classifier`), else itself. int8
-    moves some answers and confidences, so a model measured in float32 (by the promotion gate, or to calibrate its
-    threshold) was one no customer met. The copy leaves ``classifier`` to train on and save."""
-    if not served_in_int8(project, classifier):
+    """``classifier`` as `bot serve` answers with it: where bot.yml's ``server.inference.quantize`` asks for int8
+    (:func:`serving_classifier`), a copy on the CPU in int8, else itself. int8 moves some answers and confidences, so
+    a model measured in float32 (by the promotion gate, or to calibrate its threshold) was one no customer met. The
+    copy is on the CPU whatever device trained the model: int8 is for a CPU (on a GPU it is a no-op), so a `bot
+    retrain --device cuda` for a bot served in int8 on a CPU measures what that CPU serves. The copy leaves
+    ``classifier`` to train on and save."""
+    if not served_in_int8(project):
         return classifier
-    served = copy.deepcopy(classifier)
+    served = copy.deepcopy(classifier).to("cpu")
     quantize_int8(served)
     return served
 
 
-def served_in_int8(project: Project, classifier: IntentClassifier) -> bool:
-    """Whether `bot serve` runs ``classifier`` in int8: bot.yml's ``server.inference.quantize`` asks for it, and it
-    runs on a CPU (on a GPU quantisation is a no-op)."""
-    return project.config.server.inference.quantize == "int8" and classifier.device.type == "cpu"
+def served_in_int8(project: Project) -> bool:
+    """Whether `bot serve` runs the bot's models in int8: bot.yml's ``server.inference.quantize`` asks for it. It
+    is decided by the bot's settings alone, not by the device a retrain or an evaluation happens to run on."""
+    return project.config.server.inference.quantize == "int8"
 
 
 def quantize_int8(classifier: IntentClassifier) -> None:

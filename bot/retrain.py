@@ -7,7 +7,8 @@
    and the base model are the same, else from the base model.
 3. Measure the serving model and the candidate on the frozen evaluation set (generalisation) and on
    the seed examples (forgetting), by top-1 accuracy, which does not depend on where a threshold sits. Both
-   are measured as ``bot serve`` runs them: in int8 where ``server.inference.quantize`` asks for it on a CPU.
+   are measured as ``bot serve`` runs them: in int8 on a CPU where ``server.inference.quantize`` asks for it,
+   whatever device trains the candidate.
 4. Gate: the candidate is promoted only if neither overall accuracy falls by more than
    ``learning.max_accuracy_drop`` (0: not at all) and no intent falls by more than
    ``learning.max_intent_drop``. Per-intent figures count only for intents with at least
@@ -178,9 +179,9 @@ class Renamed:
         return predictions if self.name is None else [renamed_prediction(p, self.name) for p in predictions]
 
 
-def measured_as(project: Project, classifier: IntentClassifier) -> str:
+def measured_as(project: Project) -> str:
     """How the gate's models answered (decision.json's ``measured_as``): "int8" or "float32"."""
-    return "int8" if served_in_int8(project, classifier) else "float32"
+    return "int8" if served_in_int8(project) else "float32"
 
 
 def warm_start(serving: IntentClassifier, name: Name | None, intents: list[str]) -> IntentClassifier | None:
@@ -465,7 +466,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             meta, metrics = write_model(staging, project, candidate, indexed, held, len(train))
             served = as_served(project, candidate)
             judged = verdict(before, measured(served, sets.seed, sets.held), sets.seed, margins(project))
-            judged.update(not_compared=not_compared(sets, served), measured_as=measured_as(project, served),
+            judged.update(not_compared=not_compared(sets, served), measured_as=measured_as(project),
                           at_threshold={"serving": before_cut, "n": len(sets.held),
                                         "candidate": at_threshold(served, sets.held, served_threshold(project, meta))})
             reasons = judged["reasons"]
@@ -532,7 +533,7 @@ def regate(project: Project, name: str, device: str | None = None) -> dict[str, 
     sets = gate_sets(answering.labels, seed, held)
     margin = {**margins(project), **stored.get("margins", {})}
     now = verdict(measured(answering, sets.seed, sets.held), measured(candidate, sets.seed, sets.held), sets.seed, margin)
-    now.update(not_compared=not_compared(sets, candidate), measured_as=measured_as(project, candidate))
+    now.update(not_compared=not_compared(sets, candidate), measured_as=measured_as(project))
     same = (all(now[key] == stored.get(key) for key in ("figures", "intent_drops", "forgotten"))
             and now["not_compared"] == stored.get("not_compared", {})
             and now["measured_as"] == stored.get("measured_as", "float32"))

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 import bot.retrain
 import bot.training
 from bot.cli import _print_decision, cli, say_not_learnt
+from bot.nlu import as_served
 from bot.project import Example, load_project
 from bot.retrain import (
     agent_answers,
@@ -32,6 +33,7 @@ from bot.retrain import (
     forgotten,
     gate,
     learned_examples,
+    measured_as,
     regate,
     retrain,
 )
@@ -1076,6 +1078,29 @@ def test_the_gate_measures_both_models_in_int8_when_the_bot_serves_them_so(bot_d
     configure(bot_dir, server={"inference": {"quantize": "none"}})
     again = CliRunner().invoke(cli, ["models", str(bot_dir), "--explain", result.version])
     assert "measured in int8 then, float32 now: server.inference.quantize or the device changed since" in again.output
+
+
+def test_a_bot_served_in_int8_is_measured_in_int8_on_a_cpu_whatever_device_trained_it(
+        bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether the gate and the threshold's calibration measured in int8 was decided by the device of the model in
+    hand: a `bot retrain --device cuda` for a bot served in int8 on a CPU gated and calibrated its candidate in
+    float32, as no customer meets it. bot.yml decides it: the model is measured as a CPU copy in int8."""
+    configure(bot_dir, server={"inference": {"quantize": "int8"}})
+    project = load_project(bot_dir)
+    trained = IntentClassifier.load(bot_dir / "models" / "v0001" / "classifier", device="cpu")
+    on_gpu = {id(trained)}  # the model as a retrain on a GPU has it in hand
+    device = IntentClassifier.device.fget
+    monkeypatch.setattr(IntentClassifier, "device",
+                        property(lambda self: torch.device("cuda") if id(self) in on_gpu else device(self)))
+
+    served = as_served(project, trained)
+
+    assert served is not trained and served.device.type == "cpu"
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in served.encoder.modules())
+    assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in trained.encoder.modules())
+    assert measured_as(project) == "int8"
+    configure(bot_dir, server={"inference": {"quantize": "none"}})
+    assert as_served(load_project(bot_dir), trained) is trained and measured_as(load_project(bot_dir)) == "float32"
 
 
 def test_a_version_served_in_int8_is_calibrated_and_listed_as_served(bot_dir: Path,
