@@ -1990,7 +1990,7 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
         status = "; ".join(filter(None, [status, *v.damaged]))
         accuracy, threshold = (f"{x:.4f}" if isinstance(x, (int, float)) else ""
                                for x in (v.metrics.get("accuracy"), v.meta.get("intent_threshold")))
-        # A set of another size (the intents changed) makes another accuracy, which read as a regression.
+        # Another set (the intents or their examples changed) makes another accuracy, which read as a regression.
         n = str(v.metrics.get("holdout_examples", ""))
         again = "" if now is None else (f"{'':>15}" if (fig := now[v.name]) is None or fig["accuracy"] is None
                                         else f"{fig['accuracy']:>9.4f}{fig['n']:>6}")
@@ -2013,21 +2013,23 @@ def _remeasured(project: Project, versions: list[Version], device: str | None) -
 
 
 def _say_if_not_comparable(project: Project, versions: list[Version], now: dict[str, Any] | None) -> None:
-    """Under `bot models`' table: which versions' accuracy was measured on a frozen evaluation set of another size
-    than it has now (an intent added, taken out or renamed in nlu.yml since), whose figures compare with neither
-    each other's nor the next candidate's, and how to measure them all on today's; with --remeasure, what the new
-    columns are."""
-    from bot.training import frozen_split
+    """Under `bot models`' table: which versions' accuracy was measured on another frozen evaluation set than today's
+    (an intent added, taken out or renamed in nlu.yml since without `bot relabel`, or an example moved to another
+    intent), whose figures compare with neither each other's nor the next candidate's, and how to measure them all
+    on today's; with --remeasure, what the new columns are."""
+    from bot.nlu import current_names
+    from bot.training import frozen_split, measured_on_today_set
 
     _, held = frozen_split(project, write=False)
     if now is not None:
         click.echo(f"note: now and its n: accuracy on the frozen evaluation set as it is today ({len(held)} examples), "
                    "each version as bot serve runs it, at its threshold", err=True)
         return
-    other = [v.name for v in versions if v.metrics.get("holdout_examples") not in (None, len(held))]
+    name = current_names(project)
+    other = [v.name for v in versions if not measured_on_today_set(v.metrics, held, name)]
     if other:
-        click.echo(f"note: accuracy is as measured when each version was made: {', '.join(other)} on a frozen "
-                   f"evaluation set of another size than today's {len(held)} examples (nlu.yml's intents changed "
+        click.echo(f"note: accuracy is as measured when each version was made: {', '.join(other)} on another frozen "
+                   f"evaluation set than today's {len(held)} examples (nlu.yml's intents or their examples changed "
                    f"since), so it compares with no other; `bot models {shell(project.root)} --remeasure` measures "
                    "every version on today's set", err=True)
 

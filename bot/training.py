@@ -15,13 +15,13 @@ import math
 import random
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.language import written_in
-from bot.nlu import answer_encoder, as_served, finite_weights
+from bot.nlu import Name, answer_encoder, as_served, finite_weights
 from bot.project import BotConfig, Example, Project, ProjectError, same_example
 from bot.responses import TEMPLATE_ANSWER
 from dialogues.export import about_one_case
@@ -358,7 +358,7 @@ def write_model(staging: Path, project: Project, classifier: IntentClassifier, a
                             "train again (the serving model is untouched)") from None
     # As served: in int8 the confidences the threshold is calibrated on, and the answers counted, move.
     metrics = holdout_metrics(as_served(project, classifier), held, project.config.thresholds.intent)
-    metrics.update(train_examples=train_examples, holdout_examples=len(held),
+    metrics.update(train_examples=train_examples, holdout_examples=len(held), frozen_set=frozen_set_digests(held),
                    train_seconds=round(classifier.train_seconds, 1), train_steps=classifier.train_steps,
                    train_passes=classifier.train_passes, ngram_share=classifier.ngram_share)
     meta = {"id": model_id, "base_model": project.config.base_model, "labels": classifier.labels,
@@ -371,6 +371,35 @@ def write_model(staging: Path, project: Project, classifier: IntentClassifier, a
 def out_of_space(exc: BaseException) -> bool:
     """Whether saving failed for a full disk: an OSError says so by its number, safetensors and FAISS in words."""
     return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
+
+
+def frozen_set_digests(held: list[Example]) -> dict[str, str]:
+    """Identifies the frozen evaluation set a version is measured on, intent by intent (metrics.json's
+    ``frozen_set``): an intent renamed in nlu.yml, or an example moved to another intent, keeps the set's size but
+    changes every version's figure on it."""
+    return _summed_digests((e.intent, int(hashlib.sha256(e.text.encode()).hexdigest()[:16], 16)) for e in held)
+
+
+def measured_on_today_set(metrics: dict[str, Any], held: list[Example], name: Name | None) -> bool:
+    """Whether a version's accuracy (``metrics``) was measured on the frozen evaluation set ``held`` as it is today,
+    the intents it was measured on by the names `bot relabel` gave them since (``name``), under which the version
+    answers them now: a relabelled intent compares, one renamed in nlu.yml alone does not. A version made before
+    ``frozen_set`` was kept is judged by the set's size alone."""
+    stored = metrics.get("frozen_set")
+    if stored is None:
+        return metrics.get("holdout_examples") in (None, len(held))
+    renamed = _summed_digests((intent if name is None else name(intent), int(digest, 16))
+                              for intent, digest in stored.items())
+    return renamed == frozen_set_digests(held)
+
+
+def _summed_digests(hashes: Iterable[tuple[str, int]]) -> dict[str, str]:
+    """Each intent's digest: the sum of its examples' hashes, so that two intents `bot relabel` merged add up to the
+    merged one's, whatever the order of the examples."""
+    sums: dict[str, int] = defaultdict(int)
+    for intent, value in hashes:
+        sums[intent] = (sums[intent] + value) % 2**64
+    return {intent: f"{value:016x}" for intent, value in sorted(sums.items())}
 
 
 def seed_fingerprint(project: Project) -> str:
