@@ -21,7 +21,7 @@ from bot.language import turn_language
 from bot.nlu import Analysis
 from bot.policy import Decision, decide
 from bot.project import Project, button_payloads
-from dialogues.holding import wordless
+from dialogues.holding import acknowledges, says_wrong, wordless
 from finetune.metrics import OOS
 
 REPORT = "reply_report.json"
@@ -37,13 +37,17 @@ def model_questions(rows: list[dict[str, Any]], intents: Iterable[str]) -> tuple
 
 
 def reply_outcome(decision: Decision, truth: str, labels: list[str], handoff_intent: str | None,
-                  unfiled: bool = False) -> str:
+                  unfiled: bool = False, acknowledged: bool = False) -> str:
     """``right``, ``wrong`` or ``fallback``. An out-of-scope question (``oos``, or an intent the model does
     not know) is answered right by the fallback or by the ``oos`` intent's own template. A question of an
     intent the model does not know, other than ``oos``, is answered right too by a historical answer filed
     under no intent (``unfiled``): such answers are how a shop answers what none of its intents covers ("do
-    you deliver abroad?"), and they were counted wrong. Otherwise a historical answer without an intent
-    counts as the classifier's intent, and a handoff after too many fallbacks as a fallback."""
+    you deliver abroad?"), and they were counted wrong. ``fallback.acknowledged`` ("All right. If there's anything
+    else, just ask.") to a line that only thanks or acknowledges (``acknowledged``) is right whatever the
+    classifier leant to: it is bot serve's answer to such a message, no miss. Otherwise a historical answer without
+    an intent counts as the classifier's intent, and a handoff after too many fallbacks as a fallback."""
+    if acknowledged:
+        return "right"
     declined = decision.kind == "fallback" or (decision.kind == "handoff" and decision.intent != handoff_intent)
     if truth == OOS or truth not in labels:
         answered = decision.intent == OOS or (unfiled and truth != OOS)
@@ -59,6 +63,12 @@ def unfiled_answer(decision: Decision, analysis: Analysis) -> bool:
     return decision.kind == "retrieval" and any(h.intent is None and h.text == decision.text for h in analysis.hits)
 
 
+def acknowledged(decision: Decision, text: str) -> bool:
+    """Whether the reply is ``fallback.acknowledged`` to a message that only thanks or acknowledges: the reply policy's
+    template of no intent, which it gives such a message alone."""
+    return decision.kind == "template" and decision.intent is None and acknowledges(text)
+
+
 def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[str], analyses: list[Analysis],
                      labels: list[str], results: Path) -> dict[str, Any]:
     """Counts of right and wrong answers and fallbacks, overall and per reply source, from the serving
@@ -69,12 +79,14 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
     misses = []
     for row, text, analysis in zip(rows, texts, analyses):
         language = turn_language(project.config.language, text)
+        # As bot serve decides a conversation's first message: "thanks" or "谢谢" that no intent is sure of gets
+        # fallback.acknowledged, "不对" a request to put it another way, "😭😭" one for words.
         decision = decide(analysis, project.config, project.responses, project.entities(text), "web", 0, language,
-                          project.intents, wordless=wordless(text))
+                          project.intents, acknowledges(text), says_wrong(text), wordless(text))
         # An unsure historical answer filed under no intent reports none: it counts as the classifier's intent.
         judged = dataclasses.replace(decision, intent=decision.intent or analysis.prediction.intent)
         outcome = reply_outcome(judged, row["intent"], labels, project.config.handoff.intent,
-                                unfiled_answer(decision, analysis))
+                                unfiled_answer(decision, analysis), acknowledged(decision, text))
         outcomes[outcome] += 1
         by_source.setdefault(decision.kind, Counter())[outcome] += 1
         if outcome != "right":

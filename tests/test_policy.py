@@ -420,6 +420,22 @@ def test_bot_eval_answers_emoji_alone_as_bot_serve_does(tmp_path: Path) -> None:
     assert figures["by_source"] == {"fallback": {"right": 1, "fallback": 1}}
 
 
+def test_bot_eval_answers_thanks_and_a_correction_as_bot_serve_does_a_first_message(tmp_path: Path) -> None:
+    """bot serve answers "thanks" or "谢谢" that no intent is sure of (or that is sure it is off-topic) with
+    fallback.acknowledged, no miss, and "不对" with a request to put it another way, whatever the classifier read in
+    it; bot eval counted the demo's test lines of thanks as fallbacks, or as the oos template's wrong answer, and
+    "不对" as the template of the intent the classifier read in it."""
+    project = load_project(REPO / "bot" / "demo")
+    leaning = analysis("greet", 0.3)
+    rows = [{"text": "thanks", "intent": "thank_you"}, {"text": "谢谢", "intent": "thank_you"},
+            {"text": "了解", "intent": "acknowledge"}, {"text": "cheers", "intent": "thank_you"},
+            {"text": "不对", "intent": "oos"}]
+    analyses = [leaning, leaning, leaning, analysis("oos", 0.9), analysis("acknowledge", 0.9)]
+    figures = evaluate_replies(project, rows, [row["text"] for row in rows], analyses, project.intents, tmp_path)
+    assert figures["by_source"] == {"template": {"right": 4}, "fallback": {"right": 1}}
+    assert json.loads((tmp_path / "reply_report.json").read_text())["misses"] == []
+
+
 def test_the_starter_offers_no_small_talk_as_a_fallback_button() -> None:
     """"where is my order?" to a new bot offered "Did you mean one of these? Greet, Opening hours, Goodbye"."""
     project = load_project(REPO / "bot" / "starter")
