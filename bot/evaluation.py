@@ -19,9 +19,9 @@ from typing import Any
 from bot.channels.base import normalise
 from bot.language import turn_language
 from bot.nlu import Analysis
-from bot.policy import Decision, decide
+from bot.policy import Decision, decide, handing_off
 from bot.project import Project, button_payloads
-from dialogues.holding import acknowledges, says_wrong, wordless
+from dialogues.holding import acknowledges, asks_for_a_person, says_wrong, wordless
 from finetune.metrics import OOS
 
 REPORT = "reply_report.json"
@@ -37,16 +37,16 @@ def model_questions(rows: list[dict[str, Any]], intents: Iterable[str]) -> tuple
 
 
 def reply_outcome(decision: Decision, truth: str, labels: list[str], handoff_intent: str | None,
-                  unfiled: bool = False, acknowledged: bool = False) -> str:
+                  unfiled: bool = False, as_worded: bool = False) -> str:
     """``right``, ``wrong`` or ``fallback``. An out-of-scope question (``oos``, or an intent the model does
     not know) is answered right by the fallback or by the ``oos`` intent's own template. A question of an
     intent the model does not know, other than ``oos``, is answered right too by a historical answer filed
     under no intent (``unfiled``): such answers are how a shop answers what none of its intents covers ("do
-    you deliver abroad?"), and they were counted wrong. ``fallback.acknowledged`` ("All right. If there's anything
-    else, just ask.") to a line that only thanks or acknowledges (``acknowledged``) is right whatever the
-    classifier leant to: it is bot serve's answer to such a message, no miss. Otherwise a historical answer without
+    you deliver abroad?"), and they were counted wrong. A reply the line's words alone decide (``as_worded``,
+    :func:`as_worded`) is right whatever the classifier leant to: it is bot serve's answer to such a message.
+    Otherwise a historical answer without
     an intent counts as the classifier's intent, and a handoff after too many fallbacks as a fallback."""
-    if acknowledged:
+    if as_worded:
         return "right"
     declined = decision.kind == "fallback" or (decision.kind == "handoff" and decision.intent != handoff_intent)
     if truth == OOS or truth not in labels:
@@ -63,10 +63,12 @@ def unfiled_answer(decision: Decision, analysis: Analysis) -> bool:
     return decision.kind == "retrieval" and any(h.intent is None and h.text == decision.text for h in analysis.hits)
 
 
-def acknowledged(decision: Decision, text: str) -> bool:
-    """Whether the reply is ``fallback.acknowledged`` to a message that only thanks or acknowledges: the reply policy's
-    template of no intent, which it gives such a message alone."""
-    return decision.kind == "template" and decision.intent is None and acknowledges(text)
+def as_worded(decision: Decision, text: str) -> bool:
+    """Whether the reply is the one the message's words ask for: ``fallback.acknowledged`` ("All right. If there's
+    anything else, just ask.") to a message that only thanks or acknowledges (the reply policy's template of no
+    intent, which it gives such a message alone), no miss; or the handoff to one that asks for a person ("转人工")."""
+    return ((decision.kind == "template" and decision.intent is None and acknowledges(text))
+            or (decision.reason == "requested" and asks_for_a_person(text)))
 
 
 def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[str], analyses: list[Analysis],
@@ -80,13 +82,18 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
     for row, text, analysis in zip(rows, texts, analyses):
         language = turn_language(project.config.language, text)
         # As bot serve decides a conversation's first message: "thanks" or "谢谢" that no intent is sure of gets
-        # fallback.acknowledged, "不对" a request to put it another way, "😭😭" one for words.
-        decision = decide(analysis, project.config, project.responses, project.entities(text), "web", 0, language,
-                          project.intents, acknowledges(text), says_wrong(text), wordless(text))
+        # fallback.acknowledged, "不对" a request to put it another way, "😭😭" one for words, "转人工" the handoff.
+        values = project.entities(text)
+        if asks_for_a_person(text):  # "talk to a human", "转人工": handed off whatever the classifier read in it
+            decision = handing_off(project.config, project.responses, "web", language, "requested", values,
+                                   analysis.prediction.intent, analysis.prediction.confidence)
+        else:
+            decision = decide(analysis, project.config, project.responses, values, "web", 0, language,
+                              project.intents, acknowledges(text), says_wrong(text), wordless(text))
         # An unsure historical answer filed under no intent reports none: it counts as the classifier's intent.
         judged = dataclasses.replace(decision, intent=decision.intent or analysis.prediction.intent)
         outcome = reply_outcome(judged, row["intent"], labels, project.config.handoff.intent,
-                                unfiled_answer(decision, analysis), acknowledged(decision, text))
+                                unfiled_answer(decision, analysis), as_worded(decision, text))
         outcomes[outcome] += 1
         by_source.setdefault(decision.kind, Counter())[outcome] += 1
         if outcome != "right":

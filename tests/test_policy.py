@@ -436,6 +436,20 @@ def test_bot_eval_answers_thanks_and_a_correction_as_bot_serve_does_a_first_mess
     assert json.loads((tmp_path / "reply_report.json").read_text())["misses"] == []
 
 
+def test_bot_eval_hands_off_a_typed_request_for_a_person_as_bot_serve_does(tmp_path: Path) -> None:
+    """bot serve hands "转人工" or "talk to a human" off whatever the classifier read in it; bot eval gave such a test
+    line the fallback where the classifier was unsure, or another intent's template where it was sure of that. A
+    handoff the classifier alone chose is still judged by its intent."""
+    project = load_project(REPO / "bot" / "demo")
+    rows = [{"text": "我要人工", "intent": "contact_human_agent"}, {"text": "talk to a human", "intent": "contact_human_agent"},
+            {"text": "where is my parcel", "intent": "track_order"}]
+    analyses = [analysis("greet", 0.3), analysis("complaint", 0.9), analysis("contact_human_agent", 0.9)]
+    figures = evaluate_replies(project, rows, [row["text"] for row in rows], analyses, project.intents, tmp_path)
+    assert figures["by_source"] == {"handoff": {"right": 2, "wrong": 1}}
+    misses = json.loads((tmp_path / "reply_report.json").read_text())["misses"]
+    assert [miss["text"] for miss in misses] == ["where is my parcel"]
+
+
 def test_the_starter_offers_no_small_talk_as_a_fallback_button() -> None:
     """"where is my order?" to a new bot offered "Did you mean one of these? Greet, Opening hours, Goodbye"."""
     project = load_project(REPO / "bot" / "starter")
