@@ -862,6 +862,7 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
     """
     from bot.evaluation import evaluate_replies, model_questions
     from bot.importer import read_csv
+    from bot.nlu import measuring_device
     from bot.server import load_serving_model, load_version
     from finetune.registry import Registry
     from bot.training import EVALUATION_FILE, held_out_texts
@@ -881,6 +882,7 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
         results.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"cannot write the results to {results}: {exc.strerror or exc}")
+    device = measuring_device(project, device)  # an int8 bot's figures are its CPU's, as the gate's are
     nlu = load_serving_model(project, device, workers=1) if version is None else \
         load_version(project, Registry(project.models_dir).path(version), device, workers=1)
     if threshold is not None:

@@ -237,6 +237,13 @@ def served_in_int8(project: Project) -> bool:
     return project.config.server.inference.quantize == "int8"
 
 
+def measuring_device(project: Project, device: str | None) -> str | None:
+    """The device to measure the bot's models on, as `bot serve` answers with them: the CPU where they are served in
+    int8 (:func:`served_in_int8`), whatever ``device`` was asked for (on a GPU int8 is a no-op, and the figures
+    would be float32's), else ``device``."""
+    return "cpu" if served_in_int8(project) else device
+
+
 def quantize_int8(classifier: IntentClassifier) -> None:
     """Swap the encoder's ``nn.Linear`` layers for dynamic int8 ones, in place, with per-channel
     weight scales (per-tensor scales lose more accuracy on MiniLM). CPU only: on a GPU it is a no-op."""

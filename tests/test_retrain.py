@@ -23,6 +23,7 @@ import yaml
 from click.testing import CliRunner
 
 import bot.retrain
+import bot.server
 import bot.training
 from bot.cli import _print_decision, cli, say_not_learnt
 from bot.nlu import as_served
@@ -1123,6 +1124,28 @@ def test_a_bot_served_in_int8_is_measured_in_int8_on_a_cpu_whatever_device_train
     assert measured_as(project) == "int8"
     configure(bot_dir, server={"inference": {"quantize": "none"}})
     assert as_served(load_project(bot_dir), trained) is trained and measured_as(load_project(bot_dir)) == "float32"
+
+
+def test_bot_eval_scores_a_bot_served_in_int8_on_the_cpu_whatever_device_it_has(
+        bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a machine with a GPU, `bot eval` of a bot served in int8 on a CPU loaded its model on the GPU, where int8
+    is a no-op: it scored float32, which no customer meets and the gate no longer measures. It loads it on the CPU."""
+    loaded: list[str | None] = []
+    load = bot.server.load_serving_model
+
+    def spied(project: Any, device: str | None = None, workers: int | None = None) -> Any:
+        loaded.append(device)
+        return load(project, device, workers)
+
+    monkeypatch.setattr(bot.server, "load_serving_model", spied)
+    test = ["eval", str(bot_dir), "--test", str(bot_dir / "models" / EVALUATION_FILE), "--json"]
+    assert CliRunner().invoke(cli, test).exit_code == 0
+    configure(bot_dir, server={"inference": {"quantize": "int8"}})
+
+    scored = CliRunner().invoke(cli, test)
+
+    assert scored.exit_code == 0, scored.output
+    assert loaded == [None, "cpu"]  # None: cuda where torch sees a GPU
 
 
 def test_a_version_served_in_int8_is_calibrated_and_listed_as_served(bot_dir: Path,
