@@ -2277,8 +2277,13 @@ def rollback(directory: Path, version: str) -> None:
 
     project = load_project(directory)
     registry = Registry(project.models_dir)
-    if registry.readable_current() == version and not any(index_behind(project, registry.path(version),
-                                                                       store_answers(project))):
+    answers = store_answers(project)
+    if answers is None:  # rolled back all the same: rolling back is for emergencies
+        click.echo(f"note: {project.db_path} is at migration {_older_schema(project)}, an older deskbot's, too old to "
+                   f"read the agent answers from: {version}'s index keeps those it holds, a purged conversation's too; "
+                   f"once `bot serve` of this deskbot has migrated the store, `bot rollback {shell(project.root)} "
+                   f"{version}` takes those out", err=True)
+    if registry.readable_current() == version and not any(index_behind(project, registry.path(version), answers)):
         click.echo(f"{version} serves already; nothing changed.")  # nothing written: no lock, no load, no room needed
         return
     trained_on: list[tuple[list[str], str]] = []  # the version's labels as the bot answers them, and its name

@@ -64,7 +64,7 @@ from bot.training import (
 )
 from dialogues.export import LearnedData, contradicting, learnable, learned_data, one_per_message, recent_traffic
 from dialogues.review import OOS
-from dialogues.store import open_to_read
+from dialogues.store import Store, TooOld, open_to_read, read_as_it_is
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from finetune.metrics import per_intent_accuracy
 from finetune.registry import Registry, RegistryError, Version
@@ -320,17 +320,24 @@ def exported(project: Project, data: LearnedData) -> LearnedData:
     return LearnedData(kept.examples, filed(kept.answers, project))
 
 
-def read_store(project: Project, traffic: bool = True) -> tuple[LearnedData, list[str]]:
+def read_store(project: Project, traffic: bool = True, as_it_is: bool = False) -> tuple[LearnedData, list[str]]:
     """The labels and agent answers (exactly what ``bot export`` writes) and, with ``traffic``, the recent
-    customer messages the distillation holds on (none when ``learning.distill`` is off)."""
+    customer messages the distillation holds on (none when ``learning.distill`` is off). ``as_it_is``: an older
+    deskbot's store is read as it is (:func:`read_as_it_is`), not refused."""
     if not project.db_path.exists():
         return LearnedData([], []), []
-    store = open_to_read(project.db_path)
     redacted = project.config.privacy.redact
     learning = project.config.learning
-    try:
+
+    def read(store: Store) -> tuple[LearnedData, list[str]]:
         return (learned_data(store, redacted=redacted),
                 recent_traffic(store, learning.distill_messages if traffic and learning.distill > 0 else 0, redacted))
+
+    if as_it_is:
+        return read_as_it_is(project.db_path, read)
+    store = open_to_read(project.db_path)
+    try:
+        return read(store)
     finally:
         store.close()
 
@@ -571,19 +578,26 @@ def same_base(recorded: str | None, project: Project) -> bool:
         recorded is not None and model_folder(project.root, recorded) == project.base_model)
 
 
-def gone_answers(serving_path: Path, answers: list[Answer]) -> list[str]:
+def gone_answers(serving_path: Path, answers: list[Answer] | None) -> list[str]:
     """The agent answers the serving index holds that the store no longer has, as it has them: their
     conversation was purged (its ids may since be another answer's), or redaction now finds personal
-    data in them."""
-    try:
-        indexed = saved_answers(serving_path / "index")
-    except (OSError, ValueError, TypeError) as exc:  # missing, cut short, not the format
-        raise ModelLoadError(f"{serving_path}: cannot load the answer index: {exc}") from exc
+    data in them. ``answers`` None: the store's are not known (:func:`store_answers`), and none is counted gone."""
+    indexed = [a for a in _indexed(serving_path) if a.source == "agent"]
+    if answers is None:
+        return []
     kept = {(a.id, a.text) for a in answers}
-    return [a.id for a in indexed if a.source == "agent" and (a.id, a.text) not in kept]
+    return [a.id for a in indexed if (a.id, a.text) not in kept]
 
 
-def index_behind(project: Project, version: Path, answers: list[Answer]) -> tuple[list[str], bool, list[str]]:
+def _indexed(version: Path) -> list[Answer]:
+    """The answers version folder ``version``'s index holds."""
+    try:
+        return saved_answers(version / "index")
+    except (OSError, ValueError, TypeError) as exc:  # missing, cut short, not the format
+        raise ModelLoadError(f"{version}: cannot load the answer index: {exc}") from exc
+
+
+def index_behind(project: Project, version: Path, answers: list[Answer] | None) -> tuple[list[str], bool, list[str]]:
     """What version folder ``version``'s index serves that an index refresh mends, as `bot retrain` and `bot
     rollback` both ask: the agent answers it holds that the store no longer has (:func:`gone_answers`), whether
     history.jsonl or history.csv changed since it was indexed, and bot.yml's retrieval settings it was built
@@ -593,9 +607,14 @@ def index_behind(project: Project, version: Path, answers: list[Answer]) -> tupl
             index_changes(version, project))
 
 
-def store_answers(project: Project) -> list[Answer]:
-    """The agent answers the store has now, as an index holds them."""
-    data, _ = read_store(project, traffic=False)  # a rollback trains nothing
+def store_answers(project: Project) -> list[Answer] | None:
+    """The agent answers the store has now, as an index holds them; an older deskbot's store read as it is, for
+    `bot rollback` in an incident while its older `bot serve` may still run on it. None where that store is too old
+    to have them (:class:`TooOld`)."""
+    try:
+        data, _ = read_store(project, traffic=False, as_it_is=True)  # a rollback trains nothing
+    except TooOld:
+        return None
     return agent_answers(data, project)
 
 
@@ -604,11 +623,14 @@ def with_index_refreshed(project: Project, registry: Registry, name: str) -> str
     has lost since (a purged conversation's, or one redaction or :func:`~dialogues.export.about_one_case` now
     leaves out), which serving it would show again, or history answers and retrieval settings since edited
     (:func:`index_behind`). Then a version with its classifier and an index refreshed as `bot retrain` refreshes
-    one is made and promoted, and its name returned; else None, and ``name`` serves as it is."""
+    one is made and promoted, and its name returned; else None, and ``name`` serves as it is. A store too old to
+    read the answers from (:func:`store_answers`) leaves those the index holds as they are."""
     answers = store_answers(project)
     _, _, reindex = behind = index_behind(project, registry.path(name), answers)
     if not any(behind):
         return None
+    if answers is None:
+        answers = [a for a in _indexed(registry.path(name)) if a.source == "agent"]
     # What the next retrain counts as new stays what it would be without the refresh: newer labels are not learnt.
     return refresh_index(registry, name, answers, project, last_finished(registry, name).meta.get("learned_through", {}),
                          rebuild=bool(reindex))

@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import sqlite_utils
 from filelock import FileLock, Timeout
@@ -543,6 +543,10 @@ class StoreError(Exception):
     """The file is not a deskbot conversation store, or one written by a newer deskbot."""
 
 
+class TooOld(StoreError):
+    """An older deskbot's store, read as it is (:func:`read_as_it_is`), lacks a table or column the read needs."""
+
+
 class SentBefore(Exception):
     """An agent's reply was stored under its key already (``Store.add_agent_answer``): the same reply sent
     again, its first try's answer lost on the way back. ``undelivered``: its customer did not get it; ``text``:
@@ -982,6 +986,25 @@ def open_to_read(path: Path) -> Store:
                          "of this deskbot on it first, which migrates it (keeping a copy as it was); a command that "
                          "only reads leaves it as it is, since an older `bot serve` may still be running on it")
     return store
+
+
+_Read = TypeVar("_Read")
+
+
+def read_as_it_is(path: Path, read: Callable[[Store], _Read]) -> _Read:
+    """``read`` of the store at ``path``, opened for reading alone and, an older deskbot's, as it is: deskbot upgraded,
+    its older `bot serve` may still run on it, which a migration would leave writing to a schema it does not know.
+    :class:`TooOld` where an older store lacks a table or column ``read`` needs."""
+    store = Store(path, read_only=True)
+    try:
+        return read(store)
+    except sqlite3.OperationalError as exc:
+        if not store.behind:
+            raise
+        raise TooOld(f"{path} is at migration {store.schema}, an older deskbot's, which lacks what this reads "
+                     f"({exc})") from None
+    finally:
+        store.close()
 
 
 # An agent turn's author (the name the agent gave), kept in ``turns.user``; customers' ids are not shown.

@@ -1875,3 +1875,50 @@ def test_a_version_recorded_with_its_base_models_folder_has_the_same_base(tmp_pa
     project = load_project(root)
     assert same_base("tinymodel", project) and same_base(str((root / "tinymodel").resolve()), project)
     assert not same_base("multilingual", project) and not same_base(None, project)
+
+
+def test_bot_rollback_beside_an_older_deskbots_store_reads_it_as_it_is(bot_dir: Path) -> None:
+    """Deskbot upgraded while the older `bot serve` still ran on the store: `bot rollback`, which touches the model
+    registry alone, refused to roll back in the incident, as its read of the agent answers purged since refused the
+    store not yet migrated."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    log_turns(store, ["my parcel never showed up"], conversation="lost")
+    store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
+    store.close()
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).version == "v0002"
+    (bot_dir / "dialogues.db").unlink()
+    store_of_the_last_deskbot(bot_dir / "dialogues.db")  # the conversation purged, as the older deskbot keeps it
+    from bot.nlu import NLU
+
+    result = CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"])
+    assert result.exit_code == 0, result.output
+    assert "Now serving v0001 (was v0002)" in result.output
+    result = CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0002"])
+    assert result.exit_code == 0, result.output
+    assert "Now serving v0003 (was v0001)" in result.output  # the purged answer left out, read as it is
+    assert not [i for i in NLU.load(bot_dir / "models" / "v0003").index.ids if i.startswith("agent:")]
+    assert sqlite3.connect(bot_dir / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
+    assert not list(bot_dir.glob("*.bak"))  # nothing migrated, nothing copied
+
+
+def test_bot_rollback_beside_a_store_too_old_to_read_keeps_the_versions_answers_and_says_so(bot_dir: Path) -> None:
+    """A store so old it lacks what the agent answers are read from is not read: the rollback is made all the same,
+    the version's index keeping the answers it holds, and the engineer told what was not done and how to do it."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    log_turns(store, ["my parcel never showed up"], conversation="lost")
+    store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
+    store.close()
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).version == "v0002"
+    with sqlite3.connect(bot_dir / "dialogues.db") as older:
+        older.execute("DROP TABLE review_labels")  # as a deskbot from before review labels left it
+        older.execute("PRAGMA user_version=1")
+
+    assert "Now serving v0001" in CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"]).output
+    result = CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0002"])
+    assert result.exit_code == 0, result.output
+    assert "Now serving v0002 (was v0001)" in result.output
+    assert (f"{bot_dir / 'dialogues.db'} is at migration 1, an older deskbot's, too old to read the agent answers "
+            "from: v0002's index keeps those it holds, a purged conversation's too; once `bot serve` of this deskbot "
+            f"has migrated the store, `bot rollback {bot_dir} v0002` takes those out") in result.stderr
