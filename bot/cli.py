@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, get_args
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar, get_args
 
 import click
 
@@ -1333,6 +1333,25 @@ def _open_store(project: Project, reading: bool = False) -> Store:
     return Store(project.db_path)
 
 
+_Read = TypeVar("_Read")
+
+
+def _read_store(project: Project, read: Callable[[Store], _Read]) -> _Read:
+    """``read`` (figures, an export, what a purge would delete) of the bot's store opened for reading alone, so that a
+    copy on a read-only disk or a backup's snapshot can be read; an older deskbot's as it is, where it has what
+    ``read`` needs: deskbot upgraded, the older `bot serve` may still run on it, and a migration would leave it writing
+    to a schema it does not know."""
+    from dialogues.store import TooOld, read_as_it_is
+
+    if not project.db_path.exists():
+        fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
+    try:
+        return read_as_it_is(project.db_path, read)
+    except TooOld as exc:
+        fail(f"{exc}: stop its `bot serve` and start this deskbot's, `bot serve {shell(project.root)}`, which migrates "
+             "it (keeping a copy as it was), then run this again")
+
+
 def _older_schema(project: Project) -> int | None:
     """The schema of the bot's store where an older deskbot left it, not migrated yet (None: no store, or this
     deskbot's), read as it is: deskbot upgraded, `bot serve` of the deskbot before may still run on it, and a command
@@ -1393,17 +1412,14 @@ def export(directory: Path, since: datetime | None, fmt: str, output: str) -> No
     project = load_project(directory)
     if output != "-" and _is_the_bots_own(project, Path(output)):
         fail(f"{output}: one of the bot's own files, which the export would replace; write it elsewhere")
-    store = _open_store(project, reading=True)
-    try:
-        stored = learned_data(store, unix_time(since) if since else 0.0, project.config.privacy.redact)
-        data = exported(project, stored)
-        try:  # opened even when there is nothing to write: an old export must not pass for this one
-            with unwound_on_sigterm(), _written(output) as out:  # the temporary file is removed
-                lines = write_jsonl(data, out)
-        except OSError as exc:
-            fail(f"cannot write {output}: {exc.strerror or exc}")
-    finally:
-        store.close()
+    stored = _read_store(project, lambda store: learned_data(store, unix_time(since) if since else 0.0,
+                                                             project.config.privacy.redact))
+    data = exported(project, stored)
+    try:  # opened even when there is nothing to write: an old export must not pass for this one
+        with unwound_on_sigterm(), _written(output) as out:  # the temporary file is removed
+            lines = write_jsonl(data, out)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
     click.echo(f"{_count(lines, 'line')} ({fmt})", err=True)
     if orphans := orphaned_labels(stored, project.intents):  # an intent renamed since: its labels are not written
         click.echo(f"left out: {orphaned_advice(orphans, directory)}", err=True)
@@ -1563,21 +1579,26 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
         fail(f"--before {before.isoformat(sep=' ', timespec='seconds')} is in the future: it would delete every "
              "conversation, those going on too")
     project = load_project(directory)
-    store = _open_store(project, reading=dry_run)
-    try:
+
+    def named(store: Store) -> tuple[list[str], list[dict[str, Any] | None]]:
+        """The conversations named, each id once, and their rows (None: no such conversation)."""
         chosen = store.conversation_ids(before=unix_time(before) if before else None, user=user) \
             if before or user is not None else []
-        ids = list(dict.fromkeys([*conversation_ids, *chosen]))  # a repeated id once
-        rows = store.conversations(ids)
         if (before or user is not None) and not chosen:
             chose = ([f"of {user!r}"] if user is not None else []) + \
                 ([f"with nothing since {before.isoformat(sep=' ', timespec='seconds')}"] if before else [])
             click.echo(f"No conversation {' '.join(chose)}", err=True)
-        if dry_run:
-            for cid, row in zip(ids, rows):
-                if row:
-                    click.echo(f"{cid}\t{row['channel']}\t{row['user'] or ''}")
-            return
+        ids = list(dict.fromkeys([*conversation_ids, *chosen]))  # a repeated id once
+        return ids, store.conversations(ids)
+
+    if dry_run:
+        for cid, row in zip(*_read_store(project, named)):
+            if row:
+                click.echo(f"{cid}\t{row['channel']}\t{row['user'] or ''}")
+        return
+    store = _open_store(project)
+    try:
+        ids, rows = named(store)
         began = {cid: row["created"] for cid, row in zip(ids, rows) if row}
         purged = store.purge(*ids)
     finally:
@@ -2089,12 +2110,8 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
         kept = language_kept(language, project.config.language)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--language'") from None
-    store = _open_store(project, reading=True)
-    try:
-        read = compared_with_previous if compare else conversation_stats
-        figures = read(store, start, until=end, channel=channel, language=kept)
-    finally:
-        store.close()
+    read = compared_with_previous if compare else conversation_stats
+    figures = _read_store(project, lambda store: read(store, start, until=end, channel=channel, language=kept))
     if as_json or as_csv:
         click.echo(json.dumps(figures, ensure_ascii=False) if as_json else figures_as_csv(figures), nl=as_json)
         _say_if_future(since)

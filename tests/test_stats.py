@@ -859,23 +859,52 @@ def test_figures_and_exports_read_a_store_they_cannot_write(tiny_demo_bot: Path,
     assert refused.exit_code == 1 and "readonly database" in refused.output
 
 
-def test_commands_that_read_refuse_an_older_deskbots_store_rather_than_migrate_it(tiny_demo_bot: Path,
-                                                                                  tmp_path: Path) -> None:
-    """`bot stats`, `bot export`, `bot purge --dry-run` and a retrain's read of a newer deskbot migrated the store
-    under the older `bot serve` still running on it, which then wrote to a schema it did not know."""
+def test_commands_that_read_read_an_older_deskbots_store_as_it_is_rather_than_migrate_or_refuse_it(
+        tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """Deskbot upgraded, the older `bot serve` still running on the store: `bot stats`, `bot export` and `bot purge
+    --dry-run`, which only read, refused it (a newer deskbot's had migrated it under that server, which then wrote to a
+    schema it did not know), and the on-call engineer had no figures, no export and no list of what a purge deletes."""
     root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
     store_of_the_last_deskbot(root / "dialogues.db")
-    said = (f"is at migration {len(MIGRATIONS) - 1}, this deskbot needs {len(MIGRATIONS)}: start `bot serve` of this "
-            "deskbot on it first")
-    for command in (["stats", str(root)], ["export", str(root)], ["purge", str(root), "--user", "u1", "--dry-run"]):
-        refused = CliRunner().invoke(cli, command)
-        assert refused.exit_code == 1 and said in refused.output, refused.output
-    with pytest.raises(StoreError, match=re.escape(said)):
-        read_store(load_project(root))
+    with contextlib.closing(sqlite3.connect(root / "dialogues.db")) as older, older:  # as the older server writes
+        older.execute("INSERT INTO conversations (id, channel, user, created, updated) VALUES ('c1', 'web', 'u1', 1, 1)")
+        older.execute("INSERT INTO turns (id, conversation_id, role, text, created) VALUES (1, 'c1', 'user', "
+                      "'my parcel is lost', 1)")
+        older.execute("INSERT INTO review_labels (turn_id, intent, created) VALUES (1, 'track_order', 2)")
+
+    stats = CliRunner().invoke(cli, ["stats", str(root), "--json"])
+    assert stats.exit_code == 0, stats.output
+    assert json.loads(stats.stdout)["conversations"] == 1
+    exported = CliRunner().invoke(cli, ["export", str(root)])
+    assert exported.exit_code == 0, exported.output
+    assert [json.loads(line)["text"] for line in exported.stdout.splitlines()] == ["my parcel is lost"]
+    listed = CliRunner().invoke(cli, ["purge", str(root), "--user", "u1", "--dry-run"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout == "c1\tweb\tu1\n"
+    with pytest.raises(StoreError, match=re.escape(f"is at migration {len(MIGRATIONS) - 1}, this deskbot needs "
+                                                   f"{len(MIGRATIONS)}: start `bot serve` of this deskbot on it first")):
+        read_store(load_project(root))  # a retrain's, which trains a model the older server would swap to
     assert sqlite3.connect(root / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
-    assert not list(root.glob("*.bak"))  # nothing copied either
-    Store(root / "dialogues.db").close()  # as `bot serve` opens it
-    assert json.loads(CliRunner().invoke(cli, ["stats", str(root), "--json"]).stdout)["conversations"] == 0
+    assert not list(root.glob("*.bak"))  # nothing migrated, nothing copied
+
+
+def test_commands_that_read_a_store_too_old_to_read_as_it_is_say_what_to_run(tiny_demo_bot: Path,
+                                                                               tmp_path: Path) -> None:
+    """A store so old it lacks what a command reads is refused in one line naming what to run, not a traceback."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    Store(root / "dialogues.db").close()
+    with contextlib.closing(sqlite3.connect(root / "dialogues.db")) as older:
+        older.execute("DROP TABLE review_labels")  # as a deskbot from before review labels kept it
+        older.execute("PRAGMA user_version=1")
+    for command in (["stats", str(root)], ["export", str(root)]):
+        refused = CliRunner().invoke(cli, command)
+        assert refused.exit_code == 1, refused.output
+        assert refused.output.startswith(f"Error: {root / 'dialogues.db'} is at migration 1, an older deskbot's, which "
+                                         "lacks what this reads (no such table: review_labels): stop its `bot serve` "
+                                         f"and start this deskbot's, `bot serve {root}`, which migrates it (keeping a "
+                                         "copy as it was), then run this again"), refused.output
+        assert refused.output.count("\n") == 1
+    assert sqlite3.connect(root / "dialogues.db").execute("PRAGMA user_version").fetchone() == (1,)
 
 
 def test_figures_of_a_damaged_store_say_it_is_damaged_and_what_to_do(tiny_demo_bot: Path, tmp_path: Path) -> None:
