@@ -3985,7 +3985,8 @@ def sign_in_in_another_tab(visitor: Widget, identity_secret: str, user: str) -> 
     signed_in.evaluate(f"Deskbot.identify({{ user: '{user}', userHash: '{proof}' }})")
     signed_in.locator("textarea").fill("where is my parcel")
     signed_in.locator("textarea").press("Enter")
-    expect(signed_in.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    expect(signed_in.locator(".msg.user[data-turn-id]:has-text('where is my parcel') + .msg.bot[data-turn-id]")
+           ).to_have_count(1)  # answered, after what the conversation held
     return signed_in, str(signed_in.evaluate("Deskbot.conversationId()"))
 
 
@@ -4025,26 +4026,29 @@ def test_every_message_out_from_a_stale_visitors_tab_goes_on_in_its_new_conversa
     signed_in.close()
 
 
-def slow_answer(text: str, ms: int) -> str:
-    """A network that brings the answer to ``text`` (the first time it is sent) ``ms`` late: the server has it."""
+def held_answer(text: str) -> str:
+    """A network that holds the answer to ``text`` (the first time it is sent) until the page calls ``release()``:
+    ``answerHeld`` once it has come, the message kept and answered by the server."""
     return """{
       const fetchNow = window.fetch;
-      let late = true;
+      let held = false;
       window.fetch = (url, init) => {
         const asked = fetchNow(url, init);
-        if (!late || !init || !String(init.body).includes('"text":%s')) return asked;
-        late = false;
-        return asked.then((answer) => new Promise((resolve) => setTimeout(resolve, %d, answer)));
+        if (held || !init || !String(init.body).includes('"text":%s')) return asked;
+        held = true;
+        const released = new Promise((resolve) => (window.release = resolve));
+        return asked.then((answer) => {
+          window.answerHeld = true;
+          return released.then(() => answer);
+        });
       };
-    }""" % (json.dumps(text), ms)
+    }""" % json.dumps(text)
 
 
-def stored(api: SimpleNamespace, conversation_id: str, texts: list[str], page: Page) -> None:
-    """Wait for the server to hold ``texts``, the customer's messages in the conversation, answered or not yet."""
-    deadline = time.monotonic() + 10
-    while user_texts(api, conversation_id) != texts:
-        assert time.monotonic() < deadline, user_texts(api, conversation_id)
-        page.wait_for_timeout(100)
+def moved_on(page: Page, left: str) -> None:
+    """Release the answer held (:func:`held_answer`) once the tab has left the conversation ``left``."""
+    page.wait_for_function("(left) => Deskbot.conversationId() !== left", arg=left)
+    page.evaluate("window.release()")
 
 
 def test_two_messages_refused_in_reverse_order_in_a_stale_visitors_tab_go_on_in_the_order_typed(
@@ -4052,13 +4056,14 @@ def test_two_messages_refused_in_reverse_order_in_a_stale_visitors_tab_go_on_in_
     """Two messages sent together over HTTP from a tab still showing the visitor's page once the customer signed in in
     another: each was shown and sent again in a new bubble as its own refusal came, the second first when its refusal
     came first, and the customer read their messages, and the bot answered them, in reverse order."""
-    visitor = open_widget(pollInterval=60_000, transport="http", init_script=slow_answer("hello", 1000))
+    visitor = open_widget(pollInterval=60_000, transport="http", init_script=held_answer("hello"))
     signed_in, theirs = sign_in_in_another_tab(visitor, identity_secret, "u-31")
     visitor.page.evaluate(SEND_TOGETHER, ["hello", "and one more thing"])
     visitor.page.evaluate("""() => {
       const shadow = document.getElementById("deskbot-widget").shadowRoot;
       for (const message of shadow.querySelectorAll(".msg.user")) message.typedHere = true;
     }""")  # the bubbles the customer saw as they sent them
+    moved_on(visitor.page, theirs)  # the refusal of "and one more thing" came first
     expect(visitor.bot_replies()).to_have_count(2)
     expect(visitor.page.locator(".msg.user.out, .msg.failed")).to_have_count(0)
     assert visitor.conversation_id() != theirs
@@ -4074,13 +4079,14 @@ def test_a_message_answered_just_before_a_stale_visitors_tab_went_on_in_a_new_co
     """A message the visitor's conversation took just before the customer signed in in another tab, its answer still on
     its way when the tab's next message was refused there: the tab went on in a conversation of its own, and the first
     message vanished from its chat, its answer dropped, as if it had never been sent."""
-    visitor = open_widget(pollInterval=60_000, transport="http", init_script=slow_answer("hello", 3000))
+    visitor = open_widget(pollInterval=60_000, transport="http", init_script=held_answer("hello"))
     visitor.send("hello")
     left = visitor.conversation_id()
-    stored(api, left, ["hello"], visitor.page)  # its answer is on its way
+    visitor.page.wait_for_function("window.answerHeld")  # its answer is on its way
     signed_in, theirs = sign_in_in_another_tab(visitor, identity_secret, "u-32")
     assert theirs == left
     visitor.send("and one more thing")
+    moved_on(visitor.page, left)
     expect(visitor.page.locator(".msg.user + .msg.bot")).to_have_count(2)  # each with its answer below it
     expect(visitor.bot_replies()).to_have_count(1)  # the one turn of the new conversation's: its thumbs
     expect(visitor.page.locator(".msg.user.out, .msg.failed")).to_have_count(0)
@@ -4096,16 +4102,17 @@ def test_a_message_answered_while_its_tab_follows_another_into_a_new_conversatio
     """A visitor's tab whose message the conversation had taken, its answer slow to come, followed another of the
     site's visitor tabs into a conversation of its own once the customer signed in in a third: the message vanished
     from its chat, its answer dropped on arrival, as if it had never been sent."""
-    first = open_widget(pollInterval=60_000, transport="http", init_script=slow_answer("slow network", 3000))
+    first = open_widget(pollInterval=60_000, transport="http", init_script=held_answer("slow network"))
     second = first.context.new_page()
     second.goto(first.page.url)
     expect(second.locator(".panel")).to_be_visible()
     second.locator("textarea").fill("slow network")
     second.locator("textarea").press("Enter")
     left = first.conversation_id()
-    stored(api, left, ["slow network"], second)  # its answer is on its way
+    second.wait_for_function("window.answerHeld")  # its answer is on its way
     signed_in, theirs = sign_in_in_another_tab(first, identity_secret, "u-33")
     first.send("hello")  # refused: this tab starts a conversation, which the other follows
+    moved_on(second, left)
     expect(first.bot_replies()).to_have_count(1)
     expect(second.locator(".msg.user + .msg.bot")).to_have_count(1)
     expect(second.locator(".msg.user .bubble")).to_have_text(["slow network"])  # "hello" comes with its next poll
