@@ -1639,7 +1639,7 @@
     try {
       if (navigator.onLine === false) throw new Error("offline"); // it cannot leave the device: Not sent at once
       const reply = await chat(text, id);
-      if (asked !== conversationId) { // Deskbot.reset() meanwhile: the answer is the last customer's
+      if (asked !== conversationId) { // Deskbot.reset() meanwhile: the answer is the last customer's, and goes
         if (closedHere.has(asked) && message.isConnected) answeredBefore(message, reply);
         return;
       }
