@@ -2847,6 +2847,44 @@ def test_the_agents_own_release_is_kept_from_them_when_a_colleague_signs_in_on_t
     context.close()
 
 
+def test_what_the_agents_console_told_its_agent_is_not_told_again_after_a_colleague_used_the_same_browser(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The customers passed to Lee that he had opened, and his customers a lead moved that his console had told him of,
+    were kept for the browser alone: Kim, at the same desk, signed in by her name, and her console dropped them, as
+    none of her inbox's. Back at his desk, Lee was told again "Ana released your customer to the queue", and "Kim passed
+    you a customer" showed again in his header, of a customer he had opened."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Lee")
+    released = {"conversation_id": f"console-{next(PAGE_NUMBERS)}", "by": "Ana", "to": None, "handed_back": False,
+                "at": time.time()}
+    lees = {"taken": [released], "passed": [{"conversation_id": cid, "by": "Kim", "at": time.time()}]}
+    answered: list[dict[str, Any]] = []
+
+    def inbox(route: Any) -> None:
+        response = route.fetch()
+        agent = parse_qs(urlsplit(route.request.url).query).get("agent")
+        news = lees if agent == ["Lee"] else {"taken": [], "passed": []}
+        route.fulfill(response=response, json={**response.json(), **news})
+        answered.append(news)
+    context.route(re.compile(r"/admin/conversations\?limit=\d+&status=handed_off&"), inbox)
+    refreshed(page, answered)
+    expect(page.locator(".arrivals")).to_contain_text("Ana released your customer to the queue")
+    expect(page.locator("header .passed")).to_be_hidden()  # opened: shown as it came
+    page.get_by_role("button", name="With the bot").click()
+    page.locator(".arrivals").evaluate("said => { said.textContent = ''; }")  # said already
+    for name in ("Kim", "Lee"):
+        page.get_by_role("button", name="Waiting").click()
+        page.locator(f'.list li[data-id="{cid}"]').click()
+        page.get_by_label("Your name").fill(name)
+        page.get_by_role("button", name="With the bot").click()
+        refreshed(page, answered)
+    expect(page.locator("header .passed")).to_be_hidden()
+    expect(page.locator(".arrivals")).not_to_contain_text("released your customer")
+    expect(page.locator(".arrivals")).not_to_contain_text("passed you")
+    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
+    context.close()
+
+
 def test_the_agents_console_says_whose_customer_a_lead_handed_back_to_the_bot(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A lead handing Lee's customer back to the bot showed as "Back with the bot · Ana", as if the customer had been
