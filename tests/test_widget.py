@@ -2775,16 +2775,11 @@ def test_the_agents_console_never_asks_its_agent_about_their_own_release_made_wi
     context.close()
 
 
-def test_the_agents_console_never_asks_its_agent_about_their_own_release_made_as_a_refresh_was_out(
-        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
-    """Lee's release with the admin token, kept as the admin's, ended as a timed refresh was out: its inbox, read
-    before the release, named none, and his console forgot the release was his own. From the refresh after, his
-    takeover of the customer asked "admin released your customer to the queue. Take them over again?"."""
-    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
-    page.get_by_label("Your name").fill("Lee")
-    page.get_by_role("button", name="Take over").click()
-    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
-    held: list[tuple[Any, Any]] = []  # the timed refresh's inbox, read before the release, answered after it
+def a_timed_refresh_held(context: Any, page: Any) -> tuple[Any, list[int]]:
+    """The console's next timed refresh (its timers held by ``page.clock``) made, its inbox read by the server now but
+    answered to the console only when the function returned is called: a refresh out as the agent acts. The inboxes
+    the later refreshes read pass, counted in the list returned (for :func:`refreshed`)."""
+    held: list[tuple[Any, Any]] = []
     inboxes: list[int] = []
 
     def inbox(route: Any) -> None:
@@ -2794,24 +2789,35 @@ def test_the_agents_console_never_asks_its_agent_about_their_own_release_made_as
         else:
             route.fallback()
     context.route(re.compile(r"/admin/conversations\?limit=\d+&status=handed_off&"), inbox)
-    deadline = time.monotonic() + 20
-    page.clock.run_for(3_100)  # the timed refresh
+    page.clock.run_for(3_100)
+    deadline = time.monotonic() + 10
     while not held:
         assert time.monotonic() < deadline, "the console did not refresh"
         page.wait_for_timeout(50)
+
+    def answer() -> None:
+        route, response = held[0]
+        route.fulfill(response=response)
+        wait_until(page, "state.refreshing === 0")
+    return answer, inboxes
+
+
+def test_the_agents_console_never_asks_its_agent_about_their_own_release_made_as_a_refresh_was_out(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Lee's release with the admin token, kept as the admin's, ended as a timed refresh was out: its inbox, read
+    before the release, named none, and his console forgot the release was his own. From the refresh after, his
+    takeover of the customer asked "admin released your customer to the queue. Take them over again?"."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Lee")
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
+    answer, inboxes = a_timed_refresh_held(context, page)  # read before the release, answered after it
     page.get_by_role("button", name="Release to the queue").click()
     expect(page.get_by_role("button", name="Release to the queue")).to_be_hidden()
     wait_until(page, "state.refreshing === 1")  # the release's own refresh done, the timed one still out
     assert api.get(f"/admin/conversations/{cid}")["agent"] is None
-    route, response = held[0]
-    route.fulfill(response=response)
-    wait_until(page, "state.refreshing === 0")
-    before = len(inboxes)
-    page.clock.run_for(3_100)  # the refresh after
-    while len(inboxes) == before:
-        assert time.monotonic() < deadline, "the console did not refresh"
-        page.wait_for_timeout(50)
-    wait_until(page, "state.refreshing === 0")
+    answer()
+    refreshed(page, inboxes)  # the refresh after
     said: list[str] = []
     page.on("dialog", lambda dialog: (said.append(dialog.message), dialog.dismiss()))
     page.get_by_role("button", name="Take over").click()
@@ -2820,6 +2826,32 @@ def test_the_agents_console_never_asks_its_agent_about_their_own_release_made_as
     expect(page.locator(".status")).not_to_contain_text("released your customer")
     expect(page.locator(".arrivals")).not_to_contain_text("released your customer")
     context.unroute_all(behavior="ignoreErrors")
+    context.close()
+
+
+def test_release_all_made_as_a_refresh_was_out_is_never_told_back_to_its_agent(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Lee's Release all of his customers with the admin token, kept as the admin's, ended as a timed refresh was out:
+    its inbox, read before the release, named none of them, and the refresh after said "admin released your customer
+    to the queue" of his own release."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Lee")
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
+    page.get_by_label("Mine only").check()
+    expect(page.get_by_role("button", name="Release all")).to_be_visible()
+    wait_until(page, "state.refreshing === 0")
+    answer, inboxes = a_timed_refresh_held(context, page)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Release all").click()
+    expect(page.locator(".status")).to_contain_text("released to the queue.")
+    wait_until(page, "state.refreshing === 1")  # the release's own refresh done, the timed one still out
+    assert api.get(f"/admin/conversations/{cid}")["agent"] is None
+    answer()
+    refreshed(page, inboxes)  # the refresh after
+    expect(page.locator(".arrivals")).not_to_contain_text("released your customer")
+    expect(page.locator(".status")).not_to_contain_text("released your customer")
+    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
     context.close()
 
 
