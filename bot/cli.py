@@ -1810,6 +1810,10 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
     from retrieval.index import IndexMismatchError
 
     project = load_project(directory)
+    if (schema := _older_schema(project)) is not None:  # said before the gaps and the model load, not after them
+        fail(f"{project.db_path} is at migration {schema}, an older deskbot's, which `bot retrain` learns from: stop its "
+             f"`bot serve` and start this deskbot's, `bot serve {shell(project.root)}`, which migrates it (keeping a copy "
+             f"as it was), then run `bot retrain {shell(project.root)}`")
     if not as_json:
         say_gaps(project)  # an intent added to nlu.yml without a template, before it is promoted and swapped in
     registry = Registry(project.models_dir)

@@ -1922,3 +1922,19 @@ def test_bot_rollback_beside_a_store_too_old_to_read_keeps_the_versions_answers_
     assert (f"{bot_dir / 'dialogues.db'} is at migration 1, an older deskbot's, too old to read the agent answers "
             "from: v0002's index keeps those it holds, a purged conversation's too; once `bot serve` of this deskbot "
             f"has migrated the store, `bot rollback {bot_dir} v0002` takes those out") in result.stderr
+
+
+def test_bot_retrain_beside_an_older_deskbots_store_says_in_one_line_what_to_run(bot_dir: Path) -> None:
+    """Deskbot upgraded, the older `bot serve` still running on the store: `bot retrain`, which learns from the store,
+    refused it with "start `bot serve` of this deskbot on it first", naming neither the bot nor that the older server
+    must stop, nor what to run after."""
+    (bot_dir / "dialogues.db").unlink(missing_ok=True)
+    store_of_the_last_deskbot(bot_dir / "dialogues.db")
+    refused = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+    assert refused.exit_code == 1
+    assert refused.output == (f"Error: {bot_dir / 'dialogues.db'} is at migration {len(MIGRATIONS) - 1}, an older "
+                              "deskbot's, which `bot retrain` learns from: stop its `bot serve` and start this "
+                              f"deskbot's, `bot serve {bot_dir}`, which migrates it (keeping a copy as it was), then "
+                              f"run `bot retrain {bot_dir}`\n")
+    assert Registry(bot_dir / "models").current() == "v0001"
+    assert sqlite3.connect(bot_dir / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
