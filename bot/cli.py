@@ -1691,11 +1691,7 @@ def _list_labels(project: Project, intent: str | None, limit: int) -> None:
     """`bot review --labelled`: the labels given, newest first, each by the turn `--correct` names."""
     from bot.review import given_labels, show_given
 
-    store = _open_store(project, reading=True)
-    try:
-        given = given_labels(store, intent)
-    finally:
-        store.close()
+    given = _read_store(project, lambda store: given_labels(store, intent))
     if not given:
         click.echo(f"No message is labelled{f' {intent}' if intent else ''}.")
         return

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +26,9 @@ import bot.server
 from bot.review import CachedModel, parse_answer, review_in_terminal, serving_queue, show
 from bot.server import BOT, create_app
 from dialogues.review import ReviewItem, review_queue, uncertainty
-from dialogues.store import Exchange, LabelledMeanwhile, Store
+from dialogues.store import MIGRATIONS, Exchange, LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier
-from tests.conftest import REPO, configure
+from tests.conftest import REPO, configure, store_of_the_last_deskbot
 
 AUTH = {"Authorization": "Bearer small-admin-token"}
 
@@ -936,3 +938,21 @@ def test_an_items_ranking_is_led_by_the_intent_accepting_it_labels(store: Store)
     turn(store, "do you sell bicycles?", 0.3, "fallback", 0.2, conversation="c3", intent="track_order")  # the latest
     [item] = review_queue(store, 0.5)
     assert item.intent == "place_order" and item.ranking[0][0] == "place_order"
+
+
+def test_bot_review_labelled_lists_the_labels_of_an_older_deskbots_store_as_it_is(review_bot: Path) -> None:
+    """Deskbot upgraded, the older `bot serve` still running on the store: `bot review --labelled`, which only reads,
+    refused to list the labels given, as the store was not migrated yet."""
+    (review_bot / "dialogues.db").unlink(missing_ok=True)
+    store_of_the_last_deskbot(review_bot / "dialogues.db")
+    with contextlib.closing(sqlite3.connect(review_bot / "dialogues.db")) as older, older:  # as the older server writes
+        older.execute("INSERT INTO conversations (id, channel, created, updated) VALUES ('c1', 'web', 1, 1)")
+        older.execute("INSERT INTO turns (id, conversation_id, role, text, created) VALUES (7, 'c1', 'user', "
+                      "'money back', 1)")
+        older.execute("INSERT INTO review_labels (turn_id, intent, reviewer, created) VALUES (7, 'get_refund', 'bob', 2)")
+
+    listed = CliRunner().invoke(cli, ["review", str(review_bot), "--labelled"])
+
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines()[0].startswith("  #7  get_refund  by bob, ")
+    assert sqlite3.connect(review_bot / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
