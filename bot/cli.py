@@ -959,7 +959,7 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
     from bot.retrain import exported
     from bot.training import held_out_texts
     from dialogues.export import learned_data
-    from dialogues.store import MIGRATIONS
+    from dialogues.store import TooOld, read_as_it_is
     from finetune.classifier import ModelLoadError
     from finetune.registry import Registry, RegistryError
     from retrieval.text import same_example, same_text
@@ -974,19 +974,16 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
             meta = {}
     through = meta.get("learned_through", {})
     labels: set[str] = set()
-    if through.get("label") and (schema := _older_schema(project)) is not None:  # scoring the model needs none of it
-        click.echo(f"{project.db_path} is at migration {schema}, an older deskbot's (this one needs {len(MIGRATIONS)}), "
-                   "which this one cannot read the reviewed labels of: test lines the model learnt from them count as "
-                   "new questions; `bot serve` of this deskbot migrates the store as it starts (keeping a copy as it "
-                   "was), then `bot eval` counts them", err=True)
-    elif through.get("label") and project.db_path.exists():
-        store = _open_store(project, reading=True)
-        try:
-            learned = learned_data(store, redacted=project.config.privacy.redact)  # as the retrain read them
-        finally:
-            store.close()
-        labels = {same_text(r["text"]) for r in exported(project, learned).examples
-                  if r["label_id"] <= through["label"] and r["created"] <= through.get("label_at", math.inf)}
+    if through.get("label") and project.db_path.exists():
+        try:  # as the retrain read them; an older deskbot's store as it is, its `bot serve` may still run on it
+            learned = read_as_it_is(project.db_path, lambda store: learned_data(store, redacted=project.config.privacy.redact))
+        except TooOld as exc:  # scoring the model needs none of it
+            click.echo(f"{exc}: test lines the model learnt from its reviewed labels count as new questions; `bot serve` "
+                       "of this deskbot migrates the store as it starts (keeping a copy as it was), then `bot eval` "
+                       "counts them", err=True)
+        else:
+            labels = {same_text(r["text"]) for r in exported(project, learned).examples
+                      if r["label_id"] <= through["label"] and r["created"] <= through.get("label_at", math.inf)}
     learnt = examples | labels
     return lambda text: same_text(text) in learnt
 
@@ -1319,16 +1316,18 @@ def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_bud
 # --- learning from conversations ------------------------------------------------------------------
 
 
-def _open_store(project: Project, reading: bool = False) -> Store:
-    """The bot's store; ``reading`` (figures, exports) opens it for reading alone (:func:`open_to_read`), so that
-    a copy on a read-only disk or a backup's snapshot can be read. Either way, an older deskbot's store is not
-    migrated under the server running on it."""
-    from dialogues.store import Store, open_to_read, refuse_migrating_under_a_server
-
+def _say_if_none(project: Project) -> None:
+    """Stop with a word where the bot has no store yet: nothing to read or change."""
     if not project.db_path.exists():
         fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
-    if reading:
-        return open_to_read(project.db_path)
+
+
+def _open_store(project: Project) -> Store:
+    """The bot's store, to write to (a command that only reads it uses :func:`_read_store`); an older deskbot's store is
+    not migrated under the server running on it."""
+    from dialogues.store import Store, refuse_migrating_under_a_server
+
+    _say_if_none(project)
     refuse_migrating_under_a_server(project.db_path)
     return Store(project.db_path)
 
@@ -1343,8 +1342,7 @@ def _read_store(project: Project, read: Callable[[Store], _Read]) -> _Read:
     to a schema it does not know."""
     from dialogues.store import TooOld, read_as_it_is
 
-    if not project.db_path.exists():
-        fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
+    _say_if_none(project)
     try:
         return read_as_it_is(project.db_path, read)
     except TooOld as exc:
@@ -1355,7 +1353,7 @@ def _read_store(project: Project, read: Callable[[Store], _Read]) -> _Read:
 def _older_schema(project: Project) -> int | None:
     """The schema of the bot's store where an older deskbot left it, not migrated yet (None: no store, or this
     deskbot's), read as it is: deskbot upgraded, `bot serve` of the deskbot before may still run on it, and a command
-    that needs nothing of the store (`bot train`, `bot eval`) goes on without it rather than refuse."""
+    that needs nothing of the store (`bot train`) goes on without it rather than refuse."""
     from dialogues.store import Store
 
     if not project.db_path.exists():
