@@ -15,9 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 import finetune.bench as bench
+from bot.channels.base import normalise
 from bot.cli import cli
 from bot.project import Example, load_project
 from bot.training import held_out_texts
+from dialogues.holding import acknowledges
 from dialogues.store import MIGRATIONS, Exchange, Store
 from finetune.bench import run_intent_bench, sample_shots
 from finetune.classifier import Prediction
@@ -549,7 +551,7 @@ def test_bench_nlu_times_each_variant_warm() -> None:
 
 def test_eval_at_another_threshold_answers_at_that_cut(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """--threshold moves the intent figures' cut and the reply policy's together: at 0 every question gets its
-    intent's answer, at 1 none does."""
+    intent's answer, at 1 none does (a line that only thanks or acknowledges gets fallback.acknowledged, of none)."""
     test = tiny_demo_bot / "test.jsonl"
     figures = {}
     for cut in (0.0, 1.0):
@@ -559,7 +561,9 @@ def test_eval_at_another_threshold_answers_at_that_cut(tiny_demo_bot: Path, tmp_
         figures[cut] = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures[0.0]["threshold"] == 0.0 and figures[1.0]["threshold"] == 1.0
     assert figures[0.0]["replies"]["fallback"] == 0 and "fallback" not in figures[0.0]["replies"]["by_source"]
-    assert not {"template", "action"} & set(figures[1.0]["replies"]["by_source"])
+    thanks = sum(acknowledges(normalise(json.loads(line)["text"])) for line in test.read_text().splitlines())
+    assert "action" not in figures[1.0]["replies"]["by_source"]
+    assert figures[1.0]["replies"]["by_source"]["template"] == {"right": thanks} and thanks > 0
     assert figures[1.0]["in_scope_accuracy"] == 0.0
 
 
