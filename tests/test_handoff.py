@@ -860,10 +860,9 @@ async def test_a_customer_of_a_colleague_a_reload_took_out_is_taken_over_release
     assert [(h["agent"], h["from"]) for h in handoffs] == [("Bob", None), ("Ana", "Bob")]
 
 
-async def test_releasing_the_customers_of_a_colleague_a_reload_took_out_is_kept_as_the_admins(
-        bot_dir: Path, aiohttp_client: Any) -> None:
-    """A lead releasing at once the customers of Bob, whom a reload took out of server.agents, with the admin token
-    was kept as "Bob released": Bob, who signs in no more, released nothing."""
+async def bobs_customer_after_bob_left(bot_dir: Path, aiohttp_client: Any) -> Any:
+    """A server's client where Bob, with a token of his own, took over conversation "bobs", then a reload took him out
+    of server.agents."""
     configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}})
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     await chat(client, "bobs", "I need help with my bill")
@@ -871,6 +870,14 @@ async def test_releasing_the_customers_of_a_colleague_a_reload_took_out_is_kept_
     assert taken.status == 200
     configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}}})
     assert (await client.post("/admin/reload", headers=AUTH)).status == 200
+    return client
+
+
+async def test_releasing_the_customers_of_a_colleague_a_reload_took_out_is_kept_as_the_admins(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A lead releasing at once the customers of Bob, whom a reload took out of server.agents, with the admin token
+    was kept as "Bob released": Bob, who signs in no more, released nothing."""
+    client = await bobs_customer_after_bob_left(bot_dir, aiohttp_client)
     released = await client.post("/admin/release?agent=Bob", headers=AUTH)
     assert released.status == 200 and (await released.json())["released"] == ["bobs"]
     handoffs = (await (await client.get("/admin/conversations/bobs", headers=AUTH)).json())["handoffs"]
@@ -882,13 +889,7 @@ async def test_a_nameless_release_of_a_customer_of_a_colleague_a_reload_took_out
     """A release with the admin token that names nobody, allowed on the customer of Bob, whom a reload took out of
     server.agents, was kept with no maker: Bob's inbox named nobody (``taken``'s ``by`` null, which the schema says is
     a name), his console read "null released your customer", and the transcript said nobody released them."""
-    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}, "Bob": {"token": "bob-own-token-4567"}}})
-    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
-    await chat(client, "bobs", "I need help with my bill")
-    taken = await client.post("/admin/conversations/bobs/handoff", headers={"Authorization": "Bearer bob-own-token-4567"})
-    assert taken.status == 200
-    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"}}})
-    assert (await client.post("/admin/reload", headers=AUTH)).status == 200
+    client = await bobs_customer_after_bob_left(bot_dir, aiohttp_client)
     released = await client.post("/admin/conversations/bobs/release", headers=AUTH)
     assert released.status == 200 and (await released.json())["agent"] is None
     inbox = await (await client.get("/admin/conversations?agent=Bob&limit=0", headers=AUTH)).json()

@@ -1220,17 +1220,22 @@ def test_a_rollback_to_the_serving_version_says_nothing_changed(bot_dir: Path, m
     assert Registry(bot_dir / "models").current() == "v0001"
 
 
-def test_a_rollback_to_the_serving_version_leaves_out_the_answers_purged_since(bot_dir: Path) -> None:
-    """It said "nothing changed" and went on serving a purged conversation's agent answer, which a rollback to any
-    other version leaves out, as `bot retrain` does; and one after history.jsonl changed served its old answers."""
-    from bot.nlu import NLU
-
+def retrained_with_an_agent_answer(bot_dir: Path) -> None:
+    """Retrain ``bot_dir`` into v0002, its gate open, once an agent answered conversation "lost"."""
     configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
     store = Store(bot_dir / "dialogues.db")
     log_turns(store, ["my parcel never showed up"], conversation="lost")
     store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
     store.close()
     assert retrain(load_project(bot_dir), device="cpu", progress=False).version == "v0002"
+
+
+def test_a_rollback_to_the_serving_version_leaves_out_the_answers_purged_since(bot_dir: Path) -> None:
+    """It said "nothing changed" and went on serving a purged conversation's agent answer, which a rollback to any
+    other version leaves out, as `bot retrain` does; and one after history.jsonl changed served its old answers."""
+    from bot.nlu import NLU
+
+    retrained_with_an_agent_answer(bot_dir)
     store = Store(bot_dir / "dialogues.db")
     store.purge("lost")
     store.close()
@@ -1881,12 +1886,7 @@ def test_bot_rollback_beside_an_older_deskbots_store_reads_it_as_it_is(bot_dir: 
     """Deskbot upgraded while the older `bot serve` still ran on the store: `bot rollback`, which touches the model
     registry alone, refused to roll back in the incident, as its read of the agent answers purged since refused the
     store not yet migrated."""
-    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
-    store = Store(bot_dir / "dialogues.db")
-    log_turns(store, ["my parcel never showed up"], conversation="lost")
-    store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
-    store.close()
-    assert retrain(load_project(bot_dir), device="cpu", progress=False).version == "v0002"
+    retrained_with_an_agent_answer(bot_dir)
     (bot_dir / "dialogues.db").unlink()
     store_of_the_last_deskbot(bot_dir / "dialogues.db")  # the conversation purged, as the older deskbot keeps it
     from bot.nlu import NLU
@@ -1905,12 +1905,7 @@ def test_bot_rollback_beside_an_older_deskbots_store_reads_it_as_it_is(bot_dir: 
 def test_bot_rollback_beside_a_store_too_old_to_read_keeps_the_versions_answers_and_says_so(bot_dir: Path) -> None:
     """A store so old it lacks what the agent answers are read from is not read: the rollback is made all the same,
     the version's index keeping the answers it holds, and the engineer told what was not done and how to do it."""
-    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
-    store = Store(bot_dir / "dialogues.db")
-    log_turns(store, ["my parcel never showed up"], conversation="lost")
-    store.add_agent_answer("lost", "It left our depot on Monday; it is with the courier now.")
-    store.close()
-    assert retrain(load_project(bot_dir), device="cpu", progress=False).version == "v0002"
+    retrained_with_an_agent_answer(bot_dir)
     with sqlite3.connect(bot_dir / "dialogues.db") as older:
         older.execute("DROP TABLE review_labels")  # as a deskbot from before review labels left it
         older.execute("PRAGMA user_version=1")
