@@ -595,12 +595,13 @@ async def test_half_an_emoji_is_read_as_a_replacement_character_on_both_paths(cl
 
 async def test_the_pages_language_answers_a_message_in_no_language(client: Any, web_demo_bot: SimpleNamespace) -> None:
     """A first message without a letter (an order number) on a Chinese page was answered in English."""
-    fallback = load_project(web_demo_bot.root).config.fallback.message
-    for language, text, expected in [("zh", "？？", "zh"), (None, "？？", "en"), ("zh", "hello?!", "en")]:
+    fallback = load_project(web_demo_bot.root).config.fallback
+    for language, text, expected in [("zh", "？？", fallback.rephrase["zh"]), (None, "？？", fallback.rephrase["en"]),
+                                     ("zh", "hello?!", fallback.message["en"])]:  # no words: asked to put it in words
         response = await client.post("/api/chat", json={"conversation_id": new_id(), "text": text,
                                                         **({"language": language} if language else {})})
         reply = await response.json()
-        assert reply["reply"] == fallback[expected], (language, text, reply)
+        assert reply["reply"] == expected, (language, text, reply)
     response = await client.post("/api/chat", json={"conversation_id": new_id(), "text": "hi", "language": "fr"})
     assert response.status == 400 and (await response.json())["error"].startswith("language: ")
 

@@ -1762,9 +1762,9 @@ def test_a_chinese_customer_gets_the_fallback_and_its_buttons_in_chinese(open_wi
     in no language on a Chinese page is answered in Chinese: it was in English."""
     fallback = load_project(web_demo_bot.root).config.fallback
     first = open_widget(page_lang="zh-CN")
-    first.send("？？")
+    first.send("？？")  # no words: asked to put it in words, in Chinese
     expect(first.bot_replies()).to_have_count(1)
-    assert text_of(first.bot_replies().first.locator(".bubble")) == fallback.message["zh"]
+    assert text_of(first.bot_replies().first.locator(".bubble")) == fallback.rephrase["zh"]
     widget = open_widget(page_lang="zh-CN")
     widget.send("我的包裹一直没到")
     expect(widget.bot_replies()).to_have_count(1)
