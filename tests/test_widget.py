@@ -3030,6 +3030,35 @@ def test_the_agents_console_tells_its_agent_of_a_customer_a_lead_moved_to_a_coll
     context.close()
 
 
+def test_a_new_name_in_the_agents_console_drops_the_last_agents_news_at_once(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Two agents at one browser, by turns: until a refresh read Bob's inbox after he typed his name over Lee's, the
+    header still offered the customer Kim passed Lee, and Bob's reply to a customer Ana moved from Lee to Kim asked
+    with "Ana passed your customer to Kim" in the question, Lee's news."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    passed = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(passed, "/handoff")
+    page.get_by_label("Your name").fill("Lee")
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_contain_text("taken by Lee")
+    api.admin(f"/admin/conversations/{cid}/transfer?agent=Ana&to=Kim&force=true")
+    api.admin(f"/admin/conversations/{passed}/transfer?agent=Kim&to=Lee&force=true")
+    page.clock.run_for(3_100)  # the next refresh
+    expect(page.locator(".status")).to_have_text("Ana passed your customer to Kim")
+    expect(page.locator("header .passed")).to_be_visible()
+    # Bob's inbox unread meanwhile (a refresh that fails, or is still out): what the console knew was Lee's alone
+    page.route(re.compile(r"/admin/conversations\?.*\bagent=Bob\b"), lambda route: route.abort())
+    page.get_by_label("Your name").fill("Bob")
+    assert not page.locator("header .passed").is_visible()  # at once, not at a refresh
+    page.locator("form.reply textarea").fill("Bob here: let me look.")
+    with page.expect_event("dialog") as asked:
+        page.locator("form.reply textarea").press("Enter")
+    assert asked.value.message == "Kim has this customer. Send your reply anyway? They become yours."
+    asked.value.dismiss()
+    assert api.get(f"/admin/conversations/{cid}")["agent"] == "Kim"
+    context.close()
+
+
 def test_a_handback_the_agents_console_made_with_the_admin_token_is_not_told_back_to_it_as_a_leads(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """Made with the admin token in the name of Lee, who has a token of his own, Lee's handback is kept as the admin's,
