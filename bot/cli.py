@@ -2288,16 +2288,20 @@ def rollback(directory: Path, version: str) -> None:
     from bot.nlu import NLU, current_names, renamed_labels
     from bot.retrain import index_behind, store_answers, with_index_refreshed
     from bot.server import other_intents
+    from dialogues.store import TooOld
     from finetune.registry import Registry
 
     project = load_project(directory)
     registry = Registry(project.models_dir)
-    answers = store_answers(project)
-    if answers is None:  # rolled back all the same: rolling back is for emergencies
+    answers, unread = store_answers(project)
+    if isinstance(unread, TooOld):  # rolled back all the same: rolling back is for emergencies
         click.echo(f"note: {project.db_path} is at migration {_older_schema(project)}, an older deskbot's, too old to "
                    f"read the agent answers from: {version}'s index keeps those it holds, a purged conversation's too; "
                    f"once `bot serve` of this deskbot has migrated the store, `bot rollback {shell(project.root)} "
                    f"{version}` takes those out", err=True)
+    elif unread is not None:  # a newer deskbot's, or damaged: the rollback needs nothing of the store
+        click.echo(f"warning: the agent answers cannot be read from the store, so {version}'s index keeps those it "
+                   f"holds, a purged conversation's too; rolled back all the same. {unread}", err=True)
     if registry.readable_current() == version and not any(index_behind(project, registry.path(version), answers)):
         click.echo(f"{version} serves already; nothing changed.")  # nothing written: no lock, no load, no room needed
         return

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
@@ -64,7 +65,7 @@ from bot.training import (
 )
 from dialogues.export import LearnedData, contradicting, learnable, learned_data, one_per_message, recent_traffic
 from dialogues.review import OOS
-from dialogues.store import Store, TooOld, open_to_read, read_as_it_is
+from dialogues.store import DAMAGED_ADVICE, Store, StoreError, damaged, open_to_read, read_as_it_is
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from finetune.metrics import per_intent_accuracy
 from finetune.registry import Registry, RegistryError, Version
@@ -607,15 +608,20 @@ def index_behind(project: Project, version: Path, answers: list[Answer] | None) 
             index_changes(version, project))
 
 
-def store_answers(project: Project) -> list[Answer] | None:
+def store_answers(project: Project) -> tuple[list[Answer] | None, StoreError | None]:
     """The agent answers the store has now, as an index holds them; an older deskbot's store read as it is, for
-    `bot rollback` in an incident while its older `bot serve` may still run on it. None where that store is too old
-    to have them (:class:`TooOld`)."""
+    `bot rollback` in an incident while its older `bot serve` may still run on it. A rollback touches the model
+    registry alone and must not need the store: where it cannot be read (too old to have them, :class:`TooOld`;
+    written by a newer deskbot, which an incident may have gone back from; damaged) the answers are None, and the
+    error says why."""
     try:
         data, _ = read_store(project, traffic=False, as_it_is=True)  # a rollback trains nothing
-    except TooOld:
-        return None
-    return agent_answers(data, project)
+    except StoreError as exc:
+        return None, exc
+    except sqlite3.DatabaseError as exc:  # a page spoilt past the schema, met as the answers are read
+        why = f"{project.db_path} is damaged ({exc}). {DAMAGED_ADVICE}" if damaged(exc) else f"{project.db_path}: {exc}"
+        return None, StoreError(why)
+    return agent_answers(data, project), None
 
 
 def with_index_refreshed(project: Project, registry: Registry, name: str) -> str | None:
@@ -623,9 +629,9 @@ def with_index_refreshed(project: Project, registry: Registry, name: str) -> str
     has lost since (a purged conversation's, or one redaction or :func:`~dialogues.export.about_one_case` now
     leaves out), which serving it would show again, or history answers and retrieval settings since edited
     (:func:`index_behind`). Then a version with its classifier and an index refreshed as `bot retrain` refreshes
-    one is made and promoted, and its name returned; else None, and ``name`` serves as it is. A store too old to
-    read the answers from (:func:`store_answers`) leaves those the index holds as they are."""
-    answers = store_answers(project)
+    one is made and promoted, and its name returned; else None, and ``name`` serves as it is. A store the answers
+    cannot be read from (:func:`store_answers`) leaves those the index holds as they are."""
+    answers, _ = store_answers(project)
     _, _, reindex = behind = index_behind(project, registry.path(name), answers)
     if not any(behind):
         return None

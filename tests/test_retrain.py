@@ -1919,6 +1919,59 @@ def test_bot_rollback_beside_a_store_too_old_to_read_keeps_the_versions_answers_
             f"has migrated the store, `bot rollback {bot_dir} v0002` takes those out") in result.stderr
 
 
+def test_bot_rollback_beside_a_newer_deskbots_store_keeps_the_versions_answers_and_says_so(bot_dir: Path) -> None:
+    """Gone back to this deskbot in an incident, the store already migrated by a newer one: `bot rollback`, which
+    touches the model registry alone, refused to roll back, as the store it reads the agent answers from was refused."""
+    from bot.nlu import NLU
+
+    retrained_with_an_agent_answer(bot_dir)
+    with sqlite3.connect(bot_dir / "dialogues.db") as newer:
+        newer.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+
+    assert "Now serving v0001" in CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"]).output
+    result = CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0002"])
+
+    assert result.exit_code == 0, result.output
+    assert "Now serving v0002 (was v0001)" in result.output
+    assert ("warning: the agent answers cannot be read from the store, so v0002's index keeps those it holds, a purged "
+            f"conversation's too; rolled back all the same. {bot_dir / 'dialogues.db'} was written by a newer deskbot "
+            f"(schema {len(MIGRATIONS) + 1}; this one reads up to {len(MIGRATIONS)}): upgrade deskbot") in result.stderr
+    assert [i for i in NLU.load(bot_dir / "models" / "v0002").index.ids if i.startswith("agent:")]
+
+
+def damage_table(path: Path, table: str) -> None:
+    """Overwrite the first page of ``table`` in the store at ``path``, as a failing disk would: the store opens, and
+    a read of that table fails."""
+    with sqlite3.connect(path) as conn:
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", [table]).fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with path.open("r+b") as file:
+        file.seek((root - 1) * size)
+        file.write(b"\xde\xad\xbe\xef" * (size // 4))
+
+
+@pytest.mark.parametrize("spoilt", ["schema", "table"])
+def test_bot_rollback_beside_a_damaged_store_keeps_the_versions_answers_and_says_what_to_do(
+        bot_dir: Path, spoilt: str) -> None:
+    """A damaged store stopped `bot rollback` with SQLite's error: the rollback, the way out of an incident, needs
+    nothing of the store; the engineer is told it is damaged and how to put a good copy back. Its schema's pages
+    spoilt, the store is refused as it opens; a table's, as the agent answers are read."""
+    retrained_with_an_agent_answer(bot_dir)
+    if spoilt == "schema":
+        damage(bot_dir / "dialogues.db", 1)
+    else:
+        damage_table(bot_dir / "dialogues.db", "review_labels")
+
+    result = CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"])
+
+    assert result.exit_code == 0, result.output
+    assert "Now serving v0001 (was v0002)" in result.output
+    assert ("warning: the agent answers cannot be read from the store, so v0001's index keeps those it holds, a purged "
+            f"conversation's too; rolled back all the same. {bot_dir / 'dialogues.db'} is damaged (") in result.stderr
+    assert "put the latest good `bot backup` copy back with `bot restore`" in result.stderr
+
+
 def test_bot_retrain_beside_an_older_deskbots_store_says_in_one_line_what_to_run(bot_dir: Path) -> None:
     """Deskbot upgraded, the older `bot serve` still running on the store: `bot retrain`, which learns from the store,
     refused it with "start `bot serve` of this deskbot on it first", naming neither the bot nor that the older server
