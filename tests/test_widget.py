@@ -3059,6 +3059,25 @@ def test_a_new_name_in_the_agents_console_drops_the_last_agents_news_at_once(
     context.close()
 
 
+def test_a_name_typed_in_the_agents_console_keeps_nothing_for_its_letters_typed_first(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Each refresh while an agent typed their name kept what the console keeps per name for the name half typed and
+    for none ("deskbot-taken-told:le", "deskbot-passed-seen:"), in the browser for good. The name typed in full keeps
+    what it has to keep: the customer passed to Lee, seen."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    api.admin(f"/admin/conversations/{cid}/transfer?agent=Kim&to=Lee&force=true")
+    name = page.get_by_label("Your name")
+    for letter in "Lee":
+        name.press_sequentially(letter)
+        page.clock.run_for(3_100)  # a refresh while the name is typed
+        wait_until(page, "state.refreshing === 0")
+    kept = page.evaluate("Object.keys(localStorage).filter((key) => /^deskbot-(passed-seen|taken-told|moved-here):/"
+                         ".test(key))")
+    assert {key.partition(":")[2] for key in kept} == {"lee"}
+    assert cid in json.loads(page.evaluate('localStorage.getItem("deskbot-passed-seen:lee")'))  # shown, so seen
+    context.close()
+
+
 def test_a_handback_the_agents_console_made_with_the_admin_token_is_not_told_back_to_it_as_a_leads(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """Made with the admin token in the name of Lee, who has a token of his own, Lee's handback is kept as the admin's,
