@@ -71,6 +71,47 @@ RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "
 T = TypeVar("T")
 
 
+def typed_entities(project: Project, text: str) -> list[dict[str, Any]]:
+    """The entities of a customer's typed message: what nlu.yml's patterns find in it, or in what a short follow-up
+    asks about ("789" of "那789呢", :func:`follow_up`) as in a whole message: a pattern the shop wrote for the bare
+    answer to "what's your order number?" takes it."""
+    if (found := project.found_entities(text)) or (span := follow_up(text)) is None:
+        return found
+    return [{**entity, "start": entity["start"] + span[0], "end": entity["end"] + span[0]}
+            for entity in project.found_entities(text[span[0]:span[1]])]
+
+
+def filling(read: list[dict[str, Any]], slots: dict[str, Any]) -> dict[str, PayloadValue]:
+    """The slots the message's entities ``read`` fill, each with its first value. A payload's null fills none that
+    holds none, as Rasa's slot extraction sets nothing for it: no answer to the question an action waits on, and
+    nothing for a validation to check (rasa-sdk's validate_<slot> methods, written for Rasa, failed on the None);
+    for a slot that holds a value, it clears it, as in Rasa."""
+    entities: dict[str, PayloadValue] = {}
+    for found in read:
+        entities.setdefault(found["entity"], found["value"])
+    return {name: value for name, value in entities.items() if value is not None or slots.get(name) is not None}
+
+
+def fillable(project: Project, slots: dict[str, Any], entities: dict[str, PayloadValue], text: str) -> dict[str, Any]:
+    """The slots a template may fill in. When the message names a number of three digits or more, as
+    order numbers are, that none of nlu.yml's patterns read ("a refund for order A1234"), an entity's value
+    from an earlier turn is left out, or the template would confirm a refund of the earlier order; a
+    variant without it answers instead. Shorter numbers ("3 days", "30 dollars") are not taken for one."""
+    read = set(re.findall(r"\d+", " ".join(texts_of(entities))))
+    if set(re.findall(r"\d{3,}", text)) <= read:
+        return slots
+    return {name: value for name, value in slots.items()
+            if name in entities or name not in project.entity_patterns}
+
+
+def template_values(project: Project, slots: dict[str, Any], entities: dict[str, PayloadValue], text: str,
+                    mid_conversation: bool) -> dict[str, Any]:
+    """The values the reply policy fills a message's template with and checks its conditions on: the slots it may
+    fill (:func:`fillable`) and ``mid_conversation``, true once the conversation had an earlier message. `bot eval`
+    builds a test line's as for a conversation's first message, so that its figures are `bot serve`'s."""
+    return {**fillable(project, slots, entities, text), MID_CONVERSATION: mid_conversation}
+
+
 class Bot:
     """One bot behind every channel: it answers each customer message (:meth:`handle`), sends agents' replies
     (:meth:`agent_message`), records changes of hands (:meth:`set_handoff`) and tells customers outside a turn
@@ -264,7 +305,7 @@ class Bot:
         chosen = self._chosen(text)
         analysis = await self._analysis_for(chosen or text)
         read = self._entities_in(text)  # each value, for the actions; the first of each fills its slot
-        entities = self._filling(read, slots)
+        entities = filling(read, slots)
         unheard = ((dict(slots), conversation.get("active_loop"), conversation.get("active_form")) if conversation
                    else (dict(slots), None, None))
         loop = self._waiting_on(conversation)
@@ -303,7 +344,7 @@ class Bot:
             decision = self._back_to(loop)
         else:
             interrupted = form_waiting
-            values = {**self._fillable(slots, entities, text), MID_CONVERSATION: conversation is not None}
+            values = template_values(self.project, slots, entities, text, conversation is not None)
             corrects = says_wrong(text)
             carried = await self._carried(turn.conversation_id, text, read, analysis) if entities else None
             decision = decide(carried or analysis, self.config, self.project.responses, values, turn.channel, fallbacks, language,
@@ -385,26 +426,10 @@ class Bot:
         """The entities of a customer's message as an action's tracker lists them: a button payload's values
         (:meth:`Project.payload_entities`: those the entity's own patterns take, as from typed text, since a
         customer can type a payload, and one with "[verify here](https://…)" for an order number was filled
-        into a template, link and all), else what nlu.yml's patterns find in it, or in what a short follow-up asks
-        about ("789" of "那789呢", :func:`follow_up`) as in a whole message: a pattern the shop wrote for the bare
-        answer to "what's your order number?" takes it."""
+        into a template, link and all), else those of typed text (:func:`typed_entities`)."""
         if self._chosen(text):
             return self.project.payload_entities(text)
-        if (found := self.project.found_entities(text)) or (span := follow_up(text)) is None:
-            return found
-        return [{**entity, "start": entity["start"] + span[0], "end": entity["end"] + span[0]}
-                for entity in self.project.found_entities(text[span[0]:span[1]])]
-
-    @staticmethod
-    def _filling(read: list[dict[str, Any]], slots: dict[str, Any]) -> dict[str, PayloadValue]:
-        """The slots the message's entities ``read`` fill, each with its first value. A payload's null fills none that
-        holds none, as Rasa's slot extraction sets nothing for it: no answer to the question an action waits on, and
-        nothing for a validation to check (rasa-sdk's validate_<slot> methods, written for Rasa, failed on the None);
-        for a slot that holds a value, it clears it, as in Rasa."""
-        entities: dict[str, PayloadValue] = {}
-        for found in read:
-            entities.setdefault(found["entity"], found["value"])
-        return {name: value for name, value in entities.items() if value is not None or slots.get(name) is not None}
+        return typed_entities(self.project, text)
 
     async def _extracted(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
                          read: list[dict[str, Any]], waiting: tuple[str, str | None], requested: str) -> ActionResult | None:
@@ -564,15 +589,8 @@ class Bot:
         return not understood(analysis, self.config) or self.config.actions.map.get(intent) == loop
 
     def _fillable(self, slots: dict[str, Any], entities: dict[str, PayloadValue], text: str) -> dict[str, Any]:
-        """The slots a template may fill in. When the message names a number of three digits or more, as
-        order numbers are, that none of nlu.yml's patterns read ("a refund for order A1234"), an entity's value
-        from an earlier turn is left out, or the template would confirm a refund of the earlier order; a
-        variant without it answers instead. Shorter numbers ("3 days", "30 dollars") are not taken for one."""
-        read = set(re.findall(r"\d+", " ".join(texts_of(entities))))
-        if set(re.findall(r"\d{3,}", text)) <= read:
-            return slots
-        return {name: value for name, value in slots.items()
-                if name in entities or name not in self.project.entity_patterns}
+        """The slots a template may fill in (:func:`fillable`)."""
+        return fillable(self.project, slots, entities, text)
 
     @staticmethod
     def _start_session(slots: dict[str, Any], metadata: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.channels.base import normalise
+from bot.engine import fillable, filling, template_values, typed_entities
 from bot.language import turn_language
 from bot.nlu import Analysis
 from bot.policy import Decision, decide, handing_off
@@ -83,12 +84,16 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
         language = turn_language(project.config.language, text)
         # As bot serve decides a conversation's first message: "thanks" or "谢谢" that no intent is sure of gets
         # fallback.acknowledged, "不对" a request to put it another way, "😭😭" one for words, "转人工" the handoff.
-        values = project.entities(text)
+        # Its template is filled, and its conditions checked, with the values bot serve gives a first message: the
+        # entities it reads in "那789呢" too, and mid_conversation false.
+        entities = filling(typed_entities(project, text), {})
         if asks_for_a_person(text):  # "talk to a human", "转人工": handed off whatever the classifier read in it
-            decision = handing_off(project.config, project.responses, "web", language, "requested", values,
-                                   analysis.prediction.intent, analysis.prediction.confidence)
+            decision = handing_off(project.config, project.responses, "web", language, "requested",
+                                   fillable(project, entities, entities, text), analysis.prediction.intent,
+                                   analysis.prediction.confidence)
         else:
-            decision = decide(analysis, project.config, project.responses, values, "web", 0, language,
+            decision = decide(analysis, project.config, project.responses,
+                              template_values(project, entities, entities, text, False), "web", 0, language,
                               project.intents, acknowledges(text), says_wrong(text), wordless(text))
         # An unsure historical answer filed under no intent reports none: it counts as the classifier's intent.
         judged = dataclasses.replace(decision, intent=decision.intent or analysis.prediction.intent)

@@ -436,6 +436,24 @@ def test_bot_eval_answers_thanks_and_a_correction_as_bot_serve_does_a_first_mess
     assert json.loads((tmp_path / "reply_report.json").read_text())["misses"] == []
 
 
+def test_bot_eval_fills_templates_with_the_values_bot_serve_gives_a_first_message(tmp_path: Path) -> None:
+    """bot serve reads the order number in a short follow-up ("那789呢") and tells a conversation's first message
+    from a later one (mid_conversation false); bot eval filled templates with the entities nlu.yml's patterns find in
+    the whole message alone, and without mid_conversation: a template that needs the number counted as a fallback, and
+    a variant for a first message was never the one scored."""
+    project = load_project(REPO / "bot" / "demo")
+    first = [{"type": "slot", "name": "mid_conversation", "value": False}]
+    project.responses = Responses({"get_refund": [ResponseVariant(text="退款 {order_id}。", language="zh")],
+                                   "greet": [ResponseVariant(text="Welcome to Demo Shop!", condition=first),
+                                             ResponseVariant(text="Hi again!")]})
+    rows = [{"text": "那789呢", "intent": "get_refund"}, {"text": "hello there", "intent": "oos"}]
+    analyses = [analysis("get_refund", 0.9), analysis("greet", 0.9)]
+    figures = evaluate_replies(project, rows, [row["text"] for row in rows], analyses, project.intents, tmp_path)
+    assert figures["by_source"] == {"template": {"right": 1, "wrong": 1}}
+    misses = json.loads((tmp_path / "reply_report.json").read_text())["misses"]
+    assert [miss["reply"] for miss in misses] == ["Welcome to Demo Shop!"]
+
+
 def test_bot_eval_hands_off_a_typed_request_for_a_person_as_bot_serve_does(tmp_path: Path) -> None:
     """bot serve hands "转人工" or "talk to a human" off whatever the classifier read in it; bot eval gave such a test
     line the fallback where the classifier was unsure, or another intent's template where it was sure of that. A
