@@ -192,7 +192,8 @@ def token_passes(lengths: list[int], budget: int) -> list[list[int]]:
 
 
 def serving_classifier(folder: Path, device: str | None, inference: InferenceConfig) -> IntentClassifier:
-    """A version's classifier as ``bot serve`` runs it: in int8 and traced on a CPU when the bot asks.
+    """A version's classifier as ``bot serve`` runs it: in int8 and traced on a CPU when the bot asks; on a GPU, in
+    float32 whatever it asks, with a warning, as its gate's and `bot eval`'s figures are int8's.
 
     ``bot eval`` scores this one too, so that its figures are the served model's: int8 costs
     multilingual-e5-small 1 to 3 points on the demo's test questions, where MiniLM loses 0.07 on
@@ -203,6 +204,13 @@ def serving_classifier(folder: Path, device: str | None, inference: InferenceCon
         raise ModelLoadError(f"{folder}: the model's weights are not all numbers (NaN or infinite): retrain it, "
                              "or roll back to another version")
     if inference.quantize == "int8":
+        if classifier.device.type == "cuda":
+            # int8 runs on a CPU only, so the promotion gate and bot eval measure the model there: name the gap once.
+            log.warning("%s: server.inference.quantize is int8, which runs on a CPU only: the model is served in "
+                        "float32 on %s, while the promotion gate and bot eval measured it in int8 on a CPU, so its "
+                        "answers and confidences may differ from their figures. Serve it with --device cpu, or set "
+                        "server.inference.quantize: none to measure it in float32 as the GPU serves it",
+                        folder.name, classifier.device)
         quantize_int8(classifier)
     if inference.trace and classifier.device.type == "cpu":
         classifier.trace()

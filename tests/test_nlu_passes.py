@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bot.nlu import NLU, token_passes
+from bot.nlu import NLU, serving_classifier, token_passes
 from bot.project import InferenceConfig
 from finetune import classifier as classifier_module
 from finetune.registry import Registry
@@ -145,3 +145,26 @@ def test_the_cores_shared_out_are_those_the_process_may_run_on(tiny_demo_bot: Pa
         assert (nlu.workers, torch.get_num_threads()) == (1, 1)
     finally:
         torch.set_num_threads(before)
+
+
+def test_int8_asked_of_a_model_on_a_gpu_is_named_once_as_float32_served(
+        tiny_demo_bot: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """int8 runs on a CPU only: a bot that asks for it and is served on a GPU answered in float32, silently, while its
+    promotion gate and bot eval measured it in int8 on a CPU. Loading it says so, once; on a CPU nothing is said."""
+    path = Registry(tiny_demo_bot / "models").current_path()
+    int8 = InferenceConfig(quantize="int8", trace=False, workers=1)
+    with caplog.at_level(logging.WARNING, logger="deskbot"):
+        on_cpu = serving_classifier(path, "cpu", int8)
+    assert caplog.records == []
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in on_cpu.encoder.modules())
+    monkeypatch.setattr(classifier_module.IntentClassifier, "device", property(lambda self: torch.device("cuda")))
+    with caplog.at_level(logging.WARNING, logger="deskbot"):
+        on_gpu = serving_classifier(path, "cpu", int8)  # loaded on the CPU, but on the device it reports, a GPU's
+    assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in on_gpu.encoder.modules())
+    [warned] = [record.getMessage() for record in caplog.records]
+    assert f"{path.name}: server.inference.quantize is int8" in warned
+    assert "served in float32 on cuda" in warned and "measured it in int8 on a CPU" in warned
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deskbot"):
+        serving_classifier(path, "cpu", InferenceConfig(quantize="none", trace=False, workers=1))
+    assert caplog.records == []
