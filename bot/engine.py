@@ -54,7 +54,7 @@ from bot.nlu import NLU, Analysis
 from bot.notify import HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_in_a_row, misses_reach_handoff, understood
 from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESERVED_PAYLOADS, RESUME_PAYLOAD,
-                         SESSION_METADATA, VERIFIED_USER, Project, name_agent)
+                         SESSION_METADATA, VERIFIED_USER, BotConfig, Project, name_agent)
 from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
                            warn_unshown)
 from dialogues.holding import (acknowledges, asks_for_a_person, drops_it, follow_up, says_wrong, stops_asking,
@@ -102,6 +102,24 @@ def fillable(project: Project, slots: dict[str, Any], entities: dict[str, Payloa
         return slots
     return {name: value for name, value in slots.items()
             if name in entities or name not in project.entity_patterns}
+
+
+def keep_language(config: BotConfig, slots: dict[str, Any], language: Language) -> None:
+    """A ``multi`` bot keeps the conversation's language in a slot, which its actions can read too."""
+    if config.language == "multi":
+        slots[SLOT] = language
+
+
+def keep_script(config: BotConfig, slots: dict[str, Any], text: str, page: Script | None = None) -> Script | None:
+    """The Chinese script the conversation's customer writes (``chinese_script``), kept in a slot by a bot
+    that speaks Chinese; until one is seen, the customer's ``page``'s (a zh-TW page's, traditional). A
+    button's payload is the shop's word, not the customer's: it keeps the script."""
+    script = kept_script(slots) or (page if config.language != "en" else None)
+    if config.language != "en" and not text.startswith("/"):
+        script = chinese_script(text, script)
+    if script:
+        slots[SCRIPT] = script
+    return script
 
 
 def template_values(project: Project, slots: dict[str, Any], entities: dict[str, PayloadValue], text: str,
@@ -295,8 +313,8 @@ class Bot:
         self._start_session(slots, turn.metadata)
         self._vouch(slots, turn)
         language = turn_language(self.config.language, text, slots.get(SLOT), page=turn.language)
-        self._keep_language(slots, language)
-        script = self._keep_script(slots, text, turn.script)
+        keep_language(self.config, slots, language)
+        script = keep_script(self.config, slots, text, turn.script)
 
         handed_off = bool(conversation and conversation["status"] == "handed_off")
         if text == RESUME_PAYLOAD or handed_off:
@@ -612,22 +630,6 @@ class Bot:
         else:
             slots[VERIFIED_USER] = turn.verified_user
 
-    def _keep_language(self, slots: dict[str, Any], language: Language) -> None:
-        """A ``multi`` bot keeps the conversation's language in a slot, which its actions can read too."""
-        if self.config.language == "multi":
-            slots[SLOT] = language
-
-    def _keep_script(self, slots: dict[str, Any], text: str, page: Script | None = None) -> Script | None:
-        """The Chinese script the conversation's customer writes (``chinese_script``), kept in a slot by a bot
-        that speaks Chinese; until one is seen, the customer's ``page``'s (a zh-TW page's, traditional). A
-        button's payload is the shop's word, not the customer's: it keeps the script."""
-        script = kept_script(slots) or (page if self.config.language != "en" else None)
-        if self.config.language != "en" and not text.startswith("/"):
-            script = chinese_script(text, script)
-        if script:
-            slots[SCRIPT] = script
-        return script
-
     def _in_script(self, decision: Decision, language: Language, script: Script | None) -> Decision:
         """The reply in the Chinese script its customer writes (``in_script``), buttons' titles included."""
         if language != "zh" or script is None:
@@ -737,7 +739,7 @@ class Bot:
             if result.reset:
                 restarted = True
                 slots.clear()
-                self._keep_language(slots, language)
+                keep_language(self.config, slots, language)
             slots.update(result.slots)
             if REQUESTED_SLOT in result.slots:  # a form of bot.yml's asks, whichever action set it
                 loop = (form if form in forms else name) if result.slots[REQUESTED_SLOT] else None
@@ -766,7 +768,7 @@ class Bot:
             if follow in RASA_RESTARTS:  # the conversation starts afresh, as in Rasa
                 restarted = afresh = True
                 slots.clear()
-                self._keep_language(slots, language)
+                keep_language(self.config, slots, language)
                 loop = None
             elif follow == "action_deactivate_loop":
                 loop = None

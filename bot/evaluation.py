@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.channels.base import normalise
-from bot.engine import fillable, filling, template_values, typed_entities
+from bot.engine import fillable, filling, keep_language, keep_script, template_values, typed_entities
 from bot.language import turn_language
 from bot.nlu import Analysis
 from bot.policy import Decision, decide, handing_off
@@ -84,16 +84,20 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
         language = turn_language(project.config.language, text)
         # As bot serve decides a conversation's first message: "thanks" or "谢谢" that no intent is sure of gets
         # fallback.acknowledged, "不对" a request to put it another way, "😭😭" one for words, "转人工" the handoff.
-        # Its template is filled, and its conditions checked, with the values bot serve gives a first message: the
-        # entities it reads in "那789呢" too, and mid_conversation false.
-        entities = filling(typed_entities(project, text), {})
+        # Its template is filled, and its conditions checked, with the values bot serve gives a first message: a
+        # multi bot's language slot, the Chinese script, the entities it reads in "那789呢" too, mid_conversation false.
+        slots: dict[str, Any] = {}
+        keep_language(project.config, slots, language)
+        keep_script(project.config, slots, text)
+        entities = filling(typed_entities(project, text), slots)
+        slots.update(entities)
         if asks_for_a_person(text):  # "talk to a human", "转人工": handed off whatever the classifier read in it
             decision = handing_off(project.config, project.responses, "web", language, "requested",
-                                   fillable(project, entities, entities, text), analysis.prediction.intent,
+                                   fillable(project, slots, entities, text), analysis.prediction.intent,
                                    analysis.prediction.confidence)
         else:
             decision = decide(analysis, project.config, project.responses,
-                              template_values(project, entities, entities, text, False), "web", 0, language,
+                              template_values(project, slots, entities, text, False), "web", 0, language,
                               project.intents, acknowledges(text), says_wrong(text), wordless(text))
         # An unsure historical answer filed under no intent reports none: it counts as the classifier's intent.
         judged = dataclasses.replace(decision, intent=decision.intent or analysis.prediction.intent)

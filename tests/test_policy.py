@@ -454,6 +454,18 @@ def test_bot_eval_fills_templates_with_the_values_bot_serve_gives_a_first_messag
     assert [miss["reply"] for miss in misses] == ["Welcome to Demo Shop!"]
 
 
+def test_bot_eval_fills_templates_with_the_slots_bot_serve_keeps_from_a_first_message(tmp_path: Path) -> None:
+    """A multi bot keeps the conversation's language, and the Chinese script its customer writes, in slots its
+    templates may use; bot eval gave them neither: a template that needs one counted as a fallback."""
+    project = load_project(REPO / "bot" / "demo")
+    project.responses = Responses({"get_refund": [ResponseVariant(text="Refund ({language}).")],
+                                   "cancel_order": [ResponseVariant(text="取消（{chinese_script}）。", language="zh")]})
+    rows = [{"text": "refund please", "intent": "get_refund"}, {"text": "我要取消訂單", "intent": "cancel_order"}]
+    analyses = [analysis("get_refund", 0.9), analysis("cancel_order", 0.9)]
+    figures = evaluate_replies(project, rows, [row["text"] for row in rows], analyses, project.intents, tmp_path)
+    assert figures["by_source"] == {"template": {"right": 2}}
+
+
 def test_bot_eval_hands_off_a_typed_request_for_a_person_as_bot_serve_does(tmp_path: Path) -> None:
     """bot serve hands "转人工" or "talk to a human" off whatever the classifier read in it; bot eval gave such a test
     line the fallback where the classifier was unsure, or another intent's template where it was sure of that. A
