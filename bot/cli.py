@@ -1973,7 +1973,11 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
     versions = registry.versions()
     if not versions:
         fail(f"no model versions in {directory}; run `bot train {directory}`")
-    now = _remeasured(project, versions, device) if remeasure else None
+    now = None
+    if remeasure:  # loads each version: its import too only then
+        from bot.retrain import remeasured
+
+        now = remeasured(project, [v.name for v in versions], device)
     if not as_json:  # accuracy: on the frozen evaluation set (n examples), at the version's intent threshold
         again = f"{'now':>9}{'n':>6}" if now is not None else ""
         click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}{'n':>6}{'threshold':>10}{again}  decision")
@@ -2024,13 +2028,6 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
             registry.current_path()
         except RegistryError as exc:
             click.echo(f"note: none of them serves: {exc}", err=True)
-
-
-def _remeasured(project: Project, versions: list[Version], device: str | None) -> dict[str, dict[str, Any] | None]:
-    """`bot models --remeasure`: each version's accuracy on the frozen evaluation set as it is now."""
-    from bot.retrain import remeasured
-
-    return remeasured(project, [v.name for v in versions], device)
 
 
 def _say_if_not_comparable(project: Project, versions: list[Version], now: dict[str, Any] | None) -> None:

@@ -346,7 +346,7 @@ class Bot:
             # typed, it is logged with what the classifier read in it (the handoff intent, where the bot has one)
             read_as = None if text == HANDOFF_PAYLOAD else Decision("handoff", analysis.prediction.intent,
                                                                      analysis.prediction.confidence)
-            decision = self._handing_off(turn.channel, language, "requested", self._fillable(slots, entities, text),
+            decision = self._handing_off(turn.channel, language, "requested", fillable(self.project, slots, entities, text),
                                          read_as)
         elif self._stops(loop, text, analysis):  # "stop", "cancel", "never mind", "算了不退了": the form ends
             decision = Decision("template", None, 1.0, say(self.config.fallback.acknowledged, language))
@@ -606,10 +606,6 @@ class Bot:
             return False
         return not understood(analysis, self.config) or self.config.actions.map.get(intent) == loop
 
-    def _fillable(self, slots: dict[str, Any], entities: dict[str, PayloadValue], text: str) -> dict[str, Any]:
-        """The slots a template may fill in (:func:`fillable`)."""
-        return fillable(self.project, slots, entities, text)
-
     @staticmethod
     def _start_session(slots: dict[str, Any], metadata: dict[str, Any]) -> None:
         """Rasa's ``session_started_metadata`` slot: the metadata of the message that started the conversation
@@ -792,7 +788,7 @@ class Bot:
             # Filled as any template (an earlier turn's order number left out), with what the action itself set
             changed = {k: v for k, v in slots.items() if before.get(k) != v}
             shown = self.project.responses.render(decision.intent or "", turn.channel,
-                                                  {**self._fillable(slots, entities, text), **changed}, language)
+                                                  {**fillable(self.project, slots, entities, text), **changed}, language)
             if shown is not None:
                 log.warning("%s showed the customer nothing; its intent's template answers instead", decision.action)
                 reply, buttons, custom = shown.text, shown.buttons, shown.custom

@@ -19,6 +19,7 @@ import pytest
 import sqlite_utils
 
 from bot.channels.base import Turn, normalise
+from bot.engine import fillable as engine_fillable
 from bot.server import BOT, create_app
 from tests.conftest import ask, configured_copy
 
@@ -92,14 +93,15 @@ async def test_a_number_the_patterns_did_not_read_keeps_an_earlier_order_out_of_
     bot = client.app[BOT]
     slots = {"order_id": "789", "language": "en"}
     for text in ("I want my money back for order A1234", "取消订单 B56789"):
-        fillable = bot._fillable(slots, bot.project.entities(text), text)
+        fillable = engine_fillable(bot.project, slots, bot.project.entities(text), text)
         assert fillable == {"language": "en"}, text
         assert "789" not in bot.project.responses.render("get_refund", "web", fillable, "en").text
     for text in ("I want my money back", "I paid 30 dollars, it's been 3 days"):  # no order number named
-        assert bot._fillable(slots, bot.project.entities(text), text) == slots, text
+        assert engine_fillable(bot.project, slots, bot.project.entities(text), text) == slots, text
     said = "refund order 123, I paid 30 dollars"  # the order read in this message stands
     entities = bot.project.entities(said)
-    assert entities == {"order_id": "123"} and bot._fillable({**slots, **entities}, entities, said)["order_id"] == "123"
+    assert entities == {"order_id": "123"}
+    assert engine_fillable(bot.project, {**slots, **entities}, entities, said)["order_id"] == "123"
 
 
 async def test_custom_action_answers_from_its_own_data(client: Any) -> None:
